@@ -1,0 +1,645 @@
+"""Layer geometry: argument normalization, output-shape formulas and the gather index map.
+
+This module is the single source of truth of sparseconv. A :class:`ConvGeometry` describes a
+convolution layer once (channels, spatial sizes, stride, per-side padding, dilation, groups,
+padding mode), validated once; every matrix, operator, selection matrix, spectrum and picture
+is derived from its two index maps:
+
+* the *padding map* of each spatial axis: for every position of the padded axis, the input
+  position it copies, or ``-1`` for a zero pad (:meth:`AxisGeometry.pad_index`);
+* the *gather map*: for every output position and kernel tap, the input position the tap
+  reads, or ``-1`` (:meth:`ConvGeometry.index_map`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "as_weight",
+    "result_dtype",
+    "PADDING_MODES",
+    "AxisGeometry",
+    "AxisSegment",
+    "ConvGeometry",
+    "conv_output_shape",
+    "conv_transpose_output_shape",
+]
+
+#: Padding modes with PyTorch's meaning (``torch.nn.Conv2d(padding_mode=...)``).
+PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
+_PADDING_STRINGS = ("valid", "same", "full")
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of scalar arguments: one function per kind of argument, each naming what it checks.
+# ---------------------------------------------------------------------------------------------
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
+    """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum``."""
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    expected = f"{name} must be {what} or a tuple of {ndim} of them, got {value!r}"
+    if _is_int(value):
+        values = (int(value),) * ndim
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != ndim or not all(_is_int(v) for v in value):
+            raise (ValueError if all(_is_int(v) for v in value) else TypeError)(expected)
+        values = tuple(int(v) for v in value)
+    else:
+        raise TypeError(expected)
+    if min(values, default=minimum) < minimum:
+        raise ValueError(expected)
+    return values
+
+
+def _normalize_padding(
+    padding, ndim: int, kernel_size: tuple[int, ...], stride: tuple[int, ...],
+    dilation: tuple[int, ...], flip: bool = False,
+) -> tuple[tuple[int, int], ...]:
+    """Per-side padding ``((lo, hi), ...)`` from any accepted form.
+
+    Forms: an int; a tuple of ``ndim`` ints (symmetric per axis); a tuple of ``ndim`` pairs
+    ``(lo, hi)``; ``"valid"`` (none); ``"same"`` (PyTorch's rule: total ``dilation*(k-1)``,
+    ``lo = total // 2``, the odd pixel on the high side; mirrored when ``flip``, so that kernel
+    element ``(k-1)//2`` is the one aligned with the output as in ``scipy.signal.convolve``);
+    ``"full"`` (``dilation*(k-1)`` on both sides).
+    """
+    if isinstance(padding, str):
+        if padding not in _PADDING_STRINGS:
+            raise ValueError(
+                f"padding must be an int, a tuple, or one of {_PADDING_STRINGS}, got {padding!r}"
+            )
+        totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+        if padding == "valid":
+            return ((0, 0),) * ndim
+        if padding == "full":
+            return tuple((t, t) for t in totals)
+        if any(s != 1 for s in stride):
+            raise ValueError(
+                f"padding='same' is not supported for strided convolutions, got stride={stride}"
+            )
+        # PyTorch puts the odd pixel on the high side. A flipped (true) convolution mirrors the
+        # kernel, so the split mirrors too: either way kernel element (k-1)//2 sits on the output.
+        pairs = [(t // 2, t - t // 2) for t in totals]
+        return tuple((hi, lo) if flip else (lo, hi) for lo, hi in pairs)
+
+    expected = (
+        f"padding must be a non-negative int, a tuple of {ndim} of them, a tuple of {ndim} "
+        f"(lo, hi) pairs, or one of {_PADDING_STRINGS}, got {padding!r}"
+    )
+    if _is_int(padding):
+        pairs = ((int(padding), int(padding)),) * ndim
+    elif isinstance(padding, Sequence) and len(padding) == ndim:
+        pairs = []
+        for p in padding:
+            if _is_int(p):
+                pairs.append((int(p), int(p)))
+            elif isinstance(p, Sequence) and len(p) == 2 and all(_is_int(v) for v in p):
+                pairs.append((int(p[0]), int(p[1])))
+            else:
+                raise TypeError(expected)
+        pairs = tuple(pairs)
+    elif isinstance(padding, Sequence):
+        raise ValueError(expected)
+    else:
+        raise TypeError(expected)
+    if any(v < 0 for pair in pairs for v in pair):
+        raise ValueError(expected)
+    return pairs
+
+
+def _spatial_size(value, name: str) -> tuple[int, ...]:
+    """Validate a tuple of positive integer sizes (``input_shape`` and the like)."""
+    if _is_int(value):
+        value = (value,)
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise TypeError(f"{name} must be a tuple of positive integers, got {value!r}")
+    if not all(_is_int(v) for v in value):
+        raise TypeError(f"{name} must be a tuple of positive integers, got {value!r}")
+    if any(v < 1 for v in value):
+        raise ValueError(f"{name} must be a tuple of positive integers, got {tuple(value)!r}")
+    return tuple(int(v) for v in value)
+
+
+def _output_size(n, k, s, d, lo, hi) -> int:
+    # PyTorch: floor((n + lo + hi - dilation*(k-1) - 1) / stride) + 1
+    return (n + lo + hi - d * (k - 1) - 1) // s + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# One spatial axis.
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AxisGeometry:
+    """Geometry of one spatial axis: size ``n``, kernel ``k``, stride, dilation, pads, mode."""
+
+    size: int
+    kernel_size: int
+    stride: int
+    dilation: int
+    pad: tuple[int, int]
+    padding_mode: str
+    output_size: int
+
+    @property
+    def padded_size(self) -> int:
+        return self.size + self.pad[0] + self.pad[1]
+
+    def pad_index(self) -> np.ndarray:
+        """Source input position of every padded position, ``-1`` for a zero pad.
+
+        ``reflect`` excludes the edge (numpy's ``"reflect"``, PyTorch's ``reflect``), unlike
+        scipy.ndimage's ``"reflect"`` which repeats it (numpy's ``"symmetric"``).
+        """
+        n = self.size
+        j = np.arange(self.padded_size, dtype=np.int64) - self.pad[0]
+        if self.padding_mode == "zeros":
+            return np.where((j >= 0) & (j < n), j, -1)
+        if self.padding_mode == "circular":
+            return j % n
+        if self.padding_mode == "replicate":
+            return np.clip(j, 0, n - 1)
+        # reflect: fold onto the period 2(n-1) of the mirrored sequence 0,1,..,n-1,n-2,..,1
+        period = max(2 * (n - 1), 1)
+        j = j % period
+        return np.where(j < n, j, period - j)
+
+    def tap_index(self) -> np.ndarray:
+        """Gather map of this axis, shape ``(output_size, kernel_size)``.
+
+        Entry ``[o, t]`` is the input position read by tap ``t`` of output ``o``: the padded
+        position ``o*stride + t*dilation`` mapped through :meth:`pad_index`.
+        """
+        o = np.arange(self.output_size, dtype=np.int64)[:, None] * self.stride
+        t = np.arange(self.kernel_size, dtype=np.int64)[None, :] * self.dilation
+        return self.pad_index()[o + t]
+
+    def segments(self) -> tuple[AxisSegment, ...]:
+        """The gather map of this axis cut into runs of outputs that read alike.
+
+        Output ``o`` reads the distinct input positions of row ``o`` of :meth:`tap_index`;
+        consecutive outputs form one segment when they have the same *fold* (which taps read
+        which of the positions, in increasing position order) and their positions advance by
+        exactly ``stride``. Zero padding gives at most ``3`` kinds of segment (left border,
+        interior, right border) plus one per partially covered border output; reflect,
+        replicate and circular padding give one segment per border output.
+        """
+        pos = self.tap_index()
+        order = np.argsort(pos, axis=1, kind="stable")
+        srt = np.take_along_axis(pos, order, axis=1)
+        new_run = np.ones_like(srt, dtype=bool)
+        new_run[:, 1:] = srt[:, 1:] != srt[:, :-1]
+        # rank of the distinct position each tap reads, -1 for a zero pad (sorted first)
+        rank_sorted = np.cumsum(new_run, axis=1) - 1 - (srt[:, :1] < 0)
+        rank_sorted[srt < 0] = -1
+        rank = np.empty_like(rank_sorted)
+        np.put_along_axis(rank, order, rank_sorted, axis=1)
+
+        breaks = np.ones(self.output_size, dtype=bool)
+        breaks[1:] = (rank[1:] != rank[:-1]).any(axis=1) | (
+            (pos[1:] - pos[:-1] != self.stride) & (pos[1:] >= 0)
+        ).any(axis=1)
+        starts = np.flatnonzero(breaks)
+        lengths = np.diff(starts, append=self.output_size)
+        segments = []
+        for start, length in zip(starts.tolist(), lengths.tolist()):
+            row = rank[start]
+            fold = np.zeros((row.max() + 1, self.kernel_size), dtype=bool)
+            taps = np.flatnonzero(row >= 0)
+            fold[row[taps], taps] = True
+            positions = srt[start][new_run[start] & (srt[start] >= 0)]
+            segments.append(AxisSegment(start, length, positions, fold))
+        return tuple(segments)
+
+
+@dataclass(frozen=True, eq=False)
+class AxisSegment:
+    """Consecutive outputs ``start, ..., start + length - 1`` of one axis that read alike.
+
+    Output ``start + i`` reads input positions ``positions + i*stride`` (sorted, distinct);
+    ``fold[e, t]`` says that kernel tap ``t`` reads ``positions[e]`` (one tap per position
+    with zero padding; several where reflect, replicate or circular padding folds taps onto
+    the same input position).
+    """
+
+    start: int
+    length: int
+    positions: np.ndarray
+    fold: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """Number of distinct input positions each output of the segment reads."""
+        return self.fold.shape[0]
+
+    @functools.cached_property
+    def _tap_rounds(self) -> tuple[np.ndarray, tuple[tuple[np.ndarray, np.ndarray], ...]]:
+        # first tap of every position, then (positions, tap) for each further tap
+        entries, taps = np.nonzero(self.fold)
+        first = np.flatnonzero(np.diff(entries, prepend=-1))
+        extras, nth = [], 1
+        while (more := first[np.diff(first, append=entries.size) > nth]).size:
+            extras.append((entries[more], taps[more + nth]))
+            nth += 1
+        return taps[first], tuple(extras)
+
+    def fold_weight(self, weight: np.ndarray, axis: int) -> np.ndarray:
+        """``weight`` with its tap ``axis`` replaced by the positions: ``sum`` over ``fold``.
+
+        Computed by indexing, not by a product with the 0/1 fold, so that a non-finite tap
+        stays in its own entry.
+        """
+        first, extras = self._tap_rounds
+        out = np.take(weight, first, axis=axis)
+        index = (slice(None),) * (axis % weight.ndim)
+        for entries, taps in extras:
+            out[(*index, entries)] += np.take(weight, taps, axis=axis)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole layer.
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A convolution layer's geometry, validated; the source of every index map.
+
+    Build it with :meth:`from_weight` (a convolution) or :meth:`for_transpose` (the forward
+    convolution whose adjoint is a transposed convolution); do not call the constructor with
+    unchecked values.
+
+    Attributes
+    ----------
+    in_channels, out_channels, groups : int
+    axes : tuple of AxisGeometry
+        One per spatial dimension.
+    flip : bool
+        True convolution (kernel flipped) instead of cross-correlation.
+    """
+
+    in_channels: int
+    out_channels: int
+    groups: int
+    axes: tuple[AxisGeometry, ...]
+    flip: bool = False
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_weight(
+        cls, weight_shape: Sequence[int], input_shape: Sequence[int], *, stride=1, padding=0,
+        dilation=1, groups=1, padding_mode: str = "zeros", flip: bool = False,
+        output_size: Sequence[int] | None = None,
+    ) -> ConvGeometry:
+        """Validate a layer given PyTorch's weight shape ``(C_out, C_in/groups, *kernel)``.
+
+        ``output_size`` (used by transposed convolutions) keeps only the first outputs of each
+        axis; it may not exceed the natural output size.
+        """
+        weight_shape = tuple(weight_shape)
+        if len(weight_shape) < 3:
+            raise ValueError(
+                "weight must have shape (out_channels, in_channels/groups, *kernel_size) with at "
+                f"least one spatial dimension, got weight.shape={weight_shape}"
+            )
+        ndim = len(weight_shape) - 2
+        input_shape = _spatial_size(input_shape, "input_shape")
+        if len(input_shape) != ndim + 1:
+            raise ValueError(
+                f"input_shape must be (in_channels, *spatial) with {ndim} spatial dimension(s) "
+                f"to match weight.shape={weight_shape}, got input_shape={input_shape}"
+            )
+        if not _is_int(groups) or groups < 1:
+            raise (TypeError if not _is_int(groups) else ValueError)(
+                f"groups must be a positive integer, got {groups!r}"
+            )
+        out_channels, in_per_group = weight_shape[:2]
+        kernel_size = weight_shape[2:]
+        if min(weight_shape) < 1:
+            raise ValueError(f"weight must not have empty dimensions, got weight.shape={weight_shape}")
+        in_channels = input_shape[0]
+        if in_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels}")
+        if out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide out_channels=weight.shape[0]={out_channels}"
+            )
+        if in_per_group * groups != in_channels:
+            raise ValueError(
+                f"input_shape[0] (in_channels={in_channels}) must equal weight.shape[1] * groups "
+                f"= {in_per_group} * {groups} = {in_per_group * groups}"
+            )
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        stride = _int_tuple(stride, ndim, "stride", 1)
+        dilation = _int_tuple(dilation, ndim, "dilation", 1)
+        pads = _normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
+        axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,
+                          output_size)
+        return cls(in_channels, out_channels, groups, axes, bool(flip))
+
+    @classmethod
+    def for_transpose(
+        cls, weight_shape: Sequence[int], input_shape: Sequence[int], *, stride=1, padding=0,
+        output_padding=0, dilation=1, groups=1,
+    ) -> ConvGeometry:
+        """Geometry of the convolution whose adjoint is ``conv_transpose{d}d``.
+
+        ``weight_shape`` is PyTorch's transposed layout ``(C_in, C_out/groups, *kernel)`` and
+        ``input_shape`` the transposed layer's input ``(C_in, *spatial)``. The returned geometry
+        maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``.
+        """
+        weight_shape = tuple(weight_shape)
+        if len(weight_shape) < 3:
+            raise ValueError(
+                "weight must have shape (in_channels, out_channels/groups, *kernel_size), got "
+                f"weight.shape={weight_shape}"
+            )
+        ndim = len(weight_shape) - 2
+        input_shape = _spatial_size(input_shape, "input_shape")
+        if len(input_shape) != ndim + 1:
+            raise ValueError(
+                f"input_shape must be (in_channels, *spatial) with {ndim} spatial dimension(s) "
+                f"to match weight.shape={weight_shape}, got input_shape={input_shape}"
+            )
+        if input_shape[0] != weight_shape[0]:
+            raise ValueError(
+                f"input_shape[0] (in_channels={input_shape[0]}) must equal weight.shape[0]="
+                f"{weight_shape[0]} for a transposed convolution"
+            )
+        if not _is_int(groups) or groups < 1:
+            raise (TypeError if not _is_int(groups) else ValueError)(
+                f"groups must be a positive integer, got {groups!r}"
+            )
+        if weight_shape[0] % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={weight_shape[0]}")
+        out_size = conv_transpose_output_shape(
+            input_shape[1:], weight_shape[2:], stride, padding, output_padding, dilation
+        )
+        return cls.from_weight(
+            weight_shape, (weight_shape[1] * groups, *out_size), stride=stride, padding=padding,
+            dilation=dilation, groups=groups, output_size=input_shape[1:],
+        )
+
+    # -- shapes ----------------------------------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        """Number of spatial dimensions."""
+        return len(self.axes)
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    @property
+    def output_size(self) -> tuple[int, ...]:
+        return tuple(a.output_size for a in self.axes)
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return tuple(a.kernel_size for a in self.axes)
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        return tuple(a.stride for a in self.axes)
+
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        return tuple(a.dilation for a in self.axes)
+
+    @property
+    def padding(self) -> tuple[tuple[int, int], ...]:
+        """Per-side padding ``((lo, hi), ...)``, strings and ints resolved."""
+        return tuple(a.pad for a in self.axes)
+
+    @property
+    def padding_mode(self) -> str:
+        return self.axes[0].padding_mode
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.in_channels, *self.input_size)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, *self.output_size)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of the layer's matrix: ``(C_out * prod(out), C_in * prod(in))``."""
+        return (math.prod(self.output_shape), math.prod(self.input_shape))
+
+    # -- index maps ------------------------------------------------------------------------
+    def index_map(self) -> np.ndarray:
+        """The gather map, shape ``(prod(output_size), prod(kernel_size))``, int64.
+
+        Entry ``[o, t]`` is the C-order flat spatial input position read by kernel tap ``t``
+        (C-order over ``kernel_size``) at flat output position ``o``, or ``-1`` where the tap
+        reads a zero pad. It is the same for every channel pair.
+        """
+        ndim, flat, valid = self.ndim, np.zeros((), np.int64), np.ones((), bool)
+        in_strides = np.cumprod((1,) + self.input_size[:0:-1])[::-1]
+        for d, (axis, step) in enumerate(zip(self.axes, in_strides)):
+            # axis d of the output grid at position d, its tap axis at position ndim + d
+            shape = [1] * (2 * ndim)
+            shape[d], shape[ndim + d] = axis.output_size, axis.kernel_size
+            idx = axis.tap_index().reshape(shape)
+            flat = flat + idx * int(step)
+            valid = valid & (idx >= 0)
+        flat = np.where(valid, flat, -1)
+        return flat.reshape(math.prod(self.output_size), math.prod(self.kernel_size))
+
+    def tap_weights(self, weight: np.ndarray) -> np.ndarray:
+        """``weight`` as applied to the gather map's taps: flipped for a true convolution."""
+        if self.flip:
+            return weight[(Ellipsis, *[slice(None, None, -1)] * self.ndim)]
+        return weight
+
+    def nnz(self) -> int:
+        """Number of stored entries of the layer's matrix, computed without building it.
+
+        The gather map is separable, so the distinct input positions an output reads are a
+        Cartesian product over axes, and so is their count.
+        """
+        per_channel = math.prod(
+            sum(seg.count * seg.length for seg in axis.segments()) for axis in self.axes
+        )
+        return per_channel * self.out_channels * (self.in_channels // self.groups)
+
+
+def _make_axes(sizes, kernel_size, stride, dilation, pads, padding_mode, output_size):
+    natural = [
+        _output_size(n, k, s, d, lo, hi)
+        for n, k, s, d, (lo, hi) in zip(sizes, kernel_size, stride, dilation, pads)
+    ]
+    for n, k, d, (lo, hi), out in zip(sizes, kernel_size, dilation, pads, natural):
+        if out < 1:
+            raise ValueError(
+                f"kernel_size={tuple(kernel_size)} with dilation={tuple(dilation)} (effective "
+                f"extent {d * (k - 1) + 1}) is larger than the padded input size "
+                f"{n + lo + hi} (input size {n}, padding ({lo}, {hi})): the output would be empty"
+            )
+        limit = {"reflect": n - 1, "circular": n}.get(padding_mode)
+        if limit is not None and max(lo, hi) > limit:
+            rule = "less than" if padding_mode == "reflect" else "at most"
+            raise ValueError(
+                f"padding ({lo}, {hi}) is too large for padding_mode={padding_mode!r} on an input "
+                f"of size {n}: it must be {rule} the input size (PyTorch's limit)"
+            )
+    if output_size is None:
+        output_size = natural
+    elif any(o < 1 or o > m for o, m in zip(output_size, natural)):
+        raise ValueError(f"output_size={tuple(output_size)} must lie in [1, {tuple(natural)}]")
+    return tuple(
+        AxisGeometry(n, k, s, d, (lo, hi), padding_mode, out)
+        for n, k, s, d, (lo, hi), out in zip(sizes, kernel_size, stride, dilation, pads,
+                                             output_size)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Public shape formulas.
+# ---------------------------------------------------------------------------------------------
+def conv_output_shape(
+    input_size: int | Sequence[int], kernel_size: int | Sequence[int], stride=1, padding=0,
+    dilation=1,
+) -> int | tuple[int, ...]:
+    """Spatial output size of a convolution, PyTorch's formula per dimension.
+
+    Parameters
+    ----------
+    input_size : int or tuple of int
+        Spatial input size (no channel or batch dimension).
+    kernel_size, stride, dilation : int or tuple of int
+    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
+        As for :func:`sparseconv.conv_matrix`.
+
+    Returns
+    -------
+    int or tuple of int
+        ``floor((n + lo + hi - dilation*(k-1) - 1) / stride) + 1`` per dimension; an int when
+        ``input_size`` is an int.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range or the output would be empty.
+
+    Examples
+    --------
+    >>> from sparseconv import conv_output_shape
+    >>> conv_output_shape(224, 3, stride=2, padding=1)
+    112
+    >>> conv_output_shape((32, 32), (3, 5), padding="same")
+    (32, 32)
+    """
+    sizes, scalar = _spatial_size(input_size, "input_size"), _is_int(input_size)
+    ndim = len(sizes)
+    kernel = _int_tuple(kernel_size, ndim, "kernel_size", 1)
+    stride = _int_tuple(stride, ndim, "stride", 1)
+    dilation = _int_tuple(dilation, ndim, "dilation", 1)
+    pads = _normalize_padding(padding, ndim, kernel, stride, dilation)
+    axes = _make_axes(sizes, kernel, stride, dilation, pads, "zeros", None)
+    out = tuple(a.output_size for a in axes)
+    return out[0] if scalar else out
+
+
+def conv_transpose_output_shape(
+    input_size: int | Sequence[int], kernel_size: int | Sequence[int], stride=1, padding=0,
+    output_padding=0, dilation=1,
+) -> int | tuple[int, ...]:
+    """Spatial output size of a transposed convolution, PyTorch's formula per dimension.
+
+    Parameters
+    ----------
+    input_size : int or tuple of int
+        Spatial input size of the transposed convolution.
+    kernel_size, stride, dilation : int or tuple of int
+    padding : int, tuple of int, or tuple of (lo, hi) pairs
+    output_padding : int or tuple of int
+        Extra size on the high side; must be smaller than ``max(stride, dilation)``.
+
+    Returns
+    -------
+    int or tuple of int
+        ``(n - 1)*stride - lo - hi + dilation*(k - 1) + output_padding + 1`` per dimension.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range or the output would be empty.
+
+    Examples
+    --------
+    >>> from sparseconv import conv_transpose_output_shape
+    >>> conv_transpose_output_shape(16, 3, stride=2, padding=1, output_padding=1)
+    32
+    """
+    sizes, scalar = _spatial_size(input_size, "input_size"), _is_int(input_size)
+    ndim = len(sizes)
+    kernel = _int_tuple(kernel_size, ndim, "kernel_size", 1)
+    stride = _int_tuple(stride, ndim, "stride", 1)
+    dilation = _int_tuple(dilation, ndim, "dilation", 1)
+    if isinstance(padding, str):
+        raise ValueError(
+            f"padding must be an int or a tuple for a transposed convolution, got {padding!r}"
+        )
+    pads = _normalize_padding(padding, ndim, kernel, stride, dilation)
+    output_padding = _int_tuple(output_padding, ndim, "output_padding", 0)
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= max(s, d):
+            raise ValueError(
+                f"output_padding={output_padding} must be smaller than max(stride, dilation) in "
+                f"every dimension, got stride={stride}, dilation={dilation}"
+            )
+    out = tuple(
+        (n - 1) * s - lo - hi + d * (k - 1) + op + 1
+        for n, k, s, d, (lo, hi), op in zip(sizes, kernel, stride, dilation, pads, output_padding)
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"transposed convolution output size {out} is empty: padding={pads} is too large for "
+            f"input_size={sizes}, kernel_size={kernel}, stride={stride}, dilation={dilation}"
+        )
+    return out[0] if scalar else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrays.
+# ---------------------------------------------------------------------------------------------
+def as_weight(weight, name: str = "weight") -> np.ndarray:
+    """``weight`` as a numeric ndarray (bool and integers become float64)."""
+    try:
+        array = np.asarray(weight)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array, got {type(weight).__name__}") from exc
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if array.dtype.kind in "biu":
+        array = array.astype(np.float64)
+    return array
+
+
+def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
+    """The dtype of a layer's matrix: ``dtype`` if given, else the weight's."""
+    if dtype is None:
+        return weight.dtype
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}") from exc
+    if dtype.kind not in "biufc":
+        raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}")
+    return dtype

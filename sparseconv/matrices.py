@@ -1,0 +1,310 @@
+"""Every convolution layer as an exact ``scipy.sparse`` array.
+
+The matrix is assembled straight into CSR from the geometry's gather map, with no COO stage and
+no sort of the nonzeros. The map is separable: along each axis, outputs fall into a few
+*segments* that read alike (:meth:`AxisGeometry.segments`: left border, interior, right
+border). A product of one segment per axis is a *block* of the matrix whose rows all hold the
+same pattern of weights, shifted by the stride, so each block of ``data`` (for every output
+channel at once) and of ``indices`` is one strided broadcast assignment. A 3x3 zero-padded
+layer is 9 blocks; the work is one write of each stored entry, as close to a memory fill as
+numpy gets.
+
+Layout of the stored entries: rows in C order of ``(C_out, *out)``; within a row, input
+channel major, then the distinct input positions in C order -- so the column indices of each
+row are sorted and the result is in canonical format.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .geometry import AxisSegment, ConvGeometry, as_weight, result_dtype
+from .limits import check_memory
+
+__all__ = ["FORMATS", "conv_matrix", "conv_transpose_matrix"]
+
+#: Sparse formats the builders return.
+FORMATS = ("csr", "csc", "coo", "bsr")
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _index_dtype(nnz: int, shape: tuple[int, int]):
+    return np.int32 if max(nnz, *shape) <= _INT32_MAX else np.int64
+
+
+class _BlockLayout:
+    """Where each block's entries lie in the per-channel entry array of length ``length``.
+
+    Entries of one output channel are laid out by output position (C order), then input
+    channel, then distinct input position per axis (C order). Along axis ``d``, output ``o``
+    has ``counts[d][o]`` entries and ``totals[d]`` is their sum over all outputs.
+    """
+
+    def __init__(self, segments: list[tuple[AxisSegment, ...]], in_per_group: int):
+        self.segments, self.in_per_group = segments, in_per_group
+        counts = [np.repeat([s.count for s in segs], [s.length for s in segs]) for segs in segments]
+        self.counts = counts
+        self.prefix = [np.cumsum(c) - c for c in counts]  # exclusive prefix sums
+        self.totals = [int(c.sum()) for c in counts]
+        self.length = in_per_group * math.prod(self.totals)
+
+    def row_starts(self) -> np.ndarray:
+        """Offset of the first entry of every output position, C order."""
+        ndim, start, before = len(self.counts), np.zeros((), np.int64), np.ones((), np.int64)
+        for d in range(ndim):
+            grid = [1] * ndim
+            grid[d] = -1
+            start = start + (self.prefix[d] * math.prod(self.totals[d + 1:])).reshape(grid) * before
+            before = before * self.counts[d].reshape(grid)
+        return self.in_per_group * start.ravel()
+
+    def view(self, array: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
+        """The entries of a block of ``array`` (shape ``(..., length)``, C-contiguous).
+
+        Returns a writeable view of shape ``(..., *lengths, in_per_group, *counts)``: output
+        within the block, then input channel, then distinct input positions per axis.
+        """
+        segs = [self.segments[d][j] for d, j in enumerate(block)]
+        counts, totals = [s.count for s in segs], self.totals
+        ndim = len(segs)
+        # Moving one output along axis d skips its entries, times the entries of the outputs
+        # of the axes before d (fixed within the block) and of all outputs of the axes after d.
+        out_steps = [self.in_per_group * counts[d] * math.prod(counts[:d])
+                     * math.prod(totals[d + 1:]) for d in range(ndim)]
+        entry_steps = [math.prod(counts[d:]) for d in range(ndim + 1)]  # channel, then axes
+        offset = self.in_per_group * sum(
+            int(self.prefix[d][s.start]) * math.prod(counts[:d]) * math.prod(totals[d + 1:])
+            for d, s in enumerate(segs)
+        )
+        shape = (*(s.length for s in segs), self.in_per_group, *counts)
+        steps = (*out_steps, *entry_steps)
+        last = offset + sum((n - 1) * step for n, step in zip(shape, steps))
+        if last >= self.length:  # an unchecked view past the end would corrupt memory
+            raise RuntimeError(f"block {block} reaches entry {last} of {self.length}")
+        item = array.itemsize
+        return np.ndarray(
+            array.shape[:-1] + shape, array.dtype, buffer=array, offset=offset * item,
+            strides=array.strides[:-1] + tuple(step * item for step in steps),
+        )
+
+
+def _assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_array:
+    """The CSR array of the layer described by ``geom`` with (validated) ``weight``."""
+    shape, ndim = geom.shape, geom.ndim
+    c_out, groups = geom.out_channels, geom.groups
+    in_per_group, n_in = geom.in_channels // groups, math.prod(geom.input_size)
+    distinct = {axis: None for axis in geom.axes}  # square layers: compute each axis once
+    distinct = {axis: axis.segments() for axis in distinct}
+    segments = [distinct[axis] for axis in geom.axes]
+    layout = _BlockLayout(segments, in_per_group)
+    nnz = c_out * layout.length
+    index_dtype = np.dtype(_index_dtype(nnz, shape))
+    check_memory(
+        nnz * (dtype.itemsize + index_dtype.itemsize) + (shape[0] + 1) * index_dtype.itemsize,
+        f"the {shape[0]} x {shape[1]} sparse matrix with {nnz} nonzeros",
+    )
+
+    # Column of entry (output i of a block, channel c, positions e) in group 0:
+    # c*n_in + sum_d in_step_d * (positions_d[e_d] + i_d*stride_d). One term per segment.
+    in_steps = np.cumprod((1,) + geom.input_size[:0:-1])[::-1]
+    terms = []
+    for d, (axis, segs) in enumerate(zip(geom.axes, segments)):
+        grid = [1] * (2 * ndim + 1)
+        terms.append([])
+        for seg in segs:
+            grid[d], grid[ndim + 1 + d] = seg.length, seg.count
+            at = np.add.outer(np.arange(seg.length) * axis.stride, seg.positions)
+            terms[d].append((at * int(in_steps[d])).reshape(grid))
+    channel_columns = np.arange(in_per_group).reshape((1,) * ndim + (-1,) + (1,) * ndim) * n_in
+
+    w = np.asarray(geom.tap_weights(weight), dtype=dtype)
+    data = np.empty((c_out, layout.length), dtype=dtype)
+    columns = np.empty(layout.length, dtype=index_dtype)
+    folded = {(): w}  # the weight folded along the first axes, shared by blocks
+    for block in itertools.product(*(range(len(segs)) for segs in segments)):
+        if any(segments[d][j].count == 0 for d, j in enumerate(block)):
+            continue  # these outputs read only zero padding: empty rows
+        for d in range(ndim):
+            if block[: d + 1] not in folded:
+                folded[block[: d + 1]] = segments[d][block[d]].fold_weight(
+                    folded[block[:d]], axis=2 + d)
+        pattern = folded[block].reshape(c_out, 1, -1)
+        # Consecutive outputs along the last axis are consecutive rows, contiguous in memory:
+        # write a strip of them once, then copy the strip with long contiguous inner loops.
+        target = layout.view(data, block)
+        strip = np.broadcast_to(pattern, (c_out, target.shape[ndim], pattern.shape[-1]))
+        target = target.reshape(target.shape[:ndim] + (-1,))
+        target[...] = strip.reshape(c_out, *(1,) * (ndim - 1), -1)
+        spatial = sum(terms[d][j] for d, j in enumerate(block))
+        np.add(spatial, channel_columns, out=layout.view(columns, block), casting="unsafe")
+
+    indices = np.empty((c_out, layout.length), dtype=index_dtype)
+    out_per_group = c_out // groups
+    for g in range(groups):
+        rows = slice(g * out_per_group, (g + 1) * out_per_group)
+        np.add(columns, index_dtype.type(g * in_per_group * n_in), out=indices[rows])
+    indptr = np.empty(shape[0] + 1, dtype=index_dtype)
+    indptr[:-1] = (np.arange(c_out)[:, None] * layout.length + layout.row_starts()).ravel()
+    indptr[-1] = nnz
+    matrix = sp.csr_array((data.reshape(-1), indices.reshape(-1), indptr), shape=shape, copy=False)
+    matrix.has_sorted_indices = True
+    matrix.has_canonical_format = True
+    return matrix
+
+
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+
+
+def conv_matrix(
+    weight: np.ndarray, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
+    padding: int | str | Sequence = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
+    padding_mode: str = "zeros", flip: bool = False, format: str = "csr", dtype=None,
+) -> sp.sparray:
+    """The sparse matrix of a convolution layer (PyTorch's ``conv{1,2,3}d``).
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+        PyTorch's weight layout. Any number of spatial dimensions.
+    input_shape : tuple of int
+        ``(C_in, *spatial)``, without the batch dimension.
+    stride, dilation : int or tuple of int
+        Positive, per spatial dimension.
+    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
+        Non-negative. ``"same"`` follows PyTorch (total ``dilation*(k-1)``, the odd pixel on the
+        high side; stride 1 only); ``"full"`` pads ``dilation*(k-1)`` on both sides; explicit
+        per-side pairs are an extension PyTorch lacks.
+    groups : int
+        Blocked connections, as in PyTorch; must divide both channel counts.
+    padding_mode : {"zeros", "circular", "reflect", "replicate"}
+        PyTorch's modes. ``"reflect"`` excludes the edge (numpy's ``"reflect"``, scipy.ndimage's
+        ``"mirror"``); ``"replicate"`` repeats it. Reflect needs padding < input size, circular
+        padding <= input size, as in PyTorch.
+    flip : bool
+        False (default): cross-correlation, as PyTorch computes. True: true convolution, the
+        kernel flipped along every spatial axis, as ``scipy.signal.convolve``; with ``"same"``
+        the split mirrors too, so ``mode="same"`` of scipy is matched for even kernels.
+    format : {"csr", "csc", "coo", "bsr"}
+        Sparse format of the result.
+    dtype : numpy dtype, optional
+        Dtype of the result; by default the weight's (integers and bool become float64).
+
+    Returns
+    -------
+    scipy.sparse array, shape (C_out * prod(out), C_in * prod(in))
+        ``A`` with ``A @ x.ravel() == conv(x[None], weight)[0].ravel()``: inputs and outputs are
+        flattened in C order of ``(C, *spatial)``. Entries read by several taps (reflect,
+        replicate, circular) are summed; indices are sorted (canonical format), int32 when they
+        fit and int64 otherwise.
+
+    Raises
+    ------
+    ValueError
+        A shape, size or argument out of range (the message names it), or a matrix larger than
+        the memory limit (:class:`sparseconv.MatrixTooLargeError`, raised before allocating).
+    TypeError
+        A non-numeric weight or a non-integer size.
+
+    See Also
+    --------
+    ConvOperator : the same layer, matrix-free.
+    conv_transpose_matrix : the transposed convolution, the adjoint of this matrix.
+
+    Notes
+    -----
+    With padded input ``xp`` (``xp[p] = x[pad_index(p)]``), output channel ``o`` of group ``g``
+    is ``y[o, i] = sum_{c, t} w[o, c, t] xp[g*C_in/groups + c, i*stride + t*dilation]`` per
+    spatial dimension; row ``o*prod(out) + i`` of the matrix holds these weights in the columns
+    ``c*prod(in) + pad_index(...)``. Cost: O(nnz) time and memory, nnz at most
+    ``C_out * C_in/groups * prod(out) * prod(kernel)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import conv_matrix
+    >>> w = np.array([[[1.0, 2.0, 3.0]]])          # C_out=1, C_in=1, k=3
+    >>> A = conv_matrix(w, (1, 5), padding=1)
+    >>> A.toarray()
+    array([[2., 3., 0., 0., 0.],
+           [1., 2., 3., 0., 0.],
+           [0., 1., 2., 3., 0.],
+           [0., 0., 1., 2., 3.],
+           [0., 0., 0., 1., 2.]])
+    >>> conv_matrix(np.ones((64, 3, 3, 3)), (3, 32, 32), stride=2, padding=1).shape
+    (16384, 3072)
+    """
+    _check_format(format)
+    weight = as_weight(weight)
+    geom = ConvGeometry.from_weight(
+        weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
+        groups=groups, padding_mode=padding_mode, flip=flip,
+    )
+    matrix = _assemble(geom, weight, result_dtype(weight, dtype))
+    return matrix if format == "csr" else matrix.asformat(format)
+
+
+def conv_transpose_matrix(
+    weight: np.ndarray, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
+    padding: int | Sequence = 0, output_padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1, groups: int = 1, format: str = "csr", dtype=None,
+) -> sp.sparray:
+    """The sparse matrix of a transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``).
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_in, C_out/groups, *kernel_size)
+        PyTorch's transposed-convolution layout.
+    input_shape : tuple of int
+        ``(C_in, *spatial)``.
+    stride, dilation : int or tuple of int
+    padding : int, tuple of int, or tuple of (lo, hi) pairs
+        Removed from the output: zero padding of the corresponding convolution.
+    output_padding : int or tuple of int
+        Extra output size on the high side, smaller than ``max(stride, dilation)``.
+    groups : int
+    format : {"csr", "csc", "coo", "bsr"}
+    dtype : numpy dtype, optional
+
+    Returns
+    -------
+    scipy.sparse array, shape (C_out * prod(out), C_in * prod(in))
+        With ``out = conv_transpose_output_shape(...)``. It is exactly the transpose of
+        ``conv_matrix(weight, (C_out, *out), stride=..., padding=..., dilation=...,
+        groups=...)`` restricted to the first ``in`` outputs per dimension (a restriction only
+        when ``output_padding >= stride``).
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`conv_matrix`; also ``output_padding`` too large or an empty output.
+
+    See Also
+    --------
+    conv_matrix, ConvTransposeOperator
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import conv_matrix, conv_transpose_matrix
+    >>> w = np.random.default_rng(0).standard_normal((4, 2, 3, 3))
+    >>> T = conv_transpose_matrix(w, (4, 8, 8), stride=2, padding=1, output_padding=1)
+    >>> T.shape                                   # (2*16*16, 4*8*8)
+    (512, 256)
+    >>> A = conv_matrix(w, (2, 16, 16), stride=2, padding=1)
+    >>> abs(T - A.T).max()
+    0.0
+    """
+    _check_format(format)
+    weight = as_weight(weight)
+    geom = ConvGeometry.for_transpose(
+        weight.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
+        dilation=dilation, groups=groups,
+    )
+    return _assemble(geom, weight, result_dtype(weight, dtype)).T.asformat(format)

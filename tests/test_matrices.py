@@ -1,0 +1,212 @@
+"""conv_matrix and conv_transpose_matrix against PyTorch, a dense definition and scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+import scipy.sparse as sp
+
+import sparseconv
+from sparseconv import conv_matrix, conv_transpose_matrix
+from sparseconv import matrices as matrices_module
+
+from .conftest import (
+    dense_conv,
+    per_side,
+    random_array,
+    random_layer,
+    requires_torch,
+    torch_conv,
+    torch_conv_transpose,
+)
+
+
+def assert_close(actual, expected, layer, rtol=1e-12):
+    scale = max(1.0, float(np.abs(expected).max(initial=0)))
+    err = float(np.abs(actual - expected).max(initial=0))
+    assert err <= rtol * scale, f"error {err:.3g} (scale {scale:.3g}) for {layer}"
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(120))
+def test_conv_matrix_matches_torch(seed):
+    rng = np.random.default_rng(seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=9 - 2 * (seed % 3))
+    A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    x = random_array(rng, (2, *layer.input_shape))  # a batch of two: matrix columns
+    y = torch_conv(x, layer.weight, **layer.kwargs)
+    assert A.shape == (y[0].size, x[0].size), layer
+    assert_close((A @ x.reshape(2, -1).T).T, y.reshape(2, -1), layer)
+    assert A.has_canonical_format and A.format == "csr"
+    B = A.copy()  # canonical: sorted, no duplicates, no explicit structure lost
+    B.has_canonical_format = False
+    B.sum_duplicates()
+    assert B.nnz == A.nnz and np.array_equal(B.indices, A.indices), layer
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_conv_matrix_matches_dense_definition(seed):
+    rng = np.random.default_rng(1000 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=8 - 2 * (seed % 3), max_channels=2)
+    A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    x = random_array(rng, layer.input_shape)
+    assert_close(A @ x.ravel(), dense_conv(x, layer.weight, **layer.kwargs).ravel(), layer)
+    # the stored entries are exactly the nonzeros of the dense matrix (none lost, none extra)
+    dense = np.stack([dense_conv(e.reshape(layer.input_shape), layer.weight, **layer.kwargs).ravel()
+                      for e in np.eye(x.size)], axis=1)
+    assert_close(A.toarray(), dense, layer)
+
+
+@requires_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("seed", range(8))
+def test_dtypes(dtype, seed):
+    rng = np.random.default_rng(2000 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, dtype=dtype, max_size=7 - seed % 3)
+    A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    assert A.dtype == dtype, layer
+    x = random_array(rng, (1, *layer.input_shape), dtype)
+    # the oracle in float64 (complex128): compare to float32's own precision
+    wide = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    y = torch_conv(x.astype(wide), layer.weight.astype(wide), **layer.kwargs)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert_close(A @ x.ravel(), y.ravel(), layer, rtol=tol)
+
+
+def test_dtype_argument_and_integer_weights():
+    w = np.arange(12).reshape(2, 2, 3)
+    A = conv_matrix(w, (2, 5))
+    assert A.dtype == np.float64
+    assert conv_matrix(w, (2, 5), dtype=np.float32).dtype == np.float32
+    assert conv_matrix(w, (2, 5), dtype=np.complex64).dtype == np.complex64
+    assert abs(A - conv_matrix(w.astype(float), (2, 5))).max() == 0
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("seed", range(12))
+def test_flip_is_scipy_signal_convolve(mode, seed):
+    rng = np.random.default_rng(3000 + seed)
+    ndim = 1 + seed % 3
+    kernel = tuple(int(k) for k in rng.integers(1, 5, ndim))  # odd and even
+    size = tuple(int(k + rng.integers(0, 5)) for k in kernel)
+    c_in = int(rng.integers(1, 3))
+    w = rng.standard_normal((1, c_in, *kernel))
+    x = rng.standard_normal((c_in, *size))
+    A = conv_matrix(w, x.shape, padding=mode, flip=True)
+    expected = sum(scipy.signal.convolve(x[c], w[0, c], mode=mode, method="direct")
+                   for c in range(c_in))
+    assert_close(A @ x.ravel(), expected.ravel(), (kernel, size, mode))
+
+
+def test_flip_is_the_flipped_kernel():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 2, 2, 3))
+    flipped = w[:, :, ::-1, ::-1]
+    for padding in [1, ((2, 0), (1, 1)), "valid", "full"]:
+        A = conv_matrix(w, (2, 6, 7), padding=padding, flip=True, padding_mode="replicate")
+        B = conv_matrix(flipped, (2, 6, 7), padding=padding, padding_mode="replicate")
+        assert abs(A - B).max() == 0
+
+
+def test_reflect_is_pytorch_reflect_not_ndimage_reflect():
+    # PyTorch's reflect excludes the edge: [a b c] padded by 1 is [b a b c b].
+    w = np.zeros((1, 1, 3))
+    w[0, 0, 0] = 1.0  # output i reads padded position i: the first output reads the pad
+    A = conv_matrix(w, (1, 3), padding=1, padding_mode="reflect").toarray()
+    assert np.array_equal(A[0], [0.0, 1.0, 0.0])  # x[1], not x[0] as ndimage's "reflect"
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(60))
+def test_conv_transpose_matrix_matches_torch(seed):
+    rng = np.random.default_rng(4000 + seed)
+    ndim = 1 + seed % 3
+    groups = int(rng.choice([1, 2]))
+    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+    stride = tuple(int(s) for s in rng.integers(1, 4, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+    size = tuple(int(n) for n in rng.integers(1, 6 - ndim + 2, ndim))
+    padding = tuple(int(rng.integers(0, 1 + (d * (k - 1)) // 2)) for k, d in zip(kernel, dilation))
+    w = rng.standard_normal((c_in, c_out // groups, *kernel))
+    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
+                  dilation=dilation, groups=groups)
+    x = rng.standard_normal((1, c_in, *size))
+    y = torch_conv_transpose(x, w, **kwargs)
+    T = conv_transpose_matrix(w, x.shape[1:], **kwargs)
+    assert T.shape == (y.size, x.size), kwargs
+    assert_close(T @ x.ravel(), y.ravel(), kwargs)
+    # the adjoint identity, whenever the forward convolution gives back the input size
+    if all(op < s for op, s in zip(output_padding, stride)):
+        A = conv_matrix(w, (c_out, *y.shape[2:]), stride=stride, padding=padding,
+                        dilation=dilation, groups=groups)
+        assert abs(T - A.T).max() == 0 and (T != A.T).nnz == 0, kwargs
+
+
+@pytest.mark.parametrize("format", ["csr", "csc", "coo", "bsr"])
+def test_formats(format):
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 2, 3, 3))
+    ref = conv_matrix(w, (4, 6, 5), padding=1, groups=2)
+    A = conv_matrix(w, (4, 6, 5), padding=1, groups=2, format=format)
+    assert isinstance(A, sp.sparray) and A.format == format
+    assert abs(A.tocsr() - ref).max() == 0
+    T = conv_transpose_matrix(w, (4, 6, 5), padding=1, groups=2, format=format)
+    assert T.format == format and abs(T.tocsr() - ref.T).max() == 0
+
+
+def test_index_dtype_is_int32_when_it_fits_and_int64_otherwise(monkeypatch):
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((3, 2, 3, 3))
+    small = conv_matrix(w, (2, 6, 6), padding=1, padding_mode="reflect")
+    assert small.indices.dtype == np.int32 and small.indptr.dtype == np.int32
+    # Pretend int32 ends at 100: the same matrix must come out with int64 indices, unchanged.
+    monkeypatch.setattr(matrices_module, "_INT32_MAX", 100)
+    big = conv_matrix(w, (2, 6, 6), padding=1, padding_mode="reflect")
+    assert big.indices.dtype == np.int64 and big.indptr.dtype == np.int64
+    assert abs(big - small).max() == 0
+
+
+def test_nnz_is_known_before_building():
+    rng = np.random.default_rng(7)
+    for seed in range(30):
+        layer = random_layer(np.random.default_rng(seed))
+        geom = sparseconv.ConvGeometry.from_weight(layer.weight.shape, layer.input_shape,
+                                                   **layer.kwargs)
+        assert geom.nnz() == conv_matrix(layer.weight, layer.input_shape, **layer.kwargs).nnz
+    del rng
+
+
+def test_memory_limit_raises_before_allocating():
+    huge = np.ones((64, 64, 3, 3))
+    with pytest.raises(sparseconv.MatrixTooLargeError, match="memory limit") as info:
+        conv_matrix(huge, (64, 224, 224), padding=1)  # 1.8e9 nonzeros, 21 GiB
+    assert isinstance(info.value, ValueError) and isinstance(info.value, MemoryError)
+    old = sparseconv.set_memory_limit(10_000)
+    try:
+        with pytest.raises(ValueError, match="set_memory_limit"):
+            conv_matrix(np.ones((2, 2, 3)), (2, 400))
+        assert conv_matrix(np.ones((1, 1, 3)), (1, 20)).nnz == 3 * 18
+    finally:
+        sparseconv.set_memory_limit(old)
+
+
+def test_documented_matrix_example():
+    w = np.array([[[1.0, 2.0, 3.0]]])
+    A = conv_matrix(w, (1, 5), padding=1).toarray()
+    # rows are the kernel sliding over the input: cross-correlation, zero padding
+    assert np.array_equal(A, [[2, 3, 0, 0, 0], [1, 2, 3, 0, 0], [0, 1, 2, 3, 0],
+                              [0, 0, 1, 2, 3], [0, 0, 0, 1, 2]])
+
+
+def test_per_side_padding_extension():
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((2, 1, 3, 2))
+    x = rng.standard_normal((1, 5, 4))
+    pads = ((2, 0), (0, 3))
+    A = conv_matrix(w, x.shape, padding=pads, padding_mode="circular")
+    expected = dense_conv(x, w, padding=pads, padding_mode="circular")
+    assert_close(A @ x.ravel(), expected.ravel(), pads)
+    assert per_side(pads, (3, 2), (1, 1)) == [(2, 0), (0, 3)]
