@@ -27,11 +27,11 @@ LAYERS = [
 ]
 
 
-def best_of(repeat: int, fn) -> float:
+def best_of(repeat: int, fn, *args, **kwargs) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        fn()
+        fn(*args, **kwargs)
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -43,6 +43,10 @@ def floor(nnz: int, n_rows: int, index_dtype) -> None:
     indices.fill(1)
     indptr = np.empty(n_rows + 1, dtype=index_dtype)
     indptr.fill(1)
+
+
+def segments_of(geom: ConvGeometry) -> list:
+    return [axis.segments() for axis in geom.axes]
 
 
 def main() -> None:
@@ -63,10 +67,10 @@ def main() -> None:
         matrix = conv_matrix(weight, xshape, **kwargs)
         nnz, n_rows, index_dtype = matrix.nnz, matrix.shape[0], matrix.indices.dtype
         del matrix
-        build = best_of(args.repeat, lambda: conv_matrix(weight, xshape, **kwargs))
+        build = best_of(args.repeat, conv_matrix, weight, xshape, **kwargs)
         geom = ConvGeometry.from_weight(wshape, xshape, **kwargs)
-        template = best_of(args.repeat, lambda: [axis.segments() for axis in geom.axes])
-        fill = best_of(args.repeat, lambda: floor(nnz, n_rows, index_dtype))
+        template = best_of(args.repeat, segments_of, geom)
+        fill = best_of(args.repeat, floor, nnz, n_rows, index_dtype)
         print(f"{label:<28}{nnz:>12,}{build:>10.4f}{template:>12.4f}{nnz / build / 1e6:>9.0f}"
               f"{fill:>10.4f}{build / fill:>8.2f}")
     print("ratio = build / floor; target <= 3.0 on every layer")

@@ -324,7 +324,9 @@ class ConvGeometry:
         out_channels, in_per_group = weight_shape[:2]
         kernel_size = weight_shape[2:]
         if min(weight_shape) < 1:
-            raise ValueError(f"weight must not have empty dimensions, got weight.shape={weight_shape}")
+            raise ValueError(
+                f"weight must not have empty dimensions, got weight.shape={weight_shape}"
+            )
         in_channels = input_shape[0]
         if in_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels}")

@@ -92,7 +92,8 @@ def torch_conv(x, weight, *, stride=1, padding=0, dilation=1, groups=1, padding_
     """PyTorch's convolution of a batch ``x`` (N, C, *spatial), using PyTorch's own reading of
     the padding argument wherever PyTorch has one."""
     ndim = weight.ndim - 2
-    xt, wt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(weight))
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    wt = torch.from_numpy(np.ascontiguousarray(weight))
     conv = _torch_fn("conv", ndim)
     explicit = not (isinstance(padding, (int, str)) or all(isinstance(p, int) for p in padding))
     if padding == "full" or explicit:
@@ -134,7 +135,8 @@ class Layer:
     kwargs: dict = field(default_factory=dict)
 
     def __str__(self):
-        return f"Layer(weight.shape={self.weight.shape}, input_shape={self.input_shape}, {self.kwargs})"
+        return (f"Layer(weight.shape={self.weight.shape}, input_shape={self.input_shape}, "
+                f"{self.kwargs})")
 
     __repr__ = __str__
 

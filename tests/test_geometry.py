@@ -117,7 +117,8 @@ def test_segments_cover_the_gather_map():
                 for i in range(seg.length):
                     o = seg.start + i
                     for e, pos in enumerate(seg.positions + i * s):
-                        assert set(np.flatnonzero(taps[o] == pos)) == set(np.flatnonzero(seg.fold[e]))
+                        readers = set(np.flatnonzero(taps[o] == pos))
+                        assert readers == set(np.flatnonzero(seg.fold[e]))
                     assert seg.count == len(set(taps[o][taps[o] >= 0]))
                 covered += seg.length
             assert covered == axis.output_size

@@ -1,0 +1,96 @@
+"""ConvOperator matvec/rmatvec against PyTorch's CPU convolutions, side by side in one process.
+
+For each layer, dtype and batch size: the time of ``ConvOperator.matmat`` (``matvec`` for batch
+1) and of ``rmatmat``, against ``torch.nn.functional.conv2d`` and ``conv_transpose2d`` on the
+same data, with ``torch.set_num_threads`` equal to the BLAS thread count numpy uses; and the
+CSR matvec of the same layer's ``conv_matrix``. Ratios are ours / PyTorch's (lower is better).
+Targets: float64 <= 1.0, float32 <= 1.5 on every layer. Each time is the best of ``--repeat``.
+
+Run: ``python benchmarks/bench_operators.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparseconv import ConvOperator, conv_matrix, set_memory_limit
+
+# (label, weight shape, input shape, stride, padding, dilation)
+LAYERS = [
+    ("3->64, 224x224, k3 p1", (64, 3, 3, 3), (3, 224, 224), 1, 1, 1),
+    ("64->64, 56x56, k3 p1", (64, 64, 3, 3), (64, 56, 56), 1, 1, 1),
+    ("64->128, 56x56, k3 s2 p1", (128, 64, 3, 3), (64, 56, 56), 2, 1, 1),
+    ("1->1, 512x512, k5 p2", (1, 1, 5, 5), (1, 512, 512), 1, 2, 1),
+    ("16->16, 32x32, k3 d2 p2", (16, 16, 3, 3), (16, 32, 32), 1, 2, 2),
+]
+
+
+def blas_threads() -> int:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count() or 1))
+    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+
+def best_of(repeat: int, fn, *args, **kwargs) -> float:
+    fn(*args, **kwargs)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(*args, **kwargs)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--no-csr", action="store_true", help="skip the CSR column")
+    args = parser.parse_args()
+    threads = blas_threads()
+    torch.set_num_threads(threads)
+    set_memory_limit(None)
+    print(f"numpy BLAS threads = torch threads = {threads}; torch {torch.__version__}")
+    header = (f"{'layer':<26}{'dtype':>8}{'b':>3}{'fwd ms':>9}{'torch':>9}{'ratio':>7}"
+              f"{'adj ms':>9}{'torch':>9}{'ratio':>7}{'csr ms':>9}")
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(0)
+    for label, wshape, xshape, stride, padding, dilation in LAYERS:
+        kwargs = dict(stride=stride, padding=padding, dilation=dilation)
+        for dtype in (np.float64, np.float32):
+            weight = rng.standard_normal(wshape).astype(dtype)
+            op = ConvOperator(weight, xshape, **kwargs)
+            csr = None if args.no_csr else conv_matrix(weight, xshape, **kwargs)
+            wt = torch.from_numpy(weight)
+            for batch in (1, 8):
+                x = rng.standard_normal((op.shape[1], batch)).astype(dtype)
+                y = rng.standard_normal((op.shape[0], batch)).astype(dtype)
+                xt = torch.from_numpy(np.ascontiguousarray(x.T.reshape(batch, *xshape)))
+                yt = torch.from_numpy(np.ascontiguousarray(y.T.reshape(batch, *op.output_shape)))
+                if batch == 1:
+                    ours = best_of(args.repeat, op.matvec, x[:, 0])
+                    ours_adj = best_of(args.repeat, op.rmatvec, y[:, 0])
+                else:
+                    ours = best_of(args.repeat, op.matmat, x)
+                    ours_adj = best_of(args.repeat, op.rmatmat, y)
+                with torch.no_grad():
+                    theirs = best_of(args.repeat, F.conv2d, xt, wt, **kwargs)
+                    theirs_adj = best_of(args.repeat, F.conv_transpose2d, yt, wt, **kwargs)
+                csr_ms = np.nan if csr is None else best_of(args.repeat, csr.dot, x) * 1e3
+                print(f"{label:<26}{np.dtype(dtype).name:>8}{batch:>3}"
+                      f"{ours * 1e3:>9.2f}{theirs * 1e3:>9.2f}{ours / theirs:>7.2f}"
+                      f"{ours_adj * 1e3:>9.2f}{theirs_adj * 1e3:>9.2f}{ours_adj / theirs_adj:>7.2f}"
+                      f"{csr_ms:>9.2f}")
+    print("ratio = sparseconv / PyTorch; targets: float64 <= 1.0, float32 <= 1.5")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+"""Matrix-free convolution layers: ``scipy.sparse.linalg.LinearOperator`` subclasses.
+
+Two kernels, driven by the same :class:`ConvGeometry` that builds the sparse matrices, do all
+the work: :func:`_forward` applies the layer's matrix ``A`` and :func:`_backward` its transpose
+``A.T`` (no conjugation). A convolution is ``(_forward, _backward with conj(w))``; a transposed
+convolution is ``(_backward, _forward with conj(w))``.
+
+* ``_forward``: pad (a copy of the input into a preallocated array, then the border slabs
+  filled from the padding map), view the strided, dilated windows without copying
+  (``as_strided``), and contract them with the weight by one BLAS matrix product per group.
+* ``_backward``: one BLAS product per group gives every tap's contribution; each tap is
+  scatter-added into the padded input with one strided slice-add (no ``np.add.at``); the
+  border slabs are then folded back onto the input positions they copy (the adjoint of
+  reflect, replicate and circular padding).
+
+Batches are columns: ``matmat(X)`` takes ``X`` of shape ``(prod(input_shape), b)``, kept in
+that memory order (batch last) throughout, so no transposition is ever made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.lib.stride_tricks import as_strided
+from scipy.sparse.linalg import LinearOperator
+
+from .geometry import ConvGeometry, as_weight, result_dtype
+from .matrices import _assemble, _check_format
+
+__all__ = ["ConvOperator", "ConvTransposeOperator"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Padding and its adjoint, from the geometry's padding maps.
+# ---------------------------------------------------------------------------------------------
+def _border_slabs(geom: ConvGeometry):
+    """Yield ``(axis, source position or -1, region)`` for each border slab of the padding.
+
+    Axes are visited in order; the slab of axis ``d`` spans the padded extent of the axes
+    before it (already filled) and the interior of the axes after it, so corners are filled
+    by the last axis from borders the earlier ones filled: padding is separable.
+    """
+    interior = [slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes]
+    full = [slice(None)] * geom.ndim
+    for d, axis in enumerate(geom.axes):
+        lo, n = axis.pad[0], axis.size
+        source = axis.pad_index()
+        for p in (*range(lo), *range(lo + n, axis.padded_size)):
+            yield d, int(source[p]), full[:d] + [p] + interior[d + 1:]
+
+
+def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
+    """``x`` of shape ``(C, *input_size, b)`` padded to ``(C, *padded_size, b)``."""
+    if all(a.pad == (0, 0) for a in geom.axes):
+        return x
+    xp = np.empty((x.shape[0], *(a.padded_size for a in geom.axes), x.shape[-1]), x.dtype)
+    xp[(slice(None), *(slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes))] = x
+    for d, src, region in _border_slabs(geom):
+        target = (slice(None), *region)
+        if src < 0:
+            xp[target] = 0
+        else:
+            region[d] = geom.axes[d].pad[0] + src
+            xp[target] = xp[(slice(None), *region)]
+    return xp
+
+
+def _pad_adjoint(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
+    """The transpose of :func:`_pad`: border slabs added onto the positions they copy."""
+    if all(a.pad == (0, 0) for a in geom.axes):
+        return xp
+    for d, src, region in reversed(list(_border_slabs(geom))):
+        if src >= 0:
+            source = (slice(None), *region)
+            region[d] = geom.axes[d].pad[0] + src
+            xp[(slice(None), *region)] += xp[source]
+    return xp[(slice(None), *(slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes))]
+
+
+# ---------------------------------------------------------------------------------------------
+# The two kernels.
+# ---------------------------------------------------------------------------------------------
+def _windows(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
+    """View of shape ``(C, *kernel_size, *output_size, b)``: tap ``t`` of output ``o`` reads
+    padded position ``o*stride + t*dilation``."""
+    c_stride, *sp_strides, b_stride = xp.strides
+    return as_strided(
+        xp,
+        shape=(xp.shape[0], *geom.kernel_size, *geom.output_size, xp.shape[-1]),
+        strides=(c_stride, *(s * a.dilation for s, a in zip(sp_strides, geom.axes)),
+                 *(s * a.stride for s, a in zip(sp_strides, geom.axes)), b_stride),
+        writeable=False,
+    )
+
+
+def _forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``A @ x`` for ``x`` of shape ``(C_in, *input_size, b)``; returns ``(C_out, *out, b)``."""
+    groups, b = geom.groups, x.shape[-1]
+    windows = _windows(geom, _pad(geom, x))
+    cols_per_group = windows.shape[0] // groups * math.prod(geom.kernel_size)
+    n_cols = math.prod(geom.output_size) * b
+    w = w.reshape(groups, -1, cols_per_group)
+    y = np.empty((groups, w.shape[1], n_cols), np.result_type(w, x))
+    for g in range(groups):
+        # the im2col copy happens here, in reshape; BLAS does the rest
+        patches = windows[g * (windows.shape[0] // groups):(g + 1) * (windows.shape[0] // groups)]
+        np.matmul(w[g], patches.reshape(cols_per_group, n_cols), out=y[g])
+    return y.reshape(geom.out_channels, *geom.output_size, b)
+
+
+def _backward(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``A.T @ y`` for ``y`` of shape ``(C_out, *output_size, b)``; returns the input shape."""
+    groups, b, kernel = geom.groups, y.shape[-1], geom.kernel_size
+    dtype = np.result_type(w, y)
+    w = w.reshape(groups, geom.out_channels // groups, -1)
+    y = y.reshape(groups, geom.out_channels // groups, -1)
+    cols = np.matmul(w.transpose(0, 2, 1), y)  # (groups, C_in/groups * K, P*b)
+    cols = cols.reshape(geom.in_channels, math.prod(kernel), *geom.output_size, b)
+    xp = np.zeros((geom.in_channels, *(a.padded_size for a in geom.axes), b), dtype)
+    for t, tap in enumerate(np.ndindex(*kernel)):
+        window = tuple(
+            slice(i * a.dilation, i * a.dilation + (a.output_size - 1) * a.stride + 1, a.stride)
+            for i, a in zip(tap, geom.axes)
+        )
+        xp[(slice(None), *window)] += cols[:, t]
+    return _pad_adjoint(geom, xp)
+
+
+# ---------------------------------------------------------------------------------------------
+# The operators.
+# ---------------------------------------------------------------------------------------------
+class _GeometryOperator(LinearOperator):
+    """A LinearOperator mapping ``(C, *in)`` to ``(C', *out)`` arrays, flattened in C order.
+
+    Subclasses set ``input_shape``, ``output_shape`` and implement ``_apply(X)`` and
+    ``_apply_adjoint(Y)`` on arrays of shape ``(*input_shape, b)`` / ``(*output_shape, b)``.
+    """
+
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    def _check(self, x, shape, what):
+        x = np.asarray(x)
+        n = math.prod(shape)
+        if x.ndim not in (1, 2) or x.shape[0] != n or (what.endswith("vec") and x.ndim == 2
+                                                       and x.shape[1] != 1):
+            expected = f"({n},) or ({n}, 1)" if what.endswith("vec") else f"({n}, k)"
+            raise ValueError(
+                f"{what} expects an array of shape {expected} (a flattened {shape} array), "
+                f"got shape {x.shape}"
+            )
+        return x
+
+    def matvec(self, x):
+        return super().matvec(self._check(x, self.input_shape, "matvec"))
+
+    def rmatvec(self, x):
+        return super().rmatvec(self._check(x, self.output_shape, "rmatvec"))
+
+    def matmat(self, X):
+        return super().matmat(self._check(X, self.input_shape, "matmat"))
+
+    def rmatmat(self, X):
+        return super().rmatmat(self._check(X, self.output_shape, "rmatmat"))
+
+    def _matmat(self, X):
+        b = X.shape[1]
+        return self._apply(X.reshape(*self.input_shape, b)).reshape(-1, b)
+
+    def _rmatmat(self, X):
+        b = X.shape[1]
+        return self._apply_adjoint(X.reshape(*self.output_shape, b)).reshape(-1, b)
+
+    def _matvec(self, x):
+        return self._matmat(x.reshape(-1, 1)).reshape(-1)
+
+    def _rmatvec(self, x):
+        return self._rmatmat(x.reshape(-1, 1)).reshape(-1)
+
+    def _adjoint(self):
+        return _Adjoint(self)
+
+    def tosparse(self, format: str = "csr") -> sp.sparray:
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+
+class _Adjoint(_GeometryOperator):
+    """The adjoint ``A^H`` of a geometry operator, itself an operator (``.H.H`` is ``A``)."""
+
+    def __init__(self, parent: _GeometryOperator):
+        self.parent = parent
+        self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
+        super().__init__(dtype=parent.dtype, shape=parent.shape[::-1])
+
+    def _apply(self, X):
+        return self.parent._apply_adjoint(X)
+
+    def _apply_adjoint(self, X):
+        return self.parent._apply(X)
+
+    def _adjoint(self):
+        return self.parent
+
+    def tosparse(self, format: str = "csr") -> sp.sparray:
+        """The explicit matrix, ``parent.tosparse().T.conj()``, in ``format``."""
+        return self.parent.tosparse("csr").T.conj().asformat(format)
+
+
+class ConvOperator(_GeometryOperator):
+    """A convolution layer (PyTorch's ``conv{1,2,3}d``) as a matrix-free LinearOperator.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+    input_shape : tuple of int
+        ``(C_in, *spatial)``.
+    stride, padding, dilation, groups, padding_mode, flip
+        Exactly as :func:`sparseconv.conv_matrix`.
+    dtype : numpy dtype, optional
+        The operator's dtype; by default the weight's. Products follow numpy promotion of the
+        weight and the input (float32 stays float32).
+
+    Attributes
+    ----------
+    geometry : ConvGeometry
+    weight : ndarray
+    input_shape, output_shape : tuple of int
+
+    Notes
+    -----
+    ``matvec`` pads once, views the windows with ``as_strided`` and multiplies by the
+    ``(C_out/groups, C_in/groups * prod(kernel))`` weight matrix with BLAS: O(nnz) flops and
+    O(C_in/groups * prod(kernel) * prod(out)) extra memory. ``rmatvec`` is the transposed
+    convolution of the conjugate weight: BLAS, then one strided slice-add per tap, then the
+    border slabs of the padding added back where they were copied from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import ConvOperator
+    >>> rng = np.random.default_rng(0)
+    >>> A = ConvOperator(rng.standard_normal((8, 3, 3, 3)), (3, 32, 32), stride=2, padding=1)
+    >>> A.shape, A.output_shape
+    ((2048, 3072), (8, 16, 16))
+    >>> x, y = rng.standard_normal(A.shape[1]), rng.standard_normal(A.shape[0])
+    >>> bool(np.isclose(y @ (A @ x), (A.H @ y) @ x))       # the adjoint passes the dot test
+    True
+    >>> bool(np.allclose(A.tosparse() @ x, A @ x))
+    True
+    """
+
+    def __init__(
+        self, weight, input_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
+        groups: int = 1, padding_mode: str = "zeros", flip: bool = False, dtype=None,
+    ):
+        weight = as_weight(weight)
+        self.geometry = ConvGeometry.from_weight(
+            weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
+            groups=groups, padding_mode=padding_mode, flip=flip,
+        )
+        dtype = result_dtype(weight, dtype)
+        self.weight = weight
+        self._w = np.ascontiguousarray(self.geometry.tap_weights(weight), dtype=dtype)
+        self.input_shape = self.geometry.input_shape
+        self.output_shape = self.geometry.output_shape
+        super().__init__(dtype=dtype, shape=self.geometry.shape)
+
+    def _apply(self, X):
+        return _forward(self.geometry, self._w, X)
+
+    def _apply_adjoint(self, Y):
+        return _backward(self.geometry, self._w.conj(), Y)
+
+    def tosparse(self, format: str = "csr") -> sp.sparray:
+        """The explicit matrix, equal to :func:`sparseconv.conv_matrix` of the same layer."""
+        _check_format(format)
+        return _assemble(self.geometry, self.weight, self.dtype).asformat(format)
+
+
+class ConvTransposeOperator(_GeometryOperator):
+    """A transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``) as a LinearOperator.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_in, C_out/groups, *kernel_size)
+    input_shape : tuple of int
+        ``(C_in, *spatial)``.
+    stride, padding, output_padding, dilation, groups
+        Exactly as :func:`sparseconv.conv_transpose_matrix`.
+    dtype : numpy dtype, optional
+
+    Attributes
+    ----------
+    geometry : ConvGeometry
+        The geometry of the convolution it transposes (from ``output_shape`` to
+        ``input_shape``).
+    weight : ndarray
+    input_shape, output_shape : tuple of int
+
+    Notes
+    -----
+    ``matvec`` is the transpose (not the conjugate transpose) of the convolution with the same
+    weight, as PyTorch computes; ``rmatvec`` (its adjoint) is a strided convolution with the
+    conjugate weight.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import ConvTransposeOperator
+    >>> w = np.random.default_rng(0).standard_normal((16, 8, 4, 4))
+    >>> T = ConvTransposeOperator(w, (16, 7, 7), stride=2, padding=1)
+    >>> T.output_shape
+    (8, 14, 14)
+    >>> T.H.output_shape                                  # the adjoint: a strided convolution
+    (16, 7, 7)
+    """
+
+    def __init__(
+        self, weight, input_shape: Sequence[int], *, stride=1, padding=0, output_padding=0,
+        dilation=1, groups: int = 1, dtype=None,
+    ):
+        weight = as_weight(weight)
+        self.geometry = ConvGeometry.for_transpose(
+            weight.shape, input_shape, stride=stride, padding=padding,
+            output_padding=output_padding, dilation=dilation, groups=groups,
+        )
+        dtype = result_dtype(weight, dtype)
+        self.weight = weight
+        self._w = np.ascontiguousarray(weight, dtype=dtype)
+        self.input_shape = self.geometry.output_shape
+        self.output_shape = self.geometry.input_shape
+        super().__init__(dtype=dtype, shape=self.geometry.shape[::-1])
+
+    def _apply(self, X):
+        return _backward(self.geometry, self._w, X)
+
+    def _apply_adjoint(self, Y):
+        return _forward(self.geometry, self._w.conj(), Y)
+
+    def tosparse(self, format: str = "csr") -> sp.sparray:
+        """The explicit matrix, equal to :func:`sparseconv.conv_transpose_matrix`."""
+        _check_format(format)
+        return _assemble(self.geometry, self.weight, self.dtype).T.asformat(format)
