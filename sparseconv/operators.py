@@ -1,24 +1,27 @@
 """Matrix-free convolution layers: ``scipy.sparse.linalg.LinearOperator`` subclasses.
 
-Two kernels, driven by the same :class:`ConvGeometry` that builds the sparse matrices, do all
-the work: :func:`_forward` applies the layer's matrix ``A`` and :func:`_backward` its transpose
-``A.T`` (no conjugation). A convolution is ``(_forward, _backward with conj(w))``; a transposed
-convolution is ``(_backward, _forward with conj(w))``.
+Everything is driven by the :class:`ConvGeometry` that also builds the sparse matrices.
 
-* ``_forward``: pad (a copy of the input into a preallocated array, then the border slabs
-  filled from the padding map), view the strided, dilated windows without copying
-  (``as_strided``), and contract them with the weight by one BLAS matrix product per group.
-* ``_backward``: one BLAS product per group gives every tap's contribution; each tap is
-  scatter-added into the padded input with one strided slice-add (no ``np.add.at``); the
-  border slabs are then folded back onto the input positions they copy (the adjoint of
-  reflect, replicate and circular padding).
+* ``A @ x`` (:func:`_forward`): pad the input (a copy into a preallocated array, the border
+  slabs filled from the padding map), view the strided, dilated windows without copying
+  (``as_strided``), and multiply them, copied out a cache-sized chunk of output rows at a
+  time (im2col), by the weight matrix with BLAS.
+* ``A.T @ y`` (no conjugation), by whichever moves less memory (:func:`_transpose_kernel`):
+  :func:`_col2im` -- BLAS gives every tap's contribution, each tap is slice-added into the
+  padded input (no ``np.add.at``); or :class:`_Polyphase` -- the padded input split by its
+  phase modulo the stride, each phase a stride-1 correlation of ``y`` with a reversed subset
+  of the taps, i.e. :func:`_forward` again. Both end by adding the border slabs of the padding
+  back onto the positions they copy (the adjoint of reflect, replicate, circular padding).
 
+A convolution is ``(A, conj(A).T)``; a transposed convolution is ``(A.T, conj(A))``.
 Batches are columns: ``matmat(X)`` takes ``X`` of shape ``(prod(input_shape), b)``, kept in
 that memory order (batch last) throughout, so no transposition is ever made.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -96,37 +99,132 @@ def _windows(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
     )
 
 
+#: Target size of one im2col chunk: large enough for efficient BLAS, small enough for the cache.
+_CHUNK_BYTES = 4 * 2**20
+
+
 def _forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``A @ x`` for ``x`` of shape ``(C_in, *input_size, b)``; returns ``(C_out, *out, b)``."""
+    """``A @ x`` for ``x`` of shape ``(C_in, *input_size, b)``; returns ``(C_out, *out, b)``.
+
+    The patches of a chunk of output rows (first spatial axis) are copied out of the strided
+    window view and multiplied by the group's weight matrix, straight into the output.
+    """
     groups, b = geom.groups, x.shape[-1]
-    windows = _windows(geom, _pad(geom, x))
-    cols_per_group = windows.shape[0] // groups * math.prod(geom.kernel_size)
-    n_cols = math.prod(geom.output_size) * b
-    w = w.reshape(groups, -1, cols_per_group)
-    y = np.empty((groups, w.shape[1], n_cols), np.result_type(w, x))
+    windows = _windows(geom, _pad(geom, x))  # (C_in, *kernel, *out, b)
+    in_per_group = geom.in_channels // groups
+    depth = in_per_group * math.prod(geom.kernel_size)
+    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
+    dtype = np.result_type(w, x)
+    chunk = max(1, _CHUNK_BYTES // (depth * per_row * dtype.itemsize))
+    w = w.reshape(groups, -1, depth)
+    y = np.empty((groups, w.shape[1], rows, per_row), dtype)
+    lead = (slice(None),) * (1 + geom.ndim)  # channel and tap axes
     for g in range(groups):
-        # the im2col copy happens here, in reshape; BLAS does the rest
-        patches = windows[g * (windows.shape[0] // groups):(g + 1) * (windows.shape[0] // groups)]
-        np.matmul(w[g], patches.reshape(cols_per_group, n_cols), out=y[g])
+        patches = windows[g * in_per_group:(g + 1) * in_per_group]
+        for r0 in range(0, rows, chunk):
+            block = patches[(*lead, slice(r0, r0 + chunk))]  # the im2col copy is this reshape
+            out = y[g, :, r0:r0 + chunk].reshape(w.shape[1], -1)
+            np.matmul(w[g], block.reshape(depth, -1), out=out)
     return y.reshape(geom.out_channels, *geom.output_size, b)
 
 
-def _backward(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``A.T @ y`` for ``y`` of shape ``(C_out, *output_size, b)``; returns the input shape."""
+def _col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``A.T @ y`` (no conjugation) for ``y`` of shape ``(C_out, *out, b)``, by col2im.
+
+    For a cache-sized chunk of output rows, one BLAS product per group gives every tap's
+    contribution (``w.T @ y``); each tap is then added into the padded input with one strided
+    slice-add (no ``np.add.at``), and the padding is folded back at the end.
+    """
     groups, b, kernel = geom.groups, y.shape[-1], geom.kernel_size
+    c_in, c_out, taps = geom.in_channels, geom.out_channels, math.prod(geom.kernel_size)
     dtype = np.result_type(w, y)
-    w = w.reshape(groups, geom.out_channels // groups, -1)
-    y = y.reshape(groups, geom.out_channels // groups, -1)
-    cols = np.matmul(w.transpose(0, 2, 1), y)  # (groups, C_in/groups * K, P*b)
-    cols = cols.reshape(geom.in_channels, math.prod(kernel), *geom.output_size, b)
-    xp = np.zeros((geom.in_channels, *(a.padded_size for a in geom.axes), b), dtype)
-    for t, tap in enumerate(np.ndindex(*kernel)):
-        window = tuple(
-            slice(i * a.dilation, i * a.dilation + (a.output_size - 1) * a.stride + 1, a.stride)
-            for i, a in zip(tap, geom.axes)
-        )
-        xp[(slice(None), *window)] += cols[:, t]
+    wt = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (groups, C_in/g * K, C_out/g)
+    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
+    chunk = max(1, _CHUNK_BYTES // (c_in // groups * taps * per_row * dtype.itemsize))
+    y = y.reshape(groups, c_out // groups, rows, per_row)
+    xp = np.zeros((c_in, *(a.padded_size for a in geom.axes), b), dtype)
+    first, rest = geom.axes[0], geom.axes[1:]
+    for r0 in range(0, rows, chunk):
+        n_rows = min(chunk, rows - r0)
+        cols = np.matmul(wt, y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1))
+        cols = cols.reshape(c_in, taps, n_rows, *geom.output_size[1:], b)
+        for t, tap in enumerate(np.ndindex(*kernel)):
+            start = tap[0] * first.dilation + r0 * first.stride
+            window = [slice(start, start + (n_rows - 1) * first.stride + 1, first.stride)]
+            window += [slice(i * a.dilation, i * a.dilation + (a.output_size - 1) * a.stride + 1,
+                             a.stride) for i, a in zip(tap[1:], rest)]
+            xp[(slice(None), *window)] += cols[:, t]
     return _pad_adjoint(geom, xp)
+
+
+def _transpose_kernel(geom: ConvGeometry, w: np.ndarray):
+    """The cheaper way to apply ``A.T``, by the memory each one moves.
+
+    col2im writes, reads and adds ``C_in/g * prod(kernel)`` values per output position;
+    the polyphase correlation copies and reads ``C_out/g * prod(kernel)``: col2im wins when
+    the layer widens (3 -> 64), the correlation when it does not (many taps, few channels).
+    """
+    if 3 * geom.out_channels <= 4 * geom.in_channels:
+        return _Polyphase(geom, w)
+    return functools.partial(_col2im, geom, w)
+
+
+class _Polyphase:
+    """``A.T`` of a convolution (no conjugation) as stride-1 correlations, one per phase.
+
+    The padded input position ``p = o*stride + t*dilation`` of axis ``d`` splits by its phase
+    ``r = p mod stride``: the positions ``r + stride*q`` receive exactly the taps ``t`` with
+    ``t*dilation = r (mod stride)``, from outputs ``q - (t*dilation - r)/stride``. That is a
+    stride-1 correlation of the output with those taps, reversed, at dilation
+    ``dilation/gcd(stride, dilation)``, so the transpose is ``prod(stride)`` forward passes
+    (one for stride 1: the correlation with the flipped kernel and full padding) and the
+    border slabs of the padding folded back.
+    """
+
+    def __init__(self, geom: ConvGeometry, w: np.ndarray):
+        self.geom = geom
+        groups, c_in, c_out = geom.groups, geom.in_channels, geom.out_channels
+        # weight of the transposed layer: (C_in, C_out/groups, *kernel), same groups
+        wt = w.reshape(groups, c_out // groups, c_in // groups, *geom.kernel_size)
+        wt = wt.swapaxes(1, 2).reshape(c_in, c_out // groups, *geom.kernel_size)
+        per_axis = [self._axis_phases(axis) for axis in geom.axes]
+        self.covered = all(len(phases) == min(a.stride, a.padded_size)
+                           for phases, a in zip(per_axis, geom.axes))
+        self.phases = []
+        for combo in itertools.product(*per_axis):
+            taps = np.ix_(*(phase["taps"] for phase in combo))
+            sub = np.ascontiguousarray(wt[(slice(None), slice(None), *taps)])
+            sub_geom = ConvGeometry.from_weight(
+                sub.shape, geom.output_shape, padding=tuple(ph["pad"] for ph in combo),
+                dilation=tuple(ph["dilation"] for ph in combo), groups=groups,
+                output_size=tuple(ph["size"] for ph in combo),
+            )
+            where = tuple(slice(ph["offset"], None, a.stride) for ph, a in zip(combo, geom.axes))
+            self.phases.append((where, sub_geom, sub))
+
+    @staticmethod
+    def _axis_phases(axis) -> list[dict]:
+        phases = []
+        for r in range(min(axis.stride, axis.padded_size)):
+            taps = [t for t in range(axis.kernel_size) if (t * axis.dilation) % axis.stride == r]
+            if not taps:
+                continue  # no tap ever writes these positions: they stay zero
+            shifts = [(t * axis.dilation - r) // axis.stride for t in taps]
+            step = shifts[1] - shifts[0] if len(taps) > 1 else 1
+            size = -(-(axis.padded_size - r) // axis.stride)  # positions r, r + stride, ...
+            natural = axis.output_size + shifts[-1] - step * (len(taps) - 1)
+            phases.append(dict(offset=r, taps=taps[::-1], dilation=step, size=size,
+                               pad=(shifts[-1], max(0, size - natural))))
+        return phases
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        geom = self.geom
+        shape = (geom.in_channels, *(a.padded_size for a in geom.axes), y.shape[-1])
+        dtype = np.result_type(y, *(sub for _, _, sub in self.phases))
+        xp = (np.empty if self.covered else np.zeros)(shape, dtype)
+        for where, sub_geom, sub in self.phases:
+            xp[(slice(None), *where)] = _forward(sub_geom, sub, y)
+        return _pad_adjoint(geom, xp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +362,7 @@ class ConvOperator(_GeometryOperator):
         dtype = result_dtype(weight, dtype)
         self.weight = weight
         self._w = np.ascontiguousarray(self.geometry.tap_weights(weight), dtype=dtype)
+        self._transpose_map = _transpose_kernel(self.geometry, self._w.conj())
         self.input_shape = self.geometry.input_shape
         self.output_shape = self.geometry.output_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape)
@@ -272,7 +371,7 @@ class ConvOperator(_GeometryOperator):
         return _forward(self.geometry, self._w, X)
 
     def _apply_adjoint(self, Y):
-        return _backward(self.geometry, self._w.conj(), Y)
+        return self._transpose_map(Y)
 
     def tosparse(self, format: str = "csr") -> sp.sparray:
         """The explicit matrix, equal to :func:`sparseconv.conv_matrix` of the same layer."""
@@ -330,12 +429,13 @@ class ConvTransposeOperator(_GeometryOperator):
         dtype = result_dtype(weight, dtype)
         self.weight = weight
         self._w = np.ascontiguousarray(weight, dtype=dtype)
+        self._transpose_map = _transpose_kernel(self.geometry, self._w)
         self.input_shape = self.geometry.output_shape
         self.output_shape = self.geometry.input_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape[::-1])
 
     def _apply(self, X):
-        return _backward(self.geometry, self._w, X)
+        return self._transpose_map(X)
 
     def _apply_adjoint(self, Y):
         return _forward(self.geometry, self._w.conj(), Y)

@@ -173,3 +173,18 @@ def test_bad_layer_arguments_are_rejected_like_conv_matrix():
         ConvOperator(np.ones((2, 3, 3)), (3, 20), padding_mode="wrap")
     with pytest.raises(ValueError, match="output_padding"):
         ConvTransposeOperator(np.ones((2, 3, 3)), (2, 20), output_padding=1)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_both_transpose_kernels_are_the_transpose(seed):
+    """col2im and the polyphase correlation each give A.T, whichever the operator picks."""
+    from sparseconv.operators import _col2im, _Polyphase
+
+    rng = np.random.default_rng(13_000 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=8 - seed % 3)
+    op = ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
+    A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    y = rng.standard_normal((*op.output_shape, 2))
+    expected = (A.T @ y.reshape(-1, 2)).reshape(*op.input_shape, 2)
+    assert_close(_col2im(op.geometry, op._w, y), expected, layer)
+    assert_close(_Polyphase(op.geometry, op._w)(y), expected, layer)
