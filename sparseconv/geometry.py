@@ -349,6 +349,28 @@ class ConvGeometry:
         return cls(in_channels, out_channels, groups, axes, bool(flip))
 
     @classmethod
+    def from_kernel_size(
+        cls, input_shape: Sequence[int], kernel_size, *, depthwise: bool = False, **kwargs,
+    ) -> ConvGeometry:
+        """Validate a weightless layer given by ``kernel_size``: selection and pooling maps.
+
+        One output channel reading every input channel (weight shape ``(1, C, *kernel)``), or
+        with ``depthwise`` one output channel per input channel (``(C, 1, *kernel)``,
+        ``groups=C``), as pooling. ``kwargs`` are those of :meth:`from_weight`.
+        """
+        input_shape = _spatial_size(input_shape, "input_shape")
+        if len(input_shape) < 2:
+            raise ValueError(
+                "input_shape must be (channels, *spatial) with at least one spatial dimension, "
+                f"got input_shape={input_shape}"
+            )
+        channels, kernel = input_shape[0], _int_tuple(
+            kernel_size, len(input_shape) - 1, "kernel_size", 1)
+        if depthwise:
+            return cls.from_weight((channels, 1, *kernel), input_shape, groups=channels, **kwargs)
+        return cls.from_weight((1, channels, *kernel), input_shape, **kwargs)
+
+    @classmethod
     def for_transpose(
         cls, weight_shape: Sequence[int], input_shape: Sequence[int], *, stride=1, padding=0,
         output_padding=0, dilation=1, groups=1,

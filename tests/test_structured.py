@@ -1,0 +1,436 @@
+"""The tutorial's constructions against scipy, PyTorch, numpy and conv_matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.signal
+import scipy.sparse as sp
+
+from sparseconv import conv_matrix, conv_transpose_matrix
+from sparseconv.structured import (
+    block_conv_matrix,
+    conv1x1_matrix,
+    dilate_kernel,
+    doubly_block_circulant,
+    doubly_block_toeplitz,
+    fractionally_strided,
+    im2col_matrix,
+    pad_matrix,
+    stride_matrix,
+    toeplitz_matrix,
+    transpose_kernel,
+)
+
+from .conftest import (
+    NP_PAD_MODE,
+    F,
+    per_side,
+    random_layer,
+    requires_torch,
+    torch,
+    torch_conv,
+    torch_conv_transpose,
+)
+
+MODES = ["full", "valid", "same"]
+
+
+def assert_close(actual, expected, config, rtol=1e-12):
+    actual = actual.toarray() if sp.issparse(actual) else np.asarray(actual)
+    expected = expected.toarray() if sp.issparse(expected) else np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape} for {config}"
+    scale = max(1.0, float(np.abs(expected).max(initial=0)))
+    err = float(np.abs(actual - expected).max(initial=0))
+    assert err <= rtol * scale, f"error {err:.3g} (scale {scale:.3g}) for {config}"
+
+
+def groups_one(layer):
+    """The same layer with groups=1 (a full weight), for identities PyTorch states that way."""
+    c_out, c_in = layer.weight.shape[0], layer.input_shape[0]
+    rng = np.random.default_rng(c_out * 7 + c_in)
+    weight = rng.standard_normal((c_out, c_in, *layer.weight.shape[2:]))
+    return weight, {**layer.kwargs, "groups": 1}
+
+
+# -- Toeplitz and circulant --------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+def test_toeplitz_matrix_is_scipy_convolution_matrix(mode):
+    rng = np.random.default_rng(0)
+    for m in range(1, 7):
+        for n in range(1, 7):
+            kernel = rng.standard_normal(m)
+            T = toeplitz_matrix(kernel, n, mode)
+            config = dict(m=m, n=n, mode=mode)
+            assert isinstance(T, sp.csr_array), config
+            assert_close(T, scipy.linalg.convolution_matrix(kernel, n, mode), config)
+            if m <= n:  # the library's own reading of mode as a padding
+                assert_close(T, conv_matrix(kernel[None, None], (1, n), padding=mode, flip=True),
+                             config)
+
+
+def test_toeplitz_matrix_dtype_and_format():
+    kernel = np.array([1 + 2j, 3.0, -1j])
+    T = toeplitz_matrix(kernel, 5, "same", format="csc")
+    assert T.format == "csc" and T.dtype == np.complex128
+    assert_close(T, scipy.linalg.convolution_matrix(kernel, 5, "same"), "complex")
+    assert toeplitz_matrix([1, 2], 3, dtype=np.float32).dtype == np.float32
+    assert toeplitz_matrix([1, 2], 3).dtype == np.float64
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_doubly_block_toeplitz_is_convolve2d_and_conv_matrix(seed):
+    rng = np.random.default_rng(100 + seed)
+    mode = MODES[seed % 3]
+    kernel = rng.standard_normal(tuple(rng.integers(1, 5, 2)))
+    low = kernel.shape if mode == "valid" else (1, 1)  # "valid" needs the kernel to fit
+    size = tuple(int(rng.integers(lo, 8)) for lo in low)
+    A = doubly_block_toeplitz(kernel, size, mode)
+    config = dict(kernel=kernel.shape, size=size, mode=mode)
+    x = rng.standard_normal(size)
+    assert_close(A @ x.ravel(), scipy.signal.convolve2d(x, kernel, mode).ravel(), config)
+    assert_close(A, conv_matrix(kernel[None, None], (1, *size), padding=mode, flip=True), config)
+
+
+def test_doubly_block_toeplitz_is_a_toeplitz_matrix_of_toeplitz_blocks():
+    rng = np.random.default_rng(1)
+    for mode in MODES:
+        kernel = rng.standard_normal((3, 4))
+        (n0, n1) = (6, 7)
+        dense = doubly_block_toeplitz(kernel, (n0, n1), mode).toarray()
+        r0, r1 = scipy.signal.convolve2d(np.zeros((n0, n1)), kernel, mode).shape
+        assert dense.shape == (r0 * r1, n0 * n1)
+        blocks = dense.reshape(r0, r1, n0, n1).transpose(0, 2, 1, 3)  # [I, J] = block (I, J)
+        for i in range(r0):
+            for j in range(n0):
+                if i + 1 < r0 and j + 1 < n0:  # constant along block diagonals
+                    assert np.array_equal(blocks[i, j], blocks[i + 1, j + 1]), (mode, i, j)
+                b = blocks[i, j]  # each block constant along its diagonals
+                assert np.array_equal(b[1:, 1:], b[:-1, :-1]), (mode, i, j)
+        # the tutorial's "valid" matrix: (n-m+1)^2 x n^2 for a square kernel and input
+    assert doubly_block_toeplitz(np.ones((3, 3)), (8, 8), "valid").shape == (36, 64)
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(24))
+def test_doubly_block_circulant_is_circular_convolution(seed):
+    rng = np.random.default_rng(200 + seed)
+    kernel = rng.standard_normal(tuple(rng.integers(1, 6, 2)))
+    # circular padding of at most the input size (PyTorch's limit): kernels may wrap
+    size = tuple(int(rng.integers(max(1, k // 2), 7)) for k in kernel.shape)
+    A = doubly_block_circulant(kernel, size)
+    config = dict(kernel=kernel.shape, size=size)
+    ref = conv_matrix(kernel[None, None], (1, *size), padding="same", padding_mode="circular",
+                      flip=True)
+    assert_close(A, ref, config)
+    x = rng.standard_normal((1, 1, *size))
+    pads = per_side("same", kernel.shape, (1, 1), flip=True)
+    flipped = kernel[::-1, ::-1][None, None].copy()  # torch rejects negative strides
+    y = torch_conv(x, flipped, padding=pads, padding_mode="circular")
+    assert_close(A @ x.ravel(), y.ravel(), config)
+    if all(k <= n for k, n in zip(kernel.shape, size)):
+        wrap = scipy.signal.convolve2d(x[0, 0], kernel, "same", boundary="wrap")
+        assert_close(A @ x.ravel(), wrap.ravel(), config)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dft_diagonalizes_the_doubly_block_circulant(seed):
+    rng = np.random.default_rng(300 + seed)
+    kernel = rng.standard_normal(tuple(rng.integers(1, 5, 2))) + 1j * (seed % 2)
+    size = tuple(int(rng.integers(k, 7)) for k in kernel.shape)
+    A = doubly_block_circulant(kernel, size).toarray()
+    F2 = np.kron(scipy.linalg.dft(size[0]), scipy.linalg.dft(size[1]))
+    D = F2 @ A @ F2.conj().T / A.shape[0]
+    eigenvalues = np.diag(D)
+    assert_close(D - np.diag(eigenvalues), np.zeros_like(D), (kernel.shape, size), rtol=1e-10)
+    # the eigenvalues are the DFT of the kernel, times the phase of its centring shift
+    first = [k - 1 - lo for k, (lo, _) in zip(kernel.shape,
+                                             per_side("same", kernel.shape, (1, 1), flip=True))]
+    freq = np.meshgrid(*[np.arange(n) / n for n in size], indexing="ij")
+    phase = np.exp(2j * np.pi * (freq[0] * first[0] + freq[1] * first[1]))
+    expected = np.fft.fft2(kernel, s=size) * phase
+    assert_close(eigenvalues, expected.ravel(), (kernel.shape, size), rtol=1e-10)
+
+
+# -- im2col, padding, stride, dilation ---------------------------------------------------------
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_im2col_matches_unfold(seed):
+    rng = np.random.default_rng(400 + seed)
+    layer = random_layer(rng, ndim=2, padding_forms=("int", "tuple", "pairs", "valid"),
+                         max_size=7)
+    kw = layer.kwargs
+    kernel = layer.weight.shape[2:]
+    P = im2col_matrix(layer.input_shape, kernel, kw["stride"], kw["padding"], kw["dilation"],
+                      kw["padding_mode"])
+    x = rng.standard_normal(layer.input_shape)
+    pads = per_side(kw["padding"], kernel, (kw["dilation"],) * 2 if isinstance(
+        kw["dilation"], int) else kw["dilation"])
+    padded = np.pad(x, [(0, 0), *pads], mode=NP_PAD_MODE[kw["padding_mode"]])
+    patches = F.unfold(torch.from_numpy(padded[None]), kernel, dilation=kw["dilation"],
+                       stride=kw["stride"])[0].numpy()
+    assert P.shape[0] == patches.size, layer
+    assert_close((P @ x.ravel()).reshape(patches.shape), patches, layer)
+    if kw["padding_mode"] == "zeros" and not isinstance(kw["padding"], tuple):  # symmetric
+        own = F.unfold(torch.from_numpy(x[None]), kernel, dilation=kw["dilation"],
+                       padding=kw["padding"] if kw["padding"] != "valid" else 0,
+                       stride=kw["stride"])[0].numpy()
+        assert_close((P @ x.ravel()).reshape(own.shape), own, layer)
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_weight_times_patches_is_the_convolution(seed):
+    rng = np.random.default_rng(500 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=7 - seed % 3)
+    weight, kw = groups_one(layer)
+    args = {k: v for k, v in kw.items() if k != "groups"}
+    P = im2col_matrix(layer.input_shape, weight.shape[2:], **args)
+    x = rng.standard_normal(layer.input_shape)
+    y = torch_conv(x[None], weight, **kw)[0]
+    patches = (P @ x.ravel()).reshape(-1, y[0].size)
+    assert_close(weight.reshape(weight.shape[0], -1) @ patches, y.reshape(y.shape[0], -1), layer)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
+def test_pad_matrix_is_np_pad(mode):
+    rng = np.random.default_rng(6)
+    for _ in range(25):
+        ndim = int(rng.integers(1, 4))
+        shape = (int(rng.integers(1, 3)), *(int(n) for n in rng.integers(2, 6, ndim)))
+        # PyTorch's limits: reflect pads less than the size, circular at most the size
+        most = {"reflect": lambda n: n - 1, "circular": lambda n: n}.get(mode, lambda n: 3)
+        pads = tuple(tuple(int(v) for v in rng.integers(0, most(n) + 1, 2)) for n in shape[1:])
+        x = rng.standard_normal(shape)
+        P = pad_matrix(shape, pads, mode)
+        expected = np.pad(x, [(0, 0), *pads], mode=NP_PAD_MODE[mode])
+        assert_close(P @ x.ravel(), expected.ravel(), (shape, pads, mode))
+        assert P.nnz == (expected.size if mode != "zeros" else x.size)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_padding_factorizes_the_convolution(seed):
+    rng = np.random.default_rng(700 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=7 - seed % 3)
+    kw = dict(layer.kwargs)
+    padding, mode = kw.pop("padding"), kw.pop("padding_mode")
+    kernel, ndim = layer.weight.shape[2:], layer.weight.ndim - 2
+    dilation = (kw["dilation"],) * ndim if isinstance(kw["dilation"], int) else kw["dilation"]
+    pads = per_side(padding, kernel, dilation)
+    padded = (layer.input_shape[0], *(n + lo + hi for n, (lo, hi) in
+                                      zip(layer.input_shape[1:], pads)))
+    P = pad_matrix(layer.input_shape, padding, mode, kernel_size=kernel, dilation=dilation)
+    valid = conv_matrix(layer.weight, padded, **kw)
+    assert_close(valid @ P, conv_matrix(layer.weight, layer.input_shape, **layer.kwargs), layer)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_stride_is_subsampling(seed):
+    rng = np.random.default_rng(800 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=8 - seed % 3)
+    strided = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    unit = conv_matrix(layer.weight, layer.input_shape, **{**layer.kwargs, "stride": 1})
+    unit_shape = (layer.weight.shape[0],
+                  *unit_stride_output(layer.input_shape[1:], layer.weight.shape[2:], layer.kwargs))
+    S = stride_matrix(unit_shape, layer.kwargs["stride"])
+    assert_close(S @ unit, strided, layer)
+    # S keeps every stride-th position: numpy slicing is the definition
+    y = rng.standard_normal(unit_shape)
+    step = layer.kwargs["stride"]
+    step = (step,) * (len(unit_shape) - 1) if isinstance(step, int) else step
+    assert_close(S @ y.ravel(), y[(slice(None), *(slice(None, None, s) for s in step))].ravel(),
+                 layer)
+
+
+def unit_stride_output(size, kernel, kwargs):
+    """Stride-1 output size, PyTorch's formula written out here."""
+    ndim = len(size)
+    dil = kwargs["dilation"]
+    dil = (dil,) * ndim if isinstance(dil, int) else dil
+    pads = per_side(kwargs["padding"], kernel, dil)
+    return tuple(n + lo + hi - d * (k - 1) for n, k, d, (lo, hi) in zip(size, kernel, dil, pads))
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_dilation_is_a_zero_inserted_kernel(seed):
+    rng = np.random.default_rng(900 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=8 - seed % 3)
+    kw = dict(layer.kwargs)
+    dilation = kw.pop("dilation")
+    wide = dilate_kernel(layer.weight, dilation)
+    assert_close(conv_matrix(wide, layer.input_shape, **kw),
+                 conv_matrix(layer.weight, layer.input_shape, **layer.kwargs), layer)
+    x = rng.standard_normal((1, *layer.input_shape))
+    assert_close(torch_conv(x, wide, **kw), torch_conv(x, layer.weight, **layer.kwargs), layer)
+
+
+# -- channels ----------------------------------------------------------------------------------
+@requires_torch
+@pytest.mark.parametrize("seed", range(10))
+def test_conv1x1_is_kron(seed):
+    rng = np.random.default_rng(1000 + seed)
+    c_out, c_in = (int(c) for c in rng.integers(1, 5, 2))
+    spatial = tuple(int(n) for n in rng.integers(1, 6, 1 + seed % 3))
+    w = rng.standard_normal((c_out, c_in))
+    A = conv1x1_matrix(w, spatial)
+    kernel = w.reshape(c_out, c_in, *(1,) * len(spatial))
+    assert_close(A, conv_matrix(kernel, (c_in, *spatial)), (w.shape, spatial))
+    x = rng.standard_normal((1, c_in, *spatial))
+    assert_close(A @ x.ravel(), torch_conv(x, kernel).ravel(), (w.shape, spatial))
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_block_conv_matrix_is_the_convolution(seed):
+    rng = np.random.default_rng(1100 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=7 - seed % 3)
+    B = block_conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    assert_close(B, conv_matrix(layer.weight, layer.input_shape, **layer.kwargs), layer)
+    x = rng.standard_normal((1, *layer.input_shape))
+    assert_close(B @ x.ravel(), torch_conv(x, layer.weight, **layer.kwargs).ravel(), layer)
+    # groups: nothing outside the diagonal blocks
+    groups = layer.kwargs["groups"]
+    rows, cols = B.shape[0] // groups, B.shape[1] // groups
+    coo = B.tocoo()
+    assert np.array_equal(coo.row // rows, coo.col // cols), layer
+
+
+# -- transposed convolution --------------------------------------------------------------------
+def random_transpose(rng, stride_one=False):
+    ndim = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 2]))
+    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+    stride = (1,) * ndim if stride_one else tuple(int(s) for s in rng.integers(1, 4, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    output_padding = tuple(0 if stride_one else int(rng.integers(0, max(s, d)))
+                           for s, d in zip(stride, dilation))
+    padding = tuple(int(rng.integers(0, 1 + d * (k - 1))) for k, d in zip(kernel, dilation))
+    # (n-1)*stride - 2*padding + dilation*(k-1) + output_padding >= 0: a non-empty output
+    low = [1 + -(-max(0, 2 * p - d * (k - 1) - op) // s)
+           for p, d, k, op, s in zip(padding, dilation, kernel, output_padding, stride)]
+    size = tuple(int(rng.integers(lo, lo + 6 - ndim)) for lo in low)
+    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
+                  dilation=dilation, groups=groups)
+    return rng.standard_normal((c_in, c_out // groups, *kernel)), (c_in, *size), kwargs
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_stride1_transposed_conv_is_the_flipped_swapped_kernel_with_full_padding(seed):
+    rng = np.random.default_rng(1200 + seed)
+    w, shape, kw = random_transpose(rng, stride_one=True)
+    x = rng.standard_normal((1, *shape))
+    expected = torch_conv_transpose(x, w, **kw)
+    # the tutorial's picture, computed by PyTorch alone: full padding minus the layer's
+    pads = tuple(d * (k - 1) - p for k, d, p in zip(w.shape[2:], kw["dilation"], kw["padding"]))
+    flipped = transpose_kernel(w, kw["groups"])
+    direct = torch_conv(x, flipped, padding=pads, dilation=kw["dilation"], groups=kw["groups"])
+    assert_close(direct, expected, kw)
+    A, U = fractionally_strided(w, shape, **kw)
+    assert_close(U, sp.eye_array(U.shape[0]), kw)
+    assert_close(A, conv_matrix(flipped, shape, padding=pads, dilation=kw["dilation"],
+                                groups=kw["groups"]), kw)
+    assert_close(A @ x.ravel(), expected.ravel(), kw)
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(40))
+def test_strided_transposed_conv_is_zero_insertion_then_conv(seed):
+    rng = np.random.default_rng(1300 + seed)
+    w, shape, kw = random_transpose(rng)
+    A, U = fractionally_strided(w, shape, **kw)
+    x = rng.standard_normal(shape)
+    # zero insertion by its definition: x at every stride-th position of a zero array
+    inserted = np.zeros((shape[0], *((n - 1) * s + 1 for n, s in zip(shape[1:], kw["stride"]))))
+    inserted[(slice(None), *(slice(None, None, s) for s in kw["stride"]))] = x
+    assert_close(U @ x.ravel(), inserted.ravel(), kw)
+    assert_close(A @ (U @ x.ravel()), torch_conv_transpose(x[None], w, **kw).ravel(), kw)
+    assert_close(A @ U, conv_transpose_matrix(w, shape, **kw), kw)
+
+
+# -- formats and rejections --------------------------------------------------------------------
+@pytest.mark.parametrize("format", ["csr", "csc", "coo", "bsr"])
+def test_formats(format):
+    k = np.arange(1.0, 7.0).reshape(2, 3)
+    built = [toeplitz_matrix(k[0], 5, format=format),
+             doubly_block_toeplitz(k, (4, 5), format=format),
+             doubly_block_circulant(k, (4, 5), format=format),
+             im2col_matrix((2, 4, 5), 3, format=format),
+             pad_matrix((2, 4, 5), 1, format=format),
+             stride_matrix((2, 4, 5), 2, format=format),
+             conv1x1_matrix(k, 4, format=format),
+             block_conv_matrix(k[None, :, None], (2, 1, 5), format=format),
+             *fractionally_strided(k[:, None, :], (2, 4), stride=2, format=format)]
+    for matrix in built:
+        assert isinstance(matrix, sp.sparray) and matrix.format == format
+
+
+BAD = [
+    (toeplitz_matrix, ([[1.0]], 3), {}, ValueError, "kernel must be a non-empty 1-D"),
+    (toeplitz_matrix, ([], 3), {}, ValueError, "kernel"),
+    (toeplitz_matrix, (["a"], 3), {}, TypeError, "kernel"),
+    (toeplitz_matrix, ([1.0], 0), {}, ValueError, "n must be a positive integer, got 0"),
+    (toeplitz_matrix, ([1.0], 2.0), {}, TypeError, "n must"),
+    (toeplitz_matrix, ([1.0], 3, "circular"), {}, ValueError, "mode must be one of"),
+    (toeplitz_matrix, ([1.0], 3, 1), {}, ValueError, "mode"),
+    (toeplitz_matrix, ([1.0], 3), dict(format="dense"), ValueError, "format"),
+    (toeplitz_matrix, ([1.0], 3), dict(dtype="str"), TypeError, "dtype"),
+    (doubly_block_toeplitz, (np.ones(3), (4, 4)), {}, ValueError, "kernel must be a non-empty 2-D"),
+    (doubly_block_toeplitz, (np.ones((2, 2)), (4,)), {}, ValueError, "input_size"),
+    (doubly_block_toeplitz, (np.ones((2, 2)), (4, 0)), {}, ValueError, "input_size"),
+    (doubly_block_toeplitz, (np.ones((5, 2)), (4, 4), "valid"), {}, ValueError, "kernel_size"),
+    (doubly_block_toeplitz, (np.ones((2, 2)), (4, 4), "half"), {}, ValueError, "mode"),
+    (doubly_block_circulant, (np.ones((9, 2)), (3, 4)), {}, ValueError, "circular"),
+    (doubly_block_circulant, (np.ones((2, 2, 2)), (3, 4)), {}, ValueError, "kernel"),
+    (im2col_matrix, ((2, 5, 5), (3, 3, 3)), {}, ValueError, "kernel_size"),
+    (im2col_matrix, ((2, 5, 5), 3), dict(stride=0), ValueError, "stride"),
+    (im2col_matrix, ((2, 5, 5), 3), dict(padding_mode="mirror"), ValueError, "padding_mode"),
+    (im2col_matrix, ((2,), 3), {}, ValueError, "input_shape"),
+    (im2col_matrix, ((2, 5.0), 3), {}, TypeError, "input_shape"),
+    (im2col_matrix, ((2, 2, 2), 3), {}, ValueError, "kernel_size"),
+    (pad_matrix, ((2, 5), "same"), {}, ValueError, "kernel_size"),
+    (pad_matrix, ((2, 5), -1), {}, ValueError, "padding"),
+    (pad_matrix, ((2, 5), 5, "reflect"), {}, ValueError, "padding"),
+    (stride_matrix, ((2, 5), (1, 2)), {}, ValueError, "stride"),
+    (conv1x1_matrix, (np.ones((2, 2, 1)), 3), {}, ValueError, "weight"),
+    (conv1x1_matrix, (np.ones((2, 0)), 3), {}, ValueError, "weight"),
+    (conv1x1_matrix, (np.ones((2, 2)), (3, -1)), {}, ValueError, "spatial"),
+    (block_conv_matrix, (np.ones((2, 2, 3)), (3, 5)), {}, ValueError, "in_channels"),
+    (dilate_kernel, (np.ones((2, 2, 3)), 0), {}, ValueError, "dilation"),
+    (dilate_kernel, (np.ones((2, 3)), 2), {}, ValueError, "weight"),
+    (transpose_kernel, (np.ones((3, 2, 3)), 2), {}, ValueError, "groups"),
+    (transpose_kernel, (np.ones((3, 2, 3)), 1.0), {}, TypeError, "groups"),
+    (fractionally_strided, (np.ones((2, 1, 3)), (2, 8)), dict(padding=3), ValueError,
+     "exceeds dilation"),
+    (fractionally_strided, (np.ones((2, 1, 3)), (2, 4)), dict(output_padding=1), ValueError,
+     "output_padding"),
+]
+
+
+@pytest.mark.parametrize("fn, args, kwargs, error, match", BAD,
+                         ids=[f"{b[0].__name__}-{i}" for i, b in enumerate(BAD)])
+def test_rejects_bad_input(fn, args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fn(*args, **kwargs)
+
+
+def test_memory_limit_raises_before_allocating():
+    import sparseconv
+
+    old = sparseconv.set_memory_limit(10_000)
+    try:
+        for build in [lambda: toeplitz_matrix(np.ones(3), 2000),
+                      lambda: doubly_block_toeplitz(np.ones((3, 3)), (40, 40)),
+                      lambda: doubly_block_circulant(np.ones((3, 3)), (40, 40)),
+                      lambda: im2col_matrix((1, 40, 40), 3),
+                      lambda: pad_matrix((1, 40, 40), 1),
+                      lambda: conv1x1_matrix(np.ones((2, 2)), (40, 40)),
+                      lambda: block_conv_matrix(np.ones((1, 1, 3, 3)), (1, 40, 40))]:
+            with pytest.raises(sparseconv.MatrixTooLargeError, match="memory limit"):
+                build()
+        assert toeplitz_matrix(np.ones(3), 20).nnz == 3 * 20  # small ones still build (full)
+    finally:
+        sparseconv.set_memory_limit(old)
