@@ -1,0 +1,172 @@
+"""Animations of the convolution arithmetic (after vdumoulin's conv_arithmetic).
+
+The frames are drawn from the geometry's own maps (:func:`sparseconv.plot.padded_index_map`):
+the window of each output on the padded grid is the index map of the same layer applied to the
+padded input, and the padded cells are colored by what :meth:`AxisGeometry.pad_index` says they
+copy. matplotlib is imported inside the function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._plotdata import layer_of, padded_index_map
+from .geometry import ConvGeometry
+
+# vdumoulin's palette: blue input, white zero padding, dark kernel window, green output
+_INPUT, _COPY, _ZERO = "#9ecae1", "#deebf7", "white"
+_WINDOW, _OUTPUT, _DONE, _CURRENT = "#2b5d8a", "#f2f2f2", "#a1d99b", "#238b45"
+_CROPPED_DONE, _CROPPED_CURRENT = "#e0e0e0", "#969696"  # transposed: written, then cropped
+
+
+def _as_2d(size: tuple[int, ...]) -> tuple[int, int]:
+    return (1, size[0]) if len(size) == 1 else (size[0], size[1])
+
+
+class _Grid:
+    """A grid of unit cells at ``origin`` (its top-left), drawn as one PatchCollection."""
+
+    def __init__(self, ax, shape, origin, base, dashed):
+        from matplotlib.collections import PatchCollection
+        from matplotlib.patches import Rectangle
+
+        rows, cols = shape
+        x0, top = origin
+        cells = [Rectangle((x0 + c, top - r - 1), 1, 1) for r in range(rows) for c in range(cols)]
+        self.base = list(base)
+        self.collection = PatchCollection(
+            cells, facecolors=self.base, edgecolors="0.3", linewidths=0.8,
+            linestyles=["--" if d else "-" for d in dashed],
+        )
+        ax.add_collection(self.collection)
+
+    def paint(self, colors: dict[int, str]) -> None:
+        faces = list(self.base)
+        for cell, color in colors.items():
+            faces[cell] = color
+        self.collection.set_facecolor(faces)
+
+
+def _padded_colors(geom: ConvGeometry, source: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Base color of each padded cell, and which cells are padding (outside the input)."""
+    inside = np.ones((), dtype=bool)
+    for d, axis in enumerate(geom.axes):
+        shape = [1] * geom.ndim
+        shape[d] = -1
+        lo = axis.pad[0]
+        position = np.arange(axis.padded_size)
+        inside = inside & ((position >= lo) & (position < lo + axis.size)).reshape(shape)
+    inside = inside.ravel()
+    colors = [_INPUT if i else (_COPY if s >= 0 else _ZERO) for i, s in zip(inside, source)]
+    return colors, ~inside
+
+
+def _title(geom: ConvGeometry, transposed: bool) -> str:
+    def fmt(values):
+        return "x".join(map(str, values))
+
+    parts = [f"kernel {fmt(geom.kernel_size)}"]
+    if any(s != 1 for s in geom.stride):
+        parts.append(f"stride {fmt(geom.stride)}")
+    pads = sorted({p for pair in geom.padding for p in pair})
+    if pads != [0]:
+        parts.append(f"padding {pads[0] if len(pads) == 1 else geom.padding}")
+    if any(d != 1 for d in geom.dilation):
+        parts.append(f"dilation {fmt(geom.dilation)}")
+    if geom.padding_mode != "zeros":
+        parts.append(geom.padding_mode)
+    if transposed:
+        return (f"transposed: {fmt(geom.output_size)} -> {fmt(geom.input_size)}, "
+                + ", ".join(parts))
+    return f"{fmt(geom.input_size)} -> {fmt(geom.output_size)}, " + ", ".join(parts)
+
+
+def conv_animation(layer, *, transposed: bool = False, fig=None, interval: int = 600):
+    """Animate a 1-D or 2-D layer's arithmetic: the kernel window moving over the input.
+
+    Parameters
+    ----------
+    layer : ConvGeometry, ConvOperator or ConvTransposeOperator
+        Channels are ignored: one input and one output plane are drawn.
+    transposed : bool
+        Draw the transposed convolution of ``layer`` (a ConvTransposeOperator always is): each
+        frame stamps the kernel of one input cell onto the output, whose cells outside the
+        cropped padding are dashed.
+    fig : matplotlib Figure, optional
+        A new ``matplotlib.figure.Figure`` by default (no pyplot state).
+    interval : int
+        Milliseconds between frames.
+
+    Returns
+    -------
+    matplotlib.animation.FuncAnimation
+        One frame per output position (per input position when transposed), C order. Save it
+        with ``anim.save("conv.gif", writer=matplotlib.animation.PillowWriter(fps=2))``.
+
+    Notes
+    -----
+    Forward frame ``o`` darkens the cells of the padded input at ``window[o]`` and the output
+    cells computed so far, where ``window, source = padded_index_map(geometry)``; padding cells
+    are white (zeros) or pale (copies: circular, reflect, replicate). ``source[window]`` is the
+    index map that builds the matrix, so the picture and the matrix cannot disagree.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from matplotlib.animation import PillowWriter
+    >>> from sparseconv import ConvGeometry
+    >>> from sparseconv.plot import conv_animation
+    >>> geom = ConvGeometry.from_weight((1, 1, 3, 3), (1, 5, 5), stride=2, padding=1)
+    >>> anim = conv_animation(geom)                  # one frame per output: 3x3
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     anim.save(os.path.join(tmp, "conv.gif"), writer=PillowWriter(fps=2), dpi=40)
+    ...     size = os.path.getsize(os.path.join(tmp, "conv.gif"))
+    >>> 0 < size < 100_000
+    True
+    """
+    from matplotlib.animation import FuncAnimation
+    from matplotlib.figure import Figure
+
+    found = layer_of(layer)
+    if found is None:
+        raise TypeError(f"expected a ConvGeometry or an operator, got {type(layer).__name__}")
+    geom, transposed = found[0], transposed or found[1]
+    if geom.ndim > 2:
+        raise ValueError(f"conv_animation draws 1-D and 2-D layers, got {geom.ndim}-D")
+    window, source = padded_index_map(geom)
+    padded = _as_2d(tuple(axis.padded_size for axis in geom.axes))
+    small = _as_2d(geom.output_size)
+    fig = fig if fig is not None else Figure(figsize=(0.45 * (padded[1] + small[1] + 2), 0.45 *
+                                                      (max(padded[0], small[0]) + 1.5)))
+    ax = fig.add_axes((0, 0, 1, 0.9))
+    ax.set_axis_off()
+    colors, is_pad = _padded_colors(geom, source)
+    if transposed:
+        colors = [_ZERO if pad else _OUTPUT for pad in is_pad]
+    gap = 1.5
+    big_origin = (gap + small[1], padded[0]) if transposed else (0, padded[0])
+    small_origin = (0, (padded[0] + small[0]) / 2) if transposed else (
+        padded[1] + gap, (padded[0] + small[0]) / 2)
+    big = _Grid(ax, padded, big_origin, colors, is_pad & (source < 0))
+    small_grid = _Grid(ax, small, small_origin, [_INPUT if transposed else _OUTPUT] *
+                       (small[0] * small[1]), [False] * (small[0] * small[1]))
+    ax.set_xlim(-0.2, padded[1] + small[1] + gap + 0.2)
+    ax.set_ylim(-0.2, max(padded[0], small[0]) + 0.2)
+    ax.set_aspect("equal")
+    fig.suptitle(_title(geom, transposed), fontsize=9)
+
+    def update(frame: int):
+        if transposed:  # the input cell stamps its kernel; the output accumulates the stamps
+            done = {cell: _CROPPED_DONE if is_pad[cell] else _DONE
+                    for cell in window[:frame].ravel().tolist()}
+            stamp = {cell: _CROPPED_CURRENT if is_pad[cell] else _CURRENT
+                     for cell in window[frame].tolist()}
+            big.paint({**done, **stamp})
+            small_grid.paint({frame: _WINDOW})
+        else:
+            big.paint(dict.fromkeys(window[frame].tolist(), _WINDOW))
+            small_grid.paint({**dict.fromkeys(range(frame), _DONE), frame: _CURRENT})
+        return [big.collection, small_grid.collection]
+
+    update(0)
+    return FuncAnimation(fig, update, frames=window.shape[0], interval=interval, blit=False)

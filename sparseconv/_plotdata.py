@@ -1,0 +1,314 @@
+"""The numbers behind sparseconv's pictures, computed without matplotlib.
+
+Every index here comes from the geometry core: a layer's spatial pattern is read off
+:meth:`ConvGeometry.index_map`, the padded grid of the animations off
+:meth:`AxisGeometry.pad_index`. :mod:`sparseconv.plot` draws these arrays and re-exports the
+public ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
+
+from .geometry import ConvGeometry
+
+__all__ = ["Raster", "bin_edges", "density_counts", "raster", "spatial_matrix", "field_counts",
+           "padded_index_map", "as_geometry", "layer_of"]
+
+_CHUNK = 1 << 22  # entries binned per pass: bounds the temporaries at ~100 MB
+
+
+@dataclass(frozen=True, eq=False)
+class Raster:
+    """A matrix's stored entries counted in a grid of bins (pixels).
+
+    ``counts[i, j]`` is the number of stored entries in rows ``row_edges[i]:row_edges[i+1]``
+    and columns ``col_edges[j]:col_edges[j+1]``. When every bin is one row and one column
+    (:attr:`exact`), ``counts`` is the sparsity pattern itself.
+    """
+
+    counts: np.ndarray
+    row_edges: np.ndarray
+    col_edges: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of the matrix the raster bins."""
+        return int(self.row_edges[-1]), int(self.col_edges[-1])
+
+    @property
+    def exact(self) -> bool:
+        """True when each pixel is exactly one entry of the matrix."""
+        return self.counts.shape == self.shape
+
+
+def bin_edges(size: int, max_bins: int, blocks: int = 1) -> np.ndarray:
+    """Edges of about ``max_bins`` bins over ``range(size)``, never straddling a block.
+
+    The axis is cut into ``blocks`` equal blocks (channels) and each block into the same number
+    ``b`` of bins, ``b = min(block, max(1, max_bins // blocks))``; bins differ in length by at
+    most one. When ``b`` equals the block length every bin is a single index.
+
+    Examples
+    --------
+    >>> from sparseconv.plot import bin_edges
+    >>> bin_edges(10, 4).tolist()
+    [0, 2, 5, 7, 10]
+    >>> bin_edges(6, 100, blocks=2).tolist()
+    [0, 1, 2, 3, 4, 5, 6]
+    """
+    if size % blocks:
+        raise ValueError(f"blocks={blocks} must divide size={size}")
+    if max_bins < 1:
+        raise ValueError(f"max_bins must be a positive integer, got {max_bins!r}")
+    block = size // blocks
+    per_block = min(block, max(1, max_bins // blocks))
+    local = np.arange(per_block, dtype=np.int64) * block // per_block
+    edges = (np.arange(blocks, dtype=np.int64)[:, None] * block + local).ravel()
+    return np.append(edges, size)
+
+
+def _entries(A, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, columns) of the stored entries of ``A``, a chunk at a time, without copying A."""
+    fmt = A.format
+    if fmt in ("csr", "csc"):
+        major_ptr = A.indptr
+        starts = np.searchsorted(major_ptr, np.arange(0, A.nnz, chunk), side="right") - 1
+        bounds = np.append(np.unique(starts), len(major_ptr) - 1)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            major = np.repeat(np.arange(lo, hi), np.diff(major_ptr[lo:hi + 1]))
+            minor = A.indices[major_ptr[lo]:major_ptr[hi]]
+            yield (major, minor) if fmt == "csr" else (minor, major)
+    elif fmt == "coo":
+        for lo in range(0, A.nnz, chunk):
+            yield A.row[lo:lo + chunk], A.col[lo:lo + chunk]
+    else:
+        yield from _entries(A.tocsr(), chunk)
+
+
+def density_counts(A, row_edges: np.ndarray, col_edges: np.ndarray, *,
+                   chunk: int = _CHUNK) -> np.ndarray:
+    """Number of stored entries of the sparse array ``A`` in each bin.
+
+    Parameters
+    ----------
+    A : scipy.sparse array or matrix
+        Any format; CSR, CSC and COO are read in place, a chunk of entries at a time.
+    row_edges, col_edges : ndarray of int
+        Increasing bin edges, from 0 to the number of rows (columns).
+
+    Returns
+    -------
+    ndarray of int64, shape (len(row_edges) - 1, len(col_edges) - 1)
+        Sums to ``A.nnz``.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sparseconv.plot import density_counts
+    >>> A = sp.csr_array(np.eye(4))
+    >>> density_counts(A, np.array([0, 2, 4]), np.array([0, 2, 4])).tolist()
+    [[2, 0], [0, 2]]
+    """
+    nr, nc = len(row_edges) - 1, len(col_edges) - 1
+    if (int(row_edges[-1]), int(col_edges[-1])) != tuple(A.shape):
+        raise ValueError(f"bin edges end at {(row_edges[-1], col_edges[-1])}, not at A.shape "
+                         f"{A.shape}")
+    row_bin = np.repeat(np.arange(nr, dtype=np.int64), np.diff(row_edges))
+    col_bin = np.repeat(np.arange(nc, dtype=np.int64), np.diff(col_edges))
+    counts = np.zeros(nr * nc, dtype=np.int64)
+    for rows, cols in _entries(A, chunk):
+        # one flat bin number per entry, then a histogram of them
+        counts += np.bincount(row_bin[rows] * nc + col_bin[cols], minlength=nr * nc)
+    return counts.reshape(nr, nc)
+
+
+def layer_of(A) -> tuple[ConvGeometry, bool] | None:
+    """``(geometry, transposed)`` of a layer object, ``None`` for a plain matrix.
+
+    A ConvGeometry or ConvOperator is its geometry's matrix; a ConvTransposeOperator (whose
+    geometry is the convolution it transposes) and an operator's adjoint ``.H`` are its
+    transpose.
+    """
+    from . import operators
+
+    if isinstance(A, ConvGeometry):
+        return A, False
+    if isinstance(A, operators.ConvOperator):
+        return A.geometry, False
+    if isinstance(A, operators.ConvTransposeOperator):
+        return A.geometry, True
+    parent = getattr(A, "parent", None)
+    if isinstance(A, LinearOperator) and parent is not None:
+        inner = layer_of(parent)
+        return None if inner is None else (inner[0], not inner[1])
+    return None
+
+
+def as_geometry(layer) -> ConvGeometry:
+    """The geometry of a ConvGeometry or ConvOperator (for index maps, so not transposed)."""
+    found = layer_of(layer)
+    if found is None or found[1]:
+        raise TypeError(f"expected a ConvGeometry or a ConvOperator, got {type(layer).__name__}")
+    return found[0]
+
+
+def spatial_matrix(geom: ConvGeometry) -> sp.csr_array:
+    """``S[o, j]``: how many kernel taps of output position ``o`` read input position ``j``.
+
+    One channel pair of the layer, built from :meth:`ConvGeometry.index_map`; the layer's
+    sparsity pattern is the Kronecker product of the channel connectivity and ``S != 0``.
+    """
+    index = geom.index_map()
+    rows = np.repeat(np.arange(index.shape[0], dtype=np.int64), index.shape[1])
+    keep = index.ravel() >= 0
+    shape = (math.prod(geom.output_size), math.prod(geom.input_size))
+    S = sp.csr_array((np.ones(int(keep.sum()), dtype=np.int64), (rows[keep], index.ravel()[keep])),
+                     shape=shape)
+    S.sum_duplicates()
+    return S
+
+
+def _channel_connectivity(geom: ConvGeometry) -> np.ndarray:
+    """``G[o, c] = 1`` where output channel ``o`` reads input channel ``c`` (same group)."""
+    groups = geom.groups
+    out_group = np.arange(geom.out_channels) // (geom.out_channels // groups)
+    in_group = np.arange(geom.in_channels) // (geom.in_channels // groups)
+    return (out_group[:, None] == in_group[None, :]).astype(np.int64)
+
+
+def raster(A, max_bins: int = 512, *, channels: tuple[int, int] = (1, 1)) -> Raster:
+    """Count the stored entries of a matrix or a layer in at most about ``max_bins`` squared bins.
+
+    Parameters
+    ----------
+    A : scipy.sparse array or matrix, ndarray, ConvGeometry, ConvOperator, ConvTransposeOperator
+        A layer (geometry or operator) is binned from its geometry, without forming the matrix:
+        its pattern is ``kron(G, S != 0)`` (channel connectivity ``G``, spatial pattern ``S``),
+        so the counts are ``kron(G, counts of S)`` in bins aligned to the channel blocks. A
+        dense array counts its nonzero entries.
+    max_bins : int
+        Bins per axis (an axis no longer than this is drawn one index per bin: exact).
+    channels : (int, int)
+        Number of row and column blocks the bins must not straddle (ignored for a layer, whose
+        channel counts are used).
+
+    Returns
+    -------
+    Raster
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import ConvGeometry, conv_matrix
+    >>> from sparseconv.plot import raster
+    >>> geom = ConvGeometry.from_weight((64, 64, 3, 3), (64, 56, 56), padding=1)
+    >>> r = raster(geom, 256)
+    >>> r.counts.shape, int(r.counts.sum()) == geom.nnz()
+    ((256, 256), True)
+    >>> A = conv_matrix(np.ones((1, 1, 3)), (1, 4))
+    >>> raster(A).counts.tolist()
+    [[1, 1, 1, 0], [0, 1, 1, 1]]
+    """
+    layer = layer_of(A)
+    if layer is not None:
+        geom, transposed = layer
+        pattern = _layer_raster(geom, max_bins)
+        if transposed:
+            return Raster(pattern.counts.T.copy(), pattern.col_edges, pattern.row_edges)
+        return pattern
+    if isinstance(A, LinearOperator):
+        raise TypeError(f"cannot raster a {type(A).__name__} without its matrix: pass "
+                        "A.tosparse() or a sparseconv operator")
+    if not sp.issparse(A):
+        A = sp.csr_array(np.atleast_2d(np.asarray(A)))
+    rows = bin_edges(A.shape[0], max_bins, channels[0])
+    cols = bin_edges(A.shape[1], max_bins, channels[1])
+    return Raster(density_counts(A, rows, cols), rows, cols)
+
+
+def _layer_raster(geom: ConvGeometry, max_bins: int) -> Raster:
+    rows = bin_edges(geom.shape[0], max_bins, geom.out_channels)
+    cols = bin_edges(geom.shape[1], max_bins, geom.in_channels)
+    per_out = (len(rows) - 1) // geom.out_channels
+    per_in = (len(cols) - 1) // geom.in_channels
+    local = density_counts(spatial_matrix(geom), rows[:per_out + 1], cols[:per_in + 1])
+    return Raster(np.kron(_channel_connectivity(geom), local), rows, cols)
+
+
+def field_counts(layers, position: Sequence[int] | None = None) -> np.ndarray:
+    """Number of paths from each input position to one output position through a stack.
+
+    Parameters
+    ----------
+    layers : ConvGeometry, ConvOperator, or a sequence of them
+        Applied first to last; each layer's spatial input size must be the previous layer's
+        output size.
+    position : tuple of int, optional
+        Output position of the last layer; its center by default.
+
+    Returns
+    -------
+    ndarray of int64, shape ``layers[0].input_size``
+        Nonzero exactly on the receptive field: ``e_position @ S_L @ ... @ S_1`` with the
+        tap-count matrices ``S`` of :func:`spatial_matrix`.
+
+    Examples
+    --------
+    >>> from sparseconv import ConvGeometry
+    >>> from sparseconv.plot import field_counts
+    >>> g = ConvGeometry.from_weight((1, 1, 3), (1, 5), padding=1)
+    >>> field_counts([g, g]).tolist()          # two 3-tap layers: a 5-wide triangle
+    [1, 2, 3, 2, 1]
+    """
+    geoms = [as_geometry(layer) for layer in
+             (layers if isinstance(layers, Sequence) else [layers])]
+    if not geoms:
+        raise ValueError("layers must hold at least one layer")
+    for i, (a, b) in enumerate(zip(geoms[:-1], geoms[1:])):
+        if b.input_size != a.output_size:
+            raise ValueError(f"layer {i + 1} reads spatial size {b.input_size} but layer {i} "
+                             f"outputs {a.output_size}")
+    out = geoms[-1].output_size
+    position = tuple(n // 2 for n in out) if position is None else tuple(position)
+    if len(position) != len(out) or not all(0 <= p < n for p, n in zip(position, out)):
+        raise ValueError(f"position must be an output position within {out}, got {position}")
+    paths = np.zeros(math.prod(out), dtype=np.int64)
+    paths[np.ravel_multi_index(position, out)] = 1
+    for geom in reversed(geoms):
+        paths = spatial_matrix(geom).T @ paths
+    return paths.reshape(geoms[0].input_size)
+
+
+def padded_index_map(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Where each tap sits on the padded input grid, and what each padded cell copies.
+
+    Returns
+    -------
+    window : ndarray of int64, shape (prod(output_size), prod(kernel_size))
+        Flat (C order) position on the padded grid of tap ``t`` of output ``o``: the index map
+        of the same layer applied to the already padded input, with no padding.
+    source : ndarray of int64, shape (prod(padded_size),)
+        Flat input position each padded cell copies (per-axis :meth:`AxisGeometry.pad_index`),
+        ``-1`` for a zero pad; ``source[window] == geom.index_map()``.
+    """
+    padded = tuple(axis.padded_size for axis in geom.axes)
+    on_padded = ConvGeometry.from_weight(
+        geom.weight_shape, (geom.in_channels, *padded), stride=geom.stride,
+        dilation=geom.dilation, groups=geom.groups, output_size=geom.output_size,
+    )
+    source = np.zeros((), dtype=np.int64)
+    valid = np.ones((), dtype=bool)
+    for d, axis in enumerate(geom.axes):
+        shape = [1] * geom.ndim
+        shape[d] = -1
+        pad = axis.pad_index().reshape(shape)
+        source = source * axis.size + pad
+        valid = valid & (pad >= 0)
+    return on_padded.index_map(), np.where(valid, source, -1).ravel()
