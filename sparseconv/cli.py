@@ -14,6 +14,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 
@@ -254,29 +255,58 @@ def _savefig(fig, path: str) -> None:
     fig.savefig(path, **({"metadata": {"Software": None}} if path.endswith(".png") else {}))
 
 
+def _outward(value: float, rounding: str, digits: int = 10) -> str:
+    """``value`` to ``digits`` significant digits, rounded outward so an interval stays valid."""
+    exact = Decimal(repr(float(value)))
+    if exact == 0:
+        return "0"
+    return str(exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding))
+
+
+def _top_singular_values(layer: _Layer, k: int = 32) -> tuple[np.ndarray, str]:
+    """All singular values where an exact method applies, else ARPACK's ``k`` largest."""
+    import scipy.sparse.linalg as spla
+
+    from .matrices import conv_matrix
+    from .spectra import DENSE_LIMIT, _is_periodic, singular_values
+
+    g = layer.geometry
+    if _is_periodic(g) or min(g.shape) <= DENSE_LIMIT:
+        how = "exact, by FFT" if _is_periodic(g) else "exact, dense SVD"
+        return singular_values(layer.weight, layer.input_shape, **layer.kwargs), how
+    A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    k = min(k, min(A.shape) - 1)
+    v0 = np.random.default_rng(0).standard_normal(min(A.shape))
+    top = spla.svds(A, k=k, return_singular_vectors=False, v0=v0)
+    return np.sort(top)[::-1], f"the {k} largest, by ARPACK"
+
+
 def _spectrum(layer: _Layer, args) -> None:
     from matplotlib.figure import Figure
 
-    from . import _spectra_fallback as spectra
     from . import plot
+    from .norms import spectral_norm
+    from .spectra import frequency_map
 
     g = layer.geometry
-    values, how = spectra.layer_singular_values(layer.weight, layer.input_shape, **layer.kwargs)
-    show_map = g.ndim == 2 and g.stride == (1, 1) and all(
-        d * (k - 1) < n for k, d, n in zip(g.kernel_size, g.dilation, g.input_size))
+    values, how = _top_singular_values(layer)
+    show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
+                                   < a.size for a in g.axes)
     fig = Figure(figsize=(9.6 if show_map else 5.2, 4.2), layout="constrained")
     axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
     plot.singular_values(values, axes[0])
     axes[0].set_title(f"singular values ({how})", fontsize=8)
     if show_map:
-        fmap = spectra.frequency_map(layer.weight, g.input_size, dilation=g.dilation,
-                                     groups=g.groups)
+        fmap = frequency_map(layer.weight, g.input_size, stride=g.stride, dilation=g.dilation,
+                             groups=g.groups)
         fig.colorbar(plot.frequency_map(fmap, axes[1]), ax=axes[1], shrink=0.8)
         circular = "" if g.padding_mode == "circular" else " (of the circular layer)"
         axes[1].set_title(f"largest singular value per frequency{circular}", fontsize=8)
     fig.suptitle(layer.describe(), fontsize=8)
     _savefig(fig, args.output)
-    print(f"spectral norm  {values[0]:.6g}  ({how})")
+    norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs)
+    lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
+    print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method})")
     print(f"wrote {args.output}")
 
 

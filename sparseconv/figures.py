@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _spectra_fallback as spectra
-from . import plot
+from . import plot, spectra
 from .algebra import compose
 from .geometry import ConvGeometry
 from .matrices import conv_matrix, conv_transpose_matrix

@@ -20,8 +20,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from PIL import Image
 
-from sparseconv import ConvGeometry, conv_matrix, plot
-from sparseconv import _spectra_fallback as spectra
+from sparseconv import ConvGeometry, cli, conv_matrix, plot, spectra
 from sparseconv.algebra import receptive_field as algebra_receptive_field
 from sparseconv.figures import FIGURES, make_figures
 from sparseconv.operators import ConvOperator, ConvTransposeOperator
@@ -256,14 +255,15 @@ def test_circular_symbol_spectrum_equals_dense_svd(groups, dilation, k, size):
     assert fmap.shape == size and np.isclose(fmap.max(), dense[0])
 
 
-def test_arpack_fallback_gives_the_top_singular_values(monkeypatch):
+def test_cli_top_singular_values_fall_back_to_arpack(monkeypatch):
     w = np.random.default_rng(5).standard_normal((3, 2, 3, 3))
     layer = dict(padding=1, padding_mode="zeros", stride=2)
     dense = np.linalg.svd(conv_matrix(w, (2, 9, 9), **layer).toarray(), compute_uv=False)
     monkeypatch.setattr(spectra, "DENSE_LIMIT", 10)
-    with pytest.raises(ValueError, match="dense SVD"):
+    with pytest.raises(ValueError, match="spectral_norm"):
         spectra.singular_values(w, (2, 9, 9), **layer)
-    top, how = spectra.layer_singular_values(w, (2, 9, 9), k=5, **layer)
+    geometry = ConvGeometry.from_weight(w.shape, (2, 9, 9), **layer)
+    top, how = cli._top_singular_values(cli._Layer(w, (2, 9, 9), layer, geometry), k=5)
     assert "ARPACK" in how
     np.testing.assert_allclose(top, dense[:5], rtol=1e-8)
 
