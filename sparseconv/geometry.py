@@ -48,6 +48,8 @@ def _int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
     """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum``."""
     what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     expected = f"{name} must be {what} or a tuple of {ndim} of them, got {value!r}"
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = tuple(value.tolist())  # numpy's integers become Python ints
     if _is_int(value):
         values = (int(value),) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):

@@ -92,8 +92,10 @@ def torch_conv(x, weight, *, stride=1, padding=0, dilation=1, groups=1, padding_
     """PyTorch's convolution of a batch ``x`` (N, C, *spatial), using PyTorch's own reading of
     the padding argument wherever PyTorch has one."""
     ndim = weight.ndim - 2
-    xt = torch.from_numpy(np.ascontiguousarray(x))
-    wt = torch.from_numpy(np.ascontiguousarray(weight))
+    # np.array copies into fresh C order; ascontiguousarray keeps negative strides of size-1
+    # axes (a flipped 1x1 kernel), which torch.from_numpy rejects
+    xt = torch.from_numpy(np.array(x, order="C", copy=True))
+    wt = torch.from_numpy(np.array(weight, order="C", copy=True))
     conv = _torch_fn("conv", ndim)
     explicit = not (isinstance(padding, (int, str)) or all(isinstance(p, int) for p in padding))
     if padding == "full" or explicit:
@@ -117,7 +119,8 @@ def torch_conv_transpose(x, weight, *, stride=1, padding=0, output_padding=0, di
                          groups=1):
     ndim = weight.ndim - 2
     return _torch_fn("conv_transpose", ndim)(
-        torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(weight)),
+        torch.from_numpy(np.array(x, order="C", copy=True)),
+        torch.from_numpy(np.array(weight, order="C", copy=True)),
         stride=stride, padding=padding, output_padding=output_padding, groups=groups,
         dilation=dilation,
     ).numpy()

@@ -193,3 +193,12 @@ def test_messages_name_the_value():
         conv_matrix(W2, (2, 8, 8), stride=(1, 0))
     with pytest.raises(ValueError, match=r"groups=3 must divide in_channels=2"):
         conv_matrix(np.ones((3, 1, 1)), (2, 4), groups=3)
+
+
+def test_numpy_integer_arrays_are_accepted_as_tuples():
+    w = np.ones((2, 1, 3, 3))
+    a = conv_matrix(w, (1, 9, 9), stride=np.array([1, 2]), dilation=np.array([2, 1]))
+    b = conv_matrix(w, (1, 9, 9), stride=(1, 2), dilation=(2, 1))
+    assert abs(a - b).max() == 0
+    with pytest.raises(TypeError, match="stride"):
+        conv_matrix(w, (1, 9, 9), stride=np.array([1.0, 2.0]))
