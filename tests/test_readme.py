@@ -1,0 +1,45 @@
+"""Every Python example in README.md runs, and prints what the README says it prints."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def expected_output(code: str) -> list[str]:
+    """What each ``print(...)`` line says it prints: its trailing ``# comment`` (up to a
+    colon, which starts an explanation), or else the ``# ...`` lines right below it."""
+    lines, out = code.splitlines(), []
+    for i, line in enumerate(lines):
+        if not line.startswith("print("):
+            continue
+        if "  # " in line:
+            out.append(line.split("  # ", 1)[1].split(":")[0].strip())
+            continue
+        for follow in lines[i + 1:]:
+            if not follow.startswith("# "):
+                break
+            out.append(follow[2:])
+    return out
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_example_runs(index):
+    code = BLOCKS[index]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        exec(compile(code, f"README.md example {index}", "exec"), {})
+    printed = " ".join(buffer.getvalue().split())
+    for expected in expected_output(code):
+        assert " ".join(expected.split()) in printed, (expected, printed)
+
+
+def test_there_are_examples():
+    assert len(BLOCKS) >= 5
