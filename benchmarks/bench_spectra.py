@@ -66,7 +66,8 @@ def dense_agreement() -> None:
         weight = rng.standard_normal(wshape)
         fast = singular_values(weight, xshape, **kwargs)
         dense = singular_values(weight, xshape, method="dense", **kwargs)
-        print(f"{label:<38}{fast.size:>7} values   max diff {np.abs(fast - dense).max() / dense[0]:.1e}")
+        diff = np.abs(fast - dense).max() / dense[0]
+        print(f"{label:<38}{fast.size:>7} values   max diff {diff:.1e}")
 
 
 def spectral_norm_bounds(repeat: int, svds: bool) -> None:

@@ -18,6 +18,7 @@ from .limits import MatrixTooLargeError, get_memory_limit, set_memory_limit
 from .matrices import conv_matrix, conv_transpose_matrix
 from .norms import SpectralNorm, spectral_norm
 from .operators import ConvOperator, ConvTransposeOperator
+from .selection import im2col_matrix, pad_matrix, stride_matrix
 from .spectra import (
     composition_eigenvalues,
     composition_singular_values,
@@ -32,9 +33,6 @@ from .structured import (
     doubly_block_circulant,
     doubly_block_toeplitz,
     fractionally_strided,
-    im2col_matrix,
-    pad_matrix,
-    stride_matrix,
     toeplitz_matrix,
 )
 

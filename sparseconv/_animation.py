@@ -103,6 +103,13 @@ def conv_animation(layer, *, transposed: bool = False, fig=None, interval: int =
         One frame per output position (per input position when transposed), C order. Save it
         with ``anim.save("conv.gif", writer=matplotlib.animation.PillowWriter(fps=2))``.
 
+    Raises
+    ------
+    TypeError
+        ``layer`` neither a ConvGeometry nor a sparseconv operator.
+    ValueError
+        A layer with more than 2 spatial dimensions.
+
     Notes
     -----
     Forward frame ``o`` darkens the cells of the padded input at ``window[o]`` and the output

@@ -31,6 +31,20 @@ class Raster:
     ``counts[i, j]`` is the number of stored entries in rows ``row_edges[i]:row_edges[i+1]``
     and columns ``col_edges[j]:col_edges[j+1]``. When every bin is one row and one column
     (:attr:`exact`), ``counts`` is the sparsity pattern itself.
+
+    Parameters
+    ----------
+    counts : ndarray of int, shape (len(row_edges) - 1, len(col_edges) - 1)
+    row_edges, col_edges : ndarray of int
+        Increasing bin edges, from 0 to the number of rows (columns) of the matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv.plot import Raster
+    >>> r = Raster(np.eye(2, dtype=int), np.array([0, 2, 4]), np.array([0, 2, 4]))
+    >>> r.shape, r.exact                         # a 4 x 4 matrix in 2 x 2 bins
+    ((4, 4), False)
     """
 
     counts: np.ndarray
@@ -54,6 +68,25 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1) -> np.ndarray:
     The axis is cut into ``blocks`` equal blocks (channels) and each block into the same number
     ``b`` of bins, ``b = min(block, max(1, max_bins // blocks))``; bins differ in length by at
     most one. When ``b`` equals the block length every bin is a single index.
+
+    Parameters
+    ----------
+    size : int
+        Length of the axis.
+    max_bins : int
+        About how many bins; positive.
+    blocks : int
+        Number of equal blocks no bin may straddle; must divide ``size``.
+
+    Returns
+    -------
+    ndarray of int64
+        Increasing edges from 0 to ``size``: bin ``i`` is ``range(edges[i], edges[i+1])``.
+
+    Raises
+    ------
+    ValueError
+        ``blocks`` not dividing ``size``, or ``max_bins < 1``.
 
     Examples
     --------
@@ -107,6 +140,11 @@ def density_counts(A, row_edges: np.ndarray, col_edges: np.ndarray, *,
     -------
     ndarray of int64, shape (len(row_edges) - 1, len(col_edges) - 1)
         Sums to ``A.nnz``.
+
+    Raises
+    ------
+    ValueError
+        Edges that do not end at ``A.shape``.
 
     Examples
     --------
@@ -203,6 +241,13 @@ def raster(A, max_bins: int = 512, *, channels: tuple[int, int] = (1, 1)) -> Ras
     -------
     Raster
 
+    Raises
+    ------
+    TypeError
+        A LinearOperator that is not a sparseconv layer (there is no matrix to count).
+    ValueError
+        ``max_bins < 1``, or ``channels`` not dividing the matrix's shape.
+
     Examples
     --------
     >>> import numpy as np
@@ -259,6 +304,14 @@ def field_counts(layers, position: Sequence[int] | None = None) -> np.ndarray:
         Nonzero exactly on the receptive field: ``e_position @ S_L @ ... @ S_1`` with the
         tap-count matrices ``S`` of :func:`spatial_matrix`.
 
+    Raises
+    ------
+    TypeError
+        A layer that is not a ConvGeometry or ConvOperator.
+    ValueError
+        No layer, a layer that does not read the previous layer's output size, or a
+        ``position`` outside the last output.
+
     Examples
     --------
     >>> from sparseconv import ConvGeometry
@@ -289,6 +342,10 @@ def field_counts(layers, position: Sequence[int] | None = None) -> np.ndarray:
 def padded_index_map(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
     """Where each tap sits on the padded input grid, and what each padded cell copies.
 
+    Parameters
+    ----------
+    geom : ConvGeometry
+
     Returns
     -------
     window : ndarray of int64, shape (prod(output_size), prod(kernel_size))
@@ -297,18 +354,26 @@ def padded_index_map(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
     source : ndarray of int64, shape (prod(padded_size),)
         Flat input position each padded cell copies (per-axis :meth:`AxisGeometry.pad_index`),
         ``-1`` for a zero pad; ``source[window] == geom.index_map()``.
+
+    Examples
+    --------
+    >>> from sparseconv import ConvGeometry
+    >>> from sparseconv.plot import padded_index_map
+    >>> geom = ConvGeometry.from_weight((1, 1, 3), (1, 3), padding=1, padding_mode="reflect")
+    >>> window, source = padded_index_map(geom)
+    >>> window.tolist()                          # output o reads padded cells o, o+1, o+2
+    [[0, 1, 2], [1, 2, 3], [2, 3, 4]]
+    >>> source.tolist()                          # reflect: [x1 | x0 x1 x2 | x1]
+    [1, 0, 1, 2, 1]
+    >>> bool((source[window] == geom.index_map()).all())
+    True
     """
     padded = tuple(axis.padded_size for axis in geom.axes)
     on_padded = ConvGeometry.from_weight(
         geom.weight_shape, (geom.in_channels, *padded), stride=geom.stride,
         dilation=geom.dilation, groups=geom.groups, output_size=geom.output_size,
     )
-    source = np.zeros((), dtype=np.int64)
-    valid = np.ones((), dtype=bool)
-    for d, axis in enumerate(geom.axes):
-        shape = [1] * geom.ndim
-        shape[d] = -1
-        pad = axis.pad_index().reshape(shape)
-        source = source * axis.size + pad
-        valid = valid & (pad >= 0)
-    return on_padded.index_map(), np.where(valid, source, -1).ravel()
+    # padding alone is the 1-tap, stride-1 layer with the same padding: its gather map
+    padding = ConvGeometry.from_kernel_size(geom.input_shape, 1, padding=geom.padding,
+                                            padding_mode=geom.padding_mode)
+    return on_padded.index_map(), padding.index_map()[:, 0]

@@ -127,6 +127,13 @@ class AffineMap:
     matrix : scipy.sparse array, shape (m, n)
     bias : array_like, shape (m,)
 
+    Raises
+    ------
+    TypeError
+        A matrix that is not a 2-D scipy.sparse array, a non-numeric bias.
+    ValueError
+        A bias whose shape is not ``(m,)``.
+
     Examples
     --------
     >>> import numpy as np

@@ -20,11 +20,11 @@ from .algebra import compose
 from .geometry import ConvGeometry
 from .matrices import conv_matrix, conv_transpose_matrix
 from .operators import ConvOperator
+from .selection import im2col_matrix
 from .structured import (
     conv1x1_matrix,
     doubly_block_circulant,
     doubly_block_toeplitz,
-    im2col_matrix,
     toeplitz_matrix,
 )
 

@@ -286,6 +286,18 @@ class ConvGeometry:
         One per spatial dimension.
     flip : bool
         True convolution (kernel flipped) instead of cross-correlation.
+
+    Examples
+    --------
+    >>> from sparseconv import ConvGeometry
+    >>> geom = ConvGeometry.from_weight((8, 3, 3, 3), (3, 32, 32), stride=2, padding=1)
+    >>> geom.output_shape, geom.shape
+    ((8, 16, 16), (2048, 3072))
+    >>> ConvGeometry.from_weight((1, 1, 3), (1, 4), padding=1).index_map()   # -1: a zero pad
+    array([[-1,  0,  1],
+           [ 0,  1,  2],
+           [ 1,  2,  3],
+           [ 2,  3, -1]])
     """
 
     in_channels: int

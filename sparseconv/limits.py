@@ -12,14 +12,39 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["MatrixTooLargeError", "check_memory", "get_memory_limit", "set_memory_limit"]
+import numpy as np
+
+__all__ = [
+    "MatrixTooLargeError",
+    "check_memory",
+    "check_sparse_memory",
+    "get_memory_limit",
+    "set_memory_limit",
+]
 
 _DEFAULT = 4 * 2**30
 _SUFFIXES = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
 class MatrixTooLargeError(ValueError, MemoryError):
-    """A requested matrix would exceed the memory limit (see :func:`set_memory_limit`)."""
+    """A requested matrix would exceed the memory limit (see :func:`set_memory_limit`).
+
+    Raised by every builder before it allocates; a ``ValueError`` (a bad request) and a
+    ``MemoryError``, so either ``except`` clause catches it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sparseconv
+    >>> old = sparseconv.set_memory_limit(10_000)
+    >>> try:
+    ...     sparseconv.conv_matrix(np.ones((1, 1, 3, 3)), (1, 64, 64), padding=1)
+    ... except sparseconv.MatrixTooLargeError as error:
+    ...     print(isinstance(error, MemoryError), "memory limit" in str(error))
+    ... finally:
+    ...     _ = sparseconv.set_memory_limit(old)
+    True True
+    """
 
 
 def _parse(text: str) -> int:
@@ -41,6 +66,11 @@ _limit: int | None = _parse(os.environ["SPARSECONV_MEMORY_LIMIT"]) if os.environ
 def get_memory_limit() -> int | None:
     """The current limit in bytes (``None``: no limit).
 
+    Returns
+    -------
+    int or None
+        The largest matrix, in bytes, that builders may allocate.
+
     Examples
     --------
     >>> import sparseconv
@@ -57,6 +87,16 @@ def set_memory_limit(nbytes: int | None) -> int | None:
     ----------
     nbytes : int or None
         The new limit; ``None`` removes it.
+
+    Returns
+    -------
+    int or None
+        The previous limit, to restore it later.
+
+    Raises
+    ------
+    ValueError
+        ``nbytes`` neither ``None`` nor a non-negative int.
 
     Examples
     --------
@@ -79,3 +119,11 @@ def check_memory(nbytes: int, what: str) -> None:
             f"{_limit / 2**30:.2f} GiB; use the matrix-free ConvOperator, or raise the limit with "
             "sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
         )
+
+
+def check_sparse_memory(nnz: int, rows: int, dtype, what: str) -> None:
+    """:func:`check_memory` for a sparse array of ``nnz`` entries of ``dtype`` and ``rows`` rows.
+
+    Counts the widest intermediate the builders make: COO, or CSR with 64-bit indices.
+    """
+    check_memory(nnz * (np.dtype(dtype).itemsize + 16) + 8 * (rows + 1), what)

@@ -219,6 +219,10 @@ class _Polyphase:
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         geom = self.geom
+        if len(self.phases) == 1 and all(a.stride == 1 for a in geom.axes):
+            # stride 1: one phase, the whole padded input; no assembly needed
+            _, sub_geom, sub = self.phases[0]
+            return _pad_adjoint(geom, _forward(sub_geom, sub, y))
         shape = (geom.in_channels, *(a.padded_size for a in geom.axes), y.shape[-1])
         dtype = np.result_type(y, *(sub for _, _, sub in self.phases))
         xp = (np.empty if self.covered else np.zeros)(shape, dtype)
@@ -327,6 +331,12 @@ class ConvOperator(_GeometryOperator):
     weight : ndarray
     input_shape, output_shape : tuple of int
 
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`sparseconv.conv_matrix`; ``matvec`` and the other products raise
+        ``ValueError`` for an array whose shape does not match the operator.
+
     Notes
     -----
     ``matvec`` pads once, views the windows with ``as_strided`` and multiplies by the
@@ -398,6 +408,12 @@ class ConvTransposeOperator(_GeometryOperator):
         ``input_shape``).
     weight : ndarray
     input_shape, output_shape : tuple of int
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`sparseconv.conv_transpose_matrix`; ``matvec`` and the other products raise
+        ``ValueError`` for an array whose shape does not match the operator.
 
     Notes
     -----

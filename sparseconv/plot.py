@@ -186,6 +186,15 @@ def spy(A, ax=None, *, geometry: ConvGeometry | None = None, blocks=None, max_bi
         Its array is the 0/1 pattern (exact), the binned counts (summing to the number of
         stored entries), or the values (masked where nothing is stored).
 
+    Raises
+    ------
+    ValueError
+        A ``geometry`` that does not describe ``A.shape``; ``blocks=True`` without a layer;
+        ``values=True`` for a bare ConvGeometry or for a matrix longer than ``max_bins``;
+        ``max_bins < 1``.
+    TypeError
+        A LinearOperator that is not a sparseconv layer (there is no matrix to draw).
+
     Notes
     -----
     Binning is :func:`raster`: one ``bincount`` over the stored entries, chunked, so a CSR
@@ -241,6 +250,22 @@ def save_raster(fname, A, *, geometry: ConvGeometry | None = None, max_bins: int
 
     No axes, no resampling: pixel ``(i, j)`` is white exactly where the matrix (bin) stores
     nothing. Parameters are those of :func:`spy`; the format follows ``fname``'s extension.
+
+    Parameters
+    ----------
+    fname : str or path-like
+        The image file; its extension chooses the format (``.png``, ...).
+    A, geometry, max_bins, values, color, cmap
+        As for :func:`spy` (``color`` defaults to black).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`spy`.
 
     Examples
     --------
@@ -325,6 +350,11 @@ def frequency_map(values, ax=None, *, cmap: str = "viridis", **kwargs):
     matplotlib.image.AxesImage
         Its array is ``np.fft.fftshift`` of the values; axes in cycles per pixel.
 
+    Raises
+    ------
+    ValueError
+        ``values`` of another shape than ``(H, W)`` or ``(H, W, C_out, C_in)``.
+
     Examples
     --------
     >>> import numpy as np
@@ -372,6 +402,11 @@ def receptive_field(layers, ax=None, *, position: Sequence[int] | None = None,
     -------
     matplotlib.image.AxesImage
         Its array is :func:`field_counts` (a row for a 1-D stack), zeros masked.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`field_counts`; layers with more than 2 spatial dimensions.
 
     Examples
     --------

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .geometry import ConvGeometry, _int_tuple, as_weight
+from .geometry import ConvGeometry, _int_tuple, _normalize_padding, as_weight
 from .limits import check_memory
 from .matrices import conv_matrix
 
@@ -43,8 +43,8 @@ def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
     >>> periodic_padding((3, 4), (1, 1))
     ((1, 1), (1, 2))
     """
-    totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
-    return tuple((t // 2, t - t // 2) for t in totals)
+    ndim = len(kernel_size)
+    return _normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation))
 
 
 def _layer(weight, input_shape, stride, padding, dilation, groups, padding_mode) -> tuple:
@@ -61,10 +61,7 @@ def _layer(weight, input_shape, stride, padding, dilation, groups, padding_mode)
 
 def _is_periodic(geom: ConvGeometry) -> bool:
     """Whether the layer is a circular convolution of the whole input (FFT-diagonalizable)."""
-    return geom.padding_mode == "circular" and all(
-        a.pad[0] + a.pad[1] == a.dilation * (a.kernel_size - 1) and a.size % a.stride == 0
-        for a in geom.axes
-    )
+    return _not_periodic(geom) is None
 
 
 def _symbol(geom: ConvGeometry, weight: np.ndarray, onesided: bool) -> np.ndarray:
@@ -162,20 +159,30 @@ def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilatio
     return _block_diagonal(_symbol(geom, weight, onesided=False))
 
 
-def _require_periodic(geom: ConvGeometry, what: str) -> None:
+def _not_periodic(geom: ConvGeometry) -> str | None:
+    """Why the layer is not a circular convolution of the whole input, or None if it is."""
     for a in geom.axes:
         if a.size % a.stride:
-            raise ValueError(
-                f"{what} needs every input size divisible by its stride, got input size "
-                f"{geom.input_size} and stride {geom.stride}"
-            )
+            return (f"every input size divisible by its stride, got input size "
+                    f"{geom.input_size} and stride {geom.stride}")
         if a.pad[0] + a.pad[1] != a.dilation * (a.kernel_size - 1):
-            raise ValueError(
-                f"{what} needs a periodic layer: total padding dilation*(kernel_size-1) = "
-                f"{a.dilation * (a.kernel_size - 1)} per axis, got padding {geom.padding}"
-            )
+            return (f"a periodic layer: total padding dilation*(kernel_size-1) = "
+                    f"{a.dilation * (a.kernel_size - 1)} per axis, got padding {geom.padding}")
     if geom.padding_mode != "circular":
-        raise ValueError(f"{what} needs padding_mode='circular', got {geom.padding_mode!r}")
+        return f"padding_mode='circular', got {geom.padding_mode!r}"
+    return None
+
+
+def _require_periodic(geom: ConvGeometry, what: str) -> None:
+    reason = _not_periodic(geom)
+    if reason:
+        raise ValueError(f"{what} needs {reason}")
+
+
+def _smaller_gram(flat: np.ndarray) -> np.ndarray:
+    """The Gram matrices of a stack ``(k, m, n)`` on their smaller side: ``(k, min, min)``."""
+    adjoint = np.conj(flat).transpose(0, 2, 1)
+    return np.matmul(adjoint, flat) if flat.shape[-2] >= flat.shape[-1] else flat @ adjoint
 
 
 def _frequency_singular_values(h: np.ndarray) -> np.ndarray:
@@ -186,10 +193,7 @@ def _frequency_singular_values(h: np.ndarray) -> np.ndarray:
     ``sqrt(_GRAM_CONDITION)`` are redone by SVD, accurate to ``eps * sigma_max``.
     """
     flat = h.reshape(-1, *h.shape[-2:])
-    adjoint = np.conj(flat).transpose(0, 2, 1)
-    tall = flat.shape[-2] >= flat.shape[-1]
-    lam = np.linalg.eigvalsh(np.matmul(adjoint, flat) if tall else np.matmul(flat, adjoint))
-    lam = lam[:, ::-1]
+    lam = np.linalg.eigvalsh(_smaller_gram(flat))[:, ::-1]
     values = np.sqrt(np.clip(lam, 0, None))
     bad = lam[:, -1] < lam[:, 0] / _GRAM_CONDITION
     if bad.any():
@@ -216,9 +220,7 @@ def _conjugate_pairs(grid: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
 
 def _top_per_frequency(h: np.ndarray) -> np.ndarray:
     """``sigma_max`` of each matrix of a stack ``(..., m, n)`` (eigenvalues of the Gram)."""
-    flat = h.reshape(-1, *h.shape[-2:])
-    adjoint = np.conj(flat).transpose(0, 2, 1)
-    gram = np.matmul(adjoint, flat) if flat.shape[-2] >= flat.shape[-1] else flat @ adjoint
+    gram = _smaller_gram(h.reshape(-1, *h.shape[-2:]))
     return np.sqrt(np.clip(np.linalg.eigvalsh(gram)[:, -1], 0, None)).reshape(h.shape[:-2])
 
 
@@ -239,6 +241,11 @@ def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
     ndarray, shape ``input_size // stride``
         ``sigma_max(H[xi])`` in ``numpy.fft`` frequency order; its maximum is the spectral
         norm of the periodic layer.
+
+    Raises
+    ------
+    ValueError
+        As :func:`symbol`: an input size not divisible by its stride, or invalid arguments.
 
     See Also
     --------
@@ -432,6 +439,14 @@ def composition_singular_values(layers: Sequence, input_shape: Sequence[int]) ->
     ndarray
         Sorted descending: the singular values of ``A_L @ ... @ A_1``.
 
+    Raises
+    ------
+    ValueError
+        No layer, a layer that is not periodic and circular with stride 1, a layer whose
+        input does not match the previous output, or invalid layer arguments.
+    TypeError
+        A non-numeric weight or a non-integer size.
+
     Notes
     -----
     The product of the layers is diagonalized by the same DFT, with symbol
@@ -454,8 +469,21 @@ def composition_singular_values(layers: Sequence, input_shape: Sequence[int]) ->
 def composition_eigenvalues(layers: Sequence, input_shape: Sequence[int]) -> np.ndarray:
     """Eigenvalues of a product of square circular stride-1 layers, sorted by modulus.
 
-    Parameters and conventions as :func:`composition_singular_values`; every layer must map
-    ``C`` channels to ``C``.
+    Parameters
+    ----------
+    layers, input_shape
+        As :func:`composition_singular_values`; every layer must map ``C`` channels to ``C``.
+
+    Returns
+    -------
+    ndarray, complex, shape (C * prod(spatial),)
+        The eigenvalues of ``A_L @ ... @ A_1``, sorted by decreasing modulus.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`composition_singular_values`; a layer that does not map ``C`` channels to
+        ``C``.
 
     Examples
     --------

@@ -6,7 +6,8 @@ gather-map assembly of :func:`sparseconv.conv_matrix`, and the tests prove that 
 * a 1-D convolution is a Toeplitz matrix: kernel element ``j`` fills one diagonal;
 * a 2-D convolution is a Toeplitz matrix of Toeplitz blocks (a circulant of circulants when
   circular): ``sum_j kron(T(e_j), T(kernel[j]))`` over the 1-D matrices of the kernel rows;
-* im2col, padding and stride are 0/1 selection matrices: the geometry's gather map, one 1 a row;
+* im2col, padding and stride are 0/1 selection matrices, the geometry's gather map itself:
+  they live in :mod:`sparseconv.selection`;
 * channels are blocks: ``kron(W, I)`` for a 1x1 convolution, a block array in general, block
   diagonal with groups;
 * dilation is a zero-inserted kernel, and a transposed convolution is a direct convolution with
@@ -29,16 +30,14 @@ from .geometry import (
     as_weight,
     result_dtype,
 )
-from .limits import check_memory
+from .limits import check_sparse_memory
 from .matrices import _check_format, conv_matrix
+from .selection import stride_matrix
 
 __all__ = [
     "toeplitz_matrix",
     "doubly_block_toeplitz",
     "doubly_block_circulant",
-    "im2col_matrix",
-    "pad_matrix",
-    "stride_matrix",
     "conv1x1_matrix",
     "block_conv_matrix",
     "dilate_kernel",
@@ -65,11 +64,6 @@ def _check_mode(mode) -> None:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
 
 
-def _check_entries(nnz: int, rows: int, dtype: np.dtype, what: str) -> None:
-    # COO or CSR with 64-bit indices, the widest intermediate the builders make
-    check_memory(nnz * (np.dtype(dtype).itemsize + 16) + 8 * (rows + 1), what)
-
-
 def _window(axis) -> tuple[int, int]:
     """``(first, rows)``: the rows of the full convolution a true convolution's axis keeps.
 
@@ -89,22 +83,6 @@ def _kron_sum(outer: list, inner: list) -> sp.csr_array:
     """``sum_j kron(outer[j], inner[j])``: blocks ``inner[j]`` placed where ``outer[j]`` is 1."""
     terms = [sp.kron(a, b, format="csr") for a, b in zip(outer, inner)]
     return sum(terms[1:], terms[0])
-
-
-def _selection(geom: ConvGeometry, dtype, format: str) -> sp.sparray:
-    """The 0/1 patch-gather matrix of ``geom``: row ``(c, t, o)`` holds a 1 in column
-    ``(c, index_map[o, t])``, none where the tap reads a zero pad (``unfold``'s layout)."""
-    dtype = result_dtype(np.empty(0), dtype)
-    channels, n_in = geom.in_channels, math.prod(geom.input_size)
-    rows = channels * math.prod(geom.kernel_size) * math.prod(geom.output_size)
-    _check_entries(rows, rows, dtype, f"the {rows} x {channels * n_in} selection matrix")
-    taps = geom.index_map().T.ravel()
-    hit = np.tile(taps >= 0, channels)
-    columns = (np.arange(channels)[:, None] * n_in + taps).ravel()[hit]
-    indptr = np.concatenate(([0], np.cumsum(hit)))
-    matrix = sp.csr_array((np.ones(columns.size, dtype), columns, indptr),
-                          shape=(rows, channels * n_in))
-    return matrix.asformat(format)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +141,7 @@ def toeplitz_matrix(kernel: np.ndarray, n: int, mode: str = "full", *, format: s
     first, rows = _window(ConvGeometry.from_weight(
         (1, 1, short), (1, long), padding=mode, flip=True).axes[0])
     dtype = result_dtype(kernel, dtype)
-    _check_entries(kernel.size * n, rows, dtype, f"the {rows} x {n} Toeplitz matrix")
+    check_sparse_memory(kernel.size * n, rows, dtype, f"the {rows} x {n} Toeplitz matrix")
     offsets = first - np.arange(kernel.size)
     return _diagonals(kernel.astype(dtype), offsets, (rows, int(n))).asformat(format)
 
@@ -225,7 +203,7 @@ def doubly_block_toeplitz(kernel: np.ndarray, input_size: Sequence[int], mode: s
     (first0, rows0), (first1, rows1) = map(_window, geom.axes)
     (n0, n1), (m0, m1) = geom.input_size, kernel.shape
     dtype = result_dtype(kernel, dtype)
-    _check_entries(rows0 * rows1 * kernel.size, rows0 * rows1, dtype,
+    check_sparse_memory(rows0 * rows1 * kernel.size, rows0 * rows1, dtype,
                    f"the {rows0 * rows1} x {n0 * n1} doubly block Toeplitz matrix")
     blocks = [_diagonals(row.astype(dtype), first1 - np.arange(m1), (rows1, n1)) for row in kernel]
     shifts = [_diagonals(np.ones(1, dtype), [first0 - j], (rows0, n0)) for j in range(m0)]
@@ -288,7 +266,7 @@ def doubly_block_circulant(kernel: np.ndarray, input_size: Sequence[int], *,
     firsts = [_window(axis)[0] for axis in geom.axes]
     n0, n1 = size = geom.input_size
     dtype = result_dtype(kernel, dtype)
-    _check_entries(n0 * n1 * kernel.size, n0 * n1, dtype,
+    check_sparse_memory(n0 * n1 * kernel.size, n0 * n1, dtype,
                    f"the {n0 * n1} x {n0 * n1} doubly block circulant matrix")
     # the first column: kernel element j at lag (j - first) mod n, taps wrapping onto one summed
     column = np.zeros(size, dtype)
@@ -300,153 +278,6 @@ def doubly_block_circulant(kernel: np.ndarray, input_size: Sequence[int], *,
     if not blocks:  # an all-zero kernel
         return sp.csr_array((n0 * n1, n0 * n1), dtype=dtype).asformat(format)
     return _kron_sum(shifts, blocks).asformat(format)
-
-
-# ---------------------------------------------------------------------------------------------
-# Selection matrices: im2col, padding, stride
-# ---------------------------------------------------------------------------------------------
-def im2col_matrix(input_shape: Sequence[int], kernel_size: int | Sequence[int], stride=1,
-                  padding=0, dilation=1, padding_mode: str = "zeros", *, format: str = "csr",
-                  dtype=np.float64) -> sp.sparray:
-    """The 0/1 matrix ``P`` that gathers the patches of an input (im2col, ``unfold``).
-
-    Parameters
-    ----------
-    input_shape : tuple of int
-        ``(C, *spatial)``.
-    kernel_size, stride, dilation, padding, padding_mode
-        As for :func:`sparseconv.conv_matrix`.
-    format : {"csr", "csc", "coo", "bsr"}
-    dtype : numpy dtype, default float64
-
-    Returns
-    -------
-    scipy.sparse array, shape (C * prod(kernel_size) * L, C * prod(spatial))
-        ``(P @ x.ravel()).reshape(C * prod(kernel_size), L)`` is the patch matrix of
-        ``torch.nn.functional.unfold``, ``L = prod(output size)``; then
-        ``weight.reshape(C_out, -1) @ patches`` is the convolution.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As :func:`sparseconv.conv_matrix`.
-
-    See Also
-    --------
-    pad_matrix, stride_matrix, ConvGeometry.index_map
-
-    Notes
-    -----
-    Row ``(c*K + t)*L + o`` holds a 1 in column ``c*prod(spatial) + index_map[o, t]``, none
-    where the tap reads a zero pad; with reflect, replicate or circular padding every row holds
-    one 1.
-
-    Examples
-    --------
-    >>> from sparseconv.structured import im2col_matrix
-    >>> P = im2col_matrix((3, 8, 8), 3, padding=1)
-    >>> P.shape, P.nnz                                      # 27 patch rows of 64 positions
-    ((1728, 192), 1452)
-    """
-    _check_format(format)
-    geom = ConvGeometry.from_kernel_size(input_shape, kernel_size, stride=stride,
-                                         padding=padding, dilation=dilation,
-                                         padding_mode=padding_mode)
-    return _selection(geom, dtype, format)
-
-
-def pad_matrix(input_shape: Sequence[int], padding, padding_mode: str = "zeros", *,
-               kernel_size: int | Sequence[int] | None = None, dilation=1,
-               format: str = "csr", dtype=np.float64) -> sp.sparray:
-    """Padding as a sparse linear map: the 0/1 matrix of ``np.pad`` / ``F.pad``.
-
-    Parameters
-    ----------
-    input_shape : tuple of int
-        ``(C, *spatial)``.
-    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
-        The strings need ``kernel_size`` (and ``dilation``), as in :func:`conv_matrix`.
-    padding_mode : {"zeros", "circular", "reflect", "replicate"}
-    kernel_size, dilation : int or tuple of int, optional
-        Only to resolve ``"same"`` and ``"full"``.
-    format : {"csr", "csc", "coo", "bsr"}
-    dtype : numpy dtype, default float64
-
-    Returns
-    -------
-    scipy.sparse array, shape (C * prod(padded), C * prod(spatial))
-        ``conv_matrix(w, input_shape, padding=p, padding_mode=m)`` equals
-        ``conv_matrix(w, (C, *padded)) @ pad_matrix(input_shape, p, m)``.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As :func:`conv_matrix`; a string padding without ``kernel_size``.
-
-    See Also
-    --------
-    im2col_matrix : padding is its 1-tap case.
-    AxisGeometry.pad_index
-
-    Notes
-    -----
-    Row ``p`` (C order over the padded grid) holds a 1 in the column of ``pad_index(p)`` on
-    every axis, none in a zero pad.
-
-    Examples
-    --------
-    >>> from sparseconv.structured import pad_matrix
-    >>> pad_matrix((1, 3), 2, "reflect").toarray().argmax(axis=1)
-    array([2, 1, 0, 1, 2, 1, 0])
-    """
-    _check_format(format)
-    if isinstance(padding, str) and padding != "valid" and kernel_size is None:
-        raise ValueError(f"padding={padding!r} depends on the kernel: pass kernel_size")
-    layer = ConvGeometry.from_kernel_size(
-        input_shape, 1 if kernel_size is None else kernel_size, padding=padding,
-        dilation=dilation, padding_mode=padding_mode)
-    unit = ConvGeometry.from_kernel_size(layer.input_shape, 1, padding=layer.padding,
-                                         padding_mode=padding_mode)
-    return _selection(unit, dtype, format)
-
-
-def stride_matrix(input_shape: Sequence[int], stride, *, format: str = "csr",
-                  dtype=np.float64) -> sp.sparray:
-    """Stride as a 0/1 subsampling matrix: keep every ``stride``-th position of each axis.
-
-    Parameters
-    ----------
-    input_shape : tuple of int
-        ``(C, *spatial)``: the output shape of the stride-1 layer.
-    stride : int or tuple of int
-    format : {"csr", "csc", "coo", "bsr"}
-    dtype : numpy dtype, default float64
-
-    Returns
-    -------
-    scipy.sparse array, shape (C * prod(ceil(spatial / stride)), C * prod(spatial))
-        A strided convolution is ``S @ A1``, ``A1`` the same layer with stride 1; the
-        transpose ``S.T`` is zero insertion (see :func:`fractionally_strided`).
-
-    Raises
-    ------
-    ValueError, TypeError
-        A bad shape or stride.
-
-    See Also
-    --------
-    im2col_matrix : subsampling is its 1-tap case.
-
-    Examples
-    --------
-    >>> from sparseconv.structured import stride_matrix
-    >>> stride_matrix((1, 5), 2).toarray()
-    array([[1., 0., 0., 0., 0.],
-           [0., 0., 1., 0., 0.],
-           [0., 0., 0., 0., 1.]])
-    """
-    _check_format(format)
-    return _selection(ConvGeometry.from_kernel_size(input_shape, 1, stride=stride), dtype, format)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,7 +324,7 @@ def conv1x1_matrix(weight: np.ndarray, spatial: int | Sequence[int], *, format: 
     weight = _kernel(weight, 2, "weight")
     spatial = _spatial_size(spatial, "spatial")
     dtype, n = result_dtype(weight, dtype), math.prod(spatial)
-    _check_entries(weight.size * n, weight.shape[0] * n, dtype,
+    check_sparse_memory(weight.size * n, weight.shape[0] * n, dtype,
                    f"the {weight.shape[0] * n} x {weight.shape[1] * n} 1x1 convolution matrix")
     return sp.kron(sp.csr_array(weight.astype(dtype)), sp.eye_array(n, dtype=dtype),
                    format=format)
@@ -548,7 +379,7 @@ def block_conv_matrix(
                                     dilation=dilation, groups=groups, padding_mode=padding_mode,
                                     flip=flip)
     dtype = result_dtype(weight, dtype)
-    _check_entries(geom.nnz(), geom.shape[0], dtype,
+    check_sparse_memory(geom.nnz(), geom.shape[0], dtype,
                    f"the {geom.shape[0]} x {geom.shape[1]} block convolution matrix")
     kwargs = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation,
                   padding_mode=geom.padding_mode, flip=geom.flip, dtype=dtype)

@@ -1,4 +1,4 @@
-"""Independent oracles and random layers shared by the tests.
+"""Independent oracles, random layers and the comparison shared by the tests.
 
 Nothing here imports sparseconv's index arithmetic: the oracles are PyTorch (``torch``), numpy's
 ``np.pad`` with explicit loops (``dense_conv``), and scipy. Set ``SPARSECONV_REQUIRE_TORCH=1``
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 REQUIRE_TORCH = os.environ.get("SPARSECONV_REQUIRE_TORCH", "") not in ("", "0")
 try:
@@ -53,6 +54,16 @@ def per_side(padding, kernel_size, dilation, flip=False):
 
 def as_tuple(value, ndim):
     return (value,) * ndim if isinstance(value, int) else tuple(value)
+
+
+def assert_close(actual, expected, config, rtol=1e-12):
+    """Equal shapes and entries within ``rtol`` of the largest; a failure prints ``config``."""
+    actual = actual.toarray() if sp.issparse(actual) else np.asarray(actual)
+    expected = expected.toarray() if sp.issparse(expected) else np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape} for {config}"
+    scale = max(1.0, float(np.abs(expected).max(initial=0)))
+    err = float(np.abs(actual - expected).max(initial=0))
+    assert err <= rtol * scale, f"error {err:.3g} (scale {scale:.3g}) for {config}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,16 +20,7 @@ from sparseconv.algebra import (
     receptive_field_size,
 )
 
-from .conftest import F, requires_torch, torch, torch_conv
-
-
-def assert_close(actual, expected, config, rtol=1e-12):
-    actual = actual.toarray() if sp.issparse(actual) else np.asarray(actual)
-    expected = expected.toarray() if sp.issparse(expected) else np.asarray(expected)
-    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape} for {config}"
-    scale = max(1.0, float(np.abs(expected).max(initial=0)))
-    err = float(np.abs(actual - expected).max(initial=0))
-    assert err <= rtol * scale, f"error {err:.3g} (scale {scale:.3g}) for {config}"
+from .conftest import F, assert_close, requires_torch, torch, torch_conv
 
 
 # -- average pooling ---------------------------------------------------------------------------

@@ -1,0 +1,183 @@
+"""0/1 selection matrices from the gather map: im2col, padding, stride.
+
+Each matrix is the geometry's gather map written as a sparse array, one 1 a row (none where a
+tap reads a zero pad): im2col gathers every tap of every output (``unfold``), padding is the
+1-tap case on the padded grid (``np.pad``), stride the 1-tap case that keeps every
+``stride``-th position. Composed with a weight matrix or a stride-1 layer they factor
+:func:`sparseconv.conv_matrix`; the tests check each against PyTorch and numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .geometry import ConvGeometry, result_dtype
+from .limits import check_sparse_memory
+from .matrices import _check_format
+
+__all__ = ["im2col_matrix", "pad_matrix", "stride_matrix"]
+
+
+def _selection(geom: ConvGeometry, dtype, format: str) -> sp.sparray:
+    """The 0/1 patch-gather matrix of ``geom``: row ``(c, t, o)`` holds a 1 in column
+    ``(c, index_map[o, t])``, none where the tap reads a zero pad (``unfold``'s layout)."""
+    dtype = result_dtype(np.empty(0), dtype)
+    channels, n_in = geom.in_channels, math.prod(geom.input_size)
+    rows = channels * math.prod(geom.kernel_size) * math.prod(geom.output_size)
+    check_sparse_memory(rows, rows, dtype, f"the {rows} x {channels * n_in} selection matrix")
+    taps = geom.index_map().T.ravel()
+    hit = np.tile(taps >= 0, channels)
+    columns = (np.arange(channels)[:, None] * n_in + taps).ravel()[hit]
+    indptr = np.concatenate(([0], np.cumsum(hit)))
+    matrix = sp.csr_array((np.ones(columns.size, dtype), columns, indptr),
+                          shape=(rows, channels * n_in))
+    return matrix.asformat(format)
+
+
+def im2col_matrix(input_shape: Sequence[int], kernel_size: int | Sequence[int], stride=1,
+                  padding=0, dilation=1, padding_mode: str = "zeros", *, format: str = "csr",
+                  dtype=np.float64) -> sp.sparray:
+    """The 0/1 matrix ``P`` that gathers the patches of an input (im2col, ``unfold``).
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(C, *spatial)``.
+    kernel_size, stride, dilation, padding, padding_mode
+        As for :func:`sparseconv.conv_matrix`.
+    format : {"csr", "csc", "coo", "bsr"}
+    dtype : numpy dtype, default float64
+
+    Returns
+    -------
+    scipy.sparse array, shape (C * prod(kernel_size) * L, C * prod(spatial))
+        ``(P @ x.ravel()).reshape(C * prod(kernel_size), L)`` is the patch matrix of
+        ``torch.nn.functional.unfold``, ``L = prod(output size)``; then
+        ``weight.reshape(C_out, -1) @ patches`` is the convolution.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`sparseconv.conv_matrix`.
+
+    See Also
+    --------
+    pad_matrix, stride_matrix, ConvGeometry.index_map
+
+    Notes
+    -----
+    Row ``(c*K + t)*L + o`` holds a 1 in column ``c*prod(spatial) + index_map[o, t]``, none
+    where the tap reads a zero pad; with reflect, replicate or circular padding every row holds
+    one 1.
+
+    Examples
+    --------
+    >>> from sparseconv.selection import im2col_matrix
+    >>> P = im2col_matrix((3, 8, 8), 3, padding=1)
+    >>> P.shape, P.nnz                                      # 27 patch rows of 64 positions
+    ((1728, 192), 1452)
+    """
+    _check_format(format)
+    geom = ConvGeometry.from_kernel_size(input_shape, kernel_size, stride=stride,
+                                         padding=padding, dilation=dilation,
+                                         padding_mode=padding_mode)
+    return _selection(geom, dtype, format)
+
+
+def pad_matrix(input_shape: Sequence[int], padding, padding_mode: str = "zeros", *,
+               kernel_size: int | Sequence[int] | None = None, dilation=1,
+               format: str = "csr", dtype=np.float64) -> sp.sparray:
+    """Padding as a sparse linear map: the 0/1 matrix of ``np.pad`` / ``F.pad``.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(C, *spatial)``.
+    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
+        The strings need ``kernel_size`` (and ``dilation``), as in :func:`conv_matrix`.
+    padding_mode : {"zeros", "circular", "reflect", "replicate"}
+    kernel_size, dilation : int or tuple of int, optional
+        Only to resolve ``"same"`` and ``"full"``.
+    format : {"csr", "csc", "coo", "bsr"}
+    dtype : numpy dtype, default float64
+
+    Returns
+    -------
+    scipy.sparse array, shape (C * prod(padded), C * prod(spatial))
+        ``conv_matrix(w, input_shape, padding=p, padding_mode=m)`` equals
+        ``conv_matrix(w, (C, *padded)) @ pad_matrix(input_shape, p, m)``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`conv_matrix`; a string padding without ``kernel_size``.
+
+    See Also
+    --------
+    im2col_matrix : padding is its 1-tap case.
+    AxisGeometry.pad_index
+
+    Notes
+    -----
+    Row ``p`` (C order over the padded grid) holds a 1 in the column of ``pad_index(p)`` on
+    every axis, none in a zero pad.
+
+    Examples
+    --------
+    >>> from sparseconv.selection import pad_matrix
+    >>> pad_matrix((1, 3), 2, "reflect").toarray().argmax(axis=1)
+    array([2, 1, 0, 1, 2, 1, 0])
+    """
+    _check_format(format)
+    if isinstance(padding, str) and padding != "valid" and kernel_size is None:
+        raise ValueError(f"padding={padding!r} depends on the kernel: pass kernel_size")
+    layer = ConvGeometry.from_kernel_size(
+        input_shape, 1 if kernel_size is None else kernel_size, padding=padding,
+        dilation=dilation, padding_mode=padding_mode)
+    unit = ConvGeometry.from_kernel_size(layer.input_shape, 1, padding=layer.padding,
+                                         padding_mode=padding_mode)
+    return _selection(unit, dtype, format)
+
+
+def stride_matrix(input_shape: Sequence[int], stride, *, format: str = "csr",
+                  dtype=np.float64) -> sp.sparray:
+    """Stride as a 0/1 subsampling matrix: keep every ``stride``-th position of each axis.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(C, *spatial)``: the output shape of the stride-1 layer.
+    stride : int or tuple of int
+    format : {"csr", "csc", "coo", "bsr"}
+    dtype : numpy dtype, default float64
+
+    Returns
+    -------
+    scipy.sparse array, shape (C * prod(ceil(spatial / stride)), C * prod(spatial))
+        A strided convolution is ``S @ A1``, ``A1`` the same layer with stride 1; the
+        transpose ``S.T`` is zero insertion (see
+        :func:`sparseconv.fractionally_strided`).
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad shape or stride.
+
+    See Also
+    --------
+    im2col_matrix : subsampling is its 1-tap case.
+
+    Examples
+    --------
+    >>> from sparseconv.selection import stride_matrix
+    >>> stride_matrix((1, 5), 2).toarray()
+    array([[1., 0., 0., 0., 0.],
+           [0., 0., 1., 0., 0.],
+           [0., 0., 0., 0., 1.]])
+    """
+    _check_format(format)
+    return _selection(ConvGeometry.from_kernel_size(input_shape, 1, stride=stride), dtype, format)

@@ -1,0 +1,171 @@
+"""The selection matrices (im2col, padding, stride) against PyTorch, numpy and conv_matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import sparseconv
+from sparseconv import conv_matrix
+from sparseconv.selection import im2col_matrix, pad_matrix, stride_matrix
+
+from .conftest import (
+    NP_PAD_MODE,
+    F,
+    assert_close,
+    per_side,
+    random_layer,
+    requires_torch,
+    torch,
+    torch_conv,
+)
+
+
+def groups_one(layer):
+    """The same layer with groups=1 (a full weight), for identities PyTorch states that way."""
+    c_out, c_in = layer.weight.shape[0], layer.input_shape[0]
+    rng = np.random.default_rng(c_out * 7 + c_in)
+    weight = rng.standard_normal((c_out, c_in, *layer.weight.shape[2:]))
+    return weight, {**layer.kwargs, "groups": 1}
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_im2col_matches_unfold(seed):
+    rng = np.random.default_rng(400 + seed)
+    layer = random_layer(rng, ndim=2, padding_forms=("int", "tuple", "pairs", "valid"),
+                         max_size=7)
+    kw = layer.kwargs
+    kernel = layer.weight.shape[2:]
+    P = im2col_matrix(layer.input_shape, kernel, kw["stride"], kw["padding"], kw["dilation"],
+                      kw["padding_mode"])
+    x = rng.standard_normal(layer.input_shape)
+    pads = per_side(kw["padding"], kernel, (kw["dilation"],) * 2 if isinstance(
+        kw["dilation"], int) else kw["dilation"])
+    padded = np.pad(x, [(0, 0), *pads], mode=NP_PAD_MODE[kw["padding_mode"]])
+    patches = F.unfold(torch.from_numpy(padded[None]), kernel, dilation=kw["dilation"],
+                       stride=kw["stride"])[0].numpy()
+    assert P.shape[0] == patches.size, layer
+    assert_close((P @ x.ravel()).reshape(patches.shape), patches, layer)
+    if kw["padding_mode"] == "zeros" and not isinstance(kw["padding"], tuple):  # symmetric
+        own = F.unfold(torch.from_numpy(x[None]), kernel, dilation=kw["dilation"],
+                       padding=kw["padding"] if kw["padding"] != "valid" else 0,
+                       stride=kw["stride"])[0].numpy()
+        assert_close((P @ x.ravel()).reshape(own.shape), own, layer)
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_weight_times_patches_is_the_convolution(seed):
+    rng = np.random.default_rng(500 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=7 - seed % 3)
+    weight, kw = groups_one(layer)
+    args = {k: v for k, v in kw.items() if k != "groups"}
+    P = im2col_matrix(layer.input_shape, weight.shape[2:], **args)
+    x = rng.standard_normal(layer.input_shape)
+    y = torch_conv(x[None], weight, **kw)[0]
+    patches = (P @ x.ravel()).reshape(-1, y[0].size)
+    assert_close(weight.reshape(weight.shape[0], -1) @ patches, y.reshape(y.shape[0], -1), layer)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
+def test_pad_matrix_is_np_pad(mode):
+    rng = np.random.default_rng(6)
+    for _ in range(25):
+        ndim = int(rng.integers(1, 4))
+        shape = (int(rng.integers(1, 3)), *(int(n) for n in rng.integers(2, 6, ndim)))
+        # PyTorch's limits: reflect pads less than the size, circular at most the size
+        most = {"reflect": lambda n: n - 1, "circular": lambda n: n}.get(mode, lambda n: 3)
+        pads = tuple(tuple(int(v) for v in rng.integers(0, most(n) + 1, 2)) for n in shape[1:])
+        x = rng.standard_normal(shape)
+        P = pad_matrix(shape, pads, mode)
+        expected = np.pad(x, [(0, 0), *pads], mode=NP_PAD_MODE[mode])
+        assert_close(P @ x.ravel(), expected.ravel(), (shape, pads, mode))
+        assert P.nnz == (expected.size if mode != "zeros" else x.size)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_padding_factorizes_the_convolution(seed):
+    rng = np.random.default_rng(700 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=7 - seed % 3)
+    kw = dict(layer.kwargs)
+    padding, mode = kw.pop("padding"), kw.pop("padding_mode")
+    kernel, ndim = layer.weight.shape[2:], layer.weight.ndim - 2
+    dilation = (kw["dilation"],) * ndim if isinstance(kw["dilation"], int) else kw["dilation"]
+    pads = per_side(padding, kernel, dilation)
+    padded = (layer.input_shape[0], *(n + lo + hi for n, (lo, hi) in
+                                      zip(layer.input_shape[1:], pads)))
+    P = pad_matrix(layer.input_shape, padding, mode, kernel_size=kernel, dilation=dilation)
+    valid = conv_matrix(layer.weight, padded, **kw)
+    assert_close(valid @ P, conv_matrix(layer.weight, layer.input_shape, **layer.kwargs), layer)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_stride_is_subsampling(seed):
+    rng = np.random.default_rng(800 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=8 - seed % 3)
+    strided = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    unit = conv_matrix(layer.weight, layer.input_shape, **{**layer.kwargs, "stride": 1})
+    unit_shape = (layer.weight.shape[0],
+                  *unit_stride_output(layer.input_shape[1:], layer.weight.shape[2:], layer.kwargs))
+    S = stride_matrix(unit_shape, layer.kwargs["stride"])
+    assert_close(S @ unit, strided, layer)
+    # S keeps every stride-th position: numpy slicing is the definition
+    y = rng.standard_normal(unit_shape)
+    step = layer.kwargs["stride"]
+    step = (step,) * (len(unit_shape) - 1) if isinstance(step, int) else step
+    assert_close(S @ y.ravel(), y[(slice(None), *(slice(None, None, s) for s in step))].ravel(),
+                 layer)
+
+
+def unit_stride_output(size, kernel, kwargs):
+    """Stride-1 output size, PyTorch's formula written out here."""
+    ndim = len(size)
+    dil = kwargs["dilation"]
+    dil = (dil,) * ndim if isinstance(dil, int) else dil
+    pads = per_side(kwargs["padding"], kernel, dil)
+    return tuple(n + lo + hi - d * (k - 1) for n, k, d, (lo, hi) in zip(size, kernel, dil, pads))
+
+
+# -- formats and rejections --------------------------------------------------------------------
+@pytest.mark.parametrize("format", ["csr", "csc", "coo", "bsr"])
+def test_formats(format):
+    built = [im2col_matrix((2, 4, 5), 3, format=format),
+             pad_matrix((2, 4, 5), 1, format=format),
+             stride_matrix((2, 4, 5), 2, format=format)]
+    for matrix in built:
+        assert isinstance(matrix, sp.sparray) and matrix.format == format
+
+
+BAD = [
+    (im2col_matrix, ((2, 5, 5), (3, 3, 3)), {}, ValueError, "kernel_size"),
+    (im2col_matrix, ((2, 5, 5), 3), dict(stride=0), ValueError, "stride"),
+    (im2col_matrix, ((2, 5, 5), 3), dict(padding_mode="mirror"), ValueError, "padding_mode"),
+    (im2col_matrix, ((2,), 3), {}, ValueError, "input_shape"),
+    (im2col_matrix, ((2, 5.0), 3), {}, TypeError, "input_shape"),
+    (im2col_matrix, ((2, 2, 2), 3), {}, ValueError, "kernel_size"),
+    (pad_matrix, ((2, 5), "same"), {}, ValueError, "kernel_size"),
+    (pad_matrix, ((2, 5), -1), {}, ValueError, "padding"),
+    (pad_matrix, ((2, 5), 5, "reflect"), {}, ValueError, "padding"),
+    (stride_matrix, ((2, 5), (1, 2)), {}, ValueError, "stride"),
+]
+
+
+@pytest.mark.parametrize("fn, args, kwargs, error, match", BAD,
+                         ids=[f"{b[0].__name__}-{i}" for i, b in enumerate(BAD)])
+def test_rejects_bad_input(fn, args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fn(*args, **kwargs)
+
+
+def test_memory_limit_raises_before_allocating():
+    old = sparseconv.set_memory_limit(10_000)
+    try:
+        for build in [lambda: im2col_matrix((1, 40, 40), 3),
+                      lambda: pad_matrix((1, 40, 40), 1)]:
+            with pytest.raises(sparseconv.MatrixTooLargeError, match="memory limit"):
+                build()
+        assert im2col_matrix((1, 4, 4), 3).nnz == 9 * 4  # small ones still build (valid)
+    finally:
+        sparseconv.set_memory_limit(old)
