@@ -4,7 +4,10 @@ For each layer, dtype and batch size: the time of ``ConvOperator.matmat`` (``mat
 1) and of ``rmatmat``, against ``torch.nn.functional.conv2d`` and ``conv_transpose2d`` on the
 same data, with ``torch.set_num_threads`` equal to the BLAS thread count numpy uses; and the
 CSR matvec of the same layer's ``conv_matrix``. Ratios are ours / PyTorch's (lower is better).
-Targets: float64 <= 1.0, float32 <= 1.5 on every layer. Each time is the best of ``--repeat``.
+Targets: float64 <= 1.0, float32 <= 1.5 on every layer. Each time is the best of ``--repeat``,
+after a pause: PyTorch's OpenMP threads spin after each call and would slow whatever runs next.
+The BLAS kernel numpy uses is printed: OpenBLAS may pick a slower kernel than the CPU allows
+(set ``OPENBLAS_CORETYPE`` to choose it).
 
 Run: ``python benchmarks/bench_operators.py``
 """
@@ -39,7 +42,19 @@ def blas_threads() -> int:
     return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
 
 
+def blas_architecture() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (pip install threadpoolctl to see it)"
+    return ", ".join(sorted({str(info.get("architecture")) for info in threadpool_info()
+                             if info["user_api"] == "blas"}))
+
+
 def best_of(repeat: int, fn, *args, **kwargs) -> float:
+    # PyTorch's OpenMP workers keep spinning for a while after each call; pause so every
+    # timed block starts on an idle machine, whoever ran before it
+    time.sleep(0.3)
     fn(*args, **kwargs)
     times = []
     for _ in range(repeat):
@@ -57,7 +72,8 @@ def main() -> None:
     threads = blas_threads()
     torch.set_num_threads(threads)
     set_memory_limit(None)
-    print(f"numpy BLAS threads = torch threads = {threads}; torch {torch.__version__}")
+    print(f"numpy BLAS threads = torch threads = {threads}; torch {torch.__version__}; "
+          f"OpenBLAS kernel: {blas_architecture()}")
     header = (f"{'layer':<26}{'dtype':>8}{'b':>3}{'fwd ms':>9}{'torch':>9}{'ratio':>7}"
               f"{'adj ms':>9}{'torch':>9}{'ratio':>7}{'csr ms':>9}")
     print(header)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,37 +38,73 @@ __all__ = ["ConvOperator", "ConvTransposeOperator"]
 
 
 # ---------------------------------------------------------------------------------------------
+# Scratch space: the padded input and the im2col chunks of every product reuse one buffer per
+# thread, so repeated products do not page-fault fresh memory each time.
+# ---------------------------------------------------------------------------------------------
+_SCRATCH_LIMIT = 64 * 2**20  # larger temporaries are allocated afresh
+_scratch = threading.local()
+
+
+def _scratch_array(slot: str, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialized array for temporary use in this thread, reused across calls."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > _SCRATCH_LIMIT:
+        return np.empty(shape, dtype)
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    if slot not in buffers or buffers[slot].nbytes < nbytes:
+        buffers[slot] = np.empty(max(nbytes, 1), np.uint8)
+    return buffers[slot][:nbytes].view(dtype).reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------------
 # Padding and its adjoint, from the geometry's padding maps.
 # ---------------------------------------------------------------------------------------------
-def _border_slabs(geom: ConvGeometry):
-    """Yield ``(axis, source position or -1, region)`` for each border slab of the padding.
+@functools.lru_cache(maxsize=256)
+def _border_slabs(geom: ConvGeometry) -> tuple:
+    """``(axis, source position or -1, region)`` for each border slab of the padding.
 
     Axes are visited in order; the slab of axis ``d`` spans the padded extent of the axes
     before it (already filled) and the interior of the axes after it, so corners are filled
-    by the last axis from borders the earlier ones filled: padding is separable.
+    by the last axis from borders the earlier ones filled: padding is separable. A run of
+    zero-padded positions is one slab. Cached: a geometry is an immutable value.
     """
+    return tuple(_slabs(geom))
+
+
+def _slabs(geom: ConvGeometry):
     interior = [slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes]
     full = [slice(None)] * geom.ndim
     for d, axis in enumerate(geom.axes):
         lo, n = axis.pad[0], axis.size
         source = axis.pad_index()
-        for p in (*range(lo), *range(lo + n, axis.padded_size)):
-            yield d, int(source[p]), full[:d] + [p] + interior[d + 1:]
+        for start, stop in ((0, lo), (lo + n, axis.padded_size)):
+            p = start
+            while p < stop:
+                if source[p] < 0:  # a run of zeros: one slice
+                    end = p + int(np.argmax(np.append(source[p:stop] >= 0, True)))
+                    yield d, -1, full[:d] + [slice(p, end)] + interior[d + 1:]
+                    p = end
+                else:
+                    yield d, int(source[p]), full[:d] + [p] + interior[d + 1:]
+                    p += 1
 
 
 def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
     """``x`` of shape ``(C, *input_size, b)`` padded to ``(C, *padded_size, b)``."""
     if all(a.pad == (0, 0) for a in geom.axes):
         return x
-    xp = np.empty((x.shape[0], *(a.padded_size for a in geom.axes), x.shape[-1]), x.dtype)
+    xp = _scratch_array("padded", (x.shape[0], *(a.padded_size for a in geom.axes),
+                                   x.shape[-1]), x.dtype)
     xp[(slice(None), *(slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes))] = x
     for d, src, region in _border_slabs(geom):
         target = (slice(None), *region)
         if src < 0:
             xp[target] = 0
         else:
-            region[d] = geom.axes[d].pad[0] + src
-            xp[target] = xp[(slice(None), *region)]
+            source = list(region)
+            source[d] = geom.axes[d].pad[0] + src
+            xp[target] = xp[(slice(None), *source)]
     return xp
 
 
@@ -75,11 +112,11 @@ def _pad_adjoint(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
     """The transpose of :func:`_pad`: border slabs added onto the positions they copy."""
     if all(a.pad == (0, 0) for a in geom.axes):
         return xp
-    for d, src, region in reversed(list(_border_slabs(geom))):
+    for d, src, region in reversed(_border_slabs(geom)):
         if src >= 0:
-            source = (slice(None), *region)
-            region[d] = geom.axes[d].pad[0] + src
-            xp[(slice(None), *region)] += xp[source]
+            target = list(region)
+            target[d] = geom.axes[d].pad[0] + src
+            xp[(slice(None), *target)] += xp[(slice(None), *region)]
     return xp[(slice(None), *(slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes))]
 
 
@@ -122,9 +159,11 @@ def _forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     for g in range(groups):
         patches = windows[g * in_per_group:(g + 1) * in_per_group]
         for r0 in range(0, rows, chunk):
-            block = patches[(*lead, slice(r0, r0 + chunk))]  # the im2col copy is this reshape
+            block = patches[(*lead, slice(r0, r0 + chunk))]
+            im2col = _scratch_array("im2col", block.shape, dtype)
+            np.copyto(im2col, block)  # the im2col copy, into reused memory
             out = y[g, :, r0:r0 + chunk].reshape(w.shape[1], -1)
-            np.matmul(w[g], block.reshape(depth, -1), out=out)
+            np.matmul(w[g], im2col.reshape(depth, -1), out=out)
     return y.reshape(geom.out_channels, *geom.output_size, b)
 
 
@@ -146,7 +185,9 @@ def _col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
     first, rest = geom.axes[0], geom.axes[1:]
     for r0 in range(0, rows, chunk):
         n_rows = min(chunk, rows - r0)
-        cols = np.matmul(wt, y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1))
+        chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
+        cols = _scratch_array("im2col", (groups, wt.shape[1], chunk_y.shape[-1]), dtype)
+        np.matmul(wt, chunk_y, out=cols)
         cols = cols.reshape(c_in, taps, n_rows, *geom.output_size[1:], b)
         for t, tap in enumerate(np.ndindex(*kernel)):
             start = tap[0] * first.dilation + r0 * first.stride
