@@ -38,8 +38,10 @@ from .geometry import ConvGeometry
 from .limits import check_memory
 from .operators import ConvOperator
 from .spectra import (
+    _conjugate_pairs,
     _is_periodic,
     _layer,
+    _per_frequency,
     _symbol,
     _top_per_frequency,
     periodic_padding,
@@ -122,21 +124,19 @@ def _periodic(weight_shape, geom: ConvGeometry, grid: Sequence[int]) -> ConvGeom
 def _circulant_tops(weight, geom: ConvGeometry, grid) -> np.ndarray:
     """``sigma_max`` of the circulant embedding per frequency and group, ``(*grid/s, groups)``.
 
-    For a real kernel only half the frequencies are computed: ``H(-xi) = conj(H(xi))``.
+    For a real kernel only one frequency of each pair ``{xi, -xi}`` is computed:
+    ``H(-xi) = conj(H(xi))``.
     """
-    onesided = weight.dtype.kind != "c"
-    top = _top_per_frequency(_symbol(_periodic(weight.shape, geom, grid), weight, onesided))
-    if not onesided:
-        return top
+    periodic = _periodic(weight.shape, geom, grid)
     full_grid = [n // s for n, s in zip(grid, geom.stride)]
+    if weight.dtype.kind == "c":
+        frequencies = np.indices(full_grid).reshape(len(full_grid), -1).T
+    else:
+        frequencies, _ = _conjugate_pairs(full_grid)
+    top = _per_frequency(periodic, weight, frequencies, _top_per_frequency)  # (F, groups)
     full = np.empty((*full_grid, top.shape[-1]))
-    half = top.shape[geom.ndim - 1]
-    full[..., :half, :] = top
-    if full_grid[-1] > half:  # last-axis frequency j > M/2 is -(M - j): mirror every axis
-        rest = top[..., 1:full_grid[-1] - half + 1, :][..., ::-1, :]
-        for axis in range(geom.ndim - 1):
-            rest = np.roll(np.flip(rest, axis), 1, axis)
-        full[..., half:, :] = rest
+    full[tuple(frequencies.T)] = top
+    full[tuple(((-frequencies) % full_grid).T)] = top  # real kernel: sigma(-xi) = sigma(xi)
     return full
 
 
@@ -163,7 +163,7 @@ def _section_kernels(weight, geom: ConvGeometry, grid, axis: int, xi: tuple) -> 
         padding=periodic_padding([geom.kernel_size[d] for d in others],
                                  [geom.dilation[d] for d in others]),
     )
-    h = _symbol(sub, w, onesided=False)[xi]  # (groups, C_out/g * k, C_in/g * phases)
+    h = _symbol(sub, w, [xi])[0]  # (groups, C_out/g * k, C_in/g * phases)
     return [h[g].reshape(c_out // groups, k, -1).transpose(0, 2, 1) for g in range(groups)]
 
 
@@ -283,7 +283,7 @@ def _toeplitz_bound(weight, geom: ConvGeometry, grid, top: np.ndarray) -> float:
             weight.shape, (geom.in_channels, *grid), dilation=geom.dilation,
             groups=geom.groups, padding_mode="circular",
             padding=periodic_padding(geom.kernel_size, geom.dilation))
-        top = _top_per_frequency(_symbol(stride_one, weight, onesided=False))
+        top = _top_per_frequency(_symbol(stride_one, weight))
     taps = weight.reshape(weight.shape[0], weight.shape[1], -1)
     out_per_group = geom.out_channels // geom.groups
     reach = 0.0

@@ -64,31 +64,39 @@ def _is_periodic(geom: ConvGeometry) -> bool:
     return _not_periodic(geom) is None
 
 
-def _symbol(geom: ConvGeometry, weight: np.ndarray, onesided: bool) -> np.ndarray:
-    """Symbol, frequency major: shape ``(*grid, groups, C_out/g, C_in/g * prod(stride))``.
+def _symbol(geom: ConvGeometry, weight: np.ndarray, frequencies=None) -> np.ndarray:
+    """The symbol at every frequency of the grid, or at the given ones.
 
     Tap ``t`` of output 0 reads input position ``u_t`` (the gather map); with ``u = q*s + r``
-    it reads phase ``r`` at shift ``q``, so ``H(xi) = sum_t w_t exp(2 pi i q_t xi / M)``.
-    ``onesided`` (real kernels) keeps the last axis's frequencies ``0 .. M//2``.
+    it reads phase ``r`` at shift ``q``, so ``H(xi) = sum_t w_t exp(2 pi i <q_t, xi/M>)``: a
+    trigonometric polynomial with one term per tap, evaluated as one matrix product
+    ``E @ W`` (``E[xi, t]`` the phases, ``W[t]`` the weight of tap ``t`` placed in its phase's
+    columns) -- cheaper than an FFT of the kernel padded to the grid, and exact at any subset
+    of frequencies.
+
+    Returns shape ``(*grid, groups, C_out/g, C_in/g * prod(stride))``, or
+    ``(len(frequencies), groups, ...)`` for an integer array ``frequencies`` of shape
+    ``(F, ndim)``. Columns are ordered ``(c, r)``, ``r`` in C order over the stride.
     """
     ndim, groups = geom.ndim, geom.groups
-    grid = [a.size // a.stride for a in geom.axes]
+    grid = np.array([a.size // a.stride for a in geom.axes])
     c_out, c_in = geom.out_channels // groups, geom.in_channels // groups
-    placed = np.zeros((*grid, groups, c_out, c_in, *geom.stride),
-                      dtype=np.result_type(weight, np.float64))
+    xi = (np.indices(grid).reshape(ndim, -1).T if frequencies is None
+          else np.asarray(frequencies, dtype=np.int64).reshape(-1, ndim))
     first = [a.tap_index()[0] for a in geom.axes]  # positions read by output 0, per axis
-    w = weight.reshape(groups, c_out, c_in, *geom.kernel_size)
-    for tap in np.ndindex(*geom.kernel_size):  # a few taps; taps that wrap onto one add up
-        u = [int(f[t]) for f, t in zip(first, tap)]
-        where = (*(x // a.stride for x, a in zip(u, geom.axes)), Ellipsis,
-                 *(x % a.stride for x, a in zip(u, geom.axes)))
-        placed[where] += w[(Ellipsis, *tap)]
-    axes = tuple(range(ndim))
-    if onesided:  # real kernel: conj(rfft) is the e^{+i...} sum, on half the last axis
-        h = np.conj(np.fft.rfftn(placed, axes=axes))
-    else:
-        h = np.fft.ifftn(placed, axes=axes) * math.prod(grid)
-    return h.reshape(*h.shape[:ndim], groups, c_out, -1)
+    taps = list(np.ndindex(*geom.kernel_size))
+    u = np.array([[first[d][tap[d]] for d in range(ndim)] for tap in taps])  # (K, ndim)
+    stride = np.array(geom.stride)
+    shift, phase = u // stride, np.ravel_multi_index((u % stride).T, geom.stride)
+    turns = ((xi[:, None, :] * shift[None, :, :]) % grid / grid).sum(axis=-1)  # (F, K)
+    placed = np.zeros((len(taps), groups, c_out, c_in, math.prod(geom.stride)),
+                      dtype=np.result_type(weight, np.float64))
+    w = weight.reshape(groups, c_out, c_in, len(taps))
+    for t in range(len(taps)):  # taps that wrap onto one position simply add up
+        placed[t, ..., phase[t]] += w[..., t]
+    h = np.exp(2j * np.pi * turns) @ placed.reshape(len(taps), -1)
+    lead = tuple(grid) if frequencies is None else (xi.shape[0],)
+    return h.reshape(*lead, groups, c_out, -1)
 
 
 def _block_diagonal(h: np.ndarray) -> np.ndarray:
@@ -156,7 +164,7 @@ def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilatio
     input_shape = (weight.shape[1] * groups if isinstance(groups, int) else 1, *input_size)
     weight, geom = _layer(weight, input_shape, stride, padding, dilation, groups, "circular")
     _require_periodic(geom, "symbol")
-    return _block_diagonal(_symbol(geom, weight, onesided=False))
+    return _block_diagonal(_symbol(geom, weight))
 
 
 def _not_periodic(geom: ConvGeometry) -> str | None:
@@ -181,7 +189,8 @@ def _require_periodic(geom: ConvGeometry, what: str) -> None:
 
 def _smaller_gram(flat: np.ndarray) -> np.ndarray:
     """The Gram matrices of a stack ``(k, m, n)`` on their smaller side: ``(k, min, min)``."""
-    adjoint = np.conj(flat).transpose(0, 2, 1)
+    # a contiguous adjoint: numpy's batched complex matmul is slow on a transposed operand
+    adjoint = np.ascontiguousarray(np.conj(flat).transpose(0, 2, 1))
     return np.matmul(adjoint, flat) if flat.shape[-2] >= flat.shape[-1] else flat @ adjoint
 
 
@@ -202,20 +211,17 @@ def _frequency_singular_values(h: np.ndarray) -> np.ndarray:
 
 
 def _conjugate_pairs(grid: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """One frequency of each pair ``{xi, -xi}`` of a half grid (``rfftn``), and its count.
+    """One frequency of each pair ``{xi, -xi}`` of the grid, and how many it stands for.
 
-    A real kernel's symbol at ``-xi`` is the conjugate of the one at ``xi``: same singular
-    values. Returns flat indices into the half grid ``(*grid[:-1], grid[-1]//2 + 1)`` and how
-    many frequencies of the full grid each stands for (1 if ``xi == -xi``, else 2).
+    A real kernel's symbol at ``-xi`` is the conjugate of the one at ``xi``: the same
+    singular values. Returns the chosen frequencies, shape ``(F, ndim)``, and their counts
+    (1 if ``xi == -xi``, else 2).
     """
-    half = (*grid[:-1], grid[-1] // 2 + 1)
-    xi = np.indices(half).reshape(len(half), -1)
-    negative = np.ravel_multi_index([(-x) % n for x, n in zip(xi, grid)], grid, mode="wrap")
+    xi = np.indices(grid).reshape(len(grid), -1)
     itself = np.ravel_multi_index(list(xi), grid)
-    # -xi lies in the half grid only if its last coordinate does; keep the smaller of the two
-    in_half = (-xi[-1]) % grid[-1] <= grid[-1] // 2
-    keep = ~in_half | (itself <= negative)
-    return np.flatnonzero(keep), np.where(itself[keep] == negative[keep], 1, 2)
+    negative = np.ravel_multi_index([(-x) % n for x, n in zip(xi, grid)], grid)
+    keep = itself <= negative
+    return xi[:, keep].T, np.where(itself[keep] == negative[keep], 1, 2)
 
 
 def _top_per_frequency(h: np.ndarray) -> np.ndarray:
@@ -266,18 +272,28 @@ def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
                                       groups=groups))
 
 
+#: Frequencies are processed in chunks whose symbol takes about this many bytes: temporaries
+#: stay small and are reused, instead of page-faulting fresh memory the size of the symbol.
+_CHUNK_BYTES = 8 * 2**20
+
+
+def _per_frequency(geom: ConvGeometry, weight: np.ndarray, frequencies: np.ndarray,
+                   reduce) -> np.ndarray:
+    """``reduce(symbol)`` at ``frequencies`` (``(F, ndim)``), a chunk of them at a time."""
+    block = (geom.out_channels // geom.groups) * (geom.in_channels // geom.groups)
+    step = max(1, _CHUNK_BYTES // (16 * geom.groups * block * math.prod(geom.stride)))
+    return np.concatenate([reduce(_symbol(geom, weight, frequencies[i:i + step]))
+                           for i in range(0, len(frequencies), step)])
+
+
 def _circular_singular_values(geom: ConvGeometry, weight: np.ndarray) -> np.ndarray:
-    onesided = weight.dtype.kind != "c"
-    h = _symbol(geom, weight, onesided)  # (*grid', groups, m, n)
-    h = h.reshape(-1, *h.shape[geom.ndim:])
-    counts = None
-    if onesided:
-        keep, counts = _conjugate_pairs([a.size // a.stride for a in geom.axes])
-        h = h[keep]
-    values = _frequency_singular_values(h)  # (frequencies, groups, k)
-    if counts is not None:
-        values = np.repeat(values, counts, axis=0)
-    return np.sort(values.ravel())[::-1]
+    grid = [a.size // a.stride for a in geom.axes]
+    if weight.dtype.kind == "c":
+        frequencies, counts = np.indices(grid).reshape(len(grid), -1).T, 1
+    else:  # one frequency of each pair {xi, -xi}
+        frequencies, counts = _conjugate_pairs(grid)
+    values = _per_frequency(geom, weight, frequencies, _frequency_singular_values)
+    return np.sort(np.repeat(values, counts, axis=0).ravel())[::-1]
 
 
 def singular_values(
@@ -411,7 +427,7 @@ def _chain(layers, input_shape, square: bool) -> tuple[list, tuple]:
                 f"eigenvalues need a square map: layers[{i}] maps {geom.in_channels} to "
                 f"{geom.out_channels} channels"
             )
-        symbols.append(_block_diagonal(_symbol(geom, weight, onesided=False)))
+        symbols.append(_block_diagonal(_symbol(geom, weight)))
         shape = geom.output_shape
     return symbols, shape
 
