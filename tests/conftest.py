@@ -199,3 +199,21 @@ def random_layer(rng, ndim=None, *, modes=("zeros", "circular", "reflect", "repl
     if ndim > 1 and rng.random() < 0.3:  # sometimes the int form of stride/dilation
         kwargs["stride"] = int(rng.integers(1, 3)) if form != "same" else 1
     return Layer(weight, (in_channels, *size), kwargs)
+
+
+def random_transpose_layer(rng, max_size: int = 6):
+    """A random valid transposed convolution: ``(weight, input_shape, kwargs)``, PyTorch layout
+    ``(C_in, C_out/groups, *kernel)``, with output_padding below max(stride, dilation)."""
+    ndim = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 2]))
+    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+    stride = tuple(int(s) for s in rng.integers(1, 4, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+    size = tuple(int(n) for n in rng.integers(1, max_size + 2 - ndim, ndim))
+    padding = tuple(int(rng.integers(0, 1 + d * (k - 1) // 2)) for k, d in zip(kernel, dilation))
+    weight = rng.standard_normal((c_in, c_out // groups, *kernel))
+    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
+                  dilation=dilation, groups=groups)
+    return weight, (c_in, *size), kwargs

@@ -16,6 +16,7 @@ from .conftest import (
     per_side,
     random_array,
     random_layer,
+    random_transpose_layer,
     requires_torch,
     torch_conv,
     torch_conv_transpose,
@@ -121,27 +122,17 @@ def test_reflect_is_pytorch_reflect_not_ndimage_reflect():
 @pytest.mark.parametrize("seed", range(60))
 def test_conv_transpose_matrix_matches_torch(seed):
     rng = np.random.default_rng(4000 + seed)
-    ndim = 1 + seed % 3
-    groups = int(rng.choice([1, 2]))
-    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
-    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
-    stride = tuple(int(s) for s in rng.integers(1, 4, ndim))
-    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
-    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
-    size = tuple(int(n) for n in rng.integers(1, 6 - ndim + 2, ndim))
-    padding = tuple(int(rng.integers(0, 1 + (d * (k - 1)) // 2)) for k, d in zip(kernel, dilation))
-    w = rng.standard_normal((c_in, c_out // groups, *kernel))
-    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
-                  dilation=dilation, groups=groups)
+    w, (c_in, *size), kwargs = random_transpose_layer(rng)
+    c_out = w.shape[1] * kwargs["groups"]
     x = rng.standard_normal((1, c_in, *size))
     y = torch_conv_transpose(x, w, **kwargs)
     T = conv_transpose_matrix(w, x.shape[1:], **kwargs)
     assert T.shape == (y.size, x.size), kwargs
     assert_close(T @ x.ravel(), y.ravel(), kwargs)
     # the adjoint identity, whenever the forward convolution gives back the input size
-    if all(op < s for op, s in zip(output_padding, stride)):
-        A = conv_matrix(w, (c_out, *y.shape[2:]), stride=stride, padding=padding,
-                        dilation=dilation, groups=groups)
+    if all(op < s for op, s in zip(kwargs["output_padding"], kwargs["stride"])):
+        forward = {k: v for k, v in kwargs.items() if k != "output_padding"}
+        A = conv_matrix(w, (c_out, *y.shape[2:]), **forward)
         assert abs(T - A.T).max() == 0 and (T != A.T).nnz == 0, kwargs
 
 

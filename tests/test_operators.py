@@ -8,7 +8,14 @@ import scipy.sparse.linalg as spla
 
 from sparseconv import ConvOperator, ConvTransposeOperator, conv_matrix, conv_transpose_matrix
 
-from .conftest import random_array, random_layer, requires_torch, torch_conv, torch_conv_transpose
+from .conftest import (
+    random_array,
+    random_layer,
+    random_transpose_layer,
+    requires_torch,
+    torch_conv,
+    torch_conv_transpose,
+)
 from .test_matrices import assert_close
 
 
@@ -75,18 +82,8 @@ def test_dtype_follows_numpy_promotion():
 @pytest.mark.parametrize("seed", range(45))
 def test_conv_transpose_operator_matches_torch(seed):
     rng = np.random.default_rng(12_000 + seed)
-    ndim = 1 + seed % 3
-    groups = int(rng.choice([1, 2]))
-    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
-    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
-    stride = tuple(int(s) for s in rng.integers(1, 4, ndim))
-    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
-    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
-    size = tuple(int(n) for n in rng.integers(1, 8 - ndim, ndim))
-    padding = tuple(int(rng.integers(0, 1 + (d * (k - 1)) // 2)) for k, d in zip(kernel, dilation))
-    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
-                  dilation=dilation, groups=groups)
-    w = rng.standard_normal((c_in, c_out // groups, *kernel))
+    w, input_shape, kwargs = random_transpose_layer(rng, max_size=7)
+    c_in, *size = input_shape
     op = ConvTransposeOperator(w, (c_in, *size), **kwargs)
     x = rng.standard_normal((2, c_in, *size))
     y = torch_conv_transpose(x, w, **kwargs)
