@@ -156,6 +156,12 @@ class AxisGeometry:
     def padded_size(self) -> int:
         return self.size + self.pad[0] + self.pad[1]
 
+    @property
+    def span(self) -> int:
+        """Padded positions ``0 .. span-1`` are read by some output: the last tap of the last
+        output reads ``(output_size-1)*stride + (kernel_size-1)*dilation``."""
+        return (self.output_size - 1) * self.stride + (self.kernel_size - 1) * self.dilation + 1
+
     def pad_index(self) -> np.ndarray:
         """Source input position of every padded position, ``-1`` for a zero pad.
 

@@ -104,9 +104,9 @@ def _embedding_grid(geom: ConvGeometry) -> list[int]:
     """The smallest periodic grid per axis into which the zero-padded layer embeds."""
     grid = []
     for a in geom.axes:
-        reach = (a.output_size - 1) * a.stride + a.dilation * (a.kernel_size - 1) - a.pad[0]
         total = a.dilation * (a.kernel_size - 1)  # the circular layer pads total - total//2
-        need = max(a.size + a.pad[0], reach + 1, (a.output_size - 1) * a.stride + 1,
+        # the input sits at 0..n-1: reads reach back to -pad_lo and forward to span-1-pad_lo
+        need = max(a.size + a.pad[0], a.span - a.pad[0], (a.output_size - 1) * a.stride + 1,
                    total - total // 2)
         grid.append(-(-need // a.stride) * a.stride)
     return grid
@@ -488,11 +488,9 @@ def _padded_bounds(weight, geom: ConvGeometry, tol: float) -> SpectralNorm:
     """
     copies = math.prod(int(np.bincount(a.pad_index()).max()) for a in geom.axes)
     padded = (geom.in_channels, *(a.padded_size for a in geom.axes))
-    valid = ConvGeometry.from_weight(weight.shape, padded, stride=geom.stride, padding=0,
-                                     dilation=geom.dilation, groups=geom.groups)
-    op_valid = ConvOperator(weight, padded, stride=geom.stride, dilation=geom.dilation,
-                            groups=geom.groups)
-    _, upper_valid, bounds = _zero_padded_bounds(weight, valid, op_valid, tol)
+    valid = ConvOperator(weight, padded, stride=geom.stride, dilation=geom.dilation,
+                         groups=geom.groups)
+    _, upper_valid, bounds = _zero_padded_bounds(weight, valid.geometry, valid, tol)
     op = ConvOperator(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                       dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode)
     lower = _lower_bound(op, np.ones(op.shape[1]), tol)

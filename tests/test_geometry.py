@@ -202,3 +202,18 @@ def test_numpy_integer_arrays_are_accepted_as_tuples():
     assert abs(a - b).max() == 0
     with pytest.raises(TypeError, match="stride"):
         conv_matrix(w, (1, 9, 9), stride=np.array([1.0, 2.0]))
+
+
+def test_span_is_one_past_the_last_padded_position_read():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n, k, s, d, lo, hi = (int(v) for v in (rng.integers(4, 12), rng.integers(1, 5),
+                                               rng.integers(1, 4), rng.integers(1, 3),
+                                               rng.integers(0, 3), rng.integers(0, 3)))
+        try:
+            axis = ConvGeometry.from_weight((1, 1, k), (1, n), stride=s, dilation=d,
+                                            padding=((lo, hi),)).axes[0]
+        except ValueError:
+            continue
+        reads = [o * s + t * d for o in range(axis.output_size) for t in range(k)]
+        assert axis.span == max(reads) + 1 <= axis.padded_size
