@@ -57,6 +57,27 @@ def _scratch_array(slot: str, shape: tuple, dtype) -> np.ndarray:
     return buffers[slot][:nbytes].view(dtype).reshape(shape)
 
 
+def _rows(a: np.ndarray) -> np.ndarray:
+    """``a`` with its last (batch) axis viewed as one opaque item, when it is contiguous.
+
+    Copies between strided views then move one batch row per item instead of running numpy's
+    inner loop over a handful of values: for a batch of 8 behind a stride-2 gather, about 2x
+    faster. A view of the same memory; ``a`` itself when the axis is not contiguous.
+    """
+    if a.shape[-1] < 2 or a.strides[-1] != a.itemsize:
+        return a
+    return a.view(np.dtype((np.void, a.shape[-1] * a.itemsize)))[..., 0]
+
+
+def _copy(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` for arrays of one shape and dtype, a batch row at a time."""
+    rows_dst, rows_src = _rows(dst), _rows(src)
+    if rows_dst.dtype == rows_src.dtype:
+        np.copyto(rows_dst, rows_src)
+    else:
+        np.copyto(dst, src)
+
+
 # ---------------------------------------------------------------------------------------------
 # Padding and its adjoint, from the geometry's padding maps.
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +117,7 @@ def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
         return x
     xp = _scratch_array("padded", (x.shape[0], *(a.padded_size for a in geom.axes),
                                    x.shape[-1]), x.dtype)
-    xp[(slice(None), *(slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes))] = x
+    _copy(xp[(slice(None), *(slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes))], x)
     for d, src, region in _border_slabs(geom):
         target = (slice(None), *region)
         if src < 0:
@@ -104,7 +125,7 @@ def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
         else:
             source = list(region)
             source[d] = geom.axes[d].pad[0] + src
-            xp[target] = xp[(slice(None), *source)]
+            _copy(xp[target], xp[(slice(None), *source)])
     return xp
 
 
@@ -161,7 +182,7 @@ def _forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
         for r0 in range(0, rows, chunk):
             block = patches[(*lead, slice(r0, r0 + chunk))]
             im2col = _scratch_array("im2col", block.shape, dtype)
-            np.copyto(im2col, block)  # the im2col copy, into reused memory
+            _copy(im2col, block)  # the im2col copy, into reused memory
             out = y[g, :, r0:r0 + chunk].reshape(w.shape[1], -1)
             np.matmul(w[g], im2col.reshape(depth, -1), out=out)
     return y.reshape(geom.out_channels, *geom.output_size, b)
@@ -171,8 +192,11 @@ def _col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``A.T @ y`` (no conjugation) for ``y`` of shape ``(C_out, *out, b)``, by col2im.
 
     For a cache-sized chunk of output rows, one BLAS product per group gives every tap's
-    contribution (``w.T @ y``); each tap is then added into the padded input with one strided
-    slice-add (no ``np.add.at``), and the padding is folded back at the end.
+    contribution (``w.T @ y``); each tap is then added into the padded input with one slice-add
+    (no ``np.add.at``), and the padding is folded back at the end. The padded input is
+    accumulated split by phase modulo the stride (:func:`_phase_split`), where every tap's
+    positions are a contiguous block: with a stride, the adds then run over whole rows instead
+    of a few values at a time.
     """
     groups, b, kernel = geom.groups, y.shape[-1], geom.kernel_size
     c_in, c_out, taps = geom.in_channels, geom.out_channels, math.prod(geom.kernel_size)
@@ -181,8 +205,7 @@ def _col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
     rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
     chunk = max(1, _CHUNK_BYTES // (c_in // groups * taps * per_row * dtype.itemsize))
     y = y.reshape(groups, c_out // groups, rows, per_row)
-    xp = np.zeros((c_in, *(a.padded_size for a in geom.axes), b), dtype)
-    first, rest = geom.axes[0], geom.axes[1:]
+    split = _phase_split(geom, c_in, b, dtype)
     for r0 in range(0, rows, chunk):
         n_rows = min(chunk, rows - r0)
         chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
@@ -190,12 +213,47 @@ def _col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
         np.matmul(wt, chunk_y, out=cols)
         cols = cols.reshape(c_in, taps, n_rows, *geom.output_size[1:], b)
         for t, tap in enumerate(np.ndindex(*kernel)):
-            start = tap[0] * first.dilation + r0 * first.stride
-            window = [slice(start, start + (n_rows - 1) * first.stride + 1, first.stride)]
-            window += [slice(i * a.dilation, i * a.dilation + (a.output_size - 1) * a.stride + 1,
-                             a.stride) for i, a in zip(tap[1:], rest)]
-            xp[(slice(None), *window)] += cols[:, t]
-    return _pad_adjoint(geom, xp)
+            where = []
+            for d, (i, a) in enumerate(zip(tap, geom.axes)):
+                first = i * a.dilation + (r0 * a.stride if d == 0 else 0)
+                count = n_rows if d == 0 else a.output_size
+                where += [first % a.stride, slice(first // a.stride, first // a.stride + count)]
+            split[(slice(None), *where)] += cols[:, t]
+    return _phase_merge(geom, split)
+
+
+def _phase_split(geom: ConvGeometry, channels: int, b: int, dtype) -> np.ndarray:
+    """A zeroed ``(C, s_1, q_1, ..., s_d, q_d, b)`` array: padded position ``q*s + r`` of an
+    axis with stride ``s`` is at ``[r, q]``. Scratch memory: :func:`_phase_merge` copies out."""
+    shape = [channels]
+    for a in geom.axes:
+        shape += [a.stride, -(-a.padded_size // a.stride)]
+    split = _scratch_array("split", (*shape, b), dtype)
+    split.fill(0)
+    return split
+
+
+def _phase_merge(geom: ConvGeometry, split: np.ndarray) -> np.ndarray:
+    """The input-shaped array of :func:`_pad_adjoint` of the padded array held in ``split``.
+
+    One strided copy per phase: of the interior alone when the padding is zeros (the border
+    is discarded), else of the whole padded array, whose border slabs are then folded back.
+    """
+    channels, b = split.shape[0], split.shape[-1]
+    zeros = all(src < 0 for _, src, _ in _border_slabs(geom))
+    if zeros:
+        span = [(a.pad[0], a.size) for a in geom.axes]
+    else:
+        span = [(0, a.padded_size) for a in geom.axes]
+    out = np.empty((channels, *(n for _, n in span), b), split.dtype)
+    for phase in itertools.product(*(range(a.stride) for a in geom.axes)):
+        src, dst = [slice(None)], [slice(None)]
+        for r, a, (lo, n) in zip(phase, geom.axes, span):
+            first = lo + (r - lo) % a.stride  # first position of the span in this phase
+            src += [r, slice(first // a.stride, -(-(lo + n - r) // a.stride))]
+            dst += [slice(first - lo, n, a.stride)]
+        _copy(out[tuple(dst)], split[tuple(src)])
+    return out if zeros else _pad_adjoint(geom, out)
 
 
 def _transpose_kernel(geom: ConvGeometry, w: np.ndarray):
@@ -218,8 +276,10 @@ class _Polyphase:
     ``t*dilation = r (mod stride)``, from outputs ``q - (t*dilation - r)/stride``. That is a
     stride-1 correlation of the output with those taps, reversed, at dilation
     ``dilation/gcd(stride, dilation)``, so the transpose is ``prod(stride)`` forward passes
-    (one for stride 1: the correlation with the flipped kernel and full padding) and the
-    border slabs of the padding folded back.
+    (one for stride 1: the correlation with the flipped kernel and full padding).
+
+    With zero padding only the interior positions are computed, straight into the result;
+    otherwise the whole padded input is, and its border slabs are folded back.
     """
 
     def __init__(self, geom: ConvGeometry, w: np.ndarray):
@@ -228,48 +288,70 @@ class _Polyphase:
         # weight of the transposed layer: (C_in, C_out/groups, *kernel), same groups
         wt = w.reshape(groups, c_out // groups, c_in // groups, *geom.kernel_size)
         wt = wt.swapaxes(1, 2).reshape(c_in, c_out // groups, *geom.kernel_size)
-        per_axis = [self._axis_phases(axis) for axis in geom.axes]
-        self.covered = all(len(phases) == min(a.stride, a.padded_size)
-                           for phases, a in zip(per_axis, geom.axes))
+        self.zeros = all(src < 0 for _, src, _ in _border_slabs(geom))
+        spans = [(a.pad[0], a.size) if self.zeros else (0, a.padded_size) for a in geom.axes]
+        self.shape = (c_in, *(n for _, n in spans))
+        per_axis = [self._axis_phases(a, lo, n) for a, (lo, n) in zip(geom.axes, spans)]
+        # positions of a phase that no tap reaches stay zero
+        self.covered = all(ph["taps"] for phases in per_axis for ph in phases)
+        per_axis = [[ph for ph in phases if ph["taps"]] for phases in per_axis]
         self.phases = []
         for combo in itertools.product(*per_axis):
             taps = np.ix_(*(phase["taps"] for phase in combo))
             sub = np.ascontiguousarray(wt[(slice(None), slice(None), *taps)])
+            crop = tuple(slice(ph["crop"], None) for ph in combo)
+            y_size = tuple(a.output_size - ph["crop"] for ph, a in zip(combo, geom.axes))
             sub_geom = ConvGeometry.from_weight(
-                sub.shape, geom.output_shape, padding=tuple(ph["pad"] for ph in combo),
+                sub.shape, (c_out, *y_size),
+                padding=tuple(ph["pad"] for ph in combo),
                 dilation=tuple(ph["dilation"] for ph in combo), groups=groups,
                 output_size=tuple(ph["size"] for ph in combo),
             )
-            where = tuple(slice(ph["offset"], None, a.stride) for ph, a in zip(combo, geom.axes))
-            self.phases.append((where, sub_geom, sub))
+            where = tuple(slice(ph["first"], None, a.stride) for ph, a in zip(combo, geom.axes))
+            self.phases.append((crop, where, sub_geom, sub))
 
     @staticmethod
-    def _axis_phases(axis) -> list[dict]:
+    def _axis_phases(axis, lo: int, n: int) -> list[dict]:
+        """Per phase: the taps, and the correlation giving padded positions ``[lo, lo + n)``.
+
+        Position ``first + stride*k`` of the phase reads ``y[k + q0 - shift_t]`` for each tap,
+        with ``q0 = (first - r)/stride``; as a correlation of ``y`` it needs ``shift_max - q0``
+        zeros on the left (when negative, ``y`` is cropped instead) and enough on the right for
+        ``size`` outputs; the geometry drops any outputs beyond those.
+        """
         phases = []
-        for r in range(min(axis.stride, axis.padded_size)):
+        for r in range(axis.stride):
             taps = [t for t in range(axis.kernel_size) if (t * axis.dilation) % axis.stride == r]
+            first = lo + (r - lo) % axis.stride
+            size = -(-(lo + n - first) // axis.stride)
+            if size <= 0:
+                continue  # the span holds no position of this phase
             if not taps:
-                continue  # no tap ever writes these positions: they stay zero
+                phases.append(dict(taps=[]))
+                continue
             shifts = [(t * axis.dilation - r) // axis.stride for t in taps]
             step = shifts[1] - shifts[0] if len(taps) > 1 else 1
-            size = -(-(axis.padded_size - r) // axis.stride)  # positions r, r + stride, ...
-            natural = axis.output_size + shifts[-1] - step * (len(taps) - 1)
-            phases.append(dict(offset=r, taps=taps[::-1], dilation=step, size=size,
-                               pad=(shifts[-1], max(0, size - natural))))
+            left = shifts[-1] - (first - r) // axis.stride
+            right = size + step * (len(taps) - 1) - axis.output_size - left
+            if -left >= axis.output_size:
+                phases.append(dict(taps=[]))  # every read falls outside y
+                continue
+            phases.append(dict(first=first - lo, taps=taps[::-1], dilation=step, size=size,
+                               pad=(max(left, 0), max(right, 0)), crop=max(-left, 0)))
         return phases
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
-        geom = self.geom
+        geom, b = self.geom, y.shape[-1]
         if len(self.phases) == 1 and all(a.stride == 1 for a in geom.axes):
-            # stride 1: one phase, the whole padded input; no assembly needed
-            _, sub_geom, sub = self.phases[0]
-            return _pad_adjoint(geom, _forward(sub_geom, sub, y))
-        shape = (geom.in_channels, *(a.padded_size for a in geom.axes), y.shape[-1])
-        dtype = np.result_type(y, *(sub for _, _, sub in self.phases))
-        xp = (np.empty if self.covered else np.zeros)(shape, dtype)
-        for where, sub_geom, sub in self.phases:
-            xp[(slice(None), *where)] = _forward(sub_geom, sub, y)
-        return _pad_adjoint(geom, xp)
+            # stride 1: one phase, every position; no assembly needed
+            crop, _, sub_geom, sub = self.phases[0]
+            x = _forward(sub_geom, sub, y[(slice(None), *crop)])
+            return x if self.zeros else _pad_adjoint(geom, x)
+        dtype = np.result_type(y, *(sub for *_, sub in self.phases))
+        x = (np.empty if self.covered else np.zeros)((*self.shape, b), dtype)
+        for crop, where, sub_geom, sub in self.phases:
+            _copy(x[(slice(None), *where)], _forward(sub_geom, sub, y[(slice(None), *crop)]))
+        return x if self.zeros else _pad_adjoint(geom, x)
 
 
 # ---------------------------------------------------------------------------------------------
