@@ -4,8 +4,9 @@ For each layer, dtype and batch size: the time of ``ConvOperator.matmat`` (``mat
 1) and of ``rmatmat``, against ``torch.nn.functional.conv2d`` and ``conv_transpose2d`` on the
 same data, with ``torch.set_num_threads`` equal to the BLAS thread count numpy uses; and the
 CSR matvec of the same layer's ``conv_matrix``. Ratios are ours / PyTorch's (lower is better).
-Targets: float64 <= 1.0, float32 <= 1.5 on every layer. Each time is the best of ``--repeat``,
-after a pause: PyTorch's OpenMP threads spin after each call and would slow whatever runs next.
+Targets: float64 <= 1.0, float32 <= 1.5 on every layer. Each time is the best of ``--rounds``
+blocks of ``--repeat`` calls, ours and PyTorch's blocks alternating, each block after a pause:
+PyTorch's OpenMP threads spin after each call and would slow whatever runs next.
 The BLAS kernel numpy uses is printed: OpenBLAS may pick a slower kernel than the CPU allows
 (set ``OPENBLAS_CORETYPE`` to choose it).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -64,9 +66,23 @@ def best_of(repeat: int, fn, *args, **kwargs) -> float:
     return min(times)
 
 
+def paired(rounds: int, repeat: int, ours, theirs) -> tuple[float, float]:
+    """Best times of two calls without arguments, timed in alternating blocks.
+
+    This VM's speed drifts by 10-30% over seconds; alternating the blocks exposes both sides
+    to the same drift, so their ratio is steadier than that of two separate measurements.
+    """
+    best = [np.inf, np.inf]
+    for _ in range(rounds):
+        for k, fn in enumerate((ours, theirs)):
+            best[k] = min(best[k], best_of(repeat, fn))
+    return best[0], best[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=5, help="calls per timed block")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating blocks per side")
     parser.add_argument("--no-csr", action="store_true", help="skip the CSR column")
     args = parser.parse_args()
     threads = blas_threads()
@@ -91,15 +107,13 @@ def main() -> None:
                 y = rng.standard_normal((op.shape[0], batch)).astype(dtype)
                 xt = torch.from_numpy(np.ascontiguousarray(x.T.reshape(batch, *xshape)))
                 yt = torch.from_numpy(np.ascontiguousarray(y.T.reshape(batch, *op.output_shape)))
-                if batch == 1:
-                    ours = best_of(args.repeat, op.matvec, x[:, 0])
-                    ours_adj = best_of(args.repeat, op.rmatvec, y[:, 0])
-                else:
-                    ours = best_of(args.repeat, op.matmat, x)
-                    ours_adj = best_of(args.repeat, op.rmatmat, y)
+                fwd = partial(op.matvec, x[:, 0]) if batch == 1 else partial(op.matmat, x)
+                adj = partial(op.rmatvec, y[:, 0]) if batch == 1 else partial(op.rmatmat, y)
                 with torch.no_grad():
-                    theirs = best_of(args.repeat, F.conv2d, xt, wt, **kwargs)
-                    theirs_adj = best_of(args.repeat, F.conv_transpose2d, yt, wt, **kwargs)
+                    ours, theirs = paired(args.rounds, args.repeat, fwd,
+                                          partial(F.conv2d, xt, wt, **kwargs))
+                    ours_adj, theirs_adj = paired(args.rounds, args.repeat, adj,
+                                                  partial(F.conv_transpose2d, yt, wt, **kwargs))
                 csr_ms = np.nan if csr is None else best_of(args.repeat, csr.dot, x) * 1e3
                 print(f"{label:<26}{np.dtype(dtype).name:>8}{batch:>3}"
                       f"{ours * 1e3:>9.2f}{theirs * 1e3:>9.2f}{ours / theirs:>7.2f}"
