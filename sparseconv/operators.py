@@ -8,14 +8,16 @@ Everything is driven by the :class:`ConvGeometry` that also builds the sparse ma
   time (im2col), by the weight matrix with BLAS.
 * ``A.T @ y`` (no conjugation), by whichever moves less memory (:func:`_transpose_kernel`):
   :func:`_col2im` -- BLAS gives every tap's contribution, each tap is slice-added into the
-  padded input (no ``np.add.at``); or :class:`_Polyphase` -- the padded input split by its
-  phase modulo the stride, each phase a stride-1 correlation of ``y`` with a reversed subset
-  of the taps, i.e. :func:`_forward` again. Both end by adding the border slabs of the padding
-  back onto the positions they copy (the adjoint of reflect, replicate, circular padding).
+  padded input held split by phase modulo the stride (no ``np.add.at``); or
+  :class:`_Polyphase` -- each phase of the padded input a stride-1 correlation of ``y`` with
+  a reversed subset of the taps, i.e. :func:`_forward` again, computed on the interior alone
+  for zero padding. Other padding modes end by adding the border slabs of the padding back
+  onto the positions they copy (the adjoint of reflect, replicate, circular padding).
 
 A convolution is ``(A, conj(A).T)``; a transposed convolution is ``(A.T, conj(A))``.
 Batches are columns: ``matmat(X)`` takes ``X`` of shape ``(prod(input_shape), b)``, kept in
-that memory order (batch last) throughout, so no transposition is ever made.
+that memory order (batch last) throughout, so no transposition is ever made; strided copies
+move a whole batch row as one item (:func:`_copy`).
 """
 
 from __future__ import annotations
@@ -129,6 +131,15 @@ def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
     return xp
 
 
+def _adjoint_span(geom: ConvGeometry) -> tuple[bool, list[tuple[int, int]]]:
+    """Whether the padding is zeros alone, and per axis the ``(start, length)`` of padded
+    positions a transpose must compute: the interior if so (the border is discarded), else
+    all of them (the border slabs are folded back by :func:`_pad_adjoint`)."""
+    if all(src < 0 for _, src, _ in _border_slabs(geom)):
+        return True, [(a.pad[0], a.size) for a in geom.axes]
+    return False, [(0, a.padded_size) for a in geom.axes]
+
+
 def _pad_adjoint(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
     """The transpose of :func:`_pad`: border slabs added onto the positions they copy."""
     if all(a.pad == (0, 0) for a in geom.axes):
@@ -240,11 +251,7 @@ def _phase_merge(geom: ConvGeometry, split: np.ndarray) -> np.ndarray:
     is discarded), else of the whole padded array, whose border slabs are then folded back.
     """
     channels, b = split.shape[0], split.shape[-1]
-    zeros = all(src < 0 for _, src, _ in _border_slabs(geom))
-    if zeros:
-        span = [(a.pad[0], a.size) for a in geom.axes]
-    else:
-        span = [(0, a.padded_size) for a in geom.axes]
+    zeros, span = _adjoint_span(geom)
     out = np.empty((channels, *(n for _, n in span), b), split.dtype)
     for phase in itertools.product(*(range(a.stride) for a in geom.axes)):
         src, dst = [slice(None)], [slice(None)]
@@ -288,8 +295,7 @@ class _Polyphase:
         # weight of the transposed layer: (C_in, C_out/groups, *kernel), same groups
         wt = w.reshape(groups, c_out // groups, c_in // groups, *geom.kernel_size)
         wt = wt.swapaxes(1, 2).reshape(c_in, c_out // groups, *geom.kernel_size)
-        self.zeros = all(src < 0 for _, src, _ in _border_slabs(geom))
-        spans = [(a.pad[0], a.size) if self.zeros else (0, a.padded_size) for a in geom.axes]
+        self.zeros, spans = _adjoint_span(geom)
         self.shape = (c_in, *(n for _, n in spans))
         per_axis = [self._axis_phases(a, lo, n) for a, (lo, n) in zip(geom.axes, spans)]
         # positions of a phase that no tap reaches stay zero
