@@ -13,12 +13,13 @@ from .algebra import (
     receptive_field,
     receptive_field_size,
 )
-from .geometry import ConvGeometry, conv_output_shape, conv_transpose_output_shape
+from .geometry import ConvGeometry
 from .limits import MatrixTooLargeError, get_memory_limit, set_memory_limit
 from .matrices import conv_matrix, conv_transpose_matrix
 from .norms import SpectralNorm, spectral_norm
 from .operators import ConvOperator, ConvTransposeOperator
 from .selection import im2col_matrix, pad_matrix, stride_matrix
+from .shapes import conv_output_shape, conv_transpose_output_shape
 from .spectra import (
     composition_eigenvalues,
     composition_singular_values,
@@ -32,9 +33,9 @@ from .structured import (
     conv1x1_matrix,
     doubly_block_circulant,
     doubly_block_toeplitz,
-    fractionally_strided,
     toeplitz_matrix,
 )
+from .transposed import fractionally_strided
 
 __version__ = "0.1.0"
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .geometry import ConvGeometry, _int_tuple, _is_int, _spatial_size, as_weight, result_dtype
+from .arguments import as_weight, int_tuple, is_int, result_dtype, spatial_size
+from .geometry import ConvGeometry
 from .matrices import _check_format, conv_matrix
 
 __all__ = [
@@ -91,7 +92,7 @@ def avg_pool_matrix(
                          f"{geom.kernel_size} on every side (PyTorch's limit)")
     if not isinstance(count_include_pad, (bool, np.bool_)):
         raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
-    if divisor_override is not None and not (_is_int(divisor_override) and divisor_override > 0):
+    if divisor_override is not None and not (is_int(divisor_override) and divisor_override > 0):
         raise ValueError(f"divisor_override must be a positive integer, got {divisor_override!r}")
     dtype = result_dtype(np.empty(0), dtype)
     matrix = conv_matrix(np.ones(geom.weight_shape), geom.input_shape, stride=geom.stride,
@@ -324,23 +325,23 @@ def receptive_field(layers: Sequence, input_shape: Sequence[int], output_index,
     >>> int(field.sum())                                   # stacked 3x3: a 5x5 field
     25
     """
-    input_shape = _spatial_size(input_shape, "input_shape")
+    input_shape = spatial_size(input_shape, "input_shape")
     matrices = [_as_matrix(layer, f"layers[{i}]") for i, layer in enumerate(layers)]
     if not matrices:
         raise ValueError("receptive_field needs at least one layer")
     _check_chain(matrices, math.prod(input_shape))
     rows = matrices[-1].shape[0]
     if output_shape is not None:
-        output_shape = _spatial_size(output_shape, "output_shape")
+        output_shape = spatial_size(output_shape, "output_shape")
         if math.prod(output_shape) != rows:
             raise ValueError(f"output_shape={output_shape} has {math.prod(output_shape)} units, "
                              f"the last layer {rows}")
     index = output_index
-    if not _is_int(index):
+    if not is_int(index):
         if output_shape is None or np.ndim(index) != 1 or len(index) != len(output_shape):
             raise ValueError(f"output_index={output_index!r} must be an int or a tuple of "
                              f"len(output_shape), with output_shape given")
-        if not all(_is_int(i) and 0 <= i < n for i, n in zip(index, output_shape)):
+        if not all(is_int(i) and 0 <= i < n for i, n in zip(index, output_shape)):
             raise ValueError(f"output_index={output_index!r} is out of range for "
                              f"output_shape={output_shape}")
         index = int(np.ravel_multi_index(tuple(index), output_shape))
@@ -399,15 +400,15 @@ def receptive_field_size(kernel_size: Sequence, stride: Sequence | None = None,
     if isinstance(kernel_size, str) or not isinstance(kernel_size, Sequence) or not kernel_size:
         raise ValueError(f"kernel_size must be a non-empty sequence, one entry a layer, got "
                          f"{kernel_size!r}")
-    depth, scalar = len(kernel_size), all(_is_int(k) for k in kernel_size)
-    ndim = 1 if scalar else next(len(k) for k in kernel_size if not _is_int(k))
+    depth, scalar = len(kernel_size), all(is_int(k) for k in kernel_size)
+    ndim = 1 if scalar else next(len(k) for k in kernel_size if not is_int(k))
     per_layer = {}
     for name, values in (("kernel_size", kernel_size), ("stride", stride),
                          ("dilation", dilation)):
         values = [1] * depth if values is None else values
         if not isinstance(values, Sequence) or len(values) != depth:
             raise ValueError(f"{name} must have one entry a layer ({depth}), got {values!r}")
-        per_layer[name] = [_int_tuple(v, ndim, f"{name}[{i}]", 1) for i, v in enumerate(values)]
+        per_layer[name] = [int_tuple(v, ndim, f"{name}[{i}]", 1) for i, v in enumerate(values)]
     size, jump = [1] * ndim, [1] * ndim
     for k, s, d in zip(*per_layer.values()):
         size = [r + di * (ki - 1) * j for r, ki, di, j in zip(size, k, d, jump)]

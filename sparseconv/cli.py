@@ -18,7 +18,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 
-from .geometry import PADDING_MODES, ConvGeometry
+from .arguments import PADDING_MODES
+from .geometry import ConvGeometry
 
 __all__ = ["build_parser", "main"]
 

@@ -1,9 +1,9 @@
-"""Layer geometry: argument normalization, output-shape formulas and the gather index map.
+"""Layer geometry: the validated description of a layer and its gather index map.
 
 This module is the single source of truth of sparseconv. A :class:`ConvGeometry` describes a
 convolution layer once (channels, spatial sizes, stride, per-side padding, dilation, groups,
-padding mode), validated once; every matrix, operator, selection matrix, spectrum and picture
-is derived from its two index maps:
+padding mode), validated once (by :mod:`sparseconv.arguments`); every matrix, operator,
+selection matrix, spectrum and picture is derived from its two index maps:
 
 * the *padding map* of each spatial axis: for every position of the padded axis, the input
   position it copies, or ``-1`` for a zero pad (:meth:`AxisGeometry.pad_index`);
@@ -15,127 +15,15 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "as_weight",
-    "result_dtype",
-    "PADDING_MODES",
-    "AxisGeometry",
-    "AxisSegment",
-    "ConvGeometry",
-    "conv_output_shape",
-    "conv_transpose_output_shape",
-]
+from .arguments import PADDING_MODES, int_tuple, normalize_padding, positive_int, spatial_size
+from .shapes import conv_transpose_output_shape, output_sizes
 
-#: Padding modes with PyTorch's meaning (``torch.nn.Conv2d(padding_mode=...)``).
-PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
-_PADDING_STRINGS = ("valid", "same", "full")
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation of scalar arguments: one function per kind of argument, each naming what it checks.
-# ---------------------------------------------------------------------------------------------
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
-    """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum``."""
-    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    expected = f"{name} must be {what} or a tuple of {ndim} of them, got {value!r}"
-    if isinstance(value, np.ndarray) and value.ndim == 1:
-        value = tuple(value.tolist())  # numpy's integers become Python ints
-    if _is_int(value):
-        values = (int(value),) * ndim
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != ndim or not all(_is_int(v) for v in value):
-            raise (ValueError if all(_is_int(v) for v in value) else TypeError)(expected)
-        values = tuple(int(v) for v in value)
-    else:
-        raise TypeError(expected)
-    if min(values, default=minimum) < minimum:
-        raise ValueError(expected)
-    return values
-
-
-def _normalize_padding(
-    padding, ndim: int, kernel_size: tuple[int, ...], stride: tuple[int, ...],
-    dilation: tuple[int, ...], flip: bool = False,
-) -> tuple[tuple[int, int], ...]:
-    """Per-side padding ``((lo, hi), ...)`` from any accepted form.
-
-    Forms: an int; a tuple of ``ndim`` ints (symmetric per axis); a tuple of ``ndim`` pairs
-    ``(lo, hi)``; ``"valid"`` (none); ``"same"`` (PyTorch's rule: total ``dilation*(k-1)``,
-    ``lo = total // 2``, the odd pixel on the high side; mirrored when ``flip``, so that kernel
-    element ``(k-1)//2`` is the one aligned with the output as in ``scipy.signal.convolve``);
-    ``"full"`` (``dilation*(k-1)`` on both sides).
-    """
-    if isinstance(padding, str):
-        if padding not in _PADDING_STRINGS:
-            raise ValueError(
-                f"padding must be an int, a tuple, or one of {_PADDING_STRINGS}, got {padding!r}"
-            )
-        totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
-        if padding == "valid":
-            return ((0, 0),) * ndim
-        if padding == "full":
-            return tuple((t, t) for t in totals)
-        if any(s != 1 for s in stride):
-            raise ValueError(
-                f"padding='same' is not supported for strided convolutions, got stride={stride}"
-            )
-        # PyTorch puts the odd pixel on the high side. A flipped (true) convolution mirrors the
-        # kernel, so the split mirrors too: either way kernel element (k-1)//2 sits on the output.
-        pairs = [(t // 2, t - t // 2) for t in totals]
-        return tuple((hi, lo) if flip else (lo, hi) for lo, hi in pairs)
-
-    expected = (
-        f"padding must be a non-negative int, a tuple of {ndim} of them, a tuple of {ndim} "
-        f"(lo, hi) pairs, or one of {_PADDING_STRINGS}, got {padding!r}"
-    )
-    if _is_int(padding):
-        pairs = ((int(padding), int(padding)),) * ndim
-    elif isinstance(padding, Sequence) and len(padding) == ndim:
-        pairs = []
-        for p in padding:
-            if _is_int(p):
-                pairs.append((int(p), int(p)))
-            elif isinstance(p, Sequence) and len(p) == 2 and all(_is_int(v) for v in p):
-                pairs.append((int(p[0]), int(p[1])))
-            else:
-                raise TypeError(expected)
-        pairs = tuple(pairs)
-    elif isinstance(padding, Sequence):
-        raise ValueError(expected)
-    else:
-        raise TypeError(expected)
-    if any(v < 0 for pair in pairs for v in pair):
-        raise ValueError(expected)
-    return pairs
-
-
-def _spatial_size(value, name: str) -> tuple[int, ...]:
-    """Validate a tuple of positive integer sizes (``input_shape`` and the like)."""
-    if _is_int(value):
-        value = (value,)
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        raise TypeError(f"{name} must be a tuple of positive integers, got {value!r}")
-    if not all(_is_int(v) for v in value):
-        raise TypeError(f"{name} must be a tuple of positive integers, got {value!r}")
-    if any(v < 1 for v in value):
-        raise ValueError(f"{name} must be a tuple of positive integers, got {tuple(value)!r}")
-    return tuple(int(v) for v in value)
-
-
-def _output_size(n, k, s, d, lo, hi) -> int:
-    # PyTorch: floor((n + lo + hi - dilation*(k-1) - 1) / stride) + 1
-    return (n + lo + hi - d * (k - 1) - 1) // s + 1
-
+__all__ = ["AxisGeometry", "AxisSegment", "ConvGeometry"]
 
 # ---------------------------------------------------------------------------------------------
 # One spatial axis.
@@ -331,16 +219,13 @@ class ConvGeometry:
                 f"least one spatial dimension, got weight.shape={weight_shape}"
             )
         ndim = len(weight_shape) - 2
-        input_shape = _spatial_size(input_shape, "input_shape")
+        input_shape = spatial_size(input_shape, "input_shape")
         if len(input_shape) != ndim + 1:
             raise ValueError(
                 f"input_shape must be (in_channels, *spatial) with {ndim} spatial dimension(s) "
                 f"to match weight.shape={weight_shape}, got input_shape={input_shape}"
             )
-        if not _is_int(groups) or groups < 1:
-            raise (TypeError if not _is_int(groups) else ValueError)(
-                f"groups must be a positive integer, got {groups!r}"
-            )
+        groups = positive_int(groups, "groups")
         out_channels, in_per_group = weight_shape[:2]
         kernel_size = weight_shape[2:]
         if min(weight_shape) < 1:
@@ -361,9 +246,9 @@ class ConvGeometry:
             )
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-        stride = _int_tuple(stride, ndim, "stride", 1)
-        dilation = _int_tuple(dilation, ndim, "dilation", 1)
-        pads = _normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
+        stride = int_tuple(stride, ndim, "stride", 1)
+        dilation = int_tuple(dilation, ndim, "dilation", 1)
+        pads = normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
         axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,
                           output_size)
         return cls(in_channels, out_channels, groups, axes, bool(flip))
@@ -378,13 +263,13 @@ class ConvGeometry:
         with ``depthwise`` one output channel per input channel (``(C, 1, *kernel)``,
         ``groups=C``), as pooling. ``kwargs`` are those of :meth:`from_weight`.
         """
-        input_shape = _spatial_size(input_shape, "input_shape")
+        input_shape = spatial_size(input_shape, "input_shape")
         if len(input_shape) < 2:
             raise ValueError(
                 "input_shape must be (channels, *spatial) with at least one spatial dimension, "
                 f"got input_shape={input_shape}"
             )
-        channels, kernel = input_shape[0], _int_tuple(
+        channels, kernel = input_shape[0], int_tuple(
             kernel_size, len(input_shape) - 1, "kernel_size", 1)
         if depthwise:
             return cls.from_weight((channels, 1, *kernel), input_shape, groups=channels, **kwargs)
@@ -408,7 +293,7 @@ class ConvGeometry:
                 f"weight.shape={weight_shape}"
             )
         ndim = len(weight_shape) - 2
-        input_shape = _spatial_size(input_shape, "input_shape")
+        input_shape = spatial_size(input_shape, "input_shape")
         if len(input_shape) != ndim + 1:
             raise ValueError(
                 f"input_shape must be (in_channels, *spatial) with {ndim} spatial dimension(s) "
@@ -419,10 +304,7 @@ class ConvGeometry:
                 f"input_shape[0] (in_channels={input_shape[0]}) must equal weight.shape[0]="
                 f"{weight_shape[0]} for a transposed convolution"
             )
-        if not _is_int(groups) or groups < 1:
-            raise (TypeError if not _is_int(groups) else ValueError)(
-                f"groups must be a positive integer, got {groups!r}"
-            )
+        groups = positive_int(groups, "groups")
         if weight_shape[0] % groups:
             raise ValueError(f"groups={groups} must divide in_channels={weight_shape[0]}")
         out_size = conv_transpose_output_shape(
@@ -524,17 +406,8 @@ class ConvGeometry:
 
 
 def _make_axes(sizes, kernel_size, stride, dilation, pads, padding_mode, output_size):
-    natural = [
-        _output_size(n, k, s, d, lo, hi)
-        for n, k, s, d, (lo, hi) in zip(sizes, kernel_size, stride, dilation, pads)
-    ]
-    for n, k, d, (lo, hi), out in zip(sizes, kernel_size, dilation, pads, natural):
-        if out < 1:
-            raise ValueError(
-                f"kernel_size={tuple(kernel_size)} with dilation={tuple(dilation)} (effective "
-                f"extent {d * (k - 1) + 1}) is larger than the padded input size "
-                f"{n + lo + hi} (input size {n}, padding ({lo}, {hi})): the output would be empty"
-            )
+    natural = output_sizes(sizes, kernel_size, stride, dilation, pads)
+    for n, (lo, hi) in zip(sizes, pads):
         limit = {"reflect": n - 1, "circular": n}.get(padding_mode)
         if limit is not None and max(lo, hi) > limit:
             rule = "less than" if padding_mode == "reflect" else "at most"
@@ -553,137 +426,3 @@ def _make_axes(sizes, kernel_size, stride, dilation, pads, padding_mode, output_
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Public shape formulas.
-# ---------------------------------------------------------------------------------------------
-def conv_output_shape(
-    input_size: int | Sequence[int], kernel_size: int | Sequence[int], stride=1, padding=0,
-    dilation=1,
-) -> int | tuple[int, ...]:
-    """Spatial output size of a convolution, PyTorch's formula per dimension.
-
-    Parameters
-    ----------
-    input_size : int or tuple of int
-        Spatial input size (no channel or batch dimension).
-    kernel_size, stride, dilation : int or tuple of int
-    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
-        As for :func:`sparseconv.conv_matrix`.
-
-    Returns
-    -------
-    int or tuple of int
-        ``floor((n + lo + hi - dilation*(k-1) - 1) / stride) + 1`` per dimension; an int when
-        ``input_size`` is an int.
-
-    Raises
-    ------
-    ValueError
-        If an argument is out of range or the output would be empty.
-
-    Examples
-    --------
-    >>> from sparseconv import conv_output_shape
-    >>> conv_output_shape(224, 3, stride=2, padding=1)
-    112
-    >>> conv_output_shape((32, 32), (3, 5), padding="same")
-    (32, 32)
-    """
-    sizes, scalar = _spatial_size(input_size, "input_size"), _is_int(input_size)
-    ndim = len(sizes)
-    kernel = _int_tuple(kernel_size, ndim, "kernel_size", 1)
-    stride = _int_tuple(stride, ndim, "stride", 1)
-    dilation = _int_tuple(dilation, ndim, "dilation", 1)
-    pads = _normalize_padding(padding, ndim, kernel, stride, dilation)
-    axes = _make_axes(sizes, kernel, stride, dilation, pads, "zeros", None)
-    out = tuple(a.output_size for a in axes)
-    return out[0] if scalar else out
-
-
-def conv_transpose_output_shape(
-    input_size: int | Sequence[int], kernel_size: int | Sequence[int], stride=1, padding=0,
-    output_padding=0, dilation=1,
-) -> int | tuple[int, ...]:
-    """Spatial output size of a transposed convolution, PyTorch's formula per dimension.
-
-    Parameters
-    ----------
-    input_size : int or tuple of int
-        Spatial input size of the transposed convolution.
-    kernel_size, stride, dilation : int or tuple of int
-    padding : int, tuple of int, or tuple of (lo, hi) pairs
-    output_padding : int or tuple of int
-        Extra size on the high side; must be smaller than ``max(stride, dilation)``.
-
-    Returns
-    -------
-    int or tuple of int
-        ``(n - 1)*stride - lo - hi + dilation*(k - 1) + output_padding + 1`` per dimension.
-
-    Raises
-    ------
-    ValueError
-        If an argument is out of range or the output would be empty.
-
-    Examples
-    --------
-    >>> from sparseconv import conv_transpose_output_shape
-    >>> conv_transpose_output_shape(16, 3, stride=2, padding=1, output_padding=1)
-    32
-    """
-    sizes, scalar = _spatial_size(input_size, "input_size"), _is_int(input_size)
-    ndim = len(sizes)
-    kernel = _int_tuple(kernel_size, ndim, "kernel_size", 1)
-    stride = _int_tuple(stride, ndim, "stride", 1)
-    dilation = _int_tuple(dilation, ndim, "dilation", 1)
-    if isinstance(padding, str):
-        raise ValueError(
-            f"padding must be an int or a tuple for a transposed convolution, got {padding!r}"
-        )
-    pads = _normalize_padding(padding, ndim, kernel, stride, dilation)
-    output_padding = _int_tuple(output_padding, ndim, "output_padding", 0)
-    for op, s, d in zip(output_padding, stride, dilation):
-        if op >= max(s, d):
-            raise ValueError(
-                f"output_padding={output_padding} must be smaller than max(stride, dilation) in "
-                f"every dimension, got stride={stride}, dilation={dilation}"
-            )
-    out = tuple(
-        (n - 1) * s - lo - hi + d * (k - 1) + op + 1
-        for n, k, s, d, (lo, hi), op in zip(sizes, kernel, stride, dilation, pads, output_padding)
-    )
-    if min(out) < 1:
-        raise ValueError(
-            f"transposed convolution output size {out} is empty: padding={pads} is too large for "
-            f"input_size={sizes}, kernel_size={kernel}, stride={stride}, dilation={dilation}"
-        )
-    return out[0] if scalar else out
-
-
-# ---------------------------------------------------------------------------------------------
-# Arrays.
-# ---------------------------------------------------------------------------------------------
-def as_weight(weight, name: str = "weight") -> np.ndarray:
-    """``weight`` as a numeric ndarray (bool and integers become float64)."""
-    try:
-        array = np.asarray(weight)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array, got {type(weight).__name__}") from exc
-    if array.dtype.kind not in "biufc":
-        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
-    if array.dtype.kind in "biu":
-        array = array.astype(np.float64)
-    return array
-
-
-def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
-    """The dtype of a layer's matrix: ``dtype`` if given, else the weight's."""
-    if dtype is None:
-        return weight.dtype
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}") from exc
-    if dtype.kind not in "biufc":
-        raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}")
-    return dtype

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .geometry import AxisSegment, ConvGeometry, as_weight, result_dtype
+from .arguments import as_weight, result_dtype
+from .geometry import AxisSegment, ConvGeometry
 from .limits import check_memory
 
 __all__ = ["FORMATS", "conv_matrix", "conv_transpose_matrix"]

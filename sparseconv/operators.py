@@ -1,363 +1,28 @@
 """Matrix-free convolution layers: ``scipy.sparse.linalg.LinearOperator`` subclasses.
 
-Everything is driven by the :class:`ConvGeometry` that also builds the sparse matrices.
-
-* ``A @ x`` (:func:`_forward`): pad the input (a copy into a preallocated array, the border
-  slabs filled from the padding map), view the strided, dilated windows without copying
-  (``as_strided``), and multiply them, copied out a cache-sized chunk of output rows at a
-  time (im2col), by the weight matrix with BLAS.
-* ``A.T @ y`` (no conjugation), by whichever moves less memory (:func:`_transpose_kernel`):
-  :func:`_col2im` -- BLAS gives every tap's contribution, each tap is slice-added into the
-  padded input held split by phase modulo the stride (no ``np.add.at``); or
-  :class:`_Polyphase` -- each phase of the padded input a stride-1 correlation of ``y`` with
-  a reversed subset of the taps, i.e. :func:`_forward` again, computed on the interior alone
-  for zero padding. Other padding modes end by adding the border slabs of the padding back
-  onto the positions they copy (the adjoint of reflect, replicate, circular padding).
+Everything is driven by the :class:`ConvGeometry` that also builds the sparse matrices; the
+products themselves are computed in :mod:`sparseconv._products`.
 
 A convolution is ``(A, conj(A).T)``; a transposed convolution is ``(A.T, conj(A))``.
-Batches are columns: ``matmat(X)`` takes ``X`` of shape ``(prod(input_shape), b)``, kept in
-that memory order (batch last) throughout, so no transposition is ever made; strided copies
-move a whole batch row as one item (:func:`_copy`).
+Batches are columns: ``matmat(X)`` takes ``X`` of shape ``(prod(input_shape), b)`` and hands
+it on as an ``(C, *spatial, b)`` array in that memory order (batch last).
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
-import threading
 from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from numpy.lib.stride_tricks import as_strided
 from scipy.sparse.linalg import LinearOperator
 
-from .geometry import ConvGeometry, as_weight, result_dtype
+from ._products import forward, transpose_map
+from .arguments import as_weight, result_dtype
+from .geometry import ConvGeometry
 from .matrices import _assemble, _check_format
 
 __all__ = ["ConvOperator", "ConvTransposeOperator"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Scratch space: the padded input and the im2col chunks of every product reuse one buffer per
-# thread, so repeated products do not page-fault fresh memory each time.
-# ---------------------------------------------------------------------------------------------
-_SCRATCH_LIMIT = 64 * 2**20  # larger temporaries are allocated afresh
-_scratch = threading.local()
-
-
-def _scratch_array(slot: str, shape: tuple, dtype) -> np.ndarray:
-    """An uninitialized array for temporary use in this thread, reused across calls."""
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > _SCRATCH_LIMIT:
-        return np.empty(shape, dtype)
-    buffers = _scratch.__dict__.setdefault("buffers", {})
-    if slot not in buffers or buffers[slot].nbytes < nbytes:
-        buffers[slot] = np.empty(max(nbytes, 1), np.uint8)
-    return buffers[slot][:nbytes].view(dtype).reshape(shape)
-
-
-def _rows(a: np.ndarray) -> np.ndarray:
-    """``a`` with its last (batch) axis viewed as one opaque item, when it is contiguous.
-
-    Copies between strided views then move one batch row per item instead of running numpy's
-    inner loop over a handful of values: for a batch of 8 behind a stride-2 gather, about 2x
-    faster. A view of the same memory; ``a`` itself when the axis is not contiguous.
-    """
-    if a.shape[-1] < 2 or a.strides[-1] != a.itemsize:
-        return a
-    return a.view(np.dtype((np.void, a.shape[-1] * a.itemsize)))[..., 0]
-
-
-def _copy(dst: np.ndarray, src: np.ndarray) -> None:
-    """``dst[...] = src`` for arrays of one shape and dtype, a batch row at a time."""
-    rows_dst, rows_src = _rows(dst), _rows(src)
-    if rows_dst.dtype == rows_src.dtype:
-        np.copyto(rows_dst, rows_src)
-    else:
-        np.copyto(dst, src)
-
-
-# ---------------------------------------------------------------------------------------------
-# Padding and its adjoint, from the geometry's padding maps.
-# ---------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=256)
-def _border_slabs(geom: ConvGeometry) -> tuple:
-    """``(axis, source position or -1, region)`` for each border slab of the padding.
-
-    Axes are visited in order; the slab of axis ``d`` spans the padded extent of the axes
-    before it (already filled) and the interior of the axes after it, so corners are filled
-    by the last axis from borders the earlier ones filled: padding is separable. A run of
-    zero-padded positions is one slab. Cached: a geometry is an immutable value.
-    """
-    return tuple(_slabs(geom))
-
-
-def _slabs(geom: ConvGeometry):
-    interior = [slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes]
-    full = [slice(None)] * geom.ndim
-    for d, axis in enumerate(geom.axes):
-        lo, n = axis.pad[0], axis.size
-        source = axis.pad_index()
-        for start, stop in ((0, lo), (lo + n, axis.padded_size)):
-            p = start
-            while p < stop:
-                if source[p] < 0:  # a run of zeros: one slice
-                    end = p + int(np.argmax(np.append(source[p:stop] >= 0, True)))
-                    yield d, -1, full[:d] + [slice(p, end)] + interior[d + 1:]
-                    p = end
-                else:
-                    yield d, int(source[p]), full[:d] + [p] + interior[d + 1:]
-                    p += 1
-
-
-def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
-    """``x`` of shape ``(C, *input_size, b)`` padded to ``(C, *padded_size, b)``."""
-    if all(a.pad == (0, 0) for a in geom.axes):
-        return x
-    xp = _scratch_array("padded", (x.shape[0], *(a.padded_size for a in geom.axes),
-                                   x.shape[-1]), x.dtype)
-    _copy(xp[(slice(None), *(slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes))], x)
-    for d, src, region in _border_slabs(geom):
-        target = (slice(None), *region)
-        if src < 0:
-            xp[target] = 0
-        else:
-            source = list(region)
-            source[d] = geom.axes[d].pad[0] + src
-            _copy(xp[target], xp[(slice(None), *source)])
-    return xp
-
-
-def _adjoint_span(geom: ConvGeometry) -> tuple[bool, list[tuple[int, int]]]:
-    """Whether the padding is zeros alone, and per axis the ``(start, length)`` of padded
-    positions a transpose must compute: the interior if so (the border is discarded), else
-    all of them (the border slabs are folded back by :func:`_pad_adjoint`)."""
-    if all(src < 0 for _, src, _ in _border_slabs(geom)):
-        return True, [(a.pad[0], a.size) for a in geom.axes]
-    return False, [(0, a.padded_size) for a in geom.axes]
-
-
-def _pad_adjoint(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
-    """The transpose of :func:`_pad`: border slabs added onto the positions they copy."""
-    if all(a.pad == (0, 0) for a in geom.axes):
-        return xp
-    for d, src, region in reversed(_border_slabs(geom)):
-        if src >= 0:
-            target = list(region)
-            target[d] = geom.axes[d].pad[0] + src
-            xp[(slice(None), *target)] += xp[(slice(None), *region)]
-    return xp[(slice(None), *(slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes))]
-
-
-# ---------------------------------------------------------------------------------------------
-# The two kernels.
-# ---------------------------------------------------------------------------------------------
-def _windows(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
-    """View of shape ``(C, *kernel_size, *output_size, b)``: tap ``t`` of output ``o`` reads
-    padded position ``o*stride + t*dilation``."""
-    c_stride, *sp_strides, b_stride = xp.strides
-    return as_strided(
-        xp,
-        shape=(xp.shape[0], *geom.kernel_size, *geom.output_size, xp.shape[-1]),
-        strides=(c_stride, *(s * a.dilation for s, a in zip(sp_strides, geom.axes)),
-                 *(s * a.stride for s, a in zip(sp_strides, geom.axes)), b_stride),
-        writeable=False,
-    )
-
-
-#: Target size of one im2col chunk: large enough for efficient BLAS, small enough for the cache.
-_CHUNK_BYTES = 4 * 2**20
-
-
-def _forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``A @ x`` for ``x`` of shape ``(C_in, *input_size, b)``; returns ``(C_out, *out, b)``.
-
-    The patches of a chunk of output rows (first spatial axis) are copied out of the strided
-    window view and multiplied by the group's weight matrix, straight into the output.
-    """
-    groups, b = geom.groups, x.shape[-1]
-    windows = _windows(geom, _pad(geom, x))  # (C_in, *kernel, *out, b)
-    in_per_group = geom.in_channels // groups
-    depth = in_per_group * math.prod(geom.kernel_size)
-    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
-    dtype = np.result_type(w, x)
-    chunk = max(1, _CHUNK_BYTES // (depth * per_row * dtype.itemsize))
-    w = w.reshape(groups, -1, depth)
-    y = np.empty((groups, w.shape[1], rows, per_row), dtype)
-    lead = (slice(None),) * (1 + geom.ndim)  # channel and tap axes
-    for g in range(groups):
-        patches = windows[g * in_per_group:(g + 1) * in_per_group]
-        for r0 in range(0, rows, chunk):
-            block = patches[(*lead, slice(r0, r0 + chunk))]
-            im2col = _scratch_array("im2col", block.shape, dtype)
-            _copy(im2col, block)  # the im2col copy, into reused memory
-            out = y[g, :, r0:r0 + chunk].reshape(w.shape[1], -1)
-            np.matmul(w[g], im2col.reshape(depth, -1), out=out)
-    return y.reshape(geom.out_channels, *geom.output_size, b)
-
-
-def _col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``A.T @ y`` (no conjugation) for ``y`` of shape ``(C_out, *out, b)``, by col2im.
-
-    For a cache-sized chunk of output rows, one BLAS product per group gives every tap's
-    contribution (``w.T @ y``); each tap is then added into the padded input with one slice-add
-    (no ``np.add.at``), and the padding is folded back at the end. The padded input is
-    accumulated split by phase modulo the stride (:func:`_phase_split`), where every tap's
-    positions are a contiguous block: with a stride, the adds then run over whole rows instead
-    of a few values at a time.
-    """
-    groups, b, kernel = geom.groups, y.shape[-1], geom.kernel_size
-    c_in, c_out, taps = geom.in_channels, geom.out_channels, math.prod(geom.kernel_size)
-    dtype = np.result_type(w, y)
-    wt = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (groups, C_in/g * K, C_out/g)
-    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
-    chunk = max(1, _CHUNK_BYTES // (c_in // groups * taps * per_row * dtype.itemsize))
-    y = y.reshape(groups, c_out // groups, rows, per_row)
-    split = _phase_split(geom, c_in, b, dtype)
-    for r0 in range(0, rows, chunk):
-        n_rows = min(chunk, rows - r0)
-        chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
-        cols = _scratch_array("im2col", (groups, wt.shape[1], chunk_y.shape[-1]), dtype)
-        np.matmul(wt, chunk_y, out=cols)
-        cols = cols.reshape(c_in, taps, n_rows, *geom.output_size[1:], b)
-        for t, tap in enumerate(np.ndindex(*kernel)):
-            where = []
-            for d, (i, a) in enumerate(zip(tap, geom.axes)):
-                first = i * a.dilation + (r0 * a.stride if d == 0 else 0)
-                count = n_rows if d == 0 else a.output_size
-                where += [first % a.stride, slice(first // a.stride, first // a.stride + count)]
-            split[(slice(None), *where)] += cols[:, t]
-    return _phase_merge(geom, split)
-
-
-def _phase_split(geom: ConvGeometry, channels: int, b: int, dtype) -> np.ndarray:
-    """A zeroed ``(C, s_1, q_1, ..., s_d, q_d, b)`` array: padded position ``q*s + r`` of an
-    axis with stride ``s`` is at ``[r, q]``. Scratch memory: :func:`_phase_merge` copies out."""
-    shape = [channels]
-    for a in geom.axes:
-        shape += [a.stride, -(-a.padded_size // a.stride)]
-    split = _scratch_array("split", (*shape, b), dtype)
-    split.fill(0)
-    return split
-
-
-def _phase_merge(geom: ConvGeometry, split: np.ndarray) -> np.ndarray:
-    """The input-shaped array of :func:`_pad_adjoint` of the padded array held in ``split``.
-
-    One strided copy per phase: of the interior alone when the padding is zeros (the border
-    is discarded), else of the whole padded array, whose border slabs are then folded back.
-    """
-    channels, b = split.shape[0], split.shape[-1]
-    zeros, span = _adjoint_span(geom)
-    out = np.empty((channels, *(n for _, n in span), b), split.dtype)
-    for phase in itertools.product(*(range(a.stride) for a in geom.axes)):
-        src, dst = [slice(None)], [slice(None)]
-        for r, a, (lo, n) in zip(phase, geom.axes, span):
-            first = lo + (r - lo) % a.stride  # first position of the span in this phase
-            src += [r, slice(first // a.stride, -(-(lo + n - r) // a.stride))]
-            dst += [slice(first - lo, n, a.stride)]
-        _copy(out[tuple(dst)], split[tuple(src)])
-    return out if zeros else _pad_adjoint(geom, out)
-
-
-def _transpose_kernel(geom: ConvGeometry, w: np.ndarray):
-    """The cheaper way to apply ``A.T``, by the memory each one moves.
-
-    col2im writes, reads and adds ``C_in/g * prod(kernel)`` values per output position;
-    the polyphase correlation copies and reads ``C_out/g * prod(kernel)``: col2im wins when
-    the layer widens (3 -> 64), the correlation when it does not (many taps, few channels).
-    """
-    if 3 * geom.out_channels <= 4 * geom.in_channels:
-        return _Polyphase(geom, w)
-    return functools.partial(_col2im, geom, w)
-
-
-class _Polyphase:
-    """``A.T`` of a convolution (no conjugation) as stride-1 correlations, one per phase.
-
-    The padded input position ``p = o*stride + t*dilation`` of axis ``d`` splits by its phase
-    ``r = p mod stride``: the positions ``r + stride*q`` receive exactly the taps ``t`` with
-    ``t*dilation = r (mod stride)``, from outputs ``q - (t*dilation - r)/stride``. That is a
-    stride-1 correlation of the output with those taps, reversed, at dilation
-    ``dilation/gcd(stride, dilation)``, so the transpose is ``prod(stride)`` forward passes
-    (one for stride 1: the correlation with the flipped kernel and full padding).
-
-    With zero padding only the interior positions are computed, straight into the result;
-    otherwise the whole padded input is, and its border slabs are folded back.
-    """
-
-    def __init__(self, geom: ConvGeometry, w: np.ndarray):
-        self.geom = geom
-        groups, c_in, c_out = geom.groups, geom.in_channels, geom.out_channels
-        # weight of the transposed layer: (C_in, C_out/groups, *kernel), same groups
-        wt = w.reshape(groups, c_out // groups, c_in // groups, *geom.kernel_size)
-        wt = wt.swapaxes(1, 2).reshape(c_in, c_out // groups, *geom.kernel_size)
-        self.zeros, spans = _adjoint_span(geom)
-        self.shape = (c_in, *(n for _, n in spans))
-        per_axis = [self._axis_phases(a, lo, n) for a, (lo, n) in zip(geom.axes, spans)]
-        # positions of a phase that no tap reaches stay zero
-        self.covered = all(ph["taps"] for phases in per_axis for ph in phases)
-        per_axis = [[ph for ph in phases if ph["taps"]] for phases in per_axis]
-        self.phases = []
-        for combo in itertools.product(*per_axis):
-            taps = np.ix_(*(phase["taps"] for phase in combo))
-            sub = np.ascontiguousarray(wt[(slice(None), slice(None), *taps)])
-            crop = tuple(slice(ph["crop"], None) for ph in combo)
-            y_size = tuple(a.output_size - ph["crop"] for ph, a in zip(combo, geom.axes))
-            sub_geom = ConvGeometry.from_weight(
-                sub.shape, (c_out, *y_size),
-                padding=tuple(ph["pad"] for ph in combo),
-                dilation=tuple(ph["dilation"] for ph in combo), groups=groups,
-                output_size=tuple(ph["size"] for ph in combo),
-            )
-            where = tuple(slice(ph["first"], None, a.stride) for ph, a in zip(combo, geom.axes))
-            self.phases.append((crop, where, sub_geom, sub))
-
-    @staticmethod
-    def _axis_phases(axis, lo: int, n: int) -> list[dict]:
-        """Per phase: the taps, and the correlation giving padded positions ``[lo, lo + n)``.
-
-        Position ``first + stride*k`` of the phase reads ``y[k + q0 - shift_t]`` for each tap,
-        with ``q0 = (first - r)/stride``; as a correlation of ``y`` it needs ``shift_max - q0``
-        zeros on the left (when negative, ``y`` is cropped instead) and enough on the right for
-        ``size`` outputs; the geometry drops any outputs beyond those.
-        """
-        phases = []
-        for r in range(axis.stride):
-            taps = [t for t in range(axis.kernel_size) if (t * axis.dilation) % axis.stride == r]
-            first = lo + (r - lo) % axis.stride
-            size = -(-(lo + n - first) // axis.stride)
-            if size <= 0:
-                continue  # the span holds no position of this phase
-            if not taps:
-                phases.append(dict(taps=[]))
-                continue
-            shifts = [(t * axis.dilation - r) // axis.stride for t in taps]
-            step = shifts[1] - shifts[0] if len(taps) > 1 else 1
-            left = shifts[-1] - (first - r) // axis.stride
-            right = size + step * (len(taps) - 1) - axis.output_size - left
-            if -left >= axis.output_size:
-                phases.append(dict(taps=[]))  # every read falls outside y
-                continue
-            phases.append(dict(first=first - lo, taps=taps[::-1], dilation=step, size=size,
-                               pad=(max(left, 0), max(right, 0)), crop=max(-left, 0)))
-        return phases
-
-    def __call__(self, y: np.ndarray) -> np.ndarray:
-        geom, b = self.geom, y.shape[-1]
-        if len(self.phases) == 1 and all(a.stride == 1 for a in geom.axes):
-            # stride 1: one phase, every position; no assembly needed
-            crop, _, sub_geom, sub = self.phases[0]
-            x = _forward(sub_geom, sub, y[(slice(None), *crop)])
-            return x if self.zeros else _pad_adjoint(geom, x)
-        dtype = np.result_type(y, *(sub for *_, sub in self.phases))
-        x = (np.empty if self.covered else np.zeros)((*self.shape, b), dtype)
-        for crop, where, sub_geom, sub in self.phases:
-            _copy(x[(slice(None), *where)], _forward(sub_geom, sub, y[(slice(None), *crop)]))
-        return x if self.zeros else _pad_adjoint(geom, x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,13 +166,13 @@ class ConvOperator(_GeometryOperator):
         dtype = result_dtype(weight, dtype)
         self.weight = weight
         self._w = np.ascontiguousarray(self.geometry.tap_weights(weight), dtype=dtype)
-        self._transpose_map = _transpose_kernel(self.geometry, self._w.conj())
+        self._transpose_map = transpose_map(self.geometry, self._w.conj())
         self.input_shape = self.geometry.input_shape
         self.output_shape = self.geometry.output_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape)
 
     def _apply(self, X):
-        return _forward(self.geometry, self._w, X)
+        return forward(self.geometry, self._w, X)
 
     def _apply_adjoint(self, Y):
         return self._transpose_map(Y)
@@ -574,7 +239,7 @@ class ConvTransposeOperator(_GeometryOperator):
         dtype = result_dtype(weight, dtype)
         self.weight = weight
         self._w = np.ascontiguousarray(weight, dtype=dtype)
-        self._transpose_map = _transpose_kernel(self.geometry, self._w)
+        self._transpose_map = transpose_map(self.geometry, self._w)
         self.input_shape = self.geometry.output_shape
         self.output_shape = self.geometry.input_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape[::-1])
@@ -583,7 +248,7 @@ class ConvTransposeOperator(_GeometryOperator):
         return self._transpose_map(X)
 
     def _apply_adjoint(self, Y):
-        return _forward(self.geometry, self._w.conj(), Y)
+        return forward(self.geometry, self._w.conj(), Y)
 
     def tosparse(self, format: str = "csr") -> sp.sparray:
         """The explicit matrix, equal to :func:`sparseconv.conv_transpose_matrix`."""

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .geometry import ConvGeometry, result_dtype
+from .arguments import result_dtype
+from .geometry import ConvGeometry
 from .limits import check_sparse_memory
 from .matrices import _check_format
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .geometry import ConvGeometry, _int_tuple, _normalize_padding, as_weight
+from .arguments import as_weight, int_tuple, normalize_padding
+from .geometry import ConvGeometry
 from .limits import check_memory
 from .matrices import conv_matrix
 
@@ -44,13 +45,13 @@ def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
     ((1, 1), (1, 2))
     """
     ndim = len(kernel_size)
-    return _normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation))
+    return normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation))
 
 
 def _layer(weight, input_shape, stride, padding, dilation, groups, padding_mode) -> tuple:
     weight = as_weight(weight)
     if padding is None and weight.ndim >= 3:
-        dil = _int_tuple(dilation, weight.ndim - 2, "dilation", 1)
+        dil = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
         padding = periodic_padding(weight.shape[2:], dil)
     geom = ConvGeometry.from_weight(
         weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,

@@ -11,7 +11,8 @@ gather-map assembly of :func:`sparseconv.conv_matrix`, and the tests prove that 
 * channels are blocks: ``kron(W, I)`` for a 1x1 convolution, a block array in general, block
   diagonal with groups;
 * dilation is a zero-inserted kernel, and a transposed convolution is a direct convolution with
-  the flipped, channel-swapped kernel after zero insertion (fractionally strided).
+  the flipped, channel-swapped kernel after zero insertion (fractionally strided): they live
+  in :mod:`sparseconv.transposed`.
 """
 
 from __future__ import annotations
@@ -22,17 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .geometry import (
-    ConvGeometry,
-    _int_tuple,
-    _is_int,
-    _spatial_size,
-    as_weight,
-    result_dtype,
-)
+from .arguments import as_weight, is_int, result_dtype, spatial_size
+from .geometry import ConvGeometry
 from .limits import check_sparse_memory
 from .matrices import _check_format, conv_matrix
-from .selection import stride_matrix
 
 __all__ = [
     "toeplitz_matrix",
@@ -40,9 +34,6 @@ __all__ = [
     "doubly_block_circulant",
     "conv1x1_matrix",
     "block_conv_matrix",
-    "dilate_kernel",
-    "transpose_kernel",
-    "fractionally_strided",
 ]
 
 _MODES = ("full", "valid", "same")  # numpy.convolve and scipy.signal.convolve2d modes
@@ -134,8 +125,8 @@ def toeplitz_matrix(kernel: np.ndarray, n: int, mode: str = "full", *, format: s
     """
     _check_format(format)
     kernel = _kernel(kernel, 1)
-    if not _is_int(n) or n < 1:
-        raise (ValueError if _is_int(n) else TypeError)(f"n must be a positive integer, got {n!r}")
+    if not is_int(n) or n < 1:
+        raise (ValueError if is_int(n) else TypeError)(f"n must be a positive integer, got {n!r}")
     _check_mode(mode)
     short, long = sorted((kernel.size, int(n)))
     first, rows = _window(ConvGeometry.from_weight(
@@ -147,7 +138,7 @@ def toeplitz_matrix(kernel: np.ndarray, n: int, mode: str = "full", *, format: s
 
 
 def _geometry_2d(kernel, input_size, padding, padding_mode="zeros") -> ConvGeometry:
-    input_size = _spatial_size(input_size, "input_size")
+    input_size = spatial_size(input_size, "input_size")
     if len(input_size) != 2:
         raise ValueError(f"input_size must be (height, width), got input_size={input_size}")
     return ConvGeometry.from_weight((1, 1, *kernel.shape), (1, *input_size), padding=padding,
@@ -322,7 +313,7 @@ def conv1x1_matrix(weight: np.ndarray, spatial: int | Sequence[int], *, format: 
     """
     _check_format(format)
     weight = _kernel(weight, 2, "weight")
-    spatial = _spatial_size(spatial, "spatial")
+    spatial = spatial_size(spatial, "spatial")
     dtype, n = result_dtype(weight, dtype), math.prod(spatial)
     check_sparse_memory(weight.size * n, weight.shape[0] * n, dtype,
                    f"the {weight.shape[0] * n} x {weight.shape[1] * n} 1x1 convolution matrix")
@@ -392,160 +383,3 @@ def block_conv_matrix(
         for g in range(geom.groups)
     ]
     return sp.block_diag(group_blocks, format=format)
-
-
-# ---------------------------------------------------------------------------------------------
-# Dilation and transposed convolution as direct convolutions
-# ---------------------------------------------------------------------------------------------
-def _layer_weight(weight, name: str = "weight") -> np.ndarray:
-    weight = as_weight(weight, name)
-    if weight.ndim < 3 or weight.size == 0:
-        raise ValueError(f"{name} must have shape (channels, channels, *kernel_size) with at "
-                         f"least one spatial dimension, got {name}.shape={weight.shape}")
-    return weight
-
-
-def dilate_kernel(weight: np.ndarray, dilation: int | Sequence[int]) -> np.ndarray:
-    """The kernel with ``dilation - 1`` zeros inserted between its taps.
-
-    Parameters
-    ----------
-    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
-    dilation : int or tuple of int
-
-    Returns
-    -------
-    ndarray, shape (C_out, C_in/groups, *(dilation*(kernel_size-1)+1))
-        ``conv_matrix(weight, ..., dilation=d)`` equals ``conv_matrix(dilate_kernel(weight,
-        d), ...)`` (the latter stores the inserted zeros).
-
-    Raises
-    ------
-    ValueError, TypeError
-        A bad weight or dilation.
-
-    Examples
-    --------
-    >>> from sparseconv.structured import dilate_kernel
-    >>> dilate_kernel([[[1.0, 2.0, 3.0]]], 2)
-    array([[[1., 0., 2., 0., 3.]]])
-    """
-    weight = _layer_weight(weight)
-    dilation = _int_tuple(dilation, weight.ndim - 2, "dilation", 1)
-    size = [d * (k - 1) + 1 for k, d in zip(weight.shape[2:], dilation)]
-    out = np.zeros((*weight.shape[:2], *size), dtype=weight.dtype)
-    out[(Ellipsis, *(slice(None, None, d) for d in dilation))] = weight
-    return out
-
-
-def transpose_kernel(weight: np.ndarray, groups: int = 1) -> np.ndarray:
-    """A transposed convolution's kernel as the direct convolution's: channels swapped, flipped.
-
-    Parameters
-    ----------
-    weight : array_like, shape (C_in, C_out/groups, *kernel_size)
-        PyTorch's transposed layout.
-    groups : int
-
-    Returns
-    -------
-    ndarray, shape (C_out, C_in/groups, *kernel_size)
-        ``out[g*C_out/groups + o, c] = weight[g*C_in/groups + c, o]`` flipped on every axis.
-
-    Raises
-    ------
-    ValueError, TypeError
-        A bad weight, or ``groups`` not dividing ``C_in``.
-
-    See Also
-    --------
-    fractionally_strided
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sparseconv.structured import transpose_kernel
-    >>> transpose_kernel(np.arange(6.0).reshape(1, 2, 3))
-    array([[[2., 1., 0.]],
-    <BLANKLINE>
-           [[5., 4., 3.]]])
-    """
-    weight = _layer_weight(weight)
-    if not _is_int(groups) or groups < 1 or weight.shape[0] % groups:
-        raise (ValueError if _is_int(groups) else TypeError)(
-            f"groups must be a positive integer dividing weight.shape[0]={weight.shape[0]}, "
-            f"got {groups!r}")
-    c_in, out_per_group, *kernel = weight.shape
-    swapped = weight.reshape(groups, c_in // groups, out_per_group, *kernel).swapaxes(1, 2)
-    flipped = swapped[(Ellipsis, *[slice(None, None, -1)] * len(kernel))]
-    return np.ascontiguousarray(flipped).reshape(groups * out_per_group, c_in // groups, *kernel)
-
-
-def fractionally_strided(
-    weight: np.ndarray, input_shape: Sequence[int], *, stride=1, padding=0, output_padding=0,
-    dilation=1, groups: int = 1, format: str = "csr", dtype=None,
-) -> tuple[sp.sparray, sp.sparray]:
-    """A transposed convolution as zero insertion followed by a stride-1 direct convolution.
-
-    Parameters
-    ----------
-    weight, input_shape, stride, padding, output_padding, dilation, groups, format, dtype
-        As for :func:`sparseconv.conv_transpose_matrix`; ``padding`` at most
-        ``dilation*(kernel_size-1)`` per side (a larger one would crop).
-
-    Returns
-    -------
-    A : scipy.sparse array
-        ``conv_matrix(transpose_kernel(weight, groups), (C_in, *inserted), padding=pads,
-        dilation=dilation, groups=groups)`` with ``inserted = (n - 1)*stride + 1``.
-    U : scipy.sparse array
-        Zero insertion, ``stride_matrix((C_in, *inserted), stride).T`` (the identity for
-        stride 1). ``A @ U`` equals ``conv_transpose_matrix(weight, input_shape, ...)``.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As :func:`conv_transpose_matrix`; a padding larger than ``dilation*(kernel_size-1)``.
-
-    See Also
-    --------
-    transpose_kernel, stride_matrix
-
-    Notes
-    -----
-    With ``e = dilation*(k-1)``, the direct convolution pads ``(e - lo, e - hi +
-    output_padding)``: "full" padding minus the transposed layer's. Stride 1 is the first
-    picture of the tutorial, the flipped kernel sliding with full padding.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sparseconv import conv_transpose_matrix
-    >>> from sparseconv.structured import fractionally_strided
-    >>> w = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
-    >>> A, U = fractionally_strided(w, (2, 4, 4), stride=2, padding=1, output_padding=1)
-    >>> T = conv_transpose_matrix(w, (2, 4, 4), stride=2, padding=1, output_padding=1)
-    >>> U.shape, bool(abs(A @ U - T).max() < 1e-12)
-    ((98, 32), True)
-    """
-    _check_format(format)
-    weight = _layer_weight(weight)
-    # the forward convolution (C_out, *out) -> (C_in, *n) whose adjoint is the layer
-    geom = ConvGeometry.for_transpose(weight.shape, input_shape, stride=stride, padding=padding,
-                                      output_padding=output_padding, dilation=dilation,
-                                      groups=groups)
-    inserted = [(a.output_size - 1) * a.stride + 1 for a in geom.axes]
-    pads = []
-    for axis, size in zip(geom.axes, inserted):
-        extent = axis.dilation * (axis.kernel_size - 1)
-        lo = extent - axis.pad[0]  # then hi makes the output exactly the transposed size
-        pads.append((lo, axis.size - size - lo + extent))
-    if min(min(p) for p in pads) < 0:
-        raise ValueError(
-            f"padding={geom.padding} exceeds dilation*(kernel_size-1) for kernel_size="
-            f"{geom.kernel_size}, dilation={geom.dilation}: the direct picture would crop")
-    c_in = weight.shape[0]
-    upsample = stride_matrix((c_in, *inserted), geom.stride, dtype=result_dtype(weight, dtype))
-    direct = conv_matrix(transpose_kernel(weight, groups), (c_in, *inserted), padding=pads,
-                         dilation=geom.dilation, groups=groups, format=format, dtype=dtype)
-    return direct, upsample.T.asformat(format)

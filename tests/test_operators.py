@@ -9,7 +9,6 @@ import scipy.sparse.linalg as spla
 from sparseconv import ConvOperator, ConvTransposeOperator, conv_matrix, conv_transpose_matrix
 
 from .conftest import (
-    Layer,
     random_array,
     random_layer,
     random_transpose_layer,
@@ -171,41 +170,3 @@ def test_bad_layer_arguments_are_rejected_like_conv_matrix():
         ConvOperator(np.ones((2, 3, 3)), (3, 20), padding_mode="wrap")
     with pytest.raises(ValueError, match="output_padding"):
         ConvTransposeOperator(np.ones((2, 3, 3)), (2, 20), output_padding=1)
-
-
-def _check_transpose_kernels(layer, batch, rng):
-    from sparseconv.operators import _col2im, _Polyphase
-
-    op = ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
-    A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
-    y = rng.standard_normal((*op.output_shape, batch))
-    expected = (A.T @ y.reshape(-1, batch)).reshape(*op.input_shape, batch)
-    assert_close(_col2im(op.geometry, op._w, y), expected, layer)
-    assert_close(_Polyphase(op.geometry, op._w)(y), expected, layer)
-
-
-@pytest.mark.parametrize("seed", range(60))
-def test_both_transpose_kernels_are_the_transpose(seed):
-    """col2im and the polyphase correlation each give A.T, whichever the operator picks;
-    batches of 1 to 3 (a batch row is copied as one item from 2 on)."""
-    rng = np.random.default_rng(13_000 + seed)
-    layer = random_layer(rng, ndim=1 + seed % 3, max_size=8 - seed % 3)
-    _check_transpose_kernels(layer, 1 + seed % 3, rng)
-
-
-@pytest.mark.parametrize("kernel, kwargs", [
-    ((1,), dict(stride=2, padding=((3, 2),))),               # padding beyond the kernel's reach
-    ((2,), dict(stride=2, padding=4, dilation=3)),           # phases that only padding holds
-    ((3,), dict(stride=3, padding=2, dilation=2)),           # a phase no tap reaches
-    ((4,), dict(stride=2, padding=((0, 5),), dilation=2)),   # every tap in one phase
-    ((3,), dict(stride=2, padding=2, padding_mode="circular")),
-    ((2, 3), dict(stride=(3, 2), padding=((4, 1), (0, 3)))),
-])
-def test_transpose_kernels_at_the_edges_of_the_phase_split(kernel, kwargs):
-    """Zero padding is computed on the interior only: positions of a phase may then need y
-    cropped, or no tap at all; other padding modes compute the padded array and fold it."""
-    rng = np.random.default_rng(17)
-    size = (7, 8)[:len(kernel)]
-    layer = Layer(rng.standard_normal((3, 2, *kernel)), (2, *size), kwargs)
-    for batch in (1, 2):
-        _check_transpose_kernels(layer, batch, rng)

@@ -1,0 +1,157 @@
+"""Validation of the arguments every layer takes, in one place.
+
+One function per kind of argument, each raising ``TypeError`` (wrong kind) or ``ValueError``
+(wrong value) with a message that names the argument and the value it got, before anything
+is allocated. :class:`sparseconv.geometry.ConvGeometry` and the public functions call these.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "PADDING_MODES",
+    "PADDING_STRINGS",
+    "as_weight",
+    "int_tuple",
+    "is_int",
+    "normalize_padding",
+    "positive_int",
+    "result_dtype",
+    "spatial_size",
+]
+
+#: Padding modes with PyTorch's meaning (``torch.nn.Conv2d(padding_mode=...)``).
+PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
+PADDING_STRINGS = ("valid", "same", "full")
+
+
+def is_int(value: object) -> bool:
+    """An integer (numpy's too), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
+    """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum``."""
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    expected = f"{name} must be {what} or a tuple of {ndim} of them, got {value!r}"
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = tuple(value.tolist())  # numpy's integers become Python ints
+    if is_int(value):
+        values = (int(value),) * ndim
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != ndim or not all(is_int(v) for v in value):
+            raise (ValueError if all(is_int(v) for v in value) else TypeError)(expected)
+        values = tuple(int(v) for v in value)
+    else:
+        raise TypeError(expected)
+    if min(values, default=minimum) < minimum:
+        raise ValueError(expected)
+    return values
+
+
+def normalize_padding(
+    padding, ndim: int, kernel_size: tuple[int, ...], stride: tuple[int, ...],
+    dilation: tuple[int, ...], flip: bool = False,
+) -> tuple[tuple[int, int], ...]:
+    """Per-side padding ``((lo, hi), ...)`` from any accepted form.
+
+    Forms: an int; a tuple of ``ndim`` ints (symmetric per axis); a tuple of ``ndim`` pairs
+    ``(lo, hi)``; ``"valid"`` (none); ``"same"`` (PyTorch's rule: total ``dilation*(k-1)``,
+    ``lo = total // 2``, the odd pixel on the high side; mirrored when ``flip``, so that kernel
+    element ``(k-1)//2`` is the one aligned with the output as in ``scipy.signal.convolve``);
+    ``"full"`` (``dilation*(k-1)`` on both sides).
+    """
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ValueError(
+                f"padding must be an int, a tuple, or one of {PADDING_STRINGS}, got {padding!r}"
+            )
+        totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+        if padding == "valid":
+            return ((0, 0),) * ndim
+        if padding == "full":
+            return tuple((t, t) for t in totals)
+        if any(s != 1 for s in stride):
+            raise ValueError(
+                f"padding='same' is not supported for strided convolutions, got stride={stride}"
+            )
+        # PyTorch puts the odd pixel on the high side. A flipped (true) convolution mirrors the
+        # kernel, so the split mirrors too: either way kernel element (k-1)//2 sits on the output.
+        pairs = [(t // 2, t - t // 2) for t in totals]
+        return tuple((hi, lo) if flip else (lo, hi) for lo, hi in pairs)
+
+    expected = (
+        f"padding must be a non-negative int, a tuple of {ndim} of them, a tuple of {ndim} "
+        f"(lo, hi) pairs, or one of {PADDING_STRINGS}, got {padding!r}"
+    )
+    if is_int(padding):
+        pairs = ((int(padding), int(padding)),) * ndim
+    elif isinstance(padding, Sequence) and len(padding) == ndim:
+        pairs = []
+        for p in padding:
+            if is_int(p):
+                pairs.append((int(p), int(p)))
+            elif isinstance(p, Sequence) and len(p) == 2 and all(is_int(v) for v in p):
+                pairs.append((int(p[0]), int(p[1])))
+            else:
+                raise TypeError(expected)
+        pairs = tuple(pairs)
+    elif isinstance(padding, Sequence):
+        raise ValueError(expected)
+    else:
+        raise TypeError(expected)
+    if any(v < 0 for pair in pairs for v in pair):
+        raise ValueError(expected)
+    return pairs
+
+
+def spatial_size(value, name: str) -> tuple[int, ...]:
+    """Validate a tuple of positive integer sizes (``input_shape`` and the like)."""
+    if is_int(value):
+        value = (value,)
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise TypeError(f"{name} must be a tuple of positive integers, got {value!r}")
+    if not all(is_int(v) for v in value):
+        raise TypeError(f"{name} must be a tuple of positive integers, got {value!r}")
+    if any(v < 1 for v in value):
+        raise ValueError(f"{name} must be a tuple of positive integers, got {tuple(value)!r}")
+    return tuple(int(v) for v in value)
+
+
+def positive_int(value, name: str) -> int:
+    """``value`` as an int, which must be positive (``groups`` and the like)."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def as_weight(weight, name: str = "weight") -> np.ndarray:
+    """``weight`` as a numeric ndarray (bool and integers become float64)."""
+    try:
+        array = np.asarray(weight)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array, got {type(weight).__name__}") from exc
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if array.dtype.kind in "biu":
+        array = array.astype(np.float64)
+    return array
+
+
+def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
+    """The dtype of a layer's matrix: ``dtype`` if given, else the weight's."""
+    if dtype is None:
+        return weight.dtype
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}") from exc
+    if dtype.kind not in "biufc":
+        raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}")
+    return dtype

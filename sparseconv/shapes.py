@@ -1,0 +1,131 @@
+"""Output-shape formulas of convolutions and transposed convolutions, PyTorch's per axis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .arguments import int_tuple, is_int, normalize_padding, spatial_size
+
+__all__ = ["conv_output_shape", "conv_transpose_output_shape", "output_sizes"]
+
+
+def output_sizes(sizes, kernel_size, stride, dilation, pads) -> tuple[int, ...]:
+    """Per axis, PyTorch's ``floor((n + lo + hi - dilation*(k-1) - 1) / stride) + 1``.
+
+    Raises ``ValueError`` naming the sizes when a (dilated) kernel is larger than the padded
+    input, so that the output would be empty.
+    """
+    out = []
+    for n, k, s, d, (lo, hi) in zip(sizes, kernel_size, stride, dilation, pads):
+        size = (n + lo + hi - d * (k - 1) - 1) // s + 1
+        if size < 1:
+            raise ValueError(
+                f"kernel_size={tuple(kernel_size)} with dilation={tuple(dilation)} (effective "
+                f"extent {d * (k - 1) + 1}) is larger than the padded input size "
+                f"{n + lo + hi} (input size {n}, padding ({lo}, {hi})): the output would be empty"
+            )
+        out.append(size)
+    return tuple(out)
+
+
+def conv_output_shape(
+    input_size: int | Sequence[int], kernel_size: int | Sequence[int], stride=1, padding=0,
+    dilation=1,
+) -> int | tuple[int, ...]:
+    """Spatial output size of a convolution, PyTorch's formula per dimension.
+
+    Parameters
+    ----------
+    input_size : int or tuple of int
+        Spatial input size (no channel or batch dimension).
+    kernel_size, stride, dilation : int or tuple of int
+    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
+        As for :func:`sparseconv.conv_matrix`.
+
+    Returns
+    -------
+    int or tuple of int
+        ``floor((n + lo + hi - dilation*(k-1) - 1) / stride) + 1`` per dimension; an int when
+        ``input_size`` is an int.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range or the output would be empty.
+
+    Examples
+    --------
+    >>> from sparseconv import conv_output_shape
+    >>> conv_output_shape(224, 3, stride=2, padding=1)
+    112
+    >>> conv_output_shape((32, 32), (3, 5), padding="same")
+    (32, 32)
+    """
+    sizes, scalar = spatial_size(input_size, "input_size"), is_int(input_size)
+    ndim = len(sizes)
+    kernel = int_tuple(kernel_size, ndim, "kernel_size", 1)
+    stride = int_tuple(stride, ndim, "stride", 1)
+    dilation = int_tuple(dilation, ndim, "dilation", 1)
+    pads = normalize_padding(padding, ndim, kernel, stride, dilation)
+    out = output_sizes(sizes, kernel, stride, dilation, pads)
+    return out[0] if scalar else out
+
+
+def conv_transpose_output_shape(
+    input_size: int | Sequence[int], kernel_size: int | Sequence[int], stride=1, padding=0,
+    output_padding=0, dilation=1,
+) -> int | tuple[int, ...]:
+    """Spatial output size of a transposed convolution, PyTorch's formula per dimension.
+
+    Parameters
+    ----------
+    input_size : int or tuple of int
+        Spatial input size of the transposed convolution.
+    kernel_size, stride, dilation : int or tuple of int
+    padding : int, tuple of int, or tuple of (lo, hi) pairs
+    output_padding : int or tuple of int
+        Extra size on the high side; must be smaller than ``max(stride, dilation)``.
+
+    Returns
+    -------
+    int or tuple of int
+        ``(n - 1)*stride - lo - hi + dilation*(k - 1) + output_padding + 1`` per dimension.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range or the output would be empty.
+
+    Examples
+    --------
+    >>> from sparseconv import conv_transpose_output_shape
+    >>> conv_transpose_output_shape(16, 3, stride=2, padding=1, output_padding=1)
+    32
+    """
+    sizes, scalar = spatial_size(input_size, "input_size"), is_int(input_size)
+    ndim = len(sizes)
+    kernel = int_tuple(kernel_size, ndim, "kernel_size", 1)
+    stride = int_tuple(stride, ndim, "stride", 1)
+    dilation = int_tuple(dilation, ndim, "dilation", 1)
+    if isinstance(padding, str):
+        raise ValueError(
+            f"padding must be an int or a tuple for a transposed convolution, got {padding!r}"
+        )
+    pads = normalize_padding(padding, ndim, kernel, stride, dilation)
+    output_padding = int_tuple(output_padding, ndim, "output_padding", 0)
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= max(s, d):
+            raise ValueError(
+                f"output_padding={output_padding} must be smaller than max(stride, dilation) in "
+                f"every dimension, got stride={stride}, dilation={dilation}"
+            )
+    out = tuple(
+        (n - 1) * s - lo - hi + d * (k - 1) + op + 1
+        for n, k, s, d, (lo, hi), op in zip(sizes, kernel, stride, dilation, pads, output_padding)
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"transposed convolution output size {out} is empty: padding={pads} is too large for "
+            f"input_size={sizes}, kernel_size={kernel}, stride={stride}, dilation={dilation}"
+        )
+    return out[0] if scalar else out

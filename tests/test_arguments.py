@@ -1,0 +1,86 @@
+"""Validation: every bad argument raises a clear error, naming the argument and the value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparseconv import conv_matrix, conv_transpose_matrix
+
+W2 = np.ones((4, 2, 3, 3))
+BAD_CONV = [
+    (dict(weight=np.ones((4, 2))), ValueError, "weight"),
+    (dict(weight=np.ones((4, 2, 0))), ValueError, "weight"),
+    (dict(input_shape=(2, 8)), ValueError, "input_shape"),
+    (dict(input_shape=(3, 8, 8)), ValueError, "in_channels"),
+    (dict(input_shape=(4, 8, 8), groups=3), ValueError, "groups"),
+    (dict(weight=np.ones((3, 2, 3, 3)), input_shape=(4, 8, 8), groups=2), ValueError, "groups"),
+    (dict(groups=0), ValueError, "groups"),
+    (dict(groups=1.5), TypeError, "groups"),
+    (dict(stride=0), ValueError, "stride"),
+    (dict(stride=(1, 0)), ValueError, "stride"),
+    (dict(stride=(1, 1, 1)), ValueError, "stride"),
+    (dict(stride=1.0), TypeError, "stride"),
+    (dict(dilation=-1), ValueError, "dilation"),
+    (dict(padding=-1), ValueError, "padding"),
+    (dict(padding=((0, -1), (0, 0))), ValueError, "padding"),
+    (dict(padding="half"), ValueError, "padding"),
+    (dict(padding=(1, 1, 1)), ValueError, "padding"),
+    (dict(padding=1.5), TypeError, "padding"),
+    (dict(padding_mode="mirror"), ValueError, "padding_mode"),
+    (dict(padding="same", stride=2), ValueError, "same"),
+    (dict(input_shape=(2, 2, 8)), ValueError, "kernel_size"),
+    (dict(input_shape=(2, 3, 8), padding=3, padding_mode="reflect"), ValueError, "padding"),
+    (dict(input_shape=(2, 3, 8), padding=4, padding_mode="circular"), ValueError, "padding"),
+    (dict(weight=np.array([["a"]] * 3, dtype=object).reshape(1, 1, 3)), TypeError, "weight"),
+    (dict(weight=[[["x", "y"]]]), TypeError, "weight"),
+    (dict(input_shape=(2, float("nan"), 8)), TypeError, "input_shape"),
+    (dict(input_shape=(2, 8.0, 8)), TypeError, "input_shape"),
+    (dict(input_shape=(2, 0, 8)), ValueError, "input_shape"),
+    (dict(format="dense"), ValueError, "format"),
+    (dict(dtype="str"), TypeError, "dtype"),
+]
+
+
+@pytest.mark.parametrize("bad, error, name", BAD_CONV, ids=[str(b[0])[:60] for b in BAD_CONV])
+def test_conv_matrix_rejects(bad, error, name):
+    args = dict(weight=W2, input_shape=(2, 8, 8))
+    args.update(bad)
+    weight, input_shape = args.pop("weight"), args.pop("input_shape")
+    with pytest.raises(error, match=name):
+        conv_matrix(weight, input_shape, **args)
+
+
+BAD_TRANSPOSE = [
+    (dict(output_padding=2, stride=2), "output_padding"),
+    (dict(output_padding=1), "output_padding"),
+    (dict(output_padding=-1), "output_padding"),
+    (dict(padding=5), "empty"),
+    (dict(padding="same"), "padding"),
+    (dict(input_shape=(3, 5, 5)), "in_channels"),
+    (dict(groups=3), "groups"),
+]
+
+
+@pytest.mark.parametrize("bad, name", BAD_TRANSPOSE, ids=[str(b[0]) for b in BAD_TRANSPOSE])
+def test_conv_transpose_matrix_rejects(bad, name):
+    args = dict(input_shape=(4, 5, 5))
+    args.update(bad)
+    with pytest.raises(ValueError, match=name):
+        conv_transpose_matrix(W2, args.pop("input_shape"), **args)
+
+
+def test_messages_name_the_value():
+    with pytest.raises(ValueError, match=r"stride must be .* got \(1, 0\)"):
+        conv_matrix(W2, (2, 8, 8), stride=(1, 0))
+    with pytest.raises(ValueError, match=r"groups=3 must divide in_channels=2"):
+        conv_matrix(np.ones((3, 1, 1)), (2, 4), groups=3)
+
+
+def test_numpy_integer_arrays_are_accepted_as_tuples():
+    w = np.ones((2, 1, 3, 3))
+    a = conv_matrix(w, (1, 9, 9), stride=np.array([1, 2]), dilation=np.array([2, 1]))
+    b = conv_matrix(w, (1, 9, 9), stride=(1, 2), dilation=(2, 1))
+    assert abs(a - b).max() == 0
+    with pytest.raises(TypeError, match="stride"):
+        conv_matrix(w, (1, 9, 9), stride=np.array([1.0, 2.0]))

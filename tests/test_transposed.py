@@ -1,0 +1,115 @@
+"""Dilation and the transposed convolution as direct convolutions, against PyTorch and
+conv_transpose_matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sparseconv import conv_matrix, conv_transpose_matrix
+from sparseconv.transposed import dilate_kernel, fractionally_strided, transpose_kernel
+
+from .conftest import (
+    assert_close,
+    random_layer,
+    requires_torch,
+    torch_conv,
+    torch_conv_transpose,
+)
+
+
+# -- dilation ----------------------------------------------------------------------------------
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_dilation_is_a_zero_inserted_kernel(seed):
+    rng = np.random.default_rng(900 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=8 - seed % 3)
+    kw = dict(layer.kwargs)
+    dilation = kw.pop("dilation")
+    wide = dilate_kernel(layer.weight, dilation)
+    assert_close(conv_matrix(wide, layer.input_shape, **kw),
+                 conv_matrix(layer.weight, layer.input_shape, **layer.kwargs), layer)
+    x = rng.standard_normal((1, *layer.input_shape))
+    assert_close(torch_conv(x, wide, **kw), torch_conv(x, layer.weight, **layer.kwargs), layer)
+
+
+# -- transposed convolution --------------------------------------------------------------------
+def random_transpose(rng, stride_one=False):
+    ndim = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 2]))
+    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+    stride = (1,) * ndim if stride_one else tuple(int(s) for s in rng.integers(1, 4, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    output_padding = tuple(0 if stride_one else int(rng.integers(0, max(s, d)))
+                           for s, d in zip(stride, dilation))
+    padding = tuple(int(rng.integers(0, 1 + d * (k - 1))) for k, d in zip(kernel, dilation))
+    # (n-1)*stride - 2*padding + dilation*(k-1) + output_padding >= 0: a non-empty output
+    low = [1 + -(-max(0, 2 * p - d * (k - 1) - op) // s)
+           for p, d, k, op, s in zip(padding, dilation, kernel, output_padding, stride)]
+    size = tuple(int(rng.integers(lo, lo + 6 - ndim)) for lo in low)
+    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
+                  dilation=dilation, groups=groups)
+    return rng.standard_normal((c_in, c_out // groups, *kernel)), (c_in, *size), kwargs
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_stride1_transposed_conv_is_the_flipped_swapped_kernel_with_full_padding(seed):
+    rng = np.random.default_rng(1200 + seed)
+    w, shape, kw = random_transpose(rng, stride_one=True)
+    x = rng.standard_normal((1, *shape))
+    expected = torch_conv_transpose(x, w, **kw)
+    # the tutorial's picture, computed by PyTorch alone: full padding minus the layer's
+    pads = tuple(d * (k - 1) - p for k, d, p in zip(w.shape[2:], kw["dilation"], kw["padding"]))
+    flipped = transpose_kernel(w, kw["groups"])
+    direct = torch_conv(x, flipped, padding=pads, dilation=kw["dilation"], groups=kw["groups"])
+    assert_close(direct, expected, kw)
+    A, U = fractionally_strided(w, shape, **kw)
+    assert_close(U, sp.eye_array(U.shape[0]), kw)
+    assert_close(A, conv_matrix(flipped, shape, padding=pads, dilation=kw["dilation"],
+                                groups=kw["groups"]), kw)
+    assert_close(A @ x.ravel(), expected.ravel(), kw)
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(40))
+def test_strided_transposed_conv_is_zero_insertion_then_conv(seed):
+    rng = np.random.default_rng(1300 + seed)
+    w, shape, kw = random_transpose(rng)
+    A, U = fractionally_strided(w, shape, **kw)
+    x = rng.standard_normal(shape)
+    # zero insertion by its definition: x at every stride-th position of a zero array
+    inserted = np.zeros((shape[0], *((n - 1) * s + 1 for n, s in zip(shape[1:], kw["stride"]))))
+    inserted[(slice(None), *(slice(None, None, s) for s in kw["stride"]))] = x
+    assert_close(U @ x.ravel(), inserted.ravel(), kw)
+    assert_close(A @ (U @ x.ravel()), torch_conv_transpose(x[None], w, **kw).ravel(), kw)
+    assert_close(A @ U, conv_transpose_matrix(w, shape, **kw), kw)
+
+
+# -- formats and rejections --------------------------------------------------------------------
+@pytest.mark.parametrize("format", ["csr", "csc", "coo", "bsr"])
+def test_formats(format):
+    k = np.arange(1.0, 7.0).reshape(2, 1, 3)
+    for matrix in fractionally_strided(k, (2, 4), stride=2, format=format):
+        assert isinstance(matrix, sp.sparray) and matrix.format == format
+
+
+BAD = [
+    (dilate_kernel, (np.ones((2, 2, 3)), 0), {}, ValueError, "dilation"),
+    (dilate_kernel, (np.ones((2, 3)), 2), {}, ValueError, "weight"),
+    (transpose_kernel, (np.ones((3, 2, 3)), 2), {}, ValueError, "groups"),
+    (transpose_kernel, (np.ones((3, 2, 3)), 1.0), {}, TypeError, "groups"),
+    (fractionally_strided, (np.ones((2, 1, 3)), (2, 8)), dict(padding=3), ValueError,
+     "exceeds dilation"),
+    (fractionally_strided, (np.ones((2, 1, 3)), (2, 4)), dict(output_padding=1), ValueError,
+     "output_padding"),
+]
+
+
+@pytest.mark.parametrize("fn, args, kwargs, error, match", BAD,
+                         ids=[f"{b[0].__name__}-{i}" for i, b in enumerate(BAD)])
+def test_rejects_bad_input(fn, args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fn(*args, **kwargs)
