@@ -65,12 +65,14 @@ def _rows(a: np.ndarray) -> np.ndarray:
 
 
 def _copy(dst: np.ndarray, src: np.ndarray) -> None:
-    """``dst[...] = src`` for arrays of one shape and dtype, a batch row at a time."""
-    rows_dst, rows_src = _rows(dst), _rows(src)
-    if rows_dst.dtype == rows_src.dtype:
-        np.copyto(rows_dst, rows_src)
-    else:
-        np.copyto(dst, src)
+    """``dst[...] = src`` for arrays of one shape: a batch row at a time when no conversion
+    is needed (same dtype, byte order included), else numpy's casting copy."""
+    if dst.dtype == src.dtype:
+        rows_dst, rows_src = _rows(dst), _rows(src)
+        if rows_dst.dtype == rows_src.dtype:  # both batch axes contiguous
+            np.copyto(rows_dst, rows_src)
+            return
+    np.copyto(dst, src)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +278,8 @@ class Polyphase:
     ``t*dilation = r (mod stride)``, from outputs ``q - (t*dilation - r)/stride``. That is a
     stride-1 correlation of the output with those taps, reversed, at dilation
     ``dilation/gcd(stride, dilation)``, so the transpose is ``prod(stride)`` forward passes
-    (one for stride 1: the correlation with the flipped kernel and full padding).
+    (one for stride 1: the correlation with the flipped kernel, padded by ``dilation*(k-1)``
+    minus the layer's padding).
 
     With zero padding only the interior positions are computed, straight into the result;
     otherwise the whole padded input is, and its border slabs are folded back.
@@ -288,6 +291,7 @@ class Polyphase:
         # weight of the transposed layer: (C_in, C_out/groups, *kernel), same groups
         wt = w.reshape(groups, c_out // groups, c_in // groups, *geom.kernel_size)
         wt = wt.swapaxes(1, 2).reshape(c_in, c_out // groups, *geom.kernel_size)
+        self.dtype = wt.dtype  # of the result with y, even when no phase has a tap
         self.zeros, spans = _adjoint_span(geom)
         self.shape = (c_in, *(n for _, n in spans))
         per_axis = [self._axis_phases(a, lo, n) for a, (lo, n) in zip(geom.axes, spans)]
@@ -346,7 +350,7 @@ class Polyphase:
             crop, _, sub_geom, sub = self.phases[0]
             x = forward(sub_geom, sub, y[(slice(None), *crop)])
             return x if self.zeros else _pad_adjoint(geom, x)
-        dtype = np.result_type(y, *(sub for *_, sub in self.phases))
+        dtype = np.result_type(y.dtype, self.dtype)
         x = (np.empty if self.covered else np.zeros)((*self.shape, b), dtype)
         for crop, where, sub_geom, sub in self.phases:
             _copy(x[(slice(None), *where)], forward(sub_geom, sub, y[(slice(None), *crop)]))

@@ -20,10 +20,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arguments import PADDING_MODES, int_tuple, normalize_padding, positive_int, spatial_size
-from .shapes import conv_transpose_output_shape, output_sizes
+from .arguments import (
+    PADDING_MODES,
+    as_weight,
+    int_tuple,
+    normalize_padding,
+    positive_int,
+    result_dtype,
+    spatial_size,
+)
+from .shapes import conv_output_shape, conv_transpose_output_shape, output_sizes
 
-__all__ = ["AxisGeometry", "AxisSegment", "ConvGeometry"]
+__all__ = [
+    "AxisGeometry",
+    "AxisSegment",
+    "ConvGeometry",
+    # still importable from here, where they were defined before arguments.py and shapes.py
+    "PADDING_MODES",
+    "as_weight",
+    "conv_output_shape",
+    "conv_transpose_output_shape",
+    "result_dtype",
+]
 
 # ---------------------------------------------------------------------------------------------
 # One spatial axis.

@@ -136,8 +136,10 @@ class ConvOperator(_GeometryOperator):
     ``matvec`` pads once, views the windows with ``as_strided`` and multiplies by the
     ``(C_out/groups, C_in/groups * prod(kernel))`` weight matrix with BLAS: O(nnz) flops and
     O(C_in/groups * prod(kernel) * prod(out)) extra memory. ``rmatvec`` is the transposed
-    convolution of the conjugate weight: BLAS, then one strided slice-add per tap, then the
-    border slabs of the padding added back where they were copied from.
+    convolution of the conjugate weight, by whichever moves less memory: col2im (BLAS, then
+    one slice-add per tap) when the layer widens, else one stride-1 correlation per stride
+    phase; the border slabs of reflect, replicate or circular padding are then added back
+    where they were copied from.
 
     Examples
     --------

@@ -27,6 +27,7 @@ from .arguments import as_weight, is_int, result_dtype, spatial_size
 from .geometry import ConvGeometry
 from .limits import check_sparse_memory
 from .matrices import _check_format, conv_matrix
+from .transposed import dilate_kernel, fractionally_strided, transpose_kernel
 
 __all__ = [
     "toeplitz_matrix",
@@ -34,6 +35,10 @@ __all__ = [
     "doubly_block_circulant",
     "conv1x1_matrix",
     "block_conv_matrix",
+    # still importable from here, where they were defined before transposed.py
+    "dilate_kernel",
+    "transpose_kernel",
+    "fractionally_strided",
 ]
 
 _MODES = ("full", "valid", "same")  # numpy.convolve and scipy.signal.convolve2d modes

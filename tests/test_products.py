@@ -51,6 +51,8 @@ def test_transpose_kernels_at_the_edges_of_the_phase_split(kernel, kwargs):
 @pytest.mark.parametrize("batch", [1, 2, 8])
 @pytest.mark.parametrize("src_dtype, dst_dtype", [(np.float32, np.float32),
                                                   (np.float32, np.float64),
+                                                  (np.int64, np.float64),  # same item size
+                                                  (">f8", np.float64),     # byte order
                                                   (np.complex128, np.complex128)])
 def test_batch_row_copies_equal_plain_copies(batch, src_dtype, dst_dtype):
     """_copy moves a contiguous batch axis as one item: strided sources and targets, mixed
@@ -68,3 +70,28 @@ def test_batch_row_copies_equal_plain_copies(batch, src_dtype, dst_dtype):
         dst = np.zeros((3, shape[1] * 2, shape[2], batch), dst_dtype)[:, ::2]
         _copy(dst, view)
         np.testing.assert_array_equal(dst, view.astype(dst_dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, ">f8", np.float32])
+def test_products_of_inputs_that_need_a_cast(dtype):
+    """Inputs whose dtype differs from the product's (integers, big-endian floats) are cast,
+    never reinterpreted, in every kernel: forward, col2im and the polyphase correlation."""
+    from sparseconv import ConvTransposeOperator, conv_transpose_matrix
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 2, 3))
+    A, M = (f(w, (2, 9), stride=2, padding=1) for f in (ConvOperator, conv_matrix))
+    T, N = (f(w, (4, 5), stride=2) for f in (ConvTransposeOperator, conv_transpose_matrix))
+    for op, matrix in ((A, M), (T, N)):
+        for apply, dense in ((op.matmat, matrix), (op.rmatmat, matrix.T)):
+            X = rng.integers(-3, 4, (dense.shape[1], 3)).astype(dtype)
+            np.testing.assert_allclose(apply(X), dense @ X.astype(np.float64), atol=1e-12)
+
+
+def test_polyphase_keeps_the_weight_dtype_when_no_phase_has_a_tap():
+    """Every input position lies in a phase no tap reaches: the result is zeros, yet of the
+    dtype numpy promotion of the weight and y gives."""
+    A = ConvOperator(np.ones((1, 1, 1), complex), (1, 1), stride=4, padding=((1, 8),))
+    assert not Polyphase(A.geometry, A._w).phases
+    x = A.rmatmat(np.ones((A.shape[0], 2), np.float32))
+    assert x.dtype == np.complex128 and not x.any()
