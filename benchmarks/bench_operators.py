@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from functools import partial
 
@@ -127,6 +128,7 @@ def main() -> None:
              for dtype in (np.float64, np.float32) for batch in (1, 8)]
     best: dict = {}
     for p in range(args.passes):  # this VM's memory speed drifts over tens of seconds
+        print(f"pass {p + 1} of {args.passes}: {len(cells)} cells", file=sys.stderr, flush=True)
         for layer, dtype, batch in cells:
             key = (layer[0], dtype, batch)
             times = measure(layer, dtype, batch, args, with_csr=p == 0 and not args.no_csr)
