@@ -28,6 +28,14 @@ def output_sizes(sizes, kernel_size, stride, dilation, pads) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _per_axis(input_size, kernel_size, stride, dilation) -> tuple[tuple[int, ...], ...]:
+    """The validated per-axis arguments of a shape formula."""
+    sizes = spatial_size(input_size, "input_size")
+    return (sizes, int_tuple(kernel_size, len(sizes), "kernel_size", 1),
+            int_tuple(stride, len(sizes), "stride", 1),
+            int_tuple(dilation, len(sizes), "dilation", 1))
+
+
 def conv_output_shape(
     input_size: int | Sequence[int], kernel_size: int | Sequence[int], stride=1, padding=0,
     dilation=1,
@@ -61,11 +69,8 @@ def conv_output_shape(
     >>> conv_output_shape((32, 32), (3, 5), padding="same")
     (32, 32)
     """
-    sizes, scalar = spatial_size(input_size, "input_size"), is_int(input_size)
-    ndim = len(sizes)
-    kernel = int_tuple(kernel_size, ndim, "kernel_size", 1)
-    stride = int_tuple(stride, ndim, "stride", 1)
-    dilation = int_tuple(dilation, ndim, "dilation", 1)
+    sizes, kernel, stride, dilation = _per_axis(input_size, kernel_size, stride, dilation)
+    ndim, scalar = len(sizes), is_int(input_size)
     pads = normalize_padding(padding, ndim, kernel, stride, dilation)
     out = output_sizes(sizes, kernel, stride, dilation, pads)
     return out[0] if scalar else out
@@ -102,11 +107,8 @@ def conv_transpose_output_shape(
     >>> conv_transpose_output_shape(16, 3, stride=2, padding=1, output_padding=1)
     32
     """
-    sizes, scalar = spatial_size(input_size, "input_size"), is_int(input_size)
-    ndim = len(sizes)
-    kernel = int_tuple(kernel_size, ndim, "kernel_size", 1)
-    stride = int_tuple(stride, ndim, "stride", 1)
-    dilation = int_tuple(dilation, ndim, "dilation", 1)
+    sizes, kernel, stride, dilation = _per_axis(input_size, kernel_size, stride, dilation)
+    ndim, scalar = len(sizes), is_int(input_size)
     if isinstance(padding, str):
         raise ValueError(
             f"padding must be an int or a tuple for a transposed convolution, got {padding!r}"
