@@ -250,38 +250,58 @@ def test_compose_kernels_single_channel_is_full_convolution(seed):
 
 
 @requires_torch
-@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("seed", range(40))
 def test_composed_kernel_is_the_product_of_valid_convolutions(seed):
+    """Stacks of 2-3 valid layers, with strides, dilations and groups from seed 10 on."""
     rng = np.random.default_rng(500 + seed)
     ndim = 1 + seed % 3
     depth = int(rng.integers(2, 4))
-    channels = [int(c) for c in rng.integers(1, 4, depth + 1)]
+    plain = seed < 10
+    groups = [1 if plain else int(rng.choice([1, 2])) for _ in range(depth)]
+    channels = [int(rng.integers(1, 3)) * groups[0]]
+    for i in range(depth):  # C_i must be divisible by the groups of the layers on both sides
+        g = math.lcm(groups[i], groups[i + 1]) if i + 1 < depth else groups[i]
+        channels.append(g * int(rng.integers(1, 3)))
     kernels = [tuple(int(k) for k in rng.integers(1, 4, ndim)) for _ in range(depth)]
-    weights = [rng.standard_normal((channels[i + 1], channels[i], *k))
-               for i, k in enumerate(kernels)]
-    extent = [sum(k[d] - 1 for k in kernels) + 1 for d in range(ndim)]
-    size = tuple(e + int(rng.integers(0, 8 - 2 * ndim)) for e in extent)
-    composed = compose_kernels(*weights)
-    config = dict(channels=channels, kernels=kernels, size=size)
+    strides = [tuple(1 if plain else int(v) for v in rng.integers(1, 3, ndim))
+               for _ in range(depth)]
+    dilations = [tuple(1 if plain else int(v) for v in rng.integers(1, 3, ndim))
+                 for _ in range(depth)]
+    weights = [rng.standard_normal((channels[i + 1], channels[i] // g, *k))
+               for i, (k, g) in enumerate(zip(kernels, groups))]
+    extent = receptive_field_size(kernels, stride=strides, dilation=dilations)  # a tuple
+    jump = np.prod(strides, axis=0)
+    size = tuple(int(e + j * rng.integers(0, 3)) for e, j in zip(extent, jump))
+    layers = [dict(stride=s, dilation=d, groups=g) for s, d, g in zip(strides, dilations, groups)]
+    composed = compose_kernels(*weights, stride=strides, dilation=dilations, groups=groups)
+    config = dict(channels=channels, kernels=kernels, layers=layers, size=size)
     assert composed.shape == (channels[-1], channels[0], *extent), config
     product, shape = None, (channels[0], *size)
-    for w in weights:
-        A = conv_matrix(w, shape)
+    for w, kw in zip(weights, layers):
+        A = conv_matrix(w, shape, **kw)
         product = A if product is None else A @ product
-        shape = (w.shape[0], *conv_output_shape(shape[1:], w.shape[2:]))
-    assert_close(conv_matrix(composed, (channels[0], *size)), product, config)
+        shape = (w.shape[0], *conv_output_shape(shape[1:], w.shape[2:], stride=kw["stride"],
+                                                dilation=kw["dilation"]))
+    together = dict(stride=tuple(int(j) for j in jump))
+    assert_close(conv_matrix(composed, (channels[0], *size), **together), product, config)
     x = rng.standard_normal((1, channels[0], *size))
     y = x
-    for w in weights:
-        y = torch_conv(y, w)
-    assert_close(torch_conv(x, composed), y, config)
+    for w, kw in zip(weights, layers):
+        y = torch_conv(y, w, **kw)
+    assert_close(torch_conv(x, composed, **together), y, config)
 
 
 def test_compose_kernels_rejects():
     with pytest.raises(ValueError, match="at least one"):
         compose_kernels()
-    with pytest.raises(ValueError, match=r"weights\[1\].shape\[1\]=3 must equal"):
+    with pytest.raises(ValueError, match=r"weights\[1\].shape=\(1, 3, 3\) with groups\[1\]=1"):
         compose_kernels(np.ones((2, 1, 3)), np.ones((1, 3, 3)))
+    with pytest.raises(ValueError, match=r"groups\[0\]=2 must read"):
+        compose_kernels(np.ones((3, 1, 3)), groups=[2])
+    with pytest.raises(ValueError, match="stride must have one entry a layer"):
+        compose_kernels(np.ones((2, 1, 3)), np.ones((1, 2, 3)), stride=[2])
+    with pytest.raises(ValueError, match=r"dilation\[1\]"):
+        compose_kernels(np.ones((2, 1, 3)), np.ones((1, 2, 3)), dilation=[1, 0])
     with pytest.raises(ValueError, match=r"weights\[1\] must be"):
         compose_kernels(np.ones((2, 1, 3)), np.ones((1, 2, 3, 3)))
     with pytest.raises(TypeError, match=r"weights\[0\]"):
