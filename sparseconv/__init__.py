@@ -24,9 +24,7 @@ from .spectra import (
     composition_eigenvalues,
     composition_singular_values,
     eigenvalues,
-    frequency_map,
     singular_values,
-    symbol,
 )
 from .structured import (
     block_conv_matrix,
@@ -35,6 +33,7 @@ from .structured import (
     doubly_block_toeplitz,
     toeplitz_matrix,
 )
+from .symbol import frequency_map, symbol
 from .transposed import fractionally_strided
 
 __version__ = "0.1.0"

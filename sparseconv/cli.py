@@ -269,11 +269,12 @@ def _top_singular_values(layer: _Layer, k: int = 32) -> tuple[np.ndarray, str]:
     import scipy.sparse.linalg as spla
 
     from .matrices import conv_matrix
-    from .spectra import DENSE_LIMIT, _is_periodic, singular_values
+    from .spectra import DENSE_LIMIT, singular_values
+    from .symbol import is_periodic
 
     g = layer.geometry
-    if _is_periodic(g) or min(g.shape) <= DENSE_LIMIT:
-        how = "exact, by FFT" if _is_periodic(g) else "exact, dense SVD"
+    if is_periodic(g) or min(g.shape) <= DENSE_LIMIT:
+        how = "exact, by FFT" if is_periodic(g) else "exact, dense SVD"
         return singular_values(layer.weight, layer.input_shape, **layer.kwargs), how
     A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
     k = min(k, min(A.shape) - 1)

@@ -37,15 +37,15 @@ from scipy.linalg import LinAlgError, cholesky_banded
 from .geometry import ConvGeometry
 from .limits import check_memory
 from .operators import ConvOperator
-from .spectra import (
-    _conjugate_pairs,
-    _is_periodic,
-    _layer,
-    _per_frequency,
-    _symbol,
-    _top_per_frequency,
+from .spectra import singular_values
+from .symbol import (
+    conjugate_pairs,
+    is_periodic,
+    layer_geometry,
+    per_frequency,
     periodic_padding,
-    singular_values,
+    symbol_at,
+    top_per_frequency,
 )
 
 __all__ = ["SpectralNorm", "spectral_norm"]
@@ -132,8 +132,8 @@ def _circulant_tops(weight, geom: ConvGeometry, grid) -> np.ndarray:
     if weight.dtype.kind == "c":
         frequencies = np.indices(full_grid).reshape(len(full_grid), -1).T
     else:
-        frequencies, _ = _conjugate_pairs(full_grid)
-    top = _per_frequency(periodic, weight, frequencies, _top_per_frequency)  # (F, groups)
+        frequencies, _ = conjugate_pairs(full_grid)
+    top = per_frequency(periodic, weight, frequencies, top_per_frequency)  # (F, groups)
     full = np.empty((*full_grid, top.shape[-1]))
     full[tuple(frequencies.T)] = top
     full[tuple(((-frequencies) % full_grid).T)] = top  # real kernel: sigma(-xi) = sigma(xi)
@@ -163,7 +163,7 @@ def _section_kernels(weight, geom: ConvGeometry, grid, axis: int, xi: tuple) -> 
         padding=periodic_padding([geom.kernel_size[d] for d in others],
                                  [geom.dilation[d] for d in others]),
     )
-    h = _symbol(sub, w, [xi])[0]  # (groups, C_out/g * k, C_in/g * phases)
+    h = symbol_at(sub, w, [xi])[0]  # (groups, C_out/g * k, C_in/g * phases)
     return [h[g].reshape(c_out // groups, k, -1).transpose(0, 2, 1) for g in range(groups)]
 
 
@@ -283,7 +283,7 @@ def _toeplitz_bound(weight, geom: ConvGeometry, grid, top: np.ndarray) -> float:
             weight.shape, (geom.in_channels, *grid), dilation=geom.dilation,
             groups=geom.groups, padding_mode="circular",
             padding=periodic_padding(geom.kernel_size, geom.dilation))
-        top = _top_per_frequency(_symbol(stride_one, weight))
+        top = top_per_frequency(symbol_at(stride_one, weight))
     taps = weight.reshape(weight.shape[0], weight.shape[1], -1)
     out_per_group = geom.out_channels // geom.groups
     reach = 0.0
@@ -461,8 +461,9 @@ def spectral_norm(
     """
     if method not in ("auto", "fft", "dense", "bounds"):
         raise ValueError(f"method must be 'auto', 'fft', 'dense' or 'bounds', got {method!r}")
-    weight, geom = _layer(weight, input_shape, stride, padding, dilation, groups, padding_mode)
-    if method == "fft" or (method == "auto" and _is_periodic(geom)):
+    weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
+                                  padding_mode)
+    if method == "fft" or (method == "auto" and is_periodic(geom)):
         values = singular_values(weight, input_shape, stride=stride, padding=geom.padding,
                                  dilation=dilation, groups=groups, padding_mode=padding_mode,
                                  method="fft")

@@ -1,0 +1,259 @@
+"""The symbol of a periodic layer: its per-frequency matrices, and their norms.
+
+A circular (periodic) layer is diagonalized by the DFT, one small matrix per frequency
+(Sedghi, Gupta & Long, ICLR 2019); with stride ``s`` the polyphase components of the input
+make it ``C_out x C_in*s^d`` per frequency of the ``n/s`` grid. The per-frequency matrices --
+the *symbol* -- are built from the taps' positions in the geometry's own gather map, so they
+describe exactly the matrix :func:`sparseconv.conv_matrix` builds. :mod:`sparseconv.spectra`
+and :mod:`sparseconv.norms` compute with them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .arguments import as_weight, int_tuple, normalize_padding
+from .geometry import ConvGeometry
+
+__all__ = ["frequency_map", "periodic_padding", "symbol"]
+
+
+def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
+    """The padding of a periodic layer: ``dilation*(k-1)`` per axis, split as PyTorch's "same".
+
+    Examples
+    --------
+    >>> from sparseconv.symbol import periodic_padding
+    >>> periodic_padding((3, 4), (1, 1))
+    ((1, 1), (1, 2))
+    """
+    ndim = len(kernel_size)
+    return normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation))
+
+
+def layer_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode) -> tuple:
+    """The validated ``(weight, geometry)`` of a layer; ``padding=None`` is periodic padding."""
+    weight = as_weight(weight)
+    if padding is None and weight.ndim >= 3:
+        dil = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
+        padding = periodic_padding(weight.shape[2:], dil)
+    geom = ConvGeometry.from_weight(
+        weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
+        groups=groups, padding_mode=padding_mode,
+    )
+    return weight, geom
+
+
+def is_periodic(geom: ConvGeometry) -> bool:
+    """Whether the layer is a circular convolution of the whole input (FFT-diagonalizable)."""
+    return not_periodic(geom) is None
+
+
+def symbol_at(geom: ConvGeometry, weight: np.ndarray, frequencies=None) -> np.ndarray:
+    """The symbol at every frequency of the grid, or at the given ones.
+
+    Tap ``t`` of output 0 reads input position ``u_t`` (the gather map); with ``u = q*s + r``
+    it reads phase ``r`` at shift ``q``, so ``H(xi) = sum_t w_t exp(2 pi i <q_t, xi/M>)``: a
+    trigonometric polynomial with one term per tap, evaluated as one matrix product
+    ``E @ W`` (``E[xi, t]`` the phases, ``W[t]`` the weight of tap ``t`` placed in its phase's
+    columns) -- cheaper than an FFT of the kernel padded to the grid, and exact at any subset
+    of frequencies.
+
+    Returns shape ``(*grid, groups, C_out/g, C_in/g * prod(stride))``, or
+    ``(len(frequencies), groups, ...)`` for an integer array ``frequencies`` of shape
+    ``(F, ndim)``. Columns are ordered ``(c, r)``, ``r`` in C order over the stride.
+    """
+    ndim, groups = geom.ndim, geom.groups
+    grid = np.array([a.size // a.stride for a in geom.axes])
+    c_out, c_in = geom.out_channels // groups, geom.in_channels // groups
+    xi = (np.indices(grid).reshape(ndim, -1).T if frequencies is None
+          else np.asarray(frequencies, dtype=np.int64).reshape(-1, ndim))
+    first = [a.tap_index()[0] for a in geom.axes]  # positions read by output 0, per axis
+    taps = list(np.ndindex(*geom.kernel_size))
+    u = np.array([[first[d][tap[d]] for d in range(ndim)] for tap in taps])  # (K, ndim)
+    stride = np.array(geom.stride)
+    shift, phase = u // stride, np.ravel_multi_index((u % stride).T, geom.stride)
+    turns = ((xi[:, None, :] * shift[None, :, :]) % grid / grid).sum(axis=-1)  # (F, K)
+    placed = np.zeros((len(taps), groups, c_out, c_in, math.prod(geom.stride)),
+                      dtype=np.result_type(weight, np.float64))
+    w = weight.reshape(groups, c_out, c_in, len(taps))
+    for t in range(len(taps)):  # taps that wrap onto one position simply add up
+        placed[t, ..., phase[t]] += w[..., t]
+    h = np.exp(2j * np.pi * turns) @ placed.reshape(len(taps), -1)
+    lead = tuple(grid) if frequencies is None else (xi.shape[0],)
+    return h.reshape(*lead, groups, c_out, -1)
+
+
+def block_diagonal(h: np.ndarray) -> np.ndarray:
+    """``(*grid, groups, m, n)`` per-group blocks -> ``(*grid, groups*m, groups*n)``."""
+    groups, m, n = h.shape[-3:]
+    full = np.zeros((*h.shape[:-3], groups * m, groups * n), dtype=h.dtype)
+    for g in range(groups):
+        full[..., g * m:(g + 1) * m, g * n:(g + 1) * n] = h[..., g, :, :]
+    return full
+
+
+def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilation=1,
+           groups: int = 1) -> np.ndarray:
+    """The per-frequency matrices of a circular layer.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+    input_size : tuple of int
+        Spatial input size ``n``; each ``n`` must be divisible by its stride.
+    stride, dilation, groups
+        As :func:`sparseconv.conv_matrix`.
+    padding : None, or as :func:`sparseconv.conv_matrix`
+        ``None``: the periodic layer (:func:`periodic_padding`). The split only changes the
+        phase of the symbol, not its singular values.
+
+    Returns
+    -------
+    ndarray, complex, shape (*grid, C_out, C_in * prod(stride))
+        ``grid = n // stride``. With ``x_r[c, q] = x[c, q*stride + r]`` the polyphase
+        components of the input (``r`` in C order over the stride, columns ordered
+        ``(c, r)``) and ``^`` the DFT over ``grid`` (``numpy.fft.fftn``), the layer's output is
+        ``y^(xi) = H[xi] @ x^(xi)``. Block diagonal over groups.
+
+    Raises
+    ------
+    ValueError
+        If an input size is not divisible by its stride or the arguments are invalid.
+
+    See Also
+    --------
+    singular_values
+
+    Notes
+    -----
+    ``H[xi][o, (c, r)] = sum_{t : u_t = r (mod s)} w[o, c, t] exp(2 pi i floor(u_t/s) xi/(n/s))``
+    where ``u_t = t*dilation - pad_lo`` is the position tap ``t`` reads for output 0. Cost:
+    one FFT of size ``C_out*C_in/groups * n^d``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import symbol, conv_matrix
+    >>> w = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
+    >>> H = symbol(w, (8, 8))
+    >>> H.shape
+    (8, 8, 2, 3)
+    >>> A = conv_matrix(w, (3, 8, 8), padding=1, padding_mode="circular").toarray()
+    >>> s = np.sort(np.linalg.svd(H, compute_uv=False).ravel())[::-1]
+    >>> bool(np.allclose(s, np.linalg.svd(A, compute_uv=False)))
+    True
+    """
+    weight = as_weight(weight)
+    input_size = (input_size,) if isinstance(input_size, int) else tuple(input_size)
+    input_shape = (weight.shape[1] * groups if isinstance(groups, int) else 1, *input_size)
+    weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
+                                  "circular")
+    require_periodic(geom, "symbol")
+    return block_diagonal(symbol_at(geom, weight))
+
+
+def not_periodic(geom: ConvGeometry) -> str | None:
+    """Why the layer is not a circular convolution of the whole input, or None if it is."""
+    for a in geom.axes:
+        if a.size % a.stride:
+            return (f"every input size divisible by its stride, got input size "
+                    f"{geom.input_size} and stride {geom.stride}")
+        if a.pad[0] + a.pad[1] != a.dilation * (a.kernel_size - 1):
+            return (f"a periodic layer: total padding dilation*(kernel_size-1) = "
+                    f"{a.dilation * (a.kernel_size - 1)} per axis, got padding {geom.padding}")
+    if geom.padding_mode != "circular":
+        return f"padding_mode='circular', got {geom.padding_mode!r}"
+    return None
+
+
+def require_periodic(geom: ConvGeometry, what: str) -> None:
+    reason = not_periodic(geom)
+    if reason:
+        raise ValueError(f"{what} needs {reason}")
+
+
+def smaller_gram(flat: np.ndarray) -> np.ndarray:
+    """The Gram matrices of a stack ``(k, m, n)`` on their smaller side: ``(k, min, min)``."""
+    # a contiguous adjoint: numpy's batched complex matmul is slow on a transposed operand
+    adjoint = np.ascontiguousarray(np.conj(flat).transpose(0, 2, 1))
+    return np.matmul(adjoint, flat) if flat.shape[-2] >= flat.shape[-1] else flat @ adjoint
+
+
+def conjugate_pairs(grid: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One frequency of each pair ``{xi, -xi}`` of the grid, and how many it stands for.
+
+    A real kernel's symbol at ``-xi`` is the conjugate of the one at ``xi``: the same
+    singular values. Returns the chosen frequencies, shape ``(F, ndim)``, and their counts
+    (1 if ``xi == -xi``, else 2).
+    """
+    xi = np.indices(grid).reshape(len(grid), -1)
+    itself = np.ravel_multi_index(list(xi), grid)
+    negative = np.ravel_multi_index([(-x) % n for x, n in zip(xi, grid)], grid)
+    keep = itself <= negative
+    return xi[:, keep].T, np.where(itself[keep] == negative[keep], 1, 2)
+
+
+def top_per_frequency(h: np.ndarray) -> np.ndarray:
+    """``sigma_max`` of each matrix of a stack ``(..., m, n)`` (eigenvalues of the Gram)."""
+    gram = smaller_gram(h.reshape(-1, *h.shape[-2:]))
+    return np.sqrt(np.clip(np.linalg.eigvalsh(gram)[:, -1], 0, None)).reshape(h.shape[:-2])
+
+
+def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
+                  groups: int = 1) -> np.ndarray:
+    """The largest singular value of the circular layer's symbol at each frequency.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+    input_size : tuple of int
+        Spatial input size, divisible by the stride.
+    stride, dilation, groups
+        As :func:`sparseconv.conv_matrix`.
+
+    Returns
+    -------
+    ndarray, shape ``input_size // stride``
+        ``sigma_max(H[xi])`` in ``numpy.fft`` frequency order; its maximum is the spectral
+        norm of the periodic layer.
+
+    Raises
+    ------
+    ValueError
+        As :func:`symbol`: an input size not divisible by its stride, or invalid arguments.
+
+    See Also
+    --------
+    symbol, sparseconv.plot.frequency_map
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import frequency_map, singular_values
+    >>> w = np.random.default_rng(0).standard_normal((4, 3, 3, 3))
+    >>> m = frequency_map(w, (16, 16))
+    >>> m.shape
+    (16, 16)
+    >>> bool(np.isclose(m.max(), singular_values(w, (3, 16, 16))[0]))
+    True
+    """
+    return top_per_frequency(symbol(weight, input_size, stride=stride, dilation=dilation,
+                                      groups=groups))
+
+
+#: Frequencies are processed in chunks whose symbol takes about this many bytes: temporaries
+#: stay small and are reused, instead of page-faulting fresh memory the size of the symbol.
+_CHUNK_BYTES = 8 * 2**20
+
+
+def per_frequency(geom: ConvGeometry, weight: np.ndarray, frequencies: np.ndarray,
+                   reduce) -> np.ndarray:
+    """``reduce(symbol)`` at ``frequencies`` (``(F, ndim)``), a chunk of them at a time."""
+    block = (geom.out_channels // geom.groups) * (geom.in_channels // geom.groups)
+    step = max(1, _CHUNK_BYTES // (16 * geom.groups * block * math.prod(geom.stride)))
+    return np.concatenate([reduce(symbol_at(geom, weight, frequencies[i:i + step]))
+                           for i in range(0, len(frequencies), step)])

@@ -1,0 +1,29 @@
+"""The symbol of a periodic layer against the DFT of its dense matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sparseconv import frequency_map, symbol
+
+from .test_spectra import dense_matrix
+
+
+def test_symbol_diagonalizes_the_layer():
+    """y^(xi) = H[xi] x^(xi) for the polyphase components of x, as documented."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((3, 2, 3, 4))
+    stride, size = (2, 1), (8, 6)
+    H = symbol(w, size, stride=stride)
+    x = rng.standard_normal((2, *size))
+    y = (dense_matrix(w, (2, *size), stride=stride) @ x.ravel()).reshape(3, 4, 6)
+    phases = np.stack([x[:, r::2, :] for r in range(2)], axis=1)  # (c, r, 4, 6)
+    x_hat = np.fft.fft2(phases).reshape(4, 4, 6)  # columns (c, r)
+    y_hat = np.einsum("ijab,bij->aij", H, x_hat)
+    assert np.allclose(y_hat, np.fft.fft2(y))
+
+
+def test_frequency_map_is_the_top_of_the_symbol():
+    w = np.random.default_rng(2).standard_normal((2, 3, 3, 3))
+    m = frequency_map(w, (6, 8), dilation=2)
+    assert np.allclose(m, np.linalg.norm(symbol(w, (6, 8), dilation=2), 2, axis=(-2, -1)))
