@@ -30,12 +30,29 @@ PADDING_STRINGS = ("valid", "same", "full")
 
 
 def is_int(value: object) -> bool:
-    """An integer (numpy's too), but not a bool."""
+    """An integer (numpy's too), but not a bool.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_int(3), is_int(np.int64(3)), is_int(True), is_int(3.0)
+    (True, True, False, False)
+    """
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
-    """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum``."""
+    """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum``.
+
+    Examples
+    --------
+    >>> int_tuple(2, 3, "stride", 1), int_tuple((1, 2), 2, "stride", 1)
+    ((2, 2, 2), (1, 2))
+    >>> int_tuple((1, 0), 2, "stride", 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: stride must be a positive integer or a tuple of 2 of them, got (1, 0)
+    """
     what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     expected = f"{name} must be {what} or a tuple of {ndim} of them, got {value!r}"
     if isinstance(value, np.ndarray) and value.ndim == 1:
@@ -64,6 +81,13 @@ def normalize_padding(
     ``lo = total // 2``, the odd pixel on the high side; mirrored when ``flip``, so that kernel
     element ``(k-1)//2`` is the one aligned with the output as in ``scipy.signal.convolve``);
     ``"full"`` (``dilation*(k-1)`` on both sides).
+
+    Examples
+    --------
+    >>> normalize_padding("same", 2, (3, 4), (1, 1), (1, 1))
+    ((1, 1), (1, 2))
+    >>> normalize_padding(((0, 2), 1), 2, (3, 3), (1, 1), (1, 1))
+    ((0, 2), (1, 1))
     """
     if isinstance(padding, str):
         if padding not in PADDING_STRINGS:
@@ -110,7 +134,13 @@ def normalize_padding(
 
 
 def spatial_size(value, name: str) -> tuple[int, ...]:
-    """Validate a tuple of positive integer sizes (``input_shape`` and the like)."""
+    """Validate a tuple of positive integer sizes (``input_shape`` and the like).
+
+    Examples
+    --------
+    >>> spatial_size(5, "input_size"), spatial_size([3, 8, 8], "input_shape")
+    ((5,), (3, 8, 8))
+    """
     if is_int(value):
         value = (value,)
     if not isinstance(value, Sequence) or isinstance(value, str):
@@ -123,7 +153,15 @@ def spatial_size(value, name: str) -> tuple[int, ...]:
 
 
 def positive_int(value, name: str) -> int:
-    """``value`` as an int, which must be positive (``groups`` and the like)."""
+    """``value`` as an int, which must be positive (``groups`` and the like).
+
+    Examples
+    --------
+    >>> positive_int(0, "groups")
+    Traceback (most recent call last):
+    ...
+    ValueError: groups must be a positive integer, got 0
+    """
     if not is_int(value):
         raise TypeError(f"{name} must be a positive integer, got {value!r}")
     if value < 1:
@@ -132,7 +170,13 @@ def positive_int(value, name: str) -> int:
 
 
 def as_weight(weight, name: str = "weight") -> np.ndarray:
-    """``weight`` as a numeric ndarray (bool and integers become float64)."""
+    """``weight`` as a numeric ndarray (bool and integers become float64).
+
+    Examples
+    --------
+    >>> as_weight([[[1, 2]]]).dtype
+    dtype('float64')
+    """
     try:
         array = np.asarray(weight)
     except (TypeError, ValueError) as exc:
@@ -145,7 +189,14 @@ def as_weight(weight, name: str = "weight") -> np.ndarray:
 
 
 def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
-    """The dtype of a layer's matrix: ``dtype`` if given, else the weight's."""
+    """The dtype of a layer's matrix: ``dtype`` if given, else the weight's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> result_dtype(np.ones(3, np.float32), None), result_dtype(np.ones(3), "complex128")
+    (dtype('float32'), dtype('complex128'))
+    """
     if dtype is None:
         return weight.dtype
     try:

@@ -14,6 +14,11 @@ def output_sizes(sizes, kernel_size, stride, dilation, pads) -> tuple[int, ...]:
 
     Raises ``ValueError`` naming the sizes when a (dilated) kernel is larger than the padded
     input, so that the output would be empty.
+
+    Examples
+    --------
+    >>> output_sizes((224, 7), (3, 3), (2, 1), (1, 2), ((1, 1), (0, 0)))
+    (112, 3)
     """
     out = []
     for n, k, s, d, (lo, hi) in zip(sizes, kernel_size, stride, dilation, pads):
