@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .arguments import as_weight, int_tuple, is_int
+from .transposed import dilate_kernel
 
 __all__ = ["receptive_field_size", "compose_kernels"]
 
@@ -148,12 +149,8 @@ def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
                 f"{c_in} channels of " + ("its input" if i == 0 else f"weights[{i - 1}]")
                 + f" (weights[{i}].shape[1] * groups == {c_in}, groups dividing shape[0])")
         dense.append(_block_diagonal_weight(w, g))
-    total, jump = dense[0], list(per_layer["stride"][0])
-    dilated = [d * (k - 1) + 1 for d, k in zip(per_layer["dilation"][0], total.shape[2:])]
-    if dilated != list(total.shape[2:]):  # the first layer's own dilation, as zeros
-        wide = np.zeros((*total.shape[:2], *dilated), total.dtype)
-        wide[(Ellipsis, *(slice(None, None, d) for d in per_layer["dilation"][0]))] = total
-        total = wide
+    # the first layer's own dilation, as zeros in its kernel
+    total, jump = dilate_kernel(dense[0], per_layer["dilation"][0]), per_layer["stride"][0]
     for w, s, d in zip(dense[1:], per_layer["stride"][1:], per_layer["dilation"][1:]):
         step = [j * di for j, di in zip(jump, d)]  # input offset between w's taps
         kernel = [st * (k - 1) + t for st, k, t in zip(step, w.shape[2:], total.shape[2:])]
