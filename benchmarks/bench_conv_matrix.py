@@ -15,8 +15,7 @@ import time
 
 import numpy as np
 
-from sparseconv import conv_matrix, set_memory_limit
-from sparseconv.geometry import ConvGeometry
+from sparseconv import ConvGeometry, conv_matrix, set_memory_limit
 
 # (label, weight shape, input shape, stride, padding, dilation)
 LAYERS = [

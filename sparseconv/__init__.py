@@ -1,42 +1,96 @@
 """sparseconv: convolution layers as exact sparse matrices and matrix-free operators.
 
-``sparseconv.plot``, ``sparseconv.figures`` and ``sparseconv.cli`` are submodules, imported on
-demand, so that ``import sparseconv`` does not import matplotlib.
+Every public name lives here; the implementation is in private modules (``sparseconv._*``),
+one concept each. Two public submodules are imported by name: :mod:`sparseconv.plot`
+(matplotlib, imported lazily) and :mod:`sparseconv.testing` (checks for research scripts).
+``import sparseconv`` imports neither matplotlib nor torch.
+
+Layer matrices
+--------------
+conv_matrix                  -- a convolution layer as a scipy.sparse array
+conv_transpose_matrix        -- a transposed convolution layer as a scipy.sparse array
+conv_output_shape            -- PyTorch's output shape of a convolution
+conv_transpose_output_shape  -- PyTorch's output shape of a transposed convolution
+ConvGeometry                 -- the validated layer and its gather index map
+
+Operators
+---------
+ConvOperator                 -- a convolution as a matrix-free LinearOperator
+ConvTransposeOperator        -- a transposed convolution as a matrix-free LinearOperator
+
+Classic constructions
+---------------------
+toeplitz_matrix              -- 1-D convolution as a Toeplitz matrix
+doubly_block_toeplitz        -- 2-D convolution from the kernel rows' Toeplitz blocks
+doubly_block_circulant       -- 2-D circular convolution, diagonalized by the 2-D DFT
+conv1x1_matrix               -- a 1x1 convolution as a Kronecker product
+block_conv_matrix            -- a multi-channel layer as a block matrix of single-channel ones
+dilate_kernel                -- a dilated kernel: zeros between the taps
+transpose_kernel             -- a transposed convolution's kernel as a direct one's
+fractionally_strided         -- a transposed convolution as zero insertion + convolution
+
+Selection matrices
+------------------
+im2col_matrix                -- the im2col (unfold) patch matrix
+pad_matrix                   -- padding in any mode as a 0/1 matrix
+stride_matrix                -- stride as row selection
+
+Pooling, composition, receptive fields
+--------------------------------------
+avg_pool_matrix              -- average pooling (PyTorch's avg_pool{1,2,3}d)
+AffineMap                    -- x -> A x + b, composable
+affine_conv                  -- a convolution with its bias as an AffineMap
+compose                      -- the product of a chain of layers
+compose_kernels              -- a stack of "valid" convolutions as one kernel
+receptive_field              -- the exact receptive field of one unit of any chain
+receptive_field_paths        -- path counts from each input to one output of a conv stack
+receptive_field_size         -- the extent of a stack's receptive field, in closed form
+
+Spectra
+-------
+symbol                       -- the per-frequency matrices of a periodic layer
+frequency_map                -- sigma_max of the symbol at each frequency
+singular_values              -- all singular values, exactly (FFT or dense)
+eigenvalues                  -- eigenvalues of a square periodic layer
+composition_singular_values  -- singular values of a product of periodic layers
+composition_eigenvalues      -- eigenvalues of a product of periodic layers
+spectral_norm                -- the largest singular value with a certified interval
+SpectralNorm                 -- its result: value, lower, upper, method
+
+Memory
+------
+get_memory_limit             -- the limit every explicit matrix is sized against
+set_memory_limit             -- change it
+MatrixTooLargeError          -- raised before allocating beyond it
 """
 
-from .algebra import (
-    AffineMap,
-    affine_conv,
-    avg_pool_matrix,
-    compose,
-    compose_kernels,
-    receptive_field,
-    receptive_field_size,
-)
-from .geometry import ConvGeometry
-from .limits import MatrixTooLargeError, get_memory_limit, set_memory_limit
-from .matrices import conv_matrix, conv_transpose_matrix
-from .norms import SpectralNorm, spectral_norm
-from .operators import ConvOperator, ConvTransposeOperator
-from .selection import im2col_matrix, pad_matrix, stride_matrix
-from .shapes import conv_output_shape, conv_transpose_output_shape
-from .spectra import (
+from ._composition import AffineMap, affine_conv, compose, compose_kernels
+from ._dilation import dilate_kernel
+from ._geometry import ConvGeometry
+from ._matrices import conv_matrix, conv_transpose_matrix
+from ._memory import MatrixTooLargeError, get_memory_limit, set_memory_limit
+from ._operators import ConvOperator, ConvTransposeOperator
+from ._pooling import avg_pool_matrix
+from ._receptive_field import receptive_field, receptive_field_paths, receptive_field_size
+from ._selection import im2col_matrix, pad_matrix, stride_matrix
+from ._shapes import conv_output_shape, conv_transpose_output_shape
+from ._spectra import (
     composition_eigenvalues,
     composition_singular_values,
     eigenvalues,
     singular_values,
 )
-from .structured import (
+from ._spectral_norm import SpectralNorm, spectral_norm
+from ._structured import (
     block_conv_matrix,
     conv1x1_matrix,
     doubly_block_circulant,
     doubly_block_toeplitz,
     toeplitz_matrix,
 )
-from .symbol import frequency_map, symbol
-from .transposed import fractionally_strided
-
-__version__ = "0.1.0"
+from ._symbol import frequency_map, symbol
+from ._transposed import fractionally_strided, transpose_kernel
+from ._version import __version__ as __version__
 
 __all__ = [
     "AffineMap",
@@ -57,6 +111,7 @@ __all__ = [
     "conv_output_shape",
     "conv_transpose_matrix",
     "conv_transpose_output_shape",
+    "dilate_kernel",
     "doubly_block_circulant",
     "doubly_block_toeplitz",
     "eigenvalues",
@@ -66,6 +121,7 @@ __all__ = [
     "im2col_matrix",
     "pad_matrix",
     "receptive_field",
+    "receptive_field_paths",
     "receptive_field_size",
     "set_memory_limit",
     "singular_values",
@@ -73,4 +129,5 @@ __all__ = [
     "stride_matrix",
     "symbol",
     "toeplitz_matrix",
+    "transpose_kernel",
 ]

@@ -27,7 +27,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .geometry import ConvGeometry
+from ._geometry import ConvGeometry
 
 __all__ = ["Polyphase", "col2im", "forward", "transpose_map"]
 

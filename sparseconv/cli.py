@@ -18,8 +18,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 
-from .arguments import PADDING_MODES
-from .geometry import ConvGeometry
+from ._geometry import ConvGeometry
+from ._validation import PADDING_MODES
 
 __all__ = ["build_parser", "main"]
 
@@ -195,19 +195,20 @@ def _bytes(n: int) -> str:
 
 
 def _info(layer: _Layer, args) -> None:
-    from ._plotdata import field_counts
-    from .matrices import _index_dtype
+    import scipy.sparse as sp
+
+    from ._receptive_field import receptive_field_paths
 
     g = layer.geometry
     rows, cols = g.shape
     nnz = g.nnz()
     item = np.dtype(args.dtype).itemsize
-    index = np.dtype(_index_dtype(nnz, g.shape)).itemsize
+    index = np.dtype(sp.get_index_dtype(maxval=max(nnz, *g.shape))).itemsize
     memory = {"csr": nnz * (item + index) + (rows + 1) * index,
               "csc": nnz * (item + index) + (cols + 1) * index,
               "coo": nnz * (item + 2 * index), "dense": rows * cols * item,
               "operator (weights)": layer.weight.size * item}
-    field = field_counts(g) > 0
+    field = receptive_field_paths(g) > 0
     extent = [int(ix.max() - ix.min()) + 1 for ix in np.nonzero(field)]  # bounding box
     per_channel, channels = int(field.sum()), g.in_channels // g.groups
     lines = {
@@ -229,7 +230,7 @@ def _spy(layer: _Layer, args) -> None:
     from matplotlib.ticker import MaxNLocator
 
     from . import plot
-    from .matrices import conv_matrix
+    from ._matrices import conv_matrix
 
     A = layer.geometry
     if args.values:
@@ -268,9 +269,9 @@ def _top_singular_values(layer: _Layer, k: int = 32) -> tuple[np.ndarray, str]:
     """All singular values where an exact method applies, else ARPACK's ``k`` largest."""
     import scipy.sparse.linalg as spla
 
-    from .matrices import conv_matrix
-    from .spectra import DENSE_LIMIT, singular_values
-    from .symbol import is_periodic
+    from ._matrices import conv_matrix
+    from ._spectra import DENSE_LIMIT, singular_values
+    from ._symbol import is_periodic
 
     g = layer.geometry
     if is_periodic(g) or min(g.shape) <= DENSE_LIMIT:
@@ -287,8 +288,8 @@ def _spectrum(layer: _Layer, args) -> None:
     from matplotlib.figure import Figure
 
     from . import plot
-    from .norms import spectral_norm
-    from .spectra import frequency_map
+    from ._spectral_norm import spectral_norm
+    from ._symbol import frequency_map
 
     g = layer.geometry
     values, how = _top_singular_values(layer)
@@ -296,12 +297,12 @@ def _spectrum(layer: _Layer, args) -> None:
                                    < a.size for a in g.axes)
     fig = Figure(figsize=(9.6 if show_map else 5.2, 4.2), layout="constrained")
     axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
-    plot.singular_values(values, axes[0])
+    plot.spectrum(values, axes[0])
     axes[0].set_title(f"singular values ({how})", fontsize=8)
     if show_map:
         fmap = frequency_map(layer.weight, g.input_size, stride=g.stride, dilation=g.dilation,
                              groups=g.groups)
-        fig.colorbar(plot.frequency_map(fmap, axes[1]), ax=axes[1], shrink=0.8)
+        fig.colorbar(plot.frequency_heatmap(fmap, axes[1]), ax=axes[1], shrink=0.8)
         circular = "" if g.padding_mode == "circular" else " (of the circular layer)"
         axes[1].set_title(f"largest singular value per frequency{circular}", fontsize=8)
     fig.suptitle(layer.describe(), fontsize=8)
@@ -315,7 +316,7 @@ def _spectrum(layer: _Layer, args) -> None:
 def _export(layer: _Layer, args) -> None:
     import scipy.sparse as sp
 
-    from .matrices import conv_matrix
+    from ._matrices import conv_matrix
 
     A = conv_matrix(layer.weight, layer.input_shape, format=args.format, **layer.kwargs)
     sp.save_npz(args.output, A)

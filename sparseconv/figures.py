@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plot, spectra
-from .algebra import compose
-from .geometry import ConvGeometry
-from .matrices import conv_matrix, conv_transpose_matrix
-from .operators import ConvOperator
-from .selection import im2col_matrix
-from .structured import (
+from . import _spectra as spectra
+from . import _symbol, plot
+from ._composition import compose
+from ._geometry import ConvGeometry
+from ._matrices import conv_matrix, conv_transpose_matrix
+from ._operators import ConvOperator
+from ._selection import im2col_matrix
+from ._structured import (
     conv1x1_matrix,
     doubly_block_circulant,
     doubly_block_toeplitz,
@@ -139,7 +140,7 @@ def composition():
     fig, axes = _figure(2, width=3.6)
     plot.spy(compose(A, A), axes[0], geometry=layer, blocks=True)
     axes[0].set_title("two 3x3 layers on 8x8, padding 1:\nthe product has 5x5-wide bands")
-    plot.receptive_field([layer, layer], axes[1], position=(3, 4))
+    plot.receptive_field_heatmap([layer, layer], axes[1], position=(3, 4))
     axes[1].set_title("receptive field of output (3, 4):\npaths from each input pixel")
     return fig
 
@@ -155,7 +156,7 @@ def receptive_fields():
     for ax, (title, dilations) in zip(axes, stacks.items()):
         layers = [ConvGeometry.from_weight((1, 1, 3, 3), (1, *size), padding=d, dilation=d)
                   for d in dilations]
-        image = plot.receptive_field(layers, ax)
+        image = plot.receptive_field_heatmap(layers, ax)
         fig.colorbar(image, ax=ax, shrink=0.7, label="paths")
         ax.set_title(f"{title}\n{int((image.get_array() > 0).sum())} input pixels")
     return fig
@@ -176,9 +177,9 @@ def spectra_padding():
     weight = _rng(2).standard_normal((4, 4, 3, 3)) / 6.0
     fig, axes = _figure(2, width=3.8)
     values = _layer_spectra(weight, (12, 12))
-    plot.singular_values({k: v for k, v in values.items() if "stride 1" in k}, axes[0])
+    plot.spectrum({k: v for k, v in values.items() if "stride 1" in k}, axes[0])
     axes[0].set_title("4 -> 4, 3x3 on 12x12: circular vs zero padding")
-    plot.singular_values(values, axes[1], fraction=True)
+    plot.spectrum(values, axes[1], fraction=True)
     axes[1].set_title("stride 1 vs 2 (x axis: fraction of the values)")
     return fig
 
@@ -190,7 +191,7 @@ def frequency_maps():
     }
     fig, axes = _figure(2, width=3.8)
     for ax, (title, weight) in zip(axes, kernels.items()):
-        image = plot.frequency_map(spectra.frequency_map(weight, (32, 32)), ax)
+        image = plot.frequency_heatmap(_symbol.frequency_map(weight, (32, 32)), ax)
         fig.colorbar(image, ax=ax, shrink=0.8)
         ax.set_title(f"{title}\nlargest singular value per frequency, 32x32")
     return fig

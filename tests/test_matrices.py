@@ -8,8 +8,8 @@ import scipy.signal
 import scipy.sparse as sp
 
 import sparseconv
+from sparseconv import _matrices as matrices_module
 from sparseconv import conv_matrix, conv_transpose_matrix
-from sparseconv import matrices as matrices_module
 
 from .conftest import (
     dense_conv,
@@ -154,7 +154,9 @@ def test_index_dtype_is_int32_when_it_fits_and_int64_otherwise(monkeypatch):
     small = conv_matrix(w, (2, 6, 6), padding=1, padding_mode="reflect")
     assert small.indices.dtype == np.int32 and small.indptr.dtype == np.int32
     # Pretend int32 ends at 100: the same matrix must come out with int64 indices, unchanged.
-    monkeypatch.setattr(matrices_module, "_INT32_MAX", 100)
+    monkeypatch.setattr(matrices_module.sp, "get_index_dtype",
+                        lambda arrays=(), maxval=None, check_contents=False:
+                        np.int64 if maxval > 100 else np.int32)
     big = conv_matrix(w, (2, 6, 6), padding=1, padding_mode="reflect")
     assert big.indices.dtype == np.int64 and big.indptr.dtype == np.int64
     assert abs(big - small).max() == 0

@@ -20,10 +20,17 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from PIL import Image
 
-from sparseconv import ConvGeometry, cli, conv_matrix, plot, spectra
-from sparseconv.algebra import receptive_field as algebra_receptive_field
+import sparseconv as sc
+from sparseconv import (
+    ConvGeometry,
+    ConvOperator,
+    ConvTransposeOperator,
+    cli,
+    conv_matrix,
+    plot,
+    receptive_field_paths,
+)
 from sparseconv.figures import FIGURES, make_figures
-from sparseconv.operators import ConvOperator, ConvTransposeOperator
 
 from .conftest import NP_PAD_MODE, random_layer
 
@@ -42,11 +49,11 @@ def block_sum_oracle(dense_pattern, row_edges, col_edges):
     return np.add.reduceat(rows, col_edges[:-1], axis=1)
 
 
-def test_import_sparseconv_does_not_import_matplotlib():
+def test_import_sparseconv_imports_neither_matplotlib_nor_torch():
     code = ("import sys, sparseconv, sparseconv.plot, sparseconv.cli, sparseconv.figures; "
-            "print('matplotlib' in sys.modules)")
+            "print('matplotlib' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,49 +166,19 @@ def test_save_raster_png_pixels_are_the_pattern(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Receptive fields and the animation's maps.
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", range(10))
-def test_field_counts_are_path_counts_of_the_layer_matrices(seed):
-    rng = np.random.default_rng(100 + seed)
-    size, layers = (int(rng.integers(6, 10)), int(rng.integers(6, 10))), []
-    for _ in range(int(rng.integers(1, 4))):
-        k, d = int(rng.integers(1, 4)), int(rng.integers(1, 3))
-        mode = str(rng.choice(["zeros", "circular", "reflect", "replicate"]))
-        pad = min(d * (k - 1) // 2, min(size) - 1)
-        stride = int(rng.integers(1, 3)) if pad * 2 == d * (k - 1) else 1
-        geom = ConvGeometry.from_weight((1, 1, k, k), (1, *size), padding=pad, dilation=d,
-                                        stride=stride, padding_mode=mode)
-        layers.append(geom)
-        size = geom.output_size
-    # with all-ones weights, entry (o, j) of a layer's matrix counts the taps of o reading j
-    product = None
-    for g in layers:
-        M = conv_matrix(np.ones(g.weight_shape), g.input_shape, stride=g.stride,
-                        padding=g.padding, dilation=g.dilation, padding_mode=g.padding_mode)
-        product = M if product is None else M @ product
-    position = tuple(int(rng.integers(0, n)) for n in size)
-    row = np.ravel_multi_index(position, size)
-    counts = plot.field_counts(layers, position)
-    np.testing.assert_array_equal(counts.ravel(), product.toarray()[row], err_msg=str(layers))
-    mats = [conv_matrix(np.ones(g.weight_shape), g.input_shape, stride=g.stride,
-                        padding=g.padding, dilation=g.dilation, padding_mode=g.padding_mode)
-            for g in layers]
-    reached = algebra_receptive_field(mats, layers[0].input_shape, row)
-    np.testing.assert_array_equal(reached[0], counts > 0)
-
-
 def test_receptive_field_plot_and_errors():
     g = ConvGeometry.from_weight((1, 1, 3, 3), (1, 17, 17), padding=1)
     dilated = [ConvGeometry.from_weight((1, 1, 3, 3), (1, 17, 17), padding=d, dilation=d)
                for d in (1, 2, 4)]
-    assert int((plot.receptive_field([g, g, g], axes()).get_array() > 0).sum()) == 49
-    image = plot.receptive_field(dilated, axes()).get_array()
+    assert int((plot.receptive_field_heatmap([g, g, g], axes()).get_array() > 0).sum()) == 49
+    image = plot.receptive_field_heatmap(dilated, axes()).get_array()
     assert int((image > 0).sum()) == 225 and int(image.max()) == 9
     one_d = ConvGeometry.from_weight((1, 1, 3), (1, 5), padding=1)
-    assert plot.receptive_field([one_d, one_d], axes()).get_array().shape == (1, 5)
+    assert plot.receptive_field_heatmap([one_d, one_d], axes()).get_array().shape == (1, 5)
     with pytest.raises(ValueError, match="reads spatial size"):
-        plot.field_counts([g, ConvGeometry.from_weight((1, 1, 3, 3), (1, 9, 9))])
+        receptive_field_paths([g, ConvGeometry.from_weight((1, 1, 3, 3), (1, 9, 9))])
     with pytest.raises(ValueError, match="position"):
-        plot.field_counts(g, (17, 0))
+        receptive_field_paths(g, (17, 0))
 
 
 @pytest.mark.parametrize("seed", range(15))
@@ -249,9 +226,9 @@ def test_circular_symbol_spectrum_equals_dense_svd(groups, dilation, k, size):
     A = conv_matrix(w, (4, *size), padding="same", padding_mode="circular", dilation=dilation,
                     groups=groups)
     dense = np.linalg.svd(A.toarray(), compute_uv=False)
-    fast = spectra.singular_values(w, (4, *size), dilation=dilation, groups=groups)
+    fast = sc.singular_values(w, (4, *size), dilation=dilation, groups=groups)
     np.testing.assert_allclose(fast, dense, atol=1e-12 * dense[0])
-    fmap = spectra.frequency_map(w, size, dilation=dilation, groups=groups)
+    fmap = sc.frequency_map(w, size, dilation=dilation, groups=groups)
     assert fmap.shape == size and np.isclose(fmap.max(), dense[0])
 
 
@@ -259,9 +236,9 @@ def test_cli_top_singular_values_fall_back_to_arpack(monkeypatch):
     w = np.random.default_rng(5).standard_normal((3, 2, 3, 3))
     layer = dict(padding=1, padding_mode="zeros", stride=2)
     dense = np.linalg.svd(conv_matrix(w, (2, 9, 9), **layer).toarray(), compute_uv=False)
-    monkeypatch.setattr(spectra, "DENSE_LIMIT", 10)
+    monkeypatch.setattr(sc._spectra, "DENSE_LIMIT", 10)
     with pytest.raises(ValueError, match="spectral_norm"):
-        spectra.singular_values(w, (2, 9, 9), **layer)
+        sc.singular_values(w, (2, 9, 9), **layer)
     geometry = ConvGeometry.from_weight(w.shape, (2, 9, 9), **layer)
     top, how = cli._top_singular_values(cli._Layer(w, (2, 9, 9), layer, geometry), k=5)
     assert "ARPACK" in how
@@ -269,18 +246,18 @@ def test_cli_top_singular_values_fall_back_to_arpack(monkeypatch):
 
 
 def test_singular_values_and_frequency_map_plots():
-    lines = plot.singular_values({"a": [1.0, 3.0, 2.0], "b": [5.0, 4.0]}, axes(), fraction=True)
+    lines = plot.spectrum({"a": [1.0, 3.0, 2.0], "b": [5.0, 4.0]}, axes(), fraction=True)
     assert [ln.get_label() for ln in lines] == ["a", "b"]
     np.testing.assert_array_equal(lines[0].get_ydata(), [3.0, 2.0, 1.0])
     np.testing.assert_allclose(lines[1].get_xdata(), [0.25, 0.75])
     w = np.random.default_rng(6).standard_normal((3, 2, 3, 3))
-    symbol = spectra.symbol(w, (8, 6))
-    image = plot.frequency_map(symbol, axes())
+    symbol = sc.symbol(w, (8, 6))
+    image = plot.frequency_heatmap(symbol, axes())
     norms = np.linalg.norm(symbol, ord=2, axis=(-2, -1))
     np.testing.assert_allclose(image.get_array(), np.fft.fftshift(norms))
     assert np.isclose(image.get_array()[4, 3], norms[0, 0])  # zero frequency at the center
     with pytest.raises(ValueError, match="shape"):
-        plot.frequency_map(np.zeros((2, 3, 4)), axes())
+        plot.frequency_heatmap(np.zeros((2, 3, 4)), axes())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,8 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import sparseconv
-from sparseconv import conv_matrix
-from sparseconv.selection import im2col_matrix, pad_matrix, stride_matrix
+from sparseconv import conv_matrix, im2col_matrix, pad_matrix, stride_matrix
 
 from .conftest import (
     NP_PAD_MODE,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from sparseconv import _spectra as spectra_module
 from sparseconv import (
     composition_eigenvalues,
     composition_singular_values,
@@ -13,8 +14,7 @@ from sparseconv import (
     eigenvalues,
     singular_values,
 )
-from sparseconv import spectra as spectra_module
-from sparseconv.symbol import periodic_padding
+from sparseconv._symbol import periodic_padding
 
 
 def random_periodic_layer(rng, complex_weight=False):

@@ -8,10 +8,10 @@ import scipy.linalg
 import scipy.signal
 import scipy.sparse as sp
 
-from sparseconv import conv_matrix
-from sparseconv.structured import (
+from sparseconv import (
     block_conv_matrix,
     conv1x1_matrix,
+    conv_matrix,
     doubly_block_circulant,
     doubly_block_toeplitz,
     toeplitz_matrix,

@@ -15,53 +15,12 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .arguments import as_weight, int_tuple, is_int, result_dtype
-from .geometry import ConvGeometry
-from .matrices import _check_format, conv_matrix
-from .selection import stride_matrix
+from ._geometry import ConvGeometry
+from ._matrices import check_format, conv_matrix
+from ._selection import stride_matrix
+from ._validation import is_int, layer_weight, result_dtype
 
-__all__ = ["dilate_kernel", "transpose_kernel", "fractionally_strided"]
-
-
-def _layer_weight(weight, name: str = "weight") -> np.ndarray:
-    weight = as_weight(weight, name)
-    if weight.ndim < 3 or weight.size == 0:
-        raise ValueError(f"{name} must have shape (channels, channels, *kernel_size) with at "
-                         f"least one spatial dimension, got {name}.shape={weight.shape}")
-    return weight
-
-
-def dilate_kernel(weight: np.ndarray, dilation: int | Sequence[int]) -> np.ndarray:
-    """The kernel with ``dilation - 1`` zeros inserted between its taps.
-
-    Parameters
-    ----------
-    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
-    dilation : int or tuple of int
-
-    Returns
-    -------
-    ndarray, shape (C_out, C_in/groups, *(dilation*(kernel_size-1)+1))
-        ``conv_matrix(weight, ..., dilation=d)`` equals ``conv_matrix(dilate_kernel(weight,
-        d), ...)`` (the latter stores the inserted zeros).
-
-    Raises
-    ------
-    ValueError, TypeError
-        A bad weight or dilation.
-
-    Examples
-    --------
-    >>> from sparseconv.transposed import dilate_kernel
-    >>> dilate_kernel([[[1.0, 2.0, 3.0]]], 2)
-    array([[[1., 0., 2., 0., 3.]]])
-    """
-    weight = _layer_weight(weight)
-    dilation = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
-    size = [d * (k - 1) + 1 for k, d in zip(weight.shape[2:], dilation)]
-    out = np.zeros((*weight.shape[:2], *size), dtype=weight.dtype)
-    out[(Ellipsis, *(slice(None, None, d) for d in dilation))] = weight
-    return out
+__all__ = ["fractionally_strided", "transpose_kernel"]
 
 
 def transpose_kernel(weight: np.ndarray, groups: int = 1) -> np.ndarray:
@@ -90,13 +49,13 @@ def transpose_kernel(weight: np.ndarray, groups: int = 1) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from sparseconv.transposed import transpose_kernel
+    >>> from sparseconv import transpose_kernel
     >>> transpose_kernel(np.arange(6.0).reshape(1, 2, 3))
     array([[[2., 1., 0.]],
     <BLANKLINE>
            [[5., 4., 3.]]])
     """
-    weight = _layer_weight(weight)
+    weight = layer_weight(weight)
     if not is_int(groups) or groups < 1 or weight.shape[0] % groups:
         raise (ValueError if is_int(groups) else TypeError)(
             f"groups must be a positive integer dividing weight.shape[0]={weight.shape[0]}, "
@@ -147,15 +106,15 @@ def fractionally_strided(
     --------
     >>> import numpy as np
     >>> from sparseconv import conv_transpose_matrix
-    >>> from sparseconv.transposed import fractionally_strided
+    >>> from sparseconv import fractionally_strided
     >>> w = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
     >>> A, U = fractionally_strided(w, (2, 4, 4), stride=2, padding=1, output_padding=1)
     >>> T = conv_transpose_matrix(w, (2, 4, 4), stride=2, padding=1, output_padding=1)
     >>> U.shape, bool(abs(A @ U - T).max() < 1e-12)
     ((98, 32), True)
     """
-    _check_format(format)
-    weight = _layer_weight(weight)
+    check_format(format)
+    weight = layer_weight(weight)
     # the forward convolution (C_out, *out) -> (C_in, *n) whose adjoint is the layer
     geom = ConvGeometry.for_transpose(weight.shape, input_shape, stride=stride, padding=padding,
                                       output_padding=output_padding, dilation=dilation,

@@ -2,7 +2,7 @@
 
 This module is the single source of truth of sparseconv. A :class:`ConvGeometry` describes a
 convolution layer once (channels, spatial sizes, stride, per-side padding, dilation, groups,
-padding mode), validated once (by :mod:`sparseconv.arguments`); every matrix, operator,
+padding mode), validated once (by :mod:`sparseconv._validation`); every matrix, operator,
 selection matrix, spectrum and picture is derived from its two index maps:
 
 * the *padding map* of each spatial axis: for every position of the padded axis, the input
@@ -19,28 +19,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
-from .arguments import (
+from ._shapes import conv_transpose_output_shape, output_sizes
+from ._validation import (
     PADDING_MODES,
-    as_weight,
     int_tuple,
     normalize_padding,
     positive_int,
-    result_dtype,
     spatial_size,
 )
-from .shapes import conv_output_shape, conv_transpose_output_shape, output_sizes
 
 __all__ = [
     "AxisGeometry",
     "AxisSegment",
     "ConvGeometry",
-    # still importable from here, where they were defined before arguments.py and shapes.py
-    "PADDING_MODES",
-    "as_weight",
-    "conv_output_shape",
-    "conv_transpose_output_shape",
-    "result_dtype",
+    "spatial_matrix",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -421,6 +415,22 @@ class ConvGeometry:
             sum(seg.count * seg.length for seg in axis.segments()) for axis in self.axes
         )
         return per_channel * self.out_channels * (self.in_channels // self.groups)
+
+
+def spatial_matrix(geom: ConvGeometry) -> sp.csr_array:
+    """``S[o, j]``: how many kernel taps of output position ``o`` read input position ``j``.
+
+    One channel pair of the layer, built from :meth:`ConvGeometry.index_map`; the layer's
+    sparsity pattern is the Kronecker product of the channel connectivity and ``S != 0``.
+    """
+    index = geom.index_map()
+    rows = np.repeat(np.arange(index.shape[0], dtype=np.int64), index.shape[1])
+    keep = index.ravel() >= 0
+    shape = (math.prod(geom.output_size), math.prod(geom.input_size))
+    S = sp.csr_array((np.ones(int(keep.sum()), dtype=np.int64), (rows[keep], index.ravel()[keep])),
+                     shape=shape)
+    S.sum_duplicates()
+    return S
 
 
 def _make_axes(sizes, kernel_size, stride, dilation, pads, padding_mode, output_size):

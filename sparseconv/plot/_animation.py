@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._plotdata import layer_of, padded_index_map
-from .geometry import ConvGeometry
+from .._geometry import ConvGeometry
+from ._raster import layer_of, padded_index_map
 
 # vdumoulin's palette: blue input, white zero padding, dark kernel window, green output
 _INPUT, _COPY, _ZERO = "#9ecae1", "#deebf7", "white"

@@ -1,7 +1,7 @@
 """Exact spectra of convolution layers: singular values and eigenvalues, of one layer or a
 composition.
 
-A periodic layer's spectrum is that of its symbol (:mod:`sparseconv.symbol`), one small matrix
+A periodic layer's spectrum is that of its symbol (:mod:`sparseconv._symbol`), one small matrix
 per frequency; any other small layer gets a dense SVD of its explicit matrix.
 """
 
@@ -11,20 +11,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .geometry import ConvGeometry
-from .limits import check_memory
-from .matrices import conv_matrix
-from .symbol import (
+from ._geometry import ConvGeometry
+from ._matrices import conv_matrix
+from ._memory import check_memory
+from ._symbol import (
     block_diagonal,
     conjugate_pairs,
-    frequency_map,
     is_periodic,
     layer_geometry,
     per_frequency,
-    periodic_padding,
     require_periodic,
     smaller_gram,
-    symbol,
     symbol_at,
 )
 
@@ -33,10 +30,6 @@ __all__ = [
     "composition_singular_values",
     "eigenvalues",
     "singular_values",
-    # still importable from here, where they were defined before symbol.py
-    "frequency_map",
-    "periodic_padding",
-    "symbol",
 ]
 
 #: ``method="auto"`` computes a dense SVD only up to this many singular values.

@@ -34,11 +34,11 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.linalg import LinAlgError, cholesky_banded
 
-from .geometry import ConvGeometry
-from .limits import check_memory
-from .operators import ConvOperator
-from .spectra import singular_values
-from .symbol import (
+from ._geometry import ConvGeometry
+from ._memory import check_memory
+from ._operators import ConvOperator
+from ._spectra import singular_values
+from ._symbol import (
     conjugate_pairs,
     is_periodic,
     layer_geometry,

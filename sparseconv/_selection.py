@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .arguments import result_dtype
-from .geometry import ConvGeometry
-from .limits import check_sparse_memory
-from .matrices import _check_format
+from ._geometry import ConvGeometry
+from ._matrices import check_format
+from ._memory import check_sparse_memory
+from ._validation import result_dtype
 
 __all__ = ["im2col_matrix", "pad_matrix", "stride_matrix"]
 
@@ -77,12 +77,12 @@ def im2col_matrix(input_shape: Sequence[int], kernel_size: int | Sequence[int], 
 
     Examples
     --------
-    >>> from sparseconv.selection import im2col_matrix
+    >>> from sparseconv import im2col_matrix
     >>> P = im2col_matrix((3, 8, 8), 3, padding=1)
     >>> P.shape, P.nnz                                      # 27 patch rows of 64 positions
     ((1728, 192), 1452)
     """
-    _check_format(format)
+    check_format(format)
     geom = ConvGeometry.from_kernel_size(input_shape, kernel_size, stride=stride,
                                          padding=padding, dilation=dilation,
                                          padding_mode=padding_mode)
@@ -129,11 +129,11 @@ def pad_matrix(input_shape: Sequence[int], padding, padding_mode: str = "zeros",
 
     Examples
     --------
-    >>> from sparseconv.selection import pad_matrix
+    >>> from sparseconv import pad_matrix
     >>> pad_matrix((1, 3), 2, "reflect").toarray().argmax(axis=1)
     array([2, 1, 0, 1, 2, 1, 0])
     """
-    _check_format(format)
+    check_format(format)
     if isinstance(padding, str) and padding != "valid" and kernel_size is None:
         raise ValueError(f"padding={padding!r} depends on the kernel: pass kernel_size")
     layer = ConvGeometry.from_kernel_size(
@@ -174,11 +174,11 @@ def stride_matrix(input_shape: Sequence[int], stride, *, format: str = "csr",
 
     Examples
     --------
-    >>> from sparseconv.selection import stride_matrix
+    >>> from sparseconv import stride_matrix
     >>> stride_matrix((1, 5), 2).toarray()
     array([[1., 0., 0., 0., 0.],
            [0., 0., 1., 0., 0.],
            [0., 0., 0., 0., 1.]])
     """
-    _check_format(format)
+    check_format(format)
     return _selection(ConvGeometry.from_kernel_size(input_shape, 1, stride=stride), dtype, format)

@@ -23,19 +23,12 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .arguments import as_weight, result_dtype
-from .geometry import AxisSegment, ConvGeometry
-from .limits import check_memory
+from ._geometry import AxisSegment, ConvGeometry
+from ._memory import check_memory
+from ._validation import as_weight, check_format, result_dtype
 
-__all__ = ["FORMATS", "conv_matrix", "conv_transpose_matrix"]
+__all__ = ["assemble", "conv_matrix", "conv_transpose_matrix"]
 
-#: Sparse formats the builders return.
-FORMATS = ("csr", "csc", "coo", "bsr")
-_INT32_MAX = np.iinfo(np.int32).max
-
-
-def _index_dtype(nnz: int, shape: tuple[int, int]):
-    return np.int32 if max(nnz, *shape) <= _INT32_MAX else np.int64
 
 
 class _BlockLayout:
@@ -94,7 +87,7 @@ class _BlockLayout:
         )
 
 
-def _assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_array:
+def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_array:
     """The CSR array of the layer described by ``geom`` with (validated) ``weight``."""
     shape, ndim = geom.shape, geom.ndim
     c_out, groups = geom.out_channels, geom.groups
@@ -104,7 +97,7 @@ def _assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr
     segments = [distinct[axis] for axis in geom.axes]
     layout = _BlockLayout(segments, in_per_group)
     nnz = c_out * layout.length
-    index_dtype = np.dtype(_index_dtype(nnz, shape))
+    index_dtype = np.dtype(sp.get_index_dtype(maxval=max(nnz, *shape)))
     check_memory(
         nnz * (dtype.itemsize + index_dtype.itemsize) + (shape[0] + 1) * index_dtype.itemsize,
         f"the {shape[0]} x {shape[1]} sparse matrix with {nnz} nonzeros",
@@ -156,11 +149,6 @@ def _assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr
     matrix.has_sorted_indices = True
     matrix.has_canonical_format = True
     return matrix
-
-
-def _check_format(format: str) -> None:
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
 
 
 def conv_matrix(
@@ -241,13 +229,13 @@ def conv_matrix(
     >>> conv_matrix(np.ones((64, 3, 3, 3)), (3, 32, 32), stride=2, padding=1).shape
     (16384, 3072)
     """
-    _check_format(format)
+    check_format(format)
     weight = as_weight(weight)
     geom = ConvGeometry.from_weight(
         weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
         groups=groups, padding_mode=padding_mode, flip=flip,
     )
-    matrix = _assemble(geom, weight, result_dtype(weight, dtype))
+    matrix = assemble(geom, weight, result_dtype(weight, dtype))
     return matrix if format == "csr" else matrix.asformat(format)
 
 
@@ -302,10 +290,10 @@ def conv_transpose_matrix(
     >>> bool(abs(T - A.T).max() == 0)
     True
     """
-    _check_format(format)
+    check_format(format)
     weight = as_weight(weight)
     geom = ConvGeometry.for_transpose(
         weight.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups,
     )
-    return _assemble(geom, weight, result_dtype(weight, dtype)).T.asformat(format)
+    return assemble(geom, weight, result_dtype(weight, dtype)).T.asformat(format)

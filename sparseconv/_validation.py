@@ -2,7 +2,7 @@
 
 One function per kind of argument, each raising ``TypeError`` (wrong kind) or ``ValueError``
 (wrong value) with a message that names the argument and the value it got, before anything
-is allocated. :class:`sparseconv.geometry.ConvGeometry` and the public functions call these.
+is allocated. :class:`sparseconv._geometry.ConvGeometry` and the public functions call these.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ __all__ = [
 #: Padding modes with PyTorch's meaning (``torch.nn.Conv2d(padding_mode=...)``).
 PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 PADDING_STRINGS = ("valid", "same", "full")
+#: Sparse formats the builders return (scipy.sparse's names).
+FORMATS = ("csr", "csc", "coo", "bsr")
 
 
 def is_int(value: object) -> bool:
@@ -206,3 +208,24 @@ def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
     if dtype.kind not in "biufc":
         raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}")
     return dtype
+
+
+def per_layer_tuples(values, name: str, depth: int, ndim: int) -> list[tuple[int, ...]]:
+    """A per-layer argument (default 1 for every layer), each entry an int or ``ndim`` ints."""
+    values = [1] * depth if values is None else values
+    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) != depth:
+        raise ValueError(f"{name} must have one entry a layer ({depth}), got {values!r}")
+    return [int_tuple(v, ndim, f"{name}[{i}]", 1) for i, v in enumerate(values)]
+
+
+def check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+
+
+def layer_weight(weight, name: str = "weight") -> np.ndarray:
+    weight = as_weight(weight, name)
+    if weight.ndim < 3 or weight.size == 0:
+        raise ValueError(f"{name} must have shape (channels, channels, *kernel_size) with at "
+                         f"least one spatial dimension, got {name}.shape={weight.shape}")
+    return weight

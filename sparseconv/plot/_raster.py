@@ -8,18 +8,17 @@ public ones.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
-from .geometry import ConvGeometry
+from .._geometry import ConvGeometry, spatial_matrix
+from .._operators import layer_of
 
-__all__ = ["Raster", "bin_edges", "density_counts", "raster", "spatial_matrix", "field_counts",
-           "padded_index_map", "as_geometry", "layer_of"]
+__all__ = ["Raster", "bin_edges", "density_counts", "padded_index_map", "raster"]
 
 _CHUNK = 1 << 22  # entries binned per pass: bounds the temporaries at ~100 MB
 
@@ -167,52 +166,6 @@ def density_counts(A, row_edges: np.ndarray, col_edges: np.ndarray, *,
     return counts.reshape(nr, nc)
 
 
-def layer_of(A) -> tuple[ConvGeometry, bool] | None:
-    """``(geometry, transposed)`` of a layer object, ``None`` for a plain matrix.
-
-    A ConvGeometry or ConvOperator is its geometry's matrix; a ConvTransposeOperator (whose
-    geometry is the convolution it transposes) and an operator's adjoint ``.H`` are its
-    transpose.
-    """
-    from . import operators
-
-    if isinstance(A, ConvGeometry):
-        return A, False
-    if isinstance(A, operators.ConvOperator):
-        return A.geometry, False
-    if isinstance(A, operators.ConvTransposeOperator):
-        return A.geometry, True
-    parent = getattr(A, "parent", None)
-    if isinstance(A, LinearOperator) and parent is not None:
-        inner = layer_of(parent)
-        return None if inner is None else (inner[0], not inner[1])
-    return None
-
-
-def as_geometry(layer) -> ConvGeometry:
-    """The geometry of a ConvGeometry or ConvOperator (for index maps, so not transposed)."""
-    found = layer_of(layer)
-    if found is None or found[1]:
-        raise TypeError(f"expected a ConvGeometry or a ConvOperator, got {type(layer).__name__}")
-    return found[0]
-
-
-def spatial_matrix(geom: ConvGeometry) -> sp.csr_array:
-    """``S[o, j]``: how many kernel taps of output position ``o`` read input position ``j``.
-
-    One channel pair of the layer, built from :meth:`ConvGeometry.index_map`; the layer's
-    sparsity pattern is the Kronecker product of the channel connectivity and ``S != 0``.
-    """
-    index = geom.index_map()
-    rows = np.repeat(np.arange(index.shape[0], dtype=np.int64), index.shape[1])
-    keep = index.ravel() >= 0
-    shape = (math.prod(geom.output_size), math.prod(geom.input_size))
-    S = sp.csr_array((np.ones(int(keep.sum()), dtype=np.int64), (rows[keep], index.ravel()[keep])),
-                     shape=shape)
-    S.sum_duplicates()
-    return S
-
-
 def _channel_connectivity(geom: ConvGeometry) -> np.ndarray:
     """``G[o, c] = 1`` where output channel ``o`` reads input channel ``c`` (same group)."""
     groups = geom.groups
@@ -285,58 +238,6 @@ def _layer_raster(geom: ConvGeometry, max_bins: int) -> Raster:
     per_in = (len(cols) - 1) // geom.in_channels
     local = density_counts(spatial_matrix(geom), rows[:per_out + 1], cols[:per_in + 1])
     return Raster(np.kron(_channel_connectivity(geom), local), rows, cols)
-
-
-def field_counts(layers, position: Sequence[int] | None = None) -> np.ndarray:
-    """Number of paths from each input position to one output position through a stack.
-
-    Parameters
-    ----------
-    layers : ConvGeometry, ConvOperator, or a sequence of them
-        Applied first to last; each layer's spatial input size must be the previous layer's
-        output size.
-    position : tuple of int, optional
-        Output position of the last layer; its center by default.
-
-    Returns
-    -------
-    ndarray of int64, shape ``layers[0].input_size``
-        Nonzero exactly on the receptive field: ``e_position @ S_L @ ... @ S_1`` with the
-        tap-count matrices ``S`` of :func:`spatial_matrix`.
-
-    Raises
-    ------
-    TypeError
-        A layer that is not a ConvGeometry or ConvOperator.
-    ValueError
-        No layer, a layer that does not read the previous layer's output size, or a
-        ``position`` outside the last output.
-
-    Examples
-    --------
-    >>> from sparseconv import ConvGeometry
-    >>> from sparseconv.plot import field_counts
-    >>> g = ConvGeometry.from_weight((1, 1, 3), (1, 5), padding=1)
-    >>> field_counts([g, g]).tolist()          # two 3-tap layers: a 5-wide triangle
-    [1, 2, 3, 2, 1]
-    """
-    geoms = [as_geometry(layer) for layer in
-             (layers if isinstance(layers, Sequence) else [layers])]
-    if not geoms:
-        raise ValueError("layers must hold at least one layer")
-    for i, (a, b) in enumerate(zip(geoms[:-1], geoms[1:])):
-        if b.input_size != a.output_size:
-            raise ValueError(f"layer {i + 1} reads spatial size {b.input_size} but layer {i} "
-                             f"outputs {a.output_size}")
-    out = geoms[-1].output_size
-    position = tuple(n // 2 for n in out) if position is None else tuple(position)
-    if len(position) != len(out) or not all(0 <= p < n for p, n in zip(position, out)):
-        raise ValueError(f"position must be an output position within {out}, got {position}")
-    paths = np.zeros(math.prod(out), dtype=np.int64)
-    paths[np.ravel_multi_index(position, out)] = 1
-    for geom in reversed(geoms):
-        paths = spatial_matrix(geom).T @ paths
-    return paths.reshape(geoms[0].input_size)
 
 
 def padded_index_map(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:

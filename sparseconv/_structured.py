@@ -7,12 +7,12 @@ gather-map assembly of :func:`sparseconv.conv_matrix`, and the tests prove that 
 * a 2-D convolution is a Toeplitz matrix of Toeplitz blocks (a circulant of circulants when
   circular): ``sum_j kron(T(e_j), T(kernel[j]))`` over the 1-D matrices of the kernel rows;
 * im2col, padding and stride are 0/1 selection matrices, the geometry's gather map itself:
-  they live in :mod:`sparseconv.selection`;
+  they live in :mod:`sparseconv._selection`;
 * channels are blocks: ``kron(W, I)`` for a 1x1 convolution, a block array in general, block
   diagonal with groups;
 * dilation is a zero-inserted kernel, and a transposed convolution is a direct convolution with
   the flipped, channel-swapped kernel after zero insertion (fractionally strided): they live
-  in :mod:`sparseconv.transposed`.
+  in :mod:`sparseconv._transposed`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .arguments import as_weight, is_int, result_dtype, spatial_size
-from .geometry import ConvGeometry
-from .limits import check_sparse_memory
-from .matrices import _check_format, conv_matrix
-from .transposed import dilate_kernel, fractionally_strided, transpose_kernel
+from ._geometry import ConvGeometry
+from ._matrices import check_format, conv_matrix
+from ._memory import check_sparse_memory
+from ._validation import as_weight, is_int, result_dtype, spatial_size
 
 __all__ = [
     "toeplitz_matrix",
@@ -35,10 +34,6 @@ __all__ = [
     "doubly_block_circulant",
     "conv1x1_matrix",
     "block_conv_matrix",
-    # still importable from here, where they were defined before transposed.py
-    "dilate_kernel",
-    "transpose_kernel",
-    "fractionally_strided",
 ]
 
 _MODES = ("full", "valid", "same")  # numpy.convolve and scipy.signal.convolve2d modes
@@ -71,8 +66,12 @@ def _window(axis) -> tuple[int, int]:
 
 def _diagonals(values: np.ndarray, offsets, shape: tuple[int, int]) -> sp.csr_array:
     """The matrix with ``values[i]`` all along diagonal ``offsets[i]`` (``column - row``)."""
-    data = np.repeat(values[:, None], shape[1], axis=1)
-    return sp.dia_array((data, np.asarray(offsets)), shape=shape).tocsr()
+    offsets = np.asarray(offsets)
+    inside = (offsets > -shape[0]) & (offsets < shape[1])  # diags_array refuses the others
+    if not inside.any():
+        return sp.csr_array(shape, dtype=values.dtype)
+    return sp.diags_array(list(values[inside]), offsets=offsets[inside].tolist(), shape=shape,
+                          format="csr", dtype=values.dtype)
 
 
 def _kron_sum(outer: list, inner: list) -> sp.csr_array:
@@ -123,12 +122,12 @@ def toeplitz_matrix(kernel: np.ndarray, n: int, mode: str = "full", *, format: s
 
     Examples
     --------
-    >>> from sparseconv.structured import toeplitz_matrix
+    >>> from sparseconv import toeplitz_matrix
     >>> toeplitz_matrix([1.0, 2.0, 3.0], 4, mode="valid").toarray()
     array([[3., 2., 1., 0.],
            [0., 3., 2., 1.]])
     """
-    _check_format(format)
+    check_format(format)
     kernel = _kernel(kernel, 1)
     if not is_int(n) or n < 1:
         raise (ValueError if is_int(n) else TypeError)(f"n must be a positive integer, got {n!r}")
@@ -188,11 +187,11 @@ def doubly_block_toeplitz(kernel: np.ndarray, input_size: Sequence[int], mode: s
     Examples
     --------
     >>> import numpy as np
-    >>> from sparseconv.structured import doubly_block_toeplitz
+    >>> from sparseconv import doubly_block_toeplitz
     >>> doubly_block_toeplitz(np.ones((3, 3)), (5, 5), mode="valid").shape
     (9, 25)
     """
-    _check_format(format)
+    check_format(format)
     kernel = _kernel(kernel, 2)
     _check_mode(mode)
     geom = _geometry_2d(kernel, input_size, mode)
@@ -251,12 +250,12 @@ def doubly_block_circulant(kernel: np.ndarray, input_size: Sequence[int], *,
     Examples
     --------
     >>> import numpy as np
-    >>> from sparseconv.structured import doubly_block_circulant
+    >>> from sparseconv import doubly_block_circulant
     >>> A = doubly_block_circulant(np.arange(1.0, 10.0).reshape(3, 3), (4, 4))
     >>> bool(np.allclose(A.sum(axis=0), 45.0))            # every column holds the kernel once
     True
     """
-    _check_format(format)
+    check_format(format)
     kernel = _kernel(kernel, 2)
     geom = _geometry_2d(kernel, input_size, "same", "circular")
     firsts = [_window(axis)[0] for axis in geom.axes]
@@ -311,12 +310,12 @@ def conv1x1_matrix(weight: np.ndarray, spatial: int | Sequence[int], *, format: 
 
     Examples
     --------
-    >>> from sparseconv.structured import conv1x1_matrix
+    >>> from sparseconv import conv1x1_matrix
     >>> conv1x1_matrix([[1.0, 2.0]], 2).toarray()
     array([[1., 0., 2., 0.],
            [0., 1., 0., 2.]])
     """
-    _check_format(format)
+    check_format(format)
     weight = _kernel(weight, 2, "weight")
     spatial = spatial_size(spatial, "spatial")
     dtype, n = result_dtype(weight, dtype), math.prod(spatial)
@@ -363,13 +362,13 @@ def block_conv_matrix(
     --------
     >>> import numpy as np
     >>> from sparseconv import conv_matrix
-    >>> from sparseconv.structured import block_conv_matrix
+    >>> from sparseconv import block_conv_matrix
     >>> w = np.random.default_rng(0).standard_normal((4, 1, 3, 3))
     >>> B = block_conv_matrix(w, (2, 5, 5), padding=1, groups=2)
     >>> bool(abs(B - conv_matrix(w, (2, 5, 5), padding=1, groups=2)).max() == 0)
     True
     """
-    _check_format(format)
+    check_format(format)
     weight = as_weight(weight)
     geom = ConvGeometry.from_weight(weight.shape, input_shape, stride=stride, padding=padding,
                                     dilation=dilation, groups=groups, padding_mode=padding_mode,

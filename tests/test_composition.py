@@ -1,5 +1,4 @@
-"""A stack of convolutions in closed form: receptive field extents and composed kernels,
-against scipy.signal, conv_matrix products and PyTorch."""
+"""Affine maps, composition and composed kernels against PyTorch and products of matrices."""
 
 from __future__ import annotations
 
@@ -8,35 +7,81 @@ import math
 import numpy as np
 import pytest
 import scipy.signal
+import scipy.sparse as sp
 
-from sparseconv import conv_matrix, conv_output_shape
-from sparseconv.stacks import compose_kernels, receptive_field_size
+from sparseconv import (
+    AffineMap,
+    affine_conv,
+    avg_pool_matrix,
+    compose,
+    compose_kernels,
+    conv_matrix,
+    conv_output_shape,
+    receptive_field_size,
+)
 
-from .conftest import assert_close, requires_torch, torch_conv
-
-
-# -- receptive field extents -------------------------------------------------------------------
-def test_receptive_field_size_cases():
-    assert receptive_field_size([3, 3]) == 5
-    assert receptive_field_size([(3, 3)] * 2) == (5, 5)
-    assert receptive_field_size([3] * 3) == 7
-    assert receptive_field_size([3, 3, 3], dilation=[1, 2, 4]) == 15
-    assert receptive_field_size([2, 2, 2], stride=[2, 2, 2]) == 8
-    assert receptive_field_size([(7, 1), (3, 3)], stride=[(2, 1), 1]) == (11, 3)
-
-
-def test_receptive_field_size_rejects():
-    with pytest.raises(ValueError, match="non-empty sequence"):
-        receptive_field_size([])
-    with pytest.raises(ValueError, match="one entry a layer"):
-        receptive_field_size([3, 3], stride=[2])
-    with pytest.raises(ValueError, match=r"kernel_size\[1\]"):
-        receptive_field_size([3, 0])
-    with pytest.raises(ValueError, match=r"dilation\[0\]"):
-        receptive_field_size([(3, 3)], dilation=[(1, 1, 1)])
+from .conftest import F, assert_close, requires_torch, torch, torch_conv
 
 
-# -- kernel composition ------------------------------------------------------------------------
+@requires_torch
+@pytest.mark.parametrize("seed", range(12))
+def test_affine_network_matches_torch(seed):
+    rng = np.random.default_rng(100 + seed)
+    c0, c1, c2 = (int(c) for c in rng.integers(1, 4, 3))
+    size = (int(rng.integers(6, 10)), int(rng.integers(6, 10)))
+    w1, b1 = rng.standard_normal((c1, c0, 3, 3)), rng.standard_normal(c1)
+    w2, b2 = rng.standard_normal((c2, c1, 2, 3)), rng.standard_normal(c2)
+    stride = int(rng.integers(1, 3))
+    layer1 = affine_conv(w1, b1, (c0, *size), padding=1, padding_mode="reflect")
+    pool = avg_pool_matrix((c1, *size), 2, count_include_pad=False, padding=1)
+    pooled = conv_output_shape(size, 2, stride=2, padding=1)
+    layer2 = affine_conv(w2, b2, (c1, *pooled), stride=stride)
+    net = compose(layer1, pool, layer2)
+    assert isinstance(net, AffineMap)
+
+    x = rng.standard_normal((3, c0, *size))  # a batch: the columns of the input
+    t = torch.from_numpy
+    h = F.conv2d(F.pad(t(x), (1, 1, 1, 1), mode="reflect"), t(w1), t(b1))
+    h = F.avg_pool2d(h, 2, padding=1, count_include_pad=False)
+    y = F.conv2d(h, t(w2), t(b2), stride=stride).numpy()
+    config = dict(channels=(c0, c1, c2), size=size, stride=stride)
+    assert_close(net(x.reshape(3, -1).T).T, y.reshape(3, -1), config)
+    assert_close(net(x[0].ravel()), y[0].ravel(), config)
+    # homogeneous coordinates: composition is the matrix product
+    H = layer2.homogeneous() @ AffineMap(pool, np.zeros(pool.shape[0])).homogeneous() \
+        @ layer1.homogeneous()
+    assert_close(H, net.homogeneous(), config)
+    assert_close((H @ np.append(x[0].ravel(), 1.0))[:-1], y[0].ravel(), config)
+    assert_close(net.matrix, layer2.matrix @ pool @ layer1.matrix, config)
+
+
+def test_compose_of_matrices_is_their_product_and_checks_shapes():
+    rng = np.random.default_rng(3)
+    A = conv_matrix(rng.standard_normal((2, 1, 3)), (1, 9))
+    B = avg_pool_matrix((2, 7), 2, stride=1)
+    C = compose(A, B)
+    assert isinstance(C, sp.csr_array)
+    assert_close(C, B @ A, "compose")
+    with pytest.raises(ValueError, match=r"layers\[1\] has shape \(14, 9\) but receives .* 12"):
+        compose(B, A)
+    with pytest.raises(ValueError, match="at least one"):
+        compose()
+    with pytest.raises(TypeError, match="scipy.sparse"):
+        compose(A, np.ones((3, 14)))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        AffineMap(A, np.zeros(3))
+    with pytest.raises(TypeError, match="matrix must be a 2-D scipy.sparse array"):
+        AffineMap(A.toarray(), np.zeros(14))
+    with pytest.raises(TypeError, match="matrix must be"):  # would drop the inner bias
+        AffineMap(AffineMap(A, np.ones(14)), np.zeros(14))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        affine_conv(np.ones((2, 1, 3)), [1.0, 2.0, 3.0], (1, 5))
+    f = affine_conv(np.ones((2, 1, 3)), None, (1, 5))
+    assert np.array_equal(f.bias, np.zeros(6))
+    with pytest.raises(ValueError, match="receives a vector of size"):
+        f @ f
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_compose_kernels_single_channel_is_full_convolution(seed):
     rng = np.random.default_rng(400 + seed)

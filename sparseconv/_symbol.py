@@ -4,8 +4,8 @@ A circular (periodic) layer is diagonalized by the DFT, one small matrix per fre
 (Sedghi, Gupta & Long, ICLR 2019); with stride ``s`` the polyphase components of the input
 make it ``C_out x C_in*s^d`` per frequency of the ``n/s`` grid. The per-frequency matrices --
 the *symbol* -- are built from the taps' positions in the geometry's own gather map, so they
-describe exactly the matrix :func:`sparseconv.conv_matrix` builds. :mod:`sparseconv.spectra`
-and :mod:`sparseconv.norms` compute with them.
+describe exactly the matrix :func:`sparseconv.conv_matrix` builds. :mod:`sparseconv._spectra`
+and :mod:`sparseconv._spectral_norm` compute with them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .arguments import as_weight, int_tuple, normalize_padding
-from .geometry import ConvGeometry
+from ._geometry import ConvGeometry
+from ._validation import as_weight, int_tuple, normalize_padding
 
 __all__ = ["frequency_map", "periodic_padding", "symbol"]
 
@@ -26,7 +26,7 @@ def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
 
     Examples
     --------
-    >>> from sparseconv.symbol import periodic_padding
+    >>> from sparseconv._symbol import periodic_padding
     >>> periodic_padding((3, 4), (1, 1))
     ((1, 1), (1, 2))
     """

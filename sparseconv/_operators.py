@@ -17,12 +17,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from ._geometry import ConvGeometry
+from ._matrices import assemble, check_format
 from ._products import forward, transpose_map
-from .arguments import as_weight, result_dtype
-from .geometry import ConvGeometry
-from .matrices import _assemble, _check_format
+from ._validation import as_weight, result_dtype
 
-__all__ = ["ConvOperator", "ConvTransposeOperator"]
+__all__ = ["ConvOperator", "ConvTransposeOperator", "as_geometry", "layer_of"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,8 +181,8 @@ class ConvOperator(_GeometryOperator):
 
     def tosparse(self, format: str = "csr") -> sp.sparray:
         """The explicit matrix, equal to :func:`sparseconv.conv_matrix` of the same layer."""
-        _check_format(format)
-        return _assemble(self.geometry, self.weight, self.dtype).asformat(format)
+        check_format(format)
+        return assemble(self.geometry, self.weight, self.dtype).asformat(format)
 
 
 class ConvTransposeOperator(_GeometryOperator):
@@ -254,5 +254,33 @@ class ConvTransposeOperator(_GeometryOperator):
 
     def tosparse(self, format: str = "csr") -> sp.sparray:
         """The explicit matrix, equal to :func:`sparseconv.conv_transpose_matrix`."""
-        _check_format(format)
-        return _assemble(self.geometry, self.weight, self.dtype).T.asformat(format)
+        check_format(format)
+        return assemble(self.geometry, self.weight, self.dtype).T.asformat(format)
+
+
+def layer_of(A) -> tuple[ConvGeometry, bool] | None:
+    """``(geometry, transposed)`` of a layer object, ``None`` for a plain matrix.
+
+    A ConvGeometry or ConvOperator is its geometry's matrix; a ConvTransposeOperator (whose
+    geometry is the convolution it transposes) and an operator's adjoint ``.H`` are its
+    transpose.
+    """
+    if isinstance(A, ConvGeometry):
+        return A, False
+    if isinstance(A, ConvOperator):
+        return A.geometry, False
+    if isinstance(A, ConvTransposeOperator):
+        return A.geometry, True
+    parent = getattr(A, "parent", None)
+    if isinstance(A, LinearOperator) and parent is not None:
+        inner = layer_of(parent)
+        return None if inner is None else (inner[0], not inner[1])
+    return None
+
+
+def as_geometry(layer) -> ConvGeometry:
+    """The geometry of a ConvGeometry or ConvOperator (for index maps, so not transposed)."""
+    found = layer_of(layer)
+    if found is None or found[1]:
+        raise TypeError(f"expected a ConvGeometry or a ConvOperator, got {type(layer).__name__}")
+    return found[0]

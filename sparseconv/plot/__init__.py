@@ -1,7 +1,7 @@
 """Pictures of convolution matrices: sparsity, spectra, receptive fields, animations.
 
 matplotlib is imported inside the functions, so ``import sparseconv.plot`` stays light. Every
-index drawn comes from the geometry core (see :mod:`sparseconv._plotdata`); every function
+index drawn comes from the geometry core (see :mod:`sparseconv.plot._raster`); every function
 takes ``ax=None`` (the current axes) and returns its artist, as matplotlib's own do.
 """
 
@@ -13,30 +13,29 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from .._geometry import ConvGeometry
+from .._operators import layer_of
+from .._receptive_field import receptive_field_paths
 from ._animation import conv_animation
-from ._plotdata import (
+from ._raster import (
     Raster,
     bin_edges,
     density_counts,
-    field_counts,
-    layer_of,
     padded_index_map,
     raster,
 )
-from .geometry import ConvGeometry
 
 __all__ = [
     "Raster",
     "bin_edges",
     "conv_animation",
     "density_counts",
-    "field_counts",
-    "frequency_map",
+    "frequency_heatmap",
     "padded_index_map",
     "raster",
-    "receptive_field",
+    "receptive_field_heatmap",
     "save_raster",
-    "singular_values",
+    "spectrum",
     "spy",
 ]
 
@@ -288,7 +287,7 @@ def save_raster(fname, A, *, geometry: ConvGeometry | None = None, max_bins: int
     imsave(fname, image, **style)
 
 
-def singular_values(values, ax=None, *, label: str | None = None, fraction: bool = False,
+def spectrum(values, ax=None, *, label: str | None = None, fraction: bool = False,
                     **kwargs) -> list:
     """Plot sorted singular values; a mapping ``{label: values}`` overlays several layers.
 
@@ -313,8 +312,8 @@ def singular_values(values, ax=None, *, label: str | None = None, fraction: bool
     Examples
     --------
     >>> from matplotlib.figure import Figure
-    >>> from sparseconv.plot import singular_values
-    >>> lines = singular_values({"a": [1.0, 3.0, 2.0]}, Figure().subplots())
+    >>> from sparseconv.plot import spectrum
+    >>> lines = spectrum({"a": [1.0, 3.0, 2.0]}, Figure().subplots())
     >>> lines[0].get_ydata().tolist()
     [3.0, 2.0, 1.0]
     """
@@ -332,7 +331,7 @@ def singular_values(values, ax=None, *, label: str | None = None, fraction: bool
     return lines
 
 
-def frequency_map(values, ax=None, *, cmap: str = "viridis", **kwargs):
+def frequency_heatmap(values, ax=None, *, cmap: str = "viridis", **kwargs):
     """Heatmap of a per-frequency quantity over the 2-D frequency grid, zero frequency centered.
 
     Parameters
@@ -359,9 +358,9 @@ def frequency_map(values, ax=None, *, cmap: str = "viridis", **kwargs):
     --------
     >>> import numpy as np
     >>> from matplotlib.figure import Figure
-    >>> from sparseconv.plot import frequency_map
+    >>> from sparseconv.plot import frequency_heatmap
     >>> gain = np.abs(np.fft.fft2(np.ones((2, 2)), s=(8, 8)))   # a box filter: low-pass
-    >>> image = frequency_map(gain, Figure().subplots())
+    >>> image = frequency_heatmap(gain, Figure().subplots())
     >>> float(image.get_array()[4, 4])                          # zero frequency, centered
     4.0
     """
@@ -382,14 +381,14 @@ def frequency_map(values, ax=None, *, cmap: str = "viridis", **kwargs):
     return artist
 
 
-def receptive_field(layers, ax=None, *, position: Sequence[int] | None = None,
+def receptive_field_heatmap(layers, ax=None, *, position: Sequence[int] | None = None,
                     cmap: str = "Purples", **kwargs):
     """Draw the input pixels one output unit reads, through one layer or a stack of them.
 
     Parameters
     ----------
     layers : ConvGeometry, ConvOperator, or a sequence of them
-        1-D or 2-D, applied first to last (see :func:`field_counts`).
+        1-D or 2-D, applied first to last (see :func:`sparseconv.receptive_field_paths`).
     ax : matplotlib Axes, optional
     position : tuple of int, optional
         The output unit; the center of the last layer's output by default.
@@ -401,20 +400,20 @@ def receptive_field(layers, ax=None, *, position: Sequence[int] | None = None,
     Returns
     -------
     matplotlib.image.AxesImage
-        Its array is :func:`field_counts` (a row for a 1-D stack), zeros masked.
+        Its array is :func:`sparseconv.receptive_field_paths` (a row for a 1-D stack), zeros masked.
 
     Raises
     ------
     ValueError, TypeError
-        As :func:`field_counts`; layers with more than 2 spatial dimensions.
+        As :func:`sparseconv.receptive_field_paths`; layers with more than 2 spatial dimensions.
 
     Examples
     --------
     >>> from matplotlib.figure import Figure
     >>> from sparseconv import ConvGeometry
-    >>> from sparseconv.plot import receptive_field
+    >>> from sparseconv.plot import receptive_field_heatmap
     >>> g = ConvGeometry.from_weight((1, 1, 3, 3), (1, 9, 9), padding=1)
-    >>> image = receptive_field([g, g, g], Figure().subplots())
+    >>> image = receptive_field_heatmap([g, g, g], Figure().subplots())
     >>> int((image.get_array() > 0).sum())           # three 3x3 layers see 7x7 pixels
     49
     """
@@ -422,7 +421,7 @@ def receptive_field(layers, ax=None, *, position: Sequence[int] | None = None,
     from matplotlib.ticker import MaxNLocator
 
     ax = _axes(ax)
-    counts = field_counts(layers, position)
+    counts = receptive_field_paths(layers, position)
     if counts.ndim > 2:
         raise ValueError(f"receptive_field draws 1-D and 2-D layers, got {counts.ndim}-D")
     image = np.ma.masked_equal(np.atleast_2d(counts), 0)  # unread pixels: white

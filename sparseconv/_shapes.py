@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .arguments import int_tuple, is_int, normalize_padding, spatial_size
+from ._validation import int_tuple, is_int, normalize_padding, spatial_size
 
 __all__ = ["conv_output_shape", "conv_transpose_output_shape", "output_sizes"]
 

@@ -1,0 +1,287 @@
+"""Composition: layers as maps that compose, and a stack of convolutions as one kernel.
+
+A network of linear layers is a product of sparse matrices; a bias makes each layer an affine
+map (:class:`AffineMap`), and affine maps compose too. A stack of "valid" convolutions is
+itself one convolution, whose kernel :func:`compose_kernels` gives in closed form: a layer's
+taps are ``dilation`` of its inputs apart, and its inputs are ``S`` network inputs apart, ``S``
+the product of the strides below it (the same recursion as
+:func:`sparseconv.receptive_field_size`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._dilation import dilate_kernel
+from ._matrices import check_format, conv_matrix
+from ._validation import as_weight, per_layer_tuples
+
+__all__ = ["AffineMap", "affine_conv", "compose", "compose_kernels"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Affine layers and composition
+# ---------------------------------------------------------------------------------------------
+def as_matrix(layer, name: str) -> sp.sparray:
+    if isinstance(layer, AffineMap):
+        return layer.matrix
+    if not (sp.issparse(layer) and layer.ndim == 2):
+        raise TypeError(f"{name} must be a 2-D scipy.sparse array or an AffineMap, "
+                        f"got {type(layer).__name__}")
+    return layer
+
+
+@dataclass(frozen=True, eq=False)
+class AffineMap:
+    """The affine layer ``x -> matrix @ x + bias``; ``f @ g`` is the composition ``f(g(x))``.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse array, shape (m, n)
+    bias : array_like, shape (m,)
+
+    Raises
+    ------
+    TypeError
+        A matrix that is not a 2-D scipy.sparse array, a non-numeric bias.
+    ValueError
+        A bias whose shape is not ``(m,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import affine_conv
+    >>> f = affine_conv(np.ones((1, 1, 2)), [1.0], (1, 3))   # 3 -> 2: x -> conv(x) + 1
+    >>> g = affine_conv(np.ones((1, 1, 2)), [1.0], (1, 2))   # 2 -> 1
+    >>> (g @ f)(np.array([1.0, 2.0, 3.0]))                  # g(f(x)) = g([4, 6])
+    array([11.])
+    >>> (g @ f).homogeneous().toarray()                     # [[A, b], [0, 1]]
+    array([[1., 2., 1., 3.],
+           [0., 0., 0., 1.]])
+    """
+
+    matrix: sp.sparray
+    bias: np.ndarray
+
+    def __post_init__(self):
+        matrix = self.matrix
+        if not (sp.issparse(matrix) and matrix.ndim == 2):
+            raise TypeError(f"matrix must be a 2-D scipy.sparse array, got "
+                            f"{type(matrix).__name__}")
+        bias = as_weight(self.bias, "bias")
+        if bias.shape != (matrix.shape[0],):
+            raise ValueError(f"bias must have shape ({matrix.shape[0]},) to match matrix.shape="
+                             f"{matrix.shape}, got bias.shape={bias.shape}")
+        object.__setattr__(self, "matrix", sp.csr_array(matrix))
+        object.__setattr__(self, "bias", bias)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to a vector ``(n,)`` or to columns ``(n, k)``."""
+        x = np.asarray(x)
+        return self.matrix @ x + (self.bias if x.ndim == 1 else self.bias[:, None])
+
+    def __matmul__(self, other):
+        if isinstance(other, AffineMap) or sp.issparse(other):
+            check_chain([as_matrix(other, "other"), self.matrix], names=["g", "f in f @ g"])
+        if isinstance(other, AffineMap):
+            return AffineMap(self.matrix @ other.matrix, self.matrix @ other.bias + self.bias)
+        if sp.issparse(other):
+            return AffineMap(self.matrix @ other, self.bias)
+        return NotImplemented
+
+    def homogeneous(self, format: str = "csr") -> sp.sparray:
+        """The ``(m+1) x (n+1)`` matrix ``[[A, b], [0, 1]]``: composition is its product."""
+        check_format(format)
+        corner = sp.csr_array(np.ones((1, 1), dtype=self.bias.dtype))
+        return sp.block_array([[self.matrix, sp.csr_array(self.bias[:, None])], [None, corner]],
+                              format=format)
+
+
+def affine_conv(weight: np.ndarray, bias, input_shape: Sequence[int], **kwargs) -> AffineMap:
+    """A convolution layer with bias, ``x -> conv(x) + bias``, as an :class:`AffineMap`.
+
+    Parameters
+    ----------
+    weight, input_shape, **kwargs
+        As for :func:`sparseconv.conv_matrix`.
+    bias : array_like, shape (C_out,), or None
+        One value an output channel, as PyTorch's ``bias``; None for zero.
+
+    Returns
+    -------
+    AffineMap
+        ``matrix = conv_matrix(weight, input_shape, **kwargs)`` and the bias repeated over the
+        output positions of each channel.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`conv_matrix`; a bias of the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import affine_conv
+    >>> affine_conv(np.ones((2, 1, 3, 3)), [0.5, -1.0], (1, 4, 4)).bias.shape
+    (8,)
+    """
+    matrix = conv_matrix(weight, input_shape, **kwargs)
+    c_out = np.shape(weight)[0]
+    bias = np.zeros(c_out, matrix.dtype) if bias is None else as_weight(bias, "bias")
+    if bias.shape != (c_out,):
+        raise ValueError(f"bias must have shape ({c_out},) (one value an output channel), got "
+                         f"bias.shape={bias.shape}")
+    return AffineMap(matrix, np.repeat(bias, matrix.shape[0] // c_out))
+
+
+def check_chain(matrices: list, n_in: int | None = None, names=None) -> None:
+    """Each matrix must accept the output of the one before (the first, ``n_in`` inputs)."""
+    names = names or [f"layers[{i}]" for i in range(len(matrices))]
+    expected = matrices[0].shape[1] if n_in is None else n_in
+    for name, matrix in zip(names, matrices):
+        if matrix.shape[1] != expected:
+            raise ValueError(f"{name} has shape {matrix.shape} but receives a vector of "
+                             f"size {expected}")
+        expected = matrix.shape[0]
+
+
+def compose(*layers) -> sp.sparray | AffineMap:
+    """The composition of layers, first applied first: ``layers[-1] @ ... @ layers[0]``.
+
+    Parameters
+    ----------
+    *layers : scipy.sparse arrays or AffineMap
+        At least one; ``layers[i+1].shape[1] == layers[i].shape[0]``.
+
+    Returns
+    -------
+    scipy.sparse array (CSR), or AffineMap if any layer is affine.
+
+    Raises
+    ------
+    ValueError, TypeError
+        No layer, a non-sparse layer, mismatched shapes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import conv_matrix
+    >>> from sparseconv import avg_pool_matrix, compose
+    >>> net = compose(conv_matrix(np.ones((4, 3, 3, 3)), (3, 8, 8), padding=1),
+    ...               avg_pool_matrix((4, 8, 8), 2))
+    >>> net.shape
+    (64, 192)
+    """
+    if not layers:
+        raise ValueError("compose needs at least one layer")
+    check_chain([as_matrix(layer, f"layers[{i}]") for i, layer in enumerate(layers)])
+    if any(isinstance(layer, AffineMap) for layer in layers):
+        layers = [layer if isinstance(layer, AffineMap) else
+                  AffineMap(layer, np.zeros(layer.shape[0], layer.dtype)) for layer in layers]
+    result = layers[0] if isinstance(layers[0], AffineMap) else sp.csr_array(layers[0])
+    for layer in layers[1:]:
+        result = layer @ result
+    return result
+
+
+def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
+                    dilation: Sequence | None = None, groups: Sequence | None = None) -> np.ndarray:
+    """The single kernel of a stack of "valid" convolutions, first applied first.
+
+    Parameters
+    ----------
+    *weights : array_like, shapes (C_1, C_0/g_1, *k_1), (C_2, C_1/g_2, *k_2), ...
+        PyTorch layouts (cross-correlation), each reading the previous output.
+    stride, dilation, groups : sequence, optional
+        One entry a layer (an int, or a tuple per spatial axis for ``stride`` and
+        ``dilation``); default 1.
+
+    Returns
+    -------
+    ndarray, shape (C_L, C_0, *K)
+        The kernel of one convolution with ``groups=1``, ``dilation=1`` and stride
+        ``prod(stride)`` per axis, ``K = 1 + sum_l dilation_l (k_l - 1) prod_{j<l} stride_j``
+        (:func:`receptive_field_size`): ``conv_matrix(W, s, stride=prod(stride))`` equals
+        ``conv_matrix(w_L, s_L, stride=stride_L, ...) @ ... @ conv_matrix(w_1, s, ...)``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        No weight, mismatched channels or dimensions, per-layer lists of the wrong length,
+        groups that do not divide the channels.
+
+    See Also
+    --------
+    receptive_field_size : the extent ``K``, in closed form.
+
+    Notes
+    -----
+    Cross-correlations compose by the full *convolution* of their kernels, summed over the
+    inner channels: ``W[o, c] = sum_m w2[o, m] * w1[m, c]``, since
+    ``sum_u w2[u] sum_t w1[t] x[i+u+t] = sum_s (sum_{t+u=s} w1[t] w2[u]) x[i+s]``. A later
+    layer's tap ``v`` lands ``dilation * v`` outputs further on, that is ``S * dilation * v``
+    inputs, ``S`` the stride of all the layers before it; a grouped weight is its block
+    diagonal. Only valid padding composes exactly (padding would insert zeros between the
+    layers).
+
+    Examples
+    --------
+    >>> from sparseconv import compose_kernels
+    >>> compose_kernels([[[1.0, 1.0]]], [[[1.0, 2.0]]])
+    array([[[1., 3., 2.]]])
+    >>> compose_kernels([[[1.0, 1.0]]], [[[1.0, 2.0]]], stride=[2, 1])  # W of stride 2
+    array([[[1., 1., 2., 2.]]])
+    """
+    if not weights:
+        raise ValueError("compose_kernels needs at least one weight")
+    arrays = [as_weight(w, f"weights[{i}]") for i, w in enumerate(weights)]
+    for i, w in enumerate(arrays):
+        if w.ndim != arrays[0].ndim or w.ndim < 3 or w.size == 0:
+            raise ValueError(f"weights[{i}] must be a non-empty (C_out, C_in/groups, "
+                             f"*kernel_size) array like weights[0], got shape {w.shape}")
+    ndim, depth = arrays[0].ndim - 2, len(arrays)
+    per_layer = {name: per_layer_tuples(values, name, depth, 1 if name == "groups" else ndim)
+                 for name, values in (("stride", stride), ("dilation", dilation),
+                                      ("groups", groups))}
+    dense = []
+    for i, (w, (g,)) in enumerate(zip(arrays, per_layer["groups"])):
+        c_in = w.shape[1] * g if i == 0 else dense[-1].shape[0]
+        if w.shape[0] % g or w.shape[1] * g != c_in:
+            raise ValueError(
+                f"weights[{i}].shape={w.shape} with groups[{i}]={g} must read the "
+                f"{c_in} channels of " + ("its input" if i == 0 else f"weights[{i - 1}]")
+                + f" (weights[{i}].shape[1] * groups == {c_in}, groups dividing shape[0])")
+        dense.append(_block_diagonal_weight(w, g))
+    # the first layer's own dilation, as zeros in its kernel
+    total, jump = dilate_kernel(dense[0], per_layer["dilation"][0]), per_layer["stride"][0]
+    for w, s, d in zip(dense[1:], per_layer["stride"][1:], per_layer["dilation"][1:]):
+        step = [j * di for j, di in zip(jump, d)]  # input offset between w's taps
+        kernel = [st * (k - 1) + t for st, k, t in zip(step, w.shape[2:], total.shape[2:])]
+        out = np.zeros((w.shape[0], total.shape[1], *kernel), np.result_type(total, w))
+        for tap in np.ndindex(*w.shape[2:]):  # each tap of the outer kernel shifts the inner
+            window = tuple(slice(st * v, st * v + t)
+                           for st, v, t in zip(step, tap, total.shape[2:]))
+            out[(slice(None), slice(None), *window)] += np.tensordot(
+                w[(slice(None), slice(None), *tap)], total, axes=(1, 0))
+        total, jump = out, [j * si for j, si in zip(jump, s)]
+    return total
+
+
+def _block_diagonal_weight(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped weight ``(C_out, C_in/groups, *k)`` as its ``groups=1`` equivalent."""
+    if groups == 1:
+        return weight
+    c_out, per_group = weight.shape[0] // groups, weight.shape[1]
+    dense = np.zeros((weight.shape[0], per_group * groups, *weight.shape[2:]), weight.dtype)
+    for g in range(groups):
+        dense[g * c_out:(g + 1) * c_out, g * per_group:(g + 1) * per_group] = (
+            weight[g * c_out:(g + 1) * c_out])
+    return dense

@@ -1,0 +1,48 @@
+"""Dilation: a dilated kernel is the kernel with ``dilation - 1`` zeros between its taps.
+
+Every builder takes ``dilation`` directly (the gather map spaces the taps); this module makes
+the equivalence a checkable object, as the tutorial draws it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._validation import int_tuple, layer_weight
+
+__all__ = ["dilate_kernel"]
+
+
+def dilate_kernel(weight: np.ndarray, dilation: int | Sequence[int]) -> np.ndarray:
+    """The kernel with ``dilation - 1`` zeros inserted between its taps.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+    dilation : int or tuple of int
+
+    Returns
+    -------
+    ndarray, shape (C_out, C_in/groups, *(dilation*(kernel_size-1)+1))
+        ``conv_matrix(weight, ..., dilation=d)`` equals ``conv_matrix(dilate_kernel(weight,
+        d), ...)`` (the latter stores the inserted zeros).
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad weight or dilation.
+
+    Examples
+    --------
+    >>> from sparseconv import dilate_kernel
+    >>> dilate_kernel([[[1.0, 2.0, 3.0]]], 2)
+    array([[[1., 0., 2., 0., 3.]]])
+    """
+    weight = layer_weight(weight)
+    dilation = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
+    size = [d * (k - 1) + 1 for k, d in zip(weight.shape[2:], dilation)]
+    out = np.zeros((*weight.shape[:2], *size), dtype=weight.dtype)
+    out[(Ellipsis, *(slice(None, None, d) for d in dilation))] = weight
+    return out

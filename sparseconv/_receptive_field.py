@@ -1,0 +1,212 @@
+"""Receptive fields: which inputs an output unit depends on, exactly or in closed form.
+
+* :func:`receptive_field` -- the field of one unit of any composition of sparse layers: row
+  ``i`` of the sparsity pattern of the product, pulled back through the patterns.
+* :func:`receptive_field_paths` -- for convolution layers given by their geometry, how many
+  paths lead from each input position to one output position (the tap-count matrices of the
+  gather map, multiplied); nonzero exactly on the field.
+* :func:`receptive_field_size` -- the extent of a stack's field in closed form,
+  ``1 + sum_l dilation_l (k_l - 1) prod_{j<l} stride_j``.
+
+The tests check that the three agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._composition import as_matrix, check_chain
+from ._geometry import spatial_matrix
+from ._operators import as_geometry
+from ._validation import is_int, per_layer_tuples, spatial_size
+
+__all__ = ["receptive_field", "receptive_field_paths", "receptive_field_size"]
+
+
+def receptive_field(layers: Sequence, input_shape: Sequence[int], output_index,
+                    output_shape: Sequence[int] | None = None) -> np.ndarray:
+    """The exact receptive field of one output unit of a composition of layers.
+
+    Parameters
+    ----------
+    layers : sequence of scipy.sparse arrays or AffineMap
+        First applied first, as for :func:`compose`.
+    input_shape : tuple of int
+        Shape of the network's input, ``(C, *spatial)``.
+    output_index : int or tuple of int
+        The output unit: a flat index, or an index into ``output_shape``.
+    output_shape : tuple of int, optional
+        Needed for a tuple ``output_index``.
+
+    Returns
+    -------
+    ndarray of bool, shape input_shape
+        True where the unit depends on the input (structurally: stored entries, whatever
+        their value).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Mismatched shapes, an index out of range.
+
+    See Also
+    --------
+    receptive_field_size : the closed form of its extent.
+
+    Notes
+    -----
+    The field is row ``i`` of the sparsity pattern of ``A_L ... A_1``. It is computed without
+    forming the product: ``e_i`` is pulled back through the patterns, ``r <- |A_l|^T r``, so
+    ``r > 0`` exactly where a path of stored entries reaches the unit (no cancellation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import conv_matrix
+    >>> from sparseconv import receptive_field
+    >>> A = conv_matrix(np.ones((1, 1, 3, 3)), (1, 9, 9), padding=1)
+    >>> field = receptive_field([A, A], (1, 9, 9), (0, 4, 4), output_shape=(1, 9, 9))
+    >>> int(field.sum())                                   # stacked 3x3: a 5x5 field
+    25
+    """
+    input_shape = spatial_size(input_shape, "input_shape")
+    matrices = [as_matrix(layer, f"layers[{i}]") for i, layer in enumerate(layers)]
+    if not matrices:
+        raise ValueError("receptive_field needs at least one layer")
+    check_chain(matrices, math.prod(input_shape))
+    rows = matrices[-1].shape[0]
+    if output_shape is not None:
+        output_shape = spatial_size(output_shape, "output_shape")
+        if math.prod(output_shape) != rows:
+            raise ValueError(f"output_shape={output_shape} has {math.prod(output_shape)} units, "
+                             f"the last layer {rows}")
+    index = output_index
+    if not is_int(index):
+        if output_shape is None or np.ndim(index) != 1 or len(index) != len(output_shape):
+            raise ValueError(f"output_index={output_index!r} must be an int or a tuple of "
+                             f"len(output_shape), with output_shape given")
+        if not all(is_int(i) and 0 <= i < n for i, n in zip(index, output_shape)):
+            raise ValueError(f"output_index={output_index!r} is out of range for "
+                             f"output_shape={output_shape}")
+        index = int(np.ravel_multi_index(tuple(index), output_shape))
+    if not 0 <= index < rows:
+        raise ValueError(f"output_index={output_index!r} is out of range for {rows} outputs")
+    reached = np.zeros(rows)
+    reached[index] = 1.0
+    for matrix in reversed(matrices):
+        pattern = sp.csr_array(matrix)
+        pattern = sp.csr_array((np.ones(pattern.nnz), pattern.indices, pattern.indptr),
+                               shape=pattern.shape)
+        reached = (pattern.T @ reached > 0).astype(float)
+    return reached.astype(bool).reshape(input_shape)
+
+
+def receptive_field_paths(layers, position: Sequence[int] | None = None) -> np.ndarray:
+    """Number of paths from each input position to one output position through a stack.
+
+    Parameters
+    ----------
+    layers : ConvGeometry, ConvOperator, or a sequence of them
+        Applied first to last; each layer's spatial input size must be the previous layer's
+        output size.
+    position : tuple of int, optional
+        Output position of the last layer; its center by default.
+
+    Returns
+    -------
+    ndarray of int64, shape ``layers[0].input_size``
+        Nonzero exactly on the receptive field: ``e_position @ S_L @ ... @ S_1`` with the
+        tap-count matrices ``S`` of :func:`spatial_matrix`.
+
+    Raises
+    ------
+    TypeError
+        A layer that is not a ConvGeometry or ConvOperator.
+    ValueError
+        No layer, a layer that does not read the previous layer's output size, or a
+        ``position`` outside the last output.
+
+    Examples
+    --------
+    >>> from sparseconv import ConvGeometry
+    >>> from sparseconv import receptive_field_paths
+    >>> g = ConvGeometry.from_weight((1, 1, 3), (1, 5), padding=1)
+    >>> receptive_field_paths([g, g]).tolist()          # two 3-tap layers: a 5-wide triangle
+    [1, 2, 3, 2, 1]
+    """
+    geoms = [as_geometry(layer) for layer in
+             (layers if isinstance(layers, Sequence) else [layers])]
+    if not geoms:
+        raise ValueError("layers must hold at least one layer")
+    for i, (a, b) in enumerate(zip(geoms[:-1], geoms[1:])):
+        if b.input_size != a.output_size:
+            raise ValueError(f"layer {i + 1} reads spatial size {b.input_size} but layer {i} "
+                             f"outputs {a.output_size}")
+    out = geoms[-1].output_size
+    position = tuple(n // 2 for n in out) if position is None else tuple(position)
+    if len(position) != len(out) or not all(0 <= p < n for p, n in zip(position, out)):
+        raise ValueError(f"position must be an output position within {out}, got {position}")
+    paths = np.zeros(math.prod(out), dtype=np.int64)
+    paths[np.ravel_multi_index(position, out)] = 1
+    for geom in reversed(geoms):
+        paths = spatial_matrix(geom).T @ paths
+    return paths.reshape(geoms[0].input_size)
+
+
+def receptive_field_size(kernel_size: Sequence, stride: Sequence | None = None,
+                         dilation: Sequence | None = None) -> int | tuple[int, ...]:
+    """The extent of the receptive field of a stack of convolutions, in closed form.
+
+    Parameters
+    ----------
+    kernel_size : sequence of int or of tuples
+        One entry a layer, first applied first.
+    stride, dilation : sequence of int or of tuples, optional
+        One entry a layer; default 1.
+
+    Returns
+    -------
+    int or tuple of int
+        Per spatial dimension; an int when every ``kernel_size`` entry is.
+
+    Raises
+    ------
+    ValueError, TypeError
+        No layer, lengths that differ, entries out of range.
+
+    See Also
+    --------
+    receptive_field : the field itself, from the sparsity of the product.
+
+    Notes
+    -----
+    ``r = 1 + sum_l dilation_l (k_l - 1) prod_{j<l} stride_j``: each layer widens the field by
+    its dilated extent, in units of the input strides below it.
+
+    Examples
+    --------
+    >>> from sparseconv import receptive_field_size
+    >>> receptive_field_size([3, 3])                             # stacked 3x3 -> 5x5
+    5
+    >>> receptive_field_size([3, 3, 3], dilation=[1, 2, 4])      # growth with dilation
+    15
+    >>> receptive_field_size([(7, 7), (3, 3)], stride=[2, 1])
+    (11, 11)
+    """
+    if isinstance(kernel_size, str) or not isinstance(kernel_size, Sequence) or not kernel_size:
+        raise ValueError(f"kernel_size must be a non-empty sequence, one entry a layer, got "
+                         f"{kernel_size!r}")
+    depth, scalar = len(kernel_size), all(is_int(k) for k in kernel_size)
+    ndim = 1 if scalar else next(len(k) for k in kernel_size if not is_int(k))
+    per_layer = {name: per_layer_tuples(values, name, depth, ndim)
+                 for name, values in (("kernel_size", kernel_size), ("stride", stride),
+                                      ("dilation", dilation))}
+    size, jump = [1] * ndim, [1] * ndim
+    for k, s, d in zip(*per_layer.values()):
+        size = [r + di * (ki - 1) * j for r, ki, di, j in zip(size, k, d, jump)]
+        jump = [j * si for j, si in zip(jump, s)]
+    return size[0] if scalar else tuple(size)

@@ -1,0 +1,70 @@
+"""avg_pool_matrix against PyTorch's avg_pool{1,2,3}d."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparseconv import (
+    avg_pool_matrix,
+)
+
+from .conftest import F, assert_close, requires_torch, torch
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(120))
+def test_avg_pool_matrix_matches_torch(seed):
+    """Random pools, half of them in ceil mode (where a last window may be cut)."""
+    rng = np.random.default_rng(seed)
+    ndim = 1 + seed % 3
+    kernel = tuple(int(k) for k in rng.integers(1, 5, ndim))
+    stride = None if rng.random() < 0.3 else tuple(int(s) for s in rng.integers(1, 4, ndim))
+    padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+    # the window must fit the padded input; avg_pool3d (only) also wants it to fit the input
+    size = tuple(int(rng.integers(k if ndim == 3 else max(1, k - 2 * p), 9 - ndim))
+                 for k, p in zip(kernel, padding))
+    channels = int(rng.integers(1, 4))
+    kwargs = dict(stride=stride, padding=padding, ceil_mode=bool(seed % 4 >= 2),
+                  count_include_pad=bool(seed % 2))
+    if ndim > 1 and seed % 5 == 0:  # avg_pool1d has no divisor_override
+        kwargs["divisor_override"] = int(rng.integers(1, 10))
+    A = avg_pool_matrix((channels, *size), kernel, **kwargs)
+    x = rng.standard_normal((1, channels, *size))
+    pool = getattr(F, f"avg_pool{ndim}d")
+    y = pool(torch.from_numpy(x), kernel, **kwargs).numpy()
+    config = dict(kernel_size=kernel, size=size, **kwargs)
+    assert A.shape == (y.size, x.size), config
+    assert_close(A @ x.ravel(), y.ravel(), config)
+
+
+@requires_torch
+def test_avg_pool_matrix_float32():
+    x = np.random.default_rng(1).standard_normal((1, 2, 6, 6)).astype(np.float32)
+    A = avg_pool_matrix((2, 6, 6), 3, stride=2, padding=1, dtype=np.float32, format="csc")
+    assert A.dtype == np.float32 and A.format == "csc"
+    y = F.avg_pool2d(torch.from_numpy(x), 3, stride=2, padding=1).numpy()
+    assert_close(A @ x.ravel(), y.ravel(), "float32", rtol=1e-6)
+
+
+BAD_POOL = [
+    (dict(padding=2), ValueError, "at most half of kernel_size"),
+    (dict(padding=((0, 2), (0, 0))), ValueError, "at most half"),
+    (dict(kernel_size=0), ValueError, "kernel_size"),
+    (dict(kernel_size=(2, 2, 2)), ValueError, "kernel_size"),
+    (dict(stride=0), ValueError, "stride"),
+    (dict(count_include_pad=1), TypeError, "count_include_pad"),
+    (dict(ceil_mode="yes"), TypeError, "ceil_mode"),
+    (dict(divisor_override=0), ValueError, "divisor_override"),
+    (dict(input_shape=(2, 1, 1)), ValueError, "kernel_size"),
+    (dict(input_shape=(2,)), ValueError, "input_shape"),
+    (dict(format="dense"), ValueError, "format"),
+]
+
+
+@pytest.mark.parametrize("bad, error, match", BAD_POOL, ids=[str(b[0]) for b in BAD_POOL])
+def test_avg_pool_matrix_rejects(bad, error, match):
+    args = dict(input_shape=(2, 6, 6), kernel_size=3)
+    args.update(bad)
+    with pytest.raises(error, match=match):
+        avg_pool_matrix(args.pop("input_shape"), args.pop("kernel_size"), **args)

@@ -1,0 +1,147 @@
+"""Receptive fields: the exact mask, the path counts and the closed form agree with each other
+and with PyTorch's autograd."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sparseconv import (
+    ConvGeometry,
+    conv_matrix,
+    conv_output_shape,
+    receptive_field,
+    receptive_field_paths,
+    receptive_field_size,
+)
+
+from .conftest import F, requires_torch, torch
+
+
+def test_receptive_field_cases():
+    ones = np.ones((1, 1, 3, 3))
+    A = conv_matrix(ones, (1, 9, 9), padding=1)
+    field = receptive_field([A, A], (1, 9, 9), (0, 4, 4), output_shape=(1, 9, 9))
+    expected = np.zeros((1, 9, 9), bool)
+    expected[0, 2:7, 2:7] = True  # stacked 3x3 -> a full 5x5 box
+    assert np.array_equal(field, expected)
+    # a dilated layer's field has holes: exactly the dilated taps
+    D = conv_matrix(ones, (1, 9, 9), dilation=2)
+    field = receptive_field([D], (1, 9, 9), 0)
+    assert np.array_equal(np.argwhere(field[0]), [[i, j] for i in (0, 2, 4) for j in (0, 2, 4)])
+    # a field near a zero-padded border is cut
+    assert receptive_field([A, A], (1, 9, 9), 0).sum() == 9
+    # structural: a stored entry is a connection even where the weight is zero
+    Z = conv_matrix(np.array([[[1.0, 0.0, 1.0]]]), (1, 5))
+    assert receptive_field([Z], (1, 5), 0).tolist() == [[True, True, True, False, False]]
+
+
+def torch_field(weights, strides, dilations, x_shape, unit):
+    """The input positions an output unit depends on, by PyTorch's autograd: with positive
+    weights, its gradient is positive exactly there."""
+    x = torch.zeros((1, *x_shape), dtype=torch.float64, requires_grad=True)
+    h = x
+    for w, s, d in zip(weights, strides, dilations):
+        conv = getattr(F, f"conv{w.ndim - 2}d")
+        h = conv(h, torch.from_numpy(w), stride=s, dilation=d)
+    h[(0, *unit)].backward()
+    return x.grad[0].numpy() > 0
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(30))
+def test_receptive_field_is_the_autograd_support_and_the_closed_form(seed):
+    rng = np.random.default_rng(300 + seed)
+    ndim = 1 + seed % 2
+    depth = int(rng.integers(1, 4))
+    kernels = [tuple(int(k) for k in rng.integers(1, 4, ndim)) for _ in range(depth)]
+    strides = [tuple(int(s) for s in rng.integers(1, 3, ndim)) for _ in range(depth)]
+    dilations = [tuple(int(d) for d in rng.integers(1, 3, ndim)) for _ in range(depth)]
+    extent = receptive_field_size(kernels, strides, dilations)
+    size = tuple(e + int(rng.integers(0, 4)) for e in extent)
+    channels = [int(c) for c in rng.integers(1, 3, depth + 1)]
+    weights, matrices, shape = [], [], (channels[0], *size)
+    for i, (k, s, d) in enumerate(zip(kernels, strides, dilations)):
+        w = np.abs(rng.standard_normal((channels[i + 1], channels[i], *k))) + 0.1
+        weights.append(w)
+        matrices.append(conv_matrix(w, shape, stride=s, dilation=d))
+        shape = (channels[i + 1], *conv_output_shape(shape[1:], k, stride=s, dilation=d))
+    unit = tuple(int(rng.integers(0, n)) for n in shape)
+    field = receptive_field(matrices, (channels[0], *size), unit, output_shape=shape)
+    config = dict(kernels=kernels, strides=strides, dilations=dilations, size=size, unit=unit)
+    assert np.array_equal(field, torch_field(weights, strides, dilations, field.shape, unit)), \
+        config
+    # "valid" layers: every unit sees a whole field, whose extent is the closed form
+    hit = np.argwhere(field.any(axis=0))
+    assert tuple(hit.max(axis=0) - hit.min(axis=0) + 1) == tuple(extent), config
+
+
+BAD_FIELD = [
+    (dict(layers=[]), ValueError, "at least one layer"),
+    (dict(layers=[np.eye(4)]), TypeError, "scipy.sparse"),
+    (dict(input_shape=(1, 5)), ValueError, "layers\\[0\\] has shape"),
+    (dict(output_index=4), ValueError, "out of range"),
+    (dict(output_index=(0, 3)), ValueError, "output_shape given"),
+    (dict(output_index=(0, 4), output_shape=(1, 4)), ValueError, "out of range"),
+    (dict(output_index=(0, 1), output_shape=(2, 4)), ValueError, "units"),
+]
+
+
+@pytest.mark.parametrize("bad, error, match", BAD_FIELD, ids=[str(b[0]) for b in BAD_FIELD])
+def test_receptive_field_rejects(bad, error, match):
+    args = dict(layers=[sp.eye_array(4)], input_shape=(1, 4), output_index=0)
+    args.update(bad)
+    with pytest.raises(error, match=match):
+        receptive_field(args.pop("layers"), args.pop("input_shape"), args.pop("output_index"),
+                        **args)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_field_counts_are_path_counts_of_the_layer_matrices(seed):
+    rng = np.random.default_rng(100 + seed)
+    size, layers = (int(rng.integers(6, 10)), int(rng.integers(6, 10))), []
+    for _ in range(int(rng.integers(1, 4))):
+        k, d = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        mode = str(rng.choice(["zeros", "circular", "reflect", "replicate"]))
+        pad = min(d * (k - 1) // 2, min(size) - 1)
+        stride = int(rng.integers(1, 3)) if pad * 2 == d * (k - 1) else 1
+        geom = ConvGeometry.from_weight((1, 1, k, k), (1, *size), padding=pad, dilation=d,
+                                        stride=stride, padding_mode=mode)
+        layers.append(geom)
+        size = geom.output_size
+    # with all-ones weights, entry (o, j) of a layer's matrix counts the taps of o reading j
+    product = None
+    for g in layers:
+        M = conv_matrix(np.ones(g.weight_shape), g.input_shape, stride=g.stride,
+                        padding=g.padding, dilation=g.dilation, padding_mode=g.padding_mode)
+        product = M if product is None else M @ product
+    position = tuple(int(rng.integers(0, n)) for n in size)
+    row = np.ravel_multi_index(position, size)
+    counts = receptive_field_paths(layers, position)
+    np.testing.assert_array_equal(counts.ravel(), product.toarray()[row], err_msg=str(layers))
+    mats = [conv_matrix(np.ones(g.weight_shape), g.input_shape, stride=g.stride,
+                        padding=g.padding, dilation=g.dilation, padding_mode=g.padding_mode)
+            for g in layers]
+    reached = receptive_field(mats, layers[0].input_shape, row)
+    np.testing.assert_array_equal(reached[0], counts > 0)
+
+
+def test_receptive_field_size_cases():
+    assert receptive_field_size([3, 3]) == 5
+    assert receptive_field_size([(3, 3)] * 2) == (5, 5)
+    assert receptive_field_size([3] * 3) == 7
+    assert receptive_field_size([3, 3, 3], dilation=[1, 2, 4]) == 15
+    assert receptive_field_size([2, 2, 2], stride=[2, 2, 2]) == 8
+    assert receptive_field_size([(7, 1), (3, 3)], stride=[(2, 1), 1]) == (11, 3)
+
+
+def test_receptive_field_size_rejects():
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        receptive_field_size([])
+    with pytest.raises(ValueError, match="one entry a layer"):
+        receptive_field_size([3, 3], stride=[2])
+    with pytest.raises(ValueError, match=r"kernel_size\[1\]"):
+        receptive_field_size([3, 0])
+    with pytest.raises(ValueError, match=r"dilation\[0\]"):
+        receptive_field_size([(3, 3)], dilation=[(1, 1, 1)])
