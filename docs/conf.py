@@ -11,6 +11,7 @@ gallery by sphinx-gallery from examples/plot_*.py, the scripts that also make fi
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import sys
@@ -93,8 +94,19 @@ def _fix_docstring(app, what, name, obj, options, lines):
         lines[i] = _FIXED_SUMMARIES.get(lines[i], lines[i])
 
 
+def _init_signature(app, what, name, obj, options, signature, return_annotation):
+    """A LinearOperator subclass's signature is its ``__init__``'s, not ``LinearOperator.__new__``'s
+    ``(*args, **kwargs)``, which autodoc would show."""
+    if what == "class" and name.startswith("sparseconv") and signature == "(*args, **kwargs)":
+        parameters = [p.replace(annotation=p.empty)
+                      for p in list(inspect.signature(obj.__init__).parameters.values())[1:]]
+        return str(inspect.Signature(parameters)), return_annotation
+    return None
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _fix_docstring, priority=100)  # before numpydoc
+    app.connect("autodoc-process-signature", _init_signature)
 
 
 # -- HTML ------------------------------------------------------------------------------------
