@@ -1,27 +1,104 @@
 """Regenerate every figure of the gallery (README) into figures/, one progress line each.
 
-Thin on purpose: the figures are built by sparseconv.figures, which `sparseconv figures` also
-runs. Deterministic: fixed seeds, fixed rcParams, no dates in the files.
+Thin on purpose: the pictures are drawn by the example scripts in examples/ (public API only),
+which the documentation's sphinx-gallery also runs. Each figure's ``num`` there is its file
+name; this script runs the scripts that make the requested files and saves those figures.
+Deterministic: fixed seeds in the scripts, matplotlib's default style plus
+examples/gallery.mplstyle, no dates or versions in the files.
 
     python scripts/make_figures.py [--out DIR] [--only NAME ...]
 """
 
+from __future__ import annotations
+
 import argparse
+import gc
+import re
+import runpy
 import time
+import warnings
 from pathlib import Path
 
-from sparseconv.figures import FIGURES, make_figures
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.animation import Animation, PillowWriter  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+STYLE = EXAMPLES / "gallery.mplstyle"
+# a script's files: the figure names it spells out, e.g. plt.subplots(num="im2col.png")
+_NAME = re.compile(r"""["']([\w-]+\.(?:png|gif))["']""")
+
+
+def gallery() -> dict[str, Path]:
+    """Every file name of the gallery and the example script that draws it, in script order."""
+    names = {}
+    for script in sorted(EXAMPLES.glob("plot_*.py")):
+        for name in _NAME.findall(script.read_text()):
+            names.setdefault(name, script)
+    return names
+
+
+def _save(figure, name: str, animations: dict, path: Path) -> None:
+    if name.endswith(".gif"):
+        animations[figure].save(path, writer=PillowWriter(fps=2), dpi=60)
+    else:
+        figure.savefig(path, metadata={"Software": None})
+
+
+def run_script(script: Path, names: list[str], out: Path) -> list[Path]:
+    """Run one example script and save its figures named in ``names`` into ``out``."""
+    plt.close("all")
+    with plt.style.context(["default", STYLE]), warnings.catch_warnings():
+        # the script's animations that are not requested are never drawn; matplotlib says so
+        warnings.filterwarnings("ignore", "Animation was deleted", UserWarning)
+        namespace = runpy.run_path(str(script), run_name="__main__")
+        # an animation's figure, as sphinx-gallery's scraper finds it
+        animations = {a._fig: a for a in namespace.values() if isinstance(a, Animation)}
+        figures = {plt.figure(num).get_label(): plt.figure(num) for num in plt.get_fignums()}
+        missing = sorted(set(names) - set(figures))
+        if missing:
+            raise RuntimeError(f"{script.name} names {missing} but draws no such figure")
+        written = []
+        for name in names:
+            _save(figures[name], name, animations, out / name)
+            written.append(out / name)
+        plt.close("all")
+        del namespace, animations, figures
+        gc.collect()
+    return written
+
+
+def make_figures(out: Path, only: list[str] | None = None) -> list[Path]:
+    """Write the requested files (all by default) into ``out``, one progress line each."""
+    table = gallery()
+    names = list(table) if only is None else list(only)
+    out.mkdir(parents=True, exist_ok=True)
+    by_script: dict[Path, list[str]] = {}
+    for name in names:
+        by_script.setdefault(table[name], []).append(name)
+    written = []
+    for script, wanted in by_script.items():
+        start = time.perf_counter()
+        paths = run_script(script, wanted, out)
+        for path in paths:
+            written.append(path)
+            print(f"[{len(written):2d}/{len(names)}] {path}  ({script.name}, "
+                  f"{time.perf_counter() - start:.2f} s)", flush=True)
+    return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=Path(__file__).resolve().parents[1] / "figures",
+    parser.add_argument("--out", type=Path, default=EXAMPLES.parent / "figures",
                         help="output directory (default: the repository's figures/)")
-    parser.add_argument("--only", nargs="+", choices=list(FIGURES), metavar="NAME",
+    parser.add_argument("--only", nargs="+", choices=list(gallery()), metavar="NAME",
                         help="file names to make (default: all)")
     args = parser.parse_args()
     start = time.perf_counter()
-    written = make_figures(args.out, args.only, progress=lambda line: print(line, flush=True))
+    written = make_figures(args.out, args.only)
     print(f"{len(written)} figures in {time.perf_counter() - start:.1f} s")
 
 

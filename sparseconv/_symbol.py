@@ -228,7 +228,7 @@ def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
 
     See Also
     --------
-    symbol, sparseconv.plot.frequency_map
+    symbol, sparseconv.plot.frequency_heatmap
 
     Examples
     --------

@@ -1,4 +1,4 @@
-"""The command line: ``sparseconv {info,spy,spectrum,export,figures}``.
+"""The command line: ``sparseconv {info,spy,spectrum,export}``.
 
 Run as ``sparseconv ...`` (console script) or ``python -m sparseconv ...``. Layers are given
 with PyTorch's options (``--in-shape 3,32,32 --out-channels 16 --kernel-size 3 --stride 2
@@ -85,7 +85,7 @@ def _layer_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``sparseconv`` argument parser (subcommands info, spy, spectrum, export, figures)."""
+    """The ``sparseconv`` argument parser (subcommands info, spy, spectrum, export)."""
     parser = _Parser(prog="sparseconv", description="Convolution layers as exact sparse "
                      "matrices: inspect, draw and export them.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -105,10 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="save the matrix with scipy.sparse.save_npz")
     export.add_argument("-o", "--output", required=True, metavar="FILE.npz")
     export.add_argument("--format", choices=("csr", "csc", "coo"), default="csr")
-    figures = commands.add_parser("figures", help="regenerate the gallery's figures")
-    figures.add_argument("--out", default="figures", metavar="DIR")
-    figures.add_argument("--only", nargs="+", metavar="NAME", help="file names to make")
-    for command in (info, spy, spectrum, export, figures):
+    for command in (info, spy, spectrum, export):
         command.set_defaults(command_parser=command)
     return parser
 
@@ -323,23 +320,11 @@ def _export(layer: _Layer, args) -> None:
     print(f"wrote {args.output}: {args.format}, {A.shape[0]} x {A.shape[1]}, nnz {A.nnz}")
 
 
-def _figures(args, error) -> None:
-    from .figures import FIGURES, make_figures
-
-    unknown = [name for name in args.only or [] if name not in FIGURES]
-    if unknown:
-        error(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
-    make_figures(args.out, args.only, progress=lambda line: print(line, flush=True))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (argparse errors exit with 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command_parser
-    if args.command == "figures":
-        _figures(args, command.error)
-        return 0
     layer = _layer(args, command.error)
     handler = {"info": _info, "spy": _spy, "spectrum": _spectrum, "export": _export}
     try:

@@ -108,14 +108,6 @@ def test_spectrum_prints_the_spectral_norm_and_its_interval(tmp_path):
     assert matplotlib.image.imread(tmp_path / "c.png").shape[:2] == (420, 960)
 
 
-def test_figures_subcommand_writes_figures_with_one_progress_line_each(tmp_path):
-    names = ["toeplitz_1d.png", "arithmetic_no_padding_no_strides.gif"]
-    lines = ok("figures", "--out", tmp_path, "--only", *names).strip().splitlines()
-    assert len(lines) == 2
-    for line, name in zip(lines, names):
-        assert name in line and (tmp_path / name).stat().st_size > 1000
-
-
 @pytest.mark.parametrize("args, reason", [
     (["info", *LAYER, "--stride", "0"], "stride must be a positive integer"),
     (["info", *LAYER, "--padding-mode", "foo"], "argument --padding-mode: invalid choice"),
@@ -130,7 +122,6 @@ def test_figures_subcommand_writes_figures_with_one_progress_line_each(tmp_path)
     (["export", *LAYER, "-o", "out.npz", "--in-shape", "64,200,200", "--out-channels", "64"],
      "memory limit"),
     (["spy", *LAYER, "-o", "no/such/dir/a.png"], "No such file or directory"),
-    (["figures", "--only", "nope.png"], "unknown figure(s) nope.png"),
     ([], "the following arguments are required: COMMAND"),
 ])
 def test_bad_options_are_argparse_errors_with_the_reason_first(args, reason, tmp_path):

@@ -1,4 +1,4 @@
-"""sparseconv.plot and sparseconv.figures, headless (Agg): the pictures' numbers are checked.
+"""sparseconv.plot, headless (Agg): the pictures' numbers are checked.
 
 Oracles: the matrix itself (``conv_matrix``, validated against PyTorch in test_matrices),
 a dense pattern summed block by block with numpy, ``np.pad`` for the padded grid, products of
@@ -30,7 +30,6 @@ from sparseconv import (
     plot,
     receptive_field_paths,
 )
-from sparseconv.figures import FIGURES, make_figures
 
 from .conftest import NP_PAD_MODE, random_layer
 
@@ -50,7 +49,7 @@ def block_sum_oracle(dense_pattern, row_edges, col_edges):
 
 
 def test_import_sparseconv_imports_neither_matplotlib_nor_torch():
-    code = ("import sys, sparseconv, sparseconv.plot, sparseconv.cli, sparseconv.figures; "
+    code = ("import sys, sparseconv, sparseconv.plot, sparseconv.cli; "
             "print('matplotlib' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
@@ -258,36 +257,3 @@ def test_singular_values_and_frequency_map_plots():
     assert np.isclose(image.get_array()[4, 3], norms[0, 0])  # zero frequency at the center
     with pytest.raises(ValueError, match="shape"):
         plot.frequency_heatmap(np.zeros((2, 3, 4)), axes())
-
-
-# ---------------------------------------------------------------------------------------------
-# The gallery.
-# ---------------------------------------------------------------------------------------------
-def test_make_figures_writes_deterministic_readable_files(tmp_path):
-    names = ["multichannel.png", "density_large.png", "arithmetic_padding_strides.gif"]
-    lines = []
-    first = make_figures(tmp_path / "a", names, progress=lines.append)
-    second = make_figures(tmp_path / "b", names, progress=None)
-    assert len(lines) == 3 and all(name in line for name, line in zip(names, lines))
-    for a, b in zip(first, second):
-        assert a.read_bytes() == b.read_bytes(), a.name
-    pixels = matplotlib.image.imread(first[0])
-    assert pixels.shape[:2] == (440, 425) and pixels.std() > 0.05  # 4.25 x 4.4 in at 100 dpi
-    density = matplotlib.image.imread(first[1])
-    assert density.shape[:2] == (440, 840)
-    with Image.open(first[2]) as gif:
-        assert gif.n_frames == 9 and gif.size[0] < 400
-    with pytest.raises(ValueError, match="unknown figure"):
-        make_figures(tmp_path, ["nope.png"])
-
-
-def test_every_gallery_figure_builds(tmp_path):
-    written = make_figures(tmp_path, progress=None)
-    assert [p.name for p in written] == list(FIGURES) and len(written) >= 17
-    for path in written:
-        if path.suffix == ".png":
-            pixels = matplotlib.image.imread(path)
-            assert min(pixels.shape[:2]) >= 200 and pixels.std() > 0.05, path.name
-        else:
-            with Image.open(path) as gif:
-                assert gif.n_frames >= 4 and path.stat().st_size < 1_000_000, path.name
