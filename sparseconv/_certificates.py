@@ -1,0 +1,321 @@
+"""Certified upper bounds on the spectral norm of a layer, each rigorous in float64.
+
+* **Circulant embedding.** A zero-padded layer is the restriction ``P C Z`` of a strided
+  circular layer ``C`` on any grid ``N`` with no wrap-around: ``N >= n + max(pad_lo, reach)``
+  (left and right pads can share one gap of zeros), ``N > (m-1)*stride``, ``N`` a multiple of
+  the stride. So ``||A|| <= ||C|| = max_xi sigma_max(H(xi))``, by the symbol
+  (:mod:`sparseconv._symbol`) at every frequency -- all of them for a complex kernel, one of
+  each pair ``{xi, -xi}`` for a real one (``H(-xi) = conj(H(xi))``).
+* **Exact sections.** Embedding all axes but one, ``e``, makes ``A`` block diagonal over the
+  frequencies of the other axes: each block is a 1-D zero-padded multi-channel layer ``T``
+  along ``e`` whose Gram matrix is banded. ``lambda_max(T^H T) < mu`` is proved by one
+  banded Cholesky factorization of ``mu I - T^H T``, so axis ``e``'s boundary is treated
+  exactly. Blocks are visited by decreasing circulant bound, and only while one could still
+  raise the maximum. Complex kernels are handled as they are: Gram matrices are Hermitian.
+* **Toeplitz symbol** (Araujo et al., AAAI 2021): ``sup_omega sigma_max(H(omega))`` over the
+  continuous frequencies, made rigorous between grid points by the symbol's Lipschitz
+  constant. Looser; it bounds the layer for every input size.
+* **Dense.** For small layers, ``sigma_max`` of the explicit matrix by LAPACK, certified by a
+  dense Cholesky factorization of ``mu I - A^H A``.
+
+Every number that decides a bound (the circulant maxima used to prune blocks included) is
+widened by its rounding allowance from :mod:`sparseconv._rounding`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ._geometry import ConvGeometry
+from ._memory import check_memory
+from ._rounding import Rounding, U, gamma, up
+from ._symbol import (
+    conjugate_pairs,
+    per_frequency,
+    periodic_padding,
+    symbol_at,
+    top_per_frequency,
+)
+
+__all__ = ["circulant_tops", "dense_upper", "embedding_grid", "section_bound", "toeplitz_bound"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The circulant embedding.
+# ---------------------------------------------------------------------------------------------
+def embedding_grid(geom: ConvGeometry) -> list[int]:
+    """The smallest periodic grid per axis into which the zero-padded layer embeds."""
+    grid = []
+    for a in geom.axes:
+        total = a.dilation * (a.kernel_size - 1)  # the circular layer pads total - total//2
+        # the input sits at 0..n-1: reads reach back to -pad_lo and forward to span-1-pad_lo
+        need = max(a.size + a.pad[0], a.span - a.pad[0], (a.output_size - 1) * a.stride + 1,
+                   total - total // 2)
+        grid.append(-(-need // a.stride) * a.stride)
+    return grid
+
+
+def periodic_geometry(weight_shape, geom: ConvGeometry, grid: Sequence[int],
+                      stride: Sequence[int] | None = None) -> ConvGeometry:
+    """The circular layer with the same kernel, dilation and groups (and stride) on ``grid``."""
+    return ConvGeometry.from_weight(
+        weight_shape, (geom.in_channels, *grid), stride=geom.stride if stride is None else stride,
+        dilation=geom.dilation, groups=geom.groups, padding_mode="circular",
+        padding=periodic_padding(geom.kernel_size, geom.dilation),
+    )
+
+
+def block_shape(geom: ConvGeometry) -> tuple[int, int]:
+    """The shape of each group's symbol block: ``C_out/g x C_in/g * prod(stride)``."""
+    return (geom.out_channels // geom.groups,
+            geom.in_channels // geom.groups * math.prod(geom.stride))
+
+
+def circulant_tops(weight, periodic: ConvGeometry) -> np.ndarray:
+    """Computed ``sigma_max`` of the periodic layer's symbol per frequency and group.
+
+    Returns shape ``(*grid/s, groups)``. A real kernel's symbol is computed at one frequency
+    of each pair ``{xi, -xi}`` and mirrored; a complex kernel's at every frequency.
+    """
+    full_grid = [a.size // a.stride for a in periodic.axes]
+    check_memory(8 * math.prod(full_grid) * periodic.groups,
+                 "the per-frequency maxima of spectral_norm's circulant bound")
+    if weight.dtype.kind == "c":
+        frequencies = np.indices(full_grid).reshape(len(full_grid), -1).T
+    else:
+        frequencies, _ = conjugate_pairs(full_grid)
+    top = per_frequency(periodic, weight, frequencies, top_per_frequency)  # (F, groups)
+    full = np.empty((*full_grid, top.shape[-1]))
+    if weight.dtype.kind != "c":  # sigma(-xi) = sigma(xi) only for a real kernel
+        full[tuple(((-frequencies) % full_grid).T)] = top
+    full[tuple(frequencies.T)] = top
+    return full
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact sections.
+# ---------------------------------------------------------------------------------------------
+def _section_kernels(weight, geom: ConvGeometry, grid, axis: int, xi: tuple) -> list:
+    """Kernels of the 1-D layers along ``axis`` at frequency ``xi`` of the other axes.
+
+    The block at ``xi`` is a 1-D layer along ``axis`` whose tap ``t`` is the symbol, over the
+    other axes, of the weight's slice at ``t``. One ``(C_out/g, C_in/g * phases, k)`` kernel
+    per group.
+    """
+    others = [d for d in range(geom.ndim) if d != axis]
+    k, c_out, groups = geom.kernel_size[axis], geom.out_channels, geom.groups
+    if not others:
+        w = weight.reshape(groups, c_out // groups, *weight.shape[1:])
+        return [w[g] for g in range(groups)]
+    # taps along `axis` become output channels (o, t) of a layer over the other axes
+    w = np.moveaxis(weight, 2 + axis, 1).reshape(c_out * k, weight.shape[1],
+                                                 *[geom.kernel_size[d] for d in others])
+    sub = ConvGeometry.from_weight(
+        w.shape, (geom.in_channels, *[grid[d] for d in others]),
+        stride=[geom.stride[d] for d in others], dilation=[geom.dilation[d] for d in others],
+        groups=groups, padding_mode="circular",
+        padding=periodic_padding([geom.kernel_size[d] for d in others],
+                                 [geom.dilation[d] for d in others]),
+    )
+    h = symbol_at(sub, w, [xi])[0]  # (groups, C_out/g * k, C_in/g * phases)
+    return [h[g].reshape(c_out // groups, k, -1).transpose(0, 2, 1) for g in range(groups)]
+
+
+def _section_gram(kernel: np.ndarray, axis) -> sp.csr_array:
+    """``T^H T`` of the 1-D layer ``T`` with ``kernel`` on ``axis``, in position-major order.
+
+    Taps ``t`` and ``u`` of one output read input positions ``p`` and ``q`` (the axis's
+    gather map): they add ``K_t^H K_u`` to block ``(p, q)``. Rows and columns are ordered
+    ``p * channels + c``, so the matrix is banded.
+    """
+    taps = axis.tap_index()  # (outputs, k), -1 reads zero padding
+    channels, k = kernel.shape[1], kernel.shape[2]
+    products = np.einsum("oat,obu->tuab", np.conj(kernel), kernel)  # (k, k, C, C)
+    pairs, blocks = [], []
+    for t in range(k):
+        for u in range(k):
+            both = (taps[:, t] >= 0) & (taps[:, u] >= 0)
+            pairs.append(np.stack([taps[both, t], taps[both, u]], axis=1))
+            blocks.append(np.broadcast_to(products[t, u], (int(both.sum()), channels, channels)))
+    pairs, blocks = np.concatenate(pairs), np.concatenate(blocks)
+    ch = np.arange(channels)
+    rows = pairs[:, 0, None, None] * channels + ch[None, :, None]
+    cols = pairs[:, 1, None, None] * channels + ch[None, None, :]
+    size = axis.size * channels
+    # coo -> csr sums the contributions of all (t, u) pairs to one block
+    return sp.coo_array((blocks.ravel(), (np.broadcast_to(rows, blocks.shape).ravel(),
+                                          np.broadcast_to(cols, blocks.shape).ravel())),
+                        shape=(size, size)).tocsr()
+
+
+def _section_bytes(geom: ConvGeometry, axis: int) -> int:
+    """Memory of one section's Gram matrix and its band, counted before either is built."""
+    a = geom.axes[axis]
+    channels = block_shape(geom)[1] // math.prod(
+        s for d, s in enumerate(geom.stride) if d == axis)
+    itemsize = 16  # complex symbols; real kernels in 1-D take less
+    entries = a.output_size * a.kernel_size**2 * channels**2
+    band = (a.dilation * (a.kernel_size - 1) + 1) * channels * a.size * channels
+    return 2 * entries * (itemsize + 16) + band * itemsize
+
+
+def _below(gram: sp.csr_array, mu: float) -> tuple[bool, int]:
+    """Whether ``mu I - gram`` has a Cholesky factorization, and the gram's bandwidth."""
+    lower = sp.tril(gram).tocoo()
+    offset = lower.row - lower.col
+    bandwidth = int(offset.max(initial=0))
+    band = np.zeros((bandwidth + 1, gram.shape[0]), dtype=gram.dtype)
+    band[offset, lower.col] = -lower.data
+    band[0] += mu
+    try:
+        scipy.linalg.cholesky_banded(band, lower=True, check_finite=False)
+    except scipy.linalg.LinAlgError:
+        return False, bandwidth
+    return True, bandwidth
+
+
+def _top_eigenpair(gram: sp.csr_array) -> tuple[float, np.ndarray]:
+    if gram.shape[0] <= 64:
+        lam, vec = np.linalg.eigh(gram.toarray())
+        return float(lam[-1]), vec[:, -1]
+    # a fixed random start has a component along every eigenvector (ones may not)
+    v0 = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
+    lam, vec = spla.eigsh(gram, k=1, which="LA", tol=1e-13, v0=v0)
+    return float(lam[0]), vec[:, 0]
+
+
+@dataclass
+class Witness:
+    """The block that set a section bound: where it is and its top eigenvector."""
+
+    value: float
+    axis: int
+    xi: tuple
+    group: int
+    vector: np.ndarray  # position-major: p * channels + c
+
+
+def _certified_square(mu: float, bandwidth: int, rounding: Rounding, c_out: int,
+                      taps: int) -> float:
+    """A rigorous bound on ``lambda_max(T^H T)`` of every exact block certified below ``mu``.
+
+    A completed Cholesky of ``mu I - G^`` (bandwidth ``k``) proves ``lambda_max(G^) <= mu (1 +
+    (2k+1) gamma(k+2) + 2u)``; ``G^`` differs from the exact ``T^H T`` by the Gram's own
+    rounding, ``gamma(2 c_out + K^2 + 4) W1^2``, and by the kernels' evaluation error
+    ``eps``: ``2 W1 eps + eps^2``.
+    """
+    w1, eps = rounding.tap_norms + rounding.symbol_error, rounding.symbol_error
+    proved = mu * (1 + (2 * bandwidth + 1) * gamma(bandwidth + 2) + 2 * U)
+    return up(proved + gamma(2 * c_out + taps**2 + 4) * w1 * w1 + 2 * w1 * eps + eps * eps)
+
+
+def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int, beat: float,
+                  rounding: Rounding) -> tuple[float, dict]:
+    """Upper bound on ``||A||`` with ``axis`` exact and the other axes periodic on ``grid``.
+
+    ``rows[xi]`` is a certified bound on the block at frequency ``xi`` of the other axes (its
+    circulant bound). Blocks are visited by decreasing ``rows``: each one is proved below the
+    current candidate ``mu`` by one Cholesky factorization, and a block that fails raises
+    ``mu`` to its own proved top eigenvalue. The visit ends when no block left can exceed
+    ``mu``, or early once ``mu`` passes ``beat`` (another bound, which then wins); the result
+    bounds ``||A||`` either way. Also returns, per group, the block with the largest computed
+    top eigenvalue (the witnesses, to start the lower bound from).
+    """
+    check_memory(_section_bytes(geom, axis), "an exact section of spectral_norm")
+    c_out, taps = geom.out_channels // geom.groups, math.prod(geom.kernel_size)
+    mu, bandwidth, witnesses = 0.0, 0, {}
+
+    def certified(value: float) -> float:
+        return math.sqrt(_certified_square(value, bandwidth, rounding, c_out, taps))
+
+    order = np.argsort(rows, axis=None)[::-1]
+    for flat in order:
+        if rows.flat[flat] ** 2 <= mu:
+            break  # this block and all later ones are below mu already
+        if certified(mu) >= beat:
+            return max(certified(mu), float(rows.flat[flat])), witnesses
+        xi = tuple(int(i) for i in np.unravel_index(flat, rows.shape))
+        for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
+            gram = _section_gram(kernel, geom.axes[axis])
+            if mu > 0:
+                below, bandwidth = _below(gram, mu)
+                if below:
+                    continue
+            lam, vector = _top_eigenpair(gram)
+            for delta in (1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0):
+                candidate = max(lam, 1e-300) * (1 + delta)
+                below, bandwidth = _below(gram, candidate)
+                if below:
+                    mu = max(mu, candidate)
+                    break
+            else:  # pragma: no cover - Lanczos does not miss by a factor of two
+                return math.inf, witnesses
+            if group not in witnesses or lam > witnesses[group].value:
+                witnesses[group] = Witness(lam, axis, xi, group, vector)
+    xi = tuple(int(i) for i in np.unravel_index(order[0], rows.shape))
+    for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
+        if group not in witnesses:  # every group needs a start: the layer is block diagonal
+            lam, vector = _top_eigenpair(_section_gram(kernel, geom.axes[axis]))
+            witnesses[group] = Witness(lam, axis, xi, group, vector)
+    return certified(mu), witnesses
+
+
+# ---------------------------------------------------------------------------------------------
+# The Toeplitz symbol's supremum.
+# ---------------------------------------------------------------------------------------------
+def toeplitz_bound(weight, geom: ConvGeometry, grid, rounding: Rounding,
+                   sampled: float | None = None) -> float:
+    """``sup_omega sigma_max(H(omega))`` of the stride-1 layer, rigorously from a grid.
+
+    With taps centred, moving ``omega`` by ``h_d`` per axis changes the symbol by at most
+    ``sum_t ||W_t|| sum_d |u_{t,d}| h_d``, and every ``omega`` is within ``pi / grid_d`` of
+    the grid per axis. A strided layer subsamples the stride-1 one: same bound. ``sampled``:
+    the certified maximum of the stride-1 symbol on ``grid``, if already known.
+    """
+    rows, cols = geom.out_channels // geom.groups, geom.in_channels // geom.groups
+    if sampled is None:
+        stride_one = periodic_geometry(weight.shape, geom, grid, stride=(1,) * geom.ndim)
+        top = circulant_tops(weight, stride_one)
+        sampled = float(rounding.top_upper(float(top.max()), rows, cols))
+    taps = weight.reshape(weight.shape[0], weight.shape[1], -1)
+    reach = 0.0
+    for t, tap in enumerate(np.ndindex(*geom.kernel_size)):
+        blocks = [taps[g * rows:(g + 1) * rows, :, t] for g in range(geom.groups)]
+        # LAPACK's norm, widened by its backward error; a Frobenius norm can only be larger
+        norm = max(up(np.linalg.norm(b, 2) + (max(b.shape) ** 2 + 2) * U * np.linalg.norm(b))
+                   for b in blocks)
+        offsets = [abs(i - (a.kernel_size - 1) / 2) * a.dilation for i, a in zip(tap, geom.axes)]
+        reach += norm * sum(u * math.pi / n for u, n in zip(offsets, grid))
+    return up(sampled + up(reach, 4 * len(taps[0, 0]) + 8))
+
+
+# ---------------------------------------------------------------------------------------------
+# Small layers: the explicit matrix.
+# ---------------------------------------------------------------------------------------------
+def dense_upper(dense: np.ndarray, estimate: float) -> float:
+    """A rigorous upper bound on ``||dense||_2`` near ``estimate`` (LAPACK's ``sigma_max``).
+
+    A dense Cholesky of ``mu I - G^``, ``G^`` the computed Gram matrix of the smaller side,
+    proves ``lambda_max(G^) <= mu (1 + (2n-1) gamma(n+1) + 2u)``; ``G^`` errs from the exact
+    Gram by at most ``gamma(2m + 4) ||A||_F^2``.
+    """
+    a = dense if dense.shape[0] >= dense.shape[1] else dense.T
+    m, n = a.shape
+    gram = np.conj(a.T) @ a
+    frobenius = up(np.linalg.norm(a), m * n + 4)
+    slack = (2 * n - 1) * gamma(n + 1) + 2 * U
+    for delta in (4 * n * U, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0, 3.0):
+        mu = max(estimate * estimate, 1e-300) * (1 + delta)
+        try:
+            scipy.linalg.cholesky(mu * np.eye(n) - gram, lower=True, check_finite=False)
+        except scipy.linalg.LinAlgError:
+            continue
+        return math.sqrt(up(mu * (1 + slack) + gamma(2 * m + 4) * frobenius * frobenius))
+    return math.inf  # pragma: no cover - LAPACK does not miss by a factor of two

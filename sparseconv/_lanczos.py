@@ -1,0 +1,122 @@
+"""The lower bound of a certified spectral norm: a Rayleigh quotient, evaluated rigorously.
+
+Any ``||A u|| / ||u||`` is at most ``||A||``, whatever ``u``. The vector comes from Lanczos
+on the Gram matrix of the smaller side (``A^H A`` or ``A A^H``), matrix-free, started from the
+witnesses of the exact sections (the top eigenvector of the block that set the upper bound,
+as a windowed wave along the periodic axes); the quotient is then evaluated explicitly and
+widened by its rounding allowance (:meth:`Rounding.quotient_lower`).
+
+The Lanczos basis is the memory of this stage: it is sized against the memory limit before it
+is allocated, and the iteration restarts from its current Ritz vector whenever the basis the
+limit allows is full, so that a layer of any size gets its bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._geometry import ConvGeometry
+from ._memory import MatrixTooLargeError, check_memory, get_memory_limit
+from ._rounding import Rounding
+
+__all__ = ["lower_bound", "start_vector"]
+
+
+def start_vector(geom: ConvGeometry, grid, witnesses: dict) -> np.ndarray:
+    """A near-optimal input from the witness blocks: in each group, exact along the witness's
+    axis and a windowed wave at its frequency along the others (the block's input in the
+    periodic embedding)."""
+    check_memory(32 * geom.shape[1], "the start vector of spectral_norm's lower bound")
+    c_in = geom.in_channels // geom.groups
+    positions = np.indices(geom.input_size)
+    x = np.zeros((geom.in_channels, *geom.input_size), dtype=complex)
+    for witness in witnesses.values():
+        others = [d for d in range(geom.ndim) if d != witness.axis]
+        n_e = geom.input_size[witness.axis]
+        profile = witness.vector.reshape(n_e, c_in, *[geom.stride[d] for d in others])
+        wave = 1.0
+        for d, xi in zip(others, witness.xi):
+            a, m = geom.axes[d], grid[d] // geom.axes[d].stride
+            wave = wave * np.exp(2j * np.pi * (positions[d] // a.stride) * xi / m)
+            wave = wave * np.sin(np.pi * (positions[d] + 1) / (a.size + 1))
+        # profile[p_e, c, phases of the other axes] at every input position
+        index = (positions[witness.axis], slice(None),
+                 *(positions[d] % geom.axes[d].stride for d in others))
+        values = np.moveaxis(profile[index], -1, 0) * wave  # (c, *input_size)
+        norm = np.linalg.norm(values)
+        x[witness.group * c_in:(witness.group + 1) * c_in] = values / (norm if norm else 1.0)
+    return x.ravel()
+
+
+def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
+    """How many Lanczos vectors the memory limit allows (at least 3, at most maxiter + 1)."""
+    limit = get_memory_limit()
+    fits = maxiter + 1 if limit is None else limit // (n * itemsize) - 3  # 3 work vectors
+    if fits < 3:
+        raise MatrixTooLargeError(
+            f"the Lanczos vectors of spectral_norm need {6 * n * itemsize / 2**30:.2f} GiB "
+            f"(6 vectors of {n} entries), more than the memory limit of {limit / 2**30:.2f} "
+            "GiB; raise it with sparseconv.set_memory_limit(nbytes)")
+    return int(min(fits, maxiter + 1))
+
+
+def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarray, bool]:
+    """Top Ritz vector of ``A^H A`` by Lanczos with full reorthogonalization, from ``start``.
+
+    Stops when the top Ritz value has moved less than ``tol`` (relative) over 10 steps, at an
+    invariant subspace, or after ``maxiter`` steps in all; restarts from the current Ritz
+    vector when the basis the memory limit allows is full. Returns the vector and whether
+    ``tol`` was met.
+    """
+    n = op.shape[1]
+    dtype = np.result_type(op.dtype, start.dtype)
+    size = _basis_size(n, np.dtype(dtype).itemsize, maxiter)
+    basis = np.empty((size, n), dtype=dtype)
+    history, steps, v = [], 0, start
+    while True:
+        basis[0] = v / np.linalg.norm(v)
+        alpha, beta, ritz = [], [], np.ones(1)
+        for j in range(size - 1):
+            w = op.rmatvec(op.matvec(basis[j]))
+            alpha.append(float(np.vdot(basis[j], w).real))
+            for _ in range(2):  # classical Gram-Schmidt, twice, against the whole basis
+                w = w - basis[:j + 1].T @ (basis[:j + 1].conj() @ w)
+            tridiagonal = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+            values, vectors = np.linalg.eigh(tridiagonal)
+            history.append(values[-1])
+            ritz, steps = vectors[:, -1], steps + 1
+            norm = float(np.linalg.norm(w))
+            converged = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
+            if norm <= 1e-14 * abs(values[-1]) or converged:
+                return basis[:len(ritz)].T @ ritz, True
+            if steps >= maxiter:
+                return basis[:len(ritz)].T @ ritz, False
+            beta.append(norm)
+            basis[j + 1] = w / norm
+        v = basis[:len(ritz)].T @ ritz  # the basis is full: restart from the Ritz vector
+
+
+def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
+                maxiter: int = 150) -> tuple[float, bool]:
+    """A rigorous lower bound on ``||A||``: the best certified quotient ``||A u|| / ||u||``.
+
+    Returns the bound and whether the Lanczos iteration met ``tol``.
+    """
+    rows, cols = op.shape
+    if rows < cols:  # the same singular values; iterate on outputs instead
+        op, start = op.H, op.matvec(start)
+        rows, cols = cols, rows
+    v0 = start.real if op.dtype.kind != "c" else start
+    if np.linalg.norm(v0) == 0:
+        v0 = np.random.default_rng(0).standard_normal(cols)
+    candidates, converged = [v0], True
+    if cols <= 64:
+        columns = op.matmat(np.eye(cols, dtype=op.dtype))
+        candidates.append(np.linalg.eigh(np.conj(columns.T) @ columns)[1][:, -1])
+    else:
+        vector, converged = _lanczos(op, v0, tol, min(maxiter, cols))
+        candidates.append(vector)
+    best = max(rounding.quotient_lower(float(np.linalg.norm(op.matvec(u))),
+                                       float(np.linalg.norm(u)), max(rows, cols))
+               for u in candidates)
+    return best, converged

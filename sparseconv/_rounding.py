@@ -1,0 +1,132 @@
+"""The rounding model behind every certified bound: what float64 arithmetic can cost.
+
+A certificate must hold for the layer the user gave, not for the numbers the computer happened
+to produce. Every bound in :mod:`sparseconv._certificates` and :mod:`sparseconv._lanczos` is
+computed in float64 (complex128) from weights converted exactly to that precision, and then
+widened by the worst-case effect of rounding, derived from the standard model
+``fl(a op b) = (a op b)(1 + d)``, ``|d| <= u = 2**-53`` (Higham, *Accuracy and Stability of
+Numerical Algorithms*, 2nd ed.):
+
+* an inner product of ``k`` terms errs by at most ``gamma(k) sum |a_i b_i|``,
+  ``gamma(k) = k u / (1 - k u)``; complex ones by ``gamma(2k + 4)`` (a generous constant);
+* the symbol ``H(xi) = sum_t w_t exp(2 pi i <q_t, xi/M>)`` is evaluated with phases whose
+  angle errs by at most ``2 pi d (d + 4) u`` and whose exponential by ``2 u`` more, so
+  ``||fl(H) - H||_F <= alpha u W1`` with ``alpha = 2 pi d (d + 4) + 2 + 3 (K + 2)`` and
+  ``W1 = sum_t ||w_t||_F`` (``K`` taps, ``d`` axes), which also bounds ``||H(xi)||_F`` at
+  every frequency and ``|| |T| ||_2`` of every one-dimensional section ``T``;
+* a symmetric eigensolver returns the exact eigenvalues of ``G + E``,
+  ``||E|| <= n**2 u ||G||`` (LAPACK's backward error ``p(n) u ||G||`` with ``p(n) = n**2``,
+  a conservative choice of its modestly growing constant);
+* a Cholesky factorization of a matrix ``M`` of bandwidth ``k`` that runs to completion in
+  floating point is the exact factorization of ``M + D``, ``|D| <= gamma(k + 1) |R^T| |R|``,
+  hence ``||D||_2 <= (2k + 1) gamma(k + 2) max_i M_ii`` (Demmel; Rump, BIT 46, 2006): so
+  ``M`` is positive semidefinite if ``M + (2k+1) gamma(k+2) max M_ii I`` is.
+
+Each formula below then rounds its own result outward (:func:`up`, :func:`down`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["U", "Rounding", "down", "gamma", "up"]
+
+U = 2.0**-53  #: unit roundoff of float64
+
+
+def gamma(k: float) -> float:
+    """``k u / (1 - k u)``: the relative error bound of ``k`` chained roundings."""
+    return k * U / (1 - k * U)
+
+
+def up(x: float, operations: int = 8) -> float:
+    """``x``, a result of at most ``operations`` roundings of positive terms, rounded outward."""
+    return float(x) * (1 + gamma(operations)) if x > 0 else float(x)
+
+
+def down(x: float, operations: int = 8) -> float:
+    """:func:`up`'s counterpart for a lower bound (never below zero)."""
+    return max(0.0, float(x) * (1 - gamma(operations)))
+
+
+@dataclass(frozen=True)
+class Rounding:
+    """The rounding model of one layer's weights (float64 or complex128, already scaled).
+
+    Attributes
+    ----------
+    tap_norms : float
+        ``W1 = sum_t ||w_t||_F``, rounded up: a bound on ``||H(xi)||_F`` at every frequency
+        and on ``|| |T| ||_2`` of every section.
+    symbol_error : float
+        ``alpha u W1``: a bound on ``||fl(H(xi)) - H(xi)||_F`` for every evaluation of the
+        symbol (or of a section's kernels), at any subset of frequencies.
+    row_sum, column_sum : float
+        The largest absolute row and column sums of the layer's matrix (``copies`` counts
+        how often padding copies one input entry): ``|| |A| ||_2 <= sqrt(row_sum *
+        column_sum)``.
+    taps_per_entry : int
+        The most terms one entry of ``A x`` or ``A^H y`` sums.
+    """
+
+    tap_norms: float
+    symbol_error: float
+    row_sum: float
+    column_sum: float
+    taps_per_entry: int
+
+    @classmethod
+    def of(cls, weight: np.ndarray, groups: int, copies: int = 1) -> Rounding:
+        ndim = weight.ndim - 2
+        taps = weight.reshape(weight.shape[0], weight.shape[1], -1)
+        k = taps.shape[-1]
+        w1 = up(np.sqrt((np.abs(taps) ** 2).sum(axis=(0, 1))).sum(), taps.size + k + 4)
+        alpha = 2 * math.pi * ndim * (ndim + 4) + 2 + 3 * (k + 2)
+        magnitude = np.abs(taps)
+        row_sum = up(magnitude.sum(axis=(1, 2)).max(), taps.size + 2)
+        # a column: every output channel of the input channel's group, every tap, every copy
+        out_per_group = weight.shape[0] // groups
+        per_input = magnitude.reshape(groups, out_per_group, weight.shape[1], k).sum(axis=(1, 3))
+        column_sum = up(per_input.max() * copies, taps.size + 4)
+        entry_terms = k * max(weight.shape[1], out_per_group) * copies + 4
+        return cls(w1, up(alpha * U * w1), row_sum, column_sum, entry_terms)
+
+    @property
+    def abs_norm(self) -> float:
+        """A bound on ``|| |A| ||_2`` (hence on ``||A||_2``): ``sqrt(row_sum * column_sum)``."""
+        return up(math.sqrt(self.row_sum * self.column_sum))
+
+    def top_upper(self, top: np.ndarray | float, rows: int, cols: int) -> np.ndarray | float:
+        """A rigorous upper bound on ``sigma_max(H(xi))`` from its computed value ``top``.
+
+        ``top`` came from the eigenvalues of the smaller Gram matrix of the evaluated
+        ``rows x cols`` blocks (or from their SVD, whose backward error is no larger).
+        """
+        m, n = max(rows, cols), min(rows, cols)
+        frob = self.tap_norms + self.symbol_error
+        beta = 2 * (m + 2) + n * n + 1
+        value = np.sqrt(np.square(top) + beta * U * frob * frob) + self.symbol_error
+        return value * (1 + gamma(8))
+
+    def top_lower(self, top: float, rows: int, cols: int) -> float:
+        """:meth:`top_upper`'s counterpart: a rigorous lower bound on ``sigma_max(H(xi))``."""
+        m, n = max(rows, cols), min(rows, cols)
+        frob = self.tap_norms + self.symbol_error
+        beta = 2 * (m + 2) + n * n + 1
+        return down(math.sqrt(max(top * top - beta * U * frob * frob, 0.0)) - self.symbol_error)
+
+    def quotient_lower(self, image_norm: float, vector_norm: float, size: int) -> float:
+        """A rigorous lower bound on ``||A v|| / ||v||`` from their computed norms.
+
+        Each entry of the computed ``A v`` errs by at most ``gamma(taps_per_entry)`` times
+        the same entry of ``|A| |v|``, whose norm is at most ``abs_norm * ||v||``; the two
+        computed norms err by ``gamma(size + 2)`` each.
+        """
+        if vector_norm <= 0:
+            return 0.0
+        g = gamma(size + 2)
+        error = gamma(self.taps_per_entry) * self.abs_norm * vector_norm * (1 + g)
+        return down((image_norm * (1 - g) - error) / (vector_norm * (1 + g)))
