@@ -112,7 +112,7 @@ def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_
         terms.append([])
         for seg in segs:
             grid[d], grid[ndim + 1 + d] = seg.length, seg.count
-            at = np.add.outer(np.arange(seg.length) * axis.stride, seg.positions)
+            at = np.add.outer(np.arange(seg.length) * seg.step, seg.positions)
             terms[d].append((at * int(in_steps[d])).reshape(grid))
     channel_columns = np.arange(in_per_group).reshape((1,) * ndim + (-1,) + (1,) * ndim) * n_in
 
