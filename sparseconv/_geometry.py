@@ -6,9 +6,15 @@ padding mode), validated once (by :mod:`sparseconv._validation`); every matrix, 
 selection matrix, spectrum and picture is derived from its two index maps:
 
 * the *padding map* of each spatial axis: for every position of the padded axis, the input
-  position it copies, or ``-1`` for a zero pad (:meth:`AxisGeometry.pad_index`);
+  position it copies, or ``-1`` for a zero pad (:meth:`AxisGeometry.source`, elementwise);
 * the *gather map*: for every output position and kernel tap, the input position the tap
   reads, or ``-1`` (:meth:`ConvGeometry.index_map`).
+
+Cost invariant: validating a layer and cutting each axis into segments
+(:meth:`AxisGeometry.segments`) costs O(kernel + border outputs), never O(padded size), so a
+request for an enormous layer is sized (``nnz()``, ``shape``) and refused against the memory
+limit before any array of its size exists. Only the maps themselves (``index_map``,
+``tap_index``, ``pad_index``) cost what they contain.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import scipy.sparse as sp
 from ._shapes import conv_transpose_output_shape, output_sizes
 from ._validation import (
     PADDING_MODES,
+    as_bool,
     int_tuple,
     normalize_padding,
     positive_int,
@@ -62,14 +69,15 @@ class AxisGeometry:
         output reads ``(output_size-1)*stride + (kernel_size-1)*dilation``."""
         return (self.output_size - 1) * self.stride + (self.kernel_size - 1) * self.dilation + 1
 
-    def pad_index(self) -> np.ndarray:
-        """Source input position of every padded position, ``-1`` for a zero pad.
+    def source(self, j: np.ndarray) -> np.ndarray:
+        """Input position that position ``j`` of the padded axis copies, ``-1`` for a zero pad.
 
+        ``j`` counts from the first input position (a padded position minus ``pad[0]``); any
+        integer array, mapped elementwise, so a map costs what it maps, never the padded size.
         ``reflect`` excludes the edge (numpy's ``"reflect"``, PyTorch's ``reflect``), unlike
         scipy.ndimage's ``"reflect"`` which repeats it (numpy's ``"symmetric"``).
         """
         n = self.size
-        j = np.arange(self.padded_size, dtype=np.int64) - self.pad[0]
         if self.padding_mode == "zeros":
             return np.where((j >= 0) & (j < n), j, -1)
         if self.padding_mode == "circular":
@@ -81,68 +89,142 @@ class AxisGeometry:
         j = j % period
         return np.where(j < n, j, period - j)
 
-    def tap_index(self) -> np.ndarray:
-        """Gather map of this axis, shape ``(output_size, kernel_size)``.
+    def pad_index(self) -> np.ndarray:
+        """Source input position of every padded position, ``-1`` for a zero pad: O(padded)."""
+        return self.source(np.arange(self.padded_size, dtype=np.int64) - self.pad[0])
+
+    def tap_index(self, outputs: np.ndarray | None = None) -> np.ndarray:
+        """Gather map of this axis, shape ``(output_size, kernel_size)``: O(output * kernel).
 
         Entry ``[o, t]`` is the input position read by tap ``t`` of output ``o``: the padded
-        position ``o*stride + t*dilation`` mapped through :meth:`pad_index`.
+        position ``o*stride + t*dilation`` mapped through :meth:`source`. ``outputs`` selects
+        rows (all of them by default).
         """
-        o = np.arange(self.output_size, dtype=np.int64)[:, None] * self.stride
+        if outputs is None:
+            outputs = np.arange(self.output_size, dtype=np.int64)
+        o = np.asarray(outputs, dtype=np.int64)[:, None] * self.stride - self.pad[0]
         t = np.arange(self.kernel_size, dtype=np.int64)[None, :] * self.dilation
-        return self.pad_index()[o + t]
+        return self.source(o + t)
+
+    def _first_output(self, position: int) -> np.ndarray:
+        """Per tap, the first output whose tap reads padded position ``>= position`` (relative
+        to the input start), clipped to ``[0, output_size]``."""
+        t = np.arange(self.kernel_size, dtype=np.int64) * self.dilation
+        first = -((t - self.pad[0] - position) // self.stride)  # ceil division
+        return np.clip(first, 0, self.output_size)
 
     def segments(self) -> tuple[AxisSegment, ...]:
         """The gather map of this axis cut into runs of outputs that read alike.
 
-        Output ``o`` reads the distinct input positions of row ``o`` of :meth:`tap_index`;
-        consecutive outputs form one segment when they have the same *fold* (which taps read
-        which of the positions, in increasing position order) and their positions advance by
-        exactly ``stride``. Zero padding gives at most ``3`` kinds of segment (left border,
-        interior, right border) plus one per partially covered border output; reflect,
-        replicate and circular padding give one segment per border output.
+        A segment is a run of consecutive outputs with the same *fold* (which taps read which
+        of the distinct positions, in increasing position order) whose positions advance by a
+        constant ``step``: the stride, or 0 for the outputs that read only the replicated edge.
+        Computed in O(kernel + border outputs), never O(padded size) nor O(output size):
+
+        * zero padding: the taps reading the input are a contiguous range that changes only
+          where a tap enters or leaves the input, at most ``2 * kernel_size`` outputs, so the
+          segments are the runs between those (left border, interior, right border, and runs
+          that read only padding, with no position);
+        * other modes: the interior (every tap inside the input) is one segment, replicate's
+          runs that read only one edge are one each, and the remaining border outputs (at most
+          about ``(pad + dilation*(kernel_size-1)) / stride`` a side, and PyTorch bounds the
+          reflect and circular pads by the input size) are merged as the rule above allows.
         """
-        pos = self.tap_index()
+        return _axis_segments(self)
+
+    def _zero_segments(self) -> list[AxisSegment]:
+        k, out = self.kernel_size, self.output_size
+        enter, leave = self._first_output(0), self._first_output(self.size)
+        cuts = np.unique(np.concatenate(([0, out], enter, leave)))
+        segments, previous = [], None
+        for start, stop in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+            taps = np.flatnonzero((enter <= start) & (start < leave))
+            key = tuple(taps.tolist())
+            if key == previous:  # the same taps read the input: the run goes on
+                last = segments[-1]
+                segments[-1] = AxisSegment(last.start, stop - last.start, last.positions,
+                                           last.fold, last.step)
+                continue
+            fold = np.zeros((taps.size, k), dtype=bool)
+            fold[np.arange(taps.size), taps] = True
+            positions = start * self.stride - self.pad[0] + taps * self.dilation
+            segments.append(AxisSegment(start, stop - start, positions, fold, self.stride))
+            previous = key
+        return segments
+
+    def _border_segments(self, outputs: np.ndarray) -> list[AxisSegment]:
+        """Segments of the given outputs (sorted), read from their rows of the gather map."""
+        if outputs.size == 0:
+            return []
+        pos = self.tap_index(outputs)
         order = np.argsort(pos, axis=1, kind="stable")
         srt = np.take_along_axis(pos, order, axis=1)
         new_run = np.ones_like(srt, dtype=bool)
         new_run[:, 1:] = srt[:, 1:] != srt[:, :-1]
-        # rank of the distinct position each tap reads, -1 for a zero pad (sorted first)
-        rank_sorted = np.cumsum(new_run, axis=1) - 1 - (srt[:, :1] < 0)
-        rank_sorted[srt < 0] = -1
+        rank_sorted = np.cumsum(new_run, axis=1) - 1  # rank of the distinct position read
         rank = np.empty_like(rank_sorted)
         np.put_along_axis(rank, order, rank_sorted, axis=1)
-
-        breaks = np.ones(self.output_size, dtype=bool)
-        breaks[1:] = (rank[1:] != rank[:-1]).any(axis=1) | (
-            (pos[1:] - pos[:-1] != self.stride) & (pos[1:] >= 0)
-        ).any(axis=1)
+        breaks = np.ones(outputs.size, dtype=bool)
+        breaks[1:] = ((outputs[1:] != outputs[:-1] + 1) | (rank[1:] != rank[:-1]).any(axis=1)
+                      | (pos[1:] - pos[:-1] != self.stride).any(axis=1))
         starts = np.flatnonzero(breaks)
-        lengths = np.diff(starts, append=self.output_size)
+        lengths = np.diff(starts, append=outputs.size)
         segments = []
-        for start, length in zip(starts.tolist(), lengths.tolist()):
-            row = rank[start]
+        for first, length in zip(starts.tolist(), lengths.tolist()):
+            row = rank[first]
             fold = np.zeros((row.max() + 1, self.kernel_size), dtype=bool)
-            taps = np.flatnonzero(row >= 0)
-            fold[row[taps], taps] = True
-            positions = srt[start][new_run[start] & (srt[start] >= 0)]
-            segments.append(AxisSegment(start, length, positions, fold))
-        return tuple(segments)
+            fold[row, np.arange(self.kernel_size)] = True
+            positions = srt[first][new_run[first]]
+            segments.append(AxisSegment(int(outputs[first]), length, positions, fold,
+                                        self.stride))
+        return segments
+
+    def _padded_segments(self) -> list[AxisSegment]:
+        k, out, n = self.kernel_size, self.output_size, self.size
+        enter, leave = self._first_output(0), self._first_output(n)
+        runs = []  # (start, stop, segment or None) of the outputs found without their rows
+        if enter[0] < leave[-1]:  # the interior: every tap inside the input
+            start = int(enter[0])
+            runs.append((start, int(leave[-1]), AxisSegment(
+                start, int(leave[-1]) - start, start * self.stride - self.pad[0]
+                + np.arange(k) * self.dilation, np.eye(k, dtype=bool), self.stride)))
+        if self.padding_mode == "replicate":  # every tap left of (right of) the input
+            for stop, start, edge in ((int(enter[-1]), 0, 0), (out, int(leave[0]), n - 1)):
+                if start < stop:
+                    runs.append((start, stop, AxisSegment(
+                        start, stop - start, np.array([edge]), np.ones((1, k), dtype=bool), 0)))
+        # the border outputs: the gaps between those runs
+        edges = [0, *(v for a, b, _ in sorted(runs, key=lambda r: r[0]) for v in (a, b)), out]
+        outputs = np.concatenate([np.arange(a, b, dtype=np.int64)
+                                  for a, b in zip(edges[::2], edges[1::2])])
+        segments = [seg for _, _, seg in runs] + self._border_segments(outputs)
+        return sorted(segments, key=lambda seg: seg.start)
+
+
+@functools.lru_cache(maxsize=1024)
+def _axis_segments(axis: AxisGeometry) -> tuple[AxisSegment, ...]:
+    # cached: an axis is an immutable value, and matrices, nnz() and sizes ask for it in turn
+    if axis.padding_mode == "zeros":
+        return tuple(axis._zero_segments())
+    return tuple(axis._padded_segments())
 
 
 @dataclass(frozen=True, eq=False)
 class AxisSegment:
     """Consecutive outputs ``start, ..., start + length - 1`` of one axis that read alike.
 
-    Output ``start + i`` reads input positions ``positions + i*stride`` (sorted, distinct);
-    ``fold[e, t]`` says that kernel tap ``t`` reads ``positions[e]`` (one tap per position
-    with zero padding; several where reflect, replicate or circular padding folds taps onto
-    the same input position).
+    Output ``start + i`` reads input positions ``positions + i*step`` (sorted, distinct);
+    ``step`` is the stride, or 0 for outputs that all read one replicated edge. ``fold[e, t]``
+    says that kernel tap ``t`` reads ``positions[e]`` (one tap per position with zero
+    padding; several where reflect, replicate or circular padding folds taps onto the same
+    input position).
     """
 
     start: int
     length: int
     positions: np.ndarray
     fold: np.ndarray
+    step: int
 
     @property
     def count(self) -> int:
@@ -225,6 +307,7 @@ class ConvGeometry:
         axis; it may not exceed the natural output size.
         """
         weight_shape = tuple(weight_shape)
+        flip = as_bool(flip, "flip")
         if len(weight_shape) < 3:
             raise ValueError(
                 "weight must have shape (out_channels, in_channels/groups, *kernel_size) with at "
@@ -263,7 +346,7 @@ class ConvGeometry:
         pads = normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
         axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,
                           output_size)
-        return cls(in_channels, out_channels, groups, axes, bool(flip))
+        return cls(in_channels, out_channels, groups, axes, flip)
 
     @classmethod
     def from_kernel_size(

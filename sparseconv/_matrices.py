@@ -25,10 +25,9 @@ import scipy.sparse as sp
 
 from ._geometry import AxisSegment, ConvGeometry
 from ._memory import check_memory
-from ._validation import as_weight, check_format, result_dtype
+from ._validation import as_weight, check_format, layer_dtype
 
-__all__ = ["assemble", "conv_matrix", "conv_transpose_matrix"]
-
+__all__ = ["assemble", "conv_matrix", "conv_transpose_matrix", "format_bytes", "matrix_bytes"]
 
 
 class _BlockLayout:
@@ -47,15 +46,23 @@ class _BlockLayout:
         self.totals = [int(c.sum()) for c in counts]
         self.length = in_per_group * math.prod(self.totals)
 
-    def row_starts(self) -> np.ndarray:
-        """Offset of the first entry of every output position, C order."""
-        ndim, start, before = len(self.counts), np.zeros((), np.int64), np.ones((), np.int64)
-        for d in range(ndim):
-            grid = [1] * ndim
+    def fill_indptr(self, indptr: np.ndarray, c_out: int) -> None:
+        """Write the CSR ``indptr`` of ``c_out`` channels in place: no temporary of its size.
+
+        A row's entry count is ``in_per_group * prod_d counts[d][o_d]``, a broadcast product
+        written into the first channel's slots, then summed in place.
+        """
+        first = indptr[1:].reshape(c_out, -1)
+        row = first[0].reshape([len(c) for c in self.counts])
+        row[...] = self.in_per_group
+        for d, c in enumerate(self.counts):
+            grid = [1] * len(self.counts)
             grid[d] = -1
-            start = start + (self.prefix[d] * math.prod(self.totals[d + 1:])).reshape(grid) * before
-            before = before * self.counts[d].reshape(grid)
-        return self.in_per_group * start.ravel()
+            np.multiply(row, c.reshape(grid), out=row, casting="unsafe")
+        np.cumsum(first[0], out=first[0])
+        np.add(first[0], (np.arange(1, c_out) * self.length)[:, None].astype(indptr.dtype),
+               out=first[1:])
+        indptr[0] = 0
 
     def view(self, array: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
         """The entries of a block of ``array`` (shape ``(..., length)``, C-contiguous).
@@ -87,32 +94,75 @@ class _BlockLayout:
         )
 
 
-def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_array:
-    """The CSR array of the layer described by ``geom`` with (validated) ``weight``."""
+def format_bytes(nnz: int, shape: tuple[int, int], dtype, index_dtype, format: str) -> int:
+    """Bytes of a sparse array of ``shape`` with ``nnz`` entries stored in ``format``.
+
+    ``bsr`` is counted twice over: scipy may choose blocks that store some zeros.
+    """
+    item, idx = np.dtype(dtype).itemsize, np.dtype(index_dtype).itemsize
+    if format == "coo":
+        return nnz * (item + 2 * idx)
+    compressed = nnz * (item + idx) + (shape[format == "csc"] + 1) * idx
+    return 2 * compressed if format == "bsr" else compressed
+
+
+def matrix_bytes(geom: ConvGeometry, dtype, format: str = "csr", *,
+                 transposed: bool = False) -> tuple[int, int, np.dtype]:
+    """``(bytes, nnz, index dtype)`` of assembling the layer's matrix (its transpose if
+    ``transposed``) in ``format``: the CSR arrays, every temporary of :func:`assemble`, and the
+    converted copy that exists beside the CSR arrays while scipy converts them. O(segments)."""
+    shape = geom.shape
+    nnz = geom.nnz()
+    index_dtype = np.dtype(sp.get_index_dtype(maxval=max(nnz, *shape)))
+    idx = index_dtype.itemsize
+    per_channel = nnz // geom.out_channels
+    sum_out = sum(geom.output_size)
+    total = format_bytes(nnz, shape, dtype, index_dtype, "csr")
+    # one channel's columns, a block's spatial sums (int64), the per-axis counts
+    total += per_channel * (idx + 8) + 4 * sum_out * 8
+    final = shape[::-1] if transposed else shape
+    # A.T is a CSC view of A: only another format is a copy
+    if format != ("csc" if transposed else "csr"):
+        total += format_bytes(nnz, final, dtype, index_dtype, format)
+        if transposed and format == "bsr":  # via CSR
+            total += format_bytes(nnz, final, dtype, index_dtype, "csr")
+    return total, nnz, index_dtype
+
+
+def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, format: str = "csr", *,
+             transposed: bool = False, extra: int = 0) -> sp.sparray:
+    """The layer described by ``geom`` with (validated) ``weight`` as a sparse array in
+    ``format``; its transpose if ``transposed``. Sized against the memory limit first (plus
+    ``extra`` bytes the caller will allocate beside it), before any array is allocated."""
+    nbytes, nnz, index_dtype = matrix_bytes(geom, dtype, format, transposed=transposed)
+    rows, cols = geom.shape[::-1] if transposed else geom.shape
+    check_memory(nbytes + extra, f"the {rows} x {cols} sparse matrix with {nnz} nonzeros "
+                 f"({format.upper()}, with the temporaries of its assembly)")
+    matrix = _assemble_csr(geom, weight, dtype, index_dtype)
+    return (matrix.T if transposed else matrix).asformat(format)
+
+
+def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
+                  index_dtype: np.dtype) -> sp.csr_array:
     shape, ndim = geom.shape, geom.ndim
     c_out, groups = geom.out_channels, geom.groups
     in_per_group, n_in = geom.in_channels // groups, math.prod(geom.input_size)
-    distinct = {axis: None for axis in geom.axes}  # square layers: compute each axis once
-    distinct = {axis: axis.segments() for axis in distinct}
-    segments = [distinct[axis] for axis in geom.axes]
+    segments = [axis.segments() for axis in geom.axes]
     layout = _BlockLayout(segments, in_per_group)
-    nnz = c_out * layout.length
-    index_dtype = np.dtype(sp.get_index_dtype(maxval=max(nnz, *shape)))
-    check_memory(
-        nnz * (dtype.itemsize + index_dtype.itemsize) + (shape[0] + 1) * index_dtype.itemsize,
-        f"the {shape[0]} x {shape[1]} sparse matrix with {nnz} nonzeros",
-    )
 
     # Column of entry (output i of a block, channel c, positions e) in group 0:
     # c*n_in + sum_d in_step_d * (positions_d[e_d] + i_d*stride_d). One term per segment.
     in_steps = np.cumprod((1,) + geom.input_size[:0:-1])[::-1]
     terms = []
-    for d, (axis, segs) in enumerate(zip(geom.axes, segments)):
+    for d, segs in enumerate(segments):
         grid = [1] * (2 * ndim + 1)
         terms.append([])
         for seg in segs:
+            if seg.count == 0:  # outputs that read only padding: no entries, no columns
+                terms[d].append(None)
+                continue
             grid[d], grid[ndim + 1 + d] = seg.length, seg.count
-            at = np.add.outer(np.arange(seg.length) * axis.stride, seg.positions)
+            at = np.add.outer(np.arange(seg.length) * seg.step, seg.positions)
             terms[d].append((at * int(in_steps[d])).reshape(grid))
     channel_columns = np.arange(in_per_group).reshape((1,) * ndim + (-1,) + (1,) * ndim) * n_in
 
@@ -143,8 +193,7 @@ def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype) -> sp.csr_
         rows = slice(g * out_per_group, (g + 1) * out_per_group)
         np.add(columns, index_dtype.type(g * in_per_group * n_in), out=indices[rows])
     indptr = np.empty(shape[0] + 1, dtype=index_dtype)
-    indptr[:-1] = (np.arange(c_out)[:, None] * layout.length + layout.row_starts()).ravel()
-    indptr[-1] = nnz
+    layout.fill_indptr(indptr, c_out)
     matrix = sp.csr_array((data.reshape(-1), indices.reshape(-1), indptr), shape=shape, copy=False)
     matrix.has_sorted_indices = True
     matrix.has_canonical_format = True
@@ -235,8 +284,7 @@ def conv_matrix(
         weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
         groups=groups, padding_mode=padding_mode, flip=flip,
     )
-    matrix = assemble(geom, weight, result_dtype(weight, dtype))
-    return matrix if format == "csr" else matrix.asformat(format)
+    return assemble(geom, weight, layer_dtype(weight, dtype), format)
 
 
 def conv_transpose_matrix(
@@ -296,4 +344,4 @@ def conv_transpose_matrix(
         weight.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups,
     )
-    return assemble(geom, weight, result_dtype(weight, dtype)).T.asformat(format)
+    return assemble(geom, weight, layer_dtype(weight, dtype), format, transposed=True)

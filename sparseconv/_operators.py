@@ -5,7 +5,15 @@ products themselves are computed in :mod:`sparseconv._products`.
 
 A convolution is ``(A, conj(A).T)``; a transposed convolution is ``(A.T, conj(A))``.
 Batches are columns: ``matmat(X)`` takes ``X`` of shape ``(prod(input_shape), b)`` and hands
-it on as an ``(C, *spatial, b)`` array in that memory order (batch last).
+it on as an ``(C, *spatial, b)`` array in that memory order (batch last); an empty batch
+(``b = 0``) gives an empty result, as scipy.sparse does.
+
+Invariants: the operators override only scipy's underscored methods (``_matvec``,
+``_rmatvec``, ``_matmat``, ``_rmatmat``, ``_adjoint``), so they accept exactly what scipy's
+``LinearOperator`` accepts; they hold a private read-only copy of their weight, so the forward
+product and the adjoint always describe the same matrix; and every product is sized against
+the memory limit before it allocates (for one column at construction, for the batch given
+at each product).
 """
 
 from __future__ import annotations
@@ -19,8 +27,8 @@ from scipy.sparse.linalg import LinearOperator
 
 from ._geometry import ConvGeometry
 from ._matrices import assemble, check_format
-from ._products import forward, transpose_map
-from ._validation import as_weight, result_dtype
+from ._products import check_product_memory, forward, forward_bytes, transpose_map
+from ._validation import as_weight, layer_dtype
 
 __all__ = ["ConvOperator", "ConvTransposeOperator", "as_geometry", "layer_of"]
 
@@ -32,55 +40,82 @@ class _GeometryOperator(LinearOperator):
     """A LinearOperator mapping ``(C, *in)`` to ``(C', *out)`` arrays, flattened in C order.
 
     Subclasses set ``input_shape``, ``output_shape`` and implement ``_apply(X)`` and
-    ``_apply_adjoint(Y)`` on arrays of shape ``(*input_shape, b)`` / ``(*output_shape, b)``.
+    ``_apply_adjoint(Y)`` on arrays of shape ``(*input_shape, b)`` / ``(*output_shape, b)``,
+    ``_apply_bytes(b, itemsize)`` and ``_apply_adjoint_bytes(b, itemsize)`` (what one product
+    allocates) and ``_explicit(format, adjoint)``. Only scipy's underscored methods are
+    overridden: the public ``matvec``/``matmat``/``dot``/``@`` are scipy's, which check the
+    shapes they accept and call these.
     """
 
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
 
-    def _check(self, x, shape, what):
-        x = np.asarray(x)
+    def _columns(self, X, shape, what):
+        """``X`` as an ``(n, k)`` array, or ValueError naming the shapes accepted."""
+        X = np.asarray(X)
         n = math.prod(shape)
-        if x.ndim not in (1, 2) or x.shape[0] != n or (what.endswith("vec") and x.ndim == 2
-                                                       and x.shape[1] != 1):
-            expected = f"({n},) or ({n}, 1)" if what.endswith("vec") else f"({n}, k)"
+        if X.ndim == 1 and X.shape[0] == n:
+            return X.reshape(n, 1)
+        if X.ndim != 2 or X.shape[0] != n:
             raise ValueError(
-                f"{what} expects an array of shape {expected} (a flattened {shape} array), "
-                f"got shape {x.shape}"
+                f"{what} expects an array of shape ({n},), ({n}, 1) or ({n}, k) (a flattened "
+                f"{shape} array, or k of them as columns), got shape {X.shape}"
             )
-        return x
+        return X
 
-    def matvec(self, x):
-        return super().matvec(self._check(x, self.input_shape, "matvec"))
-
-    def rmatvec(self, x):
-        return super().rmatvec(self._check(x, self.output_shape, "rmatvec"))
-
-    def matmat(self, X):
-        return super().matmat(self._check(X, self.input_shape, "matmat"))
-
-    def rmatmat(self, X):
-        return super().rmatmat(self._check(X, self.output_shape, "rmatmat"))
+    def _product(self, X, apply, nbytes, shape_in, shape_out, what):
+        X = self._columns(X, shape_in, what)
+        b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
+        if b == 0:  # an empty batch, as scipy.sparse gives it
+            return np.zeros((math.prod(shape_out), 0), dtype)
+        check_product_memory(
+            nbytes(b, dtype.itemsize),
+            f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
+            f"scratch and the {shape_out} result)")
+        return apply(X.reshape(*shape_in, b)).reshape(-1, b)
 
     def _matmat(self, X):
-        b = X.shape[1]
-        return self._apply(X.reshape(*self.input_shape, b)).reshape(-1, b)
+        return self._product(X, self._apply, self._apply_bytes, self.input_shape,
+                             self.output_shape, "matmat")
 
     def _rmatmat(self, X):
-        b = X.shape[1]
-        return self._apply_adjoint(X.reshape(*self.output_shape, b)).reshape(-1, b)
+        return self._product(X, self._apply_adjoint, self._apply_adjoint_bytes,
+                             self.output_shape, self.input_shape, "rmatmat")
 
     def _matvec(self, x):
-        return self._matmat(x.reshape(-1, 1)).reshape(-1)
+        return self._matmat(self._vector(x, self.input_shape, "matvec")).reshape(-1)
 
     def _rmatvec(self, x):
-        return self._rmatmat(x.reshape(-1, 1)).reshape(-1)
+        return self._rmatmat(self._vector(x, self.output_shape, "rmatvec")).reshape(-1)
+
+    def _vector(self, x, shape, what):
+        x = np.asarray(x)
+        n = math.prod(shape)
+        if x.shape not in ((n,), (n, 1)):
+            raise ValueError(f"{what} expects an array of shape ({n},) or ({n}, 1) (a flattened "
+                             f"{shape} array), got shape {x.shape}")
+        return x.reshape(n, 1)
+
+    def _check_products(self) -> None:
+        """Refuse, at construction, a layer whose products with one column exceed the limit."""
+        item = self.dtype.itemsize
+        for nbytes, what in ((self._apply_bytes, "matvec"),
+                             (self._apply_adjoint_bytes, "rmatvec")):
+            check_product_memory(
+                nbytes(1, item), f"{what} of {self!r} (padded input, im2col or phase-split "
+                "scratch and result, for one column)")
 
     def _adjoint(self):
         return _Adjoint(self)
 
     def tosparse(self, format: str = "csr") -> sp.sparray:
-        raise NotImplementedError  # pragma: no cover - every subclass defines it
+        """The explicit matrix in ``format``, sized against the memory limit first."""
+        check_format(format)
+        return self._explicit(format, adjoint=False)
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.input_shape} -> {self.output_shape}, "
+                f"dtype={self.dtype}>")
 
 
 class _Adjoint(_GeometryOperator):
@@ -97,12 +132,27 @@ class _Adjoint(_GeometryOperator):
     def _apply_adjoint(self, X):
         return self.parent._apply(X)
 
+    def _apply_bytes(self, b, itemsize):
+        return self.parent._apply_adjoint_bytes(b, itemsize)
+
+    def _apply_adjoint_bytes(self, b, itemsize):
+        return self.parent._apply_bytes(b, itemsize)
+
     def _adjoint(self):
         return self.parent
 
-    def tosparse(self, format: str = "csr") -> sp.sparray:
-        """The explicit matrix, ``parent.tosparse().T.conj()``, in ``format``."""
-        return self.parent.tosparse("csr").T.conj().asformat(format)
+    def _explicit(self, format, adjoint):
+        return self.parent._explicit(format, adjoint=not adjoint)
+
+    def __repr__(self) -> str:
+        return f"<adjoint of {self.parent!r}>"
+
+
+def _own(weight: np.ndarray) -> np.ndarray:
+    """A private, read-only copy: later changes to the caller's array change nothing."""
+    owned = np.array(weight, copy=True)
+    owned.flags.writeable = False
+    return owned
 
 
 class ConvOperator(_GeometryOperator):
@@ -116,13 +166,16 @@ class ConvOperator(_GeometryOperator):
     stride, padding, dilation, groups, padding_mode, flip
         Exactly as :func:`sparseconv.conv_matrix`.
     dtype : numpy dtype, optional
-        The operator's dtype; by default the weight's. Products follow numpy promotion of the
-        weight and the input (float32 stays float32).
+        The operator's dtype; by default the weight's (float16 weights compute in float32, as
+        :func:`sparseconv.conv_matrix`). Products follow numpy promotion of the weight and the
+        input (float32 stays float32).
 
     Attributes
     ----------
     geometry : ConvGeometry
     weight : ndarray
+        A private read-only copy of the weight given: changing the caller's array afterwards
+        changes neither the operator nor its adjoint.
     input_shape, output_shape : tuple of int
 
     Raises
@@ -130,6 +183,9 @@ class ConvOperator(_GeometryOperator):
     ValueError, TypeError
         As :func:`sparseconv.conv_matrix`; ``matvec`` and the other products raise
         ``ValueError`` for an array whose shape does not match the operator.
+    MatrixTooLargeError
+        A product with one column would allocate (padded input, im2col scratch, result) more
+        than the memory limit; also from a product whose batch would.
 
     Notes
     -----
@@ -165,13 +221,19 @@ class ConvOperator(_GeometryOperator):
             weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
             groups=groups, padding_mode=padding_mode, flip=flip,
         )
-        dtype = result_dtype(weight, dtype)
-        self.weight = weight
-        self._w = np.ascontiguousarray(self.geometry.tap_weights(weight), dtype=dtype)
+        dtype = layer_dtype(weight, dtype)
+        self._weight = _own(weight)
+        self._w = np.ascontiguousarray(self.geometry.tap_weights(self._weight), dtype=dtype)
         self._transpose_map = transpose_map(self.geometry, self._w.conj())
         self.input_shape = self.geometry.input_shape
         self.output_shape = self.geometry.output_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape)
+        self._check_products()
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The layer's weight: a private, read-only copy."""
+        return self._weight
 
     def _apply(self, X):
         return forward(self.geometry, self._w, X)
@@ -179,10 +241,16 @@ class ConvOperator(_GeometryOperator):
     def _apply_adjoint(self, Y):
         return self._transpose_map(Y)
 
-    def tosparse(self, format: str = "csr") -> sp.sparray:
-        """The explicit matrix, equal to :func:`sparseconv.conv_matrix` of the same layer."""
-        check_format(format)
-        return assemble(self.geometry, self.weight, self.dtype).asformat(format)
+    def _apply_bytes(self, b, itemsize):
+        return forward_bytes(self.geometry, b, itemsize)
+
+    def _apply_adjoint_bytes(self, b, itemsize):
+        return self._transpose_map.nbytes(b, itemsize)
+
+    def _explicit(self, format, adjoint):
+        # A^H is the transpose of the matrix of the conjugate weight: conjugate the few weights
+        weight = self._weight.conj() if adjoint else self._weight
+        return assemble(self.geometry, weight, self.dtype, format, transposed=adjoint)
 
 
 class ConvTransposeOperator(_GeometryOperator):
@@ -203,6 +271,7 @@ class ConvTransposeOperator(_GeometryOperator):
         The geometry of the convolution it transposes (from ``output_shape`` to
         ``input_shape``).
     weight : ndarray
+        A private read-only copy of the weight given.
     input_shape, output_shape : tuple of int
 
     Raises
@@ -210,6 +279,8 @@ class ConvTransposeOperator(_GeometryOperator):
     ValueError, TypeError
         As :func:`sparseconv.conv_transpose_matrix`; ``matvec`` and the other products raise
         ``ValueError`` for an array whose shape does not match the operator.
+    MatrixTooLargeError
+        As :class:`ConvOperator`.
 
     Notes
     -----
@@ -238,24 +309,37 @@ class ConvTransposeOperator(_GeometryOperator):
             weight.shape, input_shape, stride=stride, padding=padding,
             output_padding=output_padding, dilation=dilation, groups=groups,
         )
-        dtype = result_dtype(weight, dtype)
-        self.weight = weight
-        self._w = np.ascontiguousarray(weight, dtype=dtype)
+        dtype = layer_dtype(weight, dtype)
+        self._weight = _own(weight)
+        self._w = np.ascontiguousarray(self._weight, dtype=dtype)
+        self._w_conj = self._w.conj()
         self._transpose_map = transpose_map(self.geometry, self._w)
         self.input_shape = self.geometry.output_shape
         self.output_shape = self.geometry.input_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape[::-1])
+        self._check_products()
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The layer's weight: a private, read-only copy."""
+        return self._weight
 
     def _apply(self, X):
         return self._transpose_map(X)
 
     def _apply_adjoint(self, Y):
-        return forward(self.geometry, self._w.conj(), Y)
+        return forward(self.geometry, self._w_conj, Y)
 
-    def tosparse(self, format: str = "csr") -> sp.sparray:
-        """The explicit matrix, equal to :func:`sparseconv.conv_transpose_matrix`."""
-        check_format(format)
-        return assemble(self.geometry, self.weight, self.dtype).T.asformat(format)
+    def _apply_bytes(self, b, itemsize):
+        return self._transpose_map.nbytes(b, itemsize)
+
+    def _apply_adjoint_bytes(self, b, itemsize):
+        return forward_bytes(self.geometry, b, itemsize)
+
+    def _explicit(self, format, adjoint):
+        # the matrix is A.T of the geometry's A; its adjoint conj(A), from the conjugate weight
+        weight = self._weight.conj() if adjoint else self._weight
+        return assemble(self.geometry, weight, self.dtype, format, transposed=not adjoint)
 
 
 def layer_of(A) -> tuple[ConvGeometry, bool] | None:

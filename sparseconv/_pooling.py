@@ -3,7 +3,9 @@
 Pooling is a depthwise convolution with a constant kernel: the windows are the gather map of
 a weightless depthwise geometry (:meth:`ConvGeometry.from_kernel_size`), and each row is
 divided by the number of positions its window counts (``count_include_pad``,
-``divisor_override``). ``ceil_mode`` adds the cut last window PyTorch adds.
+``divisor_override``). ``ceil_mode`` adds the cut last window PyTorch adds, as zero
+padding past the input that the divisor does not count. The matrix, the divisors and any format
+conversion are sized against the memory limit before anything is allocated.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
-from ._matrices import check_format, conv_matrix
-from ._validation import is_int, result_dtype
+from ._matrices import assemble, check_format, format_bytes, matrix_bytes
+from ._validation import as_bool, int_tuple, is_int, layer_dtype, normalize_padding
 
 __all__ = ["avg_pool_matrix"]
+
 
 def avg_pool_matrix(
     input_shape: Sequence[int], kernel_size: int | Sequence[int], stride=None, padding=0,
@@ -37,7 +40,9 @@ def avg_pool_matrix(
         Zero padding, at most ``kernel_size // 2`` per side (PyTorch's limit).
     ceil_mode : bool
         Round the output size up: one more window where the last one would hang over the
-        padded input, provided it starts inside the input or the low padding (PyTorch's rule).
+        padded input, provided it starts inside the input or the low padding (PyTorch's rule;
+        the kernel may then be larger than the padded input, as in ``avg_pool1d`` and
+        ``avg_pool2d``; ``avg_pool3d`` alone refuses a kernel larger than the input).
     count_include_pad : bool
         Divide by the window's positions inside the padded input (True) or by the input
         positions it covers (False).
@@ -53,7 +58,10 @@ def avg_pool_matrix(
     Raises
     ------
     ValueError, TypeError
-        A bad shape or argument, a padding over half the kernel.
+        A bad shape or argument (a flag that is not a bool), a padding over half the kernel,
+        ``dtype=float16``.
+    MatrixTooLargeError
+        The matrix, its divisors and any format conversion exceed the memory limit.
 
     See Also
     --------
@@ -76,27 +84,36 @@ def avg_pool_matrix(
     array([0.5, 0.5, 0. ])
     >>> avg_pool_matrix((1, 5), 2, ceil_mode=True).toarray()[-1]     # the cut last window
     array([0., 0., 0., 0., 1.])
+    >>> avg_pool_matrix((1, 2), 4, 3, ceil_mode=True).toarray()      # F.avg_pool1d: [1.5]
+    array([[0.5, 0.5]])
     """
     check_format(format)
-    geom = ConvGeometry.from_kernel_size(input_shape, kernel_size, depthwise=True,
-                                         stride=kernel_size if stride is None else stride,
-                                         padding=padding)
-    if any(max(pad) > k // 2 for pad, k in zip(geom.padding, geom.kernel_size)):
-        raise ValueError(f"padding={padding!r} must be at most half of kernel_size="
-                         f"{geom.kernel_size} on every side (PyTorch's limit)")
-    for name, flag in (("ceil_mode", ceil_mode), ("count_include_pad", count_include_pad)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    ceil_mode = as_bool(ceil_mode, "ceil_mode")
+    count_include_pad = as_bool(count_include_pad, "count_include_pad")
     if divisor_override is not None and not (is_int(divisor_override) and divisor_override > 0):
         raise ValueError(f"divisor_override must be a positive integer, got {divisor_override!r}")
-    dtype = result_dtype(np.empty(0), dtype)
-    padded = [a.padded_size for a in geom.axes]
+    dtype = layer_dtype(np.empty(0), dtype)
+    shape = ConvGeometry.from_kernel_size(input_shape, 1).input_shape  # validated
+    ndim = len(shape) - 1
+    kernel = int_tuple(kernel_size, ndim, "kernel_size", 1)
+    stride = int_tuple(kernel if stride is None else stride, ndim, "stride", 1)
+    pads = normalize_padding(padding, ndim, kernel, stride, (1,) * ndim)
+    if any(max(pad) > k // 2 for pad, k in zip(pads, kernel)):
+        raise ValueError(f"padding={padding!r} must be at most half of kernel_size="
+                         f"{kernel} on every side (PyTorch's limit)")
+    padded = [n + lo + hi for n, (lo, hi) in zip(shape[1:], pads)]
     if ceil_mode:  # the last window may hang over the padded input: zeros there, not stored
-        geom = ConvGeometry.from_kernel_size(
-            geom.input_shape, geom.kernel_size, depthwise=True, stride=geom.stride,
-            padding=[(lo, hi + _ceil_extra(a)) for a, (lo, hi) in zip(geom.axes, geom.padding)])
-    matrix = conv_matrix(np.ones(geom.weight_shape), geom.input_shape, stride=geom.stride,
-                         padding=geom.padding, groups=geom.groups, dtype=dtype)
+        pads = [(lo, hi + _ceil_extra(n, k, s, lo, hi))
+                for n, k, s, (lo, hi) in zip(shape[1:], kernel, stride, pads)]
+    geom = ConvGeometry.from_kernel_size(shape, kernel, depthwise=True, stride=stride,
+                                         padding=pads)
+    # beside the matrix: the divisors a row, the entries' divisors, and a converted copy
+    _, nnz, index_dtype = matrix_bytes(geom, dtype)
+    rows = geom.shape[0]
+    extra = rows * (24 + 2 * index_dtype.itemsize) + nnz * (8 + dtype.itemsize)
+    if format != "csr":
+        extra += format_bytes(nnz, geom.shape, dtype, index_dtype, format)
+    matrix = assemble(geom, np.ones(geom.weight_shape), dtype, extra=extra)
     if divisor_override is not None:
         divisor = np.full(matrix.shape[0], float(divisor_override))
     elif count_include_pad:  # the window's taps inside the padded input
@@ -111,17 +128,17 @@ def avg_pool_matrix(
     return matrix.asformat(format)
 
 
-def _ceil_extra(axis) -> int:
+def _ceil_extra(n: int, k: int, s: int, lo: int, hi: int) -> int:
     """Zeros to add after the padded input so that PyTorch's ceil-mode output exists.
 
-    Ceil mode takes ``ceil((n + lo + hi - k) / stride) + 1`` windows, less one if the last would
-    start beyond the input and its low padding; the last may then overhang by ``extra``.
+    PyTorch takes ``floor((n + lo + hi - k + s - 1) / s) + 1`` windows, less one if the last
+    would start beyond the input and its low padding; the last may then overhang by the value
+    returned, even when the kernel is larger than the padded input (``avg_pool1d`` of 2 values
+    with a kernel of 4 and stride 3 is one cut window). 0 when that count is below one: the
+    geometry then refuses the layer, as PyTorch does.
     """
-    lo, hi = axis.pad
-    covered = axis.size + lo + hi
-    out = -(-(covered - axis.kernel_size) // axis.stride) + 1
-    if (out - 1) * axis.stride >= axis.size + lo:
+    covered = n + lo + hi
+    out = (covered - k + s - 1) // s + 1
+    if (out - 1) * s >= n + lo:
         out -= 1
-    return max(0, (out - 1) * axis.stride + axis.kernel_size - covered)
-
-
+    return max(0, (out - 1) * s + k - covered)

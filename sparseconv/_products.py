@@ -15,6 +15,12 @@
 Arrays are ``(C, *spatial, b)``, a batch of ``b`` columns kept last in memory throughout, so
 no transposition is ever made; strided copies move a whole batch row as one item
 (:func:`_copy`).
+
+Memory: :func:`forward_bytes` and the transpose maps' ``nbytes`` give what one product
+allocates (padded input, im2col chunk or phase split, result); the operators check it against
+the memory limit (:func:`check_product_memory`) at construction for a batch of one and before
+every product. The padding's border slabs are one slice a side for zero and replicate
+padding, however wide, so no map of the padded size is ever built.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._geometry import ConvGeometry
+from ._memory import MatrixTooLargeError, get_memory_limit
 
-__all__ = ["Polyphase", "col2im", "forward", "transpose_map"]
+__all__ = ["Col2im", "Polyphase", "check_product_memory", "col2im", "forward", "forward_bytes",
+           "transpose_map"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,8 +73,8 @@ def _rows(a: np.ndarray) -> np.ndarray:
 
 
 def _copy(dst: np.ndarray, src: np.ndarray) -> None:
-    """``dst[...] = src`` for arrays of one shape: a batch row at a time when no conversion
-    is needed (same dtype, byte order included), else numpy's casting copy."""
+    """``dst[...] = src`` (``src`` broadcast to ``dst``): a batch row at a time when no
+    conversion is needed (same dtype, byte order included), else numpy's casting copy."""
     if dst.dtype == src.dtype:
         rows_dst, rows_src = _rows(dst), _rows(src)
         if rows_dst.dtype == rows_src.dtype:  # both batch axes contiguous
@@ -95,17 +103,26 @@ def _slabs(geom: ConvGeometry):
     full = [slice(None)] * geom.ndim
     for d, axis in enumerate(geom.axes):
         lo, n = axis.pad[0], axis.size
-        source = axis.pad_index()
         for start, stop in ((0, lo), (lo + n, axis.padded_size)):
-            p = start
-            while p < stop:
-                if source[p] < 0:  # a run of zeros: one slice
-                    end = p + int(np.argmax(np.append(source[p:stop] >= 0, True)))
-                    yield d, -1, full[:d] + [slice(p, end)] + interior[d + 1:]
-                    p = end
-                else:
-                    yield d, int(source[p]), full[:d] + [p] + interior[d + 1:]
-                    p += 1
+            if start == stop:
+                continue
+            if axis.padding_mode in ("zeros", "replicate"):  # one slab a side, however wide
+                src = -1 if axis.padding_mode == "zeros" else (0 if start == 0 else n - 1)
+                yield d, src, full[:d] + [slice(start, stop)] + interior[d + 1:]
+                continue
+            # reflect and circular: one slab a position, at most n a side (PyTorch's limit)
+            sources = axis.source(np.arange(start - lo, stop - lo, dtype=np.int64))
+            for p, src in zip(range(start, stop), sources.tolist()):
+                yield d, src, full[:d] + [p] + interior[d + 1:]
+
+
+def _source_of(geom: ConvGeometry, d: int, src: int, region: list) -> tuple:
+    """Where the slab ``region`` of axis ``d`` copies from: position ``src`` of the input,
+    kept as a length-1 slice (broadcast) when the slab is a run of positions."""
+    at = geom.axes[d].pad[0] + src
+    source = list(region)
+    source[d] = slice(at, at + 1) if isinstance(region[d], slice) else at
+    return (slice(None), *source)
 
 
 def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
@@ -120,9 +137,7 @@ def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
         if src < 0:
             xp[target] = 0
         else:
-            source = list(region)
-            source[d] = geom.axes[d].pad[0] + src
-            _copy(xp[target], xp[(slice(None), *source)])
+            _copy(xp[target], xp[_source_of(geom, d, src, region)])
     return xp
 
 
@@ -141,10 +156,42 @@ def _pad_adjoint(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
         return xp
     for d, src, region in reversed(_border_slabs(geom)):
         if src >= 0:
-            target = list(region)
-            target[d] = geom.axes[d].pad[0] + src
-            xp[(slice(None), *target)] += xp[(slice(None), *region)]
+            slab = xp[(slice(None), *region)]
+            if isinstance(region[d], slice):  # a run copying one position: its sum
+                slab = slab.sum(axis=1 + d, keepdims=True)
+            xp[_source_of(geom, d, src, region)] += slab
     return xp[(slice(None), *(slice(a.pad[0], a.pad[0] + a.size) for a in geom.axes))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: every product's scratch and result, sized against the limit before it is allocated.
+# ---------------------------------------------------------------------------------------------
+def check_product_memory(nbytes: int, what: str) -> None:
+    """Raise :class:`MatrixTooLargeError` if a product needs more than the memory limit."""
+    limit = get_memory_limit()
+    if limit is not None and nbytes > limit:
+        raise MatrixTooLargeError(
+            f"{what} needs {nbytes / 2**30:.2f} GiB, more than the memory limit of "
+            f"{limit / 2**30:.2f} GiB; use a smaller batch or layer, or raise the limit with "
+            "sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
+        )
+
+
+def _chunk_rows(rows: int, row_bytes: int) -> int:
+    """Output rows per im2col chunk: about ``_CHUNK_BYTES``, at least one row."""
+    return min(rows, max(1, _CHUNK_BYTES // max(row_bytes, 1)))
+
+
+def forward_bytes(geom: ConvGeometry, b: int, itemsize: int) -> int:
+    """Bytes :func:`forward` allocates for a batch of ``b``: the padded input, one im2col
+    chunk and the result."""
+    padded = 0 if all(a.pad == (0, 0) for a in geom.axes) else (
+        geom.in_channels * math.prod(a.padded_size for a in geom.axes))
+    depth = geom.in_channels // geom.groups * math.prod(geom.kernel_size)
+    per_row = math.prod(geom.output_size[1:]) * b
+    chunk = _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
+    out = geom.out_channels * math.prod(geom.output_size)
+    return (padded * b + chunk * depth * per_row + out * b) * itemsize
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +226,7 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     depth = in_per_group * math.prod(geom.kernel_size)
     rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
     dtype = np.result_type(w, x)
-    chunk = max(1, _CHUNK_BYTES // (depth * per_row * dtype.itemsize))
+    chunk = _chunk_rows(rows, depth * per_row * dtype.itemsize)
     w = w.reshape(groups, -1, depth)
     y = np.empty((groups, w.shape[1], rows, per_row), dtype)
     lead = (slice(None),) * (1 + geom.ndim)  # channel and tap axes
@@ -209,7 +256,7 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
     dtype = np.result_type(w, y)
     wt = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (groups, C_in/g * K, C_out/g)
     rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
-    chunk = max(1, _CHUNK_BYTES // (c_in // groups * taps * per_row * dtype.itemsize))
+    chunk = _chunk_rows(rows, c_in // groups * taps * per_row * dtype.itemsize)
     y = y.reshape(groups, c_out // groups, rows, per_row)
     split = _phase_split(geom, c_in, b, dtype)
     for r0 in range(0, rows, chunk):
@@ -264,10 +311,33 @@ def transpose_map(geom: ConvGeometry, w: np.ndarray):
     col2im writes, reads and adds ``C_in/g * prod(kernel)`` values per output position;
     the polyphase correlation copies and reads ``C_out/g * prod(kernel)``: col2im wins when
     the layer widens (3 -> 64), the correlation when it does not (many taps, few channels).
+    Either is a callable with ``nbytes(b, itemsize)``, what one product allocates.
     """
     if 3 * geom.out_channels <= 4 * geom.in_channels:
         return Polyphase(geom, w)
-    return functools.partial(col2im, geom, w)
+    return Col2im(geom, w)
+
+
+class Col2im:
+    """``A.T`` by :func:`col2im`, with the bytes it allocates."""
+
+    def __init__(self, geom: ConvGeometry, w: np.ndarray):
+        self.geom, self.w = geom, w
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        return col2im(self.geom, self.w, y)
+
+    def nbytes(self, b: int, itemsize: int) -> int:
+        """The phase-split padded input, one chunk of columns, and the result (twice: a
+        non-zero padding's result is a strided view, copied when flattened)."""
+        geom = self.geom
+        split = geom.in_channels * math.prod(
+            a.stride * -(-a.padded_size // a.stride) for a in geom.axes)
+        taps, per_row = math.prod(geom.kernel_size), math.prod(geom.output_size[1:]) * b
+        depth = geom.in_channels // geom.groups * taps
+        cols = geom.groups * depth * _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
+        out = geom.in_channels * math.prod(n for _, n in _adjoint_span(geom)[1])
+        return (split * b + cols * per_row + 2 * out * b) * itemsize
 
 
 class Polyphase:
@@ -342,6 +412,11 @@ class Polyphase:
             phases.append(dict(first=first - lo, taps=taps[::-1], dilation=step, size=size,
                                pad=(max(left, 0), max(right, 0)), crop=max(-left, 0)))
         return phases
+
+    def nbytes(self, b: int, itemsize: int) -> int:
+        """The result (twice, as :meth:`Col2im.nbytes`), and the largest phase's forward."""
+        phases = max((forward_bytes(g, b, itemsize) for _, _, g, _ in self.phases), default=0)
+        return 2 * math.prod(self.shape) * b * itemsize + phases
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         geom, b = self.geom, y.shape[-1]

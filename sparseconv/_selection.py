@@ -4,7 +4,9 @@ Each matrix is the geometry's gather map written as a sparse array, one 1 a row 
 tap reads a zero pad): im2col gathers every tap of every output (``unfold``), padding is the
 1-tap case on the padded grid (``np.pad``), stride the 1-tap case that keeps every
 ``stride``-th position. Composed with a weight matrix or a stride-1 layer they factor
-:func:`sparseconv.conv_matrix`; the tests check each against PyTorch and numpy.
+:func:`sparseconv.conv_matrix`; the tests check each against PyTorch and numpy. Each is sized
+against the memory limit (the gather map's temporaries and any format conversion included)
+before anything is allocated; ``dtype=float16`` is refused (scipy.sparse lacks it).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
-from ._matrices import check_format
-from ._memory import check_sparse_memory
-from ._validation import result_dtype
+from ._matrices import check_format, format_bytes
+from ._memory import check_memory
+from ._validation import layer_dtype
 
 __all__ = ["im2col_matrix", "pad_matrix", "stride_matrix"]
 
@@ -26,10 +28,17 @@ __all__ = ["im2col_matrix", "pad_matrix", "stride_matrix"]
 def _selection(geom: ConvGeometry, dtype, format: str) -> sp.sparray:
     """The 0/1 patch-gather matrix of ``geom``: row ``(c, t, o)`` holds a 1 in column
     ``(c, index_map[o, t])``, none where the tap reads a zero pad (``unfold``'s layout)."""
-    dtype = result_dtype(np.empty(0), dtype)
+    dtype = layer_dtype(np.empty(0), dtype)
     channels, n_in = geom.in_channels, math.prod(geom.input_size)
-    rows = channels * math.prod(geom.kernel_size) * math.prod(geom.output_size)
-    check_sparse_memory(rows, rows, dtype, f"the {rows} x {channels * n_in} selection matrix")
+    taps = math.prod(geom.kernel_size) * math.prod(geom.output_size)
+    rows = channels * taps
+    # the gather map and its int64 temporaries (a tap's flat positions, their validity, the
+    # transposed copy), then per row: hits, columns, indptr, ones, and a converted copy
+    nbytes = taps * 34 + rows * (1 + 3 * 8 + 2 * 8 + dtype.itemsize)
+    if format != "csr":
+        nbytes += format_bytes(rows, (rows, channels * n_in), dtype, np.int64, format)
+    check_memory(nbytes, f"the {rows} x {channels * n_in} selection matrix (with the "
+                 "temporaries of its gather map)")
     taps = geom.index_map().T.ravel()
     hit = np.tile(taps >= 0, channels)
     columns = (np.arange(channels)[:, None] * n_in + taps).ravel()[hit]

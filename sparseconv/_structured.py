@@ -13,6 +13,10 @@ gather-map assembly of :func:`sparseconv.conv_matrix`, and the tests prove that 
 * dilation is a zero-inserted kernel, and a transposed convolution is a direct convolution with
   the flipped, channel-swapped kernel after zero insertion (fractionally strided): they live
   in :mod:`sparseconv._transposed`.
+
+Every builder is sized against the memory limit before it allocates, counting the pieces scipy
+holds at once while it assembles (Kronecker terms and their sum, block arrays) and any format
+conversion. float16 kernels are computed in float32, as everywhere in sparseconv.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
-from ._matrices import check_format, conv_matrix
-from ._memory import check_sparse_memory
-from ._validation import as_weight, is_int, result_dtype, spatial_size
+from ._matrices import check_format, conv_matrix, format_bytes
+from ._memory import check_memory
+from ._validation import as_weight, is_int, layer_dtype, spatial_size
 
 __all__ = [
     "toeplitz_matrix",
@@ -42,6 +46,18 @@ _MODES = ("full", "valid", "same")  # numpy.convolve and scipy.signal.convolve2d
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+def _check_memory(nnz: int, shape: tuple[int, int], dtype, format: str, what: str, *,
+                  copies: int = 2, dense: int = 0) -> None:
+    """Size a construction against the limit: ``copies`` COO-sized sets of its ``nnz``
+    entries alive at once (Kronecker terms, their running sum, scipy's block assembly), the
+    CSR row pointers, a converted copy in ``format``, and ``dense`` extra values."""
+    item = np.dtype(dtype).itemsize
+    nbytes = copies * nnz * (item + 16) + 16 * (shape[0] + 1) + dense * item
+    if format != "csr":
+        nbytes += format_bytes(nnz, shape, dtype, np.int64, format)
+    check_memory(nbytes, what)
+
+
 def _kernel(kernel, ndim: int, name: str = "kernel") -> np.ndarray:
     kernel = as_weight(kernel, name)
     if kernel.ndim != ndim or kernel.size == 0:
@@ -135,8 +151,9 @@ def toeplitz_matrix(kernel: np.ndarray, n: int, mode: str = "full", *, format: s
     short, long = sorted((kernel.size, int(n)))
     first, rows = _window(ConvGeometry.from_weight(
         (1, 1, short), (1, long), padding=mode, flip=True).axes[0])
-    dtype = result_dtype(kernel, dtype)
-    check_sparse_memory(kernel.size * n, rows, dtype, f"the {rows} x {n} Toeplitz matrix")
+    dtype = layer_dtype(kernel, dtype)
+    _check_memory(kernel.size * max(n, rows), (rows, int(n)), dtype, format,
+                  f"the {rows} x {n} Toeplitz matrix")
     offsets = first - np.arange(kernel.size)
     return _diagonals(kernel.astype(dtype), offsets, (rows, int(n))).asformat(format)
 
@@ -197,9 +214,9 @@ def doubly_block_toeplitz(kernel: np.ndarray, input_size: Sequence[int], mode: s
     geom = _geometry_2d(kernel, input_size, mode)
     (first0, rows0), (first1, rows1) = map(_window, geom.axes)
     (n0, n1), (m0, m1) = geom.input_size, kernel.shape
-    dtype = result_dtype(kernel, dtype)
-    check_sparse_memory(rows0 * rows1 * kernel.size, rows0 * rows1, dtype,
-                   f"the {rows0 * rows1} x {n0 * n1} doubly block Toeplitz matrix")
+    dtype = layer_dtype(kernel, dtype)
+    _check_memory(rows0 * rows1 * kernel.size, (rows0 * rows1, n0 * n1), dtype, format,
+                  f"the {rows0 * rows1} x {n0 * n1} doubly block Toeplitz matrix", copies=4)
     blocks = [_diagonals(row.astype(dtype), first1 - np.arange(m1), (rows1, n1)) for row in kernel]
     shifts = [_diagonals(np.ones(1, dtype), [first0 - j], (rows0, n0)) for j in range(m0)]
     return _kron_sum(shifts, blocks).asformat(format)
@@ -260,9 +277,10 @@ def doubly_block_circulant(kernel: np.ndarray, input_size: Sequence[int], *,
     geom = _geometry_2d(kernel, input_size, "same", "circular")
     firsts = [_window(axis)[0] for axis in geom.axes]
     n0, n1 = size = geom.input_size
-    dtype = result_dtype(kernel, dtype)
-    check_sparse_memory(n0 * n1 * kernel.size, n0 * n1, dtype,
-                   f"the {n0 * n1} x {n0 * n1} doubly block circulant matrix")
+    dtype = layer_dtype(kernel, dtype)
+    _check_memory(n0 * n1 * kernel.size, (n0 * n1, n0 * n1), dtype, format,
+                  f"the {n0 * n1} x {n0 * n1} doubly block circulant matrix", copies=4,
+                  dense=n0 * n1)
     # the first column: kernel element j at lag (j - first) mod n, taps wrapping onto one summed
     column = np.zeros(size, dtype)
     np.add.at(column, np.ix_(*[(np.arange(m) - f) % n
@@ -318,9 +336,10 @@ def conv1x1_matrix(weight: np.ndarray, spatial: int | Sequence[int], *, format: 
     check_format(format)
     weight = _kernel(weight, 2, "weight")
     spatial = spatial_size(spatial, "spatial")
-    dtype, n = result_dtype(weight, dtype), math.prod(spatial)
-    check_sparse_memory(weight.size * n, weight.shape[0] * n, dtype,
-                   f"the {weight.shape[0] * n} x {weight.shape[1] * n} 1x1 convolution matrix")
+    dtype, n = layer_dtype(weight, dtype), math.prod(spatial)
+    shape = (weight.shape[0] * n, weight.shape[1] * n)
+    _check_memory(weight.size * n, shape, dtype, format,
+                  f"the {shape[0]} x {shape[1]} 1x1 convolution matrix")
     return sp.kron(sp.csr_array(weight.astype(dtype)), sp.eye_array(n, dtype=dtype),
                    format=format)
 
@@ -373,9 +392,9 @@ def block_conv_matrix(
     geom = ConvGeometry.from_weight(weight.shape, input_shape, stride=stride, padding=padding,
                                     dilation=dilation, groups=groups, padding_mode=padding_mode,
                                     flip=flip)
-    dtype = result_dtype(weight, dtype)
-    check_sparse_memory(geom.nnz(), geom.shape[0], dtype,
-                   f"the {geom.shape[0]} x {geom.shape[1]} block convolution matrix")
+    dtype = layer_dtype(weight, dtype)
+    _check_memory(geom.nnz(), geom.shape, dtype, format,
+                  f"the {geom.shape[0]} x {geom.shape[1]} block convolution matrix", copies=4)
     kwargs = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation,
                   padding_mode=geom.padding_mode, flip=geom.flip, dtype=dtype)
     single = (1, *geom.input_size)

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from ._geometry import ConvGeometry
 from ._matrices import check_format, conv_matrix
 from ._selection import stride_matrix
-from ._validation import is_int, layer_weight, result_dtype
+from ._validation import is_int, layer_dtype, layer_weight
 
 __all__ = ["fractionally_strided", "transpose_kernel"]
 
@@ -130,7 +130,7 @@ def fractionally_strided(
             f"padding={geom.padding} exceeds dilation*(kernel_size-1) for kernel_size="
             f"{geom.kernel_size}, dilation={geom.dilation}: the direct picture would crop")
     c_in = weight.shape[0]
-    upsample = stride_matrix((c_in, *inserted), geom.stride, dtype=result_dtype(weight, dtype))
+    upsample = stride_matrix((c_in, *inserted), geom.stride, dtype=layer_dtype(weight, dtype))
     direct = conv_matrix(transpose_kernel(weight, groups), (c_in, *inserted), padding=pads,
                          dilation=geom.dilation, groups=groups, format=format, dtype=dtype)
     return direct, upsample.T.asformat(format)

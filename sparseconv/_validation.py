@@ -229,3 +229,52 @@ def layer_weight(weight, name: str = "weight") -> np.ndarray:
         raise ValueError(f"{name} must have shape (channels, channels, *kernel_size) with at "
                          f"least one spatial dimension, got {name}.shape={weight.shape}")
     return weight
+
+
+def as_bool(value, name: str) -> bool:
+    """``value`` as a Python bool: only ``True``/``False`` and numpy's bools are accepted.
+
+    A string such as ``"False"`` is true in Python, and an int is a likely slip for another
+    argument: both are refused rather than read as a flag.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_bool(True, "flip"), as_bool(np.bool_(False), "flip")
+    (True, False)
+    >>> as_bool("False", "flip")
+    Traceback (most recent call last):
+    ...
+    TypeError: flip must be a bool, got 'False'
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def layer_dtype(weight: np.ndarray, dtype) -> np.dtype:
+    """The dtype every layer builder computes and returns in: :func:`result_dtype`, except
+    that float16 weights are computed in float32 (scipy.sparse has no float16 arithmetic), and
+    an explicit ``dtype=float16``, which could not be honored, is refused by name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer_dtype(np.ones(3, np.float16), None), layer_dtype(np.ones(3), None)
+    (dtype('float32'), dtype('float64'))
+    >>> layer_dtype(np.ones(3), np.float16)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: dtype=float16 is not supported (scipy.sparse has no float16 arithmetic); ...
+    """
+    if dtype is not None and not isinstance(dtype, np.ndarray):
+        try:
+            requested = np.dtype(dtype)
+        except TypeError:
+            requested = None  # result_dtype names the bad value
+        if requested == np.float16:
+            raise TypeError(
+                "dtype=float16 is not supported (scipy.sparse has no float16 arithmetic); "
+                "float16 weights are computed in float32, or pass dtype=np.float32")
+    dtype = result_dtype(weight, dtype)
+    return np.dtype(np.float32) if dtype == np.float16 else dtype

@@ -1,46 +1,240 @@
-"""PLACEHOLDER, docs branch only: the real ``sparseconv.testing`` replaces this file on merge.
+"""Checks for research scripts: is my operator's adjoint right, is my layer PyTorch's?
 
-It exists so that the documentation's "Testing" section builds before the module is merged.
+* :func:`dottest` -- the dot test of PyLops (``pylops.utils.dottest``): for random ``x`` and
+  ``y``, ``<A x, y> == <x, A^H y>``, which holds for every ``x``, ``y`` exactly when ``rmatvec``
+  is the adjoint of ``matvec``.
+* :func:`assert_layer_matches_torch` -- a :class:`~sparseconv.ConvOperator` or
+  :class:`~sparseconv.ConvTransposeOperator` against PyTorch itself: the forward product
+  against ``torch.nn.functional.conv{1,2,3}d`` / ``conv_transpose{1,2,3}d`` (padding modes by
+  ``F.pad``, ``flip`` by flipping the kernel, per-side padding by padding or cropping), and the
+  adjoint against PyTorch's vector-Jacobian product (``torch.autograd.grad``).
+
+``import sparseconv.testing`` does not import PyTorch: :func:`assert_layer_matches_torch`
+imports it when called.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 __all__ = ["assert_layer_matches_torch", "dottest"]
 
+_TORCH_PAD_MODE = {"zeros": "constant", "circular": "circular", "reflect": "reflect",
+                   "replicate": "replicate"}
 
-def dottest(op, *, rtol: float = 1e-10) -> None:
-    """Check an operator's adjoint with the dot test (placeholder).
+
+def _random(rng, shape, complex_: bool) -> np.ndarray:
+    x = rng.standard_normal(shape)
+    return x + 1j * rng.standard_normal(shape) if complex_ else x
+
+
+def dottest(op, *, nr: int | None = None, nc: int | None = None, rtol: float = 1e-10,
+            complexflag: int | None = None, raiseerror: bool = True, rng=None) -> bool:
+    """The dot test: ``<A x, y> == <x, A^H y>`` for random ``x`` and ``y``.
 
     Parameters
     ----------
     op : scipy.sparse.linalg.LinearOperator
-        The operator whose ``rmatvec`` is checked against its ``matvec``.
+        Anything with ``shape``, ``matvec`` and ``rmatvec``.
+    nr, nc : int, optional
+        Rows and columns expected (PyLops' names); by default ``op.shape``. A mismatch is a
+        ``ValueError``.
     rtol : float
-        Relative tolerance of ``<A x, y> == <x, A^H y>``.
+        Tolerance relative to ``|A x| |y| + |x| |A^H y|`` (the size of the two terms); use
+        about ``1e-5`` for float32 operators.
+    complexflag : {0, 1, 2, 3}, optional
+        As PyLops: real ``x`` and ``y`` (0), complex ``x`` (1), complex ``y`` (2), both
+        complex (3). By default 3 for a complex operator and 0 otherwise.
+    raiseerror : bool
+        Raise ``AssertionError`` on failure (default), or return ``False``.
+    rng : numpy.random.Generator or int, optional
+        The random vectors' source.
+
+    Returns
+    -------
+    bool
+        ``True`` when the test passes (``False`` on failure with ``raiseerror=False``).
 
     Raises
     ------
-    NotImplementedError
-        Always: this is the docs branch's placeholder.
+    AssertionError
+        The test fails; the message gives both inner products and the relative error.
+    ValueError
+        ``nr``/``nc`` differ from ``op.shape``, or a bad ``complexflag``.
+
+    See Also
+    --------
+    assert_layer_matches_torch : the forward product and the adjoint against PyTorch.
+
+    Notes
+    -----
+    With ``a = vdot(y, A x)`` and ``b = vdot(A^H y, x)``, the test passes when
+    ``|a - b| <= rtol * (|A x| |y| + |x| |A^H y|)``. The scale is the size of the terms, not
+    of ``a + b`` (PyLops' choice), so that two nearly cancelling products do not fail a
+    correct operator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import ConvOperator
+    >>> from sparseconv.testing import dottest
+    >>> A = ConvOperator(np.ones((2, 1, 3, 3)), (1, 8, 8), padding=1, padding_mode="reflect")
+    >>> dottest(A, rng=0)
+    True
+    >>> dottest(A, complexflag=3, rng=0)
+    True
     """
-    raise NotImplementedError("sparseconv.testing is a placeholder on the docs branch")
+    shape = tuple(op.shape)
+    for name, given, actual in (("nr", nr, shape[0]), ("nc", nc, shape[1])):
+        if given is not None and given != actual:
+            raise ValueError(f"{name}={given} does not match op.shape={shape}")
+    if complexflag is None:
+        complexflag = 3 if np.dtype(op.dtype).kind == "c" else 0
+    if complexflag not in (0, 1, 2, 3):
+        raise ValueError(f"complexflag must be 0, 1, 2 or 3, got {complexflag!r}")
+    rng = np.random.default_rng(rng)
+    x = _random(rng, shape[1], complexflag in (1, 3))
+    y = _random(rng, shape[0], complexflag in (2, 3))
+    ax, ahy = np.asarray(op.matvec(x)).ravel(), np.asarray(op.rmatvec(y)).ravel()
+    forward, adjoint = np.vdot(y, ax), np.vdot(ahy, x)
+    scale = (np.linalg.norm(ax) * np.linalg.norm(y) + np.linalg.norm(ahy) * np.linalg.norm(x))
+    error = abs(forward - adjoint)
+    if error <= rtol * scale:
+        return True
+    if raiseerror:
+        raise AssertionError(
+            f"dot test failed: <A x, y> = {forward:.12g} but <x, A^H y> = {adjoint:.12g} "
+            f"(relative error {error / scale if scale else math.inf:.3g} > rtol={rtol:g})")
+    return False
 
 
-def assert_layer_matches_torch(weight, input_shape, **kwargs) -> None:
-    """Check a layer's matrix against PyTorch's convolution (placeholder).
+def _layer(layer):
+    """An operator from an operator or a ``(weight, input_shape, kwargs)`` description."""
+    from ._operators import ConvOperator, ConvTransposeOperator
+
+    if isinstance(layer, (ConvOperator, ConvTransposeOperator)):
+        return layer
+    if isinstance(layer, tuple) and len(layer) == 3:
+        weight, input_shape, kwargs = layer
+        kwargs = dict(kwargs)
+        cls = ConvTransposeOperator if kwargs.pop("transposed", False) else ConvOperator
+        return cls(weight, input_shape, **kwargs)
+    raise TypeError("layer must be a ConvOperator, a ConvTransposeOperator or a (weight, "
+                    f"input_shape, kwargs) tuple, got {type(layer).__name__}")
+
+
+def _torch_layer(op, torch):
+    """The layer as a function of a torch batch ``(n, C, *spatial)``, by PyTorch alone."""
+    import torch.nn.functional as F
+
+    from ._operators import ConvTransposeOperator
+
+    geom = op.geometry
+    ndim = geom.ndim
+    wide = np.complex128 if np.dtype(op.dtype).kind == "c" else np.float64
+    weight = torch.from_numpy(np.array(op.weight, dtype=wide, order="C", copy=True))
+    if isinstance(op, ConvTransposeOperator):
+        def apply(x):  # the full transposed convolution, then PyTorch's padding as a crop
+            full = getattr(F, f"conv_transpose{ndim}d")(
+                x, weight, stride=geom.stride, dilation=geom.dilation, groups=geom.groups)
+            # positions past the full output (output_padding) receive no tap: zeros
+            extra = [max(0, lo + n - m) for (lo, _), n, m in
+                     zip(geom.padding, geom.input_size, full.shape[2:])]
+            full = F.pad(full, [v for e in reversed(extra) for v in (0, e)])
+            crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(geom.padding, geom.input_size))
+            return full[(slice(None), slice(None), *crop)]
+        return apply
+    if geom.flip:
+        weight = torch.flip(weight, dims=tuple(range(2, 2 + ndim)))
+
+    def apply(x):
+        pads = [v for pair in reversed(geom.padding) for v in pair]
+        if any(pads):
+            x = F.pad(x, pads, mode=_TORCH_PAD_MODE[geom.padding_mode])
+        return getattr(F, f"conv{ndim}d")(x, weight, stride=geom.stride,
+                                          dilation=geom.dilation, groups=geom.groups)
+    return apply
+
+
+def assert_layer_matches_torch(layer, *, rtol: float = 1e-10, n_inputs: int = 3,
+                               rng=None) -> None:
+    """Assert that an operator is PyTorch's layer: its forward product and its adjoint.
 
     Parameters
     ----------
-    weight : array_like
-        The layer's weight, in PyTorch's layout.
-    input_shape : tuple of int
-        ``(C_in, *spatial)``.
-    **kwargs
-        The layer's options, as for :func:`sparseconv.conv_matrix`.
+    layer : ConvOperator, ConvTransposeOperator, or tuple
+        The operator, or a description ``(weight, input_shape, kwargs)`` of a
+        :class:`~sparseconv.ConvOperator` (of a :class:`~sparseconv.ConvTransposeOperator` when
+        ``kwargs`` holds ``transposed=True``).
+    rtol : float
+        Largest error allowed, relative to the largest entry of PyTorch's result (at least 1).
+    n_inputs : int
+        Number of random inputs, checked as one batch (columns of ``matmat``).
+    rng : numpy.random.Generator or int, optional
 
     Raises
     ------
-    NotImplementedError
-        Always: this is the docs branch's placeholder.
+    AssertionError
+        The forward product differs from ``torch.nn.functional.conv{d}d`` /
+        ``conv_transpose{d}d``, or the adjoint (``rmatmat``) from PyTorch's vector-Jacobian
+        product; the message names the layer and the error.
+    ImportError
+        PyTorch is not installed (``pip install torch``).
+
+    See Also
+    --------
+    dottest : the adjoint against the forward product, without PyTorch.
+
+    Notes
+    -----
+    PyTorch computes in float64 (complex128 for complex weights) on random inputs; the
+    operator multiplies the same inputs, so float32 weights are compared exactly too. Padding
+    modes other than zeros are ``F.pad`` before the convolution, as ``torch.nn.Conv2d`` does;
+    ``flip=True`` flips the kernel; a transposed layer's (per-side) padding crops PyTorch's
+    full transposed convolution. The adjoint is checked against ``torch.autograd.grad`` with
+    random output cotangents ``v``: for a linear map ``A``, the gradient is ``A^H v``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import ConvOperator
+    >>> from sparseconv.testing import assert_layer_matches_torch
+    >>> w = np.random.default_rng(0).standard_normal((4, 2, 3, 3))
+    >>> assert_layer_matches_torch(ConvOperator(w, (2, 9, 9), stride=2, padding=1,
+    ...                                         padding_mode="circular"))
+    >>> assert_layer_matches_torch((w, (4, 5, 5), dict(stride=2, output_padding=1,
+    ...                                                transposed=True)))
     """
-    raise NotImplementedError("sparseconv.testing is a placeholder on the docs branch")
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised only without PyTorch
+        raise ImportError("assert_layer_matches_torch needs PyTorch: pip install torch") from exc
+
+    op = _layer(layer)
+    rng = np.random.default_rng(rng)
+    complex_ = np.dtype(op.dtype).kind == "c"
+    apply = _torch_layer(op, torch)
+
+    x = _random(rng, (n_inputs, *op.input_shape), complex_)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = apply(xt)
+    expected = yt.detach().numpy()
+    got = op.matmat(x.reshape(n_inputs, -1).T).T.reshape(n_inputs, *op.output_shape)
+    _assert_close(got, expected, rtol, f"the forward product of {op!r}")
+
+    v = _random(rng, expected.shape, complex_)
+    (grad,) = torch.autograd.grad(yt, xt, grad_outputs=torch.from_numpy(v))
+    adjoint = op.rmatmat(v.reshape(n_inputs, -1).T).T.reshape(x.shape)
+    _assert_close(adjoint, grad.numpy(), rtol, f"the adjoint (rmatmat) of {op!r}")
+
+
+def _assert_close(got, expected, rtol, what):
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: shape {got.shape}, PyTorch's {expected.shape}")
+    scale = max(1.0, float(np.abs(expected).max(initial=0)))
+    error = float(np.abs(got - expected).max(initial=0))
+    if not error <= rtol * scale:
+        raise AssertionError(f"{what} differs from PyTorch's by {error:.3g} (scale {scale:.3g},"
+                             f" rtol={rtol:g})")

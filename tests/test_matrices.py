@@ -203,3 +203,86 @@ def test_per_side_padding_extension():
     expected = dense_conv(x, w, padding=pads, padding_mode="circular")
     assert_close(A @ x.ravel(), expected.ravel(), pads)
     assert per_side(pads, (3, 2), (1, 1)) == [(2, 0), (0, 3)]
+
+
+# -- float16, flags, memory --------------------------------------------------------------------
+@requires_torch
+def test_float16_weights_are_computed_in_float32():
+    """scipy.sparse has no float16: float16 weights give a float32 matrix with the float16
+    values exactly; an explicit dtype=float16 is refused by name."""
+    rng = np.random.default_rng(9)
+    w16 = rng.standard_normal((3, 2, 3, 3)).astype(np.float16)
+    x = rng.standard_normal((1, 2, 6, 6))
+    A = conv_matrix(w16, (2, 6, 6), padding=1, padding_mode="reflect")
+    assert A.dtype == np.float32
+    expected = torch_conv(x, w16.astype(np.float64), padding=1, padding_mode="reflect")
+    assert_close(A @ x.ravel(), expected.ravel(), "float16", rtol=1e-5)
+    T = conv_transpose_matrix(w16, (3, 4, 4), stride=2)
+    assert T.dtype == np.float32
+    y = rng.standard_normal((1, 3, 4, 4))
+    assert_close(T @ y.ravel(), torch_conv_transpose(y, w16.astype(np.float64), stride=2).ravel(),
+                 "float16 transposed", rtol=1e-5)
+    for build in (conv_matrix, conv_transpose_matrix):
+        with pytest.raises(TypeError, match="dtype=float16"):
+            build(np.ones((1, 1, 3)), (1, 8), dtype=np.float16)
+
+
+@pytest.mark.parametrize("flip", ["False", "True", 0, 1, None, [True]])
+def test_flip_must_be_a_bool(flip):
+    with pytest.raises(TypeError, match="flip must be a bool"):
+        conv_matrix(np.ones((1, 1, 3)), (1, 8), flip=flip)
+    flipped = conv_matrix(np.arange(3.0).reshape(1, 1, 3), (1, 4), flip=np.bool_(True))
+    assert flipped.toarray()[0, :3].tolist() == [2.0, 1.0, 0.0]
+
+
+@pytest.fixture
+def memory_limit():
+    """Set a limit for one test, restored afterwards whatever happens."""
+    old = sparseconv.get_memory_limit()
+    yield sparseconv.set_memory_limit
+    sparseconv.set_memory_limit(old)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: conv_transpose_matrix(np.ones((2, 2, 3, 3)), (2, 2, 2), stride=49999, padding=1),
+    lambda: conv_matrix(np.ones((1, 1, 3)), (1, 10**9)),
+    lambda: conv_matrix(np.ones((1, 1, 3)), (1, 8), padding=10**10),
+    lambda: conv_matrix(np.ones((1, 1, 3)), (1, 8), padding=10**10, padding_mode="replicate"),
+    lambda: conv_matrix(np.ones((1, 1, 3, 3)), (1, 8, 8), padding=((0, 10**12), (0, 0))),
+], ids=["transposed-indptr", "input-1e9", "zero-pad-1e10", "replicate-pad-1e10",
+        "pad-1e12-one-side"])
+def test_huge_requests_are_refused_at_once(build):
+    """Sized in O(kernel) from the geometry, before any index map or temporary exists: the
+    transposed matrix's row pointers, the index temporaries and the padded axis all count."""
+    with pytest.raises(sparseconv.MatrixTooLargeError, match="GiB"):
+        build()
+
+
+def test_one_sided_huge_padding_answers_with_empty_rows():
+    """Padding of 10**5 on one side: the padded axis is never mapped, the rows that read only
+    padding are empty, and the rest is the unpadded layer's."""
+    w = np.random.default_rng(3).standard_normal((2, 1, 3, 3))
+    A = conv_matrix(w, (1, 8, 8), padding=((0, 10**5), (0, 0)))
+    assert A.shape == (2 * (10**5 + 6) * 6, 64)
+    reference = conv_matrix(w, (1, 8, 8), padding=((0, 2), (0, 0))).toarray()
+    rows = A.shape[0] // 2
+    for o in range(2):
+        block = A[[o * rows + i for i in range(8 * 6)]].toarray()
+        assert np.array_equal(block, reference[o * 48:(o + 1) * 48]), o
+    assert A.nnz == conv_matrix(w, (1, 8, 8), padding=((0, 2), (0, 0))).nnz
+
+
+@pytest.mark.parametrize("format", ["csr", "csc", "coo", "bsr"])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_memory_limit_counts_temporaries_and_the_converted_copy(memory_limit, format, transposed):
+    """A limit just above the CSR arrays alone refuses: the assembly's temporaries and the
+    copy scipy makes converting to another format (or transposing) count too."""
+    w = np.ones((4, 4, 3, 3))
+    build = conv_transpose_matrix if transposed else conv_matrix
+    A = build(w, (4, 16, 16), padding=1)
+    csr_alone = A.data.nbytes + A.indices.nbytes + A.indptr.nbytes
+    memory_limit(csr_alone + 64)
+    with pytest.raises(sparseconv.MatrixTooLargeError, match="memory limit"):
+        build(w, (4, 16, 16), padding=1, format=format)
+    memory_limit(6 * csr_alone + 10**5)
+    assert abs(build(w, (4, 16, 16), padding=1, format=format) - A).max() == 0

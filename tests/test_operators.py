@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
+import sparseconv
 from sparseconv import ConvOperator, ConvTransposeOperator, conv_matrix, conv_transpose_matrix
 
 from .conftest import (
@@ -158,10 +159,27 @@ def test_solvers_lsqr_cg_svds_eigs():
 
 @pytest.mark.parametrize("method, arg", [("matvec", np.ones(5)), ("rmatvec", np.ones(7)),
                                          ("matmat", np.ones((5, 2))), ("matvec", np.ones((60, 2))),
-                                         ("rmatmat", np.ones((3, 2)))])
-def test_wrong_input_length_names_the_expected_shape(method, arg):
+                                         ("rmatmat", np.ones((3, 2))), ("matmat", np.ones(60)),
+                                         ("dot", np.ones((60, 2, 1)))])
+def test_wrong_shapes_are_refused_as_scipy_refuses_them(method, arg):
+    """The public methods are scipy's: whatever a matrix operator refuses, ours refuses."""
     op = ConvOperator(np.ones((2, 3, 3)), (3, 20), padding=1)
-    with pytest.raises(ValueError, match=r"expects an array of shape \((60|40)"):
+    reference = spla.aslinearoperator(op.tosparse())
+    with pytest.raises(ValueError) as expected:
+        getattr(reference, method)(arg)
+    with pytest.raises(type(expected.value)):
+        getattr(op, method)(arg)
+
+
+@pytest.mark.parametrize("method, arg", [("_matvec", np.ones(5)), ("_rmatvec", np.ones(7)),
+                                         ("_matmat", np.ones((5, 2))),
+                                         ("_matvec", np.ones((60, 2))),
+                                         ("_rmatmat", np.ones((3, 2, 1)))])
+def test_underscored_methods_name_the_expected_shape(method, arg):
+    """Called directly (as a future scipy may, with other shapes), the underscored methods
+    check their input themselves and say which shapes they take."""
+    op = ConvOperator(np.ones((2, 3, 3)), (3, 20), padding=1)
+    with pytest.raises(ValueError, match=r"expects an array of shape \((60|40),\)"):
         getattr(op, method)(arg)
 
 
@@ -170,3 +188,172 @@ def test_bad_layer_arguments_are_rejected_like_conv_matrix():
         ConvOperator(np.ones((2, 3, 3)), (3, 20), padding_mode="wrap")
     with pytest.raises(ValueError, match="output_padding"):
         ConvTransposeOperator(np.ones((2, 3, 3)), (2, 20), output_padding=1)
+
+
+# -- scipy's LinearOperator contract -----------------------------------------------------------
+def _operators():
+    """A convolution, a transposed convolution, and the adjoint and transpose of each, with
+    their explicit matrices from conv_matrix / conv_transpose_matrix (complex weights, so
+    that .H and .T differ)."""
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((3, 2, 3)) + 1j * rng.standard_normal((3, 2, 3))
+    conv = ConvOperator(w, (2, 7), stride=2, padding=1, padding_mode="reflect")
+    A = conv_matrix(w, (2, 7), stride=2, padding=1, padding_mode="reflect")
+    wt = rng.standard_normal((3, 2, 3)) + 1j * rng.standard_normal((3, 2, 3))
+    tconv = ConvTransposeOperator(wt, (3, 4), stride=2, padding=1)
+    T = conv_transpose_matrix(wt, (3, 4), stride=2, padding=1)
+    return [("conv", conv, A), ("conv.H", conv.H, A.conj().T), ("conv.T", conv.T, A.T),
+            ("tconv", tconv, T), ("tconv.H", tconv.H, T.conj().T), ("tconv.T", tconv.T, T.T)]
+
+
+def _calls(n):
+    rng = np.random.default_rng(n)
+    vec, col, block = rng.standard_normal(n), rng.standard_normal((n, 1)), rng.standard_normal(
+        (n, 3)) + 1j * rng.standard_normal((n, 3))
+    empty = np.zeros((n, 0))
+    return [("matvec", vec), ("matvec", col), ("matmat", block), ("matmat", col),
+            ("matmat", empty), ("dot", vec), ("dot", col), ("dot", block), ("dot", empty),
+            ("@", vec), ("@", col), ("@", block), ("@", empty),
+            ("matvec", vec.astype(np.float32)), ("matmat", block.astype(np.complex64))]
+
+
+def _call(op, method, x):
+    return op @ x if method == "@" else getattr(op, method)(x)
+
+
+@pytest.mark.parametrize("name", ["conv", "conv.H", "conv.T", "tconv", "tconv.H", "tconv.T"])
+def test_operators_accept_what_scipy_accepts_with_its_result_shapes(name):
+    """(N,), (N, 1), (N, k) and (N, 0) through matvec, matmat, dot and @, forward and adjoint:
+    the shapes, dtypes and values of scipy's own aslinearoperator(csr) of the same matrix."""
+    _, op, matrix = next(case for case in _operators() if case[0] == name)
+    reference = spla.aslinearoperator(matrix.tocsr())
+    for forward_op, forward_ref in ((op, reference), (op.H, reference.H)):
+        for method, x in _calls(forward_op.shape[1]):
+            got, expected = _call(forward_op, method, x), _call(forward_ref, method, x)
+            config = (name, method, x.shape, x.dtype)
+            assert isinstance(got, np.ndarray) and got.shape == expected.shape, config
+            assert got.dtype == expected.dtype, config
+            assert_close(got, expected, config)
+        for method, x in _calls(forward_op.shape[0]):
+            if method in ("matvec", "matmat"):
+                r = "r" + method
+                got, expected = getattr(forward_op, r)(x), getattr(forward_ref, r)(x)
+                assert got.shape == expected.shape and got.dtype == expected.dtype, (name, r)
+                assert_close(got, expected, (name, r, x.shape))
+
+
+@pytest.mark.parametrize("name", ["conv", "conv.H", "tconv", "tconv.H"])
+def test_empty_batches_give_empty_results(name):
+    """matmat and rmatmat of an (n, 0) batch: an (m, 0) array, as scipy.sparse gives."""
+    _, op, matrix = next(case for case in _operators() if case[0] == name)
+    for dtype in (np.float32, np.float64):
+        X = np.zeros((op.shape[1], 0), dtype)
+        Y = np.zeros((op.shape[0], 0), dtype)
+        for got, expected in ((op.matmat(X), matrix @ X), (op.rmatmat(Y), matrix.conj().T @ Y)):
+            assert got.shape == expected.shape and got.dtype == expected.dtype, name
+
+
+def test_only_the_underscored_methods_are_overridden():
+    """scipy's contract: the public products are scipy's own (its development branch changes
+    them), so a subclass overrides only _matvec, _rmatvec, _matmat, _rmatmat, _adjoint."""
+    public = ("matvec", "rmatvec", "matmat", "rmatmat", "dot", "__matmul__", "__call__",
+              "adjoint", "transpose")
+    for cls in (ConvOperator, ConvTransposeOperator, type(ConvOperator(np.ones((1, 1, 1)),
+                                                                       (1, 2)).H)):
+        for name in public:
+            assert getattr(cls, name) is getattr(spla.LinearOperator, name), (cls, name)
+
+
+# -- weight ownership, dtypes, flags -----------------------------------------------------------
+@pytest.mark.parametrize("transposed", [False, True])
+def test_operators_own_their_weights(transposed):
+    """Changing the caller's array after construction changes nothing: forward and adjoint
+    stay the matrix of the original weight, and the operator's own copy is read-only."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((3, 2, 3, 3))
+    original = w.copy()
+    cls, build = ((ConvTransposeOperator, conv_transpose_matrix) if transposed
+                  else (ConvOperator, conv_matrix))
+    shape = (3, 5, 5) if transposed else (2, 6, 6)
+    op = cls(w, shape, stride=2, padding=1)
+    w *= 2
+    w[0] = 7.0
+    expected = build(original, shape, stride=2, padding=1)
+    x, y = rng.standard_normal(op.shape[1]), rng.standard_normal(op.shape[0])
+    assert_close(op @ x, expected @ x, "forward after the caller changed the weight")
+    assert_close(op.rmatvec(y), expected.T @ y, "adjoint after the caller changed the weight")
+    assert dot_test(op, rng) < 1e-13
+    assert abs(op.tosparse() - expected).max() == 0
+    assert np.array_equal(op.weight, original)
+    with pytest.raises(ValueError, match="read-only"):
+        op.weight[0] = 0.0
+    with pytest.raises(AttributeError):
+        op.weight = w
+
+
+@requires_torch
+def test_float16_weights_compute_in_float32():
+    rng = np.random.default_rng(5)
+    w16 = rng.standard_normal((2, 3, 3, 3)).astype(np.float16)
+    x = rng.standard_normal((3, 6, 6))
+    for op, reference in (
+        (ConvOperator(w16, x.shape, padding=1), torch_conv(x[None], w16.astype(float), padding=1)),
+        (ConvTransposeOperator(w16.transpose(1, 0, 2, 3), x.shape, padding=1),
+         torch_conv_transpose(x[None], w16.transpose(1, 0, 2, 3).astype(float), padding=1)),
+    ):
+        assert op.dtype == np.float32
+        out = op @ x.ravel().astype(np.float32)
+        assert out.dtype == np.float32
+        assert_close(out, reference.ravel(), "float16", rtol=1e-5)
+        assert op.tosparse().dtype == np.float32
+        assert dot_test(op, rng, np.float32) < 1e-6
+    with pytest.raises(TypeError, match="float16"):
+        ConvOperator(np.ones((1, 1, 3)), (1, 8), dtype=np.float16)
+
+
+@pytest.mark.parametrize("flip", ["False", 0, 1.0, None])
+def test_flip_must_be_a_bool(flip):
+    with pytest.raises(TypeError, match="flip must be a bool"):
+        ConvOperator(np.ones((1, 1, 3)), (1, 8), flip=flip)
+    assert ConvOperator(np.ones((1, 1, 3)), (1, 8), flip=np.bool_(True)).geometry.flip is True
+
+
+# -- memory ------------------------------------------------------------------------------------
+@pytest.fixture
+def small_limit():
+    old = sparseconv.set_memory_limit(200_000)
+    try:
+        yield 200_000
+    finally:
+        sparseconv.set_memory_limit(old)
+
+
+def test_operator_whose_product_exceeds_the_limit_is_refused_at_construction(small_limit):
+    """One column's product (padded input, im2col scratch, result) over the limit: refused
+    when built, naming the product; under it, a batch whose product is over it is refused
+    when asked, before anything is allocated."""
+    for build in (lambda: ConvOperator(np.ones((4, 1, 3, 3)), (1, 100, 100), padding=1),
+                  lambda: ConvTransposeOperator(np.ones((1, 4, 3, 3)), (1, 100, 100), padding=1),
+                  lambda: ConvOperator(np.ones((1, 1, 3)), (1, 8), padding=10**6)):
+        with pytest.raises(sparseconv.MatrixTooLargeError, match="matvec|rmatvec") as info:
+            build()
+        assert "memory limit" in str(info.value)
+    op = ConvOperator(np.ones((1, 1, 3, 3)), (1, 30, 30), padding=1)
+    assert op.matmat(np.ones((900, 2))).shape == (900, 2)
+    for product in (op.matmat, op.rmatmat, op.H.matmat, op.T.matmat):
+        with pytest.raises(sparseconv.MatrixTooLargeError, match="batch of 40"):
+            product(np.ones((900, 40)))
+    with pytest.raises(sparseconv.MatrixTooLargeError, match="sparse matrix"):
+        ConvOperator(np.ones((8, 8, 3, 3)), (8, 12, 12), padding=1).tosparse()
+
+
+@pytest.mark.parametrize("build", [
+    lambda: ConvOperator(np.ones((1, 1, 3)), (1, 8), padding=10**9),
+    lambda: ConvOperator(np.ones((1, 1, 3)), (1, 8), padding=10**9, padding_mode="replicate"),
+    lambda: ConvTransposeOperator(np.ones((2, 2, 3, 3)), (2, 2, 2), stride=49999, padding=1),
+    lambda: ConvOperator(np.ones((1, 1, 3)), (1, 10**9)),
+], ids=["zeros-pad-1e9", "replicate-pad-1e9", "transposed-stride-49999", "input-1e9"])
+def test_huge_operators_are_refused_at_once_under_the_default_limit(build):
+    """The geometry is sized in O(kernel), so these are refused before any large array."""
+    with pytest.raises(sparseconv.MatrixTooLargeError, match="GiB"):
+        build()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sparseconv
 from sparseconv import (
     avg_pool_matrix,
 )
@@ -55,6 +56,9 @@ BAD_POOL = [
     (dict(stride=0), ValueError, "stride"),
     (dict(count_include_pad=1), TypeError, "count_include_pad"),
     (dict(ceil_mode="yes"), TypeError, "ceil_mode"),
+    (dict(ceil_mode="False"), TypeError, "ceil_mode must be a bool"),
+    (dict(count_include_pad=None), TypeError, "count_include_pad must be a bool"),
+    (dict(dtype=np.float16), TypeError, "float16"),
     (dict(divisor_override=0), ValueError, "divisor_override"),
     (dict(input_shape=(2, 1, 1)), ValueError, "kernel_size"),
     (dict(input_shape=(2,)), ValueError, "input_shape"),
@@ -68,3 +72,68 @@ def test_avg_pool_matrix_rejects(bad, error, match):
     args.update(bad)
     with pytest.raises(error, match=match):
         avg_pool_matrix(args.pop("input_shape"), args.pop("kernel_size"), **args)
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(80))
+def test_ceil_mode_with_a_kernel_larger_than_the_input_follows_torch(seed):
+    """Small inputs, large kernels and strides: where PyTorch's avg_pool1d/2d returns cut
+    windows we return the same; where it refuses, so do we."""
+    rng = np.random.default_rng(5000 + seed)
+    ndim = 1 + seed % 2
+    kernel = tuple(int(k) for k in rng.integers(1, 7, ndim))
+    stride = tuple(int(s) for s in rng.integers(1, 5, ndim))
+    padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+    size = tuple(int(n) for n in rng.integers(1, 5, ndim))
+    kwargs = dict(stride=stride, padding=padding, ceil_mode=bool(seed % 4 != 3),
+                  count_include_pad=bool(seed % 3))
+    config = dict(kernel_size=kernel, size=size, **kwargs)
+    x = rng.standard_normal((1, 2, *size))
+    pool = getattr(F, f"avg_pool{ndim}d")
+    try:
+        y = pool(torch.from_numpy(x), kernel, **kwargs).numpy()
+    except RuntimeError:
+        with pytest.raises(ValueError):
+            avg_pool_matrix((2, *size), kernel, **kwargs)
+        return
+    A = avg_pool_matrix((2, *size), kernel, **kwargs)
+    assert A.shape == (y.size, x.size), config
+    assert_close(A @ x.ravel(), y.ravel(), config)
+
+
+@requires_torch
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_ceil_mode_cut_window_of_the_issue(ndim):
+    x = np.array([1.0, 2.0]).reshape((1, 1) + (1,) * (ndim - 1) + (2,))
+    A = avg_pool_matrix((1,) + (1,) * (ndim - 1) + (2,), (1,) * (ndim - 1) + (4,),
+                        (1,) * (ndim - 1) + (3,), ceil_mode=True)
+    pool = getattr(F, f"avg_pool{ndim}d")
+    y = pool(torch.from_numpy(x), (1,) * (ndim - 1) + (4,), (1,) * (ndim - 1) + (3,),
+             ceil_mode=True).numpy()
+    assert np.allclose(y.ravel(), [1.5]) and np.allclose(A @ x.ravel(), y.ravel())
+
+
+def test_float16_is_refused_by_name():
+    with pytest.raises(TypeError, match="dtype=float16"):
+        avg_pool_matrix((1, 4), 2, dtype=np.float16)
+
+
+@pytest.mark.parametrize("format", ["csr", "csc", "coo"])
+def test_memory_limit_counts_the_divisors_and_the_format(format):
+    """The matrix alone fits the limit, but not with its divisors (and a converted copy):
+    refused before allocating; the default limit refuses a huge pool at once."""
+    from sparseconv._geometry import ConvGeometry
+    from sparseconv._matrices import matrix_bytes
+
+    geom = ConvGeometry.from_kernel_size((1, 64, 64), 2, depthwise=True, stride=2)
+    alone = matrix_bytes(geom, np.float64)[0]
+    old = sparseconv.set_memory_limit(alone)
+    try:
+        with pytest.raises(sparseconv.MatrixTooLargeError, match="memory limit"):
+            avg_pool_matrix((1, 64, 64), 2, format=format)
+        sparseconv.set_memory_limit(4 * alone)
+        assert avg_pool_matrix((1, 64, 64), 2, format=format).nnz == 64 * 64
+    finally:
+        sparseconv.set_memory_limit(old)
+    with pytest.raises(sparseconv.MatrixTooLargeError, match="GiB"):
+        avg_pool_matrix((1, 10**5, 10**5), 3, 1, 1)

@@ -168,3 +168,36 @@ def test_memory_limit_raises_before_allocating():
         assert im2col_matrix((1, 4, 4), 3).nnz == 9 * 4  # small ones still build (valid)
     finally:
         sparseconv.set_memory_limit(old)
+
+
+@pytest.mark.parametrize("build", [lambda: im2col_matrix((1, 10**5, 10**5), 3),
+                                   lambda: pad_matrix((1, 8, 8), 10**9),
+                                   lambda: stride_matrix((3, 10**5, 10**5), 1),
+                                   lambda: im2col_matrix((1, 8), 3, padding=10**10)],
+                         ids=["im2col", "pad", "stride", "im2col-padding"])
+def test_huge_selections_are_refused_at_once(build):
+    with pytest.raises(sparseconv.MatrixTooLargeError, match="GiB"):
+        build()
+
+
+@pytest.mark.parametrize("format", ["csr", "coo"])
+def test_memory_limit_counts_the_gather_map_temporaries(format):
+    """Just above the result's own arrays is not enough: the gather map's temporaries count."""
+    P = im2col_matrix((2, 20, 20), 3, padding=1)
+    alone = P.data.nbytes + P.indices.nbytes + P.indptr.nbytes
+    old = sparseconv.set_memory_limit(alone)
+    try:
+        for build in (lambda: im2col_matrix((2, 20, 20), 3, padding=1, format=format),
+                      lambda: pad_matrix((2, 20, 20), 20, format=format),
+                      lambda: stride_matrix((2, 60, 60), 1, format=format)):
+            with pytest.raises(sparseconv.MatrixTooLargeError, match="selection matrix"):
+                build()
+    finally:
+        sparseconv.set_memory_limit(old)
+
+
+@pytest.mark.parametrize("build", [im2col_matrix, pad_matrix, stride_matrix])
+def test_float16_is_refused_by_name(build):
+    with pytest.raises(TypeError, match="dtype=float16"):
+        build((1, 6, 6), 2, dtype=np.float16)
+    assert build((1, 6, 6), 2, dtype=np.float32).dtype == np.float32

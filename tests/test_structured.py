@@ -9,6 +9,7 @@ import scipy.signal
 import scipy.sparse as sp
 
 from sparseconv import (
+    MatrixTooLargeError,
     block_conv_matrix,
     conv1x1_matrix,
     conv_matrix,
@@ -217,3 +218,62 @@ def test_memory_limit_raises_before_allocating():
         assert toeplitz_matrix(np.ones(3), 20).nnz == 3 * 20  # small ones still build (full)
     finally:
         sparseconv.set_memory_limit(old)
+
+
+def test_float16_kernels_are_computed_in_float32():
+    """Every builder: a float16 kernel gives float32 entries equal to the float16 values
+    (scipy.linalg's dense matrix of the float64 kernel); dtype=float16 is refused by name."""
+    rng = np.random.default_rng(8)
+    k16 = rng.standard_normal((3, 3)).astype(np.float16)
+    k64 = k16.astype(np.float64)
+    w16 = rng.standard_normal((2, 2, 3, 3)).astype(np.float16)
+    cases = [
+        (toeplitz_matrix(k16[0], 5), scipy.linalg.convolution_matrix(k64[0], 5, "full")),
+        (doubly_block_toeplitz(k16, (4, 5)), doubly_block_toeplitz(k64, (4, 5))),
+        (doubly_block_circulant(k16, (4, 5)), doubly_block_circulant(k64, (4, 5))),
+        (conv1x1_matrix(k16[:2], 3), np.kron(k64[:2], np.eye(3))),
+        (block_conv_matrix(w16, (2, 5, 5), padding=1),
+         conv_matrix(w16.astype(np.float64), (2, 5, 5), padding=1)),
+    ]
+    for got, expected in cases:
+        assert got.dtype == np.float32
+        assert_close(got, expected, "float16", rtol=1e-6)
+    for build in (lambda: toeplitz_matrix(k64[0], 5, dtype=np.float16),
+                  lambda: doubly_block_toeplitz(k64, (4, 5), dtype=np.float16),
+                  lambda: doubly_block_circulant(k64, (4, 5), dtype=np.float16),
+                  lambda: conv1x1_matrix(k64[:2], 3, dtype=np.float16),
+                  lambda: block_conv_matrix(w16, (2, 5, 5), dtype=np.float16)):
+        with pytest.raises(TypeError, match="dtype=float16"):
+            build()
+
+
+@pytest.mark.parametrize("build", [
+    lambda: toeplitz_matrix(np.ones(3), 10**10),
+    lambda: doubly_block_toeplitz(np.ones((3, 3)), (10**5, 10**5)),
+    lambda: doubly_block_circulant(np.ones((3, 3)), (10**5, 10**5)),
+    lambda: conv1x1_matrix(np.ones((4, 4)), (10**5, 10**5)),
+    lambda: block_conv_matrix(np.ones((2, 2, 3, 3)), (2, 10**5, 10**5)),
+], ids=["toeplitz", "doubly-block-toeplitz", "circulant", "1x1", "block"])
+def test_huge_structured_matrices_are_refused_at_once(build):
+    with pytest.raises(MatrixTooLargeError, match="GiB"):
+        build()
+
+
+@pytest.mark.parametrize("format", ["csr", "coo"])
+def test_memory_limit_counts_the_assembly(format):
+    """A limit that the result alone would fit: the Kronecker terms, their sum, scipy's block
+    assembly and the converted copy do not."""
+    import sparseconv
+
+    for build in (lambda: doubly_block_toeplitz(np.ones((3, 3)), (20, 20), format=format),
+                  lambda: doubly_block_circulant(np.ones((3, 3)), (20, 20), format=format),
+                  lambda: block_conv_matrix(np.ones((2, 2, 3, 3)), (2, 10, 10), padding=1,
+                                            format=format)):
+        result = build().tocsr()
+        old = sparseconv.set_memory_limit(
+            result.data.nbytes + result.indices.nbytes + result.indptr.nbytes)
+        try:
+            with pytest.raises(MatrixTooLargeError, match="memory limit"):
+                build()
+        finally:
+            sparseconv.set_memory_limit(old)

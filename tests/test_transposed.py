@@ -103,3 +103,14 @@ BAD = [
 def test_rejects_bad_input(fn, args, kwargs, error, match):
     with pytest.raises(error, match=match):
         fn(*args, **kwargs)
+
+
+def test_fractionally_strided_float16_is_computed_in_float32():
+    w16 = np.random.default_rng(2).standard_normal((2, 3, 3)).astype(np.float16)
+    A, U = fractionally_strided(w16, (2, 4), stride=2, padding=1)
+    assert A.dtype == np.float32 and U.dtype == np.float32
+    expected = conv_transpose_matrix(w16.astype(np.float64), (2, 4), stride=2, padding=1)
+    assert_close(A @ U, expected, "float16", rtol=1e-6)
+    assert transpose_kernel(w16).dtype == np.float16  # a kernel, not a matrix: kept
+    with pytest.raises(TypeError, match="dtype=float16"):
+        fractionally_strided(w16, (2, 4), stride=2, dtype=np.float16)

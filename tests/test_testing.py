@@ -1,0 +1,134 @@
+"""sparseconv.testing: the helpers pass on correct operators and fail on wrong ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+
+from sparseconv import ConvOperator, ConvTransposeOperator, conv_matrix
+from sparseconv.testing import assert_layer_matches_torch, dottest
+
+from .conftest import random_layer, random_transpose_layer, requires_torch
+
+
+class WrongAdjoint(ConvOperator):
+    """A convolution whose adjoint is off by a small relative amount at one entry."""
+
+    def _apply_adjoint(self, Y):
+        out = super()._apply_adjoint(Y).copy()
+        out.flat[0] *= 1.001
+        return out
+
+
+class WrongWeight(ConvOperator):
+    """Forward and adjoint of one weight (so the dot test passes), reported with another."""
+
+    def __init__(self, weight, input_shape, **kwargs):
+        super().__init__(weight, input_shape, **kwargs)
+        changed = np.array(weight, dtype=float, copy=True)
+        changed.flat[0] += 0.5
+        self._weight = changed
+
+
+# -- dottest -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("complexflag", [0, 1, 2, 3])
+def test_dottest_passes_on_correct_operators(complexflag):
+    rng = np.random.default_rng(complexflag)
+    for seed in range(6):
+        layer = random_layer(np.random.default_rng(seed), dtype=np.complex128 if seed % 2 else
+                             np.float64)
+        op = ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
+        assert dottest(op, complexflag=complexflag, rng=rng) is True, layer
+        matrix = spla.aslinearoperator(conv_matrix(layer.weight, layer.input_shape,
+                                                   **layer.kwargs))
+        assert dottest(matrix, nr=op.shape[0], nc=op.shape[1], rng=rng), layer
+
+
+def test_dottest_fails_on_a_wrong_adjoint():
+    op = WrongAdjoint(np.ones((2, 1, 3)), (1, 6), padding=1)
+    with pytest.raises(AssertionError, match=r"<A x, y> = .* but <x, A\^H y> = "):
+        dottest(op, rng=0)
+    assert dottest(op, rng=0, raiseerror=False) is False
+    # a plain matrix with a deliberately wrong rmatvec: the transpose of another matrix
+    rng = np.random.default_rng(1)
+    M, N = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    wrong = spla.LinearOperator((5, 4), matvec=lambda x: M @ x, rmatvec=lambda y: N.T @ y,
+                                dtype=float)
+    with pytest.raises(AssertionError):
+        dottest(wrong, rng=2)
+    # conjugation forgotten: right for real vectors, wrong for complex ones
+    C = rng.standard_normal((5, 4)) + 1j * rng.standard_normal((5, 4))
+    unconjugated = spla.LinearOperator((5, 4), matvec=lambda x: C @ x,
+                                       rmatvec=lambda y: C.T @ y, dtype=complex)
+    with pytest.raises(AssertionError):
+        dottest(unconjugated, complexflag=3, rng=3)
+
+
+def test_dottest_checks_its_arguments():
+    op = ConvOperator(np.ones((1, 1, 3)), (1, 6))
+    with pytest.raises(ValueError, match="nr=5"):
+        dottest(op, nr=5)
+    with pytest.raises(ValueError, match="complexflag"):
+        dottest(op, complexflag=4)
+
+
+# -- assert_layer_matches_torch ----------------------------------------------------------------
+@requires_torch
+@pytest.mark.parametrize("seed", range(20))
+def test_assert_layer_matches_torch_passes_on_correct_layers(seed):
+    rng = np.random.default_rng(600 + seed)
+    dtype = np.complex128 if seed % 5 == 4 else np.float64
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=7 - seed % 3, dtype=dtype)
+    kwargs = dict(layer.kwargs, flip=bool(seed % 2))
+    assert_layer_matches_torch(ConvOperator(layer.weight, layer.input_shape, **kwargs), rng=seed)
+    assert_layer_matches_torch((layer.weight, layer.input_shape, kwargs), rng=seed, n_inputs=1)
+    w, input_shape, tkwargs = random_transpose_layer(rng)
+    assert_layer_matches_torch(ConvTransposeOperator(w, input_shape, **tkwargs), rng=seed)
+    assert_layer_matches_torch((w, input_shape, dict(tkwargs, transposed=True)), rng=seed)
+
+
+@requires_torch
+def test_assert_layer_matches_torch_per_side_and_float32():
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((3, 2, 3, 2))
+    assert_layer_matches_torch(ConvOperator(w, (2, 6, 5), padding=((2, 0), (0, 1)),
+                                            padding_mode="replicate"))
+    assert_layer_matches_torch(ConvTransposeOperator(w, (3, 4, 4), stride=2,
+                                                     padding=((1, 0), (0, 1))))
+    assert_layer_matches_torch(ConvOperator(w.astype(np.float32), (2, 6, 5), padding=1))
+
+
+@requires_torch
+def test_assert_layer_matches_torch_fails_on_wrong_layers():
+    w = np.random.default_rng(8).standard_normal((2, 2, 3, 3))
+    with pytest.raises(AssertionError, match="adjoint"):
+        assert_layer_matches_torch(WrongAdjoint(w, (2, 6, 6), padding=1))
+    with pytest.raises(AssertionError, match="forward product"):
+        assert_layer_matches_torch(WrongWeight(w, (2, 6, 6), padding=1))
+    # flipping is not a detail: the flipped layer is not the unflipped one
+    flipped = ConvOperator(w, (2, 6, 6), padding=1, flip=True)
+    object.__setattr__(flipped.geometry, "flip", False)
+    with pytest.raises(AssertionError, match="forward product"):
+        assert_layer_matches_torch(flipped)
+    with pytest.raises(TypeError, match="layer must be"):
+        assert_layer_matches_torch(conv_matrix(w, (2, 6, 6)))
+
+
+def test_testing_does_not_import_torch_and_says_how_to_get_it():
+    """Run in a fresh interpreter in which torch cannot be imported."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, sparseconv.testing as t, sparseconv\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "try:\n"
+        "    t.assert_layer_matches_torch(sparseconv.ConvOperator(np.ones((1, 1, 3)), (1, 5)))\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert "pip install torch" in result.stdout
