@@ -16,6 +16,9 @@ from sparseconv import (
 )
 from sparseconv._symbol import periodic_padding
 
+#: The periodic layer, said explicitly: the spectra's defaults are conv_matrix's (zero padding 0).
+PERIODIC = dict(padding=None, padding_mode="circular")
+
 
 def random_periodic_layer(rng, complex_weight=False):
     """A circular layer with periodic padding: random rank, channels, groups, stride, dilation."""
@@ -54,7 +57,7 @@ def test_fft_singular_values_equal_dense_svd(seed):
     rng = np.random.default_rng(seed)
     w, shape, kwargs = random_periodic_layer(rng, complex_weight=seed % 5 == 0)
     dense = np.linalg.svd(dense_matrix(w, shape, **kwargs), compute_uv=False)
-    fast = singular_values(w, shape, **kwargs)
+    fast = singular_values(w, shape, **kwargs, **PERIODIC)
     assert fast.shape == dense.shape, (shape, kwargs)
     assert np.all(np.diff(fast) <= 0)
     assert np.abs(fast - dense).max() <= 1e-10 * dense[0], (w.shape, shape, kwargs)
@@ -67,11 +70,11 @@ def test_ill_conditioned_frequencies_go_to_the_svd(monkeypatch):
     w = rng.standard_normal((4, 4, 3, 3))
     w[:, 3] = w[:, 2] * (1 + 1e-9)  # two input channels almost parallel at every frequency
     dense = np.linalg.svd(dense_matrix(w, (4, 8, 8)), compute_uv=False)
-    fast = singular_values(w, (4, 8, 8))
+    fast = singular_values(w, (4, 8, 8), **PERIODIC)
     assert fast[-1] < 1e-8 * fast[0]
     assert np.abs(fast - dense).max() <= 1e-13 * dense[0]
     monkeypatch.setattr(spectra_module, "_GRAM_CONDITION", np.inf)  # Gram only: worse
-    gram_only = singular_values(w, (4, 8, 8))
+    gram_only = singular_values(w, (4, 8, 8), **PERIODIC)
     assert np.abs(gram_only - dense).max() > 100 * np.abs(fast - dense).max()
 
 
@@ -90,7 +93,8 @@ def test_eigenvalues_equal_dense_eigvals(seed):
                     zip(totals, [rng.integers(0, t + 1) for t in totals]))  # any split
     A = conv_matrix(w, (c, *size), padding=padding, dilation=dilation, groups=groups,
                     padding_mode="circular").toarray()
-    lam = eigenvalues(w, (c, *size), padding=padding, dilation=dilation, groups=groups)
+    lam = eigenvalues(w, (c, *size), padding=padding, dilation=dilation, groups=groups,
+                      padding_mode="circular")
     assert np.all(np.diff(np.abs(lam)) <= 1e-12)
     assert_same_multiset(lam, np.linalg.eigvals(A), 1e-9 * np.abs(lam[0]), (kernel, padding))
 
@@ -100,7 +104,7 @@ def test_compositions_equal_the_product_of_the_matrices():
     w1 = rng.standard_normal((4, 3, 3, 3))
     w2 = rng.standard_normal((4, 2, 2, 3))  # groups=2, even kernel
     w3 = rng.standard_normal((3, 4, 3, 3))
-    layers = [w1, (w2, dict(groups=2, dilation=(2, 1))), w3]
+    layers = [(w1, PERIODIC), (w2, dict(groups=2, dilation=(2, 1), **PERIODIC)), (w3, PERIODIC)]
     A1 = dense_matrix(w1, (3, 8, 8))
     A2 = dense_matrix(w2, (4, 8, 8), groups=2, dilation=(2, 1))
     A3 = dense_matrix(w3, (4, 8, 8))
@@ -108,7 +112,8 @@ def test_compositions_equal_the_product_of_the_matrices():
     dense = np.linalg.svd(product, compute_uv=False)
     fast = composition_singular_values(layers, (3, 8, 8))
     assert np.abs(fast - dense).max() <= 1e-10 * dense[0]
-    square = [(rng.standard_normal((3, 3, 3, 3)), {}), (rng.standard_normal((3, 3, 2, 2)), {})]
+    square = [(rng.standard_normal((3, 3, 3, 3)), PERIODIC),
+              (rng.standard_normal((3, 3, 2, 2)), PERIODIC)]
     B1 = dense_matrix(square[0][0], (3, 6, 6))
     B2 = dense_matrix(square[1][0], (3, 6, 6))
     lam = composition_eigenvalues(square, (3, 6, 6))
@@ -124,8 +129,8 @@ def test_dense_and_auto_methods():
         values = singular_values(w, (2, 7, 6), padding=1, stride=2, padding_mode="reflect",
                                  method=method)
         assert np.allclose(values, dense)
-    periodic = singular_values(w, (2, 8, 6), method="dense")
-    assert np.allclose(periodic, singular_values(w, (2, 8, 6), method="fft"))
+    periodic = singular_values(w, (2, 8, 6), method="dense", **PERIODIC)
+    assert np.allclose(periodic, singular_values(w, (2, 8, 6), method="fft", **PERIODIC))
 
 
 def test_errors_name_the_problem(monkeypatch):
@@ -133,15 +138,16 @@ def test_errors_name_the_problem(monkeypatch):
     with pytest.raises(ValueError, match="method"):
         singular_values(w, (2, 8, 8), method="svd")
     with pytest.raises(ValueError, match="divisible"):
-        singular_values(w, (2, 7, 8), stride=2, method="fft")
+        singular_values(w, (2, 7, 8), stride=2, method="fft", **PERIODIC)
     with pytest.raises(ValueError, match="periodic"):
-        singular_values(w, (2, 8, 8), padding=0, method="fft")
+        singular_values(w, (2, 8, 8), padding=0, padding_mode="circular", method="fft")
     with pytest.raises(ValueError, match="circular"):
-        singular_values(w, (2, 8, 8), padding_mode="zeros", method="fft")
-    monkeypatch.setattr(spectra_module, "DENSE_LIMIT", 10)
+        singular_values(w, (2, 8, 8), padding=None, method="fft")
+    monkeypatch.setattr(spectra_module, "DENSE_FLOPS", 10)
     with pytest.raises(ValueError, match="spectral_norm"):
-        singular_values(w, (2, 8, 8), padding=1, padding_mode="zeros")
+        singular_values(w, (2, 8, 8), padding=1)
     with pytest.raises(ValueError, match="square"):
-        eigenvalues(np.ones((3, 2, 3)), (2, 8))
-    with pytest.raises(ValueError, match="stride 1"):
-        composition_singular_values([(w, dict(stride=2))], (2, 8, 8))
+        eigenvalues(np.ones((3, 2, 3)), (2, 8), **PERIODIC)
+    with pytest.raises(ValueError, match=r"layers\[0\] to be stride 1"):
+        composition_singular_values([(w, dict(stride=2, **PERIODIC)), (w, PERIODIC)],
+                                    (2, 8, 8), method="fft")
