@@ -249,7 +249,10 @@ def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
 def per_layer_tuples(values, name: str, depth: int, ndim: int) -> list[tuple[int, ...]]:
     """A per-layer argument (default 1 for every layer), each entry an int or ``ndim`` ints."""
     values = [1] * depth if values is None else values
-    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) != depth:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a sequence with one entry a layer ({depth}), got "
+                        f"{values!r}")
+    if len(values) != depth:
         raise ValueError(f"{name} must have one entry a layer ({depth}), got {values!r}")
     return [int_tuple(v, ndim, f"{name}[{i}]", 1) for i, v in enumerate(values)]
 
