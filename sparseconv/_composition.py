@@ -181,7 +181,7 @@ def compose(*layers) -> sp.sparray | AffineMap:
     (64, 192)
     """
     if not layers:
-        raise ValueError("compose needs at least one layer")
+        raise ValueError("layers must hold at least one layer, got none")
     check_chain([as_matrix(layer, f"layers[{i}]") for i, layer in enumerate(layers)])
     if any(isinstance(layer, AffineMap) for layer in layers):
         layers = [layer if isinstance(layer, AffineMap) else
@@ -241,7 +241,7 @@ def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
     array([[[1., 1., 2., 2.]]])
     """
     if not weights:
-        raise ValueError("compose_kernels needs at least one weight")
+        raise ValueError("weights must hold at least one weight, got none")
     arrays = [as_weight(w, f"weights[{i}]") for i, w in enumerate(weights)]
     for i, w in enumerate(arrays):
         if w.ndim != arrays[0].ndim or w.ndim < 3 or w.size == 0:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from ._composition import as_matrix, check_chain
 from ._geometry import spatial_matrix
 from ._operators import as_geometry
-from ._validation import is_int, per_layer_tuples, spatial_size
+from ._validation import int_tuple, is_int, per_layer_tuples, spatial_size
 
 __all__ = ["receptive_field", "receptive_field_paths", "receptive_field_size"]
 
@@ -74,9 +74,15 @@ def receptive_field(layers: Sequence, input_shape: Sequence[int], output_index,
     25
     """
     input_shape = spatial_size(input_shape, "input_shape")
+    if isinstance(layers, str) or not isinstance(layers, Sequence):
+        raise TypeError(f"layers must be a sequence of scipy.sparse arrays or AffineMaps, got "
+                        f"{type(layers).__name__}")
     matrices = [as_matrix(layer, f"layers[{i}]") for i, layer in enumerate(layers)]
     if not matrices:
-        raise ValueError("receptive_field needs at least one layer")
+        raise ValueError("layers must hold at least one layer, got an empty sequence")
+    if math.prod(input_shape) != matrices[0].shape[1]:
+        raise ValueError(f"input_shape={input_shape} has {math.prod(input_shape)} entries but "
+                         f"layers[0] has {matrices[0].shape[1]} columns")
     check_chain(matrices, math.prod(input_shape))
     rows = matrices[-1].shape[0]
     if output_shape is not None:
@@ -138,17 +144,25 @@ def receptive_field_paths(layers, position: Sequence[int] | None = None) -> np.n
     >>> receptive_field_paths([g, g]).tolist()          # two 3-tap layers: a 5-wide triangle
     [1, 2, 3, 2, 1]
     """
-    geoms = [as_geometry(layer) for layer in
-             (layers if isinstance(layers, Sequence) else [layers])]
+    if isinstance(layers, str) or not isinstance(layers, Sequence):
+        layers = [layers]  # one layer
+    geoms = []
+    for i, layer in enumerate(layers):
+        try:
+            geoms.append(as_geometry(layer))
+        except TypeError:
+            raise TypeError(f"layers[{i}] must be a ConvGeometry or a ConvOperator, got "
+                            f"{type(layer).__name__}") from None
     if not geoms:
-        raise ValueError("layers must hold at least one layer")
+        raise ValueError("layers must hold at least one layer, got an empty sequence")
     for i, (a, b) in enumerate(zip(geoms[:-1], geoms[1:])):
         if b.input_size != a.output_size:
             raise ValueError(f"layer {i + 1} reads spatial size {b.input_size} but layer {i} "
                              f"outputs {a.output_size}")
     out = geoms[-1].output_size
-    position = tuple(n // 2 for n in out) if position is None else tuple(position)
-    if len(position) != len(out) or not all(0 <= p < n for p, n in zip(position, out)):
+    position = (tuple(n // 2 for n in out) if position is None
+                else int_tuple(position, len(out), "position", 0))
+    if not all(p < n for p, n in zip(position, out)):
         raise ValueError(f"position must be an output position within {out}, got {position}")
     paths = np.zeros(math.prod(out), dtype=np.int64)
     paths[np.ravel_multi_index(position, out)] = 1
@@ -197,11 +211,16 @@ def receptive_field_size(kernel_size: Sequence, stride: Sequence | None = None,
     >>> receptive_field_size([(7, 7), (3, 3)], stride=[2, 1])
     (11, 11)
     """
-    if isinstance(kernel_size, str) or not isinstance(kernel_size, Sequence) or not kernel_size:
+    if isinstance(kernel_size, str) or not isinstance(kernel_size, Sequence):
+        raise TypeError(f"kernel_size must be a non-empty sequence, one entry a layer, got "
+                        f"{kernel_size!r}")
+    if not kernel_size:
         raise ValueError(f"kernel_size must be a non-empty sequence, one entry a layer, got "
                          f"{kernel_size!r}")
     depth, scalar = len(kernel_size), all(is_int(k) for k in kernel_size)
-    ndim = 1 if scalar else next(len(k) for k in kernel_size if not is_int(k))
+    # the first tuple entry gives the number of dimensions; per_layer_tuples checks the rest
+    shaped = [k for k in kernel_size if isinstance(k, Sequence) and not isinstance(k, str)]
+    ndim = len(shaped[0]) if shaped else 1
     per_layer = {name: per_layer_tuples(values, name, depth, ndim)
                  for name, values in (("kernel_size", kernel_size), ("stride", stride),
                                       ("dilation", dilation))}

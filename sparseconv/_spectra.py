@@ -1,41 +1,94 @@
 """Exact spectra of convolution layers: singular values and eigenvalues, of one layer or a
 composition.
 
-A periodic layer's spectrum is that of its symbol (:mod:`sparseconv._symbol`), one small matrix
-per frequency; any other small layer gets a dense SVD of its explicit matrix.
+Every function describes the layer :func:`sparseconv.conv_matrix` builds from the same
+arguments, with its defaults (``padding=0``, ``padding_mode="zeros"``), as
+:func:`sparseconv.spectral_norm` does. Two routes:
+
+* **FFT**, exact and fast, for periodic layers (circular padding of total ``dilation*(k-1)`` per
+  axis: ``padding_mode="circular", padding="same"``, or ``padding=None`` at any stride): the
+  spectrum is that of the symbol (:mod:`sparseconv._symbol`), one small matrix per frequency.
+  Per frequency the singular values come from the eigenvalues of the smaller Gram matrix where
+  that is as accurate as an SVD (condition at most ``_GRAM_CONDITION``), else from an SVD.
+* **Dense**, an SVD or eigendecomposition of the explicit matrix (of the product, for a
+  composition), for any other layer that :func:`dense_is_affordable` -- the one size rule of
+  the package.
+
+Weights are rescaled by a power of two before either route and the results scaled back
+(:func:`sparseconv._symbol.unit_scale`), so spectra are exact multiples of each other for
+weights of 1e-300 and 1e300.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from ._geometry import ConvGeometry
 from ._matrices import conv_matrix
-from ._memory import check_memory
+from ._memory import check_memory, get_memory_limit
 from ._symbol import (
+    PERIODIC_HINT,
     block_diagonal,
     conjugate_pairs,
-    is_periodic,
     layer_geometry,
+    not_periodic,
     per_frequency,
-    require_periodic,
     smaller_gram,
     symbol_at,
+    times_power_of_two,
+    unit_scale,
 )
+from ._validation import spatial_size
 
 __all__ = [
+    "DENSE_FLOPS",
     "composition_eigenvalues",
     "composition_singular_values",
+    "dense_is_affordable",
     "eigenvalues",
     "singular_values",
 ]
 
-#: ``method="auto"`` computes a dense SVD only up to this many singular values.
-DENSE_LIMIT = 4096
-#: Frequencies whose Gram matrix is worse conditioned than this go to the SVD.
-_GRAM_CONDITION = 1e10
+#: ``method="auto"`` decomposes a dense matrix of at most this many ``rows*cols*min(rows, cols)``
+#: (about a second of LAPACK): a 1290 x 1290 matrix, or 512 x 8192.
+DENSE_FLOPS = 2**31
+#: A frequency's singular values come from the eigenvalues of its Gram matrix only where its
+#: condition number ``sigma_max / sigma_min`` is at most this: the Gram route's error
+#: ``eps * sigma_max^2 / sigma`` then stays within ``_GRAM_CONDITION * eps * sigma_max``, as
+#: accurate as LAPACK's SVD (``O(eps * sigma_max)``).
+_GRAM_CONDITION = 16.0
+#: The options a layer of a composition takes, with :func:`sparseconv.conv_matrix`'s meaning.
+LAYER_OPTIONS = ("stride", "padding", "dilation", "groups", "padding_mode")
+_METHODS = ("auto", "fft", "dense")
+
+
+def dense_is_affordable(rows: int, cols: int) -> bool:
+    """Whether a dense SVD or eigendecomposition of a ``rows x cols`` matrix is affordable.
+
+    The package's one rule for ``method="auto"``: about ``rows * cols * min(rows, cols)`` flops,
+    at most :data:`DENSE_FLOPS`, and three complex copies of the matrix within the memory
+    limit (:func:`sparseconv.get_memory_limit`).
+
+    Examples
+    --------
+    >>> from sparseconv._spectra import dense_is_affordable
+    >>> dense_is_affordable(1024, 1024), dense_is_affordable(4096, 4096)
+    (True, False)
+    """
+    limit = get_memory_limit()
+    return (rows * cols * min(rows, cols) <= DENSE_FLOPS
+            and (limit is None or 3 * 16 * rows * cols <= limit))
+
+
+def _check_method(method) -> None:
+    if not isinstance(method, str):
+        raise TypeError(f"method must be one of {_METHODS}, got {method!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
 
 
 def _frequency_singular_values(h: np.ndarray) -> np.ndarray:
@@ -43,12 +96,13 @@ def _frequency_singular_values(h: np.ndarray) -> np.ndarray:
 
     Eigenvalues of the smaller Gram matrix are faster than an SVD and accurate to
     ``eps * sigma_max^2 / sigma`` per value; matrices conditioned worse than
-    ``sqrt(_GRAM_CONDITION)`` are redone by SVD, accurate to ``eps * sigma_max``.
+    ``_GRAM_CONDITION`` (measured from those eigenvalues) are redone by SVD, accurate to
+    ``eps * sigma_max`` for every value.
     """
     flat = h.reshape(-1, *h.shape[-2:])
     lam = np.linalg.eigvalsh(smaller_gram(flat))[:, ::-1]
     values = np.sqrt(np.clip(lam, 0, None))
-    bad = lam[:, -1] < lam[:, 0] / _GRAM_CONDITION
+    bad = lam[:, -1] * _GRAM_CONDITION**2 < lam[:, 0]
     if bad.any():
         values[bad] = np.linalg.svd(flat[bad], compute_uv=False)
     return values.reshape(*h.shape[:-2], -1)
@@ -64,26 +118,107 @@ def _circular_singular_values(geom: ConvGeometry, weight: np.ndarray) -> np.ndar
     return np.sort(np.repeat(values, counts, axis=0).ravel())[::-1]
 
 
+class _Layer(NamedTuple):
+    """A validated layer: its weight is ``weight * 2**exponent`` (:func:`unit_scale`)."""
+
+    weight: np.ndarray
+    exponent: int
+    geom: ConvGeometry
+
+
+def _layer(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros") -> _Layer:
+    weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
+                                  padding_mode)
+    return _Layer(*unit_scale(weight), geom)
+
+
+def _fft_obstacle(chain: list[_Layer], stride_one: bool) -> str | None:
+    """Why the FFT does not apply to the chain (phrased after "needs"), or None."""
+    for i, layer in enumerate(chain):
+        where = "" if len(chain) == 1 else f"layers[{i}] to be "
+        reason = not_periodic(layer.geom)
+        if reason:
+            return f"{where}{reason}"
+        if stride_one and any(s != 1 for s in layer.geom.stride):
+            return f"{where}stride 1, got stride {layer.geom.stride}"
+    return None
+
+
+def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) -> np.ndarray:
+    """The explicit matrix of the chain (the product, first layer applied first)."""
+    rows, cols = math.prod(chain[-1].geom.output_shape), math.prod(chain[0].geom.input_shape)
+    if method == "auto" and not dense_is_affordable(rows, cols):
+        raise ValueError(
+            f"{what}: the {rows} x {cols} matrix is too large for a dense decomposition "
+            f"(sparseconv._spectra.dense_is_affordable) and the FFT needs {obstacle}; for the "
+            f"periodic layer {PERIODIC_HINT}; for the largest singular value of this layer use "
+            "sparseconv.spectral_norm"
+        )
+    check_memory(3 * 16 * rows * cols, f"a dense {rows} x {cols} decomposition")
+    product = None
+    for layer in chain:
+        g = layer.geom
+        A = conv_matrix(layer.weight, g.input_shape, stride=g.stride, padding=g.padding,
+                        dilation=g.dilation, groups=g.groups, padding_mode=g.padding_mode,
+                        dtype=np.result_type(layer.weight, np.float64))
+        product = A if product is None else A @ product
+    return product.toarray()
+
+
+def _require_fft(method: str, obstacle: str | None) -> bool:
+    """Whether to take the FFT route; ``method="fft"`` where it does not apply is an error."""
+    if method == "fft" and obstacle:
+        raise ValueError(f"method='fft' needs {obstacle}; for the periodic layer {PERIODIC_HINT}")
+    return method == "fft" or (method == "auto" and obstacle is None)
+
+
+def _singular_values(chain: list[_Layer], method: str, what: str) -> np.ndarray:
+    obstacle = _fft_obstacle(chain, stride_one=len(chain) > 1)
+    if not _require_fft(method, obstacle):
+        values = np.linalg.svd(_dense(chain, method, obstacle, what), compute_uv=False)
+    elif len(chain) == 1:
+        values = _circular_singular_values(chain[0].geom, chain[0].weight)
+    else:
+        values = np.sort(_frequency_singular_values(_product(chain)).ravel())[::-1]
+    return times_power_of_two(values, sum(layer.exponent for layer in chain))
+
+
+def _eigenvalues(chain: list[_Layer], method: str, what: str) -> np.ndarray:
+    first, last = chain[0].geom, chain[-1].geom
+    if math.prod(first.input_shape) != math.prod(last.output_shape):
+        raise ValueError(f"{what} need a square map, but the layer maps input_shape "
+                         f"{first.input_shape} to output shape {last.output_shape}")
+    obstacle = _fft_obstacle(chain, stride_one=True)
+    if not _require_fft(method, obstacle):
+        values = np.linalg.eigvals(_dense(chain, method, obstacle, what))
+    else:
+        values = np.linalg.eigvals(_product(chain)).ravel()
+    values = times_power_of_two(values, sum(layer.exponent for layer in chain))
+    return values[np.argsort(-np.abs(values), kind="stable")]
+
+
 def singular_values(
-    weight, input_shape: Sequence[int], *, stride=1, padding=None, dilation=1, groups: int = 1,
-    padding_mode: str = "circular", method: str = "auto",
+    weight, input_shape: Sequence[int], *, stride=1, padding=0, dilation=1, groups: int = 1,
+    padding_mode: str = "zeros", method: str = "auto",
 ) -> np.ndarray:
     """All singular values, sorted descending, of the matrix :func:`conv_matrix` builds.
 
     Parameters
     ----------
     weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+        Finite entries.
     input_shape : tuple of int
         ``(C_in, *spatial)``.
-    stride, dilation, groups, padding_mode
-        As :func:`sparseconv.conv_matrix` (``padding_mode`` defaults to ``"circular"``).
-    padding : None, or as :func:`sparseconv.conv_matrix`
-        ``None``: the periodic layer, total padding ``dilation*(k-1)`` per axis split as
-        PyTorch's "same"; with stride ``s`` and sizes divisible by ``s`` the output is ``n/s``.
+    stride, padding, dilation, groups, padding_mode
+        As :func:`sparseconv.conv_matrix`, with its defaults (``padding=0``,
+        ``padding_mode="zeros"``). ``padding=None`` is sparseconv's shorthand for the periodic
+        padding, total ``dilation*(k-1)`` per axis split as PyTorch's "same", at any stride.
     method : {"auto", "fft", "dense"}
-        ``"fft"``: exact, for circular layers whose padding is ``dilation*(k-1)`` per axis and
-        whose sizes are divisible by the stride. ``"dense"``: SVD of the explicit matrix.
-        ``"auto"``: ``"fft"`` when it applies, else ``"dense"`` up to ``DENSE_LIMIT`` values.
+        ``"fft"``: exact, for periodic layers (``padding_mode="circular"`` with
+        ``padding="same"``, or ``padding=None``; sizes divisible by the stride).
+        ``"dense"``: SVD of the explicit matrix. ``"auto"``: ``"fft"`` when it applies, else
+        ``"dense"`` when :func:`sparseconv._spectra.dense_is_affordable`.
 
     Returns
     -------
@@ -92,8 +227,12 @@ def singular_values(
     Raises
     ------
     ValueError
-        Invalid arguments, ``"fft"`` requested where it does not apply, or a layer too large
-        for a dense SVD (use :func:`sparseconv.spectral_norm` for the largest one).
+        Invalid arguments (the message names them), non-finite weights, ``"fft"`` requested
+        for a layer that is not periodic, or, with ``"auto"``, a non-periodic layer too large
+        for a dense SVD (the message says how to ask for the periodic layer; use
+        :func:`sparseconv.spectral_norm` for the largest singular value).
+    TypeError
+        An argument of the wrong type.
 
     See Also
     --------
@@ -101,9 +240,9 @@ def singular_values(
 
     Notes
     -----
-    FFT path: one FFT of the kernel placed on the ``n/s`` grid (real FFT for real kernels),
-    then per frequency the singular values of a ``C_out/g x C_in/g * s^d`` matrix, from the
-    eigenvalues of its smaller Gram matrix, or by SVD where that matrix is ill-conditioned:
+    FFT path: the symbol on the ``n/s`` grid, then per frequency the singular values of a
+    ``C_out/g x C_in/g * s^d`` matrix, from the eigenvalues of its smaller Gram matrix where
+    that matrix's condition is at most 16, else by SVD (every value to ``O(eps sigma_max)``):
     ``O(g * (n/s)^d * m^2 * M)`` with ``m <= M`` the block sizes, halved for real kernels
     (frequencies ``xi`` and ``-xi`` share their singular values). Dense path:
     ``O(rows * cols * min(rows, cols))`` time and ``rows * cols`` memory.
@@ -112,112 +251,138 @@ def singular_values(
     --------
     >>> import numpy as np
     >>> from sparseconv import singular_values
+    >>> w = np.ones((1, 1, 3))
+    >>> float(singular_values(w, (1, 16))[0])                     # zero padding 0: dense
+    2.9...
+    >>> float(singular_values(w, (1, 16), padding="same", padding_mode="circular")[0])
+    3.0
     >>> w = np.random.default_rng(0).standard_normal((4, 4, 3, 3))
-    >>> s = singular_values(w, (4, 16, 16), stride=2)        # exact, by FFT and polyphase
-    >>> s.shape
+    >>> s = singular_values(w, (4, 16, 16), stride=2, padding=None, padding_mode="circular")
+    >>> s.shape                                                   # exact, by FFT and polyphase
     (256,)
-    >>> z = singular_values(w, (4, 6, 6), padding=1, padding_mode="zeros")   # dense
-    >>> z.shape
+    >>> singular_values(w, (4, 6, 6), padding=1).shape            # dense
     (144,)
     """
-    if method not in ("auto", "fft", "dense"):
-        raise ValueError(f"method must be 'auto', 'fft' or 'dense', got {method!r}")
-    weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
-                                  padding_mode)
-    if method == "fft" or (method == "auto" and is_periodic(geom)):
-        require_periodic(geom, "method='fft'")
-        return _circular_singular_values(geom, weight)
-    rows, cols = geom.shape
-    if method == "auto" and min(rows, cols) > DENSE_LIMIT:
-        raise ValueError(
-            f"the {rows} x {cols} matrix of this layer is too large for a dense SVD (more than "
-            f"{DENSE_LIMIT} singular values) and its padding is not periodic; use "
-            "sparseconv.spectral_norm for the largest singular value, or method='dense'"
-        )
-    check_memory(rows * cols * np.dtype(weight.dtype).itemsize * 2, f"a dense {rows} x {cols} SVD")
-    dense = conv_matrix(weight, input_shape, stride=stride, padding=geom.padding,
-                        dilation=dilation, groups=groups, padding_mode=padding_mode).toarray()
-    return np.linalg.svd(dense, compute_uv=False)
+    _check_method(method)
+    layer = _layer(weight, input_shape, stride=stride, padding=padding, dilation=dilation,
+                   groups=groups, padding_mode=padding_mode)
+    return _singular_values([layer], method, "singular_values")
 
 
-def eigenvalues(weight, input_shape: Sequence[int], *, padding=None, dilation=1,
-                groups: int = 1) -> np.ndarray:
-    """Eigenvalues of a square circular stride-1 layer, exactly, by FFT.
+def eigenvalues(weight, input_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
+                groups: int = 1, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
+    """Eigenvalues of a square layer's matrix, sorted by decreasing modulus.
 
     Parameters
     ----------
-    weight : array_like, shape (C, C/groups, *kernel_size)
+    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+        Finite entries.
     input_shape : tuple of int
-        ``(C, *spatial)``.
-    padding : None, or a periodic padding as :func:`sparseconv.conv_matrix`
-        The split matters here: it shifts the output and multiplies each frequency's
+        ``(C_in, *spatial)``; the matrix must be square (as many outputs as inputs).
+    stride, padding, dilation, groups, padding_mode
+        As :func:`sparseconv.conv_matrix`, with its defaults; ``padding=None`` is the periodic
+        padding. The split matters here: it shifts the output and multiplies each frequency's
         eigenvalues by a phase.
-    dilation, groups
-        As :func:`sparseconv.conv_matrix`.
+    method : {"auto", "fft", "dense"}
+        ``"fft"``: exact, for periodic stride-1 layers (``padding_mode="circular"`` with
+        ``padding="same"`` or ``None``, or another split of the same total). ``"dense"``:
+        eigenvalues of the explicit matrix. ``"auto"``: ``"fft"`` when it applies, else
+        ``"dense"`` when :func:`sparseconv._spectra.dense_is_affordable`.
 
     Returns
     -------
     ndarray, complex, shape (C * prod(spatial),)
-        Sorted by decreasing modulus.
 
     Raises
     ------
     ValueError
-        If the layer is not square (``C_in == C_out``) or not periodic.
+        A matrix that is not square, ``"fft"`` for a layer that is not periodic with stride 1,
+        a non-periodic layer too large for ``"auto"``, invalid arguments or weights.
+    TypeError
+        An argument of the wrong type.
 
     Examples
     --------
     >>> import numpy as np
     >>> from sparseconv import eigenvalues, conv_matrix
     >>> w = np.random.default_rng(1).standard_normal((2, 2, 3))
-    >>> lam = eigenvalues(w, (2, 10))
+    >>> lam = eigenvalues(w, (2, 10), padding="same", padding_mode="circular")   # FFT
     >>> A = conv_matrix(w, (2, 10), padding=1, padding_mode="circular").toarray()
     >>> dense = np.linalg.eigvals(A)
     >>> float(np.abs(lam[:, None] - dense[None, :]).min(axis=1).max()) < 1e-12
     True
+    >>> eigenvalues(w, (2, 10), padding=1).shape                  # zero padding: dense
+    (20,)
     """
-    return composition_eigenvalues([(weight, dict(padding=padding, dilation=dilation,
-                                                  groups=groups))], input_shape)
+    _check_method(method)
+    layer = _layer(weight, input_shape, stride=stride, padding=padding, dilation=dilation,
+                   groups=groups, padding_mode=padding_mode)
+    return _eigenvalues([layer], method, "eigenvalues")
 
 
-def _chain(layers, input_shape, square: bool) -> tuple[list, tuple]:
-    """Validate a chain of circular stride-1 layers on one grid; return their full symbols."""
+def _options(layer, i: int) -> tuple:
+    """``(weight, options)`` of ``layers[i]``: a weight, or a ``(weight, dict)`` pair."""
+    if not isinstance(layer, tuple):
+        return layer, {}
+    if len(layer) != 2:
+        raise TypeError(f"layers[{i}] must be a weight or a (weight, options) pair, got a "
+                        f"tuple of {len(layer)}")
+    weight, options = layer
+    if not isinstance(options, Mapping):
+        raise TypeError(f"layers[{i}] options must be a dict of some of {LAYER_OPTIONS}, got "
+                        f"{options!r}")
+    for key in options:
+        if key not in LAYER_OPTIONS:
+            raise TypeError(f"layers[{i}] options got an unexpected keyword {key!r}; "
+                            f"expected some of {LAYER_OPTIONS}")
+    return weight, dict(options)
+
+
+def _chain(layers, input_shape) -> list[_Layer]:
+    """The validated layers of a composition, each reading the previous one's output."""
+    if isinstance(layers, (str, np.ndarray)) or not isinstance(layers, Sequence):
+        raise TypeError(f"layers must be a list of weights or (weight, options) pairs, got "
+                        f"{type(layers).__name__}")
     if not layers:
-        raise ValueError("layers must hold at least one layer")
-    shape, symbols = tuple(input_shape), []
-    for i, layer in enumerate(layers):
-        weight, kwargs = layer if isinstance(layer, tuple) else (layer, {})
-        weight, geom = layer_geometry(weight, shape, kwargs.get("stride", 1), kwargs.get("padding"),
-                              kwargs.get("dilation", 1), kwargs.get("groups", 1), "circular")
-        if any(a.stride != 1 for a in geom.axes) or not is_periodic(geom):
-            raise ValueError(f"layers[{i}] must be a periodic circular layer with stride 1")
-        if square and geom.in_channels != geom.out_channels:
-            raise ValueError(
-                f"eigenvalues need a square map: layers[{i}] maps {geom.in_channels} to "
-                f"{geom.out_channels} channels"
-            )
-        symbols.append(block_diagonal(symbol_at(geom, weight)))
-        shape = geom.output_shape
-    return symbols, shape
+        raise ValueError("layers must hold at least one layer, got an empty sequence")
+    shape, chain = spatial_size(input_shape, "input_shape"), []
+    for i, entry in enumerate(layers):
+        weight, options = _options(entry, i)
+        try:
+            chain.append(_layer(weight, shape, **options))
+        except (TypeError, ValueError) as exc:
+            reads = "input_shape" if i == 0 else f"the output {shape} of layers[{i - 1}]"
+            raise type(exc)(f"layers[{i}] (reading {reads}): {exc}") from None
+        shape = chain[-1].geom.output_shape
+    return chain
 
 
-def _product(symbols: list) -> np.ndarray:
-    total = symbols[0]
-    for h in symbols[1:]:
-        total = h @ total  # applied first to last
+def _product(chain: list[_Layer]) -> np.ndarray:
+    """The symbol of the product of periodic stride-1 layers, ``H_L(xi) ... H_1(xi)``."""
+    total = None
+    for layer in chain:
+        h = block_diagonal(symbol_at(layer.geom, layer.weight))
+        total = h if total is None else h @ total  # applied first to last
     return total
 
 
-def composition_singular_values(layers: Sequence, input_shape: Sequence[int]) -> np.ndarray:
-    """Singular values of a product of circular stride-1 layers, without forming it.
+def composition_singular_values(layers: Sequence, input_shape: Sequence[int], *,
+                                method: str = "auto") -> np.ndarray:
+    """Singular values of a product of layers, ``A_L @ ... @ A_1``.
 
     Parameters
     ----------
-    layers : sequence of weights or of ``(weight, kwargs)`` pairs
-        Applied first to last; ``kwargs`` may hold ``padding`` (periodic), ``dilation`` and
-        ``groups``.
+    layers : sequence of weights or of ``(weight, options)`` pairs
+        Applied first to last. ``options`` is a dict of some of ``stride``, ``padding``,
+        ``dilation``, ``groups``, ``padding_mode``, with :func:`sparseconv.conv_matrix`'s
+        meaning and defaults (``padding=None``: periodic padding); any other key is an error.
     input_shape : tuple of int
         Input of the first layer, ``(C_in, *spatial)``.
+    method : {"auto", "fft", "dense"}
+        ``"fft"``: exact, when every layer is periodic with stride 1 (then one DFT
+        diagonalizes them all). ``"dense"``: SVD of the explicit product. ``"auto"``:
+        ``"fft"`` when it applies, else ``"dense"`` when
+        :func:`sparseconv._spectra.dense_is_affordable`.
 
     Returns
     -------
@@ -227,14 +392,16 @@ def composition_singular_values(layers: Sequence, input_shape: Sequence[int]) ->
     Raises
     ------
     ValueError
-        No layer, a layer that is not periodic and circular with stride 1, a layer whose
-        input does not match the previous output, or invalid layer arguments.
+        No layer, a layer whose input does not match the previous output, invalid layer
+        options (the message names ``layers[i]`` and the option), ``"fft"`` where it does not
+        apply, or a product too large for ``"auto"``.
     TypeError
-        A non-numeric weight or a non-integer size.
+        A layer that is neither a weight nor a ``(weight, dict)`` pair, an unknown option, a
+        non-numeric weight or a non-integer size.
 
     Notes
     -----
-    The product of the layers is diagonalized by the same DFT, with symbol
+    The product of periodic stride-1 layers is diagonalized by the same DFT, with symbol
     ``H_L(xi) ... H_1(xi)``: ``O(n^d (L C^3))``, against ``O((C n^d)^3)`` for the product.
 
     Examples
@@ -243,41 +410,46 @@ def composition_singular_values(layers: Sequence, input_shape: Sequence[int]) ->
     >>> from sparseconv import composition_singular_values
     >>> rng = np.random.default_rng(0)
     >>> w1, w2 = rng.standard_normal((8, 3, 3, 3)), rng.standard_normal((5, 8, 3, 3))
-    >>> composition_singular_values([w1, (w2, dict(dilation=2))], (3, 16, 16)).shape
+    >>> periodic = dict(padding=None, padding_mode="circular")
+    >>> layers = [(w1, periodic), (w2, dict(periodic, dilation=2))]
+    >>> composition_singular_values(layers, (3, 16, 16)).shape                 # FFT
     (768,)
+    >>> composition_singular_values([(w1, dict(padding=1)), w2], (3, 8, 8)).shape  # dense
+    (180,)
     """
-    symbols, _ = _chain(layers, input_shape, square=False)
-    values = _frequency_singular_values(_product(symbols))
-    return np.sort(values.ravel())[::-1]
+    _check_method(method)
+    return _singular_values(_chain(layers, input_shape), method, "composition_singular_values")
 
 
-def composition_eigenvalues(layers: Sequence, input_shape: Sequence[int]) -> np.ndarray:
-    """Eigenvalues of a product of square circular stride-1 layers, sorted by modulus.
+def composition_eigenvalues(layers: Sequence, input_shape: Sequence[int], *,
+                            method: str = "auto") -> np.ndarray:
+    """Eigenvalues of a square product of layers, sorted by decreasing modulus.
 
     Parameters
     ----------
-    layers, input_shape
-        As :func:`composition_singular_values`; every layer must map ``C`` channels to ``C``.
+    layers, input_shape, method
+        As :func:`composition_singular_values`; the product must map ``input_shape`` to as
+        many values (for the FFT: every layer periodic with stride 1, and the last layer's
+        output channels those of the first one's input).
 
     Returns
     -------
-    ndarray, complex, shape (C * prod(spatial),)
+    ndarray, complex, shape (prod(input_shape),)
         The eigenvalues of ``A_L @ ... @ A_1``, sorted by decreasing modulus.
 
     Raises
     ------
     ValueError, TypeError
-        As :func:`composition_singular_values`; a layer that does not map ``C`` channels to
-        ``C``.
+        As :func:`composition_singular_values`; a product that is not square.
 
     Examples
     --------
     >>> import numpy as np
     >>> from sparseconv import composition_eigenvalues
     >>> w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
-    >>> composition_eigenvalues([w, w], (2, 8, 8)).shape
+    >>> periodic = (w, dict(padding="same", padding_mode="circular"))
+    >>> composition_eigenvalues([periodic, periodic], (2, 8, 8)).shape
     (128,)
     """
-    symbols, _ = _chain(layers, input_shape, square=True)
-    values = np.linalg.eigvals(_product(symbols)).ravel()
-    return values[np.argsort(-np.abs(values), kind="stable")]
+    _check_method(method)
+    return _eigenvalues(_chain(layers, input_shape), method, "composition_eigenvalues")

@@ -6,6 +6,10 @@ make it ``C_out x C_in*s^d`` per frequency of the ``n/s`` grid. The per-frequenc
 the *symbol* -- are built from the taps' positions in the geometry's own gather map, so they
 describe exactly the matrix :func:`sparseconv.conv_matrix` builds. :mod:`sparseconv._spectra`
 and :mod:`sparseconv._spectral_norm` compute with them.
+
+Spectra are computed on the weight rescaled by a power of two (exact in floating point) so that
+its largest entry is about 1, then scaled back (:func:`unit_scale`): weights of 1e-300 or
+1e300 neither underflow nor overflow in the Gram matrices.
 """
 
 from __future__ import annotations
@@ -16,9 +20,21 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._geometry import ConvGeometry
-from ._validation import as_weight, int_tuple, normalize_padding
+from ._validation import (
+    PADDING_MODES,
+    int_tuple,
+    layer_weight,
+    normalize_padding,
+    positive_int,
+    spatial_size,
+)
 
 __all__ = ["frequency_map", "periodic_padding", "symbol"]
+
+#: How to ask for a periodic layer, quoted by every error that needs one.
+PERIODIC_HINT = ("pass padding_mode='circular', padding='same' (stride 1), or padding=None "
+                 "(sparseconv's shorthand for the periodic padding dilation*(k-1) per axis, any "
+                 "stride)")
 
 
 def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
@@ -35,9 +51,14 @@ def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
 
 
 def layer_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode) -> tuple:
-    """The validated ``(weight, geometry)`` of a layer; ``padding=None`` is periodic padding."""
-    weight = as_weight(weight)
-    if padding is None and weight.ndim >= 3:
+    """The validated ``(weight, geometry)`` of a layer; ``padding=None`` is periodic padding.
+
+    The weight must be finite: spectra of NaN or infinite entries mean nothing.
+    """
+    weight = layer_weight(weight, finite=True)
+    if not isinstance(padding_mode, str):
+        raise TypeError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    if padding is None:
         dil = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
         padding = periodic_padding(weight.shape[2:], dil)
     geom = ConvGeometry.from_weight(
@@ -45,6 +66,32 @@ def layer_geometry(weight, input_shape, stride, padding, dilation, groups, paddi
         groups=groups, padding_mode=padding_mode,
     )
     return weight, geom
+
+
+def unit_scale(weight: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(weight * 2**-e, e)`` with the largest real or imaginary part in ``[0.5, 1)``.
+
+    A power of two scales exactly, so spectra computed on the scaled weight and multiplied by
+    ``2**e`` (:func:`times_power_of_two`) are those of the weight, without overflow (1e200
+    squares to infinity in a Gram matrix) or underflow (1e-200 squares to zero). A zero weight
+    is returned as is, with ``e = 0``.
+    """
+    parts = weight.view(weight.real.dtype) if weight.dtype.kind == "c" else weight
+    top = float(np.abs(parts).max(initial=0.0))
+    if top == 0.0:
+        return weight, 0
+    exponent = int(np.frexp(top)[1])
+    return times_power_of_two(weight, -exponent), exponent
+
+
+def times_power_of_two(values: np.ndarray, exponent: int) -> np.ndarray:
+    """``values * 2**exponent``, exactly (``ldexp``, also for complex values)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "c":
+        values = np.ascontiguousarray(values)
+        parts = np.ldexp(values.view(values.real.dtype), exponent)
+        return parts.view(values.dtype).reshape(values.shape)
+    return np.ldexp(values, exponent)
 
 
 def is_periodic(geom: ConvGeometry) -> bool:
@@ -100,16 +147,25 @@ def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilatio
            groups: int = 1) -> np.ndarray:
     """The per-frequency matrices of a circular layer.
 
+    The symbol exists for periodic layers only: circular padding of total ``dilation*(k-1)``
+    per axis (``padding_mode="circular"`` is implied). Unlike :func:`singular_values`, whose
+    defaults are :func:`sparseconv.conv_matrix`'s, this function always describes that
+    circular layer: ``symbol(w, n)`` is the layer ``conv_matrix(w, (C_in, *n),
+    padding_mode="circular", padding="same")`` (stride 1).
+
     Parameters
     ----------
     weight : array_like, shape (C_out, C_in/groups, *kernel_size)
-    input_size : tuple of int
-        Spatial input size ``n``; each ``n`` must be divisible by its stride.
+        Finite entries.
+    input_size : int or tuple of int
+        Spatial input size ``n``, one per spatial dimension of the weight; each ``n`` must be
+        divisible by its stride.
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`.
-    padding : None, or as :func:`sparseconv.conv_matrix`
-        ``None``: the periodic layer (:func:`periodic_padding`). The split only changes the
-        phase of the symbol, not its singular values.
+    padding : None, or a periodic padding as :func:`sparseconv.conv_matrix`
+        ``None`` (default): the periodic padding (:func:`periodic_padding`, PyTorch's "same"
+        split). Another split of the same total only changes the phase of the symbol, not its
+        singular values; any other padding is refused.
 
     Returns
     -------
@@ -122,7 +178,10 @@ def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilatio
     Raises
     ------
     ValueError
-        If an input size is not divisible by its stride or the arguments are invalid.
+        An input size not divisible by its stride, a padding that is not periodic, non-finite
+        weights, or invalid arguments (the message names the argument).
+    TypeError
+        An argument of the wrong type.
 
     See Also
     --------
@@ -142,18 +201,28 @@ def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilatio
     >>> H = symbol(w, (8, 8))
     >>> H.shape
     (8, 8, 2, 3)
-    >>> A = conv_matrix(w, (3, 8, 8), padding=1, padding_mode="circular").toarray()
+    >>> A = conv_matrix(w, (3, 8, 8), padding="same", padding_mode="circular").toarray()
     >>> s = np.sort(np.linalg.svd(H, compute_uv=False).ravel())[::-1]
     >>> bool(np.allclose(s, np.linalg.svd(A, compute_uv=False)))
     True
     """
-    weight = as_weight(weight)
-    input_size = (input_size,) if isinstance(input_size, int) else tuple(input_size)
-    input_shape = (weight.shape[1] * groups if isinstance(groups, int) else 1, *input_size)
-    weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
-                                  "circular")
+    weight, geom = _periodic_geometry(weight, input_size, stride, padding, dilation, groups)
+    scaled, exponent = unit_scale(weight)
+    return times_power_of_two(block_diagonal(symbol_at(geom, scaled)), exponent)
+
+
+def _periodic_geometry(weight, input_size, stride, padding, dilation, groups) -> tuple:
+    """The validated weight and periodic geometry of :func:`symbol` and :func:`frequency_map`."""
+    weight = layer_weight(weight, finite=True)
+    input_size = spatial_size(input_size, "input_size")
+    if len(input_size) != weight.ndim - 2:
+        raise ValueError(f"input_size must have one size a spatial dimension of the weight "
+                         f"({weight.ndim - 2}, weight.shape={weight.shape}), got {input_size}")
+    groups = positive_int(groups, "groups")
+    weight, geom = layer_geometry(weight, (weight.shape[1] * groups, *input_size), stride,
+                                  padding, dilation, groups, "circular")
     require_periodic(geom, "symbol")
-    return block_diagonal(symbol_at(geom, weight))
+    return weight, geom
 
 
 def not_periodic(geom: ConvGeometry) -> str | None:
@@ -171,9 +240,10 @@ def not_periodic(geom: ConvGeometry) -> str | None:
 
 
 def require_periodic(geom: ConvGeometry, what: str) -> None:
+    """``ValueError`` saying why the layer is not periodic and how to ask for one."""
     reason = not_periodic(geom)
     if reason:
-        raise ValueError(f"{what} needs {reason}")
+        raise ValueError(f"{what} needs {reason}; for the periodic layer {PERIODIC_HINT}")
 
 
 def smaller_gram(flat: np.ndarray) -> np.ndarray:
@@ -207,10 +277,14 @@ def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
                   groups: int = 1) -> np.ndarray:
     """The largest singular value of the circular layer's symbol at each frequency.
 
+    Like :func:`symbol`, this describes the periodic (circular) layer only, whatever the
+    padding of the layer it is drawn for.
+
     Parameters
     ----------
     weight : array_like, shape (C_out, C_in/groups, *kernel_size)
-    input_size : tuple of int
+        Finite entries.
+    input_size : int or tuple of int
         Spatial input size, divisible by the stride.
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`.
@@ -223,8 +297,9 @@ def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
 
     Raises
     ------
-    ValueError
-        As :func:`symbol`: an input size not divisible by its stride, or invalid arguments.
+    ValueError, TypeError
+        As :func:`symbol`: an input size not divisible by its stride, non-finite weights, or
+        invalid arguments.
 
     See Also
     --------
@@ -238,11 +313,14 @@ def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
     >>> m = frequency_map(w, (16, 16))
     >>> m.shape
     (16, 16)
-    >>> bool(np.isclose(m.max(), singular_values(w, (3, 16, 16))[0]))
+    >>> s = singular_values(w, (3, 16, 16), padding="same", padding_mode="circular")
+    >>> bool(np.isclose(m.max(), s[0]))
     True
     """
-    return top_per_frequency(symbol(weight, input_size, stride=stride, dilation=dilation,
-                                      groups=groups))
+    weight, geom = _periodic_geometry(weight, input_size, stride, None, dilation, groups)
+    scaled, exponent = unit_scale(weight)
+    top = top_per_frequency(block_diagonal(symbol_at(geom, scaled)))
+    return times_power_of_two(top, exponent)
 
 
 #: Frequencies are processed in chunks whose symbol takes about this many bytes: temporaries

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "INDEX_LIMIT",
     "PADDING_MODES",
     "PADDING_STRINGS",
     "as_weight",
@@ -29,6 +30,9 @@ PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 PADDING_STRINGS = ("valid", "same", "full")
 #: Sparse formats the builders return (scipy.sparse's names).
 FORMATS = ("csr", "csc", "coo", "bsr")
+#: The largest integer a size, stride, dilation or padding may take: index arithmetic is int64,
+#: and a position plus a padding plus a dilated tap must stay below ``2**63``.
+INDEX_LIMIT = 2**60
 
 
 def is_int(value: object) -> bool:
@@ -44,7 +48,7 @@ def is_int(value: object) -> bool:
 
 
 def int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
-    """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum``.
+    """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum`` and ``<= INDEX_LIMIT``.
 
     Examples
     --------
@@ -54,6 +58,10 @@ def int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
     Traceback (most recent call last):
     ...
     ValueError: stride must be a positive integer or a tuple of 2 of them, got (1, 0)
+    >>> int_tuple(2**63, 1, "stride", 1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: stride must be a positive integer at most 2**60 (int64 index arithmetic) ...
     """
     what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     expected = f"{name} must be {what} or a tuple of {ndim} of them, got {value!r}"
@@ -69,7 +77,14 @@ def int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
         raise TypeError(expected)
     if min(values, default=minimum) < minimum:
         raise ValueError(expected)
+    _check_index_limit(values, f"{name} must be {what}", f"or a tuple of {ndim} of them", value)
     return values
+
+
+def _check_index_limit(values, must: str, rest: str, value) -> None:
+    """``ValueError`` if an integer is too large for int64 index arithmetic."""
+    if max(values, default=0) > INDEX_LIMIT:
+        raise ValueError(f"{must} at most 2**60 (int64 index arithmetic) {rest}, got {value!r}")
 
 
 def normalize_padding(
@@ -114,6 +129,8 @@ def normalize_padding(
         f"padding must be a non-negative int, a tuple of {ndim} of them, a tuple of {ndim} "
         f"(lo, hi) pairs, or one of {PADDING_STRINGS}, got {padding!r}"
     )
+    if isinstance(padding, np.ndarray) and padding.ndim in (1, 2):
+        padding = [tuple(p) if isinstance(p, list) else p for p in padding.tolist()]
     if is_int(padding):
         pairs = ((int(padding), int(padding)),) * ndim
     elif isinstance(padding, Sequence) and len(padding) == ndim:
@@ -132,6 +149,8 @@ def normalize_padding(
         raise TypeError(expected)
     if any(v < 0 for pair in pairs for v in pair):
         raise ValueError(expected)
+    _check_index_limit([v for pair in pairs for v in pair], "padding must be non-negative",
+                       "per side", padding)
     return pairs
 
 
@@ -143,15 +162,22 @@ def spatial_size(value, name: str) -> tuple[int, ...]:
     >>> spatial_size(5, "input_size"), spatial_size([3, 8, 8], "input_shape")
     ((5,), (3, 8, 8))
     """
+    expected = f"{name} must be a tuple of positive integers, got {value!r}"
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = tuple(value.tolist())  # numpy's integers become Python ints
     if is_int(value):
         value = (value,)
     if not isinstance(value, Sequence) or isinstance(value, str):
-        raise TypeError(f"{name} must be a tuple of positive integers, got {value!r}")
+        raise TypeError(expected)
     if not all(is_int(v) for v in value):
-        raise TypeError(f"{name} must be a tuple of positive integers, got {value!r}")
+        raise TypeError(expected)
+    if not value:
+        raise ValueError(f"{name} must be a non-empty tuple of positive integers, got {value!r}")
     if any(v < 1 for v in value):
         raise ValueError(f"{name} must be a tuple of positive integers, got {tuple(value)!r}")
-    return tuple(int(v) for v in value)
+    values = tuple(int(v) for v in value)
+    _check_index_limit(values, f"{name} must be a tuple of positive integers", "each", values)
+    return values
 
 
 def positive_int(value, name: str) -> int:
@@ -168,16 +194,23 @@ def positive_int(value, name: str) -> int:
         raise TypeError(f"{name} must be a positive integer, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _check_index_limit([int(value)], f"{name} must be a positive integer", "", value)
     return int(value)
 
 
-def as_weight(weight, name: str = "weight") -> np.ndarray:
+def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:
     """``weight`` as a numeric ndarray (bool and integers become float64).
+
+    ``finite=True`` also refuses NaN and infinite entries (``ValueError``), as the spectra do.
 
     Examples
     --------
     >>> as_weight([[[1, 2]]]).dtype
     dtype('float64')
+    >>> as_weight([[[1.0, float("nan")]]], finite=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: weight must have finite entries, got nan at index (0, 0, 1)
     """
     try:
         array = np.asarray(weight)
@@ -187,6 +220,9 @@ def as_weight(weight, name: str = "weight") -> np.ndarray:
         raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
     if array.dtype.kind in "biu":
         array = array.astype(np.float64)
+    if finite and not np.isfinite(array).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise ValueError(f"{name} must have finite entries, got {array[where]} at index {where}")
     return array
 
 
@@ -213,7 +249,10 @@ def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
 def per_layer_tuples(values, name: str, depth: int, ndim: int) -> list[tuple[int, ...]]:
     """A per-layer argument (default 1 for every layer), each entry an int or ``ndim`` ints."""
     values = [1] * depth if values is None else values
-    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) != depth:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a sequence with one entry a layer ({depth}), got "
+                        f"{values!r}")
+    if len(values) != depth:
         raise ValueError(f"{name} must have one entry a layer ({depth}), got {values!r}")
     return [int_tuple(v, ndim, f"{name}[{i}]", 1) for i, v in enumerate(values)]
 
@@ -223,8 +262,8 @@ def check_format(format: str) -> None:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
 
 
-def layer_weight(weight, name: str = "weight") -> np.ndarray:
-    weight = as_weight(weight, name)
+def layer_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:
+    weight = as_weight(weight, name, finite=finite)
     if weight.ndim < 3 or weight.size == 0:
         raise ValueError(f"{name} must have shape (channels, channels, *kernel_size) with at "
                          f"least one spatial dimension, got {name}.shape={weight.shape}")

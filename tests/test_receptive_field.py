@@ -80,7 +80,9 @@ def test_receptive_field_is_the_autograd_support_and_the_closed_form(seed):
 BAD_FIELD = [
     (dict(layers=[]), ValueError, "at least one layer"),
     (dict(layers=[np.eye(4)]), TypeError, "scipy.sparse"),
-    (dict(input_shape=(1, 5)), ValueError, "layers\\[0\\] has shape"),
+    (dict(input_shape=(1, 5)), ValueError, r"input_shape=\(1, 5\) has 5 entries but layers\[0\]"),
+    (dict(layers=None), TypeError, "layers must be a sequence"),
+    (dict(output_index=(0, 1.5), output_shape=(1, 4)), ValueError, "output_index"),
     (dict(output_index=4), ValueError, "out of range"),
     (dict(output_index=(0, 3)), ValueError, "output_shape given"),
     (dict(output_index=(0, 4), output_shape=(1, 4)), ValueError, "out of range"),

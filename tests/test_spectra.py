@@ -12,9 +12,17 @@ from sparseconv import (
     composition_singular_values,
     conv_matrix,
     eigenvalues,
+    frequency_map,
+    set_memory_limit,
     singular_values,
+    spectral_norm,
+    symbol,
 )
+from sparseconv._spectra import dense_is_affordable
 from sparseconv._symbol import periodic_padding
+
+#: The periodic layer, said explicitly: the spectra's defaults are conv_matrix's (zero padding 0).
+PERIODIC = dict(padding=None, padding_mode="circular")
 
 
 def random_periodic_layer(rng, complex_weight=False):
@@ -54,7 +62,7 @@ def test_fft_singular_values_equal_dense_svd(seed):
     rng = np.random.default_rng(seed)
     w, shape, kwargs = random_periodic_layer(rng, complex_weight=seed % 5 == 0)
     dense = np.linalg.svd(dense_matrix(w, shape, **kwargs), compute_uv=False)
-    fast = singular_values(w, shape, **kwargs)
+    fast = singular_values(w, shape, **kwargs, **PERIODIC)
     assert fast.shape == dense.shape, (shape, kwargs)
     assert np.all(np.diff(fast) <= 0)
     assert np.abs(fast - dense).max() <= 1e-10 * dense[0], (w.shape, shape, kwargs)
@@ -67,11 +75,11 @@ def test_ill_conditioned_frequencies_go_to_the_svd(monkeypatch):
     w = rng.standard_normal((4, 4, 3, 3))
     w[:, 3] = w[:, 2] * (1 + 1e-9)  # two input channels almost parallel at every frequency
     dense = np.linalg.svd(dense_matrix(w, (4, 8, 8)), compute_uv=False)
-    fast = singular_values(w, (4, 8, 8))
+    fast = singular_values(w, (4, 8, 8), **PERIODIC)
     assert fast[-1] < 1e-8 * fast[0]
     assert np.abs(fast - dense).max() <= 1e-13 * dense[0]
     monkeypatch.setattr(spectra_module, "_GRAM_CONDITION", np.inf)  # Gram only: worse
-    gram_only = singular_values(w, (4, 8, 8))
+    gram_only = singular_values(w, (4, 8, 8), **PERIODIC)
     assert np.abs(gram_only - dense).max() > 100 * np.abs(fast - dense).max()
 
 
@@ -90,7 +98,8 @@ def test_eigenvalues_equal_dense_eigvals(seed):
                     zip(totals, [rng.integers(0, t + 1) for t in totals]))  # any split
     A = conv_matrix(w, (c, *size), padding=padding, dilation=dilation, groups=groups,
                     padding_mode="circular").toarray()
-    lam = eigenvalues(w, (c, *size), padding=padding, dilation=dilation, groups=groups)
+    lam = eigenvalues(w, (c, *size), padding=padding, dilation=dilation, groups=groups,
+                      padding_mode="circular")
     assert np.all(np.diff(np.abs(lam)) <= 1e-12)
     assert_same_multiset(lam, np.linalg.eigvals(A), 1e-9 * np.abs(lam[0]), (kernel, padding))
 
@@ -100,7 +109,7 @@ def test_compositions_equal_the_product_of_the_matrices():
     w1 = rng.standard_normal((4, 3, 3, 3))
     w2 = rng.standard_normal((4, 2, 2, 3))  # groups=2, even kernel
     w3 = rng.standard_normal((3, 4, 3, 3))
-    layers = [w1, (w2, dict(groups=2, dilation=(2, 1))), w3]
+    layers = [(w1, PERIODIC), (w2, dict(groups=2, dilation=(2, 1), **PERIODIC)), (w3, PERIODIC)]
     A1 = dense_matrix(w1, (3, 8, 8))
     A2 = dense_matrix(w2, (4, 8, 8), groups=2, dilation=(2, 1))
     A3 = dense_matrix(w3, (4, 8, 8))
@@ -108,7 +117,8 @@ def test_compositions_equal_the_product_of_the_matrices():
     dense = np.linalg.svd(product, compute_uv=False)
     fast = composition_singular_values(layers, (3, 8, 8))
     assert np.abs(fast - dense).max() <= 1e-10 * dense[0]
-    square = [(rng.standard_normal((3, 3, 3, 3)), {}), (rng.standard_normal((3, 3, 2, 2)), {})]
+    square = [(rng.standard_normal((3, 3, 3, 3)), PERIODIC),
+              (rng.standard_normal((3, 3, 2, 2)), PERIODIC)]
     B1 = dense_matrix(square[0][0], (3, 6, 6))
     B2 = dense_matrix(square[1][0], (3, 6, 6))
     lam = composition_eigenvalues(square, (3, 6, 6))
@@ -124,8 +134,8 @@ def test_dense_and_auto_methods():
         values = singular_values(w, (2, 7, 6), padding=1, stride=2, padding_mode="reflect",
                                  method=method)
         assert np.allclose(values, dense)
-    periodic = singular_values(w, (2, 8, 6), method="dense")
-    assert np.allclose(periodic, singular_values(w, (2, 8, 6), method="fft"))
+    periodic = singular_values(w, (2, 8, 6), method="dense", **PERIODIC)
+    assert np.allclose(periodic, singular_values(w, (2, 8, 6), method="fft", **PERIODIC))
 
 
 def test_errors_name_the_problem(monkeypatch):
@@ -133,15 +143,211 @@ def test_errors_name_the_problem(monkeypatch):
     with pytest.raises(ValueError, match="method"):
         singular_values(w, (2, 8, 8), method="svd")
     with pytest.raises(ValueError, match="divisible"):
-        singular_values(w, (2, 7, 8), stride=2, method="fft")
+        singular_values(w, (2, 7, 8), stride=2, method="fft", **PERIODIC)
     with pytest.raises(ValueError, match="periodic"):
-        singular_values(w, (2, 8, 8), padding=0, method="fft")
+        singular_values(w, (2, 8, 8), padding=0, padding_mode="circular", method="fft")
     with pytest.raises(ValueError, match="circular"):
-        singular_values(w, (2, 8, 8), padding_mode="zeros", method="fft")
-    monkeypatch.setattr(spectra_module, "DENSE_LIMIT", 10)
+        singular_values(w, (2, 8, 8), padding=None, method="fft")
+    monkeypatch.setattr(spectra_module, "DENSE_FLOPS", 10)
     with pytest.raises(ValueError, match="spectral_norm"):
-        singular_values(w, (2, 8, 8), padding=1, padding_mode="zeros")
+        singular_values(w, (2, 8, 8), padding=1)
     with pytest.raises(ValueError, match="square"):
-        eigenvalues(np.ones((3, 2, 3)), (2, 8))
-    with pytest.raises(ValueError, match="stride 1"):
-        composition_singular_values([(w, dict(stride=2))], (2, 8, 8))
+        eigenvalues(np.ones((3, 2, 3)), (2, 8), **PERIODIC)
+    with pytest.raises(ValueError, match=r"layers\[0\] to be stride 1"):
+        composition_singular_values([(w, dict(stride=2, **PERIODIC)), (w, PERIODIC)],
+                                    (2, 8, 8), method="fft")
+
+
+# ---------------------------------------------------------------------------------------------
+# One layer for the same arguments: conv_matrix's defaults everywhere (issue 10.3).
+# ---------------------------------------------------------------------------------------------
+def test_same_arguments_describe_the_same_layer_as_conv_matrix_and_spectral_norm():
+    w = np.ones((1, 1, 3))
+    dense = np.linalg.svd(conv_matrix(w, (1, 16)).toarray(), compute_uv=False)
+    values = singular_values(w, (1, 16))
+    assert np.abs(values - dense).max() <= 1e-13 * dense[0]
+    assert abs(values[0] - spectral_norm(w, (1, 16)).value) <= 1e-13 * dense[0]
+    assert values[0] < 2.97  # the zero-padded layer, not the circular one (3.0)
+    circular = singular_values(w, (1, 16), padding="same", padding_mode="circular")
+    assert abs(circular[0] - 3.0) <= 1e-14
+    assert abs(circular[0] - spectral_norm(w, (1, 16), padding="same",
+                                           padding_mode="circular").value) <= 1e-14
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_eigenvalues_of_non_periodic_layers_are_dense(seed):
+    """Defective matrices (reflect padding) have ill-conditioned eigenvalues: 1e-6."""
+    rng = np.random.default_rng(700 + seed)
+    w = rng.standard_normal((2, 2, 5)) + (1j * rng.standard_normal((2, 2, 5)) if seed % 2 else 0)
+    mode = ["zeros", "reflect", "replicate", "circular"][seed % 4]
+    # square: total padding 4 (periodic would need it split (2, 2) with circular padding)
+    padding = ((2, 2),) if seed < 4 else ((1, 3),)
+    kwargs = dict(padding=padding, padding_mode=mode)
+    if mode == "circular":
+        kwargs["dilation"] = 2  # total padding 4 < dilation*(k-1) = 8: not periodic
+        kwargs["padding"] = ((4, 4),) if seed < 4 else ((3, 5),)
+    A = conv_matrix(w, (2, 9), **kwargs).toarray()
+    lam = eigenvalues(w, (2, 9), **kwargs)
+    assert lam.shape == (18,) and np.all(np.diff(np.abs(lam)) <= 1e-12 * np.abs(lam[0]))
+    assert_same_multiset(lam, np.linalg.eigvals(A), 1e-6 * np.abs(lam[0]), kwargs)
+    dense = eigenvalues(w, (2, 9), method="dense", **kwargs)
+    assert_same_multiset(lam, dense, 1e-12 * np.abs(lam[0]), kwargs)
+
+
+def test_compositions_of_non_periodic_layers_are_dense_products():
+    rng = np.random.default_rng(8)
+    w1, w2 = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal((2, 3, 2, 2))
+    first = dict(padding=1, padding_mode="reflect", stride=2)
+    A1 = conv_matrix(w1, (2, 7, 7), **first)
+    A2 = conv_matrix(w2, (3, 4, 4))  # conv_matrix's defaults: valid
+    product = (A2 @ A1).toarray()
+    values = composition_singular_values([(w1, first), w2], (2, 7, 7))
+    expected = np.linalg.svd(product, compute_uv=False)
+    assert np.abs(values - expected).max() <= 1e-12 * expected[0]
+    # a square product: 2 x 7 x 7 -> 2 x 7 x 7
+    w3 = rng.standard_normal((2, 3, 3, 3))
+    third = dict(padding=1, padding_mode="replicate")
+    A3 = conv_matrix(w3, (3, 7, 7), **third)
+    second = (rng.standard_normal((3, 2, 1, 1)), {})
+    lam = composition_eigenvalues([second, (w3, third)], (2, 7, 7))
+    B = (A3 @ conv_matrix(second[0], (2, 7, 7))).toarray()
+    assert_same_multiset(lam, np.linalg.eigvals(B), 1e-10 * abs(lam[0]), "dense product")
+
+
+def test_non_periodic_errors_say_how_to_ask_for_the_periodic_layer(monkeypatch):
+    w = np.ones((2, 2, 3, 3))
+    for call in (lambda: singular_values(w, (2, 8, 8), method="fft"),
+                 lambda: eigenvalues(w, (2, 8, 8), padding=1, method="fft"),
+                 lambda: composition_singular_values([w], (2, 8, 8), method="fft")):
+        with pytest.raises(ValueError, match=r"padding_mode='circular', padding='same'.*"
+                                             r"padding=None.*any stride"):
+            call()
+    monkeypatch.setattr(spectra_module, "DENSE_FLOPS", 10)
+    with pytest.raises(ValueError, match=r"too large .*padding_mode='circular'.*spectral_norm"):
+        singular_values(w, (2, 8, 8), padding=1)
+    with pytest.raises(ValueError, match="too large"):
+        composition_eigenvalues([(w, dict(padding=1))], (2, 8, 8))
+    # periodic layers never need the dense rule
+    assert singular_values(w, (2, 8, 8), **PERIODIC).shape == (128,)
+
+
+def test_dense_is_affordable_is_one_rule_of_flops_and_memory():
+    assert dense_is_affordable(1024, 1024) and dense_is_affordable(512, 8192)
+    assert not dense_is_affordable(2048, 2048) and not dense_is_affordable(100, 10**6)
+    old = set_memory_limit(3 * 16 * 100 * 100 - 1)
+    try:
+        assert not dense_is_affordable(100, 100)
+        set_memory_limit(None)
+        assert dense_is_affordable(100, 100)
+    finally:
+        set_memory_limit(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scale invariance (issue 15.2): a power-of-two rescaling, exact in floating point.
+# ---------------------------------------------------------------------------------------------
+SCALE_CASES = [  # (layer arguments, route)
+    (dict(padding=None, padding_mode="circular"), "fft"),
+    (dict(padding=None, padding_mode="circular", stride=2), "fft"),
+    (dict(padding=1), "dense"),
+]
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e300, 1e-300])
+@pytest.mark.parametrize("complex_weight", [False, True])
+@pytest.mark.parametrize("kwargs, route", SCALE_CASES)
+def test_spectra_are_scale_invariant(scale, complex_weight, kwargs, route):
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((3, 3, 3, 3))
+    if complex_weight:
+        w = w + 1j * rng.standard_normal(w.shape)
+    shape = (3, 8, 8) if route == "fft" else (3, 4, 4)
+    unscaled = singular_values(w, shape, **kwargs)
+    scaled = singular_values(w * scale, shape, **kwargs, method=route)
+    assert np.all(np.isfinite(scaled)) and scaled[-1] > 0, (scale, kwargs)
+    assert np.abs(scaled / scale - unscaled).max() <= 1e-12 * unscaled[0], (scale, kwargs)
+    if kwargs.get("stride", 1) == 1:
+        lam = eigenvalues(w, shape, **kwargs)
+        lam_scaled = eigenvalues(w * scale, shape, **kwargs, method=route)
+        assert_same_multiset(lam_scaled / scale, lam, 1e-12 * abs(lam[0]), (scale, kwargs))
+        chain = [(w, kwargs), (w, kwargs)]
+        top = composition_singular_values(chain, shape)[0]
+        both = composition_singular_values([(w * scale, kwargs), (w / scale, kwargs)], shape,
+                                           method=route)
+        assert abs(both[0] - top) <= 1e-12 * top
+    if route == "fft":
+        size = shape[1:]
+        top = frequency_map(w, size, stride=kwargs.get("stride", 1))
+        assert np.abs(frequency_map(w * scale, size, stride=kwargs.get("stride", 1)) / scale
+                      - top).max() <= 1e-12 * top.max()
+        H = symbol(w, size)
+        assert np.abs(symbol(w * scale, size) / scale - H).max() <= 1e-12 * np.abs(H).max()
+
+
+def test_zero_weights_have_exactly_zero_spectra():
+    w = np.zeros((2, 2, 3, 3))
+    assert not singular_values(w, (2, 8, 8), **PERIODIC).any()
+    assert not singular_values(w, (2, 6, 6), padding=1).any()
+    assert not eigenvalues(w, (2, 6, 6), padding=1).any()
+    assert not composition_eigenvalues([(w, PERIODIC)], (2, 6, 6)).any()
+    assert not frequency_map(w, (6, 6)).any() and not symbol(w, (6, 6)).any()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, complex(0, np.nan)])
+def test_non_finite_weights_are_refused_by_name(bad):
+    w = np.ones((2, 2, 3, 3), dtype=complex if isinstance(bad, complex) else float)
+    w[1, 0, 2, 1] = bad
+    calls = [lambda: singular_values(w, (2, 8, 8), **PERIODIC),
+             lambda: singular_values(w, (2, 8, 8)),
+             lambda: eigenvalues(w, (2, 8, 8), **PERIODIC),
+             lambda: composition_singular_values([w], (2, 8, 8)),
+             lambda: frequency_map(w, (8, 8)),
+             lambda: symbol(w, (8, 8))]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"weight must have finite entries.*\(1, 0, 2, 1\)"):
+            call()
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracy of small singular values (issue 12.3): as accurate as LAPACK's SVD per frequency.
+# ---------------------------------------------------------------------------------------------
+def nearly_rank_two(rng, channels, kernel, gap):
+    """A layer whose symbol is ``U M(xi) V^H + gap * Q`` at every frequency: two large singular
+    values and ``channels - 2`` near ``gap``, condition about ``1 / gap``."""
+    u = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
+    v = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
+    w = np.einsum("oa,abij,cb->ocij", u, rng.standard_normal((2, 2, kernel, kernel)), v)
+    w[:, :, kernel // 2, kernel // 2] += gap * np.linalg.qr(rng.standard_normal((channels,) * 2))[0]
+    return w
+
+
+def test_small_singular_values_are_as_accurate_as_lapack_svd(monkeypatch):
+    """16 -> 16, nearly rank 2: every value within 1e-13 * sigma_max of np.linalg.svd of the
+    dense per-frequency matrices; the former rule (Gram up to a Gram condition of 1e10) was
+    off by about 1e-12 * sigma_max (3e-8 relative to the small values)."""
+    w = nearly_rank_two(np.random.default_rng(12), 16, 3, 1e-3)
+    H = symbol(w, (8, 8))
+    reference = np.sort(np.linalg.svd(H, compute_uv=False).ravel())[::-1]
+    values = singular_values(w, (16, 8, 8), **PERIODIC)
+    assert 1e-6 * values[0] < values[-1] < 1e-4 * values[0]
+    assert np.abs(values - reference).max() <= 1e-13 * reference[0]
+    monkeypatch.setattr(spectra_module, "_GRAM_CONDITION", 1e5)  # the former rule
+    former = singular_values(w, (16, 8, 8), **PERIODIC)
+    assert np.abs(former - reference).max() > 1e-13 * reference[0]
+
+
+def test_small_singular_values_against_mpmath(monkeypatch):
+    mpmath = pytest.importorskip("mpmath")
+    w = nearly_rank_two(np.random.default_rng(13), 4, 2, 1e-3)  # 4 -> 4, 2x2 on 2x2
+    H = symbol(w, (2, 2))
+    exact = []
+    with mpmath.workdps(40):
+        for h in H.reshape(-1, 4, 4):
+            m = mpmath.matrix([[mpmath.mpc(complex(v)) for v in row] for row in h])
+            exact.extend(float(v) for v in mpmath.svd_c(m, compute_uv=False))
+    exact = np.sort(exact)[::-1]
+    values = singular_values(w, (4, 2, 2), **PERIODIC)
+    assert np.abs(values - exact).max() <= 1e-13 * exact[0]
+    monkeypatch.setattr(spectra_module, "_GRAM_CONDITION", np.inf)  # the Gram route alone
+    gram = singular_values(w, (4, 2, 2), **PERIODIC)
+    assert np.abs(gram - exact).max() > 1e-13 * exact[0]
