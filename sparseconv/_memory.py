@@ -29,6 +29,7 @@ __all__ = [
     "MatrixTooLargeError",
     "check_memory",
     "check_sparse_memory",
+    "format_bytes",
     "get_memory_limit",
     "parse_limit",
     "set_memory_limit",
@@ -65,6 +66,21 @@ _GRAMMAR = re.compile(r"([0-9]+)(?:([kmgt])(?:i?b)?|(\.[0-9]+)([kmgt])(?:i?b)?)?
 _UNLIMITED = ("none", "unlimited")
 
 
+def format_bytes(nbytes: int) -> str:
+    """``nbytes`` in the largest binary unit that keeps it at least 1.
+
+    Examples
+    --------
+    >>> format_bytes(1000), format_bytes(1536), format_bytes(4 * 2**30), format_bytes(2**70)
+    ('1000 B', '1.5 KiB', '4.0 GiB', '1024.0 EiB')
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024:
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} EiB"
+
+
 def parse_limit(text: str) -> int | None:
     """The limit ``SPARSECONV_MEMORY_LIMIT=text`` asks for, in bytes (``None``: no limit).
 
@@ -99,7 +115,7 @@ def _limit_from_environment() -> int | None:
         return parse_limit(text)
     except ValueError as exc:
         warnings.warn(f"ignoring {_VARIABLE}={text!r}: {exc}; the memory limit stays at the "
-                      f"default {DEFAULT_LIMIT / 2**30:.0f} GiB", RuntimeWarning, stacklevel=2)
+                      f"default {format_bytes(DEFAULT_LIMIT)}", RuntimeWarning, stacklevel=2)
         return DEFAULT_LIMIT
 
 
@@ -163,8 +179,8 @@ def check_memory(nbytes: int, what: str) -> None:
     """Raise :class:`MatrixTooLargeError` if building ``what`` needs more than the limit."""
     if _limit is not None and nbytes > _limit:
         raise MatrixTooLargeError(
-            f"{what} needs {nbytes / 2**30:.2f} GiB, more than the memory limit of "
-            f"{_limit / 2**30:.2f} GiB; use the matrix-free ConvOperator, or raise the limit with "
+            f"{what} needs {format_bytes(nbytes)}, more than the memory limit of "
+            f"{format_bytes(_limit)}; use the matrix-free ConvOperator, or raise the limit with "
             "sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
         )
 
