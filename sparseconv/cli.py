@@ -139,15 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class _Layer:
+    source: np.ndarray | Callable[[], np.ndarray]  # the weights, or how to make them
     input_shape: tuple[int, ...]
     kwargs: dict
     geometry: ConvGeometry
-    make_weight: Callable[[], np.ndarray]
 
     @functools.cached_property
     def weight(self) -> np.ndarray:
         """The weights, made on first use: ``info`` needs only their shape."""
-        return self.make_weight()
+        return self.source() if callable(self.source) else self.source
 
     def describe(self) -> str:
         g = self.geometry
@@ -218,18 +218,18 @@ def _layer(args, error) -> _Layer:
         error(f"--in-shape must be positive C,*spatial with at least one spatial size, got "
               f"{','.join(map(str, args.in_shape))}")
     if args.weights:
-        weight = _load_weight(args, error)
-        shape, make_weight = weight.shape, functools.partial(np.asarray, weight)
+        source = _load_weight(args, error)
+        shape = source.shape
     else:
         shape = _random_shape(args, error)
-        make_weight = functools.partial(_random_weight, shape, args.seed, args.dtype)
+        source = functools.partial(_random_weight, shape, args.seed, args.dtype)
     kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation,
                   groups=args.groups, padding_mode=args.padding_mode)
     try:
         geometry = ConvGeometry.from_weight(shape, args.in_shape, **kwargs)
     except (ValueError, TypeError) as exc:
         error(str(exc))
-    return _Layer(tuple(args.in_shape), kwargs, geometry, make_weight)
+    return _Layer(source, tuple(args.in_shape), kwargs, geometry)
 
 
 # ---------------------------------------------------------------------------------------------
