@@ -62,6 +62,11 @@ Memory
 get_memory_limit             -- the limit every explicit matrix is sized against
 set_memory_limit             -- change it
 MatrixTooLargeError          -- raised before allocating beyond it
+
+Testing (``import sparseconv.testing``; PyTorch is imported only when called)
+----------------------------------------------------------------------------
+testing.dottest                     -- <A x, y> == <x, A^H y> on random vectors (PyLops' dot test)
+testing.assert_layer_matches_torch  -- an operator's product and adjoint against PyTorch
 """
 
 from ._composition import AffineMap, affine_conv, compose, compose_kernels

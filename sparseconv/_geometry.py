@@ -29,9 +29,11 @@ import scipy.sparse as sp
 
 from ._shapes import conv_transpose_output_shape, output_sizes
 from ._validation import (
+    INDEX_LIMIT,
     PADDING_MODES,
     as_bool,
     int_tuple,
+    is_int,
     normalize_padding,
     positive_int,
     spatial_size,
@@ -306,7 +308,7 @@ class ConvGeometry:
         ``output_size`` (used by transposed convolutions) keeps only the first outputs of each
         axis; it may not exceed the natural output size.
         """
-        weight_shape = tuple(weight_shape)
+        weight_shape = _weight_shape(weight_shape)
         flip = as_bool(flip, "flip")
         if len(weight_shape) < 3:
             raise ValueError(
@@ -339,6 +341,8 @@ class ConvGeometry:
                 f"input_shape[0] (in_channels={in_channels}) must equal weight.shape[1] * groups "
                 f"= {in_per_group} * {groups} = {in_per_group * groups}"
             )
+        if not isinstance(padding_mode, str):
+            raise TypeError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         stride = int_tuple(stride, ndim, "stride", 1)
@@ -381,12 +385,15 @@ class ConvGeometry:
         ``input_shape`` the transposed layer's input ``(C_in, *spatial)``. The returned geometry
         maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``.
         """
-        weight_shape = tuple(weight_shape)
+        weight_shape = _weight_shape(weight_shape)
         if len(weight_shape) < 3:
             raise ValueError(
                 "weight must have shape (in_channels, out_channels/groups, *kernel_size), got "
                 f"weight.shape={weight_shape}"
             )
+        if min(weight_shape) < 1:
+            raise ValueError(
+                f"weight must not have empty dimensions, got weight.shape={weight_shape}")
         ndim = len(weight_shape) - 2
         input_shape = spatial_size(input_shape, "input_shape")
         if len(input_shape) != ndim + 1:
@@ -498,6 +505,20 @@ class ConvGeometry:
             sum(seg.count * seg.length for seg in axis.segments()) for axis in self.axes
         )
         return per_channel * self.out_channels * (self.in_channels // self.groups)
+
+
+def _weight_shape(weight_shape) -> tuple[int, ...]:
+    """``weight_shape`` as a tuple of non-negative ints (the caller checks rank and emptiness)."""
+    if isinstance(weight_shape, np.ndarray) and weight_shape.ndim == 1:
+        weight_shape = tuple(weight_shape.tolist())
+    if isinstance(weight_shape, str) or not isinstance(weight_shape, Sequence) or not all(
+            is_int(v) for v in weight_shape):
+        raise TypeError(f"weight_shape (the weight's shape) must be a tuple of integers, got "
+                        f"{weight_shape!r}")
+    if any(v < 0 or v > INDEX_LIMIT for v in weight_shape):
+        raise ValueError(f"weight_shape (the weight's shape) must hold sizes in [0, 2**60], got "
+                         f"{tuple(weight_shape)!r}")
+    return tuple(int(v) for v in weight_shape)
 
 
 def spatial_matrix(geom: ConvGeometry) -> sp.csr_array:

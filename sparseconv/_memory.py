@@ -4,25 +4,38 @@ A 64->64 3x3 layer on 224x224 has 1.8e9 nonzeros (22 GB in CSR): asking for it b
 fail at once with a clear message, not push the machine into swap. Every builder computes the
 bytes it will allocate *before* allocating and calls :func:`check_memory`.
 
-The default limit is 4 GiB, or the value (in bytes, ``k``/``M``/``G`` suffixes allowed) of the
-environment variable ``SPARSECONV_MEMORY_LIMIT``; change it with :func:`set_memory_limit`.
+The default limit is 4 GiB. The environment variable ``SPARSECONV_MEMORY_LIMIT``, read once at
+import, replaces it: a number of bytes, optionally with a binary suffix ``k``, ``M``, ``G`` or
+``T`` (any case, 1k = 1024, optionally followed by ``B`` or ``iB``; a decimal fraction only with
+a suffix, as in ``1.5G``), or ``none`` / ``unlimited`` for no limit. Any other value (``inf``,
+``-1``, ``1e9``) is ignored with a ``RuntimeWarning`` naming the variable and its value, so that
+a typo in the environment never makes ``import sparseconv`` fail. :func:`set_memory_limit`
+changes the limit at run time.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import warnings
+from decimal import Decimal
 
 import numpy as np
 
+from ._validation import is_int
+
 __all__ = [
+    "DEFAULT_LIMIT",
     "MatrixTooLargeError",
     "check_memory",
     "check_sparse_memory",
+    "format_bytes",
     "get_memory_limit",
+    "parse_limit",
     "set_memory_limit",
 ]
 
-_DEFAULT = 4 * 2**30
+DEFAULT_LIMIT = 4 * 2**30
 _SUFFIXES = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
@@ -47,20 +60,66 @@ class MatrixTooLargeError(ValueError, MemoryError):
     """
 
 
-def _parse(text: str) -> int:
-    text = text.strip().lower().removesuffix("b").removesuffix("i")
-    scale = _SUFFIXES.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in _SUFFIXES else text
-    try:
-        return int(float(number) * scale)
-    except ValueError:
+_VARIABLE = "SPARSECONV_MEMORY_LIMIT"
+# digits, a fraction only before a suffix, then k/M/G/T optionally followed by B or iB
+_GRAMMAR = re.compile(r"([0-9]+)(?:([kmgt])(?:i?b)?|(\.[0-9]+)([kmgt])(?:i?b)?)?")
+_UNLIMITED = ("none", "unlimited")
+
+
+def format_bytes(nbytes: int) -> str:
+    """``nbytes`` in the largest binary unit that keeps it at least 1.
+
+    Examples
+    --------
+    >>> format_bytes(1000), format_bytes(1536), format_bytes(4 * 2**30), format_bytes(2**70)
+    ('1000 B', '1.5 KiB', '4.0 GiB', '1024.0 EiB')
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024:
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} EiB"
+
+
+def parse_limit(text: str) -> int | None:
+    """The limit ``SPARSECONV_MEMORY_LIMIT=text`` asks for, in bytes (``None``: no limit).
+
+    Raises
+    ------
+    ValueError
+        ``text`` outside the grammar of the module docstring; the message names the value.
+
+    Examples
+    --------
+    >>> parse_limit("8G"), parse_limit("1.5k"), parse_limit("none")
+    (8589934592, 1536, None)
+    """
+    value = text.strip().lower()
+    if value in _UNLIMITED:
+        return None
+    match = _GRAMMAR.fullmatch(value)
+    if match is None:
         raise ValueError(
-            f"SPARSECONV_MEMORY_LIMIT must be a number of bytes such as 8G, got {text!r}"
-        ) from None
+            f"{_VARIABLE} must be a number of bytes with an optional k/M/G/T suffix (such as "
+            f"8G) or 'none', got {text.strip()!r}"
+        )
+    whole, suffix, fraction, fraction_suffix = match.groups()
+    return int(Decimal(whole + (fraction or "")) * _SUFFIXES.get(suffix or fraction_suffix, 1))
 
 
-_limit: int | None = _parse(os.environ["SPARSECONV_MEMORY_LIMIT"]) if os.environ.get(
-    "SPARSECONV_MEMORY_LIMIT") else _DEFAULT
+def _limit_from_environment() -> int | None:
+    text = os.environ.get(_VARIABLE, "")
+    if not text.strip():
+        return DEFAULT_LIMIT
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        warnings.warn(f"ignoring {_VARIABLE}={text!r}: {exc}; the memory limit stays at the "
+                      f"default {format_bytes(DEFAULT_LIMIT)}", RuntimeWarning, stacklevel=2)
+        return DEFAULT_LIMIT
+
+
+_limit: int | None = _limit_from_environment()
 
 
 def get_memory_limit() -> int | None:
@@ -95,8 +154,10 @@ def set_memory_limit(nbytes: int | None) -> int | None:
 
     Raises
     ------
+    TypeError
+        ``nbytes`` neither ``None`` nor an int (a bool or a float, say).
     ValueError
-        ``nbytes`` neither ``None`` nor a non-negative int.
+        ``nbytes`` negative.
 
     Examples
     --------
@@ -105,9 +166,12 @@ def set_memory_limit(nbytes: int | None) -> int | None:
     >>> _ = sparseconv.set_memory_limit(old)
     """
     global _limit
-    if nbytes is not None and (not isinstance(nbytes, int) or nbytes < 0):
+    if nbytes is not None and not is_int(nbytes):
+        raise TypeError(f"nbytes must be a non-negative int or None, got {nbytes!r} of type "
+                        f"{type(nbytes).__name__}")
+    if nbytes is not None and nbytes < 0:
         raise ValueError(f"nbytes must be a non-negative int or None, got {nbytes!r}")
-    old, _limit = _limit, nbytes
+    old, _limit = _limit, None if nbytes is None else int(nbytes)
     return old
 
 
@@ -115,8 +179,8 @@ def check_memory(nbytes: int, what: str) -> None:
     """Raise :class:`MatrixTooLargeError` if building ``what`` needs more than the limit."""
     if _limit is not None and nbytes > _limit:
         raise MatrixTooLargeError(
-            f"{what} needs {nbytes / 2**30:.2f} GiB, more than the memory limit of "
-            f"{_limit / 2**30:.2f} GiB; use the matrix-free ConvOperator, or raise the limit with "
+            f"{what} needs {format_bytes(nbytes)}, more than the memory limit of "
+            f"{format_bytes(_limit)}; use the matrix-free ConvOperator, or raise the limit with "
             "sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
         )
 

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
 from ._matrices import assemble, check_format, format_bytes, matrix_bytes
-from ._validation import as_bool, int_tuple, is_int, layer_dtype, normalize_padding
+from ._validation import as_bool, int_tuple, layer_dtype, normalize_padding, positive_int
 
 __all__ = ["avg_pool_matrix"]
 
@@ -90,8 +90,8 @@ def avg_pool_matrix(
     check_format(format)
     ceil_mode = as_bool(ceil_mode, "ceil_mode")
     count_include_pad = as_bool(count_include_pad, "count_include_pad")
-    if divisor_override is not None and not (is_int(divisor_override) and divisor_override > 0):
-        raise ValueError(f"divisor_override must be a positive integer, got {divisor_override!r}")
+    if divisor_override is not None:
+        divisor_override = positive_int(divisor_override, "divisor_override")
     dtype = layer_dtype(np.empty(0), dtype)
     shape = ConvGeometry.from_kernel_size(input_shape, 1).input_shape  # validated
     ndim = len(shape) - 1

@@ -39,9 +39,10 @@ from ._certificates import (
 from ._geometry import ConvGeometry
 from ._lanczos import lower_bound, start_vector
 from ._matrices import conv_matrix
-from ._memory import check_memory, get_memory_limit
+from ._memory import check_memory
 from ._operators import ConvOperator
 from ._rounding import Rounding, up
+from ._spectra import dense_is_affordable
 from ._symbol import is_periodic, layer_geometry, not_periodic
 
 __all__ = ["SpectralNorm", "spectral_norm"]
@@ -86,6 +87,21 @@ class SpectralNorm:
     bounds: dict = field(default_factory=dict)
     converged: bool = True
 
+    def __post_init__(self):
+        for name in ("value", "lower", "upper"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
+                    isinstance(value, complex | np.complexfloating):
+                raise TypeError(f"{name} must be a real number, got {value!r}")
+            if not value >= 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        if not self.lower <= self.upper:
+            raise ValueError(f"lower must not exceed upper, got lower={self.lower!r}, "
+                             f"upper={self.upper!r}")
+        if self.method not in ("fft", "dense", "bounds", "zero"):
+            raise ValueError(f"method must be one of ('fft', 'dense', 'bounds', 'zero'), got "
+                             f"{self.method!r}")
+
     def __float__(self) -> float:
         return float(self.value)
 
@@ -98,6 +114,16 @@ class SpectralNorm:
 # ---------------------------------------------------------------------------------------------
 # The methods, on float64/complex128 weights scaled to [1/2, 1).
 # ---------------------------------------------------------------------------------------------
+def _checked(value, lower, upper, method, bounds, converged=True) -> SpectralNorm:
+    """The result, unless its certified bounds contradict each other: that is a bug."""
+    if lower > upper:
+        raise RuntimeError(
+            f"spectral_norm proved lower bound {lower!r} above upper bound {upper!r} ({method}, "
+            f"bounds {bounds}): one certificate is wrong; this is a bug in sparseconv, please "
+            "report it with the layer")
+    return SpectralNorm(value, lower, upper, method, bounds, converged)
+
+
 def _copies(geom: ConvGeometry) -> int:
     """The most padded positions that copy one input entry (1 for zero padding)."""
     return math.prod(int(np.bincount(a.pad_index()[a.pad_index() >= 0]).max())
@@ -109,7 +135,7 @@ def _fft(weight, geom: ConvGeometry) -> SpectralNorm:
     top = float(circulant_tops(weight, geom).max())
     rows, cols = block_shape(geom)
     lower, upper = rounding.top_lower(top, rows, cols), float(rounding.top_upper(top, rows, cols))
-    return SpectralNorm(top, lower, upper, "fft", {"fft": upper})
+    return _checked(top, lower, upper, "fft", {"fft": upper})
 
 
 def _dense(weight, geom: ConvGeometry) -> SpectralNorm:
@@ -124,7 +150,7 @@ def _dense(weight, geom: ConvGeometry) -> SpectralNorm:
     lower = rounding.quotient_lower(float(np.linalg.norm(dense @ top)),
                                     float(np.linalg.norm(top)), max(rows, cols))
     upper = dense_upper(dense, float(s[0]))
-    return SpectralNorm(float(s[0]), lower, upper, "dense", {"dense": upper})
+    return _checked(float(s[0]), lower, upper, "dense", {"dense": upper})
 
 
 def _zero_padded_bounds(weight, geom: ConvGeometry, rounding: Rounding) -> tuple[float, dict,
@@ -168,14 +194,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float) -> SpectralNorm:
         bounds = {f"padding x {name}": up(scale * value, 2) for name, value in valid_bounds.items()}
         upper, start = min(bounds.values()), np.ones(op.shape[1])
     lower, converged = lower_bound(op, start, tol, Rounding.of(weight, geom.groups, copies))
-    return SpectralNorm(lower, lower, upper, "bounds", bounds, converged)
-
-
-def _dense_is_affordable(rows: int, cols: int, itemsize: int) -> bool:
-    """One rule for ``method="auto"``: a dense SVD of at most ~2e9 flop-units that fits."""
-    limit = get_memory_limit()
-    fits = limit is None or 3 * rows * cols * itemsize <= limit
-    return fits and rows * cols * min(rows, cols) <= 2**31
+    return _checked(lower, lower, upper, "bounds", bounds, converged)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,10 +278,10 @@ def spectral_norm(
     """
     if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)) \
-            or not 0 < tol < 1:
-        raise (ValueError if isinstance(tol, (int, float, np.number)) and not isinstance(
-            tol, bool) else TypeError)(f"tol must be a number in (0, 1), got {tol!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
+        raise TypeError(f"tol must be a number in (0, 1), got {tol!r}")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
     weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode)
     if not np.isfinite(weight).all():
@@ -278,15 +297,9 @@ def spectral_norm(
         1j * np.ldexp(weight.imag, exponent) if weight.dtype.kind == "c" else 0)
     if method == "fft" or (method == "auto" and is_periodic(geom)):
         result = _fft(weight, geom)
-    elif method == "dense" or (method == "auto" and _dense_is_affordable(
-            *geom.shape, weight.itemsize)):
+    elif method == "dense" or (method == "auto" and dense_is_affordable(*geom.shape)):
         result = _dense(weight, geom)
     else:
         result = _bounds(weight, geom, tol)
-    if result.lower > result.upper:
-        raise RuntimeError(
-            f"spectral_norm proved lower bound {result.lower!r} above upper bound "
-            f"{result.upper!r} ({result.method}, bounds {result.bounds}): one certificate is "
-            "wrong; this is a bug in sparseconv, please report it with the layer")
     return _scaled(result, exponent)
 

@@ -2,24 +2,37 @@
 
 Run as ``sparseconv ...`` (console script) or ``python -m sparseconv ...``. Layers are given
 with PyTorch's options (``--in-shape 3,32,32 --out-channels 16 --kernel-size 3 --stride 2
---padding 1``), with seeded random weights or ``--weights FILE.npy``. A bad option, including a
-layer the library rejects, is an argparse error: exit status 2 and the reason on the first line
-of stderr, never a traceback.
+--padding 1``), with seeded random weights or ``--weights FILE.npy``.
+
+Every error is an argparse error: exit status 2 and one line on stderr, ``sparseconv <command>:
+error: <reason>``, never a traceback. That covers bad options, unreadable weights, a layer the
+library rejects, a matrix over the memory limit and a file that cannot be written.
+
+Every file is written whole or not at all (:mod:`sparseconv._files`): into a temporary file next
+to the destination, renamed over it only once complete, so a failed write leaves neither a
+truncated file nor a damaged older one. The output is checked before any work: numpy's ``.npz``
+or matplotlib's ``.png`` is appended to a name without it, and the message names the file that
+was actually written; a directory or a device is refused, as is an image format that the
+command cannot write.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 
-from ._geometry import ConvGeometry
+from ._files import atomic_path, image_path, output_path
+from ._geometry import AxisGeometry, ConvGeometry
+from ._memory import check_memory, format_bytes
 from ._validation import PADDING_MODES
+from ._version import __version__
 
 __all__ = ["build_parser", "main"]
 
@@ -27,10 +40,10 @@ _PADDING_WORDS = ("valid", "same", "full")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with the reason of an error on the first line of stderr."""
+    """argparse, with an error as one line on stderr: the reason, without the usage."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\nTry '{self.prog} -h' for help.\n")
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,14 +68,20 @@ def _padding(text: str) -> int | tuple[int, ...] | str:
     return text if text in _PADDING_WORDS else _int_or_ints(text)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _at_least(minimum: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
+        return value
+    return parse
+
+
+_positive = _at_least(1, "positive")
+_non_negative = _at_least(0, "non-negative")
 
 
 def _layer_options() -> argparse.ArgumentParser:
@@ -79,7 +98,8 @@ def _layer_options() -> argparse.ArgumentParser:
     group.add_argument("--padding-mode", choices=PADDING_MODES, default="zeros")
     group.add_argument("--weights", metavar="FILE.npy",
                        help="weight array (C_out, C_in/groups, *kernel); random if omitted")
-    group.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    group.add_argument("--seed", type=_non_negative, default=0,
+                       help="seed of the random weights (a non-negative integer)")
     group.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     return layer
 
@@ -88,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``sparseconv`` argument parser (subcommands info, spy, spectrum, export)."""
     parser = _Parser(prog="sparseconv", description="Convolution layers as exact sparse "
                      "matrices: inspect, draw and export them.")
+    parser.add_argument("--version", action="version", version=f"sparseconv {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     layer = _layer_options()
     info = commands.add_parser("info", parents=[layer], help="shapes, nnz, memory, receptive field")
@@ -115,10 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class _Layer:
-    weight: np.ndarray
+    source: np.ndarray | Callable[[], np.ndarray]  # the weights, or how to make them
     input_shape: tuple[int, ...]
     kwargs: dict
     geometry: ConvGeometry
+
+    @functools.cached_property
+    def weight(self) -> np.ndarray:
+        """The weights, made on first use: ``info`` needs only their shape."""
+        return self.source() if callable(self.source) else self.source
 
     def describe(self) -> str:
         g = self.geometry
@@ -131,16 +157,28 @@ class _Layer:
                 f"{fmt(g.dilation)}, groups {g.groups}, padding_mode {g.padding_mode}")
 
 
-def _load_weight(args, error) -> np.ndarray:
+def _read_array(path: str, error) -> np.ndarray:
     try:
-        weight = np.load(args.weights, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        error(f"cannot read --weights {args.weights}: {exc}")
+        weight = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - np.load raises OSError, ValueError, EOFError...
+        error(f"cannot read --weights {path}: {exc}")
+    if not isinstance(weight, np.ndarray):  # an .npz archive: several named arrays
+        weight.close()
+        error(f"--weights {path} is an .npz archive; expected one array saved with np.save "
+              "(.npy)")
+    return weight
+
+
+def _load_weight(args, error) -> np.ndarray:
+    weight = _read_array(args.weights, error)
     if weight.dtype.kind not in "iuf":
         error(f"--weights must hold a real numeric array, got dtype {weight.dtype}")
+    if weight.ndim < 3:
+        error(f"--weights must hold an array of shape (C_out, C_in/groups, *kernel) with at "
+              f"least one spatial dimension, got shape {weight.shape}")
     if args.out_channels is not None and args.out_channels != weight.shape[0]:
         error(f"--out-channels {args.out_channels} contradicts --weights of shape {weight.shape}")
-    if args.kernel_size is not None and weight.ndim > 2:
+    if args.kernel_size is not None:
         wanted = (args.kernel_size,) * (weight.ndim - 2) if isinstance(args.kernel_size, int) \
             else tuple(args.kernel_size)
         if wanted != weight.shape[2:]:
@@ -149,7 +187,7 @@ def _load_weight(args, error) -> np.ndarray:
     return weight.astype(args.dtype)
 
 
-def _random_weight(args, error) -> np.ndarray:
+def _random_shape(args, error) -> tuple[int, ...]:
     ndim = len(args.in_shape) - 1
     if args.out_channels is None or args.kernel_size is None:
         error("--out-channels and --kernel-size are required unless --weights is given")
@@ -160,66 +198,96 @@ def _random_weight(args, error) -> np.ndarray:
               f"dimension of --in-shape), got {args.kernel_size}")
     if args.in_shape[0] % args.groups:
         error(f"--groups {args.groups} must divide the input channels {args.in_shape[0]}")
-    shape = (args.out_channels, args.in_shape[0] // args.groups, *kernel)
-    fan_in = math.prod(shape[1:])
-    weight = np.random.default_rng(args.seed).standard_normal(shape) / math.sqrt(fan_in)
-    return weight.astype(args.dtype)
+    return (args.out_channels, args.in_shape[0] // args.groups, *kernel)
+
+
+def _random_weight(shape: tuple[int, ...], seed: int, dtype: str) -> np.ndarray:
+    # float64 draws, then at most one copy in the requested dtype
+    check_memory(math.prod(shape) * (8 + np.dtype(dtype).itemsize),
+                 f"random weights of shape {shape}")
+    weight = np.random.default_rng(seed).standard_normal(shape)
+    weight /= math.sqrt(math.prod(shape[1:]))  # fan-in
+    return weight.astype(dtype, copy=False)
 
 
 def _layer(args, error) -> _Layer:
     if len(args.in_shape) < 2 or min(args.in_shape) < 1:
         error(f"--in-shape must be positive C,*spatial with at least one spatial size, got "
               f"{','.join(map(str, args.in_shape))}")
-    weight = _load_weight(args, error) if args.weights else _random_weight(args, error)
+    if args.weights:
+        source = _load_weight(args, error)
+        shape = source.shape
+    else:
+        shape = _random_shape(args, error)
+        source = functools.partial(_random_weight, shape, args.seed, args.dtype)
     kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation,
                   groups=args.groups, padding_mode=args.padding_mode)
     try:
-        geometry = ConvGeometry.from_weight(weight.shape, args.in_shape, **kwargs)
+        geometry = ConvGeometry.from_weight(shape, args.in_shape, **kwargs)
     except (ValueError, TypeError) as exc:
         error(str(exc))
-    return _Layer(weight, tuple(args.in_shape), kwargs, geometry)
+    return _Layer(source, tuple(args.in_shape), kwargs, geometry)
 
 
 # ---------------------------------------------------------------------------------------------
 # Commands.
 # ---------------------------------------------------------------------------------------------
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError  # pragma: no cover
+def _axis_work_bytes(axis: AxisGeometry) -> int:
+    """A bound on the memory of one axis' gather map and segments (a few int64 per tap)."""
+    return 80 * axis.output_size * axis.kernel_size + 40 * axis.padded_size
+
+
+def _center_reads(axis: AxisGeometry) -> np.ndarray:
+    """The input positions the center output of ``axis`` reads (``receptive_field_paths``'s
+    default position), sorted and distinct."""
+    taps = axis.tap_index()[axis.output_size // 2]
+    return np.unique(taps[taps >= 0])
+
+
+def _receptive_field(layer: _Layer) -> str:
+    g = layer.geometry
+    # the gather map is separable: the field is the product of the axes' fields
+    reads = [_center_reads(axis) for axis in g.axes]
+    if min(r.size for r in reads) == 0:
+        return "empty (the center output reads only zero padding)"
+    extent = [int(r[-1] - r[0]) + 1 for r in reads]  # bounding box
+    per_channel, channels = math.prod(r.size for r in reads), g.in_channels // g.groups
+    return (f"{'x'.join(map(str, extent))} (the center output reads {per_channel} positions "
+            f"x {channels} channel(s) = {per_channel * channels} inputs)")
 
 
 def _info(layer: _Layer, args) -> None:
     import scipy.sparse as sp
 
-    from ._receptive_field import receptive_field_paths
-
     g = layer.geometry
     rows, cols = g.shape
+    # shapes are O(1); counting walks each axis once, never the product of the axes
+    check_memory(sum(_axis_work_bytes(axis) for axis in g.axes),
+                 "counting the nonzeros and the receptive field of this layer")
     nnz = g.nnz()
     item = np.dtype(args.dtype).itemsize
     index = np.dtype(sp.get_index_dtype(maxval=max(nnz, *g.shape))).itemsize
     memory = {"csr": nnz * (item + index) + (rows + 1) * index,
               "csc": nnz * (item + index) + (cols + 1) * index,
               "coo": nnz * (item + 2 * index), "dense": rows * cols * item,
-              "operator (weights)": layer.weight.size * item}
-    field = receptive_field_paths(g) > 0
-    extent = [int(ix.max() - ix.min()) + 1 for ix in np.nonzero(field)]  # bounding box
-    per_channel, channels = int(field.sum()), g.in_channels // g.groups
+              "operator (weights)": math.prod(g.weight_shape) * item}
     lines = {
         "layer": layer.describe(),
         "input shape": g.input_shape,
         "output shape": g.output_shape,
         "matrix": f"{rows} x {cols}, nnz {nnz} (density {nnz / (rows * cols):.3%})",
-        "memory": ", ".join(f"{k} {_bytes(v)}" for k, v in memory.items()),
-        "receptive field": f"{'x'.join(map(str, extent))} (the center output reads "
-                           f"{per_channel} positions x {channels} channel(s) = "
-                           f"{per_channel * channels} inputs)",
+        "memory": ", ".join(f"{k} {format_bytes(v)}" for k, v in memory.items()),
+        "receptive field": _receptive_field(layer),
     }
     for key, value in lines.items():
         print(f"{key:<16} {value}")
+
+
+def _output(args) -> str:
+    """The file the command will write, checked before any work (see :mod:`._files`)."""
+    if args.command == "export":
+        return output_path(args.output, ".npz")
+    return image_path(args.output, raw=args.command == "spy" and args.raw)
 
 
 def _spy(layer: _Layer, args) -> None:
@@ -233,8 +301,9 @@ def _spy(layer: _Layer, args) -> None:
     if args.values:
         A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
     if args.raw:
-        plot.save_raster(args.output, A, geometry=layer.geometry, max_bins=args.max_bins,
-                         values=args.values)
+        with atomic_path(args.output) as path:
+            plot.save_raster(path, A, geometry=layer.geometry, max_bins=args.max_bins,
+                             values=args.values)
     else:
         fig = Figure(figsize=(6.4, 5.6), layout="constrained")
         ax = fig.subplots()
@@ -250,8 +319,13 @@ def _spy(layer: _Layer, args) -> None:
     print(f"wrote {args.output}")
 
 
-def _savefig(fig, path: str) -> None:
-    fig.savefig(path, **({"metadata": {"Software": None}} if path.endswith(".png") else {}))
+def _savefig(fig, output: str) -> None:
+    try:
+        with atomic_path(output) as path:
+            fig.savefig(path, **({"metadata": {"Software": None}} if path.endswith(".png")
+                                 else {}))
+    except RuntimeError as exc:  # a backend's missing tool: pgf without LaTeX
+        raise ValueError(f"cannot write {output}: {exc}") from exc
 
 
 def _outward(value: float, rounding: str, digits: int = 10) -> str:
@@ -267,11 +341,11 @@ def _top_singular_values(layer: _Layer, k: int = 32) -> tuple[np.ndarray, str]:
     import scipy.sparse.linalg as spla
 
     from ._matrices import conv_matrix
-    from ._spectra import DENSE_LIMIT, singular_values
+    from ._spectra import dense_is_affordable, singular_values
     from ._symbol import is_periodic
 
     g = layer.geometry
-    if is_periodic(g) or min(g.shape) <= DENSE_LIMIT:
+    if is_periodic(g) or dense_is_affordable(*g.shape):
         how = "exact, by FFT" if is_periodic(g) else "exact, dense SVD"
         return singular_values(layer.weight, layer.input_shape, **layer.kwargs), how
     A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
@@ -316,21 +390,32 @@ def _export(layer: _Layer, args) -> None:
     from ._matrices import conv_matrix
 
     A = conv_matrix(layer.weight, layer.input_shape, format=args.format, **layer.kwargs)
-    sp.save_npz(args.output, A)
+    with atomic_path(args.output) as path:
+        sp.save_npz(path, A)
     print(f"wrote {args.output}: {args.format}, {A.shape[0]} x {A.shape[1]}, nnz {A.nnz}")
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError) and not isinstance(exc, ValueError):
+        return f"out of memory ({exc or 'MemoryError'}); try a smaller layer"
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"cannot write {exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (argparse errors exit with 2)."""
+    """Run the command line; returns the exit status (every error exits with 2, one line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command_parser
-    layer = _layer(args, command.error)
     handler = {"info": _info, "spy": _spy, "spectrum": _spectrum, "export": _export}
     try:
-        handler[args.command](layer, args)
-    except (ValueError, OSError) as exc:  # the memory limit, an unwritable output file
-        command.error(str(exc))
+        if hasattr(args, "output"):
+            args.output = _output(args)  # before any work: a bad path fails at once
+        handler[args.command](_layer(args, command.error), args)
+    # the library's refusals (bad layer, memory limit), an unwritable file, a real MemoryError
+    except (ValueError, TypeError, OSError, MemoryError) as exc:
+        command.error(_reason(exc))
     return 0
 
 

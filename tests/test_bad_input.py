@@ -242,24 +242,9 @@ SPECS["symbol"].bad["padding"] = [p for p in PADDINGS] + [0, 2]
 for name in ("singular_values", "eigenvalues", "spectral_norm"):
     SPECS[name].bad["padding"] = PADDINGS  # None is the periodic shorthand: accepted
 
-# Rows whose fix lies outside this branch's files, by (name, parameter, row index or None for
-# all rows of the parameter): the branch that fixes them. Each is an xfail(strict=True).
-OUTSIDE = {
-    ("ConvGeometry", "weight_shape", None): "fixed in branch geometry: from_weight validates "
-                                            "weight_shape by name",
-    ("ConvTransposeOperator", "weight", 5): "fixed in branch geometry: for_transpose names an "
-                                            "empty weight dimension",
-    ("conv_transpose_matrix", "weight", 5): "fixed in branch geometry: for_transpose names an "
-                                            "empty weight dimension",
-    ("SpectralNorm", "value", None): "fixed in branch spectral_norm: SpectralNorm validates",
-    ("SpectralNorm", "lower", None): "fixed in branch spectral_norm: SpectralNorm validates",
-    ("SpectralNorm", "upper", None): "fixed in branch spectral_norm: SpectralNorm validates",
-    ("SpectralNorm", "method", None): "fixed in branch spectral_norm: SpectralNorm validates",
-    ("spectral_norm", "tol", None): "fixed in branch spectral_norm: tol is validated",
-    ("avg_pool_matrix", "divisor_override", 5): "fixed in branch pooling: divisor_override "
-                                                "at most INDEX_LIMIT",
-    ("set_memory_limit", "nbytes", 3): "fixed in branch memory: a bool is not a byte count",
-}
+# Rows known to fail, by (name, parameter, row index or None for all rows of the parameter),
+# with the reason; each becomes an xfail(strict=True), so a fixed row must leave this table.
+OUTSIDE: dict = {}  # every row is fixed where it belongs; none is expected to fail
 
 
 def outside(name, parameter, index):
@@ -333,8 +318,7 @@ NUMPY_INTEGERS = [
     ("toeplitz_matrix", dict(n=np.int64(6))),
     ("transpose_kernel", dict(groups=np.int64(2))),
     ("avg_pool_matrix", dict(divisor_override=np.int64(3), stride=np.int64(1))),
-    pytest.param("set_memory_limit", dict(nbytes=np.int64(2**32)), marks=pytest.mark.xfail(
-        strict=True, reason="fixed in branch memory: numpy integers are byte counts")),
+    ("set_memory_limit", dict(nbytes=np.int64(2**32))),
 ]
 
 

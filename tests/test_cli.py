@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -17,15 +19,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparseconv import conv_matrix
+import sparseconv
+from sparseconv import ConvGeometry, conv_matrix, receptive_field_paths
 
 LAYER = ["--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3", "--padding", "1"]
 
 
-def run(*args, env=None, cwd=None):
-    environ = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
+def run(*args, env=None, cwd=None, preexec_fn=None):
+    environ = {**os.environ, "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "sparseconv", *map(str, args)],
-                          capture_output=True, text=True, env=environ, cwd=cwd, timeout=120)
+                          capture_output=True, text=True, env=environ, cwd=cwd, timeout=120,
+                          preexec_fn=preexec_fn)
 
 
 def ok(*args, **kwargs):
@@ -33,6 +37,16 @@ def ok(*args, **kwargs):
     assert result.returncode == 0, result.stderr
     assert not result.stderr, result.stderr
     return result.stdout
+
+
+def fails(*args, **kwargs) -> str:
+    """The one line on stderr of a command that must exit with argparse's status 2."""
+    result = run(*args, **kwargs)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert re.match(r"sparseconv( \w+)?: error: ", result.stderr), result.stderr
+    assert not result.stdout, result.stdout
+    return result.stderr.strip()
 
 
 def test_info_reports_shapes_nnz_memory_and_receptive_field():
@@ -123,14 +137,47 @@ def test_spectrum_prints_the_spectral_norm_and_its_interval(tmp_path):
      "memory limit"),
     (["spy", *LAYER, "-o", "no/such/dir/a.png"], "No such file or directory"),
     ([], "the following arguments are required: COMMAND"),
+    (["info", *LAYER, "--seed", "-1"],
+     "argument --seed: expected a non-negative integer, got '-1'"),
+    (["info", *LAYER, "--seed", "x"], "argument --seed: expected a non-negative integer"),
+    (["info", "--in-shape", "3,8,8", "--weights", "w.npz"],
+     "--weights w.npz is an .npz archive; expected one array saved with np.save"),
+    (["info", "--in-shape", "3,8,8", "--weights", "scalar.npy", "--out-channels", "4"],
+     "--weights must hold an array of shape (C_out, C_in/groups, *kernel) with at least one "
+     "spatial dimension, got shape ()"),
+    (["info", "--in-shape", "3,8,8", "--weights", "vector.npy"], "got shape (4,)"),
+    (["info", "--in-shape", "3,8,8", "--weights", "empty.npy"], "cannot read --weights empty.npy"),
+    (["info", "--in-shape", "3,8,8", "--weights", "short.npy"], "cannot read --weights short.npy"),
+    (["info", "--in-shape", "3,8,8", "--weights", "a_dir"], "cannot read --weights a_dir"),
+    (["info", "--in-shape", "3,8,8", "--weights", "complex.npy"], "real numeric array"),
+    (["info", "--in-shape", "3,8,8", "--weights", "hollow.npy"], "must not have empty dimensions"),
+    (["info", *LAYER, "--stride", "1,2,3"], "stride must be a positive integer or a tuple of 2"),
+    (["info", *LAYER, "--padding", "1,2,3"], "padding"),
+    (["spy", *LAYER, "--raw", "-o", "x.xyz"], "cannot write a raw raster in format 'xyz' of x.xyz"),
+    (["spy", *LAYER, "--raw", "-o", "x.svgz"], "cannot write a raw raster in format 'svgz'"),
+    (["spy", *LAYER, "-o", "x.xyz"], "cannot write a figure in format 'xyz' of x.xyz; use one of"),
+    (["spectrum", *LAYER, "-o", "x.xyz"], "cannot write a figure in format 'xyz'"),
+    (["export", *LAYER, "-o", "a_dir"], "a_dir is a directory; expected the name of a file"),
+    (["export", *LAYER, "-o", "b"], "b.npz is a directory"),  # -o b writes b.npz
+    (["export", *LAYER, "-o", "/dev/full"], "/dev/full is a character device"),
+    (["spy", *LAYER, "-o", "/dev/null"], "/dev/null is a character device"),
+    (["export", *LAYER, "-o", ""], "expected a file name, got ''"),
+    (["export", *LAYER, "-o", "a_dir/"], "expected a file name, got 'a_dir/'"),
 ])
-def test_bad_options_are_argparse_errors_with_the_reason_first(args, reason, tmp_path):
-    result = run(*args, env={"SPARSECONV_MEMORY_LIMIT": "64M"}, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    first = result.stderr.splitlines()[0]
-    assert re.match(r"sparseconv( \w+)?: error: ", first), result.stderr
-    assert reason in first, result.stderr
-    assert "Traceback" not in result.stderr and not result.stdout
+def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reason, tmp_path):
+    np.savez(tmp_path / "w.npz", w=np.ones((4, 3, 3, 3)))
+    np.save(tmp_path / "scalar.npy", np.float64(3))
+    np.save(tmp_path / "vector.npy", np.ones(4))
+    np.save(tmp_path / "complex.npy", np.ones((4, 3, 3, 3), complex))
+    np.save(tmp_path / "hollow.npy", np.ones((0, 3, 3, 3)))
+    np.save(tmp_path / "short.npy", np.ones((4, 3, 3, 3)))
+    (tmp_path / "short.npy").write_bytes((tmp_path / "short.npy").read_bytes()[:200])
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "a_file").write_text("not a directory")
+    (tmp_path / "a_dir").mkdir()
+    (tmp_path / "b.npz").mkdir()
+    line = fails(*args, env={"SPARSECONV_MEMORY_LIMIT": "64M"}, cwd=tmp_path)
+    assert reason in line, line
 
 
 def test_weights_that_contradict_the_options_are_rejected(tmp_path):
@@ -139,6 +186,123 @@ def test_weights_that_contradict_the_options_are_rejected(tmp_path):
                  "--out-channels", "5")
     assert result.returncode == 2 and "contradicts --weights of shape (4, 3, 3, 3)" in \
         result.stderr.splitlines()[0]
+
+
+def test_version():
+    assert ok("--version") == f"sparseconv {sparseconv.__version__}\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Files: the path reported is the path written; a failed write changes nothing.
+# ---------------------------------------------------------------------------------------------
+def test_the_reported_path_is_the_file_written(tmp_path):
+    assert ok("export", "-o", "plain", *LAYER, cwd=tmp_path).startswith("wrote plain.npz: csr")
+    assert ok("spy", "-o", "picture", *LAYER, cwd=tmp_path) == "wrote picture.png\n"
+    assert ok("spy", "-o", "r.PDF", "--raw", *LAYER, cwd=tmp_path) == "wrote r.PDF\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["picture.png", "plain.npz", "r.PDF"]
+    assert sp.load_npz(tmp_path / "plain.npz").shape == (256, 192)
+    assert (tmp_path / "picture.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "r.PDF").read_bytes().startswith(b"%PDF")
+
+
+def test_a_symbolic_link_keeps_pointing_at_the_rewritten_file(tmp_path):
+    (tmp_path / "real.npz").write_bytes(b"old")
+    (tmp_path / "link.npz").symlink_to("real.npz")
+    ok("export", "-o", "link.npz", *LAYER, cwd=tmp_path)
+    assert (tmp_path / "link.npz").is_symlink()
+    assert sp.load_npz(tmp_path / "real.npz").shape == (256, 192)
+
+
+def file_size_limit(nbytes: int):
+    """A ``preexec_fn``: writes beyond ``nbytes`` fail with EFBIG, as on a full disk (SIGXFSZ,
+    which would kill the process instead, is ignored)."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return limit
+
+
+WRITERS = {
+    "export": (["export", *LAYER], "out.npz"),
+    "spy --raw": (["spy", "--raw", *LAYER, "--in-shape", "3,16,16"], "out.png"),
+    "spy --raw pdf": (["spy", "--raw", *LAYER], "out.pdf"),
+    "spy": (["spy", *LAYER], "out.svg"),
+    "spectrum": (["spectrum", *LAYER], "out.png"),
+}
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+@pytest.mark.parametrize("existing", [b"", b"a good file\n" * 8], ids=["new", "existing"])
+def test_a_full_disk_leaves_no_truncated_file_and_the_old_file_intact(writer, existing,
+                                                                      tmp_path):
+    args, name = WRITERS[writer]
+    if existing:
+        (tmp_path / name).write_bytes(existing)
+    line = fails(*args, "-o", name, cwd=tmp_path, preexec_fn=file_size_limit(400))
+    assert line.endswith(f": error: cannot write {name}: File too large"), line
+    assert [p.name for p in tmp_path.iterdir()] == ([name] if existing else [])
+    if existing:
+        assert (tmp_path / name).read_bytes() == existing
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_an_unwritable_directory_is_one_line_naming_the_path(writer, tmp_path):
+    (tmp_path / "file").write_text("a regular file, not a directory")
+    args, name = WRITERS[writer]
+    line = fails(*args, "-o", f"file/{name}", cwd=tmp_path)
+    assert line.endswith(f": error: cannot write file/{name}: Not a directory"), line
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+# ---------------------------------------------------------------------------------------------
+# info: sizes without building anything.
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer", [
+    dict(in_shape=(2, 9, 7), kernel=(3, 2), stride=(2, 1), padding=1, dilation=(2, 1)),
+    dict(in_shape=(1, 6, 6), kernel=(5, 5), padding=4, padding_mode="circular", dilation=1),
+    dict(in_shape=(1, 6, 7), kernel=(3, 3), padding=2, padding_mode="reflect", stride=2),
+    dict(in_shape=(1, 5, 5), kernel=(2, 2), padding=2, padding_mode="replicate", dilation=3),
+    dict(in_shape=(1, 5), kernel=(2,), padding=2, dilation=3),  # center output reads only pads
+])
+def test_info_receptive_field_is_that_of_receptive_field_paths(layer):
+    kwargs = {k: layer[k] for k in ("stride", "padding", "dilation", "padding_mode") if k in layer}
+    g = ConvGeometry.from_weight((1, layer["in_shape"][0], *layer["kernel"]), layer["in_shape"],
+                                 **kwargs)
+    field = receptive_field_paths(g) > 0
+    options = [f"--{k.replace('_', '-')}={','.join(map(str, np.atleast_1d(v)))}"
+               for k, v in kwargs.items()]
+    out = ok("info", "--in-shape", ",".join(map(str, layer["in_shape"])), "--out-channels", "1",
+             "--kernel-size", ",".join(map(str, layer["kernel"])), *options)
+    line = next(line for line in out.splitlines() if line.startswith("receptive field"))
+    if not field.any():
+        assert "empty" in line, line
+        return
+    extent = "x".join(str(ix.max() - ix.min() + 1) for ix in np.nonzero(field))
+    assert line.split()[2] == extent and f"reads {field.sum()} positions" in line, (layer, line)
+
+
+def address_space_limit(nbytes: int):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+    return limit
+
+
+def test_info_checks_the_memory_limit_before_counting():
+    one_d = ["info", "--in-shape", "1,100000", "--out-channels", "1", "--kernel-size", "3"]
+    assert "nnz 299994 " in ok(*one_d)
+    line = fails(*one_d, env={"SPARSECONV_MEMORY_LIMIT": "1M"})
+    assert "more than the memory limit of 1.0 MiB" in line, line
+    # a billion inputs: refused at once, well inside an address space too small to try
+    huge = ["info", "--in-shape", "1,1000000000", "--out-channels", "1", "--kernel-size", "3"]
+    assert "memory limit" in fails(*huge, preexec_fn=address_space_limit(2 * 2**30))
+
+
+def test_info_never_builds_the_product_of_the_axes_nor_the_weights():
+    # 9e6 inputs x 9 taps, and 4096 x 4096 x 3 x 3 random weights (1.2 GiB): neither is needed
+    out = ok("info", "--in-shape", "4096,3000,3000", "--out-channels", "4096", "--kernel-size",
+             "3", preexec_fn=address_space_limit(2 * 2**30))
+    assert "output shape     (4096, 2998, 2998)" in out
+    assert "receptive field  3x3 (the center output reads 9 positions x 4096 channel(s)" in out
 
 
 @pytest.mark.skipif(shutil.which("sparseconv") is None, reason="the package is not installed")

@@ -225,7 +225,8 @@ def test_circular_symbol_spectrum_equals_dense_svd(groups, dilation, k, size):
     A = conv_matrix(w, (4, *size), padding="same", padding_mode="circular", dilation=dilation,
                     groups=groups)
     dense = np.linalg.svd(A.toarray(), compute_uv=False)
-    fast = sc.singular_values(w, (4, *size), dilation=dilation, groups=groups)
+    fast = sc.singular_values(w, (4, *size), dilation=dilation, groups=groups, padding="same",
+                              padding_mode="circular")
     np.testing.assert_allclose(fast, dense, atol=1e-12 * dense[0])
     fmap = sc.frequency_map(w, size, dilation=dilation, groups=groups)
     assert fmap.shape == size and np.isclose(fmap.max(), dense[0])
@@ -235,7 +236,7 @@ def test_cli_top_singular_values_fall_back_to_arpack(monkeypatch):
     w = np.random.default_rng(5).standard_normal((3, 2, 3, 3))
     layer = dict(padding=1, padding_mode="zeros", stride=2)
     dense = np.linalg.svd(conv_matrix(w, (2, 9, 9), **layer).toarray(), compute_uv=False)
-    monkeypatch.setattr(sc._spectra, "DENSE_LIMIT", 10)
+    monkeypatch.setattr(sc._spectra, "DENSE_FLOPS", 10)
     with pytest.raises(ValueError, match="spectral_norm"):
         sc.singular_values(w, (2, 9, 9), **layer)
     geometry = ConvGeometry.from_weight(w.shape, (2, 9, 9), **layer)

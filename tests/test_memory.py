@@ -1,0 +1,81 @@
+"""The memory limit: its setter's argument checks and the ``SPARSECONV_MEMORY_LIMIT`` grammar.
+
+The variable is read once, at import, so each case runs ``import sparseconv`` in a fresh
+subprocess; a bad value must warn and fall back to the default, never break the import.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import sparseconv
+from sparseconv._memory import DEFAULT_LIMIT, parse_limit
+
+PROBE = "import sparseconv; print(sparseconv.get_memory_limit())"
+
+
+def imported_limit(value: str) -> tuple[str, str]:
+    """``get_memory_limit()`` printed by a fresh ``import sparseconv``, and the stderr."""
+    env = {**os.environ, "SPARSECONV_MEMORY_LIMIT": value}
+    result = subprocess.run([sys.executable, "-W", "default", "-c", PROBE], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip(), result.stderr
+
+
+@pytest.mark.parametrize("text, nbytes", [
+    ("0", 0), ("1000", 1000), (" 64M ", 64 * 2**20), ("8G", 8 * 2**30), ("8g", 8 * 2**30),
+    ("8GiB", 8 * 2**30), ("8GB", 8 * 2**30), ("2k", 2048), ("1T", 2**40), ("1.5G", 3 * 2**29),
+    ("none", None), ("Unlimited", None),
+])
+def test_the_variable_grammar(text, nbytes):
+    assert parse_limit(text) == nbytes
+
+
+@pytest.mark.parametrize("text", ["inf", "-1", "nan", "1e9", "8X", "G", "", "1.5", "8 G B",
+                                  "0x10", "１２"])
+def test_values_outside_the_grammar_are_refused_with_the_value(text):
+    with pytest.raises(ValueError, match="SPARSECONV_MEMORY_LIMIT") as info:
+        parse_limit(text)
+    assert repr(text.strip()) in str(info.value)
+
+
+def test_the_variable_sets_the_limit_at_import():
+    assert imported_limit("64M") == (str(64 * 2**20), "")
+    assert imported_limit("none") == ("None", "")
+
+
+@pytest.mark.parametrize("value", ["inf", "-1", "lots"])
+def test_a_bad_variable_warns_and_keeps_the_default_instead_of_breaking_the_import(value):
+    limit, stderr = imported_limit(value)
+    assert limit == str(DEFAULT_LIMIT)
+    assert "RuntimeWarning" in stderr and f"SPARSECONV_MEMORY_LIMIT={value!r}" in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("nbytes, error", [
+    (True, TypeError), (False, TypeError), (1.0, TypeError), (2.5e9, TypeError),
+    ("8G", TypeError), (np.float64(1e9), TypeError), (-1, ValueError), (np.int64(-5), ValueError),
+])
+def test_set_memory_limit_refuses_bools_floats_and_negatives(nbytes, error):
+    before = sparseconv.get_memory_limit()
+    with pytest.raises(error, match=r"nbytes must be a non-negative int or None, got") as info:
+        sparseconv.set_memory_limit(nbytes)
+    assert repr(nbytes) in str(info.value)
+    assert sparseconv.get_memory_limit() == before
+
+
+def test_set_memory_limit_takes_ints_and_none_and_returns_the_old_limit():
+    old = sparseconv.set_memory_limit(np.int64(12345))
+    try:
+        assert sparseconv.get_memory_limit() == 12345
+        assert type(sparseconv.get_memory_limit()) is int
+        assert sparseconv.set_memory_limit(None) == 12345
+        assert sparseconv.get_memory_limit() is None
+    finally:
+        sparseconv.set_memory_limit(old)
