@@ -313,7 +313,11 @@ class ConvGeometry:
         if len(weight_shape) < 3:
             raise ValueError(
                 "weight must have shape (out_channels, in_channels/groups, *kernel_size) with at "
-                f"least one spatial dimension, got weight.shape={weight_shape}"
+                f"least one spatial dimension, got weight_shape={weight_shape}"
+            )
+        if min(weight_shape) < 1:
+            raise ValueError(
+                f"weight must not have empty dimensions, got weight_shape={weight_shape}"
             )
         ndim = len(weight_shape) - 2
         input_shape = spatial_size(input_shape, "input_shape")
@@ -325,10 +329,6 @@ class ConvGeometry:
         groups = positive_int(groups, "groups")
         out_channels, in_per_group = weight_shape[:2]
         kernel_size = weight_shape[2:]
-        if min(weight_shape) < 1:
-            raise ValueError(
-                f"weight must not have empty dimensions, got weight.shape={weight_shape}"
-            )
         in_channels = input_shape[0]
         if in_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels}")
@@ -393,7 +393,7 @@ class ConvGeometry:
             )
         if min(weight_shape) < 1:
             raise ValueError(
-                f"weight must not have empty dimensions, got weight.shape={weight_shape}")
+                f"weight must not have empty dimensions, got weight_shape={weight_shape}")
         ndim = len(weight_shape) - 2
         input_shape = spatial_size(input_shape, "input_shape")
         if len(input_shape) != ndim + 1:
