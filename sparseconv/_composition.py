@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._dilation import dilate_kernel
+from ._geometry import dense_weight
 from ._matrices import check_format, conv_matrix
 from ._validation import as_weight, per_layer_tuples
 
@@ -259,7 +260,7 @@ def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
                 f"weights[{i}].shape={w.shape} with groups[{i}]={g} must read the "
                 f"{c_in} channels of " + ("its input" if i == 0 else f"weights[{i - 1}]")
                 + f" (weights[{i}].shape[1] * groups == {c_in}, groups dividing shape[0])")
-        dense.append(_block_diagonal_weight(w, g))
+        dense.append(dense_weight(w, g))
     # the first layer's own dilation, as zeros in its kernel
     total, jump = dilate_kernel(dense[0], per_layer["dilation"][0]), per_layer["stride"][0]
     for w, s, d in zip(dense[1:], per_layer["stride"][1:], per_layer["dilation"][1:]):
@@ -273,15 +274,3 @@ def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
                 w[(slice(None), slice(None), *tap)], total, axes=(1, 0))
         total, jump = out, [j * si for j, si in zip(jump, s)]
     return total
-
-
-def _block_diagonal_weight(weight: np.ndarray, groups: int) -> np.ndarray:
-    """A grouped weight ``(C_out, C_in/groups, *k)`` as its ``groups=1`` equivalent."""
-    if groups == 1:
-        return weight
-    c_out, per_group = weight.shape[0] // groups, weight.shape[1]
-    dense = np.zeros((weight.shape[0], per_group * groups, *weight.shape[2:]), weight.dtype)
-    for g in range(groups):
-        dense[g * c_out:(g + 1) * c_out, g * per_group:(g + 1) * per_group] = (
-            weight[g * c_out:(g + 1) * c_out])
-    return dense

@@ -43,6 +43,8 @@ __all__ = [
     "AxisGeometry",
     "AxisSegment",
     "ConvGeometry",
+    "block_diagonal",
+    "dense_weight",
     "spatial_matrix",
 ]
 
@@ -505,6 +507,29 @@ class ConvGeometry:
             sum(seg.count * seg.length for seg in axis.segments()) for axis in self.axes
         )
         return per_channel * self.out_channels * (self.in_channels // self.groups)
+
+
+def block_diagonal(h: np.ndarray) -> np.ndarray:
+    """Per-group blocks ``(..., groups, m, n)`` as the full ``(..., groups*m, groups*n)``.
+
+    A grouped layer is block diagonal over its groups: its symbol at each frequency, and its
+    weight once the kernel axes are moved in front (:func:`dense_weight`).
+    """
+    groups, m, n = h.shape[-3:]
+    full = np.zeros((*h.shape[:-3], groups * m, groups * n), dtype=h.dtype)
+    for g in range(groups):
+        full[..., g * m:(g + 1) * m, g * n:(g + 1) * n] = h[..., g, :, :]
+    return full
+
+
+def dense_weight(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped weight ``(C_out, C_in/groups, *k)`` as its ``groups=1`` equivalent."""
+    if groups == 1:
+        return weight
+    c_out, per_group, kernel = weight.shape[0], weight.shape[1], weight.shape[2:]
+    blocks = weight.reshape(groups, c_out // groups, per_group, -1).transpose(3, 0, 1, 2)
+    full = block_diagonal(blocks)  # (taps, C_out, C_in)
+    return full.transpose(1, 2, 0).reshape(c_out, per_group * groups, *kernel)
 
 
 def _weight_shape(weight_shape) -> tuple[int, ...]:

@@ -27,12 +27,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._geometry import ConvGeometry
+from ._geometry import ConvGeometry, block_diagonal
 from ._matrices import conv_matrix
 from ._memory import check_memory, get_memory_limit
 from ._symbol import (
     PERIODIC_HINT,
-    block_diagonal,
     conjugate_pairs,
     layer_geometry,
     not_periodic,

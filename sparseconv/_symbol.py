@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._geometry import ConvGeometry
+from ._geometry import ConvGeometry, block_diagonal
 from ._validation import (
     PADDING_MODES,
     int_tuple,
@@ -132,15 +132,6 @@ def symbol_at(geom: ConvGeometry, weight: np.ndarray, frequencies=None) -> np.nd
     h = np.exp(2j * np.pi * turns) @ placed.reshape(len(taps), -1)
     lead = tuple(grid) if frequencies is None else (xi.shape[0],)
     return h.reshape(*lead, groups, c_out, -1)
-
-
-def block_diagonal(h: np.ndarray) -> np.ndarray:
-    """``(*grid, groups, m, n)`` per-group blocks -> ``(*grid, groups*m, groups*n)``."""
-    groups, m, n = h.shape[-3:]
-    full = np.zeros((*h.shape[:-3], groups * m, groups * n), dtype=h.dtype)
-    for g in range(groups):
-        full[..., g * m:(g + 1) * m, g * n:(g + 1) * n] = h[..., g, :, :]
-    return full
 
 
 def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilation=1,

@@ -31,12 +31,11 @@ import numpy as np
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import check_memory, format_bytes
-from ._validation import PADDING_MODES
+from ._validation import PADDING_MODES, PADDING_STRINGS
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
 
-_PADDING_WORDS = ("valid", "same", "full")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,7 +64,7 @@ def _int_or_ints(text: str) -> int | tuple[int, ...]:
 
 
 def _padding(text: str) -> int | tuple[int, ...] | str:
-    return text if text in _PADDING_WORDS else _int_or_ints(text)
+    return text if text in PADDING_STRINGS else _int_or_ints(text)
 
 
 def _at_least(minimum: int, what: str) -> Callable[[str], int]:
