@@ -20,7 +20,7 @@ from sparseconv import (
     receptive_field_size,
 )
 
-from .conftest import F, assert_close, requires_torch, torch, torch_conv
+from ._oracles import F, assert_close, requires_torch, torch, torch_conv
 
 
 @requires_torch

@@ -10,7 +10,7 @@ from sparseconv import (
     dilate_kernel,
 )
 
-from .conftest import assert_close, random_layer, requires_torch, torch_conv
+from ._oracles import assert_close, random_layer, requires_torch, torch_conv
 
 
 @requires_torch

@@ -11,7 +11,7 @@ from sparseconv import (
     ConvGeometry,
 )
 
-from .conftest import per_side
+from ._oracles import per_side
 
 
 @pytest.mark.parametrize("padding", ["same", "full", 2, (1, 3), ((0, 2), (3, 1))])

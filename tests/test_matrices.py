@@ -11,7 +11,8 @@ import sparseconv
 from sparseconv import _matrices as matrices_module
 from sparseconv import conv_matrix, conv_transpose_matrix
 
-from .conftest import (
+from ._oracles import (
+    assert_close,
     dense_conv,
     per_side,
     random_array,
@@ -21,12 +22,6 @@ from .conftest import (
     torch_conv,
     torch_conv_transpose,
 )
-
-
-def assert_close(actual, expected, layer, rtol=1e-12):
-    scale = max(1.0, float(np.abs(expected).max(initial=0)))
-    err = float(np.abs(actual - expected).max(initial=0))
-    assert err <= rtol * scale, f"error {err:.3g} (scale {scale:.3g}) for {layer}"
 
 
 @requires_torch

@@ -9,7 +9,7 @@ import scipy.sparse.linalg as spla
 import sparseconv
 from sparseconv import ConvOperator, ConvTransposeOperator, conv_matrix, conv_transpose_matrix
 
-from .conftest import (
+from ._oracles import (
     random_array,
     random_layer,
     random_transpose_layer,

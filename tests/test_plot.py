@@ -31,7 +31,7 @@ from sparseconv import (
     receptive_field_paths,
 )
 
-from .conftest import NP_PAD_MODE, random_layer
+from ._oracles import NP_PAD_MODE, random_layer
 
 
 def axes():

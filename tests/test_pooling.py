@@ -10,7 +10,7 @@ from sparseconv import (
     avg_pool_matrix,
 )
 
-from .conftest import F, assert_close, requires_torch, torch
+from ._oracles import F, assert_close, requires_torch, torch
 
 
 @requires_torch

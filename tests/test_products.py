@@ -8,7 +8,7 @@ import pytest
 from sparseconv import ConvOperator, conv_matrix
 from sparseconv._products import Polyphase, col2im
 
-from .conftest import Layer, random_layer
+from ._oracles import Layer, random_layer
 from .test_matrices import assert_close
 
 

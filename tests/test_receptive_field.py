@@ -16,7 +16,7 @@ from sparseconv import (
     receptive_field_size,
 )
 
-from .conftest import F, requires_torch, torch
+from ._oracles import F, requires_torch, torch
 
 
 def test_receptive_field_cases():

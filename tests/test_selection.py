@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import sparseconv
 from sparseconv import conv_matrix, im2col_matrix, pad_matrix, stride_matrix
 
-from .conftest import (
+from ._oracles import (
     NP_PAD_MODE,
     F,
     assert_close,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from sparseconv import conv_output_shape, conv_transpose_output_shape
 
-from .conftest import F, requires_torch, torch
+from ._oracles import F, requires_torch, torch
 
 small = st.integers(1, 9)
 padding_arg = st.one_of(st.integers(0, 4), st.sampled_from(["same", "valid"]))

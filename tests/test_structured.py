@@ -18,7 +18,7 @@ from sparseconv import (
     toeplitz_matrix,
 )
 
-from .conftest import (
+from ._oracles import (
     assert_close,
     per_side,
     random_layer,

@@ -12,7 +12,7 @@ import scipy.sparse.linalg as spla
 from sparseconv import ConvOperator, ConvTransposeOperator, conv_matrix
 from sparseconv.testing import assert_layer_matches_torch, dottest
 
-from .conftest import random_layer, random_transpose_layer, requires_torch
+from ._oracles import random_layer, random_transpose_layer, requires_torch
 
 
 class WrongAdjoint(ConvOperator):

@@ -15,7 +15,7 @@ from sparseconv import (
     transpose_kernel,
 )
 
-from .conftest import (
+from ._oracles import (
     assert_close,
     requires_torch,
     torch_conv,

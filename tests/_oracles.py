@@ -1,0 +1,221 @@
+"""Independent oracles, random layers and the one comparison shared by the tests.
+
+As JAX keeps ``lax_reference.py``: the references the library is checked against, in one place.
+
+Nothing here imports sparseconv's index arithmetic: the oracles are PyTorch (``torch``), numpy's
+``np.pad`` with explicit loops (``dense_conv``), and scipy. Set ``SPARSECONV_REQUIRE_TORCH=1``
+(``.ci/run`` does) to make a missing PyTorch a failure instead of a skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+REQUIRE_TORCH = os.environ.get("SPARSECONV_REQUIRE_TORCH", "") not in ("", "0")
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - exercised only without the oracle
+    if REQUIRE_TORCH:
+        raise
+    torch = None
+
+requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the test oracle) is missing")
+
+NP_PAD_MODE = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge"}
+TORCH_PAD_MODE = {"zeros": "constant", "circular": "circular", "reflect": "reflect",
+                  "replicate": "replicate"}
+
+
+def per_side(padding, kernel_size, dilation, flip=False):
+    """Resolve a padding argument to ``[(lo, hi), ...]`` -- written out here, independently."""
+    ndim = len(kernel_size)
+    if padding == "valid":
+        return [(0, 0)] * ndim
+    if padding in ("same", "full"):
+        pairs = []
+        for k, d in zip(kernel_size, dilation):
+            total = d * (k - 1)
+            if padding == "full":
+                pairs.append((total, total))
+            elif flip:
+                pairs.append((total - total // 2, total // 2))
+            else:
+                pairs.append((total // 2, total - total // 2))
+        return pairs
+    if isinstance(padding, int):
+        return [(padding, padding)] * ndim
+    return [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+
+
+def as_tuple(value, ndim):
+    return (value,) * ndim if isinstance(value, int) else tuple(value)
+
+
+def assert_close(actual, expected, config, rtol=1e-12):
+    """Equal shapes and entries within ``rtol`` of the largest; a failure prints ``config``."""
+    actual = actual.toarray() if sp.issparse(actual) else np.asarray(actual)
+    expected = expected.toarray() if sp.issparse(expected) else np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape} for {config}"
+    scale = max(1.0, float(np.abs(expected).max(initial=0)))
+    err = float(np.abs(actual - expected).max(initial=0))
+    assert err <= rtol * scale, f"error {err:.3g} (scale {scale:.3g}) for {config}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Oracles
+# ---------------------------------------------------------------------------------------------
+def dense_conv(x, weight, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+               flip=False):
+    """Convolution by its definition: np.pad, then a loop over outputs, channels and taps."""
+    ndim = weight.ndim - 2
+    stride, dilation = as_tuple(stride, ndim), as_tuple(dilation, ndim)
+    pads = per_side(padding, weight.shape[2:], dilation, flip)
+    if flip:
+        weight = weight[(Ellipsis,) + (slice(None, None, -1),) * ndim]
+    xp = np.pad(x, [(0, 0)] + list(pads), mode=NP_PAD_MODE[padding_mode])
+    c_out, in_per_group, *kernel = weight.shape
+    out_per_group = c_out // groups
+    out_size = [(xp.shape[1 + d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1
+                for d in range(ndim)]
+    y = np.zeros((c_out, *out_size), dtype=np.result_type(x, weight))
+    for o in range(c_out):
+        g = o // out_per_group
+        for pos in itertools.product(*map(range, out_size)):
+            acc = 0
+            for c in range(in_per_group):
+                for tap in itertools.product(*map(range, kernel)):
+                    src = tuple(pos[d] * stride[d] + tap[d] * dilation[d] for d in range(ndim))
+                    acc = acc + weight[(o, c) + tap] * xp[(g * in_per_group + c,) + src]
+            y[(o,) + pos] = acc
+    return y
+
+
+def _torch_fn(name, ndim):
+    return getattr(F, f"{name}{ndim}d")
+
+
+def torch_conv(x, weight, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """PyTorch's convolution of a batch ``x`` (N, C, *spatial), using PyTorch's own reading of
+    the padding argument wherever PyTorch has one."""
+    ndim = weight.ndim - 2
+    # np.array copies into fresh C order; ascontiguousarray keeps negative strides of size-1
+    # axes (a flipped 1x1 kernel), which torch.from_numpy rejects
+    xt = torch.from_numpy(np.array(x, order="C", copy=True))
+    wt = torch.from_numpy(np.array(weight, order="C", copy=True))
+    conv = _torch_fn("conv", ndim)
+    explicit = not (isinstance(padding, (int, str)) or all(isinstance(p, int) for p in padding))
+    if padding == "full" or explicit:
+        pads = per_side(padding, weight.shape[2:], as_tuple(dilation, ndim))
+        flat = [v for lo_hi in reversed(pads) for v in lo_hi]
+        xt = F.pad(xt, flat, mode=TORCH_PAD_MODE[padding_mode])
+        return conv(xt, wt, stride=stride, dilation=dilation, groups=groups).numpy()
+    if padding_mode == "zeros":
+        return conv(xt, wt, stride=stride, padding=padding, dilation=dilation,
+                    groups=groups).numpy()
+    module_cls = getattr(torch.nn, f"Conv{ndim}d")
+    module = module_cls(x.shape[1], weight.shape[0], weight.shape[2:], stride=stride,
+                        padding=padding, dilation=dilation, groups=groups, bias=False,
+                        padding_mode=padding_mode, dtype=wt.dtype)
+    with torch.no_grad():
+        module.weight.copy_(wt)
+        return module(xt).numpy()
+
+
+def torch_conv_transpose(x, weight, *, stride=1, padding=0, output_padding=0, dilation=1,
+                         groups=1):
+    ndim = weight.ndim - 2
+    return _torch_fn("conv_transpose", ndim)(
+        torch.from_numpy(np.array(x, order="C", copy=True)),
+        torch.from_numpy(np.array(weight, order="C", copy=True)),
+        stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+        dilation=dilation,
+    ).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Random layers
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Layer:
+    """A random valid convolution layer; ``str(layer)`` is printed by failing assertions."""
+
+    weight: np.ndarray
+    input_shape: tuple
+    kwargs: dict = field(default_factory=dict)
+
+    def __str__(self):
+        return (f"Layer(weight.shape={self.weight.shape}, input_shape={self.input_shape}, "
+                f"{self.kwargs})")
+
+    __repr__ = __str__
+
+
+def random_array(rng, shape, dtype=np.float64):
+    dtype = np.dtype(dtype)
+    a = rng.standard_normal(shape)
+    if dtype.kind == "c":
+        a = a + 1j * rng.standard_normal(shape)
+    return a.astype(dtype)
+
+
+def random_layer(rng, ndim=None, *, modes=("zeros", "circular", "reflect", "replicate"),
+                 padding_forms=("int", "tuple", "pairs", "same", "valid", "full"),
+                 dtype=np.float64, max_size=7, max_channels=3):
+    """A random layer of PyTorch-valid arguments, built so every constraint holds."""
+    ndim = ndim or int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 1, 2, 3]))
+    in_channels = groups * int(rng.integers(1, max_channels + 1))
+    out_channels = groups * int(rng.integers(1, max_channels + 1))
+    mode = str(rng.choice(modes))
+    kernel = tuple(int(k) for k in rng.integers(1, 5, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    form = str(rng.choice(padding_forms))
+    stride = tuple(int(s) for s in rng.integers(1, 4, ndim)) if form != "same" else 1
+    if form == "int":
+        padding = int(rng.integers(0, 3))
+    elif form == "tuple":
+        padding = tuple(int(p) for p in rng.integers(0, 3, ndim))
+    elif form == "pairs":
+        padding = tuple((int(a), int(b)) for a, b in rng.integers(0, 4, (ndim, 2)))
+    else:
+        padding = form
+    pads = per_side(padding, kernel, dilation)
+    size = []
+    for k, d, (lo, hi) in zip(kernel, dilation, pads):
+        low = max(1, d * (k - 1) + 1 - lo - hi)
+        if mode == "reflect":
+            low = max(low, lo + 1, hi + 1)
+        elif mode == "circular":
+            low = max(low, lo, hi)
+        size.append(int(rng.integers(low, max(low, max_size) + 1)))
+    weight = random_array(rng, (out_channels, in_channels // groups, *kernel), dtype)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                  padding_mode=mode)
+    if ndim > 1 and rng.random() < 0.3:  # sometimes the int form of stride/dilation
+        kwargs["stride"] = int(rng.integers(1, 3)) if form != "same" else 1
+    return Layer(weight, (in_channels, *size), kwargs)
+
+
+def random_transpose_layer(rng, max_size: int = 6):
+    """A random valid transposed convolution: ``(weight, input_shape, kwargs)``, PyTorch layout
+    ``(C_in, C_out/groups, *kernel)``, with output_padding below max(stride, dilation)."""
+    ndim = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 2]))
+    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+    stride = tuple(int(s) for s in rng.integers(1, 4, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+    size = tuple(int(n) for n in rng.integers(1, max_size + 2 - ndim, ndim))
+    padding = tuple(int(rng.integers(0, 1 + d * (k - 1) // 2)) for k, d in zip(kernel, dilation))
+    weight = rng.standard_normal((c_in, c_out // groups, *kernel))
+    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
+                  dilation=dilation, groups=groups)
+    return weight, (c_in, *size), kwargs
