@@ -217,7 +217,7 @@ def singular_values(
         ``"fft"``: exact, for periodic layers (``padding_mode="circular"`` with
         ``padding="same"``, or ``padding=None``; sizes divisible by the stride).
         ``"dense"``: SVD of the explicit matrix. ``"auto"``: ``"fft"`` when it applies, else
-        ``"dense"`` when :func:`sparseconv._spectra.dense_is_affordable`.
+        ``"dense"`` when the package-wide size rule allows it (flops and the memory limit).
 
     Returns
     -------
@@ -286,7 +286,7 @@ def eigenvalues(weight, input_shape: Sequence[int], *, stride=1, padding=0, dila
         ``"fft"``: exact, for periodic stride-1 layers (``padding_mode="circular"`` with
         ``padding="same"`` or ``None``, or another split of the same total). ``"dense"``:
         eigenvalues of the explicit matrix. ``"auto"``: ``"fft"`` when it applies, else
-        ``"dense"`` when :func:`sparseconv._spectra.dense_is_affordable`.
+        ``"dense"`` when the package-wide size rule allows it (flops and the memory limit).
 
     Returns
     -------
@@ -367,7 +367,7 @@ def _product(chain: list[_Layer]) -> np.ndarray:
 
 def composition_singular_values(layers: Sequence, input_shape: Sequence[int], *,
                                 method: str = "auto") -> np.ndarray:
-    """Singular values of a product of layers, ``A_L @ ... @ A_1``.
+    """Singular values of a product of layers, ``A_L @ … @ A_1``.
 
     Parameters
     ----------
@@ -380,8 +380,8 @@ def composition_singular_values(layers: Sequence, input_shape: Sequence[int], *,
     method : {"auto", "fft", "dense"}
         ``"fft"``: exact, when every layer is periodic with stride 1 (then one DFT
         diagonalizes them all). ``"dense"``: SVD of the explicit product. ``"auto"``:
-        ``"fft"`` when it applies, else ``"dense"`` when
-        :func:`sparseconv._spectra.dense_is_affordable`.
+        ``"fft"`` when it applies, else ``"dense"`` when the package-wide size rule allows
+        it (flops and the memory limit).
 
     Returns
     -------
