@@ -10,6 +10,7 @@ the product of the strides below it (the same recursion as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 from ._dilation import dilate_kernel
 from ._geometry import dense_weight
 from ._matrices import check_format, conv_matrix
+from ._memory import check_memory
 from ._validation import as_weight, per_layer_tuples
 
 __all__ = ["AffineMap", "affine_conv", "compose", "compose_kernels"]
@@ -252,6 +254,7 @@ def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
     per_layer = {name: per_layer_tuples(values, name, depth, 1 if name == "groups" else ndim)
                  for name, values in (("stride", stride), ("dilation", dilation),
                                       ("groups", groups))}
+    _check_composed_memory(arrays, per_layer)
     dense = []
     for i, (w, (g,)) in enumerate(zip(arrays, per_layer["groups"])):
         c_in = w.shape[1] * g if i == 0 else dense[-1].shape[0]
@@ -274,3 +277,19 @@ def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
                 w[(slice(None), slice(None), *tap)], total, axes=(1, 0))
         total, jump = out, [j * si for j, si in zip(jump, s)]
     return total
+
+
+def _check_composed_memory(arrays: list, per_layer: dict) -> None:
+    """Refuse, before any work, a composed kernel (and its dense factors) beyond the limit."""
+    kernel = [1 + d * (k - 1) for k, d in zip(arrays[0].shape[2:], per_layer["dilation"][0])]
+    jump, largest = list(per_layer["stride"][0]), 0
+    for w, s, d in zip(arrays[1:], per_layer["stride"][1:], per_layer["dilation"][1:]):
+        kernel = [j * di * (k - 1) + t for j, di, k, t in zip(jump, d, w.shape[2:], kernel)]
+        jump = [j * si for j, si in zip(jump, s)]
+        largest = max(largest, w.shape[0] * math.prod(kernel))
+    channels = max(w.shape[0] for w in arrays) * max(w.shape[1] * g for w, (g,) in
+                                                      zip(arrays, per_layer["groups"]))
+    itemsize = np.result_type(*arrays).itemsize
+    check_memory(itemsize * (2 * largest * arrays[0].shape[1] * max(
+        g for (g,) in per_layer["groups"]) + 2 * channels * math.prod(kernel)),
+        "the composed kernel of compose_kernels")

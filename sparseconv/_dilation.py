@@ -6,10 +6,12 @@ the equivalence a checkable object, as the tutorial draws it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from ._memory import check_memory
 from ._validation import int_tuple, layer_weight
 
 __all__ = ["dilate_kernel"]
@@ -43,6 +45,8 @@ def dilate_kernel(weight: np.ndarray, dilation: int | Sequence[int]) -> np.ndarr
     weight = layer_weight(weight)
     dilation = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
     size = [d * (k - 1) + 1 for k, d in zip(weight.shape[2:], dilation)]
+    check_memory(weight.itemsize * math.prod(weight.shape[:2]) * math.prod(size),
+                 f"the dilated kernel of shape {(*weight.shape[:2], *size)}")
     out = np.zeros((*weight.shape[:2], *size), dtype=weight.dtype)
     out[(Ellipsis, *(slice(None, None, d) for d in dilation))] = weight
     return out

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import AxisSegment, ConvGeometry
-from ._memory import check_memory
+from ._memory import USE_OPERATOR, check_memory
 from ._validation import as_weight, check_format, layer_dtype
 
 __all__ = ["assemble", "conv_matrix", "conv_transpose_matrix", "format_bytes", "matrix_bytes"]
@@ -137,7 +137,7 @@ def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, format: st
     nbytes, nnz, index_dtype = matrix_bytes(geom, dtype, format, transposed=transposed)
     rows, cols = geom.shape[::-1] if transposed else geom.shape
     check_memory(nbytes + extra, f"the {rows} x {cols} sparse matrix with {nnz} nonzeros "
-                 f"({format.upper()}, with the temporaries of its assembly)")
+                 f"({format.upper()}, with the temporaries of its assembly)", USE_OPERATOR)
     matrix = _assemble_csr(geom, weight, dtype, index_dtype)
     return (matrix.T if transposed else matrix).asformat(format)
 

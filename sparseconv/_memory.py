@@ -25,6 +25,7 @@ import numpy as np
 from ._validation import is_int
 
 __all__ = [
+    "USE_OPERATOR",
     "DEFAULT_LIMIT",
     "MatrixTooLargeError",
     "check_memory",
@@ -175,13 +176,21 @@ def set_memory_limit(nbytes: int | None) -> int | None:
     return old
 
 
-def check_memory(nbytes: int, what: str) -> None:
-    """Raise :class:`MatrixTooLargeError` if building ``what`` needs more than the limit."""
+#: The advice for an explicit matrix that does not fit.
+USE_OPERATOR = "use the matrix-free ConvOperator"
+
+
+def check_memory(nbytes: int, what: str, hint: str | None = None) -> None:
+    """Raise :class:`MatrixTooLargeError` if building ``what`` needs more than the limit.
+
+    ``hint`` (e.g. ``USE_OPERATOR``) is said before the advice to raise the limit.
+    """
     if _limit is not None and nbytes > _limit:
+        advice = f"{hint}, or raise" if hint else "raise"
         raise MatrixTooLargeError(
-            f"{what} needs {format_bytes(nbytes)}, more than the memory limit of "
-            f"{format_bytes(_limit)}; use the matrix-free ConvOperator, or raise the limit with "
-            "sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
+            f"{what} would need {format_bytes(nbytes)}, more than the memory limit of "
+            f"{format_bytes(_limit)}; {advice} the limit with sparseconv.set_memory_limit(nbytes) "
+            "or SPARSECONV_MEMORY_LIMIT"
         )
 
 
@@ -190,4 +199,4 @@ def check_sparse_memory(nnz: int, rows: int, dtype, what: str) -> None:
 
     Counts the widest intermediate the builders make: COO, or CSR with 64-bit indices.
     """
-    check_memory(nnz * (np.dtype(dtype).itemsize + 16) + 8 * (rows + 1), what)
+    check_memory(nnz * (np.dtype(dtype).itemsize + 16) + 8 * (rows + 1), what, USE_OPERATOR)

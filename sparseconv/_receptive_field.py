@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from ._composition import as_matrix, check_chain
 from ._geometry import spatial_matrix
+from ._memory import check_memory
 from ._operators import as_geometry
 from ._validation import int_tuple, is_int, per_layer_tuples, spatial_size
 
@@ -101,6 +102,8 @@ def receptive_field(layers: Sequence, input_shape: Sequence[int], output_index,
         index = int(np.ravel_multi_index(tuple(index), output_shape))
     if not 0 <= index < rows:
         raise ValueError(f"output_index={output_index!r} is out of range for {rows} outputs")
+    check_memory(24 * max(m.nnz for m in matrices) + 16 * max(max(m.shape) for m in matrices),
+                 "the sparsity patterns of receptive_field")
     reached = np.zeros(rows)
     reached[index] = 1.0
     for matrix in reversed(matrices):
@@ -164,6 +167,9 @@ def receptive_field_paths(layers, position: Sequence[int] | None = None) -> np.n
                 else int_tuple(position, len(out), "position", 0))
     if not all(p < n for p, n in zip(position, out)):
         raise ValueError(f"position must be an output position within {out}, got {position}")
+    check_memory(max(48 * math.prod(g.output_size) * math.prod(g.kernel_size)
+                     + 24 * math.prod(g.input_size) for g in geoms),
+                 "the tap-count matrices of receptive_field_paths")
     paths = np.zeros(math.prod(out), dtype=np.int64)
     paths[np.ravel_multi_index(position, out)] = 1
     for geom in reversed(geoms):

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
 from ._matrices import check_format, format_bytes
-from ._memory import check_memory
+from ._memory import USE_OPERATOR, check_memory
 from ._validation import layer_dtype
 
 __all__ = ["im2col_matrix", "pad_matrix", "stride_matrix"]
@@ -38,7 +38,7 @@ def _selection(geom: ConvGeometry, dtype, format: str) -> sp.sparray:
     if format != "csr":
         nbytes += format_bytes(rows, (rows, channels * n_in), dtype, np.int64, format)
     check_memory(nbytes, f"the {rows} x {channels * n_in} selection matrix (with the "
-                 "temporaries of its gather map)")
+                 "temporaries of its gather map)", USE_OPERATOR)
     taps = geom.index_map().T.ravel()
     hit = np.tile(taps >= 0, channels)
     columns = (np.arange(channels)[:, None] * n_in + taps).ravel()[hit]

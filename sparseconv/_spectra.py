@@ -32,6 +32,7 @@ from ._matrices import conv_matrix
 from ._memory import check_memory, get_memory_limit
 from ._symbol import (
     PERIODIC_HINT,
+    check_symbol_memory,
     conjugate_pairs,
     layer_geometry,
     not_periodic,
@@ -109,6 +110,9 @@ def _frequency_singular_values(h: np.ndarray) -> np.ndarray:
 
 def _circular_singular_values(geom: ConvGeometry, weight: np.ndarray) -> np.ndarray:
     grid = [a.size // a.stride for a in geom.axes]
+    rows, cols = geom.out_channels // geom.groups, geom.in_channels // geom.groups
+    count = math.prod(grid) * geom.groups * min(rows, cols * math.prod(geom.stride))
+    check_memory(4 * 8 * count, f"the {count} singular values")  # values, repeats, sort
     if weight.dtype.kind == "c":
         frequencies, counts = np.indices(grid).reshape(len(grid), -1).T, 1
     else:  # one frequency of each pair {xi, -xi}
@@ -360,6 +364,7 @@ def _product(chain: list[_Layer]) -> np.ndarray:
     """The symbol of the product of periodic stride-1 layers, ``H_L(xi) ... H_1(xi)``."""
     total = None
     for layer in chain:
+        check_symbol_memory(layer.geom, "the symbols of a composition", copies=3)
         h = block_diagonal(symbol_at(layer.geom, layer.weight))
         total = h if total is None else h @ total  # applied first to last
     return total

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._geometry import ConvGeometry, block_diagonal
+from ._memory import check_memory
 from ._validation import (
     PADDING_MODES,
     int_tuple,
@@ -92,6 +93,17 @@ def times_power_of_two(values: np.ndarray, exponent: int) -> np.ndarray:
         parts = np.ldexp(values.view(values.real.dtype), exponent)
         return parts.view(values.dtype).reshape(values.shape)
     return np.ldexp(values, exponent)
+
+
+def check_symbol_memory(geom: ConvGeometry, what: str, copies: int = 3) -> None:
+    """Refuse, before any work, a full symbol (and ``copies`` of it) beyond the memory limit.
+
+    The full symbol is ``prod(n/s)`` complex ``C_out x C_in*prod(s)`` matrices, block
+    diagonal over the groups.
+    """
+    grid = math.prod(a.size // a.stride for a in geom.axes)
+    block = geom.out_channels * geom.in_channels * math.prod(geom.stride)
+    check_memory(copies * 16 * grid * block, what)
 
 
 def is_periodic(geom: ConvGeometry) -> bool:
@@ -198,6 +210,7 @@ def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilatio
     True
     """
     weight, geom = _periodic_geometry(weight, input_size, stride, padding, dilation, groups)
+    check_symbol_memory(geom, "the symbol")
     scaled, exponent = unit_scale(weight)
     return times_power_of_two(block_diagonal(symbol_at(geom, scaled)), exponent)
 
@@ -309,6 +322,7 @@ def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
     True
     """
     weight, geom = _periodic_geometry(weight, input_size, stride, None, dilation, groups)
+    check_symbol_memory(geom, "the symbol behind frequency_map")
     scaled, exponent = unit_scale(weight)
     top = top_per_frequency(block_diagonal(symbol_at(geom, scaled)))
     return times_power_of_two(top, exponent)

@@ -79,3 +79,41 @@ def test_set_memory_limit_takes_ints_and_none_and_returns_the_old_limit():
         assert sparseconv.get_memory_limit() is None
     finally:
         sparseconv.set_memory_limit(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every entry point that allocates in proportion to its arguments is sized first: under a small
+# limit it refuses with MatrixTooLargeError, at once, instead of allocating (the builders and
+# operators have their own such tests beside them).
+# ---------------------------------------------------------------------------------------------
+W = np.random.default_rng(0).standard_normal((8, 8, 3, 3))
+PERIODIC = dict(padding=None, padding_mode="circular")
+BIG_GEOMETRY = sparseconv.ConvGeometry.from_weight((1, 1, 3, 3), (1, 300, 300), padding=1)
+SIZED = {
+    "symbol": lambda: sparseconv.symbol(W, (64, 64)),
+    "frequency_map": lambda: sparseconv.frequency_map(W, (128, 128)),
+    "singular_values": lambda: sparseconv.singular_values(W, (8, 64, 64), **PERIODIC),
+    "eigenvalues": lambda: sparseconv.eigenvalues(W, (8, 64, 64), **PERIODIC),
+    "composition_singular_values": lambda: sparseconv.composition_singular_values(
+        [(W, PERIODIC), (W, PERIODIC)], (8, 64, 64)),
+    "composition_eigenvalues": lambda: sparseconv.composition_eigenvalues(
+        [(W, PERIODIC), (W, PERIODIC)], (8, 64, 64)),
+    "spectral_norm": lambda: sparseconv.spectral_norm(W, (8, 64, 64), padding=1),
+    "receptive_field_paths": lambda: sparseconv.receptive_field_paths(
+        [BIG_GEOMETRY, BIG_GEOMETRY]),
+    "compose_kernels": lambda: sparseconv.compose_kernels(np.ones((64, 64, 3, 3)),
+                                                         np.ones((64, 64, 3, 3))),
+    "dilate_kernel": lambda: sparseconv.dilate_kernel(np.ones((64, 64, 3, 3)), 100),
+    "affine_conv": lambda: sparseconv.affine_conv(W, np.zeros(8), (8, 64, 64), padding=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIZED))
+def test_entry_points_are_sized_before_they_allocate(name):
+    old = sparseconv.set_memory_limit(200_000)
+    try:
+        with pytest.raises(sparseconv.MatrixTooLargeError, match="memory limit"):
+            SIZED[name]()
+    finally:
+        sparseconv.set_memory_limit(old)
+    SIZED[name]()  # and within the default limit the same call answers
