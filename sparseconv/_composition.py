@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._dilation import dilate_kernel
 from ._matrices import check_format, conv_matrix
+from ._typing import ArrayLike, IntOrTuple, ShapeLike, SparseFormat
 from ._validation import as_weight, per_layer_tuples
 
 __all__ = ["AffineMap", "affine_conv", "compose", "compose_kernels"]
@@ -83,12 +85,12 @@ class AffineMap:
     def shape(self) -> tuple[int, int]:
         return self.matrix.shape
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: ArrayLike) -> np.ndarray:
         """Apply to a vector ``(n,)`` or to columns ``(n, k)``."""
         x = np.asarray(x)
         return self.matrix @ x + (self.bias if x.ndim == 1 else self.bias[:, None])
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: AffineMap | sp.sparray) -> AffineMap:
         if isinstance(other, AffineMap) or sp.issparse(other):
             check_chain([as_matrix(other, "other"), self.matrix], names=["g", "f in f @ g"])
         if isinstance(other, AffineMap):
@@ -97,7 +99,7 @@ class AffineMap:
             return AffineMap(self.matrix @ other, self.bias)
         return NotImplemented
 
-    def homogeneous(self, format: str = "csr") -> sp.sparray:
+    def homogeneous(self, format: SparseFormat = "csr") -> sp.sparray:
         """The ``(m+1) x (n+1)`` matrix ``[[A, b], [0, 1]]``: composition is its product."""
         check_format(format)
         corner = sp.csr_array(np.ones((1, 1), dtype=self.bias.dtype))
@@ -105,7 +107,8 @@ class AffineMap:
                               format=format)
 
 
-def affine_conv(weight: np.ndarray, bias, input_shape: Sequence[int], **kwargs) -> AffineMap:
+def affine_conv(weight: ArrayLike, bias: ArrayLike | None, input_shape: ShapeLike,
+                **kwargs: Any) -> AffineMap:
     """A convolution layer with bias, ``x -> conv(x) + bias``, as an :class:`AffineMap`.
 
     Parameters
@@ -153,7 +156,7 @@ def check_chain(matrices: list, n_in: int | None = None, names=None) -> None:
         expected = matrix.shape[0]
 
 
-def compose(*layers) -> sp.sparray | AffineMap:
+def compose(*layers: sp.sparray | AffineMap) -> sp.csr_array | AffineMap:
     """The composition of layers, first applied first: ``layers[-1] @ ... @ layers[0]``.
 
     Parameters
@@ -192,8 +195,9 @@ def compose(*layers) -> sp.sparray | AffineMap:
     return result
 
 
-def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
-                    dilation: Sequence | None = None, groups: Sequence | None = None) -> np.ndarray:
+def compose_kernels(*weights: ArrayLike, stride: Sequence[IntOrTuple] | None = None,
+                    dilation: Sequence[IntOrTuple] | None = None,
+                    groups: Sequence[int] | None = None) -> np.ndarray:
     """The single kernel of a stack of "valid" convolutions, first applied first.
 
     Parameters

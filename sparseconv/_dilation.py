@@ -6,16 +6,15 @@ the equivalence a checkable object, as the tutorial draws it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
+from ._typing import ArrayLike, IntOrTuple
 from ._validation import int_tuple, layer_weight
 
 __all__ = ["dilate_kernel"]
 
 
-def dilate_kernel(weight: np.ndarray, dilation: int | Sequence[int]) -> np.ndarray:
+def dilate_kernel(weight: ArrayLike, dilation: IntOrTuple) -> np.ndarray:
     """The kernel with ``dilation - 1`` zeros inserted between its taps.
 
     Parameters

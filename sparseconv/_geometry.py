@@ -23,11 +23,13 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._shapes import conv_transpose_output_shape, output_sizes
+from ._typing import ExplicitPaddingLike, IntOrTuple, PaddingLike, PaddingMode, ShapeLike
 from ._validation import (
     INDEX_LIMIT,
     PADDING_MODES,
@@ -299,8 +301,9 @@ class ConvGeometry:
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def from_weight(
-        cls, weight_shape: Sequence[int], input_shape: Sequence[int], *, stride=1, padding=0,
-        dilation=1, groups=1, padding_mode: str = "zeros", flip: bool = False,
+        cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+        padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+        padding_mode: PaddingMode = "zeros", flip: bool = False,
         output_size: Sequence[int] | None = None,
     ) -> ConvGeometry:
         """Validate a layer given PyTorch's weight shape ``(C_out, C_in/groups, *kernel)``.
@@ -354,7 +357,8 @@ class ConvGeometry:
 
     @classmethod
     def from_kernel_size(
-        cls, input_shape: Sequence[int], kernel_size, *, depthwise: bool = False, **kwargs,
+        cls, input_shape: ShapeLike, kernel_size: IntOrTuple, *, depthwise: bool = False,
+        **kwargs: Any,
     ) -> ConvGeometry:
         """Validate a weightless layer given by ``kernel_size``: selection and pooling maps.
 
@@ -376,8 +380,9 @@ class ConvGeometry:
 
     @classmethod
     def for_transpose(
-        cls, weight_shape: Sequence[int], input_shape: Sequence[int], *, stride=1, padding=0,
-        output_padding=0, dilation=1, groups=1,
+        cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+        padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1, groups: int = 1,
     ) -> ConvGeometry:
         """Geometry of the convolution whose adjoint is ``conv_transpose{d}d``.
 

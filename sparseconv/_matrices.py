@@ -18,13 +18,23 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import AxisSegment, ConvGeometry
 from ._memory import check_memory
+from ._typing import (
+    ArrayLike,
+    DTypeLike,
+    ExplicitPaddingLike,
+    IntOrTuple,
+    PaddingLike,
+    PaddingMode,
+    ShapeLike,
+    SparseArray,
+    SparseFormat,
+)
 from ._validation import as_weight, check_format, layer_dtype
 
 __all__ = ["assemble", "conv_matrix", "conv_transpose_matrix", "format_bytes", "matrix_bytes"]
@@ -201,10 +211,11 @@ def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
 
 
 def conv_matrix(
-    weight: np.ndarray, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
-    padding: int | str | Sequence = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
-    padding_mode: str = "zeros", flip: bool = False, format: str = "csr", dtype=None,
-) -> sp.sparray:
+    weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+    padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+    padding_mode: PaddingMode = "zeros", flip: bool = False, format: SparseFormat = "csr",
+    dtype: DTypeLike = None,
+) -> SparseArray:
     """The sparse matrix of a convolution layer (PyTorch's ``conv{1,2,3}d``).
 
     Parameters
@@ -288,10 +299,11 @@ def conv_matrix(
 
 
 def conv_transpose_matrix(
-    weight: np.ndarray, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
-    padding: int | Sequence = 0, output_padding: int | Sequence[int] = 0,
-    dilation: int | Sequence[int] = 1, groups: int = 1, format: str = "csr", dtype=None,
-) -> sp.sparray:
+    weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+    padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1, groups: int = 1, format: SparseFormat = "csr",
+    dtype: DTypeLike = None,
+) -> SparseArray:
     """The sparse matrix of a transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``).
 
     Parameters

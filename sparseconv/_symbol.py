@@ -20,6 +20,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._geometry import ConvGeometry
+from ._typing import (
+    ArrayLike,
+    IntOrTuple,
+    PaddingLike,
+    ShapeLike,
+)
 from ._validation import (
     PADDING_MODES,
     int_tuple,
@@ -143,7 +149,8 @@ def block_diagonal(h: np.ndarray) -> np.ndarray:
     return full
 
 
-def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilation=1,
+def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
+           padding: PaddingLike | None = None, dilation: IntOrTuple = 1,
            groups: int = 1) -> np.ndarray:
     """The per-frequency matrices of a circular layer.
 
@@ -273,8 +280,8 @@ def top_per_frequency(h: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(np.linalg.eigvalsh(gram)[:, -1], 0, None)).reshape(h.shape[:-2])
 
 
-def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
-                  groups: int = 1) -> np.ndarray:
+def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
+                  dilation: IntOrTuple = 1, groups: int = 1) -> np.ndarray:
     """The largest singular value of the circular layer's symbol at each frequency.
 
     Like :func:`symbol`, this describes the periodic (circular) layer only, whatever the
