@@ -255,7 +255,7 @@ def compose_kernels(*weights: ArrayLike, stride: Sequence[IntOrTuple] | None = N
     per_layer = {name: per_layer_tuples(values, name, depth, 1 if name == "groups" else ndim)
                  for name, values in (("stride", stride), ("dilation", dilation),
                                       ("groups", groups))}
-    dense = []
+    dense: list[np.ndarray] = []
     for i, (w, (g,)) in enumerate(zip(arrays, per_layer["groups"])):
         c_in = w.shape[1] * g if i == 0 else dense[-1].shape[0]
         if w.shape[0] % g or w.shape[1] * g != c_in:

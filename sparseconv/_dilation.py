@@ -43,5 +43,6 @@ def dilate_kernel(weight: ArrayLike, dilation: IntOrTuple) -> np.ndarray:
     dilation = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
     size = [d * (k - 1) + 1 for k, d in zip(weight.shape[2:], dilation)]
     out = np.zeros((*weight.shape[:2], *size), dtype=weight.dtype)
-    out[(Ellipsis, *(slice(None, None, d) for d in dilation))] = weight
+    # numpy's stubs refuse Ellipsis beside slices, which numpy accepts
+    out[(Ellipsis, *(slice(None, None, d) for d in dilation))] = weight  # type: ignore[index]
     return out

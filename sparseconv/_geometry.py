@@ -60,7 +60,7 @@ class AxisGeometry:
     stride: int
     dilation: int
     pad: tuple[int, int]
-    padding_mode: str
+    padding_mode: PaddingMode
     output_size: int
 
     @property
@@ -256,7 +256,8 @@ class AxisSegment:
         out = np.take(weight, first, axis=axis)
         index = (slice(None),) * (axis % weight.ndim)
         for entries, taps in extras:
-            out[(*index, entries)] += np.take(weight, taps, axis=axis)
+            # numpy's stubs refuse slices beside an index array, which numpy accepts
+            out[(*index, entries)] += np.take(weight, taps, axis=axis)  # type: ignore[arg-type]
         return out
 
 
@@ -454,7 +455,7 @@ class ConvGeometry:
         return tuple(a.pad for a in self.axes)
 
     @property
-    def padding_mode(self) -> str:
+    def padding_mode(self) -> PaddingMode:
         return self.axes[0].padding_mode
 
     @property
@@ -497,7 +498,8 @@ class ConvGeometry:
     def tap_weights(self, weight: np.ndarray) -> np.ndarray:
         """``weight`` as applied to the gather map's taps: flipped for a true convolution."""
         if self.flip:
-            return weight[(Ellipsis, *[slice(None, None, -1)] * self.ndim)]
+            # numpy's stubs refuse Ellipsis beside slices, which numpy accepts
+            return weight[(Ellipsis, *[slice(None, None, -1)] * self.ndim)]  # type: ignore[arg-type]
         return weight
 
     def nnz(self) -> int:

@@ -224,7 +224,7 @@ class ConvOperator(_GeometryOperator):
     def __init__(
         self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
         padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
-        padding_mode: PaddingMode = "zeros", flip: bool = False, dtype: DTypeLike = None,
+        padding_mode: PaddingMode = "zeros", flip: bool = False, dtype: DTypeLike | None = None,
     ) -> None:
         weight = as_weight(weight)
         self.geometry = ConvGeometry.from_weight(
@@ -313,7 +313,7 @@ class ConvTransposeOperator(_GeometryOperator):
     def __init__(
         self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
         padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
-        dilation: IntOrTuple = 1, groups: int = 1, dtype: DTypeLike = None,
+        dilation: IntOrTuple = 1, groups: int = 1, dtype: DTypeLike | None = None,
     ) -> None:
         weight = as_weight(weight)
         self.geometry = ConvGeometry.for_transpose(

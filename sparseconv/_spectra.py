@@ -172,6 +172,7 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
                         dilation=g.dilation, groups=g.groups, padding_mode=g.padding_mode,
                         dtype=np.result_type(layer.weight, np.float64))
         product = A if product is None else A @ product
+    assert product is not None  # the chain holds at least one layer
     return product.toarray()
 
 
@@ -375,6 +376,7 @@ def _product(chain: list[_Layer]) -> np.ndarray:
     for layer in chain:
         h = block_diagonal(symbol_at(layer.geom, layer.weight))
         total = h if total is None else h @ total  # applied first to last
+    assert total is not None  # the chain holds at least one layer
     return total
 
 

@@ -22,6 +22,7 @@ conversion. float16 kernels are computed in float32, as everywhere in sparseconv
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -110,7 +111,7 @@ def _kron_sum(outer: list, inner: list) -> sp.csr_array:
 # Toeplitz and circulant
 # ---------------------------------------------------------------------------------------------
 def toeplitz_matrix(kernel: ArrayLike, n: int, mode: ConvMode = "full", *,
-                    format: SparseFormat = "csr", dtype: DTypeLike = None) -> SparseArray:
+                    format: SparseFormat = "csr", dtype: DTypeLike | None = None) -> SparseArray:
     """The Toeplitz matrix of the 1-D convolution with ``kernel``, as a sparse array.
 
     Parameters
@@ -177,7 +178,8 @@ def _geometry_2d(kernel, input_size, padding, padding_mode="zeros") -> ConvGeome
 
 
 def doubly_block_toeplitz(kernel: ArrayLike, input_size: ShapeLike, mode: ConvMode = "full", *,
-                          format: SparseFormat = "csr", dtype: DTypeLike = None) -> SparseArray:
+                          format: SparseFormat = "csr",
+                          dtype: DTypeLike | None = None) -> SparseArray:
     """The 2-D convolution as a Toeplitz matrix of Toeplitz blocks, assembled from kernel rows.
 
     Parameters
@@ -241,7 +243,8 @@ def _circulant(column: np.ndarray) -> sp.csr_array:
 
 
 def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
-                           format: SparseFormat = "csr", dtype: DTypeLike = None) -> SparseArray:
+                           format: SparseFormat = "csr",
+                           dtype: DTypeLike | None = None) -> SparseArray:
     """The circular 2-D convolution as a circulant matrix of circulant blocks.
 
     Parameters
@@ -296,7 +299,8 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
     np.add.at(column, np.ix_(*[(np.arange(m) - f) % n
                               for m, f, n in zip(kernel.shape, firsts, size)]), kernel)
     lags = np.flatnonzero(column.any(axis=1))
-    shifts = [_circulant(np.eye(1, n0, j, dtype=dtype).ravel()) for j in lags]
+    # numpy's stubs type the diagonal offset as int, not as numpy's integers
+    shifts = [_circulant(np.eye(1, n0, j, dtype=dtype).ravel()) for j in lags]  # type: ignore[call-overload]
     blocks = [_circulant(column[j]) for j in lags]
     if not blocks:  # an all-zero kernel
         return sp.csr_array((n0 * n1, n0 * n1), dtype=dtype).asformat(format)
@@ -307,7 +311,7 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
 # Channels
 # ---------------------------------------------------------------------------------------------
 def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, format: SparseFormat = "csr",
-                   dtype: DTypeLike = None) -> SparseArray:
+                   dtype: DTypeLike | None = None) -> SparseArray:
     """A 1x1 convolution (channel mixing) as ``kron(W, I)``.
 
     Parameters
@@ -358,7 +362,7 @@ def block_conv_matrix(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
     padding_mode: PaddingMode = "zeros", flip: bool = False, format: SparseFormat = "csr",
-    dtype: DTypeLike = None,
+    dtype: DTypeLike | None = None,
 ) -> SparseArray:
     """A multi-channel convolution as a block array of single-channel matrices.
 
@@ -406,7 +410,7 @@ def block_conv_matrix(
     dtype = layer_dtype(weight, dtype)
     _check_memory(geom.nnz(), geom.shape, dtype, format,
                   f"the {geom.shape[0]} x {geom.shape[1]} block convolution matrix", copies=4)
-    kwargs = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation,
+    kwargs: dict[str, Any] = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation,
                   padding_mode=geom.padding_mode, flip=geom.flip, dtype=dtype)
     single = (1, *geom.input_size)
     per_group = geom.out_channels // geom.groups

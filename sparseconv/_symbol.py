@@ -24,6 +24,7 @@ from ._typing import (
     ArrayLike,
     IntOrTuple,
     PaddingLike,
+    PaddingMode,
     ShapeLike,
 )
 from ._validation import (
@@ -56,7 +57,9 @@ def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
     return normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation))
 
 
-def layer_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode) -> tuple:
+def layer_geometry(weight: ArrayLike, input_shape: ShapeLike, stride: IntOrTuple,
+                   padding: PaddingLike | None, dilation: IntOrTuple, groups: int,
+                   padding_mode: PaddingMode) -> tuple[np.ndarray, ConvGeometry]:
     """The validated ``(weight, geometry)`` of a layer; ``padding=None`` is periodic padding.
 
     The weight must be finite: spectra of NaN or infinite entries mean nothing.
@@ -122,7 +125,8 @@ def symbol_at(geom: ConvGeometry, weight: np.ndarray, frequencies=None) -> np.nd
     ndim, groups = geom.ndim, geom.groups
     grid = np.array([a.size // a.stride for a in geom.axes])
     c_out, c_in = geom.out_channels // groups, geom.in_channels // groups
-    xi = (np.indices(grid).reshape(ndim, -1).T if frequencies is None
+    # numpy's stubs want the shape of np.indices as a sequence, not an integer array
+    xi = (np.indices(grid).reshape(ndim, -1).T if frequencies is None  # type: ignore[call-overload]
           else np.asarray(frequencies, dtype=np.int64).reshape(-1, ndim))
     first = [a.tap_index()[0] for a in geom.axes]  # positions read by output 0, per axis
     taps = list(np.ndindex(*geom.kernel_size))
@@ -271,7 +275,8 @@ def conjugate_pairs(grid: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     itself = np.ravel_multi_index(list(xi), grid)
     negative = np.ravel_multi_index([(-x) % n for x, n in zip(xi, grid)], grid)
     keep = itself <= negative
-    return xi[:, keep].T, np.where(itself[keep] == negative[keep], 1, 2)
+    # numpy's stubs give ravel_multi_index of a list of arrays a scalar type, not an array
+    return xi[:, keep].T, np.where(itself[keep] == negative[keep], 1, 2)  # type: ignore[index]
 
 
 def top_per_frequency(h: np.ndarray) -> np.ndarray:

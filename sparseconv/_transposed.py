@@ -75,7 +75,7 @@ def transpose_kernel(weight: ArrayLike, groups: int = 1) -> np.ndarray:
 def fractionally_strided(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
-    groups: int = 1, format: SparseFormat = "csr", dtype: DTypeLike = None,
+    groups: int = 1, format: SparseFormat = "csr", dtype: DTypeLike | None = None,
 ) -> tuple[SparseArray, SparseArray]:
     """A transposed convolution as zero insertion followed by a stride-1 direct convolution.
 
