@@ -230,6 +230,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     """
     check_memory(_section_bytes(geom, axis), "an exact section of spectral_norm")
     c_out, taps = geom.out_channels // geom.groups, math.prod(geom.kernel_size)
+    witnesses: dict[int, Witness]
     mu, bandwidth, witnesses = 0.0, 0, {}
 
     def certified(value: float) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +22,7 @@ from ._dilation import dilate_kernel
 from ._geometry import dense_weight
 from ._matrices import check_format, conv_matrix
 from ._memory import check_memory
+from ._typing import ArrayLike, IntOrTuple, ShapeLike, SparseFormat
 from ._validation import as_weight, per_layer_tuples
 
 __all__ = ["AffineMap", "affine_conv", "compose", "compose_kernels"]
@@ -86,12 +88,12 @@ class AffineMap:
     def shape(self) -> tuple[int, int]:
         return self.matrix.shape
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: ArrayLike) -> np.ndarray:
         """Apply to a vector ``(n,)`` or to columns ``(n, k)``."""
         x = np.asarray(x)
         return self.matrix @ x + (self.bias if x.ndim == 1 else self.bias[:, None])
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: AffineMap | sp.sparray) -> AffineMap:
         if isinstance(other, AffineMap) or sp.issparse(other):
             check_chain([as_matrix(other, "other"), self.matrix], names=["g", "f in f @ g"])
         if isinstance(other, AffineMap):
@@ -100,7 +102,7 @@ class AffineMap:
             return AffineMap(self.matrix @ other, self.bias)
         return NotImplemented
 
-    def homogeneous(self, format: str = "csr") -> sp.sparray:
+    def homogeneous(self, format: SparseFormat = "csr") -> sp.sparray:
         """The ``(m+1) x (n+1)`` matrix ``[[A, b], [0, 1]]``: composition is its product."""
         check_format(format)
         corner = sp.csr_array(np.ones((1, 1), dtype=self.bias.dtype))
@@ -108,7 +110,8 @@ class AffineMap:
                               format=format)
 
 
-def affine_conv(weight: np.ndarray, bias, input_shape: Sequence[int], **kwargs) -> AffineMap:
+def affine_conv(weight: ArrayLike, bias: ArrayLike | None, input_shape: ShapeLike,
+                **kwargs: Any) -> AffineMap:
     """A convolution layer with bias, ``x -> conv(x) + bias``, as an :class:`AffineMap`.
 
     Parameters
@@ -156,7 +159,7 @@ def check_chain(matrices: list, n_in: int | None = None, names=None) -> None:
         expected = matrix.shape[0]
 
 
-def compose(*layers) -> sp.sparray | AffineMap:
+def compose(*layers: sp.sparray | AffineMap) -> sp.csr_array | AffineMap:
     """The composition of layers, first applied first: ``layers[-1] @ ... @ layers[0]``.
 
     Parameters
@@ -195,8 +198,9 @@ def compose(*layers) -> sp.sparray | AffineMap:
     return result
 
 
-def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
-                    dilation: Sequence | None = None, groups: Sequence | None = None) -> np.ndarray:
+def compose_kernels(*weights: ArrayLike, stride: Sequence[IntOrTuple] | None = None,
+                    dilation: Sequence[IntOrTuple] | None = None,
+                    groups: Sequence[int] | None = None) -> np.ndarray:
     """The single kernel of a stack of "valid" convolutions, first applied first.
 
     Parameters
@@ -255,7 +259,7 @@ def compose_kernels(*weights: np.ndarray, stride: Sequence | None = None,
                  for name, values in (("stride", stride), ("dilation", dilation),
                                       ("groups", groups))}
     _check_composed_memory(arrays, per_layer)
-    dense = []
+    dense: list[np.ndarray] = []
     for i, (w, (g,)) in enumerate(zip(arrays, per_layer["groups"])):
         c_in = w.shape[1] * g if i == 0 else dense[-1].shape[0]
         if w.shape[0] % g or w.shape[1] * g != c_in:

@@ -7,17 +7,17 @@ the equivalence a checkable object, as the tutorial draws it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
 from ._memory import check_memory
+from ._typing import ArrayLike, IntOrTuple
 from ._validation import int_tuple, layer_weight
 
 __all__ = ["dilate_kernel"]
 
 
-def dilate_kernel(weight: np.ndarray, dilation: int | Sequence[int]) -> np.ndarray:
+def dilate_kernel(weight: ArrayLike, dilation: IntOrTuple) -> np.ndarray:
     """The kernel with ``dilation - 1`` zeros inserted between its taps.
 
     Parameters
@@ -48,5 +48,6 @@ def dilate_kernel(weight: np.ndarray, dilation: int | Sequence[int]) -> np.ndarr
     check_memory(weight.itemsize * math.prod(weight.shape[:2]) * math.prod(size),
                  f"the dilated kernel of shape {(*weight.shape[:2], *size)}")
     out = np.zeros((*weight.shape[:2], *size), dtype=weight.dtype)
-    out[(Ellipsis, *(slice(None, None, d) for d in dilation))] = weight
+    # numpy's stubs refuse Ellipsis beside slices, which numpy accepts
+    out[(Ellipsis, *(slice(None, None, d) for d in dilation))] = weight  # type: ignore[index]
     return out

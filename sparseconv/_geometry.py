@@ -23,11 +23,13 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._shapes import conv_transpose_output_shape, output_sizes
+from ._typing import ExplicitPaddingLike, IntOrTuple, PaddingLike, PaddingMode, ShapeLike
 from ._validation import (
     INDEX_LIMIT,
     PADDING_MODES,
@@ -60,7 +62,7 @@ class AxisGeometry:
     stride: int
     dilation: int
     pad: tuple[int, int]
-    padding_mode: str
+    padding_mode: PaddingMode
     output_size: int
 
     @property
@@ -256,7 +258,8 @@ class AxisSegment:
         out = np.take(weight, first, axis=axis)
         index = (slice(None),) * (axis % weight.ndim)
         for entries, taps in extras:
-            out[(*index, entries)] += np.take(weight, taps, axis=axis)
+            # numpy's stubs refuse slices beside an index array, which numpy accepts
+            out[(*index, entries)] += np.take(weight, taps, axis=axis)  # type: ignore[arg-type]
         return out
 
 
@@ -301,8 +304,9 @@ class ConvGeometry:
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def from_weight(
-        cls, weight_shape: Sequence[int], input_shape: Sequence[int], *, stride=1, padding=0,
-        dilation=1, groups=1, padding_mode: str = "zeros", flip: bool = False,
+        cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+        padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+        padding_mode: PaddingMode = "zeros", flip: bool = False,
         output_size: Sequence[int] | None = None,
     ) -> ConvGeometry:
         """Validate a layer given PyTorch's weight shape ``(C_out, C_in/groups, *kernel)``.
@@ -356,7 +360,8 @@ class ConvGeometry:
 
     @classmethod
     def from_kernel_size(
-        cls, input_shape: Sequence[int], kernel_size, *, depthwise: bool = False, **kwargs,
+        cls, input_shape: ShapeLike, kernel_size: IntOrTuple, *, depthwise: bool = False,
+        **kwargs: Any,
     ) -> ConvGeometry:
         """Validate a weightless layer given by ``kernel_size``: selection and pooling maps.
 
@@ -378,8 +383,9 @@ class ConvGeometry:
 
     @classmethod
     def for_transpose(
-        cls, weight_shape: Sequence[int], input_shape: Sequence[int], *, stride=1, padding=0,
-        output_padding=0, dilation=1, groups=1,
+        cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+        padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1, groups: int = 1,
     ) -> ConvGeometry:
         """Geometry of the convolution whose adjoint is ``conv_transpose{d}d``.
 
@@ -451,7 +457,7 @@ class ConvGeometry:
         return tuple(a.pad for a in self.axes)
 
     @property
-    def padding_mode(self) -> str:
+    def padding_mode(self) -> PaddingMode:
         return self.axes[0].padding_mode
 
     @property
@@ -494,7 +500,8 @@ class ConvGeometry:
     def tap_weights(self, weight: np.ndarray) -> np.ndarray:
         """``weight`` as applied to the gather map's taps: flipped for a true convolution."""
         if self.flip:
-            return weight[(Ellipsis, *[slice(None, None, -1)] * self.ndim)]
+            # numpy's stubs refuse Ellipsis beside slices, which numpy accepts
+            return weight[(Ellipsis, *[slice(None, None, -1)] * self.ndim)]  # type: ignore[arg-type]
         return weight
 
     def nnz(self) -> int:

@@ -53,6 +53,7 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
     limit = get_memory_limit()
     fits = maxiter + 1 if limit is None else limit // (n * itemsize) - 3  # 3 work vectors
     if fits < 3:
+        assert limit is not None  # without a limit, fits = maxiter + 1 > 64 (see lower_bound)
         raise MatrixTooLargeError(
             f"the Lanczos vectors of spectral_norm need {6 * n * itemsize / 2**30:.2f} GiB "
             f"(6 vectors of {n} entries), more than the memory limit of {limit / 2**30:.2f} "
@@ -75,6 +76,8 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarra
     history, steps, v = [], 0, start
     while True:
         basis[0] = v / np.linalg.norm(v)
+        alpha: list[float]
+        beta: list[float]
         alpha, beta, ritz = [], [], np.ones(1)
         for j in range(size - 1):
             w = op.rmatvec(op.matvec(basis[j]))

@@ -18,13 +18,24 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import AxisSegment, ConvGeometry
 from ._memory import USE_OPERATOR, check_memory
+from ._typing import (
+    ArrayLike,
+    DTypeLike,
+    ExplicitPaddingLike,
+    IntOrTuple,
+    PaddingLike,
+    PaddingMode,
+    ShapeLike,
+    SparseArray,
+    SparseFormat,
+)
 from ._validation import as_weight, check_format, layer_dtype
 
 __all__ = ["assemble", "conv_matrix", "conv_transpose_matrix", "format_bytes", "matrix_bytes"]
@@ -153,7 +164,7 @@ def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
     # Column of entry (output i of a block, channel c, positions e) in group 0:
     # c*n_in + sum_d in_step_d * (positions_d[e_d] + i_d*stride_d). One term per segment.
     in_steps = np.cumprod((1,) + geom.input_size[:0:-1])[::-1]
-    terms = []
+    terms: list[list[Any]] = []  # per axis and segment: column offsets, None if empty
     for d, segs in enumerate(segments):
         grid = [1] * (2 * ndim + 1)
         terms.append([])
@@ -169,7 +180,8 @@ def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
     w = np.asarray(geom.tap_weights(weight), dtype=dtype)
     data = np.empty((c_out, layout.length), dtype=dtype)
     columns = np.empty(layout.length, dtype=index_dtype)
-    folded = {(): w}  # the weight folded along the first axes, shared by blocks
+    # the weight folded along the first axes, shared by blocks
+    folded: dict[tuple[int, ...], np.ndarray] = {(): w}
     for block in itertools.product(*(range(len(segs)) for segs in segments)):
         if any(segments[d][j].count == 0 for d, j in enumerate(block)):
             continue  # these outputs read only zero padding: empty rows
@@ -201,10 +213,11 @@ def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
 
 
 def conv_matrix(
-    weight: np.ndarray, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
-    padding: int | str | Sequence = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
-    padding_mode: str = "zeros", flip: bool = False, format: str = "csr", dtype=None,
-) -> sp.sparray:
+    weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+    padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+    padding_mode: PaddingMode = "zeros", flip: bool = False, format: SparseFormat = "csr",
+    dtype: DTypeLike | None = None,
+) -> SparseArray:
     """The sparse matrix of a convolution layer (PyTorch's ``conv{1,2,3}d``).
 
     Parameters
@@ -288,10 +301,11 @@ def conv_matrix(
 
 
 def conv_transpose_matrix(
-    weight: np.ndarray, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
-    padding: int | Sequence = 0, output_padding: int | Sequence[int] = 0,
-    dilation: int | Sequence[int] = 1, groups: int = 1, format: str = "csr", dtype=None,
-) -> sp.sparray:
+    weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+    padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1, groups: int = 1, format: SparseFormat = "csr",
+    dtype: DTypeLike | None = None,
+) -> SparseArray:
     """The sparse matrix of a transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``).
 
     Parameters

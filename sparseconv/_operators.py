@@ -19,15 +19,24 @@ at each product).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from ._geometry import ConvGeometry
 from ._matrices import assemble, check_format
 from ._products import check_product_memory, forward, forward_bytes, transpose_map
+from ._typing import (
+    ArrayLike,
+    DTypeLike,
+    ExplicitPaddingLike,
+    IntOrTuple,
+    PaddingLike,
+    PaddingMode,
+    ShapeLike,
+    SparseArray,
+    SparseFormat,
+)
 from ._validation import as_weight, layer_dtype
 
 __all__ = ["ConvOperator", "ConvTransposeOperator", "as_geometry", "layer_of"]
@@ -108,7 +117,7 @@ class _GeometryOperator(LinearOperator):
     def _adjoint(self):
         return _Adjoint(self)
 
-    def tosparse(self, format: str = "csr") -> sp.sparray:
+    def tosparse(self, format: SparseFormat = "csr") -> SparseArray:
         """The explicit matrix in ``format``, sized against the memory limit first."""
         check_format(format)
         return self._explicit(format, adjoint=False)
@@ -213,9 +222,10 @@ class ConvOperator(_GeometryOperator):
     """
 
     def __init__(
-        self, weight, input_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
-        groups: int = 1, padding_mode: str = "zeros", flip: bool = False, dtype=None,
-    ):
+        self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+        padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+        padding_mode: PaddingMode = "zeros", flip: bool = False, dtype: DTypeLike | None = None,
+    ) -> None:
         weight = as_weight(weight)
         self.geometry = ConvGeometry.from_weight(
             weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
@@ -301,9 +311,10 @@ class ConvTransposeOperator(_GeometryOperator):
     """
 
     def __init__(
-        self, weight, input_shape: Sequence[int], *, stride=1, padding=0, output_padding=0,
-        dilation=1, groups: int = 1, dtype=None,
-    ):
+        self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+        padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1, groups: int = 1, dtype: DTypeLike | None = None,
+    ) -> None:
         weight = as_weight(weight)
         self.geometry = ConvGeometry.for_transpose(
             weight.shape, input_shape, stride=stride, padding=padding,

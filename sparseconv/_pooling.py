@@ -11,23 +11,30 @@ conversion are sized against the memory limit before anything is allocated.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
 from ._matrices import assemble, check_format, format_bytes, matrix_bytes
+from ._typing import (
+    DTypeLike,
+    ExplicitPaddingLike,
+    IntOrTuple,
+    ShapeLike,
+    SparseArray,
+    SparseFormat,
+)
 from ._validation import as_bool, int_tuple, layer_dtype, normalize_padding, positive_int
 
 __all__ = ["avg_pool_matrix"]
 
 
 def avg_pool_matrix(
-    input_shape: Sequence[int], kernel_size: int | Sequence[int], stride=None, padding=0,
-    ceil_mode: bool = False, count_include_pad: bool = True,
-    divisor_override: int | None = None, *, format: str = "csr", dtype=np.float64,
-) -> sp.sparray:
+    input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOrTuple | None = None,
+    padding: ExplicitPaddingLike = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+    divisor_override: int | None = None, *, format: SparseFormat = "csr",
+    dtype: DTypeLike = np.float64,
+) -> SparseArray:
     """The sparse matrix of average pooling (PyTorch's ``avg_pool{1,2,3}d``).
 
     Parameters

@@ -29,6 +29,7 @@ import functools
 import itertools
 import math
 import threading
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -296,6 +297,7 @@ def _phase_merge(geom: ConvGeometry, split: np.ndarray) -> np.ndarray:
     zeros, span = _adjoint_span(geom)
     out = np.empty((channels, *(n for _, n in span), b), split.dtype)
     for phase in itertools.product(*(range(a.stride) for a in geom.axes)):
+        src: list[int | slice]
         src, dst = [slice(None)], [slice(None)]
         for r, a, (lo, n) in zip(phase, geom.axes, span):
             first = lo + (r - lo) % a.stride  # first position of the span in this phase
@@ -392,7 +394,7 @@ class Polyphase:
         zeros on the left (when negative, ``y`` is cropped instead) and enough on the right for
         ``size`` outputs; the geometry drops any outputs beyond those.
         """
-        phases = []
+        phases: list[dict[str, Any]] = []
         for r in range(axis.stride):
             taps = [t for t in range(axis.kernel_size) if (t * axis.dilation) % axis.stride == r]
             first = lo + (r - lo) % axis.stride

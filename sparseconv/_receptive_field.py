@@ -19,17 +19,19 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ._composition import as_matrix, check_chain
-from ._geometry import spatial_matrix
+from ._composition import AffineMap, as_matrix, check_chain
+from ._geometry import ConvGeometry, spatial_matrix
 from ._memory import check_memory
-from ._operators import as_geometry
+from ._operators import ConvOperator, as_geometry
+from ._typing import IntOrTuple, ShapeLike
 from ._validation import int_tuple, is_int, per_layer_tuples, spatial_size
 
 __all__ = ["receptive_field", "receptive_field_paths", "receptive_field_size"]
 
 
-def receptive_field(layers: Sequence, input_shape: Sequence[int], output_index,
-                    output_shape: Sequence[int] | None = None) -> np.ndarray:
+def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: ShapeLike,
+                    output_index: int | Sequence[int],
+                    output_shape: ShapeLike | None = None) -> np.ndarray:
     """The exact receptive field of one output unit of a composition of layers.
 
     Parameters
@@ -114,7 +116,10 @@ def receptive_field(layers: Sequence, input_shape: Sequence[int], output_index,
     return reached.astype(bool).reshape(input_shape)
 
 
-def receptive_field_paths(layers, position: Sequence[int] | None = None) -> np.ndarray:
+def receptive_field_paths(
+    layers: ConvGeometry | ConvOperator | Sequence[ConvGeometry | ConvOperator],
+    position: Sequence[int] | None = None,
+) -> np.ndarray:
     """Number of paths from each input position to one output position through a stack.
 
     Parameters
@@ -177,8 +182,9 @@ def receptive_field_paths(layers, position: Sequence[int] | None = None) -> np.n
     return paths.reshape(geoms[0].input_size)
 
 
-def receptive_field_size(kernel_size: Sequence, stride: Sequence | None = None,
-                         dilation: Sequence | None = None) -> int | tuple[int, ...]:
+def receptive_field_size(kernel_size: Sequence[IntOrTuple],
+                         stride: Sequence[IntOrTuple] | None = None,
+                         dilation: Sequence[IntOrTuple] | None = None) -> int | tuple[int, ...]:
     """The extent of the receptive field of a stack of convolutions, in closed form.
 
     Parameters

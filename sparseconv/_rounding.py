@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def gamma(k: float) -> float:
     return k * U / (1 - k * U)
 
 
-def up(x: float, operations: int = 8) -> float:
+def up(x: float | np.floating, operations: int = 8) -> float:
     """``x``, a result of at most ``operations`` roundings of positive terms, rounded outward."""
     return float(x) * (1 + gamma(operations)) if x > 0 else float(x)
 
@@ -99,6 +100,10 @@ class Rounding:
         """A bound on ``|| |A| ||_2`` (hence on ``||A||_2``): ``sqrt(row_sum * column_sum)``."""
         return up(math.sqrt(self.row_sum * self.column_sum))
 
+    @overload
+    def top_upper(self, top: np.ndarray, rows: int, cols: int) -> np.ndarray: ...
+    @overload
+    def top_upper(self, top: float, rows: int, cols: int) -> float: ...
     def top_upper(self, top: np.ndarray | float, rows: int, cols: int) -> np.ndarray | float:
         """A rigorous upper bound on ``sigma_max(H(xi))`` from its computed value ``top``.
 

@@ -12,7 +12,6 @@ before anything is allocated; ``dtype=float16`` is refused (scipy.sparse lacks i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +19,15 @@ import scipy.sparse as sp
 from ._geometry import ConvGeometry
 from ._matrices import check_format, format_bytes
 from ._memory import USE_OPERATOR, check_memory
+from ._typing import (
+    DTypeLike,
+    IntOrTuple,
+    PaddingLike,
+    PaddingMode,
+    ShapeLike,
+    SparseArray,
+    SparseFormat,
+)
 from ._validation import layer_dtype
 
 __all__ = ["im2col_matrix", "pad_matrix", "stride_matrix"]
@@ -48,9 +56,10 @@ def _selection(geom: ConvGeometry, dtype, format: str) -> sp.sparray:
     return matrix.asformat(format)
 
 
-def im2col_matrix(input_shape: Sequence[int], kernel_size: int | Sequence[int], stride=1,
-                  padding=0, dilation=1, padding_mode: str = "zeros", *, format: str = "csr",
-                  dtype=np.float64) -> sp.sparray:
+def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOrTuple = 1,
+                  padding: PaddingLike = 0, dilation: IntOrTuple = 1,
+                  padding_mode: PaddingMode = "zeros", *, format: SparseFormat = "csr",
+                  dtype: DTypeLike = np.float64) -> SparseArray:
     """The 0/1 matrix ``P`` that gathers the patches of an input (im2col, ``unfold``).
 
     Parameters
@@ -98,9 +107,9 @@ def im2col_matrix(input_shape: Sequence[int], kernel_size: int | Sequence[int], 
     return _selection(geom, dtype, format)
 
 
-def pad_matrix(input_shape: Sequence[int], padding, padding_mode: str = "zeros", *,
-               kernel_size: int | Sequence[int] | None = None, dilation=1,
-               format: str = "csr", dtype=np.float64) -> sp.sparray:
+def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: PaddingMode = "zeros",
+               *, kernel_size: IntOrTuple | None = None, dilation: IntOrTuple = 1,
+               format: SparseFormat = "csr", dtype: DTypeLike = np.float64) -> SparseArray:
     """Padding as a sparse linear map: the 0/1 matrix of ``np.pad`` / ``F.pad``.
 
     Parameters
@@ -153,8 +162,8 @@ def pad_matrix(input_shape: Sequence[int], padding, padding_mode: str = "zeros",
     return _selection(unit, dtype, format)
 
 
-def stride_matrix(input_shape: Sequence[int], stride, *, format: str = "csr",
-                  dtype=np.float64) -> sp.sparray:
+def stride_matrix(input_shape: ShapeLike, stride: IntOrTuple, *, format: SparseFormat = "csr",
+                  dtype: DTypeLike = np.float64) -> SparseArray:
     """Stride as a 0/1 subsampling matrix: keep every ``stride``-th position of each axis.
 
     Parameters

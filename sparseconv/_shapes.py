@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import SupportsIndex, overload
 
+from ._typing import ExplicitPaddingLike, IntOrTuple, PaddingLike
 from ._validation import int_tuple, is_int, normalize_padding, spatial_size
 
 __all__ = ["conv_output_shape", "conv_transpose_output_shape", "output_sizes"]
@@ -41,9 +43,19 @@ def _per_axis(input_size, kernel_size, stride, dilation) -> tuple[tuple[int, ...
             int_tuple(dilation, len(sizes), "dilation", 1))
 
 
+@overload
 def conv_output_shape(
-    input_size: int | Sequence[int], kernel_size: int | Sequence[int], stride=1, padding=0,
-    dilation=1,
+    input_size: SupportsIndex, kernel_size: IntOrTuple, stride: IntOrTuple = ...,
+    padding: PaddingLike = ..., dilation: IntOrTuple = ...,
+) -> int: ...
+@overload
+def conv_output_shape(
+    input_size: Sequence[SupportsIndex], kernel_size: IntOrTuple, stride: IntOrTuple = ...,
+    padding: PaddingLike = ..., dilation: IntOrTuple = ...,
+) -> tuple[int, ...]: ...
+def conv_output_shape(
+    input_size: SupportsIndex | Sequence[SupportsIndex], kernel_size: IntOrTuple,
+    stride: IntOrTuple = 1, padding: PaddingLike = 0, dilation: IntOrTuple = 1,
 ) -> int | tuple[int, ...]:
     """Spatial output size of a convolution, PyTorch's formula per dimension.
 
@@ -81,9 +93,22 @@ def conv_output_shape(
     return out[0] if scalar else out
 
 
+@overload
 def conv_transpose_output_shape(
-    input_size: int | Sequence[int], kernel_size: int | Sequence[int], stride=1, padding=0,
-    output_padding=0, dilation=1,
+    input_size: SupportsIndex, kernel_size: IntOrTuple, stride: IntOrTuple = ...,
+    padding: ExplicitPaddingLike = ..., output_padding: IntOrTuple = ...,
+    dilation: IntOrTuple = ...,
+) -> int: ...
+@overload
+def conv_transpose_output_shape(
+    input_size: Sequence[SupportsIndex], kernel_size: IntOrTuple, stride: IntOrTuple = ...,
+    padding: ExplicitPaddingLike = ..., output_padding: IntOrTuple = ...,
+    dilation: IntOrTuple = ...,
+) -> tuple[int, ...]: ...
+def conv_transpose_output_shape(
+    input_size: SupportsIndex | Sequence[SupportsIndex], kernel_size: IntOrTuple,
+    stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
 ) -> int | tuple[int, ...]:
     """Spatial output size of a transposed convolution, PyTorch's formula per dimension.
 

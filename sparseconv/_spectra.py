@@ -42,6 +42,15 @@ from ._symbol import (
     times_power_of_two,
     unit_scale,
 )
+from ._typing import (
+    ArrayLike,
+    IntOrTuple,
+    LayerLike,
+    PaddingLike,
+    PaddingMode,
+    ShapeLike,
+    SpectralMethod,
+)
 from ._validation import spatial_size
 
 __all__ = [
@@ -166,6 +175,7 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
                         dilation=g.dilation, groups=g.groups, padding_mode=g.padding_mode,
                         dtype=np.result_type(layer.weight, np.float64))
         product = A if product is None else A @ product
+    assert product is not None  # the chain holds at least one layer
     return product.toarray()
 
 
@@ -202,8 +212,9 @@ def _eigenvalues(chain: list[_Layer], method: str, what: str) -> np.ndarray:
 
 
 def singular_values(
-    weight, input_shape: Sequence[int], *, stride=1, padding=0, dilation=1, groups: int = 1,
-    padding_mode: str = "zeros", method: str = "auto",
+    weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+    padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
+    padding_mode: PaddingMode = "zeros", method: SpectralMethod = "auto",
 ) -> np.ndarray:
     """All singular values, sorted descending, of the matrix :func:`conv_matrix` builds.
 
@@ -272,8 +283,10 @@ def singular_values(
     return _singular_values([layer], method, "singular_values")
 
 
-def eigenvalues(weight, input_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
-                groups: int = 1, padding_mode: str = "zeros", method: str = "auto") -> np.ndarray:
+def eigenvalues(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+                padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
+                padding_mode: PaddingMode = "zeros",
+                method: SpectralMethod = "auto") -> np.ndarray:
     """Eigenvalues of a square layer's matrix, sorted by decreasing modulus.
 
     Parameters
@@ -367,11 +380,12 @@ def _product(chain: list[_Layer]) -> np.ndarray:
         check_symbol_memory(layer.geom, "the symbols of a composition", copies=3)
         h = block_diagonal(symbol_at(layer.geom, layer.weight))
         total = h if total is None else h @ total  # applied first to last
+    assert total is not None  # the chain holds at least one layer
     return total
 
 
-def composition_singular_values(layers: Sequence, input_shape: Sequence[int], *,
-                                method: str = "auto") -> np.ndarray:
+def composition_singular_values(layers: Sequence[LayerLike], input_shape: ShapeLike, *,
+                                method: SpectralMethod = "auto") -> np.ndarray:
     """Singular values of a product of layers, ``A_L @ … @ A_1``.
 
     Parameters
@@ -425,8 +439,8 @@ def composition_singular_values(layers: Sequence, input_shape: Sequence[int], *,
     return _singular_values(_chain(layers, input_shape), method, "composition_singular_values")
 
 
-def composition_eigenvalues(layers: Sequence, input_shape: Sequence[int], *,
-                            method: str = "auto") -> np.ndarray:
+def composition_eigenvalues(layers: Sequence[LayerLike], input_shape: ShapeLike, *,
+                            method: SpectralMethod = "auto") -> np.ndarray:
     """Eigenvalues of a square product of layers, sorted by decreasing modulus.
 
     Parameters

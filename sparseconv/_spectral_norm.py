@@ -22,8 +22,8 @@ such, never clamped away.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from ._operators import ConvOperator
 from ._rounding import Rounding, up
 from ._spectra import dense_is_affordable
 from ._symbol import is_periodic, layer_geometry, not_periodic
+from ._typing import ArrayLike, IntOrTuple, PaddingLike, PaddingMode, ShapeLike, SpectralNormMethod
 
 __all__ = ["SpectralNorm", "spectral_norm"]
 
@@ -83,11 +84,11 @@ class SpectralNorm:
     value: float
     lower: float
     upper: float
-    method: str
-    bounds: dict = field(default_factory=dict)
+    method: Literal["fft", "dense", "bounds", "zero"]
+    bounds: dict[str, float] = field(default_factory=dict)
     converged: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("value", "lower", "upper"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
@@ -211,8 +212,9 @@ def _scaled(result: SpectralNorm, exponent: int) -> SpectralNorm:
 
 
 def spectral_norm(
-    weight, input_shape: Sequence[int], *, stride=1, padding=0, dilation=1, groups: int = 1,
-    padding_mode: str = "zeros", method: str = "auto", tol: float = 1e-7,
+    weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+    padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
+    padding_mode: PaddingMode = "zeros", method: SpectralNormMethod = "auto", tol: float = 1e-7,
 ) -> SpectralNorm:
     """The largest singular value of a layer's matrix, with a certified interval.
 

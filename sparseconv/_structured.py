@@ -22,7 +22,7 @@ conversion. float16 kernels are computed in float32, as everywhere in sparseconv
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +30,17 @@ import scipy.sparse as sp
 from ._geometry import ConvGeometry
 from ._matrices import check_format, conv_matrix, format_bytes
 from ._memory import check_memory
+from ._typing import (
+    ArrayLike,
+    ConvMode,
+    DTypeLike,
+    IntOrTuple,
+    PaddingLike,
+    PaddingMode,
+    ShapeLike,
+    SparseArray,
+    SparseFormat,
+)
 from ._validation import as_weight, is_int, layer_dtype, spatial_size
 
 __all__ = [
@@ -99,8 +110,8 @@ def _kron_sum(outer: list, inner: list) -> sp.csr_array:
 # ---------------------------------------------------------------------------------------------
 # Toeplitz and circulant
 # ---------------------------------------------------------------------------------------------
-def toeplitz_matrix(kernel: np.ndarray, n: int, mode: str = "full", *, format: str = "csr",
-                    dtype=None) -> sp.sparray:
+def toeplitz_matrix(kernel: ArrayLike, n: int, mode: ConvMode = "full", *,
+                    format: SparseFormat = "csr", dtype: DTypeLike | None = None) -> SparseArray:
     """The Toeplitz matrix of the 1-D convolution with ``kernel``, as a sparse array.
 
     Parameters
@@ -166,8 +177,9 @@ def _geometry_2d(kernel, input_size, padding, padding_mode="zeros") -> ConvGeome
                                     padding_mode=padding_mode, flip=True)
 
 
-def doubly_block_toeplitz(kernel: np.ndarray, input_size: Sequence[int], mode: str = "full", *,
-                          format: str = "csr", dtype=None) -> sp.sparray:
+def doubly_block_toeplitz(kernel: ArrayLike, input_size: ShapeLike, mode: ConvMode = "full", *,
+                          format: SparseFormat = "csr",
+                          dtype: DTypeLike | None = None) -> SparseArray:
     """The 2-D convolution as a Toeplitz matrix of Toeplitz blocks, assembled from kernel rows.
 
     Parameters
@@ -230,8 +242,9 @@ def _circulant(column: np.ndarray) -> sp.csr_array:
                       np.concatenate([-lags, n - wrapped]), (n, n))
 
 
-def doubly_block_circulant(kernel: np.ndarray, input_size: Sequence[int], *,
-                           format: str = "csr", dtype=None) -> sp.sparray:
+def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
+                           format: SparseFormat = "csr",
+                           dtype: DTypeLike | None = None) -> SparseArray:
     """The circular 2-D convolution as a circulant matrix of circulant blocks.
 
     Parameters
@@ -286,7 +299,8 @@ def doubly_block_circulant(kernel: np.ndarray, input_size: Sequence[int], *,
     np.add.at(column, np.ix_(*[(np.arange(m) - f) % n
                               for m, f, n in zip(kernel.shape, firsts, size)]), kernel)
     lags = np.flatnonzero(column.any(axis=1))
-    shifts = [_circulant(np.eye(1, n0, j, dtype=dtype).ravel()) for j in lags]
+    # numpy's stubs type the diagonal offset as int, not as numpy's integers
+    shifts = [_circulant(np.eye(1, n0, j, dtype=dtype).ravel()) for j in lags]  # type: ignore[call-overload]
     blocks = [_circulant(column[j]) for j in lags]
     if not blocks:  # an all-zero kernel
         return sp.csr_array((n0 * n1, n0 * n1), dtype=dtype).asformat(format)
@@ -296,8 +310,8 @@ def doubly_block_circulant(kernel: np.ndarray, input_size: Sequence[int], *,
 # ---------------------------------------------------------------------------------------------
 # Channels
 # ---------------------------------------------------------------------------------------------
-def conv1x1_matrix(weight: np.ndarray, spatial: int | Sequence[int], *, format: str = "csr",
-                   dtype=None) -> sp.sparray:
+def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, format: SparseFormat = "csr",
+                   dtype: DTypeLike | None = None) -> SparseArray:
     """A 1x1 convolution (channel mixing) as ``kron(W, I)``.
 
     Parameters
@@ -345,10 +359,11 @@ def conv1x1_matrix(weight: np.ndarray, spatial: int | Sequence[int], *, format: 
 
 
 def block_conv_matrix(
-    weight: np.ndarray, input_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
-    groups: int = 1, padding_mode: str = "zeros", flip: bool = False, format: str = "csr",
-    dtype=None,
-) -> sp.sparray:
+    weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+    padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+    padding_mode: PaddingMode = "zeros", flip: bool = False, format: SparseFormat = "csr",
+    dtype: DTypeLike | None = None,
+) -> SparseArray:
     """A multi-channel convolution as a block array of single-channel matrices.
 
     Parameters
@@ -395,7 +410,7 @@ def block_conv_matrix(
     dtype = layer_dtype(weight, dtype)
     _check_memory(geom.nnz(), geom.shape, dtype, format,
                   f"the {geom.shape[0]} x {geom.shape[1]} block convolution matrix", copies=4)
-    kwargs = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation,
+    kwargs: dict[str, Any] = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation,
                   padding_mode=geom.padding_mode, flip=geom.flip, dtype=dtype)
     single = (1, *geom.input_size)
     per_group = geom.out_channels // geom.groups

@@ -21,6 +21,13 @@ import numpy as np
 
 from ._geometry import ConvGeometry, block_diagonal
 from ._memory import check_memory
+from ._typing import (
+    ArrayLike,
+    IntOrTuple,
+    PaddingLike,
+    PaddingMode,
+    ShapeLike,
+)
 from ._validation import (
     PADDING_MODES,
     int_tuple,
@@ -51,7 +58,9 @@ def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
     return normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation))
 
 
-def layer_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode) -> tuple:
+def layer_geometry(weight: ArrayLike, input_shape: ShapeLike, stride: IntOrTuple,
+                   padding: PaddingLike | None, dilation: IntOrTuple, groups: int,
+                   padding_mode: PaddingMode) -> tuple[np.ndarray, ConvGeometry]:
     """The validated ``(weight, geometry)`` of a layer; ``padding=None`` is periodic padding.
 
     The weight must be finite: spectra of NaN or infinite entries mean nothing.
@@ -128,7 +137,8 @@ def symbol_at(geom: ConvGeometry, weight: np.ndarray, frequencies=None) -> np.nd
     ndim, groups = geom.ndim, geom.groups
     grid = np.array([a.size // a.stride for a in geom.axes])
     c_out, c_in = geom.out_channels // groups, geom.in_channels // groups
-    xi = (np.indices(grid).reshape(ndim, -1).T if frequencies is None
+    # numpy's stubs want the shape of np.indices as a sequence, not an integer array
+    xi = (np.indices(grid).reshape(ndim, -1).T if frequencies is None  # type: ignore[call-overload]
           else np.asarray(frequencies, dtype=np.int64).reshape(-1, ndim))
     first = [a.tap_index()[0] for a in geom.axes]  # positions read by output 0, per axis
     taps = list(np.ndindex(*geom.kernel_size))
@@ -146,7 +156,8 @@ def symbol_at(geom: ConvGeometry, weight: np.ndarray, frequencies=None) -> np.nd
     return h.reshape(*lead, groups, c_out, -1)
 
 
-def symbol(weight, input_size: Sequence[int], *, stride=1, padding=None, dilation=1,
+def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
+           padding: PaddingLike | None = None, dilation: IntOrTuple = 1,
            groups: int = 1) -> np.ndarray:
     """The per-frequency matrices of a circular layer.
 
@@ -268,7 +279,8 @@ def conjugate_pairs(grid: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     itself = np.ravel_multi_index(list(xi), grid)
     negative = np.ravel_multi_index([(-x) % n for x, n in zip(xi, grid)], grid)
     keep = itself <= negative
-    return xi[:, keep].T, np.where(itself[keep] == negative[keep], 1, 2)
+    # numpy's stubs give ravel_multi_index of a list of arrays a scalar type, not an array
+    return xi[:, keep].T, np.where(itself[keep] == negative[keep], 1, 2)  # type: ignore[index]
 
 
 def top_per_frequency(h: np.ndarray) -> np.ndarray:
@@ -277,8 +289,8 @@ def top_per_frequency(h: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(np.linalg.eigvalsh(gram)[:, -1], 0, None)).reshape(h.shape[:-2])
 
 
-def frequency_map(weight, input_size: Sequence[int], *, stride=1, dilation=1,
-                  groups: int = 1) -> np.ndarray:
+def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
+                  dilation: IntOrTuple = 1, groups: int = 1) -> np.ndarray:
     """The largest singular value of the circular layer's symbol at each frequency.
 
     Like :func:`symbol`, this describes the periodic (circular) layer only, whatever the

@@ -10,20 +10,26 @@ The tests prove each picture equal to :func:`sparseconv.conv_transpose_matrix` a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
 from ._matrices import check_format, conv_matrix
 from ._selection import stride_matrix
+from ._typing import (
+    ArrayLike,
+    DTypeLike,
+    ExplicitPaddingLike,
+    IntOrTuple,
+    ShapeLike,
+    SparseArray,
+    SparseFormat,
+)
 from ._validation import is_int, layer_dtype, layer_weight
 
 __all__ = ["fractionally_strided", "transpose_kernel"]
 
 
-def transpose_kernel(weight: np.ndarray, groups: int = 1) -> np.ndarray:
+def transpose_kernel(weight: ArrayLike, groups: int = 1) -> np.ndarray:
     """A transposed convolution's kernel as the direct convolution's: channels swapped, flipped.
 
     Parameters
@@ -67,9 +73,10 @@ def transpose_kernel(weight: np.ndarray, groups: int = 1) -> np.ndarray:
 
 
 def fractionally_strided(
-    weight: np.ndarray, input_shape: Sequence[int], *, stride=1, padding=0, output_padding=0,
-    dilation=1, groups: int = 1, format: str = "csr", dtype=None,
-) -> tuple[sp.sparray, sp.sparray]:
+    weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+    padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+    groups: int = 1, format: SparseFormat = "csr", dtype: DTypeLike | None = None,
+) -> tuple[SparseArray, SparseArray]:
     """A transposed convolution as zero insertion followed by a stride-1 direct convolution.
 
     Parameters

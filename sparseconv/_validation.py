@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 __all__ = [
     "INDEX_LIMIT",
@@ -37,7 +41,7 @@ FORMATS = ("csr", "csc", "coo", "bsr")
 INDEX_LIMIT = 2**60
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeIs[int | np.integer]:
     """An integer (numpy's too), but not a bool.
 
     Examples

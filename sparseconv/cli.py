@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sparseconv", description="Convolution layers as exact sparse "
                      "matrices: inspect, draw and export them.")
     parser.add_argument("--version", action="version", version=f"sparseconv {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # parents are plain ArgumentParsers: typeshed would want them of the subparsers' class
+    commands: argparse._SubParsersAction[Any] = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND")
     layer = _layer_options()
     info = commands.add_parser("info", parents=[layer], help="shapes, nnz, memory, receptive field")
     spy = commands.add_parser("spy", parents=[layer], help="draw the sparsity pattern")
@@ -213,6 +216,7 @@ def _layer(args, error) -> _Layer:
     if len(args.in_shape) < 2 or min(args.in_shape) < 1:
         error(f"--in-shape must be positive C,*spatial with at least one spatial size, got "
               f"{','.join(map(str, args.in_shape))}")
+    source: np.ndarray | Callable[[], np.ndarray]
     if args.weights:
         source = _load_weight(args, error)
         shape = source.shape
@@ -310,7 +314,8 @@ def _spy(layer: _Layer, args) -> None:
                          values=args.values)
         if args.values:
             fig.colorbar(image, ax=ax, shrink=0.8, label="entry")
-        elif image.get_array().shape != layer.geometry.shape:  # binned: counts
+        # an image spy drew always holds its array; matplotlib's stubs allow None
+        elif image.get_array().shape != layer.geometry.shape:  # type: ignore[union-attr]  # binned: counts
             fig.colorbar(image, ax=ax, shrink=0.8, label="nonzeros per pixel",
                          ticks=MaxNLocator(integer=True))
         ax.set_title(layer.describe().replace(", stride", ",\nstride"), fontsize=8)

@@ -16,8 +16,17 @@ imports it when called.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from ._typing import ArrayLike, RNGLike, ShapeLike
+
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
+
+    from ._operators import ConvOperator, ConvTransposeOperator
 
 __all__ = ["assert_layer_matches_torch", "dottest"]
 
@@ -30,8 +39,9 @@ def _random(rng, shape, complex_: bool) -> np.ndarray:
     return x + 1j * rng.standard_normal(shape) if complex_ else x
 
 
-def dottest(op, *, nr: int | None = None, nc: int | None = None, rtol: float = 1e-10,
-            complexflag: int | None = None, raiseerror: bool = True, rng=None) -> bool:
+def dottest(op: LinearOperator, *, nr: int | None = None, nc: int | None = None,
+            rtol: float = 1e-10, complexflag: Literal[0, 1, 2, 3] | None = None,
+            raiseerror: bool = True, rng: RNGLike = None) -> bool:
     """The dot test: ``<A x, y> == <x, A^H y>`` for random ``x`` and ``y``.
 
     Parameters
@@ -158,8 +168,10 @@ def _torch_layer(op, torch):
     return apply
 
 
-def assert_layer_matches_torch(layer, *, rtol: float = 1e-10, n_inputs: int = 3,
-                               rng=None) -> None:
+def assert_layer_matches_torch(
+    layer: ConvOperator | ConvTransposeOperator | tuple[ArrayLike, ShapeLike, Mapping[str, Any]],
+    *, rtol: float = 1e-10, n_inputs: int = 3, rng: RNGLike = None,
+) -> None:
     """Assert that an operator is PyTorch's layer: its forward product and its adjoint.
 
     Parameters

@@ -8,22 +8,32 @@ takes ``ax=None`` (the current axes) and returns its artist, as matplotlib's own
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._geometry import ConvGeometry
-from .._operators import layer_of
+from .._operators import ConvOperator, layer_of
 from .._receptive_field import receptive_field_paths
+from .._typing import ArrayLike
 from ._animation import conv_animation
 from ._raster import (
+    MatrixLike,
     Raster,
     bin_edges,
     density_counts,
     padded_index_map,
     raster,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
+    from matplotlib.typing import ColorType
 
 __all__ = [
     "Raster",
@@ -150,8 +160,10 @@ def _image_style(image: np.ndarray, exact: bool, values: bool, color, cmap) -> d
     return dict(cmap=cmap, vmin=0.5, vmax=max(1.0, float(image.max())))
 
 
-def spy(A, ax=None, *, geometry: ConvGeometry | None = None, blocks=None, max_bins: int = 512,
-        values: bool = False, color="C0", cmap=None, **kwargs):
+def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None = None,
+        blocks: bool | Literal["auto"] | Sequence[tuple[int, int]] | None = None,
+        max_bins: int = 512, values: bool = False, color: ColorType = "C0",
+        cmap: str | None = None, **kwargs: Any) -> AxesImage:
     """Draw the sparsity pattern of a matrix or a layer: exact when small, density when large.
 
     Parameters
@@ -243,8 +255,10 @@ def _spy_image(A, geom, transposed, max_bins, values, color, cmap):
     return binned.counts, binned.shape, style
 
 
-def save_raster(fname, A, *, geometry: ConvGeometry | None = None, max_bins: int = 512,
-                values: bool = False, color="black", cmap=None) -> None:
+def save_raster(fname: str | os.PathLike[str], A: MatrixLike, *,
+                geometry: ConvGeometry | None = None, max_bins: int = 512,
+                values: bool = False, color: ColorType = "black",
+                cmap: str | None = None) -> None:
     """Write spy's image itself: one image pixel per entry (exact) or per bin (density).
 
     No axes, no resampling: pixel ``(i, j)`` is white exactly where the matrix (bin) stores
@@ -287,8 +301,9 @@ def save_raster(fname, A, *, geometry: ConvGeometry | None = None, max_bins: int
     imsave(fname, image, **style)
 
 
-def spectrum(values, ax=None, *, label: str | None = None, fraction: bool = False,
-                    **kwargs) -> list:
+def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None, *,
+             label: str | None = None, fraction: bool = False,
+             **kwargs: Any) -> list[Line2D]:
     """Plot sorted singular values; a mapping ``{label: values}`` overlays several layers.
 
     Parameters
@@ -331,7 +346,8 @@ def spectrum(values, ax=None, *, label: str | None = None, fraction: bool = Fals
     return lines
 
 
-def frequency_heatmap(values, ax=None, *, cmap: str = "viridis", **kwargs):
+def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = "viridis",
+                      **kwargs: Any) -> AxesImage:
     """Heatmap of a per-frequency quantity over the 2-D frequency grid, zero frequency centered.
 
     Parameters
@@ -381,8 +397,11 @@ def frequency_heatmap(values, ax=None, *, cmap: str = "viridis", **kwargs):
     return artist
 
 
-def receptive_field_heatmap(layers, ax=None, *, position: Sequence[int] | None = None,
-                    cmap: str = "Purples", **kwargs):
+def receptive_field_heatmap(
+    layers: ConvGeometry | ConvOperator | Sequence[ConvGeometry | ConvOperator],
+    ax: Axes | None = None, *, position: Sequence[int] | None = None, cmap: str = "Purples",
+    **kwargs: Any,
+) -> AxesImage:
     """Draw the input pixels one output unit reads, through one layer or a stack of them.
 
     Parameters

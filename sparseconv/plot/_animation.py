@@ -8,10 +8,17 @@ copy. matplotlib is imported inside the function.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .._geometry import ConvGeometry
+from .._operators import ConvOperator, ConvTransposeOperator
 from ._raster import layer_of, padded_index_map
+
+if TYPE_CHECKING:
+    from matplotlib.animation import FuncAnimation
+    from matplotlib.figure import Figure
 
 # vdumoulin's palette: blue input, white zero padding, dark kernel window, green output
 _INPUT, _COPY, _ZERO = "#9ecae1", "#deebf7", "white"
@@ -81,7 +88,9 @@ def _title(geom: ConvGeometry, transposed: bool) -> str:
     return f"{fmt(geom.input_size)} -> {fmt(geom.output_size)}, " + ", ".join(parts)
 
 
-def conv_animation(layer, *, transposed: bool = False, fig=None, interval: int = 600):
+def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *,
+                   transposed: bool = False, fig: Figure | None = None,
+                   interval: int = 600) -> FuncAnimation:
     """Animate a 1-D or 2-D layer's arithmetic: the kernel window moving over the input.
 
     Parameters

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,6 +20,10 @@ from .._geometry import ConvGeometry, spatial_matrix
 from .._operators import layer_of
 
 __all__ = ["Raster", "bin_edges", "density_counts", "padded_index_map", "raster"]
+
+#: What the plot functions draw: a matrix, or a layer (geometry or operator) drawn from its
+#: geometry.
+MatrixLike: TypeAlias = sp.sparray | sp.spmatrix | np.ndarray | ConvGeometry | LinearOperator
 
 _CHUNK = 1 << 22  # entries binned per pass: bounds the temporaries at ~100 MB
 
@@ -124,7 +129,7 @@ def _entries(A, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield from _entries(A.tocsr(), chunk)
 
 
-def density_counts(A, row_edges: np.ndarray, col_edges: np.ndarray, *,
+def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges: np.ndarray, *,
                    chunk: int = _CHUNK) -> np.ndarray:
     """Number of stored entries of the sparse array ``A`` in each bin.
 
@@ -174,7 +179,7 @@ def _channel_connectivity(geom: ConvGeometry) -> np.ndarray:
     return (out_group[:, None] == in_group[None, :]).astype(np.int64)
 
 
-def raster(A, max_bins: int = 512, *, channels: tuple[int, int] = (1, 1)) -> Raster:
+def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1, 1)) -> Raster:
     """Count the stored entries of a matrix or a layer in at most about ``max_bins`` squared bins.
 
     Parameters
