@@ -205,12 +205,14 @@ def random_weight(args, shape, name="weight", bad=BAD_WEIGHTS, dtypes=WEIGHT_DTY
     return args.pick(name, good, bad)
 
 
-def draw_layer(args, *, transpose=False, max_ndim=3, max_size=6, max_channels=2, big=True):
+def draw_layer(args, *, transpose=False, max_ndim=3, max_size=6, max_channels=2, big=True,
+               square=False):
     """Weight and input shape: usually consistent, sometimes not (channels, rank, sizes)."""
     d = args.data.draw
     ndim = d(st.integers(1, max_ndim), label="ndim")
     groups = d(st.sampled_from([1, 1, 2]), label="true groups")
     c_in, c_out = (groups * d(st.integers(1, max_channels), label="channels") for _ in "io")
+    c_out = c_in if square else c_out
     kernel = tuple(d(st.integers(1, 3), label="kernel") for _ in range(ndim))
     shape = (c_in, c_out // groups, *kernel) if transpose else (c_out, c_in // groups, *kernel)
     weight = random_weight(args, shape)
@@ -598,10 +600,15 @@ BAD_METHODS = ["svd", 1, None, "FFT"]
 
 
 def draw_spectral_layer(args, methods=("auto", "fft", "dense")):
-    ndim, weight, input_shape, groups = draw_layer(args, max_ndim=2, max_size=6, big=False)
+    periodic = args.data.draw(st.booleans(), label="square periodic")
+    ndim, weight, input_shape, groups = draw_layer(args, max_ndim=2, max_size=6, big=False,
+                                                   square=periodic)
     if "weight" in args.bad:
         weight = args.data.draw(st.sampled_from(SPECTRAL_BAD_WEIGHTS), label="bad weight")
     options = draw_layer_options(args, ndim, none=True)
+    if periodic:  # the layers the FFT paths apply to, and square ones for eigenvalues
+        options.update(stride=1, padding=args.pick("padding", [None, "same"], BAD_PADDING),
+                       padding_mode=args.pick("padding_mode", ["circular", "zeros"], BAD_MODES))
     options["method"] = args.pick("method", methods, BAD_METHODS)
     return ndim, weight, input_shape, groups, options
 
