@@ -38,7 +38,8 @@ from ._typing import (
 )
 from ._validation import as_weight, check_format, layer_dtype
 
-__all__ = ["assemble", "conv_matrix", "conv_transpose_matrix", "format_bytes", "matrix_bytes"]
+__all__ = ["assemble", "check_addressable", "conv_matrix", "conv_transpose_matrix", "format_bytes",
+           "matrix_bytes"]
 
 
 class _BlockLayout:
@@ -117,12 +118,22 @@ def format_bytes(nnz: int, shape: tuple[int, int], dtype, index_dtype, format: s
     return 2 * compressed if format == "bsr" else compressed
 
 
+def check_addressable(shape: tuple[int, int], geom: ConvGeometry) -> None:
+    """``ValueError`` for a matrix with more rows or columns than int64 indices address (no
+    memory limit makes it possible: scipy.sparse itself cannot hold it)."""
+    if max(shape) > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"the {shape[0]} x {shape[1]} matrix of input_shape={geom.input_shape} has more "
+            "rows or columns than int64 indices can address")
+
+
 def matrix_bytes(geom: ConvGeometry, dtype, format: str = "csr", *,
                  transposed: bool = False) -> tuple[int, int, np.dtype]:
     """``(bytes, nnz, index dtype)`` of assembling the layer's matrix (its transpose if
     ``transposed``) in ``format``: the CSR arrays, every temporary of :func:`assemble`, and the
     converted copy that exists beside the CSR arrays while scipy converts them. O(segments)."""
     shape = geom.shape
+    check_addressable(shape, geom)
     nnz = geom.nnz()
     index_dtype = np.dtype(sp.get_index_dtype(maxval=max(nnz, *shape)))
     idx = index_dtype.itemsize

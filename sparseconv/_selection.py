@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
-from ._matrices import check_format, format_bytes
+from ._matrices import check_addressable, check_format, format_bytes
 from ._memory import USE_OPERATOR, check_memory
 from ._typing import (
     DTypeLike,
@@ -40,6 +40,7 @@ def _selection(geom: ConvGeometry, dtype, format: str) -> sp.sparray:
     channels, n_in = geom.in_channels, math.prod(geom.input_size)
     taps = math.prod(geom.kernel_size) * math.prod(geom.output_size)
     rows = channels * taps
+    check_addressable((rows, channels * n_in), geom)
     # the gather map and its int64 temporaries (a tap's flat positions, their validity, the
     # transposed copy), then per row: hits, columns, indptr, ones, and a converted copy
     nbytes = taps * 34 + rows * (1 + 3 * 8 + 2 * 8 + dtype.itemsize)

@@ -103,7 +103,9 @@ def _diagonals(values: np.ndarray, offsets, shape: tuple[int, int]) -> sp.csr_ar
 
 def _kron_sum(outer: list, inner: list) -> sp.csr_array:
     """``sum_j kron(outer[j], inner[j])``: blocks ``inner[j]`` placed where ``outer[j]`` is 1."""
-    terms = [sp.kron(a, b, format="csr") for a, b in zip(outer, inner)]
+    # scipy's kron of two empty arrays is float64 whatever their dtypes: cast back
+    terms = [sp.kron(a, b, format="csr").astype(np.result_type(a.dtype, b.dtype), copy=False)
+             for a, b in zip(outer, inner)]
     return sum(terms[1:], terms[0])
 
 

@@ -322,4 +322,7 @@ def layer_dtype(weight: np.ndarray, dtype) -> np.dtype:
                 "dtype=float16 is not supported (scipy.sparse has no float16 arithmetic); "
                 "float16 weights are computed in float32, or pass dtype=np.float32")
     dtype = result_dtype(weight, dtype)
+    if weight.dtype.kind == "c" and dtype.kind != "c":
+        raise TypeError(f"dtype={dtype} would discard the imaginary part of the complex "
+                        f"{weight.dtype} weight; pass a complex dtype or the real part")
     return np.dtype(np.float32) if dtype == np.float16 else dtype

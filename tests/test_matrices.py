@@ -281,3 +281,15 @@ def test_memory_limit_counts_temporaries_and_the_converted_copy(memory_limit, fo
         build(w, (4, 16, 16), padding=1, format=format)
     memory_limit(6 * csr_alone + 10**5)
     assert abs(build(w, (4, 16, 16), padding=1, format=format) - A).max() == 0
+
+
+@pytest.mark.parametrize("build", [
+    lambda: conv_matrix(np.ones((1, 1, 1, 1)), (1, 2**40, 2**40)),
+    lambda: conv_transpose_matrix(np.ones((1, 1, 1, 1)), (1, 2**40, 2**40)),
+    lambda: sparseconv.avg_pool_matrix((1, 2**40, 2**40), 1),
+], ids=["conv_matrix", "conv_transpose_matrix", "avg_pool_matrix"])
+def test_a_matrix_beyond_int64_indices_is_refused_by_name(build):
+    """Found by tests/test_fuzz.py: 2**80 columns overflowed scipy's get_index_dtype
+    (OverflowError) instead of a ValueError naming input_shape."""
+    with pytest.raises(ValueError, match="input_shape=.*int64 indices"):
+        build()

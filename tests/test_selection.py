@@ -201,3 +201,14 @@ def test_float16_is_refused_by_name(build):
     with pytest.raises(TypeError, match="dtype=float16"):
         build((1, 6, 6), 2, dtype=np.float16)
     assert build((1, 6, 6), 2, dtype=np.float32).dtype == np.float32
+
+
+@pytest.mark.parametrize("build", [
+    lambda: stride_matrix((1, 2**40, 2**40), 2**40),
+    lambda: im2col_matrix((1, 2**40, 2**40), 1, stride=2**40),
+], ids=["stride_matrix", "im2col_matrix"])
+def test_a_selection_beyond_int64_columns_is_refused_by_name(build):
+    """Found by tests/test_fuzz.py: one row of 2**80 columns passed the memory check, then
+    overflowed numpy (OverflowError) instead of a ValueError naming input_shape."""
+    with pytest.raises(ValueError, match="input_shape=.*int64 indices"):
+        build()

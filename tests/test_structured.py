@@ -277,3 +277,11 @@ def test_memory_limit_counts_the_assembly(format):
                 build()
         finally:
             sparseconv.set_memory_limit(old)
+
+
+@pytest.mark.parametrize("mode", ["same", "full"])
+def test_doubly_block_toeplitz_keeps_the_dtype_of_an_empty_matrix(mode):
+    """Found by tests/test_fuzz.py: a kernel larger than the input in "same" mode made every
+    block empty, and scipy's kron of empty arrays returned float64 for dtype=float32."""
+    A = doubly_block_toeplitz(np.ones((3, 3)), (1, 1), mode, dtype=np.float32)
+    assert A.dtype == np.float32

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sparseconv
 from sparseconv import conv_matrix, conv_transpose_matrix
 
 W2 = np.ones((4, 2, 3, 3))
@@ -84,3 +85,17 @@ def test_numpy_integer_arrays_are_accepted_as_tuples():
     assert abs(a - b).max() == 0
     with pytest.raises(TypeError, match="stride"):
         conv_matrix(w, (1, 9, 9), stride=np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("build", [
+    lambda dtype: sparseconv.conv_matrix(np.ones((1, 1, 2)) + 1j, (1, 3), dtype=dtype),
+    lambda dtype: sparseconv.ConvOperator(np.ones((1, 1, 2)) + 1j, (1, 3), dtype=dtype),
+    lambda dtype: sparseconv.toeplitz_matrix(np.ones(2) + 1j, 3, dtype=dtype),
+    lambda dtype: sparseconv.conv1x1_matrix(np.ones((1, 1)) + 1j, 3, dtype=dtype),
+], ids=["conv_matrix", "ConvOperator", "toeplitz_matrix", "conv1x1_matrix"])
+def test_a_real_dtype_for_a_complex_weight_is_refused_by_name(build):
+    """Found by tests/test_fuzz.py: the imaginary part was dropped with numpy's
+    ComplexWarning instead of a TypeError naming dtype."""
+    with pytest.raises(TypeError, match="dtype=float64 would discard the imaginary part"):
+        build(np.float64)
+    assert build(np.complex64).dtype == np.complex64
