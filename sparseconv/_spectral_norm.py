@@ -126,9 +126,27 @@ def _checked(value, lower, upper, method, bounds, converged=True) -> SpectralNor
 
 
 def _copies(geom: ConvGeometry) -> int:
-    """The most padded positions that copy one input entry (1 for zero padding)."""
-    return math.prod(int(np.bincount(a.pad_index()[a.pad_index() >= 0]).max())
-                     for a in geom.axes)
+    """The most padded positions that copy one input entry (1 for zero padding).
+
+    In closed form per axis, never from the padded map (its size is the padding's): a
+    circular axis of padded length ``L`` copies each entry at most ``ceil(L/n)`` times; a
+    replicated edge is copied ``pad + 1`` times; a reflected entry at most 3 times (PyTorch's
+    reflect padding is less than ``n``: the entry itself and one mirror image per side), 3
+    exactly when one entry is mirrored by both sides.
+    """
+    def per_axis(a) -> int:
+        lo, hi = a.pad
+        if geom.padding_mode == "zeros" or lo + hi == 0:
+            return 1
+        if geom.padding_mode == "circular":
+            return -(-a.padded_size // a.size)
+        if geom.padding_mode == "replicate":
+            return lo + hi + 1 if a.size == 1 else max(lo, hi) + 1
+        # reflect: p is read at p, at -p if 1 <= p <= lo, at 2(n-1)-p if n-1-hi <= p <= n-2
+        both = max(1, a.size - 1 - hi) <= min(lo, a.size - 2)
+        return 3 if both else 1 + (lo > 0 or hi > 0)
+
+    return math.prod(per_axis(a) for a in geom.axes)
 
 
 def _fft(weight, geom: ConvGeometry) -> SpectralNorm:
@@ -179,9 +197,9 @@ def _zero_padded_bounds(weight, geom: ConvGeometry, rounding: Rounding) -> tuple
 
 
 def _bounds(weight, geom: ConvGeometry, tol: float) -> SpectralNorm:
-    copies = _copies(geom)
     op = ConvOperator(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                       dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode)
+    copies = _copies(geom)  # after the operator, whose scratch memory is checked first
     if geom.padding_mode == "zeros":
         rounding = Rounding.of(weight, geom.groups)
         upper, bounds, witnesses, grid = _zero_padded_bounds(weight, geom, rounding)

@@ -246,3 +246,21 @@ def test_bad_tol(bad, error):
 def test_non_finite_weights_are_refused():
     with pytest.raises(ValueError, match="weight"):
         spectral_norm(np.array([[[1.0, np.nan]]]), (1, 8))
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
+def test_padding_copies_in_closed_form_match_np_pad(mode):
+    """||P||^2 of the padding is the most copies of one entry; numpy's np.pad is the oracle."""
+    from sparseconv._spectral_norm import _copies
+
+    numpy_mode = {"zeros": "constant", "circular": "wrap", "reflect": "reflect",
+                  "replicate": "edge"}[mode]
+    for n in range(1, 8):
+        limit = {"reflect": n - 1, "circular": n}.get(mode, 9)
+        for lo in range(limit + 1):
+            for hi in range(limit + 1):
+                geom = sc.ConvGeometry.from_weight((1, 1, 1), (1, n), padding=((lo, hi),),
+                                                   padding_mode=mode)
+                padded = np.pad(np.arange(1, n + 1), (lo, hi), mode=numpy_mode)
+                truth = int(np.bincount(padded[padded > 0]).max())
+                assert _copies(geom) == truth, (mode, n, lo, hi)
