@@ -44,7 +44,14 @@ from ._symbol import (
     top_per_frequency,
 )
 
-__all__ = ["circulant_tops", "dense_upper", "embedding_grid", "section_bound", "toeplitz_bound"]
+__all__ = [
+    "circulant_tops",
+    "dense_upper",
+    "embedding_grid",
+    "section_bound",
+    "section_bytes",
+    "toeplitz_bound",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +162,7 @@ def _section_gram(kernel: np.ndarray, axis) -> sp.csr_array:
                         shape=(size, size)).tocsr()
 
 
-def _section_bytes(geom: ConvGeometry, axis: int) -> int:
+def section_bytes(geom: ConvGeometry, axis: int) -> int:
     """Memory of one section's Gram matrix and its band, counted before either is built."""
     a = geom.axes[axis]
     channels = block_shape(geom)[1] // math.prod(
@@ -228,7 +235,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     bounds ``||A||`` either way. Also returns, per group, the block with the largest computed
     top eigenvalue (the witnesses, to start the lower bound from).
     """
-    check_memory(_section_bytes(geom, axis), "an exact section of spectral_norm")
+    check_memory(section_bytes(geom, axis), "an exact section of spectral_norm")
     c_out, taps = geom.out_channels // geom.groups, math.prod(geom.kernel_size)
     witnesses: dict[int, Witness]
     mu, bandwidth, witnesses = 0.0, 0, {}

@@ -19,7 +19,7 @@ from ._geometry import ConvGeometry
 from ._memory import MatrixTooLargeError, check_memory, get_memory_limit
 from ._rounding import Rounding
 
-__all__ = ["lower_bound", "start_vector"]
+__all__ = ["check_lanczos_memory", "lower_bound", "start_vector"]
 
 
 def start_vector(geom: ConvGeometry, grid, witnesses: dict) -> np.ndarray:
@@ -46,6 +46,17 @@ def start_vector(geom: ConvGeometry, grid, witnesses: dict) -> np.ndarray:
         norm = np.linalg.norm(values)
         x[witness.group * c_in:(witness.group + 1) * c_in] = values / (norm if norm else 1.0)
     return x.ravel()
+
+
+def check_lanczos_memory(op) -> None:
+    """Refuse, before any other stage runs, a lower bound whose few vectors cannot fit.
+
+    The smallest Lanczos that can run keeps 3 basis vectors and 3 work vectors of the larger
+    side, and the start vector (complex) of the input.
+    """
+    n, itemsize = max(op.shape), np.dtype(op.dtype).itemsize
+    check_memory(6 * n * itemsize + 32 * op.shape[1],
+                 f"the Lanczos vectors of spectral_norm (6 vectors of {n} entries)")
 
 
 def _basis_size(n: int, itemsize: int, maxiter: int) -> int:

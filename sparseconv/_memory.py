@@ -26,6 +26,7 @@ from ._validation import is_int
 
 __all__ = [
     "USE_OPERATOR",
+    "fits",
     "DEFAULT_LIMIT",
     "MatrixTooLargeError",
     "check_memory",
@@ -178,6 +179,11 @@ def set_memory_limit(nbytes: int | None) -> int | None:
 
 #: The advice for an explicit matrix that does not fit.
 USE_OPERATOR = "use the matrix-free ConvOperator"
+
+
+def fits(nbytes: int) -> bool:
+    """Whether ``nbytes`` fit the memory limit (for optional stages, skipped when they don't)."""
+    return _limit is None or nbytes <= _limit
 
 
 def check_memory(nbytes: int, what: str, hint: str | None = None) -> None:

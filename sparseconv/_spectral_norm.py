@@ -34,12 +34,13 @@ from ._certificates import (
     embedding_grid,
     periodic_geometry,
     section_bound,
+    section_bytes,
     toeplitz_bound,
 )
 from ._geometry import ConvGeometry
-from ._lanczos import lower_bound, start_vector
+from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
-from ._memory import check_memory
+from ._memory import check_memory, fits
 from ._operators import ConvOperator
 from ._rounding import Rounding, up
 from ._spectra import dense_is_affordable
@@ -186,6 +187,8 @@ def _zero_padded_bounds(weight, geom: ConvGeometry, rounding: Rounding) -> tuple
                                         bounds["circulant"] if stride_one else None)
     per_frequency, best = certified.max(axis=-1), {}
     for axis in range(geom.ndim):
+        if not fits(section_bytes(geom, axis)):
+            continue  # an exact section only tightens the bound: skipped, never refused late
         # 1-D: no other axis, the layer itself is the one block, proved exactly
         blocks = per_frequency.max(axis=axis) if geom.ndim > 1 else np.array([math.inf])
         value, witnesses = section_bound(weight, geom, grid, blocks, axis,
@@ -199,6 +202,7 @@ def _zero_padded_bounds(weight, geom: ConvGeometry, rounding: Rounding) -> tuple
 def _bounds(weight, geom: ConvGeometry, tol: float) -> SpectralNorm:
     op = ConvOperator(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                       dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode)
+    check_lanczos_memory(op)  # every stage is sized before the first one starts
     copies = _copies(geom)  # after the operator, whose scratch memory is checked first
     if geom.padding_mode == "zeros":
         rounding = Rounding.of(weight, geom.groups)
