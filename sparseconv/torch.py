@@ -214,7 +214,8 @@ def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:
     # convolution's output is `shape` (output_padding < stride); the spectra are the same
     adjoint_kwargs = dict(stride=module.stride, padding=module.padding,
                           dilation=module.dilation, groups=module.groups)
-    back = sc.conv_output_shape(out_size, module.kernel_size, **adjoint_kwargs)
+    back = sc.conv_output_shape(out_size, module.kernel_size, module.stride, module.padding,
+                                module.dilation)
     conv = (weight, out, adjoint_kwargs) if tuple(back) == shape[1:] else None
     return _Layer(name, shape, out,
                   lambda format: sc.conv_transpose_matrix(weight, shape, format=format, **kwargs),
@@ -458,7 +459,7 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     ``kwargs`` (``method``, ``tol``) are passed on. The other modules (padding, the remaining
     pooling layers) are bounded from their explicit matrix: ``sqrt(||A||_1 ||A||_inf)`` above
     (exact for a padding, whose ``A^T A`` is diagonal), a power iteration's Rayleigh quotient
-    below, both widened for rounding (method ``"schur"``).
+    below, both widened for rounding (method ``"bounds"``, with ``bounds["schur"]``).
 
     Examples
     --------
@@ -508,7 +509,10 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
 
 
 def _matrix_norm(a: sp.sparray, iterations: int = 50) -> sc.SpectralNorm:
-    """A certified interval for ``||A||_2`` from an explicit sparse matrix (method "schur")."""
+    """A certified interval for ``||A||_2`` from an explicit sparse matrix.
+
+    Its method is "bounds", and ``bounds["schur"]`` the upper bound.
+    """
     a = sp.csr_array(a, dtype=np.float64)
     if a.nnz == 0:
         return sc.SpectralNorm(0.0, 0.0, 0.0, "zero")
@@ -521,7 +525,7 @@ def _matrix_norm(a: sp.sparray, iterations: int = 50) -> sc.SpectralNorm:
         x = a.T @ (a @ x)
         x /= np.linalg.norm(x)
     lower = np.linalg.norm(a @ x) / np.linalg.norm(x) * (1 - slack)
-    return sc.SpectralNorm(lower, lower, upper, "schur", bounds={"schur": upper})
+    return sc.SpectralNorm(lower, lower, upper, "bounds", bounds={"schur": upper})
 
 
 class FoldedBatchNorm(NamedTuple):
@@ -922,8 +926,8 @@ def _is_sequential(model: nn.Module) -> bool:
     return next(model.children(), None) is None
 
 
-def lipschitz_report(model: nn.Module, input_shape: Sequence[int], **kwargs: Any
-                     ) -> LipschitzReport:
+def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
+                     assume_chain: bool = False, **kwargs: Any) -> LipschitzReport:
     """Certified spectral norms of every linear layer of a network, and their product.
 
     The model is traced (:func:`trace`, eval mode required); every linear layer that is not
@@ -936,6 +940,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], **kwargs: Any
     model : torch.nn.Module
     input_shape : tuple of int
         ``(C, *spatial)``, without the batch.
+    assume_chain : bool
+        Give the network bound for a model that is not a (nested) ``nn.Sequential`` too,
+        assuming its forward is the sequential chain of the traced layers (hooks do not see
+        residual sums, concatenations or functional calls: for those the product is no
+        bound). By default only a ``nn.Sequential`` gets one.
     **kwargs
         Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``).
 
@@ -984,7 +993,13 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], **kwargs: Any
                          input_shape=record.input_shape, output_shape=record.output_shape,
                          nnz=nnz, lower=float(bound.lower), upper=float(bound.upper),
                          method=bound.method, seconds=time.perf_counter() - start))
-    reason = "" if not unknown else ("not linear and not a known 1-Lipschitz activation: "
-                                     + ", ".join(unknown))
-    return LipschitzReport(tuple(rows), None if unknown else product, tuple(activations),
-                           _is_sequential(model), reason)
+    chain = _is_sequential(model)
+    reason = ""
+    if unknown:
+        reason = "not linear and not a known 1-Lipschitz activation: " + ", ".join(unknown)
+    elif not (chain or assume_chain):
+        reason = (f"{type(model).__name__} is not a nn.Sequential, so the product of the "
+                  "layers' bounds is no bound of its forward (pass assume_chain=True if that "
+                  "forward is the chain of the traced layers)")
+    return LipschitzReport(tuple(rows), None if reason else product, tuple(activations),
+                           chain, reason)
