@@ -470,7 +470,10 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     >>> r.method, bool(r.lower <= r.value <= r.upper)
     ('fft', True)
     """
-    layer = _layer(module, input_shape, output_size)
+    return _layer_norm(_layer(module, input_shape, output_size), **kwargs)
+
+
+def _layer_norm(layer: _Layer, **kwargs: Any) -> sc.SpectralNorm:
     if layer.conv is None:
         return _matrix_norm(layer.build("csr"))
     weight, shape, conv_kwargs = layer.conv
@@ -985,8 +988,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         start = time.perf_counter()
         layer = _layer(module, record.input_shape, record.output_shape[1:]
                        if isinstance(module, _CONV_T) else None)
-        bound = spectral_norm(module, record.input_shape, output_size=record.output_shape[1:]
-                              if isinstance(module, _CONV_T) else None, **kwargs)
+        bound = _layer_norm(layer, **kwargs)
         nnz = _nnz(module, layer)
         product *= bound.upper
         rows.append(dict(name=record.name, type=type(module).__name__,
