@@ -146,13 +146,13 @@ def _refuse(module: nn.Module) -> None:
 
 def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _Layer:
     _refuse(module)
-    if isinstance(module, _CONV):
-        return _conv_layer(module, input_shape)
     if isinstance(module, _CONV_T):
         return _conv_transpose_layer(module, input_shape, output_size)
     if output_size is not None:
         raise TypeError(f"output_size applies to ConvTranspose*d only, not to "
                         f"{type(module).__name__}")
+    if isinstance(module, _CONV):
+        return _conv_layer(module, input_shape)
     if isinstance(module, nn.Linear):
         return _linear_layer(module, input_shape)
     if isinstance(module, _POOL):
