@@ -26,7 +26,8 @@ import sparseconv.torch as sct  # noqa: E402
 from . import _networks  # noqa: E402
 
 F64 = torch.float64
-SWEEP = {"conv": 40, "conv_transpose": 30}  # random modules per module type; 12 otherwise
+# random modules per module type; 12 for the others
+SWEEP = {"conv": 40, "conv_transpose": 30, "avg_pool": 20, "pad": 24}
 
 
 # ---------------------------------------------------------------------------------------------
