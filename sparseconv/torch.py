@@ -1,0 +1,1007 @@
+"""sparseconv.torch: PyTorch modules and networks as sparseconv's matrices, operators and bounds.
+
+The adapter reads a module's weights (as float64 numpy copies) and its hyper-parameters, and
+hands them to the array API: a module becomes a *layer* — its input and output shapes, a
+builder of its ``scipy.sparse`` matrix, a ``LinearOperator`` (matrix-free where sparseconv has
+one: convolutions, transposed convolutions, ``nn.Linear``), its affine offset (the bias
+broadcast over the output) and, where the module is a convolution in disguise, the weight and
+arguments that sparseconv's certified spectra take. Every public function below starts from
+that one description (:func:`_layer`), so a module is translated in one place.
+
+Supported modules (``input_shape`` is ``(C, *spatial)`` without the batch; for ``nn.Linear``
+the last axis is ``in_features``)::
+
+    nn.Conv1d/2d/3d            every padding form and padding_mode, groups, dilation, bias
+    nn.ConvTranspose1d/2d/3d   output_padding, or output_size= as passed at call time
+    nn.AvgPool1d/2d/3d         ceil_mode, count_include_pad, divisor_override
+    nn.BatchNorm1d/2d/3d       eval mode, running statistics: a per-channel affine map
+    nn.Linear, nn.Flatten, nn.Identity, nn.Dropout* (eval mode)
+    nn.ZeroPad/ConstantPad/ReflectionPad/ReplicationPad/CircularPad 1d/2d/3d
+
+Anything else (``nn.ReLU``, ``nn.MaxPool2d``, attention, ...) is not linear and is refused with
+a ``TypeError`` naming it; a ``BatchNorm`` or ``Dropout`` in training mode is refused with a
+``ValueError`` (call ``model.eval()``). Networks are walked by :func:`trace` (forward hooks on
+every leaf module); :func:`network_operator` composes a ``nn.Sequential`` chain and
+:func:`lipschitz_report` bounds every linear layer's spectral norm, with certificates.
+
+This is the only sparseconv module that imports torch; ``import sparseconv`` does not.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:  # pragma: no cover - CI installs torch
+    raise ImportError(
+        'sparseconv.torch needs PyTorch: pip install "sparseconv[torch]" (or pip install torch)'
+    ) from exc
+
+import sparseconv as sc
+
+__all__ = [
+    "FoldedBatchNorm",
+    "LipschitzReport",
+    "NetworkOperator",
+    "TraceRecord",
+    "affine",
+    "fold_batchnorm",
+    "lipschitz_report",
+    "matrix",
+    "network_operator",
+    "operator",
+    "singular_values",
+    "spectral_norm",
+    "trace",
+]
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_POOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_PAD_MODES = {
+    nn.ZeroPad1d: "zeros", nn.ZeroPad2d: "zeros", nn.ZeroPad3d: "zeros",
+    nn.ConstantPad1d: "zeros", nn.ConstantPad2d: "zeros", nn.ConstantPad3d: "zeros",
+    nn.ReflectionPad1d: "reflect", nn.ReflectionPad2d: "reflect", nn.ReflectionPad3d: "reflect",
+    nn.ReplicationPad1d: "replicate", nn.ReplicationPad2d: "replicate",
+    nn.ReplicationPad3d: "replicate",
+    nn.CircularPad1d: "circular", nn.CircularPad2d: "circular", nn.CircularPad3d: "circular",
+}
+_SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES,
+              nn.Linear, nn.Flatten, nn.Identity)
+# activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
+_ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)
+
+
+# ---------------------------------------------------------------------------------------------
+# One module as a layer
+# ---------------------------------------------------------------------------------------------
+def _numpy(tensor) -> np.ndarray:
+    """A float64 numpy copy of a parameter or buffer (never a view of the module's memory)."""
+    return np.array(tensor.detach().cpu().to(torch.float64).numpy(), copy=True)
+
+
+@dataclass(frozen=True, eq=False)
+class _Layer:
+    """A linear module translated once: shapes, builders and the arguments its spectra take."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    build: Callable[[str], sp.sparray]               # format -> the matrix
+    offset: np.ndarray | None = None                 # the bias over the output, flat
+    make_operator: Callable[[], spla.LinearOperator] | None = None
+    conv: tuple[np.ndarray, tuple[int, ...], dict] | None = None  # weight, shape, kwargs
+    repeat: int = 1  # the matrix is `repeat` copies of that convolution's, block-diagonally
+
+    def operator(self) -> spla.LinearOperator:
+        if self.make_operator is not None:
+            return self.make_operator()
+        return spla.aslinearoperator(self.build("csr"))
+
+
+def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(n) for n in input_shape)
+    except TypeError:
+        raise TypeError(f"input_shape must be a tuple of ints (C, *spatial), got "
+                        f"{input_shape!r}") from None
+    if not shape or min(shape) < 1 or (ndim is not None and len(shape) != ndim + 1):
+        want = "(C, *spatial)" if ndim is None else f"(C, *spatial) with {ndim} spatial axes"
+        raise ValueError(f"input_shape must be {want} of positive ints for {name}, got "
+                         f"{input_shape!r}")
+    return shape
+
+
+def _refuse(module: nn.Module) -> None:
+    name = type(module).__name__
+    if not isinstance(module, _SUPPORTED):
+        raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
+                        "supported: Conv*d, ConvTranspose*d, AvgPool*d, BatchNorm*d, Linear, "
+                        "Flatten, Identity, Dropout, the padding modules")
+    if isinstance(module, _BATCHNORM):
+        if module.training:
+            raise ValueError(f"{name} is in training mode, where it normalizes with the batch's "
+                             "statistics: call .eval() on the model first")
+        if module.running_mean is None:
+            raise TypeError(f"{name} with track_running_stats=False normalizes with the batch's "
+                            "statistics even in eval mode: it is not linear")
+    if isinstance(module, _DROPOUT) and module.training:
+        raise ValueError(f"{name} is in training mode, where it is random: call .eval() on the "
+                         "model first")
+
+
+def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _Layer:
+    _refuse(module)
+    if isinstance(module, _CONV_T):
+        return _conv_transpose_layer(module, input_shape, output_size)
+    if output_size is not None:
+        raise TypeError(f"output_size applies to ConvTranspose*d only, not to "
+                        f"{type(module).__name__}")
+    if isinstance(module, _CONV):
+        return _conv_layer(module, input_shape)
+    if isinstance(module, nn.Linear):
+        return _linear_layer(module, input_shape)
+    if isinstance(module, _POOL):
+        return _pool_layer(module, input_shape)
+    if isinstance(module, _BATCHNORM):
+        return _batchnorm_layer(module, input_shape)
+    if isinstance(module, tuple(_PAD_MODES)):
+        return _pad_layer(module, input_shape)
+    return _reshape_layer(module, input_shape)
+
+
+def _conv_layer(module, input_shape) -> _Layer:
+    name = type(module).__name__
+    shape = _input_shape(input_shape, len(module.kernel_size), name)
+    weight = _numpy(module.weight)
+    kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation,
+                  groups=module.groups, padding_mode=module.padding_mode)
+    geometry = sc.ConvGeometry.from_weight(weight.shape, shape, **kwargs)
+    out = geometry.output_shape
+    offset = None if module.bias is None else np.repeat(_numpy(module.bias), math.prod(out[1:]))
+    return _Layer(name, shape, out,
+                  lambda format: sc.conv_matrix(weight, shape, format=format, **kwargs),
+                  offset, lambda: sc.ConvOperator(weight, shape, **kwargs),
+                  (weight, shape, kwargs))
+
+
+def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
+    """The output_padding PyTorch derives from ``module(x, output_size=...)``."""
+    ndim = len(module.kernel_size)
+    size = tuple(int(n) for n in output_size)[-ndim:]
+    if len(size) != ndim:
+        raise ValueError(f"output_size must give {ndim} spatial sizes, got {output_size!r}")
+    smallest = sc.conv_transpose_output_shape(shape[1:], module.kernel_size, module.stride,
+                                              module.padding, 0, module.dilation)
+    padding = tuple(n - m for n, m in zip(size, smallest))
+    if any(not 0 <= p < s for p, s in zip(padding, module.stride)):
+        largest = tuple(m + s - 1 for m, s in zip(smallest, module.stride))
+        raise ValueError(f"output_size must lie between {smallest} and {largest} for "
+                         f"{type(module).__name__} on input_shape={shape}, got {output_size!r}")
+    return padding
+
+
+def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:
+    name = type(module).__name__
+    if module.padding_mode != "zeros":  # PyTorch itself refuses this at construction
+        raise ValueError(f"{name} supports padding_mode='zeros' only, got "
+                         f"{module.padding_mode!r}")
+    shape = _input_shape(input_shape, len(module.kernel_size), name)
+    weight = _numpy(module.weight)
+    output_padding = (module.output_padding if output_size is None
+                      else _transpose_output_padding(module, shape, output_size))
+    kwargs = dict(stride=module.stride, padding=module.padding, output_padding=output_padding,
+                  dilation=module.dilation, groups=module.groups)
+    out_size = sc.conv_transpose_output_shape(shape[1:], module.kernel_size, module.stride,
+                                              module.padding, output_padding, module.dilation)
+    out = (module.out_channels, *out_size)
+    offset = None if module.bias is None else np.repeat(_numpy(module.bias), math.prod(out_size))
+    # its matrix is the adjoint of a convolution from `out` with the same weight, when that
+    # convolution's output is `shape` (output_padding < stride); the spectra are the same
+    adjoint_kwargs = dict(stride=module.stride, padding=module.padding,
+                          dilation=module.dilation, groups=module.groups)
+    back = sc.conv_output_shape(out_size, module.kernel_size, module.stride, module.padding,
+                                module.dilation)
+    conv = (weight, out, adjoint_kwargs) if tuple(back) == shape[1:] else None
+    return _Layer(name, shape, out,
+                  lambda format: sc.conv_transpose_matrix(weight, shape, format=format, **kwargs),
+                  offset, lambda: sc.ConvTransposeOperator(weight, shape, **kwargs), conv)
+
+
+def _linear_layer(module, input_shape) -> _Layer:
+    shape = _input_shape(input_shape, None, "Linear")
+    if shape[-1] != module.in_features:
+        raise ValueError(f"input_shape[-1] must equal in_features={module.in_features} for "
+                         f"Linear, got input_shape={shape}")
+    weight = _numpy(module.weight)
+    lead = math.prod(shape[:-1])
+    out = (*shape[:-1], module.out_features)
+    offset = None if module.bias is None else np.tile(_numpy(module.bias), lead)
+
+    def build(format):
+        return sp.kron(sp.eye_array(lead), sp.csr_array(weight), format=format)
+
+    def make_operator():
+        # columns are a batch: (lead * in, k) -> (lead, in, k) -> W over the in axis
+        def matmat(x):
+            x = x.reshape(lead, module.in_features, -1)
+            return np.einsum("oi,lik->lok", weight, x).reshape(-1, x.shape[-1])
+
+        def rmatmat(y):
+            y = y.reshape(lead, module.out_features, -1)
+            return np.einsum("oi,lok->lik", weight, y).reshape(-1, y.shape[-1])
+
+        return spla.LinearOperator((math.prod(out), math.prod(shape)), dtype=np.float64,
+                                   matvec=lambda x: matmat(x.reshape(-1, 1)), matmat=matmat,
+                                   rmatvec=lambda y: rmatmat(y.reshape(-1, 1)), rmatmat=rmatmat)
+
+    # y = W x on each of `lead` rows: the norm and singular values are W's, a 1x1 convolution
+    return _Layer("Linear", shape, out, build, offset, make_operator,
+                  (weight[:, :, None], (module.in_features, 1), {}), lead)
+
+
+def _pool_layer(module, input_shape) -> _Layer:
+    name = type(module).__name__
+    ndim = 1 + _POOL.index(type(module)) if type(module) in _POOL else None
+    shape = _input_shape(input_shape, ndim, name)
+    ndim = len(shape) - 1
+    kwargs = dict(kernel_size=module.kernel_size, stride=module.stride, padding=module.padding,
+                  ceil_mode=module.ceil_mode, count_include_pad=module.count_include_pad,
+                  divisor_override=getattr(module, "divisor_override", None))
+    matrix = sc.avg_pool_matrix(shape, **kwargs)
+    out = (shape[0], *_pool_output_size(shape[1:], kwargs, ndim))
+    conv = None
+    plain = kwargs["count_include_pad"] or not any(np.atleast_1d(module.padding))
+    if plain and not kwargs["ceil_mode"] and kwargs["divisor_override"] is None:
+        # every window averages prod(kernel) padded positions: a depthwise convolution
+        kernel = np.broadcast_to(module.kernel_size, (ndim,))
+        weight = np.full((shape[0], 1, *kernel), 1.0 / math.prod(kernel))
+        conv = (weight, shape, dict(stride=module.stride, padding=module.padding,
+                                    groups=shape[0]))
+    return _Layer(name, shape, out, lambda format: matrix.asformat(format), conv=conv)
+
+
+def _pool_output_size(size, kwargs, ndim) -> tuple[int, ...]:
+    """PyTorch's pooling output size (``pooling_output_shape`` in ATen)."""
+    def per_axis(value):
+        return tuple(value) if isinstance(value, (tuple, list)) else (value,) * ndim
+
+    result = []
+    for n, k, s, p in zip(size, per_axis(kwargs["kernel_size"]), per_axis(kwargs["stride"]),
+                          per_axis(kwargs["padding"])):
+        span = n + 2 * p - k + ((s - 1) if kwargs["ceil_mode"] else 0)
+        out = span // s + 1
+        if kwargs["ceil_mode"] and (out - 1) * s >= n + p:
+            out -= 1  # the last window must start inside the input or the low padding
+        result.append(out)
+    return tuple(result)
+
+
+def _batchnorm_scale_shift(module) -> tuple[np.ndarray, np.ndarray]:
+    # y = (x - mean) / sqrt(var + eps) * gamma + beta = scale * x + shift, per channel
+    scale = 1.0 / np.sqrt(_numpy(module.running_var) + module.eps)
+    shift = -_numpy(module.running_mean) * scale
+    if module.affine:
+        scale = scale * _numpy(module.weight)
+        shift = shift * _numpy(module.weight) + _numpy(module.bias)
+    return scale, shift
+
+
+def _batchnorm_layer(module, input_shape) -> _Layer:
+    name = type(module).__name__
+    ndim = _BATCHNORM.index(type(module)) + 1 if type(module) in _BATCHNORM else None
+    shape = _input_shape(input_shape, None, name)
+    if shape[0] != module.num_features or (ndim is not None and len(shape) - 1 not in
+                                           ((0, 1) if ndim == 1 else (ndim,))):
+        raise ValueError(f"input_shape must be (num_features={module.num_features}, *spatial) "
+                         f"as {name} expects, got {shape}")
+    scale, shift = _batchnorm_scale_shift(module)
+    spatial = math.prod(shape[1:])
+    diagonal = np.repeat(scale, spatial)
+    channels = shape[0]
+    return _Layer(name, shape, shape,
+                  lambda format: sp.diags_array(diagonal).asformat(format),
+                  np.repeat(shift, spatial), None,
+                  (scale.reshape(channels, 1, 1), (channels, 1), {"groups": channels}), spatial)
+
+
+def _pad_layer(module, input_shape) -> _Layer:
+    name = type(module).__name__
+    sides = tuple(module.padding)
+    ndim = len(sides) // 2
+    shape = _input_shape(input_shape, ndim, name)
+    # PyTorch's pad tuples run per side, last axis first: (left, right, top, bottom, ...)
+    pairs = tuple((sides[2 * i], sides[2 * i + 1]) for i in reversed(range(ndim)))
+    mode = _PAD_MODES[type(module)]
+    out = (shape[0], *(n + lo + hi for n, (lo, hi) in zip(shape[1:], pairs)))
+    value = float(getattr(module, "value", 0.0))
+    offset = None
+    if value:  # ConstantPad with a fill value: the pad entries are an offset
+        covered = sc.pad_matrix(shape, pairs, mode) @ np.ones(math.prod(shape))
+        offset = value * (1.0 - covered)
+    return _Layer(name, shape, out,
+                  lambda format: sc.pad_matrix(shape, pairs, mode, format=format), offset)
+
+
+def _reshape_layer(module, input_shape) -> _Layer:
+    """Identity, Dropout (eval) and Flatten: the identity on the flat (C order) vector."""
+    name = type(module).__name__
+    shape = _input_shape(input_shape, None, name)
+    out = shape
+    if isinstance(module, nn.Flatten):
+        full = (1, *shape)
+        start, end = (d % len(full) for d in (module.start_dim, module.end_dim))
+        if start == 0 or end < start:
+            raise ValueError(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim}) "
+                             "must keep the batch axis")
+        out = (*full[1:start], math.prod(full[start:end + 1]), *full[end + 1:])
+    n = math.prod(shape)
+    return _Layer(name, shape, out, lambda format: sp.eye_array(n, format=format),
+                  None, lambda: spla.aslinearoperator(sp.eye_array(n, format="csr")),
+                  (np.ones((1, 1, 1)), (1, 1), {}), n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public: one module
+# ---------------------------------------------------------------------------------------------
+def matrix(module: nn.Module, input_shape: Sequence[int], *, format: str = "csr",
+           output_size: Sequence[int] | None = None) -> sp.sparray:
+    """The matrix of a linear module on inputs of shape ``input_shape`` (the bias left out).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A supported linear module (see :mod:`sparseconv.torch`), in eval mode where it matters.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``).
+    format : {"csr", "csc", "coo", "bsr"}
+    output_size : tuple of int, optional
+        For ``nn.ConvTranspose*d`` only: the ``output_size`` passed at call time.
+
+    Returns
+    -------
+    scipy.sparse array, shape (prod(output_shape), prod(input_shape))
+        ``matrix @ x.ravel() + bias == module(x[None])[0].ravel()`` (see :func:`affine`).
+
+    Raises
+    ------
+    TypeError
+        A module that is not linear or not supported, named.
+    ValueError
+        A module in training mode where that matters (``BatchNorm``, ``Dropout``), or a bad
+        ``input_shape`` or ``output_size``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> conv = torch.nn.Conv1d(1, 1, 3, padding=1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = conv.weight.copy_(torch.tensor([[[1.0, 2.0, 3.0]]]))
+    >>> sct.matrix(conv, (1, 4)).toarray()
+    array([[2., 3., 0., 0.],
+           [1., 2., 3., 0.],
+           [0., 1., 2., 3.],
+           [0., 0., 1., 2.]])
+    """
+    return _layer(module, input_shape, output_size).build(format)
+
+
+def operator(module: nn.Module, input_shape: Sequence[int], *,
+             output_size: Sequence[int] | None = None) -> spla.LinearOperator:
+    """The linear part of a module as a ``LinearOperator``, with its adjoint.
+
+    Matrix-free for convolutions (:class:`sparseconv.ConvOperator`), transposed convolutions
+    (:class:`sparseconv.ConvTransposeOperator`) and ``nn.Linear``; the other modules wrap their
+    (small, diagonal or selection) sparse matrix. Arguments as :func:`matrix`.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> import sparseconv.torch as sct
+    >>> conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1, padding_mode="reflect").double()
+    >>> op = sct.operator(conv, (3, 16, 16))
+    >>> op.shape
+    (512, 768)
+    >>> x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    >>> y = op @ x.numpy().ravel() + conv.bias.detach().numpy().repeat(64)
+    >>> bool(np.allclose(y, conv(x).detach().numpy().ravel()))
+    True
+    """
+    return _layer(module, input_shape, output_size).operator()
+
+
+def affine(module: nn.Module, input_shape: Sequence[int], *,
+           output_size: Sequence[int] | None = None) -> sc.AffineMap:
+    """The module as the :class:`sparseconv.AffineMap` ``x -> A x + b``, bias included.
+
+    ``b`` is the bias broadcast over the output (a convolution's per channel, a BatchNorm's
+    shift, a ``ConstantPad``'s fill value); zero for a module without one. Arguments as
+    :func:`matrix`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> bn = torch.nn.BatchNorm1d(2).eval()
+    >>> with torch.no_grad():
+    ...     _ = bn.running_mean.fill_(1.0)
+    >>> f = sct.affine(bn, (2, 3))
+    >>> f([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]).round(4)       # (x - 1) / sqrt(1 + eps)
+    array([0., 0., 0., 1., 1., 1.])
+    """
+    layer = _layer(module, input_shape, output_size)
+    a = layer.build("csr")
+    return sc.AffineMap(a, np.zeros(a.shape[0]) if layer.offset is None else layer.offset)
+
+
+def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
+                  output_size: Sequence[int] | None = None, **kwargs: Any) -> sc.SpectralNorm:
+    """The spectral norm of a module's matrix, with a certified interval.
+
+    Convolutions, transposed convolutions (through their adjoint convolution), ``nn.Linear``
+    (its weight, a 1x1 convolution), BatchNorm (a depthwise 1x1 convolution) and average
+    pooling without ``ceil_mode`` or excluded padding go to :func:`sparseconv.spectral_norm`;
+    ``kwargs`` (``method``, ``tol``) are passed on. The other modules (padding, the remaining
+    pooling layers) are bounded from their explicit matrix: ``sqrt(||A||_1 ||A||_inf)`` above
+    (exact for a padding, whose ``A^T A`` is diagonal), a power iteration's Rayleigh quotient
+    below, both widened for rounding (method ``"bounds"``, with ``bounds["schur"]``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> conv = torch.nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular")
+    >>> r = sct.spectral_norm(conv, (2, 8, 8))
+    >>> r.method, bool(r.lower <= r.value <= r.upper)
+    ('fft', True)
+    """
+    return _layer_norm(_layer(module, input_shape, output_size), **kwargs)
+
+
+def _layer_norm(layer: _Layer, **kwargs: Any) -> sc.SpectralNorm:
+    if layer.conv is None:
+        return _matrix_norm(layer.build("csr"))
+    weight, shape, conv_kwargs = layer.conv
+    return sc.spectral_norm(weight, shape, **conv_kwargs, **kwargs)
+
+
+def singular_values(module: nn.Module, input_shape: Sequence[int], *,
+                    output_size: Sequence[int] | None = None, **kwargs: Any) -> np.ndarray:
+    """All singular values of a module's matrix, in decreasing order.
+
+    From :func:`sparseconv.singular_values` for the modules that are convolutions (see
+    :func:`spectral_norm`; ``kwargs`` such as ``method`` are passed on), repeated for the
+    block-diagonal copies (``nn.Linear`` over leading axes, BatchNorm over positions); from a
+    dense SVD of the matrix otherwise, within the memory limit.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> sct.singular_values(torch.nn.ZeroPad1d((1, 2)), (1, 3))
+    array([1., 1., 1.])
+    """
+    layer = _layer(module, input_shape, output_size)
+    if layer.conv is None:
+        a = layer.build("csr")
+        n = min(a.shape)
+        limit = sc.get_memory_limit()
+        if limit is not None and 8 * (a.shape[0] * a.shape[1] + 2 * n * n) > limit:
+            raise sc.MatrixTooLargeError(
+                f"singular_values of {type(module).__name__} on input_shape={layer.input_shape} "
+                f"needs a dense {a.shape} matrix, beyond the memory limit of {limit} bytes")
+        return np.linalg.svd(a.toarray(), compute_uv=False)
+    weight, shape, conv_kwargs = layer.conv
+    values = sc.singular_values(weight, shape, **conv_kwargs, **kwargs)
+    return np.sort(np.tile(values, layer.repeat))[::-1]
+
+
+def _matrix_norm(a: sp.sparray, iterations: int = 50) -> sc.SpectralNorm:
+    """A certified interval for ``||A||_2`` from an explicit sparse matrix.
+
+    Its method is "bounds", and ``bounds["schur"]`` the upper bound.
+    """
+    a = sp.csr_array(a, dtype=np.float64)
+    if a.nnz == 0:
+        return sc.SpectralNorm(0.0, 0.0, 0.0, "zero")
+    absolute = abs(a)
+    longest = max(np.diff(a.indptr).max(), np.diff(a.tocsc().indptr).max())
+    slack = 4 * (longest + 4) * np.finfo(np.float64).eps  # the sums' and sqrt's rounding
+    upper = math.sqrt(absolute.sum(axis=0).max() * absolute.sum(axis=1).max()) * (1 + slack)
+    x = np.random.default_rng(0).standard_normal(a.shape[1])
+    for _ in range(iterations):
+        x = a.T @ (a @ x)
+        x /= np.linalg.norm(x)
+    lower = np.linalg.norm(a @ x) / np.linalg.norm(x) * (1 - slack)
+    return sc.SpectralNorm(lower, lower, upper, "bounds", bounds={"schur": upper})
+
+
+class FoldedBatchNorm(NamedTuple):
+    """``bn(conv(x))`` as one convolution: its weight and bias, and the module."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    module: nn.Module
+
+
+def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
+    """Fold an eval-mode BatchNorm into the convolution before it.
+
+    With ``s = gamma / sqrt(running_var + eps)`` per output channel, ``bn(conv(x))`` is the
+    convolution with weight ``s * W`` (scaled per output channel) and bias
+    ``s * (b - running_mean) + beta``.
+
+    Parameters
+    ----------
+    conv : torch.nn.Conv1d, Conv2d or Conv3d
+    bn : torch.nn.BatchNorm1d, BatchNorm2d or BatchNorm3d
+        In eval mode, with running statistics, ``num_features == conv.out_channels``.
+
+    Returns
+    -------
+    FoldedBatchNorm
+        ``(weight, bias, module)``: float64 numpy arrays, and a new convolution module (the
+        conv's class, hyper-parameters, dtype and device) holding them.
+
+    Raises
+    ------
+    TypeError
+        ``conv`` or ``bn`` of another type, a BatchNorm without running statistics.
+    ValueError
+        ``bn`` in training mode, mismatched channel counts.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> conv, bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4).eval()
+    >>> folded = sct.fold_batchnorm(conv, bn)
+    >>> x = torch.randn(1, 3, 8, 8)
+    >>> bool(torch.allclose(folded.module(x), bn(conv(x)), atol=1e-5))
+    True
+    """
+    if not isinstance(conv, _CONV):
+        raise TypeError(f"conv must be a Conv1d, Conv2d or Conv3d, got {type(conv).__name__}")
+    if not isinstance(bn, _BATCHNORM):
+        raise TypeError(f"bn must be a BatchNorm1d, BatchNorm2d or BatchNorm3d, got "
+                        f"{type(bn).__name__}")
+    _refuse(bn)
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"bn.num_features={bn.num_features} must equal conv.out_channels="
+                         f"{conv.out_channels}")
+    scale, shift = _batchnorm_scale_shift(bn)
+    weight = _numpy(conv.weight) * scale.reshape(-1, *([1] * (conv.weight.ndim - 1)))
+    bias = shift + scale * (0.0 if conv.bias is None else _numpy(conv.bias))
+    module = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size,
+                        stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                        groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
+                        device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(weight))
+        module.bias.copy_(torch.from_numpy(bias))
+    return FoldedBatchNorm(weight, bias, module.train(conv.training))
+
+
+# ---------------------------------------------------------------------------------------------
+# Public: a network
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TraceRecord:
+    """One call of a leaf module during :func:`trace`.
+
+    Attributes
+    ----------
+    name : str
+        The qualified name (``model.get_submodule(name)``; ``""`` for the model itself).
+    module : torch.nn.Module
+    input_shape, output_shape : tuple of int
+        The first input's and the output's shapes, without the batch.
+    linear : bool
+        Whether sparseconv.torch builds this module's matrix (:func:`matrix` accepts it).
+    """
+
+    name: str
+    module: nn.Module = field(repr=False)
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    linear: bool
+
+
+def _is_linear(module: nn.Module) -> bool:
+    try:
+        _refuse(module)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _first_tensor(value):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        return next((t for t in map(_first_tensor, value) if t is not None), None)
+    return None
+
+
+def _shape(value) -> tuple[int, ...]:
+    tensor = _first_tensor(value)
+    return () if tensor is None else tuple(tensor.shape[1:])
+
+
+def trace(model: nn.Module, input_shape: Sequence[int], *,
+          allow_train: bool = False) -> list[TraceRecord]:
+    """Run one forward pass and record every leaf module's call, in call order.
+
+    Forward hooks on every leaf module (a module without children) see its calls whatever the
+    model's ``forward`` does: residual blocks, branches, a module called twice (two records).
+    Functional calls inside ``forward`` (``F.relu``, ``x + y``) are not modules and are not
+    seen. The input is zeros of shape ``(1, *input_shape)`` in the model's dtype and device,
+    run under ``torch.no_grad()``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch.
+    allow_train : bool
+        Trace a model with modules in training mode (their records say ``linear=False``
+        where that matters). By default such a model is refused.
+
+    Returns
+    -------
+    list of TraceRecord
+
+    Raises
+    ------
+    ValueError
+        A module in training mode (without ``allow_train=True``), a bad ``input_shape``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU()).eval()
+    >>> [(r.name, r.output_shape, r.linear) for r in sct.trace(net, (1, 5, 5))]
+    [('0', (2, 3, 3), True), ('1', (2, 3, 3), False)]
+    """
+    shape = _input_shape(input_shape, None, type(model).__name__)
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training and not allow_train:
+        raise ValueError(f"the model is in training mode ({', '.join(training[:3])}"
+                         f"{', ...' if len(training) > 3 else ''}): call model.eval() first, "
+                         "or pass allow_train=True")
+    records: list[TraceRecord] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None:
+            def hook(mod, inputs, output, name=name):
+                records.append(TraceRecord(name, mod, _shape(inputs), _shape(output),
+                                           _is_linear(mod)))
+            hooks.append(module.register_forward_hook(hook))
+    parameter = next(model.parameters(), None)
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+    device = parameter.device if parameter is not None else None
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *shape), dtype=dtype, device=device))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return records
+
+
+def _chain(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """The leaves of a (nested) ``nn.Sequential``, in order, with qualified names."""
+    if isinstance(model, nn.Sequential):
+        return [leaf for name, child in model.named_children()
+                for leaf in _chain(child, f"{prefix}{name}.")]
+    name = prefix[:-1]
+    if next(model.children(), None) is not None:
+        raise TypeError(f"{type(model).__name__} ({name or 'the model'}) has its own forward: "
+                        "network_operator composes nn.Sequential chains of linear modules only "
+                        "(residual sums and branches are not supported yet)")
+    _refuse(model)
+    return [(name, model)]
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkOperator:
+    """A linear network ``x -> operator @ x + offset``, from :func:`network_operator`.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The layers' qualified names, first applied first.
+    input_shape, output_shape : tuple of int
+    operator : scipy.sparse.linalg.LinearOperator
+        The product of the layers' operators (matrix-free where :func:`operator` is), with
+        its adjoint.
+    offset : numpy.ndarray
+        The network applied to zero: the biases carried through the later layers.
+    """
+
+    names: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    operator: spla.LinearOperator
+    offset: np.ndarray
+    _layers: tuple = field(repr=False)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to a flat input ``(n,)`` or to columns ``(n, k)``."""
+        x = np.asarray(x)
+        return self.operator @ x + (self.offset if x.ndim == 1 else self.offset[:, None])
+
+    def affine(self) -> sc.AffineMap:
+        """The explicit :class:`sparseconv.AffineMap`: the product of the layers' matrices."""
+        return sc.compose(*(sc.AffineMap(layer.build("csr"), np.zeros(
+            math.prod(layer.output_shape)) if layer.offset is None else layer.offset)
+            for layer in self._layers))
+
+
+def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
+    """A ``nn.Sequential`` chain of linear modules as one affine operator.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A supported linear module, or a ``nn.Sequential`` (nested ones included) of them, in
+        eval mode.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch.
+
+    Returns
+    -------
+    NetworkOperator
+        ``net(x.ravel()) == model(x[None])[0].ravel()``; ``net.operator`` is the matrix-free
+        linear part, ``net.offset`` the biases' contribution, ``net.affine()`` the explicit
+        :class:`sparseconv.AffineMap` (via :func:`sparseconv.compose`).
+
+    Raises
+    ------
+    TypeError
+        A module that is not linear (``nn.ReLU``, ...) or not a ``nn.Sequential`` container
+        (a residual block), named.
+    ValueError
+        A module in training mode where that matters; shapes that do not chain.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> import sparseconv.torch as sct
+    >>> nn = torch.nn
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.AvgPool2d(2), nn.Flatten(),
+    ...                       nn.Linear(32, 3)).double().eval()
+    >>> net = sct.network_operator(model, (1, 8, 8))
+    >>> x = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    >>> bool(np.allclose(net(x.numpy().ravel()), model(x).detach().numpy().ravel()))
+    True
+    >>> net.affine().shape
+    (3, 64)
+    """
+    shape = _input_shape(input_shape, None, type(model).__name__)
+    layers = []
+    for _, module in _chain(model):
+        layer = _layer(module, shape)
+        layers.append(layer)
+        shape = layer.output_shape
+    operators = [layer.operator() for layer in layers]
+    product = operators[0]
+    offset = np.zeros(product.shape[1])
+    for layer, op in zip(layers, operators):
+        offset = op @ offset + (0.0 if layer.offset is None else layer.offset)
+    for op in operators[1:]:
+        product = op @ product
+    names = tuple(name for name, _ in _chain(model))
+    return NetworkOperator(names, layers[0].input_shape, shape, product, offset, tuple(layers))
+
+
+# ---------------------------------------------------------------------------------------------
+# The Lipschitz report
+# ---------------------------------------------------------------------------------------------
+_COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "lower", "upper", "method",
+            "seconds")
+
+
+def _nnz(module: nn.Module, layer: _Layer) -> int:
+    """The layer matrix's stored entries, without building it where sparseconv allows."""
+    if isinstance(module, _CONV):
+        weight, shape, kwargs = layer.conv
+        return sc.ConvGeometry.from_weight(weight.shape, shape, **kwargs).nnz()
+    if isinstance(module, _CONV_T):
+        smallest = sc.conv_transpose_output_shape(
+            layer.input_shape[1:], module.kernel_size, module.stride, module.padding, 0,
+            module.dilation)
+        output_padding = tuple(n - m for n, m in zip(layer.output_shape[1:], smallest))
+        return sc.ConvGeometry.for_transpose(
+            module.weight.shape, layer.input_shape, stride=module.stride, padding=module.padding,
+            output_padding=output_padding, dilation=module.dilation, groups=module.groups).nnz()
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features * layer.repeat
+    return int(layer.build("csr").nnz)
+
+
+@dataclass(frozen=True, eq=False)
+class LipschitzReport:
+    """Per-layer certified spectral norms of a network, from :func:`lipschitz_report`.
+
+    Iterating gives the rows as dicts (the keys of ``columns``); ``str(report)`` is a table.
+
+    Attributes
+    ----------
+    rows : tuple of dict
+        name, type, input_shape, output_shape, nnz, lower, upper, method, seconds.
+    network_upper : float or None
+        The product of the layers' upper bounds: a Lipschitz bound of the whole network
+        (in the 2-norm) when it is the sequential chain of the traced layers and its
+        activations are the 1-Lipschitz ones listed in ``activations``; None when some
+        traced module is neither (``reason`` says which).
+    activations : tuple of str
+        The activations assumed 1-Lipschitz, as ``"name (Type)"``.
+    chain_checked : bool
+        True when the model is a (nested) ``nn.Sequential``, so it is a chain; False when
+        the chain is an assumption (hooks do not see residual sums or functional calls).
+    reason : str
+        Why ``network_upper`` is None (empty otherwise).
+    """
+
+    rows: tuple[dict, ...]
+    network_upper: float | None
+    activations: tuple[str, ...]
+    chain_checked: bool
+    reason: str = ""
+    columns: tuple[str, ...] = _COLUMNS
+
+    def __iter__(self) -> Iterator[dict]:
+        return (dict(row) for row in self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __str__(self) -> str:
+        def cell(key, value):
+            if key in ("lower", "upper"):
+                return f"{value:.6g}"
+            if key == "seconds":
+                return f"{value:.3f}"
+            if isinstance(value, tuple):
+                return "x".join(map(str, value))
+            return str(value)
+
+        table = [list(self.columns)] + [[cell(k, row[k]) for k in self.columns]
+                                        for row in self.rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(self.columns))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        if self.network_upper is None:
+            lines.append(f"network bound: none ({self.reason})")
+        else:
+            lines.append(f"network bound (product of the upper bounds): {self.network_upper:.6g}")
+            lines.append("  assumes " + ("" if self.chain_checked else
+                                         "the model is the sequential chain of these layers and ")
+                         + "1-Lipschitz activations: " + (", ".join(self.activations) or "none"))
+        return "\n".join(lines)
+
+    def to_csv(self, path) -> None:
+        """Write the rows as CSV (shapes as ``CxHxW``)."""
+        with open(path, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=self.columns)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: "x".join(map(str, v)) if isinstance(v, tuple) else v
+                                 for k, v in row.items()})
+
+    def to_json(self, path) -> None:
+        """Write the rows and the network bound as JSON."""
+        data = {"layers": [dict(row) for row in self.rows], "network_upper": self.network_upper,
+                "activations": list(self.activations), "chain_checked": self.chain_checked,
+                "reason": self.reason}
+        with open(path, "w") as stream:
+            json.dump(data, stream, indent=2)
+
+
+def _one_lipschitz(module: nn.Module) -> bool:
+    if isinstance(module, nn.LeakyReLU):
+        return abs(module.negative_slope) <= 1
+    if isinstance(module, nn.Hardtanh):  # ReLU6 is a Hardtanh
+        return True
+    return isinstance(module, _ONE_LIPSCHITZ)
+
+
+def _is_sequential(model: nn.Module) -> bool:
+    if isinstance(model, nn.Sequential):
+        return all(_is_sequential(child) for child in model.children())
+    return next(model.children(), None) is None
+
+
+def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
+                     assume_chain: bool = False, **kwargs: Any) -> LipschitzReport:
+    """Certified spectral norms of every linear layer of a network, and their product.
+
+    The model is traced (:func:`trace`, eval mode required); every linear layer that is not
+    a reshape (``Flatten``, ``Identity``, ``Dropout``: norm 1) gets a row: shapes, the nnz of
+    its matrix (counted without building it for convolutions), the certified interval
+    ``[lower, upper]`` of :func:`spectral_norm` with its method, and the time taken.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch.
+    assume_chain : bool
+        Give the network bound for a model that is not a (nested) ``nn.Sequential`` too,
+        assuming its forward is the sequential chain of the traced layers (hooks do not see
+        residual sums, concatenations or functional calls: for those the product is no
+        bound). By default only a ``nn.Sequential`` gets one.
+    **kwargs
+        Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``).
+
+    Returns
+    -------
+    LipschitzReport
+
+    Raises
+    ------
+    ValueError
+        A model in training mode.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> nn = torch.nn
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+    ...                       nn.Linear(2 * 6 * 6, 4)).eval()
+    >>> report = sct.lipschitz_report(model, (1, 6, 6))
+    >>> [row["name"] for row in report]
+    ['0', '3']
+    >>> bool(report.network_upper == report.rows[0]["upper"] * report.rows[1]["upper"])
+    True
+    """
+    records = trace(model, input_shape)
+    rows, activations, unknown, product = [], [], [], 1.0
+    for record in records:
+        module = record.module
+        if not record.linear:
+            if _one_lipschitz(module):
+                activations.append(f"{record.name} ({type(module).__name__})")
+            else:
+                unknown.append(f"{record.name} ({type(module).__name__})")
+            continue
+        if isinstance(module, (nn.Flatten, nn.Identity, *_DROPOUT)):
+            continue
+        start = time.perf_counter()
+        layer = _layer(module, record.input_shape, record.output_shape[1:]
+                       if isinstance(module, _CONV_T) else None)
+        bound = _layer_norm(layer, **kwargs)
+        nnz = _nnz(module, layer)
+        product *= bound.upper
+        rows.append(dict(name=record.name, type=type(module).__name__,
+                         input_shape=record.input_shape, output_shape=record.output_shape,
+                         nnz=nnz, lower=float(bound.lower), upper=float(bound.upper),
+                         method=bound.method, seconds=time.perf_counter() - start))
+    chain = _is_sequential(model)
+    reason = ""
+    if unknown:
+        reason = "not linear and not a known 1-Lipschitz activation: " + ", ".join(unknown)
+    elif not (chain or assume_chain):
+        reason = (f"{type(model).__name__} is not a nn.Sequential, so the product of the "
+                  "layers' bounds is no bound of its forward (pass assume_chain=True if that "
+                  "forward is the chain of the traced layers)")
+    return LipschitzReport(tuple(rows), None if reason else product, tuple(activations),
+                           chain, reason)

@@ -1,0 +1,345 @@
+"""sparseconv.torch against PyTorch itself: every supported module on a seeded sweep of random
+configurations (the affine map and the operator against the module's forward, the adjoint
+against torch.autograd's vector-Jacobian product, the dot test), BatchNorm folding, tracing,
+whole linear networks, the Lipschitz report, and the refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sparseconv.testing import dottest
+
+from ._oracles import assert_close, torch
+
+if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
+    pytest.skip("PyTorch is missing", allow_module_level=True)
+
+from torch import nn  # noqa: E402
+
+import sparseconv.torch as sct  # noqa: E402
+
+from . import _networks  # noqa: E402
+
+F64 = torch.float64
+# random modules per module type; 12 for the others
+SWEEP = {"conv": 40, "conv_transpose": 30, "avg_pool": 20, "pad": 24}
+
+
+# ---------------------------------------------------------------------------------------------
+# Random modules
+# ---------------------------------------------------------------------------------------------
+def _conv(rng):
+    ndim = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 1, 2]))
+    in_ch, out_ch = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    k = tuple(int(v) for v in rng.integers(1, 4, ndim))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, ndim))
+    form = rng.choice(["int", "tuple", "same", "valid"])
+    stride = 1 if form == "same" else tuple(int(v) for v in rng.integers(1, 3, ndim))
+    padding = {"int": int(rng.integers(0, 3)), "same": "same", "valid": "valid",
+               "tuple": tuple(int(v) for v in rng.integers(0, 3, ndim))}[str(form)]
+    mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
+    cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[ndim - 1]
+    module = cls(in_ch, out_ch, k, stride=stride, padding=padding, dilation=dilation,
+                 groups=groups, bias=bool(rng.integers(2)), padding_mode=mode)
+    size = tuple(int(v) for v in rng.integers(4, 7 if ndim < 3 else 5, ndim))
+    return module, (in_ch, *size), {}
+
+
+def _conv_transpose(rng):
+    ndim = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 1, 2]))
+    in_ch, out_ch = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    k = tuple(int(v) for v in rng.integers(1, 4, ndim))
+    stride = tuple(int(v) for v in rng.integers(1, 3, ndim))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, ndim))
+    padding = tuple(int(v) for v in rng.integers(0, 2, ndim))
+    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+    cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[ndim - 1]
+    module = cls(in_ch, out_ch, k, stride=stride, padding=padding, dilation=dilation,
+                 output_padding=output_padding, groups=groups, bias=bool(rng.integers(2)))
+    size = tuple(int(v) for v in rng.integers(2, 5, ndim))
+    call = {}
+    if rng.integers(2):  # the output size passed at call time instead
+        module.output_padding = (0,) * ndim
+        smallest = [(n - 1) * s - 2 * p + d * (kk - 1) + 1
+                    for n, s, p, d, kk in zip(size, stride, padding, dilation, k)]
+        call = {"output_size": [m + int(rng.integers(0, s)) for m, s in zip(smallest, stride)]}
+    return module, (in_ch, *size), call
+
+
+def _avg_pool(rng):
+    ndim = int(rng.integers(1, 4))
+    k = tuple(int(v) for v in rng.integers(1, 4, ndim))
+    stride = tuple(int(v) for v in rng.integers(1, 4, ndim))
+    padding = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+    kwargs = dict(ceil_mode=bool(rng.integers(2)), count_include_pad=bool(rng.integers(2)))
+    if ndim > 1 and rng.integers(3) == 0:
+        kwargs["divisor_override"] = int(rng.integers(1, 5))
+    cls = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)[ndim - 1]
+    size = tuple(int(v) for v in rng.integers(3, 7 if ndim < 3 else 5, ndim))
+    return cls(k, stride, padding, **kwargs), (2, *size), {}
+
+
+def _batchnorm(rng):
+    ndim = int(rng.integers(1, 4))
+    cls = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[ndim - 1]
+    c = int(rng.integers(1, 4))
+    module = _networks.randomize(cls(c, affine=bool(rng.integers(2))), int(rng.integers(99)))
+    size = () if ndim == 1 and rng.integers(2) else tuple(int(v) for v in rng.integers(1, 4, ndim))
+    return module, (c, *size), {}
+
+
+def _linear(rng):
+    n_in, n_out = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+    lead = tuple(int(v) for v in rng.integers(1, 4, int(rng.integers(0, 3))))
+    return nn.Linear(n_in, n_out, bias=bool(rng.integers(2))), (*lead, n_in), {}
+
+
+def _reshape(rng):
+    shape = (2, *(int(v) for v in rng.integers(1, 4, int(rng.integers(1, 3)))))
+    module = [nn.Identity(), nn.Dropout(0.5), nn.AlphaDropout(), nn.Flatten(),
+              nn.Flatten(1, len(shape) - 1 if len(shape) > 2 else -1), nn.Flatten(2)][
+        int(rng.integers(0 if len(shape) > 2 else 0, 6 if len(shape) > 2 else 4))]
+    return module.eval(), shape, {}
+
+
+def _pad(rng):
+    ndim = int(rng.integers(1, 4))
+    size = tuple(int(v) for v in rng.integers(2, 5, ndim))
+    kind = str(rng.choice(["Zero", "Constant", "Reflection", "Replication", "Circular"]))
+    limit = {"Reflection": min(size), "Circular": min(size) + 1}.get(kind, 3)
+    sides = tuple(int(v) for v in rng.integers(0, limit, 2 * ndim))
+    cls = getattr(nn, f"{kind}Pad{ndim}d")
+    module = cls(sides, float(rng.standard_normal())) if kind == "Constant" else cls(sides)
+    return module, (2, *size), {}
+
+
+MODULES = {"conv": _conv, "conv_transpose": _conv_transpose, "avg_pool": _avg_pool,
+           "batchnorm": _batchnorm, "linear": _linear, "reshape": _reshape, "pad": _pad}
+
+
+def check_module(module, input_shape, call, seed):
+    """The affine map, the matrix, the operator and its adjoint against PyTorch."""
+    config = f"{module!r} on input_shape={input_shape} with {call}"
+    module = module.double()
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((1, *input_shape), dtype=F64, generator=generator, requires_grad=True)
+    y = module(x, **call)
+    f = sct.affine(module, input_shape, **call)
+    x_flat = x.detach().numpy().ravel()
+    assert_close(f(x_flat), y.detach().numpy().ravel(), config, rtol=1e-10)
+    a = sct.matrix(module, input_shape, format="csc", **call)
+    assert_close(a, f.matrix, config)
+    op = sct.operator(module, input_shape, **call)
+    assert op.shape == a.shape, config
+    columns = np.random.default_rng(seed).standard_normal((a.shape[1], 2))
+    assert_close(op @ columns, a @ columns, config, rtol=1e-10)
+    v = torch.randn(y.shape, dtype=F64, generator=generator)
+    (vjp,) = torch.autograd.grad(y, x, v)
+    assert_close(op.rmatvec(v.numpy().ravel()), vjp.numpy().ravel(), config, rtol=1e-10)
+    dottest(op, rng=seed)
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_module_equals_pytorch(kind):
+    rng = np.random.default_rng(sorted(MODULES).index(kind))
+    checked, sweep = 0, SWEEP.get(kind, 12)
+    for seed in range(4 * sweep):
+        module, shape, call = MODULES[kind](rng)
+        try:  # PyTorch refuses some random configurations (an empty output, a large pad)
+            module.double()(torch.zeros((1, *shape), dtype=F64), **call)
+        except RuntimeError:
+            continue
+        check_module(module, shape, call, seed)
+        checked += 1
+        if checked == sweep:
+            break
+    assert checked == sweep, f"only {checked} valid random {kind} modules"
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_spectra_contain_the_dense_values(kind):
+    rng = np.random.default_rng(100 + sorted(MODULES).index(kind))
+    checked = 0
+    while checked < 4:
+        module, shape, call = MODULES[kind](rng)
+        try:
+            module.double()(torch.zeros((1, *shape), dtype=F64), **call)
+        except RuntimeError:
+            continue
+        dense = np.linalg.svd(sct.matrix(module, shape, **call).toarray(), compute_uv=False)
+        config = f"{module!r} on {shape} with {call}"
+        bound = sct.spectral_norm(module, shape, **call)
+        top = dense.max(initial=0.0)
+        assert bound.lower <= top * (1 + 1e-12) and top <= bound.upper * (1 + 1e-12), (
+            f"{top} not in [{bound.lower}, {bound.upper}] ({bound.method}) for {config}")
+        values = sct.singular_values(module, shape, **call)
+        assert_close(values, dense, config, rtol=1e-9)
+        checked += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# BatchNorm folding
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("bias", [False, True])
+def test_fold_batchnorm(ndim, bias):
+    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[ndim - 1](4, 6, 3, padding=1, groups=2, bias=bias,
+                                                       padding_mode="reflect").double()
+    bn = _networks.randomize((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[ndim - 1](6), ndim)
+    weight, folded_bias, module = sct.fold_batchnorm(conv, bn)
+    x = torch.randn((2, 4, *(5,) * ndim), dtype=F64, generator=torch.Generator().manual_seed(0))
+    expected = bn(conv(x)).detach().numpy()
+    assert_close(module(x).detach().numpy(), expected, (ndim, bias), rtol=1e-12)
+    assert weight.shape == tuple(conv.weight.shape) and folded_bias.shape == (6,)
+    assert module.padding_mode == "reflect" and module.groups == 2
+
+
+def test_fold_batchnorm_refuses():
+    conv, bn = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
+    with pytest.raises(ValueError, match=r"\.eval\(\)"):
+        sct.fold_batchnorm(conv, bn)
+    with pytest.raises(ValueError, match="num_features=4"):
+        sct.fold_batchnorm(conv, nn.BatchNorm2d(4).eval())
+    with pytest.raises(TypeError, match="ReLU"):
+        sct.fold_batchnorm(nn.ReLU(), bn.eval())
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------------------------
+def test_trace_residual_network():
+    model = _networks.randomize(_networks.TinyResNet())
+    records = sct.trace(model, (3, 8, 8))
+    names = [r.name for r in records]
+    assert names[:3] == ["conv1", "bn1", "relu"]
+    block = [n for n in names if n.startswith("layer2.0.")]
+    # the shortcut runs first in BasicBlock.forward; ReLU is called twice, recorded twice
+    assert block == ["layer2.0.downsample.0", "layer2.0.downsample.1", "layer2.0.conv1",
+                     "layer2.0.bn1", "layer2.0.relu", "layer2.0.conv2", "layer2.0.bn2",
+                     "layer2.0.relu"]
+    assert names[-2:] == ["avgpool", "fc"]
+    by_name = {r.name: r for r in records}
+    assert by_name["layer2.0.conv1"].input_shape == (4, 8, 8)
+    assert by_name["layer2.0.conv1"].output_shape == (8, 4, 4)
+    assert by_name["fc"].input_shape == (8,) and by_name["fc"].output_shape == (3,)
+    assert not by_name["relu"].linear and by_name["bn1"].linear
+    assert not by_name["avgpool"].linear  # AdaptiveAvgPool2d: not supported yet
+    for r in records:  # every linear record's matrix has the traced shapes
+        if r.linear:
+            a = sct.matrix(r.module, r.input_shape)
+            assert a.shape == (np.prod(r.output_shape), np.prod(r.input_shape)), r
+
+
+def test_trace_refuses_training_mode():
+    model = _networks.TinyResNet().double()
+    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+        sct.trace(model, (3, 8, 8))
+    records = sct.trace(model, (3, 8, 8), allow_train=True)
+    assert not [r for r in records if r.name == "bn1"][0].linear
+
+
+def test_network_operator_equals_linear_cnn():
+    model = _networks.randomize(_networks.linear_cnn())
+    net = sct.network_operator(model, (2, 8, 8))
+    assert net.names[3:5] == ("3.0", "3.1") and net.output_shape == (5,)
+    x = torch.randn((1, 2, 8, 8), dtype=F64, generator=torch.Generator().manual_seed(1),
+                    requires_grad=True)
+    y = model(x)
+    x_flat = x.detach().numpy().ravel()
+    assert_close(net(x_flat), y.detach().numpy().ravel(), "linear_cnn", rtol=1e-10)
+    f = net.affine()
+    assert_close(f(x_flat), y.detach().numpy().ravel(), "linear_cnn affine", rtol=1e-10)
+    v = torch.randn(y.shape, dtype=F64, generator=torch.Generator().manual_seed(2))
+    (vjp,) = torch.autograd.grad(y, x, v)
+    assert_close(net.operator.rmatvec(v.numpy().ravel()), vjp.numpy().ravel(), "adjoint",
+                 rtol=1e-10)
+    dottest(net.operator, rng=0)
+
+
+def test_network_operator_refuses():
+    with pytest.raises(TypeError, match="ReLU"):
+        sct.network_operator(nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU()).eval(), (1, 5, 5))
+    with pytest.raises(TypeError, match="BasicBlock"):
+        sct.network_operator(_networks.BasicBlock(2, 2).eval(), (2, 5, 5))
+    with pytest.raises(ValueError, match=r"\.eval\(\)"):
+        sct.network_operator(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), (1, 5, 5))
+
+
+def test_module_refusals_name_the_problem():
+    with pytest.raises(TypeError, match="MaxPool2d"):
+        sct.matrix(nn.MaxPool2d(2), (1, 4, 4))
+    with pytest.raises(TypeError, match="MultiheadAttention"):
+        sct.operator(nn.MultiheadAttention(4, 2), (3, 4))
+    with pytest.raises(ValueError, match=r"Dropout is in training mode.*\.eval\(\)"):
+        sct.matrix(nn.Dropout(), (2, 3))
+    with pytest.raises(TypeError, match="track_running_stats=False"):
+        sct.matrix(nn.BatchNorm2d(2, track_running_stats=False).eval(), (2, 3, 3))
+    with pytest.raises(ValueError, match="2 spatial axes"):
+        sct.matrix(nn.Conv2d(1, 1, 3), (1, 5))
+    with pytest.raises(ValueError, match="in_features=4"):
+        sct.matrix(nn.Linear(4, 2), (3, 5))
+    with pytest.raises(ValueError, match="output_size must lie between"):
+        sct.matrix(nn.ConvTranspose1d(1, 1, 3, stride=2), (1, 4), output_size=(12,))
+    with pytest.raises(TypeError, match="ConvTranspose"):
+        sct.matrix(nn.Conv1d(1, 1, 3), (1, 4), output_size=(12,))
+
+
+def test_lipschitz_report_vgg(tmp_path):
+    model = _networks.randomize(_networks.tiny_vgg_avg(size=4))
+    report = sct.lipschitz_report(model, (3, 4, 4))
+    rows = list(report)
+    assert [row["name"] for row in rows] == ["0.0", "0.1", "0.3", "0.4", "0.6", "2", "5"]
+    product = 1.0
+    for row in rows:
+        module = model.get_submodule(row["name"])
+        dense = np.linalg.norm(sct.matrix(module, row["input_shape"]).toarray(), 2)
+        assert row["lower"] <= dense * (1 + 1e-12) and dense <= row["upper"] * (1 + 1e-12), row
+        assert row["nnz"] == sct.matrix(module, row["input_shape"]).nnz, row
+        product *= row["upper"]
+    assert report.network_upper == pytest.approx(product, rel=1e-12)
+    assert report.chain_checked and len(report.activations) == 3
+    text = str(report)
+    assert "0.4" in text and "network bound" in text and "2 (ReLU)" in text
+    report.to_csv(tmp_path / "r.csv")
+    assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("name,type,input_shape")
+    report.to_json(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert len(data["layers"]) == 7 and data["network_upper"] == report.network_upper
+
+
+def test_lipschitz_report_without_a_network_bound():
+    vgg = sct.lipschitz_report(_networks.randomize(_networks.tiny_vgg(size=4)), (3, 4, 4))
+    assert vgg.network_upper is None and "MaxPool2d" in vgg.reason
+    block = _networks.randomize(_networks.BasicBlock(2, 3, stride=2))
+    report = sct.lipschitz_report(block, (2, 6, 6))
+    assert report.network_upper is None and "not a nn.Sequential" in report.reason
+    # the residual sum makes the chain's product no bound; assume_chain=True asks for it anyway
+    assumed = sct.lipschitz_report(block, (2, 6, 6), assume_chain=True)
+    assert assumed.network_upper == pytest.approx(np.prod([r["upper"] for r in assumed]))
+    assert "assumes the model is the sequential chain" in str(assumed)
+    unet = _networks.randomize(_networks.TinyUNet())
+    report = sct.lipschitz_report(unet, (1, 4, 4))
+    assert report.network_upper is None and "down (MaxPool2d)" in report.reason
+    rows = {row["name"]: row for row in report}
+    assert rows["up"]["type"] == "ConvTranspose2d" and rows["up"]["output_shape"] == (4, 4, 4)
+    dense = np.linalg.norm(sct.matrix(unet.up, (8, 2, 2)).toarray(), 2)
+    assert rows["up"]["lower"] <= dense * (1 + 1e-12) <= rows["up"]["upper"] * (1 + 2e-12)
+
+
+def test_import_error_says_how_to_install():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import sparseconv\n"
+            "try:\n"
+            "    import sparseconv.torch\n"
+            "except ImportError as error:\n"
+            "    print(error)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert 'pip install "sparseconv[torch]"' in result.stdout
