@@ -50,6 +50,7 @@ except ImportError as exc:  # pragma: no cover - CI installs torch
     ) from exc
 
 import sparseconv as sc
+from sparseconv._typing import PaddingMode, SparseFormat
 
 __all__ = [
     "FoldedBatchNorm",
@@ -72,7 +73,7 @@ _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _POOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
-_PAD_MODES = {
+_PAD_MODES: dict[type, PaddingMode] = {
     nn.ZeroPad1d: "zeros", nn.ZeroPad2d: "zeros", nn.ZeroPad3d: "zeros",
     nn.ConstantPad1d: "zeros", nn.ConstantPad2d: "zeros", nn.ConstantPad3d: "zeros",
     nn.ReflectionPad1d: "reflect", nn.ReflectionPad2d: "reflect", nn.ReflectionPad3d: "reflect",
@@ -101,7 +102,7 @@ class _Layer:
     name: str
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
-    build: Callable[[str], sp.sparray]               # format -> the matrix
+    build: Callable[[SparseFormat], sp.sparray]      # format -> the matrix
     offset: np.ndarray | None = None                 # the bias over the output, flat
     make_operator: Callable[[], spla.LinearOperator] | None = None
     conv: tuple[np.ndarray, tuple[int, ...], dict] | None = None  # weight, shape, kwargs
@@ -358,7 +359,7 @@ def _reshape_layer(module, input_shape) -> _Layer:
 # ---------------------------------------------------------------------------------------------
 # Public: one module
 # ---------------------------------------------------------------------------------------------
-def matrix(module: nn.Module, input_shape: Sequence[int], *, format: str = "csr",
+def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseFormat = "csr",
            output_size: Sequence[int] | None = None) -> sp.sparray:
     """The matrix of a linear module on inputs of shape ``input_shape`` (the bias left out).
 
@@ -587,10 +588,12 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     scale, shift = _batchnorm_scale_shift(bn)
     weight = _numpy(conv.weight) * scale.reshape(-1, *([1] * (conv.weight.ndim - 1)))
     bias = shift + scale * (0.0 if conv.bias is None else _numpy(conv.bias))
-    module = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size,
+    factory: Any = type(conv)  # torch's stubs type the sizes per rank; ours are checked tuples
+    module = factory(conv.in_channels, conv.out_channels, conv.kernel_size,
                         stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                         groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
                         device=conv.weight.device, dtype=conv.weight.dtype)
+    assert module.bias is not None  # built with bias=True
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(weight))
         module.bias.copy_(torch.from_numpy(bias))
@@ -818,12 +821,19 @@ _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "lower", "uppe
             "seconds")
 
 
+def _untyped(module: nn.Module) -> Any:
+    """``module`` for attribute reads that torch's stubs type more loosely than the module."""
+    return module
+
+
 def _nnz(module: nn.Module, layer: _Layer) -> int:
     """The layer matrix's stored entries, without building it where sparseconv allows."""
     if isinstance(module, _CONV):
+        assert layer.conv is not None  # every convolution layer records its arguments
         weight, shape, kwargs = layer.conv
         return sc.ConvGeometry.from_weight(weight.shape, shape, **kwargs).nnz()
     if isinstance(module, _CONV_T):
+        module = _untyped(module)  # torch's stubs type padding as str | tuple for every module
         smallest = sc.conv_transpose_output_shape(
             layer.input_shape[1:], module.kernel_size, module.stride, module.padding, 0,
             module.dilation)

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 import sparseconv as sc
 from sparseconv import cli
 
-from .conftest import TORCH_PAD_MODE, per_side, requires_torch, torch
+from ._oracles import TORCH_PAD_MODE, per_side, requires_torch, torch
 
 pytestmark = requires_torch
 if torch is not None:
