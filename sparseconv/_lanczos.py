@@ -60,9 +60,10 @@ def check_lanczos_memory(op) -> None:
 
 
 def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
-    """How many Lanczos vectors the memory limit allows (at least 3, at most maxiter + 1)."""
+    """How many Lanczos vectors half the memory limit holds (at least 3, at most maxiter + 1)."""
     limit = get_memory_limit()
-    fits = maxiter + 1 if limit is None else limit // (n * itemsize) - 3  # 3 work vectors
+    # half the limit: the operator's scratch, the work vectors and the caller's arrays need room
+    fits = maxiter + 1 if limit is None else limit // (2 * n * itemsize) - 3
     if fits < 3:
         assert limit is not None  # without a limit, fits = maxiter + 1 > 64 (see lower_bound)
         raise MatrixTooLargeError(
