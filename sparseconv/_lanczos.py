@@ -52,11 +52,13 @@ def check_lanczos_memory(op) -> None:
     """Refuse, before any other stage runs, a lower bound whose few vectors cannot fit.
 
     The smallest Lanczos that can run keeps 3 basis vectors and 3 work vectors of the larger
-    side, and the start vector (complex) of the input.
+    side within half the limit (:func:`_basis_size`), and the start vector (complex) of the
+    input.
     """
     n, itemsize = max(op.shape), np.dtype(op.dtype).itemsize
-    check_memory(6 * n * itemsize + 32 * op.shape[1],
-                 f"the Lanczos vectors of spectral_norm (6 vectors of {n} entries)")
+    check_memory(12 * n * itemsize + 32 * op.shape[1],
+                 f"the Lanczos vectors of spectral_norm (6 vectors of {n} entries, in half the "
+                 "limit)")
 
 
 def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
@@ -67,9 +69,9 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
     if fits < 3:
         assert limit is not None  # without a limit, fits = maxiter + 1 > 64 (see lower_bound)
         raise MatrixTooLargeError(
-            f"the Lanczos vectors of spectral_norm need {6 * n * itemsize / 2**30:.2f} GiB "
-            f"(6 vectors of {n} entries), more than the memory limit of {limit / 2**30:.2f} "
-            "GiB; raise it with sparseconv.set_memory_limit(nbytes)")
+            f"the Lanczos vectors of spectral_norm need {12 * n * itemsize / 2**30:.2f} GiB "
+            f"(6 vectors of {n} entries, in half the limit), more than the memory limit of "
+            f"{limit / 2**30:.2f} GiB; raise it with sparseconv.set_memory_limit(nbytes)")
     return int(min(fits, maxiter + 1))
 
 
