@@ -18,7 +18,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
-MODULES = ("sparseconv", "sparseconv.plot", "sparseconv.testing")
+MODULES = ("sparseconv", "sparseconv.plot", "sparseconv.testing", "sparseconv.torch")
 DEFAULT_PAGE = Path(__file__).resolve().parent / "_build" / "html" / "api.html"
 
 

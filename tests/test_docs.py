@@ -52,8 +52,9 @@ def test_api_reference_lists_every_public_name():
     checker = load_checker()
     text = (DOCS / "api.rst").read_text()
     listed = {}
-    for module, body in re.findall(r"\.\. currentmodule:: (\S+)\n(.*?)(?=\.\. currentmodule::|\Z)",
-                                   text, flags=re.S):
+    for module, body in re.findall(
+            r"\.\. (?:current)?module:: (\S+)\n(.*?)(?=\.\. (?:current)?module::|\Z)", text,
+            flags=re.S):
         names = re.findall(r"^   (\w+)$", body, flags=re.M)
         listed.setdefault(module, []).extend(names)
     for module, names in checker.public_names().items():
