@@ -44,7 +44,7 @@ from ._memory import check_memory, fits
 from ._operators import ConvOperator
 from ._rounding import Rounding, up
 from ._spectra import dense_is_affordable
-from ._symbol import is_periodic, layer_geometry, not_periodic
+from ._symbol import is_periodic, layer_geometry, not_periodic, times_power_of_two, unit_scale
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, PaddingMode, ShapeLike, SpectralNormMethod
 
 __all__ = ["SpectralNorm", "spectral_norm"]
@@ -224,9 +224,9 @@ def _bounds(weight, geom: ConvGeometry, tol: float) -> SpectralNorm:
 # The public function.
 # ---------------------------------------------------------------------------------------------
 def _scaled(result: SpectralNorm, exponent: int) -> SpectralNorm:
-    """``result`` for weights ``2**-exponent`` times those it was computed for (exact)."""
+    """``result`` for weights ``2**exponent`` times those it was computed for (exact)."""
     def scale(x: float) -> float:
-        return float(np.ldexp(x, -exponent))
+        return float(times_power_of_two(np.float64(x), exponent))
 
     return SpectralNorm(scale(result.value), scale(result.lower), scale(result.upper),
                         result.method, {k: scale(v) for k, v in result.bounds.items()},
@@ -308,17 +308,12 @@ def spectral_norm(
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
     weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode)
-    if not np.isfinite(weight).all():
-        raise ValueError("weight must be finite, got NaN or inf entries")
     if method == "fft" and not is_periodic(geom):
         raise ValueError(f"method='fft' needs {not_periodic(geom)}")
     weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
-    largest = float(np.abs(weight).max())
-    if largest == 0:
+    if not weight.any():
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0})
-    exponent = -math.frexp(largest)[1]  # 2**exponent * largest lies in [1/2, 1)
-    weight = np.ldexp(weight.real, exponent) + (
-        1j * np.ldexp(weight.imag, exponent) if weight.dtype.kind == "c" else 0)
+    weight, exponent = unit_scale(weight)  # exact; the results are scaled back by 2**exponent
     if method == "fft" or (method == "auto" and is_periodic(geom)):
         result = _fft(weight, geom)
     elif method == "dense" or (method == "auto" and dense_is_affordable(*geom.shape)):
