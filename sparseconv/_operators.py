@@ -17,8 +17,9 @@ leading batch axis.
 Invariants: the operators override scipy's underscored methods (``_matvec``, ``_rmatvec``,
 ``_matmat``, ``_rmatmat``, ``_adjoint``, ``_transpose``), so they accept exactly what scipy's
 ``LinearOperator`` accepts -- the one public override is ``dot`` (hence ``@``), which refuses
-an array of more than two dimensions by its shape before scipy would print the whole array; they hold a private read-only copy of their weight, so the forward
-product and the adjoint always describe the same matrix; and every product is sized against
+an array of more than two dimensions by its shape before scipy would print the whole array;
+they hold a private read-only copy of their weight, so the forward product and the adjoint
+always describe the same matrix; and every product is sized against
 the memory limit before it allocates (for one column at construction, for the batch given
 at each product).
 """

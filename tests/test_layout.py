@@ -20,10 +20,10 @@ from sparseconv import (
 
 from ._oracles import (
     assert_close,
+    per_side,
     random_array,
     random_layer,
     random_transpose_layer,
-    per_side,
     requires_torch,
     torch_conv,
     torch_conv_transpose,
