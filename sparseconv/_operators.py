@@ -27,6 +27,7 @@ at each product).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -134,7 +135,7 @@ class _GeometryOperator(LinearOperator):
         raise ValueError(f"{what} expects an array of shape {dims} or {_batched(dims)}, got "
                          f"shape {x.shape}")
 
-    def dot(self, x):
+    def dot(self, x: Any) -> Any:
         """scipy's ``dot`` (and ``@``), except that an array of more than two dimensions is
         refused by its shape (scipy's message prints the whole array)."""
         if isinstance(x, np.ndarray) and x.ndim > 2:
