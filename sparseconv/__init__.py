@@ -18,6 +18,12 @@ Operators
 ConvOperator                 -- a convolution as a matrix-free LinearOperator
 ConvTransposeOperator        -- a transposed convolution as a matrix-free LinearOperator
 
+Files
+-----
+save_layer                   -- a layer's matrix, arguments and weight in one scipy .npz
+load_layer                   -- the matrix and the SavedLayer of such a file
+SavedLayer                   -- a saved layer: rebuilds its operator or matrix
+
 Classic constructions
 ---------------------
 toeplitz_matrix              -- 1-D convolution as a Toeplitz matrix
@@ -72,6 +78,7 @@ testing.assert_layer_matches_torch  -- an operator's product and adjoint against
 from ._composition import AffineMap, affine_conv, compose, compose_kernels
 from ._dilation import dilate_kernel
 from ._geometry import ConvGeometry
+from ._io import SavedLayer, load_layer, save_layer
 from ._matrices import conv_matrix, conv_transpose_matrix
 from ._memory import MatrixTooLargeError, get_memory_limit, set_memory_limit
 from ._operators import ConvOperator, ConvTransposeOperator
@@ -103,6 +110,7 @@ __all__ = [
     "ConvOperator",
     "ConvTransposeOperator",
     "MatrixTooLargeError",
+    "SavedLayer",
     "SpectralNorm",
     "affine_conv",
     "avg_pool_matrix",
@@ -124,10 +132,12 @@ __all__ = [
     "frequency_map",
     "get_memory_limit",
     "im2col_matrix",
+    "load_layer",
     "pad_matrix",
     "receptive_field",
     "receptive_field_paths",
     "receptive_field_size",
+    "save_layer",
     "set_memory_limit",
     "singular_values",
     "spectral_norm",

@@ -24,19 +24,22 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import AxisSegment, ConvGeometry
+from ._layout import assemble_channels_last, channels_last_bytes, checked_blocksize
 from ._memory import USE_OPERATOR, check_memory
 from ._typing import (
     ArrayLike,
+    BlockSize,
     DTypeLike,
     ExplicitPaddingLike,
     IntOrTuple,
+    Layout,
     PaddingLike,
     PaddingMode,
     ShapeLike,
     SparseArray,
     SparseFormat,
 )
-from ._validation import as_weight, check_format, layer_dtype
+from ._validation import as_weight, check_blocksize, check_format, check_layout, layer_dtype
 
 __all__ = ["assemble", "check_addressable", "conv_matrix", "conv_transpose_matrix", "format_bytes",
            "matrix_bytes"]
@@ -76,11 +79,13 @@ class _BlockLayout:
                out=first[1:])
         indptr[0] = 0
 
-    def view(self, array: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
-        """The entries of a block of ``array`` (shape ``(..., length)``, C-contiguous).
+    def view(self, array: np.ndarray, block: tuple[int, ...],
+             tile: int | None = None) -> np.ndarray:
+        """The entries of a block of ``array`` (shape ``(..., length * tile)``, C-contiguous).
 
         Returns a writeable view of shape ``(..., *lengths, in_per_group, *counts)``: output
-        within the block, then input channel, then distinct input positions per axis.
+        within the block, then input channel, then distinct input positions per axis; with a
+        ``tile`` every entry is ``tile`` consecutive elements, a last axis of the view.
         """
         segs = [self.segments[d][j] for d, j in enumerate(block)]
         counts, totals = [s.count for s in segs], self.totals
@@ -97,12 +102,15 @@ class _BlockLayout:
         shape = (*(s.length for s in segs), self.in_per_group, *counts)
         steps = (*out_steps, *entry_steps)
         last = offset + sum((n - 1) * step for n, step in zip(shape, steps))
-        if last >= self.length:  # an unchecked view past the end would corrupt memory
+        if last >= self.length or array.shape[-1] != self.length * (tile or 1):
+            # an unchecked view past the end would corrupt memory
             raise RuntimeError(f"block {block} reaches entry {last} of {self.length}")
-        item = array.itemsize
+        item = array.itemsize * (tile or 1)
+        if tile is not None:
+            shape, steps = (*shape, tile), tuple(s * tile for s in steps) + (1,)
         return np.ndarray(
             array.shape[:-1] + shape, array.dtype, buffer=array, offset=offset * item,
-            strides=array.strides[:-1] + tuple(step * item for step in steps),
+            strides=array.strides[:-1] + tuple(step * array.itemsize for step in steps),
         )
 
 
@@ -152,15 +160,52 @@ def matrix_bytes(geom: ConvGeometry, dtype, format: str = "csr", *,
 
 
 def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, format: str = "csr", *,
-             transposed: bool = False, extra: int = 0) -> sp.sparray:
+             transposed: bool = False, extra: int = 0, layout: str = "channels_first",
+             blocksize: tuple[int, int] | None = None) -> sp.sparray:
     """The layer described by ``geom`` with (validated) ``weight`` as a sparse array in
     ``format``; its transpose if ``transposed``. Sized against the memory limit first (plus
-    ``extra`` bytes the caller will allocate beside it), before any array is allocated."""
-    nbytes, nnz, index_dtype = matrix_bytes(geom, dtype, format, transposed=transposed)
+    ``extra`` bytes the caller will allocate beside it), before any array is allocated.
+    ``layout="channels_last"`` orders rows and columns as ``(*spatial, C)``, built as BSR
+    (:mod:`sparseconv._layout`); ``blocksize`` (validated by ``check_blocksize``) is the
+    result's BSR blocksize."""
     rows, cols = geom.shape[::-1] if transposed else geom.shape
+    if layout == "channels_last":
+        return _assemble_channels_last(geom, weight, dtype, format, transposed, extra, blocksize)
+    nbytes, nnz, index_dtype = matrix_bytes(geom, dtype, format, transposed=transposed)
     check_memory(nbytes + extra, f"the {rows} x {cols} sparse matrix with {nnz} nonzeros "
                  f"({format.upper()}, with the temporaries of its assembly)", USE_OPERATOR)
     matrix = _assemble_csr(geom, weight, dtype, index_dtype)
+    matrix = matrix.T if transposed else matrix
+    if blocksize is not None:  # scipy's conversion, which checks that it divides the shape
+        if rows % blocksize[0] or cols % blocksize[1]:
+            raise ValueError(f"blocksize={blocksize} must divide the shape {(rows, cols)} of "
+                             "the matrix")
+        return matrix.tobsr(blocksize=blocksize)
+    return matrix.asformat(format)
+
+
+def _assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
+                            format: str, transposed: bool, extra: int,
+                            blocksize: tuple[int, int] | None) -> sp.sparray:
+    """:func:`assemble` in channels-last order: BSR blocks straight from the segments; CSR is
+    the case of 1x1 blocks (the same arrays); other formats and transposes are scipy's."""
+    rows, cols = geom.shape[::-1] if transposed else geom.shape
+    check_addressable((rows, cols), geom)
+    block = (1, 1) if format != "bsr" else checked_blocksize(geom, blocksize, transposed)
+    nbytes, nnz, index_dtype = channels_last_bytes(geom, dtype, block)
+    direct = "bsr" if format == "bsr" else ("csc" if transposed else "csr")
+    if transposed or format != direct:  # scipy's transpose or conversion is a second copy
+        nbytes += format_bytes(nnz, (rows, cols), dtype, index_dtype, format)
+    check_memory(nbytes + extra, f"the {rows} x {cols} sparse matrix with {nnz} nonzeros "
+                 f"({format.upper()}, channels_last, with the temporaries of its assembly)",
+                 USE_OPERATOR)
+    matrix: sp.sparray = assemble_channels_last(geom, weight, dtype, index_dtype, block)
+    if format != "bsr":
+        bsr = matrix
+        matrix = sp.csr_array((bsr.data.reshape(-1), bsr.indices, bsr.indptr), shape=bsr.shape,
+                              copy=False)
+        matrix.has_sorted_indices = True
+        matrix.has_canonical_format = True
     return (matrix.T if transposed else matrix).asformat(format)
 
 
@@ -227,7 +272,8 @@ def conv_matrix(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
     padding_mode: PaddingMode = "zeros", flip: bool = False, format: SparseFormat = "csr",
-    dtype: DTypeLike | None = None,
+    dtype: DTypeLike | None = None, layout: Layout = "channels_first",
+    blocksize: BlockSize | None = None,
 ) -> SparseArray:
     """The sparse matrix of a convolution layer (PyTorch's ``conv{1,2,3}d``).
 
@@ -257,14 +303,26 @@ def conv_matrix(
         Sparse format of the result.
     dtype : numpy dtype, optional
         Dtype of the result; by default the weight's (integers and bool become float64).
+    layout : {"channels_first", "channels_last"}
+        How inputs and outputs are flattened: C order of ``(C, *spatial)`` (PyTorch's, the
+        default) or of ``(*spatial, C)``: row ``i * C_out + o`` is output channel ``o`` at
+        flat output position ``i``, column ``j * C_in + c`` input channel ``c`` at flat input
+        position ``j``. The channels-last matrix is ``P_out A P_in^T``, ``A`` the
+        channels-first one. With ``format="bsr"`` it is built directly as BSR whose blocks
+        are one group's ``(C_out/groups, C_in/groups)`` channel tile (no stored zeros).
+    blocksize : (int, int), optional
+        The BSR block shape (``format="bsr"`` only). Channels-last: it must divide the
+        ``(C_out/groups, C_in/groups)`` tile, its default. Channels-first: scipy's
+        conversion, which needs it to divide the matrix's shape.
 
     Returns
     -------
     scipy.sparse array, shape (C_out * prod(out), C_in * prod(in))
         ``A`` with ``A @ x.ravel() == conv(x[None], weight)[0].ravel()``: inputs and outputs are
-        flattened in C order of ``(C, *spatial)``. Entries read by several taps (reflect,
-        replicate, circular) are summed; indices are sorted (canonical format), int32 when they
-        fit and int64 otherwise.
+        flattened in C order of ``(C, *spatial)`` (of ``(*spatial, C)`` with
+        ``layout="channels_last"``). Entries read by several taps (reflect, replicate,
+        circular) are summed; indices are sorted (canonical format), int32 when they fit and
+        int64 otherwise.
 
     Raises
     ------
@@ -301,21 +359,29 @@ def conv_matrix(
            [0., 0., 0., 1., 2.]])
     >>> conv_matrix(np.ones((64, 3, 3, 3)), (3, 32, 32), stride=2, padding=1).shape
     (16384, 3072)
+    >>> B = conv_matrix(np.ones((64, 32, 3, 3)), (32, 8, 8), padding=1, format="bsr",
+    ...                 layout="channels_last")
+    >>> B.blocksize, B.data.shape                      # 64 x 32 blocks, one per tap and pixel
+    ((64, 32), (484, 64, 32))
     """
     check_format(format)
+    check_layout(layout)
+    blocksize = check_blocksize(blocksize, format)
     weight = as_weight(weight)
     geom = ConvGeometry.from_weight(
         weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
         groups=groups, padding_mode=padding_mode, flip=flip,
     )
-    return assemble(geom, weight, layer_dtype(weight, dtype), format)
+    return assemble(geom, weight, layer_dtype(weight, dtype), format, layout=layout,
+                    blocksize=blocksize)
 
 
 def conv_transpose_matrix(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
     dilation: IntOrTuple = 1, groups: int = 1, format: SparseFormat = "csr",
-    dtype: DTypeLike | None = None,
+    dtype: DTypeLike | None = None, layout: Layout = "channels_first",
+    blocksize: BlockSize | None = None,
 ) -> SparseArray:
     """The sparse matrix of a transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``).
 
@@ -333,6 +399,12 @@ def conv_transpose_matrix(
     groups : int
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, optional
+    layout : {"channels_first", "channels_last"}
+        As :func:`conv_matrix`; the channels-last BSR blocks are ``(C_out/groups,
+        C_in/groups)`` tiles of this layer (``C_out = weight.shape[1] * groups``), the
+        transposed blocks of the convolution it transposes.
+    blocksize : (int, int), optional
+        As :func:`conv_matrix`.
 
     Returns
     -------
@@ -364,9 +436,12 @@ def conv_transpose_matrix(
     True
     """
     check_format(format)
+    check_layout(layout)
+    blocksize = check_blocksize(blocksize, format)
     weight = as_weight(weight)
     geom = ConvGeometry.for_transpose(
         weight.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups,
     )
-    return assemble(geom, weight, layer_dtype(weight, dtype), format, transposed=True)
+    return assemble(geom, weight, layer_dtype(weight, dtype), format, transposed=True,
+                    layout=layout, blocksize=blocksize)

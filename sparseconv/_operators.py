@@ -8,10 +8,18 @@ Batches are columns: ``matmat(X)`` takes ``X`` of shape ``(prod(input_shape), b)
 it on as an ``(C, *spatial, b)`` array in that memory order (batch last); an empty batch
 (``b = 0``) gives an empty result, as scipy.sparse does.
 
-Invariants: the operators override only scipy's underscored methods (``_matvec``,
-``_rmatvec``, ``_matmat``, ``_rmatmat``, ``_adjoint``), so they accept exactly what scipy's
-``LinearOperator`` accepts; they hold a private read-only copy of their weight, so the forward
-product and the adjoint always describe the same matrix; and every product is sized against
+Shapes: ``input_shape``/``output_shape`` are the layer's ``(C, *spatial)`` shapes, PyTorch's;
+``dims``/``dimsd`` (PyLops' names) are the shapes a flat vector reshapes to, the same or, with
+``layout="channels_last"``, ``(*spatial, C)`` (the permutation is done at the boundary, one
+copy each way). ``apply``/``apply_adjoint`` take and return such arrays, with an optional
+leading batch axis.
+
+Invariants: the operators override scipy's underscored methods (``_matvec``, ``_rmatvec``,
+``_matmat``, ``_rmatmat``, ``_adjoint``, ``_transpose``), so they accept exactly what scipy's
+``LinearOperator`` accepts -- the one public override is ``dot`` (hence ``@``), which refuses
+an array of more than two dimensions by its shape before scipy would print the whole array;
+they hold a private read-only copy of their weight, so the forward product and the adjoint
+always describe the same matrix; and every product is sized against
 the memory limit before it allocates (for one column at construction, for the batch given
 at each product).
 """
@@ -19,25 +27,29 @@ at each product).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ._geometry import ConvGeometry
+from ._layout import array_shape, from_channels_first, to_channels_first
 from ._matrices import assemble, check_format
 from ._products import check_product_memory, forward, forward_bytes, transpose_map
 from ._typing import (
     ArrayLike,
+    BlockSize,
     DTypeLike,
     ExplicitPaddingLike,
     IntOrTuple,
+    Layout,
     PaddingLike,
     PaddingMode,
     ShapeLike,
     SparseArray,
     SparseFormat,
 )
-from ._validation import as_weight, layer_dtype
+from ._validation import as_weight, check_blocksize, check_layout, layer_dtype
 
 __all__ = ["ConvOperator", "ConvTransposeOperator", "as_geometry", "layer_of"]
 
@@ -58,6 +70,80 @@ class _GeometryOperator(LinearOperator):
 
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+    layout: str = "channels_first"
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The shape of an input array: ``input_shape``, or ``(*spatial, C)`` if channels-last
+        (PyLops' name: ``x.reshape(dims)`` is the image a flat input vector holds)."""
+        return array_shape(self.input_shape, self.layout)
+
+    @property
+    def dimsd(self) -> tuple[int, ...]:
+        """The shape of an output array, as :attr:`dims` (PyLops' name for the data shape)."""
+        return array_shape(self.output_shape, self.layout)
+
+    def apply(self, x: ArrayLike) -> np.ndarray:
+        """The layer applied to an array shaped ``dims`` or ``(N, *dims)`` (a batch).
+
+        Returns an array shaped ``dimsd`` or ``(N, *dimsd)``: the same layout as the input
+        (``(C, *spatial)``, or ``(*spatial, C)`` when the operator's layout is channels-last).
+
+        Raises
+        ------
+        ValueError
+            An array of any other shape; the message names the shapes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import ConvOperator
+        >>> A = ConvOperator(np.ones((4, 3, 3, 3)), (3, 8, 8), padding=1)
+        >>> A.apply(np.ones((3, 8, 8))).shape, A.apply(np.ones((5, 3, 8, 8))).shape
+        ((4, 8, 8), (5, 4, 8, 8))
+        """
+        return self._shaped(x, self.dims, self.dimsd, self.matmat, "apply")
+
+    def apply_adjoint(self, y: ArrayLike) -> np.ndarray:
+        """The adjoint applied to an array shaped ``dimsd`` or ``(N, *dimsd)``; returns an
+        array shaped ``dims`` or ``(N, *dims)``.
+
+        Raises
+        ------
+        ValueError
+            An array of any other shape; the message names the shapes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import ConvOperator
+        >>> A = ConvOperator(np.ones((4, 3, 3, 3)), (3, 8, 8), stride=2, padding=1,
+        ...                  layout="channels_last")
+        >>> A.dims, A.dimsd, A.apply_adjoint(np.ones((2, 4, 4, 4))).shape
+        ((8, 8, 3), (4, 4, 4), (2, 8, 8, 3))
+        """
+        return self._shaped(y, self.dimsd, self.dims, self.rmatmat, "apply_adjoint")
+
+    @staticmethod
+    def _shaped(x, dims, dimsd, product, what):
+        x = np.asarray(x)
+        if x.shape == dims:
+            return product(x.reshape(-1, 1)).reshape(dimsd)
+        if x.ndim == len(dims) + 1 and x.shape[1:] == dims:
+            n = x.shape[0]
+            return product(x.reshape(n, -1).T).T.reshape(n, *dimsd)
+        raise ValueError(f"{what} expects an array of shape {dims} or {_batched(dims)}, got "
+                         f"shape {x.shape}")
+
+    def dot(self, x: Any) -> Any:
+        """scipy's ``dot`` (and ``@``), except that an array of more than two dimensions is
+        refused by its shape (scipy's message prints the whole array)."""
+        if isinstance(x, np.ndarray) and x.ndim > 2:
+            raise ValueError(
+                f"{self!r} multiplies flat vectors of length {self.shape[1]} or ({self.shape[1]},"
+                f" k) columns, got an array of shape {x.shape}: use A.apply(x) for arrays "
+                f"shaped {self.dims} or {_batched(self.dims)}, or A @ x.ravel()")
+        return super().dot(x)
 
     def _columns(self, X, shape, what):
         """``X`` as an ``(n, k)`` array, or ValueError naming the shapes accepted."""
@@ -77,11 +163,14 @@ class _GeometryOperator(LinearOperator):
         b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
         if b == 0:  # an empty batch, as scipy.sparse gives it
             return np.zeros((math.prod(shape_out), 0), dtype)
+        permuted = 0 if self.layout == "channels_first" else (
+            (X.shape[0] + math.prod(shape_out)) * b * dtype.itemsize)  # the two permuted copies
         check_product_memory(
-            nbytes(b, dtype.itemsize),
+            nbytes(b, dtype.itemsize) + permuted,
             f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
             f"scratch and the {shape_out} result)")
-        return apply(X.reshape(*shape_in, b)).reshape(-1, b)
+        Y = apply(to_channels_first(X, shape_in, self.layout))
+        return from_channels_first(Y, self.layout)
 
     def _matmat(self, X):
         return self._product(X, self._apply, self._apply_bytes, self.input_shape,
@@ -117,14 +206,25 @@ class _GeometryOperator(LinearOperator):
     def _adjoint(self):
         return _Adjoint(self)
 
-    def tosparse(self, format: SparseFormat = "csr") -> SparseArray:
-        """The explicit matrix in ``format``, sized against the memory limit first."""
+    def _transpose(self):
+        return _Transpose(self)
+
+    def tosparse(self, format: SparseFormat = "csr", *,
+                 blocksize: BlockSize | None = None) -> SparseArray:
+        """The explicit matrix in ``format`` and the operator's layout, sized against the
+        memory limit first; ``blocksize`` as :func:`sparseconv.conv_matrix`'s."""
         check_format(format)
-        return self._explicit(format, adjoint=False)
+        return self._explicit(format, adjoint=False,
+                              blocksize=check_blocksize(blocksize, format))
 
     def __repr__(self) -> str:
+        layout = "" if self.layout == "channels_first" else f", layout={self.layout!r}"
         return (f"<{type(self).__name__} {self.input_shape} -> {self.output_shape}, "
-                f"dtype={self.dtype}>")
+                f"dtype={self.dtype}{layout}>")
+
+
+def _batched(dims: tuple[int, ...]) -> str:
+    return f"(N, {', '.join(map(str, dims))})"
 
 
 class _Adjoint(_GeometryOperator):
@@ -133,6 +233,7 @@ class _Adjoint(_GeometryOperator):
     def __init__(self, parent: _GeometryOperator):
         self.parent = parent
         self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
+        self.layout = parent.layout
         super().__init__(dtype=parent.dtype, shape=parent.shape[::-1])
 
     def _apply(self, X):
@@ -150,11 +251,53 @@ class _Adjoint(_GeometryOperator):
     def _adjoint(self):
         return self.parent
 
-    def _explicit(self, format, adjoint):
-        return self.parent._explicit(format, adjoint=not adjoint)
+    def _explicit(self, format, adjoint, blocksize=None):
+        return self.parent._explicit(format, adjoint=not adjoint, blocksize=blocksize)
 
     def __repr__(self) -> str:
         return f"<adjoint of {self.parent!r}>"
+
+
+class _Transpose(_GeometryOperator):
+    """The transpose ``A^T = conj(A^H)`` of a geometry operator (``.T.T`` is ``A``); for a real
+    operator it is the adjoint."""
+
+    def __init__(self, parent: _GeometryOperator):
+        self.transposed_of = parent
+        self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
+        self.layout = parent.layout
+        self._complex = parent.dtype.kind == "c"
+        if not self._complex:
+            self.parent = parent  # the adjoint: plots and layer_of read it as the transpose
+        super().__init__(dtype=parent.dtype, shape=parent.shape[::-1])
+
+    def _conj(self, product, X):
+        return product(X.conj()).conj() if self._complex else product(X)
+
+    def _apply(self, X):
+        return self._conj(self.transposed_of._apply_adjoint, X)
+
+    def _apply_adjoint(self, X):
+        return self._conj(self.transposed_of._apply, X)
+
+    def _apply_bytes(self, b, itemsize):
+        return self.transposed_of._apply_adjoint_bytes(b, itemsize) + 2 * self._complex * (
+            self.shape[1] * b * itemsize)
+
+    def _apply_adjoint_bytes(self, b, itemsize):
+        return self.transposed_of._apply_bytes(b, itemsize) + 2 * self._complex * (
+            self.shape[0] * b * itemsize)
+
+    def _transpose(self):
+        return self.transposed_of
+
+    def _explicit(self, format, adjoint, blocksize=None):
+        # A^T is conj(A^H); its adjoint (A^T)^H is conj(A)
+        matrix = self.transposed_of._explicit(format, adjoint=not adjoint, blocksize=blocksize)
+        return matrix.conj() if self._complex else matrix
+
+    def __repr__(self) -> str:
+        return f"<transpose of {self.transposed_of!r}>"
 
 
 def _own(weight: np.ndarray) -> np.ndarray:
@@ -178,6 +321,9 @@ class ConvOperator(_GeometryOperator):
         The operator's dtype; by default the weight's (float16 weights compute in float32, as
         :func:`sparseconv.conv_matrix`). Products follow numpy promotion of the weight and the
         input (float32 stays float32).
+    layout : {"channels_first", "channels_last"}
+        How vectors are flattened, as :func:`sparseconv.conv_matrix`: C order of ``(C,
+        *spatial)`` or of ``(*spatial, C)``.
 
     Attributes
     ----------
@@ -186,6 +332,11 @@ class ConvOperator(_GeometryOperator):
         A private read-only copy of the weight given: changing the caller's array afterwards
         changes neither the operator nor its adjoint.
     input_shape, output_shape : tuple of int
+        The layer's ``(C, *spatial)`` shapes, whatever the layout.
+    dims, dimsd : tuple of int
+        PyLops' names: the shapes of an input and an output array in the operator's layout
+        (``input_shape``/``output_shape``, or ``(*spatial, C)`` if channels-last).
+    layout : str
 
     Raises
     ------
@@ -225,7 +376,9 @@ class ConvOperator(_GeometryOperator):
         self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
         padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
         padding_mode: PaddingMode = "zeros", flip: bool = False, dtype: DTypeLike | None = None,
+        layout: Layout = "channels_first",
     ) -> None:
+        self.layout = check_layout(layout)
         weight = as_weight(weight)
         self.geometry = ConvGeometry.from_weight(
             weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
@@ -257,10 +410,11 @@ class ConvOperator(_GeometryOperator):
     def _apply_adjoint_bytes(self, b, itemsize):
         return self._transpose_map.nbytes(b, itemsize)
 
-    def _explicit(self, format, adjoint):
+    def _explicit(self, format, adjoint, blocksize=None):
         # A^H is the transpose of the matrix of the conjugate weight: conjugate the few weights
         weight = self._weight.conj() if adjoint else self._weight
-        return assemble(self.geometry, weight, self.dtype, format, transposed=adjoint)
+        return assemble(self.geometry, weight, self.dtype, format, transposed=adjoint,
+                        layout=self.layout, blocksize=blocksize)
 
 
 class ConvTransposeOperator(_GeometryOperator):
@@ -274,6 +428,8 @@ class ConvTransposeOperator(_GeometryOperator):
     stride, padding, output_padding, dilation, groups
         Exactly as :func:`sparseconv.conv_transpose_matrix`.
     dtype : numpy dtype, optional
+    layout : {"channels_first", "channels_last"}
+        As :class:`ConvOperator`.
 
     Attributes
     ----------
@@ -283,6 +439,9 @@ class ConvTransposeOperator(_GeometryOperator):
     weight : ndarray
         A private read-only copy of the weight given.
     input_shape, output_shape : tuple of int
+    dims, dimsd : tuple of int
+        As :class:`ConvOperator`.
+    layout : str
 
     Raises
     ------
@@ -314,7 +473,9 @@ class ConvTransposeOperator(_GeometryOperator):
         self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
         padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
         dilation: IntOrTuple = 1, groups: int = 1, dtype: DTypeLike | None = None,
+        layout: Layout = "channels_first",
     ) -> None:
+        self.layout = check_layout(layout)
         weight = as_weight(weight)
         self.geometry = ConvGeometry.for_transpose(
             weight.shape, input_shape, stride=stride, padding=padding,
@@ -347,10 +508,11 @@ class ConvTransposeOperator(_GeometryOperator):
     def _apply_adjoint_bytes(self, b, itemsize):
         return forward_bytes(self.geometry, b, itemsize)
 
-    def _explicit(self, format, adjoint):
+    def _explicit(self, format, adjoint, blocksize=None):
         # the matrix is A.T of the geometry's A; its adjoint conj(A), from the conjugate weight
         weight = self._weight.conj() if adjoint else self._weight
-        return assemble(self.geometry, weight, self.dtype, format, transposed=not adjoint)
+        return assemble(self.geometry, weight, self.dtype, format, transposed=not adjoint,
+                        layout=self.layout, blocksize=blocksize)
 
 
 def layer_of(A) -> tuple[ConvGeometry, bool] | None:
@@ -358,10 +520,13 @@ def layer_of(A) -> tuple[ConvGeometry, bool] | None:
 
     A ConvGeometry or ConvOperator is its geometry's matrix; a ConvTransposeOperator (whose
     geometry is the convolution it transposes) and an operator's adjoint ``.H`` are its
-    transpose.
+    transpose. A channels-last operator is neither (its matrix is a permutation of the
+    geometry's): ``None``, as a plain matrix.
     """
     if isinstance(A, ConvGeometry):
         return A, False
+    if getattr(A, "layout", "channels_first") != "channels_first":
+        return None
     if isinstance(A, ConvOperator):
         return A.geometry, False
     if isinstance(A, ConvTransposeOperator):
@@ -375,6 +540,8 @@ def layer_of(A) -> tuple[ConvGeometry, bool] | None:
 
 def as_geometry(layer) -> ConvGeometry:
     """The geometry of a ConvGeometry or ConvOperator (for index maps, so not transposed)."""
+    if isinstance(layer, ConvOperator):  # in any layout: index maps are spatial
+        return layer.geometry
     found = layer_of(layer)
     if found is None or found[1]:
         raise TypeError(f"expected a ConvGeometry or a ConvOperator, got {type(layer).__name__}")

@@ -22,20 +22,23 @@ from ._memory import USE_OPERATOR, check_memory
 from ._typing import (
     DTypeLike,
     IntOrTuple,
+    Layout,
     PaddingLike,
     PaddingMode,
     ShapeLike,
     SparseArray,
     SparseFormat,
 )
-from ._validation import layer_dtype
+from ._validation import check_layout, layer_dtype
 
 __all__ = ["im2col_matrix", "pad_matrix", "stride_matrix"]
 
 
-def _selection(geom: ConvGeometry, dtype, format: str) -> sp.sparray:
+def _selection(geom: ConvGeometry, dtype, format: str,
+               layout: str = "channels_first") -> sp.sparray:
     """The 0/1 patch-gather matrix of ``geom``: row ``(c, t, o)`` holds a 1 in column
-    ``(c, index_map[o, t])``, none where the tap reads a zero pad (``unfold``'s layout)."""
+    ``(c, index_map[o, t])``, none where the tap reads a zero pad (``unfold``'s layout); in
+    channels-last order row ``(o, t, c)`` holds it in column ``(index_map[o, t], c)``."""
     dtype = layer_dtype(np.empty(0), dtype)
     channels, n_in = geom.in_channels, math.prod(geom.input_size)
     taps = math.prod(geom.kernel_size) * math.prod(geom.output_size)
@@ -48,9 +51,14 @@ def _selection(geom: ConvGeometry, dtype, format: str) -> sp.sparray:
         nbytes += format_bytes(rows, (rows, channels * n_in), dtype, np.int64, format)
     check_memory(nbytes, f"the {rows} x {channels * n_in} selection matrix (with the "
                  "temporaries of its gather map)", USE_OPERATOR)
-    taps = geom.index_map().T.ravel()
-    hit = np.tile(taps >= 0, channels)
-    columns = (np.arange(channels)[:, None] * n_in + taps).ravel()[hit]
+    if layout == "channels_last":
+        taps = geom.index_map().ravel()
+        hit = np.repeat(taps >= 0, channels)
+        columns = (taps[:, None] * channels + np.arange(channels)).ravel()[hit]
+    else:
+        taps = geom.index_map().T.ravel()
+        hit = np.tile(taps >= 0, channels)
+        columns = (np.arange(channels)[:, None] * n_in + taps).ravel()[hit]
     indptr = np.concatenate(([0], np.cumsum(hit)))
     matrix = sp.csr_array((np.ones(columns.size, dtype), columns, indptr),
                           shape=(rows, channels * n_in))
@@ -60,7 +68,8 @@ def _selection(geom: ConvGeometry, dtype, format: str) -> sp.sparray:
 def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOrTuple = 1,
                   padding: PaddingLike = 0, dilation: IntOrTuple = 1,
                   padding_mode: PaddingMode = "zeros", *, format: SparseFormat = "csr",
-                  dtype: DTypeLike = np.float64) -> SparseArray:
+                  dtype: DTypeLike = np.float64,
+                  layout: Layout = "channels_first") -> SparseArray:
     """The 0/1 matrix ``P`` that gathers the patches of an input (im2col, ``unfold``).
 
     Parameters
@@ -71,6 +80,11 @@ def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOr
         As for :func:`sparseconv.conv_matrix`.
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, default float64
+    layout : {"channels_first", "channels_last"}
+        ``"channels_last"``: columns in C order of ``(*spatial, C)`` and rows of ``(L,
+        prod(kernel_size), C)``, the NHWC im2col: ``(P @ x_last.ravel()).reshape(L, -1)``
+        times the ``(C_out, *kernel_size, C)`` weight matrix, transposed, is the output in
+        ``(L, C_out)`` order.
 
     Returns
     -------
@@ -92,7 +106,7 @@ def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOr
     -----
     Row ``(c*K + t)*L + o`` holds a 1 in column ``c*prod(spatial) + index_map[o, t]``, none
     where the tap reads a zero pad; with reflect, replicate or circular padding every row holds
-    one 1.
+    one 1. Channels-last: row ``(o*K + t)*C + c``, column ``index_map[o, t]*C + c``.
 
     Examples
     --------
@@ -100,17 +114,24 @@ def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOr
     >>> P = im2col_matrix((3, 8, 8), 3, padding=1)
     >>> P.shape, P.nnz                                      # 27 patch rows of 64 positions
     ((1728, 192), 1452)
+    >>> im2col_matrix((2, 3), 2, layout="channels_last").toarray()[:4]   # (o, t, c) rows
+    array([[1., 0., 0., 0., 0., 0.],
+           [0., 1., 0., 0., 0., 0.],
+           [0., 0., 1., 0., 0., 0.],
+           [0., 0., 0., 1., 0., 0.]])
     """
     check_format(format)
+    check_layout(layout)
     geom = ConvGeometry.from_kernel_size(input_shape, kernel_size, stride=stride,
                                          padding=padding, dilation=dilation,
                                          padding_mode=padding_mode)
-    return _selection(geom, dtype, format)
+    return _selection(geom, dtype, format, layout)
 
 
 def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: PaddingMode = "zeros",
                *, kernel_size: IntOrTuple | None = None, dilation: IntOrTuple = 1,
-               format: SparseFormat = "csr", dtype: DTypeLike = np.float64) -> SparseArray:
+               format: SparseFormat = "csr", dtype: DTypeLike = np.float64,
+               layout: Layout = "channels_first") -> SparseArray:
     """Padding as a sparse linear map: the 0/1 matrix of ``np.pad`` / ``F.pad``.
 
     Parameters
@@ -124,6 +145,8 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
         Only to resolve ``"same"`` and ``"full"``.
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, default float64
+    layout : {"channels_first", "channels_last"}
+        Rows and columns in C order of ``(C, *grid)`` or, channels-last, of ``(*grid, C)``.
 
     Returns
     -------
@@ -153,6 +176,7 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
     array([2, 1, 0, 1, 2, 1, 0])
     """
     check_format(format)
+    check_layout(layout)
     if isinstance(padding, str) and padding != "valid" and kernel_size is None:
         raise ValueError(f"padding={padding!r} depends on the kernel: pass kernel_size")
     layer = ConvGeometry.from_kernel_size(
@@ -160,7 +184,7 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
         dilation=dilation, padding_mode=padding_mode)
     unit = ConvGeometry.from_kernel_size(layer.input_shape, 1, padding=layer.padding,
                                          padding_mode=padding_mode)
-    return _selection(unit, dtype, format)
+    return _selection(unit, dtype, format, layout)
 
 
 def stride_matrix(input_shape: ShapeLike, stride: IntOrTuple, *, format: SparseFormat = "csr",

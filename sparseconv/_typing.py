@@ -20,6 +20,9 @@ that the accepted forms are written down once, next to what the validators in
 ``SparseFormat``, ``SparseArray``
     The formats the builders return (``format=...``), and the scipy.sparse array classes of
     those formats: the return type of every builder.
+``Layout``, ``BlockSize``
+    How activations are flattened (``layout=...``: ``(C, *spatial)`` or ``(*spatial, C)``), and
+    a BSR ``blocksize=(R, C)``.
 ``ConvMode``
     The output modes of the classic constructions (``scipy.signal.convolve``'s names).
 ``SpectralMethod``, ``SpectralNormMethod``
@@ -47,10 +50,12 @@ import scipy.sparse as sp
 
 __all__ = [
     "ArrayLike",
+    "BlockSize",
     "ConvMode",
     "DTypeLike",
     "ExplicitPaddingLike",
     "IntOrTuple",
+    "Layout",
     "LayerLike",
     "PaddingLike",
     "PaddingMode",
@@ -78,6 +83,9 @@ PaddingMode: TypeAlias = Literal["zeros", "circular", "reflect", "replicate"]
 
 SparseFormat: TypeAlias = Literal["csr", "csc", "coo", "bsr"]
 SparseArray: TypeAlias = sp.csr_array | sp.csc_array | sp.coo_array | sp.bsr_array
+
+Layout: TypeAlias = Literal["channels_first", "channels_last"]
+BlockSize: TypeAlias = tuple[SupportsIndex, SupportsIndex]
 
 ConvMode: TypeAlias = Literal["full", "valid", "same"]
 SpectralMethod: TypeAlias = Literal["auto", "fft", "dense"]

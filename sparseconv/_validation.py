@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 __all__ = [
     "INDEX_LIMIT",
     "PADDING_MODES",
+    "LAYOUTS",
     "PADDING_STRINGS",
     "as_bool",
+    "check_blocksize",
+    "check_layout",
     "as_weight",
     "int_tuple",
     "is_int",
@@ -36,6 +39,9 @@ PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 PADDING_STRINGS = ("valid", "same", "full")
 #: Sparse formats the builders return (scipy.sparse's names).
 FORMATS = ("csr", "csc", "coo", "bsr")
+#: How a ``(C, *spatial)`` array is flattened: C order of ``(C, *spatial)`` (PyTorch's NCHW) or
+#: of ``(*spatial, C)`` (NHWC, TensorFlow's default).
+LAYOUTS = ("channels_first", "channels_last")
 #: The largest integer a size, stride, dilation or padding may take: index arithmetic is int64,
 #: and a position plus a padding plus a dilated tap must stay below ``2**63``.
 INDEX_LIMIT = 2**60
@@ -266,6 +272,56 @@ def per_layer_tuples(values, name: str, depth: int, ndim: int) -> list[tuple[int
 def check_format(format: str) -> None:
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+
+
+def check_layout(layout: str) -> str:
+    """``layout``, if it is one of :data:`LAYOUTS`.
+
+    Examples
+    --------
+    >>> check_layout("channels_last")
+    'channels_last'
+    >>> check_layout("NHWC")
+    Traceback (most recent call last):
+    ...
+    ValueError: layout must be one of ('channels_first', 'channels_last'), got 'NHWC'
+    """
+    if not isinstance(layout, str):
+        raise TypeError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    return layout
+
+
+def check_blocksize(blocksize, format: str) -> tuple[int, int] | None:
+    """``blocksize`` as a pair of positive ints (``None`` stays ``None``); only with
+    ``format="bsr"``. Whether it divides the matrix is checked where the matrix is known.
+
+    Examples
+    --------
+    >>> check_blocksize((4, 2), "bsr"), check_blocksize(None, "csr")
+    ((4, 2), None)
+    >>> check_blocksize((4, 2), "csr")
+    Traceback (most recent call last):
+    ...
+    ValueError: blocksize=(4, 2) applies to format='bsr' only, got format='csr'
+    """
+    if blocksize is None:
+        return None
+    if format != "bsr":
+        raise ValueError(f"blocksize={blocksize!r} applies to format='bsr' only, got "
+                         f"format={format!r}")
+    if isinstance(blocksize, np.ndarray) and blocksize.ndim == 1:
+        blocksize = tuple(blocksize.tolist())
+    expected = f"blocksize must be a pair of positive integers (R, C), got {blocksize!r}"
+    if (not isinstance(blocksize, Sequence) or isinstance(blocksize, str)
+            or not all(is_int(v) for v in blocksize)):
+        raise TypeError(expected)
+    if len(blocksize) != 2 or min(blocksize) < 1:
+        raise ValueError(expected)
+    _check_index_limit(blocksize, "blocksize must be a pair of positive integers", "each",
+                       blocksize)
+    return int(blocksize[0]), int(blocksize[1])
 
 
 def layer_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:

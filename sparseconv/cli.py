@@ -32,7 +32,7 @@ import numpy as np
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import check_memory, format_bytes
-from ._validation import PADDING_MODES, PADDING_STRINGS
+from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -124,10 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum = commands.add_parser("spectrum", parents=[layer],
                                    help="singular values, frequency map, spectral norm")
     spectrum.add_argument("-o", "--output", required=True, metavar="FILE")
-    export = commands.add_parser("export", parents=[layer],
-                                 help="save the matrix with scipy.sparse.save_npz")
+    export = commands.add_parser(
+        "export", parents=[layer], help="save the matrix (scipy.sparse.load_npz reads it) with "
+        "the layer's arguments and weight (sparseconv.load_layer reads them)")
     export.add_argument("-o", "--output", required=True, metavar="FILE.npz")
-    export.add_argument("--format", choices=("csr", "csc", "coo"), default="csr")
+    export.add_argument("--format", choices=("csr", "csc", "coo", "bsr"), default="csr")
+    export.add_argument("--layout", choices=LAYOUTS, default="channels_first",
+                        help="flatten (C, *spatial) or (*spatial, C); channels_last BSR has "
+                        "(C_out/groups, C_in/groups) blocks")
+    export.add_argument("--blocksize", type=_ints, metavar="R,C",
+                        help="BSR block shape (with --format bsr)")
     for command in (info, spy, spectrum, export):
         command.set_defaults(command_parser=command)
     return parser
@@ -389,14 +395,13 @@ def _spectrum(layer: _Layer, args) -> None:
 
 
 def _export(layer: _Layer, args) -> None:
-    import scipy.sparse as sp
+    from ._io import save_layer
 
-    from ._matrices import conv_matrix
-
-    A = conv_matrix(layer.weight, layer.input_shape, format=args.format, **layer.kwargs)
-    with atomic_path(args.output) as path:
-        sp.save_npz(path, A)
-    print(f"wrote {args.output}: {args.format}, {A.shape[0]} x {A.shape[1]}, nnz {A.nnz}")
+    A = save_layer(args.output, layer.weight, layer.input_shape, format=args.format,
+                   layout=args.layout, blocksize=args.blocksize, **layer.kwargs)
+    blocks = f" in {A.blocksize[0]}x{A.blocksize[1]} blocks" if args.format == "bsr" else ""
+    print(f"wrote {args.output}: {args.format}{blocks}, {args.layout}, {A.shape[0]} x "
+          f"{A.shape[1]}, nnz {A.nnz}, with the layer's arguments and weight")
 
 
 def _reason(exc: BaseException) -> str:

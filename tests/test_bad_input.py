@@ -8,6 +8,7 @@ that every public name has rows, so a new public function cannot be added withou
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 
@@ -44,6 +45,9 @@ METHODS = ["svd", 1, None]
 FORMATS = ["dense", 1, None]
 DTYPES = ["str", object, "not a dtype"]
 GROUPS = [0, -1, True, 1.5, "1", None, HUGE, np.float64(1.0)]
+LAYOUTS = ["NHWC", "channels-last", None, 1, ("channels_last",)]
+# blocksize applies to format="bsr" only: with the default format every value is refused
+BLOCKSIZES = [(2, 2), (0, 1), 2, "2,2", (1.5, 1)]
 
 
 
@@ -86,6 +90,15 @@ LAYERS = [W, [], "abc", None, [(W, None)], [(W, dict(dilatoin=2))], [(W, {}, {})
           [(W, dict(stride=0))], [("abc", {})], [W, np.ones((3, 5, 3, 3))], [(W, [1])],
           [np.ones((2, 2))], [(W, dict(padding="half"))]]
 
+def _npz(write) -> bytes:
+    buffer = io.BytesIO()
+    write(buffer)
+    return buffer.getvalue()
+
+
+SAVED = _npz(lambda f: sc.save_layer(f, W, SHAPE, padding=1))  # a good save_layer file
+PLAIN_NPZ = _npz(lambda f: sp.save_npz(f, A))  # scipy's: a matrix without a layer
+
 SPECS = {
     "AffineMap": Spec(keyword_call(sc.AffineMap, "matrix", "bias"),
                       dict(matrix=A, bias=np.zeros(81)),
@@ -98,12 +111,19 @@ SPECS = {
                               input_shape=SIZES, **layer_bad())),
     "ConvOperator": Spec(keyword_call(sc.ConvOperator, "weight", "input_shape"),
                          dict(weight=W, input_shape=SHAPE),
-                         dict(weight=WEIGHTS, input_shape=SIZES, dtype=DTYPES, **layer_bad())),
+                         dict(weight=WEIGHTS, input_shape=SIZES, dtype=DTYPES, layout=LAYOUTS,
+                              **layer_bad())),
     "ConvTransposeOperator": Spec(
         keyword_call(sc.ConvTransposeOperator, "weight", "input_shape"),
         dict(weight=W, input_shape=SHAPE),
         dict(weight=WEIGHTS, input_shape=SIZES, output_padding=NON_NEGATIVE, dtype=DTYPES,
-             **layer_bad(mode=False))),
+             layout=LAYOUTS, **layer_bad(mode=False))),
+    "SavedLayer": Spec(keyword_call(sc.SavedLayer, "weight", "input_shape"),
+                       dict(weight=W, input_shape=SHAPE),
+                       dict(weight=WEIGHTS, input_shape=SIZES, transposed=["yes", 1, None],
+                            options=[None, "stride=2", {"stridee": 2}, {"stride": 0},
+                                     {"padding_mode": "mirror"}],
+                            layout=LAYOUTS, format=FORMATS, blocksize=BLOCKSIZES)),
     "SpectralNorm": Spec(keyword_call(sc.SpectralNorm, "value", "lower", "upper", "method"),
                          dict(value=1.0, lower=1.0, upper=1.0, method="fft"),
                          dict(value=["x", None], lower=["x", 2.0], upper=["x", 0.5],
@@ -146,7 +166,7 @@ SPECS = {
     "conv_matrix": Spec(keyword_call(sc.conv_matrix, "weight", "input_shape"),
                         dict(weight=W, input_shape=SHAPE),
                         dict(weight=WEIGHTS, input_shape=SIZES, format=FORMATS, dtype=DTYPES,
-                             **layer_bad())),
+                             layout=LAYOUTS, blocksize=BLOCKSIZES, **layer_bad())),
     "conv_output_shape": Spec(sc.conv_output_shape, dict(input_size=(8, 8), kernel_size=3),
                               dict(input_size=ANY_SPATIAL, kernel_size=POSITIVE,
                                    stride=POSITIVE, padding=PADDINGS, dilation=POSITIVE)),
@@ -154,7 +174,7 @@ SPECS = {
         keyword_call(sc.conv_transpose_matrix, "weight", "input_shape"),
         dict(weight=W, input_shape=SHAPE),
         dict(weight=WEIGHTS, input_shape=SIZES, output_padding=NON_NEGATIVE, format=FORMATS,
-             dtype=DTYPES, **layer_bad(mode=False))),
+             dtype=DTYPES, layout=LAYOUTS, blocksize=BLOCKSIZES, **layer_bad(mode=False))),
     "conv_transpose_output_shape": Spec(
         sc.conv_transpose_output_shape, dict(input_size=(8, 8), kernel_size=3),
         dict(input_size=ANY_SPATIAL, kernel_size=POSITIVE, stride=POSITIVE, padding=PADDINGS,
@@ -186,11 +206,15 @@ SPECS = {
     "im2col_matrix": Spec(sc.im2col_matrix, dict(input_shape=SHAPE, kernel_size=3),
                           dict(input_shape=ANY_RANK, kernel_size=POSITIVE, stride=POSITIVE,
                                padding=PADDINGS, dilation=POSITIVE, padding_mode=MODES,
-                               format=FORMATS, dtype=DTYPES)),
+                               format=FORMATS, dtype=DTYPES, layout=LAYOUTS)),
     "pad_matrix": Spec(sc.pad_matrix, dict(input_shape=SHAPE, padding=1),
                        dict(input_shape=ANY_RANK, padding=PADDINGS + [None], padding_mode=MODES,
                             kernel_size=[0, 1.5, "3", HUGE, (3,)], dilation=POSITIVE,
-                            format=FORMATS, dtype=DTYPES)),
+                            format=FORMATS, dtype=DTYPES, layout=LAYOUTS)),
+    "load_layer": Spec(lambda file: sc.load_layer(io.BytesIO(file) if isinstance(file, bytes)
+                                                  else file),
+                       dict(file=SAVED),
+                       dict(file=[None, 5, PLAIN_NPZ, b"not an npz", SAVED[:100]])),
     "receptive_field": Spec(sc.receptive_field,
                             dict(layers=[A], input_shape=(1, 9, 9), output_index=0),
                             dict(layers=[None, "abc", [], [np.ones((81, 81))], A, 5],
@@ -206,6 +230,12 @@ SPECS = {
                                                    None, [(3, 3), (3,)], [(3, 3), 3.0]],
                                       stride=[[0, 1], [1], "ab", 5, [1.5, 1], [HUGE, 1]],
                                       dilation=[[0, 1], [1, 1, 1], 2, [None, 1]])),
+    "save_layer": Spec(lambda file, **kw: sc.save_layer(file(), **kw),
+                       dict(file=io.BytesIO, weight=W, input_shape=SHAPE),
+                       dict(file=[lambda: None, lambda: 5], weight=WEIGHTS, input_shape=SIZES,
+                            transposed=["yes", 1, None], compressed=["yes", None],
+                            stridee=[2], format=FORMATS, layout=LAYOUTS, blocksize=BLOCKSIZES,
+                            dtype=DTYPES, **layer_bad())),
     "set_memory_limit": Spec(sc.set_memory_limit, dict(nbytes=None),
                              dict(nbytes=[-1, 1.5, "8G", True, NAN])),
     "singular_values": Spec(keyword_call(sc.singular_values, "weight", "input_shape"),

@@ -310,3 +310,37 @@ def test_console_script_runs_the_same_main():
     result = subprocess.run(["sparseconv", "info", *LAYER], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and result.stdout == ok("info", *LAYER)
+
+
+def test_export_bsr_channels_last_with_the_layer(tmp_path):
+    w = np.random.default_rng(1).standard_normal((4, 1, 3, 3))
+    np.save(tmp_path / "w.npy", w)
+    out = ok("export", "-o", tmp_path / "B", "--weights", tmp_path / "w.npy", "--in-shape",
+             "2,6,5", "--groups", "2", "--padding", "1", "--padding-mode", "replicate",
+             "--format", "bsr", "--layout", "channels_last", "--blocksize", "1,1")
+    assert out.startswith(f"wrote {tmp_path / 'B.npz'}: bsr in 1x1 blocks, channels_last")
+    expected = conv_matrix(w, (2, 6, 5), groups=2, padding=1, padding_mode="replicate",
+                           format="bsr", layout="channels_last", blocksize=(1, 1))
+    B = sp.load_npz(tmp_path / "B.npz")  # scipy reads the matrix, extra entries and all
+    assert B.format == "bsr" and B.blocksize == (1, 1) and abs(B - expected).max() == 0
+    A, layer = sparseconv.load_layer(tmp_path / "B.npz")
+    assert np.array_equal(layer.weight, w) and layer.input_shape == (2, 6, 5)
+    assert layer.options == dict(stride=1, padding=1, dilation=1, groups=2,
+                                 padding_mode="replicate")
+    assert layer.layout == "channels_last" and layer.blocksize == (1, 1)
+    assert abs(layer.matrix() - A).max() == 0
+    default = ok("export", "-o", tmp_path / "C.npz", *LAYER, "--format", "bsr",
+                 "--layout", "channels_last")
+    assert "bsr in 4x3 blocks, channels_last" in default  # the (C_out, C_in) channel block
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--blocksize", "2,2"], "blocksize=(2, 2) applies to format='bsr' only"),
+    (["--format", "bsr", "--layout", "channels_last", "--blocksize", "3,3"],
+     "blocksize=(3, 3) must divide the (C_out/groups, C_in/groups) = (4, 3)"),
+    (["--format", "bsr", "--blocksize", "2"], "blocksize must be a pair of positive integers"),
+    (["--layout", "NHWC"], "argument --layout: invalid choice: 'NHWC'"),
+])
+def test_export_refuses_bad_blocks_and_layouts(tmp_path, args, message):
+    assert message in fails("export", "-o", tmp_path / "x.npz", *LAYER, *args)
+    assert not (tmp_path / "x.npz").exists()

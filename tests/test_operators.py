@@ -255,11 +255,14 @@ def test_empty_batches_give_empty_results(name):
 
 def test_only_the_underscored_methods_are_overridden():
     """scipy's contract: the public products are scipy's own (its development branch changes
-    them), so a subclass overrides only _matvec, _rmatvec, _matmat, _rmatmat, _adjoint."""
-    public = ("matvec", "rmatvec", "matmat", "rmatmat", "dot", "__matmul__", "__call__",
+    them), so a subclass overrides only _matvec, _rmatvec, _matmat, _rmatmat, _adjoint,
+    _transpose -- and ``dot``, which refuses an n-d array by its shape and is otherwise
+    scipy's (test_dot_refuses_images_by_shape)."""
+    public = ("matvec", "rmatvec", "matmat", "rmatmat", "__matmul__", "__call__",
               "adjoint", "transpose")
     for cls in (ConvOperator, ConvTransposeOperator, type(ConvOperator(np.ones((1, 1, 1)),
-                                                                       (1, 2)).H)):
+                                                                       (1, 2)).H),
+                type(ConvOperator(np.ones((1, 1, 1)), (1, 2)).T)):
         for name in public:
             assert getattr(cls, name) is getattr(spla.LinearOperator, name), (cls, name)
 
@@ -357,3 +360,65 @@ def test_huge_operators_are_refused_at_once_under_the_default_limit(build):
     """The geometry is sized in O(kernel), so these are refused before any large array."""
     with pytest.raises(sparseconv.MatrixTooLargeError, match="GiB"):
         build()
+
+
+# -- shapes: dims/dimsd, apply, .T, refusals of images -----------------------------------------
+@requires_torch
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("seed", range(6))
+def test_apply_takes_images_and_batches_in_the_layout(layout, seed):
+    rng = np.random.default_rng(8000 + seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=7 - seed % 3)
+    op = ConvOperator(layer.weight, layer.input_shape, layout=layout, **layer.kwargs)
+    x = random_array(rng, (3, *layer.input_shape))
+    y = torch_conv(x, layer.weight, **layer.kwargs)
+    if layout == "channels_last":
+        x, y = np.moveaxis(x, 1, -1), np.moveaxis(y, 1, -1)
+    assert op.dims == x.shape[1:] and op.dimsd == y.shape[1:], layer
+    assert op.input_shape == layer.input_shape, layer  # the layer's (C, *spatial) shapes
+    assert_close(op.apply(x), y, layer)
+    assert_close(op.apply(x[1]), y[1], layer)
+    z = random_array(rng, y.shape)
+    back = op.apply_adjoint(z)
+    assert back.shape == x.shape, layer
+    assert abs(np.vdot(z, y) - np.vdot(back, x)) <= 1e-12 * np.linalg.norm(z) * np.linalg.norm(y)
+    assert op.H.dims == op.dimsd and op.T.dimsd == op.dims and op.H.layout == layout
+
+
+def test_transpose_is_our_operator_with_tosparse_and_shapes():
+    rng = np.random.default_rng(3)
+    for layout in ("channels_first", "channels_last"):
+        for dtype in (np.float64, np.complex128):
+            w = random_array(rng, (3, 2, 3, 3), dtype)
+            op = ConvOperator(w, (2, 6, 5), stride=2, padding=1, padding_mode="replicate",
+                              layout=layout)
+            A = op.tosparse()
+            T = op.T
+            assert type(T).__module__ == "sparseconv._operators" and T.T is op
+            assert T.input_shape == op.output_shape and T.dims == op.dimsd
+            assert abs(T.tosparse() - A.T).max() == 0
+            assert abs(T.H.tosparse() - A.conj()).max() == 0
+            y = random_array(rng, op.shape[0], dtype)
+            assert_close(T @ y, A.T @ y, (layout, dtype))
+            assert_close(T.apply(y.reshape(T.dims)), (A.T @ y).reshape(T.dimsd), layout)
+            x = random_array(rng, op.shape[1], dtype)
+            assert_close(T.rmatvec(x), A.conj() @ x, (layout, dtype))
+    ct = ConvTransposeOperator(rng.standard_normal((4, 2, 3)), (4, 5), stride=2)
+    assert abs(ct.T.tosparse() - ct.tosparse().T).max() == 0
+
+
+def test_dot_refuses_images_by_shape():
+    op = ConvOperator(np.ones((4, 3, 3, 3)), (3, 8, 8), padding=1)
+    img = np.zeros((3, 8, 8))
+    with pytest.raises(ValueError, match=r"got an array of shape \(3, 8, 8\): use "
+                                         r"A.apply\(x\) for arrays shaped \(3, 8, 8\)") as info:
+        op @ img
+    assert "array([" not in str(info.value)  # not scipy's dump of the array
+    assert np.array_equal(op @ img.ravel(), op.apply(img).ravel())  # 1-D and 2-D: scipy's
+    assert (op @ np.zeros((192, 2))).shape == (256, 2)
+    for bad in (np.zeros((8, 8, 3)), np.zeros((2, 3, 8))):
+        with pytest.raises(ValueError, match=rf"apply expects an array of shape \(3, 8, 8\) "
+                                             rf"or \(N, 3, 8, 8\), got shape \({bad.shape[0]}"):
+            op.apply(bad)
+    with pytest.raises(ValueError, match=r"apply_adjoint expects .* \(4, 8, 8\)"):
+        op.apply_adjoint(img)

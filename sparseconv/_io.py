@@ -1,0 +1,305 @@
+"""A layer's matrix and the layer itself in one ``.npz`` file that scipy still reads.
+
+:func:`scipy.sparse.load_npz` reads only the entries it knows (``format``, ``shape``,
+``data``, ``indices``/``indptr`` or ``row``/``col``/``coords``, ``_is_array``) and ignores the
+others. So :func:`save_layer` writes exactly what :func:`scipy.sparse.save_npz` writes (it
+calls it and copies its entries), plus two of its own: ``sparseconv_layer``, a JSON text
+describing the layer (kind, input shape, the keyword arguments, layout, format, blocksize,
+sparseconv's version), and ``sparseconv_weight``, the weight. The JSON is stored as a numpy
+string, so neither reader needs pickle. :func:`load_layer` returns the matrix and a
+:class:`SavedLayer` that rebuilds the operator or the matrix. Files are written atomically
+(:mod:`sparseconv._files`): whole or not at all.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._files import atomic_path, output_path
+from ._geometry import ConvGeometry
+from ._matrices import conv_matrix, conv_transpose_matrix
+from ._operators import ConvOperator, ConvTransposeOperator
+from ._typing import ArrayLike, BlockSize, Layout, ShapeLike, SparseArray, SparseFormat
+from ._validation import as_bool, as_weight, check_blocksize, check_format, check_layout
+from ._version import __version__
+
+__all__ = ["SavedLayer", "load_layer", "save_layer"]
+
+LAYER_KEY, WEIGHT_KEY = "sparseconv_layer", "sparseconv_weight"
+_OPTIONS = {
+    False: ("stride", "padding", "dilation", "groups", "padding_mode", "flip", "dtype"),
+    True: ("stride", "padding", "output_padding", "dilation", "groups", "dtype"),
+}
+
+FileLike = str | os.PathLike[str] | IO[bytes]
+
+
+def _jsonable(value: Any) -> Any:
+    """Options as JSON: tuples become lists, numpy integers ints, a dtype its name."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the layer arguments are written with."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _check_options(options: dict[str, Any], transposed: bool, prefix: str = "") -> None:
+    allowed = _OPTIONS[transposed]
+    for name in options:
+        if name not in allowed:
+            builder = "conv_transpose_matrix" if transposed else "conv_matrix"
+            raise TypeError(f"{prefix}{name}={options[name]!r}, not an option of {builder} "
+                            f"(one of {', '.join(allowed)})")
+
+
+def _check_file(file: Any) -> None:
+    if not isinstance(file, (str, os.PathLike)) and not hasattr(file, "read") \
+            and not hasattr(file, "write"):
+        raise TypeError(f"file must be a path or a binary file object, got {file!r}")
+
+
+@dataclass(frozen=True)
+class SavedLayer:
+    """A layer as :func:`save_layer` describes it: enough to rebuild its matrix or operator.
+
+    Parameters
+    ----------
+    weight : ndarray
+        PyTorch's layout (``(C_in, C_out/groups, *kernel)`` if ``transposed``).
+    input_shape : tuple of int
+        ``(C_in, *spatial)``.
+    transposed : bool
+        A transposed convolution (:func:`sparseconv.conv_transpose_matrix`).
+    options : dict
+        The keyword arguments of the layer (``stride``, ``padding``, ...), as given.
+    layout : {"channels_first", "channels_last"}
+    format : {"csr", "csc", "coo", "bsr"}
+        The format the matrix was saved in.
+    blocksize : (int, int) or None
+        The BSR blocksize asked for, if any.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import SavedLayer
+    >>> layer = SavedLayer(np.ones((4, 2, 3, 3)), (2, 8, 8), options={"padding": 1})
+    >>> layer.operator().dimsd, layer.matrix().shape
+    ((4, 8, 8), (256, 128))
+    """
+
+    weight: np.ndarray
+    input_shape: tuple[int, ...]
+    transposed: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    layout: Layout = "channels_first"
+    format: SparseFormat = "csr"
+    blocksize: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse, by name, what would not rebuild: checked as the builders check it."""
+        as_bool(self.transposed, "transposed")
+        check_layout(self.layout)
+        check_format(self.format)
+        check_blocksize(self.blocksize, self.format)
+        if not isinstance(self.options, dict):
+            raise TypeError(f"options must be a dict of the layer's keyword arguments, got "
+                            f"{self.options!r}")
+        _check_options(self.options, self.transposed, "options has ")
+        weight = as_weight(self.weight)
+        geometry = {k: v for k, v in self.options.items() if k != "dtype"}
+        build = ConvGeometry.for_transpose if self.transposed else ConvGeometry.from_weight
+        try:
+            layer = build(weight.shape, self.input_shape, **geometry)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{exc} (with options {self.options!r})") from None
+        object.__setattr__(self, "weight", weight)  # frozen: the validated forms
+        object.__setattr__(self, "input_shape", layer.output_shape if self.transposed
+                           else layer.input_shape)
+
+    def matrix(self) -> SparseArray:
+        """The layer's matrix, rebuilt in the saved format, layout and blocksize."""
+        build = conv_transpose_matrix if self.transposed else conv_matrix
+        return build(self.weight, self.input_shape, format=self.format, layout=self.layout,
+                     blocksize=self.blocksize, **self.options)
+
+    def operator(self) -> ConvOperator | ConvTransposeOperator:
+        """The layer as a matrix-free operator in the saved layout."""
+        cls = ConvTransposeOperator if self.transposed else ConvOperator
+        return cls(self.weight, self.input_shape, layout=self.layout, **self.options)
+
+
+def save_layer(file: FileLike, weight: ArrayLike, input_shape: ShapeLike, *,
+               transposed: bool = False, format: SparseFormat = "csr",
+               layout: Layout = "channels_first", blocksize: BlockSize | None = None,
+               compressed: bool = True, **options: Any) -> SparseArray:
+    """Save a layer's matrix with the layer's arguments and weight in one ``.npz`` file.
+
+    Parameters
+    ----------
+    file : str, path or binary file
+        Where to write; ``.npz`` is appended to a name without it, as numpy does. A path is
+        written atomically (a failed write leaves no partial file).
+    weight : array_like
+        The layer's weight, PyTorch's layout.
+    input_shape : tuple of int
+        ``(C_in, *spatial)``.
+    transposed : bool
+        False: :func:`sparseconv.conv_matrix`; True: :func:`sparseconv.conv_transpose_matrix`.
+    format, layout, blocksize
+        As :func:`sparseconv.conv_matrix`.
+    compressed : bool
+        ``np.savez_compressed`` (default) or ``np.savez``, as ``scipy.sparse.save_npz``.
+    **options
+        The layer's keyword arguments (``stride``, ``padding``, ``dilation``, ``groups``,
+        ``padding_mode``, ``flip``, ``output_padding``, ``dtype``), as the builder takes them.
+
+    Returns
+    -------
+    scipy.sparse array
+        The matrix written.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As the builder; an option the builder does not take (named); a path that is a
+        directory or a device.
+    OSError
+        The file cannot be written (the message names it).
+
+    See Also
+    --------
+    load_layer, scipy.sparse.load_npz
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from sparseconv import load_layer, save_layer
+    >>> path = os.path.join(tempfile.mkdtemp(), "layer.npz")
+    >>> A = save_layer(path, np.ones((4, 2, 3, 3)), (2, 8, 8), stride=2, padding=1)
+    >>> B, layer = load_layer(path)
+    >>> layer.options, layer.input_shape
+    ({'stride': 2, 'padding': 1}, (2, 8, 8))
+    >>> bool(abs(sp.load_npz(path) - A).max() == 0)          # scipy reads the matrix
+    True
+    """
+    transposed = as_bool(transposed, "transposed")
+    compressed = as_bool(compressed, "compressed")
+    check_format(format)
+    _check_options(options, transposed)
+    _check_file(file)
+    build = conv_transpose_matrix if transposed else conv_matrix
+    weight = np.asarray(weight)
+    matrix = build(weight, input_shape, format=format, layout=layout, blocksize=blocksize,
+                   **options)
+    stored = dict(options)
+    if "dtype" in stored and stored["dtype"] is not None:
+        stored["dtype"] = np.dtype(stored["dtype"]).name
+    description = {
+        "sparseconv": __version__,
+        "kind": "conv_transpose" if transposed else "conv",
+        "input_shape": _jsonable(input_shape), "options": _jsonable(stored),
+        "layout": layout, "format": format,
+        "blocksize": None if blocksize is None else _jsonable(blocksize),
+    }
+    buffer = io.BytesIO()
+    sp.save_npz(buffer, matrix, compressed=False)  # exactly scipy's entries
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as scipy_entries:
+        entries = {key: scipy_entries[key] for key in scipy_entries.files}
+    entries[LAYER_KEY] = np.array(json.dumps(description))
+    entries[WEIGHT_KEY] = weight
+    savez = np.savez_compressed if compressed else np.savez
+    if isinstance(file, (str, os.PathLike)):
+        path = output_path(os.fspath(file), ".npz")
+        with atomic_path(path) as temporary:
+            savez(temporary, **entries)
+    else:
+        savez(file, **entries)
+    return matrix
+
+
+def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
+    """Read a file written by :func:`save_layer`: the matrix and the layer it came from.
+
+    Parameters
+    ----------
+    file : str, path or binary file
+
+    Returns
+    -------
+    matrix : scipy.sparse array
+        As :func:`scipy.sparse.load_npz` reads it.
+    layer : SavedLayer
+        The weight, input shape and arguments; ``layer.operator()`` rebuilds the operator.
+
+    Raises
+    ------
+    ValueError
+        A file without the layer's description (a plain ``save_npz`` file), or one whose
+        description is not valid.
+
+    See Also
+    --------
+    save_layer
+
+    Examples
+    --------
+    >>> import io
+    >>> import numpy as np
+    >>> from sparseconv import load_layer, save_layer
+    >>> f = io.BytesIO()
+    >>> _ = save_layer(f, np.ones((4, 2, 3)), (2, 16), padding="same", format="bsr",
+    ...                layout="channels_last")
+    >>> _ = f.seek(0)
+    >>> A, layer = load_layer(f)
+    >>> A.format, A.blocksize, layer.layout, layer.operator().dims
+    ('bsr', (4, 2), 'channels_last', (16, 2))
+    """
+    _check_file(file)
+    name = os.fspath(file) if isinstance(file, (str, os.PathLike)) else repr(file)
+    if not isinstance(file, (str, os.PathLike)):
+        file = io.BytesIO(file.read())
+    try:
+        matrix = sp.load_npz(file)
+        if isinstance(file, io.BytesIO):
+            file.seek(0)
+        with np.load(file, allow_pickle=False) as entries:
+            keys = set(entries.files)
+            if LAYER_KEY in keys and WEIGHT_KEY in keys:
+                text, weight = str(entries[LAYER_KEY]), entries[WEIGHT_KEY]
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy and scipy raise many kinds for bad files
+        raise ValueError(f"file {name} is not a sparse matrix .npz: {exc}") from exc
+    if LAYER_KEY not in keys or WEIGHT_KEY not in keys:
+        raise ValueError(f"file {name} holds a matrix but no layer description (it was not "
+                         "written by sparseconv.save_layer); scipy.sparse.load_npz reads it")
+    try:
+        description = json.loads(text)
+        layer = SavedLayer(
+            weight=weight, input_shape=_tuples(description["input_shape"]),
+            transposed=description["kind"] == "conv_transpose",
+            options={k: _tuples(v) for k, v in description["options"].items()},
+            layout=description["layout"], format=description["format"],
+            blocksize=_tuples(description["blocksize"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"the layer description in file {name} is not valid: {exc}") from exc
+    return matrix, layer

@@ -1,0 +1,98 @@
+"""save_layer / load_layer: the matrix and the layer in one .npz that scipy still reads."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sparseconv import (
+    ConvOperator,
+    SavedLayer,
+    conv_matrix,
+    conv_transpose_matrix,
+    load_layer,
+    save_layer,
+)
+
+from ._oracles import assert_close, random_layer, random_transpose_layer
+
+
+@pytest.mark.parametrize("format", ["csr", "csc", "coo", "bsr"])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_scipy_load_npz_reads_the_matrix_and_load_layer_the_layer(tmp_path, format, layout):
+    rng = np.random.default_rng(sum(map(ord, format + layout)))
+    layer = random_layer(rng, ndim=2, max_size=6)
+    path = tmp_path / "layer.npz"
+    written = save_layer(path, layer.weight, layer.input_shape, format=format, layout=layout,
+                         **layer.kwargs)
+    expected = conv_matrix(layer.weight, layer.input_shape, format=format, layout=layout,
+                           **layer.kwargs)
+    plain = sp.load_npz(path)  # scipy's own reader, untouched by the extra entries
+    assert plain.format == format and isinstance(plain, sp.sparray), layer
+    assert_close(plain, expected, layer, rtol=0)
+    assert_close(written, expected, layer, rtol=0)
+    if format == "bsr":
+        assert plain.blocksize == expected.blocksize
+    A, saved = load_layer(path)
+    assert_close(A, expected, layer, rtol=0)
+    assert np.array_equal(saved.weight, layer.weight) and saved.input_shape == layer.input_shape
+    assert saved.options == layer.kwargs and saved.layout == layout and saved.format == format
+    assert not saved.transposed
+    assert_close(saved.matrix(), expected, layer, rtol=0)
+    op = saved.operator()
+    x = rng.standard_normal(op.shape[1])
+    assert_close(op @ x, expected @ x, layer)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_transposed_layers_round_trip(seed):
+    rng = np.random.default_rng(seed)
+    weight, input_shape, kwargs = random_transpose_layer(rng)
+    f = io.BytesIO()
+    save_layer(f, weight, input_shape, transposed=True, format="bsr", layout="channels_last",
+               dtype=np.float32, **kwargs)
+    f.seek(0)
+    A, saved = load_layer(f)
+    expected = conv_transpose_matrix(weight, input_shape, format="bsr", layout="channels_last",
+                                     dtype=np.float32, **kwargs)
+    assert A.dtype == np.float32 and saved.transposed and saved.options["dtype"] == "float32"
+    assert_close(A, expected, kwargs, rtol=0)
+    assert saved.operator().output_shape == saved.operator().H.input_shape
+
+
+def test_the_description_is_plain_json_and_needs_no_pickle(tmp_path):
+    path = tmp_path / "a"  # .npz is appended, as numpy does
+    save_layer(path, np.ones((2, 1, 3, 3)), (2, 5, 5), padding=((1, 0), (0, 1)), groups=2,
+               padding_mode="reflect", blocksize=(1, 1), format="bsr")
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as entries:
+        description = json.loads(str(entries["sparseconv_layer"]))
+        assert {"format", "shape", "data", "indices", "indptr"} <= set(entries.files)
+    assert description["kind"] == "conv" and description["blocksize"] == [1, 1]
+    assert description["options"]["padding"] == [[1, 0], [0, 1]]
+    _, saved = load_layer(tmp_path / "a.npz")
+    assert saved.options["padding"] == ((1, 0), (0, 1)) and saved.blocksize == (1, 1)
+
+
+def test_a_plain_npz_and_bad_options_are_refused(tmp_path):
+    sp.save_npz(tmp_path / "plain.npz", conv_matrix(np.ones((1, 1, 3)), (1, 5)))
+    with pytest.raises(ValueError, match="no layer description"):
+        load_layer(tmp_path / "plain.npz")
+    with pytest.raises(TypeError, match="padding_mode='reflect', not an option of "
+                                        "conv_transpose_matrix"):
+        save_layer(tmp_path / "t.npz", np.ones((1, 1, 3)), (1, 5), transposed=True,
+                   padding_mode="reflect")
+    with pytest.raises(ValueError, match="stride must be a positive integer"):
+        save_layer(tmp_path / "s.npz", np.ones((1, 1, 3)), (1, 5), stride=0)
+    assert not (tmp_path / "t.npz").exists() and not (tmp_path / "s.npz").exists()
+    with pytest.raises(ValueError, match="is a directory"):
+        save_layer(tmp_path, np.ones((1, 1, 3)), (1, 5))
+
+
+def test_saved_layer_rebuilds_what_it_describes():
+    layer = SavedLayer(np.ones((4, 2, 3, 3)), (2, 8, 8), options={"stride": 2})
+    assert isinstance(layer.operator(), ConvOperator)
+    assert layer.matrix().shape == (4 * 3 * 3, 2 * 8 * 8)
