@@ -43,7 +43,7 @@ from ._symbol import (
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
 from ._validation import as_weight, is_int, positive_int
 
-__all__ = ["CircularSVD", "DenseSVD", "circular_svd", "clip_singular_values"]
+__all__ = ["CircularSVD", "DenseSVD", "circular_svd", "number"]
 
 #: Frequencies are factored in chunks whose symbol takes about this many bytes.
 _CHUNK_BYTES = 8 * 2**20
@@ -57,7 +57,7 @@ class DenseSVD(NamedTuple):
     Vh: np.ndarray
 
 
-def _number(value, name: str) -> float:
+def number(value, name: str) -> float:
     """A finite non-negative real number (not a bool), or TypeError/ValueError naming it."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(
             value, (int, float, np.integer, np.floating)):
@@ -167,13 +167,19 @@ class CircularSVD(LinearOperator):
     def _adjoint(self):
         return _SpectralFilter(self, self._s, True, self._real)
 
+    def _symbol_of(self, f: np.ndarray) -> np.ndarray:
+        """``U_xi diag(f) V_xi^H`` per frequency and group, ``(F, groups, m, M)``."""
+        check_memory(16 * 2 * self._u.shape[0] * self._u.shape[1] * self._u.shape[2]
+                     * self._vh.shape[-1], "a symbol rebuilt from the circular SVD")
+        return (self._u * f[..., None, :]) @ self._vh
+
     # -- functions of the singular values ----------------------------------------------------
     def _inverse_filter(self, damp, rcond) -> np.ndarray:
-        damp = _number(damp, "damp")
+        damp = number(damp, "damp")
         top = float(self.S[0]) if self.S.size else 0.0
         if rcond is None:
             rcond = np.finfo(np.float64).eps * max(self.shape)
-        rcond = _number(rcond, "rcond")
+        rcond = number(rcond, "rcond")
         s = self._s
         with np.errstate(divide="ignore", invalid="ignore"):
             if damp == 0.0:
@@ -372,7 +378,8 @@ def _factor(geom: ConvGeometry, weight: np.ndarray, real: bool):
     k, count = min(m, n), math.prod(grid)
     check_memory(16 * count * groups * (m * k + k * n + k) + 16 * count * groups * m * n,
                  "the circular SVD's factors (U, S, V per frequency)")
-    scaled, exponent = unit_scale(weight)
+    # contiguous: unit_scale views a complex weight as its real parts
+    scaled, exponent = unit_scale(np.ascontiguousarray(weight))
     if real:
         frequencies, _ = conjugate_pairs(grid)
     else:
