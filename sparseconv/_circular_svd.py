@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -43,18 +43,10 @@ from ._symbol import (
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
 from ._validation import as_weight, is_int, positive_int
 
-__all__ = ["CircularSVD", "DenseSVD", "circular_svd", "number"]
+__all__ = ["CircularSVD", "circular_svd", "number"]
 
 #: Frequencies are factored in chunks whose symbol takes about this many bytes.
 _CHUNK_BYTES = 8 * 2**20
-
-
-class DenseSVD(NamedTuple):
-    """The dense factors of a :class:`CircularSVD`: ``A == U @ np.diag(S) @ Vh``."""
-
-    U: np.ndarray
-    S: np.ndarray
-    Vh: np.ndarray
 
 
 def number(value, name: str) -> float:
@@ -292,8 +284,11 @@ class CircularSVD(LinearOperator):
         real = self._real and bool((keep == keep[negative]).all())
         return _SpectralFilter(self, np.where(keep, self._s, 0.0), False, real)
 
-    def dense_factors(self) -> DenseSVD:
+    def dense_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(U, S, Vh)`` as dense arrays (``A == U @ np.diag(S) @ Vh``), for small layers.
+
+        As ``numpy.linalg.svd(A, full_matrices=False)`` returns them: ``U`` and ``Vh``
+        complex, columns of ``U`` and rows of ``Vh`` in the order of ``S``.
 
         Sized against the memory limit (:func:`sparseconv.get_memory_limit`) first.
 
@@ -308,7 +303,7 @@ class CircularSVD(LinearOperator):
         (rows, cols), k = self.shape, self.S.size
         check_memory(16 * 3 * k * (rows + cols + k), f"the dense factors of {self!r}")
         eye = np.eye(k, dtype=np.complex128)
-        return DenseSVD(self.U @ eye, self.S.copy(), np.conj(self.V @ eye).T)
+        return self.U @ eye, self.S.copy(), np.conj(self.V @ eye).T
 
 
 class _SpectralFilter(LinearOperator):
@@ -405,7 +400,7 @@ def _as_columns(b, shape: tuple[int, ...], result_shape: tuple[int, ...],
     """``b`` as ``(prod(shape), k)`` columns, and how to shape a result like ``b`` was."""
     b = as_weight(b, name)
     size, result_size = math.prod(shape), math.prod(result_shape)
-    if b.shape == shape and len(shape) != 2:
+    if b.shape == shape:  # the output array (also for a 1-D layer, whose shape is 2-D)
         return b.reshape(size, 1), lambda x: x.reshape(result_shape)
     if b.shape == (size,):
         return b.reshape(size, 1), lambda x: x.reshape(result_size)
