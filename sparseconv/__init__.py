@@ -72,7 +72,10 @@ testing.dottest                     -- <A x, y> == <x, A^H y> on random vectors 
 testing.assert_layer_matches_torch  -- an operator's product and adjoint against PyTorch
 """
 
+from ._circular_svd import CircularSVD, circular_svd
+from ._clipping import clip_singular_values
 from ._composition import AffineMap, affine_conv, compose, compose_kernels
+from ._composition_spectra import composition_eigenvalues, composition_singular_values
 from ._dilation import dilate_kernel
 from ._geometry import ConvGeometry
 from ._matrices import conv_matrix, conv_transpose_matrix
@@ -82,9 +85,6 @@ from ._pooling import avg_pool_matrix
 from ._receptive_field import receptive_field, receptive_field_paths, receptive_field_size
 from ._selection import im2col_matrix, pad_matrix, stride_matrix
 from ._shapes import conv_output_shape, conv_transpose_output_shape
-from ._circular_svd import CircularSVD, circular_svd
-from ._clipping import clip_singular_values
-from ._composition_spectra import composition_eigenvalues, composition_singular_values
 from ._spectra import eigenvalues, singular_values
 from ._spectral_norm import SpectralNorm, spectral_norm
 from ._structured import (

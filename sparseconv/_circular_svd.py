@@ -41,7 +41,7 @@ from ._symbol import (
     unit_scale,
 )
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
-from ._validation import as_weight, is_int, positive_int
+from ._validation import as_weight, is_int
 
 __all__ = ["CircularSVD", "circular_svd", "number"]
 

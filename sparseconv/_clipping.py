@@ -19,7 +19,6 @@ several taps of a wrapping dilated kernel is shared equally between them).
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
@@ -148,8 +147,12 @@ def clip_singular_values(
     if support not in _SUPPORTS:
         raise ValueError(f"support must be one of {_SUPPORTS}, got {support!r}")
     iterations = positive_int(iterations, "iterations")
-    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    svd = CircularSVD(weight, input_shape, **options)
+
+    def factor(w) -> CircularSVD:
+        return CircularSVD(w, input_shape, stride=stride, padding=padding, dilation=dilation,
+                           groups=groups)
+
+    svd = factor(weight)
     geom, original = svd.geometry, np.asarray(weight)
     if support == "full":
         row = _impulse_row(geom, svd._symbol_of(np.minimum(svd._s, c)))
@@ -160,5 +163,5 @@ def clip_singular_values(
             break
         row = _impulse_row(geom, svd._symbol_of(np.minimum(svd._s, c)))
         kernel = _real_if(original, _support(geom, row))
-        svd = CircularSVD(kernel, input_shape, **options)
+        svd = factor(kernel)
     return np.array(kernel, dtype=np.result_type(original, np.float64))

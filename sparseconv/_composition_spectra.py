@@ -151,6 +151,7 @@ def _fft_singular_values(chain: list[_Layer]) -> np.ndarray:
         for layer in layers:
             h = _evaluate(layer, grid, frequencies[start:start + step])
             total = h if total is None else h @ total
+        assert total is not None  # the chain holds at least one layer
         values.append(np.linalg.svd(total, compute_uv=False))
     repeated = np.repeat(np.concatenate(values), np.broadcast_to(counts, len(frequencies)),
                          axis=0)

@@ -45,7 +45,6 @@ from ._symbol import (
 from ._typing import (
     ArrayLike,
     IntOrTuple,
-    LayerLike,
     PaddingLike,
     PaddingMode,
     ShapeLike,
