@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -33,7 +33,6 @@ from scipy.sparse.linalg import LinearOperator
 from ._geometry import ConvGeometry
 from ._memory import check_memory
 from ._symbol import (
-    conjugate_pairs,
     layer_geometry,
     require_periodic,
     symbol_at,
@@ -95,10 +94,11 @@ class CircularSVD(LinearOperator):
         self.input_shape, self.output_shape = geom.input_shape, geom.output_shape
         self._real = weight.dtype.kind != "c"
         self._grid = tuple(a.size // a.stride for a in geom.axes)
-        self._u, s, self._vh = _factor(geom, weight, self._real)
-        flat = s.ravel()
+        self._frequencies = _Frequencies.of(self._grid, self._real)
+        self._u, s, self._vh = _factor(geom, weight, self._frequencies)
+        self._s = self._frequencies.everywhere(s)  # (F, groups, k) over the whole grid
+        flat = self._s.ravel()
         self._order = np.argsort(-flat, kind="stable")
-        self._s = s
         self.S = flat[self._order]
         dtype = np.dtype(np.float64 if self._real else np.complex128)
         super().__init__(dtype, geom.shape)
@@ -139,16 +139,17 @@ class CircularSVD(LinearOperator):
     def _apply(self, X: np.ndarray, f: np.ndarray, inverse: bool, real: bool) -> np.ndarray:
         """``U f(S) V^H X`` (or ``V f(S) U^H X`` when ``inverse``), ``f`` on the factor grid."""
         X = np.asarray(X)
+        real = real and X.dtype.kind != "c"
         check_memory(16 * 4 * X.shape[-1] * (self.shape[0] + self.shape[1]),
                      f"a product with {self!r} on a batch of {X.shape[-1]}")
-        first, then = (self._u, self._v()) if inverse else (self._v(), self._u)
-        coefficients = _adjoint_product(first, self._to_frequency(X, "out" if inverse else "in"))
-        out = self._from_frequency(then @ (f[..., None] * coefficients),
-                                   "in" if inverse else "out")
-        return out.real if real and X.dtype.kind != "c" else out
-
-    def _v(self) -> np.ndarray:
-        return np.ascontiguousarray(np.conj(np.swapaxes(self._vh, -1, -2)))
+        # U f V^H = (V^H, then f, then U); V f U^H = (U^H, then f, then V = (V^H)^H)
+        first, first_adjoint = (self._u, True) if inverse else (self._vh, False)
+        then, then_adjoint = (self._vh, True) if inverse else (self._u, False)
+        X = self._to_frequency(X, "out" if inverse else "in")
+        coefficients = self._frequencies.product(first, X, first_adjoint)
+        out = self._frequencies.product(then, f[..., None] * coefficients, then_adjoint)
+        out = self._from_frequency(out, "in" if inverse else "out")
+        return out.real if real else out
 
     def _matmat(self, X):
         return self._apply(X, self._s, False, self._real)
@@ -161,9 +162,10 @@ class CircularSVD(LinearOperator):
 
     def _symbol_of(self, f: np.ndarray) -> np.ndarray:
         """``U_xi diag(f) V_xi^H`` per frequency and group, ``(F, groups, m, M)``."""
-        check_memory(16 * 2 * self._u.shape[0] * self._u.shape[1] * self._u.shape[2]
-                     * self._vh.shape[-1], "a symbol rebuilt from the circular SVD")
-        return (self._u * f[..., None, :]) @ self._vh
+        (groups, m, _), n = self._u.shape[1:], self._vh.shape[-1]
+        check_memory(16 * 3 * self._s.shape[0] * groups * m * n,
+                     "a symbol rebuilt from the circular SVD")
+        return self._frequencies.rebuild(self._u, f, self._vh)
 
     # -- functions of the singular values ----------------------------------------------------
     def _inverse_filter(self, damp, rcond) -> np.ndarray:
@@ -331,28 +333,77 @@ class _Factor(LinearOperator):
         self._svd, self._which = svd, which
         super().__init__(np.dtype(np.complex128), shape)
 
-    def _factor(self) -> tuple[np.ndarray, str]:
+    def _factor(self) -> tuple[np.ndarray, bool, str]:
+        """The stored factor, whether the vectors are its adjoint's columns, and their side."""
         svd = self._svd
-        return (svd._u, "out") if self._which == "U" else (svd._v(), "in")
+        return (svd._u, False, "out") if self._which == "U" else (svd._vh, True, "in")
 
     def _matmat(self, X):
         svd, X = self._svd, np.asarray(X)
-        factor, side = self._factor()
+        factor, adjoint, side = self._factor()
         coefficients = np.zeros((svd.S.size, X.shape[-1]), dtype=np.complex128)
         coefficients[svd._order] = X
-        return svd._from_frequency(factor @ coefficients.reshape(*svd._s.shape, -1), side)
+        columns = coefficients.reshape(*svd._s.shape, -1)
+        return svd._from_frequency(svd._frequencies.product(factor, columns, adjoint), side)
 
     def _rmatmat(self, X):
         svd = self._svd
-        factor, side = self._factor()
-        coefficients = _adjoint_product(factor, svd._to_frequency(np.asarray(X), side))
+        factor, adjoint, side = self._factor()
+        X = svd._to_frequency(np.asarray(X), side)
+        coefficients = svd._frequencies.product(factor, X, not adjoint)
         return coefficients.reshape(svd.S.size, -1)[svd._order]
 
 
-def _adjoint_product(factor: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """``factor^H @ X`` per frequency and group."""
-    # a contiguous adjoint: numpy's batched complex matmul is slow on a transposed operand
-    return np.ascontiguousarray(np.conj(np.swapaxes(factor, -1, -2))) @ X
+class _Frequencies(NamedTuple):
+    """The frequencies whose factors are stored, and how the others derive from them.
+
+    For a real weight, one frequency of each pair ``{xi, -xi}`` is stored (``stored``, flat
+    indices, the first ``len(negatives)`` of them paired with the frequencies ``negatives``,
+    the others their own negatives); the factors at ``-xi`` are the conjugate ones. For a
+    complex weight every frequency is stored.
+    """
+
+    count: int
+    stored: np.ndarray
+    negatives: np.ndarray
+
+    @classmethod
+    def of(cls, grid: tuple[int, ...], real: bool) -> _Frequencies:
+        count = math.prod(grid)
+        if not real:
+            return cls(count, np.arange(count), np.zeros(0, dtype=np.int64))
+        negative = _negative_frequencies(grid)
+        flat = np.arange(count)
+        paired, alone = flat[flat < negative], flat[flat == negative]
+        return cls(count, np.concatenate([paired, alone]), negative[paired])
+
+    def everywhere(self, values: np.ndarray) -> np.ndarray:
+        """Real values at the stored frequencies, given at every frequency."""
+        out = np.empty((self.count, *values.shape[1:]), dtype=values.dtype)
+        out[self.stored] = values
+        out[self.negatives] = values[:len(self.negatives)]
+        return out
+
+    def product(self, factor: np.ndarray, X: np.ndarray, adjoint: bool) -> np.ndarray:
+        """``A_xi @ X_xi`` (``A_xi^H @ X_xi``) at every frequency; ``A`` stored, ``X`` not."""
+        if adjoint:  # contiguous: numpy's batched complex matmul is slow on a transposed one
+            factor = np.ascontiguousarray(np.conj(np.swapaxes(factor, -1, -2)))
+        out = np.empty((self.count, *factor.shape[1:-1], X.shape[-1]), dtype=np.complex128)
+        out[self.stored] = factor @ X[self.stored]
+        paired = len(self.negatives)
+        if paired:  # at -xi the factor is conj(A_xi): conj(A) X = conj(A conj(X))
+            out[self.negatives] = np.conj(factor[:paired] @ np.conj(X[self.negatives]))
+        return out
+
+    def rebuild(self, u: np.ndarray, f: np.ndarray, vh: np.ndarray) -> np.ndarray:
+        """``U_xi diag(f_xi) V_xi^H`` at every frequency, ``f`` given at every frequency."""
+        out = np.empty((self.count, *u.shape[1:-1], vh.shape[-1]), dtype=np.complex128)
+        out[self.stored] = (u * f[self.stored][..., None, :]) @ vh
+        paired = len(self.negatives)
+        if paired:
+            out[self.negatives] = np.conj((u[:paired] * f[self.negatives][..., None, :])
+                                          @ vh[:paired])
+        return out
 
 
 def _negative_frequencies(grid: tuple[int, ...]) -> np.ndarray:
@@ -361,38 +412,37 @@ def _negative_frequencies(grid: tuple[int, ...]) -> np.ndarray:
     return np.ravel_multi_index([(-x) % n for x, n in zip(xi, grid)], grid)
 
 
-def _factor(geom: ConvGeometry, weight: np.ndarray, real: bool):
-    """Per frequency and group: ``U`` (F, g, m, k), ``S`` (F, g, k) and ``V^H`` (F, g, k, n).
+def _factor(geom: ConvGeometry, weight: np.ndarray, frequencies: _Frequencies):
+    """At the stored frequencies: ``U`` (R, g, m, k), ``S`` (R, g, k) and ``V^H`` (R, g, k, n).
 
-    Frequencies in flat C order over the ``n/stride`` grid; ``k = min(m, n)``.
+    ``k = min(m, n)``; the SVD of the symbol per frequency and group, written chunk by chunk
+    into the result (no copy of the whole).
     """
     grid = [a.size // a.stride for a in geom.axes]
     groups = geom.groups
     m = geom.out_channels // groups
     n = geom.in_channels // groups * math.prod(geom.stride)
-    k, count = min(m, n), math.prod(grid)
-    check_memory(16 * count * groups * (m * k + k * n + k) + 16 * count * groups * m * n,
+    k, stored = min(m, n), len(frequencies.stored)
+    check_memory(16 * stored * groups * (m * k + k * n) + 8 * frequencies.count * groups * k
+                 + 16 * min(stored, _chunk(groups * m * n)) * groups * m * n * 3,
                  "the circular SVD's factors (U, S, V per frequency)")
     # contiguous: unit_scale views a complex weight as its real parts
     scaled, exponent = unit_scale(np.ascontiguousarray(weight))
-    if real:
-        frequencies, _ = conjugate_pairs(grid)
-    else:
-        frequencies = np.indices(grid).reshape(len(grid), -1).T
-    u = np.empty((count, groups, m, k), dtype=np.complex128)
-    vh = np.empty((count, groups, k, n), dtype=np.complex128)
-    s = np.empty((count, groups, k))
-    negative = _negative_frequencies(tuple(grid))
-    step = max(1, _CHUNK_BYTES // (16 * groups * m * n))
-    for start in range(0, len(frequencies), step):
-        chunk = frequencies[start:start + step]
-        at = np.ravel_multi_index(chunk.T, grid)
-        u[at], s[at], vh[at] = np.linalg.svd(symbol_at(geom, scaled, chunk),
-                                            full_matrices=False)
-        if real:  # the symbol at -xi is the conjugate one: so are its factors
-            u[negative[at]], s[negative[at]] = np.conj(u[at]), s[at]
-            vh[negative[at]] = np.conj(vh[at])
+    at = np.stack(np.unravel_index(frequencies.stored, grid), axis=-1)
+    u = np.empty((stored, groups, m, k), dtype=np.complex128)
+    vh = np.empty((stored, groups, k, n), dtype=np.complex128)
+    s = np.empty((stored, groups, k))
+    step = _chunk(groups * m * n)
+    for start in range(0, stored, step):
+        stop = min(start + step, stored)
+        u[start:stop], s[start:stop], vh[start:stop] = np.linalg.svd(
+            symbol_at(geom, scaled, at[start:stop]), full_matrices=False)
     return u, times_power_of_two(s, exponent), vh
+
+
+def _chunk(block: int) -> int:
+    """Frequencies a chunk: its symbol of ``block`` complex entries each about _CHUNK_BYTES."""
+    return max(1, _CHUNK_BYTES // (16 * block))
 
 
 def _as_columns(b, shape: tuple[int, ...], result_shape: tuple[int, ...],
