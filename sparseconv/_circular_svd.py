@@ -385,14 +385,20 @@ class _Frequencies(NamedTuple):
         return out
 
     def product(self, factor: np.ndarray, X: np.ndarray, adjoint: bool) -> np.ndarray:
-        """``A_xi @ X_xi`` (``A_xi^H @ X_xi``) at every frequency; ``A`` stored, ``X`` not."""
-        if adjoint:  # contiguous: numpy's batched complex matmul is slow on a transposed one
-            factor = np.ascontiguousarray(np.conj(np.swapaxes(factor, -1, -2)))
-        out = np.empty((self.count, *factor.shape[1:-1], X.shape[-1]), dtype=np.complex128)
-        out[self.stored] = factor @ X[self.stored]
-        paired = len(self.negatives)
-        if paired:  # at -xi the factor is conj(A_xi): conj(A) X = conj(A conj(X))
-            out[self.negatives] = np.conj(factor[:paired] @ np.conj(X[self.negatives]))
+        """``A_xi @ X_xi`` (``A_xi^H @ X_xi``) at every frequency; ``A`` stored, ``X`` not.
+
+        At ``-xi`` the factor is ``conj(A)``. ``A^H X = conj(A^T conj(X))`` on the transposed
+        view: numpy hands BLAS the transpose, cheaper than a contiguous adjoint's copy.
+        """
+        out = np.empty((self.count, *factor.shape[1:-2],
+                        factor.shape[-1 if adjoint else -2], X.shape[-1]), dtype=np.complex128)
+        A = np.swapaxes(factor, -1, -2) if adjoint else factor
+        X_stored, paired = X[self.stored], len(self.negatives)
+        out[self.stored] = np.conj(A @ np.conj(X_stored)) if adjoint else A @ X_stored
+        if paired:
+            X_negative = X[self.negatives]
+            out[self.negatives] = (A[:paired] @ X_negative if adjoint
+                                   else np.conj(A[:paired] @ np.conj(X_negative)))
         return out
 
     def rebuild(self, u: np.ndarray, f: np.ndarray, vh: np.ndarray) -> np.ndarray:
