@@ -158,10 +158,11 @@ def clip_singular_values(
         row = _impulse_row(geom, svd._symbol_of(np.minimum(svd._s, c)))
         return _real_if(original, _full_kernel(geom, row))
     kernel = original
-    for _ in range(iterations):
+    for step in range(iterations):
+        if step:  # the first round factors the weight itself, above
+            svd = factor(kernel)
         if svd.S.size == 0 or svd.S[0] <= c:
             break
         row = _impulse_row(geom, svd._symbol_of(np.minimum(svd._s, c)))
         kernel = _real_if(original, _support(geom, row))
-        svd = factor(kernel)
     return np.array(kernel, dtype=np.result_type(original, np.float64))
