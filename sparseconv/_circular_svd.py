@@ -363,7 +363,7 @@ class _Frequencies(NamedTuple):
     complex weight every frequency is stored.
     """
 
-    count: int
+    size: int
     stored: np.ndarray
     negatives: np.ndarray
 
@@ -379,7 +379,7 @@ class _Frequencies(NamedTuple):
 
     def everywhere(self, values: np.ndarray) -> np.ndarray:
         """Real values at the stored frequencies, given at every frequency."""
-        out = np.empty((self.count, *values.shape[1:]), dtype=values.dtype)
+        out = np.empty((self.size, *values.shape[1:]), dtype=values.dtype)
         out[self.stored] = values
         out[self.negatives] = values[:len(self.negatives)]
         return out
@@ -390,7 +390,7 @@ class _Frequencies(NamedTuple):
         At ``-xi`` the factor is ``conj(A)``. ``A^H X = conj(A^T conj(X))`` on the transposed
         view: numpy hands BLAS the transpose, cheaper than a contiguous adjoint's copy.
         """
-        out = np.empty((self.count, *factor.shape[1:-2],
+        out = np.empty((self.size, *factor.shape[1:-2],
                         factor.shape[-1 if adjoint else -2], X.shape[-1]), dtype=np.complex128)
         A = np.swapaxes(factor, -1, -2) if adjoint else factor
         X_stored, paired = X[self.stored], len(self.negatives)
@@ -403,7 +403,7 @@ class _Frequencies(NamedTuple):
 
     def rebuild(self, u: np.ndarray, f: np.ndarray, vh: np.ndarray) -> np.ndarray:
         """``U_xi diag(f_xi) V_xi^H`` at every frequency, ``f`` given at every frequency."""
-        out = np.empty((self.count, *u.shape[1:-1], vh.shape[-1]), dtype=np.complex128)
+        out = np.empty((self.size, *u.shape[1:-1], vh.shape[-1]), dtype=np.complex128)
         out[self.stored] = (u * f[self.stored][..., None, :]) @ vh
         paired = len(self.negatives)
         if paired:
@@ -429,7 +429,7 @@ def _factor(geom: ConvGeometry, weight: np.ndarray, frequencies: _Frequencies):
     m = geom.out_channels // groups
     n = geom.in_channels // groups * math.prod(geom.stride)
     k, stored = min(m, n), len(frequencies.stored)
-    check_memory(16 * stored * groups * (m * k + k * n) + 8 * frequencies.count * groups * k
+    check_memory(16 * stored * groups * (m * k + k * n) + 8 * frequencies.size * groups * k
                  + 16 * min(stored, _chunk(groups * m * n)) * groups * m * n * 3,
                  "the circular SVD's factors (U, S, V per frequency)")
     # contiguous: unit_scale views a complex weight as its real parts
