@@ -1,5 +1,5 @@
-"""Exact spectra of convolution layers: singular values and eigenvalues, of one layer (and the
-validated chains that :mod:`sparseconv._composition_spectra` computes the products of).
+"""Exact spectra of convolution layers: singular values and eigenvalues, of one layer or a
+composition.
 
 Every function describes the layer :func:`sparseconv.conv_matrix` builds from the same
 arguments, with its defaults (``padding=0``, ``padding_mode="zeros"``), as
