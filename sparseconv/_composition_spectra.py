@@ -40,7 +40,7 @@ from ._spectra import (
 from ._symbol import conjugate_pairs, times_power_of_two
 from ._typing import LayerLike, ShapeLike, SpectralMethod
 
-__all__ = ["composition_eigenvalues", "composition_singular_values", "polyphase_symbol"]
+__all__ = ["composition_eigenvalues", "composition_singular_values"]
 
 #: Frequencies are processed in chunks whose largest symbol takes about this many bytes.
 _CHUNK_BYTES = 8 * 2**20
@@ -109,24 +109,6 @@ def _common_grid(chain: list[_Layer]) -> tuple[tuple[int, ...], list[tuple[int, 
         phases = tuple(p * s for p, s in zip(phases, layer.geom.stride))
     grid = tuple(n // p for n, p in zip(chain[0].geom.input_size, phases))
     return grid, blocks[::-1]
-
-
-def polyphase_symbol(chain: list[_Layer], frequencies: np.ndarray | None = None) -> np.ndarray:
-    """The product's symbol ``K_L(xi) ... K_1(xi)`` on the coarsest common grid.
-
-    At every frequency of the grid (C order, shape ``(F, C_L, C_0 * prod(S))``) or at the
-    given ones ``(F, ndim)``. The chain's layers must be periodic.
-    """
-    grid, blocks = _common_grid(chain)
-    if frequencies is None:
-        frequencies = np.indices(grid).reshape(len(grid), -1).T
-    total = None
-    for layer, block in zip(chain, blocks):
-        h = _evaluate(_polyphase_layer(layer.geom, layer.weight, block, grid), grid,
-                      frequencies)
-        total = h if total is None else h @ total
-    assert total is not None  # the chain holds at least one layer
-    return total
 
 
 def _fft_singular_values(chain: list[_Layer]) -> np.ndarray:
