@@ -58,8 +58,11 @@ symbol                       -- the per-frequency matrices of a periodic layer
 frequency_map                -- sigma_max of the symbol at each frequency
 singular_values              -- all singular values, exactly (FFT or dense)
 eigenvalues                  -- eigenvalues of a square periodic layer
-composition_singular_values  -- singular values of a product of periodic layers
+composition_singular_values  -- singular values of a product of periodic layers, any stride
 composition_eigenvalues      -- eigenvalues of a product of periodic layers
+circular_svd                 -- the SVD of a periodic layer: S, U, V, solve, pinv, rank_r
+CircularSVD                  -- its result, itself the layer's LinearOperator
+clip_singular_values         -- the projection onto an operator-norm ball (Sedghi et al.)
 spectral_norm                -- the largest singular value with a certified interval
 SpectralNorm                 -- its result: value, lower, upper, method
 
@@ -75,7 +78,10 @@ testing.dottest                     -- <A x, y> == <x, A^H y> on random vectors 
 testing.assert_layer_matches_torch  -- an operator's product and adjoint against PyTorch
 """
 
+from ._circular_svd import CircularSVD, circular_svd
+from ._clipping import clip_singular_values
 from ._composition import AffineMap, affine_conv, compose, compose_kernels
+from ._composition_spectra import composition_eigenvalues, composition_singular_values
 from ._dilation import dilate_kernel
 from ._geometry import ConvGeometry
 from ._io import SavedLayer, load_layer, save_layer
@@ -86,12 +92,7 @@ from ._pooling import avg_pool_matrix
 from ._receptive_field import receptive_field, receptive_field_paths, receptive_field_size
 from ._selection import im2col_matrix, pad_matrix, stride_matrix
 from ._shapes import conv_output_shape, conv_transpose_output_shape
-from ._spectra import (
-    composition_eigenvalues,
-    composition_singular_values,
-    eigenvalues,
-    singular_values,
-)
+from ._spectra import eigenvalues, singular_values
 from ._spectral_norm import SpectralNorm, spectral_norm
 from ._structured import (
     block_conv_matrix,
@@ -106,6 +107,7 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "AffineMap",
+    "CircularSVD",
     "ConvGeometry",
     "ConvOperator",
     "ConvTransposeOperator",
@@ -115,6 +117,8 @@ __all__ = [
     "affine_conv",
     "avg_pool_matrix",
     "block_conv_matrix",
+    "circular_svd",
+    "clip_singular_values",
     "compose",
     "compose_kernels",
     "composition_eigenvalues",

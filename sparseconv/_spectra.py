@@ -45,7 +45,6 @@ from ._symbol import (
 from ._typing import (
     ArrayLike,
     IntOrTuple,
-    LayerLike,
     PaddingLike,
     PaddingMode,
     ShapeLike,
@@ -55,8 +54,6 @@ from ._validation import spatial_size
 
 __all__ = [
     "DENSE_FLOPS",
-    "composition_eigenvalues",
-    "composition_singular_values",
     "dense_is_affordable",
     "eigenvalues",
     "singular_values",
@@ -382,92 +379,3 @@ def _product(chain: list[_Layer]) -> np.ndarray:
         total = h if total is None else h @ total  # applied first to last
     assert total is not None  # the chain holds at least one layer
     return total
-
-
-def composition_singular_values(layers: Sequence[LayerLike], input_shape: ShapeLike, *,
-                                method: SpectralMethod = "auto") -> np.ndarray:
-    """Singular values of a product of layers, ``A_L @ … @ A_1``.
-
-    Parameters
-    ----------
-    layers : sequence of weights or of ``(weight, options)`` pairs
-        Applied first to last. ``options`` is a dict of some of ``stride``, ``padding``,
-        ``dilation``, ``groups``, ``padding_mode``, with :func:`sparseconv.conv_matrix`'s
-        meaning and defaults (``padding=None``: periodic padding); any other key is an error.
-    input_shape : tuple of int
-        Input of the first layer, ``(C_in, *spatial)``.
-    method : {"auto", "fft", "dense"}
-        ``"fft"``: exact, when every layer is periodic with stride 1 (then one DFT
-        diagonalizes them all). ``"dense"``: SVD of the explicit product. ``"auto"``:
-        ``"fft"`` when it applies, else ``"dense"`` when the package-wide size rule allows
-        it (flops and the memory limit).
-
-    Returns
-    -------
-    ndarray
-        Sorted descending: the singular values of ``A_L @ ... @ A_1``.
-
-    Raises
-    ------
-    ValueError
-        No layer, a layer whose input does not match the previous output, invalid layer
-        options (the message names ``layers[i]`` and the option), ``"fft"`` where it does not
-        apply, or a product too large for ``"auto"``.
-    TypeError
-        A layer that is neither a weight nor a ``(weight, dict)`` pair, an unknown option, a
-        non-numeric weight or a non-integer size.
-
-    Notes
-    -----
-    The product of periodic stride-1 layers is diagonalized by the same DFT, with symbol
-    ``H_L(xi) ... H_1(xi)``: ``O(n^d (L C^3))``, against ``O((C n^d)^3)`` for the product.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sparseconv import composition_singular_values
-    >>> rng = np.random.default_rng(0)
-    >>> w1, w2 = rng.standard_normal((8, 3, 3, 3)), rng.standard_normal((5, 8, 3, 3))
-    >>> periodic = dict(padding=None, padding_mode="circular")
-    >>> layers = [(w1, periodic), (w2, dict(periodic, dilation=2))]
-    >>> composition_singular_values(layers, (3, 16, 16)).shape                 # FFT
-    (768,)
-    >>> composition_singular_values([(w1, dict(padding=1)), w2], (3, 8, 8)).shape  # dense
-    (180,)
-    """
-    _check_method(method)
-    return _singular_values(_chain(layers, input_shape), method, "composition_singular_values")
-
-
-def composition_eigenvalues(layers: Sequence[LayerLike], input_shape: ShapeLike, *,
-                            method: SpectralMethod = "auto") -> np.ndarray:
-    """Eigenvalues of a square product of layers, sorted by decreasing modulus.
-
-    Parameters
-    ----------
-    layers, input_shape, method
-        As :func:`composition_singular_values`; the product must map ``input_shape`` to as
-        many values (for the FFT: every layer periodic with stride 1, and the last layer's
-        output channels those of the first one's input).
-
-    Returns
-    -------
-    ndarray, complex, shape (prod(input_shape),)
-        The eigenvalues of ``A_L @ ... @ A_1``, sorted by decreasing modulus.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As :func:`composition_singular_values`; a product that is not square.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sparseconv import composition_eigenvalues
-    >>> w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
-    >>> periodic = (w, dict(padding="same", padding_mode="circular"))
-    >>> composition_eigenvalues([periodic, periodic], (2, 8, 8)).shape
-    (128,)
-    """
-    _check_method(method)
-    return _eigenvalues(_chain(layers, input_shape), method, "composition_eigenvalues")

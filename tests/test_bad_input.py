@@ -104,6 +104,10 @@ SPECS = {
                       dict(matrix=A, bias=np.zeros(81)),
                       dict(matrix=[np.ones((81, 81)), None, "x", sp.csr_array(np.ones((1, 1)))],
                            bias=["x", np.ones(3), None, np.ones((81, 1))])),
+    "CircularSVD": Spec(keyword_call(sc.CircularSVD, "weight", "input_shape"),
+                        dict(weight=W, input_shape=SHAPE),
+                        dict(weight=WEIGHTS + NON_FINITE, input_shape=SIZES,
+                             **layer_bad(mode=False))),
     "ConvGeometry": Spec(keyword_call(sc.ConvGeometry.from_weight, "weight_shape", "input_shape"),
                          dict(weight_shape=W.shape, input_shape=SHAPE),
                          dict(weight_shape=[3, "abc", (2, 2), (2, 2, 0), (2, 2.0, 3), None,
@@ -143,6 +147,17 @@ SPECS = {
                               dict(weight=W, input_shape=SHAPE),
                               dict(weight=WEIGHTS, input_shape=SIZES, format=FORMATS,
                                    dtype=DTYPES, **layer_bad())),
+    "circular_svd": Spec(keyword_call(sc.circular_svd, "weight", "input_shape"),
+                         dict(weight=W, input_shape=SHAPE),
+                         dict(weight=WEIGHTS + NON_FINITE, input_shape=SIZES,
+                              **layer_bad(mode=False))),
+    "clip_singular_values": Spec(
+        keyword_call(sc.clip_singular_values, "weight", "input_shape"),
+        dict(weight=W, input_shape=SHAPE, max=1.0, support="kernel"),
+        dict(weight=WEIGHTS + NON_FINITE, input_shape=SIZES,
+             max=[-1.0, NAN, float("inf"), "1", None, True, np.ones(2)],
+             support=["same", 1, None, ("full",)], iterations=GROUPS,
+             **layer_bad(mode=False))),
     "compose": Spec(lambda layers: sc.compose(*layers), dict(layers=(A, A)),
                     dict(layers=[(), ("abc",), (None,), (np.ones((81, 81)),),
                                  (A, sc.conv_matrix(W, SHAPE))])),
@@ -269,6 +284,8 @@ NO_ARGUMENTS = {
 
 # symbol's padding: None is its default (periodic), 0 is not periodic: refused by name.
 SPECS["symbol"].bad["padding"] = [p for p in PADDINGS] + [0, 2]
+for name in ("CircularSVD", "circular_svd", "clip_singular_values"):  # periodic, as symbol
+    SPECS[name].bad["padding"] = [p for p in PADDINGS] + [0, 2]
 for name in ("singular_values", "eigenvalues", "spectral_norm"):
     SPECS[name].bad["padding"] = PADDINGS  # None is the periodic shorthand: accepted
 
@@ -340,6 +357,10 @@ NUMPY_INTEGERS = [
     ("composition_singular_values", dict(layers=[(W, dict(stride=np.int64(1), **PERIODIC))],
                                          input_shape=np.array([2, 8, 8]))),
     ("spectral_norm", dict(stride=np.int64(2), padding=np.int64(1))),
+    ("circular_svd", dict(input_shape=np.array([2, 8, 8]), stride=np.int64(2),
+                          groups=np.int64(1), dilation=np.int32(1))),
+    ("clip_singular_values", dict(max=np.int64(1), iterations=np.int64(3),
+                                  stride=np.array([2, 1]))),
     ("conv_output_shape", dict(input_size=np.int64(8), kernel_size=np.int64(3))),
     ("dilate_kernel", dict(dilation=np.int64(2))),
     ("receptive_field_size", dict(kernel_size=[np.int64(3), 3], stride=[np.int64(2), 1])),

@@ -1,0 +1,537 @@
+"""The singular value decomposition of a periodic layer, as an object.
+
+A periodic layer (circular padding of total ``dilation*(k-1)`` per axis, input sizes divisible
+by the stride) is ``A = F_out^H  blockdiag_xi(H(xi))  F_in P``: ``P`` splits the input into its
+``prod(stride)`` polyphase components, ``F`` is the unitary DFT over the ``n/stride`` grid and
+``H(xi)`` the symbol (:mod:`sparseconv._symbol`), one ``C_out x C_in*prod(stride)`` matrix per
+frequency, block diagonal over the groups. An SVD ``H(xi) = U_xi S_xi V_xi^H`` per frequency and
+group is therefore an SVD of ``A`` (Sedghi, Gupta & Long, ICLR 2019):
+
+    A = (F_out^H U) diag(S) (V^H F_in P),
+
+whose factors are applied matrix-free, at the cost of FFTs and one small matrix product per
+frequency. Every function of the singular values -- the Tikhonov-damped least-squares solution,
+the pseudo-inverse, the best rank-r approximation, the projection onto an operator-norm ball --
+is then exact and costs the same.
+
+Invariants: the SVD is computed once per pair of frequencies ``{xi, -xi}`` of a real weight
+(the symbol at ``-xi`` is the conjugate one, and so are its factors), so ``S`` is exactly equal
+on such pairs and a function of ``S`` gives a real operator; the per-frequency factors are
+those of the weight rescaled by a power of two (:func:`sparseconv._symbol.unit_scale`), and only
+``S`` is scaled back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal, NamedTuple
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from ._geometry import ConvGeometry
+from ._memory import check_memory
+from ._symbol import (
+    layer_geometry,
+    require_periodic,
+    symbol_at,
+    times_power_of_two,
+    unit_scale,
+)
+from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
+from ._validation import as_weight, is_int
+
+__all__ = ["CircularSVD", "circular_svd", "number"]
+
+#: Frequencies are factored in chunks whose symbol takes about this many bytes.
+_CHUNK_BYTES = 8 * 2**20
+
+
+def number(value, name: str) -> float:
+    """A finite non-negative real number (not a bool), or TypeError/ValueError naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a non-negative number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+    return float(value)
+
+
+class CircularSVD(LinearOperator):
+    """The SVD of a periodic convolution layer, ``A = U diag(S) V^H``, matrix-free.
+
+    Itself the layer's operator (``svd @ x`` is ``conv_matrix(...) @ x``); the factors and
+    every function of the singular values are exact, by FFT and one small SVD per frequency.
+    Construct it with :func:`circular_svd` (same arguments).
+
+    Attributes
+    ----------
+    S : ndarray, shape (min(rows, cols),)
+        The singular values, sorted descending (ties in frequency order): equal to
+        :func:`sparseconv.singular_values` of the periodic layer.
+    U : LinearOperator, complex, shape (rows, len(S))
+        Left singular vectors as columns, in the order of ``S``; orthonormal columns.
+    V : LinearOperator, complex, shape (cols, len(S))
+        Right singular vectors as columns, in the order of ``S``.
+    input_shape, output_shape : tuple of int
+        ``(C_in, *n)`` and ``(C_out, *n/stride)``.
+    geometry : ConvGeometry
+        The validated periodic layer.
+
+    See Also
+    --------
+    circular_svd, clip_singular_values, singular_values
+    """
+
+    def __init__(self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+                 padding: PaddingLike | None = None, dilation: IntOrTuple = 1,
+                 groups: int = 1) -> None:
+        weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
+                                      "circular")
+        require_periodic(geom, "circular_svd")
+        self.geometry = geom
+        self.input_shape, self.output_shape = geom.input_shape, geom.output_shape
+        self._real = weight.dtype.kind != "c"
+        self._grid = tuple(a.size // a.stride for a in geom.axes)
+        self._frequencies = _Frequencies.of(self._grid, self._real)
+        self._u, s, self._vh = _factor(geom, weight, self._frequencies)
+        self._s = self._frequencies.everywhere(s)  # (F, groups, k) over the whole grid
+        flat = self._s.ravel()
+        self._order = np.argsort(-flat, kind="stable")
+        self.S = flat[self._order]
+        dtype = np.dtype(np.float64 if self._real else np.complex128)
+        super().__init__(dtype, geom.shape)
+        rows, cols = geom.shape
+        self.U = _Factor(self, "U", (rows, self.S.size))
+        self.V = _Factor(self, "V", (cols, self.S.size))
+
+    # -- the transforms between space and frequency ----------------------------------------
+    def _to_frequency(self, X: np.ndarray, side: str) -> np.ndarray:
+        """``(prod(shape), b)`` -> ``(F, groups, rows or cols per group, b)``: polyphase+DFT."""
+        g, d, b = self.geometry.groups, len(self._grid), X.shape[-1]
+        if side == "out":
+            x = X.reshape(g, -1, *self._grid, b)
+            x = np.moveaxis(x, tuple(range(2, 2 + d)), tuple(range(d)))  # (*grid, g, m, b)
+        else:
+            stride = self.geometry.stride
+            split = [v for pair in zip(self._grid, stride) for v in pair]
+            x = X.reshape(self.input_shape[0], *split, b)
+            # (C_in, M1, s1, ..., Md, sd, b) -> (M1..Md, C_in, s1..sd, b): columns (c, r)
+            order = [1 + 2 * i for i in range(d)] + [0] + [2 + 2 * i for i in range(d)]
+            x = x.transpose(*order, 2 * d + 1)
+        x = np.fft.fftn(x, axes=tuple(range(d)), norm="ortho")
+        return x.reshape(math.prod(self._grid), g, -1, b)
+
+    def _from_frequency(self, Z: np.ndarray, side: str) -> np.ndarray:
+        """The inverse of :meth:`_to_frequency`: ``(F, groups, per group, b)`` -> columns."""
+        g, d, b = self.geometry.groups, len(self._grid), Z.shape[-1]
+        z = np.fft.ifftn(Z.reshape(*self._grid, g, -1, b), axes=tuple(range(d)), norm="ortho")
+        if side == "out":
+            z = np.moveaxis(z, tuple(range(d)), tuple(range(2, 2 + d)))  # (g, m, *grid, b)
+        else:
+            stride = self.geometry.stride
+            z = z.reshape(*self._grid, self.input_shape[0], *stride, b)
+            order = [d] + [v for i in range(d) for v in (i, d + 1 + i)]
+            z = z.transpose(*order, 2 * d + 1)  # (C_in, M1, s1, ..., Md, sd, b)
+        return z.reshape(-1, b)
+
+    def _apply(self, X: np.ndarray, f: np.ndarray, inverse: bool, real: bool) -> np.ndarray:
+        """``U f(S) V^H X`` (or ``V f(S) U^H X`` when ``inverse``), ``f`` on the factor grid."""
+        X = np.asarray(X)
+        real = real and X.dtype.kind != "c"
+        check_memory(16 * 4 * X.shape[-1] * (self.shape[0] + self.shape[1]),
+                     f"a product with {self!r} on a batch of {X.shape[-1]}")
+        # U f V^H = (V^H, then f, then U); V f U^H = (U^H, then f, then V = (V^H)^H)
+        first, first_adjoint = (self._u, True) if inverse else (self._vh, False)
+        then, then_adjoint = (self._vh, True) if inverse else (self._u, False)
+        X = self._to_frequency(X, "out" if inverse else "in")
+        coefficients = self._frequencies.product(first, X, first_adjoint)
+        out = self._frequencies.product(then, f[..., None] * coefficients, then_adjoint)
+        out = self._from_frequency(out, "in" if inverse else "out")
+        return out.real if real else out
+
+    def _matmat(self, X):
+        return self._apply(X, self._s, False, self._real)
+
+    def _rmatmat(self, X):
+        return self._apply(X, self._s, True, self._real)
+
+    def _adjoint(self):
+        return _SpectralFilter(self, self._s, True, self._real)
+
+    def _symbol_of(self, f: np.ndarray) -> np.ndarray:
+        """``U_xi diag(f) V_xi^H`` per frequency and group, ``(F, groups, m, M)``."""
+        (groups, m, _), n = self._u.shape[1:], self._vh.shape[-1]
+        check_memory(16 * 3 * self._s.shape[0] * groups * m * n,
+                     "a symbol rebuilt from the circular SVD")
+        return self._frequencies.rebuild(self._u, f, self._vh)
+
+    # -- functions of the singular values ----------------------------------------------------
+    def _inverse_filter(self, damp, rcond) -> np.ndarray:
+        damp = number(damp, "damp")
+        top = float(self.S[0]) if self.S.size else 0.0
+        if rcond is None:
+            rcond = np.finfo(np.float64).eps * max(self.shape)
+        rcond = number(rcond, "rcond")
+        s = self._s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if damp == 0.0:
+                return np.where(s > rcond * top, 1.0 / np.where(s > 0, s, 1.0), 0.0)
+            scaled = s / damp  # s / (s^2 + damp^2) without overflow or underflow of s^2
+            return np.where(s > 0, scaled / (scaled * s + damp), 0.0)
+
+    def solve(self, b: ArrayLike, damp: float = 0.0, rcond: float | None = None) -> np.ndarray:
+        """The least-squares solution ``argmin ||A x - b||^2 + damp^2 ||x||^2`` of least norm.
+
+        Exact (``V diag(S / (S^2 + damp^2)) U^H b``), by FFT: no iteration.
+
+        Parameters
+        ----------
+        b : array_like
+            Shape ``(rows,)``, ``output_shape``, or ``(rows, k)`` for ``k`` right-hand sides.
+        damp : float
+            Tikhonov damping (``scipy.sparse.linalg.lsqr``'s ``damp``), ``>= 0``.
+        rcond : float, optional
+            With ``damp=0``, singular values at most ``rcond * S[0]`` count as zero
+            (``numpy.linalg.lstsq``'s rule; default ``eps * max(rows, cols)``).
+
+        Returns
+        -------
+        ndarray
+            Shape ``(cols,)``, ``input_shape`` or ``(cols, k)``, as ``b`` is given.
+
+        Raises
+        ------
+        ValueError, TypeError
+            ``b`` of another shape, a negative or non-finite ``damp`` or ``rcond``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import circular_svd, conv_matrix
+        >>> w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
+        >>> svd = circular_svd(w, (2, 8, 8))
+        >>> b = np.random.default_rng(1).standard_normal((2, 8, 8))
+        >>> x = svd.solve(b)
+        >>> A = conv_matrix(w, (2, 8, 8), padding="same", padding_mode="circular")
+        >>> bool(np.allclose(x.ravel(), np.linalg.lstsq(A.toarray(), b.ravel())[0]))
+        True
+        """
+        f = self._inverse_filter(damp, rcond)
+        columns, unshape = _as_columns(b, self.output_shape, self.input_shape, "b")
+        return unshape(self._apply(columns, f, True, self._real))
+
+    lstsq = solve
+
+    def pinv(self, damp: float = 0.0, rcond: float | None = None) -> LinearOperator:
+        """The (damped) pseudo-inverse ``V diag(S / (S^2 + damp^2)) U^H`` as an operator.
+
+        ``damp`` and ``rcond`` as :meth:`solve`; with ``damp=0`` it is ``numpy.linalg.pinv``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import circular_svd
+        >>> svd = circular_svd(np.random.default_rng(0).standard_normal((2, 2, 3)), (2, 6))
+        >>> P = svd.pinv()
+        >>> P.shape
+        (12, 12)
+        >>> bool(np.allclose(P @ (svd @ np.eye(12)), np.eye(12)))
+        True
+        """
+        return _SpectralFilter(self, self._inverse_filter(damp, rcond), True, self._real)
+
+    def cond(self) -> float:
+        """The condition number ``S[0] / S[-1]`` (``inf`` when ``S[-1] == 0``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import circular_svd
+        >>> float(circular_svd(np.array([[[1.0, 0.5]]]), (1, 8)).cond())
+        3.0
+        """
+        if self.S.size == 0 or self.S[-1] == 0:
+            return math.inf
+        return float(self.S[0] / self.S[-1])
+
+    def rank_r(self, r: int) -> LinearOperator:
+        """The best rank-``r`` approximation ``U[:, :r] diag(S[:r]) V[:, :r]^H``, matrix-free.
+
+        By the Eckart-Young theorem, the closest rank-``r`` matrix in the spectral and the
+        Frobenius norm. For a real weight it is real unless ``r`` splits a pair of equal
+        singular values of conjugate frequencies ``xi, -xi``, where it is complex (a
+        best approximation still; ``r + 1`` is then real).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import circular_svd
+        >>> svd = circular_svd(np.random.default_rng(0).standard_normal((2, 2, 3)), (2, 6))
+        >>> A2 = svd.rank_r(2) @ np.eye(12)
+        >>> int(np.linalg.matrix_rank(A2))
+        2
+        >>> bool(np.isclose(np.linalg.norm(svd @ np.eye(12) - A2, 2), svd.S[2]))
+        True
+        """
+        if not is_int(r):
+            raise TypeError(f"r must be an integer in [0, {self.S.size}], got {r!r}")
+        if not 0 <= r <= self.S.size:
+            raise ValueError(f"r must be an integer in [0, {self.S.size}], got {r!r}")
+        keep = np.zeros(self.S.size, dtype=bool)
+        keep[self._order[:int(r)]] = True
+        keep = keep.reshape(self._s.shape)
+        negative = _negative_frequencies(self._grid)
+        real = self._real and bool((keep == keep[negative]).all())
+        return _SpectralFilter(self, np.where(keep, self._s, 0.0), False, real)
+
+    def dense_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(U, S, Vh)`` as dense arrays (``A == U @ np.diag(S) @ Vh``), for small layers.
+
+        As ``numpy.linalg.svd(A, full_matrices=False)`` returns them: ``U`` and ``Vh``
+        complex, columns of ``U`` and rows of ``Vh`` in the order of ``S``.
+
+        Sized against the memory limit (:func:`sparseconv.get_memory_limit`) first.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import circular_svd
+        >>> U, S, Vh = circular_svd(np.ones((1, 1, 3)), (1, 4)).dense_factors()
+        >>> U.shape, S.shape, Vh.shape
+        ((4, 4), (4,), (4, 4))
+        """
+        (rows, cols), k = self.shape, self.S.size
+        check_memory(16 * 3 * k * (rows + cols + k), f"the dense factors of {self!r}")
+        eye = np.eye(k, dtype=np.complex128)
+        return self.U @ eye, self.S.copy(), np.conj(self.V @ eye).T
+
+
+class _SpectralFilter(LinearOperator):
+    """``U diag(f) V^H`` (or ``V diag(f) U^H`` when ``inverse``), ``f`` real on the factors."""
+
+    def __init__(self, svd: CircularSVD, f: np.ndarray, inverse: bool, real: bool) -> None:
+        self._svd, self._f, self._inverse, self._real = svd, f, inverse, real
+        shape = svd.shape[::-1] if inverse else svd.shape
+        super().__init__(np.dtype(np.float64 if real else np.complex128), shape)
+
+    def _matmat(self, X):
+        return self._svd._apply(X, self._f, self._inverse, self._real)
+
+    def _rmatmat(self, X):
+        return self._svd._apply(X, self._f, not self._inverse, self._real)
+
+    def _adjoint(self):
+        return _SpectralFilter(self._svd, self._f, not self._inverse, self._real)
+
+
+class _Factor(LinearOperator):
+    """The singular vectors ``U`` or ``V`` as an operator from the coefficients (order of S)."""
+
+    def __init__(self, svd: CircularSVD, which: Literal["U", "V"], shape) -> None:
+        self._svd, self._which = svd, which
+        super().__init__(np.dtype(np.complex128), shape)
+
+    def _factor(self) -> tuple[np.ndarray, bool, str]:
+        """The stored factor, whether the vectors are its adjoint's columns, and their side."""
+        svd = self._svd
+        return (svd._u, False, "out") if self._which == "U" else (svd._vh, True, "in")
+
+    def _matmat(self, X):
+        svd, X = self._svd, np.asarray(X)
+        factor, adjoint, side = self._factor()
+        coefficients = np.zeros((svd.S.size, X.shape[-1]), dtype=np.complex128)
+        coefficients[svd._order] = X
+        columns = coefficients.reshape(*svd._s.shape, -1)
+        return svd._from_frequency(svd._frequencies.product(factor, columns, adjoint), side)
+
+    def _rmatmat(self, X):
+        svd = self._svd
+        factor, adjoint, side = self._factor()
+        X = svd._to_frequency(np.asarray(X), side)
+        coefficients = svd._frequencies.product(factor, X, not adjoint)
+        return coefficients.reshape(svd.S.size, -1)[svd._order]
+
+
+class _Frequencies(NamedTuple):
+    """The frequencies whose factors are stored, and how the others derive from them.
+
+    For a real weight, one frequency of each pair ``{xi, -xi}`` is stored (``stored``, flat
+    indices, the first ``len(negatives)`` of them paired with the frequencies ``negatives``,
+    the others their own negatives); the factors at ``-xi`` are the conjugate ones. For a
+    complex weight every frequency is stored.
+    """
+
+    size: int
+    stored: np.ndarray
+    negatives: np.ndarray
+
+    @classmethod
+    def of(cls, grid: tuple[int, ...], real: bool) -> _Frequencies:
+        count = math.prod(grid)
+        if not real:
+            return cls(count, np.arange(count), np.zeros(0, dtype=np.int64))
+        negative = _negative_frequencies(grid)
+        flat = np.arange(count)
+        paired, alone = flat[flat < negative], flat[flat == negative]
+        return cls(count, np.concatenate([paired, alone]), negative[paired])
+
+    def everywhere(self, values: np.ndarray) -> np.ndarray:
+        """Real values at the stored frequencies, given at every frequency."""
+        out = np.empty((self.size, *values.shape[1:]), dtype=values.dtype)
+        out[self.stored] = values
+        out[self.negatives] = values[:len(self.negatives)]
+        return out
+
+    def product(self, factor: np.ndarray, X: np.ndarray, adjoint: bool) -> np.ndarray:
+        """``A_xi @ X_xi`` (``A_xi^H @ X_xi``) at every frequency; ``A`` stored, ``X`` not.
+
+        At ``-xi`` the factor is ``conj(A)``. ``A^H X = conj(A^T conj(X))`` on the transposed
+        view: numpy hands BLAS the transpose, cheaper than a contiguous adjoint's copy.
+        """
+        out = np.empty((self.size, *factor.shape[1:-2],
+                        factor.shape[-1 if adjoint else -2], X.shape[-1]), dtype=np.complex128)
+        A = np.swapaxes(factor, -1, -2) if adjoint else factor
+        X_stored, paired = X[self.stored], len(self.negatives)
+        out[self.stored] = np.conj(A @ np.conj(X_stored)) if adjoint else A @ X_stored
+        if paired:
+            X_negative = X[self.negatives]
+            out[self.negatives] = (A[:paired] @ X_negative if adjoint
+                                   else np.conj(A[:paired] @ np.conj(X_negative)))
+        return out
+
+    def rebuild(self, u: np.ndarray, f: np.ndarray, vh: np.ndarray) -> np.ndarray:
+        """``U_xi diag(f_xi) V_xi^H`` at every frequency, ``f`` given at every frequency."""
+        out = np.empty((self.size, *u.shape[1:-1], vh.shape[-1]), dtype=np.complex128)
+        out[self.stored] = (u * f[self.stored][..., None, :]) @ vh
+        paired = len(self.negatives)
+        if paired:
+            out[self.negatives] = np.conj((u[:paired] * f[self.negatives][..., None, :])
+                                          @ vh[:paired])
+        return out
+
+
+def _negative_frequencies(grid: tuple[int, ...]) -> np.ndarray:
+    """For each flat frequency of the grid, the flat index of its negative."""
+    xi = np.indices(grid).reshape(len(grid), -1)
+    return np.ravel_multi_index([(-x) % n for x, n in zip(xi, grid)], grid)
+
+
+def _factor(geom: ConvGeometry, weight: np.ndarray, frequencies: _Frequencies):
+    """At the stored frequencies: ``U`` (R, g, m, k), ``S`` (R, g, k) and ``V^H`` (R, g, k, n).
+
+    ``k = min(m, n)``; the SVD of the symbol per frequency and group, written chunk by chunk
+    into the result (no copy of the whole).
+    """
+    grid = [a.size // a.stride for a in geom.axes]
+    groups = geom.groups
+    m = geom.out_channels // groups
+    n = geom.in_channels // groups * math.prod(geom.stride)
+    k, stored = min(m, n), len(frequencies.stored)
+    check_memory(16 * stored * groups * (m * k + k * n) + 8 * frequencies.size * groups * k
+                 + 16 * min(stored, _chunk(groups * m * n)) * groups * m * n * 3,
+                 "the circular SVD's factors (U, S, V per frequency)")
+    # contiguous: unit_scale views a complex weight as its real parts
+    scaled, exponent = unit_scale(np.ascontiguousarray(weight))
+    at = np.stack(np.unravel_index(frequencies.stored, grid), axis=-1)
+    u = np.empty((stored, groups, m, k), dtype=np.complex128)
+    vh = np.empty((stored, groups, k, n), dtype=np.complex128)
+    s = np.empty((stored, groups, k))
+    step = _chunk(groups * m * n)
+    for start in range(0, stored, step):
+        stop = min(start + step, stored)
+        u[start:stop], s[start:stop], vh[start:stop] = np.linalg.svd(
+            symbol_at(geom, scaled, at[start:stop]), full_matrices=False)
+    return u, times_power_of_two(s, exponent), vh
+
+
+def _chunk(block: int) -> int:
+    """Frequencies a chunk: its symbol of ``block`` complex entries each about _CHUNK_BYTES."""
+    return max(1, _CHUNK_BYTES // (16 * block))
+
+
+def _as_columns(b, shape: tuple[int, ...], result_shape: tuple[int, ...],
+                name: str) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """``b`` as ``(prod(shape), k)`` columns, and how to shape a result like ``b`` was."""
+    b = as_weight(b, name)
+    size, result_size = math.prod(shape), math.prod(result_shape)
+    if b.shape == shape:  # the output array (also for a 1-D layer, whose shape is 2-D)
+        return b.reshape(size, 1), lambda x: x.reshape(result_shape)
+    if b.shape == (size,):
+        return b.reshape(size, 1), lambda x: x.reshape(result_size)
+    if b.ndim == 2 and b.shape[0] == size:
+        return b, lambda x: x
+    raise ValueError(f"{name} must have shape ({size},), {shape} or ({size}, k), got shape "
+                     f"{b.shape}")
+
+
+def circular_svd(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
+                 padding: PaddingLike | None = None, dilation: IntOrTuple = 1,
+                 groups: int = 1) -> CircularSVD:
+    """The singular value decomposition of a periodic (circular) convolution layer.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+        Finite entries; 1 to 3 spatial dimensions (any number works).
+    input_shape : tuple of int
+        ``(C_in, *n)``, each ``n`` divisible by its stride.
+    stride, dilation, groups
+        As :func:`sparseconv.conv_matrix`.
+    padding : None, or a periodic padding
+        ``None`` (default): the periodic padding, total ``dilation*(k-1)`` per axis split as
+        PyTorch's "same" (:func:`sparseconv.symbol`'s rule); another split of the same total
+        is the same layer shifted. ``padding_mode="circular"`` is implied.
+
+    Returns
+    -------
+    CircularSVD
+        ``A = U diag(S) V^H`` with ``A = conv_matrix(weight, input_shape, stride=stride,
+        padding=<the periodic padding>, dilation=dilation, groups=groups,
+        padding_mode="circular")``; ``S`` sorted descending; ``U``, ``V`` matrix-free
+        operators with orthonormal columns; :meth:`~CircularSVD.solve`,
+        :meth:`~CircularSVD.pinv`, :meth:`~CircularSVD.cond`, :meth:`~CircularSVD.rank_r`,
+        :meth:`~CircularSVD.dense_factors`, and the layer's own products (``svd @ x``).
+
+    Raises
+    ------
+    ValueError
+        A layer that is not periodic (the message says how to ask for one), non-finite
+        weights, invalid arguments (named), or factors beyond the memory limit.
+    TypeError
+        An argument of the wrong type.
+
+    See Also
+    --------
+    clip_singular_values, singular_values, symbol
+
+    Notes
+    -----
+    With ``P`` the polyphase split of the input, ``F`` the unitary DFT over the ``n/stride``
+    grid and ``H(xi) = U_xi S_xi V_xi^H`` the SVD of the symbol at each frequency,
+    ``U = F^H blockdiag(U_xi)`` and ``V = P^T F^H blockdiag(V_xi)``. Cost: one SVD of a
+    ``C_out/g x C_in/g * prod(stride)`` matrix per frequency and group (half of them for a
+    real weight, whose symbol at ``-xi`` is the conjugate of the one at ``xi``); the factors
+    take ``16 * prod(n/stride) * g * k * (m + M)`` bytes, ``m <= M`` the block sizes and
+    ``k = m``. Products cost FFTs and ``O(prod(n/stride) * g * m * M)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import circular_svd, conv_matrix, singular_values
+    >>> w = np.random.default_rng(0).standard_normal((4, 4, 3, 3))
+    >>> svd = circular_svd(w, (4, 16, 16), stride=2)
+    >>> svd.S.shape, svd.U.shape, svd.V.shape
+    ((256,), (256, 256), (1024, 256))
+    >>> A = conv_matrix(w, (4, 16, 16), stride=2, padding=((1, 1), (1, 1)),
+    ...                 padding_mode="circular")
+    >>> x = np.random.default_rng(1).standard_normal(1024)
+    >>> bool(np.allclose(svd @ x, A @ x))
+    True
+    >>> y = svd.U @ (svd.S * (svd.V.H @ x))                   # U diag(S) V^H x
+    >>> bool(np.allclose(y, A @ x))
+    True
+    """
+    return CircularSVD(weight, input_shape, stride=stride, padding=padding, dilation=dilation,
+                       groups=groups)

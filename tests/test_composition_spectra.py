@@ -1,0 +1,141 @@
+"""Spectra of products of periodic layers, strided ones included, against the dense product.
+
+Oracle: ``numpy.linalg.svd`` / ``eigvals`` of the product of the explicit
+``conv_matrix(..., padding_mode="circular")`` of every layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sparseconv import (
+    MatrixTooLargeError,
+    composition_eigenvalues,
+    composition_singular_values,
+    conv_matrix,
+    conv_output_shape,
+    set_memory_limit,
+    singular_values,
+)
+
+PERIODIC = dict(padding=None, padding_mode="circular")
+
+
+def periodic_pads(kernel, dilation):
+    return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                 for k, d in zip(kernel, dilation))
+
+
+def random_chain(rng, complex_weight=False):
+    """1 to 3 periodic layers of rank 1 or 2: strides 1-2, dilation 1-2, groups, channels <= 6."""
+    ndim, depth = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+    strides = [tuple(int(s) for s in rng.integers(1, 3, ndim)) for _ in range(depth)]
+    total = np.prod(strides, axis=0)
+    size = tuple(int(t * rng.integers(max(1, 4 // t), max(2, 8 // t) + (ndim == 1))) for t in total)
+    channels = [int(rng.integers(1, 7 if ndim == 1 else 5)) for _ in range(depth + 1)]
+    layers, shape, product = [], (channels[0], *size), None
+    for i in range(depth):
+        kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+        dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+        while any(d * (k - 1) // 2 + 1 > n for d, k, n in zip(dilation, kernel, shape[1:])):
+            dilation = tuple(max(1, d - 1) for d in dilation)  # PyTorch's circular pad limit
+            kernel = tuple(min(k, n) for k, n in zip(kernel, shape[1:]))
+        groups = 2 if channels[i] % 2 == 0 and channels[i + 1] % 2 == 0 and i % 2 else 1
+        w = rng.standard_normal((channels[i + 1], channels[i] // groups, *kernel))
+        if complex_weight:
+            w = w + 1j * rng.standard_normal(w.shape)
+        options = dict(stride=strides[i], dilation=dilation, groups=groups)
+        pads = periodic_pads(kernel, dilation)
+        A = conv_matrix(w, shape, padding=pads, padding_mode="circular", **options).toarray()
+        product = A if product is None else A @ product
+        layers.append((w, dict(options, **PERIODIC)))
+        shape = (channels[i + 1], *conv_output_shape(shape[1:], kernel, strides[i], pads,
+                                                     dilation))
+    return layers, (channels[0], *size), product
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_strided_chains_equal_the_dense_svd_of_the_product(seed):
+    rng = np.random.default_rng(seed)
+    layers, shape, product = random_chain(rng, complex_weight=seed % 5 == 0)
+    dense = np.linalg.svd(product, compute_uv=False)
+    fast = composition_singular_values(layers, shape, method="fft")
+    described = [(w.shape, o["stride"], o["dilation"], o["groups"]) for w, o in layers]
+    assert fast.shape == dense.shape, (shape, described)
+    assert np.abs(fast - dense).max() <= 1e-12 * max(1.0, dense[0]), (shape, described)
+    assert np.array_equal(composition_singular_values(layers, shape), fast)  # auto: the FFT
+
+
+def test_a_resnet_downsampling_stage_composes_exactly():
+    """3x3 stride 2 then 3x3, beside the 1x1 stride-2 shortcut: 4 -> 6 channels, 8x8 -> 4x4."""
+    rng = np.random.default_rng(11)
+    w1, w2 = rng.standard_normal((6, 4, 3, 3)), rng.standard_normal((6, 6, 3, 3))
+    shortcut = rng.standard_normal((6, 4, 1, 1))
+    A1 = conv_matrix(w1, (4, 8, 8), stride=2, padding=1, padding_mode="circular").toarray()
+    A2 = conv_matrix(w2, (6, 4, 4), padding=1, padding_mode="circular").toarray()
+    S = conv_matrix(shortcut, (4, 8, 8), stride=2).toarray()
+    layers = [(w1, dict(stride=2, **PERIODIC)), (w2, PERIODIC)]
+    values = composition_singular_values(layers, (4, 8, 8))
+    assert np.abs(values - np.linalg.svd(A2 @ A1, compute_uv=False)).max() <= 1e-12 * values[0]
+    values = composition_singular_values([(shortcut, dict(stride=2, **PERIODIC)),
+                                          (w2, PERIODIC)], (4, 8, 8))
+    assert np.abs(values - np.linalg.svd(A2 @ S, compute_uv=False)).max() <= 1e-12 * values[0]
+
+
+def test_one_strided_layer_is_singular_values():
+    rng = np.random.default_rng(12)
+    w = rng.standard_normal((3, 2, 3, 2))
+    options = dict(stride=(2, 1), dilation=(1, 2), **PERIODIC)
+    assert np.allclose(composition_singular_values([(w, options)], (2, 8, 6)),
+                       singular_values(w, (2, 8, 6), **options), rtol=0, atol=1e-12)
+
+
+def test_strided_eigenvalues_are_dense_and_fft_is_refused_by_name():
+    rng = np.random.default_rng(13)
+    w1, w2 = rng.standard_normal((8, 2, 3, 3)), rng.standard_normal((8, 8, 3, 3))
+    layers = [(w1, dict(stride=2, **PERIODIC)), (w2, PERIODIC)]  # 2x8x8 -> 8x4x4: square
+    A1 = conv_matrix(w1, (2, 8, 8), stride=2, padding=1, padding_mode="circular").toarray()
+    A2 = conv_matrix(w2, (8, 4, 4), padding=1, padding_mode="circular").toarray()
+    lam = composition_eigenvalues(layers, (2, 8, 8))
+    dense = np.linalg.eigvals(A2 @ A1)
+    assert np.abs(np.sort_complex(lam) - np.sort_complex(dense)).max() <= 1e-9 * abs(lam[0])
+    with pytest.raises(ValueError, match=r"layers\[0\] to be stride 1"):
+        composition_eigenvalues(layers, (2, 8, 8), method="fft")
+
+
+def test_chains_that_are_not_periodic_say_why():
+    w = np.ones((2, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"layers\[1\] to be every input size divisible"):
+        composition_singular_values([(w, dict(stride=2, **PERIODIC)),
+                                     (w, dict(stride=2, **PERIODIC))], (2, 6, 6), method="fft")
+    with pytest.raises(ValueError, match="periodic"):
+        composition_singular_values([(w, dict(stride=2, padding=1))], (2, 8, 8), method="fft")
+    # auto falls back to the dense product, as before
+    values = composition_singular_values([(w, dict(stride=2, padding=1))], (2, 8, 8))
+    assert values.shape == (32,)
+
+
+def test_the_spectrum_is_sized_before_it_is_computed():
+    w = np.ones((8, 8, 3, 3))
+    layers = [(w, dict(stride=2, **PERIODIC)), (w, PERIODIC)]
+    old = set_memory_limit(100_000)
+    try:
+        with pytest.raises(MatrixTooLargeError, match="singular values"):
+            composition_singular_values(layers, (8, 64, 64))
+    finally:
+        set_memory_limit(old)
+    assert composition_singular_values(layers, (8, 16, 16)).shape == (8 * 64,)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_strided_products_scale_exactly(scale):
+    w = np.random.default_rng(14).standard_normal((2, 2, 3))
+    layers = [(w, dict(stride=2, **PERIODIC)), (w, PERIODIC)]
+    base = composition_singular_values(layers, (2, 8))
+    scaled = composition_singular_values([(w * scale, layers[0][1]), (w / scale, PERIODIC)],
+                                         (2, 8))
+    assert np.allclose(scaled, base, rtol=1e-13, atol=0)
+    assert math.isfinite(base[0])
