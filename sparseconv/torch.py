@@ -30,6 +30,7 @@ This is the only sparseconv module that imports torch; ``import sparseconv`` doe
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 import sys
@@ -54,6 +55,11 @@ except ImportError as exc:  # pragma: no cover - CI installs torch
 import sparseconv as sc
 from sparseconv._memory import format_bytes
 from sparseconv._rounding import up
+from sparseconv._torch_spectra import (
+    circular_singular_values,
+    circular_spectral_norm,
+    spectral_norm_upper,
+)
 from sparseconv._typing import PaddingMode, SparseFormat
 
 __all__ = [
@@ -62,6 +68,8 @@ __all__ = [
     "NetworkOperator",
     "TraceRecord",
     "affine",
+    "circular_singular_values",
+    "circular_spectral_norm",
     "fold_batchnorm",
     "lipschitz_report",
     "matrix",
@@ -69,6 +77,7 @@ __all__ = [
     "operator",
     "singular_values",
     "spectral_norm",
+    "spectral_norm_upper",
     "trace",
 ]
 
@@ -1005,8 +1014,8 @@ def _progress_callback(progress, total: int) -> tuple[Callable | None, Callable[
         return None, lambda: None
     if callable(progress):
         return progress, lambda: None
-    try:
-        from tqdm.auto import tqdm
+    try:  # optional: by name, so that neither an import nor type stubs are required
+        tqdm = importlib.import_module("tqdm.auto").tqdm
     except ImportError:
         def line(done, total, name):
             print(f"lipschitz_report: {done}/{total} {name}", file=sys.stderr, flush=True)
