@@ -943,6 +943,8 @@ class LipschitzReport:
         def cell(key, value):
             if value is None:
                 return "-"
+            if key == "name" and not value:
+                return "(model)"  # the model is itself the one layer
             if key == "lower":
                 return _rounded(value, ROUND_FLOOR)
             if key in ("upper", "circular"):
