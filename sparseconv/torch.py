@@ -29,6 +29,7 @@ This is the only sparseconv module that imports torch; ``import sparseconv`` doe
 
 from __future__ import annotations
 
+import copy
 import csv
 import importlib
 import json
@@ -1030,22 +1031,69 @@ def _progress_callback(progress, total: int) -> tuple[Callable | None, Callable[
     return update, bar.close
 
 
-def _report_row(record: TraceRecord, **kwargs: Any) -> dict:
-    module = record.module
+def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
+                **kwargs: Any) -> dict:
+    """One row: ``record``'s layer, or ``batchnorm`` folded into it (a convolution)."""
+    module, name, kind, out = (record.module, record.name, type(record.module).__name__,
+                               record.output_shape)
     start = time.perf_counter()
+    if batchnorm is not None:
+        # in float64: a float32 module would round the folded weights
+        module = fold_batchnorm(copy.deepcopy(module).double(), batchnorm.module).module
+        name, kind = f"{name}+{batchnorm.name}", f"{kind}+{type(batchnorm.module).__name__}"
+        out = batchnorm.output_shape
     layer = _layer(module, record.input_shape,
                    record.output_shape[1:] if isinstance(module, _CONV_T) else None)
     bound = _layer_norm(layer, **kwargs)
     nnz = _nnz(module, layer)
     rows, cols = math.prod(layer.output_shape), math.prod(layer.input_shape)
-    return dict(name=record.name, type=type(module).__name__, input_shape=record.input_shape,
-                output_shape=record.output_shape, nnz=nnz, memory=_csr_bytes(nnz, rows, cols),
-                lower=float(bound.lower), upper=float(bound.upper), method=bound.method,
-                circular=_circular_norm(layer), seconds=time.perf_counter() - start)
+    return dict(name=name, type=kind, input_shape=record.input_shape, output_shape=out,
+                nnz=nnz, memory=_csr_bytes(nnz, rows, cols), lower=float(bound.lower),
+                upper=float(bound.upper), method=bound.method, circular=_circular_norm(layer),
+                seconds=time.perf_counter() - start)
+
+
+def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord], list[bool]]:
+    """:func:`trace`, and per BatchNorm call whether its input is the very tensor the last
+    convolution returned (so that folding it into that convolution is exact)."""
+    last: list = [None]
+    folds: list[bool] = []
+
+    def after_conv(module, inputs, output):
+        last[0] = output
+
+    def after_batchnorm(module, inputs, output):
+        folds.append(last[0] is not None and _first_tensor(inputs) is last[0])
+
+    handles = [m.register_forward_hook(after_conv if isinstance(m, _CONV) else after_batchnorm)
+               for m in model.modules() if isinstance(m, (*_CONV, *_BATCHNORM))]
+    try:
+        return trace(model, input_shape), folds
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _layers_to_report(records: list[TraceRecord], folds: list[bool],
+                      fold: bool) -> list[tuple[TraceRecord, TraceRecord | None]]:
+    """The linear records that get a row, each with the BatchNorm folded into it, if any."""
+    todo: list[tuple[TraceRecord, TraceRecord | None]] = []
+    calls = iter(folds)
+    for record in records:
+        if not record.linear or isinstance(record.module, (nn.Flatten, nn.Identity, *_DROPOUT)):
+            continue
+        if isinstance(record.module, _BATCHNORM) and next(calls) and fold:
+            # its input is the last convolution's output: that convolution's row, unpaired
+            i = max(i for i, (r, _) in enumerate(todo) if isinstance(r.module, _CONV))
+            if todo[i][1] is None:
+                todo[i] = (todo[i][0], record)
+                continue
+        todo.append((record, None))
+    return todo
 
 
 def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
-                     assume_chain: bool = False,
+                     assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,
                      **kwargs: Any) -> LipschitzReport:
     """Certified spectral norms of every linear layer of a network, and their product.
@@ -1071,6 +1119,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         assuming its forward is the sequential chain of the traced layers (hooks do not see
         residual sums, concatenations or functional calls: for those the product is no
         bound). By default only a ``nn.Sequential`` gets one.
+    fold_batchnorm : bool
+        Fold each eval-mode BatchNorm into the convolution whose output tensor it normalizes
+        (seen by forward hooks; :func:`fold_batchnorm`): one row ``"conv+bn"`` for the pair,
+        whose norm can be much smaller than the product of the two. Other BatchNorms keep
+        their own rows.
     progress : bool or callable
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
         layer). A callable is called after each layer as ``progress(done, total, name)``.
@@ -1108,12 +1161,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     if not (isinstance(progress, bool) or callable(progress)):
         raise TypeError(f"progress must be True, False or a callable (done, total, name), got "
                         f"{progress!r}")
-    records = trace(model, input_shape)
-    activations, constants, unknown, todo = [], [], [], []
+    records, folds = _trace_with_folds(model, input_shape)
+    todo = _layers_to_report(records, folds, fold_batchnorm)
+    activations, constants, unknown = [], [], []
     for record in records:
         if record.linear:
-            if not isinstance(record.module, (nn.Flatten, nn.Identity, *_DROPOUT)):
-                todo.append(record)
             continue
         constant = _activation_constant(record.module)
         label = f"{record.name} ({type(record.module).__name__}"
@@ -1126,10 +1178,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     callback, close = _progress_callback(progress, len(todo))
     rows: list[dict] = []
     try:
-        for record in todo:
-            rows.append(_report_row(record, **kwargs))
+        for record, batchnorm in todo:
+            rows.append(_report_row(record, batchnorm, **kwargs))
             if callback is not None:
-                callback(len(rows), len(todo), record.name)
+                callback(len(rows), len(todo), rows[-1]["name"])
     except KeyboardInterrupt as interrupt:
         interrupt.report = LipschitzReport(  # type: ignore[attr-defined]
             tuple(rows), None, tuple(activations), chain,

@@ -175,3 +175,46 @@ def test_refusals():
         sct.lipschitz_report(model, (2, 8, 8), progress="yes")
     with pytest.raises(ValueError, match=r"model\.eval\(\)"):
         sct.lipschitz_report(model.train(), (2, 8, 8))
+
+
+def test_fold_batchnorm_rows_are_the_composition():
+    from torch.nn import functional
+
+    model = _networks.randomize(_networks.TinyResNet(), seed=3)
+    report = sct.lipschitz_report(model, (3, 8, 8), fold_batchnorm=True)
+    names = [row["name"] for row in report]
+    # every BatchNorm here normalizes a convolution's output: none keeps a row of its own
+    assert names == ["conv1+bn1", "layer1.0.conv1+layer1.0.bn1", "layer1.0.conv2+layer1.0.bn2",
+                     "layer2.0.downsample.0+layer2.0.downsample.1",
+                     "layer2.0.conv1+layer2.0.bn1", "layer2.0.conv2+layer2.0.bn2", "fc"]
+    for row in list(report)[:-1]:
+        conv_name, bn_name = row["name"].split("+")
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        shape = row["input_shape"]
+        # the Jacobian of bn(conv(x)), both modules PyTorch's own
+        x = torch.zeros((1, *shape), dtype=F64)
+        j = torch.autograd.functional.jacobian(lambda v, c=conv, b=bn: b(c(v)), x)
+        norm = float(np.linalg.norm(j.reshape(-1, x.numel()).numpy(), 2))
+        assert row["lower"] <= norm * (1 + 1e-12) and norm <= row["upper"] * (1 + 1e-12), row
+        assert row["type"] == "Conv2d+BatchNorm2d" and row["output_shape"] == tuple(
+            functional.batch_norm(conv(x), bn.running_mean, bn.running_var).shape[1:])
+    unfolded = sct.lipschitz_report(model, (3, 8, 8))
+    assert len(unfolded) == 13 and "bn1" in [row["name"] for row in unfolded]
+
+
+def test_fold_batchnorm_only_where_the_tensor_flows():
+    class Crossed(nn.Module):  # the BatchNorm normalizes the input, not the convolution's output
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.conv(x) + self.bn(x)
+
+    model = _networks.randomize(Crossed())
+    report = sct.lipschitz_report(model, (2, 5, 5), fold_batchnorm=True)
+    assert [row["name"] for row in report] == ["conv", "bn"]
+    chain = _networks.randomize(nn.Sequential(nn.Conv2d(1, 2, 3, dtype=torch.float32),
+                                              nn.BatchNorm2d(2)).float())
+    row = list(sct.lipschitz_report(chain, (1, 6, 6), fold_batchnorm=True))[0]
+    assert row["name"] == "0+1"
