@@ -153,6 +153,8 @@ def _report_parser(commands) -> None:
     report.add_argument("--assume-chain", action="store_true",
                         help="give the network bound for a model that is not a nn.Sequential, "
                         "assuming its forward is the chain of its layers")
+    report.add_argument("--fold-batchnorm", action="store_true",
+                        help="one row per convolution and the BatchNorm that follows it")
     report.add_argument("--csv", metavar="FILE.csv", help="also write the rows as CSV")
     report.add_argument("--json", metavar="FILE.json", help="also write the report as JSON")
     report.add_argument("--plot", metavar="FILE.png", help="also draw the per-layer bounds")
@@ -523,6 +525,7 @@ def _report(args, error) -> None:
     model.eval()  # said on the output: never analysed silently in training mode
     try:
         report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,
+                                      fold_batchnorm=args.fold_batchnorm,
                                       progress=not args.quiet and sys.stderr.isatty())
     except KeyboardInterrupt as interrupt:
         partial = getattr(interrupt, "report", None)

@@ -349,6 +349,9 @@ def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, 
     assert data["network_upper"] == expected.network_upper
     assert (tmp_path / "rows.csv").read_text().startswith("name,type,input_shape")
     assert matplotlib.image.imread(tmp_path / "bounds.png").std() > 0.05
+    main(["report", "--model", "model.pt", "--input-shape", "3,8,8", "--trust-pickle",
+          "--fold-batchnorm"])
+    assert re.search(r"\n0\+1 +Conv2d\+BatchNorm2d ", capsys.readouterr().out)
 
 
 def _main_fails(args, capsys) -> str:
