@@ -43,7 +43,7 @@ from ._certificates import block_shape, embedding_grid, periodic_geometry
 from ._geometry import ConvGeometry
 from ._memory import check_memory
 from ._rounding import U, gamma
-from ._symbol import periodic_padding, require_periodic, symbol_at
+from ._symbol import conjugate_pairs, periodic_padding, require_periodic, symbol_at
 from ._typing import IntOrTuple, PaddingLike, ShapeLike
 from ._validation import int_tuple, positive_int, spatial_size
 
@@ -81,11 +81,12 @@ def _geometry(weight: torch.Tensor, input_size, stride, padding, dilation, group
         dilation=dilation, groups=groups, padding_mode=padding_mode)
 
 
-def _tap_responses(periodic: ConvGeometry) -> np.ndarray:
-    """``T[xi, t, r]``, shape ``(prod(grid), K, prod(stride))``: the symbol of tap ``t`` alone.
+def _tap_responses(periodic: ConvGeometry, frequencies=None) -> np.ndarray:
+    """``T[xi, t, r]``, shape ``(F, K, prod(stride))``: the symbol of tap ``t`` alone.
 
     :func:`symbol_at` on a kernel with one output channel per tap, each a one-hot tap: its
     output channel ``t`` is ``exp(2 pi i <q_t, xi/M>)`` in tap ``t``'s phase column, else 0.
+    At every frequency of the grid, or at ``frequencies`` (an integer array ``(F, ndim)``).
     """
     kernel = periodic.kernel_size
     taps = math.prod(kernel)
@@ -93,23 +94,55 @@ def _tap_responses(periodic: ConvGeometry) -> np.ndarray:
         (taps, 1, *kernel), (1, *periodic.input_size), stride=periodic.stride,
         padding=periodic.padding, dilation=periodic.dilation, padding_mode="circular")
     one_hot = np.eye(taps).reshape(taps, 1, *kernel)
-    return symbol_at(probe, one_hot).reshape(-1, taps, math.prod(periodic.stride))
+    h = symbol_at(probe, one_hot, frequencies)
+    return h.reshape(-1, taps, math.prod(periodic.stride))
 
 
-def _symbol(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> torch.Tensor:
+def _complex_dtype(weight: torch.Tensor) -> torch.dtype:
+    if weight.is_complex():
+        return weight.dtype
+    return torch.complex128 if weight.dtype == torch.float64 else torch.complex64
+
+
+def _symbol(weight: torch.Tensor, periodic: ConvGeometry, what: str,
+            frequencies=None) -> torch.Tensor:
     """The symbol ``(F, groups, C_out/g, C_in/g * prod(stride))`` as a torch function of w."""
-    frequencies = math.prod(a.size // a.stride for a in periodic.axes)
+    count = (math.prod(a.size // a.stride for a in periodic.axes) if frequencies is None
+             else len(frequencies))
     taps, phases, groups = (math.prod(periodic.kernel_size), math.prod(periodic.stride),
                             periodic.groups)
     c_out, c_in = weight.shape[0] // groups, weight.shape[1]
-    # T, the symbol, and what autograd keeps for svdvals' backward (U, V and the matrices)
-    check_memory(16 * frequencies * (taps * phases + 4 * groups * c_out * c_in * phases), what)
-    complex_dtype = weight.dtype if weight.is_complex() else (
-        torch.complex128 if weight.dtype == torch.float64 else torch.complex64)
-    t = torch.from_numpy(_tap_responses(periodic)).to(device=weight.device, dtype=complex_dtype)
-    w = weight.reshape(groups, c_out, c_in, taps).to(complex_dtype)
+    # T, the symbol, and its Gram matrices or what autograd keeps for svdvals (U, V)
+    check_memory(16 * count * (taps * phases + 4 * groups * c_out * c_in * phases), what)
+    dtype = _complex_dtype(weight)
+    t = torch.from_numpy(_tap_responses(periodic, frequencies)).to(device=weight.device,
+                                                                   dtype=dtype)
+    w = weight.reshape(groups, c_out, c_in, taps).to(dtype)
     h = torch.einsum("ftr,goct->fgocr", t, w)
-    return h.reshape(frequencies, groups, c_out, c_in * phases)
+    return h.reshape(count, groups, c_out, c_in * phases)
+
+
+def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch.Tensor,
+                                                                           float]:
+    """``max_xi sigma_max(H(xi))``, differentiable, and the largest computed estimate.
+
+    The maximum is located without autograd, by the largest eigenvalue of each frequency's
+    smaller Gram matrix (one of each pair ``{xi, -xi}`` for a real weight: their singular
+    values are equal); then only the matrix that attains it is rebuilt with autograd and
+    handed to ``torch.linalg.svdvals``. Its gradient is ``u v^H`` at that frequency, the
+    gradient of the maximum; the work and memory of autograd are one frequency's.
+    """
+    grid = [a.size // a.stride for a in periodic.axes]
+    frequencies = (np.indices(grid).reshape(len(grid), -1).T if weight.is_complex()
+                   else conjugate_pairs(grid)[0])
+    with torch.no_grad():
+        h = _symbol(weight.detach(), periodic, what, frequencies).flatten(0, 1)
+        gram = h.mH @ h if h.shape[-2] >= h.shape[-1] else h @ h.mH
+        tops = torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0).sqrt()
+        best = int(tops.argmax()) // periodic.groups
+        estimate = float(tops.max())
+    h = _symbol(weight, periodic, what, frequencies[best:best + 1])
+    return torch.linalg.svdvals(h)[..., 0].max(), estimate
 
 
 def _periodic(weight, input_size, stride, dilation, groups, what: str) -> ConvGeometry:
@@ -191,8 +224,11 @@ def circular_spectral_norm(weight: torch.Tensor, input_size: ShapeLike, *,
                            groups: int = 1) -> torch.Tensor:
     """The spectral norm of a periodic (circular) convolution, differentiable in the weight.
 
-    ``circular_singular_values(...)[0]``, computed as the largest singular value over the
-    frequencies. Arguments, errors and the layer as :func:`circular_singular_values`.
+    ``circular_singular_values(...)[0]``. The frequency that attains it is found without
+    autograd (the largest eigenvalue of each frequency's Gram matrix); only that frequency's
+    matrix is differentiated (``torch.linalg.svdvals``): its gradient ``u v^H`` is the
+    norm's, and autograd's work and memory are one small matrix's. Arguments, errors and the
+    layer as :func:`circular_singular_values`.
 
     Returns
     -------
@@ -208,8 +244,7 @@ def circular_spectral_norm(weight: torch.Tensor, input_size: ShapeLike, *,
     3.0
     """
     geometry = _periodic(weight, input_size, stride, dilation, groups, "circular_spectral_norm")
-    h = _symbol(weight, geometry, "the symbol of circular_spectral_norm")
-    return torch.linalg.svdvals(h)[..., 0].max()
+    return _top(weight, geometry, "the symbol of circular_spectral_norm")[0]
 
 
 def _times_power_of_two(x: torch.Tensor, exponent: int) -> torch.Tensor:
@@ -287,8 +322,10 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     # scaled by a power of two (exact) so that the squares below neither overflow nor vanish
     exponent = math.frexp(top)[1]
     w = _times_power_of_two(w, -exponent)
-    h = _symbol(w, periodic, "the symbol of spectral_norm_upper")
-    sigma = torch.linalg.svdvals(h)[..., 0].max()
+    sigma, estimate = _top(w, periodic, "the symbol of spectral_norm_upper")
+    # both computed values are covered by the rounding allowance: bound the larger, with the
+    # gradient of the exact SVD's (they differ by rounding only)
+    sigma = sigma + max(estimate - float(sigma.detach()), 0.0)
     # Rounding.of(w).top_upper(sigma, rows, cols), in torch so that it is differentiable
     taps = w.reshape(w.shape[0], w.shape[1], -1)
     k = taps.shape[-1]

@@ -176,13 +176,13 @@ def test_torch_spectral_norm_normalizes_the_reshaped_matrix_not_the_convolution(
     W.reshape(C_out, -1); the convolution's norm is another number, up to k times larger."""
     torch.manual_seed(0)
     conv = nn.utils.parametrizations.spectral_norm(
-        nn.Conv2d(64, 64, 3, padding=1, bias=False, dtype=F64), n_power_iterations=50)
+        nn.Conv2d(32, 32, 3, padding=1, bias=False, dtype=F64), n_power_iterations=50)
     for _ in range(5):  # power iterations run in training mode, on each forward
-        conv(torch.zeros((1, 64, 16, 16), dtype=F64))
+        conv(torch.zeros((1, 32, 16, 16), dtype=F64))
     conv.eval()
     weight = conv.weight.detach()
-    reshaped = torch.linalg.matrix_norm(weight.reshape(64, -1), ord=2)
-    assert abs(float(reshaped) - 1) < 1e-2  # power iteration: close to 1
-    certified = sc.spectral_norm(weight.numpy(), (64, 16, 16), padding=1)
-    assert certified.lower > 1.4  # the layer is not 1-Lipschitz (1.51 with this seed)
+    reshaped = torch.linalg.matrix_norm(weight.reshape(32, -1), ord=2)
+    assert abs(float(reshaped) - 1) < 1e-9
+    certified = sc.spectral_norm(weight.numpy(), (32, 16, 16), padding=1)
+    assert certified.lower > 1.4  # the layer is not 1-Lipschitz (1.4968 with this seed)
     assert float(sct.spectral_norm_upper(weight, (16, 16), padding=1)) >= certified.lower
