@@ -34,6 +34,7 @@ import csv
 import importlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -974,7 +975,7 @@ class LipschitzReport:
                          + (", ".join(self.activations) or "none"))
         return "\n".join(lines)
 
-    def to_csv(self, path) -> None:
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write the rows as CSV (shapes as ``CxHxW``, a missing ``circular`` empty)."""
         with open(path, "w", newline="") as stream:
             writer = csv.DictWriter(stream, fieldnames=self.columns)
@@ -983,7 +984,7 @@ class LipschitzReport:
                 writer.writerow({k: "x".join(map(str, v)) if isinstance(v, tuple) else v
                                  for k, v in row.items()})
 
-    def to_json(self, path) -> None:
+    def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write the rows, the network bound and its assumptions as JSON."""
         data = {"layers": [dict(row) for row in self.rows], "network_upper": self.network_upper,
                 "activations": list(self.activations), "chain_checked": self.chain_checked,
