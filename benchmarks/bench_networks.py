@@ -162,9 +162,9 @@ def report_table(model: nn.Module, args) -> None:
     print(report)
     widths = {row["name"]: (row["upper"] - row["lower"]) / row["upper"] if row["upper"] else 0.0
               for row in report}
-    print(f"\n{'layer':<28}{'method':>8}{'seconds':>9}{'relative width':>16}")
+    print(f"\n{'layer':<46}{'method':>8}{'seconds':>9}{'relative width':>16}")
     for row in report:
-        print(f"{row['name']:<28}{row['method']:>8}{row['seconds']:>9.2f}"
+        print(f"{row['name']:<46}{row['method']:>8}{row['seconds']:>9.2f}"
               f"{widths[row['name']]:>16.2e}")
     worst = max(widths, key=lambda name: widths[name])
     print(f"total {total:.1f} s for {len(report)} layers (target < 60 s); widest interval "

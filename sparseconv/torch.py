@@ -24,6 +24,10 @@ a ``TypeError`` naming it; a ``BatchNorm`` or ``Dropout`` in training mode is re
 every leaf module); :func:`network_operator` composes a ``nn.Sequential`` chain and
 :func:`lipschitz_report` bounds every linear layer's spectral norm, with certificates.
 
+For training, :func:`circular_singular_values`, :func:`circular_spectral_norm` and
+:func:`spectral_norm_upper` are torch functions of a weight tensor, with autograd
+(:mod:`sparseconv._torch_spectra`).
+
 This is the only sparseconv module that imports torch; ``import sparseconv`` does not.
 """
 
