@@ -1060,15 +1060,20 @@ def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
 
 def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord], list[bool]]:
     """:func:`trace`, and per BatchNorm call whether its input is the very tensor the last
-    convolution returned (so that folding it into that convolution is exact)."""
-    last: list = [None]
+    convolution returned, unmodified (so that folding it into that convolution is exact).
+
+    The tensor's version counter rules out in-place operations in between (``ReLU(inplace=
+    True)``, ``x.relu_()``), which return the same tensor object.
+    """
+    last: list = [None, -1]
     folds: list[bool] = []
 
     def after_conv(module, inputs, output):
-        last[0] = output
+        last[:] = [output, output._version]
 
     def after_batchnorm(module, inputs, output):
-        folds.append(last[0] is not None and _first_tensor(inputs) is last[0])
+        tensor = _first_tensor(inputs)
+        folds.append(tensor is not None and tensor is last[0] and tensor._version == last[1])
 
     handles = [m.register_forward_hook(after_conv if isinstance(m, _CONV) else after_batchnorm)
                for m in model.modules() if isinstance(m, (*_CONV, *_BATCHNORM))]

@@ -211,9 +211,20 @@ def test_fold_batchnorm_only_where_the_tensor_flows():
         def forward(self, x):
             return self.conv(x) + self.bn(x)
 
-    model = _networks.randomize(Crossed())
-    report = sct.lipschitz_report(model, (2, 5, 5), fold_batchnorm=True)
-    assert [row["name"] for row in report] == ["conv", "bn"]
+    class InPlace(nn.Module):  # relu_ returns the convolution's output tensor itself
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.bn(self.conv(x).relu_())
+
+    for model in (_networks.randomize(Crossed()), _networks.randomize(InPlace())):
+        report = sct.lipschitz_report(model, (2, 5, 5), fold_batchnorm=True)
+        assert [row["name"] for row in report] == ["conv", "bn"], type(model).__name__
+    in_place = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True), nn.BatchNorm2d(2))
+    report = sct.lipschitz_report(_networks.randomize(in_place), (1, 6, 6), fold_batchnorm=True)
+    assert [row["name"] for row in report] == ["0", "2"]
     chain = _networks.randomize(nn.Sequential(nn.Conv2d(1, 2, 3, dtype=torch.float32),
                                               nn.BatchNorm2d(2)).float())
     row = list(sct.lipschitz_report(chain, (1, 6, 6), fold_batchnorm=True))[0]
