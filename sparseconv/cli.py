@@ -136,7 +136,37 @@ def build_parser() -> argparse.ArgumentParser:
                         help="BSR block shape (with --format bsr)")
     for command in (info, spy, spectrum, export):
         command.set_defaults(command_parser=command)
+    _report_parser(commands)
     return parser
+
+
+def _report_parser(commands) -> None:
+    report = commands.add_parser(
+        "report", help="certified Lipschitz report of a PyTorch model (needs torch)",
+        description="Trace a PyTorch model on one input and print, per linear layer, the "
+        "certified interval of its spectral norm (sparseconv.torch.lipschitz_report). A model "
+        "saved with torch.save(model) is a pickle: loading it runs code from the file, so it is "
+        "loaded only with --trust-pickle. TorchScript files are refused: PyTorch supports "
+        "neither forward hooks nor torch.fx on a ScriptModule, so the layers' input shapes "
+        "cannot be traced.")
+    report.add_argument("--model", required=True, metavar="FILE.pt",
+                        help="a model saved with torch.save(model)")
+    report.add_argument("--input-shape", type=_ints, required=True, metavar="C,H[,W,...]",
+                        help="input shape without batch, e.g. 3,224,224")
+    report.add_argument("--trust-pickle", action="store_true",
+                        help="load a pickled model: unpickling runs code from the file, pass "
+                        "this only for a file you trust")
+    report.add_argument("--assume-chain", action="store_true",
+                        help="give the network bound for a model that is not a nn.Sequential, "
+                        "assuming its forward is the chain of its layers")
+    report.add_argument("--fold-batchnorm", action="store_true",
+                        help="one row per convolution and the BatchNorm that follows it")
+    report.add_argument("--csv", metavar="FILE.csv", help="also write the rows as CSV")
+    report.add_argument("--json", metavar="FILE.json", help="also write the report as JSON")
+    report.add_argument("--plot", metavar="FILE.png", help="also draw the per-layer bounds")
+    report.add_argument("--quiet", action="store_true",
+                        help="no progress bar (shown only when stderr is a terminal)")
+    report.set_defaults(command_parser=report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,6 +434,127 @@ def _export(layer: _Layer, args) -> None:
           f"{A.shape[1]}, nnz {A.nnz}, with the layer's arguments and weight")
 
 
+# ---------------------------------------------------------------------------------------------
+# report: a PyTorch model, not one layer.
+# ---------------------------------------------------------------------------------------------
+def _model_format(path: str) -> str | None:
+    """"torchscript", "pickle" (``torch.save``: a zip archive or the legacy pickle), or None.
+
+    Both of torch's archives are zip files; only TorchScript's holds compiled code
+    (``code/``, ``constants.pkl``). Reads the file's directory only, never unpickles.
+    """
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any("/code/" in n or n.endswith("/constants.pkl") for n in names):
+            return "torchscript"
+        return "pickle" if any(n.endswith("data.pkl") for n in names) else None
+    with open(path, "rb") as stream:
+        return "pickle" if stream.read(1) == b"\x80" else None  # a pickle's PROTO opcode
+
+
+def _load_model(path: str, trust_pickle: bool, error):
+    import pickle
+
+    import torch
+
+    try:
+        kind = _model_format(path)
+    except OSError as exc:
+        error(f"cannot read --model {path}: {exc.strerror or exc}")
+    if kind is None:
+        error(f"--model {path} is not a file written by torch.save")
+    if kind == "torchscript":
+        error(f"--model {path} is a TorchScript file, which sparseconv cannot trace (PyTorch "
+              "supports neither forward hooks nor torch.fx on a ScriptModule): save the model "
+              "with torch.save(model) and pass --trust-pickle")
+    try:  # weights_only runs no code: a state_dict loads, a pickled module does not
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not trust_pickle:
+            error(f"--model {path} is a pickled object (torch.save(model)); loading it runs code "
+                  "from the file: pass --trust-pickle if you trust it")
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - unpickling raises anything the pickle does
+            error(f"cannot load --model {path}: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - torch.load raises RuntimeError, EOFError...
+        error(f"cannot read --model {path}: {exc}")
+    if isinstance(loaded, dict):
+        error(f"--model {path} holds a dict (a state_dict?), not a model: save the module itself "
+              "with torch.save(model)")
+    if not isinstance(loaded, torch.nn.Module):
+        error(f"--model {path} holds a {type(loaded).__name__}, not a torch.nn.Module")
+    return loaded
+
+
+def _plot_report(report, output: str) -> None:
+    from matplotlib.figure import Figure
+
+    rows = list(report)
+    fig = Figure(figsize=(max(6.4, 0.3 * len(rows) + 2), 4.4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(rows))
+    ax.bar(x, [row["upper"] for row in rows], color="C0", label="certified upper bound")
+    ax.scatter(x, [row["lower"] for row in rows], color="C1", marker="_", s=120, zorder=3,
+               label="certified lower bound")
+    periodic = [(i, row["circular"]) for i, row in enumerate(rows) if row["circular"] is not None]
+    if periodic:
+        ax.scatter(*zip(*periodic), color="C3", marker=".", zorder=3,
+                   label="circular padding (exact)")
+    ax.set_xticks(x, [row["name"] for row in rows], rotation=90, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("spectral norm")
+    bound = report.network_upper
+    ax.set_title("per-layer spectral norms" + ("" if bound is None else
+                                               f"; network bound {bound:.4g}"), fontsize=9)
+    ax.legend(fontsize=7)
+    _savefig(fig, output)
+
+
+def _report(args, error) -> None:
+    outputs = {"csv": args.csv and output_path(args.csv, ".csv"),
+               "json": args.json and output_path(args.json, ".json"),
+               "plot": args.plot and image_path(args.plot)}  # checked before any work
+    try:
+        import sparseconv.torch as sct
+    except ImportError as exc:
+        error(str(exc))
+    if len(args.input_shape) < 1 or min(args.input_shape) < 1:
+        error(f"--input-shape must be positive integers C[,H,W,...], got "
+              f"{','.join(map(str, args.input_shape))}")
+    model = _load_model(args.model, args.trust_pickle, error)
+    training = any(module.training for module in model.modules())
+    model.eval()  # said on the output: never analysed silently in training mode
+    try:
+        report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,
+                                      fold_batchnorm=args.fold_batchnorm,
+                                      progress=not args.quiet and sys.stderr.isatty())
+    except KeyboardInterrupt as interrupt:
+        partial = getattr(interrupt, "report", None)
+        if partial is not None:
+            print(partial)
+        print(f"{args.command_parser.prog}: interrupted"
+              + (f" ({partial.reason})" if partial is not None else ""), file=sys.stderr)
+        sys.exit(130)
+    except RuntimeError as exc:  # the model's own forward refused the input
+        error(f"the model failed on input shape {tuple(args.input_shape)}: {exc}")
+    if training:
+        print("note: the model was saved in training mode; it is analysed in eval mode "
+              "(BatchNorm's running statistics, no dropout)")
+    print(report)
+    for key, write in (("csv", report.to_csv), ("json", report.to_json)):
+        if outputs[key]:
+            with atomic_path(outputs[key]) as path:
+                write(path)
+            print(f"wrote {outputs[key]}")
+    if outputs["plot"]:
+        _plot_report(report, outputs["plot"])
+        print(f"wrote {outputs['plot']}")
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, MemoryError) and not isinstance(exc, ValueError):
         return f"out of memory ({exc or 'MemoryError'}); try a smaller layer"
@@ -419,6 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command_parser
     handler = {"info": _info, "spy": _spy, "spectrum": _spectrum, "export": _export}
     try:
+        if args.command == "report":  # a model, not one layer
+            _report(args, command.error)
+            return 0
         if hasattr(args, "output"):
             args.output = _output(args)  # before any work: a bad path fails at once
         handler[args.command](_layer(args, command.error), args)

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 
 import matplotlib.image
 import numpy as np
@@ -344,3 +345,121 @@ def test_export_bsr_channels_last_with_the_layer(tmp_path):
 def test_export_refuses_bad_blocks_and_layouts(tmp_path, args, message):
     assert message in fails("export", "-o", tmp_path / "x.npz", *LAYER, *args)
     assert not (tmp_path / "x.npz").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# report: a PyTorch model (in-process through main() where no subprocess is needed: torch's
+# import is paid once).
+# ---------------------------------------------------------------------------------------------
+def _tiny_model():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+
+
+def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, monkeypatch):
+    import json
+
+    import torch
+
+    import sparseconv.torch as sct
+    from sparseconv.cli import main
+
+    model = _tiny_model()
+    torch.save(model, tmp_path / "model.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--model", "model.pt", "--input-shape", "3,8,8", "--trust-pickle",
+                 "--csv", "rows", "--json", "r.json", "--plot", "bounds.png"]) == 0
+    out, err = capsys.readouterr()
+    assert not err, err
+    expected = sct.lipschitz_report(model.eval(), (3, 8, 8))
+    assert out.startswith("note: the model was saved in training mode")
+    assert str(expected).splitlines()[0] in out and "network bound" in out
+    assert out.splitlines()[-3:] == ["wrote rows.csv", "wrote r.json", "wrote bounds.png"]
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [row["upper"] for row in data["layers"]] == [row["upper"] for row in expected]
+    assert data["network_upper"] == expected.network_upper
+    assert (tmp_path / "rows.csv").read_text().startswith("name,type,input_shape")
+    assert matplotlib.image.imread(tmp_path / "bounds.png").std() > 0.05
+    main(["report", "--model", "model.pt", "--input-shape", "3,8,8", "--trust-pickle",
+          "--fold-batchnorm"])
+    assert re.search(r"\n0\+1 +Conv2d\+BatchNorm2d ", capsys.readouterr().out)
+
+
+def _main_fails(args, capsys) -> str:
+    from sparseconv.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and not captured.out, captured
+    assert len(captured.err.splitlines()) == 1, captured.err
+    return captured.err.strip()
+
+
+def test_report_refusals_are_one_line(tmp_path, capsys):
+    import torch
+
+    model = _tiny_model()
+    torch.save(model, tmp_path / "model.pt")
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(model).save(str(tmp_path / "script.pt"))
+    (tmp_path / "text.pt").write_text("not a model")
+    shape = ["--input-shape", "3,8,8"]
+    cases = {
+        "model.pt": "is a pickled object (torch.save(model)); loading it runs code from the "
+                    "file: pass --trust-pickle if you trust it",
+        "state.pt": "holds a dict (a state_dict?), not a model",
+        "script.pt": "is a TorchScript file, which sparseconv cannot trace (PyTorch supports "
+                     "neither forward hooks nor torch.fx on a ScriptModule)",
+        "text.pt": "is not a file written by torch.save",
+        "missing.pt": "cannot read --model",
+    }
+    for name, reason in cases.items():
+        line = _main_fails(["report", "--model", tmp_path / name, *shape], capsys)
+        assert line.startswith("sparseconv report: error: ") and reason in line, line
+    line = _main_fails(["report", "--model", tmp_path / "model.pt", "--input-shape", "3,8",
+                        "--trust-pickle"], capsys)
+    assert "the model failed on input shape (3, 8)" in line
+    line = _main_fails(["report", "--model", tmp_path / "model.pt", *shape, "--trust-pickle",
+                        "--plot", tmp_path / "x.xyz"], capsys)
+    assert "cannot write a figure in format 'xyz'" in line
+
+
+def test_report_help_warns_about_pickles(capsys):
+    from sparseconv.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert "unpickling runs code from the file" in text and "TorchScript" in text
+
+
+def test_report_interrupted_prints_the_partial_table(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import sparseconv.torch as sct
+    from sparseconv.cli import main
+
+    torch.save(_tiny_model(), tmp_path / "model.pt")
+    real = sct.lipschitz_report
+
+    def interrupted(*args, **kwargs):
+        def stop(done, total, name):
+            if done == 2:
+                raise KeyboardInterrupt
+        return real(*args, **{**kwargs, "progress": stop})
+
+    monkeypatch.setattr(sct, "lipschitz_report", interrupted)
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--model", str(tmp_path / "model.pt"), "--input-shape", "3,8,8",
+              "--trust-pickle"])
+    captured = capsys.readouterr()
+    assert info.value.code == 130
+    assert "network bound: none (interrupted after 2 of 4 layers)" in captured.out
+    assert captured.err == "sparseconv report: interrupted (interrupted after 2 of 4 layers)\n"

@@ -1,0 +1,341 @@
+"""Differentiable spectra of convolution layers, as PyTorch functions of the weight tensor.
+
+For Lipschitz regularisation during training: the values are computed by torch operations on
+the weight, on its device, so ``loss + lam * circular_spectral_norm(conv.weight, ...)``
+back-propagates. Re-exported by :mod:`sparseconv.torch`, the only public module that imports
+torch.
+
+The periodic layer is diagonalized by the DFT (Sedghi, Gupta & Long, ICLR 2019); with stride
+``s`` the polyphase components make it one ``C_out/g x C_in/g * prod(s)`` matrix per frequency
+of the ``n/s`` grid and group -- the *symbol*, as :mod:`sparseconv._symbol` builds it. Here it is
+split into two factors::
+
+    H[xi, g, o, (c, r)] = sum_t  T[xi, t, r] * w[g, o, c, t]
+
+``T`` (the *tap responses*: tap ``t`` lands in phase ``r`` with phase factor ``exp(2 pi i <q_t,
+xi/M>)``) depends on the geometry only; it is built by :func:`sparseconv._symbol.symbol_at`
+itself, from a one-hot kernel, so this module repeats none of the symbol's index arithmetic.
+The weight enters through one ``einsum``, and ``torch.linalg.svdvals`` gives the singular
+values per frequency: both differentiable, on any device. This is the symbol's own evaluation
+(a dense DFT over the ``K`` taps, ``K`` work per entry instead of an FFT's ``log n``), so the
+rounding model of :mod:`sparseconv._rounding`, derived for exactly that evaluation, applies to
+:func:`spectral_norm_upper`.
+
+The zero-padded layer embeds in a strided circular layer on a larger grid with no wrap-around
+(:func:`sparseconv._certificates.embedding_grid`): ``||A|| <= ||C||``. :func:`spectral_norm_upper`
+is that circulant bound, widened by :meth:`sparseconv._rounding.Rounding.top_upper`'s rounding
+allowance computed in torch from the same weight: its gradient is the gradient *of the bound*
+(the top singular value's at the frequency that attains it, plus the allowance's, of relative
+size about 1e-13), not of the layer's norm.
+
+The gradient of a singular value is undefined where it is repeated within one frequency's
+matrix (``torch.linalg.svdvals`` then returns one choice); for generic weights it is not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ._certificates import block_shape, embedding_grid, periodic_geometry
+from ._geometry import ConvGeometry
+from ._memory import check_memory
+from ._rounding import U, gamma
+from ._symbol import conjugate_pairs, periodic_padding, require_periodic, symbol_at
+from ._typing import IntOrTuple, PaddingLike, ShapeLike
+from ._validation import int_tuple, positive_int, spatial_size
+
+__all__ = ["circular_singular_values", "circular_spectral_norm", "spectral_norm_upper"]
+
+
+def _weight(weight) -> torch.Tensor:
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor (C_out, C_in/groups, *kernel_size), got "
+                        f"{type(weight).__name__}")
+    if not (weight.is_floating_point() or weight.is_complex()):
+        raise TypeError(f"weight must be a floating-point or complex tensor, got {weight.dtype}")
+    if weight.ndim < 3:
+        raise ValueError(f"weight must have shape (C_out, C_in/groups, *kernel_size) with at "
+                         f"least one spatial dimension, got shape {tuple(weight.shape)}")
+    if weight.numel() and not bool(torch.isfinite(weight.detach()).all()):
+        raise ValueError("weight must be finite: spectra of NaN or infinite entries mean "
+                         "nothing")
+    return weight
+
+
+def _geometry(weight: torch.Tensor, input_size, stride, padding, dilation, groups,
+              padding_mode) -> ConvGeometry:
+    """The layer on input ``(C_in, *input_size)``; ``padding=None``: the periodic padding."""
+    size = spatial_size(input_size, "input_size")
+    ndim = weight.ndim - 2
+    if len(size) != ndim:
+        raise ValueError(f"input_size must give one size per spatial dimension of the weight "
+                         f"({ndim}, weight.shape={tuple(weight.shape)}), got {input_size!r}")
+    groups = positive_int(groups, "groups")
+    if padding is None:
+        padding = periodic_padding(weight.shape[2:], int_tuple(dilation, ndim, "dilation", 1))
+    return ConvGeometry.from_weight(
+        tuple(weight.shape), (weight.shape[1] * groups, *size), stride=stride, padding=padding,
+        dilation=dilation, groups=groups, padding_mode=padding_mode)
+
+
+def _tap_responses(periodic: ConvGeometry, frequencies=None) -> np.ndarray:
+    """``T[xi, t, r]``, shape ``(F, K, prod(stride))``: the symbol of tap ``t`` alone.
+
+    :func:`symbol_at` on a kernel with one output channel per tap, each a one-hot tap: its
+    output channel ``t`` is ``exp(2 pi i <q_t, xi/M>)`` in tap ``t``'s phase column, else 0.
+    At every frequency of the grid, or at ``frequencies`` (an integer array ``(F, ndim)``).
+    """
+    kernel = periodic.kernel_size
+    taps = math.prod(kernel)
+    probe = ConvGeometry.from_weight(
+        (taps, 1, *kernel), (1, *periodic.input_size), stride=periodic.stride,
+        padding=periodic.padding, dilation=periodic.dilation, padding_mode="circular")
+    one_hot = np.eye(taps).reshape(taps, 1, *kernel)
+    h = symbol_at(probe, one_hot, frequencies)
+    return h.reshape(-1, taps, math.prod(periodic.stride))
+
+
+def _complex_dtype(weight: torch.Tensor) -> torch.dtype:
+    if weight.is_complex():
+        return weight.dtype
+    return torch.complex128 if weight.dtype == torch.float64 else torch.complex64
+
+
+def _symbol(weight: torch.Tensor, periodic: ConvGeometry, what: str,
+            frequencies=None) -> torch.Tensor:
+    """The symbol ``(F, groups, C_out/g, C_in/g * prod(stride))`` as a torch function of w."""
+    count = (math.prod(a.size // a.stride for a in periodic.axes) if frequencies is None
+             else len(frequencies))
+    taps, phases, groups = (math.prod(periodic.kernel_size), math.prod(periodic.stride),
+                            periodic.groups)
+    c_out, c_in = weight.shape[0] // groups, weight.shape[1]
+    # T, the symbol, and its Gram matrices or what autograd keeps for svdvals (U, V)
+    check_memory(16 * count * (taps * phases + 4 * groups * c_out * c_in * phases), what)
+    dtype = _complex_dtype(weight)
+    t = torch.from_numpy(_tap_responses(periodic, frequencies)).to(device=weight.device,
+                                                                   dtype=dtype)
+    w = weight.reshape(groups, c_out, c_in, taps).to(dtype)
+    h = torch.einsum("ftr,goct->fgocr", t, w)
+    return h.reshape(count, groups, c_out, c_in * phases)
+
+
+def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch.Tensor,
+                                                                           float]:
+    """``max_xi sigma_max(H(xi))``, differentiable, and the largest computed estimate.
+
+    The maximum is located without autograd, by the largest eigenvalue of each frequency's
+    smaller Gram matrix (one of each pair ``{xi, -xi}`` for a real weight: their singular
+    values are equal); then only the matrix that attains it is rebuilt with autograd and
+    handed to ``torch.linalg.svdvals``. Its gradient is ``u v^H`` at that frequency, the
+    gradient of the maximum; the work and memory of autograd are one frequency's.
+    """
+    grid = [a.size // a.stride for a in periodic.axes]
+    frequencies = (np.indices(grid).reshape(len(grid), -1).T if weight.is_complex()
+                   else conjugate_pairs(grid)[0])
+    with torch.no_grad():
+        h = _symbol(weight.detach(), periodic, what, frequencies).flatten(0, 1)
+        gram = h.mH @ h if h.shape[-2] >= h.shape[-1] else h @ h.mH
+        tops = torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0).sqrt()
+        best = int(tops.argmax()) // periodic.groups
+        estimate = float(tops.max())
+    h = _symbol(weight, periodic, what, frequencies[best:best + 1])
+    return torch.linalg.svdvals(h)[..., 0].max(), estimate
+
+
+def _periodic(weight, input_size, stride, dilation, groups, what: str) -> ConvGeometry:
+    geometry = _geometry(_weight(weight), input_size, stride, None, dilation, groups,
+                         "circular")
+    require_periodic(geometry, what)
+    return geometry
+
+
+def circular_singular_values(weight: torch.Tensor, input_size: ShapeLike, *,
+                             stride: IntOrTuple = 1, dilation: IntOrTuple = 1,
+                             groups: int = 1) -> torch.Tensor:
+    """All singular values of a periodic (circular) convolution, differentiable in the weight.
+
+    The layer is ``nn.Conv*d(..., padding_mode="circular")`` with the periodic padding
+    ``dilation*(k-1)`` per axis (``padding="same"`` at stride 1), on inputs of spatial size
+    ``input_size``: the values equal :func:`sparseconv.singular_values` with ``padding=None,
+    padding_mode="circular"``.
+
+    Parameters
+    ----------
+    weight : torch.Tensor, shape (C_out, C_in/groups, *kernel_size)
+        Real or complex, finite, on any device; ``requires_grad`` as you like.
+    input_size : int or tuple of int
+        The spatial size, each divisible by its stride.
+    stride, dilation, groups
+        As ``torch.nn.Conv*d``.
+
+    Returns
+    -------
+    torch.Tensor, shape (min(rows, cols),)
+        Decreasing, real, in the weight's precision (complex64 arithmetic for float32), on its
+        device; ``rows = C_out * prod(n/s)``, ``cols = C_in * prod(n)``.
+
+    Raises
+    ------
+    TypeError
+        ``weight`` not a floating-point tensor, or an argument of the wrong type.
+    ValueError
+        Non-finite weights, an input size its stride does not divide, or another invalid
+        argument (named).
+    MatrixTooLargeError
+        A symbol beyond the memory limit (:func:`sparseconv.set_memory_limit`), before any
+        work.
+
+    See Also
+    --------
+    circular_spectral_norm, spectral_norm_upper, sparseconv.singular_values
+
+    Notes
+    -----
+    Per frequency ``xi`` of the ``n/s`` grid and group, the singular values of the symbol
+    ``H(xi)``, from ``torch.linalg.svdvals``. The gradient of a singular value repeated within
+    one ``H(xi)`` is undefined.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> import sparseconv, sparseconv.torch as sct
+    >>> w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    >>> s = sct.circular_singular_values(w, (8, 8), stride=2)
+    >>> s.shape
+    torch.Size([64])
+    >>> ref = sparseconv.singular_values(w.detach().numpy(), (3, 8, 8), stride=2, padding=None,
+    ...                                  padding_mode="circular")
+    >>> bool(np.allclose(s.detach().numpy(), ref, rtol=1e-12))
+    True
+    >>> s.sum().backward()          # the nuclear norm's gradient
+    >>> w.grad.shape
+    torch.Size([4, 3, 3, 3])
+    """
+    geometry = _periodic(weight, input_size, stride, dilation, groups, "circular_singular_values")
+    h = _symbol(weight, geometry, "the symbol of circular_singular_values")
+    return torch.sort(torch.linalg.svdvals(h).flatten(), descending=True).values
+
+
+def circular_spectral_norm(weight: torch.Tensor, input_size: ShapeLike, *,
+                           stride: IntOrTuple = 1, dilation: IntOrTuple = 1,
+                           groups: int = 1) -> torch.Tensor:
+    """The spectral norm of a periodic (circular) convolution, differentiable in the weight.
+
+    ``circular_singular_values(...)[0]``. The frequency that attains it is found without
+    autograd (the largest eigenvalue of each frequency's Gram matrix); only that frequency's
+    matrix is differentiated (``torch.linalg.svdvals``): its gradient ``u v^H`` is the
+    norm's, and autograd's work and memory are one small matrix's. Arguments, errors and the
+    layer as :func:`circular_singular_values`.
+
+    Returns
+    -------
+    torch.Tensor, 0-d
+        In the weight's real precision, on its device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> w = torch.ones(1, 1, 3)                  # a moving sum: its norm is the kernel's sum
+    >>> float(sct.circular_spectral_norm(w, 16))
+    3.0
+    """
+    geometry = _periodic(weight, input_size, stride, dilation, groups, "circular_spectral_norm")
+    return _top(weight, geometry, "the symbol of circular_spectral_norm")[0]
+
+
+def _times_power_of_two(x: torch.Tensor, exponent: int) -> torch.Tensor:
+    """``x * 2**exponent`` exactly, in two factors each within float64's range."""
+    half = exponent // 2
+    return x * 2.0 ** half * 2.0 ** (exponent - half)
+
+
+def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
+                        stride: IntOrTuple = 1, padding: PaddingLike = 0,
+                        dilation: IntOrTuple = 1, groups: int = 1) -> torch.Tensor:
+    """A certified upper bound on a zero-padded convolution's spectral norm, differentiable.
+
+    The circulant-embedding bound of :func:`sparseconv.spectral_norm` (its
+    ``bounds["circulant"]``): the layer ``nn.Conv*d(..., padding=padding)`` (zero padding) on
+    inputs of spatial size ``input_size`` is a restriction of a strided circular layer on a
+    grid large enough that nothing wraps around, whose norm -- the largest singular value of
+    its symbol -- bounds the layer's. Computed in float64 (complex128) whatever the weight's
+    dtype and widened by the library's rounding allowance, so the value bounds the norm of
+    the layer as given. Use it as a penalty: its gradient is the gradient of the bound.
+
+    Parameters
+    ----------
+    weight : torch.Tensor, shape (C_out, C_in/groups, *kernel_size)
+        Real or complex, finite, on any device.
+    input_size : int or tuple of int
+        The spatial size of the layer's input.
+    stride, padding, dilation, groups
+        As ``torch.nn.Conv*d`` (``padding`` an int, a tuple, ``"same"`` or ``"valid"``;
+        sparseconv's per-side pairs too).
+
+    Returns
+    -------
+    torch.Tensor, 0-d, float64
+        On the weight's device. Cast it (``.to(weight.dtype)``) to add it to a float32 loss;
+        the float32 value may round below the bound.
+
+    Raises
+    ------
+    TypeError, ValueError, MatrixTooLargeError
+        As :func:`circular_singular_values`; a layer that PyTorch would refuse (an empty
+        output, a kernel larger than the padded input).
+
+    See Also
+    --------
+    sparseconv.spectral_norm : the certified interval, with tighter bounds (exact sections,
+        the Toeplitz symbol) and a lower bound.
+
+    Notes
+    -----
+    The embedding grid ``N`` per axis is the smallest multiple of the stride with
+    ``N >= n + max(pad_lo, reach)`` and no output reading a wrapped input. The rounding
+    allowance is that of :meth:`sparseconv._rounding.Rounding.top_upper` (the symbol's
+    evaluation error ``alpha u W1`` and the SVD's backward error), derived for float64 with
+    a backward-stable SVD (LAPACK on CPU).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> import sparseconv, sparseconv.torch as sct
+    >>> conv = torch.nn.Conv2d(3, 8, 3, padding=1, dtype=torch.float64)
+    >>> bound = sct.spectral_norm_upper(conv.weight, (16, 16), padding=1)
+    >>> bound.backward()                      # d(bound)/d(weight), for a penalty
+    >>> A = sct.matrix(conv, (3, 16, 16)).toarray()
+    >>> bool(np.linalg.norm(A, 2) <= bound.item())
+    True
+    """
+    weight = _weight(weight)
+    geometry = _geometry(weight, input_size, stride, padding, dilation, groups, "zeros")
+    periodic = periodic_geometry(tuple(weight.shape), geometry, embedding_grid(geometry))
+    w = weight.to(torch.complex128 if weight.is_complex() else torch.float64)
+    top = w.detach().abs().max().item()
+    if top == 0.0:
+        return (w.abs() * 0.0).sum()  # the zero layer; keeps the graph
+    # scaled by a power of two (exact) so that the squares below neither overflow nor vanish
+    exponent = math.frexp(top)[1]
+    w = _times_power_of_two(w, -exponent)
+    sigma, estimate = _top(w, periodic, "the symbol of spectral_norm_upper")
+    # both computed values are covered by the rounding allowance: bound the larger, with the
+    # gradient of the exact SVD's (they differ by rounding only)
+    sigma = sigma + max(estimate - float(sigma.detach()), 0.0)
+    # Rounding.of(w).top_upper(sigma, rows, cols), in torch so that it is differentiable
+    taps = w.reshape(w.shape[0], w.shape[1], -1)
+    k = taps.shape[-1]
+    w1 = torch.linalg.vector_norm(taps, dim=(0, 1)).sum() * (1 + gamma(taps.numel() + k + 4))
+    ndim = w.ndim - 2
+    alpha = 2 * math.pi * ndim * (ndim + 4) + 2 + 3 * (k + 2)
+    symbol_error = alpha * U * w1 * (1 + gamma(8))
+    rows, cols = block_shape(geometry)
+    m, n = max(rows, cols), min(rows, cols)
+    frob = w1 + symbol_error
+    beta = 2 * (m + 2) + n * n + 1
+    bound = (torch.sqrt(sigma * sigma + beta * U * frob * frob) + symbol_error) * (1 + gamma(8))
+    return _times_power_of_two(bound, exponent)

@@ -1,0 +1,231 @@
+"""sparseconv.torch.lipschitz_report: every column against an independent value (the dense
+Jacobian PyTorch's autograd builds, the CSR arrays' own sizes), the network bound against the
+network itself, progress, interruption, and the exports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from ._oracles import torch
+
+if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
+    pytest.skip("PyTorch is missing", allow_module_level=True)
+
+from torch import nn  # noqa: E402
+
+import sparseconv.torch as sct  # noqa: E402
+
+from . import _networks  # noqa: E402
+
+F64 = torch.float64
+
+
+def jacobian_norm(module, input_shape, **call) -> float:
+    """``||J||_2`` of a linear module, J from torch.autograd (the bias does not enter J)."""
+    x = torch.zeros((1, *input_shape), dtype=F64)
+    j = torch.autograd.functional.jacobian(lambda v: module(v, **call), x)
+    return float(np.linalg.norm(j.reshape(-1, x.numel()).numpy(), 2))
+
+
+def small_chain(activation: nn.Module) -> nn.Sequential:
+    return _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), activation,
+        nn.Conv2d(3, 4, 3, stride=2, padding=1, padding_mode="circular"), nn.Tanh(),
+        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)), seed=1)
+
+
+def test_rows_against_autograd_and_csr_sizes():
+    model = small_chain(nn.ReLU())
+    report = sct.lipschitz_report(model, (2, 8, 8))
+    assert [row["name"] for row in report] == ["0", "1", "3", "5", "7"]
+    for row in report:
+        module = model.get_submodule(row["name"])
+        norm = jacobian_norm(module, row["input_shape"])
+        assert row["lower"] <= norm * (1 + 1e-12) and norm <= row["upper"] * (1 + 1e-12), row
+        a = sct.matrix(module, row["input_shape"])
+        assert row["nnz"] == a.nnz, row
+        assert row["memory"] == a.data.nbytes + a.indices.nbytes + a.indptr.nbytes, row
+        assert row["seconds"] >= 0 and set(row) == set(report.columns)
+    rows = {row["name"]: row for row in report}
+    assert rows["7"]["circular"] == pytest.approx(rows["7"]["upper"], rel=1e-9)  # no padding
+    assert rows["3"]["circular"] == pytest.approx(jacobian_norm(model[3], (3, 8, 8)), rel=1e-9)
+
+
+@pytest.mark.parametrize("stride, size, padding", [(1, 6, 1), (2, 8, 0), (2, 7, 1)])
+def test_circular_column_is_the_periodic_layer(stride, size, padding):
+    conv = nn.Conv2d(2, 3, 3, stride=stride, padding=padding, dtype=F64)
+    row = list(sct.lipschitz_report(nn.Sequential(conv).eval(), (2, size, size)))[0]
+    if size % stride:
+        assert row["circular"] is None  # no periodic layer on that size
+        return
+    periodic = nn.Conv2d(2, 3, 3, stride=stride, padding=1, padding_mode="circular", dtype=F64)
+    periodic.load_state_dict(conv.state_dict())
+    assert row["circular"] == pytest.approx(jacobian_norm(periodic, (2, size, size)), rel=1e-10)
+
+
+@pytest.mark.parametrize("activation, constant", [
+    (nn.ReLU(), 1.0), (nn.Sigmoid(), 0.25), (nn.LeakyReLU(0.2), 1.0), (nn.LeakyReLU(3.0), 3.0),
+    (nn.ELU(2.0), 2.0), (nn.Softplus(), 1.0)])
+def test_network_bound_multiplies_the_activation_constants(activation, constant):
+    model = small_chain(activation)
+    report = sct.lipschitz_report(model, (2, 8, 8))
+    product = np.prod([row["upper"] for row in report]) * constant
+    assert report.network_upper >= product and report.network_upper == pytest.approx(product)
+    name = type(activation).__name__
+    expected = f"2 ({name})" if constant == 1 else f"2 ({name}, {constant:g})"
+    assert report.activations == (expected, "4 (Tanh)")
+    # the bound bounds the network: ||f(x) - f(y)|| <= L ||x - y|| on random pairs
+    generator = torch.Generator().manual_seed(0)
+    for scale in (1e-3, 1.0, 10.0):
+        x = torch.randn((16, 2, 8, 8), dtype=F64, generator=generator)
+        y = x + scale * torch.randn((16, 2, 8, 8), dtype=F64, generator=generator)
+        with torch.no_grad():
+            ratio = (model(x) - model(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
+        assert float(ratio.max()) <= report.network_upper, (scale, float(ratio.max()))
+
+
+def test_unknown_activation_gives_no_network_bound():
+    report = sct.lipschitz_report(small_chain(nn.GELU()), (2, 8, 8))
+    assert report.network_upper is None and "2 (GELU)" in report.reason
+    assert "network bound: none" in str(report)
+
+
+def _printed(text: str, column: str) -> list[Decimal]:
+    lines = text.splitlines()
+    start = lines[0].index(column)
+    return [Decimal(line[start:].split()[0]) for line in lines[2:] if line and
+            not line.startswith(("network", " "))]
+
+
+def test_table_rounds_the_interval_outward():
+    report = sct.lipschitz_report(small_chain(nn.ReLU()), (2, 8, 8))
+    text = str(report)
+    lowers, uppers = _printed(text, "lower"), _printed(text, "upper")
+    assert len(lowers) == len(report) == len(uppers)
+    for row, lower, upper in zip(report, lowers, uppers):
+        assert lower <= Decimal(repr(row["lower"])) and Decimal(repr(row["upper"])) <= upper
+        assert len(str(upper).replace(".", "").lstrip("0")) <= 6
+    bound = Decimal(re.search(r"upper bounds\): (\S+)", text).group(1))
+    assert bound >= Decimal(repr(report.network_upper))
+    assert "KiB" in text and "BatchNorm2d" in text
+
+
+def test_progress_callable_and_stderr_lines(capsys, monkeypatch):
+    model = small_chain(nn.ReLU())
+    calls = []
+    sct.lipschitz_report(model, (2, 8, 8), progress=lambda *a: calls.append(a))
+    assert calls == [(1, 5, "0"), (2, 5, "1"), (3, 5, "3"), (4, 5, "5"), (5, 5, "7")]
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # tqdm not installed: plain lines
+    sct.lipschitz_report(model, (2, 8, 8), progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"lipschitz_report: {i}/5 {name}" for i, name in
+                   enumerate(["0", "1", "3", "5", "7"], 1)]
+
+
+def test_progress_bar_with_tqdm(capsys):
+    pytest.importorskip("tqdm")
+    sct.lipschitz_report(small_chain(nn.ReLU()), (2, 8, 8), progress=True)
+    assert "5/5" in capsys.readouterr().err
+
+
+def test_interrupt_reraises_with_the_partial_report():
+    model = small_chain(nn.ReLU())
+    full = sct.lipschitz_report(model, (2, 8, 8))
+
+    def interrupt(done, total, name):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        sct.lipschitz_report(model, (2, 8, 8), progress=interrupt)
+    partial = info.value.report
+    assert not partial.complete and partial.network_upper is None
+    assert "interrupted after 2 of 5 layers" in partial.reason
+    assert [(r["name"], r["upper"]) for r in partial] == [(r["name"], r["upper"])
+                                                          for r in list(full)[:2]]
+
+
+def test_exports(tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, dtype=F64), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8, 2, dtype=F64)).eval()
+    report = sct.lipschitz_report(model, (1, 5, 5))
+    assert report.rows[0]["circular"] is None  # 5 is not divisible by the stride
+    report.to_csv(tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert rows[0]["circular"] == "" and rows[0]["input_shape"] == "1x5x5"
+    assert float(rows[1]["upper"]) == report.rows[1]["upper"]  # repr round-trips
+    report.to_json(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["complete"] and data["layers"][0]["circular"] is None
+    assert data["layers"][1]["memory"] == report.rows[1]["memory"]
+    assert data["network_upper"] == report.network_upper
+
+
+def test_refusals():
+    model = small_chain(nn.ReLU())
+    with pytest.raises(TypeError, match="progress must be True, False or a callable"):
+        sct.lipschitz_report(model, (2, 8, 8), progress="yes")
+    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+        sct.lipschitz_report(model.train(), (2, 8, 8))
+
+
+def test_fold_batchnorm_rows_are_the_composition():
+    from torch.nn import functional
+
+    model = _networks.randomize(_networks.TinyResNet(), seed=3)
+    report = sct.lipschitz_report(model, (3, 8, 8), fold_batchnorm=True)
+    names = [row["name"] for row in report]
+    # every BatchNorm here normalizes a convolution's output: none keeps a row of its own
+    assert names == ["conv1+bn1", "layer1.0.conv1+layer1.0.bn1", "layer1.0.conv2+layer1.0.bn2",
+                     "layer2.0.downsample.0+layer2.0.downsample.1",
+                     "layer2.0.conv1+layer2.0.bn1", "layer2.0.conv2+layer2.0.bn2", "fc"]
+    for row in list(report)[:-1]:
+        conv_name, bn_name = row["name"].split("+")
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        shape = row["input_shape"]
+        # the Jacobian of bn(conv(x)), both modules PyTorch's own
+        x = torch.zeros((1, *shape), dtype=F64)
+        j = torch.autograd.functional.jacobian(lambda v, c=conv, b=bn: b(c(v)), x)
+        norm = float(np.linalg.norm(j.reshape(-1, x.numel()).numpy(), 2))
+        assert row["lower"] <= norm * (1 + 1e-12) and norm <= row["upper"] * (1 + 1e-12), row
+        assert row["type"] == "Conv2d+BatchNorm2d" and row["output_shape"] == tuple(
+            functional.batch_norm(conv(x), bn.running_mean, bn.running_var).shape[1:])
+    unfolded = sct.lipschitz_report(model, (3, 8, 8))
+    assert len(unfolded) == 13 and "bn1" in [row["name"] for row in unfolded]
+
+
+def test_fold_batchnorm_only_where_the_tensor_flows():
+    class Crossed(nn.Module):  # the BatchNorm normalizes the input, not the convolution's output
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.conv(x) + self.bn(x)
+
+    class InPlace(nn.Module):  # relu_ returns the convolution's output tensor itself
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.bn(self.conv(x).relu_())
+
+    for model in (_networks.randomize(Crossed()), _networks.randomize(InPlace())):
+        report = sct.lipschitz_report(model, (2, 5, 5), fold_batchnorm=True)
+        assert [row["name"] for row in report] == ["conv", "bn"], type(model).__name__
+    in_place = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True), nn.BatchNorm2d(2))
+    report = sct.lipschitz_report(_networks.randomize(in_place), (1, 6, 6), fold_batchnorm=True)
+    assert [row["name"] for row in report] == ["0", "2"]
+    chain = _networks.randomize(nn.Sequential(nn.Conv2d(1, 2, 3, dtype=torch.float32),
+                                              nn.BatchNorm2d(2)).float())
+    row = list(sct.lipschitz_report(chain, (1, 6, 6), fold_batchnorm=True))[0]
+    assert row["name"] == "0+1"

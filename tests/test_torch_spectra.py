@@ -1,0 +1,188 @@
+"""sparseconv.torch's differentiable spectra against the numpy path and against PyTorch's own
+circular convolution (its dense Jacobian's SVD), gradients by torch.autograd.gradcheck, and the
+torch.nn.utils.spectral_norm pitfall the README quotes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sparseconv as sc
+
+from ._oracles import assert_close, torch
+
+if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
+    pytest.skip("PyTorch is missing", allow_module_level=True)
+
+from torch import nn  # noqa: E402
+
+import sparseconv.torch as sct  # noqa: E402
+
+F64 = torch.float64
+
+
+def random_periodic(rng, complex_weight=False):
+    """A random periodic layer: rank 1-3, stride, dilation, groups; sizes divisible by stride."""
+    ndim = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 1, 2]))
+    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    kernel = tuple(int(v) for v in rng.integers(1, 4, ndim))
+    stride = tuple(int(v) for v in rng.integers(1, 3, ndim))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, ndim))
+    size = tuple(s * int(rng.integers(2, 4 if ndim < 3 else 3)) for s in stride)
+    weight = rng.standard_normal((c_out, c_in // groups, *kernel))
+    if complex_weight:
+        weight = weight + 1j * rng.standard_normal(weight.shape)
+    return torch.from_numpy(weight), size, dict(stride=stride, dilation=dilation, groups=groups)
+
+
+def torch_dense(weight, size, padding_mode="circular", padding=None, **kwargs):
+    """The dense matrix of PyTorch's own convolution, by autograd (the layer from nn.Conv*d)."""
+    ndim = weight.ndim - 2
+    dilation = kwargs.get("dilation", 1)
+    dilation = (dilation,) * ndim if isinstance(dilation, int) else dilation
+    if padding is None:  # the periodic padding, d*(k-1) in total, split as "same" splits it
+        pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                for k, d in zip(weight.shape[2:], dilation)]
+    else:
+        pads = [(padding, padding)] * ndim
+    flat = [v for pair in reversed(pads) for v in pair]
+    conv = getattr(torch.nn.functional, f"conv{ndim}d")
+    mode = "circular" if padding_mode == "circular" else "constant"
+
+    def layer(x):
+        return conv(torch.nn.functional.pad(x, flat, mode=mode), weight, **kwargs)
+
+    x = torch.zeros((1, weight.shape[1] * kwargs.get("groups", 1), *size), dtype=weight.dtype)
+    j = torch.autograd.functional.jacobian(layer, x)
+    return j.reshape(-1, x.numel()).numpy()
+
+
+def test_singular_values_equal_the_numpy_path_and_pytorch():
+    rng = np.random.default_rng(0)
+    for case in range(30):
+        weight, size, kwargs = random_periodic(rng, complex_weight=case % 5 == 4)
+        config = f"{tuple(weight.shape)} on {size} with {kwargs}"
+        values = sct.circular_singular_values(weight, size, **kwargs)
+        assert values.dtype == F64 and values.shape[0] > 0, config
+        numpy_path = sc.singular_values(weight.numpy(), (weight.shape[1] * kwargs["groups"],
+                                                          *size), padding=None,
+                                        padding_mode="circular", **kwargs)
+        assert_close(values.numpy(), numpy_path, config, rtol=1e-12)
+        norm = sct.circular_spectral_norm(weight, size, **kwargs)
+        assert norm.ndim == 0 and abs(float(norm) - numpy_path[0]) <= 1e-12 * numpy_path[0]
+        if case < 12 and not weight.is_complex():  # PyTorch's circular convolution itself
+            dense = np.linalg.svd(torch_dense(weight, size, **kwargs), compute_uv=False)
+            assert_close(values.numpy(), dense, config, rtol=1e-10)
+
+
+def test_upper_bound_is_the_circulant_bound_and_bounds_pytorch():
+    rng = np.random.default_rng(1)
+    for _ in range(16):
+        weight, size, kwargs = random_periodic(rng)
+        kernel = weight.shape[2:]
+        padding = int(rng.integers(0, min(kernel) + 1))
+        if any(n + 2 * padding < kwargs["dilation"][i] * (k - 1) + 1
+               for i, (n, k) in enumerate(zip(size, kernel))):
+            continue  # an empty output: PyTorch refuses the layer
+        config = f"{tuple(weight.shape)} on {size}, padding {padding}, {kwargs}"
+        bound = sct.spectral_norm_upper(weight, size, padding=padding, **kwargs)
+        assert bound.dtype == F64 and bound.ndim == 0
+        numpy_path = sc.spectral_norm(weight.numpy(), (weight.shape[1] * kwargs["groups"], *size),
+                                      padding=padding, method="bounds", **kwargs)
+        assert abs(float(bound) / numpy_path.bounds["circulant"] - 1) <= 1e-12, config
+        top = np.linalg.norm(torch_dense(weight, size, "zeros", padding, **kwargs), 2)
+        assert top <= float(bound), config
+
+
+@pytest.mark.parametrize("shape, size, kwargs", [
+    ((2, 3, 3), (6,), dict(stride=2)),
+    ((2, 1, 2, 3), (4, 3), dict(groups=2, dilation=(1, 2))),
+    ((1, 2, 2, 2, 2), (2, 2, 2), dict(stride=(2, 1, 1))),
+])
+def test_gradients_pass_gradcheck(shape, size, kwargs):
+    weight = torch.from_numpy(np.random.default_rng(len(shape)).standard_normal(shape))
+    weight.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda w: sct.circular_singular_values(w, size, **kwargs), (weight,))
+    assert torch.autograd.gradcheck(
+        lambda w: sct.circular_spectral_norm(w, size, **kwargs), (weight,))
+    assert torch.autograd.gradcheck(
+        lambda w: sct.spectral_norm_upper(w, size, padding=1, **kwargs), (weight,))
+
+
+def test_gradient_of_the_norm_is_the_top_singular_pair():
+    # d sigma / d A = u v^T: the weight's gradient is the adjoint convolution's correlation
+    weight = torch.randn((3, 2, 3, 3), dtype=F64, generator=torch.Generator().manual_seed(0),
+                         requires_grad=True)
+    sct.circular_spectral_norm(weight, (6, 6)).backward()
+    dense = torch_dense(weight.detach(), (6, 6))
+    u, s, vt = np.linalg.svd(dense)
+    # the directional derivative along a random direction E: u^T A(E) v
+    direction = torch.randn(weight.shape, dtype=F64, generator=torch.Generator().manual_seed(1))
+    expected = u[:, 0] @ torch_dense(direction, (6, 6)) @ vt[0]
+    assert abs(float((weight.grad * direction).sum()) - expected) <= 1e-10 * abs(expected)
+
+
+def test_float32_weights_keep_their_precision_and_device():
+    weight = torch.randn((4, 3, 3, 3), generator=torch.Generator().manual_seed(0),
+                         requires_grad=True)
+    values = sct.circular_singular_values(weight, (8, 8))
+    assert values.dtype == torch.float32 and values.device == weight.device
+    exact = sct.circular_singular_values(weight.detach().double(), (8, 8))
+    assert_close(values.detach().double().numpy(), exact.numpy(), "float32", rtol=1e-5)
+    bound = sct.spectral_norm_upper(weight, (8, 8), padding=1)
+    assert bound.dtype == F64  # certified in float64 whatever the weight's dtype
+    bound.backward()
+    assert weight.grad.dtype == torch.float32 and bool(weight.grad.abs().sum() > 0)
+
+
+def test_zero_weight():
+    weight = torch.zeros((2, 2, 3), dtype=F64, requires_grad=True)
+    bound = sct.spectral_norm_upper(weight, 5, padding=1)
+    assert float(bound.detach()) == 0.0
+    bound.backward()
+    assert float(sct.circular_spectral_norm(weight.detach(), 5)) == 0.0
+
+
+def test_refusals_name_the_argument():
+    weight = torch.ones((2, 2, 3))
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
+        sct.circular_spectral_norm(np.ones((2, 2, 3)), 6)
+    with pytest.raises(TypeError, match="floating-point or complex tensor, got torch.int64"):
+        sct.circular_spectral_norm(torch.ones((2, 2, 3), dtype=torch.int64), 6)
+    with pytest.raises(ValueError, match="weight must be finite"):
+        sct.spectral_norm_upper(torch.full((2, 2, 3), float("nan")), 6)
+    with pytest.raises(ValueError, match="at least one spatial dimension"):
+        sct.circular_singular_values(torch.ones((2, 2)), 6)
+    with pytest.raises(ValueError, match="input_size must give one size per spatial dimension"):
+        sct.circular_singular_values(weight, (6, 6))
+    with pytest.raises(ValueError, match="every input size divisible by its stride"):
+        sct.circular_singular_values(weight, 7, stride=2)
+    with pytest.raises(ValueError, match="stride must be a positive integer"):
+        sct.spectral_norm_upper(weight, 6, stride=0)
+    with pytest.raises(ValueError, match="groups must be a positive integer"):
+        sct.circular_spectral_norm(weight, 6, groups=0)
+    old = sc.set_memory_limit(2**20)
+    try:
+        with pytest.raises(sc.MatrixTooLargeError):
+            sct.circular_spectral_norm(torch.ones((64, 64, 3, 3)), (64, 64))
+    finally:
+        sc.set_memory_limit(old)
+
+
+def test_torch_spectral_norm_normalizes_the_reshaped_matrix_not_the_convolution():
+    """PyTorch #99149, SNGAN #37: the parametrization divides the weight by the norm of
+    W.reshape(C_out, -1); the convolution's norm is another number, up to k times larger."""
+    torch.manual_seed(0)
+    conv = nn.utils.parametrizations.spectral_norm(
+        nn.Conv2d(32, 32, 3, padding=1, bias=False, dtype=F64), n_power_iterations=50)
+    for _ in range(5):  # power iterations run in training mode, on each forward
+        conv(torch.zeros((1, 32, 16, 16), dtype=F64))
+    conv.eval()
+    weight = conv.weight.detach()
+    reshaped = torch.linalg.matrix_norm(weight.reshape(32, -1), ord=2)
+    assert abs(float(reshaped) - 1) < 1e-9
+    certified = sc.spectral_norm(weight.numpy(), (32, 16, 16), padding=1)
+    assert certified.lower > 1.4  # the layer is not 1-Lipschitz (1.4968 with this seed)
+    assert float(sct.spectral_norm_upper(weight, (16, 16), padding=1)) >= certified.lower
