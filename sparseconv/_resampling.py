@@ -9,9 +9,12 @@ own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
 * adaptive average pooling: output ``o`` of ``m`` averages inputs ``floor(o n / m)`` to
   ``ceil((o + 1) n / m) - 1`` of ``n`` (windows may overlap and differ in size); ``"area"``
   interpolation is the same map;
-* ``"nearest"``: input ``min(floor(o * scale), n - 1)``, the product rounded to float32 before
-  the floor as PyTorch's CPU kernel rounds it (its 2-D kernel alone copies an axis of unchanged size and halves the
-  index of a doubled one, whatever ``scale_factor`` says); ``"nearest-exact"``:
+* ``"nearest"``: input ``min(floor(o * scale), n - 1)``, the product rounded to float32
+  before the floor as PyTorch's CPU kernel rounds it (its 2-D kernel alone copies an axis of
+  unchanged size and halves the index of a doubled one, whatever ``scale_factor`` says; in
+  2-D, where ``o * scale`` is within float32 rounding of an integer, PyTorch's index was seen
+  to differ by one from one input size to another, which this does not reproduce);
+  ``"nearest-exact"``:
   ``min(floor((o + 0.5) * scale), n - 1)``;
 * ``"linear"``, ``"bilinear"``, ``"trilinear"``: the two neighbours of the source coordinate
   ``scale * o`` (``align_corners=True``, ``scale = (n - 1) / (m - 1)``) or
@@ -300,8 +303,9 @@ def _permutation(source: np.ndarray, format: str, dtype, what: str) -> SparseArr
     """The matrix with a 1 in column ``source[r]`` of each row ``r``."""
     n = source.size
     check_sparse_memory(n, n, dtype, what)
-    matrix = sp.csr_array((np.ones(n, dtype=dtype), source.ravel(), np.arange(n + 1)),
-                          shape=(n, n))
+    index = sp.get_index_dtype(maxval=n)
+    matrix = sp.csr_array((np.ones(n, dtype=dtype), source.ravel().astype(index),
+                           np.arange(n + 1, dtype=index)), shape=(n, n))
     return matrix.asformat(format)
 
 
