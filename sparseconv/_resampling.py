@@ -174,18 +174,28 @@ def adaptive_avg_pool_matrix(input_shape: ShapeLike, output_size, *,
     check_format(format)
     dtype = layer_dtype(np.empty(0), dtype)
     shape = _shape(input_shape)
-    ndim = len(shape) - 1
+    out = adaptive_output_size(shape[1:], output_size)
+    axes = [_adaptive_axis(n, m) for n, m in zip(shape[1:], out)]
+    return _kron(shape[0], axes, format, dtype, "adaptive_avg_pool_matrix")
+
+
+def adaptive_output_size(spatial: tuple[int, ...], output_size) -> tuple[int, ...]:
+    """The output size of adaptive pooling (``None`` keeps an axis's input size)."""
+    ndim = len(spatial)
     if output_size is None or isinstance(output_size, (tuple, list)):
         sizes = (None,) * ndim if output_size is None else tuple(output_size)
         if len(sizes) != ndim:
             raise ValueError(f"output_size must be a positive integer or a tuple of {ndim} "
                              f"of them (or None), got {output_size!r}")
-        out = tuple(n if s is None else int_tuple(s, 1, "output_size", 1)[0]
-                    for n, s in zip(shape[1:], sizes))
-    else:
-        out = int_tuple(output_size, ndim, "output_size", 1)
-    axes = [_adaptive_axis(n, m) for n, m in zip(shape[1:], out)]
-    return _kron(shape[0], axes, format, dtype, "adaptive_avg_pool_matrix")
+        return tuple(n if s is None else int_tuple(s, 1, "output_size", 1)[0]
+                     for n, s in zip(spatial, sizes))
+    return int_tuple(output_size, ndim, "output_size", 1)
+
+
+def interpolate_output_size(spatial: tuple[int, ...], size, scale_factor,
+                            recompute_scale_factor=None) -> tuple[int, ...]:
+    """The output size of :func:`interpolate_matrix` (PyTorch's rule)."""
+    return _output_size(spatial, size, scale_factor, recompute_scale_factor)[0]
 
 
 def _output_size(spatial, size, scale_factor, recompute_scale_factor):

@@ -30,6 +30,7 @@ This is the only sparseconv module that imports torch; ``import sparseconv`` doe
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import time
@@ -50,6 +51,7 @@ except ImportError as exc:  # pragma: no cover - CI installs torch
     ) from exc
 
 import sparseconv as sc
+from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._typing import PaddingMode, SparseFormat
 
 __all__ = [
@@ -73,6 +75,8 @@ _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _POOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+_RESAMPLE = (*_ADAPTIVE, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle)
 _PAD_MODES: dict[type, PaddingMode] = {
     nn.ZeroPad1d: "zeros", nn.ZeroPad2d: "zeros", nn.ZeroPad3d: "zeros",
     nn.ConstantPad1d: "zeros", nn.ConstantPad2d: "zeros", nn.ConstantPad3d: "zeros",
@@ -81,7 +85,7 @@ _PAD_MODES: dict[type, PaddingMode] = {
     nn.ReplicationPad3d: "replicate",
     nn.CircularPad1d: "circular", nn.CircularPad2d: "circular", nn.CircularPad3d: "circular",
 }
-_SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES,
+_SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
               nn.Linear, nn.Flatten, nn.Identity)
 # activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
 _ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)
@@ -131,8 +135,9 @@ def _refuse(module: nn.Module) -> None:
     name = type(module).__name__
     if not isinstance(module, _SUPPORTED):
         raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
-                        "supported: Conv*d, ConvTranspose*d, AvgPool*d, BatchNorm*d, Linear, "
-                        "Flatten, Identity, Dropout, the padding modules")
+                        "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "
+                        "BatchNorm*d, Linear, Flatten, Identity, Dropout, Upsample, "
+                        "PixelShuffle, PixelUnshuffle, the padding modules")
     if isinstance(module, _BATCHNORM):
         if module.training:
             raise ValueError(f"{name} is in training mode, where it normalizes with the batch's "
@@ -162,6 +167,8 @@ def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _
         return _batchnorm_layer(module, input_shape)
     if isinstance(module, tuple(_PAD_MODES)):
         return _pad_layer(module, input_shape)
+    if isinstance(module, _RESAMPLE):
+        return _resample_layer(module, input_shape)
     return _reshape_layer(module, input_shape)
 
 
@@ -323,19 +330,83 @@ def _batchnorm_layer(module, input_shape) -> _Layer:
 def _pad_layer(module, input_shape) -> _Layer:
     name = type(module).__name__
     sides = tuple(module.padding)
+    shape = _input_shape(input_shape, len(sides) // 2, name)
+    return _padding(name, shape, sides, _PAD_MODES[type(module)],
+                    float(getattr(module, "value", 0.0)))
+
+
+def _padding(name: str, shape: tuple[int, ...], sides: Sequence[int], mode: PaddingMode,
+             value: float = 0.0) -> _Layer:
+    """PyTorch's pad tuple ``sides`` (per side, last axis first, negative: crop) on the last
+    ``len(sides) // 2`` axes of ``shape``; the channel axis too when ``sides`` reaches it."""
     ndim = len(sides) // 2
-    shape = _input_shape(input_shape, ndim, name)
+    if len(sides) % 2 or ndim > len(shape):
+        raise ValueError(f"{name}'s padding {tuple(sides)} must give (lo, hi) pairs for at most "
+                         f"the {len(shape)} axes of input_shape={shape}")
     # PyTorch's pad tuples run per side, last axis first: (left, right, top, bottom, ...)
-    pairs = tuple((sides[2 * i], sides[2 * i + 1]) for i in reversed(range(ndim)))
-    mode = _PAD_MODES[type(module)]
-    out = (shape[0], *(n + lo + hi for n, (lo, hi) in zip(shape[1:], pairs)))
-    value = float(getattr(module, "value", 0.0))
+    pairs = ((0, 0),) * (len(shape) - ndim) + tuple(
+        (int(sides[2 * i]), int(sides[2 * i + 1])) for i in reversed(range(ndim)))
+    out = tuple(n + lo + hi for n, (lo, hi) in zip(shape, pairs))
+    if min(out) < 1:
+        raise ValueError(f"{name}'s padding {tuple(sides)} crops input_shape={shape} to {out}")
+    # a negative side crops. PyTorch's circular pad wraps what is left after the crop; its
+    # other modes read the whole input (a reflection may reach into the cropped part): so
+    # cut then pad (circular), or pad then cut. The leading 1 lets the channel axis be padded.
+    grown = tuple((max(lo, 0), max(hi, 0)) for lo, hi in pairs)
+    first = mode == "circular"
+    grid = shape if first else tuple(n + lo + hi for n, (lo, hi) in zip(shape, grown))
+    cut = [sp.eye_array(n, format="csr")[max(-lo, 0):n - max(-hi, 0)]
+           for n, (lo, hi) in zip(grid, pairs)]
+    kept = tuple(c.shape[0] for c in cut) if first else shape
+
+    def build(format):
+        a = sc.pad_matrix((1, *kept), grown, mode)
+        if any(lo < 0 or hi < 0 for lo, hi in pairs):
+            crop = functools.reduce(lambda x, y: sp.kron(x, y, format="csr"), cut)
+            a = a @ crop if first else crop @ a
+        return sp.csr_array(a).asformat(format)
+
     offset = None
     if value:  # ConstantPad with a fill value: the pad entries are an offset
-        covered = sc.pad_matrix(shape, pairs, mode) @ np.ones(math.prod(shape))
-        offset = value * (1.0 - covered)
-    return _Layer(name, shape, out,
-                  lambda format: sc.pad_matrix(shape, pairs, mode, format=format), offset)
+        offset = value * (1.0 - build("csr") @ np.ones(math.prod(shape)))
+    return _Layer(name, shape, out, build, offset)
+
+
+def _resample_layer(module, input_shape) -> _Layer:
+    """AdaptiveAvgPool*d, Upsample, PixelShuffle, PixelUnshuffle: sparseconv's matrices."""
+    name = type(module).__name__
+    if isinstance(module, _ADAPTIVE):
+        shape = _input_shape(input_shape, _ADAPTIVE.index(type(module)) + 1
+                             if type(module) in _ADAPTIVE else None, name)
+        matrix = sc.adaptive_avg_pool_matrix(shape, module.output_size)
+    elif isinstance(module, nn.Upsample):
+        shape = _input_shape(input_shape, None, name)
+        matrix = sc.interpolate_matrix(shape, module.size, module.scale_factor, module.mode,
+                                       module.align_corners, module.recompute_scale_factor)
+    elif isinstance(module, nn.PixelShuffle):
+        shape = _input_shape(input_shape, 2, name)
+        matrix = sc.pixel_shuffle_matrix(shape, module.upscale_factor)
+    else:
+        shape = _input_shape(input_shape, 2, name)
+        matrix = sc.pixel_unshuffle_matrix(shape, module.downscale_factor)
+    out = _resampled_shape(module, shape, matrix.shape[0])
+    return _Layer(name, shape, out, lambda format: matrix.asformat(format))
+
+
+def _resampled_shape(module, shape, rows: int) -> tuple[int, ...]:
+    if isinstance(module, nn.PixelShuffle):
+        r = module.upscale_factor
+        out = (shape[0] // (r * r), shape[1] * r, shape[2] * r)
+    elif isinstance(module, nn.PixelUnshuffle):
+        r = module.downscale_factor
+        out = (shape[0] * r * r, shape[1] // r, shape[2] // r)
+    elif isinstance(module, nn.Upsample):
+        out = (shape[0], *interpolate_output_size(shape[1:], module.size, module.scale_factor,
+                                                  module.recompute_scale_factor))
+    else:
+        out = (shape[0], *adaptive_output_size(shape[1:], module.output_size))
+    assert math.prod(out) == rows, (module, shape, out)
+    return out
 
 
 def _reshape_layer(module, input_shape) -> _Layer:
