@@ -868,6 +868,8 @@ _POOL_F = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d:
            F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d,
            F.pixel_shuffle: nn.PixelShuffle, F.pixel_unshuffle: nn.PixelUnshuffle}
 _CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}
+# the functional calls read by keyword (torch.fx's normalize_function)
+_NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, F.interpolate, F.pad, F.linear}
 _PAD_F = {"constant": "zeros", "reflect": "reflect", "replicate": "replicate",
           "circular": "circular"}
 
@@ -903,9 +905,12 @@ def _functional_module(target, kwargs: dict) -> nn.Module | None:
 
 
 def _describe(node) -> str:
+    """How an error names a graph node: a module by its qualified name, a call by its node."""
+    if node.op == "call_module":
+        return f"module {node.target!r}"
     target = node.target
     name = target if isinstance(target, str) else getattr(target, "__name__", repr(target))
-    return f"{node.op} {name}"
+    return f"node {node.name!r} ({node.op} {name})"
 
 
 class _GraphBuilder:
@@ -917,7 +922,7 @@ class _GraphBuilder:
         self.ops: list[_Op] = []
 
     def refuse(self, node, why: str):
-        raise TypeError(f"network_operator: node {node.name!r} ({_describe(node)}) {why}")
+        raise TypeError(f"network_operator: {_describe(node)} {why}")
 
     def value(self, a):
         """A constant argument's value (a dependent node is kept as the node)."""
@@ -932,10 +937,9 @@ class _GraphBuilder:
         except (TypeError, ValueError) as exc:
             if str(exc).startswith("network_operator:"):
                 raise
-            raise type(exc)(f"network_operator: node {node.name!r} ({_describe(node)}): "
-                            f"{exc}") from exc
+            raise type(exc)(f"network_operator: {_describe(node)}: {exc}") from exc
         if op.shape != self.shape(node):
-            raise ValueError(f"network_operator: node {node.name!r} gives {op.shape}, the "
+            raise ValueError(f"network_operator: {_describe(node)} gives {op.shape}, the "
                              f"model {self.shape(node)}")
         self.index[node] = len(self.ops)
         self.ops.append(op)
@@ -953,12 +957,13 @@ class _GraphBuilder:
             return
         target = node.target
         args, kwargs = list(node.args), dict(node.kwargs)
-        if node.op == "call_function" and not isinstance(target, str) and target not in (
-                pyop.add, pyop.sub, pyop.mul, pyop.truediv, pyop.neg,
-                pyop.iadd, pyop.isub, pyop.imul, pyop.itruediv,
-                pyop.getitem):
-            normalized = normalize_function(target, tuple(args), kwargs,
-                                            normalize_to_only_use_kwargs=True)
+        if node.op == "call_function" and target in _NORMALIZED:
+            def kind(a):
+                return type(self.values[a]) if isinstance(a, torch.fx.Node) else type(a)
+
+            normalized = normalize_function(
+                target, tuple(args), kwargs, tuple(kind(a) for a in args),
+                {k: kind(v) for k, v in kwargs.items()}, normalize_to_only_use_kwargs=True)
             if normalized is not None:
                 kwargs = dict(normalized.kwargs)
                 args = []

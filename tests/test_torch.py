@@ -19,6 +19,7 @@ from ._oracles import assert_close, torch
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
 
+import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import sparseconv.torch as sct  # noqa: E402
@@ -273,7 +274,7 @@ def test_trace_residual_network():
     assert by_name["layer2.0.conv1"].output_shape == (8, 4, 4)
     assert by_name["fc"].input_shape == (8,) and by_name["fc"].output_shape == (3,)
     assert not by_name["relu"].linear and by_name["bn1"].linear
-    assert not by_name["avgpool"].linear  # AdaptiveAvgPool2d: not supported yet
+    assert by_name["avgpool"].linear  # AdaptiveAvgPool2d
     for r in records:  # every linear record's matrix has the traced shapes
         if r.linear:
             a = sct.matrix(r.module, r.input_shape)
@@ -306,13 +307,140 @@ def test_network_operator_equals_linear_cnn():
     dottest(net.operator, rng=0)
 
 
+def check_network(model, input_shape, config, seed=0):
+    """The operator and its offset against the model's forward, the adjoint against
+    torch.autograd's vector-Jacobian product, and the dot test."""
+    net = sct.network_operator(model, input_shape)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((1, *input_shape), dtype=F64, generator=generator, requires_grad=True)
+    y = model(x)
+    assert net.output_shape == tuple(y.shape[1:]), config
+    assert_close(net(x.detach().numpy().ravel()), y.detach().numpy().ravel(), config,
+                 rtol=1e-10)
+    v = torch.randn(y.shape, dtype=F64, generator=generator)
+    (vjp,) = torch.autograd.grad(y, x, v)
+    assert_close(net.operator.rmatvec(v.numpy().ravel()), vjp.numpy().ravel(), config,
+                 rtol=1e-10)
+    dottest(net.operator, rng=seed)
+    return net
+
+
+def test_network_operator_resnet18():
+    """ResNet-18 without its nonlinearities (ReLU -> Identity, max -> average pooling):
+    residual sums (``out += identity``), 1x1 stride-2 shortcuts with BatchNorm, adaptive
+    average pooling, ``torch.flatten`` and the classifier."""
+    model = _networks.randomize(_networks.linearized(_networks.resnet18(width=16,
+                                                                        classes=10)))
+    net = check_network(model, (3, 32, 32), "resnet18")
+    assert "layer2.0.downsample.0" in net.names and "add_7" in net.names  # 8 residual sums
+    assert net.names[-3:] == ("avgpool", "flatten", "fc")
+
+
+def test_network_operator_unet():
+    """Transposed convolutions and skip concatenations along channels."""
+    model = _networks.randomize(_networks.linearized(_networks.UNet(width=3)))
+    net = check_network(model, (1, 8, 8), "unet")
+    assert {"up1", "up2", "cat", "cat_1"} <= set(net.names)
+    assert_close(net.affine()(np.ones(64)), model(torch.ones((1, 1, 8, 8), dtype=F64))
+                 .detach().numpy().ravel(), "unet affine", rtol=1e-10)
+
+
+def test_network_operator_vgg11():
+    """VGG-11 (configuration A): adaptive average pooling from 1x1 up to 7x7 (every output
+    reads the same input), flatten, the classifier with dropout in eval mode."""
+    model = _networks.randomize(_networks.linearized(_networks.vgg11(width=8, hidden=16,
+                                                                     classes=5)))
+    net = check_network(model, (3, 32, 32), "vgg11")
+    assert net.names[-9:] == ("1", "2", *(f"3.{i}" for i in range(7)))
+
+
+class Functional(nn.Module):
+    """A forward made of functional calls: every mapping network_operator knows."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.register_buffer("shift", torch.randn(1, 3, 1, 1, generator=torch.Generator()
+                                                  .manual_seed(5)))
+        self.weight = nn.Parameter(torch.randn(4, 3, 1, 1))
+
+    def forward(self, x):
+        y = self.conv(x) + self.shift            # a constant added: part of the offset
+        y = torch.cat([y, 0.5 * x], dim=1) - torch.add(y, y, alpha=2).mean(1, keepdim=True)
+        y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        y = F.avg_pool2d(y, 3, stride=2, padding=1, count_include_pad=False)
+        y = F.pad(y, (1, 0, 2, 1), mode="reflect") / 4
+        y = (F.conv2d(y[:, 2:], self.weight, None, 1, 0)                   # (4, 9, 9)
+             + F.adaptive_avg_pool2d(y[:, 1:], 2).sum((2, 3), keepdim=True))
+        y = -y.permute(0, 2, 3, 1).transpose(1, 2)[:, :, 1:]               # (9, 8, 4)
+        y = F.pixel_unshuffle(y.contiguous().view(y.size(0), 8, 6, 6), 2)  # (32, 3, 3)
+        z = F.interpolate(y, size=(3, 5), mode="nearest") * torch.arange(1.0, 6.0, dtype=F64)
+        return F.linear(torch.flatten(z, 1), torch.ones(2, 32 * 15, dtype=F64) / 7,
+                        torch.arange(2.0, dtype=x.dtype))
+
+
+def test_network_operator_functional_calls():
+    model = Functional().double().eval()
+    net = check_network(model, (2, 6, 8), "functional")
+    assert {"cat", "interpolate", "avg_pool2d", "pad", "conv2d", "permute", "getitem",
+            "pixel_unshuffle", "linear", "mean", "sum_1"} <= set(net.names)
+    assert not np.allclose(net.offset, 0)
+
+
+def test_network_operator_of_one_module_and_of_a_chain():
+    conv = nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular").double()
+    net = check_network(conv, (2, 5), "conv")
+    assert net.names == ("",)
+    chain = _networks.randomize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2),
+                                              nn.Upsample(scale_factor=2),
+                                              nn.PixelUnshuffle(2), nn.Flatten()))
+    net = check_network(chain, (1, 5, 5), "chain")
+    assert net.names == ("0", "1", "2", "3", "4")
+
+
+class Untraceable(nn.Module):
+    def forward(self, x):
+        return x if x.sum() > 0 else -x
+
+
+class Square(nn.Module):
+    def forward(self, x):
+        return x * x
+
+
+class BatchMixer(nn.Module):
+    def forward(self, x):
+        return x.view(-1)
+
+
 def test_network_operator_refuses():
-    with pytest.raises(TypeError, match="ReLU"):
+    with pytest.raises(TypeError, match=r"module '1': ReLU is not a linear module"):
         sct.network_operator(nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU()).eval(), (1, 5, 5))
-    with pytest.raises(TypeError, match="BasicBlock"):
+    with pytest.raises(TypeError, match="relu"):
         sct.network_operator(_networks.BasicBlock(2, 2).eval(), (2, 5, 5))
+    with pytest.raises(TypeError, match="MaxPool2d"):
+        sct.network_operator(nn.Sequential(nn.MaxPool2d(2)).eval(), (1, 4, 4))
+    with pytest.raises(TypeError, match=r"node 'max_pool2d' \(call_function max_pool2d\)"):
+        sct.network_operator(_Lambda(lambda x: F.max_pool2d(x, 2)), (1, 4, 4))
+    with pytest.raises(TypeError, match="relu"):
+        sct.network_operator(_Lambda(F.relu), (1, 4))
+    with pytest.raises(TypeError, match="two signals"):
+        sct.network_operator(Square(), (1, 4))
+    with pytest.raises(TypeError, match="torch.fx cannot trace Untraceable"):
+        sct.network_operator(Untraceable(), (1, 4))
+    with pytest.raises(TypeError, match="batch"):
+        sct.network_operator(BatchMixer(), (1, 4))
     with pytest.raises(ValueError, match=r"\.eval\(\)"):
         sct.network_operator(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), (1, 5, 5))
+
+
+class _Lambda(nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
 
 
 def test_module_refusals_name_the_problem():
