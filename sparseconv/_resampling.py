@@ -323,7 +323,8 @@ def _shuffle_shape(input_shape) -> tuple[int, int, int]:
     shape = _shape(input_shape)
     if len(shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
-    return shape  # type: ignore[return-value]
+    c, h, w = shape
+    return c, h, w
 
 
 def pixel_shuffle_matrix(input_shape: ShapeLike, upscale_factor: int, *,

@@ -225,7 +225,7 @@ def positive_floats(value, ndim: int, name: str) -> tuple[float, ...]:
 
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = tuple(value.tolist())
-    if number(value):
+    if isinstance(value, numbers.Real) and number(value):
         values = (float(value),) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):
         if not all(number(v) for v in value):

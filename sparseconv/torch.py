@@ -38,7 +38,7 @@ import operator as pyop
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import scipy.sparse as sp
@@ -870,8 +870,8 @@ _POOL_F = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d:
 _CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}
 # the functional calls read by keyword (torch.fx's normalize_function)
 _NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, F.interpolate, F.pad, F.linear}
-_PAD_F = {"constant": "zeros", "reflect": "reflect", "replicate": "replicate",
-          "circular": "circular"}
+_PAD_F: dict[str, PaddingMode] = {"constant": "zeros", "reflect": "reflect",
+                                   "replicate": "replicate", "circular": "circular"}
 
 
 def _functional_module(target, kwargs: dict) -> nn.Module | None:
@@ -893,8 +893,9 @@ def _functional_module(target, kwargs: dict) -> nn.Module | None:
             module: Any = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
         else:
             groups = kwargs.get("groups", 1)
-            module = _CONV_F[target](weight.shape[1] * groups, weight.shape[0],
-                                     tuple(weight.shape[2:]), bias=bias is not None, **kwargs)
+            conv: Any = _CONV_F[target]
+            module = conv(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
+                          bias=bias is not None, **kwargs)
         module = module.to(torch.float64)
         with torch.no_grad():
             module.weight.copy_(weight)
@@ -921,7 +922,7 @@ class _GraphBuilder:
         self.index: dict = {}
         self.ops: list[_Op] = []
 
-    def refuse(self, node, why: str):
+    def refuse(self, node, why: str) -> NoReturn:
         raise TypeError(f"network_operator: {_describe(node)} {why}")
 
     def value(self, a):
@@ -1003,7 +1004,7 @@ class _GraphBuilder:
         constants = {k: self.value(v) for k, v in kwargs.items() if k != "input"}
         module = _functional_module(target, constants) if not isinstance(target, str) else None
         if module is None:
-            self.refuse(node, "is not linear, or not a call network_operator maps")
+            return self.refuse(node, "is not linear, or not a call network_operator maps")
         return _layer_op(node.name, i, _layer(module.eval(), in_shape), shape)
 
     def add_op(self, node, args, kwargs, sign) -> _Op:
