@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -125,7 +126,8 @@ def _linear_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp
                         np.stack([1.0 - t, t], 1).ravel(), m, n)
 
 
-def adaptive_avg_pool_matrix(input_shape: ShapeLike, output_size, *,
+def adaptive_avg_pool_matrix(input_shape: ShapeLike,
+                             output_size: int | None | Sequence[int | None], *,
                              format: SparseFormat = "csr",
                              dtype: DTypeLike = np.float64) -> SparseArray:
     """The sparse matrix of adaptive average pooling (PyTorch's ``adaptive_avg_pool{1,2,3}d``).
