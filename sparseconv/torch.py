@@ -14,15 +14,20 @@ the last axis is ``in_features``)::
     nn.Conv1d/2d/3d            every padding form and padding_mode, groups, dilation, bias
     nn.ConvTranspose1d/2d/3d   output_padding, or output_size= as passed at call time
     nn.AvgPool1d/2d/3d         ceil_mode, count_include_pad, divisor_override
+    nn.AdaptiveAvgPool1d/2d/3d any output size (overlapping windows of different sizes)
+    nn.Upsample                nearest, nearest-exact, area, (bi/tri)linear, align_corners
+    nn.PixelShuffle, nn.PixelUnshuffle
     nn.BatchNorm1d/2d/3d       eval mode, running statistics: a per-channel affine map
     nn.Linear, nn.Flatten, nn.Identity, nn.Dropout* (eval mode)
-    nn.ZeroPad/ConstantPad/ReflectionPad/ReplicationPad/CircularPad 1d/2d/3d
+    nn.ZeroPad/ConstantPad/ReflectionPad/ReplicationPad/CircularPad 1d/2d/3d (negative: crop)
 
 Anything else (``nn.ReLU``, ``nn.MaxPool2d``, attention, ...) is not linear and is refused with
 a ``TypeError`` naming it; a ``BatchNorm`` or ``Dropout`` in training mode is refused with a
 ``ValueError`` (call ``model.eval()``). Networks are walked by :func:`trace` (forward hooks on
-every leaf module); :func:`network_operator` composes a ``nn.Sequential`` chain and
-:func:`lipschitz_report` bounds every linear layer's spectral norm, with certificates.
+every leaf module); :func:`network_operator` traces a linear network's graph with torch.fx
+(residual sums, concatenations, reshapes and functional calls included) into one operator
+with its adjoint, and :func:`lipschitz_report` bounds every linear layer's spectral norm,
+with certificates.
 
 This is the only sparseconv module that imports torch; ``import sparseconv`` does not.
 """
@@ -729,8 +734,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
 
     Forward hooks on every leaf module (a module without children) see its calls whatever the
     model's ``forward`` does: residual blocks, branches, a module called twice (two records).
-    Functional calls inside ``forward`` (``F.relu``, ``x + y``) are not modules and are not
-    seen. The input is zeros of shape ``(1, *input_shape)`` in the model's dtype and device,
+    Only leaf modules are listed: functional calls inside ``forward`` (``F.relu``, ``x + y``,
+    ``torch.cat``) are not modules and are not seen (:func:`network_operator` sees them, through
+    torch.fx). The input is zeros of shape ``(1, *input_shape)`` in the model's dtype and device,
     run under ``torch.no_grad()``.
 
     Parameters

@@ -149,6 +149,9 @@ def _upsample(rng):
         factors = tuple(float(f) for f in rng.choice([0.5, 1.0, 1.5, 2.0, 2.5, 3.0], ndim))
         kwargs["scale_factor"] = factors if rng.integers(2) else factors[0]
         kwargs["recompute_scale_factor"] = [None, True, False][int(rng.integers(3))]
+    if ndim == 2 and rng.integers(3) == 0:  # the two fixed-mode subclasses
+        cls = nn.UpsamplingNearest2d if rng.integers(2) else nn.UpsamplingBilinear2d
+        return cls(kwargs.get("size"), kwargs.get("scale_factor")), (2, *size), {}
     return nn.Upsample(**kwargs), (2, *size), {}
 
 
