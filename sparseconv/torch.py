@@ -838,6 +838,7 @@ def _constant(value) -> np.ndarray | float:
 
 def _layer_op(name, index, layer: _Layer, shape) -> _Op:
     op = layer.operator()
+    adjoint = op.H  # built once: a convolution's adjoint operator has its own set-up
     offset = None if layer.offset is None else layer.offset.reshape(layer.output_shape)
 
     def forward(xs, affine):
@@ -847,7 +848,7 @@ def _layer_op(name, index, layer: _Layer, shape) -> _Op:
 
     def backward(g):
         k = g.shape[0]
-        return [(op.H @ g.reshape(k, -1).T).T.reshape(k, *layer.input_shape)]
+        return [(adjoint @ g.reshape(k, -1).T).T.reshape(k, *layer.input_shape)]
 
     return _Op(name, (index,), shape, forward, backward, layer)
 
