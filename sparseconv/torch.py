@@ -369,6 +369,9 @@ def _padding(name: str, shape: tuple[int, ...], sides: Sequence[int], mode: Padd
     cut = [sp.eye_array(n, format="csr")[max(-lo, 0):n - max(-hi, 0)]
            for n, (lo, hi) in zip(grid, pairs)]
     kept = tuple(c.shape[0] for c in cut) if first else shape
+    if min(kept) < 1:
+        raise ValueError(f"{name}'s padding {tuple(sides)} crops input_shape={shape} to {kept} "
+                         "before its circular pad: nothing left to wrap")
 
     def build(format):
         a = sc.pad_matrix((1, *kept), grown, mode)

@@ -163,6 +163,32 @@ def _pixel_shuffle(rng):
     return nn.PixelUnshuffle(r), (int(rng.integers(1, 3)), h * r, w * r), {}
 
 
+def test_circular_pad_with_negative_sides():
+    """PyTorch crops first, then wraps what is left; where the crop leaves too little for
+    the wrap (PyTorch reads past it), the layer is refused with a ValueError."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(300):
+        ndim = int(rng.integers(1, 4))
+        size = tuple(int(v) for v in rng.integers(2, 6, ndim))
+        module = getattr(nn, f"CircularPad{ndim}d")(tuple(int(v) for v in
+                                                          rng.integers(-2, 4, 2 * ndim)))
+        try:
+            if module(torch.zeros((1, 2, *size), dtype=F64)).numel() == 0:
+                continue
+        except RuntimeError:
+            continue
+        try:
+            sct.matrix(module, (2, *size))
+        except ValueError:
+            continue
+        check_module(module, (2, *size), {}, checked)
+        checked += 1
+        if checked == 30:
+            break
+    assert checked == 30
+
+
 MODULES = {"conv": _conv, "conv_transpose": _conv_transpose, "avg_pool": _avg_pool,
            "batchnorm": _batchnorm, "linear": _linear, "reshape": _reshape, "pad": _pad,
            "adaptive_avg_pool": _adaptive_avg_pool, "upsample": _upsample,
