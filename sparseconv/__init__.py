@@ -41,9 +41,13 @@ im2col_matrix                -- the im2col (unfold) patch matrix
 pad_matrix                   -- padding in any mode as a 0/1 matrix
 stride_matrix                -- stride as row selection
 
-Pooling, composition, receptive fields
---------------------------------------
+Pooling, resampling, composition, receptive fields
+--------------------------------------------------
 avg_pool_matrix              -- average pooling (PyTorch's avg_pool{1,2,3}d)
+adaptive_avg_pool_matrix     -- adaptive average pooling (PyTorch's adaptive_avg_pool{1,2,3}d)
+interpolate_matrix           -- nearest and (bi/tri)linear resampling (PyTorch's F.interpolate)
+pixel_shuffle_matrix         -- pixel shuffle as a permutation (PyTorch's pixel_shuffle)
+pixel_unshuffle_matrix       -- its inverse (PyTorch's pixel_unshuffle)
 AffineMap                    -- x -> A x + b, composable
 affine_conv                  -- a convolution with its bias as an AffineMap
 compose                      -- the product of a chain of layers
@@ -90,6 +94,12 @@ from ._memory import MatrixTooLargeError, get_memory_limit, set_memory_limit
 from ._operators import ConvOperator, ConvTransposeOperator
 from ._pooling import avg_pool_matrix
 from ._receptive_field import receptive_field, receptive_field_paths, receptive_field_size
+from ._resampling import (
+    adaptive_avg_pool_matrix,
+    interpolate_matrix,
+    pixel_shuffle_matrix,
+    pixel_unshuffle_matrix,
+)
 from ._selection import im2col_matrix, pad_matrix, stride_matrix
 from ._shapes import conv_output_shape, conv_transpose_output_shape
 from ._spectra import eigenvalues, singular_values
@@ -114,6 +124,7 @@ __all__ = [
     "MatrixTooLargeError",
     "SavedLayer",
     "SpectralNorm",
+    "adaptive_avg_pool_matrix",
     "affine_conv",
     "avg_pool_matrix",
     "block_conv_matrix",
@@ -136,8 +147,11 @@ __all__ = [
     "frequency_map",
     "get_memory_limit",
     "im2col_matrix",
+    "interpolate_matrix",
     "load_layer",
     "pad_matrix",
+    "pixel_shuffle_matrix",
+    "pixel_unshuffle_matrix",
     "receptive_field",
     "receptive_field_paths",
     "receptive_field_size",

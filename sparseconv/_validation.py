@@ -29,6 +29,7 @@ __all__ = [
     "is_int",
     "layer_dtype",
     "normalize_padding",
+    "positive_floats",
     "positive_int",
     "result_dtype",
     "spatial_size",
@@ -208,6 +209,41 @@ def positive_int(value, name: str) -> int:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     _check_index_limit([int(value)], f"{name} must be a positive integer", "", value)
     return int(value)
+
+
+def positive_floats(value, ndim: int, name: str) -> tuple[float, ...]:
+    """Normalize a positive finite number or a tuple of ``ndim`` of them (``scale_factor``).
+
+    Examples
+    --------
+    >>> positive_floats(2, 2, "scale_factor"), positive_floats((1.5, 3), 2, "scale_factor")
+    ((2.0, 2.0), (1.5, 3.0))
+    >>> positive_floats((1.5, 0.0), 2, "scale_factor")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: scale_factor must be a positive finite number or a tuple of 2 ..., got (1.5, 0.0)
+    """
+    expected = (f"{name} must be a positive finite number or a tuple of {ndim} of them, got "
+                f"{value!r}")
+
+    def number(v) -> bool:
+        return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = tuple(value.tolist())
+    if isinstance(value, numbers.Real) and number(value):
+        values = (float(value),) * ndim
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if not all(number(v) for v in value):
+            raise TypeError(expected)
+        if len(value) != ndim:
+            raise ValueError(expected)
+        values = tuple(float(v) for v in value)
+    else:
+        raise TypeError(expected)
+    if not all(0 < v < float("inf") for v in values):
+        raise ValueError(expected)
+    return values
 
 
 def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:

@@ -14,15 +14,20 @@ the last axis is ``in_features``)::
     nn.Conv1d/2d/3d            every padding form and padding_mode, groups, dilation, bias
     nn.ConvTranspose1d/2d/3d   output_padding, or output_size= as passed at call time
     nn.AvgPool1d/2d/3d         ceil_mode, count_include_pad, divisor_override
+    nn.AdaptiveAvgPool1d/2d/3d any output size (overlapping windows of different sizes)
+    nn.Upsample                nearest, nearest-exact, area, (bi/tri)linear, align_corners
+    nn.PixelShuffle, nn.PixelUnshuffle
     nn.BatchNorm1d/2d/3d       eval mode, running statistics: a per-channel affine map
     nn.Linear, nn.Flatten, nn.Identity, nn.Dropout* (eval mode)
-    nn.ZeroPad/ConstantPad/ReflectionPad/ReplicationPad/CircularPad 1d/2d/3d
+    nn.ZeroPad/ConstantPad/ReflectionPad/ReplicationPad/CircularPad 1d/2d/3d (negative: crop)
 
 Anything else (``nn.ReLU``, ``nn.MaxPool2d``, attention, ...) is not linear and is refused with
 a ``TypeError`` naming it; a ``BatchNorm`` or ``Dropout`` in training mode is refused with a
 ``ValueError`` (call ``model.eval()``). Networks are walked by :func:`trace` (forward hooks on
-every leaf module); :func:`network_operator` composes a ``nn.Sequential`` chain and
-:func:`lipschitz_report` bounds every linear layer's spectral norm, with certificates.
+every leaf module); :func:`network_operator` traces a linear network's graph with torch.fx
+(residual sums, concatenations, reshapes and functional calls included) into one operator
+with its adjoint, and :func:`lipschitz_report` bounds every linear layer's spectral norm,
+with certificates.
 
 For training, :func:`circular_singular_values`, :func:`circular_spectral_norm` and
 :func:`spectral_norm_upper` are torch functions of a weight tensor, with autograd
@@ -35,16 +40,19 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
+import functools
 import importlib
 import json
 import math
+import operator as pyop
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,14 +60,18 @@ import scipy.sparse.linalg as spla
 
 try:
     import torch
+    import torch.fx
+    import torch.nn.functional as F
     from torch import nn
+    from torch.fx.operator_schemas import normalize_function
 except ImportError as exc:  # pragma: no cover - CI installs torch
     raise ImportError(
         'sparseconv.torch needs PyTorch: pip install "sparseconv[torch]" (or pip install torch)'
     ) from exc
 
 import sparseconv as sc
-from sparseconv._memory import format_bytes
+from sparseconv._memory import check_memory, format_bytes
+from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._rounding import up
 from sparseconv._torch_spectra import (
     circular_singular_values,
@@ -92,6 +104,8 @@ _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _POOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+_RESAMPLE = (*_ADAPTIVE, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle)
 _PAD_MODES: dict[type, PaddingMode] = {
     nn.ZeroPad1d: "zeros", nn.ZeroPad2d: "zeros", nn.ZeroPad3d: "zeros",
     nn.ConstantPad1d: "zeros", nn.ConstantPad2d: "zeros", nn.ConstantPad3d: "zeros",
@@ -100,7 +114,7 @@ _PAD_MODES: dict[type, PaddingMode] = {
     nn.ReplicationPad3d: "replicate",
     nn.CircularPad1d: "circular", nn.CircularPad2d: "circular", nn.CircularPad3d: "circular",
 }
-_SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES,
+_SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
               nn.Linear, nn.Flatten, nn.Identity)
 # activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
 _ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)
@@ -150,8 +164,9 @@ def _refuse(module: nn.Module) -> None:
     name = type(module).__name__
     if not isinstance(module, _SUPPORTED):
         raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
-                        "supported: Conv*d, ConvTranspose*d, AvgPool*d, BatchNorm*d, Linear, "
-                        "Flatten, Identity, Dropout, the padding modules")
+                        "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "
+                        "BatchNorm*d, Linear, Flatten, Identity, Dropout, Upsample, "
+                        "PixelShuffle, PixelUnshuffle, the padding modules")
     if isinstance(module, _BATCHNORM):
         if module.training:
             raise ValueError(f"{name} is in training mode, where it normalizes with the batch's "
@@ -181,6 +196,8 @@ def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _
         return _batchnorm_layer(module, input_shape)
     if isinstance(module, tuple(_PAD_MODES)):
         return _pad_layer(module, input_shape)
+    if isinstance(module, _RESAMPLE):
+        return _resample_layer(module, input_shape)
     return _reshape_layer(module, input_shape)
 
 
@@ -342,19 +359,86 @@ def _batchnorm_layer(module, input_shape) -> _Layer:
 def _pad_layer(module, input_shape) -> _Layer:
     name = type(module).__name__
     sides = tuple(module.padding)
+    shape = _input_shape(input_shape, len(sides) // 2, name)
+    return _padding(name, shape, sides, _PAD_MODES[type(module)],
+                    float(getattr(module, "value", 0.0)))
+
+
+def _padding(name: str, shape: tuple[int, ...], sides: Sequence[int], mode: PaddingMode,
+             value: float = 0.0) -> _Layer:
+    """PyTorch's pad tuple ``sides`` (per side, last axis first, negative: crop) on the last
+    ``len(sides) // 2`` axes of ``shape``; the channel axis too when ``sides`` reaches it."""
     ndim = len(sides) // 2
-    shape = _input_shape(input_shape, ndim, name)
+    if len(sides) % 2 or ndim > len(shape):
+        raise ValueError(f"{name}'s padding {tuple(sides)} must give (lo, hi) pairs for at most "
+                         f"the {len(shape)} axes of input_shape={shape}")
     # PyTorch's pad tuples run per side, last axis first: (left, right, top, bottom, ...)
-    pairs = tuple((sides[2 * i], sides[2 * i + 1]) for i in reversed(range(ndim)))
-    mode = _PAD_MODES[type(module)]
-    out = (shape[0], *(n + lo + hi for n, (lo, hi) in zip(shape[1:], pairs)))
-    value = float(getattr(module, "value", 0.0))
+    pairs = ((0, 0),) * (len(shape) - ndim) + tuple(
+        (int(sides[2 * i]), int(sides[2 * i + 1])) for i in reversed(range(ndim)))
+    out = tuple(n + lo + hi for n, (lo, hi) in zip(shape, pairs))
+    if min(out) < 1:
+        raise ValueError(f"{name}'s padding {tuple(sides)} crops input_shape={shape} to {out}")
+    # a negative side crops. PyTorch's circular pad wraps what is left after the crop; its
+    # other modes read the whole input (a reflection may reach into the cropped part): so
+    # cut then pad (circular), or pad then cut. The leading 1 lets the channel axis be padded.
+    grown = tuple((max(lo, 0), max(hi, 0)) for lo, hi in pairs)
+    first = mode == "circular"
+    grid = shape if first else tuple(n + lo + hi for n, (lo, hi) in zip(shape, grown))
+    cut = [sp.eye_array(n, format="csr")[max(-lo, 0):n - max(-hi, 0)]
+           for n, (lo, hi) in zip(grid, pairs)]
+    kept = tuple(c.shape[0] for c in cut) if first else shape
+    if min(kept) < 1:
+        raise ValueError(f"{name}'s padding {tuple(sides)} crops input_shape={shape} to {kept} "
+                         "before its circular pad: nothing left to wrap")
+
+    def build(format):
+        a = sc.pad_matrix((1, *kept), grown, mode)
+        if any(lo < 0 or hi < 0 for lo, hi in pairs):
+            crop = functools.reduce(lambda x, y: sp.kron(x, y, format="csr"), cut)
+            a = a @ crop if first else crop @ a
+        return sp.csr_array(a).asformat(format)
+
     offset = None
     if value:  # ConstantPad with a fill value: the pad entries are an offset
-        covered = sc.pad_matrix(shape, pairs, mode) @ np.ones(math.prod(shape))
-        offset = value * (1.0 - covered)
-    return _Layer(name, shape, out,
-                  lambda format: sc.pad_matrix(shape, pairs, mode, format=format), offset)
+        offset = value * (1.0 - build("csr") @ np.ones(math.prod(shape)))
+    return _Layer(name, shape, out, build, offset)
+
+
+def _resample_layer(module, input_shape) -> _Layer:
+    """AdaptiveAvgPool*d, Upsample, PixelShuffle, PixelUnshuffle: sparseconv's matrices."""
+    name = type(module).__name__
+    if isinstance(module, _ADAPTIVE):
+        shape = _input_shape(input_shape, _ADAPTIVE.index(type(module)) + 1
+                             if type(module) in _ADAPTIVE else None, name)
+        matrix = sc.adaptive_avg_pool_matrix(shape, module.output_size)
+    elif isinstance(module, nn.Upsample):
+        shape = _input_shape(input_shape, None, name)
+        matrix = sc.interpolate_matrix(shape, module.size, module.scale_factor, module.mode,
+                                       module.align_corners, module.recompute_scale_factor)
+    elif isinstance(module, nn.PixelShuffle):
+        shape = _input_shape(input_shape, 2, name)
+        matrix = sc.pixel_shuffle_matrix(shape, module.upscale_factor)
+    else:
+        shape = _input_shape(input_shape, 2, name)
+        matrix = sc.pixel_unshuffle_matrix(shape, module.downscale_factor)
+    out = _resampled_shape(module, shape, matrix.shape[0])
+    return _Layer(name, shape, out, lambda format: matrix.asformat(format))
+
+
+def _resampled_shape(module, shape, rows: int) -> tuple[int, ...]:
+    if isinstance(module, nn.PixelShuffle):
+        r = module.upscale_factor
+        out = (shape[0] // (r * r), shape[1] * r, shape[2] * r)
+    elif isinstance(module, nn.PixelUnshuffle):
+        r = module.downscale_factor
+        out = (shape[0] * r * r, shape[1] // r, shape[2] // r)
+    elif isinstance(module, nn.Upsample):
+        out = (shape[0], *interpolate_output_size(shape[1:], module.size, module.scale_factor,
+                                                  module.recompute_scale_factor))
+    else:
+        out = (shape[0], *adaptive_output_size(shape[1:], module.output_size))
+    assert math.prod(out) == rows, (module, shape, out)
+    return out
 
 
 def _reshape_layer(module, input_shape) -> _Layer:
@@ -671,8 +755,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
 
     Forward hooks on every leaf module (a module without children) see its calls whatever the
     model's ``forward`` does: residual blocks, branches, a module called twice (two records).
-    Functional calls inside ``forward`` (``F.relu``, ``x + y``) are not modules and are not
-    seen. The input is zeros of shape ``(1, *input_shape)`` in the model's dtype and device,
+    Only leaf modules are listed: functional calls inside ``forward`` (``F.relu``, ``x + y``,
+    ``torch.cat``) are not modules and are not seen (:func:`network_operator` sees them, through
+    torch.fx). The input is zeros of shape ``(1, *input_shape)`` in the model's dtype and device,
     run under ``torch.no_grad()``.
 
     Parameters
@@ -727,18 +812,459 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     return records
 
 
-def _chain(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """The leaves of a (nested) ``nn.Sequential``, in order, with qualified names."""
-    if isinstance(model, nn.Sequential):
-        return [leaf for name, child in model.named_children()
-                for leaf in _chain(child, f"{prefix}{name}.")]
-    name = prefix[:-1]
-    if next(model.children(), None) is not None:
-        raise TypeError(f"{type(model).__name__} ({name or 'the model'}) has its own forward: "
-                        "network_operator composes nn.Sequential chains of linear modules only "
-                        "(residual sums and branches are not supported yet)")
-    _refuse(model)
-    return [(name, model)]
+# ---------------------------------------------------------------------------------------------
+# A linear network's graph (torch.fx), as one operator
+# ---------------------------------------------------------------------------------------------
+# The probe's batch: a reshape that keeps it first keeps every sample's values in C order, and
+# one that moves it (``x.view(-1)``) is seen and refused.
+_BATCH = 2
+
+
+@dataclass(frozen=True, eq=False)
+class _Op:
+    """One linear node of the graph, on batched arrays ``(k, *shape)`` (k columns).
+
+    ``forward(inputs, affine)`` adds the node's constants (biases, fill values, added
+    tensors) only when ``affine``; ``backward(g)`` gives the adjoint's cotangent of each input.
+    """
+
+    name: str
+    inputs: tuple[int, ...]
+    shape: tuple[int, ...]
+    forward: Callable[[list[np.ndarray], bool], np.ndarray]
+    backward: Callable[[np.ndarray], list[np.ndarray]]
+    layer: _Layer | None = None
+
+
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer, with every module sparseconv.torch translates kept as a leaf."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, _SUPPORTED) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The adjoint of broadcasting ``(k, *shape)`` to ``g.shape``: sum the broadcast axes."""
+    extra = g.ndim - 1 - len(shape)
+    g = g.sum(axis=tuple(range(1, 1 + extra))) if extra > 0 else g
+    axes = tuple(i + 1 for i, n in enumerate(shape) if n == 1 and g.shape[i + 1] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def _constant(value) -> np.ndarray | float:
+    if isinstance(value, torch.Tensor):
+        return _numpy(value)
+    return float(value)
+
+
+def _layer_op(name, index, layer: _Layer, shape) -> _Op:
+    op = layer.operator()
+    adjoint = op.H  # built once: a convolution's adjoint operator has its own set-up
+    offset = None if layer.offset is None else layer.offset.reshape(layer.output_shape)
+
+    def forward(xs, affine):
+        k = xs[0].shape[0]
+        y = (op @ xs[0].reshape(k, -1).T).T.reshape(k, *layer.output_shape)
+        return y + offset if affine and offset is not None else y
+
+    def backward(g):
+        k = g.shape[0]
+        return [(adjoint @ g.reshape(k, -1).T).T.reshape(k, *layer.input_shape)]
+
+    return _Op(name, (index,), shape, forward, backward, layer)
+
+
+def _reshape_op(name, index, in_shape, shape) -> _Op:
+    return _Op(name, (index,), shape, lambda xs, affine: xs[0].reshape(-1, *shape),
+               lambda g: [g.reshape(-1, *in_shape)],
+               _Layer(name, in_shape, shape, lambda format: sp.eye_array(
+                   math.prod(shape), format=format)))
+
+
+_ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
+        pyop.sub: -1, pyop.isub: -1, torch.sub: -1, "sub": -1, "sub_": -1}
+_MUL = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", pyop.truediv,
+        pyop.itruediv, torch.div, "div", "div_", pyop.neg, torch.neg, "neg"}
+_CAT = {torch.cat, torch.concat, torch.concatenate}
+_RESHAPE = {torch.flatten, "flatten", "view", "reshape", torch.reshape, "squeeze",
+            torch.squeeze, "unsqueeze", torch.unsqueeze, "contiguous", "clone", torch.clone,
+            "view_as", "reshape_as", "float", "double", "to", "type_as", "detach"}
+_DROPOUT_F = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
+_POOL_F = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d: nn.AvgPool3d,
+           F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
+           F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
+           F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d,
+           F.pixel_shuffle: nn.PixelShuffle, F.pixel_unshuffle: nn.PixelUnshuffle}
+_CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}
+# the functional calls read by keyword (torch.fx's normalize_function)
+_NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, F.interpolate, F.pad, F.linear}
+_PAD_F: dict[str, PaddingMode] = {"constant": "zeros", "reflect": "reflect",
+                                   "replicate": "replicate", "circular": "circular"}
+
+
+def _functional_module(target, kwargs: dict) -> nn.Module | None:
+    """The module whose forward is the functional call ``target(**kwargs)`` (input aside)."""
+    if target in _POOL_F:
+        cls = _POOL_F[target]
+        if cls in _POOL:
+            if not kwargs.get("stride"):
+                kwargs["stride"] = None  # PyTorch's default: the kernel size
+            return cls(**kwargs)
+        return cls(*kwargs.values())
+    if target is F.interpolate:
+        if kwargs.pop("antialias", False):
+            raise TypeError("F.interpolate(antialias=True) is not supported")
+        return nn.Upsample(**kwargs)
+    if target is F.linear or target in _CONV_F:
+        weight, bias = kwargs.pop("weight"), kwargs.pop("bias", None)
+        if target is F.linear:
+            module: Any = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        else:
+            groups = kwargs.get("groups", 1)
+            conv: Any = _CONV_F[target]
+            module = conv(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
+                          bias=bias is not None, **kwargs)
+        module = module.to(torch.float64)
+        with torch.no_grad():
+            module.weight.copy_(weight)
+            if bias is not None:
+                module.bias.copy_(bias)
+        return module
+    return None
+
+
+def _describe(node) -> str:
+    """How an error names a graph node: a module by its qualified name, a call by its node."""
+    if node.op == "call_module":
+        return f"module {node.target!r}"
+    target = node.target
+    name = target if isinstance(target, str) else getattr(target, "__name__", repr(target))
+    return f"node {node.name!r} ({node.op} {name})"
+
+
+class _GraphBuilder:
+    """Translates the dependent nodes of a traced graph into :class:`_Op` objects."""
+
+    def __init__(self, gm, values: dict):
+        self.gm, self.values = gm, values
+        self.index: dict = {}
+        self.ops: list[_Op] = []
+
+    def refuse(self, node, why: str) -> NoReturn:
+        raise TypeError(f"network_operator: {_describe(node)} {why}")
+
+    def value(self, a):
+        """A constant argument's value (a dependent node is kept as the node)."""
+        return torch.fx.node.map_arg(a, lambda n: n if n in self.index else self.values[n])
+
+    def shape(self, node) -> tuple[int, ...]:
+        return tuple(self.values[node].shape[1:])
+
+    def add(self, node, make) -> None:
+        try:
+            op = make()
+        except (TypeError, ValueError) as exc:
+            if str(exc).startswith("network_operator:"):
+                raise
+            raise type(exc)(f"network_operator: {_describe(node)}: {exc}") from exc
+        if op.shape != self.shape(node):
+            raise ValueError(f"network_operator: {_describe(node)} gives {op.shape}, the "
+                             f"model {self.shape(node)}")
+        self.index[node] = len(self.ops)
+        self.ops.append(op)
+
+    def translate(self, node) -> None:
+        if node.op == "call_module":
+            module = self.gm.get_submodule(node.target)
+            source = node.args[0]
+            if source not in self.index or len(node.all_input_nodes) > 1 and not isinstance(
+                    module, _CONV_T):
+                self.refuse(node, "must take the network's signal as its only tensor")
+            output_size = self.value(node.kwargs.get("output_size", (node.args[1:] or [None])[0]))
+            self.add(node, lambda: _layer_op(node.target, self.index[source], _layer(
+                module, self.shape(source), output_size), self.shape(node)))
+            return
+        target = node.target
+        args, kwargs = list(node.args), dict(node.kwargs)
+        if node.op == "call_function" and target in _NORMALIZED:
+            def kind(a):
+                return type(self.values[a]) if isinstance(a, torch.fx.Node) else type(a)
+
+            normalized = normalize_function(
+                target, tuple(args), kwargs, tuple(kind(a) for a in args),
+                {k: kind(v) for k, v in kwargs.items()}, normalize_to_only_use_kwargs=True)
+            if normalized is not None:
+                kwargs = dict(normalized.kwargs)
+                args = []
+        self.add(node, lambda: self.functional(node, target, args, kwargs))
+
+    def dependent(self, a) -> bool:
+        return isinstance(a, torch.fx.Node) and a in self.index
+
+    def functional(self, node, target, args, kwargs) -> _Op:
+        shape = self.shape(node)
+        if target in _ADD:
+            return self.add_op(node, args, kwargs, _ADD[target])
+        if target in _MUL:
+            return self.mul_op(node, target, args, kwargs)
+        if target in _CAT:
+            return self.cat_op(node, kwargs.get("tensors", args[0] if args else None),
+                               kwargs.get("dim", args[1] if len(args) > 1 else 0))
+        source = kwargs.get("input", args[0] if args else None)
+        if not self.dependent(source):
+            self.refuse(node, "does not act on the network's signal")
+        i, in_shape = self.index[source], self.shape(source)
+        if target in _RESHAPE or (target in _DROPOUT_F and not kwargs.get("training", True)):
+            return _reshape_op(node.name, i, in_shape, shape)
+        if target in ("permute", torch.permute, "transpose", torch.transpose):
+            return self.permute_op(node, target, i, in_shape, args, kwargs)
+        if target is pyop.getitem:
+            return self.getitem_op(node, i, in_shape, self.value(args[1]))
+        if target in ("sum", torch.sum, "mean", torch.mean):
+            return self.sum_op(node, target, i, in_shape, args, kwargs)
+        if target is F.pad:
+            pad, mode = self.value(kwargs["pad"]), kwargs.get("mode", "constant")
+            if mode not in _PAD_F:
+                self.refuse(node, f"pads in mode {mode!r}, not one of {tuple(_PAD_F)}")
+            layer = _padding("F.pad", in_shape, pad, _PAD_F[mode],
+                             float(self.value(kwargs.get("value")) or 0.0))
+            return _layer_op(node.name, i, layer, shape)
+        constants = {k: self.value(v) for k, v in kwargs.items() if k != "input"}
+        module = _functional_module(target, constants) if not isinstance(target, str) else None
+        if module is None:
+            return self.refuse(node, "is not linear, or not a call network_operator maps")
+        return _layer_op(node.name, i, _layer(module.eval(), in_shape), shape)
+
+    def add_op(self, node, args, kwargs, sign) -> _Op:
+        a = kwargs.get("input", args[0] if args else None)
+        b = kwargs.get("other", args[1] if len(args) > 1 else None)
+        alpha = float(kwargs.get("alpha", args[2] if len(args) > 2 else 1.0))
+        terms = [(a, 1.0), (b, sign * alpha)]
+        live = [(self.index[t], c, self.shape(t)) for t, c in terms if self.dependent(t)]
+        fixed = [(np.asarray(_constant(self.value(t))), c) for t, c in terms
+                 if not self.dependent(t)]
+
+        def forward(xs, affine):
+            y = sum(c * x for x, (_, c, _) in zip(xs, live))
+            if affine:
+                y = y + sum(c * v for v, c in fixed)
+            return np.broadcast_to(y, (y.shape[0], *self.shape(node))).copy()
+
+        def backward(g):
+            return [c * _unbroadcast(g, s) for _, c, s in live]
+
+        return _Op(node.name, tuple(i for i, _, _ in live), self.shape(node), forward, backward)
+
+    def mul_op(self, node, target, args, kwargs) -> _Op:
+        if target in (pyop.neg, torch.neg, "neg"):
+            a, factor = kwargs.get("input", args[0] if args else None), -1.0
+        else:
+            a = kwargs.get("input", args[0] if args else None)
+            b = kwargs.get("other", args[1] if len(args) > 1 else None)
+            if self.dependent(b) and target in (pyop.mul, pyop.imul, torch.mul, "mul",
+                                                "mul_"):
+                a, b = b, a
+            if self.dependent(b) or not self.dependent(a):
+                self.refuse(node, "multiplies or divides two signals: not linear")
+            if kwargs.get("rounding_mode") is not None:
+                self.refuse(node, "rounds: not linear")
+            factor = np.asarray(_constant(self.value(b)))
+            if target in (pyop.truediv, pyop.itruediv, torch.div, "div", "div_"):
+                factor = 1.0 / factor
+        in_shape = self.shape(a)
+
+        def forward(xs, affine):
+            return xs[0] * factor
+
+        return _Op(node.name, (self.index[a],), self.shape(node), forward,
+                   lambda g: [_unbroadcast(g * factor, in_shape)])
+
+    def cat_op(self, node, tensors, dim) -> _Op:
+        pieces = [(self.index[t], self.shape(t)) if self.dependent(t) else
+                  np.asarray(_constant(self.value(t))) for t in tensors]
+        ndim = len(self.shape(node)) + 1
+        axis = int(dim) % ndim
+        if axis == 0:
+            self.refuse(node, "concatenates along the batch axis")
+        sizes = [p[1][axis - 1] if isinstance(p, tuple) else p.shape[axis] for p in pieces]
+        bounds = np.cumsum(sizes)[:-1]
+
+        def forward(xs, affine):
+            it, k = iter(xs), xs[0].shape[0] if xs else 1
+            parts = [next(it) if isinstance(p, tuple) else
+                     np.broadcast_to(p if affine else 0 * p, (k, *p.shape[1:])) for p in pieces]
+            return np.concatenate(parts, axis=axis)
+
+        def backward(g):
+            parts = np.split(g, bounds, axis=axis)
+            return [part for part, p in zip(parts, pieces) if isinstance(p, tuple)]
+
+        return _Op(node.name, tuple(p[0] for p in pieces if isinstance(p, tuple)),
+                   self.shape(node), forward, backward)
+
+    def permute_op(self, node, target, i, in_shape, args, kwargs) -> _Op:
+        ndim = len(in_shape) + 1
+        if target in ("permute", torch.permute):
+            dims = kwargs.get("dims", args[1:] if target == "permute" else args[1])
+            dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) \
+                else tuple(dims)
+            axes = [int(d) % ndim for d in self.value(dims)]
+        else:
+            d0, d1 = (int(self.value(kwargs.get(k, v))) % ndim
+                      for k, v in zip(("dim0", "dim1"), args[1:3]))
+            axes = list(range(ndim))
+            axes[d0], axes[d1] = axes[d1], axes[d0]
+        if axes[0] != 0:
+            self.refuse(node, "moves the batch axis")
+        inverse = list(np.argsort(axes))
+        return _Op(node.name, (i,), self.shape(node),
+                   lambda xs, affine: np.ascontiguousarray(xs[0].transpose(axes)),
+                   lambda g: [np.ascontiguousarray(g.transpose(inverse))])
+
+    def getitem_op(self, node, i, in_shape, index) -> _Op:
+        index = index if isinstance(index, tuple) else (index,)
+        if not index or index[0] != slice(None):
+            self.refuse(node, "indexes the batch axis (x[:, ...] keeps it)")
+        index = tuple(_numpy(v).astype(np.int64) if isinstance(v, torch.Tensor) else v
+                      for v in index)
+
+        def backward(g):
+            z = np.zeros((g.shape[0], *in_shape))
+            np.add.at(z, index, g)
+            return [z]
+
+        return _Op(node.name, (i,), self.shape(node), lambda xs, affine: xs[0][index], backward)
+
+    def sum_op(self, node, target, i, in_shape, args, kwargs) -> _Op:
+        dim = self.value(kwargs.get("dim", args[1] if len(args) > 1 else None))
+        keepdim = bool(self.value(kwargs.get("keepdim", args[2] if len(args) > 2 else False)))
+        ndim = len(in_shape) + 1
+        if dim is None or dim == []:
+            self.refuse(node, "reduces over the batch axis")
+        axes = tuple(sorted({int(d) % ndim for d in (dim if isinstance(dim, (tuple, list))
+                                                     else (dim,))}))
+        if 0 in axes:
+            self.refuse(node, "reduces over the batch axis")
+        scale = 1.0 / math.prod(in_shape[a - 1] for a in axes) if target in ("mean",
+                                                                            torch.mean) else 1.0
+
+        def backward(g):
+            g = g if keepdim else np.expand_dims(g, axes)
+            return [np.broadcast_to(g * scale, (g.shape[0], *in_shape)).copy()]
+
+        return _Op(node.name, (i,), self.shape(node),
+                   lambda xs, affine: xs[0].sum(axis=axes, keepdims=keepdim) * scale, backward)
+
+
+def _trace_graph(model: nn.Module):
+    """``(graph module, root name)``: the model traced by torch.fx (a leaf module wrapped)."""
+    leaf = next(model.children(), None) is None
+    root = nn.Sequential(model) if leaf else model
+    try:
+        graph = _Tracer().trace(root)
+    except Exception as exc:  # fx raises many kinds: TraceError, TypeError, RuntimeError...
+        raise TypeError(f"network_operator: torch.fx cannot trace {type(model).__name__} "
+                        f"({type(exc).__name__}: {exc}); its forward must not branch on tensor "
+                        "values or call code torch.fx cannot see through") from exc
+    return torch.fx.GraphModule(root, graph), leaf
+
+
+def _probe(gm, shape) -> dict:
+    """Every node's value on one forward pass of a batch of ``_BATCH`` zeros."""
+    values: dict = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            result = super().run_node(n)
+            values[n] = result
+            return result
+
+    parameter = next(gm.parameters(), None)
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+    device = parameter.device if parameter is not None else None
+    with torch.no_grad():
+        Recorder(gm).run(torch.zeros((_BATCH, *shape), dtype=dtype, device=device))
+    return values
+
+
+def _build_graph(model: nn.Module, shape: tuple[int, ...]):
+    gm, leaf = _trace_graph(model)
+    nodes = list(gm.graph.nodes)
+    inputs = [n for n in nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise TypeError(f"network_operator: {type(model).__name__}.forward takes "
+                        f"{len(inputs)} inputs; one is supported")
+    for node in nodes:  # refuse training mode before the probe runs (it would update stats)
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            if isinstance(module, (*_BATCHNORM, *_DROPOUT)):
+                _refuse(module)
+    values = _probe(gm, shape)
+    builder = _GraphBuilder(gm, values)
+    builder.index[inputs[0]] = 0
+    builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))
+    output = None
+    for node in nodes[1:]:
+        live = any(a in builder.index for a in node.all_input_nodes)
+        if node.op == "output":
+            output = node.args[0]
+            break
+        if not live or not isinstance(values[node], torch.Tensor):
+            continue  # a constant: a parameter, a shape, a size computed from them
+        if values[node].ndim == 0 or values[node].shape[0] != _BATCH:
+            builder.refuse(node, "mixes the batch axis into the sample (the batch must stay "
+                           "the first axis)")
+        builder.translate(node)
+    if not isinstance(output, torch.fx.Node) or output not in builder.index:
+        raise TypeError(f"network_operator: {type(model).__name__} must return one tensor "
+                        f"computed from its input, got {output!r}")
+    ops = builder.ops[:builder.index[output] + 1]
+    if leaf:
+        ops = [op if op.name != "0" else dataclasses.replace(op, name="") for op in ops]
+    return ops
+
+
+def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
+    values: list = [x]
+    for op in ops[1:]:
+        values.append(op.forward([values[i] for i in op.inputs], affine))
+    return values[-1]
+
+
+def _run_adjoint(ops: list[_Op], g: np.ndarray) -> np.ndarray:
+    grads: list = [None] * len(ops)
+    grads[-1] = g
+    for j in range(len(ops) - 1, 0, -1):
+        if grads[j] is None:
+            continue
+        for i, gi in zip(ops[j].inputs, ops[j].backward(grads[j])):
+            grads[i] = gi if grads[i] is None else grads[i] + gi
+    return np.zeros_like(g, shape=(g.shape[0], *ops[0].shape)) if grads[0] is None else grads[0]
+
+
+class _GraphOperator(spla.LinearOperator):
+    """The linear part of a traced network: forward through the graph, adjoint backwards."""
+
+    def __init__(self, ops: list[_Op]):
+        self.ops = ops
+        self.input_shape, self.output_shape = ops[0].shape, ops[-1].shape
+        super().__init__(np.float64, (math.prod(self.output_shape), math.prod(self.input_shape)))
+
+    def _matmat(self, x):
+        k = x.shape[1]
+        y = _run(self.ops, np.asarray(x, np.float64).T.reshape(k, *self.input_shape), False)
+        return y.reshape(k, -1).T
+
+    def _rmatmat(self, y):
+        k = y.shape[1]
+        x = _run_adjoint(self.ops, np.asarray(y, np.float64).T.reshape(k, *self.output_shape))
+        return x.reshape(k, -1).T
+
+    def _matvec(self, x):
+        return self._matmat(x.reshape(-1, 1)).ravel()
+
+    def _rmatvec(self, y):
+        return self._rmatmat(y.reshape(-1, 1)).ravel()
 
 
 @dataclass(frozen=True, eq=False)
@@ -748,13 +1274,14 @@ class NetworkOperator:
     Attributes
     ----------
     names : tuple of str
-        The layers' qualified names, first applied first.
+        The graph's linear operations, first applied first: a module by its qualified name,
+        a functional call (``add``, ``cat``, ``interpolate``, ...) by its torch.fx node name.
     input_shape, output_shape : tuple of int
     operator : scipy.sparse.linalg.LinearOperator
-        The product of the layers' operators (matrix-free where :func:`operator` is), with
-        its adjoint.
+        The linear part, matrix-free where :func:`operator` is; its adjoint runs the graph
+        backwards (the transposes of the operations, summed where a signal was used twice).
     offset : numpy.ndarray
-        The network applied to zero: the biases carried through the later layers.
+        The network applied to zero: the biases (and added constants) carried to the output.
     """
 
     names: tuple[str, ...]
@@ -762,7 +1289,7 @@ class NetworkOperator:
     output_shape: tuple[int, ...]
     operator: spla.LinearOperator
     offset: np.ndarray
-    _layers: tuple = field(repr=False)
+    _ops: tuple = field(repr=False)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Apply to a flat input ``(n,)`` or to columns ``(n, k)``."""
@@ -770,20 +1297,49 @@ class NetworkOperator:
         return self.operator @ x + (self.offset if x.ndim == 1 else self.offset[:, None])
 
     def affine(self) -> sc.AffineMap:
-        """The explicit :class:`sparseconv.AffineMap`: the product of the layers' matrices."""
-        return sc.compose(*(sc.AffineMap(layer.build("csr"), np.zeros(
-            math.prod(layer.output_shape)) if layer.offset is None else layer.offset)
-            for layer in self._layers))
+        """The explicit :class:`sparseconv.AffineMap`.
+
+        A chain is the product of its layers' matrices (:func:`sparseconv.compose`); a graph
+        with sums or concatenations is the operator applied to the identity, a block of
+        columns (or, when the output is smaller, of rows through the adjoint) at a time.
+        """
+        ops = self._ops
+        if all(op.inputs == (i,) and op.layer is not None for i, op in enumerate(ops[1:])):
+            return sc.compose(*(sc.AffineMap(op.layer.build("csr"), np.zeros(
+                math.prod(op.shape)) if op.layer.offset is None else op.layer.offset)
+                for op in ops[1:]))
+        m, n = self.operator.shape
+        small = min(m, n)
+        block = max(1, min(small, 2**22 // max(m, n)))
+        check_memory(8 * block * max(m, n) * 3, "NetworkOperator.affine")
+        columns = []
+        for start in range(0, small, block):
+            eye = np.zeros((small, min(block, small - start)))
+            eye[start + np.arange(eye.shape[1]), np.arange(eye.shape[1])] = 1.0
+            part = self.operator @ eye if n <= m else self.operator.H @ eye
+            columns.append(sp.csc_array(part) if n <= m else sp.csr_array(part.T))
+        matrix = sp.hstack(columns, format="csr") if n <= m else sp.vstack(columns, format="csr")
+        return sc.AffineMap(matrix, self.offset.copy())
 
 
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
-    """A ``nn.Sequential`` chain of linear modules as one affine operator.
+    """A network whose forward is linear (affine) as one matrix-free operator.
+
+    The model is traced with ``torch.fx`` (:func:`torch.fx.symbolic_trace`'s tracer, with
+    every module :func:`matrix` supports kept whole), and each node of the graph becomes its
+    linear map: modules through :func:`operator`; residual sums and differences
+    (``x + f(x)``, ``torch.add``), products with constants, ``torch.cat`` (not along the
+    batch), ``flatten``/``view``/``reshape``/``squeeze``/``unsqueeze``, ``permute`` and
+    ``transpose``, ``x[:, ...]`` indexing, ``sum``/``mean`` over non-batch axes, and the
+    functional ``F.interpolate``, ``F.avg_pool*d``, ``F.adaptive_avg_pool*d``, ``F.pad``,
+    ``F.pixel_(un)shuffle``, ``F.linear``, ``F.conv*d`` (with constant weights) and
+    ``F.dropout`` (``training=False``). Shapes (``x.size(0)``, ``x.shape``) are read from one
+    probe forward pass on a batch of zeros.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A supported linear module, or a ``nn.Sequential`` (nested ones included) of them, in
-        eval mode.
+        In eval mode; any module whose forward torch.fx can trace.
     input_shape : tuple of int
         ``(C, *spatial)``, without the batch.
 
@@ -791,46 +1347,45 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     -------
     NetworkOperator
         ``net(x.ravel()) == model(x[None])[0].ravel()``; ``net.operator`` is the matrix-free
-        linear part, ``net.offset`` the biases' contribution, ``net.affine()`` the explicit
-        :class:`sparseconv.AffineMap` (via :func:`sparseconv.compose`).
+        linear part (a ``LinearOperator`` with its adjoint), ``net.offset`` the biases'
+        contribution, ``net.affine()`` the explicit :class:`sparseconv.AffineMap`.
 
     Raises
     ------
     TypeError
-        A module that is not linear (``nn.ReLU``, ...) or not a ``nn.Sequential`` container
-        (a residual block), named.
+        A node that is not linear (``relu``, ``max_pool2d``, a product of two signals) or not
+        mapped, named with its torch.fx node; a model torch.fx cannot trace, with the reason.
     ValueError
-        A module in training mode where that matters; shapes that do not chain.
+        A module in training mode where that matters; shapes that do not fit.
 
     Examples
     --------
     >>> import numpy as np, torch
     >>> import sparseconv.torch as sct
     >>> nn = torch.nn
-    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.AvgPool2d(2), nn.Flatten(),
+    >>> class Residual(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.conv = nn.Conv2d(2, 2, 3, padding=1)
+    ...     def forward(self, x):
+    ...         return x + self.conv(x)
+    >>> model = nn.Sequential(Residual(), nn.AvgPool2d(2), nn.Flatten(),
     ...                       nn.Linear(32, 3)).double().eval()
-    >>> net = sct.network_operator(model, (1, 8, 8))
-    >>> x = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    >>> net = sct.network_operator(model, (2, 8, 8))
+    >>> net.names
+    ('0.conv', 'add', '1', '2', '3')
+    >>> x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
     >>> bool(np.allclose(net(x.numpy().ravel()), model(x).detach().numpy().ravel()))
     True
     >>> net.affine().shape
-    (3, 64)
+    (3, 128)
     """
     shape = _input_shape(input_shape, None, type(model).__name__)
-    layers = []
-    for _, module in _chain(model):
-        layer = _layer(module, shape)
-        layers.append(layer)
-        shape = layer.output_shape
-    operators = [layer.operator() for layer in layers]
-    product = operators[0]
-    offset = np.zeros(product.shape[1])
-    for layer, op in zip(layers, operators):
-        offset = op @ offset + (0.0 if layer.offset is None else layer.offset)
-    for op in operators[1:]:
-        product = op @ product
-    names = tuple(name for name, _ in _chain(model))
-    return NetworkOperator(names, layers[0].input_shape, shape, product, offset, tuple(layers))
+    ops = _build_graph(model, shape)
+    operator_ = _GraphOperator(ops)
+    offset = _run(ops, np.zeros((1, *shape)), True).ravel()
+    return NetworkOperator(tuple(op.name for op in ops[1:]), shape, ops[-1].shape, operator_,
+                           offset, tuple(ops))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -131,3 +131,143 @@ def linear_cnn(channels: int = 3, size: int = 8, classes: int = 5) -> nn.Sequent
         nn.Flatten(),
         nn.Linear(2 * (2 * (size // 2 + 1)) ** 2, classes),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Published architectures, at full or reduced width (torchvision is not installable here)
+# ---------------------------------------------------------------------------------------------
+class ResNetBlock(nn.Module):
+    """torchvision's ``BasicBlock`` (expansion 1): conv3x3-BN-ReLU-conv3x3-BN, plus the
+    identity or the ``downsample`` shortcut (1x1 convolution with the block's stride, BN),
+    then ReLU; the shortcut is computed after the residual branch, as torchvision does."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    """torchvision's ``ResNet`` with ``BasicBlock`` (He et al. 2016): a 7x7 stride-2 stem with
+    BN, ReLU and 3x3 stride-2 max pooling, four stages of blocks (the first block of stages
+    2-4 at stride 2), global adaptive average pooling, ``torch.flatten`` and a classifier."""
+
+    def __init__(self, layers=(2, 2, 2, 2), width: int = 64, classes: int = 1000):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        channels = width
+        for i, blocks in enumerate(layers):
+            out = width * 2**i
+            stage = [ResNetBlock(channels, out, 1 if i == 0 else 2)]
+            stage += [ResNetBlock(out, out) for _ in range(blocks - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
+            channels = out
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+def resnet18(width: int = 64, classes: int = 1000) -> ResNet:
+    """ResNet-18: BasicBlock, [2, 2, 2, 2] (``width=64`` is torchvision's)."""
+    return ResNet((2, 2, 2, 2), width, classes)
+
+
+VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]  # configuration A
+
+
+def vgg11(width: int = 64, hidden: int = 4096, classes: int = 1000,
+          batch_norm: bool = False) -> nn.Sequential:
+    """VGG-11 (Simonyan & Zisserman 2015, configuration A) as torchvision builds it: 3x3
+    convolutions with padding 1 and ReLU, 2x2 max pooling, adaptive average pooling to 7x7,
+    and the dropout classifier; channels scaled by ``width / 64``."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for v in VGG11:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+            continue
+        out = int(v) * width // 64
+        layers.append(nn.Conv2d(channels, out, 3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(nn.ReLU(inplace=True))
+        channels = out
+    return nn.Sequential(
+        nn.Sequential(*layers),
+        nn.AdaptiveAvgPool2d((7, 7)),
+        nn.Flatten(),
+        nn.Sequential(nn.Linear(channels * 49, hidden), nn.ReLU(True), nn.Dropout(),
+                      nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(),
+                      nn.Linear(hidden, classes)))
+
+
+def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al. 2015) at two levels, with padded convolutions: double
+    convolutions with BN and ReLU, 2x2 max pooling down, 2x2 stride-2 transposed convolutions
+    up, each concatenated with its skip connection along channels, a 1x1 output."""
+
+    def __init__(self, in_channels: int = 1, classes: int = 2, width: int = 4):
+        super().__init__()
+        self.enc1 = _double_conv(in_channels, width)
+        self.enc2 = _double_conv(width, 2 * width)
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = _double_conv(2 * width, 4 * width)
+        self.up2 = nn.ConvTranspose2d(4 * width, 2 * width, 2, stride=2)
+        self.dec2 = _double_conv(4 * width, 2 * width)
+        self.up1 = nn.ConvTranspose2d(2 * width, width, 2, stride=2)
+        self.dec1 = _double_conv(2 * width, width)
+        self.out = nn.Conv2d(width, classes, 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        b = self.bottleneck(self.pool(e2))
+        d2 = self.dec2(torch.cat([e2, self.up2(b)], dim=1))
+        d1 = self.dec1(torch.cat([e1, self.up1(d2)], dim=1))
+        return self.out(d1)
+
+
+def linearized(model: nn.Module) -> nn.Module:
+    """The model with every ReLU replaced by ``nn.Identity`` and every max pooling by the
+    average pooling of the same window: a network whose forward is affine."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(model, name, nn.Identity())
+        elif isinstance(child, nn.MaxPool2d):
+            setattr(model, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
+        else:
+            linearized(child)
+    return model

@@ -136,6 +136,11 @@ SPECS = {
                         dict(weight=W, bias=np.zeros(2), input_shape=SHAPE),
                         dict(weight=WEIGHTS, bias=["x", np.ones(3), np.ones((2, 1))],
                              input_shape=SIZES, stride=POSITIVE)),
+    "adaptive_avg_pool_matrix": Spec(
+        sc.adaptive_avg_pool_matrix, dict(input_shape=SHAPE, output_size=3),
+        dict(input_shape=ANY_RANK, output_size=[0, -1, 1.5, "2", True, HUGE, (1,), (1, 1, 1),
+                                                 (1, 0), [None, 0], (2, "a")],
+             format=FORMATS, dtype=DTYPES)),
     "avg_pool_matrix": Spec(sc.avg_pool_matrix, dict(input_shape=SHAPE, kernel_size=2),
                             dict(input_shape=ANY_RANK, kernel_size=POSITIVE,
                                  stride=[s for s in POSITIVE if s is not None],
@@ -230,6 +235,22 @@ SPECS = {
                                                   else file),
                        dict(file=SAVED),
                        dict(file=[None, 5, PLAIN_NPZ, b"not an npz", SAVED[:100]])),
+    "interpolate_matrix": Spec(
+        sc.interpolate_matrix, dict(input_shape=SHAPE, scale_factor=2, mode="bilinear"),
+        dict(input_shape=ANY_RANK + [(2, 8, 8, 8)],
+             scale_factor=[0, -1.0, NAN, float("inf"), "2", True, (2.0,), (2.0, 0.0), 0.01],
+             size=[0, -1, 1.5, "2", HUGE, (4,), (4, 0)],
+             mode=["bicubic", 1, None, "linear", "trilinear", "Nearest"],
+             align_corners=[1, "yes"], recompute_scale_factor=[1, "no"],
+             format=FORMATS, dtype=DTYPES)),
+    "pixel_shuffle_matrix": Spec(
+        sc.pixel_shuffle_matrix, dict(input_shape=(4, 3, 3), upscale_factor=2),
+        dict(input_shape=SIZES + [(3, 3, 3)],
+             upscale_factor=GROUPS + [3], format=FORMATS, dtype=DTYPES)),
+    "pixel_unshuffle_matrix": Spec(
+        sc.pixel_unshuffle_matrix, dict(input_shape=(1, 4, 4), downscale_factor=2),
+        dict(input_shape=SIZES + [(1, 3, 4)],
+             downscale_factor=GROUPS + [3], format=FORMATS, dtype=DTYPES)),
     "receptive_field": Spec(sc.receptive_field,
                             dict(layers=[A], input_shape=(1, 9, 9), output_index=0),
                             dict(layers=[None, "abc", [], [np.ones((81, 81))], A, 5],
@@ -369,6 +390,10 @@ NUMPY_INTEGERS = [
     ("toeplitz_matrix", dict(n=np.int64(6))),
     ("transpose_kernel", dict(groups=np.int64(2))),
     ("avg_pool_matrix", dict(divisor_override=np.int64(3), stride=np.int64(1))),
+    ("adaptive_avg_pool_matrix", dict(output_size=(np.int64(3), None))),
+    ("interpolate_matrix", dict(scale_factor=np.float32(1.5), input_shape=np.array([2, 8, 8]))),
+    ("interpolate_matrix", dict(scale_factor=None, size=(np.int64(5), 7))),
+    ("pixel_shuffle_matrix", dict(upscale_factor=np.int64(2))),
     ("set_memory_limit", dict(nbytes=np.int64(2**32))),
 ]
 

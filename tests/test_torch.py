@@ -19,6 +19,7 @@ from ._oracles import assert_close, torch
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
 
+import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import sparseconv.torch as sct  # noqa: E402
@@ -27,7 +28,8 @@ from . import _networks  # noqa: E402
 
 F64 = torch.float64
 # random modules per module type; 12 for the others
-SWEEP = {"conv": 40, "conv_transpose": 30, "avg_pool": 20, "pad": 24}
+SWEEP = {"conv": 40, "conv_transpose": 30, "avg_pool": 20, "pad": 30, "upsample": 30,
+         "adaptive_avg_pool": 20}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,13 +117,82 @@ def _pad(rng):
     kind = str(rng.choice(["Zero", "Constant", "Reflection", "Replication", "Circular"]))
     limit = {"Reflection": min(size), "Circular": min(size) + 1}.get(kind, 3)
     sides = tuple(int(v) for v in rng.integers(0, limit, 2 * ndim))
+    if kind != "Circular" and rng.integers(3) == 0:  # a negative side crops
+        i = int(rng.integers(2 * ndim))
+        sides = sides[:i] + (-int(rng.integers(1, 3)),) + sides[i + 1:]
     cls = getattr(nn, f"{kind}Pad{ndim}d")
     module = cls(sides, float(rng.standard_normal())) if kind == "Constant" else cls(sides)
     return module, (2, *size), {}
 
 
+def _adaptive_avg_pool(rng):
+    ndim = int(rng.integers(1, 4))
+    size = tuple(int(v) for v in rng.integers(1, 8 if ndim < 3 else 5, ndim))
+    out = [int(v) for v in rng.integers(1, 8 if ndim < 3 else 5, ndim)]
+    if ndim > 1 and rng.integers(3) == 0:
+        out[int(rng.integers(ndim))] = None  # type: ignore[call-overload]
+    cls = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[ndim - 1]
+    return cls(out[0] if ndim == 1 else tuple(out)), (2, *size), {}
+
+
+def _upsample(rng):
+    ndim = int(rng.integers(1, 4))
+    size = tuple(int(v) for v in rng.integers(1, 6 if ndim < 3 else 4, ndim))
+    mode = str(rng.choice(["nearest", "nearest-exact", "area",
+                           *(["linear", "bilinear", "trilinear"][ndim - 1],) * 2]))
+    kwargs: dict = {"mode": mode}
+    if mode in ("linear", "bilinear", "trilinear"):
+        kwargs["align_corners"] = bool(rng.integers(2))
+    if rng.integers(2):
+        kwargs["size"] = tuple(int(v) for v in rng.integers(1, 9 if ndim < 3 else 5, ndim))
+    else:
+        factors = tuple(float(f) for f in rng.choice([0.5, 1.0, 1.5, 2.0, 2.5, 3.0], ndim))
+        kwargs["scale_factor"] = factors if rng.integers(2) else factors[0]
+        kwargs["recompute_scale_factor"] = [None, True, False][int(rng.integers(3))]
+    if ndim == 2 and rng.integers(3) == 0:  # the two fixed-mode subclasses
+        cls = nn.UpsamplingNearest2d if rng.integers(2) else nn.UpsamplingBilinear2d
+        return cls(kwargs.get("size"), kwargs.get("scale_factor")), (2, *size), {}
+    return nn.Upsample(**kwargs), (2, *size), {}
+
+
+def _pixel_shuffle(rng):
+    r = int(rng.integers(1, 4))
+    h, w = (int(v) for v in rng.integers(1, 4, 2))
+    if rng.integers(2):
+        return nn.PixelShuffle(r), (r * r * int(rng.integers(1, 3)), h, w), {}
+    return nn.PixelUnshuffle(r), (int(rng.integers(1, 3)), h * r, w * r), {}
+
+
+def test_circular_pad_with_negative_sides():
+    """PyTorch crops first, then wraps what is left; where the crop leaves too little for
+    the wrap (PyTorch reads past it), the layer is refused with a ValueError."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(300):
+        ndim = int(rng.integers(1, 4))
+        size = tuple(int(v) for v in rng.integers(2, 6, ndim))
+        module = getattr(nn, f"CircularPad{ndim}d")(tuple(int(v) for v in
+                                                          rng.integers(-2, 4, 2 * ndim)))
+        try:
+            if module(torch.zeros((1, 2, *size), dtype=F64)).numel() == 0:
+                continue
+        except RuntimeError:
+            continue
+        try:
+            sct.matrix(module, (2, *size))
+        except ValueError:
+            continue
+        check_module(module, (2, *size), {}, checked)
+        checked += 1
+        if checked == 30:
+            break
+    assert checked == 30
+
+
 MODULES = {"conv": _conv, "conv_transpose": _conv_transpose, "avg_pool": _avg_pool,
-           "batchnorm": _batchnorm, "linear": _linear, "reshape": _reshape, "pad": _pad}
+           "batchnorm": _batchnorm, "linear": _linear, "reshape": _reshape, "pad": _pad,
+           "adaptive_avg_pool": _adaptive_avg_pool, "upsample": _upsample,
+           "pixel_shuffle": _pixel_shuffle}
 
 
 def check_module(module, input_shape, call, seed):
@@ -153,7 +224,8 @@ def test_module_equals_pytorch(kind):
     for seed in range(4 * sweep):
         module, shape, call = MODULES[kind](rng)
         try:  # PyTorch refuses some random configurations (an empty output, a large pad)
-            module.double()(torch.zeros((1, *shape), dtype=F64), **call)
+            if module.double()(torch.zeros((1, *shape), dtype=F64), **call).numel() == 0:
+                continue
         except RuntimeError:
             continue
         check_module(module, shape, call, seed)
@@ -170,7 +242,8 @@ def test_spectra_contain_the_dense_values(kind):
     while checked < 4:
         module, shape, call = MODULES[kind](rng)
         try:
-            module.double()(torch.zeros((1, *shape), dtype=F64), **call)
+            if module.double()(torch.zeros((1, *shape), dtype=F64), **call).numel() == 0:
+                continue
         except RuntimeError:
             continue
         dense = np.linalg.svd(sct.matrix(module, shape, **call).toarray(), compute_uv=False)
@@ -230,7 +303,7 @@ def test_trace_residual_network():
     assert by_name["layer2.0.conv1"].output_shape == (8, 4, 4)
     assert by_name["fc"].input_shape == (8,) and by_name["fc"].output_shape == (3,)
     assert not by_name["relu"].linear and by_name["bn1"].linear
-    assert not by_name["avgpool"].linear  # AdaptiveAvgPool2d: not supported yet
+    assert by_name["avgpool"].linear  # AdaptiveAvgPool2d
     for r in records:  # every linear record's matrix has the traced shapes
         if r.linear:
             a = sct.matrix(r.module, r.input_shape)
@@ -263,13 +336,140 @@ def test_network_operator_equals_linear_cnn():
     dottest(net.operator, rng=0)
 
 
+def check_network(model, input_shape, config, seed=0):
+    """The operator and its offset against the model's forward, the adjoint against
+    torch.autograd's vector-Jacobian product, and the dot test."""
+    net = sct.network_operator(model, input_shape)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((1, *input_shape), dtype=F64, generator=generator, requires_grad=True)
+    y = model(x)
+    assert net.output_shape == tuple(y.shape[1:]), config
+    assert_close(net(x.detach().numpy().ravel()), y.detach().numpy().ravel(), config,
+                 rtol=1e-10)
+    v = torch.randn(y.shape, dtype=F64, generator=generator)
+    (vjp,) = torch.autograd.grad(y, x, v)
+    assert_close(net.operator.rmatvec(v.numpy().ravel()), vjp.numpy().ravel(), config,
+                 rtol=1e-10)
+    dottest(net.operator, rng=seed)
+    return net
+
+
+def test_network_operator_resnet18():
+    """ResNet-18 without its nonlinearities (ReLU -> Identity, max -> average pooling):
+    residual sums (``out += identity``), 1x1 stride-2 shortcuts with BatchNorm, adaptive
+    average pooling, ``torch.flatten`` and the classifier."""
+    model = _networks.randomize(_networks.linearized(_networks.resnet18(width=16,
+                                                                        classes=10)))
+    net = check_network(model, (3, 32, 32), "resnet18")
+    assert "layer2.0.downsample.0" in net.names and "add_7" in net.names  # 8 residual sums
+    assert net.names[-3:] == ("avgpool", "flatten", "fc")
+
+
+def test_network_operator_unet():
+    """Transposed convolutions and skip concatenations along channels."""
+    model = _networks.randomize(_networks.linearized(_networks.UNet(width=3)))
+    net = check_network(model, (1, 8, 8), "unet")
+    assert {"up1", "up2", "cat", "cat_1"} <= set(net.names)
+    assert_close(net.affine()(np.ones(64)), model(torch.ones((1, 1, 8, 8), dtype=F64))
+                 .detach().numpy().ravel(), "unet affine", rtol=1e-10)
+
+
+def test_network_operator_vgg11():
+    """VGG-11 (configuration A): adaptive average pooling from 1x1 up to 7x7 (every output
+    reads the same input), flatten, the classifier with dropout in eval mode."""
+    model = _networks.randomize(_networks.linearized(_networks.vgg11(width=8, hidden=16,
+                                                                     classes=5)))
+    net = check_network(model, (3, 32, 32), "vgg11")
+    assert net.names[-9:] == ("1", "2", *(f"3.{i}" for i in range(7)))
+
+
+class Functional(nn.Module):
+    """A forward made of functional calls: every mapping network_operator knows."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.register_buffer("shift", torch.randn(1, 3, 1, 1, generator=torch.Generator()
+                                                  .manual_seed(5)))
+        self.weight = nn.Parameter(torch.randn(4, 3, 1, 1))
+
+    def forward(self, x):
+        y = self.conv(x) + self.shift            # a constant added: part of the offset
+        y = torch.cat([y, 0.5 * x], dim=1) - torch.add(y, y, alpha=2).mean(1, keepdim=True)
+        y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        y = F.avg_pool2d(y, 3, stride=2, padding=1, count_include_pad=False)
+        y = F.pad(y, (1, 0, 2, 1), mode="reflect") / 4
+        y = (F.conv2d(y[:, 2:], self.weight, None, 1, 0)                   # (4, 9, 9)
+             + F.adaptive_avg_pool2d(y[:, 1:], 2).sum((2, 3), keepdim=True))
+        y = -y.permute(0, 2, 3, 1).transpose(1, 2)[:, :, 1:]               # (9, 8, 4)
+        y = F.pixel_unshuffle(y.contiguous().view(y.size(0), 8, 6, 6), 2)  # (32, 3, 3)
+        z = F.interpolate(y, size=(3, 5), mode="nearest") * torch.arange(1.0, 6.0, dtype=F64)
+        return F.linear(torch.flatten(z, 1), torch.ones(2, 32 * 15, dtype=F64) / 7,
+                        torch.arange(2.0, dtype=x.dtype))
+
+
+def test_network_operator_functional_calls():
+    model = Functional().double().eval()
+    net = check_network(model, (2, 6, 8), "functional")
+    assert {"cat", "interpolate", "avg_pool2d", "pad", "conv2d", "permute", "getitem",
+            "pixel_unshuffle", "linear", "mean", "sum_1"} <= set(net.names)
+    assert not np.allclose(net.offset, 0)
+
+
+def test_network_operator_of_one_module_and_of_a_chain():
+    conv = nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular").double()
+    net = check_network(conv, (2, 5), "conv")
+    assert net.names == ("",)
+    chain = _networks.randomize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2),
+                                              nn.Upsample(scale_factor=2),
+                                              nn.PixelUnshuffle(2), nn.Flatten()))
+    net = check_network(chain, (1, 5, 5), "chain")
+    assert net.names == ("0", "1", "2", "3", "4")
+
+
+class Untraceable(nn.Module):
+    def forward(self, x):
+        return x if x.sum() > 0 else -x
+
+
+class Square(nn.Module):
+    def forward(self, x):
+        return x * x
+
+
+class BatchMixer(nn.Module):
+    def forward(self, x):
+        return x.view(-1)
+
+
 def test_network_operator_refuses():
-    with pytest.raises(TypeError, match="ReLU"):
+    with pytest.raises(TypeError, match=r"module '1': ReLU is not a linear module"):
         sct.network_operator(nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU()).eval(), (1, 5, 5))
-    with pytest.raises(TypeError, match="BasicBlock"):
+    with pytest.raises(TypeError, match="relu"):
         sct.network_operator(_networks.BasicBlock(2, 2).eval(), (2, 5, 5))
+    with pytest.raises(TypeError, match="MaxPool2d"):
+        sct.network_operator(nn.Sequential(nn.MaxPool2d(2)).eval(), (1, 4, 4))
+    with pytest.raises(TypeError, match=r"node 'max_pool2d' \(call_function max_pool2d\)"):
+        sct.network_operator(_Lambda(lambda x: F.max_pool2d(x, 2)), (1, 4, 4))
+    with pytest.raises(TypeError, match="relu"):
+        sct.network_operator(_Lambda(F.relu), (1, 4))
+    with pytest.raises(TypeError, match="two signals"):
+        sct.network_operator(Square(), (1, 4))
+    with pytest.raises(TypeError, match="torch.fx cannot trace Untraceable"):
+        sct.network_operator(Untraceable(), (1, 4))
+    with pytest.raises(TypeError, match="batch"):
+        sct.network_operator(BatchMixer(), (1, 4))
     with pytest.raises(ValueError, match=r"\.eval\(\)"):
         sct.network_operator(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), (1, 5, 5))
+
+
+class _Lambda(nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
 
 
 def test_module_refusals_name_the_problem():

@@ -1,0 +1,420 @@
+"""Resampling as sparse matrices: adaptive average pooling, interpolation, pixel shuffle.
+
+Adaptive pooling and interpolation act on every channel alike and on every spatial axis
+separately: output ``o`` along an axis reads a few input positions with weights that depend
+on that axis only. So the layer's matrix is the Kronecker product
+``I_C (x) A_1 (x) ... (x) A_d`` of one small matrix a spatial axis, built here from PyTorch's
+own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
+
+* adaptive average pooling: output ``o`` of ``m`` averages inputs ``floor(o n / m)`` to
+  ``ceil((o + 1) n / m) - 1`` of ``n`` (windows may overlap and differ in size); ``"area"``
+  interpolation is the same map;
+* ``"nearest"``: input ``min(floor(o * scale), n - 1)``, the product rounded to float32
+  before the floor as PyTorch's CPU kernel rounds it (its 2-D kernel alone copies an axis of
+  unchanged size and halves the index of a doubled one, whatever ``scale_factor`` says; in
+  2-D, where ``o * scale`` is within float32 rounding of an integer, PyTorch's index was seen
+  to differ by one from one input size to another, which this does not reproduce);
+  ``"nearest-exact"``:
+  ``min(floor((o + 0.5) * scale), n - 1)``;
+* ``"linear"``, ``"bilinear"``, ``"trilinear"``: the two neighbours of the source coordinate
+  ``scale * o`` (``align_corners=True``, ``scale = (n - 1) / (m - 1)``) or
+  ``max(scale * (o + 0.5) - 0.5, 0)`` (``align_corners=False``), with weights ``1 - t`` and
+  ``t``. ``scale`` is ``1 / scale_factor`` when a ``scale_factor`` is given (and
+  ``recompute_scale_factor`` is not set), ``n / m`` otherwise, exactly as PyTorch uses it;
+  an axis whose size does not change is copied (PyTorch's shortcut, whatever the scale).
+
+Pixel shuffle and unshuffle are permutations (one 1 a row), from the reshape and transpose
+that define them. Every matrix is sized against the memory limit before it is allocated.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._memory import check_sparse_memory
+from ._typing import DTypeLike, IntOrTuple, ShapeLike, SparseArray, SparseFormat
+from ._validation import (
+    as_bool,
+    check_format,
+    int_tuple,
+    layer_dtype,
+    positive_floats,
+    positive_int,
+    spatial_size,
+)
+
+__all__ = ["adaptive_avg_pool_matrix", "interpolate_matrix", "pixel_shuffle_matrix",
+           "pixel_unshuffle_matrix"]
+
+#: interpolation modes, and the number of spatial axes the linear ones need (PyTorch's rule)
+MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
+_LINEAR_RANK = {"linear": 1, "bilinear": 2, "trilinear": 3}
+
+
+def _shape(input_shape, name: str = "input_shape") -> tuple[int, ...]:
+    shape = spatial_size(input_shape, name)
+    if len(shape) < 2:
+        raise ValueError(f"{name} must be (C, *spatial) with at least one spatial axis, got "
+                         f"{input_shape!r}")
+    return shape
+
+
+def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str) -> SparseArray:
+    """``I_channels (x) axes[0] (x) ...``, sized against the memory limit first."""
+    rows = channels * math.prod(a.shape[0] for a in axes)
+    check_sparse_memory(channels * math.prod(a.nnz for a in axes), rows, dtype, what)
+    matrix = functools.reduce(lambda a, b: sp.kron(a, b, format="csr"), axes,
+                              sp.eye_array(channels, format="csr"))
+    return sp.csr_array(matrix, dtype=dtype).asformat(format)
+
+
+def _axis_matrix(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, m: int, n: int):
+    return sp.csr_array((weights, (rows, cols)), shape=(m, n))
+
+
+def _adaptive_axis(n: int, m: int) -> sp.csr_array:
+    """Adaptive average pooling from ``n`` to ``m`` positions (ATen's start/end index)."""
+    o = np.arange(m)
+    start, end = (o * n) // m, -((-(o + 1) * n) // m)
+    lengths = end - start
+    rows = np.repeat(o, lengths)
+    cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols += np.repeat(start, lengths)
+    return _axis_matrix(rows, cols, np.repeat(1.0 / lengths, lengths), m, n)
+
+
+def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
+                  shortcuts: bool) -> sp.csr_array:
+    """PyTorch's nearest and nearest-exact source index: ``floorf(o * scale)``.
+
+    ``shortcuts``: PyTorch's 2-D nearest kernel (``nearest_idx``) copies an axis whose size
+    does not change and halves the index where it doubles, whatever ``scale_factor`` says;
+    its 1-D and 3-D kernels do not (``scale_factor=1.1`` on 6 inputs reads input 0 twice).
+    """
+    o = np.arange(m) + (0.5 if exact else 0.0)
+    ratio = 1.0 / scale if scale is not None else n / m
+    if shortcuts and m == n:
+        source = np.arange(m)
+    elif shortcuts and m == 2 * n:
+        source = np.arange(m) >> 1
+    else:  # a double product, rounded to float32 (floorf's argument), then floored
+        source = np.floor((o * ratio).astype(np.float32))
+    source = np.minimum(source.astype(np.int64), n - 1)
+    return _axis_matrix(o, source, np.ones(m), m, n)
+
+
+def _linear_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.csr_array:
+    """PyTorch's linear interpolation weights (``area_pixel_compute_source_index``)."""
+    o = np.arange(m, dtype=np.float64)
+    if m == n:  # PyTorch copies an axis whose size does not change, whatever scale_factor says
+        return _axis_matrix(np.arange(m), np.arange(m), np.ones(m), m, n)
+    if align_corners:
+        source = o * ((n - 1) / (m - 1) if m > 1 else 0.0)
+    else:
+        ratio = 1.0 / scale if scale is not None else n / m
+        source = np.maximum(ratio * (o + 0.5) - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(np.int64), n - 1)
+    t = np.clip(source - low, 0.0, 1.0)
+    high = np.minimum(low + 1, n - 1)
+    rows = np.repeat(np.arange(m), 2)
+    return _axis_matrix(rows, np.stack([low, high], 1).ravel(),
+                        np.stack([1.0 - t, t], 1).ravel(), m, n)
+
+
+def adaptive_avg_pool_matrix(input_shape: ShapeLike,
+                             output_size: int | None | Sequence[int | None], *,
+                             format: SparseFormat = "csr",
+                             dtype: DTypeLike = np.float64) -> SparseArray:
+    """The sparse matrix of adaptive average pooling (PyTorch's ``adaptive_avg_pool{1,2,3}d``).
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(C, *spatial)``, any number of spatial axes.
+    output_size : int, None, or tuple of int or None
+        The output's spatial size; ``None`` keeps that axis's input size (as PyTorch).
+    format : {"csr", "csc", "coo", "bsr"}
+    dtype : numpy dtype, default float64
+
+    Returns
+    -------
+    scipy.sparse array, shape (C * prod(output_size), C * prod(spatial))
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad shape, output size, format or dtype (``float16``).
+    MatrixTooLargeError
+        The matrix exceeds the memory limit.
+
+    See Also
+    --------
+    avg_pool_matrix : pooling with a fixed window and stride.
+
+    Notes
+    -----
+    Along an axis of ``n`` inputs and ``m`` outputs, output ``o`` is the mean of inputs
+    ``floor(o n / m) <= i < ceil((o + 1) n / m)``: windows overlap or differ in size when
+    ``m`` does not divide ``n``, and repeat inputs when ``m > n``. The matrix is the Kronecker
+    product of these per-axis averages (the window is the product of the per-axis ranges).
+
+    Examples
+    --------
+    >>> from sparseconv import adaptive_avg_pool_matrix
+    >>> adaptive_avg_pool_matrix((1, 5), 3).toarray().round(3)
+    array([[0.5  , 0.5  , 0.   , 0.   , 0.   ],
+           [0.   , 0.333, 0.333, 0.333, 0.   ],
+           [0.   , 0.   , 0.   , 0.5  , 0.5  ]])
+    >>> adaptive_avg_pool_matrix((2, 4, 4), 1).shape     # global average pooling
+    (2, 32)
+    """
+    check_format(format)
+    dtype = layer_dtype(np.empty(0), dtype)
+    shape = _shape(input_shape)
+    out = adaptive_output_size(shape[1:], output_size)
+    axes = [_adaptive_axis(n, m) for n, m in zip(shape[1:], out)]
+    return _kron(shape[0], axes, format, dtype, "adaptive_avg_pool_matrix")
+
+
+def adaptive_output_size(spatial: tuple[int, ...], output_size) -> tuple[int, ...]:
+    """The output size of adaptive pooling (``None`` keeps an axis's input size)."""
+    ndim = len(spatial)
+    if output_size is None or isinstance(output_size, (tuple, list)):
+        sizes = (None,) * ndim if output_size is None else tuple(output_size)
+        if len(sizes) != ndim:
+            raise ValueError(f"output_size must be a positive integer or a tuple of {ndim} "
+                             f"of them (or None), got {output_size!r}")
+        return tuple(n if s is None else int_tuple(s, 1, "output_size", 1)[0]
+                     for n, s in zip(spatial, sizes))
+    return int_tuple(output_size, ndim, "output_size", 1)
+
+
+def interpolate_output_size(spatial: tuple[int, ...], size, scale_factor,
+                            recompute_scale_factor=None) -> tuple[int, ...]:
+    """The output size of :func:`interpolate_matrix` (PyTorch's rule)."""
+    return _output_size(spatial, size, scale_factor, recompute_scale_factor)[0]
+
+
+def _output_size(spatial, size, scale_factor, recompute_scale_factor):
+    """PyTorch's output size and the scales its kernels use (``None``: from the sizes)."""
+    ndim = len(spatial)
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"exactly one of size and scale_factor must be given, got size={size!r} "
+                         f"and scale_factor={scale_factor!r}")
+    if size is not None:
+        if recompute_scale_factor:
+            raise ValueError("recompute_scale_factor=True is not meaningful with an explicit "
+                             f"size, got size={size!r}")
+        return int_tuple(size, ndim, "size", 1), (None,) * ndim
+    scales = positive_floats(scale_factor, ndim, "scale_factor")
+    out = tuple(math.floor(n * s) for n, s in zip(spatial, scales))
+    if min(out) < 1:
+        raise ValueError(f"scale_factor={scale_factor!r} gives an empty output {out} for the "
+                         f"input size {tuple(spatial)}")
+    return out, ((None,) * ndim if recompute_scale_factor else scales)
+
+
+def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
+                       scale_factor: float | tuple[float, ...] | None = None,
+                       mode: str = "nearest", align_corners: bool | None = None,
+                       recompute_scale_factor: bool | None = None, *,
+                       format: SparseFormat = "csr",
+                       dtype: DTypeLike = np.float64) -> SparseArray:
+    """The sparse matrix of PyTorch's ``F.interpolate`` (and ``nn.Upsample``).
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(C, *spatial)``.
+    size : int or tuple of int, optional
+        The output's spatial size. Exactly one of ``size`` and ``scale_factor`` is given.
+    scale_factor : float or tuple of float, optional
+        The output size is ``floor(n * scale_factor)``; the kernels then map output ``o`` back
+        with ``1 / scale_factor``, unless ``recompute_scale_factor=True`` (then with
+        ``n / out``, as for ``size``).
+    mode : {"nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area"}
+        ``"linear"``, ``"bilinear"`` and ``"trilinear"`` need 1, 2 and 3 spatial axes.
+    align_corners : bool, optional
+        For the linear modes only (default False): map the corner pixels' centres onto each
+        other instead of their outer edges.
+    recompute_scale_factor : bool, optional
+    format : {"csr", "csc", "coo", "bsr"}
+    dtype : numpy dtype, default float64
+
+    Returns
+    -------
+    scipy.sparse array, shape (C * prod(out), C * prod(spatial))
+
+    Raises
+    ------
+    ValueError, TypeError
+        Both or neither of ``size`` and ``scale_factor``, an empty output, a mode unknown or
+        of another rank, ``align_corners`` with a mode that does not interpolate (as PyTorch).
+    MatrixTooLargeError
+        The matrix exceeds the memory limit.
+
+    Notes
+    -----
+    Each axis has its own small matrix (see the module's description of PyTorch's source
+    index), and the layer's is their Kronecker product with the channels' identity. The
+    weights are those of PyTorch's float64 kernels; the nearest modes' indices are computed in
+    float32, as PyTorch computes them for every dtype.
+
+    Examples
+    --------
+    >>> from sparseconv import interpolate_matrix
+    >>> interpolate_matrix((1, 2), scale_factor=2).toarray()
+    array([[1., 0.],
+           [1., 0.],
+           [0., 1.],
+           [0., 1.]])
+    >>> interpolate_matrix((1, 2), size=4, mode="linear").toarray()
+    array([[1.  , 0.  ],
+           [0.75, 0.25],
+           [0.25, 0.75],
+           [0.  , 1.  ]])
+    >>> interpolate_matrix((1, 2), size=3, mode="linear", align_corners=True).toarray()
+    array([[1. , 0. ],
+           [0.5, 0.5],
+           [0. , 1. ]])
+    """
+    check_format(format)
+    dtype = layer_dtype(np.empty(0), dtype)
+    shape = _shape(input_shape)
+    ndim = len(shape) - 1
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode in _LINEAR_RANK and _LINEAR_RANK[mode] != ndim:
+        raise ValueError(f"mode={mode!r} needs {_LINEAR_RANK[mode]} spatial axes, got "
+                         f"input_shape={shape}")
+    if align_corners is not None:
+        align_corners = as_bool(align_corners, "align_corners")
+        if mode not in _LINEAR_RANK:
+            raise ValueError(f"align_corners can only be set with the interpolating modes "
+                             f"(linear, bilinear, trilinear), got mode={mode!r}")
+    if recompute_scale_factor is not None:
+        recompute_scale_factor = as_bool(recompute_scale_factor, "recompute_scale_factor")
+    out, scales = _output_size(shape[1:], size, scale_factor, recompute_scale_factor)
+    if mode == "area":
+        axes = [_adaptive_axis(n, m) for n, m in zip(shape[1:], out)]
+    elif mode in _LINEAR_RANK:
+        axes = [_linear_axis(n, m, s, bool(align_corners))
+                for n, m, s in zip(shape[1:], out, scales)]
+    else:
+        axes = [_nearest_axis(n, m, s, mode == "nearest-exact", ndim == 2 and mode == "nearest")
+                for n, m, s in zip(shape[1:], out, scales)]
+    return _kron(shape[0], axes, format, dtype, "interpolate_matrix")
+
+
+def _permutation(source: np.ndarray, format: str, dtype, what: str) -> SparseArray:
+    """The matrix with a 1 in column ``source[r]`` of each row ``r``."""
+    n = source.size
+    check_sparse_memory(n, n, dtype, what)
+    index = sp.get_index_dtype(maxval=n)
+    matrix = sp.csr_array((np.ones(n, dtype=dtype), source.ravel().astype(index),
+                           np.arange(n + 1, dtype=index)), shape=(n, n))
+    return matrix.asformat(format)
+
+
+def _shuffle_shape(input_shape) -> tuple[int, int, int]:
+    shape = _shape(input_shape)
+    if len(shape) != 3:
+        raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
+    c, h, w = shape
+    return c, h, w
+
+
+def pixel_shuffle_matrix(input_shape: ShapeLike, upscale_factor: int, *,
+                         format: SparseFormat = "csr",
+                         dtype: DTypeLike = np.float64) -> SparseArray:
+    """The permutation matrix of PyTorch's ``pixel_shuffle``: ``(C r^2, H, W) -> (C, H r, W r)``.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(C * upscale_factor**2, H, W)``.
+    upscale_factor : int
+    format : {"csr", "csc", "coo", "bsr"}
+    dtype : numpy dtype, default float64
+
+    Returns
+    -------
+    scipy.sparse array, shape (n, n) with ``n = prod(input_shape)``
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``input_shape`` not ``(C, H, W)`` or ``C`` not divisible by ``upscale_factor**2``.
+
+    Notes
+    -----
+    ``y[c, h r + i, w r + j] = x[c r^2 + i r + j, h, w]``.
+
+    Examples
+    --------
+    >>> from sparseconv import pixel_shuffle_matrix
+    >>> pixel_shuffle_matrix((4, 1, 1), 2).toarray().astype(int)
+    array([[1, 0, 0, 0],
+           [0, 1, 0, 0],
+           [0, 0, 1, 0],
+           [0, 0, 0, 1]])
+    >>> pixel_shuffle_matrix((4, 1, 2), 2).indices   # input index of each output, C order
+    array([0, 2, 1, 3, 4, 6, 5, 7], dtype=int32)
+    """
+    check_format(format)
+    dtype = layer_dtype(np.empty(0), dtype)
+    r = positive_int(upscale_factor, "upscale_factor")
+    c, h, w = _shuffle_shape(input_shape)
+    if c % (r * r):
+        raise ValueError(f"input_shape[0]={c} must be divisible by upscale_factor**2={r * r}")
+    index = np.arange(c * h * w).reshape(c // (r * r), r, r, h, w)
+    source = index.transpose(0, 3, 1, 4, 2)  # (C, H, r, W, r): the output's C order
+    return _permutation(source, format, dtype, "pixel_shuffle_matrix")
+
+
+def pixel_unshuffle_matrix(input_shape: ShapeLike, downscale_factor: int, *,
+                           format: SparseFormat = "csr",
+                           dtype: DTypeLike = np.float64) -> SparseArray:
+    """The permutation matrix of ``pixel_unshuffle``: ``(C, H r, W r) -> (C r^2, H, W)``.
+
+    The inverse (and transpose) of :func:`pixel_shuffle_matrix`.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(C, H * downscale_factor, W * downscale_factor)``.
+    downscale_factor : int
+    format : {"csr", "csc", "coo", "bsr"}
+    dtype : numpy dtype, default float64
+
+    Returns
+    -------
+    scipy.sparse array, shape (n, n) with ``n = prod(input_shape)``
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``input_shape`` not ``(C, H, W)`` or ``H``, ``W`` not divisible by the factor.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import pixel_shuffle_matrix, pixel_unshuffle_matrix
+    >>> P = pixel_unshuffle_matrix((1, 4, 2), 2)
+    >>> bool(np.array_equal((P @ pixel_shuffle_matrix((4, 2, 1), 2)).toarray(), np.eye(8)))
+    True
+    """
+    check_format(format)
+    dtype = layer_dtype(np.empty(0), dtype)
+    r = positive_int(downscale_factor, "downscale_factor")
+    c, h, w = _shuffle_shape(input_shape)
+    if h % r or w % r:
+        raise ValueError(f"input_shape[1:]={(h, w)} must be divisible by downscale_factor={r}")
+    index = np.arange(c * h * w).reshape(c, h // r, r, w // r, r)
+    source = index.transpose(0, 2, 4, 1, 3)  # (C, r, r, H, W): the output's C order
+    return _permutation(source, format, dtype, "pixel_unshuffle_matrix")

@@ -1,0 +1,184 @@
+"""adaptive_avg_pool_matrix, interpolate_matrix and pixel_(un)shuffle_matrix against PyTorch's
+F.adaptive_avg_pool{1,2,3}d, F.interpolate and F.pixel_(un)shuffle, on seeded random sweeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sparseconv
+from sparseconv import (
+    adaptive_avg_pool_matrix,
+    interpolate_matrix,
+    pixel_shuffle_matrix,
+    pixel_unshuffle_matrix,
+)
+
+from ._oracles import F, assert_close, requires_torch, torch
+
+LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def _apply(matrix, x):
+    return matrix @ x.ravel()
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(60))
+def test_adaptive_avg_pool_matches_torch(seed):
+    """Output sizes below, equal to and above the input's: overlapping windows of different
+    sizes, and repeated inputs."""
+    rng = np.random.default_rng(seed)
+    ndim = 1 + seed % 3
+    size = tuple(int(n) for n in rng.integers(1, 10 if ndim < 3 else 6, ndim))
+    out = tuple(int(m) for m in rng.integers(1, 10 if ndim < 3 else 6, ndim))
+    none = seed % 5 == 0 and ndim > 1  # adaptive_avg_pool1d takes no None
+    output_size = tuple(None if none and i == 0 else m for i, m in enumerate(out))
+    x = rng.standard_normal((1, 2, *size))
+    a = adaptive_avg_pool_matrix((2, *size), output_size)
+    y = getattr(F, f"adaptive_avg_pool{ndim}d")(torch.from_numpy(x), output_size).numpy()
+    config = dict(size=size, output_size=output_size)
+    assert a.shape == (y.size, x.size), config
+    assert_close(_apply(a, x), y.ravel(), config)
+
+
+def _interpolation(rng, ndim):
+    """Random arguments for F.interpolate: a size or a scale factor (per axis or one),
+    every mode PyTorch has for the rank, both align_corners."""
+    mode = str(rng.choice(["nearest", "nearest-exact", "area", LINEAR[ndim], LINEAR[ndim]]))
+    size = tuple(int(n) for n in rng.integers(1, 9 if ndim < 3 else 5, ndim))
+    kwargs: dict = {"mode": mode}
+    if mode == LINEAR[ndim]:
+        kwargs["align_corners"] = bool(rng.integers(2))
+    if rng.integers(2):
+        kwargs["size"] = tuple(int(m) for m in rng.integers(1, 13 if ndim < 3 else 7, ndim))
+    else:
+        factors = rng.choice([0.5, 0.7, 1.0, 1.3, 1.5, 2.0, 2.1, 2.5, 3.0, 1 / 3], ndim)
+        factors = tuple(float(f) for f in factors)
+        kwargs["scale_factor"] = factors[0] if rng.integers(2) else factors
+        if rng.integers(3) == 0:
+            kwargs["recompute_scale_factor"] = bool(rng.integers(2))
+    return size, kwargs
+
+
+@requires_torch
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_interpolate_matches_torch(ndim):
+    rng = np.random.default_rng(ndim)
+    checked = 0
+    for _ in range(400):
+        size, kwargs = _interpolation(rng, ndim)
+        x = torch.from_numpy(rng.standard_normal((1, 2, *size)))
+        try:
+            y = F.interpolate(x, **kwargs).numpy()
+        except (RuntimeError, ValueError):  # an empty output, refused by PyTorch
+            y = np.empty(0)
+        if y.size == 0:  # refused, or an empty tensor: we refuse an empty output
+            with pytest.raises(ValueError, match="empty output"):
+                interpolate_matrix((2, *size), **kwargs)
+            continue
+        a = interpolate_matrix((2, *size), **kwargs)
+        config = dict(size_in=size, **kwargs)
+        assert a.shape == (y.size, x.numel()), config
+        assert_close(_apply(a, x.numpy()), y.ravel(), config)
+        checked += 1
+        if checked == 150:
+            break
+    assert checked == 150
+
+
+@requires_torch
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+@pytest.mark.parametrize("ndim", [1, 3])
+def test_nearest_indices_follow_torchs_float32_rounding(mode, ndim):
+    """Long axes and awkward factors, where the float32 rounding of ``o * scale`` decides the
+    source index (81 / 2.7 is 30, rounded to float32 from just below)."""
+    rng = np.random.default_rng(7)
+    lead = (1,) * (ndim - 1)
+    for n, factor in [(1000, 1.1), (997, 0.3), (1234, 2.7), (77, 1 / 3), (300, 3.0001),
+                      (294, 35 / 294), (6, 321 / 6)]:
+        x = torch.from_numpy(rng.standard_normal((1, 1, *lead, n)))
+        for kwargs in (dict(scale_factor=(1.0,) * (ndim - 1) + (factor,)),
+                       dict(size=(*lead, int(n * factor) + 1))):
+            y = F.interpolate(x, mode=mode, **kwargs).numpy()
+            a = interpolate_matrix((1, *lead, n), mode=mode, **kwargs)
+            assert_close(_apply(a, x.numpy()), y.ravel(), (n, kwargs))
+
+
+@requires_torch
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_pixel_shuffle_and_unshuffle_match_torch(r):
+    rng = np.random.default_rng(r)
+    x = rng.standard_normal((1, 2 * r * r, 3, 2))
+    a = pixel_shuffle_matrix(x.shape[1:], r)
+    y = F.pixel_shuffle(torch.from_numpy(x), r).numpy()
+    assert_close(_apply(a, x), y.ravel(), r)
+    b = pixel_unshuffle_matrix(y.shape[1:], r, format="csc")
+    assert_close(_apply(b, y), x.ravel(), r)
+    z = F.pixel_unshuffle(torch.from_numpy(y), r).numpy()
+    assert b.format == "csc" and np.array_equal(_apply(b, y), z.ravel())
+    assert_close(b @ a, np.eye(x.size), r)
+
+
+def test_formats_and_dtypes():
+    a = interpolate_matrix((2, 3, 3), scale_factor=2, mode="bilinear", format="coo",
+                           dtype=np.float32)
+    assert a.format == "coo" and a.dtype == np.float32 and a.shape == (72, 18)
+    b = adaptive_avg_pool_matrix((2, 5), 3, format="csc")
+    assert b.format == "csc" and b.dtype == np.float64
+    # every row of a resampling matrix is a weighted mean: its weights sum to 1
+    for m in (a, b, interpolate_matrix((1, 4, 5), size=(7, 3), mode="nearest-exact")):
+        assert_close(np.asarray(m.sum(axis=1)).ravel(), np.ones(m.shape[0]), m.shape, 1e-6)
+
+
+BAD = [
+    (interpolate_matrix, dict(input_shape=(1, 4)), ValueError, "exactly one of size"),
+    (interpolate_matrix, dict(input_shape=(1, 4), size=2, scale_factor=2), ValueError,
+     "exactly one"),
+    (interpolate_matrix, dict(input_shape=(1, 4), scale_factor=0.1), ValueError, "empty"),
+    (interpolate_matrix, dict(input_shape=(1, 4), scale_factor=-1.0), ValueError,
+     "scale_factor"),
+    (interpolate_matrix, dict(input_shape=(1, 4), scale_factor="2"), TypeError, "scale_factor"),
+    (interpolate_matrix, dict(input_shape=(1, 4), size=2, mode="bilinear"), ValueError,
+     "2 spatial axes"),
+    (interpolate_matrix, dict(input_shape=(1, 4), size=2, mode="bicubic"), ValueError, "mode"),
+    (interpolate_matrix, dict(input_shape=(1, 4), size=2, align_corners=True), ValueError,
+     "align_corners"),
+    (interpolate_matrix, dict(input_shape=(1, 4), size=2, mode="linear", align_corners=1),
+     TypeError, "align_corners"),
+    (interpolate_matrix, dict(input_shape=(1, 4), size=2, recompute_scale_factor=True),
+     ValueError, "recompute_scale_factor"),
+    (interpolate_matrix, dict(input_shape=(4,), size=2), ValueError, "input_shape"),
+    (adaptive_avg_pool_matrix, dict(input_shape=(1, 4), output_size=0), ValueError,
+     "output_size"),
+    (adaptive_avg_pool_matrix, dict(input_shape=(1, 4), output_size=(2, 2)), ValueError,
+     "output_size"),
+    (adaptive_avg_pool_matrix, dict(input_shape=(1, 4), output_size=2, format="dense"),
+     ValueError, "format"),
+    (pixel_shuffle_matrix, dict(input_shape=(3, 2, 2), upscale_factor=2), ValueError,
+     "divisible"),
+    (pixel_shuffle_matrix, dict(input_shape=(4, 2), upscale_factor=2), ValueError,
+     "input_shape"),
+    (pixel_unshuffle_matrix, dict(input_shape=(1, 3, 2), downscale_factor=2), ValueError,
+     "divisible"),
+    (pixel_unshuffle_matrix, dict(input_shape=(1, 2, 2), downscale_factor=0), ValueError,
+     "downscale_factor"),
+]
+
+
+@pytest.mark.parametrize("function, kwargs, error, match", BAD,
+                         ids=[f"{b[0].__name__}-{i}" for i, b in enumerate(BAD)])
+def test_bad_arguments_are_refused_by_name(function, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        function(**kwargs)
+
+
+def test_memory_limit_is_checked_before_building():
+    old = sparseconv.set_memory_limit(10_000)
+    try:
+        with pytest.raises(sparseconv.MatrixTooLargeError, match="interpolate_matrix"):
+            interpolate_matrix((4, 64, 64), scale_factor=2, mode="bilinear")
+        with pytest.raises(sparseconv.MatrixTooLargeError, match="pixel_shuffle_matrix"):
+            pixel_shuffle_matrix((16, 64, 64), 2)
+    finally:
+        sparseconv.set_memory_limit(old)
