@@ -59,15 +59,27 @@ def test_import_sparseconv_imports_neither_matplotlib_nor_torch():
 # The raster: exact pattern, honest counts.
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size, max_bins, blocks", [(10, 4, 1), (12, 5, 3), (7, 100, 1),
-                                                    (64, 9, 4), (3136, 448, 1), (30, 2, 6)])
+                                                    (64, 9, 4), (3136, 448, 1), (30, 2, 6),
+                                                    (64 * 3136, 512, 64), (13, 4, 1),
+                                                    (40, 3, 8), (7 * 5, 3, 7), (64, 100, 64)])
 def test_bin_edges_cover_the_axis_and_respect_blocks(size, max_bins, blocks):
     edges = plot.bin_edges(size, max_bins, blocks)
     block = size // blocks
-    assert edges[0] == 0 and edges[-1] == size and (np.diff(edges) > 0).all()
-    assert set(range(0, size + 1, block)) <= set(edges.tolist())  # no bin straddles a block
     lengths = np.diff(edges)
-    assert lengths.max() - lengths.min() <= 1
-    assert len(lengths) == blocks * min(block, max(1, max_bins // blocks))
+    assert edges[0] == 0 and edges[-1] == size and (lengths > 0).all()
+    assert len(lengths) <= max(max_bins, blocks if blocks <= max_bins else max_bins)
+    if blocks <= max_bins:
+        assert set(range(0, size + 1, block)) <= set(edges.tolist())  # no bin straddles a block
+        per_block = lengths[:len(lengths) // blocks]
+        # every block is binned alike, in equal bins when the block length allows it
+        np.testing.assert_array_equal(lengths.reshape(blocks, -1), np.tile(per_block, (blocks, 1)))
+        wanted = min(block, max_bins // blocks)
+        assert 2 * len(per_block) >= wanted
+        if any(block % d == 0 for d in range(-(-wanted // 2), wanted + 1)):
+            assert len(set(per_block.tolist())) == 1
+        assert per_block.max() - per_block.min() <= 1
+    else:  # whole blocks per bin
+        assert (edges % block == 0).all() and len(lengths) <= max_bins
 
 
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "bsr", "lil", "dense"])
@@ -122,7 +134,7 @@ def test_spy_exact_is_the_pattern_and_density_counts_sum_to_nnz():
     np.testing.assert_array_equal(exact, A.toarray() != 0)
     assert exact.shape == A.shape
     density = plot.spy(A, axes(), max_bins=20).get_array()
-    assert density.shape == (20, 20) and density.sum() == A.nnz
+    assert density.shape == (18, 18) and density.sum() == A.nnz  # 36 x 108 in equal bins
     values = plot.spy(A, axes(), values=True).get_array()
     stored = A.toarray() != 0
     np.testing.assert_array_equal(values[stored], A.toarray()[stored])
