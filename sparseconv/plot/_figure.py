@@ -45,26 +45,31 @@ def _formats() -> list[str]:
     return sorted(FigureCanvasBase.get_supported_filetypes())
 
 
-def _format_of(fname, format: str | None) -> str:
+def _format_of(fname, format: str | None, formats: tuple[str, ...] | None) -> str:
+    known = _formats() if formats is None else formats
+    named = ", ".join(formats or FORMATS) + ("" if formats else " (or another format "
+                                                                 "matplotlib writes)")
     if format is not None:
-        if not isinstance(format, str) or format.lower() not in _formats():
-            raise ValueError(f"format must be one of {', '.join(FORMATS)} (or another format "
-                             f"matplotlib writes), got {format!r}")
+        if not isinstance(format, str) or format.lower() not in known:
+            raise ValueError(f"format must be one of {named}, got {format!r}")
         return format.lower()
     suffix = os.path.splitext(os.fspath(fname))[1].lower().lstrip(".")
-    if suffix not in _formats():
-        raise ValueError(f"fname {os.fspath(fname)!r}: the suffix must be one of "
-                         f"{', '.join('.' + f for f in FORMATS)} (or another format matplotlib "
-                         "writes), or pass format=")
+    if suffix not in known:
+        raise ValueError(f"fname {os.fspath(fname)!r}: the suffix must be one of {named}, or "
+                         "pass format=")
     return suffix
 
 
-def check_output(fname, dpi, figsize, format, *, ax=None
+def check_output(fname, dpi, figsize, format, *, ax=None,
+                 formats: tuple[str, ...] | None = None,
                  ) -> tuple[str | None, float | None, tuple[float, float] | None]:
-    """The format, dpi and figsize checked before any drawing: ``(format, dpi, figsize)``."""
+    """The format, dpi and figsize checked before any drawing: ``(format, dpi, figsize)``.
+
+    ``formats``: the formats allowed (by default every format matplotlib's savefig writes).
+    """
     if fname is not None and not isinstance(fname, (str, os.PathLike)):
         raise TypeError(f"fname must be a path, got {type(fname).__name__}")
-    fmt = None if fname is None else _format_of(fname, format)
+    fmt = None if fname is None else _format_of(fname, format, formats)
     if fname is None and format is not None:
         raise ValueError(f"format={format!r} needs fname= (the file to write)")
     if dpi is not None:
