@@ -196,9 +196,10 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
         artist = ax.imshow(np.fft.fftshift(v), **style)
         ax.set_xlabel("horizontal frequency (cycles/sample)")
         ax.set_ylabel("vertical frequency (cycles/sample)")
-        ticks = [-0.5, -0.25, 0.0, 0.25, 0.5]
-        ax.set_xticks(ticks, ["-1/2", "-1/4", "0", "1/4", "1/2"])
-        ax.set_yticks(ticks, ["-1/2", "-1/4", "0", "1/4", "1/2"])
+        ticks = dict(zip((-0.5, -0.25, 0.0, 0.25, 0.5), ("-1/2", "-1/4", "0", "1/4", "1/2")))
+        for set_ticks, freqs, step in ((ax.set_xticks, fx, dx), (ax.set_yticks, fy, dy)):
+            shown = [t for t in ticks if freqs[0] - step / 2 <= t <= freqs[-1] + step / 2]
+            set_ticks(shown, [ticks[t] for t in shown])
         if colorbar:
             ax.figure.colorbar(artist, ax=ax, shrink=0.85, label=label)
     return artist

@@ -86,8 +86,10 @@ def _draw_blocks(ax, sizes, edges) -> None:
                 (rows, spans[0], ax.hlines, spans[1]), (cols, spans[1], ax.vlines, spans[0])):
             lines = np.arange(lo - lo % size + size, hi, size)
             if 0 < len(lines) <= _MAX_LINES and size * pixels >= 2 * (hi - lo):
-                width = (0.8 if len(lines) <= 16 else 0.5 if len(lines) <= 40 else 0.3)
-                draw(lines - 0.5, olo - 0.5, ohi - 0.5, colors="0.25" if level == 0 else "0.6",
+                few = len(lines) <= 16
+                width = 0.8 if few else 0.5 if len(lines) <= 40 else 0.3
+                shade = ("0.25" if few else "0.5") if level == 0 else "0.65"
+                draw(lines - 0.5, olo - 0.5, ohi - 0.5, colors=shade,
                      linewidths=width if level == 0 else 0.6 * width, zorder=3)
 
 
