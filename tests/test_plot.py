@@ -106,7 +106,8 @@ def test_layer_raster_from_geometry_equals_the_matrix(seed):
     channels = (geom.out_channels, geom.in_channels)
     for max_bins in (1, 5, 17, 10_000):
         from_geometry = plot.raster(geom, max_bins)
-        from_matrix = plot.raster(A, max_bins, channels=channels)
+        rows = (int(np.prod(geom.output_size[1:])), int(np.prod(geom.input_size[1:])))
+        from_matrix = plot.raster(A, max_bins, channels=channels, period=rows)
         np.testing.assert_array_equal(from_geometry.counts, from_matrix.counts, err_msg=str(layer))
         assert from_geometry.counts.sum() == A.nnz, layer
     exact = plot.raster(geom, 10_000)
@@ -296,6 +297,18 @@ def test_a_64_channel_layer_raster_has_identical_blocks(max_bins):
     np.testing.assert_array_equal(blocks[0, 0], plot.density_counts(
         S, r.row_edges[:per + 1], r.col_edges[:per + 1]))
     assert (np.diag(blocks[0, 0]) > 0).all()  # the main band is unbroken
+    if max_bins >= 64:  # bins of whole image rows (56 positions), or of parts of one
+        assert r.bin_shape[0] % 56 == 0 or 56 % r.bin_shape[0] == 0
+
+
+def test_zoomed_bins_follow_the_image_rows():
+    r = plot.raster(BIG, 256, zoom=((0, 4), (0, 4)))
+    assert r.bin_shape == (56, 56)  # one row of the 56x56 image per bin: bands stay straight
+    blocks = blocks_of(r.counts, 4)
+    assert (blocks == blocks[0, 0]).all()
+    # with bins of one row, the pattern of one channel pair is the row-block tridiagonal
+    np.testing.assert_array_equal(blocks[0, 0] > 0, np.abs(np.subtract.outer(
+        np.arange(56), np.arange(56))) <= 1)
 
 
 def test_whole_blocks_per_bin_when_blocks_are_smaller_than_a_pixel():

@@ -8,6 +8,7 @@ public ones.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -74,20 +75,28 @@ class Raster:
         return (int(rows[0]), int(cols[0])) if len(rows) == len(cols) == 1 else None
 
 
-def _largest_divisor(n: int, at_most: int) -> int:
-    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+def _bins_per_block(block: int, wanted: int, period: int) -> int:
+    """The number of equal bins to cut a block into (see :func:`bin_edges`)."""
+    divisors = [d for d in range(1, min(block, wanted) + 1) if block % d == 0]
+    fitting = [d for d in divisors if (block // d) % period == 0 or period % (block // d) == 0]
+    for choice in (fitting, divisors):
+        if choice and 2 * choice[-1] >= wanted:
+            return choice[-1]
+    return wanted  # a block length without a divisor near: near-equal bins
 
 
-def bin_edges(size: int, max_bins: int, blocks: int = 1) -> np.ndarray:
+def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.ndarray:
     """Edges of at most about ``max_bins`` bins over ``range(size)``, aligned to ``blocks``.
 
     The axis is ``blocks`` equal blocks (channels). A block longer than a bin gets the same
     whole number ``b`` of bins, equal wherever its length allows: ``b`` is the largest divisor
-    of the block length not above ``max_bins // blocks``, unless that is less than half of it
-    (a prime length), when the ``b = max_bins // blocks`` bins differ in length by at most one.
-    More blocks than ``max_bins`` are grouped, whole blocks per bin, ``g`` to a bin (a divisor
-    of ``blocks`` when one lies within ``2 ceil(blocks / max_bins)``; else the last bin holds
-    fewer). Either way every block looks the same: no moiré between a band and the bins.
+    of the block length not above ``max_bins // blocks`` whose bins hold whole periods or
+    divide one (an image row of ``period`` positions: bins then follow the bands of a 2-D
+    layer), else the largest divisor, unless that is under half of ``max_bins // blocks`` (a
+    prime length), when the ``max_bins // blocks`` bins differ in length by at most one. More
+    blocks than ``max_bins`` are grouped, whole blocks per bin, ``g`` to a bin (a divisor of
+    ``blocks`` when one lies within ``2 ceil(blocks / max_bins)``; else the last bin holds
+    fewer). Either way every block is binned alike: no moiré between the bands and the bins.
 
     Parameters
     ----------
@@ -97,6 +106,9 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1) -> np.ndarray:
         About how many bins at most; positive.
     blocks : int
         Number of equal blocks no bin may straddle; must divide ``size``.
+    period : int
+        A length within each block (the width of an image row) that bins should hold a whole
+        number of, or divide, where a choice of equal bins allows; must divide the block.
 
     Returns
     -------
@@ -106,7 +118,8 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1) -> np.ndarray:
     Raises
     ------
     ValueError
-        ``blocks`` not dividing ``size``, or ``max_bins < 1``.
+        ``blocks`` not dividing ``size``, ``period`` not dividing a block, or
+        ``max_bins < 1``.
 
     Examples
     --------
@@ -117,6 +130,8 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1) -> np.ndarray:
     [0, 1, 2, 3, 4, 5, 6]
     >>> bin_edges(64 * 3136, 512, blocks=64)[:3].tolist()   # 8 bins of 392 per channel
     [0, 392, 784]
+    >>> bin_edges(3136, 64)[:3].tolist(), bin_edges(3136, 64, period=56)[:3].tolist()
+    ([0, 49, 98], [0, 56, 112])
     >>> bin_edges(8 * 5, 3, blocks=8).tolist()          # whole blocks: 4 channels per bin
     [0, 20, 40]
     """
@@ -126,14 +141,14 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1) -> np.ndarray:
             or max_bins < 1:
         raise ValueError(f"max_bins must be a positive integer, got {max_bins!r}")
     block = size // blocks
+    if not (isinstance(period, (int, np.integer)) and period >= 1) or block % period:
+        raise ValueError(f"period={period!r} must be a positive integer dividing the block "
+                         f"length {block}")
     if blocks > max_bins:  # whole blocks per bin
         group = -(-blocks // max_bins)
         divisor = next((g for g in range(group, 2 * group + 1) if blocks % g == 0), group)
         return np.append(np.arange(0, blocks, divisor, dtype=np.int64) * block, size)
-    wanted = min(block, max_bins // blocks)
-    per_block = _largest_divisor(block, wanted)
-    if 2 * per_block < wanted:  # a block length without a divisor near: near-equal bins
-        per_block = wanted
+    per_block = _bins_per_block(block, min(block, max_bins // blocks), period)
     local = np.arange(per_block, dtype=np.int64) * block // per_block
     edges = (np.arange(blocks, dtype=np.int64)[:, None] * block + local).ravel()
     return np.append(edges, size)
@@ -228,6 +243,7 @@ def _zoom_range(zoom, channels: tuple[int, int]) -> tuple[tuple[int, int], tuple
 
 
 def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1, 1),
+           period: tuple[int, int] = (1, 1),
            zoom: tuple[tuple[int, int], tuple[int, int]] | None = None) -> Raster:
     """Count the stored entries of a matrix or a layer in at most about ``max_bins`` squared bins.
 
@@ -243,6 +259,9 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
     channels : (int, int)
         Number of row and column blocks the bins must not straddle (ignored for a layer, whose
         channel counts are used); see :func:`bin_edges`.
+    period : (int, int)
+        Row and column lengths (image rows) that bins fit whole or divide where they can
+        (ignored for a layer, which uses the width of its output and input rows).
     zoom : ((int, int), (int, int)), optional
         Bin only the row blocks ``range(*zoom[0])`` and column blocks ``range(*zoom[1])``
         (output and input channels of a layer); the edges stay in rows (columns) of the whole
@@ -271,8 +290,8 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
     >>> r.counts.shape, r.bin_shape, int(r.counts.sum()) == geom.nnz()
     ((256, 256), (784, 784), True)
     >>> corner = raster(geom, 256, zoom=((0, 4), (0, 4)))     # 4 x 4 channel blocks
-    >>> corner.counts.shape, corner.bin_shape
-    ((256, 256), (49, 49))
+    >>> corner.counts.shape, corner.bin_shape                  # one image row per bin
+    ((224, 224), (56, 56))
     >>> A = conv_matrix(np.ones((1, 1, 3)), (1, 4))
     >>> raster(A).counts.tolist()
     [[1, 1, 1, 0], [0, 1, 1, 1]]
@@ -298,9 +317,14 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
     block = (A.shape[0] // channels[0], A.shape[1] // channels[1])
     if zoom is not None:
         A = sp.csr_array(A)[r0 * block[0]:r1 * block[0], c0 * block[1]:c1 * block[1]]
-    rows = bin_edges(A.shape[0], max_bins, r1 - r0)
-    cols = bin_edges(A.shape[1], max_bins, c1 - c0)
+    rows = bin_edges(A.shape[0], max_bins, r1 - r0, period[0])
+    cols = bin_edges(A.shape[1], max_bins, c1 - c0, period[1])
     return Raster(density_counts(A, rows, cols), rows + r0 * block[0], cols + c0 * block[1])
+
+
+def row_lengths(geom: ConvGeometry) -> tuple[int, int]:
+    """Positions in one row of the output and of the input grid (1 for a 1-D layer)."""
+    return math.prod(geom.output_size[1:]), math.prod(geom.input_size[1:])
 
 
 def _split(edges: np.ndarray, blocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -313,8 +337,9 @@ def _split(edges: np.ndarray, blocks: int, block: int) -> tuple[np.ndarray, np.n
 def _layer_raster(geom: ConvGeometry, max_bins: int, zoom) -> Raster:
     (r0, r1), (c0, c1) = _zoom_range(zoom, (geom.out_channels, geom.in_channels))
     out_block, in_block = geom.shape[0] // geom.out_channels, geom.shape[1] // geom.in_channels
-    rows = bin_edges((r1 - r0) * out_block, max_bins, r1 - r0)
-    cols = bin_edges((c1 - c0) * in_block, max_bins, c1 - c0)
+    out_row, in_row = row_lengths(geom)
+    rows = bin_edges((r1 - r0) * out_block, max_bins, r1 - r0, out_row)
+    cols = bin_edges((c1 - c0) * in_block, max_bins, c1 - c0, in_row)
     row_groups, row_local = _split(rows, r1 - r0, out_block)
     col_groups, col_local = _split(cols, c1 - c0, in_block)
     local = density_counts(spatial_matrix(geom), row_local, col_local)

@@ -27,7 +27,7 @@ from ._figure import (
     nice_step,
     stable_metadata,
 )
-from ._raster import MatrixLike, Raster, _zoom_range, raster
+from ._raster import MatrixLike, Raster, _zoom_range, raster, row_lengths
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -165,7 +165,8 @@ def _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom):
         image = _values_image(A, max_bins)
         edges = Raster(image, np.arange(image.shape[0] + 1), np.arange(image.shape[1] + 1))
         return image, edges, _image_style(image, True, True, color, cmap)
-    binned = raster(A, max_bins, channels=_channels(geom, transposed), zoom=zoom)
+    period = (1, 1) if geom is None else row_lengths(geom)[::-1 if transposed else 1]
+    binned = raster(A, max_bins, channels=_channels(geom, transposed), period=period, zoom=zoom)
     style = _image_style(binned.counts, binned.exact, False, color, cmap)
     return binned.counts, binned, style
 
