@@ -344,7 +344,7 @@ def _figure(args, default: tuple[float, float]):
     """A new figure in the print style (:mod:`sparseconv.plot._figure`), sized by --figsize."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=args.figsize or default, layout="constrained")
+    return Figure(figsize=args.figsize or default, layout="compressed")
 
 
 def _title(text: str, fig) -> str:

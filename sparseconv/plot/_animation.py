@@ -114,7 +114,8 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
         frame stamps the kernel of one input cell onto the output, whose cells outside the
         cropped padding are dashed.
     fig : matplotlib Figure, optional
-        A new ``matplotlib.figure.Figure`` by default (no pyplot state), 0.45 in per cell.
+        The figure to draw in (a pyplot figure, to show it), resized to ``figsize`` or to 0.45
+        in per cell; a new ``matplotlib.figure.Figure`` by default (no pyplot state).
     interval : int
         Milliseconds between frames (on screen).
     fname : str or path-like, optional
@@ -123,7 +124,7 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     dpi : float, optional
         Resolution of the file; by default 100, or more so that it is at least 600 pixels wide.
     figsize : (float, float), optional
-        Size in inches of the new figure (not with ``fig``).
+        Size in inches of the figure.
     format : {"gif", "png", "pdf", "svg"}, optional
         Overrides ``fname``'s suffix.
     fps : float
@@ -141,7 +142,7 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
         ``layer`` neither a ConvGeometry nor a sparseconv operator.
     ValueError
         A layer with more than 2 spatial dimensions; an unknown format, a ``dpi`` outside
-        [10, 2400], a bad ``figsize`` or ``figsize`` with ``fig``; ``fps`` not positive.
+        [10, 2400] or a bad ``figsize``; ``fps`` not positive.
 
     Notes
     -----
@@ -169,8 +170,7 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     found = layer_of(layer)
     if found is None:
         raise TypeError(f"expected a ConvGeometry or an operator, got {type(layer).__name__}")
-    fmt, dpi, figsize = check_output(fname, dpi, figsize, format, ax=fig,
-                                     formats=("gif", *_STILLS))
+    fmt, dpi, figsize = check_output(fname, dpi, figsize, format, formats=("gif", *_STILLS))
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 100:
         raise ValueError(f"fps must be a number in (0, 100], got {fps!r}")
     geom, transposed = found[0], transposed or found[1]
@@ -213,10 +213,13 @@ def _draw_grids(geom, transposed, source, fig, figsize):
 
     padded = _as_2d(tuple(axis.padded_size for axis in geom.axes))
     small = _as_2d(geom.output_size)
-    rows, gap, label, title = max(padded[0], small[0]), 1.5, 1.0, 0.5  # cells; title: inches
+    rows, gap, label, title = max(padded[0], small[0]), 1.5, 0.8, 0.45  # cells; title: inches
+    size = figsize or (CELL * (padded[1] + small[1] + gap + 0.4),
+                       CELL * (rows + label + 0.4) + title)
     if fig is None:
-        fig = Figure(figsize=figsize or (CELL * (padded[1] + small[1] + gap + 0.4),
-                                         CELL * (rows + label + 0.4) + title))
+        fig = Figure(figsize=size)
+    else:
+        fig.set_size_inches(size)
     ax = fig.add_axes((0, 0, 1, 1 - title / fig.get_figheight()))
     ax.set_axis_off()
     colors, is_pad = _padded_colors(geom, source)

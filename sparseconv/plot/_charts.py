@@ -20,7 +20,8 @@ from .._geometry import ConvGeometry
 from .._operators import ConvOperator
 from .._receptive_field import receptive_field_paths
 from .._typing import ArrayLike
-from ._figure import check_flag, check_output, drawing
+from .._validation import is_int
+from ._figure import check_flag, check_output, drawing, nice_step
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -123,7 +124,6 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
             x0 = lines[0].get_xdata()[0] if lines else 0.0
             ax.errorbar([x0], [(lower + upper) / 2], yerr=[[(upper - lower) / 2]] * 2,
                         fmt="none", ecolor="k", capsize=3, linewidth=0.8, label=text)
-            ax.axhline(upper, color="k", linewidth=0.6, linestyle=":")
         ax.set_xlabel("index / number of singular values" if fraction
                       else "index i (largest first)")
         ax.set_ylabel("singular value $\\sigma_i$")
@@ -208,7 +208,8 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
 def receptive_field_heatmap(
     layers: ConvGeometry | ConvOperator | Sequence[ConvGeometry | ConvOperator],
     ax: Axes | None = None, *, position: Sequence[int] | None = None, cmap: str = "Purples",
-    colorbar: bool | None = None, fname: str | os.PathLike[str] | None = None,
+    vmax: int | None = None, colorbar: bool | None = None,
+    fname: str | os.PathLike[str] | None = None,
     dpi: float | None = None, figsize: tuple[float, float] | None = None,
     format: str | None = None, **kwargs: Any,
 ) -> AxesImage:
@@ -225,8 +226,11 @@ def receptive_field_heatmap(
     cmap : str
         Colors the number of paths from each input pixel to the unit, one color per count;
         unread pixels are white.
+    vmax : int, optional
+        The path count at the top of the color scale (default: the largest here); give
+        panels that compare the same ``vmax`` to draw them on one scale.
     colorbar : bool, optional
-        A colorbar of path counts, one tick per count. By default only where some pixel has
+        A colorbar of path counts, one color per count. By default only where some pixel has
         more than one path: a single layer reads each pixel once, and its picture needs none.
     fname, dpi, figsize, format
         Save to a file, as for :func:`spy`.
@@ -269,6 +273,11 @@ def receptive_field_heatmap(
         raise ValueError(f"receptive_field draws 1-D and 2-D layers, got {counts.ndim}-D")
     image = np.ma.masked_equal(np.atleast_2d(counts), 0)  # unread pixels: white
     top = max(1, int(counts.max()))
+    if vmax is not None:
+        if not is_int(vmax) or vmax < top:
+            raise ValueError(f"vmax must be an integer at least the largest path count {top}, "
+                             f"got {vmax!r}")
+        top = int(vmax)
     levels = min(top, 256)
     # one color per path count (counts above 256 share colors); one path is already dark
     shades = colormaps[cmap](np.linspace(0.35, 0.95, levels) if levels > 1 else [0.6])
@@ -282,10 +291,18 @@ def receptive_field_heatmap(
         ax.set_xlabel("input column")
         ax.set_ylabel("input row")
         if colorbar or (colorbar is None and top > 1):
-            ticks = np.unique(np.linspace(1, top, min(top, 6)).round().astype(int))
-            ax.figure.colorbar(artist, ax=ax, shrink=0.85, ticks=ticks,
-                               label="paths to the output unit")
+            bar = ax.figure.colorbar(artist, ax=ax, shrink=0.85, ticks=path_ticks(top),
+                                     label="paths to the output unit")
+            bar.minorticks_off()
     return artist
+
+
+def path_ticks(top: int) -> list[int]:
+    """Colorbar ticks for path counts 1..top: every count up to 10, else about 6 of them."""
+    if top <= 10:
+        return list(range(1, top + 1))
+    step = nice_step(top, 6)
+    return [1, *range(step, top + 1, step)]
 
 
 def _pixel_grid(ax, shape) -> None:

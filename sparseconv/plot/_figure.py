@@ -112,8 +112,8 @@ def drawing(ax, fname, dpi, figsize, format) -> Iterator[Axes]:
     """The axes to draw on; on exit, the figure saved to ``fname`` when given.
 
     ``ax`` given: drawn there (its figure saved). Else a new figure in :data:`STYLE` when
-    ``fname`` or ``figsize`` is given (without pyplot when there is a file to write), else
-    pyplot's current axes.
+    ``fname`` or ``figsize`` is given (without pyplot when there is a file to write; laid out
+    "compressed", matplotlib's layout for axes of a fixed aspect), else pyplot's current axes.
     """
     fmt, dpi, figsize = check_output(fname, dpi, figsize, format, ax=ax)
     if ax is not None or (fname is None and figsize is None):
@@ -131,11 +131,11 @@ def drawing(ax, fname, dpi, figsize, format) -> Iterator[Axes]:
         if fname is None:
             import matplotlib.pyplot as plt
 
-            fig = plt.figure(figsize=figsize, layout="constrained")
+            fig = plt.figure(figsize=figsize, layout="compressed")
         else:
             from matplotlib.figure import Figure
 
-            fig = Figure(figsize=figsize or _DEFAULT_FIGSIZE, layout="constrained")
+            fig = Figure(figsize=figsize or _DEFAULT_FIGSIZE, layout="compressed")
         ax = fig.add_subplot()
         yield ax
         if fname is not None and fmt is not None:

@@ -96,8 +96,9 @@ def _draw_blocks(ax, sizes, edges) -> None:
 def _label_axes(ax, geom, transposed, binned: Raster) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    # at most about 5 ticks: labels of 6-digit indices at 8 pt stay apart in a narrow panel
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
     if geom is None:
         ax.set_xlabel("column")
         ax.set_ylabel("row")
@@ -111,7 +112,13 @@ def _label_axes(ax, geom, transposed, binned: Raster) -> None:
             (ax.yaxis, ax.xaxis), (ax.set_ylabel, ax.set_xlabel)):
         grid = "x".join(map(str, size))
         if channels == 1:
-            set_label(f"{name} position (flattened {grid} grid)")
+            if len(size) > 1:  # ticks at the starts of image rows
+                row = math.prod(size[1:])
+                first, stop = -(-int(edges[0]) // row), -(-int(edges[-1]) // row)
+                step = nice_step(stop - first, 6)
+                starts = np.arange(first - first % step, stop, step)
+                axis.set_ticks(starts[starts >= first] * row)
+            set_label(f"{name} position ({grid} grid)")
             continue
         block = math.prod(size)
         first, stop = int(edges[0]) // block, int(edges[-1]) // block
@@ -297,15 +304,16 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         _draw_blocks(ax, _block_sizes(geom, transposed, blocks), (rows, cols))
         _label_axes(ax, geom, transposed, binned)
         if colorbar or (colorbar is None and (values or not binned.exact)):
+            wide = image.shape[1] >= 2 * image.shape[0]  # a colorbar beside it would tower
             _add_colorbar(ax, artist, "entry value" if values else _colorbar_label(binned),
-                          integer=not values)
+                          integer=not values, location="bottom" if wide else "right")
     return artist
 
 
-def _add_colorbar(ax, artist, label: str, *, integer: bool) -> None:
+def _add_colorbar(ax, artist, label: str, *, integer: bool, location: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    ax.figure.colorbar(artist, ax=ax, shrink=0.85, label=label,
+    ax.figure.colorbar(artist, ax=ax, shrink=0.85, label=label, location=location,
                        ticks=MaxNLocator(nbins=5, integer=True) if integer else None)
 
 
