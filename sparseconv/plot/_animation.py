@@ -16,6 +16,7 @@ import numpy as np
 
 from .._geometry import ConvGeometry
 from .._operators import ConvOperator, ConvTransposeOperator
+from .._validation import is_int
 from ._figure import check_output, save_figure
 from ._raster import layer_of, padded_index_map
 
@@ -102,7 +103,7 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
                    transposed: bool = False, fig: Figure | None = None,
                    interval: int = 600, fname: str | os.PathLike[str] | None = None,
                    dpi: float | None = None, figsize: tuple[float, float] | None = None,
-                   format: str | None = None, fps: float = 2.0) -> FuncAnimation:
+                   format: str | None = None, fps: int = 2) -> FuncAnimation:
     """Animate a 1-D or 2-D layer's arithmetic: the kernel window moving over the input.
 
     Parameters
@@ -127,7 +128,7 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
         Size in inches of the figure.
     format : {"gif", "png", "pdf", "svg"}, optional
         Overrides ``fname``'s suffix.
-    fps : float
+    fps : int
         Frames per second of a saved GIF.
 
     Returns
@@ -171,8 +172,8 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     if found is None:
         raise TypeError(f"expected a ConvGeometry or an operator, got {type(layer).__name__}")
     fmt, dpi, figsize = check_output(fname, dpi, figsize, format, formats=("gif", *_STILLS))
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 100:
-        raise ValueError(f"fps must be a number in (0, 100], got {fps!r}")
+    if not is_int(fps) or not 0 < fps <= 100:
+        raise ValueError(f"fps must be an integer in [1, 100], got {fps!r}")
     geom, transposed = found[0], transposed or found[1]
     if geom.ndim > 2:
         raise ValueError(f"conv_animation draws 1-D and 2-D layers, got {geom.ndim}-D")
@@ -199,11 +200,12 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
         if fmt == "gif":
             from matplotlib.animation import PillowWriter
 
-            anim.save(fname, writer=PillowWriter(fps=fps), dpi=dpi)
+            anim.save(os.fspath(fname), writer=PillowWriter(fps=fps), dpi=dpi)
             update(0)
         else:
             save_figure(fig, fname, fmt, dpi)
-            anim._draw_was_started = True  # a still is its output: matplotlib need not warn
+            # a still is this animation's output: matplotlib need not warn it was never drawn
+            anim._draw_was_started = True  # type: ignore[attr-defined]
     return anim
 
 

@@ -121,7 +121,7 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
             text = (f"certified ||A||$_2$ in [{_outward(lower, ROUND_FLOOR, 6)}, "
                     f"{_outward(upper, ROUND_CEILING, 6)}]")
             ax.axhspan(lower, upper, color="0.5", alpha=0.25, linewidth=0)
-            x0 = lines[0].get_xdata()[0] if lines else 0.0
+            x0 = float(np.asarray(lines[0].get_xdata())[0]) if lines else 0.0
             ax.errorbar([x0], [(lower + upper) / 2], yerr=[[(upper - lower) / 2]] * 2,
                         fmt="none", ecolor="k", capsize=3, linewidth=0.8, label=text)
         ax.set_xlabel("index / number of singular values" if fraction
@@ -189,7 +189,7 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
         raise ValueError(f"values must have shape (H, W) or (H, W, C_out, C_in), got {v.shape}")
     fy, fx = (np.fft.fftshift(np.fft.fftfreq(n)) for n in v.shape)
     dy, dx = 1.0 / v.shape[0], 1.0 / v.shape[1]
-    style = dict(cmap=cmap, origin="lower", interpolation="nearest",
+    style: dict[str, Any] = dict(cmap=cmap, origin="lower", interpolation="nearest",
                  extent=(fx[0] - dx / 2, fx[-1] + dx / 2, fy[0] - dy / 2, fy[-1] + dy / 2))
     style.update(kwargs)
     with drawing(ax, fname, dpi, figsize, format) as ax:
@@ -281,7 +281,7 @@ def receptive_field_heatmap(
     levels = min(top, 256)
     # one color per path count (counts above 256 share colors); one path is already dark
     shades = colormaps[cmap](np.linspace(0.35, 0.95, levels) if levels > 1 else [0.6])
-    style = dict(cmap=ListedColormap(shades).with_extremes(bad="white"),
+    style: dict[str, Any] = dict(cmap=ListedColormap(shades).with_extremes(bad="white"),
                  norm=BoundaryNorm(np.linspace(0.5, top + 0.5, levels + 1), levels),
                  interpolation="nearest")
     style.update(kwargs)

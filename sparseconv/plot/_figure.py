@@ -27,7 +27,7 @@ __all__ = ["COLUMN_WIDTH", "FORMATS", "STYLE", "check_output", "drawing", "save_
 
 #: matplotlib rcParams of the figures sparseconv.plot makes (and of the gallery,
 #: examples/gallery.mplstyle): nothing under 8 pt at a 3.5 in column.
-STYLE: dict[str, Any] = {
+STYLE: dict[Any, Any] = {  # keys: matplotlib rcParams names
     "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 8,
     "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 9,
     "axes.linewidth": 0.6, "xtick.major.width": 0.6, "ytick.major.width": 0.6,
