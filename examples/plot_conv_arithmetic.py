@@ -5,24 +5,21 @@ The convolution arithmetic, animated
 After Dumoulin and Visin's `conv_arithmetic <https://github.com/vdumoulin/conv_arithmetic>`_:
 the kernel window moving over the (padded) input, one frame per output.
 :func:`sparseconv.plot.conv_animation` draws each frame from the layer's index map, the same
-map that builds its matrix, so each frame's window is one row of the matrix.
+map that builds its matrix (:func:`sparseconv.plot.padded_index_map`), so each frame's window
+is one row of the matrix. ``conv_animation(layer, fname=...)`` with a name ending in ``.gif``
+writes the GIF, at least 600 pixels wide; ``.png``, ``.pdf`` or ``.svg`` writes the first
+frame as a still.
 """
 
 import matplotlib.pyplot as plt
 
 import sparseconv as sc
-from sparseconv.plot import conv_animation
-
-CELL = 0.45  # inches per grid cell
+from sparseconv.plot import conv_animation, padded_index_map
 
 
 def animate(name, geometry, transposed=False):
-    """The animation of ``geometry`` in a pyplot figure named ``name``, sized to its grids."""
-    padded = [n + lo + hi for n, (lo, hi) in zip(geometry.input_size, geometry.padding)]
-    out = geometry.output_size
-    fig = plt.figure(num=name, figsize=(CELL * (padded[1] + out[1] + 2),
-                                        CELL * (max(padded[0], out[0]) + 1.5)))
-    return conv_animation(geometry, transposed=transposed, fig=fig)
+    """The animation of ``geometry`` in a pyplot figure named ``name`` (sized to its grids)."""
+    return conv_animation(geometry, transposed=transposed, fig=plt.figure(num=name))
 
 
 # %%
@@ -35,10 +32,13 @@ no_padding = animate("arithmetic_no_padding_no_strides.gif",
 # %%
 # Padding 1, stride 2
 # -------------------
-# The white cells are the zero padding; the window moves two cells at a time.
-padding_strides = animate("arithmetic_padding_strides.gif",
-                          sc.ConvGeometry.from_weight((1, 1, 3, 3), (1, 5, 5), stride=2,
-                                                      padding=1))
+# The white cells are the zero padding; the window moves two cells at a time. Frame ``o``
+# darkens the cells ``window[o]`` of the padded grid; ``source`` says which input cell each
+# padded cell holds (-1: a zero).
+geometry = sc.ConvGeometry.from_weight((1, 1, 3, 3), (1, 5, 5), stride=2, padding=1)
+window, source = padded_index_map(geometry)
+print(window[0], source[window[0]])  # the first output reads 4 zeros and 4 input cells
+padding_strides = animate("arithmetic_padding_strides.gif", geometry)
 
 # %%
 # Dilation 2

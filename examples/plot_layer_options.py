@@ -5,7 +5,7 @@ Stride, dilation, channels and the transposed convolution
 Each of PyTorch's layer options changes the matrix in a way you can see. The matrices are
 built by :func:`sparseconv.conv_matrix` and :func:`sparseconv.conv_transpose_matrix`; the
 layer's :class:`~sparseconv.ConvGeometry` labels the axes in channels and positions and draws
-the block grid (``blocks=True``).
+the block grid (``blocks=True``). Each figure is one journal column wide (3.5 in).
 """
 
 import matplotlib.pyplot as plt
@@ -18,15 +18,14 @@ KERNEL = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])  # 9 dist
 
 
 def spy_layer(name, weight, input_shape, title, **kwargs):
-    """One figure: the layer's matrix colored by value, its blocks outlined."""
+    """One column-wide figure: the layer's matrix colored by value, its blocks outlined."""
     A = sc.conv_matrix(weight, input_shape, **kwargs)
     geometry = sc.ConvGeometry.from_weight(weight.shape, input_shape, **kwargs)
     rows, cols = A.shape
-    fig, ax = plt.subplots(num=name, layout="constrained",
-                           figsize=(2.0 + 3.0 * min(2.0, max(0.75, cols / rows)),
-                                    1.4 + 3.0 * min(1.0, max(0.45, rows / cols))))
-    image = spy(A, ax, values=True, geometry=geometry, blocks=True)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="entry")
+    wide = cols >= 2 * rows  # spy puts the colorbar below a wide matrix
+    fig, ax = plt.subplots(num=name, layout="compressed",
+                           figsize=(3.5, min(4.2, (1.9 if wide else 1.0) + 2.6 * rows / cols)))
+    spy(A, ax, values=True, geometry=geometry, blocks=True)
     ax.set_title(title)
     return fig
 
@@ -37,8 +36,8 @@ def spy_layer(name, weight, input_shape, title, **kwargs):
 # A stride keeps every ``stride``-th output along each axis: here 16 of the 49 rows of the
 # stride-1 matrix (:func:`sparseconv.stride_matrix` selects them).
 spy_layer("stride2.png", KERNEL[None, None], (1, 7, 7),
-          "3x3 kernel on 7x7, stride 2, padding 1: 16 of the 49\n"
-          "rows of the stride-1 matrix (every other one per axis)", stride=2, padding=1)
+          "3x3 kernel on 7x7, stride 2, padding 1:\n16 of the 49 rows of the stride-1 matrix",
+          stride=2, padding=1)
 
 # %%
 # Dilation 2
@@ -55,7 +54,7 @@ spy_layer("dilation2.png", KERNEL[None, None], (1, 7, 7),
 # pair of channels, each made of that pair's 3x3 kernel.
 weight = np.random.default_rng(1).standard_normal((4, 3, 3, 3))
 spy_layer("multichannel.png", weight, (3, 5, 5), "3 -> 4 channels, 3x3 on 5x5, padding 1:\n"
-          "a 4x3 block matrix of doubly block Toeplitz blocks", padding=1)
+          "a 4x3 grid of doubly block Toeplitz blocks", padding=1)
 
 # %%
 # A 1x1 convolution is a Kronecker product
@@ -72,13 +71,22 @@ assert abs(sc.conv1x1_matrix(W, (4, 4)) - sc.conv_matrix(W[:, :, None, None], (3
 # The transposed convolution is the transpose
 # -------------------------------------------
 # PyTorch's ``conv_transpose2d`` with the same weight, stride and padding is exactly the
-# transpose of the strided convolution's matrix: the adjoint.
+# transpose of the strided convolution's matrix: the adjoint. Both panels are drawn at the
+# same scale (an entry is the same size in both: the width ratio is the column ratio) and
+# share one color scale.
 A = sc.conv_matrix(KERNEL[None, None], (1, 5, 5), stride=2, padding=1)
 T = sc.conv_transpose_matrix(KERNEL[None, None], (1, 3, 3), stride=2, padding=1)
 assert abs(T - A.T).max() == 0
 geometry = sc.ConvGeometry.from_weight((1, 1, 3, 3), (1, 5, 5), stride=2, padding=1)
-fig, axes = plt.subplots(1, 2, num="transposed.png", figsize=(6.8, 3.6), layout="constrained")
-for ax, M, title in ((axes[0], A, "convolution 5x5 -> 3x3\n(stride 2, padding 1)"),
-                     (axes[1], T, "transposed convolution 3x3 -> 5x5:\nthe transpose")):
-    spy(M, ax, values=True, geometry=geometry, blocks=True)
-    ax.set_title(title)
+fig, axes = plt.subplots(1, 2, num="transposed.png", figsize=(5.0, 3.4), layout="constrained",
+                         width_ratios=[A.shape[1], T.shape[1]])
+panels = ((axes[0], A, "convolution\n5x5 -> 3x3", "input (5x5)", "output (3x3)"),
+          (axes[1], T, "transposed\n3x3 -> 5x5", "input\n(3x3)", "output (5x5)"))
+for ax, M, title, xlabel, ylabel in panels:
+    image = spy(M, ax, values=True, geometry=geometry, blocks=True, colorbar=False,
+                vmin=0, vmax=KERNEL.max())
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+fig.colorbar(image, ax=axes, shrink=0.8, label="entry value (kernel weight)")
+fig.draw_without_rendering()
+scales = [ax.get_window_extent().width / M.shape[1] for ax, M, *_ in panels]
+assert abs(scales[0] - scales[1]) < 0.02 * scales[0], scales  # the same size per entry

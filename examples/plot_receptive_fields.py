@@ -23,7 +23,7 @@ KERNEL = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
 # window; the number of paths from each input pixel is the composed kernel's support.
 layer = sc.ConvGeometry.from_weight((1, 1, 3, 3), (1, 8, 8), padding=1)
 A = sc.conv_matrix(KERNEL[None, None], (1, 8, 8), padding=1)
-fig, axes = plt.subplots(1, 2, num="composition.png", figsize=(7.2, 3.6), layout="constrained")
+fig, axes = plt.subplots(1, 2, num="composition.png", figsize=(7.0, 3.1), layout="compressed")
 spy(sc.compose(A, A), axes[0], geometry=layer, blocks=True)
 axes[0].set_title("two 3x3 layers on 8x8, padding 1:\nthe product has 5x5-wide bands")
 receptive_field_heatmap([layer, layer], axes[1], position=(3, 4))
@@ -34,19 +34,26 @@ axes[1].set_title("receptive field of output (3, 4):\npaths from each input pixe
 # -------------------
 # One 3x3 layer reads 9 pixels, three stacked 3x3 layers read 49 (a 7x7 box), and a dilated
 # stack with dilations 1, 2, 4 reads 225 (15x15): the extent that
-# :func:`sparseconv.receptive_field_size` gives in closed form.
+# :func:`sparseconv.receptive_field_size` gives in closed form. A single layer reads each
+# pixel once (no colorbar needed); the two stacks share one scale of path counts.
 stacks = {
     "one 3x3 layer": [1],
     "three stacked 3x3 layers": [1, 1, 1],
     "dilated stack (dilation 1, 2, 4)": [1, 2, 4],
 }
-fig, axes = plt.subplots(1, 3, num="receptive_field.png", figsize=(9.0, 3.2),
-                         layout="constrained")
+paths = {title: sc.receptive_field_paths(
+    [sc.ConvGeometry.from_weight((1, 1, 3, 3), (1, 17, 17), padding=d, dilation=d)
+     for d in dilations]) for title, dilations in stacks.items()}
+most = max(int(p.max()) for p in paths.values())
+fig, axes = plt.subplots(1, 3, num="receptive_field.png", figsize=(7.0, 2.45),
+                         layout="compressed")
 for ax, (title, dilations) in zip(axes, stacks.items()):
     layers = [sc.ConvGeometry.from_weight((1, 1, 3, 3), (1, 17, 17), padding=d, dilation=d)
               for d in dilations]
-    image = receptive_field_heatmap(layers, ax)
-    fig.colorbar(image, ax=ax, shrink=0.7, label="paths")
+    image = receptive_field_heatmap(layers, ax, vmax=most if len(layers) > 1 else None,
+                                    colorbar=False)
     ax.set_title(f"{title}\n{int((image.get_array() > 0).sum())} input pixels")
     side = sc.receptive_field_size([3] * len(dilations), dilation=dilations)
     assert (image.get_array() > 0).sum() == side**2
+fig.colorbar(image, ax=axes[1:], shrink=0.9, ticks=[1, 10, 20, 30, 40, most],
+             label="paths to the output unit").minorticks_off()

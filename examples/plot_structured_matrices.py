@@ -18,13 +18,12 @@ KERNEL = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])  # 9 dist
 
 
 def spy_values(name, A, title, **kwargs):
-    """One figure: the entries of ``A`` colored by value, with a colorbar."""
+    """One column-wide figure (3.5 in): the entries of ``A`` colored by value, a colorbar."""
     rows, cols = A.shape
-    fig, ax = plt.subplots(num=name, layout="constrained",
-                           figsize=(2.0 + 3.0 * min(2.0, max(0.75, cols / rows)),
-                                    1.4 + 3.0 * min(1.0, max(0.45, rows / cols))))
-    image = spy(A, ax, values=True, **kwargs)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="entry")
+    wide = cols >= 2 * rows  # spy puts the colorbar below a wide matrix
+    fig, ax = plt.subplots(num=name, layout="compressed",
+                           figsize=(3.5, min(4.2, (1.9 if wide else 1.0) + 2.6 * rows / cols)))
+    spy(A, ax, values=True, **kwargs)
     ax.set_title(title)
     return fig
 
@@ -64,8 +63,8 @@ spy_values("doubly_block_circulant.png", A, "3x3 kernel on 5x5, circular padding
 # row, taken from the same index map as the convolution: ``im2col_matrix(...) @ x.ravel()`` is
 # PyTorch's ``F.unfold``, and the layer is ``weight.reshape(C_out, -1) @ patches``.
 A = sc.im2col_matrix((1, 4, 4), 3)
-fig, ax = plt.subplots(num="im2col.png", figsize=(3.6, 5.2), layout="constrained")
+fig, ax = plt.subplots(num="im2col.png", figsize=(2.6, 4.2), layout="compressed")
 spy(A, ax, blocks=[(4, 16)])
 ax.set_title("im2col, 4x4 input, 3x3 kernel:\na 0/1 selection, one 1 per row")
 ax.set_xlabel("input position")
-ax.set_ylabel("tap x 4 output positions")
+ax.set_ylabel("(tap, output position): 9 x 4 rows")

@@ -4,7 +4,8 @@ Thin on purpose: the pictures are drawn by the example scripts in examples/ (pub
 which the documentation's sphinx-gallery also runs. Each figure's ``num`` there is its file
 name; this script runs the scripts that make the requested files and saves those figures.
 Deterministic: fixed seeds in the scripts, matplotlib's default style plus
-examples/gallery.mplstyle, no dates or versions in the files.
+examples/gallery.mplstyle (sparseconv.plot's print style: 8 pt fonts in figures 3.5 or 7 in
+wide, 200 dpi), no dates or versions in the files; GIFs at least 600 pixels wide.
 
     python scripts/make_figures.py [--out DIR] [--only NAME ...]
 """
@@ -12,7 +13,10 @@ examples/gallery.mplstyle, no dates or versions in the files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import io
+import math
 import re
 import runpy
 import time
@@ -28,8 +32,9 @@ from matplotlib.animation import Animation, PillowWriter  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STYLE = EXAMPLES / "gallery.mplstyle"
-# a script's files: the figure names it spells out, e.g. plt.subplots(num="im2col.png")
-_NAME = re.compile(r"""["']([\w-]+\.(?:png|gif))["']""")
+# a script's files: the figure names it spells out, e.g. plt.subplots(num="im2col.png"), or
+# passes to a helper that makes the figure: animate("arithmetic_dilation.gif", ...)
+_NAME = re.compile(r"""(?:num=|\()\s*["']([\w-]+\.(?:png|gif))["']""")
 
 
 def gallery() -> dict[str, Path]:
@@ -41,10 +46,14 @@ def gallery() -> dict[str, Path]:
     return names
 
 
+GIF_WIDTH = 600  # pixels at least: the animations' titles stay legible
+
+
 def _save(figure, name: str, animations: dict, path: Path) -> None:
     if name.endswith(".gif"):
-        animations[figure].save(path, writer=PillowWriter(fps=2), dpi=60)
-    else:
+        dpi = max(100, math.ceil(GIF_WIDTH / figure.get_figwidth()))
+        animations[figure].save(path, writer=PillowWriter(fps=2), dpi=dpi)
+    else:  # at the style's savefig.dpi
         figure.savefig(path, metadata={"Software": None})
 
 
@@ -54,7 +63,9 @@ def run_script(script: Path, names: list[str], out: Path) -> list[Path]:
     with plt.style.context(["default", STYLE]), warnings.catch_warnings():
         # the script's animations that are not requested are never drawn; matplotlib says so
         warnings.filterwarnings("ignore", "Animation was deleted", UserWarning)
-        namespace = runpy.run_path(str(script), run_name="__main__")
+        # what a script prints is for the documentation's page, not this script's progress
+        with contextlib.redirect_stdout(io.StringIO()):
+            namespace = runpy.run_path(str(script), run_name="__main__")
         # an animation's figure, as sphinx-gallery's scraper finds it
         animations = {a._fig: a for a in namespace.values() if isinstance(a, Animation)}
         figures = {plt.figure(num).get_label(): plt.figure(num) for num in plt.get_fignums()}

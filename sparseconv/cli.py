@@ -84,6 +84,50 @@ _positive = _at_least(1, "positive")
 _non_negative = _at_least(0, "non-negative")
 
 
+def _dpi(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 10 <= value <= 2400:
+        raise argparse.ArgumentTypeError(f"expected dots per inch in [10, 2400], got {text!r}")
+    return value
+
+
+def _figsize(text: str) -> tuple[float, float]:
+    try:
+        width, height = (float(v) for v in text.split(","))
+    except ValueError:
+        width = height = math.nan
+    if not (0 < width <= 100 and 0 < height <= 100):
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTH,HEIGHT in inches such as 3.5,3, each in (0, 100], got {text!r}")
+    return width, height
+
+
+def _zoom(text: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    try:
+        rows, cols = text.split(",")
+        (r0, r1), (c0, c1) = (tuple(int(v) for v in part.split(":")) for part in (rows, cols))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected FIRST:STOP,FIRST:STOP output and input channel blocks such as 0:4,0:4, "
+            f"got {text!r}") from None
+    return (r0, r1), (c0, c1)
+
+
+def _plot_options() -> argparse.ArgumentParser:
+    """Options of the commands that draw a figure (spy, spectrum)."""
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("figure (format from the suffix: png, pdf, svg, ...)")
+    group.add_argument("--dpi", type=_dpi, default=None, metavar="DPI",
+                       help="resolution of the file (default 300)")
+    group.add_argument("--figsize", type=_figsize, default=None, metavar="W,H",
+                       help="figure size in inches (default one 3.5 in column wide; fonts "
+                       "8 pt)")
+    return options
+
+
 def _layer_options() -> argparse.ArgumentParser:
     layer = argparse.ArgumentParser(add_help=False)
     group = layer.add_argument_group("layer (PyTorch's Conv options)")
@@ -114,14 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND")
     layer = _layer_options()
     info = commands.add_parser("info", parents=[layer], help="shapes, nnz, memory, receptive field")
-    spy = commands.add_parser("spy", parents=[layer], help="draw the sparsity pattern")
+    figure = _plot_options()
+    spy = commands.add_parser("spy", parents=[layer, figure], help="draw the sparsity pattern")
     spy.add_argument("-o", "--output", required=True, metavar="FILE")
     spy.add_argument("--max-bins", type=_positive, default=512,
                      help="pixels per axis before entries are binned (default 512)")
     spy.add_argument("--values", action="store_true", help="color entries by value")
     spy.add_argument("--raw", action="store_true",
                      help="write the raster itself: one pixel per entry or bin, no axes")
-    spectrum = commands.add_parser("spectrum", parents=[layer],
+    spy.add_argument("--zoom", type=_zoom, default=None, metavar="R0:R1,C0:C1",
+                     help="only output channels R0..R1-1 against input channels C0..C1-1")
+    spectrum = commands.add_parser("spectrum", parents=[layer, figure],
                                    help="singular values, frequency map, spectral norm")
     spectrum.add_argument("-o", "--output", required=True, metavar="FILE")
     export = commands.add_parser(
@@ -329,12 +376,26 @@ def _output(args) -> str:
     return image_path(args.output, raw=args.command == "spy" and args.raw)
 
 
-def _spy(layer: _Layer, args) -> None:
+def _figure(args, default: tuple[float, float]):
+    """A new figure in the print style (:mod:`sparseconv.plot._figure`), sized by --figsize."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+
+    return Figure(figsize=args.figsize or default, layout="compressed")
+
+
+def _title(text: str, fig) -> str:
+    """``text`` wrapped to the figure's width at 8 pt."""
+    import textwrap
+
+    return textwrap.fill(text, width=max(30, int(fig.get_figwidth() * 15)))
+
+
+def _spy(layer: _Layer, args) -> None:
+    import matplotlib
 
     from . import plot
     from ._matrices import conv_matrix
+    from .plot._figure import COLUMN_WIDTH, STYLE
 
     A = layer.geometry
     if args.values:
@@ -342,28 +403,26 @@ def _spy(layer: _Layer, args) -> None:
     if args.raw:
         with atomic_path(args.output) as path:
             plot.save_raster(path, A, geometry=layer.geometry, max_bins=args.max_bins,
-                             values=args.values)
+                             values=args.values, zoom=args.zoom, dpi=args.dpi)
     else:
-        fig = Figure(figsize=(6.4, 5.6), layout="constrained")
-        ax = fig.subplots()
-        image = plot.spy(A, ax, geometry=layer.geometry, blocks=True, max_bins=args.max_bins,
-                         values=args.values)
-        if args.values:
-            fig.colorbar(image, ax=ax, shrink=0.8, label="entry")
-        # an image spy drew always holds its array; matplotlib's stubs allow None
-        elif image.get_array().shape != layer.geometry.shape:  # type: ignore[union-attr]  # binned: counts
-            fig.colorbar(image, ax=ax, shrink=0.8, label="nonzeros per pixel",
-                         ticks=MaxNLocator(integer=True))
-        ax.set_title(layer.describe().replace(", stride", ",\nstride"), fontsize=8)
-        _savefig(fig, args.output)
+        with matplotlib.rc_context(STYLE):
+            fig = _figure(args, (COLUMN_WIDTH, COLUMN_WIDTH))
+            ax = fig.subplots()
+            plot.spy(A, ax, geometry=layer.geometry, blocks=True, max_bins=args.max_bins,
+                     values=args.values, zoom=args.zoom)
+            ax.set_title(_title(layer.describe(), fig))
+            _savefig(fig, args.output, args.dpi)
     print(f"wrote {args.output}")
 
 
-def _savefig(fig, output: str) -> None:
+def _savefig(fig, output: str, dpi: float | None = None) -> None:
+    from .plot._figure import STYLE, stable_metadata
+
     try:
         with atomic_path(output) as path:
-            fig.savefig(path, **({"metadata": {"Software": None}} if path.endswith(".png")
-                                 else {}))
+            fmt = path.rsplit(".", 1)[-1].lower()
+            fig.savefig(path, dpi=dpi or STYLE["savefig.dpi"],
+                        **({"metadata": stable_metadata(fmt)} if stable_metadata(fmt) else {}))
     except RuntimeError as exc:  # a backend's missing tool: pgf without LaTeX
         raise ValueError(f"cannot write {output}: {exc}") from exc
 
@@ -396,29 +455,31 @@ def _top_singular_values(layer: _Layer, k: int = 32) -> tuple[np.ndarray, str]:
 
 
 def _spectrum(layer: _Layer, args) -> None:
-    from matplotlib.figure import Figure
+    import matplotlib
 
     from . import plot
     from ._spectral_norm import spectral_norm
     from ._symbol import frequency_map
+    from .plot._figure import COLUMN_WIDTH, STYLE
 
     g = layer.geometry
     values, how = _top_singular_values(layer)
+    norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs)
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
-    fig = Figure(figsize=(9.6 if show_map else 5.2, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
-    plot.spectrum(values, axes[0])
-    axes[0].set_title(f"singular values ({how})", fontsize=8)
-    if show_map:
-        fmap = frequency_map(layer.weight, g.input_size, stride=g.stride, dilation=g.dilation,
-                             groups=g.groups)
-        fig.colorbar(plot.frequency_heatmap(fmap, axes[1]), ax=axes[1], shrink=0.8)
-        circular = "" if g.padding_mode == "circular" else " (of the circular layer)"
-        axes[1].set_title(f"largest singular value per frequency{circular}", fontsize=8)
-    fig.suptitle(layer.describe(), fontsize=8)
-    _savefig(fig, args.output)
-    norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs)
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(args, (2 * COLUMN_WIDTH if show_map else COLUMN_WIDTH, 3.0))
+        axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
+        plot.spectrum(values, axes[0], interval=norm)
+        axes[0].set_title(f"singular values ({how})")
+        if show_map:
+            fmap = frequency_map(layer.weight, g.input_size, stride=g.stride,
+                                 dilation=g.dilation, groups=g.groups)
+            plot.frequency_heatmap(fmap, axes[1])
+            circular = "" if g.padding_mode == "circular" else "\n(of the circular layer)"
+            axes[1].set_title(f"largest singular value per frequency{circular}")
+        fig.suptitle(_title(layer.describe(), fig))
+        _savefig(fig, args.output, args.dpi)
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
     print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method})")
     print(f"wrote {args.output}")

@@ -17,6 +17,7 @@ import pytest
 import scipy.sparse as sp
 
 import sparseconv as sc
+import sparseconv.plot
 
 W = np.ones((2, 2, 3, 3))  # a 2 -> 2 3x3 layer
 SHAPE = (2, 8, 8)
@@ -409,3 +410,50 @@ def test_numpy_integers_give_the_same_layer():
     numpy = sc.singular_values(W, np.array(SHAPE), stride=np.int64(2), padding=np.int32(1))
     assert np.array_equal(ints, numpy)
     assert math.isclose(sc.receptive_field_size([np.int64(3)] * 2), 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# sparseconv.plot's print and raster keywords: refused before anything is drawn or written.
+# ---------------------------------------------------------------------------------------------
+PLOT_GEOMETRY = sc.ConvGeometry.from_weight((4, 4, 3, 3), (4, 6, 6), padding=1)
+PLOT_CALLS = {
+    "spy": lambda **kw: sc.plot.spy(PLOT_GEOMETRY, **kw),
+    "save_raster": lambda **kw: sc.plot.save_raster(kw.pop("fname", "x.png"), PLOT_GEOMETRY,
+                                                    **kw),
+    "spectrum": lambda **kw: sc.plot.spectrum([1.0, 2.0], **kw),
+    "frequency_heatmap": lambda **kw: sc.plot.frequency_heatmap(np.ones((4, 4)), **kw),
+    "receptive_field_heatmap": lambda **kw: sc.plot.receptive_field_heatmap(PLOT_GEOMETRY,
+                                                                            **kw),
+    "conv_animation": lambda **kw: sc.plot.conv_animation(PLOT_GEOMETRY, **kw),
+}
+PRINT_BAD = [dict(fname="x.png", dpi=0), dict(fname="x.png", dpi=NAN), dict(fname="x.png",
+             dpi="300"), dict(fname="x.png", dpi=True), dict(dpi=300),
+             dict(fname="x.xyz"), dict(fname="x.png", format="bmp-ish"), dict(format="png"),
+             dict(fname=3), dict(fname="x.png", figsize=(3.5,)), dict(fname="x.png",
+             figsize=(3.5, -1)), dict(fname="x.png", figsize="3.5,3"),
+             dict(fname="x.png", figsize=(NAN, 3))]
+PLOT_BAD = [(name, bad) for name in PLOT_CALLS for bad in PRINT_BAD
+            if not (name == "save_raster" and ("figsize" in bad or "fname" not in bad))] + [
+    ("spy", dict(zoom=((0, 5), (0, 1)))), ("spy", dict(zoom=((1, 1), (0, 1)))),
+    ("spy", dict(zoom=(0, 1))), ("spy", dict(zoom=((0, 1.5), (0, 1)))),
+    ("spy", dict(colorbar="yes")), ("spy", dict(max_bins=0)), ("spy", dict(max_bins=2.5)),
+    ("save_raster", dict(zoom=((0, 9), (0, 1)))), ("save_raster", dict(max_bins=-1)),
+    ("spectrum", dict(interval=(2.0, 1.0))), ("spectrum", dict(interval=(-1.0, 1.0))),
+    ("spectrum", dict(interval="1,2")), ("spectrum", dict(interval=(1.0, np.inf))),
+    ("receptive_field_heatmap", dict(vmax=0)), ("receptive_field_heatmap", dict(vmax=1.5)),
+    ("receptive_field_heatmap", dict(colorbar=1)),
+    ("conv_animation", dict(fps=0)), ("conv_animation", dict(fps=2.5)),
+    ("conv_animation", dict(fname="x.mp4")),
+]
+
+
+@pytest.mark.parametrize("name, bad", PLOT_BAD, ids=[f"{n}-{b}" for n, b in PLOT_BAD])
+def test_plot_keywords_refuse_bad_values_before_writing(name, bad, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises((TypeError, ValueError)) as info:
+        PLOT_CALLS[name](**bad)
+    assert any(key in str(info.value) for key in (*bad, "suffix")), str(info.value)
+    assert list(tmp_path.iterdir()) == []

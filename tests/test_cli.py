@@ -94,11 +94,13 @@ def test_spy_raw_pixels_are_the_pattern_and_figure_is_drawn(tmp_path):
     np.testing.assert_array_equal((pixels < 1).any(axis=-1), A.toarray() != 0)
     ok("spy", "-o", tmp_path / "big.png", "--raw", "--in-shape", "8,40,40", "--out-channels",
        "8", "--kernel-size", "3", "--max-bins", "100")
-    assert matplotlib.image.imread(tmp_path / "big.png").shape[:2] == (96, 96)  # 12 per channel
+    # 12 near-equal bins per output channel (1,444 = 4 x 19^2 has no divisor near 12), 10
+    # equal bins of 160 per input channel
+    assert matplotlib.image.imread(tmp_path / "big.png").shape[:2] == (96, 80)
     out = ok("spy", "-o", tmp_path / "fig.png", *LAYER, "--values")
     assert "wrote" in out
     picture = matplotlib.image.imread(tmp_path / "fig.png")
-    assert picture.shape[:2] == (560, 640) and picture.std() > 0.05
+    assert picture.shape[:2] == (1050, 1050) and picture.std() > 0.05  # 3.5 in at 300 dpi
 
 
 def _printed_norm(out: str) -> tuple[float, float, float, str]:
@@ -120,7 +122,20 @@ def test_spectrum_prints_the_spectral_norm_and_its_interval(tmp_path):
     top = np.linalg.svd(A.toarray(), compute_uv=False)[0]
     value, lower, upper, method = _printed_norm(circ)
     assert method == "fft" and abs(value - top) <= 1e-9 * top
-    assert matplotlib.image.imread(tmp_path / "c.png").shape[:2] == (420, 960)
+    assert matplotlib.image.imread(tmp_path / "c.png").shape[:2] == (900, 2100)  # 7 x 3 in
+
+
+def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
+    ok("spy", "-o", tmp_path / "z.png", *LAYER, "--dpi", "100", "--figsize", "2.5,2",
+       "--zoom", "1:3,0:2")
+    assert matplotlib.image.imread(tmp_path / "z.png").shape[:2] == (200, 250)
+    out = ok("spectrum", "-o", tmp_path / "s.svg", *LAYER, "--seed", "3", "--figsize", "7,3")
+    _, lower, upper, _ = _printed_norm(out)
+    svg = (tmp_path / "s.svg").read_text()  # fonts as text: the legend is readable here
+    drawn = re.search(r"certified \|\|A\|\|.*? in \[([\d.]+), ([\d.]+)\]", svg)
+    assert drawn, "no certified interval on the figure"
+    assert float(drawn.group(1)) <= lower <= upper <= float(drawn.group(2))
+    assert 'width="504pt" height="216pt"' in svg
 
 
 @pytest.mark.parametrize("args, reason", [
@@ -164,6 +179,11 @@ def test_spectrum_prints_the_spectral_norm_and_its_interval(tmp_path):
     (["spy", *LAYER, "-o", "/dev/null"], "/dev/null is a character device"),
     (["export", *LAYER, "-o", ""], "expected a file name, got ''"),
     (["export", *LAYER, "-o", "a_dir/"], "expected a file name, got 'a_dir/'"),
+    (["spy", *LAYER, "-o", "x.png", "--dpi", "5"], "argument --dpi: expected dots per inch"),
+    (["spectrum", *LAYER, "-o", "x.png", "--figsize", "3"], "argument --figsize: expected"),
+    (["spy", *LAYER, "-o", "x.png", "--figsize", "3,-1"], "argument --figsize: expected"),
+    (["spy", *LAYER, "-o", "x.png", "--zoom", "0:4"], "argument --zoom: expected FIRST:STOP"),
+    (["spy", *LAYER, "-o", "x.png", "--zoom", "0:5,0:1"], "the output block range (0, 5)"),
 ])
 def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reason, tmp_path):
     np.savez(tmp_path / "w.npz", w=np.ones((4, 3, 3, 3)))

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib
 import matplotlib.image
 import pytest
 from PIL import Image
@@ -33,12 +34,14 @@ def make_figures(*args):
 
 
 def check_readable(path: Path) -> None:
+    """Print resolution (200 dpi: 3.5 in is 700 pixels), GIFs 600 pixels wide, not empty."""
     if path.suffix == ".png":
         pixels = matplotlib.image.imread(path)
-        assert min(pixels.shape[:2]) >= 200 and pixels.std() > 0.05, path.name
+        assert min(pixels.shape[:2]) >= 400 and pixels.std() > 0.05, path.name
     else:
         with Image.open(path) as gif:
-            assert gif.n_frames >= 4 and path.stat().st_size < 1_000_000, path.name
+            assert gif.n_frames >= 4 and gif.width >= 600, path.name
+            assert path.stat().st_size < 1_000_000, path.name
 
 
 def test_make_figures_only_writes_the_named_files_deterministically(tmp_path):
@@ -93,3 +96,27 @@ def test_examples_use_public_names_only(script):
             if module is not None:
                 assert node.attr in public[module], (script.name, f"{module}.{node.attr}")
     assert aliases or any(isinstance(n, ast.ImportFrom) for n in tree.body), script.name
+
+
+def test_every_public_plot_function_is_shown_in_an_example():
+    """sphinx-gallery renders examples/: each name of sparseconv.plot is called there."""
+    called = set()
+    for script in EXAMPLES:
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called.add(func.attr if isinstance(func, ast.Attribute) else
+                           getattr(func, "id", None))
+    names = set(sparseconv.plot.__all__) - {"Raster"}  # a result type: raster() returns it
+    assert names <= called, sorted(names - called)
+
+
+def test_the_gallery_style_is_the_print_style():
+    style = matplotlib.rc_params_from_file(ROOT / "examples" / "gallery.mplstyle",
+                                           use_default_template=False)
+    from sparseconv.plot._figure import STYLE
+
+    expected = {key: value for key, value in STYLE.items() if key != "savefig.dpi"}
+    assert {key: style[key] for key in expected} == {
+        key: matplotlib.rcParamsDefault.validate[key](value) for key, value in expected.items()}
+    assert style["savefig.dpi"] == 200  # files for the README and the docs; print: 300

@@ -59,15 +59,27 @@ def test_import_sparseconv_imports_neither_matplotlib_nor_torch():
 # The raster: exact pattern, honest counts.
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size, max_bins, blocks", [(10, 4, 1), (12, 5, 3), (7, 100, 1),
-                                                    (64, 9, 4), (3136, 448, 1), (30, 2, 6)])
+                                                    (64, 9, 4), (3136, 448, 1), (30, 2, 6),
+                                                    (64 * 3136, 512, 64), (13, 4, 1),
+                                                    (40, 3, 8), (7 * 5, 3, 7), (64, 100, 64)])
 def test_bin_edges_cover_the_axis_and_respect_blocks(size, max_bins, blocks):
     edges = plot.bin_edges(size, max_bins, blocks)
     block = size // blocks
-    assert edges[0] == 0 and edges[-1] == size and (np.diff(edges) > 0).all()
-    assert set(range(0, size + 1, block)) <= set(edges.tolist())  # no bin straddles a block
     lengths = np.diff(edges)
-    assert lengths.max() - lengths.min() <= 1
-    assert len(lengths) == blocks * min(block, max(1, max_bins // blocks))
+    assert edges[0] == 0 and edges[-1] == size and (lengths > 0).all()
+    assert len(lengths) <= max(max_bins, blocks if blocks <= max_bins else max_bins)
+    if blocks <= max_bins:
+        assert set(range(0, size + 1, block)) <= set(edges.tolist())  # no bin straddles a block
+        per_block = lengths[:len(lengths) // blocks]
+        # every block is binned alike, in equal bins when the block length allows it
+        np.testing.assert_array_equal(lengths.reshape(blocks, -1), np.tile(per_block, (blocks, 1)))
+        wanted = min(block, max_bins // blocks)
+        assert 2 * len(per_block) >= wanted
+        if any(block % d == 0 for d in range(-(-wanted // 2), wanted + 1)):
+            assert len(set(per_block.tolist())) == 1
+        assert per_block.max() - per_block.min() <= 1
+    else:  # whole blocks per bin
+        assert (edges % block == 0).all() and len(lengths) <= max_bins
 
 
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "bsr", "lil", "dense"])
@@ -94,7 +106,8 @@ def test_layer_raster_from_geometry_equals_the_matrix(seed):
     channels = (geom.out_channels, geom.in_channels)
     for max_bins in (1, 5, 17, 10_000):
         from_geometry = plot.raster(geom, max_bins)
-        from_matrix = plot.raster(A, max_bins, channels=channels)
+        rows = (int(np.prod(geom.output_size[1:])), int(np.prod(geom.input_size[1:])))
+        from_matrix = plot.raster(A, max_bins, channels=channels, period=rows)
         np.testing.assert_array_equal(from_geometry.counts, from_matrix.counts, err_msg=str(layer))
         assert from_geometry.counts.sum() == A.nnz, layer
     exact = plot.raster(geom, 10_000)
@@ -122,7 +135,7 @@ def test_spy_exact_is_the_pattern_and_density_counts_sum_to_nnz():
     np.testing.assert_array_equal(exact, A.toarray() != 0)
     assert exact.shape == A.shape
     density = plot.spy(A, axes(), max_bins=20).get_array()
-    assert density.shape == (20, 20) and density.sum() == A.nnz
+    assert density.shape == (18, 18) and density.sum() == A.nnz  # 36 x 108 in equal bins
     values = plot.spy(A, axes(), values=True).get_array()
     stored = A.toarray() != 0
     np.testing.assert_array_equal(values[stored], A.toarray()[stored])
@@ -258,3 +271,185 @@ def test_singular_values_and_frequency_map_plots():
     assert np.isclose(image.get_array()[4, 3], norms[0, 0])  # zero frequency at the center
     with pytest.raises(ValueError, match="shape"):
         plot.frequency_heatmap(np.zeros((2, 3, 4)), axes())
+
+
+# ---------------------------------------------------------------------------------------------
+# Rasters without aliasing: every channel block of a layer is binned, and drawn, alike.
+# ---------------------------------------------------------------------------------------------
+BIG = ConvGeometry.from_weight((64, 64, 3, 3), (64, 56, 56), padding=1)
+
+
+def blocks_of(counts, channels):
+    """``counts`` cut into its ``channels`` x ``channels`` channel blocks."""
+    n = counts.shape[0] // channels
+    return counts.reshape(channels, n, channels, n).transpose(0, 2, 1, 3)
+
+
+@pytest.mark.parametrize("max_bins", [512, 448, 256, 300, 100, 64])
+def test_a_64_channel_layer_raster_has_identical_blocks(max_bins):
+    r = plot.raster(BIG, max_bins)
+    assert r.counts.sum() == BIG.nnz() and r.bin_shape is not None  # equal bins
+    blocks = blocks_of(r.counts, 64)
+    assert (blocks == blocks[0, 0]).all()  # no moiré: one pattern in every block
+    # and that pattern is the band structure of one channel pair, binned the same way
+    S = sc._geometry.spatial_matrix(BIG)
+    per = r.counts.shape[0] // 64
+    np.testing.assert_array_equal(blocks[0, 0], plot.density_counts(
+        S, r.row_edges[:per + 1], r.col_edges[:per + 1]))
+    assert (np.diag(blocks[0, 0]) > 0).all()  # the main band is unbroken
+    if max_bins >= 64:  # bins of whole image rows (56 positions), or of parts of one
+        assert r.bin_shape[0] % 56 == 0 or 56 % r.bin_shape[0] == 0
+
+
+def test_zoomed_bins_follow_the_image_rows():
+    r = plot.raster(BIG, 256, zoom=((0, 4), (0, 4)))
+    assert r.bin_shape == (56, 56)  # one row of the 56x56 image per bin: bands stay straight
+    blocks = blocks_of(r.counts, 4)
+    assert (blocks == blocks[0, 0]).all()
+    # with bins of one row, the pattern of one channel pair is the row-block tridiagonal
+    np.testing.assert_array_equal(blocks[0, 0] > 0, np.abs(np.subtract.outer(
+        np.arange(56), np.arange(56))) <= 1)
+
+
+def test_whole_blocks_per_bin_when_blocks_are_smaller_than_a_pixel():
+    r = plot.raster(BIG, 16)  # 4 channels to a bin
+    assert r.counts.shape == (16, 16) and (r.counts == 16 * BIG.nnz() // 64**2).all()
+    w = np.random.default_rng(4).standard_normal((12, 2, 3, 3))
+    A = conv_matrix(w, (6, 5, 5), padding=1, groups=3)
+    geom = ConvGeometry.from_weight(w.shape, (6, 5, 5), padding=1, groups=3)
+    for max_bins in (2, 3, 5, 8):
+        r = plot.raster(geom, max_bins)
+        np.testing.assert_array_equal(r.counts, block_sum_oracle(
+            (A.toarray() != 0).astype(int), r.row_edges, r.col_edges), err_msg=str(max_bins))
+        assert (r.row_edges % 25 == 0).all() and (r.col_edges % 25 == 0).all()
+
+
+def render(ax_fn, pixels: int) -> np.ndarray:
+    """RGB pixels of axes that fill a ``pixels`` square figure, drawn by ``ax_fn(ax)``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = Figure(figsize=(pixels / 100, pixels / 100), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    ax_fn(ax)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3]
+
+
+@pytest.mark.parametrize("pixels, max_bins", [(512, 512), (1024, 256)])
+def test_rendered_64_channel_layer_shows_identical_blocks(pixels, max_bins):
+    rgb = render(lambda ax: plot.spy(BIG, ax, max_bins=max_bins, colorbar=False), pixels)
+    side = pixels // 64
+    blocks = rgb.reshape(64, side, 64, side, 3).transpose(0, 2, 1, 3, 4)
+    assert (blocks == blocks[0, 0]).all()
+    assert 0 < (blocks[0, 0] < 250).any(axis=-1).sum() < side**2  # a band, not a flat block
+
+
+def test_zoom_draws_the_block_range_of_the_matrix():
+    w = np.random.default_rng(7).standard_normal((6, 4, 3, 3))
+    geom = ConvGeometry.from_weight(w.shape, (4, 6, 6), stride=2, padding=1)
+    A = conv_matrix(w, (4, 6, 6), stride=2, padding=1)
+    T = ConvTransposeOperator(w, (6, 3, 3), stride=2, padding=1, output_padding=1)  # A.T
+    dense = (A.toarray() != 0).astype(int)
+    for zoom, max_bins in [(((1, 3), (2, 4)), 1000), (((0, 6), (1, 2)), 7), (((2, 5), (0, 4)), 2)]:
+        (r0, r1), (c0, c1) = zoom
+        window = dense[r0 * 9:r1 * 9, c0 * 36:c1 * 36]
+        for source in (geom, A):
+            r = plot.raster(source, max_bins, channels=(6, 4), zoom=zoom)
+            assert r.row_edges[0] == r0 * 9 and r.col_edges[-1] == c1 * 36
+            np.testing.assert_array_equal(r.counts, block_sum_oracle(
+                window, r.row_edges - r0 * 9, r.col_edges - c0 * 36), err_msg=str(zoom))
+        # the transposed layer zooms its own rows (the convolution's input channels)
+        rt = plot.raster(T, max_bins, zoom=((c0, c1), (r0, r1)))
+        np.testing.assert_array_equal(rt.counts, block_sum_oracle(
+            window.T, rt.row_edges - c0 * 36, rt.col_edges - r0 * 9))
+    ax = axes()
+    image = plot.spy(geom, ax, zoom=((1, 3), (2, 4)), blocks=True)
+    assert image.get_extent() == [2 * 36 - 0.5, 4 * 36 - 0.5, 3 * 9 - 0.5, 9 - 0.5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "3"]
+    for bad, error in [(((0, 7), (0, 1)), ValueError), (((2, 2), (0, 1)), ValueError),
+                       (((0, 1),), TypeError), (((0, 1.0), (0, 1)), TypeError)]:
+        with pytest.raises(error, match="zoom"):
+            plot.spy(geom, axes(), zoom=bad)
+
+
+def test_large_layer_grid_ticks_and_colorbar():
+    ax = axes()
+    image = plot.spy(BIG, ax, max_bins=256, blocks=True)
+    hlines, vlines = ax.collections  # the channel grid: 63 lines each way; rows too dense
+    assert len(hlines.get_segments()) == len(vlines.get_segments()) == 63
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["0", "8", "16", "24", "32", "40", "48", "56"]
+    assert image.colorbar.ax.get_ylabel() == "nonzeros per bin (784 x 784 entries)"
+    exact = plot.spy(sp.eye_array(5), axes())
+    assert exact.colorbar is None  # a 0/1 pattern needs no colorbar
+
+
+def all_font_sizes(fig):
+    fig.canvas.draw()  # constrained layout and tick labels are made at draw time
+    return [t.get_fontsize() for t in fig.findobj(lambda a: hasattr(a, "get_fontsize"))
+            if t.get_text()]
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
+def test_spy_saves_for_print(tmp_path, fmt):
+    out = tmp_path / f"layer.{fmt}"
+    image = plot.spy(BIG, fname=out, max_bins=128, blocks=True, dpi=150, figsize=(3.5, 3.0))
+    data = out.read_bytes()
+    if fmt == "png":
+        with Image.open(out) as png:
+            assert png.size == (525, 450)  # 3.5 x 3.0 in at 150 dpi
+    elif fmt == "pdf":
+        assert data.startswith(b"%PDF") and b"/MediaBox [ 0 0 252 216 ]" in data  # points
+    else:
+        assert b'width="252pt" height="216pt"' in data
+    assert min(all_font_sizes(image.figure)) >= 8  # legible at a 3.5 in column
+    other = tmp_path / "named.bin"
+    plot.spy(sp.eye_array(4), fname=other, format=fmt)
+    assert other.read_bytes()[:4] == data[:4]  # format= overrides the suffix
+
+
+def test_spectrum_draws_the_certified_interval_rounded_outward(tmp_path):
+    w = np.random.default_rng(8).standard_normal((3, 3, 3, 3))
+    s = sc.singular_values(w, (3, 7, 7), padding=1)
+    norm = sc.spectral_norm(w, (3, 7, 7), padding=1)
+    ax = axes()
+    plot.spectrum(s, ax, interval=norm)
+    text = ax.get_legend().get_texts()[-1].get_text()
+    low, high = (float(v) for v in text[text.index("[") + 1:text.index("]")].split(","))
+    assert low <= norm.lower <= s.max() <= norm.upper <= high and high - low < 1e-4 * high
+    (bar,) = [c for c in ax.collections if len(c.get_segments()) == 1]
+    np.testing.assert_allclose(bar.get_segments()[0][:, 1], [norm.lower, norm.upper])
+    out = tmp_path / "s.svg"
+    lines = plot.spectrum(s, interval=(1.0, 2.0), fname=out)
+    assert out.read_bytes().startswith(b"<?xml") and min(all_font_sizes(lines[0].figure)) >= 8
+    for bad, error in [((2.0, 1.0), ValueError), ((np.nan, 1.0), ValueError), (3.0, TypeError)]:
+        with pytest.raises(error, match="interval"):
+            plot.spectrum(s, axes(), interval=bad)
+
+
+def test_colorbars_say_what_they_measure():
+    image = plot.frequency_heatmap(sc.frequency_map(np.ones((2, 2, 3, 3)), (8, 8)), axes())
+    assert "largest singular value" in image.colorbar.ax.get_ylabel()
+    assert image.axes.get_xlabel() == "horizontal frequency (cycles/sample)"
+    g = ConvGeometry.from_weight((1, 1, 3, 3), (1, 17, 17), padding=1)
+    assert plot.receptive_field_heatmap(g, axes()).colorbar is None  # one layer: 1 path each
+    stack = plot.receptive_field_heatmap([g, g], axes())
+    assert stack.colorbar.ax.get_ylabel() == "paths to the output unit"
+    ticks = stack.colorbar.get_ticks()
+    assert ticks[0] == 1 and ticks[-1] == 9 and np.all(ticks == ticks.round())
+
+
+@pytest.mark.parametrize("suffix", ["gif", "png"])
+def test_conv_animation_saves_at_least_600_pixels_wide(tmp_path, suffix):
+    geom = ConvGeometry.from_weight((1, 1, 3, 3), (1, 4, 4))
+    anim = plot.conv_animation(geom, fname=tmp_path / f"a.{suffix}")
+    with Image.open(tmp_path / f"a.{suffix}") as picture:
+        assert picture.width >= 600
+        assert getattr(picture, "n_frames", 1) == (4 if suffix == "gif" else 1)
+    assert min(all_font_sizes(anim._fig)) >= 9
+    with pytest.raises(ValueError, match="suffix must be one of gif, png, pdf, svg"):
+        plot.conv_animation(geom, fname=tmp_path / "a.mp4")
+    with pytest.raises(ValueError, match="fps"):
+        plot.conv_animation(geom, fps=0)

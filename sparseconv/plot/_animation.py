@@ -8,12 +8,16 @@ copy. matplotlib is imported inside the function.
 
 from __future__ import annotations
 
+import math
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._geometry import ConvGeometry
 from .._operators import ConvOperator, ConvTransposeOperator
+from .._validation import is_int
+from ._figure import check_output, save_figure
 from ._raster import layer_of, padded_index_map
 
 if TYPE_CHECKING:
@@ -69,6 +73,7 @@ def _padded_colors(geom: ConvGeometry, source: np.ndarray) -> tuple[list[str], n
 
 
 def _title(geom: ConvGeometry, transposed: bool) -> str:
+    """Two lines: the sizes, then the options (short enough for the narrowest animation)."""
     def fmt(values):
         return "x".join(map(str, values))
 
@@ -83,14 +88,22 @@ def _title(geom: ConvGeometry, transposed: bool) -> str:
     if geom.padding_mode != "zeros":
         parts.append(geom.padding_mode)
     if transposed:
-        return (f"transposed: {fmt(geom.output_size)} -> {fmt(geom.input_size)}, "
-                + ", ".join(parts))
-    return f"{fmt(geom.input_size)} -> {fmt(geom.output_size)}, " + ", ".join(parts)
+        sizes = f"transposed: {fmt(geom.output_size)} -> {fmt(geom.input_size)}"
+    else:
+        sizes = f"{fmt(geom.input_size)} -> {fmt(geom.output_size)}"
+    return sizes + "\n" + ", ".join(parts)
+
+
+CELL = 0.45  # inches per grid cell
+MIN_WIDTH = 600  # pixels: the narrowest GIF written, so a 10-pt title stays legible
+_STILLS = ("png", "pdf", "svg")
 
 
 def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *,
                    transposed: bool = False, fig: Figure | None = None,
-                   interval: int = 600) -> FuncAnimation:
+                   interval: int = 600, fname: str | os.PathLike[str] | None = None,
+                   dpi: float | None = None, figsize: tuple[float, float] | None = None,
+                   format: str | None = None, fps: int = 2) -> FuncAnimation:
     """Animate a 1-D or 2-D layer's arithmetic: the kernel window moving over the input.
 
     Parameters
@@ -102,22 +115,35 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
         frame stamps the kernel of one input cell onto the output, whose cells outside the
         cropped padding are dashed.
     fig : matplotlib Figure, optional
-        A new ``matplotlib.figure.Figure`` by default (no pyplot state).
+        The figure to draw in (a pyplot figure, to show it), resized to ``figsize`` or to 0.45
+        in per cell; a new ``matplotlib.figure.Figure`` by default (no pyplot state).
     interval : int
-        Milliseconds between frames.
+        Milliseconds between frames (on screen).
+    fname : str or path-like, optional
+        Save there: a ``.gif`` (format ``"gif"``) holds every frame, at ``fps`` frames per
+        second; a ``.png``, ``.pdf`` or ``.svg`` is the first frame as a still.
+    dpi : float, optional
+        Resolution of the file; by default 100, or more so that it is at least 600 pixels wide.
+    figsize : (float, float), optional
+        Size in inches of the figure.
+    format : {"gif", "png", "pdf", "svg"}, optional
+        Overrides ``fname``'s suffix.
+    fps : int
+        Frames per second of a saved GIF.
 
     Returns
     -------
     matplotlib.animation.FuncAnimation
         One frame per output position (per input position when transposed), C order. Save it
-        with ``anim.save("conv.gif", writer=matplotlib.animation.PillowWriter(fps=2))``.
+        yourself with ``anim.save("conv.gif", writer=matplotlib.animation.PillowWriter(fps=2))``.
 
     Raises
     ------
     TypeError
         ``layer`` neither a ConvGeometry nor a sparseconv operator.
     ValueError
-        A layer with more than 2 spatial dimensions.
+        A layer with more than 2 spatial dimensions; an unknown format, a ``dpi`` outside
+        [10, 2400] or a bad ``figsize``; ``fps`` not positive.
 
     Notes
     -----
@@ -129,47 +155,30 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     Examples
     --------
     >>> import os, tempfile
-    >>> from matplotlib.animation import PillowWriter
+    >>> from PIL import Image
     >>> from sparseconv import ConvGeometry
     >>> from sparseconv.plot import conv_animation
     >>> geom = ConvGeometry.from_weight((1, 1, 3, 3), (1, 5, 5), stride=2, padding=1)
-    >>> anim = conv_animation(geom)                  # one frame per output: 3x3
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     anim.save(os.path.join(tmp, "conv.gif"), writer=PillowWriter(fps=2), dpi=40)
-    ...     size = os.path.getsize(os.path.join(tmp, "conv.gif"))
-    >>> 0 < size < 100_000
-    True
+    ...     anim = conv_animation(geom, fname=os.path.join(tmp, "conv.gif"))
+    ...     with Image.open(os.path.join(tmp, "conv.gif")) as gif:
+    ...         frames, width = gif.n_frames, gif.width
+    >>> frames, width >= 600                          # one frame per output: 3x3
+    (9, True)
     """
     from matplotlib.animation import FuncAnimation
-    from matplotlib.figure import Figure
 
     found = layer_of(layer)
     if found is None:
         raise TypeError(f"expected a ConvGeometry or an operator, got {type(layer).__name__}")
+    fmt, dpi, figsize = check_output(fname, dpi, figsize, format, formats=("gif", *_STILLS))
+    if not is_int(fps) or not 0 < fps <= 100:
+        raise ValueError(f"fps must be an integer in [1, 100], got {fps!r}")
     geom, transposed = found[0], transposed or found[1]
     if geom.ndim > 2:
         raise ValueError(f"conv_animation draws 1-D and 2-D layers, got {geom.ndim}-D")
     window, source = padded_index_map(geom)
-    padded = _as_2d(tuple(axis.padded_size for axis in geom.axes))
-    small = _as_2d(geom.output_size)
-    fig = fig if fig is not None else Figure(figsize=(0.45 * (padded[1] + small[1] + 2), 0.45 *
-                                                      (max(padded[0], small[0]) + 1.5)))
-    ax = fig.add_axes((0, 0, 1, 0.9))
-    ax.set_axis_off()
-    colors, is_pad = _padded_colors(geom, source)
-    if transposed:
-        colors = [_ZERO if pad else _OUTPUT for pad in is_pad]
-    gap = 1.5
-    big_origin = (gap + small[1], padded[0]) if transposed else (0, padded[0])
-    small_origin = (0, (padded[0] + small[0]) / 2) if transposed else (
-        padded[1] + gap, (padded[0] + small[0]) / 2)
-    big = _Grid(ax, padded, big_origin, colors, is_pad & (source < 0))
-    small_grid = _Grid(ax, small, small_origin, [_INPUT if transposed else _OUTPUT] *
-                       (small[0] * small[1]), [False] * (small[0] * small[1]))
-    ax.set_xlim(-0.2, padded[1] + small[1] + gap + 0.2)
-    ax.set_ylim(-0.2, max(padded[0], small[0]) + 0.2)
-    ax.set_aspect("equal")
-    fig.suptitle(_title(geom, transposed), fontsize=9)
+    fig, big, small_grid, is_pad = _draw_grids(geom, transposed, source, fig, figsize)
 
     def update(frame: int):
         if transposed:  # the input cell stamps its kernel; the output accumulates the stamps
@@ -185,4 +194,53 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
         return [big.collection, small_grid.collection]
 
     update(0)
-    return FuncAnimation(fig, update, frames=window.shape[0], interval=interval, blit=False)
+    anim = FuncAnimation(fig, update, frames=window.shape[0], interval=interval, blit=False)
+    if fname is not None and fmt is not None:
+        dpi = dpi or max(100.0, math.ceil(MIN_WIDTH / fig.get_figwidth()))
+        if fmt == "gif":
+            from matplotlib.animation import PillowWriter
+
+            anim.save(os.fspath(fname), writer=PillowWriter(fps=fps), dpi=dpi)
+            update(0)
+        else:
+            save_figure(fig, fname, fmt, dpi)
+            # a still is this animation's output: matplotlib need not warn it was never drawn
+            anim._draw_was_started = True  # type: ignore[attr-defined]
+    return anim
+
+
+def _draw_grids(geom, transposed, source, fig, figsize):
+    """The figure with the padded grid (``big``) and the small one, and the padding cells."""
+    from matplotlib.figure import Figure
+
+    padded = _as_2d(tuple(axis.padded_size for axis in geom.axes))
+    small = _as_2d(geom.output_size)
+    rows, gap, label, title = max(padded[0], small[0]), 1.5, 0.8, 0.45  # cells; title: inches
+    size = figsize or (CELL * (padded[1] + small[1] + gap + 0.4),
+                       CELL * (rows + label + 0.4) + title)
+    if fig is None:
+        fig = Figure(figsize=size)
+    else:
+        fig.set_size_inches(size)
+    ax = fig.add_axes((0, 0, 1, 1 - title / fig.get_figheight()))
+    ax.set_axis_off()
+    colors, is_pad = _padded_colors(geom, source)
+    if transposed:
+        colors = [_ZERO if pad else _OUTPUT for pad in is_pad]
+    big_origin = (gap + small[1], padded[0]) if transposed else (0, padded[0])
+    small_origin = (0, (padded[0] + small[0]) / 2) if transposed else (
+        padded[1] + gap, (padded[0] + small[0]) / 2)
+    big = _Grid(ax, padded, big_origin, colors, is_pad & (source < 0))
+    small_grid = _Grid(ax, small, small_origin, [_INPUT if transposed else _OUTPUT] *
+                       (small[0] * small[1]), [False] * (small[0] * small[1]))
+    padding = any(p for pair in geom.padding for p in pair)
+    names = (("output (dashed: cropped)" if padding else "output", "input") if transposed
+             else ("input (padded)" if padding else "input", "output"))
+    for (x0, top), (r, c), name in ((big_origin, padded, names[0]),
+                                    (small_origin, small, names[1])):
+        ax.text(x0 + c / 2, top - r - 0.3, name, ha="center", va="top", fontsize=9)
+    ax.set_xlim(-0.3, padded[1] + small[1] + gap + 0.3)
+    ax.set_ylim(-label - 0.2, rows + 0.2)
+    ax.set_aspect("equal")
+    fig.suptitle(_title(geom, transposed), fontsize=10, y=1 - 0.04 / fig.get_figheight())
+    return fig, big, small_grid, is_pad

@@ -8,6 +8,7 @@ public ones.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -34,21 +35,22 @@ class Raster:
 
     ``counts[i, j]`` is the number of stored entries in rows ``row_edges[i]:row_edges[i+1]``
     and columns ``col_edges[j]:col_edges[j+1]``. When every bin is one row and one column
-    (:attr:`exact`), ``counts`` is the sparsity pattern itself.
+    (:attr:`exact`), ``counts`` is the sparsity pattern itself. The edges start at 0, or at the
+    first row (column) of the window that ``zoom=`` selected.
 
     Parameters
     ----------
     counts : ndarray of int, shape (len(row_edges) - 1, len(col_edges) - 1)
     row_edges, col_edges : ndarray of int
-        Increasing bin edges, from 0 to the number of rows (columns) of the matrix.
+        Increasing bin edges, in rows (columns) of the whole matrix.
 
     Examples
     --------
     >>> import numpy as np
     >>> from sparseconv.plot import Raster
     >>> r = Raster(np.eye(2, dtype=int), np.array([0, 2, 4]), np.array([0, 2, 4]))
-    >>> r.shape, r.exact                         # a 4 x 4 matrix in 2 x 2 bins
-    ((4, 4), False)
+    >>> r.shape, r.exact, r.bin_shape             # a 4 x 4 matrix in 2 x 2 bins
+    ((4, 4), False, (2, 2))
     """
 
     counts: np.ndarray
@@ -57,30 +59,56 @@ class Raster:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """Shape of the matrix the raster bins."""
-        return int(self.row_edges[-1]), int(self.col_edges[-1])
+        """Shape of the matrix (or of the zoomed window of it) that the raster bins."""
+        return (int(self.row_edges[-1] - self.row_edges[0]),
+                int(self.col_edges[-1] - self.col_edges[0]))
 
     @property
     def exact(self) -> bool:
         """True when each pixel is exactly one entry of the matrix."""
         return self.counts.shape == self.shape
 
+    @property
+    def bin_shape(self) -> tuple[int, int] | None:
+        """``(rows, columns)`` of every bin when all bins are alike, else None."""
+        rows, cols = np.unique(np.diff(self.row_edges)), np.unique(np.diff(self.col_edges))
+        return (int(rows[0]), int(cols[0])) if len(rows) == len(cols) == 1 else None
 
-def bin_edges(size: int, max_bins: int, blocks: int = 1) -> np.ndarray:
-    """Edges of about ``max_bins`` bins over ``range(size)``, never straddling a block.
 
-    The axis is cut into ``blocks`` equal blocks (channels) and each block into the same number
-    ``b`` of bins, ``b = min(block, max(1, max_bins // blocks))``; bins differ in length by at
-    most one. When ``b`` equals the block length every bin is a single index.
+def _bins_per_block(block: int, wanted: int, period: int) -> int:
+    """The number of equal bins to cut a block into (see :func:`bin_edges`)."""
+    divisors = [d for d in range(1, min(block, wanted) + 1) if block % d == 0]
+    fitting = [d for d in divisors if (block // d) % period == 0 or period % (block // d) == 0]
+    for choice in (fitting, divisors):
+        if choice and 2 * choice[-1] >= wanted:
+            return choice[-1]
+    return wanted  # a block length without a divisor near: near-equal bins
+
+
+def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.ndarray:
+    """Edges of at most about ``max_bins`` bins over ``range(size)``, aligned to ``blocks``.
+
+    The axis is ``blocks`` equal blocks (channels). A block longer than a bin gets the same
+    whole number ``b`` of bins, equal wherever its length allows: ``b`` is the largest divisor
+    of the block length not above ``max_bins // blocks`` whose bins hold whole periods or
+    divide one (an image row of ``period`` positions: bins then follow the bands of a 2-D
+    layer), else the largest divisor, unless that is under half of ``max_bins // blocks`` (a
+    prime length), when the ``max_bins // blocks`` bins differ in length by at most one. More
+    blocks than ``max_bins`` are grouped, whole blocks per bin, ``g`` to a bin (a divisor of
+    ``blocks`` when one lies within ``2 ceil(blocks / max_bins)``; else the last bin holds
+    fewer). Either way every block is binned alike: no moiré between the bands and the bins.
 
     Parameters
     ----------
     size : int
         Length of the axis.
     max_bins : int
-        About how many bins; positive.
+        About how many bins at most; positive.
     blocks : int
         Number of equal blocks no bin may straddle; must divide ``size``.
+    period : int
+        A length within each block (the width of an image row) that bins should hold a whole
+        number of, or divide, where a choice of equal bins allows; must divide the block.
 
     Returns
     -------
@@ -90,22 +118,37 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1) -> np.ndarray:
     Raises
     ------
     ValueError
-        ``blocks`` not dividing ``size``, or ``max_bins < 1``.
+        ``blocks`` not dividing ``size``, ``period`` not dividing a block, or
+        ``max_bins < 1``.
 
     Examples
     --------
     >>> from sparseconv.plot import bin_edges
-    >>> bin_edges(10, 4).tolist()
-    [0, 2, 5, 7, 10]
+    >>> bin_edges(12, 5).tolist()                       # 4 equal bins, not 5 unequal ones
+    [0, 3, 6, 9, 12]
     >>> bin_edges(6, 100, blocks=2).tolist()
     [0, 1, 2, 3, 4, 5, 6]
+    >>> bin_edges(64 * 3136, 512, blocks=64)[:3].tolist()   # 8 bins of 392 per channel
+    [0, 392, 784]
+    >>> bin_edges(3136, 64)[:3].tolist(), bin_edges(3136, 64, period=56)[:3].tolist()
+    ([0, 49, 98], [0, 56, 112])
+    >>> bin_edges(8 * 5, 3, blocks=8).tolist()          # whole blocks: 4 channels per bin
+    [0, 20, 40]
     """
-    if size % blocks:
-        raise ValueError(f"blocks={blocks} must divide size={size}")
-    if max_bins < 1:
+    if not (isinstance(blocks, (int, np.integer)) and blocks >= 1) or size % blocks:
+        raise ValueError(f"blocks={blocks!r} must be a positive integer dividing size={size}")
+    if not isinstance(max_bins, (int, np.integer)) or isinstance(max_bins, bool) \
+            or max_bins < 1:
         raise ValueError(f"max_bins must be a positive integer, got {max_bins!r}")
     block = size // blocks
-    per_block = min(block, max(1, max_bins // blocks))
+    if not (isinstance(period, (int, np.integer)) and period >= 1) or block % period:
+        raise ValueError(f"period={period!r} must be a positive integer dividing the block "
+                         f"length {block}")
+    if blocks > max_bins:  # whole blocks per bin
+        group = -(-blocks // max_bins)
+        divisor = next((g for g in range(group, 2 * group + 1) if blocks % g == 0), group)
+        return np.append(np.arange(0, blocks, divisor, dtype=np.int64) * block, size)
+    per_block = _bins_per_block(block, min(block, max_bins // blocks), period)
     local = np.arange(per_block, dtype=np.int64) * block // per_block
     edges = (np.arange(blocks, dtype=np.int64)[:, None] * block + local).ravel()
     return np.append(edges, size)
@@ -179,7 +222,29 @@ def _channel_connectivity(geom: ConvGeometry) -> np.ndarray:
     return (out_group[:, None] == in_group[None, :]).astype(np.int64)
 
 
-def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1, 1)) -> Raster:
+def _zoom_range(zoom, channels: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``zoom`` checked: ``((r0, r1), (c0, c1))`` row and column block ranges, half-open."""
+    full = ((0, channels[0]), (0, channels[1]))
+    if zoom is None:
+        return full
+    try:
+        (r0, r1), (c0, c1) = zoom
+    except (TypeError, ValueError):
+        raise TypeError(f"zoom must be ((first, stop), (first, stop)) output and input channel "
+                        f"blocks, got {zoom!r}") from None
+    for (lo, hi), n, side in zip(((r0, r1), (c0, c1)), channels, ("output", "input")):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                   for v in (lo, hi)):
+            raise TypeError(f"zoom must hold integers, got {zoom!r}")
+        if not 0 <= lo < hi <= n:
+            raise ValueError(f"zoom={zoom!r}: the {side} block range ({lo}, {hi}) must satisfy "
+                             f"0 <= first < stop <= {n}")
+    return (int(r0), int(r1)), (int(c0), int(c1))
+
+
+def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1, 1),
+           period: tuple[int, int] = (1, 1),
+           zoom: tuple[tuple[int, int], tuple[int, int]] | None = None) -> Raster:
     """Count the stored entries of a matrix or a layer in at most about ``max_bins`` squared bins.
 
     Parameters
@@ -193,7 +258,14 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
         Bins per axis (an axis no longer than this is drawn one index per bin: exact).
     channels : (int, int)
         Number of row and column blocks the bins must not straddle (ignored for a layer, whose
-        channel counts are used).
+        channel counts are used); see :func:`bin_edges`.
+    period : (int, int)
+        Row and column lengths (image rows) that bins fit whole or divide where they can
+        (ignored for a layer, which uses the width of its output and input rows).
+    zoom : ((int, int), (int, int)), optional
+        Bin only the row blocks ``range(*zoom[0])`` and column blocks ``range(*zoom[1])``
+        (output and input channels of a layer); the edges stay in rows (columns) of the whole
+        matrix.
 
     Returns
     -------
@@ -202,9 +274,11 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
     Raises
     ------
     TypeError
-        A LinearOperator that is not a sparseconv layer (there is no matrix to count).
+        A LinearOperator that is not a sparseconv layer (there is no matrix to count); a
+        ``zoom`` that is not two pairs of integers.
     ValueError
-        ``max_bins < 1``, or ``channels`` not dividing the matrix's shape.
+        ``max_bins < 1``, ``channels`` not dividing the matrix's shape, or a ``zoom`` range
+        outside the blocks.
 
     Examples
     --------
@@ -212,9 +286,12 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
     >>> from sparseconv import ConvGeometry, conv_matrix
     >>> from sparseconv.plot import raster
     >>> geom = ConvGeometry.from_weight((64, 64, 3, 3), (64, 56, 56), padding=1)
-    >>> r = raster(geom, 256)
-    >>> r.counts.shape, int(r.counts.sum()) == geom.nnz()
-    ((256, 256), True)
+    >>> r = raster(geom, 256)                  # 4 bins of 784 x 784 entries per channel pair
+    >>> r.counts.shape, r.bin_shape, int(r.counts.sum()) == geom.nnz()
+    ((256, 256), (784, 784), True)
+    >>> corner = raster(geom, 256, zoom=((0, 4), (0, 4)))     # 4 x 4 channel blocks
+    >>> corner.counts.shape, corner.bin_shape                  # one image row per bin
+    ((224, 224), (56, 56))
     >>> A = conv_matrix(np.ones((1, 1, 3)), (1, 4))
     >>> raster(A).counts.tolist()
     [[1, 1, 1, 0], [0, 1, 1, 1]]
@@ -222,7 +299,9 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
     layer = layer_of(A)
     if layer is not None:
         geom, transposed = layer
-        pattern = _layer_raster(geom, max_bins)
+        if transposed:
+            zoom = None if zoom is None else tuple(zoom)[::-1]
+        pattern = _layer_raster(geom, max_bins, zoom)
         if transposed:
             return Raster(pattern.counts.T.copy(), pattern.col_edges, pattern.row_edges)
         return pattern
@@ -231,18 +310,43 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
                         "A.tosparse() or a sparseconv operator")
     if not sp.issparse(A):
         A = sp.csr_array(np.atleast_2d(np.asarray(A)))
-    rows = bin_edges(A.shape[0], max_bins, channels[0])
-    cols = bin_edges(A.shape[1], max_bins, channels[1])
-    return Raster(density_counts(A, rows, cols), rows, cols)
+    for n, c in zip(A.shape, channels):
+        if n % c:
+            raise ValueError(f"channels={channels!r} must divide A.shape {A.shape}")
+    (r0, r1), (c0, c1) = _zoom_range(zoom, channels)
+    block = (A.shape[0] // channels[0], A.shape[1] // channels[1])
+    if zoom is not None:
+        A = sp.csr_array(A)[r0 * block[0]:r1 * block[0], c0 * block[1]:c1 * block[1]]
+    rows = bin_edges(A.shape[0], max_bins, r1 - r0, period[0])
+    cols = bin_edges(A.shape[1], max_bins, c1 - c0, period[1])
+    return Raster(density_counts(A, rows, cols), rows + r0 * block[0], cols + c0 * block[1])
 
 
-def _layer_raster(geom: ConvGeometry, max_bins: int) -> Raster:
-    rows = bin_edges(geom.shape[0], max_bins, geom.out_channels)
-    cols = bin_edges(geom.shape[1], max_bins, geom.in_channels)
-    per_out = (len(rows) - 1) // geom.out_channels
-    per_in = (len(cols) - 1) // geom.in_channels
-    local = density_counts(spatial_matrix(geom), rows[:per_out + 1], cols[:per_in + 1])
-    return Raster(np.kron(_channel_connectivity(geom), local), rows, cols)
+def row_lengths(geom: ConvGeometry) -> tuple[int, int]:
+    """Positions in one row of the output and of the input grid (1 for a 1-D layer)."""
+    return math.prod(geom.output_size[1:]), math.prod(geom.input_size[1:])
+
+
+def _split(edges: np.ndarray, blocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges as (first block of each channel bin, edges within one block)."""
+    if len(edges) - 1 >= blocks:  # bins within blocks, the same in each
+        return np.arange(blocks), edges[:(len(edges) - 1) // blocks + 1]
+    return edges[:-1] // block, np.array([0, block])  # whole blocks per bin
+
+
+def _layer_raster(geom: ConvGeometry, max_bins: int, zoom) -> Raster:
+    (r0, r1), (c0, c1) = _zoom_range(zoom, (geom.out_channels, geom.in_channels))
+    out_block, in_block = geom.shape[0] // geom.out_channels, geom.shape[1] // geom.in_channels
+    out_row, in_row = row_lengths(geom)
+    rows = bin_edges((r1 - r0) * out_block, max_bins, r1 - r0, out_row)
+    cols = bin_edges((c1 - c0) * in_block, max_bins, c1 - c0, in_row)
+    row_groups, row_local = _split(rows, r1 - r0, out_block)
+    col_groups, col_local = _split(cols, c1 - c0, in_block)
+    local = density_counts(spatial_matrix(geom), row_local, col_local)
+    # channel pairs that connect, summed over the channels each bin holds
+    G = _channel_connectivity(geom)[r0:r1, c0:c1]
+    G = np.add.reduceat(np.add.reduceat(G, row_groups, axis=0), col_groups, axis=1)
+    return Raster(np.kron(G, local), rows + r0 * out_block, cols + c0 * in_block)
 
 
 def padded_index_map(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:

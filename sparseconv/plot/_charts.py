@@ -1,0 +1,317 @@
+"""Charts of spectra and receptive fields: :func:`spectrum`, :func:`frequency_heatmap`,
+:func:`receptive_field_heatmap`.
+
+Each colorbar says what its color measures and in which unit; an interval that
+:func:`sparseconv.spectral_norm` certifies is drawn with its ends rounded outward, so the
+numbers printed on the figure still enclose the norm.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._geometry import ConvGeometry
+from .._operators import ConvOperator
+from .._receptive_field import receptive_field_paths
+from .._typing import ArrayLike
+from .._validation import is_int
+from ._figure import check_flag, check_output, drawing, nice_step
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
+
+__all__ = ["frequency_heatmap", "receptive_field_heatmap", "spectrum"]
+
+
+def _outward(value: float, rounding: str, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, rounded outward so an interval stays valid."""
+    exact = Decimal(repr(float(value)))
+    if exact == 0:
+        return "0"
+    return f"{exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding):g}"
+
+
+def _interval(interval) -> tuple[float, float] | None:
+    if interval is None:
+        return None
+    pair = (interval.lower, interval.upper) if hasattr(interval, "upper") else interval
+    try:
+        lower, upper = (float(v) for v in pair)
+    except (TypeError, ValueError):
+        raise TypeError(f"interval must be (lower, upper) or a SpectralNorm, got {interval!r}") \
+            from None
+    if not (math.isfinite(lower) and math.isfinite(upper) and 0 <= lower <= upper):
+        raise ValueError(f"interval must satisfy 0 <= lower <= upper (finite), got {interval!r}")
+    return lower, upper
+
+
+def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None, *,
+             label: str | None = None, fraction: bool = False, interval: Any = None,
+             fname: str | os.PathLike[str] | None = None, dpi: float | None = None,
+             figsize: tuple[float, float] | None = None, format: str | None = None,
+             **kwargs: Any) -> list[Line2D]:
+    """Plot sorted singular values; a mapping ``{label: values}`` overlays several layers.
+
+    Parameters
+    ----------
+    values : array_like or mapping of str to array_like
+        Singular values (any order; drawn sorted, largest first).
+    ax : matplotlib Axes, optional
+        Where to draw; by default a new figure when ``fname`` or ``figsize`` is given, else
+        pyplot's current axes.
+    label : str, optional
+        Legend entry of a single array.
+    fraction : bool
+        x axis as ``index / count``, to overlay layers with different numbers of values
+        (stride 1 vs 2).
+    interval : (float, float) or SpectralNorm, optional
+        A certified interval ``[lower, upper]`` for the largest singular value (for instance
+        :func:`sparseconv.spectral_norm`'s result): drawn as a band with an error bar at the
+        first index, its ends printed rounded outward to 6 digits in the legend.
+    fname, dpi, figsize, format
+        Save to a file, as for :func:`spy`.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.plot`.
+
+    Returns
+    -------
+    list of matplotlib.lines.Line2D
+        One per series; its y data are the sorted values.
+
+    Raises
+    ------
+    ValueError, TypeError
+        An ``interval`` that is not ``0 <= lower <= upper``; the output options, as :func:`spy`.
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> from sparseconv.plot import spectrum
+    >>> lines = spectrum({"a": [1.0, 3.0, 2.0]}, Figure().subplots())
+    >>> lines[0].get_ydata().tolist()
+    [3.0, 2.0, 1.0]
+    >>> import numpy as np
+    >>> from sparseconv import singular_values, spectral_norm
+    >>> w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
+    >>> ax = Figure().subplots()
+    >>> lines = spectrum(singular_values(w, (2, 8, 8), padding=1), ax,
+    ...                  interval=spectral_norm(w, (2, 8, 8), padding=1))
+    >>> ax.get_legend().get_texts()[-1].get_text().startswith("certified")
+    True
+    """
+    band = _interval(interval)
+    fraction = bool(check_flag(fraction, "fraction"))
+    series = values.items() if isinstance(values, Mapping) else [(label, values)]
+    lines = []
+    with drawing(ax, fname, dpi, figsize, format) as ax:
+        for name, s in series:
+            s = np.sort(np.asarray(s, dtype=float).ravel())[::-1]
+            x = (np.arange(s.size) + 0.5) / s.size if fraction else np.arange(s.size)
+            lines += ax.plot(x, s, label=name, **kwargs)
+        if band is not None:
+            lower, upper = band
+            text = (f"certified ||A||$_2$ in [{_outward(lower, ROUND_FLOOR, 6)}, "
+                    f"{_outward(upper, ROUND_CEILING, 6)}]")
+            ax.axhspan(lower, upper, color="0.5", alpha=0.25, linewidth=0)
+            x0 = float(np.asarray(lines[0].get_xdata())[0]) if lines else 0.0
+            ax.errorbar([x0], [(lower + upper) / 2], yerr=[[(upper - lower) / 2]] * 2,
+                        fmt="none", ecolor="k", capsize=3, linewidth=0.8, label=text)
+        ax.set_xlabel("index / number of singular values" if fraction
+                      else "index i (largest first)")
+        ax.set_ylabel("singular value $\\sigma_i$")
+        if band is not None or any(name is not None for name, _ in series):
+            ax.legend()
+    return lines
+
+
+def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = "viridis",
+                      label: str = "largest singular value $\\sigma_{max}$",
+                      colorbar: bool = True, fname: str | os.PathLike[str] | None = None,
+                      dpi: float | None = None, figsize: tuple[float, float] | None = None,
+                      format: str | None = None, **kwargs: Any) -> AxesImage:
+    """Heatmap of a per-frequency quantity over the 2-D frequency grid, zero frequency centered.
+
+    Parameters
+    ----------
+    values : array_like, shape (H, W) or (H, W, C_out, C_in)
+        On numpy's FFT grid (``np.fft.fftfreq`` order): e.g. the largest singular value per
+        frequency (:func:`sparseconv.frequency_map`); a symbol ``(H, W, C_out, C_in)`` is
+        reduced to its spectral norms.
+    ax : matplotlib Axes, optional
+        As for :func:`spy`.
+    cmap : str
+    label : str
+        The colorbar's label: what the color measures (the gain, a ratio of norms: unitless).
+    colorbar : bool
+        Add the labelled colorbar.
+    fname, dpi, figsize, format
+        Save to a file, as for :func:`spy`.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.imshow`.
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+        Its array is ``np.fft.fftshift`` of the values. The axes are frequencies in cycles per
+        sample, ``k / N`` for DFT index ``k`` of an axis of ``N`` samples, from -1/2 to 1/2.
+
+    Raises
+    ------
+    ValueError
+        ``values`` of another shape than ``(H, W)`` or ``(H, W, C_out, C_in)``; the output
+        options, as :func:`spy`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matplotlib.figure import Figure
+    >>> from sparseconv.plot import frequency_heatmap
+    >>> gain = np.abs(np.fft.fft2(np.ones((2, 2)), s=(8, 8)))   # a box filter: low-pass
+    >>> image = frequency_heatmap(gain, Figure().subplots(), label="gain")
+    >>> float(image.get_array()[4, 4])                          # zero frequency, centered
+    4.0
+    >>> image.colorbar.ax.get_ylabel()
+    'gain'
+    """
+    check_output(fname, dpi, figsize, format, ax=ax)
+    v = np.asarray(values)
+    if v.ndim == 4:
+        v = np.linalg.norm(v, ord=2, axis=(-2, -1))
+    if v.ndim != 2:
+        raise ValueError(f"values must have shape (H, W) or (H, W, C_out, C_in), got {v.shape}")
+    fy, fx = (np.fft.fftshift(np.fft.fftfreq(n)) for n in v.shape)
+    dy, dx = 1.0 / v.shape[0], 1.0 / v.shape[1]
+    style: dict[str, Any] = dict(cmap=cmap, origin="lower", interpolation="nearest",
+                 extent=(fx[0] - dx / 2, fx[-1] + dx / 2, fy[0] - dy / 2, fy[-1] + dy / 2))
+    style.update(kwargs)
+    with drawing(ax, fname, dpi, figsize, format) as ax:
+        artist = ax.imshow(np.fft.fftshift(v), **style)
+        ax.set_xlabel("horizontal frequency (cycles/sample)")
+        ax.set_ylabel("vertical frequency (cycles/sample)")
+        ticks = dict(zip((-0.5, -0.25, 0.0, 0.25, 0.5), ("-1/2", "-1/4", "0", "1/4", "1/2")))
+        for set_ticks, freqs, step in ((ax.set_xticks, fx, dx), (ax.set_yticks, fy, dy)):
+            shown = [t for t in ticks if freqs[0] - step / 2 <= t <= freqs[-1] + step / 2]
+            set_ticks(shown, [ticks[t] for t in shown])
+        if colorbar:
+            ax.figure.colorbar(artist, ax=ax, shrink=0.85, label=label)
+    return artist
+
+
+def receptive_field_heatmap(
+    layers: ConvGeometry | ConvOperator | Sequence[ConvGeometry | ConvOperator],
+    ax: Axes | None = None, *, position: Sequence[int] | None = None, cmap: str = "Purples",
+    vmax: int | None = None, colorbar: bool | None = None,
+    fname: str | os.PathLike[str] | None = None,
+    dpi: float | None = None, figsize: tuple[float, float] | None = None,
+    format: str | None = None, **kwargs: Any,
+) -> AxesImage:
+    """Draw the input pixels one output unit reads, through one layer or a stack of them.
+
+    Parameters
+    ----------
+    layers : ConvGeometry, ConvOperator, or a sequence of them
+        1-D or 2-D, applied first to last (see :func:`sparseconv.receptive_field_paths`).
+    ax : matplotlib Axes, optional
+        As for :func:`spy`.
+    position : tuple of int, optional
+        The output unit; the center of the last layer's output by default.
+    cmap : str
+        Colors the number of paths from each input pixel to the unit, one color per count;
+        unread pixels are white.
+    vmax : int, optional
+        The path count at the top of the color scale (default: the largest here); give
+        panels that compare the same ``vmax`` to draw them on one scale.
+    colorbar : bool, optional
+        A colorbar of path counts, one color per count. By default only where some pixel has
+        more than one path: a single layer reads each pixel once, and its picture needs none.
+    fname, dpi, figsize, format
+        Save to a file, as for :func:`spy`.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.imshow`.
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+        Its array is :func:`sparseconv.receptive_field_paths` (a row for a 1-D stack), zeros
+        masked.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`sparseconv.receptive_field_paths`; layers with more than 2 spatial
+        dimensions; the output options, as :func:`spy`.
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> from sparseconv import ConvGeometry
+    >>> from sparseconv.plot import receptive_field_heatmap
+    >>> g = ConvGeometry.from_weight((1, 1, 3, 3), (1, 9, 9), padding=1)
+    >>> image = receptive_field_heatmap([g, g, g], Figure().subplots())
+    >>> int((image.get_array() > 0).sum())           # three 3x3 layers see 7x7 pixels
+    49
+    >>> image.colorbar.ax.get_ylabel()
+    'paths to the output unit'
+    >>> receptive_field_heatmap(g, Figure().subplots()).colorbar is None   # one layer: 0/1
+    True
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    colorbar = check_flag(colorbar, "colorbar")
+    check_output(fname, dpi, figsize, format, ax=ax)
+    counts = receptive_field_paths(layers, position)
+    if counts.ndim > 2:
+        raise ValueError(f"receptive_field draws 1-D and 2-D layers, got {counts.ndim}-D")
+    image = np.ma.masked_equal(np.atleast_2d(counts), 0)  # unread pixels: white
+    top = max(1, int(counts.max()))
+    if vmax is not None:
+        if not is_int(vmax) or vmax < top:
+            raise ValueError(f"vmax must be an integer at least the largest path count {top}, "
+                             f"got {vmax!r}")
+        top = int(vmax)
+    levels = min(top, 256)
+    # one color per path count (counts above 256 share colors); one path is already dark
+    shades = colormaps[cmap](np.linspace(0.35, 0.95, levels) if levels > 1 else [0.6])
+    style: dict[str, Any] = dict(cmap=ListedColormap(shades).with_extremes(bad="white"),
+                 norm=BoundaryNorm(np.linspace(0.5, top + 0.5, levels + 1), levels),
+                 interpolation="nearest")
+    style.update(kwargs)
+    with drawing(ax, fname, dpi, figsize, format) as ax:
+        artist = ax.imshow(image, **style)
+        _pixel_grid(ax, image.shape)
+        ax.set_xlabel("input column")
+        ax.set_ylabel("input row")
+        if colorbar or (colorbar is None and top > 1):
+            bar = ax.figure.colorbar(artist, ax=ax, shrink=0.85, ticks=path_ticks(top),
+                                     label="paths to the output unit")
+            bar.minorticks_off()
+    return artist
+
+
+def path_ticks(top: int) -> list[int]:
+    """Colorbar ticks for path counts 1..top: every count up to 10, else about 6 of them."""
+    if top <= 10:
+        return list(range(1, top + 1))
+    step = nice_step(top, 6)
+    return [1, *range(step, top + 1, step)]
+
+
+def _pixel_grid(ax, shape) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if max(shape) <= 40:  # a pixel grid, where pixels are large enough to count
+        ax.set_xticks(np.arange(shape[1] + 1) - 0.5, minor=True)
+        ax.set_yticks(np.arange(shape[0] + 1) - 0.5, minor=True)
+        ax.grid(which="minor", color="0.85", linewidth=0.5)
+        ax.tick_params(which="minor", length=0)

@@ -1,0 +1,163 @@
+"""Figures for print: the house style, and drawing into a new figure saved to a file.
+
+A journal prints a one-column figure 3.5 in wide and wants no text under 8 pt there, so the
+style sets every font to 8 pt or more, and a figure the plot functions make themselves is 3.5 in
+wide by default, saved at 300 dpi: the sizes in the file are the sizes in print. The format
+(png, pdf, svg) follows the file's suffix or ``format=``. The style is applied only to figures
+made here (``fname=`` or ``figsize=``); an ``ax`` of yours keeps your rcParams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._validation import is_int
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["COLUMN_WIDTH", "FORMATS", "STYLE", "check_output", "drawing", "save_figure",
+           "stable_metadata"]
+
+#: matplotlib rcParams of the figures sparseconv.plot makes (and of the gallery,
+#: examples/gallery.mplstyle): nothing under 8 pt at a 3.5 in column.
+STYLE: dict[Any, Any] = {  # keys: matplotlib rcParams names
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 8,
+    "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 9,
+    "axes.linewidth": 0.6, "xtick.major.width": 0.6, "ytick.major.width": 0.6,
+    "lines.linewidth": 1.2, "legend.frameon": False, "figure.dpi": 100, "savefig.dpi": 300,
+    "font.family": "DejaVu Sans", "svg.fonttype": "none", "pdf.fonttype": 42,
+}
+COLUMN_WIDTH = 3.5  # inches: one column of a two-column journal
+FORMATS = ("png", "pdf", "svg")
+_DEFAULT_FIGSIZE = (COLUMN_WIDTH, 3.0)
+
+
+def _formats() -> list[str]:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def _format_of(fname, format: str | None, formats: tuple[str, ...] | None) -> str:
+    known = _formats() if formats is None else formats
+    named = ", ".join(formats or FORMATS) + ("" if formats else " (or another format "
+                                                                 "matplotlib writes)")
+    if format is not None:
+        if not isinstance(format, str) or format.lower() not in known:
+            raise ValueError(f"format must be one of {named}, got {format!r}")
+        return format.lower()
+    suffix = os.path.splitext(os.fspath(fname))[1].lower().lstrip(".")
+    if suffix not in known:
+        raise ValueError(f"fname {os.fspath(fname)!r}: the suffix must be one of {named}, or "
+                         "pass format=")
+    return suffix
+
+
+def check_output(fname, dpi, figsize, format, *, ax=None,
+                 formats: tuple[str, ...] | None = None,
+                 ) -> tuple[str | None, float | None, tuple[float, float] | None]:
+    """The format, dpi and figsize checked before any drawing: ``(format, dpi, figsize)``.
+
+    ``formats``: the formats allowed (by default every format matplotlib's savefig writes).
+    """
+    if fname is not None and not isinstance(fname, (str, os.PathLike)):
+        raise TypeError(f"fname must be a path, got {type(fname).__name__}")
+    fmt = None if fname is None else _format_of(fname, format, formats)
+    if fname is None and format is not None:
+        raise ValueError(f"format={format!r} needs fname= (the file to write)")
+    if dpi is not None:
+        if isinstance(dpi, bool) or not isinstance(dpi, (int, float, np.integer, np.floating)) \
+                or not (math.isfinite(dpi) and 10 <= dpi <= 2400):
+            raise ValueError(f"dpi must be a number in [10, 2400], got {dpi!r}")
+        if fname is None:
+            raise ValueError(f"dpi={dpi!r} needs fname= (the file to write)")
+        dpi = float(dpi)
+    if figsize is not None:
+        try:
+            width, height = (float(v) for v in figsize)
+            ok = not any(isinstance(v, (bool, str)) for v in figsize)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or not (0 < width <= 100 and 0 < height <= 100):
+            raise ValueError(f"figsize must be (width, height) in inches, each in (0, 100], "
+                             f"got {figsize!r}")
+        if ax is not None:
+            raise ValueError("figsize sizes a new figure: pass it without ax= (or size ax's "
+                             "figure yourself)")
+        figsize = (width, height)
+    return fmt, dpi, figsize
+
+
+def save_figure(fig, fname, fmt: str, dpi: float | None) -> None:
+    """Save without dates or versions in the file, so the same figure gives the same bytes."""
+    fig.savefig(fname, format=fmt, dpi=dpi if dpi is not None else STYLE["savefig.dpi"],
+                metadata=stable_metadata(fmt))
+
+
+def stable_metadata(fmt: str) -> dict | None:
+    """File metadata without the date or the software version, where the format has them."""
+    return {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None},
+            "svg": {"Date": None, "Creator": None}}.get(fmt)
+
+
+@contextlib.contextmanager
+def drawing(ax, fname, dpi, figsize, format) -> Iterator[Axes]:
+    """The axes to draw on; on exit, the figure saved to ``fname`` when given.
+
+    ``ax`` given: drawn there (its figure saved). Else a new figure in :data:`STYLE` when
+    ``fname`` or ``figsize`` is given (without pyplot when there is a file to write; laid out
+    "compressed", matplotlib's layout for axes of a fixed aspect), else pyplot's current axes.
+    """
+    fmt, dpi, figsize = check_output(fname, dpi, figsize, format, ax=ax)
+    if ax is not None or (fname is None and figsize is None):
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            ax = plt.gca()
+        yield ax
+        if fname is not None and fmt is not None:
+            save_figure(ax.figure, fname, fmt, dpi)
+        return
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        if fname is None:
+            import matplotlib.pyplot as plt
+
+            fig = plt.figure(figsize=figsize, layout="compressed")
+        else:
+            from matplotlib.figure import Figure
+
+            fig = Figure(figsize=figsize or _DEFAULT_FIGSIZE, layout="compressed")
+        ax = fig.add_subplot()
+        yield ax
+        if fname is not None and fmt is not None:
+            save_figure(fig, fname, fmt, dpi)
+
+
+def nice_step(count: int, most: int = 8) -> int:
+    """The smallest step of 1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, ... that gives at
+    most ``most`` ticks over ``count`` items (channel counts are often powers of two)."""
+    steps = sorted({m * 10**e for e in range(13) for m in (1, 2, 5)} | {2**e for e in range(41)}
+                   | {25 * 10**e for e in range(12)})
+    return next(s for s in steps if math.ceil(count / s) <= most)
+
+
+def check_flag(value, name: str) -> bool | None:
+    """``None`` (automatic) or a bool."""
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True, False or None, got {value!r}")
+    return None if value is None else bool(value)
+
+
+def check_count(value, name: str) -> int:
+    if not is_int(value) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

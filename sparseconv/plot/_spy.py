@@ -1,0 +1,374 @@
+"""Sparsity pictures: :func:`spy` (axes, block grid, colorbar) and :func:`save_raster` (pixels).
+
+A large matrix is drawn as :func:`~sparseconv.plot.raster` counts in bins aligned to its channel
+blocks, so every block of a layer is binned alike and looks alike. Where the image has more bins
+than the saved figure has pixels, matplotlib's antialiasing filter averages them (nearest
+neighbour would pick every n-th bin and alias the diagonals into moiré stripes); an exact
+pattern, one pixel per entry, is drawn nearest-neighbour.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._geometry import ConvGeometry
+from .._operators import layer_of
+from ._figure import (
+    check_count,
+    check_flag,
+    check_output,
+    drawing,
+    nice_step,
+    stable_metadata,
+)
+from ._raster import MatrixLike, Raster, _zoom_range, raster, row_lengths
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.image import AxesImage
+    from matplotlib.typing import ColorType
+
+__all__ = ["save_raster", "spy"]
+
+_MAX_LINES = 128  # grid lines per level and axis beyond which the grid would hide the pattern
+
+
+def _resolve_layer(A, geometry: ConvGeometry | None) -> tuple[ConvGeometry | None, bool]:
+    """The layer drawn and whether ``A`` is its transpose, checked against ``A.shape``."""
+    layer = layer_of(A)
+    if layer is not None:
+        return layer
+    if geometry is None:
+        return None, False
+    if not isinstance(geometry, ConvGeometry):
+        raise TypeError(f"geometry must be a ConvGeometry, got {type(geometry).__name__}")
+    shape = tuple(np.shape(A))
+    if shape not in (geometry.shape, geometry.shape[::-1]):
+        raise ValueError(f"geometry describes a {geometry.shape} matrix, but A.shape is {shape}")
+    return geometry, shape != geometry.shape
+
+
+def _channels(geom, transposed) -> tuple[int, int]:
+    if geom is None:
+        return 1, 1
+    channels = (geom.out_channels, geom.in_channels)
+    return channels[::-1] if transposed else channels
+
+
+def _block_sizes(geom, transposed, blocks) -> list[tuple[int, int]]:
+    """Block sizes ``(rows, cols)`` of each grid level, coarsest first."""
+    if blocks is None or blocks is False:
+        return []
+    if blocks is True or blocks == "auto":
+        if geom is None:
+            raise ValueError("blocks=True needs a layer: pass geometry= or a ConvOperator")
+        levels = [(math.prod(geom.output_size[d:]), math.prod(geom.input_size[d:]))
+                  for d in range(min(geom.ndim, 2))]  # channel blocks, then row blocks
+        return [lvl[::-1] if transposed else lvl for lvl in levels]
+    return [(int(r), int(c)) for r, c in blocks]
+
+
+def _draw_blocks(ax, sizes, edges) -> None:
+    """Grid lines between blocks, in entry coordinates (entry ``i`` is centered on ``i``).
+
+    A level is drawn where each block spans at least two pixels of the image and its lines are
+    not too many: a denser grid would hide the pattern it is meant to explain.
+    """
+    spans = [(int(e[0]), int(e[-1]), len(e) - 1) for e in edges]
+    for level, (rows, cols) in enumerate(sizes):
+        for size, (lo, hi, pixels), draw, (olo, ohi, _) in (
+                (rows, spans[0], ax.hlines, spans[1]), (cols, spans[1], ax.vlines, spans[0])):
+            lines = np.arange(lo - lo % size + size, hi, size)
+            if 0 < len(lines) <= _MAX_LINES and size * pixels >= 2 * (hi - lo):
+                few = len(lines) <= 16
+                width = 0.8 if few else 0.5 if len(lines) <= 40 else 0.3
+                shade = ("0.25" if few else "0.5") if level == 0 else "0.65"
+                draw(lines - 0.5, olo - 0.5, ohi - 0.5, colors=shade,
+                     linewidths=width if level == 0 else 0.6 * width, zorder=3)
+
+
+def _label_axes(ax, geom, transposed, binned: Raster) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    # at most about 5 ticks: labels of 6-digit indices at 8 pt stay apart in a narrow panel
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    if geom is None:
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+        return
+    # rows are the drawn map's outputs: the layer's inputs when A is its transpose
+    sides = [(geom.out_channels, geom.output_size), (geom.in_channels, geom.input_size)]
+    if transposed:
+        sides.reverse()
+    for name, (channels, size), edges, axis, set_label in zip(
+            ("output", "input"), sides, (binned.row_edges, binned.col_edges),
+            (ax.yaxis, ax.xaxis), (ax.set_ylabel, ax.set_xlabel)):
+        grid = "x".join(map(str, size))
+        if channels == 1:
+            if len(size) > 1:  # ticks at the starts of image rows
+                row = math.prod(size[1:])
+                first, stop = -(-int(edges[0]) // row), -(-int(edges[-1]) // row)
+                step = nice_step(stop - first, 6)
+                starts = np.arange(first - first % step, stop, step)
+                axis.set_ticks(starts[starts >= first] * row)
+            set_label(f"{name} position ({grid} grid)")
+            continue
+        block = math.prod(size)
+        first, stop = int(edges[0]) // block, int(edges[-1]) // block
+        step = nice_step(stop - first)
+        starts = np.arange(first - first % step, stop, step)
+        starts = starts[starts >= first]
+        axis.set_ticks((starts + 0.5) * block - 0.5, [str(c) for c in starts])
+        set_label(f"{name} channel (blocks of {grid} positions)")
+
+
+def _values_image(A, max_bins: int) -> np.ndarray:
+    """The matrix entries as an image, NaN where nothing is stored (one pixel per entry)."""
+    if isinstance(A, ConvGeometry):
+        raise ValueError("values=True needs the matrix or an operator, not a bare ConvGeometry")
+    if layer_of(A) is not None:
+        A = A.tosparse()
+    A = sp.coo_array(A) if sp.issparse(A) else sp.coo_array(np.atleast_2d(np.asarray(A)))
+    if max(A.shape) > max_bins:
+        raise ValueError(f"values=True draws one pixel per entry: the {A.shape[0]} x "
+                         f"{A.shape[1]} matrix exceeds max_bins={max_bins}")
+    A.sum_duplicates()
+    data = np.abs(A.data) if np.iscomplexobj(A.data) else A.data
+    image = np.full(A.shape, np.nan)
+    image[A.row, A.col] = data
+    return image
+
+
+def _image_style(image: np.ndarray, exact: bool, values: bool, color, cmap) -> dict:
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    if values:
+        finite = image[np.isfinite(image)]
+        top = float(np.abs(finite).max(initial=0)) or 1.0
+        signed = finite.size and finite.min() < 0
+        cmap = colormaps[cmap or ("RdBu_r" if signed else "viridis")].with_extremes(bad="white")
+        return dict(cmap=cmap, vmin=-top if signed else 0.0, vmax=top)
+    if exact:
+        return dict(cmap=ListedColormap(["white", color]), vmin=0, vmax=1)
+    # density: an empty bin is white, a bin holding a single entry already shows
+    cmap = colormaps[cmap or "Blues"].with_extremes(under="white")
+    return dict(cmap=cmap, vmin=0.5, vmax=max(1.0, float(image.max())))
+
+
+def _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom):
+    """The image spy draws, its raster (edges), and its colormap and limits."""
+    if values:
+        if zoom is not None:
+            raise ValueError("zoom= draws a density or pattern raster; values=True draws the "
+                             "whole matrix (slice it instead)")
+        image = _values_image(A, max_bins)
+        edges = Raster(image, np.arange(image.shape[0] + 1), np.arange(image.shape[1] + 1))
+        return image, edges, _image_style(image, True, True, color, cmap)
+    period = (1, 1) if geom is None else row_lengths(geom)[::-1 if transposed else 1]
+    binned = raster(A, max_bins, channels=_channels(geom, transposed), period=period, zoom=zoom)
+    style = _image_style(binned.counts, binned.exact, False, color, cmap)
+    return binned.counts, binned, style
+
+
+def _colorbar_label(binned: Raster) -> str:
+    bins = binned.bin_shape
+    if bins is None:
+        rows = np.diff(binned.row_edges)
+        cols = np.diff(binned.col_edges)
+        return (f"nonzeros per bin ({rows.min()}-{rows.max()} x {cols.min()}-{cols.max()} "
+                "entries)")
+    return f"nonzeros per bin ({bins[0]:,} x {bins[1]:,} entries)"
+
+
+def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None = None,
+        blocks: bool | Literal["auto"] | Sequence[tuple[int, int]] | None = None,
+        max_bins: int = 512, values: bool = False, color: ColorType = "C0",
+        cmap: str | None = None, zoom: tuple[tuple[int, int], tuple[int, int]] | None = None,
+        colorbar: bool | None = None, fname: str | os.PathLike[str] | None = None,
+        dpi: float | None = None, figsize: tuple[float, float] | None = None,
+        format: str | None = None, **kwargs: Any) -> AxesImage:
+    """Draw the sparsity pattern of a matrix or a layer: exact when small, density when large.
+
+    Parameters
+    ----------
+    A : scipy.sparse array or matrix, ndarray, ConvOperator, ConvTransposeOperator, ConvGeometry
+        A layer given as an operator or geometry is drawn from its geometry: no matrix is
+        formed, whatever its size (the pattern does not depend on the weights).
+    ax : matplotlib Axes, optional
+        Where to draw; by default a new figure when ``fname`` or ``figsize`` is given, else
+        pyplot's current axes.
+    geometry : ConvGeometry, optional
+        The layer whose matrix (or its transpose) ``A`` is: labels the axes in channels and
+        positions, aligns the bins with channel blocks and enables ``blocks=True``.
+    blocks : bool, "auto", or sequence of (int, int), optional
+        Grid lines: ``True`` draws channel blocks and, for 2-D layers, the row blocks of the
+        doubly block Toeplitz structure; or explicit block sizes ``(rows, cols)``, coarsest
+        first. A level is drawn where its blocks span at least two pixels of the image.
+    max_bins : int
+        An axis with at most ``max_bins`` indices is drawn one pixel per index; a longer one is
+        binned into at most about ``max_bins`` pixels holding counts of stored entries, aligned
+        to the channel blocks (:func:`bin_edges`).
+    values : bool
+        Color each stored entry by its value (needs an exact raster; complex: modulus).
+    color : color
+        Color of stored entries in the exact pattern.
+    cmap : str, optional
+        Colormap of values or counts.
+    zoom : ((int, int), (int, int)), optional
+        Draw only output (row) channel blocks ``range(*zoom[0])`` against input (column)
+        channel blocks ``range(*zoom[1])``; axes keep the whole matrix's coordinates.
+    colorbar : bool, optional
+        Add a labelled colorbar (counts: "nonzeros per bin" with the bin size in entries;
+        values: "entry value"). By default for densities and values, not for an exact 0/1
+        pattern.
+    fname : str or path-like, optional
+        Save the figure there; the format is ``format`` or the suffix (png, pdf, svg).
+    dpi : float, optional
+        Resolution of the saved file (300 by default for a figure made here).
+    figsize : (float, float), optional
+        Size in inches of a new figure (default 3.5 x 3.0: one journal column).
+    format : {"png", "pdf", "svg"}, optional
+        Overrides ``fname``'s suffix.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.imshow`.
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+        Its array is the 0/1 pattern (exact), the binned counts (summing to the number of
+        stored entries), or the values (masked where nothing is stored); its ``colorbar``
+        attribute the colorbar, if one was drawn.
+
+    Raises
+    ------
+    ValueError
+        A ``geometry`` that does not describe ``A.shape``; ``blocks=True`` without a layer;
+        ``values=True`` for a bare ConvGeometry or for a matrix longer than ``max_bins``, or
+        with ``zoom``; ``max_bins < 1``; a ``zoom`` outside the channel blocks; an unknown
+        format, a ``dpi`` outside [10, 2400], a bad ``figsize`` or ``figsize`` with ``ax``.
+    TypeError
+        A LinearOperator that is not a sparseconv layer (there is no matrix to draw); a
+        ``zoom`` that is not two pairs of integers.
+
+    Notes
+    -----
+    Binning is :func:`raster`: one ``bincount`` over the stored entries, chunked, so a CSR
+    matrix with 1e8 entries is binned in about a second; a layer is binned from its spatial
+    pattern and channel connectivity alone (milliseconds).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matplotlib.figure import Figure
+    >>> from sparseconv import ConvGeometry, conv_matrix
+    >>> from sparseconv.plot import spy
+    >>> w = np.ones((4, 3, 3, 3))
+    >>> A = conv_matrix(w, (3, 5, 5), padding=1)
+    >>> geom = ConvGeometry.from_weight(w.shape, (3, 5, 5), padding=1)
+    >>> image = spy(A, Figure().subplots(), geometry=geom, blocks=True)
+    >>> bool((image.get_array() == (A.toarray() != 0)).all())
+    True
+    >>> big = ConvGeometry.from_weight((64, 64, 3, 3), (64, 56, 56), padding=1)
+    >>> image = spy(big, Figure().subplots(), max_bins=256, blocks=True)
+    >>> int(image.get_array().sum()) == big.nnz(), image.colorbar.ax.get_ylabel()
+    (True, 'nonzeros per bin (784 x 784 entries)')
+    >>> corner = spy(big, Figure().subplots(), zoom=((0, 4), (0, 4)))  # 4x4 channel blocks
+
+    Saved for print, one column wide (the format from the suffix)::
+
+        spy(big, fname="layer.pdf", max_bins=256, blocks=True)
+    """
+    max_bins = check_count(max_bins, "max_bins")
+    colorbar = check_flag(colorbar, "colorbar")
+    check_output(fname, dpi, figsize, format, ax=ax)
+    geom, transposed = _resolve_layer(A, geometry)
+    _zoom_range(zoom, _channels(geom, transposed))
+    image, binned, style = _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom)
+    rows, cols = binned.row_edges, binned.col_edges
+    # entry (i, j) centered on (j, i), as matplotlib's spy; a bin spans its entries. Exact
+    # pixels are drawn as they are; counts are antialiased where the file has fewer pixels.
+    style.update(extent=(cols[0] - 0.5, cols[-1] - 0.5, rows[-1] - 0.5, rows[0] - 0.5),
+                 aspect="equal", interpolation="nearest" if values or binned.exact
+                 else "antialiased")
+    style.update(kwargs)
+    with drawing(ax, fname, dpi, figsize, format) as ax:
+        artist = ax.imshow(image, **style)
+        _draw_blocks(ax, _block_sizes(geom, transposed, blocks), (rows, cols))
+        _label_axes(ax, geom, transposed, binned)
+        if colorbar or (colorbar is None and (values or not binned.exact)):
+            wide = image.shape[1] >= 2 * image.shape[0]  # a colorbar beside it would tower
+            _add_colorbar(ax, artist, "entry value" if values else _colorbar_label(binned),
+                          integer=not values, location="bottom" if wide else "right")
+    return artist
+
+
+def _add_colorbar(ax, artist, label: str, *, integer: bool, location: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.figure.colorbar(artist, ax=ax, shrink=0.85, label=label, location=location,
+                       ticks=MaxNLocator(nbins=5, integer=True) if integer else None)
+
+
+def save_raster(fname: str | os.PathLike[str], A: MatrixLike, *,
+                geometry: ConvGeometry | None = None, max_bins: int = 512,
+                values: bool = False, color: ColorType = "black",
+                cmap: str | None = None,
+                zoom: tuple[tuple[int, int], tuple[int, int]] | None = None,
+                dpi: float | None = None, format: str | None = None) -> None:
+    """Write spy's image itself: one image pixel per entry (exact) or per bin (density).
+
+    No axes, no resampling: pixel ``(i, j)`` is white exactly where the matrix (bin) stores
+    nothing. Parameters are those of :func:`spy`.
+
+    Parameters
+    ----------
+    fname : str or path-like
+        The image file; its suffix (or ``format``) chooses the format: png, pdf or svg.
+    A, geometry, max_bins, values, color, cmap, zoom
+        As for :func:`spy` (``color`` defaults to black).
+    dpi : float, optional
+        Pixels per inch: stored in a png's metadata; sets the printed size of a pdf or svg
+        (one inch per ``dpi`` pixels). The pixels are the same at any ``dpi``.
+    format : {"png", "pdf", "svg"}, optional
+        Overrides ``fname``'s suffix.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`spy`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import matplotlib.image
+    >>> from sparseconv import conv_matrix
+    >>> from sparseconv.plot import save_raster
+    >>> A = conv_matrix(np.ones((1, 1, 3)), (1, 6), padding=1)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     save_raster(os.path.join(tmp, "A.png"), A)
+    ...     pixels = matplotlib.image.imread(os.path.join(tmp, "A.png"))
+    >>> bool(((pixels[..., :3] < 1).any(axis=-1) == (A.toarray() != 0)).all())
+    True
+    """
+    from matplotlib.image import imsave
+
+    max_bins = check_count(max_bins, "max_bins")
+    fmt, dpi, _ = check_output(fname, dpi, None, format)
+    geom, transposed = _resolve_layer(A, geometry)
+    _zoom_range(zoom, _channels(geom, transposed))
+    image, _, style = _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom)
+    imsave(fname, image, format=fmt, dpi=dpi or 100, metadata=stable_metadata(fmt or "png"),
+           **style)
