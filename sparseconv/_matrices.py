@@ -227,7 +227,7 @@ def conv_matrix(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
     padding_mode: PaddingMode = "zeros", flip: bool = False, format: SparseFormat = "csr",
-    dtype: DTypeLike | None = None,
+    dtype: DTypeLike | None = None, rows: slice | None = None,
 ) -> SparseArray:
     """The sparse matrix of a convolution layer (PyTorch's ``conv{1,2,3}d``).
 
@@ -257,6 +257,11 @@ def conv_matrix(
         Sparse format of the result.
     dtype : numpy dtype, optional
         Dtype of the result; by default the weight's (integers and bool become float64).
+    rows : slice, optional
+        Only these rows (a contiguous range, numpy's slice semantics), built from the geometry
+        without the others, in memory proportional to the block: ``conv_matrix(...,
+        rows=slice(a, b))`` equals ``conv_matrix(...)[a:b]`` entry for entry. See
+        :func:`conv_matrix_blocks`.
 
     Returns
     -------
@@ -308,6 +313,9 @@ def conv_matrix(
         weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
         groups=groups, padding_mode=padding_mode, flip=flip,
     )
+    if rows is not None:
+        from ._blocks import row_block  # it assembles with this module's code
+        return row_block(geom, weight, layer_dtype(weight, dtype), rows).asformat(format)
     return assemble(geom, weight, layer_dtype(weight, dtype), format)
 
 
@@ -315,7 +323,7 @@ def conv_transpose_matrix(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
     dilation: IntOrTuple = 1, groups: int = 1, format: SparseFormat = "csr",
-    dtype: DTypeLike | None = None,
+    dtype: DTypeLike | None = None, rows: slice | None = None,
 ) -> SparseArray:
     """The sparse matrix of a transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``).
 
@@ -333,6 +341,9 @@ def conv_transpose_matrix(
     groups : int
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, optional
+    rows : slice, optional
+        Only these rows, as :func:`conv_matrix`: built from the block of the convolution whose
+        outputs read them, never the whole matrix.
 
     Returns
     -------
@@ -369,4 +380,8 @@ def conv_transpose_matrix(
         weight.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups,
     )
+    if rows is not None:
+        from ._blocks import row_block
+        return row_block(geom, weight, layer_dtype(weight, dtype), rows,
+                         transposed=True).asformat(format)
     return assemble(geom, weight, layer_dtype(weight, dtype), format, transposed=True)
