@@ -174,6 +174,12 @@ def _slices(run: Run, window_offset: int, chunk_offset: int) -> tuple[slice, sli
 # ---------------------------------------------------------------------------------------------
 # The layer on one block: a "valid" convolution of the window, or its adjoint.
 # ---------------------------------------------------------------------------------------------
+# Per process (each worker has its own): the block operators built so far, by layer and shape.
+# A task arrives with its own unpickled copy of the layer, so the cache cannot live on it.
+_OPERATORS: dict = {}
+_CACHED = 64
+
+
 @dataclass
 class _BlockLayer:
     """The layer with no padding, on windows of any size; picklable, operators cached."""
@@ -182,23 +188,25 @@ class _BlockLayer:
     kwargs: dict
     transposed: bool
     dtype: np.dtype
-    _cache: dict = field(default_factory=dict, repr=False)
+    token: str = field(init=False)
 
-    def __getstate__(self):
-        return {**self.__dict__, "_cache": {}}
+    def __post_init__(self):
+        self.token = tokenize(self.weight, self.kwargs, self.transposed, self.dtype)
 
     def _operator(self, window: tuple[int, ...], block: tuple[int, ...]):
-        key = (window, block)
-        if key not in self._cache:
+        key = (self.token, window, block)
+        if key not in _OPERATORS:
+            if len(_OPERATORS) >= _CACHED:
+                _OPERATORS.pop(next(iter(_OPERATORS)))
             if self.transposed:  # maps the block (the transposed layer's input) to the window
-                self._cache[key] = sc.ConvTransposeOperator(
+                _OPERATORS[key] = sc.ConvTransposeOperator(
                     self.weight, (self.weight.shape[0], *block), padding=0, dtype=self.dtype,
                     **self.kwargs)
             else:
                 channels = self.weight.shape[1] * self.kwargs["groups"]
-                self._cache[key] = sc.ConvOperator(self.weight, (channels, *window), padding=0,
-                                                   dtype=self.dtype, **self.kwargs)
-        return self._cache[key]
+                _OPERATORS[key] = sc.ConvOperator(self.weight, (channels, *window), padding=0,
+                                                  dtype=self.dtype, **self.kwargs)
+        return _OPERATORS[key]
 
     def gather_side(self, window: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
         """Window -> block: A (a convolution), or A^H of the transposed layer."""
@@ -214,7 +222,7 @@ class _BlockLayer:
 
 
 def _batched(apply, x: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
-    """``apply`` (columns in, columns out) on a batch ``(N, C, *s)``: the result ``(N, C', *spatial)``."""
+    """``apply`` (columns in, columns out) on a batch ``(N, C, *s)``: ``(N, C', *spatial)``."""
     n = x.shape[0]
     y = apply(x.reshape(n, -1).T)
     return np.ascontiguousarray(y.T).reshape(n, -1, *spatial)
@@ -266,7 +274,8 @@ class _Plan:
 
     def gather(self, x, layer: _BlockLayer, channels_out: int, dtype) -> da.Array:
         """Input chunks (``x``, chunked ``(N, C, *in_chunks)``) -> output blocks."""
-        name = f"sparseconv-gather-{tokenize(x.name, layer.weight, layer.kwargs, self.in_chunks, self.out_chunks, layer.transposed, dtype)}"
+        token = tokenize(x.name, layer.token, self.in_chunks, self.out_chunks, dtype)
+        name = f"sparseconv-gather-{token}"
         graph: dict = {}
         for i in range(len(x.chunks[0])):
             for block in itertools.product(*(range(len(p.out_chunks)) for p in self.axes)):
@@ -291,8 +300,7 @@ class _Plan:
 
     def scatter(self, y, layer: _BlockLayer, channels_in: int, dtype) -> da.Array:
         """Output blocks (``y``, chunked ``(N, C', *out_chunks)``) -> input chunks."""
-        token = tokenize(y.name, layer.weight, layer.kwargs, self.in_chunks, self.out_chunks,
-                         layer.transposed, dtype)
+        token = tokenize(y.name, layer.token, self.in_chunks, self.out_chunks, dtype)
         name, windows = f"sparseconv-scatter-{token}", f"sparseconv-window-{token}"
         graph: dict = {}
         nblocks = [range(len(p.out_chunks)) for p in self.axes]
