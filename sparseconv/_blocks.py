@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -139,7 +140,7 @@ def _plan(geom: ConvGeometry, start: int, stop: int, transposed: bool):
     """Per slab and group: ``(box, group, channels, sub-geometry)`` for rows start .. stop-1."""
     ipg, opg = geom.in_channels // geom.groups, geom.out_channels // geom.groups
     grid = geom.input_shape if transposed else geom.output_shape
-    plan = []
+    plan: list[tuple[Box, int, Any, ConvGeometry]] = []
     for box in slabs(grid, start, stop):
         if not transposed:
             for g, c0, c1 in _pieces(geom, box):

@@ -329,7 +329,7 @@ class _Plan:
 
 
 def _array(graph: dict, name: str, source: da.Array, chunks: tuple, dtype) -> da.Array:
-    hlg = HighLevelGraph.from_collections(name, graph, dependencies=[source])
+    hlg = HighLevelGraph.from_collections(name, graph, dependencies=[source])  # type: ignore[list-item]
     return da.Array(hlg, name, chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
 
 
@@ -725,8 +725,8 @@ def conv_matrix(
     >>> bool(np.allclose(y, sparseconv.conv_matrix(w, (3, 32, 32), padding=1) @ x))
     True
     """
-    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                  padding_mode=padding_mode, flip=flip, dtype=dtype)
+    kwargs: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation,
+                                  groups=groups, padding_mode=padding_mode, flip=flip, dtype=dtype)
     layer = sc.ConvOperator(weight, input_shape, **{k: v for k, v in kwargs.items()
                                                     if k != "dtype"})
     n_rows, n_cols = layer.shape
