@@ -57,8 +57,7 @@ CHANNELS = 16
 def layer(size: int, chunk: int, seed: int = 0):
     w = np.random.default_rng(seed).standard_normal((CHANNELS, CHANNELS, 3, 3, 3))
     w = (w / np.sqrt(w[0].size)).astype(np.float32)
-    serial = sc.ConvOperator(w, (CHANNELS, size, size, size), padding=1)
-    return w, sdask.ChunkedOperator(serial, chunk)
+    return w, sdask.ConvOperator(w, (CHANNELS, size, size, size), chunks=chunk, padding=1)
 
 
 def volume(shape, chunks, seed: int) -> da.Array:

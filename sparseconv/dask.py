@@ -66,9 +66,10 @@ from sparseconv._typing import (
     PaddingMode,
     ShapeLike,
 )
-from sparseconv._validation import positive_int
+from sparseconv._validation import as_weight, layer_dtype, positive_int
 
-__all__ = ["ChunkedOperator", "conv", "conv_matrix", "conv_transpose", "to_zarr"]
+__all__ = ["ConvOperator", "ConvTransposeOperator", "conv", "conv_matrix", "conv_transpose",
+           "to_zarr"]
 
 Chunks = tuple[int, ...]
 Run = tuple[int, int, int, int]  # window start, window stop, chunk-local start, step (+1/-1)
@@ -336,20 +337,6 @@ def _array(graph: dict, name: str, source: da.Array, chunks: tuple, dtype) -> da
 # ---------------------------------------------------------------------------------------------
 # The public API.
 # ---------------------------------------------------------------------------------------------
-def _layer_parts(layer) -> tuple[ConvGeometry, _BlockLayer]:
-    """The geometry and the block layer of a sparseconv ConvOperator/ConvTransposeOperator."""
-    if isinstance(layer, sc.ConvOperator):
-        g = layer.geometry
-        kwargs = dict(stride=g.stride, dilation=g.dilation, groups=g.groups, flip=g.flip)
-        return g, _BlockLayer(layer.weight, kwargs, False, layer.dtype)
-    if isinstance(layer, sc.ConvTransposeOperator):
-        g = layer.geometry
-        kwargs = dict(stride=g.stride, dilation=g.dilation, groups=g.groups)
-        return g, _BlockLayer(layer.weight, kwargs, True, layer.dtype)
-    raise TypeError("layer must be a sparseconv.ConvOperator or sparseconv.ConvTransposeOperator, "
-                    f"got {type(layer).__name__}")
-
-
 def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks") -> tuple[Chunks, ...]:
     """``chunks`` (an int, or one int or tuple of sizes per spatial axis) normalized by Dask."""
     if isinstance(chunks, (bool, str)) or chunks is None:
@@ -385,74 +372,41 @@ def _as_batch(x, shape: tuple[int, ...], name: str):
                      f"{x.shape}")
 
 
-class ChunkedOperator(LinearOperator):
-    """A sparseconv layer applied chunk by chunk to Dask arrays, forward and adjoint.
+class _ChunkedLayer(LinearOperator):
+    """A layer applied chunk by chunk to Dask arrays (the two public classes build it).
 
-    Parameters
-    ----------
-    layer : sparseconv.ConvOperator or sparseconv.ConvTransposeOperator
-        The layer (validated there; every padding mode, stride, dilation, groups, flip).
-    chunks : int or tuple
-        Chunks of the layer's input along each spatial axis, in Dask's notation (``64``,
-        ``(64, 64, 64)``, ``((30, 34), 64)``). The output chunks follow, stride-aligned
-        (``output_chunks``); batch chunks pass through.
-
-    Attributes
-    ----------
-    layer : the serial layer
-    input_shape, output_shape : tuple of int
-    input_chunks, output_chunks : tuple of tuple of int
-        Per spatial axis; ``matvec`` returns ``output_chunks``, ``rmatvec`` ``input_chunks``.
-
-    Notes
-    -----
-    ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat`` and ``@`` take a Dask array of shape
-    ``input_shape``, ``(N, *input_shape)`` or the flat ``(prod(input_shape),)`` and return a
-    lazy Dask array of the same form, so an iterative solver written with Dask arrays never
-    gathers them (scipy's ``LinearOperator`` would call ``np.asarray`` first, so these public
-    methods are overridden here, unlike sparseconv's serial operators). Given a numpy array,
-    they compute and return a numpy array, so ``scipy.sparse.linalg`` solvers accept the
-    operator too. Arrays are rechunked to ``input_chunks`` (``output_chunks`` for the adjoint)
-    when they are not so chunked, and channels are one chunk.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import dask.array as da
-    >>> import sparseconv
-    >>> from sparseconv.dask import ChunkedOperator
-    >>> rng = np.random.default_rng(0)
-    >>> layer = sparseconv.ConvOperator(rng.standard_normal((4, 2, 3, 3)), (2, 40, 40),
-    ...                                 padding=1, padding_mode="reflect", stride=2)
-    >>> A = ChunkedOperator(layer, chunks=16)
-    >>> A.input_chunks, A.output_chunks
-    (((16, 16, 8), (16, 16, 8)), ((8, 8, 4), (8, 8, 4)))
-    >>> x = da.from_array(rng.standard_normal((2, 40, 40)), chunks=(2, 16, 16))
-    >>> y = A.matvec(x)                                   # lazy, chunked (4, 20, 20)
-    >>> bool(np.allclose(y.compute().ravel(), layer @ x.compute().ravel()))
-    True
-    >>> x_back = A.rmatvec(y)                             # the adjoint, chunk by chunk
-    >>> bool(np.allclose(x_back.compute().ravel(), layer.H @ y.compute().ravel()))
-    True
+    ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of
+    shape ``input_shape``, ``(N, *input_shape)`` or the flat ``(prod(input_shape),)`` and
+    return a lazy Dask array of the same form, so an iterative solver written with Dask arrays
+    never gathers them (scipy's ``LinearOperator`` would call ``np.asarray`` first, so these
+    public methods are overridden here, unlike sparseconv's serial operators). Given a numpy
+    array, they compute and return a numpy array, so ``scipy.sparse.linalg`` solvers take the
+    operator too.
     """
 
-    def __init__(self, layer: Any, chunks: Any) -> None:
-        geometry, self._block = _layer_parts(layer)
-        self.layer = layer
-        self.input_shape: tuple[int, ...] = tuple(layer.input_shape)
-        self.output_shape: tuple[int, ...] = tuple(layer.output_shape)
-        transposed = self._block.transposed
+    def _setup(self, geometry: ConvGeometry, block: _BlockLayer, chunks: Any) -> None:
+        self.geometry, self._block = geometry, block
+        transposed = block.transposed
+        a_in, a_out = geometry.input_shape, geometry.output_shape
+        self.input_shape: tuple[int, ...] = a_out if transposed else a_in
+        self.output_shape: tuple[int, ...] = a_in if transposed else a_out
         given = _spatial_chunks(chunks, self.input_shape[1:])
         if transposed:  # the layer's input is the geometry's output
-            a_in = tuple(input_chunks(ax, c) for ax, c in zip(geometry.axes, given))
-            a_out = tuple(output_chunks(ax, c) for ax, c in zip(geometry.axes, a_in))
+            in_chunks = tuple(input_chunks(ax, c) for ax, c in zip(geometry.axes, given))
         else:
-            a_in = given
-            a_out = tuple(output_chunks(ax, c) for ax, c in zip(geometry.axes, given))
-        self._plan = _Plan(geometry, a_in, a_out)
+            in_chunks = given
+        out_chunks = tuple(output_chunks(ax, c) for ax, c in zip(geometry.axes, in_chunks))
+        self._plan = _Plan(geometry, in_chunks, out_chunks)
         self.input_chunks = self._plan.out_chunks if transposed else self._plan.in_chunks
         self.output_chunks = self._plan.in_chunks if transposed else self._plan.out_chunks
-        super().__init__(dtype=layer.dtype, shape=layer.shape)
+        shape = geometry.shape
+        LinearOperator.__init__(self, dtype=block.dtype,
+                                shape=shape[::-1] if transposed else shape)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The layer's weight: a private, read-only copy."""
+        return self._block.weight
 
     def _apply(self, x, adjoint: bool):
         shape_in, shape_out = self.input_shape, self.output_shape
@@ -514,15 +468,15 @@ class ChunkedOperator(LinearOperator):
         return _ChunkedAdjoint(self)
 
     def __repr__(self) -> str:
-        return (f"<ChunkedOperator {self.input_shape} -> {self.output_shape} in chunks "
+        return (f"<{type(self).__name__} {self.input_shape} -> {self.output_shape} in chunks "
                 f"{self.input_chunks} -> {self.output_chunks}>")
 
 
-class _ChunkedAdjoint(ChunkedOperator):
-    """``A.H`` of a ChunkedOperator, as lazy as ``A``."""
+class _ChunkedAdjoint(_ChunkedLayer):
+    """``A.H`` of a chunked layer, as lazy as ``A``."""
 
-    def __init__(self, parent: ChunkedOperator):
-        self.parent, self.layer = parent, parent.layer.H
+    def __init__(self, parent: _ChunkedLayer):
+        self.parent, self.geometry, self._block = parent, parent.geometry, parent._block
         self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
         self.input_chunks, self.output_chunks = parent.output_chunks, parent.input_chunks
         LinearOperator.__init__(self, dtype=parent.dtype, shape=parent.shape[::-1])
@@ -535,6 +489,153 @@ class _ChunkedAdjoint(ChunkedOperator):
 
     def __repr__(self) -> str:
         return f"<adjoint of {self.parent!r}>"
+
+
+def _owned(weight: np.ndarray) -> np.ndarray:
+    owned = np.array(weight, copy=True)
+    owned.flags.writeable = False
+    return owned
+
+
+class ConvOperator(_ChunkedLayer):
+    """A convolution (PyTorch's ``conv{1,2,3}d``) applied chunk by chunk to Dask arrays.
+
+    The chunked twin of :class:`sparseconv.ConvOperator`: the same arguments plus ``chunks``,
+    and the same numbers (to rounding), but products take and return lazy Dask arrays, and
+    the layer is sized by its chunks, never by the whole volume.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+    input_shape : tuple of int
+        ``(C_in, *spatial)``, any size: only the geometry is validated here (in O(kernel)).
+    chunks : int or tuple
+        Chunks of the input along each spatial axis, in Dask's notation (``64``,
+        ``(64, 64, 64)``, ``((30, 34), 64)``). The output is chunked stride-aligned
+        (``output_chunks``); batch chunks pass through; channels are one chunk.
+    stride, padding, dilation, groups, padding_mode, flip, dtype
+        As :class:`sparseconv.ConvOperator`.
+
+    Attributes
+    ----------
+    geometry : sparseconv.ConvGeometry
+    weight : ndarray
+    input_shape, output_shape : tuple of int
+    input_chunks, output_chunks : tuple of tuple of int
+        Per spatial axis; ``matvec`` returns ``output_chunks``, ``rmatvec`` ``input_chunks``
+        (arrays chunked otherwise are rechunked first).
+
+    Notes
+    -----
+    ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of
+    shape ``input_shape``, ``(N, *input_shape)`` or the flat ``(prod(input_shape),)`` and
+    return a lazy Dask array of the same form, so that an iterative solver written with Dask
+    arrays never gathers them (scipy's ``LinearOperator`` would call ``np.asarray`` first, so
+    these public methods are overridden, unlike sparseconv's serial operators). Given a numpy
+    array they return a numpy array, so ``scipy.sparse.linalg`` solvers take the operator too.
+
+    Each output block costs its own chunk, the halo slabs cut from its neighbours, its window
+    and one block of output: O(chunk) memory per task, whatever the volume.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import sparseconv
+    >>> import sparseconv.dask
+    >>> rng = np.random.default_rng(0)
+    >>> w = rng.standard_normal((4, 2, 3, 3))
+    >>> A = sparseconv.dask.ConvOperator(w, (2, 40, 40), chunks=16, padding=1,
+    ...                                  padding_mode="reflect", stride=2)
+    >>> A.input_chunks, A.output_chunks
+    (((16, 16, 8), (16, 16, 8)), ((8, 8, 4), (8, 8, 4)))
+    >>> x = da.from_array(rng.standard_normal((2, 40, 40)), chunks=(2, 16, 16))
+    >>> y = A.matvec(x)                                   # lazy, chunked (4, 20, 20)
+    >>> serial = sparseconv.ConvOperator(w, (2, 40, 40), padding=1, padding_mode="reflect",
+    ...                                  stride=2)
+    >>> bool(np.allclose(y.compute().ravel(), serial @ x.compute().ravel()))
+    True
+    >>> x_back = A.rmatvec(y)                             # the adjoint, chunk by chunk
+    >>> bool(np.allclose(x_back.compute().ravel(), serial.H @ y.compute().ravel()))
+    True
+    """
+
+    def __init__(
+        self, weight: ArrayLike, input_shape: ShapeLike, *, chunks: Any,
+        stride: IntOrTuple = 1, padding: PaddingLike = 0, dilation: IntOrTuple = 1,
+        groups: int = 1, padding_mode: PaddingMode = "zeros", flip: bool = False,
+        dtype: DTypeLike | None = None,
+    ) -> None:
+        weight = as_weight(weight)
+        geometry = ConvGeometry.from_weight(
+            weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
+            groups=groups, padding_mode=padding_mode, flip=flip)
+        kwargs = dict(stride=geometry.stride, dilation=geometry.dilation,
+                      groups=geometry.groups, flip=geometry.flip)
+        block = _BlockLayer(_owned(weight), kwargs, False, layer_dtype(weight, dtype))
+        self._setup(geometry, block, chunks)
+
+
+class ConvTransposeOperator(_ChunkedLayer):
+    """A transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``) applied chunk by
+    chunk to Dask arrays: the chunked twin of :class:`sparseconv.ConvTransposeOperator`.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_in, C_out/groups, *kernel_size)
+    input_shape : tuple of int
+        ``(C_in, *spatial)``.
+    chunks : int or tuple
+        Chunks of the input along each spatial axis; the output is chunked at ``stride``
+        times the input's chunk boundaries (``output_chunks``; the input is rechunked to
+        ``input_chunks`` if these differ).
+    stride, padding, output_padding, dilation, groups, dtype
+        As :class:`sparseconv.ConvTransposeOperator`.
+
+    Attributes
+    ----------
+    geometry : sparseconv.ConvGeometry
+        The convolution it transposes (from ``output_shape`` to ``input_shape``).
+    weight, input_shape, output_shape, input_chunks, output_chunks
+        As :class:`ConvOperator`.
+
+    Notes
+    -----
+    ``matvec`` computes every input block's contribution (the transposed "valid"
+    convolution of the block), and each output chunk sums the parts of those that land in
+    it; ``rmatvec`` is a chunked strided convolution with the conjugate weight. Products take
+    and return Dask arrays as :class:`ConvOperator`'s do.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import sparseconv
+    >>> import sparseconv.dask
+    >>> w = np.random.default_rng(0).standard_normal((4, 2, 4, 4))
+    >>> T = sparseconv.dask.ConvTransposeOperator(w, (4, 16, 16), chunks=8, stride=2,
+    ...                                           padding=1)
+    >>> T.output_shape, T.output_chunks
+    ((2, 32, 32), ((16, 16), (16, 16)))
+    >>> x = da.ones((4, 16, 16), chunks=(4, 8, 8))
+    >>> serial = sparseconv.ConvTransposeOperator(w, (4, 16, 16), stride=2, padding=1)
+    >>> bool(np.allclose(T.matvec(x).compute().ravel(), serial @ np.ones(4 * 16 * 16)))
+    True
+    """
+
+    def __init__(
+        self, weight: ArrayLike, input_shape: ShapeLike, *, chunks: Any,
+        stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0,
+        output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1, groups: int = 1,
+        dtype: DTypeLike | None = None,
+    ) -> None:
+        weight = as_weight(weight)
+        geometry = ConvGeometry.for_transpose(
+            weight.shape, input_shape, stride=stride, padding=padding,
+            output_padding=output_padding, dilation=dilation, groups=groups)
+        kwargs = dict(stride=geometry.stride, dilation=geometry.dilation, groups=geometry.groups)
+        block = _BlockLayer(_owned(weight), kwargs, True, layer_dtype(weight, dtype))
+        self._setup(geometry, block, chunks)
 
 
 def conv(
@@ -559,7 +660,7 @@ def conv(
 
     See Also
     --------
-    ChunkedOperator : the same, forward and adjoint, as a LinearOperator.
+    ConvOperator : the same, forward and adjoint, as a LinearOperator.
     to_zarr : write the result to disk chunk by chunk.
 
     Examples
@@ -578,10 +679,10 @@ def conv(
     >>> bool(np.allclose(y.compute().ravel(), A @ x.compute().ravel()))
     True
     """
-    layer = sc.ConvOperator(weight, _channels_and_space(x, weight, "x"), stride=stride,
-                            padding=padding, dilation=dilation, groups=groups,
-                            padding_mode=padding_mode, flip=flip, dtype=dtype)
-    return ChunkedOperator(layer, x.chunks[-layer.geometry.ndim:]).matvec(x)
+    shape = _channels_and_space(x, weight, "x")
+    return ConvOperator(weight, shape, chunks=x.chunks[x.ndim - len(shape) + 1:],
+                        stride=stride, padding=padding, dilation=dilation, groups=groups,
+                        padding_mode=padding_mode, flip=flip, dtype=dtype).matvec(x)
 
 
 def conv_transpose(
@@ -619,10 +720,10 @@ def conv_transpose(
     >>> bool(np.allclose(y.compute().ravel(), T @ x.compute().ravel()))
     True
     """
-    layer = sc.ConvTransposeOperator(weight, _channels_and_space(x, weight, "x"), stride=stride,
-                                     padding=padding, output_padding=output_padding,
-                                     dilation=dilation, groups=groups, dtype=dtype)
-    return ChunkedOperator(layer, x.chunks[-layer.geometry.ndim:]).matvec(x)
+    shape = _channels_and_space(x, weight, "x")
+    return ConvTransposeOperator(weight, shape, chunks=x.chunks[x.ndim - len(shape) + 1:],
+                                 stride=stride, padding=padding, output_padding=output_padding,
+                                 dilation=dilation, groups=groups, dtype=dtype).matvec(x)
 
 
 def _channels_and_space(x, weight, name: str) -> tuple[int, ...]:
@@ -727,11 +828,12 @@ def conv_matrix(
     """
     kwargs: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation,
                                   groups=groups, padding_mode=padding_mode, flip=flip, dtype=dtype)
-    layer = sc.ConvOperator(weight, input_shape, **{k: v for k, v in kwargs.items()
-                                                    if k != "dtype"})
-    n_rows, n_cols = layer.shape
+    geometry = ConvGeometry.from_weight(
+        as_weight(weight).shape, input_shape, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, padding_mode=padding_mode, flip=flip)
+    n_rows, n_cols = geometry.shape
     if block_rows is None:
-        block_rows = math.prod(layer.output_shape[1:])
+        block_rows = math.prod(geometry.output_size)
     block_rows = positive_int(block_rows, "block_rows")
     result = sc.conv_matrix(weight, input_shape, rows=slice(0, 0), **kwargs)  # dtype, checks
     build = dask.delayed(sc.conv_matrix, pure=True)

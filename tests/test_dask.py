@@ -49,11 +49,11 @@ def random_chunks(rng, shape):
     return tuple(chunks)
 
 
-def check_layer(rng, layer, oracle, config):
-    """``ChunkedOperator(layer)`` on a batch of 3 in two batch chunks: forward against
-    ``oracle``, adjoint against the serial layer, and the dot test."""
+def check_layer(rng, layer, chunked, oracle, config):
+    """``chunked(chunks)`` (the Dask twin of the serial ``layer``) on a batch of 3 in two
+    batch chunks: forward against ``oracle``, adjoint against the serial layer, dot test."""
     chunks = random_chunks(rng, layer.input_shape[1:])
-    A = sdask.ChunkedOperator(layer, chunks)
+    A = chunked(chunks)
     x = random_array(rng, (3, *layer.input_shape), layer.dtype)
     y = A.matvec(da.from_array(x, chunks=((2, 1), -1, *chunks)))
     assert isinstance(y, da.Array) and y.chunks[2:] == A.output_chunks, config
@@ -73,7 +73,9 @@ def test_chunked_conv_matches_torch_and_the_serial_adjoint(seed):
     rng = np.random.default_rng(seed)
     layer = random_layer(rng, ndim=1 + seed % 3, max_size=12 - 3 * (seed % 3))
     serial = sc.ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
-    check_layer(rng, serial, lambda x: torch_conv(x, layer.weight, **layer.kwargs), layer)
+    check_layer(rng, serial, lambda chunks: sdask.ConvOperator(
+        layer.weight, layer.input_shape, chunks=chunks, **layer.kwargs),
+        lambda x: torch_conv(x, layer.weight, **layer.kwargs), layer)
 
 
 @requires_torch
@@ -82,18 +84,38 @@ def test_chunked_conv_transpose_matches_torch_and_the_serial_adjoint(seed):
     rng = np.random.default_rng(100 + seed)
     weight, shape, kwargs = random_transpose_layer(rng, max_size=8)
     serial = sc.ConvTransposeOperator(weight, shape, **kwargs)
-    check_layer(rng, serial, lambda x: torch_conv_transpose(x, weight, **kwargs),
-                (weight.shape, shape, kwargs))
+    check_layer(rng, serial, lambda chunks: sdask.ConvTransposeOperator(
+        weight, shape, chunks=chunks, **kwargs),
+        lambda x: torch_conv_transpose(x, weight, **kwargs), (weight.shape, shape, kwargs))
 
 
 @pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
 def test_flip_and_complex_against_the_serial_operator(mode):
     rng = np.random.default_rng(7)
     w = random_array(rng, (2, 2, 4, 3), np.complex128)
-    serial = sc.ConvOperator(w, (2, 11, 9), padding=((3, 1), 2), padding_mode=mode, flip=True,
-                             dilation=(1, 2))
-    check_layer(rng, serial, lambda x: (serial @ x.reshape(3, -1).T).T.reshape(
-        3, *serial.output_shape), mode)
+    kwargs = dict(padding=((3, 1), 2), padding_mode=mode, flip=True, dilation=(1, 2))
+    serial = sc.ConvOperator(w, (2, 11, 9), **kwargs)
+    check_layer(rng, serial, lambda chunks: sdask.ConvOperator(w, (2, 11, 9), chunks=chunks,
+                                                               **kwargs),
+                lambda x: (serial @ x.reshape(3, -1).T).T.reshape(3, *serial.output_shape), mode)
+
+
+def test_a_volume_too_large_for_the_serial_operator_runs_by_its_chunks():
+    w = np.random.default_rng(9).standard_normal((4, 4, 3, 3, 3))
+    old = sc.set_memory_limit(8 * 2**20)
+    try:
+        with pytest.raises(sc.MatrixTooLargeError):  # one product of the whole volume
+            sc.ConvOperator(w, (4, 96, 96, 96), padding=1)
+        A = sdask.ConvOperator(w, (4, 96, 96, 96), chunks=16, padding=1)
+        x = da.random.default_rng(0).standard_normal((4, 96, 96, 96), chunks=(4, 16, 16, 16))
+        y = A.matvec(x)
+        assert y.numblocks == (1, 6, 6, 6)
+        got = y[:, 40:50, 40:50, 40:50].compute()  # 8 blocks, each within the limit
+        box = x[:, 39:51, 39:51, 39:51].compute()
+    finally:
+        sc.set_memory_limit(old)
+    valid = sc.ConvOperator(w, box.shape)
+    assert_close(got.ravel(), valid @ box.ravel(), "interior box")
 
 
 def test_functions_keep_the_callers_form():
@@ -109,7 +131,7 @@ def test_functions_keep_the_callers_form():
     t = sdask.conv_transpose(da.from_array(x, chunks=(2, 5, 4)), np.moveaxis(w, 0, 1),
                              stride=2, padding=1)
     assert_close(t.compute().ravel(), T @ x.ravel(), "conv_transpose")
-    C = sdask.ChunkedOperator(A, 4)
+    C = sdask.ConvOperator(w, (2, 10, 12), chunks=4, padding="same", padding_mode="reflect")
     flat = C.matvec(da.from_array(x.ravel(), chunks=60))  # flat in, flat out
     assert flat.shape == (360,)
     assert_close(flat.compute(), A @ x.ravel(), "flat")
@@ -121,9 +143,9 @@ def test_functions_keep_the_callers_form():
 
 def test_scipy_solvers_take_the_operator():
     rng = np.random.default_rng(2)
-    A = sc.ConvOperator(0.2 * rng.standard_normal((2, 2, 3, 3)), (2, 8, 8), padding=1,
-                        padding_mode="circular")  # A^H A + I well conditioned: a few steps
-    C = sdask.ChunkedOperator(A, 4)
+    w = 0.2 * rng.standard_normal((2, 2, 3, 3))  # A^H A + I well conditioned: a few steps
+    A = sc.ConvOperator(w, (2, 8, 8), padding=1, padding_mode="circular")
+    C = sdask.ConvOperator(w, (2, 8, 8), chunks=4, padding=1, padding_mode="circular")
     b = rng.standard_normal(A.shape[1])
     normal = C.H @ C + spla.aslinearoperator(np.eye(A.shape[1]))
     x, info = spla.cg(normal, b, rtol=1e-12)
@@ -154,9 +176,9 @@ def regularized_solution(A, b):
 
 def test_conjugate_gradients_on_dask_arrays():
     rng = np.random.default_rng(3)
-    A = sc.ConvOperator(0.02 * rng.standard_normal((3, 2, 3, 3, 3)), (2, 8, 7, 6), padding=1,
-                        padding_mode="reflect")
-    C = sdask.ChunkedOperator(A, (4, 4, 3))
+    w = 0.02 * rng.standard_normal((3, 2, 3, 3, 3))
+    A = sc.ConvOperator(w, (2, 8, 7, 6), padding=1, padding_mode="reflect")
+    C = sdask.ConvOperator(w, (2, 8, 7, 6), chunks=(4, 4, 3), padding=1, padding_mode="reflect")
     b = rng.standard_normal(A.input_shape)
 
     def normal(v):  # (A^H A + I) v, lazily
@@ -171,8 +193,10 @@ def test_to_zarr_writes_the_result(tmp_path):
     rng = np.random.default_rng(4)
     w = rng.standard_normal((2, 1, 3, 3, 3))
     x = rng.standard_normal((1, 13, 12, 11))
-    A = sc.ConvOperator(w, (1, 13, 12, 11), padding=2, stride=2, padding_mode="replicate")
-    y = sdask.ChunkedOperator(A, 5).matvec(da.from_array(x, chunks=(1, 5, 5, 5)))
+    kwargs = dict(padding=2, stride=2, padding_mode="replicate")
+    A = sc.ConvOperator(w, (1, 13, 12, 11), **kwargs)
+    y = sdask.ConvOperator(w, (1, 13, 12, 11), chunks=5, **kwargs).matvec(
+        da.from_array(x, chunks=(1, 5, 5, 5)))
     sdask.to_zarr(y, str(tmp_path / "y.zarr"))
     stored = zarr.open(str(tmp_path / "y.zarr"), mode="r")
     assert stored.shape == A.output_shape
@@ -191,15 +215,19 @@ def test_matrix_blocks_as_a_dask_array():
 
 
 def test_bad_input_is_refused_by_name():
-    A = sc.ConvOperator(np.ones((1, 1, 3, 3)), (1, 8, 8), padding=1)
-    with pytest.raises(TypeError, match="layer"):
-        sdask.ChunkedOperator(np.ones((64, 64)), 4)
+    w = np.ones((1, 1, 3, 3))
+    with pytest.raises(TypeError, match="weight"):
+        sdask.ConvOperator("w", (1, 8, 8), chunks=4)
+    with pytest.raises(ValueError, match="stride"):
+        sdask.ConvTransposeOperator(w, (1, 8, 8), chunks=4, stride=0)
     for chunks, error in [(None, TypeError), ("4", TypeError), ((4,), ValueError),
                           ((4, 4, 4), ValueError), (0, ValueError), (((3, 3), 8), ValueError),
                           (-2, ValueError)]:
         with pytest.raises(error, match="chunks"):
-            sdask.ChunkedOperator(A, chunks)
-    C = sdask.ChunkedOperator(A, 4)
+            sdask.ConvOperator(w, (1, 8, 8), chunks=chunks)
+        with pytest.raises(error, match="chunks"):
+            sdask.ConvTransposeOperator(w, (1, 8, 8), chunks=chunks)
+    C = sdask.ConvOperator(w, (1, 8, 8), chunks=4, padding=1)
     with pytest.raises(ValueError, match="x must have shape"):
         C.matvec(da.ones((1, 8, 9), chunks=4))
     with pytest.raises(TypeError, match="x must be a dask array"):
@@ -239,8 +267,9 @@ def client():
 def test_on_a_cluster_forward_adjoint_and_matrix(client, tmp_path):
     rng = np.random.default_rng(6)
     w = rng.standard_normal((4, 2, 3, 3, 3))
-    A = sc.ConvOperator(w, (2, 12, 10, 9), padding=1, padding_mode="circular", stride=(2, 1, 1))
-    C = sdask.ChunkedOperator(A, (6, 5, 5))
+    kwargs = dict(padding=1, padding_mode="circular", stride=(2, 1, 1))
+    A = sc.ConvOperator(w, (2, 12, 10, 9), **kwargs)
+    C = sdask.ConvOperator(w, (2, 12, 10, 9), chunks=(6, 5, 5), **kwargs)
     x = rng.standard_normal((2, 2, 12, 10, 9))
     with dask.config.set(scheduler=client):
         y = C.matvec(da.from_array(x, chunks=(1, 2, 6, 5, 5)))
@@ -262,9 +291,9 @@ def test_on_a_cluster_cg_keeps_the_vectors_on_the_workers(client):
     """The same iterations on the cluster as on one thread (checked against a dense solve
     above), the vectors persisted on the workers, only scalars coming back."""
     rng = np.random.default_rng(8)
-    A = sc.ConvOperator(0.03 * rng.standard_normal((2, 2, 3, 3)), (2, 16, 12), padding=1,
-                        padding_mode="replicate")
-    C = sdask.ChunkedOperator(A, (8, 6))
+    w = 0.03 * rng.standard_normal((2, 2, 3, 3))
+    C = sdask.ConvOperator(w, (2, 16, 12), chunks=(8, 6), padding=1, padding_mode="replicate")
+    A = sc.ConvOperator(w, (2, 16, 12), padding=1, padding_mode="replicate")
     b = da.from_array(rng.standard_normal(A.input_shape), chunks=(2, *C.input_chunks))
 
     def normal(v):
