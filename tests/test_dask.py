@@ -272,7 +272,7 @@ def test_on_a_cluster_forward_adjoint_and_matrix(client, tmp_path):
     C = sdask.ConvOperator(w, (2, 12, 10, 9), chunks=(6, 5, 5), **kwargs)
     x = rng.standard_normal((2, 2, 12, 10, 9))
     with dask.config.set(scheduler=client):
-        y = C.matvec(da.from_array(x, chunks=(1, 2, 6, 5, 5)))
+        y = C.matvec(da.from_array(x, chunks=(1, 2, 6, 5, 5))).persist()  # on the workers
         assert_close(y.compute().reshape(2, -1), (A @ x.reshape(2, -1).T).T, "cluster forward")
         u = C.rmatvec(y).compute()
         assert_close(u.reshape(2, -1), (A.H @ (A @ x.reshape(2, -1).T)).T, "cluster adjoint")
