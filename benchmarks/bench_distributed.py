@@ -72,7 +72,7 @@ def peak_rss() -> int:
 
 def cluster(workers: int, memory: str) -> tuple[LocalCluster, Client]:
     c = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                     memory_limit=memory, dashboard_address=None)
+                     memory_limit=memory, dashboard_address=":0")
     return c, Client(c)
 
 

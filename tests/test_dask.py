@@ -259,7 +259,7 @@ def test_import_sparseconv_imports_no_dask_and_the_error_names_the_extra():
 def client():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, memory_limit="1GiB") as cluster, \
+                                  dashboard_address=":0", memory_limit="1GiB") as cluster, \
             distributed.Client(cluster) as client:
         yield client
 
