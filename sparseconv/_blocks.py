@@ -6,7 +6,7 @@ after it (at most ``2 * ndim + 1`` of them). Each slab of a convolution's rows i
 convolution: the same kernel, a range of output channels, and along each axis a run of
 outputs ``lo .. hi-1``, which read exactly what outputs ``0 .. hi-lo-1`` of an axis with the
 padding shifted by ``lo * stride`` read (:func:`output_run`). So a slab is assembled by the
-same code as the whole matrix (:func:`sparseconv._matrices.assemble_csr`), and its rows are the
+same code as the whole matrix (``sparseconv._matrices._assemble_csr``), and its rows are the
 full matrix's rows bit for bit: the entries, their order and the sums where padding folds
 several taps onto one input.
 

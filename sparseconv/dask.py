@@ -12,7 +12,7 @@ dilation included).
 
 Each output block is computed from its *window*: the input positions it reads, gathered from
 the input chunks through the geometry's exact padding map
-(:meth:`sparseconv.ConvGeometry.axes`' ``source``), so the global boundary is exact in all
+(``AxisGeometry.source``), so the global boundary is exact in all
 four padding modes (zeros, circular, reflect excluding the edge as PyTorch does, replicate);
 Dask's own ``boundary="reflect"`` is numpy's ``"symmetric"`` and is not used. The window is
 then convolved with the library's own :class:`sparseconv.ConvOperator` with no padding (a
@@ -24,7 +24,7 @@ Tasks move only what they need: a halo is cut out of its neighbouring chunk by a
 task before it travels, so a task receives its own chunk and thin slabs. No task holds more
 than its block, its window and those slabs; nothing is ever gathered on one machine.
 
-The graph is written by hand (:class:`dask.highlevelgraph.HighLevelGraph`), one task per
+The graph is written by hand (``dask.highlevelgraph.HighLevelGraph``), one task per
 output block and batch chunk, plus the slicing tasks; Dask's scheduler runs it locally or on
 a ``dask.distributed`` cluster.
 
@@ -597,14 +597,14 @@ class ConvTransposeOperator(_ChunkedLayer):
     geometry : sparseconv.ConvGeometry
         The convolution it transposes (from ``output_shape`` to ``input_shape``).
     weight, input_shape, output_shape, input_chunks, output_chunks
-        As :class:`ConvOperator`.
+        As :class:`sparseconv.dask.ConvOperator`.
 
     Notes
     -----
     ``matvec`` computes every input block's contribution (the transposed "valid"
     convolution of the block), and each output chunk sums the parts of those that land in
     it; ``rmatvec`` is a chunked strided convolution with the conjugate weight. Products take
-    and return Dask arrays as :class:`ConvOperator`'s do.
+    and return Dask arrays as :class:`sparseconv.dask.ConvOperator`'s do.
 
     Examples
     --------
@@ -660,8 +660,8 @@ def conv(
 
     See Also
     --------
-    ConvOperator : the same, forward and adjoint, as a LinearOperator.
-    to_zarr : write the result to disk chunk by chunk.
+    sparseconv.dask.ConvOperator : the same, forward and adjoint, as a LinearOperator.
+    sparseconv.dask.to_zarr : write the result to disk chunk by chunk.
 
     Examples
     --------
@@ -752,11 +752,11 @@ def to_zarr(x: da.Array, store: Any, *, component: str | None = None,
     ----------
     x : dask.array.Array
     store : str, pathlib.Path or zarr store
-        Where to write, as :func:`dask.array.to_zarr` takes it.
+        Where to write, as ``dask.array.to_zarr`` takes it.
     component : str, optional
         The array's path inside the store.
     overwrite, compute, **kwargs
-        As :func:`dask.array.to_zarr`.
+        As ``dask.array.to_zarr``.
 
     Returns
     -------
