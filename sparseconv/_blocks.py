@@ -148,11 +148,11 @@ def _plan(geom: ConvGeometry, start: int, stop: int, transposed: bool):
                              _sub_geometry(geom, c1 - c0, ipg, box[1:])))
             continue
         c, c_stop = box[0]
+        outputs = tuple(_reading_outputs(axis, lo, hi) for axis, (lo, hi) in zip(geom.axes,
+                                                                                  box[1:]))
         while c < c_stop:  # input channels, cut at group boundaries
             g = c // ipg
             c1 = min(c_stop, (g + 1) * ipg)
-            outputs = tuple(_reading_outputs(axis, lo, hi)
-                            for axis, (lo, hi) in zip(geom.axes, box[1:]))
             if all(lo < hi for lo, hi in outputs):
                 plan.append((((c, c1), *box[1:]), g, outputs,
                              _sub_geometry(geom, opg, c1 - c, outputs)))
@@ -176,7 +176,8 @@ def row_block(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, rows,
         nbytes, nnz = nbytes + part, nnz + part_nnz
         if transposed:  # its coordinates, then the slab's COO and CSR
             nbytes += part_nnz * (3 * 8 + 2 * (item + 16))
-    nbytes += nnz * (item + 8) + 8 * (stop - start + 1)  # the block, 64-bit indices at most
+    # the parts' 64-bit columns, then the block (64-bit indices at most)
+    nbytes += nnz * (item + 16) + 8 * (stop - start + 1)
     check_memory(nbytes, f"rows {start}:{stop} of the {shape[0]} x {shape[1]} sparse matrix "
                  f"(at most {nnz} nonzeros, with the temporaries of their assembly)",
                  USE_OPERATOR)
@@ -190,7 +191,7 @@ def _index_dtype(*values: int) -> np.dtype:
 
 
 def _slab(geom, weight, dtype, box, g, channels, sub):
-    """Forward rows of one slab and group: ``(row offset, indptr, indices, data)``."""
+    """Rows of one slab and group of a convolution: ``(indptr, global columns, data)``."""
     c0, c1 = channels
     ipg, n_in = geom.in_channels // geom.groups, math.prod(geom.input_size)
     block = _assemble_csr(sub, weight[c0:c1], dtype, _index_dtype(sub.nnz(), *sub.shape))
