@@ -97,6 +97,16 @@ def input_chunks(axis: AxisGeometry, out_chunks: Chunks) -> Chunks:
     return tuple(b - a for a, b in zip(edges[:-1], edges[1:]))
 
 
+def stride_aligned(axis: AxisGeometry, chunks: Chunks) -> Chunks:
+    """``chunks`` with every boundary moved to the nearest multiple of the stride, so that
+    each output chunk maps to whole strides of one input chunk (unchanged for stride 1)."""
+    s = axis.stride
+    bounds = np.cumsum((0, *chunks))[1:-1]
+    bounds = np.unique((bounds + s // 2) // s * s)
+    edges = [0, *(int(b) for b in bounds if 0 < b < axis.size), axis.size]
+    return tuple(b - a for a, b in zip(edges[:-1], edges[1:]))
+
+
 def _runs(src: np.ndarray, lo: int, hi: int) -> list[Run]:
     """Window positions whose source lies in ``lo .. hi-1``, as runs ``(w0, w1, l0, step)``:
     window ``w0 + i`` copies chunk-local position ``l0 + step*i``."""
@@ -394,7 +404,7 @@ class _ChunkedLayer(LinearOperator):
         if transposed:  # the layer's input is the geometry's output
             in_chunks = tuple(input_chunks(ax, c) for ax, c in zip(geometry.axes, given))
         else:
-            in_chunks = given
+            in_chunks = tuple(stride_aligned(ax, c) for ax, c in zip(geometry.axes, given))
         out_chunks = tuple(output_chunks(ax, c) for ax, c in zip(geometry.axes, in_chunks))
         self._plan = _Plan(geometry, in_chunks, out_chunks)
         self.input_chunks = self._plan.out_chunks if transposed else self._plan.in_chunks
@@ -511,8 +521,10 @@ class ConvOperator(_ChunkedLayer):
         ``(C_in, *spatial)``, any size: only the geometry is validated here (in O(kernel)).
     chunks : int or tuple
         Chunks of the input along each spatial axis, in Dask's notation (``64``,
-        ``(64, 64, 64)``, ``((30, 34), 64)``). The output is chunked stride-aligned
-        (``output_chunks``); batch chunks pass through; channels are one chunk.
+        ``(64, 64, 64)``, ``((30, 34), 64)``). Boundaries are moved to the nearest multiple
+        of the stride (``input_chunks``), and output chunk ``i`` is the outputs ``o`` whose
+        ``o * stride`` lies in input chunk ``i`` (``output_chunks``); batch chunks pass
+        through; channels are one chunk.
     stride, padding, dilation, groups, padding_mode, flip, dtype
         As :class:`sparseconv.ConvOperator`.
 

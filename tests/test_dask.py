@@ -49,11 +49,28 @@ def random_chunks(rng, shape):
     return tuple(chunks)
 
 
+def assert_stride_aligned(A, transposed, config):
+    """The convolution's input chunks start at multiples of the stride, and output chunk ``i``
+    holds the outputs ``o`` whose ``o * stride`` lies in input chunk ``i``."""
+    a_in, a_out = ((A.output_chunks, A.input_chunks) if transposed
+                   else (A.input_chunks, A.output_chunks))
+    for axis, in_chunks, out_chunks in zip(A.geometry.axes, a_in, a_out):
+        edges = np.cumsum((0, *in_chunks))
+        assert edges[-1] == axis.size and all(e % axis.stride == 0 for e in edges[:-1]), config
+        first = np.cumsum((0, *out_chunks))
+        assert first[-1] == axis.output_size, config
+        for i in range(len(out_chunks)):
+            assert first[i] * axis.stride >= edges[i], (config, i)
+            if i + 1 < len(out_chunks):
+                assert (first[i + 1] - 1) * axis.stride < edges[i + 1], (config, i)
+
+
 def check_layer(rng, layer, chunked, oracle, config):
     """``chunked(chunks)`` (the Dask twin of the serial ``layer``) on a batch of 3 in two
     batch chunks: forward against ``oracle``, adjoint against the serial layer, dot test."""
     chunks = random_chunks(rng, layer.input_shape[1:])
     A = chunked(chunks)
+    assert_stride_aligned(A, isinstance(layer, sc.ConvTransposeOperator), config)
     x = random_array(rng, (3, *layer.input_shape), layer.dtype)
     y = A.matvec(da.from_array(x, chunks=((2, 1), -1, *chunks)))
     assert isinstance(y, da.Array) and y.chunks[2:] == A.output_chunks, config
@@ -116,6 +133,14 @@ def test_a_volume_too_large_for_the_serial_operator_runs_by_its_chunks():
         sc.set_memory_limit(old)
     valid = sc.ConvOperator(w, box.shape)
     assert_close(got.ravel(), valid @ box.ravel(), "interior box")
+
+
+def test_chunk_boundaries_move_to_multiples_of_the_stride():
+    A = sdask.ConvOperator(np.ones((1, 1, 3)), (1, 24), chunks=((7, 9, 8),), stride=3, padding=1)
+    assert A.input_chunks == ((6, 9, 9),) and A.output_chunks == ((2, 3, 3),)
+    x = da.arange(24.0, chunks=(7, 9, 8))[None]  # rechunked to the aligned chunks
+    serial = sc.ConvOperator(np.ones((1, 1, 3)), (1, 24), stride=3, padding=1)
+    assert_close(A.matvec(x).compute().ravel(), serial @ np.arange(24.0), "aligned")
 
 
 def test_functions_keep_the_callers_form():
