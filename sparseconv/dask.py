@@ -413,11 +413,6 @@ class _ChunkedLayer(LinearOperator):
         LinearOperator.__init__(self, dtype=block.dtype,
                                 shape=shape[::-1] if transposed else shape)
 
-    @property
-    def weight(self) -> np.ndarray:
-        """The layer's weight: a private, read-only copy."""
-        return self._block.weight
-
     def _apply(self, x, adjoint: bool):
         shape_in, shape_out = self.input_shape, self.output_shape
         chunks_in = self.input_chunks
@@ -587,6 +582,11 @@ class ConvOperator(_ChunkedLayer):
         block = _BlockLayer(_owned(weight), kwargs, False, layer_dtype(weight, dtype))
         self._setup(geometry, block, chunks)
 
+    @property
+    def weight(self) -> np.ndarray:
+        """The layer's weight: a private, read-only copy."""
+        return self._block.weight
+
 
 class ConvTransposeOperator(_ChunkedLayer):
     """A transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``) applied chunk by
@@ -648,6 +648,11 @@ class ConvTransposeOperator(_ChunkedLayer):
         kwargs = dict(stride=geometry.stride, dilation=geometry.dilation, groups=geometry.groups)
         block = _BlockLayer(_owned(weight), kwargs, True, layer_dtype(weight, dtype))
         self._setup(geometry, block, chunks)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The layer's weight: a private, read-only copy."""
+        return self._block.weight
 
 
 def conv(
