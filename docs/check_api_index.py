@@ -18,7 +18,8 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
-MODULES = ("sparseconv", "sparseconv.plot", "sparseconv.testing", "sparseconv.torch")
+MODULES = ("sparseconv", "sparseconv.plot", "sparseconv.testing", "sparseconv.torch",
+           "sparseconv.dask")
 DEFAULT_PAGE = Path(__file__).resolve().parent / "_build" / "html" / "api.html"
 
 

@@ -3,12 +3,14 @@
 Every public name lives here; the implementation is in private modules (``sparseconv._*``),
 one concept each. Two public submodules are imported by name: :mod:`sparseconv.plot`
 (matplotlib, imported lazily) and :mod:`sparseconv.testing` (checks for research scripts).
-``import sparseconv`` imports neither matplotlib nor torch.
+``import sparseconv`` imports neither matplotlib nor torch nor dask (the adapters
+:mod:`sparseconv.torch` and :mod:`sparseconv.dask` are imported by name).
 
 Layer matrices
 --------------
 conv_matrix                  -- a convolution layer as a scipy.sparse array
 conv_transpose_matrix        -- a transposed convolution layer as a scipy.sparse array
+conv_matrix_blocks           -- a layer's matrix in row blocks, one at a time
 conv_output_shape            -- PyTorch's output shape of a convolution
 conv_transpose_output_shape  -- PyTorch's output shape of a transposed convolution
 ConvGeometry                 -- the validated layer and its gather index map
@@ -82,6 +84,7 @@ testing.dottest                     -- <A x, y> == <x, A^H y> on random vectors 
 testing.assert_layer_matches_torch  -- an operator's product and adjoint against PyTorch
 """
 
+from ._blocks import conv_matrix_blocks
 from ._circular_svd import CircularSVD, circular_svd
 from ._clipping import clip_singular_values
 from ._composition import AffineMap, affine_conv, compose, compose_kernels
@@ -136,6 +139,7 @@ __all__ = [
     "composition_singular_values",
     "conv1x1_matrix",
     "conv_matrix",
+    "conv_matrix_blocks",
     "conv_output_shape",
     "conv_transpose_matrix",
     "conv_transpose_output_shape",

@@ -268,12 +268,22 @@ def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
     return matrix
 
 
+def _rows_layout(layout, blocksize) -> None:
+    """``rows=`` are rows of the channels-first matrix: refuse the options that reorder it."""
+    if layout != "channels_first":
+        raise ValueError(f"rows= selects rows of the channels-first matrix; it cannot be "
+                         f"combined with layout={layout!r}")
+    if blocksize is not None:
+        raise ValueError(f"rows= builds CSR row blocks; it cannot be combined with "
+                         f"blocksize={blocksize!r}")
+
+
 def conv_matrix(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
     padding_mode: PaddingMode = "zeros", flip: bool = False, format: SparseFormat = "csr",
     dtype: DTypeLike | None = None, layout: Layout = "channels_first",
-    blocksize: BlockSize | None = None,
+    blocksize: BlockSize | None = None, rows: slice | None = None,
 ) -> SparseArray:
     """The sparse matrix of a convolution layer (PyTorch's ``conv{1,2,3}d``).
 
@@ -314,6 +324,11 @@ def conv_matrix(
         The BSR block shape (``format="bsr"`` only). Channels-last: it must divide the
         ``(C_out/groups, C_in/groups)`` tile, its default. Channels-first: scipy's
         conversion, which needs it to divide the matrix's shape.
+    rows : slice, optional
+        Only these rows (a contiguous range, numpy's slice semantics), built from the geometry
+        without the others, in memory proportional to the block: ``conv_matrix(...,
+        rows=slice(a, b))`` equals ``conv_matrix(...)[a:b]`` entry for entry. See
+        :func:`conv_matrix_blocks`.
 
     Returns
     -------
@@ -372,6 +387,10 @@ def conv_matrix(
         weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
         groups=groups, padding_mode=padding_mode, flip=flip,
     )
+    if rows is not None:
+        from ._blocks import row_block  # it assembles with this module's code
+        _rows_layout(layout, blocksize)
+        return row_block(geom, weight, layer_dtype(weight, dtype), rows).asformat(format)
     return assemble(geom, weight, layer_dtype(weight, dtype), format, layout=layout,
                     blocksize=blocksize)
 
@@ -381,7 +400,7 @@ def conv_transpose_matrix(
     padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
     dilation: IntOrTuple = 1, groups: int = 1, format: SparseFormat = "csr",
     dtype: DTypeLike | None = None, layout: Layout = "channels_first",
-    blocksize: BlockSize | None = None,
+    blocksize: BlockSize | None = None, rows: slice | None = None,
 ) -> SparseArray:
     """The sparse matrix of a transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``).
 
@@ -405,6 +424,9 @@ def conv_transpose_matrix(
         transposed blocks of the convolution it transposes.
     blocksize : (int, int), optional
         As :func:`conv_matrix`.
+    rows : slice, optional
+        Only these rows, as :func:`conv_matrix`: built from the block of the convolution whose
+        outputs read them, never the whole matrix.
 
     Returns
     -------
@@ -443,5 +465,10 @@ def conv_transpose_matrix(
         weight.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups,
     )
+    if rows is not None:
+        from ._blocks import row_block
+        _rows_layout(layout, blocksize)
+        return row_block(geom, weight, layer_dtype(weight, dtype), rows,
+                         transposed=True).asformat(format)
     return assemble(geom, weight, layer_dtype(weight, dtype), format, transposed=True,
                     layout=layout, blocksize=blocksize)

@@ -49,6 +49,7 @@ GROUPS = [0, -1, True, 1.5, "1", None, HUGE, np.float64(1.0)]
 LAYOUTS = ["NHWC", "channels-last", None, 1, ("channels_last",)]
 # blocksize applies to format="bsr" only: with the default format every value is refused
 BLOCKSIZES = [(2, 2), (0, 1), 2, "2,2", (1.5, 1)]
+ROWS_BAD = [5, "0:5", [0, 5], slice(0, 10, 2), slice(0.0, 5), slice(True, 5), (0, 5)]
 
 
 
@@ -187,7 +188,13 @@ SPECS = {
     "conv_matrix": Spec(keyword_call(sc.conv_matrix, "weight", "input_shape"),
                         dict(weight=W, input_shape=SHAPE),
                         dict(weight=WEIGHTS, input_shape=SIZES, format=FORMATS, dtype=DTYPES,
-                             layout=LAYOUTS, blocksize=BLOCKSIZES, **layer_bad())),
+                             layout=LAYOUTS, blocksize=BLOCKSIZES,
+                             rows=ROWS_BAD, **layer_bad())),
+    "conv_matrix_blocks": Spec(keyword_call(sc.conv_matrix_blocks, "weight", "input_shape"),
+                               dict(weight=W, input_shape=SHAPE),
+                               dict(weight=WEIGHTS, input_shape=SIZES, format=FORMATS,
+                                    dtype=DTYPES, block_rows=[0, -1, 1.5, "8", True, HUGE],
+                                    **layer_bad())),
     "conv_output_shape": Spec(sc.conv_output_shape, dict(input_size=(8, 8), kernel_size=3),
                               dict(input_size=ANY_SPATIAL, kernel_size=POSITIVE,
                                    stride=POSITIVE, padding=PADDINGS, dilation=POSITIVE)),
@@ -195,7 +202,8 @@ SPECS = {
         keyword_call(sc.conv_transpose_matrix, "weight", "input_shape"),
         dict(weight=W, input_shape=SHAPE),
         dict(weight=WEIGHTS, input_shape=SIZES, output_padding=NON_NEGATIVE, format=FORMATS,
-             dtype=DTYPES, layout=LAYOUTS, blocksize=BLOCKSIZES, **layer_bad(mode=False))),
+             dtype=DTYPES, layout=LAYOUTS, blocksize=BLOCKSIZES,
+             rows=ROWS_BAD, **layer_bad(mode=False))),
     "conv_transpose_output_shape": Spec(
         sc.conv_transpose_output_shape, dict(input_size=(8, 8), kernel_size=3),
         dict(input_size=ANY_SPATIAL, kernel_size=POSITIVE, stride=POSITIVE, padding=PADDINGS,

@@ -1,0 +1,866 @@
+"""sparseconv.dask: convolution layers applied chunk by chunk to Dask arrays, and their
+matrices in row blocks.
+
+A layer ``A`` (a convolution, or the transposed convolution ``A.T``) maps ``(C, *spatial)``
+arrays, optionally batched ``(N, C, *spatial)``, that are chunked along batch and space. The
+output is chunked *stride-aligned*: along each axis, output ``o`` belongs to the block of the
+input chunk holding position ``o*stride``, so an output chunk maps to whole strides of its
+input chunk (with stride 1 and "same" padding, the output is chunked as the input). An output
+block reads its own input chunk plus a halo of ``pad_lo`` positions before it and
+``(kernel_size - 1) * dilation + 1 - stride - pad_lo`` after it (the reach of the kernel,
+dilation included).
+
+Each output block is computed from its *window*: the input positions it reads, gathered from
+the input chunks through the geometry's exact padding map
+(``AxisGeometry.source``), so the global boundary is exact in all
+four padding modes (zeros, circular, reflect excluding the edge as PyTorch does, replicate);
+Dask's own ``boundary="reflect"`` is numpy's ``"symmetric"`` and is not used. The window is
+then convolved with the library's own :class:`sparseconv.ConvOperator` with no padding (a
+"valid" convolution). The adjoint runs the same plan backwards: each output block's adjoint
+window (the transposed "valid" convolution), then every input chunk sums the parts of the
+windows that map onto it, wrapped, reflected or replicated positions included.
+
+Tasks move only what they need: a halo is cut out of its neighbouring chunk by a slicing
+task before it travels, so a task receives its own chunk and thin slabs. No task holds more
+than its block, its window and those slabs; nothing is ever gathered on one machine.
+
+The graph is written by hand (``dask.highlevelgraph.HighLevelGraph``), one task per
+output block and batch chunk, plus the slicing tasks; Dask's scheduler runs it locally or on
+a ``dask.distributed`` cluster.
+
+This is the only sparseconv module that imports dask; ``import sparseconv`` does not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+try:
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+except ImportError as exc:  # pragma: no cover - CI installs the extra
+    raise ImportError(
+        'sparseconv.dask needs Dask: pip install "sparseconv[dask]" (or pip install '
+        '"dask[array,distributed]" zarr)'
+    ) from exc
+
+import sparseconv as sc
+from sparseconv._blocks import row_range
+from sparseconv._geometry import AxisGeometry, ConvGeometry
+from sparseconv._typing import (
+    ArrayLike,
+    DTypeLike,
+    ExplicitPaddingLike,
+    IntOrTuple,
+    PaddingLike,
+    PaddingMode,
+    ShapeLike,
+)
+from sparseconv._validation import as_weight, layer_dtype, positive_int
+
+__all__ = ["ConvOperator", "ConvTransposeOperator", "conv", "conv_matrix", "conv_transpose",
+           "to_zarr"]
+
+Chunks = tuple[int, ...]
+Run = tuple[int, int, int, int]  # window start, window stop, chunk-local start, step (+1/-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# One axis: which input chunks each output block's window reads, and how.
+# ---------------------------------------------------------------------------------------------
+def output_chunks(axis: AxisGeometry, in_chunks: Chunks) -> Chunks:
+    """Stride-aligned output chunks: output ``o`` goes with the input chunk holding position
+    ``o*stride`` (the outputs past the input, if padding makes any, with the last chunk)."""
+    bounds = np.cumsum((0, *in_chunks))[1:-1]
+    cuts = -(-bounds // axis.stride)  # ceil(bound / stride)
+    cuts = np.unique(np.clip(cuts, 0, axis.output_size))
+    edges = [0, *(int(c) for c in cuts if 0 < c < axis.output_size), axis.output_size]
+    return tuple(b - a for a, b in zip(edges[:-1], edges[1:]))
+
+
+def input_chunks(axis: AxisGeometry, out_chunks: Chunks) -> Chunks:
+    """Input chunks starting at ``stride`` times the output blocks' starts: the inverse of
+    :func:`output_chunks` (each output block then reads its own chunk plus the halo)."""
+    starts = np.cumsum((0, *out_chunks))[1:-1] * axis.stride
+    starts = np.unique(np.clip(starts, 0, axis.size))
+    edges = [0, *(int(s) for s in starts if 0 < s < axis.size), axis.size]
+    return tuple(b - a for a, b in zip(edges[:-1], edges[1:]))
+
+
+def stride_aligned(axis: AxisGeometry, chunks: Chunks) -> Chunks:
+    """``chunks`` with every boundary moved to the nearest multiple of the stride, so that
+    each output chunk maps to whole strides of one input chunk (unchanged for stride 1)."""
+    s = axis.stride
+    bounds = np.cumsum((0, *chunks))[1:-1]
+    bounds = np.unique((bounds + s // 2) // s * s)
+    edges = [0, *(int(b) for b in bounds if 0 < b < axis.size), axis.size]
+    return tuple(b - a for a, b in zip(edges[:-1], edges[1:]))
+
+
+def _runs(src: np.ndarray, lo: int, hi: int) -> list[Run]:
+    """Window positions whose source lies in ``lo .. hi-1``, as runs ``(w0, w1, l0, step)``:
+    window ``w0 + i`` copies chunk-local position ``l0 + step*i``."""
+    where = np.flatnonzero((src >= lo) & (src < hi))
+    runs: list[Run] = []
+    for w in where.tolist():
+        local = int(src[w]) - lo
+        if runs:
+            w0, w1, l0, step = runs[-1]
+            length = w1 - w0
+            if w == w1 and length == 1 and abs(local - l0) == 1:  # a second position: a step
+                runs[-1] = (w0, w + 1, l0, local - l0)
+                continue
+            if w == w1 and length > 1 and local == l0 + step * length:
+                runs[-1] = (w0, w + 1, l0, step)
+                continue
+        runs.append((w, w + 1, local, 1))
+    return runs
+
+
+@dataclass(frozen=True)
+class _AxisPlan:
+    """Per output block: its window (input positions, through the padding map) and, per input
+    chunk it reads, the runs that copy them."""
+
+    in_chunks: Chunks
+    out_chunks: Chunks
+    windows: tuple[int, ...]                       # window length of each output block
+    reads: tuple[dict[int, list[Run]], ...]        # per output block: input chunk -> runs
+
+    @classmethod
+    def build(cls, axis: AxisGeometry, in_chunks: Chunks, out_chunks: Chunks) -> _AxisPlan:
+        reach = (axis.kernel_size - 1) * axis.dilation + 1
+        in_edges = np.cumsum((0, *in_chunks))
+        windows, reads, first = [], [], 0
+        for length in out_chunks:
+            start = first * axis.stride - axis.pad[0]
+            size = (length - 1) * axis.stride + reach
+            src = axis.source(np.arange(start, start + size, dtype=np.int64))
+            found = {}
+            for q in range(len(in_chunks)):
+                runs = _runs(src, int(in_edges[q]), int(in_edges[q + 1]))
+                if runs:
+                    found[q] = runs
+            windows.append(size)
+            reads.append(found)
+            first += length
+        return cls(in_chunks, out_chunks, tuple(windows), tuple(reads))
+
+    def writes(self, q: int) -> dict[int, list[Run]]:
+        """Per output block whose window reads input chunk ``q``: the runs (the adjoint's
+        view: which parts of which windows are summed into chunk ``q``)."""
+        return {b: found[q] for b, found in enumerate(self.reads) if q in found}
+
+
+def _box(runs: list[Run], by_window: bool) -> tuple[slice, int]:
+    """The bounding slice of the runs, in window or chunk coordinates, and its start."""
+    if by_window:
+        lo, hi = min(r[0] for r in runs), max(r[1] for r in runs)
+    else:
+        ends = [(r[2], r[2] + r[3] * (r[1] - r[0] - 1)) for r in runs]
+        lo, hi = min(min(e) for e in ends), max(max(e) for e in ends) + 1
+    return slice(lo, hi), lo
+
+
+def _slices(run: Run, window_offset: int, chunk_offset: int) -> tuple[slice, slice]:
+    w0, w1, l0, step = run
+    n, l0 = w1 - w0, l0 - chunk_offset
+    window = slice(w0 - window_offset, w1 - window_offset)
+    if step == 1:
+        return window, slice(l0, l0 + n)
+    stop = l0 - n
+    return window, slice(l0, None if stop < 0 else stop, -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer on one block: a "valid" convolution of the window, or its adjoint.
+# ---------------------------------------------------------------------------------------------
+# Per process (each worker has its own): the block operators built so far, by layer and shape.
+# A task arrives with its own unpickled copy of the layer, so the cache cannot live on it.
+_OPERATORS: dict = {}
+_CACHED = 64
+
+
+@dataclass
+class _BlockLayer:
+    """The layer with no padding, on windows of any size; picklable, operators cached."""
+
+    weight: np.ndarray
+    kwargs: dict
+    transposed: bool
+    dtype: np.dtype
+    token: str = field(init=False)
+
+    def __post_init__(self):
+        self.token = tokenize(self.weight, self.kwargs, self.transposed, self.dtype)
+
+    def _operator(self, window: tuple[int, ...], block: tuple[int, ...]):
+        key = (self.token, window, block)
+        if key not in _OPERATORS:
+            if len(_OPERATORS) >= _CACHED:
+                _OPERATORS.pop(next(iter(_OPERATORS)))
+            if self.transposed:  # maps the block (the transposed layer's input) to the window
+                _OPERATORS[key] = sc.ConvTransposeOperator(
+                    self.weight, (self.weight.shape[0], *block), padding=0, dtype=self.dtype,
+                    **self.kwargs)
+            else:
+                channels = self.weight.shape[1] * self.kwargs["groups"]
+                _OPERATORS[key] = sc.ConvOperator(self.weight, (channels, *window), padding=0,
+                                                  dtype=self.dtype, **self.kwargs)
+        return _OPERATORS[key]
+
+    def gather_side(self, window: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
+        """Window -> block: A (a convolution), or A^H of the transposed layer."""
+        op = self._operator(window.shape[2:], block)
+        apply = op.rmatmat if self.transposed else op.matmat
+        return _batched(apply, window, block)
+
+    def scatter_side(self, values: np.ndarray, window: tuple[int, ...]) -> np.ndarray:
+        """Block -> window: A^H (the adjoint of a convolution), or the transposed layer."""
+        op = self._operator(window, values.shape[2:])
+        apply = op.matmat if self.transposed else op.rmatmat
+        return _batched(apply, values, window)
+
+
+def _batched(apply, x: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
+    """``apply`` (columns in, columns out) on a batch ``(N, C, *s)``: ``(N, C', *spatial)``."""
+    n = x.shape[0]
+    y = apply(x.reshape(n, -1).T)
+    return np.ascontiguousarray(y.T).reshape(n, -1, *spatial)
+
+
+def _gather_task(layer: _BlockLayer, recipe: _Recipe, channels: int, batch: int,
+                 *pieces: np.ndarray) -> np.ndarray:
+    """One output block: copy its window out of the pieces (zero where it reads only zero
+    padding), then apply the layer."""
+    window = np.zeros((batch, channels, *recipe.window), dtype=recipe.dtype)
+    for piece, runs in zip(pieces, recipe.runs):
+        for combo in itertools.product(*runs):
+            window[(Ellipsis, *(w for w, _ in combo))] = piece[(Ellipsis, *(c for _, c in combo))]
+    return layer.gather_side(window, recipe.block)
+
+
+def _scatter_task(recipe: _Recipe, channels: int, batch: int, *pieces: np.ndarray) -> np.ndarray:
+    """One input chunk of the adjoint: the sum of the parts of the windows that map onto it."""
+    out = np.zeros((batch, channels, *recipe.block), dtype=recipe.dtype)
+    for piece, runs in zip(pieces, recipe.runs):
+        for combo in itertools.product(*runs):
+            out[(Ellipsis, *(c for _, c in combo))] += piece[(Ellipsis, *(w for w, _ in combo))]
+    return out
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """What a task needs besides its inputs (one object, so Dask does not look inside it)."""
+
+    window: tuple[int, ...]
+    block: tuple[int, ...]
+    runs: tuple                # per piece, per axis: ((window slice, chunk slice), ...)
+    dtype: np.dtype
+
+
+# ---------------------------------------------------------------------------------------------
+# The graphs.
+# ---------------------------------------------------------------------------------------------
+class _Plan:
+    """A layer's geometry cut into blocks along every spatial axis."""
+
+    def __init__(self, geometry: ConvGeometry, in_chunks: Sequence[Chunks],
+                 out_chunks: Sequence[Chunks]):
+        self.geometry = geometry
+        self.axes = [_AxisPlan.build(axis, ic, oc)
+                     for axis, ic, oc in zip(geometry.axes, in_chunks, out_chunks)]
+        self.in_chunks = tuple(p.in_chunks for p in self.axes)
+        self.out_chunks = tuple(p.out_chunks for p in self.axes)
+
+    def gather(self, x, layer: _BlockLayer, channels_out: int, dtype) -> da.Array:
+        """Input chunks (``x``, chunked ``(N, C, *in_chunks)``) -> output blocks."""
+        token = tokenize(x.name, layer.token, self.in_chunks, self.out_chunks, dtype)
+        name = f"sparseconv-gather-{token}"
+        graph: dict = {}
+        for i in range(len(x.chunks[0])):
+            for block in itertools.product(*(range(len(p.out_chunks)) for p in self.axes)):
+                pieces, runs = [], []
+                reads = [self.axes[d].reads[b] for d, b in enumerate(block)]
+                for chunk in itertools.product(*(sorted(r) for r in reads)):
+                    axis_runs = [r[q] for r, q in zip(reads, chunk)]
+                    boxes = [_box(rs, by_window=False) for rs in axis_runs]
+                    key = (name + "-halo", i, *block, *chunk)
+                    graph[key] = (operator.getitem, (x.name, i, 0, *chunk),
+                                  (Ellipsis, *(s for s, _ in boxes)))
+                    pieces.append(key)
+                    runs.append(tuple(tuple(_slices(r, 0, lo) for r in rs)
+                                      for rs, (_, lo) in zip(axis_runs, boxes)))
+                recipe = _Recipe(tuple(self.axes[d].windows[b] for d, b in enumerate(block)),
+                                 tuple(self.axes[d].out_chunks[b] for d, b in enumerate(block)),
+                                 tuple(runs), np.dtype(dtype))
+                graph[(name, i, 0, *block)] = (_gather_task, layer, recipe, x.shape[1],
+                                               x.chunks[0][i], *pieces)
+        chunks = (x.chunks[0], (channels_out,), *self.out_chunks)
+        return _array(graph, name, x, chunks, dtype)
+
+    def scatter(self, y, layer: _BlockLayer, channels_in: int, dtype) -> da.Array:
+        """Output blocks (``y``, chunked ``(N, C', *out_chunks)``) -> input chunks."""
+        token = tokenize(y.name, layer.token, self.in_chunks, self.out_chunks, dtype)
+        name, windows = f"sparseconv-scatter-{token}", f"sparseconv-window-{token}"
+        graph: dict = {}
+        nblocks = [range(len(p.out_chunks)) for p in self.axes]
+        for i in range(len(y.chunks[0])):
+            for block in itertools.product(*nblocks):
+                window = tuple(self.axes[d].windows[b] for d, b in enumerate(block))
+                graph[(windows, i, *block)] = (layer.scatter_side, (y.name, i, 0, *block), window)
+            for chunk in itertools.product(*(range(len(p.in_chunks)) for p in self.axes)):
+                writes = [self.axes[d].writes(q) for d, q in enumerate(chunk)]
+                pieces, runs = [], []
+                for block in itertools.product(*(sorted(w) for w in writes)):
+                    axis_runs = [w[b] for w, b in zip(writes, block)]
+                    boxes = [_box(rs, by_window=True) for rs in axis_runs]
+                    key = (name + "-part", i, *chunk, *block)
+                    graph[key] = (operator.getitem, (windows, i, *block),
+                                  (Ellipsis, *(s for s, _ in boxes)))
+                    pieces.append(key)
+                    runs.append(tuple(tuple(_slices(r, lo, 0) for r in rs)
+                                      for rs, (_, lo) in zip(axis_runs, boxes)))
+                shape = tuple(self.axes[d].in_chunks[q] for d, q in enumerate(chunk))
+                recipe = _Recipe(shape, shape, tuple(runs), np.dtype(dtype))
+                graph[(name, i, 0, *chunk)] = (_scatter_task, recipe, channels_in,
+                                               y.chunks[0][i], *pieces)
+        chunks = (y.chunks[0], (channels_in,), *self.in_chunks)
+        return _array(graph, name, y, chunks, dtype)
+
+
+def _array(graph: dict, name: str, source: da.Array, chunks: tuple, dtype) -> da.Array:
+    hlg = HighLevelGraph.from_collections(name, graph, dependencies=[source])  # type: ignore[list-item]
+    return da.Array(hlg, name, chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# The public API.
+# ---------------------------------------------------------------------------------------------
+def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks") -> tuple[Chunks, ...]:
+    """``chunks`` (an int, or one int or tuple of sizes per spatial axis) normalized by Dask."""
+    if isinstance(chunks, (bool, str)) or chunks is None:
+        raise TypeError(f"{name} must be an int or a tuple of chunk sizes per spatial axis, got "
+                        f"{chunks!r}")
+    if isinstance(chunks, Sequence) and len(chunks) != len(shape):
+        raise ValueError(f"{name} must give the chunks of each of the {len(shape)} spatial axes "
+                         f"{shape}, got {chunks!r}")
+    try:
+        normal = da.core.normalize_chunks(chunks, shape)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise ValueError(f"{name}={chunks!r} are not chunks of the spatial shape {shape}: "
+                         f"{exc}") from exc
+    if any(c < 1 for axis in normal for c in axis):
+        raise ValueError(f"{name} must be positive sizes, got {chunks!r}")
+    return normal
+
+
+def _as_batch(x, shape: tuple[int, ...], name: str):
+    """``x`` (a Dask array, ``shape`` or ``(N, *shape)`` or flat) as ``(N, *shape)``, and the
+    function that gives a result the caller's form back."""
+    if not isinstance(x, da.Array):
+        raise TypeError(f"{name} must be a dask array (dask.array.from_array(x, chunks=...) "
+                        f"makes one), got {type(x).__name__}")
+    n = math.prod(shape)
+    if x.shape == (n,) and len(shape) > 1:
+        return x.reshape(shape)[None], lambda y: y[0].reshape(-1)
+    if x.shape == shape:
+        return x[None], lambda y: y[0]
+    if x.ndim == len(shape) + 1 and x.shape[1:] == shape:
+        return x, lambda y: y
+    raise ValueError(f"{name} must have shape {shape}, (N, *{shape}) or ({n},), got shape "
+                     f"{x.shape}")
+
+
+class _ChunkedLayer(LinearOperator):
+    """A layer applied chunk by chunk to Dask arrays (the two public classes build it).
+
+    ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of
+    shape ``input_shape``, ``(N, *input_shape)`` or the flat ``(prod(input_shape),)`` and
+    return a lazy Dask array of the same form, so an iterative solver written with Dask arrays
+    never gathers them (scipy's ``LinearOperator`` would call ``np.asarray`` first, so these
+    public methods are overridden here, unlike sparseconv's serial operators). Given a numpy
+    array, they compute and return a numpy array, so ``scipy.sparse.linalg`` solvers take the
+    operator too.
+    """
+
+    def _setup(self, geometry: ConvGeometry, block: _BlockLayer, chunks: Any) -> None:
+        self.geometry, self._block = geometry, block
+        transposed = block.transposed
+        a_in, a_out = geometry.input_shape, geometry.output_shape
+        self.input_shape: tuple[int, ...] = a_out if transposed else a_in
+        self.output_shape: tuple[int, ...] = a_in if transposed else a_out
+        given = _spatial_chunks(chunks, self.input_shape[1:])
+        if transposed:  # the layer's input is the geometry's output
+            in_chunks = tuple(input_chunks(ax, c) for ax, c in zip(geometry.axes, given))
+        else:
+            in_chunks = tuple(stride_aligned(ax, c) for ax, c in zip(geometry.axes, given))
+        out_chunks = tuple(output_chunks(ax, c) for ax, c in zip(geometry.axes, in_chunks))
+        self._plan = _Plan(geometry, in_chunks, out_chunks)
+        self.input_chunks = self._plan.out_chunks if transposed else self._plan.in_chunks
+        self.output_chunks = self._plan.in_chunks if transposed else self._plan.out_chunks
+        shape = geometry.shape
+        LinearOperator.__init__(self, dtype=block.dtype,
+                                shape=shape[::-1] if transposed else shape)
+
+    def _apply(self, x, adjoint: bool):
+        shape_in, shape_out = self.input_shape, self.output_shape
+        chunks_in = self.input_chunks
+        if adjoint:
+            shape_in, shape_out, chunks_in = shape_out, shape_in, self.output_chunks
+        if not isinstance(x, da.Array):  # numpy in, numpy out: scipy's solvers
+            x = np.asarray(x)
+            arr = da.from_array(x.reshape(-1, *shape_in) if x.size == math.prod(shape_in)
+                                else x.T.reshape(-1, *shape_in), chunks=(1, -1, *chunks_in))
+            out = self._apply(arr, adjoint).compute()
+            return out.reshape(-1) if x.ndim == 1 else out.reshape(x.shape[1], -1).T
+        batch, restore = _as_batch(x, shape_in, "x")
+        batch = batch.rechunk((batch.chunks[0], -1, *chunks_in))
+        dtype = np.result_type(self.dtype, batch.dtype)
+        gather = adjoint == self._block.transposed  # A, or the transposed layer's adjoint
+        channels = shape_out[0]
+        if gather:
+            return restore(self._plan.gather(batch, self._block, channels, dtype))
+        return restore(self._plan.scatter(batch, self._block, channels, dtype))
+
+    def matvec(self, x):
+        """``A @ x`` for a Dask array (lazy) or a numpy array (computed)."""
+        return self._apply(x, adjoint=False)
+
+    def rmatvec(self, x):
+        """``A^H @ x`` for a Dask array (lazy) or a numpy array (computed)."""
+        return self._apply(x, adjoint=True)
+
+    def matmat(self, X):
+        """``A @ X``: Dask arrays batched ``(N, *input_shape)``, or numpy columns."""
+        return self._apply(X, adjoint=False)
+
+    def rmatmat(self, X):
+        """``A^H @ X``: Dask arrays batched ``(N, *output_shape)``, or numpy columns."""
+        return self._apply(X, adjoint=True)
+
+    def dot(self, x):
+        """``A @ x``; a LinearOperator or scalar composes as scipy's ``dot`` does."""
+        if isinstance(x, da.Array):
+            return self._apply(x, adjoint=False)
+        return super().dot(x)
+
+    __matmul__ = dot
+
+    def _matvec(self, x):
+        return self._apply(x, adjoint=False)
+
+    def _rmatvec(self, x):
+        return self._apply(x, adjoint=True)
+
+    def _matmat(self, X):
+        return self._apply(X, adjoint=False)
+
+    def _rmatmat(self, X):
+        return self._apply(X, adjoint=True)
+
+    def _adjoint(self):
+        return _ChunkedAdjoint(self)
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.input_shape} -> {self.output_shape} in chunks "
+                f"{self.input_chunks} -> {self.output_chunks}>")
+
+
+class _ChunkedAdjoint(_ChunkedLayer):
+    """``A.H`` of a chunked layer, as lazy as ``A``."""
+
+    def __init__(self, parent: _ChunkedLayer):
+        self.parent, self.geometry, self._block = parent, parent.geometry, parent._block
+        self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
+        self.input_chunks, self.output_chunks = parent.output_chunks, parent.input_chunks
+        LinearOperator.__init__(self, dtype=parent.dtype, shape=parent.shape[::-1])
+
+    def _apply(self, x, adjoint: bool):
+        return self.parent._apply(x, not adjoint)
+
+    def _adjoint(self):
+        return self.parent
+
+    def __repr__(self) -> str:
+        return f"<adjoint of {self.parent!r}>"
+
+
+def _owned(weight: np.ndarray) -> np.ndarray:
+    owned = np.array(weight, copy=True)
+    owned.flags.writeable = False
+    return owned
+
+
+class ConvOperator(_ChunkedLayer):
+    """A convolution (PyTorch's ``conv{1,2,3}d``) applied chunk by chunk to Dask arrays.
+
+    The chunked twin of :class:`sparseconv.ConvOperator`: the same arguments plus ``chunks``,
+    and the same numbers (to rounding), but products take and return lazy Dask arrays, and
+    the layer is sized by its chunks, never by the whole volume.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+    input_shape : tuple of int
+        ``(C_in, *spatial)``, any size: only the geometry is validated here (in O(kernel)).
+    chunks : int or tuple
+        Chunks of the input along each spatial axis, in Dask's notation (``64``,
+        ``(64, 64, 64)``, ``((30, 34), 64)``). Boundaries are moved to the nearest multiple
+        of the stride (``input_chunks``), and output chunk ``i`` is the outputs ``o`` whose
+        ``o * stride`` lies in input chunk ``i`` (``output_chunks``); batch chunks pass
+        through; channels are one chunk.
+    stride, padding, dilation, groups, padding_mode, flip, dtype
+        As :class:`sparseconv.ConvOperator`.
+
+    Attributes
+    ----------
+    geometry : sparseconv.ConvGeometry
+    weight : ndarray
+    input_shape, output_shape : tuple of int
+    input_chunks, output_chunks : tuple of tuple of int
+        Per spatial axis; ``matvec`` returns ``output_chunks``, ``rmatvec`` ``input_chunks``
+        (arrays chunked otherwise are rechunked first).
+
+    Notes
+    -----
+    ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of
+    shape ``input_shape``, ``(N, *input_shape)`` or the flat ``(prod(input_shape),)`` and
+    return a lazy Dask array of the same form, so that an iterative solver written with Dask
+    arrays never gathers them (scipy's ``LinearOperator`` would call ``np.asarray`` first, so
+    these public methods are overridden, unlike sparseconv's serial operators). Given a numpy
+    array they return a numpy array, so ``scipy.sparse.linalg`` solvers take the operator too.
+
+    Each output block costs its own chunk, the halo slabs cut from its neighbours, its window
+    and one block of output: O(chunk) memory per task, whatever the volume.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import sparseconv
+    >>> import sparseconv.dask
+    >>> rng = np.random.default_rng(0)
+    >>> w = rng.standard_normal((4, 2, 3, 3))
+    >>> A = sparseconv.dask.ConvOperator(w, (2, 40, 40), chunks=16, padding=1,
+    ...                                  padding_mode="reflect", stride=2)
+    >>> A.input_chunks, A.output_chunks
+    (((16, 16, 8), (16, 16, 8)), ((8, 8, 4), (8, 8, 4)))
+    >>> x = da.from_array(rng.standard_normal((2, 40, 40)), chunks=(2, 16, 16))
+    >>> y = A.matvec(x)                                   # lazy, chunked (4, 20, 20)
+    >>> serial = sparseconv.ConvOperator(w, (2, 40, 40), padding=1, padding_mode="reflect",
+    ...                                  stride=2)
+    >>> bool(np.allclose(y.compute().ravel(), serial @ x.compute().ravel()))
+    True
+    >>> x_back = A.rmatvec(y)                             # the adjoint, chunk by chunk
+    >>> bool(np.allclose(x_back.compute().ravel(), serial.H @ y.compute().ravel()))
+    True
+    """
+
+    def __init__(
+        self, weight: ArrayLike, input_shape: ShapeLike, *, chunks: Any,
+        stride: IntOrTuple = 1, padding: PaddingLike = 0, dilation: IntOrTuple = 1,
+        groups: int = 1, padding_mode: PaddingMode = "zeros", flip: bool = False,
+        dtype: DTypeLike | None = None,
+    ) -> None:
+        weight = as_weight(weight)
+        geometry = ConvGeometry.from_weight(
+            weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
+            groups=groups, padding_mode=padding_mode, flip=flip)
+        kwargs = dict(stride=geometry.stride, dilation=geometry.dilation,
+                      groups=geometry.groups, flip=geometry.flip)
+        block = _BlockLayer(_owned(weight), kwargs, False, layer_dtype(weight, dtype))
+        self._setup(geometry, block, chunks)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The layer's weight: a private, read-only copy."""
+        return self._block.weight
+
+
+class ConvTransposeOperator(_ChunkedLayer):
+    """A transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``) applied chunk by
+    chunk to Dask arrays: the chunked twin of :class:`sparseconv.ConvTransposeOperator`.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_in, C_out/groups, *kernel_size)
+    input_shape : tuple of int
+        ``(C_in, *spatial)``.
+    chunks : int or tuple
+        Chunks of the input along each spatial axis; the output is chunked at ``stride``
+        times the input's chunk boundaries (``output_chunks``; the input is rechunked to
+        ``input_chunks`` if these differ).
+    stride, padding, output_padding, dilation, groups, dtype
+        As :class:`sparseconv.ConvTransposeOperator`.
+
+    Attributes
+    ----------
+    geometry : sparseconv.ConvGeometry
+        The convolution it transposes (from ``output_shape`` to ``input_shape``).
+    weight, input_shape, output_shape, input_chunks, output_chunks
+        As :class:`sparseconv.dask.ConvOperator`.
+
+    Notes
+    -----
+    ``matvec`` computes every input block's contribution (the transposed "valid"
+    convolution of the block), and each output chunk sums the parts of those that land in
+    it; ``rmatvec`` is a chunked strided convolution with the conjugate weight. Products take
+    and return Dask arrays as :class:`sparseconv.dask.ConvOperator`'s do.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import sparseconv
+    >>> import sparseconv.dask
+    >>> w = np.random.default_rng(0).standard_normal((4, 2, 4, 4))
+    >>> T = sparseconv.dask.ConvTransposeOperator(w, (4, 16, 16), chunks=8, stride=2,
+    ...                                           padding=1)
+    >>> T.output_shape, T.output_chunks
+    ((2, 32, 32), ((16, 16), (16, 16)))
+    >>> x = da.ones((4, 16, 16), chunks=(4, 8, 8))
+    >>> serial = sparseconv.ConvTransposeOperator(w, (4, 16, 16), stride=2, padding=1)
+    >>> bool(np.allclose(T.matvec(x).compute().ravel(), serial @ np.ones(4 * 16 * 16)))
+    True
+    """
+
+    def __init__(
+        self, weight: ArrayLike, input_shape: ShapeLike, *, chunks: Any,
+        stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0,
+        output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1, groups: int = 1,
+        dtype: DTypeLike | None = None,
+    ) -> None:
+        weight = as_weight(weight)
+        geometry = ConvGeometry.for_transpose(
+            weight.shape, input_shape, stride=stride, padding=padding,
+            output_padding=output_padding, dilation=dilation, groups=groups)
+        kwargs = dict(stride=geometry.stride, dilation=geometry.dilation, groups=geometry.groups)
+        block = _BlockLayer(_owned(weight), kwargs, True, layer_dtype(weight, dtype))
+        self._setup(geometry, block, chunks)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The layer's weight: a private, read-only copy."""
+        return self._block.weight
+
+
+def conv(
+    x: da.Array, weight: ArrayLike, *, stride: IntOrTuple = 1, padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1, groups: int = 1, padding_mode: PaddingMode = "zeros",
+    flip: bool = False, dtype: DTypeLike | None = None,
+) -> da.Array:
+    """A convolution (PyTorch's ``conv{1,2,3}d``) of a chunked Dask array, chunk by chunk.
+
+    Parameters
+    ----------
+    x : dask.array.Array, shape (C_in, *spatial) or (N, C_in, *spatial)
+        Chunked along batch and space as you like; channels are gathered into one chunk.
+    weight, stride, padding, dilation, groups, padding_mode, flip, dtype
+        As :func:`sparseconv.conv_matrix`.
+
+    Returns
+    -------
+    dask.array.Array, shape (C_out, *out) or (N, C_out, *out)
+        Lazy; chunked stride-aligned with ``x`` (output ``o`` with the input chunk where its
+        window starts). Equal to PyTorch's ``conv{d}d`` of the whole array.
+
+    See Also
+    --------
+    sparseconv.dask.ConvOperator : the same, forward and adjoint, as a LinearOperator.
+    sparseconv.dask.to_zarr : write the result to disk chunk by chunk.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import sparseconv
+    >>> from sparseconv.dask import conv
+    >>> rng = np.random.default_rng(0)
+    >>> w = rng.standard_normal((3, 2, 3, 3, 3))
+    >>> x = da.from_array(rng.standard_normal((2, 24, 24, 24)), chunks=(2, 8, 8, 12))
+    >>> y = conv(x, w, padding=1, padding_mode="circular")
+    >>> y.shape, y.chunks[1:]
+    ((3, 24, 24, 24), ((8, 8, 8), (8, 8, 8), (12, 12)))
+    >>> A = sparseconv.ConvOperator(w, (2, 24, 24, 24), padding=1, padding_mode="circular")
+    >>> bool(np.allclose(y.compute().ravel(), A @ x.compute().ravel()))
+    True
+    """
+    shape = _channels_and_space(x, weight, "x")
+    return ConvOperator(weight, shape, chunks=x.chunks[x.ndim - len(shape) + 1:],
+                        stride=stride, padding=padding, dilation=dilation, groups=groups,
+                        padding_mode=padding_mode, flip=flip, dtype=dtype).matvec(x)
+
+
+def conv_transpose(
+    x: da.Array, weight: ArrayLike, *, stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0,
+    output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1, groups: int = 1,
+    dtype: DTypeLike | None = None,
+) -> da.Array:
+    """A transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``) of a Dask array.
+
+    Parameters
+    ----------
+    x : dask.array.Array, shape (C_in, *spatial) or (N, C_in, *spatial)
+    weight, stride, padding, output_padding, dilation, groups, dtype
+        As :func:`sparseconv.conv_transpose_matrix`.
+
+    Returns
+    -------
+    dask.array.Array, shape (C_out, *out) or (N, C_out, *out)
+        Lazy; each output chunk sums the contributions of the input blocks whose windows
+        reach it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import sparseconv
+    >>> from sparseconv.dask import conv_transpose
+    >>> rng = np.random.default_rng(0)
+    >>> w = rng.standard_normal((4, 2, 4, 4))
+    >>> x = da.from_array(rng.standard_normal((4, 16, 16)), chunks=(4, 8, 8))
+    >>> y = conv_transpose(x, w, stride=2, padding=1)
+    >>> y.shape
+    (2, 32, 32)
+    >>> T = sparseconv.ConvTransposeOperator(w, (4, 16, 16), stride=2, padding=1)
+    >>> bool(np.allclose(y.compute().ravel(), T @ x.compute().ravel()))
+    True
+    """
+    shape = _channels_and_space(x, weight, "x")
+    return ConvTransposeOperator(weight, shape, chunks=x.chunks[x.ndim - len(shape) + 1:],
+                                 stride=stride, padding=padding, output_padding=output_padding,
+                                 dilation=dilation, groups=groups, dtype=dtype).matvec(x)
+
+
+def _channels_and_space(x, weight, name: str) -> tuple[int, ...]:
+    """``(C, *spatial)`` of ``x`` for a weight of ``np.ndim(weight) - 2`` spatial axes."""
+    if not isinstance(x, da.Array):
+        raise TypeError(f"{name} must be a dask array (dask.array.from_array(x, chunks=...) "
+                        f"makes one), got {type(x).__name__}")
+    ndim = np.ndim(weight) - 2
+    if ndim < 1 or x.ndim not in (ndim + 1, ndim + 2):
+        raise ValueError(f"{name} must have shape (C, *spatial) or (N, C, *spatial) with "
+                         f"{max(ndim, 1)} spatial axes for weight of shape {np.shape(weight)}, "
+                         f"got shape {x.shape}")
+    return tuple(x.shape[-ndim - 1:])
+
+
+def to_zarr(x: da.Array, store: Any, *, component: str | None = None,
+            overwrite: bool = False, compute: bool = True, **kwargs: Any) -> Any:
+    """Write a (lazy) Dask array to a zarr store chunk by chunk, as it is computed.
+
+    Zarr wants equal chunks (the last one along an axis may be shorter); a stride-aligned
+    result may have unequal ones, so ``x`` is rechunked to its largest chunk per axis first
+    when it must be. Nothing is gathered: every chunk is written by the worker that computed
+    it.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+    store : str, pathlib.Path or zarr store
+        Where to write, as ``dask.array.to_zarr`` takes it.
+    component : str, optional
+        The array's path inside the store.
+    overwrite, compute, **kwargs
+        As ``dask.array.to_zarr``.
+
+    Returns
+    -------
+    None, or the lazy write (a Dask array) with ``compute=False``.
+
+    Examples
+    --------
+    >>> import tempfile, zarr
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from sparseconv.dask import conv, to_zarr
+    >>> x = da.ones((1, 30, 30), chunks=(1, 12, 12))
+    >>> y = conv(x, np.ones((1, 1, 3, 3)), padding=1, padding_mode="replicate", stride=2)
+    >>> y.chunks
+    ((1,), (6, 6, 3), (6, 6, 3))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     to_zarr(y, tmp + "/y.zarr")
+    ...     float(zarr.open(tmp + "/y.zarr", mode="r")[0].sum())
+    2025.0
+    """
+    if not isinstance(x, da.Array):
+        raise TypeError(f"x must be a dask array, got {type(x).__name__}")
+    regular = tuple(max(c) if c else 0 for c in x.chunks)
+    if any(len(set(c[:-1])) > 1 or (len(c) > 1 and c[-1] > c[0]) for c in x.chunks):
+        x = x.rechunk(regular)
+    return da.to_zarr(x, store, component=component, overwrite=overwrite, compute=compute,
+                      **kwargs)
+
+
+def conv_matrix(
+    weight: ArrayLike, input_shape: ShapeLike, *, block_rows: int | None = None,
+    stride: IntOrTuple = 1, padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+    padding_mode: PaddingMode = "zeros", flip: bool = False, dtype: DTypeLike | None = None,
+) -> da.Array:
+    """A layer's matrix as a Dask array whose chunks are ``scipy.sparse.csr_array`` row blocks.
+
+    Parameters
+    ----------
+    weight, input_shape, stride, padding, dilation, groups, padding_mode, flip, dtype
+        As :func:`sparseconv.conv_matrix`.
+    block_rows : int, optional
+        Rows per chunk; by default one output channel's rows.
+
+    Returns
+    -------
+    dask.array.Array, shape (C_out * prod(out), C_in * prod(in))
+        Lazy; chunk ``i`` along the rows is ``sparseconv.conv_matrix(..., rows=...)`` of its
+        rows, a CSR array built by its own task (one chunk along the columns). Computing the
+        whole array concatenates the blocks into one CSR array; products are blockwise
+        (``A.map_blocks(lambda block: block @ x, drop_axis=1, ...)``), as Dask's own
+        ``@`` does not take sparse chunks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sparseconv
+    >>> from sparseconv.dask import conv_matrix
+    >>> w = np.random.default_rng(0).standard_normal((8, 3, 3, 3))
+    >>> A = conv_matrix(w, (3, 32, 32), padding=1, block_rows=4096)
+    >>> A.chunks
+    ((4096, 4096), (3072,))
+    >>> type(A.blocks[1].compute()).__name__
+    'csr_array'
+    >>> x = np.ones(3072)
+    >>> y = A.map_blocks(lambda block: block @ x, drop_axis=1, dtype=A.dtype,
+    ...                  meta=np.empty(0)).compute()
+    >>> bool(np.allclose(y, sparseconv.conv_matrix(w, (3, 32, 32), padding=1) @ x))
+    True
+    """
+    kwargs: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation,
+                                  groups=groups, padding_mode=padding_mode, flip=flip, dtype=dtype)
+    geometry = ConvGeometry.from_weight(
+        as_weight(weight).shape, input_shape, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, padding_mode=padding_mode, flip=flip)
+    n_rows, n_cols = geometry.shape
+    if block_rows is None:
+        block_rows = math.prod(geometry.output_size)
+    block_rows = positive_int(block_rows, "block_rows")
+    result = sc.conv_matrix(weight, input_shape, rows=slice(0, 0), **kwargs)  # dtype, checks
+    build = dask.delayed(sc.conv_matrix, pure=True)
+    weight = dask.delayed(np.asarray(weight))  # once in the graph, not once per block
+    blocks = []
+    for start in range(0, n_rows, block_rows):
+        stop = min(start + block_rows, n_rows)
+        row_range(slice(start, stop), n_rows)
+        blocks.append(da.from_delayed(build(weight, input_shape, rows=slice(start, stop),
+                                            **kwargs),
+                                      shape=(stop - start, n_cols), dtype=result.dtype,
+                                      meta=result[:0]))
+    return da.concatenate(blocks, axis=0)

@@ -1,0 +1,332 @@
+"""sparseconv.dask: layers chunk by chunk on Dask arrays, forward and adjoint, row blocks of
+the matrix as a Dask array, zarr output, and all of it on a real two-process cluster.
+
+Oracles: PyTorch's conv{d}d / conv_transpose{d}d of the whole array, and the serial operator
+(itself checked against PyTorch) for the adjoint, which must also pass the dot test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+
+import sparseconv as sc
+
+from ._oracles import (
+    assert_close,
+    random_array,
+    random_layer,
+    random_transpose_layer,
+    requires_torch,
+    torch_conv,
+    torch_conv_transpose,
+)
+
+da = pytest.importorskip("dask.array", reason="dask is not installed (the sparseconv[dask] extra)")
+dask = pytest.importorskip("dask")
+sdask = pytest.importorskip("sparseconv.dask")
+
+
+@pytest.fixture(autouse=True)
+def synchronous():
+    """One thread, unless a test uses the cluster (a Client becomes the default itself)."""
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+def random_chunks(rng, shape):
+    """Each axis cut into 1 to 3 chunks of random sizes."""
+    chunks = []
+    for n in shape:
+        cuts = sorted(set(int(c) for c in rng.integers(1, n, int(rng.integers(0, 3)))) if n > 1
+                      else [])
+        edges = [0, *cuts, n]
+        chunks.append(tuple(b - a for a, b in zip(edges[:-1], edges[1:])))
+    return tuple(chunks)
+
+
+def assert_stride_aligned(A, transposed, config):
+    """The convolution's input chunks start at multiples of the stride, and output chunk ``i``
+    holds the outputs ``o`` whose ``o * stride`` lies in input chunk ``i``."""
+    a_in, a_out = ((A.output_chunks, A.input_chunks) if transposed
+                   else (A.input_chunks, A.output_chunks))
+    for axis, in_chunks, out_chunks in zip(A.geometry.axes, a_in, a_out):
+        edges = np.cumsum((0, *in_chunks))
+        assert edges[-1] == axis.size and all(e % axis.stride == 0 for e in edges[:-1]), config
+        first = np.cumsum((0, *out_chunks))
+        assert first[-1] == axis.output_size, config
+        for i in range(len(out_chunks)):
+            assert first[i] * axis.stride >= edges[i], (config, i)
+            if i + 1 < len(out_chunks):
+                assert (first[i + 1] - 1) * axis.stride < edges[i + 1], (config, i)
+
+
+def check_layer(rng, layer, chunked, oracle, config):
+    """``chunked(chunks)`` (the Dask twin of the serial ``layer``) on a batch of 3 in two
+    batch chunks: forward against ``oracle``, adjoint against the serial layer, dot test."""
+    chunks = random_chunks(rng, layer.input_shape[1:])
+    A = chunked(chunks)
+    assert_stride_aligned(A, isinstance(layer, sc.ConvTransposeOperator), config)
+    x = random_array(rng, (3, *layer.input_shape), layer.dtype)
+    y = A.matvec(da.from_array(x, chunks=((2, 1), -1, *chunks)))
+    assert isinstance(y, da.Array) and y.chunks[2:] == A.output_chunks, config
+    assert_close(y.compute(), oracle(x), (config, chunks))
+    v = random_array(rng, (3, *layer.output_shape), layer.dtype)
+    u = A.rmatvec(da.from_array(v, chunks=((1, 2), -1, *A.output_chunks)))
+    assert u.chunks[2:] == A.input_chunks, config
+    u = u.compute()
+    expected = (layer.H @ v.reshape(3, -1).T).T.reshape(u.shape)
+    assert_close(u, expected, (config, chunks))
+    assert_close(np.vdot(v, y.compute()), np.vdot(u, x), (config, "dot test"))
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(21))
+def test_chunked_conv_matches_torch_and_the_serial_adjoint(seed):
+    rng = np.random.default_rng(seed)
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=12 - 3 * (seed % 3))
+    serial = sc.ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
+    check_layer(rng, serial, lambda chunks: sdask.ConvOperator(
+        layer.weight, layer.input_shape, chunks=chunks, **layer.kwargs),
+        lambda x: torch_conv(x, layer.weight, **layer.kwargs), layer)
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(9))
+def test_chunked_conv_transpose_matches_torch_and_the_serial_adjoint(seed):
+    rng = np.random.default_rng(100 + seed)
+    weight, shape, kwargs = random_transpose_layer(rng, max_size=8)
+    serial = sc.ConvTransposeOperator(weight, shape, **kwargs)
+    check_layer(rng, serial, lambda chunks: sdask.ConvTransposeOperator(
+        weight, shape, chunks=chunks, **kwargs),
+        lambda x: torch_conv_transpose(x, weight, **kwargs), (weight.shape, shape, kwargs))
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
+def test_flip_and_complex_against_the_serial_operator(mode):
+    rng = np.random.default_rng(7)
+    w = random_array(rng, (2, 2, 4, 3), np.complex128)
+    kwargs = dict(padding=((3, 1), 2), padding_mode=mode, flip=True, dilation=(1, 2))
+    serial = sc.ConvOperator(w, (2, 11, 9), **kwargs)
+    check_layer(rng, serial, lambda chunks: sdask.ConvOperator(w, (2, 11, 9), chunks=chunks,
+                                                               **kwargs),
+                lambda x: (serial @ x.reshape(3, -1).T).T.reshape(3, *serial.output_shape), mode)
+
+
+def test_a_volume_too_large_for_the_serial_operator_runs_by_its_chunks():
+    w = np.random.default_rng(9).standard_normal((4, 4, 3, 3, 3))
+    old = sc.set_memory_limit(8 * 2**20)
+    try:
+        with pytest.raises(sc.MatrixTooLargeError):  # one product of the whole volume
+            sc.ConvOperator(w, (4, 96, 96, 96), padding=1)
+        A = sdask.ConvOperator(w, (4, 96, 96, 96), chunks=16, padding=1)
+        x = da.random.default_rng(0).standard_normal((4, 96, 96, 96), chunks=(4, 16, 16, 16))
+        y = A.matvec(x)
+        assert y.numblocks == (1, 6, 6, 6)
+        got = y[:, 40:50, 40:50, 40:50].compute()  # 8 blocks, each within the limit
+        box = x[:, 39:51, 39:51, 39:51].compute()
+    finally:
+        sc.set_memory_limit(old)
+    valid = sc.ConvOperator(w, box.shape)
+    assert_close(got.ravel(), valid @ box.ravel(), "interior box")
+
+
+def test_chunk_boundaries_move_to_multiples_of_the_stride():
+    A = sdask.ConvOperator(np.ones((1, 1, 3)), (1, 24), chunks=((7, 9, 8),), stride=3, padding=1)
+    assert A.input_chunks == ((6, 9, 9),) and A.output_chunks == ((2, 3, 3),)
+    x = da.arange(24.0, chunks=(7, 9, 8))[None]  # rechunked to the aligned chunks
+    serial = sc.ConvOperator(np.ones((1, 1, 3)), (1, 24), stride=3, padding=1)
+    assert_close(A.matvec(x).compute().ravel(), serial @ np.arange(24.0), "aligned")
+
+
+def test_functions_keep_the_callers_form():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((3, 2, 3, 3))
+    x = rng.standard_normal((2, 10, 12))
+    y = sdask.conv(da.from_array(x, chunks=(2, 5, 4)), w, padding="same",
+                   padding_mode="reflect")
+    A = sc.ConvOperator(w, (2, 10, 12), padding="same", padding_mode="reflect")
+    assert y.shape == (3, 10, 12) and y.chunks[1:] == ((5, 5), (4, 4, 4))  # as the input
+    assert_close(y.compute().ravel(), A @ x.ravel(), "conv")
+    T = sc.ConvTransposeOperator(np.moveaxis(w, 0, 1), (2, 10, 12), stride=2, padding=1)
+    t = sdask.conv_transpose(da.from_array(x, chunks=(2, 5, 4)), np.moveaxis(w, 0, 1),
+                             stride=2, padding=1)
+    assert_close(t.compute().ravel(), T @ x.ravel(), "conv_transpose")
+    C = sdask.ConvOperator(w, (2, 10, 12), chunks=4, padding="same", padding_mode="reflect")
+    flat = C.matvec(da.from_array(x.ravel(), chunks=60))  # flat in, flat out
+    assert flat.shape == (360,)
+    assert_close(flat.compute(), A @ x.ravel(), "flat")
+    assert_close(C @ x.ravel(), A @ x.ravel(), "numpy in, numpy out")
+    assert_close(C.H @ (A @ x.ravel()), A.H @ (A @ x.ravel()), "adjoint, numpy")
+    assert_close(C.matmat(x.reshape(-1, 1)), A @ x.reshape(-1, 1), "numpy columns")
+    assert C.H.H is C and isinstance(C.H.matvec(y), da.Array)
+
+
+def test_scipy_solvers_take_the_operator():
+    rng = np.random.default_rng(2)
+    w = 0.2 * rng.standard_normal((2, 2, 3, 3))  # A^H A + I well conditioned: a few steps
+    A = sc.ConvOperator(w, (2, 8, 8), padding=1, padding_mode="circular")
+    C = sdask.ConvOperator(w, (2, 8, 8), chunks=4, padding=1, padding_mode="circular")
+    b = rng.standard_normal(A.shape[1])
+    normal = C.H @ C + spla.aslinearoperator(np.eye(A.shape[1]))
+    x, info = spla.cg(normal, b, rtol=1e-12)
+    assert info == 0
+    assert_close(A.H @ (A @ x) + x, b, "cg", rtol=1e-9)
+
+
+def dask_cg(apply, b, iterations):
+    """Conjugate gradients on Dask arrays: only the scalars are computed each step."""
+    x = da.zeros_like(b)
+    r = p = b
+    rr = float((r * r).sum().compute())
+    for _ in range(iterations):
+        q = apply(p).persist()  # chunks stay where they are (on the workers of a cluster)
+        alpha = rr / float((p * q).sum().compute())
+        x, r = (x + alpha * p).persist(), (r - alpha * q).persist()
+        rr, rr_old = float((r * r).sum().compute()), rr
+        p = (r + (rr / rr_old) * p).persist()
+    assert isinstance(x, da.Array)
+    return x
+
+
+def regularized_solution(A, b):
+    """The dense oracle: (A^H A + I)^-1 b by scipy.linalg."""
+    M = A.tosparse().toarray()
+    return np.linalg.solve(M.conj().T @ M + np.eye(M.shape[1]), b.ravel())
+
+
+def test_conjugate_gradients_on_dask_arrays():
+    rng = np.random.default_rng(3)
+    w = 0.02 * rng.standard_normal((3, 2, 3, 3, 3))
+    A = sc.ConvOperator(w, (2, 8, 7, 6), padding=1, padding_mode="reflect")
+    C = sdask.ConvOperator(w, (2, 8, 7, 6), chunks=(4, 4, 3), padding=1, padding_mode="reflect")
+    b = rng.standard_normal(A.input_shape)
+
+    def normal(v):  # (A^H A + I) v, lazily
+        return C.rmatvec(C.matvec(v)) + v
+
+    x = dask_cg(normal, da.from_array(b, chunks=(2, *C.input_chunks)), 10).compute()
+    assert_close(x.ravel(), regularized_solution(A, b), "dask cg", rtol=1e-10)
+
+
+def test_to_zarr_writes_the_result(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((2, 1, 3, 3, 3))
+    x = rng.standard_normal((1, 13, 12, 11))
+    kwargs = dict(padding=2, stride=2, padding_mode="replicate")
+    A = sc.ConvOperator(w, (1, 13, 12, 11), **kwargs)
+    y = sdask.ConvOperator(w, (1, 13, 12, 11), chunks=5, **kwargs).matvec(
+        da.from_array(x, chunks=(1, 5, 5, 5)))
+    sdask.to_zarr(y, str(tmp_path / "y.zarr"))
+    stored = zarr.open(str(tmp_path / "y.zarr"), mode="r")
+    assert stored.shape == A.output_shape
+    assert_close(stored[...].ravel(), A @ x.ravel(), "zarr")
+
+
+def test_matrix_blocks_as_a_dask_array():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 2, 3, 3))
+    kwargs = dict(padding=1, groups=2, padding_mode="reflect", stride=(1, 2))
+    M = sdask.conv_matrix(w, (4, 9, 10), block_rows=50, **kwargs)
+    full = sc.conv_matrix(w, (4, 9, 10), **kwargs)
+    assert M.shape == full.shape and M.chunks[0][:2] == (50, 50)
+    assert abs(M.compute() - full).max() == 0
+    assert (M.blocks[2].compute() != full[100:150]).nnz == 0
+
+
+def test_bad_input_is_refused_by_name():
+    w = np.ones((1, 1, 3, 3))
+    with pytest.raises(TypeError, match="weight"):
+        sdask.ConvOperator("w", (1, 8, 8), chunks=4)
+    with pytest.raises(ValueError, match="stride"):
+        sdask.ConvTransposeOperator(w, (1, 8, 8), chunks=4, stride=0)
+    for chunks, error in [(None, TypeError), ("4", TypeError), ((4,), ValueError),
+                          ((4, 4, 4), ValueError), (0, ValueError), (((3, 3), 8), ValueError),
+                          (-2, ValueError)]:
+        with pytest.raises(error, match="chunks"):
+            sdask.ConvOperator(w, (1, 8, 8), chunks=chunks)
+        with pytest.raises(error, match="chunks"):
+            sdask.ConvTransposeOperator(w, (1, 8, 8), chunks=chunks)
+    C = sdask.ConvOperator(w, (1, 8, 8), chunks=4, padding=1)
+    with pytest.raises(ValueError, match="x must have shape"):
+        C.matvec(da.ones((1, 8, 9), chunks=4))
+    with pytest.raises(TypeError, match="x must be a dask array"):
+        sdask.conv(np.ones((1, 8, 8)), np.ones((1, 1, 3, 3)))
+    with pytest.raises(ValueError, match="x must have shape"):
+        sdask.conv(da.ones((8, 8), chunks=4), np.ones((1, 1, 3, 3)))
+    with pytest.raises(ValueError, match="padding_mode"):
+        sdask.conv(da.ones((1, 8, 8), chunks=4), np.ones((1, 1, 3, 3)), padding_mode="mirror")
+    with pytest.raises(ValueError, match="block_rows"):
+        sdask.conv_matrix(np.ones((1, 1, 3)), (1, 8), block_rows=0)
+    with pytest.raises(TypeError, match="x must be a dask array"):
+        sdask.to_zarr(np.ones(3), "unused.zarr")
+
+
+def test_import_sparseconv_imports_no_dask_and_the_error_names_the_extra():
+    code = ("import sys, sparseconv, sparseconv.testing; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]; "
+            "sys.modules['dask'] = None\n"
+            "try:\n    import sparseconv.dask\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert 'pip install "sparseconv[dask]"' in out
+
+
+# ---------------------------------------------------------------------------------------------
+# A real cluster: two worker processes, one thread each.
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", memory_limit="1GiB") as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def test_on_a_cluster_forward_adjoint_and_matrix(client, tmp_path):
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((4, 2, 3, 3, 3))
+    kwargs = dict(padding=1, padding_mode="circular", stride=(2, 1, 1))
+    A = sc.ConvOperator(w, (2, 12, 10, 9), **kwargs)
+    C = sdask.ConvOperator(w, (2, 12, 10, 9), chunks=(6, 5, 5), **kwargs)
+    x = rng.standard_normal((2, 2, 12, 10, 9))
+    with dask.config.set(scheduler=client):
+        y = C.matvec(da.from_array(x, chunks=(1, 2, 6, 5, 5))).persist()  # on the workers
+        assert_close(y.compute().reshape(2, -1), (A @ x.reshape(2, -1).T).T, "cluster forward")
+        u = C.rmatvec(y).compute()
+        assert_close(u.reshape(2, -1), (A.H @ (A @ x.reshape(2, -1).T)).T, "cluster adjoint")
+        ran_on = client.run(lambda: True)
+        assert len(ran_on) == 2  # two worker processes
+        sdask.to_zarr(y, str(tmp_path / "y.zarr"))  # each worker writes its own chunks
+        M = sdask.conv_matrix(w, (2, 12, 10, 9), padding=1, padding_mode="circular",
+                              stride=(2, 1, 1), block_rows=700)
+        assert abs(M.compute() - A.tosparse()).max() == 0
+    zarr = pytest.importorskip("zarr")
+    assert_close(zarr.open(str(tmp_path / "y.zarr"), mode="r")[...].reshape(2, -1),
+                 (A @ x.reshape(2, -1).T).T, "zarr from the cluster")
+
+
+def test_on_a_cluster_cg_keeps_the_vectors_on_the_workers(client):
+    """The same iterations on the cluster as on one thread (checked against a dense solve
+    above), the vectors persisted on the workers, only scalars coming back."""
+    rng = np.random.default_rng(8)
+    w = 0.03 * rng.standard_normal((2, 2, 3, 3))
+    C = sdask.ConvOperator(w, (2, 16, 12), chunks=(8, 6), padding=1, padding_mode="replicate")
+    A = sc.ConvOperator(w, (2, 16, 12), padding=1, padding_mode="replicate")
+    b = da.from_array(rng.standard_normal(A.input_shape), chunks=(2, *C.input_chunks))
+
+    def normal(v):
+        return C.rmatvec(C.matvec(v)) + v
+
+    with dask.config.set(scheduler=client):
+        x = dask_cg(normal, b, 4)
+        held = client.who_has(x)  # the solution's chunks live on the workers
+        assert held and all(held.values()), held
+        on_cluster = x.compute()
+    assert_close(on_cluster, dask_cg(normal, b, 4).compute(), "cluster cg")
