@@ -160,3 +160,11 @@ def test_petsc_recipe():
     y = A.createVecLeft()
     A.mult(x, y)
     assert np.allclose(y.getArray(), full @ np.arange(n_cols, dtype=float))
+
+
+def test_rows_refuse_a_reordered_matrix():
+    w = np.ones((2, 2, 3))
+    with pytest.raises(ValueError, match="layout='channels_last'"):
+        sc.conv_matrix(w, (2, 8), rows=slice(0, 4), layout="channels_last")
+    with pytest.raises(ValueError, match=r"blocksize=\(1, 1\)"):
+        sc.conv_transpose_matrix(w, (2, 8), rows=slice(0, 4), format="bsr", blocksize=(1, 1))

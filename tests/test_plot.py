@@ -453,3 +453,11 @@ def test_conv_animation_saves_at_least_600_pixels_wide(tmp_path, suffix):
         plot.conv_animation(geom, fname=tmp_path / "a.mp4")
     with pytest.raises(ValueError, match="fps"):
         plot.conv_animation(geom, fps=0)
+
+
+def test_raster_of_a_channels_last_operator_is_its_matrix():
+    w = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
+    op = sc.ConvOperator(w, (3, 6, 6), padding=1, layout="channels_last")
+    expected = sc.plot.raster(op.tosparse(), 8).counts
+    assert np.array_equal(sc.plot.raster(op, 8).counts, expected)
+    assert np.array_equal(sc.plot.raster(op.H, 8).counts, sc.plot.raster(op.H.tosparse(), 8).counts)

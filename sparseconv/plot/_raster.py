@@ -305,6 +305,8 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
         if transposed:
             return Raster(pattern.counts.T.copy(), pattern.col_edges, pattern.row_edges)
         return pattern
+    if isinstance(A, LinearOperator) and callable(getattr(A, "tosparse", None)):
+        A = A.tosparse()  # a channels-last layer: its matrix, sized against the memory limit
     if isinstance(A, LinearOperator):
         raise TypeError(f"cannot raster a {type(A).__name__} without its matrix: pass "
                         "A.tosparse() or a sparseconv operator")
