@@ -50,7 +50,7 @@ relative width is at most ``tol`` plus the rounding allowance of one evaluation 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any, cast
 
@@ -73,15 +73,21 @@ _CHUNK_BYTES = 1 << 26  #: symbols evaluated at once, at most this much memory (
 
 @dataclass(frozen=True)
 class _Symbol:
-    """The polyphase symbol ``H(xi) = sum_a M_a exp(2 pi i <a, xi>)`` of one layer."""
+    """The polyphase symbol ``H(xi) = sum_a M_a exp(2 pi i <a, xi>)`` of one layer.
 
-    shifts: np.ndarray  # (S, d) int64 >= 0, one row per distinct shift a
+    On a *hull axis* (shifts spanning at most 2) the shifts are centred to ``{-1, 0, 1}`` (or
+    ``{0, 1}``), and ``H`` is extended off the unit circle as ``z``, ``1``, ``conj(z)``: real
+    affine in ``z``. On a *Taylor axis* (wider span) the shifts are ``>= 0``.
+    """
+
+    shifts: np.ndarray  # (S, d) int64, one row per distinct shift a
+    hull: tuple[bool, ...]  # per axis: the triangle hull (True) or the Taylor remainder
     blocks: np.ndarray  # (S, groups * rows * cols): M_a, block by block
     groups: int
     rows: int
     cols: int
     norms: np.ndarray  # (S,) certified max over groups of ||M_a||_2
-    centred: np.ndarray  # (S, d) |a - (min a + max a)/2|, exact halves
+    centred: np.ndarray  # (S, d) |a - (min a + max a)/2| on Taylor axes, 0 on hull axes
 
     @property
     def active(self) -> list[int]:
@@ -106,35 +112,62 @@ def _polyphase(weight: np.ndarray, geom: ConvGeometry) -> _Symbol:
     blocks = blocks.reshape(len(shifts), groups, rows, c_in * phases)
     norms = np.array([max(up(np.linalg.norm(b, 2) + (max(b.shape) ** 2 + 2) * U
                              * np.linalg.norm(b)) for b in per_shift) for per_shift in blocks])
-    centre = (shifts.min(axis=0) + shifts.max(axis=0)) / 2
-    return _Symbol(shifts - shifts.min(axis=0), blocks.reshape(len(shifts), -1), groups, rows,
-                   c_in * phases, norms, np.abs(shifts - centre))
+    low, span = shifts.min(axis=0), np.ptp(shifts, axis=0)
+    hull = tuple(bool(e <= 2) for e in span)
+    shifts = shifts - low - np.where(hull, span // 2, 0)
+    centred = np.where(hull, 0.0, np.abs(shifts - span / 2))
+    return _Symbol(shifts, hull, blocks.reshape(len(shifts), -1), groups, rows,
+                   c_in * phases, norms, centred)
 
 
-def _tops(symbol: _Symbol, points: np.ndarray) -> np.ndarray:
-    """Computed ``sigma_max(H(xi))`` at integer frequencies ``points`` (F, d), in chunks."""
+def _apex(width: np.ndarray) -> np.ndarray:
+    """``1 / cos(pi w)`` rounded up: the apex of the triangle around an arc of ``w`` turns.
+
+    The arc ``exp(2 pi i t)``, ``t`` in ``[c - w/2, c + w/2]``, lies in the triangle of its
+    two ends and ``exp(2 pi i c) / cos(pi w)``, where the tangents at the ends meet.
+    """
+    return np.where(width > 0, 1 / np.cos(np.pi * (width / _FULL)) * (1 + 16 * U), 1.0)
+
+
+def _phases(symbol: _Symbol, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """``(F, S)``: each shift's phase at the points ``turns``, off the circle by ``widths``."""
+    phase = np.ones((len(turns), len(symbol.shifts)), dtype=np.complex128)
+    for d, hull in enumerate(symbol.hull):
+        a = symbol.shifts[:, d]
+        if hull:  # z, 1 or conj(z): exact turns, one exp, one exact-enough scaling
+            z = np.exp(2j * np.pi * (turns[:, d] / _FULL)) * _apex(widths[:, d])
+            phase *= np.where(a > 0, z[:, None], np.where(a < 0, np.conj(z)[:, None], 1.0))
+        else:  # <a, xi> mod 1 in integers: exact, then one exact scaling by 2**-40
+            turn = (a[None] * turns[:, d, None]) % _FULL / _FULL
+            phase *= np.exp(2j * np.pi * turn)
+    return phase
+
+
+def _tops(symbol: _Symbol, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Computed ``sigma_max`` of the (extended) symbol at the given points, in chunks."""
     per_point = 16 * (symbol.blocks.shape[1] + symbol.groups * min(symbol.rows, symbol.cols) ** 2)
     check_memory(3 * per_point, "one evaluation of toeplitz_norm's symbol")
     chunk = max(1, _CHUNK_BYTES // per_point)
-    out = np.empty(len(points))
-    for start in range(0, len(points), chunk):
-        xi = points[start:start + chunk]
-        # <a, xi> mod 1 in integers: exact, then one exact scaling by 2**-40
-        turns = ((symbol.shifts[None] * xi[:, None]) % _FULL).sum(axis=-1) % _FULL / _FULL
-        angle = 2 * np.pi * turns
+    out = np.empty(len(turns))
+    for start in range(0, len(turns), chunk):
+        phase = _phases(symbol, turns[start:start + chunk], widths[start:start + chunk])
         if symbol.blocks.dtype.kind == "c":
-            h = np.exp(1j * angle) @ symbol.blocks
+            h = phase @ symbol.blocks
         else:  # two real products: cheaper than a complex one with a real operand
-            h = np.cos(angle) @ symbol.blocks + 1j * (np.sin(angle) @ symbol.blocks)
-        h = h.reshape(len(xi), symbol.groups, symbol.rows, symbol.cols)
+            h = phase.real @ symbol.blocks + 1j * (phase.imag @ symbol.blocks)
+        h = h.reshape(len(phase), symbol.groups, symbol.rows, symbol.cols)
         out[start:start + chunk] = top_per_frequency(h).max(axis=-1)
     return out
 
 
-def _twice_remainder(symbol: _Symbol, half_widths: np.ndarray) -> float:
-    """``2 s(h) = sum_a ||M_a|| (2 pi <|a~|, h>)^2``, rounded up (``h`` in turns)."""
+def _twice_remainder(symbol: _Symbol, half_widths: np.ndarray, apex: float) -> float:
+    """``2 s(h) = sum_a ||M_a|| apex^|a| (2 pi <|a~|, h>)^2`` over the Taylor axes, rounded up.
+
+    ``apex^|a|`` bounds the phases' moduli on the hull axes, off the circle.
+    """
+    degree = np.abs(symbol.shifts[:, list(symbol.hull)]).sum(axis=1)
     reach = symbol.centred @ half_widths  # exact: halves times powers of two, few terms
-    value = float(np.sum(symbol.norms * (2 * math.pi * reach) ** 2))
+    value = float(np.sum(symbol.norms * apex ** degree * (2 * math.pi * reach) ** 2))
     return up(value, 4 * len(symbol.norms) + 8 * symbol.centred.shape[1] + 8)
 
 
@@ -144,55 +177,83 @@ def _initial_exponents(symbol: _Symbol) -> list[int]:
     return [int(e).bit_length() + 1 if e > 0 else 0 for e in extent]
 
 
+def _vertices(symbol: _Symbol, boxes: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """``(B, V, d, 2)``: the (turn, off-circle width) of every vertex of every box.
+
+    A hull axis has three (both ends and the apex), a Taylor axis two, a constant axis one.
+    """
+    options = []
+    for d, w in enumerate(width.tolist()):
+        lo = boxes[:, d]
+        if not w:
+            choices = [(lo * 0, lo * 0)]
+        elif symbol.hull[d]:
+            choices = [(lo, lo * 0), (lo + w, lo * 0), (lo + w // 2, lo * 0 + w)]
+        else:
+            choices = [(lo, lo * 0), (lo + w, lo * 0)]
+        options.append(np.stack([np.stack(c, axis=-1) for c in choices], axis=1))  # (B, n, 2)
+    index = np.indices([o.shape[1] for o in options]).reshape(len(options), -1)
+    out = np.stack([o[:, i] for o, i in zip(options, index)], axis=2)  # (B, V, d, 2)
+    out[..., 0] %= _FULL
+    return out
+
+
 def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: float,
                       max_evaluations: int) -> tuple[float, float, float, bool, int]:
     """``(best computed, certified lower, certified upper, converged, evaluations)``."""
     ndim, active = symbol.shifts.shape[1], symbol.active
     tops: dict[tuple, float] = {}
+    best = [0.0]
 
-    def evaluate(points: np.ndarray) -> np.ndarray:
-        keys = [tuple(p) for p in points.tolist()]
+    def evaluate(points: np.ndarray) -> np.ndarray:  # points (P, d, 2)
+        keys = [tuple(p) for p in points.reshape(len(points), -1).tolist()]
         new = sorted(set(keys) - tops.keys())
         if new:
-            tops.update(zip(new, _tops(symbol, np.array(new, dtype=np.int64)).tolist()))
+            array = np.array(new, dtype=np.int64).reshape(len(new), ndim, 2)
+            values = _tops(symbol, array[..., 0], array[..., 1])
+            tops.update(zip(new, values.tolist()))
+            on_circle = ~array[..., 1].any(axis=1)
+            best[0] = max(best[0], float(values[on_circle].max(initial=0.0)))
         return np.array([tops[k] for k in keys])
 
-    upper_of = lambda top: rounding.top_upper(top, symbol.rows, symbol.cols)  # noqa: E731
-    if not active:  # H is constant: one evaluation is the norm
-        top = float(evaluate(np.zeros((1, ndim), dtype=np.int64))[0])
-        return top, rounding.top_lower(top, symbol.rows, symbol.cols), float(upper_of(top)), \
-            True, 1
+    def certified(top, scale: float = 1.0):
+        model = replace(rounding, tap_norms=up(rounding.tap_norms * scale),
+                        symbol_error=up(2 * rounding.symbol_error * scale)) \
+            if scale > 1 else rounding
+        return model.top_upper(top, symbol.rows, symbol.cols)
+
     exponents = _initial_exponents(symbol)
     counts = [1 << exponents[d] if d in active else 1 for d in range(ndim)]
-    if real:  # H(-xi) = conj(H(xi)): xi in [0, 1/2] on the first active axis
+    if real and active:  # H(-xi) = conj(H(xi)): xi in [0, 1/2] on the first active axis
         counts[active[0]] //= 2
     width = np.array([_FULL >> exponents[d] if d in active else 0 for d in range(ndim)],
                      dtype=np.int64)
     boxes = np.array(list(product(*[range(c) for c in counts])), dtype=np.int64) * width
     closed, converged = 0.0, True
     while True:
-        corners = np.array(list(product(*[(0, w) if w else (0,) for w in width])))
-        vertices = (boxes[:, None, :] + corners[None]) % _FULL
-        box_top = evaluate(vertices.reshape(-1, ndim)).reshape(len(boxes), -1).max(axis=1)
-        best = max(tops.values())
-        floor = float(upper_of(best))
-        bound = upper_of(box_top) + _twice_remainder(symbol, width / (2 * _FULL))
+        vertices = _vertices(symbol, boxes, width)
+        box_top = evaluate(vertices.reshape(-1, ndim, 2)).reshape(len(boxes), -1).max(axis=1)
+        floor = float(certified(best[0]))
+        hull_width = np.array([w if h else 0 for w, h in zip(width.tolist(), symbol.hull)])
+        apex = float(np.prod(_apex(hull_width)))
+        taylor = np.where(symbol.hull, 0, width) / (2 * _FULL)
+        bound = certified(box_top, apex) + _twice_remainder(symbol, taylor, apex)
         bound = bound * (1 + 4 * U)  # the sum's rounding
         still = bound > floor / (1 - tol)
         closed = max(closed, float(bound[~still].max(initial=0.0)))
         boxes, bound = boxes[still], bound[still]
         if not len(boxes):
             break
-        if len(tops) >= max_evaluations or width[active].min() < 2:
+        if len(tops) >= max_evaluations or width[active].min() < 4:
             closed, converged = max(closed, float(bound.max())), False
             break
         width = width // 2
-        halves = np.array(list(product(*[(0, w) if w else (0,) for w in width])))
-        check_memory(8 * ndim * len(boxes) * len(halves) * (1 + len(corners)),
+        halves = np.array(list(product(*[(0, w) if w else (0,) for w in width.tolist()])))
+        check_memory(16 * ndim * len(boxes) * len(halves) * (1 + len(vertices[0])),
                      "the open boxes of toeplitz_norm's branch and bound")
         boxes = (boxes[:, None, :] + halves[None]).reshape(-1, ndim)
-    lower = rounding.top_lower(best, symbol.rows, symbol.cols)
-    return best, lower, max(closed, floor), converged, len(tops)
+    lower = rounding.top_lower(best[0], symbol.rows, symbol.cols)
+    return best[0], lower, max(closed, floor), converged, len(tops)
 
 
 def _result(value: float, lower: float, upper: float, converged: bool) -> SpectralNorm:
