@@ -56,6 +56,7 @@ composition_singular_values  -- singular values of a product of periodic layers
 composition_eigenvalues      -- eigenvalues of a product of periodic layers
 spectral_norm                -- the largest singular value with a certified interval
 SpectralNorm                 -- its result: value, lower, upper, method
+toeplitz_norm                -- the norm on the infinite grid: a bound for every input size
 
 Memory
 ------
@@ -94,6 +95,7 @@ from ._structured import (
     toeplitz_matrix,
 )
 from ._symbol import frequency_map, symbol
+from ._torus import toeplitz_norm
 from ._transposed import fractionally_strided, transpose_kernel
 from ._version import __version__ as __version__
 
@@ -134,5 +136,6 @@ __all__ = [
     "stride_matrix",
     "symbol",
     "toeplitz_matrix",
+    "toeplitz_norm",
     "transpose_kernel",
 ]
