@@ -199,8 +199,12 @@ def _vertices(symbol: _Symbol, boxes: np.ndarray, width: np.ndarray) -> np.ndarr
 
 
 def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: float,
-                      max_evaluations: int) -> tuple[float, float, float, bool, int]:
-    """``(best computed, certified lower, certified upper, converged, evaluations)``."""
+                      max_evaluations: int, seeds: np.ndarray | None = None
+                      ) -> tuple[float, float, float, bool, int]:
+    """``(best computed, certified lower, certified upper, converged, evaluations)``.
+
+    ``seeds``: integer frequencies ``(P, d)`` evaluated first (a good start only prunes more).
+    """
     ndim, active = symbol.shifts.shape[1], symbol.active
     tops: dict[tuple, float] = {}
     best = [0.0]
@@ -222,6 +226,8 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
             if scale > 1 else rounding
         return model.top_upper(top, symbol.rows, symbol.cols)
 
+    if seeds is not None and len(seeds):
+        evaluate(np.stack([seeds % _FULL, 0 * seeds], axis=-1))
     exponents = _initial_exponents(symbol)
     counts = [1 << exponents[d] if d in active else 1 for d in range(ndim)]
     if real and active:  # H(-xi) = conj(H(xi)): xi in [0, 1/2] on the first active axis
