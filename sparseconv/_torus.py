@@ -58,7 +58,7 @@ import numpy as np
 
 from ._geometry import ConvGeometry
 from ._memory import check_memory
-from ._rounding import Rounding, U, up
+from ._rounding import Rounding, U, gamma, up
 from ._spectral_norm import SpectralNorm
 from ._symbol import times_power_of_two, top_per_frequency, unit_scale
 from ._typing import ArrayLike, IntOrTuple
@@ -198,60 +198,212 @@ def _vertices(symbol: _Symbol, boxes: np.ndarray, width: np.ndarray) -> np.ndarr
     return out
 
 
+@dataclass(frozen=True)
+class _Gram:
+    """``G(xi) = sum_k phi_k(xi) C_k``: the symbol's Gram matrix on its smaller side.
+
+    With ``psi_a`` the phase of shift ``a`` (:func:`_phases`; ``rho^|a| e^{2 pi i <a, t>}``
+    on hull axes), ``G = H H^H = sum_{a,b} psi_a conj(psi_b) M_a M_b^H`` and
+    ``psi_a conj(psi_b) = prod_d rho_d^{|a_d|+|b_d|} e^{2 pi i (a_d - b_d) t_d}``: one class
+    ``k`` per ``(a - b, |a| + |b|)``. Forming ``G`` at a frequency costs ``K m^2`` instead of
+    ``m^2 n``; the classes are computed once.
+    """
+
+    delta: np.ndarray  # (K, d) int64: a - b
+    degree: np.ndarray  # (K, d) int: |a_d| + |b_d| on hull axes, 0 on Taylor axes
+    blocks: np.ndarray  # (K, groups * m * m)
+    groups: int
+    size: int
+    frobenius: float  # sum_a ||M_a||_F (all groups), rounded up
+    inner: int  # the length of the inner products of one C_k entry
+    pairs: int  # S^2
+
+
+def _gram(symbol: _Symbol) -> _Gram:
+    blocks = symbol.blocks.reshape(-1, symbol.groups, symbol.rows, symbol.cols)
+    shifts = symbol.shifts
+    if symbol.rows > symbol.cols:  # H^H = sum_a psi_{-a} M_a^H: the same form, smaller side
+        blocks, shifts = np.conj(blocks).transpose(0, 1, 3, 2), -shifts
+    count, m = len(shifts), blocks.shape[2]
+    check_memory(16 * (2 * count) ** 2 * symbol.groups * m * m // 2 + 16 * count ** 2,
+                 "the Gram classes of toeplitz_norm")
+    hull = np.array(symbol.hull)
+    classes: dict[tuple, np.ndarray] = {}
+    for i in range(count):
+        for j in range(i, count):  # C_(b, a) = C_(a, b)^H: half the products
+            product_ij = blocks[i] @ np.conj(blocks[j]).transpose(0, 2, 1)
+            degree = tuple(np.where(hull, np.abs(shifts[i]) + np.abs(shifts[j]), 0).tolist())
+            for key, value in (((tuple((shifts[i] - shifts[j]).tolist()), degree), product_ij),
+                               ((tuple((shifts[j] - shifts[i]).tolist()), degree),
+                                np.conj(product_ij).transpose(0, 2, 1))):
+                if key in classes:
+                    classes[key] = classes[key] + value
+                else:
+                    classes[key] = value
+                if i == j:
+                    break
+    keys = sorted(classes)
+    frob = up(sum(float(np.linalg.norm(b)) for b in blocks), blocks.size + 2 * count)
+    return _Gram(np.array([k[0] for k in keys], dtype=np.int64).reshape(len(keys), -1),
+                 np.array([k[1] for k in keys]).reshape(len(keys), -1),
+                 np.stack([classes[k].reshape(-1) for k in keys]), symbol.groups, m, frob,
+                 blocks.shape[3], count * count)
+
+
+def _gram_at(gram: _Gram, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """``(F, groups, m, m)``: ``G`` at the points (``widths``: off the circle, hull axes)."""
+    phase = np.ones((len(turns), len(gram.delta)), dtype=np.complex128)
+    for d in range(gram.delta.shape[1]):
+        turn = (gram.delta[None, :, d] * turns[:, d, None]) % _FULL / _FULL
+        phase *= np.exp(2j * np.pi * turn) * _apex(widths[:, d])[:, None] ** gram.degree[:, d]
+    if gram.blocks.dtype.kind == "c":
+        g = phase @ gram.blocks
+    else:
+        g = phase.real @ gram.blocks + 1j * (phase.imag @ gram.blocks)
+    return g.reshape(len(turns), gram.groups, gram.size, gram.size)
+
+
+def _gram_error(gram: _Gram, apex: np.ndarray) -> np.ndarray:
+    """A bound on ``||fl(G) - G||_2`` at points whose hull moduli multiply to ``apex``.
+
+    ``fl(C_k)``: inner products of length ``n`` summed over at most ``S^2`` pairs,
+    ``gamma(n + S^2) sum |M_a| |M_b|^T``; the phases: ``20 d u`` relative (exact turns, one
+    exp and a product of ``d`` factors per class); the sum over ``K`` classes of complex
+    products, ``gamma(2K + 4)``. Each is at most its ``gamma`` times
+    ``(apex sum_a ||M_a||_F)^2``.
+    """
+    d, classes = gram.delta.shape[1], len(gram.delta)
+    factor = gamma(gram.inner + gram.pairs + 2 * classes + 20 * d + 8) * 1.01
+    return (factor * (apex * gram.frobenius) ** 2) * (1 + 8 * U)
+
+
+def _cholesky_below(matrices: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Per matrix ``(F, groups, m, m)``: whether ``mu I - G`` factors for every group."""
+    shifted = -matrices
+    idx = np.arange(matrices.shape[-1])
+    shifted[..., idx, idx] += mu[:, None, None]
+    try:
+        np.linalg.cholesky(shifted)
+        return np.ones(len(matrices), dtype=bool)
+    except np.linalg.LinAlgError:
+        pass
+    out = np.ones(len(matrices), dtype=bool)
+    for f in range(len(matrices)):
+        try:
+            np.linalg.cholesky(shifted[f])
+        except np.linalg.LinAlgError:
+            out[f] = False
+    return out
+
+
 def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: float,
                       max_evaluations: int, seeds: np.ndarray | None = None
                       ) -> tuple[float, float, float, bool, int]:
     """``(best computed, certified lower, certified upper, converged, evaluations)``.
 
-    ``seeds``: integer frequencies ``(P, d)`` evaluated first (a good start only prunes more).
+    A box closes when every vertex is proved below ``tau = floor / (1 - tol) - 2 s(h)`` by a
+    Cholesky factorization of ``mu I - G`` (the Gram matrix at that vertex, from the
+    classes of :class:`_Gram`); ``floor`` is the certified upper value at the best frequency
+    evaluated (LAPACK's eigenvalues of the symbol's Gram matrix, :func:`_tops`), raised
+    whenever a frequency on the circle fails the test. Every closed box is below the final
+    ``floor / (1 - tol)``: that is the upper bound. ``seeds``: integer frequencies ``(P, d)``
+    evaluated first.
     """
     ndim, active = symbol.shifts.shape[1], symbol.active
-    tops: dict[tuple, float] = {}
+    values: dict[tuple, float] = {}
+    passed: dict[tuple, float] = {}  # the smallest mu proved at a vertex
+    failed: dict[tuple, float] = {}  # the largest mu refused at a vertex
     best = [0.0]
 
-    def evaluate(points: np.ndarray) -> np.ndarray:  # points (P, d, 2)
-        keys = [tuple(p) for p in points.reshape(len(points), -1).tolist()]
-        new = sorted(set(keys) - tops.keys())
-        if new:
-            array = np.array(new, dtype=np.int64).reshape(len(new), ndim, 2)
-            values = _tops(symbol, array[..., 0], array[..., 1])
-            tops.update(zip(new, values.tolist()))
-            on_circle = ~array[..., 1].any(axis=1)
-            best[0] = max(best[0], float(values[on_circle].max(initial=0.0)))
-        return np.array([tops[k] for k in keys])
-
-    def certified(top, scale: float = 1.0):
-        model = replace(rounding, tap_norms=up(rounding.tap_norms * scale),
-                        symbol_error=up(2 * rounding.symbol_error * scale)) \
-            if scale > 1 else rounding
-        return model.top_upper(top, symbol.rows, symbol.cols)
+    def value(points: np.ndarray) -> None:  # on-circle integer frequencies (P, d)
+        keys = sorted({tuple(p) for p in points.tolist()} - values.keys())
+        if keys:
+            tops = _tops(symbol, np.array(keys, dtype=np.int64), np.zeros((len(keys), ndim),
+                                                                           dtype=np.int64))
+            values.update(zip(keys, tops.tolist()))
+            best[0] = max(best[0], float(tops.max()))
 
     if seeds is not None and len(seeds):
-        evaluate(np.stack([seeds % _FULL, 0 * seeds], axis=-1))
+        value(seeds % _FULL)
+    if not active:
+        value(np.zeros((1, ndim), dtype=np.int64))
+        top = best[0]
+        return top, rounding.top_lower(top, symbol.rows, symbol.cols), \
+            float(rounding.top_upper(top, symbol.rows, symbol.cols)), True, 1
+    gram = _gram(symbol)
+    m = gram.size
+    slack = 1 + (2 * m - 1) * gamma(4 * m + 8) + 2 * U  # a completed complex Cholesky
+
+    def test(points: np.ndarray, tau: float) -> np.ndarray:  # points (P, d, 2) -> passed
+        keys = [tuple(p) for p in points.reshape(len(points), -1).tolist()]
+        unique = sorted(set(keys))
+        array = np.array(unique, dtype=np.int64).reshape(len(unique), ndim, 2)
+        apex = np.prod(_apex(np.where(symbol.hull, array[..., 1], 0)), axis=1)
+        mu = (tau * tau - _gram_error(gram, apex)) / slack * (1 - gamma(8))
+        known = {}
+        todo = []
+        for i, key in enumerate(unique):
+            if mu[i] <= 0 or failed.get(key, -1.0) >= mu[i]:
+                known[key] = False
+            elif passed.get(key, math.inf) <= mu[i]:
+                known[key] = True
+            else:
+                todo.append(i)
+        per_point = 16 * gram.groups * m * m * 3
+        check_memory(per_point, "one Gram matrix of toeplitz_norm's symbol")
+        chunk = max(1, 4 * _CHUNK_BYTES // per_point)  # one product reads every class
+        for start in range(0, len(todo), chunk):
+            index = np.array(todo[start:start + chunk])
+            ok = _cholesky_below(_gram_at(gram, array[index, :, 0], array[index, :, 1]),
+                                 mu[index])
+            for i, good in zip(index.tolist(), ok.tolist()):
+                key = unique[i]
+                known[key] = good
+                if good:
+                    passed[key] = min(passed.get(key, math.inf), mu[i])
+                else:
+                    failed[key] = max(failed.get(key, -1.0), mu[i])
+        return np.array([known[k] for k in keys])
+
     exponents = _initial_exponents(symbol)
     counts = [1 << exponents[d] if d in active else 1 for d in range(ndim)]
-    if real and active:  # H(-xi) = conj(H(xi)): xi in [0, 1/2] on the first active axis
+    if real:  # H(-xi) = conj(H(xi)): xi in [0, 1/2] on the first active axis
         counts[active[0]] //= 2
     width = np.array([_FULL >> exponents[d] if d in active else 0 for d in range(ndim)],
                      dtype=np.int64)
     boxes = np.array(list(product(*[range(c) for c in counts])), dtype=np.int64) * width
-    closed, converged = 0.0, True
+    value(boxes)  # the corners of the first grid: a floor to start from
+    converged = True
     while True:
-        vertices = _vertices(symbol, boxes, width)
-        box_top = evaluate(vertices.reshape(-1, ndim, 2)).reshape(len(boxes), -1).max(axis=1)
-        floor = float(certified(best[0]))
+        # width tol when the rounding allowance of one evaluation is below tol / 2
+        floor = float(rounding.top_upper(best[0], symbol.rows, symbol.cols))
+        lower = rounding.top_lower(best[0], symbol.rows, symbol.cols)
+        # any number is a valid threshold: the proofs are against tau, rounded down below it
+        close = best_close = max(lower / (1 - 0.999 * tol), floor * (1 + tol / 2))
         hull_width = np.array([w if h else 0 for w, h in zip(width.tolist(), symbol.hull)])
         apex = float(np.prod(_apex(hull_width)))
         taylor = np.where(symbol.hull, 0, width) / (2 * _FULL)
-        bound = certified(box_top, apex) + _twice_remainder(symbol, taylor, apex)
-        bound = bound * (1 + 4 * U)  # the sum's rounding
-        still = bound > floor / (1 - tol)
-        closed = max(closed, float(bound[~still].max(initial=0.0)))
-        boxes, bound = boxes[still], bound[still]
+        tau = (close - _twice_remainder(symbol, taylor, apex)) * (1 - 4 * U)
+        vertices = _vertices(symbol, boxes, width)
+        flat = vertices.reshape(-1, ndim, 2)
+        ok = test(flat, tau)
+        on_circle = ~flat[..., 1].any(axis=1) & ~ok
+        if on_circle.any():  # a frequency above the floor: its value raises the floor
+            value(flat[on_circle, :, 0])
+        still = ~ok.reshape(len(boxes), -1).all(axis=1)
+        boxes = boxes[still]
         if not len(boxes):
             break
-        if len(tops) >= max_evaluations or width[active].min() < 4:
-            closed, converged = max(closed, float(bound.max())), False
+        if len(passed) + len(failed) >= max_evaluations or width[active].min() < 4:
+            converged = False
+            vertices = vertices[still]
+            scale = apex ** symbol.shifts.shape[1]
+            model = replace(rounding, tap_norms=up(rounding.tap_norms * scale),
+                            symbol_error=up(2 * rounding.symbol_error * scale))
+            tops = _tops(symbol, vertices[..., 0].reshape(-1, ndim),
+                         vertices[..., 1].reshape(-1, ndim))
+            bound = float(model.top_upper(float(tops.max()), symbol.rows, symbol.cols))
+            best_close = max(close, up(bound + _twice_remainder(symbol, taylor, apex)))
             break
         width = width // 2
         halves = np.array(list(product(*[(0, w) if w else (0,) for w in width.tolist()])))
@@ -259,7 +411,7 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
                      "the open boxes of toeplitz_norm's branch and bound")
         boxes = (boxes[:, None, :] + halves[None]).reshape(-1, ndim)
     lower = rounding.top_lower(best[0], symbol.rows, symbol.cols)
-    return best[0], lower, max(closed, floor), converged, len(tops)
+    return best[0], lower, best_close, converged, len(passed) + len(failed) + len(values)
 
 
 def _result(value: float, lower: float, upper: float, converged: bool) -> SpectralNorm:
