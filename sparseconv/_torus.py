@@ -23,28 +23,40 @@ layer on a grid ``N`` divisible by ``s`` has the singular values of ``H`` at the
 replicate padding copy inputs: not covered.)
 
 **Certified maximum.** ``max sigma_max(H)`` over the torus is found by branch and bound on
-boxes; a box with centre ``c`` and half-widths ``h`` is bounded from the values at its
-``2^d`` vertices. With ``H(c + eta) = H0 + H1(eta) + S(eta)`` (Taylor at ``c`` of the symbol
-with centred shifts ``a~ = a - (min a + max a)/2``, which only multiplies ``H`` by a unimodular
-scalar), ``H1`` linear and ``||S(eta)|| <= s(h) = 1/2 sum_a ||M_a|| (2 pi <|a~|, h>)^2``
-(``|e^{i theta} - 1 - i theta| <= theta^2 / 2``): ``sigma_max(H0 + H1(eta))`` is convex in
-``eta``, so it is largest at a vertex ``v``, where it is at most ``sigma_max(H(v)) + s(h)``;
-hence
+boxes, each bounded from the ``sigma_max`` at a few vertices -- no Lipschitz constant:
 
-    ``max_box sigma_max(H) <= max_v sigma_max(H(v)) + 2 s(h)``,
+* On a *hull axis* (shifts spanning at most 2: every 3x3 kernel at stride 1 or 2, 2x2,
+  1x1) the shifts are centred to ``{-1, 0, 1}`` and ``H`` extends off the unit circle as
+  ``z``, ``1``, ``conj(z)`` (``z = e^{2 pi i xi_d}``): real affine in ``z``, so
+  ``sigma_max`` is convex in each ``z_d``. The arc of a box of width ``w`` lies in the
+  triangle of its two ends and the apex ``e^{2 pi i c} / cos(pi w)`` where the end
+  tangents meet; a function separately convex over a product of triangles is largest at a
+  product of their vertices. So the box maximum is at most the maximum over ``3^d``
+  vertices, off the circle by ``O(w^2)``.
+* On a wider *Taylor axis*, with ``H(c + eta) = H0 + H1(eta) + S(eta)`` (centred shifts
+  ``a~``, ``H1`` linear, ``||S|| <= s(h) = 1/2 sum_a ||M_a|| (2 pi <|a~|, h>)^2`` from
+  ``|e^{i theta} - 1 - i theta| <= theta^2 / 2``), ``sigma_max(H0 + H1)`` is convex, largest
+  at a vertex, where it is at most ``sigma_max(H) + s(h)``: the box maximum is at most the
+  vertex maximum plus ``2 s(h)``.
 
-a second-order bound: boxes near the maximum close after ``O(log 1/tol)`` halvings, without
-ever needing the maximizer's position or a spectral gap. A real kernel has
-``H(-xi) = conj(H(xi))``: half the torus suffices.
+A box closes when every vertex is proved below ``tau = close - 2 s(h)``, ``close`` just above
+the best value found (``lower / (1 - tol)``): by one Cholesky factorization of
+``mu I - G``, ``G = H H^H`` on the smaller side, formed from classes ``C_k`` precomputed once
+(``G = sum_k phi_k(xi) C_k``, ``K m^2`` per vertex instead of ``m^2 n``). Boxes that do not
+close are halved; a vertex on the circle that fails the test is evaluated (LAPACK's
+eigenvalues) and raises the best value. The result is ``[lower, close]``: relative width
+``tol``, or the rounding allowance of one evaluation plus ``tol / 2`` when that is larger.
+A real kernel has ``H(-xi) = conj(H(xi))``: half the torus suffices.
 
-**Rounding.** Frequencies are integers over ``2**40``: the turns ``<a, xi> mod 1`` are exact,
-so the evaluation of ``H`` is within :class:`sparseconv._rounding.Rounding`'s model, and each
-vertex's computed ``sigma_max`` is widened by its ``top_upper`` (the lower bound, by
-``top_lower``). ``||M_a||`` is LAPACK's 2-norm widened by its backward error, and every sum is
-rounded outward. The interval returned is ``lower <= ||T|| <= upper`` with
-``(upper - floor) / upper <= tol``, ``floor`` the certified upper bound at the best vertex: its
-relative width is at most ``tol`` plus the rounding allowance of one evaluation (``1e-13`` for
-64 channels, about ``2e-8`` for 512, under the model's conservative constants).
+**Rounding.** Frequencies are integers over ``2**40``: the turns ``<a, xi> mod 1`` are exact.
+Values use :class:`sparseconv._rounding.Rounding`'s ``top_upper`` / ``top_lower``. A
+Cholesky test is rigorous as in :func:`sparseconv._certificates.dense_upper`, with the
+complex constant ``(2m - 1) gamma(4m + 8) + 2u`` and the Gram matrix's own error
+``||fl(G) - G|| <= gamma(n + S^2 + 2K + 20d + 8) (apex sum_a ||M_a||_F)^2`` (inner products of
+length ``n`` over ``S^2`` pairs of shifts, phases, the sum over ``K`` classes; ``apex`` the
+moduli off the circle). ``||M_a||`` is LAPACK's 2-norm widened by its backward error; every
+sum is rounded outward. (The model's constants are conservative: one evaluation's allowance
+is ``1e-13`` relative at 64 channels, about ``2e-8`` at 512.)
 """
 
 from __future__ import annotations
@@ -450,10 +462,10 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`. No padding argument: the bound holds for all.
     tol : float
-        Relative tolerance of the branch and bound, in ``[1e-12, 1)``: it stops when the
-        certified upper bound is within ``tol`` of the certified value at the best frequency.
+        Relative width of the interval, in ``[1e-12, 1)`` (met unless one evaluation's
+        rounding allowance is larger than ``tol / 2``: about ``2e-8`` at 512 channels).
     max_evaluations : int
-        The most frequencies at which the symbol is evaluated; if reached (a symbol whose
+        The most frequencies at which the symbol is tested or evaluated; if reached (a symbol whose
         maximum is flat, as an orthogonal layer's), the bounds are returned as they are, still
         certified, with ``converged=False``.
 
@@ -480,11 +492,13 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     Notes
     -----
     ``A = R T E`` for a zero-padded layer (``E`` extends by zeros, ``R`` keeps the output box),
-    so ``||A|| <= ||T||``. The maximum is certified by branch and bound: on a box of
-    half-widths ``h``, ``sigma_max(H) <= max over its vertices + sum_a ||M_a|| (2 pi <|a|,
-    h>)^2``, from the convexity of ``sigma_max`` of an affine matrix function (the derivation
-    and the rounding model are in ``sparseconv._torus``). Each evaluation costs a Gram
-    matrix and its eigenvalues, ``O(C^3)`` for ``C`` channels per group. This bound is the
+    so ``||A|| <= ||T||``. The maximum is certified by branch and bound on the torus: a box
+    is bounded by ``sigma_max`` at the vertices of triangles enclosing its frequency arcs
+    (``sigma_max`` is convex in ``e^{2 pi i xi}`` for kernels of span <= 2 per axis, 3x3 at
+    stride 1 or 2 among them) plus a second-order Taylor remainder on wider axes; each
+    vertex is proved below the threshold by a Cholesky factorization of its Gram matrix
+    (``O(C^3 / 3)`` for ``C`` channels per group). The derivation and the rounding model are
+    in ``sparseconv._torus``. This bound is the
     one Araujo et al. (AAAI 2021) approximate on a grid (their LipGrid), made rigorous, and
     the limit that Delattre et al.'s (ICML 2024) Gram iteration for zero-padded layers
     bounds from above.
