@@ -75,10 +75,13 @@ def araujo2021(weight: np.ndarray, n_sample: int = 50) -> float:
     h0, h1 = np.repeat(index, k), np.tile(index, k)
     angle = grid[:, :1] * h0 + grid[:, 1:] * h1  # (samples, k*k)
     ker = weight.reshape(c_out * c_in, -1)
-    poly = (ker @ np.cos(angle).T) ** 2 + (ker @ np.sin(angle).T) ** 2
+    poly = np.zeros(len(grid))
+    for start in range(0, len(ker), 4096):  # sum_ij |f_ij|^2 in slices: memory stays small
+        part = ker[start:start + 4096]
+        poly += ((part @ np.cos(angle).T) ** 2 + (part @ np.sin(angle).T) ** 2).sum(axis=0)
     d = (k - 1) / 2
     denom = 1 - 2 * d / n_sample
-    return float(np.sqrt(poly.sum(axis=0).max()) / (denom if denom else 1))
+    return float(np.sqrt(poly.max()) / (denom if denom else 1))
 
 
 def ryu2019(weight: np.ndarray, n: int, n_iter: int = 100, seed: int = 0) -> float:
