@@ -44,19 +44,21 @@ the best value found (``lower / (1 - tol)``): by one Cholesky factorization of
 ``mu I - G``, ``G = H H^H`` on the smaller side, formed from classes ``C_k`` precomputed once
 (``G = sum_k phi_k(xi) C_k``, ``K m^2`` per vertex instead of ``m^2 n``). Boxes that do not
 close are halved; a vertex on the circle that fails the test is evaluated (LAPACK's
-eigenvalues) and raises the best value. The result is ``[lower, close]``: relative width
-``tol``, or the rounding allowance of one evaluation plus ``tol / 2`` when that is larger.
+eigenvalues) and raises the best value; the lower bound is a certified quotient
+``||H x|| / ||x||`` there (:func:`_quotient_lower`). The result is ``[lower, close]``:
+relative width ``tol``.
 A real kernel has ``H(-xi) = conj(H(xi))``: half the torus suffices.
 
 **Rounding.** Frequencies are integers over ``2**40``: the turns ``<a, xi> mod 1`` are exact.
-Values use :class:`sparseconv._rounding.Rounding`'s ``top_upper`` / ``top_lower``. A
+Values use :class:`sparseconv._rounding.Rounding`'s ``top_upper`` / ``top_lower``; the
+quotient's product and norms are widened by their ``gamma``. A
 Cholesky test is rigorous as in :func:`sparseconv._certificates.dense_upper`, with the
 complex constant ``(2m - 1) gamma(4m + 8) + 2u`` and the Gram matrix's own error
 ``||fl(G) - G|| <= gamma(n + S^2 + 2K + 20d + 8) (apex sum_a ||M_a||_F)^2`` (inner products of
 length ``n`` over ``S^2`` pairs of shifts, phases, the sum over ``K`` classes; ``apex`` the
 moduli off the circle). ``||M_a||`` is LAPACK's 2-norm widened by its backward error; every
-sum is rounded outward. (The model's constants are conservative: one evaluation's allowance
-is ``1e-13`` relative at 64 channels, about ``2e-8`` at 512.)
+sum is rounded outward. (``top_lower``'s allowance, ``n^2 u`` for the eigensolver, is about
+``2e-8`` relative at 512 channels: the quotient, ``n u``, is what keeps the width at ``tol``.)
 """
 
 from __future__ import annotations
@@ -492,8 +494,7 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`. No padding argument: the bound holds for all.
     tol : float
-        Relative width of the interval, in ``[1e-12, 1)`` (met unless one evaluation's
-        rounding allowance is larger than ``tol / 2``: about ``2e-8`` at 512 channels).
+        Relative width of the interval, in ``[1e-12, 1)``.
     max_evaluations : int
         The most frequencies at which the symbol is tested or evaluated; if reached (a symbol whose
         maximum is flat, as an orthogonal layer's), the bounds are returned as they are, still
