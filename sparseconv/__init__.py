@@ -71,6 +71,7 @@ CircularSVD                  -- its result, itself the layer's LinearOperator
 clip_singular_values         -- the projection onto an operator-norm ball (Sedghi et al.)
 spectral_norm                -- the largest singular value with a certified interval
 SpectralNorm                 -- its result: value, lower, upper, method
+toeplitz_norm                -- the norm on the infinite grid: a bound for every input size
 
 Memory
 ------
@@ -115,6 +116,7 @@ from ._structured import (
     toeplitz_matrix,
 )
 from ._symbol import frequency_map, symbol
+from ._torus import toeplitz_norm
 from ._transposed import fractionally_strided, transpose_kernel
 from ._version import __version__ as __version__
 
@@ -166,5 +168,6 @@ __all__ = [
     "stride_matrix",
     "symbol",
     "toeplitz_matrix",
+    "toeplitz_norm",
     "transpose_kernel",
 ]

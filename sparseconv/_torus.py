@@ -1,0 +1,578 @@
+"""The norm of a layer on the infinite grid: one certified bound for every input size.
+
+**The operator.** A layer with weight ``W`` (taps ``W_t``, ``t`` over the kernel), dilation
+``delta``, stride ``s`` and no padding acts on the bi-infinite grid ``Z^d`` as
+``(T x)[o, m] = sum_{c, t} W[o, c, t] x[c, m s + t delta]``. Writing each input position as
+``j = q s + r`` (``r`` in ``[0, s)^d``, the *phase*) and ``t delta = a_t s + r_t``, it is
+``(T x)[m] = sum_t W_t x_{r_t}[m + a_t]``: a stride-1 layer from the ``C_in s^d`` polyphase
+channels ``x_r[c, q] = x[c, q s + r]`` -- a unitary relabelling of the input. The Fourier
+transform of ``l^2(Z^d)`` therefore turns ``T`` into multiplication by the polyphase symbol
+
+    ``H(xi) = sum_a M_a exp(2 pi i <a, xi>)``,  ``xi`` in the torus ``[0, 1)^d``,
+
+``M_a`` the taps with shift ``a`` placed in their phase's columns (block diagonal over the
+groups), so ``||T|| = max_xi sigma_max(H(xi))`` (``H`` is continuous, so the essential supremum
+is a maximum).
+
+**Every input size.** A zero-padded layer on ``n`` inputs is ``A = R T E``: ``E`` extends the
+input by zeros to ``Z^d`` (after the padding's shift, an isometry), ``T`` as above, ``R`` keeps
+the outputs of the box (a coordinate projection). A compression of ``T``, so ``||A|| <= ||T||``
+for every ``n`` and every zero padding, left and right, of any size. A periodic (circular)
+layer on a grid ``N`` divisible by ``s`` has the singular values of ``H`` at the frequencies
+``k / (N/s)``: samples of the same function, so its norm is ``<= ||T||`` too. (Reflect and
+replicate padding copy inputs: not covered.)
+
+**Certified maximum.** ``max sigma_max(H)`` over the torus is found by branch and bound on
+boxes, each bounded from the ``sigma_max`` at a few vertices -- no Lipschitz constant:
+
+* On a *hull axis* (shifts spanning at most 2: every 3x3 kernel at stride 1 or 2, 2x2,
+  1x1) the shifts are centred to ``{-1, 0, 1}`` and ``H`` extends off the unit circle as
+  ``z``, ``1``, ``conj(z)`` (``z = e^{2 pi i xi_d}``): real affine in ``z``, so
+  ``sigma_max`` is convex in each ``z_d``. The arc of a box of width ``w`` lies in the
+  triangle of its two ends and the apex ``e^{2 pi i c} / cos(pi w)`` where the end
+  tangents meet; a function separately convex over a product of triangles is largest at a
+  product of their vertices. So the box maximum is at most the maximum over ``3^d``
+  vertices, off the circle by ``O(w^2)``.
+* On a wider *Taylor axis*, with ``H(c + eta) = H0 + H1(eta) + S(eta)`` (centred shifts
+  ``a~``, ``H1`` linear, ``||S|| <= s(h) = 1/2 sum_a ||M_a|| (2 pi <|a~|, h>)^2`` from
+  ``|e^{i theta} - 1 - i theta| <= theta^2 / 2``), ``sigma_max(H0 + H1)`` is convex, largest
+  at a vertex, where it is at most ``sigma_max(H) + s(h)``: the box maximum is at most the
+  vertex maximum plus ``2 s(h)``.
+
+A box closes when every vertex is proved below ``tau = close - 2 s(h)``, ``close`` just above
+the best value found (``lower / (1 - tol)``): by one Cholesky factorization of
+``mu I - G``, ``G = H H^H`` on the smaller side, formed from classes ``C_k`` precomputed once
+(``G = sum_k phi_k(xi) C_k``, ``K m^2`` per vertex instead of ``m^2 n``). Boxes that do not
+close are halved; a vertex on the circle that fails the test is evaluated (LAPACK's
+eigenvalues) and raises the best value; the lower bound is a certified quotient
+``||H x|| / ||x||`` there (:func:`_quotient_lower`). The result is ``[lower, close]``:
+relative width ``tol``.
+A real kernel has ``H(-xi) = conj(H(xi))``: half the torus suffices.
+
+**Rounding.** Frequencies are integers over ``2**40``: the turns ``<a, xi> mod 1`` are exact.
+Values use :class:`sparseconv._rounding.Rounding`'s ``top_upper`` / ``top_lower``; the
+quotient's product and norms are widened by their ``gamma``. A
+Cholesky test is rigorous as in :func:`sparseconv._certificates.dense_upper`, with the
+complex constant ``(2m - 1) gamma(4m + 8) + 2u`` and the Gram matrix's own error
+``||fl(G) - G|| <= gamma(n + S^2 + 2K + 20d + 8) (apex sum_a ||M_a||_F)^2`` (inner products of
+length ``n`` over ``S^2`` pairs of shifts, phases, the sum over ``K`` classes; ``apex`` the
+moduli off the circle). ``||M_a||`` is LAPACK's 2-norm widened by its backward error; every
+sum is rounded outward. (``top_lower``'s allowance, ``n^2 u`` for the eigensolver, is about
+``2e-8`` relative at 512 channels: the quotient, ``n u``, is what keeps the width at ``tol``.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from itertools import product
+from typing import Any, cast
+
+import numpy as np
+
+from ._geometry import ConvGeometry
+from ._memory import check_memory
+from ._rounding import Rounding, U, gamma, up
+from ._spectral_norm import SpectralNorm
+from ._symbol import times_power_of_two, top_per_frequency, unit_scale
+from ._typing import ArrayLike, IntOrTuple
+from ._validation import int_tuple, is_int, layer_weight, positive_int
+
+__all__ = ["toeplitz_norm"]
+
+_BITS = 40
+_FULL = 1 << _BITS  #: a frequency xi is the integer xi * 2**40: exact turns, no drift
+_CHUNK_BYTES = 1 << 26  #: symbols evaluated at once, at most this much memory (64 MiB)
+
+
+@dataclass(frozen=True)
+class _Symbol:
+    """The polyphase symbol ``H(xi) = sum_a M_a exp(2 pi i <a, xi>)`` of one layer.
+
+    On a *hull axis* (shifts spanning at most 2) the shifts are centred to ``{-1, 0, 1}`` (or
+    ``{0, 1}``), and ``H`` is extended off the unit circle as ``z``, ``1``, ``conj(z)``: real
+    affine in ``z``. On a *Taylor axis* (wider span) the shifts are ``>= 0``.
+    """
+
+    shifts: np.ndarray  # (S, d) int64, one row per distinct shift a
+    hull: tuple[bool, ...]  # per axis: the triangle hull (True) or the Taylor remainder
+    blocks: np.ndarray  # (S, groups * rows * cols): M_a, block by block
+    groups: int
+    rows: int
+    cols: int
+    norms: np.ndarray  # (S,) certified max over groups of ||M_a||_2
+    centred: np.ndarray  # (S, d) |a - (min a + max a)/2| on Taylor axes, 0 on hull axes
+
+    @property
+    def active(self) -> list[int]:
+        """The axes along which ``H`` varies (a kernel of size 1 leaves an axis constant)."""
+        return [d for d in range(self.shifts.shape[1]) if np.ptp(self.shifts[:, d]) > 0]
+
+
+def _polyphase(weight: np.ndarray, geom: ConvGeometry) -> _Symbol:
+    """The shifts ``a`` and matrices ``M_a`` of the layer, from the geometry's gather map."""
+    first = [a.tap_index()[0] for a in geom.axes]  # taps of output 0 read t * dilation
+    taps = list(np.ndindex(*geom.kernel_size))
+    u = np.array([[first[d][tap[d]] for d in range(geom.ndim)] for tap in taps], dtype=np.int64)
+    stride = np.array(geom.stride)
+    shift, phase = u // stride, np.ravel_multi_index((u % stride).T, geom.stride)
+    shifts, which = np.unique(shift, axis=0, return_inverse=True)
+    groups, phases = geom.groups, math.prod(geom.stride)
+    rows, c_in = geom.out_channels // groups, geom.in_channels // groups
+    blocks = np.zeros((len(shifts), groups, rows, c_in, phases), dtype=weight.dtype)
+    w = weight.reshape(groups, rows, c_in, len(taps))
+    for t in range(len(taps)):  # distinct taps of one shift have distinct phases
+        blocks[which.ravel()[t], ..., phase[t]] += w[..., t]
+    blocks = blocks.reshape(len(shifts), groups, rows, c_in * phases)
+    norms = np.array([max(up(np.linalg.norm(b, 2) + (max(b.shape) ** 2 + 2) * U
+                             * np.linalg.norm(b)) for b in per_shift) for per_shift in blocks])
+    low, span = shifts.min(axis=0), np.ptp(shifts, axis=0)
+    hull = tuple(bool(e <= 2) for e in span)
+    shifts = shifts - low - np.where(hull, span // 2, 0)
+    centred = np.where(hull, 0.0, np.abs(shifts - span / 2))
+    return _Symbol(shifts, hull, blocks.reshape(len(shifts), -1), groups, rows,
+                   c_in * phases, norms, centred)
+
+
+def _apex(width: np.ndarray) -> np.ndarray:
+    """``1 / cos(pi w)`` rounded up: the apex of the triangle around an arc of ``w`` turns.
+
+    The arc ``exp(2 pi i t)``, ``t`` in ``[c - w/2, c + w/2]``, lies in the triangle of its
+    two ends and ``exp(2 pi i c) / cos(pi w)``, where the tangents at the ends meet.
+    """
+    return np.where(width > 0, 1 / np.cos(np.pi * (width / _FULL)) * (1 + 16 * U), 1.0)
+
+
+def _phases(symbol: _Symbol, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """``(F, S)``: each shift's phase at the points ``turns``, off the circle by ``widths``."""
+    phase = np.ones((len(turns), len(symbol.shifts)), dtype=np.complex128)
+    for d, hull in enumerate(symbol.hull):
+        a = symbol.shifts[:, d]
+        if hull:  # z, 1 or conj(z): exact turns, one exp, one exact-enough scaling
+            z = np.exp(2j * np.pi * (turns[:, d] / _FULL)) * _apex(widths[:, d])
+            phase *= np.where(a > 0, z[:, None], np.where(a < 0, np.conj(z)[:, None], 1.0))
+        else:  # <a, xi> mod 1 in integers: exact, then one exact scaling by 2**-40
+            turn = (a[None] * turns[:, d, None]) % _FULL / _FULL
+            phase *= np.exp(2j * np.pi * turn)
+    return phase
+
+
+def _tops(symbol: _Symbol, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Computed ``sigma_max`` of the (extended) symbol at the given points, in chunks."""
+    per_point = 16 * (symbol.blocks.shape[1] + symbol.groups * min(symbol.rows, symbol.cols) ** 2)
+    check_memory(3 * per_point, "one evaluation of toeplitz_norm's symbol")
+    chunk = max(1, _CHUNK_BYTES // per_point)
+    out = np.empty(len(turns))
+    for start in range(0, len(turns), chunk):
+        h = _symbol_at(symbol, turns[start:start + chunk], widths[start:start + chunk])
+        out[start:start + chunk] = top_per_frequency(h).max(axis=-1)
+    return out
+
+
+def _symbol_at(symbol: _Symbol, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """``(F, groups, rows, cols)``: the (extended) symbol at the points."""
+    phase = _phases(symbol, turns, widths)
+    if symbol.blocks.dtype.kind == "c":
+        h = phase @ symbol.blocks
+    else:  # two real products: cheaper than a complex one with a real operand
+        h = phase.real @ symbol.blocks + 1j * (phase.imag @ symbol.blocks)
+    return h.reshape(len(phase), symbol.groups, symbol.rows, symbol.cols)
+
+
+def _quotient_lower(symbol: _Symbol, rounding: Rounding, point: np.ndarray) -> float:
+    """A certified lower bound on ``sigma_max(H(xi))`` at one frequency, by a quotient.
+
+    ``sigma_max(H) >= ||H x|| / ||x||`` for LAPACK's top right singular vector ``x`` of the
+    computed symbol ``H~``: ``||H - H~|| <= eps`` (the model's symbol error), the product errs
+    by ``gamma(2n + 4) ||H~||_F ||x||`` (complex inner products of length ``n``) and each norm
+    by ``gamma(n + 2)``. Far tighter than :meth:`Rounding.top_lower`, whose allowance for the
+    Gram eigenvalues grows with ``n^2``.
+    """
+    h = _symbol_at(symbol, point[None], np.zeros_like(point)[None])[0]
+    tops = [np.linalg.svd(block, compute_uv=False)[0] for block in h]
+    block = h[int(np.argmax(tops))]
+    x = np.conj(np.linalg.svd(block)[2][0])
+    n = block.shape[1]
+    y_norm, x_norm = float(np.linalg.norm(block @ x)), float(np.linalg.norm(x))
+    g = gamma(2 * n + 4)
+    error = (g * (rounding.tap_norms + rounding.symbol_error) + rounding.symbol_error) * x_norm
+    bound = (y_norm * (1 - g) - error * (1 + g)) / (x_norm * (1 + g))
+    return max(0.0, bound * (1 - gamma(8)))
+
+
+def _twice_remainder(symbol: _Symbol, half_widths: np.ndarray, apex: float) -> float:
+    """``2 s(h) = sum_a ||M_a|| apex^|a| (2 pi <|a~|, h>)^2`` over the Taylor axes, rounded up.
+
+    ``apex^|a|`` bounds the phases' moduli on the hull axes, off the circle.
+    """
+    degree = np.abs(symbol.shifts[:, list(symbol.hull)]).sum(axis=1)
+    reach = symbol.centred @ half_widths  # exact: halves times powers of two, few terms
+    value = float(np.sum(symbol.norms * apex ** degree * (2 * math.pi * reach) ** 2))
+    return up(value, 4 * len(symbol.norms) + 8 * symbol.centred.shape[1] + 8)
+
+
+def _initial_exponents(symbol: _Symbol) -> list[int]:
+    """``log2`` of the first grid per axis: twice the shifts' extent, 0 on constant axes."""
+    extent = np.ptp(symbol.shifts, axis=0)
+    return [int(e).bit_length() + 1 if e > 0 else 0 for e in extent]
+
+
+def _vertices(symbol: _Symbol, boxes: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """``(B, V, d, 2)``: the (turn, off-circle width) of every vertex of every box.
+
+    A hull axis has three (both ends and the apex), a Taylor axis two, a constant axis one.
+    """
+    options = []
+    for d, w in enumerate(width.tolist()):
+        lo = boxes[:, d]
+        if not w:
+            choices = [(lo * 0, lo * 0)]
+        elif symbol.hull[d]:
+            choices = [(lo, lo * 0), (lo + w, lo * 0), (lo + w // 2, lo * 0 + w)]
+        else:
+            choices = [(lo, lo * 0), (lo + w, lo * 0)]
+        options.append(np.stack([np.stack(c, axis=-1) for c in choices], axis=1))  # (B, n, 2)
+    index = np.indices([o.shape[1] for o in options]).reshape(len(options), -1)
+    out = np.stack([o[:, i] for o, i in zip(options, index)], axis=2)  # (B, V, d, 2)
+    out[..., 0] %= _FULL
+    return out
+
+
+@dataclass(frozen=True)
+class _Gram:
+    """``G(xi) = sum_k phi_k(xi) C_k``: the symbol's Gram matrix on its smaller side.
+
+    With ``psi_a`` the phase of shift ``a`` (:func:`_phases`; ``rho^|a| e^{2 pi i <a, t>}``
+    on hull axes), ``G = H H^H = sum_{a,b} psi_a conj(psi_b) M_a M_b^H`` and
+    ``psi_a conj(psi_b) = prod_d rho_d^{|a_d|+|b_d|} e^{2 pi i (a_d - b_d) t_d}``: one class
+    ``k`` per ``(a - b, |a| + |b|)``. Forming ``G`` at a frequency costs ``K m^2`` instead of
+    ``m^2 n``; the classes are computed once.
+    """
+
+    delta: np.ndarray  # (K, d) int64: a - b
+    degree: np.ndarray  # (K, d) int: |a_d| + |b_d| on hull axes, 0 on Taylor axes
+    blocks: np.ndarray  # (K, groups * m * m)
+    groups: int
+    size: int
+    frobenius: float  # sum_a ||M_a||_F (all groups), rounded up
+    inner: int  # the length of the inner products of one C_k entry
+    pairs: int  # S^2
+
+
+def _gram(symbol: _Symbol) -> _Gram:
+    blocks = symbol.blocks.reshape(-1, symbol.groups, symbol.rows, symbol.cols)
+    shifts = symbol.shifts
+    if symbol.rows > symbol.cols:  # H^H = sum_a psi_{-a} M_a^H: the same form, smaller side
+        blocks, shifts = np.conj(blocks).transpose(0, 1, 3, 2), -shifts
+    count, m = len(shifts), blocks.shape[2]
+    check_memory(16 * (2 * count) ** 2 * symbol.groups * m * m // 2 + 16 * count ** 2,
+                 "the Gram classes of toeplitz_norm")
+    hull = np.array(symbol.hull)
+    classes: dict[tuple, np.ndarray] = {}
+    for i in range(count):
+        for j in range(i, count):  # C_(b, a) = C_(a, b)^H: half the products
+            product_ij = blocks[i] @ np.conj(blocks[j]).transpose(0, 2, 1)
+            degree = tuple(np.where(hull, np.abs(shifts[i]) + np.abs(shifts[j]), 0).tolist())
+            for key, value in (((tuple((shifts[i] - shifts[j]).tolist()), degree), product_ij),
+                               ((tuple((shifts[j] - shifts[i]).tolist()), degree),
+                                np.conj(product_ij).transpose(0, 2, 1))):
+                if key in classes:
+                    classes[key] = classes[key] + value
+                else:
+                    classes[key] = value
+                if i == j:
+                    break
+    keys = sorted(classes)
+    frob = up(sum(float(np.linalg.norm(b)) for b in blocks), blocks.size + 2 * count)
+    return _Gram(np.array([k[0] for k in keys], dtype=np.int64).reshape(len(keys), -1),
+                 np.array([k[1] for k in keys]).reshape(len(keys), -1),
+                 np.stack([classes[k].reshape(-1) for k in keys]), symbol.groups, m, frob,
+                 blocks.shape[3], count * count)
+
+
+def _gram_at(gram: _Gram, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """``(F, groups, m, m)``: ``G`` at the points (``widths``: off the circle, hull axes)."""
+    phase = np.ones((len(turns), len(gram.delta)), dtype=np.complex128)
+    for d in range(gram.delta.shape[1]):
+        turn = (gram.delta[None, :, d] * turns[:, d, None]) % _FULL / _FULL
+        phase *= np.exp(2j * np.pi * turn) * _apex(widths[:, d])[:, None] ** gram.degree[:, d]
+    if gram.blocks.dtype.kind == "c":
+        g = phase @ gram.blocks
+    else:
+        g = phase.real @ gram.blocks + 1j * (phase.imag @ gram.blocks)
+    return g.reshape(len(turns), gram.groups, gram.size, gram.size)
+
+
+def _gram_error(gram: _Gram, apex: np.ndarray) -> np.ndarray:
+    """A bound on ``||fl(G) - G||_2`` at points whose hull moduli multiply to ``apex``.
+
+    ``fl(C_k)``: inner products of length ``n`` summed over at most ``S^2`` pairs,
+    ``gamma(n + S^2) sum |M_a| |M_b|^T``; the phases: ``20 d u`` relative (exact turns, one
+    exp and a product of ``d`` factors per class); the sum over ``K`` classes of complex
+    products, ``gamma(2K + 4)``. Each is at most its ``gamma`` times
+    ``(apex sum_a ||M_a||_F)^2``.
+    """
+    d, classes = gram.delta.shape[1], len(gram.delta)
+    factor = gamma(gram.inner + gram.pairs + 2 * classes + 20 * d + 8) * 1.01
+    return (factor * (apex * gram.frobenius) ** 2) * (1 + 8 * U)
+
+
+def _cholesky_below(matrices: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Per matrix ``(F, groups, m, m)``: whether ``mu I - G`` factors for every group."""
+    shifted = -matrices
+    idx = np.arange(matrices.shape[-1])
+    shifted[..., idx, idx] += mu[:, None, None]
+    try:
+        np.linalg.cholesky(shifted)
+        return np.ones(len(matrices), dtype=bool)
+    except np.linalg.LinAlgError:
+        pass
+    out = np.ones(len(matrices), dtype=bool)
+    for f in range(len(matrices)):
+        try:
+            np.linalg.cholesky(shifted[f])
+        except np.linalg.LinAlgError:
+            out[f] = False
+    return out
+
+
+def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: float,
+                      max_evaluations: int, seeds: np.ndarray | None = None
+                      ) -> tuple[float, float, float, bool, int]:
+    """``(best computed, certified lower, certified upper, converged, evaluations)``.
+
+    A box closes when every vertex is proved below ``tau = floor / (1 - tol) - 2 s(h)`` by a
+    Cholesky factorization of ``mu I - G`` (the Gram matrix at that vertex, from the
+    classes of :class:`_Gram`); ``floor`` is the certified upper value at the best frequency
+    evaluated (LAPACK's eigenvalues of the symbol's Gram matrix, :func:`_tops`), raised
+    whenever a frequency on the circle fails the test. Every closed box is below the final
+    ``floor / (1 - tol)``: that is the upper bound. ``seeds``: integer frequencies ``(P, d)``
+    evaluated first.
+    """
+    ndim, active = symbol.shifts.shape[1], symbol.active
+    values: dict[tuple, float] = {}
+    passed: dict[tuple, float] = {}  # the smallest mu proved at a vertex
+    failed: dict[tuple, float] = {}  # the largest mu refused at a vertex
+    best = [0.0]
+    certified = [0.0]  # a certified lower bound on sigma_max at the best frequency
+
+    def value(points: np.ndarray) -> None:  # on-circle integer frequencies (P, d)
+        keys = sorted({tuple(p) for p in points.tolist()} - values.keys())
+        if keys:
+            array = np.array(keys, dtype=np.int64)
+            tops = _tops(symbol, array, np.zeros_like(array))
+            values.update(zip(keys, tops.tolist()))
+            if tops.max() > best[0]:
+                best[0] = float(tops.max())
+                certified[0] = max(rounding.top_lower(best[0], symbol.rows, symbol.cols),
+                                   _quotient_lower(symbol, rounding, array[np.argmax(tops)]))
+
+    if seeds is not None and len(seeds):
+        value(seeds % _FULL)
+    if not active:
+        value(np.zeros((1, ndim), dtype=np.int64))
+        top = best[0]
+        return top, rounding.top_lower(top, symbol.rows, symbol.cols), \
+            float(rounding.top_upper(top, symbol.rows, symbol.cols)), True, 1
+    gram = _gram(symbol)
+    m = gram.size
+    slack = 1 + (2 * m - 1) * gamma(4 * m + 8) + 2 * U  # a completed complex Cholesky
+
+    def test(points: np.ndarray, tau: float) -> np.ndarray:  # points (P, d, 2) -> passed
+        keys = [tuple(p) for p in points.reshape(len(points), -1).tolist()]
+        unique = sorted(set(keys))
+        array = np.array(unique, dtype=np.int64).reshape(len(unique), ndim, 2)
+        apex = np.prod(_apex(np.where(symbol.hull, array[..., 1], 0)), axis=1)
+        mu = (tau * tau - _gram_error(gram, apex)) / slack * (1 - gamma(8))
+        known = {}
+        todo = []
+        for i, key in enumerate(unique):
+            if mu[i] <= 0 or failed.get(key, -1.0) >= mu[i]:
+                known[key] = False
+            elif passed.get(key, math.inf) <= mu[i]:
+                known[key] = True
+            else:
+                todo.append(i)
+        per_point = 16 * gram.groups * m * m * 3
+        check_memory(per_point, "one Gram matrix of toeplitz_norm's symbol")
+        chunk = max(1, 4 * _CHUNK_BYTES // per_point)  # one product reads every class
+        for start in range(0, len(todo), chunk):
+            index = np.array(todo[start:start + chunk])
+            ok = _cholesky_below(_gram_at(gram, array[index, :, 0], array[index, :, 1]),
+                                 mu[index])
+            for i, good in zip(index.tolist(), ok.tolist()):
+                key = unique[i]
+                known[key] = good
+                if good:
+                    passed[key] = min(passed.get(key, math.inf), mu[i])
+                else:
+                    failed[key] = max(failed.get(key, -1.0), mu[i])
+        return np.array([known[k] for k in keys])
+
+    exponents = _initial_exponents(symbol)
+    counts = [1 << exponents[d] if d in active else 1 for d in range(ndim)]
+    if real:  # H(-xi) = conj(H(xi)): xi in [0, 1/2] on the first active axis
+        counts[active[0]] //= 2
+    width = np.array([_FULL >> exponents[d] if d in active else 0 for d in range(ndim)],
+                     dtype=np.int64)
+    boxes = np.array(list(product(*[range(c) for c in counts])), dtype=np.int64) * width
+    value(boxes)  # the corners of the first grid: a floor to start from
+    converged = True
+    while True:
+        # any number is a valid threshold (the proofs are against tau, rounded down below
+        # it), but the search ends only if it is above the maximum: the best value plus
+        # tol/2 and the lower bound's own distance to it
+        lower = certified[0]
+        close = best_close = max(lower / (1 - 0.999 * tol),
+                                 best[0] * (1 + tol / 2) + (best[0] - lower))
+        hull_width = np.array([w if h else 0 for w, h in zip(width.tolist(), symbol.hull)])
+        apex = float(np.prod(_apex(hull_width)))
+        taylor = np.where(symbol.hull, 0, width) / (2 * _FULL)
+        tau = (close - _twice_remainder(symbol, taylor, apex)) * (1 - 4 * U)
+        vertices = _vertices(symbol, boxes, width)
+        flat = vertices.reshape(-1, ndim, 2)
+        ok = test(flat, tau)
+        on_circle = ~flat[..., 1].any(axis=1) & ~ok
+        if on_circle.any():  # a frequency above the floor: its value raises the floor
+            value(flat[on_circle, :, 0])
+        still = ~ok.reshape(len(boxes), -1).all(axis=1)
+        boxes = boxes[still]
+        if not len(boxes):
+            break
+        if len(passed) + len(failed) >= max_evaluations or width[active].min() < 4:
+            converged = False
+            vertices = vertices[still]
+            scale = apex ** symbol.shifts.shape[1]
+            model = replace(rounding, tap_norms=up(rounding.tap_norms * scale),
+                            symbol_error=up(2 * rounding.symbol_error * scale))
+            tops = _tops(symbol, vertices[..., 0].reshape(-1, ndim),
+                         vertices[..., 1].reshape(-1, ndim))
+            bound = float(model.top_upper(float(tops.max()), symbol.rows, symbol.cols))
+            best_close = max(close, up(bound + _twice_remainder(symbol, taylor, apex)))
+            break
+        width = width // 2
+        halves = np.array(list(product(*[(0, w) if w else (0,) for w in width.tolist()])))
+        check_memory(16 * ndim * len(boxes) * len(halves) * (1 + len(vertices[0])),
+                     "the open boxes of toeplitz_norm's branch and bound")
+        boxes = (boxes[:, None, :] + halves[None]).reshape(-1, ndim)
+    return best[0], certified[0], best_close, converged, len(passed) + len(failed) + len(values)
+
+
+def _result(value: float, lower: float, upper: float, converged: bool) -> SpectralNorm:
+    """A :class:`SpectralNorm` whose method is "torus".
+
+    Merge shim: until ``SpectralNorm`` lists "torus" among its methods, the result is built as
+    "bounds" and renamed; afterwards, construct it directly.
+    """
+    if lower > upper:
+        raise RuntimeError(
+            f"toeplitz_norm proved lower bound {lower!r} above upper bound {upper!r}: one "
+            "certificate is wrong; this is a bug in sparseconv, please report it with the layer")
+    method = cast(Any, "torus")
+    try:
+        return SpectralNorm(value, lower, upper, method, {"torus": upper}, converged)
+    except ValueError:
+        result = SpectralNorm(value, lower, upper, "bounds", {"torus": upper}, converged)
+        object.__setattr__(result, "method", method)
+        return result
+
+
+def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrTuple = 1,
+                  groups: int = 1, tol: float = 1e-8,
+                  max_evaluations: int = 200_000) -> SpectralNorm:
+    """The norm of a layer on the infinite grid: a certified bound for every input size.
+
+    ``||T|| = max_xi sigma_max(H(xi))`` over the continuous frequency torus, ``H`` the
+    (polyphase) symbol of the kernel. It bounds the spectral norm of the layer for every input
+    size and every zero padding, and of the periodic (circular) layer on every grid divisible
+    by the stride; it is the limit of the zero-padded norms as the input grows.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in/groups, k_1, ..., k_d)
+        Real or complex, finite, ``d`` in 1..3 (converted exactly to float64 or complex128).
+    stride, dilation, groups
+        As :func:`sparseconv.conv_matrix`. No padding argument: the bound holds for all.
+    tol : float
+        Relative width of the interval, in ``[1e-12, 1)``.
+    max_evaluations : int
+        The most frequencies at which the symbol is tested or evaluated; if reached (a symbol whose
+        maximum is flat, as an orthogonal layer's), the bounds are returned as they are, still
+        certified, with ``converged=False``.
+
+    Returns
+    -------
+    SpectralNorm
+        ``method == "torus"``; ``value`` the largest computed ``sigma_max(H(xi))``, and
+        ``lower <= ||T|| <= upper``, both certified (rounding included).
+
+    Raises
+    ------
+    ValueError
+        Invalid layer arguments, ``tol`` or ``max_evaluations``, non-finite weights.
+    TypeError
+        An argument of the wrong type.
+    MatrixTooLargeError
+        One evaluation of the symbol beyond the memory limit, before it starts.
+
+    See Also
+    --------
+    spectral_norm : the norm for one input size (exact, or a tighter certified interval).
+    frequency_map : ``sigma_max(H)`` on the discrete grid of a periodic layer.
+
+    Notes
+    -----
+    ``A = R T E`` for a zero-padded layer (``E`` extends by zeros, ``R`` keeps the output box),
+    so ``||A|| <= ||T||``. The maximum is certified by branch and bound on the torus: a box
+    is bounded by ``sigma_max`` at the vertices of triangles enclosing its frequency arcs
+    (``sigma_max`` is convex in ``e^{2 pi i xi}`` for kernels of span <= 2 per axis, 3x3 at
+    stride 1 or 2 among them) plus a second-order Taylor remainder on wider axes; each
+    vertex is proved below the threshold by a Cholesky factorization of its Gram matrix
+    (``O(C^3 / 3)`` for ``C`` channels per group). The derivation and the rounding model are
+    in ``sparseconv._torus``. This bound is the
+    one Araujo et al. (AAAI 2021) approximate on a grid (their LipGrid), made rigorous, and
+    the limit that Delattre et al.'s (ICML 2024) Gram iteration for zero-padded layers
+    bounds from above.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparseconv import toeplitz_norm, spectral_norm
+    >>> r = toeplitz_norm(np.array([[[1.0, 2.0, 1.0]]]))    # |1 + 2 e^{iw} + e^{2iw}| <= 4
+    >>> r.method, round(float(r), 12), bool(r.lower <= 4.0 <= r.upper)
+    ('torus', 4.0, True)
+    >>> w = np.random.default_rng(0).standard_normal((4, 4, 3, 3))
+    >>> r = toeplitz_norm(w)
+    >>> r.relative_width <= 1e-8
+    True
+    >>> all(spectral_norm(w, (4, n, n), padding=1).upper <= r.upper for n in (4, 9))
+    True
+    """
+    weight = layer_weight(weight, finite=True)
+    groups = positive_int(groups, "groups")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
+        raise TypeError(f"tol must be a number in [1e-12, 1), got {tol!r}")
+    if not 1e-12 <= tol < 1:
+        raise ValueError(f"tol must be a number in [1e-12, 1), got {tol!r}")
+    if not is_int(max_evaluations):
+        raise TypeError(f"max_evaluations must be a positive integer, got {max_evaluations!r}")
+    max_evaluations = positive_int(max_evaluations, "max_evaluations")
+    # the geometry validates stride, dilation and groups; any input size is fine: the span
+    span = [1] * max(weight.ndim - 2, 1)
+    if weight.ndim >= 3:
+        dil = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
+        span = [d * (k - 1) + 1 for d, k in zip(dil, weight.shape[2:])]
+        if max(span) >= 1 << 22:  # shifts times 2**40 frequencies stay within int64
+            raise ValueError(f"dilation * (kernel_size - 1) must be below 2**22 per axis, got "
+                             f"dilation={dilation} with weight.shape={weight.shape}")
+    geom = ConvGeometry.from_weight(weight.shape, (weight.shape[1] * groups, *span),
+                                    stride=stride, dilation=dilation, groups=groups)
+    weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
+    if not weight.any():
+        return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0})
+    weight, exponent = unit_scale(weight)  # exact; the results are scaled back by 2**exponent
+    symbol = _polyphase(weight, geom)
+    best, lower, upper, converged, _ = _branch_and_bound(
+        symbol, Rounding.of(weight, groups), weight.dtype.kind != "c", tol, max_evaluations)
+    scale = lambda x: float(times_power_of_two(np.float64(x), exponent))  # noqa: E731
+    return _result(scale(best), scale(lower), scale(upper), converged)

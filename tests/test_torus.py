@@ -1,0 +1,164 @@
+"""toeplitz_norm: the layer's norm on the infinite grid bounds every finite layer, tightly.
+
+Oracles: the dense spectral norm of ``conv_matrix`` (LAPACK) for many input sizes and zero
+paddings, and of the periodic layer; the symbol evaluated here from its definition (a
+trigonometric sum per frequency, numpy's SVD) on a fine grid and polished by scipy.optimize.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from sparseconv import conv_matrix, toeplitz_norm
+
+
+def _random_layer(rng, ndim):
+    groups = int(rng.choice([1, 1, 2]))
+    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    kernel = tuple(int(k) for k in rng.integers(1, 4 if ndim < 3 else 3, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    stride = tuple(int(s) for s in rng.integers(1, 3, ndim))
+    w = rng.standard_normal((c_out, c_in // groups, *kernel))
+    if rng.random() < 0.25:
+        w = w + 1j * rng.standard_normal(w.shape)
+    return w, dict(stride=stride, dilation=dilation, groups=groups), c_in
+
+
+def _dense_norm(w, c_in, n, **layer):
+    return np.linalg.norm(conv_matrix(w, (c_in, *n), **layer).toarray(), 2)
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_bounds_every_zero_padded_and_periodic_layer(ndim):
+    """upper >= ||conv_matrix|| for many sizes and zero paddings (and the periodic layer)."""
+    rng = np.random.default_rng(ndim)
+    for trial in range({1: 80, 2: 40, 3: 12}[ndim]):
+        w, layer, c_in = _random_layer(rng, ndim)
+        r = toeplitz_norm(w, **layer)
+        assert r.method == "torus" and r.converged
+        assert r.lower <= r.value <= r.upper
+        assert r.relative_width <= 1e-8 + 1e-12, (trial, w.shape, layer, r)
+        k = [layer["dilation"][d] * (w.shape[2 + d] - 1) + 1 for d in range(ndim)]
+        top = {1: 12, 2: 7, 3: 4}[ndim]
+        for _ in range(3):
+            n = tuple(int(rng.integers(k[d], k[d] + top)) for d in range(ndim))
+            lo = tuple(int(p) for p in rng.integers(0, 3, ndim))
+            hi = tuple(int(p) for p in rng.integers(0, 3, ndim))
+            for padding in (0, lo, tuple(zip(lo, hi)), "valid"):
+                norm = _dense_norm(w, c_in, n, padding=padding, **layer)
+                assert norm <= r.upper * (1 + 1e-12), (trial, w.shape, layer, n, padding)
+            if all(s == 1 for s in layer["stride"]):
+                norm = _dense_norm(w, c_in, n, padding="same", **layer)
+                assert norm <= r.upper * (1 + 1e-12), (trial, w.shape, layer, n, "same")
+        # the periodic layer, on any grid divisible by the stride: samples of the same symbol
+        pads = _periodic(w, layer)
+        n = tuple(int(s * rng.integers(-(-max(p) // s) or 1, -(-max(p) // s) + top))
+                  for s, p in zip(layer["stride"], pads))
+        norm = _dense_norm(w, c_in, n, padding=pads, padding_mode="circular", **layer)
+        assert norm <= r.upper * (1 + 1e-12), (trial, w.shape, layer, n, "circular")
+
+
+def _periodic(w, layer):
+    from sparseconv._symbol import periodic_padding
+    return periodic_padding(w.shape[2:], layer["dilation"])
+
+
+def _symbol(w, xi, stride=1):
+    """``H(xi)`` by its definition: polyphase components, one exponential per tap."""
+    c_out, c_in = w.shape[:2]
+    ndim = w.ndim - 2
+    s = np.broadcast_to(stride, (ndim,))
+    h = np.zeros((c_out, c_in * int(np.prod(s))), dtype=complex)
+    for tap in itertools.product(*[range(k) for k in w.shape[2:]]):
+        a, r = np.divmod(np.array(tap), s)
+        col = np.ravel_multi_index(tuple(r), tuple(s))
+        h[:, col::int(np.prod(s))] += w[(slice(None), slice(None), *tap)] * \
+            np.exp(2j * np.pi * np.dot(a, xi))
+    return h
+
+
+def _brute_force(w, stride, fine):
+    """The maximum of ``sigma_max(H)`` over a fine grid, polished by Nelder-Mead."""
+    ndim = w.ndim - 2
+    grid = np.stack(np.meshgrid(*[np.arange(fine) / fine] * ndim, indexing="ij"), -1)
+    grid = grid.reshape(-1, ndim)
+    top = lambda xi: np.linalg.norm(_symbol(w, xi, stride), 2)  # noqa: E731
+    values = np.array([top(xi) for xi in grid])
+    start = grid[np.argmax(values)]
+    polished = scipy.optimize.minimize(lambda xi: -top(xi), start, method="Nelder-Mead",
+                                       options=dict(xatol=1e-10, fatol=1e-15, maxiter=4000))
+    return values.max(), max(values.max(), -polished.fun)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_within_tol_of_the_brute_force_maximum(seed):
+    rng = np.random.default_rng(100 + seed)
+    ndim = 1 + seed % 2
+    stride = int(rng.integers(1, 3))
+    w = rng.standard_normal((int(rng.integers(1, 4)), int(rng.integers(1, 4)),
+                             *rng.integers(2, 5, ndim)))
+    r = toeplitz_norm(w, stride=stride)
+    grid_max, polished = _brute_force(w, stride, 256 if ndim == 1 else 32)
+    assert grid_max <= polished <= r.upper, (w.shape, stride, r, polished)
+    assert r.upper - polished <= 2e-8 * r.upper, (w.shape, stride, r, polished)
+    assert r.lower <= polished * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-10])
+def test_the_width_meets_tol(tol):
+    w = np.random.default_rng(7).standard_normal((6, 5, 3, 3))
+    r = toeplitz_norm(w, tol=tol)
+    assert r.converged and r.relative_width <= tol + 1e-13
+
+
+def test_the_large_input_limit():
+    """The zero-padded norm grows to the bound as the input grows (1-D, cheap dense SVDs)."""
+    w = np.random.default_rng(3).standard_normal((2, 3, 3))
+    r = toeplitz_norm(w)
+    norms = [_dense_norm(w, 3, (n,), padding=1) for n in (8, 32, 128)]
+    assert norms[0] <= norms[1] <= norms[2] <= r.upper
+    assert r.upper - norms[2] <= 2e-3 * r.upper
+
+
+def test_closed_forms():
+    # a single channel: max |sum_t w_t e^{i t w}|, here |1 + 2 e + e^2| = 4 at w = 0
+    r = toeplitz_norm(np.array([[[1.0, 2.0, 1.0]]]), tol=1e-12)
+    assert r.lower <= 4.0 <= r.upper and r.relative_width <= 1e-12
+    # a 1x1 layer: the norm of its matrix, at any stride (one polyphase column block)
+    m = np.random.default_rng(0).standard_normal((3, 4))
+    r = toeplitz_norm(m[:, :, None, None], stride=2)
+    assert r.lower <= np.linalg.norm(m, 2) <= r.upper
+    assert toeplitz_norm(np.zeros((2, 2, 3))).method == "zero"
+    # scale invariance through powers of two, without overflow
+    w = np.random.default_rng(1).standard_normal((2, 2, 3))
+    one, small, big = (toeplitz_norm(w * 2.0**e) for e in (0, -600, 600))
+    assert small.upper * 2.0**600 == one.upper == big.upper * 2.0**-600
+
+
+def test_orthogonal_layer_is_flat_and_stops_at_the_budget():
+    """A symbol of constant norm (an orthogonal layer) never closes early: the evaluation
+    budget stops it with a certified, wider interval and converged=False."""
+    p = np.diag([1.0, 1.0, 0.0, 0.0])
+    w = np.stack([p, np.eye(4) - p], axis=-1)[..., None]  # H = P + (I - P) e^{i xi}: unitary
+    r = toeplitz_norm(w, max_evaluations=300)
+    assert not r.converged and r.lower <= 1.0 <= r.upper < 1.01
+    r = toeplitz_norm(w, max_evaluations=10**5, tol=1e-4)
+    assert r.converged and r.lower <= 1.0 <= r.upper <= 1.0 + 1e-4
+
+
+def test_araujo_lipgrid_is_looser():
+    """Araujo et al. (AAAI 2021): sqrt(sum_ij max_grid |f_ij|^2) / (1 - 2d/N) bounds ||T||."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((8, 8, 3, 3))
+    x = np.linspace(0, 2 * np.pi, 50)
+    w0, w1 = np.meshgrid(x, x, indexing="ij")
+    taps = np.arange(-2.0, 1.0)
+    phase = np.exp(1j * (w0[..., None, None] * taps[:, None] + w1[..., None, None] * taps))
+    f = np.einsum("oiuv,xyuv->oixy", w, phase)
+    lipgrid = np.sqrt((np.abs(f) ** 2).sum(axis=(0, 1)).max()) / (1 - 2 / 50)
+    r = toeplitz_norm(w)
+    assert r.upper <= lipgrid
