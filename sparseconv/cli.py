@@ -1,4 +1,4 @@
-"""The command line: ``sparseconv {info,spy,spectrum,export}``.
+"""The command line: ``sparseconv {info,spy,spectrum,export,report}``.
 
 Run as ``sparseconv ...`` (console script) or ``python -m sparseconv ...``. Layers are given
 with PyTorch's options (``--in-shape 3,32,32 --out-channels 16 --kernel-size 3 --stride 2
@@ -149,7 +149,7 @@ def _layer_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``sparseconv`` argument parser (subcommands info, spy, spectrum, export)."""
+    """The ``sparseconv`` argument parser (subcommands info, spy, spectrum, export, report)."""
     parser = _Parser(prog="sparseconv", description="Convolution layers as exact sparse "
                      "matrices: inspect, draw and export them.")
     parser.add_argument("--version", action="version", version=f"sparseconv {__version__}")
