@@ -23,7 +23,7 @@ rounding model of :mod:`sparseconv._rounding`, derived for exactly that evaluati
 
 The zero-padded layer embeds in a strided circular layer on a larger grid with no wrap-around
 (:func:`sparseconv._certificates.embedding_grid`): ``||A|| <= ||C||``. :func:`spectral_norm_upper`
-is that circulant bound, widened by :meth:`sparseconv._rounding.Rounding.top_upper`'s rounding
+is that circulant bound, widened by ``sparseconv._rounding.Rounding.top_upper``'s rounding
 allowance computed in torch from the same weight: its gradient is the gradient *of the bound*
 (the top singular value's at the frequency that attains it, plus the allowance's, of relative
 size about 1e-13), not of the layer's norm.
@@ -297,7 +297,7 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     -----
     The embedding grid ``N`` per axis is the smallest multiple of the stride with
     ``N >= n + max(pad_lo, reach)`` and no output reading a wrapped input. The rounding
-    allowance is that of :meth:`sparseconv._rounding.Rounding.top_upper` (the symbol's
+    allowance is that of ``sparseconv._rounding.Rounding.top_upper`` (the symbol's
     evaluation error ``alpha u W1`` and the SVD's backward error), derived for float64 with
     a backward-stable SVD (LAPACK on CPU).
 

@@ -1325,7 +1325,7 @@ class NetworkOperator:
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
     """A network whose forward is linear (affine) as one matrix-free operator.
 
-    The model is traced with ``torch.fx`` (:func:`torch.fx.symbolic_trace`'s tracer, with
+    The model is traced with ``torch.fx`` (``torch.fx.symbolic_trace``'s tracer, with
     every module :func:`matrix` supports kept whole), and each node of the graph becomes its
     linear map: modules through :func:`operator`; residual sums and differences
     (``x + f(x)``, ``torch.add``), products with constants, ``torch.cat`` (not along the
