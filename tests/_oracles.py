@@ -54,6 +54,16 @@ def per_side(padding, kernel_size, dilation, flip=False):
     return [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
 
 
+# sparseconv's periodic layer: padding=None is PyTorch's "same" split on a circular grid
+PERIODIC = dict(padding=None, padding_mode="circular")
+
+
+def periodic_pads(kernel, dilation):
+    """PyTorch's "same" split of the total ``dilation*(k-1)``, written out here."""
+    return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                 for k, d in zip(kernel, dilation))
+
+
 def as_tuple(value, ndim):
     return (value,) * ndim if isinstance(value, int) else tuple(value)
 

@@ -21,13 +21,7 @@ from sparseconv import (
 )
 from sparseconv.testing import dottest
 
-PERIODIC = dict(padding=None, padding_mode="circular")
-
-
-def periodic_pads(kernel, dilation):
-    """PyTorch's "same" split of the total ``dilation*(k-1)``, written out here."""
-    return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
-                 for k, d in zip(kernel, dilation))
+from ._oracles import PERIODIC, periodic_pads
 
 
 def random_layer(rng, complex_weight=False):

@@ -21,12 +21,7 @@ from sparseconv import (
     singular_values,
 )
 
-PERIODIC = dict(padding=None, padding_mode="circular")
-
-
-def periodic_pads(kernel, dilation):
-    return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
-                 for k, d in zip(kernel, dilation))
+from ._oracles import PERIODIC, periodic_pads
 
 
 def random_chain(rng, complex_weight=False):
