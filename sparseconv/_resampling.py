@@ -10,10 +10,10 @@ own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
   ``ceil((o + 1) n / m) - 1`` of ``n`` (windows may overlap and differ in size); ``"area"``
   interpolation is the same map;
 * ``"nearest"``: input ``min(floor(o * scale), n - 1)``, the product rounded to float32
-  before the floor as PyTorch's CPU kernel rounds it (its 2-D kernel alone copies an axis of
-  unchanged size and halves the index of a doubled one, whatever ``scale_factor`` says; in
-  2-D, where ``o * scale`` is within float32 rounding of an integer, PyTorch's index was seen
-  to differ by one from one input size to another, which this does not reproduce);
+  before the floor as PyTorch's CPU kernel rounds it (its 2-D kernel alone computes in float32
+  and copies an axis of unchanged size and halves the index of a doubled one, whatever
+  ``scale_factor`` says; a ``scale_factor`` near but not equal to 1 or 2 on which PyTorch's
+  own 2-D kernels disagree is refused, with ``size=`` as the way out);
   ``"nearest-exact"``:
   ``min(floor((o + 0.5) * scale), n - 1)``;
 * ``"linear"``, ``"bilinear"``, ``"trilinear"``: the two neighbours of the source coordinate
@@ -89,22 +89,33 @@ def _adaptive_axis(n: int, m: int) -> sp.csr_array:
 
 
 def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
-                  shortcuts: bool) -> sp.csr_array:
+                  two_d: bool) -> sp.csr_array:
     """PyTorch's nearest and nearest-exact source index: ``floorf(o * scale)``.
 
-    ``shortcuts``: PyTorch's 2-D nearest kernel (``nearest_idx``) copies an axis whose size
-    does not change and halves the index where it doubles, whatever ``scale_factor`` says;
-    its 1-D and 3-D kernels do not (``scale_factor=1.1`` on 6 inputs reads input 0 twice).
+    ``two_d``: PyTorch's 2-D nearest kernels (``nearest_idx``, ``nearest_exact_idx``) take a
+    float32 scale (``nearest`` times a float32 index) and ``nearest`` copies an axis whose size does not change or
+    halves the index where it doubles, whatever ``scale_factor`` says; its 1-D and 3-D
+    kernels do not (``scale_factor=1.1`` on 6 inputs reads input 0 twice) and round a double
+    product to float32. Where a ``scale_factor`` that is not exactly 1 or 2 gives such a size
+    and the two rules disagree, PyTorch itself was seen to use either (it is not the axis's
+    sizes that decide): refused, with ``size=`` as the way out, rather than guessed.
     """
     o = np.arange(m) + (0.5 if exact else 0.0)
     ratio = 1.0 / scale if scale is not None else n / m
-    if shortcuts and m == n:
-        source = np.arange(m)
-    elif shortcuts and m == 2 * n:
-        source = np.arange(m) >> 1
+    if two_d:  # ATen's nearest_idx / nearest_exact_idx: a float32 scale
+        product = (o.astype(np.float32) * np.float32(ratio) if not exact
+                   else (o * np.float64(np.float32(ratio))).astype(np.float32))
+        source = np.minimum(np.floor(product).astype(np.int64), n - 1)
+        if not exact and m in (n, 2 * n):
+            shortcut = np.arange(m) >> (m // n - 1)
+            if not np.array_equal(shortcut, source):
+                raise ValueError(
+                    f"scale_factor={scale!r} maps {n} inputs to {m} outputs, where PyTorch's "
+                    f"2-D nearest kernels disagree (one copies or halves the index, one "
+                    f"rounds o * {ratio!r}): pass size={m} instead")
+            source = shortcut
     else:  # a double product, rounded to float32 (floorf's argument), then floored
-        source = np.floor((o * ratio).astype(np.float32))
-    source = np.minimum(source.astype(np.int64), n - 1)
+        source = np.minimum(np.floor((o * ratio).astype(np.float32)).astype(np.int64), n - 1)
     return _axis_matrix(o, source, np.ones(m), m, n)
 
 
@@ -306,7 +317,7 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         axes = [_linear_axis(n, m, s, bool(align_corners))
                 for n, m, s in zip(shape[1:], out, scales)]
     else:
-        axes = [_nearest_axis(n, m, s, mode == "nearest-exact", ndim == 2 and mode == "nearest")
+        axes = [_nearest_axis(n, m, s, mode == "nearest-exact", ndim == 2)
                 for n, m, s in zip(shape[1:], out, scales)]
     return _kron(shape[0], axes, format, dtype, "interpolate_matrix")
 
