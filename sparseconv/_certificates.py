@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry
@@ -135,66 +134,95 @@ def _section_kernels(weight, geom: ConvGeometry, grid, axis: int, xi: tuple) -> 
     return [h[g].reshape(c_out // groups, k, -1).transpose(0, 2, 1) for g in range(groups)]
 
 
-def _section_gram(kernel: np.ndarray, axis) -> sp.csr_array:
-    """``T^H T`` of the 1-D layer ``T`` with ``kernel`` on ``axis``, in position-major order.
+class SectionGram:
+    """``T^H T`` of a 1-D layer ``T`` along one axis, as dense blocks on its block band.
 
-    Taps ``t`` and ``u`` of one output read input positions ``p`` and ``q`` (the axis's
-    gather map): they add ``K_t^H K_u`` to block ``(p, q)``. Rows and columns are ordered
-    ``p * channels + c``, so the matrix is banded.
+    ``blocks[p, d]`` is the ``C x C`` block at positions ``(p, p - d)`` (``d`` from 0 to
+    ``depth - 1``); the blocks above the diagonal are their adjoints. Rows and columns are
+    ordered ``p * channels + c`` (position-major), so the matrix is banded with bandwidth
+    ``depth * channels - 1``.
     """
-    taps = axis.tap_index()  # (outputs, k), -1 reads zero padding
-    channels, k = kernel.shape[1], kernel.shape[2]
-    products = np.einsum("oat,obu->tuab", np.conj(kernel), kernel)  # (k, k, C, C)
-    pairs, blocks = [], []
-    for t in range(k):
-        for u in range(k):
-            both = (taps[:, t] >= 0) & (taps[:, u] >= 0)
-            pairs.append(np.stack([taps[both, t], taps[both, u]], axis=1))
-            blocks.append(np.broadcast_to(products[t, u], (int(both.sum()), channels, channels)))
-    pairs, blocks = np.concatenate(pairs), np.concatenate(blocks)
-    ch = np.arange(channels)
-    rows = pairs[:, 0, None, None] * channels + ch[None, :, None]
-    cols = pairs[:, 1, None, None] * channels + ch[None, None, :]
-    size = axis.size * channels
-    # coo -> csr sums the contributions of all (t, u) pairs to one block
-    return sp.coo_array((blocks.ravel(), (np.broadcast_to(rows, blocks.shape).ravel(),
-                                          np.broadcast_to(cols, blocks.shape).ravel())),
-                        shape=(size, size)).tocsr()
+
+    def __init__(self, kernel: np.ndarray, axis) -> None:
+        taps = axis.tap_index()  # (outputs, k), -1 reads zero padding
+        c_out, channels, k = kernel.shape
+        flat = kernel.transpose(0, 2, 1).reshape(c_out, k * channels)  # columns (t, c)
+        # K_t^H K_u for every pair of taps, one GEMM: (k, k, C, C)
+        products = (np.conj(flat.T) @ flat).reshape(k, channels, k, channels).transpose(0, 2, 1, 3)
+        t, u = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+        p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
+        keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
+        self.depth = int((p - q)[keep].max(initial=0)) + 1
+        counts = np.zeros((axis.size, self.depth, k, k))
+        np.add.at(counts, (p[keep], (p - q)[keep], np.broadcast_to(t, p.shape)[keep],
+                           np.broadcast_to(u, p.shape)[keep]), 1.0)
+        self.blocks = (counts.reshape(-1, k * k) @ products.reshape(k * k, -1)).reshape(
+            axis.size, self.depth, channels, channels)
+        self.channels, self.positions = channels, axis.size
+        self.shape = (axis.size * channels,) * 2
+        self.dtype = self.blocks.dtype
+
+    @property
+    def bandwidth(self) -> int:
+        return self.depth * self.channels - 1
+
+    def band(self, mu: float) -> np.ndarray:
+        """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``."""
+        c, n = self.channels, self.positions
+        band = np.zeros((self.bandwidth + 1, n * c), dtype=self.dtype)
+        for d in range(self.depth):
+            for b in range(c):
+                # column q*c + b, rows (q + d)*c + a: offset d*c + a - b, for a >= b - d*c
+                first = max(0, b - d * c)
+                rows = slice(d * c - b + first, d * c - b + c)
+                band[rows, b:(n - d) * c:c] = -self.blocks[d:, d, first:, b].T
+        band[0] += mu
+        return band
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        x = x.reshape(self.positions, self.channels)
+        y = np.zeros(x.shape, dtype=np.result_type(self.dtype, x.dtype))
+        for d in range(self.depth):
+            below = self.blocks[d:, d]  # (n - d, C, C): block (p, p - d)
+            y[d:] += np.matmul(below, x[:self.positions - d, :, None])[..., 0]
+            if d:  # the blocks above the diagonal: x^T conj(B) is (B^H x)^T
+                y[:self.positions - d] += np.matmul(x[d:, None, :], np.conj(below))[:, 0]
+        return y.ravel()
+
+    def toarray(self) -> np.ndarray:
+        return self.matvec_columns(np.eye(self.shape[0], dtype=self.dtype))
+
+    def matvec_columns(self, columns: np.ndarray) -> np.ndarray:
+        return np.stack([self.matvec(c) for c in columns.T], axis=1)
 
 
 def section_bytes(geom: ConvGeometry, axis: int) -> int:
-    """Memory of one section's Gram matrix and its band, counted before either is built."""
+    """Memory of one section's Gram blocks and its band, counted before either is built."""
     a = geom.axes[axis]
     channels = block_shape(geom)[1] // math.prod(
         s for d, s in enumerate(geom.stride) if d == axis)
     itemsize = 16  # complex symbols; real kernels in 1-D take less
-    entries = a.output_size * a.kernel_size**2 * channels**2
-    band = (a.dilation * (a.kernel_size - 1) + 1) * channels * a.size * channels
-    return 2 * entries * (itemsize + 16) + band * itemsize
+    depth = a.dilation * (a.kernel_size - 1) + 1  # blocks, band, and the tap products
+    return (2 * depth * a.size + a.kernel_size**2) * channels * channels * itemsize
 
 
-def _below(gram: sp.csr_array, mu: float) -> tuple[bool, int]:
-    """Whether ``mu I - gram`` has a Cholesky factorization, and the gram's bandwidth."""
-    lower = sp.tril(gram).tocoo()
-    offset = lower.row - lower.col
-    bandwidth = int(offset.max(initial=0))
-    band = np.zeros((bandwidth + 1, gram.shape[0]), dtype=gram.dtype)
-    band[offset, lower.col] = -lower.data
-    band[0] += mu
+def _below(gram: SectionGram, mu: float) -> bool:
+    """Whether ``mu I - gram`` has a Cholesky factorization (in its band storage)."""
     try:
-        scipy.linalg.cholesky_banded(band, lower=True, check_finite=False)
+        scipy.linalg.cholesky_banded(gram.band(mu), lower=True, check_finite=False)
     except scipy.linalg.LinAlgError:
-        return False, bandwidth
-    return True, bandwidth
+        return False
+    return True
 
 
-def _top_eigenpair(gram: sp.csr_array) -> tuple[float, np.ndarray]:
+def _top_eigenpair(gram: SectionGram) -> tuple[float, np.ndarray]:
     if gram.shape[0] <= 64:
         lam, vec = np.linalg.eigh(gram.toarray())
         return float(lam[-1]), vec[:, -1]
     # a fixed random start has a component along every eigenvector (ones may not)
     v0 = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
-    lam, vec = spla.eigsh(gram, k=1, which="LA", tol=1e-13, v0=v0)
+    op = spla.LinearOperator(gram.shape, matvec=gram.matvec, dtype=gram.dtype)
+    lam, vec = spla.eigsh(op, k=1, which="LA", tol=1e-13, v0=v0)
     return float(lam[0]), vec[:, 0]
 
 
@@ -251,11 +279,10 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
             return max(certified(mu), float(rows.flat[flat])), witnesses
         xi = tuple(int(i) for i in np.unravel_index(flat, rows.shape))
         for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
-            gram = _section_gram(kernel, geom.axes[axis])
-            if mu > 0:
-                below, bandwidth = _below(gram, mu)
-                if below:
-                    continue
+            gram = SectionGram(kernel, geom.axes[axis])
+            bandwidth = max(bandwidth, gram.bandwidth)  # the proof's slack grows with it
+            if mu > 0 and _below(gram, mu):
+                continue
             try:
                 lam, vector = _top_eigenpair(gram)
             except spla.ArpackError:  # no estimate: the block's certified circulant bound
@@ -263,8 +290,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
                 continue
             for delta in (1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0):
                 candidate = max(lam, 1e-300) * (1 + delta)
-                below, bandwidth = _below(gram, candidate)
-                if below:
+                if _below(gram, candidate):
                     mu = max(mu, candidate)
                     break
             else:  # pragma: no cover - Lanczos does not miss by a factor of two
@@ -275,7 +301,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
         if group not in witnesses:  # every group needs a start: the layer is block diagonal
             try:
-                lam, vector = _top_eigenpair(_section_gram(kernel, geom.axes[axis]))
+                lam, vector = _top_eigenpair(SectionGram(kernel, geom.axes[axis]))
             except spla.ArpackError:  # this group starts from zero; the bound is unaffected
                 continue
             witnesses[group] = Witness(lam, axis, xi, group, vector)
