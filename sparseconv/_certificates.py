@@ -24,8 +24,11 @@ widened by its rounding allowance from :mod:`sparseconv._rounding`.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +36,8 @@ import scipy.linalg
 import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry
-from ._memory import check_memory
+from ._memory import check_memory, get_memory_limit
+from ._parallel import ProgressLike, map_chunks
 from ._rounding import Rounding, U, gamma, up
 from ._symbol import (
     conjugate_pairs,
@@ -84,7 +88,8 @@ def block_shape(geom: ConvGeometry) -> tuple[int, int]:
             geom.in_channels // geom.groups * math.prod(geom.stride))
 
 
-def circulant_tops(weight, periodic: ConvGeometry) -> np.ndarray:
+def circulant_tops(weight, periodic: ConvGeometry, executor: Executor | None = None,
+                   progress: ProgressLike | None = None) -> np.ndarray:
     """Computed ``sigma_max`` of the periodic layer's symbol per frequency and group.
 
     Returns shape ``(*grid/s, groups)``. A real kernel's symbol is computed at one frequency
@@ -97,7 +102,8 @@ def circulant_tops(weight, periodic: ConvGeometry) -> np.ndarray:
         frequencies = np.indices(full_grid).reshape(len(full_grid), -1).T
     else:
         frequencies, _ = conjugate_pairs(full_grid)
-    top = per_frequency(periodic, weight, frequencies, top_per_frequency)  # (F, groups)
+    top = per_frequency(periodic, weight, frequencies, top_per_frequency, executor, progress,
+                        "spectral_norm's circulant bound")  # (F, groups)
     full = np.empty((*full_grid, top.shape[-1]))
     if weight.dtype.kind != "c":  # sigma(-xi) = sigma(xi) only for a real kernel
         full[tuple(((-frequencies) % full_grid).T)] = top
@@ -251,52 +257,97 @@ def _certified_square(mu: float, bandwidth: int, rounding: Rounding, c_out: int,
     return up(proved + gamma(2 * c_out + taps**2 + 4) * w1 * w1 + 2 * w1 * eps + eps * eps)
 
 
+def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
+                  xis: list) -> list:
+    """One task of :func:`section_bound`: prove each block at ``xis`` below ``mu``, or not.
+
+    Per frequency and group: ``None`` when a Cholesky factorization proves the block's Gram
+    below ``mu``; else ``(proved, lam, vector)``, ``proved`` the smallest of a few candidates
+    just above its computed top eigenvalue ``lam`` that a Cholesky factorization proves
+    (``math.inf`` if none does), or ``(None, None, None)`` when no eigenvalue estimate came.
+    """
+    results = []
+    for xi in xis:
+        per_group: list = []
+        for kernel in _section_kernels(weight, geom, grid, axis, xi):
+            gram = SectionGram(kernel, geom.axes[axis])
+            if mu > 0 and _below(gram, mu):
+                per_group.append(None)
+                continue
+            try:
+                lam, vector = _top_eigenpair(gram)
+            except spla.ArpackError:  # no estimate: the caller takes the circulant bound
+                per_group.append((None, None, None))
+                continue
+            proved = next((c for c in (max(lam, 1e-300) * (1 + delta) for delta in
+                                       (1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0))
+                           if _below(gram, c)), math.inf)
+            per_group.append((proved, lam, vector))
+        results.append(per_group)
+    return results
+
+
+def _block_label(xis: list, i: int) -> str:
+    return f"the block at frequency {xis[i]} of the other axes"
+
+
 def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int, beat: float,
-                  rounding: Rounding) -> tuple[float, dict]:
+                  rounding: Rounding, executor: Executor | None = None) -> tuple[float, dict]:
     """Upper bound on ``||A||`` with ``axis`` exact and the other axes periodic on ``grid``.
 
     ``rows[xi]`` is a certified bound on the block at frequency ``xi`` of the other axes (its
     circulant bound). Blocks are visited by decreasing ``rows``: each one is proved below the
     current candidate ``mu`` by one Cholesky factorization, and a block that fails raises
-    ``mu`` to its own proved top eigenvalue. The visit ends when no block left can exceed
-    ``mu``, or early once ``mu`` passes ``beat`` (another bound, which then wins); the result
-    bounds ``||A||`` either way. Also returns, per group, the block with the largest computed
-    top eigenvalue (the witnesses, to start the lower bound from).
+    ``mu`` to its own proved top eigenvalue. The first block is visited alone (it sets
+    ``mu``); then rounds of as many blocks as run at once, each proved against the ``mu`` of
+    its round -- a block proved below an older ``mu`` is below the final one. The visit ends
+    when no block left can exceed ``mu``, or early once ``mu`` passes ``beat`` (another
+    bound, which then wins); the result bounds ``||A||`` either way. Also returns, per group,
+    the block with the largest computed top eigenvalue (the witnesses, to start the lower
+    bound from).
     """
     check_memory(section_bytes(geom, axis), "an exact section of spectral_norm")
     c_out, taps = geom.out_channels // geom.groups, math.prod(geom.kernel_size)
-    witnesses: dict[int, Witness]
-    mu, bandwidth, witnesses = 0.0, 0, {}
+    # every gram of this section has one band: the taps, not the kernel, decide it
+    bandwidth = (geom.axes[axis].dilation * (geom.axes[axis].kernel_size - 1) + 1) * (
+        block_shape(geom)[1] // geom.stride[axis]) - 1
+    limit = get_memory_limit()
+    at_once = max(1, min(os.cpu_count() or 1, limit // section_bytes(geom, axis)
+                         if limit else os.cpu_count() or 1))
+    witnesses: dict[int, Witness] = {}
+    mu = 0.0
 
     def certified(value: float) -> float:
         return math.sqrt(_certified_square(value, bandwidth, rounding, c_out, taps))
 
-    order = np.argsort(rows, axis=None)[::-1]
-    for flat in order:
-        if rows.flat[flat] ** 2 <= mu:
+    order = [int(i) for i in np.argsort(rows, axis=None)[::-1]]
+    done = 0
+    while done < len(order):
+        if rows.flat[order[done]] ** 2 <= mu:
             break  # this block and all later ones are below mu already
         if certified(mu) >= beat:
-            return max(certified(mu), float(rows.flat[flat])), witnesses
-        xi = tuple(int(i) for i in np.unravel_index(flat, rows.shape))
-        for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
-            gram = SectionGram(kernel, geom.axes[axis])
-            bandwidth = max(bandwidth, gram.bandwidth)  # the proof's slack grows with it
-            if mu > 0 and _below(gram, mu):
-                continue
-            try:
-                lam, vector = _top_eigenpair(gram)
-            except spla.ArpackError:  # no estimate: the block's certified circulant bound
-                mu = max(mu, float(rows.flat[flat]) ** 2)
-                continue
-            for delta in (1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0):
-                candidate = max(lam, 1e-300) * (1 + delta)
-                if _below(gram, candidate):
-                    mu = max(mu, candidate)
-                    break
-            else:  # pragma: no cover - Lanczos does not miss by a factor of two
-                return math.inf, witnesses
-            if group not in witnesses or lam > witnesses[group].value:
-                witnesses[group] = Witness(lam, axis, xi, group, vector)
+            return max(certified(mu), float(rows.flat[order[done]])), witnesses
+        size = 1 if done == 0 else at_once
+        batch = [f for f in order[done:done + size] if rows.flat[f] ** 2 > mu]
+        xis = [tuple(int(i) for i in np.unravel_index(f, rows.shape)) for f in batch]
+        chunks = [[xi] for xi in xis]
+        proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu), chunks,
+                            executor=executor, what=f"the exact section on axis {axis}",
+                            label=functools.partial(_block_label, xis))
+        for flat, xi, [per_group] in zip(batch, xis, proofs):
+            for group, proof in enumerate(per_group):
+                if proof is None:
+                    continue
+                proved, lam, vector = proof
+                if proved is None:
+                    mu = max(mu, float(rows.flat[flat]) ** 2)
+                    continue
+                if proved == math.inf:  # pragma: no cover - Lanczos does not miss by 2x
+                    return math.inf, witnesses
+                mu = max(mu, proved)
+                if group not in witnesses or lam > witnesses[group].value:
+                    witnesses[group] = Witness(lam, axis, xi, group, vector)
+        done += size
     xi = tuple(int(i) for i in np.unravel_index(order[0], rows.shape))
     for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
         if group not in witnesses:  # every group needs a start: the layer is block diagonal
@@ -312,7 +363,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
 # The Toeplitz symbol's supremum.
 # ---------------------------------------------------------------------------------------------
 def toeplitz_bound(weight, geom: ConvGeometry, grid, rounding: Rounding,
-                   sampled: float | None = None) -> float:
+                   sampled: float | None = None, executor: Executor | None = None) -> float:
     """``sup_omega sigma_max(H(omega))`` of the stride-1 layer, rigorously from a grid.
 
     With taps centred, moving ``omega`` by ``h_d`` per axis changes the symbol by at most
@@ -323,7 +374,7 @@ def toeplitz_bound(weight, geom: ConvGeometry, grid, rounding: Rounding,
     rows, cols = geom.out_channels // geom.groups, geom.in_channels // geom.groups
     if sampled is None:
         stride_one = periodic_geometry(weight.shape, geom, grid, stride=(1,) * geom.ndim)
-        top = circulant_tops(weight, stride_one)
+        top = circulant_tops(weight, stride_one, executor)
         sampled = float(rounding.top_upper(float(top.max()), rows, cols))
     taps = weight.reshape(weight.shape[0], weight.shape[1], -1)
     reach = 0.0
