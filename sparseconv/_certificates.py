@@ -167,6 +167,7 @@ class SectionGram:
         self.channels, self.positions = channels, axis.size
         self.shape = (axis.size * channels,) * 2
         self.dtype = self.blocks.dtype
+        self._above: np.ndarray | None = None
 
     @property
     def bandwidth(self) -> int:
@@ -186,13 +187,15 @@ class SectionGram:
         return band
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
-        x = x.reshape(self.positions, self.channels)
+        if self._above is None:  # the adjoint blocks, contiguous: batched matmul is fast on them
+            self._above = np.ascontiguousarray(np.conj(self.blocks[:, 1:]).swapaxes(-1, -2))
+        x = x.reshape(self.positions, self.channels, 1)
         y = np.zeros(x.shape, dtype=np.result_type(self.dtype, x.dtype))
+        n = self.positions
         for d in range(self.depth):
-            below = self.blocks[d:, d]  # (n - d, C, C): block (p, p - d)
-            y[d:] += np.matmul(below, x[:self.positions - d, :, None])[..., 0]
-            if d:  # the blocks above the diagonal: x^T conj(B) is (B^H x)^T
-                y[:self.positions - d] += np.matmul(x[d:, None, :], np.conj(below))[:, 0]
+            y[d:] += np.matmul(self.blocks[d:, d], x[:n - d])  # block (p, p - d)
+            if d:  # block (p - d, p), the adjoint of block (p, p - d)
+                y[:n - d] += np.matmul(self._above[d:, d - 1], x[d:])
         return y.ravel()
 
     def toarray(self) -> np.ndarray:
@@ -208,8 +211,8 @@ def section_bytes(geom: ConvGeometry, axis: int) -> int:
     channels = block_shape(geom)[1] // math.prod(
         s for d, s in enumerate(geom.stride) if d == axis)
     itemsize = 16  # complex symbols; real kernels in 1-D take less
-    depth = a.dilation * (a.kernel_size - 1) + 1  # blocks, band, and the tap products
-    return (2 * depth * a.size + a.kernel_size**2) * channels * channels * itemsize
+    depth = a.dilation * (a.kernel_size - 1) + 1  # blocks, their adjoints, band, tap products
+    return (3 * depth * a.size + a.kernel_size**2) * channels * channels * itemsize
 
 
 def _below(gram: SectionGram, mu: float) -> bool:

@@ -75,19 +75,35 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
     return int(min(fits, maxiter + 1))
 
 
+def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
+    """Whether the top Ritz value is within ``tol`` (relative, on the norm) of ``lambda_max``.
+
+    The top Ritz value ``theta`` is within ``r`` (its residual) of an eigenvalue, and within
+    ``r^2 / gap`` when the next Ritz value is ``gap`` below it (the gap to the rest of the
+    spectrum, as far as the Krylov space shows it); the norm's error is half the relative
+    error of ``theta``.
+    """
+    theta = values[-1]
+    gap = theta - values[-2] if len(values) > 1 else theta
+    error = min(residual, residual * residual / gap) if gap > 0 else residual
+    return error <= 2 * tol * theta
+
+
 def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarray, bool]:
     """Top Ritz vector of ``A^H A`` by Lanczos with full reorthogonalization, from ``start``.
 
-    Stops when the top Ritz value has moved less than ``tol`` (relative) over 10 steps, at an
-    invariant subspace, or after ``maxiter`` steps in all; restarts from the current Ritz
-    vector when the basis the memory limit allows is full. Returns the vector and whether
-    ``tol`` was met.
+    Stops when the top Ritz pair's residual shows its value within ``tol`` of the top
+    eigenvalue (:func:`_converged`), at an invariant subspace, or after ``maxiter`` steps in
+    all; restarts from the current Ritz vector when the basis the memory limit allows is
+    full. One Gram-Schmidt pass against the basis, a second one only when the first removed
+    most of the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector
+    and whether ``tol`` was met.
     """
     n = op.shape[1]
     dtype = np.result_type(op.dtype, start.dtype)
     size = _basis_size(n, np.dtype(dtype).itemsize, maxiter)
     basis = np.empty((size, n), dtype=dtype)
-    history, steps, v = [], 0, start
+    steps, v = 0, start
     while True:
         basis[0] = v / np.linalg.norm(v)
         alpha: list[float]
@@ -96,15 +112,18 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarra
         for j in range(size - 1):
             w = op.rmatvec(op.matvec(basis[j]))
             alpha.append(float(np.vdot(basis[j], w).real))
-            for _ in range(2):  # classical Gram-Schmidt, twice, against the whole basis
+            before = float(np.linalg.norm(w))
+            for _ in range(2):  # classical Gram-Schmidt against the whole basis, twice at most
                 w = w - basis[:j + 1].T @ (basis[:j + 1].conj() @ w)
+                norm = float(np.linalg.norm(w))
+                if norm > 0.5 * before:
+                    break
+                before = norm
             tridiagonal = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
             values, vectors = np.linalg.eigh(tridiagonal)
-            history.append(values[-1])
             ritz, steps = vectors[:, -1], steps + 1
-            norm = float(np.linalg.norm(w))
-            converged = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
-            if norm <= 1e-14 * abs(values[-1]) or converged:
+            if norm <= 1e-14 * abs(values[-1]) or (
+                    j >= 10 and _converged(values, norm * abs(ritz[-1]), tol)):
                 return basis[:len(ritz)].T @ ritz, True
             if steps >= maxiter:
                 return basis[:len(ritz)].T @ ritz, False
@@ -114,7 +133,7 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarra
 
 
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
-                maxiter: int = 150) -> tuple[float, bool]:
+                maxiter: int = 300) -> tuple[float, bool]:
     """A rigorous lower bound on ``||A||``: the best certified quotient ``||A u|| / ||u||``.
 
     Returns the bound and whether the Lanczos iteration met ``tol``.

@@ -270,7 +270,7 @@ def test_sections_that_do_not_fit_are_skipped_not_refused_late(memory_limit):
     """The issue's late refusal: an exact section over the limit, after minutes of work."""
     w = np.random.default_rng(8).standard_normal((32, 32, 3, 3)) / 12
     truth = dense_norm(w, (32, 4, 4), padding=1)
-    memory_limit(200_000)  # the circulant bound and Lanczos fit, a 540 kB section does not
+    memory_limit(200_000)  # the circulant bound and Lanczos fit, a 737 kB section does not
     result = spectral_norm(w, (32, 4, 4), padding=1, method="bounds")
     assert not any(name.startswith("exact") for name in result.bounds), result.bounds
     assert_contains(result, truth, "no sections")
