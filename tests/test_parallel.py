@@ -8,8 +8,15 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 import numpy as np
 import pytest
 
-from sparseconv import eigenvalues, frequency_map, singular_values, spectral_norm, symbol
-from sparseconv import _parallel, _symbol
+from sparseconv import (
+    _parallel,
+    _symbol,
+    eigenvalues,
+    frequency_map,
+    singular_values,
+    spectral_norm,
+    symbol,
+)
 from sparseconv._parallel import map_chunks, one_blas_thread
 
 PERIODIC = dict(padding=None, padding_mode="circular")
