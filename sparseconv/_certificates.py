@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry
@@ -51,6 +52,8 @@ __all__ = [
     "circulant_tops",
     "dense_upper",
     "embedding_grid",
+    "full_bound",
+    "full_bytes_and_flops",
     "section_bound",
     "section_bytes",
     "toeplitz_bound",
@@ -141,16 +144,17 @@ def _section_kernels(weight, geom: ConvGeometry, grid, axis: int, xi: tuple) -> 
 
 
 class SectionGram:
-    """``T^H T`` of a 1-D layer ``T`` along one axis, as dense blocks on its block band.
+    """``T^H T`` of a layer ``T`` along its positions, as dense blocks on its block band.
 
-    ``blocks[p, d]`` is the ``C x C`` block at positions ``(p, p - d)`` (``d`` from 0 to
-    ``depth - 1``); the blocks above the diagonal are their adjoints. Rows and columns are
-    ordered ``p * channels + c`` (position-major), so the matrix is banded with bandwidth
-    ``depth * channels - 1``.
+    ``taps[o, t]`` is the position (of ``positions``, linear over the axes) that tap ``t`` of
+    output ``o`` reads, ``-1`` for a zero pad: one axis's gather map for an exact section,
+    the whole layer's for the full certificate. ``blocks[p, d]`` is the ``C x C`` block at
+    positions ``(p, p - d)`` (``d`` from 0 to ``depth - 1``); the blocks above the diagonal
+    are their adjoints. Rows and columns are ordered ``p * channels + c`` (position-major),
+    so the matrix is banded with bandwidth ``depth * channels - 1``.
     """
 
-    def __init__(self, kernel: np.ndarray, axis) -> None:
-        taps = axis.tap_index()  # (outputs, k), -1 reads zero padding
+    def __init__(self, kernel: np.ndarray, taps: np.ndarray, positions: int) -> None:
         c_out, channels, k = kernel.shape
         flat = kernel.transpose(0, 2, 1).reshape(c_out, k * channels)  # columns (t, c)
         # K_t^H K_u for every pair of taps, one GEMM: (k, k, C, C)
@@ -159,13 +163,15 @@ class SectionGram:
         p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
         keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
         self.depth = int((p - q)[keep].max(initial=0)) + 1
-        counts = np.zeros((axis.size, self.depth, k, k))
-        np.add.at(counts, (p[keep], (p - q)[keep], np.broadcast_to(t, p.shape)[keep],
-                           np.broadcast_to(u, p.shape)[keep]), 1.0)
-        self.blocks = (counts.reshape(-1, k * k) @ products.reshape(k * k, -1)).reshape(
-            axis.size, self.depth, channels, channels)
-        self.channels, self.positions = channels, axis.size
-        self.shape = (axis.size * channels,) * 2
+        # which pairs of taps meet at each (p, d): sparse, as few pairs realize one offset
+        rows = p[keep] * self.depth + (p - q)[keep]
+        cols = np.broadcast_to(t * k + u, p.shape)[keep]
+        counts = sp.csr_array((np.ones(rows.size), (rows, cols)),
+                              shape=(positions * self.depth, k * k))
+        self.blocks = np.asarray(counts @ products.reshape(k * k, -1)).reshape(
+            positions, self.depth, channels, channels)
+        self.channels, self.positions = channels, positions
+        self.shape = (positions * channels,) * 2
         self.dtype = self.blocks.dtype
         self._above: np.ndarray | None = None
 
@@ -273,7 +279,7 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
     for xi in xis:
         per_group: list = []
         for kernel in _section_kernels(weight, geom, grid, axis, xi):
-            gram = SectionGram(kernel, geom.axes[axis])
+            gram = SectionGram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
             if mu > 0 and _below(gram, mu):
                 per_group.append(None)
                 continue
@@ -355,11 +361,67 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
         if group not in witnesses:  # every group needs a start: the layer is block diagonal
             try:
-                lam, vector = _top_eigenpair(SectionGram(kernel, geom.axes[axis]))
+                gram = SectionGram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
+                lam, vector = _top_eigenpair(gram)
             except spla.ArpackError:  # this group starts from zero; the bound is unaffected
                 continue
             witnesses[group] = Witness(lam, axis, xi, group, vector)
     return certified(mu), witnesses
+
+
+# ---------------------------------------------------------------------------------------------
+# Every axis exact: the whole layer's Gram matrix.
+# ---------------------------------------------------------------------------------------------
+#: The full certificate runs when its banded Cholesky takes at most this many multiply-adds
+#: (``rows * bandwidth**2``): a few seconds of LAPACK.
+FULL_FLOPS = 2**37
+
+
+def _layer_taps(geom: ConvGeometry) -> np.ndarray:
+    """The whole layer's gather map over linear input positions: ``(outputs, taps)``, -1 a pad."""
+    index, valid = np.zeros((1, 1), dtype=np.int64), np.ones((1, 1), dtype=bool)
+    for a in geom.axes:  # C order over the axes, outputs and taps alike
+        taps = a.tap_index()
+        index = (index[:, None, :, None] * a.size + taps[None, :, None, :]).reshape(
+            index.shape[0] * taps.shape[0], -1)
+        valid = (valid[:, None, :, None] & (taps >= 0)[None, :, None, :]).reshape(index.shape)
+    return np.where(valid, index, -1)
+
+
+def full_bytes_and_flops(geom: ConvGeometry) -> tuple[int, int]:
+    """Memory (blocks, band) and multiply-adds of the full certificate, before building it."""
+    channels = geom.in_channels // geom.groups
+    depth, step = 1, 1
+    for a in reversed(geom.axes):  # the largest linear offset between two taps' positions
+        depth += min(a.dilation * (a.kernel_size - 1), a.size - 1) * step
+        step *= a.size
+    rows = step * channels
+    bandwidth = depth * channels
+    itemsize = np.dtype(np.float64).itemsize * 2  # complex kernels; real ones take half
+    return 3 * bandwidth * rows * itemsize, geom.groups * rows * bandwidth**2
+
+
+def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
+               tol: float) -> float:
+    """Upper bound on ``||A||`` with every axis exact: ``mu I - A^H A`` proved positive.
+
+    The Gram matrix of each group, position-major, is banded (:class:`SectionGram` over the
+    layer's gather map); one banded Cholesky factorization at ``mu`` just above the square of
+    ``estimate`` (a lower bound near the norm) proves ``||A||^2 <= mu`` up to the rounding
+    allowance of :func:`_certified_square`. ``math.inf`` when no candidate is proved.
+    """
+    taps = _layer_taps(geom)
+    size = math.prod(geom.input_size)
+    c_out = geom.out_channels // geom.groups
+    w = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
+    grams = [SectionGram(w[g], taps, size) for g in range(geom.groups)]
+    bandwidth = max(gram.bandwidth for gram in grams)
+    for delta in (max(8 * tol, 1e-8), 1e-5, 1e-4):
+        mu = max(estimate * estimate, 1e-300) * (1 + delta)
+        if all(_below(gram, mu) for gram in grams):
+            return math.sqrt(_certified_square(mu, bandwidth, rounding, c_out,
+                                               math.prod(geom.kernel_size)))
+    return math.inf
 
 
 # ---------------------------------------------------------------------------------------------

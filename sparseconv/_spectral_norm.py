@@ -29,10 +29,13 @@ from typing import Literal
 import numpy as np
 
 from ._certificates import (
+    FULL_FLOPS,
     block_shape,
     circulant_tops,
     dense_upper,
     embedding_grid,
+    full_bound,
+    full_bytes_and_flops,
     periodic_geometry,
     section_bound,
     section_bytes,
@@ -257,6 +260,12 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
                                         float(np.linalg.norm(start)), max(op.shape))
         return _checked(upper, lower, upper, "upper", bounds, False)
     lower, converged = lower_bound(op, start, tol, rounding)
+    if geom.padding_mode == "zeros" and upper - lower > max(tol, 1e-6) * upper:
+        nbytes, flops = full_bytes_and_flops(geom)
+        if flops <= FULL_FLOPS and fits(nbytes):  # every axis exact, when a Cholesky is cheap
+            bounds["exact"] = full_bound(weight, geom, lower, Rounding.of(weight, geom.groups),
+                                         tol)
+            upper = min(upper, bounds["exact"])
     return _checked(lower, lower, upper, "bounds", bounds, converged)
 
 
