@@ -456,16 +456,18 @@ def toeplitz_bound(weight, geom: ConvGeometry, grid, rounding: Rounding,
 # ---------------------------------------------------------------------------------------------
 # Small layers: the explicit matrix.
 # ---------------------------------------------------------------------------------------------
-def dense_upper(dense: np.ndarray, estimate: float) -> float:
+def dense_upper(dense: np.ndarray, estimate: float, gram: np.ndarray | None = None) -> float:
     """A rigorous upper bound on ``||dense||_2`` near ``estimate`` (LAPACK's ``sigma_max``).
 
     A dense Cholesky of ``mu I - G^``, ``G^`` the computed Gram matrix of the smaller side,
     proves ``lambda_max(G^) <= mu (1 + (2n-1) gamma(n+1) + 2u)``; ``G^`` errs from the exact
-    Gram by at most ``gamma(2m + 4) ||A||_F^2``.
+    Gram by at most ``gamma(2m + 4) ||A||_F^2``. ``gram``: that computed Gram matrix, if the
+    caller has it (``A^H A`` of a tall ``A``, ``A A^H`` of a wide one).
     """
     a = dense if dense.shape[0] >= dense.shape[1] else dense.T
     m, n = a.shape
-    gram = np.conj(a.T) @ a
+    if gram is None:
+        gram = np.conj(a.T) @ a
     frobenius = up(np.linalg.norm(a), m * n + 4)
     slack = (2 * n - 1) * gamma(n + 1) + 2 * U
     for delta in (4 * n * U, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0, 3.0):
