@@ -183,12 +183,13 @@ class SectionGram:
         """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``."""
         c, n = self.channels, self.positions
         band = np.zeros((self.bandwidth + 1, n * c), dtype=self.dtype)
+        a, b = np.meshgrid(np.arange(c), np.arange(c), indexing="ij")
         for d in range(self.depth):
-            for b in range(c):
-                # column q*c + b, rows (q + d)*c + a: offset d*c + a - b, for a >= b - d*c
-                first = max(0, b - d * c)
-                rows = slice(d * c - b + first, d * c - b + c)
-                band[rows, b:(n - d) * c:c] = -self.blocks[d:, d, first:, b].T
+            # block (q + d, q), entry (a, b): column q*c + b, offset d*c + a - b (lower: >= 0)
+            keep = d * c + a - b >= 0
+            columns = np.arange(n - d)[None, :] * c + b[keep][:, None]
+            band[(d * c + a - b)[keep][:, None], columns] = \
+                -self.blocks[d:, d][:, a[keep], b[keep]].T
         band[0] += mu
         return band
 
