@@ -297,6 +297,21 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
     return results
 
 
+def _one_of_each_pair(order: list[int], shape: tuple) -> list[int]:
+    """``order`` without the frequencies whose pair ``-xi`` comes earlier in it."""
+    if not shape:
+        return order
+    xi = np.array(np.unravel_index(order, shape))
+    partner = np.ravel_multi_index(tuple((-xi) % np.array(shape)[:, None]), shape)
+    seen: set[int] = set()
+    kept = []
+    for flat, pair in zip(order, partner.tolist()):
+        if pair not in seen:
+            kept.append(flat)
+        seen.add(flat)
+    return kept
+
+
 def _block_label(xis: list, i: int) -> str:
     return f"the block at frequency {xis[i]} of the other axes"
 
@@ -331,6 +346,8 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
         return math.sqrt(_certified_square(value, bandwidth, rounding, c_out, taps))
 
     order = [int(i) for i in np.argsort(rows, axis=None)[::-1]]
+    if weight.dtype.kind != "c":  # T(-xi) = conj(T(xi)): one block of each pair has both spectra
+        order = _one_of_each_pair(order, rows.shape)
     done = 0
     while done < len(order):
         if rows.flat[order[done]] ** 2 <= mu:
