@@ -89,15 +89,17 @@ def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
     return error <= 2 * tol * theta
 
 
-def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarray, bool]:
+def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
+             ceiling: float = np.inf) -> tuple[np.ndarray, bool]:
     """Top Ritz vector of ``A^H A`` by Lanczos with full reorthogonalization, from ``start``.
 
     Stops when the top Ritz pair's residual shows its value within ``tol`` of the top
     eigenvalue (:func:`_converged`) and that value has moved less than ``tol`` (relative)
     over the last 10 steps, at an invariant subspace, or after ``maxiter`` steps in
     all; restarts from the current Ritz vector when the basis the memory limit allows is
-    full. One Gram-Schmidt pass against the basis, a second one only when the first removed
-    most of the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector
+    full; and once the top Ritz value is within ``tol`` of ``ceiling``, a proved bound on the
+    top eigenvalue. One Gram-Schmidt pass against the basis, a second one only when the first
+    removed most of the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector
     and whether ``tol`` was met.
     """
     n = op.shape[1]
@@ -125,7 +127,7 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarra
             ritz, steps = vectors[:, -1], steps + 1
             history.append(values[-1])
             settled = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
-            if norm <= 1e-14 * abs(values[-1]) or (
+            if norm <= 1e-14 * abs(values[-1]) or values[-1] >= ceiling * (1 - tol) or (
                     settled and _converged(values, norm * abs(ritz[-1]), tol)):
                 return basis[:len(ritz)].T @ ritz, True
             if steps >= maxiter:
@@ -136,9 +138,11 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarra
 
 
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
-                maxiter: int = 300) -> tuple[float, bool]:
+                maxiter: int = 300, upper: float = np.inf) -> tuple[float, bool]:
     """A rigorous lower bound on ``||A||``: the best certified quotient ``||A u|| / ||u||``.
 
+    ``upper``: a certified upper bound on ``||A||``, if known; the iteration also stops once
+    its estimate is within ``tol`` of it (then it is within ``tol`` of the norm, proved).
     Returns the bound and whether the Lanczos iteration met ``tol``.
     """
     rows, cols = op.shape
@@ -156,7 +160,7 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
         columns = op.matmat(np.eye(cols, dtype=op.dtype))
         candidates.append(np.linalg.eigh(np.conj(columns.T) @ columns)[1][:, -1])
     else:
-        vector, converged = _lanczos(op, v0, tol, min(maxiter, cols))
+        vector, converged = _lanczos(op, v0, tol, min(maxiter, cols), upper * upper)
         candidates.append(vector)
     best = max(rounding.quotient_lower(float(np.linalg.norm(op.matvec(u))),
                                        float(np.linalg.norm(u)), max(rows, cols))

@@ -264,7 +264,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         lower = rounding.quotient_lower(float(np.linalg.norm(op.matvec(start))),
                                         float(np.linalg.norm(start)), max(op.shape))
         return _checked(upper, lower, upper, "upper", bounds, False)
-    lower, converged = lower_bound(op, start, tol, rounding)
+    lower, converged = lower_bound(op, start, tol, rounding, upper=upper)
     if geom.padding_mode == "zeros" and upper - lower > max(tol, 1e-6) * upper:
         nbytes, flops = full_bytes_and_flops(geom)
         if flops <= FULL_FLOPS and fits(nbytes):  # every axis exact, when a Cholesky is cheap

@@ -328,7 +328,7 @@ def test_lanczos_reports_an_unmet_tolerance(monkeypatch):
     w = np.random.default_rng(11).standard_normal((4, 4, 3, 3))
     original = _lanczos.lower_bound
     monkeypatch.setattr(_spectral_norm_module(), "lower_bound",
-                        lambda *args: original(*args, maxiter=5))
+                        lambda *args, **kwargs: original(*args, **kwargs, maxiter=5))
     result = spectral_norm(w, (4, 12, 12), padding=1, method="bounds", tol=1e-10)
     assert not result.converged
     assert_contains(result, dense_norm(w, (4, 12, 12), padding=1), "5 steps")
