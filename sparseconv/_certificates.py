@@ -238,7 +238,7 @@ def _top_eigenpair(gram: SectionGram) -> tuple[float, np.ndarray]:
     # a fixed random start has a component along every eigenvector (ones may not)
     v0 = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
     op = spla.LinearOperator(gram.shape, matvec=gram.matvec, dtype=gram.dtype)
-    lam, vec = spla.eigsh(op, k=1, which="LA", tol=1e-9, v0=v0)
+    lam, vec = spla.eigsh(op, k=1, which="LA", tol=1e-10, v0=v0)
     return float(lam[0]), vec[:, 0]
 
 
@@ -290,7 +290,7 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
                 per_group.append((None, None, None))
                 continue
             proved = next((c for c in (max(lam, 1e-300) * (1 + delta) for delta in
-                                       (2e-9, 1e-7, 1e-5, 1e-3, 1e-1, 1.0))
+                                       (1e-9, 1e-8, 1e-7, 1e-5, 1e-3, 1e-1, 1.0))
                            if _below(gram, c)), math.inf)
             per_group.append((proved, lam, vector))
         results.append(per_group)
