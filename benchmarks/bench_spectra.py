@@ -10,7 +10,13 @@
    under 5 s; widths below the plain embedding's. For reference, ``scipy.sparse.linalg.svds``
    on the CSR matrix of the 64->64 layer on 32x32 (no interval) is timed too.
 
-Each time is the best of ``--repeat`` runs (one run for the slow references).
+4. ``spectral_norm`` on every convolution of ResNet-18 and VGG-11 at 224x224 (Kaiming-normal
+   weights, seeded): time, method and relative width per layer, and the totals. Targets
+   (issue 12): ResNet-18 under 60 s in total and no layer over 10 s, VGG-11 under 90 s,
+   relative width under 1e-4 on every layer. ``--networks-only`` runs this part alone;
+   ``--size 56`` scales the inputs down for a quick check.
+
+Each time is the best of ``--repeat`` runs (one run for the slow references and the networks).
 
 Run: ``python benchmarks/bench_spectra.py``
 """
@@ -94,15 +100,66 @@ def spectral_norm_bounds(repeat: int, svds: bool) -> None:
                   f"{'(in interval)' if inside else '(OUTSIDE)':>13}")
 
 
+def resnet18(size: int) -> list[tuple]:
+    """ResNet-18's 20 convolutions: (name, C_in, C_out, kernel, stride, padding, input size)."""
+    layers = [("conv1", 3, 64, 7, 2, 3, size)]
+    n = size // 4  # after conv1 and the max pooling
+    layers += [(f"layer1.{b}.conv{c}", 64, 64, 3, 1, 1, n) for b in range(2) for c in (1, 2)]
+    for stage, c in enumerate((128, 256, 512), start=2):
+        layers += [(f"layer{stage}.0.conv1", c // 2, c, 3, 2, 1, n),
+                   (f"layer{stage}.0.conv2", c, c, 3, 1, 1, n // 2),
+                   (f"layer{stage}.0.downsample", c // 2, c, 1, 2, 0, n),
+                   (f"layer{stage}.1.conv1", c, c, 3, 1, 1, n // 2),
+                   (f"layer{stage}.1.conv2", c, c, 3, 1, 1, n // 2)]
+        n //= 2
+    return layers
+
+
+def vgg11(size: int) -> list[tuple]:
+    """VGG-11's 8 convolutions (3x3, padding 1), each after the pooling before it."""
+    plan = [(3, 64, 1), (64, 128, 2), (128, 256, 4), (256, 256, 4), (256, 512, 8),
+            (512, 512, 8), (512, 512, 16), (512, 512, 16)]
+    return [(f"features.{i}", c_in, c_out, 3, 1, 1, size // shrink)
+            for i, (c_in, c_out, shrink) in enumerate(plan)]
+
+
+def networks(size: int, which: list[str]) -> None:
+    print(f"\n4. spectral_norm on every convolution, {size}x{size} inputs, Kaiming weights")
+    for name in which:
+        layers = {"resnet18": resnet18, "vgg11": vgg11}[name](size)
+        print(f"{name}\n{'layer':<24}{'shape':<26}{'method':>8}{'time s':>9}{'width':>10}"
+              f"{'converged':>10}")
+        total, worst, widest = 0.0, 0.0, 0.0
+        for i, (label, c_in, c_out, k, stride, padding, n) in enumerate(layers):
+            rng = np.random.default_rng(i)
+            weight = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
+            start = time.perf_counter()
+            r = spectral_norm(weight, (c_in, n, n), stride=stride, padding=padding)
+            took = time.perf_counter() - start
+            total, worst = total + took, max(worst, took)
+            widest = max(widest, r.relative_width)
+            shape = f"{c_in}->{c_out} {k}x{k}/{stride} on {n}x{n}"
+            print(f"{label:<24}{shape:<26}{r.method:>8}{took:>9.2f}{r.relative_width:>10.1e}"
+                  f"{str(r.converged):>10}", flush=True)
+        print(f"{'total':<24}{'':<26}{'':>8}{total:>9.2f}   slowest {worst:.2f} s, widest "
+              f"{widest:.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-svds", action="store_true", help="skip the slow svds reference")
+    parser.add_argument("--networks-only", action="store_true", help="part 4 alone")
+    parser.add_argument("--network", choices=["resnet18", "vgg11"], action="append",
+                        help="the networks of part 4 (default: both)")
+    parser.add_argument("--size", type=int, default=224, help="input size of part 4")
     args = parser.parse_args()
     set_memory_limit(None)
-    singular_value_speed(args.repeat)
-    dense_agreement()
-    spectral_norm_bounds(args.repeat, not args.no_svds)
+    if not args.networks_only:
+        singular_value_speed(args.repeat)
+        dense_agreement()
+        spectral_norm_bounds(args.repeat, not args.no_svds)
+    networks(args.size, args.network or ["resnet18", "vgg11"])
 
 
 if __name__ == "__main__":

@@ -24,8 +24,11 @@ widened by its rounding allowance from :mod:`sparseconv._rounding`.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +37,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry
-from ._memory import check_memory
+from ._memory import check_memory, get_memory_limit
+from ._parallel import ProgressLike, map_chunks
 from ._rounding import Rounding, U, gamma, up
 from ._symbol import (
     conjugate_pairs,
@@ -48,6 +52,8 @@ __all__ = [
     "circulant_tops",
     "dense_upper",
     "embedding_grid",
+    "full_bound",
+    "full_bytes_and_flops",
     "section_bound",
     "section_bytes",
     "toeplitz_bound",
@@ -85,7 +91,8 @@ def block_shape(geom: ConvGeometry) -> tuple[int, int]:
             geom.in_channels // geom.groups * math.prod(geom.stride))
 
 
-def circulant_tops(weight, periodic: ConvGeometry) -> np.ndarray:
+def circulant_tops(weight, periodic: ConvGeometry, executor: Executor | None = None,
+                   progress: ProgressLike | None = None) -> np.ndarray:
     """Computed ``sigma_max`` of the periodic layer's symbol per frequency and group.
 
     Returns shape ``(*grid/s, groups)``. A real kernel's symbol is computed at one frequency
@@ -98,7 +105,8 @@ def circulant_tops(weight, periodic: ConvGeometry) -> np.ndarray:
         frequencies = np.indices(full_grid).reshape(len(full_grid), -1).T
     else:
         frequencies, _ = conjugate_pairs(full_grid)
-    top = per_frequency(periodic, weight, frequencies, top_per_frequency)  # (F, groups)
+    top = per_frequency(periodic, weight, frequencies, top_per_frequency, executor, progress,
+                        "spectral_norm's circulant bound")  # (F, groups)
     full = np.empty((*full_grid, top.shape[-1]))
     if weight.dtype.kind != "c":  # sigma(-xi) = sigma(xi) only for a real kernel
         full[tuple(((-frequencies) % full_grid).T)] = top
@@ -135,66 +143,102 @@ def _section_kernels(weight, geom: ConvGeometry, grid, axis: int, xi: tuple) -> 
     return [h[g].reshape(c_out // groups, k, -1).transpose(0, 2, 1) for g in range(groups)]
 
 
-def _section_gram(kernel: np.ndarray, axis) -> sp.csr_array:
-    """``T^H T`` of the 1-D layer ``T`` with ``kernel`` on ``axis``, in position-major order.
+class SectionGram:
+    """``T^H T`` of a layer ``T`` along its positions, as dense blocks on its block band.
 
-    Taps ``t`` and ``u`` of one output read input positions ``p`` and ``q`` (the axis's
-    gather map): they add ``K_t^H K_u`` to block ``(p, q)``. Rows and columns are ordered
-    ``p * channels + c``, so the matrix is banded.
+    ``taps[o, t]`` is the position (of ``positions``, linear over the axes) that tap ``t`` of
+    output ``o`` reads, ``-1`` for a zero pad: one axis's gather map for an exact section,
+    the whole layer's for the full certificate. ``blocks[p, d]`` is the ``C x C`` block at
+    positions ``(p, p - d)`` (``d`` from 0 to ``depth - 1``); the blocks above the diagonal
+    are their adjoints. Rows and columns are ordered ``p * channels + c`` (position-major),
+    so the matrix is banded with bandwidth ``depth * channels - 1``.
     """
-    taps = axis.tap_index()  # (outputs, k), -1 reads zero padding
-    channels, k = kernel.shape[1], kernel.shape[2]
-    products = np.einsum("oat,obu->tuab", np.conj(kernel), kernel)  # (k, k, C, C)
-    pairs, blocks = [], []
-    for t in range(k):
-        for u in range(k):
-            both = (taps[:, t] >= 0) & (taps[:, u] >= 0)
-            pairs.append(np.stack([taps[both, t], taps[both, u]], axis=1))
-            blocks.append(np.broadcast_to(products[t, u], (int(both.sum()), channels, channels)))
-    pairs, blocks = np.concatenate(pairs), np.concatenate(blocks)
-    ch = np.arange(channels)
-    rows = pairs[:, 0, None, None] * channels + ch[None, :, None]
-    cols = pairs[:, 1, None, None] * channels + ch[None, None, :]
-    size = axis.size * channels
-    # coo -> csr sums the contributions of all (t, u) pairs to one block
-    return sp.coo_array((blocks.ravel(), (np.broadcast_to(rows, blocks.shape).ravel(),
-                                          np.broadcast_to(cols, blocks.shape).ravel())),
-                        shape=(size, size)).tocsr()
+
+    def __init__(self, kernel: np.ndarray, taps: np.ndarray, positions: int) -> None:
+        c_out, channels, k = kernel.shape
+        flat = kernel.transpose(0, 2, 1).reshape(c_out, k * channels)  # columns (t, c)
+        # K_t^H K_u for every pair of taps, one GEMM: (k, k, C, C)
+        products = (np.conj(flat.T) @ flat).reshape(k, channels, k, channels).transpose(0, 2, 1, 3)
+        t, u = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+        p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
+        keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
+        self.depth = int((p - q)[keep].max(initial=0)) + 1
+        # which pairs of taps meet at each (p, d): sparse, as few pairs realize one offset
+        rows = p[keep] * self.depth + (p - q)[keep]
+        cols = np.broadcast_to(t * k + u, p.shape)[keep]
+        counts = sp.csr_array((np.ones(rows.size), (rows, cols)),
+                              shape=(positions * self.depth, k * k))
+        self.blocks = np.asarray(counts @ products.reshape(k * k, -1)).reshape(
+            positions, self.depth, channels, channels)
+        self.channels, self.positions = channels, positions
+        self.shape = (positions * channels,) * 2
+        self.dtype = self.blocks.dtype
+        self._above: np.ndarray | None = None
+
+    @property
+    def bandwidth(self) -> int:
+        return self.depth * self.channels - 1
+
+    def band(self, mu: float) -> np.ndarray:
+        """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``."""
+        c, n = self.channels, self.positions
+        band = np.zeros((self.bandwidth + 1, n * c), dtype=self.dtype)
+        a, b = np.meshgrid(np.arange(c), np.arange(c), indexing="ij")
+        for d in range(self.depth):
+            # block (q + d, q), entry (a, b): column q*c + b, offset d*c + a - b (lower: >= 0)
+            keep = d * c + a - b >= 0
+            columns = np.arange(n - d)[None, :] * c + b[keep][:, None]
+            band[(d * c + a - b)[keep][:, None], columns] = \
+                -self.blocks[d:, d][:, a[keep], b[keep]].T
+        band[0] += mu
+        return band
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        if self._above is None:  # the adjoint blocks, contiguous: batched matmul is fast on them
+            self._above = np.ascontiguousarray(np.conj(self.blocks[:, 1:]).swapaxes(-1, -2))
+        x = x.reshape(self.positions, self.channels, 1)
+        y = np.zeros(x.shape, dtype=np.result_type(self.dtype, x.dtype))
+        n = self.positions
+        for d in range(self.depth):
+            y[d:] += np.matmul(self.blocks[d:, d], x[:n - d])  # block (p, p - d)
+            if d:  # block (p - d, p), the adjoint of block (p, p - d)
+                y[:n - d] += np.matmul(self._above[d:, d - 1], x[d:])
+        return y.ravel()
+
+    def toarray(self) -> np.ndarray:
+        return self.matvec_columns(np.eye(self.shape[0], dtype=self.dtype))
+
+    def matvec_columns(self, columns: np.ndarray) -> np.ndarray:
+        return np.stack([self.matvec(c) for c in columns.T], axis=1)
 
 
 def section_bytes(geom: ConvGeometry, axis: int) -> int:
-    """Memory of one section's Gram matrix and its band, counted before either is built."""
+    """Memory of one section's Gram blocks and its band, counted before either is built."""
     a = geom.axes[axis]
     channels = block_shape(geom)[1] // math.prod(
         s for d, s in enumerate(geom.stride) if d == axis)
     itemsize = 16  # complex symbols; real kernels in 1-D take less
-    entries = a.output_size * a.kernel_size**2 * channels**2
-    band = (a.dilation * (a.kernel_size - 1) + 1) * channels * a.size * channels
-    return 2 * entries * (itemsize + 16) + band * itemsize
+    depth = a.dilation * (a.kernel_size - 1) + 1  # blocks, their adjoints, band, tap products
+    return (3 * depth * a.size + a.kernel_size**2) * channels * channels * itemsize
 
 
-def _below(gram: sp.csr_array, mu: float) -> tuple[bool, int]:
-    """Whether ``mu I - gram`` has a Cholesky factorization, and the gram's bandwidth."""
-    lower = sp.tril(gram).tocoo()
-    offset = lower.row - lower.col
-    bandwidth = int(offset.max(initial=0))
-    band = np.zeros((bandwidth + 1, gram.shape[0]), dtype=gram.dtype)
-    band[offset, lower.col] = -lower.data
-    band[0] += mu
+def _below(gram: SectionGram, mu: float) -> bool:
+    """Whether ``mu I - gram`` has a Cholesky factorization (in its band storage)."""
     try:
-        scipy.linalg.cholesky_banded(band, lower=True, check_finite=False)
+        scipy.linalg.cholesky_banded(gram.band(mu), lower=True, check_finite=False)
     except scipy.linalg.LinAlgError:
-        return False, bandwidth
-    return True, bandwidth
+        return False
+    return True
 
 
-def _top_eigenpair(gram: sp.csr_array) -> tuple[float, np.ndarray]:
+def _top_eigenpair(gram: SectionGram) -> tuple[float, np.ndarray]:
     if gram.shape[0] <= 64:
         lam, vec = np.linalg.eigh(gram.toarray())
         return float(lam[-1]), vec[:, -1]
     # a fixed random start has a component along every eigenvector (ones may not)
     v0 = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
-    lam, vec = spla.eigsh(gram, k=1, which="LA", tol=1e-13, v0=v0)
+    op = spla.LinearOperator(gram.shape, matvec=gram.matvec, dtype=gram.dtype)
+    lam, vec = spla.eigsh(op, k=1, which="LA", tol=1e-10, v0=v0)
     return float(lam[0]), vec[:, 0]
 
 
@@ -223,59 +267,120 @@ def _certified_square(mu: float, bandwidth: int, rounding: Rounding, c_out: int,
     return up(proved + gamma(2 * c_out + taps**2 + 4) * w1 * w1 + 2 * w1 * eps + eps * eps)
 
 
+def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
+                  xis: list) -> list:
+    """One task of :func:`section_bound`: prove each block at ``xis`` below ``mu``, or not.
+
+    Per frequency and group: ``None`` when a Cholesky factorization proves the block's Gram
+    below ``mu``; else ``(proved, lam, vector)``, ``proved`` the smallest of a few candidates
+    just above its computed top eigenvalue ``lam`` that a Cholesky factorization proves
+    (``math.inf`` if none does), or ``(None, None, None)`` when no eigenvalue estimate came.
+    """
+    results = []
+    for xi in xis:
+        per_group: list = []
+        for kernel in _section_kernels(weight, geom, grid, axis, xi):
+            gram = SectionGram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
+            if mu > 0 and _below(gram, mu):
+                per_group.append(None)
+                continue
+            try:
+                lam, vector = _top_eigenpair(gram)
+            except spla.ArpackError:  # no estimate: the caller takes the circulant bound
+                per_group.append((None, None, None))
+                continue
+            proved = next((c for c in (max(lam, 1e-300) * (1 + delta) for delta in
+                                       (1e-9, 1e-8, 1e-7, 1e-5, 1e-3, 1e-1, 1.0))
+                           if _below(gram, c)), math.inf)
+            per_group.append((proved, lam, vector))
+        results.append(per_group)
+    return results
+
+
+def _one_of_each_pair(order: list[int], shape: tuple) -> list[int]:
+    """``order`` without the frequencies whose pair ``-xi`` comes earlier in it."""
+    if not shape:
+        return order
+    xi = np.array(np.unravel_index(order, shape))
+    partner = np.ravel_multi_index(tuple((-xi) % np.array(shape)[:, None]), shape)
+    seen: set[int] = set()
+    kept = []
+    for flat, pair in zip(order, partner.tolist()):
+        if pair not in seen:
+            kept.append(flat)
+        seen.add(flat)
+    return kept
+
+
+def _block_label(xis: list, i: int) -> str:
+    return f"the block at frequency {xis[i]} of the other axes"
+
+
 def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int, beat: float,
-                  rounding: Rounding) -> tuple[float, dict]:
+                  rounding: Rounding, executor: Executor | None = None) -> tuple[float, dict]:
     """Upper bound on ``||A||`` with ``axis`` exact and the other axes periodic on ``grid``.
 
     ``rows[xi]`` is a certified bound on the block at frequency ``xi`` of the other axes (its
     circulant bound). Blocks are visited by decreasing ``rows``: each one is proved below the
     current candidate ``mu`` by one Cholesky factorization, and a block that fails raises
-    ``mu`` to its own proved top eigenvalue. The visit ends when no block left can exceed
-    ``mu``, or early once ``mu`` passes ``beat`` (another bound, which then wins); the result
-    bounds ``||A||`` either way. Also returns, per group, the block with the largest computed
-    top eigenvalue (the witnesses, to start the lower bound from).
+    ``mu`` to its own proved top eigenvalue. The first block is visited alone (it sets
+    ``mu``); then rounds of as many blocks as run at once, each proved against the ``mu`` of
+    its round -- a block proved below an older ``mu`` is below the final one. The visit ends
+    when no block left can exceed ``mu``, or early once ``mu`` passes ``beat`` (another
+    bound, which then wins); the result bounds ``||A||`` either way. Also returns, per group,
+    the block with the largest computed top eigenvalue (the witnesses, to start the lower
+    bound from).
     """
     check_memory(section_bytes(geom, axis), "an exact section of spectral_norm")
     c_out, taps = geom.out_channels // geom.groups, math.prod(geom.kernel_size)
-    witnesses: dict[int, Witness]
-    mu, bandwidth, witnesses = 0.0, 0, {}
+    # every gram of this section has one band: the taps, not the kernel, decide it
+    bandwidth = (geom.axes[axis].dilation * (geom.axes[axis].kernel_size - 1) + 1) * (
+        block_shape(geom)[1] // geom.stride[axis]) - 1
+    limit = get_memory_limit()
+    at_once = max(1, min(os.cpu_count() or 1, limit // section_bytes(geom, axis)
+                         if limit else os.cpu_count() or 1))
+    witnesses: dict[int, Witness] = {}
+    mu = 0.0
 
     def certified(value: float) -> float:
         return math.sqrt(_certified_square(value, bandwidth, rounding, c_out, taps))
 
-    order = np.argsort(rows, axis=None)[::-1]
-    for flat in order:
-        if rows.flat[flat] ** 2 <= mu:
+    order = [int(i) for i in np.argsort(rows, axis=None)[::-1]]
+    if weight.dtype.kind != "c":  # T(-xi) = conj(T(xi)): one block of each pair has both spectra
+        order = _one_of_each_pair(order, rows.shape)
+    done = 0
+    while done < len(order):
+        if rows.flat[order[done]] ** 2 <= mu:
             break  # this block and all later ones are below mu already
         if certified(mu) >= beat:
-            return max(certified(mu), float(rows.flat[flat])), witnesses
-        xi = tuple(int(i) for i in np.unravel_index(flat, rows.shape))
-        for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
-            gram = _section_gram(kernel, geom.axes[axis])
-            if mu > 0:
-                below, bandwidth = _below(gram, mu)
-                if below:
+            return max(certified(mu), float(rows.flat[order[done]])), witnesses
+        size = 1 if done == 0 else at_once
+        batch = [f for f in order[done:done + size] if rows.flat[f] ** 2 > mu]
+        xis = [tuple(int(i) for i in np.unravel_index(f, rows.shape)) for f in batch]
+        chunks = [[xi] for xi in xis]
+        proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu), chunks,
+                            executor=executor, what=f"the exact section on axis {axis}",
+                            label=functools.partial(_block_label, xis))
+        for flat, xi, [per_group] in zip(batch, xis, proofs):
+            for group, proof in enumerate(per_group):
+                if proof is None:
                     continue
-            try:
-                lam, vector = _top_eigenpair(gram)
-            except spla.ArpackError:  # no estimate: the block's certified circulant bound
-                mu = max(mu, float(rows.flat[flat]) ** 2)
-                continue
-            for delta in (1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0):
-                candidate = max(lam, 1e-300) * (1 + delta)
-                below, bandwidth = _below(gram, candidate)
-                if below:
-                    mu = max(mu, candidate)
-                    break
-            else:  # pragma: no cover - Lanczos does not miss by a factor of two
-                return math.inf, witnesses
-            if group not in witnesses or lam > witnesses[group].value:
-                witnesses[group] = Witness(lam, axis, xi, group, vector)
+                proved, lam, vector = proof
+                if proved is None:
+                    mu = max(mu, float(rows.flat[flat]) ** 2)
+                    continue
+                if proved == math.inf:  # pragma: no cover - Lanczos does not miss by 2x
+                    return math.inf, witnesses
+                mu = max(mu, proved)
+                if group not in witnesses or lam > witnesses[group].value:
+                    witnesses[group] = Witness(lam, axis, xi, group, vector)
+        done += size
     xi = tuple(int(i) for i in np.unravel_index(order[0], rows.shape))
     for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
         if group not in witnesses:  # every group needs a start: the layer is block diagonal
             try:
-                lam, vector = _top_eigenpair(_section_gram(kernel, geom.axes[axis]))
+                gram = SectionGram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
+                lam, vector = _top_eigenpair(gram)
             except spla.ArpackError:  # this group starts from zero; the bound is unaffected
                 continue
             witnesses[group] = Witness(lam, axis, xi, group, vector)
@@ -283,10 +388,65 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
 
 
 # ---------------------------------------------------------------------------------------------
+# Every axis exact: the whole layer's Gram matrix.
+# ---------------------------------------------------------------------------------------------
+#: The full certificate runs when its banded Cholesky takes at most this many multiply-adds
+#: (``rows * bandwidth**2``): a few seconds of LAPACK.
+FULL_FLOPS = 2**37
+
+
+def _layer_taps(geom: ConvGeometry) -> np.ndarray:
+    """The whole layer's gather map over linear input positions: ``(outputs, taps)``, -1 a pad."""
+    index, valid = np.zeros((1, 1), dtype=np.int64), np.ones((1, 1), dtype=bool)
+    for a in geom.axes:  # C order over the axes, outputs and taps alike
+        taps = a.tap_index()
+        index = (index[:, None, :, None] * a.size + taps[None, :, None, :]).reshape(
+            index.shape[0] * taps.shape[0], -1)
+        valid = (valid[:, None, :, None] & (taps >= 0)[None, :, None, :]).reshape(index.shape)
+    return np.where(valid, index, -1)
+
+
+def full_bytes_and_flops(geom: ConvGeometry) -> tuple[int, int]:
+    """Memory (blocks, band) and multiply-adds of the full certificate, before building it."""
+    channels = geom.in_channels // geom.groups
+    depth, step = 1, 1
+    for a in reversed(geom.axes):  # the largest linear offset between two taps' positions
+        depth += min(a.dilation * (a.kernel_size - 1), a.size - 1) * step
+        step *= a.size
+    rows = step * channels
+    bandwidth = depth * channels
+    itemsize = np.dtype(np.float64).itemsize * 2  # complex kernels; real ones take half
+    return 3 * bandwidth * rows * itemsize, geom.groups * rows * bandwidth**2
+
+
+def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
+               tol: float) -> float:
+    """Upper bound on ``||A||`` with every axis exact: ``mu I - A^H A`` proved positive.
+
+    The Gram matrix of each group, position-major, is banded (:class:`SectionGram` over the
+    layer's gather map); one banded Cholesky factorization at ``mu`` just above the square of
+    ``estimate`` (a lower bound near the norm) proves ``||A||^2 <= mu`` up to the rounding
+    allowance of :func:`_certified_square`. ``math.inf`` when no candidate is proved.
+    """
+    taps = _layer_taps(geom)
+    size = math.prod(geom.input_size)
+    c_out = geom.out_channels // geom.groups
+    w = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
+    grams = [SectionGram(w[g], taps, size) for g in range(geom.groups)]
+    bandwidth = max(gram.bandwidth for gram in grams)
+    for delta in (max(8 * tol, 1e-8), 1e-5, 1e-4):
+        mu = max(estimate * estimate, 1e-300) * (1 + delta)
+        if all(_below(gram, mu) for gram in grams):
+            return math.sqrt(_certified_square(mu, bandwidth, rounding, c_out,
+                                               math.prod(geom.kernel_size)))
+    return math.inf
+
+
+# ---------------------------------------------------------------------------------------------
 # The Toeplitz symbol's supremum.
 # ---------------------------------------------------------------------------------------------
 def toeplitz_bound(weight, geom: ConvGeometry, grid, rounding: Rounding,
-                   sampled: float | None = None) -> float:
+                   sampled: float | None = None, executor: Executor | None = None) -> float:
     """``sup_omega sigma_max(H(omega))`` of the stride-1 layer, rigorously from a grid.
 
     With taps centred, moving ``omega`` by ``h_d`` per axis changes the symbol by at most
@@ -297,7 +457,7 @@ def toeplitz_bound(weight, geom: ConvGeometry, grid, rounding: Rounding,
     rows, cols = geom.out_channels // geom.groups, geom.in_channels // geom.groups
     if sampled is None:
         stride_one = periodic_geometry(weight.shape, geom, grid, stride=(1,) * geom.ndim)
-        top = circulant_tops(weight, stride_one)
+        top = circulant_tops(weight, stride_one, executor)
         sampled = float(rounding.top_upper(float(top.max()), rows, cols))
     taps = weight.reshape(weight.shape[0], weight.shape[1], -1)
     reach = 0.0
@@ -314,16 +474,18 @@ def toeplitz_bound(weight, geom: ConvGeometry, grid, rounding: Rounding,
 # ---------------------------------------------------------------------------------------------
 # Small layers: the explicit matrix.
 # ---------------------------------------------------------------------------------------------
-def dense_upper(dense: np.ndarray, estimate: float) -> float:
+def dense_upper(dense: np.ndarray, estimate: float, gram: np.ndarray | None = None) -> float:
     """A rigorous upper bound on ``||dense||_2`` near ``estimate`` (LAPACK's ``sigma_max``).
 
     A dense Cholesky of ``mu I - G^``, ``G^`` the computed Gram matrix of the smaller side,
     proves ``lambda_max(G^) <= mu (1 + (2n-1) gamma(n+1) + 2u)``; ``G^`` errs from the exact
-    Gram by at most ``gamma(2m + 4) ||A||_F^2``.
+    Gram by at most ``gamma(2m + 4) ||A||_F^2``. ``gram``: that computed Gram matrix, if the
+    caller has it (``A^H A`` of a tall ``A``, ``A A^H`` of a wide one).
     """
     a = dense if dense.shape[0] >= dense.shape[1] else dense.T
     m, n = a.shape
-    gram = np.conj(a.T) @ a
+    if gram is None:
+        gram = np.conj(a.T) @ a
     frobenius = up(np.linalg.norm(a), m * n + 4)
     slack = (2 * n - 1) * gamma(n + 1) + 2 * U
     for delta in (4 * n * U, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0, 3.0):

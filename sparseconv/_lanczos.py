@@ -75,19 +75,38 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
     return int(min(fits, maxiter + 1))
 
 
-def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarray, bool]:
+def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
+    """Whether the top Ritz value is within ``tol`` (relative, on the norm) of ``lambda_max``.
+
+    The top Ritz value ``theta`` is within ``r`` (its residual) of an eigenvalue, and within
+    ``r^2 / gap`` when the next Ritz value is ``gap`` below it (the gap to the rest of the
+    spectrum, as far as the Krylov space shows it); the norm's error is half the relative
+    error of ``theta``.
+    """
+    theta = values[-1]
+    gap = theta - values[-2] if len(values) > 1 else theta
+    error = min(residual, residual * residual / gap) if gap > 0 else residual
+    return error <= 2 * tol * theta
+
+
+def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
+             ceiling: float = np.inf) -> tuple[np.ndarray, bool]:
     """Top Ritz vector of ``A^H A`` by Lanczos with full reorthogonalization, from ``start``.
 
-    Stops when the top Ritz value has moved less than ``tol`` (relative) over 10 steps, at an
-    invariant subspace, or after ``maxiter`` steps in all; restarts from the current Ritz
-    vector when the basis the memory limit allows is full. Returns the vector and whether
-    ``tol`` was met.
+    Stops when the top Ritz pair's residual shows its value within ``tol`` of the top
+    eigenvalue (:func:`_converged`) and that value has moved less than ``tol`` (relative)
+    over the last 10 steps, at an invariant subspace, or after ``maxiter`` steps in
+    all; restarts from the current Ritz vector when the basis the memory limit allows is
+    full; and once the top Ritz value is within ``tol`` of ``ceiling``, a proved bound on the
+    top eigenvalue. One Gram-Schmidt pass against the basis, a second one only when the first
+    removed most of the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector
+    and whether ``tol`` was met.
     """
     n = op.shape[1]
     dtype = np.result_type(op.dtype, start.dtype)
     size = _basis_size(n, np.dtype(dtype).itemsize, maxiter)
     basis = np.empty((size, n), dtype=dtype)
-    history, steps, v = [], 0, start
+    steps, v, history = 0, start, []
     while True:
         basis[0] = v / np.linalg.norm(v)
         alpha: list[float]
@@ -96,15 +115,20 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarra
         for j in range(size - 1):
             w = op.rmatvec(op.matvec(basis[j]))
             alpha.append(float(np.vdot(basis[j], w).real))
-            for _ in range(2):  # classical Gram-Schmidt, twice, against the whole basis
+            before = float(np.linalg.norm(w))
+            for _ in range(2):  # classical Gram-Schmidt against the whole basis, twice at most
                 w = w - basis[:j + 1].T @ (basis[:j + 1].conj() @ w)
+                norm = float(np.linalg.norm(w))
+                if norm > 0.5 * before:
+                    break
+                before = norm
             tridiagonal = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
             values, vectors = np.linalg.eigh(tridiagonal)
-            history.append(values[-1])
             ritz, steps = vectors[:, -1], steps + 1
-            norm = float(np.linalg.norm(w))
-            converged = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
-            if norm <= 1e-14 * abs(values[-1]) or converged:
+            history.append(values[-1])
+            settled = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
+            if norm <= 1e-14 * abs(values[-1]) or values[-1] >= ceiling * (1 - tol) or (
+                    settled and _converged(values, norm * abs(ritz[-1]), tol)):
                 return basis[:len(ritz)].T @ ritz, True
             if steps >= maxiter:
                 return basis[:len(ritz)].T @ ritz, False
@@ -114,9 +138,11 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarra
 
 
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
-                maxiter: int = 150) -> tuple[float, bool]:
+                maxiter: int = 300, upper: float = np.inf) -> tuple[float, bool]:
     """A rigorous lower bound on ``||A||``: the best certified quotient ``||A u|| / ||u||``.
 
+    ``upper``: a certified upper bound on ``||A||``, if known; the iteration also stops once
+    its estimate is within ``tol`` of it (then it is within ``tol`` of the norm, proved).
     Returns the bound and whether the Lanczos iteration met ``tol``.
     """
     rows, cols = op.shape
@@ -124,14 +150,17 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
         op, start = op.H, op.matvec(start)
         rows, cols = cols, rows
     v0 = start.real if op.dtype.kind != "c" else start
-    if np.linalg.norm(v0) == 0:
-        v0 = np.random.default_rng(0).standard_normal(cols)
+    # a fixed random part reaches every eigenvector: a symmetric layer's witness can be
+    # orthogonal to the top one, and Lanczos then converges, honestly, to a lower eigenvalue
+    noise = np.random.default_rng(0).standard_normal(cols)
+    norm = np.linalg.norm(v0)
+    v0 = noise if norm == 0 else v0 / norm + noise / np.linalg.norm(noise)
     candidates, converged = [v0], True
     if cols <= 64:
         columns = op.matmat(np.eye(cols, dtype=op.dtype))
         candidates.append(np.linalg.eigh(np.conj(columns.T) @ columns)[1][:, -1])
     else:
-        vector, converged = _lanczos(op, v0, tol, min(maxiter, cols))
+        vector, converged = _lanczos(op, v0, tol, min(maxiter, cols), upper * upper)
         candidates.append(vector)
     best = max(rounding.quotient_lower(float(np.linalg.norm(op.matvec(u))),
                                        float(np.linalg.norm(u)), max(rows, cols))

@@ -93,8 +93,9 @@ def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
     """PyTorch's nearest and nearest-exact source index: ``floorf(o * scale)``.
 
     ``two_d``: PyTorch's 2-D nearest kernels (``nearest_idx``, ``nearest_exact_idx``) take a
-    float32 scale (``nearest`` times a float32 index) and ``nearest`` copies an axis whose size does not change or
-    halves the index where it doubles, whatever ``scale_factor`` says; its 1-D and 3-D
+    float32 scale (``nearest`` times a float32 index), and ``nearest`` copies an axis whose
+    size does not change or halves the index where it doubles, whatever ``scale_factor``
+    says; its 1-D and 3-D
     kernels do not (``scale_factor=1.1`` on 6 inputs reads input 0 twice) and round a double
     product to float32. Where a ``scale_factor`` that is not exactly 1 or 2 gives such a size
     and the two rules disagree, PyTorch itself was seen to use either (it is not the axis's

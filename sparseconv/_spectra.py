@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from typing import NamedTuple
 
 import numpy as np
@@ -30,6 +31,7 @@ import numpy as np
 from ._geometry import ConvGeometry, block_diagonal
 from ._matrices import conv_matrix
 from ._memory import check_memory, get_memory_limit
+from ._parallel import ProgressLike, check_executor, check_progress
 from ._symbol import (
     PERIODIC_HINT,
     check_symbol_memory,
@@ -114,7 +116,9 @@ def _frequency_singular_values(h: np.ndarray) -> np.ndarray:
     return values.reshape(*h.shape[:-2], -1)
 
 
-def _circular_singular_values(geom: ConvGeometry, weight: np.ndarray) -> np.ndarray:
+def _circular_singular_values(geom: ConvGeometry, weight: np.ndarray,
+                              executor: Executor | None = None,
+                              progress: ProgressLike | None = None) -> np.ndarray:
     grid = [a.size // a.stride for a in geom.axes]
     rows, cols = geom.out_channels // geom.groups, geom.in_channels // geom.groups
     count = math.prod(grid) * geom.groups * min(rows, cols * math.prod(geom.stride))
@@ -123,7 +127,8 @@ def _circular_singular_values(geom: ConvGeometry, weight: np.ndarray) -> np.ndar
         frequencies, counts = np.indices(grid).reshape(len(grid), -1).T, 1
     else:  # one frequency of each pair {xi, -xi}
         frequencies, counts = conjugate_pairs(grid)
-    values = per_frequency(geom, weight, frequencies, _frequency_singular_values)
+    values = per_frequency(geom, weight, frequencies, _frequency_singular_values, executor,
+                           progress, "singular_values")
     return np.sort(np.repeat(values, counts, axis=0).ravel())[::-1]
 
 
@@ -183,18 +188,28 @@ def _require_fft(method: str, obstacle: str | None) -> bool:
     return method == "fft" or (method == "auto" and obstacle is None)
 
 
-def _singular_values(chain: list[_Layer], method: str, what: str) -> np.ndarray:
+def _singular_values(chain: list[_Layer], method: str, what: str,
+                     executor: Executor | None = None,
+                     progress: ProgressLike | None = None) -> np.ndarray:
     obstacle = _fft_obstacle(chain, stride_one=len(chain) > 1)
     if not _require_fft(method, obstacle):
         values = np.linalg.svd(_dense(chain, method, obstacle, what), compute_uv=False)
     elif len(chain) == 1:
-        values = _circular_singular_values(chain[0].geom, chain[0].weight)
+        values = _circular_singular_values(chain[0].geom, chain[0].weight, executor, progress)
     else:
         values = np.sort(_frequency_singular_values(_product(chain)).ravel())[::-1]
     return times_power_of_two(values, sum(layer.exponent for layer in chain))
 
 
-def _eigenvalues(chain: list[_Layer], method: str, what: str) -> np.ndarray:
+def _block_eigenvalues(h: np.ndarray) -> np.ndarray:
+    """Eigenvalues of each frequency's block-diagonal symbol, ``(F, groups, m, m)`` -> ``(F, n)``.
+    """
+    return np.linalg.eigvals(block_diagonal(h))
+
+
+def _eigenvalues(chain: list[_Layer], method: str, what: str,
+                 executor: Executor | None = None,
+                 progress: ProgressLike | None = None) -> np.ndarray:
     first, last = chain[0].geom, chain[-1].geom
     if math.prod(first.input_shape) != math.prod(last.output_shape):
         raise ValueError(f"{what} need a square map, but the layer maps input_shape "
@@ -202,6 +217,13 @@ def _eigenvalues(chain: list[_Layer], method: str, what: str) -> np.ndarray:
     obstacle = _fft_obstacle(chain, stride_one=True)
     if not _require_fft(method, obstacle):
         values = np.linalg.eigvals(_dense(chain, method, obstacle, what))
+    elif len(chain) == 1:
+        geom = chain[0].geom
+        check_symbol_memory(geom, "the symbol behind eigenvalues", copies=3)
+        grid = [a.size // a.stride for a in geom.axes]
+        frequencies = np.indices(grid).reshape(len(grid), -1).T
+        values = per_frequency(geom, chain[0].weight, frequencies, _block_eigenvalues, executor,
+                               progress, what).ravel()
     else:
         values = np.linalg.eigvals(_product(chain)).ravel()
     values = times_power_of_two(values, sum(layer.exponent for layer in chain))
@@ -212,6 +234,7 @@ def singular_values(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
     padding_mode: PaddingMode = "zeros", method: SpectralMethod = "auto",
+    executor: Executor | None = None, progress: ProgressLike | None = None,
 ) -> np.ndarray:
     """All singular values, sorted descending, of the matrix :func:`conv_matrix` builds.
 
@@ -230,6 +253,14 @@ def singular_values(
         ``padding="same"``, or ``padding=None``; sizes divisible by the stride).
         ``"dense"``: SVD of the explicit matrix. ``"auto"``: ``"fft"`` when it applies, else
         ``"dense"`` when the package-wide size rule allows it (flops and the memory limit).
+    executor : concurrent.futures.Executor, optional
+        Runs the FFT route's work, one task per chunk of frequencies carrying the kernel and
+        the chunk (a ``ProcessPoolExecutor``, a ``dask.distributed`` client's
+        ``get_executor()``, ``MPIPoolExecutor``...); default: threads on every core, one BLAS
+        thread each. Results equal the serial ones; a failed task raises ``RuntimeError``
+        naming its chunk of frequencies.
+    progress : callable, optional
+        ``progress(done, total)``, called as chunks of frequencies complete (FFT route).
 
     Returns
     -------
@@ -275,15 +306,17 @@ def singular_values(
     (144,)
     """
     _check_method(method)
+    executor, progress = check_executor(executor), check_progress(progress)
     layer = _layer(weight, input_shape, stride=stride, padding=padding, dilation=dilation,
                    groups=groups, padding_mode=padding_mode)
-    return _singular_values([layer], method, "singular_values")
+    return _singular_values([layer], method, "singular_values", executor, progress)
 
 
 def eigenvalues(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
                 padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
-                padding_mode: PaddingMode = "zeros",
-                method: SpectralMethod = "auto") -> np.ndarray:
+                padding_mode: PaddingMode = "zeros", method: SpectralMethod = "auto",
+                executor: Executor | None = None,
+                progress: ProgressLike | None = None) -> np.ndarray:
     """Eigenvalues of a square layer's matrix, sorted by decreasing modulus.
 
     Parameters
@@ -301,6 +334,14 @@ def eigenvalues(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple
         ``padding="same"`` or ``None``, or another split of the same total). ``"dense"``:
         eigenvalues of the explicit matrix. ``"auto"``: ``"fft"`` when it applies, else
         ``"dense"`` when the package-wide size rule allows it (flops and the memory limit).
+    executor : concurrent.futures.Executor, optional
+        Runs the FFT route's work, one task per chunk of frequencies carrying the kernel and
+        the chunk (a ``ProcessPoolExecutor``, a ``dask.distributed`` client's
+        ``get_executor()``, ``MPIPoolExecutor``...); default: threads on every core, one BLAS
+        thread each. Results equal the serial ones; a failed task raises ``RuntimeError``
+        naming its chunk of frequencies.
+    progress : callable, optional
+        ``progress(done, total)``, called as chunks of frequencies complete (FFT route).
 
     Returns
     -------
@@ -328,9 +369,10 @@ def eigenvalues(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple
     (20,)
     """
     _check_method(method)
+    executor, progress = check_executor(executor), check_progress(progress)
     layer = _layer(weight, input_shape, stride=stride, padding=padding, dilation=dilation,
                    groups=groups, padding_mode=padding_mode)
-    return _eigenvalues([layer], method, "eigenvalues")
+    return _eigenvalues([layer], method, "eigenvalues", executor, progress)
 
 
 def _options(layer, i: int) -> tuple:

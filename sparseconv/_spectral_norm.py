@@ -22,34 +22,41 @@ such, never clamped away.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import scipy.linalg
 
 from ._certificates import (
+    FULL_FLOPS,
     block_shape,
     circulant_tops,
     dense_upper,
     embedding_grid,
+    full_bound,
+    full_bytes_and_flops,
     periodic_geometry,
     section_bound,
     section_bytes,
     toeplitz_bound,
 )
-from ._geometry import ConvGeometry
+from ._geometry import ConvGeometry, block_diagonal
 from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
 from ._memory import check_memory, fits
 from ._operators import ConvOperator
-from ._rounding import Rounding, up
+from ._parallel import ProgressLike, check_executor, check_progress
+from ._rounding import Rounding, down, up
 from ._spectra import dense_is_affordable
 from ._symbol import is_periodic, layer_geometry, not_periodic, times_power_of_two, unit_scale
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, PaddingMode, ShapeLike, SpectralNormMethod
 
 __all__ = ["SpectralNorm", "spectral_norm"]
 
-_METHODS = ("auto", "fft", "dense", "bounds")
+_METHODS = ("auto", "fft", "dense", "bounds", "upper")
+_RESULTS = ("fft", "dense", "bounds", "upper", "1x1", "torus", "zero")
 
 
 @dataclass(frozen=True)
@@ -64,12 +71,17 @@ class SpectralNorm:
     lower, upper : float
         Certified bounds on the norm of the layer as given, rounding included.
     method : str
-        "fft", "dense", "bounds", or "zero" (an all-zero weight: the norm is 0).
+        "fft", "dense", "bounds", "upper" (the upper bounds alone, ``lower`` a cheap
+        quotient), "1x1" (a 1x1 kernel at any stride and padding: the weight matrix's norm
+        times the square root of the most reads of one input, in closed form), "torus"
+        (:func:`toeplitz_norm`: the norm on the infinite grid, a bound for every input size),
+        or "zero" (an all-zero weight: the norm is 0).
     bounds : dict
         Every certified upper bound computed, by name, for comparison.
     converged : bool
-        Whether the Lanczos iteration behind ``lower`` met ``tol`` (always True for the
-        exact methods).
+        Whether ``lower`` is within ``tol`` of the norm as far as the Lanczos iteration behind
+        it can tell (its Ritz residual, :mod:`sparseconv._lanczos`); always True for the exact
+        methods, False for ``"upper"``.
 
     Examples
     --------
@@ -85,7 +97,7 @@ class SpectralNorm:
     value: float
     lower: float
     upper: float
-    method: Literal["fft", "dense", "bounds", "zero"]
+    method: Literal["fft", "dense", "bounds", "upper", "1x1", "torus", "zero"]
     bounds: dict[str, float] = field(default_factory=dict)
     converged: bool = True
 
@@ -100,9 +112,8 @@ class SpectralNorm:
         if not self.lower <= self.upper:
             raise ValueError(f"lower must not exceed upper, got lower={self.lower!r}, "
                              f"upper={self.upper!r}")
-        if self.method not in ("fft", "dense", "bounds", "zero"):
-            raise ValueError(f"method must be one of ('fft', 'dense', 'bounds', 'zero'), got "
-                             f"{self.method!r}")
+        if self.method not in _RESULTS:
+            raise ValueError(f"method must be one of {_RESULTS}, got {self.method!r}")
 
     def __float__(self) -> float:
         return float(self.value)
@@ -150,9 +161,9 @@ def _copies(geom: ConvGeometry) -> int:
     return math.prod(per_axis(a) for a in geom.axes)
 
 
-def _fft(weight, geom: ConvGeometry) -> SpectralNorm:
+def _fft(weight, geom: ConvGeometry, executor=None, progress=None) -> SpectralNorm:
     rounding = Rounding.of(weight, geom.groups)
-    top = float(circulant_tops(weight, geom).max())
+    top = float(circulant_tops(weight, geom, executor, progress).max())
     rows, cols = block_shape(geom)
     lower, upper = rounding.top_lower(top, rows, cols), float(rounding.top_upper(top, rows, cols))
     return _checked(top, lower, upper, "fft", {"fft": upper})
@@ -164,59 +175,103 @@ def _dense(weight, geom: ConvGeometry) -> SpectralNorm:
     dense = conv_matrix(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                         dilation=geom.dilation, groups=geom.groups,
                         padding_mode=geom.padding_mode).toarray()
-    _, s, vh = np.linalg.svd(dense)
-    top = np.conj(vh[0])
+    # the top eigenpair of the smaller Gram matrix: a fraction of a full SVD's work
+    tall = dense if rows >= cols else np.conj(dense.T)  # same norm; A^H u is a lower bound too
+    gram = np.conj(tall.T) @ tall
+    n = gram.shape[0]
+    lam, vector = scipy.linalg.eigh(gram, subset_by_index=[n - 1, n - 1], check_finite=False)
+    top, value = vector[:, 0], math.sqrt(max(float(lam[0]), 0.0))
     rounding = Rounding.of(weight, geom.groups, _copies(geom))
-    lower = rounding.quotient_lower(float(np.linalg.norm(dense @ top)),
+    lower = rounding.quotient_lower(float(np.linalg.norm(tall @ top)),
                                     float(np.linalg.norm(top)), max(rows, cols))
-    upper = dense_upper(dense, float(s[0]))
-    return _checked(float(s[0]), lower, upper, "dense", {"dense": upper})
+    upper = dense_upper(dense, value, gram)
+    return _checked(value, lower, upper, "dense", {"dense": upper})
 
 
-def _zero_padded_bounds(weight, geom: ConvGeometry, rounding: Rounding) -> tuple[float, dict,
-                                                                                  dict, list]:
+def _pointwise(weight, geom: ConvGeometry) -> SpectralNorm:
+    """A 1x1 kernel, any stride, padding and mode: ``A = S (x) W``, in closed form.
+
+    Each output reads one input position (or a zero pad): ``S`` has at most one 1 per row,
+    ``S^T S`` is diagonal with the number of reads of each input, so ``||A|| = ||W||
+    sqrt(max reads)``; ``W`` is block diagonal over the groups.
+    """
+    reads = 1
+    for a in geom.axes:
+        taps = a.tap_index()[:, 0]
+        taps = taps[taps >= 0]
+        reads *= int(np.bincount(taps).max()) if taps.size else 0
+    matrix = block_diagonal(weight.reshape(geom.groups, -1, weight.shape[1])[None])[0]
+    if reads == 0 or not matrix.any():
+        return SpectralNorm(0.0, 0.0, 0.0, "1x1", {"1x1": 0.0})
+    _, s, vh = np.linalg.svd(matrix)
+    rounding = Rounding.of(weight, geom.groups)
+    top = np.conj(vh[0])
+    lower = rounding.quotient_lower(float(np.linalg.norm(matrix @ top)),
+                                    float(np.linalg.norm(top)), max(matrix.shape))
+    upper = dense_upper(matrix, float(s[0]))
+    root = math.sqrt(reads)
+    lower, upper = down(root * lower, 4), up(up(root, 2) * upper, 2)
+    return _checked(float(s[0]) * root, lower, upper, "1x1", {"1x1": upper})
+
+
+def _zero_padded_bounds(weight, geom: ConvGeometry, rounding: Rounding, executor=None,
+                        progress=None, sections: bool = True) -> tuple[float, dict, dict, list]:
     """The certified upper bounds of a zero-padded layer, the witnesses and the grid."""
     grid = embedding_grid(geom)
     periodic = periodic_geometry(weight.shape, geom, grid)
-    top = circulant_tops(weight, periodic)
+    top = circulant_tops(weight, periodic, executor, progress)
     rows, cols = block_shape(geom)
     certified = rounding.top_upper(top, rows, cols)  # per frequency and group
     bounds = {"circulant": float(certified.max())}
     stride_one = all(s == 1 for s in geom.stride)
     bounds["toeplitz"] = toeplitz_bound(weight, geom, grid, rounding,
-                                        bounds["circulant"] if stride_one else None)
+                                        bounds["circulant"] if stride_one else None, executor)
     per_frequency, best = certified.max(axis=-1), {}
-    for axis in range(geom.ndim):
+    for axis in range(geom.ndim if sections else 0):
         if not fits(section_bytes(geom, axis)):
             continue  # an exact section only tightens the bound: skipped, never refused late
         # 1-D: no other axis, the layer itself is the one block, proved exactly
         blocks = per_frequency.max(axis=axis) if geom.ndim > 1 else np.array([math.inf])
         value, witnesses = section_bound(weight, geom, grid, blocks, axis,
-                                         min(bounds.values()), rounding)
+                                         min(bounds.values()), rounding, executor)
         bounds[f"exact axis {axis}"] = value
         if witnesses and value <= min(bounds.values()):
             best = witnesses
     return min(bounds.values()), bounds, best, grid
 
 
-def _bounds(weight, geom: ConvGeometry, tol: float) -> SpectralNorm:
+def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None,
+            upper_only: bool = False) -> SpectralNorm:
     op = ConvOperator(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                       dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode)
     check_lanczos_memory(op)  # every stage is sized before the first one starts
     copies = _copies(geom)  # after the operator, whose scratch memory is checked first
     if geom.padding_mode == "zeros":
         rounding = Rounding.of(weight, geom.groups)
-        upper, bounds, witnesses, grid = _zero_padded_bounds(weight, geom, rounding)
+        upper, bounds, witnesses, grid = _zero_padded_bounds(weight, geom, rounding, executor,
+                                                             progress, not upper_only)
         start = start_vector(geom, grid, witnesses) if witnesses else np.ones(op.shape[1])
     else:  # A = V P: the unpadded layer V on the padded input, times ||P|| = sqrt(copies)
         padded = (geom.in_channels, *(a.padded_size for a in geom.axes))
         valid = ConvGeometry.from_weight(weight.shape, padded, stride=geom.stride,
                                          dilation=geom.dilation, groups=geom.groups)
-        _, valid_bounds, _, _ = _zero_padded_bounds(weight, valid, Rounding.of(weight, geom.groups))
+        _, valid_bounds, _, _ = _zero_padded_bounds(weight, valid, Rounding.of(weight, geom.groups),
+                                                    executor, progress, not upper_only)
         scale = up(math.sqrt(copies), 2)
         bounds = {f"padding x {name}": up(scale * value, 2) for name, value in valid_bounds.items()}
         upper, start = min(bounds.values()), np.ones(op.shape[1])
-    lower, converged = lower_bound(op, start, tol, Rounding.of(weight, geom.groups, copies))
+    rounding = Rounding.of(weight, geom.groups, copies)
+    if upper_only:  # one certified quotient of the start vector: cheap, and loose
+        lower = rounding.quotient_lower(float(np.linalg.norm(op.matvec(start))),
+                                        float(np.linalg.norm(start)), max(op.shape))
+        return _checked(upper, lower, upper, "upper", bounds, False)
+    lower, converged = lower_bound(op, start, tol, rounding, upper=upper)
+    if geom.padding_mode == "zeros" and upper - lower > max(tol, 1e-6) * upper:
+        nbytes, flops = full_bytes_and_flops(geom)
+        if flops <= FULL_FLOPS and fits(nbytes):  # every axis exact, when a Cholesky is cheap
+            bounds["exact"] = full_bound(weight, geom, lower, Rounding.of(weight, geom.groups),
+                                         tol)
+            upper = min(upper, bounds["exact"])
     return _checked(lower, lower, upper, "bounds", bounds, converged)
 
 
@@ -236,7 +291,9 @@ def _scaled(result: SpectralNorm, exponent: int) -> SpectralNorm:
 def spectral_norm(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
-    padding_mode: PaddingMode = "zeros", method: SpectralNormMethod = "auto", tol: float = 1e-7,
+    padding_mode: PaddingMode = "zeros",
+    method: SpectralNormMethod = "auto", tol: float = 1e-7,
+    executor: Executor | None = None, progress: ProgressLike | None = None,
 ) -> SpectralNorm:
     """The largest singular value of a layer's matrix, with a certified interval.
 
@@ -249,16 +306,27 @@ def spectral_norm(
     stride, padding, dilation, groups, padding_mode
         As :func:`sparseconv.conv_matrix` (``padding=None``: the periodic padding of
         :func:`sparseconv.singular_values`).
-    method : {"auto", "fft", "dense", "bounds"}
+    method : {"auto", "fft", "dense", "bounds", "upper"}
         ``"fft"``: exact, for periodic circular layers. ``"dense"``: SVD of the explicit
         matrix. ``"bounds"``: a Lanczos lower bound and certified upper bounds (zero padding:
         tight; reflect, replicate and non-periodic circular padding: the padding's own norm
-        times the bound of the unpadded layer, looser). ``"auto"``: ``"fft"`` when it applies,
-        else ``"dense"`` when the SVD is cheap and fits the memory limit, else ``"bounds"``.
+        times the bound of the unpadded layer, looser). ``"upper"``: the cheap certified upper
+        bounds alone (circulant embedding and Toeplitz symbol; no exact sections, no Lanczos),
+        ``value`` is the upper bound and ``lower`` one cheap quotient. ``"auto"``: a 1x1
+        kernel in closed form, ``"fft"`` when it applies, else ``"dense"`` when
+        :func:`sparseconv._spectra.dense_is_affordable`, else ``"bounds"``.
     tol : float
-        The Lanczos iteration behind the lower bound stops when its estimate moves less than
-        ``tol`` (relative) in 10 steps (at most 150 steps); ``converged`` on the result says
-        whether it did.
+        The relative accuracy asked of the lower bound: the Lanczos iteration stops when the
+        residual of its top Ritz pair shows the estimate within ``tol`` of the norm (at most
+        300 steps); ``converged`` on the result says whether it got there.
+    executor : concurrent.futures.Executor, optional
+        Runs the circulant bound (one task per chunk of frequencies) and the exact sections
+        (one task per block): any ``concurrent.futures.Executor``, e.g. a
+        ``ProcessPoolExecutor`` or a ``dask.distributed`` client's ``get_executor()``.
+        Default: threads on every core, one BLAS thread each.
+    progress : callable, optional
+        ``progress(done, total)``, called as the circulant bound's chunks of frequencies
+        complete.
 
     Returns
     -------
@@ -302,6 +370,7 @@ def spectral_norm(
     """
     if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    executor, progress = check_executor(executor), check_progress(progress)
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
         raise TypeError(f"tol must be a number in (0, 1), got {tol!r}")
     if not 0 < tol < 1:
@@ -314,11 +383,14 @@ def spectral_norm(
     if not weight.any():
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0})
     weight, exponent = unit_scale(weight)  # exact; the results are scaled back by 2**exponent
-    if method == "fft" or (method == "auto" and is_periodic(geom)):
-        result = _fft(weight, geom)
-    elif method == "dense" or (method == "auto" and dense_is_affordable(*geom.shape)):
+    pointwise = all(k == 1 for k in geom.kernel_size)
+    if method in ("auto", "upper") and pointwise:
+        result = _pointwise(weight, geom)
+    elif method == "fft" or (method in ("auto", "upper") and is_periodic(geom)):
+        result = _fft(weight, geom, executor, progress)
+    elif method == "dense" or (method in ("auto", "upper") and dense_is_affordable(*geom.shape)):
         result = _dense(weight, geom)
     else:
-        result = _bounds(weight, geom, tol)
+        result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper")
     return _scaled(result, exponent)
 

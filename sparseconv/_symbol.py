@@ -16,11 +16,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 
 from ._geometry import ConvGeometry, block_diagonal
 from ._memory import check_memory
+from ._parallel import (
+    ProgressLike,
+    check_executor,
+    check_progress,
+    frequency_chunks,
+    map_chunks,
+)
 from ._typing import (
     ArrayLike,
     IntOrTuple,
@@ -158,7 +166,8 @@ def symbol_at(geom: ConvGeometry, weight: np.ndarray, frequencies=None) -> np.nd
 
 def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
            padding: PaddingLike | None = None, dilation: IntOrTuple = 1,
-           groups: int = 1) -> np.ndarray:
+           groups: int = 1, executor: Executor | None = None,
+           progress: ProgressLike | None = None) -> np.ndarray:
     """The per-frequency matrices of a circular layer.
 
     The symbol exists for periodic layers only: circular padding of total ``dilation*(k-1)``
@@ -180,6 +189,13 @@ def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
         ``None`` (default): the periodic padding (:func:`periodic_padding`, PyTorch's "same"
         split). Another split of the same total only changes the phase of the symbol, not its
         singular values; any other padding is refused.
+    executor : concurrent.futures.Executor, optional
+        Runs the work, one task per chunk of frequencies carrying the kernel and the chunk
+        (a ``ProcessPoolExecutor``, a ``dask.distributed`` client's ``get_executor()``,
+        ``MPIPoolExecutor``...); default: threads on every core. Results are in the serial
+        order; a failed task raises ``RuntimeError`` naming its chunk.
+    progress : callable, optional
+        ``progress(done, total)``, called as chunks of frequencies complete.
 
     Returns
     -------
@@ -220,10 +236,18 @@ def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
     >>> bool(np.allclose(s, np.linalg.svd(A, compute_uv=False)))
     True
     """
+    executor, progress = check_executor(executor), check_progress(progress)
     weight, geom = _periodic_geometry(weight, input_size, stride, padding, dilation, groups)
     check_symbol_memory(geom, "the symbol")
     scaled, exponent = unit_scale(weight)
-    return times_power_of_two(block_diagonal(symbol_at(geom, scaled)), exponent)
+    grid = [a.size // a.stride for a in geom.axes]
+    h = per_frequency(geom, scaled, _all_frequencies(grid), None, executor, progress)
+    return times_power_of_two(block_diagonal(h.reshape(*grid, *h.shape[1:])), exponent)
+
+
+def _all_frequencies(grid: Sequence[int]) -> np.ndarray:
+    """Every frequency of ``grid``, in C order: shape ``(prod(grid), len(grid))``."""
+    return np.indices(grid).reshape(len(grid), -1).T
 
 
 def _periodic_geometry(weight, input_size, stride, padding, dilation, groups) -> tuple:
@@ -290,7 +314,8 @@ def top_per_frequency(h: np.ndarray) -> np.ndarray:
 
 
 def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
-                  dilation: IntOrTuple = 1, groups: int = 1) -> np.ndarray:
+                  dilation: IntOrTuple = 1, groups: int = 1, executor: Executor | None = None,
+                  progress: ProgressLike | None = None) -> np.ndarray:
     """The largest singular value of the circular layer's symbol at each frequency.
 
     Like :func:`symbol`, this describes the periodic (circular) layer only, whatever the
@@ -304,6 +329,13 @@ def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTupl
         Spatial input size, divisible by the stride.
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`.
+    executor : concurrent.futures.Executor, optional
+        Runs the work, one task per chunk of frequencies carrying the kernel and the chunk
+        (a ``ProcessPoolExecutor``, a ``dask.distributed`` client's ``get_executor()``,
+        ``MPIPoolExecutor``...); default: threads on every core. Results are in the serial
+        order; a failed task raises ``RuntimeError`` naming its chunk.
+    progress : callable, optional
+        ``progress(done, total)``, called as chunks of frequencies complete.
 
     Returns
     -------
@@ -333,11 +365,14 @@ def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTupl
     >>> bool(np.isclose(m.max(), s[0]))
     True
     """
+    executor, progress = check_executor(executor), check_progress(progress)
     weight, geom = _periodic_geometry(weight, input_size, stride, None, dilation, groups)
     check_symbol_memory(geom, "the symbol behind frequency_map")
     scaled, exponent = unit_scale(weight)
-    top = top_per_frequency(block_diagonal(symbol_at(geom, scaled)))
-    return times_power_of_two(top, exponent)
+    grid = [a.size // a.stride for a in geom.axes]
+    top = per_frequency(geom, scaled, _all_frequencies(grid), top_per_frequency, executor,
+                        progress, "frequency_map")  # (F, groups): the top of each block
+    return times_power_of_two(top.max(axis=-1).reshape(grid), exponent)
 
 
 #: Frequencies are processed in chunks whose symbol takes about this many bytes: temporaries
@@ -345,10 +380,53 @@ def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTupl
 _CHUNK_BYTES = 8 * 2**20
 
 
-def per_frequency(geom: ConvGeometry, weight: np.ndarray, frequencies: np.ndarray,
-                   reduce) -> np.ndarray:
-    """``reduce(symbol)`` at ``frequencies`` (``(F, ndim)``), a chunk of them at a time."""
+def _frequency_step(geom: ConvGeometry) -> int:
+    """How many frequencies' symbol fit :data:`_CHUNK_BYTES`."""
     block = (geom.out_channels // geom.groups) * (geom.in_channels // geom.groups)
-    step = max(1, _CHUNK_BYTES // (16 * geom.groups * block * math.prod(geom.stride)))
+    return max(1, _CHUNK_BYTES // (16 * geom.groups * block * math.prod(geom.stride)))
+
+
+def reduce_symbol(geom: ConvGeometry, weight: np.ndarray, reduce, frequencies: np.ndarray,
+                  ) -> np.ndarray:
+    """``reduce(symbol)`` at ``frequencies`` (``(F, ndim)``), :data:`_CHUNK_BYTES` at a time.
+
+    One task of :func:`per_frequency`: module-level, so any executor can run it.
+    """
+    step = _frequency_step(geom)
     return np.concatenate([reduce(symbol_at(geom, weight, frequencies[i:i + step]))
                            for i in range(0, len(frequencies), step)])
+
+
+def _symbol_chunk(geom: ConvGeometry, weight: np.ndarray, frequencies: np.ndarray,
+                  ) -> np.ndarray:
+    return symbol_at(geom, weight, frequencies)
+
+
+def per_frequency(geom: ConvGeometry, weight: np.ndarray, frequencies: np.ndarray, reduce,
+                  executor: Executor | None = None, progress: ProgressLike | None = None,
+                  what: str = "the symbol") -> np.ndarray:
+    """``reduce(symbol)`` at ``frequencies`` (``(F, ndim)``), in tasks on ``executor``.
+
+    ``reduce=None`` returns the symbol itself. Chunks of frequencies are the tasks
+    (:func:`sparseconv._parallel.map_chunks`); the results are in the order of
+    ``frequencies``.
+    """
+    if len(frequencies) == 0:
+        return reduce_symbol(geom, weight, reduce or _identity, frequencies)
+    chunks = frequency_chunks(frequencies, _frequency_step(geom), executor)
+    starts = np.cumsum([0] + [len(c) for c in chunks])
+
+    def label(i: int) -> str:
+        return f"frequencies {starts[i]} to {starts[i + 1] - 1} of {starts[-1]}"
+
+    if reduce is None:
+        parts = map_chunks(_symbol_chunk, (geom, weight), chunks, executor=executor, what=what,
+                           progress=progress, label=label)
+    else:
+        parts = map_chunks(reduce_symbol, (geom, weight, reduce), chunks, executor=executor,
+                           what=what, progress=progress, label=label)
+    return np.concatenate(parts)
+
+
+def _identity(h: np.ndarray) -> np.ndarray:
+    return h

@@ -66,7 +66,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from itertools import product
-from typing import Any, cast
 
 import numpy as np
 
@@ -459,22 +458,12 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
 
 
 def _result(value: float, lower: float, upper: float, converged: bool) -> SpectralNorm:
-    """A :class:`SpectralNorm` whose method is "torus".
-
-    Merge shim: until ``SpectralNorm`` lists "torus" among its methods, the result is built as
-    "bounds" and renamed; afterwards, construct it directly.
-    """
+    """A :class:`SpectralNorm` whose method is "torus"."""
     if lower > upper:
         raise RuntimeError(
             f"toeplitz_norm proved lower bound {lower!r} above upper bound {upper!r}: one "
             "certificate is wrong; this is a bug in sparseconv, please report it with the layer")
-    method = cast(Any, "torus")
-    try:
-        return SpectralNorm(value, lower, upper, method, {"torus": upper}, converged)
-    except ValueError:
-        result = SpectralNorm(value, lower, upper, "bounds", {"torus": upper}, converged)
-        object.__setattr__(result, "method", method)
-        return result
+    return SpectralNorm(value, lower, upper, "torus", {"torus": upper}, converged)
 
 
 def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrTuple = 1,

@@ -323,6 +323,10 @@ for name in ("CircularSVD", "circular_svd", "clip_singular_values"):  # periodic
     SPECS[name].bad["padding"] = [p for p in PADDINGS] + [0, 2]
 for name in ("singular_values", "eigenvalues", "spectral_norm"):
     SPECS[name].bad["padding"] = PADDINGS  # None is the periodic shorthand: accepted
+# executor= and progress= (sparseconv._parallel): refused by type before any work
+for name in ("singular_values", "eigenvalues", "spectral_norm", "symbol", "frequency_map"):
+    SPECS[name].bad["executor"] = ["threads", 2, max]
+    SPECS[name].bad["progress"] = ["bar", 1]
 
 # Rows known to fail, by (name, parameter, row index or None for all rows of the parameter),
 # with the reason; each becomes an xfail(strict=True), so a fixed row must leave this table.

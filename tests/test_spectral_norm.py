@@ -75,7 +75,7 @@ def test_exact_paths():
 
 def test_one_dimensional_layers_are_proved_almost_exactly():
     w = np.random.default_rng(2).standard_normal((8, 8, 5))
-    result = spectral_norm(w, (8, 300), padding=2, method="bounds")
+    result = spectral_norm(w, (8, 300), padding=2, method="bounds", tol=1e-10)
     truth = dense_norm(w, (8, 300), padding=2)
     assert result.lower <= truth <= result.upper
     assert result.relative_width < 1e-8
@@ -268,13 +268,74 @@ def test_padding_copies_in_closed_form_match_np_pad(mode):
 
 def test_sections_that_do_not_fit_are_skipped_not_refused_late(memory_limit):
     """The issue's late refusal: an exact section over the limit, after minutes of work."""
-    w = np.random.default_rng(8).standard_normal((16, 16, 3, 3)) / 12
-    truth = dense_norm(w, (16, 8, 8), padding=1)
-    memory_limit(600_000)  # the circulant bound and Lanczos fit, a 1.3 MB section does not
-    result = spectral_norm(w, (16, 8, 8), padding=1, method="bounds")
+    w = np.random.default_rng(8).standard_normal((32, 32, 3, 3)) / 12
+    truth = dense_norm(w, (32, 4, 4), padding=1)
+    memory_limit(200_000)  # the circulant bound and Lanczos fit, a 737 kB section does not
+    result = spectral_norm(w, (32, 4, 4), padding=1, method="bounds")
     assert not any(name.startswith("exact") for name in result.bounds), result.bounds
     assert_contains(result, truth, "no sections")
     memory_limit(None)
-    full = spectral_norm(w, (16, 8, 8), padding=1, method="bounds")
+    full = spectral_norm(w, (32, 4, 4), padding=1, method="bounds")
     assert any(name.startswith("exact") for name in full.bounds)
     assert full.upper <= result.upper
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_axis_exact_is_rigorous_and_tight(seed):
+    """The whole layer's Gram, proved by one banded Cholesky: above the truth, and close."""
+    rng = np.random.default_rng(1000 + seed)
+    w, shape, kwargs = random_layer(rng, "zeros", small=True)
+    w = np.concatenate([w] * 3)  # wider than tall: the Lanczos route, then the full proof
+    result = spectral_norm(w, shape, method="bounds", tol=1e-9, **kwargs)
+    truth = dense_norm(w, shape, **kwargs)
+    assert_contains(result, truth, (w.shape, shape, kwargs))
+    if "exact" in result.bounds:
+        assert result.bounds["exact"] <= truth * (1 + 1e-6), (result.bounds, truth)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_1x1_kernels_in_closed_form(mode):
+    rng = np.random.default_rng(9)
+    for stride, padding, groups in [(1, 0, 1), (2, 1, 1), ((3, 2), (2, 1), 2), (2, 3, 2)]:
+        w = rng.standard_normal((4, 6 // groups, 1, 1))
+        shape = (6, 7, 5)
+        if mode == "reflect" and max(np.atleast_1d(padding)) >= 5:
+            continue  # PyTorch's reflect padding is less than the input
+        kwargs = dict(stride=stride, padding=padding, groups=groups, padding_mode=mode)
+        result = spectral_norm(w, shape, **kwargs)
+        truth = dense_norm(w, shape, **kwargs)
+        assert result.method == "1x1" and "1x1" in result.bounds
+        assert_contains(result, truth, kwargs)
+        assert abs(result.value - truth) <= 1e-12 * truth and result.relative_width < 1e-10
+
+
+def test_method_upper_is_a_certified_upper_bound_alone(monkeypatch):
+    monkeypatch.setattr(_spectral_norm_module(), "dense_is_affordable", lambda *shape: False)
+    w = np.random.default_rng(10).standard_normal((8, 8, 3, 3)) / 9
+    shape = (8, 9, 9)
+    result = spectral_norm(w, shape, padding=1, method="upper")
+    truth = dense_norm(w, shape, padding=1)
+    assert result.method == "upper" and result.value == result.upper and not result.converged
+    assert set(result.bounds) == {"circulant", "toeplitz"}
+    assert_contains(result, truth, "upper")
+    full = spectral_norm(w, shape, padding=1, method="bounds")
+    assert full.upper <= result.upper
+
+
+def test_lanczos_reports_an_unmet_tolerance(monkeypatch):
+    """Too few steps for tol: the bound stays rigorous and says it did not converge."""
+    from sparseconv import _lanczos
+    w = np.random.default_rng(11).standard_normal((4, 4, 3, 3))
+    original = _lanczos.lower_bound
+    monkeypatch.setattr(_spectral_norm_module(), "lower_bound",
+                        lambda *args, **kwargs: original(*args, **kwargs, maxiter=5))
+    result = spectral_norm(w, (4, 12, 12), padding=1, method="bounds", tol=1e-10)
+    assert not result.converged
+    assert_contains(result, dense_norm(w, (4, 12, 12), padding=1), "5 steps")
+    monkeypatch.undo()
+    assert spectral_norm(w, (4, 12, 12), padding=1, method="bounds", tol=1e-10).converged
+
+
+def _spectral_norm_module():
+    import importlib
+    return importlib.import_module("sparseconv._spectral_norm")
