@@ -77,7 +77,8 @@ def segments_of(geom: ConvGeometry) -> list:
 def matvecs(args) -> None:
     rng = np.random.default_rng(0)
     header = (f"{'layer':<26}{'nnz':>12}{'cols':>5}{'BSR cl ms':>11}{'CSR cf ms':>11}"
-              f"{'CSR cl ms':>11}{'op ms':>9}{'BSR/op':>8}{'CSR/BSR':>9}{'block':>9}")
+              f"{'CSR cl ms':>11}{'op ms':>9}{'read ms':>9}{'BSR/op':>8}{'BSR/read':>9}"
+              f"{'CSR/BSR':>9}{'block':>9}")
     print(header)
     print("-" * len(header))
     for label, wshape, xshape, stride, padding, dilation in MATVEC_LAYERS:
@@ -95,6 +96,9 @@ def matvecs(args) -> None:
             times[name] = [best_of(args.repeat, A.dot, x) * 1e3 for x in inputs]
             if name == "bsr":
                 nnz, blocksize = A.nnz, A.blocksize
+                # the memory floor of any product by this matrix: one streaming read of its
+                # stored values (a sum: one add per 8 bytes read)
+                read = best_of(args.repeat, np.add.reduce, A.data.reshape(-1)) * 1e3
             del A
         # the operator in either layout: its best
         times["op"] = [min(best_of(args.repeat, o.dot, x) for o in (op, op_last)) * 1e3
@@ -102,11 +106,12 @@ def matvecs(args) -> None:
         for k, cols in enumerate((1, args.batch)):
             t = [times[name][k] for name in ("bsr", "csr", "csr_last", "op")]
             print(f"{label if cols == 1 else '':<26}{nnz:>12,}{cols:>5}"
-                  f"{t[0]:>11.2f}{t[1]:>11.2f}{t[2]:>11.2f}{t[3]:>9.2f}"
-                  f"{t[0] / t[3]:>8.2f}{t[1] / t[0]:>9.2f}"
+                  f"{t[0]:>11.2f}{t[1]:>11.2f}{t[2]:>11.2f}{t[3]:>9.2f}{read:>9.2f}"
+                  f"{t[0] / t[3]:>8.2f}{t[0] / read:>9.2f}{t[1] / t[0]:>9.2f}"
                   f"{'x'.join(map(str, blocksize)):>9}")
     print("BSR cl = channels-last BSR; CSR cf / cl = CSR channels-first / -last; op = "
-          "ConvOperator (best of its two layouts); target BSR/op <= 2")
+          "ConvOperator (best of its two layouts); read = one streaming read of the BSR "
+          "values, the memory floor of any sparse product; target BSR/op <= 2")
 
 
 def main() -> None:

@@ -1,6 +1,10 @@
 """sparseconv.dask on a LocalCluster: 1 worker against 2, peak worker memory against the chunk,
 and a volume whose dense input and output do not fit under one worker's memory limit.
 
+0. All singular values of a ``--svd-channels`` -> ``--svd-channels`` 3x3 periodic layer on
+   ``--svd-size``^2 (256 channels on 64x64 by default: 4,096 SVDs of 256 x 256) through
+   ``singular_values(..., executor=client.get_executor())`` on 1 worker and on 2, against the
+   serial call in this process; the results are checked equal to 1e-12.
 1. A 16->16 3x3x3 convolution (padding 1, float32) of a ``--size``^3 volume chunked
    ``--chunk``^3: the forward product and the adjoint, each reduced to a scalar on the
    cluster (nothing gathered), on 1 worker and on 2 (one thread each, separate processes).
@@ -102,6 +106,34 @@ def mib(nbytes: float) -> str:
     return f"{nbytes / 2**20:,.1f} MiB"
 
 
+def part_spectra(args) -> None:
+    c_, n = args.svd_channels, args.svd_size
+    print(f"\n0. all singular values of {c_}->{c_} 3x3 circular on {n}x{n} "
+          f"({n * n} SVDs of {c_}x{c_}), executor=client.get_executor()")
+    w = np.random.default_rng(0).standard_normal((c_, c_, 3, 3)) / (3 * c_ ** 0.5)
+    shape, periodic = (c_, n, n), dict(padding=None, padding_mode="circular")
+    serial_s = timed(lambda: sc.singular_values(w, shape, **periodic))
+    serial = sc.singular_values(w, shape, **periodic)
+    print(f"{'workers':>8} {'seconds':>9} {'speedup':>8}   (serial, this process: "
+          f"{serial_s:.2f} s, its default thread pool)")
+    base = None
+    for workers in (1, 2):
+        c, client = cluster(workers, args.worker_memory)
+        try:
+            client.run(lambda: sc.singular_values(np.ones((1, 1, 3)), (1, 8)))  # warm imports
+            executor = client.get_executor()
+            start = time.perf_counter()
+            values = sc.singular_values(w, shape, executor=executor, **periodic)
+            seconds = time.perf_counter() - start
+        finally:
+            client.close()
+            c.close()
+        error = float(np.abs(values - serial).max() / serial[0])
+        base = base or seconds
+        print(f"{workers:>8} {seconds:>9.2f} {base / seconds:>8.2f}   (max difference from "
+              f"serial {error:.1e} of sigma_max)")
+
+
 def part_speedup(args) -> None:
     print(f"\n1. {CHANNELS}->{CHANNELS} 3x3x3 conv, padding 1, float32, {args.size}^3 chunked "
           f"{args.chunk}^3 (forward, adjoint: each reduced to a scalar on the cluster)")
@@ -160,6 +192,8 @@ def part_big(args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--svd-channels", type=int, default=256)
+    parser.add_argument("--svd-size", type=int, default=64)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--chunk", type=int, default=64)
     parser.add_argument("--chunks", default="32,64,128",
@@ -174,6 +208,8 @@ def main(argv=None) -> None:
     print(describe())
     print(f"dask {dask.__version__}; each worker: 1 thread, OMP/OPENBLAS threads "
           f"{os.environ['OMP_NUM_THREADS']}/{os.environ['OPENBLAS_NUM_THREADS']}")
+    if "0" not in skip:
+        part_spectra(args)
     if "1" not in skip:
         part_speedup(args)
     if "2" not in skip:
