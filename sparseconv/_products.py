@@ -315,9 +315,46 @@ def transpose_map(geom: ConvGeometry, w: np.ndarray):
     the layer widens (3 -> 64), the correlation when it does not (many taps, few channels).
     Either is a callable with ``nbytes(b, itemsize)``, what one product allocates.
     """
+    if all(a.kernel_size == 1 and (a.padding_mode == "zeros" or a.pad == (0, 0))
+           for a in geom.axes):
+        return Pointwise(geom, w)
     if 3 * geom.out_channels <= 4 * geom.in_channels:
         return Polyphase(geom, w)
     return Col2im(geom, w)
+
+
+class Pointwise:
+    """``A.T`` of a 1x1 layer (zero padding): one product per group, ``W_g^T @ y_g``, written
+    at the input positions its outputs read (``o * stride - pad``, inside the input), into
+    zeros. ResNet's strided shortcuts: no col2im, no phase split."""
+
+    def __init__(self, geom: ConvGeometry, w: np.ndarray):
+        self.geom, self.w = geom, w
+        self.where_in, self.where_out = [slice(None)], [slice(None)]
+        for a in geom.axes:
+            lo = a.pad[0]
+            first = -(-lo // a.stride)                       # the first output inside
+            count = max(min(a.output_size, (a.size - 1 + lo) // a.stride + 1) - first, 0)
+            start = first * a.stride - lo
+            self.where_in.append(slice(start, start + a.stride * count, a.stride))
+            self.where_out.append(slice(first, first + count))
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        geom, groups, b = self.geom, self.geom.groups, y.shape[-1]
+        c_in, c_out = geom.in_channels, geom.out_channels
+        dtype = np.result_type(self.w, y)
+        wt = self.w.reshape(groups, c_out // groups, c_in // groups).transpose(0, 2, 1)
+        y = y[(*self.where_out, slice(None))]
+        z = np.matmul(wt, y.reshape(groups, c_out // groups, -1))  # (groups, C_in/g, P*b)
+        out = np.zeros((c_in, *(a.size for a in geom.axes), b), dtype)
+        out[(*self.where_in, slice(None))] = z.reshape(c_in, *y.shape[1:])
+        return out
+
+    def nbytes(self, b: int, itemsize: int) -> int:
+        """The products (at most the output's size) and the zeroed result."""
+        geom = self.geom
+        return (geom.in_channels * math.prod(geom.output_size)
+                + geom.in_channels * math.prod(a.size for a in geom.axes)) * b * itemsize
 
 
 class Col2im:
