@@ -44,6 +44,5 @@ axes[0].set_title(f"8 -> 8, 3x3 on 16x16: all {svd.S.size} singular values")
 # ---------------------------------------------------------------
 # The largest singular value at each frequency of the clipped 3x3 layer: flattened at ``c``
 # where the original layer exceeded it.
-image = frequency_heatmap(sc.frequency_map(small, shape[1:]), axes[1])
-fig.colorbar(image, ax=axes[1], shrink=0.8)
+frequency_heatmap(sc.frequency_map(small, shape[1:]), axes[1])  # with its labelled colorbar
 axes[1].set_title("clipped 3x3 layer: largest singular value per frequency")
