@@ -80,7 +80,7 @@ class SpectralNorm:
         Every certified upper bound computed, by name, for comparison.
     converged : bool
         Whether ``lower`` is within ``tol`` of the norm as far as the Lanczos iteration behind
-        it can tell (its Ritz residual, :mod:`sparseconv._lanczos`); always True for the exact
+        it can tell (its Ritz residual, ``sparseconv._lanczos``); always True for the exact
         methods, False for ``"upper"``.
 
     Examples
@@ -314,7 +314,7 @@ def spectral_norm(
         bounds alone (circulant embedding and Toeplitz symbol; no exact sections, no Lanczos),
         ``value`` is the upper bound and ``lower`` one cheap quotient. ``"auto"``: a 1x1
         kernel in closed form, ``"fft"`` when it applies, else ``"dense"`` when
-        :func:`sparseconv._spectra.dense_is_affordable`, else ``"bounds"``.
+        ``sparseconv._spectra.dense_is_affordable``, else ``"bounds"``.
     tol : float
         The relative accuracy asked of the lower bound: the Lanczos iteration stops when the
         residual of its top Ritz pair shows the estimate within ``tol`` of the norm (at most
