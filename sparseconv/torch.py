@@ -1693,7 +1693,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
         layer). A callable is called after each layer as ``progress(done, total, name)``.
     **kwargs
-        Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``).
+        Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``, ``executor``: any
+        ``concurrent.futures.Executor``, for example a Dask client's ``get_executor()``, runs
+        each layer's per-frequency work).
 
     Returns
     -------

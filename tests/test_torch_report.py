@@ -229,3 +229,25 @@ def test_fold_batchnorm_only_where_the_tensor_flows():
                                               nn.BatchNorm2d(2)).float())
     row = list(sct.lipschitz_report(chain, (1, 6, 6), fold_batchnorm=True))[0]
     assert row["name"] == "0+1"
+
+
+def test_an_executor_runs_the_layers_spectral_work():
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Counting(ThreadPoolExecutor):
+        tasks = 0
+
+        def submit(self, *args, **kwargs):
+            Counting.tasks += 1
+            return super().submit(*args, **kwargs)
+
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 4, 3, padding=1)), seed=1)
+    serial = sct.lipschitz_report(model, (2, 40, 40), method="bounds")
+    with Counting(2) as executor:
+        mapped = sct.lipschitz_report(model, (2, 40, 40), method="bounds", executor=executor)
+    assert Counting.tasks > 0
+    for a, b in zip(serial, mapped):
+        assert a["name"] == b["name"] and a["method"] == b["method"]
+        assert abs(a["upper"] - b["upper"]) <= 1e-12 * a["upper"]
+        assert abs(a["lower"] - b["lower"]) <= 1e-12 * a["upper"]
