@@ -42,33 +42,11 @@ from ._typing import (
     SparseArray,
     SparseFormat,
 )
-from ._validation import as_weight, check_format, is_int, layer_dtype, positive_int
+from ._validation import as_weight, check_format, layer_dtype, positive_int, row_range
 
-__all__ = ["conv_matrix_blocks", "output_run", "row_block", "row_range", "slabs"]
+__all__ = ["conv_matrix_blocks", "output_run", "row_block", "slabs"]
 
 Box = tuple[tuple[int, int], ...]
-
-
-def row_range(rows, nrows: int, name: str = "rows") -> tuple[int, int]:
-    """``rows`` (a ``slice`` with step 1 or ``None``, numpy's semantics) as ``(start, stop)``.
-
-    Examples
-    --------
-    >>> row_range(slice(2, 5), 10), row_range(slice(-3, None), 10), row_range(None, 10)
-    ((2, 5), (7, 10), (0, 10))
-    """
-    if rows is None:
-        return 0, nrows
-    if not isinstance(rows, slice):
-        raise TypeError(f"{name} must be a slice of rows such as slice(0, 100), or None, got "
-                        f"{rows!r}")
-    for part in (rows.start, rows.stop, rows.step):
-        if part is not None and (not is_int(part) or isinstance(part, bool)):
-            raise TypeError(f"{name} must be a slice of integers, got {rows!r}")
-    if rows.step not in (None, 1):
-        raise ValueError(f"{name} must be a contiguous range of rows (step 1), got {rows!r}")
-    start, stop, _ = rows.indices(nrows)
-    return start, max(start, stop)
 
 
 def slabs(shape: tuple[int, ...], start: int, stop: int) -> list[Box]:

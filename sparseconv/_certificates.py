@@ -38,7 +38,7 @@ import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry
 from ._memory import check_memory, get_memory_limit
-from ._parallel import ProgressLike, map_chunks
+from ._parallel import map_chunks
 from ._rounding import Rounding, U, gamma, up
 from ._symbol import (
     conjugate_pairs,
@@ -47,6 +47,7 @@ from ._symbol import (
     symbol_at,
     top_per_frequency,
 )
+from ._typing import ProgressLike
 
 __all__ = [
     "circulant_tops",

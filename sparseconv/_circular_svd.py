@@ -40,22 +40,12 @@ from ._symbol import (
     unit_scale,
 )
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
-from ._validation import as_weight, is_int
+from ._validation import as_weight, is_int, real_number
 
-__all__ = ["CircularSVD", "circular_svd", "number"]
+__all__ = ["CircularSVD", "circular_svd"]
 
 #: Frequencies are factored in chunks whose symbol takes about this many bytes.
 _CHUNK_BYTES = 8 * 2**20
-
-
-def number(value, name: str) -> float:
-    """A finite non-negative real number (not a bool), or TypeError/ValueError naming it."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a non-negative number, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
-    return float(value)
 
 
 class CircularSVD(LinearOperator):
@@ -169,11 +159,11 @@ class CircularSVD(LinearOperator):
 
     # -- functions of the singular values ----------------------------------------------------
     def _inverse_filter(self, damp, rcond) -> np.ndarray:
-        damp = number(damp, "damp")
+        damp = real_number(damp, "damp", low=0.0)
         top = float(self.S[0]) if self.S.size else 0.0
         if rcond is None:
             rcond = np.finfo(np.float64).eps * max(self.shape)
-        rcond = number(rcond, "rcond")
+        rcond = real_number(rcond, "rcond", low=0.0)
         s = self._s
         with np.errstate(divide="ignore", invalid="ignore"):
             if damp == 0.0:

@@ -23,10 +23,10 @@ from typing import Literal
 
 import numpy as np
 
-from ._circular_svd import CircularSVD, number
+from ._circular_svd import CircularSVD
 from ._geometry import ConvGeometry
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
-from ._validation import positive_int
+from ._validation import positive_int, real_number
 
 __all__ = ["clip_singular_values"]
 
@@ -143,7 +143,7 @@ def clip_singular_values(
     >>> bool(singular_values(small, (4, 8, 8), **periodic)[0] < 1.05)
     True
     """
-    c = number(max, "max")
+    c = real_number(max, "max", low=0.0)
     if support not in _SUPPORTS:
         raise ValueError(f"support must be one of {_SUPPORTS}, got {support!r}")
     iterations = positive_int(iterations, "iterations")

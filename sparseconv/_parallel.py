@@ -26,10 +26,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ProgressLike", "check_executor", "check_progress", "map_chunks", "one_blas_thread"]
+from ._typing import ProgressLike
 
-#: ``progress(done, total)``, called after each chunk of work completes.
-ProgressLike = Callable[[int, int], Any]
+__all__ = ["map_chunks", "one_blas_thread"]
 
 _lock = threading.Lock()
 _depth = 0
@@ -58,22 +57,6 @@ def one_blas_thread() -> Iterator[None]:
             if _depth == 0:
                 _limiter.restore_original_limits()
                 _limiter = None
-
-
-def check_executor(executor: object) -> Executor | None:
-    """``executor`` if it is None or a :class:`concurrent.futures.Executor`, else TypeError."""
-    if executor is not None and not isinstance(executor, Executor):
-        raise TypeError(f"executor must be None or a concurrent.futures.Executor, got "
-                        f"{executor!r}")
-    return executor
-
-
-def check_progress(progress: object) -> ProgressLike | None:
-    """``progress`` if it is None or callable, else TypeError."""
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be None or a callable progress(done, total), got "
-                        f"{progress!r}")
-    return progress
 
 
 def _run(task: Callable, args: tuple, chunk: Any) -> Any:

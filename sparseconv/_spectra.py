@@ -31,7 +31,6 @@ import numpy as np
 from ._geometry import ConvGeometry, block_diagonal
 from ._matrices import conv_matrix
 from ._memory import check_memory, get_memory_limit
-from ._parallel import ProgressLike, check_executor, check_progress
 from ._symbol import (
     PERIODIC_HINT,
     check_symbol_memory,
@@ -49,10 +48,11 @@ from ._typing import (
     IntOrTuple,
     PaddingLike,
     PaddingMode,
+    ProgressLike,
     ShapeLike,
     SpectralMethod,
 )
-from ._validation import spatial_size
+from ._validation import check_executor, check_progress, spatial_size
 
 __all__ = [
     "DENSE_FLOPS",

@@ -47,11 +47,19 @@ from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
 from ._memory import check_memory, fits
 from ._operators import ConvOperator
-from ._parallel import ProgressLike, check_executor, check_progress
 from ._rounding import Rounding, down, up
 from ._spectra import dense_is_affordable
 from ._symbol import is_periodic, layer_geometry, not_periodic, times_power_of_two, unit_scale
-from ._typing import ArrayLike, IntOrTuple, PaddingLike, PaddingMode, ShapeLike, SpectralNormMethod
+from ._typing import (
+    ArrayLike,
+    IntOrTuple,
+    PaddingLike,
+    PaddingMode,
+    ProgressLike,
+    ShapeLike,
+    SpectralNormMethod,
+)
+from ._validation import check_executor, check_progress, real_number
 
 __all__ = ["SpectralNorm", "spectral_norm"]
 
@@ -371,10 +379,7 @@ def spectral_norm(
     if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     executor, progress = check_executor(executor), check_progress(progress)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
-        raise TypeError(f"tol must be a number in (0, 1), got {tol!r}")
-    if not 0 < tol < 1:
-        raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
+    tol = real_number(tol, "tol", low=0.0, high=1.0, low_open=True)
     weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode)
     if method == "fft" and not is_periodic(geom):

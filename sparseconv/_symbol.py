@@ -22,22 +22,19 @@ import numpy as np
 
 from ._geometry import ConvGeometry, block_diagonal
 from ._memory import check_memory
-from ._parallel import (
-    ProgressLike,
-    check_executor,
-    check_progress,
-    frequency_chunks,
-    map_chunks,
-)
+from ._parallel import frequency_chunks, map_chunks
 from ._typing import (
     ArrayLike,
     IntOrTuple,
     PaddingLike,
     PaddingMode,
+    ProgressLike,
     ShapeLike,
 )
 from ._validation import (
     PADDING_MODES,
+    check_executor,
+    check_progress,
     int_tuple,
     layer_weight,
     normalize_padding,

@@ -75,7 +75,7 @@ from ._rounding import Rounding, U, gamma, up
 from ._spectral_norm import SpectralNorm
 from ._symbol import times_power_of_two, top_per_frequency, unit_scale
 from ._typing import ArrayLike, IntOrTuple
-from ._validation import int_tuple, is_int, layer_weight, positive_int
+from ._validation import int_tuple, is_int, layer_weight, positive_int, real_number
 
 __all__ = ["toeplitz_norm"]
 
@@ -539,10 +539,7 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     """
     weight = layer_weight(weight, finite=True)
     groups = positive_int(groups, "groups")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
-        raise TypeError(f"tol must be a number in [1e-12, 1), got {tol!r}")
-    if not 1e-12 <= tol < 1:
-        raise ValueError(f"tol must be a number in [1e-12, 1), got {tol!r}")
+    tol = real_number(tol, "tol", low=1e-12, high=1.0)
     if not is_int(max_evaluations):
         raise TypeError(f"max_evaluations must be a positive integer, got {max_evaluations!r}")
     max_evaluations = positive_int(max_evaluations, "max_evaluations")

@@ -41,7 +41,7 @@ the argument and the value they refuse.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, SupportsIndex, TypeAlias
 
 import numpy as np
@@ -93,3 +93,6 @@ SpectralNormMethod: TypeAlias = Literal["auto", "fft", "dense", "bounds", "upper
 
 RNGLike: TypeAlias = np.random.Generator | int | None
 LayerLike: TypeAlias = ArrayLike | tuple[ArrayLike, Mapping[str, Any]]
+
+#: ``progress(done, total)``, called after each chunk of work completes.
+ProgressLike: TypeAlias = Callable[[int, int], Any]

@@ -7,11 +7,15 @@ is allocated. :class:`sparseconv._geometry.ConvGeometry` and the public function
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ._typing import ProgressLike
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
@@ -244,6 +248,64 @@ def positive_floats(value, ndim: int, name: str) -> tuple[float, ...]:
     if not all(0 < v < float("inf") for v in values):
         raise ValueError(expected)
     return values
+
+
+def real_number(value, name: str, *, low: float = -math.inf, high: float = math.inf,
+                low_open: bool = False, high_open: bool = True) -> float:
+    """``value`` as a float if it is a real number (not a bool) in the interval from ``low`` to
+    ``high`` (each end closed unless ``*_open``; an infinite end is never reached), else
+    TypeError/ValueError naming it and the interval. NaN is refused.
+
+    >>> real_number(0.5, "tol", low=0.0, high=1.0, low_open=True)
+    0.5
+    """
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in {interval}, got {value!r}")
+    value = float(value)
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return value
+
+
+def check_executor(executor: object) -> Executor | None:
+    """``executor`` if it is None or a :class:`concurrent.futures.Executor`, else TypeError."""
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"executor must be None or a concurrent.futures.Executor, got "
+                        f"{executor!r}")
+    return executor
+
+
+def check_progress(progress: object) -> ProgressLike | None:
+    """``progress`` if it is None or callable, else TypeError."""
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a callable progress(done, total), got "
+                        f"{progress!r}")
+    return progress
+
+
+def row_range(rows, nrows: int, name: str = "rows") -> tuple[int, int]:
+    """``rows`` (a ``slice`` with step 1 or ``None``, numpy's semantics) as ``(start, stop)``.
+
+    Examples
+    --------
+    >>> row_range(slice(2, 5), 10), row_range(slice(-3, None), 10), row_range(None, 10)
+    ((2, 5), (7, 10), (0, 10))
+    """
+    if rows is None:
+        return 0, nrows
+    if not isinstance(rows, slice):
+        raise TypeError(f"{name} must be a slice of rows such as slice(0, 100), or None, got "
+                        f"{rows!r}")
+    for part in (rows.start, rows.stop, rows.step):
+        if part is not None and (not is_int(part) or isinstance(part, bool)):
+            raise TypeError(f"{name} must be a slice of integers, got {rows!r}")
+    if rows.step not in (None, 1):
+        raise ValueError(f"{name} must be a contiguous range of rows (step 1), got {rows!r}")
+    start, stop, _ = rows.indices(nrows)
+    return start, max(start, stop)
 
 
 def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:

@@ -55,7 +55,6 @@ except ImportError as exc:  # pragma: no cover - CI installs the extra
     ) from exc
 
 import sparseconv as sc
-from sparseconv._blocks import row_range
 from sparseconv._geometry import AxisGeometry, ConvGeometry
 from sparseconv._typing import (
     ArrayLike,
@@ -66,7 +65,7 @@ from sparseconv._typing import (
     PaddingMode,
     ShapeLike,
 )
-from sparseconv._validation import as_weight, layer_dtype, positive_int
+from sparseconv._validation import as_weight, layer_dtype, positive_int, row_range
 
 __all__ = ["ConvOperator", "ConvTransposeOperator", "conv", "conv_matrix", "conv_transpose",
            "to_zarr"]
@@ -457,17 +456,8 @@ class _ChunkedLayer(LinearOperator):
 
     __matmul__ = dot
 
-    def _matvec(self, x):
-        return self._apply(x, adjoint=False)
-
-    def _rmatvec(self, x):
-        return self._apply(x, adjoint=True)
-
-    def _matmat(self, X):
-        return self._apply(X, adjoint=False)
-
-    def _rmatmat(self, X):
-        return self._apply(X, adjoint=True)
+    # scipy's own entry points (compositions, solvers) reach the same products
+    _matvec, _rmatvec, _matmat, _rmatmat = matvec, rmatvec, matmat, rmatmat
 
     def _adjoint(self):
         return _ChunkedAdjoint(self)
