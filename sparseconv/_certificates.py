@@ -9,12 +9,13 @@
 * **Exact sections.** Embedding all axes but one, ``e``, makes ``A`` block diagonal over the
   frequencies of the other axes: each block is a 1-D zero-padded multi-channel layer ``T``
   along ``e`` whose Gram matrix is banded. ``lambda_max(T^H T) < mu`` is proved by one
-  banded Cholesky factorization of ``mu I - T^H T``, so axis ``e``'s boundary is treated
-  exactly. Blocks are visited by decreasing circulant bound, and only while one could still
-  raise the maximum. Complex kernels are handled as they are: Gram matrices are Hermitian.
-* **Toeplitz symbol** (Araujo et al., AAAI 2021): ``sup_omega sigma_max(H(omega))`` over the
-  continuous frequencies, made rigorous between grid points by the symbol's Lipschitz
-  constant. Looser; it bounds the layer for every input size.
+  banded Cholesky factorization of ``mu I - T^H T`` (or of ``mu I - T T^H``, the same top
+  eigenvalue, when that is cheaper: a strided layer's outputs are fewer and overlap less),
+  so axis ``e``'s boundary is treated exactly. Blocks are visited by decreasing circulant
+  bound, and only while one could still raise the maximum. Complex kernels are handled as
+  they are: Gram matrices are Hermitian.
+* **Every axis exact.** The same Cholesky test on the whole layer's banded Gram, where it
+  is cheap enough (small grids with few channels).
 * **Dense.** For small layers, ``sigma_max`` of the explicit matrix by LAPACK, certified by a
   dense Cholesky factorization of ``mu I - A^H A``.
 
@@ -57,7 +58,6 @@ __all__ = [
     "full_bytes_and_flops",
     "section_bound",
     "section_bytes",
-    "toeplitz_bound",
 ]
 
 
@@ -144,67 +144,113 @@ def _section_kernels(weight, geom: ConvGeometry, grid, axis: int, xi: tuple) -> 
     return [h[g].reshape(c_out // groups, k, -1).transpose(0, 2, 1) for g in range(groups)]
 
 
+def _transposed_taps(taps: np.ndarray, positions: int) -> np.ndarray | None:
+    """The gather map of ``T^H``: ``[p, t]`` is the output whose tap ``t`` reads position ``p``
+    (``-1`` if none); ``None`` when one tap reads a position twice (never for zero padding)."""
+    o, t = np.nonzero(taps >= 0)
+    p = taps[o, t]
+    if np.unique(p * taps.shape[1] + t).size != p.size:
+        return None
+    transposed = np.full((positions, taps.shape[1]), -1, dtype=np.int64)
+    transposed[p, t] = o
+    return transposed
+
+
+def _depth(taps: np.ndarray) -> int:
+    """The band depth of ``T^H T`` in positions: the widest spread of one output's reads."""
+    valid = taps >= 0
+    if not valid.any():
+        return 1
+    high = np.where(valid, taps, -1).max(axis=1)
+    low = np.where(valid, taps, np.iinfo(np.int64).max).min(axis=1)
+    return int((high - low)[valid.any(axis=1)].max()) + 1
+
+
+def _columns(kernel: np.ndarray) -> np.ndarray:
+    """``kernel (C_out, C, k)`` as the ``(k * C, C_out)`` matrix that multiplies gathered rows."""
+    c_out, channels, k = kernel.shape
+    return np.ascontiguousarray(kernel.transpose(2, 1, 0).reshape(k * channels, c_out))
+
+
+def _gather_apply(columns: np.ndarray, taps: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``y[o] = sum_t K_t @ x[taps[o, t]]`` (a pad reads zero): one GEMM with
+    ``columns = _columns(K)``. ``x`` is ``(positions, C)``; the result ``(outputs, C_out)``."""
+    padded = np.concatenate([x, np.zeros((1, x.shape[1]), dtype=x.dtype)])
+    gathered = padded[np.where(taps >= 0, taps, x.shape[0])]  # (outputs, k, channels)
+    return gathered.reshape(taps.shape[0], columns.shape[0]) @ columns
+
+
 class SectionGram:
-    """``T^H T`` of a layer ``T`` along its positions, as dense blocks on its block band.
+    """``T^H T`` of a layer ``T`` along its positions, in LAPACK's band storage.
 
     ``taps[o, t]`` is the position (of ``positions``, linear over the axes) that tap ``t`` of
     output ``o`` reads, ``-1`` for a zero pad: one axis's gather map for an exact section,
-    the whole layer's for the full certificate. ``blocks[p, d]`` is the ``C x C`` block at
-    positions ``(p, p - d)`` (``d`` from 0 to ``depth - 1``); the blocks above the diagonal
-    are their adjoints. Rows and columns are ordered ``p * channels + c`` (position-major),
-    so the matrix is banded with bandwidth ``depth * channels - 1``.
+    the whole layer's for the full certificate. Rows and columns are ordered ``p * channels
+    + c`` (position-major), so the matrix is banded with bandwidth ``depth * channels - 1``:
+    the ``C x C`` block at positions ``(p, p - d)`` is the sum of ``K_t^H K_u`` over the taps
+    ``t, u`` of one output that read ``p`` and ``p - d``, nonzero for ``d < depth``.
+
+    Products with it go through ``T`` itself (:meth:`matvec`: two GEMMs on the kernel).
+    :func:`section_gram` picks ``T^H T`` or ``T T^H``, whichever factorizes faster;
+    ``to_input`` maps an eigenvector of the one it picked to the input side (``T^H u`` for
+    ``T T^H``).
     """
 
-    def __init__(self, kernel: np.ndarray, taps: np.ndarray, positions: int) -> None:
+    def __init__(self, kernel: np.ndarray, taps: np.ndarray, positions: int,
+                 transposed: np.ndarray | None = None) -> None:
         c_out, channels, k = kernel.shape
-        flat = kernel.transpose(0, 2, 1).reshape(c_out, k * channels)  # columns (t, c)
-        # K_t^H K_u for every pair of taps, one GEMM: (k, k, C, C)
-        products = (np.conj(flat.T) @ flat).reshape(k, channels, k, channels).transpose(0, 2, 1, 3)
+        if transposed is None:
+            transposed = _transposed_taps(taps, positions)
+            if transposed is None:  # pragma: no cover - zero padding never reads twice
+                raise ValueError("a section's tap reads one position twice (not zero padding)")
+        self.taps, self.transposed = taps, transposed
+        self._forward = _columns(kernel)  # T and T^H by GEMMs on the kernel
+        self._adjoint = _columns(np.conj(kernel).transpose(1, 0, 2))
+        self.channels, self.positions = channels, positions
+        self.shape = (positions * channels,) * 2
+        self.dtype = np.result_type(kernel.dtype, np.float64)
+        self.to_input = lambda vector: vector  # T^H T: its eigenvectors are inputs already
+
         t, u = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
         p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
         keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
-        self.depth = int((p - q)[keep].max(initial=0)) + 1
+        self.depth = depth = int((p - q)[keep].max(initial=0)) + 1
         # which pairs of taps meet at each (p, d): sparse, as few pairs realize one offset
-        rows = p[keep] * self.depth + (p - q)[keep]
-        cols = np.broadcast_to(t * k + u, p.shape)[keep]
-        counts = sp.csr_array((np.ones(rows.size), (rows, cols)),
-                              shape=(positions * self.depth, k * k))
-        self.blocks = np.asarray(counts @ products.reshape(k * k, -1)).reshape(
-            positions, self.depth, channels, channels)
-        self.channels, self.positions = channels, positions
-        self.shape = (positions * channels,) * 2
-        self.dtype = self.blocks.dtype
-        self._above: np.ndarray | None = None
+        counts = sp.csr_array((np.ones(int(keep.sum())), (
+            (p - q)[keep] * positions + p[keep], np.broadcast_to(t * k + u, p.shape)[keep])),
+            shape=(depth * positions, k * k))
+        # -(K_t^H K_u)^T for every pair of taps, one GEMM: [t, u, b, a]
+        flat = self._forward  # (k * C, C_out), rows (t, c)
+        products = -(np.conj(flat) @ flat.T).reshape(k, channels, k, channels).transpose(0, 2, 3, 1)
+        products = products.reshape(k * k, channels * channels)
+        # column q*c + b of the band: column b of the blocks (q + d, q) stacked, from row b on.
+        # skew[q, b, d*c + a] holds entry (a, b) of block (q + d, q), and its band column is
+        # read along a diagonal of the buffer (the zeros past depth*c fill the band's end)
+        n, c = positions, channels
+        skew = np.zeros((n, c, (depth + 1) * c), dtype=self.dtype)
+        for d in range(depth):
+            skew[:n - d, :, d * c:(d + 1) * c] = np.asarray(
+                counts[d * n + d:(d + 1) * n] @ products).reshape(n - d, c, c)
+        diagonal = np.lib.stride_tricks.as_strided(
+            skew, shape=(n, c, depth * c),
+            strides=(skew.strides[0], skew.strides[1] + skew.strides[2], skew.strides[2]))
+        self._band = diagonal.reshape(n * c, depth * c)  # a copy: row j is band column j
 
     @property
     def bandwidth(self) -> int:
         return self.depth * self.channels - 1
 
     def band(self, mu: float) -> np.ndarray:
-        """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``."""
-        c, n = self.channels, self.positions
-        band = np.zeros((self.bandwidth + 1, n * c), dtype=self.dtype)
-        a, b = np.meshgrid(np.arange(c), np.arange(c), indexing="ij")
-        for d in range(self.depth):
-            # block (q + d, q), entry (a, b): column q*c + b, offset d*c + a - b (lower: >= 0)
-            keep = d * c + a - b >= 0
-            columns = np.arange(n - d)[None, :] * c + b[keep][:, None]
-            band[(d * c + a - b)[keep][:, None], columns] = \
-                -self.blocks[d:, d][:, a[keep], b[keep]].T
-        band[0] += mu
-        return band
+        """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``: a new array,
+        Fortran-ordered (LAPACK's own order, so no copy on the way in)."""
+        band = self._band.copy()
+        band[:, 0] += mu
+        return band.T
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
-        if self._above is None:  # the adjoint blocks, contiguous: batched matmul is fast on them
-            self._above = np.ascontiguousarray(np.conj(self.blocks[:, 1:]).swapaxes(-1, -2))
-        x = x.reshape(self.positions, self.channels, 1)
-        y = np.zeros(x.shape, dtype=np.result_type(self.dtype, x.dtype))
-        n = self.positions
-        for d in range(self.depth):
-            y[d:] += np.matmul(self.blocks[d:, d], x[:n - d])  # block (p, p - d)
-            if d:  # block (p - d, p), the adjoint of block (p, p - d)
-                y[:n - d] += np.matmul(self._above[d:, d - 1], x[d:])
-        return y.ravel()
+        """``T^H (T x)``, by the kernel: ``x`` position-major."""
+        y = _gather_apply(self._forward, self.taps, x.reshape(self.positions, self.channels))
+        return _gather_apply(self._adjoint, self.transposed, y).ravel()
 
     def toarray(self) -> np.ndarray:
         return self.matvec_columns(np.eye(self.shape[0], dtype=self.dtype))
@@ -213,20 +259,54 @@ class SectionGram:
         return np.stack([self.matvec(c) for c in columns.T], axis=1)
 
 
-def section_bytes(geom: ConvGeometry, axis: int) -> int:
-    """Memory of one section's Gram blocks and its band, counted before either is built."""
+def section_gram(kernel: np.ndarray, taps: np.ndarray, positions: int) -> SectionGram:
+    """The Gram matrix of ``T`` on its cheaper side: ``T^H T``, or ``T T^H`` (the same
+    nonzero eigenvalues) when its banded Cholesky costs less -- a strided layer's outputs are
+    fewer and closer together than its inputs."""
+    transposed = _transposed_taps(taps, positions)
+    c_out, channels = kernel.shape[:2]
+    cost_in = positions * channels * (_depth(taps) * channels) ** 2
+    if transposed is None or cost_in <= taps.shape[0] * c_out * (_depth(transposed) * c_out) ** 2:
+        return SectionGram(kernel, taps, positions, transposed)
+    # T^H: tap t is K_t^H, its gather map the transposed one
+    gram = SectionGram(np.conj(kernel).transpose(1, 0, 2), transposed, taps.shape[0], taps)
+
+    def to_input(vector: np.ndarray) -> np.ndarray:  # an eigenvector u of T T^H: T^H u
+        image = _gather_apply(gram._forward, transposed, vector.reshape(taps.shape[0], c_out))
+        norm = np.linalg.norm(image)
+        return (image / norm if norm else image).ravel()
+
+    gram.to_input = to_input
+    return gram
+
+
+def _section_sides(geom: ConvGeometry, axis: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(depth, channels)`` of a section's ``T^H T`` and of its ``T T^H``: band depth in
+    positions, and channels per position."""
     a = geom.axes[axis]
-    channels = block_shape(geom)[1] // math.prod(
-        s for d, s in enumerate(geom.stride) if d == axis)
+    span = a.dilation * (a.kernel_size - 1) + 1
+    channels = block_shape(geom)[1] // geom.stride[axis]  # C_in/g times the others' phases
+    return ((min(span, a.size), channels),
+            (min((span - 1) // a.stride + 1, a.output_size), geom.out_channels // geom.groups))
+
+
+def section_bytes(geom: ConvGeometry, axis: int) -> int:
+    """Memory of one section's Gram blocks and its band, counted before either is built (on
+    the side that takes more: :func:`section_gram` may pick either)."""
+    a = geom.axes[axis]
     itemsize = 16  # complex symbols; real kernels in 1-D take less
-    depth = a.dilation * (a.kernel_size - 1) + 1  # blocks, their adjoints, band, tap products
-    return (3 * depth * a.size + a.kernel_size**2) * channels * channels * itemsize
+    (depth_in, c_in), (depth_out, c_out) = _section_sides(geom, axis)
+    # the tap products, and per position: blocks, the band (cached) and its working copy
+    return max(a.kernel_size**2 * max(c_in, c_out) ** 2 * 2 + 3 * depth * size * c * c
+               for depth, size, c in ((depth_in, a.size, c_in),
+                                      (depth_out, a.output_size, c_out))) * itemsize
 
 
 def _below(gram: SectionGram, mu: float) -> bool:
     """Whether ``mu I - gram`` has a Cholesky factorization (in its band storage)."""
     try:
-        scipy.linalg.cholesky_banded(gram.band(mu), lower=True, check_finite=False)
+        scipy.linalg.cholesky_banded(gram.band(mu), overwrite_ab=True, lower=True,
+                                     check_finite=False)
     except scipy.linalg.LinAlgError:
         return False
     return True
@@ -254,18 +334,20 @@ class Witness:
     vector: np.ndarray  # position-major: p * channels + c
 
 
-def _certified_square(mu: float, bandwidth: int, rounding: Rounding, c_out: int,
+def _certified_square(mu: float, bandwidth: int, rounding: Rounding, inner: int,
                       taps: int) -> float:
     """A rigorous bound on ``lambda_max(T^H T)`` of every exact block certified below ``mu``.
 
     A completed Cholesky of ``mu I - G^`` (bandwidth ``k``) proves ``lambda_max(G^) <= mu (1 +
-    (2k+1) gamma(k+2) + 2u)``; ``G^`` differs from the exact ``T^H T`` by the Gram's own
-    rounding, ``gamma(2 c_out + K^2 + 4) W1^2``, and by the kernels' evaluation error
-    ``eps``: ``2 W1 eps + eps^2``.
+    (2k+1) gamma(k+2) + 2u)``; ``G^`` differs from the exact ``T^H T`` (or ``T T^H``, the same
+    top eigenvalue) by the Gram's own rounding, ``gamma(2 inner + K^2 + 4) W1^2`` (``inner``:
+    the length of the products of its blocks, ``C_out`` for ``T^H T`` and ``C_in`` for ``T
+    T^H``; callers pass the larger), and by the kernels' evaluation error ``eps``: ``2 W1 eps
+    + eps^2``. ``bandwidth``: the larger of the two sides' too.
     """
     w1, eps = rounding.tap_norms + rounding.symbol_error, rounding.symbol_error
     proved = mu * (1 + (2 * bandwidth + 1) * gamma(bandwidth + 2) + 2 * U)
-    return up(proved + gamma(2 * c_out + taps**2 + 4) * w1 * w1 + 2 * w1 * eps + eps * eps)
+    return up(proved + gamma(2 * inner + taps**2 + 4) * w1 * w1 + 2 * w1 * eps + eps * eps)
 
 
 def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
@@ -281,7 +363,7 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
     for xi in xis:
         per_group: list = []
         for kernel in _section_kernels(weight, geom, grid, axis, xi):
-            gram = SectionGram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
+            gram = section_gram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
             if mu > 0 and _below(gram, mu):
                 per_group.append(None)
                 continue
@@ -293,7 +375,7 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
             proved = next((c for c in (max(lam, 1e-300) * (1 + delta) for delta in
                                        (1e-9, 1e-8, 1e-7, 1e-5, 1e-3, 1e-1, 1.0))
                            if _below(gram, c)), math.inf)
-            per_group.append((proved, lam, vector))
+            per_group.append((proved, lam, gram.to_input(vector)))
         results.append(per_group)
     return results
 
@@ -334,9 +416,10 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     """
     check_memory(section_bytes(geom, axis), "an exact section of spectral_norm")
     c_out, taps = geom.out_channels // geom.groups, math.prod(geom.kernel_size)
-    # every gram of this section has one band: the taps, not the kernel, decide it
-    bandwidth = (geom.axes[axis].dilation * (geom.axes[axis].kernel_size - 1) + 1) * (
-        block_shape(geom)[1] // geom.stride[axis]) - 1
+    # every gram of this section has one band, on the side section_gram picks: the taps, not
+    # the kernel, decide it; the allowance takes the larger side's
+    (depth_in, channels), (depth_out, _) = _section_sides(geom, axis)
+    bandwidth, inner = max(depth_in * channels, depth_out * c_out) - 1, max(channels, c_out)
     limit = get_memory_limit()
     at_once = max(1, min(os.cpu_count() or 1, limit // section_bytes(geom, axis)
                          if limit else os.cpu_count() or 1))
@@ -344,7 +427,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     mu = 0.0
 
     def certified(value: float) -> float:
-        return math.sqrt(_certified_square(value, bandwidth, rounding, c_out, taps))
+        return math.sqrt(_certified_square(value, bandwidth, rounding, inner, taps))
 
     order = [int(i) for i in np.argsort(rows, axis=None)[::-1]]
     if weight.dtype.kind != "c":  # T(-xi) = conj(T(xi)): one block of each pair has both spectra
@@ -380,11 +463,11 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     for group, kernel in enumerate(_section_kernels(weight, geom, grid, axis, xi)):
         if group not in witnesses:  # every group needs a start: the layer is block diagonal
             try:
-                gram = SectionGram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
+                gram = section_gram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
                 lam, vector = _top_eigenpair(gram)
             except spla.ArpackError:  # this group starts from zero; the bound is unaffected
                 continue
-            witnesses[group] = Witness(lam, axis, xi, group, vector)
+            witnesses[group] = Witness(lam, axis, xi, group, gram.to_input(vector))
     return certified(mu), witnesses
 
 
@@ -407,17 +490,29 @@ def _layer_taps(geom: ConvGeometry) -> np.ndarray:
     return np.where(valid, index, -1)
 
 
+def _full_sides(geom: ConvGeometry) -> list[tuple[int, int]]:
+    """``(rows, bandwidth + 1)`` of the whole layer's ``T^H T`` and of its ``T T^H``."""
+    sides = []
+    for channels, sizes, reach in (
+            (geom.in_channels // geom.groups, geom.input_size,
+             [a.dilation * (a.kernel_size - 1) for a in geom.axes]),
+            (geom.out_channels // geom.groups, geom.output_size,  # outputs sharing an input
+             [a.dilation * (a.kernel_size - 1) // a.stride for a in geom.axes])):
+        depth, step = 1, 1
+        for size, r in zip(reversed(sizes), reversed(reach)):  # the largest linear offset
+            depth += min(r, size - 1) * step
+            step *= size
+        sides.append((step * channels, depth * channels))
+    return sides
+
+
 def full_bytes_and_flops(geom: ConvGeometry) -> tuple[int, int]:
-    """Memory (blocks, band) and multiply-adds of the full certificate, before building it."""
-    channels = geom.in_channels // geom.groups
-    depth, step = 1, 1
-    for a in reversed(geom.axes):  # the largest linear offset between two taps' positions
-        depth += min(a.dilation * (a.kernel_size - 1), a.size - 1) * step
-        step *= a.size
-    rows = step * channels
-    bandwidth = depth * channels
+    """Memory (blocks, band) and multiply-adds of the full certificate, before building it:
+    on the side :func:`section_gram` picks (the cheaper one), the memory of the larger."""
+    sides = _full_sides(geom)
     itemsize = np.dtype(np.float64).itemsize * 2  # complex kernels; real ones take half
-    return 3 * bandwidth * rows * itemsize, geom.groups * rows * bandwidth**2
+    nbytes = max(3 * bandwidth * rows for rows, bandwidth in sides) * itemsize
+    return nbytes, geom.groups * min(rows * bandwidth**2 for rows, bandwidth in sides)
 
 
 def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
@@ -433,43 +528,15 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     size = math.prod(geom.input_size)
     c_out = geom.out_channels // geom.groups
     w = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
-    grams = [SectionGram(w[g], taps, size) for g in range(geom.groups)]
-    bandwidth = max(gram.bandwidth for gram in grams)
+    grams = [section_gram(w[g], taps, size) for g in range(geom.groups)]
+    bandwidth = max(bandwidth for _, bandwidth in _full_sides(geom))
     for delta in (max(8 * tol, 1e-8), 1e-5, 1e-4):
         mu = max(estimate * estimate, 1e-300) * (1 + delta)
         if all(_below(gram, mu) for gram in grams):
-            return math.sqrt(_certified_square(mu, bandwidth, rounding, c_out,
+            return math.sqrt(_certified_square(mu, bandwidth, rounding,
+                                               max(c_out, weight.shape[1]),
                                                math.prod(geom.kernel_size)))
     return math.inf
-
-
-# ---------------------------------------------------------------------------------------------
-# The Toeplitz symbol's supremum.
-# ---------------------------------------------------------------------------------------------
-def toeplitz_bound(weight, geom: ConvGeometry, grid, rounding: Rounding,
-                   sampled: float | None = None, executor: Executor | None = None) -> float:
-    """``sup_omega sigma_max(H(omega))`` of the stride-1 layer, rigorously from a grid.
-
-    With taps centred, moving ``omega`` by ``h_d`` per axis changes the symbol by at most
-    ``sum_t ||W_t|| sum_d |u_{t,d}| h_d``, and every ``omega`` is within ``pi / grid_d`` of
-    the grid per axis. A strided layer subsamples the stride-1 one: same bound. ``sampled``:
-    the certified maximum of the stride-1 symbol on ``grid``, if already known.
-    """
-    rows, cols = geom.out_channels // geom.groups, geom.in_channels // geom.groups
-    if sampled is None:
-        stride_one = periodic_geometry(weight.shape, geom, grid, stride=(1,) * geom.ndim)
-        top = circulant_tops(weight, stride_one, executor)
-        sampled = float(rounding.top_upper(float(top.max()), rows, cols))
-    taps = weight.reshape(weight.shape[0], weight.shape[1], -1)
-    reach = 0.0
-    for t, tap in enumerate(np.ndindex(*geom.kernel_size)):
-        blocks = [taps[g * rows:(g + 1) * rows, :, t] for g in range(geom.groups)]
-        # LAPACK's norm, widened by its backward error; a Frobenius norm can only be larger
-        norm = max(up(np.linalg.norm(b, 2) + (max(b.shape) ** 2 + 2) * U * np.linalg.norm(b))
-                   for b in blocks)
-        offsets = [abs(i - (a.kernel_size - 1) / 2) * a.dilation for i, a in zip(tap, geom.axes)]
-        reach += norm * sum(u * math.pi / n for u, n in zip(offsets, grid))
-    return up(sampled + up(reach, 4 * len(taps[0, 0]) + 8))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ Which bounds, by layer:
 * periodic circular layers: the symbol's largest singular value, by FFT (``"fft"``);
 * small layers: LAPACK's SVD of the explicit matrix, certified by a Cholesky factorization
   and a Rayleigh quotient (``"dense"``);
-* zero padding: the circulant embedding, exact sections and the Toeplitz symbol
+* zero padding: the circulant embedding, exact sections and, where a Cholesky
+  factorization of the whole Gram is cheap, every axis exact
   (:mod:`sparseconv._certificates`) above, a Lanczos Rayleigh quotient below
   (:mod:`sparseconv._lanczos`) (``"bounds"``);
 * reflect, replicate and non-periodic circular padding: ``A = V P`` with ``P`` the padding,
@@ -40,7 +41,6 @@ from ._certificates import (
     periodic_geometry,
     section_bound,
     section_bytes,
-    toeplitz_bound,
 )
 from ._geometry import ConvGeometry, block_diagonal
 from ._lanczos import check_lanczos_memory, lower_bound, start_vector
@@ -230,10 +230,10 @@ def _zero_padded_bounds(weight, geom: ConvGeometry, rounding: Rounding, executor
     top = circulant_tops(weight, periodic, executor, progress)
     rows, cols = block_shape(geom)
     certified = rounding.top_upper(top, rows, cols)  # per frequency and group
+    # (the Toeplitz symbol's supremum, Araujo et al.'s bound, is never below this one: the
+    # strided circulant layer subsamples the stride-1 one, whose norm is the symbol's
+    # maximum on the grid; see sparseconv.toeplitz_norm for the bound of every input size)
     bounds = {"circulant": float(certified.max())}
-    stride_one = all(s == 1 for s in geom.stride)
-    bounds["toeplitz"] = toeplitz_bound(weight, geom, grid, rounding,
-                                        bounds["circulant"] if stride_one else None, executor)
     per_frequency, best = certified.max(axis=-1), {}
     for axis in range(geom.ndim if sections else 0):
         if not fits(section_bytes(geom, axis)):
@@ -319,7 +319,7 @@ def spectral_norm(
         matrix. ``"bounds"``: a Lanczos lower bound and certified upper bounds (zero padding:
         tight; reflect, replicate and non-periodic circular padding: the padding's own norm
         times the bound of the unpadded layer, looser). ``"upper"``: the cheap certified upper
-        bounds alone (circulant embedding and Toeplitz symbol; no exact sections, no Lanczos),
+        bounds alone (the circulant embedding; no exact sections, no Lanczos),
         ``value`` is the upper bound and ``lower`` one cheap quotient. ``"auto"``: a 1x1
         kernel in closed form, ``"fft"`` when it applies, else ``"dense"`` when
         ``sparseconv._spectra.dense_is_affordable``, else ``"bounds"``.

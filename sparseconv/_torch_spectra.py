@@ -290,8 +290,8 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
 
     See Also
     --------
-    sparseconv.spectral_norm : the certified interval, with tighter bounds (exact sections,
-        the Toeplitz symbol) and a lower bound.
+    sparseconv.spectral_norm : the certified interval, with tighter bounds (exact sections)
+        and a lower bound.
 
     Notes
     -----
