@@ -515,28 +515,57 @@ def full_bytes_and_flops(geom: ConvGeometry) -> tuple[int, int]:
     return nbytes, geom.groups * min(rows * bandwidth**2 for rows, bandwidth in sides)
 
 
+def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: list,
+                  tops: np.ndarray | None, group_list: list) -> list[int]:
+    """One task of :func:`full_bound`: per group, the first candidate ``mu`` it is proved
+    below (``len(candidates)`` if none): by its circulant bound ``tops[g]`` when that is
+    below already, else by a Cholesky factorization of its whole Gram."""
+    proved = []
+    for g in group_list:
+        gram, first = None, len(candidates)
+        for i, mu in enumerate(candidates):
+            if tops is None or tops[g] ** 2 > mu:
+                gram = section_gram(kernels[g], taps, size) if gram is None else gram
+                if not _below(gram, mu):
+                    continue
+            first = i
+            break
+        proved.append(first)
+    return proved
+
+
 def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
-               tol: float) -> float:
+               tol: float, tops: np.ndarray | None = None,
+               executor: Executor | None = None) -> float:
     """Upper bound on ``||A||`` with every axis exact: ``mu I - A^H A`` proved positive.
 
     The Gram matrix of each group, position-major, is banded (:class:`SectionGram` over the
     layer's gather map); one banded Cholesky factorization at ``mu`` just above the square of
     ``estimate`` (a lower bound near the norm) proves ``||A||^2 <= mu`` up to the rounding
-    allowance of :func:`_certified_square`. ``math.inf`` when no candidate is proved.
+    allowance of :func:`_certified_square`. ``tops``: a certified upper bound on each
+    group's norm, if known (its circulant bound); a group already below ``sqrt(mu)`` is not
+    factorized (``A`` is block diagonal over the groups: ``||A|| = max_g ||A_g||``). Groups
+    are factorized in parallel (:func:`sparseconv._parallel.map_chunks`). ``math.inf`` when
+    no candidate is proved.
     """
     taps = _layer_taps(geom)
     size = math.prod(geom.input_size)
     c_out = geom.out_channels // geom.groups
-    w = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
-    grams = [section_gram(w[g], taps, size) for g in range(geom.groups)]
+    kernels = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
     bandwidth = max(bandwidth for _, bandwidth in _full_sides(geom))
-    for delta in (max(8 * tol, 1e-8), 1e-5, 1e-4):
-        mu = max(estimate * estimate, 1e-300) * (1 + delta)
-        if all(_below(gram, mu) for gram in grams):
-            return math.sqrt(_certified_square(mu, bandwidth, rounding,
-                                               max(c_out, weight.shape[1]),
-                                               math.prod(geom.kernel_size)))
-    return math.inf
+    candidates = [max(estimate * estimate, 1e-300) * (1 + delta)
+                  for delta in (max(8 * tol, 1e-8), 1e-5, 1e-4)]
+    needed = [g for g in range(geom.groups) if tops is None or tops[g] ** 2 > candidates[0]]
+    workers = min(len(needed), 4 * (os.cpu_count() or 1))
+    chunks = [needed[i::workers] for i in range(workers)]
+    proofs = map_chunks(_prove_groups, (kernels, taps, size, candidates, tops), chunks,
+                        executor=executor, what="the full certificate of spectral_norm",
+                        label=lambda i: f"groups {chunks[i][:4]}...") if needed else []
+    worst = max((i for proof in proofs for i in proof), default=0)
+    if worst == len(candidates):
+        return math.inf
+    return math.sqrt(_certified_square(candidates[worst], bandwidth, rounding,
+                                       max(c_out, weight.shape[1]), math.prod(geom.kernel_size)))
 
 
 # ---------------------------------------------------------------------------------------------

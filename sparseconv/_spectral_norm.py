@@ -222,20 +222,23 @@ def _pointwise(weight, geom: ConvGeometry) -> SpectralNorm:
     return _checked(float(s[0]) * root, lower, upper, "1x1", {"1x1": upper})
 
 
-def _zero_padded_bounds(weight, geom: ConvGeometry, rounding: Rounding, executor=None,
-                        progress=None, sections: bool = True) -> tuple[float, dict, dict, list]:
-    """The certified upper bounds of a zero-padded layer, the witnesses and the grid."""
+def _circulant(weight, geom: ConvGeometry, rounding: Rounding, executor=None,
+               progress=None) -> tuple[list, np.ndarray]:
+    """The embedding grid and the certified circulant bound per frequency and group."""
     grid = embedding_grid(geom)
-    periodic = periodic_geometry(weight.shape, geom, grid)
-    top = circulant_tops(weight, periodic, executor, progress)
+    top = circulant_tops(weight, periodic_geometry(weight.shape, geom, grid), executor, progress)
     rows, cols = block_shape(geom)
-    certified = rounding.top_upper(top, rows, cols)  # per frequency and group
     # (the Toeplitz symbol's supremum, Araujo et al.'s bound, is never below this one: the
     # strided circulant layer subsamples the stride-1 one, whose norm is the symbol's
     # maximum on the grid; see sparseconv.toeplitz_norm for the bound of every input size)
-    bounds = {"circulant": float(certified.max())}
+    return grid, rounding.top_upper(top, rows, cols)
+
+
+def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: dict,
+              rounding: Rounding, executor=None) -> dict:
+    """Adds each exact section's bound to ``bounds``; returns the witnesses of the best."""
     per_frequency, best = certified.max(axis=-1), {}
-    for axis in range(geom.ndim if sections else 0):
+    for axis in range(geom.ndim):
         if not fits(section_bytes(geom, axis)):
             continue  # an exact section only tightens the bound: skipped, never refused late
         # 1-D: no other axis, the layer itself is the one block, proved exactly
@@ -245,41 +248,58 @@ def _zero_padded_bounds(weight, geom: ConvGeometry, rounding: Rounding, executor
         bounds[f"exact axis {axis}"] = value
         if witnesses and value <= min(bounds.values()):
             best = witnesses
-    return min(bounds.values()), bounds, best, grid
+    return best
 
 
 def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None,
             upper_only: bool = False) -> SpectralNorm:
+    """Certified bounds of a layer that is neither periodic nor small.
+
+    Zero padding: the circulant bound, then either -- when one banded Cholesky factorization
+    of the whole Gram is cheap -- the Lanczos lower bound and that factorization just above
+    it (every axis exact; the exact sections only if it fails), or the exact sections, then
+    the Lanczos lower bound started from their witnesses. Other paddings: the padding's norm
+    times the bounds of the unpadded layer on the padded input.
+    """
     op = ConvOperator(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                       dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode)
     check_lanczos_memory(op)  # every stage is sized before the first one starts
     copies = _copies(geom)  # after the operator, whose scratch memory is checked first
+    exact_first = False
     if geom.padding_mode == "zeros":
         rounding = Rounding.of(weight, geom.groups)
-        upper, bounds, witnesses, grid = _zero_padded_bounds(weight, geom, rounding, executor,
-                                                             progress, not upper_only)
+        grid, certified = _circulant(weight, geom, rounding, executor, progress)
+        bounds = {"circulant": float(certified.max())}
+        nbytes, flops = full_bytes_and_flops(geom)
+        exact_first = not upper_only and flops <= FULL_FLOPS and fits(nbytes)
+        witnesses = {} if upper_only or exact_first else _sections(
+            weight, geom, grid, certified, bounds, rounding, executor)
         start = start_vector(geom, grid, witnesses) if witnesses else np.ones(op.shape[1])
     else:  # A = V P: the unpadded layer V on the padded input, times ||P|| = sqrt(copies)
         padded = (geom.in_channels, *(a.padded_size for a in geom.axes))
         valid = ConvGeometry.from_weight(weight.shape, padded, stride=geom.stride,
                                          dilation=geom.dilation, groups=geom.groups)
-        _, valid_bounds, _, _ = _zero_padded_bounds(weight, valid, Rounding.of(weight, geom.groups),
-                                                    executor, progress, not upper_only)
+        valid_rounding = Rounding.of(weight, geom.groups)
+        grid, certified = _circulant(weight, valid, valid_rounding, executor, progress)
+        valid_bounds = {"circulant": float(certified.max())}
+        if not upper_only:
+            _sections(weight, valid, grid, certified, valid_bounds, valid_rounding, executor)
         scale = up(math.sqrt(copies), 2)
         bounds = {f"padding x {name}": up(scale * value, 2) for name, value in valid_bounds.items()}
-        upper, start = min(bounds.values()), np.ones(op.shape[1])
+        start = np.ones(op.shape[1])
+    upper = min(bounds.values())
     rounding = Rounding.of(weight, geom.groups, copies)
     if upper_only:  # one certified quotient of the start vector: cheap, and loose
         lower = rounding.quotient_lower(float(np.linalg.norm(op.matvec(start))),
                                         float(np.linalg.norm(start)), max(op.shape))
         return _checked(upper, lower, upper, "upper", bounds, False)
     lower, converged = lower_bound(op, start, tol, rounding, upper=upper)
-    if geom.padding_mode == "zeros" and upper - lower > max(tol, 1e-6) * upper:
-        nbytes, flops = full_bytes_and_flops(geom)
-        if flops <= FULL_FLOPS and fits(nbytes):  # every axis exact, when a Cholesky is cheap
-            bounds["exact"] = full_bound(weight, geom, lower, Rounding.of(weight, geom.groups),
-                                         tol)
-            upper = min(upper, bounds["exact"])
+    if exact_first and upper - lower > max(tol, 1e-6) * upper:
+        groups = certified.reshape(-1, geom.groups).max(axis=0)  # each group's circulant bound
+        bounds["exact"] = full_bound(weight, geom, lower, rounding, tol, groups, executor)
+        if bounds["exact"] == math.inf:  # no candidate proved: the sections, as for a large layer
+            _sections(weight, geom, grid, certified, bounds, rounding, executor)
+        upper = min(bounds.values())
     return _checked(lower, lower, upper, "bounds", bounds, converged)
 
 

@@ -28,6 +28,16 @@ def assert_contains(result, truth, context):
         result.bounds, truth, context)
 
 
+@pytest.fixture(params=["every axis", "sections"])
+def route(request, monkeypatch):
+    """Both certificates of a zero-padded layer: the whole Gram's Cholesky factorization
+    (taken when it is cheap, as on these small layers), and the exact sections (taken for
+    large layers: forced here by a zero flop budget for the other)."""
+    if request.param == "sections":
+        monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)
+    return request.param
+
+
 def random_layer(rng, mode, dtype=np.float64, sparse=False, small=False):
     ndim = int(rng.integers(1, 4))
     groups = int(rng.choice([1, 2]))
@@ -50,12 +60,14 @@ def random_layer(rng, mode, dtype=np.float64, sparse=False, small=False):
 
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
 @pytest.mark.parametrize("seed", range(25))
-def test_certified_interval_contains_the_dense_norm(mode, seed):
+def test_certified_interval_contains_the_dense_norm(mode, seed, route):
     rng = np.random.default_rng(seed)
     w, shape, kwargs = random_layer(rng, mode)
     result = spectral_norm(w, shape, method="bounds", **kwargs)  # valid by construction
     truth = dense_norm(w, shape, **kwargs)
     assert_contains(result, truth, (w.shape, shape, kwargs))
+    if mode == "zeros" and route == "sections" and len(shape) > 1:
+        assert not any(name == "exact" for name in result.bounds), result.bounds
     if mode == "zeros":  # Lanczos converges on these small layers
         assert abs(result.value - truth) <= 1e-6 * truth
 
@@ -81,9 +93,11 @@ def test_one_dimensional_layers_are_proved_almost_exactly():
     assert result.relative_width < 1e-8
 
 
-def test_exact_sections_beat_the_plain_embedding():
+def test_exact_sections_beat_the_plain_embedding(monkeypatch):
     """The issue's reference: a plain periodic embedding leaves a relative width near 4e-3 for
-    a random 16->16 3x3 layer on 16x16; one exact axis halves it."""
+    a random 16->16 3x3 layer on 16x16; one exact axis halves it (every axis exact, which
+    this layer would get, is switched off)."""
+    monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)
     w = np.random.default_rng(0).standard_normal((16, 16, 3, 3)) / 12
     result = spectral_norm(w, (16, 16, 16), padding=1, method="bounds")
     A = conv_matrix(w, (16, 16, 16), padding=1)
@@ -106,7 +120,7 @@ MODES = ["zeros", "reflect", "replicate", "circular"]
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("seed", range(50))
-def test_complex_weights_every_mode(mode, seed):
+def test_complex_weights_every_mode(mode, seed, route):
     rng = np.random.default_rng(1000 + seed)
     w, shape, kwargs = random_layer(rng, mode, np.complex128, sparse=seed % 2 == 0, small=True)
     methods = ("bounds", "auto") if seed % 5 == 0 else ("bounds",)  # auto: mostly dense here
@@ -182,6 +196,7 @@ def test_a_wrong_bound_is_raised_not_clamped(monkeypatch):
     truth = dense_norm(w, (3, 12, 12), padding=1)
     # (bounds are computed on weights scaled to [1/2, 1): a thousandth is wrong at any scale)
     monkeypatch.setattr(_spectral_norm, "section_bound", lambda *args, **kwargs: (truth / 1000, {}))
+    monkeypatch.setattr(_spectral_norm, "full_bound", lambda *args, **kwargs: truth / 1000)
     with pytest.raises(RuntimeError, match="bug"):
         spectral_norm(w, (3, 12, 12), padding=1, method="bounds")
 
@@ -339,3 +354,23 @@ def test_lanczos_reports_an_unmet_tolerance(monkeypatch):
 def _spectral_norm_module():
     import importlib
     return importlib.import_module("sparseconv._spectral_norm")
+
+
+def test_grouped_layers_factorize_only_the_groups_that_can_reach_the_norm(monkeypatch):
+    """A depthwise layer is block diagonal over its groups: each group whose circulant bound
+    is below the norm's lower bound is done; the others get their own Cholesky proof."""
+    from sparseconv import _certificates
+
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((16, 1, 3, 3))
+    w[[3, 9]] *= 3  # two groups dominate
+    built = []
+    section_gram = _certificates.section_gram
+    monkeypatch.setattr(_certificates, "section_gram",
+                        lambda *args: built.append(args) or section_gram(*args))
+    shape = (16, 12, 12)
+    result = spectral_norm(w, shape, padding=1, groups=16, method="bounds")
+    truth = dense_norm(w, shape, padding=1, groups=16)
+    assert_contains(result, truth, "depthwise")
+    assert "exact" in result.bounds and result.relative_width < 1e-6
+    assert 1 <= len(built) <= 2, len(built)
