@@ -106,6 +106,7 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
     dtype = np.result_type(op.dtype, start.dtype)
     size = _basis_size(n, np.dtype(dtype).itemsize, maxiter)
     basis = np.empty((size, n), dtype=dtype)
+    real = basis.dtype.kind != "c"
     steps, v, history = 0, start, []
     while True:
         basis[0] = v / np.linalg.norm(v)
@@ -117,7 +118,9 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
             alpha.append(float(np.vdot(basis[j], w).real))
             before = float(np.linalg.norm(w))
             for _ in range(2):  # classical Gram-Schmidt against the whole basis, twice at most
-                w = w - basis[:j + 1].T @ (basis[:j + 1].conj() @ w)
+                # (conj(B) @ w as conj(B @ conj(w)): no copy of the basis, real or complex)
+                coefficients = basis[:j + 1] @ w if real else np.conj(basis[:j + 1] @ np.conj(w))
+                w = w - basis[:j + 1].T @ coefficients
                 norm = float(np.linalg.norm(w))
                 if norm > 0.5 * before:
                     break

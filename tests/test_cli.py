@@ -125,6 +125,20 @@ def test_spectrum_prints_the_spectral_norm_and_its_interval(tmp_path):
     assert matplotlib.image.imread(tmp_path / "c.png").shape[:2] == (900, 2100)  # 7 x 3 in
 
 
+def test_spectrum_every_size_bounds_the_layer_on_large_inputs(tmp_path):
+    out = ok("spectrum", "-o", tmp_path / "s.png", *LAYER, "--seed", "3", "--every-size")
+    match = re.search(r"every input size\s+(\S+)\s+in \[(\S+), (\S+)\]", out)
+    assert match, out
+    value, lower, upper = (float(v) for v in match.groups())
+    assert lower <= value <= upper and upper - lower <= 1e-7 * upper
+    w = np.random.default_rng(3).standard_normal((4, 3, 3, 3)) / np.sqrt(27)
+    for n in (8, 24):  # every size and zero padding is below it; large ones come close
+        top = np.linalg.norm(conv_matrix(w, (3, n, n), padding=1).toarray(), 2)
+        assert top <= upper
+    assert top >= 0.95 * lower
+    assert "every input size" not in ok("spectrum", "-o", tmp_path / "t.png", *LAYER)
+
+
 def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     ok("spy", "-o", tmp_path / "z.png", *LAYER, "--dpi", "100", "--figsize", "2.5,2",
        "--zoom", "1:3,0:2")
