@@ -24,6 +24,7 @@ those of the weight rescaled by a power of two (:func:`sparseconv._symbol.unit_s
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
@@ -32,6 +33,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from ._geometry import ConvGeometry
 from ._memory import check_memory
+from ._parallel import frequency_chunks, map_chunks
 from ._symbol import (
     layer_geometry,
     require_periodic,
@@ -411,16 +413,19 @@ def _negative_frequencies(grid: tuple[int, ...]) -> np.ndarray:
 def _factor(geom: ConvGeometry, weight: np.ndarray, frequencies: _Frequencies):
     """At the stored frequencies: ``U`` (R, g, m, k), ``S`` (R, g, k) and ``V^H`` (R, g, k, n).
 
-    ``k = min(m, n)``; the SVD of the symbol per frequency and group, written chunk by chunk
-    into the result (no copy of the whole).
+    ``k = min(m, n)``; the SVD of the symbol per frequency and group, chunks of frequencies
+    on the thread pool of :func:`sparseconv._parallel.map_chunks` (one BLAS thread each), each
+    writing its rows of the result (no copy of the whole).
     """
     grid = [a.size // a.stride for a in geom.axes]
     groups = geom.groups
     m = geom.out_channels // groups
     n = geom.in_channels // groups * math.prod(geom.stride)
     k, stored = min(m, n), len(frequencies.stored)
+    step = _chunk(groups * m * n)
+    in_flight = min(stored, step * (os.cpu_count() or 1))  # one chunk per worker at a time
     check_memory(16 * stored * groups * (m * k + k * n) + 8 * frequencies.size * groups * k
-                 + 16 * min(stored, _chunk(groups * m * n)) * groups * m * n * 3,
+                 + 16 * in_flight * groups * m * n * 3,
                  "the circular SVD's factors (U, S, V per frequency)")
     # contiguous: unit_scale views a complex weight as its real parts
     scaled, exponent = unit_scale(np.ascontiguousarray(weight))
@@ -428,12 +433,21 @@ def _factor(geom: ConvGeometry, weight: np.ndarray, frequencies: _Frequencies):
     u = np.empty((stored, groups, m, k), dtype=np.complex128)
     vh = np.empty((stored, groups, k, n), dtype=np.complex128)
     s = np.empty((stored, groups, k))
-    step = _chunk(groups * m * n)
-    for start in range(0, stored, step):
-        stop = min(start + step, stored)
-        u[start:stop], s[start:stop], vh[start:stop] = np.linalg.svd(
-            symbol_at(geom, scaled, at[start:stop]), full_matrices=False)
+    rows = frequency_chunks(np.arange(stored), step, None)
+    map_chunks(_factor_rows, (geom, scaled, at, u, s, vh, step), rows, executor=None,
+               what="circular_svd", label=lambda i: f"frequencies {rows[i][0]} to "
+               f"{rows[i][-1]} of {stored}")
     return u, times_power_of_two(s, exponent), vh
+
+
+def _factor_rows(geom: ConvGeometry, weight: np.ndarray, at: np.ndarray, u: np.ndarray,
+                 s: np.ndarray, vh: np.ndarray, step: int, rows: np.ndarray) -> None:
+    """One task of :func:`_factor`: the SVDs at ``at[rows]`` (contiguous), ``step`` at a time,
+    written into ``u``, ``s``, ``vh`` (shared with the other threads, disjoint rows)."""
+    for start in range(int(rows[0]), int(rows[-1]) + 1 if len(rows) else 0, step):
+        stop = min(start + step, int(rows[-1]) + 1)
+        u[start:stop], s[start:stop], vh[start:stop] = np.linalg.svd(
+            symbol_at(geom, weight, at[start:stop]), full_matrices=False)
 
 
 def _chunk(block: int) -> int:
