@@ -11,7 +11,7 @@ Invariants and accuracy:
   ``-xi`` is the conjugate one, and so are its factors (``U(-xi) = conj U(xi)``), so ``S`` is
   exactly equal on such pairs.
 * Each matrix is factored by one of two routes, chosen from its own entries only (never from
-  the chunking or the number of threads, so results do not depend on them):
+  the chunking or the number of threads, which decide only which route is tried first):
 
   - **Gram**: the eigendecomposition of the smaller Gram matrix (``H^H H = V S^2 V^H`` for a
     tall ``H``, then ``U = H V / S``; ``H H^H = U S^2 U^H`` for a wide one, then

@@ -387,7 +387,7 @@ def test_ill_conditioned_frequencies_are_factored_by_lapack_against_mpmath(monke
 def test_the_route_of_each_matrix_depends_on_its_condition_only():
     """A stack of conditions on both sides of 4 (and a zero and a singular matrix): the
     matrices of condition <= 4 take the Gram route whichever route is tried first, and the
-    factors are the same either way (so they do not depend on the chunking)."""
+    factors are the same either way (so the route does not depend on the chunking)."""
     rng = np.random.default_rng(5)
     conditions = np.array([1.0, 1.5, 3.0, 3.9, 4.1, 8.0, 1e8, np.inf, 2.0, 50.0, 1.0, 0.0])
     m, n = 6, 9
