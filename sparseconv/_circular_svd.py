@@ -14,6 +14,10 @@ frequency. Every function of the singular values -- the Tikhonov-damped least-sq
 the pseudo-inverse, the best rank-r approximation, the projection onto an operator-norm ball --
 is then exact and costs the same.
 
+The per-frequency factors come from :mod:`sparseconv._symbol_svd` (which frequencies are
+stored, the SVD of each on the thread pool, and products with the stored factors); this module
+is the public object built on them.
+
 Invariants: the SVD is computed once per pair of frequencies ``{xi, -xi}`` of a real weight
 (the symbol at ``-xi`` is the conjugate one, and so are its factors), so ``S`` is exactly equal
 on such pairs and a function of ``S`` gives a real operator; the per-frequency factors are
@@ -25,28 +29,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from ._geometry import ConvGeometry
 from ._memory import check_memory
-from ._symbol import (
-    layer_geometry,
-    require_periodic,
-    symbol_at,
-    times_power_of_two,
-    unit_scale,
-)
+from ._symbol import layer_geometry, require_periodic
+from ._symbol_svd import Frequencies, factor_symbol, negative_frequencies
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
 from ._validation import as_weight, is_int, real_number
 
 __all__ = ["CircularSVD", "circular_svd"]
-
-#: Frequencies are factored in chunks whose symbol takes about this many bytes.
-_CHUNK_BYTES = 8 * 2**20
-
 
 class CircularSVD(LinearOperator):
     """The SVD of a periodic convolution layer, ``A = U diag(S) V^H``, matrix-free.
@@ -84,8 +78,8 @@ class CircularSVD(LinearOperator):
         self.input_shape, self.output_shape = geom.input_shape, geom.output_shape
         self._real = weight.dtype.kind != "c"
         self._grid = tuple(a.size // a.stride for a in geom.axes)
-        self._frequencies = _Frequencies.of(self._grid, self._real)
-        self._u, s, self._vh = _factor(geom, weight, self._frequencies)
+        self._frequencies = Frequencies.of(self._grid, self._real)
+        self._u, s, self._vh = factor_symbol(geom, weight, self._frequencies)
         self._s = self._frequencies.everywhere(s)  # (F, groups, k) over the whole grid
         flat = self._s.ravel()
         self._order = np.argsort(-flat, kind="stable")
@@ -272,7 +266,7 @@ class CircularSVD(LinearOperator):
         keep = np.zeros(self.S.size, dtype=bool)
         keep[self._order[:int(r)]] = True
         keep = keep.reshape(self._s.shape)
-        negative = _negative_frequencies(self._grid)
+        negative = negative_frequencies(self._grid)
         real = self._real and bool((keep == keep[negative]).all())
         return _SpectralFilter(self, np.where(keep, self._s, 0.0), False, real)
 
@@ -344,103 +338,6 @@ class _Factor(LinearOperator):
         return coefficients.reshape(svd.S.size, -1)[svd._order]
 
 
-class _Frequencies(NamedTuple):
-    """The frequencies whose factors are stored, and how the others derive from them.
-
-    For a real weight, one frequency of each pair ``{xi, -xi}`` is stored (``stored``, flat
-    indices, the first ``len(negatives)`` of them paired with the frequencies ``negatives``,
-    the others their own negatives); the factors at ``-xi`` are the conjugate ones. For a
-    complex weight every frequency is stored.
-    """
-
-    size: int
-    stored: np.ndarray
-    negatives: np.ndarray
-
-    @classmethod
-    def of(cls, grid: tuple[int, ...], real: bool) -> _Frequencies:
-        count = math.prod(grid)
-        if not real:
-            return cls(count, np.arange(count), np.zeros(0, dtype=np.int64))
-        negative = _negative_frequencies(grid)
-        flat = np.arange(count)
-        paired, alone = flat[flat < negative], flat[flat == negative]
-        return cls(count, np.concatenate([paired, alone]), negative[paired])
-
-    def everywhere(self, values: np.ndarray) -> np.ndarray:
-        """Real values at the stored frequencies, given at every frequency."""
-        out = np.empty((self.size, *values.shape[1:]), dtype=values.dtype)
-        out[self.stored] = values
-        out[self.negatives] = values[:len(self.negatives)]
-        return out
-
-    def product(self, factor: np.ndarray, X: np.ndarray, adjoint: bool) -> np.ndarray:
-        """``A_xi @ X_xi`` (``A_xi^H @ X_xi``) at every frequency; ``A`` stored, ``X`` not.
-
-        At ``-xi`` the factor is ``conj(A)``. ``A^H X = conj(A^T conj(X))`` on the transposed
-        view: numpy hands BLAS the transpose, cheaper than a contiguous adjoint's copy.
-        """
-        out = np.empty((self.size, *factor.shape[1:-2],
-                        factor.shape[-1 if adjoint else -2], X.shape[-1]), dtype=np.complex128)
-        A = np.swapaxes(factor, -1, -2) if adjoint else factor
-        X_stored, paired = X[self.stored], len(self.negatives)
-        out[self.stored] = np.conj(A @ np.conj(X_stored)) if adjoint else A @ X_stored
-        if paired:
-            X_negative = X[self.negatives]
-            out[self.negatives] = (A[:paired] @ X_negative if adjoint
-                                   else np.conj(A[:paired] @ np.conj(X_negative)))
-        return out
-
-    def rebuild(self, u: np.ndarray, f: np.ndarray, vh: np.ndarray) -> np.ndarray:
-        """``U_xi diag(f_xi) V_xi^H`` at every frequency, ``f`` given at every frequency."""
-        out = np.empty((self.size, *u.shape[1:-1], vh.shape[-1]), dtype=np.complex128)
-        out[self.stored] = (u * f[self.stored][..., None, :]) @ vh
-        paired = len(self.negatives)
-        if paired:
-            out[self.negatives] = np.conj((u[:paired] * f[self.negatives][..., None, :])
-                                          @ vh[:paired])
-        return out
-
-
-def _negative_frequencies(grid: tuple[int, ...]) -> np.ndarray:
-    """For each flat frequency of the grid, the flat index of its negative."""
-    xi = np.indices(grid).reshape(len(grid), -1)
-    return np.ravel_multi_index([(-x) % n for x, n in zip(xi, grid)], grid)
-
-
-def _factor(geom: ConvGeometry, weight: np.ndarray, frequencies: _Frequencies):
-    """At the stored frequencies: ``U`` (R, g, m, k), ``S`` (R, g, k) and ``V^H`` (R, g, k, n).
-
-    ``k = min(m, n)``; the SVD of the symbol per frequency and group, written chunk by chunk
-    into the result (no copy of the whole).
-    """
-    grid = [a.size // a.stride for a in geom.axes]
-    groups = geom.groups
-    m = geom.out_channels // groups
-    n = geom.in_channels // groups * math.prod(geom.stride)
-    k, stored = min(m, n), len(frequencies.stored)
-    check_memory(16 * stored * groups * (m * k + k * n) + 8 * frequencies.size * groups * k
-                 + 16 * min(stored, _chunk(groups * m * n)) * groups * m * n * 3,
-                 "the circular SVD's factors (U, S, V per frequency)")
-    # contiguous: unit_scale views a complex weight as its real parts
-    scaled, exponent = unit_scale(np.ascontiguousarray(weight))
-    at = np.stack(np.unravel_index(frequencies.stored, grid), axis=-1)
-    u = np.empty((stored, groups, m, k), dtype=np.complex128)
-    vh = np.empty((stored, groups, k, n), dtype=np.complex128)
-    s = np.empty((stored, groups, k))
-    step = _chunk(groups * m * n)
-    for start in range(0, stored, step):
-        stop = min(start + step, stored)
-        u[start:stop], s[start:stop], vh[start:stop] = np.linalg.svd(
-            symbol_at(geom, scaled, at[start:stop]), full_matrices=False)
-    return u, times_power_of_two(s, exponent), vh
-
-
-def _chunk(block: int) -> int:
-    """Frequencies a chunk: its symbol of ``block`` complex entries each about _CHUNK_BYTES."""
-    return max(1, _CHUNK_BYTES // (16 * block))
-
-
 def _as_columns(b, shape: tuple[int, ...], result_shape: tuple[int, ...],
                 name: str) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """``b`` as ``(prod(shape), k)`` columns, and how to shape a result like ``b`` was."""
@@ -502,7 +399,9 @@ def circular_svd(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTupl
     grid and ``H(xi) = U_xi S_xi V_xi^H`` the SVD of the symbol at each frequency,
     ``U = F^H blockdiag(U_xi)`` and ``V = P^T F^H blockdiag(V_xi)``. Cost: one SVD of a
     ``C_out/g x C_in/g * prod(stride)`` matrix per frequency and group (half of them for a
-    real weight, whose symbol at ``-xi`` is the conjugate of the one at ``xi``); the factors
+    real weight, whose symbol at ``-xi`` is the conjugate of the one at ``xi``), on every
+    core: LAPACK's ``gesdd``, or the eigendecomposition of the smaller Gram matrix where the
+    matrix's condition number is at most 4 (as accurate there, and faster); the factors
     take ``16 * prod(n/stride) * g * k * (m + M)`` bytes, ``m <= M`` the block sizes and
     ``k = m``. Products cost FFTs and ``O(prod(n/stride) * g * m * M)``.
 

@@ -13,11 +13,13 @@ import pytest
 
 from sparseconv import (
     MatrixTooLargeError,
+    _symbol_svd,
     circular_svd,
     clip_singular_values,
     conv_matrix,
     set_memory_limit,
     singular_values,
+    symbol,
 )
 from sparseconv.testing import dottest
 
@@ -271,3 +273,189 @@ def test_factors_are_sized_before_they_are_allocated():
             svd.dense_factors()
     finally:
         set_memory_limit(old)
+
+
+# -- the per-frequency factorization (sparseconv._symbol_svd): Gram route or LAPACK's gesdd ----
+
+def gram_route_spy(monkeypatch):
+    """Record, per call of the Gram route, which matrices it factored (``good``)."""
+    calls, original = [], _symbol_svd._gram_svd_into
+
+    def spy(h, u, s, vh):
+        good = original(h, u, s, vh)
+        calls.append(good.copy())
+        return good
+
+    monkeypatch.setattr(_symbol_svd, "_gram_svd_into", spy)
+    return calls
+
+
+def near_orthogonal(rng, c_out, c_in, kernel, noise, spread=False):
+    """Orthonormal rows or columns at the kernel's centre tap (``spread``: over all its taps,
+    the symbol of a kernel-``k`` stride-``k`` layer) plus ``noise``: every frequency's
+    condition number about ``(1 + 3 noise) / (1 - 3 noise)`` at most."""
+    w = noise * rng.standard_normal((c_out, c_in, kernel, kernel)) / (kernel * np.sqrt(c_in))
+    cols = c_in * kernel**2 if spread else c_in
+    q = np.linalg.qr(rng.standard_normal((max(c_out, cols), min(c_out, cols))))[0]
+    q = q if c_out >= cols else q.T
+    if spread:
+        return w + q.reshape(w.shape)
+    w[:, :, kernel // 2, kernel // 2] += q
+    return w
+
+
+def check_factors(svd, A, tol=1e-13):
+    U, S, Vh = svd.dense_factors()
+    k = S.size
+    assert np.abs(U.conj().T @ U - np.eye(k)).max() <= tol
+    assert np.abs(Vh @ Vh.conj().T - np.eye(k)).max() <= tol
+    assert np.abs(U @ np.diag(S) @ Vh - A).max() <= tol * S[0]
+    assert np.abs(S - np.linalg.svd(A, compute_uv=False)).max() <= tol * S[0]
+
+
+@pytest.mark.parametrize("layer", [
+    ((8, 8, 3), (8, 8, 8), {}),                       # square, near-orthogonal 3x3
+    ((12, 4, 1), (4, 6, 6), {}),                      # tall: U = H V / S
+    ((4, 3, 2), (3, 8, 8), dict(stride=2)),           # wide 4 x 12: V^H = S^-1 U^H H
+    ((6, 3, 3), (6, 4, 4), dict(groups=2, dilation=2)),
+])
+def test_well_conditioned_frequencies_take_the_gram_route_and_stay_unitary(layer, monkeypatch):
+    (c_out, c_in, kernel), shape, options = layer
+    w = near_orthogonal(np.random.default_rng(c_out + c_in), c_out, c_in, kernel, 0.2,
+                        spread="stride" in options)
+    calls = gram_route_spy(monkeypatch)
+    svd = circular_svd(w, shape, **options)
+    took = np.concatenate(calls)
+    assert took.size and took.all(), layer  # every matrix: the route is actually the Gram one
+    check_factors(svd, dense(w, shape, **options))
+
+
+@pytest.mark.parametrize("c", [1, 8])
+def test_clustered_singular_values_keep_unitary_factors(c, monkeypatch):
+    """An orthogonal 1x1 layer (every singular value 1: one cluster) and the identity kernel
+    (``H^H H = I`` exactly): the eigenvectors of a multiple eigenvalue are any basis, and the
+    factors must still be unitary."""
+    rng = np.random.default_rng(c)
+    orthogonal = np.linalg.qr(rng.standard_normal((c, c)))[0][:, :, None, None]
+    identity = np.zeros((c, c, 3, 3))
+    identity[:, :, 1, 1] = np.eye(c)
+    calls = gram_route_spy(monkeypatch)
+    for w in (orthogonal, identity):
+        svd = circular_svd(w, (c, 6, 4))
+        assert np.abs(svd.S - 1.0).max() <= 1e-14
+        check_factors(svd, dense(w, (c, 6, 4)))
+    assert np.concatenate(calls).all()
+
+
+def nearly_singular(rng, channels, kernel, gap):
+    """Two large singular values per frequency and ``channels - 2`` near ``gap``."""
+    u = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
+    v = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
+    w = np.einsum("oa,abij,cb->ocij", u, rng.standard_normal((2, 2, kernel, kernel)), v)
+    w[:, :, kernel // 2, kernel // 2] += gap * np.linalg.qr(rng.standard_normal((channels,) * 2))[0]
+    return w
+
+
+def test_ill_conditioned_frequencies_are_factored_by_lapack_against_mpmath(monkeypatch):
+    """8 -> 8 of condition ~1e4 at every frequency: no Gram route; the small singular values
+    within 1e-13 * sigma_max of mpmath's SVD at 30 digits (no worse than LAPACK's own), the
+    factors unitary. The Gram route forced everywhere fails both checks: they can fail."""
+    import mpmath  # the test extra installs it: never a silent skip
+    w = nearly_singular(np.random.default_rng(21), 8, 3, 1e-4)
+    H = symbol(w, (2, 4)).reshape(-1, 8, 8)
+    exact = []
+    with mpmath.workdps(30):
+        for h in H:
+            m = mpmath.matrix([[mpmath.mpc(complex(v)) for v in row] for row in h])
+            exact.extend(float(v) for v in mpmath.svd_c(m, compute_uv=False))
+    exact = np.sort(exact)[::-1]
+    lapack = np.sort(np.linalg.svd(H, compute_uv=False).ravel())[::-1]
+    assert 1e-6 * exact[0] < exact[-1] < 1e-3 * exact[0]  # the small values are small
+    calls = gram_route_spy(monkeypatch)
+    svd = circular_svd(w, (8, 2, 4))
+    assert not any(good.any() for good in calls)  # never called, or nothing taken
+    ours, theirs = np.abs(svd.S - exact).max(), np.abs(lapack - exact).max()
+    assert ours <= max(1e-13 * exact[0], 4 * theirs), (ours, theirs)
+    check_factors(svd, dense(w, (8, 2, 4)))
+    monkeypatch.setattr(_symbol_svd, "GRAM_CONDITION", np.inf)  # the Gram route alone
+    gram = circular_svd(w, (8, 2, 4))
+    assert np.abs(gram.S - exact).max() > 1e-13 * exact[0]
+    U = gram.dense_factors()[0]
+    assert np.abs(U.conj().T @ U - np.eye(U.shape[1])).max() > 1e-9
+
+
+def test_the_route_of_each_matrix_depends_on_its_condition_only():
+    """A stack of conditions on both sides of 4 (and a zero and a singular matrix): the
+    matrices of condition <= 4 take the Gram route whichever route is tried first, and the
+    factors are the same either way (so the route does not depend on the chunking)."""
+    rng = np.random.default_rng(5)
+    conditions = np.array([1.0, 1.5, 3.0, 3.9, 4.1, 8.0, 1e8, np.inf, 2.0, 50.0, 1.0, 0.0])
+    m, n = 6, 9
+    stack = []
+    for kappa in conditions:
+        q = np.linalg.qr(rng.standard_normal((m, m)) + 1j * rng.standard_normal((m, m)))[0]
+        p = np.linalg.qr(rng.standard_normal((n, m)) + 1j * rng.standard_normal((n, m)))[0]
+        s = np.geomspace(1.0, 1.0 / kappa, m) if 0 < kappa < np.inf else np.r_[np.ones(m - 1), 0]
+        stack.append((q * (s if kappa else 0 * s)) @ p.conj().T)
+    h = np.array(stack)
+    results = []
+    for gram_first in (True, False):
+        u = np.empty((len(h), m, m), dtype=complex)
+        vh = np.empty((len(h), m, n), dtype=complex)
+        s = np.empty((len(h), m))
+        results.append((_symbol_svd.svd_of_stack(h, u, s, vh, gram_first), u, s, vh))
+    expected = (conditions <= _symbol_svd.GRAM_CONDITION) & (conditions > 0)
+    for took, u, s, vh in results:
+        assert np.array_equal(took, expected)
+        assert np.abs(u @ (s[..., None] * vh) - h).max() <= 1e-14
+        assert np.abs(u.conj().transpose(0, 2, 1) @ u - np.eye(m)).max() <= 1e-13
+    for a, b in zip(results[0][1:], results[1][1:]):
+        assert np.array_equal(a, b)
+
+
+def test_a_layer_mixing_both_routes_is_an_svd(monkeypatch):
+    """``0.5 (delta_0 - delta_1) I`` plus noise: near frequency 0 the symbol is the noise
+    (ill-conditioned), elsewhere near a multiple of ``I``; both routes, switching along the
+    grid, and the same S as LAPACK alone."""
+    rng = np.random.default_rng(3)
+    w = 0.03 * rng.standard_normal((6, 6, 3))
+    w[:, :, 1] += 0.5 * np.eye(6)
+    w[:, :, 2] -= 0.5 * np.eye(6)
+    calls = gram_route_spy(monkeypatch)
+    svd = circular_svd(w, (6, 64))
+    took = np.concatenate(calls)
+    assert took.any() and not took.all()
+    check_factors(svd, dense(w, (6, 64)))
+    monkeypatch.setattr(_symbol_svd, "GRAM_CONDITION", 0.0)  # LAPACK alone
+    assert np.abs(circular_svd(w, (6, 64)).S - svd.S).max() <= 1e-14 * svd.S[0]
+
+
+@pytest.mark.parametrize("m, n", [(64, 64), (24, 40), (40, 24)])
+def test_the_gram_threshold_keeps_the_factors_unitary_to_1e_13(m, n, monkeypatch):
+    """Condition just below 4, values spread or in two clusters: the Gram route's factors are
+    unitary to 1e-13 (the bound ``c kappa^2 eps``); at condition 16 they are not, which is
+    why the threshold is 4 and not singular_values' 16."""
+    rng = np.random.default_rng(m + n)
+    k = min(m, n)
+
+    def stack(kappa):
+        spread = np.geomspace(1.0, 1.0 / kappa, k)
+        clusters = np.where(np.arange(k) < k // 2, 1.0, 1.0 / kappa)
+        out = []
+        for s in (spread, clusters) * 3:
+            q = np.linalg.qr(rng.standard_normal((m, k)) + 1j * rng.standard_normal((m, k)))[0]
+            p = np.linalg.qr(rng.standard_normal((n, k)) + 1j * rng.standard_normal((n, k)))[0]
+            out.append((q * s) @ p.conj().T)
+        return np.array(out)
+
+    def worst_unitarity(h):
+        u, s = np.empty((len(h), m, k), dtype=complex), np.empty((len(h), k))
+        vh = np.empty((len(h), k, n), dtype=complex)
+        assert _symbol_svd._gram_svd_into(h, u, s, vh).all()
+        assert np.abs(u @ (s[..., None] * vh) - h).max() <= 1e-14
+        return max(np.abs(u.conj().transpose(0, 2, 1) @ u - np.eye(k)).max(),
+                   np.abs(vh @ vh.conj().transpose(0, 2, 1) - np.eye(k)).max())
+
+    assert worst_unitarity(stack(3.99)) <= 1e-13
+    monkeypatch.setattr(_symbol_svd, "GRAM_CONDITION", 16.0)
+    assert worst_unitarity(stack(15.9)) > 1e-13
