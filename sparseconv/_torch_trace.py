@@ -1,0 +1,121 @@
+"""Walking a network: one forward pass, every leaf module's call recorded (:func:`trace`).
+
+Forward hooks on every leaf module see its calls whatever the model's ``forward`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx
+from torch import nn
+
+from sparseconv._torch_layers import _input_shape, _refuse
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One call of a leaf module during :func:`trace`.
+
+    Attributes
+    ----------
+    name : str
+        The qualified name (``model.get_submodule(name)``; ``""`` for the model itself).
+    module : torch.nn.Module
+    input_shape, output_shape : tuple of int
+        The first input's and the output's shapes, without the batch.
+    linear : bool
+        Whether sparseconv.torch builds this module's matrix (:func:`matrix` accepts it).
+    """
+
+    name: str
+    module: nn.Module = field(repr=False)
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    linear: bool
+
+
+def _is_linear(module: nn.Module) -> bool:
+    try:
+        _refuse(module)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _first_tensor(value):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        return next((t for t in map(_first_tensor, value) if t is not None), None)
+    return None
+
+
+def _shape(value) -> tuple[int, ...]:
+    tensor = _first_tensor(value)
+    return () if tensor is None else tuple(tensor.shape[1:])
+
+
+def trace(model: nn.Module, input_shape: Sequence[int], *,
+          allow_train: bool = False) -> list[TraceRecord]:
+    """Run one forward pass and record every leaf module's call, in call order.
+
+    Forward hooks on every leaf module (a module without children) see its calls whatever the
+    model's ``forward`` does: residual blocks, branches, a module called twice (two records).
+    Only leaf modules are listed: functional calls inside ``forward`` (``F.relu``, ``x + y``,
+    ``torch.cat``) are not modules and are not seen (:func:`network_operator` sees them, through
+    torch.fx). The input is zeros of shape ``(1, *input_shape)`` in the model's dtype and device,
+    run under ``torch.no_grad()``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch.
+    allow_train : bool
+        Trace a model with modules in training mode (their records say ``linear=False``
+        where that matters). By default such a model is refused.
+
+    Returns
+    -------
+    list of TraceRecord
+
+    Raises
+    ------
+    ValueError
+        A module in training mode (without ``allow_train=True``), a bad ``input_shape``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU()).eval()
+    >>> [(r.name, r.output_shape, r.linear) for r in sct.trace(net, (1, 5, 5))]
+    [('0', (2, 3, 3), True), ('1', (2, 3, 3), False)]
+    """
+    shape = _input_shape(input_shape, None, type(model).__name__)
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training and not allow_train:
+        raise ValueError(f"the model is in training mode ({', '.join(training[:3])}"
+                         f"{', ...' if len(training) > 3 else ''}): call model.eval() first, "
+                         "or pass allow_train=True")
+    records: list[TraceRecord] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None:
+            def hook(mod, inputs, output, name=name):
+                records.append(TraceRecord(name, mod, _shape(inputs), _shape(output),
+                                           _is_linear(mod)))
+            hooks.append(module.register_forward_hook(hook))
+    parameter = next(model.parameters(), None)
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+    device = parameter.device if parameter is not None else None
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *shape), dtype=dtype, device=device))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return records
