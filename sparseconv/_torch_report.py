@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from torch import nn
 
 import sparseconv as sc
@@ -38,7 +39,8 @@ from sparseconv._torch_layers import (
     _layer,
 )
 from sparseconv._torch_module import _layer_norm, fold_batchnorm
-from sparseconv._torch_trace import TraceRecord, _first_tensor, trace
+from sparseconv._torch_script import _kind
+from sparseconv._torch_trace import TraceRecord, _checked, _first_tensor, _script_trace, trace
 
 _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "lower", "upper",
             "method", "circular", "seconds")
@@ -215,7 +217,7 @@ def _activation_constant(module: nn.Module) -> float | None:
 
 
 def _is_sequential(model: nn.Module) -> bool:
-    if isinstance(model, nn.Sequential):
+    if isinstance(model, nn.Sequential) or _kind(model) == "Sequential":  # or a scripted one
         return all(_is_sequential(child) for child in model.children())
     return next(model.children(), None) is None
 
@@ -243,13 +245,13 @@ def _progress_callback(progress, total: int) -> tuple[Callable | None, Callable[
 def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
                 **kwargs: Any) -> dict:
     """One row: ``record``'s layer, or ``batchnorm`` folded into it (a convolution)."""
-    module, name, kind, out = (record.module, record.name, type(record.module).__name__,
+    module, name, kind, out = (record.module, record.name, _kind(record.module),
                                record.output_shape)
     start = time.perf_counter()
     if batchnorm is not None:
         # in float64: a float32 module would round the folded weights
         module = fold_batchnorm(copy.deepcopy(module).double(), batchnorm.module).module
-        name, kind = f"{name}+{batchnorm.name}", f"{kind}+{type(batchnorm.module).__name__}"
+        name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
         out = batchnorm.output_shape
     layer = _layer(module, record.input_shape,
                    record.output_shape[1:] if isinstance(module, _CONV_T) else None)
@@ -267,8 +269,11 @@ def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord],
     convolution returned, unmodified (so that folding it into that convolution is exact).
 
     The tensor's version counter rules out in-place operations in between (``ReLU(inplace=
-    True)``, ``x.relu_()``), which return the same tensor object.
+    True)``, ``x.relu_()``), which return the same tensor object. A TorchScript model answers
+    the same question from its graph (:func:`sparseconv._torch_script.script_calls`).
     """
+    if isinstance(model, torch.jit.ScriptModule):
+        return _script_trace(model, _checked(model, input_shape, False))
     last: list = [None, -1]
     folds: list[bool] = []
 
@@ -384,7 +389,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         if record.linear:
             continue
         constant = _activation_constant(record.module)
-        label = f"{record.name} ({type(record.module).__name__}"
+        label = f"{record.name} ({_kind(record.module)}"
         if constant is None:
             unknown.append(label + ")")
         else:
@@ -409,7 +414,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     if unknown:
         reason = "not linear and not a known activation: " + ", ".join(unknown)
     elif not (chain or assume_chain):
-        reason = (f"{type(model).__name__} is not a nn.Sequential, so the product of the "
+        reason = (f"{_kind(model)} is not a nn.Sequential, so the product of the "
                   "layers' bounds is no bound of its forward (pass assume_chain=True if that "
                   "forward is the chain of the traced layers)")
     factors = [row["upper"] for row in rows] + constants
