@@ -39,6 +39,7 @@ from sparseconv._torch_layers import (
     _padding,
     _refuse,
 )
+from sparseconv._torch_script import _kind
 from sparseconv._typing import PaddingMode
 
 # The probe's batch: a reshape that keeps it first keeps every sample's values in C order, and
@@ -384,6 +385,10 @@ class _GraphBuilder:
 
 def _trace_graph(model: nn.Module):
     """``(graph module, root name)``: the model traced by torch.fx (a leaf module wrapped)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(f"network_operator: {_kind(model)} is a TorchScript module, which torch.fx "
+                        "cannot trace: pass the eager model (trace and lipschitz_report take "
+                        "TorchScript models)")
     leaf = next(model.children(), None) is None
     root = nn.Sequential(model) if leaf else model
     try:

@@ -328,9 +328,15 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ``Sigmoid`` (1/4). The network bound multiplies the layers' upper bounds and these
     constants, rounded up.
 
+    A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, as ``torch.jit.load``
+    returns it) gets the report of the eager model it was compiled from: :func:`trace` reads
+    its layers from its graph, and BatchNorm folding asks the graph whether the BatchNorm's
+    input is the convolution's output value, untouched by in-place operations.
+
     Parameters
     ----------
     model : torch.nn.Module
+        An eager module, or a ``torch.jit.ScriptModule``.
     input_shape : tuple of int
         ``(C, *spatial)``, without the batch.
     assume_chain : bool
@@ -359,6 +365,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ------
     ValueError
         A model in training mode.
+    TypeError
+        A TorchScript model whose graph hides a layer (see :func:`trace`).
     KeyboardInterrupt
         Re-raised when the run is interrupted (Ctrl-C), with the rows finished so far as the
         exception's ``report`` attribute: a :class:`LipschitzReport` with ``complete=False``

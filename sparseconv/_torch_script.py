@@ -82,7 +82,8 @@ class _Call:
     """One call of a leaf module: its nodes, in graph order."""
 
     def __init__(self, name: str, module: nn.Module):
-        self.name, self.module, self.nodes = name, module, []
+        self.name, self.module = name, module
+        self.nodes: list[Any] = []
 
     def repeats(self, node) -> bool:
         return node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes)
@@ -170,7 +171,8 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
 def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple], list[bool]]:
     """Every leaf module's call, as ``(name, module, input_shape, output_shape)``, in order;
     and per BatchNorm call whether its input is the last convolution's output, unmodified."""
-    graph = model.inlined_graph
+    script: Any = model  # torch's stubs type a ScriptModule's graph attributes loosely
+    graph = script.inlined_graph
     inputs = list(graph.inputs())
     if len(inputs) != 2:
         raise TypeError(f"TorchScript {_kind(model)}.forward takes {len(inputs) - 1} inputs; one "
@@ -195,19 +197,19 @@ def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bo
     """Per BatchNorm call: its input is the value the last convolution call returned, and no
     in-place operation (``relu_``) touched that value in between."""
     folds: list[bool] = []
-    last = None
+    last: _Call | None = None
     for call, module in zip(calls, modules):
         if isinstance(module, _CONV):
             last = call
         elif isinstance(module, _BATCHNORM):
             source = call.input()
-            ok = last is not None and source.unique() == last.output().unique()
-            if ok:
-                start, end = order[last.nodes[-1]], order[call.nodes[0]]
-                ok = not any(use.user.kind().endswith("_") and not use.user.kind().endswith("__")
-                             and start < order.get(use.user, -1) < end
-                             for use in source.uses())
-            folds.append(ok)
+            if last is None or source.unique() != last.output().unique():
+                folds.append(False)
+                continue
+            start, end = order[last.nodes[-1]], order[call.nodes[0]]
+            folds.append(not any(
+                use.user.kind().endswith("_") and not use.user.kind().endswith("__")
+                and start < order.get(use.user, -1) < end for use in source.uses()))
     return folds
 
 
@@ -315,8 +317,8 @@ def _conv(cls: type, kind: str, args: list, pad) -> nn.Module | None:
         pairs = list(zip(sides[::2], sides[1::2]))[::-1]  # per axis, first axis first
         options["padding"] = (tuple(lo for lo, _ in pairs) if all(lo == hi for lo, hi in pairs)
                               else "same")
-    module = _with_tensors(cls(*channels, tuple(weight.shape[2:]), **options), weight=weight,
-                           bias=bias)
+    module: Any = _with_tensors(cls(*channels, tuple(weight.shape[2:]), **options),
+                                weight=weight, bias=bias)
     if pad is not None and list(module._reversed_padding_repeated_twice) != sides:
         return None
     return module

@@ -24,10 +24,11 @@ the last axis is ``in_features``)::
 Anything else (``nn.ReLU``, ``nn.MaxPool2d``, attention, ...) is not linear and is refused with
 a ``TypeError`` naming it; a ``BatchNorm`` or ``Dropout`` in training mode is refused with a
 ``ValueError`` (call ``model.eval()``). Networks are walked by :func:`trace` (forward hooks on
-every leaf module); :func:`network_operator` traces a linear network's graph with torch.fx
-(residual sums, concatenations, reshapes and functional calls included) into one operator
-with its adjoint, and :func:`lipschitz_report` bounds every linear layer's spectral norm,
-with certificates.
+every leaf module; a TorchScript model, scripted or traced and loaded with ``torch.jit.load``,
+through its inlined graph, with the same records); :func:`network_operator` traces a linear
+network's graph with torch.fx (residual sums, concatenations, reshapes and functional calls
+included) into one operator with its adjoint, and :func:`lipschitz_report` bounds every
+linear layer's spectral norm, with certificates.
 
 For training, :func:`circular_singular_values`, :func:`circular_spectral_norm` and
 :func:`spectral_norm_upper` are torch functions of a weight tensor, with autograd
@@ -36,9 +37,9 @@ For training, :func:`circular_singular_values`, :func:`circular_spectral_norm` a
 This module is the public facade; the implementation lives in private modules, one concept
 each: ``_torch_layers`` (a module translated into a layer), ``_torch_module`` (one module's
 matrix, operator, spectra, BatchNorm folding), ``_torch_trace`` (:func:`trace`),
-``_torch_graph`` (:func:`network_operator`), ``_torch_report`` (:func:`lipschitz_report`) and
-``_torch_spectra``. They, and this module, are the only ones that import torch;
-``import sparseconv`` does not.
+``_torch_script`` (TorchScript models), ``_torch_graph`` (:func:`network_operator`),
+``_torch_report`` (:func:`lipschitz_report`) and ``_torch_spectra``. They, and this module,
+are the only ones that import torch; ``import sparseconv`` does not.
 """
 
 from __future__ import annotations

@@ -205,3 +205,11 @@ def test_refusals_name_the_module(tmp_path):
         sct.lipschitz_report(model.train(), (3, 8, 8))
     with pytest.raises(RuntimeError, match=r"^[^\n]*$"):  # the model's own error, on one line
         sct.trace(model.eval(), (3, 8))
+
+
+def test_network_operator_refuses_a_torchscript_model(tmp_path):
+    model = jit(nn.Sequential(nn.Conv2d(1, 1, 3)).double().eval(), "trace", (1, 5, 5),
+                tmp_path / "m.pt")
+    with pytest.raises(TypeError, match="Sequential is a TorchScript module, which torch.fx "
+                                        "cannot trace: pass the eager model"):
+        sct.network_operator(model, (1, 5, 5))
