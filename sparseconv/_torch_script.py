@@ -18,9 +18,11 @@ still says which module it came from (``Node.getModuleHierarchy()``: ``"layer1(S
    :mod:`sparseconv.torch` translates it exactly as the eager model's.
 
 Loading a TorchScript file runs no Python code from it (``torch.jit.load``), unlike a pickle.
-Refused, with the module named: a leaf module whose operations are run inside control flow
-(``if``/``loop`` in the graph, as a scripted ``Upsample``'s are), a shipped linear module whose
-operations are not the ones its class runs, a ``forward`` with more than one input. A leaf
+A scripted ``Upsample``, whose ``F.interpolate`` branches on its mode, is rebuilt from its
+attributes (a ScriptModule keeps them; a traced one does not, and is read from its operation).
+Refused, with the module named: a leaf module called inside control flow (an ``if`` or a loop
+of its parent's ``forward`` in the graph), a shipped linear module whose operations are not the
+ones its class runs (or run in branches), a ``forward`` with more than one input. A leaf
 module that runs no operation (``Identity``) has no call and no record.
 """
 
@@ -48,9 +50,11 @@ _SIGNAL_OPS = _CONV_OPS | _PAD_OPS | _ACTIVATION_OPS | {
     "aten::alpha_dropout", "aten::feature_alpha_dropout", "aten::pixel_shuffle",
     "aten::pixel_unshuffle", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
     *(f"aten::{k}avg_pool{n}d" for k in ("", "adaptive_") for n in (1, 2, 3)),
-    *(f"aten::upsample_{m}" for m in ("nearest1d", "nearest2d", "nearest3d", "_nearest_exact1d",
-                                      "_nearest_exact2d", "_nearest_exact3d", "linear1d",
-                                      "bilinear2d", "trilinear3d", "bicubic2d"))}
+    *(f"aten::{m}" for m in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",
+                             "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
+                             "_upsample_nearest_exact3d", "upsample_linear1d",
+                             "upsample_bilinear2d", "upsample_trilinear3d",
+                             "upsample_bicubic2d"))}
 _STRUCTURAL = {"prim::Constant", "prim::GetAttr", "prim::ListConstruct", "prim::TupleConstruct"}
 _HIERARCHY = re.compile(r"([^.()]+)\(([^()]*)\)")
 _PAD_MODE = {"constant": "Constant", "reflect": "Reflection", "replicate": "Replication",
@@ -119,9 +123,7 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
             continue
         if not calls or calls[-1].name != name or calls[-1].repeats(node):
             calls.append(_Call(name, module))
-        calls[-1].nodes.append(node)
-        for block in node.blocks():
-            _refuse_in_block(block, name, module)
+        calls[-1].nodes.append(node)  # its own branches: a rebuilt module reads none
     return calls
 
 
@@ -139,9 +141,10 @@ def _refuse_in_block(block, name: str, module: nn.Module) -> None:
     for node in block.nodes():
         if node.kind() in _SIGNAL_OPS:
             raise TypeError(
-                f"TorchScript module {name or '(the model)'!r} ({_kind(module)}) runs "
-                f"{node.kind()} inside control flow (an if or a loop of the TorchScript graph): "
-                "sparseconv cannot follow it; pass the eager model (torch.save(model))")
+                f"TorchScript module {name or '(the model)'!r} ({_kind(module)}) is called "
+                f"inside control flow (an if or a loop of the TorchScript graph, running "
+                f"{node.kind()}): sparseconv cannot follow it; pass the eager model "
+                "(torch.save(model))")
         for inner in node.blocks():
             _refuse_in_block(inner, name, module)
 
@@ -225,7 +228,7 @@ def _rebuild(call: _Call, value) -> nn.Module:
         return call.module
     ops = [(op.kind(), [value(a) for a in op.inputs()]) for op in call.ops()]
     try:
-        module = _build(cls, ops)
+        module = _upsample(call.module, ops) if cls is nn.Upsample else _build(cls, ops)
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         module, reason = None, f" ({type(exc).__name__}: {exc})"
     else:
@@ -238,8 +241,39 @@ def _rebuild(call: _Call, value) -> nn.Module:
 
 
 def _known(cls: type) -> bool:
-    return cls in (*_SUPPORTED, *_ONE_LIPSCHITZ, nn.ELU, nn.Sigmoid, nn.Softplus) and \
-        cls is not nn.Upsample
+    return cls in (*_SUPPORTED, *_ONE_LIPSCHITZ, nn.ELU, nn.Sigmoid, nn.Softplus)
+
+
+_UPSAMPLE_MODES = {"upsample_nearest": "nearest", "_upsample_nearest_exact": "nearest-exact",
+                   "upsample_linear": "linear", "upsample_bilinear": "bilinear",
+                   "upsample_trilinear": "trilinear", "upsample_bicubic": "bicubic",
+                   "adaptive_avg_pool": "area"}
+
+
+def _upsample(script: Any, ops: list[tuple[str, list]]) -> nn.Module | None:
+    """A scripted Upsample keeps its attributes; a traced one, the arguments of its one
+    operation (``mode="area"`` runs an adaptive average pooling to the output size)."""
+    if hasattr(script, "mode"):
+        return nn.Upsample(script.size, script.scale_factor, script.mode, script.align_corners,
+                           script.recompute_scale_factor)
+    if len(ops) != 1:
+        return None
+    kind, args = ops[0]
+    mode = _UPSAMPLE_MODES.get(kind.removeprefix("aten::")[:-2])
+    if mode is None:
+        return None
+    interpolating = mode in ("linear", "bilinear", "trilinear", "bicubic")
+    size, align = args[1], args[2] if interpolating else None
+    scales = args[2 + interpolating:]  # a list (.vec overload), or one optional float per axis
+    if mode == "area" or len(scales) != 1 or not isinstance(scales[0], list):
+        if any(s is not None for s in scales):
+            return None  # an output size with its own scales: not an nn.Upsample's call
+        scale = None
+    else:
+        scale = scales[0]
+    return nn.Upsample(size=_tuple(size) if scale is None else None,
+                       scale_factor=None if scale is None else tuple(scale), mode=mode,
+                       align_corners=align)
 
 
 def _build(cls: type, ops: list[tuple[str, list]]) -> nn.Module | None:

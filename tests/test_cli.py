@@ -429,7 +429,7 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     torch.save(model.state_dict(), tmp_path / "state.pt")
     with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(nn_upsample()).save(str(tmp_path / "script.pt"))
+        torch.jit.script(branching()).save(str(tmp_path / "script.pt"))
     with zipfile.ZipFile(tmp_path / "script.pt") as archive, zipfile.ZipFile(
             tmp_path / "broken.pt", "w") as broken:  # TorchScript's directory, its code cut
         for name in archive.namelist():
@@ -440,7 +440,7 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
         "model.pt": "is a pickled object (torch.save(model)); loading it runs code from the "
                     "file: pass --trust-pickle if you trust it",
         "state.pt": "holds a dict (a state_dict?), not a model",
-        "script.pt": "TorchScript module '1' (Upsample) runs aten::upsample_",
+        "script.pt": "TorchScript module 'conv' (Conv2d) is called inside control flow",
         "broken.pt": "cannot load the TorchScript file --model",
         "text.pt": "is not a file written by torch.save",
         "missing.pt": "cannot read --model",
@@ -456,10 +456,21 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     assert "cannot write a figure in format 'xyz'" in line
 
 
-def nn_upsample():
+def branching():
+    """A model whose convolution is called in an ``if``: hidden from a TorchScript graph."""
     import torch
 
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.Upsample(scale_factor=2)).eval()
+    class Branching(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            if bool(x.sum() > 0):
+                x = self.conv(x)
+            return x
+
+    return Branching().eval()
 
 
 @pytest.mark.parametrize("how", ["script", "trace"])
