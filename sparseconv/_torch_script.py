@@ -68,14 +68,43 @@ def _kind(module: nn.Module) -> str:
     return type(module).__name__
 
 
-def _path(node) -> str:
-    """The qualified name of the module whose forward ``node`` belongs to (``""``: the model)."""
-    names = []
-    for name, _ in _HIERARCHY.findall(node.getModuleHierarchy()):
-        if name in ("SELF", "UNKNOWN_INSTANCE"):  # a function called inside that forward
-            break
-        names.append(name)
-    return ".".join(names)
+class _Modules:
+    """The module each node of the inlined graph belongs to, by its qualified name."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.cache: dict[str, tuple[str, nn.Module]] = {}
+
+    def __call__(self, node) -> tuple[str, nn.Module]:
+        hierarchy = node.getModuleHierarchy()
+        if hierarchy not in self.cache:
+            self.cache[hierarchy] = self.resolve(hierarchy)
+        return self.cache[hierarchy]
+
+    def resolve(self, hierarchy: str) -> tuple[str, nn.Module]:
+        module, names = self.model, []
+        for name, kind in _HIERARCHY.findall(hierarchy):
+            if name in ("SELF", "UNKNOWN_INSTANCE"):  # a function called inside that forward
+                break
+            children = dict(module.named_children())
+            if name in children:
+                names.append(name)
+                module = children[name]
+                continue
+            # a ModuleList or ModuleDict iterated by forward: TorchScript leaves its name out
+            found = [(c, dict(sub.named_children())[name]) for c, sub in children.items()
+                     if _kind(sub) in ("ModuleList", "ModuleDict")
+                     and name in dict(sub.named_children())]
+            found = [f for f in found if _kind(f[1]) == kind] or found
+            if len(found) != 1:
+                where = ".".join(names) or "the model"
+                raise TypeError(f"the TorchScript graph runs a module {name!r} ({kind}) that "
+                                f"{where} does not hold{' unambiguously' if found else ''} "
+                                "(a frozen or optimized module?): sparseconv cannot tell its "
+                                "layers apart; pass the module before torch.jit.freeze")
+            names.extend((found[0][0], name))
+            module = found[0][1]
+        return ".".join(names), module
 
 
 def _is_leaf(module: nn.Module) -> bool:
@@ -111,14 +140,13 @@ class _Call:
 
 
 def _calls(model: nn.Module, graph) -> list[_Call]:
-    modules = dict(model.named_modules())
+    modules = _Modules(model)
     calls: list[_Call] = []
     for node in graph.nodes():
         if node.kind() in _STRUCTURAL:
             continue  # their values are read where they are used
-        name = _path(node)
-        module = modules.get(name)
-        if module is None or not _is_leaf(module):
+        name, module = modules(node)
+        if not _is_leaf(module):
             _refuse_control_flow(node, modules)
             continue
         if not calls or calls[-1].name != name or calls[-1].repeats(node):
@@ -127,13 +155,13 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
     return calls
 
 
-def _refuse_control_flow(node, modules: dict) -> None:
+def _refuse_control_flow(node, modules: _Modules) -> None:
     """A leaf module's operation inside an ``if`` or a loop of its parent's forward."""
     for block in node.blocks():
         for inner in block.nodes():
-            module = modules.get(_path(inner))
-            if module is not None and _is_leaf(module):
-                _refuse_in_block(block, _path(inner), module)
+            name, module = modules(inner)
+            if _is_leaf(module):
+                _refuse_in_block(block, name, module)
             _refuse_control_flow(inner, modules)
 
 

@@ -64,7 +64,8 @@ def _shape(value) -> tuple[int, ...]:
 def _checked(model: nn.Module, input_shape, allow_train: bool) -> tuple[int, ...]:
     """``input_shape`` checked; a model in training mode refused unless ``allow_train``."""
     shape = _input_shape(input_shape, None, _kind(model))
-    training = [name or _kind(model) for name, m in model.named_modules() if m.training]
+    training = [name or _kind(model) for name, m in model.named_modules()
+                if getattr(m, "training", False)]  # a frozen ScriptModule has none
     if training and not allow_train:
         raise ValueError(f"the model is in training mode ({', '.join(training[:3])}"
                          f"{', ...' if len(training) > 3 else ''}): call model.eval() first, "

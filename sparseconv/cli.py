@@ -595,7 +595,7 @@ def _report(args, error) -> None:
         error(f"--input-shape must be positive integers C[,H,W,...], got "
               f"{','.join(map(str, args.input_shape))}")
     model = _load_model(args.model, args.trust_pickle, error)
-    training = any(module.training for module in model.modules())
+    training = any(getattr(module, "training", False) for module in model.modules())
     model.eval()  # said on the output: never analysed silently in training mode
     try:
         report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,

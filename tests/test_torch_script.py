@@ -82,7 +82,25 @@ def zoo_3d() -> nn.Sequential:
                          nn.ConvTranspose3d(2, 1, 2), nn.AvgPool3d(2), nn.ConstantPad3d(1, 0.0))
 
 
+class Looped(nn.Module):
+    """Layers in a ModuleList, iterated: TorchScript unrolls the loop and drops the list's
+    name from its module hierarchy ("0(Conv2d)", not "layers(ModuleList).0(Conv2d)")."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(2, 2, 3, padding=1)])
+        self.head = nn.Sequential(nn.BatchNorm2d(2), nn.AvgPool2d(2))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
 NETWORKS = {
+    "leaf": (lambda: nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), (2, 6, 6)),
+    "looped": (Looped, (2, 6, 6)),
     "resnet": (_networks.TinyResNet, (3, 8, 8)),
     "vgg": (_networks.tiny_vgg, (3, 8, 8)),
     "unet": (_networks.TinyUNet, (1, 8, 8)),
@@ -208,6 +226,12 @@ def test_refusals_name_the_module(tmp_path):
         sct.lipschitz_report(model.train(), (3, 8, 8))
     with pytest.raises(RuntimeError, match=r"^[^\n]*$"):  # the model's own error, on one line
         sct.trace(model.eval(), (3, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        frozen = torch.jit.freeze(model.eval())
+    with pytest.raises(TypeError, match=r"runs a module 'conv1' \(Conv2d\) that the model does "
+                                        r"not hold \(a frozen or optimized module\?\)"):
+        sct.lipschitz_report(frozen, (3, 8, 8))
 
 
 def test_network_operator_refuses_a_torchscript_model(tmp_path):
