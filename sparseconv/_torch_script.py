@@ -46,8 +46,10 @@ _ACTIVATION_OPS = {f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
     "relu", "leaky_relu", "elu", "hardtanh", "sigmoid", "tanh", "softplus")}
 # the operations that act on a call's signal: one of a kind per call
 _SIGNAL_OPS = _CONV_OPS | _PAD_OPS | _ACTIVATION_OPS | {
-    "aten::batch_norm", "aten::linear", "aten::flatten", "aten::dropout", "aten::feature_dropout",
-    "aten::alpha_dropout", "aten::feature_alpha_dropout", "aten::pixel_shuffle",
+    "aten::batch_norm", "aten::linear", "aten::flatten", *(
+        f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
+            "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")),
+    "aten::pixel_shuffle",
     "aten::pixel_unshuffle", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
     *(f"aten::{k}avg_pool{n}d" for k in ("", "adaptive_") for n in (1, 2, 3)),
     *(f"aten::{m}" for m in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",

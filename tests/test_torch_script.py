@@ -67,8 +67,8 @@ def zoo_2d() -> nn.Sequential:
         nn.Upsample(size=(5, 3), mode="nearest-exact"),
         nn.Upsample(scale_factor=(1.5, 1), mode="area", recompute_scale_factor=True),
         nn.Upsample(scale_factor=(0.5, 1), mode="nearest"), nn.AdaptiveAvgPool2d((3, 2)),
-        nn.Dropout2d(), nn.Identity(), nn.Flatten(), nn.Dropout(), nn.Linear(24, 5),
-        nn.ReLU(inplace=True))
+        nn.Dropout2d(inplace=True), nn.ReLU6(inplace=True), nn.Identity(), nn.Flatten(),
+        nn.Dropout(), nn.Linear(24, 5), nn.ReLU(inplace=True))
 
 
 def zoo_1d() -> nn.Sequential:
