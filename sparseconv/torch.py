@@ -37,7 +37,8 @@ For training, :func:`circular_singular_values`, :func:`circular_spectral_norm` a
 This module is the public facade; the implementation lives in private modules, one concept
 each: ``_torch_layers`` (a module translated into a layer), ``_torch_module`` (one module's
 matrix, operator, spectra, BatchNorm folding), ``_torch_trace`` (:func:`trace`),
-``_torch_script`` (TorchScript models), ``_torch_graph`` (:func:`network_operator`),
+``_torch_script`` (TorchScript models), ``_torch_graph`` (a network's torch.fx graph as
+linear ops), ``_torch_network`` (:func:`network_operator`),
 ``_torch_report`` (:func:`lipschitz_report`) and ``_torch_spectra``. They, and this module,
 are the only ones that import torch; ``import sparseconv`` does not.
 """
@@ -51,7 +52,6 @@ except ImportError as exc:  # pragma: no cover - CI installs torch
         'sparseconv.torch needs PyTorch: pip install "sparseconv[torch]" (or pip install torch)'
     ) from exc
 
-from sparseconv._torch_graph import NetworkOperator, network_operator
 from sparseconv._torch_module import (
     FoldedBatchNorm,
     affine,
@@ -61,6 +61,7 @@ from sparseconv._torch_module import (
     singular_values,
     spectral_norm,
 )
+from sparseconv._torch_network import NetworkOperator, network_operator
 from sparseconv._torch_report import LipschitzReport, lipschitz_report
 from sparseconv._torch_spectra import (
     circular_singular_values,
