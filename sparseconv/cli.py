@@ -530,7 +530,7 @@ def _load_model(path: str, trust_pickle: bool, error):
     except OSError as exc:
         error(f"cannot read --model {path}: {exc.strerror or exc}")
     if kind is None:
-        error(f"--model {path} is not a file written by torch.save")
+        error(f"--model {path} is not a file written by torch.save or torch.jit.save")
     if kind == "torchscript":  # TorchScript's loader builds modules, it runs no Python code
         try:
             with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript: not the user's
