@@ -124,10 +124,10 @@ class _Call:
         return node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes)
 
     def input(self):
-        made = {v for n in self.nodes for v in n.outputs()}
+        made = {v.unique() for n in self.nodes for v in n.outputs()}
         for node in self.nodes:
             for value in node.inputs():
-                if (value not in made and isinstance(value.type(), torch.TensorType)
+                if (value.unique() not in made and isinstance(value.type(), torch.TensorType)
                         and value.node().kind() not in ("prim::GetAttr", "prim::Constant")):
                     return value
         return None
