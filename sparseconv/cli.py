@@ -195,13 +195,15 @@ def _report_parser(commands) -> None:
     report = commands.add_parser(
         "report", help="certified Lipschitz report of a PyTorch model (needs torch)",
         description="Trace a PyTorch model on one input and print, per linear layer, the "
-        "certified interval of its spectral norm (sparseconv.torch.lipschitz_report). A model "
-        "saved with torch.save(model) is a pickle: loading it runs code from the file, so it is "
-        "loaded only with --trust-pickle. TorchScript files are refused: PyTorch supports "
-        "neither forward hooks nor torch.fx on a ScriptModule, so the layers' input shapes "
-        "cannot be traced.")
+        "certified interval of its spectral norm (sparseconv.torch.lipschitz_report). Two kinds "
+        "of file load: a TorchScript file (torch.jit.script(model).save(...) or "
+        "torch.jit.trace(...).save(...)) loads without a flag, with torch.jit.load, which runs "
+        "no Python code from the file; a model saved with torch.save(model) is a pickle: "
+        "unpickling runs code from the file, so it loads only with --trust-pickle. A state_dict "
+        "holds no model and is refused.")
     report.add_argument("--model", required=True, metavar="FILE.pt",
-                        help="a model saved with torch.save(model)")
+                        help="a TorchScript file (loads as is), or a model saved with "
+                        "torch.save(model) (needs --trust-pickle)")
     report.add_argument("--input-shape", type=_ints, required=True, metavar="C,H[,W,...]",
                         help="input shape without batch, e.g. 3,224,224")
     report.add_argument("--trust-pickle", action="store_true",
@@ -509,7 +511,8 @@ def _export(layer: _Layer, args) -> None:
 # report: a PyTorch model, not one layer.
 # ---------------------------------------------------------------------------------------------
 def _model_format(path: str) -> str | None:
-    """"torchscript", "pickle" (``torch.save``: a zip archive or the legacy pickle), or None.
+    """"torchscript" (``torch.jit.save``), "pickle" (``torch.save``: a zip archive or the legacy
+    pickle), or None.
 
     Both of torch's archives are zip files; only TorchScript's holds compiled code
     (``code/``, ``constants.pkl``). Reads the file's directory only, never unpickles.
@@ -528,6 +531,7 @@ def _model_format(path: str) -> str | None:
 
 def _load_model(path: str, trust_pickle: bool, error):
     import pickle
+    import warnings
 
     import torch
 
@@ -536,11 +540,15 @@ def _load_model(path: str, trust_pickle: bool, error):
     except OSError as exc:
         error(f"cannot read --model {path}: {exc.strerror or exc}")
     if kind is None:
-        error(f"--model {path} is not a file written by torch.save")
-    if kind == "torchscript":
-        error(f"--model {path} is a TorchScript file, which sparseconv cannot trace (PyTorch "
-              "supports neither forward hooks nor torch.fx on a ScriptModule): save the model "
-              "with torch.save(model) and pass --trust-pickle")
+        error(f"--model {path} is not a file written by torch.save or torch.jit.save")
+    if kind == "torchscript":  # TorchScript's loader builds modules, it runs no Python code
+        try:
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript: not the user's
+                warnings.simplefilter("ignore", DeprecationWarning)  # to act on, here
+                return torch.jit.load(path, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - torch.jit.load raises RuntimeError, Error...
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            error(f"cannot load the TorchScript file --model {path}: {lines[0]}")
     try:  # weights_only runs no code: a state_dict loads, a pickled module does not
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -597,7 +605,7 @@ def _report(args, error) -> None:
         error(f"--input-shape must be positive integers C[,H,W,...], got "
               f"{','.join(map(str, args.input_shape))}")
     model = _load_model(args.model, args.trust_pickle, error)
-    training = any(module.training for module in model.modules())
+    training = any(getattr(module, "training", False) for module in model.modules())
     model.eval()  # said on the output: never analysed silently in training mode
     try:
         report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,

@@ -6,6 +6,7 @@ Outputs are checked against the library (``conv_matrix``, itself checked against
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import warnings
+import zipfile
 
 import matplotlib.image
 import numpy as np
@@ -441,15 +443,19 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     torch.save(model.state_dict(), tmp_path / "state.pt")
     with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(model).save(str(tmp_path / "script.pt"))
+        torch.jit.script(branching()).save(str(tmp_path / "script.pt"))
+    with zipfile.ZipFile(tmp_path / "script.pt") as archive, zipfile.ZipFile(
+            tmp_path / "broken.pt", "w") as broken:  # TorchScript's directory, its code cut
+        for name in archive.namelist():
+            broken.writestr(name, b"" if name.endswith(".py") else archive.read(name))
     (tmp_path / "text.pt").write_text("not a model")
     shape = ["--input-shape", "3,8,8"]
     cases = {
         "model.pt": "is a pickled object (torch.save(model)); loading it runs code from the "
                     "file: pass --trust-pickle if you trust it",
         "state.pt": "holds a dict (a state_dict?), not a model",
-        "script.pt": "is a TorchScript file, which sparseconv cannot trace (PyTorch supports "
-                     "neither forward hooks nor torch.fx on a ScriptModule)",
+        "script.pt": "TorchScript module 'conv' (Conv2d) is called inside control flow",
+        "broken.pt": "cannot load the TorchScript file --model",
         "text.pt": "is not a file written by torch.save",
         "missing.pt": "cannot read --model",
     }
@@ -464,6 +470,50 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     assert "cannot write a figure in format 'xyz'" in line
 
 
+def branching():
+    """A model whose convolution is called in an ``if``: hidden from a TorchScript graph."""
+    import torch
+
+    class Branching(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            if bool(x.sum() > 0):
+                x = self.conv(x)
+            return x
+
+    return Branching().eval()
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_report_of_a_torchscript_file_is_the_eager_report(how, tmp_path, capsys):
+    import torch
+
+    import sparseconv.torch as sct
+    from sparseconv.cli import main
+
+    model = _tiny_model().eval()
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        compiled = (torch.jit.script(model) if how == "script" else
+                    torch.jit.trace(model, torch.zeros(1, 3, 8, 8)))
+        compiled.save(str(tmp_path / "model.pt"))
+    # no --trust-pickle: torch.jit.load runs no Python code from the file
+    assert main(["report", "--model", str(tmp_path / "model.pt"), "--input-shape", "3,8,8",
+                 "--fold-batchnorm", "--json", str(tmp_path / "r.json")]) == 0
+    out, err = capsys.readouterr()
+    assert not err, err
+    expected = sct.lipschitz_report(model, (3, 8, 8), fold_batchnorm=True)
+    table = [line.rsplit(None, 1)[0] for line in out.splitlines()[2:len(expected) + 2]]
+    assert table == [line.rsplit(None, 1)[0] for line in str(expected).splitlines()[2:-2]]
+    assert re.search(r"\n0\+1 +Conv2d\+BatchNorm2d ", out) and not out.startswith("note:")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [row["upper"] for row in data["layers"]] == [row["upper"] for row in expected]
+    assert data["network_upper"] == expected.network_upper
+
+
 def test_report_help_warns_about_pickles(capsys):
     from sparseconv.cli import main
 
@@ -471,7 +521,9 @@ def test_report_help_warns_about_pickles(capsys):
         main(["report", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert info.value.code == 0
-    assert "unpickling runs code from the file" in text and "TorchScript" in text
+    assert "unpickling runs code from the file" in text
+    assert "a TorchScript file (torch.jit.script(model).save(...) or torch.jit.trace(...).save(" \
+           "...)) loads without a flag, with torch.jit.load, which runs no Python code" in text
 
 
 def test_report_interrupted_prints_the_partial_table(tmp_path, capsys, monkeypatch):

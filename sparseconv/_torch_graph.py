@@ -1,0 +1,451 @@
+"""A linear network's graph, traced by torch.fx, as a list of linear ops.
+
+:func:`_build_graph` traces the model (every module :mod:`sparseconv.torch` translates kept
+whole), probes every node's shape on one forward pass, and turns each dependent node into an
+:class:`_Op`: its forward on batched arrays and the adjoint of each input.
+:mod:`sparseconv._torch_network` runs them as one operator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator as pyop
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.operator_schemas import normalize_function
+
+from sparseconv._torch_layers import (
+    _BATCHNORM,
+    _CONV_T,
+    _DROPOUT,
+    _POOL,
+    _SUPPORTED,
+    _Layer,
+    _layer,
+    _numpy,
+    _padding,
+    _refuse,
+)
+from sparseconv._torch_script import _kind
+from sparseconv._typing import PaddingMode
+
+# The probe's batch: a reshape that keeps it first keeps every sample's values in C order, and
+# one that moves it (``x.view(-1)``) is seen and refused.
+_BATCH = 2
+
+
+@dataclass(frozen=True, eq=False)
+class _Op:
+    """One linear node of the graph, on batched arrays ``(k, *shape)`` (k columns).
+
+    ``forward(inputs, affine)`` adds the node's constants (biases, fill values, added
+    tensors) only when ``affine``; ``backward(g)`` gives the adjoint's cotangent of each input.
+    """
+
+    name: str
+    inputs: tuple[int, ...]
+    shape: tuple[int, ...]
+    forward: Callable[[list[np.ndarray], bool], np.ndarray]
+    backward: Callable[[np.ndarray], list[np.ndarray]]
+    layer: _Layer | None = None
+
+
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer, with every module sparseconv.torch translates kept as a leaf."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, _SUPPORTED) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The adjoint of broadcasting ``(k, *shape)`` to ``g.shape``: sum the broadcast axes."""
+    extra = g.ndim - 1 - len(shape)
+    g = g.sum(axis=tuple(range(1, 1 + extra))) if extra > 0 else g
+    axes = tuple(i + 1 for i, n in enumerate(shape) if n == 1 and g.shape[i + 1] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def _constant(value) -> np.ndarray | float:
+    if isinstance(value, torch.Tensor):
+        return _numpy(value)
+    return float(value)
+
+
+def _layer_op(name, index, layer: _Layer, shape) -> _Op:
+    op = layer.operator()
+    adjoint = op.H  # built once: a convolution's adjoint operator has its own set-up
+    offset = None if layer.offset is None else layer.offset.reshape(layer.output_shape)
+
+    def forward(xs, affine):
+        k = xs[0].shape[0]
+        y = (op @ xs[0].reshape(k, -1).T).T.reshape(k, *layer.output_shape)
+        return y + offset if affine and offset is not None else y
+
+    def backward(g):
+        k = g.shape[0]
+        return [(adjoint @ g.reshape(k, -1).T).T.reshape(k, *layer.input_shape)]
+
+    return _Op(name, (index,), shape, forward, backward, layer)
+
+
+def _reshape_op(name, index, in_shape, shape) -> _Op:
+    return _Op(name, (index,), shape, lambda xs, affine: xs[0].reshape(-1, *shape),
+               lambda g: [g.reshape(-1, *in_shape)],
+               _Layer(name, in_shape, shape, lambda format: sp.eye_array(
+                   math.prod(shape), format=format)))
+
+
+_ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
+        pyop.sub: -1, pyop.isub: -1, torch.sub: -1, "sub": -1, "sub_": -1}
+_MUL = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", pyop.truediv,
+        pyop.itruediv, torch.div, "div", "div_", pyop.neg, torch.neg, "neg"}
+_CAT = {torch.cat, torch.concat, torch.concatenate}
+_RESHAPE = {torch.flatten, "flatten", "view", "reshape", torch.reshape, "squeeze",
+            torch.squeeze, "unsqueeze", torch.unsqueeze, "contiguous", "clone", torch.clone,
+            "view_as", "reshape_as", "float", "double", "to", "type_as", "detach"}
+_DROPOUT_F = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
+_POOL_F = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d: nn.AvgPool3d,
+           F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
+           F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
+           F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d,
+           F.pixel_shuffle: nn.PixelShuffle, F.pixel_unshuffle: nn.PixelUnshuffle}
+_CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}
+# the functional calls read by keyword (torch.fx's normalize_function)
+_NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, F.interpolate, F.pad, F.linear}
+_PAD_F: dict[str, PaddingMode] = {"constant": "zeros", "reflect": "reflect",
+                                   "replicate": "replicate", "circular": "circular"}
+
+
+def _functional_module(target, kwargs: dict) -> nn.Module | None:
+    """The module whose forward is the functional call ``target(**kwargs)`` (input aside)."""
+    if target in _POOL_F:
+        cls = _POOL_F[target]
+        if cls in _POOL:
+            if not kwargs.get("stride"):
+                kwargs["stride"] = None  # PyTorch's default: the kernel size
+            return cls(**kwargs)
+        return cls(*kwargs.values())
+    if target is F.interpolate:
+        if kwargs.pop("antialias", False):
+            raise TypeError("F.interpolate(antialias=True) is not supported")
+        return nn.Upsample(**kwargs)
+    if target is F.linear or target in _CONV_F:
+        weight, bias = kwargs.pop("weight"), kwargs.pop("bias", None)
+        if target is F.linear:
+            module: Any = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        else:
+            groups = kwargs.get("groups", 1)
+            conv: Any = _CONV_F[target]
+            module = conv(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
+                          bias=bias is not None, **kwargs)
+        module = module.to(torch.float64)
+        with torch.no_grad():
+            module.weight.copy_(weight)
+            if bias is not None:
+                module.bias.copy_(bias)
+        return module
+    return None
+
+
+def _describe(node) -> str:
+    """How an error names a graph node: a module by its qualified name, a call by its node."""
+    if node.op == "call_module":
+        return f"module {node.target!r}"
+    target = node.target
+    name = target if isinstance(target, str) else getattr(target, "__name__", repr(target))
+    return f"node {node.name!r} ({node.op} {name})"
+
+
+class _GraphBuilder:
+    """Translates the dependent nodes of a traced graph into :class:`_Op` objects."""
+
+    def __init__(self, gm, values: dict):
+        self.gm, self.values = gm, values
+        self.index: dict = {}
+        self.ops: list[_Op] = []
+
+    def refuse(self, node, why: str) -> NoReturn:
+        raise TypeError(f"network_operator: {_describe(node)} {why}")
+
+    def value(self, a):
+        """A constant argument's value (a dependent node is kept as the node)."""
+        return torch.fx.node.map_arg(a, lambda n: n if n in self.index else self.values[n])
+
+    def shape(self, node) -> tuple[int, ...]:
+        return tuple(self.values[node].shape[1:])
+
+    def add(self, node, make) -> None:
+        try:
+            op = make()
+        except (TypeError, ValueError) as exc:
+            if str(exc).startswith("network_operator:"):
+                raise
+            raise type(exc)(f"network_operator: {_describe(node)}: {exc}") from exc
+        if op.shape != self.shape(node):
+            raise ValueError(f"network_operator: {_describe(node)} gives {op.shape}, the "
+                             f"model {self.shape(node)}")
+        self.index[node] = len(self.ops)
+        self.ops.append(op)
+
+    def translate(self, node) -> None:
+        if node.op == "call_module":
+            module = self.gm.get_submodule(node.target)
+            source = node.args[0]
+            if source not in self.index or len(node.all_input_nodes) > 1 and not isinstance(
+                    module, _CONV_T):
+                self.refuse(node, "must take the network's signal as its only tensor")
+            output_size = self.value(node.kwargs.get("output_size", (node.args[1:] or [None])[0]))
+            self.add(node, lambda: _layer_op(node.target, self.index[source], _layer(
+                module, self.shape(source), output_size), self.shape(node)))
+            return
+        target = node.target
+        args, kwargs = list(node.args), dict(node.kwargs)
+        if node.op == "call_function" and target in _NORMALIZED:
+            def kind(a):
+                return type(self.values[a]) if isinstance(a, torch.fx.Node) else type(a)
+
+            normalized = normalize_function(
+                target, tuple(args), kwargs, tuple(kind(a) for a in args),
+                {k: kind(v) for k, v in kwargs.items()}, normalize_to_only_use_kwargs=True)
+            if normalized is not None:
+                kwargs = dict(normalized.kwargs)
+                args = []
+        self.add(node, lambda: self.functional(node, target, args, kwargs))
+
+    def dependent(self, a) -> bool:
+        return isinstance(a, torch.fx.Node) and a in self.index
+
+    def functional(self, node, target, args, kwargs) -> _Op:
+        shape = self.shape(node)
+        if target in _ADD:
+            return self.add_op(node, args, kwargs, _ADD[target])
+        if target in _MUL:
+            return self.mul_op(node, target, args, kwargs)
+        if target in _CAT:
+            return self.cat_op(node, kwargs.get("tensors", args[0] if args else None),
+                               kwargs.get("dim", args[1] if len(args) > 1 else 0))
+        source = kwargs.get("input", args[0] if args else None)
+        if not self.dependent(source):
+            self.refuse(node, "does not act on the network's signal")
+        i, in_shape = self.index[source], self.shape(source)
+        if target in _RESHAPE or (target in _DROPOUT_F and not kwargs.get("training", True)):
+            return _reshape_op(node.name, i, in_shape, shape)
+        if target in ("permute", torch.permute, "transpose", torch.transpose):
+            return self.permute_op(node, target, i, in_shape, args, kwargs)
+        if target is pyop.getitem:
+            return self.getitem_op(node, i, in_shape, self.value(args[1]))
+        if target in ("sum", torch.sum, "mean", torch.mean):
+            return self.sum_op(node, target, i, in_shape, args, kwargs)
+        if target is F.pad:
+            pad, mode = self.value(kwargs["pad"]), kwargs.get("mode", "constant")
+            if mode not in _PAD_F:
+                self.refuse(node, f"pads in mode {mode!r}, not one of {tuple(_PAD_F)}")
+            layer = _padding("F.pad", in_shape, pad, _PAD_F[mode],
+                             float(self.value(kwargs.get("value")) or 0.0))
+            return _layer_op(node.name, i, layer, shape)
+        constants = {k: self.value(v) for k, v in kwargs.items() if k != "input"}
+        module = _functional_module(target, constants) if not isinstance(target, str) else None
+        if module is None:
+            return self.refuse(node, "is not linear, or not a call network_operator maps")
+        return _layer_op(node.name, i, _layer(module.eval(), in_shape), shape)
+
+    def add_op(self, node, args, kwargs, sign) -> _Op:
+        a = kwargs.get("input", args[0] if args else None)
+        b = kwargs.get("other", args[1] if len(args) > 1 else None)
+        alpha = float(kwargs.get("alpha", args[2] if len(args) > 2 else 1.0))
+        terms = [(a, 1.0), (b, sign * alpha)]
+        live = [(self.index[t], c, self.shape(t)) for t, c in terms if self.dependent(t)]
+        fixed = [(np.asarray(_constant(self.value(t))), c) for t, c in terms
+                 if not self.dependent(t)]
+
+        def forward(xs, affine):
+            y = sum(c * x for x, (_, c, _) in zip(xs, live))
+            if affine:
+                y = y + sum(c * v for v, c in fixed)
+            return np.broadcast_to(y, (y.shape[0], *self.shape(node))).copy()
+
+        def backward(g):
+            return [c * _unbroadcast(g, s) for _, c, s in live]
+
+        return _Op(node.name, tuple(i for i, _, _ in live), self.shape(node), forward, backward)
+
+    def mul_op(self, node, target, args, kwargs) -> _Op:
+        if target in (pyop.neg, torch.neg, "neg"):
+            a, factor = kwargs.get("input", args[0] if args else None), -1.0
+        else:
+            a = kwargs.get("input", args[0] if args else None)
+            b = kwargs.get("other", args[1] if len(args) > 1 else None)
+            if self.dependent(b) and target in (pyop.mul, pyop.imul, torch.mul, "mul",
+                                                "mul_"):
+                a, b = b, a
+            if self.dependent(b) or not self.dependent(a):
+                self.refuse(node, "multiplies or divides two signals: not linear")
+            if kwargs.get("rounding_mode") is not None:
+                self.refuse(node, "rounds: not linear")
+            factor = np.asarray(_constant(self.value(b)))
+            if target in (pyop.truediv, pyop.itruediv, torch.div, "div", "div_"):
+                factor = 1.0 / factor
+        in_shape = self.shape(a)
+
+        def forward(xs, affine):
+            return xs[0] * factor
+
+        return _Op(node.name, (self.index[a],), self.shape(node), forward,
+                   lambda g: [_unbroadcast(g * factor, in_shape)])
+
+    def cat_op(self, node, tensors, dim) -> _Op:
+        pieces = [(self.index[t], self.shape(t)) if self.dependent(t) else
+                  np.asarray(_constant(self.value(t))) for t in tensors]
+        ndim = len(self.shape(node)) + 1
+        axis = int(dim) % ndim
+        if axis == 0:
+            self.refuse(node, "concatenates along the batch axis")
+        sizes = [p[1][axis - 1] if isinstance(p, tuple) else p.shape[axis] for p in pieces]
+        bounds = np.cumsum(sizes)[:-1]
+
+        def forward(xs, affine):
+            it, k = iter(xs), xs[0].shape[0] if xs else 1
+            parts = [next(it) if isinstance(p, tuple) else
+                     np.broadcast_to(p if affine else 0 * p, (k, *p.shape[1:])) for p in pieces]
+            return np.concatenate(parts, axis=axis)
+
+        def backward(g):
+            parts = np.split(g, bounds, axis=axis)
+            return [part for part, p in zip(parts, pieces) if isinstance(p, tuple)]
+
+        return _Op(node.name, tuple(p[0] for p in pieces if isinstance(p, tuple)),
+                   self.shape(node), forward, backward)
+
+    def permute_op(self, node, target, i, in_shape, args, kwargs) -> _Op:
+        ndim = len(in_shape) + 1
+        if target in ("permute", torch.permute):
+            dims = kwargs.get("dims", args[1:] if target == "permute" else args[1])
+            dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) \
+                else tuple(dims)
+            axes = [int(d) % ndim for d in self.value(dims)]
+        else:
+            d0, d1 = (int(self.value(kwargs.get(k, v))) % ndim
+                      for k, v in zip(("dim0", "dim1"), args[1:3]))
+            axes = list(range(ndim))
+            axes[d0], axes[d1] = axes[d1], axes[d0]
+        if axes[0] != 0:
+            self.refuse(node, "moves the batch axis")
+        inverse = list(np.argsort(axes))
+        return _Op(node.name, (i,), self.shape(node),
+                   lambda xs, affine: np.ascontiguousarray(xs[0].transpose(axes)),
+                   lambda g: [np.ascontiguousarray(g.transpose(inverse))])
+
+    def getitem_op(self, node, i, in_shape, index) -> _Op:
+        index = index if isinstance(index, tuple) else (index,)
+        if not index or index[0] != slice(None):
+            self.refuse(node, "indexes the batch axis (x[:, ...] keeps it)")
+        index = tuple(_numpy(v).astype(np.int64) if isinstance(v, torch.Tensor) else v
+                      for v in index)
+
+        def backward(g):
+            z = np.zeros((g.shape[0], *in_shape))
+            np.add.at(z, index, g)
+            return [z]
+
+        return _Op(node.name, (i,), self.shape(node), lambda xs, affine: xs[0][index], backward)
+
+    def sum_op(self, node, target, i, in_shape, args, kwargs) -> _Op:
+        dim = self.value(kwargs.get("dim", args[1] if len(args) > 1 else None))
+        keepdim = bool(self.value(kwargs.get("keepdim", args[2] if len(args) > 2 else False)))
+        ndim = len(in_shape) + 1
+        if dim is None or dim == []:
+            self.refuse(node, "reduces over the batch axis")
+        axes = tuple(sorted({int(d) % ndim for d in (dim if isinstance(dim, (tuple, list))
+                                                     else (dim,))}))
+        if 0 in axes:
+            self.refuse(node, "reduces over the batch axis")
+        scale = 1.0 / math.prod(in_shape[a - 1] for a in axes) if target in ("mean",
+                                                                            torch.mean) else 1.0
+
+        def backward(g):
+            g = g if keepdim else np.expand_dims(g, axes)
+            return [np.broadcast_to(g * scale, (g.shape[0], *in_shape)).copy()]
+
+        return _Op(node.name, (i,), self.shape(node),
+                   lambda xs, affine: xs[0].sum(axis=axes, keepdims=keepdim) * scale, backward)
+
+
+def _trace_graph(model: nn.Module):
+    """``(graph module, root name)``: the model traced by torch.fx (a leaf module wrapped)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(f"network_operator: {_kind(model)} is a TorchScript module, which torch.fx "
+                        "cannot trace: pass the eager model (trace and lipschitz_report take "
+                        "TorchScript models)")
+    leaf = next(model.children(), None) is None
+    root = nn.Sequential(model) if leaf else model
+    try:
+        graph = _Tracer().trace(root)
+    except Exception as exc:  # fx raises many kinds: TraceError, TypeError, RuntimeError...
+        raise TypeError(f"network_operator: torch.fx cannot trace {type(model).__name__} "
+                        f"({type(exc).__name__}: {exc}); its forward must not branch on tensor "
+                        "values or call code torch.fx cannot see through") from exc
+    return torch.fx.GraphModule(root, graph), leaf
+
+
+def _probe(gm, shape) -> dict:
+    """Every node's value on one forward pass of a batch of ``_BATCH`` zeros."""
+    values: dict = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            result = super().run_node(n)
+            values[n] = result
+            return result
+
+    parameter = next(gm.parameters(), None)
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+    device = parameter.device if parameter is not None else None
+    with torch.no_grad():
+        Recorder(gm).run(torch.zeros((_BATCH, *shape), dtype=dtype, device=device))
+    return values
+
+
+def _build_graph(model: nn.Module, shape: tuple[int, ...]):
+    gm, leaf = _trace_graph(model)
+    nodes = list(gm.graph.nodes)
+    inputs = [n for n in nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise TypeError(f"network_operator: {type(model).__name__}.forward takes "
+                        f"{len(inputs)} inputs; one is supported")
+    for node in nodes:  # refuse training mode before the probe runs (it would update stats)
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            if isinstance(module, (*_BATCHNORM, *_DROPOUT)):
+                _refuse(module)
+    values = _probe(gm, shape)
+    builder = _GraphBuilder(gm, values)
+    builder.index[inputs[0]] = 0
+    builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))
+    output = None
+    for node in nodes[1:]:
+        live = any(a in builder.index for a in node.all_input_nodes)
+        if node.op == "output":
+            output = node.args[0]
+            break
+        if not live or not isinstance(values[node], torch.Tensor):
+            continue  # a constant: a parameter, a shape, a size computed from them
+        if values[node].ndim == 0 or values[node].shape[0] != _BATCH:
+            builder.refuse(node, "mixes the batch axis into the sample (the batch must stay "
+                           "the first axis)")
+        builder.translate(node)
+    if not isinstance(output, torch.fx.Node) or output not in builder.index:
+        raise TypeError(f"network_operator: {type(model).__name__} must return one tensor "
+                        f"computed from its input, got {output!r}")
+    ops = builder.ops[:builder.index[output] + 1]
+    if leaf:
+        ops = [op if op.name != "0" else dataclasses.replace(op, name="") for op in ops]
+    return ops

@@ -1,0 +1,387 @@
+"""PyTorch modules translated into sparseconv layers, once: the core of :mod:`sparseconv.torch`.
+
+:func:`_layer` reads a module's weights (as float64 numpy copies) and hyper-parameters and
+returns a :class:`_Layer`: its input and output shapes, a builder of its ``scipy.sparse``
+matrix, a ``LinearOperator`` (matrix-free where sparseconv has one: convolutions, transposed
+convolutions, ``nn.Linear``), its affine offset (the bias broadcast over the output) and, where
+the module is a convolution in disguise, the weight and arguments that sparseconv's certified
+spectra take. Every public function of the adapter starts from that one description, so a
+module is translated in one place; :func:`_refuse` says which modules are linear.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+import torch.fx
+from torch import nn
+
+import sparseconv as sc
+from sparseconv._resampling import adaptive_output_size, interpolate_output_size
+from sparseconv._typing import PaddingMode, SparseFormat
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_POOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+_RESAMPLE = (*_ADAPTIVE, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle)
+_PAD_MODES: dict[type, PaddingMode] = {
+    nn.ZeroPad1d: "zeros", nn.ZeroPad2d: "zeros", nn.ZeroPad3d: "zeros",
+    nn.ConstantPad1d: "zeros", nn.ConstantPad2d: "zeros", nn.ConstantPad3d: "zeros",
+    nn.ReflectionPad1d: "reflect", nn.ReflectionPad2d: "reflect", nn.ReflectionPad3d: "reflect",
+    nn.ReplicationPad1d: "replicate", nn.ReplicationPad2d: "replicate",
+    nn.ReplicationPad3d: "replicate",
+    nn.CircularPad1d: "circular", nn.CircularPad2d: "circular", nn.CircularPad3d: "circular",
+}
+_SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
+              nn.Linear, nn.Flatten, nn.Identity)
+# activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
+_ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)
+
+
+# ---------------------------------------------------------------------------------------------
+# One module as a layer
+# ---------------------------------------------------------------------------------------------
+def _numpy(tensor) -> np.ndarray:
+    """A float64 numpy copy of a parameter or buffer (never a view of the module's memory)."""
+    return np.array(tensor.detach().cpu().to(torch.float64).numpy(), copy=True)
+
+
+@dataclass(frozen=True, eq=False)
+class _Layer:
+    """A linear module translated once: shapes, builders and the arguments its spectra take."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    build: Callable[[SparseFormat], sp.sparray]      # format -> the matrix
+    offset: np.ndarray | None = None                 # the bias over the output, flat
+    make_operator: Callable[[], spla.LinearOperator] | None = None
+    conv: tuple[np.ndarray, tuple[int, ...], dict] | None = None  # weight, shape, kwargs
+    repeat: int = 1  # the matrix is `repeat` copies of that convolution's, block-diagonally
+
+    def operator(self) -> spla.LinearOperator:
+        if self.make_operator is not None:
+            return self.make_operator()
+        return spla.aslinearoperator(self.build("csr"))
+
+
+def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(n) for n in input_shape)
+    except TypeError:
+        raise TypeError(f"input_shape must be a tuple of ints (C, *spatial), got "
+                        f"{input_shape!r}") from None
+    if not shape or min(shape) < 1 or (ndim is not None and len(shape) != ndim + 1):
+        want = "(C, *spatial)" if ndim is None else f"(C, *spatial) with {ndim} spatial axes"
+        raise ValueError(f"input_shape must be {want} of positive ints for {name}, got "
+                         f"{input_shape!r}")
+    return shape
+
+
+def _refuse(module: nn.Module) -> None:
+    name = type(module).__name__
+    if not isinstance(module, _SUPPORTED):
+        raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
+                        "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "
+                        "BatchNorm*d, Linear, Flatten, Identity, Dropout, Upsample, "
+                        "PixelShuffle, PixelUnshuffle, the padding modules")
+    if isinstance(module, _BATCHNORM):
+        if module.training:
+            raise ValueError(f"{name} is in training mode, where it normalizes with the batch's "
+                             "statistics: call .eval() on the model first")
+        if module.running_mean is None:
+            raise TypeError(f"{name} with track_running_stats=False normalizes with the batch's "
+                            "statistics even in eval mode: it is not linear")
+    if isinstance(module, _DROPOUT) and module.training:
+        raise ValueError(f"{name} is in training mode, where it is random: call .eval() on the "
+                         "model first")
+
+
+def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _Layer:
+    _refuse(module)
+    if isinstance(module, _CONV_T):
+        return _conv_transpose_layer(module, input_shape, output_size)
+    if output_size is not None:
+        raise TypeError(f"output_size applies to ConvTranspose*d only, not to "
+                        f"{type(module).__name__}")
+    if isinstance(module, _CONV):
+        return _conv_layer(module, input_shape)
+    if isinstance(module, nn.Linear):
+        return _linear_layer(module, input_shape)
+    if isinstance(module, _POOL):
+        return _pool_layer(module, input_shape)
+    if isinstance(module, _BATCHNORM):
+        return _batchnorm_layer(module, input_shape)
+    if isinstance(module, tuple(_PAD_MODES)):
+        return _pad_layer(module, input_shape)
+    if isinstance(module, _RESAMPLE):
+        return _resample_layer(module, input_shape)
+    return _reshape_layer(module, input_shape)
+
+
+def _conv_layer(module, input_shape) -> _Layer:
+    name = type(module).__name__
+    shape = _input_shape(input_shape, len(module.kernel_size), name)
+    weight = _numpy(module.weight)
+    kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation,
+                  groups=module.groups, padding_mode=module.padding_mode)
+    geometry = sc.ConvGeometry.from_weight(weight.shape, shape, **kwargs)
+    out = geometry.output_shape
+    offset = None if module.bias is None else np.repeat(_numpy(module.bias), math.prod(out[1:]))
+    return _Layer(name, shape, out,
+                  lambda format: sc.conv_matrix(weight, shape, format=format, **kwargs),
+                  offset, lambda: sc.ConvOperator(weight, shape, **kwargs),
+                  (weight, shape, kwargs))
+
+
+def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
+    """The output_padding PyTorch derives from ``module(x, output_size=...)``."""
+    ndim = len(module.kernel_size)
+    size = tuple(int(n) for n in output_size)[-ndim:]
+    if len(size) != ndim:
+        raise ValueError(f"output_size must give {ndim} spatial sizes, got {output_size!r}")
+    smallest = sc.conv_transpose_output_shape(shape[1:], module.kernel_size, module.stride,
+                                              module.padding, 0, module.dilation)
+    padding = tuple(n - m for n, m in zip(size, smallest))
+    if any(not 0 <= p < s for p, s in zip(padding, module.stride)):
+        largest = tuple(m + s - 1 for m, s in zip(smallest, module.stride))
+        raise ValueError(f"output_size must lie between {smallest} and {largest} for "
+                         f"{type(module).__name__} on input_shape={shape}, got {output_size!r}")
+    return padding
+
+
+def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:
+    name = type(module).__name__
+    if module.padding_mode != "zeros":  # PyTorch itself refuses this at construction
+        raise ValueError(f"{name} supports padding_mode='zeros' only, got "
+                         f"{module.padding_mode!r}")
+    shape = _input_shape(input_shape, len(module.kernel_size), name)
+    weight = _numpy(module.weight)
+    output_padding = (module.output_padding if output_size is None
+                      else _transpose_output_padding(module, shape, output_size))
+    kwargs = dict(stride=module.stride, padding=module.padding, output_padding=output_padding,
+                  dilation=module.dilation, groups=module.groups)
+    out_size = sc.conv_transpose_output_shape(shape[1:], module.kernel_size, module.stride,
+                                              module.padding, output_padding, module.dilation)
+    out = (module.out_channels, *out_size)
+    offset = None if module.bias is None else np.repeat(_numpy(module.bias), math.prod(out_size))
+    # its matrix is the adjoint of a convolution from `out` with the same weight, when that
+    # convolution's output is `shape` (output_padding < stride); the spectra are the same
+    adjoint_kwargs = dict(stride=module.stride, padding=module.padding,
+                          dilation=module.dilation, groups=module.groups)
+    back = sc.conv_output_shape(out_size, module.kernel_size, module.stride, module.padding,
+                                module.dilation)
+    conv = (weight, out, adjoint_kwargs) if tuple(back) == shape[1:] else None
+    return _Layer(name, shape, out,
+                  lambda format: sc.conv_transpose_matrix(weight, shape, format=format, **kwargs),
+                  offset, lambda: sc.ConvTransposeOperator(weight, shape, **kwargs), conv)
+
+
+def _linear_layer(module, input_shape) -> _Layer:
+    shape = _input_shape(input_shape, None, "Linear")
+    if shape[-1] != module.in_features:
+        raise ValueError(f"input_shape[-1] must equal in_features={module.in_features} for "
+                         f"Linear, got input_shape={shape}")
+    weight = _numpy(module.weight)
+    lead = math.prod(shape[:-1])
+    out = (*shape[:-1], module.out_features)
+    offset = None if module.bias is None else np.tile(_numpy(module.bias), lead)
+
+    def build(format):
+        return sp.kron(sp.eye_array(lead), sp.csr_array(weight), format=format)
+
+    def make_operator():
+        # columns are a batch: (lead * in, k) -> (lead, in, k) -> W over the in axis
+        def matmat(x):
+            x = x.reshape(lead, module.in_features, -1)
+            return np.einsum("oi,lik->lok", weight, x).reshape(-1, x.shape[-1])
+
+        def rmatmat(y):
+            y = y.reshape(lead, module.out_features, -1)
+            return np.einsum("oi,lok->lik", weight, y).reshape(-1, y.shape[-1])
+
+        return spla.LinearOperator((math.prod(out), math.prod(shape)), dtype=np.float64,
+                                   matvec=lambda x: matmat(x.reshape(-1, 1)), matmat=matmat,
+                                   rmatvec=lambda y: rmatmat(y.reshape(-1, 1)), rmatmat=rmatmat)
+
+    # y = W x on each of `lead` rows: the norm and singular values are W's, a 1x1 convolution
+    return _Layer("Linear", shape, out, build, offset, make_operator,
+                  (weight[:, :, None], (module.in_features, 1), {}), lead)
+
+
+def _pool_layer(module, input_shape) -> _Layer:
+    name = type(module).__name__
+    ndim = 1 + _POOL.index(type(module)) if type(module) in _POOL else None
+    shape = _input_shape(input_shape, ndim, name)
+    ndim = len(shape) - 1
+    kwargs = dict(kernel_size=module.kernel_size, stride=module.stride, padding=module.padding,
+                  ceil_mode=module.ceil_mode, count_include_pad=module.count_include_pad,
+                  divisor_override=getattr(module, "divisor_override", None))
+    matrix = sc.avg_pool_matrix(shape, **kwargs)
+    out = (shape[0], *_pool_output_size(shape[1:], kwargs, ndim))
+    conv = None
+    plain = kwargs["count_include_pad"] or not any(np.atleast_1d(module.padding))
+    if plain and not kwargs["ceil_mode"] and kwargs["divisor_override"] is None:
+        # every window averages prod(kernel) padded positions: a depthwise convolution
+        kernel = np.broadcast_to(module.kernel_size, (ndim,))
+        weight = np.full((shape[0], 1, *kernel), 1.0 / math.prod(kernel))
+        conv = (weight, shape, dict(stride=module.stride, padding=module.padding,
+                                    groups=shape[0]))
+    return _Layer(name, shape, out, lambda format: matrix.asformat(format), conv=conv)
+
+
+def _pool_output_size(size, kwargs, ndim) -> tuple[int, ...]:
+    """PyTorch's pooling output size (``pooling_output_shape`` in ATen)."""
+    def per_axis(value):
+        return tuple(value) if isinstance(value, (tuple, list)) else (value,) * ndim
+
+    result = []
+    for n, k, s, p in zip(size, per_axis(kwargs["kernel_size"]), per_axis(kwargs["stride"]),
+                          per_axis(kwargs["padding"])):
+        span = n + 2 * p - k + ((s - 1) if kwargs["ceil_mode"] else 0)
+        out = span // s + 1
+        if kwargs["ceil_mode"] and (out - 1) * s >= n + p:
+            out -= 1  # the last window must start inside the input or the low padding
+        result.append(out)
+    return tuple(result)
+
+
+def _batchnorm_scale_shift(module) -> tuple[np.ndarray, np.ndarray]:
+    # y = (x - mean) / sqrt(var + eps) * gamma + beta = scale * x + shift, per channel
+    scale = 1.0 / np.sqrt(_numpy(module.running_var) + module.eps)
+    shift = -_numpy(module.running_mean) * scale
+    if module.affine:
+        scale = scale * _numpy(module.weight)
+        shift = shift * _numpy(module.weight) + _numpy(module.bias)
+    return scale, shift
+
+
+def _batchnorm_layer(module, input_shape) -> _Layer:
+    name = type(module).__name__
+    ndim = _BATCHNORM.index(type(module)) + 1 if type(module) in _BATCHNORM else None
+    shape = _input_shape(input_shape, None, name)
+    if shape[0] != module.num_features or (ndim is not None and len(shape) - 1 not in
+                                           ((0, 1) if ndim == 1 else (ndim,))):
+        raise ValueError(f"input_shape must be (num_features={module.num_features}, *spatial) "
+                         f"as {name} expects, got {shape}")
+    scale, shift = _batchnorm_scale_shift(module)
+    spatial = math.prod(shape[1:])
+    diagonal = np.repeat(scale, spatial)
+    channels = shape[0]
+    return _Layer(name, shape, shape,
+                  lambda format: sp.diags_array(diagonal).asformat(format),
+                  np.repeat(shift, spatial), None,
+                  (scale.reshape(channels, 1, 1), (channels, 1), {"groups": channels}), spatial)
+
+
+def _pad_layer(module, input_shape) -> _Layer:
+    name = type(module).__name__
+    sides = tuple(module.padding)
+    shape = _input_shape(input_shape, len(sides) // 2, name)
+    return _padding(name, shape, sides, _PAD_MODES[type(module)],
+                    float(getattr(module, "value", 0.0)))
+
+
+def _padding(name: str, shape: tuple[int, ...], sides: Sequence[int], mode: PaddingMode,
+             value: float = 0.0) -> _Layer:
+    """PyTorch's pad tuple ``sides`` (per side, last axis first, negative: crop) on the last
+    ``len(sides) // 2`` axes of ``shape``; the channel axis too when ``sides`` reaches it."""
+    ndim = len(sides) // 2
+    if len(sides) % 2 or ndim > len(shape):
+        raise ValueError(f"{name}'s padding {tuple(sides)} must give (lo, hi) pairs for at most "
+                         f"the {len(shape)} axes of input_shape={shape}")
+    # PyTorch's pad tuples run per side, last axis first: (left, right, top, bottom, ...)
+    pairs = ((0, 0),) * (len(shape) - ndim) + tuple(
+        (int(sides[2 * i]), int(sides[2 * i + 1])) for i in reversed(range(ndim)))
+    out = tuple(n + lo + hi for n, (lo, hi) in zip(shape, pairs))
+    if min(out) < 1:
+        raise ValueError(f"{name}'s padding {tuple(sides)} crops input_shape={shape} to {out}")
+    # a negative side crops. PyTorch's circular pad wraps what is left after the crop; its
+    # other modes read the whole input (a reflection may reach into the cropped part): so
+    # cut then pad (circular), or pad then cut. The leading 1 lets the channel axis be padded.
+    grown = tuple((max(lo, 0), max(hi, 0)) for lo, hi in pairs)
+    first = mode == "circular"
+    grid = shape if first else tuple(n + lo + hi for n, (lo, hi) in zip(shape, grown))
+    cut = [sp.eye_array(n, format="csr")[max(-lo, 0):n - max(-hi, 0)]
+           for n, (lo, hi) in zip(grid, pairs)]
+    kept = tuple(c.shape[0] for c in cut) if first else shape
+    if min(kept) < 1:
+        raise ValueError(f"{name}'s padding {tuple(sides)} crops input_shape={shape} to {kept} "
+                         "before its circular pad: nothing left to wrap")
+
+    def build(format):
+        a = sc.pad_matrix((1, *kept), grown, mode)
+        if any(lo < 0 or hi < 0 for lo, hi in pairs):
+            crop = functools.reduce(lambda x, y: sp.kron(x, y, format="csr"), cut)
+            a = a @ crop if first else crop @ a
+        return sp.csr_array(a).asformat(format)
+
+    offset = None
+    if value:  # ConstantPad with a fill value: the pad entries are an offset
+        offset = value * (1.0 - build("csr") @ np.ones(math.prod(shape)))
+    return _Layer(name, shape, out, build, offset)
+
+
+def _resample_layer(module, input_shape) -> _Layer:
+    """AdaptiveAvgPool*d, Upsample, PixelShuffle, PixelUnshuffle: sparseconv's matrices."""
+    name = type(module).__name__
+    if isinstance(module, _ADAPTIVE):
+        shape = _input_shape(input_shape, _ADAPTIVE.index(type(module)) + 1
+                             if type(module) in _ADAPTIVE else None, name)
+        matrix = sc.adaptive_avg_pool_matrix(shape, module.output_size)
+    elif isinstance(module, nn.Upsample):
+        shape = _input_shape(input_shape, None, name)
+        matrix = sc.interpolate_matrix(shape, module.size, module.scale_factor, module.mode,
+                                       module.align_corners, module.recompute_scale_factor)
+    elif isinstance(module, nn.PixelShuffle):
+        shape = _input_shape(input_shape, 2, name)
+        matrix = sc.pixel_shuffle_matrix(shape, module.upscale_factor)
+    else:
+        shape = _input_shape(input_shape, 2, name)
+        matrix = sc.pixel_unshuffle_matrix(shape, module.downscale_factor)
+    out = _resampled_shape(module, shape, matrix.shape[0])
+    return _Layer(name, shape, out, lambda format: matrix.asformat(format))
+
+
+def _resampled_shape(module, shape, rows: int) -> tuple[int, ...]:
+    if isinstance(module, nn.PixelShuffle):
+        r = module.upscale_factor
+        out = (shape[0] // (r * r), shape[1] * r, shape[2] * r)
+    elif isinstance(module, nn.PixelUnshuffle):
+        r = module.downscale_factor
+        out = (shape[0] * r * r, shape[1] // r, shape[2] // r)
+    elif isinstance(module, nn.Upsample):
+        out = (shape[0], *interpolate_output_size(shape[1:], module.size, module.scale_factor,
+                                                  module.recompute_scale_factor))
+    else:
+        out = (shape[0], *adaptive_output_size(shape[1:], module.output_size))
+    assert math.prod(out) == rows, (module, shape, out)
+    return out
+
+
+def _reshape_layer(module, input_shape) -> _Layer:
+    """Identity, Dropout (eval) and Flatten: the identity on the flat (C order) vector."""
+    name = type(module).__name__
+    shape = _input_shape(input_shape, None, name)
+    out = shape
+    if isinstance(module, nn.Flatten):
+        full = (1, *shape)
+        start, end = (d % len(full) for d in (module.start_dim, module.end_dim))
+        if start == 0 or end < start:
+            raise ValueError(f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim}) "
+                             "must keep the batch axis")
+        out = (*full[1:start], math.prod(full[start:end + 1]), *full[end + 1:])
+    n = math.prod(shape)
+    return _Layer(name, shape, out, lambda format: sp.eye_array(n, format=format),
+                  None, lambda: spla.aslinearoperator(sp.eye_array(n, format="csr")),
+                  (np.ones((1, 1, 1)), (1, 1), {}), n)

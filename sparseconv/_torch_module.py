@@ -1,0 +1,271 @@
+"""One PyTorch module as a matrix, an operator, an affine map, spectra, or a folded BatchNorm.
+
+The public functions of :mod:`sparseconv.torch` that take one module: each translates it with
+:func:`sparseconv._torch_layers._layer` and hands the result to the array API.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+import torch.fx
+from torch import nn
+
+import sparseconv as sc
+from sparseconv._torch_layers import (
+    _BATCHNORM,
+    _CONV,
+    _batchnorm_scale_shift,
+    _Layer,
+    _layer,
+    _numpy,
+    _refuse,
+)
+from sparseconv._typing import SparseFormat
+
+
+def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseFormat = "csr",
+           output_size: Sequence[int] | None = None) -> sp.sparray:
+    """The matrix of a linear module on inputs of shape ``input_shape`` (the bias left out).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A supported linear module (see :mod:`sparseconv.torch`), in eval mode where it matters.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``).
+    format : {"csr", "csc", "coo", "bsr"}
+    output_size : tuple of int, optional
+        For ``nn.ConvTranspose*d`` only: the ``output_size`` passed at call time.
+
+    Returns
+    -------
+    scipy.sparse array, shape (prod(output_shape), prod(input_shape))
+        ``matrix @ x.ravel() + bias == module(x[None])[0].ravel()`` (see :func:`affine`).
+
+    Raises
+    ------
+    TypeError
+        A module that is not linear or not supported, named.
+    ValueError
+        A module in training mode where that matters (``BatchNorm``, ``Dropout``), or a bad
+        ``input_shape`` or ``output_size``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> conv = torch.nn.Conv1d(1, 1, 3, padding=1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = conv.weight.copy_(torch.tensor([[[1.0, 2.0, 3.0]]]))
+    >>> sct.matrix(conv, (1, 4)).toarray()
+    array([[2., 3., 0., 0.],
+           [1., 2., 3., 0.],
+           [0., 1., 2., 3.],
+           [0., 0., 1., 2.]])
+    """
+    return _layer(module, input_shape, output_size).build(format)
+
+
+def operator(module: nn.Module, input_shape: Sequence[int], *,
+             output_size: Sequence[int] | None = None) -> spla.LinearOperator:
+    """The linear part of a module as a ``LinearOperator``, with its adjoint.
+
+    Matrix-free for convolutions (:class:`sparseconv.ConvOperator`), transposed convolutions
+    (:class:`sparseconv.ConvTransposeOperator`) and ``nn.Linear``; the other modules wrap their
+    (small, diagonal or selection) sparse matrix. Arguments as :func:`matrix`.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> import sparseconv.torch as sct
+    >>> conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1, padding_mode="reflect").double()
+    >>> op = sct.operator(conv, (3, 16, 16))
+    >>> op.shape
+    (512, 768)
+    >>> x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    >>> y = op @ x.numpy().ravel() + conv.bias.detach().numpy().repeat(64)
+    >>> bool(np.allclose(y, conv(x).detach().numpy().ravel()))
+    True
+    """
+    return _layer(module, input_shape, output_size).operator()
+
+
+def affine(module: nn.Module, input_shape: Sequence[int], *,
+           output_size: Sequence[int] | None = None) -> sc.AffineMap:
+    """The module as the :class:`sparseconv.AffineMap` ``x -> A x + b``, bias included.
+
+    ``b`` is the bias broadcast over the output (a convolution's per channel, a BatchNorm's
+    shift, a ``ConstantPad``'s fill value); zero for a module without one. Arguments as
+    :func:`matrix`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> bn = torch.nn.BatchNorm1d(2).eval()
+    >>> with torch.no_grad():
+    ...     _ = bn.running_mean.fill_(1.0)
+    >>> f = sct.affine(bn, (2, 3))
+    >>> f([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]).round(4)       # (x - 1) / sqrt(1 + eps)
+    array([0., 0., 0., 1., 1., 1.])
+    """
+    layer = _layer(module, input_shape, output_size)
+    a = layer.build("csr")
+    return sc.AffineMap(a, np.zeros(a.shape[0]) if layer.offset is None else layer.offset)
+
+
+def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
+                  output_size: Sequence[int] | None = None, **kwargs: Any) -> sc.SpectralNorm:
+    """The spectral norm of a module's matrix, with a certified interval.
+
+    Convolutions, transposed convolutions (through their adjoint convolution), ``nn.Linear``
+    (its weight, a 1x1 convolution), BatchNorm (a depthwise 1x1 convolution) and average
+    pooling without ``ceil_mode`` or excluded padding go to :func:`sparseconv.spectral_norm`;
+    ``kwargs`` (``method``, ``tol``) are passed on. The other modules (padding, the remaining
+    pooling layers) are bounded from their explicit matrix: ``sqrt(||A||_1 ||A||_inf)`` above
+    (exact for a padding, whose ``A^T A`` is diagonal), a power iteration's Rayleigh quotient
+    below, both widened for rounding (method ``"bounds"``, with ``bounds["schur"]``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> conv = torch.nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular")
+    >>> r = sct.spectral_norm(conv, (2, 8, 8))
+    >>> r.method, bool(r.lower <= r.value <= r.upper)
+    ('fft', True)
+    """
+    return _layer_norm(_layer(module, input_shape, output_size), **kwargs)
+
+
+def _layer_norm(layer: _Layer, **kwargs: Any) -> sc.SpectralNorm:
+    if layer.conv is None:
+        return _matrix_norm(layer.build("csr"))
+    weight, shape, conv_kwargs = layer.conv
+    return sc.spectral_norm(weight, shape, **conv_kwargs, **kwargs)
+
+
+def singular_values(module: nn.Module, input_shape: Sequence[int], *,
+                    output_size: Sequence[int] | None = None, **kwargs: Any) -> np.ndarray:
+    """All singular values of a module's matrix, in decreasing order.
+
+    From :func:`sparseconv.singular_values` for the modules that are convolutions (see
+    :func:`spectral_norm`; ``kwargs`` such as ``method`` are passed on), repeated for the
+    block-diagonal copies (``nn.Linear`` over leading axes, BatchNorm over positions); from a
+    dense SVD of the matrix otherwise, within the memory limit.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> sct.singular_values(torch.nn.ZeroPad1d((1, 2)), (1, 3))
+    array([1., 1., 1.])
+    """
+    layer = _layer(module, input_shape, output_size)
+    if layer.conv is None:
+        a = layer.build("csr")
+        n = min(a.shape)
+        limit = sc.get_memory_limit()
+        if limit is not None and 8 * (a.shape[0] * a.shape[1] + 2 * n * n) > limit:
+            raise sc.MatrixTooLargeError(
+                f"singular_values of {type(module).__name__} on input_shape={layer.input_shape} "
+                f"needs a dense {a.shape} matrix, beyond the memory limit of {limit} bytes")
+        return np.linalg.svd(a.toarray(), compute_uv=False)
+    weight, shape, conv_kwargs = layer.conv
+    values = sc.singular_values(weight, shape, **conv_kwargs, **kwargs)
+    return np.sort(np.tile(values, layer.repeat))[::-1]
+
+
+def _matrix_norm(a: sp.sparray, iterations: int = 50) -> sc.SpectralNorm:
+    """A certified interval for ``||A||_2`` from an explicit sparse matrix.
+
+    Its method is "bounds", and ``bounds["schur"]`` the upper bound.
+    """
+    a = sp.csr_array(a, dtype=np.float64)
+    if a.nnz == 0:
+        return sc.SpectralNorm(0.0, 0.0, 0.0, "zero")
+    absolute = abs(a)
+    longest = max(np.diff(a.indptr).max(), np.diff(a.tocsc().indptr).max())
+    slack = 4 * (longest + 4) * np.finfo(np.float64).eps  # the sums' and sqrt's rounding
+    upper = math.sqrt(absolute.sum(axis=0).max() * absolute.sum(axis=1).max()) * (1 + slack)
+    x = np.random.default_rng(0).standard_normal(a.shape[1])
+    for _ in range(iterations):
+        x = a.T @ (a @ x)
+        x /= np.linalg.norm(x)
+    lower = np.linalg.norm(a @ x) / np.linalg.norm(x) * (1 - slack)
+    return sc.SpectralNorm(lower, lower, upper, "bounds", bounds={"schur": upper})
+
+
+class FoldedBatchNorm(NamedTuple):
+    """``bn(conv(x))`` as one convolution: its weight and bias, and the module."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    module: nn.Module
+
+
+def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
+    """Fold an eval-mode BatchNorm into the convolution before it.
+
+    With ``s = gamma / sqrt(running_var + eps)`` per output channel, ``bn(conv(x))`` is the
+    convolution with weight ``s * W`` (scaled per output channel) and bias
+    ``s * (b - running_mean) + beta``.
+
+    Parameters
+    ----------
+    conv : torch.nn.Conv1d, Conv2d or Conv3d
+    bn : torch.nn.BatchNorm1d, BatchNorm2d or BatchNorm3d
+        In eval mode, with running statistics, ``num_features == conv.out_channels``.
+
+    Returns
+    -------
+    FoldedBatchNorm
+        ``(weight, bias, module)``: float64 numpy arrays, and a new convolution module (the
+        conv's class, hyper-parameters, dtype and device) holding them.
+
+    Raises
+    ------
+    TypeError
+        ``conv`` or ``bn`` of another type, a BatchNorm without running statistics.
+    ValueError
+        ``bn`` in training mode, mismatched channel counts.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> conv, bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4).eval()
+    >>> folded = sct.fold_batchnorm(conv, bn)
+    >>> x = torch.randn(1, 3, 8, 8)
+    >>> bool(torch.allclose(folded.module(x), bn(conv(x)), atol=1e-5))
+    True
+    """
+    if not isinstance(conv, _CONV):
+        raise TypeError(f"conv must be a Conv1d, Conv2d or Conv3d, got {type(conv).__name__}")
+    if not isinstance(bn, _BATCHNORM):
+        raise TypeError(f"bn must be a BatchNorm1d, BatchNorm2d or BatchNorm3d, got "
+                        f"{type(bn).__name__}")
+    _refuse(bn)
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"bn.num_features={bn.num_features} must equal conv.out_channels="
+                         f"{conv.out_channels}")
+    scale, shift = _batchnorm_scale_shift(bn)
+    weight = _numpy(conv.weight) * scale.reshape(-1, *([1] * (conv.weight.ndim - 1)))
+    bias = shift + scale * (0.0 if conv.bias is None else _numpy(conv.bias))
+    factory: Any = type(conv)  # torch's stubs type the sizes per rank; ours are checked tuples
+    module = factory(conv.in_channels, conv.out_channels, conv.kernel_size,
+                        stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                        groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
+                        device=conv.weight.device, dtype=conv.weight.dtype)
+    assert module.bias is not None  # built with bias=True
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(weight))
+        module.bias.copy_(torch.from_numpy(bias))
+    return FoldedBatchNorm(weight, bias, module.train(conv.training))

@@ -1,0 +1,188 @@
+"""A linear network as one matrix-free operator with its adjoint (:func:`network_operator`).
+
+The graph's ops (:mod:`sparseconv._torch_graph`) run forward for the operator, and backwards,
+as transposes summed where a signal was used twice, for its adjoint; the offset is the network
+applied to zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from torch import nn
+
+import sparseconv as sc
+from sparseconv._memory import check_memory
+from sparseconv._torch_graph import _build_graph, _Op
+from sparseconv._torch_layers import (
+    _input_shape,
+)
+
+
+def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
+    values: list = [x]
+    for op in ops[1:]:
+        values.append(op.forward([values[i] for i in op.inputs], affine))
+    return values[-1]
+
+
+def _run_adjoint(ops: list[_Op], g: np.ndarray) -> np.ndarray:
+    grads: list = [None] * len(ops)
+    grads[-1] = g
+    for j in range(len(ops) - 1, 0, -1):
+        if grads[j] is None:
+            continue
+        for i, gi in zip(ops[j].inputs, ops[j].backward(grads[j])):
+            grads[i] = gi if grads[i] is None else grads[i] + gi
+    return np.zeros_like(g, shape=(g.shape[0], *ops[0].shape)) if grads[0] is None else grads[0]
+
+
+class _GraphOperator(spla.LinearOperator):
+    """The linear part of a traced network: forward through the graph, adjoint backwards."""
+
+    def __init__(self, ops: list[_Op]):
+        self.ops = ops
+        self.input_shape, self.output_shape = ops[0].shape, ops[-1].shape
+        super().__init__(np.float64, (math.prod(self.output_shape), math.prod(self.input_shape)))
+
+    def _matmat(self, x):
+        k = x.shape[1]
+        y = _run(self.ops, np.asarray(x, np.float64).T.reshape(k, *self.input_shape), False)
+        return y.reshape(k, -1).T
+
+    def _rmatmat(self, y):
+        k = y.shape[1]
+        x = _run_adjoint(self.ops, np.asarray(y, np.float64).T.reshape(k, *self.output_shape))
+        return x.reshape(k, -1).T
+
+    def _matvec(self, x):
+        return self._matmat(x.reshape(-1, 1)).ravel()
+
+    def _rmatvec(self, y):
+        return self._rmatmat(y.reshape(-1, 1)).ravel()
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkOperator:
+    """A linear network ``x -> operator @ x + offset``, from :func:`network_operator`.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The graph's linear operations, first applied first: a module by its qualified name,
+        a functional call (``add``, ``cat``, ``interpolate``, ...) by its torch.fx node name.
+    input_shape, output_shape : tuple of int
+    operator : scipy.sparse.linalg.LinearOperator
+        The linear part, matrix-free where :func:`operator` is; its adjoint runs the graph
+        backwards (the transposes of the operations, summed where a signal was used twice).
+    offset : numpy.ndarray
+        The network applied to zero: the biases (and added constants) carried to the output.
+    """
+
+    names: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    operator: spla.LinearOperator
+    offset: np.ndarray
+    _ops: tuple = field(repr=False)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to a flat input ``(n,)`` or to columns ``(n, k)``."""
+        x = np.asarray(x)
+        return self.operator @ x + (self.offset if x.ndim == 1 else self.offset[:, None])
+
+    def affine(self) -> sc.AffineMap:
+        """The explicit :class:`sparseconv.AffineMap`.
+
+        A chain is the product of its layers' matrices (:func:`sparseconv.compose`); a graph
+        with sums or concatenations is the operator applied to the identity, a block of
+        columns (or, when the output is smaller, of rows through the adjoint) at a time.
+        """
+        ops = self._ops
+        if all(op.inputs == (i,) and op.layer is not None for i, op in enumerate(ops[1:])):
+            return sc.compose(*(sc.AffineMap(op.layer.build("csr"), np.zeros(
+                math.prod(op.shape)) if op.layer.offset is None else op.layer.offset)
+                for op in ops[1:]))
+        m, n = self.operator.shape
+        small = min(m, n)
+        block = max(1, min(small, 2**22 // max(m, n)))
+        check_memory(8 * block * max(m, n) * 3, "NetworkOperator.affine")
+        columns = []
+        for start in range(0, small, block):
+            eye = np.zeros((small, min(block, small - start)))
+            eye[start + np.arange(eye.shape[1]), np.arange(eye.shape[1])] = 1.0
+            part = self.operator @ eye if n <= m else self.operator.H @ eye
+            columns.append(sp.csc_array(part) if n <= m else sp.csr_array(part.T))
+        matrix = sp.hstack(columns, format="csr") if n <= m else sp.vstack(columns, format="csr")
+        return sc.AffineMap(matrix, self.offset.copy())
+
+
+def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
+    """A network whose forward is linear (affine) as one matrix-free operator.
+
+    The model is traced with ``torch.fx`` (``torch.fx.symbolic_trace``'s tracer, with
+    every module :func:`matrix` supports kept whole), and each node of the graph becomes its
+    linear map: modules through :func:`operator`; residual sums and differences
+    (``x + f(x)``, ``torch.add``), products with constants, ``torch.cat`` (not along the
+    batch), ``flatten``/``view``/``reshape``/``squeeze``/``unsqueeze``, ``permute`` and
+    ``transpose``, ``x[:, ...]`` indexing, ``sum``/``mean`` over non-batch axes, and the
+    functional ``F.interpolate``, ``F.avg_pool*d``, ``F.adaptive_avg_pool*d``, ``F.pad``,
+    ``F.pixel_(un)shuffle``, ``F.linear``, ``F.conv*d`` (with constant weights) and
+    ``F.dropout`` (``training=False``). Shapes (``x.size(0)``, ``x.shape``) are read from one
+    probe forward pass on a batch of zeros.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode; any module whose forward torch.fx can trace.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch.
+
+    Returns
+    -------
+    NetworkOperator
+        ``net(x.ravel()) == model(x[None])[0].ravel()``; ``net.operator`` is the matrix-free
+        linear part (a ``LinearOperator`` with its adjoint), ``net.offset`` the biases'
+        contribution, ``net.affine()`` the explicit :class:`sparseconv.AffineMap`.
+
+    Raises
+    ------
+    TypeError
+        A node that is not linear (``relu``, ``max_pool2d``, a product of two signals) or not
+        mapped, named with its torch.fx node; a model torch.fx cannot trace, with the reason.
+    ValueError
+        A module in training mode where that matters; shapes that do not fit.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> import sparseconv.torch as sct
+    >>> nn = torch.nn
+    >>> class Residual(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.conv = nn.Conv2d(2, 2, 3, padding=1)
+    ...     def forward(self, x):
+    ...         return x + self.conv(x)
+    >>> model = nn.Sequential(Residual(), nn.AvgPool2d(2), nn.Flatten(),
+    ...                       nn.Linear(32, 3)).double().eval()
+    >>> net = sct.network_operator(model, (2, 8, 8))
+    >>> net.names
+    ('0.conv', 'add', '1', '2', '3')
+    >>> x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    >>> bool(np.allclose(net(x.numpy().ravel()), model(x).detach().numpy().ravel()))
+    True
+    >>> net.affine().shape
+    (3, 128)
+    """
+    shape = _input_shape(input_shape, None, type(model).__name__)
+    ops = _build_graph(model, shape)
+    operator_ = _GraphOperator(ops)
+    offset = _run(ops, np.zeros((1, *shape)), True).ravel()
+    return NetworkOperator(tuple(op.name for op in ops[1:]), shape, ops[-1].shape, operator_,
+                           offset, tuple(ops))

@@ -1,0 +1,432 @@
+"""The Lipschitz report: certified spectral norms of every linear layer of a network.
+
+:func:`lipschitz_report` traces the model (:func:`sparseconv._torch_trace.trace`), optionally
+pairs each BatchNorm with the convolution whose output it normalizes, bounds every layer's norm
+(:func:`sparseconv._torch_module._layer_norm`) and multiplies the bounds with the activations'
+Lipschitz constants, rounded up.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+import sparseconv as sc
+from sparseconv._memory import format_bytes
+from sparseconv._rounding import up
+from sparseconv._torch_layers import (
+    _BATCHNORM,
+    _CONV,
+    _CONV_T,
+    _DROPOUT,
+    _ONE_LIPSCHITZ,
+    _Layer,
+    _layer,
+)
+from sparseconv._torch_module import _layer_norm, fold_batchnorm
+from sparseconv._torch_script import _kind
+from sparseconv._torch_trace import TraceRecord, _checked, _first_tensor, _script_trace, trace
+
+_COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "lower", "upper",
+            "method", "circular", "seconds")
+
+
+def _untyped(module: nn.Module) -> Any:
+    """``module`` for attribute reads that torch's stubs type more loosely than the module."""
+    return module
+
+
+def _nnz(module: nn.Module, layer: _Layer) -> int:
+    """The layer matrix's stored entries, without building it where sparseconv allows."""
+    if isinstance(module, _CONV):
+        assert layer.conv is not None  # every convolution layer records its arguments
+        weight, shape, kwargs = layer.conv
+        return sc.ConvGeometry.from_weight(weight.shape, shape, **kwargs).nnz()
+    if isinstance(module, _CONV_T):
+        module = _untyped(module)  # torch's stubs type padding as str | tuple for every module
+        smallest = sc.conv_transpose_output_shape(
+            layer.input_shape[1:], module.kernel_size, module.stride, module.padding, 0,
+            module.dilation)
+        output_padding = tuple(n - m for n, m in zip(layer.output_shape[1:], smallest))
+        return sc.ConvGeometry.for_transpose(
+            module.weight.shape, layer.input_shape, stride=module.stride, padding=module.padding,
+            output_padding=output_padding, dilation=module.dilation, groups=module.groups).nnz()
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features * layer.repeat
+    return int(layer.build("csr").nnz)
+
+
+def _csr_bytes(nnz: int, rows: int, cols: int) -> int:
+    """The memory of a float64 CSR array with ``nnz`` entries (scipy's index dtype rule)."""
+    index = np.dtype(sp.get_index_dtype(maxval=max(nnz, rows, cols))).itemsize
+    return nnz * (8 + index) + (rows + 1) * index
+
+
+def _circular_norm(layer: _Layer) -> float | None:
+    """The exact spectral norm of the same kernel with periodic padding, or None.
+
+    The circular layer on the same input size (stride, dilation and groups kept), by FFT; None
+    for a layer that is no convolution, or whose input size its stride does not divide.
+    """
+    if layer.conv is None:
+        return None
+    weight, shape, kwargs = layer.conv
+    periodic = {k: v for k, v in kwargs.items() if k in ("stride", "dilation", "groups")}
+    try:
+        return float(sc.spectral_norm(weight, shape, padding=None, padding_mode="circular",
+                                      method="fft", **periodic).value)
+    except ValueError:  # a stride that does not divide the input size: no periodic layer
+        return None
+
+
+def _rounded(value: float, rounding: str, digits: int = 6) -> str:
+    """``value`` to ``digits`` significant digits, rounded outward (a printed interval stays
+    valid): ``rounding`` is decimal's ROUND_FLOOR or ROUND_CEILING."""
+    exact = Decimal(repr(float(value)))
+    if exact == 0 or not exact.is_finite():
+        return str(float(value))
+    return f"{exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding):g}"
+
+
+@dataclass(frozen=True, eq=False)
+class LipschitzReport:
+    """Per-layer certified spectral norms of a network, from :func:`lipschitz_report`.
+
+    Iterating gives the rows as dicts (the keys of ``columns``); ``str(report)`` is a table
+    (intervals printed rounded outward, so a printed interval is certified too).
+
+    Attributes
+    ----------
+    rows : tuple of dict
+        ``name``, ``type``, ``input_shape``, ``output_shape``; ``nnz`` and ``memory`` (bytes,
+        float64 CSR) of the layer's matrix, counted without building it for convolutions,
+        transposed convolutions and ``nn.Linear``; the certified interval ``lower <= ||A||_2
+        <= upper`` and its ``method`` (:func:`sparseconv.spectral_norm`'s); ``circular``, the
+        exact norm of the same kernel with periodic padding on the same input size (None for
+        a layer that is no convolution, or whose size its stride does not divide); the
+        ``seconds`` the row took.
+    network_upper : float or None
+        The product of the layers' upper bounds and of the activations' Lipschitz constants,
+        rounded up: a Lipschitz bound of the whole network (in the 2-norm) when it is the
+        sequential chain of the traced layers; None when some traced module is neither
+        linear nor a known activation, or the chain is not known (``reason`` says which).
+    activations : tuple of str
+        The activations assumed, as ``"name (Type)"`` for a 1-Lipschitz one and ``"name
+        (Type, L)"`` otherwise (``Sigmoid``: 0.25).
+    chain_checked : bool
+        True when the model is a (nested) ``nn.Sequential``, so it is a chain; False when
+        the chain is an assumption (hooks do not see residual sums or functional calls).
+    reason : str
+        Why ``network_upper`` is None (empty otherwise).
+    complete : bool
+        False for the partial report of an interrupted run (see :func:`lipschitz_report`).
+    """
+
+    rows: tuple[dict, ...]
+    network_upper: float | None
+    activations: tuple[str, ...]
+    chain_checked: bool
+    reason: str = ""
+    complete: bool = True
+    columns: tuple[str, ...] = _COLUMNS
+
+    def __iter__(self) -> Iterator[dict]:
+        return (dict(row) for row in self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __str__(self) -> str:
+        def cell(key, value):
+            if value is None:
+                return "-"
+            if key == "name" and not value:
+                return "(model)"  # the model is itself the one layer
+            if key == "lower":
+                return _rounded(value, ROUND_FLOOR)
+            if key in ("upper", "circular"):
+                return _rounded(value, ROUND_CEILING)
+            if key == "memory":
+                return format_bytes(value)
+            if key == "seconds":
+                return f"{value:.3f}"
+            if isinstance(value, tuple):
+                return "x".join(map(str, value))
+            return str(value)
+
+        table = [list(self.columns)] + [[cell(k, row[k]) for k in self.columns]
+                                        for row in self.rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(self.columns))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        if self.network_upper is None:
+            lines.append(f"network bound: none ({self.reason})")
+        else:
+            lines.append("network bound (product of the upper bounds): "
+                         + _rounded(self.network_upper, ROUND_CEILING))
+            lines.append("  assumes " + ("" if self.chain_checked else
+                                         "the model is the sequential chain of these layers and ")
+                         + "these activations' Lipschitz constants (1 unless given): "
+                         + (", ".join(self.activations) or "none"))
+        return "\n".join(lines)
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write the rows as CSV (shapes as ``CxHxW``, a missing ``circular`` empty)."""
+        with open(path, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=self.columns)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: "x".join(map(str, v)) if isinstance(v, tuple) else v
+                                 for k, v in row.items()})
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the rows, the network bound and its assumptions as JSON."""
+        data = {"layers": [dict(row) for row in self.rows], "network_upper": self.network_upper,
+                "activations": list(self.activations), "chain_checked": self.chain_checked,
+                "reason": self.reason, "complete": self.complete}
+        with open(path, "w") as stream:
+            json.dump(data, stream, indent=2)
+
+
+def _activation_constant(module: nn.Module) -> float | None:
+    """The Lipschitz constant ``sup |f'|`` of an elementwise activation, or None if unknown."""
+    if isinstance(module, nn.LeakyReLU):
+        return max(1.0, abs(float(module.negative_slope)))
+    if isinstance(module, nn.ELU):  # f' = alpha exp(x) below 0
+        return max(1.0, abs(float(module.alpha)))
+    if isinstance(module, nn.Sigmoid):  # f' = s (1 - s) <= 1/4
+        return 0.25
+    if isinstance(module, (*_ONE_LIPSCHITZ, nn.Softplus)):  # Hardtanh covers ReLU6
+        return 1.0
+    return None
+
+
+def _is_sequential(model: nn.Module) -> bool:
+    if isinstance(model, nn.Sequential) or _kind(model) == "Sequential":  # or a scripted one
+        return all(_is_sequential(child) for child in model.children())
+    return next(model.children(), None) is None
+
+
+def _progress_callback(progress, total: int) -> tuple[Callable | None, Callable[[], None]]:
+    """The per-layer callback ``(done, total, name)`` that ``progress`` asks for, and a closer."""
+    if progress is False or progress is None:
+        return None, lambda: None
+    if callable(progress):
+        return progress, lambda: None
+    try:  # optional: by name, so that neither an import nor type stubs are required
+        tqdm = importlib.import_module("tqdm.auto").tqdm
+    except ImportError:
+        def line(done, total, name):
+            print(f"lipschitz_report: {done}/{total} {name}", file=sys.stderr, flush=True)
+        return line, lambda: None
+    bar = tqdm(total=total, desc="lipschitz_report", unit="layer", file=sys.stderr)
+
+    def update(done, total, name):
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(done - bar.n)
+    return update, bar.close
+
+
+def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
+                **kwargs: Any) -> dict:
+    """One row: ``record``'s layer, or ``batchnorm`` folded into it (a convolution)."""
+    module, name, kind, out = (record.module, record.name, _kind(record.module),
+                               record.output_shape)
+    start = time.perf_counter()
+    if batchnorm is not None:
+        # in float64: a float32 module would round the folded weights
+        module = fold_batchnorm(copy.deepcopy(module).double(), batchnorm.module).module
+        name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
+        out = batchnorm.output_shape
+    layer = _layer(module, record.input_shape,
+                   record.output_shape[1:] if isinstance(module, _CONV_T) else None)
+    bound = _layer_norm(layer, **kwargs)
+    nnz = _nnz(module, layer)
+    rows, cols = math.prod(layer.output_shape), math.prod(layer.input_shape)
+    return dict(name=name, type=kind, input_shape=record.input_shape, output_shape=out,
+                nnz=nnz, memory=_csr_bytes(nnz, rows, cols), lower=float(bound.lower),
+                upper=float(bound.upper), method=bound.method, circular=_circular_norm(layer),
+                seconds=time.perf_counter() - start)
+
+
+def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord], list[bool]]:
+    """:func:`trace`, and per BatchNorm call whether its input is the very tensor the last
+    convolution returned, unmodified (so that folding it into that convolution is exact).
+
+    The tensor's version counter rules out in-place operations in between (``ReLU(inplace=
+    True)``, ``x.relu_()``), which return the same tensor object. A TorchScript model answers
+    the same question from its graph (:func:`sparseconv._torch_script.script_calls`).
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        return _script_trace(model, _checked(model, input_shape, False))
+    last: list = [None, -1]
+    folds: list[bool] = []
+
+    def after_conv(module, inputs, output):
+        last[:] = [output, output._version]
+
+    def after_batchnorm(module, inputs, output):
+        tensor = _first_tensor(inputs)
+        folds.append(tensor is not None and tensor is last[0] and tensor._version == last[1])
+
+    handles = [m.register_forward_hook(after_conv if isinstance(m, _CONV) else after_batchnorm)
+               for m in model.modules() if isinstance(m, (*_CONV, *_BATCHNORM))]
+    try:
+        return trace(model, input_shape), folds
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _layers_to_report(records: list[TraceRecord], folds: list[bool],
+                      fold: bool) -> list[tuple[TraceRecord, TraceRecord | None]]:
+    """The linear records that get a row, each with the BatchNorm folded into it, if any."""
+    todo: list[tuple[TraceRecord, TraceRecord | None]] = []
+    calls = iter(folds)
+    for record in records:
+        if not record.linear or isinstance(record.module, (nn.Flatten, nn.Identity, *_DROPOUT)):
+            continue
+        if isinstance(record.module, _BATCHNORM) and next(calls) and fold:
+            # its input is the last convolution's output: that convolution's row, unpaired
+            i = max(i for i, (r, _) in enumerate(todo) if isinstance(r.module, _CONV))
+            if todo[i][1] is None:
+                todo[i] = (todo[i][0], record)
+                continue
+        todo.append((record, None))
+    return todo
+
+
+def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
+                     assume_chain: bool = False, fold_batchnorm: bool = False,
+                     progress: bool | Callable[[int, int, str], object] = False,
+                     **kwargs: Any) -> LipschitzReport:
+    """Certified spectral norms of every linear layer of a network, and their product.
+
+    The model is traced (:func:`trace`, eval mode required); every linear layer that is not
+    a reshape (``Flatten``, ``Identity``, ``Dropout``: norm 1) gets a row: shapes, the nnz
+    and memory of its matrix (counted without building it for convolutions), the certified
+    interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the exact norm of
+    the same kernel with circular padding beside it, and the time taken.
+
+    Activations with a known Lipschitz constant: ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``,
+    ``Softplus`` (1), ``LeakyReLU`` and ``ELU`` (``max(1, |slope|)``, ``max(1, |alpha|)``),
+    ``Sigmoid`` (1/4). The network bound multiplies the layers' upper bounds and these
+    constants, rounded up.
+
+    A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, as ``torch.jit.load``
+    returns it) gets the report of the eager model it was compiled from: :func:`trace` reads
+    its layers from its graph, and BatchNorm folding asks the graph whether the BatchNorm's
+    input is the convolution's output value, untouched by in-place operations.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An eager module, or a ``torch.jit.ScriptModule``.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch.
+    assume_chain : bool
+        Give the network bound for a model that is not a (nested) ``nn.Sequential`` too,
+        assuming its forward is the sequential chain of the traced layers (hooks do not see
+        residual sums, concatenations or functional calls: for those the product is no
+        bound). By default only a ``nn.Sequential`` gets one.
+    fold_batchnorm : bool
+        Fold each eval-mode BatchNorm into the convolution whose output tensor it normalizes
+        (seen by forward hooks; :func:`fold_batchnorm`): one row ``"conv+bn"`` for the pair,
+        whose norm can be much smaller than the product of the two. Other BatchNorms keep
+        their own rows.
+    progress : bool or callable
+        ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
+        layer). A callable is called after each layer as ``progress(done, total, name)``.
+    **kwargs
+        Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``, ``executor``: any
+        ``concurrent.futures.Executor``, for example a Dask client's ``get_executor()``, runs
+        each layer's per-frequency work).
+
+    Returns
+    -------
+    LipschitzReport
+
+    Raises
+    ------
+    ValueError
+        A model in training mode.
+    TypeError
+        A TorchScript model whose graph hides a layer (see :func:`trace`).
+    KeyboardInterrupt
+        Re-raised when the run is interrupted (Ctrl-C), with the rows finished so far as the
+        exception's ``report`` attribute: a :class:`LipschitzReport` with ``complete=False``
+        and no network bound. The layer running at the interrupt is left out.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> nn = torch.nn
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+    ...                       nn.Linear(2 * 6 * 6, 4)).eval()
+    >>> report = sct.lipschitz_report(model, (1, 6, 6))
+    >>> [row["name"] for row in report]
+    ['0', '3']
+    >>> bool(report.network_upper >= report.rows[0]["upper"] * report.rows[1]["upper"])
+    True
+    >>> report.activations
+    ('1 (ReLU)',)
+    """
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be True, False or a callable (done, total, name), got "
+                        f"{progress!r}")
+    records, folds = _trace_with_folds(model, input_shape)
+    todo = _layers_to_report(records, folds, fold_batchnorm)
+    activations, constants, unknown = [], [], []
+    for record in records:
+        if record.linear:
+            continue
+        constant = _activation_constant(record.module)
+        label = f"{record.name} ({_kind(record.module)}"
+        if constant is None:
+            unknown.append(label + ")")
+        else:
+            constants.append(constant)
+            activations.append(label + (")" if constant == 1 else f", {constant:g})"))
+    chain = _is_sequential(model)
+    callback, close = _progress_callback(progress, len(todo))
+    rows: list[dict] = []
+    try:
+        for record, batchnorm in todo:
+            rows.append(_report_row(record, batchnorm, **kwargs))
+            if callback is not None:
+                callback(len(rows), len(todo), rows[-1]["name"])
+    except KeyboardInterrupt as interrupt:
+        interrupt.report = LipschitzReport(  # type: ignore[attr-defined]
+            tuple(rows), None, tuple(activations), chain,
+            f"interrupted after {len(rows)} of {len(todo)} layers", complete=False)
+        raise
+    finally:
+        close()
+    reason = ""
+    if unknown:
+        reason = "not linear and not a known activation: " + ", ".join(unknown)
+    elif not (chain or assume_chain):
+        reason = (f"{_kind(model)} is not a nn.Sequential, so the product of the "
+                  "layers' bounds is no bound of its forward (pass assume_chain=True if that "
+                  "forward is the chain of the traced layers)")
+    factors = [row["upper"] for row in rows] + constants
+    # each product rounds once: up() by that many roundings keeps it an upper bound
+    product = up(math.prod(factors), len(factors) + 1)
+    return LipschitzReport(tuple(rows), None if reason else product, tuple(activations),
+                           chain, reason)

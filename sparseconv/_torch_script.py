@@ -1,0 +1,435 @@
+"""TorchScript models walked without hooks: their graph, inlined, run once with extra outputs.
+
+A ``torch.jit.ScriptModule`` (from ``torch.jit.script`` or ``torch.jit.trace``, or loaded with
+``torch.jit.load``) has neither forward hooks nor a torch.fx graph. What it has is its
+TorchScript graph; inlined (``module.inlined_graph``), every node of a leaf module's forward
+still says which module it came from (``Node.getModuleHierarchy()``: ``"layer1(Sequential).
+0(BasicBlock).conv1(Conv2d).SELF(Conv2d)"``). So:
+
+1. the top-level nodes are grouped into *calls*: consecutive nodes of one leaf module (a new
+   call starts where a node repeats an operation the call already applied to its signal, as in
+   ``self.relu(self.relu(x))``);
+2. each call's first tensor from outside the call is its input, its last tensor its output,
+   and the arguments of its operations (weights, strides, paddings, eps, ...) are read too: all
+   of them become extra outputs of a copy of the graph, which is run once on zeros;
+3. each call of a module PyTorch ships (``original_name`` ``Conv2d``, ``BatchNorm2d``,
+   ``ReLU``, ...) is rebuilt as that eager module from its operations' actual arguments
+   (a ``Conv2d`` with ``padding_mode="reflect"`` is its ``pad`` and its ``conv2d``), so the rest of
+   :mod:`sparseconv.torch` translates it exactly as the eager model's.
+
+Loading a TorchScript file runs no Python code from it (``torch.jit.load``), unlike a pickle.
+A scripted ``Upsample``, whose ``F.interpolate`` branches on its mode, is rebuilt from its
+attributes (a ScriptModule keeps them; a traced one does not, and is read from its operation).
+Refused, with the module named: a leaf module called inside control flow (an ``if`` or a loop
+of its parent's ``forward`` in the graph), a shipped linear module whose operations are not the
+ones its class runs (or run in branches), a ``forward`` with more than one input. A leaf
+module that runs no operation (``Identity``) has no call and no record.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparseconv._torch_layers import _BATCHNORM, _CONV, _ONE_LIPSCHITZ, _PAD_MODES, _SUPPORTED
+
+_CONV_OPS = {"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution",
+             "aten::_convolution_mode", "aten::conv_transpose1d", "aten::conv_transpose2d",
+             "aten::conv_transpose3d"}
+_PAD_OPS = {"aten::pad", "aten::constant_pad_nd", "aten::reflection_pad1d",
+            "aten::reflection_pad2d", "aten::reflection_pad3d", "aten::replication_pad1d",
+            "aten::replication_pad2d", "aten::replication_pad3d"}
+_ACTIVATION_OPS = {f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
+    "relu", "leaky_relu", "elu", "hardtanh", "sigmoid", "tanh", "softplus")}
+# the operations that act on a call's signal: one of a kind per call
+_SIGNAL_OPS = _CONV_OPS | _PAD_OPS | _ACTIVATION_OPS | {
+    "aten::batch_norm", "aten::linear", "aten::flatten", *(
+        f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
+            "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")),
+    "aten::pixel_shuffle",
+    "aten::pixel_unshuffle", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
+    *(f"aten::{k}avg_pool{n}d" for k in ("", "adaptive_") for n in (1, 2, 3)),
+    *(f"aten::{m}" for m in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",
+                             "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
+                             "_upsample_nearest_exact3d", "upsample_linear1d",
+                             "upsample_bilinear2d", "upsample_trilinear3d",
+                             "upsample_bicubic2d"))}
+_STRUCTURAL = {"prim::Constant", "prim::GetAttr", "prim::ListConstruct", "prim::TupleConstruct"}
+_HIERARCHY = re.compile(r"([^.()]+)\(([^()]*)\)")
+_PAD_MODE = {"constant": "Constant", "reflect": "Reflection", "replicate": "Replication",
+             "circular": "Circular"}
+
+
+def _kind(module: nn.Module) -> str:
+    """A module's class name; a ScriptModule's is the class it was compiled from."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return str(getattr(module, "original_name", type(module).__name__))
+    return type(module).__name__
+
+
+class _Modules:
+    """The module each node of the inlined graph belongs to, by its qualified name."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.cache: dict[str, tuple[str, nn.Module]] = {}
+
+    def __call__(self, node) -> tuple[str, nn.Module]:
+        hierarchy = node.getModuleHierarchy()
+        if hierarchy not in self.cache:
+            self.cache[hierarchy] = self.resolve(hierarchy)
+        return self.cache[hierarchy]
+
+    def resolve(self, hierarchy: str) -> tuple[str, nn.Module]:
+        module, names = self.model, []
+        for name, kind in _HIERARCHY.findall(hierarchy):
+            if name in ("SELF", "UNKNOWN_INSTANCE"):  # a function called inside that forward
+                break
+            children = dict(module.named_children())
+            if name in children:
+                names.append(name)
+                module = children[name]
+                continue
+            # a ModuleList or ModuleDict iterated by forward: TorchScript leaves its name out
+            found = [(c, dict(sub.named_children())[name]) for c, sub in children.items()
+                     if _kind(sub) in ("ModuleList", "ModuleDict")
+                     and name in dict(sub.named_children())]
+            found = [f for f in found if _kind(f[1]) == kind] or found
+            if len(found) != 1:
+                where = ".".join(names) or "the model"
+                raise TypeError(f"the TorchScript graph runs a module {name!r} ({kind}) that "
+                                f"{where} does not hold{' unambiguously' if found else ''} "
+                                "(a frozen or optimized module?): sparseconv cannot tell its "
+                                "layers apart; pass the module before torch.jit.freeze")
+            names.extend((found[0][0], name))
+            module = found[0][1]
+        return ".".join(names), module
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return next(module.children(), None) is None
+
+
+class _Call:
+    """One call of a leaf module: its nodes, in graph order."""
+
+    def __init__(self, name: str, module: nn.Module):
+        self.name, self.module = name, module
+        self.nodes: list[Any] = []
+
+    def repeats(self, node) -> bool:
+        return node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes)
+
+    def input(self):
+        made = {v.unique() for n in self.nodes for v in n.outputs()}
+        for node in self.nodes:
+            for value in node.inputs():
+                if (value.unique() not in made and isinstance(value.type(), torch.TensorType)
+                        and value.node().kind() not in ("prim::GetAttr", "prim::Constant")):
+                    return value
+        return None
+
+    def output(self):
+        tensors = [v for n in self.nodes for v in n.outputs()
+                   if isinstance(v.type(), torch.TensorType)]
+        return tensors[-1] if tensors else None
+
+    def ops(self) -> list:
+        return [n for n in self.nodes if n.kind() in _SIGNAL_OPS]
+
+
+def _calls(model: nn.Module, graph) -> list[_Call]:
+    modules = _Modules(model)
+    calls: list[_Call] = []
+    for node in graph.nodes():
+        if node.kind() in _STRUCTURAL:
+            continue  # their values are read where they are used
+        name, module = modules(node)
+        if not _is_leaf(module):
+            _refuse_control_flow(node, modules)
+            continue
+        if not calls or calls[-1].name != name or calls[-1].repeats(node):
+            calls.append(_Call(name, module))
+        calls[-1].nodes.append(node)  # its own branches: a rebuilt module reads none
+    return calls
+
+
+def _refuse_control_flow(node, modules: _Modules) -> None:
+    """A leaf module's operation inside an ``if`` or a loop of its parent's forward."""
+    for block in node.blocks():
+        for inner in block.nodes():
+            name, module = modules(inner)
+            if _is_leaf(module):
+                _refuse_in_block(block, name, module)
+            _refuse_control_flow(inner, modules)
+
+
+def _refuse_in_block(block, name: str, module: nn.Module) -> None:
+    for node in block.nodes():
+        if node.kind() in _SIGNAL_OPS:
+            raise TypeError(
+                f"TorchScript module {name or '(the model)'!r} ({_kind(module)}) is called "
+                f"inside control flow (an if or a loop of the TorchScript graph, running "
+                f"{node.kind()}): sparseconv cannot follow it; pass the eager model "
+                "(torch.save(model))")
+        for inner in node.blocks():
+            _refuse_in_block(inner, name, module)
+
+
+def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> list:
+    """The runtime values of ``values`` on one forward pass of zeros ``(1, *shape)``."""
+    outputs = list(graph.outputs())  # the graph is the model's inlined copy: ours to change
+    node = graph.create("prim::TupleConstruct", outputs + values)
+    node.output().setType(torch._C.TupleType([v.type() for v in outputs + values]))
+    graph.appendNode(node)
+    for _ in outputs:
+        graph.eraseOutput(0)
+    graph.registerOutput(node.output())
+    function = torch._C._create_function_from_graph("sparseconv_probe", graph)
+    parameter = next(model.parameters(), None)
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+    device = parameter.device if parameter is not None else None
+    try:
+        with torch.no_grad():
+            result = function(model._c, torch.zeros((1, *shape), dtype=dtype, device=device))
+    except RuntimeError as exc:  # TorchScript's message carries its whole traceback
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise RuntimeError(lines[-1] if lines else type(exc).__name__) from exc
+    return list(result)[len(outputs):]
+
+
+def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple], list[bool]]:
+    """Every leaf module's call, as ``(name, module, input_shape, output_shape)``, in order;
+    and per BatchNorm call whether its input is the last convolution's output, unmodified."""
+    script: Any = model  # torch's stubs type a ScriptModule's graph attributes loosely
+    graph = script.inlined_graph
+    inputs = list(graph.inputs())
+    if len(inputs) != 2:
+        raise TypeError(f"TorchScript {_kind(model)}.forward takes {len(inputs) - 1} inputs; one "
+                        "is supported")
+    calls = [c for c in _calls(model, graph) if c.input() is not None]
+    wanted = [v for c in calls for v in (c.input(), c.output(), *(
+        a for op in c.ops() for a in op.inputs()))]
+    index = {v.unique(): i for i, v in reversed(list(enumerate(wanted)))}
+    order = {node: i for i, node in enumerate(graph.nodes())}
+    results = _probe(model, graph, wanted, shape)
+
+    def value(v):
+        return results[index[v.unique()]]
+
+    modules = [_rebuild(call, value) for call in calls]
+    records = [(call.name, module, tuple(value(call.input()).shape[1:]),
+                tuple(value(call.output()).shape[1:])) for call, module in zip(calls, modules)]
+    return records, _folds(order, calls, modules)
+
+
+def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bool]:
+    """Per BatchNorm call: its input is the value the last convolution call returned, and no
+    in-place operation (``relu_``) touched that value in between."""
+    folds: list[bool] = []
+    last: _Call | None = None
+    for call, module in zip(calls, modules):
+        if isinstance(module, _CONV):
+            last = call
+        elif isinstance(module, _BATCHNORM):
+            source = call.input()
+            if last is None or source.unique() != last.output().unique():
+                folds.append(False)
+                continue
+            start, end = order[last.nodes[-1]], order[call.nodes[0]]
+            folds.append(not any(
+                use.user.kind().endswith("_") and not use.user.kind().endswith("__")
+                and start < order.get(use.user, -1) < end for use in source.uses()))
+    return folds
+
+
+# ---------------------------------------------------------------------------------------------
+# A call of a shipped module, rebuilt as that eager module
+# ---------------------------------------------------------------------------------------------
+def _rebuild(call: _Call, value) -> nn.Module:
+    """The eager module of ``call`` (the ScriptModule itself for a class sparseconv does not
+    know: it is then not linear, as in the eager trace)."""
+    kind = _kind(call.module)
+    cls = getattr(nn, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or not _known(cls):
+        return call.module
+    ops = [(op.kind(), [value(a) for a in op.inputs()]) for op in call.ops()]
+    try:
+        module = _upsample(call.module, ops) if cls is nn.Upsample else _build(cls, ops)
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        module, reason = None, f" ({type(exc).__name__}: {exc})"
+    else:
+        reason = ""
+    if module is None:
+        raise TypeError(f"TorchScript module {call.name or '(the model)'!r} ({kind}) runs "
+                        f"{', '.join(k for k, _ in ops) or 'no operation'}, which sparseconv "
+                        f"cannot read as a {kind}{reason}")
+    return module.train(call.module.training)
+
+
+def _known(cls: type) -> bool:
+    return cls in (*_SUPPORTED, *_ONE_LIPSCHITZ, nn.ELU, nn.Sigmoid, nn.Softplus)
+
+
+_UPSAMPLE_MODES = {"upsample_nearest": "nearest", "_upsample_nearest_exact": "nearest-exact",
+                   "upsample_linear": "linear", "upsample_bilinear": "bilinear",
+                   "upsample_trilinear": "trilinear", "upsample_bicubic": "bicubic",
+                   "adaptive_avg_pool": "area"}
+
+
+def _upsample(script: Any, ops: list[tuple[str, list]]) -> nn.Module | None:
+    """A scripted Upsample keeps its attributes; a traced one, the arguments of its one
+    operation (``mode="area"`` runs an adaptive average pooling to the output size)."""
+    if hasattr(script, "mode"):
+        return nn.Upsample(script.size, script.scale_factor, script.mode, script.align_corners,
+                           script.recompute_scale_factor)
+    if len(ops) != 1:
+        return None
+    kind, args = ops[0]
+    mode = _UPSAMPLE_MODES.get(kind.removeprefix("aten::")[:-2])
+    if mode is None:
+        return None
+    interpolating = mode in ("linear", "bilinear", "trilinear", "bicubic")
+    size, align = args[1], args[2] if interpolating else None
+    scales = args[2 + interpolating:]  # a list (.vec overload), or one optional float per axis
+    if mode == "area" or len(scales) != 1 or not isinstance(scales[0], list):
+        if any(s is not None for s in scales):
+            return None  # an output size with its own scales: not an nn.Upsample's call
+        scale = None
+    else:
+        scale = scales[0]
+    return nn.Upsample(size=_tuple(size) if scale is None else None,
+                       scale_factor=None if scale is None else tuple(scale), mode=mode,
+                       align_corners=align)
+
+
+def _build(cls: type, ops: list[tuple[str, list]]) -> nn.Module | None:
+    kinds = [k for k, _ in ops]
+    if not ops:
+        return None
+    kind, args = ops[-1]
+    if kind in _CONV_OPS:
+        pad = ops[0] if len(ops) == 2 and kinds[0] in _PAD_OPS else None
+        return None if len(ops) != 1 + (pad is not None) else _conv(cls, kind, args, pad)
+    if len(ops) != 1:
+        return None
+    name = kind.removeprefix("aten::").rstrip("_")
+    if name == "batch_norm":
+        return _batchnorm(cls, args)
+    if name == "linear":
+        weight, bias = args[1], args[2]
+        return _with_tensors(nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None),
+                             weight=weight, bias=bias)
+    if "avg_pool" in name and not name.startswith("adaptive"):
+        kernel, stride, padding, ceil, include = (_tuple(a) for a in args[1:6])
+        extra = {"divisor_override": args[6]} if len(args) > 6 else {}
+        return cls(kernel, stride, padding, ceil_mode=ceil, count_include_pad=include, **extra)
+    if name.startswith("adaptive_avg_pool"):
+        return cls(_tuple(args[1]))
+    if name == "flatten":
+        return cls(args[1], args[2])
+    if "dropout" in name:
+        return cls(args[1]).train(bool(args[2]))
+    if name in ("pixel_shuffle", "pixel_unshuffle"):
+        return cls(args[1])
+    if kind in _PAD_OPS:
+        return _pad(cls, kind, args)
+    return _activation(cls, name, args)
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _with_tensors(module: nn.Module, **tensors) -> nn.Module:
+    """``module`` holding copies of ``tensors`` (in their dtype and device)."""
+    first = next(t for t in tensors.values() if t is not None)
+    module = module.to(dtype=first.dtype, device=first.device)
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            if tensor is not None:
+                getattr(module, name).copy_(tensor)
+    return module
+
+
+def _conv(cls: type, kind: str, args: list, pad) -> nn.Module | None:
+    weight, bias, stride = args[1], args[2], _tuple(args[3])
+    transposed = "transpose" in kind or (kind == "aten::_convolution" and args[6])
+    if kind in ("aten::_convolution",):
+        padding, dilation, output_padding, groups = args[4], args[5], args[7], args[8]
+    elif transposed:
+        padding, output_padding, groups, dilation = args[4], args[5], args[6], args[7]
+    else:
+        padding, dilation, groups, output_padding = args[4], args[5], args[6], None
+    channels = (weight.shape[0], weight.shape[1] * groups) if transposed else \
+        (weight.shape[1] * groups, weight.shape[0])
+    options: dict[str, Any] = dict(stride=stride, dilation=_tuple(dilation), groups=groups,
+                                   bias=bias is not None)
+    if transposed:
+        options["output_padding"] = _tuple(output_padding)
+    if pad is None:
+        options["padding"] = _tuple(padding)
+    else:
+        mode, sides = _pad_mode(*pad), [int(s) for s in pad[1][1]]
+        if transposed or mode == "constant" or any(_tuple(padding)) and padding != "valid":
+            return None
+        options["padding_mode"] = {"reflect": "reflect", "replicate": "replicate",
+                                   "circular": "circular"}[mode]
+        pairs = list(zip(sides[::2], sides[1::2]))[::-1]  # per axis, first axis first
+        options["padding"] = (tuple(lo for lo, _ in pairs) if all(lo == hi for lo, hi in pairs)
+                              else "same")
+    module: Any = _with_tensors(cls(*channels, tuple(weight.shape[2:]), **options),
+                                weight=weight, bias=bias)
+    if pad is not None and list(module._reversed_padding_repeated_twice) != sides:
+        return None
+    return module
+
+
+def _pad_mode(kind: str, args: list) -> str:
+    if kind == "aten::pad":
+        return str(args[2])
+    if kind == "aten::constant_pad_nd":
+        return "constant"
+    return "reflect" if "reflection" in kind else "replicate"
+
+
+def _pad(cls: type, kind: str, args: list) -> nn.Module | None:
+    sides = tuple(int(s) for s in args[1])
+    mode = _pad_mode(kind, args)
+    fill = (args[3] if kind == "aten::pad" else args[2]) if mode == "constant" else None
+    if _PAD_MODES.get(cls) != {"constant": "zeros"}.get(mode, mode):
+        return None
+    if cls.__name__.startswith("ConstantPad"):
+        return cls(sides, 0.0 if fill is None else float(fill))
+    if cls.__name__.startswith("ZeroPad") and fill:
+        return None
+    return cls(sides)
+
+
+def _batchnorm(cls: type, args: list) -> nn.Module:
+    weight, bias, mean, var, training, _, eps = args[1:8]
+    module = cls(mean.shape[0] if mean is not None else weight.shape[0], eps=eps,
+                 affine=weight is not None, track_running_stats=mean is not None)
+    tensors = dict(weight=weight, bias=bias, running_mean=mean, running_var=var)
+    return _with_tensors(module, **tensors).train(bool(training))
+
+
+def _activation(cls: type, name: str, args: list) -> nn.Module | None:
+    if name == "relu" and cls is nn.ReLU:
+        return nn.ReLU()
+    if name == "leaky_relu" and cls is nn.LeakyReLU:
+        return nn.LeakyReLU(float(args[1]))
+    if name == "elu" and cls is nn.ELU and args[2] == 1 and args[3] == 1:
+        return nn.ELU(float(args[1]))
+    if name == "hardtanh" and cls is nn.ReLU6 and (args[1], args[2]) == (0, 6):
+        return nn.ReLU6()
+    if name == "hardtanh" and cls is nn.Hardtanh:
+        return nn.Hardtanh(float(args[1]), float(args[2]))
+    if name == "softplus" and cls is nn.Softplus:
+        return nn.Softplus(args[1], args[2])
+    if (name, cls) in (("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh)):
+        return cls()
+    return None

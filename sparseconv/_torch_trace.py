@@ -1,0 +1,155 @@
+"""Walking a network: one forward pass, every leaf module's call recorded (:func:`trace`).
+
+Forward hooks on every leaf module see its calls whatever the model's ``forward`` does; a
+TorchScript model, which has no hooks, is walked through its graph
+(:mod:`sparseconv._torch_script`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx
+from torch import nn
+
+from sparseconv._torch_layers import _input_shape, _refuse
+from sparseconv._torch_script import _kind, script_calls
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One call of a leaf module during :func:`trace`.
+
+    Attributes
+    ----------
+    name : str
+        The qualified name (``model.get_submodule(name)``; ``""`` for the model itself).
+    module : torch.nn.Module
+    input_shape, output_shape : tuple of int
+        The first input's and the output's shapes, without the batch.
+    linear : bool
+        Whether sparseconv.torch builds this module's matrix (:func:`matrix` accepts it).
+    """
+
+    name: str
+    module: nn.Module = field(repr=False)
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    linear: bool
+
+
+def _is_linear(module: nn.Module) -> bool:
+    try:
+        _refuse(module)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _first_tensor(value):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        return next((t for t in map(_first_tensor, value) if t is not None), None)
+    return None
+
+
+def _shape(value) -> tuple[int, ...]:
+    tensor = _first_tensor(value)
+    return () if tensor is None else tuple(tensor.shape[1:])
+
+
+def _checked(model: nn.Module, input_shape, allow_train: bool) -> tuple[int, ...]:
+    """``input_shape`` checked; a model in training mode refused unless ``allow_train``."""
+    shape = _input_shape(input_shape, None, _kind(model))
+    training = [name or _kind(model) for name, m in model.named_modules()
+                if getattr(m, "training", False)]  # a frozen ScriptModule has none
+    if training and not allow_train:
+        raise ValueError(f"the model is in training mode ({', '.join(training[:3])}"
+                         f"{', ...' if len(training) > 3 else ''}): call model.eval() first, "
+                         "or pass allow_train=True")
+    return shape
+
+
+def _script_trace(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[TraceRecord],
+                                                                       list[bool]]:
+    """:func:`trace` of a TorchScript model, and its BatchNorm folds (see
+    :func:`sparseconv._torch_script.script_calls`)."""
+    calls, folds = script_calls(model, shape)
+    return [TraceRecord(name, module, input_shape, output_shape, _is_linear(module))
+            for name, module, input_shape, output_shape in calls], folds
+
+
+def trace(model: nn.Module, input_shape: Sequence[int], *,
+          allow_train: bool = False) -> list[TraceRecord]:
+    """Run one forward pass and record every leaf module's call, in call order.
+
+    Forward hooks on every leaf module (a module without children) see its calls whatever the
+    model's ``forward`` does: residual blocks, branches, a module called twice (two records).
+    Only leaf modules are listed: functional calls inside ``forward`` (``F.relu``, ``x + y``,
+    ``torch.cat``) are not modules and are not seen (:func:`network_operator` sees them, through
+    torch.fx). The input is zeros of shape ``(1, *input_shape)`` in the model's dtype and device,
+    run under ``torch.no_grad()``.
+
+    A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, or ``torch.jit.load``),
+    which has no forward hooks, is traced through its inlined graph instead: every leaf
+    module's call is located by the module its operations come from, the graph is run once
+    with those calls' inputs, outputs and arguments as extra outputs, and each call of a
+    module PyTorch ships (``Conv2d``, ``BatchNorm2d``, ``Linear``, ``ReLU``, ...) is recorded
+    as that eager module, rebuilt from the arguments its operations actually received: the
+    records are the eager model's. A leaf module that runs no operation (``Identity``) is
+    not recorded; a module of another class is recorded as its ScriptModule (not linear).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An eager module, or a ``torch.jit.ScriptModule``.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch.
+    allow_train : bool
+        Trace a model with modules in training mode (their records say ``linear=False``
+        where that matters). By default such a model is refused.
+
+    Returns
+    -------
+    list of TraceRecord
+
+    Raises
+    ------
+    ValueError
+        A module in training mode (without ``allow_train=True``), a bad ``input_shape``.
+    TypeError
+        In a TorchScript model: a leaf module called inside control flow (an ``if`` or a
+        loop of the graph), or a shipped module whose operations are not its class's, named.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU()).eval()
+    >>> [(r.name, r.output_shape, r.linear) for r in sct.trace(net, (1, 5, 5))]
+    [('0', (2, 3, 3), True), ('1', (2, 3, 3), False)]
+    """
+    shape = _checked(model, input_shape, allow_train)
+    if isinstance(model, torch.jit.ScriptModule):
+        return _script_trace(model, shape)[0]
+    records: list[TraceRecord] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None:
+            def hook(mod, inputs, output, name=name):
+                records.append(TraceRecord(name, mod, _shape(inputs), _shape(output),
+                                           _is_linear(mod)))
+            hooks.append(module.register_forward_hook(hook))
+    parameter = next(model.parameters(), None)
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+    device = parameter.device if parameter is not None else None
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *shape), dtype=dtype, device=device))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return records

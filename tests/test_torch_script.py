@@ -1,0 +1,242 @@
+"""TorchScript models in sparseconv.torch (sparseconv/_torch_script.py): the trace and the
+Lipschitz report of a scripted or traced model, saved and loaded with torch.jit, are the eager
+model's (the eager trace's forward hooks are the oracle: every record's name, shapes, module
+class and matrix; every row of the report); what the graph cannot show is refused by name."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from ._oracles import torch
+
+if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
+    pytest.skip("PyTorch is missing", allow_module_level=True)
+
+from torch import nn  # noqa: E402
+
+import sparseconv.torch as sct  # noqa: E402
+from sparseconv._torch_script import _kind  # noqa: E402
+
+from . import _networks  # noqa: E402
+
+F64 = torch.float64
+
+
+def jit(model: nn.Module, how: str, shape, path) -> torch.jit.ScriptModule:
+    """``model`` scripted or traced, saved to ``path`` and loaded back with torch.jit.load."""
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # sizes become constants
+        if how == "script":
+            compiled = torch.jit.script(model)
+        else:
+            compiled = torch.jit.trace(model, torch.zeros((1, *shape), dtype=F64))
+        compiled.save(str(path))
+        return torch.jit.load(str(path))
+
+
+class Twice(nn.Module):
+    """A leaf module called twice in a row, and another twice with a module in between."""
+
+    def __init__(self):
+        super().__init__()
+        self.act, self.conv = nn.LeakyReLU(0.3), nn.Conv1d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        return self.act(self.conv(self.act(self.act(x))))
+
+
+def zoo_2d() -> nn.Sequential:
+    """Every 2-d module sparseconv.torch translates, and every activation it knows."""
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(3), nn.ELU(2.0),
+        nn.Conv2d(3, 4, 4, padding="same", padding_mode="circular", dilation=1, groups=1),
+        nn.LeakyReLU(0.1), nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1),
+        nn.Sigmoid(), nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True,
+                                   count_include_pad=False),
+        nn.ZeroPad2d((1, 0, 2, -1)), nn.ConstantPad2d(1, 0.5), nn.ReflectionPad2d((1, 1, 0, 1)),
+        nn.ReplicationPad2d(1), nn.CircularPad2d((0, 1, 1, 0)), nn.Softplus(2.0),
+        nn.Conv2d(4, 4, 3, stride=2, groups=2, bias=False, padding_mode="replicate",
+                  padding=(1, 2)),
+        nn.BatchNorm2d(4, affine=False), nn.Tanh(), nn.PixelShuffle(2), nn.ReLU6(),
+        nn.PixelUnshuffle(2), nn.Hardtanh(-0.5, 2.0),
+        nn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True),
+        nn.Upsample(size=(5, 3), mode="nearest-exact"),
+        nn.Upsample(scale_factor=(1.5, 1), mode="area", recompute_scale_factor=True),
+        nn.Upsample(scale_factor=(0.5, 1), mode="nearest"), nn.AdaptiveAvgPool2d((3, 2)),
+        nn.Dropout2d(inplace=True), nn.ReLU6(inplace=True), nn.Identity(), nn.Flatten(),
+        nn.Dropout(), nn.Linear(24, 5), nn.ReLU(inplace=True))
+
+
+def zoo_1d() -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(2, 2, 3, padding="same"), Twice(), nn.AvgPool1d(2),
+                         nn.BatchNorm1d(2), nn.AdaptiveAvgPool1d(3), nn.Flatten(0 + 1, -1),
+                         nn.Linear(6, 2))
+
+
+def zoo_3d() -> nn.Sequential:
+    return nn.Sequential(nn.Conv3d(1, 2, 2, stride=(1, 2, 1)), nn.BatchNorm3d(2), nn.ReLU(),
+                         nn.ConvTranspose3d(2, 1, 2), nn.AvgPool3d(2), nn.ConstantPad3d(1, 0.0))
+
+
+class Looped(nn.Module):
+    """Layers in a ModuleList, iterated: TorchScript unrolls the loop and drops the list's
+    name from its module hierarchy ("0(Conv2d)", not "layers(ModuleList).0(Conv2d)")."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(2, 2, 3, padding=1)])
+        self.head = nn.Sequential(nn.BatchNorm2d(2), nn.AvgPool2d(2))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+NETWORKS = {
+    "leaf": (lambda: nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), (2, 6, 6)),
+    "looped": (Looped, (2, 6, 6)),
+    "resnet": (_networks.TinyResNet, (3, 8, 8)),
+    "vgg": (_networks.tiny_vgg, (3, 8, 8)),
+    "unet": (_networks.TinyUNet, (1, 8, 8)),
+    "zoo_2d": (zoo_2d, (2, 9, 9)),
+    "zoo_1d": (zoo_1d, (2, 12)),
+    "zoo_3d": (zoo_3d, (1, 5, 8, 6)),
+}
+
+
+def same_matrix(a, b) -> bool:
+    return a.shape == b.shape and abs(a - b).max() == 0 if a.nnz or b.nnz else a.shape == b.shape
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_trace_is_the_eager_trace(network, how, tmp_path):
+    make, shape = NETWORKS[network]
+    model = _networks.randomize(make(), seed=2)
+    eager = [r for r in sct.trace(model, shape) if not isinstance(r.module, nn.Identity)]
+    records = sct.trace(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert [r.name for r in records] == [r.name for r in eager]
+    for mine, theirs in zip(records, eager):
+        where = (network, how, mine.name)
+        assert (mine.input_shape, mine.output_shape, mine.linear) == (
+            theirs.input_shape, theirs.output_shape, theirs.linear), where
+        if not theirs.linear:  # an activation, rebuilt; MaxPool2d, kept as the ScriptModule
+            assert _kind(mine.module) == type(theirs.module).__name__, where
+            continue
+        assert type(mine.module) is type(theirs.module), where
+        a, b = (sct.affine(r.module, r.input_shape) for r in (mine, theirs))
+        assert same_matrix(a.matrix, b.matrix) and np.array_equal(a.bias, b.bias), where
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("fold", [False, True])
+@pytest.mark.parametrize("network", ["resnet", "vgg", "zoo_2d"])
+def test_report_is_the_eager_report(network, fold, how, tmp_path):
+    make, shape = NETWORKS[network]
+    model = _networks.randomize(make(), seed=4)
+    expected = sct.lipschitz_report(model, shape, fold_batchnorm=fold)
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape,
+                                  fold_batchnorm=fold)
+
+    def rows(r):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in r]
+
+    assert rows(report) == rows(expected)
+    assert (report.network_upper, report.activations, report.chain_checked, report.reason) == (
+        expected.network_upper, expected.activations, expected.chain_checked, expected.reason)
+
+
+class Crossed(nn.Module):  # the BatchNorm normalizes the input, not the convolution's output
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        return self.conv(x) + self.bn(x)
+
+
+class Mutated(nn.Module):  # an in-place relu on the convolution's output before the BatchNorm
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y.relu_()
+        return self.bn(y)
+
+
+class Fused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_fold_batchnorm_only_where_the_tensor_flows(how, tmp_path):
+    for model, names in ((Crossed(), ["conv", "bn"]), (Mutated(), ["conv", "bn"]),
+                         (Fused(), ["conv+bn"])):
+        model = _networks.randomize(model)
+        eager = sct.lipschitz_report(model, (2, 5, 5), fold_batchnorm=True)
+        assert [row["name"] for row in eager] == names  # the oracle agrees with the test
+        script = jit(model, how, (2, 5, 5), tmp_path / "m.pt")
+        report = sct.lipschitz_report(script, (2, 5, 5), fold_batchnorm=True)
+        assert [row["name"] for row in report] == names, (type(model).__name__, how)
+
+
+class Branching(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3)
+
+    def forward(self, x):
+        if bool(x.sum() > 0):
+            x = self.conv(x)
+        return x
+
+
+class TwoInputs(nn.Module):
+    def forward(self, x, y):
+        return x + y
+
+
+def test_refusals_name_the_module(tmp_path):
+    with pytest.raises(TypeError, match=r"'conv' \(Conv2d\) is called inside control flow "
+                                        r"\(an if or a loop of the TorchScript graph, running "
+                                        r"aten::conv2d\)"):
+        sct.lipschitz_report(jit(Branching().double().eval(), "script", (1, 5, 5),
+                                 tmp_path / "b.pt"), (1, 5, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        two = torch.jit.script(TwoInputs().eval())
+    with pytest.raises(TypeError, match=r"TwoInputs\.forward takes 2 inputs; one is supported"):
+        sct.trace(two, (1, 3))
+    model = jit(_networks.randomize(_networks.TinyResNet()), "script", (3, 8, 8),
+                tmp_path / "r.pt")
+    with pytest.raises(ValueError, match=r"training mode \(TinyResNet, conv1, bn1, \.\.\.\)"):
+        sct.lipschitz_report(model.train(), (3, 8, 8))
+    with pytest.raises(RuntimeError, match=r"^[^\n]*$"):  # the model's own error, on one line
+        sct.trace(model.eval(), (3, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        frozen = torch.jit.freeze(model.eval())
+    with pytest.raises(TypeError, match=r"runs a module 'conv1' \(Conv2d\) that the model does "
+                                        r"not hold \(a frozen or optimized module\?\)"):
+        sct.lipschitz_report(frozen, (3, 8, 8))
+
+
+def test_network_operator_refuses_a_torchscript_model(tmp_path):
+    model = jit(nn.Sequential(nn.Conv2d(1, 1, 3)).double().eval(), "trace", (1, 5, 5),
+                tmp_path / "m.pt")
+    with pytest.raises(TypeError, match="Sequential is a TorchScript module, which torch.fx "
+                                        "cannot trace: pass the eager model"):
+        sct.network_operator(model, (1, 5, 5))
