@@ -379,8 +379,13 @@ def spectral_norm(
     -----
     Costs, for ``N`` the embedding grid: the circulant bound is ``prod(N/s)`` eigenvalue
     problems of size ``C/g``; each exact section is a banded Cholesky of size
-    ``n_e * C_in/g * s^(d-1)`` and bandwidth ``C_in/g * s^(d-1) * (reach + 1)``; the lower
-    bound costs a matvec and an rmatvec per Lanczos step. The interval is rigorous for the
+    ``n_e * C_in/g * s^(d-1)`` and bandwidth ``C_in/g * s^(d-1) * (reach + 1)``, or of the
+    output side (``m_e * C_out/g``, bandwidth ``C_out/g * (reach // s + 1)``) when that is
+    cheaper; where one banded Cholesky of the whole Gram matrix costs at most ``2**37``
+    multiply-adds (few channels, small grids, depthwise layers: groups whose circulant bound
+    is below the lower bound are skipped), it replaces the sections and treats every axis
+    exactly; the lower bound costs a matvec and an rmatvec per Lanczos step. The interval is
+    rigorous for the
     layer as given: every bound is computed in float64 and widened by its rounding allowance
     (a relative ``1e-15`` to ``1e-10``, derived in ``sparseconv._rounding``).
 
