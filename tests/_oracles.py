@@ -229,3 +229,13 @@ def random_transpose_layer(rng, max_size: int = 6):
     kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
                   dilation=dilation, groups=groups)
     return weight, (c_in, *size), kwargs
+
+
+def nearly_rank_two(rng, channels, kernel, gap):
+    """A layer whose symbol is ``U M(xi) V^H + gap * Q`` at every frequency: two large singular
+    values and ``channels - 2`` near ``gap``, condition about ``1 / gap``."""
+    u = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
+    v = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
+    w = np.einsum("oa,abij,cb->ocij", u, rng.standard_normal((2, 2, kernel, kernel)), v)
+    w[:, :, kernel // 2, kernel // 2] += gap * np.linalg.qr(rng.standard_normal((channels,) * 2))[0]
+    return w

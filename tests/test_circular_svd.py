@@ -23,7 +23,7 @@ from sparseconv import (
 )
 from sparseconv.testing import dottest
 
-from ._oracles import PERIODIC, periodic_pads
+from ._oracles import PERIODIC, nearly_rank_two, periodic_pads
 
 
 def random_layer(rng, complex_weight=False):
@@ -347,21 +347,12 @@ def test_clustered_singular_values_keep_unitary_factors(c, monkeypatch):
     assert np.concatenate(calls).all()
 
 
-def nearly_singular(rng, channels, kernel, gap):
-    """Two large singular values per frequency and ``channels - 2`` near ``gap``."""
-    u = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
-    v = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
-    w = np.einsum("oa,abij,cb->ocij", u, rng.standard_normal((2, 2, kernel, kernel)), v)
-    w[:, :, kernel // 2, kernel // 2] += gap * np.linalg.qr(rng.standard_normal((channels,) * 2))[0]
-    return w
-
-
 def test_ill_conditioned_frequencies_are_factored_by_lapack_against_mpmath(monkeypatch):
     """8 -> 8 of condition ~1e4 at every frequency: no Gram route; the small singular values
     within 1e-13 * sigma_max of mpmath's SVD at 30 digits (no worse than LAPACK's own), the
     factors unitary. The Gram route forced everywhere fails both checks: they can fail."""
     import mpmath  # the test extra installs it: never a silent skip
-    w = nearly_singular(np.random.default_rng(21), 8, 3, 1e-4)
+    w = nearly_rank_two(np.random.default_rng(21), 8, 3, 1e-4)
     H = symbol(w, (2, 4)).reshape(-1, 8, 8)
     exact = []
     with mpmath.workdps(30):

@@ -21,6 +21,8 @@ from sparseconv import (
 from sparseconv._spectra import dense_is_affordable
 from sparseconv._symbol import periodic_padding
 
+from ._oracles import nearly_rank_two
+
 #: The periodic layer, said explicitly: the spectra's defaults are conv_matrix's (zero padding 0).
 PERIODIC = dict(padding=None, padding_mode="circular")
 
@@ -311,16 +313,6 @@ def test_non_finite_weights_are_refused_by_name(bad):
 # ---------------------------------------------------------------------------------------------
 # Accuracy of small singular values (issue 12.3): as accurate as LAPACK's SVD per frequency.
 # ---------------------------------------------------------------------------------------------
-def nearly_rank_two(rng, channels, kernel, gap):
-    """A layer whose symbol is ``U M(xi) V^H + gap * Q`` at every frequency: two large singular
-    values and ``channels - 2`` near ``gap``, condition about ``1 / gap``."""
-    u = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
-    v = np.linalg.qr(rng.standard_normal((channels, 2)))[0]
-    w = np.einsum("oa,abij,cb->ocij", u, rng.standard_normal((2, 2, kernel, kernel)), v)
-    w[:, :, kernel // 2, kernel // 2] += gap * np.linalg.qr(rng.standard_normal((channels,) * 2))[0]
-    return w
-
-
 def test_small_singular_values_are_as_accurate_as_lapack_svd(monkeypatch):
     """16 -> 16, nearly rank 2: every value within 1e-13 * sigma_max of np.linalg.svd of the
     dense per-frequency matrices; the former rule (Gram up to a Gram condition of 1e10) was
