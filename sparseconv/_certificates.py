@@ -34,12 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry
 from ._memory import check_memory, get_memory_limit
-from ._parallel import map_chunks
+from ._parallel import map_chunks, one_blas_thread
 from ._rounding import Rounding, U, gamma, up
 from ._symbol import (
     conjugate_pairs,
@@ -215,37 +214,48 @@ class SectionGram:
         p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
         keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
         self.depth = depth = int((p - q)[keep].max(initial=0)) + 1
-        # which pairs of taps meet at each (p, d): sparse, as few pairs realize one offset
-        counts = sp.csr_array((np.ones(int(keep.sum())), (
-            (p - q)[keep] * positions + p[keep], np.broadcast_to(t * k + u, p.shape)[keep])),
-            shape=(depth * positions, k * k))
-        # -(K_t^H K_u)^T for every pair of taps, one GEMM: [t, u, b, a]
-        flat = self._forward  # (k * C, C_out), rows (t, c)
-        products = -(np.conj(flat) @ flat.T).reshape(k, channels, k, channels).transpose(0, 2, 3, 1)
-        products = products.reshape(k * k, channels * channels)
-        # column q*c + b of the band: column b of the blocks (q + d, q) stacked, from row b on.
-        # skew[q, b, d*c + a] holds entry (a, b) of block (q + d, q), and its band column is
-        # read along a diagonal of the buffer (the zeros past depth*c fill the band's end)
         n, c = positions, channels
-        skew = np.zeros((n, c, (depth + 1) * c), dtype=self.dtype)
+        # per tap t, one GEMM for the taps u it meets below it: the (b, a) block of
+        # pairs[t][(u, b), a] = sum_o K_u[o, b] K_t[o, a]^* is (K_t^H K_u)^T
+        flat = self._forward.reshape(k, c, -1)
+        meets = keep.any(axis=0)  # (t, u): the pairs of taps some output reads at p >= q
+        pairs = {tap: dict(zip(np.flatnonzero(meets[tap]).tolist(), (
+            flat[meets[tap]].reshape(-1, flat.shape[2]) @ np.conj(flat[tap].T)).reshape(-1, c, c)))
+            for tap in range(k) if meets[tap].any()}
+        # row q*c + b of the band (LAPACK's column): column b of the blocks (q + d, q), from row
+        # b on: the band, read through `view`, holds entry (a, b) of block (q + d, q) of
+        # -T^H T at view[q, b, d*c + a] -- for d = 0 only a >= b, the rest being the rows above
+        self._band = np.zeros((n * c, depth * c), dtype=self.dtype)
+        width, item = depth * c, self._band.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            self._band, shape=(n, c, width), strides=(c * width * item, (width - 1) * item, item))
+        block = np.empty((n, c, c), dtype=self.dtype)
         for d in range(depth):
-            skew[:n - d, :, d * c:(d + 1) * c] = np.asarray(
-                counts[d * n + d:(d + 1) * n] @ products).reshape(n - d, c, c)
-        diagonal = np.lib.stride_tricks.as_strided(
-            skew, shape=(n, c, depth * c),
-            strides=(skew.strides[0], skew.strides[1] + skew.strides[2], skew.strides[2]))
-        self._band = diagonal.reshape(n * c, depth * c)  # a copy: row j is band column j
+            block.fill(0)
+            for tap, other in zip(*np.nonzero((((p - q) == d) & keep).any(axis=0)), strict=True):
+                rows = keep[:, tap, other] & ((p - q)[:, tap, other] == d)
+                # distinct outputs read distinct positions by one tap: q's are unique
+                block[q[rows, tap, other]] -= pairs[tap][other]
+            if d == 0:  # the diagonal blocks: their lower triangle, row by row
+                for b in range(c):
+                    view[:, b, b:c] = block[:, b, b:c]
+            else:
+                view[:n - d, :, d * c:(d + 1) * c] = block[:n - d]
+        self._work: np.ndarray | None = None
 
     @property
     def bandwidth(self) -> int:
         return self.depth * self.channels - 1
 
     def band(self, mu: float) -> np.ndarray:
-        """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``: a new array,
-        Fortran-ordered (LAPACK's own order, so no copy on the way in)."""
-        band = self._band.copy()
-        band[:, 0] += mu
-        return band.T
+        """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``, Fortran-ordered
+        (LAPACK's own order, so no copy on the way in): a working array of this Gram, which the
+        next call overwrites (as a factorization in place does)."""
+        if self._work is None:
+            self._work = np.empty_like(self._band)
+        np.copyto(self._work, self._band)
+        self._work[:, 0] += mu
+        return self._work.T
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``T^H (T x)``, by the kernel: ``x`` position-major."""
@@ -315,13 +325,17 @@ def _below(gram: SectionGram, mu: float) -> bool:
 
 
 def _top_eigenpair(gram: SectionGram) -> tuple[float, np.ndarray]:
+    """The top eigenpair of a section's Gram matrix, by ARPACK on its products (each two
+    small GEMMs: on one BLAS thread, which a team of threads only slows down, and collapses
+    when the cores are shared)."""
     if gram.shape[0] <= 64:
         lam, vec = np.linalg.eigh(gram.toarray())
         return float(lam[-1]), vec[:, -1]
     # a fixed random start has a component along every eigenvector (ones may not)
     v0 = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
     op = spla.LinearOperator(gram.shape, matvec=gram.matvec, dtype=gram.dtype)
-    lam, vec = spla.eigsh(op, k=1, which="LA", tol=1e-10, v0=v0)
+    with one_blas_thread():
+        lam, vec = spla.eigsh(op, k=1, which="LA", tol=1e-10, v0=v0)
     return float(lam[0]), vec[:, 0]
 
 
