@@ -234,20 +234,35 @@ def _circulant(weight, geom: ConvGeometry, rounding: Rounding, executor=None,
     return grid, rounding.top_upper(top, rows, cols)
 
 
+#: A further exact section runs only while it can still lower the best upper bound by more
+#: than this fraction of the gap to a quick lower bound (the first section's witness).
+SECTION_GAIN = 0.05
+
+
 def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: dict,
-              rounding: Rounding, executor=None) -> dict:
-    """Adds each exact section's bound to ``bounds``; returns the witnesses of the best."""
-    per_frequency, best = certified.max(axis=-1), {}
+              rounding: Rounding, executor=None, floor=None) -> dict:
+    """Adds each exact section's bound to ``bounds``; returns the witnesses of the best.
+
+    ``floor(witnesses)``: a quick certified lower bound from a section's witnesses, if the
+    caller has one; each later section then stops once it cannot beat the best bound by more
+    than ``SECTION_GAIN`` of the gap to it (its bound is still certified, only less tight).
+    """
+    per_frequency, best, low = certified.max(axis=-1), {}, None
     for axis in range(geom.ndim):
         if not fits(section_bytes(geom, axis)):
             continue  # an exact section only tightens the bound: skipped, never refused late
         # 1-D: no other axis, the layer itself is the one block, proved exactly
         blocks = per_frequency.max(axis=axis) if geom.ndim > 1 else np.array([math.inf])
-        value, witnesses = section_bound(weight, geom, grid, blocks, axis,
-                                         min(bounds.values()), rounding, executor)
+        beat = min(bounds.values())
+        if low is not None:
+            beat -= SECTION_GAIN * max(beat - low, 0.0)
+        value, witnesses = section_bound(weight, geom, grid, blocks, axis, beat, rounding,
+                                         executor)
         bounds[f"exact axis {axis}"] = value
         if witnesses and value <= min(bounds.values()):
             best = witnesses
+            if floor is not None:
+                low = floor(witnesses)
     return best
 
 
@@ -272,8 +287,14 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         bounds = {"circulant": float(certified.max())}
         nbytes, flops = full_bytes_and_flops(geom)
         exact_first = not upper_only and flops <= FULL_FLOPS and fits(nbytes)
+        def floor(found: dict) -> float:  # the quotient of the start vector they give
+            x = start_vector(geom, grid, found)
+            x = x if weight.dtype.kind == "c" else x.real
+            return rounding.quotient_lower(float(np.linalg.norm(op.matvec(x))),
+                                           float(np.linalg.norm(x)), max(op.shape))
+
         witnesses = {} if upper_only or exact_first else _sections(
-            weight, geom, grid, certified, bounds, rounding, executor)
+            weight, geom, grid, certified, bounds, rounding, executor, floor)
         start = start_vector(geom, grid, witnesses) if witnesses else np.ones(op.shape[1])
     else:  # A = V P: the unpadded layer V on the padded input, times ||P|| = sqrt(copies)
         padded = (geom.in_channels, *(a.padded_size for a in geom.axes))
