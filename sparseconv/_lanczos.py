@@ -61,8 +61,14 @@ def check_lanczos_memory(op) -> None:
                  "limit)")
 
 
+#: The most Lanczos vectors kept at once: a full basis thick-restarts to its top half of Ritz
+#: vectors, so that each step's reorthogonalization reads at most this many vectors.
+BASIS = 64
+
+
 def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
-    """How many Lanczos vectors half the memory limit holds (at least 3, at most maxiter + 1)."""
+    """How many Lanczos vectors to keep: at most :data:`BASIS` and what half the memory limit
+    holds (at least 3), at most ``maxiter + 1``."""
     limit = get_memory_limit()
     # half the limit: the operator's scratch, the work vectors and the caller's arrays need room
     fits = maxiter + 1 if limit is None else limit // (2 * n * itemsize) - 3
@@ -72,7 +78,7 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
             f"the Lanczos vectors of spectral_norm need {12 * n * itemsize / 2**30:.2f} GiB "
             f"(6 vectors of {n} entries, in half the limit), more than the memory limit of "
             f"{limit / 2**30:.2f} GiB; raise it with sparseconv.set_memory_limit(nbytes)")
-    return int(min(fits, maxiter + 1))
+    return int(min(fits, BASIS, maxiter + 1))
 
 
 def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
@@ -91,53 +97,62 @@ def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
 
 def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
              ceiling: float = np.inf) -> tuple[np.ndarray, bool]:
-    """Top Ritz vector of ``A^H A`` by Lanczos with full reorthogonalization, from ``start``.
+    """Top Ritz vector of ``A^H A`` by thick-restarted Lanczos with full reorthogonalization.
 
-    Stops when the top Ritz pair's residual shows its value within ``tol`` of the top
-    eigenvalue (:func:`_converged`) and that value has moved less than ``tol`` (relative)
-    over the last 10 steps, at an invariant subspace, or after ``maxiter`` steps in
-    all; restarts from the current Ritz vector when the basis the memory limit allows is
-    full; and once the top Ritz value is within ``tol`` of ``ceiling``, a proved bound on the
-    top eigenvalue. One Gram-Schmidt pass against the basis, a second one only when the first
-    removed most of the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector
-    and whether ``tol`` was met.
+    The basis ``V`` and the projection ``H = V^H A^H A V`` (from the Gram-Schmidt
+    coefficients: tridiagonal, plus an arrowhead after a restart) satisfy ``A^H A V = V H + w
+    e^T``, so the top Ritz pair ``(theta, V y)`` has residual ``||w|| |y_last|``. Stops when
+    that residual shows ``theta`` within ``tol`` of the top eigenvalue (:func:`_converged`)
+    and it has moved less than ``tol`` (relative) over the last 10 steps, at an invariant
+    subspace, once ``theta`` is within ``tol`` of ``ceiling`` (a proved bound on the top
+    eigenvalue), or after ``maxiter`` steps. A full basis (:func:`_basis_size`) keeps its
+    top half of Ritz vectors and goes on from ``w`` (Wu and Simon's thick restart). One
+    Gram-Schmidt pass against the basis, a second one only when the first removed most of
+    the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector and whether
+    ``tol`` was met.
     """
     n = op.shape[1]
     dtype = np.result_type(op.dtype, start.dtype)
     size = _basis_size(n, np.dtype(dtype).itemsize, maxiter)
+    keep = max(1, size // 2)
     basis = np.empty((size, n), dtype=dtype)
     real = basis.dtype.kind != "c"
-    steps, v, history = 0, start, []
+    projection = np.zeros((size, size), dtype=dtype)
+    basis[0] = start / np.linalg.norm(start)
+    m, steps, history = 1, 0, []
     while True:
-        basis[0] = v / np.linalg.norm(v)
-        alpha: list[float]
-        beta: list[float]
-        alpha, beta, ritz = [], [], np.ones(1)
-        for j in range(size - 1):
-            w = op.rmatvec(op.matvec(basis[j]))
-            alpha.append(float(np.vdot(basis[j], w).real))
-            before = float(np.linalg.norm(w))
-            for _ in range(2):  # classical Gram-Schmidt against the whole basis, twice at most
-                # (conj(B) @ w as conj(B @ conj(w)): no copy of the basis, real or complex)
-                coefficients = basis[:j + 1] @ w if real else np.conj(basis[:j + 1] @ np.conj(w))
-                w = w - basis[:j + 1].T @ coefficients
-                norm = float(np.linalg.norm(w))
-                if norm > 0.5 * before:
-                    break
-                before = norm
-            tridiagonal = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
-            values, vectors = np.linalg.eigh(tridiagonal)
-            ritz, steps = vectors[:, -1], steps + 1
-            history.append(values[-1])
-            settled = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
-            if norm <= 1e-14 * abs(values[-1]) or values[-1] >= ceiling * (1 - tol) or (
-                    settled and _converged(values, norm * abs(ritz[-1]), tol)):
-                return basis[:len(ritz)].T @ ritz, True
-            if steps >= maxiter:
-                return basis[:len(ritz)].T @ ritz, False
-            beta.append(norm)
-            basis[j + 1] = w / norm
-        v = basis[:len(ritz)].T @ ritz  # the basis is full: restart from the Ritz vector
+        w = op.rmatvec(op.matvec(basis[m - 1]))
+        coefficients = np.zeros(m, dtype=dtype)
+        before = float(np.linalg.norm(w))
+        for _ in range(2):  # classical Gram-Schmidt against the whole basis, twice at most
+            # (conj(B) @ w as conj(B @ conj(w)): no copy of the basis, real or complex)
+            c = basis[:m] @ w if real else np.conj(basis[:m] @ np.conj(w))
+            w = w - basis[:m].T @ c
+            coefficients += c
+            norm = float(np.linalg.norm(w))
+            if norm > 0.5 * before:
+                break
+            before = norm
+        coefficients[m - 1] = coefficients[m - 1].real
+        projection[:m, m - 1] = coefficients
+        projection[m - 1, :m] = np.conj(coefficients)
+        values, vectors = np.linalg.eigh(projection[:m, :m])
+        ritz, steps = vectors[:, -1], steps + 1
+        history.append(values[-1])
+        settled = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
+        if norm <= 1e-14 * abs(values[-1]) or values[-1] >= ceiling * (1 - tol) or (
+                settled and _converged(values, norm * abs(ritz[-1]), tol)):
+            return basis[:m].T @ ritz, True
+        if steps >= maxiter:
+            return basis[:m].T @ ritz, False
+        if m == size:  # thick restart: the top Ritz vectors, then w
+            top = vectors[:, -keep:]
+            basis[:keep] = top.T @ basis[:m]
+            projection[:] = 0
+            projection[range(keep), range(keep)] = values[-keep:]
+            m = keep  # the coupling of w to them comes with its own coefficients next step
+        basis[m] = w / norm
+        m += 1
 
 
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
