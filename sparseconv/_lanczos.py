@@ -6,9 +6,10 @@ witnesses of the exact sections (the top eigenvector of the block that set the u
 as a windowed wave along the periodic axes); the quotient is then evaluated explicitly and
 widened by its rounding allowance (:meth:`Rounding.quotient_lower`).
 
-The Lanczos basis is the memory of this stage: it is sized against the memory limit before it
-is allocated, and the iteration restarts from its current Ritz vector whenever the basis the
-limit allows is full, so that a layer of any size gets its bound.
+The Lanczos basis is the memory of this stage: at most 64 vectors, fewer if the memory limit
+says so, sized before it is allocated; a full basis thick-restarts from its top half of Ritz
+vectors (Wu and Simon), so that a layer of any size gets its bound and each step reads a
+bounded basis.
 """
 
 from __future__ import annotations
