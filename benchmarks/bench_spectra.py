@@ -98,6 +98,13 @@ def spectral_norm_bounds(repeat: int, svds: bool) -> None:
             inside = r.lower <= top * (1 + 1e-9) and top <= r.upper * (1 + 1e-9)
             print(f"{'   svds on its CSR':<20}{took:>8.2f}{top:>16.10f}{'':>16}{'':>10}"
                   f"{'(in interval)' if inside else '(OUTSIDE)':>13}")
+    for c, n in [(128, 56)]:  # depthwise (groups = channels): each group proved on its own
+        weight = rng.standard_normal((c, 1, 3, 3)) / 3
+        seconds, r = best_of(repeat, spectral_norm, weight, (c, n, n), padding=1, groups=c,
+                             method="bounds")
+        plain = (r.bounds["circulant"] - r.lower) / r.bounds["circulant"]
+        print(f"{f'{c} depthwise, {n}x{n}':<20}{seconds:>8.2f}{r.lower:>16.10f}{r.upper:>16.10f}"
+              f"{r.relative_width:>10.1e}{plain:>13.1e}")
 
 
 def resnet18(size: int) -> list[tuple]:
