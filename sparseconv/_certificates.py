@@ -229,13 +229,19 @@ class SectionGram:
         width, item = depth * c, self._band.itemsize
         view = np.lib.stride_tricks.as_strided(
             self._band, shape=(n, c, width), strides=(c * width * item, (width - 1) * item, item))
+        # per offset d, the pairs of taps (t, u) that meet at (q + d, q), and those q's (distinct
+        # outputs read distinct positions by one tap: unique per pair)
+        offsets: dict[int, list] = {}
+        for tap, other in zip(*np.nonzero(meets), strict=True):
+            rows = keep[:, tap, other]
+            gaps, starts = (p - q)[rows, tap, other], q[rows, tap, other]
+            for d in np.unique(gaps).tolist():
+                offsets.setdefault(d, []).append((tap, other, starts[gaps == d]))
         block = np.empty((n, c, c), dtype=self.dtype)
-        for d in range(depth):
+        for d, meetings in sorted(offsets.items()):
             block.fill(0)
-            for tap, other in zip(*np.nonzero((((p - q) == d) & keep).any(axis=0)), strict=True):
-                rows = keep[:, tap, other] & ((p - q)[:, tap, other] == d)
-                # distinct outputs read distinct positions by one tap: q's are unique
-                block[q[rows, tap, other]] -= pairs[tap][other]
+            for tap, other, starts in meetings:
+                block[starts] -= pairs[tap][other]
             if d == 0:  # the diagonal blocks: their lower triangle, row by row
                 for b in range(c):
                     view[:, b, b:c] = block[:, b, b:c]
