@@ -218,7 +218,7 @@ class SectionGram:
         # per tap t, one GEMM for the taps u it meets below it: the (b, a) block of
         # pairs[t][(u, b), a] = sum_o K_u[o, b] K_t[o, a]^* is (K_t^H K_u)^T
         flat = self._forward.reshape(k, c, -1)
-        meets = keep.any(axis=0)  # (t, u): the pairs of taps some output reads at p >= q
+        meets = np.asarray(keep.any(axis=0))  # (t, u): the pairs some output reads at p >= q
         pairs = {tap: dict(zip(np.flatnonzero(meets[tap]).tolist(), (
             flat[meets[tap]].reshape(-1, flat.shape[2]) @ np.conj(flat[tap].T)).reshape(-1, c, c)))
             for tap in range(k) if meets[tap].any()}
@@ -528,13 +528,20 @@ def _full_sides(geom: ConvGeometry) -> list[tuple[int, int]]:
     return sides
 
 
-def full_bytes_and_flops(geom: ConvGeometry) -> tuple[int, int]:
-    """Memory (blocks, band) and multiply-adds of the full certificate, before building it:
-    on the side :func:`section_gram` picks (the cheaper one), the memory of the larger."""
+def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int, int]:
+    """Memory and multiply-adds of the full certificate, before building it: the flops on
+    the side :func:`section_gram` picks (the cheaper one), the memory of the larger -- per
+    group its band and the band's working copy, a block row and the tap products, for as
+    many groups at once as the thread pool runs."""
     sides = _full_sides(geom)
-    itemsize = np.dtype(np.float64).itemsize * 2  # complex kernels; real ones take half
-    nbytes = max(3 * bandwidth * rows for rows, bandwidth in sides) * itemsize
-    return nbytes, geom.groups * min(rows * bandwidth**2 for rows, bandwidth in sides)
+    itemsize = 16 if complex_ else 8
+    channels = max(geom.in_channels, geom.out_channels) // geom.groups
+    taps = math.prod(geom.kernel_size)
+    per_group = max(2 * bandwidth * rows + rows * channels for rows, bandwidth in sides) + (
+        taps * channels) ** 2
+    at_once = min(geom.groups, os.cpu_count() or 1)
+    return (per_group * at_once * itemsize,
+            geom.groups * min(rows * bandwidth**2 for rows, bandwidth in sides))
 
 
 def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: list,

@@ -89,7 +89,7 @@ BlockSize: TypeAlias = tuple[SupportsIndex, SupportsIndex]
 
 ConvMode: TypeAlias = Literal["full", "valid", "same"]
 SpectralMethod: TypeAlias = Literal["auto", "fft", "dense"]
-SpectralNormMethod: TypeAlias = Literal["auto", "fft", "dense", "bounds", "upper"]
+SpectralNormMethod: TypeAlias = Literal["auto", "fft", "dense", "bounds", "upper", "exact"]
 
 RNGLike: TypeAlias = np.random.Generator | int | None
 LayerLike: TypeAlias = ArrayLike | tuple[ArrayLike, Mapping[str, Any]]

@@ -374,3 +374,29 @@ def test_grouped_layers_factorize_only_the_groups_that_can_reach_the_norm(monkey
     assert_contains(result, truth, "depthwise")
     assert "exact" in result.bounds and result.relative_width < 1e-6
     assert 1 <= len(built) <= 2, len(built)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_method_exact_treats_every_axis_exactly_whatever_it_costs(monkeypatch, seed):
+    monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)  # "bounds" would not
+    monkeypatch.setattr(_spectral_norm_module(), "dense_is_affordable", lambda *shape: False)
+    rng = np.random.default_rng(4000 + seed)
+    w, shape, kwargs = random_layer(rng, "zeros", small=True)
+    truth = dense_norm(w, shape, **kwargs)
+    result = spectral_norm(w, shape, method="exact", **kwargs)
+    assert_contains(result, truth, (w.shape, shape, kwargs))
+    if any(k > 1 for k in w.shape[2:]):  # 1x1 kernels take their closed form
+        assert "exact" in result.bounds and result.relative_width < 1e-6, result
+
+
+def test_method_exact_takes_the_exact_routes_and_refuses_other_paddings(memory_limit):
+    w = np.random.default_rng(5).standard_normal((4, 3, 3, 3))
+    assert spectral_norm(w, (3, 8, 8), padding=None, padding_mode="circular",
+                         method="exact").method == "fft"
+    assert spectral_norm(w, (3, 8, 8), padding=1, method="exact").method == "dense"
+    assert spectral_norm(w[:, :, :1, :1], (3, 8, 8), method="exact").method == "1x1"
+    with pytest.raises(ValueError, match="method='exact' needs zero padding.*reflect"):
+        spectral_norm(w, (3, 8, 8), padding=1, padding_mode="reflect", method="exact")
+    memory_limit(50_000_000)  # the whole Gram of 64 channels on 24x24 (1.9 GB) does not fit
+    with pytest.raises(sc.MatrixTooLargeError, match="method='exact'"):
+        spectral_norm(np.ones((64, 64, 3, 3)), (64, 24, 24), padding=1, method="exact")
