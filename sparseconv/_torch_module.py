@@ -149,6 +149,11 @@ def _layer_norm(layer: _Layer, **kwargs: Any) -> sc.SpectralNorm:
     if layer.conv is None:
         return _matrix_norm(layer.build("csr"))
     weight, shape, conv_kwargs = layer.conv
+    if kwargs.get("method") == "exact" and conv_kwargs.get("padding_mode", "zeros") != "zeros":
+        from sparseconv._symbol import is_periodic
+
+        if not is_periodic(sc.ConvGeometry.from_weight(weight.shape, shape, **conv_kwargs)):
+            kwargs = {**kwargs, "method": "auto"}  # reflect, replicate: no whole-Gram proof
     return sc.spectral_norm(weight, shape, **conv_kwargs, **kwargs)
 
 

@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum = commands.add_parser("spectrum", parents=[layer, figure],
                                    help="singular values, frequency map, spectral norm")
     spectrum.add_argument("-o", "--output", required=True, metavar="FILE")
+    spectrum.add_argument("--exact", action="store_true",
+                          help="certify the spectral norm with every axis exact (spectral_norm's "
+                          "method='exact'; zero padding or periodic layers)")
     spectrum.add_argument("--every-size", action="store_true",
                           help="also print the certified bound for every input size and every "
                           "zero padding (the norm on the infinite grid, sparseconv.toeplitz_norm; "
@@ -214,6 +217,11 @@ def _report_parser(commands) -> None:
                         "assuming its forward is the chain of its layers")
     report.add_argument("--fold-batchnorm", action="store_true",
                         help="one row per convolution and the BatchNorm that follows it")
+    report.add_argument("--exact", action="store_true",
+                        help="certify every zero-padded convolution with every axis exact "
+                        "(spectral_norm's method='exact': widths near 1e-6, but minutes and "
+                        "gigabytes for a 512-channel layer on 7x7; raise the memory limit with "
+                        "SPARSECONV_MEMORY_LIMIT)")
     report.add_argument("--csv", metavar="FILE.csv", help="also write the rows as CSV")
     report.add_argument("--json", metavar="FILE.json", help="also write the report as JSON")
     report.add_argument("--plot", metavar="FILE.png", help="also draw the per-layer bounds")
@@ -470,7 +478,8 @@ def _spectrum(layer: _Layer, args) -> None:
 
     g = layer.geometry
     values, how = _top_singular_values(layer)
-    norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs)
+    norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
+                         method="exact" if args.exact else "auto")
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
     with matplotlib.rc_context(STYLE):
@@ -610,7 +619,8 @@ def _report(args, error) -> None:
     try:
         report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,
                                       fold_batchnorm=args.fold_batchnorm,
-                                      progress=not args.quiet and sys.stderr.isatty())
+                                      progress=not args.quiet and sys.stderr.isatty(),
+                                      **({"method": "exact"} if args.exact else {}))
     except KeyboardInterrupt as interrupt:
         partial = getattr(interrupt, "report", None)
         if partial is not None:

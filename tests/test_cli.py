@@ -141,6 +141,29 @@ def test_spectrum_every_size_bounds_the_layer_on_large_inputs(tmp_path):
     assert "every input size" not in ok("spectrum", "-o", tmp_path / "t.png", *LAYER)
 
 
+def test_spectrum_exact_certifies_every_axis(tmp_path, capsys, monkeypatch):
+    from sparseconv import _spectral_norm
+    from sparseconv.cli import main
+
+    # a layer that, without --exact, would get the exact sections (as large layers do)
+    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
+    monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
+    args = ["--in-shape", "4,24,24", "--out-channels", "4", "--kernel-size", "3", "--padding",
+            "1", "--seed", "5"]
+    w = np.random.default_rng(5).standard_normal((4, 4, 3, 3)) / np.sqrt(36)
+    top = np.linalg.norm(conv_matrix(w, (4, 24, 24), padding=1).toarray(), 2)
+    widths = []
+    for extra in ([], ["--exact"]):
+        assert main(["spectrum", "-o", str(tmp_path / "e.png"), *args, *extra]) == 0
+        value, lower, upper, method = _printed_norm(capsys.readouterr().out)
+        assert lower <= top <= upper, (lower, top, upper, extra)
+        widths.append((upper - lower) / upper)
+    assert widths[1] <= 1e-6 < widths[0], widths
+    err = run("spectrum", "-o", tmp_path / "r.png", *args, "--padding-mode", "reflect",
+              "--exact").stderr
+    assert "method='exact' needs zero padding" in err and len(err.splitlines()) == 1, err
+
+
 def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     ok("spy", "-o", tmp_path / "z.png", *LAYER, "--dpi", "100", "--figsize", "2.5,2",
        "--zoom", "1:3,0:2")
@@ -422,6 +445,28 @@ def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, 
     main(["report", "--model", "model.pt", "--input-shape", "3,8,8", "--trust-pickle",
           "--fold-batchnorm"])
     assert re.search(r"\n0\+1 +Conv2d\+BatchNorm2d ", capsys.readouterr().out)
+
+
+def test_report_exact_certifies_the_convolutions_with_every_axis_exact(tmp_path, capsys,
+                                                                       monkeypatch):
+    import json
+
+    import torch
+
+    from sparseconv import _spectral_norm
+    from sparseconv.cli import main
+
+    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)  # as for a large layer
+    monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
+    torch.save(_tiny_model().eval(), tmp_path / "model.pt")
+    widths = []
+    for extra in ([], ["--exact"]):
+        assert main(["report", "--model", str(tmp_path / "model.pt"), "--input-shape", "3,8,8",
+                     "--trust-pickle", "--json", str(tmp_path / "r.json"), *extra]) == 0
+        capsys.readouterr()
+        conv = json.loads((tmp_path / "r.json").read_text())["layers"][0]
+        widths.append((conv["upper"] - conv["lower"]) / conv["upper"])
+    assert widths[1] <= 1e-6 < widths[0], widths
 
 
 def _main_fails(args, capsys) -> str:

@@ -251,3 +251,25 @@ def test_an_executor_runs_the_layers_spectral_work():
         assert a["name"] == b["name"] and a["method"] == b["method"]
         assert abs(a["upper"] - b["upper"]) <= 1e-12 * a["upper"]
         assert abs(a["lower"] - b["lower"]) <= 1e-12 * a["upper"]
+
+
+def test_method_exact_reaches_every_convolution_it_can(monkeypatch):
+    """``method="exact"``: every zero-padded convolution gets the whole-Gram certificate
+    (here, where "bounds" would not take it), a reflect-padded one the default route."""
+    from sparseconv import _spectral_norm
+
+    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
+    monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1)), seed=2)
+    report = sct.lipschitz_report(model, (2, 12, 12), method="exact")
+    rows = {row["name"]: row for row in report}
+    for name in ("0", "4"):
+        assert rows[name]["upper"] - rows[name]["lower"] <= 1e-6 * rows[name]["upper"], rows[name]
+        dense = sct.matrix(model[int(name)], (4 if name == "4" else 2, 12, 12)).toarray()
+        assert rows[name]["lower"] <= np.linalg.norm(dense, 2) <= rows[name]["upper"]
+    assert rows["2"]["method"] == "bounds"  # reflect: the padding's norm times the unpadded one
+    reflect = np.linalg.norm(sct.matrix(model[2], (3, 12, 12)).toarray(), 2)
+    assert rows["2"]["lower"] <= reflect <= rows["2"]["upper"]
