@@ -16,6 +16,10 @@
    relative width under 1e-4 on every layer. ``--networks-only`` runs this part alone;
    ``--size 56`` scales the inputs down for a quick check.
 
+5. ``--exact``: ``spectral_norm(..., method="exact")`` (every axis exact, whatever it costs)
+   on ResNet-18's widest layers at 224x224 (512->512 on 7x7 and 256->256 on 14x14, the same
+   seeded weights as part 4): the time and width it takes to reach the width target there.
+
 Each time is the best of ``--repeat`` runs (one run for the slow references and the networks).
 
 Run: ``python benchmarks/bench_spectra.py``
@@ -152,6 +156,24 @@ def networks(size: int, which: list[str]) -> None:
               f"{widest:.1e}")
 
 
+def exact_layers(size: int) -> None:
+    print(f"\n5. method='exact' on ResNet-18's widest layers, {size}x{size} inputs")
+    print(f"{'layer':<24}{'shape':<26}{'time s':>9}{'width':>10}{'default width':>15}")
+    layers = resnet18(size)
+    for i, (label, c_in, c_out, k, stride, padding, n) in enumerate(layers):
+        if label not in ("layer3.0.conv2", "layer4.0.conv2"):
+            continue
+        rng = np.random.default_rng(i)  # part 4's weights
+        weight = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
+        start = time.perf_counter()
+        r = spectral_norm(weight, (c_in, n, n), stride=stride, padding=padding, method="exact")
+        took = time.perf_counter() - start
+        plain = spectral_norm(weight, (c_in, n, n), stride=stride, padding=padding)
+        shape = f"{c_in}->{c_out} {k}x{k}/{stride} on {n}x{n}"
+        print(f"{label:<24}{shape:<26}{took:>9.2f}{r.relative_width:>10.1e}"
+              f"{plain.relative_width:>15.1e}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -160,8 +182,12 @@ def main() -> None:
     parser.add_argument("--network", choices=["resnet18", "vgg11"], action="append",
                         help="the networks of part 4 (default: both)")
     parser.add_argument("--size", type=int, default=224, help="input size of part 4")
+    parser.add_argument("--exact", action="store_true", help="part 5 alone (minutes, ~6 GiB)")
     args = parser.parse_args()
     set_memory_limit(None)
+    if args.exact:
+        exact_layers(args.size)
+        return
     if not args.networks_only:
         singular_value_speed(args.repeat)
         dense_agreement()
