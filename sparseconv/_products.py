@@ -242,68 +242,135 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return y.reshape(geom.out_channels, *geom.output_size, b)
 
 
-def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
+def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = True
+           ) -> np.ndarray:
     """``A.T @ y`` (no conjugation) for ``y`` of shape ``(C_out, *out, b)``, by col2im.
 
     For a cache-sized chunk of output rows, one BLAS product per group gives every tap's
     contribution (``w.T @ y``); each tap is then added into the padded input with one slice-add
     (no ``np.add.at``), and the padding is folded back at the end. The padded input is
-    accumulated split by phase modulo the stride (:func:`_phase_split`), where every tap's
-    positions are a contiguous block: with a stride, the adds then run over whole rows instead
-    of a few values at a time.
+    accumulated split by phase modulo the stride (:func:`_col2im_layout`), where every tap's
+    positions are a contiguous block; when ``y``'s rows are widened to the accumulator's
+    (zeros), that block is one run per channel, so each add is one loop per channel instead of
+    one per output row. ``widen=False`` never widens (for a weight that is not finite).
     """
-    groups, b, kernel = geom.groups, y.shape[-1], geom.kernel_size
-    c_in, c_out, taps = geom.in_channels, geom.out_channels, math.prod(geom.kernel_size)
+    groups, b = geom.groups, y.shape[-1]
+    c_in, c_out = geom.in_channels, geom.out_channels
     dtype = np.result_type(w, y)
+    flat, extent, chunk = _col2im_layout(geom, b, dtype.itemsize, widen)
+    taps = _tap_phases(geom)
     wt = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (groups, C_in/g * K, C_out/g)
-    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
-    chunk = _chunk_rows(rows, c_in // groups * taps * per_row * dtype.itemsize)
-    y = y.reshape(groups, c_out // groups, rows, per_row)
-    split = _phase_split(geom, c_in, b, dtype)
+    rows, out_rest = geom.output_size[0], geom.output_size[1:]
+    row = math.prod(extent[1:]) * b  # accumulator (and widened y) elements per row
+    if flat and extent[1:] != out_rest:  # y's rows widened with zeros
+        wide = _scratch_array("widened", (c_out, rows, *extent[1:], b), y.dtype)
+        for d, n in enumerate(out_rest):
+            wide[(slice(None),) * (2 + d) + (slice(n, None),)] = 0
+        _copy(wide[(slice(None), slice(None), *(slice(n) for n in out_rest))], y)
+        y = wide
+    y = y.reshape(groups, c_out // groups, rows, -1)
+    acc = _scratch_array("split", (c_in, len(_phases(geom)), (extent[0] + 1) * row), dtype)
+    acc.fill(0)
+    grid = acc.reshape(c_in, -1, extent[0] + 1, *extent[1:], b)
     for r0 in range(0, rows, chunk):
         n_rows = min(chunk, rows - r0)
         chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
         cols = _scratch_array("im2col", (groups, wt.shape[1], chunk_y.shape[-1]), dtype)
         np.matmul(wt, chunk_y, out=cols)
-        cols = cols.reshape(c_in, taps, n_rows, *geom.output_size[1:], b)
-        for t, tap in enumerate(np.ndindex(*kernel)):
-            where = []
-            for d, (i, a) in enumerate(zip(tap, geom.axes)):
-                first = i * a.dilation + (r0 * a.stride if d == 0 else 0)
-                count = n_rows if d == 0 else a.output_size
-                where += [first % a.stride, slice(first // a.stride, first // a.stride + count)]
-            split[(slice(None), *where)] += cols[:, t]
-    return _phase_merge(geom, split)
+        cols = cols.reshape(c_in, len(taps), -1)
+        for t, (phase, shift) in enumerate(taps):
+            if flat:  # one run per channel: widened rows line up with the accumulator's
+                start = (r0 + shift[0]) * row + _flat_offset(shift[1:], extent[1:], b)
+                acc[:, phase, start:start + n_rows * row] += cols[:, t]
+            else:
+                where: tuple[Any, ...] = (
+                    slice(None), phase, slice(r0 + shift[0], r0 + shift[0] + n_rows),
+                    *(slice(e, e + n) for e, n in zip(shift[1:], out_rest)))
+                grid[where] += cols[:, t].reshape(
+                    c_in, n_rows, *out_rest, b)
+    return _phase_merge(geom, grid)
 
 
-def _phase_split(geom: ConvGeometry, channels: int, b: int, dtype) -> np.ndarray:
-    """A zeroed ``(C, s_1, q_1, ..., s_d, q_d, b)`` array: padded position ``q*s + r`` of an
-    axis with stride ``s`` is at ``[r, q]``. Scratch memory: :func:`_phase_merge` copies out."""
-    shape = [channels]
-    for a in geom.axes:
-        shape += [a.stride, -(-a.padded_size // a.stride)]
-    split = _scratch_array("split", (*shape, b), dtype)
-    split.fill(0)
-    return split
+def _flat_offset(shift, extent, b: int) -> int:
+    """Offset of position ``shift`` in a C-ordered ``(*extent, b)`` block."""
+    offset = 0
+    for e, n in zip(shift, extent):
+        offset = offset * n + e
+    return offset * b
 
 
-def _phase_merge(geom: ConvGeometry, split: np.ndarray) -> np.ndarray:
-    """The input-shaped array of :func:`_pad_adjoint` of the padded array held in ``split``.
+@functools.lru_cache(maxsize=256)
+def _phases(geom: ConvGeometry) -> tuple[tuple[int, ...], ...]:
+    """Every phase ``(r_1, ..., r_d)`` modulo the stride, in C order."""
+    return tuple(itertools.product(*(range(a.stride) for a in geom.axes)))
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_phases(geom: ConvGeometry) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    """Per tap (weight order): the index of its phase and its shift per axis.
+
+    Tap ``t`` of output ``o`` reads padded position ``o*stride + t*dilation = (o + e)*stride
+    + r``, with ``r = t*dilation mod stride`` and ``e = t*dilation // stride``: the tap writes
+    positions ``o + e`` of phase ``r``.
+    """
+    taps = []
+    for tap in itertools.product(*(range(a.kernel_size) for a in geom.axes)):
+        reach = [t * a.dilation for t, a in zip(tap, geom.axes)]
+        phase = tuple(p % a.stride for p, a in zip(reach, geom.axes))
+        taps.append((_phases(geom).index(phase),
+                     tuple(p // a.stride for p, a in zip(reach, geom.axes))))
+    return tuple(taps)
+
+
+#: col2im widens ``y``'s rows (more BLAS work) when the loops it saves cost more: when
+#: ``(widened / unwidened - 1) * C_out/groups * (output width * b)`` is at most this.
+_WIDEN_BUDGET = 512
+
+
+@functools.lru_cache(maxsize=1024)
+def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
+                   ) -> tuple[bool, tuple, int]:
+    """``(flat, extent, chunk)``: whether ``y``'s rows are widened, the accumulator's extent
+    per axis in phase units (one more row is allocated: a widened run may end past the last),
+    and the output rows per chunk.
+
+    Axis ``d`` holds the ``ceil(padded_size / stride)`` positions of a phase; widened, every
+    axis after the first also holds ``output_size + max shift`` of them, so that a tap's run,
+    junk columns included, never wraps onto a position of the next row.
+    """
+    phases = [-(-a.padded_size // a.stride) for a in geom.axes]
+    reach = [((a.kernel_size - 1) * a.dilation) // a.stride for a in geom.axes]
+    wide = tuple([phases[0]] + [max(q, a.output_size + e)
+                                for q, a, e in zip(phases[1:], geom.axes[1:], reach[1:])])
+    rest = math.prod(geom.output_size[1:])
+    growth = math.prod(wide[1:]) / rest - 1
+    flat = widen and growth * (geom.out_channels // geom.groups) * geom.output_size[-1] * b \
+        <= _WIDEN_BUDGET
+    extent = wide if flat else tuple(phases)
+    taps = math.prod(geom.kernel_size)
+    row_bytes = geom.in_channels * taps * math.prod(extent[1:] if flat else geom.output_size[1:])
+    chunk = _chunk_rows(geom.output_size[0], row_bytes * b * itemsize)
+    return flat, extent, chunk
+
+
+def _phase_merge(geom: ConvGeometry, grid: np.ndarray) -> np.ndarray:
+    """The input-shaped array of :func:`_pad_adjoint` of the padded array held in ``grid``
+    (``(C, phase, *extent, b)``, phase ``r`` of axis ``d`` holding positions ``q*s + r``).
 
     One strided copy per phase: of the interior alone when the padding is zeros (the border
     is discarded), else of the whole padded array, whose border slabs are then folded back.
     """
-    channels, b = split.shape[0], split.shape[-1]
+    channels, b = grid.shape[0], grid.shape[-1]
     zeros, span = _adjoint_span(geom)
-    out = np.empty((channels, *(n for _, n in span), b), split.dtype)
-    for phase in itertools.product(*(range(a.stride) for a in geom.axes)):
+    out = np.empty((channels, *(n for _, n in span), b), grid.dtype)
+    for index, phase in enumerate(_phases(geom)):
         src: list[int | slice]
-        src, dst = [slice(None)], [slice(None)]
+        src, dst = [slice(None), index], [slice(None)]
         for r, a, (lo, n) in zip(phase, geom.axes, span):
             first = lo + (r - lo) % a.stride  # first position of the span in this phase
-            src += [r, slice(first // a.stride, -(-(lo + n - r) // a.stride))]
-            dst += [slice(first - lo, n, a.stride)]
-        _copy(out[tuple(dst)], split[tuple(src)])
+            src.append(slice(first // a.stride, -(-(lo + n - r) // a.stride)))
+            dst.append(slice(first - lo, n, a.stride))
+        _copy(out[tuple(dst)], grid[tuple(src)])
     return out if zeros else _pad_adjoint(geom, out)
 
 
@@ -358,25 +425,28 @@ class Pointwise:
 
 
 class Col2im:
-    """``A.T`` by :func:`col2im`, with the bytes it allocates."""
+    """``A.T`` by :func:`col2im`, with the bytes it allocates. Rows of ``y`` are widened with
+    zeros only when the weight is finite (``inf * 0`` would reach real positions)."""
 
     def __init__(self, geom: ConvGeometry, w: np.ndarray):
         self.geom, self.w = geom, w
+        self.widen = bool(np.isfinite(w).all())
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
-        return col2im(self.geom, self.w, y)
+        return col2im(self.geom, self.w, y, widen=self.widen)
 
     def nbytes(self, b: int, itemsize: int) -> int:
-        """The phase-split padded input, one chunk of columns, and the result (twice: a
-        non-zero padding's result is a strided view, copied when flattened)."""
+        """The phase-split padded input, the widened ``y``, one chunk of columns, and the
+        result (twice: a non-zero padding's result is a strided view, copied when flattened)."""
         geom = self.geom
-        split = geom.in_channels * math.prod(
-            a.stride * -(-a.padded_size // a.stride) for a in geom.axes)
-        taps, per_row = math.prod(geom.kernel_size), math.prod(geom.output_size[1:]) * b
-        depth = geom.in_channels // geom.groups * taps
-        cols = geom.groups * depth * _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
+        flat, extent, chunk = _col2im_layout(geom, b, itemsize, self.widen)
+        row = math.prod(extent[1:])
+        split = geom.in_channels * math.prod(geom.stride) * (extent[0] + 1) * row
+        wide = geom.out_channels * geom.output_size[0] * row if flat else 0
+        per_row = row if flat else math.prod(geom.output_size[1:])
+        cols = geom.in_channels * math.prod(geom.kernel_size) * chunk * per_row
         out = geom.in_channels * math.prod(n for _, n in _adjoint_span(geom)[1])
-        return (split * b + cols * per_row + 2 * out * b) * itemsize
+        return (split + wide + cols + 2 * out) * b * itemsize
 
 
 class Polyphase:
