@@ -167,7 +167,7 @@ class _GeometryOperator(LinearOperator):
             (X.shape[0] + math.prod(shape_out)) * b * dtype.itemsize)  # the two permuted copies
         check_product_memory(
             nbytes(b, dtype.itemsize) + permuted,
-            f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
+            lambda: f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
             f"scratch and the {shape_out} result)")
         Y = apply(to_channels_first(X, shape_in, self.layout))
         return from_channels_first(Y, self.layout)

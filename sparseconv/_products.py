@@ -29,7 +29,8 @@ import functools
 import itertools
 import math
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -45,6 +46,7 @@ __all__ = ["Col2im", "Polyphase", "check_product_memory", "col2im", "forward", "
 # Scratch space: the padded input and the im2col chunks of every product reuse one buffer per
 # thread, so repeated products do not page-fault fresh memory each time.
 # ---------------------------------------------------------------------------------------------
+_T = TypeVar("_T")
 _SCRATCH_LIMIT = 64 * 2**20  # larger temporaries are allocated afresh
 _scratch = threading.local()
 
@@ -84,10 +86,32 @@ def _copy(dst: np.ndarray, src: np.ndarray) -> None:
     np.copyto(dst, src)
 
 
+def _by_geometry(fn: Callable[..., _T]) -> Callable[..., _T]:
+    """Memoize ``fn(geom, *args)`` by the geometry's identity: hashing a geometry (a tuple of
+    dataclasses) costs microseconds, paid several times per product. An entry keeps its
+    geometry alive, so no other object can take its id while it is cached."""
+    cache: dict[tuple, tuple[ConvGeometry, _T]] = {}
+
+    @functools.wraps(fn)
+    def memoized(geom: ConvGeometry, *args):
+        key = (id(geom), *args)
+        hit = cache.get(key)
+        if hit is not None and hit[0] is geom:
+            return hit[1]
+        if len(cache) >= 1024:
+            cache.clear()
+        value = fn(geom, *args)
+        cache[key] = (geom, value)
+        return value
+
+    memoized.cache_clear = cache.clear  # type: ignore[attr-defined]
+    return memoized
+
+
 # ---------------------------------------------------------------------------------------------
 # Padding and its adjoint, from the geometry's padding maps.
 # ---------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=256)
+@_by_geometry
 def _border_slabs(geom: ConvGeometry) -> tuple:
     """``(axis, source position or -1, region)`` for each border slab of the padding.
 
@@ -126,9 +150,15 @@ def _source_of(geom: ConvGeometry, d: int, src: int, region: list) -> tuple:
     return (slice(None), *source)
 
 
+@_by_geometry
+def _padded(geom: ConvGeometry) -> bool:
+    """Whether the layer pads at all."""
+    return any(a.pad != (0, 0) for a in geom.axes)
+
+
 def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
     """``x`` of shape ``(C, *input_size, b)`` padded to ``(C, *padded_size, b)``."""
-    if all(a.pad == (0, 0) for a in geom.axes):
+    if not _padded(geom):
         return x
     xp = _scratch_array("padded", (x.shape[0], *(a.padded_size for a in geom.axes),
                                    x.shape[-1]), x.dtype)
@@ -167,14 +197,18 @@ def _pad_adjoint(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Memory: every product's scratch and result, sized against the limit before it is allocated.
 # ---------------------------------------------------------------------------------------------
-def check_product_memory(nbytes: int, what: str) -> None:
-    """Raise :class:`MatrixTooLargeError` if a product needs more than the memory limit."""
+def check_product_memory(nbytes: int, what: str | Callable[[], str]) -> None:
+    """Raise :class:`MatrixTooLargeError` if a product needs more than the memory limit.
+
+    ``what`` names the product; a callable is called only to write the message, so that a
+    product within the limit does not pay for formatting it.
+    """
     limit = get_memory_limit()
     if limit is not None and nbytes > limit:
         raise MatrixTooLargeError(
-            f"{what} needs {nbytes / 2**30:.2f} GiB, more than the memory limit of "
-            f"{limit / 2**30:.2f} GiB; use a smaller batch or layer, or raise the limit with "
-            "sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
+            f"{what if isinstance(what, str) else what()} needs {nbytes / 2**30:.2f} GiB, more "
+            f"than the memory limit of {limit / 2**30:.2f} GiB; use a smaller batch or layer, or "
+            "raise the limit with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
         )
 
 
@@ -183,10 +217,11 @@ def _chunk_rows(rows: int, row_bytes: int) -> int:
     return min(rows, max(1, _CHUNK_BYTES // max(row_bytes, 1)))
 
 
+@_by_geometry
 def forward_bytes(geom: ConvGeometry, b: int, itemsize: int) -> int:
     """Bytes :func:`forward` allocates for a batch of ``b``: the padded input, one im2col
     chunk and the result."""
-    padded = 0 if all(a.pad == (0, 0) for a in geom.axes) else (
+    padded = 0 if not _padded(geom) else (
         geom.in_channels * math.prod(a.padded_size for a in geom.axes))
     depth = geom.in_channels // geom.groups * math.prod(geom.kernel_size)
     per_row = math.prod(geom.output_size[1:]) * b
@@ -202,13 +237,29 @@ def _windows(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
     """View of shape ``(C, *kernel_size, *output_size, b)``: tap ``t`` of output ``o`` reads
     padded position ``o*stride + t*dilation``."""
     c_stride, *sp_strides, b_stride = xp.strides
+    sizes, dilation, stride = _window_steps(geom)
     return as_strided(
-        xp,
-        shape=(xp.shape[0], *geom.kernel_size, *geom.output_size, xp.shape[-1]),
-        strides=(c_stride, *(s * a.dilation for s, a in zip(sp_strides, geom.axes)),
-                 *(s * a.stride for s, a in zip(sp_strides, geom.axes)), b_stride),
+        xp, shape=(xp.shape[0], *sizes, xp.shape[-1]),
+        strides=(c_stride, *(s * d for s, d in zip(sp_strides, dilation)),
+                 *(s * t for s, t in zip(sp_strides, stride)), b_stride),
         writeable=False,
     )
+
+
+@_by_geometry
+def _window_steps(geom: ConvGeometry) -> tuple[tuple[int, ...], ...]:
+    """``(kernel_size + output_size, dilation, stride)``, once per geometry (per product,
+    the properties' tuples cost as much as a small layer's copy)."""
+    return (*geom.kernel_size, *geom.output_size), geom.dilation, geom.stride
+
+
+@_by_geometry
+def _forward_sizes(geom: ConvGeometry, b: int, itemsize: int) -> tuple[int, int, int, int]:
+    """``(depth, rows, per_row, chunk)`` of :func:`forward`: the im2col depth per group, the
+    output rows and the columns per row, and the output rows per im2col chunk."""
+    depth = geom.in_channels // geom.groups * math.prod(geom.kernel_size)
+    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
+    return depth, rows, per_row, _chunk_rows(rows, depth * per_row * itemsize)
 
 
 #: Target size of one im2col chunk: large enough for efficient BLAS, small enough for the cache.
@@ -224,13 +275,11 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     groups, b = geom.groups, x.shape[-1]
     windows = _windows(geom, _pad(geom, x))  # (C_in, *kernel, *out, b)
     in_per_group = geom.in_channels // groups
-    depth = in_per_group * math.prod(geom.kernel_size)
-    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
     dtype = np.result_type(w, x)
-    chunk = _chunk_rows(rows, depth * per_row * dtype.itemsize)
+    depth, rows, per_row, chunk = _forward_sizes(geom, b, dtype.itemsize)
     w = w.reshape(groups, -1, depth)
     y = np.empty((groups, w.shape[1], rows, per_row), dtype)
-    lead = (slice(None),) * (1 + geom.ndim)  # channel and tap axes
+    lead = (slice(None),) * (1 + len(geom.axes))  # channel and tap axes
     for g in range(groups):
         patches = windows[g * in_per_group:(g + 1) * in_per_group]
         for r0 in range(0, rows, chunk):
@@ -239,7 +288,7 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
             _copy(im2col, block)  # the im2col copy, into reused memory
             out = y[g, :, r0:r0 + chunk].reshape(w.shape[1], -1)
             np.matmul(w[g], im2col.reshape(depth, -1), out=out)
-    return y.reshape(geom.out_channels, *geom.output_size, b)
+    return y.reshape(geom.out_channels, *_window_steps(geom)[0][len(geom.axes):], b)
 
 
 def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = True
@@ -299,13 +348,13 @@ def _flat_offset(shift, extent, b: int) -> int:
     return offset * b
 
 
-@functools.lru_cache(maxsize=256)
+@_by_geometry
 def _phases(geom: ConvGeometry) -> tuple[tuple[int, ...], ...]:
     """Every phase ``(r_1, ..., r_d)`` modulo the stride, in C order."""
     return tuple(itertools.product(*(range(a.stride) for a in geom.axes)))
 
 
-@functools.lru_cache(maxsize=256)
+@_by_geometry
 def _tap_phases(geom: ConvGeometry) -> tuple[tuple[int, tuple[int, ...]], ...]:
     """Per tap (weight order): the index of its phase and its shift per axis.
 
@@ -327,7 +376,7 @@ def _tap_phases(geom: ConvGeometry) -> tuple[tuple[int, tuple[int, ...]], ...]:
 _WIDEN_BUDGET = 512
 
 
-@functools.lru_cache(maxsize=1024)
+@_by_geometry
 def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
                    ) -> tuple[bool, tuple, int]:
     """``(flat, extent, chunk)``: whether ``y``'s rows are widened, the accumulator's extent
