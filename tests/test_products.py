@@ -68,8 +68,9 @@ def test_transpose_kernels_at_the_edges_of_the_phase_split(kernel, kwargs):
                                                   (">f8", np.float64),     # byte order
                                                   (np.complex128, np.complex128)])
 def test_batch_row_copies_equal_plain_copies(batch, src_dtype, dst_dtype):
-    """_copy moves a contiguous batch axis as one item: strided sources and targets, mixed
-    dtypes (cast, not reinterpreted) and a batch axis that is not contiguous all copy exactly."""
+    """_copy moves the trailing axes contiguous in both arrays as one item: strided sources and
+    targets, runs of several axes, broadcast sources, mixed dtypes (cast, not reinterpreted)
+    and a batch axis that is not contiguous all copy exactly."""
     from sparseconv._products import _copy
 
     rng = np.random.default_rng(batch)
@@ -83,6 +84,13 @@ def test_batch_row_copies_equal_plain_copies(batch, src_dtype, dst_dtype):
         dst = np.zeros((3, shape[1] * 2, shape[2], batch), dst_dtype)[:, ::2]
         _copy(dst, view)
         np.testing.assert_array_equal(dst, view.astype(dst_dtype))
+    # runs of several axes: rows of a stride-1 window (contiguous in both), a source that
+    # broadcasts along a leading axis (a border slab), and an empty leading axis
+    for view, dst in ((src[:, 2:7, 1:9], np.zeros((3, 7, 8, batch), dst_dtype)[:, 1:6]),
+                      (src[:, 4:5], np.zeros((3, 6, 10, batch), dst_dtype)),
+                      (src[:0, 1:], np.zeros((0, 8, 10, batch), dst_dtype))):
+        _copy(dst, view)
+        np.testing.assert_array_equal(dst, np.broadcast_to(view, dst.shape).astype(dst_dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.int64, ">f8", np.float32])
