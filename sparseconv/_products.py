@@ -472,7 +472,7 @@ class Pointwise:
         y = y[(*self.where_out, slice(None))]
         z = np.matmul(wt, y.reshape(groups, c_out // groups, -1))  # (groups, C_in/g, P*b)
         out = np.zeros((c_in, *(a.size for a in geom.axes), b), dtype)
-        out[(*self.where_in, slice(None))] = z.reshape(c_in, *y.shape[1:])
+        _copy(out[(*self.where_in, slice(None))], z.reshape(c_in, *y.shape[1:]))
         return out
 
     def nbytes(self, b: int, itemsize: int) -> int:
