@@ -172,11 +172,6 @@ def report_table(model: nn.Module, args) -> None:
           f"{widths[worst]:.2e} at {worst} (target < 1e-3)")
 
 
-def _split_threads() -> int:
-    from sparseconv import _products
-    return _products._SPLIT_THREADS
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224, help="input height and width")
@@ -189,9 +184,6 @@ def main() -> None:
                         help="dtypes, comma-separated (default float64,float32)")
     parser.add_argument("--layers", default="",
                         help="only layers whose name contains one of these, comma-separated")
-    parser.add_argument("--split-threads", type=int, default=None,
-                        help="threads sharing the copies and adds around BLAS in the products "
-                        "(sparseconv._products._SPLIT_THREADS; default: the library's, 1)")
     parser.add_argument("--skip-operators", action="store_true", help="part (b) only")
     parser.add_argument("--skip-report", action="store_true", help="part (a) only")
     args = parser.parse_args()
@@ -199,11 +191,7 @@ def main() -> None:
     threads = blas_threads()
     torch.set_num_threads(threads)
     sc.set_memory_limit(None)
-    if args.split_threads is not None:  # an experiment on a private knob (issue 11)
-        from sparseconv import _products
-        _products._SPLIT_THREADS = args.split_threads
     print(f"numpy BLAS threads = torch threads = {threads}; torch {torch.__version__}; "
-          f"products' copies and adds on {_split_threads()} thread(s); "
           f"input 3x{args.size}x{args.size}\n")
     torch.manual_seed(0)
     model = randomize(ResNet18())  # float64, eval mode, random BatchNorm statistics
