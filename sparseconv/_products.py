@@ -30,7 +30,6 @@ import itertools
 import math
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -116,46 +115,6 @@ def _by_geometry(fn: Callable[..., _T]) -> Callable[..., _T]:
 
     memoized.cache_clear = cache.clear  # type: ignore[attr-defined]
     return memoized
-
-
-# ---------------------------------------------------------------------------------------------
-# The copies and adds around BLAS, shared between threads.
-# ---------------------------------------------------------------------------------------------
-#: Threads sharing the copies and adds around the BLAS products (the im2col copy, col2im's
-#: adds and its phase merge); 1, the calling thread alone. numpy releases the GIL in them, so
-#: on an idle machine two threads would halve them, as PyTorch's parallel im2col does. Off
-#: until measured on an idle machine (issue 11): ``sparseconv._products._SPLIT_THREADS = 2``.
-_SPLIT_THREADS = 1
-#: Elements below which handing a part to another thread costs more than it saves.
-_SPLIT_MIN = 1 << 16
-_split_pool: list[ThreadPoolExecutor] = []
-_split_lock = threading.Lock()
-
-
-def _split(work: Callable[[int, int], None], n: int, size: int) -> None:
-    """``work(0, n)`` as ``work(lo, hi)`` on consecutive parts, one a thread, when
-    ``_SPLIT_THREADS`` allows it and the ``size`` elements it touches are enough. The parts
-    must write disjoint memory; the calling thread runs the first and waits for the others."""
-    parts = min(_SPLIT_THREADS, n)
-    if parts < 2 or size < _SPLIT_MIN:
-        work(0, n)
-        return
-    with _split_lock:
-        if not _split_pool or _split_pool[0]._max_workers < parts - 1:
-            _split_pool[:] = [ThreadPoolExecutor(parts - 1, thread_name_prefix="sparseconv")]
-        pool = _split_pool[0]
-    bounds = [n * k // parts for k in range(parts + 1)]
-    futures = [pool.submit(work, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
-    work(bounds[0], bounds[1])
-    for future in futures:
-        future.result()
-
-
-def _split_copy(dst: np.ndarray, src: np.ndarray, axis: int) -> None:
-    """:func:`_copy`, its parts along ``axis`` shared between threads (:func:`_split`)."""
-    lead = (slice(None),) * axis
-    _split(lambda lo, hi: _copy(dst[(*lead, slice(lo, hi))], src[(*lead, slice(lo, hi))]),
-           dst.shape[axis], dst.size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +294,7 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
         for r0 in range(0, rows, chunk):
             block = patches[(*lead, slice(r0, r0 + chunk))]
             im2col = _scratch_array("im2col", block.shape, dtype)
-            _split_copy(im2col, block, len(lead))  # the im2col copy, into reused memory
+            _copy(im2col, block)  # the im2col copy, into reused memory
             out = y[g, :, r0:r0 + chunk].reshape(w.shape[1], -1)
             np.matmul(w[g], im2col.reshape(depth, -1), out=out)
     return y.reshape(geom.out_channels, *_window_steps(geom)[0][len(geom.axes):], b)
@@ -371,31 +330,22 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
     acc = _scratch_array("split", (c_in, len(_phases(geom)), (extent[0] + 1) * row), dtype)
     acc.fill(0)
     grid = acc.reshape(c_in, -1, extent[0] + 1, *extent[1:], b)
-    by_phase = acc.shape[1] > 1 and c_in < 2 * _SPLIT_THREADS  # few channels: split phases
     for r0 in range(0, rows, chunk):
         n_rows = min(chunk, rows - r0)
         chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
         cols = _scratch_array("im2col", (groups, wt.shape[1], chunk_y.shape[-1]), dtype)
         np.matmul(wt, chunk_y, out=cols)
         cols = cols.reshape(c_in, len(taps), -1)
-
-        def add_taps(lo: int, hi: int, r0: int = r0, n_rows: int = n_rows,
-                     cols: np.ndarray = cols) -> None:
-            """The taps of channels lo..hi, or of phases lo..hi: each part writes its own."""
-            channels = slice(None) if by_phase else slice(lo, hi)
-            for t, (phase, shift) in enumerate(taps):
-                if by_phase and not lo <= phase < hi:
-                    continue
-                if flat:  # one run per channel: widened rows line up with the accumulator's
-                    start = (r0 + shift[0]) * row + _flat_offset(shift[1:], extent[1:], b)
-                    acc[channels, phase, start:start + n_rows * row] += cols[channels, t]
-                else:
-                    where: tuple[Any, ...] = (
-                        channels, phase, slice(r0 + shift[0], r0 + shift[0] + n_rows),
-                        *(slice(e, e + n) for e, n in zip(shift[1:], out_rest)))
-                    grid[where] += cols[channels, t].reshape(-1, n_rows, *out_rest, b)
-
-        _split(add_taps, acc.shape[1] if by_phase else c_in, cols.size)
+        for t, (phase, shift) in enumerate(taps):
+            if flat:  # one run per channel: widened rows line up with the accumulator's
+                start = (r0 + shift[0]) * row + _flat_offset(shift[1:], extent[1:], b)
+                acc[:, phase, start:start + n_rows * row] += cols[:, t]
+            else:
+                where: tuple[Any, ...] = (
+                    slice(None), phase, slice(r0 + shift[0], r0 + shift[0] + n_rows),
+                    *(slice(e, e + n) for e, n in zip(shift[1:], out_rest)))
+                grid[where] += cols[:, t].reshape(
+                    c_in, n_rows, *out_rest, b)
     return _phase_merge(geom, grid)
 
 
@@ -471,18 +421,14 @@ def _phase_merge(geom: ConvGeometry, grid: np.ndarray) -> np.ndarray:
     channels, b = grid.shape[0], grid.shape[-1]
     zeros, span = _adjoint_span(geom)
     out = np.empty((channels, *(n for _, n in span), b), grid.dtype)
-
-    def merge(c0: int, c1: int) -> None:  # channels c0..c1
-        for index, phase in enumerate(_phases(geom)):
-            src: list[int | slice]
-            src, dst = [slice(c0, c1), index], [slice(c0, c1)]
-            for r, a, (lo, n) in zip(phase, geom.axes, span):
-                first = lo + (r - lo) % a.stride  # first position of the span in this phase
-                src.append(slice(first // a.stride, -(-(lo + n - r) // a.stride)))
-                dst.append(slice(first - lo, n, a.stride))
-            _copy(out[tuple(dst)], grid[tuple(src)])
-
-    _split(merge, channels, out.size)
+    for index, phase in enumerate(_phases(geom)):
+        src: list[int | slice]
+        src, dst = [slice(None), index], [slice(None)]
+        for r, a, (lo, n) in zip(phase, geom.axes, span):
+            first = lo + (r - lo) % a.stride  # first position of the span in this phase
+            src.append(slice(first // a.stride, -(-(lo + n - r) // a.stride)))
+            dst.append(slice(first - lo, n, a.stride))
+        _copy(out[tuple(dst)], grid[tuple(src)])
     return out if zeros else _pad_adjoint(geom, out)
 
 

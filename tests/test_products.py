@@ -188,26 +188,3 @@ def test_col2im_does_not_widen_rows_for_a_weight_that_is_not_finite():
         np.testing.assert_array_equal(Col2im(A.geometry, A._w)(y), expected)
         widened = col2im(A.geometry, A._w, y, widen=True)  # what the flag prevents
     assert np.isnan(widened).sum() > np.isnan(expected).sum()
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_products_shared_between_threads_are_the_same(seed, monkeypatch):
-    """With the copies and adds split between threads (every size, 3 parts), forward, col2im
-    (widened or not) and the polyphase correlation give exactly what one thread gives."""
-    rng = np.random.default_rng(41_000 + seed)
-    layer = random_layer(rng, ndim=1 + seed % 3, max_size=9 - seed % 3, max_channels=5)
-    op = ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
-    batch = 1 + seed % 3
-    x = rng.standard_normal((*op.input_shape, batch))
-    y = rng.standard_normal((*op.output_shape, batch))
-    kernels = [lambda: products.forward(op.geometry, op._w, x),
-               lambda: col2im(op.geometry, op._w, y),
-               lambda: col2im(op.geometry, op._w, y, widen=False),
-               lambda: Polyphase(op.geometry, op._w)(y)]
-    alone = [kernel() for kernel in kernels]
-    monkeypatch.setattr(products, "_SPLIT_THREADS", 3)
-    monkeypatch.setattr(products, "_SPLIT_MIN", 0)
-    monkeypatch.setattr(products, "_split_pool", [])
-    for kernel, expected in zip(kernels, alone):
-        np.testing.assert_array_equal(kernel(), expected, err_msg=str(layer))
-    assert products._split_pool, "no product was split"  # the threads did take parts
