@@ -57,8 +57,7 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
     groups, b = geom.groups, y.shape[-1]
     c_in, c_out = geom.in_channels, geom.out_channels
     dtype = np.result_type(w, y)
-    flat, extent, chunk = _col2im_layout(geom, b, dtype.itemsize, widen)
-    taps = _tap_phases(geom)
+    flat, extent, chunk, taps = _col2im_layout(geom, b, dtype.itemsize, widen)
     wt = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (groups, C_in/g * K, C_out/g)
     rows, out_rest = geom.output_size[0], geom.output_size[1:]
     row = math.prod(extent[1:]) * b  # accumulator (and widened y) elements per row
@@ -72,22 +71,25 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
     acc = _scratch_array("split", (c_in, len(_phases(geom)), (extent[0] + 1) * row), dtype)
     acc.fill(0)
     grid = acc.reshape(c_in, -1, extent[0] + 1, *extent[1:], b)
+    by_phase = [acc[:, p] if flat else grid[:, p] for p in range(acc.shape[1])]
     for r0 in range(0, rows, chunk):
         n_rows = min(chunk, rows - r0)
         chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
         cols = _scratch_array("im2col", (groups, wt.shape[1], chunk_y.shape[-1]), dtype)
         np.matmul(wt, chunk_y, out=cols)
         cols = cols.reshape(c_in, len(taps), -1)
-        for t, (phase, shift) in enumerate(taps):
-            if flat:  # one run per channel: widened rows line up with the accumulator's
-                start = (r0 + shift[0]) * row + _flat_offset(shift[1:], extent[1:], b)
-                acc[:, phase, start:start + n_rows * row] += cols[:, t]
-            else:
-                where: tuple[Any, ...] = (
-                    slice(None), phase, slice(r0 + shift[0], r0 + shift[0] + n_rows),
-                    *(slice(e, e + n) for e, n in zip(shift[1:], out_rest)))
-                grid[where] += cols[:, t].reshape(
-                    c_in, n_rows, *out_rest, b)
+        if flat:  # one run per channel: widened rows line up with the accumulator's
+            length = n_rows * row
+            for t, (phase, first, _) in enumerate(taps):
+                start = first + r0 * row
+                target = by_phase[phase][:, start:start + length]
+                np.add(target, cols[:, t], out=target)
+            continue
+        cols = cols.reshape(c_in, len(taps), n_rows, *out_rest, b)
+        for t, (phase, first, where) in enumerate(taps):
+            target = by_phase[phase][(slice(None), slice(r0 + first, r0 + first + n_rows),
+                                      *where)]
+            np.add(target, cols[:, t], out=target)
     return _phase_merge(geom, grid)
 
 
@@ -129,10 +131,13 @@ _WIDEN_BUDGET = 512
 
 @_by_geometry
 def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
-                   ) -> tuple[bool, tuple, int]:
-    """``(flat, extent, chunk)``: whether ``y``'s rows are widened, the accumulator's extent
-    per axis in phase units (one more row is allocated: a widened run may end past the last),
-    and the output rows per chunk.
+                   ) -> tuple[bool, tuple[int, ...], int, tuple[tuple[int, int, tuple], ...]]:
+    """``(flat, extent, chunk, taps)``: whether ``y``'s rows are widened, the accumulator's
+    extent per axis in phase units (one more row is allocated: a widened run may end past the
+    last), the output rows per chunk, and per tap (:func:`_tap_phases`) where its block of
+    a chunk starting at output row 0 lies: ``(phase, first, where)``, the offset of its run
+    in a phase's flat accumulator when widened (else its first row) and the slices of the
+    other axes (unused when widened).
 
     Axis ``d`` holds the ``ceil(padded_size / stride)`` positions of a phase; widened, every
     axis after the first also holds ``output_size + max shift`` of them, so that a tap's run,
@@ -142,15 +147,20 @@ def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
     reach = [((a.kernel_size - 1) * a.dilation) // a.stride for a in geom.axes]
     wide = tuple([phases[0]] + [max(q, a.output_size + e)
                                 for q, a, e in zip(phases[1:], geom.axes[1:], reach[1:])])
-    rest = math.prod(geom.output_size[1:])
-    growth = math.prod(wide[1:]) / rest - 1
+    out_rest = geom.output_size[1:]
+    growth = math.prod(wide[1:]) / math.prod(out_rest) - 1
     flat = widen and growth * (geom.out_channels // geom.groups) * geom.output_size[-1] * b \
         <= _WIDEN_BUDGET
     extent = wide if flat else tuple(phases)
-    taps = math.prod(geom.kernel_size)
-    row_bytes = geom.in_channels * taps * math.prod(extent[1:] if flat else geom.output_size[1:])
+    row_bytes = geom.in_channels * math.prod(geom.kernel_size) * math.prod(
+        extent[1:] if flat else out_rest)
     chunk = _chunk_rows(geom.output_size[0], row_bytes * b * itemsize)
-    return flat, extent, chunk
+    row = math.prod(extent[1:]) * b
+    taps = tuple(
+        (phase, shift[0] * row + _flat_offset(shift[1:], extent[1:], b), ()) if flat else
+        (phase, shift[0], tuple(slice(e, e + n) for e, n in zip(shift[1:], out_rest)))
+        for phase, shift in _tap_phases(geom))
+    return flat, extent, chunk, taps
 
 
 def _phase_merge(geom: ConvGeometry, grid: np.ndarray) -> np.ndarray:
@@ -239,7 +249,7 @@ class Col2im:
         """The phase-split padded input, the widened ``y``, one chunk of columns, and the
         result (twice: a non-zero padding's result is a strided view, copied when flattened)."""
         geom = self.geom
-        flat, extent, chunk = _col2im_layout(geom, b, itemsize, self.widen)
+        flat, extent, chunk, _ = _col2im_layout(geom, b, itemsize, self.widen)
         row = math.prod(extent[1:])
         split = geom.in_channels * math.prod(geom.stride) * (extent[0] + 1) * row
         wide = geom.out_channels * geom.output_size[0] * row if flat else 0
