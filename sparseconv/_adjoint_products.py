@@ -6,8 +6,8 @@ By whichever moves less memory (:func:`transpose_map`):
   tap is slice-added into the padded input held split by phase modulo the stride
   (:func:`_tap_phases`: tap ``t`` of output ``o`` lands on position ``o + e`` of phase
   ``r``), where its positions are one block; no ``np.add.at``. When ``y``'s rows are widened
-  with zeros to the accumulator's (:func:`_col2im_layout`, a cost model weighing the extra
-  BLAS work against the loops saved), that block is one run per channel. The phases are
+  with zeros to the accumulator's (:func:`_col2im_layout`, when :func:`_widens` finds the
+  extra BLAS work and copy worth the loops saved), that block is one run per channel. The phases are
   then merged into the input (:func:`_phase_merge`).
 * :class:`Polyphase` -- each phase of the padded input is a stride-1 correlation of ``y``
   with a reversed subset of the taps, i.e. :func:`forward` again, computed on the interior
@@ -124,9 +124,17 @@ def _tap_phases(geom: ConvGeometry) -> tuple[tuple[int, tuple[int, ...]], ...]:
     return tuple(taps)
 
 
-#: col2im widens ``y``'s rows (more BLAS work) when the loops it saves cost more: when
-#: ``(widened / unwidened - 1) * C_out/groups * (output width * b)`` is at most this.
-_WIDEN_BUDGET = 512
+def _widens(geom: ConvGeometry, b: int, growth: float) -> bool:
+    """Whether col2im widens ``y``'s rows, by ``growth`` (the fraction of columns added).
+
+    Measured (one thread, ResNet-18's layers and a 3 -> 64 stem): widening pays when the
+    extra BLAS work is small (``growth <= 1/8``) and copying ``y`` costs less than half the
+    adds it shortens (``C_out <= C_in * prod(kernel) / 2``, per group); for a batch, whose
+    rows are long already, only when there are few input channels (the 7x7 stem's 3).
+    """
+    c_in, c_out = geom.in_channels // geom.groups, geom.out_channels // geom.groups
+    return growth <= 1 / 8 and 2 * c_out <= c_in * math.prod(geom.kernel_size) and (
+        b == 1 or c_in <= 4)
 
 
 @_by_geometry
@@ -148,9 +156,7 @@ def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
     wide = tuple([phases[0]] + [max(q, a.output_size + e)
                                 for q, a, e in zip(phases[1:], geom.axes[1:], reach[1:])])
     out_rest = geom.output_size[1:]
-    growth = math.prod(wide[1:]) / math.prod(out_rest) - 1
-    flat = widen and growth * (geom.out_channels // geom.groups) * geom.output_size[-1] * b \
-        <= _WIDEN_BUDGET
+    flat = widen and _widens(geom, b, math.prod(wide[1:]) / math.prod(out_rest) - 1)
     extent = wide if flat else tuple(phases)
     row_bytes = geom.in_channels * math.prod(geom.kernel_size) * math.prod(
         extent[1:] if flat else out_rest)
