@@ -69,24 +69,33 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
         y = wide
     y = y.reshape(groups, c_out // groups, rows, -1)
     acc = _scratch_array("split", (c_in, len(_phases(geom)), (extent[0] + 1) * row), dtype)
-    acc.fill(0)
     grid = acc.reshape(c_in, -1, extent[0] + 1, *extent[1:], b)
     by_phase = [acc[:, p] if flat else grid[:, p] for p in range(acc.shape[1])]
+    if flat:  # each phase's lead tap writes its runs: zero only what they leave
+        leads = {phase: first for _, phase, first, _, lead in taps if lead}
+        for phase, view in enumerate(by_phase):
+            view[:, :leads.get(phase, view.shape[1])] = 0
+            view[:, rows * row + leads.get(phase, 0):] = 0
+    else:
+        acc.fill(0)
     for r0 in range(0, rows, chunk):
         n_rows = min(chunk, rows - r0)
         chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
         cols = _scratch_array("im2col", (groups, wt.shape[1], chunk_y.shape[-1]), dtype)
         np.matmul(wt, chunk_y, out=cols)
-        cols = cols.reshape(c_in, len(taps), -1)
+        cols = cols.reshape(c_in, -1, cols.shape[-1])
         if flat:  # one run per channel: widened rows line up with the accumulator's
             length = n_rows * row
-            for t, (phase, first, _) in enumerate(taps):
+            for t, phase, first, _, lead in taps:
                 start = first + r0 * row
                 target = by_phase[phase][:, start:start + length]
-                np.add(target, cols[:, t], out=target)
+                if lead:
+                    np.copyto(target, cols[:, t])
+                else:
+                    np.add(target, cols[:, t], out=target)
             continue
-        cols = cols.reshape(c_in, len(taps), n_rows, *out_rest, b)
-        for t, (phase, first, where) in enumerate(taps):
+        cols = cols.reshape(c_in, -1, n_rows, *out_rest, b)
+        for t, phase, first, where, _ in taps:
             target = by_phase[phase][(slice(None), slice(r0 + first, r0 + first + n_rows),
                                       *where)]
             np.add(target, cols[:, t], out=target)
@@ -137,15 +146,19 @@ def _widens(geom: ConvGeometry, b: int, growth: float) -> bool:
         b == 1 or c_in <= 4)
 
 
+_Tap = tuple[int, int, int, tuple, bool]
+
+
 @_by_geometry
 def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
-                   ) -> tuple[bool, tuple[int, ...], int, tuple[tuple[int, int, tuple], ...]]:
+                   ) -> tuple[bool, tuple[int, ...], int, tuple[_Tap, ...]]:
     """``(flat, extent, chunk, taps)``: whether ``y``'s rows are widened, the accumulator's
     extent per axis in phase units (one more row is allocated: a widened run may end past the
-    last), the output rows per chunk, and per tap (:func:`_tap_phases`) where its block of
-    a chunk starting at output row 0 lies: ``(phase, first, where)``, the offset of its run
-    in a phase's flat accumulator when widened (else its first row) and the slices of the
-    other axes (unused when widened).
+    last), the output rows per chunk, and per tap where its block of a chunk starting at
+    output row 0 lies: ``(t, phase, first, where, lead)``, its index in weight order
+    (:func:`_tap_phases`), the offset of its run in a phase's flat accumulator when widened
+    (else its first row), the slices of the other axes (unused when widened), and whether it
+    is its phase's lead (widened only: written, not added; the leads come first).
 
     Axis ``d`` holds the ``ceil(padded_size / stride)`` positions of a phase; widened, every
     axis after the first also holds ``output_size + max shift`` of them, so that a tap's run,
@@ -162,11 +175,19 @@ def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
         extent[1:] if flat else out_rest)
     chunk = _chunk_rows(geom.output_size[0], row_bytes * b * itemsize)
     row = math.prod(extent[1:]) * b
-    taps = tuple(
-        (phase, shift[0] * row + _flat_offset(shift[1:], extent[1:], b), ()) if flat else
-        (phase, shift[0], tuple(slice(e, e + n) for e, n in zip(shift[1:], out_rest)))
-        for phase, shift in _tap_phases(geom))
-    return flat, extent, chunk, taps
+    if not flat:
+        return flat, extent, chunk, tuple(
+            (t, phase, shift[0], tuple(slice(e, e + n) for e, n in zip(shift[1:], out_rest)),
+             False) for t, (phase, shift) in enumerate(_tap_phases(geom)))
+    runs = [(t, phase, shift[0] * row + _flat_offset(shift[1:], extent[1:], b))
+            for t, (phase, shift) in enumerate(_tap_phases(geom))]
+    # a phase's lead tap, the one whose runs start last, covers with its runs every position
+    # another tap of its phase reaches before it: it is written first, as a copy
+    lead = {phase: max(first for _, p, first in runs if p == phase) for _, phase, _ in runs}
+    taps = sorted(((t, phase, first, (), first == lead.pop(phase, None))
+                   for t, phase, first in sorted(runs, key=lambda run: -run[2])),
+                  key=lambda tap: not tap[4])
+    return flat, extent, chunk, tuple(taps)
 
 
 def _phase_merge(geom: ConvGeometry, grid: np.ndarray) -> np.ndarray:

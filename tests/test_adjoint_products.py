@@ -52,9 +52,10 @@ def test_both_transpose_kernels_are_the_transpose(seed, widening):
     ((3,), dict(stride=2, padding=2, padding_mode="circular")),
     ((2, 3), dict(stride=(3, 2), padding=((4, 1), (0, 3)))),
 ])
-def test_transpose_kernels_at_the_edges_of_the_phase_split(kernel, kwargs):
+def test_transpose_kernels_at_the_edges_of_the_phase_split(kernel, kwargs, widening):
     """Zero padding is computed on the interior only: positions of a phase may then need y
-    cropped, or no tap at all; other padding modes compute the padded array and fold it."""
+    cropped, or no tap at all; other padding modes compute the padded array and fold it.
+    Widened, each phase's lead tap writes and the rest of the phase is zeroed around it."""
     rng = np.random.default_rng(17)
     size = (7, 8)[:len(kernel)]
     layer = Layer(rng.standard_normal((3, 2, *kernel)), (2, *size), kwargs)
