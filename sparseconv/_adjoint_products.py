@@ -52,7 +52,9 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
     accumulated split by phase modulo the stride (:func:`_col2im_layout`), where every tap's
     positions are a contiguous block; when ``y``'s rows are widened to the accumulator's
     (zeros), that block is one run per channel, so each add is one loop per channel instead of
-    one per output row. ``widen=False`` never widens (for a weight that is not finite).
+    one per output row. Each phase's lead tap writes its blocks instead of adding them, so
+    the accumulator is zeroed only where the leads leave it. ``widen=False`` never widens (for
+    a weight that is not finite).
     """
     groups, b = geom.groups, y.shape[-1]
     c_in, c_out = geom.in_channels, geom.out_channels
@@ -71,13 +73,14 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
     acc = _scratch_array("split", (c_in, len(_phases(geom)), (extent[0] + 1) * row), dtype)
     grid = acc.reshape(c_in, -1, extent[0] + 1, *extent[1:], b)
     by_phase = [acc[:, p] if flat else grid[:, p] for p in range(acc.shape[1])]
-    if flat:  # each phase's lead tap writes its runs: zero only what they leave
-        leads = {phase: first for _, phase, first, _, lead in taps if lead}
-        for phase, view in enumerate(by_phase):
-            view[:, :leads.get(phase, view.shape[1])] = 0
-            view[:, rows * row + leads.get(phase, 0):] = 0
-    else:
-        acc.fill(0)
+    # each phase's lead tap writes its blocks (every position another tap of its phase
+    # reaches before it is one of them, zeroed around them, or already written): zero only
+    # the rows before its first block and after its last, and phases no tap reaches
+    leads = {phase: first for _, phase, first, _, lead in taps if lead}
+    end = rows * row if flat else rows
+    for phase, view in enumerate(by_phase):
+        view[:, :leads.get(phase, view.shape[1])] = 0
+        view[:, end + leads.get(phase, 0):] = 0
     for r0 in range(0, rows, chunk):
         n_rows = min(chunk, rows - r0)
         chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
@@ -95,10 +98,17 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
                     np.add(target, cols[:, t], out=target)
             continue
         cols = cols.reshape(c_in, -1, n_rows, *out_rest, b)
-        for t, phase, first, where, _ in taps:
-            target = by_phase[phase][(slice(None), slice(r0 + first, r0 + first + n_rows),
-                                      *where)]
-            np.add(target, cols[:, t], out=target)
+        for t, phase, first, where, lead in taps:
+            band = by_phase[phase][:, r0 + first:r0 + first + n_rows]  # its rows
+            target = band[(slice(None), slice(None), *where)]
+            if not lead:
+                np.add(target, cols[:, t], out=target)
+                continue
+            np.copyto(target, cols[:, t])
+            for d, edge in enumerate(where):  # the band around its block
+                axis = (slice(None),) * (2 + d)
+                band[(*axis, slice(None, edge.start))] = 0
+                band[(*axis, slice(edge.stop, None))] = 0
     return _phase_merge(geom, grid)
 
 
@@ -158,7 +168,7 @@ def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
     output row 0 lies: ``(t, phase, first, where, lead)``, its index in weight order
     (:func:`_tap_phases`), the offset of its run in a phase's flat accumulator when widened
     (else its first row), the slices of the other axes (unused when widened), and whether it
-    is its phase's lead (widened only: written, not added; the leads come first).
+    is its phase's lead (written, not added; the leads come first).
 
     Axis ``d`` holds the ``ceil(padded_size / stride)`` positions of a phase; widened, every
     axis after the first also holds ``output_size + max shift`` of them, so that a tap's run,
@@ -175,18 +185,17 @@ def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
         extent[1:] if flat else out_rest)
     chunk = _chunk_rows(geom.output_size[0], row_bytes * b * itemsize)
     row = math.prod(extent[1:]) * b
-    if not flat:
-        return flat, extent, chunk, tuple(
+    shifts = _tap_phases(geom)
+    lead: dict[int, int] = {}  # a phase's lead: the tap whose blocks start last
+    for t, (phase, shift) in enumerate(shifts):
+        if phase not in lead or shift > shifts[lead[phase]][1]:
+            lead[phase] = t
+    taps = [(t, phase, shift[0] * row + _flat_offset(shift[1:], extent[1:], b), (), False)
+            if flat else
             (t, phase, shift[0], tuple(slice(e, e + n) for e, n in zip(shift[1:], out_rest)),
-             False) for t, (phase, shift) in enumerate(_tap_phases(geom)))
-    runs = [(t, phase, shift[0] * row + _flat_offset(shift[1:], extent[1:], b))
-            for t, (phase, shift) in enumerate(_tap_phases(geom))]
-    # a phase's lead tap, the one whose runs start last, covers with its runs every position
-    # another tap of its phase reaches before it: it is written first, as a copy
-    lead = {phase: max(first for _, p, first in runs if p == phase) for _, phase, _ in runs}
-    taps = sorted(((t, phase, first, (), first == lead.pop(phase, None))
-                   for t, phase, first in sorted(runs, key=lambda run: -run[2])),
-                  key=lambda tap: not tap[4])
+             False) for t, (phase, shift) in enumerate(shifts)]
+    taps = [(t, phase, first, where, lead[phase] == t) for t, phase, first, where, _ in taps]
+    taps.sort(key=lambda tap: not tap[4])  # the leads first
     return flat, extent, chunk, tuple(taps)
 
 
