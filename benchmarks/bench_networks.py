@@ -18,7 +18,8 @@ convolutions and the linear layer): the total time and each layer's relative int
 under 1e-3.
 
 Run: ``python benchmarks/bench_networks.py`` (the full configuration), or reduced, e.g.
-``python benchmarks/bench_networks.py --size 32 --repeat 1 --rounds 1 --layers layer1``.
+``python benchmarks/bench_networks.py --size 32 --repeat 1 --rounds 1 --layers layer1``, or
+only some cells: ``--skip-report --layers conv1,layer2.0 --batches 1 --dtypes float64``.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def operators_table(model: nn.Module, args) -> None:
     print(header)
     print("-" * len(header))
     for name, conv, shape in layers:
-        for dtype in (torch.float64, torch.float32):
+        for dtype in args.dtypes:
             for batch in args.batches:
                 t = measure(conv, shape, dtype, batch, args)
                 floor = ("", "")
@@ -178,6 +179,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating blocks per side")
     parser.add_argument("--batches", type=lambda s: [int(v) for v in s.split(",")],
                         default=[1, 8], help="batch sizes, comma-separated (default 1,8)")
+    parser.add_argument("--dtypes", default=[torch.float64, torch.float32],
+                        type=lambda s: [getattr(torch, v) for v in s.split(",")],
+                        help="dtypes, comma-separated (default float64,float32)")
     parser.add_argument("--layers", default="",
                         help="only layers whose name contains one of these, comma-separated")
     parser.add_argument("--skip-operators", action="store_true", help="part (b) only")

@@ -1,7 +1,8 @@
 """Matrix-free convolution layers: ``scipy.sparse.linalg.LinearOperator`` subclasses.
 
 Everything is driven by the :class:`ConvGeometry` that also builds the sparse matrices; the
-products themselves are computed in :mod:`sparseconv._products`.
+products themselves are computed in :mod:`sparseconv._products` (``A @ x``) and
+:mod:`sparseconv._adjoint_products` (``A.T @ y``).
 
 A convolution is ``(A, conj(A).T)``; a transposed convolution is ``(A.T, conj(A))``.
 Batches are columns: ``matmat(X)`` takes ``X`` of shape ``(prod(input_shape), b)`` and hands
@@ -32,10 +33,11 @@ from typing import Any
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from ._adjoint_products import transpose_map
 from ._geometry import ConvGeometry
 from ._layout import array_shape, from_channels_first, to_channels_first
 from ._matrices import assemble, check_format
-from ._products import check_product_memory, forward, forward_bytes, transpose_map
+from ._products import check_product_memory, forward, forward_bytes
 from ._typing import (
     ArrayLike,
     BlockSize,
@@ -167,7 +169,7 @@ class _GeometryOperator(LinearOperator):
             (X.shape[0] + math.prod(shape_out)) * b * dtype.itemsize)  # the two permuted copies
         check_product_memory(
             nbytes(b, dtype.itemsize) + permuted,
-            f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
+            lambda: f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
             f"scratch and the {shape_out} result)")
         Y = apply(to_channels_first(X, shape_in, self.layout))
         return from_channels_first(Y, self.layout)

@@ -4,32 +4,30 @@
   slabs filled from the padding map), view the strided, dilated windows without copying
   (``as_strided``), and multiply them, copied out a cache-sized chunk of output rows at a
   time (im2col), by the weight matrix with BLAS.
-* ``A.T @ y`` (no conjugation), by whichever moves less memory (:func:`transpose_map`):
-  :func:`col2im` -- BLAS gives every tap's contribution, each tap is slice-added into the
-  padded input held split by phase modulo the stride (no ``np.add.at``); or
-  :class:`Polyphase` -- each phase of the padded input a stride-1 correlation of ``y`` with
-  a reversed subset of the taps, i.e. :func:`forward` again, computed on the interior alone
-  for zero padding. Other padding modes end by adding the border slabs of the padding back
-  onto the positions they copy (the adjoint of reflect, replicate, circular padding).
+* ``A.T @ y`` (no conjugation): :mod:`sparseconv._adjoint_products` (col2im, or stride-1
+  correlations per phase, which are :func:`forward` again), from the padding's adjoint here
+  (:func:`_pad_adjoint`: the border slabs of reflect, replicate or circular padding added
+  back onto the positions they copy).
 
 Arrays are ``(C, *spatial, b)``, a batch of ``b`` columns kept last in memory throughout, so
-no transposition is ever made; strided copies move a whole batch row as one item
-(:func:`_copy`).
+no transposition is ever made; strided copies move the trailing axes contiguous in both
+arrays (a batch row, at stride 1 a window's row of outputs) as one item (:func:`_copy`).
+Whatever depends on the geometry alone is computed once per geometry (:func:`_by_geometry`).
 
 Memory: :func:`forward_bytes` and the transpose maps' ``nbytes`` give what one product
-allocates (padded input, im2col chunk or phase split, result); the operators check it against
-the memory limit (:func:`check_product_memory`) at construction for a batch of one and before
-every product. The padding's border slabs are one slice a side for zero and replicate
-padding, however wide, so no map of the padded size is ever built.
+allocates (padded input, im2col chunk or phase split, widened ``y``, result); the operators
+check it against the memory limit (:func:`check_product_memory`) at construction for a batch
+of one and before every product. The padding's border slabs are one slice a side for zero
+and replicate padding, however wide, so no map of the padded size is ever built.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -37,14 +35,14 @@ from numpy.lib.stride_tricks import as_strided
 from ._geometry import ConvGeometry
 from ._memory import MatrixTooLargeError, get_memory_limit
 
-__all__ = ["Col2im", "Polyphase", "check_product_memory", "col2im", "forward", "forward_bytes",
-           "transpose_map"]
+__all__ = ["check_product_memory", "forward", "forward_bytes"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Scratch space: the padded input and the im2col chunks of every product reuse one buffer per
 # thread, so repeated products do not page-fault fresh memory each time.
 # ---------------------------------------------------------------------------------------------
+_T = TypeVar("_T")
 _SCRATCH_LIMIT = 64 * 2**20  # larger temporaries are allocated afresh
 _scratch = threading.local()
 
@@ -61,33 +59,64 @@ def _scratch_array(slot: str, shape: tuple, dtype) -> np.ndarray:
     return buffers[slot][:nbytes].view(dtype).reshape(shape)
 
 
-def _rows(a: np.ndarray) -> np.ndarray:
-    """``a`` with its last (batch) axis viewed as one opaque item, when it is contiguous.
-
-    Copies between strided views then move one batch row per item instead of running numpy's
-    inner loop over a handful of values: for a batch of 8 behind a stride-2 gather, about 2x
-    faster. A view of the same memory; ``a`` itself when the axis is not contiguous.
-    """
-    if a.shape[-1] < 2 or a.strides[-1] != a.itemsize:
-        return a
-    return a.view(np.dtype((np.void, a.shape[-1] * a.itemsize)))[..., 0]
+def _item_run(dst: np.ndarray, src: np.ndarray) -> tuple[int, int]:
+    """``(axes, bytes)``: how many trailing axes are one contiguous run in both arrays (equal
+    lengths, C order), and the run's length in bytes."""
+    axes, run = 0, dst.itemsize
+    for n, m, d, s in zip(dst.shape[::-1], src.shape[::-1], dst.strides[::-1],
+                          src.strides[::-1]):
+        if n != m or (n > 1 and (d != run or s != run)):
+            break
+        axes, run = axes + 1, run * n
+    return axes, run
 
 
 def _copy(dst: np.ndarray, src: np.ndarray) -> None:
-    """``dst[...] = src`` (``src`` broadcast to ``dst``): a batch row at a time when no
-    conversion is needed (same dtype, byte order included), else numpy's casting copy."""
-    if dst.dtype == src.dtype:
-        rows_dst, rows_src = _rows(dst), _rows(src)
-        if rows_dst.dtype == rows_src.dtype:  # both batch axes contiguous
-            np.copyto(rows_dst, rows_src)
+    """``dst[...] = src`` (``src`` broadcast to ``dst``): a run at a time when no conversion is
+    needed (same dtype, byte order included), else numpy's casting copy.
+
+    The trailing axes contiguous in both arrays (a batch row; with it, a window's row of
+    outputs at stride 1) are viewed as one opaque item, so the copy moves a run per item
+    instead of running numpy's inner loop over a handful of values: for a batch of 8 behind a
+    stride-2 gather, about 2x faster.
+    """
+    if dst.dtype == src.dtype and dst.ndim == src.ndim:
+        axes, run = _item_run(dst, src)
+        if run > dst.itemsize:
+            lead, item = dst.ndim - axes, np.dtype((np.void, run))
+            items = [a.reshape(*a.shape[:lead], run // a.itemsize).view(item)[..., 0]
+                     for a in (dst, src)]  # src's leading axes may broadcast
+            np.copyto(items[0], items[1])
             return
     np.copyto(dst, src)
+
+
+def _by_geometry(fn: Callable[..., _T]) -> Callable[..., _T]:
+    """Memoize ``fn(geom, *args)`` by the geometry's identity: hashing a geometry (a tuple of
+    dataclasses) costs microseconds, paid several times per product. An entry keeps its
+    geometry alive, so no other object can take its id while it is cached."""
+    cache: dict[tuple, tuple[ConvGeometry, _T]] = {}
+
+    @functools.wraps(fn)
+    def memoized(geom: ConvGeometry, *args):
+        key = (id(geom), *args)
+        hit = cache.get(key)
+        if hit is not None and hit[0] is geom:
+            return hit[1]
+        if len(cache) >= 1024:
+            cache.clear()
+        value = fn(geom, *args)
+        cache[key] = (geom, value)
+        return value
+
+    memoized.cache_clear = cache.clear  # type: ignore[attr-defined]
+    return memoized
 
 
 # ---------------------------------------------------------------------------------------------
 # Padding and its adjoint, from the geometry's padding maps.
 # ---------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=256)
+@_by_geometry
 def _border_slabs(geom: ConvGeometry) -> tuple:
     """``(axis, source position or -1, region)`` for each border slab of the padding.
 
@@ -126,9 +155,15 @@ def _source_of(geom: ConvGeometry, d: int, src: int, region: list) -> tuple:
     return (slice(None), *source)
 
 
+@_by_geometry
+def _padded(geom: ConvGeometry) -> bool:
+    """Whether the layer pads at all."""
+    return any(a.pad != (0, 0) for a in geom.axes)
+
+
 def _pad(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
     """``x`` of shape ``(C, *input_size, b)`` padded to ``(C, *padded_size, b)``."""
-    if all(a.pad == (0, 0) for a in geom.axes):
+    if not _padded(geom):
         return x
     xp = _scratch_array("padded", (x.shape[0], *(a.padded_size for a in geom.axes),
                                    x.shape[-1]), x.dtype)
@@ -167,14 +202,18 @@ def _pad_adjoint(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Memory: every product's scratch and result, sized against the limit before it is allocated.
 # ---------------------------------------------------------------------------------------------
-def check_product_memory(nbytes: int, what: str) -> None:
-    """Raise :class:`MatrixTooLargeError` if a product needs more than the memory limit."""
+def check_product_memory(nbytes: int, what: str | Callable[[], str]) -> None:
+    """Raise :class:`MatrixTooLargeError` if a product needs more than the memory limit.
+
+    ``what`` names the product; a callable is called only to write the message, so that a
+    product within the limit does not pay for formatting it.
+    """
     limit = get_memory_limit()
     if limit is not None and nbytes > limit:
         raise MatrixTooLargeError(
-            f"{what} needs {nbytes / 2**30:.2f} GiB, more than the memory limit of "
-            f"{limit / 2**30:.2f} GiB; use a smaller batch or layer, or raise the limit with "
-            "sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
+            f"{what if isinstance(what, str) else what()} needs {nbytes / 2**30:.2f} GiB, more "
+            f"than the memory limit of {limit / 2**30:.2f} GiB; use a smaller batch or layer, or "
+            "raise the limit with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
         )
 
 
@@ -183,10 +222,11 @@ def _chunk_rows(rows: int, row_bytes: int) -> int:
     return min(rows, max(1, _CHUNK_BYTES // max(row_bytes, 1)))
 
 
+@_by_geometry
 def forward_bytes(geom: ConvGeometry, b: int, itemsize: int) -> int:
     """Bytes :func:`forward` allocates for a batch of ``b``: the padded input, one im2col
     chunk and the result."""
-    padded = 0 if all(a.pad == (0, 0) for a in geom.axes) else (
+    padded = 0 if not _padded(geom) else (
         geom.in_channels * math.prod(a.padded_size for a in geom.axes))
     depth = geom.in_channels // geom.groups * math.prod(geom.kernel_size)
     per_row = math.prod(geom.output_size[1:]) * b
@@ -202,13 +242,29 @@ def _windows(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
     """View of shape ``(C, *kernel_size, *output_size, b)``: tap ``t`` of output ``o`` reads
     padded position ``o*stride + t*dilation``."""
     c_stride, *sp_strides, b_stride = xp.strides
+    sizes, dilation, stride = _window_steps(geom)
     return as_strided(
-        xp,
-        shape=(xp.shape[0], *geom.kernel_size, *geom.output_size, xp.shape[-1]),
-        strides=(c_stride, *(s * a.dilation for s, a in zip(sp_strides, geom.axes)),
-                 *(s * a.stride for s, a in zip(sp_strides, geom.axes)), b_stride),
+        xp, shape=(xp.shape[0], *sizes, xp.shape[-1]),
+        strides=(c_stride, *(s * d for s, d in zip(sp_strides, dilation)),
+                 *(s * t for s, t in zip(sp_strides, stride)), b_stride),
         writeable=False,
     )
+
+
+@_by_geometry
+def _window_steps(geom: ConvGeometry) -> tuple[tuple[int, ...], ...]:
+    """``(kernel_size + output_size, dilation, stride)``, once per geometry (per product,
+    the properties' tuples cost as much as a small layer's copy)."""
+    return (*geom.kernel_size, *geom.output_size), geom.dilation, geom.stride
+
+
+@_by_geometry
+def _forward_sizes(geom: ConvGeometry, b: int, itemsize: int) -> tuple[int, int, int, int]:
+    """``(depth, rows, per_row, chunk)`` of :func:`forward`: the im2col depth per group, the
+    output rows and the columns per row, and the output rows per im2col chunk."""
+    depth = geom.in_channels // geom.groups * math.prod(geom.kernel_size)
+    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
+    return depth, rows, per_row, _chunk_rows(rows, depth * per_row * itemsize)
 
 
 #: Target size of one im2col chunk: large enough for efficient BLAS, small enough for the cache.
@@ -224,13 +280,11 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     groups, b = geom.groups, x.shape[-1]
     windows = _windows(geom, _pad(geom, x))  # (C_in, *kernel, *out, b)
     in_per_group = geom.in_channels // groups
-    depth = in_per_group * math.prod(geom.kernel_size)
-    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
     dtype = np.result_type(w, x)
-    chunk = _chunk_rows(rows, depth * per_row * dtype.itemsize)
+    depth, rows, per_row, chunk = _forward_sizes(geom, b, dtype.itemsize)
     w = w.reshape(groups, -1, depth)
     y = np.empty((groups, w.shape[1], rows, per_row), dtype)
-    lead = (slice(None),) * (1 + geom.ndim)  # channel and tap axes
+    lead = (slice(None),) * (1 + len(geom.axes))  # channel and tap axes
     for g in range(groups):
         patches = windows[g * in_per_group:(g + 1) * in_per_group]
         for r0 in range(0, rows, chunk):
@@ -239,233 +293,4 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
             _copy(im2col, block)  # the im2col copy, into reused memory
             out = y[g, :, r0:r0 + chunk].reshape(w.shape[1], -1)
             np.matmul(w[g], im2col.reshape(depth, -1), out=out)
-    return y.reshape(geom.out_channels, *geom.output_size, b)
-
-
-def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``A.T @ y`` (no conjugation) for ``y`` of shape ``(C_out, *out, b)``, by col2im.
-
-    For a cache-sized chunk of output rows, one BLAS product per group gives every tap's
-    contribution (``w.T @ y``); each tap is then added into the padded input with one slice-add
-    (no ``np.add.at``), and the padding is folded back at the end. The padded input is
-    accumulated split by phase modulo the stride (:func:`_phase_split`), where every tap's
-    positions are a contiguous block: with a stride, the adds then run over whole rows instead
-    of a few values at a time.
-    """
-    groups, b, kernel = geom.groups, y.shape[-1], geom.kernel_size
-    c_in, c_out, taps = geom.in_channels, geom.out_channels, math.prod(geom.kernel_size)
-    dtype = np.result_type(w, y)
-    wt = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (groups, C_in/g * K, C_out/g)
-    rows, per_row = geom.output_size[0], math.prod(geom.output_size[1:]) * b
-    chunk = _chunk_rows(rows, c_in // groups * taps * per_row * dtype.itemsize)
-    y = y.reshape(groups, c_out // groups, rows, per_row)
-    split = _phase_split(geom, c_in, b, dtype)
-    for r0 in range(0, rows, chunk):
-        n_rows = min(chunk, rows - r0)
-        chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
-        cols = _scratch_array("im2col", (groups, wt.shape[1], chunk_y.shape[-1]), dtype)
-        np.matmul(wt, chunk_y, out=cols)
-        cols = cols.reshape(c_in, taps, n_rows, *geom.output_size[1:], b)
-        for t, tap in enumerate(np.ndindex(*kernel)):
-            where = []
-            for d, (i, a) in enumerate(zip(tap, geom.axes)):
-                first = i * a.dilation + (r0 * a.stride if d == 0 else 0)
-                count = n_rows if d == 0 else a.output_size
-                where += [first % a.stride, slice(first // a.stride, first // a.stride + count)]
-            split[(slice(None), *where)] += cols[:, t]
-    return _phase_merge(geom, split)
-
-
-def _phase_split(geom: ConvGeometry, channels: int, b: int, dtype) -> np.ndarray:
-    """A zeroed ``(C, s_1, q_1, ..., s_d, q_d, b)`` array: padded position ``q*s + r`` of an
-    axis with stride ``s`` is at ``[r, q]``. Scratch memory: :func:`_phase_merge` copies out."""
-    shape = [channels]
-    for a in geom.axes:
-        shape += [a.stride, -(-a.padded_size // a.stride)]
-    split = _scratch_array("split", (*shape, b), dtype)
-    split.fill(0)
-    return split
-
-
-def _phase_merge(geom: ConvGeometry, split: np.ndarray) -> np.ndarray:
-    """The input-shaped array of :func:`_pad_adjoint` of the padded array held in ``split``.
-
-    One strided copy per phase: of the interior alone when the padding is zeros (the border
-    is discarded), else of the whole padded array, whose border slabs are then folded back.
-    """
-    channels, b = split.shape[0], split.shape[-1]
-    zeros, span = _adjoint_span(geom)
-    out = np.empty((channels, *(n for _, n in span), b), split.dtype)
-    for phase in itertools.product(*(range(a.stride) for a in geom.axes)):
-        src: list[int | slice]
-        src, dst = [slice(None)], [slice(None)]
-        for r, a, (lo, n) in zip(phase, geom.axes, span):
-            first = lo + (r - lo) % a.stride  # first position of the span in this phase
-            src += [r, slice(first // a.stride, -(-(lo + n - r) // a.stride))]
-            dst += [slice(first - lo, n, a.stride)]
-        _copy(out[tuple(dst)], split[tuple(src)])
-    return out if zeros else _pad_adjoint(geom, out)
-
-
-def transpose_map(geom: ConvGeometry, w: np.ndarray):
-    """The cheaper way to apply ``A.T``, by the memory each one moves.
-
-    col2im writes, reads and adds ``C_in/g * prod(kernel)`` values per output position;
-    the polyphase correlation copies and reads ``C_out/g * prod(kernel)``: col2im wins when
-    the layer widens (3 -> 64), the correlation when it does not (many taps, few channels).
-    Either is a callable with ``nbytes(b, itemsize)``, what one product allocates.
-    """
-    if all(a.kernel_size == 1 and (a.padding_mode == "zeros" or a.pad == (0, 0))
-           for a in geom.axes):
-        return Pointwise(geom, w)
-    if 3 * geom.out_channels <= 4 * geom.in_channels:
-        return Polyphase(geom, w)
-    return Col2im(geom, w)
-
-
-class Pointwise:
-    """``A.T`` of a 1x1 layer (zero padding): one product per group, ``W_g^T @ y_g``, written
-    at the input positions its outputs read (``o * stride - pad``, inside the input), into
-    zeros. ResNet's strided shortcuts: no col2im, no phase split."""
-
-    def __init__(self, geom: ConvGeometry, w: np.ndarray):
-        self.geom, self.w = geom, w
-        self.where_in, self.where_out = [slice(None)], [slice(None)]
-        for a in geom.axes:
-            lo = a.pad[0]
-            first = -(-lo // a.stride)                       # the first output inside
-            count = max(min(a.output_size, (a.size - 1 + lo) // a.stride + 1) - first, 0)
-            start = first * a.stride - lo
-            self.where_in.append(slice(start, start + a.stride * count, a.stride))
-            self.where_out.append(slice(first, first + count))
-
-    def __call__(self, y: np.ndarray) -> np.ndarray:
-        geom, groups, b = self.geom, self.geom.groups, y.shape[-1]
-        c_in, c_out = geom.in_channels, geom.out_channels
-        dtype = np.result_type(self.w, y)
-        wt = self.w.reshape(groups, c_out // groups, c_in // groups).transpose(0, 2, 1)
-        y = y[(*self.where_out, slice(None))]
-        z = np.matmul(wt, y.reshape(groups, c_out // groups, -1))  # (groups, C_in/g, P*b)
-        out = np.zeros((c_in, *(a.size for a in geom.axes), b), dtype)
-        out[(*self.where_in, slice(None))] = z.reshape(c_in, *y.shape[1:])
-        return out
-
-    def nbytes(self, b: int, itemsize: int) -> int:
-        """The products (at most the output's size) and the zeroed result."""
-        geom = self.geom
-        return (geom.in_channels * math.prod(geom.output_size)
-                + geom.in_channels * math.prod(a.size for a in geom.axes)) * b * itemsize
-
-
-class Col2im:
-    """``A.T`` by :func:`col2im`, with the bytes it allocates."""
-
-    def __init__(self, geom: ConvGeometry, w: np.ndarray):
-        self.geom, self.w = geom, w
-
-    def __call__(self, y: np.ndarray) -> np.ndarray:
-        return col2im(self.geom, self.w, y)
-
-    def nbytes(self, b: int, itemsize: int) -> int:
-        """The phase-split padded input, one chunk of columns, and the result (twice: a
-        non-zero padding's result is a strided view, copied when flattened)."""
-        geom = self.geom
-        split = geom.in_channels * math.prod(
-            a.stride * -(-a.padded_size // a.stride) for a in geom.axes)
-        taps, per_row = math.prod(geom.kernel_size), math.prod(geom.output_size[1:]) * b
-        depth = geom.in_channels // geom.groups * taps
-        cols = geom.groups * depth * _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
-        out = geom.in_channels * math.prod(n for _, n in _adjoint_span(geom)[1])
-        return (split * b + cols * per_row + 2 * out * b) * itemsize
-
-
-class Polyphase:
-    """``A.T`` of a convolution (no conjugation) as stride-1 correlations, one per phase.
-
-    The padded input position ``p = o*stride + t*dilation`` of axis ``d`` splits by its phase
-    ``r = p mod stride``: the positions ``r + stride*q`` receive exactly the taps ``t`` with
-    ``t*dilation = r (mod stride)``, from outputs ``q - (t*dilation - r)/stride``. That is a
-    stride-1 correlation of the output with those taps, reversed, at dilation
-    ``dilation/gcd(stride, dilation)``, so the transpose is ``prod(stride)`` forward passes
-    (one for stride 1: the correlation with the flipped kernel, padded by ``dilation*(k-1)``
-    minus the layer's padding).
-
-    With zero padding only the interior positions are computed, straight into the result;
-    otherwise the whole padded input is, and its border slabs are folded back.
-    """
-
-    def __init__(self, geom: ConvGeometry, w: np.ndarray):
-        self.geom = geom
-        groups, c_in, c_out = geom.groups, geom.in_channels, geom.out_channels
-        # weight of the transposed layer: (C_in, C_out/groups, *kernel), same groups
-        wt = w.reshape(groups, c_out // groups, c_in // groups, *geom.kernel_size)
-        wt = wt.swapaxes(1, 2).reshape(c_in, c_out // groups, *geom.kernel_size)
-        self.dtype = wt.dtype  # of the result with y, even when no phase has a tap
-        self.zeros, spans = _adjoint_span(geom)
-        self.shape = (c_in, *(n for _, n in spans))
-        per_axis = [self._axis_phases(a, lo, n) for a, (lo, n) in zip(geom.axes, spans)]
-        # positions of a phase that no tap reaches stay zero
-        self.covered = all(ph["taps"] for phases in per_axis for ph in phases)
-        per_axis = [[ph for ph in phases if ph["taps"]] for phases in per_axis]
-        self.phases = []
-        for combo in itertools.product(*per_axis):
-            taps = np.ix_(*(phase["taps"] for phase in combo))
-            sub = np.ascontiguousarray(wt[(slice(None), slice(None), *taps)])
-            crop = tuple(slice(ph["crop"], None) for ph in combo)
-            y_size = tuple(a.output_size - ph["crop"] for ph, a in zip(combo, geom.axes))
-            sub_geom = ConvGeometry.from_weight(
-                sub.shape, (c_out, *y_size),
-                padding=tuple(ph["pad"] for ph in combo),
-                dilation=tuple(ph["dilation"] for ph in combo), groups=groups,
-                output_size=tuple(ph["size"] for ph in combo),
-            )
-            where = tuple(slice(ph["first"], None, a.stride) for ph, a in zip(combo, geom.axes))
-            self.phases.append((crop, where, sub_geom, sub))
-
-    @staticmethod
-    def _axis_phases(axis, lo: int, n: int) -> list[dict]:
-        """Per phase: the taps, and the correlation giving padded positions ``[lo, lo + n)``.
-
-        Position ``first + stride*k`` of the phase reads ``y[k + q0 - shift_t]`` for each tap,
-        with ``q0 = (first - r)/stride``; as a correlation of ``y`` it needs ``shift_max - q0``
-        zeros on the left (when negative, ``y`` is cropped instead) and enough on the right for
-        ``size`` outputs; the geometry drops any outputs beyond those.
-        """
-        phases: list[dict[str, Any]] = []
-        for r in range(axis.stride):
-            taps = [t for t in range(axis.kernel_size) if (t * axis.dilation) % axis.stride == r]
-            first = lo + (r - lo) % axis.stride
-            size = -(-(lo + n - first) // axis.stride)
-            if size <= 0:
-                continue  # the span holds no position of this phase
-            if not taps:
-                phases.append(dict(taps=[]))
-                continue
-            shifts = [(t * axis.dilation - r) // axis.stride for t in taps]
-            step = shifts[1] - shifts[0] if len(taps) > 1 else 1
-            left = shifts[-1] - (first - r) // axis.stride
-            right = size + step * (len(taps) - 1) - axis.output_size - left
-            if -left >= axis.output_size:
-                phases.append(dict(taps=[]))  # every read falls outside y
-                continue
-            phases.append(dict(first=first - lo, taps=taps[::-1], dilation=step, size=size,
-                               pad=(max(left, 0), max(right, 0)), crop=max(-left, 0)))
-        return phases
-
-    def nbytes(self, b: int, itemsize: int) -> int:
-        """The result (twice, as :meth:`Col2im.nbytes`), and the largest phase's forward."""
-        phases = max((forward_bytes(g, b, itemsize) for _, _, g, _ in self.phases), default=0)
-        return 2 * math.prod(self.shape) * b * itemsize + phases
-
-    def __call__(self, y: np.ndarray) -> np.ndarray:
-        geom, b = self.geom, y.shape[-1]
-        if len(self.phases) == 1 and all(a.stride == 1 for a in geom.axes):
-            # stride 1: one phase, every position; no assembly needed
-            crop, _, sub_geom, sub = self.phases[0]
-            x = forward(sub_geom, sub, y[(slice(None), *crop)])
-            return x if self.zeros else _pad_adjoint(geom, x)
-        dtype = np.result_type(y.dtype, self.dtype)
-        x = (np.empty if self.covered else np.zeros)((*self.shape, b), dtype)
-        for crop, where, sub_geom, sub in self.phases:
-            _copy(x[(slice(None), *where)], forward(sub_geom, sub, y[(slice(None), *crop)]))
-        return x if self.zeros else _pad_adjoint(geom, x)
+    return y.reshape(geom.out_channels, *_window_steps(geom)[0][len(geom.axes):], b)
