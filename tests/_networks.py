@@ -271,3 +271,15 @@ def linearized(model: nn.Module) -> nn.Module:
         else:
             linearized(child)
     return model
+
+
+class Crossed(nn.Module):
+    """A convolution and a BatchNorm side by side: the BatchNorm normalizes the input, not the
+    convolution's output, so folding must not pair them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        return self.conv(x) + self.bn(x)

@@ -239,3 +239,17 @@ def nearly_rank_two(rng, channels, kernel, gap):
     w = np.einsum("oa,abij,cb->ocij", u, rng.standard_normal((2, 2, kernel, kernel)), v)
     w[:, :, kernel // 2, kernel // 2] += gap * np.linalg.qr(rng.standard_normal((channels,) * 2))[0]
     return w
+
+
+def mpmath_singular_values(matrices, digits: int = 30) -> np.ndarray:
+    """Every singular value of a stack of complex matrices by mpmath's SVD at ``digits``
+    digits, in decreasing order: the oracle for the small singular values (mpmath is in the
+    test extra: imported, never skipped)."""
+    import mpmath
+
+    exact = []
+    with mpmath.workdps(digits):
+        for h in matrices:
+            m = mpmath.matrix([[mpmath.mpc(complex(v)) for v in row] for row in h])
+            exact.extend(float(v) for v in mpmath.svd_c(m, compute_uv=False))
+    return np.sort(exact)[::-1]

@@ -23,7 +23,7 @@ from sparseconv import (
 )
 from sparseconv.testing import dottest
 
-from ._oracles import PERIODIC, nearly_rank_two, periodic_pads
+from ._oracles import PERIODIC, mpmath_singular_values, nearly_rank_two, periodic_pads
 
 
 def random_layer(rng, complex_weight=False):
@@ -351,15 +351,9 @@ def test_ill_conditioned_frequencies_are_factored_by_lapack_against_mpmath(monke
     """8 -> 8 of condition ~1e4 at every frequency: no Gram route; the small singular values
     within 1e-13 * sigma_max of mpmath's SVD at 30 digits (no worse than LAPACK's own), the
     factors unitary. The Gram route forced everywhere fails both checks: they can fail."""
-    import mpmath  # the test extra installs it: never a silent skip
     w = nearly_rank_two(np.random.default_rng(21), 8, 3, 1e-4)
     H = symbol(w, (2, 4)).reshape(-1, 8, 8)
-    exact = []
-    with mpmath.workdps(30):
-        for h in H:
-            m = mpmath.matrix([[mpmath.mpc(complex(v)) for v in row] for row in h])
-            exact.extend(float(v) for v in mpmath.svd_c(m, compute_uv=False))
-    exact = np.sort(exact)[::-1]
+    exact = mpmath_singular_values(H)
     lapack = np.sort(np.linalg.svd(H, compute_uv=False).ravel())[::-1]
     assert 1e-6 * exact[0] < exact[-1] < 1e-3 * exact[0]  # the small values are small
     calls = gram_route_spy(monkeypatch)

@@ -21,7 +21,7 @@ from sparseconv import (
 from sparseconv._spectra import dense_is_affordable
 from sparseconv._symbol import periodic_padding
 
-from ._oracles import nearly_rank_two
+from ._oracles import mpmath_singular_values, nearly_rank_two
 
 #: The periodic layer, said explicitly: the spectra's defaults are conv_matrix's (zero padding 0).
 PERIODIC = dict(padding=None, padding_mode="circular")
@@ -329,15 +329,8 @@ def test_small_singular_values_are_as_accurate_as_lapack_svd(monkeypatch):
 
 
 def test_small_singular_values_against_mpmath(monkeypatch):
-    import mpmath  # the test extra installs it: never a silent skip
     w = nearly_rank_two(np.random.default_rng(13), 4, 2, 1e-3)  # 4 -> 4, 2x2 on 2x2
-    H = symbol(w, (2, 2))
-    exact = []
-    with mpmath.workdps(40):
-        for h in H.reshape(-1, 4, 4):
-            m = mpmath.matrix([[mpmath.mpc(complex(v)) for v in row] for row in h])
-            exact.extend(float(v) for v in mpmath.svd_c(m, compute_uv=False))
-    exact = np.sort(exact)[::-1]
+    exact = mpmath_singular_values(symbol(w, (2, 2)).reshape(-1, 4, 4), digits=40)
     values = singular_values(w, (4, 2, 2), **PERIODIC)
     assert np.abs(values - exact).max() <= 1e-13 * exact[0]
     monkeypatch.setattr(spectra_module, "_GRAM_CONDITION", np.inf)  # the Gram route alone
@@ -349,15 +342,9 @@ def test_small_singular_values_of_a_16_channel_layer_against_mpmath():
     """16 -> 16 nearly rank 2 (condition ~1e4): every value, small ones included, within
     1e-13 * sigma_max of mpmath's SVD at 30 digits, and no worse than LAPACK's own SVD of the
     same per-frequency matrices (the brief of issue 12.3)."""
-    import mpmath  # the test extra installs it: never a silent skip
     w = nearly_rank_two(np.random.default_rng(14), 16, 3, 1e-4)
     H = symbol(w, (2, 2)).reshape(-1, 16, 16)
-    exact = []
-    with mpmath.workdps(30):
-        for h in H:
-            m = mpmath.matrix([[mpmath.mpc(complex(v)) for v in row] for row in h])
-            exact.extend(float(v) for v in mpmath.svd_c(m, compute_uv=False))
-    exact = np.sort(exact)[::-1]
+    exact = mpmath_singular_values(H)
     values = singular_values(w, (16, 2, 2), **PERIODIC)
     lapack = np.sort(np.linalg.svd(H, compute_uv=False).ravel())[::-1]
     assert 1e-7 * exact[0] < exact[-1] < 1e-3 * exact[0]  # the small values are small

@@ -203,14 +203,6 @@ def test_fold_batchnorm_rows_are_the_composition():
 
 
 def test_fold_batchnorm_only_where_the_tensor_flows():
-    class Crossed(nn.Module):  # the BatchNorm normalizes the input, not the convolution's output
-        def __init__(self):
-            super().__init__()
-            self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
-
-        def forward(self, x):
-            return self.conv(x) + self.bn(x)
-
     class InPlace(nn.Module):  # relu_ returns the convolution's output tensor itself
         def __init__(self):
             super().__init__()
@@ -219,7 +211,7 @@ def test_fold_batchnorm_only_where_the_tensor_flows():
         def forward(self, x):
             return self.bn(self.conv(x).relu_())
 
-    for model in (_networks.randomize(Crossed()), _networks.randomize(InPlace())):
+    for model in (_networks.randomize(_networks.Crossed()), _networks.randomize(InPlace())):
         report = sct.lipschitz_report(model, (2, 5, 5), fold_batchnorm=True)
         assert [row["name"] for row in report] == ["conv", "bn"], type(model).__name__
     in_place = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True), nn.BatchNorm2d(2))

@@ -152,15 +152,6 @@ def test_report_is_the_eager_report(network, fold, how, tmp_path):
         expected.network_upper, expected.activations, expected.chain_checked, expected.reason)
 
 
-class Crossed(nn.Module):  # the BatchNorm normalizes the input, not the convolution's output
-    def __init__(self):
-        super().__init__()
-        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
-
-    def forward(self, x):
-        return self.conv(x) + self.bn(x)
-
-
 class Mutated(nn.Module):  # an in-place relu on the convolution's output before the BatchNorm
     def __init__(self):
         super().__init__()
@@ -183,7 +174,7 @@ class Fused(nn.Module):
 
 @pytest.mark.parametrize("how", ["script", "trace"])
 def test_fold_batchnorm_only_where_the_tensor_flows(how, tmp_path):
-    for model, names in ((Crossed(), ["conv", "bn"]), (Mutated(), ["conv", "bn"]),
+    for model, names in ((_networks.Crossed(), ["conv", "bn"]), (Mutated(), ["conv", "bn"]),
                          (Fused(), ["conv+bn"])):
         model = _networks.randomize(model)
         eager = sct.lipschitz_report(model, (2, 5, 5), fold_batchnorm=True)
