@@ -372,14 +372,16 @@ def _certified_square(mu: float, bandwidth: int, rounding: Rounding, inner: int,
     return up(proved + gamma(2 * inner + taps**2 + 4) * w1 * w1 + 2 * w1 * eps + eps * eps)
 
 
-def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
+def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float, beaten: float,
                   xis: list) -> list:
     """One task of :func:`section_bound`: prove each block at ``xis`` below ``mu``, or not.
 
     Per frequency and group: ``None`` when a Cholesky factorization proves the block's Gram
     below ``mu``; else ``(proved, lam, vector)``, ``proved`` the smallest of a few candidates
     just above its computed top eigenvalue ``lam`` that a Cholesky factorization proves
-    (``math.inf`` if none does), or ``(None, None, None)`` when no eigenvalue estimate came.
+    (``math.inf`` if none does; ``math.nan``, unproved, when ``lam`` reaches ``beaten``: the
+    section cannot win, a Ritz value being below the block's top eigenvalue), or ``(None,
+    None, None)`` when no eigenvalue estimate came.
     """
     results = []
     for xi in xis:
@@ -394,9 +396,10 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float,
             except spla.ArpackError:  # no estimate: the caller takes the circulant bound
                 per_group.append((None, None, None))
                 continue
-            proved = next((c for c in (max(lam, 1e-300) * (1 + delta) for delta in
-                                       (1e-9, 1e-8, 1e-7, 1e-5, 1e-3, 1e-1, 1.0))
-                           if _below(gram, c)), math.inf)
+            proved = math.nan if lam >= beaten else next(
+                (c for c in (max(lam, 1e-300) * (1 + delta) for delta in
+                             (1e-9, 1e-8, 1e-7, 1e-5, 1e-3, 1e-1, 1.0)) if _below(gram, c)),
+                math.inf)
             per_group.append((proved, lam, gram.to_input(vector)))
         results.append(per_group)
     return results
@@ -464,7 +467,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
         batch = [f for f in order[done:done + size] if rows.flat[f] ** 2 > mu]
         xis = [tuple(int(i) for i in np.unravel_index(f, rows.shape)) for f in batch]
         chunks = [[xi] for xi in xis]
-        proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu), chunks,
+        proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu, beat * beat), chunks,
                             executor=executor, what=f"the exact section on axis {axis}",
                             label=functools.partial(_block_label, xis))
         for flat, xi, [per_group] in zip(batch, xis, proofs):
@@ -477,6 +480,8 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
                     continue
                 if proved == math.inf:  # pragma: no cover - Lanczos does not miss by 2x
                     return math.inf, witnesses
+                if math.isnan(proved):  # this block alone reaches beat: the section loses
+                    return float(rows.flat[order[0]]), witnesses
                 mu = max(mu, proved)
                 if group not in witnesses or lam > witnesses[group].value:
                     witnesses[group] = Witness(lam, axis, xi, group, vector)
