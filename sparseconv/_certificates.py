@@ -425,7 +425,8 @@ def _block_label(xis: list, i: int) -> str:
 
 
 def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int, beat: float,
-                  rounding: Rounding, executor: Executor | None = None) -> tuple[float, dict]:
+                  rounding: Rounding, executor: Executor | None = None,
+                  best: float | None = None) -> tuple[float, dict]:
     """Upper bound on ``||A||`` with ``axis`` exact and the other axes periodic on ``grid``.
 
     ``rows[xi]`` is a certified bound on the block at frequency ``xi`` of the other axes (its
@@ -435,7 +436,10 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     ``mu``); then rounds of as many blocks as run at once, each proved against the ``mu`` of
     its round -- a block proved below an older ``mu`` is below the final one. The visit ends
     when no block left can exceed ``mu``, or early once ``mu`` passes ``beat`` (another
-    bound, which then wins); the result bounds ``||A||`` either way. Also returns, per group,
+    bound, which then wins, or one it is not worth beating by less); the result bounds
+    ``||A||`` either way. ``best`` (default ``beat``): the best bound known; a block whose
+    top Ritz value already reaches it is not proved, and the section returns its circulant
+    bound. Also returns, per group,
     the block with the largest computed top eigenvalue (the witnesses, to start the lower
     bound from).
     """
@@ -467,7 +471,8 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
         batch = [f for f in order[done:done + size] if rows.flat[f] ** 2 > mu]
         xis = [tuple(int(i) for i in np.unravel_index(f, rows.shape)) for f in batch]
         chunks = [[xi] for xi in xis]
-        proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu, beat * beat), chunks,
+        beaten = (beat if best is None else best) ** 2
+        proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu, beaten), chunks,
                             executor=executor, what=f"the exact section on axis {axis}",
                             label=functools.partial(_block_label, xis))
         for flat, xi, [per_group] in zip(batch, xis, proofs):
@@ -480,7 +485,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
                     continue
                 if proved == math.inf:  # pragma: no cover - Lanczos does not miss by 2x
                     return math.inf, witnesses
-                if math.isnan(proved):  # this block alone reaches beat: the section loses
+                if math.isnan(proved):  # this block alone reaches best: the section loses
                     return float(rows.flat[order[0]]), witnesses
                 mu = max(mu, proved)
                 if group not in witnesses or lam > witnesses[group].value:

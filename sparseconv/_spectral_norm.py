@@ -257,7 +257,7 @@ def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: d
         if low is not None:
             beat -= SECTION_GAIN * max(beat - low, 0.0)
         value, witnesses = section_bound(weight, geom, grid, blocks, axis, beat, rounding,
-                                         executor)
+                                         executor, best=min(bounds.values()))
         bounds[f"exact axis {axis}"] = value
         if witnesses and value <= min(bounds.values()):
             best = witnesses
