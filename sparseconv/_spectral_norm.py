@@ -247,7 +247,7 @@ def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: d
     caller has one; each later section then stops once it cannot beat the best bound by more
     than ``SECTION_GAIN`` of the gap to it (its bound is still certified, only less tight).
     """
-    per_frequency, best, low = certified.max(axis=-1), {}, None
+    per_frequency, chosen, low = certified.max(axis=-1), {}, None
     for axis in range(geom.ndim):
         if not fits(section_bytes(geom, axis)):
             continue  # an exact section only tightens the bound: skipped, never refused late
@@ -260,10 +260,10 @@ def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: d
                                          executor, best=min(bounds.values()))
         bounds[f"exact axis {axis}"] = value
         if witnesses and value <= min(bounds.values()):
-            best = witnesses
+            chosen = witnesses
             if floor is not None:
                 low = floor(witnesses)
-    return best
+    return chosen
 
 
 def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None,
@@ -291,6 +291,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
             check_memory(nbytes, "the Cholesky factorization of the whole Gram matrix "
                          f"({flops:.2e} multiply-adds) of spectral_norm's method='exact'")
         exact_first = exact or (not upper_only and flops <= FULL_FLOPS and fits(nbytes))
+
         def floor(found: dict) -> float:  # the quotient of the start vector they give
             x = start_vector(geom, grid, found)
             x = x if weight.dtype.kind == "c" else x.real
