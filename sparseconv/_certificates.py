@@ -298,14 +298,29 @@ def section_gram(kernel: np.ndarray, taps: np.ndarray, positions: int) -> Sectio
     return gram
 
 
-def _section_sides(geom: ConvGeometry, axis: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``(depth, channels)`` of a section's ``T^H T`` and of its ``T T^H``: band depth in
-    positions, and channels per position."""
-    a = geom.axes[axis]
-    span = a.dilation * (a.kernel_size - 1) + 1
-    channels = block_shape(geom)[1] // geom.stride[axis]  # C_in/g times the others' phases
-    return ((min(span, a.size), channels),
-            (min((span - 1) // a.stride + 1, a.output_size), geom.out_channels // geom.groups))
+def _gram_sides(axes, c_in: int, c_out: int) -> tuple[tuple[int, int, int], ...]:
+    """``(positions, depth, channels)`` of ``T^H T`` and of ``T T^H`` for a layer along
+    ``axes`` (C order), before either is built: the band depth in positions is one more than
+    the largest linear offset between two positions one output reads (between two outputs
+    that read one position)."""
+    sides = []
+    for channels, sizes, reach in (
+            (c_in, [a.size for a in axes], [a.dilation * (a.kernel_size - 1) for a in axes]),
+            (c_out, [a.output_size for a in axes],
+             [a.dilation * (a.kernel_size - 1) // a.stride for a in axes])):
+        depth, step = 1, 1
+        for size, r in zip(reversed(sizes), reversed(reach)):
+            depth += min(r, size - 1) * step
+            step *= size
+        sides.append((step, depth, channels))
+    return tuple(sides)
+
+
+def _section_sides(geom: ConvGeometry, axis: int) -> tuple[tuple[int, int, int], ...]:
+    """:func:`_gram_sides` of the blocks of the section along ``axis``: their channels are
+    ``C_in/g`` times the other axes' phases."""
+    return _gram_sides([geom.axes[axis]], block_shape(geom)[1] // geom.stride[axis],
+                       geom.out_channels // geom.groups)
 
 
 def section_bytes(geom: ConvGeometry, axis: int) -> int:
@@ -313,11 +328,11 @@ def section_bytes(geom: ConvGeometry, axis: int) -> int:
     the side that takes more: :func:`section_gram` may pick either)."""
     a = geom.axes[axis]
     itemsize = 16  # complex symbols; real kernels in 1-D take less
-    (depth_in, c_in), (depth_out, c_out) = _section_sides(geom, axis)
-    # the tap products, and per position: blocks, the band (cached) and its working copy
-    return max(a.kernel_size**2 * max(c_in, c_out) ** 2 * 2 + 3 * depth * size * c * c
-               for depth, size, c in ((depth_in, a.size, c_in),
-                                      (depth_out, a.output_size, c_out))) * itemsize
+    sides = _section_sides(geom, axis)
+    widest = max(c for _, _, c in sides)
+    # the tap products, and per position: a block row, the band and its working copy
+    return max(a.kernel_size**2 * widest**2 * 2 + 3 * depth * size * c * c
+               for size, depth, c in sides) * itemsize
 
 
 def _below(gram: SectionGram, mu: float) -> bool:
@@ -444,11 +459,12 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     bound from).
     """
     check_memory(section_bytes(geom, axis), "an exact section of spectral_norm")
-    c_out, taps = geom.out_channels // geom.groups, math.prod(geom.kernel_size)
+    taps = math.prod(geom.kernel_size)
     # every gram of this section has one band, on the side section_gram picks: the taps, not
     # the kernel, decide it; the allowance takes the larger side's
-    (depth_in, channels), (depth_out, _) = _section_sides(geom, axis)
-    bandwidth, inner = max(depth_in * channels, depth_out * c_out) - 1, max(channels, c_out)
+    sides = _section_sides(geom, axis)
+    bandwidth = max(depth * c for _, depth, c in sides) - 1
+    inner = max(c for _, _, c in sides)
     limit = get_memory_limit()
     at_once = max(1, min(os.cpu_count() or 1, limit // section_bytes(geom, axis)
                          if limit else os.cpu_count() or 1))
@@ -511,31 +527,10 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
 FULL_FLOPS = 2**37
 
 
-def _layer_taps(geom: ConvGeometry) -> np.ndarray:
-    """The whole layer's gather map over linear input positions: ``(outputs, taps)``, -1 a pad."""
-    index, valid = np.zeros((1, 1), dtype=np.int64), np.ones((1, 1), dtype=bool)
-    for a in geom.axes:  # C order over the axes, outputs and taps alike
-        taps = a.tap_index()
-        index = (index[:, None, :, None] * a.size + taps[None, :, None, :]).reshape(
-            index.shape[0] * taps.shape[0], -1)
-        valid = (valid[:, None, :, None] & (taps >= 0)[None, :, None, :]).reshape(index.shape)
-    return np.where(valid, index, -1)
-
-
 def _full_sides(geom: ConvGeometry) -> list[tuple[int, int]]:
     """``(rows, bandwidth + 1)`` of the whole layer's ``T^H T`` and of its ``T T^H``."""
-    sides = []
-    for channels, sizes, reach in (
-            (geom.in_channels // geom.groups, geom.input_size,
-             [a.dilation * (a.kernel_size - 1) for a in geom.axes]),
-            (geom.out_channels // geom.groups, geom.output_size,  # outputs sharing an input
-             [a.dilation * (a.kernel_size - 1) // a.stride for a in geom.axes])):
-        depth, step = 1, 1
-        for size, r in zip(reversed(sizes), reversed(reach)):  # the largest linear offset
-            depth += min(r, size - 1) * step
-            step *= size
-        sides.append((step * channels, depth * channels))
-    return sides
+    return [(size * c, depth * c) for size, depth, c in _gram_sides(
+        geom.axes, geom.in_channels // geom.groups, geom.out_channels // geom.groups)]
 
 
 def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int, int]:
@@ -587,7 +582,7 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     are factorized in parallel (:func:`sparseconv._parallel.map_chunks`). ``math.inf`` when
     no candidate is proved.
     """
-    taps = _layer_taps(geom)
+    taps = geom.index_map()  # the whole layer's gather map, C order over the axes
     size = math.prod(geom.input_size)
     c_out = geom.out_channels // geom.groups
     kernels = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
