@@ -249,10 +249,6 @@ class SectionGram:
                 view[:n - d, :, d * c:(d + 1) * c] = block[:n - d]
         self._work: np.ndarray | None = None
 
-    @property
-    def bandwidth(self) -> int:
-        return self.depth * self.channels - 1
-
     def band(self, mu: float) -> np.ndarray:
         """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``, Fortran-ordered
         (LAPACK's own order, so no copy on the way in): a working array of this Gram, which the
@@ -269,10 +265,9 @@ class SectionGram:
         return _gather_apply(self._adjoint, self.transposed, y).ravel()
 
     def toarray(self) -> np.ndarray:
-        return self.matvec_columns(np.eye(self.shape[0], dtype=self.dtype))
-
-    def matvec_columns(self, columns: np.ndarray) -> np.ndarray:
-        return np.stack([self.matvec(c) for c in columns.T], axis=1)
+        """The dense Gram matrix, column by column (small sections only)."""
+        return np.stack([self.matvec(c) for c in np.eye(self.shape[0], dtype=self.dtype)],
+                        axis=1)
 
 
 def section_gram(kernel: np.ndarray, taps: np.ndarray, positions: int) -> SectionGram:
