@@ -10,11 +10,21 @@ The Lanczos basis is the memory of this stage: at most 64 vectors, fewer if the 
 says so, sized before it is allocated; a full basis thick-restarts from its top half of Ritz
 vectors (Wu and Simon), so that a layer of any size gets its bound and each step reads a
 bounded basis.
+
+A large layer iterates in single precision when the caller passes the operator in it: its
+products and the basis' reads take half the time, for the same number of steps (64->128 on
+112x112, ``tol=1e-7``: 179 steps either way, 19.7 s against 38.1 s on one core). Only the
+search runs there: the vector found is checked in double precision (its quotient and
+residual), the iteration goes on in double precision from it if that check fails, and the
+bound is the double-precision quotient, as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from scipy.sparse.linalg import LinearOperator
 
 from ._geometry import ConvGeometry
 from ._memory import MatrixTooLargeError, check_memory, get_memory_limit
@@ -82,6 +92,11 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
     return int(min(fits, BASIS, maxiter + 1))
 
 
+#: Layers with at least this many unknowns on the iterated side run the Lanczos search in
+#: single precision when the caller has the operator in it (:func:`lower_bound`).
+SINGLE_FROM = 2**14
+
+
 def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
     """Whether the top Ritz value is within ``tol`` (relative, on the norm) of ``lambda_max``.
 
@@ -97,7 +112,7 @@ def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
 
 
 def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
-             ceiling: float = np.inf) -> tuple[np.ndarray, bool]:
+             ceiling: float = np.inf) -> tuple[np.ndarray, bool, float, int]:
     """Top Ritz vector of ``A^H A`` by thick-restarted Lanczos with full reorthogonalization.
 
     The basis ``V`` and the projection ``H = V^H A^H A V`` (from the Gram-Schmidt
@@ -109,8 +124,9 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
     eigenvalue), or after ``maxiter`` steps. A full basis (:func:`_basis_size`) keeps its
     top half of Ritz vectors and goes on from ``w`` (Wu and Simon's thick restart). One
     Gram-Schmidt pass against the basis, a second one only when the first removed most of
-    the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector and whether
-    ``tol`` was met.
+    the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector, whether
+    ``tol`` was met, the gap from the top Ritz value to the next one (``theta`` without a
+    next one) and the number of steps taken.
     """
     n = op.shape[1]
     dtype = np.result_type(op.dtype, start.dtype)
@@ -141,11 +157,12 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
         ritz, steps = vectors[:, -1], steps + 1
         history.append(values[-1])
         settled = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
+        gap = values[-1] - values[-2] if m > 1 else values[-1]
         if norm <= 1e-14 * abs(values[-1]) or values[-1] >= ceiling * (1 - tol) or (
                 settled and _converged(values, norm * abs(ritz[-1]), tol)):
-            return basis[:m].T @ ritz, True
+            return basis[:m].T @ ritz, True, gap, steps
         if steps >= maxiter:
-            return basis[:m].T @ ritz, False
+            return basis[:m].T @ ritz, False, gap, steps
         if m == size:  # thick restart: the top Ritz vectors, then w
             top = vectors[:, -keep:]
             basis[:keep] = top.T @ basis[:m]
@@ -156,17 +173,36 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
         m += 1
 
 
+def _confirmed(op, vector: np.ndarray, gap: float, tol: float, ceiling: float) -> bool:
+    """Whether ``vector`` meets ``tol`` by :func:`_lanczos`'s tests, redone with ``op``: its
+    quotient and residual computed in ``op``'s precision (``gap``, to the next eigenvalue,
+    as the iteration estimated it)."""
+    image = op.matvec(vector)
+    scale = float(np.vdot(vector, vector).real)
+    theta = float(np.vdot(image, image).real) / scale
+    residual = float(np.linalg.norm(op.rmatvec(image) - theta * vector)) / np.sqrt(scale)
+    return theta >= ceiling * (1 - tol) or _converged(np.array([theta - gap, theta]),
+                                                       residual, tol)
+
+
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
-                maxiter: int = 300, upper: float = np.inf) -> tuple[float, bool]:
+                maxiter: int = 300, upper: float = np.inf,
+                single: Callable[[], LinearOperator] | None = None) -> tuple[float, bool]:
     """A rigorous lower bound on ``||A||``: the best certified quotient ``||A u|| / ||u||``.
 
     ``upper``: a certified upper bound on ``||A||``, if known; the iteration also stops once
     its estimate is within ``tol`` of it (then it is within ``tol`` of the norm, proved).
-    Returns the bound and whether the Lanczos iteration met ``tol``.
+    ``single``: makes the same operator in single precision, if the caller can; with at
+    least :data:`SINGLE_FROM` unknowns the search runs on it, is confirmed in ``op``'s
+    precision (:func:`_confirmed`) and, if that fails, goes on there from the vector found,
+    within ``maxiter`` steps in all. Returns the bound and whether the Lanczos iteration met
+    ``tol``.
     """
     rows, cols = op.shape
+    fast = single() if single is not None and max(rows, cols) >= SINGLE_FROM else None
     if rows < cols:  # the same singular values; iterate on outputs instead
         op, start = op.H, op.matvec(start)
+        fast = None if fast is None else fast.H
         rows, cols = cols, rows
     v0 = start.real if op.dtype.kind != "c" else start
     # a fixed random part reaches every eigenvector: a symmetric layer's witness can be
@@ -179,8 +215,17 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
         columns = op.matmat(np.eye(cols, dtype=op.dtype))
         candidates.append(np.linalg.eigh(np.conj(columns.T) @ columns)[1][:, -1])
     else:
-        vector, converged = _lanczos(op, v0, tol, min(maxiter, cols), upper * upper)
-        candidates.append(vector)
+        steps, ceiling = 0, upper * upper
+        if fast is not None:
+            found, converged, gap, steps = _lanczos(fast, v0.astype(fast.dtype), tol,
+                                                    min(maxiter, cols), ceiling)
+            found = found.astype(op.dtype)
+            candidates.append(found)
+            converged = converged and _confirmed(op, found, gap, tol, ceiling)
+            v0 = found
+        if fast is None or (not converged and steps < maxiter):
+            vector, converged, _, _ = _lanczos(op, v0, tol, min(maxiter - steps, cols), ceiling)
+            candidates.append(vector)
     best = max(rounding.quotient_lower(float(np.linalg.norm(op.matvec(u))),
                                        float(np.linalg.norm(u)), max(rows, cols))
                for u in candidates)

@@ -22,6 +22,7 @@ such, never clamped away.
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -266,6 +267,15 @@ def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: d
     return chosen
 
 
+def _operator(weight, geom: ConvGeometry, single: bool = False) -> ConvOperator:
+    """The layer's operator; ``single``: in single precision (the Lanczos search's, see
+    :func:`lower_bound`)."""
+    dtype = (np.complex64 if weight.dtype.kind == "c" else np.float32) if single else None
+    return ConvOperator(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
+                        dilation=geom.dilation, groups=geom.groups,
+                        padding_mode=geom.padding_mode, dtype=dtype)
+
+
 def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None,
             upper_only: bool = False, exact: bool = False) -> SpectralNorm:
     """Certified bounds of a layer that is neither periodic nor small.
@@ -277,8 +287,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     witnesses. Other paddings: the padding's norm times the bounds of the unpadded layer on
     the padded input.
     """
-    op = ConvOperator(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
-                      dilation=geom.dilation, groups=geom.groups, padding_mode=geom.padding_mode)
+    op = _operator(weight, geom)
     check_lanczos_memory(op)  # every stage is sized before the first one starts
     copies = _copies(geom)  # after the operator, whose scratch memory is checked first
     exact_first = False
@@ -319,7 +328,8 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         lower = rounding.quotient_lower(float(np.linalg.norm(op.matvec(start))),
                                         float(np.linalg.norm(start)), max(op.shape))
         return _checked(upper, lower, upper, "upper", bounds, False)
-    lower, converged = lower_bound(op, start, tol, rounding, upper=upper)
+    lower, converged = lower_bound(op, start, tol, rounding, upper=upper,
+                                   single=functools.partial(_operator, weight, geom, True))
     if exact_first and upper - lower > max(tol, 1e-6) * upper:
         groups = certified.reshape(-1, geom.groups).max(axis=0)  # each group's circulant bound
         bounds["exact"] = full_bound(weight, geom, lower, rounding, tol, groups, executor)

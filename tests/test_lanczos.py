@@ -1,0 +1,101 @@
+"""The Lanczos lower bound (sparseconv._lanczos): its single-precision search, checked and
+finished in double precision, against LAPACK's norm of the explicit matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparseconv import ConvOperator, conv_matrix, spectral_norm
+from sparseconv import _lanczos
+from sparseconv._rounding import Rounding
+
+
+def dense_norm(w, shape, **kwargs):
+    return np.linalg.norm(conv_matrix(w, shape, **kwargs).toarray(), 2)
+
+
+@pytest.fixture
+def single_everywhere(monkeypatch):
+    """Every layer searches in single precision (only large ones do by default), and the
+    calls of the iteration are recorded by precision."""
+    monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
+    calls: list[str] = []
+    original = _lanczos._lanczos
+
+    def recorded(op, start, *args):
+        calls.append(np.dtype(op.dtype).name)
+        return original(op, start, *args)
+
+    monkeypatch.setattr(_lanczos, "_lanczos", recorded)
+    return calls
+
+
+LAYERS = [  # (C_out, C_in, kernel, input size, keyword arguments)
+    (6, 4, (3, 3), (11, 9), dict(padding=1)),
+    (5, 3, (3, 3), (12, 12), dict(padding=2, stride=2)),
+    (8, 8, (3,), (40,), dict(padding=1, dilation=2, groups=2)),
+    (4, 4, (3, 3), (10, 10), dict(padding=1, padding_mode="reflect")),
+    (3, 2, (2, 3, 3), (5, 6, 5), dict(padding=1)),
+]
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("layer", LAYERS, ids=[str(k) for *_, k in LAYERS])
+def test_single_precision_search_gives_the_double_precision_bound(single_everywhere, layer,
+                                                                   complex_):
+    """The search in float32 (complex64) finds a vector whose double-precision quotient is
+    as good as the double-precision search's: the interval holds the truth, and its lower
+    end is within tol of it."""
+    c_out, c_in, kernel, size, kwargs = layer
+    rng = np.random.default_rng(sum(size) + c_out)
+    w = rng.standard_normal((c_out, c_in // kwargs.get("groups", 1), *kernel))
+    if complex_:
+        w = w + 1j * rng.standard_normal(w.shape)
+    shape = (c_in, *size)
+    result = spectral_norm(w, shape, method="bounds", tol=1e-9, **kwargs)
+    truth = dense_norm(w, shape, **kwargs)
+    assert single_everywhere[0] == ("complex64" if complex_ else "float32")
+    assert result.lower <= truth * (1 + 1e-14) and truth <= result.upper * (1 + 1e-14)
+    assert result.converged
+    assert truth - result.lower <= 1e-8 * truth, (result, truth)
+
+
+def test_an_unconfirmed_single_precision_search_goes_on_in_double(single_everywhere):
+    """A tolerance below single precision's reach: the float32 search cannot be confirmed,
+    and the double-precision iteration, started from its vector, meets it."""
+    w = np.random.default_rng(3).standard_normal((6, 6, 3, 3))
+    shape = (6, 14, 14)
+    result = spectral_norm(w, shape, padding=1, method="bounds", tol=1e-13)
+    truth = dense_norm(w, shape, padding=1)
+    assert single_everywhere == ["float32", "float64"]
+    assert result.converged
+    assert abs(truth - result.lower) <= 1e-12 * truth and result.lower <= truth * (1 + 1e-15)
+
+
+def test_the_steps_of_both_precisions_count_against_maxiter(single_everywhere):
+    """maxiter bounds the steps in all: a search that uses them up is not continued, and the
+    result says tol was not met."""
+    w = np.random.default_rng(4).standard_normal((6, 6, 3, 3))
+    op = ConvOperator(w, (6, 14, 14), padding=1)
+    single = ConvOperator(w, (6, 14, 14), padding=1, dtype=np.float32)
+    rounding = Rounding.of(w, 1)
+    start = np.ones(op.shape[1])
+    lower, converged = _lanczos.lower_bound(op, start, 1e-13, rounding, maxiter=6,
+                                            single=lambda: single)
+    assert single_everywhere == ["float32"] and not converged
+    assert lower <= dense_norm(w, (6, 14, 14), padding=1)
+
+
+def test_confirmation_redoes_the_tests_in_double_precision():
+    """An eigenvector of the Gram passes; a vector that is far from one does not."""
+    w = np.random.default_rng(5).standard_normal((4, 4, 3, 3))
+    op = ConvOperator(w, (4, 9, 9), padding=1)
+    gram = op.tosparse().toarray()
+    values, vectors = np.linalg.eigh(gram.T @ gram)
+    gap = values[-1] - values[-2]
+    assert _lanczos._confirmed(op, vectors[:, -1], gap, 1e-10, np.inf)
+    assert not _lanczos._confirmed(op, vectors[:, -1] + vectors[:, -2], gap, 1e-10, np.inf)
+    # at a proved ceiling, the quotient alone decides
+    ceiling = values[-1] * (1 + 1e-12)
+    assert _lanczos._confirmed(op, vectors[:, -1] + 1e-3 * vectors[:, 0], 0.0, 1e-6, ceiling)
