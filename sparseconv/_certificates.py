@@ -37,6 +37,7 @@ import scipy.linalg
 import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry
+from ._gram_symbol import gram_symbol, top_squares, worth_it
 from ._memory import check_memory, get_memory_limit
 from ._parallel import map_chunks, one_blas_thread
 from ._rounding import Rounding, U, gamma, up
@@ -91,26 +92,47 @@ def block_shape(geom: ConvGeometry) -> tuple[int, int]:
             geom.in_channels // geom.groups * math.prod(geom.stride))
 
 
-def circulant_tops(weight, periodic: ConvGeometry, executor: Executor | None = None,
-                   progress: ProgressLike | None = None) -> np.ndarray:
-    """Computed ``sigma_max`` of the periodic layer's symbol per frequency and group.
+def circulant_tops(weight, periodic: ConvGeometry, rounding: Rounding,
+                   executor: Executor | None = None, progress: ProgressLike | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sigma_max`` of the periodic layer's symbol per frequency and group: computed, and
+    rigorous lower and upper bounds on it (``rounding``: the weight's model).
 
-    Returns shape ``(*grid/s, groups)``. A real kernel's symbol is computed at one frequency
-    of each pair ``{xi, -xi}`` and mirrored; a complex kernel's at every frequency.
+    Each shape ``(*grid/s, groups)``. A real kernel's symbol is computed at one frequency of
+    each pair ``{xi, -xi}`` and mirrored; a complex kernel's at every frequency. Where the
+    Gram matrices' own coefficients cost less than the symbol's products at every frequency
+    (:func:`sparseconv._gram_symbol.worth_it`: many channels), the Gram matrices come from
+    them; else from the symbol.
     """
     full_grid = [a.size // a.stride for a in periodic.axes]
-    check_memory(8 * math.prod(full_grid) * periodic.groups,
+    check_memory(24 * math.prod(full_grid) * periodic.groups,
                  "the per-frequency maxima of spectral_norm's circulant bound")
     if weight.dtype.kind == "c":
         frequencies = np.indices(full_grid).reshape(len(full_grid), -1).T
     else:
         frequencies, _ = conjugate_pairs(full_grid)
-    top = per_frequency(periodic, weight, frequencies, top_per_frequency, executor, progress,
-                        "spectral_norm's circulant bound")  # (F, groups)
-    full = np.empty((*full_grid, top.shape[-1]))
-    if weight.dtype.kind != "c":  # sigma(-xi) = sigma(xi) only for a real kernel
-        full[tuple(((-frequencies) % full_grid).T)] = top
-    full[tuple(frequencies.T)] = top
+    what = "spectral_norm's circulant bound"
+    if worth_it(periodic, len(frequencies)):
+        gram = gram_symbol(periodic, weight, rounding)
+        squares = top_squares(gram, frequencies, executor, progress, what)
+        top = np.sqrt(np.maximum(squares, 0.0))
+        lower, upper = rounding.square_interval(squares, gram.allowance)
+    else:
+        top = per_frequency(periodic, weight, frequencies, top_per_frequency, executor,
+                            progress, what)  # (F, groups)
+        rows, cols = block_shape(periodic)
+        lower, upper = rounding.top_lower(top, rows, cols), rounding.top_upper(top, rows, cols)
+    return tuple(_mirrored(values, frequencies, full_grid, weight.dtype.kind != "c")
+                 for values in (top, lower, upper))  # type: ignore[return-value]
+
+
+def _mirrored(values: np.ndarray, frequencies: np.ndarray, grid: list[int],
+              real: bool) -> np.ndarray:
+    """Per-frequency ``values`` on the whole grid; a real kernel's also at ``-xi``."""
+    full = np.empty((*grid, values.shape[-1]))
+    if real:  # sigma(-xi) = sigma(xi) only for a real kernel
+        full[tuple(((-frequencies) % grid).T)] = values
+    full[tuple(frequencies.T)] = values
     return full
 
 

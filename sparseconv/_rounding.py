@@ -116,12 +116,26 @@ class Rounding:
         value = np.sqrt(np.square(top) + beta * U * frob * frob) + self.symbol_error
         return value * (1 + gamma(8))
 
-    def top_lower(self, top: float, rows: int, cols: int) -> float:
+    @overload
+    def top_lower(self, top: np.ndarray, rows: int, cols: int) -> np.ndarray: ...
+    @overload
+    def top_lower(self, top: float, rows: int, cols: int) -> float: ...
+    def top_lower(self, top: np.ndarray | float, rows: int, cols: int) -> np.ndarray | float:
         """:meth:`top_upper`'s counterpart: a rigorous lower bound on ``sigma_max(H(xi))``."""
         m, n = max(rows, cols), min(rows, cols)
         frob = self.tap_norms + self.symbol_error
         beta = 2 * (m + 2) + n * n + 1
-        return down(math.sqrt(max(top * top - beta * U * frob * frob, 0.0)) - self.symbol_error)
+        value = np.sqrt(np.maximum(np.square(top) - beta * U * frob * frob, 0.0))
+        value = np.maximum((value - self.symbol_error) * (1 - gamma(8)), 0.0)
+        return float(value) if np.ndim(value) == 0 else value
+
+    @staticmethod
+    def square_interval(squares: np.ndarray, allowance: float) -> tuple[np.ndarray, np.ndarray]:
+        """Rigorous bounds on ``sigma`` from computed ``sigma^2`` values known to within
+        ``allowance`` (absolute): ``(lower, upper)``."""
+        upper = np.sqrt(np.maximum(squares, 0.0) + allowance) * (1 + gamma(8))
+        lower = np.sqrt(np.maximum(squares - allowance, 0.0)) * (1 - gamma(8))
+        return lower, upper
 
     def quotient_lower(self, image_norm: float, vector_norm: float, size: int) -> float:
         """A rigorous lower bound on ``||A v|| / ||v||`` from their computed norms.

@@ -33,7 +33,6 @@ import scipy.linalg
 
 from ._certificates import (
     FULL_FLOPS,
-    block_shape,
     circulant_tops,
     dense_upper,
     embedding_grid,
@@ -171,11 +170,10 @@ def _copies(geom: ConvGeometry) -> int:
 
 
 def _fft(weight, geom: ConvGeometry, executor=None, progress=None) -> SpectralNorm:
-    rounding = Rounding.of(weight, geom.groups)
-    top = float(circulant_tops(weight, geom, executor, progress).max())
-    rows, cols = block_shape(geom)
-    lower, upper = rounding.top_lower(top, rows, cols), float(rounding.top_upper(top, rows, cols))
-    return _checked(top, lower, upper, "fft", {"fft": upper})
+    top, lower, upper = circulant_tops(weight, geom, Rounding.of(weight, geom.groups), executor,
+                                       progress)
+    value, low, high = float(top.max()), float(lower.max()), float(upper.max())
+    return _checked(value, low, high, "fft", {"fft": high})
 
 
 def _dense(weight, geom: ConvGeometry) -> SpectralNorm:
@@ -227,12 +225,12 @@ def _circulant(weight, geom: ConvGeometry, rounding: Rounding, executor=None,
                progress=None) -> tuple[list, np.ndarray]:
     """The embedding grid and the certified circulant bound per frequency and group."""
     grid = embedding_grid(geom)
-    top = circulant_tops(weight, periodic_geometry(weight.shape, geom, grid), executor, progress)
-    rows, cols = block_shape(geom)
+    _, _, upper = circulant_tops(weight, periodic_geometry(weight.shape, geom, grid), rounding,
+                                 executor, progress)
     # (the Toeplitz symbol's supremum, Araujo et al.'s bound, is never below this one: the
     # strided circulant layer subsamples the stride-1 one, whose norm is the symbol's
     # maximum on the grid; see sparseconv.toeplitz_norm for the bound of every input size)
-    return grid, rounding.top_upper(top, rows, cols)
+    return grid, upper
 
 
 #: A further exact section runs only while it can still lower the best upper bound by more

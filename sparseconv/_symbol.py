@@ -141,24 +141,42 @@ def symbol_at(geom: ConvGeometry, weight: np.ndarray, frequencies=None) -> np.nd
     """
     ndim, groups = geom.ndim, geom.groups
     grid = np.array([a.size // a.stride for a in geom.axes])
-    c_out, c_in = geom.out_channels // groups, geom.in_channels // groups
     # numpy's stubs want the shape of np.indices as a sequence, not an integer array
     xi = (np.indices(grid).reshape(ndim, -1).T if frequencies is None  # type: ignore[call-overload]
           else np.asarray(frequencies, dtype=np.int64).reshape(-1, ndim))
+    shift, placed = placed_taps(geom, weight)
+    h = phases(xi, shift, grid) @ placed.reshape(len(shift), -1)
+    lead = tuple(grid) if frequencies is None else (xi.shape[0],)
+    return h.reshape(*lead, groups, geom.out_channels // groups, -1)
+
+
+def placed_taps(geom: ConvGeometry, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each tap's shift on the coarse grid and its weight placed in its phase's columns.
+
+    Returns ``shift``, shape ``(K, ndim)``, and ``placed``, shape ``(K, groups, C_out/g, C_in/g,
+    prod(stride))``: ``H(xi) = sum_t placed[t] exp(2 pi i <shift_t, xi/M>)`` (columns
+    flattened ``(c, r)``).
+    """
+    ndim, groups = geom.ndim, geom.groups
+    c_out, c_in = geom.out_channels // groups, geom.in_channels // groups
     first = [a.tap_index()[0] for a in geom.axes]  # positions read by output 0, per axis
     taps = list(np.ndindex(*geom.kernel_size))
     u = np.array([[first[d][tap[d]] for d in range(ndim)] for tap in taps])  # (K, ndim)
     stride = np.array(geom.stride)
     shift, phase = u // stride, np.ravel_multi_index((u % stride).T, geom.stride)
-    turns = ((xi[:, None, :] * shift[None, :, :]) % grid / grid).sum(axis=-1)  # (F, K)
     placed = np.zeros((len(taps), groups, c_out, c_in, math.prod(geom.stride)),
                       dtype=np.result_type(weight, np.float64))
     w = weight.reshape(groups, c_out, c_in, len(taps))
     for t in range(len(taps)):  # taps that wrap onto one position simply add up
         placed[t, ..., phase[t]] += w[..., t]
-    h = np.exp(2j * np.pi * turns) @ placed.reshape(len(taps), -1)
-    lead = tuple(grid) if frequencies is None else (xi.shape[0],)
-    return h.reshape(*lead, groups, c_out, -1)
+    return shift, placed
+
+
+def phases(xi: np.ndarray, shift: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """``exp(2 pi i <shift, xi/M>)`` for frequencies ``(F, ndim)`` and shifts ``(K, ndim)``:
+    shape ``(F, K)``; the products reduced modulo the grid first, in exact integers."""
+    turns = ((xi[:, None, :] * shift[None, :, :]) % grid / grid).sum(axis=-1)
+    return np.exp(2j * np.pi * turns)
 
 
 def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,

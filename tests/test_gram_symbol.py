@@ -1,0 +1,96 @@
+"""The Gram matrices' own trigonometric polynomial (sparseconv._gram_symbol), against the
+symbol's Gram matrices and LAPACK's singular values of the symbol."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparseconv import _certificates
+from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
+from sparseconv._geometry import ConvGeometry
+from sparseconv._gram_symbol import gram_symbol, worth_it
+from sparseconv._rounding import Rounding
+from sparseconv._symbol import phases, symbol_at
+
+LAYERS = [  # (C_out, C_in, kernel, size, keyword arguments); both Gram sides occur
+    (6, 4, (3, 3), (9, 8), {}),
+    (3, 5, (3, 3), (12, 12), dict(stride=2)),
+    (8, 8, (3,), (20,), dict(dilation=2, groups=2)),
+    (3, 2, (2, 3, 3), (6, 6, 5), {}),
+    (6, 4, (5, 5), (12, 12), dict(stride=(2, 3))),
+    (4, 4, (3, 3), (10, 10), dict(groups=4)),
+    (2, 7, (4, 1), (12, 9), dict(stride=(3, 1), dilation=(2, 1))),
+]
+
+
+def periodic(layer, complex_=False, scale=None, seed=0):
+    c_out, c_in, kernel, size, kwargs = layer
+    rng = np.random.default_rng(seed + sum(size) + c_out)
+    w = rng.standard_normal((c_out, c_in // kwargs.get("groups", 1), *kernel))
+    if complex_:
+        w = w + 1j * rng.standard_normal(w.shape)
+    if scale is not None:  # a wide dynamic range: entries from 1e-scale to 1e+scale
+        w = w * 10.0 ** rng.uniform(-scale, scale, w.shape)
+    geom = ConvGeometry.from_weight(w.shape, (c_in, *size), padding=tuple(k // 2 for k in kernel),
+                                    **kwargs)
+    return w, periodic_geometry(w.shape, geom, embedding_grid(geom))
+
+
+def smaller_grams(h):
+    """The reference: each symbol block's Gram matrix on its smaller side."""
+    adjoint = np.conj(np.swapaxes(h, -1, -2))
+    return h @ adjoint if h.shape[-2] <= h.shape[-1] else adjoint @ h
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("layer", LAYERS, ids=[str(layer[:4]) for layer in LAYERS])
+def test_the_coefficients_sum_to_the_symbols_gram_matrices(layer, complex_):
+    w, geom = periodic(layer, complex_)
+    gram = gram_symbol(geom, w, Rounding.of(w, geom.groups))
+    grid = np.array([a.size // a.stride for a in geom.axes])
+    xi = np.indices(grid).reshape(len(grid), -1).T
+    expected = smaller_grams(symbol_at(geom, w, xi))  # (F, groups, n, n)
+    got = np.einsum("fd,gdij->fgij", phases(xi, gram.deltas, grid), gram.coefficients)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-12 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("scale", [None, 6.0])
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("layer", LAYERS, ids=[str(layer[:4]) for layer in LAYERS])
+def test_certified_tops_hold_lapacks_singular_values(layer, complex_, scale):
+    """Every frequency's interval holds LAPACK's largest singular value of the symbol, on
+    random kernels and on kernels spanning 12 orders of magnitude."""
+    w, geom = periodic(layer, complex_, scale)
+    rounding = Rounding.of(w, geom.groups)
+    gram = gram_symbol(geom, w, rounding)
+    grid = np.array([a.size // a.stride for a in geom.axes])
+    xi = np.indices(grid).reshape(len(grid), -1).T
+    truth = np.linalg.svd(symbol_at(geom, w, xi), compute_uv=False)[..., 0]  # (F, groups)
+    lower, upper = rounding.square_interval(gram.top_squares(xi), gram.allowance)
+    slack = 4e-16 * truth.max()  # LAPACK's own error on the reference
+    assert np.all(lower <= truth + slack) and np.all(truth <= upper + slack)
+    assert np.all(upper - lower <= 1e-6 * truth.max())  # and the interval is tight
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=[str(layer[:4]) for layer in LAYERS])
+def test_both_routes_of_the_circulant_bound_agree(layer, monkeypatch):
+    w, geom = periodic(layer)
+    rounding = Rounding.of(w, geom.groups)
+    monkeypatch.setattr(_certificates, "worth_it", lambda *args: True)
+    by_gram = circulant_tops(w, geom, rounding)
+    monkeypatch.setattr(_certificates, "worth_it", lambda *args: False)
+    by_symbol = circulant_tops(w, geom, rounding)
+    np.testing.assert_allclose(by_gram[0], by_symbol[0], rtol=1e-12, atol=1e-14)
+    for low, high in ((by_gram[1], by_symbol[2]), (by_symbol[1], by_gram[2])):
+        assert np.all(low <= high)  # each route's interval meets the other's
+
+
+def test_the_route_is_taken_where_it_saves_work():
+    many = ConvGeometry.from_weight((64, 64, 3, 3), (64, 16, 16), padding=1,
+                                    padding_mode="circular")
+    depthwise = ConvGeometry.from_weight((64, 1, 3, 3), (64, 16, 16), padding=1, groups=64,
+                                         padding_mode="circular")
+    assert worth_it(many, 256 // 2) and not worth_it(depthwise, 256 // 2)
+    assert not worth_it(many, 4)  # a few frequencies do not pay for the coefficients
