@@ -37,7 +37,7 @@ import scipy.linalg
 import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry
-from ._gram_symbol import gram_symbol, top_squares, worth_it
+from ._gram_symbol import LANCZOS_FROM, gram_symbol, top_squares, worth_it
 from ._memory import check_memory, get_memory_limit
 from ._parallel import map_chunks, one_blas_thread
 from ._rounding import Rounding, U, gamma, up
@@ -52,6 +52,7 @@ from ._typing import ProgressLike
 
 __all__ = [
     "circulant_tops",
+    "circulant_uppers",
     "dense_upper",
     "embedding_grid",
     "full_bound",
@@ -92,6 +93,17 @@ def block_shape(geom: ConvGeometry) -> tuple[int, int]:
             geom.in_channels // geom.groups * math.prod(geom.stride))
 
 
+def _circulant_frequencies(weight, periodic: ConvGeometry) -> tuple[np.ndarray, list[int]]:
+    """The frequencies to evaluate (one of each pair ``{xi, -xi}`` for a real kernel) and the
+    coarse grid, after checking the memory of the per-frequency results."""
+    grid = [a.size // a.stride for a in periodic.axes]
+    check_memory(24 * math.prod(grid) * periodic.groups,
+                 "the per-frequency maxima of spectral_norm's circulant bound")
+    if weight.dtype.kind == "c":
+        return np.indices(grid).reshape(len(grid), -1).T, grid
+    return conjugate_pairs(grid)[0], grid
+
+
 def circulant_tops(weight, periodic: ConvGeometry, rounding: Rounding,
                    executor: Executor | None = None, progress: ProgressLike | None = None,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,13 +116,7 @@ def circulant_tops(weight, periodic: ConvGeometry, rounding: Rounding,
     (:func:`sparseconv._gram_symbol.worth_it`: many channels), the Gram matrices come from
     them; else from the symbol.
     """
-    full_grid = [a.size // a.stride for a in periodic.axes]
-    check_memory(24 * math.prod(full_grid) * periodic.groups,
-                 "the per-frequency maxima of spectral_norm's circulant bound")
-    if weight.dtype.kind == "c":
-        frequencies = np.indices(full_grid).reshape(len(full_grid), -1).T
-    else:
-        frequencies, _ = conjugate_pairs(full_grid)
+    frequencies, grid = _circulant_frequencies(weight, periodic)
     what = "spectral_norm's circulant bound"
     if worth_it(periodic, len(frequencies)):
         gram = gram_symbol(periodic, weight, rounding)
@@ -122,8 +128,25 @@ def circulant_tops(weight, periodic: ConvGeometry, rounding: Rounding,
                             progress, what)  # (F, groups)
         rows, cols = block_shape(periodic)
         lower, upper = rounding.top_lower(top, rows, cols), rounding.top_upper(top, rows, cols)
-    return tuple(_mirrored(values, frequencies, full_grid, weight.dtype.kind != "c")
+    return tuple(_mirrored(values, frequencies, grid, weight.dtype.kind != "c")
                  for values in (top, lower, upper))  # type: ignore[return-value]
+
+
+def circulant_uppers(weight, periodic: ConvGeometry, rounding: Rounding,
+                     executor: Executor | None = None, progress: ProgressLike | None = None,
+                     ) -> np.ndarray:
+    """:func:`circulant_tops`' upper bounds alone, shape ``(*grid/s, groups)``: where the
+    Gram coefficients pay, proved by a Cholesky factorization just above a Lanczos estimate
+    instead of the eigenvalues (:meth:`sparseconv._gram_symbol.GramSymbol.top_uppers`)."""
+    frequencies, grid = _circulant_frequencies(weight, periodic)
+    if not worth_it(periodic, len(frequencies)):
+        return circulant_tops(weight, periodic, rounding, executor, progress)[2]
+    gram = gram_symbol(periodic, weight, rounding)
+    upper = top_squares(gram, frequencies, executor, progress,
+                        "spectral_norm's circulant bound", upper_only=True)
+    if gram.size < LANCZOS_FROM:  # the eigenvalues came: their interval's upper end
+        upper = rounding.square_interval(upper, gram.allowance)[1]
+    return _mirrored(upper, frequencies, grid, weight.dtype.kind != "c")
 
 
 def _mirrored(values: np.ndarray, frequencies: np.ndarray, grid: list[int],

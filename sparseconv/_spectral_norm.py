@@ -34,6 +34,7 @@ import scipy.linalg
 from ._certificates import (
     FULL_FLOPS,
     circulant_tops,
+    circulant_uppers,
     dense_upper,
     embedding_grid,
     full_bound,
@@ -225,8 +226,8 @@ def _circulant(weight, geom: ConvGeometry, rounding: Rounding, executor=None,
                progress=None) -> tuple[list, np.ndarray]:
     """The embedding grid and the certified circulant bound per frequency and group."""
     grid = embedding_grid(geom)
-    _, _, upper = circulant_tops(weight, periodic_geometry(weight.shape, geom, grid), rounding,
-                                 executor, progress)
+    upper = circulant_uppers(weight, periodic_geometry(weight.shape, geom, grid), rounding,
+                             executor, progress)
     # (the Toeplitz symbol's supremum, Araujo et al.'s bound, is never below this one: the
     # strided circulant layer subsamples the stride-1 one, whose norm is the symbol's
     # maximum on the grid; see sparseconv.toeplitz_norm for the bound of every input size)

@@ -94,3 +94,67 @@ def test_the_route_is_taken_where_it_saves_work():
                                          padding_mode="circular")
     assert worth_it(many, 256 // 2) and not worth_it(depthwise, 256 // 2)
     assert not worth_it(many, 4)  # a few frequencies do not pay for the coefficients
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+def test_upper_bounds_from_lanczos_and_cholesky_hold_the_singular_values(complex_, monkeypatch):
+    """The cheaper route to upper bounds alone: each holds LAPACK's sigma_max of the symbol,
+    tightly; a Lanczos estimate that misses the top (forced here) is caught by the
+    factorization and that frequency takes the eigenvalues' route, still rigorous."""
+    from sparseconv import _gram_symbol
+    layer = (24, 16, (3, 3), (8, 8), dict(stride=(2, 1)))
+    w, geom = periodic(layer, complex_)
+    rounding = Rounding.of(w, geom.groups)
+    gram = gram_symbol(geom, w, rounding)
+    grid = np.array([a.size // a.stride for a in geom.axes])
+    xi = np.indices(grid).reshape(len(grid), -1).T
+    truth = np.linalg.svd(symbol_at(geom, w, xi), compute_uv=False)[..., 0]
+    upper = gram.top_uppers(xi)
+    assert np.all(truth <= upper) and np.all(upper <= truth * (1 + 1e-8))
+    missed = _gram_symbol._lanczos_tops
+    monkeypatch.setattr(_gram_symbol, "_lanczos_tops", lambda grams: 0.9 * missed(grams))
+    fallback = gram.top_uppers(xi)
+    assert np.all(truth <= fallback) and np.all(fallback <= truth * (1 + 1e-8))
+
+
+def test_lanczos_estimates_converge_to_the_top_eigenvalue():
+    rng = np.random.default_rng(7)
+    h = rng.standard_normal((5, 40, 60)) + 1j * rng.standard_normal((5, 40, 60))
+    grams = h @ np.conj(np.swapaxes(h, 1, 2))
+    from sparseconv._gram_symbol import _lanczos_tops
+    np.testing.assert_allclose(_lanczos_tops(grams), np.linalg.eigvalsh(grams)[:, -1],
+                               rtol=1e-11)
+    rank_one = np.einsum("fi,fj->fij", h[:, :, 0], np.conj(h[:, :, 0]))  # an early breakdown
+    np.testing.assert_allclose(_lanczos_tops(rank_one), np.linalg.eigvalsh(rank_one)[:, -1],
+                               rtol=1e-11)
+
+
+def test_circulant_upper_bounds_agree_with_the_eigenvalues_route(monkeypatch):
+    from sparseconv import _gram_symbol
+    from sparseconv._certificates import circulant_uppers
+    monkeypatch.setattr(_gram_symbol, "LANCZOS_FROM", 1)
+    monkeypatch.setattr(_certificates, "LANCZOS_FROM", 1)
+    for layer in LAYERS:
+        w, geom = periodic(layer)
+        rounding = Rounding.of(w, geom.groups)
+        _, lower, upper = circulant_tops(w, geom, rounding)
+        fast = circulant_uppers(w, geom, rounding)
+        # both rigorous; the margin above the Lanczos estimate (1e-10) makes the difference
+        assert np.all(lower <= fast) and np.all(fast <= upper * (1 + 1e-9))
+
+
+def test_spectral_norm_through_the_cheaper_upper_bounds_holds_the_truth(monkeypatch):
+    """Zero-padded layers whose circulant bound takes the Lanczos-and-Cholesky route (forced
+    on small layers): the certified interval still holds LAPACK's norm of the matrix."""
+    from sparseconv import _gram_symbol, conv_matrix, spectral_norm
+    monkeypatch.setattr(_gram_symbol, "LANCZOS_FROM", 1)
+    monkeypatch.setattr(_certificates, "LANCZOS_FROM", 1)
+    monkeypatch.setattr(_certificates, "worth_it", lambda *args: True)
+    rng = np.random.default_rng(11)
+    for c_out, c_in, kernel, size, kwargs in LAYERS:
+        w = rng.standard_normal((c_out, c_in // kwargs.get("groups", 1), *kernel))
+        shape = (c_in, *size)
+        result = spectral_norm(w, shape, padding=1, method="bounds", **kwargs)
+        truth = np.linalg.norm(conv_matrix(w, shape, padding=1, **kwargs).toarray(), 2)
+        assert result.lower <= truth * (1 + 1e-14) and truth <= result.upper * (1 + 1e-14)
+        assert result.bounds["circulant"] >= truth

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparseconv import ConvOperator, conv_matrix, spectral_norm
-from sparseconv import _lanczos
+from sparseconv import ConvOperator, _lanczos, conv_matrix, spectral_norm
 from sparseconv._rounding import Rounding
 
 
