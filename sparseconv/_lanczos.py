@@ -187,16 +187,17 @@ def _confirmed(op, vector: np.ndarray, gap: float, tol: float, ceiling: float) -
 
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
                 maxiter: int = 300, upper: float = np.inf,
-                single: Callable[[], LinearOperator] | None = None) -> tuple[float, bool]:
+                single: Callable[[], LinearOperator | None] | None = None,
+                ) -> tuple[float, bool]:
     """A rigorous lower bound on ``||A||``: the best certified quotient ``||A u|| / ||u||``.
 
     ``upper``: a certified upper bound on ``||A||``, if known; the iteration also stops once
     its estimate is within ``tol`` of it (then it is within ``tol`` of the norm, proved).
-    ``single``: makes the same operator in single precision, if the caller can; with at
-    least :data:`SINGLE_FROM` unknowns the search runs on it, is confirmed in ``op``'s
-    precision (:func:`_confirmed`) and, if that fails, goes on there from the vector found,
-    within ``maxiter`` steps in all. Returns the bound and whether the Lanczos iteration met
-    ``tol``.
+    ``single``: makes the same operator in single precision (or ``None``, for lack of
+    memory), if the caller can; with at least :data:`SINGLE_FROM` unknowns the search runs on
+    it, is confirmed in ``op``'s precision (:func:`_confirmed`) and, if that fails, goes on
+    there from the vector found, within ``maxiter`` steps in all. Returns the bound and
+    whether the Lanczos iteration met ``tol``.
     """
     rows, cols = op.shape
     fast = single() if single is not None and max(rows, cols) >= SINGLE_FROM else None

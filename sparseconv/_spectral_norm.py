@@ -48,6 +48,7 @@ from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
 from ._memory import check_memory, fits
 from ._operators import ConvOperator
+from ._products import forward_bytes
 from ._rounding import Rounding, down, up
 from ._spectra import dense_is_affordable
 from ._symbol import is_periodic, layer_geometry, not_periodic, times_power_of_two, unit_scale
@@ -266,10 +267,15 @@ def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: d
     return chosen
 
 
-def _operator(weight, geom: ConvGeometry, single: bool = False) -> ConvOperator:
+def _operator(weight, geom: ConvGeometry, single: bool = False) -> ConvOperator | None:
     """The layer's operator; ``single``: in single precision (the Lanczos search's, see
-    :func:`lower_bound`)."""
+    :func:`lower_bound`), or ``None`` if its products' scratch memory, beside the double
+    precision operator's, would not fit the memory limit (the search then stays in double)."""
     dtype = (np.complex64 if weight.dtype.kind == "c" else np.float32) if single else None
+    if single:
+        double = forward_bytes(geom, 1, 16 if weight.dtype.kind == "c" else 8)
+        if not fits(3 * double // 2 + 12 * max(geom.shape) * np.dtype(dtype).itemsize):
+            return None
     return ConvOperator(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                         dilation=geom.dilation, groups=geom.groups,
                         padding_mode=geom.padding_mode, dtype=dtype)
@@ -287,6 +293,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     the padded input.
     """
     op = _operator(weight, geom)
+    assert op is not None  # only the single-precision twin can be declined
     check_lanczos_memory(op)  # every stage is sized before the first one starts
     copies = _copies(geom)  # after the operator, whose scratch memory is checked first
     exact_first = False

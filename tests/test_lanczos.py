@@ -98,3 +98,20 @@ def test_confirmation_redoes_the_tests_in_double_precision():
     # at a proved ceiling, the quotient alone decides
     ceiling = values[-1] * (1 + 1e-12)
     assert _lanczos._confirmed(op, vectors[:, -1] + 1e-3 * vectors[:, 0], 0.0, 1e-6, ceiling)
+
+
+def test_the_single_precision_twin_is_declined_when_memory_is_short():
+    """Under a memory limit that holds the double-precision operator but not a second one,
+    the search stays in double precision (no late MatrixTooLargeError)."""
+    from sparseconv import set_memory_limit
+    from sparseconv._geometry import ConvGeometry
+    from sparseconv._products import forward_bytes
+    from sparseconv._spectral_norm import _operator
+    w = np.random.default_rng(6).standard_normal((8, 8, 3, 3))
+    geom = ConvGeometry.from_weight(w.shape, (8, 64, 64), padding=1)
+    assert _operator(w, geom, single=True).dtype == np.float32
+    previous = set_memory_limit(int(1.2 * forward_bytes(geom, 1, 8)))
+    try:
+        assert _operator(w, geom) is not None and _operator(w, geom, single=True) is None
+    finally:
+        set_memory_limit(previous)
