@@ -3,6 +3,8 @@ mode and scale; a contradiction between bounds is raised, never clamped."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -153,6 +155,28 @@ def test_single_channel_complex_kernels_with_zero_taps(seed):
     shape = (1, *(int(rng.integers(k, k + 4)) for k in kernel))
     result = spectral_norm(w[None, None], shape, method="bounds")
     assert_contains(result, dense_norm(w[None, None], shape), (w, shape))
+
+
+@pytest.mark.parametrize("mode", ["replicate", "circular"])
+def test_dense_route_counts_the_rounded_sums_of_copied_entries(mode):
+    """Padding that copies an input makes each matrix entry a sum of taps, which conv_matrix
+    rounds: taps that cancel leave an entry far from its exact value (here 0 for 2**-60, or
+    4.4e-16 for 4.7e-16), and the dense certificate must not trust it. The oracle: exact
+    rational sums of the weights (the layer on a 1x1 input reads its one entry 9 times)."""
+    w = np.array([[[[2.0**-60, 1.0, -1.0]]]])
+    for method in ("auto", "dense") if mode == "replicate" else ("dense",):
+        result = spectral_norm(w, (1, 1, 1), padding=(0, 1), padding_mode=mode, method=method)
+        assert result.method == "dense" and result.lower <= 2.0**-60 <= result.upper, result
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        c_out, c_in = (int(c) for c in rng.integers(1, 4, 2))
+        w = rng.standard_normal((c_out, c_in, 3, 3))
+        w[..., 2, 2] = 0
+        w[..., 2, 2] = -w.sum(axis=(2, 3))  # the exact sums: the residues of this rounding
+        exact = np.array([[float(sum(Fraction(x) for x in w[o, c].ravel().tolist()))
+                           for c in range(c_in)] for o in range(c_out)])
+        result = spectral_norm(w, (c_in, 1, 1), padding=1, padding_mode=mode, method="dense")
+        assert_contains(result, np.linalg.norm(exact, 2), (seed, mode))
 
 
 def test_the_reported_cases():
