@@ -135,3 +135,11 @@ class Rounding:
         g = gamma(size + 2)
         error = gamma(self.taps_per_entry) * self.abs_norm * vector_norm * (1 + g)
         return down((image_norm * (1 - g) - error) / (vector_norm * (1 + g)))
+
+    def quotient_upper(self, image_norm: float, vector_norm: float, size: int) -> float:
+        """:meth:`quotient_lower`'s counterpart: the largest ``||A v|| / ||v||`` can be."""
+        if vector_norm <= 0:
+            return math.inf
+        g = gamma(size + 2)
+        error = gamma(self.taps_per_entry) * self.abs_norm * vector_norm * (1 + g)
+        return up((image_norm * (1 + g) + error) / (vector_norm * (1 - g)))

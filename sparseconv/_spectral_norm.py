@@ -88,7 +88,8 @@ class SpectralNorm:
         Every certified upper bound computed, by name, for comparison.
     converged : bool
         Whether ``lower`` is within ``tol`` of the norm as far as the Lanczos iteration behind
-        it can tell (its Ritz residual, ``sparseconv._lanczos``); always True for the exact
+        it can tell (its Ritz residual, ``sparseconv._lanczos``, and the quotient's rounding
+        allowance: taps that cancel can leave a norm below it); always True for the exact
         methods, False for ``"upper"``.
 
     Examples

@@ -375,6 +375,19 @@ def test_lanczos_reports_an_unmet_tolerance(monkeypatch):
     assert spectral_norm(w, (4, 12, 12), padding=1, method="bounds", tol=1e-10).converged
 
 
+def test_converged_is_false_when_the_rounding_allowance_exceeds_tol():
+    """Taps that cancel (2**-60 + 1 - 1 on a replicated 1-entry input): the certified lower
+    bound is 0 against a norm of 2**-60 -- not within tol, whatever Lanczos says."""
+    w = np.array([[[2.0**-60, 1.0, -1.0]]])
+    result = spectral_norm(w, (1, 1), padding=1, padding_mode="replicate", method="bounds")
+    assert_contains(result, 2.0**-60, "cancelling taps")
+    assert not result.converged, result
+    # the same taps without cancellation: converged, and within tol
+    result = spectral_norm(np.abs(w), (1, 1), padding=1, padding_mode="replicate",
+                           method="bounds")
+    assert result.converged and abs(result.lower - (2 + 2.0**-60)) <= 1e-7 * 2, result
+
+
 def _spectral_norm_module():
     import importlib
     return importlib.import_module("sparseconv._spectral_norm")
