@@ -12,8 +12,16 @@ import numpy as np
 import pytest
 
 from sparseconv import conv_matrix
-from sparseconv._certificates import SectionGram, _below, _top_eigenpair, section_gram
+from sparseconv._certificates import (
+    SectionGram,
+    _below,
+    _certified_square,
+    _top_eigenpair,
+    dense_upper,
+    section_gram,
+)
 from sparseconv._geometry import ConvGeometry
+from sparseconv._rounding import Rounding, U, gamma
 
 
 def _layer(rng, c_out, c_in, k, n, stride, padding, dilation, complex_):
@@ -96,3 +104,19 @@ def test_section_gram_keeps_its_input_side_constructor():
     kernel, taps, T = _layer(rng, 4, 2, 3, 9, 2, 1, 1, True)
     gram = SectionGram(kernel, taps, 9)  # always T^H T
     assert np.abs(gram.toarray() - np.conj(T.T) @ T).max() <= 1e-13 * np.abs(T).max() ** 2
+
+
+def test_complex_factorizations_get_the_complex_cholesky_allowance():
+    """A complex Hermitian matrix factorizes with complex inner products: the proof of
+    ``lambda_max <= mu`` allows (2k+1) gamma(k+4) mu at least (Higham, Lemma 3.5), not the
+    real (2k+1) gamma(k+2) (the gap: 2e-14 here, beyond the other allowances' rounding)."""
+    n = 50
+    unitary = np.diag(np.exp(2j * np.pi * np.arange(n) / n))  # every singular value 1
+    mu = 1 + 4 * n * U  # the first candidate: mu I - G = 4 n u I factorizes
+    higham = (2 * n - 1) * gamma(n + 3) + 2 * U
+    assert dense_upper(unitary, 1.0) ** 2 >= mu * (1 + higham) + gamma(2 * n + 4) * n
+    assert dense_upper(unitary.real, 1.0) ** 2 < mu * (1 + higham) + gamma(2 * n + 4) * n
+    rounding = Rounding.of(np.ones((1, 1, 3)), 1)
+    k = 40
+    real, complex_ = (_certified_square(1.0, k, rounding, 1, 3, c) for c in (False, True))
+    assert complex_ >= 1 + (2 * k + 1) * gamma(k + 4) and complex_ > real
