@@ -40,7 +40,7 @@ from ._geometry import ConvGeometry
 from ._gram_symbol import LANCZOS_FROM, gram_symbol, top_squares, worth_it
 from ._memory import check_memory, get_memory_limit
 from ._parallel import map_chunks, one_blas_thread
-from ._rounding import Rounding, U, gamma, up
+from ._rounding import Rounding, U, cholesky_slack, gamma, up
 from ._symbol import (
     conjugate_pairs,
     per_frequency,
@@ -412,18 +412,19 @@ class Witness:
 
 
 def _certified_square(mu: float, bandwidth: int, rounding: Rounding, inner: int,
-                      taps: int) -> float:
+                      taps: int, complex_: bool) -> float:
     """A rigorous bound on ``lambda_max(T^H T)`` of every exact block certified below ``mu``.
 
     A completed Cholesky of ``mu I - G^`` (bandwidth ``k``) proves ``lambda_max(G^) <= mu (1 +
-    (2k+1) gamma(k+2) + 2u)``; ``G^`` differs from the exact ``T^H T`` (or ``T T^H``, the same
-    top eigenvalue) by the Gram's own rounding, ``gamma(2 inner + K^2 + 4) W1^2`` (``inner``:
-    the length of the products of its blocks, ``C_out`` for ``T^H T`` and ``C_in`` for ``T
-    T^H``; callers pass the larger), and by the kernels' evaluation error ``eps``: ``2 W1 eps
-    + eps^2``. ``bandwidth``: the larger of the two sides' too.
+    slack)``, :func:`sparseconv._rounding.cholesky_slack` (``complex_``: some block was
+    factorized in complex arithmetic); ``G^`` differs from the exact ``T^H T`` (or ``T
+    T^H``, the same top eigenvalue) by the Gram's own rounding, ``gamma(2 inner + K^2 + 4)
+    W1^2`` (``inner``: the length of the products of its blocks, ``C_out`` for ``T^H T`` and
+    ``C_in`` for ``T T^H``; callers pass the larger), and by the kernels' evaluation error
+    ``eps``: ``2 W1 eps + eps^2``. ``bandwidth``: the larger of the two sides' too.
     """
     w1, eps = rounding.tap_norms + rounding.symbol_error, rounding.symbol_error
-    proved = mu * (1 + (2 * bandwidth + 1) * gamma(bandwidth + 2) + 2 * U)
+    proved = mu * (1 + cholesky_slack(bandwidth, complex_))
     return up(proved + gamma(2 * inner + taps**2 + 4) * w1 * w1 + 2 * w1 * eps + eps * eps)
 
 
@@ -505,6 +506,8 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     sides = _section_sides(geom, axis)
     bandwidth = max(depth * c for _, depth, c in sides) - 1
     inner = max(c for _, _, c in sides)
+    # a block off xi = 0 of the other axes, or of a complex kernel, factorizes in complex
+    complex_ = weight.dtype.kind == "c" or geom.ndim > 1
     limit = get_memory_limit()
     at_once = max(1, min(os.cpu_count() or 1, limit // section_bytes(geom, axis)
                          if limit else os.cpu_count() or 1))
@@ -512,7 +515,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     mu = 0.0
 
     def certified(value: float) -> float:
-        return math.sqrt(_certified_square(value, bandwidth, rounding, inner, taps))
+        return math.sqrt(_certified_square(value, bandwidth, rounding, inner, taps, complex_))
 
     order = [int(i) for i in np.argsort(rows, axis=None)[::-1]]
     if weight.dtype.kind != "c":  # T(-xi) = conj(T(xi)): one block of each pair has both spectra
@@ -639,7 +642,8 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     if worst == len(candidates):
         return math.inf
     return math.sqrt(_certified_square(candidates[worst], bandwidth, rounding,
-                                       max(c_out, weight.shape[1]), math.prod(geom.kernel_size)))
+                                       max(c_out, weight.shape[1]), math.prod(geom.kernel_size),
+                                       weight.dtype.kind == "c"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,7 +653,8 @@ def dense_upper(dense: np.ndarray, estimate: float, gram: np.ndarray | None = No
     """A rigorous upper bound on ``||dense||_2`` near ``estimate`` (LAPACK's ``sigma_max``).
 
     A dense Cholesky of ``mu I - G^``, ``G^`` the computed Gram matrix of the smaller side,
-    proves ``lambda_max(G^) <= mu (1 + (2n-1) gamma(n+1) + 2u)``; ``G^`` errs from the exact
+    proves ``lambda_max(G^) <= mu (1 + slack)`` (:func:`sparseconv._rounding.cholesky_slack`
+    of bandwidth ``n - 1``, real or complex as ``dense``); ``G^`` errs from the exact
     Gram by at most ``gamma(2m + 4) ||A||_F^2``. ``gram``: that computed Gram matrix, if the
     caller has it (``A^H A`` of a tall ``A``, ``A A^H`` of a wide one).
     """
@@ -658,7 +663,7 @@ def dense_upper(dense: np.ndarray, estimate: float, gram: np.ndarray | None = No
     if gram is None:
         gram = np.conj(a.T) @ a
     frobenius = up(np.linalg.norm(a), m * n + 4)
-    slack = (2 * n - 1) * gamma(n + 1) + 2 * U
+    slack = cholesky_slack(n - 1, np.iscomplexobj(a) or np.iscomplexobj(gram))
     for delta in (4 * n * U, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0, 3.0):
         mu = max(estimate * estimate, 1e-300) * (1 + delta)
         try:

@@ -39,7 +39,7 @@ import scipy.linalg
 from ._geometry import ConvGeometry
 from ._memory import fits
 from ._parallel import frequency_chunks, map_chunks
-from ._rounding import Rounding, U, gamma, up
+from ._rounding import Rounding, U, cholesky_slack, gamma, up
 from ._symbol import phases, placed_taps
 from ._typing import ProgressLike
 
@@ -111,14 +111,14 @@ class GramSymbol:
 
         Per matrix: Lanczos estimates ``lambda_max(G^)`` (:func:`_lanczos_tops`); a Cholesky
         factorization of ``mu I - G^`` at ``mu`` just above it proves ``lambda_max(G^) <= mu
-        + c (mu + error)``, ``c = (2n + 1) gamma(2n + 4) + 4u`` (Demmel's bound, as
-        :func:`sparseconv._certificates.dense_upper`, with complex arithmetic's constants;
-        ``G^``'s diagonal is at least ``-error``), so ``sigma_max^2 <= (mu + error)(1 + c)``.
+        + c (mu + error)``, ``c`` the complex dense Cholesky test's allowance
+        (:func:`sparseconv._rounding.cholesky_slack`; ``G^``'s diagonal is at least
+        ``-error``), so ``sigma_max^2 <= (mu + error)(1 + c)``.
         A matrix that the factorization does not prove takes :meth:`top_squares`' route.
         """
         groups, n = self.coefficients.shape[0], self.size
         step = max(1, _CHUNK_BYTES // (16 * n * n))
-        c = (2 * n + 1) * gamma(2 * n + 4) + 4 * U  # complex arithmetic: generous
+        c = cholesky_slack(n - 1, True)  # dense, complex
         uppers = np.empty((len(frequencies), groups))
         for start in range(0, len(frequencies), step):
             chunk = frequencies[start:start + step]

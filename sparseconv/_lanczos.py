@@ -197,7 +197,8 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     memory), if the caller can; with at least :data:`SINGLE_FROM` unknowns the search runs on
     it, is confirmed in ``op``'s precision (:func:`_confirmed`) and, if that fails, goes on
     there from the vector found, within ``maxiter`` steps in all. Returns the bound and
-    whether the Lanczos iteration met ``tol``.
+    whether it is within ``tol`` of the norm: the Lanczos iteration met ``tol``, and the
+    rounding allowance of the quotient is within ``tol`` too.
     """
     rows, cols = op.shape
     fast = single() if single is not None and max(rows, cols) >= SINGLE_FROM else None
@@ -227,7 +228,10 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
         if fast is None or (not converged and steps < maxiter):
             vector, converged, _, _ = _lanczos(op, v0, tol, min(maxiter - steps, cols), ceiling)
             candidates.append(vector)
-    best = max(rounding.quotient_lower(float(np.linalg.norm(op.matvec(u))),
-                                       float(np.linalg.norm(u)), max(rows, cols))
-               for u in candidates)
-    return best, converged
+    size = max(rows, cols)
+    norms = [(float(np.linalg.norm(op.matvec(u))), float(np.linalg.norm(u))) for u in candidates]
+    best, most = max((rounding.quotient_lower(*pair, size), rounding.quotient_upper(*pair, size))
+                     for pair in norms)
+    # the rounding allowance alone can exceed tol (taps that cancel: a norm far below that of
+    # |A|, which the allowance scales with): the bound is then not within tol of the quotient
+    return best, converged and best >= (1 - tol) * most

@@ -20,7 +20,9 @@ Numerical Algorithms*, 2nd ed.):
 * a Cholesky factorization of a matrix ``M`` of bandwidth ``k`` that runs to completion in
   floating point is the exact factorization of ``M + D``, ``|D| <= gamma(k + 1) |R^T| |R|``,
   hence ``||D||_2 <= (2k + 1) gamma(k + 2) max_i M_ii`` (Demmel; Rump, BIT 46, 2006): so
-  ``M`` is positive semidefinite if ``M + (2k+1) gamma(k+2) max M_ii I`` is.
+  ``M`` is positive semidefinite if ``M + (2k+1) gamma(k+2) max M_ii I`` is; in complex
+  arithmetic the inner products of length ``k + 1`` take the complex constant above,
+  ``gamma(k + 1)`` becoming ``gamma(2k + 6)`` (:func:`cholesky_slack`).
 
 Each formula below then rounds its own result outward (:func:`up`, :func:`down`).
 """
@@ -33,7 +35,7 @@ from typing import overload
 
 import numpy as np
 
-__all__ = ["U", "Rounding", "down", "gamma", "up"]
+__all__ = ["U", "Rounding", "cholesky_slack", "down", "gamma", "up"]
 
 U = 2.0**-53  #: unit roundoff of float64
 
@@ -51,6 +53,17 @@ def up(x: float | np.floating, operations: int = 8) -> float:
 def down(x: float, operations: int = 8) -> float:
     """:func:`up`'s counterpart for a lower bound (never below zero)."""
     return max(0.0, float(x) * (1 - gamma(operations)))
+
+
+def cholesky_slack(bandwidth: int, complex_: bool) -> float:
+    """The relative allowance of a Cholesky test of bandwidth ``k``: a factorization of
+    ``mu I - G`` that completes in floating point proves ``lambda_max(G) <= mu (1 + slack)``.
+
+    ``(2k + 1) gamma(k + 2) + 2u`` in real arithmetic (the ``2u``: forming ``mu - G_ii``);
+    ``(2k + 1) gamma(2k + 7) + 2u`` in complex arithmetic, whose inner products of ``k + 1``
+    terms err by ``gamma(2(k + 1) + 4)`` instead of ``gamma(k + 1)``.
+    """
+    return (2 * bandwidth + 1) * gamma(2 * bandwidth + 7 if complex_ else bandwidth + 2) + 2 * U
 
 
 @dataclass(frozen=True)
@@ -149,3 +162,11 @@ class Rounding:
         g = gamma(size + 2)
         error = gamma(self.taps_per_entry) * self.abs_norm * vector_norm * (1 + g)
         return down((image_norm * (1 - g) - error) / (vector_norm * (1 + g)))
+
+    def quotient_upper(self, image_norm: float, vector_norm: float, size: int) -> float:
+        """:meth:`quotient_lower`'s counterpart: the largest ``||A v|| / ||v||`` can be."""
+        if vector_norm <= 0:
+            return math.inf
+        g = gamma(size + 2)
+        error = gamma(self.taps_per_entry) * self.abs_norm * vector_norm * (1 + g)
+        return up((image_norm * (1 + g) + error) / (vector_norm * (1 - g)))

@@ -49,7 +49,7 @@ from ._matrices import conv_matrix
 from ._memory import check_memory, fits
 from ._operators import ConvOperator
 from ._products import forward_bytes
-from ._rounding import Rounding, down, up
+from ._rounding import Rounding, down, gamma, up
 from ._spectra import dense_is_affordable
 from ._symbol import is_periodic, layer_geometry, not_periodic, times_power_of_two, unit_scale
 from ._typing import (
@@ -90,7 +90,8 @@ class SpectralNorm:
         Every certified upper bound computed, by name, for comparison.
     converged : bool
         Whether ``lower`` is within ``tol`` of the norm as far as the Lanczos iteration behind
-        it can tell (its Ritz residual, ``sparseconv._lanczos``); always True for the exact
+        it can tell (its Ritz residual, ``sparseconv._lanczos``, and the quotient's rounding
+        allowance: taps that cancel can leave a norm below it); always True for the exact
         methods, False for ``"upper"``.
 
     Examples
@@ -190,10 +191,18 @@ def _dense(weight, geom: ConvGeometry) -> SpectralNorm:
     n = gram.shape[0]
     lam, vector = scipy.linalg.eigh(gram, subset_by_index=[n - 1, n - 1], check_finite=False)
     top, value = vector[:, 0], math.sqrt(max(float(lam[0]), 0.0))
-    rounding = Rounding.of(weight, geom.groups, _copies(geom))
+    copies = _copies(geom)
+    rounding = Rounding.of(weight, geom.groups, copies)
+    # (the quotient's allowance, gamma(taps_per_entry) |A|, covers the rounded entries too)
     lower = rounding.quotient_lower(float(np.linalg.norm(tall @ top)),
                                     float(np.linalg.norm(top)), max(rows, cols))
-    upper = dense_upper(dense, value, gram)
+    upper = dense_upper(dense, value, gram)  # the norm of `dense`, as computed
+    if copies > 1:
+        # padding that copies an input sums the taps reading one entry: each entry of `dense`
+        # is a rounded sum of at most `copies` weights, off by gamma(copies - 1) times that
+        # entry of |V| |P| -- which cancellation can make the whole of it -- so
+        # ||A - dense|| <= gamma(copies) || |V| |P| || <= gamma(copies) abs_norm
+        upper = up(upper + gamma(copies) * rounding.abs_norm, 2)
     return _checked(value, lower, upper, "dense", {"dense": upper})
 
 

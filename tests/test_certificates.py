@@ -12,8 +12,17 @@ import numpy as np
 import pytest
 
 from sparseconv import conv_matrix
-from sparseconv._certificates import SectionGram, _below, _top_eigenpair, section_gram
+from sparseconv._certificates import (
+    SectionGram,
+    _below,
+    _certified_square,
+    _top_eigenpair,
+    dense_upper,
+    section_bound,
+    section_gram,
+)
 from sparseconv._geometry import ConvGeometry
+from sparseconv._rounding import Rounding, U, gamma
 
 
 def _layer(rng, c_out, c_in, k, n, stride, padding, dilation, complex_):
@@ -96,3 +105,111 @@ def test_section_gram_keeps_its_input_side_constructor():
     kernel, taps, T = _layer(rng, 4, 2, 3, 9, 2, 1, 1, True)
     gram = SectionGram(kernel, taps, 9)  # always T^H T
     assert np.abs(gram.toarray() - np.conj(T.T) @ T).max() <= 1e-13 * np.abs(T).max() ** 2
+
+
+def test_complex_factorizations_get_the_complex_cholesky_allowance():
+    """A complex Hermitian matrix factorizes with complex inner products: the proof of
+    ``lambda_max <= mu`` allows (2k+1) gamma(k+4) mu at least (Higham, Lemma 3.5), not the
+    real (2k+1) gamma(k+2) (the gap: 2e-14 here, beyond the other allowances' rounding)."""
+    n = 50
+    unitary = np.diag(np.exp(2j * np.pi * np.arange(n) / n))  # every singular value 1
+    mu = 1 + 4 * n * U  # the first candidate: mu I - G = 4 n u I factorizes
+    higham = (2 * n - 1) * gamma(n + 3) + 2 * U
+    assert dense_upper(unitary, 1.0) ** 2 >= mu * (1 + higham) + gamma(2 * n + 4) * n
+    assert dense_upper(unitary.real, 1.0) ** 2 < mu * (1 + higham) + gamma(2 * n + 4) * n
+    rounding = Rounding.of(np.ones((1, 1, 3)), 1)
+    k = 40
+    real, complex_ = (_certified_square(1.0, k, rounding, 1, 3, c) for c in (False, True))
+    assert complex_ >= 1 + (2 * k + 1) * gamma(k + 4) and complex_ > real
+
+
+def _partly_periodic_norm(w, geom, grid, axis):
+    """The norm of the layer exact along ``axis`` and circular on ``grid`` along the others,
+    built by conv_matrix: the circular layer on the zero-padded axis (no padding there), its
+    columns restricted to the real inputs of ``axis``."""
+    from sparseconv._symbol import periodic_padding
+
+    lo, hi = geom.padding[axis]
+    sizes = [geom.input_size[axis] + lo + hi if d == axis else grid[d] for d in range(geom.ndim)]
+    pads = [(0, 0) if d == axis else p for d, p in enumerate(
+        periodic_padding(geom.kernel_size, geom.dilation))]
+    dense = conv_matrix(w, (geom.in_channels, *sizes), stride=geom.stride, padding=pads,
+                        dilation=geom.dilation, groups=geom.groups,
+                        padding_mode="circular").toarray()
+    position = np.indices((geom.in_channels, *sizes))[1 + axis].ravel()
+    real = (position >= lo) & (position < lo + geom.input_size[axis])
+    return np.linalg.norm(dense[:, real], 2)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_section_bound_is_the_norm_of_the_partly_periodic_layer(seed):
+    """Each exact section bounds (and, run to the end, equals) the norm of the layer that is
+    exact along its axis and periodic on the embedding grid along the others: the maximum
+    over every block, not only the first ones visited (rows: the certified circulant bound
+    of each block, as spectral_norm passes them)."""
+    from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
+
+    rng = np.random.default_rng(500 + seed)
+    ndim = 2 + seed % 2
+    groups = int(rng.choice([1, 2]))
+    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+    w = rng.standard_normal((groups * int(rng.integers(1, 3)), int(rng.integers(1, 3)), *kernel))
+    if seed % 3 == 0:
+        w = w + 1j * rng.standard_normal(w.shape)
+    if seed % 4 == 1:  # the top input oscillates: a block away from xi = 0 carries the norm
+        w = np.abs(w) * (-1.0) ** np.indices(kernel).sum(axis=0)
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    padding = tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (ndim, 2)))
+    sizes = (max(int(n), d * (k - 1) + 1 - lo - hi) for n, d, k, (lo, hi) in zip(
+        rng.integers(2, 6 if ndim == 2 else 4, ndim), dilation, kernel, padding))
+    geom = ConvGeometry.from_weight(
+        w.shape, (groups * w.shape[1], *sizes), padding=padding, dilation=dilation,
+        stride=tuple(int(s) for s in rng.integers(1, 3, ndim)), groups=groups)
+    w = w / np.abs(w).max()  # as spectral_norm scales it
+    rounding = Rounding.of(w, groups)
+    grid = embedding_grid(geom)
+    per_frequency = circulant_tops(w, periodic_geometry(w.shape, geom, grid), rounding)[2].max(
+        axis=-1)
+    for axis in range(ndim):
+        value, witnesses = section_bound(w, geom, grid, per_frequency.max(axis=axis), axis,
+                                         np.inf, rounding)
+        truth = _partly_periodic_norm(w, geom, grid, axis)
+        assert truth * (1 - 1e-13) <= value <= truth * (1 + 1e-6), (seed, axis, value, truth)
+        assert sorted(witnesses) == list(range(groups))
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_full_bound_proves_the_dense_norm_and_nothing_below_it(seed):
+    """The whole-Gram certificate against the dense norm: from an estimate just below it,
+    a bound just above it; from half of it, no proof (math.inf), groups pruned by their
+    circulant bounds included (depthwise and grouped layers, one group dominating)."""
+    from sparseconv._certificates import (
+        circulant_tops,
+        embedding_grid,
+        full_bound,
+        periodic_geometry,
+    )
+
+    rng = np.random.default_rng(700 + seed)
+    ndim = 1 + seed % 3
+    groups = int(rng.choice([1, 2, 4]))
+    per_group = 1 if seed % 4 == 0 else int(rng.integers(1, 3))
+    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+    w = rng.standard_normal((groups * int(rng.integers(1, 3)), per_group, *kernel))
+    if seed % 3 == 1:
+        w = w + 1j * rng.standard_normal(w.shape)
+    w[: w.shape[0] // groups] *= 2  # the first group dominates: the others can be pruned
+    w = 8 * w / np.abs(w).max()  # a norm above 8: squares and norms compared apart
+    sizes = tuple(int(n) for n in rng.integers(3, {1: 12, 2: 6, 3: 4}[ndim], ndim))
+    kwargs = dict(stride=tuple(int(s) for s in rng.integers(1, 4, ndim)), groups=groups,
+                  padding=tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (ndim, 2))))
+    shape = (groups * per_group, *(max(n, k) for n, k in zip(sizes, kernel)))
+    geom = ConvGeometry.from_weight(w.shape, shape, **kwargs)
+    truth = np.linalg.norm(conv_matrix(w, shape, **kwargs).toarray(), 2)
+    rounding = Rounding.of(w, groups)
+    upper = circulant_tops(w, periodic_geometry(w.shape, geom, embedding_grid(geom)), rounding)[2]
+    tops = upper.reshape(-1, groups).max(axis=0)
+    for pruned in (None, tops):
+        close = full_bound(w, geom, truth * (1 - 1e-10), rounding, 1e-9, pruned)
+        assert truth <= close <= truth * (1 + 1e-6), (seed, close, truth)
+        assert full_bound(w, geom, truth / 2, rounding, 1e-9, pruned) == np.inf, seed

@@ -61,15 +61,15 @@ def test_single_precision_search_gives_the_double_precision_bound(single_everywh
 
 
 def test_an_unconfirmed_single_precision_search_goes_on_in_double(single_everywhere):
-    """A tolerance below single precision's reach: the float32 search cannot be confirmed,
+    """A tolerance beyond single precision's reach: the float32 search cannot be confirmed,
     and the double-precision iteration, started from its vector, meets it."""
     w = np.random.default_rng(3).standard_normal((6, 6, 3, 3))
     shape = (6, 14, 14)
-    result = spectral_norm(w, shape, padding=1, method="bounds", tol=1e-13)
+    result = spectral_norm(w, shape, padding=1, method="bounds", tol=1e-11)
     truth = dense_norm(w, shape, padding=1)
     assert single_everywhere == ["float32", "float64"]
     assert result.converged
-    assert abs(truth - result.lower) <= 1e-12 * truth and result.lower <= truth * (1 + 1e-15)
+    assert abs(truth - result.lower) <= 1e-10 * truth and result.lower <= truth * (1 + 1e-15)
 
 
 def test_the_steps_of_both_precisions_count_against_maxiter(single_everywhere):

@@ -3,6 +3,8 @@ mode and scale; a contradiction between bounds is raised, never clamped."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -153,6 +155,28 @@ def test_single_channel_complex_kernels_with_zero_taps(seed):
     shape = (1, *(int(rng.integers(k, k + 4)) for k in kernel))
     result = spectral_norm(w[None, None], shape, method="bounds")
     assert_contains(result, dense_norm(w[None, None], shape), (w, shape))
+
+
+@pytest.mark.parametrize("mode", ["replicate", "circular"])
+def test_dense_route_counts_the_rounded_sums_of_copied_entries(mode):
+    """Padding that copies an input makes each matrix entry a sum of taps, which conv_matrix
+    rounds: taps that cancel leave an entry far from its exact value (here 0 for 2**-60, or
+    4.4e-16 for 4.7e-16), and the dense certificate must not trust it. The oracle: exact
+    rational sums of the weights (the layer on a 1x1 input reads its one entry 9 times)."""
+    w = np.array([[[[2.0**-60, 1.0, -1.0]]]])
+    for method in ("auto", "dense") if mode == "replicate" else ("dense",):
+        result = spectral_norm(w, (1, 1, 1), padding=(0, 1), padding_mode=mode, method=method)
+        assert result.method == "dense" and result.lower <= 2.0**-60 <= result.upper, result
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        c_out, c_in = (int(c) for c in rng.integers(1, 4, 2))
+        w = rng.standard_normal((c_out, c_in, 3, 3))
+        w[..., 2, 2] = 0
+        w[..., 2, 2] = -w.sum(axis=(2, 3))  # the exact sums: the residues of this rounding
+        exact = np.array([[float(sum(Fraction(x) for x in w[o, c].ravel().tolist()))
+                           for c in range(c_in)] for o in range(c_out)])
+        result = spectral_norm(w, (c_in, 1, 1), padding=1, padding_mode=mode, method="dense")
+        assert_contains(result, np.linalg.norm(exact, 2), (seed, mode))
 
 
 def test_the_reported_cases():
@@ -351,6 +375,19 @@ def test_lanczos_reports_an_unmet_tolerance(monkeypatch):
     assert spectral_norm(w, (4, 12, 12), padding=1, method="bounds", tol=1e-10).converged
 
 
+def test_converged_is_false_when_the_rounding_allowance_exceeds_tol():
+    """Taps that cancel (2**-60 + 1 - 1 on a replicated 1-entry input): the certified lower
+    bound is 0 against a norm of 2**-60 -- not within tol, whatever Lanczos says."""
+    w = np.array([[[2.0**-60, 1.0, -1.0]]])
+    result = spectral_norm(w, (1, 1), padding=1, padding_mode="replicate", method="bounds")
+    assert_contains(result, 2.0**-60, "cancelling taps")
+    assert not result.converged, result
+    # the same taps without cancellation: converged, and within tol
+    result = spectral_norm(np.abs(w), (1, 1), padding=1, padding_mode="replicate",
+                           method="bounds")
+    assert result.converged and abs(result.lower - (2 + 2.0**-60)) <= 1e-7 * 2, result
+
+
 def _spectral_norm_module():
     import importlib
     return importlib.import_module("sparseconv._spectral_norm")
@@ -400,3 +437,171 @@ def test_method_exact_takes_the_exact_routes_and_refuses_other_paddings(memory_l
     memory_limit(50_000_000)  # the whole Gram of 64 channels on 24x24 (1.9 GB) does not fit
     with pytest.raises(sc.MatrixTooLargeError, match="method='exact'"):
         spectral_norm(np.ones((64, 64, 3, 3)), (64, 24, 24), padding=1, method="exact")
+
+
+# ---------------------------------------------------------------------------------------------
+# A seeded sweep of hard layers through every route and fallback of the certificates.
+# ---------------------------------------------------------------------------------------------
+def padded_norm(w, shape, *, stride, padding, dilation, groups, padding_mode):
+    """The norm of ``A = V P`` built here: ``P`` copies inputs as ``np.pad`` does, ``V`` the
+    unpadded layer (its entries the weights themselves), the copies of one entry summed by
+    ``math.fsum`` (correctly rounded: taps that cancel do not fool this oracle)."""
+    import math
+
+    w = w.astype(np.complex128 if w.dtype.kind == "c" else np.float64)
+    sizes = shape[1:]
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(sizes, padding))
+    V = conv_matrix(w, (shape[0], *padded), stride=stride, dilation=dilation,
+                    groups=groups).toarray()
+    mode = {"zeros": "constant", "circular": "wrap", "reflect": "reflect",
+            "replicate": "edge"}[padding_mode]
+    index = np.arange(math.prod(shape)).reshape(shape) + 1  # 0: a zero pad
+    source = np.pad(index, [(0, 0), *padding], mode=mode).ravel() - 1
+    A = np.zeros((V.shape[0], math.prod(shape)), dtype=V.dtype)
+    for j in range(A.shape[1]):
+        columns = V[:, source == j]
+        A[:, j] = [math.fsum(row) for row in columns.real]
+        if A.dtype.kind == "c":
+            A[:, j] += 1j * np.array([math.fsum(row) for row in columns.imag])
+    return np.linalg.norm(A, 2)
+
+
+HARD = ["rank one", "nearly rank one", "dynamic range", "symmetric", "identical groups",
+        "depthwise", "alternating", "kernel beyond the input", "cancelling taps", "integers",
+        "float32", "tiny"]
+
+
+def hard_layer(rng, family):
+    """A small layer of ``family``: strides up to 3 with wider kernels, dilation, groups,
+    1-D to 3-D non-square grids, asymmetric padding in every mode, a quarter complex."""
+    ndim = int(rng.choice([1, 2, 2, 3]))
+    groups = int(rng.choice([1, 2, 3]))
+    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 4))
+    if family == "depthwise":
+        groups = c_in = c_out = int(rng.integers(3, 6))
+    kernel = tuple(int(k) for k in rng.integers(1 if ndim > 1 else 2, 5, ndim))
+    dilation = tuple(int(d) for d in rng.choice([1, 1, 2], ndim))
+    stride = tuple(int(s) for s in rng.choice([1, 2, 3], ndim))
+    mode = str(rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"]))
+    top = {1: 12, 2: 7, 3: 4}[ndim]
+    sizes, padding = [], []
+    for k, d in zip(kernel, dilation):
+        span = d * (k - 1) + 1
+        n = int(rng.integers(max(1, span // 2), max(2, span // 2) + 1)) if (
+            family == "kernel beyond the input") else int(rng.integers(2, top + 1))
+        cap = {"reflect": n - 1, "circular": n}.get(mode, span)
+        lo, hi = (min(cap, int(p)) for p in rng.integers(0, span, 2))
+        if n + lo + hi < span:
+            if mode in ("reflect", "circular"):
+                n = span  # no padding can reach the span: the input does
+            else:
+                hi = span - n - lo
+        sizes.append(n)
+        padding.append((lo, hi))
+    shape = (c_out, c_in // groups, *kernel)
+    complex_ = rng.random() < 0.25
+
+    def draw(size):
+        a = rng.standard_normal(size)
+        return a + 1j * rng.standard_normal(size) if complex_ else a
+
+    w = draw(shape)
+    if family in ("rank one", "nearly rank one"):
+        w = np.einsum("o,c,...->oc...", draw(shape[0]), draw(shape[1]), draw(kernel))
+        w = w + 1e-9 * draw(shape) if family == "nearly rank one" else w
+    elif family == "dynamic range":
+        w = w * 10.0 ** rng.uniform(-8, 8, shape)
+    elif family == "symmetric":  # flip-symmetric kernels: paired, multiple singular values
+        for axis in range(2, w.ndim):
+            w = w + np.flip(w, axis)
+    elif family == "identical groups":
+        w = np.concatenate([w[:c_out // groups]] * groups)
+    elif family == "alternating":  # the top input oscillates: orthogonal to ones
+        w = np.abs(w) * (-1.0) ** np.indices(kernel).sum(axis=0)
+    elif family == "cancelling taps":
+        w = w.reshape(*shape[:2], -1)
+        w[..., -1] = 0
+        w[..., -1] = -w.sum(axis=-1)
+        w = w.reshape(shape)
+    elif family == "integers":
+        w = np.round(3 * w.real) + (1j * np.round(3 * w.imag) if complex_ else 0) + 1
+    elif family == "float32":
+        w = w.astype(np.complex64 if complex_ else np.float32)
+    elif family == "tiny":
+        w = w * 1e-300
+    kwargs = dict(stride=stride, padding=tuple(padding), dilation=dilation, groups=groups,
+                  padding_mode=mode)
+    return w, (c_in, *sizes), kwargs
+
+
+def _failing_eigensolver(original):
+    calls = []
+
+    def flaky(gram):  # every other block gets no estimate: its circulant bound stands
+        calls.append(1)
+        if len(calls) % 2:
+            raise sc._certificates.spla.ArpackError(-9999)
+        return original(gram)
+    return flaky
+
+
+def _losing_sections(original):
+    def section_bound(*args, **kwargs):  # every block's Ritz value reaches the bound to beat
+        return original(*args, **{**kwargs, "best": 0.0})
+    return section_bound
+
+
+#: name: (method, {module: {attribute: value}}) -- every branch of the certificates
+ROUTES = {
+    "auto": ("auto", {}),
+    "dense": ("dense", {}),
+    "every axis": ("bounds", {}),
+    "sections": ("bounds", {"sn": {"FULL_FLOPS": 0}}),
+    "sections, no early stop": ("bounds", {"sn": {"FULL_FLOPS": 0, "SECTION_GAIN": 0.0}}),
+    "sections, stop early": ("bounds", {"sn": {"FULL_FLOPS": 0, "SECTION_GAIN": 1.0}}),
+    "sections lose at once": ("bounds", {"sn": {"FULL_FLOPS": 0}, "nan": True}),
+    "no eigenpair": ("bounds", {"sn": {"FULL_FLOPS": 0}, "arpack": True}),
+    "nothing fits": ("bounds", {"sn": {"fits": lambda nbytes: False}}),
+    "no proof": ("bounds", {"cert": {"_below": lambda gram, mu: False}}),
+    "restarted Lanczos": ("bounds", {"lanczos": {"BASIS": 4}}),
+    "upper": ("upper", {}),
+    "exact": ("exact", {"sn": {"FULL_FLOPS": 0}}),
+}
+
+
+@pytest.mark.parametrize("family", HARD)
+@pytest.mark.parametrize("seed", range(4))
+def test_hard_layers_through_every_route(family, seed, monkeypatch):
+    """Each layer through "auto", the dense route and a quarter of the others (in turn over
+    the seeds): every interval contains the norm, every named bound is above it, and a
+    converged lower bound is close to it."""
+    import importlib
+
+    modules = {"sn": _spectral_norm_module(), "cert": importlib.import_module(
+        "sparseconv._certificates"), "lanczos": importlib.import_module("sparseconv._lanczos")}
+    rng = np.random.default_rng([HARD.index(family), seed])
+    w, shape, kwargs = hard_layer(rng, family)
+    truth = padded_norm(w, shape, **kwargs)
+    names = list(ROUTES)
+    picked = ["auto", "dense"] + names[2:][seed::4]  # over the 4 seeds: every route
+    for name in picked:
+        method, patches = ROUTES[name]
+        if method == "exact" and kwargs["padding_mode"] != "zeros":
+            continue
+        with monkeypatch.context() as patch:
+            if method != "dense":
+                patch.setattr(modules["sn"], "dense_is_affordable", lambda *shape: False)
+            for module, attributes in patches.items():
+                for attribute, value in (attributes.items() if isinstance(attributes, dict)
+                                         else ()):
+                    patch.setattr(modules[module], attribute, value)
+            if patches.get("nan"):
+                patch.setattr(modules["sn"], "section_bound",
+                              _losing_sections(modules["cert"].section_bound))
+            if patches.get("arpack"):
+                patch.setattr(modules["cert"], "_top_eigenpair",
+                              _failing_eigensolver(modules["cert"]._top_eigenpair))
+            result = spectral_norm(w, shape, method=method, **kwargs)
+        assert_contains(result, truth, (name, family, w.dtype, w.shape, shape, kwargs))
+        if result.converged and result.method == "bounds":
+            assert result.lower >= truth * (1 - 1e-5), (name, result, truth)
