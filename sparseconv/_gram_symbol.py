@@ -163,14 +163,15 @@ def _lanczos_tops(grams: np.ndarray) -> np.ndarray:
     """Estimates of ``lambda_max`` of each Hermitian matrix of a stack ``(F, n, n)``: Lanczos
     with full reorthogonalization from a fixed random start, all matrices at once, in rounds
     of :data:`_STEPS` steps until each top Ritz pair's residual ``r`` shows it converged
-    (``r^2 / gap`` and ``r`` against the Ritz value) or :data:`_ROUNDS` rounds."""
+    (``r^2 / gap`` and ``r`` against the Ritz value) or :data:`_ROUNDS` rounds. Each matrix's
+    start and steps are its own: its estimate does not depend on the others."""
     count, n = grams.shape[0], grams.shape[-1]
     size = min(n, _STEPS * _ROUNDS)
     basis = np.zeros((count, size + 1, n), dtype=complex)
-    start = np.random.default_rng(0).standard_normal((count, n)).astype(complex)
-    basis[:, 0] = start / np.linalg.norm(start, axis=1, keepdims=True)
+    start = np.random.default_rng(0).standard_normal(n)  # one start for every matrix
+    basis[:, 0] = start / np.linalg.norm(start)
     alpha, beta = np.zeros((count, size)), np.zeros((count, size))
-    top = np.zeros(count)
+    top, done = np.zeros(count), np.zeros(count, dtype=bool)
     for j in range(size):
         w = np.matmul(grams, basis[:, j, :, None])[..., 0]
         alpha[:, j] = np.einsum("fi,fi->f", basis[:, j].conj(), w).real
@@ -188,11 +189,14 @@ def _lanczos_tops(grams: np.ndarray) -> np.ndarray:
             tridiagonal[:, k, k] = alpha[:, :j + 1]
             tridiagonal[:, k[:-1], k[1:]] = tridiagonal[:, k[1:], k[:-1]] = beta[:, :j]
             values, vectors = np.linalg.eigh(tridiagonal)
-            top = values[:, -1]
             residual = beta[:, j] * np.abs(vectors[:, -1, -1])
-            gap = top - (values[:, -2] if j > 0 else 0.0)
+            gap = values[:, -1] - (values[:, -2] if j > 0 else 0.0)
             error = np.minimum(residual, residual**2 / np.maximum(gap, 1e-300))
-            if np.all(error <= 1e-12 * np.abs(top)):
+            # each matrix keeps the estimate of the round it converged in: the same whatever
+            # else shares its chunk (so any executor gives the serial numbers)
+            top = np.where(done, top, values[:, -1])
+            done |= error <= 1e-12 * np.abs(values[:, -1])
+            if done.all():
                 break
     return top
 

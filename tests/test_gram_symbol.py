@@ -158,3 +158,21 @@ def test_spectral_norm_through_the_cheaper_upper_bounds_holds_the_truth(monkeypa
         truth = np.linalg.norm(conv_matrix(w, shape, padding=1, **kwargs).toarray(), 2)
         assert result.lower <= truth * (1 + 1e-14) and truth <= result.upper * (1 + 1e-14)
         assert result.bounds["circulant"] >= truth
+
+
+def test_the_cheaper_upper_bounds_run_on_a_process_pool():
+    """Large blocks (the Lanczos and Cholesky route) in tasks on another process: the same
+    bounds as in this one, each above LAPACK's singular value of the symbol."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sparseconv._certificates import circulant_uppers
+    rng = np.random.default_rng(13)
+    w = rng.standard_normal((400, 400, 3, 3)) / 60
+    geom = ConvGeometry.from_weight(w.shape, (400, 5, 5), padding=1, padding_mode="circular")
+    rounding = Rounding.of(w, 1)
+    serial = circulant_uppers(w, geom, rounding)
+    with ProcessPoolExecutor(2) as pool:
+        parallel = circulant_uppers(w, geom, rounding, executor=pool)
+    np.testing.assert_array_equal(serial, parallel)
+    truth = np.linalg.svd(symbol_at(geom, w), compute_uv=False)[..., 0]
+    assert np.all(truth <= serial) and np.all(serial <= truth * (1 + 1e-8))
