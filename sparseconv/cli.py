@@ -357,8 +357,6 @@ def _receptive_field(layer: _Layer) -> str:
 
 
 def _info(layer: _Layer, args) -> None:
-    import scipy.sparse as sp
-
     g = layer.geometry
     rows, cols = g.shape
     # shapes are O(1); counting walks each axis once, never the product of the axes
@@ -366,7 +364,9 @@ def _info(layer: _Layer, args) -> None:
                  "counting the nonzeros and the receptive field of this layer")
     nnz = g.nnz()
     item = np.dtype(args.dtype).itemsize
-    index = np.dtype(sp.get_index_dtype(maxval=max(nnz, *g.shape))).itemsize
+    # scipy's rule (get_index_dtype), without its int64 conversion, which overflows on a
+    # layer whose counts exceed int64: such a matrix cannot exist, but its sizes can be told
+    index = 4 if max(nnz, *g.shape) <= np.iinfo(np.int32).max else 8
     memory = {"csr": nnz * (item + index) + (rows + 1) * index,
               "csc": nnz * (item + index) + (cols + 1) * index,
               "coo": nnz * (item + 2 * index), "dense": rows * cols * item,

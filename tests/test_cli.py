@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 import sparseconv
 from sparseconv import ConvGeometry, conv_matrix, receptive_field_paths
+from sparseconv._memory import format_bytes
 
 LAYER = ["--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3", "--padding", "1"]
 
@@ -355,6 +356,17 @@ def test_info_checks_the_memory_limit_before_counting():
     # a billion inputs: refused at once, well inside an address space too small to try
     huge = ["info", "--in-shape", "1,1000000000", "--out-channels", "1", "--kernel-size", "3"]
     assert "memory limit" in fails(*huge, preexec_fn=address_space_limit(2 * 2**30))
+
+
+def test_info_tells_the_sizes_of_a_layer_whose_counts_exceed_int64():
+    # 1e20 rows and ~9e25 nonzeros: no scipy.sparse array can hold it, but info can say so
+    out = ok("info", "--in-shape", "100000,100000,100000", "--out-channels", "100000",
+             "--kernel-size", "3", preexec_fn=address_space_limit(2 * 2**30))
+    g = ConvGeometry.from_weight((100000, 100000, 3, 3), (100000, 100000, 100000))
+    assert g.nnz() > np.iinfo(np.int64).max
+    assert f"matrix           {g.shape[0]} x {g.shape[1]}, nnz {g.nnz()} " in out
+    csr = g.nnz() * (8 + 8) + (g.shape[0] + 1) * 8  # float64 values, int64 indices
+    assert f"csr {format_bytes(csr)}," in out, out
 
 
 def test_info_never_builds_the_product_of_the_axes_nor_the_weights():
