@@ -211,6 +211,7 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
         raise TypeError(f"TorchScript {_kind(model)}.forward takes {len(inputs) - 1} inputs; one "
                         "is supported")
     calls = [c for c in _calls(model, graph) if c.input() is not None]
+    _refuse_frozen(model, graph)
     wanted = [v for c in calls for v in (c.input(), c.output(), *(
         a for op in c.ops() for a in op.inputs()))]
     index = {v.unique(): i for i, v in reversed(list(enumerate(wanted)))}
@@ -224,6 +225,24 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
     records = [(call.name, module, tuple(value(call.input()).shape[1:]),
                 tuple(value(call.output()).shape[1:])) for call, module in zip(calls, modules)]
     return records, _folds(order, calls, modules)
+
+
+def _refuse_frozen(model: nn.Module, graph) -> None:
+    """A model frozen by ``torch.jit.freeze``, saved and loaded back: it holds no submodule
+    and no parameter (its layers are inlined, their weights constants of its graph), so the
+    whole model would pass for one unknown leaf module and get an empty report."""
+    if not _is_leaf(model) or next(model.parameters(), None) is not None:
+        return
+    weighted = _CONV_OPS | {"aten::linear", "aten::batch_norm"}
+    constant = [node.kind() for node in graph.nodes() if node.kind() in weighted and any(
+        v.node().kind() == "prim::Constant" and isinstance(v.type(), torch.TensorType)
+        for v in node.inputs())]
+    if constant:
+        raise TypeError(f"TorchScript {_kind(model)} holds no submodule and no parameter but "
+                        f"runs {', '.join(dict.fromkeys(constant))} with constant weights: a "
+                        "model frozen by torch.jit.freeze (its layers inlined away); "
+                        "sparseconv cannot tell its layers apart: pass the module before "
+                        "torch.jit.freeze")
 
 
 def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bool]:
