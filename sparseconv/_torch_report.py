@@ -311,6 +311,9 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
     return todo
 
 
+_SPECTRAL_NORM_OPTIONS = ("method", "tol", "executor")
+
+
 def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,
@@ -366,7 +369,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ValueError
         A model in training mode.
     TypeError
-        A TorchScript model whose graph hides a layer (see :func:`trace`).
+        A TorchScript model whose graph hides a layer (see :func:`trace`); a keyword argument
+        other than ``method``, ``tol`` and ``executor``.
+    RuntimeError
+        The model's forward failed on the probe batch (an ``input_shape`` with its batch?).
     KeyboardInterrupt
         Re-raised when the run is interrupted (Ctrl-C), with the rows finished so far as the
         exception's ``report`` attribute: a :class:`LipschitzReport` with ``complete=False``
@@ -390,6 +396,12 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     if not (isinstance(progress, bool) or callable(progress)):
         raise TypeError(f"progress must be True, False or a callable (done, total, name), got "
                         f"{progress!r}")
+    unknown_options = sorted(set(kwargs) - set(_SPECTRAL_NORM_OPTIONS))
+    if unknown_options:  # before tracing, and not blamed on spectral_norm
+        raise TypeError(f"lipschitz_report() got an unexpected keyword argument "
+                        f"{unknown_options[0]!r}; it passes {', '.join(_SPECTRAL_NORM_OPTIONS)} "
+                        "to spectral_norm")
+    _checked(model, input_shape, None)  # no allow_train here: a report needs eval mode
     records, folds = _trace_with_folds(model, input_shape)
     todo = _layers_to_report(records, folds, fold_batchnorm)
     activations, constants, unknown = [], [], []

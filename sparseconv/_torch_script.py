@@ -196,9 +196,20 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
         with torch.no_grad():
             result = function(model._c, torch.zeros((1, *shape), dtype=dtype, device=device))
     except RuntimeError as exc:  # TorchScript's message carries its whole traceback
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        raise RuntimeError(lines[-1] if lines else type(exc).__name__) from exc
+        raise forward_failed(model, shape, exc, last=True) from exc
     return list(result)[len(outputs):]
+
+
+def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
+                   last: bool = False, batch: int = 1) -> RuntimeError:
+    """The model's own error on the probe batch, on one line (its ``last`` line for
+    TorchScript, whose message ends with it; else its first, before torch.fx's context), with
+    the batch it ran on: an ``input_shape`` given with its batch is the usual cause."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    reason = (lines[-1] if last else lines[0]) if lines else type(exc).__name__
+    return RuntimeError(f"{_kind(model)}'s forward failed on a batch of zeros of shape "
+                        f"{(batch, *shape)} (input_shape={shape} is (C, *spatial), without the "
+                        f"batch): {reason}")
 
 
 def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple], list[bool]]:

@@ -15,7 +15,7 @@ import torch.fx
 from torch import nn
 
 from sparseconv._torch_layers import _input_shape, _refuse
-from sparseconv._torch_script import _kind, script_calls
+from sparseconv._torch_script import _kind, forward_failed, script_calls
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,16 @@ def _shape(value) -> tuple[int, ...]:
     return () if tensor is None else tuple(tensor.shape[1:])
 
 
-def _checked(model: nn.Module, input_shape, allow_train: bool) -> tuple[int, ...]:
-    """``input_shape`` checked; a model in training mode refused unless ``allow_train``."""
+def _checked(model: nn.Module, input_shape, allow_train: bool | None) -> tuple[int, ...]:
+    """``input_shape`` checked; a model in training mode refused unless ``allow_train``
+    (``None``: refused, and the caller has no ``allow_train`` to suggest)."""
     shape = _input_shape(input_shape, None, _kind(model))
     training = [name or _kind(model) for name, m in model.named_modules()
                 if getattr(m, "training", False)]  # a frozen ScriptModule has none
     if training and not allow_train:
         raise ValueError(f"the model is in training mode ({', '.join(training[:3])}"
-                         f"{', ...' if len(training) > 3 else ''}): call model.eval() first, "
-                         "or pass allow_train=True")
+                         f"{', ...' if len(training) > 3 else ''}): call model.eval() first"
+                         + ("" if allow_train is None else ", or pass allow_train=True"))
     return shape
 
 
@@ -149,6 +150,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     try:
         with torch.no_grad():
             model(torch.zeros((1, *shape), dtype=dtype, device=device))
+    except RuntimeError as exc:
+        raise forward_failed(model, shape, exc) from exc
     finally:
         for handle in hooks:
             handle.remove()

@@ -310,6 +310,19 @@ def test_trace_residual_network():
             assert a.shape == (np.prod(r.output_shape), np.prod(r.input_shape)), r
 
 
+def test_an_input_shape_with_its_batch_is_explained():
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 4)).eval()
+    message = (r"^Sequential's forward failed on a batch of zeros of shape \({}, 1, 3, 8, 8\) "
+               r"\(input_shape=\(1, 3, 8, 8\) is \(C, \*spatial\), without the batch\): "
+               r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d[^\n]*$")
+    with pytest.raises(RuntimeError, match=message.format(1)):
+        sct.trace(model, (1, 3, 8, 8))
+    with pytest.raises(RuntimeError, match=message.format(1)):
+        sct.lipschitz_report(model, (1, 3, 8, 8))
+    with pytest.raises(RuntimeError, match=message.format(2)):  # torch.fx's context left out
+        sct.network_operator(model, (1, 3, 8, 8))
+
+
 def test_trace_refuses_training_mode():
     model = _networks.TinyResNet().double()
     with pytest.raises(ValueError, match=r"model\.eval\(\)"):

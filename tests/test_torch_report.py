@@ -173,8 +173,13 @@ def test_refusals():
     model = small_chain(nn.ReLU())
     with pytest.raises(TypeError, match="progress must be True, False or a callable"):
         sct.lipschitz_report(model, (2, 8, 8), progress="yes")
-    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+    with pytest.raises(ValueError, match=r"model\.eval\(\) first$"):  # no allow_train here
         sct.lipschitz_report(model.train(), (2, 8, 8))
+    # an option the report does not take is named as its own, before any work
+    with pytest.raises(TypeError, match=r"^lipschitz_report\(\) got an unexpected keyword "
+                                        r"argument 'allow_train'; it passes method, tol, "
+                                        r"executor to spectral_norm$"):
+        sct.lipschitz_report(model.eval(), (2, 8, 8), allow_train=True)
 
 
 def test_fold_batchnorm_rows_are_the_composition():
