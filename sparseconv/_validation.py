@@ -33,6 +33,7 @@ __all__ = [
     "is_int",
     "layer_dtype",
     "normalize_padding",
+    "periodic_padding_mode",
     "positive_floats",
     "positive_int",
     "result_dtype",
@@ -248,6 +249,24 @@ def positive_floats(value, ndim: int, name: str) -> tuple[float, ...]:
     if not all(0 < v < float("inf") for v in values):
         raise ValueError(expected)
     return values
+
+
+def periodic_padding_mode(padding_mode, what: str) -> None:
+    """``padding_mode`` of a function that only describes the periodic layer
+    (:func:`~sparseconv.circular_svd`, :func:`~sparseconv.clip_singular_values`): only
+    ``"circular"``, accepted so that the spectra's arguments pass unchanged.
+
+    Examples
+    --------
+    >>> periodic_padding_mode("circular", "circular_svd")
+    >>> periodic_padding_mode("zeros", "circular_svd")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: padding_mode must be 'circular' for circular_svd (...), got 'zeros'
+    """
+    if not (isinstance(padding_mode, str) and padding_mode == "circular"):
+        raise ValueError(f"padding_mode must be 'circular' for {what} (it factors the periodic "
+                         f"layer), got {padding_mode!r}")
 
 
 def real_number(value, name: str, *, low: float = -math.inf, high: float = math.inf,

@@ -321,6 +321,7 @@ NO_ARGUMENTS = {
 SPECS["symbol"].bad["padding"] = [p for p in PADDINGS] + [0, 2]
 for name in ("CircularSVD", "circular_svd", "clip_singular_values"):  # periodic, as symbol
     SPECS[name].bad["padding"] = [p for p in PADDINGS] + [0, 2]
+    SPECS[name].bad["padding_mode"] = ["zeros", "reflect", None, 1, ("circular",)]
 for name in ("singular_values", "eigenvalues", "spectral_norm"):
     SPECS[name].bad["padding"] = PADDINGS  # None is the periodic shorthand: accepted
 # executor= and progress= (sparseconv._parallel): refused by type before any work
