@@ -655,8 +655,10 @@ def _reason(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (every error exits with 2, one line)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     command = args.command_parser
+    if unknown:  # named by the command that was given them, as its other errors are
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = {"info": _info, "spy": _spy, "spectrum": _spectrum, "export": _export}
     try:
         if args.command == "report":  # a model, not one layer

@@ -224,6 +224,9 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["spy", *LAYER, "-o", "x.png", "--figsize", "3,-1"], "argument --figsize: expected"),
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:4"], "argument --zoom: expected FIRST:STOP"),
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:5,0:1"], "the output block range (0, 5)"),
+    (["info", *LAYER, "--bogus", "1"], "sparseconv info: error: unrecognized arguments: --bogus 1"),
+    (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--tol", "1e-3"],
+     "sparseconv report: error: unrecognized arguments: --tol 1e-3"),
 ])
 def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reason, tmp_path):
     np.savez(tmp_path / "w.npz", w=np.ones((4, 3, 3, 3)))
