@@ -131,8 +131,10 @@ def _plot_options() -> argparse.ArgumentParser:
 def _layer_options() -> argparse.ArgumentParser:
     layer = argparse.ArgumentParser(add_help=False)
     group = layer.add_argument_group("layer (PyTorch's Conv options)")
-    group.add_argument("--in-shape", type=_ints, required=True, metavar="C,H[,W,...]",
-                       help="input shape without batch, e.g. 3,32,32")
+    group.add_argument("--in-shape", "--input-shape", dest="in_shape", type=_ints,
+                       required=True, metavar="C,H[,W,...]",
+                       help="input shape without batch, e.g. 3,32,32 (--input-shape, as report "
+                            "spells it, works too)")
     group.add_argument("--out-channels", type=_positive, metavar="N")
     group.add_argument("--kernel-size", type=_int_or_ints, metavar="K[,K...]")
     group.add_argument("--stride", type=_int_or_ints, default=1, metavar="S[,S...]")
@@ -207,7 +209,8 @@ def _report_parser(commands) -> None:
     report.add_argument("--model", required=True, metavar="FILE.pt",
                         help="a TorchScript file (loads as is), or a model saved with "
                         "torch.save(model) (needs --trust-pickle)")
-    report.add_argument("--input-shape", type=_ints, required=True, metavar="C,H[,W,...]",
+    report.add_argument("--input-shape", "--in-shape", dest="input_shape", type=_ints,
+                        required=True, metavar="C,H[,W,...]",
                         help="input shape without batch, e.g. 3,224,224")
     report.add_argument("--trust-pickle", action="store_true",
                         help="load a pickled model: unpickling runs code from the file, pass "

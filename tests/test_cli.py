@@ -182,7 +182,7 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["info", *LAYER, "--stride", "0"], "stride must be a positive integer"),
     (["info", *LAYER, "--padding-mode", "foo"], "argument --padding-mode: invalid choice"),
     (["info", "--in-shape", "3,x,8", "--out-channels", "4", "--kernel-size", "3"],
-     "argument --in-shape: expected an integer"),
+     "argument --in-shape/--input-shape: expected an integer"),
     (["info", *LAYER, "--groups", "2"], "--groups 2 must divide the input channels 3"),
     (["info", "--in-shape", "3,8,8"], "--out-channels and --kernel-size are required"),
     (["info", *LAYER, "--kernel-size", "11"], "larger than the padded input size"),
@@ -359,6 +359,13 @@ def test_info_checks_the_memory_limit_before_counting():
     # a billion inputs: refused at once, well inside an address space too small to try
     huge = ["info", "--in-shape", "1,1000000000", "--out-channels", "1", "--kernel-size", "3"]
     assert "memory limit" in fails(*huge, preexec_fn=address_space_limit(2 * 2**30))
+
+
+def test_the_input_shape_option_has_both_spellings():
+    """report spells it --input-shape, the layer commands --in-shape: each takes both."""
+    assert ok("info", "--input-shape", "3,8,8", *LAYER[2:]) == ok("info", *LAYER)
+    line = fails("report", "--model", "missing.pt", "--in-shape", "3,8,8")
+    assert "cannot read --model missing.pt" in line, line
 
 
 def test_info_tells_the_sizes_of_a_layer_whose_counts_exceed_int64():
