@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import importlib
+import io
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -151,6 +152,20 @@ class LipschitzReport:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def __getitem__(self, key: int | str) -> dict:
+        """A row as a dict: by position (``report[0]``, ``report[-1]``) or by layer name
+        (``report["0+1"]``)."""
+        if isinstance(key, str):
+            for row in self.rows:
+                if row["name"] == key:
+                    return dict(row)
+            raise KeyError(f"no row named {key!r}; the rows are "
+                           f"{[row['name'] for row in self.rows]}")
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            return dict(self.rows[key])
+        raise TypeError(f"a report is indexed by a row's position (int) or its layer's name "
+                        f"(str), got {type(key).__name__}")
+
     def __str__(self) -> str:
         def cell(key, value):
             if value is None:
@@ -185,22 +200,36 @@ class LipschitzReport:
                          + (", ".join(self.activations) or "none"))
         return "\n".join(lines)
 
-    def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write the rows as CSV (shapes as ``CxHxW``, a missing ``circular`` empty)."""
-        with open(path, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=self.columns)
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: "x".join(map(str, v)) if isinstance(v, tuple) else v
-                                 for k, v in row.items()})
+    def to_csv(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
+        """Write the rows as CSV (shapes as ``CxHxW``, a missing ``circular`` empty) to a
+        file name or an open text file; ``None`` returns the text, as pandas does."""
+        stream = io.StringIO()
+        writer = csv.DictWriter(stream, fieldnames=self.columns)
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: "x".join(map(str, v)) if isinstance(v, tuple) else v
+                             for k, v in row.items()})
+        return _write(stream.getvalue(), path, newline="")
 
-    def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write the rows, the network bound and its assumptions as JSON."""
+    def to_json(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
+        """Write the rows, the network bound and its assumptions as JSON to a file name or an
+        open text file; ``None`` returns the text."""
         data = {"layers": [dict(row) for row in self.rows], "network_upper": self.network_upper,
                 "activations": list(self.activations), "chain_checked": self.chain_checked,
                 "reason": self.reason, "complete": self.complete}
-        with open(path, "w") as stream:
-            json.dump(data, stream, indent=2)
+        return _write(json.dumps(data, indent=2), path)
+
+
+def _write(text: str, path, newline: str | None = None) -> str | None:
+    """``text`` to a file name or an open text file (``path.write``), or returned (None)."""
+    if path is None:
+        return text
+    if hasattr(path, "write"):
+        path.write(text)
+        return None
+    with open(path, "w", newline=newline) as stream:
+        stream.write(text)
+    return None
 
 
 def _activation_constant(module: nn.Module) -> float | None:

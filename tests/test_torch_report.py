@@ -5,6 +5,7 @@ network itself, progress, interruption, and the exports."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import sys
@@ -167,6 +168,27 @@ def test_exports(tmp_path):
     assert data["complete"] and data["layers"][0]["circular"] is None
     assert data["layers"][1]["memory"] == report.rows[1]["memory"]
     assert data["network_upper"] == report.network_upper
+    # as pandas: None returns the text, an open text file is written to
+    assert report.to_csv() == (tmp_path / "r.csv").read_bytes().decode()
+    assert report.to_json() == (tmp_path / "r.json").read_text()
+    stream = io.StringIO()
+    assert report.to_json(stream) is None and stream.getvalue() == report.to_json()
+
+
+def test_rows_by_position_and_by_name():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, dtype=F64), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(18, 2, dtype=F64)).eval()
+    report = sct.lipschitz_report(model, (1, 5, 5))
+    assert report[0] == report.rows[0] and report[-1]["name"] == "3"
+    assert report["3"] == report.rows[1] and report[np.int64(1)] == report.rows[1]
+    report[0]["upper"] = -1.0  # a copy, as iterating gives
+    assert report.rows[0]["upper"] > 0
+    with pytest.raises(KeyError, match=r"no row named '1'; the rows are \['0', '3'\]"):
+        report["1"]
+    with pytest.raises(IndexError):
+        report[2]
+    with pytest.raises(TypeError, match="indexed by a row's position"):
+        report[0.5]
 
 
 def test_refusals():
