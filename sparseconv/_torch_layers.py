@@ -88,8 +88,21 @@ def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
     return shape
 
 
+def _is_network(module: nn.Module) -> bool:
+    """A container, or a model of the user's own with submodules (not one of PyTorch's
+    compound layers, such as attention)."""
+    return next(module.children(), None) is not None and (
+        isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        or not type(module).__module__.startswith("torch."))
+
+
 def _refuse(module: nn.Module) -> None:
     name = type(module).__name__
+    if not isinstance(module, _SUPPORTED) and _is_network(module):
+        raise TypeError(f"{name} is a network of modules, not one layer: "
+                        "sparseconv.torch.network_operator(model, input_shape) makes one "
+                        "operator of a linear network, and lipschitz_report(model, "
+                        "input_shape) bounds each of its layers")
     if not isinstance(module, _SUPPORTED):
         raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
                         "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "

@@ -488,8 +488,14 @@ class _Lambda(nn.Module):
 def test_module_refusals_name_the_problem():
     with pytest.raises(TypeError, match="MaxPool2d"):
         sct.matrix(nn.MaxPool2d(2), (1, 4, 4))
-    with pytest.raises(TypeError, match="MultiheadAttention"):
+    with pytest.raises(TypeError, match="MultiheadAttention is not a linear module"):
         sct.operator(nn.MultiheadAttention(4, 2), (3, 4))
+    # a network is not one layer: the message says which functions take one
+    network = "is a network of modules, not one layer: sparseconv.torch.network_operator"
+    with pytest.raises(TypeError, match=f"Sequential {network}"):
+        sct.operator(nn.Sequential(nn.Conv2d(1, 1, 3)).eval(), (1, 5, 5))
+    with pytest.raises(TypeError, match=f"BasicBlock {network}"):
+        sct.spectral_norm(_networks.BasicBlock(2, 2).eval(), (2, 5, 5))
     with pytest.raises(ValueError, match=r"Dropout is in training mode.*\.eval\(\)"):
         sct.matrix(nn.Dropout(), (2, 3))
     with pytest.raises(TypeError, match="track_running_stats=False"):
