@@ -462,6 +462,9 @@ PLOT_BAD = [(name, bad) for name in PLOT_CALLS for bad in PRINT_BAD
     ("receptive_field_heatmap", dict(colorbar=1)),
     ("conv_animation", dict(fps=0)), ("conv_animation", dict(fps=2.5)),
     ("conv_animation", dict(fname="x.mp4")),
+    # an ax that is no Axes: numpy's AttributeError ('tuple' object has no attribute 'imshow')
+    *[(name, dict(ax=bad)) for name in ("spy", "spectrum", "frequency_heatmap",
+                                        "receptive_field_heatmap") for bad in ((8, 8), "ax")],
 ]
 
 
