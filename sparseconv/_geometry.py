@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._shapes import conv_transpose_output_shape, output_sizes
+from ._shapes import conv_transpose_output_shape, output_padding_for, output_sizes
 from ._typing import ExplicitPaddingLike, IntOrTuple, PaddingLike, PaddingMode, ShapeLike
 from ._validation import (
     INDEX_LIMIT,
@@ -385,13 +385,14 @@ class ConvGeometry:
     def for_transpose(
         cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
         padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
-        dilation: IntOrTuple = 1, groups: int = 1,
+        dilation: IntOrTuple = 1, groups: int = 1, output_size: IntOrTuple | None = None,
     ) -> ConvGeometry:
         """Geometry of the convolution whose adjoint is ``conv_transpose{d}d``.
 
         ``weight_shape`` is PyTorch's transposed layout ``(C_in, C_out/groups, *kernel)`` and
         ``input_shape`` the transposed layer's input ``(C_in, *spatial)``. The returned geometry
-        maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``.
+        maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``. ``output_size`` (spatial)
+        picks the ``output_padding``, as ``ConvTranspose*d.forward(x, output_size=...)``.
         """
         weight_shape = _weight_shape(weight_shape)
         if len(weight_shape) < 3:
@@ -417,6 +418,8 @@ class ConvGeometry:
         groups = positive_int(groups, "groups")
         if weight_shape[0] % groups:
             raise ValueError(f"groups={groups} must divide in_channels={weight_shape[0]}")
+        output_padding = output_padding_for(output_size, input_shape[1:], weight_shape[2:],
+                                            stride, padding, dilation, output_padding)
         out_size = conv_transpose_output_shape(
             input_shape[1:], weight_shape[2:], stride, padding, output_padding, dilation
         )

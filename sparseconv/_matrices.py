@@ -401,6 +401,7 @@ def conv_transpose_matrix(
     dilation: IntOrTuple = 1, groups: int = 1, format: SparseFormat = "csr",
     dtype: DTypeLike | None = None, layout: Layout = "channels_first",
     blocksize: BlockSize | None = None, rows: slice | None = None,
+    output_size: IntOrTuple | None = None,
 ) -> SparseArray:
     """The sparse matrix of a transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``).
 
@@ -418,6 +419,10 @@ def conv_transpose_matrix(
     groups : int
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, optional
+    output_size : int or tuple of int, optional
+        The spatial output size instead of ``output_padding``, as PyTorch's
+        ``ConvTranspose*d.forward(x, output_size=...)``: from the smallest output to
+        ``stride - 1`` above it.
     layout : {"channels_first", "channels_last"}
         As :func:`conv_matrix`; the channels-last BSR blocks are ``(C_out/groups,
         C_in/groups)`` tiles of this layer (``C_out = weight.shape[1] * groups``), the
@@ -463,7 +468,7 @@ def conv_transpose_matrix(
     weight = as_weight(weight)
     geom = ConvGeometry.for_transpose(
         weight.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
-        dilation=dilation, groups=groups,
+        dilation=dilation, groups=groups, output_size=output_size,
     )
     if rows is not None:
         from ._blocks import row_block

@@ -25,6 +25,7 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
+from sparseconv._shapes import output_padding_for
 from sparseconv._typing import PaddingMode, SparseFormat
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -158,19 +159,14 @@ def _conv_layer(module, input_shape) -> _Layer:
 
 
 def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
-    """The output_padding PyTorch derives from ``module(x, output_size=...)``."""
+    """The output_padding PyTorch derives from ``module(x, output_size=...)`` (which may give
+    the batch and channel sizes too: the last ``ndim`` are the spatial ones)."""
     ndim = len(module.kernel_size)
     size = tuple(int(n) for n in output_size)[-ndim:]
     if len(size) != ndim:
         raise ValueError(f"output_size must give {ndim} spatial sizes, got {output_size!r}")
-    smallest = sc.conv_transpose_output_shape(shape[1:], module.kernel_size, module.stride,
-                                              module.padding, 0, module.dilation)
-    padding = tuple(n - m for n, m in zip(size, smallest))
-    if any(not 0 <= p < s for p, s in zip(padding, module.stride)):
-        largest = tuple(m + s - 1 for m, s in zip(smallest, module.stride))
-        raise ValueError(f"output_size must lie between {smallest} and {largest} for "
-                         f"{type(module).__name__} on input_shape={shape}, got {output_size!r}")
-    return padding
+    return output_padding_for(size, shape[1:], module.kernel_size, module.stride,
+                              module.padding, module.dilation)
 
 
 def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:
