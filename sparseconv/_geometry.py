@@ -305,12 +305,14 @@ class ConvGeometry:
     @classmethod
     def from_weight(
         cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
-        padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+        padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
         padding_mode: PaddingMode = "zeros", flip: bool = False,
         output_size: Sequence[int] | None = None,
     ) -> ConvGeometry:
         """Validate a layer given PyTorch's weight shape ``(C_out, C_in/groups, *kernel)``.
 
+        ``padding=None`` with ``padding_mode="circular"`` is the periodic layer the spectra
+        mean by it: total ``dilation*(k-1)`` per axis, split as PyTorch's "same", any stride.
         ``output_size`` (used by transposed convolutions) keeps only the first outputs of each
         axis; it may not exceed the natural output size.
         """
@@ -353,7 +355,14 @@ class ConvGeometry:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         stride = int_tuple(stride, ndim, "stride", 1)
         dilation = int_tuple(dilation, ndim, "dilation", 1)
-        pads = normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
+        if padding is None:  # the spectra's shorthand for the periodic layer, any stride
+            if padding_mode != "circular":
+                raise ValueError(f"padding=None (the periodic padding, dilation*(k-1) per axis) "
+                                 f"needs padding_mode='circular', got padding_mode="
+                                 f"{padding_mode!r}")
+            pads = normalize_padding("same", ndim, kernel_size, (1,) * ndim, dilation)
+        else:
+            pads = normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
         axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,
                           output_size)
         return cls(in_channels, out_channels, groups, axes, flip)

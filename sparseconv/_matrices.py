@@ -280,7 +280,7 @@ def _rows_layout(layout, blocksize) -> None:
 
 def conv_matrix(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
-    padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+    padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
     padding_mode: PaddingMode = "zeros", flip: bool = False, format: SparseFormat = "csr",
     dtype: DTypeLike | None = None, layout: Layout = "channels_first",
     blocksize: BlockSize | None = None, rows: slice | None = None,
@@ -295,10 +295,12 @@ def conv_matrix(
         ``(C_in, *spatial)``, without the batch dimension.
     stride, dilation : int or tuple of int
         Positive, per spatial dimension.
-    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
+    padding : int, tuple of int, tuple of (lo, hi) pairs, {"valid", "same", "full"}, or None
         Non-negative. ``"same"`` follows PyTorch (total ``dilation*(k-1)``, the odd pixel on the
         high side; stride 1 only); ``"full"`` pads ``dilation*(k-1)`` on both sides; explicit
-        per-side pairs are an extension PyTorch lacks.
+        per-side pairs are an extension PyTorch lacks. ``None`` (with
+        ``padding_mode="circular"`` only) is the spectra's periodic layer: the split of
+        ``"same"`` at any stride, as :func:`singular_values` means it.
     groups : int
         Blocked connections, as in PyTorch; must divide both channel counts.
     padding_mode : {"zeros", "circular", "reflect", "replicate"}

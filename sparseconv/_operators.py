@@ -376,7 +376,7 @@ class ConvOperator(_GeometryOperator):
 
     def __init__(
         self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
-        padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+        padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
         padding_mode: PaddingMode = "zeros", flip: bool = False, dtype: DTypeLike | None = None,
         layout: Layout = "channels_first",
     ) -> None:

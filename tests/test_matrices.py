@@ -12,9 +12,11 @@ from sparseconv import _matrices as matrices_module
 from sparseconv import conv_matrix, conv_transpose_matrix
 
 from ._oracles import (
+    PERIODIC,
     assert_close,
     dense_conv,
     per_side,
+    periodic_pads,
     random_array,
     random_layer,
     random_transpose_layer,
@@ -333,3 +335,27 @@ def test_output_size_picks_the_output_padding_as_pytorch_does(seed):
         conv_transpose_matrix(w, x.shape, output_size=beyond, **options)
     with pytest.raises(ValueError, match="pass output_size or output_padding, not both"):
         conv_transpose_matrix(w, x.shape, output_size=smallest, output_padding=1, **options)
+
+
+@pytest.mark.parametrize("stride, dilation, kernel", [(1, 1, (3, 4)), (2, 1, (3, 3)),
+                                                      (2, 2, (2, 3)), ((1, 2), 1, (4, 1))])
+def test_padding_none_is_the_spectra_periodic_layer(stride, dilation, kernel):
+    """The README's ``periodic = dict(padding=None, padding_mode="circular")`` asks every
+    spectral function for the periodic layer: conv_matrix and ConvOperator build that layer
+    from the same dict (they refused padding=None by type)."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 2, *kernel))
+    options = dict(stride=stride, dilation=dilation)
+    A = conv_matrix(w, (2, 8, 8), **options, **PERIODIC)
+    dilations = (dilation,) * 2 if isinstance(dilation, int) else dilation
+    explicit = conv_matrix(w, (2, 8, 8), padding=periodic_pads(kernel, dilations),
+                           padding_mode="circular", **options)
+    assert abs(A - explicit).max() == 0
+    op = sparseconv.ConvOperator(w, (2, 8, 8), **options, **PERIODIC)
+    assert abs(op.tosparse() - A).max() == 0
+    np.testing.assert_allclose(np.linalg.svd(A.toarray(), compute_uv=False),
+                               sparseconv.singular_values(w, (2, 8, 8), **options, **PERIODIC),
+                               rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"padding=None \(the periodic padding, .*\) needs "
+                                        r"padding_mode='circular', got padding_mode='zeros'"):
+        conv_matrix(w, (2, 8, 8), padding=None, **options)
