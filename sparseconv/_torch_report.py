@@ -245,10 +245,20 @@ def _activation_constant(module: nn.Module) -> float | None:
     return None
 
 
-def _is_sequential(model: nn.Module) -> bool:
+def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] | None:
+    """The first module (qualified name, module) that is neither a ``nn.Sequential`` nor a
+    leaf, so that the model may not be the chain of its leaves; None for a chain."""
     if isinstance(model, nn.Sequential) or _kind(model) == "Sequential":  # or a scripted one
-        return all(_is_sequential(child) for child in model.children())
-    return next(model.children(), None) is None
+        for child_name, child in model.named_children():
+            found = _not_sequential(child, f"{name}.{child_name}" if name else child_name)
+            if found is not None:
+                return found
+        return None
+    return None if next(model.children(), None) is None else (name, model)
+
+
+def _is_sequential(model: nn.Module) -> bool:
+    return _not_sequential(model) is None
 
 
 def _progress_callback(progress, total: int) -> tuple[Callable | None, Callable[[], None]]:
@@ -463,7 +473,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     if unknown:
         reason = "not linear and not a known activation: " + ", ".join(unknown)
     elif not (chain or assume_chain):
-        reason = (f"{_kind(model)} is not a nn.Sequential, so the product of the "
+        name, module = _not_sequential(model) or ("", model)
+        what = f"module {name!r} ({_kind(module)})" if name else _kind(module)
+        reason = (f"{what} is not a nn.Sequential, so the product of the "
                   "layers' bounds is no bound of its forward (pass assume_chain=True if that "
                   "forward is the chain of the traced layers)")
     factors = [row["upper"] for row in rows] + constants

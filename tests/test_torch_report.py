@@ -175,6 +175,27 @@ def test_exports(tmp_path):
     assert report.to_json(stream) is None and stream.getvalue() == report.to_json()
 
 
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False, dtype=F64)
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+def test_the_module_that_breaks_the_chain_is_named():
+    """A Sequential holding a residual block got "Sequential is not a nn.Sequential"."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=F64),
+                          nn.Sequential(nn.ReLU(), _Residual())).eval()
+    report = sct.lipschitz_report(model, (1, 6, 6))
+    assert report.network_upper is None and not report.chain_checked
+    assert report.reason.startswith("module '1.1' (_Residual) is not a nn.Sequential"), \
+        report.reason
+    alone = sct.lipschitz_report(_Residual().eval(), (2, 6, 6))
+    assert alone.reason.startswith("_Residual is not a nn.Sequential"), alone.reason
+
+
 def test_rows_by_position_and_by_name():
     model = nn.Sequential(nn.Conv2d(1, 2, 3, dtype=F64), nn.ReLU(), nn.Flatten(),
                           nn.Linear(18, 2, dtype=F64)).eval()
