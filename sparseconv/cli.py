@@ -501,11 +501,18 @@ def _spectrum(layer: _Layer, args) -> None:
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
     print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method})")
     if args.every_size:
+        from ._symbol import is_periodic
         from ._torus import toeplitz_norm
 
         every = toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation, groups=g.groups)
         lower, upper = _outward(every.lower, ROUND_FLOOR), _outward(every.upper, ROUND_CEILING)
-        print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite grid)")
+        # it bounds the zero-padded and the periodic layers of the kernel, not a reflect,
+        # replicate or partly circular padding (those fold taps onto the input: a larger norm)
+        bounded = g.padding_mode == "zeros" or is_periodic(g)
+        caveat = "" if bounded else (f"; it bounds the zero-padded and periodic layers only, "
+                                     f"not this {g.padding_mode}-padded one")
+        print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite "
+              f"grid{caveat})")
     print(f"wrote {args.output}")
 
 

@@ -140,6 +140,22 @@ def test_spectrum_every_size_bounds_the_layer_on_large_inputs(tmp_path):
         assert top <= upper
     assert top >= 0.95 * lower
     assert "every input size" not in ok("spectrum", "-o", tmp_path / "t.png", *LAYER)
+    assert "(the infinite grid)" in out  # zero padding: no caveat
+
+
+def test_every_size_says_it_does_not_bound_a_reflect_padded_layer(tmp_path):
+    """The reflect-padded layer's own norm is above the every-size bound (padding folds taps
+    onto the input); the line said "every input size" without a word."""
+    args = ["-o", tmp_path / "s.png", "--in-shape", "2,8,8", "--out-channels", "4",
+            "--kernel-size", "3", "--padding", "1", "--seed", "0", "--every-size"]
+    out = ok("spectrum", *args, "--padding-mode", "reflect")
+    norm = float(re.search(r"spectral norm\s+\S+\s+in \[(\S+),", out).group(1))
+    every = float(re.search(r"every input size\s+\S+\s+in \[\S+, (\S+)\]", out).group(1))
+    assert norm > every, out  # a reflect-padded layer is not bounded by it
+    assert ("(the infinite grid; it bounds the zero-padded and periodic layers only, not this "
+            "reflect-padded one)") in out, out
+    periodic = ok("spectrum", *args, "--padding-mode", "circular")  # 8 divisible by stride 1
+    assert "(the infinite grid)" in periodic, periodic
 
 
 def test_spectrum_exact_certifies_every_axis(tmp_path, capsys, monkeypatch):
