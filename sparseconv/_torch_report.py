@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import IO, Any
@@ -42,6 +42,7 @@ from sparseconv._torch_layers import (
 from sparseconv._torch_module import _layer_norm, fold_batchnorm
 from sparseconv._torch_script import _kind
 from sparseconv._torch_trace import TraceRecord, _checked, _first_tensor, _script_trace, trace
+from sparseconv._validation import real_number
 
 _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "lower", "upper",
             "method", "circular", "seconds")
@@ -232,6 +233,22 @@ def _write(text: str, path, newline: str | None = None) -> str | None:
     return None
 
 
+def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
+    """``lipschitz_constants`` checked: names to finite non-negative floats."""
+    if constants is None:
+        return {}
+    if not isinstance(constants, Mapping):
+        raise TypeError(f"lipschitz_constants must be a mapping of module or class names to "
+                        f"floats, got {type(constants).__name__}")
+    checked = {}
+    for name, value in constants.items():
+        if not isinstance(name, str):
+            raise TypeError(f"lipschitz_constants keys must be module or class names (str), "
+                            f"got {name!r}")
+        checked[name] = real_number(value, f"lipschitz_constants[{name!r}]", low=0.0)
+    return checked
+
+
 def _activation_constant(module: nn.Module) -> float | None:
     """The Lipschitz constant ``sup |f'|`` of an elementwise activation, or None if unknown."""
     if isinstance(module, nn.LeakyReLU):
@@ -356,6 +373,7 @@ _SPECTRAL_NORM_OPTIONS = ("method", "tol", "executor")
 def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,
+                     lipschitz_constants: Mapping[str, float] | None = None,
                      **kwargs: Any) -> LipschitzReport:
     """Certified spectral norms of every linear layer of a network, and their product.
 
@@ -394,6 +412,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     progress : bool or callable
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
         layer). A callable is called after each layer as ``progress(done, total, name)``.
+    lipschitz_constants : mapping of str to float, optional
+        The Lipschitz constants of other activations, by module name (``"1"``,
+        ``"layer1.0.act"``) or class name (``"GELU"``, ``"SiLU"``; a name wins over a class),
+        for example ``{"GELU": 1.13, "SiLU": 1.1}``. Your constants, not certified here: the
+        network bound is as good as they are, and the report lists them.
     **kwargs
         Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``, ``executor``: any
         ``concurrent.futures.Executor``, for example a Dask client's ``get_executor()``, runs
@@ -440,6 +463,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         raise TypeError(f"lipschitz_report() got an unexpected keyword argument "
                         f"{unknown_options[0]!r}; it passes {', '.join(_SPECTRAL_NORM_OPTIONS)} "
                         "to spectral_norm")
+    given = _given_constants(lipschitz_constants)
     _checked(model, input_shape, None)  # no allow_train here: a report needs eval mode
     records, folds = _trace_with_folds(model, input_shape)
     todo = _layers_to_report(records, folds, fold_batchnorm)
@@ -447,7 +471,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     for record in records:
         if record.linear:
             continue
-        constant = _activation_constant(record.module)
+        constant = given.get(record.name, given.get(_kind(record.module)))
+        if constant is None:
+            constant = _activation_constant(record.module)
         label = f"{record.name} ({_kind(record.module)}"
         if constant is None:
             unknown.append(label + ")")

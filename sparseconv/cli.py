@@ -630,7 +630,7 @@ def _report(args, error) -> None:
         report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,
                                       fold_batchnorm=args.fold_batchnorm,
                                       progress=not args.quiet and sys.stderr.isatty(),
-                                      **({"method": "exact"} if args.exact else {}))
+                                      method="exact" if args.exact else "auto")
     except KeyboardInterrupt as interrupt:
         partial = getattr(interrupt, "report", None)
         if partial is not None:

@@ -98,6 +98,24 @@ def test_unknown_activation_gives_no_network_bound():
     assert "network bound: none" in str(report)
 
 
+def test_the_constants_of_other_activations_can_be_given():
+    model = small_chain(nn.GELU())
+    by_class = sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"GELU": 1.13})
+    product = np.prod([row["upper"] for row in by_class]) * 1.13
+    assert by_class.network_upper == pytest.approx(product) and by_class.network_upper >= product
+    assert by_class.activations == ("2 (GELU, 1.13)", "4 (Tanh)")
+    # a module's name wins over its class; a known activation can be given a constant too
+    by_name = sct.lipschitz_report(model, (2, 8, 8),
+                                   lipschitz_constants={"GELU": 5.0, "2": 1.13, "Tanh": 0.5})
+    assert by_name.activations == ("2 (GELU, 1.13)", "4 (Tanh, 0.5)")
+    assert by_name.network_upper == pytest.approx(product * 0.5)
+    for bad, error in (({"GELU": -1.0}, ValueError), ({"GELU": "1"}, TypeError),
+                       ({1: 1.0}, TypeError), ([("GELU", 1.0)], TypeError),
+                       ({"GELU": float("nan")}, ValueError)):
+        with pytest.raises(error, match="lipschitz_constants"):
+            sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants=bad)
+
+
 def _printed(text: str, column: str) -> list[Decimal]:
     lines = text.splitlines()
     start = lines[0].index(column)
