@@ -576,6 +576,12 @@ def _load_model(path: str, trust_pickle: bool, error):
                   "from the file: pass --trust-pickle if you trust it")
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=False)
+        except (AttributeError, ImportError) as exc:  # the pickle names a class not found here
+            error(f"cannot load --model {path}: {type(exc).__name__}: {exc}; torch.save(model) "
+                  "stores the name of the model's class, not its code: make the class "
+                  "importable under that name here (one defined in the script that saved the "
+                  "model, '__main__', never is), or save the model with "
+                  "torch.jit.script(model).save(path), which loads without it")
         except Exception as exc:  # noqa: BLE001 - unpickling raises anything the pickle does
             error(f"cannot load --model {path}: {type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - torch.load raises RuntimeError, EOFError...

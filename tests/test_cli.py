@@ -553,6 +553,31 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     assert "cannot write a figure in format 'xyz'" in line
 
 
+def test_a_pickle_whose_class_is_not_importable_says_what_to_do(tmp_path, capsys, monkeypatch):
+    """The usual case: a model class defined in the training script. Unpickling names the
+    missing class; the line now says why, and that TorchScript needs no class."""
+    import types
+
+    import torch
+
+    module = types.ModuleType("sparseconv_trial_models")  # importable only while saving
+
+    class Net(torch.nn.Sequential):
+        pass
+
+    Net.__module__, Net.__qualname__ = module.__name__, "Net"
+    module.Net = Net
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    torch.save(Net(torch.nn.Conv2d(3, 2, 3)).eval(), tmp_path / "net.pt")
+    monkeypatch.delitem(sys.modules, module.__name__)
+    line = _main_fails(["report", "--model", tmp_path / "net.pt", "--input-shape", "3,8,8",
+                        "--trust-pickle"], capsys)
+    assert "ModuleNotFoundError: No module named 'sparseconv_trial_models'" in line, line
+    assert ("make the class importable under that name here (one defined in the script that "
+            "saved the model, '__main__', never is), or save the model with "
+            "torch.jit.script(model).save(path)") in line, line
+
+
 def branching():
     """A model whose convolution is called in an ``if``: hidden from a TorchScript graph."""
     import torch
