@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ import scipy.sparse.linalg as spla
 import torch
 import torch.fx
 from torch import nn
+from torch.nn.utils import parametrize
 
 import sparseconv as sc
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
@@ -87,6 +88,27 @@ def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
         raise ValueError(f"input_shape must be {want} of positive ints for {name}, got "
                          f"{input_shape!r}")
     return shape
+
+
+def is_leaf(module: nn.Module) -> bool:
+    """A module that is one layer: no submodule but its ``parametrizations``
+    (``torch.nn.utils.parametrize``: spectral_norm, weight_norm, orthogonal), which compute
+    its weight and are no layers of the network."""
+    return all(name == "parametrizations" and parametrize.is_parametrized(module)
+               for name, _ in module.named_children())
+
+
+def leaf_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Every leaf of ``model`` (:func:`is_leaf`) with its qualified name, in module order; the
+    modules inside a layer's ``parametrizations`` are not leaves of the network."""
+    inside: list[str] = []
+    for name, module in model.named_modules():
+        if any(name == p or name.startswith(p + ".") for p in inside):
+            continue
+        if parametrize.is_parametrized(module):
+            inside.append(f"{name}.parametrizations" if name else "parametrizations")
+        if is_leaf(module):
+            yield name, module
 
 
 def _is_network(module: nn.Module) -> bool:

@@ -38,6 +38,7 @@ from sparseconv._torch_layers import (
     _ONE_LIPSCHITZ,
     _Layer,
     _layer,
+    is_leaf,
 )
 from sparseconv._torch_module import _layer_norm, fold_batchnorm
 from sparseconv._torch_script import _kind
@@ -271,7 +272,7 @@ def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] |
             if found is not None:
                 return found
         return None
-    return None if next(model.children(), None) is None else (name, model)
+    return None if is_leaf(model) else (name, model)
 
 
 def _is_sequential(model: nn.Module) -> bool:

@@ -14,7 +14,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from sparseconv._torch_layers import _input_shape, _refuse
+from sparseconv._torch_layers import _input_shape, _refuse, leaf_modules
 from sparseconv._torch_script import _kind, forward_failed, script_calls
 
 
@@ -138,12 +138,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
         return _script_trace(model, shape)[0]
     records: list[TraceRecord] = []
     hooks = []
-    for name, module in model.named_modules():
-        if next(module.children(), None) is None:
-            def hook(mod, inputs, output, name=name):
-                records.append(TraceRecord(name, mod, _shape(inputs), _shape(output),
-                                           _is_linear(mod)))
-            hooks.append(module.register_forward_hook(hook))
+    for name, module in leaf_modules(model):  # a parametrized layer is one leaf
+        def hook(mod, inputs, output, name=name):
+            records.append(TraceRecord(name, mod, _shape(inputs), _shape(output),
+                                       _is_linear(mod)))
+        hooks.append(module.register_forward_hook(hook))
     parameter = next(model.parameters(), None)
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
     device = parameter.device if parameter is not None else None

@@ -214,6 +214,28 @@ def test_the_module_that_breaks_the_chain_is_named():
     assert alone.reason.startswith("_Residual is not a nn.Sequential"), alone.reason
 
 
+def test_parametrized_layers_are_layers():
+    """spectral_norm / weight_norm make a layer's weight a parametrization: its
+    ``parametrizations`` child was traced as a non-linear leaf and the layer itself skipped,
+    so the report of a spectrally normalised network was empty, with no network bound."""
+    sn, wn = nn.utils.parametrizations.spectral_norm, nn.utils.parametrizations.weight_norm
+    torch.manual_seed(0)
+    model = nn.Sequential(sn(nn.Conv2d(2, 3, 3, padding=1, dtype=F64)), nn.ReLU(),
+                          wn(nn.Conv2d(3, 3, 3, dtype=F64)), nn.Flatten(),
+                          sn(nn.Linear(3 * 4 * 4, 5, dtype=F64)))
+    model(torch.zeros(1, 2, 6, 6, dtype=F64))  # one power iteration, in training mode
+    model.eval()
+    assert [(r.name, r.linear) for r in sct.trace(model, (2, 6, 6))] == [
+        ("0", True), ("1", False), ("2", True), ("3", True), ("4", True)]
+    report = sct.lipschitz_report(model, (2, 6, 6))
+    assert [row["name"] for row in report] == ["0", "2", "4"] and report.chain_checked
+    for row in report:
+        dense = np.linalg.norm(sct.matrix(model.get_submodule(row["name"]),
+                                          row["input_shape"]).toarray(), 2)
+        assert row["lower"] <= dense * (1 + 1e-12) and dense <= row["upper"] * (1 + 1e-12)
+    assert report.network_upper == pytest.approx(np.prod([row["upper"] for row in report]))
+
+
 def test_rows_by_position_and_by_name():
     model = nn.Sequential(nn.Conv2d(1, 2, 3, dtype=F64), nn.ReLU(), nn.Flatten(),
                           nn.Linear(18, 2, dtype=F64)).eval()
