@@ -38,7 +38,7 @@ from ._memory import check_memory
 from ._symbol import layer_geometry, require_periodic
 from ._symbol_svd import Frequencies, factor_symbol, negative_frequencies
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
-from ._validation import as_weight, is_int, real_number
+from ._validation import as_weight, is_int, periodic_padding_mode, real_number
 
 __all__ = ["CircularSVD", "circular_svd"]
 
@@ -70,7 +70,8 @@ class CircularSVD(LinearOperator):
 
     def __init__(self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
                  padding: PaddingLike | None = None, dilation: IntOrTuple = 1,
-                 groups: int = 1) -> None:
+                 groups: int = 1, padding_mode: Literal["circular"] = "circular") -> None:
+        periodic_padding_mode(padding_mode, "circular_svd")
         weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
                                       "circular")
         require_periodic(geom, "circular_svd")
@@ -355,7 +356,7 @@ def _as_columns(b, shape: tuple[int, ...], result_shape: tuple[int, ...],
 
 def circular_svd(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
                  padding: PaddingLike | None = None, dilation: IntOrTuple = 1,
-                 groups: int = 1) -> CircularSVD:
+                 groups: int = 1, padding_mode: Literal["circular"] = "circular") -> CircularSVD:
     """The singular value decomposition of a periodic (circular) convolution layer.
 
     Parameters
@@ -370,6 +371,9 @@ def circular_svd(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTupl
         ``None`` (default): the periodic padding, total ``dilation*(k-1)`` per axis split as
         PyTorch's "same" (:func:`sparseconv.symbol`'s rule); another split of the same total
         is the same layer shifted. ``padding_mode="circular"`` is implied.
+    padding_mode : "circular"
+        The only value, accepted so that the spectra's periodic arguments
+        (``padding=None, padding_mode="circular"``) pass unchanged.
 
     Returns
     -------
@@ -423,4 +427,4 @@ def circular_svd(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTupl
     True
     """
     return CircularSVD(weight, input_shape, stride=stride, padding=padding, dilation=dilation,
-                       groups=groups)
+                       groups=groups, padding_mode=padding_mode)

@@ -26,7 +26,7 @@ import numpy as np
 from ._circular_svd import CircularSVD
 from ._geometry import ConvGeometry
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
-from ._validation import positive_int, real_number
+from ._validation import periodic_padding_mode, positive_int, real_number
 
 __all__ = ["clip_singular_values"]
 
@@ -73,6 +73,7 @@ def clip_singular_values(
     weight: ArrayLike, input_shape: ShapeLike, *, max: float, stride: IntOrTuple = 1,
     padding: PaddingLike | None = None, dilation: IntOrTuple = 1, groups: int = 1,
     support: Literal["full", "kernel"] = "full", iterations: int = 10,
+    padding_mode: Literal["circular"] = "circular",
 ) -> np.ndarray:
     """Project a periodic layer onto the operator-norm ball ``||A||_2 <= max``.
 
@@ -95,6 +96,8 @@ def clip_singular_values(
     iterations : int
         Rounds of the alternating projection (``support="kernel"`` only); it stops earlier
         once the layer is in the ball.
+    padding_mode : "circular"
+        As :func:`circular_svd`: the only value, so the spectra's periodic arguments pass.
 
     Returns
     -------
@@ -132,7 +135,7 @@ def clip_singular_values(
     >>> periodic = dict(padding=None, padding_mode="circular")
     >>> float(singular_values(w, (4, 8, 8), **periodic)[0]) > 1
     True
-    >>> full = clip_singular_values(w, (4, 8, 8), max=1.0)
+    >>> full = clip_singular_values(w, (4, 8, 8), max=1.0, **periodic)
     >>> full.shape
     (4, 4, 8, 8)
     >>> float(singular_values(full, (4, 8, 8), **periodic)[0])
@@ -143,6 +146,7 @@ def clip_singular_values(
     >>> bool(singular_values(small, (4, 8, 8), **periodic)[0] < 1.05)
     True
     """
+    periodic_padding_mode(padding_mode, "clip_singular_values")
     c = real_number(max, "max", low=0.0)
     if support not in _SUPPORTS:
         raise ValueError(f"support must be one of {_SUPPORTS}, got {support!r}")

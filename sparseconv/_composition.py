@@ -100,7 +100,16 @@ class AffineMap:
             return AffineMap(self.matrix @ other.matrix, self.matrix @ other.bias + self.bias)
         if sp.issparse(other):
             return AffineMap(self.matrix @ other, self.bias)
+        if isinstance(other, (np.ndarray, list, tuple)):  # numpy's own error names no operand
+            raise TypeError(f"f @ g composes f with g, a scipy.sparse array or an AffineMap, "
+                            f"got {type(other).__name__}; apply f to a vector or to columns "
+                            "with f(x)")
         return NotImplemented
+
+    def __repr__(self) -> str:  # the dataclass's would print every entry of the bias
+        m, n = self.shape
+        return (f"<AffineMap {m} x {n}: nnz {self.matrix.nnz}, dtype {self.matrix.dtype}, "
+                f"bias norm {float(np.linalg.norm(self.bias)):.6g}>")
 
     def homogeneous(self, format: SparseFormat = "csr") -> sp.sparray:
         """The ``(m+1) x (n+1)`` matrix ``[[A, b], [0, 1]]``: composition is its product."""

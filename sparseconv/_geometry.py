@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._shapes import conv_transpose_output_shape, output_sizes
+from ._shapes import conv_transpose_output_shape, output_padding_for, output_sizes
 from ._typing import ExplicitPaddingLike, IntOrTuple, PaddingLike, PaddingMode, ShapeLike
 from ._validation import (
     INDEX_LIMIT,
@@ -305,12 +305,14 @@ class ConvGeometry:
     @classmethod
     def from_weight(
         cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
-        padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+        padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
         padding_mode: PaddingMode = "zeros", flip: bool = False,
         output_size: Sequence[int] | None = None,
     ) -> ConvGeometry:
         """Validate a layer given PyTorch's weight shape ``(C_out, C_in/groups, *kernel)``.
 
+        ``padding=None`` with ``padding_mode="circular"`` is the periodic layer the spectra
+        mean by it: total ``dilation*(k-1)`` per axis, split as PyTorch's "same", any stride.
         ``output_size`` (used by transposed convolutions) keeps only the first outputs of each
         axis; it may not exceed the natural output size.
         """
@@ -353,7 +355,14 @@ class ConvGeometry:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         stride = int_tuple(stride, ndim, "stride", 1)
         dilation = int_tuple(dilation, ndim, "dilation", 1)
-        pads = normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
+        if padding is None:  # the spectra's shorthand for the periodic layer, any stride
+            if padding_mode != "circular":
+                raise ValueError(f"padding=None (the periodic padding, dilation*(k-1) per axis) "
+                                 f"needs padding_mode='circular', got padding_mode="
+                                 f"{padding_mode!r}")
+            pads = normalize_padding("same", ndim, kernel_size, (1,) * ndim, dilation)
+        else:
+            pads = normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
         axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,
                           output_size)
         return cls(in_channels, out_channels, groups, axes, flip)
@@ -385,13 +394,14 @@ class ConvGeometry:
     def for_transpose(
         cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
         padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
-        dilation: IntOrTuple = 1, groups: int = 1,
+        dilation: IntOrTuple = 1, groups: int = 1, output_size: IntOrTuple | None = None,
     ) -> ConvGeometry:
         """Geometry of the convolution whose adjoint is ``conv_transpose{d}d``.
 
         ``weight_shape`` is PyTorch's transposed layout ``(C_in, C_out/groups, *kernel)`` and
         ``input_shape`` the transposed layer's input ``(C_in, *spatial)``. The returned geometry
-        maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``.
+        maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``. ``output_size`` (spatial)
+        picks the ``output_padding``, as ``ConvTranspose*d.forward(x, output_size=...)``.
         """
         weight_shape = _weight_shape(weight_shape)
         if len(weight_shape) < 3:
@@ -417,6 +427,8 @@ class ConvGeometry:
         groups = positive_int(groups, "groups")
         if weight_shape[0] % groups:
             raise ValueError(f"groups={groups} must divide in_channels={weight_shape[0]}")
+        output_padding = output_padding_for(output_size, input_shape[1:], weight_shape[2:],
+                                            stride, padding, dilation, output_padding)
         out_size = conv_transpose_output_shape(
             input_shape[1:], weight_shape[2:], stride, padding, output_padding, dilation
         )

@@ -35,7 +35,7 @@ __all__ = ["SavedLayer", "load_layer", "save_layer"]
 LAYER_KEY, WEIGHT_KEY = "sparseconv_layer", "sparseconv_weight"
 _OPTIONS = {
     False: ("stride", "padding", "dilation", "groups", "padding_mode", "flip", "dtype"),
-    True: ("stride", "padding", "output_padding", "dilation", "groups", "dtype"),
+    True: ("stride", "padding", "output_padding", "output_size", "dilation", "groups", "dtype"),
 }
 
 FileLike = str | os.PathLike[str] | IO[bytes]
@@ -167,7 +167,8 @@ def save_layer(file: FileLike, weight: ArrayLike, input_shape: ShapeLike, *,
         ``np.savez_compressed`` (default) or ``np.savez``, as ``scipy.sparse.save_npz``.
     **options
         The layer's keyword arguments (``stride``, ``padding``, ``dilation``, ``groups``,
-        ``padding_mode``, ``flip``, ``output_padding``, ``dtype``), as the builder takes them.
+        ``padding_mode``, ``flip``, ``output_padding`` or ``output_size``, ``dtype``), as the
+        builder takes them.
 
     Returns
     -------

@@ -280,7 +280,7 @@ def _rows_layout(layout, blocksize) -> None:
 
 def conv_matrix(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
-    padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+    padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
     padding_mode: PaddingMode = "zeros", flip: bool = False, format: SparseFormat = "csr",
     dtype: DTypeLike | None = None, layout: Layout = "channels_first",
     blocksize: BlockSize | None = None, rows: slice | None = None,
@@ -295,10 +295,12 @@ def conv_matrix(
         ``(C_in, *spatial)``, without the batch dimension.
     stride, dilation : int or tuple of int
         Positive, per spatial dimension.
-    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
+    padding : int, tuple of int, tuple of (lo, hi) pairs, {"valid", "same", "full"}, or None
         Non-negative. ``"same"`` follows PyTorch (total ``dilation*(k-1)``, the odd pixel on the
         high side; stride 1 only); ``"full"`` pads ``dilation*(k-1)`` on both sides; explicit
-        per-side pairs are an extension PyTorch lacks.
+        per-side pairs are an extension PyTorch lacks. ``None`` (with
+        ``padding_mode="circular"`` only) is the spectra's periodic layer: the split of
+        ``"same"`` at any stride, as :func:`singular_values` means it.
     groups : int
         Blocked connections, as in PyTorch; must divide both channel counts.
     padding_mode : {"zeros", "circular", "reflect", "replicate"}
@@ -401,6 +403,7 @@ def conv_transpose_matrix(
     dilation: IntOrTuple = 1, groups: int = 1, format: SparseFormat = "csr",
     dtype: DTypeLike | None = None, layout: Layout = "channels_first",
     blocksize: BlockSize | None = None, rows: slice | None = None,
+    output_size: IntOrTuple | None = None,
 ) -> SparseArray:
     """The sparse matrix of a transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``).
 
@@ -418,6 +421,10 @@ def conv_transpose_matrix(
     groups : int
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, optional
+    output_size : int or tuple of int, optional
+        The spatial output size instead of ``output_padding``, as PyTorch's
+        ``ConvTranspose*d.forward(x, output_size=...)``: from the smallest output to
+        ``stride - 1`` above it.
     layout : {"channels_first", "channels_last"}
         As :func:`conv_matrix`; the channels-last BSR blocks are ``(C_out/groups,
         C_in/groups)`` tiles of this layer (``C_out = weight.shape[1] * groups``), the
@@ -463,7 +470,7 @@ def conv_transpose_matrix(
     weight = as_weight(weight)
     geom = ConvGeometry.for_transpose(
         weight.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
-        dilation=dilation, groups=groups,
+        dilation=dilation, groups=groups, output_size=output_size,
     )
     if rows is not None:
         from ._blocks import row_block

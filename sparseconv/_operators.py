@@ -376,7 +376,7 @@ class ConvOperator(_GeometryOperator):
 
     def __init__(
         self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
-        padding: PaddingLike = 0, dilation: IntOrTuple = 1, groups: int = 1,
+        padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
         padding_mode: PaddingMode = "zeros", flip: bool = False, dtype: DTypeLike | None = None,
         layout: Layout = "channels_first",
     ) -> None:
@@ -427,7 +427,7 @@ class ConvTransposeOperator(_GeometryOperator):
     weight : array_like, shape (C_in, C_out/groups, *kernel_size)
     input_shape : tuple of int
         ``(C_in, *spatial)``.
-    stride, padding, output_padding, dilation, groups
+    stride, padding, output_padding, dilation, groups, output_size
         Exactly as :func:`sparseconv.conv_transpose_matrix`.
     dtype : numpy dtype, optional
     layout : {"channels_first", "channels_last"}
@@ -475,13 +475,14 @@ class ConvTransposeOperator(_GeometryOperator):
         self, weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
         padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
         dilation: IntOrTuple = 1, groups: int = 1, dtype: DTypeLike | None = None,
-        layout: Layout = "channels_first",
+        layout: Layout = "channels_first", output_size: IntOrTuple | None = None,
     ) -> None:
         self.layout = check_layout(layout)
         weight = as_weight(weight)
         self.geometry = ConvGeometry.for_transpose(
             weight.shape, input_shape, stride=stride, padding=padding,
             output_padding=output_padding, dilation=dilation, groups=groups,
+            output_size=output_size,
         )
         dtype = layer_dtype(weight, dtype)
         self._weight = _own(weight)

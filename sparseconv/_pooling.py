@@ -24,7 +24,14 @@ from ._typing import (
     SparseArray,
     SparseFormat,
 )
-from ._validation import as_bool, int_tuple, layer_dtype, normalize_padding, positive_int
+from ._validation import (
+    as_bool,
+    exact_in,
+    int_tuple,
+    layer_dtype,
+    normalize_padding,
+    positive_int,
+)
 
 __all__ = ["avg_pool_matrix"]
 
@@ -131,7 +138,9 @@ def avg_pool_matrix(
         divisor = np.tile(window.astype(float), geom.in_channels)
     else:  # zero padding stores only the taps that read the input
         divisor = np.diff(matrix.indptr).astype(float)
-    matrix.data /= np.repeat(divisor, np.diff(matrix.indptr)).astype(dtype)
+    exact_in(dtype, 1.0 / divisor, "avg_pool_matrix's entries 1/divisor")
+    if dtype.kind in "fc":  # an integer dtype passed exact_in: every divisor is 1
+        matrix.data /= np.repeat(divisor, np.diff(matrix.indptr)).astype(dtype)
     return matrix.asformat(format)
 
 

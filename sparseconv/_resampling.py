@@ -41,6 +41,7 @@ from ._typing import DTypeLike, IntOrTuple, ShapeLike, SparseArray, SparseFormat
 from ._validation import (
     as_bool,
     check_format,
+    exact_in,
     int_tuple,
     layer_dtype,
     positive_floats,
@@ -67,6 +68,8 @@ def _shape(input_shape, name: str = "input_shape") -> tuple[int, ...]:
 def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str) -> SparseArray:
     """``I_channels (x) axes[0] (x) ...``, sized against the memory limit first."""
     rows = channels * math.prod(a.shape[0] for a in axes)
+    for axis in axes:  # the product's entries are products of these: exact if theirs are
+        exact_in(np.dtype(dtype), axis.data, f"{what}'s entries")
     check_sparse_memory(channels * math.prod(a.nnz for a in axes), rows, dtype, what)
     matrix = functools.reduce(lambda a, b: sp.kron(a, b, format="csr"), axes,
                               sp.eye_array(channels, format="csr"))

@@ -8,7 +8,8 @@ from typing import SupportsIndex, overload
 from ._typing import ExplicitPaddingLike, IntOrTuple, PaddingLike
 from ._validation import int_tuple, is_int, normalize_padding, spatial_size
 
-__all__ = ["conv_output_shape", "conv_transpose_output_shape", "output_sizes"]
+__all__ = ["conv_output_shape", "conv_transpose_output_shape", "output_padding_for",
+           "output_sizes"]
 
 
 def output_sizes(sizes, kernel_size, stride, dilation, pads) -> tuple[int, ...]:
@@ -161,3 +162,40 @@ def conv_transpose_output_shape(
             f"input_size={sizes}, kernel_size={kernel}, stride={stride}, dilation={dilation}"
         )
     return out[0] if scalar else out
+
+
+def output_padding_for(
+    output_size: IntOrTuple | None, input_size: Sequence[SupportsIndex], kernel_size: IntOrTuple,
+    stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0, dilation: IntOrTuple = 1,
+    output_padding: IntOrTuple = 0,
+) -> tuple[int, ...]:
+    """The ``output_padding`` of a transposed convolution asked for by its ``output_size``.
+
+    PyTorch's ``ConvTranspose*d.forward(x, output_size=...)``: the spatial output size picks
+    one of the ``stride`` sizes a strided convolution's adjoint can have, from the smallest
+    (``output_padding=0``) to ``stride - 1`` above it. ``output_size=None``: ``output_padding``
+    as given. Both at once (a non-zero ``output_padding``) are refused.
+
+    Examples
+    --------
+    >>> output_padding_for((16, 15), (8, 8), 3, stride=2, padding=1)
+    (1, 0)
+    >>> output_padding_for(None, (8,), 3, stride=2, output_padding=1)
+    (1,)
+    """
+    sizes, kernel, strides, _ = _per_axis(input_size, kernel_size, stride, dilation)
+    ndim = len(sizes)
+    given = int_tuple(output_padding, ndim, "output_padding", 0)
+    if output_size is None:
+        return given
+    if any(given):
+        raise ValueError(f"pass output_size or output_padding, not both: got output_size="
+                         f"{output_size!r} and output_padding={output_padding!r}")
+    size = int_tuple(output_size, ndim, "output_size", 1)
+    smallest = conv_transpose_output_shape(sizes, kernel, strides, padding, 0, dilation)
+    largest = tuple(m + s - 1 for m, s in zip(smallest, strides))
+    if not all(m <= n <= big for m, n, big in zip(smallest, size, largest)):
+        raise ValueError(f"output_size must lie between {smallest} and {largest} (stride - 1 "
+                         f"above the smallest output) for input size {sizes}, got "
+                         f"{output_size!r}")
+    return tuple(n - m for n, m in zip(size, smallest))

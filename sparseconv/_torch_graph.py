@@ -35,7 +35,7 @@ from sparseconv._torch_layers import (
     _padding,
     _refuse,
 )
-from sparseconv._torch_script import _kind
+from sparseconv._torch_script import _kind, forward_failed
 from sparseconv._typing import PaddingMode
 
 # The probe's batch: a reshape that keeps it first keeps every sample's values in C order, and
@@ -396,7 +396,7 @@ def _trace_graph(model: nn.Module):
     return torch.fx.GraphModule(root, graph), leaf
 
 
-def _probe(gm, shape) -> dict:
+def _probe(gm, shape, model: nn.Module) -> dict:
     """Every node's value on one forward pass of a batch of ``_BATCH`` zeros."""
     values: dict = {}
 
@@ -409,8 +409,11 @@ def _probe(gm, shape) -> dict:
     parameter = next(gm.parameters(), None)
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
     device = parameter.device if parameter is not None else None
-    with torch.no_grad():
-        Recorder(gm).run(torch.zeros((_BATCH, *shape), dtype=dtype, device=device))
+    try:
+        with torch.no_grad():
+            Recorder(gm).run(torch.zeros((_BATCH, *shape), dtype=dtype, device=device))
+    except RuntimeError as exc:
+        raise forward_failed(model, shape, exc, batch=_BATCH) from exc
     return values
 
 
@@ -426,7 +429,7 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]):
             module = gm.get_submodule(node.target)
             if isinstance(module, (*_BATCHNORM, *_DROPOUT)):
                 _refuse(module)
-    values = _probe(gm, shape)
+    values = _probe(gm, shape, model)
     builder = _GraphBuilder(gm, values)
     builder.index[inputs[0]] = 0
     builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +22,11 @@ import scipy.sparse.linalg as spla
 import torch
 import torch.fx
 from torch import nn
+from torch.nn.utils import parametrize
 
 import sparseconv as sc
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
+from sparseconv._shapes import output_padding_for
 from sparseconv._typing import PaddingMode, SparseFormat
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -88,8 +90,42 @@ def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
     return shape
 
 
+def is_leaf(module: nn.Module) -> bool:
+    """A module that is one layer: no submodule but its ``parametrizations``
+    (``torch.nn.utils.parametrize``: spectral_norm, weight_norm, orthogonal), which compute
+    its weight and are no layers of the network."""
+    return all(name == "parametrizations" and parametrize.is_parametrized(module)
+               for name, _ in module.named_children())
+
+
+def leaf_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Every leaf of ``model`` (:func:`is_leaf`) with its qualified name, in module order; the
+    modules inside a layer's ``parametrizations`` are not leaves of the network."""
+    inside: list[str] = []
+    for name, module in model.named_modules():
+        if any(name == p or name.startswith(p + ".") for p in inside):
+            continue
+        if parametrize.is_parametrized(module):
+            inside.append(f"{name}.parametrizations" if name else "parametrizations")
+        if is_leaf(module):
+            yield name, module
+
+
+def _is_network(module: nn.Module) -> bool:
+    """A container, or a model of the user's own with submodules (not one of PyTorch's
+    compound layers, such as attention)."""
+    return next(module.children(), None) is not None and (
+        isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        or not type(module).__module__.startswith("torch."))
+
+
 def _refuse(module: nn.Module) -> None:
     name = type(module).__name__
+    if not isinstance(module, _SUPPORTED) and _is_network(module):
+        raise TypeError(f"{name} is a network of modules, not one layer: "
+                        "sparseconv.torch.network_operator(model, input_shape) makes one "
+                        "operator of a linear network, and lipschitz_report(model, "
+                        "input_shape) bounds each of its layers")
     if not isinstance(module, _SUPPORTED):
         raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
                         "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "
@@ -145,19 +181,14 @@ def _conv_layer(module, input_shape) -> _Layer:
 
 
 def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
-    """The output_padding PyTorch derives from ``module(x, output_size=...)``."""
+    """The output_padding PyTorch derives from ``module(x, output_size=...)`` (which may give
+    the batch and channel sizes too: the last ``ndim`` are the spatial ones)."""
     ndim = len(module.kernel_size)
     size = tuple(int(n) for n in output_size)[-ndim:]
     if len(size) != ndim:
         raise ValueError(f"output_size must give {ndim} spatial sizes, got {output_size!r}")
-    smallest = sc.conv_transpose_output_shape(shape[1:], module.kernel_size, module.stride,
-                                              module.padding, 0, module.dilation)
-    padding = tuple(n - m for n, m in zip(size, smallest))
-    if any(not 0 <= p < s for p, s in zip(padding, module.stride)):
-        largest = tuple(m + s - 1 for m, s in zip(smallest, module.stride))
-        raise ValueError(f"output_size must lie between {smallest} and {largest} for "
-                         f"{type(module).__name__} on input_shape={shape}, got {output_size!r}")
-    return padding
+    return output_padding_for(size, shape[1:], module.kernel_size, module.stride,
+                              module.padding, module.dilation)
 
 
 def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:

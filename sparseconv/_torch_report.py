@@ -11,15 +11,16 @@ from __future__ import annotations
 import copy
 import csv
 import importlib
+import io
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,10 +38,12 @@ from sparseconv._torch_layers import (
     _ONE_LIPSCHITZ,
     _Layer,
     _layer,
+    is_leaf,
 )
 from sparseconv._torch_module import _layer_norm, fold_batchnorm
 from sparseconv._torch_script import _kind
 from sparseconv._torch_trace import TraceRecord, _checked, _first_tensor, _script_trace, trace
+from sparseconv._validation import real_number
 
 _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "lower", "upper",
             "method", "circular", "seconds")
@@ -151,6 +154,20 @@ class LipschitzReport:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def __getitem__(self, key: int | str) -> dict:
+        """A row as a dict: by position (``report[0]``, ``report[-1]``) or by layer name
+        (``report["0+1"]``)."""
+        if isinstance(key, str):
+            for row in self.rows:
+                if row["name"] == key:
+                    return dict(row)
+            raise KeyError(f"no row named {key!r}; the rows are "
+                           f"{[row['name'] for row in self.rows]}")
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            return dict(self.rows[key])
+        raise TypeError(f"a report is indexed by a row's position (int) or its layer's name "
+                        f"(str), got {type(key).__name__}")
+
     def __str__(self) -> str:
         def cell(key, value):
             if value is None:
@@ -185,22 +202,52 @@ class LipschitzReport:
                          + (", ".join(self.activations) or "none"))
         return "\n".join(lines)
 
-    def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write the rows as CSV (shapes as ``CxHxW``, a missing ``circular`` empty)."""
-        with open(path, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=self.columns)
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: "x".join(map(str, v)) if isinstance(v, tuple) else v
-                                 for k, v in row.items()})
+    def to_csv(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
+        """Write the rows as CSV (shapes as ``CxHxW``, a missing ``circular`` empty) to a
+        file name or an open text file; ``None`` returns the text, as pandas does."""
+        stream = io.StringIO()
+        writer = csv.DictWriter(stream, fieldnames=self.columns)
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: "x".join(map(str, v)) if isinstance(v, tuple) else v
+                             for k, v in row.items()})
+        return _write(stream.getvalue(), path, newline="")
 
-    def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write the rows, the network bound and its assumptions as JSON."""
+    def to_json(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
+        """Write the rows, the network bound and its assumptions as JSON to a file name or an
+        open text file; ``None`` returns the text."""
         data = {"layers": [dict(row) for row in self.rows], "network_upper": self.network_upper,
                 "activations": list(self.activations), "chain_checked": self.chain_checked,
                 "reason": self.reason, "complete": self.complete}
-        with open(path, "w") as stream:
-            json.dump(data, stream, indent=2)
+        return _write(json.dumps(data, indent=2), path)
+
+
+def _write(text: str, path, newline: str | None = None) -> str | None:
+    """``text`` to a file name or an open text file (``path.write``), or returned (None)."""
+    if path is None:
+        return text
+    if hasattr(path, "write"):
+        path.write(text)
+        return None
+    with open(path, "w", newline=newline) as stream:
+        stream.write(text)
+    return None
+
+
+def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
+    """``lipschitz_constants`` checked: names to finite non-negative floats."""
+    if constants is None:
+        return {}
+    if not isinstance(constants, Mapping):
+        raise TypeError(f"lipschitz_constants must be a mapping of module or class names to "
+                        f"floats, got {type(constants).__name__}")
+    checked = {}
+    for name, value in constants.items():
+        if not isinstance(name, str):
+            raise TypeError(f"lipschitz_constants keys must be module or class names (str), "
+                            f"got {name!r}")
+        checked[name] = real_number(value, f"lipschitz_constants[{name!r}]", low=0.0)
+    return checked
 
 
 def _activation_constant(module: nn.Module) -> float | None:
@@ -216,10 +263,20 @@ def _activation_constant(module: nn.Module) -> float | None:
     return None
 
 
-def _is_sequential(model: nn.Module) -> bool:
+def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] | None:
+    """The first module (qualified name, module) that is neither a ``nn.Sequential`` nor a
+    leaf, so that the model may not be the chain of its leaves; None for a chain."""
     if isinstance(model, nn.Sequential) or _kind(model) == "Sequential":  # or a scripted one
-        return all(_is_sequential(child) for child in model.children())
-    return next(model.children(), None) is None
+        for child_name, child in model.named_children():
+            found = _not_sequential(child, f"{name}.{child_name}" if name else child_name)
+            if found is not None:
+                return found
+        return None
+    return None if is_leaf(model) else (name, model)
+
+
+def _is_sequential(model: nn.Module) -> bool:
+    return _not_sequential(model) is None
 
 
 def _progress_callback(progress, total: int) -> tuple[Callable | None, Callable[[], None]]:
@@ -311,9 +368,13 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
     return todo
 
 
+_SPECTRAL_NORM_OPTIONS = ("method", "tol", "executor")
+
+
 def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,
+                     lipschitz_constants: Mapping[str, float] | None = None,
                      **kwargs: Any) -> LipschitzReport:
     """Certified spectral norms of every linear layer of a network, and their product.
 
@@ -352,6 +413,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     progress : bool or callable
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
         layer). A callable is called after each layer as ``progress(done, total, name)``.
+    lipschitz_constants : mapping of str to float, optional
+        The Lipschitz constants of other activations, by module name (``"1"``,
+        ``"layer1.0.act"``) or class name (``"GELU"``, ``"SiLU"``; a name wins over a class),
+        for example ``{"GELU": 1.13, "SiLU": 1.1}``. Your constants, not certified here: the
+        network bound is as good as they are, and the report lists them.
     **kwargs
         Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``, ``executor``: any
         ``concurrent.futures.Executor``, for example a Dask client's ``get_executor()``, runs
@@ -366,7 +432,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ValueError
         A model in training mode.
     TypeError
-        A TorchScript model whose graph hides a layer (see :func:`trace`).
+        A TorchScript model whose graph hides a layer (see :func:`trace`); a keyword argument
+        other than ``method``, ``tol`` and ``executor``.
+    RuntimeError
+        The model's forward failed on the probe batch (an ``input_shape`` with its batch?).
     KeyboardInterrupt
         Re-raised when the run is interrupted (Ctrl-C), with the rows finished so far as the
         exception's ``report`` attribute: a :class:`LipschitzReport` with ``complete=False``
@@ -390,13 +459,22 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     if not (isinstance(progress, bool) or callable(progress)):
         raise TypeError(f"progress must be True, False or a callable (done, total, name), got "
                         f"{progress!r}")
+    unknown_options = sorted(set(kwargs) - set(_SPECTRAL_NORM_OPTIONS))
+    if unknown_options:  # before tracing, and not blamed on spectral_norm
+        raise TypeError(f"lipschitz_report() got an unexpected keyword argument "
+                        f"{unknown_options[0]!r}; it passes {', '.join(_SPECTRAL_NORM_OPTIONS)} "
+                        "to spectral_norm")
+    given = _given_constants(lipschitz_constants)
+    _checked(model, input_shape, None)  # no allow_train here: a report needs eval mode
     records, folds = _trace_with_folds(model, input_shape)
     todo = _layers_to_report(records, folds, fold_batchnorm)
     activations, constants, unknown = [], [], []
     for record in records:
         if record.linear:
             continue
-        constant = _activation_constant(record.module)
+        constant = given.get(record.name, given.get(_kind(record.module)))
+        if constant is None:
+            constant = _activation_constant(record.module)
         label = f"{record.name} ({_kind(record.module)}"
         if constant is None:
             unknown.append(label + ")")
@@ -422,7 +500,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     if unknown:
         reason = "not linear and not a known activation: " + ", ".join(unknown)
     elif not (chain or assume_chain):
-        reason = (f"{_kind(model)} is not a nn.Sequential, so the product of the "
+        name, module = _not_sequential(model) or ("", model)
+        what = f"module {name!r} ({_kind(module)})" if name else _kind(module)
+        reason = (f"{what} is not a nn.Sequential, so the product of the "
                   "layers' bounds is no bound of its forward (pass assume_chain=True if that "
                   "forward is the chain of the traced layers)")
     factors = [row["upper"] for row in rows] + constants

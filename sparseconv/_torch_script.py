@@ -196,9 +196,20 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
         with torch.no_grad():
             result = function(model._c, torch.zeros((1, *shape), dtype=dtype, device=device))
     except RuntimeError as exc:  # TorchScript's message carries its whole traceback
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        raise RuntimeError(lines[-1] if lines else type(exc).__name__) from exc
+        raise forward_failed(model, shape, exc, last=True) from exc
     return list(result)[len(outputs):]
+
+
+def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
+                   last: bool = False, batch: int = 1) -> RuntimeError:
+    """The model's own error on the probe batch, on one line (its ``last`` line for
+    TorchScript, whose message ends with it; else its first, before torch.fx's context), with
+    the batch it ran on: an ``input_shape`` given with its batch is the usual cause."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    reason = (lines[-1] if last else lines[0]) if lines else type(exc).__name__
+    return RuntimeError(f"{_kind(model)}'s forward failed on a batch of zeros of shape "
+                        f"{(batch, *shape)} (input_shape={shape} is (C, *spatial), without the "
+                        f"batch): {reason}")
 
 
 def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple], list[bool]]:
@@ -211,6 +222,7 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
         raise TypeError(f"TorchScript {_kind(model)}.forward takes {len(inputs) - 1} inputs; one "
                         "is supported")
     calls = [c for c in _calls(model, graph) if c.input() is not None]
+    _refuse_frozen(model, graph)
     wanted = [v for c in calls for v in (c.input(), c.output(), *(
         a for op in c.ops() for a in op.inputs()))]
     index = {v.unique(): i for i, v in reversed(list(enumerate(wanted)))}
@@ -224,6 +236,24 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
     records = [(call.name, module, tuple(value(call.input()).shape[1:]),
                 tuple(value(call.output()).shape[1:])) for call, module in zip(calls, modules)]
     return records, _folds(order, calls, modules)
+
+
+def _refuse_frozen(model: nn.Module, graph) -> None:
+    """A model frozen by ``torch.jit.freeze``, saved and loaded back: it holds no submodule
+    and no parameter (its layers are inlined, their weights constants of its graph), so the
+    whole model would pass for one unknown leaf module and get an empty report."""
+    if not _is_leaf(model) or next(model.parameters(), None) is not None:
+        return
+    weighted = _CONV_OPS | {"aten::linear", "aten::batch_norm"}
+    constant = [node.kind() for node in graph.nodes() if node.kind() in weighted and any(
+        v.node().kind() == "prim::Constant" and isinstance(v.type(), torch.TensorType)
+        for v in node.inputs())]
+    if constant:
+        raise TypeError(f"TorchScript {_kind(model)} holds no submodule and no parameter but "
+                        f"runs {', '.join(dict.fromkeys(constant))} with constant weights: a "
+                        "model frozen by torch.jit.freeze (its layers inlined away); "
+                        "sparseconv cannot tell its layers apart: pass the module before "
+                        "torch.jit.freeze")
 
 
 def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bool]:

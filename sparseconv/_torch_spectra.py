@@ -259,10 +259,12 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     """A certified upper bound on a zero-padded convolution's spectral norm, differentiable.
 
     The circulant-embedding bound of :func:`sparseconv.spectral_norm` (its
-    ``bounds["circulant"]``): the layer ``nn.Conv*d(..., padding=padding)`` (zero padding) on
-    inputs of spatial size ``input_size`` is a restriction of a strided circular layer on a
-    grid large enough that nothing wraps around, whose norm -- the largest singular value of
-    its symbol -- bounds the layer's. Computed in float64 (complex128) whatever the weight's
+    ``bounds["circulant"]`` where it computes one: a layer small enough for its dense route
+    has only ``bounds["dense"]``, and a 1x1 kernel ``bounds["1x1"]``): the layer
+    ``nn.Conv*d(..., padding=padding)`` (zero padding) on inputs of spatial size
+    ``input_size`` is a restriction of a strided circular layer on a grid large enough that
+    nothing wraps around, whose norm -- the largest singular value of its symbol -- bounds
+    the layer's. Computed in float64 (complex128) whatever the weight's
     dtype and widened by the library's rounding allowance, so the value bounds the norm of
     the layer as given. Use it as a penalty: its gradient is the gradient of the bound.
 

@@ -14,8 +14,8 @@ import torch
 import torch.fx
 from torch import nn
 
-from sparseconv._torch_layers import _input_shape, _refuse
-from sparseconv._torch_script import _kind, script_calls
+from sparseconv._torch_layers import _input_shape, _refuse, leaf_modules
+from sparseconv._torch_script import _kind, forward_failed, script_calls
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,16 @@ def _shape(value) -> tuple[int, ...]:
     return () if tensor is None else tuple(tensor.shape[1:])
 
 
-def _checked(model: nn.Module, input_shape, allow_train: bool) -> tuple[int, ...]:
-    """``input_shape`` checked; a model in training mode refused unless ``allow_train``."""
+def _checked(model: nn.Module, input_shape, allow_train: bool | None) -> tuple[int, ...]:
+    """``input_shape`` checked; a model in training mode refused unless ``allow_train``
+    (``None``: refused, and the caller has no ``allow_train`` to suggest)."""
     shape = _input_shape(input_shape, None, _kind(model))
     training = [name or _kind(model) for name, m in model.named_modules()
                 if getattr(m, "training", False)]  # a frozen ScriptModule has none
     if training and not allow_train:
         raise ValueError(f"the model is in training mode ({', '.join(training[:3])}"
-                         f"{', ...' if len(training) > 3 else ''}): call model.eval() first, "
-                         "or pass allow_train=True")
+                         f"{', ...' if len(training) > 3 else ''}): call model.eval() first"
+                         + ("" if allow_train is None else ", or pass allow_train=True"))
     return shape
 
 
@@ -137,18 +138,19 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
         return _script_trace(model, shape)[0]
     records: list[TraceRecord] = []
     hooks = []
-    for name, module in model.named_modules():
-        if next(module.children(), None) is None:
-            def hook(mod, inputs, output, name=name):
-                records.append(TraceRecord(name, mod, _shape(inputs), _shape(output),
-                                           _is_linear(mod)))
-            hooks.append(module.register_forward_hook(hook))
+    for name, module in leaf_modules(model):  # a parametrized layer is one leaf
+        def hook(mod, inputs, output, name=name):
+            records.append(TraceRecord(name, mod, _shape(inputs), _shape(output),
+                                       _is_linear(mod)))
+        hooks.append(module.register_forward_hook(hook))
     parameter = next(model.parameters(), None)
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
     device = parameter.device if parameter is not None else None
     try:
         with torch.no_grad():
             model(torch.zeros((1, *shape), dtype=dtype, device=device))
+    except RuntimeError as exc:
+        raise forward_failed(model, shape, exc) from exc
     finally:
         for handle in hooks:
             handle.remove()

@@ -29,10 +29,12 @@ __all__ = [
     "check_blocksize",
     "check_layout",
     "as_weight",
+    "exact_in",
     "int_tuple",
     "is_int",
     "layer_dtype",
     "normalize_padding",
+    "periodic_padding_mode",
     "positive_floats",
     "positive_int",
     "result_dtype",
@@ -248,6 +250,24 @@ def positive_floats(value, ndim: int, name: str) -> tuple[float, ...]:
     if not all(0 < v < float("inf") for v in values):
         raise ValueError(expected)
     return values
+
+
+def periodic_padding_mode(padding_mode, what: str) -> None:
+    """``padding_mode`` of a function that only describes the periodic layer
+    (:func:`~sparseconv.circular_svd`, :func:`~sparseconv.clip_singular_values`): only
+    ``"circular"``, accepted so that the spectra's arguments pass unchanged.
+
+    Examples
+    --------
+    >>> periodic_padding_mode("circular", "circular_svd")
+    >>> periodic_padding_mode("zeros", "circular_svd")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: padding_mode must be 'circular' for circular_svd (...), got 'zeros'
+    """
+    if not (isinstance(padding_mode, str) and padding_mode == "circular"):
+        raise ValueError(f"padding_mode must be 'circular' for {what} (it factors the periodic "
+                         f"layer), got {padding_mode!r}")
 
 
 def real_number(value, name: str, *, low: float = -math.inf, high: float = math.inf,
@@ -479,4 +499,30 @@ def layer_dtype(weight: np.ndarray, dtype) -> np.dtype:
     if weight.dtype.kind == "c" and dtype.kind != "c":
         raise TypeError(f"dtype={dtype} would discard the imaginary part of the complex "
                         f"{weight.dtype} weight; pass a complex dtype or the real part")
+    exact_in(dtype, weight, f"the {weight.dtype} weight's entries")
     return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def exact_in(dtype: np.dtype, values: np.ndarray, what: str) -> None:
+    """Refuse an integer or bool ``dtype`` that would change real ``values`` (numpy's
+    ``astype`` truncates 0.4 to 0 and wraps 300 to 44 in int8 without a word).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> exact_in(np.dtype(np.int16), np.array([1.0, -2.0]), "the weight's entries")
+    >>> exact_in(np.dtype(int), np.array([1.0, 0.25]), "the entries")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: dtype=int64 would change the entries (0.25 at index (1,) becomes 0); pass a ...
+    """
+    if dtype.kind not in "biu" or values.dtype.kind != "f":
+        return
+    with np.errstate(invalid="ignore", over="ignore"):
+        cast = values.astype(dtype)
+    changed = np.argwhere(cast != values)  # truncated, wrapped around, or NaN
+    if changed.size:
+        where = tuple(int(i) for i in changed[0])
+        before, after = values[where].item(), cast[where].item()
+        raise TypeError(f"dtype={dtype} would change {what} ({before!r} at index {where} "
+                        f"becomes {after!r}); pass a floating dtype")

@@ -131,8 +131,10 @@ def _plot_options() -> argparse.ArgumentParser:
 def _layer_options() -> argparse.ArgumentParser:
     layer = argparse.ArgumentParser(add_help=False)
     group = layer.add_argument_group("layer (PyTorch's Conv options)")
-    group.add_argument("--in-shape", type=_ints, required=True, metavar="C,H[,W,...]",
-                       help="input shape without batch, e.g. 3,32,32")
+    group.add_argument("--in-shape", "--input-shape", dest="in_shape", type=_ints,
+                       required=True, metavar="C,H[,W,...]",
+                       help="input shape without batch, e.g. 3,32,32 (--input-shape, as report "
+                            "spells it, works too)")
     group.add_argument("--out-channels", type=_positive, metavar="N")
     group.add_argument("--kernel-size", type=_int_or_ints, metavar="K[,K...]")
     group.add_argument("--stride", type=_int_or_ints, default=1, metavar="S[,S...]")
@@ -207,7 +209,8 @@ def _report_parser(commands) -> None:
     report.add_argument("--model", required=True, metavar="FILE.pt",
                         help="a TorchScript file (loads as is), or a model saved with "
                         "torch.save(model) (needs --trust-pickle)")
-    report.add_argument("--input-shape", type=_ints, required=True, metavar="C,H[,W,...]",
+    report.add_argument("--input-shape", "--in-shape", dest="input_shape", type=_ints,
+                        required=True, metavar="C,H[,W,...]",
                         help="input shape without batch, e.g. 3,224,224")
     report.add_argument("--trust-pickle", action="store_true",
                         help="load a pickled model: unpickling runs code from the file, pass "
@@ -357,8 +360,6 @@ def _receptive_field(layer: _Layer) -> str:
 
 
 def _info(layer: _Layer, args) -> None:
-    import scipy.sparse as sp
-
     g = layer.geometry
     rows, cols = g.shape
     # shapes are O(1); counting walks each axis once, never the product of the axes
@@ -366,7 +367,9 @@ def _info(layer: _Layer, args) -> None:
                  "counting the nonzeros and the receptive field of this layer")
     nnz = g.nnz()
     item = np.dtype(args.dtype).itemsize
-    index = np.dtype(sp.get_index_dtype(maxval=max(nnz, *g.shape))).itemsize
+    # scipy's rule (get_index_dtype), without its int64 conversion, which overflows on a
+    # layer whose counts exceed int64: such a matrix cannot exist, but its sizes can be told
+    index = 4 if max(nnz, *g.shape) <= np.iinfo(np.int32).max else 8
     memory = {"csr": nnz * (item + index) + (rows + 1) * index,
               "csc": nnz * (item + index) + (cols + 1) * index,
               "coo": nnz * (item + 2 * index), "dense": rows * cols * item,
@@ -498,11 +501,18 @@ def _spectrum(layer: _Layer, args) -> None:
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
     print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method})")
     if args.every_size:
+        from ._symbol import is_periodic
         from ._torus import toeplitz_norm
 
         every = toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation, groups=g.groups)
         lower, upper = _outward(every.lower, ROUND_FLOOR), _outward(every.upper, ROUND_CEILING)
-        print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite grid)")
+        # it bounds the zero-padded and the periodic layers of the kernel, not a reflect,
+        # replicate or partly circular padding (those fold taps onto the input: a larger norm)
+        bounded = g.padding_mode == "zeros" or is_periodic(g)
+        caveat = "" if bounded else (f"; it bounds the zero-padded and periodic layers only, "
+                                     f"not this {g.padding_mode}-padded one")
+        print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite "
+              f"grid{caveat})")
     print(f"wrote {args.output}")
 
 
@@ -566,6 +576,12 @@ def _load_model(path: str, trust_pickle: bool, error):
                   "from the file: pass --trust-pickle if you trust it")
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=False)
+        except (AttributeError, ImportError) as exc:  # the pickle names a class not found here
+            error(f"cannot load --model {path}: {type(exc).__name__}: {exc}; torch.save(model) "
+                  "stores the name of the model's class, not its code: make the class "
+                  "importable under that name here (one defined in the script that saved the "
+                  "model, '__main__', never is), or save the model with "
+                  "torch.jit.script(model).save(path), which loads without it")
         except Exception as exc:  # noqa: BLE001 - unpickling raises anything the pickle does
             error(f"cannot load --model {path}: {type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - torch.load raises RuntimeError, EOFError...
@@ -620,7 +636,7 @@ def _report(args, error) -> None:
         report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,
                                       fold_batchnorm=args.fold_batchnorm,
                                       progress=not args.quiet and sys.stderr.isatty(),
-                                      **({"method": "exact"} if args.exact else {}))
+                                      method="exact" if args.exact else "auto")
     except KeyboardInterrupt as interrupt:
         partial = getattr(interrupt, "report", None)
         if partial is not None:
@@ -655,8 +671,10 @@ def _reason(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (every error exits with 2, one line)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     command = args.command_parser
+    if unknown:  # named by the command that was given them, as its other errors are
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = {"info": _info, "spy": _spy, "spectrum": _spectrum, "export": _export}
     try:
         if args.command == "report":  # a model, not one layer

@@ -229,16 +229,27 @@ def assert_layer_matches_torch(
     complex_ = np.dtype(op.dtype).kind == "c"
     apply = _torch_layer(op, torch)
 
+    # PyTorch's arrays are (N, C, *spatial); a channels-last operator flattens (*spatial, C)
+    last = getattr(op, "layout", "channels_first") == "channels_last"
+
+    def columns(a):  # (N, C, *spatial) -> the operator's flat columns
+        a = np.moveaxis(a, 1, -1) if last else a
+        return np.ascontiguousarray(a).reshape(len(a), -1).T
+
+    def arrays(cols, dims):  # the operator's flat columns -> (N, C, *spatial)
+        a = cols.T.reshape(n_inputs, *dims)
+        return np.moveaxis(a, -1, 1) if last else a
+
     x = _random(rng, (n_inputs, *op.input_shape), complex_)
     xt = torch.from_numpy(x).requires_grad_(True)
     yt = apply(xt)
     expected = yt.detach().numpy()
-    got = op.matmat(x.reshape(n_inputs, -1).T).T.reshape(n_inputs, *op.output_shape)
+    got = arrays(op.matmat(columns(x)), op.dimsd)
     _assert_close(got, expected, rtol, f"the forward product of {op!r}")
 
     v = _random(rng, expected.shape, complex_)
     (grad,) = torch.autograd.grad(yt, xt, grad_outputs=torch.from_numpy(v))
-    adjoint = op.rmatmat(v.reshape(n_inputs, -1).T).T.reshape(x.shape)
+    adjoint = arrays(op.rmatmat(columns(v)), op.dims)
     _assert_close(adjoint, grad.numpy(), rtol, f"the adjoint (rmatmat) of {op!r}")
 
 

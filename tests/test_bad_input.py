@@ -49,6 +49,9 @@ GROUPS = [0, -1, True, 1.5, "1", None, HUGE, np.float64(1.0)]
 LAYOUTS = ["NHWC", "channels-last", None, 1, ("channels_last",)]
 # blocksize applies to format="bsr" only: with the default format every value is refused
 BLOCKSIZES = [(2, 2), (0, 1), 2, "2,2", (1.5, 1)]
+# a 2 -> 2 3x3 transposed layer on 8x8 at stride 1 has one output size: (10, 10)
+OUTPUT_SIZES = [0, -1, 1.5, "10", True, (10,), (10, 10, 10), (9, 10), (10, 11), HUGE, NAN,
+                (10, HUGE)]
 ROWS_BAD = [5, "0:5", [0, 5], slice(0, 10, 2), slice(0.0, 5), slice(True, 5), (0, 5)]
 
 
@@ -123,7 +126,7 @@ SPECS = {
         keyword_call(sc.ConvTransposeOperator, "weight", "input_shape"),
         dict(weight=W, input_shape=SHAPE),
         dict(weight=WEIGHTS, input_shape=SIZES, output_padding=NON_NEGATIVE, dtype=DTYPES,
-             layout=LAYOUTS, **layer_bad(mode=False))),
+             layout=LAYOUTS, output_size=OUTPUT_SIZES, **layer_bad(mode=False))),
     "SavedLayer": Spec(keyword_call(sc.SavedLayer, "weight", "input_shape"),
                        dict(weight=W, input_shape=SHAPE),
                        dict(weight=WEIGHTS, input_shape=SIZES, transposed=["yes", 1, None],
@@ -203,7 +206,7 @@ SPECS = {
         dict(weight=W, input_shape=SHAPE),
         dict(weight=WEIGHTS, input_shape=SIZES, output_padding=NON_NEGATIVE, format=FORMATS,
              dtype=DTYPES, layout=LAYOUTS, blocksize=BLOCKSIZES,
-             rows=ROWS_BAD, **layer_bad(mode=False))),
+             rows=ROWS_BAD, output_size=OUTPUT_SIZES, **layer_bad(mode=False))),
     "conv_transpose_output_shape": Spec(
         sc.conv_transpose_output_shape, dict(input_size=(8, 8), kernel_size=3),
         dict(input_size=ANY_SPATIAL, kernel_size=POSITIVE, stride=POSITIVE, padding=PADDINGS,
@@ -321,6 +324,7 @@ NO_ARGUMENTS = {
 SPECS["symbol"].bad["padding"] = [p for p in PADDINGS] + [0, 2]
 for name in ("CircularSVD", "circular_svd", "clip_singular_values"):  # periodic, as symbol
     SPECS[name].bad["padding"] = [p for p in PADDINGS] + [0, 2]
+    SPECS[name].bad["padding_mode"] = ["zeros", "reflect", None, 1, ("circular",)]
 for name in ("singular_values", "eigenvalues", "spectral_norm"):
     SPECS[name].bad["padding"] = PADDINGS  # None is the periodic shorthand: accepted
 # executor= and progress= (sparseconv._parallel): refused by type before any work
@@ -461,6 +465,9 @@ PLOT_BAD = [(name, bad) for name in PLOT_CALLS for bad in PRINT_BAD
     ("receptive_field_heatmap", dict(colorbar=1)),
     ("conv_animation", dict(fps=0)), ("conv_animation", dict(fps=2.5)),
     ("conv_animation", dict(fname="x.mp4")),
+    # an ax that is no Axes: numpy's AttributeError ('tuple' object has no attribute 'imshow')
+    *[(name, dict(ax=bad)) for name in ("spy", "spectrum", "frequency_heatmap",
+                                        "receptive_field_heatmap") for bad in ((8, 8), "ax")],
 ]
 
 

@@ -263,6 +263,27 @@ def test_non_periodic_layers_and_bad_arguments_are_refused_by_name():
         clip_singular_values(w, (2, 8, 8), max=1.0, support="same")
 
 
+def test_the_spectra_periodic_arguments_pass_unchanged():
+    """``padding=None, padding_mode="circular"`` asks singular_values for the periodic layer;
+    the same dict describes the same layer to circular_svd and clip_singular_values (the
+    refusal of a non-periodic layer tells the user to pass padding_mode='circular')."""
+    rng = np.random.default_rng(3)
+    w, shape = rng.standard_normal((3, 2, 3, 3)), (2, 8, 8)
+    svd = circular_svd(w, shape, stride=2, **PERIODIC)
+    np.testing.assert_allclose(svd.S, singular_values(w, shape, stride=2, **PERIODIC),
+                               rtol=1e-13)
+    np.testing.assert_allclose(as_dense(svd), dense(w, shape, stride=2), atol=1e-12)
+    np.testing.assert_array_equal(clip_singular_values(w, shape, max=1.0, **PERIODIC),
+                                  clip_singular_values(w, shape, max=1.0))
+    for mode in ("zeros", "reflect", "replicate", None):
+        with pytest.raises(ValueError, match=rf"padding_mode must be 'circular' for "
+                                             rf"circular_svd .*got {mode!r}"):
+            circular_svd(w, shape, padding_mode=mode)
+        with pytest.raises(ValueError, match="padding_mode must be 'circular' for "
+                                             "clip_singular_values"):
+            clip_singular_values(w, shape, max=1.0, padding_mode=mode)
+
+
 def test_factors_are_sized_before_they_are_allocated():
     old = set_memory_limit(200_000)
     try:

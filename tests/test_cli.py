@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 import sparseconv
 from sparseconv import ConvGeometry, conv_matrix, receptive_field_paths
+from sparseconv._memory import format_bytes
 
 LAYER = ["--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3", "--padding", "1"]
 
@@ -139,6 +140,22 @@ def test_spectrum_every_size_bounds_the_layer_on_large_inputs(tmp_path):
         assert top <= upper
     assert top >= 0.95 * lower
     assert "every input size" not in ok("spectrum", "-o", tmp_path / "t.png", *LAYER)
+    assert "(the infinite grid)" in out  # zero padding: no caveat
+
+
+def test_every_size_says_it_does_not_bound_a_reflect_padded_layer(tmp_path):
+    """The reflect-padded layer's own norm is above the every-size bound (padding folds taps
+    onto the input); the line said "every input size" without a word."""
+    args = ["-o", tmp_path / "s.png", "--in-shape", "2,8,8", "--out-channels", "4",
+            "--kernel-size", "3", "--padding", "1", "--seed", "0", "--every-size"]
+    out = ok("spectrum", *args, "--padding-mode", "reflect")
+    norm = float(re.search(r"spectral norm\s+\S+\s+in \[(\S+),", out).group(1))
+    every = float(re.search(r"every input size\s+\S+\s+in \[\S+, (\S+)\]", out).group(1))
+    assert norm > every, out  # a reflect-padded layer is not bounded by it
+    assert ("(the infinite grid; it bounds the zero-padded and periodic layers only, not this "
+            "reflect-padded one)") in out, out
+    periodic = ok("spectrum", *args, "--padding-mode", "circular")  # 8 divisible by stride 1
+    assert "(the infinite grid)" in periodic, periodic
 
 
 def test_spectrum_exact_certifies_every_axis(tmp_path, capsys, monkeypatch):
@@ -181,7 +198,7 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["info", *LAYER, "--stride", "0"], "stride must be a positive integer"),
     (["info", *LAYER, "--padding-mode", "foo"], "argument --padding-mode: invalid choice"),
     (["info", "--in-shape", "3,x,8", "--out-channels", "4", "--kernel-size", "3"],
-     "argument --in-shape: expected an integer"),
+     "argument --in-shape/--input-shape: expected an integer"),
     (["info", *LAYER, "--groups", "2"], "--groups 2 must divide the input channels 3"),
     (["info", "--in-shape", "3,8,8"], "--out-channels and --kernel-size are required"),
     (["info", *LAYER, "--kernel-size", "11"], "larger than the padded input size"),
@@ -223,6 +240,9 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["spy", *LAYER, "-o", "x.png", "--figsize", "3,-1"], "argument --figsize: expected"),
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:4"], "argument --zoom: expected FIRST:STOP"),
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:5,0:1"], "the output block range (0, 5)"),
+    (["info", *LAYER, "--bogus", "1"], "sparseconv info: error: unrecognized arguments: --bogus 1"),
+    (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--tol", "1e-3"],
+     "sparseconv report: error: unrecognized arguments: --tol 1e-3"),
 ])
 def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reason, tmp_path):
     np.savez(tmp_path / "w.npz", w=np.ones((4, 3, 3, 3)))
@@ -355,6 +375,24 @@ def test_info_checks_the_memory_limit_before_counting():
     # a billion inputs: refused at once, well inside an address space too small to try
     huge = ["info", "--in-shape", "1,1000000000", "--out-channels", "1", "--kernel-size", "3"]
     assert "memory limit" in fails(*huge, preexec_fn=address_space_limit(2 * 2**30))
+
+
+def test_the_input_shape_option_has_both_spellings():
+    """report spells it --input-shape, the layer commands --in-shape: each takes both."""
+    assert ok("info", "--input-shape", "3,8,8", *LAYER[2:]) == ok("info", *LAYER)
+    line = fails("report", "--model", "missing.pt", "--in-shape", "3,8,8")
+    assert "cannot read --model missing.pt" in line, line
+
+
+def test_info_tells_the_sizes_of_a_layer_whose_counts_exceed_int64():
+    # 1e20 rows and ~9e25 nonzeros: no scipy.sparse array can hold it, but info can say so
+    out = ok("info", "--in-shape", "100000,100000,100000", "--out-channels", "100000",
+             "--kernel-size", "3", preexec_fn=address_space_limit(2 * 2**30))
+    g = ConvGeometry.from_weight((100000, 100000, 3, 3), (100000, 100000, 100000))
+    assert g.nnz() > np.iinfo(np.int64).max
+    assert f"matrix           {g.shape[0]} x {g.shape[1]}, nnz {g.nnz()} " in out
+    csr = g.nnz() * (8 + 8) + (g.shape[0] + 1) * 8  # float64 values, int64 indices
+    assert f"csr {format_bytes(csr)}," in out, out
 
 
 def test_info_never_builds_the_product_of_the_axes_nor_the_weights():
@@ -513,6 +551,31 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     line = _main_fails(["report", "--model", tmp_path / "model.pt", *shape, "--trust-pickle",
                         "--plot", tmp_path / "x.xyz"], capsys)
     assert "cannot write a figure in format 'xyz'" in line
+
+
+def test_a_pickle_whose_class_is_not_importable_says_what_to_do(tmp_path, capsys, monkeypatch):
+    """The usual case: a model class defined in the training script. Unpickling names the
+    missing class; the line now says why, and that TorchScript needs no class."""
+    import types
+
+    import torch
+
+    module = types.ModuleType("sparseconv_trial_models")  # importable only while saving
+
+    class Net(torch.nn.Sequential):
+        pass
+
+    Net.__module__, Net.__qualname__ = module.__name__, "Net"
+    module.Net = Net
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    torch.save(Net(torch.nn.Conv2d(3, 2, 3)).eval(), tmp_path / "net.pt")
+    monkeypatch.delitem(sys.modules, module.__name__)
+    line = _main_fails(["report", "--model", tmp_path / "net.pt", "--input-shape", "3,8,8",
+                        "--trust-pickle"], capsys)
+    assert "ModuleNotFoundError: No module named 'sparseconv_trial_models'" in line, line
+    assert ("make the class importable under that name here (one defined in the script that "
+            "saved the model, '__main__', never is), or save the model with "
+            "torch.jit.script(model).save(path)") in line, line
 
 
 def branching():

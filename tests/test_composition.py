@@ -78,6 +78,15 @@ def test_compose_of_matrices_is_their_product_and_checks_shapes():
         affine_conv(np.ones((2, 1, 3)), [1.0, 2.0, 3.0], (1, 5))
     f = affine_conv(np.ones((2, 1, 3)), None, (1, 5))
     assert np.array_equal(f.bias, np.zeros(6))
+    # f @ vector: numpy's "matmul: Input operand 0 does not have enough dimensions" before
+    with pytest.raises(TypeError, match=r"f @ g composes f with g, .* got ndarray; apply f "
+                                        r"to a vector or to columns with f\(x\)"):
+        f @ np.ones(5)
+
+
+def test_affine_map_repr_is_one_line():
+    f = affine_conv(np.ones((2, 1, 3)), [3.0, 4.0], (1, 500), padding=1)
+    assert repr(f) == "<AffineMap 1000 x 500: nnz 2996, dtype float64, bias norm 111.803>"
     with pytest.raises(ValueError, match="receives a vector of size"):
         f @ f
 

@@ -64,6 +64,19 @@ def test_transposed_layers_round_trip(seed):
     assert saved.operator().output_shape == saved.operator().H.input_shape
 
 
+def test_a_transposed_layer_saved_with_its_output_size():
+    weight = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
+    f = io.BytesIO()
+    saved_matrix = save_layer(f, weight, (3, 5, 5), transposed=True, stride=2, padding=1,
+                              output_size=(10, 9))
+    f.seek(0)
+    A, saved = load_layer(f)
+    assert saved.options["output_size"] == (10, 9) and A.shape == (2 * 10 * 9, 3 * 5 * 5)
+    expected = conv_transpose_matrix(weight, (3, 5, 5), stride=2, padding=1, output_padding=(1, 0))
+    assert abs(A - expected).max() == 0 and abs(saved_matrix - expected).max() == 0
+    assert saved.operator().output_shape == (2, 10, 9)
+
+
 def test_the_description_is_plain_json_and_needs_no_pickle(tmp_path):
     path = tmp_path / "a"  # .npz is appended, as numpy does
     save_layer(path, np.ones((2, 1, 3, 3)), (2, 5, 5), padding=((1, 0), (0, 1)), groups=2,

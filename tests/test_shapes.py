@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparseconv import conv_output_shape, conv_transpose_output_shape
+from sparseconv._shapes import output_padding_for
 
 from ._oracles import F, requires_torch, torch
 
@@ -53,3 +54,11 @@ def test_conv_transpose_output_shape_matches_torch(n, k, s, p, op, d):
                                        dilation=d) == expected
     assert conv_transpose_output_shape((n, n), (k, 1), stride=(s, 1), padding=(p, 0),
                                        output_padding=(op, 0), dilation=(d, 1)) == (expected, n)
+
+
+def test_output_padding_for_is_the_size_above_the_smallest_output():
+    # 8 -> 15 at stride 2, padding 1, kernel 3: output_size 15 or 16
+    assert output_padding_for((15, 16), (8, 8), 3, stride=2, padding=1) == (0, 1)
+    assert output_padding_for(None, (8, 8), 3, stride=2, output_padding=(1, 0)) == (1, 0)
+    with pytest.raises(ValueError, match=r"between \(15,\) and \(16,\) .* got 17"):
+        output_padding_for(17, (8,), 3, stride=2, padding=1)

@@ -103,6 +103,23 @@ def test_assert_layer_matches_torch_per_side_and_float32():
 
 
 @requires_torch
+@pytest.mark.parametrize("transposed", [False, True])
+def test_assert_layer_matches_torch_reads_a_channels_last_layout(transposed):
+    """A channels-last operator (correct: its README example checks it against the
+    channels-first one) failed here by 14.8: its flat vectors were read channels first."""
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((4, 2, 3, 3))
+    shape = (4, 5, 5) if transposed else (2, 5, 5)
+    build = ConvTransposeOperator if transposed else ConvOperator
+    options = dict(stride=2, output_padding=1) if transposed else dict(padding=1,
+                                                                      padding_mode="reflect")
+    last = build(w, shape, layout="channels_last", **options)
+    assert_layer_matches_torch(last, rng=1)
+    assert_layer_matches_torch((w, shape, dict(options, layout="channels_last",
+                                               **({"transposed": True} if transposed else {}))))
+
+
+@requires_torch
 def test_assert_layer_matches_torch_fails_on_wrong_layers():
     w = np.random.default_rng(8).standard_normal((2, 2, 3, 3))
     with pytest.raises(AssertionError, match="adjoint"):

@@ -310,6 +310,19 @@ def test_trace_residual_network():
             assert a.shape == (np.prod(r.output_shape), np.prod(r.input_shape)), r
 
 
+def test_an_input_shape_with_its_batch_is_explained():
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 4)).eval()
+    message = (r"^Sequential's forward failed on a batch of zeros of shape \({}, 1, 3, 8, 8\) "
+               r"\(input_shape=\(1, 3, 8, 8\) is \(C, \*spatial\), without the batch\): "
+               r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d[^\n]*$")
+    with pytest.raises(RuntimeError, match=message.format(1)):
+        sct.trace(model, (1, 3, 8, 8))
+    with pytest.raises(RuntimeError, match=message.format(1)):
+        sct.lipschitz_report(model, (1, 3, 8, 8))
+    with pytest.raises(RuntimeError, match=message.format(2)):  # torch.fx's context left out
+        sct.network_operator(model, (1, 3, 8, 8))
+
+
 def test_trace_refuses_training_mode():
     model = _networks.TinyResNet().double()
     with pytest.raises(ValueError, match=r"model\.eval\(\)"):
@@ -475,8 +488,14 @@ class _Lambda(nn.Module):
 def test_module_refusals_name_the_problem():
     with pytest.raises(TypeError, match="MaxPool2d"):
         sct.matrix(nn.MaxPool2d(2), (1, 4, 4))
-    with pytest.raises(TypeError, match="MultiheadAttention"):
+    with pytest.raises(TypeError, match="MultiheadAttention is not a linear module"):
         sct.operator(nn.MultiheadAttention(4, 2), (3, 4))
+    # a network is not one layer: the message says which functions take one
+    network = "is a network of modules, not one layer: sparseconv.torch.network_operator"
+    with pytest.raises(TypeError, match=f"Sequential {network}"):
+        sct.operator(nn.Sequential(nn.Conv2d(1, 1, 3)).eval(), (1, 5, 5))
+    with pytest.raises(TypeError, match=f"BasicBlock {network}"):
+        sct.spectral_norm(_networks.BasicBlock(2, 2).eval(), (2, 5, 5))
     with pytest.raises(ValueError, match=r"Dropout is in training mode.*\.eval\(\)"):
         sct.matrix(nn.Dropout(), (2, 3))
     with pytest.raises(TypeError, match="track_running_stats=False"):

@@ -5,6 +5,7 @@ network itself, progress, interruption, and the exports."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import sys
@@ -97,6 +98,24 @@ def test_unknown_activation_gives_no_network_bound():
     assert "network bound: none" in str(report)
 
 
+def test_the_constants_of_other_activations_can_be_given():
+    model = small_chain(nn.GELU())
+    by_class = sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"GELU": 1.13})
+    product = np.prod([row["upper"] for row in by_class]) * 1.13
+    assert by_class.network_upper == pytest.approx(product) and by_class.network_upper >= product
+    assert by_class.activations == ("2 (GELU, 1.13)", "4 (Tanh)")
+    # a module's name wins over its class; a known activation can be given a constant too
+    by_name = sct.lipschitz_report(model, (2, 8, 8),
+                                   lipschitz_constants={"GELU": 5.0, "2": 1.13, "Tanh": 0.5})
+    assert by_name.activations == ("2 (GELU, 1.13)", "4 (Tanh, 0.5)")
+    assert by_name.network_upper == pytest.approx(product * 0.5)
+    for bad, error in (({"GELU": -1.0}, ValueError), ({"GELU": "1"}, TypeError),
+                       ({1: 1.0}, TypeError), ([("GELU", 1.0)], TypeError),
+                       ({"GELU": float("nan")}, ValueError)):
+        with pytest.raises(error, match="lipschitz_constants"):
+            sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants=bad)
+
+
 def _printed(text: str, column: str) -> list[Decimal]:
     lines = text.splitlines()
     start = lines[0].index(column)
@@ -167,14 +186,83 @@ def test_exports(tmp_path):
     assert data["complete"] and data["layers"][0]["circular"] is None
     assert data["layers"][1]["memory"] == report.rows[1]["memory"]
     assert data["network_upper"] == report.network_upper
+    # as pandas: None returns the text, an open text file is written to
+    assert report.to_csv() == (tmp_path / "r.csv").read_bytes().decode()
+    assert report.to_json() == (tmp_path / "r.json").read_text()
+    stream = io.StringIO()
+    assert report.to_json(stream) is None and stream.getvalue() == report.to_json()
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False, dtype=F64)
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+def test_the_module_that_breaks_the_chain_is_named():
+    """A Sequential holding a residual block got "Sequential is not a nn.Sequential"."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=F64),
+                          nn.Sequential(nn.ReLU(), _Residual())).eval()
+    report = sct.lipschitz_report(model, (1, 6, 6))
+    assert report.network_upper is None and not report.chain_checked
+    assert report.reason.startswith("module '1.1' (_Residual) is not a nn.Sequential"), \
+        report.reason
+    alone = sct.lipschitz_report(_Residual().eval(), (2, 6, 6))
+    assert alone.reason.startswith("_Residual is not a nn.Sequential"), alone.reason
+
+
+def test_parametrized_layers_are_layers():
+    """spectral_norm / weight_norm make a layer's weight a parametrization: its
+    ``parametrizations`` child was traced as a non-linear leaf and the layer itself skipped,
+    so the report of a spectrally normalised network was empty, with no network bound."""
+    sn, wn = nn.utils.parametrizations.spectral_norm, nn.utils.parametrizations.weight_norm
+    torch.manual_seed(0)
+    model = nn.Sequential(sn(nn.Conv2d(2, 3, 3, padding=1, dtype=F64)), nn.ReLU(),
+                          wn(nn.Conv2d(3, 3, 3, dtype=F64)), nn.Flatten(),
+                          sn(nn.Linear(3 * 4 * 4, 5, dtype=F64)))
+    model(torch.zeros(1, 2, 6, 6, dtype=F64))  # one power iteration, in training mode
+    model.eval()
+    assert [(r.name, r.linear) for r in sct.trace(model, (2, 6, 6))] == [
+        ("0", True), ("1", False), ("2", True), ("3", True), ("4", True)]
+    report = sct.lipschitz_report(model, (2, 6, 6))
+    assert [row["name"] for row in report] == ["0", "2", "4"] and report.chain_checked
+    for row in report:
+        dense = np.linalg.norm(sct.matrix(model.get_submodule(row["name"]),
+                                          row["input_shape"]).toarray(), 2)
+        assert row["lower"] <= dense * (1 + 1e-12) and dense <= row["upper"] * (1 + 1e-12)
+    assert report.network_upper == pytest.approx(np.prod([row["upper"] for row in report]))
+
+
+def test_rows_by_position_and_by_name():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, dtype=F64), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(18, 2, dtype=F64)).eval()
+    report = sct.lipschitz_report(model, (1, 5, 5))
+    assert report[0] == report.rows[0] and report[-1]["name"] == "3"
+    assert report["3"] == report.rows[1] and report[np.int64(1)] == report.rows[1]
+    report[0]["upper"] = -1.0  # a copy, as iterating gives
+    assert report.rows[0]["upper"] > 0
+    with pytest.raises(KeyError, match=r"no row named '1'; the rows are \['0', '3'\]"):
+        report["1"]
+    with pytest.raises(IndexError):
+        report[2]
+    with pytest.raises(TypeError, match="indexed by a row's position"):
+        report[0.5]
 
 
 def test_refusals():
     model = small_chain(nn.ReLU())
     with pytest.raises(TypeError, match="progress must be True, False or a callable"):
         sct.lipschitz_report(model, (2, 8, 8), progress="yes")
-    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+    with pytest.raises(ValueError, match=r"model\.eval\(\) first$"):  # no allow_train here
         sct.lipschitz_report(model.train(), (2, 8, 8))
+    # an option the report does not take is named as its own, before any work
+    with pytest.raises(TypeError, match=r"^lipschitz_report\(\) got an unexpected keyword "
+                                        r"argument 'allow_train'; it passes method, tol, "
+                                        r"executor to spectral_norm$"):
+        sct.lipschitz_report(model.eval(), (2, 8, 8), allow_train=True)
 
 
 def test_fold_batchnorm_rows_are_the_composition():

@@ -223,6 +223,18 @@ def test_refusals_name_the_module(tmp_path):
     with pytest.raises(TypeError, match=r"runs a module 'conv1' \(Conv2d\) that the model does "
                                         r"not hold \(a frozen or optimized module\?\)"):
         sct.lipschitz_report(frozen, (3, 8, 8))
+    # saved and loaded back, a frozen model holds no submodule at all: it is refused too,
+    # instead of passing for one unknown leaf module (an empty report)
+    frozen.save(tmp_path / "frozen.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = torch.jit.load(tmp_path / "frozen.pt")
+    with pytest.raises(TypeError, match=r"TorchScript TinyResNet holds no submodule and no "
+                                        r"parameter but runs aten::conv2d.* frozen by "
+                                        r"torch.jit.freeze"):
+        sct.lipschitz_report(loaded, (3, 8, 8))
+    with pytest.raises(TypeError, match="frozen by torch.jit.freeze"):
+        sct.trace(loaded, (3, 8, 8))
 
 
 def test_network_operator_refuses_a_torchscript_model(tmp_path):

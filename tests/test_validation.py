@@ -99,3 +99,27 @@ def test_a_real_dtype_for_a_complex_weight_is_refused_by_name(build):
     with pytest.raises(TypeError, match="dtype=float64 would discard the imaginary part"):
         build(np.float64)
     assert build(np.complex64).dtype == np.complex64
+
+
+@pytest.mark.parametrize("build", [
+    lambda w, dtype: sparseconv.conv_matrix(w, (1, 5), dtype=dtype),
+    lambda w, dtype: sparseconv.ConvOperator(w, (1, 5), dtype=dtype),
+    lambda w, dtype: sparseconv.conv_transpose_matrix(w, (1, 5), dtype=dtype),
+], ids=["conv_matrix", "ConvOperator", "conv_transpose_matrix"])
+def test_an_integer_dtype_that_would_change_the_weight_is_refused_by_name(build):
+    """numpy's astype truncated 0.4 to 0 (and 300 to 44 in int8) without a word: the
+    matrix was silently another layer's."""
+    w = np.array([[[1.0, 0.4, 2.0]]])
+    with pytest.raises(TypeError, match=r"dtype=int64 would change the float64 weight's "
+                                        r"entries \(0\.4 at index \(0, 0, 1\) becomes 0\)"):
+        build(w, np.int64)
+    with pytest.raises(TypeError, match=r"dtype=bool would change .* becomes True"):
+        build(w, bool)
+    with pytest.raises(TypeError, match=r"dtype=int8 would change .*300\.0 .* becomes 44"):
+        build(w * 0 + 300.0, np.int8)
+    with pytest.raises(TypeError, match=r"dtype=int64 would change .*nan"):
+        build(w * np.nan, np.int64)
+    exact = build(np.array([[[1.0, -2.0, 3.0]]]), np.int16)  # entries it holds: kept
+    dense = exact.tosparse() if hasattr(exact, "tosparse") else exact
+    assert dense.dtype == np.int16
+    assert set(np.unique(dense.toarray())) <= {-2, 0, 1, 3}

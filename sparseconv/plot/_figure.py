@@ -69,6 +69,11 @@ def check_output(fname, dpi, figsize, format, *, ax=None,
     """
     if fname is not None and not isinstance(fname, (str, os.PathLike)):
         raise TypeError(f"fname must be a path, got {type(fname).__name__}")
+    if ax is not None:
+        from matplotlib.axes import Axes as _Axes
+
+        if not isinstance(ax, _Axes):  # else an AttributeError ('tuple' has no 'imshow')
+            raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
     fmt = None if fname is None else _format_of(fname, format, formats)
     if fname is None and format is not None:
         raise ValueError(f"format={format!r} needs fname= (the file to write)")
