@@ -133,8 +133,7 @@ def _layer_options() -> argparse.ArgumentParser:
     group = layer.add_argument_group("layer (PyTorch's Conv options)")
     group.add_argument("--in-shape", "--input-shape", dest="in_shape", type=_ints,
                        required=True, metavar="C,H[,W,...]",
-                       help="input shape without batch, e.g. 3,32,32 (--input-shape, as report "
-                            "spells it, works too)")
+                       help="input shape without batch, e.g. 3,32,32")
     group.add_argument("--out-channels", type=_positive, metavar="N")
     group.add_argument("--kernel-size", type=_int_or_ints, metavar="K[,K...]")
     group.add_argument("--stride", type=_int_or_ints, default=1, metavar="S[,S...]")
