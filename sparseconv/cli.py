@@ -644,7 +644,9 @@ def _report(args, error) -> None:
               + (f" ({partial.reason})" if partial is not None else ""), file=sys.stderr)
         sys.exit(130)
     except RuntimeError as exc:  # the model's own forward refused the input
-        error(f"the model failed on input shape {tuple(args.input_shape)}: {exc}")
+        reason = str(exc).split("without the batch): ", 1)[-1]  # the shapes are said here
+        error(f"the model failed on input shape {tuple(args.input_shape)} (--input-shape is "
+              f"C,H[,W,...], without the batch): {reason}")
     if training:
         print("note: the model was saved in training mode; it is analysed in eval mode "
               "(BatchNorm's running statistics, no dropout)")
