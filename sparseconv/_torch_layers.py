@@ -45,7 +45,7 @@ _PAD_MODES: dict[type, PaddingMode] = {
     nn.CircularPad1d: "circular", nn.CircularPad2d: "circular", nn.CircularPad3d: "circular",
 }
 _SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
-              nn.Linear, nn.Flatten, nn.Identity)
+              nn.Linear, nn.Flatten, nn.Unflatten, nn.Identity)
 # activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
 _ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)
 
@@ -129,7 +129,7 @@ def _refuse(module: nn.Module) -> None:
     if not isinstance(module, _SUPPORTED):
         raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
                         "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "
-                        "BatchNorm*d, Linear, Flatten, Identity, Dropout, Upsample, "
+                        "BatchNorm*d, Linear, Flatten, Unflatten, Identity, Dropout, Upsample, "
                         "PixelShuffle, PixelUnshuffle, the padding modules")
     if isinstance(module, _BATCHNORM):
         if module.training:
@@ -400,11 +400,32 @@ def _resampled_shape(module, shape, rows: int) -> tuple[int, ...]:
     return out
 
 
+def _unflattened(module: nn.Unflatten, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape (without the batch) of ``module`` on ``shape``, as PyTorch's."""
+    full = (1, *shape)
+    dim = module.dim
+    if not isinstance(dim, int) or not -len(full) <= dim < len(full) or dim % len(full) == 0:
+        raise ValueError(f"Unflatten(dim={dim!r}) must name an axis of the input other than the "
+                         f"batch, input_shape={shape}")
+    dim %= len(full)
+    sizes = [int(n) for n in module.unflattened_size]
+    known = math.prod(n for n in sizes if n != -1)
+    if sizes.count(-1) == 1 and known and full[dim] % known == 0:
+        sizes[sizes.index(-1)] = full[dim] // known
+    if math.prod(sizes) != full[dim] or min(sizes) < 1:
+        raise ValueError(f"Unflatten(unflattened_size={tuple(module.unflattened_size)}) does "
+                         f"not split axis {dim} of size {full[dim]}")
+    return (*full[1:dim], *sizes, *full[dim + 1:])
+
+
 def _reshape_layer(module, input_shape) -> _Layer:
-    """Identity, Dropout (eval) and Flatten: the identity on the flat (C order) vector."""
+    """Identity, Dropout (eval), Flatten and Unflatten: the identity on the flat (C order)
+    vector."""
     name = type(module).__name__
     shape = _input_shape(input_shape, None, name)
     out = shape
+    if isinstance(module, nn.Unflatten):
+        out = _unflattened(module, shape)
     if isinstance(module, nn.Flatten):
         full = (1, *shape)
         start, end = (d % len(full) for d in (module.start_dim, module.end_dim))

@@ -356,7 +356,8 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
     todo: list[tuple[TraceRecord, TraceRecord | None]] = []
     calls = iter(folds)
     for record in records:
-        if not record.linear or isinstance(record.module, (nn.Flatten, nn.Identity, *_DROPOUT)):
+        if not record.linear or isinstance(record.module, (nn.Flatten, nn.Unflatten, nn.Identity,
+                                                           *_DROPOUT)):
             continue
         if isinstance(record.module, _BATCHNORM) and next(calls) and fold:
             # its input is the last convolution's output: that convolution's row, unpaired
@@ -379,10 +380,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     """Certified spectral norms of every linear layer of a network, and their product.
 
     The model is traced (:func:`trace`, eval mode required); every linear layer that is not
-    a reshape (``Flatten``, ``Identity``, ``Dropout``: norm 1) gets a row: shapes, the nnz
-    and memory of its matrix (counted without building it for convolutions), the certified
-    interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the exact norm of
-    the same kernel with circular padding beside it, and the time taken.
+    a reshape (``Flatten``, ``Unflatten``, ``Identity``, ``Dropout``: norm 1) gets a row:
+    shapes, the nnz and memory of its matrix (counted without building it for convolutions),
+    the certified interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the
+    exact norm of the same kernel with circular padding beside it, and the time taken.
 
     Activations with a known Lipschitz constant: ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``,
     ``Softplus`` (1), ``LeakyReLU`` and ``ELU`` (``max(1, |slope|)``, ``max(1, |alpha|)``),

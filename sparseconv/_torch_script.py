@@ -49,7 +49,7 @@ _SIGNAL_OPS = _CONV_OPS | _PAD_OPS | _ACTIVATION_OPS | {
     "aten::batch_norm", "aten::linear", "aten::flatten", *(
         f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
             "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")),
-    "aten::pixel_shuffle",
+    "aten::pixel_shuffle", "aten::unflatten",
     "aten::pixel_unshuffle", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
     *(f"aten::{k}avg_pool{n}d" for k in ("", "adaptive_") for n in (1, 2, 3)),
     *(f"aten::{m}" for m in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",
@@ -349,6 +349,8 @@ def _build(cls: type, ops: list[tuple[str, list]]) -> nn.Module | None:
     name = kind.removeprefix("aten::").rstrip("_")
     if name == "batch_norm":
         return _batchnorm(cls, args)
+    if name == "unflatten":
+        return cls(int(args[1]), tuple(int(n) for n in args[2]))
     if name == "linear":
         weight, bias = args[1], args[2]
         return _with_tensors(nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None),

@@ -347,7 +347,8 @@ def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarr
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a numeric array, got {type(weight).__name__}") from exc
     if array.dtype.kind not in "biufc":
-        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+        what = "" if isinstance(weight, (np.ndarray, list, tuple)) else f"{type(weight).__name__}, "
+        raise TypeError(f"{name} must be a numeric array, got {what}dtype {array.dtype}")
     if array.dtype.kind in "biu":
         array = array.astype(np.float64)
     if finite and not np.isfinite(array).all():

@@ -133,8 +133,7 @@ def _layer_options() -> argparse.ArgumentParser:
     group = layer.add_argument_group("layer (PyTorch's Conv options)")
     group.add_argument("--in-shape", "--input-shape", dest="in_shape", type=_ints,
                        required=True, metavar="C,H[,W,...]",
-                       help="input shape without batch, e.g. 3,32,32 (--input-shape, as report "
-                            "spells it, works too)")
+                       help="input shape without batch, e.g. 3,32,32")
     group.add_argument("--out-channels", type=_positive, metavar="N")
     group.add_argument("--kernel-size", type=_int_or_ints, metavar="K[,K...]")
     group.add_argument("--stride", type=_int_or_ints, default=1, metavar="S[,S...]")
@@ -645,7 +644,9 @@ def _report(args, error) -> None:
               + (f" ({partial.reason})" if partial is not None else ""), file=sys.stderr)
         sys.exit(130)
     except RuntimeError as exc:  # the model's own forward refused the input
-        error(f"the model failed on input shape {tuple(args.input_shape)}: {exc}")
+        reason = str(exc).split("without the batch): ", 1)[-1]  # the shapes are said here
+        error(f"the model failed on input shape {tuple(args.input_shape)} (--input-shape is "
+              f"C,H[,W,...], without the batch): {reason}")
     if training:
         print("note: the model was saved in training mode; it is analysed in eval mode "
               "(BatchNorm's running statistics, no dropout)")

@@ -18,7 +18,7 @@ the last axis is ``in_features``)::
     nn.Upsample                nearest, nearest-exact, area, (bi/tri)linear, align_corners
     nn.PixelShuffle, nn.PixelUnshuffle
     nn.BatchNorm1d/2d/3d       eval mode, running statistics: a per-channel affine map
-    nn.Linear, nn.Flatten, nn.Identity, nn.Dropout* (eval mode)
+    nn.Linear, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout* (eval mode)
     nn.ZeroPad/ConstantPad/ReflectionPad/ReplicationPad/CircularPad 1d/2d/3d (negative: crop)
 
 Anything else (``nn.ReLU``, ``nn.MaxPool2d``, attention, ...) is not linear and is refused with

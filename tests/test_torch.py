@@ -6,6 +6,7 @@ whole linear networks, the Lipschitz report, and the refusals."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -161,6 +162,27 @@ def _pixel_shuffle(rng):
     if rng.integers(2):
         return nn.PixelShuffle(r), (r * r * int(rng.integers(1, 3)), h, w), {}
     return nn.PixelUnshuffle(r), (int(rng.integers(1, 3)), h * r, w * r), {}
+
+
+@pytest.mark.parametrize("module, shape", [
+    (nn.Unflatten(1, (3, 4)), (12,)), (nn.Unflatten(-1, (2, -1)), (3, 4)),
+    (nn.Unflatten(2, (1, 3, 1)), (2, 3, 5)), (nn.Unflatten(1, torch.Size([2, 2, 3])), (12,))])
+def test_unflatten_is_a_reshape(module, shape):
+    """nn.Unflatten was refused ("not a linear module sparseconv.torch supports") while
+    nn.Flatten worked."""
+    check_module(module, shape, {}, seed=0)
+    out = module(torch.zeros((1, *shape))).shape[1:]
+    assert sct.affine(module, shape).shape == (math.prod(out), math.prod(shape))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 12), nn.Unflatten(1, (3, 2, 2)),
+                          nn.Conv2d(3, 2, 1), nn.ReLU()).double().eval()
+    assert [r.output_shape for r in sct.trace(model, (3, 2, 2))][2] == (3, 2, 2)
+    assert [row["name"] for row in sct.lipschitz_report(model, (3, 2, 2))] == ["1", "3"]
+    check_network(model[:4], (3, 2, 2), "Flatten, Linear, Unflatten, Conv2d")
+    with pytest.raises(ValueError, match=r"Unflatten\(dim=0\) must name an axis of the input "
+                                        r"other than the batch"):
+        sct.operator(nn.Unflatten(0, (2, 6)), (12,))
+    with pytest.raises(ValueError, match=r"does not split axis 1 of size 12"):
+        sct.operator(nn.Unflatten(1, (5, 2)), (12,))
 
 
 def test_circular_pad_with_negative_sides():

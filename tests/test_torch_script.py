@@ -107,6 +107,8 @@ NETWORKS = {
     "zoo_2d": (zoo_2d, (2, 9, 9)),
     "zoo_1d": (zoo_1d, (2, 12)),
     "zoo_3d": (zoo_3d, (1, 5, 8, 6)),
+    "unflatten": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 12), nn.Unflatten(1, (3, -1)),
+                                        nn.Conv1d(3, 2, 1), nn.ReLU()), (3, 2, 2)),
 }
 
 

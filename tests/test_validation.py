@@ -123,3 +123,13 @@ def test_an_integer_dtype_that_would_change_the_weight_is_refused_by_name(build)
     dense = exact.tosparse() if hasattr(exact, "tosparse") else exact
     assert dense.dtype == np.int16
     assert set(np.unique(dense.toarray())) <= {-2, 0, 1, 3}
+
+
+def test_an_object_passed_as_weight_is_named():
+    """sc.spectral_norm(a_conv_operator, ...) said only "got dtype object"."""
+    op = sparseconv.ConvOperator(np.ones((1, 1, 3)), (1, 5))
+    with pytest.raises(TypeError, match=r"^weight must be a numeric array, got ConvOperator, "
+                                        r"dtype object$"):
+        sparseconv.spectral_norm(op, (1, 5))
+    with pytest.raises(TypeError, match=r"^weight must be a numeric array, got dtype <U1$"):
+        sparseconv.conv_matrix([["a"]], (1, 5))
