@@ -30,13 +30,9 @@ def expected_output(code: str) -> list[str]:
     return out
 
 
-#: Printed outputs the README still shows but the code no longer prints, each with its reason;
-#: the README's replacement text is in the trial branch's notes (README.md is the lead's to
-#: edit). Remove an entry once the README is updated.
-STALE = {
-    "32 1.973992 True": "spectral_norm's upper bound at n=32 tightened to 1.973680 (every "
-                        "axis exact); printing it to 4 digits keeps the example stable",
-}
+#: Printed outputs the README still shows but the code no longer prints, each with its reason
+#: (none now); remove an entry once the README is updated.
+STALE: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
