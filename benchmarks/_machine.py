@@ -35,10 +35,31 @@ def blas() -> str:
     return "; ".join(found) or "none found"
 
 
+def gemm_rates(size: int = 2048, repeat: int = 3) -> str:
+    """sgemm and dgemm speed now (best of ``repeat`` products of ``size``-square matrices):
+    a shared VM's speed drifts between runs, and this says what it was during this one."""
+    import time
+
+    import numpy as np
+
+    rates = []
+    for dtype in (np.float32, np.float64):
+        a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+        a @ a  # warm up the thread team
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - start)
+        rates.append(f"{np.dtype(dtype).name} {2 * size**3 / min(times) / 1e9:.0f} GFLOP/s")
+    return f"GEMM {size}^3: " + ", ".join(rates)
+
+
 def describe() -> str:
-    """One line per fact: CPU, cores, BLAS, and the OpenBLAS variables in force."""
+    """One line per fact: CPU, cores, BLAS, its speed now, and the OpenBLAS variables in
+    force."""
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                       "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ}
     return (f"CPU: {cpu_model()} ({os.cpu_count()} cores)\n"
-            f"BLAS: {blas()}\n"
+            f"BLAS: {blas()}; {gemm_rates()}\n"
             f"environment: {env or 'no OpenBLAS variables set'}")

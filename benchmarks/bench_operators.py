@@ -26,6 +26,7 @@ from functools import partial
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _machine import describe
 
 from sparseconv import ConvOperator, conv_matrix, set_memory_limit
 
@@ -45,15 +46,6 @@ def blas_threads() -> int:
     except ImportError:
         return int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count() or 1))
     return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
-
-
-def blas_architecture() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown (pip install threadpoolctl to see it)"
-    return ", ".join(sorted({str(info.get("architecture")) for info in threadpool_info()
-                             if info["user_api"] == "blas"}))
 
 
 def best_of(repeat: int, fn, *args, **kwargs) -> float:
@@ -121,8 +113,8 @@ def main() -> None:
     threads = blas_threads()
     torch.set_num_threads(threads)
     set_memory_limit(None)
-    print(f"numpy BLAS threads = torch threads = {threads}; torch {torch.__version__}; "
-          f"OpenBLAS kernel: {blas_architecture()}")
+    print(describe())
+    print(f"numpy BLAS threads = torch threads = {threads}; torch {torch.__version__}")
     cells = [(layer, dtype, batch) for layer in LAYERS
              if not args.layers or any(key in layer[0] for key in args.layers.split(","))
              for dtype in (np.float64, np.float32) for batch in (1, 8)]

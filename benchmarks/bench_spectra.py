@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 import scipy.sparse.linalg as spla
+from _machine import describe
 
 from sparseconv import conv_matrix, set_memory_limit, singular_values, spectral_norm
 
@@ -184,6 +185,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="input size of part 4")
     parser.add_argument("--exact", action="store_true", help="part 5 alone (minutes, ~6 GiB)")
     args = parser.parse_args()
+    print(describe(), flush=True)
     set_memory_limit(None)
     if args.exact:
         exact_layers(args.size)
