@@ -276,18 +276,22 @@ def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: d
     return chosen
 
 
-def _operator(weight, geom: ConvGeometry, single: bool = False) -> ConvOperator | None:
-    """The layer's operator; ``single``: in single precision (the Lanczos search's, see
-    :func:`lower_bound`), or ``None`` if its products' scratch memory, beside the double
-    precision operator's, would not fit the memory limit (the search then stays in double)."""
-    dtype = (np.complex64 if weight.dtype.kind == "c" else np.float32) if single else None
-    if single:
-        double = forward_bytes(geom, 1, 16 if weight.dtype.kind == "c" else 8)
-        if not fits(3 * double // 2 + 12 * max(geom.shape) * np.dtype(dtype).itemsize):
-            return None
+def _operator(weight, geom: ConvGeometry, dtype=None) -> ConvOperator:
+    """The layer's operator (in ``dtype``, default the weight's)."""
     return ConvOperator(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                         dilation=geom.dilation, groups=geom.groups,
                         padding_mode=geom.padding_mode, dtype=dtype)
+
+
+def _single_operator(weight, geom: ConvGeometry) -> ConvOperator | None:
+    """The layer's operator in single precision, for the Lanczos search (:func:`lower_bound`),
+    or ``None`` if its products' scratch memory, beside the double-precision operator's, would
+    not fit the memory limit (the search then stays in double precision)."""
+    complex_ = weight.dtype.kind == "c"
+    double = forward_bytes(geom, 1, 16 if complex_ else 8)
+    if not fits(3 * double // 2 + 12 * max(geom.shape) * (8 if complex_ else 4)):
+        return None
+    return _operator(weight, geom, np.complex64 if complex_ else np.float32)
 
 
 def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None,
@@ -302,7 +306,6 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     the padded input.
     """
     op = _operator(weight, geom)
-    assert op is not None  # only the single-precision twin can be declined
     check_lanczos_memory(op)  # every stage is sized before the first one starts
     copies = _copies(geom)  # after the operator, whose scratch memory is checked first
     exact_first = False
@@ -344,7 +347,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
                                         float(np.linalg.norm(start)), max(op.shape))
         return _checked(upper, lower, upper, "upper", bounds, False)
     lower, converged = lower_bound(op, start, tol, rounding, upper=upper,
-                                   single=functools.partial(_operator, weight, geom, True))
+                                   single=functools.partial(_single_operator, weight, geom))
     if exact_first and upper - lower > max(tol, 1e-6) * upper:
         groups = certified.reshape(-1, geom.groups).max(axis=0)  # each group's circulant bound
         bounds["exact"] = full_bound(weight, geom, lower, rounding, tol, groups, executor)
