@@ -3,6 +3,8 @@ mode and scale; a contradiction between bounds is raised, never clamped."""
 
 from __future__ import annotations
 
+import math
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -238,6 +240,27 @@ def test_scale_invariance(scale, method):
     big = spectral_norm(w * scale, (3, 8, 8), method=method, **kwargs)
     for a, b in [(unit.lower, big.lower), (unit.upper, big.upper), (unit.value, big.value)]:
         assert abs(b / scale - a) <= 1e-12 * a, (scale, unit, big)
+
+
+@pytest.mark.parametrize("exponent", [-1060, -1070, -1072, -1074])
+@pytest.mark.parametrize("method", ["auto", "bounds", "upper", "exact"])
+def test_subnormal_norms_are_rounded_outward(exponent, method):
+    """Taps (1, 1) * 2**exponent on two inputs: the norm sqrt(2) * 2**exponent is below the
+    normal range, where scaling the bounds back rounded them to one subnormal, 23 * 2**-1074
+    for 22.6 * 2**-1074 (lower above the norm). The oracle: exact rational squares."""
+    w = np.array([[[1.0, 1.0]]]) * 2.0**exponent
+    result = spectral_norm(w, (1, 2), method=method)
+    lower, upper = (Fraction(math.ldexp(b, -exponent)) for b in (result.lower, result.upper))
+    assert lower**2 <= 2 <= upper**2, result
+
+
+def test_norms_beyond_the_largest_float():
+    """sqrt(2) * 1.5e308 is finite but no float: the lower bound is the largest float (not
+    infinity), the upper one infinity, and numpy's overflow warning does not escape."""
+    w = np.array([[[1.5e308, 1.5e308]]])
+    for method in ("auto", "bounds"):
+        result = spectral_norm(w, (1, 2), method=method)
+        assert result.lower == sys.float_info.max and result.upper == math.inf, result
 
 
 def test_zero_layers_are_exactly_zero():
