@@ -103,15 +103,13 @@ SINGLE_FROM = 2**14
 def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
     """Whether the top Ritz value is within ``tol`` (relative, on the norm) of ``lambda_max``.
 
-    The top Ritz value ``theta`` is within ``r`` (its residual) of an eigenvalue, and within
-    ``r^2 / gap`` when the next Ritz value is ``gap`` below it (the gap to the rest of the
-    spectrum, as far as the Krylov space shows it); the norm's error is half the relative
-    error of ``theta``.
+    The top Ritz value ``theta`` is within ``r`` (its residual) of an eigenvalue; the norm's
+    error is half the relative error of ``theta``. (Not ``r^2 / gap`` with the gap to the
+    next Ritz value: the Krylov space can still miss an eigenvalue just above ``theta`` --
+    a nearly double top singular value -- and that gap then claimed a random 4 -> 4 3x3
+    layer on 12x12 within 1e-7 of its norm when it was 3e-5 below.)
     """
-    theta = values[-1]
-    gap = theta - values[-2] if len(values) > 1 else theta
-    error = min(residual, residual * residual / gap) if gap > 0 else residual
-    return error <= 2 * tol * theta
+    return residual <= 2 * tol * values[-1]
 
 
 def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,

@@ -30,12 +30,13 @@ Each formula below then rounds its own result outward (:func:`up`, :func:`down`)
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import overload
 
 import numpy as np
 
-__all__ = ["U", "Rounding", "cholesky_slack", "down", "gamma", "up"]
+__all__ = ["U", "Rounding", "cholesky_slack", "down", "gamma", "scaled", "up"]
 
 U = 2.0**-53  #: unit roundoff of float64
 
@@ -53,6 +54,30 @@ def up(x: float | np.floating, operations: int = 8) -> float:
 def down(x: float, operations: int = 8) -> float:
     """:func:`up`'s counterpart for a lower bound (never below zero)."""
     return max(0.0, float(x) * (1 - gamma(operations)))
+
+
+def scaled(x: float, exponent: int, upward: bool | None = None) -> float:
+    """``x * 2**exponent``: exact in the normal range; else, for a bound, rounded outward.
+
+    ``upward``: True for an upper bound, False for a lower one, None (the estimate) to the
+    nearest float. A result below the normal range rounds to a neighbouring subnormal, maybe
+    on the wrong side of the number it bounds; one beyond the largest float is infinite for
+    an upper bound and the largest float for a lower one (the scaled number is finite), never
+    with numpy's overflow warning.
+    """
+    x = float(x)
+    if x == 0 or not math.isfinite(x):
+        return x
+    try:
+        y = math.ldexp(x, exponent)
+    except OverflowError:
+        return sys.float_info.max if upward is False else math.inf
+    back = math.ldexp(y, -exponent)  # exact: y is a normal number, or a subnormal scaled up
+    if upward and back < x:
+        return math.nextafter(y, math.inf)
+    if upward is False and back > x:
+        return math.nextafter(y, 0.0)
+    return y
 
 
 def cholesky_slack(bandwidth: int, complex_: bool) -> float:

@@ -49,9 +49,9 @@ from ._matrices import conv_matrix
 from ._memory import check_memory, fits
 from ._operators import ConvOperator
 from ._products import forward_bytes
-from ._rounding import Rounding, down, gamma, up
+from ._rounding import Rounding, down, gamma, scaled, up
 from ._spectra import dense_is_affordable
-from ._symbol import is_periodic, layer_geometry, not_periodic, times_power_of_two, unit_scale
+from ._symbol import is_periodic, layer_geometry, not_periodic, unit_scale
 from ._typing import (
     ArrayLike,
     IntOrTuple,
@@ -361,12 +361,11 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
 # The public function.
 # ---------------------------------------------------------------------------------------------
 def _scaled(result: SpectralNorm, exponent: int) -> SpectralNorm:
-    """``result`` for weights ``2**exponent`` times those it was computed for (exact)."""
-    def scale(x: float) -> float:
-        return float(times_power_of_two(np.float64(x), exponent))
-
-    return SpectralNorm(scale(result.value), scale(result.lower), scale(result.upper),
-                        result.method, {k: scale(v) for k, v in result.bounds.items()},
+    """``result`` for weights ``2**exponent`` times those it was computed for: exact, unless
+    a bound leaves the normal range (then rounded outward, :func:`sparseconv._rounding.scaled`)."""
+    return SpectralNorm(scaled(result.value, exponent), scaled(result.lower, exponent, False),
+                        scaled(result.upper, exponent, True), result.method,
+                        {k: scaled(v, exponent, True) for k, v in result.bounds.items()},
                         result.converged)
 
 

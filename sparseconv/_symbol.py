@@ -91,8 +91,9 @@ def unit_scale(weight: np.ndarray) -> tuple[np.ndarray, int]:
     squares to infinity in a Gram matrix) or underflow (1e-200 squares to zero). A zero weight
     is returned as is, with ``e = 0``.
     """
-    parts = weight.view(weight.real.dtype) if weight.dtype.kind == "c" else weight
-    top = float(np.abs(parts).max(initial=0.0))
+    # the parts themselves, not a view of them as reals: that needs a contiguous last axis,
+    # which a transposed or Fortran-ordered weight (a permuted tensor's) does not have
+    top = float(max(np.abs(weight.real).max(initial=0.0), np.abs(weight.imag).max(initial=0.0)))
     if top == 0.0:
         return weight, 0
     exponent = int(np.frexp(top)[1])

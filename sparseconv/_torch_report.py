@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from fractions import Fraction
 from typing import IO, Any
 
 import numpy as np
@@ -29,7 +30,6 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._memory import format_bytes
-from sparseconv._rounding import up
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -95,6 +95,21 @@ def _circular_norm(layer: _Layer) -> float | None:
                                       method="fft", **periodic).value)
     except ValueError:  # a stride that does not divide the input size: no periodic layer
         return None
+
+
+def _product_up(factors: list[float]) -> float:
+    """The product of non-negative numbers, rounded up to a float: in exact rational
+    arithmetic, so that no partial product underflows (nine layers of norm 1e-40 multiply to
+    1e-360, which float64 flushes to 0: no upper bound) nor overflows."""
+    if any(f == 0 for f in factors):
+        return 0.0  # a zero layer: the network is constant
+    if any(math.isinf(f) for f in factors):
+        return math.inf
+    exact = math.prod((Fraction(f) for f in factors), start=Fraction(1))
+    if exact > Fraction(sys.float_info.max):
+        return math.inf
+    nearest = float(exact)  # correctly rounded: at most one step below
+    return nearest if nearest >= exact else math.nextafter(nearest, math.inf)
 
 
 def _rounded(value: float, rounding: str, digits: int = 6) -> str:
@@ -506,8 +521,6 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         reason = (f"{what} is not a nn.Sequential, so the product of the "
                   "layers' bounds is no bound of its forward (pass assume_chain=True if that "
                   "forward is the chain of the traced layers)")
-    factors = [row["upper"] for row in rows] + constants
-    # each product rounds once: up() by that many roundings keeps it an upper bound
-    product = up(math.prod(factors), len(factors) + 1)
+    product = _product_up([row["upper"] for row in rows] + constants)
     return LipschitzReport(tuple(rows), None if reason else product, tuple(activations),
                            chain, reason)

@@ -71,9 +71,9 @@ import numpy as np
 
 from ._geometry import ConvGeometry
 from ._memory import check_memory
-from ._rounding import Rounding, U, gamma, up
+from ._rounding import Rounding, U, gamma, scaled, up
 from ._spectral_norm import SpectralNorm
-from ._symbol import times_power_of_two, top_per_frequency, unit_scale
+from ._symbol import top_per_frequency, unit_scale
 from ._typing import ArrayLike, IntOrTuple
 from ._validation import int_tuple, is_int, layer_weight, positive_int, real_number
 
@@ -560,5 +560,5 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     symbol = _polyphase(weight, geom)
     best, lower, upper, converged, _ = _branch_and_bound(
         symbol, Rounding.of(weight, groups), weight.dtype.kind != "c", tol, max_evaluations)
-    scale = lambda x: float(times_power_of_two(np.float64(x), exponent))  # noqa: E731
-    return _result(scale(best), scale(lower), scale(upper), converged)
+    return _result(scaled(best, exponent), scaled(lower, exponent, False),
+                   scaled(upper, exponent, True), converged)

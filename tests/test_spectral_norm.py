@@ -3,6 +3,8 @@ mode and scale; a contradiction between bounds is raised, never clamped."""
 
 from __future__ import annotations
 
+import math
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -240,6 +242,27 @@ def test_scale_invariance(scale, method):
         assert abs(b / scale - a) <= 1e-12 * a, (scale, unit, big)
 
 
+@pytest.mark.parametrize("exponent", [-1060, -1070, -1072, -1074])
+@pytest.mark.parametrize("method", ["auto", "bounds", "upper", "exact"])
+def test_subnormal_norms_are_rounded_outward(exponent, method):
+    """Taps (1, 1) * 2**exponent on two inputs: the norm sqrt(2) * 2**exponent is below the
+    normal range, where scaling the bounds back rounded them to one subnormal, 23 * 2**-1074
+    for 22.6 * 2**-1074 (lower above the norm). The oracle: exact rational squares."""
+    w = np.array([[[1.0, 1.0]]]) * 2.0**exponent
+    result = spectral_norm(w, (1, 2), method=method)
+    lower, upper = (Fraction(math.ldexp(b, -exponent)) for b in (result.lower, result.upper))
+    assert lower**2 <= 2 <= upper**2, result
+
+
+def test_norms_beyond_the_largest_float():
+    """sqrt(2) * 1.5e308 is finite but no float: the lower bound is the largest float (not
+    infinity), the upper one infinity, and numpy's overflow warning does not escape."""
+    w = np.array([[[1.5e308, 1.5e308]]])
+    for method in ("auto", "bounds"):
+        result = spectral_norm(w, (1, 2), method=method)
+        assert result.lower == sys.float_info.max and result.upper == math.inf, result
+
+
 def test_zero_layers_are_exactly_zero():
     result = spectral_norm(np.zeros((1, 1, 3, 3)), (1, 80, 80), stride=2, padding=1)
     assert (result.lower, result.upper, result.value, result.relative_width) == (0, 0, 0, 0)
@@ -386,6 +409,21 @@ def test_converged_is_false_when_the_rounding_allowance_exceeds_tol():
     result = spectral_norm(np.abs(w), (1, 1), padding=1, padding_mode="replicate",
                            method="bounds")
     assert result.converged and abs(result.lower - (2 + 2.0**-60)) <= 1e-7 * 2, result
+
+
+@pytest.mark.parametrize("seed", [8, 35])
+def test_converged_means_within_tol_for_a_nearly_double_top_singular_value(seed, monkeypatch):
+    """A random 4 -> 4 3x3 layer on 12x12 whose two top singular values nearly coincide: from
+    the ones vector the Krylov space finds the second first, and the gap to the next Ritz
+    value claimed convergence 3e-5 below the norm at tol=1e-7, leaving method='exact' five
+    times its promised width (its Cholesky proofs just above the lower bound failed)."""
+    monkeypatch.setattr(_spectral_norm_module(), "dense_is_affordable", lambda *shape: False)
+    w = np.random.default_rng(seed).standard_normal((4, 4, 3, 3))
+    truth = dense_norm(w, (4, 12, 12), padding=1)
+    result = spectral_norm(w, (4, 12, 12), padding=1, method="exact")
+    assert_contains(result, truth, seed)
+    assert result.converged and truth - result.lower <= 1e-6 * truth, (result, truth)
+    assert result.relative_width <= 1e-6, result
 
 
 def _spectral_norm_module():

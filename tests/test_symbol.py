@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparseconv import frequency_map, symbol
+from sparseconv import frequency_map, singular_values, spectral_norm, symbol, toeplitz_norm
 
 from .test_spectra import dense_matrix
 
@@ -27,3 +27,23 @@ def test_frequency_map_is_the_top_of_the_symbol():
     w = np.random.default_rng(2).standard_normal((2, 3, 3, 3))
     m = frequency_map(w, (6, 8), dilation=2)
     assert np.allclose(m, np.linalg.norm(symbol(w, (6, 8), dilation=2), 2, axis=(-2, -1)))
+
+
+def test_complex_weights_of_any_memory_layout():
+    """A transposed, Fortran-ordered or reversed complex weight (a permuted tensor's) is the
+    same layer as its contiguous copy: the scaling by a power of two read its parts through
+    a view that needs a contiguous last axis, and raised."""
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((2, 3, 4, 3)) + 1j * rng.standard_normal((2, 3, 4, 3))
+    for w in (base.transpose(0, 1, 3, 2), np.asfortranarray(base), base[..., ::-2]):
+        copy = np.ascontiguousarray(w)
+        assert not w.flags.c_contiguous
+        shape = (3, 6, 6)
+        for method in ("auto", "bounds"):
+            assert spectral_norm(w, shape, padding=1, method=method) == \
+                spectral_norm(copy, shape, padding=1, method=method)
+        assert toeplitz_norm(w) == toeplitz_norm(copy)
+        assert np.array_equal(frequency_map(w, (6, 6)), frequency_map(copy, (6, 6)))
+        assert np.array_equal(singular_values(w, shape, padding=None, padding_mode="circular"),
+                              singular_values(copy, shape, padding=None,
+                                              padding_mode="circular"))

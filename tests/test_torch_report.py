@@ -7,9 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import sys
 from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -77,8 +79,10 @@ def test_circular_column_is_the_periodic_layer(stride, size, padding):
 def test_network_bound_multiplies_the_activation_constants(activation, constant):
     model = small_chain(activation)
     report = sct.lipschitz_report(model, (2, 8, 8))
-    product = np.prod([row["upper"] for row in report]) * constant
-    assert report.network_upper >= product and report.network_upper == pytest.approx(product)
+    # the exact product (a float product can round above it, and above its ceiling)
+    product = math.prod(Fraction(row["upper"]) for row in report) * Fraction(constant)
+    assert Fraction(report.network_upper) >= product
+    assert report.network_upper == pytest.approx(float(product))
     name = type(activation).__name__
     expected = f"2 ({name})" if constant == 1 else f"2 ({name}, {constant:g})"
     assert report.activations == (expected, "4 (Tanh)")
@@ -90,6 +94,28 @@ def test_network_bound_multiplies_the_activation_constants(activation, constant)
         with torch.no_grad():
             ratio = (model(x) - model(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
         assert float(ratio.max()) <= report.network_upper, (scale, float(ratio.max()))
+
+
+@pytest.mark.parametrize("norms", [(1e-200, 1e-200, 1e200), (1e-40,) * 9, (1e300, 1e10),
+                                   (3.0, 1e-320, 7.0)])
+def test_network_bound_neither_underflows_nor_overflows(norms):
+    """Layers of norm 1e-200, 1e-200 and 1e200 (a Lipschitz constant of 1e-200), or nine of
+    1e-40: their float product flushed to 0, no upper bound of a nonzero network. The oracle:
+    the exact rational product of the rows' upper bounds."""
+    layers = []
+    for norm in norms:
+        layer = nn.Linear(1, 1, bias=False, dtype=F64)
+        with torch.no_grad():
+            layer.weight.fill_(norm)
+        layers.append(layer)
+    report = sct.lipschitz_report(nn.Sequential(*layers).eval(), (1,))
+    exact = math.prod(Fraction(row["upper"]) for row in report)
+    assert exact > 0, norms
+    if exact > Fraction(sys.float_info.max):
+        assert report.network_upper == math.inf
+    else:  # the exact product rounded up: one step at most
+        assert exact <= Fraction(report.network_upper), (report.network_upper, norms)
+        assert report.network_upper <= math.nextafter(float(exact), math.inf)
 
 
 def test_unknown_activation_gives_no_network_bound():

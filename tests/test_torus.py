@@ -8,6 +8,9 @@ trigonometric sum per frequency, numpy's SVD) on a fine grid and polished by sci
 from __future__ import annotations
 
 import itertools
+import math
+import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -162,3 +165,15 @@ def test_araujo_lipgrid_is_looser():
     lipgrid = np.sqrt((np.abs(f) ** 2).sum(axis=(0, 1)).max()) / (1 - 2 / 50)
     r = toeplitz_norm(w)
     assert r.upper <= lipgrid
+
+
+@pytest.mark.parametrize("exponent", [-1060, -1072, -1074])
+def test_subnormal_and_overflowing_bounds_are_rounded_outward(exponent):
+    """A 1x1 layer (1, 1) * 2**exponent: its norm sqrt(2) * 2**exponent is subnormal, where
+    scaling the bounds back rounded them to one subnormal on the wrong side; beyond the
+    largest float the lower bound is that float, not infinity (oracle: exact squares)."""
+    r = toeplitz_norm(np.array([[[[1.0]], [[1.0]]]]) * 2.0**exponent)
+    lower, upper = (Fraction(math.ldexp(b, -exponent)) for b in (r.lower, r.upper))
+    assert lower**2 <= 2 <= upper**2, r
+    r = toeplitz_norm(np.array([[[[1.5e308]], [[1.5e308]]]]))
+    assert r.lower == sys.float_info.max and r.upper == math.inf, r
