@@ -15,8 +15,9 @@ A large layer iterates in single precision when the caller passes the operator i
 products and the basis' reads take half the time, for the same number of steps (64->128 on
 112x112, ``tol=1e-7``: 179 steps either way, 19.7 s against 38.1 s on one core). Only the
 search runs there: the vector found is checked in double precision (its quotient and
-residual), the iteration goes on in double precision from it if that check fails, and the
-bound is the double-precision quotient, as before.
+residual); if that check fails, the iteration is redone in double precision (the single
+precision vector stays a candidate), and the bound is the double-precision quotient, as
+before.
 """
 
 from __future__ import annotations
@@ -96,8 +97,10 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
 
 
 #: Layers with at least this many unknowns on the iterated side run the Lanczos search in
-#: single precision when the caller has the operator in it (:func:`lower_bound`).
+#: single precision when the caller has the operator in it (:func:`lower_bound`), for a
+#: ``tol`` of at least :data:`SINGLE_TOL` (a tighter one is beyond single precision's reach).
 SINGLE_FROM = 2**14
+SINGLE_TOL = 1e-9
 
 
 def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
@@ -113,7 +116,7 @@ def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
 
 
 def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
-             ceiling: float = np.inf) -> tuple[np.ndarray, bool, float, int]:
+             ceiling: float = np.inf) -> tuple[np.ndarray, bool]:
     """Top Ritz vector of ``A^H A`` by thick-restarted Lanczos with full reorthogonalization.
 
     The basis ``V`` and the projection ``H = V^H A^H A V`` (from the Gram-Schmidt
@@ -125,9 +128,8 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
     eigenvalue), or after ``maxiter`` steps. A full basis (:func:`_basis_size`) keeps its
     top half of Ritz vectors and goes on from ``w`` (Wu and Simon's thick restart). One
     Gram-Schmidt pass against the basis, a second one only when the first removed most of
-    the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector, whether
-    ``tol`` was met, the gap from the top Ritz value to the next one (``theta`` without a
-    next one) and the number of steps taken.
+    the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector and whether
+    ``tol`` was met.
     """
     n = op.shape[1]
     dtype = np.result_type(op.dtype, start.dtype)
@@ -158,12 +160,11 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
         ritz, steps = vectors[:, -1], steps + 1
         history.append(values[-1])
         settled = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
-        gap = values[-1] - values[-2] if m > 1 else values[-1]
         if norm <= 1e-14 * abs(values[-1]) or values[-1] >= ceiling * (1 - tol) or (
                 settled and _converged(values, norm * abs(ritz[-1]), tol)):
-            return basis[:m].T @ ritz, True, gap, steps
+            return basis[:m].T @ ritz, True
         if steps >= maxiter:
-            return basis[:m].T @ ritz, False, gap, steps
+            return basis[:m].T @ ritz, False
         if m == size:  # thick restart: the top Ritz vectors, then w
             top = vectors[:, -keep:]
             basis[:keep] = top.T @ basis[:m]
@@ -174,16 +175,14 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
         m += 1
 
 
-def _confirmed(op, vector: np.ndarray, gap: float, tol: float, ceiling: float) -> bool:
+def _confirmed(op, vector: np.ndarray, tol: float, ceiling: float) -> bool:
     """Whether ``vector`` meets ``tol`` by :func:`_lanczos`'s tests, redone with ``op``: its
-    quotient and residual computed in ``op``'s precision (``gap``, to the next eigenvalue,
-    as the iteration estimated it)."""
+    quotient and residual computed in ``op``'s precision."""
     image = op.matvec(vector)
     scale = float(np.vdot(vector, vector).real)
     theta = float(np.vdot(image, image).real) / scale
     residual = float(np.linalg.norm(op.rmatvec(image) - theta * vector)) / np.sqrt(scale)
-    return theta >= ceiling * (1 - tol) or _converged(np.array([theta - gap, theta]),
-                                                       residual, tol)
+    return theta >= ceiling * (1 - tol) or _converged(np.array([theta]), residual, tol)
 
 
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
@@ -195,14 +194,19 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     ``upper``: a certified upper bound on ``||A||``, if known; the iteration also stops once
     its estimate is within ``tol`` of it (then it is within ``tol`` of the norm, proved).
     ``single``: makes the same operator in single precision (or ``None``, for lack of
-    memory), if the caller can; with at least :data:`SINGLE_FROM` unknowns the search runs on
-    it, is confirmed in ``op``'s precision (:func:`_confirmed`) and, if that fails, goes on
-    there from the vector found, within ``maxiter`` steps in all. Returns the bound and
-    whether it is within ``tol`` of the norm: the Lanczos iteration met ``tol``, and the
-    rounding allowance of the quotient is within ``tol`` too.
+    memory), if the caller can; with at least :data:`SINGLE_FROM` unknowns and ``tol`` at
+    least :data:`SINGLE_TOL`, the search runs on it (at most ``maxiter`` steps) and what it
+    finds is confirmed in ``op``'s precision (:func:`_confirmed`). A search that met ``tol``
+    by its own residual but fails that check (its rounding can hide a residual at ``tol``'s
+    level) is redone in ``op``'s precision from the same start, its vector kept as a
+    candidate; one that did not meet ``tol`` in ``maxiter`` steps is not (the
+    double-precision iteration would need as many). Returns the bound and whether it is
+    within ``tol`` of the norm: the Lanczos iteration met ``tol``, and the rounding allowance
+    of the quotient is within ``tol`` too.
     """
     rows, cols = op.shape
-    fast = single() if single is not None and max(rows, cols) >= SINGLE_FROM else None
+    fast = single() if (single is not None and max(rows, cols) >= SINGLE_FROM
+                        and tol >= SINGLE_TOL) else None
     if rows < cols:  # the same singular values; iterate on outputs instead
         op, start = op.H, op.matvec(start)
         fast = None if fast is None else fast.H
@@ -218,16 +222,15 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
         columns = op.matmat(np.eye(cols, dtype=op.dtype))
         candidates.append(np.linalg.eigh(np.conj(columns.T) @ columns)[1][:, -1])
     else:
-        steps, ceiling = 0, upper * upper
+        ceiling, claimed = upper * upper, False
         if fast is not None:
-            found, converged, gap, steps = _lanczos(fast, v0.astype(fast.dtype), tol,
-                                                    min(maxiter, cols), ceiling)
+            found, claimed = _lanczos(fast, v0.astype(fast.dtype), tol, min(maxiter, cols),
+                                      ceiling)
             found = found.astype(op.dtype)
             candidates.append(found)
-            converged = converged and _confirmed(op, found, gap, tol, ceiling)
-            v0 = found
-        if fast is None or (not converged and steps < maxiter):
-            vector, converged, _, _ = _lanczos(op, v0, tol, min(maxiter - steps, cols), ceiling)
+            converged = claimed and _confirmed(op, found, tol, ceiling)
+        if fast is None or (claimed and not converged):
+            vector, converged = _lanczos(op, v0, tol, min(maxiter, cols), ceiling)
             candidates.append(vector)
     size = max(rows, cols)
     norms = [(float(np.linalg.norm(op.matvec(u))), float(np.linalg.norm(u))) for u in candidates]
