@@ -16,9 +16,10 @@ def dense_norm(w, shape, **kwargs):
 
 @pytest.fixture
 def single_everywhere(monkeypatch):
-    """Every layer searches in single precision (only large ones do by default), and the
-    calls of the iteration are recorded by precision."""
+    """Every layer searches in single precision at any tol (only large ones, at a loose tol,
+    do by default), and the calls of the iteration are recorded by precision."""
     monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
+    monkeypatch.setattr(_lanczos, "SINGLE_TOL", 0.0)
     calls: list[str] = []
     original = _lanczos._lanczos
 
@@ -74,10 +75,13 @@ def test_an_unconfirmed_single_precision_search_is_redone_in_double(single_every
     assert abs(truth - result.lower) <= 1e-8 * truth and result.lower <= truth * (1 + 1e-15)
 
 
-def test_a_tolerance_beyond_single_precision_searches_in_double(single_everywhere):
+def test_a_tolerance_below_single_tol_searches_in_double(single_everywhere, monkeypatch):
+    monkeypatch.setattr(_lanczos, "SINGLE_TOL", 1e-5)
     w = np.random.default_rng(3).standard_normal((6, 6, 3, 3))
-    result = spectral_norm(w, (6, 14, 14), padding=1, method="bounds", tol=1e-11)
+    result = spectral_norm(w, (6, 14, 14), padding=1, method="bounds", tol=1e-7)
     assert single_everywhere == ["float64"] and result.converged
+    loose = spectral_norm(w, (6, 14, 14), padding=1, method="bounds", tol=1e-5)
+    assert single_everywhere == ["float64", "float32"] and loose.converged
 
 
 def test_a_search_out_of_steps_is_not_redone(single_everywhere):
