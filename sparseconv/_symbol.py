@@ -271,8 +271,12 @@ def _periodic_geometry(weight, input_size, stride, padding, dilation, groups) ->
     weight = layer_weight(weight, finite=True)
     input_size = spatial_size(input_size, "input_size")
     if len(input_size) != weight.ndim - 2:
-        raise ValueError(f"input_size must have one size a spatial dimension of the weight "
-                         f"({weight.ndim - 2}, weight.shape={weight.shape}), got {input_size}")
+        hint = (" (input_size is spatial: without the channels, unlike the (C, *spatial) "
+                "input_shape of the other spectral functions)"
+                if len(input_size) == weight.ndim - 1 else "")
+        raise ValueError(f"input_size must give one size per spatial dimension of the weight "
+                         f"({weight.ndim - 2}, weight.shape={weight.shape}), got "
+                         f"{input_size}{hint}")
     groups = positive_int(groups, "groups")
     weight, geom = layer_geometry(weight, (weight.shape[1] * groups, *input_size), stride,
                                   padding, dilation, groups, "circular")

@@ -47,3 +47,16 @@ def test_complex_weights_of_any_memory_layout():
         assert np.array_equal(singular_values(w, shape, padding=None, padding_mode="circular"),
                               singular_values(copy, shape, padding=None,
                                               padding_mode="circular"))
+
+
+def test_an_input_size_with_the_channels_is_told_what_input_size_means():
+    import pytest
+
+    w = np.ones((3, 3, 3, 3))
+    for function in (symbol, frequency_map):
+        with pytest.raises(ValueError, match=r"one size per spatial dimension .*\(input_size "
+                                             r"is spatial: without the channels"):
+            function(w, (3, 6, 6))
+        with pytest.raises(ValueError, match=r"one size per spatial dimension") as error:
+            function(w, (6,))
+        assert "without the channels" not in str(error.value)
