@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg as spla
 
-from ._geometry import ConvGeometry
+from ._geometry import ConvGeometry, periodic_padding
 from ._gram_symbol import LANCZOS_FROM, gram_symbol, top_squares, worth_it
 from ._memory import check_memory, get_memory_limit
 from ._parallel import map_chunks, one_blas_thread
@@ -44,7 +44,6 @@ from ._rounding import Rounding, U, cholesky_slack, gamma, up
 from ._symbol import (
     conjugate_pairs,
     per_frequency,
-    periodic_padding,
     symbol_at,
     top_per_frequency,
 )

@@ -47,8 +47,23 @@ __all__ = [
     "ConvGeometry",
     "block_diagonal",
     "dense_weight",
+    "periodic_padding",
     "spatial_matrix",
 ]
+
+def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
+    """The padding of a periodic layer: ``dilation*(k-1)`` per axis, split as PyTorch's "same"
+    (at any stride: the spectra's ``padding=None``).
+
+    Examples
+    --------
+    >>> from sparseconv._geometry import periodic_padding
+    >>> periodic_padding((3, 4), (1, 1))
+    ((1, 1), (1, 2))
+    """
+    ndim = len(kernel_size)
+    return normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation))
+
 
 # ---------------------------------------------------------------------------------------------
 # One spatial axis.
@@ -360,7 +375,7 @@ class ConvGeometry:
                 raise ValueError(f"padding=None (the periodic padding, dilation*(k-1) per axis) "
                                  f"needs padding_mode='circular', got padding_mode="
                                  f"{padding_mode!r}")
-            pads = normalize_padding("same", ndim, kernel_size, (1,) * ndim, dilation)
+            pads = periodic_padding(kernel_size, dilation)
         else:
             pads = normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
         axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,

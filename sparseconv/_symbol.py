@@ -20,7 +20,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from ._geometry import ConvGeometry, block_diagonal
+from ._geometry import ConvGeometry, block_diagonal, periodic_padding
 from ._memory import check_memory
 from ._parallel import frequency_chunks, map_chunks
 from ._typing import (
@@ -37,30 +37,16 @@ from ._validation import (
     check_progress,
     int_tuple,
     layer_weight,
-    normalize_padding,
     positive_int,
     spatial_size,
 )
 
-__all__ = ["frequency_map", "periodic_padding", "symbol"]
+__all__ = ["frequency_map", "symbol"]
 
 #: How to ask for a periodic layer, quoted by every error that needs one.
 PERIODIC_HINT = ("pass padding_mode='circular', padding='same' (stride 1), or padding=None "
                  "(sparseconv's shorthand for the periodic padding dilation*(k-1) per axis, any "
                  "stride)")
-
-
-def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
-    """The padding of a periodic layer: ``dilation*(k-1)`` per axis, split as PyTorch's "same".
-
-    Examples
-    --------
-    >>> from sparseconv._symbol import periodic_padding
-    >>> periodic_padding((3, 4), (1, 1))
-    ((1, 1), (1, 2))
-    """
-    ndim = len(kernel_size)
-    return normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation))
 
 
 def layer_geometry(weight: ArrayLike, input_shape: ShapeLike, stride: IntOrTuple,

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from ._certificates import block_shape, embedding_grid, periodic_geometry
-from ._geometry import ConvGeometry
+from ._geometry import ConvGeometry, periodic_padding
 from ._memory import check_memory
 from ._rounding import U, gamma
-from ._symbol import conjugate_pairs, periodic_padding, require_periodic, symbol_at
+from ._symbol import conjugate_pairs, require_periodic, symbol_at
 from ._typing import IntOrTuple, PaddingLike, ShapeLike
 from ._validation import int_tuple, positive_int, spatial_size
 

@@ -127,7 +127,7 @@ def _partly_periodic_norm(w, geom, grid, axis):
     """The norm of the layer exact along ``axis`` and circular on ``grid`` along the others,
     built by conv_matrix: the circular layer on the zero-padded axis (no padding there), its
     columns restricted to the real inputs of ``axis``."""
-    from sparseconv._symbol import periodic_padding
+    from sparseconv._geometry import periodic_padding
 
     lo, hi = geom.padding[axis]
     sizes = [geom.input_size[axis] + lo + hi if d == axis else grid[d] for d in range(geom.ndim)]

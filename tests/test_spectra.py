@@ -18,8 +18,8 @@ from sparseconv import (
     spectral_norm,
     symbol,
 )
+from sparseconv._geometry import periodic_padding
 from sparseconv._spectra import dense_is_affordable
-from sparseconv._symbol import periodic_padding
 
 from ._oracles import mpmath_singular_values, nearly_rank_two
 

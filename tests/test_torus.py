@@ -66,7 +66,7 @@ def test_bounds_every_zero_padded_and_periodic_layer(ndim):
 
 
 def _periodic(w, layer):
-    from sparseconv._symbol import periodic_padding
+    from sparseconv._geometry import periodic_padding
     return periodic_padding(w.shape[2:], layer["dilation"])
 
 
