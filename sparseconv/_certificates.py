@@ -37,7 +37,7 @@ import scipy.linalg
 import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry, periodic_padding
-from ._gram_symbol import LANCZOS_FROM, gram_symbol, top_squares, worth_it
+from ._gram_symbol import dense_below, gram_symbol, top_squares, worth_it
 from ._memory import check_memory, get_memory_limit
 from ._parallel import map_chunks, one_blas_thread
 from ._rounding import Rounding, U, cholesky_slack, gamma, up
@@ -143,8 +143,6 @@ def circulant_uppers(weight, periodic: ConvGeometry, rounding: Rounding,
     gram = gram_symbol(periodic, weight, rounding)
     upper = top_squares(gram, frequencies, executor, progress,
                         "spectral_norm's circulant bound", upper_only=True)
-    if gram.size < LANCZOS_FROM:  # the eigenvalues came: their interval's upper end
-        upper = rounding.square_interval(upper, gram.allowance)[1]
     return _mirrored(upper, frequencies, grid, weight.dtype.kind != "c")
 
 
@@ -665,9 +663,6 @@ def dense_upper(dense: np.ndarray, estimate: float, gram: np.ndarray | None = No
     slack = cholesky_slack(n - 1, np.iscomplexobj(a) or np.iscomplexobj(gram))
     for delta in (4 * n * U, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0, 3.0):
         mu = max(estimate * estimate, 1e-300) * (1 + delta)
-        try:
-            scipy.linalg.cholesky(mu * np.eye(n) - gram, lower=True, check_finite=False)
-        except scipy.linalg.LinAlgError:
-            continue
-        return math.sqrt(up(mu * (1 + slack) + gamma(2 * m + 4) * frobenius * frobenius))
+        if dense_below(gram, mu):
+            return math.sqrt(up(mu * (1 + slack) + gamma(2 * m + 4) * frobenius * frobenius))
     return math.inf  # pragma: no cover - LAPACK does not miss by a factor of two

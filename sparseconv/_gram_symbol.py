@@ -43,7 +43,7 @@ from ._rounding import Rounding, U, cholesky_slack, gamma, up
 from ._symbol import phases, placed_taps
 from ._typing import ProgressLike
 
-__all__ = ["GramSymbol", "gram_symbol"]
+__all__ = ["GramSymbol", "dense_below", "gram_symbol", "top_squares", "worth_it"]
 
 #: Frequencies whose Gram matrices take about this many bytes are summed at once.
 _CHUNK_BYTES = 16 * 2**20
@@ -91,18 +91,23 @@ class GramSymbol:
         np.matmul(e.imag, flat, out=gram.imag)
         return gram.reshape(-1, n, n)
 
+    def _chunks(self, frequencies: np.ndarray):
+        """``(rows, group, grams)`` over ``frequencies``, :data:`_CHUNK_BYTES` of Gram matrices
+        at a time (``rows``: their slice of ``frequencies``)."""
+        step = max(1, _CHUNK_BYTES // (16 * self.size**2))
+        for start in range(0, len(frequencies), step):
+            rows = slice(start, start + step)
+            for g in range(self.coefficients.shape[0]):
+                yield rows, g, self.grams(frequencies[rows], g)
+
     def top_squares(self, frequencies: np.ndarray) -> np.ndarray:
         """The computed top eigenvalue of each group's ``G^`` at ``frequencies``
         (``(F, ndim)``), within :attr:`allowance` of ``sigma_max^2``: shape ``(F, groups)``."""
-        groups, n = self.coefficients.shape[0], self.size
-        step = max(1, _CHUNK_BYTES // (16 * n * n))
-        tops = np.empty((len(frequencies), groups))
-        for start in range(0, len(frequencies), step):
-            for g in range(groups):
-                # the lower triangle, as LAPACK reads it, is a Hermitian matrix within the
-                # error of the exact Gram matrix (which is Hermitian)
-                gram = self.grams(frequencies[start:start + step], g)
-                tops[start:start + step, g] = np.linalg.eigvalsh(gram, UPLO="L")[:, -1]
+        tops = np.empty((len(frequencies), self.coefficients.shape[0]))
+        for rows, g, grams in self._chunks(frequencies):
+            # the lower triangle, as LAPACK reads it, is a Hermitian matrix within the error
+            # of the exact Gram matrix (which is Hermitian)
+            tops[rows, g] = np.linalg.eigvalsh(grams, UPLO="L")[:, -1]
         return tops
 
     def top_uppers(self, frequencies: np.ndarray) -> np.ndarray:
@@ -114,25 +119,23 @@ class GramSymbol:
         + c (mu + error)``, ``c`` the complex dense Cholesky test's allowance
         (:func:`sparseconv._rounding.cholesky_slack`; ``G^``'s diagonal is at least
         ``-error``), so ``sigma_max^2 <= (mu + error)(1 + c)``.
-        A matrix that the factorization does not prove takes :meth:`top_squares`' route.
+        A matrix that the factorization does not prove takes :meth:`top_squares`' route, and
+        so do blocks smaller than :data:`LANCZOS_FROM`, where it is no slower.
         """
-        groups, n = self.coefficients.shape[0], self.size
-        step = max(1, _CHUNK_BYTES // (16 * n * n))
-        c = cholesky_slack(n - 1, True)  # dense, complex
-        uppers = np.empty((len(frequencies), groups))
-        for start in range(0, len(frequencies), step):
-            chunk = frequencies[start:start + step]
-            for g in range(groups):
-                grams = self.grams(chunk, g)
-                estimates = _lanczos_tops(grams)
-                for f, (gram, estimate) in enumerate(zip(grams, estimates)):
-                    mu = max(float(estimate), 0.0) * (1 + _MARGIN)
-                    if _below(gram, mu):
-                        square = (mu + self.error) * (1 + c)
-                    else:  # Lanczos missed the top: its eigenvalues, with their allowance
-                        top = float(np.linalg.eigvalsh(gram, UPLO="L")[-1])
-                        square = max(top, 0.0) + self.allowance
-                    uppers[start + f, g] = up(np.sqrt(up(square, 4)), 2)
+        if self.size < LANCZOS_FROM:
+            return Rounding.square_interval(self.top_squares(frequencies), self.allowance)[1]
+        c = cholesky_slack(self.size - 1, True)  # dense, complex
+        uppers = np.empty((len(frequencies), self.coefficients.shape[0]))
+        for rows, g, grams in self._chunks(frequencies):
+            for f, (gram, estimate) in enumerate(zip(grams, _lanczos_tops(grams)),
+                                                 start=rows.start):
+                mu = max(float(estimate), 0.0) * (1 + _MARGIN)
+                if dense_below(gram, mu):
+                    square = (mu + self.error) * (1 + c)
+                else:  # Lanczos missed the top: its eigenvalues, with their allowance
+                    top = float(np.linalg.eigvalsh(gram, UPLO="L")[-1])
+                    square = max(top, 0.0) + self.allowance
+                uppers[f, g] = up(np.sqrt(up(square, 4)), 2)
         return uppers
 
 
@@ -148,8 +151,10 @@ _STEPS, _ROUNDS = 20, 6
 _MARGIN = 1e-10
 
 
-def _below(gram: np.ndarray, mu: float) -> bool:
-    """Whether ``mu I - gram`` has a Cholesky factorization (LAPACK reads its lower half)."""
+def dense_below(gram: np.ndarray, mu: float) -> bool:
+    """Whether ``mu I - gram`` has a Cholesky factorization (LAPACK reads its lower half): the
+    dense test behind :meth:`GramSymbol.top_uppers` and
+    :func:`sparseconv._certificates.dense_upper`."""
     matrix = np.negative(gram)
     matrix[np.diag_indices_from(matrix)] += mu
     try:
@@ -285,11 +290,11 @@ def top_squares(symbol: GramSymbol, frequencies: np.ndarray, executor: Executor 
                 progress: ProgressLike | None = None, what: str = "the Gram symbol",
                 upper_only: bool = False) -> np.ndarray:
     """:meth:`GramSymbol.top_squares` at ``frequencies``, in tasks on ``executor``; with
-    ``upper_only``, :meth:`GramSymbol.top_uppers` instead where the blocks are large enough
-    to gain (:data:`LANCZOS_FROM`)."""
+    ``upper_only``, :meth:`GramSymbol.top_uppers` instead (certified upper bounds on
+    ``sigma_max``, not squares)."""
     step = max(1, _CHUNK_BYTES // (16 * symbol.size**2))
     chunks = frequency_chunks(frequencies, step, executor)
-    task = _top_uppers if upper_only and symbol.size >= LANCZOS_FROM else _top_squares
+    task = _top_uppers if upper_only else _top_squares
     parts = map_chunks(task, (symbol,), chunks, executor=executor, what=what,
                        progress=progress, label=lambda i: f"frequency chunk {i}")
     return np.concatenate(parts)

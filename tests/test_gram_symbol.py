@@ -133,7 +133,6 @@ def test_circulant_upper_bounds_agree_with_the_eigenvalues_route(monkeypatch):
     from sparseconv import _gram_symbol
     from sparseconv._certificates import circulant_uppers
     monkeypatch.setattr(_gram_symbol, "LANCZOS_FROM", 1)
-    monkeypatch.setattr(_certificates, "LANCZOS_FROM", 1)
     for layer in LAYERS:
         w, geom = periodic(layer)
         rounding = Rounding.of(w, geom.groups)
@@ -148,7 +147,6 @@ def test_spectral_norm_through_the_cheaper_upper_bounds_holds_the_truth(monkeypa
     on small layers): the certified interval still holds LAPACK's norm of the matrix."""
     from sparseconv import _gram_symbol, conv_matrix, spectral_norm
     monkeypatch.setattr(_gram_symbol, "LANCZOS_FROM", 1)
-    monkeypatch.setattr(_certificates, "LANCZOS_FROM", 1)
     monkeypatch.setattr(_certificates, "worth_it", lambda *args: True)
     rng = np.random.default_rng(11)
     for c_out, c_in, kernel, size, kwargs in LAYERS:
