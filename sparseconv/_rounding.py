@@ -184,14 +184,18 @@ class Rounding:
         """
         if vector_norm <= 0:
             return 0.0
-        g = gamma(size + 2)
-        error = gamma(self.taps_per_entry) * self.abs_norm * vector_norm * (1 + g)
+        g, error = self._quotient_errors(vector_norm, size)
         return down((image_norm * (1 - g) - error) / (vector_norm * (1 + g)))
 
     def quotient_upper(self, image_norm: float, vector_norm: float, size: int) -> float:
         """:meth:`quotient_lower`'s counterpart: the largest ``||A v|| / ||v||`` can be."""
         if vector_norm <= 0:
             return math.inf
-        g = gamma(size + 2)
-        error = gamma(self.taps_per_entry) * self.abs_norm * vector_norm * (1 + g)
+        g, error = self._quotient_errors(vector_norm, size)
         return up((image_norm * (1 + g) + error) / (vector_norm * (1 - g)))
+
+    def _quotient_errors(self, vector_norm: float, size: int) -> tuple[float, float]:
+        """The relative error of each computed norm, and the absolute error of ``||A v||``
+        (:meth:`quotient_lower`)."""
+        g = gamma(size + 2)
+        return g, gamma(self.taps_per_entry) * self.abs_norm * vector_norm * (1 + g)
