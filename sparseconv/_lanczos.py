@@ -13,11 +13,10 @@ bounded basis.
 
 A large layer iterates in single precision, for a loose ``tol`` (:data:`SINGLE_TOL`), when
 the caller passes the operator in it: its products and the basis' reads take half the time,
-for about the same number of steps. Only the
-search runs there: the vector found is checked in double precision (its quotient and
-residual); if that check fails, the iteration is redone in double precision (the single
-precision vector stays a candidate), and the bound is the double-precision quotient, as
-before.
+for about the same number of steps. Only the search runs there: the vector found is checked
+in double precision (its quotient and residual); if that check fails, the iteration is
+redone in double precision (the single-precision vector stays a candidate), and the bound is
+the double-precision quotient, as before.
 """
 
 from __future__ import annotations
