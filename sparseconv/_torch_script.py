@@ -34,7 +34,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparseconv._torch_layers import _BATCHNORM, _CONV, _ONE_LIPSCHITZ, _PAD_MODES, _SUPPORTED
+from sparseconv._torch_layers import (
+    _BATCHNORM,
+    _CONV,
+    _ONE_LIPSCHITZ,
+    _PAD_MODES,
+    _SUPPORTED,
+    is_leaf,
+)
 
 _CONV_OPS = {"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution",
              "aten::_convolution_mode", "aten::conv_transpose1d", "aten::conv_transpose2d",
@@ -109,10 +116,6 @@ class _Modules:
         return ".".join(names), module
 
 
-def _is_leaf(module: nn.Module) -> bool:
-    return next(module.children(), None) is None
-
-
 class _Call:
     """One call of a leaf module: its nodes, in graph order."""
 
@@ -148,7 +151,7 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
         if node.kind() in _STRUCTURAL:
             continue  # their values are read where they are used
         name, module = modules(node)
-        if not _is_leaf(module):
+        if not is_leaf(module):
             _refuse_control_flow(node, modules)
             continue
         if not calls or calls[-1].name != name or calls[-1].repeats(node):
@@ -162,7 +165,7 @@ def _refuse_control_flow(node, modules: _Modules) -> None:
     for block in node.blocks():
         for inner in block.nodes():
             name, module = modules(inner)
-            if _is_leaf(module):
+            if is_leaf(module):
                 _refuse_in_block(block, name, module)
             _refuse_control_flow(inner, modules)
 
@@ -242,7 +245,7 @@ def _refuse_frozen(model: nn.Module, graph) -> None:
     """A model frozen by ``torch.jit.freeze``, saved and loaded back: it holds no submodule
     and no parameter (its layers are inlined, their weights constants of its graph), so the
     whole model would pass for one unknown leaf module and get an empty report."""
-    if not _is_leaf(model) or next(model.parameters(), None) is not None:
+    if not is_leaf(model) or next(model.parameters(), None) is not None:
         return
     weighted = _CONV_OPS | {"aten::linear", "aten::batch_norm"}
     constant = [node.kind() for node in graph.nodes() if node.kind() in weighted and any(
