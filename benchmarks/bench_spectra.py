@@ -135,26 +135,53 @@ def vgg11(size: int) -> list[tuple]:
             for i, (c_in, c_out, shrink) in enumerate(plan)]
 
 
-def networks(size: int, which: list[str]) -> None:
-    print(f"\n4. spectral_norm on every convolution, {size}x{size} inputs, Kaiming weights")
+def networks(size: int, which: list[str], workers: int = 1) -> None:
+    how = ("one layer after the other, each on both cores" if workers == 1 else
+           f"spectral_norms(..., workers={workers}): {workers} layers at once, one core each")
+    print(f"\n4. spectral_norm on every convolution, {size}x{size} inputs, Kaiming weights "
+          f"({how})")
     for name in which:
         layers = {"resnet18": resnet18, "vgg11": vgg11}[name](size)
         print(f"{name}\n{'layer':<24}{'shape':<26}{'method':>8}{'time s':>9}{'width':>10}"
               f"{'converged':>10}")
-        total, worst, widest = 0.0, 0.0, 0.0
-        for i, (label, c_in, c_out, k, stride, padding, n) in enumerate(layers):
+        given, seconds = [], []
+        for i, (_label, c_in, c_out, k, stride, padding, n) in enumerate(layers):
             rng = np.random.default_rng(i)
             weight = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
-            start = time.perf_counter()
-            r = spectral_norm(weight, (c_in, n, n), stride=stride, padding=padding)
-            took = time.perf_counter() - start
-            total, worst = total + took, max(worst, took)
-            widest = max(widest, r.relative_width)
-            shape = f"{c_in}->{c_out} {k}x{k}/{stride} on {n}x{n}"
-            print(f"{label:<24}{shape:<26}{r.method:>8}{took:>9.2f}{r.relative_width:>10.1e}"
-                  f"{str(r.converged):>10}", flush=True)
-        print(f"{'total':<24}{'':<26}{'':>8}{total:>9.2f}   slowest {worst:.2f} s, widest "
-              f"{widest:.1e}")
+            given.append(dict(weight=weight, input_shape=(c_in, n, n), stride=stride,
+                              padding=padding))
+        start = time.perf_counter()
+        if workers == 1:  # each layer timed on its own, printed as it finishes
+            results = []
+            for layer in given:
+                begin = time.perf_counter()
+                results.append(spectral_norm(**layer))
+                seconds.append(time.perf_counter() - begin)
+                show(layers[len(results) - 1], results[-1], seconds[-1])
+        else:  # spectral_norms' own pool, called directly for each layer's time in its worker
+            from sparseconv._parallel import map_layers
+            from sparseconv._spectral_norm import _layer_cost, _norm_task
+            from sparseconv._symbol import layer_geometry
+
+            costs = [_layer_cost(layer_geometry(g["weight"], g["input_shape"], g["stride"],
+                                                g["padding"], 1, 1, "zeros")[1]) for g in given]
+            found = {i: (r, t) for i, r, t in map_layers(
+                _norm_task, [(g, "auto", 1e-7) for g in given], workers=workers, costs=costs)}
+            results = [found[i][0] for i in range(len(given))]
+            seconds = [found[i][1] for i in range(len(given))]
+            for layer, r, t in zip(layers, results, seconds):
+                show(layer, r, t)
+        total = time.perf_counter() - start
+        widest = max(r.relative_width for r in results)
+        print(f"{'total (wall)':<24}{'':<26}{'':>8}{total:>9.2f}   slowest {max(seconds):.2f} s, "
+              f"widest {widest:.1e}; sum of layer times {sum(seconds):.2f} s", flush=True)
+
+
+def show(layer: tuple, r, took: float) -> None:
+    label, c_in, c_out, k, stride, padding, n = layer
+    shape = f"{c_in}->{c_out} {k}x{k}/{stride} on {n}x{n}"
+    print(f"{label:<24}{shape:<26}{r.method:>8}{took:>9.2f}{r.relative_width:>10.1e}"
+          f"{str(r.converged):>10}", flush=True)
 
 
 def exact_layers(size: int) -> None:
@@ -184,6 +211,8 @@ def main() -> None:
                         help="the networks of part 4 (default: both)")
     parser.add_argument("--size", type=int, default=224, help="input size of part 4")
     parser.add_argument("--exact", action="store_true", help="part 5 alone (minutes, ~6 GiB)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="part 4: layers at once, as sparseconv.spectral_norms(workers=)")
     args = parser.parse_args()
     print(describe(), flush=True)
     set_memory_limit(None)
@@ -194,7 +223,7 @@ def main() -> None:
         singular_value_speed(args.repeat)
         dense_agreement()
         spectral_norm_bounds(args.repeat, not args.no_svds)
-    networks(args.size, args.network or ["resnet18", "vgg11"])
+    networks(args.size, args.network or ["resnet18", "vgg11"], args.workers)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ CircularSVD                  -- its result, itself the layer's LinearOperator
 clip_singular_values         -- the projection onto an operator-norm ball (Sedghi et al.)
 spectral_norm                -- the largest singular value with a certified interval
 SpectralNorm                 -- its result: value, lower, upper, method
+spectral_norms               -- spectral_norm of many layers, several processes at once
 toeplitz_norm                -- the norm on the infinite grid: a bound for every input size
 
 Memory
@@ -107,7 +108,7 @@ from ._resampling import (
 from ._selection import im2col_matrix, pad_matrix, stride_matrix
 from ._shapes import conv_output_shape, conv_transpose_output_shape
 from ._spectra import eigenvalues, singular_values
-from ._spectral_norm import SpectralNorm, spectral_norm
+from ._spectral_norm import SpectralNorm, spectral_norm, spectral_norms
 from ._structured import (
     block_conv_matrix,
     conv1x1_matrix,
@@ -165,6 +166,7 @@ __all__ = [
     "set_memory_limit",
     "singular_values",
     "spectral_norm",
+    "spectral_norms",
     "stride_matrix",
     "symbol",
     "toeplitz_matrix",

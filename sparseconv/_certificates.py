@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import scipy.sparse.linalg as spla
 from ._geometry import ConvGeometry, periodic_padding
 from ._gram_symbol import dense_below, gram_symbol, top_squares, worth_it
 from ._memory import check_memory, get_memory_limit
-from ._parallel import map_chunks, one_blas_thread
+from ._parallel import cpu_count, map_chunks, one_blas_thread
 from ._rounding import Rounding, U, cholesky_slack, gamma, up
 from ._symbol import (
     conjugate_pairs,
@@ -506,8 +505,8 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     # a block off xi = 0 of the other axes, or of a complex kernel, factorizes in complex
     complex_ = weight.dtype.kind == "c" or geom.ndim > 1
     limit = get_memory_limit()
-    at_once = max(1, min(os.cpu_count() or 1, limit // section_bytes(geom, axis)
-                         if limit else os.cpu_count() or 1))
+    at_once = max(1, min(cpu_count(), limit // section_bytes(geom, axis)
+                         if limit else cpu_count()))
     witnesses: dict[int, Witness] = {}
     mu = 0.0
 
@@ -584,7 +583,7 @@ def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int
     taps = math.prod(geom.kernel_size)
     per_group = max(2 * bandwidth * rows + rows * channels for rows, bandwidth in sides) + (
         taps * channels) ** 2
-    at_once = min(geom.groups, os.cpu_count() or 1)
+    at_once = min(geom.groups, cpu_count())
     return (per_group * at_once * itemsize,
             geom.groups * min(rows * bandwidth**2 for rows, bandwidth in sides))
 
@@ -630,7 +629,7 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     candidates = [max(estimate * estimate, 1e-300) * (1 + delta)
                   for delta in (max(8 * tol, 1e-8), 1e-5, 1e-4)]
     needed = [g for g in range(geom.groups) if tops is None or tops[g] ** 2 > candidates[0]]
-    workers = min(len(needed), 4 * (os.cpu_count() or 1))
+    workers = min(len(needed), 4 * cpu_count())
     chunks = [needed[i::workers] for i in range(workers)]
     proofs = map_chunks(_prove_groups, (kernels, taps, size, candidates, tops), chunks,
                         executor=executor, what="the full certificate of spectral_norm",

@@ -11,6 +11,11 @@ are gathered in the serial order, so they equal the serial ones.
 Each task runs its LAPACK calls on one BLAS thread (:func:`one_blas_thread`): thousands of
 small factorizations each spinning up a BLAS thread team cost more than they compute, and
 collapse when processes oversubscribe the cores; the parallelism is across chunks instead.
+
+Whole layers split too (:func:`map_layers`): a network's layers are independent, so ``workers``
+processes each take one layer at a time, on one core -- one BLAS thread, its chunks in turn
+(:func:`cpu_count` is 1 there) -- the costliest first. A single layer's Lanczos iteration is
+a chain of products that two cores barely speed up; two layers at once use both.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import functools
 import math
 import os
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -28,9 +35,10 @@ import numpy as np
 
 from ._typing import ProgressLike
 
-__all__ = ["map_chunks", "one_blas_thread"]
+__all__ = ["cpu_count", "map_chunks", "map_layers", "one_blas_thread"]
 
 _lock = threading.Lock()
+_one_core = False  # True in a layer worker (map_layers): its chunks run in turn
 _depth = 0
 _limiter: Any = None
 
@@ -59,6 +67,11 @@ def one_blas_thread() -> Iterator[None]:
                 _limiter = None
 
 
+def cpu_count() -> int:
+    """The cores this process may use: ``os.cpu_count()``, or 1 in a layer worker."""
+    return 1 if _one_core else os.cpu_count() or 1
+
+
 def _run(task: Callable, args: tuple, chunk: Any) -> Any:
     """One task, in whatever worker runs it: ``task(*args, chunk)`` on one BLAS thread."""
     with one_blas_thread():
@@ -70,15 +83,15 @@ def map_chunks(task: Callable, args: tuple, chunks: Sequence, *, executor: Execu
                label: Callable[[int], str] = str) -> list:
     """``[task(*args, chunk) for chunk in chunks]``, on ``executor``, in the serial order.
 
-    ``executor=None`` runs the chunks on a thread pool of ``os.cpu_count()`` workers (serially
-    for a single chunk). A task that fails is re-raised as a ``RuntimeError`` naming ``what``
-    and ``label(i)`` of its chunk, chained to the worker's exception.
+    ``executor=None`` runs the chunks on a thread pool of :func:`cpu_count` workers (serially
+    for a single chunk or a single core). A task that fails is re-raised as a ``RuntimeError``
+    naming ``what`` and ``label(i)`` of its chunk, chained to the worker's exception.
     """
     total = len(chunks)
     if total == 1 and executor is None:  # small work: no pool, no thread limit to set
         return [_collect(functools.partial(task, *args, chunks[0]), what, label(0))]
-    own = executor is None and (os.cpu_count() or 1) > 1
-    pool = ThreadPoolExecutor(os.cpu_count()) if own else executor
+    own = executor is None and cpu_count() > 1
+    pool = ThreadPoolExecutor(cpu_count()) if own else executor
     results: list = []
     try:
         if pool is None:
@@ -121,7 +134,62 @@ def frequency_chunks(frequencies: np.ndarray, step: int, executor: Executor | No
     if count <= step:
         size = max(count, 1)
     elif executor is None:
-        size = math.ceil(count / (4 * (os.cpu_count() or 1)))
+        size = math.ceil(count / (4 * cpu_count()))
     else:
         size = max(step, math.ceil(count / 64))
     return [frequencies[i:i + size] for i in range(0, count, size)] or [frequencies]
+
+
+def _on_one_core(task: Callable, args: tuple, limit: int | None) -> tuple[Any, float]:
+    """In a layer worker: ``task(*args)`` on one core under the memory ``limit``, and its time."""
+    global _one_core
+    from ._memory import set_memory_limit
+
+    old, _one_core = set_memory_limit(limit), True
+    try:
+        with one_blas_thread():
+            start = time.perf_counter()
+            return task(*args), time.perf_counter() - start
+    finally:
+        _one_core = False
+        set_memory_limit(old)
+
+
+def map_layers(task: Callable, items: Sequence[tuple], *, workers: int,
+               costs: Sequence[float]) -> Iterator[tuple[int, Any, float]]:
+    """``(i, task(*items[i]), seconds)`` for every item, as each finishes.
+
+    ``workers == 1``: in this process, in order. Else on ``workers`` processes (joblib's
+    loky pool, reused between calls; a script needs no ``if __name__ == "__main__"``
+    guard), the largest ``costs`` first so that no big item is left for the end; each worker
+    runs one item at a time on one core, under the memory limit divided among the workers.
+    ``task`` must be a module-level function of picklable arguments. Closing the iterator
+    early (an interrupt) stops the workers.
+    """
+    if workers == 1 or len(items) <= 1:
+        for i, args in enumerate(items):
+            start = time.perf_counter()
+            result = task(*args)
+            yield i, result, time.perf_counter() - start
+        return
+    from joblib import Parallel, delayed  # type: ignore[import-untyped]
+
+    from ._memory import get_memory_limit
+
+    limit = get_memory_limit()
+    share = None if limit is None else limit // workers
+    order = sorted(range(len(items)), key=lambda i: -costs[i])
+    runs = Parallel(n_jobs=workers, return_as="generator_unordered")(
+        delayed(_indexed)(i, task, items[i], share) for i in order)
+    try:
+        for item in runs:  # noqa: UP028 (yield from would close runs outside the filter)
+            yield item
+    finally:
+        with warnings.catch_warnings():  # closed early: joblib counts the results left unread
+            warnings.filterwarnings("ignore", "[0-9]+ tasks (have been|which)", UserWarning)
+            runs.close()
+
+
+def _indexed(i: int, task: Callable, args: tuple, limit: int | None) -> tuple[int, Any, float]:
+    result, seconds = _on_one_core(task, args, limit)
+    return i, result, seconds

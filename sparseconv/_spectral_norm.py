@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg
@@ -48,6 +49,7 @@ from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
 from ._memory import check_memory, fits
 from ._operators import ConvOperator
+from ._parallel import map_layers
 from ._products import forward_bytes
 from ._rounding import Rounding, down, gamma, scaled, up
 from ._spectra import dense_is_affordable
@@ -61,7 +63,7 @@ from ._typing import (
     ShapeLike,
     SpectralNormMethod,
 )
-from ._validation import check_executor, check_progress, real_number
+from ._validation import check_executor, check_progress, real_number, worker_count
 
 __all__ = ["SpectralNorm", "spectral_norm"]
 
@@ -488,3 +490,124 @@ def spectral_norm(
                          exact=method == "exact")
     return _scaled(result, exponent)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Many layers at once.
+# ---------------------------------------------------------------------------------------------
+#: The arguments of :func:`spectral_norm` that describe a layer (the keys of ``layers``).
+LAYER_KEYS = ("weight", "input_shape", "stride", "padding", "dilation", "groups",
+              "padding_mode")
+
+
+def _layer_cost(geom: ConvGeometry) -> float:
+    """How long a layer's bounds take, roughly, to hand out the costliest first: the
+    multiply-adds of one product (a Lanczos step) times a growing function of the symbol's
+    block side (the per-frequency factorizations)."""
+    block = max(geom.out_channels, geom.in_channels * math.prod(geom.stride)) // geom.groups
+    macs = (math.prod(a.output_size for a in geom.axes) * geom.out_channels
+            * (geom.in_channels // geom.groups) * math.prod(geom.kernel_size))
+    return macs * (1.0 + block / 64)
+
+
+def _norm_task(layer: dict, method: str, tol: float) -> SpectralNorm:
+    """One layer of :func:`spectral_norms` (module level: a worker process unpickles it)."""
+    return spectral_norm(**layer, method=method, tol=tol)  # type: ignore[arg-type]
+
+
+def spectral_norms(
+    layers: Iterable[Mapping[str, Any]], *, method: SpectralNormMethod = "auto",
+    tol: float = 1e-7, workers: int = 1, progress: ProgressLike | None = None,
+) -> list[SpectralNorm]:
+    """:func:`spectral_norm` of many layers, several at once.
+
+    A network's layers are independent: ``workers`` processes take one layer at a time each,
+    the costliest first, each on one core (one BLAS thread, its per-frequency work in turn),
+    which uses the cores better than one layer after the other with both: a layer's Lanczos
+    iteration is a chain of products that more cores barely speed up.
+
+    Parameters
+    ----------
+    layers : iterable of mappings
+        Each the arguments of :func:`spectral_norm` that describe a layer: ``"weight"`` and
+        ``"input_shape"``, and any of ``"stride"``, ``"padding"``, ``"dilation"``,
+        ``"groups"``, ``"padding_mode"``. Every layer is validated before any work starts.
+    method, tol
+        As :func:`spectral_norm`, for every layer.
+    workers : int
+        Processes to use, scipy's convention (``scipy.fft``): ``1`` (the default) runs the
+        layers in this process in turn, each on every core as :func:`spectral_norm` does;
+        a negative value counts back from ``os.cpu_count()`` (``-1``: every core). The
+        workers are `joblib <https://joblib.readthedocs.io>`_'s reusable process pool (a
+        script needs no ``if __name__ == "__main__"`` guard); each gets the memory limit
+        (:func:`get_memory_limit`) divided by ``workers``.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each layer.
+
+    Returns
+    -------
+    list of SpectralNorm
+        In the order of ``layers``: :func:`spectral_norm`'s results, each certified; on
+        worker processes they can differ from the in-process ones in the last bits (one BLAS
+        thread sums some products in another order).
+
+    Raises
+    ------
+    TypeError
+        A layer that is not a mapping, a key that describes no layer, a missing ``weight`` or
+        ``input_shape``; ``workers`` not an int.
+    ValueError
+        A layer that :func:`spectral_norm` refuses (the message names the layer:
+        ``layers[3]: ...``); ``method``, ``tol`` or ``workers`` out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sparseconv as sc
+    >>> rng = np.random.default_rng(0)
+    >>> layers = [dict(weight=rng.standard_normal((8, 4, 3, 3)), input_shape=(4, 12, 12),
+    ...                padding=1),
+    ...           dict(weight=rng.standard_normal((8, 8, 3, 3)), input_shape=(8, 12, 12),
+    ...                stride=2, padding=1)]
+    >>> results = sc.spectral_norms(layers, workers=2)
+    >>> [r.method for r in results]
+    ['dense', 'dense']
+    >>> float(results[1]) == float(sc.spectral_norm(**layers[1]))
+    True
+    """
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    tol = real_number(tol, "tol", low=0.0, high=1.0, low_open=True)
+    workers = worker_count(workers)
+    progress = check_progress(progress)
+    given: list[dict] = []
+    costs: list[float] = []
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Mapping):
+            raise TypeError(f"layers[{i}] must be a mapping of spectral_norm's layer arguments "
+                            f"{LAYER_KEYS}, got {type(layer).__name__}")
+        unknown = sorted(set(layer) - set(LAYER_KEYS), key=str)
+        missing = [key for key in LAYER_KEYS[:2] if key not in layer]
+        if unknown or missing:
+            raise TypeError(f"layers[{i}] " + (f"has no layer argument {unknown[0]!r}" if unknown
+                            else f"misses {missing[0]!r}") + f"; its keys are {LAYER_KEYS}")
+        defaults = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
+        args = {**defaults, **layer}
+        try:
+            _, geom = layer_geometry(args["weight"], args["input_shape"], args["stride"],
+                                     args["padding"], args["dilation"], args["groups"],
+                                     args["padding_mode"])
+            if method == "fft" and not is_periodic(geom):
+                raise ValueError(f"method='fft' needs {not_periodic(geom)}")
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"layers[{i}]: {error}") from error
+        given.append(dict(layer))
+        costs.append(_layer_cost(geom))
+    results: list[SpectralNorm | None] = [None] * len(given)
+    runs = map_layers(_norm_task, [(layer, method, tol) for layer in given], workers=workers,
+                      costs=costs)
+    for done, (i, result, _) in enumerate(runs, start=1):
+        results[i] = result
+        if progress is not None:
+            progress(done, len(given))
+    return results  # type: ignore[return-value]

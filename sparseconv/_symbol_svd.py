@@ -37,14 +37,13 @@ Invariants and accuracy:
 from __future__ import annotations
 
 import math
-import os
 from typing import NamedTuple
 
 import numpy as np
 
 from ._geometry import ConvGeometry
 from ._memory import check_memory
-from ._parallel import frequency_chunks, map_chunks
+from ._parallel import cpu_count, frequency_chunks, map_chunks
 from ._symbol import symbol_at, times_power_of_two, unit_scale
 
 __all__ = ["GRAM_CONDITION", "Frequencies", "factor_symbol", "negative_frequencies",
@@ -140,7 +139,7 @@ def factor_symbol(geom: ConvGeometry, weight: np.ndarray, frequencies: Frequenci
     n = geom.in_channels // groups * math.prod(geom.stride)
     k, stored = min(m, n), len(frequencies.stored)
     step = _chunk(groups * m * n)
-    in_flight = min(stored, step * (os.cpu_count() or 1))  # one batch per worker at a time
+    in_flight = min(stored, step * cpu_count())  # one batch per worker at a time
     check_memory(16 * stored * groups * (m * k + k * n) + 8 * frequencies.size * groups * k
                  + 16 * in_flight * groups * m * n * 4,
                  "the circular SVD's factors (U, S, V per frequency)")

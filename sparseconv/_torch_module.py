@@ -149,12 +149,20 @@ def _layer_norm(layer: _Layer, **kwargs: Any) -> sc.SpectralNorm:
     if layer.conv is None:
         return _matrix_norm(layer.build("csr"))
     weight, shape, conv_kwargs = layer.conv
+    return sc.spectral_norm(weight, shape, **conv_kwargs, **_layer_options(layer, kwargs))
+
+
+def _layer_options(layer: _Layer, kwargs: dict) -> dict:
+    """``spectral_norm``'s options for a convolution ``layer``: ``method="exact"`` becomes
+    ``"auto"`` for reflect and replicate padding (no whole-Gram proof there)."""
+    assert layer.conv is not None
+    weight, shape, conv_kwargs = layer.conv
     if kwargs.get("method") == "exact" and conv_kwargs.get("padding_mode", "zeros") != "zeros":
         from sparseconv._symbol import is_periodic
 
         if not is_periodic(sc.ConvGeometry.from_weight(weight.shape, shape, **conv_kwargs)):
-            kwargs = {**kwargs, "method": "auto"}  # reflect, replicate: no whole-Gram proof
-    return sc.spectral_norm(weight, shape, **conv_kwargs, **kwargs)
+            return {**kwargs, "method": "auto"}
+    return kwargs
 
 
 def singular_values(module: nn.Module, input_shape: Sequence[int], *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ __all__ = [
     "positive_int",
     "result_dtype",
     "spatial_size",
+    "worker_count",
 ]
 
 #: Padding modes with PyTorch's meaning (``torch.nn.Conv2d(padding_mode=...)``).
@@ -215,6 +217,28 @@ def positive_int(value, name: str) -> int:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     _check_index_limit([int(value)], f"{name} must be a positive integer", "", value)
     return int(value)
+
+
+def worker_count(value, name: str = "workers") -> int:
+    """``workers`` as a number of processes, scipy's convention (``scipy.fft``'s ``workers``):
+    a positive int, or a negative one that wraps around from ``os.cpu_count()`` (``-1``: every
+    core), never below one.
+
+    Examples
+    --------
+    >>> worker_count(2)
+    2
+    >>> import os
+    >>> worker_count(-1) == (os.cpu_count() or 1)
+    True
+    """
+    cores = os.cpu_count() or 1
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+    if value == 0 or value < -cores:
+        raise ValueError(f"{name} must be a positive integer, or negative to count back from "
+                         f"the {cores} cores (-1: all), got {value!r}")
+    return int(value) if value > 0 else cores + 1 + int(value)
 
 
 def positive_floats(value, ndim: int, name: str) -> tuple[float, ...]:

@@ -32,7 +32,7 @@ import numpy as np
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import check_memory, format_bytes
-from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS
+from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS, worker_count
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -224,6 +224,10 @@ def _report_parser(commands) -> None:
                         "(spectral_norm's method='exact': widths near 1e-6, but minutes and "
                         "gigabytes for a 512-channel layer on 7x7; raise the memory limit with "
                         "SPARSECONV_MEMORY_LIMIT)")
+    report.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="bound N layers at once, each on its own process and core "
+                        "(lipschitz_report's workers; -1: one per core; default 1: one layer "
+                        "after the other, each on every core)")
     report.add_argument("--csv", metavar="FILE.csv", help="also write the rows as CSV")
     report.add_argument("--json", metavar="FILE.json", help="also write the report as JSON")
     report.add_argument("--plot", metavar="FILE.png", help="also draw the per-layer bounds")
@@ -628,6 +632,10 @@ def _report(args, error) -> None:
     if len(args.input_shape) < 1 or min(args.input_shape) < 1:
         error(f"--input-shape must be positive integers C[,H,W,...], got "
               f"{','.join(map(str, args.input_shape))}")
+    try:
+        worker_count(args.workers, "--workers")
+    except ValueError as exc:
+        error(str(exc))
     model = _load_model(args.model, args.trust_pickle, error)
     training = any(getattr(module, "training", False) for module in model.modules())
     model.eval()  # said on the output: never analysed silently in training mode
@@ -635,7 +643,8 @@ def _report(args, error) -> None:
         report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,
                                       fold_batchnorm=args.fold_batchnorm,
                                       progress=not args.quiet and sys.stderr.isatty(),
-                                      method="exact" if args.exact else "auto")
+                                      method="exact" if args.exact else "auto",
+                                      workers=args.workers)
     except KeyboardInterrupt as interrupt:
         partial = getattr(interrupt, "report", None)
         if partial is not None:

@@ -556,6 +556,24 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     line = _main_fails(["report", "--model", tmp_path / "model.pt", *shape, "--trust-pickle",
                         "--plot", tmp_path / "x.xyz"], capsys)
     assert "cannot write a figure in format 'xyz'" in line
+    line = _main_fails(["report", "--model", tmp_path / "model.pt", *shape, "--trust-pickle",
+                        "--workers", "0"], capsys)
+    assert "--workers must be a positive integer, or negative to count back" in line
+
+
+def test_report_workers_give_the_same_table(tmp_path, capsys):
+    import torch
+
+    from sparseconv.cli import main
+
+    torch.save(_tiny_model().eval(), tmp_path / "model.pt")
+    tables = []
+    for workers in ("1", "2"):
+        assert main(["report", "--model", str(tmp_path / "model.pt"), "--input-shape", "3,8,8",
+                     "--trust-pickle", "--workers", workers]) == 0
+        out = capsys.readouterr().out
+        tables.append([line.rsplit(None, 1)[0] for line in out.splitlines()])  # less seconds
+    assert tables[0] == tables[1] and len(tables[0]) > 4
 
 
 def test_a_pickle_whose_class_is_not_importable_says_what_to_do(tmp_path, capsys, monkeypatch):

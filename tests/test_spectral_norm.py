@@ -643,3 +643,97 @@ def test_hard_layers_through_every_route(family, seed, monkeypatch):
         assert_contains(result, truth, (name, family, w.dtype, w.shape, shape, kwargs))
         if result.converged and result.method == "bounds":
             assert result.lower >= truth * (1 - 1e-5), (name, result, truth)
+
+
+# ---------------------------------------------------------------------------------------------
+# spectral_norms: many layers, several processes.
+# ---------------------------------------------------------------------------------------------
+def _sweep_layers(count: int, seed: int) -> list[dict]:
+    """Random small layers of every padding mode, stride, dilation and groups, routes mixed."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for _ in range(count):
+        groups = int(rng.choice([1, 2]))
+        c_in, c_out = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+        k, stride, dilation = int(rng.integers(1, 4)), int(rng.integers(1, 3)), 1
+        n = int(rng.integers(6, 13))
+        mode = str(rng.choice(["zeros", "circular", "reflect", "replicate"]))
+        layer = dict(weight=rng.standard_normal((c_out, c_in // groups, k, k)),
+                     input_shape=(c_in, n, n + 1), stride=stride, padding=k // 2,
+                     dilation=dilation, groups=groups, padding_mode=mode)
+        if rng.random() < 0.3:  # a layer too big for the dense route: bounds
+            layer.update(weight=rng.standard_normal((3, 3, 3, 3)), input_shape=(3, 22, 22),
+                         groups=1, stride=1, padding=1, padding_mode="zeros")
+        layers.append(layer)
+    return layers
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_spectral_norms_contain_the_dense_norms(workers):
+    layers = _sweep_layers(12, seed=workers)
+    ticks = []
+    results = sc.spectral_norms(layers, workers=workers, progress=lambda d, t: ticks.append(d))
+    assert ticks == list(range(1, len(layers) + 1))
+    assert len(results) == len(layers) and {r.method for r in results} >= {"dense", "bounds"}
+    for layer, result in zip(layers, results):
+        alone = spectral_norm(**layer)
+        assert result.method == alone.method, layer
+        for ours, theirs in [(result.lower, alone.lower), (result.upper, alone.upper)]:
+            assert abs(ours - theirs) <= 1e-10 * alone.upper, (result, alone)
+        truth = dense_norm(layer["weight"], layer["input_shape"], **{
+            k: v for k, v in layer.items() if k not in ("weight", "input_shape")})
+        assert_contains(result, truth, layer)
+
+
+def test_spectral_norms_orders_and_shares_the_memory_limit(monkeypatch):
+    """The costliest layer goes first, and each worker gets its share of the limit."""
+    from sparseconv import _parallel
+
+    calls = []
+
+    def fake_parallel(n_jobs, return_as):
+        assert (n_jobs, return_as) == (2, "generator_unordered")
+
+        def run(tasks):
+            for function, args, kwargs in tasks:
+                calls.append(args)
+                yield function(*args, **kwargs)
+        return run
+
+    import joblib
+
+    monkeypatch.setattr(joblib, "Parallel", fake_parallel)
+    old = sc.set_memory_limit(2**30)
+    try:
+        rng = np.random.default_rng(0)
+        small = dict(weight=rng.standard_normal((2, 2, 3, 3)), input_shape=(2, 8, 8))
+        big = dict(weight=rng.standard_normal((8, 8, 3, 3)), input_shape=(8, 8, 8))
+        results = sc.spectral_norms([small, big, small], workers=2)
+    finally:
+        sc.set_memory_limit(old)
+    assert [args[0] for args in calls] == [1, 0, 2]  # the big layer first
+    assert all(args[3] == 2**29 for args in calls)  # half the limit each
+    assert float(results[0]) == float(results[2]) == float(spectral_norm(**small))
+    assert not _parallel._one_core  # reset after each task
+
+
+def test_spectral_norms_refuses_bad_layers_before_any_work():
+    rng = np.random.default_rng(0)
+    good = dict(weight=rng.standard_normal((2, 2, 3, 3)), input_shape=(2, 8, 8))
+    with pytest.raises(TypeError, match=r"layers\[1\] must be a mapping"):
+        sc.spectral_norms([good, (1, 2)])
+    with pytest.raises(TypeError, match=r"layers\[0\] has no layer argument 'kernel_size'"):
+        sc.spectral_norms([dict(good, kernel_size=3)])
+    with pytest.raises(TypeError, match=r"layers\[0\] misses 'input_shape'"):
+        sc.spectral_norms([dict(weight=good["weight"])])
+    with pytest.raises(ValueError, match=r"layers\[1\]: .*channels"):
+        sc.spectral_norms([good, dict(good, input_shape=(3, 8, 8))])
+    with pytest.raises(ValueError, match=r"layers\[0\]: method='fft' needs"):
+        sc.spectral_norms([dict(good, padding=1)], method="fft")
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        sc.spectral_norms([good], workers=0)
+    with pytest.raises(TypeError, match="workers must be an int"):
+        sc.spectral_norms([good], workers=1.0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        sc.spectral_norms([good], method="lanczos")
+    assert sc.spectral_norms([]) == []

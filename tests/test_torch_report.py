@@ -379,3 +379,46 @@ def test_method_exact_reaches_every_convolution_it_can(monkeypatch):
     assert rows["2"]["method"] == "bounds"  # reflect: the padding's norm times the unpadded one
     reflect = np.linalg.norm(sct.matrix(model[2], (3, 12, 12)).toarray(), 2)
     assert rows["2"]["lower"] <= reflect <= rows["2"]["upper"]
+
+
+def test_workers_give_the_serial_rows_in_order():
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(6, 6, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(6, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU(), nn.Flatten(),
+        nn.Linear(4 * 12 * 12, 5)), seed=3)
+    serial = sct.lipschitz_report(model, (2, 24, 24), fold_batchnorm=True)
+    ticks = []
+    parallel = sct.lipschitz_report(model, (2, 24, 24), fold_batchnorm=True, workers=2,
+                                    progress=lambda done, total, name: ticks.append(done))
+    assert ticks == [1, 2, 3, 4]
+    assert [r["name"] for r in parallel] == [r["name"] for r in serial] == ["0+1", "3", "5", "8"]
+    for a, b in zip(serial, parallel):
+        assert a["method"] == b["method"] and a["circular"] == b["circular"]
+        assert abs(a["upper"] - b["upper"]) <= 1e-10 * a["upper"], (a, b)
+        assert abs(a["lower"] - b["lower"]) <= 1e-10 * a["upper"], (a, b)
+        assert b["seconds"] > 0
+    assert parallel.network_upper == pytest.approx(serial.network_upper, rel=1e-9)
+    with pytest.raises(ValueError, match="not both"):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as executor:
+            sct.lipschitz_report(model, (2, 24, 24), workers=2, executor=executor)
+    with pytest.raises(TypeError, match="workers must be an int"):
+        sct.lipschitz_report(model, (2, 24, 24), workers="2")
+
+
+def test_an_interrupt_with_workers_keeps_the_finished_rows():
+    model = small_chain(nn.ReLU())
+
+    def interrupt(done, total, name):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        sct.lipschitz_report(model, (2, 8, 8), progress=interrupt, workers=2)
+    partial = info.value.report
+    assert not partial.complete and "interrupted after 2 of 5 layers" in partial.reason
+    assert len(partial.rows) == 2
+    # the pool is usable again after the interrupt
+    assert len(sct.lipschitz_report(model, (2, 8, 8), workers=2).rows) == 5
