@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -156,7 +156,7 @@ def _on_one_core(task: Callable, args: tuple, limit: int | None) -> tuple[Any, f
 
 
 def map_layers(task: Callable, items: Sequence[tuple], *, workers: int,
-               costs: Sequence[float]) -> Iterator[tuple[int, Any, float]]:
+               costs: Sequence[float]) -> Generator[tuple[int, Any, float], None, None]:
     """``(i, task(*items[i]), seconds)`` for every item, as each finishes.
 
     ``workers == 1``: in this process, in order. Else on ``workers`` processes (joblib's

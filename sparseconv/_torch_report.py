@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from fractions import Fraction
@@ -349,7 +349,8 @@ def _finished_row(row: dict, layer: _Layer, bound: sc.SpectralNorm, start: float
                 circular=_circular_norm(layer), seconds=time.perf_counter() - start + elsewhere)
 
 
-def _report_rows(todo: list, workers: int, kwargs: dict) -> Iterator[tuple[int, dict]]:
+def _report_rows(todo: list, workers: int, kwargs: dict,
+                 ) -> Generator[tuple[int, dict], None, None]:
     """``(i, row)`` for every layer of ``todo``, as each finishes.
 
     One worker: in turn, each layer's work on every core. More: the convolutions' norms on
