@@ -162,7 +162,8 @@ def map_layers(task: Callable, items: Sequence[tuple], *, workers: int,
     ``workers == 1``: in this process, in order. Else on ``workers`` processes (joblib's
     loky pool, reused between calls; a script needs no ``if __name__ == "__main__"``
     guard), the largest ``costs`` first so that no big item is left for the end; each worker
-    runs one item at a time on one core, under the memory limit divided among the workers.
+    runs one item at a time on one core, under this process's memory limit (a limit per
+    matrix, as here: the workers' peak memory adds up).
     ``task`` must be a module-level function of picklable arguments. Closing the iterator
     early (an interrupt) stops the workers.
     """
@@ -177,10 +178,9 @@ def map_layers(task: Callable, items: Sequence[tuple], *, workers: int,
     from ._memory import get_memory_limit
 
     limit = get_memory_limit()
-    share = None if limit is None else limit // workers
     order = sorted(range(len(items)), key=lambda i: -costs[i])
     runs = Parallel(n_jobs=workers, return_as="generator_unordered")(
-        delayed(_indexed)(i, task, items[i], share) for i in order)
+        delayed(_indexed)(i, task, items[i], limit) for i in order)
     try:
         for item in runs:  # noqa: UP028 (yield from would close runs outside the filter)
             yield item

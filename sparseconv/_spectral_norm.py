@@ -539,8 +539,9 @@ def spectral_norms(
         layers in this process in turn, each on every core as :func:`spectral_norm` does;
         a negative value counts back from ``os.cpu_count()`` (``-1``: every core). The
         workers are `joblib <https://joblib.readthedocs.io>`_'s reusable process pool (a
-        script needs no ``if __name__ == "__main__"`` guard); each gets the memory limit
-        (:func:`get_memory_limit`) divided by ``workers``.
+        script needs no ``if __name__ == "__main__"`` guard); each gets this process's
+        memory limit (:func:`get_memory_limit`, a limit per matrix: the same bounds as one
+        layer after the other, at up to ``workers`` layers' peak memory at once).
     progress : callable, optional
         Called as ``progress(done, total)`` after each layer.
 

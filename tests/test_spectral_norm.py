@@ -685,8 +685,9 @@ def test_spectral_norms_contain_the_dense_norms(workers):
         assert_contains(result, truth, layer)
 
 
-def test_spectral_norms_orders_and_shares_the_memory_limit(monkeypatch):
-    """The costliest layer goes first, and each worker gets its share of the limit."""
+def test_spectral_norms_orders_and_passes_the_memory_limit(monkeypatch):
+    """The costliest layer goes first, and each worker gets this process's memory limit (per
+    matrix: the same bounds as in this process)."""
     from sparseconv import _parallel
 
     calls = []
@@ -712,7 +713,7 @@ def test_spectral_norms_orders_and_shares_the_memory_limit(monkeypatch):
     finally:
         sc.set_memory_limit(old)
     assert [args[0] for args in calls] == [1, 0, 2]  # the big layer first
-    assert all(args[3] == 2**29 for args in calls)  # half the limit each
+    assert all(args[3] == 2**30 for args in calls)  # the limit, in each worker
     assert float(results[0]) == float(results[2]) == float(spectral_norm(**small))
     assert not _parallel._one_core  # reset after each task
 
