@@ -141,10 +141,11 @@ class GramSymbol:
 
 #: Matrices of at least this size take the Lanczos and Cholesky route to their upper bounds
 #: (:meth:`GramSymbol.top_uppers`): twice as fast as their eigenvalues at 512 (one core: 48
-#: against 92 ms, the Gram matrices included); at 256, the whole circulant bound of a 256->256
-#: layer took 11.4 s against 16.2 s on 56x56, 1.2 against 1.6 s on 14x14; at 192 and 128 it
-#: was 10-12% slower.
-LANCZOS_FROM = 256
+#: against 92 ms, the Gram matrices included). At 256 it was 25-30% faster on one core (the
+#: circulant bound of a 256->256 layer on 56x56: 11.4 against 16.2 s), but on the default
+#: thread pool ResNet-18's four 3x3 layers of layer3 took 18-21 s against 16.5 s in all
+#: (its batched Lanczos steps are many small products, which two threads share the GIL for).
+LANCZOS_FROM = 384
 
 #: Lanczos steps per round of :func:`_lanczos_tops`, and the most rounds.
 _STEPS, _ROUNDS = 20, 6
