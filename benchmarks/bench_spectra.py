@@ -158,15 +158,13 @@ def networks(size: int, which: list[str], workers: int = 1) -> None:
                 results.append(spectral_norm(**layer))
                 seconds.append(time.perf_counter() - begin)
                 show(layers[len(results) - 1], results[-1], seconds[-1])
-        else:  # spectral_norms' own pool, called directly for each layer's time in its worker
-            from sparseconv._parallel import map_layers
-            from sparseconv._spectral_norm import _layer_cost, _norm_task
-            from sparseconv._symbol import layer_geometry
+        else:  # spectral_norms' own steps, called directly for each layer's time in its worker
+            from sparseconv._spectral_norm import _norm_task, checked_layers, norms_as_done
 
-            costs = [_layer_cost(layer_geometry(g["weight"], g["input_shape"], g["stride"],
-                                                g["padding"], 1, 1, "zeros")[1]) for g in given]
-            found = {i: (r, t) for i, r, t in map_layers(
-                _norm_task, [(g, "auto", 1e-7) for g in given], workers=workers, costs=costs)}
+            checked, costs = checked_layers(given, "auto")
+            options = [dict(method="auto", tol=1e-7)] * len(given)
+            found = {i: (r, t) for i, r, t in norms_as_done(_norm_task, checked, costs, options,
+                                                            workers)}
             results = [found[i][0] for i in range(len(given))]
             seconds = [found[i][1] for i in range(len(given))]
             for layer, r, t in zip(layers, results, seconds):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -583,7 +584,8 @@ def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int
     taps = math.prod(geom.kernel_size)
     per_group = max(2 * bandwidth * rows + rows * channels for rows, bandwidth in sides) + (
         taps * channels) ** 2
-    at_once = min(geom.groups, cpu_count())
+    # os.cpu_count(), not cpu_count(): a layer worker takes the route this process would
+    at_once = min(geom.groups, os.cpu_count() or 1)
     return (per_group * at_once * itemsize,
             geom.groups * min(rows * bandwidth**2 for rows, bandwidth in sides))
 

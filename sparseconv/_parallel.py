@@ -29,7 +29,7 @@ import time
 import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -140,11 +140,30 @@ def frequency_chunks(frequencies: np.ndarray, step: int, executor: Executor | No
     return [frequencies[i:i + size] for i in range(0, count, size)] or [frequencies]
 
 
-def _on_one_core(task: Callable, args: tuple, limit: int | None) -> tuple[Any, float]:
-    """In a layer worker: ``task(*args)`` on one core under the memory ``limit``, and its time."""
+class Results(Protocol):
+    """What :func:`map_layers` returns: ``(i, result, seconds)`` as each item finishes, and
+    ``close()``, which stops the work left."""
+
+    def __iter__(self) -> Iterator[tuple[int, Any, float]]: ...
+
+    def __next__(self) -> tuple[int, Any, float]: ...
+
+    def close(self) -> None: ...
+
+
+def _on_one_core(task: Callable, args: tuple, limit: int | None, parent: int,
+                 ) -> tuple[Any, float]:
+    """In a layer worker: ``task(*args)`` on one core under the memory ``limit``, and its time.
+
+    Run by the process ``parent`` itself (joblib falls back to that in a daemon process or a
+    thread other than the main one), it changes nothing there: its other threads keep their
+    cores and BLAS threads."""
     global _one_core
     from ._memory import set_memory_limit
 
+    if os.getpid() == parent:
+        start = time.perf_counter()
+        return task(*args), time.perf_counter() - start
     old, _one_core = set_memory_limit(limit), True
     try:
         with one_blas_thread():
@@ -156,40 +175,73 @@ def _on_one_core(task: Callable, args: tuple, limit: int | None) -> tuple[Any, f
 
 
 def map_layers(task: Callable, items: Sequence[tuple], *, workers: int,
-               costs: Sequence[float]) -> Generator[tuple[int, Any, float], None, None]:
+               costs: Sequence[float], label: Callable[[int], str] = str) -> Results:
     """``(i, task(*items[i]), seconds)`` for every item, as each finishes.
 
-    ``workers == 1``: in this process, in order. Else on ``workers`` processes (joblib's
-    loky pool, reused between calls; a script needs no ``if __name__ == "__main__"``
-    guard), the largest ``costs`` first so that no big item is left for the end; each worker
-    runs one item at a time on one core, under this process's memory limit (a limit per
-    matrix, as here: the workers' peak memory adds up).
-    ``task`` must be a module-level function of picklable arguments. Closing the iterator
-    early (an interrupt) stops the workers.
+    ``workers == 1``: in this process, in order, each item when asked for. Else on
+    ``workers`` processes (joblib's loky pool, reused between calls; a script needs no ``if
+    __name__ == "__main__"`` guard), dispatched at once, the largest ``costs`` first so that
+    no big item is left for the end; each worker runs one item at a time on one core, under
+    this process's memory limit (a limit per matrix, as here: the workers' peak memory adds
+    up). ``task`` must be a module-level function of picklable arguments. An exception in a
+    task reaches the caller as raised, with a note naming ``label(i)`` of its item. Close the
+    iterator (``close()``: an interrupt, an error) to stop the workers.
     """
     if workers == 1 or len(items) <= 1:
-        for i, args in enumerate(items):
-            start = time.perf_counter()
-            result = task(*args)
-            yield i, result, time.perf_counter() - start
-        return
+        return _in_turn(task, items, label)
     from joblib import Parallel, delayed  # type: ignore[import-untyped]
 
     from ._memory import get_memory_limit
 
-    limit = get_memory_limit()
+    limit, parent = get_memory_limit(), os.getpid()
     order = sorted(range(len(items)), key=lambda i: -costs[i])
-    runs = Parallel(n_jobs=workers, return_as="generator_unordered")(
-        delayed(_indexed)(i, task, items[i], limit) for i in order)
-    try:
-        for item in runs:  # noqa: UP028 (yield from would close runs outside the filter)
-            yield item
-    finally:
+    runs = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(
+        delayed(_indexed)(i, task, items[i], limit, parent, label(i)) for i in order)
+    return _Closing(runs)  # created here: the workers start now, not at the first read
+
+
+def _in_turn(task: Callable, items: Sequence[tuple], label: Callable[[int], str],
+             ) -> Generator[tuple[int, Any, float], None, None]:
+    for i, args in enumerate(items):
+        start = time.perf_counter()
+        try:
+            result = task(*args)
+        except Exception as error:
+            _note(error, label(i))
+            raise
+        yield i, result, time.perf_counter() - start
+
+
+class _Closing:
+    """joblib's generator of results, whose :meth:`close` stops the workers even before the
+    first read (a generator's own ``close`` would do nothing then), quietly."""
+
+    def __init__(self, runs) -> None:
+        self._runs = runs
+
+    def __iter__(self) -> _Closing:
+        return self
+
+    def __next__(self) -> tuple[int, Any, float]:
+        return next(self._runs)
+
+    def close(self) -> None:
         with warnings.catch_warnings():  # closed early: joblib counts the results left unread
             warnings.filterwarnings("ignore", "[0-9]+ tasks (have been|which)", UserWarning)
-            runs.close()
+            self._runs.close()
 
 
-def _indexed(i: int, task: Callable, args: tuple, limit: int | None) -> tuple[int, Any, float]:
-    result, seconds = _on_one_core(task, args, limit)
+def _indexed(i: int, task: Callable, args: tuple, limit: int | None, parent: int,
+             where: str) -> tuple[int, Any, float]:
+    try:
+        result, seconds = _on_one_core(task, args, limit, parent)
+    except Exception as error:
+        _note(error, where)
+        raise
     return i, result, seconds
+
+
+def _note(error: BaseException, where: str) -> None:
+    """Names the item whose task raised ``error`` (Python 3.11's exception notes)."""
+    if hasattr(error, "add_note"):
+        error.add_note(f"raised by the task of {where}")

@@ -22,9 +22,10 @@ such, never clamped away.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,7 +50,7 @@ from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
 from ._memory import check_memory, fits
 from ._operators import ConvOperator
-from ._parallel import map_layers
+from ._parallel import Results, map_layers
 from ._products import forward_bytes
 from ._rounding import Rounding, down, gamma, scaled, up
 from ._spectra import dense_is_affordable
@@ -65,7 +66,7 @@ from ._typing import (
 )
 from ._validation import check_executor, check_progress, real_number, worker_count
 
-__all__ = ["SpectralNorm", "spectral_norm"]
+__all__ = ["SpectralNorm", "spectral_norm", "spectral_norms"]
 
 _METHODS = ("auto", "fft", "dense", "bounds", "upper", "exact")
 _RESULTS = ("fft", "dense", "bounds", "upper", "1x1", "torus", "zero")
@@ -371,6 +372,26 @@ def _scaled(result: SpectralNorm, exponent: int) -> SpectralNorm:
                         result.converged)
 
 
+def _checked_options(method, tol) -> tuple[str, float]:
+    """``spectral_norm``'s ``method`` and ``tol``, validated."""
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    return method, real_number(tol, "tol", low=0.0, high=1.0, low_open=True)
+
+
+def _checked_layer(weight, input_shape, stride, padding, dilation, groups, padding_mode,
+                   method: str) -> tuple[np.ndarray, ConvGeometry]:
+    """The validated ``(weight, geometry)`` of a layer, refused if ``method`` cannot bound it."""
+    weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
+                                  padding_mode)
+    if method == "fft" and not is_periodic(geom):
+        raise ValueError(f"method='fft' needs {not_periodic(geom)}")
+    if method == "exact" and geom.padding_mode != "zeros" and not is_periodic(geom):
+        raise ValueError(f"method='exact' needs zero padding or a periodic layer, got "
+                         f"padding_mode={geom.padding_mode!r}")
+    return weight, geom
+
+
 def spectral_norm(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
@@ -462,17 +483,10 @@ def spectral_norm(
     >>> bool(r.lower <= dense <= r.upper)
     True
     """
-    if not isinstance(method, str) or method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    method, tol = _checked_options(method, tol)
     executor, progress = check_executor(executor), check_progress(progress)
-    tol = real_number(tol, "tol", low=0.0, high=1.0, low_open=True)
-    weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
-                                  padding_mode)
-    if method == "fft" and not is_periodic(geom):
-        raise ValueError(f"method='fft' needs {not_periodic(geom)}")
-    if method == "exact" and geom.padding_mode != "zeros" and not is_periodic(geom):
-        raise ValueError(f"method='exact' needs zero padding or a periodic layer, got "
-                         f"padding_mode={geom.padding_mode!r}")
+    weight, geom = _checked_layer(weight, input_shape, stride, padding, dilation, groups,
+                                  padding_mode, method)
     weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
     if not weight.any():
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0})
@@ -510,14 +524,68 @@ def _layer_cost(geom: ConvGeometry) -> float:
     return macs * (1.0 + block / 64)
 
 
-def _norm_task(layer: dict, method: str, tol: float) -> SpectralNorm:
+def _norm_task(layer: dict, options: dict) -> SpectralNorm:
     """One layer of :func:`spectral_norms` (module level: a worker process unpickles it)."""
-    return spectral_norm(**layer, method=method, tol=tol)  # type: ignore[arg-type]
+    return spectral_norm(**layer, **options)
+
+
+def _norm_and_circular_task(layer: dict, options: dict) -> tuple[SpectralNorm, float | None]:
+    """:func:`_norm_task`, and the exact norm of the same kernel with periodic padding on the
+    same input (stride, dilation and groups kept; ``None`` where the stride does not divide
+    the input): ``lipschitz_report``'s two numbers per convolution, in one task."""
+    periodic = {key: layer[key] for key in ("stride", "dilation", "groups") if key in layer}
+    try:
+        circular = float(spectral_norm(layer["weight"], layer["input_shape"], padding=None,
+                                       padding_mode="circular", method="fft", **periodic))
+    except ValueError:  # a stride that does not divide the input size: no periodic layer
+        circular = None
+    return _norm_task(layer, options), circular
+
+
+def checked_layers(layers: Iterable[Mapping[str, Any]], method: str,
+                   ) -> tuple[list[dict], list[float]]:
+    """``layers`` validated before any work (errors name ``layers[i]``), each with the
+    validated ndarray as its weight, and their costs (:func:`_layer_cost`)."""
+    if isinstance(layers, Mapping) or not isinstance(layers, Iterable) or isinstance(
+            layers, (str, bytes)):
+        what = "one mapping (wrap it in a list)" if isinstance(layers, Mapping) else repr(layers)
+        raise TypeError(f"layers must be an iterable of mappings of spectral_norm's layer "
+                        f"arguments, got {what}")
+    given: list[dict] = []
+    costs: list[float] = []
+    defaults = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Mapping):
+            raise TypeError(f"layers[{i}] must be a mapping of spectral_norm's layer arguments "
+                            f"{LAYER_KEYS}, got {type(layer).__name__}")
+        unknown = sorted(set(layer) - set(LAYER_KEYS), key=str)
+        missing = [key for key in LAYER_KEYS[:2] if key not in layer]
+        if unknown or missing:
+            raise TypeError(f"layers[{i}] " + (f"has no layer argument {unknown[0]!r}" if unknown
+                            else f"misses {missing[0]!r}") + f"; its keys are {LAYER_KEYS}")
+        args = {**defaults, **layer}
+        try:
+            weight, geom = _checked_layer(args["weight"], args["input_shape"], args["stride"],
+                                          args["padding"], args["dilation"], args["groups"],
+                                          args["padding_mode"], method)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"layers[{i}]: {error}") from error
+        given.append({**layer, "weight": weight})  # arrays, not tensors, go to the workers
+        costs.append(_layer_cost(geom))
+    return given, costs
+
+
+def norms_as_done(task: Callable, layers: list[dict], costs: list[float],
+                  options: list[dict], workers: int) -> Results:
+    """``(i, task(layers[i], options[i]), seconds)`` as each layer finishes, on ``workers``
+    processes (:func:`sparseconv._parallel.map_layers`); close it to stop the workers."""
+    return map_layers(task, list(zip(layers, options)), workers=workers, costs=costs,
+                      label=lambda i: f"layers[{i}]")
 
 
 def spectral_norms(
     layers: Iterable[Mapping[str, Any]], *, method: SpectralNormMethod = "auto",
-    tol: float = 1e-7, workers: int = 1, progress: ProgressLike | None = None,
+    tol: float = 1e-7, workers: int | None = 1, progress: ProgressLike | None = None,
 ) -> list[SpectralNorm]:
     """:func:`spectral_norm` of many layers, several at once.
 
@@ -534,8 +602,9 @@ def spectral_norms(
         ``"groups"``, ``"padding_mode"``. Every layer is validated before any work starts.
     method, tol
         As :func:`spectral_norm`, for every layer.
-    workers : int
-        Processes to use, scipy's convention (``scipy.fft``): ``1`` (the default) runs the
+    workers : int, optional
+        Processes to use, scipy's convention (``scipy.fft``): ``1`` (the default, also for
+        ``None``) runs the
         layers in this process in turn, each on every core as :func:`spectral_norm` does;
         a negative value counts back from ``os.cpu_count()`` (``-1``: every core). The
         workers are `joblib <https://joblib.readthedocs.io>`_'s reusable process pool (a
@@ -576,39 +645,15 @@ def spectral_norms(
     >>> float(results[1]) == float(sc.spectral_norm(**layers[1]))
     True
     """
-    if not isinstance(method, str) or method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    tol = real_number(tol, "tol", low=0.0, high=1.0, low_open=True)
+    method, tol = _checked_options(method, tol)
     workers = worker_count(workers)
     progress = check_progress(progress)
-    given: list[dict] = []
-    costs: list[float] = []
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Mapping):
-            raise TypeError(f"layers[{i}] must be a mapping of spectral_norm's layer arguments "
-                            f"{LAYER_KEYS}, got {type(layer).__name__}")
-        unknown = sorted(set(layer) - set(LAYER_KEYS), key=str)
-        missing = [key for key in LAYER_KEYS[:2] if key not in layer]
-        if unknown or missing:
-            raise TypeError(f"layers[{i}] " + (f"has no layer argument {unknown[0]!r}" if unknown
-                            else f"misses {missing[0]!r}") + f"; its keys are {LAYER_KEYS}")
-        defaults = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
-        args = {**defaults, **layer}
-        try:
-            _, geom = layer_geometry(args["weight"], args["input_shape"], args["stride"],
-                                     args["padding"], args["dilation"], args["groups"],
-                                     args["padding_mode"])
-            if method == "fft" and not is_periodic(geom):
-                raise ValueError(f"method='fft' needs {not_periodic(geom)}")
-        except (TypeError, ValueError) as error:
-            raise type(error)(f"layers[{i}]: {error}") from error
-        given.append(dict(layer))
-        costs.append(_layer_cost(geom))
+    given, costs = checked_layers(layers, method)
     results: list[SpectralNorm | None] = [None] * len(given)
-    runs = map_layers(_norm_task, [(layer, method, tol) for layer in given], workers=workers,
-                      costs=costs)
-    for done, (i, result, _) in enumerate(runs, start=1):
-        results[i] = result
-        if progress is not None:
-            progress(done, len(given))
+    options = [dict(method=method, tol=tol)] * len(given)
+    with contextlib.closing(norms_as_done(_norm_task, given, costs, options, workers)) as runs:
+        for done, (i, result, _) in enumerate(runs, start=1):
+            results[i] = result
+            if progress is not None:
+                progress(done, len(given))
     return results  # type: ignore[return-value]

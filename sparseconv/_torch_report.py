@@ -30,8 +30,7 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._memory import format_bytes
-from sparseconv._parallel import map_layers
-from sparseconv._spectral_norm import _layer_cost, _norm_task
+from sparseconv._spectral_norm import _norm_and_circular_task, checked_layers, norms_as_done
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -321,7 +320,8 @@ def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
     """One row: ``record``'s layer, or ``batchnorm`` folded into it (a convolution)."""
     start = time.perf_counter()
     row, layer = _prepared_row(record, batchnorm)
-    return _finished_row(row, layer, _layer_norm(layer, **kwargs), start)
+    bound = _layer_norm(layer, **kwargs)
+    return _finished_row(row, layer, bound, _circular_norm(layer), time.perf_counter() - start)
 
 
 def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[dict, _Layer]:
@@ -341,49 +341,48 @@ def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[d
                 nnz=nnz, memory=_csr_bytes(nnz, rows, cols)), layer
 
 
-def _finished_row(row: dict, layer: _Layer, bound: sc.SpectralNorm, start: float,
-                  elsewhere: float = 0.0) -> dict:
-    """``row`` with its interval and circular norm; ``seconds`` since ``start``, plus the
-    ``elsewhere`` seconds a worker process spent on the bound."""
+def _finished_row(row: dict, layer: _Layer, bound: sc.SpectralNorm, circular: float | None,
+                  seconds: float) -> dict:
+    """``row`` with its interval, circular norm and time."""
     return dict(row, lower=float(bound.lower), upper=float(bound.upper), method=bound.method,
-                circular=_circular_norm(layer), seconds=time.perf_counter() - start + elsewhere)
+                circular=circular, seconds=seconds)
 
 
-def _report_rows(todo: list, workers: int, kwargs: dict,
-                 ) -> Generator[tuple[int, dict], None, None]:
+def _report_rows(todo: list, workers: int, kwargs: dict) -> Generator[tuple[int, dict], None, None]:
     """``(i, row)`` for every layer of ``todo``, as each finishes.
 
-    One worker: in turn, each layer's work on every core. More: the convolutions' norms on
-    :func:`sparseconv.spectral_norms`' worker processes, the costliest first; the other
-    layers' (explicit sparse matrices, quick) here meanwhile.
+    One worker: in turn, each layer's work on every core. More: the convolutions' norms and
+    circular norms on :func:`sparseconv.spectral_norms`' worker processes, the costliest
+    first; meanwhile the other layers' (explicit sparse matrices, quick) here.
     """
     if workers == 1:
         for i, (record, batchnorm) in enumerate(todo):
             yield i, _report_row(record, batchnorm, **kwargs)
         return
-    prepared, tasks, costs, index = [], [], [], []
+    prepared, convolutions, options, index = [], [], [], []
     for i, (record, batchnorm) in enumerate(todo):
         start = time.perf_counter()
         row, layer = _prepared_row(record, batchnorm)
         prepared.append((row, layer, time.perf_counter() - start))
         if layer.conv is not None:
             weight, shape, conv_kwargs = layer.conv
-            options = _layer_options(layer, kwargs)
-            tasks.append((dict(weight=weight, input_shape=shape, **conv_kwargs),
-                          options.get("method", "auto"), options.get("tol", 1e-7)))
-            costs.append(_layer_cost(sc.ConvGeometry.from_weight(weight.shape, shape,
-                                                                 **conv_kwargs)))
+            convolutions.append(dict(weight=weight, input_shape=shape, **conv_kwargs))
+            # a reflect-padded layer's method="exact" becomes "auto", as in turn
+            options.append({key: value for key, value in _layer_options(layer, kwargs).items()
+                            if key != "executor"})
             index.append(i)
-    runs = map_layers(_norm_task, tasks, workers=workers, costs=costs)
+    layers, costs = checked_layers(convolutions, "auto")
+    runs = norms_as_done(_norm_and_circular_task, layers, costs, options, workers)
     try:
-        for i, (row, layer, took) in enumerate(prepared):
+        for i, (row, layer, took) in enumerate(prepared):  # the workers run meanwhile
             if layer.conv is None:
-                yield i, _finished_row(row, layer, _layer_norm(layer, **kwargs),
-                                       time.perf_counter() - took)
-        for j, bound, seconds in runs:
+                start = time.perf_counter()
+                bound = _layer_norm(layer, **kwargs)
+                yield i, _finished_row(row, layer, bound, _circular_norm(layer),
+                                       took + time.perf_counter() - start)
+        for j, (bound, circular), seconds in runs:
             row, layer, took = prepared[index[j]]
-            yield index[j], _finished_row(row, layer, bound, time.perf_counter() - took,
-                                          seconds)
+            yield index[j], _finished_row(row, layer, bound, circular, took + seconds)
     finally:
         runs.close()
 

@@ -221,8 +221,8 @@ def positive_int(value, name: str) -> int:
 
 def worker_count(value, name: str = "workers") -> int:
     """``workers`` as a number of processes, scipy's convention (``scipy.fft``'s ``workers``):
-    a positive int, or a negative one that wraps around from ``os.cpu_count()`` (``-1``: every
-    core), never below one.
+    ``None`` (one), a positive int, or a negative one that wraps around from
+    ``os.cpu_count()`` (``-1``: every core), never below one.
 
     Examples
     --------
@@ -233,8 +233,11 @@ def worker_count(value, name: str = "workers") -> int:
     True
     """
     cores = os.cpu_count() or 1
+    if value is None:
+        return 1
     if not is_int(value):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+        raise TypeError(f"{name} must be an int or None, got {value!r} of type "
+                        f"{type(value).__name__}")
     if value == 0 or value < -cores:
         raise ValueError(f"{name} must be a positive integer, or negative to count back from "
                          f"the {cores} cores (-1: all), got {value!r}")

@@ -692,8 +692,8 @@ def test_spectral_norms_orders_and_passes_the_memory_limit(monkeypatch):
 
     calls = []
 
-    def fake_parallel(n_jobs, return_as):
-        assert (n_jobs, return_as) == (2, "generator_unordered")
+    def fake_parallel(n_jobs, backend, return_as):
+        assert (n_jobs, backend, return_as) == (2, "loky", "generator_unordered")
 
         def run(tasks):
             for function, args, kwargs in tasks:
@@ -714,6 +714,7 @@ def test_spectral_norms_orders_and_passes_the_memory_limit(monkeypatch):
         sc.set_memory_limit(old)
     assert [args[0] for args in calls] == [1, 0, 2]  # the big layer first
     assert all(args[3] == 2**30 for args in calls)  # the limit, in each worker
+    assert [args[5] for args in calls] == ["layers[1]", "layers[0]", "layers[2]"]
     assert float(results[0]) == float(results[2]) == float(spectral_norm(**small))
     assert not _parallel._one_core  # reset after each task
 
@@ -735,6 +736,41 @@ def test_spectral_norms_refuses_bad_layers_before_any_work():
         sc.spectral_norms([good], workers=0)
     with pytest.raises(TypeError, match="workers must be an int"):
         sc.spectral_norms([good], workers=1.0)
+    with pytest.raises(TypeError, match="workers must be an int"):
+        sc.spectral_norms([good], workers=True)
+    with pytest.raises(ValueError, match=r"layers\[1\]: method='exact' needs zero padding"):
+        sc.spectral_norms([good, dict(good, padding=1, padding_mode="reflect")], method="exact")
     with pytest.raises(ValueError, match="method must be one of"):
         sc.spectral_norms([good], method="lanczos")
     assert sc.spectral_norms([]) == []
+
+
+def test_spectral_norms_takes_any_iterable_and_the_periodic_padding():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((3, 2, 3, 3))
+    layers = (dict(weight=w, input_shape=(2, 8, 8), padding=p, padding_mode=m)
+              for p, m in [(None, "circular"), (1, "zeros")])  # a generator, read once
+    periodic, zero = sc.spectral_norms(layers, workers=None)
+    assert periodic.method == "fft" and zero.method == "dense"
+    assert periodic.value == spectral_norm(w, (2, 8, 8), padding=None,
+                                           padding_mode="circular").value
+
+
+def test_a_failing_layer_is_named_and_stops_the_rest(monkeypatch):
+    """An error inside a worker reaches the caller as raised, with a note naming the layer."""
+    from sparseconv import _spectral_norm
+
+    rng = np.random.default_rng(0)
+    layers = [dict(weight=rng.standard_normal((2, 2, 3, 3)), input_shape=(2, 9, 9))
+              for _ in range(3)]
+    for workers in (1, 2):
+        old = sc.set_memory_limit(64)  # every layer's first allocation is refused
+        try:
+            with pytest.raises(sc.MatrixTooLargeError) as info:
+                sc.spectral_norms(layers, workers=workers)
+        finally:
+            sc.set_memory_limit(old)
+        if sys.version_info >= (3, 11):
+            assert any(note.startswith("raised by the task of layers[")
+                       for note in info.value.__notes__), info.value.__notes__
+    assert not _spectral_norm.map_layers.__module__.endswith("torch")

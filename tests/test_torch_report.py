@@ -10,6 +10,7 @@ import json
 import math
 import re
 import sys
+import warnings
 from decimal import Decimal
 from fractions import Fraction
 
@@ -384,20 +385,27 @@ def test_method_exact_reaches_every_convolution_it_can(monkeypatch):
 def test_workers_give_the_serial_rows_in_order():
     model = _networks.randomize(nn.Sequential(
         nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 6, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(6, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2),
         nn.Conv2d(6, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU(), nn.Flatten(),
-        nn.Linear(4 * 12 * 12, 5)), seed=3)
+        nn.Linear(4 * 24 * 24, 5)), seed=3)
     serial = sct.lipschitz_report(model, (2, 24, 24), fold_batchnorm=True)
     ticks = []
     parallel = sct.lipschitz_report(model, (2, 24, 24), fold_batchnorm=True, workers=2,
-                                    progress=lambda done, total, name: ticks.append(done))
-    assert ticks == [1, 2, 3, 4]
-    assert [r["name"] for r in parallel] == [r["name"] for r in serial] == ["0+1", "3", "5", "8"]
+                                    progress=lambda done, total, name: ticks.append((done, name)))
+    assert [done for done, _ in ticks] == [1, 2, 3, 4, 5]
+    assert ticks[0][1] == "5"  # the upsampling (no convolution) here, while the workers run
+    assert sorted(name for _, name in ticks) == sorted(r["name"] for r in serial)
+    assert [r["name"] for r in parallel] == [r["name"] for r in serial] == [
+        "0+1", "3", "5", "6", "9"]
     for a, b in zip(serial, parallel):
-        assert a["method"] == b["method"] and a["circular"] == b["circular"]
+        assert a["method"] == b["method"]
+        assert (a["circular"] is None) == (b["circular"] is None)
+        assert a["circular"] is None or abs(a["circular"] - b["circular"]) <= 1e-12 * a["upper"]
         assert abs(a["upper"] - b["upper"]) <= 1e-10 * a["upper"], (a, b)
         assert abs(a["lower"] - b["lower"]) <= 1e-10 * a["upper"], (a, b)
         assert b["seconds"] > 0
+    # the upsampling's own time counts (its norm, not only the row's preparation)
+    assert parallel["5"]["seconds"] >= 0.2 * serial["5"]["seconds"]
     assert parallel.network_upper == pytest.approx(serial.network_upper, rel=1e-9)
     with pytest.raises(ValueError, match="not both"):
         from concurrent.futures import ThreadPoolExecutor
@@ -415,10 +423,23 @@ def test_an_interrupt_with_workers_keeps_the_finished_rows():
         if done == 2:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt) as info:
-        sct.lipschitz_report(model, (2, 8, 8), progress=interrupt, workers=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # joblib's warning about unread results, among others
+        with pytest.raises(KeyboardInterrupt) as info:
+            sct.lipschitz_report(model, (2, 8, 8), progress=interrupt, workers=2)
     partial = info.value.report
     assert not partial.complete and "interrupted after 2 of 5 layers" in partial.reason
     assert len(partial.rows) == 2
     # the pool is usable again after the interrupt
     assert len(sct.lipschitz_report(model, (2, 8, 8), workers=2).rows) == 5
+
+
+def test_workers_with_method_exact_keep_a_reflect_padded_layer_on_auto():
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect")), seed=2)
+    serial = sct.lipschitz_report(model, (2, 10, 10), method="exact")
+    parallel = sct.lipschitz_report(model, (2, 10, 10), method="exact", workers=2)
+    assert [r["method"] for r in parallel] == [r["method"] for r in serial]
+    for a, b in zip(serial, parallel):
+        assert abs(a["upper"] - b["upper"]) <= 1e-10 * a["upper"]
