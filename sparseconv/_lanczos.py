@@ -27,7 +27,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ._geometry import ConvGeometry
-from ._memory import MatrixTooLargeError, check_memory, get_memory_limit
+from ._memory import MatrixTooLargeError, check_memory, format_bytes, get_memory_limit
 from ._rounding import Rounding
 
 __all__ = ["check_lanczos_memory", "lower_bound", "start_vector"]
@@ -89,9 +89,9 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
     if fits < 3:
         assert limit is not None  # without a limit, fits = maxiter + 1 > 64 (see lower_bound)
         raise MatrixTooLargeError(
-            f"the Lanczos vectors of spectral_norm need {12 * n * itemsize / 2**30:.2f} GiB "
+            f"the Lanczos vectors of spectral_norm need {format_bytes(12 * n * itemsize)} "
             f"(6 vectors of {n} entries, in half the limit), more than the memory limit of "
-            f"{limit / 2**30:.2f} GiB; raise it with sparseconv.set_memory_limit(nbytes)")
+            f"{format_bytes(limit)}; raise it with sparseconv.set_memory_limit(nbytes)")
     return int(min(fits, BASIS, maxiter + 1))
 
 

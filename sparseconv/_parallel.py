@@ -35,7 +35,7 @@ import numpy as np
 
 from ._typing import ProgressLike
 
-__all__ = ["cpu_count", "map_chunks", "map_layers", "one_blas_thread"]
+__all__ = ["cpu_count", "map_chunks", "map_layers", "naming", "one_blas_thread"]
 
 _lock = threading.Lock()
 _one_core = False  # True in a layer worker (map_layers): its chunks run in turn
@@ -184,7 +184,7 @@ def map_layers(task: Callable, items: Sequence[tuple], *, workers: int,
     no big item is left for the end; each worker runs one item at a time on one core, under
     this process's memory limit (a limit per matrix, as here: the workers' peak memory adds
     up). ``task`` must be a module-level function of picklable arguments. An exception in a
-    task reaches the caller as raised, with a note naming ``label(i)`` of its item. Close the
+    task reaches the caller with its type, its message led by ``label(i)`` of its item. Close the
     iterator (``close()``: an interrupt, an error) to stop the workers.
     """
     if workers == 1 or len(items) <= 1:
@@ -204,11 +204,8 @@ def _in_turn(task: Callable, items: Sequence[tuple], label: Callable[[int], str]
              ) -> Generator[tuple[int, Any, float], None, None]:
     for i, args in enumerate(items):
         start = time.perf_counter()
-        try:
+        with naming(label(i)):
             result = task(*args)
-        except Exception as error:
-            _note(error, label(i))
-            raise
         yield i, result, time.perf_counter() - start
 
 
@@ -233,15 +230,33 @@ class _Closing:
 
 def _indexed(i: int, task: Callable, args: tuple, limit: int | None, parent: int,
              where: str) -> tuple[int, Any, float]:
-    try:
+    with naming(where):
         result, seconds = _on_one_core(task, args, limit, parent)
-    except Exception as error:
-        _note(error, where)
-        raise
     return i, result, seconds
 
 
-def _note(error: BaseException, where: str) -> None:
-    """Names the item whose task raised ``error`` (Python 3.11's exception notes)."""
+@contextlib.contextmanager
+def naming(where: str) -> Iterator[None]:
+    """Errors raised in the block name ``where`` (:func:`_named`)."""
+    try:
+        yield
+    except Exception as error:
+        named = _named(error, where)
+        if named is error:
+            raise
+        raise named from error
+
+
+def _named(error: Exception, where: str) -> Exception:
+    """``error`` with ``where`` (the item whose task raised it) leading its message: the same
+    type, for an error whose one argument is its message; else ``error`` with a note."""
+    if len(error.args) == 1 and isinstance(error.args[0], str):
+        try:
+            named = type(error)(f"{where}: {error.args[0]}")
+        except Exception:  # pragma: no cover - a type whose constructor takes more
+            pass
+        else:
+            return named
     if hasattr(error, "add_note"):
         error.add_note(f"raised by the task of {where}")
+    return error

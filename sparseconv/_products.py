@@ -33,7 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._geometry import ConvGeometry
-from ._memory import MatrixTooLargeError, get_memory_limit
+from ._memory import MatrixTooLargeError, format_bytes, get_memory_limit
 
 __all__ = ["check_product_memory", "forward", "forward_bytes"]
 
@@ -211,8 +211,8 @@ def check_product_memory(nbytes: int, what: str | Callable[[], str]) -> None:
     limit = get_memory_limit()
     if limit is not None and nbytes > limit:
         raise MatrixTooLargeError(
-            f"{what if isinstance(what, str) else what()} needs {nbytes / 2**30:.2f} GiB, more "
-            f"than the memory limit of {limit / 2**30:.2f} GiB; use a smaller batch or layer, or "
+            f"{what if isinstance(what, str) else what()} needs {format_bytes(nbytes)}, more "
+            f"than the memory limit of {format_bytes(limit)}; use a smaller batch or layer, or "
             "raise the limit with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
         )
 

@@ -23,6 +23,7 @@ such, never clamped away.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -561,8 +562,10 @@ def checked_layers(layers: Iterable[Mapping[str, Any]], method: str,
         unknown = sorted(set(layer) - set(LAYER_KEYS), key=str)
         missing = [key for key in LAYER_KEYS[:2] if key not in layer]
         if unknown or missing:
+            close = difflib.get_close_matches(str(unknown[0]), LAYER_KEYS, n=1) if unknown else []
             raise TypeError(f"layers[{i}] " + (f"has no layer argument {unknown[0]!r}" if unknown
-                            else f"misses {missing[0]!r}") + f"; its keys are {LAYER_KEYS}")
+                            else f"misses {missing[0]!r}") + f"; the keys a layer takes are "
+                            f"{LAYER_KEYS}" + (f"; did you mean {close[0]!r}?" if close else ""))
         args = {**defaults, **layer}
         try:
             weight, geom = _checked_layer(args["weight"], args["input_shape"], args["stride"],
@@ -576,11 +579,13 @@ def checked_layers(layers: Iterable[Mapping[str, Any]], method: str,
 
 
 def norms_as_done(task: Callable, layers: list[dict], costs: list[float],
-                  options: list[dict], workers: int) -> Results:
+                  options: list[dict], workers: int,
+                  label: Callable[[int], str] = "layers[{}]".format) -> Results:
     """``(i, task(layers[i], options[i]), seconds)`` as each layer finishes, on ``workers``
-    processes (:func:`sparseconv._parallel.map_layers`); close it to stop the workers."""
+    processes (:func:`sparseconv._parallel.map_layers`; an error names ``label(i)``); close
+    it to stop the workers."""
     return map_layers(task, list(zip(layers, options)), workers=workers, costs=costs,
-                      label=lambda i: f"layers[{i}]")
+                      label=label)
 
 
 def spectral_norms(
@@ -604,8 +609,8 @@ def spectral_norms(
         As :func:`spectral_norm`, for every layer.
     workers : int, optional
         Processes to use, scipy's convention (``scipy.fft``): ``1`` (the default, also for
-        ``None``) runs the
-        layers in this process in turn, each on every core as :func:`spectral_norm` does;
+        ``None``) runs the layers in this process in turn, each on every core as
+        :func:`spectral_norm` does;
         a negative value counts back from ``os.cpu_count()`` (``-1``: every core). The
         workers are `joblib <https://joblib.readthedocs.io>`_'s reusable process pool (a
         script needs no ``if __name__ == "__main__"`` guard); each gets this process's

@@ -30,6 +30,7 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._memory import format_bytes
+from sparseconv._parallel import naming
 from sparseconv._spectral_norm import _norm_and_circular_task, checked_layers, norms_as_done
 from sparseconv._torch_layers import (
     _BATCHNORM,
@@ -348,6 +349,14 @@ def _finished_row(row: dict, layer: _Layer, bound: sc.SpectralNorm, circular: fl
                 circular=circular, seconds=seconds)
 
 
+def _row_label(record: TraceRecord, batchnorm: TraceRecord | None) -> str:
+    """A row's layer, for errors: ``layer '3' (Conv2d)``."""
+    name, kind = record.name, _kind(record.module)
+    if batchnorm is not None:
+        name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
+    return f"layer {name!r} ({kind})"
+
+
 def _report_rows(todo: list, workers: int, kwargs: dict) -> Generator[tuple[int, dict], None, None]:
     """``(i, row)`` for every layer of ``todo``, as each finishes.
 
@@ -357,12 +366,15 @@ def _report_rows(todo: list, workers: int, kwargs: dict) -> Generator[tuple[int,
     """
     if workers == 1:
         for i, (record, batchnorm) in enumerate(todo):
-            yield i, _report_row(record, batchnorm, **kwargs)
+            with naming(_row_label(record, batchnorm)):
+                row = _report_row(record, batchnorm, **kwargs)
+            yield i, row
         return
     prepared, convolutions, options, index = [], [], [], []
     for i, (record, batchnorm) in enumerate(todo):
         start = time.perf_counter()
-        row, layer = _prepared_row(record, batchnorm)
+        with naming(_row_label(record, batchnorm)):
+            row, layer = _prepared_row(record, batchnorm)
         prepared.append((row, layer, time.perf_counter() - start))
         if layer.conv is not None:
             weight, shape, conv_kwargs = layer.conv
@@ -372,12 +384,14 @@ def _report_rows(todo: list, workers: int, kwargs: dict) -> Generator[tuple[int,
                             if key != "executor"})
             index.append(i)
     layers, costs = checked_layers(convolutions, "auto")
-    runs = norms_as_done(_norm_and_circular_task, layers, costs, options, workers)
+    runs = norms_as_done(_norm_and_circular_task, layers, costs, options, workers,
+                         lambda j: _row_label(*todo[index[j]]))
     try:
         for i, (row, layer, took) in enumerate(prepared):  # the workers run meanwhile
             if layer.conv is None:
                 start = time.perf_counter()
-                bound = _layer_norm(layer, **kwargs)
+                with naming(_row_label(*todo[i])):
+                    bound = _layer_norm(layer, **kwargs)
                 yield i, _finished_row(row, layer, bound, _circular_norm(layer),
                                        took + time.perf_counter() - start)
         for j, (bound, circular), seconds in runs:
@@ -442,7 +456,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,
                      lipschitz_constants: Mapping[str, float] | None = None,
-                     workers: int = 1, **kwargs: Any) -> LipschitzReport:
+                     workers: int | None = 1, **kwargs: Any) -> LipschitzReport:
     """Certified spectral norms of every linear layer of a network, and their product.
 
     The model is traced (:func:`trace`, eval mode required); every linear layer that is not
@@ -485,12 +499,14 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         ``"layer1.0.act"``) or class name (``"GELU"``, ``"SiLU"``; a name wins over a class),
         for example ``{"GELU": 1.13, "SiLU": 1.1}``. Your constants, not certified here: the
         network bound is as good as they are, and the report lists them.
-    workers : int
+    workers : int, optional
         Processes for the convolutions' norms, as :func:`sparseconv.spectral_norms`: ``1``
-        (the default) bounds one layer after the other, each on every core; ``2`` gives two
-        worker processes a layer at a time each, on one core, the costliest first (ResNet-18:
-        about half the time on two cores); ``-1``: one per core. Rows keep the network's
-        order; ``seconds`` is each row's own time, in its worker.
+        (the default, also for ``None``) bounds one layer after the other, each on every
+        core; ``2`` gives two worker processes a layer at a time each, on one core, the
+        costliest first (ResNet-18: about half the time on two cores); ``-1``: one per core.
+        Rows keep the network's order; ``seconds`` is each row's own time, in its worker;
+        ``progress`` is called as layers finish, so with several workers its ``name`` is the
+        layer just finished, in no particular order.
     **kwargs
         Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``, ``executor``: any
         ``concurrent.futures.Executor``, for example a Dask client's ``get_executor()``, runs
@@ -506,7 +522,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         A model in training mode.
     TypeError
         A TorchScript model whose graph hides a layer (see :func:`trace`); a keyword argument
-        other than ``method``, ``tol`` and ``executor``; ``workers`` not an int.
+        other than ``method``, ``tol`` and ``executor``; ``workers`` not an int or None.
     RuntimeError
         The model's forward failed on the probe batch (an ``input_shape`` with its batch?).
     KeyboardInterrupt

@@ -24,6 +24,7 @@ if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
 
 from torch import nn  # noqa: E402
 
+import sparseconv as sc  # noqa: E402
 import sparseconv.torch as sct  # noqa: E402
 
 from . import _networks  # noqa: E402
@@ -443,3 +444,14 @@ def test_workers_with_method_exact_keep_a_reflect_padded_layer_on_auto():
     assert [r["method"] for r in parallel] == [r["method"] for r in serial]
     for a, b in zip(serial, parallel):
         assert abs(a["upper"] - b["upper"]) <= 1e-10 * a["upper"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_layer_is_named(workers):
+    model = small_chain(nn.ReLU())
+    old = sc.set_memory_limit(2000)
+    try:
+        with pytest.raises(sc.MatrixTooLargeError, match=r"^layer '[0-9+]+' \([A-Za-z0-9+]+\): "):
+            sct.lipschitz_report(model, (2, 8, 8), workers=workers)
+    finally:
+        sc.set_memory_limit(old)
