@@ -530,17 +530,21 @@ def _norm_task(layer: dict, options: dict) -> SpectralNorm:
     return spectral_norm(**layer, **options)
 
 
-def _norm_and_circular_task(layer: dict, options: dict) -> tuple[SpectralNorm, float | None]:
-    """:func:`_norm_task`, and the exact norm of the same kernel with periodic padding on the
-    same input (stride, dilation and groups kept; ``None`` where the stride does not divide
-    the input): ``lipschitz_report``'s two numbers per convolution, in one task."""
+def circular_norm(layer: Mapping[str, Any]) -> float | None:
+    """The exact norm of ``layer``'s kernel with periodic padding on the same input (stride,
+    dilation and groups kept), by FFT; ``None`` where the stride does not divide the input."""
     periodic = {key: layer[key] for key in ("stride", "dilation", "groups") if key in layer}
     try:
-        circular = float(spectral_norm(layer["weight"], layer["input_shape"], padding=None,
-                                       padding_mode="circular", method="fft", **periodic))
+        return float(spectral_norm(layer["weight"], layer["input_shape"], padding=None,
+                                   padding_mode="circular", method="fft", **periodic))
     except ValueError:  # a stride that does not divide the input size: no periodic layer
-        circular = None
-    return _norm_task(layer, options), circular
+        return None
+
+
+def _norm_and_circular_task(layer: dict, options: dict) -> tuple[SpectralNorm, float | None]:
+    """:func:`_norm_task` and :func:`circular_norm`: ``lipschitz_report``'s two numbers per
+    convolution, in one task."""
+    return _norm_task(layer, options), circular_norm(layer)
 
 
 def checked_layers(layers: Iterable[Mapping[str, Any]], method: str,

@@ -31,7 +31,12 @@ from torch import nn
 import sparseconv as sc
 from sparseconv._memory import format_bytes
 from sparseconv._parallel import naming
-from sparseconv._spectral_norm import _norm_and_circular_task, checked_layers, norms_as_done
+from sparseconv._spectral_norm import (
+    _norm_and_circular_task,
+    checked_layers,
+    circular_norm,
+    norms_as_done,
+)
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -91,12 +96,7 @@ def _circular_norm(layer: _Layer) -> float | None:
     if layer.conv is None:
         return None
     weight, shape, kwargs = layer.conv
-    periodic = {k: v for k, v in kwargs.items() if k in ("stride", "dilation", "groups")}
-    try:
-        return float(sc.spectral_norm(weight, shape, padding=None, padding_mode="circular",
-                                      method="fft", **periodic).value)
-    except ValueError:  # a stride that does not divide the input size: no periodic layer
-        return None
+    return circular_norm(dict(weight=weight, input_shape=shape, **kwargs))
 
 
 def _product_up(factors: list[float]) -> float:
