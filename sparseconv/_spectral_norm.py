@@ -614,8 +614,8 @@ def spectral_norms(
     workers : int, optional
         Processes to use, scipy's convention (``scipy.fft``): ``1`` (the default, also for
         ``None``) runs the layers in this process in turn, each on every core as
-        :func:`spectral_norm` does;
-        a negative value counts back from ``os.cpu_count()`` (``-1``: every core). The
+        :func:`spectral_norm` does; a negative value counts back from ``os.cpu_count()``
+        (``-1``: every core). The
         workers are `joblib <https://joblib.readthedocs.io>`_'s reusable process pool (a
         script needs no ``if __name__ == "__main__"`` guard); each gets this process's
         memory limit (:func:`get_memory_limit`, a limit per matrix: the same bounds as one
@@ -633,11 +633,15 @@ def spectral_norms(
     Raises
     ------
     TypeError
-        A layer that is not a mapping, a key that describes no layer, a missing ``weight`` or
-        ``input_shape``; ``workers`` not an int.
+        ``layers`` not an iterable of mappings (one mapping, say); a layer that is not a
+        mapping, a key that describes no layer, a missing ``weight`` or ``input_shape``;
+        ``workers`` neither an int nor None.
     ValueError
         A layer that :func:`spectral_norm` refuses (the message names the layer:
         ``layers[3]: ...``); ``method``, ``tol`` or ``workers`` out of range.
+
+    An error in a layer's own work (a :class:`MatrixTooLargeError`, say) is raised with its
+    type, its message led by ``layers[i]: ``, with or without workers.
 
     Examples
     --------
