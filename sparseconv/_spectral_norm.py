@@ -641,7 +641,7 @@ def spectral_norms(
         ``layers[3]: ...``); ``method``, ``tol`` or ``workers`` out of range.
 
     An error in a layer's own work (a :class:`MatrixTooLargeError`, say) is raised with its
-    type, its message led by ``layers[i]: ``, with or without workers.
+    type, its message led by ``layers[i]:``, with or without workers.
 
     Examples
     --------
