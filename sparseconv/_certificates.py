@@ -86,16 +86,10 @@ def periodic_geometry(weight_shape, geom: ConvGeometry, grid: Sequence[int],
     )
 
 
-def block_shape(geom: ConvGeometry) -> tuple[int, int]:
-    """The shape of each group's symbol block: ``C_out/g x C_in/g * prod(stride)``."""
-    return (geom.out_channels // geom.groups,
-            geom.in_channels // geom.groups * math.prod(geom.stride))
-
-
 def _circulant_frequencies(weight, periodic: ConvGeometry) -> tuple[np.ndarray, list[int]]:
     """The frequencies to evaluate (one of each pair ``{xi, -xi}`` for a real kernel) and the
     coarse grid, after checking the memory of the per-frequency results."""
-    grid = [a.size // a.stride for a in periodic.axes]
+    grid = list(periodic.coarse_grid)
     check_memory(24 * math.prod(grid) * periodic.groups,
                  "the per-frequency maxima of spectral_norm's circulant bound")
     if weight.dtype.kind == "c":
@@ -125,7 +119,7 @@ def circulant_tops(weight, periodic: ConvGeometry, rounding: Rounding,
     else:
         top = per_frequency(periodic, weight, frequencies, top_per_frequency, executor,
                             progress, what)  # (F, groups)
-        rows, cols = block_shape(periodic)
+        rows, cols = periodic.symbol_block
         lower, upper = rounding.top_lower(top, rows, cols), rounding.top_upper(top, rows, cols)
     return tuple(_mirrored(values, frequencies, grid, weight.dtype.kind != "c")
                  for values in (top, lower, upper))  # type: ignore[return-value]
@@ -356,7 +350,7 @@ def _gram_sides(axes, c_in: int, c_out: int) -> tuple[tuple[int, int, int], ...]
 def _section_sides(geom: ConvGeometry, axis: int) -> tuple[tuple[int, int, int], ...]:
     """:func:`_gram_sides` of the blocks of the section along ``axis``: their channels are
     ``C_in/g`` times the other axes' phases."""
-    return _gram_sides([geom.axes[axis]], block_shape(geom)[1] // geom.stride[axis],
+    return _gram_sides([geom.axes[axis]], geom.symbol_block[1] // geom.stride[axis],
                        geom.out_channels // geom.groups)
 
 

@@ -78,7 +78,7 @@ class CircularSVD(LinearOperator):
         self.geometry = geom
         self.input_shape, self.output_shape = geom.input_shape, geom.output_shape
         self._real = weight.dtype.kind != "c"
-        self._grid = tuple(a.size // a.stride for a in geom.axes)
+        self._grid = geom.coarse_grid
         self._frequencies = Frequencies.of(self._grid, self._real)
         self._u, s, self._vh = factor_symbol(geom, weight, self._frequencies)
         self._s = self._frequencies.everywhere(s)  # (F, groups, k) over the whole grid

@@ -39,7 +39,7 @@ def _impulse_row(geom: ConvGeometry, h: np.ndarray) -> np.ndarray:
     Shape ``(C_out, C_in/g, *n)``, indexed by the input position read. With ``u = q*s + r``,
     the entry is ``ifftn(h)[-q][o, (c, r)]`` (the inverse DFT over the ``n/stride`` grid).
     """
-    grid, stride, ndim = [a.size // a.stride for a in geom.axes], geom.stride, geom.ndim
+    grid, stride, ndim = list(geom.coarse_grid), geom.stride, geom.ndim
     c_in = geom.in_channels // geom.groups
     h = h.reshape(*grid, geom.out_channels, c_in, *stride)
     h = np.fft.ifftn(h, axes=tuple(range(ndim)))

@@ -504,6 +504,26 @@ class ConvGeometry:
         """Shape of the layer's matrix: ``(C_out * prod(out), C_in * prod(in))``."""
         return (math.prod(self.output_shape), math.prod(self.input_shape))
 
+    # -- the polyphase view of a periodic layer (its symbol) --------------------------------
+    @property
+    def coarse_grid(self) -> tuple[int, ...]:
+        """The grid of the symbol's frequencies: ``input_size // stride`` per axis (the
+        output grid of a periodic layer whose stride divides its input).
+
+        Examples
+        --------
+        >>> ConvGeometry.from_weight((4, 2, 3, 3), (2, 8, 12), stride=(2, 3),
+        ...                          padding=1, padding_mode="circular").coarse_grid
+        (4, 4)
+        """
+        return tuple(a.size // a.stride for a in self.axes)
+
+    @property
+    def symbol_block(self) -> tuple[int, int]:
+        """The shape of each group's symbol block: ``(C_out/g, C_in/g * prod(stride))``."""
+        return (self.out_channels // self.groups,
+                self.in_channels // self.groups * math.prod(self.stride))
+
     # -- index maps ------------------------------------------------------------------------
     def index_map(self) -> np.ndarray:
         """The gather map, shape ``(prod(output_size), prod(kernel_size))``, int64.

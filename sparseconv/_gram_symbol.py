@@ -79,6 +79,11 @@ class GramSymbol:
     def size(self) -> int:
         return int(self.coefficients.shape[-1])
 
+    @property
+    def step(self) -> int:
+        """Frequencies whose Gram matrices take about :data:`_CHUNK_BYTES`."""
+        return max(1, _CHUNK_BYTES // (16 * self.size**2))
+
     def grams(self, frequencies: np.ndarray, group: int) -> np.ndarray:
         """``G^`` of one group at ``frequencies`` (``(F, ndim)``): shape ``(F, n, n)``."""
         count, n = self.coefficients.shape[1:3]
@@ -94,7 +99,7 @@ class GramSymbol:
     def _chunks(self, frequencies: np.ndarray):
         """``(rows, group, grams)`` over ``frequencies``, :data:`_CHUNK_BYTES` of Gram matrices
         at a time (``rows``: their slice of ``frequencies``)."""
-        step = max(1, _CHUNK_BYTES // (16 * self.size**2))
+        step = self.step
         for start in range(0, len(frequencies), step):
             rows = slice(start, start + step)
             for g in range(self.coefficients.shape[0]):
@@ -220,8 +225,7 @@ def _pairs(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 
 def gram_bytes(geom: ConvGeometry) -> int:
     """Memory of the coefficients (and the placed taps), counted before either is built."""
-    rows = geom.out_channels // geom.groups
-    cols = geom.in_channels // geom.groups * math.prod(geom.stride)
+    rows, cols = geom.symbol_block
     taps = math.prod(geom.kernel_size)
     count = math.prod(2 * k - 1 for k in geom.kernel_size)  # at most, for distinct shifts
     return 16 * geom.groups * (count * min(rows, cols) ** 2 + 2 * taps * rows * cols)
@@ -234,8 +238,7 @@ def worth_it(geom: ConvGeometry, frequencies: int) -> bool:
     Gram matrix (``n^2 inner``), complex; this one makes ``K^2 / 2`` real products of
     ``n^2 inner`` once, then ``2 D n^2`` per frequency.
     """
-    rows = geom.out_channels // geom.groups
-    cols = geom.in_channels // geom.groups * math.prod(geom.stride)
+    rows, cols = geom.symbol_block
     n, inner, taps = min(rows, cols), max(rows, cols), math.prod(geom.kernel_size)
     count = math.prod(2 * k - 1 for k in geom.kernel_size)
     direct = 4 * frequencies * (taps * rows * cols + n * n * inner)
@@ -274,7 +277,7 @@ def gram_symbol(geom: ConvGeometry, weight: np.ndarray, rounding: Rounding) -> G
             coefficients[:, index[t, s]] += product
             if s != t:
                 coefficients[:, index[s, t]] += np.conj(np.swapaxes(product, -1, -2))
-    grid = np.array([a.size // a.stride for a in geom.axes])
+    grid = np.array(geom.coarse_grid)
     error = gram_error(rounding, geom.ndim, taps, len(deltas), max(rows, cols), pairs)
     return GramSymbol(deltas, coefficients, grid, error, rounding.tap_norms)
 
@@ -295,8 +298,7 @@ def top_squares(symbol: GramSymbol, frequencies: np.ndarray, executor: Executor 
     """:meth:`GramSymbol.top_squares` at ``frequencies``, in tasks on ``executor``; with
     ``upper_only``, :meth:`GramSymbol.top_uppers` instead (certified upper bounds on
     ``sigma_max``, not squares)."""
-    step = max(1, _CHUNK_BYTES // (16 * symbol.size**2))
-    chunks = frequency_chunks(frequencies, step, executor)
+    chunks = frequency_chunks(frequencies, symbol.step, executor)
     task = _top_uppers if upper_only else _top_squares
     parts = map_chunks(task, (symbol,), chunks, executor=executor, what=what,
                        progress=progress, label=lambda i: f"frequency chunk {i}")

@@ -119,7 +119,7 @@ def _frequency_singular_values(h: np.ndarray) -> np.ndarray:
 def _circular_singular_values(geom: ConvGeometry, weight: np.ndarray,
                               executor: Executor | None = None,
                               progress: ProgressLike | None = None) -> np.ndarray:
-    grid = [a.size // a.stride for a in geom.axes]
+    grid = list(geom.coarse_grid)
     rows, cols = geom.out_channels // geom.groups, geom.in_channels // geom.groups
     count = math.prod(grid) * geom.groups * min(rows, cols * math.prod(geom.stride))
     check_memory(4 * 8 * count, f"the {count} singular values")  # values, repeats, sort
@@ -220,7 +220,7 @@ def _eigenvalues(chain: list[_Layer], method: str, what: str,
     elif len(chain) == 1:
         geom = chain[0].geom
         check_symbol_memory(geom, "the symbol behind eigenvalues", copies=3)
-        grid = [a.size // a.stride for a in geom.axes]
+        grid = list(geom.coarse_grid)
         frequencies = np.indices(grid).reshape(len(grid), -1).T
         values = per_frequency(geom, chain[0].weight, frequencies, _block_eigenvalues, executor,
                                progress, what).ravel()

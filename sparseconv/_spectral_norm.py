@@ -519,7 +519,7 @@ def _layer_cost(geom: ConvGeometry) -> float:
     """How long a layer's bounds take, roughly, to hand out the costliest first: the
     multiply-adds of one product (a Lanczos step) times a growing function of the symbol's
     block side (the per-frequency factorizations)."""
-    block = max(geom.out_channels, geom.in_channels * math.prod(geom.stride)) // geom.groups
+    block = max(geom.symbol_block)
     macs = (math.prod(a.output_size for a in geom.axes) * geom.out_channels
             * (geom.in_channels // geom.groups) * math.prod(geom.kernel_size))
     return macs * (1.0 + block / 64)

@@ -102,7 +102,7 @@ def check_symbol_memory(geom: ConvGeometry, what: str, copies: int = 3) -> None:
     The full symbol is ``prod(n/s)`` complex ``C_out x C_in*prod(s)`` matrices, block
     diagonal over the groups.
     """
-    grid = math.prod(a.size // a.stride for a in geom.axes)
+    grid = math.prod(geom.coarse_grid)
     block = geom.out_channels * geom.in_channels * math.prod(geom.stride)
     check_memory(copies * 16 * grid * block, what)
 
@@ -127,7 +127,7 @@ def symbol_at(geom: ConvGeometry, weight: np.ndarray, frequencies=None) -> np.nd
     ``(F, ndim)``. Columns are ordered ``(c, r)``, ``r`` in C order over the stride.
     """
     ndim, groups = geom.ndim, geom.groups
-    grid = np.array([a.size // a.stride for a in geom.axes])
+    grid = np.array(geom.coarse_grid)
     # numpy's stubs want the shape of np.indices as a sequence, not an integer array
     xi = (np.indices(grid).reshape(ndim, -1).T if frequencies is None  # type: ignore[call-overload]
           else np.asarray(frequencies, dtype=np.int64).reshape(-1, ndim))
@@ -242,7 +242,7 @@ def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
     weight, geom = _periodic_geometry(weight, input_size, stride, padding, dilation, groups)
     check_symbol_memory(geom, "the symbol")
     scaled, exponent = unit_scale(weight)
-    grid = [a.size // a.stride for a in geom.axes]
+    grid = list(geom.coarse_grid)
     h = per_frequency(geom, scaled, _all_frequencies(grid), None, executor, progress)
     return times_power_of_two(block_diagonal(h.reshape(*grid, *h.shape[1:])), exponent)
 
@@ -375,7 +375,7 @@ def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTupl
     weight, geom = _periodic_geometry(weight, input_size, stride, None, dilation, groups)
     check_symbol_memory(geom, "the symbol behind frequency_map")
     scaled, exponent = unit_scale(weight)
-    grid = [a.size // a.stride for a in geom.axes]
+    grid = list(geom.coarse_grid)
     top = per_frequency(geom, scaled, _all_frequencies(grid), top_per_frequency, executor,
                         progress, "frequency_map")  # (F, groups): the top of each block
     return times_power_of_two(top.max(axis=-1).reshape(grid), exponent)

@@ -133,10 +133,9 @@ def factor_symbol(geom: ConvGeometry, weight: np.ndarray, frequencies: Frequenci
     on the thread pool of :func:`sparseconv._parallel.map_chunks` (one BLAS thread each), each
     writing its rows of the result (no copy of the whole).
     """
-    grid = [a.size // a.stride for a in geom.axes]
+    grid = list(geom.coarse_grid)
     groups = geom.groups
-    m = geom.out_channels // groups
-    n = geom.in_channels // groups * math.prod(geom.stride)
+    m, n = geom.symbol_block
     k, stored = min(m, n), len(frequencies.stored)
     step = _chunk(groups * m * n)
     in_flight = min(stored, step * cpu_count())  # one batch per worker at a time

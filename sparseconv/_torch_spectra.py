@@ -39,7 +39,7 @@ import math
 import numpy as np
 import torch
 
-from ._certificates import block_shape, embedding_grid, periodic_geometry
+from ._certificates import embedding_grid, periodic_geometry
 from ._geometry import ConvGeometry, periodic_padding
 from ._memory import check_memory
 from ._rounding import U, gamma
@@ -107,7 +107,7 @@ def _complex_dtype(weight: torch.Tensor) -> torch.dtype:
 def _symbol(weight: torch.Tensor, periodic: ConvGeometry, what: str,
             frequencies=None) -> torch.Tensor:
     """The symbol ``(F, groups, C_out/g, C_in/g * prod(stride))`` as a torch function of w."""
-    count = (math.prod(a.size // a.stride for a in periodic.axes) if frequencies is None
+    count = (math.prod(periodic.coarse_grid) if frequencies is None
              else len(frequencies))
     taps, phases, groups = (math.prod(periodic.kernel_size), math.prod(periodic.stride),
                             periodic.groups)
@@ -132,7 +132,7 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
     handed to ``torch.linalg.svdvals``. Its gradient is ``u v^H`` at that frequency, the
     gradient of the maximum; the work and memory of autograd are one frequency's.
     """
-    grid = [a.size // a.stride for a in periodic.axes]
+    grid = list(periodic.coarse_grid)
     frequencies = (np.indices(grid).reshape(len(grid), -1).T if weight.is_complex()
                    else conjugate_pairs(grid)[0])
     with torch.no_grad():
@@ -335,7 +335,7 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     ndim = w.ndim - 2
     alpha = 2 * math.pi * ndim * (ndim + 4) + 2 + 3 * (k + 2)
     symbol_error = alpha * U * w1 * (1 + gamma(8))
-    rows, cols = block_shape(geometry)
+    rows, cols = geometry.symbol_block
     m, n = max(rows, cols), min(rows, cols)
     frob = w1 + symbol_error
     beta = 2 * (m + 2) + n * n + 1

@@ -48,7 +48,7 @@ def smaller_grams(h):
 def test_the_coefficients_sum_to_the_symbols_gram_matrices(layer, complex_):
     w, geom = periodic(layer, complex_)
     gram = gram_symbol(geom, w, Rounding.of(w, geom.groups))
-    grid = np.array([a.size // a.stride for a in geom.axes])
+    grid = np.array(geom.coarse_grid)
     xi = np.indices(grid).reshape(len(grid), -1).T
     expected = smaller_grams(symbol_at(geom, w, xi))  # (F, groups, n, n)
     got = np.einsum("fd,gdij->fgij", phases(xi, gram.deltas, grid), gram.coefficients)
@@ -65,7 +65,7 @@ def test_certified_tops_hold_lapacks_singular_values(layer, complex_, scale):
     w, geom = periodic(layer, complex_, scale)
     rounding = Rounding.of(w, geom.groups)
     gram = gram_symbol(geom, w, rounding)
-    grid = np.array([a.size // a.stride for a in geom.axes])
+    grid = np.array(geom.coarse_grid)
     xi = np.indices(grid).reshape(len(grid), -1).T
     truth = np.linalg.svd(symbol_at(geom, w, xi), compute_uv=False)[..., 0]  # (F, groups)
     lower, upper = rounding.square_interval(gram.top_squares(xi), gram.allowance)
@@ -106,7 +106,7 @@ def test_upper_bounds_from_lanczos_and_cholesky_hold_the_singular_values(complex
     w, geom = periodic(layer, complex_)
     rounding = Rounding.of(w, geom.groups)
     gram = gram_symbol(geom, w, rounding)
-    grid = np.array([a.size // a.stride for a in geom.axes])
+    grid = np.array(geom.coarse_grid)
     xi = np.indices(grid).reshape(len(grid), -1).T
     truth = np.linalg.svd(symbol_at(geom, w, xi), compute_uv=False)[..., 0]
     upper = gram.top_uppers(xi)
