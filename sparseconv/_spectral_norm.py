@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
@@ -506,23 +507,22 @@ def spectral_norm(
     return _scaled(result, exponent)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Many layers at once.
 # ---------------------------------------------------------------------------------------------
 #: The arguments of :func:`spectral_norm` that describe a layer (the keys of ``layers``).
 LAYER_KEYS = ("weight", "input_shape", "stride", "padding", "dilation", "groups",
               "padding_mode")
+#: Their defaults, :func:`spectral_norm`'s own.
+_LAYER_DEFAULTS = {key: parameter.default for key, parameter in
+                   inspect.signature(spectral_norm).parameters.items() if key in LAYER_KEYS[2:]}
 
 
 def _layer_cost(geom: ConvGeometry) -> float:
     """How long a layer's bounds take, roughly, to hand out the costliest first: the
-    multiply-adds of one product (a Lanczos step) times a growing function of the symbol's
-    block side (the per-frequency factorizations)."""
-    block = max(geom.symbol_block)
-    macs = (math.prod(a.output_size for a in geom.axes) * geom.out_channels
-            * (geom.in_channels // geom.groups) * math.prod(geom.kernel_size))
-    return macs * (1.0 + block / 64)
+    multiply-adds of one product (a Lanczos step: the matrix's nnz) times a growing function
+    of the symbol's block side (the per-frequency factorizations)."""
+    return geom.nnz() * (1.0 + max(geom.symbol_block) / 64)
 
 
 def _norm_task(layer: dict, options: dict) -> SpectralNorm:
@@ -558,7 +558,6 @@ def checked_layers(layers: Iterable[Mapping[str, Any]], method: str,
                         f"arguments, got {what}")
     given: list[dict] = []
     costs: list[float] = []
-    defaults = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros")
     for i, layer in enumerate(layers):
         if not isinstance(layer, Mapping):
             raise TypeError(f"layers[{i}] must be a mapping of spectral_norm's layer arguments "
@@ -570,7 +569,7 @@ def checked_layers(layers: Iterable[Mapping[str, Any]], method: str,
             raise TypeError(f"layers[{i}] " + (f"has no layer argument {unknown[0]!r}" if unknown
                             else f"misses {missing[0]!r}") + f"; the keys a layer takes are "
                             f"{LAYER_KEYS}" + (f"; did you mean {close[0]!r}?" if close else ""))
-        args = {**defaults, **layer}
+        args = {**_LAYER_DEFAULTS, **layer}
         try:
             weight, geom = _checked_layer(args["weight"], args["input_shape"], args["stride"],
                                           args["padding"], args["dilation"], args["groups"],
