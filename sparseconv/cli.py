@@ -652,7 +652,10 @@ def _report(args, error) -> None:
         print(f"{args.command_parser.prog}: interrupted"
               + (f" ({partial.reason})" if partial is not None else ""), file=sys.stderr)
         sys.exit(130)
-    except RuntimeError as exc:  # the model's own forward refused the input
+    except RuntimeError as exc:
+        if str(exc).startswith("layer '"):  # a layer's own work, named by lipschitz_report
+            error(str(exc))
+        # else the model's own forward refused the input
         reason = str(exc).split("without the batch): ", 1)[-1]  # the shapes are said here
         error(f"the model failed on input shape {tuple(args.input_shape)} (--input-shape is "
               f"C,H[,W,...], without the batch): {reason}")

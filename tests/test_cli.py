@@ -561,6 +561,22 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     assert "--workers must be a positive integer, or negative to count back" in line
 
 
+def test_report_names_the_layer_whose_work_failed(tmp_path, capsys, monkeypatch):
+    """A layer's own RuntimeError is not blamed on the model's forward."""
+    import torch
+
+    from sparseconv import _torch_report
+
+    def fail(layer, **kwargs):
+        raise RuntimeError("the certificate broke")
+
+    monkeypatch.setattr(_torch_report, "_layer_norm", fail)
+    torch.save(_tiny_model().eval(), tmp_path / "model.pt")
+    line = _main_fails(["report", "--model", tmp_path / "model.pt", "--input-shape", "3,8,8",
+                        "--trust-pickle"], capsys)
+    assert line == "sparseconv report: error: layer '0' (Conv2d): the certificate broke", line
+
+
 def test_report_workers_give_the_same_table(tmp_path, capsys):
     import torch
 
