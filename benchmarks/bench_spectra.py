@@ -35,6 +35,7 @@ import scipy.sparse.linalg as spla
 from _machine import describe
 
 from sparseconv import conv_matrix, set_memory_limit, singular_values, spectral_norm
+from sparseconv._spectral_norm import _norm_task, checked_layers, norms_as_done
 
 #: The circular layer, any stride (sparseconv's shorthand for periodic padding).
 PERIODIC = dict(padding=None, padding_mode="circular")
@@ -144,31 +145,27 @@ def networks(size: int, which: list[str], workers: int = 1) -> None:
         layers = {"resnet18": resnet18, "vgg11": vgg11}[name](size)
         print(f"{name}\n{'layer':<24}{'shape':<26}{'method':>8}{'time s':>9}{'width':>10}"
               f"{'converged':>10}")
-        given, seconds = [], []
+        given = []
         for i, (_label, c_in, c_out, k, stride, padding, n) in enumerate(layers):
             rng = np.random.default_rng(i)
             weight = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
             given.append(dict(weight=weight, input_shape=(c_in, n, n), stride=stride,
                               padding=padding))
+        # spectral_norms' own steps, called directly for each layer's time (in its worker);
+        # with one worker the layers run in turn and print as each finishes
         start = time.perf_counter()
-        if workers == 1:  # each layer timed on its own, printed as it finishes
-            results = []
-            for layer in given:
-                begin = time.perf_counter()
-                results.append(spectral_norm(**layer))
-                seconds.append(time.perf_counter() - begin)
-                show(layers[len(results) - 1], results[-1], seconds[-1])
-        else:  # spectral_norms' own steps, called directly for each layer's time in its worker
-            from sparseconv._spectral_norm import _norm_task, checked_layers, norms_as_done
-
-            checked, costs = checked_layers(given, "auto")
-            options = [dict(method="auto", tol=1e-7)] * len(given)
-            found = {i: (r, t) for i, r, t in norms_as_done(_norm_task, checked, costs, options,
-                                                            workers)}
-            results = [found[i][0] for i in range(len(given))]
-            seconds = [found[i][1] for i in range(len(given))]
-            for layer, r, t in zip(layers, results, seconds):
-                show(layer, r, t)
+        checked, costs = checked_layers(given, "auto")
+        options = [dict(method="auto", tol=1e-7)] * len(given)
+        found = {}
+        for i, r, took in norms_as_done(_norm_task, checked, costs, options, workers):
+            found[i] = (r, took)
+            if workers == 1:
+                show(layers[i], r, took)
+        results = [found[i][0] for i in range(len(given))]
+        seconds = [found[i][1] for i in range(len(given))]
+        if workers > 1:  # in the network's order
+            for layer, r, took in zip(layers, results, seconds):
+                show(layer, r, took)
         total = time.perf_counter() - start
         widest = max(r.relative_width for r in results)
         print(f"{'total (wall)':<24}{'':<26}{'':>8}{total:>9.2f}   slowest {max(seconds):.2f} s, "
