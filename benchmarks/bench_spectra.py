@@ -136,11 +136,11 @@ def vgg11(size: int) -> list[tuple]:
             for i, (c_in, c_out, shrink) in enumerate(plan)]
 
 
-def networks(size: int, which: list[str], workers: int = 1) -> None:
+def networks(size: int, which: list[str], workers: int = 1, tol: float = 1e-7) -> None:
     how = ("one layer after the other, each on both cores" if workers == 1 else
            f"spectral_norms(..., workers={workers}): {workers} layers at once, one core each")
     print(f"\n4. spectral_norm on every convolution, {size}x{size} inputs, Kaiming weights "
-          f"({how})")
+          f"({how}; tol={tol:g})")
     for name in which:
         layers = {"resnet18": resnet18, "vgg11": vgg11}[name](size)
         print(f"{name}\n{'layer':<24}{'shape':<26}{'method':>8}{'time s':>9}{'width':>10}"
@@ -155,7 +155,7 @@ def networks(size: int, which: list[str], workers: int = 1) -> None:
         # with one worker the layers run in turn and print as each finishes
         start = time.perf_counter()
         checked, costs = checked_layers(given, "auto")
-        options = [dict(method="auto", tol=1e-7)] * len(given)
+        options = [dict(method="auto", tol=tol)] * len(given)
         found = {}
         for i, r, took in norms_as_done(_norm_task, checked, costs, options, workers):
             found[i] = (r, took)
@@ -208,6 +208,8 @@ def main() -> None:
     parser.add_argument("--exact", action="store_true", help="part 5 alone (minutes, ~6 GiB)")
     parser.add_argument("--workers", type=int, default=1,
                         help="part 4: layers at once, as sparseconv.spectral_norms(workers=)")
+    parser.add_argument("--tol", type=float, default=1e-7,
+                        help="part 4: spectral_norm's tol (default 1e-7, its own default)")
     args = parser.parse_args()
     print(describe(), flush=True)
     set_memory_limit(None)
@@ -218,7 +220,7 @@ def main() -> None:
         singular_value_speed(args.repeat)
         dense_agreement()
         spectral_norm_bounds(args.repeat, not args.no_svds)
-    networks(args.size, args.network or ["resnet18", "vgg11"], args.workers)
+    networks(args.size, args.network or ["resnet18", "vgg11"], args.workers, args.tol)
 
 
 if __name__ == "__main__":

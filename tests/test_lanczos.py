@@ -111,6 +111,24 @@ def test_confirmation_redoes_the_tests_in_double_precision():
     assert _lanczos._confirmed(op, vectors[:, -1] + 1e-3 * vectors[:, 0], 1e-6, ceiling)
 
 
+def test_the_ceiling_test_is_on_the_norm():
+    """``tol`` is relative on the norm: a quotient whose square is 1.5 tol below a proved
+    ceiling on ``lambda_max`` has its norm within 0.75 tol of the bound, so within tol of the
+    norm (the squares' test asked for half of tol, and failed it)."""
+    w = np.random.default_rng(5).standard_normal((4, 4, 3, 3))
+    op = ConvOperator(w, (4, 9, 9), padding=1)
+    matrix = op.tosparse().toarray()
+    values, vectors = np.linalg.eigh(matrix.T @ matrix)
+    tol, ceiling = 1e-4, values[-1] * (1 + 1.5e-4)
+    # near the top vector, but with a residual far above tol: the ceiling alone can pass it
+    vector = vectors[:, -1] + 1e-3 * vectors[:, 0]
+    theta = float(np.linalg.norm(matrix @ vector) ** 2 / np.linalg.norm(vector) ** 2)
+    assert not _lanczos._confirmed(op, vector, tol, np.inf)
+    # within tol of the proved bound on the norm, so of the norm; not on the squares
+    assert np.sqrt(theta) >= (1 - tol) * np.sqrt(ceiling) and theta < (1 - tol) * ceiling
+    assert _lanczos._confirmed(op, vector, tol, ceiling)
+
+
 def test_the_single_precision_twin_is_declined_when_memory_is_short():
     """Under a memory limit that holds the double-precision operator but not a second one,
     the search stays in double precision (no late MatrixTooLargeError)."""
