@@ -486,7 +486,9 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
     bound, which then wins, or one it is not worth beating by less); the result bounds
     ``||A||`` either way. ``best`` (default ``beat``): the best bound known; a block whose
     top Ritz value already reaches it is not proved, and the section returns its circulant
-    bound. Also returns, per group,
+    bound -- nor one whose Ritz value reaches ``beat`` when the next block's circulant bound
+    is at least ``best`` (its proof would end the visit at no better than that). Also
+    returns, per group,
     the block with the largest computed top eigenvalue (the witnesses, to start the lower
     bound from).
     """
@@ -521,7 +523,12 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
         batch = [f for f in order[done:done + size] if rows.flat[f] ** 2 > mu]
         xis = [tuple(int(i) for i in np.unravel_index(f, rows.shape)) for f in batch]
         chunks = [[xi] for xi in xis]
-        beaten = (beat if best is None else best) ** 2
+        # a block whose Ritz value reaches beat ends the visit, its proof putting mu there;
+        # the section then returns at least the next block's circulant bound (or mu itself):
+        # when that is no better than the best bound, such a block is not proved at all
+        after = done + size
+        useless = best is None or (after < len(order) and rows.flat[order[after]] >= best)
+        beaten = (beat if useless else best) ** 2
         proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu, beaten), chunks,
                             executor=executor, what=f"the exact section on axis {axis}",
                             label=functools.partial(_block_label, xis))

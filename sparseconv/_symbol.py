@@ -159,11 +159,20 @@ def placed_taps(geom: ConvGeometry, weight: np.ndarray) -> tuple[np.ndarray, np.
     return shift, placed
 
 
+_QUARTER_TURNS = np.array([1, 1j, -1, -1j])
+
+
 def phases(xi: np.ndarray, shift: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """``exp(2 pi i <shift, xi/M>)`` for frequencies ``(F, ndim)`` and shifts ``(K, ndim)``:
     shape ``(F, K)``; the products reduced modulo the grid first, in exact integers."""
     turns = ((xi[:, None, :] * shift[None, :, :]) % grid / grid).sum(axis=-1)
-    return np.exp(2j * np.pi * turns)
+    values = np.exp(2j * np.pi * turns)
+    # quarter turns exactly: a real kernel's symbol is then exactly real where it is real (at
+    # xi = -xi, the Nyquist frequencies), and its blocks factorize in real arithmetic
+    quarters = 4 * turns
+    exact = quarters == np.round(quarters)
+    values[exact] = _QUARTER_TURNS[np.round(quarters[exact]).astype(np.int64) % 4]
+    return values
 
 
 def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,

@@ -213,3 +213,35 @@ def test_full_bound_proves_the_dense_norm_and_nothing_below_it(seed):
         close = full_bound(w, geom, truth * (1 - 1e-10), rounding, 1e-9, pruned)
         assert truth <= close <= truth * (1 + 1e-6), (seed, close, truth)
         assert full_bound(w, geom, truth / 2, rounding, 1e-9, pruned) == np.inf, seed
+
+
+def test_a_later_section_that_cannot_win_proves_nothing(monkeypatch):
+    """A block whose Ritz value reaches ``beat`` ends the visit once proved; when the next
+    block's circulant bound is no better than ``best``, the section would return at least
+    that, so no factorization runs and the section returns its circulant bound (still a
+    bound). With ``best`` above that circulant bound, the same block is proved."""
+    import sparseconv._certificates as certificates
+    from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
+
+    w = np.random.default_rng(0).standard_normal((6, 6, 3, 3))
+    w = w / np.abs(w).max()
+    geom = ConvGeometry.from_weight(w.shape, (6, 5, 5), padding=1)
+    rounding, grid = Rounding.of(w, 1), embedding_grid(geom)
+    rows = circulant_tops(w, periodic_geometry(w.shape, geom, grid), rounding)[2].max(
+        axis=-1).max(axis=0)
+    truth = np.linalg.norm(conv_matrix(w, (6, 5, 5), padding=1).toarray(), 2)
+    factorizations = []
+    original = certificates._below
+    monkeypatch.setattr(certificates, "_below",
+                        lambda gram, mu: factorizations.append(mu) or original(gram, mu))
+    beat = 1e-3 * truth  # every block's Ritz value reaches it
+    # the next block's circulant bound (pairs {xi, -xi} are one block): the first block's
+    # top eigenvalue is below it, so only the new rule skips its proof
+    best = float(np.unique(rows)[-2])
+    kernel = certificates._section_kernels(w, geom, grid, 0, (int(np.argmax(rows)),))[0]
+    lam, _ = certificates._top_eigenpair(section_gram(kernel, geom.axes[0].tap_index(), 5))
+    assert lam < best**2
+    value, _ = section_bound(w, geom, grid, rows, 0, beat, rounding, best=best)
+    assert factorizations == [] and value == rows.max() >= truth
+    value, _ = section_bound(w, geom, grid, rows, 0, beat, rounding, best=2 * float(rows.max()))
+    assert factorizations and truth <= value

@@ -60,3 +60,23 @@ def test_an_input_size_with_the_channels_is_told_what_input_size_means():
         with pytest.raises(ValueError, match=r"one size per spatial dimension") as error:
             function(w, (6,))
         assert "without the channels" not in str(error.value)
+
+
+def test_quarter_turns_are_exact():
+    """Phases at quarter turns are exactly 1, i, -1, -i (a real kernel's symbol is then
+    exactly real at its self-conjugate frequencies); every phase is exp(2 pi i turns)."""
+    from sparseconv._geometry import ConvGeometry
+    from sparseconv._symbol import phases, symbol_at
+
+    grid = np.array([8, 6])
+    xi = np.indices(grid).reshape(2, -1).T
+    shift = np.array([[a, b] for a in range(-2, 3) for b in range(-1, 2)])
+    values = phases(xi, shift, grid)
+    turns = ((xi[:, None, :] * shift[None]) % grid / grid).sum(axis=-1)
+    np.testing.assert_allclose(values, np.exp(2j * np.pi * turns), rtol=0, atol=1e-15)
+    quarter = 4 * turns == np.round(4 * turns)
+    assert quarter.sum() > len(xi) and set(np.unique(values[quarter])) <= {1, 1j, -1, -1j}
+    w = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
+    geom = ConvGeometry.from_weight(w.shape, (2, 8, 6), padding_mode="circular", padding=1)
+    h = symbol_at(geom, w, [(0, 0), (4, 0), (0, 3), (4, 3)])
+    assert not h.imag.any()
