@@ -374,11 +374,16 @@ def _scaled(result: SpectralNorm, exponent: int) -> SpectralNorm:
                         result.converged)
 
 
+def checked_tol(tol, name: str = "tol") -> float:
+    """``spectral_norm``'s ``tol`` (``name``: as the caller calls it), validated."""
+    return real_number(tol, name, low=0.0, high=1.0, low_open=True)
+
+
 def _checked_options(method, tol) -> tuple[str, float]:
     """``spectral_norm``'s ``method`` and ``tol``, validated."""
     if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    return method, real_number(tol, "tol", low=0.0, high=1.0, low_open=True)
+    return method, checked_tol(tol)
 
 
 def _checked_layer(weight, input_shape, stride, padding, dilation, groups, padding_mode,

@@ -181,6 +181,34 @@ def test_spectrum_exact_certifies_every_axis(tmp_path, capsys, monkeypatch):
     assert "method='exact' needs zero padding" in err and len(err.splitlines()) == 1, err
 
 
+def test_tol_reaches_spectral_norm_and_is_checked_first(tmp_path, capsys, monkeypatch):
+    """--tol is spectral_norm's tol, in spectrum and report; out of (0, 1) it is refused,
+    named as the option, before a layer is built or a model loaded."""
+    from sparseconv import _spectral_norm
+    from sparseconv.cli import main
+
+    seen = []
+    original = _spectral_norm.spectral_norm
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["tol"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_spectral_norm, "spectral_norm", spy)
+    args = ["--in-shape", "4,12,12", "--out-channels", "4", "--kernel-size", "3", "--padding",
+            "1"]
+    assert main(["spectrum", "-o", str(tmp_path / "s.png"), *args, "--tol", "1e-5"]) == 0
+    assert seen == [1e-5] and "spectral norm" in capsys.readouterr().out
+    for bad in ("0", "1", "nan", "2"):
+        line = _main_fails(["spectrum", "-o", tmp_path / "t.png", *args, "--tol", bad], capsys)
+        assert line.startswith("sparseconv spectrum: error: --tol must be a finite number in "
+                               "(0, 1), got"), line
+        assert not (tmp_path / "t.png").exists()
+        line = _main_fails(["report", "--model", tmp_path / "missing.pt", "--input-shape",
+                            "3,8,8", "--tol", bad], capsys)  # refused before the load
+        assert line.startswith("sparseconv report: error: --tol must be"), line
+
+
 def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     ok("spy", "-o", tmp_path / "z.png", *LAYER, "--dpi", "100", "--figsize", "2.5,2",
        "--zoom", "1:3,0:2")
@@ -241,8 +269,10 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:4"], "argument --zoom: expected FIRST:STOP"),
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:5,0:1"], "the output block range (0, 5)"),
     (["info", *LAYER, "--bogus", "1"], "sparseconv info: error: unrecognized arguments: --bogus 1"),
-    (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--tol", "1e-3"],
-     "sparseconv report: error: unrecognized arguments: --tol 1e-3"),
+    (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--maxiter", "10"],
+     "sparseconv report: error: unrecognized arguments: --maxiter 10"),
+    (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--tol", "x"],
+     "argument --tol: invalid float value: 'x'"),
 ])
 def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reason, tmp_path):
     np.savez(tmp_path / "w.npz", w=np.ones((4, 3, 3, 3)))
