@@ -376,19 +376,26 @@ def _below(gram: SectionGram, mu: float) -> bool:
     return True
 
 
-def _top_eigenpair(gram: SectionGram) -> tuple[float, np.ndarray]:
+def _top_eigenpair(gram: SectionGram, tol: float = 1e-10, v0: np.ndarray | None = None,
+                   ) -> tuple[float, np.ndarray]:
     """The top eigenpair of a section's Gram matrix, by ARPACK on its products (each two
     small GEMMs: on one BLAS thread, which a team of threads only slows down, and collapses
-    when the cores are shared)."""
+    when the cores are shared), to ARPACK's ``tol``, from ``v0`` if given. The value is a
+    Ritz value, at most the top eigenvalue (up to rounding) whatever ``tol``."""
     if gram.shape[0] <= 64:
         lam, vec = np.linalg.eigh(gram.toarray())
         return float(lam[-1]), vec[:, -1]
-    # a fixed random start has a component along every eigenvector (ones may not)
-    v0 = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
+    if v0 is None:  # a fixed random start has a component along every eigenvector (ones may not)
+        v0 = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
     op = spla.LinearOperator(gram.shape, matvec=gram.matvec, dtype=gram.dtype)
     with one_blas_thread():
-        lam, vec = spla.eigsh(op, k=1, which="LA", tol=1e-10, v0=v0)
+        lam, vec = spla.eigsh(op, k=1, which="LA", tol=tol, v0=v0)
     return float(lam[0]), vec[:, 0]
+
+
+#: ARPACK's tolerance for the quick estimate that may show a block reaching the bound to
+#: beat before its full eigenpair is computed (:func:`_prove_blocks`).
+QUICK_TOL = 1e-3
 
 
 @dataclass
@@ -420,7 +427,7 @@ def _certified_square(mu: float, bandwidth: int, rounding: Rounding, inner: int,
 
 
 def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float, beaten: float,
-                  xis: list) -> list:
+                  quick: bool, xis: list) -> list:
     """One task of :func:`section_bound`: prove each block at ``xis`` below ``mu``, or not.
 
     Per frequency and group: ``None`` when a Cholesky factorization proves the block's Gram
@@ -428,7 +435,9 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float, beaten
     just above its computed top eigenvalue ``lam`` that a Cholesky factorization proves
     (``math.inf`` if none does; ``math.nan``, unproved, when ``lam`` reaches ``beaten``: the
     section cannot win, a Ritz value being below the block's top eigenvalue), or ``(None,
-    None, None)`` when no eigenvalue estimate came.
+    None, None)`` when no eigenvalue estimate came. ``quick``: first a loose estimate
+    (:data:`QUICK_TOL`; a Ritz value too), which may show ``beaten`` reached at a third of
+    the eigenpair's cost; the eigenpair then starts from its vector.
     """
     results = []
     for xi in xis:
@@ -439,7 +448,9 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float, beaten
                 per_group.append(None)
                 continue
             try:
-                lam, vector = _top_eigenpair(gram)
+                lam, vector = _top_eigenpair(gram, QUICK_TOL) if quick else (-math.inf, None)
+                if lam < beaten:
+                    lam, vector = _top_eigenpair(gram, v0=vector)
             except spla.ArpackError:  # no estimate: the caller takes the circulant bound
                 per_group.append((None, None, None))
                 continue
@@ -529,7 +540,10 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
         after = done + size
         useless = best is None or (after < len(order) and rows.flat[order[after]] >= best)
         beaten = (beat if useless else best) ** 2
-        proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu, beaten), chunks,
+        # a loose estimate first where it may decide: in a later section, whose bound to beat
+        # is below the best bound, a block's Ritz value can reach it
+        quick = best is not None and beat < best
+        proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu, beaten, quick), chunks,
                             executor=executor, what=f"the exact section on axis {axis}",
                             label=functools.partial(_block_label, xis))
         for flat, xi, [per_group] in zip(batch, xis, proofs):

@@ -219,7 +219,8 @@ def test_a_later_section_that_cannot_win_proves_nothing(monkeypatch):
     """A block whose Ritz value reaches ``beat`` ends the visit once proved; when the next
     block's circulant bound is no better than ``best``, the section would return at least
     that, so no factorization runs and the section returns its circulant bound (still a
-    bound). With ``best`` above that circulant bound, the same block is proved."""
+    bound), from a loose estimate alone. With ``best`` above that circulant bound, the same
+    block is proved."""
     import sparseconv._certificates as certificates
     from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
 
@@ -241,7 +242,13 @@ def test_a_later_section_that_cannot_win_proves_nothing(monkeypatch):
     kernel = certificates._section_kernels(w, geom, grid, 0, (int(np.argmax(rows)),))[0]
     lam, _ = certificates._top_eigenpair(section_gram(kernel, geom.axes[0].tap_index(), 5))
     assert lam < best**2
+    tolerances = []
+    eigenpair = certificates._top_eigenpair
+    monkeypatch.setattr(certificates, "_top_eigenpair", lambda gram, tol=1e-10, v0=None: (
+        tolerances.append(tol) or eigenpair(gram, tol, v0)))
     value, _ = section_bound(w, geom, grid, rows, 0, beat, rounding, best=best)
+    # nor is its eigenpair computed: the loose estimate (a Ritz value) reaches beat already
     assert factorizations == [] and value == rows.max() >= truth
+    assert tolerances == [certificates.QUICK_TOL]
     value, _ = section_bound(w, geom, grid, rows, 0, beat, rounding, best=2 * float(rows.max()))
     assert factorizations and truth <= value

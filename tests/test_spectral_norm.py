@@ -576,11 +576,11 @@ def hard_layer(rng, family):
 def _failing_eigensolver(original):
     calls = []
 
-    def flaky(gram):  # every other block gets no estimate: its circulant bound stands
-        calls.append(1)
+    def flaky(gram, *args, **kwargs):  # every other call gets no estimate: the circulant
+        calls.append(1)                  # bound of its block stands
         if len(calls) % 2:
             raise sc._certificates.spla.ArpackError(-9999)
-        return original(gram)
+        return original(gram, *args, **kwargs)
     return flaky
 
 
