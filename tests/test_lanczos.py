@@ -144,3 +144,28 @@ def test_the_single_precision_twin_is_declined_when_memory_is_short():
         assert _operator(w, geom).dtype == np.float64 and _single_operator(w, geom) is None
     finally:
         set_memory_limit(previous)
+
+
+def test_the_single_precision_search_aims_at_half_of_tol(monkeypatch):
+    """The search runs to tol / 2, and its vector is confirmed at tol itself: one that meets
+    tol in double precision is converged without a second iteration, whether or not the
+    search met its own (stricter) tolerance."""
+    monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
+    monkeypatch.setattr(_lanczos, "SINGLE_TOL", 0.0)
+    w = np.random.default_rng(4).standard_normal((6, 6, 3, 3))
+    op = ConvOperator(w, (6, 14, 14), padding=1)
+    single = ConvOperator(w, (6, 14, 14), padding=1, dtype=np.float32)
+    matrix = op.tosparse().toarray()
+    top = np.linalg.eigh(matrix.T @ matrix)[1][:, -1]
+    asked = []
+
+    def search(operator, start, tol, maxiter, ceiling=np.inf):
+        asked.append((np.dtype(operator.dtype).name, tol))
+        return top.astype(operator.dtype), False  # out of steps, its vector good enough
+
+    monkeypatch.setattr(_lanczos, "_lanczos", search)
+    lower, converged = _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-6, Rounding.of(w, 1),
+                                            single=lambda: single)
+    assert asked == [("float32", 5e-7)] and converged
+    truth = dense_norm(w, (6, 14, 14), padding=1)
+    assert truth * (1 - 1e-6) <= lower <= truth
