@@ -310,8 +310,10 @@ def section_gram(kernel: np.ndarray, taps: np.ndarray, positions: int) -> Sectio
     """The Gram matrix of ``T`` on its cheaper side: ``T^H T``, or ``T T^H`` (the same
     nonzero eigenvalues) when its banded Cholesky costs less -- a strided layer's outputs are
     fewer and closer together than its inputs."""
-    if kernel.dtype.kind == "c" and not kernel.imag.any():  # a real block (xi = 0 of a real
-        kernel = kernel.real  # kernel): a real factorization, a quarter of the complex one's flops
+    # a real block (xi = 0 or a Nyquist frequency of a real kernel): a real factorization, a
+    # quarter of the complex one's flops
+    if kernel.dtype.kind == "c" and not kernel.imag.any():
+        kernel = kernel.real
     transposed = _transposed_taps(taps, positions)
     c_out, channels = kernel.shape[:2]
     cost_in = positions * channels * (_depth(taps) * channels) ** 2
@@ -447,8 +449,13 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float, beaten
             if mu > 0 and _below(gram, mu):
                 per_group.append(None)
                 continue
+            lam, vector = -math.inf, None
+            if quick and gram.shape[0] > 64:  # (small blocks: one dense eigh below anyway)
+                try:
+                    lam, vector = _top_eigenpair(gram, QUICK_TOL)
+                except spla.ArpackError:  # no quick estimate: the full one decides
+                    pass
             try:
-                lam, vector = _top_eigenpair(gram, QUICK_TOL) if quick else (-math.inf, None)
                 if lam < beaten:
                     lam, vector = _top_eigenpair(gram, v0=vector)
             except spla.ArpackError:  # no estimate: the caller takes the circulant bound
@@ -535,14 +542,16 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
         xis = [tuple(int(i) for i in np.unravel_index(f, rows.shape)) for f in batch]
         chunks = [[xi] for xi in xis]
         # a block whose Ritz value reaches beat ends the visit, its proof putting mu there;
-        # the section then returns at least the next block's circulant bound (or mu itself):
-        # when that is no better than the best bound, such a block is not proved at all
+        # the section then returns at least the circulant bound of the first block after
+        # this round (or mu itself): when that is no better than the best bound, such a
+        # block is not proved at all
         after = done + size
-        useless = best is None or (after < len(order) and rows.flat[order[after]] >= best)
-        beaten = (beat if useless else best) ** 2
+        proof_cannot_help = best is None or (
+            after < len(order) and rows.flat[order[after]] >= best)
+        beaten = (beat if best is None else min(beat, best) if proof_cannot_help else best) ** 2
         # a loose estimate first where it may decide: in a later section, whose bound to beat
         # is below the best bound, a block's Ritz value can reach it
-        quick = best is not None and beat < best
+        quick = proof_cannot_help and best is not None and beat < best
         proofs = map_chunks(_prove_blocks, (weight, geom, grid, axis, mu, beaten, quick), chunks,
                             executor=executor, what=f"the exact section on axis {axis}",
                             label=functools.partial(_block_label, xis))
@@ -556,7 +565,7 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
                     continue
                 if proved == math.inf:  # pragma: no cover - Lanczos does not miss by 2x
                     return math.inf, witnesses
-                if math.isnan(proved):  # this block alone reaches best: the section loses
+                if math.isnan(proved):  # its Ritz value reaches `beaten`: the section loses
                     return float(rows.flat[order[0]]), witnesses
                 mu = max(mu, proved)
                 if group not in witnesses or lam > witnesses[group].value:

@@ -226,11 +226,11 @@ def test_a_later_section_that_cannot_win_proves_nothing(monkeypatch):
 
     w = np.random.default_rng(0).standard_normal((6, 6, 3, 3))
     w = w / np.abs(w).max()
-    geom = ConvGeometry.from_weight(w.shape, (6, 5, 5), padding=1)
+    geom = ConvGeometry.from_weight(w.shape, (6, 12, 12), padding=1)  # blocks of 72 rows
     rounding, grid = Rounding.of(w, 1), embedding_grid(geom)
     rows = circulant_tops(w, periodic_geometry(w.shape, geom, grid), rounding)[2].max(
         axis=-1).max(axis=0)
-    truth = np.linalg.norm(conv_matrix(w, (6, 5, 5), padding=1).toarray(), 2)
+    truth = np.linalg.norm(conv_matrix(w, (6, 12, 12), padding=1).toarray(), 2)
     factorizations = []
     original = certificates._below
     monkeypatch.setattr(certificates, "_below",
@@ -240,7 +240,7 @@ def test_a_later_section_that_cannot_win_proves_nothing(monkeypatch):
     # top eigenvalue is below it, so only the new rule skips its proof
     best = float(np.unique(rows)[-2])
     kernel = certificates._section_kernels(w, geom, grid, 0, (int(np.argmax(rows)),))[0]
-    lam, _ = certificates._top_eigenpair(section_gram(kernel, geom.axes[0].tap_index(), 5))
+    lam, _ = certificates._top_eigenpair(section_gram(kernel, geom.axes[0].tap_index(), 12))
     assert lam < best**2
     tolerances = []
     eigenpair = certificates._top_eigenpair

@@ -585,7 +585,7 @@ def _failing_eigensolver(original):
 
 
 def _losing_sections(original):
-    def section_bound(*args, **kwargs):  # every block's Ritz value reaches the bound to beat
+    def section_bound(*args, **kwargs):  # every block's Ritz value reaches the best bound
         return original(*args, **{**kwargs, "best": 0.0})
     return section_bound
 
