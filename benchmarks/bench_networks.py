@@ -43,6 +43,7 @@ import sparseconv as sc  # noqa: E402
 import sparseconv.torch as sct  # noqa: E402
 from benchmarks._machine import describe  # noqa: E402
 from benchmarks.bench_operators import best_of, blas_threads, paired  # noqa: E402
+from sparseconv._spectral_norm import DEFAULT_TOL  # noqa: E402
 from tests._networks import BasicBlock, randomize  # noqa: E402
 
 
@@ -189,8 +190,8 @@ def main() -> None:
     parser.add_argument("--skip-operators", action="store_true", help="part (b) only")
     parser.add_argument("--workers", type=int, default=2,
                         help="part (b): lipschitz_report's workers (layers at once)")
-    parser.add_argument("--tol", type=float, default=1e-7,
-                        help="part (b): spectral_norm's tol (default 1e-7, its own default)")
+    parser.add_argument("--tol", type=float, default=DEFAULT_TOL,
+                        help="part (b): spectral_norm's tol (default: its own)")
     parser.add_argument("--skip-report", action="store_true", help="part (a) only")
     args = parser.parse_args()
     print(describe())

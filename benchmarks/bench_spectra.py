@@ -35,7 +35,7 @@ import scipy.sparse.linalg as spla
 from _machine import describe
 
 from sparseconv import conv_matrix, set_memory_limit, singular_values, spectral_norm
-from sparseconv._spectral_norm import _norm_task, checked_layers, norms_as_done
+from sparseconv._spectral_norm import DEFAULT_TOL, _norm_task, checked_layers, norms_as_done
 
 #: The circular layer, any stride (sparseconv's shorthand for periodic padding).
 PERIODIC = dict(padding=None, padding_mode="circular")
@@ -136,7 +136,7 @@ def vgg11(size: int) -> list[tuple]:
             for i, (c_in, c_out, shrink) in enumerate(plan)]
 
 
-def networks(size: int, which: list[str], workers: int = 1, tol: float = 1e-7) -> None:
+def networks(size: int, which: list[str], workers: int = 1, tol: float = DEFAULT_TOL) -> None:
     how = ("one layer after the other, each on both cores" if workers == 1 else
            f"spectral_norms(..., workers={workers}): {workers} layers at once, one core each")
     print(f"\n4. spectral_norm on every convolution, {size}x{size} inputs, Kaiming weights "
@@ -208,8 +208,8 @@ def main() -> None:
     parser.add_argument("--exact", action="store_true", help="part 5 alone (minutes, ~6 GiB)")
     parser.add_argument("--workers", type=int, default=1,
                         help="part 4: layers at once, as sparseconv.spectral_norms(workers=)")
-    parser.add_argument("--tol", type=float, default=1e-7,
-                        help="part 4: spectral_norm's tol (default 1e-7, its own default)")
+    parser.add_argument("--tol", type=float, default=DEFAULT_TOL,
+                        help="part 4: spectral_norm's tol (default: its own)")
     args = parser.parse_args()
     print(describe(), flush=True)
     set_memory_limit(None)

@@ -378,13 +378,17 @@ def _below(gram: SectionGram, mu: float) -> bool:
     return True
 
 
+#: Section Gram matrices of at most this many rows get their eigenpair from a dense ``eigh``.
+DENSE_EIGH = 64
+
+
 def _top_eigenpair(gram: SectionGram, tol: float = 1e-10, v0: np.ndarray | None = None,
                    ) -> tuple[float, np.ndarray]:
     """The top eigenpair of a section's Gram matrix, by ARPACK on its products (each two
     small GEMMs: on one BLAS thread, which a team of threads only slows down, and collapses
     when the cores are shared), to ARPACK's ``tol``, from ``v0`` if given. The value is a
     Ritz value, at most the top eigenvalue (up to rounding) whatever ``tol``."""
-    if gram.shape[0] <= 64:
+    if gram.shape[0] <= DENSE_EIGH:
         lam, vec = np.linalg.eigh(gram.toarray())
         return float(lam[-1]), vec[:, -1]
     if v0 is None:  # a fixed random start has a component along every eigenvector (ones may not)
@@ -450,7 +454,7 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float, beaten
                 per_group.append(None)
                 continue
             lam, vector = -math.inf, None
-            if quick and gram.shape[0] > 64:  # (small blocks: one dense eigh below anyway)
+            if quick and gram.shape[0] > DENSE_EIGH:  # (else one dense eigh below anyway)
                 try:
                     lam, vector = _top_eigenpair(gram, QUICK_TOL)
                 except spla.ArpackError:  # no quick estimate: the full one decides

@@ -138,9 +138,9 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
     subspace, once ``theta`` shows the norm within ``tol`` of ``sqrt(ceiling)`` (``ceiling`` a
     proved bound on the top eigenvalue: :func:`_near_ceiling`), or after ``maxiter`` steps.
     A full basis (:func:`_basis_size`) keeps its top half of Ritz vectors and goes on from
-    ``w`` (Wu and Simon's thick restart). One
-    Gram-Schmidt pass against the basis, a second one only when the first removed most of
-    the vector (Daniel, Gragg, Kaufman & Stewart's criterion). Returns the vector and whether
+    ``w`` (Wu and Simon's thick restart). One Gram-Schmidt pass against the basis, a second
+    one only when the first removed most of the vector (Daniel, Gragg, Kaufman & Stewart's
+    criterion). Returns the vector and whether
     ``tol`` was met.
     """
     n = op.shape[1]
@@ -212,14 +212,13 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     memory), if the caller can; with at least :data:`SINGLE_FROM` unknowns and ``tol`` at
     least :data:`SINGLE_TOL`, the search runs on it (to half of ``tol``, at most ``maxiter``
     steps) and what it finds is confirmed at ``tol`` in ``op``'s precision
-    (:func:`_confirmed`). A search that
-    met its tolerance but fails that check (its rounding can hide a residual at ``tol``'s
-    level) is redone in ``op``'s precision from the same start, its vector kept as a
-    candidate; one that did not meet it in ``maxiter`` steps is not (the double-precision
-    iteration would need as many), and is converged only if its quotient reaches the
-    ceiling. Returns the bound and whether it is
-    within ``tol`` of the norm: the Lanczos iteration met ``tol``, and the rounding allowance
-    of the quotient is within ``tol`` too.
+    (:func:`_confirmed`). A search that met its tolerance but fails that check (its rounding
+    can hide a residual at ``tol``'s level) is redone in ``op``'s precision from the same
+    start, its vector kept as a candidate; one that did not meet it in ``maxiter`` steps is
+    not (the double-precision iteration would need as many), and is converged only if its
+    quotient reaches the ceiling. Returns the bound and whether it is within ``tol`` of the
+    norm: the Lanczos iteration met ``tol``, and the rounding allowance of the quotient is
+    within ``tol`` too.
     """
     rows, cols = op.shape
     fast = single() if (single is not None and max(rows, cols) >= SINGLE_FROM

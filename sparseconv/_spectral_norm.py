@@ -374,6 +374,10 @@ def _scaled(result: SpectralNorm, exponent: int) -> SpectralNorm:
                         result.converged)
 
 
+#: ``spectral_norm``'s and ``spectral_norms``' default ``tol`` (the command line's too).
+DEFAULT_TOL = 1e-7
+
+
 def checked_tol(tol, name: str = "tol") -> float:
     """``spectral_norm``'s ``tol`` (``name``: as the caller calls it), validated."""
     return real_number(tol, name, low=0.0, high=1.0, low_open=True)
@@ -403,7 +407,7 @@ def spectral_norm(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
     padding_mode: PaddingMode = "zeros",
-    method: SpectralNormMethod = "auto", tol: float = 1e-7,
+    method: SpectralNormMethod = "auto", tol: float = DEFAULT_TOL,
     executor: Executor | None = None, progress: ProgressLike | None = None,
 ) -> SpectralNorm:
     """The largest singular value of a layer's matrix, with a certified interval.
@@ -598,7 +602,7 @@ def norms_as_done(task: Callable, layers: list[dict], costs: list[float],
 
 def spectral_norms(
     layers: Iterable[Mapping[str, Any]], *, method: SpectralNormMethod = "auto",
-    tol: float = 1e-7, workers: int | None = 1, progress: ProgressLike | None = None,
+    tol: float = DEFAULT_TOL, workers: int | None = 1, progress: ProgressLike | None = None,
 ) -> list[SpectralNorm]:
     """:func:`spectral_norm` of many layers, several at once.
 

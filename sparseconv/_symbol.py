@@ -170,8 +170,9 @@ def phases(xi: np.ndarray, shift: np.ndarray, grid: np.ndarray) -> np.ndarray:
     # quarter turns exactly: a real kernel's symbol is then exactly real where it is real (at
     # xi = -xi, the Nyquist frequencies), and its blocks factorize in real arithmetic
     quarters = 4 * turns
-    exact = quarters == np.round(quarters)
-    values[exact] = _QUARTER_TURNS[np.round(quarters[exact]).astype(np.int64) % 4]
+    nearest = np.round(quarters)
+    exact = quarters == nearest
+    values[exact] = _QUARTER_TURNS[nearest[exact].astype(np.int64) % 4]
     return values
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import check_memory, format_bytes
-from ._spectral_norm import checked_tol
+from ._spectral_norm import DEFAULT_TOL, checked_tol
 from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS, worker_count
 from ._version import __version__
 
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--exact", action="store_true",
                           help="certify the spectral norm with every axis exact (spectral_norm's "
                           "method='exact'; zero padding or periodic layers)")
-    spectrum.add_argument("--tol", type=float, default=1e-7, metavar="TOL",
+    spectrum.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL",
                           help=_TOL_HELP)
     spectrum.add_argument("--every-size", action="store_true",
                           help="also print the certified bound for every input size and every "
@@ -199,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _TOL_HELP = ("the relative tolerance of the Lanczos lower bound (spectral_norm's tol, default "
-             "1e-7); 1e-5 takes about half the time on large grids, the interval then up to "
-             "about that much wider")
+             f"{DEFAULT_TOL:g}); 1e-5 takes about half the time on large grids, the interval "
+             "then up to about that much wider")
 
 
 def _report_parser(commands) -> None:
@@ -232,7 +232,7 @@ def _report_parser(commands) -> None:
                         "(spectral_norm's method='exact': widths near 1e-6, but minutes and "
                         "gigabytes for a 512-channel layer on 7x7; raise the memory limit with "
                         "SPARSECONV_MEMORY_LIMIT)")
-    report.add_argument("--tol", type=float, default=1e-7, metavar="TOL", help=_TOL_HELP)
+    report.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL", help=_TOL_HELP)
     report.add_argument("--workers", type=int, default=1, metavar="N",
                         help="bound N layers at once, each on its own process and core "
                         "(lipschitz_report's workers; -1: one per core; default 1: one layer "
@@ -643,7 +643,6 @@ def _report(args, error) -> None:
               f"{','.join(map(str, args.input_shape))}")
     try:
         worker_count(args.workers, "--workers")
-        checked_tol(args.tol, "--tol")
     except ValueError as exc:
         error(str(exc))
     model = _load_model(args.model, args.trust_pickle, error)
@@ -700,11 +699,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = {"info": _info, "spy": _spy, "spectrum": _spectrum, "export": _export}
     try:
+        if hasattr(args, "tol"):  # before a layer is built or a model loaded
+            checked_tol(args.tol, "--tol")
         if args.command == "report":  # a model, not one layer
             _report(args, command.error)
             return 0
-        if hasattr(args, "tol"):
-            checked_tol(args.tol, "--tol")
         if hasattr(args, "output"):
             args.output = _output(args)  # before any work: a bad path fails at once
         handler[args.command](_layer(args, command.error), args)
