@@ -11,12 +11,12 @@ says so, sized before it is allocated; a full basis thick-restarts from its top 
 vectors (Wu and Simon), so that a layer of any size gets its bound and each step reads a
 bounded basis.
 
-A large layer iterates in single precision, for a loose ``tol`` (:data:`SINGLE_TOL`), when
-the caller passes the operator in it: its products and the basis' reads take half the time,
-for about the same number of steps. Only the search runs there: the vector found is checked
-in double precision (its quotient and residual); if that check fails, the iteration is
-redone in double precision (the single-precision vector stays a candidate), and the bound is
-the double-precision quotient, as before.
+A large layer searches in single precision when the caller passes the operator in it: its
+products and the basis' reads take half the time, for about the same number of steps. The
+search aims at ``tol`` (half of it), or at :data:`SINGLE_REACH` when ``tol`` is tighter; its
+vector is checked in double precision (its quotient and residual), and if that check fails
+the double-precision iteration goes on from it (the single-precision vector stays a
+candidate). The bound is always a double-precision quotient.
 """
 
 from __future__ import annotations
@@ -96,14 +96,18 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
 
 
 #: Layers with at least this many unknowns on the iterated side run the Lanczos search in
-#: single precision when the caller has the operator in it (:func:`lower_bound`), for a
-#: ``tol`` of at least :data:`SINGLE_TOL`. Below it the double-precision residual test fails
-#: for a single-precision vector on most layers (4 of 4 of ResNet-18's at the default 1e-7:
-#: rounding at single precision's level), and redoing the iteration costs more than the
-#: search saved; at ``1e-5`` it passes (ResNet-18's layer1.0.conv1 on one core: 0.96 s
-#: against 1.55 s for the double-precision iteration).
+#: single precision when the caller has the operator in it (:func:`lower_bound`).
 SINGLE_FROM = 2**14
-SINGLE_TOL = 1e-5
+
+#: The tightest ``tol`` the single-precision search aims at (half of it): below, the
+#: double-precision iteration finishes from its vector, in fewer steps than from the
+#: witnesses' start. At the default 1e-7, one core, Lanczos alone: ResNet-18's layer1.0.conv1
+#: 3.0 s -> 1.7 s, layer2.0.conv2 3.8 -> 3.0 s, layer3.0.conv2 1.7 -> 1.4 s, layer4.0.conv2
+#: 1.6 -> 1.1 s; VGG-11's features.1 43 -> 29 s, features.3 38 -> 28 s, features.5 25 -> 16 s,
+#: and features.7 met ``tol`` in 20 s where double precision alone ran out of steps in 18 s.
+#: (Aiming at 5e-7 instead: 7-23% slower on three of those ResNet-18 layers, 3-10% faster on
+#: features.1 and .7; at 1e-5, the double-precision part of features.1 took 193 steps, not 54.)
+SINGLE_REACH = 5e-6
 
 
 def _near_ceiling(theta: float, ceiling: float, tol: float) -> bool:
@@ -190,14 +194,17 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
 def _confirmed(op, vector: np.ndarray, tol: float, ceiling: float,
                by_residual: bool = True) -> bool:
     """Whether ``vector`` meets ``tol`` by :func:`_lanczos`'s tests, redone with ``op``: its
-    quotient and residual computed in ``op``'s precision (the residual's only if
-    ``by_residual``)."""
+    quotient and residual computed in ``op``'s precision (the residual, which costs the
+    adjoint's product, only if ``by_residual`` and the quotient alone does not decide)."""
     image = op.matvec(vector)
     scale = float(np.vdot(vector, vector).real)
     theta = float(np.vdot(image, image).real) / scale
+    if _near_ceiling(theta, ceiling, tol):
+        return True
+    if not by_residual:
+        return False
     residual = float(np.linalg.norm(op.rmatvec(image) - theta * vector)) / np.sqrt(scale)
-    return _near_ceiling(theta, ceiling, tol) or (
-        by_residual and _converged(np.array([theta]), residual, tol))
+    return _converged(np.array([theta]), residual, tol)
 
 
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
@@ -209,20 +216,18 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     ``upper``: a certified upper bound on ``||A||``, if known; the iteration also stops once
     its estimate is within ``tol`` of it (then it is within ``tol`` of the norm, proved).
     ``single``: makes the same operator in single precision (or ``None``, for lack of
-    memory), if the caller can; with at least :data:`SINGLE_FROM` unknowns and ``tol`` at
-    least :data:`SINGLE_TOL`, the search runs on it (to half of ``tol``, at most ``maxiter``
+    memory), if the caller can; with at least :data:`SINGLE_FROM` unknowns the search runs on
+    it (to half of ``tol``, or of :data:`SINGLE_REACH` if that is looser; at most ``maxiter``
     steps) and what it finds is confirmed at ``tol`` in ``op``'s precision
-    (:func:`_confirmed`). A search that met its tolerance but fails that check (its rounding
-    can hide a residual at ``tol``'s level) is redone in ``op``'s precision from the same
-    start, its vector kept as a candidate; one that did not meet it in ``maxiter`` steps is
-    not (the double-precision iteration would need as many), and is converged only if its
-    quotient reaches the ceiling. Returns the bound and whether it is within ``tol`` of the
-    norm: the Lanczos iteration met ``tol``, and the rounding allowance of the quotient is
-    within ``tol`` too.
+    (:func:`_confirmed`). When that check fails, the iteration goes on in ``op``'s precision
+    from the vector found (kept as a candidate too), unless the search ran out of steps at
+    ``tol`` itself (the double-precision iteration would need as many): that one is converged
+    only if its quotient reaches the ceiling. Returns the bound and whether it is within
+    ``tol`` of the norm: the Lanczos iteration met ``tol``, and the rounding allowance of the
+    quotient is within ``tol`` too.
     """
     rows, cols = op.shape
-    fast = single() if (single is not None and max(rows, cols) >= SINGLE_FROM
-                        and tol >= SINGLE_TOL) else None
+    fast = single() if single is not None and max(rows, cols) >= SINGLE_FROM else None
     if rows < cols:  # the same singular values; iterate on outputs instead
         op, start = op.H, op.matvec(start)
         fast = None if fast is None else fast.H
@@ -238,20 +243,26 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
         columns = op.matmat(np.eye(cols, dtype=op.dtype))
         candidates.append(np.linalg.eigh(np.conj(columns.T) @ columns)[1][:, -1])
     else:
-        ceiling, claimed = up(upper * upper, 1), False  # above the square of upper
+        ceiling = up(upper * upper, 1)  # above the square of upper
+        finish = fast is None  # whether the double-precision iteration runs
         if fast is not None:
-            # half of tol: the double-precision check at tol then has room for the single-
-            # precision rounding of the quotient and residual (at tol itself, a vector that
-            # stopped at the ceiling's edge failed the check by a hair: VGG-11's 64->128 on
-            # 112x112 then ran its 140 steps again in double precision, 14 s -> 40 s)
-            found, claimed = _lanczos(fast, v0.astype(fast.dtype), tol / 2, min(maxiter, cols),
-                                      ceiling)
-            found = found.astype(op.dtype)
-            candidates.append(found)
-            # at tol, even if tol / 2 was not met; a search out of steps (maybe still moving)
-            # only by the ceiling, its residual alone not showing the top eigenvalue
-            converged = _confirmed(op, found, tol, ceiling, by_residual=claimed)
-        if fast is None or (claimed and not converged):
+            # half of what it aims at: the double-precision check at tol then has room for
+            # the single-precision rounding of the quotient and residual (at tol itself, a
+            # vector that stopped at the ceiling's edge failed the check by a hair: VGG-11's
+            # 64->128 on 112x112 then ran its 140 steps again in double precision, 14 -> 40 s)
+            aim = max(tol, SINGLE_REACH)
+            found, claimed = _lanczos(fast, v0.astype(fast.dtype), aim / 2,
+                                      min(maxiter, cols), ceiling)
+            v0 = found.astype(op.dtype)
+            candidates.append(v0)
+            # confirmed at tol by the ceiling, or by the residual of a search that met tol
+            # itself (one out of steps may still have been moving; one that met a looser aim
+            # settled only at that level)
+            converged = _confirmed(op, v0, tol, ceiling, by_residual=claimed and aim == tol)
+            # else finished from its vector, unless it ran out of steps at tol (the
+            # double-precision iteration would need as many)
+            finish = not converged and (claimed or aim > tol)
+        if finish:
             vector, converged = _lanczos(op, v0, tol, min(maxiter, cols), ceiling)
             candidates.append(vector)
     size = max(rows, cols)

@@ -16,10 +16,9 @@ def dense_norm(w, shape, **kwargs):
 
 @pytest.fixture
 def single_everywhere(monkeypatch):
-    """Every layer searches in single precision at any tol (only large ones, at a loose tol,
-    do by default), and the calls of the iteration are recorded by precision."""
+    """Every layer searches in single precision (only large ones do by default), and the
+    calls of the iteration are recorded by precision."""
     monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
-    monkeypatch.setattr(_lanczos, "SINGLE_TOL", 0.0)
     calls: list[str] = []
     original = _lanczos._lanczos
 
@@ -61,41 +60,74 @@ def test_single_precision_search_gives_the_double_precision_bound(single_everywh
     assert truth - result.lower <= 1e-8 * truth, (result, truth)
 
 
-def test_an_unconfirmed_single_precision_search_is_redone_in_double(single_everywhere,
-                                                                    monkeypatch):
+def recorded_calls(monkeypatch) -> list:
+    """Every layer searches in single precision; each call of the iteration is recorded as
+    ``(precision, tol, start, vector found)``."""
+    monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
+    calls: list = []
+    original = _lanczos._lanczos
+
+    def recorded(op, start, tol, *args):
+        vector, met = original(op, start, tol, *args)
+        calls.append((np.dtype(op.dtype).name, tol, start.copy(), vector))
+        return vector, met
+
+    monkeypatch.setattr(_lanczos, "_lanczos", recorded)
+    return calls
+
+
+def same_direction(u, v) -> bool:
+    return abs(np.vdot(u, v)) >= (1 - 1e-12) * np.linalg.norm(u) * np.linalg.norm(v)
+
+
+def test_an_unconfirmed_single_precision_search_goes_on_in_double(monkeypatch):
     """A search whose own residual met tol but whose vector fails the double-precision check
-    (forced here) is redone in double precision from the same start, and meets tol."""
+    (forced here) goes on in double precision from the vector it found, and meets tol."""
+    calls = recorded_calls(monkeypatch)
     monkeypatch.setattr(_lanczos, "_confirmed", lambda *args, **kwargs: False)
     w = np.random.default_rng(3).standard_normal((6, 6, 3, 3))
     shape = (6, 14, 14)
-    result = spectral_norm(w, shape, padding=1, method="bounds", tol=1e-9)
+    result = spectral_norm(w, shape, padding=1, method="bounds", tol=1e-5)
     truth = dense_norm(w, shape, padding=1)
-    assert single_everywhere == ["float32", "float64"]
+    assert [(dtype, tol) for dtype, tol, *_ in calls] == [("float32", 5e-6), ("float64", 1e-5)]
+    assert same_direction(calls[1][2], calls[0][3])  # from where the search stopped
     assert result.converged
-    assert abs(truth - result.lower) <= 1e-8 * truth and result.lower <= truth * (1 + 1e-15)
+    assert abs(truth - result.lower) <= 1e-5 * truth and result.lower <= truth * (1 + 1e-15)
 
 
-def test_a_tolerance_below_single_tol_searches_in_double(single_everywhere, monkeypatch):
-    monkeypatch.setattr(_lanczos, "SINGLE_TOL", 1e-5)
+def test_a_tolerance_below_single_reach_is_finished_in_double(monkeypatch):
+    """Below SINGLE_REACH the search aims at half of it, and the double-precision iteration
+    finishes at tol from the vector it found; a looser tol needs the search alone."""
+    calls = recorded_calls(monkeypatch)
     w = np.random.default_rng(3).standard_normal((6, 6, 3, 3))
-    result = spectral_norm(w, (6, 14, 14), padding=1, method="bounds", tol=1e-7)
-    assert single_everywhere == ["float64"] and result.converged
-    loose = spectral_norm(w, (6, 14, 14), padding=1, method="bounds", tol=1e-5)
-    assert single_everywhere == ["float64", "float32"] and loose.converged
+    shape = (6, 14, 14)
+    truth = dense_norm(w, shape, padding=1)
+    result = spectral_norm(w, shape, padding=1, method="bounds", tol=1e-9)
+    reach = _lanczos.SINGLE_REACH
+    assert [(dtype, tol) for dtype, tol, *_ in calls] == [("float32", reach / 2),
+                                                          ("float64", 1e-9)]
+    assert same_direction(calls[1][2], calls[0][3])
+    assert result.converged and truth * (1 - 1e-9) <= result.lower <= truth * (1 + 1e-15)
+    calls.clear()
+    loose = spectral_norm(w, shape, padding=1, method="bounds", tol=1e-4)
+    assert [(dtype, tol) for dtype, tol, *_ in calls] == [("float32", 5e-5)] and loose.converged
 
 
-def test_a_search_out_of_steps_is_not_redone(single_everywhere):
+@pytest.mark.parametrize("tol, finished", [(1e-5, False), (1e-8, True)])
+def test_a_search_out_of_steps_is_finished_only_below_its_reach(monkeypatch, tol, finished):
     """maxiter bounds the search: one that uses it up without meeting tol is not redone in
-    double precision (which would need as many steps), and the result says tol was not met."""
+    double precision (which would need as many steps), and the result says tol was not met;
+    one that aimed above tol (SINGLE_REACH) goes on in double precision from its vector."""
+    calls = recorded_calls(monkeypatch)
     w = np.random.default_rng(4).standard_normal((6, 6, 3, 3))
     op = ConvOperator(w, (6, 14, 14), padding=1)
     single = ConvOperator(w, (6, 14, 14), padding=1, dtype=np.float32)
     rounding = Rounding.of(w, 1)
     start = np.ones(op.shape[1])
-    lower, converged = _lanczos.lower_bound(op, start, 1e-8, rounding, maxiter=6,
+    lower, converged = _lanczos.lower_bound(op, start, tol, rounding, maxiter=6,
                                             single=lambda: single)
-    assert single_everywhere == ["float32"] and not converged
-    assert lower <= dense_norm(w, (6, 14, 14), padding=1)
+    assert [dtype for dtype, *_ in calls] == ["float32", "float64"][:1 + finished]
+    assert not converged and lower <= dense_norm(w, (6, 14, 14), padding=1)
 
 
 def test_confirmation_redoes_the_tests_in_double_precision():
@@ -147,11 +179,11 @@ def test_the_single_precision_twin_is_declined_when_memory_is_short():
 
 
 def test_the_single_precision_search_aims_at_half_of_tol(monkeypatch):
-    """The search runs to tol / 2, and its vector is confirmed at tol itself: one out of steps
-    whose quotient reaches the proved ceiling is converged without a second iteration; by its
-    residual alone it is not (the search may still have been moving)."""
+    """The search runs to tol / 2 (tol >= SINGLE_REACH), and its vector is confirmed at tol
+    itself: one out of steps whose quotient reaches the proved ceiling is converged without a
+    second iteration; by its residual alone it is not (the search may still have been
+    moving)."""
     monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
-    monkeypatch.setattr(_lanczos, "SINGLE_TOL", 0.0)
     w = np.random.default_rng(4).standard_normal((6, 6, 3, 3))
     op = ConvOperator(w, (6, 14, 14), padding=1)
     single = ConvOperator(w, (6, 14, 14), padding=1, dtype=np.float32)
@@ -165,10 +197,11 @@ def test_the_single_precision_search_aims_at_half_of_tol(monkeypatch):
 
     monkeypatch.setattr(_lanczos, "_lanczos", search)
     truth = dense_norm(w, (6, 14, 14), padding=1)
-    lower, converged = _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-6, Rounding.of(w, 1),
-                                            upper=truth * (1 + 5e-7), single=lambda: single)
-    assert asked == [("float32", 5e-7)] and converged
-    assert truth * (1 - 1e-6) <= lower <= truth
-    lower, converged = _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-6, Rounding.of(w, 1),
+    lower, converged = _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-5, Rounding.of(w, 1),
+                                            upper=truth * (1 + 5e-6), single=lambda: single)
+    assert asked == [("float32", 5e-6)] and converged
+    assert truth * (1 - 1e-5) <= lower <= truth
+    lower, converged = _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-5, Rounding.of(w, 1),
                                             single=lambda: single)  # no ceiling: not claimed
-    assert not converged and truth * (1 - 1e-6) <= lower <= truth
+    assert asked[1:] == [("float32", 5e-6)]  # out of steps at tol: not redone
+    assert not converged and truth * (1 - 1e-5) <= lower <= truth
