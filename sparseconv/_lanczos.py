@@ -13,10 +13,11 @@ bounded basis.
 
 A large layer searches in single precision when the caller passes the operator in it: its
 products and the basis' reads take half the time, for about the same number of steps. The
-search aims at ``tol`` (half of it), or at :data:`SINGLE_REACH` when ``tol`` is tighter; its
-vector is checked in double precision (its quotient and residual), and if that check fails
-the double-precision iteration goes on from it (the single-precision vector stays a
-candidate). The bound is always a double-precision quotient.
+search runs to half of ``tol``, or of :data:`SINGLE_REACH` when ``tol`` is tighter; its
+vector is checked in double precision (its quotient against the proved ceiling, and its
+residual if the search met ``tol`` itself), and if that check fails the double-precision
+iteration goes on from it (the single-precision vector stays a candidate). The bound is
+always a double-precision quotient.
 """
 
 from __future__ import annotations
@@ -219,12 +220,12 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     memory), if the caller can; with at least :data:`SINGLE_FROM` unknowns the search runs on
     it (to half of ``tol``, or of :data:`SINGLE_REACH` if that is looser; at most ``maxiter``
     steps) and what it finds is confirmed at ``tol`` in ``op``'s precision
-    (:func:`_confirmed`). When that check fails, the iteration goes on in ``op``'s precision
-    from the vector found (kept as a candidate too), unless the search ran out of steps at
-    ``tol`` itself (the double-precision iteration would need as many): that one is converged
-    only if its quotient reaches the ceiling. Returns the bound and whether it is within
-    ``tol`` of the norm: the Lanczos iteration met ``tol``, and the rounding allowance of the
-    quotient is within ``tol`` too.
+    (:func:`_confirmed`: by the ceiling, and by its residual too only if the search met
+    ``tol`` itself). When that check fails, the iteration goes on in ``op``'s precision from
+    the vector found (kept as a candidate too), for at most ``maxiter`` steps more.
+
+    Returns the bound and whether it is within ``tol`` of the norm: the Lanczos iteration met
+    ``tol``, and the rounding allowance of the quotient is within ``tol`` too.
     """
     rows, cols = op.shape
     fast = single() if single is not None and max(rows, cols) >= SINGLE_FROM else None
@@ -244,26 +245,24 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
         candidates.append(np.linalg.eigh(np.conj(columns.T) @ columns)[1][:, -1])
     else:
         ceiling = up(upper * upper, 1)  # above the square of upper
-        finish = fast is None  # whether the double-precision iteration runs
+        begin, converged = v0, False  # where the double-precision iteration starts
         if fast is not None:
-            # half of what it aims at: the double-precision check at tol then has room for
-            # the single-precision rounding of the quotient and residual (at tol itself, a
-            # vector that stopped at the ceiling's edge failed the check by a hair: VGG-11's
-            # 64->128 on 112x112 then ran its 140 steps again in double precision, 14 -> 40 s)
-            aim = max(tol, SINGLE_REACH)
-            found, claimed = _lanczos(fast, v0.astype(fast.dtype), aim / 2,
-                                      min(maxiter, cols), ceiling)
-            v0 = found.astype(op.dtype)
-            candidates.append(v0)
-            # confirmed at tol by the ceiling, or by the residual of a search that met tol
-            # itself (one out of steps may still have been moving; one that met a looser aim
-            # settled only at that level)
-            converged = _confirmed(op, v0, tol, ceiling, by_residual=claimed and aim == tol)
-            # else finished from its vector, unless it ran out of steps at tol (the
-            # double-precision iteration would need as many)
-            finish = not converged and (claimed or aim > tol)
-        if finish:
-            vector, converged = _lanczos(op, v0, tol, min(maxiter, cols), ceiling)
+            # aiming at half of tol leaves the double-precision check at tol room for the
+            # single-precision rounding of the quotient and residual (at tol itself, a vector
+            # that stopped at the ceiling's edge failed the check by a hair: VGG-11's 64->128
+            # on 112x112 then ran its 140 steps again in double precision, 14 -> 40 s); below
+            # SINGLE_REACH the search stops short of tol, and only the ceiling can confirm it
+            at_tol = tol >= SINGLE_REACH
+            found, claimed = _lanczos(fast, v0.astype(fast.dtype),
+                                      (tol if at_tol else SINGLE_REACH) / 2, min(maxiter, cols),
+                                      ceiling)
+            begin = found.astype(op.dtype)
+            candidates.append(begin)
+            # by its residual only if it met tol itself (one out of steps may still have been
+            # moving; one that met a looser aim settled only at that level)
+            converged = _confirmed(op, begin, tol, ceiling, by_residual=claimed and at_tol)
+        if not converged:  # in double precision, from the vector found if there is one
+            vector, converged = _lanczos(op, begin, tol, min(maxiter, cols), ceiling)
             candidates.append(vector)
     size = max(rows, cols)
     norms = [(float(np.linalg.norm(op.matvec(u))), float(np.linalg.norm(u))) for u in candidates]

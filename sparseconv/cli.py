@@ -199,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _TOL_HELP = ("the relative tolerance of the Lanczos lower bound (spectral_norm's tol, default "
-             f"{DEFAULT_TOL:g}); 1e-5 takes about half the time on large grids, the interval "
-             "then up to about that much wider")
+             f"{DEFAULT_TOL:g}); 1e-5 takes a fifth to a third less time on large grids, the "
+             "interval then up to about that much wider")
 
 
 def _report_parser(commands) -> None:

@@ -113,11 +113,11 @@ def test_a_tolerance_below_single_reach_is_finished_in_double(monkeypatch):
     assert [(dtype, tol) for dtype, tol, *_ in calls] == [("float32", 5e-5)] and loose.converged
 
 
-@pytest.mark.parametrize("tol, finished", [(1e-5, False), (1e-8, True)])
-def test_a_search_out_of_steps_is_finished_only_below_its_reach(monkeypatch, tol, finished):
-    """maxiter bounds the search: one that uses it up without meeting tol is not redone in
-    double precision (which would need as many steps), and the result says tol was not met;
-    one that aimed above tol (SINGLE_REACH) goes on in double precision from its vector."""
+@pytest.mark.parametrize("tol", [1e-5, 1e-8])
+def test_a_search_out_of_steps_goes_on_in_double(monkeypatch, tol):
+    """maxiter bounds each precision: a search that uses it up without meeting tol goes on in
+    double precision from its vector, for maxiter steps more, and the result says whether tol
+    was met (not, in 6 + 6 steps)."""
     calls = recorded_calls(monkeypatch)
     w = np.random.default_rng(4).standard_normal((6, 6, 3, 3))
     op = ConvOperator(w, (6, 14, 14), padding=1)
@@ -126,21 +126,66 @@ def test_a_search_out_of_steps_is_finished_only_below_its_reach(monkeypatch, tol
     start = np.ones(op.shape[1])
     lower, converged = _lanczos.lower_bound(op, start, tol, rounding, maxiter=6,
                                             single=lambda: single)
-    assert [dtype for dtype, *_ in calls] == ["float32", "float64"][:1 + finished]
+    assert [dtype for dtype, *_ in calls] == ["float32", "float64"]
+    assert same_direction(calls[1][2], calls[0][3])
     assert not converged and lower <= dense_norm(w, (6, 14, 14), padding=1)
 
 
+def test_a_search_below_single_reach_is_not_confirmed_by_its_residual(monkeypatch):
+    """A search that met SINGLE_REACH, not the tighter tol, settled only at that level: even
+    with the top eigenvector in hand (its residual at rounding level) the double-precision
+    iteration decides, unless the ceiling does."""
+    monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
+    w = np.random.default_rng(4).standard_normal((6, 6, 3, 3))
+    op = ConvOperator(w, (6, 14, 14), padding=1)
+    single = ConvOperator(w, (6, 14, 14), padding=1, dtype=np.float32)
+    matrix = op.tosparse().toarray()
+    top = np.linalg.eigh(matrix.T @ matrix)[1][:, -1]
+    asked = []
+
+    def search(operator, start, tol, maxiter, ceiling=np.inf):
+        asked.append((np.dtype(operator.dtype).name, tol))
+        return top.astype(operator.dtype), True  # claims its aim
+
+    monkeypatch.setattr(_lanczos, "_lanczos", search)
+    reach = _lanczos.SINGLE_REACH
+    _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-6, Rounding.of(w, 1),
+                         single=lambda: single)
+    assert asked == [("float32", reach / 2), ("float64", 1e-6)]
+    asked.clear()  # at tol >= SINGLE_REACH the same search is confirmed by its residual
+    _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-5, Rounding.of(w, 1),
+                         single=lambda: single)
+    assert asked == [("float32", 5e-6)]
+
+
+class CountedAdjoint(ConvOperator):
+    """A ConvOperator that counts the products of its adjoint."""
+
+    adjoints = 0
+
+    def _rmatvec(self, y):
+        CountedAdjoint.adjoints += 1
+        return super()._rmatvec(y)
+
+
 def test_confirmation_redoes_the_tests_in_double_precision():
-    """An eigenvector of the Gram passes; a vector that is far from one does not."""
+    """An eigenvector of the Gram passes; a vector that is far from one does not. The
+    residual (the adjoint's product) is computed only when the quotient does not decide and
+    it is asked for."""
     w = np.random.default_rng(5).standard_normal((4, 4, 3, 3))
-    op = ConvOperator(w, (4, 9, 9), padding=1)
+    op = CountedAdjoint(w, (4, 9, 9), padding=1)
     gram = op.tosparse().toarray()
     values, vectors = np.linalg.eigh(gram.T @ gram)
     assert _lanczos._confirmed(op, vectors[:, -1], 1e-10, np.inf)
     assert not _lanczos._confirmed(op, vectors[:, -1] + vectors[:, -2], 1e-10, np.inf)
     # at a proved ceiling, the quotient alone decides
     ceiling = values[-1] * (1 + 1e-12)
+    CountedAdjoint.adjoints = 0
     assert _lanczos._confirmed(op, vectors[:, -1] + 1e-3 * vectors[:, 0], 1e-6, ceiling)
+    assert not _lanczos._confirmed(op, vectors[:, -1], 1e-10, np.inf, by_residual=False)
+    assert CountedAdjoint.adjoints == 0
+    assert _lanczos._confirmed(op, vectors[:, -1], 1e-10, np.inf)
+    assert CountedAdjoint.adjoints == 1
 
 
 def test_the_ceiling_test_is_on_the_norm():
@@ -203,5 +248,5 @@ def test_the_single_precision_search_aims_at_half_of_tol(monkeypatch):
     assert truth * (1 - 1e-5) <= lower <= truth
     lower, converged = _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-5, Rounding.of(w, 1),
                                             single=lambda: single)  # no ceiling: not claimed
-    assert asked[1:] == [("float32", 5e-6)]  # out of steps at tol: not redone
+    assert asked[1:] == [("float32", 5e-6), ("float64", 1e-5)]  # (out of steps again here)
     assert not converged and truth * (1 - 1e-5) <= lower <= truth
