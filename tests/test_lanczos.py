@@ -131,23 +131,32 @@ def test_a_search_out_of_steps_goes_on_in_double(monkeypatch, tol):
     assert not converged and lower <= dense_norm(w, (6, 14, 14), padding=1)
 
 
-def test_a_search_below_single_reach_is_not_confirmed_by_its_residual(monkeypatch):
-    """A search that met SINGLE_REACH, not the tighter tol, settled only at that level: even
-    with the top eigenvector in hand (its residual at rounding level) the double-precision
-    iteration decides, unless the ceiling does."""
+def stubbed_search(monkeypatch, claimed: bool):
+    """A 6 -> 6 layer on 14x14 whose every search (in single precision: SINGLE_FROM is 0)
+    returns the Gram's exact top eigenvector and ``claimed``, recording ``(precision, tol)``
+    of each call. Returns the weight, the operator, its single-precision twin and the
+    record."""
     monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
     w = np.random.default_rng(4).standard_normal((6, 6, 3, 3))
     op = ConvOperator(w, (6, 14, 14), padding=1)
     single = ConvOperator(w, (6, 14, 14), padding=1, dtype=np.float32)
     matrix = op.tosparse().toarray()
     top = np.linalg.eigh(matrix.T @ matrix)[1][:, -1]
-    asked = []
+    asked: list = []
 
     def search(operator, start, tol, maxiter, ceiling=np.inf):
         asked.append((np.dtype(operator.dtype).name, tol))
-        return top.astype(operator.dtype), True  # claims its aim
+        return top.astype(operator.dtype), claimed
 
     monkeypatch.setattr(_lanczos, "_lanczos", search)
+    return w, op, single, asked
+
+
+def test_a_search_below_single_reach_is_not_confirmed_by_its_residual(monkeypatch):
+    """A search that met SINGLE_REACH, not the tighter tol, settled only at that level: even
+    with the top eigenvector in hand (its residual at rounding level) the double-precision
+    iteration decides, unless the ceiling does."""
+    w, op, single, asked = stubbed_search(monkeypatch, claimed=True)
     reach = _lanczos.SINGLE_REACH
     _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-6, Rounding.of(w, 1),
                          single=lambda: single)
@@ -228,19 +237,7 @@ def test_the_single_precision_search_aims_at_half_of_tol(monkeypatch):
     itself: one out of steps whose quotient reaches the proved ceiling is converged without a
     second iteration; by its residual alone it is not (the search may still have been
     moving)."""
-    monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
-    w = np.random.default_rng(4).standard_normal((6, 6, 3, 3))
-    op = ConvOperator(w, (6, 14, 14), padding=1)
-    single = ConvOperator(w, (6, 14, 14), padding=1, dtype=np.float32)
-    matrix = op.tosparse().toarray()
-    top = np.linalg.eigh(matrix.T @ matrix)[1][:, -1]
-    asked = []
-
-    def search(operator, start, tol, maxiter, ceiling=np.inf):
-        asked.append((np.dtype(operator.dtype).name, tol))
-        return top.astype(operator.dtype), False  # out of steps, its vector good enough
-
-    monkeypatch.setattr(_lanczos, "_lanczos", search)
+    w, op, single, asked = stubbed_search(monkeypatch, claimed=False)  # out of steps
     truth = dense_norm(w, (6, 14, 14), padding=1)
     lower, converged = _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-5, Rounding.of(w, 1),
                                             upper=truth * (1 + 5e-6), single=lambda: single)
