@@ -15,7 +15,7 @@ A large layer searches in single precision when the caller passes the operator i
 products and the basis' reads take half the time, for about the same number of steps. The
 search runs to half of ``tol``, or of :data:`SINGLE_REACH` when ``tol`` is tighter; its
 vector is checked in double precision (its quotient against the proved ceiling, and its
-residual if the search met ``tol`` itself), and if that check fails the double-precision
+residual if the search met ``tol`` or better), and if that check fails the double-precision
 iteration goes on from it (the single-precision vector stays a candidate). The bound is
 always a double-precision quotient.
 """
@@ -96,8 +96,8 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
     return int(min(fits, BASIS, maxiter + 1))
 
 
-#: Layers with at least this many unknowns on the iterated side run the Lanczos search in
-#: single precision when the caller has the operator in it (:func:`lower_bound`).
+#: Layers with at least this many rows or columns run the Lanczos search in single precision
+#: when the caller has the operator in it (:func:`lower_bound`).
 SINGLE_FROM = 2**14
 
 #: The tightest ``tol`` the single-precision search aims at (half of it): below, the
@@ -221,7 +221,7 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     it (to half of ``tol``, or of :data:`SINGLE_REACH` if that is looser; at most ``maxiter``
     steps) and what it finds is confirmed at ``tol`` in ``op``'s precision
     (:func:`_confirmed`: by the ceiling, and by its residual too only if the search met
-    ``tol`` itself). When that check fails, the iteration goes on in ``op``'s precision from
+    ``tol`` or better). When that check fails, the iteration goes on in ``op``'s precision from
     the vector found (kept as a candidate too), for at most ``maxiter`` steps more.
 
     Returns the bound and whether it is within ``tol`` of the norm: the Lanczos iteration met
@@ -251,16 +251,16 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
             # single-precision rounding of the quotient and residual (at tol itself, a vector
             # that stopped at the ceiling's edge failed the check by a hair: VGG-11's 64->128
             # on 112x112 then ran its 140 steps again in double precision, 14 -> 40 s); below
-            # SINGLE_REACH the search stops short of tol, and only the ceiling can confirm it
-            at_tol = tol >= SINGLE_REACH
-            found, claimed = _lanczos(fast, v0.astype(fast.dtype),
-                                      (tol if at_tol else SINGLE_REACH) / 2, min(maxiter, cols),
+            # SINGLE_REACH it runs to half of that, and if that is short of tol only the
+            # ceiling can confirm it
+            aim = max(tol, SINGLE_REACH) / 2
+            found, claimed = _lanczos(fast, v0.astype(fast.dtype), aim, min(maxiter, cols),
                                       ceiling)
             begin = found.astype(op.dtype)
             candidates.append(begin)
-            # by its residual only if it met tol itself (one out of steps may still have been
-            # moving; one that met a looser aim settled only at that level)
-            converged = _confirmed(op, begin, tol, ceiling, by_residual=claimed and at_tol)
+            # by its residual only if it met tol or better (one out of steps may still have
+            # been moving; one that met a looser aim settled only at that level)
+            converged = _confirmed(op, begin, tol, ceiling, by_residual=claimed and aim <= tol)
         if not converged:  # in double precision, from the vector found if there is one
             vector, converged = _lanczos(op, begin, tol, min(maxiter, cols), ceiling)
             candidates.append(vector)

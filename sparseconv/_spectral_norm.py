@@ -378,12 +378,19 @@ def _scaled(result: SpectralNorm, exponent: int) -> SpectralNorm:
 DEFAULT_TOL = 1e-7
 
 
+def exact_applies(geom: ConvGeometry) -> bool:
+    """Whether ``method="exact"`` can bound the layer: zero padding, or a periodic layer
+    (reflect and replicate padding have no whole-Gram proof; callers that take it for a
+    whole network, or from a command-line flag, keep ``"auto"`` there)."""
+    return geom.padding_mode == "zeros" or is_periodic(geom)
+
+
 def checked_tol(tol, name: str = "tol") -> float:
     """``spectral_norm``'s ``tol`` (``name``: as the caller calls it), validated."""
     return real_number(tol, name, low=0.0, high=1.0, low_open=True)
 
 
-def _checked_options(method, tol) -> tuple[str, float]:
+def checked_options(method, tol) -> tuple[str, float]:
     """``spectral_norm``'s ``method`` and ``tol``, validated."""
     if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
@@ -397,7 +404,7 @@ def _checked_layer(weight, input_shape, stride, padding, dilation, groups, paddi
                                   padding_mode)
     if method == "fft" and not is_periodic(geom):
         raise ValueError(f"method='fft' needs {not_periodic(geom)}")
-    if method == "exact" and geom.padding_mode != "zeros" and not is_periodic(geom):
+    if method == "exact" and not exact_applies(geom):
         raise ValueError(f"method='exact' needs zero padding or a periodic layer, got "
                          f"padding_mode={geom.padding_mode!r}")
     return weight, geom
@@ -426,13 +433,14 @@ def spectral_norm(
         matrix. ``"bounds"``: a Lanczos lower bound and certified upper bounds (zero padding:
         tight; reflect, replicate and non-periodic circular padding: the padding's own norm
         times the bound of the unpadded layer, looser). ``"upper"``: the cheap certified upper
-        bounds alone (the circulant embedding; no exact sections, no Lanczos),
+        bounds alone (the circulant embedding; no exact sections, no Lanczos, and no dense SVD
+        even for a small layer; 1x1 and periodic layers exactly, as with ``"auto"``),
         ``value`` is the upper bound and ``lower`` one cheap quotient. ``"auto"``: a 1x1
         kernel in closed form, ``"fft"`` when it applies, else ``"dense"`` when
         ``sparseconv._spectra.dense_is_affordable``, else ``"bounds"``. ``"exact"``: as
         ``"auto"``, but a zero-padded layer gets the certificate that treats every axis
         exactly (one banded Cholesky factorization of the whole Gram matrix, just above the
-        Lanczos lower bound: a relative width near ``8 tol``) whatever it costs -- for a
+        Lanczos lower bound: a relative width near ``4 tol``) whatever it costs -- for a
         512-channel 3x3 layer on 7x7, about ``1.9e12`` multiply-adds and 3.5 GB (sized
         against the memory limit first); ``"bounds"`` takes it only where it costs at most
         ``2**37``.
@@ -494,7 +502,7 @@ def spectral_norm(
     >>> bool(r.lower <= dense <= r.upper)
     True
     """
-    method, tol = _checked_options(method, tol)
+    method, tol = checked_options(method, tol)
     executor, progress = check_executor(executor), check_progress(progress)
     weight, geom = _checked_layer(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode, method)
@@ -508,7 +516,7 @@ def spectral_norm(
         result = _pointwise(weight, geom)
     elif method == "fft" or (closed and is_periodic(geom)):
         result = _fft(weight, geom, executor, progress)
-    elif method == "dense" or (closed and dense_is_affordable(*geom.shape)):
+    elif method == "dense" or (method in ("auto", "exact") and dense_is_affordable(*geom.shape)):
         result = _dense(weight, geom)
     else:
         result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper",
@@ -666,7 +674,7 @@ def spectral_norms(
     >>> float(results[1]) == float(sc.spectral_norm(**layers[1]))
     True
     """
-    method, tol = _checked_options(method, tol)
+    method, tol = checked_options(method, tol)
     workers = worker_count(workers)
     progress = check_progress(progress)
     given, costs = checked_layers(layers, method)

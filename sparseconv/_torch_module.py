@@ -157,10 +157,10 @@ def _layer_options(layer: _Layer, kwargs: dict) -> dict:
     ``"auto"`` for reflect and replicate padding (no whole-Gram proof there)."""
     assert layer.conv is not None
     weight, shape, conv_kwargs = layer.conv
-    if kwargs.get("method") == "exact" and conv_kwargs.get("padding_mode", "zeros") != "zeros":
-        from sparseconv._symbol import is_periodic
+    if kwargs.get("method") == "exact":
+        from sparseconv._spectral_norm import exact_applies
 
-        if not is_periodic(sc.ConvGeometry.from_weight(weight.shape, shape, **conv_kwargs)):
+        if not exact_applies(sc.ConvGeometry.from_weight(weight.shape, shape, **conv_kwargs)):
             return {**kwargs, "method": "auto"}
     return kwargs
 

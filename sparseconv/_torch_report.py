@@ -32,8 +32,10 @@ import sparseconv as sc
 from sparseconv._memory import format_bytes
 from sparseconv._parallel import naming
 from sparseconv._spectral_norm import (
+    DEFAULT_TOL,
     _norm_and_circular_task,
     checked_layers,
+    checked_options,
     circular_norm,
     norms_as_done,
 )
@@ -519,10 +521,12 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     Raises
     ------
     ValueError
-        A model in training mode.
+        A model in training mode; a ``method`` or ``tol`` that :func:`sparseconv.spectral_norm`
+        refuses (checked before any layer, named as the argument, not as a layer's).
     TypeError
         A TorchScript model whose graph hides a layer (see :func:`trace`); a keyword argument
-        other than ``method``, ``tol`` and ``executor``; ``workers`` not an int or None.
+        other than ``method``, ``tol`` and ``executor``; ``workers`` not an int or None; a
+        ``tol`` that is not a real number.
     RuntimeError
         The model's forward failed on the probe batch (an ``input_shape`` with its batch?).
     KeyboardInterrupt
@@ -557,6 +561,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         raise TypeError(f"lipschitz_report() got an unexpected keyword argument "
                         f"{unknown_options[0]!r}; it passes {', '.join(_SPECTRAL_NORM_OPTIONS)} "
                         "to spectral_norm")
+    # the network's own arguments, checked here rather than blamed on its first layer
+    checked_options(kwargs.get("method", "auto"), kwargs.get("tol", DEFAULT_TOL))
     given = _given_constants(lipschitz_constants)
     _checked(model, input_shape, None)  # no allow_train here: a report needs eval mode
     records, folds = _trace_with_folds(model, input_shape)

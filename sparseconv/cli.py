@@ -32,7 +32,7 @@ import numpy as np
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import check_memory, format_bytes
-from ._spectral_norm import DEFAULT_TOL, checked_tol
+from ._spectral_norm import DEFAULT_TOL, checked_tol, exact_applies
 from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS, worker_count
 from ._version import __version__
 
@@ -170,12 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the raster itself: one pixel per entry or bin, no axes")
     spy.add_argument("--zoom", type=_zoom, default=None, metavar="R0:R1,C0:C1",
                      help="only output channels R0..R1-1 against input channels C0..C1-1")
-    spectrum = commands.add_parser("spectrum", parents=[layer, figure],
-                                   help="singular values, frequency map, spectral norm")
+    spectrum = commands.add_parser(
+        "spectrum", parents=[layer, figure], help="singular values, frequency map, spectral norm",
+        description="Draw the layer's singular values into FILE (all of them where an exact "
+        "method applies, else ARPACK's largest) and, for a 2-D layer, the largest singular value "
+        "per frequency of its circular version; print the certified interval of its spectral "
+        "norm (sparseconv.spectral_norm), and with --every-size the bound for every input size.")
     spectrum.add_argument("-o", "--output", required=True, metavar="FILE")
     spectrum.add_argument("--exact", action="store_true",
                           help="certify the spectral norm with every axis exact (spectral_norm's "
-                          "method='exact'; zero padding or periodic layers)")
+                          "method='exact'; zero padding or periodic layers, the default route "
+                          "for others)")
     spectrum.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL",
                           help=_TOL_HELP)
     spectrum.add_argument("--every-size", action="store_true",
@@ -199,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _TOL_HELP = ("the relative tolerance of the Lanczos lower bound (spectral_norm's tol, default "
-             f"{DEFAULT_TOL:g}); 1e-5 takes a fifth to a third less time on large grids, the "
-             "interval then up to about that much wider")
+             f"{DEFAULT_TOL:g}); 1e-5 takes a fifth to a third less time on large grids; the "
+             "interval is then up to about 4 tol wide where the certificate of every axis "
+             "decides (small layers, --exact)")
 
 
 def _report_parser(commands) -> None:
@@ -493,8 +499,10 @@ def _spectrum(layer: _Layer, args) -> None:
 
     g = layer.geometry
     values, how = _top_singular_values(layer)
+    # --exact where it applies; a reflect- or replicate-padded layer keeps the default route
     norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
-                         method="exact" if args.exact else "auto", tol=args.tol)
+                         method="exact" if args.exact and exact_applies(g) else "auto",
+                         tol=args.tol)
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
     with matplotlib.rc_context(STYLE):
@@ -511,7 +519,8 @@ def _spectrum(layer: _Layer, args) -> None:
         fig.suptitle(_title(layer.describe(), fig))
         _savefig(fig, args.output, args.dpi)
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
-    print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method})")
+    short = "" if norm.converged else "; the lower bound did not meet --tol"
+    print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
     if args.every_size:
         from ._symbol import is_periodic
         from ._torus import toeplitz_norm

@@ -107,7 +107,7 @@ def test_spy_raw_pixels_are_the_pattern_and_figure_is_drawn(tmp_path):
 
 
 def _printed_norm(out: str) -> tuple[float, float, float, str]:
-    match = re.search(r"spectral norm  (\S+)  in \[(\S+), (\S+)\]  \((\w+)\)", out)
+    match = re.search(r"spectral norm  (\S+)  in \[(\S+), (\S+)\]  \((\w+)[;)]", out)
     assert match, out
     return (*(float(v) for v in match.groups()[:3]), match.group(4))
 
@@ -176,9 +176,29 @@ def test_spectrum_exact_certifies_every_axis(tmp_path, capsys, monkeypatch):
         assert lower <= top <= upper, (lower, top, upper, extra)
         widths.append((upper - lower) / upper)
     assert widths[1] <= 1e-6 < widths[0], widths
-    err = run("spectrum", "-o", tmp_path / "r.png", *args, "--padding-mode", "reflect",
-              "--exact").stderr
-    assert "method='exact' needs zero padding" in err and len(err.splitlines()) == 1, err
+    # a reflect-padded layer has no whole-Gram proof: it keeps the default route, as in report
+    assert main(["spectrum", "-o", str(tmp_path / "r.png"), *args, "--padding-mode", "reflect",
+                 "--exact"]) == 0
+    value, lower, upper, method = _printed_norm(capsys.readouterr().out)
+    reflect = conv_matrix(w, (4, 24, 24), padding=1, padding_mode="reflect").toarray()
+    assert lower <= np.linalg.norm(reflect, 2) <= upper and method == "bounds"
+
+
+def test_spectrum_says_when_the_lower_bound_missed_tol(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from sparseconv import _spectral_norm
+    from sparseconv.cli import main
+
+    original = _spectral_norm.spectral_norm
+    monkeypatch.setattr(_spectral_norm, "spectral_norm", lambda *args, **kwargs: (
+        dataclasses.replace(original(*args, **kwargs), converged=False)))
+    args = ["--in-shape", "4,12,12", "--out-channels", "4", "--kernel-size", "3"]
+    assert main(["spectrum", "-o", str(tmp_path / "s.png"), *args]) == 0
+    assert "; the lower bound did not meet --tol)" in capsys.readouterr().out
+    monkeypatch.setattr(_spectral_norm, "spectral_norm", original)
+    assert main(["spectrum", "-o", str(tmp_path / "s.png"), *args]) == 0
+    assert "did not meet" not in capsys.readouterr().out
 
 
 def test_tol_reaches_spectral_norm_and_is_checked_first(tmp_path, capsys, monkeypatch):
@@ -726,3 +746,14 @@ def test_report_interrupted_prints_the_partial_table(tmp_path, capsys, monkeypat
     assert info.value.code == 130
     assert "network bound: none (interrupted after 2 of 4 layers)" in captured.out
     assert captured.err == "sparseconv report: interrupted (interrupted after 2 of 4 layers)\n"
+
+
+def test_spectrum_help_says_what_it_draws_and_prints(capsys):
+    from sparseconv.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["spectrum", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert "Draw the layer's singular values into FILE" in text
+    assert "print the certified interval of its spectral norm" in text

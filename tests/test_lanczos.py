@@ -152,19 +152,19 @@ def stubbed_search(monkeypatch, claimed: bool):
     return w, op, single, asked
 
 
-def test_a_search_below_single_reach_is_not_confirmed_by_its_residual(monkeypatch):
-    """A search that met SINGLE_REACH, not the tighter tol, settled only at that level: even
-    with the top eigenvector in hand (its residual at rounding level) the double-precision
-    iteration decides, unless the ceiling does."""
+@pytest.mark.parametrize("tol, aim, alone", [(1e-6, 2.5e-6, False), (4e-6, 2.5e-6, True),
+                                             (1e-5, 5e-6, True)])
+def test_only_a_search_that_met_tol_is_confirmed_by_its_residual(monkeypatch, tol, aim, alone):
+    """A search that met half of SINGLE_REACH, not a tighter tol, settled only at that level:
+    even with the top eigenvector in hand (its residual at rounding level) the
+    double-precision iteration decides, unless the ceiling does. One that met tol or better
+    (half of tol, or half of SINGLE_REACH when that is below tol) is confirmed by its
+    residual."""
     w, op, single, asked = stubbed_search(monkeypatch, claimed=True)
-    reach = _lanczos.SINGLE_REACH
-    _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-6, Rounding.of(w, 1),
+    assert _lanczos.SINGLE_REACH / 2 == 2.5e-6
+    _lanczos.lower_bound(op, np.ones(op.shape[1]), tol, Rounding.of(w, 1),
                          single=lambda: single)
-    assert asked == [("float32", reach / 2), ("float64", 1e-6)]
-    asked.clear()  # at tol >= SINGLE_REACH the same search is confirmed by its residual
-    _lanczos.lower_bound(op, np.ones(op.shape[1]), 1e-5, Rounding.of(w, 1),
-                         single=lambda: single)
-    assert asked == [("float32", 5e-6)]
+    assert asked == [("float32", aim)] + ([] if alone else [("float64", tol)])
 
 
 class CountedAdjoint(ConvOperator):
