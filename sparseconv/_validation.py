@@ -299,14 +299,19 @@ def periodic_padding_mode(padding_mode, what: str) -> None:
 
 def real_number(value, name: str, *, low: float = -math.inf, high: float = math.inf,
                 low_open: bool = False, high_open: bool = True) -> float:
-    """``value`` as a float if it is a real number (not a bool) in the interval from ``low`` to
-    ``high`` (each end closed unless ``*_open``; an infinite end is never reached), else
-    TypeError/ValueError naming it and the interval. NaN is refused.
+    """``value`` as a float if it is a real number (not a bool; a 0-d numpy array of one, as
+    numpy reductions return, too) in the interval from ``low`` to ``high`` (each end closed
+    unless ``*_open``; an infinite end is never reached), else TypeError/ValueError naming it
+    and the interval. NaN is refused.
 
     >>> real_number(0.5, "tol", low=0.0, high=1.0, low_open=True)
     0.5
+    >>> real_number(np.array(0.5), "tol", low=0.0, high=1.0, low_open=True)
+    0.5
     """
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]  # its scalar, checked as any other
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number in {interval}, got {value!r}")
     value = float(value)

@@ -133,3 +133,17 @@ def test_an_object_passed_as_weight_is_named():
         sparseconv.spectral_norm(op, (1, 5))
     with pytest.raises(TypeError, match=r"^weight must be a numeric array, got dtype <U1$"):
         sparseconv.conv_matrix([["a"]], (1, 5))
+
+
+def test_a_zero_dimensional_array_is_a_number():
+    """A 0-d array (what numpy reductions and np.asarray(x) return) passes where a number does,
+    as in scipy; a 1-d array of one number does not."""
+    w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
+    given = sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=np.array(1e-5))
+    assert given == sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=1e-5)
+    with pytest.raises(TypeError, match=r"tol must be a number in \(0, 1\), got array\(\["):
+        sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=np.array([1e-5]))
+    with pytest.raises(ValueError, match="tol must be a finite number"):
+        sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=np.array(0.0))
+    with pytest.raises(TypeError, match="tol must be a number"):
+        sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=np.array(True))
