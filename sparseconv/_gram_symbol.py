@@ -38,7 +38,7 @@ import scipy.linalg
 
 from ._geometry import ConvGeometry
 from ._memory import fits
-from ._parallel import frequency_chunks, map_chunks
+from ._parallel import cpu_count, frequency_chunks, map_chunks
 from ._rounding import Rounding, U, cholesky_slack, gamma, up
 from ._symbol import phases, placed_taps
 from ._typing import ProgressLike
@@ -125,9 +125,10 @@ class GramSymbol:
         (:func:`sparseconv._rounding.cholesky_slack`; ``G^``'s diagonal is at least
         ``-error``), so ``sigma_max^2 <= (mu + error)(1 + c)``.
         A matrix that the factorization does not prove takes :meth:`top_squares`' route, and
-        so do blocks smaller than :data:`LANCZOS_FROM`, where it is no slower.
+        so do blocks smaller than :data:`LANCZOS_FROM` (:data:`LANCZOS_FROM_ONE_CORE` where
+        the frequencies run in turn on one core), where it is no slower.
         """
-        if self.size < LANCZOS_FROM:
+        if self.size < (LANCZOS_FROM if cpu_count() > 1 else LANCZOS_FROM_ONE_CORE):
             return Rounding.square_interval(self.top_squares(frequencies), self.allowance)[1]
         c = cholesky_slack(self.size - 1, True)  # dense, complex
         uppers = np.empty((len(frequencies), self.coefficients.shape[0]))
@@ -151,6 +152,12 @@ class GramSymbol:
 #: thread pool ResNet-18's four 3x3 layers of layer3 took 18-21 s against 16.5 s in all
 #: (its batched Lanczos steps are many small products, which two threads share the GIL for).
 LANCZOS_FROM = 384
+
+#: :data:`LANCZOS_FROM` where the frequencies run in turn on one core (a layer worker of
+#: ``workers=2``, or a one-core machine), with no thread pool to share the GIL with: there
+#: the 256-wide blocks gain too (one core, the circulant bound of VGG-11's 256->256 on 56x56:
+#: 18.6 -> 15.4 s; 256->512 on 28x28: 4.1 -> 3.2 s; the same bounds).
+LANCZOS_FROM_ONE_CORE = 256
 
 #: Lanczos steps per round of :func:`_lanczos_tops`, and the most rounds.
 _STEPS, _ROUNDS = 20, 6

@@ -102,6 +102,12 @@ def test_upper_bounds_from_lanczos_and_cholesky_hold_the_singular_values(complex
     tightly; a Lanczos estimate that misses the top (forced here) is caught by the
     factorization and that frequency takes the eigenvalues' route, still rigorous."""
     from sparseconv import _gram_symbol
+    monkeypatch.setattr(_gram_symbol, "LANCZOS_FROM", 1)  # (the blocks here are 24 wide)
+    monkeypatch.setattr(_gram_symbol, "LANCZOS_FROM_ONE_CORE", 1)
+    estimated = []
+    estimates = _gram_symbol._lanczos_tops
+    monkeypatch.setattr(_gram_symbol, "_lanczos_tops",
+                        lambda grams: estimated.append(len(grams)) or estimates(grams))
     layer = (24, 16, (3, 3), (8, 8), dict(stride=(2, 1)))
     w, geom = periodic(layer, complex_)
     rounding = Rounding.of(w, geom.groups)
@@ -110,11 +116,35 @@ def test_upper_bounds_from_lanczos_and_cholesky_hold_the_singular_values(complex
     xi = np.indices(grid).reshape(len(grid), -1).T
     truth = np.linalg.svd(symbol_at(geom, w, xi), compute_uv=False)[..., 0]
     upper = gram.top_uppers(xi)
+    assert sum(estimated) == len(xi)  # every frequency through Lanczos
     assert np.all(truth <= upper) and np.all(upper <= truth * (1 + 1e-8))
-    missed = _gram_symbol._lanczos_tops
-    monkeypatch.setattr(_gram_symbol, "_lanczos_tops", lambda grams: 0.9 * missed(grams))
+    monkeypatch.setattr(_gram_symbol, "_lanczos_tops", lambda grams: 0.9 * estimates(grams))
     fallback = gram.top_uppers(xi)
     assert np.all(truth <= fallback) and np.all(fallback <= truth * (1 + 1e-8))
+
+
+@pytest.mark.parametrize("one_core", [False, True])
+def test_blocks_of_256_take_lanczos_where_the_frequencies_run_in_turn(monkeypatch, one_core):
+    """On one core (a layer worker) blocks from LANCZOS_FROM_ONE_CORE (256) take the Lanczos
+    and Cholesky route; with a thread pool, only from LANCZOS_FROM (384), whose batched small
+    products two threads share the GIL for."""
+    from sparseconv import _gram_symbol, _parallel
+    monkeypatch.setattr(_parallel, "_one_core", one_core)
+    monkeypatch.setattr(_parallel.os, "cpu_count", lambda: 2)
+    estimated = []
+    estimates = _gram_symbol._lanczos_tops
+    monkeypatch.setattr(_gram_symbol, "_lanczos_tops",
+                        lambda grams: estimated.append(len(grams)) or estimates(grams))
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((256, 256, 3, 3)) / 48
+    geom = ConvGeometry.from_weight(w.shape, (256, 4, 4), padding_mode="circular", padding=1)
+    gram = gram_symbol(geom, w, Rounding.of(w, 1))
+    assert gram.size == 256 == _gram_symbol.LANCZOS_FROM_ONE_CORE < _gram_symbol.LANCZOS_FROM
+    xi = np.array([[0, 0], [1, 2]])
+    upper = gram.top_uppers(xi)
+    assert (sum(estimated) == 2) == one_core
+    truth = np.linalg.svd(symbol_at(geom, w, xi), compute_uv=False)[..., 0]
+    assert np.all(truth <= upper) and np.all(upper <= truth * (1 + 1e-8))
 
 
 def test_lanczos_estimates_converge_to_the_top_eigenvalue():
