@@ -711,13 +711,18 @@ def test_report_of_a_torchscript_file_is_the_eager_report(how, tmp_path, capsys)
     assert data["network_upper"] == expected.network_upper
 
 
-def test_report_help_warns_about_pickles(capsys):
+def _help_text(command: str, capsys) -> str:
+    """``sparseconv COMMAND --help``'s text, its lines joined (it exits with 0)."""
     from sparseconv.cli import main
 
     with pytest.raises(SystemExit) as info:
-        main(["report", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
+        main([command, "--help"])
     assert info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_report_help_warns_about_pickles(capsys):
+    text = _help_text("report", capsys)
     assert "unpickling runs code from the file" in text
     assert "a TorchScript file (torch.jit.script(model).save(...) or torch.jit.trace(...).save(" \
            "...)) loads without a flag, with torch.jit.load, which runs no Python code" in text
@@ -749,11 +754,6 @@ def test_report_interrupted_prints_the_partial_table(tmp_path, capsys, monkeypat
 
 
 def test_spectrum_help_says_what_it_draws_and_prints(capsys):
-    from sparseconv.cli import main
-
-    with pytest.raises(SystemExit) as info:
-        main(["spectrum", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
-    assert info.value.code == 0
+    text = _help_text("spectrum", capsys)
     assert "Draw the layer's singular values into FILE" in text
     assert "print the certified interval of its spectral norm" in text
