@@ -14,17 +14,17 @@ def dense_norm(w, shape, **kwargs):
     return np.linalg.norm(conv_matrix(w, shape, **kwargs).toarray(), 2)
 
 
-@pytest.fixture
-def single_everywhere(monkeypatch):
-    """Every layer searches in single precision (only large ones do by default), and the
-    calls of the iteration are recorded by precision."""
+def recorded_calls(monkeypatch) -> list:
+    """Every layer searches in single precision; each call of the iteration is recorded as
+    ``(precision, tol, start, vector found)``."""
     monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
-    calls: list[str] = []
+    calls: list = []
     original = _lanczos._lanczos
 
-    def recorded(op, start, *args):
-        calls.append(np.dtype(op.dtype).name)
-        return original(op, start, *args)
+    def recorded(op, start, tol, *args):
+        vector, met = original(op, start, tol, *args)
+        calls.append((np.dtype(op.dtype).name, tol, start.copy(), vector))
+        return vector, met
 
     monkeypatch.setattr(_lanczos, "_lanczos", recorded)
     return calls
@@ -41,11 +41,12 @@ LAYERS = [  # (C_out, C_in, kernel, input size, keyword arguments)
 
 @pytest.mark.parametrize("complex_", [False, True])
 @pytest.mark.parametrize("layer", LAYERS, ids=[str(k) for *_, k in LAYERS])
-def test_single_precision_search_gives_the_double_precision_bound(single_everywhere, layer,
+def test_single_precision_search_gives_the_double_precision_bound(monkeypatch, layer,
                                                                    complex_):
     """The search in float32 (complex64) finds a vector whose double-precision quotient is
     as good as the double-precision search's: the interval holds the truth, and its lower
     end is within tol of it."""
+    calls = recorded_calls(monkeypatch)
     c_out, c_in, kernel, size, kwargs = layer
     rng = np.random.default_rng(sum(size) + c_out)
     w = rng.standard_normal((c_out, c_in // kwargs.get("groups", 1), *kernel))
@@ -54,26 +55,10 @@ def test_single_precision_search_gives_the_double_precision_bound(single_everywh
     shape = (c_in, *size)
     result = spectral_norm(w, shape, method="bounds", tol=1e-9, **kwargs)
     truth = dense_norm(w, shape, **kwargs)
-    assert single_everywhere[0] == ("complex64" if complex_ else "float32")
+    assert calls[0][0] == ("complex64" if complex_ else "float32")
     assert result.lower <= truth * (1 + 1e-14) and truth <= result.upper * (1 + 1e-14)
     assert result.converged
     assert truth - result.lower <= 1e-8 * truth, (result, truth)
-
-
-def recorded_calls(monkeypatch) -> list:
-    """Every layer searches in single precision; each call of the iteration is recorded as
-    ``(precision, tol, start, vector found)``."""
-    monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
-    calls: list = []
-    original = _lanczos._lanczos
-
-    def recorded(op, start, tol, *args):
-        vector, met = original(op, start, tol, *args)
-        calls.append((np.dtype(op.dtype).name, tol, start.copy(), vector))
-        return vector, met
-
-    monkeypatch.setattr(_lanczos, "_lanczos", recorded)
-    return calls
 
 
 def same_direction(u, v) -> bool:
