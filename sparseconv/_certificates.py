@@ -258,40 +258,39 @@ class SectionGram:
         pairs = {tap: dict(zip(np.flatnonzero(meets[tap]).tolist(), (
             flat[meets[tap]].reshape(-1, flat.shape[2]) @ np.conj(flat[tap].T)).reshape(-1, c, c)))
             for tap in range(k) if meets[tap].any()}
-        # row q*c + b of the band (LAPACK's column): column b of the blocks (q + d, q), from row
-        # b on: the band, read through `view`, holds entry (a, b) of block (q + d, q) of
-        # -T^H T at view[q, b, d*c + a] -- for d = 0 only a >= b, the rest being the rows above
-        self._band = np.zeros((n * c, depth * c), dtype=self.dtype)
-        width, item = depth * c, self._band.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            self._band, shape=(n, c, width), strides=(c * width * item, (width - 1) * item, item))
-        # per offset d, the pairs of taps (t, u) that meet at (q + d, q), and those q's (distinct
-        # outputs read distinct positions by one tap: unique per pair)
-        offsets: dict[int, list] = {}
+        # column q*c + b of -T^H T from block row q down, as LAPACK's band stores it: row
+        # [q, b] of `_block_columns` holds the blocks (q + d, q) transposed, side by side
+        # (entry (a, b) of block (q + d, q) at [q, b, d*c + a]), then a block of zeros past
+        # the band; the band's column q*c + b is that row from b on (:meth:`band`)
+        self._block_columns = np.zeros((n, c, (depth + 1) * c), dtype=self.dtype)
         for tap, other in zip(*np.nonzero(meets), strict=True):
             rows = keep[:, tap, other]
             gaps, starts = (p - q)[rows, tap, other], q[rows, tap, other]
+            # distinct outputs read distinct positions by one tap: each q once per (t, u, d)
             for d in np.unique(gaps).tolist():
-                offsets.setdefault(d, []).append((tap, other, starts[gaps == d]))
-        block = np.empty((n, c, c), dtype=self.dtype)
-        for d, meetings in sorted(offsets.items()):
-            block.fill(0)
-            for tap, other, starts in meetings:
-                block[starts] -= pairs[tap][other]
-            if d == 0:  # the diagonal blocks: their lower triangle, row by row
-                for b in range(c):
-                    view[:, b, b:c] = block[:, b, b:c]
-            else:
-                view[:n - d, :, d * c:(d + 1) * c] = block[:n - d]
+                product, at = pairs[tap][other], starts[gaps == d]
+                # in place, by basic slicing (a fancy index would copy the blocks out and back)
+                if at.size == at[-1] - at[0] + 1 and (np.diff(at) == 1).all():
+                    self._block_columns[at[0]:at[-1] + 1, :, d * c:(d + 1) * c] -= product
+                else:
+                    for start in at.tolist():
+                        self._block_columns[start, :, d * c:(d + 1) * c] -= product
         self._work: np.ndarray | None = None
 
     def band(self, mu: float) -> np.ndarray:
         """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``, Fortran-ordered
         (LAPACK's own order, so no copy on the way in): a working array of this Gram, which the
         next call overwrites (as a factorization in place does)."""
+        n, c, wide = self._block_columns.shape
+        width = wide - c
         if self._work is None:
-            self._work = np.empty_like(self._band)
-        np.copyto(self._work, self._band)
+            self._work = np.empty((n * c, width), dtype=self.dtype)
+        # [q, b, o] reads [q, b, b + o]: entry (q*c + b + o, q*c + b), o rows below the diagonal
+        step = self._block_columns.itemsize
+        diagonals = np.lib.stride_tricks.as_strided(
+            self._block_columns, shape=(n, c, width),
+            strides=(c * wide * step, (wide + 1) * step, step))
+        np.copyto(self._work.reshape(n, c, width), diagonals)
         self._work[:, 0] += mu
         return self._work.T
 
