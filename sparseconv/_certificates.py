@@ -245,12 +245,20 @@ class SectionGram:
         self.shape = (positions * channels,) * 2
         self.dtype = np.result_type(kernel.dtype, np.float64)
         self.to_input = lambda vector: vector  # T^H T: its eigenvectors are inputs already
+        self._block_columns: np.ndarray | None = None  # the band's blocks, on first use
+        self._work: np.ndarray | None = None
 
+    def _assemble(self) -> np.ndarray:
+        """The blocks of ``-T^H T`` below the diagonal, laid out for :meth:`band`: built once,
+        when the band is first asked for (an eigenpair needs only :meth:`matvec`)."""
+        if self._block_columns is not None:
+            return self._block_columns
+        taps, k = self.taps, self._forward.shape[0] // self.channels
         t, u = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
         p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
         keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
-        self.depth = depth = int((p - q)[keep].max(initial=0)) + 1
-        n, c = positions, channels
+        depth = int((p - q)[keep].max(initial=0)) + 1
+        n, c = self.positions, self.channels
         # per tap t, one GEMM for the taps u it meets below it: the (b, a) block of
         # pairs[t][(u, b), a] = sum_o K_u[o, b] K_t[o, a]^* is (K_t^H K_u)^T
         flat = self._forward.reshape(k, c, -1)
@@ -262,7 +270,7 @@ class SectionGram:
         # [q, b] of `_block_columns` holds the blocks (q + d, q) transposed, side by side
         # (entry (a, b) of block (q + d, q) at [q, b, d*c + a]), then a block of zeros past
         # the band; the band's column q*c + b is that row from b on (:meth:`band`)
-        self._block_columns = np.zeros((n, c, (depth + 1) * c), dtype=self.dtype)
+        block_columns = np.zeros((n, c, (depth + 1) * c), dtype=self.dtype)
         for tap, other in zip(*np.nonzero(meets), strict=True):
             rows = keep[:, tap, other]
             gaps, starts = (p - q)[rows, tap, other], q[rows, tap, other]
@@ -271,24 +279,26 @@ class SectionGram:
                 product, at = pairs[tap][other], starts[gaps == d]
                 # in place, by basic slicing (a fancy index would copy the blocks out and back)
                 if at.size == at[-1] - at[0] + 1 and (np.diff(at) == 1).all():
-                    self._block_columns[at[0]:at[-1] + 1, :, d * c:(d + 1) * c] -= product
+                    block_columns[at[0]:at[-1] + 1, :, d * c:(d + 1) * c] -= product
                 else:
                     for start in at.tolist():
-                        self._block_columns[start, :, d * c:(d + 1) * c] -= product
-        self._work: np.ndarray | None = None
+                        block_columns[start, :, d * c:(d + 1) * c] -= product
+        self._block_columns = block_columns
+        return block_columns
 
     def band(self, mu: float) -> np.ndarray:
         """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``, Fortran-ordered
         (LAPACK's own order, so no copy on the way in): a working array of this Gram, which the
         next call overwrites (as a factorization in place does)."""
-        n, c, wide = self._block_columns.shape
+        block_columns = self._assemble()
+        n, c, wide = block_columns.shape
         width = wide - c
         if self._work is None:
             self._work = np.empty((n * c, width), dtype=self.dtype)
         # [q, b, o] reads [q, b, b + o]: entry (q*c + b + o, q*c + b), o rows below the diagonal
-        step = self._block_columns.itemsize
+        step = block_columns.itemsize
         diagonals = np.lib.stride_tricks.as_strided(
-            self._block_columns, shape=(n, c, width),
+            block_columns, shape=(n, c, width),
             strides=(c * wide * step, (wide + 1) * step, step))
         np.copyto(self._work.reshape(n, c, width), diagonals)
         self._work[:, 0] += mu
