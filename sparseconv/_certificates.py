@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse
 import scipy.sparse.linalg as spla
 
 from ._geometry import ConvGeometry, periodic_padding
@@ -191,6 +192,14 @@ def _transposed_taps(taps: np.ndarray, positions: int) -> np.ndarray | None:
     return transposed
 
 
+def _scatter_matrix(taps: np.ndarray, positions: int) -> scipy.sparse.csr_array:
+    """The 0/1 matrix ``S`` with ``S[p, o * k + t] = 1`` where tap ``t`` of output ``o`` reads
+    position ``p``: ``T^H``'s sum over the taps, when one position is read more than once."""
+    o, t = np.nonzero(taps >= 0)
+    return scipy.sparse.csr_array(
+        (np.ones(o.size), (taps[o, t], o * taps.shape[1] + t)), shape=(positions, taps.size))
+
+
 def _depth(taps: np.ndarray) -> int:
     """The band depth of ``T^H T`` in positions: the widest spread of one output's reads."""
     valid = taps >= 0
@@ -236,9 +245,8 @@ class SectionGram:
         c_out, channels, k = kernel.shape
         if transposed is None:
             transposed = _transposed_taps(taps, positions)
-            if transposed is None:  # pragma: no cover - zero padding never reads twice
-                raise ValueError("a section's tap reads one position twice (not zero padding)")
         self.taps, self.transposed = taps, transposed
+        self._scatter = None if transposed is not None else _scatter_matrix(taps, positions)
         self._forward = _columns(kernel)  # T and T^H by GEMMs on the kernel
         self._adjoint = _columns(np.conj(kernel).transpose(1, 0, 2))
         self.channels, self.positions = channels, positions
@@ -307,6 +315,10 @@ class SectionGram:
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``T^H (T x)``, by the kernel: ``x`` position-major."""
         y = _gather_apply(self._forward, self.taps, x.reshape(self.positions, self.channels))
+        if self.transposed is None:  # a position read twice (padding that copies): a sum
+            # z[o, (t, c)] = (K_t^H y[o])[c], then each (o, t) added onto the position it read
+            z = y @ np.conj(self._forward).T
+            return (self._scatter @ z.reshape(-1, self.channels)).ravel()
         return _gather_apply(self._adjoint, self.transposed, y).ravel()
 
     def toarray(self) -> np.ndarray:
@@ -425,7 +437,7 @@ class Witness:
 
 
 def _certified_square(mu: float, bandwidth: int, rounding: Rounding, inner: int,
-                      taps: int, complex_: bool) -> float:
+                      taps: int, complex_: bool, copies: int = 1) -> float:
     """A rigorous bound on ``lambda_max(T^H T)`` of every exact block certified below ``mu``.
 
     A completed Cholesky of ``mu I - G^`` (bandwidth ``k``) proves ``lambda_max(G^) <= mu (1 +
@@ -435,10 +447,24 @@ def _certified_square(mu: float, bandwidth: int, rounding: Rounding, inner: int,
     W1^2`` (``inner``: the length of the products of its blocks, ``C_out`` for ``T^H T`` and
     ``C_in`` for ``T T^H``; callers pass the larger), and by the kernels' evaluation error
     ``eps``: ``2 W1 eps + eps^2``. ``bandwidth``: the larger of the two sides' too.
+
+    ``copies``: the most outputs that read one position through one tap (reflect and
+    replicate padding; 1 for zero padding). Each tap's read map then has norm at most
+    ``sqrt(copies)``, so ``|| |T| ||^2 <= copies W1^2``, and an entry of ``G^`` adds up to
+    ``K^2 copies`` tap products: the allowance is ``copies (gamma(2 inner + K^2 copies + 4)
+    W1^2 + 2 W1 eps + eps^2)``. Two taps of one output may then read one position, so a
+    diagonal entry of ``G^`` holds cross terms and may round below zero (by at most that
+    allowance): the factorized diagonal is at most ``mu`` plus it, and the slack applies to
+    that sum.
     """
     w1, eps = rounding.tap_norms + rounding.symbol_error, rounding.symbol_error
-    proved = mu * (1 + cholesky_slack(bandwidth, complex_))
-    return up(proved + gamma(2 * inner + taps**2 + 4) * w1 * w1 + 2 * w1 * eps + eps * eps)
+    slack = cholesky_slack(bandwidth, complex_)
+    if copies == 1:
+        proved = mu * (1 + slack)
+        return up(proved + gamma(2 * inner + taps**2 + 4) * w1 * w1 + 2 * w1 * eps + eps * eps)
+    error = up(copies * (gamma(2 * inner + taps**2 * copies + 4) * w1 * w1 + 2 * w1 * eps
+                         + eps * eps))
+    return up(up(mu + error) * (1 + slack) + error)
 
 
 def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float, beaten: float,
@@ -612,10 +638,13 @@ def _full_sides(geom: ConvGeometry) -> list[tuple[int, int]]:
 
 def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int, int]:
     """Memory and multiply-adds of the full certificate, before building it: the flops on
-    the side :func:`section_gram` picks (the cheaper one), the memory of the larger -- per
-    group its band and the band's working copy, a block row and the tap products, for as
-    many groups at once as the thread pool runs."""
+    the side :func:`section_gram` picks (the cheaper one; the inputs' where padding copies
+    an input, read twice through one tap), the memory of the larger -- per group its band
+    and the band's working copy, a block row and the tap products, for as many groups at
+    once as the thread pool runs."""
     sides = _full_sides(geom)
+    if geom.padding_mode != "zeros":  # T T^H has no gather map where a tap reads twice
+        sides = sides[:1]
     itemsize = 16 if complex_ else 8
     channels = max(geom.in_channels, geom.out_channels) // geom.groups
     taps = math.prod(geom.kernel_size)
@@ -648,7 +677,7 @@ def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: 
 
 def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
                tol: float, tops: np.ndarray | None = None,
-               executor: Executor | None = None) -> float:
+               executor: Executor | None = None, copies: int = 1) -> float:
     """Upper bound on ``||A||`` with every axis exact: ``mu I - A^H A`` proved positive.
 
     The Gram matrix of each group, position-major, is banded (:class:`SectionGram` over the
@@ -659,12 +688,18 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     factorized (``A`` is block diagonal over the groups: ``||A|| = max_g ||A_g||``). Groups
     are factorized in parallel (:func:`sparseconv._parallel.map_chunks`). ``math.inf`` when
     no candidate is proved.
+
+    Reflect and replicate padding too: their gather map reads positions near the edges more
+    than once, ``copies`` times at most through one tap (:func:`_certified_square`'s
+    allowance), and stays as local as zero padding's, so the Gram is banded alike.
     """
     taps = geom.index_map()  # the whole layer's gather map, C order over the axes
     size = math.prod(geom.input_size)
     c_out = geom.out_channels // geom.groups
     kernels = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
-    bandwidth = max(bandwidth for _, bandwidth in _full_sides(geom))
+    # the widest band either side can have, and the one the inputs' side has here
+    bandwidth = max(max(bandwidth for _, bandwidth in _full_sides(geom)),
+                    _depth(taps) * weight.shape[1])
     candidates = [max(estimate * estimate, 1e-300) * (1 + delta)
                   for delta in (max(8 * tol, 1e-8), 1e-5, 1e-4)]
     needed = [g for g in range(geom.groups) if tops is None or tops[g] ** 2 > candidates[0]]
@@ -678,7 +713,7 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
         return math.inf
     return math.sqrt(_certified_square(candidates[worst], bandwidth, rounding,
                                        max(c_out, weight.shape[1]), math.prod(geom.kernel_size),
-                                       weight.dtype.kind == "c"))
+                                       weight.dtype.kind == "c", copies))
 
 
 # ---------------------------------------------------------------------------------------------

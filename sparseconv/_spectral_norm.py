@@ -314,15 +314,16 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     check_lanczos_memory(op)  # every stage is sized before the first one starts
     copies = _copies(geom)  # after the operator, whose scratch memory is checked first
     exact_first = False
-    if geom.padding_mode == "zeros":
-        rounding = Rounding.of(weight, geom.groups)
-        grid, certified = _circulant(weight, geom, rounding, executor, progress)
-        bounds = {"circulant": float(certified.max())}
+    if exact_applies(geom):  # zero, reflect or replicate padding: a whole-Gram proof exists
         nbytes, flops = full_bytes_and_flops(geom, weight.dtype.kind == "c")
         if exact:  # asked for: sized against the memory limit before anything else runs
             check_memory(nbytes, "the Cholesky factorization of the whole Gram matrix "
                          f"({flops:.2e} multiply-adds) of spectral_norm's method='exact'")
         exact_first = exact or (not upper_only and flops <= FULL_FLOPS and fits(nbytes))
+    if geom.padding_mode == "zeros":
+        rounding = Rounding.of(weight, geom.groups)
+        grid, certified = _circulant(weight, geom, rounding, executor, progress)
+        bounds = {"circulant": float(certified.max())}
 
         def floor(found: dict) -> float:  # the quotient of the start vector they give
             x = start_vector(geom, grid, found)
@@ -340,10 +341,14 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         valid_rounding = Rounding.of(weight, geom.groups)
         grid, certified = _circulant(weight, valid, valid_rounding, executor, progress)
         valid_bounds = {"circulant": float(certified.max())}
-        if not upper_only:
-            _sections(weight, valid, grid, certified, valid_bounds, valid_rounding, executor)
         scale = up(math.sqrt(copies), 2)
-        bounds = {f"padding x {name}": up(scale * value, 2) for name, value in valid_bounds.items()}
+
+        def times_padding(found: dict) -> dict:
+            return {f"padding x {name}": up(scale * value, 2) for name, value in found.items()}
+
+        if not upper_only and not exact_first:
+            _sections(weight, valid, grid, certified, valid_bounds, valid_rounding, executor)
+        bounds = times_padding(valid_bounds)
         start = np.ones(op.shape[1])
     upper = min(bounds.values())
     rounding = Rounding.of(weight, geom.groups, copies)
@@ -354,10 +359,16 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     lower, converged = lower_bound(op, start, tol, rounding, upper=upper,
                                    single=functools.partial(_single_operator, weight, geom))
     if exact_first and upper - lower > max(tol, 1e-6) * upper:
-        groups = certified.reshape(-1, geom.groups).max(axis=0)  # each group's circulant bound
-        bounds["exact"] = full_bound(weight, geom, lower, rounding, tol, groups, executor)
+        # each group's circulant bound (zero padding), or none: every group is factorized
+        groups = certified.reshape(-1, geom.groups).max(axis=0) if copies == 1 else None
+        bounds["exact"] = full_bound(weight, geom, lower, Rounding.of(weight, geom.groups), tol,
+                                     groups, executor, copies)
         if bounds["exact"] == math.inf:  # no candidate proved: the sections, as for a large layer
-            _sections(weight, geom, grid, certified, bounds, rounding, executor)
+            if geom.padding_mode == "zeros":
+                _sections(weight, geom, grid, certified, bounds, rounding, executor)
+            else:
+                _sections(weight, valid, grid, certified, valid_bounds, valid_rounding, executor)
+                bounds.update(times_padding(valid_bounds))
         upper = min(bounds.values())
     return _checked(lower, lower, upper, "bounds", bounds, converged)
 
@@ -379,10 +390,11 @@ DEFAULT_TOL = 1e-7
 
 
 def exact_applies(geom: ConvGeometry) -> bool:
-    """Whether ``method="exact"`` can bound the layer: zero padding, or a periodic layer
-    (reflect and replicate padding have no whole-Gram proof; callers that take it for a
-    whole network, or from a command-line flag, keep ``"auto"`` there)."""
-    return geom.padding_mode == "zeros" or is_periodic(geom)
+    """Whether ``method="exact"`` can bound the layer: zero, reflect or replicate padding
+    (their Gram matrices are banded alike), or a periodic layer (circular padding that is
+    not periodic has no whole-Gram proof: its reads wrap around the grid; callers that take
+    it for a whole network, or from a command-line flag, keep ``"auto"`` there)."""
+    return geom.padding_mode != "circular" or is_periodic(geom)
 
 
 def checked_tol(tol, name: str = "tol") -> float:
@@ -405,8 +417,9 @@ def _checked_layer(weight, input_shape, stride, padding, dilation, groups, paddi
     if method == "fft" and not is_periodic(geom):
         raise ValueError(f"method='fft' needs {not_periodic(geom)}")
     if method == "exact" and not exact_applies(geom):
-        raise ValueError(f"method='exact' needs zero padding or a periodic layer, got "
-                         f"padding_mode={geom.padding_mode!r}")
+        raise ValueError("method='exact' needs zero, reflect or replicate padding, or a "
+                         f"periodic layer, got padding_mode={geom.padding_mode!r} on a layer "
+                         f"that is not periodic; periodic needs {not_periodic(geom)}")
     return weight, geom
 
 
@@ -432,15 +445,17 @@ def spectral_norm(
         ``"fft"``: exact, for periodic circular layers. ``"dense"``: SVD of the explicit
         matrix. ``"bounds"``: a Lanczos lower bound and certified upper bounds (zero padding:
         tight; reflect, replicate and non-periodic circular padding: the padding's own norm
-        times the bound of the unpadded layer, looser). ``"upper"``: the cheap certified upper
+        times the bound of the unpadded layer, looser -- up to twice the norm in 2-D -- except
+        where the whole-Gram certificate below is cheap). ``"upper"``: the cheap certified upper
         bounds alone (the circulant embedding; no exact sections, no Lanczos, and no dense SVD
         even for a small layer; 1x1 and periodic layers exactly, as with ``"auto"``),
         ``value`` is the upper bound and ``lower`` one cheap quotient. ``"auto"``: a 1x1
         kernel in closed form, ``"fft"`` when it applies, else ``"dense"`` when
         ``sparseconv._spectra.dense_is_affordable``, else ``"bounds"``. ``"exact"``: as
-        ``"auto"``, but a zero-padded layer gets the certificate that treats every axis
-        exactly (one banded Cholesky factorization of the whole Gram matrix, just above the
-        Lanczos lower bound: a relative width near ``4 tol``) whatever it costs -- for a
+        ``"auto"``, but a layer with zero, reflect or replicate padding gets the certificate
+        that treats every axis exactly (one banded Cholesky factorization of the whole Gram
+        matrix, just above the Lanczos lower bound: a relative width near ``4 tol``)
+        whatever it costs -- for a
         512-channel 3x3 layer on 7x7, about ``1.9e12`` multiply-adds and 3.5 GB (sized
         against the memory limit first); ``"bounds"`` takes it only where it costs at most
         ``2**37``.

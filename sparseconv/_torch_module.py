@@ -154,7 +154,8 @@ def _layer_norm(layer: _Layer, **kwargs: Any) -> sc.SpectralNorm:
 
 def _layer_options(layer: _Layer, kwargs: dict) -> dict:
     """``spectral_norm``'s options for a convolution ``layer``: ``method="exact"`` becomes
-    ``"auto"`` for reflect and replicate padding (no whole-Gram proof there)."""
+    ``"auto"`` for circular padding that is not periodic (no whole-Gram proof there: its reads
+    wrap around the grid)."""
     assert layer.conv is not None
     weight, shape, conv_kwargs = layer.conv
     if kwargs.get("method") == "exact":

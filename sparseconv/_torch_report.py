@@ -381,7 +381,7 @@ def _report_rows(todo: list, workers: int, kwargs: dict) -> Generator[tuple[int,
         if layer.conv is not None:
             weight, shape, conv_kwargs = layer.conv
             convolutions.append(dict(weight=weight, input_shape=shape, **conv_kwargs))
-            # a reflect-padded layer's method="exact" becomes "auto", as in turn
+            # method="exact" becomes "auto" where it does not apply, as in turn
             options.append({key: value for key, value in _layer_options(layer, kwargs).items()
                             if key != "executor"})
             index.append(i)

@@ -179,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("-o", "--output", required=True, metavar="FILE")
     spectrum.add_argument("--exact", action="store_true",
                           help="certify the spectral norm with every axis exact (spectral_norm's "
-                          "method='exact'; zero padding or periodic layers, the default route "
-                          "for others)")
+                          "method='exact'; zero, reflect or replicate padding or periodic "
+                          "layers, the default route for non-periodic circular padding)")
     spectrum.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL",
                           help=_TOL_HELP)
     spectrum.add_argument("--every-size", action="store_true",
@@ -234,8 +234,9 @@ def _report_parser(commands) -> None:
     report.add_argument("--fold-batchnorm", action="store_true",
                         help="one row per convolution and the BatchNorm that follows it")
     report.add_argument("--exact", action="store_true",
-                        help="certify every zero-padded convolution with every axis exact "
-                        "(spectral_norm's method='exact': widths near 1e-6, but minutes and "
+                        help="certify every convolution with zero, reflect or replicate padding "
+                        "with every axis exact (spectral_norm's method='exact': widths near "
+                        "1e-6, but minutes and "
                         "gigabytes for a 512-channel layer on 7x7; raise the memory limit with "
                         "SPARSECONV_MEMORY_LIMIT)")
     report.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL", help=_TOL_HELP)
@@ -499,7 +500,7 @@ def _spectrum(layer: _Layer, args) -> None:
 
     g = layer.geometry
     values, how = _top_singular_values(layer)
-    # --exact where it applies; a reflect- or replicate-padded layer keeps the default route
+    # --exact where it applies; non-periodic circular padding keeps the default route
     norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
                          method="exact" if args.exact and exact_applies(g) else "auto",
                          tol=args.tol)

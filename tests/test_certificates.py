@@ -25,14 +25,14 @@ from sparseconv._geometry import ConvGeometry
 from sparseconv._rounding import Rounding, U, gamma
 
 
-def _layer(rng, c_out, c_in, k, n, stride, padding, dilation, complex_):
+def _layer(rng, c_out, c_in, k, n, stride, padding, dilation, complex_, padding_mode="zeros"):
     kernel = rng.standard_normal((c_out, c_in, k))
     if complex_:
         kernel = kernel + 1j * rng.standard_normal(kernel.shape)
     geom = ConvGeometry.from_weight(kernel.shape, (c_in, n), stride=stride, padding=padding,
-                                    dilation=dilation)
+                                    dilation=dilation, padding_mode=padding_mode)
     dense = conv_matrix(kernel, (c_in, n), stride=stride, padding=padding,
-                        dilation=dilation).toarray()
+                        dilation=dilation, padding_mode=padding_mode).toarray()
     m = geom.output_size[0]
     # conv_matrix is channel-major (c * n + p); the Gram blocks are position-major (p * C + c)
     rows = np.arange(m * c_out).reshape(c_out, m).T.ravel()
@@ -86,6 +86,45 @@ def test_section_gram_is_the_dense_gram_on_its_side(config, complex_):
     assert v.shape == (n * c_in,)
     assert abs(np.linalg.norm(T @ v) / np.linalg.norm(v) - top) <= 1e-9 * top
     # the Cholesky test brackets the top eigenvalue
+    assert _below(gram, top * top * (1 + 1e-9)) and not _below(gram, top * top * (1 - 1e-9))
+
+
+COPYING = [  # c_out, c_in, k, n, stride, padding, dilation, padding_mode
+    (3, 2, 3, 7, 1, 1, 1, "reflect"),  # output 0 reads position 1 twice
+    (2, 3, 5, 6, 1, 5, 1, "reflect"),  # the padding as wide as PyTorch allows: 3 copies
+    (4, 2, 3, 9, 2, 1, 1, "reflect"),
+    (2, 2, 3, 8, 1, 2, 2, "reflect"),
+    (3, 2, 3, 7, 1, 1, 1, "replicate"),
+    (2, 3, 5, 5, 1, 4, 1, "replicate"),  # one tap reads the edge from five outputs
+    (3, 3, 4, 9, 3, 2, 1, "replicate"),
+]
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("config", COPYING)
+def test_section_gram_of_padding_that_copies(config, complex_):
+    """Reflect and replicate padding read one position more than once (through one tap, from
+    several outputs, or through several taps of one output): the Gram, its band, its products
+    and its Cholesky test are still those of the dense matrix."""
+    rng = np.random.default_rng(sum(config[:-1]) + complex_)
+    *sizes, mode = config
+    kernel, taps, T = _layer(rng, *sizes, complex_, padding_mode=mode)
+    n = sizes[3]
+    gram = section_gram(kernel, taps, n)
+    # where one tap reads a position twice, T T^H has no gather map: T^H T, by a scatter
+    twice = any(np.unique(column[column >= 0]).size < (column >= 0).sum() for column in taps.T)
+    assert (gram.transposed is None) == twice
+    inputs = gram.positions == n and gram.shape[0] == n * sizes[1]
+    assert inputs or not twice
+    dense = np.conj(T.T) @ T if inputs else T @ np.conj(T.T)
+    scale = np.abs(dense).max()
+    assert np.abs(gram.toarray() - dense).max() <= 1e-13 * scale
+    top = np.linalg.norm(T, 2)
+    mu = 1.5 * top**2
+    assert np.abs(_from_band(gram.band(mu)) - (mu * np.eye(len(dense)) - dense)).max() <= \
+        1e-13 * scale
+    lam, vector = _top_eigenpair(gram)
+    assert abs(np.sqrt(lam) - top) <= 1e-10 * top
     assert _below(gram, top * top * (1 + 1e-9)) and not _below(gram, top * top * (1 - 1e-9))
 
 

@@ -176,12 +176,20 @@ def test_spectrum_exact_certifies_every_axis(tmp_path, capsys, monkeypatch):
         assert lower <= top <= upper, (lower, top, upper, extra)
         widths.append((upper - lower) / upper)
     assert widths[1] <= 1e-6 < widths[0], widths
-    # a reflect-padded layer has no whole-Gram proof: it keeps the default route, as in report
+    # reflect padding too: its Gram is banded alike
     assert main(["spectrum", "-o", str(tmp_path / "r.png"), *args, "--padding-mode", "reflect",
                  "--exact"]) == 0
     value, lower, upper, method = _printed_norm(capsys.readouterr().out)
     reflect = conv_matrix(w, (4, 24, 24), padding=1, padding_mode="reflect").toarray()
     assert lower <= np.linalg.norm(reflect, 2) <= upper and method == "bounds"
+    assert upper - lower <= 1e-6 * upper
+    # circular padding that is not periodic has no whole-Gram proof (its reads wrap around):
+    # it keeps the default route, as in report
+    circular = [*args[:-3], "2", "--seed", "5", "--padding-mode", "circular"]
+    assert main(["spectrum", "-o", str(tmp_path / "c.png"), *circular, "--exact"]) == 0
+    value, lower, upper, method = _printed_norm(capsys.readouterr().out)
+    wrapped = conv_matrix(w, (4, 24, 24), padding=2, padding_mode="circular").toarray()
+    assert lower <= np.linalg.norm(wrapped, 2) <= upper and method == "bounds"
 
 
 def test_spectrum_says_when_the_lower_bound_missed_tol(tmp_path, capsys, monkeypatch):

@@ -35,9 +35,10 @@ def assert_contains(result, truth, context):
 
 @pytest.fixture(params=["every axis", "sections"])
 def route(request, monkeypatch):
-    """Both certificates of a zero-padded layer: the whole Gram's Cholesky factorization
-    (taken when it is cheap, as on these small layers), and the exact sections (taken for
-    large layers: forced here by a zero flop budget for the other)."""
+    """Both certificates of a zero-, reflect- or replicate-padded layer: the whole Gram's
+    Cholesky factorization (taken when it is cheap, as on these small layers), and the exact
+    sections (taken for large layers, of the unpadded layer where the padding copies: forced
+    here by a zero flop budget for the other)."""
     if request.param == "sections":
         monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)
     return request.param
@@ -75,6 +76,8 @@ def test_certified_interval_contains_the_dense_norm(mode, seed, route):
         assert not any(name == "exact" for name in result.bounds), result.bounds
     if mode == "zeros":  # Lanczos converges on these small layers
         assert abs(result.value - truth) <= 1e-6 * truth
+    if mode in ("reflect", "replicate") and route == "whole":  # every axis exact, padding too
+        assert result.relative_width <= 1e-6, result
 
 
 def test_exact_paths():
@@ -453,12 +456,15 @@ def test_grouped_layers_factorize_only_the_groups_that_can_reach_the_norm(monkey
     assert 1 <= len(built) <= 2, len(built)
 
 
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate"])
 @pytest.mark.parametrize("seed", range(12))
-def test_method_exact_treats_every_axis_exactly_whatever_it_costs(monkeypatch, seed):
+def test_method_exact_treats_every_axis_exactly_whatever_it_costs(monkeypatch, seed, mode):
+    """Every axis exact: the Gram of the layer itself, whose reads near the edges repeat
+    positions under reflect and replicate padding (several outputs, or two taps of one)."""
     monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)  # "bounds" would not
     monkeypatch.setattr(_spectral_norm_module(), "dense_is_affordable", lambda *shape: False)
-    rng = np.random.default_rng(4000 + seed)
-    w, shape, kwargs = random_layer(rng, "zeros", small=True)
+    rng = np.random.default_rng(4000 + seed + 100 * MODES.index(mode))
+    w, shape, kwargs = random_layer(rng, mode, small=True)
     truth = dense_norm(w, shape, **kwargs)
     result = spectral_norm(w, shape, method="exact", **kwargs)
     assert_contains(result, truth, (w.shape, shape, kwargs))
@@ -472,8 +478,10 @@ def test_method_exact_takes_the_exact_routes_and_refuses_other_paddings(memory_l
                          method="exact").method == "fft"
     assert spectral_norm(w, (3, 8, 8), padding=1, method="exact").method == "dense"
     assert spectral_norm(w[:, :, :1, :1], (3, 8, 8), method="exact").method == "1x1"
-    with pytest.raises(ValueError, match="method='exact' needs zero padding.*reflect"):
-        spectral_norm(w, (3, 8, 8), padding=1, padding_mode="reflect", method="exact")
+    with pytest.raises(ValueError, match="method='exact' needs zero, reflect or replicate "
+                       "padding, or a periodic layer, got padding_mode='circular' on a layer "
+                       "that is not periodic; periodic needs a periodic layer: total padding"):
+        spectral_norm(w, (3, 8, 8), padding=2, padding_mode="circular", method="exact")
     memory_limit(50_000_000)  # the whole Gram of 64 channels on 24x24 (1.9 GB) does not fit
     with pytest.raises(sc.MatrixTooLargeError, match="method='exact'"):
         spectral_norm(np.ones((64, 64, 3, 3)), (64, 24, 24), padding=1, method="exact")
@@ -744,8 +752,8 @@ def test_spectral_norms_refuses_bad_layers_before_any_work():
         sc.spectral_norms([good], workers=1.0)
     with pytest.raises(TypeError, match="workers must be an int"):
         sc.spectral_norms([good], workers=True)
-    with pytest.raises(ValueError, match=r"layers\[1\]: method='exact' needs zero padding"):
-        sc.spectral_norms([good, dict(good, padding=1, padding_mode="reflect")], method="exact")
+    with pytest.raises(ValueError, match=r"layers\[1\]: method='exact' needs zero, reflect"):
+        sc.spectral_norms([good, dict(good, padding=2, padding_mode="circular")], method="exact")
     with pytest.raises(ValueError, match="method must be one of"):
         sc.spectral_norms([good], method="lanczos")
     assert sc.spectral_norms([]) == []

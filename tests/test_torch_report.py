@@ -367,8 +367,9 @@ def test_an_executor_runs_the_layers_spectral_work():
 
 
 def test_method_exact_reaches_every_convolution_it_can(monkeypatch):
-    """``method="exact"``: every zero-padded convolution gets the whole-Gram certificate
-    (here, where "bounds" would not take it), a reflect-padded one the default route."""
+    """``method="exact"``: every convolution with zero, reflect or replicate padding gets the
+    whole-Gram certificate (here, where "bounds" would not take it), a circular one that is
+    not periodic the default route."""
     from sparseconv import _spectral_norm
 
     monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
@@ -376,16 +377,18 @@ def test_method_exact_reaches_every_convolution_it_can(monkeypatch):
     model = _networks.randomize(nn.Sequential(
         nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
         nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=1)), seed=2)
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=2, padding_mode="circular")), seed=2)
     report = sct.lipschitz_report(model, (2, 12, 12), method="exact")
     rows = {row["name"]: row for row in report}
-    for name in ("0", "4"):
+    for name, c_in in (("0", 2), ("2", 3), ("4", 4)):
         assert rows[name]["upper"] - rows[name]["lower"] <= 1e-6 * rows[name]["upper"], rows[name]
-        dense = sct.matrix(model[int(name)], (4 if name == "4" else 2, 12, 12)).toarray()
+        dense = sct.matrix(model[int(name)], (c_in, 12, 12)).toarray()
         assert rows[name]["lower"] <= np.linalg.norm(dense, 2) <= rows[name]["upper"]
-    assert rows["2"]["method"] == "bounds"  # reflect: the padding's norm times the unpadded one
-    reflect = np.linalg.norm(sct.matrix(model[2], (3, 12, 12)).toarray(), 2)
-    assert rows["2"]["lower"] <= reflect <= rows["2"]["upper"]
+    assert rows["6"]["method"] == "bounds"  # the padding's norm times the unpadded one's bound
+    wrapped = np.linalg.norm(sct.matrix(model[6], (4, 12, 12)).toarray(), 2)
+    assert rows["6"]["lower"] <= wrapped <= rows["6"]["upper"]
+    assert rows["6"]["upper"] - rows["6"]["lower"] > 1e-3 * rows["6"]["upper"]
 
 
 def test_workers_give_the_serial_rows_in_order():
@@ -440,10 +443,11 @@ def test_an_interrupt_with_workers_keeps_the_finished_rows():
     assert len(sct.lipschitz_report(model, (2, 8, 8), workers=2).rows) == 5
 
 
-def test_workers_with_method_exact_keep_a_reflect_padded_layer_on_auto():
+def test_workers_with_method_exact_keep_a_non_periodic_circular_layer_on_auto():
     model = _networks.randomize(nn.Sequential(
         nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect")), seed=2)
+        nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
+        nn.Conv2d(3, 3, 3, padding=2, padding_mode="circular")), seed=2)
     serial = sct.lipschitz_report(model, (2, 10, 10), method="exact")
     parallel = sct.lipschitz_report(model, (2, 10, 10), method="exact", workers=2)
     assert [r["method"] for r in parallel] == [r["method"] for r in serial]
