@@ -282,7 +282,8 @@ class SectionGram:
         for tap, other in zip(*np.nonzero(meets), strict=True):
             rows = keep[:, tap, other]
             gaps, starts = (p - q)[rows, tap, other], q[rows, tap, other]
-            # distinct outputs read distinct positions by one tap: each q once per (t, u, d)
+            # a q may repeat (padding that copies: several outputs read it through tap u);
+            # a run of distinct consecutive q's is one slice, anything else one q at a time
             for d in np.unique(gaps).tolist():
                 product, at = pairs[tap][other], starts[gaps == d]
                 # in place, by basic slicing (a fancy index would copy the blocks out and back)
@@ -327,10 +328,13 @@ class SectionGram:
                         axis=1)
 
 
-def section_gram(kernel: np.ndarray, taps: np.ndarray, positions: int) -> SectionGram:
+def section_gram(kernel: np.ndarray, taps: np.ndarray, positions: int,
+                 inputs: bool = False) -> SectionGram:
     """The Gram matrix of ``T`` on its cheaper side: ``T^H T``, or ``T T^H`` (the same
     nonzero eigenvalues) when its banded Cholesky costs less -- a strided layer's outputs are
-    fewer and closer together than its inputs."""
+    fewer and closer together than its inputs. ``inputs``: ``T^H T`` whatever it costs (the
+    full certificate of a padding that copies inputs, whose outputs' side has no band bound
+    in closed form: two outputs may read a position and its mirror image)."""
     # a real block (xi = 0 or a Nyquist frequency of a real kernel): a real factorization, a
     # quarter of the complex one's flops
     if kernel.dtype.kind == "c" and not kernel.imag.any():
@@ -338,7 +342,8 @@ def section_gram(kernel: np.ndarray, taps: np.ndarray, positions: int) -> Sectio
     transposed = _transposed_taps(taps, positions)
     c_out, channels = kernel.shape[:2]
     cost_in = positions * channels * (_depth(taps) * channels) ** 2
-    if transposed is None or cost_in <= taps.shape[0] * c_out * (_depth(transposed) * c_out) ** 2:
+    if inputs or transposed is None or \
+            cost_in <= taps.shape[0] * c_out * (_depth(transposed) * c_out) ** 2:
         return SectionGram(kernel, taps, positions, transposed)
     # T^H: tap t is K_t^H, its gather map the transposed one
     gram = SectionGram(np.conj(kernel).transpose(1, 0, 2), transposed, taps.shape[0], taps)
@@ -449,10 +454,11 @@ def _certified_square(mu: float, bandwidth: int, rounding: Rounding, inner: int,
     ``eps``: ``2 W1 eps + eps^2``. ``bandwidth``: the larger of the two sides' too.
 
     ``copies``: the most outputs that read one position through one tap (reflect and
-    replicate padding; 1 for zero padding). Each tap's read map then has norm at most
-    ``sqrt(copies)``, so ``|| |T| ||^2 <= copies W1^2``, and an entry of ``G^`` adds up to
-    ``K^2 copies`` tap products: the allowance is ``copies (gamma(2 inner + K^2 copies + 4)
-    W1^2 + 2 W1 eps + eps^2)``. Two taps of one output may then read one position, so a
+    replicate padding; 1 for zero padding). Each tap's read map ``R_t`` then has norm at most
+    ``sqrt(copies)``, so ``T' = sum_t |K_t| (x) R_t``, which bounds the Gram's rounding
+    entrywise (``|E| <= gamma T'^T T'``), has ``||T'||^2 <= copies W1^2``; an entry of ``G^``
+    adds up to ``K^2 copies`` tap products: the allowance is ``copies (gamma(2 inner + K^2
+    copies + 4) W1^2 + 2 W1 eps + eps^2)``. Two taps of one output may then read one position, so a
     diagonal entry of ``G^`` holds cross terms and may round below zero (by at most that
     allowance): the factorized diagonal is at most ``mu`` plus it, and the slack applies to
     that sum.
@@ -657,16 +663,17 @@ def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int
 
 
 def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: list,
-                  tops: np.ndarray | None, group_list: list) -> list[int]:
+                  tops: np.ndarray | None, inputs: bool, group_list: list) -> list[int]:
     """One task of :func:`full_bound`: per group, the first candidate ``mu`` it is proved
     below (``len(candidates)`` if none): by its circulant bound ``tops[g]`` when that is
-    below already, else by a Cholesky factorization of its whole Gram."""
+    below already, else by a Cholesky factorization of its whole Gram (``T^H T`` if
+    ``inputs``, else the cheaper side)."""
     proved = []
     for g in group_list:
         gram, first = None, len(candidates)
         for i, mu in enumerate(candidates):
             if tops is None or tops[g] ** 2 > mu:
-                gram = section_gram(kernels[g], taps, size) if gram is None else gram
+                gram = section_gram(kernels[g], taps, size, inputs) if gram is None else gram
                 if not _below(gram, mu):
                     continue
             first = i
@@ -691,13 +698,17 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
 
     Reflect and replicate padding too: their gather map reads positions near the edges more
     than once, ``copies`` times at most through one tap (:func:`_certified_square`'s
-    allowance), and stays as local as zero padding's, so the Gram is banded alike.
+    allowance), and one output's reads stay as close together as under zero padding, so the
+    Gram of the inputs' side is banded alike (the outputs' side is not: two outputs may read
+    a position and its mirror image; it is never taken here).
     """
     taps = geom.index_map()  # the whole layer's gather map, C order over the axes
     size = math.prod(geom.input_size)
     c_out = geom.out_channels // geom.groups
     kernels = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
-    # the widest band either side can have, and the one the inputs' side has here
+    # zero padding: the widest band either side can have; a padding that copies inputs: the
+    # inputs' side alone (full_bytes_and_flops sizes it), its band read off the gather map
+    inputs = geom.padding_mode != "zeros"
     bandwidth = max(max(bandwidth for _, bandwidth in _full_sides(geom)),
                     _depth(taps) * weight.shape[1])
     candidates = [max(estimate * estimate, 1e-300) * (1 + delta)
@@ -705,7 +716,7 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     needed = [g for g in range(geom.groups) if tops is None or tops[g] ** 2 > candidates[0]]
     workers = min(len(needed), 4 * cpu_count())
     chunks = [needed[i::workers] for i in range(workers)]
-    proofs = map_chunks(_prove_groups, (kernels, taps, size, candidates, tops), chunks,
+    proofs = map_chunks(_prove_groups, (kernels, taps, size, candidates, tops, inputs), chunks,
                         executor=executor, what="the full certificate of spectral_norm",
                         label=lambda i: f"groups {chunks[i][:4]}...") if needed else []
     worst = max((i for proof in proofs for i in proof), default=0)

@@ -445,8 +445,9 @@ def spectral_norm(
         ``"fft"``: exact, for periodic circular layers. ``"dense"``: SVD of the explicit
         matrix. ``"bounds"``: a Lanczos lower bound and certified upper bounds (zero padding:
         tight; reflect, replicate and non-periodic circular padding: the padding's own norm
-        times the bound of the unpadded layer, looser -- up to twice the norm in 2-D -- except
-        where the whole-Gram certificate below is cheap). ``"upper"``: the cheap certified upper
+        times the bound of the unpadded layer, looser -- by up to the square root of the most
+        copies of one input, 2 for a 2-D padding of 1 on inputs of 4 or more -- except where
+        the whole-Gram certificate below is cheap). ``"upper"``: the cheap certified upper
         bounds alone (the circulant embedding; no exact sections, no Lanczos, and no dense SVD
         even for a small layer; 1x1 and periodic layers exactly, as with ``"auto"``),
         ``value`` is the upper bound and ``lower`` one cheap quotient. ``"auto"``: a 1x1

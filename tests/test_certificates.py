@@ -128,6 +128,36 @@ def test_section_gram_of_padding_that_copies(config, complex_):
     assert _below(gram, top * top * (1 + 1e-9)) and not _below(gram, top * top * (1 - 1e-9))
 
 
+@pytest.mark.parametrize("weight_shape, shape, kwargs", [
+    ((16, 8, 3, 3), (8, 9, 9), dict(stride=3, dilation=2, padding=4)),
+    ((5, 3, 3), (3, 7), dict(stride=3, padding=((0, 3),))),
+])
+def test_the_full_certificate_allows_for_the_band_it_factorizes(monkeypatch, weight_shape, shape,
+                                                                kwargs):
+    """Under reflect padding two outputs may read a position and its mirror image, so the
+    outputs' Gram can be wider than zero padding's: the full certificate factorizes the
+    inputs' side, and its allowance takes at least the band it factorized."""
+    import sparseconv._certificates as certificates
+    from sparseconv._certificates import full_bound
+    from sparseconv._spectral_norm import _copies
+
+    rng = np.random.default_rng(7)
+    weight = rng.standard_normal(weight_shape)
+    geom = ConvGeometry.from_weight(weight.shape, shape, padding_mode="reflect", **kwargs)
+    factorized, allowed = [], []
+    below, square = certificates._below, certificates._certified_square
+    monkeypatch.setattr(certificates, "_below", lambda gram, mu: factorized.append(
+        len(gram.band(mu))) or below(gram, mu))
+    monkeypatch.setattr(certificates, "_certified_square", lambda mu, bandwidth, *args: (
+        allowed.append(bandwidth), square(mu, bandwidth, *args))[1])
+    dense = conv_matrix(weight, shape, padding_mode="reflect", **kwargs).toarray()
+    norm = np.linalg.norm(dense, 2)
+    upper = full_bound(weight, geom, norm * (1 - 1e-12), Rounding.of(weight, 1), 1e-7,
+                       copies=_copies(geom))
+    assert norm <= upper <= norm * (1 + 1e-6)
+    assert factorized and min(allowed) + 1 >= max(factorized), (allowed, factorized)
+
+
 def test_an_eigenpair_builds_no_band():
     """The band (the Gram's bulk: 88 MB for 512 channels on 7 positions) is built only when a
     Cholesky test asks for it: a block whose eigenpair ends its section never pays for it."""
