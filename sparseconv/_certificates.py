@@ -248,7 +248,10 @@ class SectionGram:
         self.taps, self.transposed = taps, transposed
         self._scatter = None if transposed is not None else _scatter_matrix(taps, positions)
         self._forward = _columns(kernel)  # T and T^H by GEMMs on the kernel
-        self._adjoint = _columns(np.conj(kernel).transpose(1, 0, 2))
+        # T^H: gathered like T where each tap reads a position once; else one GEMM gives
+        # K_t^H y[o] for every (o, t), and the scatter adds up those of one position
+        self._adjoint = _columns(np.conj(kernel).transpose(1, 0, 2)) if self._scatter is None \
+            else np.ascontiguousarray(np.conj(self._forward).T)
         self.channels, self.positions = channels, positions
         self.shape = (positions * channels,) * 2
         self.dtype = np.result_type(kernel.dtype, np.float64)
@@ -318,7 +321,7 @@ class SectionGram:
         y = _gather_apply(self._forward, self.taps, x.reshape(self.positions, self.channels))
         if self.transposed is None:  # a position read twice (padding that copies): a sum
             # z[o, (t, c)] = (K_t^H y[o])[c], then each (o, t) added onto the position it read
-            z = y @ np.conj(self._forward).T
+            z = y @ self._adjoint
             return (self._scatter @ z.reshape(-1, self.channels)).ravel()
         return _gather_apply(self._adjoint, self.transposed, y).ravel()
 

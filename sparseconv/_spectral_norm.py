@@ -397,6 +397,12 @@ def exact_applies(geom: ConvGeometry) -> bool:
     return geom.padding_mode != "circular" or is_periodic(geom)
 
 
+def applicable_method(method: SpectralNormMethod, geom: ConvGeometry) -> SpectralNormMethod:
+    """``method``, or ``"auto"`` where ``"exact"`` does not apply (:func:`exact_applies`):
+    what each layer of a whole network, or of a command-line flag, takes."""
+    return "auto" if method == "exact" and not exact_applies(geom) else method
+
+
 def checked_tol(tol, name: str = "tol") -> float:
     """``spectral_norm``'s ``tol`` (``name``: as the caller calls it), validated."""
     return real_number(tol, name, low=0.0, high=1.0, low_open=True)

@@ -159,10 +159,10 @@ def _layer_options(layer: _Layer, kwargs: dict) -> dict:
     assert layer.conv is not None
     weight, shape, conv_kwargs = layer.conv
     if kwargs.get("method") == "exact":
-        from sparseconv._spectral_norm import exact_applies
+        from sparseconv._spectral_norm import applicable_method
 
-        if not exact_applies(sc.ConvGeometry.from_weight(weight.shape, shape, **conv_kwargs)):
-            return {**kwargs, "method": "auto"}
+        geom = sc.ConvGeometry.from_weight(weight.shape, shape, **conv_kwargs)
+        return {**kwargs, "method": applicable_method("exact", geom)}
     return kwargs
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import check_memory, format_bytes
-from ._spectral_norm import DEFAULT_TOL, checked_tol, exact_applies
+from ._spectral_norm import DEFAULT_TOL, applicable_method, checked_tol
 from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS, worker_count
 from ._version import __version__
 
@@ -236,9 +236,8 @@ def _report_parser(commands) -> None:
     report.add_argument("--exact", action="store_true",
                         help="certify every convolution with zero, reflect or replicate padding "
                         "with every axis exact (spectral_norm's method='exact': widths near "
-                        "1e-6, but minutes and "
-                        "gigabytes for a 512-channel layer on 7x7; raise the memory limit with "
-                        "SPARSECONV_MEMORY_LIMIT)")
+                        "1e-6, but minutes and gigabytes for a 512-channel layer on 7x7; raise "
+                        "the memory limit with SPARSECONV_MEMORY_LIMIT)")
     report.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL", help=_TOL_HELP)
     report.add_argument("--workers", type=int, default=1, metavar="N",
                         help="bound N layers at once, each on its own process and core "
@@ -502,7 +501,7 @@ def _spectrum(layer: _Layer, args) -> None:
     values, how = _top_singular_values(layer)
     # --exact where it applies; non-periodic circular padding keeps the default route
     norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
-                         method="exact" if args.exact and exact_applies(g) else "auto",
+                         method=applicable_method("exact" if args.exact else "auto", g),
                          tol=args.tol)
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
