@@ -49,6 +49,7 @@ from ._symbol import (
     top_per_frequency,
 )
 from ._typing import ProgressLike
+from ._workspace import borrow, give_back
 
 __all__ = [
     "circulant_tops",
@@ -256,65 +257,85 @@ class SectionGram:
         self.shape = (positions * channels,) * 2
         self.dtype = np.result_type(kernel.dtype, np.float64)
         self.to_input = lambda vector: vector  # T^H T: its eigenvectors are inputs already
-        self._block_columns: np.ndarray | None = None  # the band's blocks, on first use
+        self._blocks: list | None = None  # the band's distinct blocks, on first use
         self._work: np.ndarray | None = None
 
-    def _assemble(self) -> np.ndarray:
-        """The blocks of ``-T^H T`` below the diagonal, laid out for :meth:`band`: built once,
-        when the band is first asked for (an eigenpair needs only :meth:`matvec`)."""
-        if self._block_columns is not None:
-            return self._block_columns
+    def _assemble(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """The distinct blocks of ``-T^H T`` below the diagonal and where each goes, built once,
+        when the band is first asked for (an eigenpair needs only :meth:`matvec`).
+
+        Each is ``(d, starts, block)``: the block at positions ``(q + d, q)`` for every ``q``
+        in ``starts``, transposed (entry ``(a, b)`` at ``block[b, a]``). The block at ``(p,
+        q)`` sums ``K_t^H K_u`` over the outputs' taps ``t``, ``u`` that read ``p`` and ``q``:
+        away from the edges the same taps meet at every ``q``, so a few sums of a few ``C x C``
+        products describe the whole band, which :meth:`band` writes out (not a copy of it:
+        on a VM that hands freed memory back to its host, each fresh copy of a 512-channel
+        band costs seconds to map).
+        """
+        if self._blocks is not None:
+            return self._blocks
         taps, k = self.taps, self._forward.shape[0] // self.channels
         t, u = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
         p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
         keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
-        depth = int((p - q)[keep].max(initial=0)) + 1
-        n, c = self.positions, self.channels
+        _, tap, other = np.nonzero(keep)
+        starts, gaps, pair = q[keep], (p - q)[keep], tap * k + other
+        # the pairs (t, u) of each block (q + d, q), in one order; blocks with the same pairs
+        # (a q may repeat a pair: padding that copies reads it from several outputs) are equal
+        order = np.lexsort((pair, gaps, starts))
+        starts, gaps, pair = starts[order], gaps[order], pair[order]
+        cuts = [0, *(np.flatnonzero((np.diff(starts) != 0) | (np.diff(gaps) != 0)) + 1),
+                len(pair)]
+        where: dict[tuple[int, bytes], list[int]] = {}
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            where.setdefault((int(gaps[lo]), pair[lo:hi].tobytes()), []).append(int(starts[lo]))
+        c = self.channels
         # per tap t, one GEMM for the taps u it meets below it: the (b, a) block of
-        # pairs[t][(u, b), a] = sum_o K_u[o, b] K_t[o, a]^* is (K_t^H K_u)^T
+        # products[t][(u, b), a] = sum_o K_u[o, b] K_t[o, a]^* is (K_t^H K_u)^T
         flat = self._forward.reshape(k, c, -1)
         meets = np.asarray(keep.any(axis=0))  # (t, u): the pairs some output reads at p >= q
-        pairs = {tap: dict(zip(np.flatnonzero(meets[tap]).tolist(), (
-            flat[meets[tap]].reshape(-1, flat.shape[2]) @ np.conj(flat[tap].T)).reshape(-1, c, c)))
-            for tap in range(k) if meets[tap].any()}
-        # column q*c + b of -T^H T from block row q down, as LAPACK's band stores it: row
-        # [q, b] of `_block_columns` holds the blocks (q + d, q) transposed, side by side
-        # (entry (a, b) of block (q + d, q) at [q, b, d*c + a]), then a block of zeros past
-        # the band; the band's column q*c + b is that row from b on (:meth:`band`)
-        block_columns = np.zeros((n, c, (depth + 1) * c), dtype=self.dtype)
-        for tap, other in zip(*np.nonzero(meets), strict=True):
-            rows = keep[:, tap, other]
-            gaps, starts = (p - q)[rows, tap, other], q[rows, tap, other]
-            # a q may repeat (padding that copies: several outputs read it through tap u);
-            # a run of distinct consecutive q's is one slice, anything else one q at a time
-            for d in np.unique(gaps).tolist():
-                product, at = pairs[tap][other], starts[gaps == d]
-                # in place, by basic slicing (a fancy index would copy the blocks out and back)
-                if at.size == at[-1] - at[0] + 1 and (np.diff(at) == 1).all():
-                    block_columns[at[0]:at[-1] + 1, :, d * c:(d + 1) * c] -= product
-                else:
-                    for start in at.tolist():
-                        block_columns[start, :, d * c:(d + 1) * c] -= product
-        self._block_columns = block_columns
-        return block_columns
+        products = {t: dict(zip(np.flatnonzero(meets[t]).tolist(), (
+            flat[meets[t]].reshape(-1, flat.shape[2]) @ np.conj(flat[t].T)).reshape(-1, c, c)))
+            for t in range(k) if meets[t].any()}
+        blocks = []
+        for (d, key), at in where.items():
+            block = np.zeros((c, c), dtype=self.dtype)
+            for i in np.frombuffer(key, dtype=pair.dtype).tolist():
+                block -= products[i // k][i % k]
+            blocks.append((d, np.array(at), block))
+        self._blocks = blocks
+        return blocks
 
     def band(self, mu: float) -> np.ndarray:
         """``mu I - T^H T`` in LAPACK's lower band storage, ``band[i - j, j]``, Fortran-ordered
         (LAPACK's own order, so no copy on the way in): a working array of this Gram, which the
         next call overwrites (as a factorization in place does)."""
-        block_columns = self._assemble()
-        n, c, wide = block_columns.shape
-        width = wide - c
+        blocks = self._assemble()
+        c = self.channels
+        width = (max(d for d, _, _ in blocks) + 1) * c if blocks else 1
         if self._work is None:
-            self._work = np.empty((n * c, width), dtype=self.dtype)
-        # [q, b, o] reads [q, b, b + o]: entry (q*c + b + o, q*c + b), o rows below the diagonal
-        step = block_columns.itemsize
-        diagonals = np.lib.stride_tricks.as_strided(
-            block_columns, shape=(n, c, width),
-            strides=(c * wide * step, (wide + 1) * step, step))
-        np.copyto(self._work.reshape(n, c, width), diagonals)
-        self._work[:, 0] += mu
-        return self._work.T
+            self._work = borrow((self.positions * c, width), self.dtype)
+        work = self._work
+        work.fill(0)
+        # entry (a, b) of block (q + d, q) is entry (q*c + b + o, q*c + b), o = d*c + a - b
+        # rows below the diagonal: [q*c + b, d*c + a - b] of `work`, so a block is a sheared
+        # view of it, rows (width - 1) entries apart; the diagonal block's upper triangle
+        # (a < b) would fall in the previous columns, and is left out
+        step, upper = work.itemsize, np.triu(np.ones((c, c), dtype=bool))
+        for d, at, block in blocks:
+            for run in np.split(at, np.flatnonzero(np.diff(at) != 1) + 1):
+                view = np.lib.stride_tricks.as_strided(
+                    work.reshape(-1)[int(run[0]) * c * width + d * c:],
+                    shape=(len(run), c, c), strides=(c * width * step, (width - 1) * step, step))
+                np.copyto(view, block, where=upper if d == 0 else True)
+        work[:, 0] += mu
+        return work.T
+
+    def release(self) -> None:
+        """Give the band's memory back for the next Gram (:mod:`sparseconv._workspace`);
+        it is built again if asked for."""
+        give_back(self._work)
+        self._work = None
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``T^H (T x)``, by the kernel: ``x`` position-major."""
@@ -494,28 +515,34 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float, beaten
         per_group: list = []
         for kernel in _section_kernels(weight, geom, grid, axis, xi):
             gram = section_gram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
-            if mu > 0 and _below(gram, mu):
-                per_group.append(None)
-                continue
-            lam, vector = -math.inf, None
-            if quick and gram.shape[0] > DENSE_EIGH:  # (else one dense eigh below anyway)
-                try:
-                    lam, vector = _top_eigenpair(gram, QUICK_TOL)
-                except spla.ArpackError:  # no quick estimate: the full one decides
-                    pass
             try:
-                if lam < beaten:
-                    lam, vector = _top_eigenpair(gram, v0=vector)
-            except spla.ArpackError:  # no estimate: the caller takes the circulant bound
-                per_group.append((None, None, None))
-                continue
-            proved = math.nan if lam >= beaten else next(
-                (c for c in (max(lam, 1e-300) * (1 + delta) for delta in
-                             (1e-9, 1e-8, 1e-7, 1e-5, 1e-3, 1e-1, 1.0)) if _below(gram, c)),
-                math.inf)
-            per_group.append((proved, lam, gram.to_input(vector)))
+                per_group.append(_prove_block(gram, mu, beaten, quick))
+            finally:
+                gram.release()
         results.append(per_group)
     return results
+
+
+def _prove_block(gram: SectionGram, mu: float, beaten: float, quick: bool) -> tuple | None:
+    """One block of :func:`_prove_blocks`: ``None``, or ``(proved, lam, vector)``."""
+    if mu > 0 and _below(gram, mu):
+        return None
+    lam, vector = -math.inf, None
+    if quick and gram.shape[0] > DENSE_EIGH:  # (else one dense eigh below anyway)
+        try:
+            lam, vector = _top_eigenpair(gram, QUICK_TOL)
+        except spla.ArpackError:  # no quick estimate: the full one decides
+            pass
+    try:
+        if lam < beaten:
+            lam, vector = _top_eigenpair(gram, v0=vector)
+    except spla.ArpackError:  # no estimate: the caller takes the circulant bound
+        return None, None, None
+    proved = math.nan if lam >= beaten else next(
+        (c for c in (max(lam, 1e-300) * (1 + delta) for delta in
+                     (1e-9, 1e-8, 1e-7, 1e-5, 1e-3, 1e-1, 1.0)) if _below(gram, c)),
+        math.inf)
+    return proved, lam, gram.to_input(vector)
 
 
 def _one_of_each_pair(order: list[int], shape: tuple) -> list[int]:
@@ -681,6 +708,8 @@ def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: 
                     continue
             first = i
             break
+        if gram is not None:
+            gram.release()
         proved.append(first)
     return proved
 

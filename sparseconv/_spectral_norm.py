@@ -67,6 +67,7 @@ from ._typing import (
     SpectralNormMethod,
 )
 from ._validation import check_executor, check_progress, real_number, worker_count
+from ._workspace import reusing
 
 __all__ = ["SpectralNorm", "spectral_norm", "spectral_norms"]
 
@@ -540,8 +541,9 @@ def spectral_norm(
     elif method == "dense" or (method in ("auto", "exact") and dense_is_affordable(*geom.shape)):
         result = _dense(weight, geom)
     else:
-        result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper",
-                         exact=method == "exact")
+        with reusing():  # the sections' Gram bands: one block's memory serves the next
+            result = _bounds(weight, geom, tol, executor, progress,
+                             upper_only=method == "upper", exact=method == "exact")
     return _scaled(result, exponent)
 
 

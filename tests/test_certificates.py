@@ -165,11 +165,11 @@ def test_an_eigenpair_builds_no_band():
     kernel, taps, T = _layer(rng, 4, 3, 3, 70, 1, 1, 1, True)
     gram = section_gram(kernel, taps, 70)
     lam, _ = _top_eigenpair(gram)
-    assert gram._block_columns is None
+    assert gram._blocks is None
     dense = np.conj(T.T) @ T
     assert np.abs(_from_band(gram.band(2 * lam)) - (2 * lam * np.eye(len(dense)) - dense)).max() \
         <= 1e-13 * np.abs(dense).max()
-    assert gram._block_columns is not None
+    assert gram._blocks is not None
 
 
 def test_the_cheaper_side_is_picked():
@@ -335,3 +335,23 @@ def test_a_later_section_that_cannot_win_proves_nothing(monkeypatch):
     assert tolerances == [certificates.QUICK_TOL]
     value, _ = section_bound(w, geom, grid, rows, 0, beat, rounding, best=2 * float(rows.max()))
     assert factorizations and truth <= value
+
+
+def test_a_band_in_reused_memory_is_the_gram_s():
+    """The band is written into memory another Gram used (sparseconv._workspace): entries no
+    block fills -- here the odd offsets of a dilated kernel -- must be zero, not left over."""
+    from sparseconv._workspace import reusing
+
+    rng = np.random.default_rng(11)
+    with reusing():
+        kernel, taps, _ = _layer(rng, 4, 4, 5, 12, 1, 2, 1, False)  # depth 5, every offset
+        first = section_gram(kernel, taps, 12)
+        old = first.band(1e6)
+        first.release()
+        kernel, taps, T = _layer(rng, 4, 4, 3, 12, 1, 2, 2, False)  # depth 5, even offsets
+        gram = section_gram(kernel, taps, 12)
+        dense = np.conj(T.T) @ T
+        band = gram.band(2.0)
+        assert np.shares_memory(band, old)
+        assert np.abs(_from_band(band) - (2.0 * np.eye(len(dense)) - dense)).max() <= \
+            1e-13 * np.abs(dense).max()
