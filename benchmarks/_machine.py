@@ -2,7 +2,11 @@
 
 Every benchmark prints :func:`describe` first, so that a figure can be read later: the CPU
 model changes between machines, and OpenBLAS may run a slower kernel than the CPU allows
-(``OPENBLAS_CORETYPE``; see the env notes before benchmarking).
+(``OPENBLAS_CORETYPE``; see the env notes before benchmarking). So does memory: on a VM that
+reports freed memory to its host (Linux's free page reporting), a huge page numpy asks for
+(its default on Linux, ``NUMPY_MADVISE_HUGEPAGE``) costs up to 14 s per GiB to touch the
+first time, against 0.6-0.8 s per GiB in small pages and 0.2 s per GiB when it was touched
+before (measured here).
 """
 
 from __future__ import annotations
@@ -55,11 +59,30 @@ def gemm_rates(size: int = 2048, repeat: int = 3) -> str:
     return f"GEMM {size}^3: " + ", ".join(rates)
 
 
+def memory() -> str:
+    """numpy's huge-page setting, and the order of the blocks the kernel reports free to a host
+    (``none`` where it does not)."""
+    import numpy as np
+
+    try:
+        huge = np._core.multiarray._get_madvise_hugepage()
+    except AttributeError:  # a numpy without the switch
+        huge = "unknown"
+    try:
+        with open("/sys/module/page_reporting/parameters/page_reporting_order") as order:
+            reporting = f"blocks of order {order.read().strip()}"
+    except OSError:
+        reporting = "none"
+    return f"numpy huge pages: {huge}; free page reporting: {reporting}"
+
+
 def describe() -> str:
-    """One line per fact: CPU, cores, BLAS, its speed now, and the OpenBLAS variables in
-    force."""
+    """One line per fact: CPU, cores, BLAS, its speed now, memory, and the OpenBLAS and numpy
+    variables in force."""
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                      "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ}
+                                      "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                      "NUMPY_MADVISE_HUGEPAGE") if k in os.environ}
     return (f"CPU: {cpu_model()} ({os.cpu_count()} cores)\n"
             f"BLAS: {blas()}; {gemm_rates()}\n"
-            f"environment: {env or 'no OpenBLAS variables set'}")
+            f"memory: {memory()}\n"
+            f"environment: {env or 'no OpenBLAS or numpy variables set'}")
