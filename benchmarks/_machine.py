@@ -2,11 +2,11 @@
 
 Every benchmark prints :func:`describe` first, so that a figure can be read later: the CPU
 model changes between machines, and OpenBLAS may run a slower kernel than the CPU allows
-(``OPENBLAS_CORETYPE``; see the env notes before benchmarking). So does memory: on a VM that
-reports freed memory to its host (Linux's free page reporting), a huge page numpy asks for
-(its default on Linux, ``NUMPY_MADVISE_HUGEPAGE``) costs up to 14 s per GiB to touch the
-first time, against 0.6-0.8 s per GiB in small pages and 0.2 s per GiB when it was touched
-before (measured here).
+(``OPENBLAS_CORETYPE``; see the env notes before benchmarking). So does memory: on this
+project's VM, whose kernel reports freed memory to its host (Linux's free page reporting,
+the likely cause), the huge pages numpy asks for (its default on Linux,
+``NUMPY_MADVISE_HUGEPAGE``) cost up to 14 s per GiB to touch for the first time in a while,
+against 0.6-0.8 s per GiB in small pages and 0.2 s per GiB for pages still mapped.
 """
 
 from __future__ import annotations

@@ -278,6 +278,9 @@ class SectionGram:
         t, u = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
         p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
         keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
+        if not keep.any():  # every tap reads padding: the Gram is zero
+            self._blocks = []
+            return self._blocks
         _, tap, other = np.nonzero(keep)
         starts, gaps, pair = q[keep], (p - q)[keep], tap * k + other
         # the pairs (t, u) of each block (q + d, q), in one order; blocks with the same pairs
@@ -413,7 +416,8 @@ def section_bytes(geom: ConvGeometry, axis: int) -> int:
     itemsize = 16  # complex symbols; real kernels in 1-D take less
     sides = _section_sides(geom, axis)
     widest = max(c for _, _, c in sides)
-    # the tap products, and per position: a block row, the band and its working copy
+    # the tap products, and per position three block rows: the band, its distinct blocks
+    # and the copies around them (a bound: the band is written from a few distinct blocks)
     return max(a.kernel_size**2 * widest**2 * 2 + 3 * depth * size * c * c
                for size, depth, c in sides) * itemsize
 
@@ -675,9 +679,9 @@ def _full_sides(geom: ConvGeometry) -> list[tuple[int, int]]:
 def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int, int]:
     """Memory and multiply-adds of the full certificate, before building it: the flops on
     the side :func:`section_gram` picks (the cheaper one; the inputs' where padding copies
-    an input, read twice through one tap), the memory of the larger -- per group its band
-    and the band's working copy, a block row and the tap products, for as many groups at
-    once as the thread pool runs."""
+    an input, read twice through one tap), the memory of the larger -- per group twice its
+    band (a bound on the band and its distinct blocks), a block row and the tap products,
+    for as many groups at once as the thread pool runs."""
     sides = _full_sides(geom)
     if geom.padding_mode != "zeros":  # T T^H has no gather map where a tap reads twice
         sides = sides[:1]

@@ -272,8 +272,9 @@ def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: d
         beat = min(bounds.values())
         if low is not None:
             beat -= SECTION_GAIN * max(beat - low, 0.0)
-        value, witnesses = section_bound(weight, geom, grid, blocks, axis, beat, rounding,
-                                         executor, best=min(bounds.values()))
+        with reusing():  # one block's band memory serves the next, dropped after the section
+            value, witnesses = section_bound(weight, geom, grid, blocks, axis, beat, rounding,
+                                             executor, best=min(bounds.values()))
         bounds[f"exact axis {axis}"] = value
         if witnesses and value <= min(bounds.values()):
             chosen = witnesses
@@ -362,8 +363,9 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     if exact_first and upper - lower > max(tol, 1e-6) * upper:
         # each group's circulant bound (zero padding), or none: every group is factorized
         groups = certified.reshape(-1, geom.groups).max(axis=0) if copies == 1 else None
-        bounds["exact"] = full_bound(weight, geom, lower, Rounding.of(weight, geom.groups), tol,
-                                     groups, executor, copies)
+        with reusing():  # one group's band memory serves the next, dropped after them
+            bounds["exact"] = full_bound(weight, geom, lower, Rounding.of(weight, geom.groups),
+                                         tol, groups, executor, copies)
         if bounds["exact"] == math.inf:  # no candidate proved: the sections, as for a large layer
             if geom.padding_mode == "zeros":
                 _sections(weight, geom, grid, certified, bounds, rounding, executor)
@@ -541,9 +543,8 @@ def spectral_norm(
     elif method == "dense" or (method in ("auto", "exact") and dense_is_affordable(*geom.shape)):
         result = _dense(weight, geom)
     else:
-        with reusing():  # the sections' Gram bands: one block's memory serves the next
-            result = _bounds(weight, geom, tol, executor, progress,
-                             upper_only=method == "upper", exact=method == "exact")
+        result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper",
+                         exact=method == "exact")
     return _scaled(result, exponent)
 
 

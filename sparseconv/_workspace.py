@@ -1,17 +1,18 @@
 """Large scratch arrays reused within one computation, and given back to the system after it.
 
 A certificate builds the same large temporaries over and over: an exact section factorizes
-one banded Gram matrix per frequency, each hundreds of megabytes for 512 channels. A fresh
-array that large is mapped page by page on its first write, and freed it goes back to the
-system. On a virtual machine that hands freed memory back to its host, the next fresh array
-is slower still to map: measured on this project's VM, 1 to 4 s per GiB touched for the first
-time, against 0.2 s per GiB where the pages stay mapped. One section of a 512 -> 512 3x3 layer
-on 7x7 touched 1.3 GiB that way.
+one banded Gram matrix per frequency, 88 MB for 512 channels on 7 positions. A fresh array
+that large is mapped page by page on its first write, and freed it goes back to the system.
+On this project's VM (whose kernel reports freed memory to its host: the likely cause) memory
+touched for the first time in a while cost up to 14 s per GiB in numpy's huge pages and
+0.6-0.8 s per GiB in small pages, against 0.2 s per GiB for pages still mapped. One section of
+a 512 -> 512 3x3 layer on 7x7 touched 1.3 GiB that way before this module.
 
 So an array borrowed here (:func:`borrow`) and given back (:func:`give_back`) is kept for the
 next borrower of a size it can hold, as long as some computation has declared that it reuses
-memory (:func:`reusing`, entered by ``spectral_norm`` around its work). When the last such
-computation ends, the kept arrays are dropped: nothing outlives the call. Outside one,
+memory (:func:`reusing`, entered around each exact section and each whole-Gram certificate,
+so that the next stage finds the memory limit as free as before). When the last such
+computation ends (in any thread), the kept arrays are dropped. Outside one,
 :func:`borrow` allocates and :func:`give_back` drops. A borrower that needs more than every
 kept array holds drops those smaller ones first, so what is kept never exceeds the most the
 computation held at once. Thread-safe: a thread pool's tasks borrow concurrently, each its own
@@ -53,7 +54,9 @@ def reusing() -> Iterator[None]:
 def borrow(shape: tuple[int, ...], dtype) -> np.ndarray:
     """An uninitialized C-ordered array: a kept buffer that holds it, if any, else a new one."""
     dtype = np.dtype(dtype)
-    nbytes = max(math.prod(shape) * dtype.itemsize, 1)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes == 0:
+        return np.empty(shape, dtype)
     buffer = None
     with _lock:
         fitting = [i for i, b in enumerate(_kept) if b.nbytes >= nbytes]

@@ -355,3 +355,16 @@ def test_a_band_in_reused_memory_is_the_gram_s():
         assert np.shares_memory(band, old)
         assert np.abs(_from_band(band) - (2.0 * np.eye(len(dense)) - dense)).max() <= \
             1e-13 * np.abs(dense).max()
+
+
+def test_a_layer_whose_taps_all_read_padding_has_a_zero_gram():
+    """Every tap of every output reads a pad: the Gram (and its band) is zero, and
+    spectral_norm still bounds the layer (its matrix is zero though its weight is not)."""
+    from sparseconv import spectral_norm
+
+    gram = SectionGram(np.ones((1, 1, 1)), np.full((2, 1), -1), 1)
+    assert np.array_equal(gram.band(1.0), np.ones((1, 1)))
+    w = np.random.default_rng(0).standard_normal((2, 2, 1, 3))
+    r = spectral_norm(w, (2, 1, 20), stride=(2, 1), padding=(1, 1), method="bounds")
+    dense = np.linalg.norm(conv_matrix(w, (2, 1, 20), stride=(2, 1), padding=(1, 1)).toarray(), 2)
+    assert r.lower <= dense <= r.upper and r.upper <= 1e-5

@@ -61,3 +61,10 @@ def test_fortran_order_views_of_a_borrowed_array_go_back_whole():
         a = borrow((6, 4), np.float64)
         give_back(a.T)  # a view of it, as the band's LAPACK order is
         assert np.shares_memory(borrow((24,), np.float64), a)
+
+
+def test_an_empty_array_is_borrowed_as_such():
+    with reusing():
+        a = borrow((0, 3), np.float64)
+        assert a.shape == (0, 3) and a.dtype == np.float64
+        give_back(a)
