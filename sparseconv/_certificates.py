@@ -676,6 +676,13 @@ def _full_sides(geom: ConvGeometry) -> list[tuple[int, int]]:
         geom.axes, geom.in_channels // geom.groups, geom.out_channels // geom.groups)]
 
 
+def _inputs_side_only(geom: ConvGeometry) -> bool:
+    """Whether the whole Gram must be the inputs' ``T^H T``: a padding that copies inputs (a
+    tap may read one position twice, so ``T T^H`` has no gather map and no band in closed
+    form -- two outputs may read a position and its mirror image)."""
+    return geom.padding_mode != "zeros"
+
+
 def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int, int]:
     """Memory and multiply-adds of the full certificate, before building it: the flops on
     the side :func:`section_gram` picks (the cheaper one; the inputs' where padding copies
@@ -683,7 +690,7 @@ def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int
     band (a bound on the band and its distinct blocks), a block row and the tap products,
     for as many groups at once as the thread pool runs."""
     sides = _full_sides(geom)
-    if geom.padding_mode != "zeros":  # T T^H has no gather map where a tap reads twice
+    if _inputs_side_only(geom):
         sides = sides[:1]
     itemsize = 16 if complex_ else 8
     channels = max(geom.in_channels, geom.out_channels) // geom.groups
@@ -705,15 +712,17 @@ def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: 
     proved = []
     for g in group_list:
         gram, first = None, len(candidates)
-        for i, mu in enumerate(candidates):
-            if tops is None or tops[g] ** 2 > mu:
-                gram = section_gram(kernels[g], taps, size, inputs) if gram is None else gram
-                if not _below(gram, mu):
-                    continue
-            first = i
-            break
-        if gram is not None:
-            gram.release()
+        try:
+            for i, mu in enumerate(candidates):
+                if tops is None or tops[g] ** 2 > mu:
+                    gram = section_gram(kernels[g], taps, size, inputs) if gram is None else gram
+                    if not _below(gram, mu):
+                        continue
+                first = i
+                break
+        finally:
+            if gram is not None:
+                gram.release()
         proved.append(first)
     return proved
 
@@ -744,7 +753,7 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     kernels = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
     # zero padding: the widest band either side can have; a padding that copies inputs: the
     # inputs' side alone (full_bytes_and_flops sizes it), its band read off the gather map
-    inputs = geom.padding_mode != "zeros"
+    inputs = _inputs_side_only(geom)
     bandwidth = max(max(bandwidth for _, bandwidth in _full_sides(geom)),
                     _depth(taps) * weight.shape[1])
     candidates = [max(estimate * estimate, 1e-300) * (1 + delta)

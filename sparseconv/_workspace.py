@@ -17,6 +17,10 @@ computation ends (in any thread), the kept arrays are dropped. Outside one,
 kept array holds drops those smaller ones first, so what is kept never exceeds the most the
 computation held at once. Thread-safe: a thread pool's tasks borrow concurrently, each its own
 array.
+
+The operators' products keep scratch of their own (:mod:`sparseconv._products`): at most 64 MB
+per thread, for the thread's life, as products repeat with no end in sight. This module is for
+larger arrays whose use has one: a section, a certificate.
 """
 
 from __future__ import annotations
