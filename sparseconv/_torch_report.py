@@ -148,8 +148,9 @@ class LipschitzReport:
         sequential chain of the traced layers; None when some traced module is neither
         linear nor a known activation, or the chain is not known (``reason`` says which).
     activations : tuple of str
-        The activations assumed, as ``"name (Type)"`` for a 1-Lipschitz one and ``"name
-        (Type, L)"`` otherwise (``Sigmoid``: 0.25).
+        The activations and max pooling layers assumed, as ``"name (Type)"`` for a
+        1-Lipschitz one and ``"name (Type, L)"`` otherwise (``Sigmoid``: 0.25; ResNet's 3x3
+        stride-2 ``MaxPool2d``: 2).
     chain_checked : bool
         True when the model is a (nested) ``nn.Sequential``, so it is a chain; False when
         the chain is an assumption (hooks do not see residual sums or functional calls).
@@ -267,6 +268,64 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
                             f"got {name!r}")
         checked[name] = real_number(value, f"lipschitz_constants[{name!r}]", low=0.0)
     return checked
+
+
+def _per_axis(value, ndim: int) -> tuple[int, ...]:
+    """A pooling argument (an int or a tuple) as one int per spatial axis."""
+    if isinstance(value, (tuple, list)):
+        return tuple(int(v) for v in value)
+    return (int(value),) * ndim
+
+
+def _most_reads(size: int, starts: np.ndarray, ends: np.ndarray, step: int = 1) -> int | None:
+    """The most windows ``[starts[i], ends[i])`` (every ``step``-th position) that hold one
+    of the positions ``0 .. size - 1``; None if a window holds none (it pools padding alone)."""
+    taps = [np.arange(a, b, step) for a, b in zip(starts.tolist(), ends.tolist())]
+    inside = [t[(t >= 0) & (t < size)] for t in taps]
+    if not inside or any(t.size == 0 for t in inside):
+        return None
+    return int(np.bincount(np.concatenate(inside), minlength=size).max())
+
+
+def _max_pool_constant(record: TraceRecord) -> float | None:
+    """The Lipschitz constant, in the 2-norm, of a max pooling layer on its traced input:
+    ``sqrt(w)``, ``w`` the most pooling windows that read one input entry (rounded up).
+
+    Each output moves by at most the largest change in its window, ``|max_W x - max_W y| <=
+    ||x_W - y_W||_2``, so ``||P(x) - P(y)||^2 <= sum_W ||x_W - y_W||^2 <= w ||x - y||^2``;
+    ``x = 0, y = eps e_p`` at an entry read by ``w`` windows attains it. Windows are products
+    of one window per axis, so ``w`` is the product of the per-axis maxima, counted from the
+    traced output size (``ceil_mode`` included; the ``-inf`` padding is no input). None for
+    a module that is no max pooling, whose arguments cannot be read, or with a window of
+    ``-inf`` padding alone (its output is ``-inf`` whatever the input).
+    """
+    kind = _kind(record.module)
+    spatial, outputs = record.input_shape[1:], record.output_shape[1:]
+    ndim = len(spatial)
+    if kind not in (f"MaxPool{ndim}d", f"AdaptiveMaxPool{ndim}d") or len(outputs) != ndim:
+        return None
+    try:
+        if kind.startswith("Adaptive"):  # PyTorch's windows [floor(i n/m), ceil((i+1) n/m))
+            counts = [_most_reads(n, np.arange(m) * n // m, -(-(np.arange(m) + 1) * n // m))
+                      for n, m in zip(spatial, outputs)]
+        else:
+            module = record.module
+            kernel = _per_axis(module.kernel_size, ndim)
+            stride = _per_axis(module.stride or module.kernel_size, ndim)
+            padding = _per_axis(module.padding, ndim)
+            dilation = _per_axis(module.dilation, ndim)
+            counts = []
+            for n, m, k, s, p, d in zip(spatial, outputs, kernel, stride, padding, dilation):
+                starts = np.arange(m) * s - p  # window o reads o s - p + t d, t < k
+                counts.append(_most_reads(n, starts, starts + (k - 1) * d + 1, d))
+    except (AttributeError, TypeError, ValueError):  # a module whose arguments are not readable
+        return None
+    if any(count is None for count in counts):
+        return None
+    windows = math.prod(counts)  # type: ignore[arg-type]
+    root = math.isqrt(windows)
+    return float(root) if root * root == windows else math.nextafter(math.sqrt(windows),
+                                                                     math.inf)
 
 
 def _activation_constant(module: nn.Module) -> float | None:
@@ -469,8 +528,12 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
 
     Activations with a known Lipschitz constant: ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``,
     ``Softplus`` (1), ``LeakyReLU`` and ``ELU`` (``max(1, |slope|)``, ``max(1, |alpha|)``),
-    ``Sigmoid`` (1/4). The network bound multiplies the layers' upper bounds and these
-    constants, rounded up.
+    ``Sigmoid`` (1/4). Max pooling (``MaxPool1d/2d/3d``, ``AdaptiveMaxPool1d/2d/3d``, in a
+    TorchScript model too): ``sqrt(w)``, ``w`` the most pooling windows that read one input
+    entry on the traced shapes -- 1 for windows that do not overlap (VGG's 2x2 stride 2), 2
+    for ResNet's 3x3 stride 2 with padding 1 -- its Lipschitz constant in the 2-norm,
+    attained (each output moves by at most the largest change in its window). The network
+    bound multiplies the layers' upper bounds and these constants, rounded up.
 
     A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, as ``torch.jit.load``
     returns it) gets the report of the eager model it was compiled from: :func:`trace` reads
@@ -574,6 +637,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         constant = given.get(record.name, given.get(_kind(record.module)))
         if constant is None:
             constant = _activation_constant(record.module)
+        if constant is None:
+            constant = _max_pool_constant(record)
         label = f"{record.name} ({_kind(record.module)}"
         if constant is None:
             unknown.append(label + ")")

@@ -304,7 +304,8 @@ def _rebuild(call: _Call, value) -> nn.Module:
 
 
 def _known(cls: type) -> bool:
-    return cls in (*_SUPPORTED, *_ONE_LIPSCHITZ, nn.ELU, nn.Sigmoid, nn.Softplus)
+    return cls in (*_SUPPORTED, *_ONE_LIPSCHITZ, nn.ELU, nn.Sigmoid, nn.Softplus,
+                   nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 
 
 _UPSAMPLE_MODES = {"upsample_nearest": "nearest", "_upsample_nearest_exact": "nearest-exact",
@@ -364,6 +365,9 @@ def _build(cls: type, ops: list[tuple[str, list]]) -> nn.Module | None:
         return cls(kernel, stride, padding, ceil_mode=ceil, count_include_pad=include, **extra)
     if name.startswith("adaptive_avg_pool"):
         return cls(_tuple(args[1]))
+    if name.startswith("max_pool"):  # (its Lipschitz constant, in the report)
+        kernel, stride, padding, dilation, ceil = (_tuple(a) for a in args[1:6])
+        return cls(kernel, stride or None, padding, dilation, ceil_mode=bool(ceil))
     if name == "flatten":
         return cls(args[1], args[2])
     if "dropout" in name:

@@ -556,8 +556,11 @@ def test_lipschitz_report_vgg(tmp_path):
 
 
 def test_lipschitz_report_without_a_network_bound():
+    # VGG's chain has one: its 2x2 stride-2 max pooling is 1-Lipschitz
     vgg = sct.lipschitz_report(_networks.randomize(_networks.tiny_vgg(size=4)), (3, 4, 4))
-    assert vgg.network_upper is None and "MaxPool2d" in vgg.reason
+    assert vgg.network_upper == pytest.approx(np.prod([r["upper"] for r in vgg]), rel=1e-12)
+    assert [a for a in vgg.activations if "MaxPool2d" in a] == ["0.3 (MaxPool2d)",
+                                                                  "0.6 (MaxPool2d)"]
     block = _networks.randomize(_networks.BasicBlock(2, 3, stride=2))
     report = sct.lipschitz_report(block, (2, 6, 6))
     assert report.network_upper is None and "not a nn.Sequential" in report.reason
@@ -567,7 +570,8 @@ def test_lipschitz_report_without_a_network_bound():
     assert "assumes the model is the sequential chain" in str(assumed)
     unet = _networks.randomize(_networks.TinyUNet())
     report = sct.lipschitz_report(unet, (1, 4, 4))
-    assert report.network_upper is None and "down (MaxPool2d)" in report.reason
+    assert report.network_upper is None and "not a nn.Sequential" in report.reason
+    assert "down (MaxPool2d)" in report.activations  # 2x2 stride 2: 1-Lipschitz
     rows = {row["name"]: row for row in report}
     assert rows["up"]["type"] == "ConvTranspose2d" and rows["up"]["output_shape"] == (4, 4, 4)
     dense = np.linalg.norm(sct.matrix(unet.up, (8, 2, 2)).toarray(), 2)

@@ -120,6 +120,95 @@ def test_network_bound_neither_underflows_nor_overflows(norms):
         assert report.network_upper <= math.nextafter(float(exact), math.inf)
 
 
+def _most_windows(pool: nn.Module, shape: tuple) -> int | None:
+    """PyTorch's own count of the windows that read the most-read input entry: pool every
+    one-hot input (1 at one entry, 0 elsewhere); the outputs that become 1 are its windows.
+    None where a window pools padding alone (its output is -inf)."""
+    n = math.prod(shape[1:])
+    with torch.no_grad():
+        ones = pool(torch.eye(n, dtype=F64).reshape(n, 1, *shape[1:]))
+    return int(ones.reshape(n, -1).sum(dim=1).max()) if bool(ones.isfinite().all()) else None
+
+
+def _random_pools(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        d = int(rng.integers(1, 4))
+        sizes = tuple(int(n) for n in rng.integers(1, 9, d))
+        if rng.random() < 0.25:  # adaptive: any output size, windows overlapping or not
+            outputs = tuple(int(m) for m in rng.integers(1, 11, d))
+            yield getattr(nn, f"AdaptiveMaxPool{d}d")(outputs), (2, *sizes)
+            continue
+        kernel = tuple(int(k) for k in rng.integers(1, 5, d))
+        dilation = tuple(int(k) for k in rng.integers(1, 3, d))
+        stride = tuple(int(k) for k in rng.integers(1, 4, d))
+        # PyTorch: padding at most half the kernel; the dilated window inside the padded input
+        padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+        sizes = tuple(max(n, (k - 1) * dl + 1 - 2 * p)
+                      for n, k, dl, p in zip(sizes, kernel, dilation, padding))
+        yield getattr(nn, f"MaxPool{d}d")(kernel, stride, padding, dilation,
+                                          ceil_mode=bool(rng.random() < 0.5)), (2, *sizes)
+
+
+@pytest.mark.parametrize("pool, shape", list(_random_pools(60, seed=3)) + [
+    (nn.MaxPool2d(3, 2, 1), (64, 112, 112)),   # ResNet's: 2
+    (nn.MaxPool2d(2), (64, 224, 224)),          # VGG's: 1
+    (nn.MaxPool1d(3, 1), (1, 10))])             # sqrt(3), not a float: rounded up
+def test_max_pooling_constant_is_the_square_root_of_the_most_windows(pool, shape):
+    report = sct.lipschitz_report(nn.Sequential(pool).eval(), shape)
+    small = (shape[0], *(min(n, 16) for n in shape[1:]))  # (the count does not need them all)
+    windows = _most_windows(pool, shape if math.prod(shape[1:]) <= 4096 else small)
+    if windows is None:  # -inf whatever the input: no constant, and the pooling is named
+        assert report.network_upper is None and f"0 ({type(pool).__name__})" in report.reason
+        return
+    assert Fraction(report.network_upper) ** 2 >= windows
+    assert report.network_upper <= math.nextafter(math.sqrt(windows), math.inf)
+    name = type(pool).__name__
+    assert report.activations == ((f"0 ({name})",) if windows == 1 else
+                                   (f"0 ({name}, {report.network_upper:g})",))
+
+
+def test_max_pooling_constant_is_attained_and_bounds_the_network():
+    """A VGG-like chain: its bound holds on random pairs; and the pooling alone moves by its
+    constant times the input's change, for a change at a most-read entry."""
+    pool = nn.MaxPool2d(3, 2, 1)
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), pool, nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)), seed=2)
+    report = sct.lipschitz_report(model, (2, 8, 8))
+    assert report.activations == ("1 (ReLU)", "2 (MaxPool2d, 2)", "4 (ReLU)", "5 (MaxPool2d)")
+    product = math.prod(Fraction(row["upper"]) for row in report) * 2
+    assert Fraction(report.network_upper) >= product
+    assert report.network_upper == pytest.approx(float(product))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for scale in (1e-3, 1.0, 10.0):
+            x = torch.randn((16, 2, 8, 8), dtype=F64, generator=generator)
+            y = x + scale * torch.randn((16, 2, 8, 8), dtype=F64, generator=generator)
+            ratio = (model(x) - model(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
+            assert float(ratio.max()) <= report.network_upper
+        x = torch.zeros((1, 1, 8, 8), dtype=F64)
+        y = x.clone()
+        y[0, 0, 3, 3] = 1e-3  # read by the windows at rows and columns 1 and 2: four
+        assert float((pool(y) - pool(x)).norm() / (y - x).norm()) == pytest.approx(2.0)
+
+
+def test_max_pooling_of_scripted_and_traced_models():
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+        nn.AdaptiveMaxPool2d(3), nn.Flatten(), nn.Linear(3 * 3 * 3, 2)), seed=4)
+    eager = sct.lipschitz_report(model, (2, 8, 8))
+    assert eager.activations == ("1 (ReLU)", "2 (MaxPool2d, 2)", "3 (AdaptiveMaxPool2d, 2)")
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        compiled_models = (torch.jit.script(model),
+                           torch.jit.trace(model, torch.zeros((1, 2, 8, 8), dtype=F64)))
+    for compiled in compiled_models:
+        report = sct.lipschitz_report(compiled, (2, 8, 8))
+        assert report.activations == eager.activations
+        assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+
+
 def test_unknown_activation_gives_no_network_bound():
     report = sct.lipschitz_report(small_chain(nn.GELU()), (2, 8, 8))
     assert report.network_upper is None and "2 (GELU)" in report.reason
