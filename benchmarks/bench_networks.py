@@ -4,10 +4,12 @@
 ``sparseconv.torch.operator(conv, input_shape)``, against the ``nn.Conv2d`` module itself, side
 by side in one process: batch 1 and 8, forward (``matvec``/``matmat`` against ``conv(x)``) and
 adjoint (``rmatvec``/``rmatmat`` against ``F.conv_transpose2d``, which is what autograd runs for
-the input gradient), float64 and float32. For float32 the im2col GEMM floor is measured too: the
-one matrix product ``W (C_out x C_in k^2) @ cols`` (and ``W^T @ Y`` for the adjoint) on
-prebuilt operands, which no im2col implementation can beat with the same BLAS. Ratios are
-ours / PyTorch's and ours / floor (lower is better). Targets (issue 11): float64 <= 1.0 on every
+the input gradient), float64 and float32. The im2col GEMM floor is measured too: the one matrix
+product ``W (C_out x C_in k^2) @ cols`` (and ``W^T @ Y`` for the adjoint) on prebuilt operands,
+which no im2col implementation can beat with the same BLAS; and the same product by PyTorch's
+BLAS (``torch.mm``, MKL on x86), the peer's floor. Ratios are ours / PyTorch's, ours / floor
+and floor / the peer's floor ("fl/pe": above 1, numpy's BLAS alone is slower than PyTorch's on
+that product; lower is better everywhere). Targets (issue 11): float64 <= 1.0 on every
 layer; float32 <= 1.5 where numpy's BLAS runs the CPU's native kernel, else within 1.15x of the
 floor. Timing as in ``bench_operators.py`` (alternating blocks, best of, a pause between).
 
@@ -89,7 +91,8 @@ def label(name: str, conv: nn.Conv2d, shape: tuple) -> str:
 
 
 def measure(conv: nn.Conv2d, shape: tuple, dtype, batch: int, args) -> dict:
-    """Times in ms: ours and torch, forward and adjoint; the im2col GEMM floors (float32)."""
+    """Times in ms: ours and torch, forward and adjoint; the im2col GEMM floors, numpy's and
+    PyTorch's."""
     conv = copy.deepcopy(conv).to(dtype)
     weight = conv.weight.detach()
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
@@ -118,14 +121,16 @@ def measure(conv: nn.Conv2d, shape: tuple, dtype, batch: int, args) -> dict:
             args.rounds, args.repeat, adj,
             partial(F.conv_transpose2d, yt, weight, stride=conv.stride, padding=conv.padding,
                     output_padding=output_padding, dilation=conv.dilation))
-    if dtype == torch.float32:
-        w = weight.numpy().reshape(weight.shape[0], -1).astype(np.float32)
-        pixels = math.prod(out_shape[1:]) * batch
-        cols = rng.standard_normal((w.shape[1], pixels)).astype(np.float32)
-        ys = rng.standard_normal((w.shape[0], pixels)).astype(np.float32)
-        wt = np.ascontiguousarray(w.T)
-        times["floor fwd"] = best_of(args.repeat, np.matmul, w, cols)
-        times["floor adj"] = best_of(args.repeat, np.matmul, wt, ys)
+    w = weight.numpy().reshape(weight.shape[0], -1).astype(np_dtype)
+    pixels = math.prod(out_shape[1:]) * batch
+    cols = rng.standard_normal((w.shape[1], pixels)).astype(np_dtype)
+    ys = rng.standard_normal((w.shape[0], pixels)).astype(np_dtype)
+    wt = np.ascontiguousarray(w.T)
+    times["floor fwd"] = best_of(args.repeat, np.matmul, w, cols)
+    times["floor adj"] = best_of(args.repeat, np.matmul, wt, ys)
+    with torch.no_grad():  # the peer's BLAS on the same operands
+        times["peer fwd"] = best_of(args.repeat, torch.mm, *map(torch.from_numpy, (w, cols)))
+        times["peer adj"] = best_of(args.repeat, torch.mm, *map(torch.from_numpy, (wt, ys)))
     return {k: v * 1e3 for k, v in times.items()}
 
 
@@ -133,26 +138,24 @@ def operators_table(model: nn.Module, args) -> None:
     layers = [layer for layer in distinct_convs(model, args.size)
               if not args.layers or any(key in layer[0] for key in args.layers.split(","))]
     header = (f"{'layer':<42}{'dtype':>8}{'b':>3}{'fwd ms':>9}{'torch':>8}{'ratio':>7}"
-              f"{'floor':>8}{'/fl':>6}{'adj ms':>9}{'torch':>8}{'ratio':>7}{'floor':>8}{'/fl':>6}")
+              f"{'floor':>8}{'/fl':>6}{'fl/pe':>6}{'adj ms':>9}{'torch':>8}{'ratio':>7}"
+              f"{'floor':>8}{'/fl':>6}{'fl/pe':>6}")
     print(header)
     print("-" * len(header))
     for name, conv, shape in layers:
         for dtype in args.dtypes:
             for batch in args.batches:
                 t = measure(conv, shape, dtype, batch, args)
-                floor = ("", "")
-                if "floor fwd" in t:
-                    floor = (f"{t['floor fwd']:>8.2f}{t['fwd'] / t['floor fwd']:>6.2f}",
-                             f"{t['floor adj']:>8.2f}{t['adj'] / t['floor adj']:>6.2f}")
-                else:
-                    floor = (f"{'-':>8}{'-':>6}", f"{'-':>8}{'-':>6}")
+                cells = [f"{t[side]:>9.2f}{t['torch ' + side]:>8.2f}"
+                         f"{t[side] / t['torch ' + side]:>7.2f}{t['floor ' + side]:>8.2f}"
+                         f"{t[side] / t['floor ' + side]:>6.2f}"
+                         f"{t['floor ' + side] / t['peer ' + side]:>6.2f}"
+                         for side in ("fwd", "adj")]
                 print(f"{label(name, conv, shape):<42}{str(dtype)[6:]:>8}{batch:>3}"
-                      f"{t['fwd']:>9.2f}{t['torch fwd']:>8.2f}{t['fwd'] / t['torch fwd']:>7.2f}"
-                      f"{floor[0]}"
-                      f"{t['adj']:>9.2f}{t['torch adj']:>8.2f}{t['adj'] / t['torch adj']:>7.2f}"
-                      f"{floor[1]}", flush=True)
-    print("ratio = sparseconv / PyTorch, /fl = sparseconv / im2col GEMM floor; targets: float64 "
-          "<= 1.0; float32 <= 1.5 (native BLAS kernel) or <= 1.15 x floor")
+                      f"{cells[0]}{cells[1]}", flush=True)
+    print("ratio = sparseconv / PyTorch, /fl = sparseconv / im2col GEMM floor, fl/pe = that floor"
+          " / the same GEMM by PyTorch's BLAS; targets: float64 <= 1.0; float32 <= 1.5 (native "
+          "BLAS kernel) or <= 1.15 x floor")
 
 
 def report_table(model: nn.Module, args) -> None:
