@@ -128,10 +128,15 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     Convolutions, transposed convolutions (through their adjoint convolution), ``nn.Linear``
     (its weight, a 1x1 convolution), BatchNorm (a depthwise 1x1 convolution) and average
     pooling without ``ceil_mode`` or excluded padding go to :func:`sparseconv.spectral_norm`;
-    ``kwargs`` (``method``, ``tol``) are passed on. The other modules (padding, the remaining
-    pooling layers) are bounded from their explicit matrix: ``sqrt(||A||_1 ||A||_inf)`` above
-    (exact for a padding, whose ``A^T A`` is diagonal), a power iteration's Rayleigh quotient
-    below, both widened for rounding (method ``"bounds"``, with ``bounds["schur"]``).
+    ``kwargs`` (``method``, ``tol``, ``executor``, ``progress``) are passed on, any other
+    keyword is refused. The other modules (padding, interpolation, the remaining pooling
+    layers) are bounded from their explicit matrix -- on one channel where the module acts
+    on each alike -- with the same ``method`` and ``tol``: a dense SVD certified by a Cholesky
+    factorization where that is affordable (method ``"dense"``, as ``"auto"`` chooses it);
+    else ARPACK's top singular vector to ``tol`` below and ``sqrt(||A||_1 ||A||_inf)`` above
+    (exact for a padding, whose ``A^T A`` is diagonal; method ``"bounds"``, with
+    ``bounds["schur"]``, ``converged`` saying whether ARPACK met ``tol``), both widened for
+    rounding.
 
     Examples
     --------
@@ -145,9 +150,17 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     return _layer_norm(_layer(module, input_shape, output_size), **kwargs)
 
 
+#: The options :func:`spectral_norm` passes on (those of :func:`sparseconv.spectral_norm`).
+_OPTIONS = ("method", "tol", "executor", "progress")
+
+
 def _layer_norm(layer: _Layer, **kwargs: Any) -> sc.SpectralNorm:
+    unknown = sorted(set(kwargs) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"spectral_norm() got an unexpected keyword argument {unknown[0]!r}; "
+                        f"it passes {', '.join(_OPTIONS)} to sparseconv.spectral_norm")
     if layer.conv is None:
-        return _matrix_norm(layer.build("csr"))
+        return _matrix_norm(_one_channel(layer.build("csr"), layer.input_shape[0]), **kwargs)
     weight, shape, conv_kwargs = layer.conv
     return sc.spectral_norm(weight, shape, **conv_kwargs, **_layer_options(layer, kwargs))
 
@@ -197,24 +210,87 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
     return np.sort(np.tile(values, layer.repeat))[::-1]
 
 
-def _matrix_norm(a: sp.sparray, iterations: int = 50) -> sc.SpectralNorm:
-    """A certified interval for ``||A||_2`` from an explicit sparse matrix.
+def _one_channel(a: sp.csr_array, channels: int) -> sp.csr_array:
+    """``B`` where ``A = I_channels (x) B`` exactly (a module that acts on each channel alike:
+    padding, pooling, interpolation), whose norm is ``A``'s at a ``channels``-th of the size;
+    else ``A``."""
+    rows, cols = a.shape
+    if channels < 2 or rows % channels or cols % channels:
+        return a
+    block = sp.csr_array(a[:rows // channels, :cols // channels])
+    whole = sp.csr_array(sp.kron(sp.eye_array(channels), block))
+    return block if whole.shape == a.shape and (whole != a).nnz == 0 else a
 
-    Its method is "bounds", and ``bounds["schur"]`` the upper bound.
+
+def _matrix_norm(a: sp.sparray, method: str = "auto", tol: float | None = None,
+                 executor: Any = None, progress: Any = None) -> sc.SpectralNorm:
+    """A certified interval for ``||A||_2`` from an explicit sparse matrix (a module that is
+    no convolution: padding, interpolation, the remaining pooling layers).
+
+    ``method`` and ``tol`` as :func:`sparseconv.spectral_norm` (``executor`` and
+    ``progress`` are accepted for the same signature; nothing here runs in parallel):
+
+    * ``"dense"`` (``"auto"`` and ``"exact"`` where :func:`sparseconv._spectra.dense_is_affordable`):
+      LAPACK's top singular pair of the explicit matrix, the upper bound certified by a
+      Cholesky factorization (:func:`sparseconv._certificates.dense_upper`);
+    * ``"bounds"`` (the rest): ARPACK's top singular vector to ``tol`` below, and
+      ``sqrt(||A||_1 ||A||_inf)`` above (exact for a padding, whose ``A^T A`` is diagonal;
+      ``bounds["schur"]``); ``converged`` says whether ARPACK met ``tol``;
+    * ``"upper"``: the Schur bound alone, with one quotient below.
+
+    A module that acts on every channel alike is bounded on one channel (:func:`_one_channel`:
+    ``A = I (x) B`` checked entry by entry, ``||A|| = ||B||``). The matrix's entries are the
+    layer's rounded (a pooling's ``1/9``): each is within ``u``
+    of the exact one, so the computed matrix is within ``u || |A| ||`` of the layer, an
+    allowance taken off the lower bound and added to the upper one.
     """
+    from sparseconv._certificates import dense_upper
+    from sparseconv._memory import check_memory
+    from sparseconv._rounding import U, Rounding, down, up
+    from sparseconv._spectra import dense_is_affordable
+    from sparseconv._spectral_norm import DEFAULT_TOL, checked_options
+
+    method, tol = checked_options(method, DEFAULT_TOL if tol is None else tol)
+    if method == "fft":
+        raise ValueError("method='fft' needs a periodic convolution; this module's matrix is "
+                         "bounded by method 'auto', 'dense', 'bounds', 'upper' or 'exact'")
     a = sp.csr_array(a, dtype=np.float64)
     if a.nnz == 0:
-        return sc.SpectralNorm(0.0, 0.0, 0.0, "zero")
+        return sc.SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0})
     absolute = abs(a)
-    longest = max(np.diff(a.indptr).max(), np.diff(a.tocsc().indptr).max())
-    slack = 4 * (longest + 4) * np.finfo(np.float64).eps  # the sums' and sqrt's rounding
-    upper = math.sqrt(absolute.sum(axis=0).max() * absolute.sum(axis=1).max()) * (1 + slack)
-    x = np.random.default_rng(0).standard_normal(a.shape[1])
-    for _ in range(iterations):
-        x = a.T @ (a @ x)
-        x /= np.linalg.norm(x)
-    lower = np.linalg.norm(a @ x) / np.linalg.norm(x) * (1 - slack)
-    return sc.SpectralNorm(lower, lower, upper, "bounds", bounds={"schur": upper})
+    longest = int(max(np.diff(a.indptr).max(), np.diff(a.tocsc().indptr).max()))
+    rounding = Rounding(0.0, 0.0, float(absolute.sum(axis=1).max()),
+                        float(absolute.sum(axis=0).max()), longest)
+    schur = up(rounding.abs_norm, longest + 4)  # the sums' and the square root's rounding
+    entries = up(U * schur)  # the entries' own rounding: || |A - A^| || <= u || |A| ||
+    size = max(a.shape)
+
+    def quotient(v: np.ndarray) -> float:
+        return down(rounding.quotient_lower(float(np.linalg.norm(a @ v)),
+                                            float(np.linalg.norm(v)), size) - entries)
+
+    if method == "dense" or min(a.shape) < 3 or (
+            method in ("auto", "exact") and dense_is_affordable(*a.shape)):  # (svds needs 3)
+        check_memory(3 * 8 * a.shape[0] * a.shape[1], f"a dense {a.shape} SVD")
+        dense = a.toarray()
+        _, s, vh = np.linalg.svd(dense, full_matrices=False)
+        upper = up(dense_upper(dense, float(s[0])) + entries, 2)
+        return sc.SpectralNorm(float(s[0]), quotient(vh[0]), upper, "dense", {"dense": upper})
+    upper = up(schur + entries, 2)
+    if method == "upper":
+        return sc.SpectralNorm(upper, quotient(np.ones(a.shape[1])), upper, "upper",
+                               {"schur": upper}, False)
+    try:
+        *_, vh = spla.svds(a, k=1, tol=tol, random_state=0)
+        vector, converged = vh[0], True
+    except spla.ArpackError:  # (no convergence, or no shifts for equal values): a few power
+        vector, converged = np.random.default_rng(0).standard_normal(a.shape[1]), False
+        for _ in range(20):  # steps instead, still a lower bound; converged only if proved
+            vector = a.T @ (a @ vector)
+            vector /= np.linalg.norm(vector)
+    lower = quotient(vector)  # (above upper, SpectralNorm refuses it: a bug, never clamped)
+    return sc.SpectralNorm(lower, lower, upper, "bounds", {"schur": upper},
+                           converged or lower >= upper * (1 - tol))
 
 
 class FoldedBatchNorm(NamedTuple):

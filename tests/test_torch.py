@@ -279,6 +279,40 @@ def test_spectra_contain_the_dense_values(kind):
         checked += 1
 
 
+@pytest.mark.parametrize("kind", ["adaptive_avg_pool", "avg_pool", "pad", "pixel_shuffle",
+                                  "upsample"])
+def test_every_method_and_tol_reach_the_modules_bounded_from_their_matrix(kind):
+    """Padding, pooling and interpolation: each method contains PyTorch's layer's dense norm,
+    the dense route to rounding, and ``converged`` is never claimed for a loose lower bound."""
+    rng = np.random.default_rng(200 + sorted(MODULES).index(kind))
+    checked = 0
+    while checked < 4:
+        module, shape, call = MODULES[kind](rng)
+        try:
+            if module.double()(torch.zeros((1, *shape), dtype=F64), **call).numel() == 0:
+                continue
+        except RuntimeError:
+            continue
+        top = np.linalg.norm(sct.matrix(module, shape, **call).toarray(), 2)
+        for method in ("auto", "dense", "bounds", "upper", "exact"):
+            r = sct.spectral_norm(module, shape, method=method, tol=1e-9, **call)
+            config = f"{module!r} on {shape} with {call}, method={method}: {r}"
+            assert r.lower <= top * (1 + 1e-12) and top <= r.upper * (1 + 1e-12), config
+            assert type(r.lower) is float and type(r.upper) is float, config
+            if r.method == "dense" or method == "dense":
+                assert r.relative_width < 1e-9, config
+            if r.converged:
+                assert r.lower >= top * (1 - 1e-6), config
+            if method == "upper" and top > 0:
+                assert r.method in ("upper", "fft", "1x1", "dense") or r.relative_width < 1e-9
+        checked += 1
+    module, shape, call = MODULES[kind](rng)
+    for bad, error in ((dict(method="power"), ValueError), (dict(tol=0.0), ValueError),
+                       (dict(tol="1e-3"), TypeError), (dict(bogus=1), TypeError)):
+        with pytest.raises(error, match=next(iter(bad))):
+            sct.spectral_norm(module, shape, **call, **bad)
+
+
 # ---------------------------------------------------------------------------------------------
 # BatchNorm folding
 # ---------------------------------------------------------------------------------------------
