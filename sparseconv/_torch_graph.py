@@ -35,7 +35,7 @@ from sparseconv._torch_layers import (
     _padding,
     _refuse,
 )
-from sparseconv._torch_script import _kind, forward_failed
+from sparseconv._torch_script import _kind, forward_failed, probe_like
 from sparseconv._typing import PaddingMode
 
 # The probe's batch: a reshape that keeps it first keeps every sample's values in C order, and
@@ -406,9 +406,7 @@ def _probe(gm, shape, model: nn.Module) -> dict:
             values[n] = result
             return result
 
-    parameter = next(gm.parameters(), None)
-    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
-    device = parameter.device if parameter is not None else None
+    dtype, device = probe_like(gm)
     try:
         with torch.no_grad():
             Recorder(gm).run(torch.zeros((_BATCH, *shape), dtype=dtype, device=device))

@@ -28,6 +28,7 @@ import sparseconv as sc
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._shapes import output_padding_for
 from sparseconv._typing import PaddingMode, SparseFormat
+from sparseconv._validation import spatial_size
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -78,13 +79,10 @@ class _Layer:
 
 
 def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(n) for n in input_shape)
-    except TypeError:
-        raise TypeError(f"input_shape must be a tuple of ints (C, *spatial), got "
-                        f"{input_shape!r}") from None
-    if not shape or min(shape) < 1 or (ndim is not None and len(shape) != ndim + 1):
-        want = "(C, *spatial)" if ndim is None else f"(C, *spatial) with {ndim} spatial axes"
+    # the arrays' normalizer: ints only (8.5 or "388" is refused, never truncated)
+    shape = spatial_size(input_shape, "input_shape")
+    if ndim is not None and len(shape) != ndim + 1:
+        want = f"(C, *spatial) with {ndim} spatial axes"
         raise ValueError(f"input_shape must be {want} of positive ints for {name}, got "
                          f"{input_shape!r}")
     return shape
@@ -131,6 +129,12 @@ def _refuse(module: nn.Module) -> None:
                         "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "
                         "BatchNorm*d, Linear, Flatten, Unflatten, Identity, Dropout, Upsample, "
                         "PixelShuffle, PixelUnshuffle, the padding modules")
+    stateful = [key for key, p in getattr(module, "parametrizations", {}).items()
+                if any(m.training and next(m.buffers(), None) is not None for m in p)]
+    if stateful:  # spectral_norm's power iteration runs on every read of the weight
+        raise ValueError(f"{name} is in training mode, where its parametrization of "
+                         f"{stateful[0]!r} updates its state on every read (spectral_norm's "
+                         "power iteration): call .eval() on the model first")
     if isinstance(module, _BATCHNORM):
         if module.training:
             raise ValueError(f"{name} is in training mode, where it normalizes with the batch's "
@@ -143,8 +147,21 @@ def _refuse(module: nn.Module) -> None:
                          "model first")
 
 
+def _refuse_complex(module: nn.Module) -> None:
+    """A complex module is linear, but read as float64 its imaginary parts would be dropped:
+    a wrong matrix. Refused when it is read (a trace still lists it as linear)."""
+    complex_ = sorted({str(t.dtype) for t in (*module.parameters(), *module.buffers())
+                       if t.is_complex()})
+    if complex_:
+        raise TypeError(f"{type(module).__name__} has complex parameters "
+                        f"({', '.join(complex_)}): sparseconv.torch reads real modules; the "
+                        "arrays' functions take complex weights (sparseconv.conv_matrix, "
+                        "ConvOperator, spectral_norm)")
+
+
 def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _Layer:
     _refuse(module)
+    _refuse_complex(module)
     if isinstance(module, _CONV_T):
         return _conv_transpose_layer(module, input_shape, output_size)
     if output_size is not None:
@@ -184,9 +201,17 @@ def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
     """The output_padding PyTorch derives from ``module(x, output_size=...)`` (which may give
     the batch and channel sizes too: the last ``ndim`` are the spatial ones)."""
     ndim = len(module.kernel_size)
-    size = tuple(int(n) for n in output_size)[-ndim:]
-    if len(size) != ndim:
-        raise ValueError(f"output_size must give {ndim} spatial sizes, got {output_size!r}")
+    given = spatial_size(output_size, "output_size")  # ints only, as PyTorch's
+    if len(given) == 1 and ndim > 1:  # one int: every spatial size (the arrays' convention)
+        given = given * ndim
+    if len(given) not in (ndim, ndim + 2):
+        raise ValueError(f"output_size must have {ndim} (spatial) or {ndim + 2} (batch, "
+                         f"channels, spatial) elements for {type(module).__name__}, as in "
+                         f"PyTorch, got {output_size!r}")
+    if len(given) == ndim + 2 and given[1] != module.out_channels:
+        raise ValueError(f"output_size {output_size!r} gives {given[1]} channels, but "
+                         f"{type(module).__name__} has out_channels={module.out_channels}")
+    size = given[-ndim:]
     return output_padding_for(size, shape[1:], module.kernel_size, module.stride,
                               module.padding, module.dilation)
 

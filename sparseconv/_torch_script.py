@@ -70,6 +70,19 @@ _PAD_MODE = {"constant": "Constant", "reflect": "Reflection", "replicate": "Repl
              "circular": "Circular"}
 
 
+def probe_like(model: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
+    """The dtype and device of the zeros a forward probe runs on: the model's first floating
+    or complex parameter's, else buffer's (a model of buffers alone, a pooling chain in float64
+    say), else PyTorch's defaults."""
+    tensors = (t for t in (*model.parameters(), *model.buffers())
+               if t.is_floating_point() or t.is_complex())
+    first = next(tensors, None)
+    if first is None:
+        parameter = next(model.parameters(), None)
+        return None, None if parameter is None else parameter.device
+    return first.dtype, first.device
+
+
 def _kind(module: nn.Module) -> str:
     """A module's class name; a ScriptModule's is the class it was compiled from."""
     if isinstance(module, torch.jit.ScriptModule):
@@ -192,9 +205,7 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
         graph.eraseOutput(0)
     graph.registerOutput(node.output())
     function = torch._C._create_function_from_graph("sparseconv_probe", graph)
-    parameter = next(model.parameters(), None)
-    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
-    device = parameter.device if parameter is not None else None
+    dtype, device = probe_like(model)
     try:
         with torch.no_grad():
             result = function(model._c, torch.zeros((1, *shape), dtype=dtype, device=device))

@@ -15,7 +15,7 @@ import torch.fx
 from torch import nn
 
 from sparseconv._torch_layers import _input_shape, _refuse, leaf_modules
-from sparseconv._torch_script import _kind, forward_failed, script_calls
+from sparseconv._torch_script import _kind, forward_failed, probe_like, script_calls
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     Only leaf modules are listed: functional calls inside ``forward`` (``F.relu``, ``x + y``,
     ``torch.cat``) are not modules and are not seen (:func:`network_operator` sees them, through
     torch.fx). The input is zeros of shape ``(1, *input_shape)`` in the model's dtype and device,
-    run under ``torch.no_grad()``.
+    run under ``torch.no_grad()``; every buffer is restored afterwards, so a model traced in
+    training mode keeps its BatchNorm statistics.
 
     A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, or ``torch.jit.load``),
     which has no forward hooks, is traced through its inlined graph instead: every leaf
@@ -143,9 +144,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
             records.append(TraceRecord(name, mod, _shape(inputs), _shape(output),
                                        _is_linear(mod)))
         hooks.append(module.register_forward_hook(hook))
-    parameter = next(model.parameters(), None)
-    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
-    device = parameter.device if parameter is not None else None
+    dtype, device = probe_like(model)
+    # the forward leaves the model as it was: in training mode (allow_train) BatchNorm would
+    # update its running statistics, a spectral_norm parametrization its vectors
+    state = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
     try:
         with torch.no_grad():
             model(torch.zeros((1, *shape), dtype=dtype, device=device))
@@ -154,4 +156,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     finally:
         for handle in hooks:
             handle.remove()
+        with torch.no_grad():
+            for buffer, saved in state:
+                buffer.copy_(saved)
     return records

@@ -23,6 +23,7 @@ if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+import sparseconv as sc  # noqa: E402
 import sparseconv.torch as sct  # noqa: E402
 
 from . import _networks  # noqa: E402
@@ -564,6 +565,75 @@ def test_module_refusals_name_the_problem():
         sct.matrix(nn.ConvTranspose1d(1, 1, 3, stride=2), (1, 4), output_size=(12,))
     with pytest.raises(TypeError, match="ConvTranspose"):
         sct.matrix(nn.Conv1d(1, 1, 3), (1, 4), output_size=(12,))
+
+
+def test_shapes_are_ints_as_the_arrays_take_them():
+    """8.5 or "388" is refused as the arrays' functions refuse it, never truncated to 8."""
+    conv = nn.Conv2d(3, 4, 3)
+    for bad in ((3, 8.5, 8), "388", (3, True, 8), (3, None, 8)):
+        for call in (sct.matrix, sct.operator, sct.spectral_norm):
+            with pytest.raises(TypeError, match="input_shape must be a tuple of positive"):
+                call(conv, bad)
+        with pytest.raises(TypeError, match="input_shape"):
+            sc.conv_matrix(conv.weight.detach().numpy(), bad)  # the arrays' own message
+    with pytest.raises(TypeError, match="input_shape"):
+        sct.trace(nn.Sequential(conv).eval(), (3, 8.5, 8))
+    assert sct.matrix(conv, torch.Size([3, 8, 8])).shape == (144, 192)
+    # a transposed convolution's output_size: PyTorch's rules (spatial, or batch + channels +
+    # spatial, ints) and, as the arrays take it, one int for every spatial size
+    ct = nn.ConvTranspose2d(4, 2, 3, stride=3, padding=1, bias=False)
+    want = sct.matrix(ct, (4, 5, 5), output_size=(14, 14))
+    for same in (14, (1, 2, 14, 14), torch.Size([14, 14])):
+        assert (sct.matrix(ct, (4, 5, 5), output_size=same) != want).nnz == 0
+    x = torch.randn((1, 4, 5, 5), dtype=F64)
+    with torch.no_grad():
+        y = ct.double()(x, output_size=(14, 14))
+    assert_close(want @ x.numpy().ravel(), y.numpy().ravel(), "output_size=(14, 14)")
+    for bad, error, match in (((14.7, 14), TypeError, "output_size must be a tuple"),
+                              ((2, 14, 14), ValueError, "must have 2 .* or 4"),
+                              ((1, 99, 14, 14), ValueError, "99 channels.*out_channels=2")):
+        with pytest.raises(error, match=match):
+            sct.matrix(ct, (4, 5, 5), output_size=bad)
+
+
+def test_complex_modules_are_refused_not_read_as_real():
+    """A complex weight read as float64 would lose its imaginary part: a wrong matrix and a
+    "certified" norm that misses the layer's (the arrays' functions take complex weights)."""
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False, dtype=torch.complex128)
+    for call in (sct.matrix, sct.operator, sct.spectral_norm, sct.affine):
+        with pytest.raises(TypeError, match=r"Conv2d has complex parameters \(torch.complex128"):
+            call(conv, (2, 4, 4))
+    with pytest.raises(TypeError, match="complex parameters"):
+        sct.lipschitz_report(nn.Sequential(conv).eval(), (2, 4, 4))
+    weight = conv.weight.detach().numpy()
+    r = sc.spectral_norm(weight, (2, 4, 4), padding=1)
+    assert r.lower <= np.linalg.norm(sc.conv_matrix(weight, (2, 4, 4), padding=1).toarray(),
+                                     2) <= r.upper
+
+
+def test_reading_a_module_leaves_it_as_it_was():
+    """A spectral_norm parametrization in training mode runs a power-iteration step on every
+    read of its weight: refused (eval mode reads it as is); weight_norm has no state. A trace
+    in training mode restores the BatchNorm statistics its forward updated."""
+    sn = nn.utils.parametrizations.spectral_norm(nn.Conv2d(2, 2, 3))
+    before = [b.clone() for b in sn.buffers()]
+    with pytest.raises(ValueError, match=r"training mode.*'weight'.*\.eval\(\)"):
+        sct.matrix(sn, (2, 5, 5))
+    assert all(torch.equal(a, b) for a, b in zip(before, sn.buffers()))
+    sn.eval()
+    with torch.no_grad():
+        y = sn.double()(x := torch.randn((1, 2, 5, 5), dtype=F64))
+    assert_close(sct.matrix(sn, (2, 5, 5)) @ x.numpy().ravel() + sct.affine(sn, (2, 5, 5)).bias,
+                 y.numpy().ravel(), "spectral_norm in eval mode")
+    wn = nn.utils.parametrizations.weight_norm(nn.Conv2d(2, 2, 3))  # training mode, no state
+    assert sct.matrix(wn, (2, 5, 5)).shape == (18, 50)
+    model = nn.Sequential(nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2))
+    with torch.no_grad():
+        model[1].running_mean.fill_(5.0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    records = sct.trace(model, (2, 6, 6), allow_train=True)
+    assert [r.linear for r in records] == [True, False]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
 
 
 def test_lipschitz_report_vgg(tmp_path):
