@@ -6,7 +6,6 @@ The public functions of :mod:`sparseconv.torch` that take one module: each trans
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -230,8 +229,8 @@ def _matrix_norm(a: sp.sparray, method: str = "auto", tol: float | None = None,
     ``method`` and ``tol`` as :func:`sparseconv.spectral_norm` (``executor`` and
     ``progress`` are accepted for the same signature; nothing here runs in parallel):
 
-    * ``"dense"`` (``"auto"`` and ``"exact"`` where :func:`sparseconv._spectra.dense_is_affordable`):
-      LAPACK's top singular pair of the explicit matrix, the upper bound certified by a
+    * ``"dense"`` (``"auto"`` and ``"exact"`` where
+      :func:`sparseconv._spectra.dense_is_affordable`): LAPACK's top singular pair of the explicit matrix, the upper bound certified by a
       Cholesky factorization (:func:`sparseconv._certificates.dense_upper`);
     * ``"bounds"`` (the rest): ARPACK's top singular vector to ``tol`` below, and
       ``sqrt(||A||_1 ||A||_inf)`` above (exact for a padding, whose ``A^T A`` is diagonal;
