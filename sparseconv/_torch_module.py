@@ -17,6 +17,11 @@ import torch.fx
 from torch import nn
 
 import sparseconv as sc
+from sparseconv._certificates import dense_upper
+from sparseconv._memory import check_memory
+from sparseconv._rounding import Rounding, U, down, up
+from sparseconv._spectra import dense_is_affordable
+from sparseconv._spectral_norm import DEFAULT_TOL, checked_options
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -230,8 +235,9 @@ def _matrix_norm(a: sp.sparray, method: str = "auto", tol: float | None = None,
     ``progress`` are accepted for the same signature; nothing here runs in parallel):
 
     * ``"dense"`` (``"auto"`` and ``"exact"`` where
-      :func:`sparseconv._spectra.dense_is_affordable`): LAPACK's top singular pair of the explicit matrix, the upper bound certified by a
-      Cholesky factorization (:func:`sparseconv._certificates.dense_upper`);
+      :func:`sparseconv._spectra.dense_is_affordable`): LAPACK's top singular pair of the
+      explicit matrix, the upper bound certified by a Cholesky factorization
+      (:func:`sparseconv._certificates.dense_upper`);
     * ``"bounds"`` (the rest): ARPACK's top singular vector to ``tol`` below, and
       ``sqrt(||A||_1 ||A||_inf)`` above (exact for a padding, whose ``A^T A`` is diagonal;
       ``bounds["schur"]``); ``converged`` says whether ARPACK met ``tol``;
@@ -239,16 +245,10 @@ def _matrix_norm(a: sp.sparray, method: str = "auto", tol: float | None = None,
 
     A module that acts on every channel alike is bounded on one channel (:func:`_one_channel`:
     ``A = I (x) B`` checked entry by entry, ``||A|| = ||B||``). The matrix's entries are the
-    layer's rounded (a pooling's ``1/9``): each is within ``u``
-    of the exact one, so the computed matrix is within ``u || |A| ||`` of the layer, an
-    allowance taken off the lower bound and added to the upper one.
+    layer's rounded (a pooling's ``1/9``): each is within ``u`` of the exact one, so the
+    computed matrix is within ``u || |A| ||`` of the layer, an allowance taken off the lower
+    bound and added to the upper one.
     """
-    from sparseconv._certificates import dense_upper
-    from sparseconv._memory import check_memory
-    from sparseconv._rounding import U, Rounding, down, up
-    from sparseconv._spectra import dense_is_affordable
-    from sparseconv._spectral_norm import DEFAULT_TOL, checked_options
-
     method, tol = checked_options(method, DEFAULT_TOL if tol is None else tol)
     if method == "fft":
         raise ValueError("method='fft' needs a periodic convolution; this module's matrix is "
