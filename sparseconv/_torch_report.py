@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import difflib
 import importlib
 import io
 import json
@@ -268,6 +269,27 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
                             f"got {name!r}")
         checked[name] = real_number(value, f"lipschitz_constants[{name!r}]", low=0.0)
     return checked
+
+
+def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]) -> None:
+    """Every ``lipschitz_constants`` key names a traced non-linear module or its class: a
+    typo ("relu" for "ReLU") would otherwise leave the module's own constant in force, or no
+    bound at all, without a word; a linear layer's norm is computed, not given."""
+    names = {key for r in records if not r.linear for key in (r.name, _kind(r.module))}
+    linear = {key for r in records if r.linear for key in (r.name, _kind(r.module))}
+    for key in given:
+        if key in names:
+            continue
+        if key in linear:
+            raise ValueError(f"lipschitz_constants[{key!r}] names a linear layer, whose norm "
+                             "the report computes; constants are for the non-linear modules: "
+                             f"{', '.join(sorted(names)) or 'none traced'}")
+        lowered = {name.lower(): name for name in sorted(names)}
+        close = [lowered[c] for c in difflib.get_close_matches(key.lower(), lowered, n=1,
+                                                                 cutoff=0.6)]
+        raise ValueError(f"lipschitz_constants[{key!r}] names no traced non-linear module nor "
+                         f"its class; they are: {', '.join(sorted(names)) or 'none'}"
+                         + (f" (did you mean {close[0]!r}?)" if close else ""))
 
 
 def _per_axis(value, ndim: int) -> tuple[int, ...]:
@@ -563,7 +585,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         The Lipschitz constants of other activations, by module name (``"1"``,
         ``"layer1.0.act"``) or class name (``"GELU"``, ``"SiLU"``; a name wins over a class),
         for example ``{"GELU": 1.13, "SiLU": 1.1}``. Your constants, not certified here: the
-        network bound is as good as they are, and the report lists them.
+        network bound is as good as they are, and the report lists them. A key that names
+        no traced non-linear module nor its class (a typo, a linear layer) is refused.
     workers : int, optional
         Processes for the convolutions' norms, as :func:`sparseconv.spectral_norms`: ``1``
         (the default, also for ``None``) bounds one layer after the other, each on every
@@ -585,7 +608,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ------
     ValueError
         A model in training mode; a ``method`` or ``tol`` that :func:`sparseconv.spectral_norm`
-        refuses (checked before any layer, named as the argument, not as a layer's).
+        refuses (checked before any layer, named as the argument, not as a layer's); a
+        ``lipschitz_constants`` key that names no traced non-linear module nor its class.
     TypeError
         A TorchScript model whose graph hides a layer (see :func:`trace`); a keyword argument
         other than ``method``, ``tol`` and ``executor``; ``workers`` not an int or None; a
@@ -645,6 +669,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         else:
             constants.append(constant)
             activations.append(label + (")" if constant == 1 else f", {constant:g})"))
+    _check_constants_used(given, records)
     chain = _is_sequential(model)
     callback, close = _progress_callback(progress, len(todo))
     found: list[dict | None] = [None] * len(todo)

@@ -226,6 +226,12 @@ def test_the_constants_of_other_activations_can_be_given():
                                    lipschitz_constants={"GELU": 5.0, "2": 1.13, "Tanh": 0.5})
     assert by_name.activations == ("2 (GELU, 1.13)", "4 (Tanh, 0.5)")
     assert by_name.network_upper == pytest.approx(product * 0.5)
+    # a key that names nothing non-linear is refused: a typo would leave a bound too small
+    for bad, match in (({"gelu": 1.13}, r"names no traced.*\(did you mean 'GELU'\?\)"),
+                       ({"act9": 2.0}, "names no traced non-linear module"),
+                       ({"0": 2.0}, "names a linear layer")):
+        with pytest.raises(ValueError, match=match):
+            sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants=bad)
     for bad, error in (({"GELU": -1.0}, ValueError), ({"GELU": "1"}, TypeError),
                        ({1: 1.0}, TypeError), ([("GELU", 1.0)], TypeError),
                        ({"GELU": float("nan")}, ValueError)):
