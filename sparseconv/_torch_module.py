@@ -133,7 +133,9 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     (its weight, a 1x1 convolution), BatchNorm (a depthwise 1x1 convolution) and average
     pooling without ``ceil_mode`` or excluded padding go to :func:`sparseconv.spectral_norm`;
     ``kwargs`` (``method``, ``tol``, ``executor``, ``progress``) are passed on, any other
-    keyword is refused. The other modules (padding, interpolation, the remaining pooling
+    keyword is refused (as is ``method="exact"`` for circular padding that is not periodic,
+    which :func:`sparseconv.spectral_norm` refuses; :func:`lipschitz_report` takes the
+    default route for such a layer instead). The other modules (padding, interpolation, the remaining pooling
     layers) are bounded from their explicit matrix -- on one channel where the module acts
     on each alike -- with the same ``method`` and ``tol``: a dense SVD certified by a Cholesky
     factorization where that is affordable (method ``"dense"``, as ``"auto"`` chooses it);
@@ -151,14 +153,17 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     >>> r.method, bool(r.lower <= r.value <= r.upper)
     ('fft', True)
     """
-    return _layer_norm(_layer(module, input_shape, output_size), **kwargs)
+    # one module: method="exact" refused where it does not apply, as the arrays refuse it
+    return _layer_norm(_layer(module, input_shape, output_size), strict=True, **kwargs)
 
 
 #: The options :func:`spectral_norm` passes on (those of :func:`sparseconv.spectral_norm`).
 _OPTIONS = ("method", "tol", "executor", "progress")
 
 
-def _layer_norm(layer: _Layer, **kwargs: Any) -> sc.SpectralNorm:
+def _layer_norm(layer: _Layer, strict: bool = False, **kwargs: Any) -> sc.SpectralNorm:
+    """A layer's certified norm; ``strict=False`` (a network's layers): ``method="exact"``
+    becomes ``"auto"`` where it does not apply (:func:`_layer_options`)."""
     unknown = sorted(set(kwargs) - set(_OPTIONS))
     if unknown:
         raise TypeError(f"spectral_norm() got an unexpected keyword argument {unknown[0]!r}; "
@@ -166,7 +171,8 @@ def _layer_norm(layer: _Layer, **kwargs: Any) -> sc.SpectralNorm:
     if layer.conv is None:
         return _matrix_norm(_one_channel(layer.build("csr"), layer.input_shape[0]), **kwargs)
     weight, shape, conv_kwargs = layer.conv
-    return sc.spectral_norm(weight, shape, **conv_kwargs, **_layer_options(layer, kwargs))
+    return sc.spectral_norm(weight, shape, **conv_kwargs,
+                            **(kwargs if strict else _layer_options(layer, kwargs)))
 
 
 def _layer_options(layer: _Layer, kwargs: dict) -> dict:

@@ -567,6 +567,20 @@ def test_module_refusals_name_the_problem():
         sct.matrix(nn.Conv1d(1, 1, 3), (1, 4), output_size=(12,))
 
 
+def test_method_exact_on_one_module_is_refused_where_the_arrays_refuse_it():
+    conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular")  # 6x6: periodic
+    assert sct.spectral_norm(conv, (2, 6, 6), method="exact").method == "fft"
+    not_periodic = nn.Conv2d(2, 2, 3, stride=2, padding=1, padding_mode="circular")
+    with pytest.raises(ValueError, match="method='exact' needs"):
+        sc.spectral_norm(not_periodic.weight.detach().numpy(), (2, 7, 7), stride=2, padding=1,
+                         padding_mode="circular", method="exact")
+    with pytest.raises(ValueError, match="method='exact' needs"):
+        sct.spectral_norm(not_periodic, (2, 7, 7), method="exact")
+    # a network's layer takes the default route instead (README: lipschitz_report)
+    report = sct.lipschitz_report(nn.Sequential(not_periodic).eval(), (2, 7, 7), method="exact")
+    assert list(report)[0]["method"] in ("dense", "bounds")
+
+
 def test_shapes_are_ints_as_the_arrays_take_them():
     """8.5 or "388" is refused as the arrays' functions refuse it, never truncated to 8."""
     conv = nn.Conv2d(3, 4, 3)
