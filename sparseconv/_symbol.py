@@ -294,11 +294,13 @@ def not_periodic(geom: ConvGeometry) -> str | None:
     return None
 
 
-def require_periodic(geom: ConvGeometry, what: str) -> None:
-    """``ValueError`` saying why the layer is not periodic and how to ask for one."""
+def require_periodic(geom: ConvGeometry, what: str, hint: str | None = None) -> None:
+    """``ValueError`` saying why the layer is not periodic and how to ask for one (``hint``:
+    the caller's own way, default :data:`PERIODIC_HINT`'s arguments)."""
     reason = not_periodic(geom)
     if reason:
-        raise ValueError(f"{what} needs {reason}; for the periodic layer {PERIODIC_HINT}")
+        raise ValueError(f"{what} needs {reason}; for the periodic layer "
+                         f"{PERIODIC_HINT if hint is None else hint}")
 
 
 def smaller_gram(flat: np.ndarray) -> np.ndarray:

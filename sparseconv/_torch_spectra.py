@@ -148,7 +148,8 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
 def _periodic(weight, input_size, stride, dilation, groups, what: str) -> ConvGeometry:
     geometry = _geometry(_weight(weight), input_size, stride, None, dilation, groups,
                          "circular")
-    require_periodic(geometry, what)
+    # (its padding is the periodic one already: only a size the stride does not divide fails)
+    require_periodic(geometry, what, "pass an input_size that each stride divides")
     return geometry
 
 
