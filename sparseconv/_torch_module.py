@@ -328,7 +328,8 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     Raises
     ------
     TypeError
-        ``conv`` or ``bn`` of another type, a BatchNorm without running statistics.
+        ``conv`` or ``bn`` of another type, or ``bn`` of another rank than ``conv``
+        (``BatchNorm1d`` after a ``Conv2d``), a BatchNorm without running statistics.
     ValueError
         ``bn`` in training mode, mismatched channel counts.
 
@@ -348,6 +349,10 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
         raise TypeError(f"bn must be a BatchNorm1d, BatchNorm2d or BatchNorm3d, got "
                         f"{type(bn).__name__}")
     _refuse(bn)
+    if not isinstance(bn, _BATCHNORM[len(conv.kernel_size) - 1]):  # PyTorch's forward refuses
+        raise TypeError(f"bn must be the BatchNorm of the convolution's rank: "
+                        f"{type(conv).__name__} takes BatchNorm{len(conv.kernel_size)}d, got "
+                        f"{type(bn).__name__}")
     if bn.num_features != conv.out_channels:
         raise ValueError(f"bn.num_features={bn.num_features} must equal conv.out_channels="
                          f"{conv.out_channels}")

@@ -339,6 +339,11 @@ def test_fold_batchnorm_refuses():
         sct.fold_batchnorm(conv, nn.BatchNorm2d(4).eval())
     with pytest.raises(TypeError, match="ReLU"):
         sct.fold_batchnorm(nn.ReLU(), bn.eval())
+    # the BatchNorm of another rank, which PyTorch's forward refuses
+    for conv, bn in ((nn.Conv2d(3, 4, 3), nn.BatchNorm1d(4)),
+                     (nn.Conv1d(3, 4, 3), nn.BatchNorm2d(4))):
+        with pytest.raises(TypeError, match=f"{type(conv).__name__} takes BatchNorm"):
+            sct.fold_batchnorm(conv.eval(), bn.eval())
 
 
 # ---------------------------------------------------------------------------------------------
