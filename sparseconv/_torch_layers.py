@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import sparseconv as sc
+from sparseconv._resampling import MODES as INTERPOLATION_MODES
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._shapes import output_padding_for
 from sparseconv._typing import PaddingMode, SparseFormat
@@ -397,6 +398,9 @@ def _resample_layer(module, input_shape) -> _Layer:
         matrix = sc.adaptive_avg_pool_matrix(shape, module.output_size)
     elif isinstance(module, nn.Upsample):
         shape = _input_shape(input_shape, None, name)
+        if module.mode not in INTERPOLATION_MODES:  # bicubic: linear, but not built here
+            raise TypeError(f"{name}(mode={module.mode!r}) is not a mode sparseconv.torch "
+                            f"supports ({module!r}); supported: {INTERPOLATION_MODES}")
         matrix = sc.interpolate_matrix(shape, module.size, module.scale_factor, module.mode,
                                        module.align_corners, module.recompute_scale_factor)
     elif isinstance(module, nn.PixelShuffle):

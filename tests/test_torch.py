@@ -570,6 +570,8 @@ def test_module_refusals_name_the_problem():
         sct.matrix(nn.ConvTranspose1d(1, 1, 3, stride=2), (1, 4), output_size=(12,))
     with pytest.raises(TypeError, match="ConvTranspose"):
         sct.matrix(nn.Conv1d(1, 1, 3), (1, 4), output_size=(12,))
+    with pytest.raises(TypeError, match=r"Upsample\(mode='bicubic'\) is not a mode"):
+        sct.matrix(nn.Upsample(scale_factor=2, mode="bicubic"), (1, 4, 4))
 
 
 def test_method_exact_on_one_module_is_refused_where_the_arrays_refuse_it():
