@@ -284,13 +284,17 @@ def _pool_layer(module, input_shape) -> _Layer:
     kwargs = dict(kernel_size=module.kernel_size, stride=module.stride, padding=module.padding,
                   ceil_mode=module.ceil_mode, count_include_pad=module.count_include_pad,
                   divisor_override=getattr(module, "divisor_override", None))
+    kernel = tuple(np.broadcast_to(module.kernel_size, (ndim,)).tolist())
+    if ndim == 3 and any(n < k for n, k in zip(shape[1:], kernel)):
+        # PyTorch's avg_pool3d (only it) wants the unpadded input at least the kernel's size
+        raise ValueError(f"{name} refuses an input smaller than its kernel, as PyTorch does: "
+                         f"input_shape={shape}, kernel_size={kernel}")
     matrix = sc.avg_pool_matrix(shape, **kwargs)
     out = (shape[0], *_pool_output_size(shape[1:], kwargs, ndim))
     conv = None
     plain = kwargs["count_include_pad"] or not any(np.atleast_1d(module.padding))
     if plain and not kwargs["ceil_mode"] and kwargs["divisor_override"] is None:
         # every window averages prod(kernel) padded positions: a depthwise convolution
-        kernel = np.broadcast_to(module.kernel_size, (ndim,))
         weight = np.full((shape[0], 1, *kernel), 1.0 / math.prod(kernel))
         conv = (weight, shape, dict(stride=module.stride, padding=module.padding,
                                     groups=shape[0]))

@@ -574,6 +574,31 @@ def test_module_refusals_name_the_problem():
         sct.matrix(nn.Upsample(scale_factor=2, mode="bicubic"), (1, 4, 4))
 
 
+def test_average_pooling_is_refused_exactly_where_pytorch_refuses_it():
+    """Small inputs included (PyTorch's 3-D average pooling wants the unpadded input at least
+    the kernel's size; 1-D and 2-D only a non-empty output): refused by both or by neither,
+    and equal where both build it."""
+    rng = np.random.default_rng(7)
+    refused = built = 0
+    for _ in range(300):
+        module, (c, *size), call = _avg_pool(rng)
+        size = tuple(int(v) for v in rng.integers(1, 5, len(size)))
+        try:
+            with torch.no_grad():
+                y = module.double()(x := torch.randn((1, c, *size), dtype=F64))
+        except RuntimeError:
+            y = None
+        try:
+            a = sct.matrix(module, (c, *size))
+        except ValueError:
+            a = None
+        assert (y is None) == (a is None), (module, size, y is None)
+        if a is not None:
+            assert_close(a @ x.numpy().ravel(), y.numpy().ravel(), f"{module!r} on {size}")
+        refused, built = refused + (a is None), built + (a is not None)
+    assert refused > 20 and built > 100, (refused, built)
+
+
 def test_method_exact_on_one_module_is_refused_where_the_arrays_refuse_it():
     conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular")  # 6x6: periodic
     assert sct.spectral_norm(conv, (2, 6, 6), method="exact").method == "fft"
