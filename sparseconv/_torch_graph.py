@@ -234,8 +234,10 @@ class _GraphBuilder:
             return self.cat_op(node, kwargs.get("tensors", args[0] if args else None),
                                kwargs.get("dim", args[1] if len(args) > 1 else 0))
         source = kwargs.get("input", args[0] if args else None)
-        if not self.dependent(source):
-            self.refuse(node, "does not act on the network's signal")
+        if not self.dependent(source):  # (the signal inside a list: torch.stack, say)
+            self.refuse(node, "is not linear, or not a call network_operator maps" if any(
+                self.dependent(a) for a in node.all_input_nodes) else
+                "does not act on the network's signal")
         i, in_shape = self.index[source], self.shape(source)
         if target in _RESHAPE or (target in _DROPOUT_F and not kwargs.get("training", True)):
             return _reshape_op(node.name, i, in_shape, shape)
@@ -426,7 +428,10 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]):
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
             if isinstance(module, (*_BATCHNORM, *_DROPOUT)):
-                _refuse(module)
+                try:
+                    _refuse(module)
+                except (TypeError, ValueError) as exc:  # named by where it is in the model
+                    raise type(exc)(f"network_operator: module {node.target!r}: {exc}") from exc
     values = _probe(gm, shape, model)
     builder = _GraphBuilder(gm, values)
     builder.index[inputs[0]] = 0
@@ -437,6 +442,11 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]):
         if node.op == "output":
             output = node.args[0]
             break
+        if live and isinstance(values[node], (tuple, list)) and any(
+                isinstance(v, torch.Tensor) for v in values[node]):
+            builder.refuse(node, "splits the signal into several tensors (split, chunk, unbind "
+                           "...), which network_operator does not map; slice it instead "
+                           "(x[:, :k])")
         if not live or not isinstance(values[node], torch.Tensor):
             continue  # a constant: a parameter, a shape, a size computed from them
         if values[node].ndim == 0 or values[node].shape[0] != _BATCH:

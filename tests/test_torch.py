@@ -536,6 +536,16 @@ def test_network_operator_refuses():
         sct.network_operator(BatchMixer(), (1, 4))
     with pytest.raises(ValueError, match=r"\.eval\(\)"):
         sct.network_operator(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), (1, 5, 5))
+    nested = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.Identity(), nn.BatchNorm2d(2)))
+    nested.eval()[1][1].train()  # named by where it is
+    with pytest.raises(ValueError, match=r"module '1.1': BatchNorm2d is in training mode"):
+        sct.network_operator(nested, (1, 5, 5))
+    for split in (lambda x: x.split(1, dim=1)[0], lambda x: x.chunk(2, 1)[0],
+                  lambda x: x.unbind(1)[0]):  # what is refused, not the output it leads to
+        with pytest.raises(TypeError, match="splits the signal into several tensors"):
+            sct.network_operator(_Lambda(split), (2, 3, 3))
+    with pytest.raises(TypeError, match=r"node 'stack' .* is not linear, or not a call"):
+        sct.network_operator(_Lambda(lambda x: torch.stack([x, x], 1).flatten(1, 2)), (2, 3))
 
 
 class _Lambda(nn.Module):
