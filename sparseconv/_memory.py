@@ -200,9 +200,12 @@ def check_memory(nbytes: int, what: str, hint: str | None = None) -> None:
         )
 
 
-def check_sparse_memory(nnz: int, rows: int, dtype, what: str) -> None:
+def check_sparse_memory(nnz: int, rows: int, dtype, what: str,
+                        hint: str | None = None) -> None:
     """:func:`check_memory` for a sparse array of ``nnz`` entries of ``dtype`` and ``rows`` rows.
 
     Counts the widest intermediate the builders make: COO, or CSR with 64-bit indices.
+    ``hint``: the caller's advice, if it has a matrix-free way (a convolution's
+    ``USE_OPERATOR``); an interpolation or pooling matrix has none, only a larger limit.
     """
-    check_memory(nnz * (np.dtype(dtype).itemsize + 16) + 8 * (rows + 1), what, USE_OPERATOR)
+    check_memory(nnz * (np.dtype(dtype).itemsize + 16) + 8 * (rows + 1), what, hint)

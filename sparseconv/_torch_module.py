@@ -25,6 +25,7 @@ from sparseconv._spectral_norm import DEFAULT_TOL, checked_options
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
+    _CONV_T,
     _batchnorm_scale_shift,
     _Layer,
     _layer,
@@ -135,8 +136,8 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     ``kwargs`` (``method``, ``tol``, ``executor``, ``progress``) are passed on, any other
     keyword is refused (as is ``method="exact"`` for circular padding that is not periodic,
     which :func:`sparseconv.spectral_norm` refuses; :func:`lipschitz_report` takes the
-    default route for such a layer instead). The other modules (padding, interpolation, the remaining pooling
-    layers) are bounded from their explicit matrix -- on one channel where the module acts
+    default route for such a layer instead). The other modules (padding, interpolation, the
+    remaining pooling layers) are bounded from their explicit matrix -- on one channel where the module acts
     on each alike -- with the same ``method`` and ``tol``: a dense SVD certified by a Cholesky
     factorization where that is affordable (method ``"dense"``, as ``"auto"`` chooses it);
     else ARPACK's top singular vector to ``tol`` below and ``sqrt(||A||_1 ||A||_inf)`` above
@@ -307,15 +308,16 @@ class FoldedBatchNorm(NamedTuple):
 
 
 def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
-    """Fold an eval-mode BatchNorm into the convolution before it.
+    """Fold an eval-mode BatchNorm into the convolution (or transposed convolution) before it.
 
     With ``s = gamma / sqrt(running_var + eps)`` per output channel, ``bn(conv(x))`` is the
-    convolution with weight ``s * W`` (scaled per output channel) and bias
-    ``s * (b - running_mean) + beta``.
+    convolution with weight ``s * W`` (scaled per output channel: ``W``'s first axis for a
+    convolution, its second within each group for a transposed one, whose weight is ``(C_in,
+    C_out/groups, *kernel)``) and bias ``s * (b - running_mean) + beta``.
 
     Parameters
     ----------
-    conv : torch.nn.Conv1d, Conv2d or Conv3d
+    conv : torch.nn.Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d or ConvTranspose3d
     bn : torch.nn.BatchNorm1d, BatchNorm2d or BatchNorm3d
         In eval mode, with running statistics, ``num_features == conv.out_channels``.
 
@@ -343,8 +345,9 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     >>> bool(torch.allclose(folded.module(x), bn(conv(x)), atol=1e-5))
     True
     """
-    if not isinstance(conv, _CONV):
-        raise TypeError(f"conv must be a Conv1d, Conv2d or Conv3d, got {type(conv).__name__}")
+    if not isinstance(conv, (*_CONV, *_CONV_T)):
+        raise TypeError(f"conv must be a Conv1d, Conv2d, Conv3d or a ConvTranspose of those, "
+                        f"got {type(conv).__name__}")
     if not isinstance(bn, _BATCHNORM):
         raise TypeError(f"bn must be a BatchNorm1d, BatchNorm2d or BatchNorm3d, got "
                         f"{type(bn).__name__}")
@@ -357,13 +360,20 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
         raise ValueError(f"bn.num_features={bn.num_features} must equal conv.out_channels="
                          f"{conv.out_channels}")
     scale, shift = _batchnorm_scale_shift(bn)
-    weight = _numpy(conv.weight) * scale.reshape(-1, *([1] * (conv.weight.ndim - 1)))
-    bias = shift + scale * (0.0 if conv.bias is None else _numpy(conv.bias))
+    weight = _numpy(conv.weight)
     factory: Any = type(conv)  # torch's stubs type the sizes per rank; ours are checked tuples
-    module = factory(conv.in_channels, conv.out_channels, conv.kernel_size,
-                        stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-                        groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
-                        device=conv.weight.device, dtype=conv.weight.dtype)
+    options = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                   groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
+                   device=conv.weight.device, dtype=conv.weight.dtype)
+    if isinstance(conv, _CONV_T):  # weight (C_in, C_out/g, *k): output channel g C_out/g + j
+        g, spatial = conv.groups, weight.shape[2:]
+        grouped = weight.reshape(g, -1, weight.shape[1], *spatial)
+        weight = (grouped * scale.reshape(g, 1, -1, *([1] * len(spatial)))).reshape(weight.shape)
+        options["output_padding"] = conv.output_padding
+    else:  # weight (C_out, C_in/g, *k)
+        weight = weight * scale.reshape(-1, *([1] * (weight.ndim - 1)))
+    bias = shift + scale * (0.0 if conv.bias is None else _numpy(conv.bias))
+    module = factory(conv.in_channels, conv.out_channels, conv.kernel_size, **options)
     assert module.bias is not None  # built with bias=True
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(weight))

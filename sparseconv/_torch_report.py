@@ -504,8 +504,9 @@ def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord],
         tensor = _first_tensor(inputs)
         folds.append(tensor is not None and tensor is last[0] and tensor._version == last[1])
 
-    handles = [m.register_forward_hook(after_conv if isinstance(m, _CONV) else after_batchnorm)
-               for m in model.modules() if isinstance(m, (*_CONV, *_BATCHNORM))]
+    handles = [m.register_forward_hook(after_conv if isinstance(m, (*_CONV, *_CONV_T))
+                                       else after_batchnorm)
+               for m in model.modules() if isinstance(m, (*_CONV, *_CONV_T, *_BATCHNORM))]
     try:
         return trace(model, input_shape), folds
     finally:
@@ -524,7 +525,8 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
             continue
         if isinstance(record.module, _BATCHNORM) and next(calls) and fold:
             # its input is the last convolution's output: that convolution's row, unpaired
-            i = max(i for i, (r, _) in enumerate(todo) if isinstance(r.module, _CONV))
+            i = max(i for i, (r, _) in enumerate(todo)
+                    if isinstance(r.module, (*_CONV, *_CONV_T)))
             if todo[i][1] is None:
                 todo[i] = (todo[i][0], record)
                 continue

@@ -37,6 +37,7 @@ from torch import nn
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
+    _CONV_T,
     _ONE_LIPSCHITZ,
     _PAD_MODES,
     _SUPPORTED,
@@ -276,7 +277,7 @@ def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bo
     folds: list[bool] = []
     last: _Call | None = None
     for call, module in zip(calls, modules):
-        if isinstance(module, _CONV):
+        if isinstance(module, (*_CONV, *_CONV_T)):
             last = call
         elif isinstance(module, _BATCHNORM):
             source = call.input()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,7 +67,14 @@ def _int_or_ints(text: str) -> int | tuple[int, ...]:
 
 
 def _padding(text: str) -> int | tuple[int, ...] | str:
-    return text if text in PADDING_STRINGS else _int_or_ints(text)
+    if text in PADDING_STRINGS:
+        return text
+    try:
+        return _int_or_ints(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer, comma-separated integers (one per spatial dimension) or one "
+            f"of {', '.join(PADDING_STRINGS)}, got {text!r}") from None
 
 
 def _at_least(minimum: int, what: str) -> Callable[[str], int]:
@@ -346,7 +354,7 @@ def _layer(args, error) -> _Layer:
     try:
         geometry = ConvGeometry.from_weight(shape, args.in_shape, **kwargs)
     except (ValueError, TypeError) as exc:
-        error(str(exc))
+        error(_reason(exc))
     return _Layer(source, tuple(args.in_shape), kwargs, geometry)
 
 
@@ -646,14 +654,14 @@ def _report(args, error) -> None:
     try:
         import sparseconv.torch as sct
     except ImportError as exc:
-        error(str(exc))
+        error(_reason(exc))
     if len(args.input_shape) < 1 or min(args.input_shape) < 1:
         error(f"--input-shape must be positive integers C[,H,W,...], got "
               f"{','.join(map(str, args.input_shape))}")
     try:
         worker_count(args.workers, "--workers")
     except ValueError as exc:
-        error(str(exc))
+        error(_reason(exc))
     model = _load_model(args.model, args.trust_pickle, error)
     training = any(getattr(module, "training", False) for module in model.modules())
     model.eval()  # said on the output: never analysed silently in training mode
@@ -672,7 +680,7 @@ def _report(args, error) -> None:
         sys.exit(130)
     except RuntimeError as exc:
         if str(exc).startswith("layer '"):  # a layer's own work, named by lipschitz_report
-            error(str(exc))
+            error(_reason(exc))
         # else the model's own forward refused the input
         reason = str(exc).split("without the batch): ", 1)[-1]  # the shapes are said here
         error(f"the model failed on input shape {tuple(args.input_shape)} (--input-shape is "
@@ -691,12 +699,30 @@ def _report(args, error) -> None:
         print(f"wrote {outputs['plot']}")
 
 
+#: The library's argument names, as this command line's options spell them.
+_OPTION_OF = {"input_shape": "--in-shape", "padding_mode": "--padding-mode",
+              "kernel_size": "--kernel-size", "out_channels": "--out-channels",
+              "stride": "--stride", "padding": "--padding", "dilation": "--dilation",
+              "groups": "--groups", "zoom": "--zoom", "blocksize": "--blocksize",
+              "format": "--format"}
+
+
+def _as_options(message: str) -> str:
+    """A library message with its argument names as options: ``stride must ...`` -> ``--stride
+    must ...``, ``blocksize=(2, 3)`` -> ``--blocksize (2, 3)`` (a name that leads the message,
+    or is followed by ``=``; English words such as "padding" elsewhere are left alone)."""
+    for name, option in _OPTION_OF.items():
+        message = re.sub(rf"^{name}(?=[ \[])", option, message)
+        message = re.sub(rf"(?<![\w.-]){name}=", f"{option} ", message)
+    return message
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, MemoryError) and not isinstance(exc, ValueError):
         return f"out of memory ({exc or 'MemoryError'}); try a smaller layer"
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
         return f"cannot write {exc.filename}: {exc.strerror}"
-    return str(exc) or type(exc).__name__
+    return _as_options(str(exc)) or type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

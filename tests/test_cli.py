@@ -251,7 +251,13 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
 
 
 @pytest.mark.parametrize("args, reason", [
-    (["info", *LAYER, "--stride", "0"], "stride must be a positive integer"),
+    (["info", *LAYER, "--stride", "0"], "error: --stride must be a positive integer"),
+    (["info", *LAYER, "--dilation", "0"], "error: --dilation must be a positive integer"),
+    (["info", "--in-shape", "2,8,8", "--weights", "w.npy"],
+     "error: --in-shape[0] (in_channels=2) must equal"),
+    (["info", *LAYER, "--padding", "none"],
+     "argument --padding: expected an integer, comma-separated integers (one per spatial "
+     "dimension) or one of valid, same, full, got 'none'"),
     (["info", *LAYER, "--padding-mode", "foo"], "argument --padding-mode: invalid choice"),
     (["info", "--in-shape", "3,x,8", "--out-channels", "4", "--kernel-size", "3"],
      "argument --in-shape/--input-shape: expected an integer"),
@@ -279,7 +285,7 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["info", "--in-shape", "3,8,8", "--weights", "a_dir"], "cannot read --weights a_dir"),
     (["info", "--in-shape", "3,8,8", "--weights", "complex.npy"], "real numeric array"),
     (["info", "--in-shape", "3,8,8", "--weights", "hollow.npy"], "must not have empty dimensions"),
-    (["info", *LAYER, "--stride", "1,2,3"], "stride must be a positive integer or a tuple of 2"),
+    (["info", *LAYER, "--stride", "1,2,3"], "--stride must be a positive integer or a tuple of 2"),
     (["info", *LAYER, "--padding", "1,2,3"], "padding"),
     (["spy", *LAYER, "--raw", "-o", "x.xyz"], "cannot write a raw raster in format 'xyz' of x.xyz"),
     (["spy", *LAYER, "--raw", "-o", "x.svgz"], "cannot write a raw raster in format 'svgz'"),
@@ -295,7 +301,8 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["spectrum", *LAYER, "-o", "x.png", "--figsize", "3"], "argument --figsize: expected"),
     (["spy", *LAYER, "-o", "x.png", "--figsize", "3,-1"], "argument --figsize: expected"),
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:4"], "argument --zoom: expected FIRST:STOP"),
-    (["spy", *LAYER, "-o", "x.png", "--zoom", "0:5,0:1"], "the output block range (0, 5)"),
+    (["spy", *LAYER, "-o", "x.png", "--zoom", "0:5,0:1"],
+     "error: --zoom ((0, 5), (0, 1)): the output block range (0, 5)"),
     (["info", *LAYER, "--bogus", "1"], "sparseconv info: error: unrecognized arguments: --bogus 1"),
     (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--maxiter", "10"],
      "sparseconv report: error: unrecognized arguments: --maxiter 10"),
@@ -304,6 +311,7 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
 ])
 def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reason, tmp_path):
     np.savez(tmp_path / "w.npz", w=np.ones((4, 3, 3, 3)))
+    np.save(tmp_path / "w.npy", np.ones((4, 3, 3, 3)))
     np.save(tmp_path / "scalar.npy", np.float64(3))
     np.save(tmp_path / "vector.npy", np.ones(4))
     np.save(tmp_path / "complex.npy", np.ones((4, 3, 3, 3), complex))
@@ -491,10 +499,10 @@ def test_export_bsr_channels_last_with_the_layer(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--blocksize", "2,2"], "blocksize=(2, 2) applies to format='bsr' only"),
+    (["--blocksize", "2,2"], "--blocksize (2, 2) applies to --format 'bsr' only"),
     (["--format", "bsr", "--layout", "channels_last", "--blocksize", "3,3"],
-     "blocksize=(3, 3) must divide the (C_out/groups, C_in/groups) = (4, 3)"),
-    (["--format", "bsr", "--blocksize", "2"], "blocksize must be a pair of positive integers"),
+     "--blocksize (3, 3) must divide the (C_out/groups, C_in/groups) = (4, 3)"),
+    (["--format", "bsr", "--blocksize", "2"], "--blocksize must be a pair of positive"),
     (["--layout", "NHWC"], "argument --layout: invalid choice: 'NHWC'"),
 ])
 def test_export_refuses_bad_blocks_and_layouts(tmp_path, args, message):

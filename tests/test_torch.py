@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -329,6 +330,42 @@ def test_fold_batchnorm(ndim, bias):
     assert_close(module(x).detach().numpy(), expected, (ndim, bias), rtol=1e-12)
     assert weight.shape == tuple(conv.weight.shape) and folded_bias.shape == (6,)
     assert module.padding_mode == "reflect" and module.groups == 2
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("bias", [False, True])
+def test_fold_batchnorm_into_a_transposed_convolution(ndim, bias):
+    """Its weight is (C_in, C_out/groups, *k): the scale goes to the second axis, per group."""
+    conv = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[ndim - 1](
+        4, 6, 3, stride=2, padding=1, output_padding=1, groups=2, bias=bias).double()
+    bn = _networks.randomize((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[ndim - 1](6), ndim)
+    weight, folded_bias, module = sct.fold_batchnorm(conv, bn)
+    x = torch.randn((2, 4, *(4,) * ndim), dtype=F64, generator=torch.Generator().manual_seed(0))
+    expected = bn(conv(x)).detach().numpy()
+    assert_close(module(x).detach().numpy(), expected, (ndim, bias), rtol=1e-12)
+    assert weight.shape == tuple(conv.weight.shape) and module.output_padding == (1,) * ndim
+
+
+def test_the_report_folds_batchnorm_into_transposed_convolutions():
+    """A decoder's ConvTranspose+BatchNorm rows are the composition, against the Jacobian,
+    in the eager, scripted and traced model alike."""
+    decoder = _networks.randomize(nn.Sequential(
+        nn.ConvTranspose2d(3, 4, 4, 2, 1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.ConvTranspose2d(4, 2, 4, 2, 1, bias=False), nn.BatchNorm2d(2)), seed=3)
+    report = sct.lipschitz_report(decoder, (3, 3, 3), fold_batchnorm=True)
+    assert [row["name"] for row in report] == ["0+1", "3+4"]
+    x = torch.zeros((1, 3, 3, 3), dtype=F64)
+    first = torch.autograd.functional.jacobian(lambda v: decoder[1](decoder[0](v)), x)
+    dense = np.linalg.norm(first.reshape(-1, x.numel()).numpy(), 2)
+    row = report["0+1"]
+    assert row["lower"] <= dense * (1 + 1e-12) and dense <= row["upper"] * (1 + 1e-12), row
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        compiled = (torch.jit.script(decoder), torch.jit.trace(decoder, x))
+    for model in compiled:
+        again = sct.lipschitz_report(model, (3, 3, 3), fold_batchnorm=True)
+        assert [r["name"] for r in again] == ["0+1", "3+4"]
+        assert again["0+1"]["upper"] == pytest.approx(row["upper"], rel=1e-10)
 
 
 def test_fold_batchnorm_refuses():
