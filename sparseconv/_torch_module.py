@@ -140,10 +140,10 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     remaining pooling layers) are bounded from their explicit matrix -- on one channel where
     the module acts on each alike -- with the same ``method`` and ``tol``: a dense SVD
     certified by a Cholesky factorization where that is affordable (method ``"dense"``, as
-    ``"auto"`` chooses it); else ARPACK's top singular vector to ``tol`` below and ``sqrt(||A||_1 ||A||_inf)`` above
-    (exact for a padding, whose ``A^T A`` is diagonal; method ``"bounds"``, with
-    ``bounds["schur"]``, ``converged`` saying whether ARPACK met ``tol``), both widened for
-    rounding.
+    ``"auto"`` chooses it); else ARPACK's top singular vector to ``tol`` below and
+    ``sqrt(||A||_1 ||A||_inf)`` above (exact for a padding, whose ``A^T A`` is diagonal;
+    method ``"bounds"``, with ``bounds["schur"]``, ``converged`` saying whether ARPACK met
+    ``tol``), both widened for rounding.
 
     Examples
     --------
