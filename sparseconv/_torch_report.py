@@ -40,6 +40,7 @@ from sparseconv._spectral_norm import (
     circular_norm,
     norms_as_done,
 )
+from sparseconv._torch_graph_bound import Factor, graph_bound
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -146,8 +147,9 @@ class LipschitzReport:
     network_upper : float or None
         The product of the layers' upper bounds and of the activations' Lipschitz constants,
         rounded up: a Lipschitz bound of the whole network (in the 2-norm) when it is the
-        sequential chain of the traced layers; None when some traced module is neither
-        linear nor a known activation, or the chain is not known (``reason`` says which).
+        sequential chain of the traced layers, or the bound over its torch.fx graph for
+        another model (``over_graph``); None when some traced module is neither linear nor a
+        known activation, or neither applies (``reason`` says which).
     activations : tuple of str
         The activations and max pooling layers assumed, as ``"name (Type)"`` for a
         1-Lipschitz one and ``"name (Type, L)"`` otherwise (``Sigmoid``: 0.25; ResNet's 3x3
@@ -159,6 +161,10 @@ class LipschitzReport:
         Why ``network_upper`` is None (empty otherwise).
     complete : bool
         False for the partial report of an interrupted run (see :func:`lipschitz_report`).
+    over_graph : bool
+        True when ``network_upper`` follows the model's torch.fx graph (a model that is no
+        chain: residual sums add their branches' bounds, concatenations add them in
+        quadrature), False for the product over a chain.
     """
 
     rows: tuple[dict, ...]
@@ -167,6 +173,7 @@ class LipschitzReport:
     chain_checked: bool
     reason: str = ""
     complete: bool = True
+    over_graph: bool = False
     columns: tuple[str, ...] = _COLUMNS
 
     def __iter__(self) -> Iterator[dict]:
@@ -214,6 +221,12 @@ class LipschitzReport:
         lines.insert(1, "  ".join("-" * w for w in widths))
         if self.network_upper is None:
             lines.append(f"network bound: none ({self.reason})")
+        elif self.over_graph:
+            lines.append("network bound (over the model's graph: products along each path, "
+                         "residual sums adding their branches): "
+                         + _rounded(self.network_upper, ROUND_CEILING))
+            lines.append("  assumes these activations' Lipschitz constants (1 unless given): "
+                         + (", ".join(self.activations) or "none"))
         else:
             lines.append("network bound (product of the upper bounds): "
                          + _rounded(self.network_upper, ROUND_CEILING))
@@ -239,7 +252,8 @@ class LipschitzReport:
         open text file; ``None`` returns the text."""
         data = {"layers": [dict(row) for row in self.rows], "network_upper": self.network_upper,
                 "activations": list(self.activations), "chain_checked": self.chain_checked,
-                "reason": self.reason, "complete": self.complete}
+                "reason": self.reason, "complete": self.complete,
+                "over_graph": self.over_graph}
         return _write(json.dumps(data, indent=2), path)
 
 
@@ -269,6 +283,43 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
                             f"got {name!r}")
         checked[name] = real_number(value, f"lipschitz_constants[{name!r}]", low=0.0)
     return checked
+
+
+def _over_the_graph(model: nn.Module, records: list[TraceRecord],
+                    todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
+                    known: dict[int, float]) -> tuple[float | None, str]:
+    """A Lipschitz bound of a model that is no chain, over its torch.fx graph
+    (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return None, "a TorchScript model has no torch.fx graph"
+    factors: dict[int, Factor] = {id(r): Fraction(c) for r, c in ((r, known[id(r)])
+                                                               for r in records if id(r) in known)}
+    for (record, batchnorm), row in zip(todo, rows):
+        if not math.isfinite(row["upper"]):
+            return None, f"layer {row['name']!r} has no finite upper bound"
+        factors[id(record)] = Fraction(row["upper"])
+        if batchnorm is not None:
+            factors[id(batchnorm)] = ("folded", record.name)
+    by_name: dict[str, list[TraceRecord]] = {}
+    for record in records:
+        by_name.setdefault(record.name, []).append(record)
+
+    def factor(name: str, k: int) -> Factor:
+        calls = by_name.get(name, [])
+        if k >= len(calls):
+            return None
+        record = calls[k]
+        if id(record) in factors:
+            return factors[id(record)]
+        return Fraction(1) if record.linear else None  # a reshape: Flatten, Identity, Dropout
+
+    exact, why = graph_bound(model, factor)
+    if exact is None:
+        return None, why
+    if exact > Fraction(sys.float_info.max):
+        return math.inf, ""
+    nearest = float(exact)  # correctly rounded: at most one step below
+    return (nearest if nearest >= exact else math.nextafter(nearest, math.inf)), ""
 
 
 def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]) -> None:
@@ -556,13 +607,21 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     TorchScript model too): ``sqrt(w)``, ``w`` the most pooling windows that read one input
     entry on the traced shapes -- 1 for windows that do not overlap (VGG's 2x2 stride 2), 2
     for ResNet's 3x3 stride 2 with padding 1 -- its Lipschitz constant in the 2-norm,
-    attained (each output moves by at most the largest change in its window). The network
-    bound multiplies the layers' upper bounds and these constants, rounded up.
+    attained (each output moves by at most the largest change in its window). For a chain (a
+    nested ``nn.Sequential``) the network bound multiplies the layers' upper bounds and these
+    constants, rounded up. For any other model it follows the model's torch.fx graph
+    (:mod:`sparseconv._torch_graph_bound`): each node's bound is its input's times the
+    layer's or activation's, a residual sum ``x + f(x)`` adds its branches' bounds, a
+    concatenation adds them in quadrature, a reshape, slice or multiplication by a number
+    keeps or scales them -- computed exactly and rounded up once, so ResNets and U-Nets get a
+    certified Lipschitz bound too; a node no rule covers (a product of two signals, say) is
+    named in ``reason`` instead.
 
     A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, as ``torch.jit.load``
     returns it) gets the report of the eager model it was compiled from: :func:`trace` reads
     its layers from its graph, and BatchNorm folding asks the graph whether the BatchNorm's
-    input is the convolution's output value, untouched by in-place operations.
+    input is the convolution's output value, untouched by in-place operations. Its network
+    bound is a chain's only (it has no torch.fx graph).
 
     Parameters
     ----------
@@ -657,6 +716,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     records, folds = _trace_with_folds(model, input_shape)
     todo = _layers_to_report(records, folds, fold_batchnorm)
     activations, constants, unknown = [], [], []
+    known: dict[int, float] = {}  # id(record) -> its Lipschitz constant
     for record in records:
         if record.linear:
             continue
@@ -669,6 +729,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         if constant is None:
             unknown.append(label + ")")
         else:
+            known[id(record)] = constant
             constants.append(constant)
             activations.append(label + (")" if constant == 1 else f", {constant:g})"))
     _check_constants_used(given, records)
@@ -691,7 +752,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         rows_found.close()  # stops the workers, if any, now
         close()
     rows = [row for row in found if row is not None]
-    reason = ""
+    reason, bound = "", None
     if unknown:
         reason = "not linear and not a known activation: " + ", ".join(unknown)
     elif not (chain or assume_chain):
@@ -700,6 +761,12 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         reason = (f"{what} is not a nn.Sequential, so the product of the "
                   "layers' bounds is no bound of its forward (pass assume_chain=True if that "
                   "forward is the chain of the traced layers)")
-    product = _product_up([row["upper"] for row in rows] + constants)
-    return LipschitzReport(tuple(rows), None if reason else product, tuple(activations),
-                           chain, reason)
+        bound, why = _over_the_graph(model, records, todo, rows, known)
+        if bound is not None:
+            reason = ""
+        else:
+            reason += f"; nor is there a bound over its graph: {why}"
+    if bound is None:
+        bound = _product_up([row["upper"] for row in rows] + constants)
+    return LipschitzReport(tuple(rows), None if reason else bound, tuple(activations),
+                           chain, reason, over_graph=not chain and not assume_chain)

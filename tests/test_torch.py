@@ -759,16 +759,25 @@ def test_lipschitz_report_without_a_network_bound():
     assert [a for a in vgg.activations if "MaxPool2d" in a] == ["0.3 (MaxPool2d)",
                                                                   "0.6 (MaxPool2d)"]
     block = _networks.randomize(_networks.BasicBlock(2, 3, stride=2))
-    report = sct.lipschitz_report(block, (2, 6, 6))
-    assert report.network_upper is None and "not a nn.Sequential" in report.reason
+    report = sct.lipschitz_report(block, (2, 6, 6))  # its bound over the graph: sums add
+    shortcut, conv1, conv2 = (report[name]["upper"] for name in
+                              ("downsample.0", "conv1", "conv2"))
+    assert report.over_graph and report.network_upper >= shortcut * report["downsample.1"][
+        "upper"] + conv1 * report["bn1"]["upper"] * conv2 * report["bn2"]["upper"]
     # the residual sum makes the chain's product no bound; assume_chain=True asks for it anyway
     assumed = sct.lipschitz_report(block, (2, 6, 6), assume_chain=True)
     assert assumed.network_upper == pytest.approx(np.prod([r["upper"] for r in assumed]))
     assert "assumes the model is the sequential chain" in str(assumed)
     unet = _networks.randomize(_networks.TinyUNet())
     report = sct.lipschitz_report(unet, (1, 4, 4))
-    assert report.network_upper is None and "not a nn.Sequential" in report.reason
+    # a U-Net: its skip connection is a concatenation, bounded over the graph
+    assert report.over_graph and report.network_upper is not None, report.reason
     assert "down (MaxPool2d)" in report.activations  # 2x2 stride 2: 1-Lipschitz
+    with torch.no_grad():
+        x = torch.randn((16, 1, 4, 4), dtype=F64, generator=torch.Generator().manual_seed(0))
+        y = x + torch.randn(x.shape, dtype=F64, generator=torch.Generator().manual_seed(1))
+        moved = (unet(x) - unet(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
+    assert float(moved.max()) <= report.network_upper
     rows = {row["name"]: row for row in report}
     assert rows["up"]["type"] == "ConvTranspose2d" and rows["up"]["output_shape"] == (4, 4, 4)
     dense = np.linalg.norm(sct.matrix(unet.up, (8, 2, 2)).toarray(), 2)

@@ -325,16 +325,29 @@ class _Residual(nn.Module):
         return x + self.conv(x)
 
 
+class _Product(_Residual):
+    def forward(self, x):
+        return x * self.conv(x)
+
+
 def test_the_module_that_breaks_the_chain_is_named():
-    """A Sequential holding a residual block got "Sequential is not a nn.Sequential"."""
+    """A Sequential holding a residual block got "Sequential is not a nn.Sequential". A
+    residual sum gets its bound over the graph; a product of two signals none, its node named."""
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=F64),
-                          nn.Sequential(nn.ReLU(), _Residual())).eval()
+                          nn.Sequential(nn.ReLU(), _Product())).eval()
     report = sct.lipschitz_report(model, (1, 6, 6))
     assert report.network_upper is None and not report.chain_checked
-    assert report.reason.startswith("module '1.1' (_Residual) is not a nn.Sequential"), \
+    assert report.reason.startswith("module '1.1' (_Product) is not a nn.Sequential"), \
         report.reason
-    alone = sct.lipschitz_report(_Residual().eval(), (2, 6, 6))
-    assert alone.reason.startswith("_Residual is not a nn.Sequential"), alone.reason
+    assert "nor is there a bound over its graph: node 'mul'" in report.reason
+    alone = sct.lipschitz_report(_Product().eval(), (2, 6, 6))
+    assert alone.reason.startswith("_Product is not a nn.Sequential"), alone.reason
+    residual = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=F64),
+                             nn.Sequential(nn.ReLU(), _Residual())).eval()
+    report = sct.lipschitz_report(residual, (1, 6, 6))
+    first, second = (Fraction(row["upper"]) for row in report)
+    assert report.over_graph and Fraction(report.network_upper) >= first * (1 + second)
+    assert report.network_upper == pytest.approx(float(first * (1 + second)), rel=1e-15)
 
 
 def test_parametrized_layers_are_layers():

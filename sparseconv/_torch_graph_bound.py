@@ -1,0 +1,165 @@
+"""A Lipschitz bound of a network that is not a chain, over its torch.fx graph.
+
+Each node gets a bound ``L`` of the map from the network's input to its value, in the 2-norm,
+in exact rational arithmetic (rounded up once, at the end):
+
+* the input: 1; a constant (a parameter, a shape): 0;
+* a module call: the report's certified upper bound of that call's matrix (a convolution with
+  the BatchNorm folded into it, whose own call then counts 1), or its Lipschitz constant (an
+  activation, max pooling), times its input's ``L``; a reshape (``Flatten``, ``Identity``,
+  ``Dropout`` in eval mode): its input's;
+* ``x + y``, ``x - y``: ``L(x) + L(y)`` -- a residual block's branches add;
+* ``torch.cat``: ``sqrt(sum L_i^2)`` -- its parts are orthogonal;
+* ``c * x``, ``x / c`` for a number ``c``: ``|c| L(x)``;
+* an elementwise activation called as a function (``F.relu``, ``torch.tanh``, ...): its
+  constant times its input's; a reshape, permutation or basic slice: its input's.
+
+Anything else (a product of two signals, advanced indexing, a functional call whose norm the
+report has no row for) gives no bound, and the node is named. The rule ``L(f + g) <= L(f) +
+L(g)`` and ``L(f o g) <= L(f) L(g)`` make the result a Lipschitz bound of the whole forward.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from fractions import Fraction
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["graph_bound"]
+
+_ADDS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub,
+         "add", "add_", "sub", "sub_"}
+_SCALES = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
+_DIVIDES = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
+_CATS = {torch.cat, torch.concat, torch.concatenate}
+# maps that keep every entry (or a basic slice of them): the norm of a change cannot grow
+_KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.squeeze,
+          torch.unsqueeze, torch.swapaxes, torch.movedim, "flatten", "view", "reshape",
+          "contiguous", "permute", "transpose", "squeeze", "unsqueeze", "swapaxes", "movedim",
+          "clone", "detach", "view_as", "reshape_as"}
+_ONE = {F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.hardtanh, torch.tanh, F.tanh,
+        F.softplus, "relu", "relu_", "tanh", "tanh_"}
+
+
+def _activation(target, args: tuple, kwargs: dict) -> Fraction | None:
+    """The Lipschitz constant of an elementwise activation called as a function."""
+    if target in _ONE:
+        return Fraction(1)
+    if target in (torch.sigmoid, F.sigmoid, "sigmoid", "sigmoid_"):
+        return Fraction(1, 4)
+    if target in (F.leaky_relu, F.leaky_relu_):
+        slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)
+        return max(Fraction(1), abs(Fraction(float(slope))))
+    if target in (F.elu, F.elu_):
+        alpha = kwargs.get("alpha", args[1] if len(args) > 1 else 1.0)
+        return max(Fraction(1), abs(Fraction(float(alpha))))
+    return None
+
+
+def _basic_index(index) -> bool:
+    """A slice that selects each entry at most once (ints, slices, ``...``, ``None``)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
+
+
+def _sqrt_up(value: Fraction) -> Fraction:
+    """A rational upper bound on ``sqrt(value)``, within a float step of it."""
+    root = Fraction(math.nextafter(math.sqrt(float(value)), math.inf))
+    while root * root < value:
+        root = Fraction(math.nextafter(float(root), math.inf))
+    return root
+
+
+#: What :func:`graph_bound` is told of one module call: its bound, ``("folded", name)`` for
+#: a BatchNorm folded into the convolution ``name`` (whose bound covers both), or None.
+Factor = Fraction | tuple[str, str] | None
+
+
+def graph_bound(model: nn.Module, factors: Callable[[str, int], Factor],
+                ) -> tuple[Fraction | None, str]:
+    """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
+
+    ``factors(name, k)``: what is known of the ``k``-th call (from 0) of the module named
+    ``name`` (:data:`Factor`).
+    """
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+        return None, (f"torch.fx cannot trace {type(model).__name__} "
+                      f"({type(exc).__name__}: {exc})")
+    calls: dict[str, int] = {}
+    bound: dict[torch.fx.Node, Fraction] = {}
+
+    def of(a) -> Fraction:
+        return bound.get(a, Fraction(0)) if isinstance(a, torch.fx.Node) else Fraction(0)
+
+    def unsupported(node: torch.fx.Node, why: str) -> tuple[None, str]:
+        target = getattr(node.target, "__name__", node.target)
+        return None, f"node {node.name!r} ({node.op} {target}) {why}"
+
+    for node in graph.nodes:
+        args, kwargs = node.args, dict(node.kwargs)
+        if node.op == "placeholder":
+            bound[node] = Fraction(1)
+            continue
+        if node.op == "output":
+            result = args[0]
+            if not isinstance(result, torch.fx.Node):
+                return None, (f"{type(model).__name__} returns {type(result).__name__}, not "
+                              "one tensor")
+            return of(result), ""
+        if node.op == "get_attr" or not any(n in bound for n in node.all_input_nodes):
+            continue  # a constant
+        source = args[0] if args else kwargs.get("input")
+        if node.op == "call_module":
+            k = calls.get(node.target, 0)
+            calls[node.target] = k + 1
+            factor = factors(str(node.target), k)
+            if isinstance(factor, tuple):  # its input must be that convolution's own output
+                if not (isinstance(source, torch.fx.Node) and source.op == "call_module"
+                        and source.target == factor[1]):
+                    return unsupported(node, f"is a BatchNorm folded into {factor[1]!r}, whose "
+                                       "output it does not take in the graph")
+                factor = Fraction(1)
+            if factor is None:
+                return unsupported(node, "has no certified bound nor known Lipschitz constant")
+            bound[node] = factor * of(source)
+            continue
+        target = node.target
+        if target in _ADDS:
+            alpha = abs(Fraction(float(kwargs.get("alpha", 1))))
+            other = args[1] if len(args) > 1 else kwargs.get("other")
+            bound[node] = of(source) + alpha * of(other)
+        elif target in _SCALES or target in _DIVIDES:
+            other = args[1] if len(args) > 1 else kwargs.get("other")
+            tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in bound]
+            number = other if tensors == [source] else source
+            if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
+                    number, bool):
+                return unsupported(node, "multiplies the signal by something other than a "
+                                   "number")
+            if target in _DIVIDES:
+                if number == 0:
+                    return unsupported(node, "divides by zero")
+                scale = 1 / abs(Fraction(float(number)))
+            else:
+                scale = abs(Fraction(float(number)))
+            bound[node] = scale * of(tensors[0])
+        elif target in _CATS:
+            parts = args[0] if args else kwargs.get("tensors", ())
+            bound[node] = _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
+        elif target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):
+            bound[node] = of(source)
+        else:
+            constant = _activation(target, args, kwargs)
+            if constant is None:
+                return unsupported(node, "is not a call whose Lipschitz constant is known here")
+            bound[node] = constant * of(source)
+    return None, "the graph has no output"  # pragma: no cover - torch.fx always adds one
+

@@ -1,0 +1,142 @@
+"""The Lipschitz bound of a network that is not a chain, over its torch.fx graph
+(``sparseconv._torch_graph_bound``, reported by ``lipschitz_report``): against the exact
+Lipschitz constant of linear residual networks (the norm of their Jacobian, from autograd),
+exact where the triangle inequality is, and refused, with the node named, where no rule
+applies."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from ._oracles import torch
+
+if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
+    pytest.skip("PyTorch is missing", allow_module_level=True)
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import sparseconv.torch as sct  # noqa: E402
+
+from . import _networks  # noqa: E402
+
+F64 = torch.float64
+
+
+def jacobian_norm(model: nn.Module, shape: tuple) -> float:
+    x = torch.zeros((1, *shape), dtype=F64)
+    j = torch.autograd.functional.jacobian(model, x)
+    return float(np.linalg.norm(j.reshape(-1, x.numel()).numpy(), 2))
+
+
+def without_relus(model: nn.Module) -> nn.Module:
+    """The model with every ReLU an identity: linear, its Lipschitz constant ||J||."""
+    model = copy.deepcopy(model)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.ReLU):
+            parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+            setattr(parent, name.rpartition(".")[2], nn.Identity())
+    return model.eval()
+
+
+@pytest.mark.parametrize("fold", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bounds_the_jacobian_of_linear_residual_networks(fold, seed):
+    """A ResNet with its ReLUs removed is linear: its Lipschitz constant is ||J||, and the
+    graph bound (sums at the residual additions) is at least that, BatchNorm folded or not."""
+    model = without_relus(_networks.randomize(_networks.TinyResNet(), seed))
+    report = sct.lipschitz_report(model, (3, 8, 8), fold_batchnorm=fold)
+    assert report.over_graph and report.reason == "" and not report.chain_checked
+    true = jacobian_norm(model, (3, 8, 8))
+    assert true <= report.network_upper, (true, report.network_upper)
+    assert "over the model's graph" in str(report)
+
+
+def test_exact_where_the_triangle_inequality_is():
+    """x + a K x and cat(a x, b x), with K the identity kernel: L = 1 + a and sqrt(a^2 + b^2)
+    exactly, and the bound is within the layers' certificates of them."""
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False, dtype=F64)
+            with torch.no_grad():
+                self.conv.weight.zero_()
+                self.conv.weight[0, 0, 1, 1] = self.conv.weight[1, 1, 1, 1] = 0.75
+
+        def forward(self, x):
+            return x + self.conv(x)
+
+    class Concatenation(nn.Module):  # (a module with no child would be one leaf layer)
+        def __init__(self):
+            super().__init__()
+            self.keep = nn.Identity()
+
+        def forward(self, x):
+            return torch.cat([3.0 * self.keep(x), x / 0.25], dim=1)
+
+    for model, exact in ((Residual(), 1.75), (Concatenation(), 5.0)):
+        report = sct.lipschitz_report(model.eval(), (2, 5, 5))
+        assert jacobian_norm(model, (2, 5, 5)) == pytest.approx(exact, rel=1e-14)
+        assert exact <= report.network_upper <= exact * (1 + 1e-12), report.network_upper
+
+
+def test_relu_resnet_bound_is_the_product_over_paths():
+    """TinyResNet: the stem times each block's (shortcut + branch) times the head, by hand."""
+    model = _networks.randomize(_networks.TinyResNet(), 3)
+    report = sct.lipschitz_report(model, (3, 8, 8), fold_batchnorm=True)
+    u = {row["name"]: Fraction(row["upper"]) for row in report}
+    block1 = 1 + u["layer1.0.conv1+layer1.0.bn1"] * u["layer1.0.conv2+layer1.0.bn2"]
+    block2 = u["layer2.0.downsample.0+layer2.0.downsample.1"] + (
+        u["layer2.0.conv1+layer2.0.bn1"] * u["layer2.0.conv2+layer2.0.bn2"])
+    expected = u["conv1+bn1"] * block1 * block2 * u["avgpool"] * u["fc"]
+    assert Fraction(report.network_upper) >= expected
+    assert report.network_upper <= math.nextafter(float(expected), math.inf)
+    # and the ReLU network moves by no more than it on random pairs
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        x = torch.randn((32, 3, 8, 8), dtype=F64, generator=generator)
+        y = x + torch.randn(x.shape, dtype=F64, generator=generator)
+        ratio = (model(x) - model(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
+    assert float(ratio.max()) <= report.network_upper
+
+
+class _Lambda(nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+        self.function = function
+
+    def forward(self, x):
+        return self.function(self.conv(x), x)
+
+
+@pytest.mark.parametrize("function, node", [
+    (lambda y, x: y * x, "mul"),                       # a product of two signals
+    (lambda y, x: y + x[:, [0, 0]], "getitem"),        # advanced indexing repeats entries
+    (lambda y, x: y + F.gelu(x), "gelu"),              # no constant known for it here
+    (lambda y, x: y + F.avg_pool2d(x, 1), "avg_pool2d"),  # linear, but no row of its norm
+])
+def test_no_rule_no_bound_and_the_node_is_named(function, node):
+    report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))
+    assert report.network_upper is None
+    assert "nor is there a bound over its graph" in report.reason and node in report.reason
+
+
+def test_a_chain_keeps_its_product_and_a_scripted_model_says_why():
+    chain = _networks.randomize(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU()))
+    report = sct.lipschitz_report(chain, (2, 5, 5))
+    assert not report.over_graph and report.chain_checked
+    block = _networks.randomize(_networks.BasicBlock(2, 2))
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(block)
+    report = sct.lipschitz_report(scripted, (2, 5, 5))
+    assert report.network_upper is None and "TorchScript model has no torch.fx graph" in (
+        report.reason)
