@@ -259,17 +259,25 @@ def test_module_equals_pytorch(kind):
     assert checked == sweep, f"only {checked} valid random {kind} modules"
 
 
-@pytest.mark.parametrize("kind", sorted(MODULES))
-def test_spectra_contain_the_dense_values(kind):
-    rng = np.random.default_rng(100 + sorted(MODULES).index(kind))
-    checked = 0
-    while checked < 4:
+def valid_modules(kind: str, rng, count: int):
+    """``count`` random modules of ``kind`` that PyTorch runs (it refuses some random
+    configurations: an empty output, a large pad), with their shapes and call arguments."""
+    found = 0
+    while found < count:
         module, shape, call = MODULES[kind](rng)
         try:
             if module.double()(torch.zeros((1, *shape), dtype=F64), **call).numel() == 0:
                 continue
         except RuntimeError:
             continue
+        found += 1
+        yield module, shape, call
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_spectra_contain_the_dense_values(kind):
+    rng = np.random.default_rng(100 + sorted(MODULES).index(kind))
+    for module, shape, call in valid_modules(kind, rng, 4):
         dense = np.linalg.svd(sct.matrix(module, shape, **call).toarray(), compute_uv=False)
         config = f"{module!r} on {shape} with {call}"
         bound = sct.spectral_norm(module, shape, **call)
@@ -278,7 +286,6 @@ def test_spectra_contain_the_dense_values(kind):
             f"{top} not in [{bound.lower}, {bound.upper}] ({bound.method}) for {config}")
         values = sct.singular_values(module, shape, **call)
         assert_close(values, dense, config, rtol=1e-9)
-        checked += 1
 
 
 @pytest.mark.parametrize("kind", ["adaptive_avg_pool", "avg_pool", "pad", "pixel_shuffle",
@@ -287,14 +294,7 @@ def test_every_method_and_tol_reach_the_modules_bounded_from_their_matrix(kind):
     """Padding, pooling and interpolation: each method contains PyTorch's layer's dense norm,
     the dense route to rounding, and ``converged`` is never claimed for a loose lower bound."""
     rng = np.random.default_rng(200 + sorted(MODULES).index(kind))
-    checked = 0
-    while checked < 4:
-        module, shape, call = MODULES[kind](rng)
-        try:
-            if module.double()(torch.zeros((1, *shape), dtype=F64), **call).numel() == 0:
-                continue
-        except RuntimeError:
-            continue
+    for module, shape, call in valid_modules(kind, rng, 4):
         top = np.linalg.norm(sct.matrix(module, shape, **call).toarray(), 2)
         for method in ("auto", "dense", "bounds", "upper", "exact"):
             r = sct.spectral_norm(module, shape, method=method, tol=1e-9, **call)
@@ -307,8 +307,7 @@ def test_every_method_and_tol_reach_the_modules_bounded_from_their_matrix(kind):
                 assert r.lower >= top * (1 - 1e-6), config
             if method == "upper" and top > 0:
                 assert r.method in ("upper", "fft", "1x1", "dense") or r.relative_width < 1e-9
-        checked += 1
-    module, shape, call = MODULES[kind](rng)
+    module, shape, call = next(valid_modules(kind, rng, 1))
     for bad, error in ((dict(method="power"), ValueError), (dict(tol=0.0), ValueError),
                        (dict(tol="1e-3"), TypeError), (dict(bogus=1), TypeError)):
         with pytest.raises(error, match=next(iter(bad))):
