@@ -8,7 +8,10 @@ in exact rational arithmetic (rounded up once, at the end):
   the BatchNorm folded into it, whose own call then counts 1), or its Lipschitz constant (an
   activation, max pooling), times its input's ``L``; a reshape (``Flatten``, ``Identity``,
   ``Dropout`` in eval mode): its input's;
-* ``x + y``, ``x - y``: ``L(x) + L(y)`` -- a residual block's branches add;
+* ``x + y``, ``x - y``: ``L(x) + L(y)`` -- a residual block's branches add; an operand that
+  is broadcast (a ``(C, 1, 1)`` summary added to a ``(C, H, W)`` map) repeats each of its
+  entries ``r`` times (``r``: the ratio of the sizes, from one forward pass through
+  ``torch.fx``'s shape propagation), and counts ``sqrt(r)`` times its ``L``;
 * ``torch.cat``: ``sqrt(sum L_i^2)`` -- its parts are orthogonal;
 * ``c * x``, ``x / c`` for a number ``c``: ``|c| L(x)``;
 * an elementwise activation called as a function (``F.relu``, ``torch.tanh``, ...): its
@@ -30,6 +33,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
 
 __all__ = ["graph_bound"]
 
@@ -69,7 +73,11 @@ def _basic_index(index) -> bool:
 
 
 def _sqrt_up(value: Fraction) -> Fraction:
-    """A rational upper bound on ``sqrt(value)``, within a float step of it."""
+    """A rational upper bound on ``sqrt(value)``: exact for the square of a rational, else
+    within a float step of it."""
+    top, bottom = math.isqrt(value.numerator), math.isqrt(value.denominator)
+    if top * top == value.numerator and bottom * bottom == value.denominator:
+        return Fraction(top, bottom)
     root = Fraction(math.nextafter(math.sqrt(float(value)), math.inf))
     while root * root < value:
         root = Fraction(math.nextafter(float(root), math.inf))
@@ -82,17 +90,26 @@ Factor = Fraction | tuple[str, str] | None
 
 
 def graph_bound(model: nn.Module, factors: Callable[[str, int], Factor],
-                ) -> tuple[Fraction | None, str]:
+                probe: torch.Tensor) -> tuple[Fraction | None, str]:
     """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
 
     ``factors(name, k)``: what is known of the ``k``-th call (from 0) of the module named
-    ``name`` (:data:`Factor`).
+    ``name`` (:data:`Factor`). ``probe``: an input batch of one, run once to learn every
+    node's shape (broadcasting).
     """
     try:
         graph = torch.fx.Tracer().trace(model)
+        module = torch.fx.GraphModule(model, graph)
+        with torch.no_grad():
+            ShapeProp(module).propagate(probe)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return None, (f"torch.fx cannot trace {type(model).__name__} "
                       f"({type(exc).__name__}: {exc})")
+
+    def size(a) -> int | None:
+        meta = a.meta.get("tensor_meta") if isinstance(a, torch.fx.Node) else None
+        shape = getattr(meta, "shape", None)  # (a tuple of outputs has no one shape)
+        return None if shape is None else math.prod(shape)
     calls: dict[str, int] = {}
     bound: dict[torch.fx.Node, Fraction] = {}
 
@@ -135,7 +152,16 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int], Factor],
         if target in _ADDS:
             alpha = abs(Fraction(float(kwargs.get("alpha", 1))))
             other = args[1] if len(args) > 1 else kwargs.get("other")
-            bound[node] = of(source) + alpha * of(other)
+            total = Fraction(0)
+            for operand, weight in ((source, Fraction(1)), (other, alpha)):
+                if not (isinstance(operand, torch.fx.Node) and operand in bound):
+                    continue  # a constant added
+                whole, part = size(node), size(operand)
+                if whole is None or part is None or part == 0 or whole % part:
+                    return unsupported(node, "adds operands whose sizes are not known")
+                # broadcast: each entry of the operand repeated whole/part times
+                total += weight * of(operand) * _sqrt_up(Fraction(whole // part))
+            bound[node] = total
         elif target in _SCALES or target in _DIVIDES:
             other = args[1] if len(args) > 1 else kwargs.get("other")
             tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in bound]

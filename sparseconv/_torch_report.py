@@ -52,7 +52,7 @@ from sparseconv._torch_layers import (
     is_leaf,
 )
 from sparseconv._torch_module import _layer_norm, _layer_options, fold_batchnorm
-from sparseconv._torch_script import _kind
+from sparseconv._torch_script import _kind, probe_like
 from sparseconv._torch_trace import TraceRecord, _checked, _first_tensor, _script_trace, trace
 from sparseconv._validation import real_number, worker_count
 
@@ -285,7 +285,7 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
     return checked
 
 
-def _over_the_graph(model: nn.Module, records: list[TraceRecord],
+def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
                     known: dict[int, float]) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
@@ -313,7 +313,9 @@ def _over_the_graph(model: nn.Module, records: list[TraceRecord],
             return factors[id(record)]
         return Fraction(1) if record.linear else None  # a reshape: Flatten, Identity, Dropout
 
-    exact, why = graph_bound(model, factor)
+    dtype, device = probe_like(model)
+    exact, why = graph_bound(model, factor, torch.zeros((1, *shape), dtype=dtype,
+                                                         device=device))
     if exact is None:
         return None, why
     if exact > Fraction(sys.float_info.max):
@@ -712,7 +714,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     # the network's own arguments, checked here rather than blamed on its first layer
     checked_options(kwargs.get("method", "auto"), kwargs.get("tol", DEFAULT_TOL))
     given = _given_constants(lipschitz_constants)
-    _checked(model, input_shape, None)  # no allow_train here: a report needs eval mode
+    shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
     records, folds = _trace_with_folds(model, input_shape)
     todo = _layers_to_report(records, folds, fold_batchnorm)
     activations, constants, unknown = [], [], []
@@ -761,7 +763,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         reason = (f"{what} is not a nn.Sequential, so the product of the "
                   "layers' bounds is no bound of its forward (pass assume_chain=True if that "
                   "forward is the chain of the traced layers)")
-        bound, why = _over_the_graph(model, records, todo, rows, known)
+        bound, why = _over_the_graph(model, shape, records, todo, rows, known)
         if bound is not None:
             reason = ""
         else:

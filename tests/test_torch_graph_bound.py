@@ -87,6 +87,25 @@ def test_exact_where_the_triangle_inequality_is():
         assert exact <= report.network_upper <= exact * (1 + 1e-12), report.network_upper
 
 
+def test_a_broadcast_operand_counts_once_per_copy():
+    """x + 3 mean(x) over the positions: the mean, broadcast back to every position, moves
+    each output; its bound counts sqrt(positions) copies (the exact constant 4 is attained)."""
+
+    class Broadcast(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool, self.keep = nn.AdaptiveAvgPool2d(1), nn.Identity()
+
+        def forward(self, x):
+            return self.keep(x) + 3.0 * self.pool(x)
+
+    model = Broadcast().eval()
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    true = jacobian_norm(model, (2, 4, 4))
+    assert true == pytest.approx(4.0, rel=1e-14)
+    assert true <= report.network_upper <= true * (1 + 1e-12), report.network_upper
+
+
 def test_relu_resnet_bound_is_the_product_over_paths():
     """TinyResNet: the stem times each block's (shortcut + branch) times the head, by hand."""
     model = _networks.randomize(_networks.TinyResNet(), 3)
