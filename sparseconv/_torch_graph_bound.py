@@ -28,6 +28,7 @@ import math
 import operator
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import torch
 import torch.fx
@@ -89,13 +90,30 @@ def _sqrt_up(value: Fraction) -> Fraction:
 Factor = Fraction | tuple[str, str] | None
 
 
+class _Opaque(Exception):
+    """A value of the signal that is no single tensor, read as one."""
+
+
+def _in_place(node: torch.fx.Node, module: nn.Module | None) -> bool:
+    """Whether ``node`` changes its first argument in place (``x.relu_()``, ``x += y``, a
+    module built with ``inplace=True``)."""
+    if module is not None:
+        return bool(getattr(module, "inplace", False))
+    target = node.target
+    if isinstance(target, str):
+        return target.endswith("_") and not target.endswith("__")
+    return target in (operator.iadd, operator.isub, operator.imul, operator.itruediv) or \
+        getattr(target, "__name__", "").endswith("_")
+
+
 def graph_bound(model: nn.Module, factors: Callable[[str, int], Factor],
                 probe: torch.Tensor) -> tuple[Fraction | None, str]:
     """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
 
     ``factors(name, k)``: what is known of the ``k``-th call (from 0) of the module named
     ``name`` (:data:`Factor`). ``probe``: an input batch of one, run once to learn every
-    node's shape (broadcasting).
+    node's shape (broadcasting). An operation that changes its input in place raises that
+    input's bound to its own for the nodes that read it afterwards.
     """
     try:
         graph = torch.fx.Tracer().trace(model)
@@ -105,87 +123,114 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int], Factor],
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return None, (f"torch.fx cannot trace {type(model).__name__} "
                       f"({type(exc).__name__}: {exc})")
+    calls: dict[str, int] = {}
+    bound: dict[torch.fx.Node, Fraction] = {}
+    opaque: set[torch.fx.Node] = set()  # values of the signal that are no tensor (a size)
 
     def size(a) -> int | None:
         meta = a.meta.get("tensor_meta") if isinstance(a, torch.fx.Node) else None
         shape = getattr(meta, "shape", None)  # (a tuple of outputs has no one shape)
         return None if shape is None else math.prod(shape)
-    calls: dict[str, int] = {}
-    bound: dict[torch.fx.Node, Fraction] = {}
 
     def of(a) -> Fraction:
-        return bound.get(a, Fraction(0)) if isinstance(a, torch.fx.Node) else Fraction(0)
+        """A node's bound: 0 for a constant; a value of the signal that is no single tensor
+        (a shape, a tuple of outputs) has none, and reading it as one is refused."""
+        if not isinstance(a, torch.fx.Node):
+            return Fraction(0)
+        if a in opaque:
+            raise _Opaque(a)
+        return bound.get(a, Fraction(0))
 
     def unsupported(node: torch.fx.Node, why: str) -> tuple[None, str]:
         target = getattr(node.target, "__name__", node.target)
         return None, f"node {node.name!r} ({node.op} {target}) {why}"
 
     for node in graph.nodes:
-        args, kwargs = node.args, dict(node.kwargs)
         if node.op == "placeholder":
             bound[node] = Fraction(1)
             continue
         if node.op == "output":
-            result = args[0]
-            if not isinstance(result, torch.fx.Node):
-                return None, (f"{type(model).__name__} returns {type(result).__name__}, not "
-                              "one tensor")
+            result: Any = node.args[0]
+            if not isinstance(result, torch.fx.Node) or result in opaque:
+                return None, f"{type(model).__name__} does not return one tensor"
             return of(result), ""
-        if node.op == "get_attr" or not any(n in bound for n in node.all_input_nodes):
+        if node.op == "get_attr" or not any(n in bound or n in opaque
+                                            for n in node.all_input_nodes):
             continue  # a constant
-        source = args[0] if args else kwargs.get("input")
-        if node.op == "call_module":
-            k = calls.get(node.target, 0)
-            calls[node.target] = k + 1
-            factor = factors(str(node.target), k)
-            if isinstance(factor, tuple):  # its input must be that convolution's own output
-                if not (isinstance(source, torch.fx.Node) and source.op == "call_module"
-                        and source.target == factor[1]):
-                    return unsupported(node, f"is a BatchNorm folded into {factor[1]!r}, whose "
-                                       "output it does not take in the graph")
-                factor = Fraction(1)
-            if factor is None:
-                return unsupported(node, "has no certified bound nor known Lipschitz constant")
-            bound[node] = factor * of(source)
+        if size(node) is None:  # a size, a shape, a tuple: no signal itself
+            opaque.add(node)
             continue
-        target = node.target
-        if target in _ADDS:
-            alpha = abs(Fraction(float(kwargs.get("alpha", 1))))
-            other = args[1] if len(args) > 1 else kwargs.get("other")
-            total = Fraction(0)
-            for operand, weight in ((source, Fraction(1)), (other, alpha)):
-                if not (isinstance(operand, torch.fx.Node) and operand in bound):
-                    continue  # a constant added
-                whole, part = size(node), size(operand)
-                if whole is None or part is None or part == 0 or whole % part:
-                    return unsupported(node, "adds operands whose sizes are not known")
-                # broadcast: each entry of the operand repeated whole/part times
-                total += weight * of(operand) * _sqrt_up(Fraction(whole // part))
-            bound[node] = total
-        elif target in _SCALES or target in _DIVIDES:
-            other = args[1] if len(args) > 1 else kwargs.get("other")
-            tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in bound]
-            number = other if tensors == [source] else source
-            if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
-                    number, bool):
-                return unsupported(node, "multiplies the signal by something other than a "
-                                   "number")
-            if target in _DIVIDES:
-                if number == 0:
-                    return unsupported(node, "divides by zero")
-                scale = 1 / abs(Fraction(float(number)))
-            else:
-                scale = abs(Fraction(float(number)))
-            bound[node] = scale * of(tensors[0])
-        elif target in _CATS:
-            parts = args[0] if args else kwargs.get("tensors", ())
-            bound[node] = _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
-        elif target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):
-            bound[node] = of(source)
-        else:
-            constant = _activation(target, args, kwargs)
-            if constant is None:
-                return unsupported(node, "is not a call whose Lipschitz constant is known here")
-            bound[node] = constant * of(source)
+        try:
+            found = _bound(node, bound, of, size, factors, calls)
+        except _Opaque as exc:
+            return unsupported(node, f"reads {exc.args[0].name!r}, a value of the signal that "
+                               "is no single tensor")
+        if isinstance(found, str):
+            return unsupported(node, found)
+        bound[node] = found
+        source = node.args[0] if node.args else node.kwargs.get("input")
+        owner = module.get_submodule(str(node.target)) if node.op == "call_module" else None
+        if isinstance(source, torch.fx.Node) and source in bound and _in_place(node, owner):
+            bound[source] = max(bound[source], found)  # later readers see the changed value
     return None, "the graph has no output"  # pragma: no cover - torch.fx always adds one
 
+
+def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable,
+           factors: Callable[[str, int], Factor], calls: dict[str, int]) -> Fraction | str:
+    """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
+    none."""
+    args: Any = node.args  # (torch.fx types its arguments as any Python value)
+    kwargs: dict[str, Any] = dict(node.kwargs)
+    source = args[0] if args else kwargs.get("input")
+    if node.op == "call_module":
+        signals = [n for n in node.all_input_nodes if n in bound]
+        if signals != [source]:
+            return "takes the signal other than as its one input"
+        name = str(node.target)
+        k = calls.get(name, 0)
+        calls[name] = k + 1
+        factor = factors(name, k)
+        if isinstance(factor, tuple):  # its input must be that convolution's own output
+            if not (isinstance(source, torch.fx.Node) and source.op == "call_module"
+                    and source.target == factor[1]):
+                return (f"is a BatchNorm folded into {factor[1]!r}, whose output it does not "
+                        "take in the graph")
+            factor = Fraction(1)
+        if factor is None:
+            return "has no certified bound nor known Lipschitz constant"
+        return factor * of(source)
+    target = node.target
+    if target in _ADDS:
+        alpha = abs(Fraction(float(kwargs.get("alpha", 1))))
+        other = args[1] if len(args) > 1 else kwargs.get("other")
+        total = Fraction(0)
+        for operand, weight in ((source, Fraction(1)), (other, alpha)):
+            if not (isinstance(operand, torch.fx.Node) and (operand in bound or
+                                                             of(operand) > 0)):
+                continue  # a constant added
+            whole, part = size(node), size(operand)
+            if whole is None or part is None or part == 0 or whole % part:
+                return "adds operands whose sizes are not known"
+            # broadcast: each entry of the operand repeated whole/part times
+            total += weight * of(operand) * _sqrt_up(Fraction(whole // part))
+        return total
+    if target in _SCALES or target in _DIVIDES:
+        other = args[1] if len(args) > 1 else kwargs.get("other")
+        tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in bound]
+        number = other if tensors == [source] else source
+        if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(number, bool):
+            return "multiplies the signal by something other than a number"
+        if target in _DIVIDES:
+            if number == 0:
+                return "divides by zero"
+            return of(tensors[0]) / abs(Fraction(float(number)))
+        return abs(Fraction(float(number))) * of(tensors[0])
+    if target in _CATS:
+        parts = args[0] if args else kwargs.get("tensors", ())
+        return _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
+    if target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):
+        return of(source)
+    constant = _activation(target, args, kwargs)
+    if constant is None:
+        return "is not a call whose Lipschitz constant is known here"
+    return constant * of(source)

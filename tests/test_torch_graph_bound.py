@@ -106,6 +106,48 @@ def test_a_broadcast_operand_counts_once_per_copy():
     assert true <= report.network_upper <= true * (1 + 1e-12), report.network_upper
 
 
+class _Conv(nn.Module):
+    def __init__(self, forward):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False, dtype=F64)
+        self.fc = nn.Linear(2 * 4 * 4, 3, dtype=F64)
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.forward_ = forward
+
+    def forward(self, x):
+        return self.forward_(self, x)
+
+
+def test_in_place_changes_reach_the_later_readers():
+    """y = conv(x); z = y.mul_(3); y + z is 6 conv(x): the in-place product raises y's bound
+    for the sum, which reads y after it (without that, 4 ||conv||, below the constant)."""
+    def forward(m, x):
+        y = m.conv(x)
+        z = y.mul_(3.0)
+        return y + z
+
+    model = _networks.randomize(_Conv(forward), 0)
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    true = jacobian_norm(model, (2, 4, 4))
+    conv = report["conv"]["upper"]
+    assert true == pytest.approx(6 * report["conv"]["lower"], rel=1e-9)
+    assert true <= report.network_upper <= 6 * conv * (1 + 1e-12), (true, report.network_upper)
+
+
+def test_sizes_read_off_the_signal_are_no_signal():
+    """x.view(x.size(0), -1): the size is read off the signal, and is no part of the bound;
+    a tuple of outputs (values and indices) read as one tensor is refused."""
+    model = _networks.randomize(_Conv(lambda m, x: m.fc(m.conv(x).view(x.size(0), -1))), 0)
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    product = Fraction(report["conv"]["upper"]) * Fraction(report["fc"]["upper"])
+    assert Fraction(report.network_upper) >= product
+    assert report.network_upper <= math.nextafter(float(product), math.inf)
+    assert jacobian_norm(model, (2, 4, 4)) <= report.network_upper
+    tuple_read = _Conv(lambda m, x: m.pool(m.conv(x))[0])
+    report = sct.lipschitz_report(tuple_read.eval(), (2, 4, 4))
+    assert report.network_upper is None and "is no single tensor" in report.reason
+
+
 def test_relu_resnet_bound_is_the_product_over_paths():
     """TinyResNet: the stem times each block's (shortcut + branch) times the head, by hand."""
     model = _networks.randomize(_networks.TinyResNet(), 3)
