@@ -74,19 +74,21 @@ def _basic_index(index) -> bool:
 
 
 def _sqrt_up(value: Fraction) -> Fraction:
-    """A rational upper bound on ``sqrt(value)``: exact for the square of a rational, else
-    within a float step of it."""
+    """A rational upper bound on ``sqrt(value)``, ``value >= 0``: exact for the square of a
+    rational, else within ``2**-60`` relative, in integers (no float underflows or
+    overflows)."""
     top, bottom = math.isqrt(value.numerator), math.isqrt(value.denominator)
     if top * top == value.numerator and bottom * bottom == value.denominator:
         return Fraction(top, bottom)
-    root = Fraction(math.nextafter(math.sqrt(float(value)), math.inf))
-    while root * root < value:
-        root = Fraction(math.nextafter(float(root), math.inf))
-    return root
+    # sqrt(p / q) <= (isqrt(p 4^k // q) + 1) / 2^k, k large enough for 60 bits of the root
+    shift = max(0, 64 + (value.denominator.bit_length() - value.numerator.bit_length()) // 2)
+    return Fraction(math.isqrt((value.numerator << (2 * shift)) // value.denominator) + 1,
+                    1 << shift)
 
 
 #: What :func:`graph_bound` is told of one module call: its bound, ``("folded", name)`` for
-#: a BatchNorm folded into the convolution ``name`` (whose bound covers both), or None.
+#: a BatchNorm folded into the convolution ``name`` (whose bound covers both, when that
+#: convolution's output is read by the BatchNorm alone), or None.
 Factor = Fraction | tuple[str, str] | None
 
 
@@ -94,47 +96,71 @@ class _Opaque(Exception):
     """A value of the signal that is no single tensor, read as one."""
 
 
-def _in_place(node: torch.fx.Node, module: nn.Module | None) -> bool:
-    """Whether ``node`` changes its first argument in place (``x.relu_()``, ``x += y``, a
-    module built with ``inplace=True``)."""
-    if module is not None:
-        return bool(getattr(module, "inplace", False))
-    target = node.target
-    if isinstance(target, str):
-        return target.endswith("_") and not target.endswith("__")
-    return target in (operator.iadd, operator.isub, operator.imul, operator.itruediv) or \
-        getattr(target, "__name__", "").endswith("_")
+class _Probe(ShapeProp):
+    """torch.fx's shape propagation, also recording where a node reads a tensor that an
+    in-place operation changed after it was made (``keep = y; y += z``, a view of ``y``
+    scaled in place, ``ReLU(inplace=True)`` on a value read again): the graph's nodes are
+    functional, so there they would bound the value before the change. Views share their
+    base's version counter, so a change through any alias shows."""
+
+    def __init__(self, module: torch.fx.GraphModule):
+        super().__init__(module)
+        self.versions: dict[torch.fx.Node, tuple[torch.Tensor, int]] = {}
+        self.stale: torch.fx.Node | None = None
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        for a in n.all_input_nodes:
+            tensor, version = self.versions.get(a, (None, 0))
+            if tensor is not None and tensor._version != version and self.stale is None:
+                self.stale = n
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            self.versions[n] = (result, result._version)
+        return result
 
 
-def graph_bound(model: nn.Module, factors: Callable[[str, int], Factor],
+def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 probe: torch.Tensor) -> tuple[Fraction | None, str]:
     """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
 
-    ``factors(name, k)``: what is known of the ``k``-th call (from 0) of the module named
-    ``name`` (:data:`Factor`). ``probe``: an input batch of one, run once to learn every
-    node's shape (broadcasting). An operation that changes its input in place raises that
-    input's bound to its own for the nodes that read it afterwards.
+    ``factors(name, k, shape)``: what is known of the ``k``-th call (from 0, constant calls
+    counted) of the module named ``name`` on an input of ``shape`` (without the batch)
+    (:data:`Factor`). ``probe``: an input batch of one, run once (buffers restored) to learn
+    every node's shape and dtype and to see in-place changes read afterwards, which are
+    refused.
     """
     try:
         graph = torch.fx.Tracer().trace(model)
         module = torch.fx.GraphModule(model, graph)
-        with torch.no_grad():
-            ShapeProp(module).propagate(probe)
+        state = [(b, b.detach().clone()) for b in model.buffers()]
+        recorder = _Probe(module)
+        try:
+            with torch.no_grad():
+                recorder.propagate(probe)
+        finally:
+            with torch.no_grad():
+                for buffer, saved in state:
+                    buffer.copy_(saved)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return None, (f"torch.fx cannot trace {type(model).__name__} "
                       f"({type(exc).__name__}: {exc})")
+    if recorder.stale is not None:
+        return None, (f"node {recorder.stale.name!r} reads a tensor changed in place after it "
+                      "was made, which the graph does not show")
     calls: dict[str, int] = {}
     bound: dict[torch.fx.Node, Fraction] = {}
-    opaque: set[torch.fx.Node] = set()  # values of the signal that are no tensor (a size)
+    opaque: set[torch.fx.Node] = set()  # values of the signal that are no signal (a size)
+
+    def meta(a) -> Any:
+        return a.meta.get("tensor_meta") if isinstance(a, torch.fx.Node) else None
 
     def size(a) -> int | None:
-        meta = a.meta.get("tensor_meta") if isinstance(a, torch.fx.Node) else None
-        shape = getattr(meta, "shape", None)  # (a tuple of outputs has no one shape)
+        shape = getattr(meta(a), "shape", None)  # (a tuple of outputs has no one shape)
         return None if shape is None else math.prod(shape)
 
     def of(a) -> Fraction:
-        """A node's bound: 0 for a constant; a value of the signal that is no single tensor
-        (a shape, a tuple of outputs) has none, and reading it as one is refused."""
+        """A node's bound: 0 for a constant; a value of the signal that is no floating
+        tensor (a shape, a tuple of outputs, indices) has none, and reading it is refused."""
         if not isinstance(a, torch.fx.Node):
             return Fraction(0)
         if a in opaque:
@@ -146,6 +172,10 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int], Factor],
         return None, f"node {node.name!r} ({node.op} {target}) {why}"
 
     for node in graph.nodes:
+        if node.op == "call_module":  # every call counted, a constant one too
+            name = str(node.target)
+            node.meta["sparseconv_call"] = (name, calls.get(name, 0))
+            calls[name] = calls.get(name, 0) + 1
         if node.op == "placeholder":
             bound[node] = Fraction(1)
             continue
@@ -157,26 +187,24 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int], Factor],
         if node.op == "get_attr" or not any(n in bound or n in opaque
                                             for n in node.all_input_nodes):
             continue  # a constant
-        if size(node) is None:  # a size, a shape, a tuple: no signal itself
-            opaque.add(node)
+        dtype = getattr(meta(node), "dtype", None)
+        if size(node) is None or dtype is None or not (dtype.is_floating_point
+                                                       or dtype.is_complex):
+            opaque.add(node)  # a size, a shape, a tuple, indices: no signal itself
             continue
         try:
-            found = _bound(node, bound, of, size, factors, calls)
+            found = _bound(node, bound, of, size, meta, factors)
         except _Opaque as exc:
             return unsupported(node, f"reads {exc.args[0].name!r}, a value of the signal that "
-                               "is no single tensor")
+                               "is no floating tensor")
         if isinstance(found, str):
             return unsupported(node, found)
         bound[node] = found
-        source = node.args[0] if node.args else node.kwargs.get("input")
-        owner = module.get_submodule(str(node.target)) if node.op == "call_module" else None
-        if isinstance(source, torch.fx.Node) and source in bound and _in_place(node, owner):
-            bound[source] = max(bound[source], found)  # later readers see the changed value
     return None, "the graph has no output"  # pragma: no cover - torch.fx always adds one
 
 
-def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable,
-           factors: Callable[[str, int], Factor], calls: dict[str, int]) -> Fraction | str:
+def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta: Callable,
+           factors: Callable[[str, int, tuple], Factor]) -> Fraction | str:
     """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
     none."""
     args: Any = node.args  # (torch.fx types its arguments as any Python value)
@@ -186,15 +214,13 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable,
         signals = [n for n in node.all_input_nodes if n in bound]
         if signals != [source]:
             return "takes the signal other than as its one input"
-        name = str(node.target)
-        k = calls.get(name, 0)
-        calls[name] = k + 1
-        factor = factors(name, k)
-        if isinstance(factor, tuple):  # its input must be that convolution's own output
-            if not (isinstance(source, torch.fx.Node) and source.op == "call_module"
-                    and source.target == factor[1]):
-                return (f"is a BatchNorm folded into {factor[1]!r}, whose output it does not "
-                        "take in the graph")
+        name, k = node.meta["sparseconv_call"]
+        factor = factors(name, k, tuple(meta(source).shape[1:]))
+        if isinstance(factor, tuple):  # its input must be that convolution's own output,
+            if not (isinstance(source, torch.fx.Node) and source.op == "call_module"  # read
+                    and source.target == factor[1] and len(source.users) == 1):  # by it alone
+                return (f"is a BatchNorm folded into {factor[1]!r}, whose output is not its "
+                        "input alone in the graph (pass fold_batchnorm=False)")
             factor = Fraction(1)
         if factor is None:
             return "has no certified bound nor known Lipschitz constant"
@@ -218,18 +244,23 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable,
         other = args[1] if len(args) > 1 else kwargs.get("other")
         tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in bound]
         number = other if tensors == [source] else source
-        if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(number, bool):
-            return "multiplies the signal by something other than a number"
+        if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
+                number, bool) or not math.isfinite(number):
+            return "multiplies the signal by something other than a finite number"
         if target in _DIVIDES:
-            if number == 0:
-                return "divides by zero"
-            return of(tensors[0]) / abs(Fraction(float(number)))
+            rounding = kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
+            if tensors != [source] or number == 0 or rounding is not None:
+                return "divides other than the signal by a nonzero number (or rounds)"
+            return of(source) / abs(Fraction(float(number)))
         return abs(Fraction(float(number))) * of(tensors[0])
     if target in _CATS:
         parts = args[0] if args else kwargs.get("tensors", ())
         return _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
     if target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):
-        return of(source)
+        value = of(source)  # (refused first if the source is no floating tensor)
+        if getattr(meta(node), "dtype", None) != getattr(meta(source), "dtype", None):
+            return "changes the signal's dtype"  # x.view(torch.int32): no reshape
+        return value
     constant = _activation(target, args, kwargs)
     if constant is None:
         return "is not a call whose Lipschitz constant is known here"

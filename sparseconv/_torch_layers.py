@@ -15,6 +15,7 @@ import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -80,7 +81,11 @@ class _Layer:
 
 
 def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
-    # the arrays' normalizer: ints only (8.5 or "388" is refused, never truncated)
+    # the arrays' normalizer: ints only (8.5 or "388" is refused, never truncated); a 1-D
+    # integer tensor (x.shape[1:] as a tensor) as its list
+    if isinstance(input_shape, torch.Tensor) and input_shape.ndim == 1 and not (
+            input_shape.is_floating_point() or input_shape.is_complex()):
+        input_shape = input_shape.tolist()
     shape = spatial_size(input_shape, "input_shape")
     if ndim is not None and len(shape) != ndim + 1:
         want = f"(C, *spatial) with {ndim} spatial axes"
@@ -125,6 +130,10 @@ def _refuse(module: nn.Module) -> None:
                         "sparseconv.torch.network_operator(model, input_shape) makes one "
                         "operator of a linear network, and lipschitz_report(model, "
                         "input_shape) bounds each of its layers")
+    base: Any = next((cls for cls in type(module).__mro__ if cls in _SUPPORTED), None)
+    if base is not None and type(module).forward is not base.forward:
+        raise TypeError(f"{name} overrides the forward of {base.__name__}: sparseconv.torch "
+                        f"reads a {base.__name__}'s arguments, not what your forward computes")
     if not isinstance(module, _SUPPORTED):
         raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
                         "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "

@@ -304,10 +304,10 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     for record in records:
         by_name.setdefault(record.name, []).append(record)
 
-    def factor(name: str, k: int) -> Factor:
+    def factor(name: str, k: int, shape: tuple) -> Factor:
         calls = by_name.get(name, [])
-        if k >= len(calls):
-            return None
+        if k >= len(calls) or tuple(calls[k].input_shape) != shape:
+            return None  # (a call the trace did not see as this one: no bound)
         record = calls[k]
         if id(record) in factors:
             return factors[id(record)]
@@ -362,6 +362,17 @@ def _most_reads(size: int, starts: np.ndarray, ends: np.ndarray, step: int = 1) 
     return int(np.bincount(np.concatenate(inside), minlength=size).max())
 
 
+def _torch_class(module: nn.Module) -> str | None:
+    """The name of the torch.nn class ``module`` is an instance of, exactly (a subclass may
+    compute anything), or that a TorchScript module was compiled from; None otherwise."""
+    if isinstance(module, torch.jit.ScriptModule):
+        qualified = module._c._type().qualified_name()  # __torch__.torch.nn.modules....Name
+        inside = qualified.startswith("__torch__.torch.nn.modules.")
+        return qualified.rpartition(".")[2] if inside else None
+    cls = type(module)
+    return cls.__name__ if getattr(nn, cls.__name__, None) is cls else None
+
+
 def _max_pool_constant(record: TraceRecord) -> float | None:
     """The Lipschitz constant, in the 2-norm, of a max pooling layer on its traced input:
     ``sqrt(w)``, ``w`` the most pooling windows that read one input entry (rounded up).
@@ -374,9 +385,9 @@ def _max_pool_constant(record: TraceRecord) -> float | None:
     a module that is no max pooling, whose arguments cannot be read, or with a window of
     ``-inf`` padding alone (its output is ``-inf`` whatever the input).
     """
-    kind = _kind(record.module)
     spatial, outputs = record.input_shape[1:], record.output_shape[1:]
     ndim = len(spatial)
+    kind = _torch_class(record.module)  # torch's own class, not a user's of the same name
     if kind not in (f"MaxPool{ndim}d", f"AdaptiveMaxPool{ndim}d") or len(outputs) != ndim:
         return None
     try:
@@ -612,7 +623,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     attained (each output moves by at most the largest change in its window). For a chain (a
     nested ``nn.Sequential``) the network bound multiplies the layers' upper bounds and these
     constants, rounded up. For any other model it follows the model's torch.fx graph
-    (:mod:`sparseconv._torch_graph_bound`): each node's bound is its input's times the
+    (``sparseconv._torch_graph_bound``): each node's bound is its input's times the
     layer's or activation's, a residual sum ``x + f(x)`` adds its branches' bounds, a
     concatenation adds them in quadrature, a reshape, slice or multiplication by a number
     keeps or scales them -- computed exactly and rounded up once, so ResNets and U-Nets get a
@@ -768,7 +779,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             reason = ""
         else:
             reason += f"; nor is there a bound over its graph: {why}"
+    over_graph = bound is not None
     if bound is None:
         bound = _product_up([row["upper"] for row in rows] + constants)
     return LipschitzReport(tuple(rows), None if reason else bound, tuple(activations),
-                           chain, reason, over_graph=not chain and not assume_chain)
+                           chain, reason, over_graph=over_graph)

@@ -654,14 +654,14 @@ def _report(args, error) -> None:
     try:
         import sparseconv.torch as sct
     except ImportError as exc:
-        error(_reason(exc))
+        error(_reason(exc, layer=False))
     if len(args.input_shape) < 1 or min(args.input_shape) < 1:
         error(f"--input-shape must be positive integers C[,H,W,...], got "
               f"{','.join(map(str, args.input_shape))}")
     try:
         worker_count(args.workers, "--workers")
     except ValueError as exc:
-        error(_reason(exc))
+        error(_reason(exc, layer=False))
     model = _load_model(args.model, args.trust_pickle, error)
     training = any(getattr(module, "training", False) for module in model.modules())
     model.eval()  # said on the output: never analysed silently in training mode
@@ -680,7 +680,7 @@ def _report(args, error) -> None:
         sys.exit(130)
     except RuntimeError as exc:
         if str(exc).startswith("layer '"):  # a layer's own work, named by lipschitz_report
-            error(_reason(exc))
+            error(_reason(exc, layer=False))
         # else the model's own forward refused the input
         reason = str(exc).split("without the batch): ", 1)[-1]  # the shapes are said here
         error(f"the model failed on input shape {tuple(args.input_shape)} (--input-shape is "
@@ -717,12 +717,15 @@ def _as_options(message: str) -> str:
     return message
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, layer: bool = True) -> str:
+    """One line for ``exc``; ``layer``: a command of one layer, whose options the library's
+    argument names are turned into (not ``report``, which has a model's options)."""
     if isinstance(exc, MemoryError) and not isinstance(exc, ValueError):
         return f"out of memory ({exc or 'MemoryError'}); try a smaller layer"
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
         return f"cannot write {exc.filename}: {exc.strerror}"
-    return _as_options(str(exc)) or type(exc).__name__
+    message = str(exc) or type(exc).__name__
+    return _as_options(message) if layer else message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -744,7 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler[args.command](_layer(args, command.error), args)
     # the library's refusals (bad layer, memory limit), an unwritable file, a real MemoryError
     except (ValueError, TypeError, OSError, MemoryError) as exc:
-        command.error(_reason(exc))
+        command.error(_reason(exc, layer=args.command != "report"))
     return 0
 
 
