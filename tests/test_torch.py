@@ -671,6 +671,9 @@ def test_shapes_are_ints_as_the_arrays_take_them():
     with pytest.raises(TypeError, match="input_shape"):
         sct.trace(nn.Sequential(conv).eval(), (3, 8.5, 8))
     assert sct.matrix(conv, torch.Size([3, 8, 8])).shape == (144, 192)
+    assert sct.matrix(conv, torch.tensor([3, 8, 8])).shape == (144, 192)  # x.shape[1:] too
+    with pytest.raises(TypeError, match="input_shape must be a tuple of positive"):
+        sct.matrix(conv, torch.tensor([3.0, 8.5, 8.0]))
     # a transposed convolution's output_size: PyTorch's rules (spatial, or batch + channels +
     # spatial, ints) and, as the arrays take it, one int for every spatial size
     ct = nn.ConvTranspose2d(4, 2, 3, stride=3, padding=1, bias=False)
