@@ -92,6 +92,17 @@ def _sqrt_up(value: Fraction) -> Fraction:
 Factor = Fraction | tuple[str, str] | None
 
 
+def _same(ours: Any, theirs: Any) -> bool:
+    """Whether the graph's output equals the model's: to rounding (the same operations)."""
+    if not (isinstance(ours, torch.Tensor) and isinstance(theirs, torch.Tensor)):
+        return False
+    if ours.shape != theirs.shape or ours.dtype != theirs.dtype:
+        return False
+    scale = float(theirs.abs().max()) if theirs.numel() else 0.0
+    tol = 1e-12 if theirs.dtype in (torch.float64, torch.complex128) else 1e-5
+    return bool(torch.allclose(ours, theirs, rtol=tol, atol=tol * scale))
+
+
 class _Opaque(Exception):
     """A value of the signal that is no single tensor, read as one."""
 
@@ -137,6 +148,11 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         try:
             with torch.no_grad():
                 recorder.propagate(probe)
+                # the graph must compute what the model does: torch.fx records `y += z` as a
+                # new value, and a name that kept y would read it unchanged in the graph
+                x = torch.randn(probe.shape, generator=torch.Generator().manual_seed(0),
+                                dtype=probe.dtype).to(probe.device)
+                same = _same(module(x.clone()), model(x.clone()))
         finally:
             with torch.no_grad():
                 for buffer, saved in state:
@@ -147,6 +163,14 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     if recorder.stale is not None:
         return None, (f"node {recorder.stale.name!r} reads a tensor changed in place after it "
                       "was made, which the graph does not show")
+    if not same:
+        return None, (f"the torch.fx graph of {type(model).__name__} does not compute what its "
+                      "forward does (an in-place change such as y += z, recorded as a new "
+                      "value?)")
+    dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users]
+    if dead:  # a result nobody reads: an in-place change that the graph shows as a new value
+        return None, (f"node {dead[0].name!r} computes a value nothing reads (an in-place "
+                      "change such as y += z, recorded as a new value)")
     calls: dict[str, int] = {}
     bound: dict[torch.fx.Node, Fraction] = {}
     opaque: set[torch.fx.Node] = set()  # values of the signal that are no signal (a size)

@@ -135,6 +135,35 @@ def test_a_value_read_after_an_in_place_change_is_refused(forward):
     assert "reads a tensor changed in place after it was made" in report.reason
 
 
+class _Aliased(nn.Module):
+    def __init__(self, keep: bool):
+        super().__init__()
+        self.one = nn.Linear(4, 4, bias=False, dtype=F64)
+        self.two = nn.Linear(4, 4, bias=False, dtype=F64)
+        self.keep = keep
+        with torch.no_grad():
+            self.two.weight.mul_(20.0)
+
+    def forward(self, x):
+        y = self.one(x)
+        kept = y
+        y += self.two(x)  # torch.fx records a new value; the model changes y in place
+        return kept if self.keep else y
+
+
+def test_an_in_place_sum_the_graph_shows_as_a_new_value():
+    """`kept = y; y += z; return kept`: the graph returns y unchanged (a bound of ||one||),
+    the model the sum (its constant near ||one + two||): refused, as the graph's output is not
+    the model's. `y += z; return y`, torchvision's residual pattern, is bounded."""
+    aliased = _Aliased(keep=True).eval()
+    report = sct.lipschitz_report(aliased, (4,))
+    assert report.network_upper is None
+    assert "does not compute what its forward does" in report.reason
+    plain = _Aliased(keep=False).eval()
+    report = sct.lipschitz_report(plain, (4,))
+    assert jacobian_norm(plain, (4,)) <= report.network_upper
+
+
 def test_in_place_relu_read_by_its_own_node_only_is_fine():
     """torchvision's blocks use ReLU(inplace=True): the changed tensor is read through the
     ReLU's node alone, so the bound stands, and holds on random pairs."""
