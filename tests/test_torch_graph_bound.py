@@ -35,6 +35,17 @@ def jacobian_norm(model: nn.Module, shape: tuple) -> float:
     return float(np.linalg.norm(j.reshape(-1, x.numel()).numpy(), 2))
 
 
+def largest_ratio(model: nn.Module, shape: tuple, pairs: int = 32) -> float:
+    """The largest ``||f(x) - f(y)|| / ||x - y||`` over random pairs: a lower bound of the
+    Lipschitz constant, which a network bound must not be below."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        x = torch.randn((pairs, *shape), dtype=F64, generator=generator)
+        y = x + torch.randn(x.shape, dtype=F64, generator=generator)
+        ratio = (model(x) - model(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
+    return float(ratio.max())
+
+
 def without_relus(model: nn.Module) -> nn.Module:
     """The model with every ReLU an identity: linear, its Lipschitz constant ||J||."""
     model = copy.deepcopy(model)
@@ -171,12 +182,7 @@ def test_in_place_relu_read_by_its_own_node_only_is_fine():
     block.relu = nn.ReLU(inplace=True).eval()
     report = sct.lipschitz_report(block, (2, 6, 6))
     assert report.over_graph and report.network_upper is not None, report.reason
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        x = torch.randn((32, 2, 6, 6), dtype=F64, generator=generator)
-        y = x + torch.randn(x.shape, dtype=F64, generator=generator)
-        ratio = (block(x) - block(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
-    assert float(ratio.max()) <= report.network_upper
+    assert largest_ratio(block, (2, 6, 6)) <= report.network_upper
 
 
 def test_the_reviews_counterexamples_are_refused_or_bounded():
@@ -276,12 +282,7 @@ def test_relu_resnet_bound_is_the_product_over_paths():
     assert Fraction(report.network_upper) >= expected
     assert report.network_upper <= math.nextafter(float(expected), math.inf)
     # and the ReLU network moves by no more than it on random pairs
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        x = torch.randn((32, 3, 8, 8), dtype=F64, generator=generator)
-        y = x + torch.randn(x.shape, dtype=F64, generator=generator)
-        ratio = (model(x) - model(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
-    assert float(ratio.max()) <= report.network_upper
+    assert largest_ratio(model, (3, 8, 8)) <= report.network_upper
 
 
 class _Lambda(nn.Module):
