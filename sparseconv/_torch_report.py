@@ -304,9 +304,9 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     for record in records:
         by_name.setdefault(record.name, []).append(record)
 
-    def factor(name: str, k: int, shape: tuple) -> Factor:
+    def factor(name: str, k: int, call_shape: tuple) -> Factor:
         calls = by_name.get(name, [])
-        if k >= len(calls) or tuple(calls[k].input_shape) != shape:
+        if k >= len(calls) or tuple(calls[k].input_shape) != call_shape:
             return None  # (a call the trace did not see as this one: no bound)
         record = calls[k]
         if id(record) in factors:
