@@ -48,8 +48,9 @@ _KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.sq
           torch.unsqueeze, torch.swapaxes, torch.movedim, "flatten", "view", "reshape",
           "contiguous", "permute", "transpose", "squeeze", "unsqueeze", "swapaxes", "movedim",
           "clone", "detach", "view_as", "reshape_as"}
+# (not softplus: PyTorch's jumps to the identity above its threshold)
 _ONE = {F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.hardtanh, torch.tanh, F.tanh,
-        F.softplus, "relu", "relu_", "tanh", "tanh_"}
+        "relu", "relu_", "tanh", "tanh_"}
 
 
 def _activation(target, args: tuple, kwargs: dict) -> Fraction | None:
@@ -279,6 +280,8 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         return abs(Fraction(float(number))) * of(tensors[0])
     if target in _CATS:
         parts = args[0] if args else kwargs.get("tensors", ())
+        if not isinstance(parts, (list, tuple)):
+            return "concatenates a sequence the graph computes (not a list of tensors)"
         return _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
     if target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):
         value = of(source)  # (refused first if the source is no floating tensor)

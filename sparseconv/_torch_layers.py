@@ -50,7 +50,7 @@ _PAD_MODES: dict[type, PaddingMode] = {
 _SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
               nn.Linear, nn.Flatten, nn.Unflatten, nn.Identity)
 # activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
-_ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)
+_ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)  # (Softplus jumps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,6 +94,20 @@ def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
     return shape
 
 
+def is_torch_class(module: nn.Module, base: type | None = None) -> bool:
+    """Whether ``module`` computes exactly what its torch.nn class does: an instance of that
+    class itself (or of the subclass ``torch.nn.utils.parametrize`` makes of it, which adds
+    nothing to its computation), with no ``forward`` of its own set on the instance. A
+    subclass may override ``forward``, ``_conv_forward`` or ``__call__``; a user's class of
+    the same name is not torch's."""
+    cls: Any = type(module)
+    if parametrize.is_parametrized(module) and cls.__name__ == (
+            f"Parametrized{cls.__base__.__name__}"):
+        cls = cls.__base__
+    ours = getattr(nn, cls.__name__, None) is cls  # torch's (UpsamplingNearest2d is Upsample's)
+    return ours and (base is None or issubclass(cls, base)) and "forward" not in vars(module)
+
+
 def is_leaf(module: nn.Module) -> bool:
     """A module that is one layer: no submodule but its ``parametrizations``
     (``torch.nn.utils.parametrize``: spectral_norm, weight_norm, orthogonal), which compute
@@ -131,9 +145,10 @@ def _refuse(module: nn.Module) -> None:
                         "operator of a linear network, and lipschitz_report(model, "
                         "input_shape) bounds each of its layers")
     base: Any = next((cls for cls in type(module).__mro__ if cls in _SUPPORTED), None)
-    if base is not None and type(module).forward is not base.forward:
-        raise TypeError(f"{name} overrides the forward of {base.__name__}: sparseconv.torch "
-                        f"reads a {base.__name__}'s arguments, not what your forward computes")
+    if base is not None and not is_torch_class(module, base):
+        raise TypeError(f"{name} is a subclass of {base.__name__}, or has its own forward: "
+                        f"sparseconv.torch reads a {base.__name__}'s arguments, not what your "
+                        "code computes; use torch's own class")
     if not isinstance(module, _SUPPORTED):
         raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
                         "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "

@@ -50,6 +50,7 @@ from sparseconv._torch_layers import (
     _Layer,
     _layer,
     is_leaf,
+    is_torch_class,
 )
 from sparseconv._torch_module import _layer_norm, _layer_options, fold_batchnorm
 from sparseconv._torch_script import _kind, probe_like
@@ -285,6 +286,41 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
     return checked
 
 
+def _untrusted(model: nn.Module, shape: tuple[int, ...]) -> str:
+    """Why no network bound can rest on the model's modules being what their classes say, or
+    "": a forward hook or pre-hook (on a module, or global) can change any layer's output, a
+    ``forward`` set on an instance replaces the class's, and a forward that changes the
+    model's own parameters or buffers in place (even if it restores them) runs other weights
+    than the rows are computed from."""
+    from torch.nn.modules import module as torch_module
+
+    if isinstance(model, torch.jit.ScriptModule):
+        return ""  # (its modules are read off its graph)
+    if any(getattr(torch_module, name, None) for name in (
+            "_global_forward_hooks", "_global_forward_pre_hooks",
+            "_global_forward_hooks_with_kwargs")):
+        return "a global forward hook is registered (torch.nn.modules.module)"
+    for name, module in model.named_modules():
+        label = f"module {name!r}" if name else type(model).__name__
+        if module._forward_hooks or module._forward_pre_hooks:
+            return f"{label} has a forward hook, which may change its output"
+        if "forward" in vars(module):
+            return f"{label} has a forward of its own set on the instance"
+    tensors = [*model.parameters(), *model.buffers()]
+    before = [t._version for t in tensors]
+    saved = [t.detach().clone() for t in model.buffers()]
+    dtype, device = probe_like(model)
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *shape), dtype=dtype, device=device))
+        changed = [t._version for t in tensors] != before
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(model.buffers(), saved):
+                buffer.copy_(value)
+    return "its forward changes its own parameters or buffers in place" if changed else ""
+
+
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
                     known: dict[int, float]) -> tuple[float | None, str]:
@@ -369,8 +405,7 @@ def _torch_class(module: nn.Module) -> str | None:
         qualified = module._c._type().qualified_name()  # __torch__.torch.nn.modules....Name
         inside = qualified.startswith("__torch__.torch.nn.modules.")
         return qualified.rpartition(".")[2] if inside else None
-    cls = type(module)
-    return cls.__name__ if getattr(nn, cls.__name__, None) is cls else None
+    return type(module).__name__ if is_torch_class(module) else None
 
 
 def _max_pool_constant(record: TraceRecord) -> float | None:
@@ -415,14 +450,18 @@ def _max_pool_constant(record: TraceRecord) -> float | None:
 
 
 def _activation_constant(module: nn.Module) -> float | None:
-    """The Lipschitz constant ``sup |f'|`` of an elementwise activation, or None if unknown."""
+    """The Lipschitz constant ``sup |f'|`` of an elementwise activation of torch's own class
+    (a subclass may compute anything), or None if unknown. Not ``Softplus``: PyTorch's
+    switches to the identity above its ``threshold``, a jump of ``log(1 + e^-t) / beta``."""
+    if not is_torch_class(module):
+        return None
     if isinstance(module, nn.LeakyReLU):
         return max(1.0, abs(float(module.negative_slope)))
     if isinstance(module, nn.ELU):  # f' = alpha exp(x) below 0
         return max(1.0, abs(float(module.alpha)))
     if isinstance(module, nn.Sigmoid):  # f' = s (1 - s) <= 1/4
         return 0.25
-    if isinstance(module, (*_ONE_LIPSCHITZ, nn.Softplus)):  # Hardtanh covers ReLU6
+    if isinstance(module, _ONE_LIPSCHITZ):  # Hardtanh covers ReLU6
         return 1.0
     return None
 
@@ -430,7 +469,7 @@ def _activation_constant(module: nn.Module) -> float | None:
 def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] | None:
     """The first module (qualified name, module) that is neither a ``nn.Sequential`` nor a
     leaf, so that the model may not be the chain of its leaves; None for a chain."""
-    if isinstance(model, nn.Sequential) or _kind(model) == "Sequential":  # or a scripted one
+    if _torch_class(model) == "Sequential":  # torch's own, its forward untouched (or scripted)
         for child_name, child in model.named_children():
             found = _not_sequential(child, f"{name}.{child_name}" if name else child_name)
             if found is not None:
@@ -614,8 +653,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     the certified interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the
     exact norm of the same kernel with circular padding beside it, and the time taken.
 
-    Activations with a known Lipschitz constant: ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``,
-    ``Softplus`` (1), ``LeakyReLU`` and ``ELU`` (``max(1, |slope|)``, ``max(1, |alpha|)``),
+    Activations with a known Lipschitz constant: ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``
+    (1), ``LeakyReLU`` and ``ELU`` (``max(1, |slope|)``, ``max(1, |alpha|)``),
     ``Sigmoid`` (1/4). Max pooling (``MaxPool1d/2d/3d``, ``AdaptiveMaxPool1d/2d/3d``, in a
     TorchScript model too): ``sqrt(w)``, ``w`` the most pooling windows that read one input
     entry on the traced shapes -- 1 for windows that do not overlap (VGG's 2x2 stride 2), 2
@@ -766,8 +805,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         close()
     rows = [row for row in found if row is not None]
     reason, bound = "", None
+    untrusted = _untrusted(model, shape)
     if unknown:
         reason = "not linear and not a known activation: " + ", ".join(unknown)
+    elif untrusted:
+        reason = untrusted
     elif not (chain or assume_chain):
         name, module = _not_sequential(model) or ("", model)
         what = f"module {name!r} ({_kind(module)})" if name else _kind(module)

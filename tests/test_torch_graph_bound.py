@@ -237,7 +237,7 @@ def test_the_reviews_counterexamples_are_refused_or_bounded():
         def forward(self, x):
             return super().forward(x) * 5
 
-    with pytest.raises(TypeError, match="MyConv overrides the forward of Conv2d"):
+    with pytest.raises(TypeError, match="MyConv is a subclass of Conv2d"):
         sct.matrix(MyConv(1, 1, 3, padding=1), (1, 6, 6))
     report = sct.lipschitz_report(nn.Sequential(MyConv(1, 1, 3, padding=1)).eval(), (1, 6, 6))
     assert report.network_upper is None
@@ -268,6 +268,84 @@ def test_sizes_read_off_the_signal_are_no_signal():
     tuple_read = _Conv(lambda m, x: m.pool(m.conv(x))[0])
     report = sct.lipschitz_report(tuple_read.eval(), (2, 4, 4))
     assert report.network_upper is None and "is no floating tensor" in report.reason
+
+
+class _Res(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4, dtype=F64)
+        self.b = nn.Linear(4, 4, dtype=F64)
+
+    def forward(self, x):
+        return self.b(self.a(x)) + x
+
+
+def _scaled_conv_class():
+    class Scaled(nn.Conv2d):  # the same forward, another convolution underneath
+        def _conv_forward(self, x, weight, bias):
+            return 100 * super()._conv_forward(x, weight, bias)
+    return Scaled
+
+
+def test_a_second_reviews_counterexamples_get_no_bound():
+    """Modules that are not what their class says, a forward that changes the model's own
+    weights, and PyTorch's Softplus (a jump at its threshold): each gave a bound below the
+    network's constant before; now none, the reason given."""
+    def hooked(model):
+        model.a.register_forward_hook(lambda module, inputs, output: 100 * output)
+        return model
+
+    def patched(model):
+        model.a.forward = lambda x: 100 * F.linear(x, model.a.weight, model.a.bias)
+        return model
+
+    for make in (hooked, patched):
+        model = make(_Res().eval())
+        report = sct.lipschitz_report(model, (4,))
+        assert report.network_upper is None, make.__name__
+        assert jacobian_norm(model, (4,)) > 30
+    chain = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.Linear(4, 4, dtype=F64)).eval()
+    chain[0].register_forward_pre_hook(lambda module, inputs: (100 * inputs[0],))
+    report = sct.lipschitz_report(chain, (4,))
+    assert report.network_upper is None and "forward hook" in report.reason
+
+    class Mutating(_Res):  # (through .data, which has no version counter, it is not seen)
+        def forward(self, x):
+            with torch.no_grad():
+                self.a.weight.mul_(100)
+            y = self.b(self.a(x)) + x
+            with torch.no_grad():
+                self.a.weight.div_(100)
+            return y
+
+    report = sct.lipschitz_report(Mutating().eval(), (4,))
+    assert report.network_upper is None and "changes its own parameters" in report.reason
+    # a subclass overriding what forward calls, parametrized (a torch.fx leaf) or not
+    scaled = _scaled_conv_class()
+    with pytest.raises(TypeError, match="is a subclass of Conv2d"):
+        sct.matrix(scaled(1, 1, 3, padding=1), (1, 5, 5))
+    for layer in (scaled(1, 1, 3, padding=1),
+                  nn.utils.parametrizations.weight_norm(scaled(1, 1, 3, padding=1))):
+        report = sct.lipschitz_report(nn.Sequential(layer).eval(), (1, 5, 5))
+        assert report.network_upper is None
+    # an activation subclass, and a Sequential subclass, are not torch's classes
+    class Loud(nn.ReLU):
+        def forward(self, x):
+            return 50 * F.relu(x)
+
+    class Skip(nn.Sequential):
+        def forward(self, x):
+            return x + 10 * super().forward(x)
+
+    for model in (nn.Sequential(nn.Linear(4, 4, dtype=F64), Loud()),
+                  Skip(nn.Linear(4, 4, dtype=F64))):
+        report = sct.lipschitz_report(model.eval(), (4,))
+        assert report.network_upper is None or report.network_upper >= largest_ratio(
+            model, (4,)), (model, report.network_upper)
+    # PyTorch's Softplus switches to the identity above its threshold: a jump, no constant
+    report = sct.lipschitz_report(nn.Sequential(nn.Linear(1, 1, dtype=F64),
+                                                nn.Softplus(threshold=0.0)).eval(), (1,))
+    assert report.network_upper is None and "Softplus" in report.reason
 
 
 def test_relu_resnet_bound_is_the_product_over_paths():
