@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from sparseconv._torch_script import restored_buffers
+
 __all__ = ["graph_bound"]
 
 _ADDS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub,
@@ -137,27 +139,18 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
 
     ``factors(name, k, shape)``: what is known of the ``k``-th call (from 0, constant calls
     counted) of the module named ``name`` on an input of ``shape`` (without the batch)
-    (:data:`Factor`). ``probe``: an input batch of one, run once (buffers restored) to learn
-    every node's shape and dtype and to see in-place changes read afterwards, which are
-    refused.
+    (:data:`Factor`). ``probe``: a random input batch of one, run once through the graph
+    (buffers restored) to learn every node's shape and dtype and to see in-place changes read
+    afterwards, which are refused, and through the model, whose output the graph's must be.
     """
     try:
         graph = torch.fx.Tracer().trace(model)
         module = torch.fx.GraphModule(model, graph)
-        state = [(b, b.detach().clone()) for b in model.buffers()]
         recorder = _Probe(module)
-        try:
-            with torch.no_grad():
-                recorder.propagate(probe)
-                # the graph must compute what the model does: torch.fx records `y += z` as a
-                # new value, and a name that kept y would read it unchanged in the graph
-                x = torch.randn(probe.shape, generator=torch.Generator().manual_seed(0),
-                                dtype=probe.dtype).to(probe.device)
-                same = _same(module(x.clone()), model(x.clone()))
-        finally:
-            with torch.no_grad():
-                for buffer, saved in state:
-                    buffer.copy_(saved)
+        with torch.no_grad(), restored_buffers(model):
+            # the graph must compute what the model does: torch.fx records `y += z` as a new
+            # value, and a name that kept y would read it unchanged in the graph
+            same = _same(recorder.propagate(probe.clone()), model(probe.clone()))
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return None, (f"torch.fx cannot trace {type(model).__name__} "
                       f"({type(exc).__name__}: {exc})")

@@ -28,7 +28,9 @@ module that runs no operation (``Identity``) has no call and no record.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -82,6 +84,21 @@ def probe_like(model: nn.Module) -> tuple[torch.dtype | None, torch.device | Non
         parameter = next(model.parameters(), None)
         return None, None if parameter is None else parameter.device
     return first.dtype, first.device
+
+
+@contextlib.contextmanager
+def restored_buffers(model: nn.Module) -> Iterator[None]:
+    """Probe forwards that leave the model as it was: every buffer a forward changed (a
+    BatchNorm's statistics in training mode, a spectral_norm parametrization's vectors) is
+    copied back, and only those, so that an untouched buffer keeps its version counter."""
+    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                if not torch.equal(buffer, value):
+                    buffer.copy_(value)
 
 
 def _kind(module: nn.Module) -> str:

@@ -15,7 +15,13 @@ import torch.fx
 from torch import nn
 
 from sparseconv._torch_layers import _input_shape, _refuse, leaf_modules
-from sparseconv._torch_script import _kind, forward_failed, probe_like, script_calls
+from sparseconv._torch_script import (
+    _kind,
+    forward_failed,
+    probe_like,
+    restored_buffers,
+    script_calls,
+)
 
 
 @dataclass(frozen=True)
@@ -145,18 +151,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
                                        _is_linear(mod)))
         hooks.append(module.register_forward_hook(hook))
     dtype, device = probe_like(model)
-    # the forward leaves the model as it was: in training mode (allow_train) BatchNorm would
-    # update its running statistics, a spectral_norm parametrization its vectors
-    state = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
-    try:
-        with torch.no_grad():
+    try:  # (in training mode, allow_train, BatchNorm would update its statistics)
+        with torch.no_grad(), restored_buffers(model):
             model(torch.zeros((1, *shape), dtype=dtype, device=device))
     except RuntimeError as exc:
         raise forward_failed(model, shape, exc) from exc
     finally:
         for handle in hooks:
             handle.remove()
-        with torch.no_grad():
-            for buffer, saved in state:
-                buffer.copy_(saved)
     return records
