@@ -32,6 +32,8 @@ from torch import nn
 import sparseconv as sc
 from sparseconv._memory import format_bytes
 from sparseconv._parallel import naming
+from sparseconv._pooling import _ceil_extra
+from sparseconv._resampling import _adaptive_axis
 from sparseconv._spectral_norm import (
     DEFAULT_TOL,
     _norm_and_circular_task,
@@ -55,7 +57,7 @@ from sparseconv._torch_layers import (
 from sparseconv._torch_module import _layer_norm, _layer_options, fold_batchnorm
 from sparseconv._torch_script import _kind, probe_like
 from sparseconv._torch_trace import TraceRecord, _checked, _first_tensor, _script_trace, trace
-from sparseconv._validation import real_number, worker_count
+from sparseconv._validation import int_tuple, real_number, worker_count
 
 _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "lower", "upper",
             "method", "circular", "seconds")
@@ -112,7 +114,11 @@ def _product_up(factors: list[float]) -> float:
         return 0.0  # a zero layer: the network is constant
     if any(math.isinf(f) for f in factors):
         return math.inf
-    exact = math.prod((Fraction(f) for f in factors), start=Fraction(1))
+    return _float_up(math.prod((Fraction(f) for f in factors), start=Fraction(1)))
+
+
+def _float_up(exact: Fraction) -> float:
+    """The smallest float at least ``exact`` (``inf`` beyond the largest)."""
     if exact > Fraction(sys.float_info.max):
         return math.inf
     nearest = float(exact)  # correctly rounded: at most one step below
@@ -286,12 +292,18 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
     return checked
 
 
-def _untrusted(model: nn.Module, shape: tuple[int, ...]) -> str:
+def _versions(model: nn.Module) -> list[int]:
+    """The version counters of the model's parameters and buffers."""
+    return [t._version for t in (*model.parameters(), *model.buffers())]
+
+
+def _untrusted(model: nn.Module, before: list[int]) -> str:
     """Why no network bound can rest on the model's modules being what their classes say, or
     "": a forward hook or pre-hook (on a module, or global) can change any layer's output, a
-    ``forward`` set on an instance replaces the class's, and a forward that changes the
-    model's own parameters or buffers in place (even if it restores them) runs other weights
-    than the rows are computed from."""
+    ``forward`` set on an instance replaces the class's, and a forward that changed the
+    model's own parameters or buffers in place (even if it restored them: their version
+    counters, ``before`` the trace's forward, show it) runs other weights than the rows are
+    computed from."""
     from torch.nn.modules import module as torch_module
 
     if isinstance(model, torch.jit.ScriptModule):
@@ -306,19 +318,9 @@ def _untrusted(model: nn.Module, shape: tuple[int, ...]) -> str:
             return f"{label} has a forward hook, which may change its output"
         if "forward" in vars(module):
             return f"{label} has a forward of its own set on the instance"
-    tensors = [*model.parameters(), *model.buffers()]
-    before = [t._version for t in tensors]
-    saved = [t.detach().clone() for t in model.buffers()]
-    dtype, device = probe_like(model)
-    try:
-        with torch.no_grad():
-            model(torch.zeros((1, *shape), dtype=dtype, device=device))
-        changed = [t._version for t in tensors] != before
-    finally:
-        with torch.no_grad():
-            for buffer, value in zip(model.buffers(), saved):
-                buffer.copy_(value)
-    return "its forward changes its own parameters or buffers in place" if changed else ""
+    if _versions(model) != before:
+        return "its forward changes its own parameters or buffers in place"
+    return ""
 
 
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
@@ -350,14 +352,10 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
         return Fraction(1) if record.linear else None  # a reshape: Flatten, Identity, Dropout
 
     dtype, device = probe_like(model)
-    exact, why = graph_bound(model, factor, torch.zeros((1, *shape), dtype=dtype,
-                                                         device=device))
-    if exact is None:
-        return None, why
-    if exact > Fraction(sys.float_info.max):
-        return math.inf, ""
-    nearest = float(exact)  # correctly rounded: at most one step below
-    return (nearest if nearest >= exact else math.nextafter(nearest, math.inf)), ""
+    probe = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0),
+                        dtype=dtype).to(device)
+    exact, why = graph_bound(model, factor, probe)
+    return (None, why) if exact is None else (_float_up(exact), "")
 
 
 def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]) -> None:
@@ -381,23 +379,6 @@ def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]
                          + (f" (did you mean {close[0]!r}?)" if close else ""))
 
 
-def _per_axis(value, ndim: int) -> tuple[int, ...]:
-    """A pooling argument (an int or a tuple) as one int per spatial axis."""
-    if isinstance(value, (tuple, list)):
-        return tuple(int(v) for v in value)
-    return (int(value),) * ndim
-
-
-def _most_reads(size: int, starts: np.ndarray, ends: np.ndarray, step: int = 1) -> int | None:
-    """The most windows ``[starts[i], ends[i])`` (every ``step``-th position) that hold one
-    of the positions ``0 .. size - 1``; None if a window holds none (it pools padding alone)."""
-    taps = [np.arange(a, b, step) for a, b in zip(starts.tolist(), ends.tolist())]
-    inside = [t[(t >= 0) & (t < size)] for t in taps]
-    if not inside or any(t.size == 0 for t in inside):
-        return None
-    return int(np.bincount(np.concatenate(inside), minlength=size).max())
-
-
 def _torch_class(module: nn.Module) -> str | None:
     """The name of the torch.nn class ``module`` is an instance of, exactly (a subclass may
     compute anything), or that a TorchScript module was compiled from; None otherwise."""
@@ -415,35 +396,41 @@ def _max_pool_constant(record: TraceRecord) -> float | None:
     Each output moves by at most the largest change in its window, ``|max_W x - max_W y| <=
     ||x_W - y_W||_2``, so ``||P(x) - P(y)||^2 <= sum_W ||x_W - y_W||^2 <= w ||x - y||^2``;
     ``x = 0, y = eps e_p`` at an entry read by ``w`` windows attains it. Windows are products
-    of one window per axis, so ``w`` is the product of the per-axis maxima, counted from the
-    traced output size (``ceil_mode`` included; the ``-inf`` padding is no input). None for
-    a module that is no max pooling, whose arguments cannot be read, or with a window of
-    ``-inf`` padding alone (its output is ``-inf`` whatever the input).
+    of one window per axis, so ``w`` is the product of the per-axis maxima: read off the
+    gather map of the same windows as a pooling geometry (kernel, stride, dilation, padding,
+    and ``ceil_mode``'s extra zeros, as ``avg_pool_matrix`` adds them), checked against the
+    traced output size; or off ``adaptive_avg_pool_matrix``'s windows. None for a module that
+    is no max pooling of torch's, or with a window of ``-inf`` padding alone (its output is
+    ``-inf`` whatever the input).
     """
-    spatial, outputs = record.input_shape[1:], record.output_shape[1:]
+    spatial, outputs = record.input_shape[1:], tuple(record.output_shape[1:])
     ndim = len(spatial)
     kind = _torch_class(record.module)  # torch's own class, not a user's of the same name
-    if kind not in (f"MaxPool{ndim}d", f"AdaptiveMaxPool{ndim}d") or len(outputs) != ndim:
+    if kind == f"AdaptiveMaxPool{ndim}d" and len(outputs) == ndim:
+        reads = [_adaptive_axis(n, m).tocsc() for n, m in zip(spatial, outputs)]
+        windows = math.prod(int(np.diff(a.indptr).max()) for a in reads)
+    elif kind == f"MaxPool{ndim}d":
+        module = record.module
+        try:
+            kernel = int_tuple(module.kernel_size, ndim, "kernel_size", 1)
+            stride = int_tuple(module.stride or kernel, ndim, "stride", 1)
+            padding = int_tuple(module.padding, ndim, "padding", 0)
+            dilation = int_tuple(module.dilation, ndim, "dilation", 1)
+            pads = [(p, p + (_ceil_extra(n, (k - 1) * d + 1, s, p, p) if module.ceil_mode
+                             else 0))
+                    for n, k, s, p, d in zip(spatial, kernel, stride, padding, dilation)]
+            geom = sc.ConvGeometry.from_kernel_size((1, *spatial), kernel, stride=stride,
+                                                    padding=pads, dilation=dilation)
+        except (TypeError, ValueError):  # windows the geometry refuses: no constant
+            return None
+        if tuple(geom.output_size) != outputs:
+            return None  # (not the windows PyTorch ran: no constant)
+        taps = [a.tap_index() for a in geom.axes]  # -1: a padded position
+        if any((t < 0).all(axis=1).any() for t in taps):
+            return None
+        windows = math.prod(int(np.bincount(t[t >= 0]).max()) for t in taps)
+    else:
         return None
-    try:
-        if kind.startswith("Adaptive"):  # PyTorch's windows [floor(i n/m), ceil((i+1) n/m))
-            counts = [_most_reads(n, np.arange(m) * n // m, -(-(np.arange(m) + 1) * n // m))
-                      for n, m in zip(spatial, outputs)]
-        else:
-            module = record.module
-            kernel = _per_axis(module.kernel_size, ndim)
-            stride = _per_axis(module.stride or module.kernel_size, ndim)
-            padding = _per_axis(module.padding, ndim)
-            dilation = _per_axis(module.dilation, ndim)
-            counts = []
-            for n, m, k, s, p, d in zip(spatial, outputs, kernel, stride, padding, dilation):
-                starts = np.arange(m) * s - p  # window o reads o s - p + t d, t < k
-                counts.append(_most_reads(n, starts, starts + (k - 1) * d + 1, d))
-    except (AttributeError, TypeError, ValueError):  # a module whose arguments are not readable
-        return None
-    if any(count is None for count in counts):
-        return None
-    windows = math.prod(counts)  # type: ignore[arg-type]
     root = math.isqrt(windows)
     return float(root) if root * root == windows else math.nextafter(math.sqrt(windows),
                                                                      math.inf)
@@ -765,6 +752,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     checked_options(kwargs.get("method", "auto"), kwargs.get("tol", DEFAULT_TOL))
     given = _given_constants(lipschitz_constants)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
+    versions = _versions(model)  # (its forward must not change them: _untrusted)
     records, folds = _trace_with_folds(model, input_shape)
     todo = _layers_to_report(records, folds, fold_batchnorm)
     activations, constants, unknown = [], [], []
@@ -805,7 +793,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         close()
     rows = [row for row in found if row is not None]
     reason, bound = "", None
-    untrusted = _untrusted(model, shape)
+    untrusted = _untrusted(model, versions)
     if unknown:
         reason = "not linear and not a known activation: " + ", ".join(unknown)
     elif untrusted:
