@@ -37,6 +37,8 @@ from ._products import (
     _scratch_array,
     forward,
     forward_bytes,
+    implicit_applies,
+    tap_major,
 )
 
 __all__ = ["Col2im", "Pointwise", "Polyphase", "col2im", "transpose_map"]
@@ -336,7 +338,8 @@ class Polyphase:
                 output_size=tuple(ph["size"] for ph in combo),
             )
             where = tuple(slice(ph["first"], None, a.stride) for ph, a in zip(combo, geom.axes))
-            self.phases.append((crop, where, sub_geom, sub))
+            taps_ = tap_major(sub_geom, sub) if implicit_applies(sub_geom) else None
+            self.phases.append((crop, where, sub_geom, sub, taps_))
 
     @staticmethod
     def _axis_phases(axis, lo: int, n: int) -> list[dict]:
@@ -370,18 +373,18 @@ class Polyphase:
 
     def nbytes(self, b: int, itemsize: int) -> int:
         """The result (twice, as :meth:`Col2im.nbytes`), and the largest phase's forward."""
-        phases = max((forward_bytes(g, b, itemsize) for _, _, g, _ in self.phases), default=0)
+        phases = max((forward_bytes(g, b, itemsize) for _, _, g, _, _ in self.phases), default=0)
         return 2 * math.prod(self.shape) * b * itemsize + phases
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         geom, b = self.geom, y.shape[-1]
         if len(self.phases) == 1 and all(a.stride == 1 for a in geom.axes):
             # stride 1: one phase, every position; no assembly needed
-            crop, _, sub_geom, sub = self.phases[0]
-            x = forward(sub_geom, sub, y[(slice(None), *crop)])
+            crop, _, sub_geom, sub, taps = self.phases[0]
+            x = forward(sub_geom, sub, y[(slice(None), *crop)], taps)
             return x if self.zeros else _pad_adjoint(geom, x)
         dtype = np.result_type(y.dtype, self.dtype)
         x = (np.empty if self.covered else np.zeros)((*self.shape, b), dtype)
-        for crop, where, sub_geom, sub in self.phases:
-            _copy(x[(slice(None), *where)], forward(sub_geom, sub, y[(slice(None), *crop)]))
+        for crop, where, sub_geom, sub, taps in self.phases:
+            _copy(x[(slice(None), *where)], forward(sub_geom, sub, y[(slice(None), *crop)], taps))
         return x if self.zeros else _pad_adjoint(geom, x)

@@ -37,7 +37,7 @@ from ._adjoint_products import transpose_map
 from ._geometry import ConvGeometry
 from ._layout import array_shape, from_channels_first, to_channels_first
 from ._matrices import assemble, check_format
-from ._products import check_product_memory, forward, forward_bytes
+from ._products import check_product_memory, forward, forward_bytes, implicit_applies, tap_major
 from ._typing import (
     ArrayLike,
     BlockSize,
@@ -302,6 +302,11 @@ class _Transpose(_GeometryOperator):
         return f"<transpose of {self.transposed_of!r}>"
 
 
+def _taps_for(geom: ConvGeometry, w: np.ndarray) -> np.ndarray | None:
+    """The weight as the implicit GEMM reads it, kept where the forward product runs it."""
+    return tap_major(geom, w) if implicit_applies(geom) else None
+
+
 def _own(weight: np.ndarray) -> np.ndarray:
     """A private, read-only copy: later changes to the caller's array change nothing."""
     owned = np.array(weight, copy=True)
@@ -389,6 +394,7 @@ class ConvOperator(_GeometryOperator):
         dtype = layer_dtype(weight, dtype)
         self._weight = _own(weight)
         self._w = np.ascontiguousarray(self.geometry.tap_weights(self._weight), dtype=dtype)
+        self._taps = _taps_for(self.geometry, self._w)
         self._transpose_map = transpose_map(self.geometry, self._w.conj())
         self.input_shape = self.geometry.input_shape
         self.output_shape = self.geometry.output_shape
@@ -401,7 +407,7 @@ class ConvOperator(_GeometryOperator):
         return self._weight
 
     def _apply(self, X):
-        return forward(self.geometry, self._w, X)
+        return forward(self.geometry, self._w, X, self._taps)
 
     def _apply_adjoint(self, Y):
         return self._transpose_map(Y)
@@ -488,6 +494,7 @@ class ConvTransposeOperator(_GeometryOperator):
         self._weight = _own(weight)
         self._w = np.ascontiguousarray(self._weight, dtype=dtype)
         self._w_conj = self._w.conj()
+        self._taps = _taps_for(self.geometry, self._w_conj)
         self._transpose_map = transpose_map(self.geometry, self._w)
         self.input_shape = self.geometry.output_shape
         self.output_shape = self.geometry.input_shape
@@ -503,7 +510,7 @@ class ConvTransposeOperator(_GeometryOperator):
         return self._transpose_map(X)
 
     def _apply_adjoint(self, Y):
-        return forward(self.geometry, self._w_conj, Y)
+        return forward(self.geometry, self._w_conj, Y, self._taps)
 
     def _apply_bytes(self, b, itemsize):
         return self._transpose_map.nbytes(b, itemsize)

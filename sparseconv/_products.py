@@ -1,9 +1,13 @@
 """How the matrix-free operators compute their products, from the layer's geometry.
 
 * ``A @ x`` (:func:`forward`): pad the input (a copy into a preallocated array, the border
-  slabs filled from the padding map), view the strided, dilated windows without copying
-  (``as_strided``), and multiply them, copied out a cache-sized chunk of output rows at a
-  time (im2col), by the weight matrix with BLAS.
+  slabs filled from the padding map), then
+  - at stride 1 with enough channels (:func:`implicit_applies`), the implicit GEMM: one BLAS
+    product per kernel tap, of the tap's weight matrix by the padded input read in place at
+    the tap's offset, accumulated into one output (:func:`_implicit`, :mod:`sparseconv._gemm`);
+  - otherwise view the strided, dilated windows without copying (``as_strided``), and
+    multiply them, copied out a cache-sized chunk of output rows at a time (im2col), by the
+    weight matrix with BLAS.
 * ``A.T @ y`` (no conjugation): :mod:`sparseconv._adjoint_products` (col2im, or stride-1
   correlations per phase, which are :func:`forward` again), from the padding's adjoint here
   (:func:`_pad_adjoint`: the border slabs of reflect, replicate or circular padding added
@@ -32,10 +36,11 @@ from typing import TypeVar
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ._gemm import gemm
 from ._geometry import ConvGeometry
 from ._memory import MatrixTooLargeError, format_bytes, get_memory_limit
 
-__all__ = ["check_product_memory", "forward", "forward_bytes"]
+__all__ = ["check_product_memory", "forward", "forward_bytes", "implicit_applies", "tap_major"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,10 +229,13 @@ def _chunk_rows(rows: int, row_bytes: int) -> int:
 
 @_by_geometry
 def forward_bytes(geom: ConvGeometry, b: int, itemsize: int) -> int:
-    """Bytes :func:`forward` allocates for a batch of ``b``: the padded input, one im2col
-    chunk and the result."""
+    """Bytes :func:`forward` allocates for a batch of ``b``: the padded input, and one im2col
+    chunk and the result, or the implicit GEMM's widened result and the result."""
     padded = 0 if not _padded(geom) else (
         geom.in_channels * math.prod(a.padded_size for a in geom.axes))
+    if implicit_applies(geom):  # the padded input is a contiguous copy even when unpadded
+        padded = geom.in_channels * math.prod(a.padded_size for a in geom.axes)
+        return (padded * b + 2 * _widened_size(geom) * b) * itemsize
     depth = geom.in_channels // geom.groups * math.prod(geom.kernel_size)
     per_row = math.prod(geom.output_size[1:]) * b
     chunk = _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
@@ -271,16 +279,25 @@ def _forward_sizes(geom: ConvGeometry, b: int, itemsize: int) -> tuple[int, int,
 _CHUNK_BYTES = 4 * 2**20
 
 
-def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray,
+            taps: np.ndarray | None = None) -> np.ndarray:
     """``A @ x`` for ``x`` of shape ``(C_in, *input_size, b)``; returns ``(C_out, *out, b)``.
 
-    The patches of a chunk of output rows (first spatial axis) are copied out of the strided
+    ``w``: the weight ``(C_out, C_in/groups, *kernel)``; ``taps``: the same weight as
+    :func:`tap_major` orders it, if the caller keeps one (else made here when needed).
+
+    Where :func:`implicit_applies`, the implicit GEMM (:func:`_implicit`). Otherwise the
+    patches of a chunk of output rows (first spatial axis) are copied out of the strided
     window view and multiplied by the group's weight matrix, straight into the output.
     """
     groups, b = geom.groups, x.shape[-1]
+    dtype = np.result_type(w, x)
+    if (b and implicit_applies(geom) and w.dtype == x.dtype == dtype
+            and gemm(dtype) is not None):
+        return _implicit(geom, tap_major(geom, w) if taps is None else taps,
+                         np.ascontiguousarray(_pad(geom, x)))
     windows = _windows(geom, _pad(geom, x))  # (C_in, *kernel, *out, b)
     in_per_group = geom.in_channels // groups
-    dtype = np.result_type(w, x)
     depth, rows, per_row, chunk = _forward_sizes(geom, b, dtype.itemsize)
     w = w.reshape(groups, -1, depth)
     y = np.empty((groups, w.shape[1], rows, per_row), dtype)
@@ -294,3 +311,104 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray) -> np.ndarray:
             out = y[g, :, r0:r0 + chunk].reshape(w.shape[1], -1)
             np.matmul(w[g], im2col.reshape(depth, -1), out=out)
     return y.reshape(geom.out_channels, *_window_steps(geom)[0][len(geom.axes):], b)
+
+
+# ---------------------------------------------------------------------------------------------
+# The implicit GEMM: no im2col copy at stride 1.
+# ---------------------------------------------------------------------------------------------
+#: The implicit GEMM runs where each group has at least this many input and output channels
+#: (fewer make each tap's product too thin for BLAS) ...
+IMPLICIT_MIN_CHANNELS = 16
+#: ... and where the outputs it computes and discards (:func:`_widened_size`) add at most this
+#: fraction to the real ones: 14 of 16 columns a row on ResNet-18's 14x14 layers, not 7 of 9
+#: on its 7x7 ones, where im2col is as fast (``benchmarks/bench_networks.py``).
+IMPLICIT_MAX_WASTE = 0.2
+#: Target size of the output block one chunk of the implicit GEMM accumulates into.
+_IMPLICIT_CHUNK_BYTES = 2**22
+
+
+@_by_geometry
+def implicit_applies(geom: ConvGeometry) -> bool:
+    """Whether :func:`forward` runs the implicit GEMM (:func:`_implicit`) on this layer: stride
+    1 on every axis, at least :data:`IMPLICIT_MIN_CHANNELS` channels a group each way, and at
+    most :data:`IMPLICIT_MAX_WASTE` of discarded outputs."""
+    if any(a.stride != 1 for a in geom.axes):
+        return False
+    if min(geom.in_channels, geom.out_channels) // geom.groups < IMPLICIT_MIN_CHANNELS:
+        return False
+    real = geom.out_channels * math.prod(geom.output_size)
+    return _widened_size(geom) <= (1 + IMPLICIT_MAX_WASTE) * real
+
+
+@_by_geometry
+def _widened_size(geom: ConvGeometry) -> int:
+    """Values per batch column of the implicit GEMM's result: the outputs of the first axis
+    by the padded extent of the others."""
+    return geom.out_channels * geom.output_size[0] * math.prod(
+        a.padded_size for a in geom.axes[1:])
+
+
+def tap_major(geom: ConvGeometry, w: np.ndarray) -> np.ndarray:
+    """The weight ``(C_out, C_in/groups, *kernel)`` as the implicit GEMM reads it:
+    ``(taps, groups, C_out/groups, C_in/groups)``, contiguous, read-only."""
+    groups, taps = geom.groups, math.prod(geom.kernel_size)
+    w = w.reshape(groups, geom.out_channels // groups, geom.in_channels // groups, taps)
+    ordered = np.ascontiguousarray(w.transpose(3, 0, 1, 2))
+    ordered.flags.writeable = False
+    return ordered
+
+
+@_by_geometry
+def _implicit_plan(geom: ConvGeometry, b: int, itemsize: int) -> tuple:
+    """``(offsets, inner, last, rows)``: each tap's offset into a padded channel, the items
+    per position of the first axis, the items of the last output row up to its last real
+    output, and the output rows per chunk. Checks that no read leaves a channel."""
+    padded = [a.padded_size for a in geom.axes]
+    steps = [math.prod(padded[d + 1:]) * b for d in range(geom.ndim)]  # items per position
+    offsets = [sum(t * a.dilation * s for t, a, s in zip(tap, geom.axes, steps))
+               for tap in np.ndindex(*geom.kernel_size)]
+    out = geom.output_size
+    last = sum((o - 1) * s for o, s in zip(out[1:], steps[1:])) + b
+    # the farthest read: the last output's last tap (stride 1: out + (k-1)*dilation <= padded)
+    if (out[0] - 1) * steps[0] + last - 1 + max(offsets) >= padded[0] * steps[0]:
+        raise AssertionError("implicit GEMM reads beyond the padded input")  # pragma: no cover
+    rows = max(1, min(out[0], _IMPLICIT_CHUNK_BYTES // (geom.out_channels * steps[0] * itemsize)))
+    return offsets, steps[0], last, rows
+
+
+def _implicit(geom: ConvGeometry, taps: np.ndarray, xp: np.ndarray) -> np.ndarray:
+    """``A @ x`` by implicit GEMM, from the contiguous padded input ``xp``.
+
+    With the trailing axes kept at their padded extent, output position ``o`` and padded
+    position ``o`` have the same offset in their channels, so tap ``t``'s contribution to a
+    run of outputs is the weight matrix times the run of input items ``offset(t)`` further
+    on: one BLAS product per tap (and group, and chunk of output rows), accumulated
+    (``beta = 1``) into the same output block, read in place from ``xp`` -- no im2col copy.
+    The positions past each row's last output (as many as the padding) are computed into
+    the widened result and dropped by one copy at the end.
+    """
+    b, dtype = xp.shape[-1], xp.dtype
+    product, size = gemm(dtype), dtype.itemsize
+    assert product is not None  # forward checked it
+    offsets, inner, last, rows = _implicit_plan(geom, b, size)
+    groups = geom.groups
+    c_in, c_out = geom.in_channels // groups, geom.out_channels // groups
+    out0 = geom.output_size[0]
+    lda, ldc = xp[0].size, out0 * inner  # items per channel: padded input, widened result
+    widened = np.empty((geom.out_channels, out0, *xp.shape[2:]), dtype)
+    x0, y0, w0 = xp.ctypes.data, widened.ctypes.data, taps.ctypes.data
+    for r0 in range(0, out0, rows):
+        r1 = min(out0, r0 + rows)
+        m = (r1 - r0 - 1) * inner + last
+        for g in range(groups):
+            a = x0 + (g * c_in * lda + r0 * inner) * size
+            c = y0 + (g * c_out * ldc + r0 * inner) * size
+            for t, offset in enumerate(offsets):
+                product(m, c_out, c_in, a + offset * size, lda,
+                        w0 + (t * groups + g) * c_out * c_in * size, c_in, c, ldc, t)
+    keep = (slice(None), slice(None), *(slice(o) for o in geom.output_size[1:]))
+    if widened[keep].shape == widened.shape:
+        return widened
+    y = np.empty((geom.out_channels, *geom.output_size, b), dtype)
+    _copy(y, widened[keep])
+    return y

@@ -1,5 +1,5 @@
-"""The forward product's helpers (sparseconv._products): copies that move runs as one item, and
-inputs that need a cast, through every kernel."""
+"""The forward product's helpers (sparseconv._products): copies that move runs as one item,
+inputs that need a cast, through every kernel, and the implicit GEMM against PyTorch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from sparseconv import ConvOperator, conv_matrix
+
+from ._oracles import random_array, random_layer, requires_torch, torch_conv
+from .test_matrices import assert_close
 
 
 @pytest.mark.parametrize("batch", [1, 2, 8])
@@ -55,3 +58,121 @@ def test_products_of_inputs_that_need_a_cast(dtype):
         for apply, dense in ((op.matmat, matrix), (op.rmatmat, matrix.T)):
             X = rng.integers(-3, 4, (dense.shape[1], 3)).astype(dtype)
             np.testing.assert_allclose(apply(X), dense @ X.astype(np.float64), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# The implicit GEMM (stride 1): against PyTorch on random layers of every kind, forced to run
+# everywhere it can, and on its own where it runs by default.
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def implicit_everywhere(monkeypatch):
+    """Every stride-1 layer runs the implicit GEMM, whatever its channels and waste; returns
+    the list of geometries it ran on."""
+    import math
+
+    from sparseconv import _products
+
+    ran = []
+    implicit = _products._implicit
+
+    def spy(geom, taps, xp):
+        ran.append(geom)
+        return implicit(geom, taps, xp)
+
+    monkeypatch.setattr(_products, "IMPLICIT_MIN_CHANNELS", 1)
+    monkeypatch.setattr(_products, "IMPLICIT_MAX_WASTE", math.inf)
+    monkeypatch.setattr(_products, "_implicit", spy)
+    _products.implicit_applies.cache_clear()
+    yield ran
+    _products.implicit_applies.cache_clear()
+
+
+@requires_torch
+@pytest.mark.parametrize("seed", range(60))
+def test_implicit_gemm_matches_torch_on_random_layers(seed, implicit_everywhere):
+    """Every dimension, padding form and mode, dilation, groups, dtype and batch: the forward
+    product against ``torch.nn.functional.conv*d`` and the adjoint against the matrix."""
+    from sparseconv._products import implicit_applies
+
+    rng = np.random.default_rng(20_000 + seed)
+    dtype = (np.float64, np.complex128, np.float32)[seed % 3]
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=9 - 2 * (seed % 3), max_channels=4)
+    layer.kwargs["stride"] = 1
+    weight = layer.weight.astype(np.float32) if dtype == np.float32 else layer.weight
+    if dtype == np.complex128:
+        weight = weight + 1j * random_array(rng, weight.shape)
+    op = ConvOperator(weight, layer.input_shape, **layer.kwargs)
+    assert implicit_applies(op.geometry)
+    batch = 1 + seed % 4
+    x = random_array(rng, (batch, *layer.input_shape), dtype)
+    parts = (x.real, x.imag, weight.real, weight.imag) if dtype == np.complex128 else None
+    if parts is None:
+        y = torch_conv(x.astype(np.float64), weight.astype(np.float64), **layer.kwargs)
+    else:  # (a + ib) * (c + id), each product by PyTorch
+        xr, xi, wr, wi = parts
+        y = (torch_conv(xr, wr, **layer.kwargs) - torch_conv(xi, wi, **layer.kwargs)
+             + 1j * (torch_conv(xr, wi, **layer.kwargs) + torch_conv(xi, wr, **layer.kwargs)))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    ran = len(implicit_everywhere)
+    assert_close(op.matmat(x.reshape(batch, -1).T), y.reshape(batch, -1).T, layer, rtol=rtol)
+    assert len(implicit_everywhere) == ran + 1  # the implicit GEMM computed it
+    A = conv_matrix(weight.astype(np.complex128 if dtype == np.complex128 else np.float64),
+                    layer.input_shape, **layer.kwargs)
+    Y = random_array(rng, (op.shape[0], batch), dtype)
+    assert_close(op.rmatmat(Y), A.conj().T @ Y, layer, rtol=rtol)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_implicit_gemm_in_transposed_convolutions(seed, implicit_everywhere):
+    """A stride-1 transposed convolution's adjoint is a correlation's forward product: the
+    implicit GEMM runs there too, against the transposed layer's matrix."""
+    from sparseconv import ConvTransposeOperator, conv_transpose_matrix
+
+    from ._oracles import random_transpose_layer
+
+    rng = np.random.default_rng(21_000 + seed)
+    w, input_shape, kwargs = random_transpose_layer(rng, max_size=7)
+    kwargs.update(stride=1, output_padding=0)
+    op = ConvTransposeOperator(w, input_shape, **kwargs)
+    T = conv_transpose_matrix(w, input_shape, **kwargs)
+    X, Y = rng.standard_normal((op.shape[1], 3)), rng.standard_normal((op.shape[0], 3))
+    np.testing.assert_allclose(op.matmat(X), T @ X, atol=1e-12 * max(1, abs(T @ X).max()))
+    np.testing.assert_allclose(op.rmatmat(Y), T.T @ Y, atol=1e-12 * max(1, abs(T.T @ Y).max()))
+    assert implicit_everywhere  # the adjoint is the correlation's forward product
+
+
+@requires_torch
+@pytest.mark.parametrize("batch", [1, 6])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_implicit_gemm_where_it_runs_by_default(batch, groups):
+    """A layer with many channels and little padding per row (32 per group on 20x20): the
+    default rule picks the implicit GEMM, which equals PyTorch, forward and adjoint (the
+    adjoint's correlation runs it as well)."""
+    from sparseconv._products import implicit_applies
+
+    rng = np.random.default_rng(batch + groups)
+    w = rng.standard_normal((32 * groups, 32, 3, 3))
+    op = ConvOperator(w, (32 * groups, 20, 20), padding=1, groups=groups)
+    assert implicit_applies(op.geometry)
+    x = rng.standard_normal((batch, 32 * groups, 20, 20))
+    y = torch_conv(x, w, padding=1, groups=groups)
+    assert_close(op.matmat(x.reshape(batch, -1).T), y.reshape(batch, -1).T, "default rule")
+    A = conv_matrix(w, (32 * groups, 20, 20), padding=1, groups=groups)
+    Y = rng.standard_normal((op.shape[0], batch))
+    assert_close(op.rmatmat(Y), A.T @ Y, "default rule")
+
+
+def test_implicit_gemm_is_not_chosen_where_it_would_waste():
+    """Stride 2, thin groups, and a 7x7 input padded to 9x9: im2col."""
+    from sparseconv._geometry import ConvGeometry
+    from sparseconv._products import implicit_applies
+
+    def geom(channels, size, **kwargs):
+        return ConvGeometry.from_weight((channels, channels // kwargs.get("groups", 1), 3, 3),
+                                        (channels, size, size), **kwargs)
+
+    assert implicit_applies(geom(64, 56, padding=1))
+    assert implicit_applies(geom(256, 14, padding=1))
+    assert not implicit_applies(geom(64, 56, padding=1, stride=2))
+    assert not implicit_applies(geom(64, 56, padding=1, groups=8))
+    assert not implicit_applies(geom(512, 7, padding=1))
