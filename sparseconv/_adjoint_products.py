@@ -338,7 +338,7 @@ class Polyphase:
                 output_size=tuple(ph["size"] for ph in combo),
             )
             where = tuple(slice(ph["first"], None, a.stride) for ph, a in zip(combo, geom.axes))
-            taps_ = tap_major(sub_geom, sub) if implicit_applies(sub_geom) else None
+            taps_ = tap_major(sub_geom, sub) if implicit_applies(sub_geom, sub.dtype) else None
             self.phases.append((crop, where, sub_geom, sub, taps_))
 
     @staticmethod

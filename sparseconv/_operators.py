@@ -304,7 +304,7 @@ class _Transpose(_GeometryOperator):
 
 def _taps_for(geom: ConvGeometry, w: np.ndarray) -> np.ndarray | None:
     """The weight as the implicit GEMM reads it, kept where the forward product runs it."""
-    return tap_major(geom, w) if implicit_applies(geom) else None
+    return tap_major(geom, w) if implicit_applies(geom, w.dtype) else None
 
 
 def _own(weight: np.ndarray) -> np.ndarray:

@@ -66,8 +66,9 @@ def test_products_of_inputs_that_need_a_cast(dtype):
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def implicit_everywhere(monkeypatch):
-    """Every stride-1 layer runs the implicit GEMM, whatever its channels and waste; returns
-    the list of geometries it ran on."""
+    """Every stride-1 layer runs the implicit GEMM, whatever its channels, waste and dtype
+    (single precision too, where it is not chosen by default); returns the list of
+    geometries it ran on."""
     import math
 
     from sparseconv import _products
@@ -81,6 +82,7 @@ def implicit_everywhere(monkeypatch):
 
     monkeypatch.setattr(_products, "IMPLICIT_MIN_CHANNELS", 1)
     monkeypatch.setattr(_products, "IMPLICIT_MAX_WASTE", math.inf)
+    monkeypatch.setattr(_products, "IMPLICIT_DTYPES", tuple(map(np.dtype, "fdFD")))
     monkeypatch.setattr(_products, "_implicit", spy)
     _products.implicit_applies.cache_clear()
     yield ran
@@ -163,7 +165,7 @@ def test_implicit_gemm_where_it_runs_by_default(batch, groups):
 
 
 def test_implicit_gemm_is_not_chosen_where_it_would_waste():
-    """Stride 2, thin groups, and a 7x7 input padded to 9x9: im2col."""
+    """Stride 2, thin groups, a 7x7 input padded to 9x9, and single precision: im2col."""
     from sparseconv._geometry import ConvGeometry
     from sparseconv._products import implicit_applies
 
@@ -171,8 +173,9 @@ def test_implicit_gemm_is_not_chosen_where_it_would_waste():
         return ConvGeometry.from_weight((channels, channels // kwargs.get("groups", 1), 3, 3),
                                         (channels, size, size), **kwargs)
 
-    assert implicit_applies(geom(64, 56, padding=1))
-    assert implicit_applies(geom(256, 14, padding=1))
+    assert implicit_applies(geom(64, 56, padding=1), np.float64)
+    assert implicit_applies(geom(256, 14, padding=1), np.complex128)
+    assert not implicit_applies(geom(256, 14, padding=1), np.float32)
     assert not implicit_applies(geom(64, 56, padding=1, stride=2))
     assert not implicit_applies(geom(64, 56, padding=1, groups=8))
     assert not implicit_applies(geom(512, 7, padding=1))
