@@ -8,7 +8,9 @@ By whichever moves less memory (:func:`transpose_map`):
   ``r``), where its positions are one block; no ``np.add.at``. When ``y``'s rows are widened
   with zeros to the accumulator's (:func:`_col2im_layout`, when :func:`_widens` finds the
   extra BLAS work and copy worth the loops saved), that block is one run per channel. The phases are
-  then merged into the input (:func:`_phase_merge`).
+  then merged into the input (:func:`_phase_merge`). In double precision with 16+ channels
+  a group, the product and the adds are one accumulating BLAS product per tap instead
+  (:func:`_implicit_col2im`, the implicit GEMM of :mod:`sparseconv._products`).
 * :class:`Polyphase` -- each phase of the padded input is a stride-1 correlation of ``y``
   with a reversed subset of the taps, i.e. :func:`forward` again, computed on the interior
   alone for zero padding.
@@ -27,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _products
+from ._gemm import INT_MAX, gemm
 from ._geometry import ConvGeometry
 from ._products import (
     _adjoint_span,
@@ -44,8 +48,8 @@ from ._products import (
 __all__ = ["Col2im", "Pointwise", "Polyphase", "col2im", "transpose_map"]
 
 
-def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = True
-           ) -> np.ndarray:
+def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = True,
+           taps: np.ndarray | None = None) -> np.ndarray:
     """``A.T @ y`` (no conjugation) for ``y`` of shape ``(C_out, *out, b)``, by col2im.
 
     For a cache-sized chunk of output rows, one BLAS product per group gives every tap's
@@ -57,11 +61,19 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
     one per output row. Each phase's lead tap writes its blocks instead of adding them, so
     the accumulator is zeroed only where the leads leave it. ``widen=False`` never widens (for
     a weight that is not finite).
+
+    ``taps``: the weight as :func:`transposed_tap_major` orders it, where the implicit GEMM
+    may run (:func:`_implicit_col2im` then replaces the product and the adds, when ``y``
+    has the weight's dtype and the rows widen).
     """
     groups, b = geom.groups, y.shape[-1]
     c_in, c_out = geom.in_channels, geom.out_channels
     dtype = np.result_type(w, y)
-    flat, extent, chunk, taps = _col2im_layout(geom, b, dtype.itemsize, widen)
+    implicit = taps is not None and b > 0 and widen and y.dtype == w.dtype == dtype
+    flat, extent, chunk, layout = _col2im_layout(geom, b, dtype.itemsize, widen, implicit)
+    if implicit and not (flat and _implicit_fits(geom, extent, b)):
+        implicit = False  # the products and adds as without it, in their own layout
+        flat, extent, chunk, layout = _col2im_layout(geom, b, dtype.itemsize, widen)
     wt = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (groups, C_in/g * K, C_out/g)
     rows, out_rest = geom.output_size[0], geom.output_size[1:]
     row = math.prod(extent[1:]) * b  # accumulator (and widened y) elements per row
@@ -78,11 +90,15 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
     # each phase's lead tap writes its blocks (every position another tap of its phase
     # reaches before it is one of them, zeroed around them, or already written): zero only
     # the rows before its first block and after its last, and phases no tap reaches
-    leads = {phase: first for _, phase, first, _, lead in taps if lead}
+    leads = {phase: first for _, phase, first, _, lead in layout if lead}
     end = rows * row if flat else rows
     for phase, view in enumerate(by_phase):
         view[:, :leads.get(phase, view.shape[1])] = 0
         view[:, end + leads.get(phase, 0):] = 0
+    if implicit:
+        assert taps is not None  # for the type checker: implicit implies it
+        _implicit_col2im(geom, taps, np.require(y, requirements=["C", "A"]), acc, layout, chunk)
+        return _phase_merge(geom, grid)
     for r0 in range(0, rows, chunk):
         n_rows = min(chunk, rows - r0)
         chunk_y = y[:, :, r0:r0 + n_rows].reshape(groups, c_out // groups, -1)
@@ -91,7 +107,7 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
         cols = cols.reshape(c_in, -1, cols.shape[-1])
         if flat:  # one run per channel: widened rows line up with the accumulator's
             length = n_rows * row
-            for t, phase, first, _, lead in taps:
+            for t, phase, first, _, lead in layout:
                 start = first + r0 * row
                 target = by_phase[phase][:, start:start + length]
                 if lead:
@@ -100,7 +116,7 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
                     np.add(target, cols[:, t], out=target)
             continue
         cols = cols.reshape(c_in, -1, n_rows, *out_rest, b)
-        for t, phase, first, where, lead in taps:
+        for t, phase, first, where, lead in layout:
             band = by_phase[phase][:, r0 + first:r0 + first + n_rows]  # its rows
             target = band[(slice(None), slice(None), *where)]
             if not lead:
@@ -112,6 +128,57 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
                 band[(*axis, slice(None, edge.start))] = 0
                 band[(*axis, slice(edge.stop, None))] = 0
     return _phase_merge(geom, grid)
+
+
+def _implicit_fits(geom: ConvGeometry, extent: tuple[int, ...], b: int) -> bool:
+    """Whether the phase-split accumulator's channel (the implicit GEMM's leading dimension,
+    longer than ``y``'s) fits the 32-bit BLAS interface (:data:`sparseconv._gemm.INT_MAX`)."""
+    return len(_phases(geom)) * (extent[0] + 1) * math.prod(extent[1:]) * b <= INT_MAX
+
+
+def transposed_tap_major(geom: ConvGeometry, w: np.ndarray) -> np.ndarray:
+    """The weight ``(C_out, C_in/groups, *kernel)`` as :func:`_implicit_col2im` reads it:
+    ``(taps, groups, C_in/groups, C_out/groups)``, contiguous, read-only."""
+    groups, taps = geom.groups, math.prod(geom.kernel_size)
+    w = w.reshape(groups, geom.out_channels // groups, geom.in_channels // groups, taps)
+    ordered = np.ascontiguousarray(w.transpose(3, 0, 2, 1))
+    ordered.flags.writeable = False
+    return ordered
+
+
+def _implicit_col2im(geom: ConvGeometry, taps: np.ndarray, y: np.ndarray, acc: np.ndarray,
+                     layout: tuple, chunk: int) -> None:
+    """col2im's products and adds as one BLAS product per tap, accumulated in place.
+
+    ``y``: the widened output ``(groups, C_out/groups, rows, row)``; ``acc``: the phase-split
+    accumulator ``(C_in, phases, (extent + 1) * row)``, zeroed where the leads leave it. Tap
+    ``t``'s contribution to a chunk of rows, ``W_t^T`` times that chunk of ``y``, lands on one
+    run per channel of its phase (its offset ``first``): one ``gemm`` writes it (``beta = 0``,
+    the phase's lead) or adds it (``beta = 1``), no columns buffer and no separate adds.
+    """
+    groups, rows, row = y.shape[0], y.shape[2], y.shape[3]
+    c_in, c_out = geom.in_channels // groups, geom.out_channels // groups
+    dtype = acc.dtype
+    product, size = gemm(dtype), dtype.itemsize
+    weights = (math.prod(geom.kernel_size), groups, c_in, c_out)
+    # BLAS reads and writes raw addresses: the shapes that bound them are checked
+    if (product is None or y.dtype != dtype or taps.shape != weights or taps.dtype != dtype
+            or y.shape[1] != c_out or acc.shape[0] != groups * c_in
+            or not (y.flags.c_contiguous and acc.flags.c_contiguous
+                    and taps.flags.c_contiguous)
+            or max(first for _, _, first, _, _ in layout) + rows * row > acc.shape[2]):
+        raise ValueError("implicit col2im operands do not match the layer")  # pragma: no cover
+    lda, ldc, per_phase = rows * row, acc[0].size, acc.shape[2]
+    y0, w0, x0 = y.ctypes.data, taps.ctypes.data, acc.ctypes.data
+    for r0 in range(0, rows, chunk):
+        length = min(chunk, rows - r0) * row
+        for g in range(groups):
+            a = y0 + (g * c_out * lda + r0 * row) * size
+            for t, phase, first, _, lead in layout:  # the leads first: they write
+                product(length, c_in, c_out, a, lda,
+                        w0 + (t * groups + g) * c_in * c_out * size, c_out,
+                        x0 + (g * c_in * ldc + phase * per_phase + first + r0 * row) * size,
+                        ldc, not lead)
 
 
 def _flat_offset(shift, extent, b: int) -> int:
@@ -160,9 +227,14 @@ def _widens(geom: ConvGeometry, b: int, growth: float) -> bool:
 
 _Tap = tuple[int, int, int, tuple, bool]
 
+#: The implicit GEMM's col2im widens ``y``'s rows (which it needs) when that adds at most this
+#: fraction of columns; else the products and adds run as without it.
+IMPLICIT_GROWTH = 1 / 8
+
 
 @_by_geometry
-def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
+def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True,
+                   implicit: bool = False
                    ) -> tuple[bool, tuple[int, ...], int, tuple[_Tap, ...]]:
     """``(flat, extent, chunk, taps)``: whether ``y``'s rows are widened, the accumulator's
     extent per axis in phase units (one more row is allocated: a widened run may end past the
@@ -175,16 +247,23 @@ def _col2im_layout(geom: ConvGeometry, b: int, itemsize: int, widen: bool = True
     Axis ``d`` holds the ``ceil(padded_size / stride)`` positions of a phase; widened, every
     axis after the first also holds ``output_size + max shift`` of them, so that a tap's run,
     junk columns included, never wraps onto a position of the next row.
+
+    ``implicit``: for the implicit GEMM (:func:`_implicit_col2im`), which needs the widened
+    rows, taken whenever they add at most :data:`IMPLICIT_GROWTH`, and whose chunks hold the
+    accumulator's rows (no columns buffer).
     """
     phases = [-(-a.padded_size // a.stride) for a in geom.axes]
     reach = [((a.kernel_size - 1) * a.dilation) // a.stride for a in geom.axes]
     wide = tuple([phases[0]] + [max(q, a.output_size + e)
                                 for q, a, e in zip(phases[1:], geom.axes[1:], reach[1:])])
     out_rest = geom.output_size[1:]
-    flat = widen and _widens(geom, b, math.prod(wide[1:]) / math.prod(out_rest) - 1)
+    growth = math.prod(wide[1:]) / math.prod(out_rest) - 1
+    flat = widen and (growth <= IMPLICIT_GROWTH if implicit else _widens(geom, b, growth))
     extent = wide if flat else tuple(phases)
     row_bytes = geom.in_channels * math.prod(geom.kernel_size) * math.prod(
         extent[1:] if flat else out_rest)
+    if implicit and flat:
+        row_bytes //= math.prod(geom.kernel_size)
     chunk = _chunk_rows(geom.output_size[0], row_bytes * b * itemsize)
     row = math.prod(extent[1:]) * b
     shifts = _tap_phases(geom)
@@ -279,15 +358,22 @@ class Col2im:
     def __init__(self, geom: ConvGeometry, w: np.ndarray):
         self.geom, self.w = geom, w
         self.widen = bool(np.isfinite(w).all())
+        # the implicit GEMM where the forward product would run it, at any stride
+        channels = min(geom.in_channels, geom.out_channels) // geom.groups
+        self.taps = transposed_tap_major(geom, w) if (
+            self.widen and w.dtype in _products.IMPLICIT_DTYPES
+            and channels >= _products.IMPLICIT_MIN_CHANNELS and gemm(w.dtype) is not None
+        ) else None
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
-        return col2im(self.geom, self.w, y, widen=self.widen)
+        return col2im(self.geom, self.w, y, widen=self.widen, taps=self.taps)
 
     def nbytes(self, b: int, itemsize: int) -> int:
         """The phase-split padded input, the widened ``y``, one chunk of columns, and the
         result (twice: a non-zero padding's result is a strided view, copied when flattened)."""
         geom = self.geom
-        flat, extent, chunk, _ = _col2im_layout(geom, b, itemsize, self.widen)
+        flat, extent, chunk, _ = _col2im_layout(geom, b, itemsize, self.widen,
+                                                self.taps is not None)
         row = math.prod(extent[1:])
         split = geom.in_channels * math.prod(geom.stride) * (extent[0] + 1) * row
         wide = geom.out_channels * geom.output_size[0] * row if flat else 0

@@ -20,11 +20,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["gemm"]
+__all__ = ["INT_MAX", "gemm"]
 
 _NAMES = {np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm",
           np.dtype(np.complex64): "cgemm", np.dtype(np.complex128): "zgemm"}
-_INT_MAX = 2**31 - 1
+
+
+#: The start of the Cython signature the ctypes prototype below assumes: 32-bit integers
+#: (scipy can be built with 64-bit ones; such a build keeps to im2col).
+_SIGNATURE = b"void (char *, char *, int *, int *, int *, "
 
 
 @functools.cache
@@ -34,12 +38,15 @@ def _pointer(name: str) -> Callable | None:
         from scipy.linalg import cython_blas
 
         capsule = cython_blas.__pyx_capi__[name]
-        get_name = ctypes.pythonapi.PyCapsule_GetName
-        get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-        get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-        get_pointer.restype = ctypes.c_void_p
-        get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-        address = get_pointer(capsule, get_name(capsule))
+        # private prototypes: ctypes.pythonapi's own function objects are shared process-wide
+        get_name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(
+            ("PyCapsule_GetName", ctypes.pythonapi))
+        get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+            ("PyCapsule_GetPointer", ctypes.pythonapi))
+        signature = get_name(capsule)
+        if not signature or not signature.startswith(_SIGNATURE):
+            return None  # not the 32-bit interface the prototype declares
+        address = get_pointer(capsule, signature)
     except Exception:  # pragma: no cover - a scipy without its Cython BLAS
         return None
     if not address:  # pragma: no cover
@@ -50,13 +57,19 @@ def _pointer(name: str) -> Callable | None:
     return prototype(address)
 
 
+#: The largest size or leading dimension the 32-bit interface takes.
+INT_MAX = 2**31 - 1
+
+
 class Gemm:
     """``C = A @ B + beta * C`` in column-major terms, on raw addresses of ``dtype`` arrays.
 
     ``A`` is ``m x k`` with columns ``lda`` apart, ``B`` is ``k x n`` with columns ``ldb``
     apart, ``C`` is ``m x n`` with columns ``ldc`` apart (for C-ordered arrays: ``A`` is the
     transpose of a ``k x m`` array whose rows are ``lda`` items apart, and so on). ``beta``
-    is 0 or 1. The caller guarantees that every address it passes is inside its arrays.
+    is 0 or 1. The caller guarantees that every address it passes is inside its arrays,
+    aligned to the item size, and that sizes and leading dimensions are at most
+    :data:`INT_MAX` (checked again here).
     """
 
     def __init__(self, dtype: np.dtype, function: Callable):
@@ -68,7 +81,7 @@ class Gemm:
                  ldc: int, beta: int) -> None:
         if min(m, n, k) <= 0:
             raise ValueError(f"gemm needs positive sizes, got m={m}, n={n}, k={k}")
-        if max(m, n, k, lda, ldb, ldc) > _INT_MAX or lda < m or ldb < k or ldc < m:
+        if max(m, n, k, lda, ldb, ldc) > INT_MAX or lda < m or ldb < k or ldc < m:
             raise ValueError(f"gemm sizes out of range: m={m}, n={n}, k={k}, lda={lda}, "
                              f"ldb={ldb}, ldc={ldc}")
         c_int = ctypes.c_int

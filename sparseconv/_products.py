@@ -36,7 +36,7 @@ from typing import TypeVar
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._gemm import gemm
+from ._gemm import INT_MAX, gemm
 from ._geometry import ConvGeometry
 from ._memory import MatrixTooLargeError, format_bytes, get_memory_limit
 
@@ -231,16 +231,19 @@ def _chunk_rows(rows: int, row_bytes: int) -> int:
 def forward_bytes(geom: ConvGeometry, b: int, itemsize: int) -> int:
     """Bytes :func:`forward` allocates for a batch of ``b``: the padded input, one im2col
     chunk and the result, or, where the implicit GEMM may run, the more of that and its
-    padded input (a contiguous copy even when unpadded), widened result and result."""
+    padded input, widened result and result."""
     padded = geom.in_channels * math.prod(a.padded_size for a in geom.axes)
     depth = geom.in_channels // geom.groups * math.prod(geom.kernel_size)
     per_row = math.prod(geom.output_size[1:]) * b
     chunk = _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
     out = geom.out_channels * math.prod(geom.output_size)
     im2col = ((padded if _padded(geom) else 0) * b + chunk * depth * per_row + out * b)
-    if not implicit_applies(geom):
+    # the implicit GEMM runs in float64 and complex128 (complex64, of the same item size as
+    # float64, is charged for it too); its padded input may be a copy even when unpadded
+    if itemsize not in (8, 16) or not implicit_applies(geom) or not implicit_fits(geom, b):
         return im2col * itemsize
-    return max(im2col, (padded + 2 * _widened_size(geom)) * b) * itemsize
+    widened = _widened_size(geom)
+    return max(im2col, (padded + widened + (out if widened != out else 0)) * b) * itemsize
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,9 +296,9 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray,
     groups, b = geom.groups, x.shape[-1]
     dtype = np.result_type(w, x)
     if (b and implicit_applies(geom, dtype) and w.dtype == x.dtype == dtype
-            and gemm(dtype) is not None):
+            and implicit_fits(geom, b) and gemm(dtype) is not None):
         return _implicit(geom, tap_major(geom, w) if taps is None else taps,
-                         np.ascontiguousarray(_pad(geom, x)))
+                         np.require(_pad(geom, x), requirements=["C", "A"]))  # BLAS: aligned
     windows = _windows(geom, _pad(geom, x))  # (C_in, *kernel, *out, b)
     in_per_group = geom.in_channels // groups
     depth, rows, per_row, chunk = _forward_sizes(geom, b, dtype.itemsize)
@@ -346,6 +349,12 @@ def implicit_applies(geom: ConvGeometry, dtype: np.dtype | None = None) -> bool:
         return False
     real = geom.out_channels * math.prod(geom.output_size)
     return _widened_size(geom) <= (1 + IMPLICIT_MAX_WASTE) * real
+
+
+def implicit_fits(geom: ConvGeometry, b: int) -> bool:
+    """Whether a batch of ``b`` keeps the implicit GEMM's leading dimensions (a padded
+    channel's items) within the 32-bit BLAS interface (:data:`sparseconv._gemm.INT_MAX`)."""
+    return math.prod(a.padded_size for a in geom.axes) * b <= INT_MAX
 
 
 @_by_geometry

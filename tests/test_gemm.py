@@ -13,7 +13,8 @@ def test_gemm_accumulates_strided_products(dtype):
     """``C^T = A^T B^T (+ C^T)`` on C-ordered views whose rows are far apart: one call
     overwrites (beta 0), the next adds (beta 1), as numpy computes them."""
     rng = np.random.default_rng(0)
-    product, tol = gemm(dtype), 1e-5 if np.dtype(dtype).itemsize <= 8 else 1e-13
+    single = np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64))
+    product, tol = gemm(dtype), 1e-5 if single else 1e-13
     x = rng.standard_normal((5, 40)) + (1j * rng.standard_normal((5, 40))
                                         if np.dtype(dtype).kind == "c" else 0)
     w = rng.standard_normal((3, 5)) + (1j * rng.standard_normal((3, 5))
@@ -37,3 +38,24 @@ def test_gemm_refuses_what_blas_cannot_take():
         product(0, 2, 2, a.ctypes.data, 2, a.ctypes.data, 2, a.ctypes.data, 2, 0)
     with pytest.raises(ValueError, match="lda=1"):
         product(2, 2, 2, a.ctypes.data, 1, a.ctypes.data, 2, a.ctypes.data, 2, 0)
+
+
+def test_a_blas_of_other_integers_is_not_called(monkeypatch):
+    """A scipy built with 64-bit BLAS integers has another Cython signature: no gemm is made
+    from it (the ctypes prototype declares 32-bit ones), and the products keep to im2col."""
+    from sparseconv import ConvOperator, _gemm, _products, conv_matrix
+
+    monkeypatch.setattr(_gemm, "_SIGNATURE", b"void (char *, char *, int64_t *, ")
+    for cache in (_gemm._pointer, _gemm.gemm, _products.implicit_applies):
+        cache.cache_clear()
+    try:
+        assert gemm(np.float64) is None
+        rng = np.random.default_rng(1)
+        w = rng.standard_normal((32, 32, 3, 3))
+        A, M = ConvOperator(w, (32, 12, 12), padding=1), conv_matrix(w, (32, 12, 12), padding=1)
+        X, Y = rng.standard_normal((A.shape[1], 2)), rng.standard_normal((A.shape[0], 2))
+        np.testing.assert_allclose(A.matmat(X), M @ X, atol=1e-12)
+        np.testing.assert_allclose(A.rmatmat(Y), M.T @ Y, atol=1e-12)
+    finally:
+        for cache in (_gemm._pointer, _gemm.gemm):
+            cache.cache_clear()

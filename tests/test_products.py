@@ -179,3 +179,100 @@ def test_implicit_gemm_is_not_chosen_where_it_would_waste():
     assert not implicit_applies(geom(64, 56, padding=1, stride=2))
     assert not implicit_applies(geom(64, 56, padding=1, groups=8))
     assert not implicit_applies(geom(512, 7, padding=1))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_implicit_col2im_matches_the_transpose(seed, implicit_everywhere, monkeypatch):
+    """col2im's implicit GEMM (one accumulating product per tap into the phase-split input),
+    forced on random layers of every stride, dilation, padding, group and dtype: ``A.T @ y``
+    against the matrix, and it ran."""
+    from sparseconv import _adjoint_products
+    from sparseconv._adjoint_products import Col2im
+
+    ran = []
+    implicit = _adjoint_products._implicit_col2im
+    monkeypatch.setattr(_adjoint_products, "_implicit_col2im",
+                        lambda *args: ran.append(1) or implicit(*args))
+    monkeypatch.setattr(_adjoint_products, "IMPLICIT_GROWTH", np.inf)  # widen every layer
+    _adjoint_products._col2im_layout.cache_clear()
+    rng = np.random.default_rng(22_000 + seed)
+    dtype = (np.float64, np.complex128, np.float32)[seed % 3]
+    layer = random_layer(rng, ndim=1 + seed % 3, max_size=9 - 2 * (seed % 3), max_channels=4)
+    weight = layer.weight.astype(np.float32) if dtype == np.float32 else layer.weight
+    if dtype == np.complex128:
+        weight = weight + 1j * random_array(rng, weight.shape)
+    op = ConvOperator(weight, layer.input_shape, **layer.kwargs)
+    transpose = Col2im(op.geometry, op._w)
+    batch = 1 + seed % 4
+    Y = random_array(rng, (op.shape[0], batch), dtype)
+    A = conv_matrix(weight.astype(np.complex128 if dtype == np.complex128 else np.float64),
+                    layer.input_shape, **layer.kwargs)
+    x = transpose(Y.reshape(*op.output_shape, batch))
+    assert_close(x.reshape(-1, batch), A.T @ Y, layer, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert ran
+    _adjoint_products._col2im_layout.cache_clear()
+
+
+def test_implicit_gemm_reads_only_aligned_inputs(monkeypatch):
+    """A contiguous input that is not aligned to its item size (a buffer at an odd offset)
+    is copied before BLAS reads it (scipy's Cython BLAS does not check alignment)."""
+    from sparseconv import _products
+
+    seen = []
+    implicit = _products._implicit
+    monkeypatch.setattr(_products, "_implicit",
+                        lambda geom, taps, xp: seen.append(xp.flags.aligned)
+                        or implicit(geom, taps, xp))
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((32, 32, 3, 3))
+    op = ConvOperator(w, (32, 12, 12))  # unpadded: the input itself would be read
+    n = op.shape[1] * 3
+    X = np.frombuffer(bytearray(n * 8 + 1), np.float64, count=n, offset=1).reshape(-1, 3)
+    X[...] = rng.standard_normal(X.shape)
+    assert not X.flags.aligned and X.flags.c_contiguous
+    np.testing.assert_allclose(op.matmat(X), conv_matrix(w, (32, 12, 12)) @ X, atol=1e-12)
+    assert seen == [True]
+
+
+def test_single_precision_is_not_charged_for_the_implicit_gemm():
+    """float32 products run im2col: their memory estimate is im2col's (a float32 layer that
+    fits under a limit is not refused for the implicit GEMM's larger buffers)."""
+    import sparseconv
+    from sparseconv._products import forward_bytes
+
+    w = np.ones((64, 64, 1, 1), np.float32)
+    op = ConvOperator(w, (64, 512, 512))
+    assert forward_bytes(op.geometry, 1, 4) < forward_bytes(op.geometry, 1, 8) / 2
+    previous = sparseconv.get_memory_limit()
+    sparseconv.set_memory_limit(150 * 2**20)
+    try:
+        ConvOperator(w, (64, 512, 512))  # ~68 MiB a product in float32
+    finally:
+        sparseconv.set_memory_limit(previous)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_implicit_gemm_falls_back_beyond_32_bit_sizes(stride, monkeypatch):
+    """A padded channel longer than the 32-bit BLAS interface takes (here made small) runs
+    im2col and col2im as without the implicit GEMM, with the same results, not an error."""
+    from sparseconv import _adjoint_products, _products
+
+    calls = []
+    for module, name in ((_products, "_implicit"), (_adjoint_products, "_implicit_col2im")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name,
+                            lambda *args, _f=original: calls.append(1) or _f(*args))
+    monkeypatch.setattr(_products, "INT_MAX", 22 * 22 * 4 - 1)
+    monkeypatch.setattr(_adjoint_products, "INT_MAX", 22 * 22 * 4 - 1)
+    _adjoint_products._col2im_layout.cache_clear()
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((64, 32, 3, 3))  # 32 -> 64: the adjoint at stride 2 is col2im
+    op = ConvOperator(w, (32, 20, 20), padding=1, stride=stride)
+    M = conv_matrix(w, (32, 20, 20), padding=1, stride=stride)
+    for batch, expected in ((2, True), (4, False)):  # 22*22*2 fits, 22*22*4 does not
+        calls.clear()
+        X, Y = rng.standard_normal((op.shape[1], batch)), rng.standard_normal((op.shape[0], batch))
+        np.testing.assert_allclose(op.matmat(X), M @ X, atol=1e-12)
+        np.testing.assert_allclose(op.rmatmat(Y), M.T @ Y, atol=1e-12)
+        assert bool(calls) == expected, (batch, calls)
+    _adjoint_products._col2im_layout.cache_clear()
