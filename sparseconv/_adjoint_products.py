@@ -62,9 +62,9 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
     the accumulator is zeroed only where the leads leave it. ``widen=False`` never widens (for
     a weight that is not finite).
 
-    ``taps``: the weight as :func:`transposed_tap_major` orders it, where the implicit GEMM
-    may run (:func:`_implicit_col2im` then replaces the product and the adds, when ``y``
-    has the weight's dtype and the rows widen).
+    ``taps``: the weight as ``tap_major(geom, w, transposed=True)`` orders it, where the
+    implicit GEMM may run (:func:`_implicit_col2im` then replaces the product and the adds,
+    when ``y`` has the weight's dtype and the rows widen).
     """
     groups, b = geom.groups, y.shape[-1]
     c_in, c_out = geom.in_channels, geom.out_channels
@@ -134,16 +134,6 @@ def _implicit_fits(geom: ConvGeometry, extent: tuple[int, ...], b: int) -> bool:
     """Whether the phase-split accumulator's channel (the implicit GEMM's leading dimension,
     longer than ``y``'s) fits the 32-bit BLAS interface (:data:`sparseconv._gemm.INT_MAX`)."""
     return len(_phases(geom)) * (extent[0] + 1) * math.prod(extent[1:]) * b <= INT_MAX
-
-
-def transposed_tap_major(geom: ConvGeometry, w: np.ndarray) -> np.ndarray:
-    """The weight ``(C_out, C_in/groups, *kernel)`` as :func:`_implicit_col2im` reads it:
-    ``(taps, groups, C_in/groups, C_out/groups)``, contiguous, read-only."""
-    groups, taps = geom.groups, math.prod(geom.kernel_size)
-    w = w.reshape(groups, geom.out_channels // groups, geom.in_channels // groups, taps)
-    ordered = np.ascontiguousarray(w.transpose(3, 0, 2, 1))
-    ordered.flags.writeable = False
-    return ordered
 
 
 def _implicit_col2im(geom: ConvGeometry, taps: np.ndarray, y: np.ndarray, acc: np.ndarray,
@@ -360,7 +350,7 @@ class Col2im:
         self.widen = bool(np.isfinite(w).all())
         # the implicit GEMM where the forward product would run it, at any stride
         channels = min(geom.in_channels, geom.out_channels) // geom.groups
-        self.taps = transposed_tap_major(geom, w) if (
+        self.taps = tap_major(geom, w, transposed=True) if (
             self.widen and w.dtype in _products.IMPLICIT_DTYPES
             and channels >= _products.IMPLICIT_MIN_CHANNELS and gemm(w.dtype) is not None
         ) else None

@@ -365,12 +365,14 @@ def _widened_size(geom: ConvGeometry) -> int:
         a.padded_size for a in geom.axes[1:])
 
 
-def tap_major(geom: ConvGeometry, w: np.ndarray) -> np.ndarray:
+def tap_major(geom: ConvGeometry, w: np.ndarray, transposed: bool = False) -> np.ndarray:
     """The weight ``(C_out, C_in/groups, *kernel)`` as the implicit GEMM reads it:
-    ``(taps, groups, C_out/groups, C_in/groups)``, contiguous, read-only."""
+    ``(taps, groups, C_out/groups, C_in/groups)``, or with the last two axes swapped for
+    col2im's (``transposed``), contiguous, read-only."""
     groups, taps = geom.groups, math.prod(geom.kernel_size)
     w = w.reshape(groups, geom.out_channels // groups, geom.in_channels // groups, taps)
-    ordered = np.ascontiguousarray(w.transpose(3, 0, 1, 2))
+    ordered = np.ascontiguousarray(w.transpose(3, 0, 2, 1) if transposed
+                                   else w.transpose(3, 0, 1, 2))
     ordered.flags.writeable = False
     return ordered
 
