@@ -156,6 +156,7 @@ def _implicit_col2im(geom: ConvGeometry, taps: np.ndarray, y: np.ndarray, acc: n
             or y.shape[1] != c_out or acc.shape[0] != groups * c_in
             or not (y.flags.c_contiguous and acc.flags.c_contiguous
                     and taps.flags.c_contiguous)
+            or not (y.flags.aligned and acc.flags.aligned and taps.flags.aligned)
             or max(first for _, _, first, _, _ in layout) + rows * row > acc.shape[2]):
         raise ValueError("implicit col2im operands do not match the layer")  # pragma: no cover
     lda, ldc, per_phase = rows * row, acc[0].size, acc.shape[2]

@@ -8,8 +8,9 @@ accumulate but copy any operand that is not contiguous. scipy also exports the B
 as Cython function pointers (:mod:`scipy.linalg.cython_blas`, 32-bit integers), which take
 both; they are called here through :mod:`ctypes`, which releases the GIL during the call.
 
-If a scipy build does not export them, :func:`gemm` returns ``None`` and the products keep
-to im2col.
+If a scipy build does not export them, or exports them with 64-bit integers (a build
+option), :func:`gemm` returns ``None`` and the products keep to im2col. The callers check
+their operands' shapes, contiguity and alignment before passing raw addresses.
 """
 
 from __future__ import annotations

@@ -414,7 +414,8 @@ def _implicit(geom: ConvGeometry, taps: np.ndarray, xp: np.ndarray) -> np.ndarra
     padded = (geom.in_channels, *(a.padded_size for a in geom.axes), b)
     weights = (math.prod(geom.kernel_size), groups, c_out, c_in)
     if (product is None or xp.shape != padded or taps.shape != weights or taps.dtype != dtype
-            or not (xp.flags.c_contiguous and taps.flags.c_contiguous)):
+            or not (xp.flags.c_contiguous and taps.flags.c_contiguous)
+            or not (xp.flags.aligned and taps.flags.aligned)):
         raise ValueError(f"implicit GEMM operands do not match the layer: input {xp.shape} "
                          f"for {padded}, weights {taps.shape} {taps.dtype} for {weights} "
                          f"{dtype}")  # pragma: no cover - forward passes matching ones
