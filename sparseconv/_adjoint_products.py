@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from . import _products
 from ._gemm import INT_MAX, gemm
 from ._geometry import ConvGeometry
 from ._products import (
@@ -42,6 +41,7 @@ from ._products import (
     forward,
     forward_bytes,
     implicit_applies,
+    implicit_runs_in,
     tap_major,
 )
 
@@ -349,12 +349,9 @@ class Col2im:
     def __init__(self, geom: ConvGeometry, w: np.ndarray):
         self.geom, self.w = geom, w
         self.widen = bool(np.isfinite(w).all())
-        # the implicit GEMM where the forward product would run it, at any stride
-        channels = min(geom.in_channels, geom.out_channels) // geom.groups
+        # the implicit GEMM where its channels and dtype allow, at any stride
         self.taps = tap_major(geom, w, transposed=True) if (
-            self.widen and w.dtype in _products.IMPLICIT_DTYPES
-            and channels >= _products.IMPLICIT_MIN_CHANNELS and gemm(w.dtype) is not None
-        ) else None
+            self.widen and implicit_runs_in(geom, w.dtype)) else None
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         return col2im(self.geom, self.w, y, widen=self.widen, taps=self.taps)
@@ -415,8 +412,8 @@ class Polyphase:
                 output_size=tuple(ph["size"] for ph in combo),
             )
             where = tuple(slice(ph["first"], None, a.stride) for ph, a in zip(combo, geom.axes))
-            taps_ = tap_major(sub_geom, sub) if implicit_applies(sub_geom, sub.dtype) else None
-            self.phases.append((crop, where, sub_geom, sub, taps_))
+            ordered = tap_major(sub_geom, sub) if implicit_applies(sub_geom, sub.dtype) else None
+            self.phases.append((crop, where, sub_geom, sub, ordered))
 
     @staticmethod
     def _axis_phases(axis, lo: int, n: int) -> list[dict]:

@@ -40,7 +40,8 @@ from ._gemm import INT_MAX, gemm
 from ._geometry import ConvGeometry
 from ._memory import MatrixTooLargeError, format_bytes, get_memory_limit
 
-__all__ = ["check_product_memory", "forward", "forward_bytes", "implicit_applies", "tap_major"]
+__all__ = ["check_product_memory", "forward", "forward_bytes", "implicit_applies",
+           "implicit_runs_in", "tap_major"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,9 +239,10 @@ def forward_bytes(geom: ConvGeometry, b: int, itemsize: int) -> int:
     chunk = _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
     out = geom.out_channels * math.prod(geom.output_size)
     im2col = ((padded if _padded(geom) else 0) * b + chunk * depth * per_row + out * b)
-    # the implicit GEMM runs in float64 and complex128 (complex64, of the same item size as
-    # float64, is charged for it too); its padded input may be a copy even when unpadded
-    if itemsize not in (8, 16) or not implicit_applies(geom) or not implicit_fits(geom, b):
+    # the implicit GEMM's dtypes, by item size (complex64, of float64's, is charged for it
+    # too); its padded input may be a copy even when unpadded
+    if (itemsize not in {d.itemsize for d in IMPLICIT_DTYPES} or not implicit_applies(geom)
+            or not implicit_fits(geom, b)):
         return im2col * itemsize
     widened = _widened_size(geom)
     return max(im2col, (padded + widened + (out if widened != out else 0)) * b) * itemsize
@@ -296,7 +298,7 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray,
     groups, b = geom.groups, x.shape[-1]
     dtype = np.result_type(w, x)
     if (b and implicit_applies(geom, dtype) and w.dtype == x.dtype == dtype
-            and implicit_fits(geom, b) and gemm(dtype) is not None):
+            and implicit_fits(geom, b)):
         return _implicit(geom, tap_major(geom, w) if taps is None else taps,
                          np.require(_pad(geom, x), requirements=["C", "A"]))  # BLAS: aligned
     windows = _windows(geom, _pad(geom, x))  # (C_in, *kernel, *out, b)
@@ -335,17 +337,21 @@ _IMPLICIT_CHUNK_BYTES = 2**22
 IMPLICIT_DTYPES = (np.dtype(np.float64), np.dtype(np.complex128))
 
 
+def implicit_runs_in(geom: ConvGeometry, dtype: np.dtype | None = None) -> bool:
+    """Whether the implicit GEMM may run on this layer's products at all (forward, or
+    col2im's): at least :data:`IMPLICIT_MIN_CHANNELS` channels a group each way, and
+    ``dtype`` (``None``: some dtype) one of :data:`IMPLICIT_DTYPES` with a BLAS ``gemm``."""
+    if dtype is not None and (np.dtype(dtype) not in IMPLICIT_DTYPES or gemm(dtype) is None):
+        return False
+    return min(geom.in_channels, geom.out_channels) // geom.groups >= IMPLICIT_MIN_CHANNELS
+
+
 @_by_geometry
 def implicit_applies(geom: ConvGeometry, dtype: np.dtype | None = None) -> bool:
     """Whether :func:`forward` runs the implicit GEMM (:func:`_implicit`) on this layer in
-    ``dtype`` (``None``: in some dtype): stride 1 on every axis, at least
-    :data:`IMPLICIT_MIN_CHANNELS` channels a group each way, at most
-    :data:`IMPLICIT_MAX_WASTE` of discarded outputs, and one of :data:`IMPLICIT_DTYPES`."""
-    if dtype is not None and np.dtype(dtype) not in IMPLICIT_DTYPES:
-        return False
-    if any(a.stride != 1 for a in geom.axes):
-        return False
-    if min(geom.in_channels, geom.out_channels) // geom.groups < IMPLICIT_MIN_CHANNELS:
+    ``dtype`` (``None``: in some dtype): :func:`implicit_runs_in`, stride 1 on every axis,
+    and at most :data:`IMPLICIT_MAX_WASTE` of discarded outputs."""
+    if not implicit_runs_in(geom, dtype) or any(a.stride != 1 for a in geom.axes):
         return False
     real = geom.out_channels * math.prod(geom.output_size)
     return _widened_size(geom) <= (1 + IMPLICIT_MAX_WASTE) * real
