@@ -159,6 +159,22 @@ def test_lanczos_estimates_converge_to_the_top_eigenvalue():
                                rtol=1e-11)
 
 
+def test_lanczos_estimates_do_not_depend_on_the_rest_of_the_batch():
+    """Matrices that converge at different steps (a rank-one one at once, a clustered top
+    late) leave the batch at different checks; each keeps the estimate it has alone."""
+    rng = np.random.default_rng(8)
+    h = rng.standard_normal((4, 50, 70)) + 1j * rng.standard_normal((4, 50, 70))
+    grams = h @ np.conj(np.swapaxes(h, 1, 2))
+    grams[1] = np.outer(h[1, :, 0], np.conj(h[1, :, 0]))  # converges in one step
+    q = np.linalg.qr(h[2, :, :50])[0]  # a top of four eigenvalues 1e-6 apart
+    grams[2] = (q * np.r_[np.linspace(0, 1, 46), 1 + 1e-6 * np.arange(1, 5)]) @ np.conj(q.T)
+    from sparseconv import _gram_symbol
+    together = _gram_symbol._lanczos_tops(grams)
+    alone = np.concatenate([_gram_symbol._lanczos_tops(grams[i:i + 1]) for i in range(4)])
+    np.testing.assert_allclose(together, alone, rtol=1e-15)
+    np.testing.assert_allclose(together, np.linalg.eigvalsh(grams)[:, -1], rtol=1e-11)
+
+
 def test_circulant_upper_bounds_agree_with_the_eigenvalues_route(monkeypatch):
     from sparseconv import _gram_symbol
     from sparseconv._certificates import circulant_uppers
