@@ -134,6 +134,16 @@ def _rounded(value: float, rounding: str, digits: int = 6) -> str:
     return f"{exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding):g}"
 
 
+def _listed(activations: tuple[str, ...]) -> str:
+    """The activations for the printed report: each once, in the order of its first call,
+    with ``xN`` for a module called ``N`` times."""
+    counts = dict.fromkeys(activations, 0)
+    for label in activations:
+        counts[label] += 1
+    return ", ".join(label + (f" x{n}" if n > 1 else "") for label, n in counts.items()) \
+        or "none"
+
+
 @dataclass(frozen=True, eq=False)
 class LipschitzReport:
     """Per-layer certified spectral norms of a network, from :func:`lipschitz_report`.
@@ -160,7 +170,9 @@ class LipschitzReport:
     activations : tuple of str
         The activations and max pooling layers assumed, as ``"name (Type)"`` for a
         1-Lipschitz one and ``"name (Type, L)"`` otherwise (``Sigmoid``: 0.25; ResNet's 3x3
-        stride-2 ``MaxPool2d``: 2).
+        stride-2 ``MaxPool2d``: 2), once per call in the order of the forward pass (a
+        module called twice, as ResNet's blocks call their ReLU, is listed twice; the
+        printed report names it once, with ``x2``).
     chain_checked : bool
         True when the model is a (nested) ``nn.Sequential``, so it is a chain; False when
         the chain is an assumption (hooks do not see residual sums or functional calls).
@@ -233,14 +245,14 @@ class LipschitzReport:
                          "residual sums adding their branches): "
                          + _rounded(self.network_upper, ROUND_CEILING))
             lines.append("  assumes these activations' Lipschitz constants (1 unless given): "
-                         + (", ".join(self.activations) or "none"))
+                         + _listed(self.activations))
         else:
             lines.append("network bound (product of the upper bounds): "
                          + _rounded(self.network_upper, ROUND_CEILING))
             lines.append("  assumes " + ("" if self.chain_checked else
                                          "the model is the sequential chain of these layers and ")
                          + "these activations' Lipschitz constants (1 unless given): "
-                         + (", ".join(self.activations) or "none"))
+                         + _listed(self.activations))
         return "\n".join(lines)
 
     def to_csv(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:

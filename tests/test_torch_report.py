@@ -210,6 +210,28 @@ def test_max_pooling_of_scripted_and_traced_models():
         assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
 
 
+def test_an_activation_called_twice_counts_twice_and_prints_once():
+    """ResNet's blocks call one ReLU module twice: the bound multiplies its constant in
+    twice (0.5 twice here), the tuple has one entry per call, the table names it once."""
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+            self.act = nn.Tanh()
+
+        def forward(self, x):
+            return self.act(self.conv2(self.act(self.conv1(x))))
+
+    model = _networks.randomize(Twice(), seed=5)
+    report = sct.lipschitz_report(model, (2, 6, 6), lipschitz_constants={"act": 0.5})
+    assert report.activations == ("act (Tanh, 0.5)", "act (Tanh, 0.5)")
+    text = str(report)
+    assert text.count("act (Tanh, 0.5)") == 1 and "act (Tanh, 0.5) x2" in text
+    product = math.prod(Fraction(row["upper"]) for row in report) / 4
+    assert report.network_upper == pytest.approx(float(product), rel=1e-12)
+
+
 def test_unknown_activation_gives_no_network_bound():
     report = sct.lipschitz_report(small_chain(nn.GELU()), (2, 8, 8))
     assert report.network_upper is None and "2 (GELU)" in report.reason
