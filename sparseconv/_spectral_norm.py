@@ -224,18 +224,26 @@ def _pointwise(weight, geom: ConvGeometry) -> SpectralNorm:
         taps = a.tap_index()[:, 0]
         taps = taps[taps >= 0]
         reads *= int(np.bincount(taps).max()) if taps.size else 0
+    rows, cols = weight.shape[0], weight.shape[1] * geom.groups
+    check_memory(weight.itemsize * (rows * cols + 2 * min(rows, cols) ** 2),
+                 f"the {rows} x {cols} weight matrix of a 1x1 kernel and its smaller Gram matrix")
     matrix = block_diagonal(weight.reshape(geom.groups, -1, weight.shape[1])[None])[0]
     if reads == 0 or not matrix.any():
         return SpectralNorm(0.0, 0.0, 0.0, "1x1", {"1x1": 0.0})
-    _, s, vh = np.linalg.svd(matrix)
+    # the top eigenpair of the smaller Gram matrix (as _dense): an SVD with full_matrices
+    # made a 65536 x 65536 factor for a Linear(65536, 10)
+    tall = matrix if rows >= cols else np.conj(matrix.T)  # same norm; A^H u is a lower bound too
+    gram = np.conj(tall.T) @ tall
+    n = gram.shape[0]
+    lam, vector = scipy.linalg.eigh(gram, subset_by_index=[n - 1, n - 1], check_finite=False)
+    value = math.sqrt(max(float(lam[0]), 0.0))
     rounding = Rounding.of(weight, geom.groups)
-    top = np.conj(vh[0])
-    lower = rounding.quotient_lower(float(np.linalg.norm(matrix @ top)),
-                                    float(np.linalg.norm(top)), max(matrix.shape))
-    upper = dense_upper(matrix, float(s[0]))
+    lower = rounding.quotient_lower(float(np.linalg.norm(tall @ vector[:, 0])),
+                                    float(np.linalg.norm(vector[:, 0])), max(rows, cols))
+    upper = dense_upper(matrix, value, gram)
     root = math.sqrt(reads)
     lower, upper = down(root * lower, 4), up(up(root, 2) * upper, 2)
-    return _checked(float(s[0]) * root, lower, upper, "1x1", {"1x1": upper})
+    return _checked(value * root, lower, upper, "1x1", {"1x1": upper})
 
 
 def _circulant(weight, geom: ConvGeometry, rounding: Rounding, executor=None,

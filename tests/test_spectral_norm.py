@@ -375,6 +375,27 @@ def test_1x1_kernels_in_closed_form(mode):
         assert abs(result.value - truth) <= 1e-12 * truth and result.relative_width < 1e-10
 
 
+@pytest.mark.parametrize("shape", [(3, 5000), (5000, 3)])
+def test_1x1_kernels_of_wide_or_tall_weights_take_memory_of_their_small_side(shape):
+    """A classifier head (``Linear(65536, 10)``) is a wide 1x1 kernel: its norm comes from the
+    small side's Gram matrix, not from an SVD whose full factor is square in the long side
+    (5000 x 5000 here: 200 MB, which a regression shows in the peak)."""
+    import tracemalloc
+    rng = np.random.default_rng(12)
+    w = rng.standard_normal((*shape, 1, 1)) + 1j * rng.standard_normal((*shape, 1, 1))
+    tracemalloc.start()
+    try:
+        result = spectral_norm(w, (shape[1], 1, 1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * w.nbytes, peak
+    truth = np.linalg.norm(w[:, :, 0, 0], 2)
+    assert result.method == "1x1"
+    assert_contains(result, truth, shape)
+    assert abs(result.value - truth) <= 1e-12 * truth and result.relative_width < 1e-10
+
+
 def test_method_upper_is_a_certified_upper_bound_alone():
     """Even on a layer small enough for a dense SVD (which "auto" takes): "upper" is for a
     fast check."""
