@@ -125,6 +125,39 @@ _PAD_F: dict[str, PaddingMode] = {"constant": "zeros", "reflect": "reflect",
                                    "replicate": "replicate", "circular": "circular"}
 
 
+def by_keyword(target, args: list, kwargs: dict, kind: Callable[[torch.fx.Node], type],
+               ) -> tuple[list, dict]:
+    """A call of one of the functions read by keyword (:data:`_NORMALIZED`) as keywords alone
+    (torch.fx's ``normalize_function``; ``kind``: the type of a node's value); any other call
+    as it is."""
+    if target not in _NORMALIZED:
+        return args, kwargs
+
+    def of(a):
+        return kind(a) if isinstance(a, torch.fx.Node) else type(a)
+
+    normalized = normalize_function(target, tuple(args), kwargs, tuple(of(a) for a in args),
+                                    {k: of(v) for k, v in kwargs.items()},
+                                    normalize_to_only_use_kwargs=True)
+    return ([], dict(normalized.kwargs)) if normalized is not None else (args, kwargs)
+
+
+def linear_call_module(target, args: list, kwargs: dict) -> nn.Module | None:
+    """The module (in eval mode) whose forward is a call, read in ``torch.fx``'s graph, of a
+    linear functional without parameters (``F.avg_pool2d``, ``F.adaptive_avg_pool2d``,
+    ``F.interpolate``, ``F.pixel_shuffle``, ...) with constant arguments besides its input
+    (a node); None for another call, or one whose other arguments are computed."""
+    if not (target in _POOL_F or target is F.interpolate):
+        return None
+    args, kwargs = by_keyword(target, args, kwargs, lambda a: torch.Tensor)
+    constants = {k: v for k, v in kwargs.items() if k != "input"}
+    computed: list[torch.fx.Node] = []
+    torch.fx.node.map_arg(list(constants.values()), lambda n: computed.append(n) or n)
+    if args or computed or not isinstance(kwargs.get("input"), torch.fx.Node):
+        return None
+    return _functional_module(target, constants).eval()  # type: ignore[union-attr]
+
+
 def _functional_module(target, kwargs: dict) -> nn.Module | None:
     """The module whose forward is the functional call ``target(**kwargs)`` (input aside)."""
     if target in _POOL_F:
@@ -209,16 +242,8 @@ class _GraphBuilder:
             return
         target = node.target
         args, kwargs = list(node.args), dict(node.kwargs)
-        if node.op == "call_function" and target in _NORMALIZED:
-            def kind(a):
-                return type(self.values[a]) if isinstance(a, torch.fx.Node) else type(a)
-
-            normalized = normalize_function(
-                target, tuple(args), kwargs, tuple(kind(a) for a in args),
-                {k: kind(v) for k, v in kwargs.items()}, normalize_to_only_use_kwargs=True)
-            if normalized is not None:
-                kwargs = dict(normalized.kwargs)
-                args = []
+        if node.op == "call_function":
+            args, kwargs = by_keyword(target, args, kwargs, lambda a: type(self.values[a]))
         self.add(node, lambda: self.functional(node, target, args, kwargs))
 
     def dependent(self, a) -> bool:

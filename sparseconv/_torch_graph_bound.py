@@ -15,7 +15,11 @@ in exact rational arithmetic (rounded up once, at the end):
 * ``torch.cat``: ``sqrt(sum L_i^2)`` -- its parts are orthogonal;
 * ``c * x``, ``x / c`` for a number ``c``: ``|c| L(x)``;
 * an elementwise activation called as a function (``F.relu``, ``torch.tanh``, ...): its
-  constant times its input's; a reshape, permutation or basic slice: its input's.
+  constant times its input's; a reshape, permutation or basic slice: its input's;
+* a linear function without parameters (``F.avg_pool2d``, ``F.adaptive_avg_pool2d``,
+  ``F.interpolate``, ``F.pixel_shuffle``, ...) with constant arguments: the certified
+  upper bound of its matrix on the traced shape (``functional``, from the report's own
+  ``spectral_norm`` options), times its input's.
 
 Anything else (a product of two signals, advanced indexing, a functional call whose norm the
 report has no row for) gives no bound, and the node is named. The rule ``L(f + g) <= L(f) +
@@ -134,7 +138,9 @@ class _Probe(ShapeProp):
 
 
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
-                probe: torch.Tensor) -> tuple[Fraction | None, str]:
+                probe: torch.Tensor,
+                functional: Callable[[Any, list, dict, tuple], Fraction | None] | None = None,
+                ) -> tuple[Fraction | None, str]:
     """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
 
     ``factors(name, k, shape)``: what is known of the ``k``-th call (from 0, constant calls
@@ -142,6 +148,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     (:data:`Factor`). ``probe``: a random input batch of one, run once through the graph
     (buffers restored) to learn every node's shape and dtype and to see in-place changes read
     afterwards, which are refused, and through the model, whose output the graph's must be.
+    ``functional(target, args, kwargs, shape)``: a certified bound on the norm of a linear
+    function's call on an input of ``shape``, or None if it knows none.
     """
     try:
         graph = torch.fx.Tracer().trace(model)
@@ -211,7 +219,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             opaque.add(node)  # a size, a shape, a tuple, indices: no signal itself
             continue
         try:
-            found = _bound(node, bound, of, size, meta, factors)
+            found = _bound(node, bound, of, size, meta, factors, functional)
         except _Opaque as exc:
             return unsupported(node, f"reads {exc.args[0].name!r}, a value of the signal that "
                                "is no floating tensor")
@@ -222,7 +230,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
 
 
 def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta: Callable,
-           factors: Callable[[str, int, tuple], Factor]) -> Fraction | str:
+           factors: Callable[[str, int, tuple], Factor],
+           functional: Callable[[Any, list, dict, tuple], Fraction | None] | None = None,
+           ) -> Fraction | str:
     """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
     none."""
     args: Any = node.args  # (torch.fx types its arguments as any Python value)
@@ -282,6 +292,11 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
             return "changes the signal's dtype"  # x.view(torch.int32): no reshape
         return value
     constant = _activation(target, args, kwargs)
+    if constant is None and functional is not None and node.op == "call_function" and (
+            isinstance(source, torch.fx.Node)):
+        signals = [n for n in node.all_input_nodes if n in bound]
+        if signals == [source]:
+            constant = functional(target, list(args), kwargs, tuple(meta(source).shape[1:]))
     if constant is None:
         return "is not a call whose Lipschitz constant is known here"
     return constant * of(source)

@@ -137,8 +137,23 @@ def _is_network(module: nn.Module) -> bool:
         or not type(module).__module__.startswith("torch."))
 
 
+def is_empty_sequential(module: nn.Module) -> bool:
+    """An empty ``nn.Sequential``: the identity (the shortcut of many ResNet definitions,
+    ``self.shortcut = nn.Sequential()``), read as ``nn.Identity``."""
+    return type(module) is nn.Sequential and len(module) == 0
+
+
+def is_reshape(module: nn.Module) -> bool:
+    """A module whose matrix is the identity on the flat vector: ``Flatten``, ``Unflatten``,
+    ``Identity``, an empty ``Sequential``, ``Dropout`` (in eval mode)."""
+    return isinstance(module, (nn.Flatten, nn.Unflatten, nn.Identity, *_DROPOUT)) or \
+        is_empty_sequential(module)
+
+
 def _refuse(module: nn.Module) -> None:
     name = type(module).__name__
+    if is_empty_sequential(module):
+        return
     if not isinstance(module, _SUPPORTED) and _is_network(module):
         raise TypeError(f"{name} is a network of modules, not one layer: "
                         "sparseconv.torch.network_operator(model, input_shape) makes one "
@@ -476,8 +491,8 @@ def _unflattened(module: nn.Unflatten, shape: tuple[int, ...]) -> tuple[int, ...
 
 
 def _reshape_layer(module, input_shape) -> _Layer:
-    """Identity, Dropout (eval), Flatten and Unflatten: the identity on the flat (C order)
-    vector."""
+    """Identity, an empty Sequential, Dropout (eval), Flatten and Unflatten: the identity on
+    the flat (C order) vector."""
     name = type(module).__name__
     shape = _input_shape(input_shape, None, name)
     out = shape

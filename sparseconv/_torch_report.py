@@ -42,16 +42,17 @@ from sparseconv._spectral_norm import (
     circular_norm,
     norms_as_done,
 )
+from sparseconv._torch_graph import linear_call_module
 from sparseconv._torch_graph_bound import Factor, graph_bound
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
     _CONV_T,
-    _DROPOUT,
     _ONE_LIPSCHITZ,
     _Layer,
     _layer,
     is_leaf,
+    is_reshape,
     is_torch_class,
 )
 from sparseconv._torch_module import _layer_norm, _layer_options, fold_batchnorm
@@ -337,9 +338,11 @@ def _untrusted(model: nn.Module, before: list[int]) -> str:
 
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
-                    known: dict[int, float]) -> tuple[float | None, str]:
+                    known: dict[int, float], options: dict) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
-    (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``."""
+    (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``.
+    A linear function called in ``forward`` (``F.avg_pool2d``, ...) gets its certified norm
+    on the traced shape, with ``spectral_norm``'s ``options`` as the rows."""
     if isinstance(model, torch.jit.ScriptModule):
         return None, "a TorchScript model has no torch.fx graph"
     factors: dict[int, Factor] = {id(r): Fraction(c) for r, c in ((r, known[id(r)])
@@ -366,7 +369,14 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     dtype, device = probe_like(model)
     probe = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0),
                         dtype=dtype).to(device)
-    exact, why = graph_bound(model, factor, probe)
+    def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | None:
+        module = linear_call_module(target, args, kwargs)
+        if module is None:
+            return None
+        upper = _layer_norm(_layer(module, call_shape), **options).upper
+        return Fraction(upper) if math.isfinite(upper) else None
+
+    exact, why = graph_bound(model, factor, probe, functional)
     return (None, why) if exact is None else (_float_up(exact), "")
 
 
@@ -622,8 +632,7 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
     todo: list[tuple[TraceRecord, TraceRecord | None]] = []
     calls = iter(folds)
     for record in records:
-        if not record.linear or isinstance(record.module, (nn.Flatten, nn.Unflatten, nn.Identity,
-                                                           *_DROPOUT)):
+        if not record.linear or is_reshape(record.module):
             continue
         if isinstance(record.module, _BATCHNORM) and next(calls) and fold:
             # its input is the last convolution's output: that convolution's row, unpaired
@@ -647,7 +656,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     """Certified spectral norms of every linear layer of a network, and their product.
 
     The model is traced (:func:`trace`, eval mode required); every linear layer that is not
-    a reshape (``Flatten``, ``Unflatten``, ``Identity``, ``Dropout``: norm 1) gets a row:
+    a reshape (``Flatten``, ``Unflatten``, ``Identity``, an empty ``Sequential``,
+    ``Dropout``: norm 1) gets a row:
     shapes, the nnz and memory of its matrix (counted without building it for convolutions),
     the certified interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the
     exact norm of the same kernel with circular padding beside it, and the time taken.
@@ -664,9 +674,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     (``sparseconv._torch_graph_bound``): each node's bound is its input's times the
     layer's or activation's, a residual sum ``x + f(x)`` adds its branches' bounds, a
     concatenation adds them in quadrature, a reshape, slice or multiplication by a number
-    keeps or scales them -- computed exactly and rounded up once, so ResNets and U-Nets get a
-    certified Lipschitz bound too; a node no rule covers (a product of two signals, say) is
-    named in ``reason`` instead.
+    keeps or scales them, a linear function called with constant arguments (``F.avg_pool2d``,
+    ``F.interpolate``, ...) multiplies them by its certified norm -- computed exactly and
+    rounded up once, so ResNets and U-Nets get a certified Lipschitz bound too; a node no
+    rule covers (a product of two signals, say) is named in ``reason`` instead.
 
     A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, as ``torch.jit.load``
     returns it) gets the report of the eager model it was compiled from: :func:`trace` reads
@@ -681,10 +692,12 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     input_shape : tuple of int
         ``(C, *spatial)``, without the batch.
     assume_chain : bool
-        Give the network bound for a model that is not a (nested) ``nn.Sequential`` too,
-        assuming its forward is the sequential chain of the traced layers (hooks do not see
-        residual sums, concatenations or functional calls: for those the product is no
-        bound). By default only a ``nn.Sequential`` gets one.
+        Give a model that is not a (nested) ``nn.Sequential`` the product of its layers'
+        bounds, assuming its forward is the sequential chain of the traced layers (hooks do
+        not see residual sums, concatenations or functional calls: for those the product is
+        no bound), instead of the bound over its torch.fx graph. By default a
+        ``nn.Sequential`` gets the product and any other model the bound over its graph (or
+        none, with the reason).
     fold_batchnorm : bool
         Fold each eval-mode BatchNorm into the convolution whose output tensor it normalizes
         (seen by forward hooks; :func:`fold_batchnorm`): one row ``"conv+bn"`` for the pair,
@@ -816,7 +829,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         reason = (f"{what} is not a nn.Sequential, so the product of the "
                   "layers' bounds is no bound of its forward (pass assume_chain=True if that "
                   "forward is the chain of the traced layers)")
-        bound, why = _over_the_graph(model, shape, records, todo, rows, known)
+        bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs)
         if bound is not None:
             reason = ""
         else:

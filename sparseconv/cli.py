@@ -237,15 +237,17 @@ def _report_parser(commands) -> None:
                         help="load a pickled model: unpickling runs code from the file, pass "
                         "this only for a file you trust")
     report.add_argument("--assume-chain", action="store_true",
-                        help="give the network bound for a model that is not a nn.Sequential, "
-                        "assuming its forward is the chain of its layers")
+                        help="give a model that is not a nn.Sequential the product of its "
+                        "layers' bounds, assuming its forward is the chain of its layers, "
+                        "instead of the bound over its torch.fx graph")
     report.add_argument("--fold-batchnorm", action="store_true",
                         help="one row per convolution and the BatchNorm that follows it")
     report.add_argument("--exact", action="store_true",
                         help="certify every convolution with zero, reflect or replicate padding "
-                        "with every axis exact (spectral_norm's method='exact': widths near "
-                        "1e-6, but minutes and gigabytes for a 512-channel layer on 7x7; raise "
-                        "the memory limit with SPARSECONV_MEMORY_LIMIT)")
+                        "with every axis exact (spectral_norm's method='exact': widths about "
+                        "4 tol, 4e-7 at the default, but half a minute and gigabytes for a "
+                        "512-channel layer on 7x7; raise the memory limit with "
+                        "SPARSECONV_MEMORY_LIMIT)")
     report.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL", help=_TOL_HELP)
     report.add_argument("--workers", type=int, default=1, metavar="N",
                         help="bound N layers at once, each on its own process and core "

@@ -379,7 +379,8 @@ class _Lambda(nn.Module):
     (lambda y, x: y * x, "mul"),                       # a product of two signals
     (lambda y, x: y + x[:, [0, 0]], "getitem"),        # advanced indexing repeats entries
     (lambda y, x: y + F.gelu(x), "gelu"),              # no constant known for it here
-    (lambda y, x: y + F.avg_pool2d(x, 1), "avg_pool2d"),  # linear, but no row of its norm
+    # linear, but its kernel size is computed from the signal's shape
+    (lambda y, x: y + F.avg_pool2d(x, x.shape[-1] // 4), "avg_pool2d"),
 ])
 def test_no_rule_no_bound_and_the_node_is_named(function, node):
     report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))
@@ -398,3 +399,57 @@ def test_a_chain_keeps_its_product_and_a_scripted_model_says_why():
     report = sct.lipschitz_report(scripted, (2, 5, 5))
     assert report.network_upper is None and "TorchScript model has no torch.fx graph" in (
         report.reason)
+
+
+class _Pooled(nn.Module):
+    """conv, then a residual sum of average pooling and bilinear upsampling: by functions or
+    by their modules."""
+
+    def __init__(self, functional: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1, dtype=F64)
+        self.functional = functional
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.squeeze = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.functional:
+            z = F.interpolate(F.avg_pool2d(y, 3, 2, 1, count_include_pad=False),
+                              scale_factor=2, mode="bilinear", align_corners=False)
+            return y + z + F.adaptive_avg_pool2d(y, 1)
+        return y + self.up(self.pool(y)) + self.squeeze(y)
+
+
+def test_linear_functions_in_forward_get_their_modules_bound():
+    """F.avg_pool2d, F.interpolate and F.adaptive_avg_pool2d called in forward: the bound is
+    the one the same model with their modules gets (the same certified norms), and holds the
+    linear model's exact constant."""
+    reports = []
+    conv = _networks.randomize(_Pooled(True), seed=3).conv
+    for functional in (True, False):
+        model = _Pooled(functional).eval()
+        model.conv = conv
+        report = sct.lipschitz_report(model, (2, 8, 8))
+        assert report.over_graph and report.reason == "", report.reason
+        assert jacobian_norm(model, (2, 8, 8)) <= report.network_upper
+        reports.append(report)
+    assert reports[0].network_upper == pytest.approx(reports[1].network_upper, rel=1e-12)
+
+
+def test_an_empty_sequential_is_the_identity():
+    """The shortcut of many ResNet definitions, ``self.shortcut = nn.Sequential()``: a linear
+    leaf (the identity), so the network gets the bound it gets with ``nn.Identity()``."""
+    assert np.array_equal(sct.matrix(nn.Sequential(), (2, 3, 3)).toarray(), np.eye(18))
+    bounds = []
+    built = _networks.randomize(_networks.BasicBlock(2, 2), seed=4)
+    for shortcut in (nn.Sequential(), nn.Identity()):
+        block = copy.deepcopy(built)
+        block.downsample = shortcut  # (read as the shortcut when it is not None)
+        records = sct.trace(block.eval(), (2, 5, 5))
+        assert [r.linear for r in records if r.name == "downsample"] == [True]
+        report = sct.lipschitz_report(block, (2, 5, 5))
+        assert report.reason == "" and "downsample" not in [row["name"] for row in report]
+        bounds.append(report.network_upper)
+    assert bounds[0] == bounds[1]
