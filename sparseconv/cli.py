@@ -484,7 +484,7 @@ def _top_singular_values(layer: _Layer, k: int = 32) -> tuple[np.ndarray, str]:
     """All singular values where an exact method applies, else ARPACK's ``k`` largest."""
     import scipy.sparse.linalg as spla
 
-    from ._matrices import conv_matrix
+    from ._operators import ConvOperator
     from ._spectra import dense_is_affordable, singular_values
     from ._symbol import is_periodic
 
@@ -492,7 +492,9 @@ def _top_singular_values(layer: _Layer, k: int = 32) -> tuple[np.ndarray, str]:
     if is_periodic(g) or dense_is_affordable(*g.shape):
         how = "exact, by FFT" if is_periodic(g) else "exact, dense SVD"
         return singular_values(layer.weight, layer.input_shape, **layer.kwargs), how
-    A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    # matrix-free: on 64->64 3x3 on 32x32, 6 s against 98 s on the CSR matrix (its products
+    # are one thread's sparse loops, the operator's BLAS)
+    A = ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
     k = min(k, min(A.shape) - 1)
     v0 = np.random.default_rng(0).standard_normal(min(A.shape))
     top = spla.svds(A, k=k, return_singular_vectors=False, v0=v0)
