@@ -28,6 +28,7 @@ at each product).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,9 +66,10 @@ class _GeometryOperator(LinearOperator):
     Subclasses set ``input_shape``, ``output_shape`` and implement ``_apply(X)`` and
     ``_apply_adjoint(Y)`` on arrays of shape ``(*input_shape, b)`` / ``(*output_shape, b)``,
     ``_apply_bytes(b, itemsize)`` and ``_apply_adjoint_bytes(b, itemsize)`` (what one product
-    allocates) and ``_explicit(format, adjoint)``. Only scipy's underscored methods are
-    overridden: the public ``matvec``/``matmat``/``dot``/``@`` are scipy's, which check the
-    shapes they accept and call these.
+    allocates) and ``_explicit(format, adjoint)``. scipy's underscored methods do the work;
+    the public ``matvec``/``rmatvec``/``matmat``/``rmatmat`` call scipy's, which decide what
+    they accept; where they refuse a shape, the error names the shapes accepted (scipy's says
+    "dimension mismatch").
     """
 
     input_shape: tuple[int, ...]
@@ -146,6 +148,38 @@ class _GeometryOperator(LinearOperator):
                 f" k) columns, got an array of shape {x.shape}: use A.apply(x) for arrays "
                 f"shaped {self.dims} or {_batched(self.dims)}, or A @ x.ravel()")
         return super().dot(x)
+
+    def matvec(self, x: ArrayLike) -> np.ndarray:
+        return self._scipys("matvec", x, lambda: self._vector(x, self.input_shape, "matvec"))
+
+    def rmatvec(self, x: ArrayLike) -> np.ndarray:
+        return self._scipys("rmatvec", x, lambda: self._vector(x, self.output_shape, "rmatvec"))
+
+    def matmat(self, X: ArrayLike) -> np.ndarray:
+        return self._scipys("matmat", X, lambda: self._matrix(X, self.input_shape, "matmat"))
+
+    def rmatmat(self, X: ArrayLike) -> np.ndarray:
+        return self._scipys("rmatmat", X, lambda: self._matrix(X, self.output_shape, "rmatmat"))
+
+    def _scipys(self, name: str, x: ArrayLike, check: Callable[[], Any]) -> np.ndarray:
+        """scipy's public ``name`` (which decides what it accepts); where it refuses the
+        shape, the refusal says which shapes are accepted (``check``'s ValueError) instead of
+        scipy's "dimension mismatch"."""
+        try:
+            return getattr(super(), name)(x)
+        except ValueError as exc:
+            try:
+                check()
+            except ValueError as ours:
+                raise ours from None
+            raise exc
+
+    def _matrix(self, X, shape, what):
+        """``_columns``, for scipy's ``matmat``, which takes 2-d arrays only."""
+        if np.ndim(X) != 2:
+            raise ValueError(f"{what} expects a 2-d array of shape ({math.prod(shape)}, k), "
+                             f"got shape {np.shape(X)}")
+        return self._columns(X, shape, what)
 
     def _columns(self, X, shape, what):
         """``X`` as an ``(n, k)`` array, or ValueError naming the shapes accepted."""

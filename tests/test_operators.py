@@ -162,13 +162,17 @@ def test_solvers_lsqr_cg_svds_eigs():
                                          ("rmatmat", np.ones((3, 2))), ("matmat", np.ones(60)),
                                          ("dot", np.ones((60, 2, 1)))])
 def test_wrong_shapes_are_refused_as_scipy_refuses_them(method, arg):
-    """The public methods are scipy's: whatever a matrix operator refuses, ours refuses."""
+    """The public methods are scipy's: whatever a matrix operator refuses, ours refuses --
+    with a message that names the shapes accepted, not scipy's "dimension mismatch"."""
     op = ConvOperator(np.ones((2, 3, 3)), (3, 20), padding=1)
     reference = spla.aslinearoperator(op.tosparse())
     with pytest.raises(ValueError) as expected:
         getattr(reference, method)(arg)
-    with pytest.raises(type(expected.value)):
+    with pytest.raises(type(expected.value), match=r"expects .*\((60|40)|multiplies flat "):
         getattr(op, method)(arg)
+    for product in (op.T, op.H):  # the transpose and adjoint operators too
+        with pytest.raises(ValueError, match=r"expects .*\((60|40)"):
+            getattr(product, method if method != "dot" else "matvec")(arg)
 
 
 @pytest.mark.parametrize("method, arg", [("_matvec", np.ones(5)), ("_rmatvec", np.ones(7)),
@@ -253,18 +257,27 @@ def test_empty_batches_give_empty_results(name):
             assert got.shape == expected.shape and got.dtype == expected.dtype, name
 
 
-def test_only_the_underscored_methods_are_overridden():
+def test_only_the_underscored_methods_are_overridden(monkeypatch):
     """scipy's contract: the public products are scipy's own (its development branch changes
     them), so a subclass overrides only _matvec, _rmatvec, _matmat, _rmatmat, _adjoint,
     _transpose -- and ``dot``, which refuses an n-d array by its shape and is otherwise
-    scipy's (test_dot_refuses_images_by_shape)."""
-    public = ("matvec", "rmatvec", "matmat", "rmatmat", "__matmul__", "__call__",
-              "adjoint", "transpose")
+    scipy's (test_dot_refuses_images_by_shape). matvec, rmatvec, matmat and rmatmat call
+    scipy's, which decide what they take; only their refusal's message is ours."""
+    public = ("__matmul__", "__call__", "adjoint", "transpose")
     for cls in (ConvOperator, ConvTransposeOperator, type(ConvOperator(np.ones((1, 1, 1)),
                                                                        (1, 2)).H),
                 type(ConvOperator(np.ones((1, 1, 1)), (1, 2)).T)):
         for name in public:
             assert getattr(cls, name) is getattr(spla.LinearOperator, name), (cls, name)
+    called = []
+    for name in ("matvec", "rmatvec", "matmat", "rmatmat"):
+        scipys = getattr(spla.LinearOperator, name)
+        monkeypatch.setattr(spla.LinearOperator, name,
+                            lambda self, x, _f=scipys, _n=name: called.append(_n) or _f(self, x))
+    op = ConvOperator(np.ones((2, 3, 3)), (3, 20), padding=1)
+    op.matvec(np.ones(60)), op.rmatvec(np.ones(40))
+    op.matmat(np.ones((60, 2))), op.rmatmat(np.ones((40, 2)))
+    assert called == ["matvec", "rmatvec", "matmat", "rmatmat"]
 
 
 # -- weight ownership, dtypes, flags -----------------------------------------------------------
