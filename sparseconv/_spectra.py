@@ -167,7 +167,8 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
             f"{what}: the {rows} x {cols} matrix is too large for a dense decomposition "
             f"(sparseconv._spectra.dense_is_affordable) and the FFT needs {obstacle}; for the "
             f"periodic layer {PERIODIC_HINT}; for the largest singular value of this layer use "
-            "sparseconv.spectral_norm"
+            "sparseconv.spectral_norm; method='dense' computes them all anyway (within the "
+            "memory limit)"
         )
     check_memory(3 * 16 * rows * cols, f"a dense {rows} x {cols} decomposition")
     product = None

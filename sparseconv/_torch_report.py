@@ -95,14 +95,23 @@ def _csr_bytes(nnz: int, rows: int, cols: int) -> int:
     return nnz * (8 + index) + (rows + 1) * index
 
 
+def _has_periodic_twin(layer: _Layer) -> bool:
+    """Whether the report shows the norm of ``layer``'s kernel with periodic padding: a
+    convolution or average pooling, not the 1x1 kernels inside ``Linear`` and ``BatchNorm``."""
+    return layer.conv is not None and layer.name.startswith(("Conv", "AvgPool"))
+
+
 def _circular_norm(layer: _Layer) -> float | None:
     """The exact spectral norm of the same kernel with periodic padding, or None.
 
     The circular layer on the same input size (stride, dilation and groups kept), by FFT; None
-    for a layer that is no convolution, or whose input size its stride does not divide.
+    for a layer that is no convolution or average pooling (``Linear`` and ``BatchNorm``, 1x1
+    kernels on the inside, would show their own norm), or whose input size its stride does
+    not divide.
     """
-    if layer.conv is None:
+    if not _has_periodic_twin(layer):
         return None
+    assert layer.conv is not None
     weight, shape, kwargs = layer.conv
     return circular_norm(dict(weight=weight, input_shape=shape, **kwargs))
 
@@ -591,7 +600,9 @@ def _report_rows(todo: list, workers: int, kwargs: dict) -> Generator[tuple[int,
                                        took + time.perf_counter() - start)
         for j, (bound, circular), seconds in runs:
             row, layer, took = prepared[index[j]]
-            yield index[j], _finished_row(row, layer, bound, circular, took + seconds)
+            yield index[j], _finished_row(row, layer, bound,
+                                          circular if _has_periodic_twin(layer) else None,
+                                          took + seconds)
     finally:
         runs.close()
 

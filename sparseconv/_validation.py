@@ -376,8 +376,11 @@ def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarr
     """
     try:
         array = np.asarray(weight)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array, got {type(weight).__name__}") from exc
+    except (TypeError, ValueError, RuntimeError) as exc:  # (torch raises RuntimeError)
+        hint = "" if not hasattr(weight, "detach") else (  # a tensor that requires grad, say
+            f" ({exc}): pass {name}.detach().cpu().numpy(), or the module to sparseconv.torch")
+        raise TypeError(f"{name} must be a numeric array, got {type(weight).__name__}"
+                        f"{hint}") from exc
     if array.dtype.kind not in "biufc":
         what = "" if isinstance(weight, (np.ndarray, list, tuple)) else f"{type(weight).__name__}, "
         raise TypeError(f"{name} must be a numeric array, got {what}dtype {array.dtype}")

@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(C_out/groups, C_in/groups) blocks")
     export.add_argument("--blocksize", type=_ints, metavar="R,C",
                         help="BSR block shape (with --format bsr)")
+    export.add_argument("--no-compress", dest="compressed", action="store_false",
+                        help="write the arrays uncompressed (np.savez): several times faster "
+                        "for large layers, and larger files")
     for command in (info, spy, spectrum, export):
         command.set_defaults(command_parser=command)
     _report_parser(commands)
@@ -553,7 +556,8 @@ def _export(layer: _Layer, args) -> None:
     from ._io import save_layer
 
     A = save_layer(args.output, layer.weight, layer.input_shape, format=args.format,
-                   layout=args.layout, blocksize=args.blocksize, **layer.kwargs)
+                   layout=args.layout, blocksize=args.blocksize, compressed=args.compressed,
+                   **layer.kwargs)
     blocks = f" in {A.blocksize[0]}x{A.blocksize[1]} blocks" if args.format == "bsr" else ""
     print(f"wrote {args.output}: {args.format}{blocks}, {args.layout}, {A.shape[0]} x "
           f"{A.shape[1]}, nnz {A.nnz}, with the layer's arguments and weight")
@@ -613,8 +617,11 @@ def _load_model(path: str, trust_pickle: bool, error):
             error(f"cannot load --model {path}: {type(exc).__name__}: {exc}; torch.save(model) "
                   "stores the name of the model's class, not its code: make the class "
                   "importable under that name here (one defined in the script that saved the "
-                  "model, '__main__', never is), or save the model with "
-                  "torch.jit.script(model).save(path), which loads without it")
+                  "model, '__main__', never is; the sparseconv command does not look in the "
+                  "current directory: run 'python -m sparseconv report ...' or "
+                  "'PYTHONPATH=. sparseconv report ...' from the directory of the class's "
+                  "module), or save the model with torch.jit.script(model).save(path), which "
+                  "loads without it")
         except Exception as exc:  # noqa: BLE001 - unpickling raises anything the pickle does
             error(f"cannot load --model {path}: {type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - torch.load raises RuntimeError, EOFError...

@@ -83,6 +83,19 @@ def test_export_writes_the_matrix_of_the_given_weights(tmp_path):
     assert abs(A - expected).max() == 0
 
 
+def test_export_without_compression_writes_the_same_matrix(tmp_path):
+    import zipfile
+    for name, extra in (("packed", ()), ("plain", ("--no-compress",))):
+        ok("export", "-o", tmp_path / f"{name}.npz", *LAYER, "--seed", 3, *extra)
+    packed, plain = (sp.load_npz(tmp_path / f"{n}.npz") for n in ("packed", "plain"))
+    assert (packed != plain).nnz == 0
+    kinds = {name: {i.compress_type for i in zipfile.ZipFile(tmp_path / f"{name}.npz").infolist()}
+             for name in ("packed", "plain")}
+    assert kinds == {"packed": {zipfile.ZIP_DEFLATED}, "plain": {zipfile.ZIP_STORED}}
+    matrix, layer = sparseconv.load_layer(tmp_path / "plain.npz")
+    assert (matrix != plain).nnz == 0 and layer.operator().shape == plain.shape
+
+
 def test_random_weights_are_seeded(tmp_path):
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
         ok("export", "-o", tmp_path / f"{name}.npz", *LAYER, "--seed", seed, "--dtype", "float32")
@@ -679,8 +692,10 @@ def test_a_pickle_whose_class_is_not_importable_says_what_to_do(tmp_path, capsys
                         "--trust-pickle"], capsys)
     assert "ModuleNotFoundError: No module named 'sparseconv_trial_models'" in line, line
     assert ("make the class importable under that name here (one defined in the script that "
-            "saved the model, '__main__', never is), or save the model with "
-            "torch.jit.script(model).save(path)") in line, line
+            "saved the model, '__main__', never is; the sparseconv command does not look in "
+            "the current directory: run 'python -m sparseconv report ...' or 'PYTHONPATH=. "
+            "sparseconv report ...' from the directory of the class's module), or save the "
+            "model with torch.jit.script(model).save(path)") in line, line
 
 
 def branching():

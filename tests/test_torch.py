@@ -187,6 +187,18 @@ def test_unflatten_is_a_reshape(module, shape):
         sct.operator(nn.Unflatten(1, (5, 2)), (12,))
 
 
+def test_a_parameter_passed_as_an_array_is_refused_with_the_way_out():
+    """A module's weight (a tensor that requires grad) given to the arrays' functions: torch
+    refuses numpy() with a RuntimeError, which becomes a TypeError naming the argument."""
+    import sparseconv as sc
+    conv = nn.Conv2d(2, 3, 3)
+    with pytest.raises(TypeError, match=r"weight must be a numeric array, got Parameter .*"
+                                        r"weight\.detach\(\)\.cpu\(\)\.numpy\(\)"):
+        sc.conv_matrix(conv.weight, (2, 5, 5))
+    A = sc.conv_matrix(conv.weight.detach().cpu().numpy(), (2, 5, 5))
+    assert A.shape == (27, 50)
+
+
 def test_circular_pad_with_negative_sides():
     """PyTorch crops first, then wraps what is left; where the crop leaves too little for
     the wrap (PyTorch reads past it), the layer is refused with a ValueError."""
