@@ -1,10 +1,10 @@
 """sparseconv: convolution layers as exact sparse matrices and matrix-free operators.
 
 Every public name lives here; the implementation is in private modules (``sparseconv._*``),
-one concept each. Two public submodules are imported by name: :mod:`sparseconv.plot`
-(matplotlib, imported lazily) and :mod:`sparseconv.testing` (checks for research scripts).
-``import sparseconv`` imports neither matplotlib nor torch nor dask (the adapters
-:mod:`sparseconv.torch` and :mod:`sparseconv.dask` are imported by name).
+one concept each. Four public submodules are imported by name: :mod:`sparseconv.plot`
+(matplotlib, imported lazily), :mod:`sparseconv.testing` (checks for research scripts), and
+the adapters :mod:`sparseconv.torch` and :mod:`sparseconv.dask`. ``import sparseconv``
+imports neither matplotlib nor torch nor dask.
 
 Layer matrices
 --------------

@@ -83,8 +83,9 @@ def format_bytes(nbytes: int) -> str:
     return f"{nbytes:.1f} EiB"
 
 
-def parse_limit(text: str) -> int | None:
-    """The limit ``SPARSECONV_MEMORY_LIMIT=text`` asks for, in bytes (``None``: no limit).
+def parse_limit(text: str, name: str = _VARIABLE) -> int | None:
+    """The limit ``SPARSECONV_MEMORY_LIMIT=text`` asks for, in bytes (``None``: no limit);
+    ``name``: what an error calls ``text``.
 
     Raises
     ------
@@ -102,7 +103,7 @@ def parse_limit(text: str) -> int | None:
     match = _GRAMMAR.fullmatch(value)
     if match is None:
         raise ValueError(
-            f"{_VARIABLE} must be a number of bytes with an optional k/M/G/T suffix (such as "
+            f"{name} must be a number of bytes with an optional k/M/G/T suffix (such as "
             f"8G) or 'none', got {text.strip()!r}"
         )
     whole, suffix, fraction, fraction_suffix = match.groups()
@@ -141,13 +142,14 @@ def get_memory_limit() -> int | None:
     return _limit
 
 
-def set_memory_limit(nbytes: int | None) -> int | None:
+def set_memory_limit(nbytes: int | str | None) -> int | None:
     """Set the largest matrix, in bytes, that builders may allocate; return the old limit.
 
     Parameters
     ----------
-    nbytes : int or None
-        The new limit; ``None`` removes it.
+    nbytes : int, str or None
+        The new limit; ``None`` removes it. A string as ``SPARSECONV_MEMORY_LIMIT`` takes it:
+        ``"8G"``, ``"1.5GiB"``, ``"512M"`` (binary units), ``"none"``.
 
     Returns
     -------
@@ -157,17 +159,21 @@ def set_memory_limit(nbytes: int | None) -> int | None:
     Raises
     ------
     TypeError
-        ``nbytes`` neither ``None`` nor an int (a bool or a float, say).
+        ``nbytes`` neither ``None``, an int nor a string (a bool or a float, say).
     ValueError
-        ``nbytes`` negative.
+        ``nbytes`` negative, or a string outside that grammar.
 
     Examples
     --------
     >>> import sparseconv
     >>> old = sparseconv.set_memory_limit(16 * 2**30)
+    >>> sparseconv.set_memory_limit("8G") == 16 * 2**30, sparseconv.get_memory_limit() == 8 * 2**30
+    (True, True)
     >>> _ = sparseconv.set_memory_limit(old)
     """
     global _limit
+    if isinstance(nbytes, str):
+        nbytes = parse_limit(nbytes, "nbytes")
     if nbytes is not None and not is_int(nbytes):
         raise TypeError(f"nbytes must be a non-negative int or None, got {nbytes!r} of type "
                         f"{type(nbytes).__name__}")
