@@ -71,8 +71,11 @@ def _geometry(weight: torch.Tensor, input_size, stride, padding, dilation, group
     size = spatial_size(input_size, "input_size")
     ndim = weight.ndim - 2
     if len(size) != ndim:
+        hint = f" (the spatial sizes alone: {size[1:]!r}, without the channels)" if (
+            len(size) == ndim + 1) else ""
         raise ValueError(f"input_size must give one size per spatial dimension of the weight "
-                         f"({ndim}, weight.shape={tuple(weight.shape)}), got {input_size!r}")
+                         f"({ndim}, weight.shape={tuple(weight.shape)}), got {input_size!r}"
+                         f"{hint}")
     groups = positive_int(groups, "groups")
     if padding is None:
         padding = periodic_padding(weight.shape[2:], int_tuple(dilation, ndim, "dilation", 1))

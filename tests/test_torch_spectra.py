@@ -157,6 +157,8 @@ def test_refusals_name_the_argument():
         sct.circular_singular_values(torch.ones((2, 2)), 6)
     with pytest.raises(ValueError, match="input_size must give one size per spatial dimension"):
         sct.circular_singular_values(weight, (6, 6))
+    with pytest.raises(ValueError, match=r"the spatial sizes alone: \(6, 6\), without the "):
+        sct.circular_spectral_norm(torch.ones((2, 2, 3, 3)), (2, 6, 6))  # (C, H, W) given
     for f in (sct.circular_singular_values, sct.circular_spectral_norm):  # advice it takes
         with pytest.raises(ValueError, match="divisible by its stride.*pass an input_size that "
                            "each stride divides$"):
