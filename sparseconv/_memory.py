@@ -175,10 +175,11 @@ def set_memory_limit(nbytes: int | str | None) -> int | None:
     if isinstance(nbytes, str):
         nbytes = parse_limit(nbytes, "nbytes")
     if nbytes is not None and not is_int(nbytes):
-        raise TypeError(f"nbytes must be a non-negative int or None, got {nbytes!r} of type "
-                        f"{type(nbytes).__name__}")
+        raise TypeError(f"nbytes must be a non-negative int, a string such as '8G', or None, "
+                        f"got {nbytes!r} of type {type(nbytes).__name__}")
     if nbytes is not None and nbytes < 0:
-        raise ValueError(f"nbytes must be a non-negative int or None, got {nbytes!r}")
+        raise ValueError(f"nbytes must be a non-negative int, a string such as '8G', or None, "
+                         f"got {nbytes!r}")
     old, _limit = _limit, None if nbytes is None else int(nbytes)
     return old
 

@@ -225,8 +225,9 @@ def _pointwise(weight, geom: ConvGeometry) -> SpectralNorm:
         taps = taps[taps >= 0]
         reads *= int(np.bincount(taps).max()) if taps.size else 0
     rows, cols = weight.shape[0], weight.shape[1] * geom.groups
-    check_memory(weight.itemsize * (rows * cols + 2 * min(rows, cols) ** 2),
-                 f"the {rows} x {cols} weight matrix of a 1x1 kernel and its smaller Gram matrix")
+    check_memory(weight.itemsize * (2 * rows * cols + 2 * min(rows, cols) ** 2),
+                 f"the {rows} x {cols} weight matrix of a 1x1 kernel (and its adjoint), and its "
+                 "smaller Gram matrix")
     matrix = block_diagonal(weight.reshape(geom.groups, -1, weight.shape[1])[None])[0]
     if reads == 0 or not matrix.any():
         return SpectralNorm(0.0, 0.0, 0.0, "1x1", {"1x1": 0.0})

@@ -139,7 +139,7 @@ class _Probe(ShapeProp):
 
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 probe: torch.Tensor,
-                functional: Callable[[Any, list, dict, tuple], Fraction | None] | None = None,
+                functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
                 ) -> tuple[Fraction | None, str]:
     """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
 
@@ -149,7 +149,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     (buffers restored) to learn every node's shape and dtype and to see in-place changes read
     afterwards, which are refused, and through the model, whose output the graph's must be.
     ``functional(target, args, kwargs, shape)``: a certified bound on the norm of a linear
-    function's call on an input of ``shape``, or None if it knows none.
+    function's call on an input of ``shape``, None if the call is none it knows, or why a
+    linear call it knows gets none (a string).
     """
     try:
         graph = torch.fx.Tracer().trace(model)
@@ -231,7 +232,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
 
 def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta: Callable,
            factors: Callable[[str, int, tuple], Factor],
-           functional: Callable[[Any, list, dict, tuple], Fraction | None] | None = None,
+           functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
            ) -> Fraction | str:
     """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
     none."""
@@ -296,7 +297,10 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
             isinstance(source, torch.fx.Node)):
         signals = [n for n in node.all_input_nodes if n in bound]
         if signals == [source]:
-            constant = functional(target, list(args), kwargs, tuple(meta(source).shape[1:]))
+            found = functional(target, list(args), kwargs, tuple(meta(source).shape[1:]))
+            if isinstance(found, str):
+                return found
+            constant = found
     if constant is None:
         return "is not a call whose Lipschitz constant is known here"
     return constant * of(source)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 import sparseconv as sc
-from sparseconv._memory import format_bytes
+from sparseconv._memory import MatrixTooLargeError, format_bytes
 from sparseconv._parallel import naming
 from sparseconv._pooling import _ceil_extra
 from sparseconv._resampling import _adaptive_axis
@@ -98,7 +98,9 @@ def _csr_bytes(nnz: int, rows: int, cols: int) -> int:
 def _has_periodic_twin(layer: _Layer) -> bool:
     """Whether the report shows the norm of ``layer``'s kernel with periodic padding: a
     convolution or average pooling, not the 1x1 kernels inside ``Linear`` and ``BatchNorm``."""
-    return layer.conv is not None and layer.name.startswith(("Conv", "AvgPool"))
+    # (a parametrized layer, torch.nn.utils.parametrizations', is named ParametrizedConv2d)
+    name = layer.name.removeprefix("Parametrized")
+    return layer.conv is not None and name.startswith(("Conv", "AvgPool"))
 
 
 def _circular_norm(layer: _Layer) -> float | None:
@@ -378,12 +380,17 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     dtype, device = probe_like(model)
     probe = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0),
                         dtype=dtype).to(device)
-    def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | None:
-        module = linear_call_module(target, args, kwargs)
-        if module is None:
-            return None
-        upper = _layer_norm(_layer(module, call_shape), **options).upper
-        return Fraction(upper) if math.isfinite(upper) else None
+    def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | str | None:
+        try:
+            module = linear_call_module(target, args, kwargs)
+            if module is None:
+                return None
+            upper = _layer_norm(_layer(module, call_shape), **options).upper
+        except MatrixTooLargeError as exc:
+            return f"is linear, but its norm's memory is refused: {exc}"
+        except (TypeError, ValueError) as exc:  # a mode or a shape the layers do not read
+            return f"is linear, but not a call sparseconv.torch reads: {exc}"
+        return Fraction(upper) if math.isfinite(upper) else "has no finite upper bound"
 
     exact, why = graph_bound(model, factor, probe, functional)
     return (None, why) if exact is None else (_float_up(exact), "")

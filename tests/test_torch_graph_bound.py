@@ -381,6 +381,9 @@ class _Lambda(nn.Module):
     (lambda y, x: y + F.gelu(x), "gelu"),              # no constant known for it here
     # linear, but its kernel size is computed from the signal's shape
     (lambda y, x: y + F.avg_pool2d(x, x.shape[-1] // 4), "avg_pool2d"),
+    # linear, but a mode or an input the layers do not read (a review found them raising)
+    (lambda y, x: y + F.interpolate(x, scale_factor=1, mode="bicubic"), "not a call "),
+    (lambda y, x: y + F.avg_pool2d(x[0], 1)[None], "not a call sparseconv.torch reads"),
 ])
 def test_no_rule_no_bound_and_the_node_is_named(function, node):
     report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))

@@ -66,6 +66,18 @@ def test_rows_against_autograd_and_csr_sizes():
     assert rows["3"]["circular"] == pytest.approx(jacobian_norm(model[3], (3, 8, 8)), rel=1e-9)
 
 
+def test_circular_column_of_a_parametrized_convolution():
+    """A convolution under torch.nn.utils.parametrizations (ParametrizedConv2d) keeps its
+    periodic twin's norm (a review found the column lost by the class's name)."""
+    from torch.nn.utils import parametrizations
+    conv = parametrizations.weight_norm(nn.Conv2d(2, 3, 3, padding=1, dtype=F64))
+    report = sct.lipschitz_report(nn.Sequential(conv).eval(), (2, 6, 6))
+    periodic = nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular", dtype=F64)
+    with torch.no_grad():
+        periodic.weight.copy_(conv.weight)
+    assert report[0]["circular"] == pytest.approx(jacobian_norm(periodic, (2, 6, 6)), rel=1e-10)
+
+
 @pytest.mark.parametrize("stride, size, padding", [(1, 6, 1), (2, 8, 0), (2, 7, 1)])
 def test_circular_column_is_the_periodic_layer(stride, size, padding):
     conv = nn.Conv2d(2, 3, 3, stride=stride, padding=padding, dtype=F64)
