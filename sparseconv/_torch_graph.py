@@ -152,7 +152,12 @@ def linear_call_module(target, args: list, kwargs: dict) -> nn.Module | None:
     args, kwargs = by_keyword(target, args, kwargs, lambda a: torch.Tensor)
     constants = {k: v for k, v in kwargs.items() if k != "input"}
     computed: list[torch.fx.Node] = []
-    torch.fx.node.map_arg(list(constants.values()), lambda n: computed.append(n) or n)
+
+    def note(node: torch.fx.Node) -> torch.fx.Node:
+        computed.append(node)
+        return node
+
+    torch.fx.node.map_arg(list(constants.values()), note)
     if args or computed or not isinstance(kwargs.get("input"), torch.fx.Node):
         return None
     return _functional_module(target, constants).eval()  # type: ignore[union-attr]

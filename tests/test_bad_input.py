@@ -285,7 +285,7 @@ SPECS = {
                             stridee=[2], format=FORMATS, layout=LAYOUTS, blocksize=BLOCKSIZES,
                             dtype=DTYPES, **layer_bad())),
     "set_memory_limit": Spec(sc.set_memory_limit, dict(nbytes=None),
-                             dict(nbytes=[-1, 1.5, "8G", True, NAN])),
+                             dict(nbytes=[-1, 1.5, "8 apples", True, NAN])),
     "singular_values": Spec(keyword_call(sc.singular_values, "weight", "input_shape"),
                             dict(weight=W, input_shape=SHAPE),
                             dict(weight=WEIGHTS + NON_FINITE, input_shape=SIZES,
