@@ -21,8 +21,8 @@ in exact rational arithmetic (rounded up once, at the end):
   upper bound of its matrix on the traced shape (``functional``, from the report's own
   ``spectral_norm`` options), times its input's.
 
-Anything else (a product of two signals, advanced indexing, a functional call whose norm the
-report has no row for) gives no bound, and the node is named. The rule ``L(f + g) <= L(f) +
+Anything else (a product of two signals, advanced indexing, a function with an argument
+computed from the signal) gives no bound, and the node is named. The rule ``L(f + g) <= L(f) +
 L(g)`` and ``L(f o g) <= L(f) L(g)`` make the result a Lipschitz bound of the whole forward.
 """
 
