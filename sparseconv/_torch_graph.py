@@ -117,7 +117,8 @@ _POOL_F = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d:
            F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
            F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
            F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d,
-           F.pixel_shuffle: nn.PixelShuffle, F.pixel_unshuffle: nn.PixelUnshuffle}
+           F.pixel_shuffle: nn.PixelShuffle, F.pixel_unshuffle: nn.PixelUnshuffle,
+           F.unfold: nn.Unfold, F.fold: nn.Fold}
 _CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}
 # the functional calls read by keyword (torch.fx's normalize_function)
 _NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, F.interpolate, F.pad, F.linear}

@@ -30,7 +30,7 @@ from sparseconv._resampling import MODES as INTERPOLATION_MODES
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._shapes import output_padding_for
 from sparseconv._typing import PaddingMode, SparseFormat
-from sparseconv._validation import spatial_size
+from sparseconv._validation import int_tuple, positive_int, spatial_size
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -47,8 +47,10 @@ _PAD_MODES: dict[type, PaddingMode] = {
     nn.ReplicationPad3d: "replicate",
     nn.CircularPad1d: "circular", nn.CircularPad2d: "circular", nn.CircularPad3d: "circular",
 }
+# patches (im2col and its adjoint) and a permutation of the channels
+_PATCHES = (nn.Unfold, nn.Fold, nn.ChannelShuffle)
 _SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
-              nn.Linear, nn.Flatten, nn.Unflatten, nn.Identity)
+              *_PATCHES, nn.Linear, nn.Flatten, nn.Unflatten, nn.Identity)
 # activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
 _ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)  # (Softplus jumps)
 
@@ -168,7 +170,8 @@ def _refuse(module: nn.Module) -> None:
         raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
                         "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "
                         "BatchNorm*d, Linear, Flatten, Unflatten, Identity, Dropout, Upsample, "
-                        "PixelShuffle, PixelUnshuffle, the padding modules")
+                        "PixelShuffle, PixelUnshuffle, Unfold, Fold, ChannelShuffle, the "
+                        "padding modules")
     stateful = [key for key, p in getattr(module, "parametrizations", {}).items()
                 if any(m.training and next(m.buffers(), None) is not None for m in p)]
     if stateful:  # spectral_norm's power iteration runs on every read of the weight
@@ -219,6 +222,8 @@ def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _
         return _pad_layer(module, input_shape)
     if isinstance(module, _RESAMPLE):
         return _resample_layer(module, input_shape)
+    if isinstance(module, _PATCHES):
+        return _patch_layer(module, input_shape)
     return _reshape_layer(module, input_shape)
 
 
@@ -453,6 +458,47 @@ def _resample_layer(module, input_shape) -> _Layer:
         shape = _input_shape(input_shape, 2, name)
         matrix = sc.pixel_unshuffle_matrix(shape, module.downscale_factor)
     out = _resampled_shape(module, shape, matrix.shape[0])
+    return _Layer(name, shape, out, lambda format: matrix.asformat(format))
+
+
+def _patch_layer(module, input_shape) -> _Layer:
+    """Unfold (sparseconv's im2col matrix, torch's ``(C * prod(kernel), L)`` order), Fold (its
+    adjoint on ``output_size``: overlapping patches add up) and ChannelShuffle (a
+    permutation of the channels)."""
+    name = type(module).__name__
+    if isinstance(module, nn.ChannelShuffle):
+        shape = _input_shape(input_shape, None, name)
+        groups = positive_int(module.groups, "groups")
+        if shape[0] % groups:
+            raise ValueError(f"{name}(groups={groups}) needs channels divisible by groups, got "
+                             f"input_shape={shape}")
+        # torch: (g, C/g, ...) transposed to (C/g, g, ...): output channel o reads source[o]
+        source = np.arange(shape[0]).reshape(groups, -1).T.ravel()
+        size = math.prod(shape[1:])
+        columns = (source[:, None] * size + np.arange(size)).ravel()
+        n = math.prod(shape)
+        matrix = sp.csr_array((np.ones(n), (np.arange(n), columns)), shape=(n, n))
+        return _Layer(name, shape, shape, lambda format: matrix.asformat(format))
+    options = dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
+    if isinstance(module, nn.Unfold):
+        shape = _input_shape(input_shape, 2, name)
+        matrix = sc.im2col_matrix(shape, module.kernel_size, **options)
+        rows = shape[0] * math.prod(int_tuple(module.kernel_size, 2, "kernel_size", 1))
+        out = (rows, matrix.shape[0] // rows)
+        return _Layer(name, shape, out, lambda format: matrix.asformat(format))
+    shape = _input_shape(input_shape, 1, name)  # (C * prod(kernel), L)
+    taps = math.prod(int_tuple(module.kernel_size, 2, "kernel_size", 1))
+    if shape[0] % taps:
+        raise ValueError(f"{name}(kernel_size={module.kernel_size}) needs input_shape[0] "
+                         f"divisible by {taps} (C times the kernel's taps), got {shape}")
+    out = (shape[0] // taps, *int_tuple(module.output_size, 2, "output_size", 1))
+    patches = sc.im2col_matrix(out, module.kernel_size, **options)
+    if patches.shape[0] != math.prod(shape):
+        raise ValueError(f"{name}(output_size={module.output_size}, kernel_size="
+                         f"{module.kernel_size}, ...) makes {patches.shape[0] // shape[0]} "
+                         f"blocks, so input_shape must be ({shape[0]}, "
+                         f"{patches.shape[0] // shape[0]}), got {shape}")
+    matrix = patches.T.tocsr()
     return _Layer(name, shape, out, lambda format: matrix.asformat(format))
 
 

@@ -17,8 +17,11 @@ the last axis is ``in_features``)::
     nn.AdaptiveAvgPool1d/2d/3d any output size (overlapping windows of different sizes)
     nn.Upsample                nearest, nearest-exact, area, (bi/tri)linear, align_corners
     nn.PixelShuffle, nn.PixelUnshuffle
+    nn.Unfold, nn.Fold         im2col in torch's (C * kernel taps, L) order, and its adjoint
+    nn.ChannelShuffle          a permutation of the channels
     nn.BatchNorm1d/2d/3d       eval mode, running statistics: a per-channel affine map
-    nn.Linear, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout* (eval mode)
+    nn.Linear, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout* (eval mode), an empty
+                               nn.Sequential (the identity)
     nn.ZeroPad/ConstantPad/ReflectionPad/ReplicationPad/CircularPad 1d/2d/3d (negative: crop)
 
 Anything else (``nn.ReLU``, ``nn.MaxPool2d``, attention, ...) is not linear and is refused with

@@ -225,10 +225,31 @@ def test_circular_pad_with_negative_sides():
     assert checked == 30
 
 
+def _patches(rng):
+    """Unfold, Fold on the output size its unfold came from, ChannelShuffle."""
+    kind = int(rng.integers(3))
+    if kind == 2:
+        groups = int(rng.integers(1, 4))
+        size = tuple(int(v) for v in rng.integers(1, 5, int(rng.integers(0, 3))))
+        return nn.ChannelShuffle(groups), (groups * int(rng.integers(1, 3)), *size), {}
+    kernel = tuple(int(v) for v in rng.integers(1, 4, 2))
+    options = dict(dilation=tuple(int(v) for v in rng.integers(1, 3, 2)),
+                   padding=tuple(int(v) for v in rng.integers(0, 2, 2)),
+                   stride=tuple(int(v) for v in rng.integers(1, 3, 2)))
+    c, size = int(rng.integers(1, 3)), tuple(int(v) for v in rng.integers(3, 8, 2))
+    if kind == 0:
+        return nn.Unfold(kernel, **options), (c, *size), {}
+    try:
+        blocks = nn.Unfold(kernel, **options)(torch.zeros((1, c, *size))).shape[1:]
+    except RuntimeError:  # no block fits: PyTorch refuses the module too
+        blocks = (c * math.prod(kernel), 0)
+    return nn.Fold(size, kernel, **options), tuple(blocks), {}
+
+
 MODULES = {"conv": _conv, "conv_transpose": _conv_transpose, "avg_pool": _avg_pool,
            "batchnorm": _batchnorm, "linear": _linear, "reshape": _reshape, "pad": _pad,
            "adaptive_avg_pool": _adaptive_avg_pool, "upsample": _upsample,
-           "pixel_shuffle": _pixel_shuffle}
+           "pixel_shuffle": _pixel_shuffle, "patches": _patches}
 
 
 def check_module(module, input_shape, call, seed):
@@ -300,8 +321,8 @@ def test_spectra_contain_the_dense_values(kind):
         assert_close(values, dense, config, rtol=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["adaptive_avg_pool", "avg_pool", "pad", "pixel_shuffle",
-                                  "upsample"])
+@pytest.mark.parametrize("kind", ["adaptive_avg_pool", "avg_pool", "pad", "patches",
+                                  "pixel_shuffle", "upsample"])
 def test_every_method_and_tol_reach_the_modules_bounded_from_their_matrix(kind):
     """Padding, pooling and interpolation: each method contains PyTorch's layer's dense norm,
     the dense route to rounding, and ``converged`` is never claimed for a loose lower bound."""

@@ -456,3 +456,27 @@ def test_an_empty_sequential_is_the_identity():
         assert report.reason == "" and "downsample" not in [row["name"] for row in report]
         bounds.append(report.network_upper)
     assert bounds[0] == bounds[1]
+
+
+def test_unfold_and_fold_called_as_functions():
+    """F.unfold then F.fold (each overlap summed: multiplies by the read counts): the
+    network's operator is the model, and the bound over the graph holds its norm."""
+
+    class Patches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+
+        def forward(self, x):
+            patches = F.unfold(self.conv(x), 3, padding=1, stride=2)
+            return x + F.fold(patches, (7, 6), 3, padding=1, stride=2)
+
+    model = _networks.randomize(Patches(), seed=6).eval()
+    net = sct.network_operator(model, (2, 7, 6))
+    x = torch.randn((1, 2, 7, 6), dtype=F64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x).numpy().ravel()
+    np.testing.assert_allclose(net(x.numpy().ravel()), expected, rtol=1e-12, atol=1e-12)
+    report = sct.lipschitz_report(model, (2, 7, 6))
+    assert report.over_graph and report.reason == "", report.reason
+    assert jacobian_norm(model, (2, 7, 6)) <= report.network_upper
