@@ -380,6 +380,7 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     dtype, device = probe_like(model)
     probe = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0),
                         dtype=dtype).to(device)
+
     def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | str | None:
         try:
             module = linear_call_module(target, args, kwargs)
