@@ -59,7 +59,8 @@ _SIGNAL_OPS = _CONV_OPS | _PAD_OPS | _ACTIVATION_OPS | {
     "aten::batch_norm", "aten::linear", "aten::flatten", *(
         f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
             "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")),
-    "aten::pixel_shuffle", "aten::unflatten",
+    "aten::pixel_shuffle", "aten::unflatten", "aten::im2col", "aten::col2im",
+    "aten::channel_shuffle", "aten::native_channel_shuffle",
     "aten::pixel_unshuffle", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
     *(f"aten::{k}avg_pool{n}d" for k in ("", "adaptive_") for n in (1, 2, 3)),
     *(f"aten::{m}" for m in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",
@@ -403,6 +404,13 @@ def _build(cls: type, ops: list[tuple[str, list]]) -> nn.Module | None:
         return cls(args[1]).train(bool(args[2]))
     if name in ("pixel_shuffle", "pixel_unshuffle"):
         return cls(args[1])
+    # (im2col and col2im: the arguments in nn.Unfold's and nn.Fold's own order)
+    if name == "im2col" and cls is nn.Unfold:
+        return cls(*(_tuple(a) for a in args[1:5]))
+    if name == "col2im" and cls is nn.Fold:
+        return cls(*(_tuple(a) for a in args[1:6]))
+    if name in ("channel_shuffle", "native_channel_shuffle") and cls is nn.ChannelShuffle:
+        return cls(int(args[1]))
     if kind in _PAD_OPS:
         return _pad(cls, kind, args)
     return _activation(cls, name, args)

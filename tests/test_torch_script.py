@@ -109,6 +109,9 @@ NETWORKS = {
     "zoo_3d": (zoo_3d, (1, 5, 8, 6)),
     "unflatten": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 12), nn.Unflatten(1, (3, -1)),
                                         nn.Conv1d(3, 2, 1), nn.ReLU()), (3, 2, 2)),
+    "patches": (lambda: nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ChannelShuffle(2), nn.Unfold((2, 3), (1, 2), 1, 2),
+        nn.Fold((6, 7), (2, 3), (1, 2), 1, 2), nn.ReLU()), (2, 6, 7)),
 }
 
 
@@ -138,7 +141,7 @@ def test_trace_is_the_eager_trace(network, how, tmp_path):
 
 @pytest.mark.parametrize("how", ["script", "trace"])
 @pytest.mark.parametrize("fold", [False, True])
-@pytest.mark.parametrize("network", ["resnet", "vgg", "zoo_2d"])
+@pytest.mark.parametrize("network", ["patches", "resnet", "vgg", "zoo_2d"])
 def test_report_is_the_eager_report(network, fold, how, tmp_path):
     make, shape = NETWORKS[network]
     model = _networks.randomize(make(), seed=4)
