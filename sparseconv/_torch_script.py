@@ -233,16 +233,42 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
     return list(result)[len(outputs):]
 
 
+class BatchAxisGiven(ValueError):
+    """An ``input_shape`` given with its batch axis: ``(1, C, *spatial)``, on which the
+    model fails, where it runs on ``(C, *spatial)`` (:attr:`runs_on`)."""
+
+    def __init__(self, shape: tuple[int, ...], kind: str):
+        self.shape, self.runs_on = shape, shape[1:]
+        super().__init__(f"input_shape={shape} includes the batch axis: {kind} runs on "
+                         f"input_shape={shape[1:]}, (C, *spatial) without the batch")
+
+
 def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
-                   last: bool = False, batch: int = 1) -> RuntimeError:
+                   last: bool = False, batch: int = 1) -> RuntimeError | ValueError:
     """The model's own error on the probe batch, on one line (its ``last`` line for
     TorchScript, whose message ends with it; else its first, before torch.fx's context), with
-    the batch it ran on: an ``input_shape`` given with its batch is the usual cause."""
+    the batch it ran on: an ``input_shape`` given with its batch is the usual cause. Where it
+    is, that is, where the model runs on ``shape[1:]`` after failing on ``shape`` with a
+    leading 1, a ValueError says so."""
+    if len(shape) > 1 and shape[0] == 1 and _runs_on(model, shape[1:]):
+        return BatchAxisGiven(shape, _kind(model))
     lines = [line for line in str(exc).splitlines() if line.strip()]
     reason = (lines[-1] if last else lines[0]) if lines else type(exc).__name__
     return RuntimeError(f"{_kind(model)}'s forward failed on a batch of zeros of shape "
                         f"{(batch, *shape)} (input_shape={shape} is (C, *spatial), without the "
                         f"batch): {reason}")
+
+
+def _runs_on(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``model``'s forward runs on a batch of one of zeros shaped ``shape`` (its
+    buffers restored)."""
+    dtype, device = probe_like(model)
+    try:
+        with torch.no_grad(), restored_buffers(model):
+            model(torch.zeros((1, *shape), dtype=dtype, device=device))
+    except Exception:  # noqa: BLE001 - a forward raises anything
+        return False
+    return True
 
 
 def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple], list[bool]]:

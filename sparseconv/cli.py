@@ -664,6 +664,7 @@ def _report(args, error) -> None:
                "plot": args.plot and image_path(args.plot)}  # checked before any work
     try:
         import sparseconv.torch as sct
+        from sparseconv._torch_script import BatchAxisGiven
     except ImportError as exc:
         error(_reason(exc, layer=False))
     if len(args.input_shape) < 1 or min(args.input_shape) < 1:
@@ -689,6 +690,10 @@ def _report(args, error) -> None:
         print(f"{args.command_parser.prog}: interrupted"
               + (f" ({partial.reason})" if partial is not None else ""), file=sys.stderr)
         sys.exit(130)
+    except BatchAxisGiven as exc:
+        error(f"--input-shape {','.join(map(str, exc.shape))} includes the batch axis: the "
+              f"model runs on {','.join(map(str, exc.runs_on))} (C,H[,W,...], without the "
+              "batch)")
     except RuntimeError as exc:
         if str(exc).startswith("layer '"):  # a layer's own work, named by lipschitz_report
             error(_reason(exc, layer=False))

@@ -629,9 +629,8 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     assert "the model failed on input shape (3, 8)" in line
     line = _main_fails(["report", "--model", tmp_path / "model.pt", "--input-shape", "1,3,8,8",
                         "--trust-pickle"], capsys)  # the batch given: said once, plainly
-    assert line.startswith("sparseconv report: error: the model failed on input shape (1, 3, "
-                           "8, 8) (--input-shape is C,H[,W,...], without the batch): Expected "
-                           "3D (unbatched) or 4D (batched) input to conv2d"), line
+    assert line == ("sparseconv report: error: --input-shape 1,3,8,8 includes the batch axis: "
+                    "the model runs on 3,8,8 (C,H[,W,...], without the batch)"), line
     line = _main_fails(["report", "--model", tmp_path / "model.pt", *shape, "--trust-pickle",
                         "--plot", tmp_path / "x.xyz"], capsys)
     assert "cannot write a figure in format 'xyz'" in line

@@ -442,16 +442,23 @@ def test_trace_residual_network():
 
 
 def test_an_input_shape_with_its_batch_is_explained():
+    """Where the model runs on input_shape[1:], a ValueError says the batch was given; else
+    the model's own error, with the batch it ran on."""
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 4)).eval()
-    message = (r"^Sequential's forward failed on a batch of zeros of shape \({}, 1, 3, 8, 8\) "
-               r"\(input_shape=\(1, 3, 8, 8\) is \(C, \*spatial\), without the batch\): "
+    given = (r"^input_shape=\(1, 3, 8, 8\) includes the batch axis: Sequential runs on "
+             r"input_shape=\(3, 8, 8\), \(C, \*spatial\) without the batch$")
+    for call in (sct.trace, sct.lipschitz_report, sct.network_operator):
+        with pytest.raises(ValueError, match=given):
+            call(model, (1, 3, 8, 8))
+    message = (r"^Sequential's forward failed on a batch of zeros of shape \({}, 1, 3, 7, 8\) "
+               r"\(input_shape=\(1, 3, 7, 8\) is \(C, \*spatial\), without the batch\): "
                r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d[^\n]*$")
+    with pytest.raises(RuntimeError, match=message.format(1)):  # (3, 7, 8) fails too
+        sct.trace(model, (1, 3, 7, 8))
     with pytest.raises(RuntimeError, match=message.format(1)):
-        sct.trace(model, (1, 3, 8, 8))
-    with pytest.raises(RuntimeError, match=message.format(1)):
-        sct.lipschitz_report(model, (1, 3, 8, 8))
+        sct.lipschitz_report(model, (1, 3, 7, 8))
     with pytest.raises(RuntimeError, match=message.format(2)):  # torch.fx's context left out
-        sct.network_operator(model, (1, 3, 8, 8))
+        sct.network_operator(model, (1, 3, 7, 8))
 
 
 def test_trace_refuses_training_mode():
