@@ -47,10 +47,15 @@ def output_path(path: str, suffix: str) -> str:
     ------
     ValueError
         ``path`` empty or ending in a separator, or ``path`` or the result an existing
-        directory, device, pipe or socket.
+        directory, device, pipe or socket, or in a directory that does not exist: checked
+        before any work, so that a long computation is not lost at its last step.
     """
     if not os.path.basename(path):
         raise ValueError(f"expected a file name, got {path!r}")
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):  # (the operating system's words for it)
+        reason = "Not a directory" if os.path.exists(directory) else "No such file or directory"
+        raise ValueError(f"cannot write {path}: {reason}")
     _refuse_non_regular(path)
     if not path.lower().endswith(suffix.lower()):
         path += suffix

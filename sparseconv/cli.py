@@ -152,8 +152,9 @@ def _layer_options() -> argparse.ArgumentParser:
     group.add_argument("--padding-mode", choices=PADDING_MODES, default="zeros")
     group.add_argument("--weights", metavar="FILE.npy",
                        help="weight array (C_out, C_in/groups, *kernel); random if omitted")
-    group.add_argument("--seed", type=_non_negative, default=0,
-                       help="seed of the random weights (a non-negative integer)")
+    group.add_argument("--seed", type=_non_negative, default=None,
+                       help="seed of the random weights (a non-negative integer, default 0; "
+                       "not with --weights)")
     group.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     return layer
 
@@ -293,6 +294,10 @@ class _Layer:
 def _read_array(path: str, error) -> np.ndarray:
     try:
         weight = np.load(path, allow_pickle=False)
+    except ValueError as exc:  # numpy's guess for a file that is no .npy: "pickled data"
+        if "pickle" in str(exc):
+            error(f"cannot read --weights {path}: not an array saved with np.save (.npy)")
+        error(f"cannot read --weights {path}: {exc}")
     except Exception as exc:  # noqa: BLE001 - np.load raises OSError, ValueError, EOFError...
         error(f"cannot read --weights {path}: {exc}")
     if not isinstance(weight, np.ndarray):  # an .npz archive: several named arrays
@@ -309,6 +314,9 @@ def _load_weight(args, error) -> np.ndarray:
     if weight.ndim < 3:
         error(f"--weights must hold an array of shape (C_out, C_in/groups, *kernel) with at "
               f"least one spatial dimension, got shape {weight.shape}")
+    if weight.size and not np.isfinite(weight).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(weight))[0])
+        error(f"--weights must have finite entries, got {weight[where]} at index {where}")
     if args.out_channels is not None and args.out_channels != weight.shape[0]:
         error(f"--out-channels {args.out_channels} contradicts --weights of shape {weight.shape}")
     if args.kernel_size is not None:
@@ -331,6 +339,8 @@ def _random_shape(args, error) -> tuple[int, ...]:
               f"dimension of --in-shape), got {args.kernel_size}")
     if args.in_shape[0] % args.groups:
         error(f"--groups {args.groups} must divide the input channels {args.in_shape[0]}")
+    if args.out_channels % args.groups:
+        error(f"--groups {args.groups} must divide --out-channels {args.out_channels}")
     return (args.out_channels, args.in_shape[0] // args.groups, *kernel)
 
 
@@ -349,11 +359,15 @@ def _layer(args, error) -> _Layer:
               f"{','.join(map(str, args.in_shape))}")
     source: np.ndarray | Callable[[], np.ndarray]
     if args.weights:
+        if args.seed is not None:
+            error(f"--seed {args.seed} seeds random weights, and --weights {args.weights} "
+                  "gives them: pass one of the two")
         source = _load_weight(args, error)
         shape = source.shape
     else:
         shape = _random_shape(args, error)
-        source = functools.partial(_random_weight, shape, args.seed, args.dtype)
+        seed = 0 if args.seed is None else args.seed
+        source = functools.partial(_random_weight, shape, seed, args.dtype)
     kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation,
                   groups=args.groups, padding_mode=args.padding_mode)
     try:
@@ -720,7 +734,7 @@ _OPTION_OF = {"input_shape": "--in-shape", "padding_mode": "--padding-mode",
               "kernel_size": "--kernel-size", "out_channels": "--out-channels",
               "stride": "--stride", "padding": "--padding", "dilation": "--dilation",
               "groups": "--groups", "zoom": "--zoom", "blocksize": "--blocksize",
-              "format": "--format"}
+              "format": "--format", "values": "--values", "max_bins": "--max-bins"}
 
 
 def _as_options(message: str) -> str:
@@ -730,7 +744,7 @@ def _as_options(message: str) -> str:
     for name, option in _OPTION_OF.items():
         message = re.sub(rf"^{name}(?=[ \[])", option, message)
         message = re.sub(rf"(?<![\w.-]){name}=", f"{option} ", message)
-    return message
+    return message.replace("--values True", "--values")  # (a flag: given, or not)
 
 
 def _reason(exc: BaseException, layer: bool = True) -> str:

@@ -321,6 +321,18 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
      "sparseconv report: error: unrecognized arguments: --maxiter 10"),
     (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--tol", "x"],
      "argument --tol: invalid float value: 'x'"),
+    # found by a trial of the command line's error paths
+    (["spectrum", "--in-shape", "3,32,32", "--weights", "nan.npy", "-o", "s.png"],
+     "--weights must have finite entries, got nan at index (0, 1, 2, 0)"),
+    (["info", "--in-shape", "3,8,8", "--weights", "junk.npy"],
+     "cannot read --weights junk.npy: not an array saved with np.save (.npy)"),
+    (["info", *LAYER, "--groups", "3"], "--groups 3 must divide --out-channels 4"),
+    (["info", "--in-shape", "3,8,8", "--weights", "w.npy", "--seed", "1"],
+     "--seed 1 seeds random weights, and --weights w.npy gives them: pass one of the two"),
+    (["spy", "--in-shape", "3,16,16", "--out-channels", "4", "--kernel-size", "3", "--padding",
+      "1", "--values", "-o", "x.png"], "--values draws one pixel per entry"),
+    (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--plot", "no/dir/p.png"],
+     "cannot write no/dir/p.png: No such file or directory"),
 ])
 def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reason, tmp_path):
     np.savez(tmp_path / "w.npz", w=np.ones((4, 3, 3, 3)))
@@ -332,6 +344,10 @@ def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reaso
     np.save(tmp_path / "short.npy", np.ones((4, 3, 3, 3)))
     (tmp_path / "short.npy").write_bytes((tmp_path / "short.npy").read_bytes()[:200])
     (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "junk.npy").write_text("hello\n")
+    nan = np.ones((4, 3, 3, 3))
+    nan[0, 1, 2, 0] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
     (tmp_path / "a_file").write_text("not a directory")
     (tmp_path / "a_dir").mkdir()
     (tmp_path / "b.npz").mkdir()

@@ -138,7 +138,8 @@ def _values_image(A, max_bins: int) -> np.ndarray:
     A = sp.coo_array(A) if sp.issparse(A) else sp.coo_array(np.atleast_2d(np.asarray(A)))
     if max(A.shape) > max_bins:
         raise ValueError(f"values=True draws one pixel per entry: the {A.shape[0]} x "
-                         f"{A.shape[1]} matrix exceeds max_bins={max_bins}")
+                         f"{A.shape[1]} matrix exceeds max_bins={max_bins}; pass max_bins="
+                         f"{max(A.shape)}, or zoom= on a block")
     A.sum_duplicates()
     data = np.abs(A.data) if np.iscomplexobj(A.data) else A.data
     image = np.full(A.shape, np.nan)
