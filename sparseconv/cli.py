@@ -168,9 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands: argparse._SubParsersAction[Any] = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND")
     layer = _layer_options()
-    info = commands.add_parser("info", parents=[layer], help="shapes, nnz, memory, receptive field")
+    info = commands.add_parser(
+        "info", parents=[layer], help="shapes, nnz, memory, receptive field",
+        description="Print the layer's input and output shapes, its sparse matrix's size, nnz "
+        "and memory in each format (counted, not built) and the receptive field of the center "
+        "output.")
     figure = _plot_options()
-    spy = commands.add_parser("spy", parents=[layer, figure], help="draw the sparsity pattern")
+    spy = commands.add_parser(
+        "spy", parents=[layer, figure], help="draw the sparsity pattern",
+        description="Draw the sparsity pattern of the layer's matrix into FILE (binned to "
+        "--max-bins pixels per axis; --values draws the entries' values, --zoom a block).")
     spy.add_argument("-o", "--output", required=True, metavar="FILE")
     spy.add_argument("--max-bins", type=_positive, default=512,
                      help="pixels per axis before entries are binned (default 512)")
@@ -198,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "seconds for a 64-channel 3x3 layer, minutes for 512 channels)")
     export = commands.add_parser(
         "export", parents=[layer], help="save the matrix (scipy.sparse.load_npz reads it) with "
-        "the layer's arguments and weight (sparseconv.load_layer reads them)")
+        "the layer's arguments and weight (sparseconv.load_layer reads them)",
+        description="Save the layer's sparse matrix into FILE.npz (scipy.sparse.load_npz reads "
+        "it) with the layer's arguments and weight (sparseconv.load_layer reads them).")
     export.add_argument("-o", "--output", required=True, metavar="FILE.npz")
     export.add_argument("--format", choices=("csr", "csc", "coo", "bsr"), default="csr")
     export.add_argument("--layout", choices=LAYOUTS, default="channels_first",
