@@ -96,8 +96,8 @@ class SpectralNorm:
         Every certified upper bound computed, by name, for comparison.
     converged : bool
         Whether ``lower`` is within ``tol`` of the norm as far as the Lanczos iteration behind
-        it can tell (its Ritz residual, ``sparseconv._lanczos``, and the quotient's rounding
-        allowance: taps that cancel can leave a norm below it); always True for the exact
+        it can tell (its Ritz residual, and the quotient's rounding allowance: taps that
+        cancel can leave a norm below it); always True for the exact
         methods, False for ``"upper"``.
 
     Examples
@@ -469,8 +469,10 @@ def spectral_norm(
         bounds alone (the circulant embedding; no exact sections, no Lanczos, and no dense SVD
         even for a small layer; 1x1 and periodic layers exactly, as with ``"auto"``),
         ``value`` is the upper bound and ``lower`` one cheap quotient. ``"auto"``: a 1x1
-        kernel in closed form, ``"fft"`` when it applies, else ``"dense"`` when
-        ``sparseconv._spectra.dense_is_affordable``, else ``"bounds"``. ``"exact"``: as
+        kernel in closed form, ``"fft"`` when it applies, else ``"dense"`` when a dense
+        SVD is affordable (about ``rows * cols * min(rows, cols)`` at most ``2**31`` flops,
+        and three complex copies of the matrix within the memory limit: the package's one
+        rule), else ``"bounds"``. ``"exact"``: as
         ``"auto"``, but a layer with zero, reflect or replicate padding gets the certificate
         that treats every axis exactly (one banded Cholesky factorization of the whole Gram
         matrix, just above the Lanczos lower bound: a relative width near ``4 tol``)
