@@ -146,7 +146,9 @@ def _layer_options() -> argparse.ArgumentParser:
     group.add_argument("--out-channels", type=_positive, metavar="N")
     group.add_argument("--kernel-size", type=_int_or_ints, metavar="K[,K...]")
     group.add_argument("--stride", type=_int_or_ints, default=1, metavar="S[,S...]")
-    group.add_argument("--padding", type=_padding, default=0, metavar="P[,P...]|valid|same|full")
+    group.add_argument("--padding", type=_padding, default=0, metavar="P[,P...]|valid|same|full",
+                       help="one size for every side, one per spatial dimension, or two per "
+                       "dimension (LO,HI for the first axis, then the next)")
     group.add_argument("--dilation", type=_int_or_ints, default=1, metavar="D[,D...]")
     group.add_argument("--groups", type=_positive, default=1, metavar="G")
     group.add_argument("--padding-mode", choices=PADDING_MODES, default="zeros")
@@ -377,7 +379,10 @@ def _layer(args, error) -> _Layer:
         shape = _random_shape(args, error)
         seed = 0 if args.seed is None else args.seed
         source = functools.partial(_random_weight, shape, seed, args.dtype)
-    kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation,
+    padding, ndim = args.padding, len(args.in_shape) - 1
+    if isinstance(padding, tuple) and len(padding) == 2 * ndim != ndim:  # LO,HI per axis
+        padding = tuple(zip(padding[::2], padding[1::2]))
+    kwargs = dict(stride=args.stride, padding=padding, dilation=args.dilation,
                   groups=args.groups, padding_mode=args.padding_mode)
     try:
         geometry = ConvGeometry.from_weight(shape, args.in_shape, **kwargs)

@@ -96,6 +96,17 @@ def test_export_without_compression_writes_the_same_matrix(tmp_path):
     assert (matrix != plain).nnz == 0 and layer.operator().shape == plain.shape
 
 
+def test_padding_per_side(tmp_path):
+    """--padding with two sizes per spatial dimension: LO,HI for each axis in turn."""
+    w = np.random.default_rng(4).standard_normal((4, 3, 3, 2))
+    np.save(tmp_path / "w.npy", w)
+    ok("export", "-o", tmp_path / "A.npz", "--weights", tmp_path / "w.npy", "--in-shape",
+       "3,8,7", "--padding", "1,2,0,1")
+    expected = conv_matrix(w, (3, 8, 7), padding=((1, 2), (0, 1)))
+    A = sp.load_npz(tmp_path / "A.npz")
+    assert A.shape == expected.shape and abs(A - expected).max() == 0
+
+
 def test_random_weights_are_seeded(tmp_path):
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
         ok("export", "-o", tmp_path / f"{name}.npz", *LAYER, "--seed", seed, "--dtype", "float32")
