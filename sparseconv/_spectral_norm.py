@@ -185,24 +185,32 @@ def _fft(weight, geom: ConvGeometry, executor=None, progress=None) -> SpectralNo
     return _checked(value, low, high, "fft", {"fft": high})
 
 
+def _matrix_interval(matrix: np.ndarray, rounding: Rounding) -> tuple[float, float, float]:
+    """``(value, lower, upper)`` of ``||matrix||``: the top eigenpair of its smaller Gram
+    matrix (a fraction of a full SVD's work and memory), the eigenvector's quotient widened
+    by ``rounding`` (``A^H u`` for a wide matrix: the same norm), and a Cholesky proof just
+    above the value (:func:`dense_upper`)."""
+    rows, cols = matrix.shape
+    tall = matrix if rows >= cols else np.conj(matrix.T)
+    gram = np.conj(tall.T) @ tall
+    n = gram.shape[0]
+    lam, vector = scipy.linalg.eigh(gram, subset_by_index=[n - 1, n - 1], check_finite=False)
+    top, value = vector[:, 0], math.sqrt(max(float(lam[0]), 0.0))
+    lower = rounding.quotient_lower(float(np.linalg.norm(tall @ top)),
+                                    float(np.linalg.norm(top)), max(rows, cols))
+    return value, lower, dense_upper(matrix, value, gram)
+
+
 def _dense(weight, geom: ConvGeometry) -> SpectralNorm:
     rows, cols = geom.shape
     check_memory(3 * rows * cols * weight.itemsize, f"a dense {rows} x {cols} SVD")
     dense = conv_matrix(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                         dilation=geom.dilation, groups=geom.groups,
                         padding_mode=geom.padding_mode).toarray()
-    # the top eigenpair of the smaller Gram matrix: a fraction of a full SVD's work
-    tall = dense if rows >= cols else np.conj(dense.T)  # same norm; A^H u is a lower bound too
-    gram = np.conj(tall.T) @ tall
-    n = gram.shape[0]
-    lam, vector = scipy.linalg.eigh(gram, subset_by_index=[n - 1, n - 1], check_finite=False)
-    top, value = vector[:, 0], math.sqrt(max(float(lam[0]), 0.0))
     copies = _copies(geom)
     rounding = Rounding.of(weight, geom.groups, copies)
     # (the quotient's allowance, gamma(taps_per_entry) |A|, covers the rounded entries too)
-    lower = rounding.quotient_lower(float(np.linalg.norm(tall @ top)),
-                                    float(np.linalg.norm(top)), max(rows, cols))
-    upper = dense_upper(dense, value, gram)  # the norm of `dense`, as computed
+    value, lower, upper = _matrix_interval(dense, rounding)  # upper: the norm of `dense`
     if copies > 1:
         # padding that copies an input sums the taps reading one entry: each entry of `dense`
         # is a rounded sum of at most `copies` weights, off by gamma(copies - 1) times that
@@ -231,17 +239,8 @@ def _pointwise(weight, geom: ConvGeometry) -> SpectralNorm:
     matrix = block_diagonal(weight.reshape(geom.groups, -1, weight.shape[1])[None])[0]
     if reads == 0 or not matrix.any():
         return SpectralNorm(0.0, 0.0, 0.0, "1x1", {"1x1": 0.0})
-    # the top eigenpair of the smaller Gram matrix (as _dense): an SVD with full_matrices
-    # made a 65536 x 65536 factor for a Linear(65536, 10)
-    tall = matrix if rows >= cols else np.conj(matrix.T)  # same norm; A^H u is a lower bound too
-    gram = np.conj(tall.T) @ tall
-    n = gram.shape[0]
-    lam, vector = scipy.linalg.eigh(gram, subset_by_index=[n - 1, n - 1], check_finite=False)
-    value = math.sqrt(max(float(lam[0]), 0.0))
-    rounding = Rounding.of(weight, geom.groups)
-    lower = rounding.quotient_lower(float(np.linalg.norm(tall @ vector[:, 0])),
-                                    float(np.linalg.norm(vector[:, 0])), max(rows, cols))
-    upper = dense_upper(matrix, value, gram)
+    # (an SVD with full_matrices made a 65536 x 65536 factor for a Linear(65536, 10))
+    value, lower, upper = _matrix_interval(matrix, Rounding.of(weight, geom.groups))
     root = math.sqrt(reads)
     lower, upper = down(root * lower, 4), up(up(root, 2) * upper, 2)
     return _checked(value * root, lower, upper, "1x1", {"1x1": upper})
