@@ -49,6 +49,7 @@ from sparseconv._torch_layers import (
     _CONV,
     _CONV_T,
     _ONE_LIPSCHITZ,
+    _POOL,
     _Layer,
     _layer,
     is_leaf,
@@ -95,15 +96,14 @@ def _csr_bytes(nnz: int, rows: int, cols: int) -> int:
     return nnz * (8 + index) + (rows + 1) * index
 
 
-def _has_periodic_twin(layer: _Layer) -> bool:
-    """Whether the report shows the norm of ``layer``'s kernel with periodic padding: a
-    convolution or average pooling, not the 1x1 kernels inside ``Linear`` and ``BatchNorm``."""
-    # (a parametrized layer, torch.nn.utils.parametrizations', is named ParametrizedConv2d)
-    name = layer.name.removeprefix("Parametrized")
-    return layer.conv is not None and name.startswith(("Conv", "AvgPool"))
+def _has_periodic_twin(module: nn.Module) -> bool:
+    """Whether the report shows the norm of ``module``'s kernel with periodic padding: a
+    convolution (parametrized too) or average pooling, not the 1x1 kernels that ``Linear``
+    and ``BatchNorm`` are read as."""
+    return isinstance(module, (*_CONV, *_CONV_T, *_POOL))
 
 
-def _circular_norm(layer: _Layer) -> float | None:
+def _circular_norm(layer: _Layer, module: nn.Module) -> float | None:
     """The exact spectral norm of the same kernel with periodic padding, or None.
 
     The circular layer on the same input size (stride, dilation and groups kept), by FFT; None
@@ -111,9 +111,8 @@ def _circular_norm(layer: _Layer) -> float | None:
     kernels on the inside, would show their own norm), or whose input size its stride does
     not divide.
     """
-    if not _has_periodic_twin(layer):
+    if layer.conv is None or not _has_periodic_twin(module):
         return None
-    assert layer.conv is not None
     weight, shape, kwargs = layer.conv
     return circular_norm(dict(weight=weight, input_shape=shape, **kwargs))
 
@@ -534,7 +533,8 @@ def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
     start = time.perf_counter()
     row, layer = _prepared_row(record, batchnorm)
     bound = _layer_norm(layer, **kwargs)
-    return _finished_row(row, layer, bound, _circular_norm(layer), time.perf_counter() - start)
+    return _finished_row(row, layer, bound, _circular_norm(layer, record.module),
+                         time.perf_counter() - start)
 
 
 def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[dict, _Layer]:
@@ -604,12 +604,12 @@ def _report_rows(todo: list, workers: int, kwargs: dict) -> Generator[tuple[int,
                 start = time.perf_counter()
                 with naming(_row_label(*todo[i])):
                     bound = _layer_norm(layer, **kwargs)
-                yield i, _finished_row(row, layer, bound, _circular_norm(layer),
+                yield i, _finished_row(row, layer, bound, _circular_norm(layer, todo[i][0].module),
                                        took + time.perf_counter() - start)
         for j, (bound, circular), seconds in runs:
             row, layer, took = prepared[index[j]]
-            yield index[j], _finished_row(row, layer, bound,
-                                          circular if _has_periodic_twin(layer) else None,
+            twin = _has_periodic_twin(todo[index[j]][0].module)  # (Linear: computed, unshown)
+            yield index[j], _finished_row(row, layer, bound, circular if twin else None,
                                           took + seconds)
     finally:
         runs.close()
