@@ -11,6 +11,7 @@ gallery by sphinx-gallery from examples/plot_*.py, the scripts that also make fi
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import re
@@ -79,8 +80,37 @@ _FIXED_SUMMARIES = {
 }
 
 
+# The derivations behind the certified bounds live in private modules' docstrings, which the
+# user guide's "How the bounds are proved" page shows (automodule, no members). Their
+# references to the private functions around them have no page: those render as code; a
+# reference to a public name or to a module on that page stays a link.
+_DERIVATIONS = {f"sparseconv.{m}" for m in ("_rounding", "_certificates", "_gram_symbol",
+                                            "_lanczos", "_torus", "_torch_graph_bound")}
+
+
+def _has_page(target: str) -> bool:
+    if target in _DERIVATIONS:
+        return True
+    module, _, leaf = target.rpartition(".")
+    if module not in ("sparseconv", "sparseconv.torch"):
+        return False
+    return leaf in importlib.import_module(module).__all__
+
+
+def _private_reference(match: re.Match) -> str:
+    target = match.group(2)
+    name = target.lstrip("~")
+    if _has_page(name):
+        return match.group(0)
+    return f"``{name.rsplit('.', 1)[-1] if target.startswith('~') else name}``"
+
+
 def _fix_docstring(app, what, name, obj, options, lines):
     if not name.startswith("sparseconv"):
+        return
+    if what == "module" and name in _DERIVATIONS:
+        lines[:] = [re.sub(r":(mod|func|meth|attr|class|data):`([^`]+)`", _private_reference,
+                           line) for line in lines]
         return
     section = None
     for i, line in enumerate(lines):

@@ -24,7 +24,7 @@ Numerical Algorithms*, 2nd ed.):
   arithmetic the inner products of length ``k + 1`` take the complex constant above,
   ``gamma(k + 1)`` becoming ``gamma(2k + 6)`` (:func:`cholesky_slack`).
 
-Each formula below then rounds its own result outward (:func:`up`, :func:`down`).
+Each formula of this module then rounds its own result outward (:func:`up`, :func:`down`).
 """
 
 from __future__ import annotations

@@ -522,7 +522,8 @@ def spectral_norm(
     exactly; the lower bound costs a matvec and an rmatvec per Lanczos step. The interval is
     rigorous for the
     layer as given: every bound is computed in float64 and widened by its rounding allowance
-    (a relative ``1e-15`` to ``1e-10``, derived in ``sparseconv._rounding``).
+    (a relative ``1e-15`` to ``1e-10``, derived in :mod:`sparseconv._rounding`; the user
+    guide's "How the bounds are proved" has every derivation).
 
     Examples
     --------

@@ -690,7 +690,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     attained (each output moves by at most the largest change in its window). For a chain (a
     nested ``nn.Sequential``) the network bound multiplies the layers' upper bounds and these
     constants, rounded up. For any other model it follows the model's torch.fx graph
-    (``sparseconv._torch_graph_bound``): each node's bound is its input's times the
+    (:mod:`sparseconv._torch_graph_bound`): each node's bound is its input's times the
     layer's or activation's, a residual sum ``x + f(x)`` adds its branches' bounds, a
     concatenation adds them in quadrature, a reshape, slice or multiplication by a number
     keeps or scales them, a linear function called with constant arguments (``F.avg_pool2d``,

@@ -303,7 +303,7 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     -----
     The embedding grid ``N`` per axis is the smallest multiple of the stride with
     ``N >= n + max(pad_lo, reach)`` and no output reading a wrapped input. The rounding
-    allowance is that of ``sparseconv._rounding.Rounding.top_upper`` (the symbol's
+    allowance is that of ``Rounding.top_upper`` in :mod:`sparseconv._rounding` (the symbol's
     evaluation error ``alpha u W1`` and the SVD's backward error), derived for float64 with
     a backward-stable SVD (LAPACK on CPU).
 

@@ -518,7 +518,7 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     stride 1 or 2 among them) plus a second-order Taylor remainder on wider axes; each
     vertex is proved below the threshold by a Cholesky factorization of its Gram matrix
     (``O(C^3 / 3)`` for ``C`` channels per group). The derivation and the rounding model are
-    in ``sparseconv._torus``. This bound is the
+    in :mod:`sparseconv._torus` (the user guide's "How the bounds are proved"). This bound is the
     one Araujo et al. (AAAI 2021) approximate on a grid (their LipGrid), made rigorous, and
     the limit that Delattre et al.'s (ICML 2024) Gram iteration for zero-padded layers
     bounds from above.
