@@ -12,6 +12,7 @@ module is translated in one place; :func:`_refuse` says which modules are linear
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,63 @@ def is_reshape(module: nn.Module) -> bool:
         is_empty_sequential(module)
 
 
+def _weight_hooks() -> tuple[Any, Any]:
+    """The forward pre-hooks of ``torch.nn.utils.weight_norm`` and ``spectral_norm`` (the
+    old-style, non-parametrization ones): they only recompute a parameter from others (``g v /
+    ||v||``, ``weight_orig / sigma``) before each call, which :func:`parameter` does itself."""
+    return (importlib.import_module("torch.nn.utils.weight_norm").WeightNorm,
+            importlib.import_module("torch.nn.utils.spectral_norm").SpectralNorm)
+
+
+def _hook_name(hook: Any) -> str:
+    return getattr(hook, "__name__", type(hook).__name__)
+
+
+def hook_reason(module: nn.Module, label: str) -> str:
+    """Why ``module``'s output may not be what its class computes from its parameters, or "":
+    a global forward hook or pre-hook (``torch.nn.modules.module``), or one of its own (but
+    the weight recomputations of :func:`_weight_hooks`). A hook can change any input or
+    output; one that only records them cannot be told apart, so both are refused."""
+    from torch.nn.modules import module as torch_module
+
+    if any(getattr(torch_module, name, None) for name in (
+            "_global_forward_hooks", "_global_forward_pre_hooks",
+            "_global_forward_hooks_with_kwargs")):
+        return "a global forward hook is registered (torch.nn.modules.module), which may " \
+               "change every module's output"
+    for hook in module._forward_pre_hooks.values():
+        if not isinstance(hook, _weight_hooks()):
+            return (f"{label} has a forward pre-hook ({_hook_name(hook)}), which may change "
+                    "its input")
+    for hook in module._forward_hooks.values():
+        return f"{label} has a forward hook ({_hook_name(hook)}), which may change its output"
+    return ""
+
+
+def refuse_hooks(module: nn.Module) -> None:
+    """:func:`hook_reason`'s reason as a ``TypeError``, with what to do about it."""
+    why = hook_reason(module, type(module).__name__)
+    if why:
+        raise TypeError(f"{why}: sparseconv.torch reads what the module's class computes; "
+                        "remove the hook first (handle.remove(), on the handle its "
+                        "registration returned)")
+
+
+def parameter(module: nn.Module, name: str) -> torch.Tensor | None:
+    """``module``'s parameter ``name`` as its next call would use it: recomputed here where an
+    old-style ``torch.nn.utils.weight_norm`` or ``spectral_norm`` pre-hook recomputes it
+    before each call (the attribute holds the last call's value, stale after an optimizer
+    step); a parametrization's is computed on access anyway."""
+    weight_norm, spectral_norm = _weight_hooks()
+    hook: Any
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, weight_norm) and hook.name == name:
+            return hook.compute_weight(module)
+        if isinstance(hook, spectral_norm) and hook.name == name:  # (in eval mode: _refuse)
+            return hook.compute_weight(module, do_power_iteration=False)
+    return getattr(module, name)
+
+
 def _refuse(module: nn.Module) -> None:
     name = type(module).__name__
     if is_empty_sequential(module):
@@ -174,9 +232,11 @@ def _refuse(module: nn.Module) -> None:
                         "padding modules")
     stateful = [key for key, p in getattr(module, "parametrizations", {}).items()
                 if any(m.training and next(m.buffers(), None) is not None for m in p)]
+    stateful += [getattr(hook, "name", "weight") for hook in module._forward_pre_hooks.values()
+                 if isinstance(hook, _weight_hooks()[1]) and module.training]
     if stateful:  # spectral_norm's power iteration runs on every read of the weight
-        raise ValueError(f"{name} is in training mode, where its parametrization of "
-                         f"{stateful[0]!r} updates its state on every read (spectral_norm's "
+        raise ValueError(f"{name} is in training mode, where what computes its "
+                         f"{stateful[0]!r} updates its state on every use (spectral_norm's "
                          "power iteration): call .eval() on the model first")
     if isinstance(module, _BATCHNORM):
         if module.training:
@@ -230,12 +290,12 @@ def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _
 def _conv_layer(module, input_shape) -> _Layer:
     name = type(module).__name__
     shape = _input_shape(input_shape, len(module.kernel_size), name)
-    weight = _numpy(module.weight)
+    weight, bias = _numpy(parameter(module, "weight")), parameter(module, "bias")
     kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation,
                   groups=module.groups, padding_mode=module.padding_mode)
     geometry = sc.ConvGeometry.from_weight(weight.shape, shape, **kwargs)
     out = geometry.output_shape
-    offset = None if module.bias is None else np.repeat(_numpy(module.bias), math.prod(out[1:]))
+    offset = None if bias is None else np.repeat(_numpy(bias), math.prod(out[1:]))
     return _Layer(name, shape, out,
                   lambda format: sc.conv_matrix(weight, shape, format=format, **kwargs),
                   offset, lambda: sc.ConvOperator(weight, shape, **kwargs),
@@ -267,7 +327,7 @@ def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:
         raise ValueError(f"{name} supports padding_mode='zeros' only, got "
                          f"{module.padding_mode!r}")
     shape = _input_shape(input_shape, len(module.kernel_size), name)
-    weight = _numpy(module.weight)
+    weight, bias = _numpy(parameter(module, "weight")), parameter(module, "bias")
     output_padding = (module.output_padding if output_size is None
                       else _transpose_output_padding(module, shape, output_size))
     kwargs = dict(stride=module.stride, padding=module.padding, output_padding=output_padding,
@@ -275,7 +335,7 @@ def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:
     out_size = sc.conv_transpose_output_shape(shape[1:], module.kernel_size, module.stride,
                                               module.padding, output_padding, module.dilation)
     out = (module.out_channels, *out_size)
-    offset = None if module.bias is None else np.repeat(_numpy(module.bias), math.prod(out_size))
+    offset = None if bias is None else np.repeat(_numpy(bias), math.prod(out_size))
     # its matrix is the adjoint of a convolution from `out` with the same weight, when that
     # convolution's output is `shape` (output_padding < stride); the spectra are the same
     adjoint_kwargs = dict(stride=module.stride, padding=module.padding,
@@ -293,10 +353,10 @@ def _linear_layer(module, input_shape) -> _Layer:
     if shape[-1] != module.in_features:
         raise ValueError(f"input_shape[-1] must equal in_features={module.in_features} for "
                          f"Linear, got input_shape={shape}")
-    weight = _numpy(module.weight)
+    weight, bias = _numpy(parameter(module, "weight")), parameter(module, "bias")
     lead = math.prod(shape[:-1])
     out = (*shape[:-1], module.out_features)
-    offset = None if module.bias is None else np.tile(_numpy(module.bias), lead)
+    offset = None if bias is None else np.tile(_numpy(bias), lead)
 
     def build(format):
         return sp.kron(sp.eye_array(lead), sp.csr_array(weight), format=format)
@@ -366,8 +426,8 @@ def _batchnorm_scale_shift(module) -> tuple[np.ndarray, np.ndarray]:
     scale = 1.0 / np.sqrt(_numpy(module.running_var) + module.eps)
     shift = -_numpy(module.running_mean) * scale
     if module.affine:
-        scale = scale * _numpy(module.weight)
-        shift = shift * _numpy(module.weight) + _numpy(module.bias)
+        gamma = _numpy(parameter(module, "weight"))
+        scale, shift = scale * gamma, shift * gamma + _numpy(parameter(module, "bias"))
     return scale, shift
 
 

@@ -31,8 +31,16 @@ from sparseconv._torch_layers import (
     _layer,
     _numpy,
     _refuse,
+    parameter,
+    refuse_hooks,
 )
 from sparseconv._typing import SparseFormat
+
+
+def _hookless_layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _Layer:
+    """:func:`_layer` of a module whose output no hook changes (:func:`refuse_hooks`)."""
+    refuse_hooks(module)
+    return _layer(module, input_shape, output_size)
 
 
 def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseFormat = "csr",
@@ -57,10 +65,13 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
     Raises
     ------
     TypeError
-        A module that is not linear or not supported, named.
+        A module that is not linear or not supported, named; a module with a forward hook or
+        pre-hook, or while a global one is registered (a hook can change what the module
+        returns; the weight recomputation of ``torch.nn.utils.weight_norm`` and
+        ``spectral_norm``'s old-style hooks is read as the next call computes it).
     ValueError
-        A module in training mode where that matters (``BatchNorm``, ``Dropout``), or a bad
-        ``input_shape`` or ``output_size``.
+        A module in training mode where that matters (``BatchNorm``, ``Dropout``, a spectral
+        normalisation), or a bad ``input_shape`` or ``output_size``.
 
     Examples
     --------
@@ -75,7 +86,7 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
            [0., 1., 2., 3.],
            [0., 0., 1., 2.]])
     """
-    return _layer(module, input_shape, output_size).build(format)
+    return _hookless_layer(module, input_shape, output_size).build(format)
 
 
 def operator(module: nn.Module, input_shape: Sequence[int], *,
@@ -84,7 +95,7 @@ def operator(module: nn.Module, input_shape: Sequence[int], *,
 
     Matrix-free for convolutions (:class:`sparseconv.ConvOperator`), transposed convolutions
     (:class:`sparseconv.ConvTransposeOperator`) and ``nn.Linear``; the other modules wrap their
-    (small, diagonal or selection) sparse matrix. Arguments as :func:`matrix`.
+    (small, diagonal or selection) sparse matrix. Arguments and errors as :func:`matrix`.
 
     Examples
     --------
@@ -99,7 +110,7 @@ def operator(module: nn.Module, input_shape: Sequence[int], *,
     >>> bool(np.allclose(y, conv(x).detach().numpy().ravel()))
     True
     """
-    return _layer(module, input_shape, output_size).operator()
+    return _hookless_layer(module, input_shape, output_size).operator()
 
 
 def affine(module: nn.Module, input_shape: Sequence[int], *,
@@ -121,7 +132,7 @@ def affine(module: nn.Module, input_shape: Sequence[int], *,
     >>> f([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]).round(4)       # (x - 1) / sqrt(1 + eps)
     array([0., 0., 0., 1., 1., 1.])
     """
-    layer = _layer(module, input_shape, output_size)
+    layer = _hookless_layer(module, input_shape, output_size)
     a = layer.build("csr")
     return sc.AffineMap(a, np.zeros(a.shape[0]) if layer.offset is None else layer.offset)
 
@@ -155,7 +166,7 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     ('fft', True)
     """
     # one module: method="exact" refused where it does not apply, as the arrays refuse it
-    return _layer_norm(_layer(module, input_shape, output_size), strict=True, **kwargs)
+    return _layer_norm(_hookless_layer(module, input_shape, output_size), strict=True, **kwargs)
 
 
 #: The options :func:`spectral_norm` passes on (those of :func:`sparseconv.spectral_norm`).
@@ -206,7 +217,7 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
     >>> sct.singular_values(torch.nn.ZeroPad1d((1, 2)), (1, 3))
     array([1., 1., 1.])
     """
-    layer = _layer(module, input_shape, output_size)
+    layer = _hookless_layer(module, input_shape, output_size)
     if layer.conv is None:
         a = layer.build("csr")
         n = min(a.shape)
@@ -331,7 +342,8 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     ------
     TypeError
         ``conv`` or ``bn`` of another type, or ``bn`` of another rank than ``conv``
-        (``BatchNorm1d`` after a ``Conv2d``), a BatchNorm without running statistics.
+        (``BatchNorm1d`` after a ``Conv2d``), a BatchNorm without running statistics; a
+        forward hook on either (as :func:`matrix`).
     ValueError
         ``bn`` in training mode, mismatched channel counts.
 
@@ -345,6 +357,13 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     >>> bool(torch.allclose(folded.module(x), bn(conv(x)), atol=1e-5))
     True
     """
+    for module in (conv, bn):
+        refuse_hooks(module)
+    return _fold(conv, bn)
+
+
+def _fold(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
+    """:func:`fold_batchnorm`, hooks or not (the report withholds its network bound instead)."""
     if not isinstance(conv, (*_CONV, *_CONV_T)):
         raise TypeError(f"conv must be a Conv1d, Conv2d, Conv3d or a ConvTranspose of those, "
                         f"got {type(conv).__name__}")
@@ -360,7 +379,7 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
         raise ValueError(f"bn.num_features={bn.num_features} must equal conv.out_channels="
                          f"{conv.out_channels}")
     scale, shift = _batchnorm_scale_shift(bn)
-    weight = _numpy(conv.weight)
+    weight, conv_bias = _numpy(parameter(conv, "weight")), parameter(conv, "bias")
     factory: Any = type(conv)  # torch's stubs type the sizes per rank; ours are checked tuples
     options = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                    groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
@@ -372,7 +391,7 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
         options["output_padding"] = conv.output_padding
     else:  # weight (C_out, C_in/g, *k)
         weight = weight * scale.reshape(-1, *([1] * (weight.ndim - 1)))
-    bias = shift + scale * (0.0 if conv.bias is None else _numpy(conv.bias))
+    bias = shift + scale * (0.0 if conv_bias is None else _numpy(conv_bias))
     module = factory(conv.in_channels, conv.out_channels, conv.kernel_size, **options)
     assert module.bias is not None  # built with bias=True
     with torch.no_grad():

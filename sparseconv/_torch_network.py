@@ -19,9 +19,8 @@ from torch import nn
 import sparseconv as sc
 from sparseconv._memory import check_memory
 from sparseconv._torch_graph import _build_graph, _Op
-from sparseconv._torch_layers import (
-    _input_shape,
-)
+from sparseconv._torch_layers import hook_reason
+from sparseconv._torch_trace import _checked
 
 
 def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
@@ -154,9 +153,12 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     ------
     TypeError
         A node that is not linear (``relu``, ``max_pool2d``, a product of two signals) or not
-        mapped, named with its torch.fx node; a model torch.fx cannot trace, with the reason.
+        mapped, named with its torch.fx node; a model torch.fx cannot trace, with the reason;
+        a forward hook or pre-hook on any of its modules, or a global one (as
+        :func:`matrix`).
     ValueError
-        A module in training mode where that matters; shapes that do not fit.
+        The model in training mode (any module but torch's containers, which compute
+        nothing: ``model[:4]`` of an eval model is fine); shapes that do not fit.
 
     Examples
     --------
@@ -180,7 +182,13 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     >>> net.affine().shape
     (3, 128)
     """
-    shape = _input_shape(input_shape, None, type(model).__name__)
+    shape = _checked(model, input_shape, None)
+    for name, module in model.named_modules():
+        why = hook_reason(module, f"module {name!r}" if name else type(model).__name__)
+        if why:
+            raise TypeError(f"network_operator: {why} (the operator would not see it): "
+                            "remove it first (handle.remove(), on the handle its "
+                            "registration returned)")
     ops = _build_graph(model, shape)
     operator_ = _GraphOperator(ops)
     offset = _run(ops, np.zeros((1, *shape)), True).ravel()

@@ -52,11 +52,12 @@ from sparseconv._torch_layers import (
     _POOL,
     _Layer,
     _layer,
+    hook_reason,
     is_leaf,
     is_reshape,
     is_torch_class,
 )
-from sparseconv._torch_module import _layer_norm, _layer_options, fold_batchnorm
+from sparseconv._torch_module import _fold, _layer_norm, _layer_options
 from sparseconv._torch_script import _kind, probe_like
 from sparseconv._torch_trace import TraceRecord, _checked, _first_tensor, _script_trace, trace
 from sparseconv._validation import int_tuple, real_number, worker_count
@@ -327,18 +328,13 @@ def _untrusted(model: nn.Module, before: list[int]) -> str:
     model's own parameters or buffers in place (even if it restored them: their version
     counters, ``before`` the trace's forward, show it) runs other weights than the rows are
     computed from."""
-    from torch.nn.modules import module as torch_module
-
     if isinstance(model, torch.jit.ScriptModule):
         return ""  # (its modules are read off its graph)
-    if any(getattr(torch_module, name, None) for name in (
-            "_global_forward_hooks", "_global_forward_pre_hooks",
-            "_global_forward_hooks_with_kwargs")):
-        return "a global forward hook is registered (torch.nn.modules.module)"
     for name, module in model.named_modules():
         label = f"module {name!r}" if name else type(model).__name__
-        if module._forward_hooks or module._forward_pre_hooks:
-            return f"{label} has a forward hook, which may change its output"
+        why = hook_reason(module, label)
+        if why:
+            return why
         if "forward" in vars(module):
             return f"{label} has a forward of its own set on the instance"
     if _versions(model) != before:
@@ -543,7 +539,7 @@ def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[d
                                record.output_shape)
     if batchnorm is not None:
         # in float64: a float32 module would round the folded weights
-        module = fold_batchnorm(copy.deepcopy(module).double(), batchnorm.module).module
+        module = _fold(copy.deepcopy(module).double(), batchnorm.module).module
         name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
         out = batchnorm.output_shape
     layer = _layer(module, record.input_shape,

@@ -71,8 +71,11 @@ def _checked(model: nn.Module, input_shape, allow_train: bool | None) -> tuple[i
     """``input_shape`` checked; a model in training mode refused unless ``allow_train``
     (``None``: refused, and the caller has no ``allow_train`` to suggest)."""
     shape = _input_shape(input_shape, None, _kind(model))
+    # torch's containers compute nothing of their own: model[:4] of an eval model is a new
+    # Sequential in training mode, its layers still in eval mode
     training = [name or _kind(model) for name, m in model.named_modules()
-                if getattr(m, "training", False)]  # a frozen ScriptModule has none
+                if getattr(m, "training", False)  # a frozen ScriptModule has none
+                and type(m) not in (nn.Sequential, nn.ModuleList, nn.ModuleDict)]
     if training and not allow_train:
         raise ValueError(f"the model is in training mode ({', '.join(training[:3])}"
                          f"{', ...' if len(training) > 3 else ''}): call model.eval() first"

@@ -568,7 +568,7 @@ def test_network_operator_functional_calls():
 
 
 def test_network_operator_of_one_module_and_of_a_chain():
-    conv = nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular").double()
+    conv = nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular").double().eval()
     net = check_network(conv, (2, 5), "conv")
     assert net.names == ("",)
     chain = _networks.randomize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2),
@@ -601,27 +601,28 @@ def test_network_operator_refuses():
     with pytest.raises(TypeError, match="MaxPool2d"):
         sct.network_operator(nn.Sequential(nn.MaxPool2d(2)).eval(), (1, 4, 4))
     with pytest.raises(TypeError, match=r"node 'max_pool2d' \(call_function max_pool2d\)"):
-        sct.network_operator(_Lambda(lambda x: F.max_pool2d(x, 2)), (1, 4, 4))
+        sct.network_operator(_Lambda(lambda x: F.max_pool2d(x, 2)).eval(), (1, 4, 4))
     with pytest.raises(TypeError, match="relu"):
-        sct.network_operator(_Lambda(F.relu), (1, 4))
+        sct.network_operator(_Lambda(F.relu).eval(), (1, 4))
     with pytest.raises(TypeError, match="two signals"):
-        sct.network_operator(Square(), (1, 4))
+        sct.network_operator(Square().eval(), (1, 4))
     with pytest.raises(TypeError, match="torch.fx cannot trace Untraceable"):
-        sct.network_operator(Untraceable(), (1, 4))
+        sct.network_operator(Untraceable().eval(), (1, 4))
     with pytest.raises(TypeError, match="batch"):
-        sct.network_operator(BatchMixer(), (1, 4))
+        sct.network_operator(BatchMixer().eval(), (1, 4))
     with pytest.raises(ValueError, match=r"\.eval\(\)"):
         sct.network_operator(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), (1, 5, 5))
     nested = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.Identity(), nn.BatchNorm2d(2)))
     nested.eval()[1][1].train()  # named by where it is
-    with pytest.raises(ValueError, match=r"module '1.1': BatchNorm2d is in training mode"):
+    with pytest.raises(ValueError, match=r"training mode \(1\.1\): call model\.eval\(\)"):
         sct.network_operator(nested, (1, 5, 5))
     for split in (lambda x: x.split(1, dim=1)[0], lambda x: x.chunk(2, 1)[0],
                   lambda x: x.unbind(1)[0]):  # what is refused, not the output it leads to
         with pytest.raises(TypeError, match="splits the signal into several tensors"):
-            sct.network_operator(_Lambda(split), (2, 3, 3))
+            sct.network_operator(_Lambda(split).eval(), (2, 3, 3))
     with pytest.raises(TypeError, match=r"node 'stack' .* is not linear, or not a call"):
-        sct.network_operator(_Lambda(lambda x: torch.stack([x, x], 1).flatten(1, 2)), (2, 3))
+        sct.network_operator(_Lambda(lambda x: torch.stack([x, x], 1).flatten(1, 2)).eval(),
+                             (2, 3))
 
 
 class _Lambda(nn.Module):
@@ -836,3 +837,84 @@ def test_import_error_says_how_to_install():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert 'pip install "sparseconv[torch]"' in result.stdout
+
+
+def test_hooked_modules_are_refused_where_the_hook_would_be_missed():
+    """A hook can change what a module returns: network_operator ignored a forward pre-hook
+    that doubled a convolution's input (0.79 off) and a forward hook that tripled its output,
+    and matrix() described the unhooked layer. Refused by name, global hooks too."""
+    from torch.nn.modules import module as torch_module
+
+    def model():
+        return nn.Sequential(nn.Conv2d(2, 2, 3)).double().eval()
+
+    doubled = model()
+    doubled[0].register_forward_pre_hook(lambda module, inputs: (2 * inputs[0],))
+    tripled = model()
+    tripled[0].register_forward_hook(lambda module, inputs, output: 3 * output)
+    on_model = model()
+    on_model.register_forward_hook(lambda module, inputs, output: output + 1)
+    for hooked, what in ((doubled, r"module '0' has a forward pre-hook"),
+                         (tripled, r"module '0' has a forward hook"),
+                         (on_model, r"Sequential has a forward hook")):
+        with pytest.raises(TypeError, match=f"network_operator: {what}"):
+            sct.network_operator(hooked, (2, 5, 5))
+    for function in (sct.matrix, sct.operator, sct.affine, sct.spectral_norm,
+                     sct.singular_values):
+        with pytest.raises(TypeError, match=r"Conv2d has a forward pre-hook \(<lambda>\)"):
+            function(doubled[0], (2, 5, 5))
+    bn = nn.BatchNorm2d(2).double().eval()
+    with pytest.raises(TypeError, match="forward hook"):
+        sct.fold_batchnorm(tripled[0], bn)
+    handle = torch_module.register_module_forward_hook(lambda module, inputs, output: output)
+    try:
+        with pytest.raises(TypeError, match="a global forward hook"):
+            sct.matrix(model()[0], (2, 5, 5))
+        with pytest.raises(TypeError, match="a global forward hook"):
+            sct.network_operator(model(), (2, 5, 5))
+    finally:
+        handle.remove()
+    check_network(model(), (2, 5, 5), "no hook")  # (and a removed hook leaves nothing behind)
+
+
+def test_old_style_weight_and_spectral_norm_hooks_are_read_as_their_next_call():
+    """torch.nn.utils.weight_norm and spectral_norm (the pre-parametrization API, still in
+    many saved models) recompute the weight in a forward pre-hook: that hook is trusted, and
+    the weight read as the next call computes it, not the attribute left by the last call."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        normed = nn.utils.weight_norm(nn.Conv2d(2, 3, 3, padding=1)).double().eval()
+        spectral = nn.utils.spectral_norm(nn.Conv2d(3, 3, 3)).double()
+    with torch.no_grad():
+        normed.weight_g.mul_(2.0)  # normed.weight is stale until the next forward
+    check_module(normed, (2, 5, 5), {}, seed=0)
+    with pytest.raises(ValueError, match=r"training mode.*'weight'.*power iteration"):
+        sct.matrix(spectral, (3, 5, 5))
+    spectral.eval()
+    check_module(spectral, (3, 5, 5), {}, seed=1)
+    bn = _networks.randomize(nn.BatchNorm2d(3).double()).eval()
+    x = torch.randn(1, 2, 5, 5, dtype=F64)
+    with torch.no_grad():
+        normed.weight_g.mul_(0.5)  # stale again
+        assert_close(sct.fold_batchnorm(normed, bn).module(x).numpy(), bn(normed(x)).numpy(),
+                     "fold of weight_norm", rtol=1e-12)
+    chain = nn.Sequential(normed, nn.ReLU(), spectral).eval()
+    report = sct.lipschitz_report(chain, (2, 5, 5))
+    assert report.network_upper is not None, report.reason
+    assert_close(sct.network_operator(nn.Sequential(normed).eval(), (2, 5, 5))(
+        x.numpy().ravel()), normed(x).detach().numpy().ravel(), "weight_norm", rtol=1e-10)
+
+
+def test_training_mode_is_refused_by_network_operator_but_not_for_containers():
+    """network_operator analysed a model in training mode silently (trace and the report
+    refuse it); a slice model[:2] of an eval model is a new Sequential in training mode whose
+    layers are all in eval mode: that container computes nothing, and is not held against it."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)).double()
+    with pytest.raises(ValueError, match=r"training mode \(0, 1\)"):
+        sct.network_operator(model, (1, 6, 6))
+    model.eval()
+    part = model[:1]
+    assert part.training
+    check_network(part, (1, 6, 6), "a slice of an eval model")
+    assert [r.name for r in sct.trace(part, (1, 6, 6))] == ["0"]

@@ -309,7 +309,7 @@ def test_a_second_reviews_counterexamples_get_no_bound():
     chain = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.Linear(4, 4, dtype=F64)).eval()
     chain[0].register_forward_pre_hook(lambda module, inputs: (100 * inputs[0],))
     report = sct.lipschitz_report(chain, (4,))
-    assert report.network_upper is None and "forward hook" in report.reason
+    assert report.network_upper is None and "forward pre-hook" in report.reason
 
     class Mutating(_Res):  # (through .data, which has no version counter, it is not seen)
         def forward(self, x):
