@@ -130,7 +130,7 @@ class _GeometryOperator(LinearOperator):
 
     @staticmethod
     def _shaped(x, dims, dimsd, product, what):
-        x = np.asarray(x)
+        x = _numeric(x, what)
         if x.shape == dims:
             return product(x.reshape(-1, 1)).reshape(dimsd)
         if x.ndim == len(dims) + 1 and x.shape[1:] == dims:
@@ -183,7 +183,7 @@ class _GeometryOperator(LinearOperator):
 
     def _columns(self, X, shape, what):
         """``X`` as an ``(n, k)`` array, or ValueError naming the shapes accepted."""
-        X = np.asarray(X)
+        X = _numeric(X, what)
         n = math.prod(shape)
         if X.ndim == 1 and X.shape[0] == n:
             return X.reshape(n, 1)
@@ -217,10 +217,14 @@ class _GeometryOperator(LinearOperator):
                              self.output_shape, self.input_shape, "rmatmat")
 
     def _matvec(self, x):
-        return self._matmat(self._vector(x, self.input_shape, "matvec")).reshape(-1)
+        return self._product(self._vector(x, self.input_shape, "matvec"), self._apply,
+                             self._apply_bytes, self.input_shape, self.output_shape,
+                             "matvec").reshape(-1)
 
     def _rmatvec(self, x):
-        return self._rmatmat(self._vector(x, self.output_shape, "rmatvec")).reshape(-1)
+        return self._product(self._vector(x, self.output_shape, "rmatvec"), self._apply_adjoint,
+                             self._apply_adjoint_bytes, self.output_shape, self.input_shape,
+                             "rmatvec").reshape(-1)
 
     def _vector(self, x, shape, what):
         x = np.asarray(x)
@@ -257,6 +261,14 @@ class _GeometryOperator(LinearOperator):
         layout = "" if self.layout == "channels_first" else f", layout={self.layout!r}"
         return (f"<{type(self).__name__} {self.input_shape} -> {self.output_shape}, "
                 f"dtype={self.dtype}{layout}>")
+
+
+def _numeric(x: ArrayLike, what: str) -> np.ndarray:
+    """``x`` as an array of numbers, or a TypeError (numpy's own would name a ufunc loop)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biufc":
+        raise TypeError(f"{what} expects a numeric array, got dtype {x.dtype}")
+    return x
 
 
 def _batched(dims: tuple[int, ...]) -> str:

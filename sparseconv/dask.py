@@ -65,7 +65,7 @@ from sparseconv._typing import (
     PaddingMode,
     ShapeLike,
 )
-from sparseconv._validation import as_weight, layer_dtype, positive_int, row_range
+from sparseconv._validation import as_weight, is_int, layer_dtype, positive_int, row_range
 
 __all__ = ["ConvOperator", "ConvTransposeOperator", "conv", "conv_matrix", "conv_transpose",
            "to_zarr"]
@@ -354,6 +354,11 @@ def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks") -> tup
     if isinstance(chunks, Sequence) and len(chunks) != len(shape):
         raise ValueError(f"{name} must give the chunks of each of the {len(shape)} spatial axes "
                          f"{shape}, got {chunks!r}")
+    for size in _leaves(chunks):  # before Dask, whose errors name neither
+        if not is_int(size):
+            raise TypeError(f"{name} must be integer chunk sizes, got {chunks!r}")
+        if size < 1:
+            raise ValueError(f"{name} must be positive sizes, got {chunks!r}")
     try:
         normal = da.core.normalize_chunks(chunks, shape)
     except (TypeError, ValueError, ArithmeticError) as exc:
@@ -364,12 +369,25 @@ def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks") -> tup
     return normal
 
 
+def _leaves(chunks) -> list:
+    """The sizes in ``chunks``: an int, or nested sequences of them."""
+    if isinstance(chunks, Sequence) and not isinstance(chunks, str):
+        return [size for part in chunks for size in _leaves(part)]
+    return [chunks]
+
+
+def _numeric(x, name: str) -> None:
+    if np.dtype(x.dtype).kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array, got dtype {x.dtype}")
+
+
 def _as_batch(x, shape: tuple[int, ...], name: str):
     """``x`` (a Dask array, ``shape`` or ``(N, *shape)`` or flat) as ``(N, *shape)``, and the
     function that gives a result the caller's form back."""
     if not isinstance(x, da.Array):
         raise TypeError(f"{name} must be a dask array (dask.array.from_array(x, chunks=...) "
                         f"makes one), got {type(x).__name__}")
+    _numeric(x, name)
     n = math.prod(shape)
     if x.shape == (n,) and len(shape) > 1:
         return x.reshape(shape)[None], lambda y: y[0].reshape(-1)
@@ -419,10 +437,12 @@ class _ChunkedLayer(LinearOperator):
             shape_in, shape_out, chunks_in = shape_out, shape_in, self.output_chunks
         if not isinstance(x, da.Array):  # numpy in, numpy out: scipy's solvers
             x = np.asarray(x)
-            arr = da.from_array(x.reshape(-1, *shape_in) if x.size == math.prod(shape_in)
-                                else x.T.reshape(-1, *shape_in), chunks=(1, -1, *chunks_in))
-            out = self._apply(arr, adjoint).compute()
-            return out.reshape(-1) if x.ndim == 1 else out.reshape(x.shape[1], -1).T
+            _numeric(x, "x")
+            if x.ndim == 2 and x.shape[0] == math.prod(shape_in) and x.shape != shape_in:
+                columns = da.from_array(x.T.reshape(-1, *shape_in), chunks=(1, -1, *chunks_in))
+                return self._apply(columns, adjoint).compute().reshape(x.shape[1], -1).T
+            # flat, shape_in or (N, *shape_in): the Dask forms, computed
+            return self._apply(da.from_array(x, chunks=-1), adjoint).compute()
         batch, restore = _as_batch(x, shape_in, "x")
         batch = batch.rechunk((batch.chunks[0], -1, *chunks_in))
         dtype = np.result_type(self.dtype, batch.dtype)

@@ -166,6 +166,36 @@ def test_functions_keep_the_callers_form():
     assert C.H.H is C and isinstance(C.H.matvec(y), da.Array)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_numpy_arrays_of_every_documented_form(transposed):
+    """A numpy array shaped input_shape came back as a (32, 8) scramble of the right values,
+    and a batch (N, *input_shape) was transposed before its reshape: wrong values. Every form
+    a Dask array takes is now taken from numpy too, and scipy's (n, k) columns still are."""
+    rng = np.random.default_rng(6)
+    if transposed:
+        w = rng.standard_normal((2, 3, 3, 3))
+        kwargs = dict(stride=2, padding=1, output_padding=1)
+        S = sc.ConvTransposeOperator(w, (2, 4, 4), **kwargs)
+        C = sdask.ConvTransposeOperator(w, (2, 4, 4), chunks=2, **kwargs)
+    else:
+        w = rng.standard_normal((4, 2, 3, 3))
+        S = sc.ConvOperator(w, (2, 8, 8), padding=1)
+        C = sdask.ConvOperator(w, (2, 8, 8), chunks=4, padding=1)
+    for product, serial, shape in ((C.matvec, S.apply, S.dims),
+                                   (C.rmatvec, S.apply_adjoint, S.dimsd)):
+        one, batch = rng.standard_normal(shape), rng.standard_normal((3, *shape))
+        assert_close(product(one), serial(one), "one array")
+        assert product(batch).shape == serial(batch).shape
+        assert_close(product(batch), serial(batch), "a batch")
+        assert_close(product(one.ravel()), serial(one).ravel(), "flat")
+        columns = batch.reshape(3, -1).T
+        assert_close(product(columns), serial(batch).reshape(3, -1).T, "columns")
+    with pytest.raises(TypeError, match="x must be a numeric array, got dtype <U1"):
+        C.matvec(np.array(["a"] * C.shape[1]))
+    with pytest.raises(ValueError, match=r"x must have shape .* got shape \(5,\)"):
+        C.matvec(np.ones(5))
+
+
 def test_scipy_solvers_take_the_operator():
     rng = np.random.default_rng(2)
     w = 0.2 * rng.standard_normal((2, 2, 3, 3))  # A^H A + I well conditioned: a few steps
@@ -247,11 +277,13 @@ def test_bad_input_is_refused_by_name():
         sdask.ConvTransposeOperator(w, (1, 8, 8), chunks=4, stride=0)
     for chunks, error in [(None, TypeError), ("4", TypeError), ((4,), ValueError),
                           ((4, 4, 4), ValueError), (0, ValueError), (((3, 3), 8), ValueError),
-                          (-2, ValueError)]:
+                          (-2, ValueError), (4.0, TypeError), (((4, 4.0), 8), TypeError)]:
         with pytest.raises(error, match="chunks"):
             sdask.ConvOperator(w, (1, 8, 8), chunks=chunks)
         with pytest.raises(error, match="chunks"):
             sdask.ConvTransposeOperator(w, (1, 8, 8), chunks=chunks)
+    with pytest.raises(ValueError, match=r"chunks must be positive sizes, got 0$"):
+        sdask.ConvOperator(w, (1, 8, 8), chunks=0)  # (was Dask's "integer division or modulo")
     C = sdask.ConvOperator(w, (1, 8, 8), chunks=4, padding=1)
     with pytest.raises(ValueError, match="x must have shape"):
         C.matvec(da.ones((1, 8, 9), chunks=4))

@@ -187,6 +187,20 @@ def test_underscored_methods_name_the_expected_shape(method, arg):
         getattr(op, method)(arg)
 
 
+@pytest.mark.parametrize("method", ["matvec", "rmatvec", "matmat", "rmatmat", "apply",
+                                    "apply_adjoint"])
+@pytest.mark.parametrize("dtype", ["<U1", object])
+def test_non_numeric_arrays_are_refused_by_name(method, dtype):
+    """Strings or objects gave numpy's "ufunc 'matmul' did not contain a loop" or "Cannot
+    change data-type for array of references"; the message names the method and the dtype."""
+    op = ConvOperator(np.ones((2, 3, 3)), (3, 20), padding=1)
+    n = op.shape[0] if method.startswith(("r", "apply_")) else op.shape[1]
+    shape = {"apply": op.dims, "apply_adjoint": op.dimsd}.get(method, (n,) if "vec" in method
+                                                                 else (n, 2))
+    with pytest.raises(TypeError, match=f"{method} expects a numeric array, got dtype"):
+        getattr(op, method)(np.full(shape, "a", dtype=dtype))
+
+
 def test_bad_layer_arguments_are_rejected_like_conv_matrix():
     with pytest.raises(ValueError, match="padding_mode"):
         ConvOperator(np.ones((2, 3, 3)), (3, 20), padding_mode="wrap")
