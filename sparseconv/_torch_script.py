@@ -115,15 +115,41 @@ class _Modules:
     def __init__(self, model: nn.Module):
         self.model = model
         self.cache: dict[str, tuple[str, nn.Module]] = {}
+        self.last = ""  # the qualified name of the last node's module
 
     def __call__(self, node) -> tuple[str, nn.Module]:
         hierarchy = node.getModuleHierarchy()
-        if hierarchy not in self.cache:
-            self.cache[hierarchy] = self.resolve(hierarchy)
-        return self.cache[hierarchy]
+        if hierarchy in self.cache:
+            found = self.cache[hierarchy]
+        else:
+            try:
+                found = self.cache[hierarchy] = self.resolve(hierarchy)
+            except TypeError:
+                found = self.relative(hierarchy)
+        self.last = found[0]
+        return found
 
-    def resolve(self, hierarchy: str) -> tuple[str, nn.Module]:
-        module, names = self.model, []
+    def relative(self, hierarchy: str) -> tuple[str, nn.Module]:
+        """A hierarchy that TorchScript wrote from an enclosing module's method down: the
+        ``if`` and loops of ``ConvTranspose2d._output_padding`` called with ``output_size``
+        in a nested module say ``up(ConvTranspose2d).SELF(...)`` where their neighbours say
+        ``0(Up).up(ConvTranspose2d)...``. Resolved from the nearest ancestor of the previous
+        node's module that holds it (not cached: another block may hold the same names)."""
+        names = self.last.split(".") if self.last else []
+        ancestors = [self.model]  # (a ScriptModule has no get_submodule)
+        for name in names:
+            ancestors.append(dict(ancestors[-1].named_children())[name])
+        for k in range(len(names), 0, -1):
+            try:
+                name, module = self.resolve(hierarchy, ancestors[k])
+            except TypeError:
+                continue
+            start = ".".join(names[:k])
+            return f"{start}.{name}" if name else start, module
+        return self.resolve(hierarchy)  # (raises the root's error)
+
+    def resolve(self, hierarchy: str, start: nn.Module | None = None) -> tuple[str, nn.Module]:
+        module, names = self.model if start is None else start, []
         for name, kind in _HIERARCHY.findall(hierarchy):
             if name in ("SELF", "UNKNOWN_INSTANCE"):  # a function called inside that forward
                 break

@@ -49,6 +49,18 @@ class Twice(nn.Module):
         return self.act(self.conv(self.act(self.act(x))))
 
 
+class Up(nn.Module):
+    """A decoder step: a transposed convolution called with output_size, inside a module."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+        self.up = nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.up(x, output_size=[self.size, self.size])
+
+
 def zoo_2d() -> nn.Sequential:
     """Every 2-d module sparseconv.torch translates, and every activation it knows."""
     return nn.Sequential(
@@ -104,6 +116,10 @@ NETWORKS = {
     "resnet": (_networks.TinyResNet, (3, 8, 8)),
     "vgg": (_networks.tiny_vgg, (3, 8, 8)),
     "unet": (_networks.TinyUNet, (1, 8, 8)),
+    # TorchScript wrote the ifs and loops of ConvTranspose2d._output_padding with the module
+    # path from "up" down, without "0.": "runs a module 'up' that the model does not hold"
+    "nested_output_size": (lambda: nn.Sequential(Up(6), nn.Conv2d(2, 2, 3, padding=1), Up(12)),
+                           (2, 3, 3)),
     "zoo_2d": (zoo_2d, (2, 9, 9)),
     "zoo_1d": (zoo_1d, (2, 12)),
     "zoo_3d": (zoo_3d, (1, 5, 8, 6)),
@@ -135,13 +151,15 @@ def test_trace_is_the_eager_trace(network, how, tmp_path):
             assert _kind(mine.module) == type(theirs.module).__name__, where
             continue
         assert type(mine.module) is type(theirs.module), where
-        a, b = (sct.affine(r.module, r.input_shape) for r in (mine, theirs))
+        call = ({"output_size": theirs.output_shape[1:]}  # (the eager module's own call's)
+                if isinstance(theirs.module, nn.modules.conv._ConvTransposeNd) else {})
+        a, b = (sct.affine(r.module, r.input_shape, **call) for r in (mine, theirs))
         assert same_matrix(a.matrix, b.matrix) and np.array_equal(a.bias, b.bias), where
 
 
 @pytest.mark.parametrize("how", ["script", "trace"])
 @pytest.mark.parametrize("fold", [False, True])
-@pytest.mark.parametrize("network", ["patches", "resnet", "vgg", "zoo_2d"])
+@pytest.mark.parametrize("network", ["nested_output_size", "patches", "resnet", "vgg", "zoo_2d"])
 def test_report_is_the_eager_report(network, fold, how, tmp_path):
     make, shape = NETWORKS[network]
     model = _networks.randomize(make(), seed=4)
