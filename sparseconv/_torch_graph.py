@@ -164,6 +164,31 @@ def linear_call_module(target, args: list, kwargs: dict) -> nn.Module | None:
     return _functional_module(target, constants).eval()  # type: ignore[union-attr]
 
 
+def linear_call_layer(target, args: list, kwargs: dict, shape: tuple[int, ...]) -> _Layer | None:
+    """The layer of a linear functional call on an input of ``shape`` (without the batch),
+    read in ``torch.fx``'s graph with its constant arguments' values in place: the calls of
+    :func:`linear_call_module`, ``F.pad``, and ``F.linear`` and ``F.conv*d`` by a constant
+    weight (a parameter, say); None for another call, or one whose other arguments are
+    computed from the signal (still nodes)."""
+    if target is F.pad or target is F.linear or target in _CONV_F:
+        args, kwargs = by_keyword(target, args, kwargs, lambda a: torch.Tensor)
+        constants = {k: v for k, v in kwargs.items() if k != "input"}
+        computed: list[torch.fx.Node] = []
+        torch.fx.node.map_arg(list(constants.values()), computed.append)
+        if args or computed or not isinstance(kwargs.get("input"), torch.fx.Node):
+            return None
+        if target is F.pad:
+            mode = constants.get("mode", "constant")
+            if mode not in _PAD_F:
+                raise TypeError(f"F.pad in mode {mode!r} is not one of {tuple(_PAD_F)}")
+            return _padding("F.pad", shape, constants["pad"], _PAD_F[mode],
+                            float(constants.get("value") or 0.0))
+        module = _functional_module(target, constants)
+        return None if module is None else _layer(module.eval(), shape)
+    module = linear_call_module(target, args, kwargs)
+    return None if module is None else _layer(module, shape)
+
+
 def _functional_module(target, kwargs: dict) -> nn.Module | None:
     """The module whose forward is the functional call ``target(**kwargs)`` (input aside)."""
     if target in _POOL_F:
@@ -379,6 +404,10 @@ class _GraphBuilder:
 
     def getitem_op(self, node, i, in_shape, index) -> _Op:
         index = index if isinstance(index, tuple) else (index,)
+        if Ellipsis in index:  # x[..., a:b]: spelled out, so that the batch axis shows
+            at = index.index(Ellipsis)
+            named = sum(part is not None and part is not Ellipsis for part in index)
+            index = (*index[:at], *[slice(None)] * (len(in_shape) + 1 - named), *index[at + 1:])
         if not index or index[0] != slice(None):
             self.refuse(node, "indexes the batch axis (x[:, ...] keeps it)")
         index = tuple(_numpy(v).astype(np.int64) if isinstance(v, torch.Tensor) else v

@@ -13,16 +13,22 @@ in exact rational arithmetic (rounded up once, at the end):
   entries ``r`` times (``r``: the ratio of the sizes, from one forward pass through
   ``torch.fx``'s shape propagation), and counts ``sqrt(r)`` times its ``L``;
 * ``torch.cat``: ``sqrt(sum L_i^2)`` -- its parts are orthogonal;
-* ``c * x``, ``x / c`` for a number ``c``: ``|c| L(x)``;
+* ``c * x``, ``x / c`` for a number ``c``: ``|c| L(x)``; for a constant tensor ``t`` (a
+  parameter or a buffer, entry by entry): ``max |t| L(x)``, ``L(x) / min |t|``, times
+  ``sqrt(r)`` if the signal is broadcast to ``r`` copies;
+* a sum over non-batch axes, ``r`` entries into each output: ``sqrt(r) L(x)``; a mean:
+  ``L(x) / sqrt(r)``; ``F.dropout(x, training=False)``: ``L(x)``;
 * an elementwise activation called as a function (``F.relu``, ``torch.tanh``, ...): its
   constant times its input's; a reshape, permutation or basic slice: its input's;
-* a linear function without parameters (``F.avg_pool2d``, ``F.adaptive_avg_pool2d``,
-  ``F.interpolate``, ``F.pixel_shuffle``, ...) with constant arguments: the certified
-  upper bound of its matrix on the traced shape (``functional``, from the report's own
-  ``spectral_norm`` options), times its input's.
+* a linear function with constant arguments besides the signal (``F.avg_pool2d``,
+  ``F.adaptive_avg_pool2d``, ``F.interpolate``, ``F.pixel_shuffle``, ``F.pad``, and
+  ``F.linear`` or ``F.conv2d`` by a parameter, ...): the certified upper bound of its matrix
+  on the traced shape (``functional``, from the report's own ``spectral_norm`` options), times
+  its input's.
 
 Anything else (a product of two signals, advanced indexing, a function with an argument
-computed from the signal) gives no bound, and the node is named. The rule ``L(f + g) <= L(f) +
+computed from the signal, a reduction over the batch axis, an output that is no single
+tensor) gives no bound, and the node is named. The rule ``L(f + g) <= L(f) +
 L(g)`` and ``L(f o g) <= L(f) L(g)`` make the result a Lipschitz bound of the whole forward.
 """
 
@@ -57,6 +63,60 @@ _KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.sq
 # (not softplus: PyTorch's jumps to the identity above its threshold)
 _ONE = {F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.hardtanh, torch.tanh, F.tanh,
         "relu", "relu_", "tanh", "tanh_"}
+
+
+_DROPOUTS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
+_REDUCTIONS = {torch.sum, torch.mean, "sum", "mean"}
+
+
+def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
+             size: Callable, meta: Callable) -> Fraction | str:
+    """A sum or mean over non-batch axes: each output adds ``r`` inputs of its own (``r`` the
+    ratio of the sizes), so the norm is ``sqrt(r)``, or ``1 / sqrt(r)`` for a mean."""
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if kwargs.get("dtype") is not None:
+        return "reduces to another dtype"
+    ndim = len(meta(source).shape)
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    if dim is None or not all(isinstance(d, int) for d in dims) or any(
+            d % ndim == 0 for d in dims):
+        return "reduces over the batch axis (or over axes it does not name as ints)"
+    whole, part = size(source), size(node)
+    if not whole or not part or whole % part:
+        return "reduces over axes whose sizes are not known"
+    r = Fraction(whole // part)
+    return _sqrt_up(1 / r if node.target in (torch.mean, "mean") else r) * of(source)
+
+
+def _by_tensor(node: torch.fx.Node, signal: Any, tensor: torch.Tensor, divides: bool,
+               kwargs: dict, args: Any, of: Callable, size: Callable) -> Fraction | str:
+    """The signal times (or over) a constant tensor, entry by entry: a diagonal map (after
+    the signal's broadcast to ``r`` copies, ``sqrt(r)``) of norm ``max |t|`` (``1 / min |t|``
+    for a division)."""
+    if divides and (kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
+                    is not None or node.args[0] is not signal):
+        return "divides other than the signal by a constant tensor (or rounds)"
+    if not (tensor.is_floating_point() or tensor.is_complex()) and tensor.dtype != torch.int64:
+        return "multiplies the signal by a tensor that is neither floating nor integer"
+    magnitudes = tensor.detach().abs().to("cpu", torch.float64)
+    if magnitudes.numel() == 0 or not bool(torch.isfinite(magnitudes).all()):
+        return "multiplies the signal by a tensor with non-finite entries"
+    whole, part = size(node), size(signal)
+    if not whole or not part or whole % part:
+        return "multiplies operands whose sizes are not known"
+    repeat = _sqrt_up(Fraction(whole // part))
+    if divides:
+        if tensor.is_complex() or tensor.dtype == torch.int64:
+            return "divides the signal by a complex or integer tensor"
+        smallest = float(magnitudes.min())
+        if smallest == 0:
+            return "divides the signal by a tensor with a zero entry"
+        return repeat * of(signal) / Fraction(smallest)
+    # complex moduli are rounded in their dtype, int64 beyond 2**53 in float64: widened
+    ulp = (torch.finfo(tensor.dtype).eps if tensor.is_complex()
+           else 2.0 ** -52 if tensor.dtype == torch.int64 else 0.0)
+    scale = Fraction(float(magnitudes.max())) * (1 + 4 * Fraction(ulp))
+    return repeat * scale * of(signal)
 
 
 def _activation(target, args: tuple, kwargs: dict) -> Fraction | None:
@@ -125,6 +185,8 @@ class _Probe(ShapeProp):
         super().__init__(module)
         self.versions: dict[torch.fx.Node, tuple[torch.Tensor, int]] = {}
         self.stale: torch.fx.Node | None = None
+        self.signal: set[torch.fx.Node] = set()  # the nodes computed from the input
+        self.constants: dict[torch.fx.Node, Any] = {}  # the others' values (parameters...)
 
     def run_node(self, n: torch.fx.Node) -> Any:
         for a in n.all_input_nodes:
@@ -134,6 +196,10 @@ class _Probe(ShapeProp):
         result = super().run_node(n)
         if isinstance(result, torch.Tensor):
             self.versions[n] = (result, result._version)
+        if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes):
+            self.signal.add(n)
+        elif n.op != "output":
+            self.constants[n] = result
         return result
 
 
@@ -159,10 +225,14 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         with torch.no_grad(), restored_buffers(model):
             # the graph must compute what the model does: torch.fx records `y += z` as a new
             # value, and a name that kept y would read it unchanged in the graph
-            same = _same(recorder.propagate(probe.clone()), model(probe.clone()))
+            theirs = model(probe.clone())
+            same = _same(recorder.propagate(probe.clone()), theirs)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return None, (f"torch.fx cannot trace {type(model).__name__} "
                       f"({type(exc).__name__}: {exc})")
+    if not isinstance(theirs, torch.Tensor):
+        return None, (f"{type(model).__name__} does not return one tensor (it returns a "
+                      f"{type(theirs).__name__}): the bound is of a map to one tensor")
     if recorder.stale is not None:
         return None, (f"node {recorder.stale.name!r} reads a tensor changed in place after it "
                       "was made, which the graph does not show")
@@ -220,7 +290,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             opaque.add(node)  # a size, a shape, a tuple, indices: no signal itself
             continue
         try:
-            found = _bound(node, bound, of, size, meta, factors, functional)
+            found = _bound(node, bound, of, size, meta, factors, functional,
+                           recorder.constants)
         except _Opaque as exc:
             return unsupported(node, f"reads {exc.args[0].name!r}, a value of the signal that "
                                "is no floating tensor")
@@ -233,11 +304,14 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
 def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta: Callable,
            factors: Callable[[str, int, tuple], Factor],
            functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
-           ) -> Fraction | str:
+           constants: dict | None = None) -> Fraction | str:
     """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
-    none."""
-    args: Any = node.args  # (torch.fx types its arguments as any Python value)
-    kwargs: dict[str, Any] = dict(node.kwargs)
+    none. ``constants``: the values of the nodes that do not depend on the input."""
+    constants = constants or {}
+    # (torch.fx types its arguments as any Python value); constants by their values
+    args: Any = torch.fx.node.map_arg(node.args, lambda n: constants.get(n, n))
+    kwargs: dict[str, Any] = dict(torch.fx.node.map_arg(node.kwargs,
+                                                         lambda n: constants.get(n, n)))
     source = args[0] if args else kwargs.get("input")
     if node.op == "call_module":
         signals = [n for n in node.all_input_nodes if n in bound]
@@ -273,6 +347,9 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         other = args[1] if len(args) > 1 else kwargs.get("other")
         tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in bound]
         number = other if tensors == [source] else source
+        if len(tensors) == 1 and isinstance(number, torch.Tensor):  # a constant tensor
+            return _by_tensor(node, tensors[0], number, target in _DIVIDES, kwargs, args, of,
+                              size)
         if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
                 number, bool) or not math.isfinite(number):
             return "multiplies the signal by something other than a finite number"
@@ -287,6 +364,10 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         if not isinstance(parts, (list, tuple)):
             return "concatenates a sequence the graph computes (not a list of tensors)"
         return _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
+    if target in _DROPOUTS and not kwargs.get("training", args[2] if len(args) > 2 else True):
+        return of(source)  # (F.dropout(x, p, training=False): the identity)
+    if target in _REDUCTIONS:
+        return _reduced(node, source, args, kwargs, of, size, meta)
     if target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):
         value = of(source)  # (refused first if the source is no floating tensor)
         if getattr(meta(node), "dtype", None) != getattr(meta(source), "dtype", None):

@@ -119,6 +119,11 @@ def is_leaf(module: nn.Module) -> bool:
                for name, _ in module.named_children())
 
 
+def is_torch_module(module: nn.Module) -> bool:
+    """A module of a class torch defines (or compiles: a ScriptModule), not the user's."""
+    return type(module).__module__.startswith("torch.")
+
+
 def leaf_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """Every leaf of ``model`` (:func:`is_leaf`) with its qualified name, in module order; the
     modules inside a layer's ``parametrizations`` are not leaves of the network."""
@@ -126,6 +131,9 @@ def leaf_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         if any(name == p or name.startswith(p + ".") for p in inside):
             continue
+        if not name and not is_torch_module(module):
+            continue  # a model of the user's own with no submodules: its forward's calls are
+            # functions, not a layer (a torch.nn module alone is its one leaf)
         if parametrize.is_parametrized(module):
             inside.append(f"{name}.parametrizations" if name else "parametrizations")
         if is_leaf(module):

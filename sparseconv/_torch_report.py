@@ -42,7 +42,7 @@ from sparseconv._spectral_norm import (
     circular_norm,
     norms_as_done,
 )
-from sparseconv._torch_graph import linear_call_module
+from sparseconv._torch_graph import linear_call_layer
 from sparseconv._torch_graph_bound import Factor, graph_bound
 from sparseconv._torch_layers import (
     _BATCHNORM,
@@ -56,6 +56,7 @@ from sparseconv._torch_layers import (
     is_leaf,
     is_reshape,
     is_torch_class,
+    is_torch_module,
 )
 from sparseconv._torch_module import _fold, _layer_norm, _layer_options
 from sparseconv._torch_script import _kind, probe_like
@@ -378,10 +379,10 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
 
     def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | str | None:
         try:
-            module = linear_call_module(target, args, kwargs)
-            if module is None:
+            layer = linear_call_layer(target, args, kwargs, call_shape)
+            if layer is None:
                 return None
-            upper = _layer_norm(_layer(module, call_shape), **options).upper
+            upper = _layer_norm(layer, **options).upper
         except MatrixTooLargeError as exc:
             return f"is linear, but its norm's memory is refused: {exc}"
         except (TypeError, ValueError) as exc:  # a mode or a shape the layers do not read
@@ -496,7 +497,8 @@ def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] |
             if found is not None:
                 return found
         return None
-    return None if is_leaf(model) else (name, model)
+    # (a user's module without submodules computes its forward's function calls: no chain)
+    return None if is_leaf(model) and is_torch_module(model) else (name, model)
 
 
 def _is_sequential(model: nn.Module) -> bool:
