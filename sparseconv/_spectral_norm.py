@@ -154,7 +154,7 @@ def _checked(value, lower, upper, method, bounds, converged=True) -> SpectralNor
     return SpectralNorm(value, lower, upper, method, bounds, converged)
 
 
-def _copies(geom: ConvGeometry) -> int:
+def copies_of(geom: ConvGeometry) -> int:
     """The most padded positions that copy one input entry (1 for zero padding).
 
     In closed form per axis, never from the padded map (its size is the padding's): a
@@ -207,7 +207,7 @@ def _dense(weight, geom: ConvGeometry) -> SpectralNorm:
     dense = conv_matrix(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
                         dilation=geom.dilation, groups=geom.groups,
                         padding_mode=geom.padding_mode).toarray()
-    copies = _copies(geom)
+    copies = copies_of(geom)
     rounding = Rounding.of(weight, geom.groups, copies)
     # (the quotient's allowance, gamma(taps_per_entry) |A|, covers the rounded entries too)
     value, lower, upper = _matrix_interval(dense, rounding)  # upper: the norm of `dense`
@@ -322,7 +322,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     """
     op = _operator(weight, geom)
     check_lanczos_memory(op)  # every stage is sized before the first one starts
-    copies = _copies(geom)  # after the operator, whose scratch memory is checked first
+    copies = copies_of(geom)  # after the operator, whose scratch memory is checked first
     exact_first = False
     if exact_applies(geom):  # zero, reflect or replicate padding: a whole-Gram proof exists
         nbytes, flops = full_bytes_and_flops(geom, weight.dtype.kind == "c")

@@ -43,8 +43,10 @@ from ._certificates import embedding_grid, periodic_geometry
 from ._geometry import ConvGeometry, periodic_padding
 from ._memory import check_memory
 from ._rounding import U, gamma
-from ._symbol import conjugate_pairs, require_periodic, symbol_at
-from ._typing import IntOrTuple, PaddingLike, ShapeLike
+from ._shapes import conv_transpose_output_shape
+from ._spectral_norm import copies_of
+from ._symbol import conjugate_pairs, is_periodic, require_periodic, symbol_at
+from ._typing import IntOrTuple, PaddingLike, PaddingMode, ShapeLike
 from ._validation import int_tuple, positive_int, spatial_size
 
 __all__ = ["circular_singular_values", "circular_spectral_norm", "spectral_norm_upper"]
@@ -259,8 +261,10 @@ def _times_power_of_two(x: torch.Tensor, exponent: int) -> torch.Tensor:
 
 def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
                         stride: IntOrTuple = 1, padding: PaddingLike = 0,
-                        dilation: IntOrTuple = 1, groups: int = 1) -> torch.Tensor:
-    """A certified upper bound on a zero-padded convolution's spectral norm, differentiable.
+                        dilation: IntOrTuple = 1, groups: int = 1,
+                        padding_mode: PaddingMode = "zeros", transposed: bool = False,
+                        output_padding: IntOrTuple = 0) -> torch.Tensor:
+    """A certified upper bound on a convolution's spectral norm, differentiable.
 
     The circulant-embedding bound of :func:`sparseconv.spectral_norm` (its
     ``bounds["circulant"]`` where it computes one: a layer small enough for its dense route
@@ -268,19 +272,31 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     ``nn.Conv*d(..., padding=padding)`` (zero padding) on inputs of spatial size
     ``input_size`` is a restriction of a strided circular layer on a grid large enough that
     nothing wraps around, whose norm -- the largest singular value of its symbol -- bounds
-    the layer's. Computed in float64 (complex128) whatever the weight's
-    dtype and widened by the library's rounding allowance, so the value bounds the norm of
-    the layer as given. Use it as a penalty: its gradient is the gradient of the bound.
+    the layer's. A periodic circular layer is that circular layer itself (the bound is its
+    norm, to rounding); reflect, replicate and other circular padding copy inputs: the layer
+    is ``V P`` with ``V`` unpadded on the padded size and ``||P|| = sqrt(copies)`` (the most
+    copies of one input entry), bounded by ``sqrt(copies)`` times ``V``'s bound
+    (``bounds["padding x circulant"]``). A transposed convolution is the adjoint of the
+    convolution by the same weight from its output size: the same norm. Computed in float64
+    (complex128) whatever the weight's dtype and widened by the library's rounding allowance,
+    so the value bounds the norm of the layer as given. Use it as a penalty: its gradient is
+    the gradient of the bound.
 
     Parameters
     ----------
     weight : torch.Tensor, shape (C_out, C_in/groups, *kernel_size)
-        Real or complex, finite, on any device.
+        Real or complex, finite, on any device; ``(C_in, C_out/groups, *kernel_size)`` for a
+        transposed convolution, as ``nn.ConvTranspose*d`` holds it.
     input_size : int or tuple of int
         The spatial size of the layer's input.
-    stride, padding, dilation, groups
+    stride, padding, dilation, groups, padding_mode
         As ``torch.nn.Conv*d`` (``padding`` an int, a tuple, ``"same"`` or ``"valid"``;
         sparseconv's per-side pairs too).
+    transposed : bool
+        The layer is ``nn.ConvTranspose*d(..., stride, padding, output_padding, groups,
+        dilation)`` (zero padding only, as in PyTorch).
+    output_padding : int or tuple of int
+        A transposed convolution's, as ``nn.ConvTranspose*d``'s.
 
     Returns
     -------
@@ -319,8 +335,8 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     True
     """
     weight = _weight(weight)
-    geometry = _geometry(weight, input_size, stride, padding, dilation, groups, "zeros")
-    periodic = periodic_geometry(tuple(weight.shape), geometry, embedding_grid(geometry))
+    periodic, copies = _upper_geometry(weight, input_size, stride, padding, dilation, groups,
+                                       padding_mode, transposed, output_padding)
     w = weight.to(torch.complex128 if weight.is_complex() else torch.float64)
     top = w.detach().abs().max().item()
     if top == 0.0:
@@ -339,9 +355,49 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     ndim = w.ndim - 2
     alpha = 2 * math.pi * ndim * (ndim + 4) + 2 + 3 * (k + 2)
     symbol_error = alpha * U * w1 * (1 + gamma(8))
-    rows, cols = geometry.symbol_block
+    rows, cols = periodic.symbol_block
     m, n = max(rows, cols), min(rows, cols)
     frob = w1 + symbol_error
     beta = 2 * (m + 2) + n * n + 1
     bound = (torch.sqrt(sigma * sigma + beta * U * frob * frob) + symbol_error) * (1 + gamma(8))
+    if copies > 1:  # times ||P|| = sqrt(copies), both rounded up
+        bound = bound * (math.sqrt(copies) * (1 + gamma(4)))
     return _times_power_of_two(bound, exponent)
+
+
+def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation, groups,
+                    padding_mode, transposed, output_padding) -> tuple[ConvGeometry, int]:
+    """The circular layer whose norm bounds the layer's, and the copies ``||P||^2`` of a
+    padding that copies inputs (1 for zero padding and periodic layers)."""
+    if not isinstance(transposed, bool):
+        raise TypeError(f"transposed must be a bool, got {transposed!r}")
+    if transposed:  # the adjoint of the convolution from the output size, by the same weight
+        if padding_mode != "zeros":
+            raise ValueError(f"a transposed convolution supports padding_mode='zeros' only, as "
+                             f"in PyTorch, got {padding_mode!r}")
+        size = spatial_size(input_size, "input_size")
+        kernel = tuple(weight.shape[2:])
+        output = conv_transpose_output_shape(size, kernel, stride, padding, output_padding,
+                                             dilation)
+        geometry = _geometry(weight, output, stride, padding, dilation, groups, "zeros")
+        if tuple(geometry.output_size) != tuple(size):  # output_padding >= stride (dilated)
+            raise ValueError(f"with output_padding={output_padding!r} not below stride="
+                             f"{stride!r} the transposed layer is not the adjoint of one "
+                             "convolution by its weight: no circulant bound here (its certified "
+                             "interval: sparseconv.torch.spectral_norm(module, input_shape))")
+    else:
+        int_tuple(output_padding, weight.ndim - 2, "output_padding", 0)
+        if output_padding not in (0, (0,) * (weight.ndim - 2)):
+            raise ValueError("output_padding applies to a transposed convolution only "
+                             "(transposed=True)")
+        geometry = _geometry(weight, input_size, stride, padding, dilation, groups,
+                             padding_mode)
+    if geometry.padding_mode == "zeros":
+        return periodic_geometry(tuple(weight.shape), geometry, embedding_grid(geometry)), 1
+    if is_periodic(geometry):
+        return geometry, 1
+    padded = (geometry.in_channels, *(a.padded_size for a in geometry.axes))
+    valid = ConvGeometry.from_weight(tuple(weight.shape), padded, stride=geometry.stride,
+                                     dilation=geometry.dilation, groups=geometry.groups)
+    return periodic_geometry(tuple(weight.shape), valid, embedding_grid(valid)), copies_of(
+        geometry)

@@ -139,7 +139,7 @@ def test_the_full_certificate_allows_for_the_band_it_factorizes(monkeypatch, wei
     inputs' side, and its allowance takes at least the band it factorized."""
     import sparseconv._certificates as certificates
     from sparseconv._certificates import full_bound
-    from sparseconv._spectral_norm import _copies
+    from sparseconv._spectral_norm import copies_of
 
     rng = np.random.default_rng(7)
     weight = rng.standard_normal(weight_shape)
@@ -153,7 +153,7 @@ def test_the_full_certificate_allows_for_the_band_it_factorizes(monkeypatch, wei
     dense = conv_matrix(weight, shape, padding_mode="reflect", **kwargs).toarray()
     norm = np.linalg.norm(dense, 2)
     upper = full_bound(weight, geom, norm * (1 - 1e-12), Rounding.of(weight, 1), 1e-7,
-                       copies=_copies(geom))
+                       copies=copies_of(geom))
     assert norm <= upper <= norm * (1 + 1e-6)
     assert factorized and min(allowed) + 1 >= max(factorized), (allowed, factorized)
 

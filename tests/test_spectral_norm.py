@@ -317,7 +317,7 @@ def test_non_finite_weights_are_refused():
 @pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
 def test_padding_copies_in_closed_form_match_np_pad(mode):
     """||P||^2 of the padding is the most copies of one entry; numpy's np.pad is the oracle."""
-    from sparseconv._spectral_norm import _copies
+    from sparseconv._spectral_norm import copies_of
 
     numpy_mode = {"zeros": "constant", "circular": "wrap", "reflect": "reflect",
                   "replicate": "edge"}[mode]
@@ -329,7 +329,7 @@ def test_padding_copies_in_closed_form_match_np_pad(mode):
                                                    padding_mode=mode)
                 padded = np.pad(np.arange(1, n + 1), (lo, hi), mode=numpy_mode)
                 truth = int(np.bincount(padded[padded > 0]).max())
-                assert _copies(geom) == truth, (mode, n, lo, hi)
+                assert copies_of(geom) == truth, (mode, n, lo, hi)
 
 
 def test_sections_that_do_not_fit_are_skipped_not_refused_late(memory_limit):

@@ -95,6 +95,59 @@ def test_upper_bound_is_the_circulant_bound_and_bounds_pytorch():
         assert top <= float(bound), config
 
 
+def test_upper_bound_of_every_padding_mode_and_of_transposed_layers():
+    """spectral_norm_upper read every layer as zero-padded: a reflect-padded all-ones 1-D
+    layer got 3.0 for a norm of 3.11, a ConvTranspose2d (weight passed as a convolution's)
+    0.734 for 0.739. padding_mode= and transposed= now describe those layers; each bound is
+    the numpy path's bound (its "padding x circulant" for padding that copies inputs) and
+    holds PyTorch's own layer's norm (its dense Jacobian)."""
+    ones = torch.ones((1, 1, 3), dtype=F64)
+    assert float(sct.spectral_norm_upper(ones, 6, padding=1, padding_mode="reflect")) >= (
+        np.linalg.norm(sc.conv_matrix(ones.numpy(), (1, 6), padding=1,
+                                      padding_mode="reflect").toarray(), 2))
+    rng = np.random.default_rng(7)
+    for case in range(48):
+        mode = ("zeros", "circular", "reflect", "replicate")[case % 4]
+        ndim = 1 + case % 2
+        k = int(rng.integers(1, 4))
+        c_in, c_out = (int(v) for v in rng.integers(1, 3, 2))
+        n, s = int(rng.integers(k + 1, 7)), int(rng.integers(1, 3))
+        p = int(rng.integers(0, min(k, n - 1) + 1))
+        weight = torch.from_numpy(rng.standard_normal((c_out, c_in, *(k,) * ndim)))
+        kwargs = dict(stride=s, padding=p, padding_mode=mode)
+        config = f"{tuple(weight.shape)} on {n}, {kwargs}"
+        bound = float(sct.spectral_norm_upper(weight, (n,) * ndim, **kwargs))
+        module = getattr(nn, f"Conv{ndim}d")(c_in, c_out, k, bias=False, **kwargs).double()
+        with torch.no_grad():
+            module.weight.copy_(weight)
+        assert np.linalg.norm(sct.matrix(module, (c_in, *(n,) * ndim)).toarray(), 2) <= bound, \
+            config
+        numpy_path = sc.spectral_norm(weight.numpy(), (c_in, *(n,) * ndim), method="bounds",
+                                      **kwargs)
+        if numpy_path.method == "bounds":
+            name = "circulant" if mode == "zeros" else "padding x circulant"
+            assert abs(bound / numpy_path.bounds[name] - 1) <= 1e-12, config
+        transposed = getattr(nn, f"ConvTranspose{ndim}d")(c_out, c_in, k, stride=s, padding=p,
+                                                          output_padding=s - 1,
+                                                          bias=False).double()
+        with torch.no_grad():
+            transposed.weight.copy_(weight)
+        if n * s - 2 * p + k - 1 < 1:
+            continue
+        top = np.linalg.norm(sct.matrix(transposed, (c_out, *(n,) * ndim)).toarray(), 2)
+        assert top <= float(sct.spectral_norm_upper(
+            weight, (n,) * ndim, stride=s, padding=p, output_padding=s - 1, transposed=True)), \
+            config
+    with pytest.raises(ValueError, match="padding_mode='zeros' only"):
+        sct.spectral_norm_upper(ones, 6, padding=1, padding_mode="reflect", transposed=True)
+    with pytest.raises(ValueError, match=r"output_padding applies to a transposed"):
+        sct.spectral_norm_upper(ones, 6, padding=1, output_padding=1)
+    with pytest.raises(TypeError, match="transposed must be a bool"):
+        sct.spectral_norm_upper(ones, 6, transposed="yes")
+    with pytest.raises(ValueError, match="padding_mode"):
+        sct.spectral_norm_upper(ones, 6, padding_mode="mirror")
+
+
 @pytest.mark.parametrize("shape, size, kwargs", [
     ((2, 3, 3), (6,), dict(stride=2)),
     ((2, 1, 2, 3), (4, 3), dict(groups=2, dilation=(1, 2))),
@@ -109,6 +162,9 @@ def test_gradients_pass_gradcheck(shape, size, kwargs):
         lambda w: sct.circular_spectral_norm(w, size, **kwargs), (weight,))
     assert torch.autograd.gradcheck(
         lambda w: sct.spectral_norm_upper(w, size, padding=1, **kwargs), (weight,))
+    assert torch.autograd.gradcheck(  # A = V P: sqrt(copies) times V's bound
+        lambda w: sct.spectral_norm_upper(w, size, padding=1, padding_mode="replicate",
+                                          **kwargs), (weight,))
 
 
 def test_gradient_of_the_norm_is_the_top_singular_pair():
