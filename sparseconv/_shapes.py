@@ -192,10 +192,14 @@ def output_padding_for(
         raise ValueError(f"pass output_size or output_padding, not both: got output_size="
                          f"{output_size!r} and output_padding={output_padding!r}")
     size = int_tuple(output_size, ndim, "output_size", 1)
-    smallest = conv_transpose_output_shape(sizes, kernel, strides, padding, 0, dilation)
-    largest = tuple(m + s - 1 for m, s in zip(smallest, strides))
+    # from the largest: the smallest may be empty where a larger one is not (PyTorch takes
+    # ConvTranspose1d(1, 1, 2, stride=2, padding=1)(x, output_size=[1]) on one input)
+    largest = conv_transpose_output_shape(sizes, kernel, strides, padding,
+                                          tuple(s - 1 for s in strides), dilation)
+    smallest = tuple(big - s + 1 for big, s in zip(largest, strides))  # (may be 0 or less)
     if not all(m <= n <= big for m, n, big in zip(smallest, size, largest)):
-        raise ValueError(f"output_size must lie between {smallest} and {largest} (stride - 1 "
+        low = tuple(max(m, 1) for m in smallest)
+        raise ValueError(f"output_size must lie between {low} and {largest} (up to stride - 1 "
                          f"above the smallest output) for input size {sizes}, got "
                          f"{output_size!r}")
     return tuple(n - m for n, m in zip(size, smallest))

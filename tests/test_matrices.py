@@ -337,6 +337,25 @@ def test_output_size_picks_the_output_padding_as_pytorch_does(seed):
         conv_transpose_matrix(w, x.shape, output_size=smallest, output_padding=1, **options)
 
 
+@requires_torch
+def test_output_size_where_the_smallest_output_is_empty():
+    """PyTorch takes ConvTranspose1d(1, 1, 2, stride=2, padding=1)(x, output_size=[1]) on one
+    input (output_padding 1; without it the output is empty); conv_transpose_matrix refused
+    it, blaming the padding."""
+    w = np.array([[[1.0, 2.0]]])
+    module = torch.nn.ConvTranspose1d(1, 1, 2, stride=2, padding=1, bias=False,
+                                      dtype=torch.float64)
+    module.weight.data = torch.from_numpy(w)
+    expected = module(torch.tensor([[[3.0]]], dtype=torch.float64), output_size=[1])
+    options = dict(stride=2, padding=1, output_size=1)
+    assert_close(conv_transpose_matrix(w, (1, 1), **options) @ [3.0],
+                 expected.detach().numpy().ravel(), "matrix")
+    assert_close(sparseconv.ConvTransposeOperator(w, (1, 1), **options) @ np.array([3.0]),
+                 expected.detach().numpy().ravel(), "operator")
+    with pytest.raises(ValueError, match=r"output_size must lie between \(1,\) and \(1,\)"):
+        conv_transpose_matrix(w, (1, 1), stride=2, padding=1, output_size=2)
+
+
 @pytest.mark.parametrize("stride, dilation, kernel", [(1, 1, (3, 4)), (2, 1, (3, 3)),
                                                       (2, 2, (2, 3)), ((1, 2), 1, (4, 1))])
 def test_padding_none_is_the_spectra_periodic_layer(stride, dilation, kernel):
