@@ -433,10 +433,13 @@ def _checked_layer(weight, input_shape, stride, padding, dilation, groups, paddi
                                   padding_mode)
     if method == "fft" and not is_periodic(geom):
         raise ValueError(f"method='fft' needs {not_periodic(geom)}")
-    if method == "exact" and not exact_applies(geom):
-        raise ValueError("method='exact' needs zero, reflect or replicate padding, or a "
-                         f"periodic layer, got padding_mode={geom.padding_mode!r} on a layer "
-                         f"that is not periodic; periodic needs {not_periodic(geom)}")
+    if method == "exact" and not exact_applies(geom) and not (
+            all(k == 1 for k in geom.kernel_size) or dense_is_affordable(*geom.shape)):
+        # (a 1x1 kernel and a layer small enough for a dense SVD take those exact routes)
+        raise ValueError("method='exact' needs zero, reflect or replicate padding, a "
+                         "periodic layer, a 1x1 kernel or a layer small enough for a dense "
+                         f"SVD, got padding_mode={geom.padding_mode!r} on a layer that is none "
+                         f"of these; periodic needs {not_periodic(geom)}")
     return weight, geom
 
 
@@ -499,8 +502,10 @@ def spectral_norm(
     Raises
     ------
     ValueError
-        Invalid layer arguments, ``method`` or ``tol``, non-finite weights, or ``"fft"`` for a
-        layer that is not periodic.
+        Invalid layer arguments, ``method`` or ``tol``, non-finite weights, ``"fft"`` for a
+        layer that is not periodic, or ``"exact"`` for circular padding that is not
+        periodic on a layer neither 1x1 nor small enough for a dense SVD (its reads wrap
+        around the grid: no whole-Gram proof).
     MatrixTooLargeError
         A stage that cannot fit the memory limit, before it starts.
     RuntimeError

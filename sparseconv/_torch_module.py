@@ -145,8 +145,8 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     (its weight, a 1x1 convolution), BatchNorm (a depthwise 1x1 convolution) and average
     pooling without ``ceil_mode`` or excluded padding go to :func:`sparseconv.spectral_norm`;
     ``kwargs`` (``method``, ``tol``, ``executor``, ``progress``) are passed on, any other
-    keyword is refused (as is ``method="exact"`` for circular padding that is not periodic,
-    which :func:`sparseconv.spectral_norm` refuses; :func:`lipschitz_report` takes the
+    keyword is refused (as is ``method="exact"`` for circular padding that is not periodic
+    on a layer neither 1x1 nor small, which :func:`sparseconv.spectral_norm` refuses; :func:`lipschitz_report` takes the
     default route for such a layer instead). The other modules (padding, interpolation, the
     remaining pooling layers) are bounded from their explicit matrix -- on one channel where
     the module acts on each alike -- with the same ``method`` and ``tol``: a dense SVD

@@ -499,10 +499,17 @@ def test_method_exact_takes_the_exact_routes_and_refuses_other_paddings(memory_l
                          method="exact").method == "fft"
     assert spectral_norm(w, (3, 8, 8), padding=1, method="exact").method == "dense"
     assert spectral_norm(w[:, :, :1, :1], (3, 8, 8), method="exact").method == "1x1"
+    # a 1x1 kernel and a small layer take their exact routes whatever the padding (they were
+    # refused for circular padding that is not periodic, against the README's promise)
+    assert spectral_norm(w, (3, 8, 8), padding=2, padding_mode="circular",
+                         method="exact").method == "dense"
+    assert spectral_norm(w[:, :, :1, :1], (3, 8, 8), padding=1, padding_mode="circular",
+                         method="exact").method == "1x1"
     with pytest.raises(ValueError, match="method='exact' needs zero, reflect or replicate "
-                       "padding, or a periodic layer, got padding_mode='circular' on a layer "
-                       "that is not periodic; periodic needs a periodic layer: total padding"):
-        spectral_norm(w, (3, 8, 8), padding=2, padding_mode="circular", method="exact")
+                       "padding, a periodic layer, a 1x1 kernel or a layer small enough for a "
+                       "dense SVD, got padding_mode='circular' on a layer that is none of "
+                       "these; periodic needs a periodic layer: total padding"):
+        spectral_norm(w, (3, 64, 64), padding=2, padding_mode="circular", method="exact")
     memory_limit(50_000_000)  # the whole Gram of 64 channels on 24x24 (1.9 GB) does not fit
     with pytest.raises(sc.MatrixTooLargeError, match="method='exact'"):
         spectral_norm(np.ones((64, 64, 3, 3)), (64, 24, 24), padding=1, method="exact")
@@ -774,7 +781,8 @@ def test_spectral_norms_refuses_bad_layers_before_any_work():
     with pytest.raises(TypeError, match="workers must be an int"):
         sc.spectral_norms([good], workers=True)
     with pytest.raises(ValueError, match=r"layers\[1\]: method='exact' needs zero, reflect"):
-        sc.spectral_norms([good, dict(good, padding=2, padding_mode="circular")], method="exact")
+        sc.spectral_norms([good, dict(good, input_shape=(2, 80, 80), padding=2,
+                                      padding_mode="circular")], method="exact")
     with pytest.raises(ValueError, match="method must be one of"):
         sc.spectral_norms([good], method="lanczos")
     assert sc.spectral_norms([]) == []

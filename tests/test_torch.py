@@ -690,11 +690,12 @@ def test_method_exact_on_one_module_is_refused_where_the_arrays_refuse_it():
     conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular")  # 6x6: periodic
     assert sct.spectral_norm(conv, (2, 6, 6), method="exact").method == "fft"
     not_periodic = nn.Conv2d(2, 2, 3, stride=2, padding=1, padding_mode="circular")
+    with pytest.raises(ValueError, match="method='exact' needs"):  # (too large for dense)
+        sc.spectral_norm(not_periodic.weight.detach().numpy(), (2, 63, 63), stride=2,
+                         padding=1, padding_mode="circular", method="exact")
     with pytest.raises(ValueError, match="method='exact' needs"):
-        sc.spectral_norm(not_periodic.weight.detach().numpy(), (2, 7, 7), stride=2, padding=1,
-                         padding_mode="circular", method="exact")
-    with pytest.raises(ValueError, match="method='exact' needs"):
-        sct.spectral_norm(not_periodic, (2, 7, 7), method="exact")
+        sct.spectral_norm(not_periodic, (2, 63, 63), method="exact")
+    assert sct.spectral_norm(not_periodic, (2, 7, 7), method="exact").method == "dense"
     # a network's layer takes the default route instead (README: lipschitz_report)
     report = sct.lipschitz_report(nn.Sequential(not_periodic).eval(), (2, 7, 7), method="exact")
     assert list(report)[0]["method"] in ("dense", "bounds")
