@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._formats import in_format
 from ._geometry import AxisGeometry, ConvGeometry
 from ._matrices import _assemble_csr, matrix_bytes
 from ._memory import USE_OPERATOR, check_memory
@@ -310,4 +311,4 @@ def _blocks(geom, weight, dtype, block_rows, format):
     # a generator of its own, so that conv_matrix_blocks validates when called, not when iterated
     for start in range(0, geom.shape[0], block_rows):
         rows = slice(start, min(start + block_rows, geom.shape[0]))
-        yield rows, row_block(geom, weight, dtype, rows).asformat(format)
+        yield rows, in_format(row_block(geom, weight, dtype, rows), format)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._formats import in_format
 from ._geometry import AxisSegment, ConvGeometry
 from ._layout import assemble_channels_last, channels_last_bytes, checked_blocksize
 from ._memory import USE_OPERATOR, check_memory
@@ -180,8 +181,8 @@ def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, format: st
         if rows % blocksize[0] or cols % blocksize[1]:
             raise ValueError(f"blocksize={blocksize} must divide the shape {(rows, cols)} of "
                              "the matrix")
-        return matrix.tobsr(blocksize=blocksize)
-    return matrix.asformat(format)
+        return in_format(matrix, format, blocksize)
+    return in_format(matrix, format)
 
 
 def _assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
@@ -206,7 +207,7 @@ def _assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dt
                               copy=False)
         matrix.has_sorted_indices = True
         matrix.has_canonical_format = True
-    return (matrix.T if transposed else matrix).asformat(format)
+    return in_format(matrix.T if transposed else matrix, format)
 
 
 def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
@@ -392,7 +393,7 @@ def conv_matrix(
     if rows is not None:
         from ._blocks import row_block  # it assembles with this module's code
         _rows_layout(layout, blocksize)
-        return row_block(geom, weight, layer_dtype(weight, dtype), rows).asformat(format)
+        return in_format(row_block(geom, weight, layer_dtype(weight, dtype), rows), format)
     return assemble(geom, weight, layer_dtype(weight, dtype), format, layout=layout,
                     blocksize=blocksize)
 
@@ -475,7 +476,7 @@ def conv_transpose_matrix(
     if rows is not None:
         from ._blocks import row_block
         _rows_layout(layout, blocksize)
-        return row_block(geom, weight, layer_dtype(weight, dtype), rows,
-                         transposed=True).asformat(format)
+        return in_format(row_block(geom, weight, layer_dtype(weight, dtype), rows,
+                                   transposed=True), format)
     return assemble(geom, weight, layer_dtype(weight, dtype), format, transposed=True,
                     layout=layout, blocksize=blocksize)

@@ -14,6 +14,7 @@ import functools
 
 import numpy as np
 
+from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._matrices import assemble, check_format, format_bytes, matrix_bytes
 from ._typing import (
@@ -141,7 +142,7 @@ def avg_pool_matrix(
     exact_in(dtype, 1.0 / divisor, "avg_pool_matrix's entries 1/divisor")
     if dtype.kind in "fc":  # an integer dtype passed exact_in: every divisor is 1
         matrix.data /= np.repeat(divisor, np.diff(matrix.indptr)).astype(dtype)
-    return matrix.asformat(format)
+    return in_format(matrix, format)
 
 
 def _ceil_extra(n: int, k: int, s: int, lo: int, hi: int) -> int:

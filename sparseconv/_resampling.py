@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ._formats import in_format
 from ._memory import check_sparse_memory
 from ._typing import DTypeLike, IntOrTuple, ShapeLike, SparseArray, SparseFormat
 from ._validation import (
@@ -73,7 +74,7 @@ def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str
     check_sparse_memory(channels * math.prod(a.nnz for a in axes), rows, dtype, what)
     matrix = functools.reduce(lambda a, b: sp.kron(a, b, format="csr"), axes,
                               sp.eye_array(channels, format="csr"))
-    return sp.csr_array(matrix, dtype=dtype).asformat(format)
+    return in_format(sp.csr_array(matrix, dtype=dtype), format)
 
 
 def _axis_matrix(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, m: int, n: int):
@@ -333,7 +334,7 @@ def _permutation(source: np.ndarray, format: str, dtype, what: str) -> SparseArr
     index = sp.get_index_dtype(maxval=n)
     matrix = sp.csr_array((np.ones(n, dtype=dtype), source.ravel().astype(index),
                            np.arange(n + 1, dtype=index)), shape=(n, n))
-    return matrix.asformat(format)
+    return in_format(matrix, format)
 
 
 def _shuffle_shape(input_shape) -> tuple[int, int, int]:

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._matrices import check_addressable, check_format, format_bytes
 from ._memory import USE_OPERATOR, check_memory
@@ -62,7 +63,7 @@ def _selection(geom: ConvGeometry, dtype, format: str,
     indptr = np.concatenate(([0], np.cumsum(hit)))
     matrix = sp.csr_array((np.ones(columns.size, dtype), columns, indptr),
                           shape=(rows, channels * n_in))
-    return matrix.asformat(format)
+    return in_format(matrix, format)
 
 
 def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOrTuple = 1,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._matrices import check_format, conv_matrix, format_bytes
 from ._memory import check_memory
@@ -168,7 +169,7 @@ def toeplitz_matrix(kernel: ArrayLike, n: int, mode: ConvMode = "full", *,
     _check_memory(kernel.size * max(n, rows), (rows, int(n)), dtype, format,
                   f"the {rows} x {n} Toeplitz matrix")
     offsets = first - np.arange(kernel.size)
-    return _diagonals(kernel.astype(dtype), offsets, (rows, int(n))).asformat(format)
+    return in_format(_diagonals(kernel.astype(dtype), offsets, (rows, int(n))), format)
 
 
 def _geometry_2d(kernel, input_size, padding, padding_mode="zeros") -> ConvGeometry:
@@ -233,7 +234,7 @@ def doubly_block_toeplitz(kernel: ArrayLike, input_size: ShapeLike, mode: ConvMo
                   f"the {rows0 * rows1} x {n0 * n1} doubly block Toeplitz matrix", copies=4)
     blocks = [_diagonals(row.astype(dtype), first1 - np.arange(m1), (rows1, n1)) for row in kernel]
     shifts = [_diagonals(np.ones(1, dtype), [first0 - j], (rows0, n0)) for j in range(m0)]
-    return _kron_sum(shifts, blocks).asformat(format)
+    return in_format(_kron_sum(shifts, blocks), format)
 
 
 def _circulant(column: np.ndarray) -> sp.csr_array:
@@ -305,8 +306,8 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
     shifts = [_circulant(np.eye(1, n0, j, dtype=dtype).ravel()) for j in lags]  # type: ignore[call-overload]
     blocks = [_circulant(column[j]) for j in lags]
     if not blocks:  # an all-zero kernel
-        return sp.csr_array((n0 * n1, n0 * n1), dtype=dtype).asformat(format)
-    return _kron_sum(shifts, blocks).asformat(format)
+        return in_format(sp.csr_array((n0 * n1, n0 * n1), dtype=dtype), format)
+    return in_format(_kron_sum(shifts, blocks), format)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import sparseconv as sc
+from sparseconv._formats import in_format
 from sparseconv._resampling import MODES as INTERPOLATION_MODES
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._shapes import output_padding_for
@@ -410,7 +411,7 @@ def _pool_layer(module, input_shape) -> _Layer:
         weight = np.full((shape[0], 1, *kernel), 1.0 / math.prod(kernel))
         conv = (weight, shape, dict(stride=module.stride, padding=module.padding,
                                     groups=shape[0]))
-    return _Layer(name, shape, out, lambda format: matrix.asformat(format), conv=conv)
+    return _Layer(name, shape, out, lambda format: in_format(matrix, format), conv=conv)
 
 
 def _pool_output_size(size, kwargs, ndim) -> tuple[int, ...]:
@@ -452,7 +453,7 @@ def _batchnorm_layer(module, input_shape) -> _Layer:
     diagonal = np.repeat(scale, spatial)
     channels = shape[0]
     return _Layer(name, shape, shape,
-                  lambda format: sp.diags_array(diagonal).asformat(format),
+                  lambda format: in_format(sp.diags_array(diagonal), format),
                   np.repeat(shift, spatial), None,
                   (scale.reshape(channels, 1, 1), (channels, 1), {"groups": channels}), spatial)
 
@@ -497,7 +498,7 @@ def _padding(name: str, shape: tuple[int, ...], sides: Sequence[int], mode: Padd
         if any(lo < 0 or hi < 0 for lo, hi in pairs):
             crop = functools.reduce(lambda x, y: sp.kron(x, y, format="csr"), cut)
             a = a @ crop if first else crop @ a
-        return sp.csr_array(a).asformat(format)
+        return in_format(sp.csr_array(a), format)
 
     offset = None
     if value:  # ConstantPad with a fill value: the pad entries are an offset
@@ -526,7 +527,7 @@ def _resample_layer(module, input_shape) -> _Layer:
         shape = _input_shape(input_shape, 2, name)
         matrix = sc.pixel_unshuffle_matrix(shape, module.downscale_factor)
     out = _resampled_shape(module, shape, matrix.shape[0])
-    return _Layer(name, shape, out, lambda format: matrix.asformat(format))
+    return _Layer(name, shape, out, lambda format: in_format(matrix, format))
 
 
 def _patch_layer(module, input_shape) -> _Layer:
@@ -546,14 +547,14 @@ def _patch_layer(module, input_shape) -> _Layer:
         columns = (source[:, None] * size + np.arange(size)).ravel()
         n = math.prod(shape)
         matrix = sp.csr_array((np.ones(n), (np.arange(n), columns)), shape=(n, n))
-        return _Layer(name, shape, shape, lambda format: matrix.asformat(format))
+        return _Layer(name, shape, shape, lambda format: in_format(matrix, format))
     options = dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
     if isinstance(module, nn.Unfold):
         shape = _input_shape(input_shape, 2, name)
         matrix = sc.im2col_matrix(shape, module.kernel_size, **options)
         rows = shape[0] * math.prod(int_tuple(module.kernel_size, 2, "kernel_size", 1))
         out = (rows, matrix.shape[0] // rows)
-        return _Layer(name, shape, out, lambda format: matrix.asformat(format))
+        return _Layer(name, shape, out, lambda format: in_format(matrix, format))
     shape = _input_shape(input_shape, 1, name)  # (C * prod(kernel), L)
     taps = math.prod(int_tuple(module.kernel_size, 2, "kernel_size", 1))
     if shape[0] % taps:
@@ -567,7 +568,7 @@ def _patch_layer(module, input_shape) -> _Layer:
                          f"blocks, so input_shape must be ({shape[0]}, "
                          f"{patches.shape[0] // shape[0]}), got {shape}")
     matrix = patches.T.tocsr()
-    return _Layer(name, shape, out, lambda format: matrix.asformat(format))
+    return _Layer(name, shape, out, lambda format: in_format(matrix, format))
 
 
 def _resampled_shape(module, shape, rows: int) -> tuple[int, ...]:

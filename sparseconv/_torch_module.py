@@ -142,19 +142,19 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     """The spectral norm of a module's matrix, with a certified interval.
 
     Convolutions, transposed convolutions (through their adjoint convolution), ``nn.Linear``
-    (its weight, a 1x1 convolution), BatchNorm (a depthwise 1x1 convolution) and average
-    pooling without ``ceil_mode`` or excluded padding go to :func:`sparseconv.spectral_norm`;
-    ``kwargs`` (``method``, ``tol``, ``executor``, ``progress``) are passed on, any other
-    keyword is refused (as is ``method="exact"`` for circular padding that is not periodic
-    on a layer neither 1x1 nor small, which :func:`sparseconv.spectral_norm` refuses; :func:`lipschitz_report` takes the
-    default route for such a layer instead). The other modules (padding, interpolation, the
-    remaining pooling layers) are bounded from their explicit matrix -- on one channel where
-    the module acts on each alike -- with the same ``method`` and ``tol``: a dense SVD
-    certified by a Cholesky factorization where that is affordable (method ``"dense"``, as
-    ``"auto"`` chooses it); else ARPACK's top singular vector to ``tol`` below and
-    ``sqrt(||A||_1 ||A||_inf)`` above (exact for a padding, whose ``A^T A`` is diagonal;
-    method ``"bounds"``, with ``bounds["schur"]``, ``converged`` saying whether ARPACK met
-    ``tol``), both widened for rounding.
+    (its weight, a 1x1 convolution), BatchNorm (a depthwise 1x1 convolution) and average pooling
+    without ``ceil_mode`` or excluded padding go to :func:`sparseconv.spectral_norm`; ``kwargs``
+    (``method``, ``tol``, ``executor``, ``progress``) are passed on, any other keyword is
+    refused (as is ``method="exact"`` for circular padding that is not periodic on a layer
+    neither 1x1 nor small, which :func:`sparseconv.spectral_norm` refuses;
+    :func:`lipschitz_report` takes the default route for such a layer instead). The other
+    modules (padding, interpolation, the remaining pooling layers) are bounded from their
+    explicit matrix -- on one channel where the module acts on each alike -- with the same
+    ``method`` and ``tol``: a dense SVD certified by a Cholesky factorization where that is
+    affordable (method ``"dense"``, as ``"auto"`` chooses it); else ARPACK's top singular vector
+    to ``tol`` below and ``sqrt(||A||_1 ||A||_inf)`` above (exact for a padding, whose ``A^T A``
+    is diagonal; method ``"bounds"``, with ``bounds["schur"]``, ``converged`` saying whether
+    ARPACK met ``tol``), both widened for rounding.
 
     Examples
     --------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._matrices import check_format, conv_matrix
 from ._selection import stride_matrix
@@ -140,4 +141,4 @@ def fractionally_strided(
     upsample = stride_matrix((c_in, *inserted), geom.stride, dtype=layer_dtype(weight, dtype))
     direct = conv_matrix(transpose_kernel(weight, groups), (c_in, *inserted), padding=pads,
                          dilation=geom.dilation, groups=groups, format=format, dtype=dtype)
-    return direct, upsample.T.asformat(format)
+    return direct, in_format(upsample.T, format)
