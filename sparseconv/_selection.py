@@ -66,9 +66,9 @@ def _selection(geom: ConvGeometry, dtype, format: str,
     return in_format(matrix, format)
 
 
-def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOrTuple = 1,
+def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, *, stride: IntOrTuple = 1,
                   padding: PaddingLike = 0, dilation: IntOrTuple = 1,
-                  padding_mode: PaddingMode = "zeros", *, format: SparseFormat = "csr",
+                  padding_mode: PaddingMode = "zeros", format: SparseFormat = "csr",
                   dtype: DTypeLike = np.float64,
                   layout: Layout = "channels_first") -> SparseArray:
     """The 0/1 matrix ``P`` that gathers the patches of an input (im2col, ``unfold``).
@@ -78,7 +78,10 @@ def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOr
     input_shape : tuple of int
         ``(C, *spatial)``.
     kernel_size, stride, dilation, padding, padding_mode
-        As for :func:`sparseconv.conv_matrix`.
+        As for :func:`sparseconv.conv_matrix`. All but ``kernel_size`` are keywords:
+        ``torch.nn.functional.unfold(input, kernel_size, dilation, padding, stride)`` takes
+        them in another order, and ``im2col_matrix(shape, 3, 2)`` would mean a stride there
+        and a dilation here.
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, default float64
     layout : {"channels_first", "channels_last"}

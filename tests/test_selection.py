@@ -37,8 +37,8 @@ def test_im2col_matches_unfold(seed):
                          max_size=7)
     kw = layer.kwargs
     kernel = layer.weight.shape[2:]
-    P = im2col_matrix(layer.input_shape, kernel, kw["stride"], kw["padding"], kw["dilation"],
-                      kw["padding_mode"])
+    P = im2col_matrix(layer.input_shape, kernel, stride=kw["stride"], padding=kw["padding"],
+                      dilation=kw["dilation"], padding_mode=kw["padding_mode"])
     x = rng.standard_normal(layer.input_shape)
     pads = per_side(kw["padding"], kernel, (kw["dilation"],) * 2 if isinstance(
         kw["dilation"], int) else kw["dilation"])
@@ -212,3 +212,10 @@ def test_a_selection_beyond_int64_columns_is_refused_by_name(build):
     overflowed numpy (OverflowError) instead of a ValueError naming input_shape."""
     with pytest.raises(ValueError, match="input_shape=.*int64 indices"):
         build()
+
+
+def test_the_layer_arguments_are_keywords():
+    """F.unfold(input, kernel_size, dilation, padding, stride) orders them otherwise: a
+    positional 2 meant a stride here and a dilation there (shapes (81, 64) against (9, 16))."""
+    with pytest.raises(TypeError, match="positional"):
+        im2col_matrix((1, 8, 8), 3, 2)
