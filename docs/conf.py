@@ -85,7 +85,8 @@ _FIXED_SUMMARIES = {
 # references to the private functions around them have no page: those render as code; a
 # reference to a public name or to a module on that page stays a link.
 _DERIVATIONS = {f"sparseconv.{m}" for m in ("_rounding", "_certificates", "_gram_symbol",
-                                            "_lanczos", "_torus", "_torch_graph_bound")}
+                                            "_lanczos", "_torus", "_torch_graph_bound",
+                                            "_torch_activations")}
 
 
 def _has_page(target: str) -> bool:

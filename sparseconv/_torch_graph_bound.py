@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from sparseconv._torch_activations import function_constant
 from sparseconv._torch_script import restored_buffers
 
 __all__ = ["graph_bound"]
@@ -60,11 +61,6 @@ _KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.sq
           torch.unsqueeze, torch.swapaxes, torch.movedim, "flatten", "view", "reshape",
           "contiguous", "permute", "transpose", "squeeze", "unsqueeze", "swapaxes", "movedim",
           "clone", "detach", "view_as", "reshape_as"}
-# (not softplus: PyTorch's jumps to the identity above its threshold)
-_ONE = {F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.hardtanh, torch.tanh, F.tanh,
-        "relu", "relu_", "tanh", "tanh_"}
-
-
 _DROPOUTS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
 _REDUCTIONS = {torch.sum, torch.mean, "sum", "mean"}
 
@@ -117,21 +113,6 @@ def _by_tensor(node: torch.fx.Node, signal: Any, tensor: torch.Tensor, divides: 
            else 2.0 ** -52 if tensor.dtype == torch.int64 else 0.0)
     scale = Fraction(float(magnitudes.max())) * (1 + 4 * Fraction(ulp))
     return repeat * scale * of(signal)
-
-
-def _activation(target, args: tuple, kwargs: dict) -> Fraction | None:
-    """The Lipschitz constant of an elementwise activation called as a function."""
-    if target in _ONE:
-        return Fraction(1)
-    if target in (torch.sigmoid, F.sigmoid, "sigmoid", "sigmoid_"):
-        return Fraction(1, 4)
-    if target in (F.leaky_relu, F.leaky_relu_):
-        slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)
-        return max(Fraction(1), abs(Fraction(float(slope))))
-    if target in (F.elu, F.elu_):
-        alpha = kwargs.get("alpha", args[1] if len(args) > 1 else 1.0)
-        return max(Fraction(1), abs(Fraction(float(alpha))))
-    return None
 
 
 def _basic_index(index) -> bool:
@@ -373,15 +354,15 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         if getattr(meta(node), "dtype", None) != getattr(meta(source), "dtype", None):
             return "changes the signal's dtype"  # x.view(torch.int32): no reshape
         return value
-    constant = _activation(target, args, kwargs)
-    if constant is None and functional is not None and node.op == "call_function" and (
-            isinstance(source, torch.fx.Node)):
-        signals = [n for n in node.all_input_nodes if n in bound]
-        if signals == [source]:
-            found = functional(target, list(args), kwargs, tuple(meta(source).shape[1:]))
-            if isinstance(found, str):
-                return found
-            constant = found
+    signals = [n for n in node.all_input_nodes if n in bound]
+    if signals != [source]:  # (clamp(x, min=y) of two signals: no rule)
+        return "takes the signal other than as its one input"
+    constant = function_constant(target, args, kwargs)
+    if constant is None and functional is not None and node.op == "call_function":
+        found = functional(target, list(args), kwargs, tuple(meta(source).shape[1:]))
+        if isinstance(found, str):
+            return found
+        constant = found
     if constant is None:
         return "is not a call whose Lipschitz constant is known here"
     return constant * of(source)

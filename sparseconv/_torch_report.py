@@ -42,13 +42,13 @@ from sparseconv._spectral_norm import (
     circular_norm,
     norms_as_done,
 )
+from sparseconv._torch_activations import module_constant
 from sparseconv._torch_graph import linear_call_layer
 from sparseconv._torch_graph_bound import Factor, graph_bound
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
     _CONV_T,
-    _ONE_LIPSCHITZ,
     _POOL,
     _Layer,
     _layer,
@@ -472,20 +472,10 @@ def _max_pool_constant(record: TraceRecord) -> float | None:
 
 
 def _activation_constant(module: nn.Module) -> float | None:
-    """The Lipschitz constant ``sup |f'|`` of an elementwise activation of torch's own class
-    (a subclass may compute anything), or None if unknown. Not ``Softplus``: PyTorch's
-    switches to the identity above its ``threshold``, a jump of ``log(1 + e^-t) / beta``."""
-    if not is_torch_class(module):
-        return None
-    if isinstance(module, nn.LeakyReLU):
-        return max(1.0, abs(float(module.negative_slope)))
-    if isinstance(module, nn.ELU):  # f' = alpha exp(x) below 0
-        return max(1.0, abs(float(module.alpha)))
-    if isinstance(module, nn.Sigmoid):  # f' = s (1 - s) <= 1/4
-        return 0.25
-    if isinstance(module, _ONE_LIPSCHITZ):  # Hardtanh covers ReLU6
-        return 1.0
-    return None
+    """The Lipschitz constant of an activation of torch's own class, rounded up to a float
+    (:func:`sparseconv._torch_activations.module_constant`), or None if unknown."""
+    constant = module_constant(module)
+    return None if constant is None else _float_up(constant)
 
 
 def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] | None:
@@ -679,22 +669,24 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     the certified interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the
     exact norm of the same kernel with circular padding beside it, and the time taken.
 
-    Activations with a known Lipschitz constant: ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``
-    (1), ``LeakyReLU`` and ``ELU`` (``max(1, |slope|)``, ``max(1, |alpha|)``),
-    ``Sigmoid`` (1/4). Max pooling (``MaxPool1d/2d/3d``, ``AdaptiveMaxPool1d/2d/3d``, in a
-    TorchScript model too): ``sqrt(w)``, ``w`` the most pooling windows that read one input
-    entry on the traced shapes -- 1 for windows that do not overlap (VGG's 2x2 stride 2), 2
-    for ResNet's 3x3 stride 2 with padding 1 -- its Lipschitz constant in the 2-norm,
-    attained (each output moves by at most the largest change in its window). For a chain (a
-    nested ``nn.Sequential``) the network bound multiplies the layers' upper bounds and these
-    constants, rounded up. For any other model it follows the model's torch.fx graph
-    (:mod:`sparseconv._torch_graph_bound`): each node's bound is its input's times the
-    layer's or activation's, a residual sum ``x + f(x)`` adds its branches' bounds, a
-    concatenation adds them in quadrature, a reshape, slice or multiplication by a number
-    keeps or scales them, a linear function called with constant arguments (``F.avg_pool2d``,
-    ``F.interpolate``, ...) multiplies them by its certified norm -- computed exactly and
-    rounded up once, so ResNets and U-Nets get a certified Lipschitz bound too; a node no
-    rule covers (a product of two signals, say) is named in ``reason`` instead.
+    Activations with a known Lipschitz constant (:mod:`sparseconv._torch_activations`):
+    ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``, ``Softsign``, ``CELU``, ``LogSigmoid``,
+    ``Tanhshrink``, ``Softshrink`` (1), ``LeakyReLU``, ``ELU`` and ``PReLU`` (``max(1,
+    |slope|)``), ``Sigmoid`` (1/4), ``Hardsigmoid`` (1/6), ``Hardswish`` (3/2), ``SELU``
+    (1.7581), ``GELU`` (1.13), ``SiLU`` (1.1), ``Mish`` (1.089). Max pooling
+    (``MaxPool1d/2d/3d``, ``AdaptiveMaxPool1d/2d/3d``, in a TorchScript model too): ``sqrt(w)``,
+    ``w`` the most pooling windows that read one input entry on the traced shapes -- 1 for
+    windows that do not overlap (VGG's 2x2 stride 2), 2 for ResNet's 3x3 stride 2 with padding 1
+    -- its Lipschitz constant in the 2-norm, attained (each output moves by at most the largest
+    change in its window). For a chain (a nested ``nn.Sequential``) the network bound multiplies
+    the layers' upper bounds and these constants, rounded up. For any other model it follows the
+    model's torch.fx graph (:mod:`sparseconv._torch_graph_bound`): each node's bound is its
+    input's times the layer's or activation's, a residual sum ``x + f(x)`` adds its branches'
+    bounds, a concatenation adds them in quadrature, a reshape, slice or multiplication by a
+    number keeps or scales them, a linear function called with constant arguments
+    (``F.avg_pool2d``, ``F.interpolate``, ...) multiplies them by its certified norm -- computed
+    exactly and rounded up once, so ResNets and U-Nets get a certified Lipschitz bound too; a
+    node no rule covers (a product of two signals, say) is named in ``reason`` instead.
 
     A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, as ``torch.jit.load``
     returns it) gets the report of the eager model it was compiled from: :func:`trace` reads
@@ -724,9 +716,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
         layer). A callable is called after each layer as ``progress(done, total, name)``.
     lipschitz_constants : mapping of str to float, optional
-        The Lipschitz constants of other activations, by module name (``"1"``,
-        ``"layer1.0.act"``) or class name (``"GELU"``, ``"SiLU"``; a name wins over a class),
-        for example ``{"GELU": 1.13, "SiLU": 1.1}``. Your constants, not certified here: the
+        The Lipschitz constants of other activations (or tighter ones for the known), by
+        module name (``"1"``, ``"layer1.0.act"``) or class name (``"Softplus"``; a name wins
+        over a class), for example ``{"Softplus": 1.0}``. Your constants, not certified here: the
         network bound is as good as they are, and the report lists them. A key that names
         no traced non-linear module nor its class (a typo, a linear layer) is refused.
     workers : int, optional

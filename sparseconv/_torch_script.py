@@ -53,7 +53,8 @@ _PAD_OPS = {"aten::pad", "aten::constant_pad_nd", "aten::reflection_pad1d",
             "aten::reflection_pad2d", "aten::reflection_pad3d", "aten::replication_pad1d",
             "aten::replication_pad2d", "aten::replication_pad3d"}
 _ACTIVATION_OPS = {f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
-    "relu", "leaky_relu", "elu", "hardtanh", "sigmoid", "tanh", "softplus")}
+    "relu", "leaky_relu", "elu", "hardtanh", "sigmoid", "tanh", "softplus", "gelu", "silu",
+    "mish", "hardswish", "hardsigmoid", "selu")}
 # the operations that act on a call's signal: one of a kind per call
 _SIGNAL_OPS = _CONV_OPS | _PAD_OPS | _ACTIVATION_OPS | {
     "aten::batch_norm", "aten::linear", "aten::flatten", *(
@@ -385,9 +386,14 @@ def _rebuild(call: _Call, value) -> nn.Module:
     return module.train(call.module.training)
 
 
+#: Activations of one operation each, rebuilt from it: ``aten::<name>(x)``.
+_PLAIN_ACTIVATIONS = {"silu": nn.SiLU, "mish": nn.Mish, "hardswish": nn.Hardswish,
+                      "hardsigmoid": nn.Hardsigmoid, "selu": nn.SELU}
+
+
 def _known(cls: type) -> bool:
-    return cls in (*_SUPPORTED, *_ONE_LIPSCHITZ, nn.ELU, nn.Sigmoid, nn.Softplus,
-                   nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+    return cls in (*_SUPPORTED, *_ONE_LIPSCHITZ, nn.ELU, nn.Sigmoid, nn.Softplus, nn.GELU,
+                   *_PLAIN_ACTIVATIONS.values(), nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 
 
 _UPSAMPLE_MODES = {"upsample_nearest": "nearest", "_upsample_nearest_exact": "nearest-exact",
@@ -559,5 +565,9 @@ def _activation(cls: type, name: str, args: list) -> nn.Module | None:
     if name == "softplus" and cls is nn.Softplus:
         return nn.Softplus(args[1], args[2])
     if (name, cls) in (("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh)):
+        return cls()
+    if name == "gelu" and cls is nn.GELU:
+        return nn.GELU(approximate=str(args[1]) if len(args) > 1 else "none")
+    if _PLAIN_ACTIVATIONS.get(name) is cls:
         return cls()
     return None
