@@ -20,7 +20,7 @@ import sparseconv as sc
 from sparseconv._memory import check_memory
 from sparseconv._torch_graph import _build_graph, _Op
 from sparseconv._torch_layers import hook_reason
-from sparseconv._torch_trace import _checked
+from sparseconv._torch_trace import _checked, unwrapped
 
 
 def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
@@ -182,6 +182,7 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     >>> net.affine().shape
     (3, 128)
     """
+    model = unwrapped(model)
     shape = _checked(model, input_shape, None)
     for name, module in model.named_modules():
         why = hook_reason(module, f"module {name!r}" if name else type(model).__name__)

@@ -60,7 +60,14 @@ from sparseconv._torch_layers import (
 )
 from sparseconv._torch_module import _fold, _layer_norm, _layer_options
 from sparseconv._torch_script import _kind, probe_like
-from sparseconv._torch_trace import TraceRecord, _checked, _first_tensor, _script_trace, trace
+from sparseconv._torch_trace import (
+    TraceRecord,
+    _checked,
+    _first_tensor,
+    _script_trace,
+    trace,
+    unwrapped,
+)
 from sparseconv._validation import int_tuple, real_number, worker_count
 
 _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "lower", "upper",
@@ -785,6 +792,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     # the network's own arguments, checked here rather than blamed on its first layer
     checked_options(kwargs.get("method", "auto"), kwargs.get("tol", DEFAULT_TOL))
     given = _given_constants(lipschitz_constants)
+    model = unwrapped(model)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
     versions = _versions(model)  # (its forward must not change them: _untrusted)
     records, folds = _trace_with_folds(model, input_shape)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.fx
 from torch import nn
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from sparseconv._torch_layers import _input_shape, _refuse, leaf_modules
 from sparseconv._torch_script import (
@@ -67,10 +69,33 @@ def _shape(value) -> tuple[int, ...]:
     return () if tensor is None else tuple(tensor.shape[1:])
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside the wrappers that compute what it computes: ``torch.compile``'s
+    ``OptimizedModule`` (``_orig_mod``), ``nn.DataParallel`` and ``DistributedDataParallel``
+    (``module``); their layers keep the model's own names."""
+    while True:
+        inner: Any = getattr(model, "_orig_mod", None)
+        if type(model).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
+            model = inner
+        elif isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        else:
+            return model
+
+
 def _checked(model: nn.Module, input_shape, allow_train: bool | None) -> tuple[int, ...]:
     """``input_shape`` checked; a model in training mode refused unless ``allow_train``
-    (``None``: refused, and the caller has no ``allow_train`` to suggest)."""
+    (``None``: refused, and the caller has no ``allow_train`` to suggest); a lazy module not
+    yet run refused."""
     shape = _input_shape(input_shape, None, _kind(model))
+    lazy = [(name, m) for name, m in model.named_modules()
+            if any(isinstance(p, (UninitializedParameter, UninitializedBuffer))
+                   for p in (*m.parameters(recurse=False), *m.buffers(recurse=False)))]
+    if lazy:
+        name, module = lazy[0]
+        raise ValueError(f"module {name or '(the model)'!r} ({_kind(module)}) has parameters "
+                         "not yet initialized (a lazy module): run one forward pass first, "
+                         "model(torch.zeros((1, *input_shape)))")
     # torch's containers compute nothing of their own: model[:4] of an eval model is a new
     # Sequential in training mode, its layers still in eval mode
     training = [name or _kind(model) for name, m in model.named_modules()
@@ -143,6 +168,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     >>> [(r.name, r.output_shape, r.linear) for r in sct.trace(net, (1, 5, 5))]
     [('0', (2, 3, 3), True), ('1', (2, 3, 3), False)]
     """
+    model = unwrapped(model)
     shape = _checked(model, input_shape, allow_train)
     if isinstance(model, torch.jit.ScriptModule):
         return _script_trace(model, shape)[0]

@@ -728,3 +728,29 @@ def test_activations_as_modules_and_as_functions_give_one_bound(activation, func
     by_function = sct.lipschitz_report(Functional().eval(), (2, 6, 6))
     assert by_module.network_upper is not None and by_function.over_graph
     assert by_function.network_upper == pytest.approx(by_module.network_upper, rel=1e-12)
+
+
+def test_wrapped_models_are_read_through_their_wrappers():
+    """torch.compile's OptimizedModule named rows "_orig_mod.0" and got no bound ("a forward
+    of its own set on the instance"); nn.DataParallel failed in torch.fx. Both compute their
+    model's function: read through, with the model's own names. A lazy module not yet run is
+    refused with what to do (it had been "changes its own parameters in place")."""
+    model = _networks.randomize(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+                                              nn.Conv2d(2, 2, 3)))
+    plain = sct.lipschitz_report(model, (2, 6, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrappers = (torch.compile(model), nn.DataParallel(model))
+    for wrapped in wrappers:
+        report = sct.lipschitz_report(wrapped, (2, 6, 6))
+        assert [row["name"] for row in report] == ["0", "2"], type(wrapped).__name__
+        assert report.network_upper == plain.network_upper, type(wrapped).__name__
+        assert [r.name for r in sct.trace(wrapped, (2, 6, 6))] == ["0", "1", "2"]
+    net = sct.network_operator(nn.DataParallel(nn.Sequential(model[0]).eval()), (2, 6, 6))
+    assert net.names == ("0",)
+    lazy = nn.Sequential(nn.LazyConv2d(3, 3)).eval()
+    with pytest.raises(ValueError, match=r"module '0' \(LazyConv2d\) has parameters not yet "
+                                         r"initialized .* run one forward pass first"):
+        sct.lipschitz_report(lazy, (2, 6, 6))
+    lazy(torch.zeros(1, 2, 6, 6))
+    assert sct.lipschitz_report(lazy, (2, 6, 6)).network_upper is not None
