@@ -53,6 +53,25 @@ _PAD_MODES: dict[type, PaddingMode] = {
 _PATCHES = (nn.Unfold, nn.Fold, nn.ChannelShuffle)
 _SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
               *_PATCHES, nn.Linear, nn.Flatten, nn.Unflatten, nn.Identity)
+# torch's modules whose forward does not read `training` (containers compute nothing; the
+# others are pure functions of their input and parameters): their mode does not matter
+_MODELESS = (*_CONV, *_CONV_T, *_POOL, *_PAD_MODES, *_RESAMPLE, *_PATCHES, nn.Linear,
+             nn.Flatten, nn.Unflatten, nn.Identity, nn.Sequential, nn.ModuleList, nn.ModuleDict,
+             nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh, nn.ELU, nn.Sigmoid,
+             nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.SELU, nn.CELU,
+             nn.PReLU, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Softplus,
+             nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
+             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+
+
+def mode_matters(module: nn.Module) -> bool:
+    """Whether ``module`` in training mode may compute otherwise than in eval mode: any module
+    but torch's own modeless ones (:data:`_MODELESS`; a user's subclass may read
+    ``training``; a parametrized layer's parametrizations are modules of their own, checked as
+    such)."""
+    return not (is_torch_module(module) and isinstance(module, _MODELESS))
+
+
 # activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
 _ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)  # (Softplus jumps)
 

@@ -157,8 +157,9 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
         a forward hook or pre-hook on any of its modules, or a global one (as
         :func:`matrix`).
     ValueError
-        The model in training mode (any module but torch's containers, which compute
-        nothing: ``model[:4]`` of an eval model is fine); shapes that do not fit.
+        A module in training mode whose forward may read its mode (BatchNorm, Dropout, a
+        user's own module; torch's containers, layers and activations compute the same in
+        both modes); shapes that do not fit.
 
     Examples
     --------

@@ -16,7 +16,7 @@ import torch.fx
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from sparseconv._torch_layers import _input_shape, _refuse, leaf_modules
+from sparseconv._torch_layers import _input_shape, _refuse, leaf_modules, mode_matters
 from sparseconv._torch_script import (
     _kind,
     forward_failed,
@@ -96,11 +96,10 @@ def _checked(model: nn.Module, input_shape, allow_train: bool | None) -> tuple[i
         raise ValueError(f"module {name or '(the model)'!r} ({_kind(module)}) has parameters "
                          "not yet initialized (a lazy module): run one forward pass first, "
                          "model(torch.zeros((1, *input_shape)))")
-    # torch's containers compute nothing of their own: model[:4] of an eval model is a new
-    # Sequential in training mode, its layers still in eval mode
+    # only where the mode matters: model[:4] of an eval model is a new Sequential in training
+    # mode, its layers still in eval mode; a fresh ReLU swapped in is in training mode too
     training = [name or _kind(model) for name, m in model.named_modules()
-                if getattr(m, "training", False)  # a frozen ScriptModule has none
-                and type(m) not in (nn.Sequential, nn.ModuleList, nn.ModuleDict)]
+                if getattr(m, "training", False) and mode_matters(m)]  # (frozen: no flag)
     if training and not allow_train:
         raise ValueError(f"the model is in training mode ({', '.join(training[:3])}"
                          f"{', ...' if len(training) > 3 else ''}): call model.eval() first"

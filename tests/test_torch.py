@@ -907,15 +907,29 @@ def test_old_style_weight_and_spectral_norm_hooks_are_read_as_their_next_call():
         x.numpy().ravel()), normed(x).detach().numpy().ravel(), "weight_norm", rtol=1e-10)
 
 
-def test_training_mode_is_refused_by_network_operator_but_not_for_containers():
+def test_training_mode_is_refused_by_network_operator_where_it_matters():
     """network_operator analysed a model in training mode silently (trace and the report
-    refuse it); a slice model[:2] of an eval model is a new Sequential in training mode whose
-    layers are all in eval mode: that container computes nothing, and is not held against it."""
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)).double()
-    with pytest.raises(ValueError, match=r"training mode \(0, 1\)"):
+    refuse it). Only modules whose forward reads their mode count: a slice model[:2] of an
+    eval model is a new Sequential in training mode, and a fresh ReLU swapped in after eval()
+    is in training mode too; neither computes otherwise (they had blocked the report)."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Dropout(),
+                          nn.Conv2d(2, 2, 3)).double()
+    with pytest.raises(ValueError, match=r"training mode \(1, 2\): call model\.eval"):
         sct.network_operator(model, (1, 6, 6))
     model.eval()
-    part = model[:1]
+    part = model[:2]
     assert part.training
     check_network(part, (1, 6, 6), "a slice of an eval model")
-    assert [r.name for r in sct.trace(part, (1, 6, 6))] == ["0"]
+    assert [r.name for r in sct.trace(part, (1, 6, 6))] == ["0", "1"]
+    chain = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3)).eval()
+    chain[1] = nn.ReLU()  # in training mode
+    assert sct.lipschitz_report(chain, (1, 6, 6)).network_upper is not None
+
+    class Noisy(nn.Module):  # a user's module may read self.training: it counts
+        def forward(self, x):
+            return x + 1.0 if self.training else x
+
+    noisy = nn.Sequential(nn.Conv2d(1, 1, 3), Noisy()).eval()
+    noisy[1].train()
+    with pytest.raises(ValueError, match=r"training mode \(1\)"):
+        sct.lipschitz_report(noisy, (1, 6, 6))
