@@ -38,6 +38,13 @@ _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _POOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# normalizations by running statistics in eval mode: a per-channel affine map, as BatchNorm
+_RUNNING_NORMS = (*_BATCHNORM, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+                  nn.InstanceNorm3d)
+# normalizations by each sample's own statistics, in either mode: not linear
+_SAMPLE_NORMS = tuple(getattr(nn, name) for name in ("GroupNorm", "LayerNorm",
+                                                       "LocalResponseNorm", "RMSNorm")
+                      if hasattr(nn, name))
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 _ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 _RESAMPLE = (*_ADAPTIVE, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle)
@@ -51,7 +58,7 @@ _PAD_MODES: dict[type, PaddingMode] = {
 }
 # patches (im2col and its adjoint) and a permutation of the channels
 _PATCHES = (nn.Unfold, nn.Fold, nn.ChannelShuffle)
-_SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_BATCHNORM, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
+_SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_RUNNING_NORMS, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
               *_PATCHES, nn.Linear, nn.Flatten, nn.Unflatten, nn.Identity)
 # torch's modules whose forward does not read `training` (containers compute nothing; the
 # others are pure functions of their input and parameters): their mode does not matter
@@ -252,10 +259,16 @@ def _refuse(module: nn.Module) -> None:
         raise TypeError(f"{name} is a subclass of {base.__name__}, or has its own forward: "
                         f"sparseconv.torch reads a {base.__name__}'s arguments, not what your "
                         "code computes; use torch's own class")
+    instance = isinstance(module, (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d))
+    if isinstance(module, _SAMPLE_NORMS) or instance and not module.track_running_stats:
+        raise TypeError(f"{name} normalizes each sample by its own statistics (in eval mode "
+                        f"too): it is not linear ({module!r}); BatchNorm, SyncBatchNorm and "
+                        "InstanceNorm with track_running_stats=True are, in eval mode")
     if not isinstance(module, _SUPPORTED):
         raise TypeError(f"{name} is not a linear module sparseconv.torch supports ({module!r}); "
                         "supported: Conv*d, ConvTranspose*d, AvgPool*d, AdaptiveAvgPool*d, "
-                        "BatchNorm*d, Linear, Flatten, Unflatten, Identity, Dropout, Upsample, "
+                        "BatchNorm*d, SyncBatchNorm, InstanceNorm*d (with running statistics), "
+                        "Linear, Flatten, Unflatten, Identity, Dropout, Upsample, "
                         "PixelShuffle, PixelUnshuffle, Unfold, Fold, ChannelShuffle, the "
                         "padding modules")
     stateful = [key for key, p in getattr(module, "parametrizations", {}).items()
@@ -266,7 +279,7 @@ def _refuse(module: nn.Module) -> None:
         raise ValueError(f"{name} is in training mode, where what computes its "
                          f"{stateful[0]!r} updates its state on every use (spectral_norm's "
                          "power iteration): call .eval() on the model first")
-    if isinstance(module, _BATCHNORM):
+    if isinstance(module, _RUNNING_NORMS):
         if module.training:
             raise ValueError(f"{name} is in training mode, where it normalizes with the batch's "
                              "statistics: call .eval() on the model first")
@@ -304,7 +317,7 @@ def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _
         return _linear_layer(module, input_shape)
     if isinstance(module, _POOL):
         return _pool_layer(module, input_shape)
-    if isinstance(module, _BATCHNORM):
+    if isinstance(module, _RUNNING_NORMS):
         return _batchnorm_layer(module, input_shape)
     if isinstance(module, tuple(_PAD_MODES)):
         return _pad_layer(module, input_shape)

@@ -19,7 +19,8 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     model = model.double()
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if isinstance(module, nn.modules.batchnorm._NormBase) and (
+                    module.running_mean is not None):  # BatchNorm, SyncBatchNorm, InstanceNorm
                 n = module.num_features
                 module.running_mean.copy_(torch.randn(n, generator=generator,
                                                       dtype=torch.float64))

@@ -100,6 +100,20 @@ def _batchnorm(rng):
     return module, (c, *size), {}
 
 
+def _running_norm(rng):
+    """SyncBatchNorm and InstanceNorm*d with track_running_stats: BatchNorm's affine map in
+    eval mode (a trial found them refused)."""
+    ndim = int(rng.integers(1, 4))
+    c = int(rng.integers(1, 4))
+    if rng.integers(2):
+        module = nn.SyncBatchNorm(c, affine=bool(rng.integers(2)))
+    else:
+        cls = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)[ndim - 1]
+        module = cls(c, affine=bool(rng.integers(2)), track_running_stats=True)
+    module = _networks.randomize(module, int(rng.integers(99)))
+    return module, (c, *(int(v) for v in rng.integers(2, 4, ndim))), {}
+
+
 def _linear(rng):
     n_in, n_out = int(rng.integers(1, 6)), int(rng.integers(1, 6))
     lead = tuple(int(v) for v in rng.integers(1, 4, int(rng.integers(0, 3))))
@@ -247,7 +261,7 @@ def _patches(rng):
 
 
 MODULES = {"conv": _conv, "conv_transpose": _conv_transpose, "avg_pool": _avg_pool,
-           "batchnorm": _batchnorm, "linear": _linear, "reshape": _reshape, "pad": _pad,
+           "batchnorm": _batchnorm, "running_norm": _running_norm, "linear": _linear, "reshape": _reshape, "pad": _pad,
            "adaptive_avg_pool": _adaptive_avg_pool, "upsample": _upsample,
            "pixel_shuffle": _pixel_shuffle, "patches": _patches}
 
@@ -933,3 +947,16 @@ def test_training_mode_is_refused_by_network_operator_where_it_matters():
     noisy[1].train()
     with pytest.raises(ValueError, match=r"training mode \(1\)"):
         sct.lipschitz_report(noisy, (1, 6, 6))
+
+
+def test_per_sample_normalizations_are_refused_as_such():
+    """GroupNorm, LayerNorm and InstanceNorm without running statistics were refused as "not
+    a linear module sparseconv.torch supports", with no word of why; the message says they
+    normalize by each sample's own statistics."""
+    for module in (nn.GroupNorm(1, 2), nn.LayerNorm(4), nn.InstanceNorm2d(2)):
+        with pytest.raises(TypeError, match=f"{type(module).__name__} normalizes each sample "
+                                            "by its own statistics"):
+            sct.matrix(module.eval(), (2, 4, 4))
+    report = sct.lipschitz_report(nn.Sequential(nn.Conv2d(2, 2, 3), nn.GroupNorm(1, 2)).eval(),
+                                  (2, 5, 5))
+    assert report.network_upper is None and "GroupNorm" in report.reason
