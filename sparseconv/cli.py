@@ -663,6 +663,11 @@ def _load_model(path: str, trust_pickle: bool, error):
 
 
 def _plot_report(report, output: str) -> None:
+    _savefig(_report_figure(report), output)
+
+
+def _report_figure(report) -> Any:
+    """The per-layer bounds as bars (a log scale only where they span more than 100x)."""
     from matplotlib.figure import Figure
 
     rows = list(report)
@@ -677,13 +682,18 @@ def _plot_report(report, output: str) -> None:
         ax.scatter(*zip(*periodic), color="C3", marker=".", zorder=3,
                    label="circular padding (exact)")
     ax.set_xticks(x, [row["name"] for row in rows], rotation=90, fontsize=7)
-    ax.set_yscale("log")
-    ax.set_ylabel("spectral norm")
+    uppers = [row["upper"] for row in rows if row["upper"] > 0]
+    if uppers and max(uppers) > 100 * min(uppers):  # bars from 0 would hide the small ones
+        ax.set_yscale("log")
+        ax.set_ylabel("spectral norm (log scale)")
+    else:  # bars from 0: their heights compare
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("spectral norm")
     bound = report.network_upper
     ax.set_title("per-layer spectral norms" + ("" if bound is None else
                                                f"; network bound {bound:.4g}"), fontsize=9)
     ax.legend(fontsize=7)
-    _savefig(fig, output)
+    return fig
 
 
 def _report(args, error) -> None:

@@ -562,6 +562,23 @@ def _tiny_model():
                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
 
 
+def test_report_plot_compares_bar_heights_unless_they_span_decades():
+    """The bars were on a log axis with an arbitrary bottom, so a 0.87 bar looked tiny next
+    to a 1.09 one: linear from 0 now, log only where the bounds span more than 100x."""
+    torch = pytest.importorskip("torch")
+    import sparseconv.torch as sct
+    from sparseconv.cli import _report_figure
+
+    model = _tiny_model().eval()
+    report = sct.lipschitz_report(model, (3, 8, 8))
+    axes = _report_figure(report).axes[0]
+    assert axes.get_yscale() == "linear" and axes.get_ylim()[0] == 0
+    with torch.no_grad():
+        model[5].weight.mul_(1e4)  # the classifier's bound 10^4 times the others
+    axes = _report_figure(sct.lipschitz_report(model, (3, 8, 8))).axes[0]
+    assert axes.get_yscale() == "log"
+
+
 def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, monkeypatch):
     import json
 

@@ -261,8 +261,9 @@ def _patches(rng):
 
 
 MODULES = {"conv": _conv, "conv_transpose": _conv_transpose, "avg_pool": _avg_pool,
-           "batchnorm": _batchnorm, "running_norm": _running_norm, "linear": _linear, "reshape": _reshape, "pad": _pad,
-           "adaptive_avg_pool": _adaptive_avg_pool, "upsample": _upsample,
+           "batchnorm": _batchnorm, "running_norm": _running_norm, "linear": _linear,
+           "reshape": _reshape, "pad": _pad, "adaptive_avg_pool": _adaptive_avg_pool,
+           "upsample": _upsample,
            "pixel_shuffle": _pixel_shuffle, "patches": _patches}
 
 
