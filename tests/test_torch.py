@@ -393,6 +393,22 @@ def test_fold_batchnorm_into_a_transposed_convolution(ndim, bias):
     assert weight.shape == tuple(conv.weight.shape) and module.output_padding == (1,) * ndim
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_fold_batchnorm_into_a_linear_layer(bias):
+    """An MLP head's Linear + BatchNorm1d (a trial found it refused: "conv must be a
+    Conv1d, ...")."""
+    linear = nn.Linear(5, 3, bias=bias).double()
+    bn = _networks.randomize(nn.BatchNorm1d(3), 1)
+    weight, folded_bias, module = sct.fold_batchnorm(linear, bn)
+    x = torch.randn((4, 5), dtype=F64, generator=torch.Generator().manual_seed(0))
+    assert_close(module(x).detach().numpy(), bn(linear(x)).detach().numpy(), bias, rtol=1e-12)
+    assert weight.shape == (3, 5) and isinstance(module, nn.Linear)
+    with pytest.raises(TypeError, match="BatchNorm1d after a Linear"):
+        sct.fold_batchnorm(linear, nn.BatchNorm2d(3).eval())
+    with pytest.raises(ValueError, match="out_features=3"):
+        sct.fold_batchnorm(linear, nn.BatchNorm1d(4).eval())
+
+
 def test_the_report_folds_batchnorm_into_transposed_convolutions():
     """A decoder's ConvTranspose+BatchNorm rows are the composition, against the Jacobian,
     in the eager, scripted and traced model alike."""
