@@ -184,7 +184,9 @@ class CircularSVD(LinearOperator):
         Returns
         -------
         ndarray
-            Shape ``(cols,)``, ``input_shape`` or ``(cols, k)``, as ``b`` is given.
+            Shape ``(cols,)``, ``input_shape`` or ``(cols, k)``, as ``b`` is given: the
+            solution alone, also as ``lstsq`` (not ``numpy.linalg.lstsq``'s tuple; the
+            singular values are ``S``).
 
         Raises
         ------
