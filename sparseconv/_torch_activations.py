@@ -5,11 +5,12 @@ signal, so the network bounds multiply by ``L``. Each constant is ``sup |f'|`` o
 just above it, never below:
 
 * ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``, ``Softsign`` (``1 / (1 + |x|)^2``),
-  ``LogSigmoid`` (``sigmoid(-x)``), ``Tanhshrink`` (``tanh^2``), ``Softshrink``, ``CELU``
-  (``exp(x / alpha)`` below 0), ``clamp``: 1;
+  ``LogSigmoid`` (``sigmoid(-x)``), ``Tanhshrink`` (``tanh^2``), ``Softshrink``, ``clamp``,
+  ``CELU`` with ``alpha > 0`` (``exp(x / alpha)`` below 0; a negative ``alpha``, which
+  PyTorch takes, makes it unbounded: no constant): 1;
 * ``LeakyReLU``: ``max(1, |slope|)``; ``ELU``: ``max(1, |alpha|)``; ``PReLU``: ``max(1,
-  max |weight|)``; ``Sigmoid``: ``1/4``; ``Hardsigmoid``: ``1/6``; ``Hardswish``: ``3/2``
-  (``(2x + 3) / 6`` on ``[-3, 3]``);
+  max |weight|)`` (a non-finite one: no constant); ``Sigmoid``: ``1/4``; ``Hardsigmoid``:
+  ``1/6``; ``Hardswish``: ``3/2`` (``(2x + 3) / 6`` on ``[-3, 3]``);
 * ``SELU``: ``scale * alpha = 1.7580993...`` (``scale alpha exp(x)`` below 0), bounded by
   ``1.7581``;
 * ``GELU``: ``f' = Phi(x) + x phi(x)``, ``f'' = phi(x) (2 - x^2)``: largest at ``sqrt(2)``,
@@ -38,7 +39,7 @@ from sparseconv._torch_layers import is_torch_class
 __all__ = ["function_constant", "module_constant"]
 
 _ONE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Tanh, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink,
-        nn.Softshrink, nn.CELU)
+        nn.Softshrink)
 _FIXED: dict[type, Fraction] = {
     nn.Sigmoid: Fraction(1, 4), nn.Hardsigmoid: Fraction(1, 6), nn.Hardswish: Fraction(3, 2),
     nn.SELU: Fraction("1.7581"), nn.GELU: Fraction("1.13"), nn.SiLU: Fraction("1.1"),
@@ -48,9 +49,8 @@ _FIXED: dict[type, Fraction] = {
 _FUNCTIONS: dict[Any, Fraction] = {
     **{f: Fraction(1) for f in (
         F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.hardtanh, F.hardtanh_, torch.tanh,
-        F.tanh, F.softsign, F.logsigmoid, F.tanhshrink, F.softshrink, F.celu, F.celu_,
-        torch.clamp, torch.clip, "relu", "relu_", "tanh", "tanh_", "clamp", "clamp_", "clip",
-        "clip_")},
+        F.tanh, F.softsign, F.logsigmoid, F.tanhshrink, F.softshrink, torch.clamp, torch.clip,
+        "relu", "relu_", "tanh", "tanh_", "clamp", "clamp_", "clip", "clip_")},
     **{f: Fraction(1, 4) for f in (torch.sigmoid, F.sigmoid, "sigmoid", "sigmoid_")},
     F.hardsigmoid: Fraction(1, 6), F.hardswish: Fraction(3, 2), F.selu: Fraction("1.7581"),
     torch.selu: Fraction("1.7581"), F.gelu: Fraction("1.13"), F.silu: Fraction("1.1"),
@@ -58,13 +58,31 @@ _FUNCTIONS: dict[Any, Fraction] = {
 }
 
 
-def _magnitude(value: Any) -> Fraction:
-    """``|value|`` of a number or the largest of a real tensor, exactly (floats are exact
-    rationals); a non-finite one is refused by the caller's ``math.inf`` check."""
+def _magnitude(value: Any) -> Fraction | None:
+    """``|value|`` of a number, or the largest of a real tensor, exactly (floats are exact
+    rationals); None for a non-finite, complex or non-numeric one."""
     if isinstance(value, torch.Tensor):
-        value = value.detach().abs().max().item() if value.numel() else 0.0
+        if value.is_complex() or not value.is_floating_point():
+            return None
+        value = value.detach().to("cpu", torch.float64).abs().max().item() if (
+            value.numel()) else 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
     value = abs(float(value))
-    return Fraction(value) if math.isfinite(value) else Fraction(-1)
+    return Fraction(value) if math.isfinite(value) else None
+
+
+def _at_least_one(value: Any) -> Fraction | None:
+    """``max(1, |value|)``: a slope or scale below 0 (LeakyReLU, ELU, PReLU), or None."""
+    magnitude = _magnitude(value)
+    return None if magnitude is None else max(Fraction(1), magnitude)
+
+
+def _celu(alpha: Any) -> Fraction | None:
+    """CELU: ``exp(x / alpha)`` below 0, at most 1 for ``alpha > 0``; for ``alpha < 0`` it
+    grows without bound as ``x -> -inf`` (PyTorch accepts a negative alpha)."""
+    magnitude = _magnitude(alpha)
+    return Fraction(1) if magnitude is not None and float(alpha) > 0 else None
 
 
 def module_constant(module: nn.Module) -> Fraction | None:
@@ -73,12 +91,13 @@ def module_constant(module: nn.Module) -> Fraction | None:
     if not is_torch_class(module):
         return None
     if isinstance(module, nn.LeakyReLU):
-        return max(Fraction(1), _magnitude(module.negative_slope))
+        return _at_least_one(module.negative_slope)
     if isinstance(module, nn.ELU):  # f' = alpha exp(x) below 0
-        return max(Fraction(1), _magnitude(module.alpha))
+        return _at_least_one(module.alpha)
     if isinstance(module, nn.PReLU):  # a learned slope per channel (or one)
-        slope = _magnitude(module.weight)
-        return None if slope < 0 else max(Fraction(1), slope)
+        return _at_least_one(module.weight)
+    if isinstance(module, nn.CELU):
+        return _celu(module.alpha)
     if isinstance(module, _ONE):  # (Hardtanh covers ReLU6)
         return Fraction(1)
     return next((c for cls, c in _FIXED.items() if isinstance(module, cls)), None)
@@ -88,17 +107,13 @@ def function_constant(target: Any, args: Any, kwargs: dict) -> Fraction | None:
     """The Lipschitz constant of an activation called as a function in a torch.fx graph
     (its constant arguments by value), or None if unknown."""
     if target in (F.leaky_relu, F.leaky_relu_):
-        return max(Fraction(1), _magnitude(kwargs.get("negative_slope",
-                                                      args[1] if len(args) > 1 else 0.01)))
+        return _at_least_one(kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01))
     if target in (F.elu, F.elu_):
-        return max(Fraction(1), _magnitude(kwargs.get("alpha", args[1] if len(args) > 1
-                                                      else 1.0)))
-    if target in (F.prelu, torch.prelu):
-        weight = kwargs.get("weight", args[1] if len(args) > 1 else None)
-        if not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
-            return None  # (a weight computed from the signal stays a graph node)
-        slope = _magnitude(weight)
-        return None if slope < 0 else max(Fraction(1), slope)
+        return _at_least_one(kwargs.get("alpha", args[1] if len(args) > 1 else 1.0))
+    if target in (F.celu, F.celu_):
+        return _celu(kwargs.get("alpha", args[1] if len(args) > 1 else 1.0))
+    if target in (F.prelu, torch.prelu):  # (a weight computed from the signal: a node, None)
+        return _at_least_one(kwargs.get("weight", args[1] if len(args) > 1 else None))
     try:
         return _FUNCTIONS.get(target)
     except TypeError:  # an unhashable target

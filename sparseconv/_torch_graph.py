@@ -204,6 +204,19 @@ def _functional_module(target, kwargs: dict) -> nn.Module | None:
         return nn.Upsample(**kwargs)
     if target is F.linear or target in _CONV_F:
         weight, bias = kwargs.pop("weight"), kwargs.pop("bias", None)
+        rank = 2 if target is F.linear else list(_CONV_F).index(target) + 3
+        for name, tensor in (("weight", weight), ("bias", bias)):
+            if tensor is None:
+                continue
+            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+                kind = str(tensor.dtype) if isinstance(tensor, torch.Tensor) else type(
+                    tensor).__name__
+                raise TypeError(f"{target.__name__}'s {name} is not a real floating tensor "
+                                f"({kind}): sparseconv.torch reads real layers (a complex "
+                                "one would lose its imaginary part)")
+        if weight.ndim != rank:
+            raise TypeError(f"{target.__name__}'s weight has shape {tuple(weight.shape)}, not "
+                            f"{rank} dimensions")
         if target is F.linear:
             module: Any = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
         else:

@@ -69,19 +69,20 @@ def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Call
              size: Callable, meta: Callable) -> Fraction | str:
     """A sum or mean over non-batch axes: each output adds ``r`` inputs of its own (``r`` the
     ratio of the sizes), so the norm is ``sqrt(r)``, or ``1 / sqrt(r)`` for a mean."""
+    value = of(source)  # (refused first if the source is no floating tensor)
     dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
     if kwargs.get("dtype") is not None:
         return "reduces to another dtype"
     ndim = len(meta(source).shape)
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-    if dim is None or not all(isinstance(d, int) for d in dims) or any(
-            d % ndim == 0 for d in dims):
+    if dim is None or not dims or not all(isinstance(d, int) for d in dims) or any(
+            d % ndim == 0 for d in dims):  # (dim=[]: every axis, the batch's too)
         return "reduces over the batch axis (or over axes it does not name as ints)"
     whole, part = size(source), size(node)
     if not whole or not part or whole % part:
         return "reduces over axes whose sizes are not known"
     r = Fraction(whole // part)
-    return _sqrt_up(1 / r if node.target in (torch.mean, "mean") else r) * of(source)
+    return _sqrt_up(1 / r if node.target in (torch.mean, "mean") else r) * value
 
 
 def _by_tensor(node: torch.fx.Node, signal: Any, tensor: torch.Tensor, divides: bool,
@@ -92,9 +93,11 @@ def _by_tensor(node: torch.fx.Node, signal: Any, tensor: torch.Tensor, divides: 
     if divides and (kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
                     is not None or node.args[0] is not signal):
         return "divides other than the signal by a constant tensor (or rounds)"
-    if not (tensor.is_floating_point() or tensor.is_complex()) and tensor.dtype != torch.int64:
-        return "multiplies the signal by a tensor that is neither floating nor integer"
-    magnitudes = tensor.detach().abs().to("cpu", torch.float64)
+    exact = tensor.is_floating_point()  # (float32, float16 and bfloat16 widen exactly)
+    # in double precision first: abs(-2**63) overflows in int64; complex moduli and integers
+    # beyond 2**53 round there, by at most a few units of 2**-52, widened below
+    wide = tensor.detach().to("cpu", torch.complex128 if tensor.is_complex() else torch.float64)
+    magnitudes = wide.abs()
     if magnitudes.numel() == 0 or not bool(torch.isfinite(magnitudes).all()):
         return "multiplies the signal by a tensor with non-finite entries"
     whole, part = size(node), size(signal)
@@ -102,17 +105,39 @@ def _by_tensor(node: torch.fx.Node, signal: Any, tensor: torch.Tensor, divides: 
         return "multiplies operands whose sizes are not known"
     repeat = _sqrt_up(Fraction(whole // part))
     if divides:
-        if tensor.is_complex() or tensor.dtype == torch.int64:
-            return "divides the signal by a complex or integer tensor"
+        if not exact:
+            return "divides the signal by a tensor that is not real floating"
         smallest = float(magnitudes.min())
         if smallest == 0:
             return "divides the signal by a tensor with a zero entry"
         return repeat * of(signal) / Fraction(smallest)
-    # complex moduli are rounded in their dtype, int64 beyond 2**53 in float64: widened
-    ulp = (torch.finfo(tensor.dtype).eps if tensor.is_complex()
-           else 2.0 ** -52 if tensor.dtype == torch.int64 else 0.0)
-    scale = Fraction(float(magnitudes.max())) * (1 + 4 * Fraction(ulp))
+    scale = Fraction(float(magnitudes.max())) * (1 if exact else 1 + Fraction(4, 2 ** 52))
     return repeat * scale * of(signal)
+
+
+def _moves_batch(target: Any, args: Any, kwargs: dict, ndim: int) -> bool:
+    """Whether a transposition (``transpose``, ``swapaxes``, ``permute``, ``movedim``) moves
+    axis 0, the batch's; unreadable axes count as moving it."""
+    name = getattr(target, "__name__", target)
+    try:
+        if name in ("transpose", "swapaxes", "swapdims"):
+            pair: list[Any] = [kwargs.get(k, args[i] if len(args) > i else None)
+                    for i, k in ((1, "dim0"), (2, "dim1"))]
+            return sum(int(d) % ndim == 0 for d in pair) == 1
+        if name == "permute":
+            dims = kwargs.get("dims", args[1:])
+            dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+            return int(dims[0]) % ndim != 0
+        if name in ("movedim", "moveaxis"):
+            ends = [kwargs.get(k, args[i] if len(args) > i else None)
+                    for i, k in ((1, "source"), (2, "destination"))]
+            source, destination = ([int(d) % ndim for d in (e if isinstance(e, (tuple, list))
+                                                            else (e,))] for e in ends)
+            return dict(zip(source, destination)).get(0, 0) != 0 or 0 in [
+                d for s, d in zip(source, destination) if s != 0]
+    except (TypeError, ValueError, IndexError):
+        return True
+    return False
 
 
 def _basic_index(index) -> bool:
@@ -192,7 +217,10 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
 
     ``factors(name, k, shape)``: what is known of the ``k``-th call (from 0, constant calls
     counted) of the module named ``name`` on an input of ``shape`` (without the batch)
-    (:data:`Factor`). ``probe``: a random input batch of one, run once through the graph
+    (:data:`Factor`). ``probe``: a random input batch of two (a value whose leading size is
+    not the batch's mixes the samples: refused, with transpositions of the batch axis and
+    reductions over it, which the bound of one sample's map does not cover), run once through
+    the graph
     (buffers restored) to learn every node's shape and dtype and to see in-place changes read
     afterwards, which are refused, and through the model, whose output the graph's must be.
     ``functional(target, args, kwargs, shape)``: a certified bound on the norm of a linear
@@ -270,6 +298,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                                                        or dtype.is_complex):
             opaque.add(node)  # a size, a shape, a tuple, indices: no signal itself
             continue
+        if len(meta(node).shape) == 0 or meta(node).shape[0] != len(probe):
+            return unsupported(node, "mixes the batch axis into the sample (the bound is of "
+                               "a map of one sample; the batch must stay the first axis)")
         try:
             found = _bound(node, bound, of, size, meta, factors, functional,
                            recorder.constants)
@@ -351,12 +382,19 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         return _reduced(node, source, args, kwargs, of, size, meta)
     if target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):
         value = of(source)  # (refused first if the source is no floating tensor)
+        if _moves_batch(target, args, kwargs, len(meta(source).shape)):
+            return "moves the batch axis (the bound is of a map of one sample)"
         if getattr(meta(node), "dtype", None) != getattr(meta(source), "dtype", None):
             return "changes the signal's dtype"  # x.view(torch.int32): no reshape
         return value
     signals = [n for n in node.all_input_nodes if n in bound]
     if signals != [source]:  # (clamp(x, min=y) of two signals: no rule)
         return "takes the signal other than as its one input"
+    computed: list[torch.fx.Node] = []
+    torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
+                          computed.append)
+    if computed:  # (F.leaky_relu(x, x.shape[-1] / 100): an argument from the signal's shape)
+        return f"has an argument computed from the signal ({computed[0].name!r})"
     constant = function_constant(target, args, kwargs)
     if constant is None and functional is not None and node.op == "call_function":
         found = functional(target, list(args), kwargs, tuple(meta(source).shape[1:]))

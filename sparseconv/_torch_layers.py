@@ -76,7 +76,9 @@ def mode_matters(module: nn.Module) -> bool:
     but torch's own modeless ones (:data:`_MODELESS`; a user's subclass may read
     ``training``; a parametrized layer's parametrizations are modules of their own, checked as
     such)."""
-    return not (is_torch_module(module) and isinstance(module, _MODELESS))
+    hooked = bool(module._forward_hooks) or any(  # a hook may read it (spectral_norm's does)
+        not isinstance(hook, _weight_hooks()[0]) for hook in module._forward_pre_hooks.values())
+    return hooked or not (is_torch_module(module) and isinstance(module, _MODELESS))
 
 
 # activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
@@ -474,10 +476,13 @@ def _batchnorm_scale_shift(module) -> tuple[np.ndarray, np.ndarray]:
 
 def _batchnorm_layer(module, input_shape) -> _Layer:
     name = type(module).__name__
-    ndim = _BATCHNORM.index(type(module)) + 1 if type(module) in _BATCHNORM else None
+    instance = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+    ndim = (_BATCHNORM.index(type(module)) + 1 if type(module) in _BATCHNORM else
+            instance.index(type(module)) + 1 if type(module) in instance else None)
     shape = _input_shape(input_shape, None, name)
+    spatial_ranks = (0, 1) if ndim == 1 and type(module) in _BATCHNORM else (ndim,)
     if shape[0] != module.num_features or (ndim is not None and len(shape) - 1 not in
-                                           ((0, 1) if ndim == 1 else (ndim,))):
+                                           spatial_ranks):
         raise ValueError(f"input_shape must be (num_features={module.num_features}, *spatial) "
                          f"as {name} expects, got {shape}")
     scale, shift = _batchnorm_scale_shift(module)

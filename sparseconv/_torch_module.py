@@ -319,8 +319,7 @@ class FoldedBatchNorm(NamedTuple):
 
 
 def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
-    """Fold an eval-mode BatchNorm into the convolution (transposed convolution, or Linear)
-    before it.
+    """Fold an eval-mode BatchNorm into the convolution (or transposed convolution) before it.
 
     With ``s = gamma / sqrt(running_var + eps)`` per output channel, ``bn(conv(x))`` is the
     convolution with weight ``s * W`` (scaled per output channel: ``W``'s first axis for a
@@ -329,11 +328,12 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
 
     Parameters
     ----------
-    conv : torch.nn.Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
-        or Linear
+    conv : torch.nn.Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d or ConvTranspose3d
+        (not a ``Linear``: a ``BatchNorm1d`` after it normalizes its output features on
+        ``(N, features)`` inputs but axis 1 of ``(N, C, L)`` ones, which the modules do not
+        tell apart)
     bn : torch.nn.BatchNorm1d, BatchNorm2d or BatchNorm3d
-        In eval mode, with running statistics, ``num_features == conv.out_channels`` (or
-        ``out_features``; a ``BatchNorm1d`` after a ``Linear``).
+        In eval mode, with running statistics, ``num_features == conv.out_channels``.
 
     Returns
     -------
@@ -367,15 +367,18 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
 
 def _fold(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     """:func:`fold_batchnorm`, hooks or not (the report withholds its network bound instead)."""
-    if not isinstance(conv, (*_CONV, *_CONV_T, nn.Linear)):
-        raise TypeError(f"conv must be a Conv1d, Conv2d, Conv3d, a ConvTranspose of those or a "
-                        f"Linear, got {type(conv).__name__}")
+    if isinstance(conv, nn.Linear):  # BatchNorm1d on (N, C, L) normalizes C, not the features
+        raise TypeError("conv must be a convolution: a BatchNorm1d after a Linear normalizes "
+                        "the Linear's output features only on (N, features) inputs (on (N, C, "
+                        "L) it normalizes C), which the modules alone do not say; fold it "
+                        "yourself where that holds")
+    if not isinstance(conv, (*_CONV, *_CONV_T)):
+        raise TypeError(f"conv must be a Conv1d, Conv2d, Conv3d or a ConvTranspose of those, "
+                        f"got {type(conv).__name__}")
     if not isinstance(bn, _BATCHNORM):
         raise TypeError(f"bn must be a BatchNorm1d, BatchNorm2d or BatchNorm3d, got "
                         f"{type(bn).__name__}")
     _refuse(bn)
-    if isinstance(conv, nn.Linear):
-        return _fold_linear(conv, bn)
     if not isinstance(bn, _BATCHNORM[len(conv.kernel_size) - 1]):  # PyTorch's forward refuses
         raise TypeError(f"bn must be the BatchNorm of the convolution's rank: "
                         f"{type(conv).__name__} takes BatchNorm{len(conv.kernel_size)}d, got "
@@ -404,21 +407,3 @@ def _fold(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
         module.bias.copy_(torch.from_numpy(bias))
     return FoldedBatchNorm(weight, bias, module.train(conv.training))
 
-
-def _fold_linear(linear: nn.Linear, bn: nn.Module) -> FoldedBatchNorm:
-    """A BatchNorm1d after a Linear (an MLP head): each output feature scaled and shifted."""
-    if not isinstance(bn, nn.BatchNorm1d):
-        raise TypeError(f"bn must be a BatchNorm1d after a Linear, got {type(bn).__name__}")
-    if bn.num_features != linear.out_features:
-        raise ValueError(f"bn.num_features={bn.num_features} must equal linear.out_features="
-                         f"{linear.out_features}")
-    scale, shift = _batchnorm_scale_shift(bn)
-    weight, linear_bias = _numpy(parameter(linear, "weight")), parameter(linear, "bias")
-    weight = weight * scale[:, None]
-    bias = shift + scale * (0.0 if linear_bias is None else _numpy(linear_bias))
-    module = nn.Linear(linear.in_features, linear.out_features, device=linear.weight.device,
-                       dtype=linear.weight.dtype)
-    with torch.no_grad():
-        module.weight.copy_(torch.from_numpy(weight))
-        module.bias.copy_(torch.from_numpy(bias))
-    return FoldedBatchNorm(weight, bias, module.train(linear.training))

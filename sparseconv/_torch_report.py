@@ -381,8 +381,8 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
         return Fraction(1) if record.linear else None  # a reshape: Flatten, Identity, Dropout
 
     dtype, device = probe_like(model)
-    probe = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0),
-                        dtype=dtype).to(device)
+    probe = torch.randn((2, *shape), generator=torch.Generator().manual_seed(0),
+                        dtype=dtype).to(device)  # (two samples: one mixed into another shows)
 
     def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | str | None:
         try:

@@ -470,7 +470,8 @@ class _ChunkedLayer(LinearOperator):
 
     def dot(self, x):
         """``A @ x``; a LinearOperator or scalar composes as scipy's ``dot`` does."""
-        if isinstance(x, da.Array):
+        if isinstance(x, da.Array) or isinstance(x, np.ndarray) and (
+                x.ndim > 2 or x.shape == self.input_shape):  # (an image, or a batch of them)
             return self._apply(x, adjoint=False)
         return super().dot(x)
 

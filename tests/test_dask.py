@@ -185,6 +185,9 @@ def test_numpy_arrays_of_every_documented_form(transposed):
                                    (C.rmatvec, S.apply_adjoint, S.dimsd)):
         one, batch = rng.standard_normal(shape), rng.standard_normal((3, *shape))
         assert_close(product(one), serial(one), "one array")
+        if product == C.matvec:  # dot and @ too (they fell through to scipy's, which refused)
+            assert_close(C @ one, serial(one), "@ one array")
+            assert_close(C.dot(batch), serial(batch), "dot of a batch")
         assert product(batch).shape == serial(batch).shape
         assert_close(product(batch), serial(batch), "a batch")
         assert_close(product(one.ravel()), serial(one).ravel(), "flat")

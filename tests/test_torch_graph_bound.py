@@ -592,3 +592,84 @@ def test_an_output_that_is_no_tensor_is_named_so():
 
     report = sct.lipschitz_report(Segmentation().eval(), (3, 4, 4))
     assert "does not return one tensor (it returns a dict)" in report.reason
+
+
+class _Forward(nn.Module):
+    """A Linear (identity weight) and then ``function(self, y, x)``."""
+
+    def __init__(self, function, buffer=None, parameter=None):
+        super().__init__()
+        self.lin = nn.Linear(3, 3, bias=False, dtype=F64)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.eye(3, dtype=F64))
+        if buffer is not None:
+            self.register_buffer("t", buffer)
+        if parameter is not None:
+            self.w = nn.Parameter(parameter)
+        self.function = function
+
+    def forward(self, x):
+        return self.function(self, self.lin(x), x)
+
+
+class _ComplexLinear(nn.Module):
+    """F.linear by a complex parameter (the probe is complex, as the model's parameters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(2, 3, dtype=torch.complex128,
+                                          generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return F.linear(x, self.w)
+
+
+@pytest.mark.parametrize("name, model", [
+    # CELU with a negative alpha (which PyTorch takes) is unbounded below 0: it had constant 1
+    ("CELU(alpha=-1)", lambda: nn.Sequential(nn.Linear(3, 3, dtype=F64), nn.CELU(-1.0))),
+    ("F.celu(x, -1)", lambda: _Forward(lambda m, y, x: F.celu(y, -1.0))),
+    # non-finite slopes had constant 1 (max(1, -1))
+    ("LeakyReLU(inf)", lambda: nn.Sequential(nn.Linear(3, 3, dtype=F64),
+                                             nn.LeakyReLU(float("inf")))),
+    ("ELU(nan)", lambda: nn.Sequential(nn.Linear(3, 3, dtype=F64), nn.ELU(float("nan")))),
+    # a complex parameter in F.linear lost its imaginary part (bound 2.06, norm 2.94)
+    ("complex F.linear", lambda: _ComplexLinear()),
+    # abs(-2**63) overflows in int64: max |t| came out as 1
+    ("int64 -2**63", lambda: _Forward(lambda m, y, x: y * m.t, buffer=torch.tensor(
+        [-2 ** 63, 1, 1], dtype=torch.int64))),
+    # crashed: a slope from the signal's shape (TypeError), a 1-D weight (IndexError)
+    ("slope from a shape", lambda: _Forward(lambda m, y, x: F.leaky_relu(y, x.shape[-1] / 100))),
+    ("1-D F.linear weight", lambda: _Forward(lambda m, y, x: F.linear(y, m.w),
+                                             parameter=torch.ones(3, dtype=F64))),
+    # samples mixed: the batch transposed away, or every axis reduced (dim=[])
+    ("batch transposed", lambda: _Forward(lambda m, y, x: y.transpose(0, 1).sum(1))),
+    ("sum(dim=[])", lambda: _Forward(lambda m, y, x: torch.sum(y, dim=[]))),
+    ("batch moved", lambda: _Forward(lambda m, y, x: y.movedim(0, 1).mean(0))),
+])
+def test_a_third_reviews_counterexamples_get_no_bound_or_a_true_one(name, model):
+    """Each either gets no bound (with a reason, never an exception) or one at least its
+    largest observed ratio ``||f(x) - f(y)|| / ||x - y||`` over pairs of batches of two."""
+    model = model().eval()
+    report = sct.lipschitz_report(model, (3,))
+    if report.network_upper is None:
+        assert report.reason, name
+        return
+    generator = torch.Generator().manual_seed(1)
+    dtype = next(model.parameters()).dtype
+    for _ in range(16):
+        x = 4 * torch.randn((2, 3), dtype=dtype, generator=generator)
+        y = x + torch.randn((2, 3), dtype=dtype, generator=generator)
+        with torch.no_grad():
+            ratio = (model(x) - model(y)).abs().norm() / (x - y).norm()
+        assert float(ratio) <= report.network_upper * (1 + 1e-9), (name, report.network_upper)
+
+
+def test_products_by_any_numeric_tensor_and_big_integers():
+    """An int32 buffer was refused as "neither floating nor integer"; int64's -2**63 gives a
+    bound of its size."""
+    for buffer, least in ((torch.tensor([2, 3, 1], dtype=torch.int32), 3),
+                          (torch.tensor([-2 ** 63, 1, 1], dtype=torch.int64), 2.0 ** 63),
+                          (torch.tensor([True, False, True]), 1)):
+        report = sct.lipschitz_report(_Forward(lambda m, y, x: y * m.t, buffer=buffer).eval(),
+                                      (3,))
+        assert report.network_upper is not None and report.network_upper >= least, report.reason
