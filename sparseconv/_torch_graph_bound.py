@@ -122,7 +122,7 @@ def _moves_batch(target: Any, args: Any, kwargs: dict, ndim: int) -> bool:
     try:
         if name in ("transpose", "swapaxes", "swapdims"):
             pair: list[Any] = [kwargs.get(k, args[i] if len(args) > i else None)
-                    for i, k in ((1, "dim0"), (2, "dim1"))]
+                               for i, k in ((1, "dim0"), (2, "dim1"))]
             return sum(int(d) % ndim == 0 for d in pair) == 1
         if name == "permute":
             dims = kwargs.get("dims", args[1:])
@@ -220,9 +220,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     (:data:`Factor`). ``probe``: a random input batch of two (a value whose leading size is
     not the batch's mixes the samples: refused, with transpositions of the batch axis and
     reductions over it, which the bound of one sample's map does not cover), run once through
-    the graph
-    (buffers restored) to learn every node's shape and dtype and to see in-place changes read
-    afterwards, which are refused, and through the model, whose output the graph's must be.
+    the graph (buffers restored) to learn every node's shape and dtype and to see in-place
+    changes read afterwards, which are refused, and through the model, whose output the
+    graph's must be.
     ``functional(target, args, kwargs, shape)``: a certified bound on the norm of a linear
     function's call on an input of ``shape``, None if the call is none it knows, or why a
     linear call it knows gets none (a string).

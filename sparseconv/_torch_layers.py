@@ -76,8 +76,9 @@ def mode_matters(module: nn.Module) -> bool:
     but torch's own modeless ones (:data:`_MODELESS`; a user's subclass may read
     ``training``; a parametrized layer's parametrizations are modules of their own, checked as
     such)."""
-    hooked = bool(module._forward_hooks) or any(  # a hook may read it (spectral_norm's does)
-        not isinstance(hook, _weight_hooks()[0]) for hook in module._forward_pre_hooks.values())
+    hooked = any(  # a hook may read it (spectral_norm's does); sparseconv's own do not
+        not (isinstance(hook, _weight_hooks()[0]) or getattr(hook, "sparseconv", False))
+        for hook in (*module._forward_hooks.values(), *module._forward_pre_hooks.values()))
     return hooked or not (is_torch_module(module) and isinstance(module, _MODELESS))
 
 

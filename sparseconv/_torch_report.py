@@ -630,6 +630,8 @@ def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord],
         tensor = _first_tensor(inputs)
         folds.append(tensor is not None and tensor is last[0] and tensor._version == last[1])
 
+    after_conv.sparseconv = after_batchnorm.sparseconv = True  # type: ignore[attr-defined]
+
     handles = [m.register_forward_hook(after_conv if isinstance(m, (*_CONV, *_CONV_T))
                                        else after_batchnorm)
                for m in model.modules() if isinstance(m, (*_CONV, *_CONV_T, *_BATCHNORM))]

@@ -754,3 +754,13 @@ def test_wrapped_models_are_read_through_their_wrappers():
         sct.lipschitz_report(lazy, (2, 6, 6))
     lazy(torch.zeros(1, 2, 6, 6))
     assert sct.lipschitz_report(lazy, (2, 6, 6)).network_upper is not None
+
+
+def test_a_fresh_convolution_swapped_in_after_eval_is_reported_with_folds():
+    """A Conv2d in training mode computes as in eval mode: with fold_batchnorm=True the
+    report's own forward hooks on it must not count as hooks that read the mode."""
+    model = _networks.randomize(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2),
+                                              nn.ReLU()))
+    model[0] = nn.Conv2d(2, 2, 3, padding=1).double()  # in training mode
+    report = sct.lipschitz_report(model, (2, 5, 5), fold_batchnorm=True)
+    assert [row["name"] for row in report] == ["0+1"] and report.network_upper is not None
