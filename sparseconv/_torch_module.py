@@ -406,4 +406,3 @@ def _fold(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
         module.weight.copy_(torch.from_numpy(weight))
         module.bias.copy_(torch.from_numpy(bias))
     return FoldedBatchNorm(weight, bias, module.train(conv.training))
-
