@@ -37,7 +37,7 @@ no_padding = animate("arithmetic_no_padding_no_strides.gif",
 # padded cell holds (-1: a zero).
 geometry = sc.ConvGeometry.from_weight((1, 1, 3, 3), (1, 5, 5), stride=2, padding=1)
 window, source = padded_index_map(geometry)
-print(window[0], source[window[0]])  # the first output reads 4 zeros and 4 input cells
+print(window[0], source[window[0]])  # the first output reads 5 zeros and 4 input cells
 padding_strides = animate("arithmetic_padding_strides.gif", geometry)
 
 # %%

@@ -40,11 +40,12 @@ spy_values("toeplitz_1d.png", A, "1-D convolution, kernel [-2, 1, 3], n=10 (full
 # %%
 # 2-D: doubly block Toeplitz
 # --------------------------
-# A 3x3 kernel on a 5x5 image (``"valid"``) is a 3x3 grid of 3x5 Toeplitz blocks, one per
-# kernel row, constant along block diagonals. The grid lines mark the blocks.
+# A 3x3 kernel on a 5x5 image (``"valid"``) is a 3x5 grid of 3x5 Toeplitz blocks (one block
+# row per output row, one block column per input row), each built from one kernel row,
+# constant along block diagonals. The grid lines mark the blocks.
 A = sc.doubly_block_toeplitz(KERNEL, (5, 5), mode="valid")
 spy_values("doubly_block_toeplitz.png", A, "3x3 kernel on 5x5, valid: doubly block Toeplitz\n"
-           "(3x3 blocks of 3x5 Toeplitz blocks)", blocks=[(3, 5)])
+           "(a 3x5 grid of 3x5 Toeplitz blocks)", blocks=[(3, 5)])
 
 # %%
 # Circular padding: doubly block circulant

@@ -1,9 +1,10 @@
 """Certified upper bounds on the spectral norm of a layer, each rigorous in float64.
 
 * **Circulant embedding.** A zero-padded layer is the restriction ``P C Z`` of a strided
-  circular layer ``C`` on any grid ``N`` with no wrap-around: ``N >= n + max(pad_lo, reach)``
-  (left and right pads can share one gap of zeros), ``N > (m-1)*stride``, ``N`` a multiple of
-  the stride. So ``||A|| <= ||C|| = max_xi sigma_max(H(xi))``, by the symbol
+  circular layer ``C`` on any grid ``N`` with no wrap-around: ``N >= max(n + pad_lo, span -
+  pad_lo)`` per axis (``n`` inputs, ``span = dilation * (k - 1) + 1`` the kernel's extent;
+  left and right pads can share one gap of zeros), ``N > (m-1)*stride`` (``m`` outputs),
+  ``N`` a multiple of the stride. So ``||A|| <= ||C|| = max_xi sigma_max(H(xi))``, by the symbol
   (:mod:`sparseconv._symbol`) at every frequency -- all of them for a complex kernel, one of
   each pair ``{xi, -xi}`` for a real one (``H(-xi) = conj(H(xi))``).
 * **Exact sections.** Embedding all axes but one, ``e``, makes ``A`` block diagonal over the

@@ -17,7 +17,7 @@ just above it, never below:
   ``1.1289041...``; its ``tanh`` approximation peaks at ``1.1289931...`` near ``x = 1.4185``;
   both bounded by ``1.13``. ``SiLU``: ``1.0998393...`` at ``x = 2.3994``, bounded by
   ``1.1``. ``Mish``: ``1.0884982...`` at ``x = 1.4906``, bounded by ``1.089``. (The smallest
-  ``f'`` of each is above ``-0.13``.) Found as the roots of ``f''`` in 40-digit arithmetic
+  ``f'`` of each is above ``-0.13``.) Found as the roots of ``f''`` in 30-digit arithmetic
   (mpmath), which ``tests/test_torch_report.py`` repeats.
 
 Not ``Softplus``: PyTorch's switches to the identity above its ``threshold``, a jump of

@@ -317,11 +317,11 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
 
     Notes
     -----
-    The embedding grid ``N`` per axis is the smallest multiple of the stride with
-    ``N >= n + max(pad_lo, reach)`` and no output reading a wrapped input. The rounding
-    allowance is that of ``Rounding.top_upper`` in :mod:`sparseconv._rounding` (the symbol's
-    evaluation error ``alpha u W1`` and the SVD's backward error), derived for float64 with
-    a backward-stable SVD (LAPACK on CPU).
+    The embedding grid ``N`` per axis is the smallest multiple of the stride with ``N >= max(n +
+    pad_lo, span - pad_lo)`` (``span`` the kernel's extent) and no output reading a wrapped
+    input. The rounding allowance is that of ``Rounding.top_upper`` in
+    :mod:`sparseconv._rounding` (the symbol's evaluation error ``alpha u W1`` and the SVD's
+    backward error), derived for float64 with a backward-stable SVD (LAPACK on CPU).
 
     Examples
     --------

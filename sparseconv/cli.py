@@ -257,6 +257,10 @@ def _report_parser(commands) -> None:
                         "instead of the bound over its torch.fx graph")
     report.add_argument("--fold-batchnorm", action="store_true",
                         help="one row per convolution and the BatchNorm that follows it")
+    report.add_argument("--constant", action="append", default=[], metavar="NAME=L",
+                        help="the Lipschitz constant L of a non-linear module the report does "
+                        "not know (Softplus, say), by its name or class; repeat for several "
+                        "(lipschitz_report's lipschitz_constants: yours, not certified)")
     report.add_argument("--exact", action="store_true",
                         help="certify every convolution with zero, reflect or replicate padding "
                         "with every axis exact (spectral_norm's method='exact': widths about "
@@ -712,6 +716,16 @@ def _report(args, error) -> None:
         worker_count(args.workers, "--workers")
     except ValueError as exc:
         error(_reason(exc, layer=False))
+    constants: dict[str, float] = {}
+    for given in args.constant:
+        name, equals, value = (part.strip() for part in given.partition("="))
+        try:
+            if not (equals and name):
+                raise ValueError(given)
+            constants[name] = float(value)
+        except ValueError:
+            error(f"--constant must be NAME=L (a module's name or class and a number), got "
+                  f"{given!r}")
     model = _load_model(args.model, args.trust_pickle, error)
     training = any(getattr(module, "training", False) for module in model.modules())
     model.eval()  # said on the output: never analysed silently in training mode
@@ -720,7 +734,8 @@ def _report(args, error) -> None:
                                       fold_batchnorm=args.fold_batchnorm,
                                       progress=not args.quiet and sys.stderr.isatty(),
                                       method="exact" if args.exact else "auto",
-                                      tol=args.tol, workers=args.workers)
+                                      tol=args.tol, workers=args.workers,
+                                      lipschitz_constants=constants or None)
     except KeyboardInterrupt as interrupt:
         partial = getattr(interrupt, "report", None)
         if partial is not None:
@@ -732,6 +747,8 @@ def _report(args, error) -> None:
         error(f"--input-shape {','.join(map(str, exc.shape))} includes the batch axis: the "
               f"model runs on {','.join(map(str, exc.runs_on))} (C,H[,W,...], without the "
               "batch)")
+    except ValueError as exc:  # (a --constant naming no traced non-linear module, say)
+        error(_reason(exc, layer=False).replace("lipschitz_constants", "--constant"))
     except RuntimeError as exc:
         if str(exc).startswith("layer '"):  # a layer's own work, named by lipschitz_report
             error(_reason(exc, layer=False))
@@ -742,7 +759,10 @@ def _report(args, error) -> None:
     if training:
         print("note: the model was saved in training mode; it is analysed in eval mode "
               "(BatchNorm's running statistics, no dropout)")
-    print(report)
+    # the library's keywords, as this command line spells them
+    print(str(report).replace("pass assume_chain=True", "pass --assume-chain"))
+    if report.reason.startswith("not linear and not a known activation"):
+        print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)")
     for key, write in (("csv", report.to_csv), ("json", report.to_json)):
         if outputs[key]:
             with atomic_path(outputs[key]) as path:

@@ -579,6 +579,47 @@ def test_report_plot_compares_bar_heights_unless_they_span_decades():
     assert axes.get_yscale() == "log"
 
 
+def test_report_takes_constants_and_speaks_in_options(tmp_path, capsys, monkeypatch):
+    """A Softplus got "network bound: none" with no next step (the CLI had no
+    lipschitz_constants); a residual model's reason said "assume_chain=True", a keyword, where
+    the option is --assume-chain."""
+    torch = pytest.importorskip("torch")
+    from sparseconv.cli import main
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    torch.save(nn.Sequential(nn.Conv2d(2, 2, 3), nn.Softplus()), tmp_path / "soft.pt")
+    monkeypatch.chdir(tmp_path)
+    base = ["report", "--model", "soft.pt", "--input-shape", "2,6,6", "--trust-pickle", "--quiet"]
+    assert main(base) in (0, None)
+    out = capsys.readouterr().out
+    assert "network bound: none" in out and "--constant NAME=L" in out
+    assert main([*base, "--constant", "Softplus=1"]) in (0, None)
+    assert "network bound (product of the upper bounds)" in capsys.readouterr().out
+    for bad, message in (("Softplus", "must be NAME=L"), ("=1", "must be NAME=L"),
+                         ("Softplus=x", "must be NAME=L"),
+                         ("softplus=1", "--constant['softplus']")):
+        with pytest.raises(SystemExit):
+            main([*base, "--constant", bad])
+        assert message in capsys.readouterr().err, bad
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return x + self.conv(x)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(Residual()).save(str(tmp_path / "res.pt"))
+    assert main(["report", "--model", "res.pt", "--input-shape", "2,6,6", "--quiet"]) in (0,
+                                                                                          None)
+    out = capsys.readouterr().out
+    assert "pass --assume-chain" in out and "assume_chain=True" not in out
+
+
 def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, monkeypatch):
     import json
 
