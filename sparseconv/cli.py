@@ -686,6 +686,7 @@ def _report_figure(report) -> Any:
         ax.scatter(*zip(*periodic), color="C3", marker=".", zorder=3,
                    label="circular padding (exact)")
     ax.set_xticks(x, [row["name"] for row in rows], rotation=90, fontsize=7)
+    ax.set_xlabel("layer (the report's row name)")
     uppers = [row["upper"] for row in rows if row["upper"] > 0]
     if uppers and max(uppers) > 100 * min(uppers):  # bars from 0 would hide the small ones
         ax.set_yscale("log")
