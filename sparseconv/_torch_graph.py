@@ -119,7 +119,9 @@ _POOL_F = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d:
            F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d,
            F.pixel_shuffle: nn.PixelShuffle, F.pixel_unshuffle: nn.PixelUnshuffle,
            F.unfold: nn.Unfold, F.fold: nn.Fold}
-_CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}
+_CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d,
+           F.conv_transpose1d: nn.ConvTranspose1d, F.conv_transpose2d: nn.ConvTranspose2d,
+           F.conv_transpose3d: nn.ConvTranspose3d}
 # the functional calls read by keyword (torch.fx's normalize_function)
 _NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, F.interpolate, F.pad, F.linear}
 _PAD_F: dict[str, PaddingMode] = {"constant": "zeros", "reflect": "reflect",
@@ -204,7 +206,7 @@ def _functional_module(target, kwargs: dict) -> nn.Module | None:
         return nn.Upsample(**kwargs)
     if target is F.linear or target in _CONV_F:
         weight, bias = kwargs.pop("weight"), kwargs.pop("bias", None)
-        rank = 2 if target is F.linear else list(_CONV_F).index(target) + 3
+        rank = 2 if target is F.linear else list(_CONV_F).index(target) % 3 + 3
         for name, tensor in (("weight", weight), ("bias", bias)):
             if tensor is None:
                 continue
@@ -222,8 +224,10 @@ def _functional_module(target, kwargs: dict) -> nn.Module | None:
         else:
             groups = kwargs.get("groups", 1)
             conv: Any = _CONV_F[target]
-            module = conv(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
-                          bias=bias is not None, **kwargs)
+            # a convolution's weight is (C_out, C_in/g, *k); a transposed one's (C_in, C_out/g)
+            channels = ((weight.shape[0], weight.shape[1] * groups) if conv in _CONV_T else
+                        (weight.shape[1] * groups, weight.shape[0]))
+            module = conv(*channels, tuple(weight.shape[2:]), bias=bias is not None, **kwargs)
         module = module.to(torch.float64)
         with torch.no_grad():
             module.weight.copy_(weight)

@@ -124,15 +124,15 @@ class NetworkOperator:
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
     """A network whose forward is linear (affine) as one matrix-free operator.
 
-    The model is traced with ``torch.fx`` (``torch.fx.symbolic_trace``'s tracer, with
-    every module :func:`matrix` supports kept whole), and each node of the graph becomes its
-    linear map: modules through :func:`operator`; residual sums and differences
-    (``x + f(x)``, ``torch.add``), products with constants, ``torch.cat`` (not along the
-    batch), ``flatten``/``view``/``reshape``/``squeeze``/``unsqueeze``, ``permute`` and
-    ``transpose``, ``x[:, ...]`` and ``x[..., a:b]`` indexing, ``sum``/``mean`` over
-    non-batch axes, and the functional ``F.interpolate``, ``F.avg_pool*d``,
-    ``F.adaptive_avg_pool*d``, ``F.pad``, ``F.pixel_(un)shuffle``, ``F.linear``, ``F.conv*d``
-    (with constant weights) and ``F.dropout`` (``training=False``). Shapes (``x.size(0)``,
+    The model is traced with ``torch.fx`` (``torch.fx.symbolic_trace``'s tracer, with every
+    module :func:`matrix` supports kept whole), and each node of the graph becomes its linear
+    map: modules through :func:`operator`; residual sums and differences (``x + f(x)``,
+    ``torch.add``), products with constants, ``torch.cat`` (not along the batch),
+    ``flatten``/``view``/``reshape``/``squeeze``/``unsqueeze``, ``permute`` and ``transpose``,
+    ``x[:, ...]`` and ``x[..., a:b]`` indexing, ``sum``/``mean`` over non-batch axes, and the
+    functional ``F.interpolate``, ``F.avg_pool*d``, ``F.adaptive_avg_pool*d``, ``F.pad``,
+    ``F.pixel_(un)shuffle``, ``F.linear``, ``F.conv*d`` and ``F.conv_transpose*d`` (with
+    constant weights) and ``F.dropout`` (``training=False``). Shapes (``x.size(0)``,
     ``x.shape``) are read from one probe forward pass on a batch of zeros.
 
     Parameters

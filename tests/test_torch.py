@@ -988,3 +988,28 @@ def test_a_hooked_module_in_training_mode_counts_and_instance_norm_shapes():
     with pytest.raises(ValueError, match=r"input_shape must be \(num_features=4, \*spatial\)"):
         sct.matrix(norm, (4,))
     assert sct.matrix(norm, (4, 3)).shape == (12, 12)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_functional_transposed_convolution_by_a_parameter(groups):
+    """F.conv_transpose2d by a parameter was refused ("not a call network_operator maps");
+    it is the transposed layer: against the model, autograd's adjoint and the dot test, and
+    the graph bound holds its exact norm."""
+    class Decoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3, padding=1, dtype=F64)
+            self.w = nn.Parameter(torch.randn(4, 6 // groups, 3, 3, dtype=F64,
+                                              generator=torch.Generator().manual_seed(groups)))
+            self.b = nn.Parameter(torch.randn(6, dtype=F64))
+
+        def forward(self, x):
+            return F.conv_transpose2d(self.conv(x), self.w, self.b, stride=2, padding=1,
+                                      output_padding=1, groups=groups)
+
+    model = Decoder().eval()
+    net = check_network(model, (2, 4, 5), f"conv_transpose2d, groups {groups}")
+    assert net.output_shape == (6, 8, 10)
+    exact = np.linalg.norm(net.affine().matrix.toarray(), 2)
+    report = sct.lipschitz_report(model, (2, 4, 5))
+    assert report.over_graph and exact <= report.network_upper, report.reason
