@@ -21,7 +21,10 @@ own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
   ``max(scale * (o + 0.5) - 0.5, 0)`` (``align_corners=False``), with weights ``1 - t`` and
   ``t``. ``scale`` is ``1 / scale_factor`` when a ``scale_factor`` is given (and
   ``recompute_scale_factor`` is not set), ``n / m`` otherwise, exactly as PyTorch uses it;
-  an axis whose size does not change is copied (PyTorch's shortcut, whatever the scale).
+  an axis whose size does not change is copied (PyTorch's shortcut, whatever the scale);
+* ``"bicubic"``: Keys' cubic convolution (``A = -0.75``) on the four inputs around the source
+  coordinate, which is not clamped at 0 as the linear modes' is, each input index clamped
+  into the axis (PyTorch's ``HelperInterpCubic``); no shortcut for an unchanged size.
 
 Pixel shuffle and unshuffle are permutations (one 1 a row), from the reshape and transpose
 that define them. Every matrix is sized against the memory limit before it is allocated.
@@ -54,8 +57,8 @@ __all__ = ["adaptive_avg_pool_matrix", "interpolate_matrix", "pixel_shuffle_matr
            "pixel_unshuffle_matrix"]
 
 #: interpolation modes, and the number of spatial axes the linear ones need (PyTorch's rule)
-MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
-_LINEAR_RANK = {"linear": 1, "bilinear": 2, "trilinear": 3}
+MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "area")
+_LINEAR_RANK = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2}
 
 
 def _shape(input_shape, name: str = "input_shape") -> tuple[int, ...]:
@@ -140,6 +143,31 @@ def _linear_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp
     rows = np.repeat(np.arange(m), 2)
     return _axis_matrix(rows, np.stack([low, high], 1).ravel(),
                         np.stack([1.0 - t, t], 1).ravel(), m, n)
+
+
+def _cubic_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.csr_array:
+    """PyTorch's bicubic weights along one axis (``HelperInterpCubic``): the source coordinate
+    ``scale * o`` or ``scale * (o + 0.5) - 0.5`` (not clamped, unlike the linear modes), its
+    floor ``i`` and ``t`` the rest; Keys' cubic convolution with ``A = -0.75`` on inputs
+    ``i - 1 .. i + 2``, each clamped into ``[0, n - 1]`` (weights of a clamped input add)."""
+    a = -0.75
+    o = np.arange(m, dtype=np.float64)
+    if align_corners:
+        source = o * ((n - 1) / (m - 1) if m > 1 else 0.0)
+    else:
+        source = (1.0 / scale if scale is not None else n / m) * (o + 0.5) - 0.5
+    low = np.floor(source)
+    t = source - low
+
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], 1)
+    columns = np.clip(low.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n - 1)
+    return _axis_matrix(np.repeat(np.arange(m), 4), columns.ravel(), weights.ravel(), m, n)
 
 
 def adaptive_avg_pool_matrix(input_shape: ShapeLike,
@@ -253,8 +281,9 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         The output size is ``floor(n * scale_factor)``; the kernels then map output ``o`` back
         with ``1 / scale_factor``, unless ``recompute_scale_factor=True`` (then with
         ``n / out``, as for ``size``).
-    mode : {"nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area"}
-        ``"linear"``, ``"bilinear"`` and ``"trilinear"`` need 1, 2 and 3 spatial axes.
+    mode : {"nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "area"}
+        ``"linear"``, ``"bilinear"``, ``"trilinear"`` and ``"bicubic"`` need 1, 2, 3 and 2
+        spatial axes.
     align_corners : bool, optional
         For the linear modes only (default False): map the corner pixels' centres onto each
         other instead of their outer edges.
@@ -312,12 +341,15 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         align_corners = as_bool(align_corners, "align_corners")
         if mode not in _LINEAR_RANK:
             raise ValueError(f"align_corners can only be set with the interpolating modes "
-                             f"(linear, bilinear, trilinear), got mode={mode!r}")
+                             f"(linear, bilinear, trilinear, bicubic), got mode={mode!r}")
     if recompute_scale_factor is not None:
         recompute_scale_factor = as_bool(recompute_scale_factor, "recompute_scale_factor")
     out, scales = _output_size(shape[1:], size, scale_factor, recompute_scale_factor)
     if mode == "area":
         axes = [_adaptive_axis(n, m) for n, m in zip(shape[1:], out)]
+    elif mode == "bicubic":
+        axes = [_cubic_axis(n, m, s, bool(align_corners))
+                for n, m, s in zip(shape[1:], out, scales)]
     elif mode in _LINEAR_RANK:
         axes = [_linear_axis(n, m, s, bool(align_corners))
                 for n, m, s in zip(shape[1:], out, scales)]

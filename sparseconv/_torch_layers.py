@@ -553,7 +553,7 @@ def _resample_layer(module, input_shape) -> _Layer:
         matrix = sc.adaptive_avg_pool_matrix(shape, module.output_size)
     elif isinstance(module, nn.Upsample):
         shape = _input_shape(input_shape, None, name)
-        if module.mode not in INTERPOLATION_MODES:  # bicubic: linear, but not built here
+        if module.mode not in INTERPOLATION_MODES:
             raise TypeError(f"{name}(mode={module.mode!r}) is not a mode sparseconv.torch "
                             f"supports ({module!r}); supported: {INTERPOLATION_MODES}")
         matrix = sc.interpolate_matrix(shape, module.size, module.scale_factor, module.mode,

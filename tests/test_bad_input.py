@@ -252,7 +252,7 @@ SPECS = {
         dict(input_shape=ANY_RANK + [(2, 8, 8, 8)],
              scale_factor=[0, -1.0, NAN, float("inf"), "2", True, (2.0,), (2.0, 0.0), 0.01],
              size=[0, -1, 1.5, "2", HUGE, (4,), (4, 0)],
-             mode=["bicubic", 1, None, "linear", "trilinear", "Nearest"],
+             mode=["cubic", 1, None, "linear", "trilinear", "Nearest"],
              align_corners=[1, "yes"], recompute_scale_factor=[1, "no"],
              format=FORMATS, dtype=DTYPES)),
     "pixel_shuffle_matrix": Spec(

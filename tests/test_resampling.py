@@ -45,10 +45,11 @@ def test_adaptive_avg_pool_matches_torch(seed):
 def _interpolation(rng, ndim):
     """Random arguments for F.interpolate: a size or a scale factor (per axis or one),
     every mode PyTorch has for the rank, both align_corners."""
-    mode = str(rng.choice(["nearest", "nearest-exact", "area", LINEAR[ndim], LINEAR[ndim]]))
+    mode = str(rng.choice(["nearest", "nearest-exact", "area", LINEAR[ndim], LINEAR[ndim],
+                           *(["bicubic"] * 2 if ndim == 2 else [])]))
     size = tuple(int(n) for n in rng.integers(1, 9 if ndim < 3 else 5, ndim))
     kwargs: dict = {"mode": mode}
-    if mode == LINEAR[ndim]:
+    if mode in (LINEAR[ndim], "bicubic"):
         kwargs["align_corners"] = bool(rng.integers(2))
     if rng.integers(2):
         kwargs["size"] = tuple(int(m) for m in rng.integers(1, 13 if ndim < 3 else 7, ndim))
