@@ -301,8 +301,10 @@ class _Layer:
         def fmt(values):
             return "x".join(map(str, values))
 
+        # one token per axis, without spaces (a title wraps between words): 1, or (0,2)
+        padding = fmt(lo if lo == hi else f"({lo},{hi})" for lo, hi in g.padding)
         return (f"conv{g.ndim}d {g.in_channels} -> {g.out_channels}, kernel "
-                f"{fmt(g.kernel_size)}, stride {fmt(g.stride)}, padding {g.padding}, dilation "
+                f"{fmt(g.kernel_size)}, stride {fmt(g.stride)}, padding {padding}, dilation "
                 f"{fmt(g.dilation)}, groups {g.groups}, padding_mode {g.padding_mode}")
 
 
@@ -467,7 +469,8 @@ def _title(text: str, fig) -> str:
     """``text`` wrapped to the figure's width at 8 pt."""
     import textwrap
 
-    return textwrap.fill(text, width=max(30, int(fig.get_figwidth() * 15)))
+    return textwrap.fill(text, width=max(30, int(fig.get_figwidth() * 15)),
+                         break_long_words=False, break_on_hyphens=False)
 
 
 def _spy(layer: _Layer, args) -> None:
