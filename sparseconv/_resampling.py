@@ -26,6 +26,12 @@ own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
   coordinate, which is not clamped at 0 as the linear modes' is, each input index clamped
   into the axis (PyTorch's ``HelperInterpCubic``); no shortcut for an unchanged size.
 
+The linear and bicubic modes floor the source coordinate after rounding it to float32, as
+ATen's ``floorf`` does, so a coordinate just below a whole number reads that number. On axes
+of tens of thousands of pixels the weights can still differ from PyTorch's near 1e-12: this
+PyTorch build computes ``scale * (o + 0.5) - 0.5`` with a fused multiply-add, one rounding
+where numpy makes two.
+
 Pixel shuffle and unshuffle are permutations (one 1 a row), from the reshape and transpose
 that define them. Every matrix is sized against the memory limit before it is allocated.
 """
@@ -137,7 +143,7 @@ def _linear_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp
     else:
         ratio = 1.0 / scale if scale is not None else n / m
         source = np.maximum(ratio * (o + 0.5) - 0.5, 0.0)
-    low = np.minimum(np.floor(source).astype(np.int64), n - 1)
+    low = _floorf_index(source, n)
     t = np.clip(source - low, 0.0, 1.0)
     high = np.minimum(low + 1, n - 1)
     rows = np.repeat(np.arange(m), 2)
@@ -145,10 +151,18 @@ def _linear_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp
                         np.stack([1.0 - t, t], 1).ravel(), m, n)
 
 
+def _floorf_index(source: np.ndarray, n: int) -> np.ndarray:
+    """ATen's ``guard_index_and_lambda``: the index ``min(floorf(source), n - 1)``, floored
+    after rounding the double to float32 (``floorf``), so a source just below a whole number
+    that float32 rounds up reads that number with a fraction of 0."""
+    return np.minimum(np.floor(source.astype(np.float32)).astype(np.int64), n - 1)
+
+
 def _cubic_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.csr_array:
     """PyTorch's bicubic weights along one axis (``HelperInterpCubic``): the source coordinate
     ``scale * o`` or ``scale * (o + 0.5) - 0.5`` (not clamped, unlike the linear modes), its
-    floor ``i`` and ``t`` the rest; Keys' cubic convolution with ``A = -0.75`` on inputs
+    index ``i`` (:func:`_floorf_index`) and ``t`` the rest, in ``[0, 1]``; Keys' cubic
+    convolution with ``A = -0.75`` on inputs
     ``i - 1 .. i + 2``, each clamped into ``[0, n - 1]`` (weights of a clamped input add)."""
     a = -0.75
     o = np.arange(m, dtype=np.float64)
@@ -156,8 +170,8 @@ def _cubic_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.
         source = o * ((n - 1) / (m - 1) if m > 1 else 0.0)
     else:
         source = (1.0 / scale if scale is not None else n / m) * (o + 0.5) - 0.5
-    low = np.floor(source)
-    t = source - low
+    low = _floorf_index(source, n)
+    t = np.clip(source - low, 0.0, 1.0)
 
     def near(x):  # |x| <= 1
         return ((a + 2) * x - (a + 3)) * x * x + 1
@@ -166,7 +180,7 @@ def _cubic_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.
         return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
     weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], 1)
-    columns = np.clip(low.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n - 1)
+    columns = np.clip(low[:, None] + np.arange(-1, 3), 0, n - 1)
     return _axis_matrix(np.repeat(np.arange(m), 4), columns.ravel(), weights.ravel(), m, n)
 
 

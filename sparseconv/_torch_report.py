@@ -805,6 +805,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         if record.linear:
             continue
         constant = given.get(record.name, given.get(_kind(record.module)))
+        yours = constant is not None  # (said so in the label, with its value as given)
         if constant is None:
             constant = _activation_constant(record.module)
         if constant is None:
@@ -815,7 +816,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         else:
             known[id(record)] = constant
             constants.append(constant)
-            activations.append(label + (")" if constant == 1 else f", {constant:g})"))
+            activations.append(label + (f", {constant!r} given)" if yours else
+                                        ")" if constant == 1 else f", {constant:g})"))
     _check_constants_used(given, records)
     chain = _is_sequential(model)
     callback, close = _progress_callback(progress, len(todo))

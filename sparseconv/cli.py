@@ -724,12 +724,12 @@ def _report(args, error) -> None:
     for given in args.constant:
         name, equals, value = (part.strip() for part in given.partition("="))
         try:
-            if not (equals and name):
+            if not (equals and name) or name in constants:
                 raise ValueError(given)
             constants[name] = float(value)
         except ValueError:
-            error(f"--constant must be NAME=L (a module's name or class and a number), got "
-                  f"{given!r}")
+            error(f"--constant must be NAME=L (a module's name or class and a number), once "
+                  f"per name, got {given!r}")
     model = _load_model(args.model, args.trust_pickle, error)
     training = any(getattr(module, "training", False) for module in model.modules())
     model.eval()  # said on the output: never analysed silently in training mode

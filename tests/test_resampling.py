@@ -222,3 +222,16 @@ def test_an_integer_dtype_is_refused_where_it_would_truncate_the_weights():
                   lambda dtype: sparseconv.interpolate_matrix((1, 4), size=8, dtype=dtype)):
         exact = build(np.int8)
         assert exact.dtype == np.int8 and abs(exact.astype(float) - build(np.float64)).max() == 0
+
+
+@requires_torch
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_a_source_float32_rounds_up_to_a_whole_number(mode):
+    """ATen floors the source coordinate after rounding it to float32 (floorf): output 2's
+    source 1 - 1e-8 reads input 1 with a fraction of 0, where a float64 floor read input 0
+    with a fraction of about 1 (a review: 2.2e-8 off here, 2.6e-3 on a 60000-wide axis)."""
+    factor = 2.5 / (1.5 - 1e-8)
+    x = torch.tensor([[[[1.0, 2.0, 4.0, 8.0]]]], dtype=torch.float64)
+    y = F.interpolate(x, scale_factor=(1.0, factor), mode=mode).numpy()
+    a = interpolate_matrix((1, 1, 4), scale_factor=(1.0, factor), mode=mode)
+    assert_close(_apply(a, x.numpy()), y.ravel(), mode, rtol=1e-14)

@@ -240,9 +240,9 @@ def test_an_activation_called_twice_counts_twice_and_prints_once():
 
     model = _networks.randomize(Twice(), seed=5)
     report = sct.lipschitz_report(model, (2, 6, 6), lipschitz_constants={"act": 0.5})
-    assert report.activations == ("act (Tanh, 0.5)", "act (Tanh, 0.5)")
+    assert report.activations == ("act (Tanh, 0.5 given)", "act (Tanh, 0.5 given)")
     text = str(report)
-    assert text.count("act (Tanh, 0.5)") == 1 and "act (Tanh, 0.5) x2" in text
+    assert text.count("act (Tanh, 0.5 given)") == 1 and "act (Tanh, 0.5 given) x2" in text
     product = math.prod(Fraction(row["upper"]) for row in report) / 4
     assert report.network_upper == pytest.approx(float(product), rel=1e-12)
 
@@ -254,17 +254,19 @@ def test_unknown_activation_gives_no_network_bound():
 
 
 def test_the_constants_of_other_activations_can_be_given():
+    """Given constants are said to be given, with their value as given (a given 1 had printed
+    as a built-in 1-Lipschitz activation, and :g rounded 1.00000001 to 1)."""
     model = small_chain(nn.GELU())
     by_class = sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"GELU": 1.13})
     product = np.prod([row["upper"] for row in by_class]) * 1.13
     exact = math.prod(Fraction(row["upper"]) for row in by_class) * Fraction(1.13)
     # (>= the exact product, rounded up once; the float product may round above it)
     assert by_class.network_upper == pytest.approx(product) and by_class.network_upper >= exact
-    assert by_class.activations == ("2 (GELU, 1.13)", "4 (Tanh)")
+    assert by_class.activations == ("2 (GELU, 1.13 given)", "4 (Tanh)")
     # a module's name wins over its class; a known activation can be given a constant too
     by_name = sct.lipschitz_report(model, (2, 8, 8),
                                    lipschitz_constants={"GELU": 5.0, "2": 1.13, "Tanh": 0.5})
-    assert by_name.activations == ("2 (GELU, 1.13)", "4 (Tanh, 0.5)")
+    assert by_name.activations == ("2 (GELU, 1.13 given)", "4 (Tanh, 0.5 given)")
     assert by_name.network_upper == pytest.approx(product * 0.5)
     # a key that names nothing non-linear is refused: a typo would leave a bound too small
     for bad, match in (({"gelu": 1.13}, r"names no traced.*\(did you mean 'GELU'\?\)"),
@@ -272,6 +274,9 @@ def test_the_constants_of_other_activations_can_be_given():
                        ({"0": 2.0}, "names a linear layer")):
         with pytest.raises(ValueError, match=match):
             sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants=bad)
+    ones = sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"GELU": 1,
+                                                                      "Tanh": 1.00000001})
+    assert ones.activations == ("2 (GELU, 1.0 given)", "4 (Tanh, 1.00000001 given)")
     for bad, error in (({"GELU": -1.0}, ValueError), ({"GELU": "1"}, TypeError),
                        ({1: 1.0}, TypeError), ([("GELU", 1.0)], TypeError),
                        ({"GELU": float("nan")}, ValueError)):
