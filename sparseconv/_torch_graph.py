@@ -145,50 +145,30 @@ def by_keyword(target, args: list, kwargs: dict, kind: Callable[[torch.fx.Node],
     return ([], dict(normalized.kwargs)) if normalized is not None else (args, kwargs)
 
 
-def linear_call_module(target, args: list, kwargs: dict) -> nn.Module | None:
-    """The module (in eval mode) whose forward is a call, read in ``torch.fx``'s graph, of a
-    linear functional without parameters (``F.avg_pool2d``, ``F.adaptive_avg_pool2d``,
-    ``F.interpolate``, ``F.pixel_shuffle``, ...) with constant arguments besides its input
-    (a node); None for another call, or one whose other arguments are computed."""
-    if not (target in _POOL_F or target is F.interpolate):
+def linear_call_layer(target, args: list, kwargs: dict, shape: tuple[int, ...]) -> _Layer | None:
+    """The layer of a linear functional call on an input of ``shape`` (without the batch),
+    read in ``torch.fx``'s graph with its constant arguments' values in place: ``F.avg_pool2d``,
+    ``F.adaptive_avg_pool2d``, ``F.interpolate``, ``F.pixel_shuffle``, ``F.unfold``, ...,
+    ``F.pad``, and ``F.linear``, ``F.conv*d`` and ``F.conv_transpose*d`` by a constant weight
+    (a parameter, say); None for another call, or one whose other arguments are computed
+    from the signal (still nodes)."""
+    if not (target in _POOL_F or target in _CONV_F or target in (F.interpolate, F.pad,
+                                                                   F.linear)):
         return None
     args, kwargs = by_keyword(target, args, kwargs, lambda a: torch.Tensor)
     constants = {k: v for k, v in kwargs.items() if k != "input"}
     computed: list[torch.fx.Node] = []
-
-    def note(node: torch.fx.Node) -> torch.fx.Node:
-        computed.append(node)
-        return node
-
-    torch.fx.node.map_arg(list(constants.values()), note)
+    torch.fx.node.map_arg(list(constants.values()), computed.append)
     if args or computed or not isinstance(kwargs.get("input"), torch.fx.Node):
         return None
-    return _functional_module(target, constants).eval()  # type: ignore[union-attr]
-
-
-def linear_call_layer(target, args: list, kwargs: dict, shape: tuple[int, ...]) -> _Layer | None:
-    """The layer of a linear functional call on an input of ``shape`` (without the batch),
-    read in ``torch.fx``'s graph with its constant arguments' values in place: the calls of
-    :func:`linear_call_module`, ``F.pad``, and ``F.linear`` and ``F.conv*d`` by a constant
-    weight (a parameter, say); None for another call, or one whose other arguments are
-    computed from the signal (still nodes)."""
-    if target is F.pad or target is F.linear or target in _CONV_F:
-        args, kwargs = by_keyword(target, args, kwargs, lambda a: torch.Tensor)
-        constants = {k: v for k, v in kwargs.items() if k != "input"}
-        computed: list[torch.fx.Node] = []
-        torch.fx.node.map_arg(list(constants.values()), computed.append)
-        if args or computed or not isinstance(kwargs.get("input"), torch.fx.Node):
-            return None
-        if target is F.pad:
-            mode = constants.get("mode", "constant")
-            if mode not in _PAD_F:
-                raise TypeError(f"F.pad in mode {mode!r} is not one of {tuple(_PAD_F)}")
-            return _padding("F.pad", shape, constants["pad"], _PAD_F[mode],
-                            float(constants.get("value") or 0.0))
-        module = _functional_module(target, constants)
-        return None if module is None else _layer(module.eval(), shape)
-    module = linear_call_module(target, args, kwargs)
-    return None if module is None else _layer(module, shape)
+    if target is F.pad:
+        mode = constants.get("mode", "constant")
+        if mode not in _PAD_F:
+            raise TypeError(f"F.pad in mode {mode!r} is not one of {tuple(_PAD_F)}")
+        return _padding("F.pad", shape, constants["pad"], _PAD_F[mode],
+                        float(constants.get("value") or 0.0))
+    module = _functional_module(target, constants)
+    return None if module is None else _layer(module.eval(), shape)
 
 
 def _functional_module(target, kwargs: dict) -> nn.Module | None:

@@ -42,11 +42,11 @@ from typing import Any
 
 import torch
 import torch.fx
-import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_activations import function_constant
+from sparseconv._torch_graph import _DROPOUT_F
 from sparseconv._torch_script import restored_buffers
 
 __all__ = ["graph_bound"]
@@ -61,7 +61,6 @@ _KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.sq
           torch.unsqueeze, torch.swapaxes, torch.movedim, "flatten", "view", "reshape",
           "contiguous", "permute", "transpose", "squeeze", "unsqueeze", "swapaxes", "movedim",
           "clone", "detach", "view_as", "reshape_as"}
-_DROPOUTS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
 _REDUCTIONS = {torch.sum, torch.mean, "sum", "mean"}
 
 
@@ -376,7 +375,7 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         if not isinstance(parts, (list, tuple)):
             return "concatenates a sequence the graph computes (not a list of tensors)"
         return _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
-    if target in _DROPOUTS and not kwargs.get("training", args[2] if len(args) > 2 else True):
+    if target in _DROPOUT_F and not kwargs.get("training", args[2] if len(args) > 2 else True):
         return of(source)  # (F.dropout(x, p, training=False): the identity)
     if target in _REDUCTIONS:
         return _reduced(node, source, args, kwargs, of, size, meta)

@@ -224,6 +224,16 @@ def hook_reason(module: nn.Module, label: str) -> str:
     return ""
 
 
+def model_hook_reason(model: nn.Module) -> str:
+    """:func:`hook_reason` of the first of ``model``'s modules that has one, named by its
+    qualified name, or ""."""
+    for name, module in model.named_modules():
+        why = hook_reason(module, f"module {name!r}" if name else type(model).__name__)
+        if why:
+            return why
+    return ""
+
+
 def refuse_hooks(module: nn.Module) -> None:
     """:func:`hook_reason`'s reason as a ``TypeError``, with what to do about it."""
     why = hook_reason(module, type(module).__name__)

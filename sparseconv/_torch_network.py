@@ -19,7 +19,7 @@ from torch import nn
 import sparseconv as sc
 from sparseconv._memory import check_memory
 from sparseconv._torch_graph import _build_graph, _Op
-from sparseconv._torch_layers import hook_reason
+from sparseconv._torch_layers import model_hook_reason
 from sparseconv._torch_trace import _checked, unwrapped
 
 
@@ -185,12 +185,10 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     """
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)
-    for name, module in model.named_modules():
-        why = hook_reason(module, f"module {name!r}" if name else type(model).__name__)
-        if why:
-            raise TypeError(f"network_operator: {why} (the operator would not see it): "
-                            "remove it first (handle.remove(), on the handle its "
-                            "registration returned)")
+    why = model_hook_reason(model)
+    if why:
+        raise TypeError(f"network_operator: {why} (the operator would not see it): remove it "
+                        "first (handle.remove(), on the handle its registration returned)")
     ops = _build_graph(model, shape)
     operator_ = _GraphOperator(ops)
     offset = _run(ops, np.zeros((1, *shape)), True).ravel()

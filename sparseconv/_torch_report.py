@@ -52,11 +52,11 @@ from sparseconv._torch_layers import (
     _POOL,
     _Layer,
     _layer,
-    hook_reason,
     is_leaf,
     is_reshape,
     is_torch_class,
     is_torch_module,
+    model_hook_reason,
 )
 from sparseconv._torch_module import _fold, _layer_norm, _layer_options
 from sparseconv._torch_script import _kind, probe_like
@@ -338,12 +338,12 @@ def _untrusted(model: nn.Module, before: list[int]) -> str:
     computed from."""
     if isinstance(model, torch.jit.ScriptModule):
         return ""  # (its modules are read off its graph)
+    why = model_hook_reason(model)
+    if why:
+        return why
     for name, module in model.named_modules():
-        label = f"module {name!r}" if name else type(model).__name__
-        why = hook_reason(module, label)
-        if why:
-            return why
         if "forward" in vars(module):
+            label = f"module {name!r}" if name else type(model).__name__
             return f"{label} has a forward of its own set on the instance"
     if _versions(model) != before:
         return "its forward changes its own parameters or buffers in place"
