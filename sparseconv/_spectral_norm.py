@@ -459,8 +459,8 @@ def spectral_norm(
     input_shape : tuple of int
         ``(C_in, n_1, ..., n_d)``.
     stride, padding, dilation, groups, padding_mode
-        As :func:`sparseconv.conv_matrix` (``padding=None``: the periodic padding of
-        :func:`sparseconv.singular_values`).
+        As :func:`sparseconv.conv_matrix` (``padding=None`` with ``padding_mode="circular"``:
+        the periodic padding of :func:`sparseconv.singular_values`).
     method : {"auto", "fft", "dense", "bounds", "upper", "exact"}
         ``"fft"``: exact, for periodic circular layers. ``"dense"``: SVD of the explicit
         matrix. ``"bounds"``: a Lanczos lower bound and certified upper bounds (zero padding:

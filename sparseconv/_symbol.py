@@ -20,7 +20,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from ._geometry import ConvGeometry, block_diagonal, periodic_padding
+from ._geometry import ConvGeometry, block_diagonal
 from ._memory import check_memory
 from ._parallel import frequency_chunks, map_chunks
 from ._typing import (
@@ -35,7 +35,6 @@ from ._validation import (
     PADDING_MODES,
     check_executor,
     check_progress,
-    int_tuple,
     layer_weight,
     positive_int,
     spatial_size,
@@ -59,9 +58,7 @@ def layer_geometry(weight: ArrayLike, input_shape: ShapeLike, stride: IntOrTuple
     weight = layer_weight(weight, finite=True)
     if not isinstance(padding_mode, str):
         raise TypeError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-    if padding is None:
-        dil = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
-        padding = periodic_padding(weight.shape[2:], dil)
+    # padding=None: the periodic padding, which the geometry refuses without circular padding
     geom = ConvGeometry.from_weight(
         weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
         groups=groups, padding_mode=padding_mode,

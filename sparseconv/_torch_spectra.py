@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ._certificates import embedding_grid, periodic_geometry
-from ._geometry import ConvGeometry, periodic_padding
+from ._geometry import ConvGeometry
 from ._memory import check_memory
 from ._rounding import U, gamma
 from ._shapes import conv_transpose_output_shape
@@ -69,7 +69,8 @@ def _weight(weight) -> torch.Tensor:
 
 def _geometry(weight: torch.Tensor, input_size, stride, padding, dilation, groups,
               padding_mode) -> ConvGeometry:
-    """The layer on input ``(C_in, *input_size)``; ``padding=None``: the periodic padding."""
+    """The layer on input ``(C_in, *input_size)``; ``padding=None``: the periodic
+    padding, refused unless ``padding_mode`` is circular."""
     size = spatial_size(input_size, "input_size")
     ndim = weight.ndim - 2
     if len(size) != ndim:
@@ -79,9 +80,7 @@ def _geometry(weight: torch.Tensor, input_size, stride, padding, dilation, group
                          f"({ndim}, weight.shape={tuple(weight.shape)}), got {input_size!r}"
                          f"{hint}")
     groups = positive_int(groups, "groups")
-    if padding is None:
-        padding = periodic_padding(weight.shape[2:], int_tuple(dilation, ndim, "dilation", 1))
-    return ConvGeometry.from_weight(
+    return ConvGeometry.from_weight(  # padding=None: the periodic padding (circular only)
         tuple(weight.shape), (weight.shape[1] * groups, *size), stride=stride, padding=padding,
         dilation=dilation, groups=groups, padding_mode=padding_mode)
 

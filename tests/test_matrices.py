@@ -380,6 +380,25 @@ def test_padding_none_is_the_spectra_periodic_layer(stride, dilation, kernel):
         conv_matrix(w, (2, 8, 8), padding=None, **options)
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+def test_every_spectral_function_refuses_padding_none_without_circular(padding_mode):
+    """A trial: singular_values, eigenvalues, spectral_norm and the composition spectra took
+    ``padding=None`` without ``padding_mode="circular"`` as the zero-padded "same" layer
+    (8.50 for a periodic 8.67), where conv_matrix refuses it: each refuses it alike."""
+    w = np.random.default_rng(16).standard_normal((2, 2, 3, 3))
+    calls = [
+        lambda: sparseconv.singular_values(w, (2, 6, 6), padding=None, padding_mode=padding_mode),
+        lambda: sparseconv.eigenvalues(w, (2, 6, 6), padding=None, padding_mode=padding_mode),
+        lambda: sparseconv.spectral_norm(w, (2, 6, 6), padding=None, padding_mode=padding_mode),
+        lambda: sparseconv.composition_singular_values(
+            [(w, dict(padding=None, padding_mode=padding_mode))], (2, 6, 6)),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"padding=None .* needs padding_mode='circular', "
+                                             f"got padding_mode='{padding_mode}'"):
+            call()
+
+
 def test_bsr_results_are_canonical():
     """scipy's tobsr writes a block row's blocks in the order it meets them: 6 of 300 random
     padded layers built as BSR had unsorted block indices, against the README's promise of
