@@ -52,8 +52,9 @@ class CircularSVD(LinearOperator):
     Attributes
     ----------
     S : ndarray, shape (min(rows, cols),)
-        The singular values, sorted descending (ties in frequency order): equal to
-        :func:`sparseconv.singular_values` of the periodic layer.
+        The singular values, sorted descending (ties in frequency order): those of
+        :func:`sparseconv.singular_values` of the periodic layer, to rounding (the two may
+        factor a frequency's matrix by different routes).
     U : LinearOperator, complex, shape (rows, len(S))
         Left singular vectors as columns, in the order of ``S``; orthonormal columns.
     V : LinearOperator, complex, shape (cols, len(S))
@@ -95,8 +96,8 @@ class CircularSVD(LinearOperator):
     def _to_frequency(self, X: np.ndarray, side: str) -> np.ndarray:
         """``(prod(shape), b)`` -> ``(F, groups, rows or cols per group, b)``: polyphase+DFT."""
         g, d, b = self.geometry.groups, len(self._grid), X.shape[-1]
-        if side == "out":
-            x = X.reshape(g, -1, *self._grid, b)
+        if side == "out":  # every size spelled out: a batch b = 0 leaves -1 undetermined
+            x = X.reshape(g, self._per_group("out"), *self._grid, b)
             x = np.moveaxis(x, tuple(range(2, 2 + d)), tuple(range(d)))  # (*grid, g, m, b)
         else:
             stride = self.geometry.stride
@@ -106,12 +107,13 @@ class CircularSVD(LinearOperator):
             order = [1 + 2 * i for i in range(d)] + [0] + [2 + 2 * i for i in range(d)]
             x = x.transpose(*order, 2 * d + 1)
         x = np.fft.fftn(x, axes=tuple(range(d)), norm="ortho")
-        return x.reshape(math.prod(self._grid), g, -1, b)
+        return x.reshape(math.prod(self._grid), g, self._per_group(side), b)
 
     def _from_frequency(self, Z: np.ndarray, side: str) -> np.ndarray:
         """The inverse of :meth:`_to_frequency`: ``(F, groups, per group, b)`` -> columns."""
         g, d, b = self.geometry.groups, len(self._grid), Z.shape[-1]
-        z = np.fft.ifftn(Z.reshape(*self._grid, g, -1, b), axes=tuple(range(d)), norm="ortho")
+        z = np.fft.ifftn(Z.reshape(*self._grid, g, self._per_group(side), b),
+                         axes=tuple(range(d)), norm="ortho")
         if side == "out":
             z = np.moveaxis(z, tuple(range(d)), tuple(range(2, 2 + d)))  # (g, m, *grid, b)
         else:
@@ -119,7 +121,15 @@ class CircularSVD(LinearOperator):
             z = z.reshape(*self._grid, self.input_shape[0], *stride, b)
             order = [d] + [v for i in range(d) for v in (i, d + 1 + i)]
             z = z.transpose(*order, 2 * d + 1)  # (C_in, M1, s1, ..., Md, sd, b)
-        return z.reshape(-1, b)
+        return z.reshape(self.shape[0 if side == "out" else 1], b)
+
+    def _per_group(self, side: str) -> int:
+        """Rows (``"out"``: output channels) or polyphase columns (``"in"``: input channels
+        times the stride's phases) of one group's matrix at one frequency."""
+        geom = self.geometry
+        if side == "out":
+            return geom.out_channels // geom.groups
+        return geom.in_channels * math.prod(geom.stride) // geom.groups
 
     def _apply(self, X: np.ndarray, f: np.ndarray, inverse: bool, real: bool) -> np.ndarray:
         """``U f(S) V^H X`` (or ``V f(S) U^H X`` when ``inverse``), ``f`` on the factor grid."""
@@ -163,8 +173,11 @@ class CircularSVD(LinearOperator):
         with np.errstate(divide="ignore", invalid="ignore"):
             if damp == 0.0:
                 return np.where(s > rcond * top, 1.0 / np.where(s > 0, s, 1.0), 0.0)
-            scaled = s / damp  # s / (s^2 + damp^2) without overflow or underflow of s^2
-            return np.where(s > 0, scaled / (scaled * s + damp), 0.0)
+            # s / (s^2 + damp^2) without a square or a ratio above 1 (s / damp overflows for
+            # s = 1, damp = 1e-310): with r = min(s, damp) / max(s, damp) <= 1, it is
+            # 1 / (s + damp r) where s >= damp and r / (damp + s r) where s < damp
+            r = np.minimum(s, damp) / np.maximum(s, damp)
+            return np.where(s >= damp, 1.0 / (s + damp * r), r / (damp + s * r))
 
     def solve(self, b: ArrayLike, damp: float = 0.0, rcond: float | None = None) -> np.ndarray:
         """The least-squares solution ``argmin ||A x - b||^2 + damp^2 ||x||^2`` of least norm.
@@ -191,7 +204,8 @@ class CircularSVD(LinearOperator):
         Raises
         ------
         ValueError, TypeError
-            ``b`` of another shape, a negative or non-finite ``damp`` or ``rcond``.
+            ``b`` of another shape or with NaN or infinite entries, a negative or non-finite
+            ``damp`` or ``rcond``.
 
         Examples
         --------
@@ -214,7 +228,9 @@ class CircularSVD(LinearOperator):
     def pinv(self, damp: float = 0.0, rcond: float | None = None) -> LinearOperator:
         """The (damped) pseudo-inverse ``V diag(S / (S^2 + damp^2)) U^H`` as an operator.
 
-        ``damp`` and ``rcond`` as :meth:`solve`; with ``damp=0`` it is ``numpy.linalg.pinv``.
+        ``damp`` and ``rcond`` as :meth:`solve`; with ``damp=0`` it is ``numpy.linalg.pinv``
+        with the same ``rcond`` (whose own default is ``1e-15``; here ``eps * max(rows, cols)``,
+        ``numpy.linalg.lstsq``'s and the array API's).
 
         Examples
         --------
@@ -247,9 +263,10 @@ class CircularSVD(LinearOperator):
         """The best rank-``r`` approximation ``U[:, :r] diag(S[:r]) V[:, :r]^H``, matrix-free.
 
         By the Eckart-Young theorem, the closest rank-``r`` matrix in the spectral and the
-        Frobenius norm. For a real weight it is real unless ``r`` splits a pair of equal
-        singular values of conjugate frequencies ``xi, -xi``, where it is complex (a
-        best approximation still; ``r + 1`` is then real).
+        Frobenius norm. For a real weight it is real where the kept singular values come in
+        whole conjugate pairs (frequencies ``xi`` and ``-xi`` have equal ones); where ``r``
+        keeps one member of a pair -- only possible at a tie, and with many equal values for
+        several ``r`` in a row -- it is complex, and a best approximation still.
 
         Examples
         --------
@@ -330,7 +347,7 @@ class _Factor(LinearOperator):
         factor, adjoint, side = self._factor()
         coefficients = np.zeros((svd.S.size, X.shape[-1]), dtype=np.complex128)
         coefficients[svd._order] = X
-        columns = coefficients.reshape(*svd._s.shape, -1)
+        columns = coefficients.reshape(*svd._s.shape, X.shape[-1])
         return svd._from_frequency(svd._frequencies.product(factor, columns, adjoint), side)
 
     def _rmatmat(self, X):
@@ -338,13 +355,13 @@ class _Factor(LinearOperator):
         factor, adjoint, side = self._factor()
         X = svd._to_frequency(np.asarray(X), side)
         coefficients = svd._frequencies.product(factor, X, not adjoint)
-        return coefficients.reshape(svd.S.size, -1)[svd._order]
+        return coefficients.reshape(svd.S.size, X.shape[-1])[svd._order]
 
 
 def _as_columns(b, shape: tuple[int, ...], result_shape: tuple[int, ...],
                 name: str) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """``b`` as ``(prod(shape), k)`` columns, and how to shape a result like ``b`` was."""
-    b = as_weight(b, name)
+    b = as_weight(b, name, finite=True)  # numpy.linalg.lstsq refuses NaN too (LinAlgError)
     size, result_size = math.prod(shape), math.prod(result_shape)
     if b.shape == shape:  # the output array (also for a 1-D layer, whose shape is 2-D)
         return b.reshape(size, 1), lambda x: x.reshape(result_shape)

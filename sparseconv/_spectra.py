@@ -148,14 +148,21 @@ def _layer(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
 
 
 def _fft_obstacle(chain: list[_Layer], stride_one: bool) -> str | None:
-    """Why the FFT does not apply to the chain (phrased after "needs"), or None."""
+    """Why the FFT does not apply to the chain and what would make it (phrased after
+    "needs"), or None."""
     for i, layer in enumerate(chain):
-        where = "" if len(chain) == 1 else f"layers[{i}] to be "
-        reason = not_periodic(layer.geom)
+        where = "" if len(chain) == 1 else f" in layers[{i}]"
+        geom = layer.geom
+        reason = not_periodic(geom)
+        if reason and any(a.size % a.stride for a in geom.axes):  # the sizes, not the padding
+            return (f"{reason}{where}: no padding makes that layer periodic (method='dense' "
+                    "decomposes its matrix)")
         if reason:
-            return f"{where}{reason}"
-        if stride_one and any(s != 1 for s in layer.geom.stride):
-            return f"{where}stride 1, got stride {layer.geom.stride}"
+            return f"{reason}{where}; for the periodic layer {PERIODIC_HINT}"
+        if stride_one and any(s != 1 for s in geom.stride):
+            return (f"stride 1, got stride {geom.stride}{where}: a strided layer's symbol is "
+                    "not square, and its eigenvalues are not the symbol's (method='dense' "
+                    "decomposes its matrix)")
     return None
 
 
@@ -166,7 +173,7 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
         raise ValueError(
             f"{what}: the {rows} x {cols} matrix is too large for a dense decomposition "
             f"(sparseconv._spectra.dense_is_affordable) and the FFT needs {obstacle}; for the "
-            f"periodic layer {PERIODIC_HINT}; for the largest singular value of this layer use "
+            "largest singular value of this layer use "
             "sparseconv.spectral_norm; method='dense' computes them all anyway (within the "
             "memory limit)"
         )
@@ -185,7 +192,7 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
 def _require_fft(method: str, obstacle: str | None) -> bool:
     """Whether to take the FFT route; ``method="fft"`` where it does not apply is an error."""
     if method == "fft" and obstacle:
-        raise ValueError(f"method='fft' needs {obstacle}; for the periodic layer {PERIODIC_HINT}")
+        raise ValueError(f"method='fft' needs {obstacle}")
     return method == "fft" or (method == "auto" and obstacle is None)
 
 

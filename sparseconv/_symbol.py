@@ -230,7 +230,9 @@ def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
     -----
     ``H[xi][o, (c, r)] = sum_{t : u_t = r (mod s)} w[o, c, t] exp(2 pi i floor(u_t/s) xi/(n/s))``
     where ``u_t = t*dilation - pad_lo`` is the position tap ``t`` reads for output 0. Cost:
-    one FFT of size ``C_out*C_in/groups * n^d``.
+    one matrix product of the ``(n/s)^d x taps`` phases by the taps' weights,
+    ``C_out*C_in/groups * taps * (n/s)^d`` complex multiply-adds; the
+    FFT of the kernel padded to the grid would cost more for kernels of few taps.
 
     Examples
     --------

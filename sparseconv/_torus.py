@@ -479,7 +479,8 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     Parameters
     ----------
     weight : array_like, shape (C_out, C_in/groups, k_1, ..., k_d)
-        Real or complex, finite, ``d`` in 1..3 (converted exactly to float64 or complex128).
+        Real or complex, finite, any number ``d`` of spatial dimensions (converted exactly to
+        float64 or complex128).
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`. No padding argument: the bound holds for all.
     tol : float

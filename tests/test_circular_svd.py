@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import mpmath as mp
 import numpy as np
 import pytest
 
@@ -139,6 +140,43 @@ def test_solve_of_a_singular_layer_is_the_least_norm_solution():
     assert np.allclose(as_dense(svd.pinv()), np.linalg.pinv(A), atol=1e-12)
 
 
+@pytest.mark.parametrize(("scale", "damp"), [(1.0, 1e-310), (1.0, 1e300), (1e160, 1e-3),
+                                           (1e-160, 1e-200), (1e-160, 1e160)])
+def test_damped_solutions_of_extreme_scales_are_finite_and_right(scale, damp):
+    """A trial: ``damp=1e-310`` made every entry NaN (``s / damp`` overflowed, then inf/inf).
+    The filter ``s / (s^2 + damp^2)`` is checked against mpmath's at every singular value."""
+    w = np.random.default_rng(0).standard_normal((2, 2, 3, 3)) * scale
+    svd = circular_svd(w, (2, 8, 8))
+    s = svd._s
+    mp.mp.dps = 30
+    expected = np.array([float(mp.mpf(v) / (mp.mpf(v) ** 2 + mp.mpf(damp) ** 2))
+                         for v in s.ravel()]).reshape(s.shape)
+    got = svd._inverse_filter(damp, None)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
+    b = np.random.default_rng(1).standard_normal(svd.shape[0])
+    x = svd.solve(b, damp=damp)
+    assert np.all(np.isfinite(x)) and np.all(np.isfinite(svd.pinv(damp=damp) @ b))
+    if damp < 1e-100 * scale:  # negligible damping: the undamped solution
+        np.testing.assert_allclose(x, svd.solve(b), rtol=1e-12, atol=0)
+
+
+def test_empty_batches_pass_through_every_product():
+    """A trial: ``svd @ np.zeros((n, 0))`` raised a reshape error where scipy's operators (and
+    ConvOperator) return ``(m, 0)``; every product of the factorization takes them now."""
+    w = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
+    svd = circular_svd(w, (2, 6, 6), stride=(2, 1))
+    m, n = svd.shape
+    k = svd.S.size
+    products = {"svd": (svd, n, m), "svd.H": (svd.H, m, n), "U": (svd.U, k, m),
+                "U.H": (svd.U.H, m, k), "V": (svd.V, k, n), "V.H": (svd.V.H, n, k),
+                "pinv": (svd.pinv(), m, n), "pinv(damp)": (svd.pinv(damp=0.1), m, n),
+                "rank_r": (svd.rank_r(3), n, m)}
+    for name, (op, cols, rows) in products.items():
+        assert (op @ np.zeros((cols, 0))).shape == (rows, 0), name
+    assert svd.solve(np.zeros((m, 0))).shape == (n, 0)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_pinv_and_cond_are_numpys(seed):
     rng = np.random.default_rng(200 + seed)
@@ -248,6 +286,8 @@ def test_non_periodic_layers_and_bad_arguments_are_refused_by_name():
     svd = circular_svd(w, (2, 8, 8))
     with pytest.raises(ValueError, match=r"b must have shape \(128,\)"):
         svd.solve(np.ones(7))
+    with pytest.raises(ValueError, match="b must have finite entries, got nan"):
+        svd.solve(np.full(128, np.nan))  # (a trial: all-NaN x, where numpy.linalg.lstsq raises)
     for bad, error in ((-1.0, ValueError), (math.nan, ValueError), ("1", TypeError),
                        (True, TypeError)):
         with pytest.raises(error, match="damp"):

@@ -97,13 +97,17 @@ def test_strided_eigenvalues_are_dense_and_fft_is_refused_by_name():
     lam = composition_eigenvalues(layers, (2, 8, 8))
     dense = np.linalg.eigvals(A2 @ A1)
     assert np.abs(np.sort_complex(lam) - np.sort_complex(dense)).max() <= 1e-9 * abs(lam[0])
-    with pytest.raises(ValueError, match=r"layers\[0\] to be stride 1"):
+    with pytest.raises(ValueError, match=r"needs stride 1, got stride \(2, 2\) in layers\[0\]: a "
+                                         r"strided layer's symbol is not square.*method='dense'"):
         composition_eigenvalues(layers, (2, 8, 8), method="fft")
 
 
 def test_chains_that_are_not_periodic_say_why():
     w = np.ones((2, 2, 3, 3))
-    with pytest.raises(ValueError, match=r"layers\[1\] to be every input size divisible"):
+    # (the hint names what helps: the sizes, not a padding the user already gave)
+    with pytest.raises(ValueError, match=r"needs every input size divisible by its stride, got "
+                                         r"input size \(3, 3\) and stride \(2, 2\) in layers\[1\]: "
+                                         r"no padding makes that layer periodic"):
         composition_singular_values([(w, dict(stride=2, **PERIODIC)),
                                      (w, dict(stride=2, **PERIODIC))], (2, 6, 6), method="fft")
     with pytest.raises(ValueError, match="periodic"):
