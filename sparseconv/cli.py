@@ -544,7 +544,7 @@ def _spectrum(layer: _Layer, args) -> None:
 
     from . import plot
     from ._spectral_norm import spectral_norm
-    from ._symbol import frequency_map
+    from ._symbol import frequency_map, is_periodic
     from .plot._figure import COLUMN_WIDTH, STYLE
 
     g = layer.geometry
@@ -564,22 +564,25 @@ def _spectrum(layer: _Layer, args) -> None:
             fmap = frequency_map(layer.weight, g.input_size, stride=g.stride,
                                  dilation=g.dilation, groups=g.groups)
             plot.frequency_heatmap(fmap, axes[1])
-            circular = "" if g.padding_mode == "circular" else "\n(of the circular layer)"
-            axes[1].set_title(f"largest singular value per frequency{circular}")
+            # the symbol is the periodic layer's: say so for any other (a circular padding of
+            # another total included)
+            caveat = "" if is_periodic(g) else "\n(of the periodic layer)"
+            axes[1].set_title(f"largest singular value per frequency{caveat}")
         fig.suptitle(_title(layer.describe(), fig))
         _savefig(fig, args.output, args.dpi)
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
     short = "" if norm.converged else "; the lower bound did not meet --tol"
     print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
     if args.every_size:
-        from ._symbol import is_periodic
         from ._torus import toeplitz_norm
 
         every = toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation, groups=g.groups)
         lower, upper = _outward(every.lower, ROUND_FLOOR), _outward(every.upper, ROUND_CEILING)
-        # it bounds the zero-padded and the periodic layers of the kernel, not a reflect,
-        # replicate or partly circular padding (those fold taps onto the input: a larger norm)
-        bounded = g.padding_mode == "zeros" or is_periodic(g)
+        # it bounds the zero-padded and the periodic layers of the kernel (an unpadded one is
+        # zero-padded by nothing), not a reflect, replicate or other circular padding (those
+        # fold taps onto the input: a larger norm)
+        bounded = (g.padding_mode == "zeros" or is_periodic(g)
+                   or not any(p for a in g.axes for p in a.pad))
         caveat = "" if bounded else (f"; it bounds the zero-padded and periodic layers only, "
                                      f"not this {g.padding_mode}-padded one")
         print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite "

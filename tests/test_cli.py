@@ -180,6 +180,15 @@ def test_every_size_says_it_does_not_bound_a_reflect_padded_layer(tmp_path):
             "reflect-padded one)") in out, out
     periodic = ok("spectrum", *args, "--padding-mode", "circular")  # 8 divisible by stride 1
     assert "(the infinite grid)" in periodic, periodic
+    # a trial: unpadded, the padding mode reads nothing, and the bound holds (it said "not
+    # this circular-padded one" of a layer whose norm 1.547 is below it, 1.719)
+    args = [a for a in args if a not in ("--padding", "1")] + ["--stride", "2"]
+    for mode in ("circular", "reflect"):
+        out = ok("spectrum", *args, "--padding-mode", mode)
+        assert "(the infinite grid)" in out, out
+        norm = float(re.search(r"spectral norm\s+\S+\s+in \[\S+, (\S+)\]", out).group(1))
+        every = float(re.search(r"every input size\s+\S+\s+in \[(\S+),", out).group(1))
+        assert norm <= every, out
 
 
 def test_spectrum_exact_certifies_every_axis(tmp_path, capsys, monkeypatch):
