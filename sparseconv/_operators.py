@@ -134,8 +134,8 @@ class _GeometryOperator(LinearOperator):
         if x.shape == dims:
             return product(x.reshape(-1, 1)).reshape(dimsd)
         if x.ndim == len(dims) + 1 and x.shape[1:] == dims:
-            n = x.shape[0]
-            return product(x.reshape(n, -1).T).T.reshape(n, *dimsd)
+            n = x.shape[0]  # (sizes spelled out: -1 is undetermined for an empty batch)
+            return product(x.reshape(n, math.prod(dims)).T).T.reshape(n, *dimsd)
         raise ValueError(f"{what} expects an array of shape {dims} or {_batched(dims)}, got "
                          f"shape {x.shape}")
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,11 +80,21 @@ Run = tuple[int, int, int, int]  # window start, window stop, chunk-local start,
 # ---------------------------------------------------------------------------------------------
 def output_chunks(axis: AxisGeometry, in_chunks: Chunks) -> Chunks:
     """Stride-aligned output chunks: output ``o`` goes with the input chunk holding position
-    ``o*stride`` (the outputs past the input, if padding makes any, with the last chunk)."""
+    ``o*stride``; the outputs past the input, if padding makes any, in blocks of at most as
+    many outputs as the largest input chunk has strides (all with the last chunk, a padding
+    of 32 on chunks of 8 made one block 70 outputs long)."""
     bounds = np.cumsum((0, *in_chunks))[1:-1]
     cuts = -(-bounds // axis.stride)  # ceil(bound / stride)
     cuts = np.unique(np.clip(cuts, 0, axis.output_size))
     edges = [0, *(int(c) for c in cuts if 0 < c < axis.output_size), axis.output_size]
+    inside = -(-axis.size // axis.stride)  # outputs o with o*stride inside the input
+    longest = max(-(-c // axis.stride) for c in in_chunks)
+    if axis.output_size > inside:  # the last block: its input chunk's outputs, then the rest
+        start = edges[-2]
+        overhang = max(inside, start)
+        if overhang == start:  # (no output of the last chunk lies inside the input)
+            overhang += longest
+        edges = [*edges[:-1], *range(overhang, axis.output_size, longest), axis.output_size]
     return tuple(b - a for a, b in zip(edges[:-1], edges[1:]))
 
 
@@ -186,8 +197,11 @@ def _slices(run: Run, window_offset: int, chunk_offset: int) -> tuple[slice, sli
 # ---------------------------------------------------------------------------------------------
 # Per process (each worker has its own): the block operators built so far, by layer and shape.
 # A task arrives with its own unpickled copy of the layer, so the cache cannot live on it.
+# Tasks of one process may run in threads at once (Dask's threaded scheduler): the cache is
+# read and written under a lock.
 _OPERATORS: dict = {}
 _CACHED = 64
+_LOCK = threading.Lock()
 
 
 @dataclass
@@ -205,18 +219,21 @@ class _BlockLayer:
 
     def _operator(self, window: tuple[int, ...], block: tuple[int, ...]):
         key = (self.token, window, block)
-        if key not in _OPERATORS:
-            if len(_OPERATORS) >= _CACHED:
-                _OPERATORS.pop(next(iter(_OPERATORS)))
-            if self.transposed:  # maps the block (the transposed layer's input) to the window
-                _OPERATORS[key] = sc.ConvTransposeOperator(
-                    self.weight, (self.weight.shape[0], *block), padding=0, dtype=self.dtype,
-                    **self.kwargs)
-            else:
-                channels = self.weight.shape[1] * self.kwargs["groups"]
-                _OPERATORS[key] = sc.ConvOperator(self.weight, (channels, *window), padding=0,
-                                                  dtype=self.dtype, **self.kwargs)
-        return _OPERATORS[key]
+        with _LOCK:
+            op = _OPERATORS.get(key)
+            if op is None:
+                while len(_OPERATORS) >= _CACHED:
+                    _OPERATORS.pop(next(iter(_OPERATORS)))
+                if self.transposed:  # maps the block (the transposed layer's input) to the window
+                    op = sc.ConvTransposeOperator(
+                        self.weight, (self.weight.shape[0], *block), padding=0, dtype=self.dtype,
+                        **self.kwargs)
+                else:
+                    channels = self.weight.shape[1] * self.kwargs["groups"]
+                    op = sc.ConvOperator(self.weight, (channels, *window), padding=0,
+                                         dtype=self.dtype, **self.kwargs)
+                _OPERATORS[key] = op
+        return op
 
     def gather_side(self, window: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
         """Window -> block: A (a convolution), or A^H of the transposed layer."""
@@ -233,9 +250,9 @@ class _BlockLayer:
 
 def _batched(apply, x: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
     """``apply`` (columns in, columns out) on a batch ``(N, C, *s)``: ``(N, C', *spatial)``."""
-    n = x.shape[0]
-    y = apply(x.reshape(n, -1).T)
-    return np.ascontiguousarray(y.T).reshape(n, -1, *spatial)
+    n = x.shape[0]  # (sizes spelled out: -1 is undetermined for an empty batch)
+    y = apply(x.reshape(n, math.prod(x.shape[1:])).T)
+    return np.ascontiguousarray(y.T).reshape(n, y.shape[0] // math.prod(spatial), *spatial)
 
 
 def _gather_task(layer: _BlockLayer, recipe: _Recipe, channels: int, batch: int,
@@ -281,10 +298,15 @@ class _Plan:
                      for axis, ic, oc in zip(geometry.axes, in_chunks, out_chunks)]
         self.in_chunks = tuple(p.in_chunks for p in self.axes)
         self.out_chunks = tuple(p.out_chunks for p in self.axes)
+        # what the graph's keys must tell apart: the whole geometry (the padding decides which
+        # inputs a block reads, beside the kernel's options in the block layer's token: two
+        # layers differing in padding alone shared their keys, and one's blocks replaced the
+        # other's), and the chunks
+        self.token = tokenize(repr(geometry), self.in_chunks, self.out_chunks)
 
     def gather(self, x, layer: _BlockLayer, channels_out: int, dtype) -> da.Array:
         """Input chunks (``x``, chunked ``(N, C, *in_chunks)``) -> output blocks."""
-        token = tokenize(x.name, layer.token, self.in_chunks, self.out_chunks, dtype)
+        token = tokenize(x.name, layer.token, self.token, dtype)
         name = f"sparseconv-gather-{token}"
         graph: dict = {}
         for i in range(len(x.chunks[0])):
@@ -310,7 +332,7 @@ class _Plan:
 
     def scatter(self, y, layer: _BlockLayer, channels_in: int, dtype) -> da.Array:
         """Output blocks (``y``, chunked ``(N, C', *out_chunks)``) -> input chunks."""
-        token = tokenize(y.name, layer.token, self.in_chunks, self.out_chunks, dtype)
+        token = tokenize(y.name, layer.token, self.token, dtype)
         name, windows = f"sparseconv-scatter-{token}", f"sparseconv-window-{token}"
         graph: dict = {}
         nblocks = [range(len(p.out_chunks)) for p in self.axes]
@@ -351,6 +373,8 @@ def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks") -> tup
     if isinstance(chunks, (bool, str)) or chunks is None:
         raise TypeError(f"{name} must be an int or a tuple of chunk sizes per spatial axis, got "
                         f"{chunks!r}")
+    if isinstance(chunks, np.ndarray) and chunks.ndim == 1:  # as int tuples elsewhere
+        chunks = tuple(chunks.tolist())
     if isinstance(chunks, Sequence) and len(chunks) != len(shape):
         raise ValueError(f"{name} must give the chunks of each of the {len(shape)} spatial axes "
                          f"{shape}, got {chunks!r}")
@@ -399,7 +423,106 @@ def _as_batch(x, shape: tuple[int, ...], name: str):
                      f"{x.shape}")
 
 
-class _ChunkedLayer(LinearOperator):
+class _LazyAlgebra:
+    """scipy's operator algebra (``A.T``, ``2 * A``, ``A + B``, ``A.H @ A``, ``-A``, ``A ** k``)
+    with results that stay lazy on Dask arrays: scipy's composites would call ``np.asarray``
+    on the input first, computing the whole array on the client."""
+
+    def dot(self, x):
+        if isinstance(x, LinearOperator) or np.isscalar(x):
+            return _lazy(LinearOperator.dot(self, x))
+        return self._dot_array(x)
+
+    __matmul__ = dot
+
+    def __mul__(self, x):
+        return self.dot(x)
+
+    def __rmul__(self, x):
+        return _lazy(LinearOperator.__rmul__(self, x))
+
+    def __rmatmul__(self, x):
+        return _lazy(LinearOperator.__rmatmul__(self, x))
+
+    def __add__(self, x):
+        return _lazy(LinearOperator.__add__(self, x))
+
+    def __neg__(self):
+        return _lazy(LinearOperator.__neg__(self))
+
+    def __sub__(self, x):
+        return self.__add__(-x)
+
+    def __pow__(self, p):
+        LinearOperator.__pow__(self, p)  # scipy's checks (square, p a non-negative integer)
+        return _LazyComposite(_Power(self, int(p)))
+
+
+class _Power(LinearOperator):
+    """``A ** p`` by ``p`` products (scipy's copies its input with ``np.array`` first)."""
+
+    def __init__(self, A: LinearOperator, p: int) -> None:
+        self.args = (A, p)
+        LinearOperator.__init__(self, dtype=A.dtype, shape=A.shape)
+
+    def _power(self, product, x):
+        for _ in range(self.args[1]):
+            x = product(x)
+        return x
+
+    def _matvec(self, x):
+        return self._power(self.args[0].matvec, x)
+
+    def _rmatvec(self, x):
+        return self._power(self.args[0].rmatvec, x)
+
+    def _adjoint(self):
+        return _Power(self.args[0].H, self.args[1])
+
+
+def _lazy(result):
+    """A scipy composite wrapped so that its products take Dask arrays lazily."""
+    return _LazyComposite(result) if isinstance(result, LinearOperator) else result
+
+
+class _LazyComposite(_LazyAlgebra, LinearOperator):
+    """A composite of chunked layers (and scalars, and other operators): on a Dask array each
+    product calls the composite's own ``_matvec`` / ``_rmatvec``, which call the layers'
+    lazy products; numpy arrays go through scipy as before. The layers check the shapes: a
+    Dask array in any form they take (flat, one image, a batch) passes through."""
+
+    def __init__(self, op: LinearOperator) -> None:
+        self._op = op
+        LinearOperator.__init__(self, dtype=op.dtype, shape=op.shape)
+
+    def matvec(self, x):
+        return self._op._matvec(x) if isinstance(x, da.Array) else self._op.matvec(x)
+
+    def rmatvec(self, x):
+        return self._op._rmatvec(x) if isinstance(x, da.Array) else self._op.rmatvec(x)
+
+    def matmat(self, X):
+        return self._op._matvec(X) if isinstance(X, da.Array) else self._op.matmat(X)
+
+    def rmatmat(self, X):
+        return self._op._rmatvec(X) if isinstance(X, da.Array) else self._op.rmatmat(X)
+
+    def _dot_array(self, x):
+        return self.matvec(x) if isinstance(x, da.Array) else self._op.dot(x)
+
+    _matvec, _rmatvec, _matmat, _rmatmat = matvec, rmatvec, matmat, rmatmat
+
+    def _adjoint(self):
+        return _LazyComposite(self._op.H)
+
+    def _transpose(self):
+        return _LazyComposite(self._op.T)
+
+    def __repr__(self) -> str:
+        return f"<lazy {self._op!r}>"
+
+
+class _ChunkedLayer(_LazyAlgebra, LinearOperator):
     """A layer applied chunk by chunk to Dask arrays (the two public classes build it).
 
     ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of
@@ -440,7 +563,8 @@ class _ChunkedLayer(LinearOperator):
             _numeric(x, "x")
             if x.ndim == 2 and x.shape[0] == math.prod(shape_in) and x.shape != shape_in:
                 columns = da.from_array(x.T.reshape(-1, *shape_in), chunks=(1, -1, *chunks_in))
-                return self._apply(columns, adjoint).compute().reshape(x.shape[1], -1).T
+                return self._apply(columns, adjoint).compute().reshape(
+                    x.shape[1], math.prod(shape_out)).T
             # flat, shape_in or (N, *shape_in): the Dask forms, computed
             return self._apply(da.from_array(x, chunks=-1), adjoint).compute()
         batch, restore = _as_batch(x, shape_in, "x")
@@ -468,20 +592,24 @@ class _ChunkedLayer(LinearOperator):
         """``A^H @ X``: Dask arrays batched ``(N, *output_shape)``, or numpy columns."""
         return self._apply(X, adjoint=True)
 
-    def dot(self, x):
-        """``A @ x``; a LinearOperator or scalar composes as scipy's ``dot`` does."""
+    def _dot_array(self, x):
+        """``A @ x`` of an array (operators and scalars compose, :class:`_LazyAlgebra`)."""
         if isinstance(x, da.Array) or isinstance(x, np.ndarray) and (
                 x.ndim > 2 or x.shape == self.input_shape):  # (an image, or a batch of them)
             return self._apply(x, adjoint=False)
-        return super().dot(x)
-
-    __matmul__ = dot
+        return LinearOperator.dot(self, x)
 
     # scipy's own entry points (compositions, solvers) reach the same products
     _matvec, _rmatvec, _matmat, _rmatmat = matvec, rmatvec, matmat, rmatmat
 
     def _adjoint(self):
         return _ChunkedAdjoint(self)
+
+    def _transpose(self):
+        """``A.T``: ``A.H`` for a real layer, ``conj(A.H conj(x))`` for a complex one; lazy."""
+        if self.dtype.kind != "c":
+            return self.H
+        return _LazyComposite(LinearOperator._transpose(self))
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} {self.input_shape} -> {self.output_shape} in chunks "
@@ -516,15 +644,19 @@ def _owned(weight: np.ndarray) -> np.ndarray:
 class ConvOperator(_ChunkedLayer):
     """A convolution (PyTorch's ``conv{1,2,3}d``) applied chunk by chunk to Dask arrays.
 
-    The chunked twin of :class:`sparseconv.ConvOperator`: the same arguments plus ``chunks``,
-    and the same numbers (to rounding), but products take and return lazy Dask arrays, and
-    the layer is sized by its chunks, never by the whole volume.
+    The chunked twin of :class:`sparseconv.ConvOperator`: the same arguments plus ``chunks``
+    (but ``layout``: Dask arrays are channels first here), and the same numbers (to
+    rounding), but products take and return lazy Dask arrays, and the layer is sized by its
+    chunks, never by the whole volume.
 
     Parameters
     ----------
     weight : array_like, shape (C_out, C_in/groups, *kernel_size)
     input_shape : tuple of int
-        ``(C_in, *spatial)``, any size: only the geometry is validated here (in O(kernel)).
+        ``(C_in, *spatial)``, any size: nothing of the volume's size is allocated; the plan
+        of the blocks' windows is made per axis, in a Python pass over its positions and a
+        numpy pass per chunk over its windows (0.8 s for an axis of a million positions in
+        10 or 100 chunks; chunks times positions beyond that).
     chunks : int or tuple
         Chunks of the input along each spatial axis, in Dask's notation (``64``,
         ``(64, 64, 64)``, ``((30, 34), 64)``). Boundaries are moved to the nearest multiple
@@ -553,7 +685,13 @@ class ConvOperator(_ChunkedLayer):
     array they return a numpy array, so ``scipy.sparse.linalg`` solvers take the operator too.
 
     Each output block costs its own chunk, the halo slabs cut from its neighbours, its window
-    and one block of output: O(chunk) memory per task, whatever the volume.
+    and one block of output: O(chunk) memory per task, whatever the volume (outputs past the
+    input, which a large padding makes, come in blocks of at most a chunk's outputs). A
+    task's scratch is checked against the memory limit of the process that runs it
+    (:func:`sparseconv.set_memory_limit` in that process, or ``SPARSECONV_MEMORY_LIMIT`` in
+    the workers' environment), when it runs. Each process caches the block operators of the
+    last 64 (layer, block shape) pairs it met, with their weights, for the life of the
+    process.
 
     Examples
     --------
@@ -584,6 +722,7 @@ class ConvOperator(_ChunkedLayer):
         groups: int = 1, padding_mode: PaddingMode = "zeros", flip: bool = False,
         dtype: DTypeLike | None = None,
     ) -> None:
+        """The layer and its plan of blocks; parameters as the class's docstring says."""
         weight = as_weight(weight)
         geometry = ConvGeometry.from_weight(
             weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
@@ -612,8 +751,9 @@ class ConvTransposeOperator(_ChunkedLayer):
         Chunks of the input along each spatial axis; the output is chunked at ``stride``
         times the input's chunk boundaries (``output_chunks``; the input is rechunked to
         ``input_chunks`` if these differ).
-    stride, padding, output_padding, dilation, groups, dtype
-        As :class:`sparseconv.ConvTransposeOperator`.
+    stride, padding, output_padding, dilation, groups, dtype, output_size
+        As :class:`sparseconv.ConvTransposeOperator` (``output_size``, spatial, picks the
+        ``output_padding`` as ``ConvTranspose*d.forward(x, output_size=...)`` does).
 
     Attributes
     ----------
@@ -650,12 +790,14 @@ class ConvTransposeOperator(_ChunkedLayer):
         self, weight: ArrayLike, input_shape: ShapeLike, *, chunks: Any,
         stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0,
         output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1, groups: int = 1,
-        dtype: DTypeLike | None = None,
+        dtype: DTypeLike | None = None, output_size: IntOrTuple | None = None,
     ) -> None:
+        """The layer and its plan of blocks; parameters as the class's docstring says."""
         weight = as_weight(weight)
         geometry = ConvGeometry.for_transpose(
             weight.shape, input_shape, stride=stride, padding=padding,
-            output_padding=output_padding, dilation=dilation, groups=groups)
+            output_padding=output_padding, dilation=dilation, groups=groups,
+            output_size=output_size)
         kwargs = dict(stride=geometry.stride, dilation=geometry.dilation, groups=geometry.groups)
         block = _BlockLayer(_owned(weight), kwargs, True, layer_dtype(weight, dtype))
         self._setup(geometry, block, chunks)
@@ -707,7 +849,7 @@ def conv(
     >>> bool(np.allclose(y.compute().ravel(), A @ x.compute().ravel()))
     True
     """
-    shape = _channels_and_space(x, weight, "x")
+    shape = _channels_and_space(x, weight, "x", 1, groups)
     return ConvOperator(weight, shape, chunks=x.chunks[x.ndim - len(shape) + 1:],
                         stride=stride, padding=padding, dilation=dilation, groups=groups,
                         padding_mode=padding_mode, flip=flip, dtype=dtype).matvec(x)
@@ -716,15 +858,16 @@ def conv(
 def conv_transpose(
     x: da.Array, weight: ArrayLike, *, stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0,
     output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1, groups: int = 1,
-    dtype: DTypeLike | None = None,
+    dtype: DTypeLike | None = None, output_size: IntOrTuple | None = None,
 ) -> da.Array:
     """A transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``) of a Dask array.
 
     Parameters
     ----------
     x : dask.array.Array, shape (C_in, *spatial) or (N, C_in, *spatial)
-    weight, stride, padding, output_padding, dilation, groups, dtype
-        As :func:`sparseconv.conv_transpose_matrix`.
+    weight, stride, padding, output_padding, dilation, groups, dtype, output_size
+        As :func:`sparseconv.conv_transpose_matrix` (``output_size``, spatial, picks the
+        ``output_padding`` as ``nn.ConvTranspose*d.forward(x, output_size=...)`` does).
 
     Returns
     -------
@@ -748,14 +891,17 @@ def conv_transpose(
     >>> bool(np.allclose(y.compute().ravel(), T @ x.compute().ravel()))
     True
     """
-    shape = _channels_and_space(x, weight, "x")
+    shape = _channels_and_space(x, weight, "x", 0, 1)
     return ConvTransposeOperator(weight, shape, chunks=x.chunks[x.ndim - len(shape) + 1:],
                                  stride=stride, padding=padding, output_padding=output_padding,
-                                 dilation=dilation, groups=groups, dtype=dtype).matvec(x)
+                                 dilation=dilation, groups=groups, dtype=dtype,
+                                 output_size=output_size).matvec(x)
 
 
-def _channels_and_space(x, weight, name: str) -> tuple[int, ...]:
-    """``(C, *spatial)`` of ``x`` for a weight of ``np.ndim(weight) - 2`` spatial axes."""
+def _channels_and_space(x, weight, name: str, axis: int, groups) -> tuple[int, ...]:
+    """``(C, *spatial)`` of ``x`` for a weight of ``np.ndim(weight) - 2`` spatial axes, whose
+    ``C`` must be ``weight.shape[axis] * groups`` (said of ``x`` here: the layer would name
+    ``input_shape``, an argument the caller never gave)."""
     if not isinstance(x, da.Array):
         raise TypeError(f"{name} must be a dask array (dask.array.from_array(x, chunks=...) "
                         f"makes one), got {type(x).__name__}")
@@ -764,7 +910,16 @@ def _channels_and_space(x, weight, name: str) -> tuple[int, ...]:
         raise ValueError(f"{name} must have shape (C, *spatial) or (N, C, *spatial) with "
                          f"{max(ndim, 1)} spatial axes for weight of shape {np.shape(weight)}, "
                          f"got shape {x.shape}")
-    return tuple(x.shape[-ndim - 1:])
+    shape = tuple(x.shape[-ndim - 1:])
+    if is_int(groups) and groups > 0 and shape[0] != np.shape(weight)[axis] * groups:
+        form = "(N, C, *spatial)" if x.ndim == ndim + 2 else "(C, *spatial)"
+        takes = (f"weight.shape[0] = {np.shape(weight)[0]}" if axis == 0 else
+                 f"weight.shape[1] * groups = {np.shape(weight)[1]} * {groups} = "
+                 f"{np.shape(weight)[1] * groups}")
+        raise ValueError(f"{name} of shape {x.shape}, read as {form} for weight of shape "
+                         f"{np.shape(weight)}, has C={shape[0]} channels; the layer takes "
+                         f"{takes}")
+    return shape
 
 
 def to_zarr(x: da.Array, store: Any, *, component: str | None = None,

@@ -51,7 +51,8 @@ def random_chunks(rng, shape):
 
 def assert_stride_aligned(A, transposed, config):
     """The convolution's input chunks start at multiples of the stride, and output chunk ``i``
-    holds the outputs ``o`` whose ``o * stride`` lies in input chunk ``i``."""
+    holds the outputs ``o`` whose ``o * stride`` lies in input chunk ``i``; the outputs past
+    the input (padding may make some) follow in blocks no longer than the longest other."""
     a_in, a_out = ((A.output_chunks, A.input_chunks) if transposed
                    else (A.input_chunks, A.output_chunks))
     for axis, in_chunks, out_chunks in zip(A.geometry.axes, a_in, a_out):
@@ -59,9 +60,14 @@ def assert_stride_aligned(A, transposed, config):
         assert edges[-1] == axis.size and all(e % axis.stride == 0 for e in edges[:-1]), config
         first = np.cumsum((0, *out_chunks))
         assert first[-1] == axis.output_size, config
+        longest = max(-(-c // axis.stride) for c in in_chunks)
+        assert max(out_chunks) <= longest, config
         for i in range(len(out_chunks)):
+            if i >= len(in_chunks):  # past the input
+                assert first[i] * axis.stride >= axis.size, (config, i)
+                continue
             assert first[i] * axis.stride >= edges[i], (config, i)
-            if i + 1 < len(out_chunks):
+            if i + 1 < len(in_chunks):
                 assert (first[i + 1] - 1) * axis.stride < edges[i + 1], (config, i)
 
 
@@ -296,6 +302,16 @@ def test_bad_input_is_refused_by_name():
         sdask.conv(da.ones((8, 8), chunks=4), np.ones((1, 1, 3, 3)))
     with pytest.raises(ValueError, match="padding_mode"):
         sdask.conv(da.ones((1, 8, 8), chunks=4), np.ones((1, 1, 3, 3)), padding_mode="mirror")
+    # a trial: a 1-D weight reads (2, 16, 16) as a batch, and the layer blamed "input_shape"
+    with pytest.raises(ValueError, match=r"x of shape \(2, 16, 16\), read as \(N, C, \*spatial\) "
+                                         r"for weight of shape \(1, 2, 3\), has C=16 channels"):
+        sdask.conv(da.ones((2, 16, 16), chunks=8), np.ones((1, 2, 3)))
+    with pytest.raises(ValueError,
+                       match=r"has C=2 channels; the layer takes weight.shape\[0\] = 3"):
+        sdask.conv_transpose(da.ones((2, 16, 16), chunks=8), np.ones((3, 2, 3, 3)), groups=1)
+    # chunks as a 1-D integer array, as stride and the serial functions' ints take them
+    A = sdask.ConvOperator(w, (1, 8, 8), chunks=np.array([4, 2]), padding=1)
+    assert A.input_chunks == ((4, 4), (2, 2, 2, 2))
     with pytest.raises(ValueError, match="block_rows"):
         sdask.conv_matrix(np.ones((1, 1, 3)), (1, 8), block_rows=0)
     with pytest.raises(TypeError, match="x must be a dask array"):
@@ -365,3 +381,169 @@ def test_on_a_cluster_cg_keeps_the_vectors_on_the_workers(client):
         assert held and all(held.values()), held
         on_cluster = x.compute()
     assert_close(on_cluster, dask_cg(normal, b, 4).compute(), "cluster cg")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "zeros"])
+def test_layers_differing_in_padding_alone_have_their_own_keys(mode):
+    """A trial: task names covered the kernel's options and the chunks but not the padding, so
+    a reflect- and a replicate-padded layer (or two splits of one padding) named their blocks
+    alike, and in one graph one layer's blocks replaced the other's (``y1 - y2`` was 0)."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((2, 2, 3, 3))
+    xn = rng.standard_normal((2, 16, 16))
+    x = da.from_array(xn, chunks=(2, 8, 8))
+    other = {"reflect": "replicate", "replicate": "reflect", "circular": "zeros",
+             "zeros": "circular"}[mode]
+    pairs = [(dict(padding=1, padding_mode=mode), dict(padding=1, padding_mode=other)),
+             (dict(padding=((0, 2), (0, 2)), padding_mode=mode),
+              dict(padding=((2, 0), (2, 0)), padding_mode=mode))]
+    for first, second in pairs:
+        serial = [sc.ConvOperator(w, (2, 16, 16), **o) for o in (first, second)]
+        chunked = [sdask.ConvOperator(w, (2, 16, 16), chunks=8, **o) for o in (first, second)]
+        y1, y2 = (A.matvec(x) for A in chunked)
+        assert y1.name != y2.name, (first, second)
+        expected = (serial[0] @ xn.ravel() - serial[1] @ xn.ravel()).reshape(y1.shape)
+        assert np.abs(expected).max() > 1.0  # the two layers differ
+        assert_close((y1 - y2).compute(), expected, (first, second))
+        u1, u2 = (A.rmatvec(y1) for A in chunked)
+        y = serial[0] @ xn.ravel()
+        assert_close((u1 - u2).compute().ravel(), serial[0].H @ y - serial[1].H @ y, "adjoint")
+        assert_close((sdask.conv(x, w, **first) - sdask.conv(x, w, **second)).compute(),
+                     expected, ("conv", first, second))
+    # transposed layers of one output size: padding 0, output_padding 0 against 1 and 2
+    T = [sdask.ConvTransposeOperator(w, (2, 6, 6), chunks=3, stride=3, padding=p,
+                                     output_padding=q) for p, q in ((0, 0), (1, 2))]
+    S = [sc.ConvTransposeOperator(w, (2, 6, 6), stride=3, padding=p, output_padding=q)
+         for p, q in ((0, 0), (1, 2))]
+    v = rng.standard_normal((2, 6, 6))
+    z1, z2 = (A.matvec(da.from_array(v, chunks=3)) for A in T)
+    assert z1.shape == z2.shape and z1.name != z2.name
+    assert_close((z1 - z2).compute().ravel(), S[0] @ v.ravel() - S[1] @ v.ravel(), "transposed")
+
+
+@pytest.mark.parametrize("complex_weight", [False, True])
+def test_scipy_algebra_of_chunked_layers_stays_lazy(complex_weight):
+    """A trial: ``A.T``, ``2 * A``, ``A + A`` and ``A.H @ A`` went through scipy's composites,
+    which call ``np.asarray`` on a Dask input: the whole array was computed on the client
+    (and an image-shaped one refused with a message printing it)."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((3, 2, 3, 3))
+    if complex_weight:
+        w = w + 1j * rng.standard_normal(w.shape)
+    S = sc.ConvOperator(w, (2, 16, 16), padding=1)
+    A = sdask.ConvOperator(w, (2, 16, 16), chunks=8, padding=1)
+    computed = []
+
+    def counted(block):
+        computed.append(block.shape)
+        return block
+
+    xn = rng.standard_normal((2, 16, 16))
+    yn = rng.standard_normal((3, 16, 16))
+    x = da.from_array(xn, chunks=(2, 8, 8)).map_blocks(counted, meta=np.empty((0,) * 3))
+    y = da.from_array(yn, chunks=(3, 8, 8)).map_blocks(counted, meta=np.empty((0,) * 3))
+    xf, yf = xn.ravel(), yn.ravel()
+    cases = {
+        "A.T @ y": (lambda: A.T @ y, S.T @ yf),
+        "A.T.H @ x": (lambda: A.T.H @ x, S.T.H @ xf),
+        "(2 * A) @ x": (lambda: (2 * A) @ x, 2 * (S @ xf)),
+        "(A * 2j).matvec(x)": (lambda: (A * 2j).matvec(x), 2j * (S @ xf)),
+        "(A + A - A) @ x": (lambda: (A + A - A) @ x, S @ xf),
+        "(-A) @ x": (lambda: (-A) @ x, -(S @ xf)),
+        "(A.H @ A).matvec(x)": (lambda: (A.H @ A).matvec(x), S.H @ (S @ xf)),
+        "(A.H @ A).H @ x": (lambda: (A.H @ A).H @ x, S.H @ (S @ xf)),
+        "(A @ A.H).T @ y": (lambda: (A @ A.H).T @ y, (S @ S.H).T @ yf),
+        "((A.H @ A) ** 2) @ x": (lambda: ((A.H @ A) ** 2) @ x, S.H @ (S @ (S.H @ (S @ xf)))),
+    }
+    for name, (product, expected) in cases.items():
+        computed.clear()
+        result = product()
+        assert isinstance(result, da.Array) and not computed, name
+        assert_close(result.compute().ravel(), expected, name)
+    # numpy in, numpy out, through scipy as before
+    assert_close((A.H @ A).matvec(xf), S.H @ (S @ xf), "numpy")
+    assert_close((2 * A).matmat(np.stack([xf, xf], 1)), 2 * (S @ np.stack([xf, xf], 1)), "mm")
+
+
+def test_empty_batches_pass_through():
+    """A trial: a batch of 0 (``(0, *input_shape)``, or ``(n, 0)`` columns) raised a reshape
+    error in the Dask operators and in the serial ``apply``; scipy returns ``(m, 0)``."""
+    w = np.ones((3, 2, 3, 3))
+    S = sc.ConvOperator(w, (2, 8, 8), padding=1)
+    A = sdask.ConvOperator(w, (2, 8, 8), chunks=4, padding=1)
+    assert A.matmat(np.zeros((128, 0))).shape == (192, 0)
+    assert A.rmatmat(np.zeros((192, 0))).shape == (128, 0)
+    empty = da.zeros((0, 2, 8, 8), chunks=(1, 2, 4, 4))
+    assert A.matvec(empty).compute().shape == (0, 3, 8, 8)
+    assert A.rmatvec(A.matvec(empty)).compute().shape == (0, 2, 8, 8)
+    assert S.apply(np.zeros((0, 2, 8, 8))).shape == (0, 3, 8, 8)
+    assert S.apply_adjoint(np.zeros((0, 3, 8, 8))).shape == (0, 2, 8, 8)
+
+
+def test_the_block_operator_cache_is_shared_by_threads_safely():
+    """A trial: with Dask's threaded scheduler and more block shapes than the cache holds, its
+    eviction without a lock raised KeyError ("dictionary changed size during iteration") and
+    let it grow past its bound."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((2, 2, 3, 3))
+    chunks = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)  # 121 block shapes > the 64 cached
+    shape = (2, sum(chunks), sum(chunks))
+    A = sdask.ConvOperator(w, shape, chunks=(chunks, chunks), padding=1, padding_mode="reflect")
+    S = sc.ConvOperator(w, shape, padding=1, padding_mode="reflect")
+    xn = rng.standard_normal(shape)
+    x = da.from_array(xn, chunks=(2, chunks, chunks))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: the race shows
+    try:
+        y, u = dask.compute(A.matvec(x), A.rmatvec(A.matvec(x)), scheduler="threads",
+                            num_workers=8)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(sdask._OPERATORS) <= sdask._CACHED
+    assert_close(y.ravel(), S @ xn.ravel(), "threads")
+    assert_close(u.ravel(), S.H @ (S @ xn.ravel()), "threads adjoint")
+
+
+@pytest.mark.parametrize(("stride", "padding", "mode"), [(1, 32, "zeros"), (2, 13, "zeros"),
+                                                         (1, (3, 20), "circular"),
+                                                         (3, 7, "replicate")])
+def test_outputs_past_the_input_come_in_blocks_of_a_chunks_size(stride, padding, mode):
+    """A trial: every output past the input went to the last block (padding 32 on chunks of 8:
+    one block of 70 outputs per axis, 670 times a chunk in 3-D), against the promise of
+    memory by the chunk. They are cut into blocks no longer than a chunk's outputs now."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((2, 2, 3, 3))
+    pads = padding if isinstance(padding, int) else (padding, (1, 1))
+    if mode == "circular":
+        size = (2, 24, 24)
+    else:
+        size = (2, 64, 24)
+    S = sc.ConvOperator(w, size, stride=stride, padding=pads, padding_mode=mode)
+    A = sdask.ConvOperator(w, size, chunks=8, stride=stride, padding=pads, padding_mode=mode)
+    assert_stride_aligned(A, False, (stride, padding))
+    assert max(max(c) for c in A.output_chunks) <= -(-8 // stride)
+    x = rng.standard_normal(size)
+    assert_close(A.matvec(da.from_array(x, chunks=8)).compute().ravel(), S @ x.ravel(), "fwd")
+    y = rng.standard_normal(S.output_shape)
+    assert_close(A.rmatvec(da.from_array(y, chunks=-1)).compute().ravel(),
+                 S.H @ y.ravel(), "adjoint")
+
+
+def test_transposed_layers_take_output_size():
+    """A trial: the serial ConvTransposeOperator takes ``output_size=`` (PyTorch's call-time
+    argument), its Dask twin and ``conv_transpose`` did not."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((3, 2, 3, 3))
+    x = rng.standard_normal((3, 7, 6))
+    for size in [(13, 11), (14, 12), (14, 11)]:
+        S = sc.ConvTransposeOperator(w, (3, 7, 6), stride=2, padding=1, output_size=size)
+        T = sdask.ConvTransposeOperator(w, (3, 7, 6), chunks=4, stride=2, padding=1,
+                                        output_size=size)
+        assert T.output_shape == S.output_shape == (2, *size)
+        xd = da.from_array(x, chunks=(3, 4, 4))
+        assert_close(T.matvec(xd).compute().ravel(), S @ x.ravel(), size)
+        y = sdask.conv_transpose(xd, w, stride=2, padding=1, output_size=size)
+        assert_close(y.compute().ravel(), S @ x.ravel(), ("conv_transpose", size))
+    with pytest.raises(ValueError, match="output_size"):
+        sdask.ConvTransposeOperator(w, (3, 7, 6), chunks=4, stride=2, padding=1,
+                                    output_size=(20, 11))
