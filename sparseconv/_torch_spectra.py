@@ -253,9 +253,23 @@ def circular_spectral_norm(weight: torch.Tensor, input_size: ShapeLike, *,
 
 
 def _times_power_of_two(x: torch.Tensor, exponent: int) -> torch.Tensor:
-    """``x * 2**exponent`` exactly, in two factors each within float64's range."""
+    """``x * 2**exponent``, in two factors each within float64's range: exact in the normal
+    range, rounded to the nearest below it (:func:`_upward_times_power_of_two` for a bound)."""
     half = exponent // 2
     return x * 2.0 ** half * 2.0 ** (exponent - half)
+
+
+def _upward_times_power_of_two(x: torch.Tensor, exponent: int) -> torch.Tensor:
+    """``x * 2**exponent`` for an upper bound: a result below the normal range rounds to the
+    nearest subnormal, maybe below ``x * 2**exponent`` (a review: a 1 -> 2 layer of weight
+    ``3 * 2**-1074`` got ``2e-323`` for a norm of ``2.096e-323``); then the next float up.
+    The gradient is the exact product's."""
+    y = _times_power_of_two(x, exponent)
+    back = _times_power_of_two(y.detach(), -exponent)  # exact: scaling a subnormal up
+    if bool(back < x.detach()):
+        up_one = torch.nextafter(y.detach(), torch.tensor(math.inf, dtype=y.dtype))
+        y = y + (up_one - y.detach())
+    return y
 
 
 def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
@@ -361,7 +375,7 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     bound = (torch.sqrt(sigma * sigma + beta * U * frob * frob) + symbol_error) * (1 + gamma(8))
     if copies > 1:  # times ||P|| = sqrt(copies), both rounded up
         bound = bound * (math.sqrt(copies) * (1 + gamma(4)))
-    return _times_power_of_two(bound, exponent)
+    return _upward_times_power_of_two(bound, exponent)
 
 
 def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation, groups,

@@ -201,6 +201,28 @@ def test_zero_weight():
     assert float(sct.circular_spectral_norm(weight.detach(), 5)) == 0.0
 
 
+@pytest.mark.parametrize("ulps", [3, 5, 1000, 10**9, 2**40 + 1])
+@pytest.mark.parametrize("options", [{}, {"padding": 1}, {"padding": 1, "padding_mode": "reflect"},
+                                     {"padding": 2, "stride": 2}])
+def test_subnormal_layers_keep_their_bound_above_the_norm(ulps, options):
+    """A review: the bound, scaled back by a power of two into the subnormal range, rounded to
+    the nearest float and fell below the norm (2e-323 for a 1 -> 2 layer of weight
+    ``3 * 2**-1074``, norm ``3 sqrt(2) 2**-1074 = 2.096e-323``). The exact norm of ``c`` times
+    a layer of small integers is ``c`` times its float64 norm within a part in 1e15."""
+    import mpmath as mp
+
+    base = torch.tensor([[[1.0, 2.0, -1.0]], [[0.0, 1.0, 3.0]]], dtype=F64)  # 1 -> 2, 3 taps
+    weight = base * (ulps * 2.0**-1074)
+    assert torch.equal(weight / (ulps * 2.0**-1074), base)  # every entry exact
+    dense = sc.conv_matrix(base.numpy(), (1, 6), **options).toarray()
+    norm = float(np.linalg.svd(dense, compute_uv=False)[0])
+    mp.mp.dps = 40
+    truth = mp.mpf(norm) * (1 - mp.mpf(10) ** -14) * ulps * mp.mpf(2) ** -1074  # below it
+    bound = sct.spectral_norm_upper(weight, (6,), **options)
+    assert mp.mpf(float(bound)) >= truth, (float(bound), truth)
+    assert float(bound) >= sc.spectral_norm(weight.numpy(), (1, 6), **options).lower
+
+
 def test_refusals_name_the_argument():
     weight = torch.ones((2, 2, 3))
     with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
