@@ -195,6 +195,10 @@ def _matrix_interval(matrix: np.ndarray, rounding: Rounding) -> tuple[float, flo
     gram = np.conj(tall.T) @ tall
     n = gram.shape[0]
     lam, vector = scipy.linalg.eigh(gram, subset_by_index=[n - 1, n - 1], check_finite=False)
+    if lam.size == 0:  # LAPACK's dsyevr found no eigenpair in the range (a review: Grams of
+        # few nonzeros, OpenBLAS 0.3.30): the whole decomposition, whose last pair is the top
+        lam, vector = scipy.linalg.eigh(gram, check_finite=False)
+        lam, vector = lam[-1:], vector[:, -1:]
     top, value = vector[:, 0], math.sqrt(max(float(lam[0]), 0.0))
     lower = rounding.quotient_lower(float(np.linalg.norm(tall @ top)),
                                     float(np.linalg.norm(top)), max(rows, cols))

@@ -396,6 +396,29 @@ def test_1x1_kernels_of_wide_or_tall_weights_take_memory_of_their_small_side(sha
     assert abs(result.value - truth) <= 1e-12 * truth and result.relative_width < 1e-10
 
 
+def test_dense_and_1x1_routes_survive_lapack_finding_no_top_eigenpair():
+    """A review: LAPACK's dsyevr (``scipy.linalg.eigh(subset_by_index=...)``) returned no
+    eigenpair for these Grams of few nonzeros, and the dense and 1x1 routes (and the report's
+    Linear rows) raised IndexError. The whole decomposition's top pair is taken then."""
+    nz = [[1, 1], [3, 0], [4, 3], [5, 0], [5, 2], [7, 3], [8, 1], [9, 3], [15, 2], [17, 2],
+          [19, 2], [20, 3], [21, 3], [28, 0], [30, 1], [32, 0], [33, 3], [36, 2], [38, 1],
+          [48, 3]]
+    W = np.zeros((57, 4))
+    W[tuple(np.array(nz).T)] = 0.948354755254296
+    truth = float(np.linalg.svd(W, compute_uv=False)[0])
+    result = spectral_norm(W[:, :, None], (4, 2))
+    assert result.lower <= truth <= result.upper and result.relative_width < 1e-12
+    for value in (0.1, 1.0, 0.10000193893109624):
+        w = np.zeros((4, 2, 4, 2))
+        w[3, 0, 0, 0] = value
+        options = dict(padding="same", dilation=(1, 3), groups=4, padding_mode="replicate")
+        truth = float(np.linalg.svd(conv_matrix(w, (8, 4, 4), **options).toarray(),
+                                    compute_uv=False)[0])
+        for method in ("auto", "dense", "exact"):
+            result = spectral_norm(w, (8, 4, 4), method=method, **options)
+            assert result.lower <= truth <= result.upper, (value, method, result)
+
+
 def test_method_upper_is_a_certified_upper_bound_alone():
     """Even on a layer small enough for a dense SVD (which "auto" takes): "upper" is for a
     fast check."""
