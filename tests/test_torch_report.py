@@ -67,6 +67,37 @@ def test_rows_against_autograd_and_csr_sizes():
     assert rows["3"]["circular"] == pytest.approx(jacobian_norm(model[3], (3, 8, 8)), rel=1e-9)
 
 
+class _UpTo(nn.Module):
+    """A transposed convolution called with ``output_size=``."""
+
+    def __init__(self, conv: nn.Module, size: tuple[int, ...]) -> None:
+        super().__init__()
+        self.conv, self.size = conv, size
+
+    def forward(self, x):
+        return self.conv(x, output_size=self.size)
+
+
+@pytest.mark.parametrize(("options", "size"), [
+    (dict(stride=1, dilation=2, output_padding=1), None),  # output_padding < dilation only
+    (dict(stride=3, dilation=1, output_padding=2), None),
+    (dict(stride=2, dilation=3, output_padding=2), None),
+    (dict(stride=3, dilation=1), (12,)),  # output_size at call time
+])
+def test_transposed_rows_take_the_modules_output_padding(options, size):
+    """A review: the report passed every transposed convolution's traced output as
+    ``output_size``, which PyTorch caps at ``stride - 1`` above the smallest: a module whose
+    own ``output_padding`` is below its dilation only was refused."""
+    conv = _networks.randomize(nn.ConvTranspose1d(2, 3, 2, **options), seed=2).double().eval()
+    model = nn.Sequential(conv if size is None else _UpTo(conv, size)).eval()
+    report = sct.lipschitz_report(model, (2, 4))
+    (row,) = list(report)
+    call = {} if size is None else {"output_size": size}
+    norm = jacobian_norm(conv, (2, 4), **call)
+    assert row["lower"] <= norm * (1 + 1e-12) and norm <= row["upper"] * (1 + 1e-12), row
+    assert row["output_shape"] == tuple(model(torch.zeros((1, 2, 4), dtype=F64)).shape[1:])
+
+
 def test_circular_column_of_a_parametrized_convolution():
     """A convolution under torch.nn.utils.parametrizations (ParametrizedConv2d) keeps its
     periodic twin's norm (a review found the column lost by the class's name)."""
