@@ -661,9 +661,13 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
     todo: list[tuple[TraceRecord, TraceRecord | None]] = []
     calls = iter(folds)
     for record in records:
+        # one flag per BatchNorm call, linear or not (a review: a BatchNorm without running
+        # statistics, skipped unconsumed, passed its flag on, and the next BatchNorm was
+        # folded into a convolution across a ChannelShuffle: a bound 100 times too small)
+        folds_here = next(calls) if isinstance(record.module, _BATCHNORM) else False
         if not record.linear or is_reshape(record.module):
             continue
-        if isinstance(record.module, _BATCHNORM) and next(calls) and fold:
+        if folds_here and fold:
             # its input is the last convolution's output: that convolution's row, unpaired
             i = max(i for i, (r, _) in enumerate(todo)
                     if isinstance(r.module, (*_CONV, *_CONV_T)))

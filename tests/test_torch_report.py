@@ -800,3 +800,28 @@ def test_a_fresh_convolution_swapped_in_after_eval_is_reported_with_folds():
     model[0] = nn.Conv2d(2, 2, 3, padding=1).double()  # in training mode
     report = sct.lipschitz_report(model, (2, 5, 5), fold_batchnorm=True)
     assert [row["name"] for row in report] == ["0+1"] and report.network_upper is not None
+
+
+def test_a_batchnorm_that_is_not_folded_keeps_its_own_fold_flag():
+    """A review: a BatchNorm without running statistics (not linear: given its constant by
+    name) skipped its fold flag, which the next BatchNorm took: folded into a convolution
+    across a ChannelShuffle, the network bound was 316 for a Jacobian norm of 30,966."""
+    conv1, conv2 = nn.Conv2d(4, 4, 1, bias=False), nn.Conv2d(4, 4, 1, bias=False)
+    bn2 = nn.BatchNorm2d(4)
+    with torch.no_grad():
+        conv1.weight.copy_(torch.eye(4)[:, :, None, None])
+        conv2.weight.copy_(torch.diag(torch.tensor([1.0, 10.0, 0.1, 1.0]))[:, :, None, None])
+        bn2.weight.copy_(torch.tensor([1.0, 0.1, 10.0, 1.0]))
+    free = nn.BatchNorm2d(4, track_running_stats=False)  # Lipschitz <= 1/sqrt(eps)
+    model = nn.Sequential(conv1, free, conv2, nn.ChannelShuffle(2), bn2).double().eval()
+    shape = (4, 3, 3)
+    constant = 1 / free.eps**0.5 * (1 + 1e-9)
+    x = 1e-3 * torch.randn(shape, dtype=F64, generator=torch.Generator().manual_seed(0))
+    jacobian = torch.autograd.functional.jacobian(
+        lambda v: model(v.reshape(1, *shape)).reshape(-1), x.reshape(-1))
+    lower = float(torch.linalg.matrix_norm(jacobian, 2))
+    for fold in (True, False):
+        report = sct.lipschitz_report(model, shape, fold_batchnorm=fold,
+                                      lipschitz_constants={"1": constant})
+        assert [row["name"] for row in report] == ["0", "2", "3", "4"], fold
+        assert report.network_upper >= lower, (fold, report.network_upper, lower)
