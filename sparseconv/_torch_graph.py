@@ -316,7 +316,14 @@ class _GraphBuilder:
     def add_op(self, node, args, kwargs, sign) -> _Op:
         a = kwargs.get("input", args[0] if args else None)
         b = kwargs.get("other", args[1] if len(args) > 1 else None)
-        alpha = float(kwargs.get("alpha", args[2] if len(args) > 2 else 1.0))
+        if len(args) > 2:  # add(input, alpha, other): deprecated, and still run by PyTorch
+            return self.refuse(node, "uses the deprecated add/sub(input, alpha, other) form "
+                               "(pass alpha= by keyword)")
+        alpha = self.value(kwargs.get("alpha", 1.0))
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not (
+                math.isfinite(alpha)):
+            return self.refuse(node, f"adds with an alpha that is not a finite number "
+                               f"({alpha!r})")
         terms = [(a, 1.0), (b, sign * alpha)]
         live = [(self.index[t], c, self.shape(t)) for t, c in terms if self.dependent(t)]
         fixed = [(np.asarray(_constant(self.value(t))), c) for t, c in terms

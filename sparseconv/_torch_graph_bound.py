@@ -341,7 +341,14 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         return factor * of(source)
     target = node.target
     if target in _ADDS:
-        alpha = abs(Fraction(float(kwargs.get("alpha", 1))))
+        if len(args) > 2:  # add(input, alpha, other): deprecated, and still run by PyTorch
+            return ("uses the deprecated add/sub(input, alpha, other) form (pass alpha= by "
+                    "keyword)")
+        alpha_value = kwargs.get("alpha", 1)
+        if not isinstance(alpha_value, (int, float)) or isinstance(alpha_value, bool) or not (
+                math.isfinite(alpha_value)):
+            return f"adds with an alpha that is not a finite number ({alpha_value!r})"
+        alpha = abs(Fraction(float(alpha_value)))
         other = args[1] if len(args) > 1 else kwargs.get("other")
         total = Fraction(0)
         for operand, weight in ((source, Fraction(1)), (other, alpha)):

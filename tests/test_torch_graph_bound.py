@@ -385,6 +385,14 @@ class _Lambda(nn.Module):
     (lambda y, x: y + F.interpolate(x, scale_factor=1, mode="bilinear", antialias=True),
      "not a call "),
     (lambda y, x: y + F.avg_pool2d(x[0], 1)[None], "not a call sparseconv.torch reads"),
+    # a review: the deprecated add(input, alpha, other) form, which PyTorch still runs, was
+    # read as adding the constant 100 (bound 1.0 for a norm of 109); an alpha read off the
+    # signal's shape raised TypeError
+    pytest.param(lambda y, x: torch.add(x, 100, y), "deprecated add/sub(input, alpha, other)",
+                 marks=pytest.mark.filterwarnings("ignore:This overload of add:UserWarning")),
+    pytest.param(lambda y, x: x.sub(100, y), "deprecated add/sub(input, alpha, other)",
+                 marks=pytest.mark.filterwarnings("ignore:This overload of sub:UserWarning")),
+    (lambda y, x: torch.add(x, y, alpha=y.shape[1]), "alpha that is not a finite number"),
 ])
 def test_no_rule_no_bound_and_the_node_is_named(function, node):
     report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))
@@ -674,3 +682,11 @@ def test_products_by_any_numeric_tensor_and_big_integers():
         report = sct.lipschitz_report(_Forward(lambda m, y, x: y * m.t, buffer=buffer).eval(),
                                       (3,))
         assert report.network_upper is not None and report.network_upper >= least, report.reason
+
+
+@pytest.mark.filterwarnings("ignore:This overload of add:UserWarning")
+def test_network_operator_refuses_the_deprecated_alpha_form():
+    """network_operator raised "float() argument must be ... not 'Node'" on it."""
+    model = _Lambda(lambda y, x: torch.add(x, 100, y)).eval()
+    with pytest.raises(TypeError, match=r"deprecated add/sub\(input, alpha, other\) form"):
+        sct.network_operator(model, (2, 4, 4))
