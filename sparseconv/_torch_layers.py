@@ -138,7 +138,10 @@ def is_torch_class(module: nn.Module, base: type | None = None) -> bool:
             f"Parametrized{cls.__base__.__name__}"):
         cls = cls.__base__
     ours = getattr(nn, cls.__name__, None) is cls  # torch's (UpsamplingNearest2d is Upsample's)
-    return ours and (base is None or issubclass(cls, base)) and "forward" not in vars(module)
+    # a method of the class set on the instance (forward, _conv_forward, ...) replaces it (a
+    # review: conv._conv_forward = ... scaling by 20 passed for torch's own Conv2d)
+    replaced = any(callable(value) and hasattr(cls, key) for key, value in vars(module).items())
+    return ours and (base is None or issubclass(cls, base)) and not replaced
 
 
 def is_leaf(module: nn.Module) -> bool:
@@ -269,7 +272,8 @@ def _refuse(module: nn.Module) -> None:
                         "input_shape) bounds each of its layers")
     base: Any = next((cls for cls in type(module).__mro__ if cls in _SUPPORTED), None)
     if base is not None and not is_torch_class(module, base):
-        raise TypeError(f"{name} is a subclass of {base.__name__}, or has its own forward: "
+        raise TypeError(f"{name} is a subclass of {base.__name__}, or has its own forward (or "
+                        "another of its class's methods set on the instance): "
                         f"sparseconv.torch reads a {base.__name__}'s arguments, not what your "
                         "code computes; use torch's own class")
     instance = isinstance(module, (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d))

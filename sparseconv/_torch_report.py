@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import difflib
 import importlib
 import io
@@ -59,7 +60,7 @@ from sparseconv._torch_layers import (
     model_hook_reason,
 )
 from sparseconv._torch_module import _fold, _layer_norm, _layer_options
-from sparseconv._torch_script import _kind, probe_like
+from sparseconv._torch_script import _kind, matches, probe_like
 from sparseconv._torch_trace import (
     TraceRecord,
     _checked,
@@ -532,6 +533,29 @@ def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
                          time.perf_counter() - start)
 
 
+def _check_reading(record: TraceRecord, layer: _Layer) -> None:
+    """Refuse a layer whose reading by sparseconv does not reproduce what the module computed
+    on the trace's probe (a review: ``padding`` set after construction on a circular
+    convolution, which still pads by its stale copy, gave a bound below the norm; a
+    ``_conv_forward`` set on the instance scaled the output unseen)."""
+    if record.sample is None:
+        return
+    x, y = record.sample
+    if tuple(layer.output_shape) != tuple(y.shape):
+        matched = False
+    else:
+        flat = x.detach().cpu().to(torch.complex128 if x.is_complex() else torch.float64)
+        ours = layer.operator() @ flat.numpy().ravel()
+        if layer.offset is not None:
+            ours = ours + layer.offset
+        matched = matches(torch.from_numpy(np.asarray(ours)).reshape(y.shape), y)
+    if not matched:
+        raise ValueError("sparseconv's reading "
+                         "of its arguments does not reproduce its output on the trace's probe "
+                         "(an attribute changed after construction, or a method replaced on "
+                         "the instance?); no bound is given for what the module computes")
+
+
 def _called_output_size(module: nn.Module, record: TraceRecord) -> tuple[int, ...] | None:
     """A transposed convolution's output size where the call asked for one (``output_size=``,
     the size traced), ``None`` where the module's own ``output_padding`` gave it: that may
@@ -556,6 +580,12 @@ def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[d
         name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
         out = batchnorm.output_shape
     layer = _layer(module, record.input_shape, _called_output_size(module, record))
+    if batchnorm is None:
+        _check_reading(record, layer)
+    else:  # each of the two as traced, then the folded layer from them
+        _check_reading(record, _layer(record.module, record.input_shape,
+                                      _called_output_size(record.module, record)))
+        _check_reading(batchnorm, _layer(batchnorm.module, batchnorm.input_shape))
     nnz = _nnz(module, layer)
     rows, cols = math.prod(layer.output_shape), math.prod(layer.input_shape)
     return dict(name=name, type=kind, input_shape=record.input_shape, output_shape=out,
@@ -815,6 +845,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
     versions = _versions(model)  # (its forward must not change them: _untrusted)
     records, folds = _trace_with_folds(model, input_shape)
+    if _untrusted(model, versions):  # hooks, an instance's forward, weights changed by the
+        # forward: the rows read the modules as they are, and the network bound is withheld,
+        # saying why; their traced outputs are no check of that reading
+        records = [dataclasses.replace(r, sample=None) for r in records]
     todo = _layers_to_report(records, folds, fold_batchnorm)
     activations, constants, unknown = [], [], []
     known: dict[int, float] = {}  # id(record) -> its Lipschitz constant

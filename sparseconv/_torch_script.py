@@ -88,6 +88,16 @@ def probe_like(model: nn.Module) -> tuple[torch.dtype | None, torch.device | Non
     return first.dtype, first.device
 
 
+def probe_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1) -> torch.Tensor:
+    """The probe batch ``(batch, *shape)`` of :func:`probe_like`'s dtype and device: seeded
+    standard normal values, not zeros, so that a layer's recorded output tells it apart from
+    a multiple of it (on zeros, only through its bias)."""
+    dtype, device = probe_like(model)
+    values = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float64)
+    return values.to(dtype=dtype or torch.get_default_dtype(), device=device)
+
+
 @contextlib.contextmanager
 def restored_buffers(model: nn.Module) -> Iterator[None]:
     """Probe forwards that leave the model as it was: every buffer a forward changed (a
@@ -242,7 +252,8 @@ def _refuse_in_block(block, name: str, module: nn.Module) -> None:
 
 
 def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> list:
-    """The runtime values of ``values`` on one forward pass of zeros ``(1, *shape)``."""
+    """The runtime values of ``values`` on one forward pass of the probe batch
+    (:func:`probe_input`)."""
     outputs = list(graph.outputs())  # the graph is the model's inlined copy: ours to change
     node = graph.create("prim::TupleConstruct", outputs + values)
     node.output().setType(torch._C.TupleType([v.type() for v in outputs + values]))
@@ -251,13 +262,29 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
         graph.eraseOutput(0)
     graph.registerOutput(node.output())
     function = torch._C._create_function_from_graph("sparseconv_probe", graph)
-    dtype, device = probe_like(model)
     try:
-        with torch.no_grad():
-            result = function(model._c, torch.zeros((1, *shape), dtype=dtype, device=device))
+        with torch.no_grad(), restored_buffers(model):
+            result = function(model._c, probe_input(model, shape))
     except RuntimeError as exc:  # TorchScript's message carries its whole traceback
         raise forward_failed(model, shape, exc, last=True) from exc
     return list(result)[len(outputs):]
+
+
+def _snapshot(graph, value, node, before: bool):
+    """A clone of tensor ``value`` inserted just before (or after) ``node``: the probe's
+    value there, which an in-place operation elsewhere (``relu_``) cannot change; other
+    values as they are."""
+    if not isinstance(value.type(), torch._C.TensorType):
+        return value
+    none = graph.insertConstant(None)
+    clone = graph.create("aten::clone", [value, none])
+    clone.output().setType(value.type())
+    none.node().moveBefore(node)
+    if before:
+        clone.insertBefore(node)
+    else:
+        clone.insertAfter(node)
+    return clone.output()
 
 
 class BatchAxisGiven(ValueError):
@@ -281,7 +308,7 @@ def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
         return BatchAxisGiven(shape, _kind(model))
     lines = [line for line in str(exc).splitlines() if line.strip()]
     reason = (lines[-1] if last else lines[0]) if lines else type(exc).__name__
-    return RuntimeError(f"{_kind(model)}'s forward failed on a batch of zeros of shape "
+    return RuntimeError(f"{_kind(model)}'s forward failed on a probe batch of shape "
                         f"{(batch, *shape)} (input_shape={shape} is (C, *spatial), without the "
                         f"batch): {reason}")
 
@@ -299,7 +326,8 @@ def _runs_on(model: nn.Module, shape: tuple[int, ...]) -> bool:
 
 
 def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple], list[bool]]:
-    """Every leaf module's call, as ``(name, module, input_shape, output_shape)``, in order;
+    """Every leaf module's call, as ``(name, module, input, output)`` (the tensors of the
+    probe batch, :func:`probe_input`), in order;
     and per BatchNorm call whether its input is the last convolution's output, unmodified."""
     script: Any = model  # torch's stubs type a ScriptModule's graph attributes loosely
     graph = script.inlined_graph
@@ -309,19 +337,64 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
                         "is supported")
     calls = [c for c in _calls(model, graph) if c.input() is not None]
     _refuse_frozen(model, graph)
-    wanted = [v for c in calls for v in (c.input(), c.output(), *(
+    order = {node: i for i, node in enumerate(graph.nodes())}
+    # each call's input as it enters the call and output as it leaves (an in-place operation
+    # after it, relu_(), would change the tensor the graph returns), as clones in the graph
+    ends = [(_snapshot(graph, c.input(), c.nodes[0], True),
+             _snapshot(graph, c.output(), c.nodes[-1], False)) for c in calls]
+    wanted = [v for c, end in zip(calls, ends) for v in (*end, *(
         a for op in c.ops() for a in op.inputs()))]
     index = {v.unique(): i for i, v in reversed(list(enumerate(wanted)))}
-    order = {node: i for i, node in enumerate(graph.nodes())}
     results = _probe(model, graph, wanted, shape)
 
     def value(v):
         return results[index[v.unique()]]
 
     modules = [_rebuild(call, value) for call in calls]
-    records = [(call.name, module, tuple(value(call.input()).shape[1:]),
-                tuple(value(call.output()).shape[1:])) for call, module in zip(calls, modules)]
+    samples = [(value(x), value(y)) for x, y in ends]
+    for call, module, (x, y) in zip(calls, modules, samples):
+        if module is not call.module:
+            _check_rebuilt(call, module, x, y)
+    records = [(call.name, module, x, y) for call, module, (x, y) in zip(calls, modules, samples)]
     return records, _folds(order, calls, modules)
+
+
+def _check_rebuilt(call: _Call, module: nn.Module, x: Any, y: Any) -> None:
+    """Refuse a call whose rebuilt module does not compute what the call did on the probe (a
+    review: a scripted class of the user's named ``Conv2d`` computing ``100 * F.conv2d(...)``,
+    or ``ReLU`` computing ``100 * relu``, was read as torch's, its other operations unseen)."""
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)) or module.training:
+        return  # (in training mode, dropout draws anew)
+    with torch.no_grad():
+        ours = module(x)
+    if not matches(ours, y):
+        raise TypeError(f"TorchScript module {call.name or '(the model)'!r} "
+                        f"({_kind(call.module)}) does not compute what a {_kind(call.module)} "
+                        "of its operations' arguments does (its output on a probe differs): "
+                        "it runs operations sparseconv does not read")
+
+
+def matches(ours: Any, theirs: Any) -> bool:
+    """Whether two outputs agree to the rounding of their dtype (relative to their largest
+    entry: 1e4 units in the last place of the less precise, at most 0.1)."""
+    if not (isinstance(ours, torch.Tensor) and isinstance(theirs, torch.Tensor)):
+        return False
+    if ours.shape != theirs.shape:
+        return False
+    a, b = ours.detach().cpu().to(torch.complex128 if ours.is_complex() or theirs.is_complex()
+                                  else torch.float64), theirs.detach().cpu()
+    b = b.to(a.dtype)
+    if a.numel() == 0:
+        return True
+    eps = max(torch.finfo(t.dtype).eps if t.is_floating_point() else
+              torch.finfo(t.real.dtype).eps if t.is_complex() else 0.0 for t in (ours, theirs))
+    tolerance = min(1e4 * eps, 0.1)
+    finite = torch.isfinite(a) & torch.isfinite(b)
+    if not bool((finite == (torch.isfinite(a) | torch.isfinite(b))).all()):
+        return False  # one is finite where the other is not
+    scale = float(torch.maximum(a[finite].abs().max(), b[finite].abs().max())) if bool(
+        finite.any()) else 0.0
+    return bool(((a - b)[finite].abs() <= tolerance * scale + 1e-300).all())
 
 
 def _refuse_frozen(model: nn.Module, graph) -> None:

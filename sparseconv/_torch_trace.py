@@ -20,7 +20,7 @@ from sparseconv._torch_layers import _input_shape, _refuse, leaf_modules, mode_m
 from sparseconv._torch_script import (
     _kind,
     forward_failed,
-    probe_like,
+    probe_input,
     restored_buffers,
     script_calls,
 )
@@ -39,6 +39,9 @@ class TraceRecord:
         The first input's and the output's shapes, without the batch.
     linear : bool
         Whether sparseconv.torch builds this module's matrix (:func:`matrix` accepts it).
+    sample : tuple of torch.Tensor or None
+        For a linear record, the first input and the output of the probe's first sample
+        (seeded random values), which the report checks its reading of the module against.
     """
 
     name: str
@@ -46,6 +49,8 @@ class TraceRecord:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     linear: bool
+    sample: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False,
+                                                            compare=False)
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -112,8 +117,22 @@ def _script_trace(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[TraceR
     """:func:`trace` of a TorchScript model, and its BatchNorm folds (see
     :func:`sparseconv._torch_script.script_calls`)."""
     calls, folds = script_calls(model, shape)
-    return [TraceRecord(name, module, input_shape, output_shape, _is_linear(module))
-            for name, module, input_shape, output_shape in calls], folds
+    return [_record(name, module, x, y) for name, module, x, y in calls], folds
+
+
+#: The most entries (input and output) of a record's probe sample: larger layers keep none.
+_SAMPLE_ENTRIES = 1 << 24
+
+
+def _record(name: str, module: nn.Module, inputs, output) -> TraceRecord:
+    """A call's record, with its probe sample if the module is linear."""
+    linear = _is_linear(module)
+    x, y = _first_tensor(inputs), _first_tensor(output)
+    sample = None
+    if linear and x is not None and y is not None and x.shape[:1] == y.shape[:1] == (1,) and (
+            x.numel() + y.numel() <= _SAMPLE_ENTRIES):
+        sample = (x[0].detach().clone(), y[0].detach().clone())
+    return TraceRecord(name, module, _shape(inputs), _shape(output), linear, sample)
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], *,
@@ -175,13 +194,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     hooks = []
     for name, module in leaf_modules(model):  # a parametrized layer is one leaf
         def hook(mod, inputs, output, name=name):
-            records.append(TraceRecord(name, mod, _shape(inputs), _shape(output),
-                                       _is_linear(mod)))
+            records.append(_record(name, mod, inputs, output))
         hooks.append(module.register_forward_hook(hook))
-    dtype, device = probe_like(model)
     try:  # (in training mode, allow_train, BatchNorm would update its statistics)
         with torch.no_grad(), restored_buffers(model):
-            model(torch.zeros((1, *shape), dtype=dtype, device=device))
+            model(probe_input(model, shape))
     except RuntimeError as exc:
         raise forward_failed(model, shape, exc) from exc
     finally:

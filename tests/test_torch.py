@@ -474,7 +474,7 @@ def test_an_input_shape_with_its_batch_is_explained():
     for call in (sct.trace, sct.lipschitz_report, sct.network_operator):
         with pytest.raises(ValueError, match=given):
             call(model, (1, 3, 8, 8))
-    message = (r"^Sequential's forward failed on a batch of zeros of shape \({}, 1, 3, 7, 8\) "
+    message = (r"^Sequential's forward failed on a probe batch of shape \({}, 1, 3, 7, 8\) "
                r"\(input_shape=\(1, 3, 7, 8\) is \(C, \*spatial\), without the batch\): "
                r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d[^\n]*$")
     with pytest.raises(RuntimeError, match=message.format(1)):  # (3, 7, 8) fails too

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 from fractions import Fraction
 
@@ -690,3 +691,50 @@ def test_network_operator_refuses_the_deprecated_alpha_form():
     model = _Lambda(lambda y, x: torch.add(x, 100, y)).eval()
     with pytest.raises(TypeError, match=r"deprecated add/sub\(input, alpha, other\) form"):
         sct.network_operator(model, (2, 4, 4))
+
+
+def _third_review_models():
+    """A third review's false certificates: a circular convolution whose ``padding`` was set
+    after construction (torch pads by its stale copy), a ``_conv_forward`` set on the
+    instance, and TorchScript classes of the user's named ``Conv2d`` and ``ReLU`` computing
+    100 times torch's."""
+    import types
+
+    stale = nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular", bias=False, dtype=F64)
+    stale.padding = (0, 0)
+    patched = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+    patched._conv_forward = types.MethodType(
+        lambda self, x, w, b: 20 * F.conv2d(x, w, b, 1, 1), patched)
+
+    class Conv2d(nn.Module):  # a user's own class named as torch's
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(2, 2, 3, 3, dtype=F64) / 9)
+
+        def forward(self, x):
+            return 100 * F.conv2d(x, self.weight, None, 1, 1)
+
+    class ReLU(nn.Module):
+        def forward(self, x):
+            return 100 * torch.relu(x)
+
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = [torch.jit.script(nn.Sequential(Conv2d(), nn.ReLU()).eval()),
+                    torch.jit.script(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64),
+                                                   ReLU()).eval())]
+    return [nn.Sequential(stale).eval(), nn.Sequential(patched, nn.ReLU()).eval(), *scripted]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_modules_that_do_not_compute_what_is_read_are_refused(index):
+    """Refused with the reason, or reported without a network bound (the patched layer is
+    not torch's class: no row); each had a bound 20 to 100 times too small."""
+    model = _third_review_models()[index]
+    try:
+        report = sct.lipschitz_report(model, (2, 8, 8))
+    except (TypeError, ValueError) as exc:
+        assert re.search("does not reproduce its output|does not compute what a", str(exc))
+    else:
+        assert index == 1 and report.network_upper is None and not report.rows
+        assert "Conv2d" in report.reason
