@@ -142,7 +142,11 @@ def _moves_batch(target: Any, args: Any, kwargs: dict, ndim: int) -> bool:
 def _basic_index(index) -> bool:
     """A slice that selects each entry at most once (ints, slices, ``...``, ``None``)."""
     parts = index if isinstance(index, tuple) else (index,)
-    return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
+    return all(p is None or p is Ellipsis or isinstance(p, int) and not isinstance(p, bool)
+               or isinstance(p, slice) and all(e is None or isinstance(e, int) and not
+                                               isinstance(e, bool)
+                                               for e in (p.start, p.stop, p.step))
+               for p in parts)
 
 
 def _sqrt_up(value: Fraction) -> Fraction:
@@ -201,11 +205,21 @@ class _Probe(ShapeProp):
         result = super().run_node(n)
         if isinstance(result, torch.Tensor):
             self.versions[n] = (result, result._version)
-        if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes):
+        if n.op == "placeholder" or not _reads_shape(n) and any(
+                a in self.signal for a in n.all_input_nodes):
             self.signal.add(n)
         elif n.op != "output":
             self.constants[n] = result
         return result
+
+
+def _reads_shape(n: torch.fx.Node) -> bool:
+    """``x.size()``, ``x.shape``, ``x.dim()``, ``x.ndim``, ``x.numel()``: what they return is
+    fixed by the traced shape, not computed from the signal's values."""
+    if n.op == "call_method":
+        return n.target in ("size", "dim", "numel")
+    return n.op == "call_function" and n.target is getattr and len(n.args) > 1 and (
+        n.args[1] in ("shape", "ndim"))
 
 
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
@@ -387,6 +401,13 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     if target in _REDUCTIONS:
         return _reduced(node, source, args, kwargs, of, size, meta)
     if target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):
+        computed_sizes: list[torch.fx.Node] = []
+        torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
+                              computed_sizes.append)
+        if computed_sizes:  # (a review: a crop at the argmax, a reshape by a count of the
+            # signal: maps that jump with the input, no Lipschitz constant at all)
+            return (f"takes a size or index computed from the signal "
+                    f"({computed_sizes[0].name!r})")
         value = of(source)  # (refused first if the source is no floating tensor)
         if _moves_batch(target, args, kwargs, len(meta(source).shape)):
             return "moves the batch axis (the bound is of a map of one sample)"

@@ -380,8 +380,6 @@ class _Lambda(nn.Module):
     (lambda y, x: y * x, "mul"),                       # a product of two signals
     (lambda y, x: y + x[:, [0, 0]], "getitem"),        # advanced indexing repeats entries
     (lambda y, x: y + F.softplus(x), "softplus"),      # no constant: PyTorch's jumps
-    # linear, but its kernel size is computed from the signal's shape
-    (lambda y, x: y + F.avg_pool2d(x, x.shape[-1] // 4), "avg_pool2d"),
     # linear, but a mode or an input the layers do not read (a review found them raising)
     (lambda y, x: y + F.interpolate(x, scale_factor=1, mode="bilinear", antialias=True),
      "not a call "),
@@ -393,7 +391,11 @@ class _Lambda(nn.Module):
                  marks=pytest.mark.filterwarnings("ignore:This overload of add:UserWarning")),
     pytest.param(lambda y, x: x.sub(100, y), "deprecated add/sub(input, alpha, other)",
                  marks=pytest.mark.filterwarnings("ignore:This overload of sub:UserWarning")),
-    (lambda y, x: torch.add(x, y, alpha=y.shape[1]), "alpha that is not a finite number"),
+    # a third review: a crop at the argmax, a reshape by a count of positive entries: maps
+    # that jump with the input (no Lipschitz constant), bounded as a slice and a reshape
+    (lambda y, x: y[:, :, y.argmax() % 2:y.argmax() % 2 + 2], "computed from the signal"),
+    (lambda y, x: y.reshape(y.shape[0], (y > 0).sum() % 2 + 1, -1).transpose(1, 2),
+     "computed from the signal"),
 ])
 def test_no_rule_no_bound_and_the_node_is_named(function, node):
     report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))
@@ -686,6 +688,20 @@ def test_products_by_any_numeric_tensor_and_big_integers():
 
 
 @pytest.mark.filterwarnings("ignore:This overload of add:UserWarning")
+@pytest.mark.parametrize("function", [
+    lambda y, x: y + F.avg_pool2d(x, x.shape[-1] // 4),  # a kernel size read off the shape
+    lambda y, x: torch.add(x, y, alpha=y.shape[1]),       # an alpha read off the shape
+    lambda y, x: y.reshape(x.size(0), x.shape[1], -1)[..., : x.size(-1)],
+])
+def test_sizes_read_off_the_shape_are_constants_of_the_traced_shape(function):
+    """``x.shape``, ``x.size()``: fixed by the traced shape, not computed from the values
+    (which a crop at the argmax is: refused, :func:`test_no_rule_no_bound_and_the_node_is_named`)."""
+    model = _networks.randomize(_Lambda(function), 0).eval()
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    assert report.network_upper is not None, report.reason
+    assert jacobian_norm(model, (2, 4, 4)) <= report.network_upper
+
+
 def test_network_operator_refuses_the_deprecated_alpha_form():
     """network_operator raised "float() argument must be ... not 'Node'" on it."""
     model = _Lambda(lambda y, x: torch.add(x, 100, y)).eval()
