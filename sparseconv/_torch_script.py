@@ -11,7 +11,9 @@ still says which module it came from (``Node.getModuleHierarchy()``: ``"layer1(S
    ``self.relu(self.relu(x))``);
 2. each call's first tensor from outside the call is its input, its last tensor its output,
    and the arguments of its operations (weights, strides, paddings, eps, ...) are read too: all
-   of them become extra outputs of a copy of the graph, which is run once on zeros;
+   of them become extra outputs of a copy of the graph, which is run once on a probe of
+   seeded random values (each call's input and output cloned where the call starts and
+   ends, so that the rebuilt module is checked against what the call computed);
 3. each call of a module PyTorch ships (``original_name`` ``Conv2d``, ``BatchNorm2d``,
    ``ReLU``, ...) is rebuilt as that eager module from its operations' actual arguments
    (a ``Conv2d`` with ``padding_mode="reflect"`` is its ``pad`` and its ``conv2d``), so the rest of

@@ -695,7 +695,7 @@ def test_products_by_any_numeric_tensor_and_big_integers():
 ])
 def test_sizes_read_off_the_shape_are_constants_of_the_traced_shape(function):
     """``x.shape``, ``x.size()``: fixed by the traced shape, not computed from the values
-    (which a crop at the argmax is: refused, :func:`test_no_rule_no_bound_and_the_node_is_named`)."""
+    (which a crop at the argmax is: refused, test_no_rule_no_bound_and_the_node_is_named)."""
     model = _networks.randomize(_Lambda(function), 0).eval()
     report = sct.lipschitz_report(model, (2, 4, 4))
     assert report.network_upper is not None, report.reason
