@@ -425,8 +425,12 @@ class _GraphBuilder:
         return _Op(node.name, (i,), self.shape(node), lambda xs, affine: xs[0][index], backward)
 
     def sum_op(self, node, target, i, in_shape, args, kwargs) -> _Op:
-        dim = self.value(kwargs.get("dim", args[1] if len(args) > 1 else None))
-        keepdim = bool(self.value(kwargs.get("keepdim", args[2] if len(args) > 2 else False)))
+        # (axis= and keepdims= are PyTorch's numpy-style aliases: a review found axis= read
+        # as no dim, "reduces over the batch axis")
+        dim = self.value(kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1
+                                                      else None)))
+        keepdim = bool(self.value(kwargs.get("keepdim", kwargs.get(
+            "keepdims", args[2] if len(args) > 2 else False))))
         ndim = len(in_shape) + 1
         if dim is None or dim == []:
             self.refuse(node, "reduces over the batch axis")

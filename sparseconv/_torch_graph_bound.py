@@ -62,6 +62,7 @@ _KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.sq
           "contiguous", "permute", "transpose", "squeeze", "unsqueeze", "swapaxes", "movedim",
           "clone", "detach", "view_as", "reshape_as"}
 _REDUCTIONS = {torch.sum, torch.mean, "sum", "mean"}
+_NEGATES = {operator.neg, torch.neg, torch.negative, "neg", "negative"}
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -69,7 +70,7 @@ def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Call
     """A sum or mean over non-batch axes: each output adds ``r`` inputs of its own (``r`` the
     ratio of the sizes), so the norm is ``sqrt(r)``, or ``1 / sqrt(r)`` for a mean."""
     value = of(source)  # (refused first if the source is no floating tensor)
-    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    dim = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else None))
     if kwargs.get("dtype") is not None:
         return "reduces to another dtype"
     ndim = len(meta(source).shape)
@@ -264,8 +265,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                       "value?)")
     dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users]
     if dead:  # a result nobody reads: an in-place change that the graph shows as a new value
-        return None, (f"node {dead[0].name!r} computes a value nothing reads (an in-place "
-                      "change such as y += z, recorded as a new value)")
+        return None, (f"node {dead[0].name!r} computes a value nothing reads: an in-place "
+                      "change such as y += z, which the graph records as a new value, looks "
+                      "the same, so none is bounded (drop the unused call if it is one)")
     calls: dict[str, int] = {}
     bound: dict[torch.fx.Node, Fraction] = {}
     opaque: set[torch.fx.Node] = set()  # values of the signal that are no signal (a size)
@@ -398,6 +400,8 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         return _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
     if target in _DROPOUT_F and not kwargs.get("training", args[2] if len(args) > 2 else True):
         return of(source)  # (F.dropout(x, p, training=False): the identity)
+    if target in _NEGATES:  # -x: the same norm
+        return of(source)
     if target in _REDUCTIONS:
         return _reduced(node, source, args, kwargs, of, size, meta)
     if target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):

@@ -754,3 +754,24 @@ def test_modules_that_do_not_compute_what_is_read_are_refused(index):
     else:
         assert index == 1 and report.network_upper is None and not report.rows
         assert "Conv2d" in report.reason
+
+
+@pytest.mark.parametrize("function", [
+    lambda y, x: -y + x,                                     # unary minus
+    lambda y, x: y - torch.neg(x),
+    lambda y, x: y + y.mean(axis=(2, 3), keepdim=True),      # numpy-style axis=
+    lambda y, x: y + torch.sum(x, axis=1, keepdims=True),
+])
+def test_unary_minus_and_axis_aliases_are_bounded_and_mapped(function):
+    """A review: ``-conv(x)`` had no rule, and ``mean(axis=...)`` (PyTorch's alias of dim)
+    was read as reducing over the batch axis, in the bound and in network_operator."""
+    model = _networks.randomize(_Lambda(function), 0).eval()
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    assert report.network_upper is not None, report.reason
+    assert jacobian_norm(model, (2, 4, 4)) <= report.network_upper
+    op = sct.network_operator(model, (2, 4, 4))
+    x = torch.randn((2, 4, 4), dtype=F64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x[None])[0].numpy().ravel()
+    np.testing.assert_allclose(op.operator.matvec(x.numpy().ravel()) + op.offset, expected,
+                               rtol=1e-12, atol=1e-12)
