@@ -77,7 +77,7 @@ def mode_matters(module: nn.Module) -> bool:
     ``training``; a parametrized layer's parametrizations are modules of their own, checked as
     such)."""
     hooked = any(  # a hook may read it (spectral_norm's does); sparseconv's own do not
-        not (isinstance(hook, _weight_hooks()[0]) or getattr(hook, "sparseconv", False))
+        not (isinstance(hook, _weight_hooks()[::2]) or getattr(hook, "sparseconv", False))
         for hook in (*module._forward_hooks.values(), *module._forward_pre_hooks.values()))
     return hooked or not (is_torch_module(module) and isinstance(module, _MODELESS))
 
@@ -194,12 +194,14 @@ def is_reshape(module: nn.Module) -> bool:
         is_empty_sequential(module)
 
 
-def _weight_hooks() -> tuple[Any, Any]:
+def _weight_hooks() -> tuple[Any, Any, Any]:
     """The forward pre-hooks of ``torch.nn.utils.weight_norm`` and ``spectral_norm`` (the
-    old-style, non-parametrization ones): they only recompute a parameter from others (``g v /
-    ||v||``, ``weight_orig / sigma``) before each call, which :func:`parameter` does itself."""
+    old-style, non-parametrization ones) and of ``torch.nn.utils.prune``: they only recompute
+    a parameter from others (``g v / ||v||``, ``weight_orig / sigma``, ``weight_orig *
+    weight_mask``) before each call, which :func:`parameter` does itself."""
     return (importlib.import_module("torch.nn.utils.weight_norm").WeightNorm,
-            importlib.import_module("torch.nn.utils.spectral_norm").SpectralNorm)
+            importlib.import_module("torch.nn.utils.spectral_norm").SpectralNorm,
+            importlib.import_module("torch.nn.utils.prune").BasePruningMethod)
 
 
 def _hook_name(hook: Any) -> str:
@@ -250,12 +252,15 @@ def parameter(module: nn.Module, name: str) -> torch.Tensor | None:
     """``module``'s parameter ``name`` as its next call would use it: recomputed here where an
     old-style ``torch.nn.utils.weight_norm`` or ``spectral_norm`` pre-hook recomputes it
     before each call (the attribute holds the last call's value, stale after an optimizer
-    step); a parametrization's is computed on access anyway."""
-    weight_norm, spectral_norm = _weight_hooks()
+    step), or a ``torch.nn.utils.prune`` pre-hook (``weight_orig * weight_mask``); a
+    parametrization's is computed on access anyway."""
+    weight_norm, spectral_norm, pruning = _weight_hooks()
     hook: Any
     for hook in module._forward_pre_hooks.values():
         if isinstance(hook, weight_norm) and hook.name == name:
             return hook.compute_weight(module)
+        if isinstance(hook, pruning) and hook._tensor_name == name:
+            return hook.apply_mask(module)
         if isinstance(hook, spectral_norm) and hook.name == name:  # (in eval mode: _refuse)
             return hook.compute_weight(module, do_power_iteration=False)
     return getattr(module, name)

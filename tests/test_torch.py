@@ -929,6 +929,27 @@ def test_old_style_weight_and_spectral_norm_hooks_are_read_as_their_next_call():
         x.numpy().ravel()), normed(x).detach().numpy().ravel(), "weight_norm", rtol=1e-10)
 
 
+def test_pruned_layers_are_read_as_their_next_call():
+    """A review: a layer pruned by torch.nn.utils.prune (a pre-hook that sets ``weight =
+    weight_orig * weight_mask`` before each call) was refused as hooked. Its hook is trusted
+    now, and the weight read as the next call computes it."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, padding=1).double().eval()
+    nn.utils.prune.l1_unstructured(conv, "weight", amount=0.4)
+    nn.utils.prune.random_structured(conv, "weight", amount=0.3, dim=0)  # a container
+    linear = nn.Linear(3 * 25, 4).double().eval()
+    nn.utils.prune.l1_unstructured(linear, "weight", amount=0.5)
+    with torch.no_grad():
+        conv.weight_orig.mul_(2.0)  # conv.weight is stale until the next forward
+    check_module(conv, (2, 5, 5), {}, seed=0)
+    model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), linear).eval()
+    report = sct.lipschitz_report(model, (2, 5, 5))
+    assert report.network_upper is not None, report.reason
+    x = torch.randn(1, 2, 5, 5, dtype=F64)
+    assert_close(sct.network_operator(nn.Sequential(conv).eval(), (2, 5, 5))(
+        x.numpy().ravel()), conv(x).detach().numpy().ravel(), "pruned", rtol=1e-10)
+
+
 def test_training_mode_is_refused_by_network_operator_where_it_matters():
     """network_operator analysed a model in training mode silently (trace and the report
     refuse it). Only modules whose forward reads their mode count: a slice model[:2] of an
