@@ -154,9 +154,10 @@ def _fft_obstacle(chain: list[_Layer], stride_one: bool) -> str | None:
         where = "" if len(chain) == 1 else f" in layers[{i}]"
         geom = layer.geom
         reason = not_periodic(geom)
-        if reason and any(a.size % a.stride for a in geom.axes):  # the sizes, not the padding
-            return (f"{reason}{where}: no padding makes that layer periodic (method='dense' "
-                    "decomposes its matrix)")
+        if any(a.size % a.stride for a in geom.axes):  # the sizes, whatever the padding
+            return (f"every input size divisible by its stride, got input size "
+                    f"{geom.input_size} and stride {geom.stride}{where}: no padding makes "
+                    "that layer periodic (method='dense' decomposes its matrix)")
         if reason:
             return f"{reason}{where}; for the periodic layer {PERIODIC_HINT}"
         if stride_one and any(s != 1 for s in geom.stride):

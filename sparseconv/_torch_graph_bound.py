@@ -140,14 +140,16 @@ def _moves_batch(target: Any, args: Any, kwargs: dict, ndim: int) -> bool:
     return False
 
 
-def _basic_index(index) -> bool:
-    """A slice that selects each entry at most once (ints, slices, ``...``, ``None``)."""
+def _basic_index(index, static: Callable[[Any], bool] = lambda n: False) -> bool:
+    """A slice that selects each entry at most once (ints, slices, ``...``, ``None``), its
+    ints known or ``static`` (read off shapes the input fixes)."""
+    def whole(e) -> bool:
+        return isinstance(e, int) and not isinstance(e, bool) or (
+            isinstance(e, torch.fx.Node) and static(e))
+
     parts = index if isinstance(index, tuple) else (index,)
-    return all(p is None or p is Ellipsis or isinstance(p, int) and not isinstance(p, bool)
-               or isinstance(p, slice) and all(e is None or isinstance(e, int) and not
-                                               isinstance(e, bool)
-                                               for e in (p.start, p.stop, p.step))
-               for p in parts)
+    return all(p is None or p is Ellipsis or whole(p) or isinstance(p, slice) and all(
+        e is None or whole(e) for e in (p.start, p.stop, p.step)) for p in parts)
 
 
 def _sqrt_up(value: Fraction) -> Fraction:
@@ -206,8 +208,7 @@ class _Probe(ShapeProp):
         result = super().run_node(n)
         if isinstance(result, torch.Tensor):
             self.versions[n] = (result, result._version)
-        if n.op == "placeholder" or not _reads_shape(n) and any(
-                a in self.signal for a in n.all_input_nodes):
+        if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes):
             self.signal.add(n)
         elif n.op != "output":
             self.constants[n] = result
@@ -215,12 +216,32 @@ class _Probe(ShapeProp):
 
 
 def _reads_shape(n: torch.fx.Node) -> bool:
-    """``x.size()``, ``x.shape``, ``x.dim()``, ``x.ndim``, ``x.numel()``: what they return is
-    fixed by the traced shape, not computed from the signal's values."""
+    """``x.size()``, ``x.shape``, ``x.dim()``, ``x.ndim``, ``x.numel()``."""
     if n.op == "call_method":
         return n.target in ("size", "dim", "numel")
     return n.op == "call_function" and n.target is getattr and len(n.args) > 1 and (
         n.args[1] in ("shape", "ndim"))
+
+
+_SIZE_ARITHMETIC = {operator.getitem, operator.add, operator.sub, operator.mul,
+                    operator.floordiv, operator.neg}
+
+
+def _static_size(n: Any, bound: dict) -> bool:
+    """Whether ``n``, an argument of a reshape or slice computed in the graph, is fixed by the
+    traced shape: a shape read (:func:`_reads_shape`) of a tensor the bound accepted (every
+    rule keeps shapes fixed by the input's: ``nonzero`` or a mask's count has none, so its
+    size is no constant; a review), integer arithmetic on such reads, or such a tensor itself
+    (``view_as``). The batch size is one too: a reshape keeping it is checked by
+    :func:`_moves_batch`."""
+    if not isinstance(n, torch.fx.Node):
+        return True
+    if n in bound:
+        return True
+    if _reads_shape(n):
+        return isinstance(n.args[0], torch.fx.Node) and n.args[0] in bound
+    return (n.op == "call_function" and n.target in _SIZE_ARITHMETIC
+            and all(_static_size(a, bound) for a in n.all_input_nodes))
 
 
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
@@ -404,10 +425,14 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         return of(source)
     if target in _REDUCTIONS:
         return _reduced(node, source, args, kwargs, of, size, meta)
-    if target in _KEEPS or (target is operator.getitem and _basic_index(args[1])):
+    def static(n) -> bool:
+        return _static_size(n, bound)
+
+    if target in _KEEPS or (target is operator.getitem and _basic_index(args[1], static)):
         computed_sizes: list[torch.fx.Node] = []
         torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
                               computed_sizes.append)
+        computed_sizes = [n for n in computed_sizes if not static(n)]
         if computed_sizes:  # (a review: a crop at the argmax, a reshape by a count of the
             # signal: maps that jump with the input, no Lipschitz constant at all)
             return (f"takes a size or index computed from the signal "

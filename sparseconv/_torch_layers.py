@@ -140,7 +140,9 @@ def is_torch_class(module: nn.Module, base: type | None = None) -> bool:
     ours = getattr(nn, cls.__name__, None) is cls  # torch's (UpsamplingNearest2d is Upsample's)
     # a method of the class set on the instance (forward, _conv_forward, ...) replaces it (a
     # review: conv._conv_forward = ... scaling by 20 passed for torch's own Conv2d)
-    replaced = any(callable(value) and hasattr(cls, key) for key, value in vars(module).items())
+    # (but nn.Module.compile()'s _compiled_call_impl, the module's own call compiled)
+    replaced = any(callable(value) and hasattr(cls, key) and key != "_compiled_call_impl"
+                   for key, value in vars(module).items())
     return ours and (base is None or issubclass(cls, base)) and not replaced
 
 

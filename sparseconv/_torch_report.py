@@ -60,7 +60,7 @@ from sparseconv._torch_layers import (
     model_hook_reason,
 )
 from sparseconv._torch_module import _fold, _layer_norm, _layer_options
-from sparseconv._torch_script import _kind, matches, probe_like
+from sparseconv._torch_script import _kind, magnitude, matches, probe_like
 from sparseconv._torch_trace import (
     TraceRecord,
     _checked,
@@ -538,17 +538,18 @@ def _check_reading(record: TraceRecord, layer: _Layer) -> None:
     on the trace's probe (a review: ``padding`` set after construction on a circular
     convolution, which still pads by its stale copy, gave a bound below the norm; a
     ``_conv_forward`` set on the instance scaled the output unseen)."""
-    if record.sample is None:
-        return
-    x, y = record.sample
-    if tuple(layer.output_shape) != tuple(y.shape):
+    if tuple(layer.output_shape) != tuple(record.output_shape):
         matched = False
+    elif record.sample is None:  # (a layer too large to keep its sample: the shape alone)
+        return
     else:
+        x, y = record.sample
         flat = x.detach().cpu().to(torch.complex128 if x.is_complex() else torch.float64)
         ours = layer.operator() @ flat.numpy().ravel()
         if layer.offset is not None:
             ours = ours + layer.offset
-        matched = matches(torch.from_numpy(np.asarray(ours)).reshape(y.shape), y)
+        matched = matches(torch.from_numpy(np.asarray(ours)).reshape(y.shape), y,
+                          magnitude(record.module, x))
     if not matched:
         raise ValueError("sparseconv's reading "
                          "of its arguments does not reproduce its output on the trace's probe "
@@ -677,7 +678,10 @@ def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord],
 
     handles = [m.register_forward_hook(after_conv if isinstance(m, (*_CONV, *_CONV_T))
                                        else after_batchnorm)
-               for m in model.modules() if isinstance(m, (*_CONV, *_CONV_T, *_BATCHNORM))]
+               for m in model.modules()
+               if isinstance(m, (*_CONV, *_CONV_T, *_BATCHNORM)) and is_leaf(m)]
+    # (leaves only: they alone are records, each consuming its flag; a BatchNorm subclass
+    # with a child module passed its flag on to the next BatchNorm, a review found)
     try:
         return trace(model, input_shape), folds
     finally:

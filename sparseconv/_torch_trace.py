@@ -21,6 +21,7 @@ from sparseconv._torch_script import (
     _kind,
     forward_failed,
     probe_input,
+    probe_like,
     restored_buffers,
     script_calls,
 )
@@ -198,7 +199,13 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
         hooks.append(module.register_forward_hook(hook))
     try:  # (in training mode, allow_train, BatchNorm would update its statistics)
         with torch.no_grad(), restored_buffers(model):
-            model(probe_input(model, shape))
+            try:
+                model(probe_input(model, shape))
+            except Exception:  # noqa: BLE001 - a model may index with its input (an
+                # Embedding of x.long()): zeros, as before, whose records check less
+                records.clear()
+                dtype, device = probe_like(model)
+                model(torch.zeros((1, *shape), dtype=dtype, device=device))
     except RuntimeError as exc:
         raise forward_failed(model, shape, exc) from exc
     finally:

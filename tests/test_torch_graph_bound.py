@@ -396,6 +396,14 @@ class _Lambda(nn.Module):
     (lambda y, x: y[:, :, y.argmax() % 2:y.argmax() % 2 + 2], "computed from the signal"),
     (lambda y, x: y.reshape(y.shape[0], (y > 0).sum() % 2 + 1, -1).transpose(1, 2),
      "computed from the signal"),
+    # a review of the fix: shapes of value-dependent tensors (nonzero), and the batch size
+    # used as a number, are no constants
+    (lambda y, x: y[:, :, : torch.nonzero(y > 0).shape[0] % 2 + 1], "computed from the signal"),
+    (lambda y, x: y / torch.nonzero(y > 0).shape[0], "truediv"),
+    (lambda y, x: y / x.size(0), "truediv"),
+    # linear, but its kernel size is computed from the signal's shape
+    (lambda y, x: y + F.avg_pool2d(x, x.shape[-1] // 4), "avg_pool2d"),
+    (lambda y, x: torch.add(x, y, alpha=y.shape[1]), "alpha"),
 ])
 def test_no_rule_no_bound_and_the_node_is_named(function, node):
     report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))
@@ -689,13 +697,14 @@ def test_products_by_any_numeric_tensor_and_big_integers():
 
 @pytest.mark.filterwarnings("ignore:This overload of add:UserWarning")
 @pytest.mark.parametrize("function", [
-    lambda y, x: y + F.avg_pool2d(x, x.shape[-1] // 4),  # a kernel size read off the shape
-    lambda y, x: torch.add(x, y, alpha=y.shape[1]),       # an alpha read off the shape
     lambda y, x: y.reshape(x.size(0), x.shape[1], -1)[..., : x.size(-1)],
+    lambda y, x: y[:, :, 1:y.shape[2] - 1] + x[:, :, : x.size(2) - 2],
+    lambda y, x: x + y.view_as(x),
 ])
-def test_sizes_read_off_the_shape_are_constants_of_the_traced_shape(function):
-    """``x.shape``, ``x.size()``: fixed by the traced shape, not computed from the values
-    (which a crop at the argmax is: refused, test_no_rule_no_bound_and_the_node_is_named)."""
+def test_sizes_read_off_bounded_shapes_are_constants_of_the_traced_shape(function):
+    """``x.shape``, ``x.size()`` of a tensor the bound accepted: fixed by the traced shape, in
+    a reshape or a slice (a crop at the argmax, or at a count of positive entries, is
+    refused: test_no_rule_no_bound_and_the_node_is_named)."""
     model = _networks.randomize(_Lambda(function), 0).eval()
     report = sct.lipschitz_report(model, (2, 4, 4))
     assert report.network_upper is not None, report.reason
