@@ -428,7 +428,10 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     def static(n) -> bool:
         return _static_size(n, bound)
 
-    if target in _KEEPS or (target is operator.getitem and _basic_index(args[1], static)):
+    def static_int(n) -> bool:  # (a tensor as an index is advanced indexing: no slice)
+        return n not in bound and static(n)
+
+    if target in _KEEPS or (target is operator.getitem and _basic_index(args[1], static_int)):
         computed_sizes: list[torch.fx.Node] = []
         torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
                               computed_sizes.append)
