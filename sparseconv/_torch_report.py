@@ -28,6 +28,7 @@ from typing import IO, Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import sparseconv as sc
@@ -386,6 +387,8 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
                         dtype=dtype).to(device)  # (two samples: one mixed into another shows)
 
     def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | str | None:
+        if target in _MAX_POOL_F:
+            return _functional_max_pool(target, args, kwargs, call_shape)
         try:
             layer = linear_call_layer(target, args, kwargs, call_shape)
             if layer is None:
@@ -399,6 +402,31 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
 
     exact, why = graph_bound(model, factor, probe, functional)
     return (None, why) if exact is None else (_float_up(exact), "")
+
+
+#: ``F.max_pool1d/2d/3d`` and the module each computes as.
+_MAX_POOL_F = {F.max_pool1d: nn.MaxPool1d, F.max_pool2d: nn.MaxPool2d, F.max_pool3d: nn.MaxPool3d}
+
+
+def _functional_max_pool(target, args: list, kwargs: dict,
+                         call_shape: tuple) -> Fraction | str:
+    """The constant of ``F.max_pool*d(x, ...)`` (a review found it refused where the module
+    ``nn.MaxPool*d`` is bounded): that module's, :func:`_max_pool_constant`, on the call's
+    shape. Its arguments are ``F.max_pool*d``'s, in their order."""
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    given = dict(zip(names, args[1:]))
+    given.update((k, v) for k, v in kwargs.items() if k != "input")
+    if given.pop("return_indices", False):
+        return "returns the indices of the maxima too (return_indices=True)"
+    try:
+        module = _MAX_POOL_F[target](**given)
+        with torch.no_grad():
+            out = module(torch.zeros((1, *call_shape), dtype=torch.float64))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        return f"is a max pooling sparseconv.torch cannot read: {exc}"
+    record = TraceRecord("", module, tuple(call_shape), tuple(out.shape[1:]), False)
+    constant = _max_pool_constant(record)
+    return "is a max pooling with no constant here" if constant is None else Fraction(constant)
 
 
 def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]) -> None:

@@ -784,3 +784,22 @@ def test_unary_minus_and_axis_aliases_are_bounded_and_mapped(function):
         expected = model(x[None])[0].numpy().ravel()
     np.testing.assert_allclose(op.operator.matvec(x.numpy().ravel()) + op.offset, expected,
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("options", [dict(kernel_size=3, stride=2, padding=1),
+                                     dict(kernel_size=2), dict(kernel_size=3, stride=1),
+                                     dict(kernel_size=3, stride=2, ceil_mode=True),
+                                     dict(kernel_size=2, stride=1, dilation=2)])
+def test_functional_max_pooling_has_its_modules_constant(options):
+    """A review: ``F.max_pool2d`` was refused where ``nn.MaxPool2d`` is bounded by
+    ``sqrt(w)``; both give the same network bound now, above the model's largest ratio."""
+    by_function = _networks.randomize(_Lambda(lambda y, x: F.max_pool2d(y, **options)), 0)
+    by_module = nn.Sequential(by_function.conv, nn.MaxPool2d(**options))
+    by_function.eval()
+    by_module.eval()
+    bounds = [sct.lipschitz_report(m, (2, 6, 6)).network_upper for m in (by_module, by_function)]
+    assert bounds[1] is not None and bounds[0] == bounds[1]
+    assert largest_ratio(by_function, (2, 6, 6)) <= bounds[1]
+    with_indices = _Lambda(lambda y, x: F.max_pool2d(y, 2, return_indices=True)[0]).eval()
+    report = sct.lipschitz_report(with_indices, (2, 6, 6))
+    assert report.network_upper is None
