@@ -762,7 +762,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ``Tanhshrink``, ``Softshrink`` (1), ``LeakyReLU``, ``ELU`` and ``PReLU`` (``max(1,
     |slope|)``), ``Sigmoid`` (1/4), ``Hardsigmoid`` (1/6), ``Hardswish`` (3/2), ``SELU``
     (1.7581), ``GELU`` (1.13), ``SiLU`` (1.1), ``Mish`` (1.089). Max pooling
-    (``MaxPool1d/2d/3d``, ``AdaptiveMaxPool1d/2d/3d``, in a TorchScript model too): ``sqrt(w)``,
+    (``MaxPool1d/2d/3d``, ``AdaptiveMaxPool1d/2d/3d``, in a TorchScript model too;
+    ``F.max_pool1d/2d/3d`` in the bound over the graph): ``sqrt(w)``,
     ``w`` the most pooling windows that read one input entry on the traced shapes -- 1 for
     windows that do not overlap (VGG's 2x2 stride 2), 2 for ResNet's 3x3 stride 2 with padding 1
     -- its Lipschitz constant in the 2-norm, attained (each output moves by at most the largest
