@@ -35,7 +35,7 @@ from sparseconv._torch_layers import (
     _padding,
     _refuse,
 )
-from sparseconv._torch_script import _kind, forward_failed, probe_like
+from sparseconv._torch_script import _kind, forward_failed, probe_input
 from sparseconv._typing import PaddingMode
 
 # The probe's batch: a reshape that keeps it first keeps every sample's values in C order, and
@@ -123,7 +123,10 @@ _CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d,
            F.conv_transpose1d: nn.ConvTranspose1d, F.conv_transpose2d: nn.ConvTranspose2d,
            F.conv_transpose3d: nn.ConvTranspose3d}
 # the functional calls read by keyword (torch.fx's normalize_function)
-_NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, F.interpolate, F.pad, F.linear}
+#: Max pooling: no linear map, but the module of the same windows (the graph bound's
+#: constant, ``sqrt(w)``).
+MAX_POOL_F = {F.max_pool1d: nn.MaxPool1d, F.max_pool2d: nn.MaxPool2d, F.max_pool3d: nn.MaxPool3d}
+_NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, *MAX_POOL_F, F.interpolate, F.pad, F.linear}
 _PAD_F: dict[str, PaddingMode] = {"constant": "zeros", "reflect": "reflect",
                                    "replicate": "replicate", "circular": "circular"}
 
@@ -476,10 +479,9 @@ def _probe(gm, shape, model: nn.Module) -> dict:
             values[n] = result
             return result
 
-    dtype, device = probe_like(gm)
     try:
         with torch.no_grad():
-            Recorder(gm).run(torch.zeros((_BATCH, *shape), dtype=dtype, device=device))
+            Recorder(gm).run(probe_input(gm, shape, _BATCH, random=False))
     except RuntimeError as exc:
         raise forward_failed(model, shape, exc, batch=_BATCH) from exc
     return values

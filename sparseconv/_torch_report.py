@@ -28,7 +28,6 @@ from typing import IO, Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import sparseconv as sc
@@ -45,7 +44,7 @@ from sparseconv._spectral_norm import (
     norms_as_done,
 )
 from sparseconv._torch_activations import module_constant
-from sparseconv._torch_graph import linear_call_layer
+from sparseconv._torch_graph import MAX_POOL_F, by_keyword, linear_call_layer
 from sparseconv._torch_graph_bound import Factor, graph_bound
 from sparseconv._torch_layers import (
     _BATCHNORM,
@@ -61,7 +60,7 @@ from sparseconv._torch_layers import (
     model_hook_reason,
 )
 from sparseconv._torch_module import _fold, _layer_norm, _layer_options
-from sparseconv._torch_script import _kind, magnitude, matches, probe_like
+from sparseconv._torch_script import _kind, magnitude, matches, probe_input
 from sparseconv._torch_trace import (
     TraceRecord,
     _checked,
@@ -382,12 +381,10 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
             return factors[id(record)]
         return Fraction(1) if record.linear else None  # a reshape: Flatten, Identity, Dropout
 
-    dtype, device = probe_like(model)
-    probe = torch.randn((2, *shape), generator=torch.Generator().manual_seed(0),
-                        dtype=dtype).to(device)  # (two samples: one mixed into another shows)
+    probe = probe_input(model, shape, batch=2)  # (two samples: one mixed into another shows)
 
     def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | str | None:
-        if target in _MAX_POOL_F:
+        if target in MAX_POOL_F:
             return _functional_max_pool(target, args, kwargs, call_shape)
         try:
             layer = linear_call_layer(target, args, kwargs, call_shape)
@@ -404,22 +401,17 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     return (None, why) if exact is None else (_float_up(exact), "")
 
 
-#: ``F.max_pool1d/2d/3d`` and the module each computes as.
-_MAX_POOL_F = {F.max_pool1d: nn.MaxPool1d, F.max_pool2d: nn.MaxPool2d, F.max_pool3d: nn.MaxPool3d}
-
-
 def _functional_max_pool(target, args: list, kwargs: dict,
                          call_shape: tuple) -> Fraction | str:
     """The constant of ``F.max_pool*d(x, ...)`` (a review found it refused where the module
     ``nn.MaxPool*d`` is bounded): that module's, :func:`_max_pool_constant`, on the call's
-    shape. Its arguments are ``F.max_pool*d``'s, in their order."""
-    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
-    given = dict(zip(names, args[1:]))
-    given.update((k, v) for k, v in kwargs.items() if k != "input")
+    shape."""
+    given = by_keyword(target, args, kwargs, lambda a: torch.Tensor)[1]
+    given.pop("input", None)
     if given.pop("return_indices", False):
         return "returns the indices of the maxima too (return_indices=True)"
     try:
-        module = _MAX_POOL_F[target](**given)
+        module = MAX_POOL_F[target](**given)
         with torch.no_grad():
             out = module(torch.zeros((1, *call_shape), dtype=torch.float64))
     except (TypeError, ValueError, RuntimeError) as exc:
@@ -561,23 +553,26 @@ def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
                          time.perf_counter() - start)
 
 
-def _check_reading(record: TraceRecord, layer: _Layer) -> None:
-    """Refuse a layer whose reading by sparseconv does not reproduce what the module computed
-    on the trace's probe (a review: ``padding`` set after construction on a circular
-    convolution, which still pads by its stale copy, gave a bound below the norm; a
-    ``_conv_forward`` set on the instance scaled the output unseen)."""
-    if tuple(layer.output_shape) != tuple(record.output_shape):
+def _check_reading(layer: _Layer, first: TraceRecord, last: TraceRecord | None = None) -> None:
+    """Refuse a row's layer whose reading by sparseconv does not reproduce what its modules
+    computed on the trace's probe: ``first``'s input to ``last``'s output (a convolution and
+    the BatchNorm folded into it, whose input is that convolution's very output). A review:
+    ``padding`` set after construction on a circular convolution, which still pads by its
+    stale copy, gave a bound below the norm; a ``_conv_forward`` set on the instance scaled
+    the output unseen."""
+    last = first if last is None else last
+    if tuple(layer.output_shape) != tuple(last.output_shape):
         matched = False
-    elif record.sample is None:  # (a layer too large to keep its sample: the shape alone)
+    elif first.sample is None or last.sample is None:  # (too large to keep: the shape alone)
         return
     else:
-        x, y = record.sample
+        x, y = first.sample[0], last.sample[1]
         flat = x.detach().cpu().to(torch.complex128 if x.is_complex() else torch.float64)
         ours = layer.operator() @ flat.numpy().ravel()
         if layer.offset is not None:
             ours = ours + layer.offset
         matched = matches(torch.from_numpy(np.asarray(ours)).reshape(y.shape), y,
-                          magnitude(record.module, x))
+                          max(magnitude(first.module, x), magnitude(last.module, x)))
     if not matched:
         raise ValueError("sparseconv's reading "
                          "of its arguments does not reproduce its output on the trace's probe "
@@ -609,12 +604,7 @@ def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[d
         name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
         out = batchnorm.output_shape
     layer = _layer(module, record.input_shape, _called_output_size(module, record))
-    if batchnorm is None:
-        _check_reading(record, layer)
-    else:  # each of the two as traced, then the folded layer from them
-        _check_reading(record, _layer(record.module, record.input_shape,
-                                      _called_output_size(record.module, record)))
-        _check_reading(batchnorm, _layer(batchnorm.module, batchnorm.input_shape))
+    _check_reading(layer, record, batchnorm)
     nnz = _nnz(module, layer)
     rows, cols = math.prod(layer.output_shape), math.prod(layer.input_shape)
     return dict(name=name, type=kind, input_shape=record.input_shape, output_shape=out,

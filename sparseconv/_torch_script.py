@@ -90,11 +90,15 @@ def probe_like(model: nn.Module) -> tuple[torch.dtype | None, torch.device | Non
     return first.dtype, first.device
 
 
-def probe_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1) -> torch.Tensor:
+def probe_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1,
+                random: bool = True) -> torch.Tensor:
     """The probe batch ``(batch, *shape)`` of :func:`probe_like`'s dtype and device: seeded
-    standard normal values, not zeros, so that a layer's recorded output tells it apart from
-    a multiple of it (on zeros, only through its bias)."""
+    standard normal values, so that a layer's recorded output tells it apart from a multiple
+    of it (on zeros, only through its bias); zeros for ``random=False`` (a model that indexes
+    with its input, an Embedding of ``x.long()``, runs on them)."""
     dtype, device = probe_like(model)
+    if not random:
+        return torch.zeros((batch, *shape), dtype=dtype, device=device)
     values = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(0),
                          dtype=torch.float64)
     return values.to(dtype=dtype or torch.get_default_dtype(), device=device)
@@ -269,9 +273,7 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
             try:
                 result = function(model._c, probe_input(model, shape))
             except RuntimeError:  # a model may index with its input: zeros, as before
-                dtype, device = probe_like(model)
-                result = function(model._c, torch.zeros((1, *shape), dtype=dtype,
-                                                        device=device))
+                result = function(model._c, probe_input(model, shape, random=False))
     except RuntimeError as exc:  # TorchScript's message carries its whole traceback
         raise forward_failed(model, shape, exc, last=True) from exc
     return list(result)[len(outputs):]
@@ -323,10 +325,9 @@ def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
 def _runs_on(model: nn.Module, shape: tuple[int, ...]) -> bool:
     """Whether ``model``'s forward runs on a batch of one of zeros shaped ``shape`` (its
     buffers restored)."""
-    dtype, device = probe_like(model)
     try:
         with torch.no_grad(), restored_buffers(model):
-            model(torch.zeros((1, *shape), dtype=dtype, device=device))
+            model(probe_input(model, shape, random=False))
     except Exception:  # noqa: BLE001 - a forward raises anything
         return False
     return True

@@ -21,7 +21,6 @@ from sparseconv._torch_script import (
     _kind,
     forward_failed,
     probe_input,
-    probe_like,
     restored_buffers,
     script_calls,
 )
@@ -204,8 +203,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
             except Exception:  # noqa: BLE001 - a model may index with its input (an
                 # Embedding of x.long()): zeros, as before, whose records check less
                 records.clear()
-                dtype, device = probe_like(model)
-                model(torch.zeros((1, *shape), dtype=dtype, device=device))
+                model(probe_input(model, shape, random=False))
     except RuntimeError as exc:
         raise forward_failed(model, shape, exc) from exc
     finally:
