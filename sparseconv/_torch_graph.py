@@ -109,6 +109,8 @@ _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
 _MUL = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", pyop.truediv,
         pyop.itruediv, torch.div, "div", "div_", pyop.neg, torch.neg, "neg"}
 _CAT = {torch.cat, torch.concat, torch.concatenate}
+#: ``x @ W`` and ``W @ x``: linear in the signal when the other operand is a constant
+MATMUL = {pyop.matmul, torch.matmul, torch.mm, "matmul", "mm"}
 _RESHAPE = {torch.flatten, "flatten", "view", "reshape", torch.reshape, "squeeze",
             torch.squeeze, "unsqueeze", torch.unsqueeze, "contiguous", "clone", torch.clone,
             "view_as", "reshape_as", "float", "double", "to", "type_as", "detach"}
@@ -286,6 +288,8 @@ class _GraphBuilder:
             return self.add_op(node, args, kwargs, _ADD[target])
         if target in _MUL:
             return self.mul_op(node, target, args, kwargs)
+        if target in MATMUL:
+            return self.matmul_op(node, args, kwargs)
         if target in _CAT:
             return self.cat_op(node, kwargs.get("tensors", args[0] if args else None),
                                kwargs.get("dim", args[1] if len(args) > 1 else 0))
@@ -366,6 +370,34 @@ class _GraphBuilder:
 
         return _Op(node.name, (self.index[a],), self.shape(node), forward,
                    lambda g: [_unbroadcast(g * factor, in_shape)])
+
+    def matmul_op(self, node, args, kwargs) -> _Op:
+        """``x @ W`` (``W`` on the last axis) or ``W @ x`` (on the one before), ``W`` a
+        constant matrix or vector; its adjoint multiplies by ``W.T`` on the same side."""
+        a = kwargs.get("input", args[0] if args else None)
+        b = kwargs.get("other", kwargs.get("mat2", args[1] if len(args) > 1 else None))
+        if self.dependent(a) == self.dependent(b):
+            self.refuse(node, "multiplies two signals: not linear" if self.dependent(a) else
+                        "does not act on the network's signal")
+        left = self.dependent(a)
+        signal, matrix = (a, self.value(b)) if left else (b, self.value(a))
+        if not isinstance(matrix, torch.Tensor) or matrix.ndim not in (1, 2):
+            self.refuse(node, "multiplies the signal by something other than a constant "
+                        "matrix or vector (a batch of matrices is not mapped)")
+        in_shape = self.shape(signal)
+        if len(in_shape) < (1 if left else 2):  # (W @ x of a 2-D x mixes the samples)
+            self.refuse(node, "multiplies along the batch axis")
+        w = np.asarray(_constant(matrix))
+
+        def forward(xs, affine):
+            return xs[0] @ w if left else w @ xs[0]
+
+        def backward(g):
+            if w.ndim == 1:  # (the vector's axis was contracted away)
+                return [g[..., None] * w if left else w[:, None] * g[..., None, :]]
+            return [g @ w.T if left else w.T @ g]
+
+        return _Op(node.name, (self.index[signal],), self.shape(node), forward, backward)
 
     def cat_op(self, node, tensors, dim) -> _Op:
         pieces = [(self.index[t], self.shape(t)) if self.dependent(t) else

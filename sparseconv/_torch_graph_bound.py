@@ -24,7 +24,8 @@ in exact rational arithmetic (rounded up once, at the end):
   ``F.adaptive_avg_pool2d``, ``F.interpolate``, ``F.pixel_shuffle``, ``F.pad``, and
   ``F.linear`` or ``F.conv2d`` by a parameter, ...): the certified upper bound of its matrix
   on the traced shape (``functional``, from the report's own ``spectral_norm`` options), times
-  its input's.
+  its input's; ``x @ W`` or ``W @ x`` by a constant matrix or vector ``W``: that of
+  ``F.linear`` by ``W`` (on the signal's shape with its last two axes swapped for ``W @ x``).
 
 Anything else (a product of two signals, advanced indexing, a function with an argument
 computed from the signal, a reduction over the batch axis, an output that is no single
@@ -42,11 +43,12 @@ from typing import Any
 
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_activations import function_constant
-from sparseconv._torch_graph import _DROPOUT_F
+from sparseconv._torch_graph import _DROPOUT_F, MATMUL
 from sparseconv._torch_script import restored_buffers
 
 __all__ = ["graph_bound"]
@@ -113,6 +115,37 @@ def _by_tensor(node: torch.fx.Node, signal: Any, tensor: torch.Tensor, divides: 
         return repeat * of(signal) / Fraction(smallest)
     scale = Fraction(float(magnitudes.max())) * (1 if exact else 1 + Fraction(4, 2 ** 52))
     return repeat * scale * of(signal)
+
+
+def _matmul(node: torch.fx.Node, args: Any, kwargs: dict, bound: dict, meta: Callable,
+            functional: Callable | None, of: Callable) -> Fraction | str:
+    """``x @ W`` or ``W @ x`` by a constant matrix (or vector) ``W``: ``W`` applied to every
+    row (column) of the signal, of norm ``||W||_2``, certified as ``F.linear``'s on that
+    shape (the columns' map is the rows' after a transposition, which keeps the norm)."""
+    left = args[0] if args else kwargs.get("input")
+    right = args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
+    signals = [n for n in node.all_input_nodes if n in bound]
+    if len(signals) != 1 or not (signals[0] is left or signals[0] is right):
+        return "multiplies two values of the signal, or reads it other than as an operand"
+    signal_left = signals[0] is left
+    signal, matrix = (left, right) if signal_left else (right, left)
+    if isinstance(matrix, torch.fx.Node) or not isinstance(matrix, torch.Tensor):
+        return "multiplies the signal by a matrix that is no constant tensor"
+    if matrix.ndim not in (1, 2):
+        return (f"multiplies the signal by a tensor of {matrix.ndim} dimensions (a matrix or "
+                "a vector has a rule, a batch of them none)")
+    shape = tuple(meta(signal).shape[1:])
+    if len(shape) < (1 if signal_left else 2):  # (W @ x of a 2-D x mixes the samples)
+        return "multiplies along the batch axis (the bound is of a map of one sample)"
+    weight = matrix.reshape(1, -1) if matrix.ndim == 1 else matrix.T if signal_left else matrix
+    if not signal_left:  # W @ x: F.linear on x with its last two axes swapped
+        shape = (*shape[:-2], shape[-1], shape[-2])
+    if functional is None:
+        return "is not a call whose Lipschitz constant is known here"
+    found = functional(F.linear, [], {"input": signal, "weight": weight}, shape)
+    if found is None or isinstance(found, str):
+        return found or "is not a call whose Lipschitz constant is known here"
+    return found * of(signal)
 
 
 def _moves_batch(target: Any, args: Any, kwargs: dict, ndim: int) -> bool:
@@ -423,6 +456,8 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         return of(source)  # (F.dropout(x, p, training=False): the identity)
     if target in _NEGATES:  # -x: the same norm
         return of(source)
+    if target in MATMUL:
+        return _matmul(node, args, kwargs, bound, meta, functional, of)
     if target in _REDUCTIONS:
         return _reduced(node, source, args, kwargs, of, size, meta)
     def static(n) -> bool:

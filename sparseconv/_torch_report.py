@@ -763,7 +763,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     input's times the layer's or activation's, a residual sum ``x + f(x)`` adds its branches'
     bounds, a concatenation adds them in quadrature, a reshape, slice or multiplication by a
     number keeps or scales them, a linear function called with constant arguments
-    (``F.avg_pool2d``, ``F.interpolate``, ...) multiplies them by its certified norm -- computed
+    (``F.avg_pool2d``, ``F.interpolate``, ..., and ``x @ W`` by a constant matrix) multiplies
+    them by its certified norm -- computed
     exactly and rounded up once, so ResNets and U-Nets get a certified Lipschitz bound too; a
     node no rule covers (a product of two signals, say) is named in ``reason`` instead.
 

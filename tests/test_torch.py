@@ -591,6 +591,34 @@ def test_network_operator_functional_calls():
     assert not np.allclose(net.offset, 0)
 
 
+class Matmul(nn.Module):
+    """Products by constant matrices and vectors, on either side of the signal."""
+
+    def __init__(self, function):
+        super().__init__()
+        generator = torch.Generator().manual_seed(6)
+        self.conv = nn.Conv2d(2, 3, 3, padding=1, dtype=F64)
+        self.right = nn.Parameter(torch.randn(5, 4, dtype=F64, generator=generator))
+        self.left = nn.Parameter(torch.randn(2, 6, dtype=F64, generator=generator))
+        self.vector = nn.Parameter(torch.randn(6, dtype=F64, generator=generator))
+        self.function = function
+
+    def forward(self, x):
+        return self.function(self, self.conv(x))
+
+
+@pytest.mark.parametrize("function", [
+    lambda m, y: y @ m.right,                          # (3, 6, 4): on the last axis
+    lambda m, y: m.left @ y,                           # (3, 2, 5): on the one before
+    lambda m, y: torch.matmul(y.transpose(2, 3), m.vector),  # (3, 5): a vector contracted
+    lambda m, y: m.vector @ y + m.left.matmul(y).sum(2),     # (3, 5) twice
+    lambda m, y: torch.mm(y.flatten(1), m.right.repeat(18, 1) / 9),   # (4,)
+])
+def test_network_operator_products_by_constant_matrices(function):
+    """x @ W, W @ x, by a matrix or a vector (a parameter): refused as "not linear" before."""
+    check_network(Matmul(function).eval(), (2, 6, 5), "matmul")
+
+
 def test_network_operator_of_one_module_and_of_a_chain():
     conv = nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular").double().eval()
     net = check_network(conv, (2, 5), "conv")
@@ -630,6 +658,13 @@ def test_network_operator_refuses():
         sct.network_operator(_Lambda(F.relu).eval(), (1, 4))
     with pytest.raises(TypeError, match="two signals"):
         sct.network_operator(Square().eval(), (1, 4))
+    with pytest.raises(TypeError, match="two signals"):
+        sct.network_operator(_Lambda(lambda x: x @ x.transpose(1, 2)).eval(), (3, 3))
+    with pytest.raises(TypeError, match="a batch of matrices is not mapped"):
+        sct.network_operator(_Lambda(lambda x: x @ torch.ones(1, 3, 3, dtype=F64)).eval(),
+                             (3, 3))
+    with pytest.raises(TypeError, match="multiplies along the batch axis"):
+        sct.network_operator(_Lambda(lambda x: torch.ones(2, 2, dtype=F64) @ x).eval(), (3,))
     with pytest.raises(TypeError, match="torch.fx cannot trace Untraceable"):
         sct.network_operator(Untraceable().eval(), (1, 4))
     with pytest.raises(TypeError, match="batch"):

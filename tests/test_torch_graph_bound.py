@@ -513,6 +513,10 @@ class _Single(nn.Module):
                                                generator=torch.Generator().manual_seed(1)) / 3)
         self.register_buffer("gain", torch.linspace(0.5, 2.0, channels,
                                                     dtype=F64).reshape(1, -1, 1, 1))
+        generator = torch.Generator().manual_seed(2)
+        self.right = nn.Parameter(torch.randn(5, 3, dtype=F64, generator=generator))
+        self.left = nn.Parameter(torch.randn(6, 4, dtype=F64, generator=generator))
+        self.vector = nn.Parameter(torch.randn(4, dtype=F64, generator=generator))
         self.function = function
 
     def forward(self, x):
@@ -538,6 +542,12 @@ class _Single(nn.Module):
     ("a broadcast signal times a buffer", lambda m, y: y.mean((2, 3), keepdim=True) *
      m.gain.expand(1, 2, 3, 3), False),
     ("crop", lambda m, y: y[..., 1:3, :], True),
+    # products by a constant matrix or vector: refused before (x @ W was left out)
+    ("x @ W", lambda m, y: y @ m.right, True),
+    ("W @ x", lambda m, y: m.left @ y, True),
+    ("x.matmul(w)", lambda m, y: y.transpose(2, 3).matmul(m.vector), True),
+    ("torch.matmul(w, x)", lambda m, y: torch.matmul(m.vector, y), True),
+    ("torch.mm", lambda m, y: torch.mm(y.flatten(1), m.right.repeat(8, 1)), True),
 ])
 def test_the_linear_calls_network_operator_maps_get_a_bound(name, function, tight):
     """F.pad, mean and sum over channels or space, F.dropout(training=False), F.conv2d by
@@ -572,10 +582,13 @@ class _Lambda2(nn.Module):
 
 def test_calls_that_stay_refused_are_named():
     """What stays without a rule: a mean over the batch, a division of a constant by the
-    signal, a product by a tensor computed from the signal."""
+    signal, a product by a tensor computed from the signal, a product of two values of the
+    signal or by a batch of matrices (its norm is the largest of theirs: not read here)."""
     for function, node in ((lambda m, y: y - y.mean(0, keepdim=True), "batch"),
                            (lambda m, y: m.gain / (y + 2), "divides"),
-                           (lambda m, y: y * y.detach(), "mul")):
+                           (lambda m, y: y * y.detach(), "mul"),
+                           (lambda m, y: y @ y.transpose(2, 3), "two values of the signal"),
+                           (lambda m, y: y @ m.right.expand(2, 5, 3), "3 dimensions")):
         report = sct.lipschitz_report(_Single(function).eval(), (2, 4, 5))
         assert report.network_upper is None and node in report.reason, report.reason
 
