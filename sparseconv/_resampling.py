@@ -24,7 +24,17 @@ own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
   an axis whose size does not change is copied (PyTorch's shortcut, whatever the scale);
 * ``"bicubic"``: Keys' cubic convolution (``A = -0.75``) on the four inputs around the source
   coordinate, which is not clamped at 0 as the linear modes' is, each input index clamped
-  into the axis (PyTorch's ``HelperInterpCubic``); no shortcut for an unchanged size.
+  into the axis (PyTorch's ``HelperInterpCubic``); no shortcut for an unchanged size;
+* ``antialias=True`` (``"bilinear"``, ``"bicubic"``, and ``"lanczos"``, which needs it):
+  PyTorch's separable resampling filter (ATen's ``_compute_weights_aa``, Pillow's scheme).
+  Output ``o`` is centred at ``c = scale * (o + 0.5)`` in the input; where the axis shrinks
+  (``scale >= 1``) the filter is stretched by ``scale``, so each output averages about
+  ``scale`` times as many inputs. Inputs ``j`` with ``int(c - r + 0.5) <= j <
+  int(c + r + 0.5)``, ``r`` the stretched half-width, get ``f((j + 0.5 - c) / max(scale,
+  1))``, normalised to add up to 1, for the filter ``f``: the triangle (half-width 1), Keys'
+  cubic with ``A = -0.5`` (2), or Lanczos-3, ``sinc(x) sinc(x / 3)`` (3). No input is clamped
+  and no size is copied. An output width of 1 with a height that changes is refused: there
+  PyTorch's CPU kernel gives every output row the first row's weights.
 
 The linear and bicubic modes floor the source coordinate after rounding it to float32, as
 ATen's ``floorf`` does, so a coordinate just below a whole number reads that number. On axes
@@ -63,8 +73,12 @@ __all__ = ["adaptive_avg_pool_matrix", "interpolate_matrix", "pixel_shuffle_matr
            "pixel_unshuffle_matrix"]
 
 #: interpolation modes, and the number of spatial axes the linear ones need (PyTorch's rule)
-MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "area")
-_LINEAR_RANK = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2}
+MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "lanczos",
+         "area")
+_LINEAR_RANK = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2, "lanczos": 2}
+#: the modes with ``antialias=True``, and the width of each one's filter (in inputs, before
+#: it is stretched): PyTorch's ``interp_size``
+_ANTIALIAS = {"bilinear": 2, "bicubic": 4, "lanczos": 6}
 
 
 def _shape(input_shape, name: str = "input_shape") -> tuple[int, ...]:
@@ -184,6 +198,44 @@ def _cubic_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.
     return _axis_matrix(np.repeat(np.arange(m), 4), columns.ravel(), weights.ravel(), m, n)
 
 
+def _antialias_filter(mode: str, x: np.ndarray) -> np.ndarray:
+    """PyTorch's antialiasing filters: the triangle, Keys' cubic with ``A = -0.5`` (not the
+    ``-0.75`` of plain bicubic interpolation) and the Lanczos-3 window."""
+    x = np.abs(x)
+    if mode == "bilinear":
+        return np.maximum(1.0 - x, 0.0)
+    if mode == "bicubic":
+        a = -0.5
+        return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                        np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+    px = np.pi * np.where(x == 0, 1.0, x)  # (sinc(0) = 1, set below)
+    return np.where(x == 0, 1.0, np.where(x < 3, 3 * np.sin(px) * np.sin(px / 3) / px**2, 0.0))
+
+
+def _antialias_axis(n: int, m: int, scale: float | None, align_corners: bool,
+                    mode: str) -> sp.csr_array:
+    """PyTorch's antialiased weights along one axis (``_compute_weights_aa``; the module's
+    description): each output's window of inputs around its centre, the filter stretched by
+    the scale where the axis shrinks, the weights normalised to add up to 1."""
+    if align_corners:
+        ratio = (n - 1) / (m - 1) if m > 1 else 0.0
+    else:
+        ratio = 1.0 / scale if scale is not None else n / m
+    stretch = max(ratio, 1.0)
+    support = _ANTIALIAS[mode] / 2 * stretch
+    centre = ratio * (np.arange(m) + 0.5)
+    first = np.maximum(np.trunc(centre - support + 0.5).astype(np.int64), 0)
+    stop = np.minimum(np.trunc(centre + support + 0.5).astype(np.int64), n)
+    columns = first[:, None] + np.arange(max(int((stop - first).max()), 1))
+    inside = columns < stop[:, None]
+    weights = np.where(inside, _antialias_filter(mode, (columns - centre[:, None] + 0.5)
+                                                 / stretch), 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    weights = np.divide(weights, total, out=weights, where=total != 0)
+    return _axis_matrix(np.repeat(np.arange(m), inside.sum(axis=1)), columns[inside],
+                        weights[inside], m, n)
+
+
 def adaptive_avg_pool_matrix(input_shape: ShapeLike,
                              output_size: int | None | Sequence[int | None], *,
                              format: SparseFormat = "csr",
@@ -280,7 +332,7 @@ def _output_size(spatial, size, scale_factor, recompute_scale_factor):
 def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
                        scale_factor: float | tuple[float, ...] | None = None,
                        mode: str = "nearest", align_corners: bool | None = None,
-                       recompute_scale_factor: bool | None = None, *,
+                       recompute_scale_factor: bool | None = None, antialias: bool = False, *,
                        format: SparseFormat = "csr",
                        dtype: DTypeLike = np.float64) -> SparseArray:
     """The sparse matrix of PyTorch's ``F.interpolate`` (and ``nn.Upsample``).
@@ -295,13 +347,18 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         The output size is ``floor(n * scale_factor)``; the kernels then map output ``o`` back
         with ``1 / scale_factor``, unless ``recompute_scale_factor=True`` (then with
         ``n / out``, as for ``size``).
-    mode : {"nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "area"}
-        ``"linear"``, ``"bilinear"``, ``"trilinear"`` and ``"bicubic"`` need 1, 2, 3 and 2
-        spatial axes.
+    mode : {"nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", \
+"lanczos", "area"}
+        ``"linear"``, ``"bilinear"``, ``"trilinear"``, ``"bicubic"`` and ``"lanczos"`` need 1,
+        2, 3, 2 and 2 spatial axes; ``"lanczos"`` needs ``antialias=True`` (as PyTorch).
     align_corners : bool, optional
-        For the linear modes only (default False): map the corner pixels' centres onto each
-        other instead of their outer edges.
+        For the interpolating modes only (default False): map the corner pixels' centres onto
+        each other instead of their outer edges (not with ``"lanczos"``, as PyTorch).
     recompute_scale_factor : bool, optional
+    antialias : bool, default False
+        For ``"bilinear"``, ``"bicubic"`` and ``"lanczos"``: PyTorch's antialiasing filter,
+        stretched where the image shrinks, so that each output averages every input under it
+        (torchvision's ``Resize(antialias=True)``, Pillow's resampling).
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, default float64
 
@@ -313,7 +370,10 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
     ------
     ValueError, TypeError
         Both or neither of ``size`` and ``scale_factor``, an empty output, a mode unknown or
-        of another rank, ``align_corners`` with a mode that does not interpolate (as PyTorch).
+        of another rank, ``align_corners`` with a mode that does not interpolate, or
+        ``antialias`` with a mode that has no such filter (as PyTorch); ``antialias`` to a
+        width of 1 with a height that changes (PyTorch's CPU kernel departs from its filter
+        there).
     MatrixTooLargeError
         The matrix exceeds the memory limit.
 
@@ -341,6 +401,14 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
     array([[1. , 0. ],
            [0.5, 0.5],
            [0. , 1. ]])
+
+    Antialiased, halving an axis stretches the triangle filter to twice its width: each
+    output averages three inputs (plain bilinear interpolation reads two, 0.5 and 0.5):
+
+    >>> interpolate_matrix((1, 1, 4), size=(1, 2), mode="bilinear",
+    ...                    antialias=True).toarray().round(4)
+    array([[0.4286, 0.4286, 0.1429, 0.    ],
+           [0.    , 0.1429, 0.4286, 0.4286]])
     """
     check_format(format)
     dtype = layer_dtype(np.empty(0), dtype)
@@ -355,12 +423,30 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         align_corners = as_bool(align_corners, "align_corners")
         if mode not in _LINEAR_RANK:
             raise ValueError(f"align_corners can only be set with the interpolating modes "
-                             f"(linear, bilinear, trilinear, bicubic), got mode={mode!r}")
+                             f"{tuple(_LINEAR_RANK)}, got mode={mode!r}")
+        if mode == "lanczos" and align_corners:
+            raise ValueError("mode='lanczos' does not support align_corners=True (as PyTorch)")
+    antialias = as_bool(antialias, "antialias")
+    if antialias and mode not in _ANTIALIAS:
+        raise ValueError(f"antialias=True applies to the modes {tuple(_ANTIALIAS)} only (2 "
+                         f"spatial axes, as PyTorch), got mode={mode!r}")
+    if mode == "lanczos" and not antialias:
+        raise ValueError("mode='lanczos' needs antialias=True (as PyTorch)")
     if recompute_scale_factor is not None:
         recompute_scale_factor = as_bool(recompute_scale_factor, "recompute_scale_factor")
     out, scales = _output_size(shape[1:], size, scale_factor, recompute_scale_factor)
+    if antialias and out[1] == 1 and shape[1] > 1 and out[0] not in (1, shape[1]):
+        # (measured on torch 2.13's CPU kernel: its vertical pass over a width of 1 gives
+        # every output row the first row's weights; any other size follows the filter)
+        raise ValueError(f"antialias=True to a width of 1 with a height that changes "
+                         f"({shape[1]} -> {out[0]}): PyTorch's CPU kernel gives every output "
+                         "row the first row's weights there, not the filter's, so no matrix "
+                         "is both; keep the height, or a width above 1")
     if mode == "area":
         axes = [_adaptive_axis(n, m) for n, m in zip(shape[1:], out)]
+    elif antialias:
+        axes = [_antialias_axis(n, m, s, bool(align_corners), mode)
+                for n, m, s in zip(shape[1:], out, scales)]
     elif mode == "bicubic":
         axes = [_cubic_axis(n, m, s, bool(align_corners))
                 for n, m, s in zip(shape[1:], out, scales)]

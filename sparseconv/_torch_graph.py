@@ -29,6 +29,7 @@ from sparseconv._torch_layers import (
     _DROPOUT,
     _POOL,
     _SUPPORTED,
+    Interpolate,
     _Layer,
     _layer,
     _numpy,
@@ -186,9 +187,7 @@ def _functional_module(target, kwargs: dict) -> nn.Module | None:
             return cls(**kwargs)
         return cls(*kwargs.values())
     if target is F.interpolate:
-        if kwargs.pop("antialias", False):
-            raise TypeError("F.interpolate(antialias=True) is not supported")
-        return nn.Upsample(**kwargs)
+        return Interpolate(**kwargs)
     if target is F.linear or target in _CONV_F:
         weight, bias = kwargs.pop("weight"), kwargs.pop("bias", None)
         rank = 2 if target is F.linear else list(_CONV_F).index(target) % 3 + 3

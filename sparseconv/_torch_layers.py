@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -127,6 +128,19 @@ def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
     return shape
 
 
+class Interpolate(nn.Upsample):
+    """A call ``F.interpolate(x, ...)`` as a module: ``nn.Upsample`` with ``antialias``,
+    which torch's module does not take (the layer of a functional call in a graph)."""
+
+    def __init__(self, *args: Any, antialias: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.antialias = antialias
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+                             self.recompute_scale_factor, self.antialias)
+
+
 def is_torch_class(module: nn.Module, base: type | None = None) -> bool:
     """Whether ``module`` computes exactly what its torch.nn class does: an instance of that
     class itself (or of the subclass ``torch.nn.utils.parametrize`` makes of it, which adds
@@ -137,7 +151,8 @@ def is_torch_class(module: nn.Module, base: type | None = None) -> bool:
     if parametrize.is_parametrized(module) and cls.__name__ == (
             f"Parametrized{cls.__base__.__name__}"):
         cls = cls.__base__
-    ours = getattr(nn, cls.__name__, None) is cls  # torch's (UpsamplingNearest2d is Upsample's)
+    # torch's (UpsamplingNearest2d is Upsample's), or F.interpolate's call as a module
+    ours = getattr(nn, cls.__name__, None) is cls or cls is Interpolate
     # a method of the class set on the instance (forward, _conv_forward, ...) replaces it (a
     # review: conv._conv_forward = ... scaling by 20 passed for torch's own Conv2d)
     # (but nn.Module.compile()'s _compiled_call_impl, the module's own call compiled)
@@ -578,7 +593,8 @@ def _resample_layer(module, input_shape) -> _Layer:
             raise TypeError(f"{name}(mode={module.mode!r}) is not a mode sparseconv.torch "
                             f"supports ({module!r}); supported: {INTERPOLATION_MODES}")
         matrix = sc.interpolate_matrix(shape, module.size, module.scale_factor, module.mode,
-                                       module.align_corners, module.recompute_scale_factor)
+                                       module.align_corners, module.recompute_scale_factor,
+                                       isinstance(module, Interpolate) and module.antialias)
     elif isinstance(module, nn.PixelShuffle):
         shape = _input_shape(input_shape, 2, name)
         matrix = sc.pixel_shuffle_matrix(shape, module.upscale_factor)

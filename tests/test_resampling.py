@@ -3,6 +3,8 @@ F.adaptive_avg_pool{1,2,3}d, F.interpolate and F.pixel_(un)shuffle, on seeded ra
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -93,6 +95,61 @@ def test_interpolate_matches_torch(ndim):
 
 
 @requires_torch
+def test_antialiased_interpolation_matches_torch():
+    """antialias=True (bilinear, bicubic) and mode="lanczos": PyTorch's stretched filters,
+    downsampling by up to 7x and upsampling, sizes and scale factors, both align_corners."""
+    rng = np.random.default_rng(7)
+    refused = checked = 0
+    for _ in range(300):
+        mode = str(rng.choice(["bilinear", "bicubic", "lanczos"]))
+        size = tuple(int(n) for n in rng.integers(1, 22, 2))
+        kwargs: dict = {"mode": mode, "antialias": True}
+        if rng.integers(2):
+            kwargs["align_corners"] = mode != "lanczos" and bool(rng.integers(2))
+        if rng.integers(2):
+            kwargs["size"] = tuple(int(m) for m in rng.integers(1, 14, 2))
+        else:
+            factors = rng.choice([1 / 7, 0.2, 0.3, 0.5, 0.77, 1.0, 1.5, 2.0], 2)
+            kwargs["scale_factor"] = tuple(float(f) for f in factors)
+            if max(math.floor(n * f) for n, f in zip(size, factors)) < 1 or min(
+                    math.floor(n * f) for n, f in zip(size, factors)) < 1:
+                continue
+            if rng.integers(3) == 0:
+                kwargs["recompute_scale_factor"] = bool(rng.integers(2))
+        x = torch.from_numpy(rng.standard_normal((1, 3, *size)))
+        y = F.interpolate(x, **kwargs).numpy()
+        if y.shape[3] == 1 and size[0] > 1 and y.shape[2] not in (1, size[0]):  # PyTorch
+            with pytest.raises(ValueError, match="first row's weights"):
+                interpolate_matrix((3, *size), **kwargs)
+            refused += 1
+            continue
+        a = interpolate_matrix((3, *size), **kwargs)
+        config = dict(size_in=size, **kwargs)
+        assert a.shape == (y.size, x.numel()), config
+        assert_close(_apply(a, x.numpy()), y.ravel(), config)
+        checked += 1
+    assert checked > 200 and refused > 0, (checked, refused)
+
+
+@requires_torch
+def test_antialias_to_a_width_of_one_is_refused_where_torch_leaves_its_filter():
+    """PyTorch 2.13's CPU kernel, resizing 7 rows to 3 over a width of 1, gives the three
+    outputs the same weights (the first row's); a height kept, or one input row, follows
+    the filter and is built."""
+    eye = torch.eye(7, dtype=torch.float64).reshape(7, 1, 7, 1)
+    theirs = F.interpolate(eye, size=(3, 1), mode="bilinear", antialias=True)
+    rows = theirs.reshape(7, 3).T.numpy()
+    assert np.allclose(rows, rows[0])  # (if this fails, PyTorch has changed: lift the refusal)
+    with pytest.raises(ValueError, match=r"\(7 -> 3\).*first row's weights"):
+        interpolate_matrix((1, 7, 1), size=(3, 1), mode="bilinear", antialias=True)
+    for size, out in (((7, 4), (7, 1)), ((1, 4), (3, 1)), ((7, 4), (1, 1)), ((7, 4), (3, 2))):
+        x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 2, *size)))
+        y = F.interpolate(x, size=out, mode="bicubic", antialias=True).numpy()
+        a = interpolate_matrix((2, *size), size=out, mode="bicubic", antialias=True)
+        assert_close(_apply(a, x.numpy()), y.ravel(), (size, out))
+
+
+@requires_torch
 def test_2d_nearest_refuses_where_torchs_kernels_disagree():
     """10 -> 20 rows at scale_factor 2.06: PyTorch halves the index (its shortcut for a doubled
     axis) on some widths and rounds o / 2.06 on others; ``size=`` says which is meant."""
@@ -170,6 +227,19 @@ BAD = [
     (interpolate_matrix, dict(input_shape=(1, 4), size=2, recompute_scale_factor=True),
      ValueError, "recompute_scale_factor"),
     (interpolate_matrix, dict(input_shape=(4,), size=2), ValueError, "input_shape"),
+    # PyTorch's refusals: antialias outside its modes, lanczos without it or aligned
+    (interpolate_matrix, dict(input_shape=(1, 4), size=2, mode="linear", antialias=True),
+     ValueError, "antialias=True applies to the modes"),
+    (interpolate_matrix, dict(input_shape=(1, 4, 4), size=2, antialias=True), ValueError,
+     "antialias=True applies to the modes"),
+    (interpolate_matrix, dict(input_shape=(1, 4, 4), size=2, mode="lanczos"), ValueError,
+     "needs antialias=True"),
+    (interpolate_matrix, dict(input_shape=(1, 4, 4), size=2, mode="lanczos", antialias=True,
+                              align_corners=True), ValueError, "align_corners=True"),
+    (interpolate_matrix, dict(input_shape=(1, 4), size=2, mode="lanczos", antialias=True),
+     ValueError, "2 spatial axes"),
+    (interpolate_matrix, dict(input_shape=(1, 4, 4), size=2, mode="bilinear", antialias=1),
+     TypeError, "antialias"),
     (adaptive_avg_pool_matrix, dict(input_shape=(1, 4), output_size=0), ValueError,
      "output_size"),
     (adaptive_avg_pool_matrix, dict(input_shape=(1, 4), output_size=(2, 2)), ValueError,

@@ -619,6 +619,14 @@ def test_network_operator_products_by_constant_matrices(function):
     check_network(Matmul(function).eval(), (2, 6, 5), "matmul")
 
 
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic", "lanczos"])
+def test_network_operator_antialiased_interpolation(mode):
+    """F.interpolate(antialias=True), and mode="lanczos" (which needs it): refused before."""
+    model = Matmul(lambda m, y: F.interpolate(y, size=(4, 3), mode=mode, antialias=True)
+                   + F.interpolate(y, scale_factor=0.7, mode=mode, antialias=True)[..., :3])
+    check_network(model.eval(), (2, 6, 5), mode)
+
+
 def test_network_operator_of_one_module_and_of_a_chain():
     conv = nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular").double().eval()
     net = check_network(conv, (2, 5), "conv")

@@ -381,8 +381,9 @@ class _Lambda(nn.Module):
     (lambda y, x: y + x[:, [0, 0]], "getitem"),        # advanced indexing repeats entries
     (lambda y, x: y + F.softplus(x), "softplus"),      # no constant: PyTorch's jumps
     # linear, but a mode or an input the layers do not read (a review found them raising)
-    (lambda y, x: y + F.interpolate(x, scale_factor=1, mode="bilinear", antialias=True),
-     "not a call "),
+    # (antialias=True is read, but not where PyTorch's kernel leaves its own filter)
+    (lambda y, x: y[..., :2, :1] + F.interpolate(x[..., :1], size=(2, 1), mode="bilinear",
+                                                 antialias=True), "not a call "),
     (lambda y, x: y + F.avg_pool2d(x[0], 1)[None], "not a call sparseconv.torch reads"),
     # a review: the deprecated add(input, alpha, other) form, which PyTorch still runs, was
     # read as adding the constant 100 (bound 1.0 for a norm of 109); an alpha read off the
@@ -548,6 +549,11 @@ class _Single(nn.Module):
     ("x.matmul(w)", lambda m, y: y.transpose(2, 3).matmul(m.vector), True),
     ("torch.matmul(w, x)", lambda m, y: torch.matmul(m.vector, y), True),
     ("torch.mm", lambda m, y: torch.mm(y.flatten(1), m.right.repeat(8, 1)), True),
+    # antialiased resampling: refused before
+    ("antialias", lambda m, y: F.interpolate(y, size=(3, 2), mode="bilinear", antialias=True),
+     True),
+    ("lanczos", lambda m, y: F.interpolate(y, scale_factor=0.6, mode="lanczos",
+                                           antialias=True), True),
 ])
 def test_the_linear_calls_network_operator_maps_get_a_bound(name, function, tight):
     """F.pad, mean and sum over channels or space, F.dropout(training=False), F.conv2d by
@@ -724,8 +730,10 @@ def test_sizes_read_off_bounded_shapes_are_constants_of_the_traced_shape(functio
     assert jacobian_norm(model, (2, 4, 4)) <= report.network_upper
 
 
+@pytest.mark.filterwarnings("ignore:This overload of add:UserWarning")
 def test_network_operator_refuses_the_deprecated_alpha_form():
-    """network_operator raised "float() argument must be ... not 'Node'" on it."""
+    """network_operator raised "float() argument must be ... not 'Node'" on it. (PyTorch
+    warns once a process: this test alone saw the warning, as an error.)"""
     model = _Lambda(lambda y, x: torch.add(x, 100, y)).eval()
     with pytest.raises(TypeError, match=r"deprecated add/sub\(input, alpha, other\) form"):
         sct.network_operator(model, (2, 4, 4))
