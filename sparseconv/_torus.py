@@ -378,6 +378,9 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
     slack = 1 + (2 * m - 1) * gamma(4 * m + 8) + 2 * U  # a completed complex Cholesky
 
     def test(points: np.ndarray, tau: float) -> np.ndarray:  # points (P, d, 2) -> passed
+        if not tau > 0:  # (a review: a remainder above the threshold made tau negative, and
+            # tau * tau a threshold the vertices passed: boxes closed above their maximum)
+            return np.zeros(len(points), dtype=bool)
         keys = [tuple(p) for p in points.reshape(len(points), -1).tolist()]
         unique = sorted(set(keys))
         array = np.array(unique, dtype=np.int64).reshape(len(unique), ndim, 2)

@@ -111,6 +111,38 @@ def test_within_tol_of_the_brute_force_maximum(seed):
     assert r.lower <= polished * (1 + 1e-12)
 
 
+def _fft_grid_max(w, fine=256):
+    """max sigma_max(H) on a fine grid of a stride-1 layer's torus (numpy's FFT and SVD):
+    a lower bound on the infinite-grid norm."""
+    h = np.fft.fftn(w, s=(fine,) * (w.ndim - 2), axes=tuple(range(2, w.ndim)))
+    h = np.moveaxis(h.reshape(*w.shape[:2], -1), -1, 0)
+    return np.linalg.svd(h, compute_uv=False)[:, 0].max()
+
+
+def test_the_bound_is_above_maxima_off_the_first_grid():
+    """Kernels wider than 3 (a Taylor axis): a first remainder above the threshold made it
+    negative and its square a threshold every vertex passed, so boxes closed below their
+    maximum (an adversarial review: a 4x4 kernel of +-1, upper 5.2263 for a maximum of
+    5.6569, below the norm of its own zero-padded layer on 32x32; random 4x4 layers 7% low,
+    7x7 at stride 2 1.5% low)."""
+    w = np.array([[[[-1, 1, 1, 1], [-1, 1, 1, 1], [-1, -1, 1, -1], [1, 1, -1, 1]]]], float)
+    r = toeplitz_norm(w)
+    assert _fft_grid_max(w, 512) <= r.upper and r.upper - r.lower <= 1e-7 * r.upper, r
+    assert _dense_norm(w, 1, (24, 24), padding=3) <= r.upper
+    rng = np.random.default_rng(11)
+    for trial in range(16):  # +-1 kernels and Gaussian ones, 1 to 4 channels, 4x4 and 5x5
+        shape = [(1, 1, 4, 4), (2, 2, 4, 4), (4, 4, 4, 4), (3, 2, 5, 5)][trial % 4]
+        w = rng.choice([-1.0, 1.0], shape) if trial < 8 else rng.standard_normal(shape)
+        r = toeplitz_norm(w)
+        assert _fft_grid_max(w, 128) <= r.upper, (trial, shape, r)
+    for trial in (1, 2, 3):  # stride 2 on 7x7: the polyphase symbol, by its definition
+        w = np.random.default_rng(trial).standard_normal((4, 4, 7, 7))
+        r = toeplitz_norm(w, stride=2)
+        grid = np.arange(32) / 32
+        values = [np.linalg.norm(_symbol(w, (a, b), 2), 2) for a in grid for b in grid]
+        assert max(values) <= r.upper, (trial, r, max(values))
+
+
 @pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-10])
 def test_the_width_meets_tol(tol):
     w = np.random.default_rng(7).standard_normal((6, 5, 3, 3))
