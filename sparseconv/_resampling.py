@@ -32,8 +32,8 @@ own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
   ``scale`` times as many inputs. Inputs ``j`` with ``int(c - r + 0.5) <= j <
   int(c + r + 0.5)``, ``r`` the stretched half-width, get ``f((j + 0.5 - c) / max(scale,
   1))``, normalised to add up to 1, for the filter ``f``: the triangle (half-width 1), Keys'
-  cubic with ``A = -0.5`` (2), or Lanczos-3, ``sinc(x) sinc(x / 3)`` (3). No input is clamped
-  and no size is copied. An output width of 1 with a height that changes is refused: there
+  cubic with ``A = -0.5`` (2), or Lanczos-3, ``sinc(x) sinc(x / 3)`` (3). No input is
+  clamped; an axis whose size does not change is copied, as in the linear modes. An output width of 1 with a height that changes is refused: there
   PyTorch's CPU kernel gives every output row the first row's weights.
 
 The linear and bicubic modes floor the source coordinate after rounding it to float32, as
@@ -217,6 +217,8 @@ def _antialias_axis(n: int, m: int, scale: float | None, align_corners: bool,
     """PyTorch's antialiased weights along one axis (``_compute_weights_aa``; the module's
     description): each output's window of inputs around its centre, the filter stretched by
     the scale where the axis shrinks, the weights normalised to add up to 1."""
+    if m == n:  # PyTorch copies an axis whose size does not change, whatever scale_factor says
+        return _axis_matrix(np.arange(m), np.arange(m), np.ones(m), m, n)
     if align_corners:
         ratio = (n - 1) / (m - 1) if m > 1 else 0.0
     else:
