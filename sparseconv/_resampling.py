@@ -33,8 +33,9 @@ own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
   int(c + r + 0.5)``, ``r`` the stretched half-width, get ``f((j + 0.5 - c) / max(scale,
   1))``, normalised to add up to 1, for the filter ``f``: the triangle (half-width 1), Keys'
   cubic with ``A = -0.5`` (2), or Lanczos-3, ``sinc(x) sinc(x / 3)`` (3). No input is
-  clamped; an axis whose size does not change is copied, as in the linear modes. An output width of 1 with a height that changes is refused: there
-  PyTorch's CPU kernel gives every output row the first row's weights.
+  clamped; an axis whose size does not change is copied, as in the linear modes. An output
+  width of 1 with a height that changes is refused: there PyTorch's CPU kernel gives every
+  output row the first row's weights.
 
 The linear and bicubic modes floor the source coordinate after rounding it to float32, as
 ATen's ``floorf`` does, so a coordinate just below a whole number reads that number. On axes
@@ -130,10 +131,23 @@ def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
     """
     o = np.arange(m) + (0.5 if exact else 0.0)
     ratio = 1.0 / scale if scale is not None else n / m
+    # a double product, rounded to float32 (floorf's argument), then floored
+    double = np.minimum(np.floor((o * ratio).astype(np.float32)).astype(np.int64), n - 1)
     if two_d:  # ATen's nearest_idx / nearest_exact_idx: a float32 scale
         product = (o.astype(np.float32) * np.float32(ratio) if not exact
                    else (o * np.float64(np.float32(ratio))).astype(np.float32))
         source = np.minimum(np.floor(product).astype(np.int64), n - 1)
+        if m not in (n, 2 * n) and not np.array_equal(source, double):
+            # (measured on torch 2.13: where these two roundings agree, PyTorch's 2-D kernel
+            # reads what they read, for every tensor size; where they differ, it reads one or
+            # the other depending on the sizes of the whole tensor, the other axis's too)
+            given = f"scale_factor={scale!r}" if scale is not None else f"size={m}"
+            raise ValueError(
+                f"mode={'nearest-exact' if exact else 'nearest'!r} with {given} maps {n} "
+                f"inputs to {m} outputs, where PyTorch's 2-D kernels round o * {ratio!r} in "
+                "float32 or in float64 depending on the whole tensor's size, and the two "
+                f"read different inputs (output {int(np.flatnonzero(source != double)[0])}): "
+                "no one matrix is PyTorch's; another size or scale_factor avoids it")
         if not exact and m in (n, 2 * n):
             shortcut = np.arange(m) >> (m // n - 1)
             if not np.array_equal(shortcut, source):
@@ -142,8 +156,8 @@ def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
                     f"2-D nearest kernels disagree (one copies or halves the index, one "
                     f"rounds o * {ratio!r}): pass size={m} instead")
             source = shortcut
-    else:  # a double product, rounded to float32 (floorf's argument), then floored
-        source = np.minimum(np.floor((o * ratio).astype(np.float32)).astype(np.int64), n - 1)
+    else:
+        source = double
     return _axis_matrix(o, source, np.ones(m), m, n)
 
 

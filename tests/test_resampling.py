@@ -83,7 +83,8 @@ def test_interpolate_matches_torch(ndim):
         try:
             a = interpolate_matrix((2, *size), **kwargs)
         except ValueError as error:  # a 2-D case where PyTorch's own kernels disagree
-            assert ndim == 2 and kwargs["mode"] == "nearest" and "disagree" in str(error)
+            assert ndim == 2 and kwargs["mode"].startswith("nearest") and (
+                "disagree" in str(error) or "no one matrix" in str(error)), error
             continue
         config = dict(size_in=size, **kwargs)
         assert a.shape == (y.size, x.numel()), config
@@ -165,6 +166,36 @@ def test_2d_nearest_refuses_where_torchs_kernels_disagree():
     y = F.interpolate(x, scale_factor=(2.0, 3.25)).numpy()
     a = interpolate_matrix((2, 10, 37), scale_factor=(2.0, 3.25))
     assert_close(_apply(a, x.numpy()), y.ravel(), "scale_factor=(2.0, 3.25)")
+
+
+@requires_torch
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_2d_nearest_refuses_where_torch_rounds_by_the_tensors_size(mode):
+    """scale_factor=3.7 on 35 rows: PyTorch's 2-D kernel reads input 30 for output 111 at a
+    width of 1 and 29 at other sizes (its float32 and float64 products floor apart), and the
+    matrix read 29 (a review). Refused there; elsewhere, on long axes and widths 1 to 16, the
+    matrix is PyTorch's, and common factors are never refused."""
+    with pytest.raises(ValueError, match=r"scale_factor=3\.7 maps 35 inputs to 129 .*no one "):
+        interpolate_matrix((1, 35, 1), scale_factor=(3.7, 1.0), mode=mode)
+    rng = np.random.default_rng(5)
+    refused = 0
+    for trial in range(120):
+        common = trial % 2 == 0
+        factor = float(rng.choice([0.5, 1.5, 2.5, 3.0, 1 / 3, 0.75, 1.25, 4.0]) if common
+                       else rng.choice([3.7, 2.3, 2.7, rng.uniform(0.3, 4.0)]))
+        n, width = int(rng.integers(20, 160)), int(rng.choice([1, 5, 16]))
+        kwargs = dict(scale_factor=(factor, 1.0)) if trial % 3 else dict(
+            size=(max(1, int(n * factor)), width))
+        x = torch.arange(float(n * width), dtype=torch.float64).reshape(1, 1, n, width)
+        try:
+            a = interpolate_matrix((1, n, width), mode=mode, **kwargs)
+        except ValueError as error:
+            assert not common and "no one matrix" in str(error), (n, width, kwargs, error)
+            refused += 1
+            continue
+        y = F.interpolate(x, mode=mode, **kwargs).numpy().ravel()
+        assert np.array_equal(a @ x.numpy().ravel(), y), (n, width, kwargs)
+    assert refused, "the sweep must reach the refusal"
 
 
 @requires_torch
