@@ -57,7 +57,8 @@ def avg_pool_matrix(
         Round the output size up: one more window where the last one would hang over the
         padded input, provided it starts inside the input or the low padding (PyTorch's rule;
         the kernel may then be larger than the padded input, as in ``avg_pool1d`` and
-        ``avg_pool2d``; ``avg_pool3d`` alone refuses a kernel larger than the input).
+        ``avg_pool2d``; ``avg_pool3d`` alone refuses a kernel larger than the unpadded input,
+        and so does this function in 3-D).
     count_include_pad : bool
         Divide by the window's positions inside the padded input (True) or by the input
         positions it covers (False).
@@ -74,7 +75,7 @@ def avg_pool_matrix(
     ------
     ValueError, TypeError
         A bad shape or argument (a flag that is not a bool), a padding over half the kernel,
-        ``dtype=float16``.
+        in 3-D a kernel larger than the unpadded input (as ``avg_pool3d``), ``dtype=float16``.
     MatrixTooLargeError
         The matrix, its divisors and any format conversion exceed the memory limit.
 
@@ -116,6 +117,11 @@ def avg_pool_matrix(
     if any(max(pad) > k // 2 for pad, k in zip(pads, kernel)):
         raise ValueError(f"padding={padding!r} must be at most half of kernel_size="
                          f"{kernel} on every side (PyTorch's limit)")
+    if ndim == 3 and any(n < k for n, k in zip(shape[1:], kernel)):  # (a review found it
+        # built: PyTorch's avg_pool3d alone checks the kernel against the unpadded input)
+        raise ValueError(f"kernel_size={kernel} is larger than the unpadded input "
+                         f"{tuple(shape[1:])} on some axis, which avg_pool3d refuses "
+                         "(avg_pool1d and avg_pool2d accept it)")
     padded = [n + lo + hi for n, (lo, hi) in zip(shape[1:], pads)]
     if ceil_mode:  # the last window may hang over the padded input: zeros there, not stored
         pads = [(lo, hi + _ceil_extra(n, k, s, lo, hi))
