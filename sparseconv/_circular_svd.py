@@ -106,7 +106,10 @@ class CircularSVD(LinearOperator):
             # (C_in, M1, s1, ..., Md, sd, b) -> (M1..Md, C_in, s1..sd, b): columns (c, r)
             order = [1 + 2 * i for i in range(d)] + [0] + [2 + 2 * i for i in range(d)]
             x = x.transpose(*order, 2 * d + 1)
-        x = np.fft.fftn(x, axes=tuple(range(d)), norm="ortho")
+        # (float32 inputs in double precision: numpy's FFT keeps float32 in complex64, which
+        # a review found made solve and products of float32 arrays 3e-8 accurate)
+        x = np.fft.fftn(x.astype(np.result_type(x.dtype, np.float64), copy=False),
+                        axes=tuple(range(d)), norm="ortho")
         return x.reshape(math.prod(self._grid), g, self._per_group(side), b)
 
     def _from_frequency(self, Z: np.ndarray, side: str) -> np.ndarray:
@@ -131,8 +134,11 @@ class CircularSVD(LinearOperator):
             return geom.out_channels // geom.groups
         return geom.in_channels * math.prod(geom.stride) // geom.groups
 
-    def _apply(self, X: np.ndarray, f: np.ndarray, inverse: bool, real: bool) -> np.ndarray:
-        """``U f(S) V^H X`` (or ``V f(S) U^H X`` when ``inverse``), ``f`` on the factor grid."""
+    def _apply(self, X: np.ndarray, f: np.ndarray, inverse: bool, real: bool,
+               divisor: np.ndarray | None = None) -> np.ndarray:
+        """``U f(S) V^H X`` (or ``V f(S) U^H X`` when ``inverse``), ``f`` on the factor grid,
+        divided by ``divisor`` (an inverse's ``1 / s`` overflows for ``s`` below
+        ``1 / max_float``, where ``c / s`` of a small coefficient ``c`` need not)."""
         X = np.asarray(X)
         real = real and X.dtype.kind != "c"
         check_memory(16 * 4 * X.shape[-1] * (self.shape[0] + self.shape[1]),
@@ -141,8 +147,11 @@ class CircularSVD(LinearOperator):
         first, first_adjoint = (self._u, True) if inverse else (self._vh, False)
         then, then_adjoint = (self._vh, True) if inverse else (self._u, False)
         X = self._to_frequency(X, "out" if inverse else "in")
-        coefficients = self._frequencies.product(first, X, first_adjoint)
-        out = self._frequencies.product(then, f[..., None] * coefficients, then_adjoint)
+        coefficients = f[..., None] * self._frequencies.product(first, X, first_adjoint)
+        if divisor is not None:  # by parts: numpy's complex division by a subnormal
+            coefficients.real /= divisor[..., None]  # overflows where the parts' do not
+            coefficients.imag /= divisor[..., None]
+        out = self._frequencies.product(then, coefficients, then_adjoint)
         out = self._from_frequency(out, "in" if inverse else "out")
         return out.real if real else out
 
@@ -153,7 +162,7 @@ class CircularSVD(LinearOperator):
         return self._apply(X, self._s, True, self._real)
 
     def _adjoint(self):
-        return _SpectralFilter(self, self._s, True, self._real)
+        return _SpectralFilter(self, self._s, None, True, self._real)
 
     def _symbol_of(self, f: np.ndarray) -> np.ndarray:
         """``U_xi diag(f) V_xi^H`` per frequency and group, ``(F, groups, m, M)``."""
@@ -163,7 +172,9 @@ class CircularSVD(LinearOperator):
         return self._frequencies.rebuild(self._u, f, self._vh)
 
     # -- functions of the singular values ----------------------------------------------------
-    def _inverse_filter(self, damp, rcond) -> np.ndarray:
+    def _inverse_filter(self, damp, rcond) -> tuple[np.ndarray, np.ndarray]:
+        """``s / (s^2 + damp^2)`` (``1 / s`` above the cut-off, 0 below for ``damp = 0``) as
+        a numerator in ``[0, 1]`` and a positive divisor, neither of which overflows."""
         damp = real_number(damp, "damp", low=0.0)
         top = float(self.S[0]) if self.S.size else 0.0
         if rcond is None:
@@ -171,13 +182,15 @@ class CircularSVD(LinearOperator):
         rcond = real_number(rcond, "rcond", low=0.0)
         s = self._s
         with np.errstate(divide="ignore", invalid="ignore"):
-            if damp == 0.0:
-                return np.where(s > rcond * top, 1.0 / np.where(s > 0, s, 1.0), 0.0)
+            if damp == 0.0:  # (a review: 1 / s overflowed for s = 1e-310, giving NaN)
+                keep = s > rcond * top
+                return keep.astype(np.float64), np.where(keep, s, 1.0)
             # s / (s^2 + damp^2) without a square or a ratio above 1 (s / damp overflows for
             # s = 1, damp = 1e-310): with r = min(s, damp) / max(s, damp) <= 1, it is
             # 1 / (s + damp r) where s >= damp and r / (damp + s r) where s < damp
             r = np.minimum(s, damp) / np.maximum(s, damp)
-            return np.where(s >= damp, 1.0 / (s + damp * r), r / (damp + s * r))
+            return np.where(s >= damp, 1.0, r), np.where(s >= damp, s + damp * r,
+                                                         damp + s * r)
 
     def solve(self, b: ArrayLike, damp: float = 0.0, rcond: float | None = None) -> np.ndarray:
         """The least-squares solution ``argmin ||A x - b||^2 + damp^2 ||x||^2`` of least norm.
@@ -219,9 +232,9 @@ class CircularSVD(LinearOperator):
         >>> bool(np.allclose(x.ravel(), np.linalg.lstsq(A.toarray(), b.ravel())[0]))
         True
         """
-        f = self._inverse_filter(damp, rcond)
+        f, divisor = self._inverse_filter(damp, rcond)
         columns, unshape = _as_columns(b, self.output_shape, self.input_shape, "b")
-        return unshape(self._apply(columns, f, True, self._real))
+        return unshape(self._apply(columns, f, True, self._real, divisor))
 
     lstsq = solve
 
@@ -243,7 +256,7 @@ class CircularSVD(LinearOperator):
         >>> bool(np.allclose(P @ (svd @ np.eye(12)), np.eye(12)))
         True
         """
-        return _SpectralFilter(self, self._inverse_filter(damp, rcond), True, self._real)
+        return _SpectralFilter(self, *self._inverse_filter(damp, rcond), True, self._real)
 
     def cond(self) -> float:
         """The condition number ``S[0] / S[-1]`` (``inf`` when ``S[-1] == 0``).
@@ -288,7 +301,7 @@ class CircularSVD(LinearOperator):
         keep = keep.reshape(self._s.shape)
         negative = negative_frequencies(self._grid)
         real = self._real and bool((keep == keep[negative]).all())
-        return _SpectralFilter(self, np.where(keep, self._s, 0.0), False, real)
+        return _SpectralFilter(self, np.where(keep, self._s, 0.0), None, False, real)
 
     def dense_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(U, S, Vh)`` as dense arrays (``A == U @ np.diag(S) @ Vh``), for small layers.
@@ -313,21 +326,24 @@ class CircularSVD(LinearOperator):
 
 
 class _SpectralFilter(LinearOperator):
-    """``U diag(f) V^H`` (or ``V diag(f) U^H`` when ``inverse``), ``f`` real on the factors."""
+    """``U diag(f / divisor) V^H`` (or ``V ... U^H`` when ``inverse``), real on the factors."""
 
-    def __init__(self, svd: CircularSVD, f: np.ndarray, inverse: bool, real: bool) -> None:
-        self._svd, self._f, self._inverse, self._real = svd, f, inverse, real
+    def __init__(self, svd: CircularSVD, f: np.ndarray, divisor: np.ndarray | None,
+                 inverse: bool, real: bool) -> None:
+        self._svd, self._f, self._divisor = svd, f, divisor
+        self._inverse, self._real = inverse, real
         shape = svd.shape[::-1] if inverse else svd.shape
         super().__init__(np.dtype(np.float64 if real else np.complex128), shape)
 
     def _matmat(self, X):
-        return self._svd._apply(X, self._f, self._inverse, self._real)
+        return self._svd._apply(X, self._f, self._inverse, self._real, self._divisor)
 
     def _rmatmat(self, X):
-        return self._svd._apply(X, self._f, not self._inverse, self._real)
+        return self._svd._apply(X, self._f, not self._inverse, self._real, self._divisor)
 
     def _adjoint(self):
-        return _SpectralFilter(self._svd, self._f, not self._inverse, self._real)
+        return _SpectralFilter(self._svd, self._f, self._divisor, not self._inverse,
+                               self._real)
 
 
 class _Factor(LinearOperator):
