@@ -425,15 +425,19 @@ class Polyphase:
         ``size`` outputs; the geometry drops any outputs beyond those.
         """
         phases: list[dict[str, Any]] = []
-        for r in range(axis.stride):
-            taps = [t for t in range(axis.kernel_size) if (t * axis.dilation) % axis.stride == r]
+        # only the phases some tap reaches are visited (a loop over every phase took seconds
+        # at stride 10**7, before any size check); the others with positions in the span
+        # (min(n, stride) phases have some) are counted, and stay zero
+        by_phase: dict[int, list[int]] = {}
+        for t in range(axis.kernel_size):
+            by_phase.setdefault((t * axis.dilation) % axis.stride, []).append(t)
+        reached = 0
+        for r, taps in sorted(by_phase.items()):
             first = lo + (r - lo) % axis.stride
             size = -(-(lo + n - first) // axis.stride)
             if size <= 0:
                 continue  # the span holds no position of this phase
-            if not taps:
-                phases.append(dict(taps=[]))
-                continue
+            reached += 1
             shifts = [(t * axis.dilation - r) // axis.stride for t in taps]
             step = shifts[1] - shifts[0] if len(taps) > 1 else 1
             left = shifts[-1] - (first - r) // axis.stride
@@ -443,6 +447,8 @@ class Polyphase:
                 continue
             phases.append(dict(first=first - lo, taps=taps[::-1], dilation=step, size=size,
                                pad=(max(left, 0), max(right, 0)), crop=max(-left, 0)))
+        if reached < min(n, axis.stride):  # a phase no tap reaches: its positions are zeros
+            phases.append(dict(taps=[]))
         return phases
 
     def nbytes(self, b: int, itemsize: int) -> int:

@@ -11,12 +11,14 @@ conversion are sized against the memory limit before anything is allocated.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
 from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._matrices import assemble, check_format, format_bytes, matrix_bytes
+from ._memory import check_memory
 from ._typing import (
     DTypeLike,
     ExplicitPaddingLike,
@@ -126,6 +128,10 @@ def avg_pool_matrix(
     if ceil_mode:  # the last window may hang over the padded input: zeros there, not stored
         pads = [(lo, hi + _ceil_extra(n, k, s, lo, hi))
                 for n, k, s, (lo, hi) in zip(shape[1:], kernel, stride, pads)]
+    # the window's weights and the taps' index arrays, before the geometry builds them (a
+    # review: a kernel of 10**8 over 10 inputs allocated 4.5 GB for a 1 x 10 matrix)
+    check_memory(8 * shape[0] * math.prod(kernel) + 48 * sum(kernel),
+                 f"avg_pool_matrix's window of kernel_size={kernel}")
     geom = ConvGeometry.from_kernel_size(shape, kernel, depthwise=True, stride=stride,
                                          padding=pads)
     # beside the matrix: the divisors a row, the entries' divisors, and a converted copy

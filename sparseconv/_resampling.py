@@ -57,7 +57,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._formats import in_format
-from ._memory import check_sparse_memory
+from ._memory import check_memory, check_sparse_memory
 from ._typing import DTypeLike, IntOrTuple, ShapeLike, SparseArray, SparseFormat
 from ._validation import (
     as_bool,
@@ -99,6 +99,15 @@ def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str
     matrix = functools.reduce(lambda a, b: sp.kron(a, b, format="csr"), axes,
                               sp.eye_array(channels, format="csr"))
     return in_format(sp.csr_array(matrix, dtype=dtype), format)
+
+
+def _size_axes(channels: int, outputs: list[int], entries: list[int], dtype, what: str) -> None:
+    """Size the matrix (``entries[d]`` at most on axis ``d``, of ``outputs[d]`` rows) and its
+    axes' scratch (about 40 bytes an entry) against the memory limit, before any axis is
+    built (a review: a size of 10**8 allocated 5 GB before the limit refused the matrix)."""
+    check_memory(40 * sum(entries), f"{what}'s per-axis weights")
+    check_sparse_memory(channels * math.prod(entries), channels * math.prod(outputs), dtype,
+                        what)
 
 
 def _axis_matrix(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, m: int, n: int):
@@ -212,6 +221,16 @@ def _cubic_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.
     return _axis_matrix(np.repeat(np.arange(m), 4), columns.ravel(), weights.ravel(), m, n)
 
 
+def _entries_per_output(n: int, m: int, scale: float | None, mode: str, antialias: bool,
+                        align_corners: bool) -> int:
+    """The most inputs one output of an interpolating axis reads (before it is built)."""
+    if antialias:  # the stretched window of _antialias_axis, and one more for rounding
+        ratio = ((n - 1) / (m - 1) if m > 1 else 0.0) if align_corners else (
+            1.0 / scale if scale is not None else n / m)
+        return 2 * math.ceil(_ANTIALIAS[mode] / 2 * max(ratio, 1.0)) + 2
+    return {"bicubic": 4}.get(mode, 1 if mode.startswith("nearest") else 2)
+
+
 def _antialias_filter(mode: str, x: np.ndarray) -> np.ndarray:
     """PyTorch's antialiasing filters: the triangle, Keys' cubic with ``A = -0.5`` (not the
     ``-0.75`` of plain bicubic interpolation) and the Lanczos-3 window."""
@@ -303,6 +322,9 @@ def adaptive_avg_pool_matrix(input_shape: ShapeLike,
     dtype = layer_dtype(np.empty(0), dtype)
     shape = _shape(input_shape)
     out = adaptive_output_size(shape[1:], output_size)
+    # each output's window holds at most ceil(n / m) + 1 inputs: n + 2m in all
+    _size_axes(shape[0], list(out), [min(n * m, n + 2 * m) for n, m in zip(shape[1:], out)],
+               dtype, "adaptive_avg_pool_matrix")
     axes = [_adaptive_axis(n, m) for n, m in zip(shape[1:], out)]
     return _kron(shape[0], axes, format, dtype, "adaptive_avg_pool_matrix")
 
@@ -458,6 +480,10 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
                          f"({shape[1]} -> {out[0]}): PyTorch's CPU kernel gives every output "
                          "row the first row's weights there, not the filter's, so no matrix "
                          "is both; keep the height, or a width above 1")
+    _size_axes(shape[0], list(out), [
+        m * min(n, _entries_per_output(n, m, s, mode, antialias, bool(align_corners)))
+        if mode != "area" else min(n * m, n + 2 * m)
+        for n, m, s in zip(shape[1:], out, scales)], dtype, "interpolate_matrix")
     if mode == "area":
         axes = [_adaptive_axis(n, m) for n, m in zip(shape[1:], out)]
     elif antialias:
@@ -536,7 +562,8 @@ def pixel_shuffle_matrix(input_shape: ShapeLike, upscale_factor: int, *,
     c, h, w = _shuffle_shape(input_shape)
     if c % (r * r):
         raise ValueError(f"input_shape[0]={c} must be divisible by upscale_factor**2={r * r}")
-    index = np.arange(c * h * w).reshape(c // (r * r), r, r, h, w)
+    check_sparse_memory(c * h * w, c * h * w, dtype, "pixel_shuffle_matrix")  # (before the
+    index = np.arange(c * h * w).reshape(c // (r * r), r, r, h, w)  # index array)
     source = index.transpose(0, 3, 1, 4, 2)  # (C, H, r, W, r): the output's C order
     return _permutation(source, format, dtype, "pixel_shuffle_matrix")
 
@@ -579,6 +606,7 @@ def pixel_unshuffle_matrix(input_shape: ShapeLike, downscale_factor: int, *,
     c, h, w = _shuffle_shape(input_shape)
     if h % r or w % r:
         raise ValueError(f"input_shape[1:]={(h, w)} must be divisible by downscale_factor={r}")
+    check_sparse_memory(c * h * w, c * h * w, dtype, "pixel_unshuffle_matrix")
     index = np.arange(c * h * w).reshape(c, h // r, r, w // r, r)
     source = index.transpose(0, 2, 4, 1, 3)  # (C, r, r, H, W): the output's C order
     return _permutation(source, format, dtype, "pixel_unshuffle_matrix")

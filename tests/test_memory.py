@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -129,3 +130,42 @@ def test_entry_points_are_sized_before_they_allocate(name):
     finally:
         sparseconv.set_memory_limit(old)
     SIZED[name]()  # and within the default limit the same call answers
+
+
+HUGE = {  # (a review: each allocated 0.7 to 7.6 GB, or ran for seconds, before its check)
+    "interpolate size": lambda: sparseconv.interpolate_matrix((1, 4), size=10**8),
+    "interpolate scale_factor": lambda: sparseconv.interpolate_matrix((1, 4),
+                                                                      scale_factor=2.5e7),
+    "interpolate antialias": lambda: sparseconv.interpolate_matrix(
+        (1, 10**8, 4), size=(3, 2), mode="bilinear", antialias=True),
+    "adaptive output": lambda: sparseconv.adaptive_avg_pool_matrix((1, 10), 10**8),
+    "adaptive input": lambda: sparseconv.adaptive_avg_pool_matrix((1, 10**8), 1),
+    "pixel_shuffle": lambda: sparseconv.pixel_shuffle_matrix((4, 5000, 5000), 2),
+    "pixel_unshuffle": lambda: sparseconv.pixel_unshuffle_matrix((1, 10000, 10000), 2),
+    "avg_pool kernel": lambda: sparseconv.avg_pool_matrix((1, 10), 10**8, ceil_mode=True),
+    "transposed operator": lambda: sparseconv.ConvTransposeOperator(
+        np.ones((1, 1, 3)), (1, 10), stride=3 * 10**6) @ np.ones(10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE))
+def test_huge_arguments_are_refused_before_anything_is_allocated(name):
+    old = sparseconv.set_memory_limit(50 * 2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(sparseconv.MatrixTooLargeError, match="memory limit"):
+            HUGE[name]()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        sparseconv.set_memory_limit(old)
+    assert peak < 2**20, (name, peak)
+
+
+def test_operators_of_huge_strides_are_built_without_visiting_every_phase():
+    """ConvOperator's adjoint visited all stride phases in Python: 12 s at stride 10**7,
+    never ending at 10**14. Only the phases a tap reaches are visited now."""
+    for stride in (10**7, 10**14):
+        op = sparseconv.ConvOperator(np.array([[[1.0, 2.0, 3.0]]]), (1, 10), stride=stride)
+        np.testing.assert_array_equal(op.H @ np.ones(op.shape[0]),
+                                      [1, 2, 3, 0, 0, 0, 0, 0, 0, 0])
