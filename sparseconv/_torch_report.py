@@ -351,6 +351,10 @@ def _untrusted(model: nn.Module, before: list[int]) -> str:
     return ""
 
 
+#: The reason's start when a traced module has no known constant (the CLI adds its option).
+UNKNOWN = "no layer sparseconv.torch reads, nor an activation of known constant: "
+
+
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
                     known: dict[int, float], options: dict) -> tuple[float | None, str]:
@@ -915,16 +919,17 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     rows = [row for row in found if row is not None]
     reason, bound = "", None
     untrusted = _untrusted(model, versions)
-    if unknown:
-        reason = "not linear and not a known activation: " + ", ".join(unknown)
-    elif untrusted:
-        reason = untrusted
-    elif not (chain or assume_chain):
-        name, module = _not_sequential(model) or ("", model)
-        what = f"module {name!r} ({_kind(module)})" if name else _kind(module)
-        reason = (f"{what} is not a nn.Sequential, so the product of the "
-                  "layers' bounds is no bound of its forward (pass assume_chain=True if that "
-                  "forward is the chain of the traced layers)")
+    if untrusted:
+        reason = (UNKNOWN + ", ".join(unknown) + "; and " if unknown else "") + untrusted
+    elif unknown or not (chain or assume_chain):
+        if unknown:  # (a module of the user's own, x / 10 say: the graph reads its forward)
+            reason = UNKNOWN + ", ".join(unknown)
+        else:
+            name, module = _not_sequential(model) or ("", model)
+            what = f"module {name!r} ({_kind(module)})" if name else _kind(module)
+            reason = (f"{what} is not a nn.Sequential, so the product of the "
+                      "layers' bounds is no bound of its forward (pass assume_chain=True if "
+                      "that forward is the chain of the traced layers)")
         bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs)
         if bound is not None:
             reason = ""

@@ -768,7 +768,7 @@ def _report(args, error) -> None:
               "(BatchNorm's running statistics, no dropout)")
     # the library's keywords, as this command line spells them
     print(str(report).replace("pass assume_chain=True", "pass --assume-chain"))
-    if report.reason.startswith("not linear and not a known activation"):
+    if "no layer sparseconv.torch reads, nor an activation" in report.reason:
         print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)")
     for key, write in (("csv", report.to_csv), ("json", report.to_json)):
         if outputs[key]:

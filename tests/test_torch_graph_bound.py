@@ -618,6 +618,30 @@ def test_a_model_without_submodules_is_its_forward_not_a_layer():
     assert [r.name for r in sct.trace(nn.Conv2d(2, 2, 3).eval(), (2, 5, 5))] == [""]
 
 
+class _Scale(nn.Module):
+    """A module of the user's own, linear: no layer the report reads, no known constant."""
+
+    def forward(self, x):
+        return x / 10
+
+
+def test_a_users_module_in_a_chain_is_read_through_the_graph():
+    """A trial: Sequential(conv, Scale()) with Scale's forward x / 10 had no bound ("not
+    linear and not a known activation: 1 (Scale)", untrue), where conv(x) / 10 written in a
+    forward had one. The graph reads its forward; a module whose forward it cannot bound is
+    still named, with both reasons."""
+    model = _networks.randomize(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), _Scale()))
+    report = sct.lipschitz_report(model.eval(), (2, 5, 5))
+    assert report.over_graph and report.reason == "", report.reason
+    assert report.network_upper == pytest.approx(report["0"]["upper"] / 10, rel=1e-12)
+    assert jacobian_norm(model, (2, 5, 5)) <= report.network_upper
+    refused = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Softplus()).eval()
+    reason = sct.lipschitz_report(refused, (2, 5, 5)).reason
+    assert reason.startswith("no layer sparseconv.torch reads, nor an activation of known "
+                             "constant: 1 (Softplus); nor is there a bound over its graph: "
+                             "node '_1' (call_module 1) has no certified bound"), reason
+
+
 def test_an_output_that_is_no_tensor_is_named_so():
     """A dict output (torchvision's segmentation models) was reported as "does not compute
     what its forward does (an in-place change ...?)"."""

@@ -178,9 +178,10 @@ def test_report_is_the_eager_report(network, fold, how, tmp_path):
         # the eager model's bound over its torch.fx graph; a compiled one has no such graph
         assert report.network_upper is None
         assert "a TorchScript model has no torch.fx graph" in report.reason
-    else:
-        assert (report.network_upper, report.reason) == (expected.network_upper,
-                                                         expected.reason)
+    else:  # (the graph's own reason differs: a compiled model has none)
+        graph = "; nor is there a bound over its graph: "
+        assert report.network_upper == expected.network_upper
+        assert report.reason.split(graph)[0] == expected.reason.split(graph)[0]
 
 
 class Mutated(nn.Module):  # an in-place relu on the convolution's output before the BatchNorm
@@ -244,7 +245,8 @@ def test_refusals_name_the_module(tmp_path):
         sct.trace(two, (1, 3))
     model = jit(_networks.randomize(_networks.TinyResNet()), "script", (3, 8, 8),
                 tmp_path / "r.pt")
-    with pytest.raises(ValueError, match=r"training mode \(TinyResNet, conv1, bn1, \.\.\.\)"):
+    with pytest.raises(ValueError, match=r"training mode \(TinyResNet, module 'conv1' "
+                                         r"\(Conv2d\), module 'bn1' \(BatchNorm2d\), \.\.\.\)"):
         sct.lipschitz_report(model.train(), (3, 8, 8))
     with pytest.raises(RuntimeError, match=r"^[^\n]*$"):  # the model's own error, on one line
         sct.trace(model.eval(), (3, 8))
