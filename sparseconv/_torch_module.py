@@ -61,6 +61,9 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
     -------
     scipy.sparse array, shape (prod(output_shape), prod(input_shape))
         ``matrix @ x.ravel() + bias == module(x[None])[0].ravel()`` (see :func:`affine`).
+        Float64 whatever the module's dtype (a float32, float16 or bfloat16 module's weights
+        widen exactly), as :func:`operator` is; the array functions keep a float32 weight's
+        dtype (``sparseconv.conv_matrix(conv.weight.detach().numpy(), ...)`` is float32).
 
     Raises
     ------

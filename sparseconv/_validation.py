@@ -377,13 +377,20 @@ def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarr
     try:
         array = np.asarray(weight)
     except (TypeError, ValueError, RuntimeError) as exc:  # (torch raises RuntimeError)
-        hint = "" if not hasattr(weight, "detach") else (  # a tensor that requires grad, say
-            f" ({exc}): pass {name}.detach().cpu().numpy(), or the module to sparseconv.torch")
+        # a tensor that requires grad, say (numpy has no bfloat16: convert it first)
+        widen = ".float()" if "BFloat16" in str(exc) else ""
+        hint = "" if not hasattr(weight, "detach") else (
+            f" ({exc}): pass {name}.detach(){widen}.cpu().numpy(), or the module to "
+            "sparseconv.torch")
         raise TypeError(f"{name} must be a numeric array, got {type(weight).__name__}"
                         f"{hint}") from exc
     if array.dtype.kind not in "biufc":
         what = "" if isinstance(weight, (np.ndarray, list, tuple)) else f"{type(weight).__name__}, "
-        raise TypeError(f"{name} must be a numeric array, got {what}dtype {array.dtype}")
+        module = hasattr(weight, "named_parameters") and callable(weight)  # a torch module
+        raise TypeError(f"{name} must be a numeric array, got {what}dtype {array.dtype}" + (
+            ": a module goes to sparseconv.torch (sparseconv.torch.matrix(module, "
+            "input_shape), .operator, .spectral_norm), its weight here as "
+            "module.weight.detach().numpy()" if module else ""))
     if array.dtype.kind in "biu":
         array = array.astype(np.float64)
     if finite and not np.isfinite(array).all():

@@ -51,8 +51,8 @@ try:
     from dask.highlevelgraph import HighLevelGraph
 except ImportError as exc:  # pragma: no cover - CI installs the extra
     raise ImportError(
-        'sparseconv.dask needs Dask: pip install "sparseconv[dask]" (or pip install '
-        '"dask[array,distributed]" zarr)'
+        'sparseconv.dask needs Dask: pip install "dask[array,distributed]" zarr (or, in a '
+        'checkout of sparseconv, pip install -e ".[dask]")'
     ) from exc
 
 import sparseconv as sc

@@ -52,7 +52,8 @@ try:
     import torch  # noqa: F401 - fail here, with the install hint, before the private modules
 except ImportError as exc:  # pragma: no cover - CI installs torch
     raise ImportError(
-        'sparseconv.torch needs PyTorch: pip install "sparseconv[torch]" (or pip install torch)'
+        "sparseconv.torch needs PyTorch: pip install torch (or, in a checkout of sparseconv, "
+        'pip install -e ".[torch]")'
     ) from exc
 
 from sparseconv._torch_module import (

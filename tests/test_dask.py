@@ -325,7 +325,7 @@ def test_import_sparseconv_imports_no_dask_and_the_error_names_the_extra():
             "try:\n    import sparseconv.dask\nexcept ImportError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert 'pip install "sparseconv[dask]"' in out
+    assert 'pip install -e ".[dask]"' in out
 
 
 # ---------------------------------------------------------------------------------------------

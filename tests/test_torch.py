@@ -627,6 +627,19 @@ def test_network_operator_antialiased_interpolation(mode):
     check_network(model.eval(), (2, 6, 5), mode)
 
 
+def test_the_array_api_points_a_module_and_a_bfloat16_tensor_to_what_works():
+    """A trial: a module passed as a weight got "dtype object" and no pointer; a bfloat16
+    tensor's hint (weight.detach().cpu().numpy()) failed too, numpy having no bfloat16."""
+    conv = nn.Conv2d(2, 2, 3)
+    with pytest.raises(TypeError, match=r"got Conv2d, dtype object: a module goes to "
+                                        r"sparseconv\.torch \(sparseconv\.torch\.matrix"):
+        sc.conv_matrix(conv, (2, 5, 5))
+    weight = conv.weight.detach().to(torch.bfloat16)
+    with pytest.raises(TypeError, match=r"pass weight\.detach\(\)\.float\(\)\.cpu\(\)\.numpy"):
+        sc.conv_matrix(weight, (2, 5, 5))
+    sc.conv_matrix(weight.detach().float().cpu().numpy(), (2, 5, 5))  # the hint works
+
+
 class TwoInputs(nn.Module):
     def __init__(self):
         super().__init__()
@@ -921,7 +934,8 @@ def test_import_error_says_how_to_install():
             "    print(error)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
-    assert 'pip install "sparseconv[torch]"' in result.stdout
+    assert 'pip install torch (or, in a checkout of sparseconv, pip install -e ".[torch]")' \
+        in result.stdout
 
 
 def test_hooked_modules_are_refused_where_the_hook_would_be_missed():
