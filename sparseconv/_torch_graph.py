@@ -319,6 +319,19 @@ class _GraphBuilder:
             return self.refuse(node, "is not linear, or not a call network_operator maps")
         return _layer_op(node.name, i, _layer(module.eval(), in_shape), shape)
 
+    def per_sample(self, node, value) -> np.ndarray:
+        """A constant combined with the signal, as one sample's. One expanded to the probe's
+        batch (``x.shape[0]`` as a size: CoordConv's coordinates) had that batch baked in (a
+        review: the operator then failed on any other); where its samples are equal, its first
+        stands for all, and otherwise it is refused."""
+        value = np.asarray(_constant(value))
+        if value.ndim == len(self.shape(node)) + 1 and value.shape[0] == _BATCH:
+            if not (value == value[:1]).all():
+                self.refuse(node, "combines the signal with a constant that differs between "
+                            "the samples of the batch")
+            return value[:1]
+        return value
+
     def add_op(self, node, args, kwargs, sign) -> _Op:
         a = kwargs.get("input", args[0] if args else None)
         b = kwargs.get("other", args[1] if len(args) > 1 else None)
@@ -332,7 +345,7 @@ class _GraphBuilder:
                                f"({alpha!r})")
         terms = [(a, 1.0), (b, sign * alpha)]
         live = [(self.index[t], c, self.shape(t)) for t, c in terms if self.dependent(t)]
-        fixed = [(np.asarray(_constant(self.value(t))), c) for t, c in terms
+        fixed = [(self.per_sample(node, self.value(t)), c) for t, c in terms
                  if not self.dependent(t)]
 
         def forward(xs, affine):
@@ -359,7 +372,7 @@ class _GraphBuilder:
                 self.refuse(node, "multiplies or divides two signals: not linear")
             if kwargs.get("rounding_mode") is not None:
                 self.refuse(node, "rounds: not linear")
-            factor = np.asarray(_constant(self.value(b)))
+            factor = self.per_sample(node, self.value(b))
             if target in (pyop.truediv, pyop.itruediv, torch.div, "div", "div_"):
                 factor = 1.0 / factor
         in_shape = self.shape(a)
@@ -400,7 +413,7 @@ class _GraphBuilder:
 
     def cat_op(self, node, tensors, dim) -> _Op:
         pieces = [(self.index[t], self.shape(t)) if self.dependent(t) else
-                  np.asarray(_constant(self.value(t))) for t in tensors]
+                  self.per_sample(node, self.value(t)) for t in tensors]
         ndim = len(self.shape(node)) + 1
         axis = int(dim) % ndim
         if axis == 0:
@@ -429,8 +442,9 @@ class _GraphBuilder:
                 else tuple(dims)
             axes = [int(d) % ndim for d in self.value(dims)]
         else:
+            given = list(args[1:3]) + [None] * (3 - len(args))  # (dim0=, dim1= by keyword)
             d0, d1 = (int(self.value(kwargs.get(k, v))) % ndim
-                      for k, v in zip(("dim0", "dim1"), args[1:3]))
+                      for k, v in zip(("dim0", "dim1"), given))
             axes = list(range(ndim))
             axes[d0], axes[d1] = axes[d1], axes[d0]
         if axes[0] != 0:
@@ -448,8 +462,16 @@ class _GraphBuilder:
             index = (*index[:at], *[slice(None)] * (len(in_shape) + 1 - named), *index[at + 1:])
         if not index or index[0] != slice(None):
             self.refuse(node, "indexes the batch axis (x[:, ...] keeps it)")
-        index = tuple(_numpy(v).astype(np.int64) if isinstance(v, torch.Tensor) else v
+        for v in index:  # (a review: a mask of [True, True, True] read as indices 1, 1, 1)
+            if isinstance(v, torch.Tensor) and v.dtype == torch.bool and v.ndim != 1:
+                self.refuse(node, "indexes with a boolean mask of several axes")
+        index = tuple((np.flatnonzero(_numpy(v)) if v.dtype == torch.bool else
+                       _numpy(v).astype(np.int64)) if isinstance(v, torch.Tensor) else v
                       for v in index)
+        advanced = [k for k, v in enumerate(index) if isinstance(v, (np.ndarray, list))]
+        if advanced and advanced[-1] - advanced[0] + 1 != len(advanced):
+            self.refuse(node, "indexes with arrays separated by a slice, which moves their axes "
+                        "before the batch axis")
 
         def backward(g):
             z = np.zeros((g.shape[0], *in_shape))
@@ -553,6 +575,9 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]):
         if values[node].ndim == 0 or values[node].shape[0] != _BATCH:
             builder.refuse(node, "mixes the batch axis into the sample (the batch must stay "
                            "the first axis)")
+        if not (values[node].is_floating_point() or values[node].is_complex()):
+            builder.refuse(node, f"makes the signal {values[node].dtype} (a cast or a view "
+                           "to an integer or bool dtype): not linear")
         builder.translate(node)
     if not isinstance(output, torch.fx.Node) or output not in builder.index:
         raise TypeError(f"network_operator: {type(model).__name__} must return one tensor "

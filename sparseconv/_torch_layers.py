@@ -238,6 +238,9 @@ def hook_reason(module: nn.Module, label: str) -> str:
         return "a global forward hook is registered (torch.nn.modules.module), which may " \
                "change every module's output"
     for hook in module._forward_pre_hooks.values():
+        if _hook_name(hook) == "_infer_parameters":  # (a review: the advice to remove it)
+            return (f"{label} has parameters not yet initialized (a lazy module): run one "
+                    "forward pass first, module(torch.zeros((1, *input_shape)))")
         if not isinstance(hook, _weight_hooks()):
             return (f"{label} has a forward pre-hook ({_hook_name(hook)}), which may change "
                     "its input")
@@ -257,8 +260,11 @@ def model_hook_reason(model: nn.Module) -> str:
 
 
 def refuse_hooks(module: nn.Module) -> None:
-    """:func:`hook_reason`'s reason as a ``TypeError``, with what to do about it."""
+    """:func:`hook_reason`'s reason as a ``TypeError``, with what to do about it (a lazy
+    module not yet run: a ``ValueError``, as :func:`trace` raises)."""
     why = hook_reason(module, type(module).__name__)
+    if "not yet initialized" in why:  # a lazy module: its own hook, not one to remove
+        raise ValueError(why)
     if why:
         raise TypeError(f"{why}: sparseconv.torch reads what the module's class computes; "
                         "remove the hook first (handle.remove(), on the handle its "
@@ -367,8 +373,29 @@ def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _
     return _reshape_layer(module, input_shape)
 
 
+def _padding_torch_applies(module) -> list[int]:
+    """The padding a convolution's forward applies in a mode other than zeros, as
+    ``_ConvNd.__init__`` derives it from ``padding`` (reversed axes, (lo, hi) each)."""
+    if isinstance(module.padding, str):
+        pads = [0, 0] * len(module.kernel_size)
+        if module.padding == "same":
+            for d, k, i in zip(module.dilation, module.kernel_size,
+                               range(len(module.kernel_size) - 1, -1, -1)):
+                total = d * (k - 1)
+                pads[2 * i], pads[2 * i + 1] = total // 2, total - total // 2
+        return pads
+    return [p for p in reversed(module.padding) for _ in range(2)]
+
+
 def _conv_layer(module, input_shape) -> _Layer:
     name = type(module).__name__
+    if module.padding_mode != "zeros" and [int(p) for p in getattr(
+            module, "_reversed_padding_repeated_twice", [])] != _padding_torch_applies(module):
+        # (a review: padding set after construction; PyTorch pads by its stale copy there)
+        raise ValueError(f"{name}(padding_mode={module.padding_mode!r}) pads by "
+                         f"{module._reversed_padding_repeated_twice} (its copy made at "
+                         f"construction), not by its padding={module.padding!r}, changed since "
+                         "then: build the module anew with the padding it should have")
     shape = _input_shape(input_shape, len(module.kernel_size), name)
     weight, bias = _numpy(parameter(module, "weight")), parameter(module, "bias")
     kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation,

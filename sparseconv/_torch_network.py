@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+import torch
 from torch import nn
 
 import sparseconv as sc
 from sparseconv._memory import check_memory
 from sparseconv._torch_graph import _build_graph, _Op
 from sparseconv._torch_layers import model_hook_reason
+from sparseconv._torch_script import _kind, matches, probe_input, restored_buffers
 from sparseconv._torch_trace import _checked, unwrapped
 
 
@@ -28,6 +30,26 @@ def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
     for op in ops[1:]:
         values.append(op.forward([values[i] for i in op.inputs], affine))
     return values[-1]
+
+
+def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int, ...]) -> None:
+    """The graph's reading, run on a random batch of three (the graph was read on a probe of
+    two), against the model's own forward: a review found models it read wrong without a
+    word (an in-place change through an alias, which torch.fx records as a new value; a value
+    fixed at the probe's batch size). Their reading is refused instead."""
+    probe = probe_input(model, shape, batch=3)
+    with torch.no_grad(), restored_buffers(model):
+        theirs = model(probe.clone())
+    what = f"network_operator: the graph read off {_kind(model)}"
+    try:
+        ours = _run(ops, probe.detach().cpu().to(torch.float64).numpy(), True)
+    except (ValueError, IndexError) as exc:  # shapes fixed at the probe's batch of two
+        raise TypeError(f"{what} does not run on a batch of three ({exc}): a size read off "
+                        "the batch (x.shape[0]) fixed in a value?") from exc
+    if not matches(torch.from_numpy(np.ascontiguousarray(ours)), theirs):
+        raise TypeError(f"{what} does not compute what its forward does on a random batch: an "
+                        "in-place change seen through another name or a view (y += z after "
+                        "kept = y), which torch.fx records as a new value?")
 
 
 def _run_adjoint(ops: list[_Op], g: np.ndarray) -> np.ndarray:
@@ -153,8 +175,10 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     Raises
     ------
     TypeError
-        A node that is not linear (``relu``, ``max_pool2d``, a product of two signals) or not
-        mapped, named with its torch.fx node; a model torch.fx cannot trace, with the reason;
+        A node that is not linear (``relu``, ``max_pool2d``, a product of two signals, a cast
+        to an integer dtype) or not mapped, named with its torch.fx node; a model torch.fx
+        cannot trace, with the reason; a graph that, run on a random batch, does not compute
+        what the model does (an in-place change through an alias);
         a forward hook or pre-hook on any of its modules, or a global one (as
         :func:`matrix`).
     ValueError
@@ -191,6 +215,7 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
         raise TypeError(f"network_operator: {why} (the operator would not see it): remove it "
                         "first (handle.remove(), on the handle its registration returned)")
     ops = _build_graph(model, shape)
+    _check_against_the_model(model, ops, shape)
     operator_ = _GraphOperator(ops)
     offset = _run(ops, np.zeros((1, *shape)), True).ravel()
     return NetworkOperator(tuple(op.name for op in ops[1:]), shape, ops[-1].shape, operator_,

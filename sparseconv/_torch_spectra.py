@@ -141,10 +141,16 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
                    else conjugate_pairs(grid)[0])
     with torch.no_grad():
         h = _symbol(weight.detach(), periodic, what, frequencies).flatten(0, 1)
-        gram = h.mH @ h if h.shape[-2] >= h.shape[-1] else h @ h.mH
+        # scaled by a power of two to a largest modulus in [1/2, 1) first: the Gram's
+        # squares underflowed for weights of 1e-300 (every top 0: the first frequency was
+        # taken) and lost digits to subnormals for float32 weights of 1e-25 (a review)
+        peak = float(h.abs().max()) if h.numel() else 0.0
+        exponent = math.frexp(peak)[1] if 0.0 < peak < math.inf else 0
+        h = h * 2.0 ** (-exponent // 2) * 2.0 ** (-exponent + exponent // 2)  # (two exact
+        gram = h.mH @ h if h.shape[-2] >= h.shape[-1] else h @ h.mH  # steps: 2**1070 overflows)
         tops = torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0).sqrt()
         best = int(tops.argmax()) // periodic.groups
-        estimate = float(tops.max())
+        estimate = math.ldexp(float(tops.max()), exponent)
     h = _symbol(weight, periodic, what, frequencies[best:best + 1])
     return torch.linalg.svdvals(h)[..., 0].max(), estimate
 

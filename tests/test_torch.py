@@ -640,6 +640,82 @@ def test_the_array_api_points_a_module_and_a_bfloat16_tensor_to_what_works():
     sc.conv_matrix(weight.detach().float().cpu().numpy(), (2, 5, 5))  # the hint works
 
 
+class _Forward(nn.Module):
+    """A convolution (3 -> 3, 3x3) and then ``function(self, y, x)``."""
+
+    def __init__(self, function):
+        super().__init__()
+        self.c = nn.Conv2d(3, 3, 3, padding=1, dtype=F64)
+        self.d = nn.Conv2d(3, 3, 3, padding=1, dtype=F64)
+        self.coords = nn.Parameter(torch.linspace(-1, 1, 6, dtype=F64).expand(
+            1, 1, 5, 6).clone(), requires_grad=False)
+        self.function = function
+
+    def forward(self, x):
+        return self.function(self, self.c(x), x)
+
+
+def _alias_sum(m, y, x):
+    kept = y
+    y += m.d(x)  # kept is y: c(x) + d(x), which torch.fx records as a new value
+    return kept
+
+
+@pytest.mark.parametrize("function, match", [
+    (_alias_sum, "does not compute what its forward does"),
+    (lambda m, y, x: (lambda z: (y.mul_(2), z)[1])(y.view(y.shape[0], -1)),
+     "does not compute what its forward does"),
+    (lambda m, y, x: (3 * y).to(torch.int64).double(), r"makes the signal torch\.int64"),
+    (lambda m, y, x: y.to(torch.bool).double(), r"makes the signal torch\.bool"),
+    (lambda m, y, x: y.float().view(torch.int32).double(), r"makes the signal torch\.int32"),
+    (lambda m, y, x: y[:, [0, 1], :, [0, 1]].sum(1), "separated by a slice"),
+    (lambda m, y, x: y[:, torch.ones(3, 5, dtype=torch.bool)], "boolean mask of several"),
+])
+def test_network_operator_refuses_what_it_read_wrong(function, match):
+    """A review: each was accepted and computed otherwise than the model (an in-place change
+    through an alias or a view, casts to integers read as the identity, separated index
+    arrays that move the batch axis) or failed when applied."""
+    with pytest.raises(TypeError, match=match):
+        sct.network_operator(_Forward(function).eval(), (3, 5, 6))
+
+
+@pytest.mark.parametrize("function", [
+    lambda m, y, x: y[:, torch.tensor([True, False, True])],  # a mask was read as 1, 0, 1
+    lambda m, y, x: y[:, torch.tensor([True, True, True])],
+    lambda m, y, x: torch.cat([y, m.coords.expand(x.shape[0], -1, -1, -1)], 1),  # CoordConv
+    lambda m, y, x: y + m.coords.expand(x.shape[0], 3, -1, -1),
+    lambda m, y, x: y * m.coords.expand(x.shape[0], 3, -1, -1),
+    lambda m, y, x: y.transpose(dim0=2, dim1=3),  # by keyword: "not enough values to unpack"
+])
+def test_network_operator_reads_masks_batch_sized_constants_and_keywords(function):
+    """A review: a boolean mask was read as integer indices; a constant expanded to the
+    probe's batch (x.shape[0]) had that batch baked in, and the operator failed on others."""
+    check_network(_Forward(function).eval(), (3, 5, 6), "a review's model")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "circular", "replicate"])
+def test_a_padding_changed_after_construction_is_refused_where_torch_pads_by_its_copy(mode):
+    """A review: in a mode other than zeros PyTorch pads by a copy made at construction;
+    matrix, operator, affine and spectral_norm read the new padding (8x8 outputs where the
+    module gives 6x6), network_operator failed when applied. The report refused it already."""
+    conv = nn.Conv2d(2, 3, 3, padding=1, padding_mode=mode, dtype=F64).eval()
+    conv.padding = (2, 2)
+    for function in (sct.matrix, sct.operator, sct.affine, sct.spectral_norm):
+        with pytest.raises(ValueError, match=r"pads by \(1, 1, 1, 1\) .*padding=\(2, 2\)"):
+            function(conv, (2, 6, 6))
+    with pytest.raises(ValueError, match="changed since then"):
+        sct.network_operator(nn.Sequential(conv).eval(), (2, 6, 6))
+    fresh = nn.Conv2d(2, 3, 3, padding="same", dilation=2, padding_mode=mode).eval()
+    sct.matrix(fresh, (2, 6, 6))  # "same" as PyTorch derives it: no refusal
+
+
+def test_a_lazy_module_not_yet_run_is_told_to_run():
+    """A review: sct.matrix told to remove the lazy module's own pre-hook."""
+    for function in (sct.matrix, sct.spectral_norm):
+        with pytest.raises(ValueError, match=r"not yet initialized .*run one forward pass"):
+            function(nn.LazyConv2d(3, 3), (2, 6, 6))
+
+
 class TwoInputs(nn.Module):
     def __init__(self):
         super().__init__()

@@ -193,6 +193,19 @@ def test_float32_weights_keep_their_precision_and_device():
     assert weight.grad.dtype == torch.float32 and bool(weight.grad.abs().sum() > 0)
 
 
+@pytest.mark.parametrize("dtype, scale", [(torch.float64, 1e-300), (torch.float64, 1e160),
+                                          (torch.float32, 1e-25), (torch.float32, 1e20)])
+def test_circular_norm_of_extreme_scales_is_at_the_right_frequency(dtype, scale):
+    """A review: the frequency was chosen by Gram eigenvalues that underflowed (weights of
+    1e-300: 0.37 of the norm) or lost digits (float32 at 1e-25: 2% low)."""
+    w = (torch.randn(1, 1, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+         * scale).to(dtype)
+    expected = sc.singular_values(w.double().numpy(), (1, 8), padding=None,
+                                  padding_mode="circular")[0]
+    tol = 1e-12 if dtype == F64 else 1e-6
+    assert sct.circular_spectral_norm(w, 8).item() == pytest.approx(expected, rel=tol)
+
+
 def test_zero_weight():
     weight = torch.zeros((2, 2, 3), dtype=F64, requires_grad=True)
     bound = sct.spectral_norm_upper(weight, 5, padding=1)
