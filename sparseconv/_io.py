@@ -43,6 +43,8 @@ FileLike = str | os.PathLike[str] | IO[bytes]
 
 def _jsonable(value: Any) -> Any:
     """Options as JSON: tuples become lists, numpy integers ints, a dtype its name."""
+    if isinstance(value, dict):  # (a review: numpy integers in the options were not read)
+        return {key: _jsonable(v) for key, v in value.items()}
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, (tuple, list)):
@@ -51,6 +53,8 @@ def _jsonable(value: Any) -> Any:
         return int(value)
     if isinstance(value, np.bool_):
         return bool(value)
+    if isinstance(value, np.floating):
+        return float(value)
     return value
 
 
@@ -99,8 +103,8 @@ class SavedLayer:
     >>> import numpy as np
     >>> from sparseconv import SavedLayer
     >>> layer = SavedLayer(np.ones((4, 2, 3, 3)), (2, 8, 8), options={"padding": 1})
-    >>> layer.operator().dimsd, layer.matrix().shape
-    ((4, 8, 8), (256, 128))
+    >>> layer.operator().dimsd, layer.matrix().shape, layer.shape
+    ((4, 8, 8), (256, 128), (256, 128))
     """
 
     weight: np.ndarray
@@ -128,9 +132,22 @@ class SavedLayer:
             layer = build(weight.shape, self.input_shape, **geometry)
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"{exc} (with options {self.options!r})") from None
+        rows, cols = layer.shape[::-1] if self.transposed else layer.shape
+        if self.blocksize is not None and (rows % self.blocksize[0] or cols % self.blocksize[1]):
+            raise ValueError(f"blocksize={self.blocksize} must divide the shape {(rows, cols)} "
+                             "of the layer's matrix")  # (as the builders refuse it, later)
         object.__setattr__(self, "weight", weight)  # frozen: the validated forms
         object.__setattr__(self, "input_shape", layer.output_shape if self.transposed
                            else layer.input_shape)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The shape of the layer's matrix, from its geometry (nothing is built)."""
+        geometry = {k: v for k, v in self.options.items() if k != "dtype"}
+        if self.transposed:
+            return ConvGeometry.for_transpose(self.weight.shape, self.input_shape,
+                                              **geometry).shape[::-1]
+        return ConvGeometry.from_weight(self.weight.shape, self.input_shape, **geometry).shape
 
     def matrix(self) -> SparseArray:
         """The layer's matrix, rebuilt in the saved format, layout and blocksize."""
@@ -230,8 +247,10 @@ def save_layer(file: FileLike, weight: ArrayLike, input_shape: ShapeLike, *,
     savez = np.savez_compressed if compressed else np.savez
     if isinstance(file, (str, os.PathLike)):
         path = output_path(os.fspath(file), ".npz")
-        with atomic_path(path) as temporary:
-            savez(temporary, **entries)
+        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+            # (a file, not its name: numpy appends ".npz" to a name ending in ".NPZ", and the
+            # empty temporary file was renamed onto the path, a review found)
+            savez(handle, **entries)
     else:
         savez(file, **entries)
     return matrix
@@ -303,4 +322,8 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
             blocksize=_tuples(description["blocksize"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"the layer description in file {name} is not valid: {exc}") from exc
+    if matrix.shape != layer.shape:  # (a review: an edited description loaded silently)
+        raise ValueError(f"file {name} holds a {matrix.shape[0]} x {matrix.shape[1]} matrix, "
+                         f"but its layer description gives {layer.shape[0]} x "
+                         f"{layer.shape[1]}: the file was changed after save_layer wrote it")
     return matrix, layer

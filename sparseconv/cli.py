@@ -342,7 +342,13 @@ def _load_weight(args, error) -> np.ndarray:
         if wanted != weight.shape[2:]:
             error(f"--kernel-size {args.kernel_size} contradicts --weights of shape "
                   f"{weight.shape}")
-    return weight.astype(args.dtype)
+    with np.errstate(over="ignore"):  # (checked below: a review found 1e300 written as inf)
+        cast = weight.astype(args.dtype)
+    if cast.size and not np.isfinite(cast).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(cast))[0])
+        error(f"--weights must be finite in --dtype {args.dtype}: {weight[where]} at index "
+              f"{where} overflows it")
+    return cast
 
 
 def _random_shape(args, error) -> tuple[int, ...]:
@@ -534,6 +540,10 @@ def _top_singular_values(layer: _Layer, k: int = 32) -> tuple[np.ndarray, str]:
     # are one thread's sparse loops, the operator's BLAS)
     A = ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
     k = min(k, min(A.shape) - 1)
+    # ARPACK's Lanczos basis (ncv = max(2k + 1, 20) vectors) and the products' vectors, sized
+    # first (a review: 31 GiB asked of numpy for a 64-channel 1000 x 1000 layer)
+    check_memory(8 * (max(2 * k + 1, 20) + 6) * max(A.shape),
+                 f"ARPACK's workspace for the {k} largest singular values")
     v0 = np.random.default_rng(0).standard_normal(min(A.shape))
     top = spla.svds(A, k=k, return_singular_vectors=False, v0=v0)
     return np.sort(top)[::-1], f"the {k} largest, by ARPACK"

@@ -561,7 +561,8 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
         if not isinstance(x, da.Array):  # numpy in, numpy out: scipy's solvers
             x = np.asarray(x)
             _numeric(x, "x")
-            if x.ndim == 2 and x.shape[0] == math.prod(shape_in) and x.shape != shape_in:
+            if x.ndim == 2 and x.shape[0] == math.prod(shape_in):  # columns (shape_in may be
+                # (N, 1) too: then an image of one column is the same array)
                 columns = da.from_array(x.T.reshape(-1, *shape_in), chunks=(1, -1, *chunks_in))
                 return self._apply(columns, adjoint).compute().reshape(
                     x.shape[1], math.prod(shape_out)).T
@@ -595,7 +596,9 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
     def _dot_array(self, x):
         """``A @ x`` of an array (operators and scalars compose, :class:`_LazyAlgebra`)."""
         if isinstance(x, da.Array) or isinstance(x, np.ndarray) and (
-                x.ndim > 2 or x.shape == self.input_shape):  # (an image, or a batch of them)
+                x.ndim > 2 or x.shape == self.input_shape and x.shape[0] != self.shape[1]):
+            # (an image, or a batch of them; an input shape (N, 1) is also one column of N
+            # entries, and is read so, as scipy's operators read it: a review)
             return self._apply(x, adjoint=False)
         return LinearOperator.dot(self, x)
 

@@ -346,6 +346,9 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
      "--weights must have finite entries, got nan at index (0, 1, 2, 0)"),
     (["info", "--in-shape", "3,8,8", "--weights", "junk.npy"],
      "cannot read --weights junk.npy: not an array saved with np.save (.npy)"),
+    # a review: finite in float64, inf once cast to --dtype float32, and written so
+    (["export", "--in-shape", "3,8,8", "--weights", "huge.npy", "--dtype", "float32", "-o",
+      "h.npz"], "--weights must be finite in --dtype float32: 1e+300 at index (0, 0, 0, 0)"),
     (["info", *LAYER, "--groups", "3"], "--groups 3 must divide --out-channels 4"),
     (["info", "--in-shape", "3,8,8", "--weights", "w.npy", "--seed", "1"],
      "--seed 1 seeds random weights, and --weights w.npy gives them: pass one of the two"),
@@ -365,6 +368,7 @@ def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reaso
     (tmp_path / "short.npy").write_bytes((tmp_path / "short.npy").read_bytes()[:200])
     (tmp_path / "empty.npy").write_bytes(b"")
     (tmp_path / "junk.npy").write_text("hello\n")
+    np.save(tmp_path / "huge.npy", np.full((4, 3, 3, 3), 1e300))
     nan = np.ones((4, 3, 3, 3))
     nan[0, 1, 2, 0] = np.nan
     np.save(tmp_path / "nan.npy", nan)
@@ -490,6 +494,15 @@ def test_info_checks_the_memory_limit_before_counting():
     # a billion inputs: refused at once, well inside an address space too small to try
     huge = ["info", "--in-shape", "1,1000000000", "--out-channels", "1", "--kernel-size", "3"]
     assert "memory limit" in fails(*huge, preexec_fn=address_space_limit(2 * 2**30))
+
+
+def test_spectrum_sizes_arpacks_workspace_before_it_runs(tmp_path):
+    """A review: ARPACK's Lanczos basis was allocated unchecked (31 GiB asked of numpy for a
+    64-channel 1000 x 1000 layer, refused by the machine rather than by the limit)."""
+    line = fails("spectrum", "-o", tmp_path / "s.png", "--in-shape", "4,300,300",
+                 "--out-channels", "4", "--kernel-size", "3", "--padding", "1",
+                 env={"SPARSECONV_MEMORY_LIMIT": "64M"})
+    assert "ARPACK's workspace for the 32 largest singular values would need" in line, line
 
 
 def test_the_input_shape_option_has_both_spellings():

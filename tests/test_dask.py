@@ -26,7 +26,7 @@ from ._oracles import (
     torch_conv_transpose,
 )
 
-da = pytest.importorskip("dask.array", reason="dask is not installed (the sparseconv[dask] extra)")
+da = pytest.importorskip("dask.array", reason="dask is not installed (the [dask] extra)")
 dask = pytest.importorskip("dask")
 sdask = pytest.importorskip("sparseconv.dask")
 
@@ -547,3 +547,16 @@ def test_transposed_layers_take_output_size():
     with pytest.raises(ValueError, match="output_size"):
         sdask.ConvTransposeOperator(w, (3, 7, 6), chunks=4, stride=2, padding=1,
                                     output_size=(20, 11))
+
+
+def test_a_column_of_an_input_shape_n_by_1_is_a_column():
+    """A review: with input_shape (N, 1), the numpy column (N, 1) was read as an image and
+    A @ x gave (2, 3) where the serial operator (and scipy's contract) give (6, 1)."""
+    w = np.random.default_rng(0).standard_normal((2, 4, 1))
+    serial = sc.ConvOperator(w, (4, 1), padding=1)
+    A = sdask.ConvOperator(w, (4, 1), chunks=1, padding=1)
+    x = np.arange(4.0).reshape(4, 1)
+    for result in (A @ x, A.matmat(x), A.dot(x)):
+        assert result.shape == (6, 1)
+        np.testing.assert_allclose(result, serial @ x, rtol=1e-14)
+    np.testing.assert_allclose(A.H @ (serial @ x), serial.H @ (serial @ x), rtol=1e-14)

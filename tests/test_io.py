@@ -109,3 +109,48 @@ def test_saved_layer_rebuilds_what_it_describes():
     layer = SavedLayer(np.ones((4, 2, 3, 3)), (2, 8, 8), options={"stride": 2})
     assert isinstance(layer.operator(), ConvOperator)
     assert layer.matrix().shape == (4 * 3 * 3, 2 * 8 * 8)
+
+
+@pytest.mark.parametrize("name", ["layer.NPZ", "layer.Npz"])
+def test_an_upper_case_suffix_gets_the_data_not_an_empty_file(tmp_path, name):
+    """A review: numpy appends ".npz" to a name that lacks it in lower case, so the data went
+    to a stray hidden file and the empty temporary file replaced the path (which may have
+    held a good file), without an error."""
+    path = tmp_path / name
+    path.write_bytes(b"an earlier file")
+    A = save_layer(path, np.ones((2, 1, 3)), (1, 6), padding=1)
+    B, layer = load_layer(path)
+    assert abs(A - B).max() == 0 and layer.input_shape == (1, 6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_numpy_integers_and_arrays_as_options_are_saved():
+    """A review: conv_matrix takes np.int64, 1-D int arrays and np.bool_ where ints and bools
+    go, and save_layer raised "Object of type int64 is not JSON serializable"."""
+    for options in ({"padding": np.int64(1)}, {"stride": np.array([2])},
+                    {"groups": np.int64(1)}, {"flip": np.True_}):
+        buffer = io.BytesIO()
+        A = save_layer(buffer, np.ones((2, 1, 3)), (1, 7), **options)
+        buffer.seek(0)
+        B, layer = load_layer(buffer)
+        assert abs(A - B).max() == 0 and abs(layer.matrix() - A).max() == 0, options
+
+
+def test_a_description_that_does_not_match_its_matrix_is_refused(tmp_path):
+    """A review: an input_shape edited in the file loaded without a word (a 12 x 6 matrix
+    with a layer of 18 x 9); a BSR blocksize that does not divide the matrix was accepted by
+    SavedLayer and refused only when the matrix was built."""
+    path = tmp_path / "layer.npz"
+    save_layer(path, np.ones((2, 1, 3)), (1, 6), padding=1)
+    with np.load(path, allow_pickle=False) as stored:
+        entries = {key: stored[key] for key in stored.files}
+    description = json.loads(str(entries["sparseconv_layer"]))
+    description["input_shape"] = [1, 9]
+    entries["sparseconv_layer"] = np.array(json.dumps(description))
+    np.savez(path, **entries)
+    with pytest.raises(ValueError, match=r"holds a 12 x 6 matrix, but its layer description "
+                                         r"gives 18 x 9"):
+        load_layer(path)
+    with pytest.raises(ValueError, match=r"blocksize=\(4, 4\) must divide the shape \(12, 6\)"):
+        SavedLayer(np.ones((2, 1, 3)), (1, 6), options={"padding": 1}, format="bsr",
+                   blocksize=(4, 4))
