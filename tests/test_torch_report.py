@@ -906,9 +906,7 @@ def test_a_compiled_module_is_still_torchs_class():
 def test_a_layer_too_large_for_its_sample_still_has_its_shape_checked(monkeypatch):
     """A review: above the sample size the reading went unchecked, its output shape too: a
     circular convolution with its padding set after construction read as 3 outputs fewer."""
-    from sparseconv import _torch_trace
-
-    from sparseconv import _torch_layers
+    from sparseconv import _torch_layers, _torch_trace
 
     monkeypatch.setattr(_torch_trace, "_SAMPLE_ENTRIES", 0)
     # (the layer now refuses a stale padding itself; without that check, the shape's is seen)
