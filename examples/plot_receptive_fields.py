@@ -34,8 +34,8 @@ axes[1].set_title("receptive field of output (3, 4):\npaths from each input pixe
 # -------------------
 # One 3x3 layer reads 9 pixels, three stacked 3x3 layers read 49 (a 7x7 box), and a dilated
 # stack with dilations 1, 2, 4 reads 225 (15x15): the extent that
-# :func:`sparseconv.receptive_field_size` gives in closed form. A single layer reads each
-# pixel once (no colorbar needed); the two stacks share one scale of path counts.
+# :func:`sparseconv.receptive_field_size` gives in closed form. All three panels share one
+# scale of path counts: a single layer reads each pixel once, the palest colour.
 stacks = {
     "one 3x3 layer": [1],
     "three stacked 3x3 layers": [1, 1, 1],
@@ -50,10 +50,9 @@ fig, axes = plt.subplots(1, 3, num="receptive_field.png", figsize=(7.0, 2.45),
 for ax, (title, dilations) in zip(axes, stacks.items()):
     layers = [sc.ConvGeometry.from_weight((1, 1, 3, 3), (1, 17, 17), padding=d, dilation=d)
               for d in dilations]
-    image = receptive_field_heatmap(layers, ax, vmax=most if len(layers) > 1 else None,
-                                    colorbar=False)
+    image = receptive_field_heatmap(layers, ax, vmax=most, colorbar=False)
     ax.set_title(f"{title}\n{int((image.get_array() > 0).sum())} input pixels")
     side = sc.receptive_field_size([3] * len(dilations), dilation=dilations)
     assert (image.get_array() > 0).sum() == side**2
-fig.colorbar(image, ax=axes[1:], shrink=0.9, ticks=[1, 10, 20, 30, 40, most],
+fig.colorbar(image, ax=axes, shrink=0.9, ticks=[1, 10, 20, 30, 40, most],
              label="paths to the output unit").minorticks_off()

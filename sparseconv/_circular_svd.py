@@ -241,9 +241,22 @@ class CircularSVD(LinearOperator):
     def pinv(self, damp: float = 0.0, rcond: float | None = None) -> LinearOperator:
         """The (damped) pseudo-inverse ``V diag(S / (S^2 + damp^2)) U^H`` as an operator.
 
-        ``damp`` and ``rcond`` as :meth:`solve`; with ``damp=0`` it is ``numpy.linalg.pinv``
-        with the same ``rcond`` (whose own default is ``1e-15``; here ``eps * max(rows, cols)``,
-        ``numpy.linalg.lstsq``'s and the array API's).
+        With ``damp=0`` it is ``numpy.linalg.pinv`` with the same ``rcond`` (whose own default
+        is ``1e-15``; here ``eps * max(rows, cols)``, ``numpy.linalg.lstsq``'s and the array
+        API's).
+
+        Parameters
+        ----------
+        damp : float
+            Tikhonov damping, ``>= 0``, as :meth:`solve`.
+        rcond : float, optional
+            With ``damp=0``, singular values at most ``rcond * S[0]`` count as zero, as
+            :meth:`solve`.
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator
+            Shape ``(cols, rows)``, matrix-free (FFT and the per-frequency factors).
 
         Examples
         --------
@@ -280,6 +293,16 @@ class CircularSVD(LinearOperator):
         whole conjugate pairs (frequencies ``xi`` and ``-xi`` have equal ones); where ``r``
         keeps one member of a pair -- only possible at a tie, and with many equal values for
         several ``r`` in a row -- it is complex, and a best approximation still.
+
+        Parameters
+        ----------
+        r : int
+            The rank kept, ``0 <= r <= len(S)``.
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator
+            Of the layer's shape.
 
         Examples
         --------

@@ -315,7 +315,8 @@ def conv_matrix(
     format : {"csr", "csc", "coo", "bsr"}
         Sparse format of the result.
     dtype : numpy dtype, optional
-        Dtype of the result; by default the weight's (integers and bool become float64).
+        Dtype of the result; by default the weight's (integers and bool become float64,
+        float16 float32: scipy's sparse arrays hold no float16).
     layout : {"channels_first", "channels_last"}
         How inputs and outputs are flattened: C order of ``(C, *spatial)`` (PyTorch's, the
         default) or of ``(*spatial, C)``: row ``i * C_out + o`` is output channel ``o`` at

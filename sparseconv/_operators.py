@@ -252,7 +252,20 @@ class _GeometryOperator(LinearOperator):
     def tosparse(self, format: SparseFormat = "csr", *,
                  blocksize: BlockSize | None = None) -> SparseArray:
         """The explicit matrix in ``format`` and the operator's layout, sized against the
-        memory limit first; ``blocksize`` as :func:`sparseconv.conv_matrix`'s."""
+        memory limit first.
+
+        Parameters
+        ----------
+        format : {"csr", "csc", "coo", "bsr"}
+        blocksize : (int, int), optional
+            For ``format="bsr"``, as :func:`sparseconv.conv_matrix`'s.
+
+        Returns
+        -------
+        scipy.sparse array
+            ``conv_matrix`` of the same layer (``conv_transpose_matrix`` for a transposed
+            one), equal to ``self @ np.eye(n)``.
+        """
         check_format(format)
         return self._explicit(format, adjoint=False,
                               blocksize=check_blocksize(blocksize, format))

@@ -393,6 +393,8 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         For the interpolating modes only (default False): map the corner pixels' centres onto
         each other instead of their outer edges (not with ``"lanczos"``, as PyTorch).
     recompute_scale_factor : bool, optional
+        With ``scale_factor``, ``True`` maps outputs back with ``n / out`` (the computed
+        size's ratio) instead of ``1 / scale_factor``, as PyTorch; not with ``size``.
     antialias : bool, default False
         For ``"bilinear"``, ``"bicubic"`` and ``"lanczos"``: PyTorch's antialiasing filter,
         stretched where the image shrinks, so that each output averages every input under it
@@ -409,9 +411,9 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
     ValueError, TypeError
         Both or neither of ``size`` and ``scale_factor``, an empty output, a mode unknown or
         of another rank, ``align_corners`` with a mode that does not interpolate, or
-        ``antialias`` with a mode that has no such filter (as PyTorch); ``antialias`` to a
-        width of 1 with a height that changes (PyTorch's CPU kernel departs from its filter
-        there).
+        ``antialias`` with a mode that has no such filter (as PyTorch); ``antialias`` from
+        several rows to a different number of them, above one, on an output width of 1
+        (PyTorch's CPU kernel departs from its filter there).
     MatrixTooLargeError
         The matrix exceeds the memory limit.
 

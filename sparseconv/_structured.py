@@ -126,7 +126,7 @@ def toeplitz_matrix(kernel: ArrayLike, n: int, mode: ConvMode = "full", *,
         As ``numpy.convolve``: output length ``n+m-1``, ``max(m,n)-min(m,n)+1``, ``max(m,n)``.
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, optional
-        By default the kernel's (integers become float64).
+        By default the kernel's (integers become float64, float16 float32).
 
     Returns
     -------
