@@ -760,9 +760,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ``F.max_pool1d/2d/3d`` in the bound over the graph): ``sqrt(w)``,
     ``w`` the most pooling windows that read one input entry on the traced shapes (``w = 1``
     for windows that do not overlap, VGG's 2x2 stride 2: constant 1; ``w = 4`` for ResNet's
-    3x3 stride 2 with padding 1: constant 2) -- its Lipschitz constant in the 2-norm, attained (each output moves by at most the largest
-    change in its window). For a chain (a nested ``nn.Sequential``) the network bound multiplies
-    the layers' upper bounds and these constants, rounded up. For any other model it follows the
+    3x3 stride 2 with padding 1: constant 2) -- its Lipschitz constant in the 2-norm,
+    attained (each output moves by at most the largest change in its window). For a chain (a
+    nested ``nn.Sequential``) the network bound multiplies the layers' upper bounds and these
+    constants, rounded up. For any other model it follows the
     model's torch.fx graph (:mod:`sparseconv._torch_graph_bound`): each node's bound is its
     input's times the layer's or activation's, a residual sum ``x + f(x)`` adds its branches'
     bounds, a concatenation adds them in quadrature, a reshape, slice or multiplication by a
