@@ -472,6 +472,22 @@ class _GraphBuilder:
         if advanced and advanced[-1] - advanced[0] + 1 != len(advanced):
             self.refuse(node, "indexes with arrays separated by a slice, which moves their axes "
                         "before the batch axis")
+        integers = [k for k, v in enumerate(index) if isinstance(v, (int, np.integer))
+                    and not isinstance(v, bool)]
+        if advanced and integers:  # x[:, idx, :, 0]: PyTorch takes the integer first, a
+            # plain index, where numpy would broadcast it with the array (a review)
+            first = tuple(v if k in integers else slice(None) for k, v in enumerate(index))
+            rest = tuple(v for k, v in enumerate(index) if k not in integers)
+            kept = np.zeros(in_shape)[first[1:]].shape  # (the sample's axes the integers keep)
+
+            def scatter(g):
+                z, part = np.zeros((g.shape[0], *in_shape)), np.zeros((g.shape[0], *kept))
+                np.add.at(part, rest, g)
+                z[first] = part
+                return [z]
+
+            return _Op(node.name, (i,), self.shape(node),
+                       lambda xs, affine: xs[0][first][rest], scatter)
 
         def backward(g):
             z = np.zeros((g.shape[0], *in_shape))

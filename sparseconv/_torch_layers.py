@@ -384,7 +384,10 @@ def _padding_torch_applies(module) -> list[int]:
                 total = d * (k - 1)
                 pads[2 * i], pads[2 * i + 1] = total // 2, total - total // 2
         return pads
-    return [p for p in reversed(module.padding) for _ in range(2)]
+    padding = module.padding
+    if not isinstance(padding, (tuple, list)):  # (an int set after construction: a review)
+        padding = (padding,) * len(module.kernel_size)
+    return [p for p in reversed(padding) for _ in range(2)]
 
 
 def _conv_layer(module, input_shape) -> _Layer:

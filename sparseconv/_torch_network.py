@@ -36,20 +36,33 @@ def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int,
     """The graph's reading, run on a random batch of three (the graph was read on a probe of
     two), against the model's own forward: a review found models it read wrong without a
     word (an in-place change through an alias, which torch.fx records as a new value; a value
-    fixed at the probe's batch size). Their reading is refused instead."""
+    fixed at the probe's batch size). Their reading is refused instead. The comparison is at
+    the precision of the least precise dtype the model holds or runs on, relative to the
+    largest value the graph computes (a difference of large values cancels)."""
     probe = probe_input(model, shape, batch=3)
     with torch.no_grad(), restored_buffers(model):
         theirs = model(probe.clone())
     what = f"network_operator: the graph read off {_kind(model)}"
+    values = [probe.detach().cpu().to(torch.float64).numpy()]
     try:
-        ours = _run(ops, probe.detach().cpu().to(torch.float64).numpy(), True)
+        for op in ops[1:]:
+            values.append(op.forward([values[i] for i in op.inputs], True))
     except (ValueError, IndexError) as exc:  # shapes fixed at the probe's batch of two
         raise TypeError(f"{what} does not run on a batch of three ({exc}): a size read off "
                         "the batch (x.shape[0]) fixed in a value?") from exc
-    if not matches(torch.from_numpy(np.ascontiguousarray(ours)), theirs):
-        raise TypeError(f"{what} does not compute what its forward does on a random batch: an "
-                        "in-place change seen through another name or a view (y += z after "
-                        "kept = y), which torch.fx records as a new value?")
+    floating = [t.dtype for t in (probe, *model.parameters(), *model.buffers())
+                if t.is_floating_point()]
+    least = max(floating, key=lambda d: torch.finfo(d).eps, default=torch.float64)
+    magnitude = max((float(np.abs(v).max()) for v in values if v.size), default=0.0)
+    ours = torch.from_numpy(np.ascontiguousarray(values[-1]))
+    if not matches(ours.to(least), theirs, magnitude):
+        difference = float((ours - theirs.detach().cpu().to(torch.float64)).abs().max()) \
+            if ours.shape == theirs.shape else math.inf
+        raise TypeError(f"{what} does not compute what its forward does on a random batch "
+                        f"(largest difference {difference:.3g}, values up to "
+                        f"{magnitude:.3g}): an operation read otherwise than PyTorch runs it, "
+                        "or an in-place change seen through another name or a view (y += z "
+                        "after kept = y), which torch.fx records as a new value")
 
 
 def _run_adjoint(ops: list[_Op], g: np.ndarray) -> np.ndarray:

@@ -146,7 +146,7 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
         # taken) and lost digits to subnormals for float32 weights of 1e-25 (a review)
         peak = float(h.abs().max()) if h.numel() else 0.0
         exponent = math.frexp(peak)[1] if 0.0 < peak < math.inf else 0
-        h = h * 2.0 ** (-exponent // 2) * 2.0 ** (-exponent + exponent // 2)  # (two exact
+        h = h * 2.0 ** -(exponent // 2) * 2.0 ** -(exponent - exponent // 2)  # (two exact
         gram = h.mH @ h if h.shape[-2] >= h.shape[-1] else h @ h.mH  # steps: 2**1070 overflows)
         tops = torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0).sqrt()
         best = int(tops.argmax()) // periodic.groups

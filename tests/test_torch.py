@@ -5,6 +5,7 @@ whole linear networks, the Lipschitz report, and the refusals."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import subprocess
@@ -703,6 +704,9 @@ def test_a_padding_changed_after_construction_is_refused_where_torch_pads_by_its
     for function in (sct.matrix, sct.operator, sct.affine, sct.spectral_norm):
         with pytest.raises(ValueError, match=r"pads by \(1, 1, 1, 1\) .*padding=\(2, 2\)"):
             function(conv, (2, 6, 6))
+    conv.padding = 2  # an int (the check itself raised TypeError on it, a review found)
+    with pytest.raises(ValueError, match=r"pads by \(1, 1, 1, 1\) .*padding=2,"):
+        sct.matrix(conv, (2, 6, 6))
     with pytest.raises(ValueError, match="changed since then"):
         sct.network_operator(nn.Sequential(conv).eval(), (2, 6, 6))
     fresh = nn.Conv2d(2, 3, 3, padding="same", dilation=2, padding_mode=mode).eval()
@@ -714,6 +718,48 @@ def test_a_lazy_module_not_yet_run_is_told_to_run():
     for function in (sct.matrix, sct.spectral_norm):
         with pytest.raises(ValueError, match=r"not yet initialized .*run one forward pass"):
             function(nn.LazyConv2d(3, 3), (2, 6, 6))
+
+
+class _Cast(nn.Module):
+    def __init__(self, dtype, to, cancel=False):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1),
+                                  nn.Conv2d(4, 3, 3, padding=1)).to(dtype)
+        self.to_, self.cancel = to, cancel
+
+    def forward(self, x):
+        y = self.body(x)
+        if self.cancel:  # a difference of values near 100: cancels to about 1
+            y = y + 100.0
+            y = y - y.mean(dim=(1, 2, 3), keepdim=True)
+        return y.to(self.to_)
+
+
+@pytest.mark.parametrize("dtype, to, cancel", [
+    (torch.float32, F64, False), (torch.bfloat16, torch.float32, False),
+    (torch.bfloat16, torch.bfloat16, True), (torch.float16, torch.float16, True)])
+def test_network_operator_compares_at_the_precision_the_model_runs_in(dtype, to, cancel):
+    """A review: the check against the model took its tolerance from the output's dtype, so a
+    float32 model ending in .double() or a bfloat16 one in .float(), or one whose output is a
+    difference of large values, was refused though read right. The graph (in float64)
+    equals the model in float64."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _Cast(dtype, to, cancel).eval()
+    net = sct.network_operator(model, (3, 6, 6))
+    exact = copy.deepcopy(model).double()
+    exact.to_ = F64
+    x = torch.randn(1, 3, 6, 6, dtype=F64, generator=torch.Generator().manual_seed(1))
+    assert_close(net(x.numpy().ravel()), exact(x).detach().numpy().ravel(), "cast",
+                 rtol=1e-10)
+
+
+def test_network_operator_takes_an_integer_index_first_as_pytorch():
+    """x[:, idx, :, 0]: PyTorch takes the integer as a plain index, numpy would broadcast it
+    with the array and move the axes (a review: refused as "an in-place change")."""
+    for function in (lambda m, y, x: y[:, torch.tensor([2, 0, 1]), :, 0],
+                     lambda m, y, x: y[:, [0, 2], 1]):
+        check_network(_Forward(function).eval(), (3, 5, 6), "an integer and an array")
 
 
 class TwoInputs(nn.Module):

@@ -206,6 +206,17 @@ def test_circular_norm_of_extreme_scales_is_at_the_right_frequency(dtype, scale)
     assert sct.circular_spectral_norm(w, 8).item() == pytest.approx(expected, rel=tol)
 
 
+@pytest.mark.parametrize("scale", [1.0, 1.5, 3.0, 6.0, 1e-300])
+def test_the_located_maximums_estimate_is_the_maximum(scale):
+    """A review: the scaling before the Gram took 2**(-e-1) for an odd exponent e, halving the
+    estimate that spectral_norm_upper keeps beside the differentiable value."""
+    from sparseconv._torch_spectra import _periodic, _top
+
+    w = torch.randn(2, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(0)) * scale
+    sigma, estimate = _top(w, _periodic(w, (8,), 1, 1, 1, "a test"), "a test")
+    assert estimate == pytest.approx(sigma.item(), rel=1e-12)
+
+
 def test_zero_weight():
     weight = torch.zeros((2, 2, 3), dtype=F64, requires_grad=True)
     bound = sct.spectral_norm_upper(weight, 5, padding=1)
