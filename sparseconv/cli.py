@@ -331,6 +331,8 @@ def _load_weight(args, error) -> np.ndarray:
     if weight.ndim < 3:
         error(f"--weights must hold an array of shape (C_out, C_in/groups, *kernel) with at "
               f"least one spatial dimension, got shape {weight.shape}")
+    if weight.size == 0:
+        error(f"--weights must not have empty dimensions, got shape {weight.shape}")
     if weight.size and not np.isfinite(weight).all():
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(weight))[0])
         error(f"--weights must have finite entries, got {weight[where]} at index {where}")
@@ -355,6 +357,10 @@ def _random_shape(args, error) -> tuple[int, ...]:
     ndim = len(args.in_shape) - 1
     if args.out_channels is None or args.kernel_size is None:
         error("--out-channels and --kernel-size are required unless --weights is given")
+    for option, value in (("--out-channels", args.out_channels),
+                          ("--kernel-size", args.kernel_size)):  # (named by its option, not
+        if max(value if isinstance(value, tuple) else (value,)) > 2**60:  # as weight_shape)
+            error(f"{option} must be at most 2**60, got {value}")
     kernel = args.kernel_size
     kernel = (kernel,) * ndim if isinstance(kernel, int) else tuple(kernel)
     if len(kernel) != ndim or min(kernel) < 1:
@@ -392,6 +398,11 @@ def _layer(args, error) -> _Layer:
         seed = 0 if args.seed is None else args.seed
         source = functools.partial(_random_weight, shape, seed, args.dtype)
     padding, ndim = args.padding, len(args.in_shape) - 1
+    if isinstance(padding, tuple) and len(padding) not in (ndim, 2 * ndim):  # (the library's
+        # words would be "(lo, hi) pairs", which this option spells as 2 integers an axis)
+        error(f"--padding must give one size, {ndim} (one per spatial dimension) or "
+              f"{2 * ndim} (LO,HI per dimension), or one of {', '.join(PADDING_STRINGS)}, "
+              f"got {','.join(map(str, padding))}")
     if isinstance(padding, tuple) and len(padding) == 2 * ndim != ndim:  # LO,HI per axis
         padding = tuple(zip(padding[::2], padding[1::2]))
     kwargs = dict(stride=args.stride, padding=padding, dilation=args.dilation,
