@@ -556,7 +556,10 @@ def _probe(gm, shape, model: nn.Module) -> dict:
     return values
 
 
-def _build_graph(model: nn.Module, shape: tuple[int, ...]):
+def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], torch.dtype]:
+    """The graph's linear ops, and the least precise floating dtype any of its values has on
+    the probe (the precision the model computes in: a float64 model may round through
+    float32 by ``x.float().double()``)."""
     gm, leaf = _trace_graph(model)
     nodes = list(gm.graph.nodes)
     inputs = [n for n in nodes if n.op == "placeholder"]
@@ -601,4 +604,6 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]):
     ops = builder.ops[:builder.index[output] + 1]
     if leaf:
         ops = [op if op.name != "0" else dataclasses.replace(op, name="") for op in ops]
-    return ops
+    floating = [v.dtype for v in values.values()
+                if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    return ops, max(floating, key=lambda d: torch.finfo(d).eps, default=torch.float64)

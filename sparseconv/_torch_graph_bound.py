@@ -19,7 +19,9 @@ in exact rational arithmetic (rounded up once, at the end):
 * a sum over non-batch axes, ``r`` entries into each output: ``sqrt(r) L(x)``; a mean:
   ``L(x) / sqrt(r)``; ``F.dropout(x, training=False)``: ``L(x)``;
 * an elementwise activation called as a function (``F.relu``, ``torch.tanh``, ...): its
-  constant times its input's; a reshape, permutation or basic slice: its input's;
+  constant times its input's; a reshape, permutation or basic slice: its input's; a cast
+  between floating dtypes (``x.double()``, ``x.to(torch.float32)``): its input's, the
+  layers being read exactly in every dtype;
 * a linear function with constant arguments besides the signal (``F.avg_pool2d``,
   ``F.adaptive_avg_pool2d``, ``F.interpolate``, ``F.pixel_shuffle``, ``F.pad``, and
   ``F.linear`` or ``F.conv2d`` by a parameter, ...): the certified upper bound of its matrix
@@ -65,6 +67,8 @@ _KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.sq
           "clone", "detach", "view_as", "reshape_as"}
 _REDUCTIONS = {torch.sum, torch.mean, "sum", "mean"}
 _NEGATES = {operator.neg, torch.neg, torch.negative, "neg", "negative"}
+# a cast between floating (or complex) dtypes: the same values, as every layer is read exactly
+_CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -458,6 +462,12 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         return of(source)
     if target in MATMUL:
         return _matmul(node, args, kwargs, bound, meta, functional, of)
+    if target in _CASTS and node.op == "call_method":  # (a review: x.double() had no rule)
+        kinds = {getattr(getattr(meta(n), "dtype", None), "is_floating_point", False)
+                 or getattr(getattr(meta(n), "dtype", None), "is_complex", False)
+                 for n in (node, source)}
+        if kinds == {True} and [n for n in node.all_input_nodes if n in bound] == [source]:
+            return of(source)
     if target in _REDUCTIONS:
         return _reduced(node, source, args, kwargs, of, size, meta)
     def static(n) -> bool:

@@ -32,13 +32,15 @@ def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
     return values[-1]
 
 
-def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int, ...]) -> None:
+def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int, ...],
+                             least: torch.dtype) -> None:
     """The graph's reading, run on a random batch of three (the graph was read on a probe of
     two), against the model's own forward: a review found models it read wrong without a
     word (an in-place change through an alias, which torch.fx records as a new value; a value
     fixed at the probe's batch size). Their reading is refused instead. The comparison is at
-    the precision of the least precise dtype the model holds or runs on, relative to the
-    largest value the graph computes (a difference of large values cancels)."""
+    the precision of the least precise dtype the model holds or computes in (``least``, from
+    the graph's values on its probe), relative to the largest value the graph computes (a
+    difference of large values cancels)."""
     probe = probe_input(model, shape, batch=3)
     with torch.no_grad(), restored_buffers(model):
         theirs = model(probe.clone())
@@ -51,8 +53,8 @@ def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int,
         raise TypeError(f"{what} does not run on a batch of three ({exc}): a size read off "
                         "the batch (x.shape[0]) fixed in a value?") from exc
     floating = [t.dtype for t in (probe, *model.parameters(), *model.buffers())
-                if t.is_floating_point()]
-    least = max(floating, key=lambda d: torch.finfo(d).eps, default=torch.float64)
+                if t.is_floating_point()]  # (and ``least``: of the values on the probe)
+    least = max([*floating, least], key=lambda d: torch.finfo(d).eps)
     magnitude = max((float(np.abs(v).max()) for v in values if v.size), default=0.0)
     ours = torch.from_numpy(np.ascontiguousarray(values[-1]))
     if not matches(ours.to(least), theirs, magnitude):
@@ -227,8 +229,8 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     if why:
         raise TypeError(f"network_operator: {why} (the operator would not see it): remove it "
                         "first (handle.remove(), on the handle its registration returned)")
-    ops = _build_graph(model, shape)
-    _check_against_the_model(model, ops, shape)
+    ops, least = _build_graph(model, shape)
+    _check_against_the_model(model, ops, shape, least)
     operator_ = _GraphOperator(ops)
     offset = _run(ops, np.zeros((1, *shape)), True).ravel()
     return NetworkOperator(tuple(op.name for op in ops[1:]), shape, ops[-1].shape, operator_,

@@ -554,6 +554,9 @@ class _Single(nn.Module):
      True),
     ("lanczos", lambda m, y: F.interpolate(y, scale_factor=0.6, mode="lanczos",
                                            antialias=True), True),
+    # casts between floating dtypes: refused before (the layers are read exactly in any)
+    ("double", lambda m, y: y.float().double(), True),
+    ("to", lambda m, y: y.to(torch.float32).to(dtype=F64), True),
 ])
 def test_the_linear_calls_network_operator_maps_get_a_bound(name, function, tight):
     """F.pad, mean and sum over channels or space, F.dropout(training=False), F.conv2d by
@@ -594,7 +597,8 @@ def test_calls_that_stay_refused_are_named():
                            (lambda m, y: m.gain / (y + 2), "divides"),
                            (lambda m, y: y * y.detach(), "mul"),
                            (lambda m, y: y @ y.transpose(2, 3), "two values of the signal"),
-                           (lambda m, y: y @ m.right.expand(2, 5, 3), "3 dimensions")):
+                           (lambda m, y: y @ m.right.expand(2, 5, 3), "3 dimensions"),
+                           (lambda m, y: y.to(torch.int64).double(), "double")):
         report = sct.lipschitz_report(_Single(function).eval(), (2, 4, 5))
         assert report.network_upper is None and node in report.reason, report.reason
 
