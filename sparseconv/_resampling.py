@@ -163,16 +163,22 @@ def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
     return _axis_matrix(o, source, np.ones(m), m, n)
 
 
+def _ratio(n: int, m: int, scale: float | None, align_corners: bool) -> float:
+    """ATen's ``area_pixel_compute_scale``: input positions per output step, ``(n - 1) /
+    (m - 1)`` with ``align_corners``, else ``1 / scale_factor`` (when given and not
+    recomputed) or ``n / m``."""
+    if align_corners:
+        return (n - 1) / (m - 1) if m > 1 else 0.0
+    return 1.0 / scale if scale is not None else n / m
+
+
 def _linear_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.csr_array:
     """PyTorch's linear interpolation weights (``area_pixel_compute_source_index``)."""
     o = np.arange(m, dtype=np.float64)
     if m == n:  # PyTorch copies an axis whose size does not change, whatever scale_factor says
         return _axis_matrix(np.arange(m), np.arange(m), np.ones(m), m, n)
-    if align_corners:
-        source = o * ((n - 1) / (m - 1) if m > 1 else 0.0)
-    else:
-        ratio = 1.0 / scale if scale is not None else n / m
-        source = np.maximum(ratio * (o + 0.5) - 0.5, 0.0)
+    ratio = _ratio(n, m, scale, align_corners)
+    source = o * ratio if align_corners else np.maximum(ratio * (o + 0.5) - 0.5, 0.0)
     low = _floorf_index(source, n)
     t = np.clip(source - low, 0.0, 1.0)
     high = np.minimum(low + 1, n - 1)
@@ -196,10 +202,8 @@ def _cubic_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.
     ``i - 1 .. i + 2``, each clamped into ``[0, n - 1]`` (weights of a clamped input add)."""
     a = -0.75
     o = np.arange(m, dtype=np.float64)
-    if align_corners:
-        source = o * ((n - 1) / (m - 1) if m > 1 else 0.0)
-    else:
-        source = (1.0 / scale if scale is not None else n / m) * (o + 0.5) - 0.5
+    ratio = _ratio(n, m, scale, align_corners)
+    source = o * ratio if align_corners else ratio * (o + 0.5) - 0.5
     low = _floorf_index(source, n)
     t = np.clip(source - low, 0.0, 1.0)
 
@@ -218,8 +222,7 @@ def _entries_per_output(n: int, m: int, scale: float | None, mode: str, antialia
                         align_corners: bool) -> int:
     """The most inputs one output of an interpolating axis reads (before it is built)."""
     if antialias:  # the stretched window of _antialias_axis, and one more for rounding
-        ratio = ((n - 1) / (m - 1) if m > 1 else 0.0) if align_corners else (
-            1.0 / scale if scale is not None else n / m)
+        ratio = _ratio(n, m, scale, align_corners)
         return 2 * math.ceil(_ANTIALIAS[mode] / 2 * max(ratio, 1.0)) + 2
     return {"bicubic": 4}.get(mode, 1 if mode.startswith("nearest") else 2)
 
@@ -245,10 +248,7 @@ def _antialias_axis(n: int, m: int, scale: float | None, align_corners: bool,
     the scale where the axis shrinks, the weights normalised to add up to 1."""
     if m == n:  # PyTorch copies an axis whose size does not change, whatever scale_factor says
         return _axis_matrix(np.arange(m), np.arange(m), np.ones(m), m, n)
-    if align_corners:
-        ratio = (n - 1) / (m - 1) if m > 1 else 0.0
-    else:
-        ratio = 1.0 / scale if scale is not None else n / m
+    ratio = _ratio(n, m, scale, align_corners)
     stretch = max(ratio, 1.0)
     support = _ANTIALIAS[mode] / 2 * stretch
     centre = ratio * (np.arange(m) + 0.5)

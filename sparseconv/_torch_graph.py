@@ -112,6 +112,12 @@ _MUL = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", pyop.truediv,
 _CAT = {torch.cat, torch.concat, torch.concatenate}
 #: ``x @ W`` and ``W @ x``: linear in the signal when the other operand is a constant
 MATMUL = {pyop.matmul, torch.matmul, torch.mm, "matmul", "mm"}
+
+
+def matmul_operands(args, kwargs: dict) -> tuple[Any, Any]:
+    """The left and right operands of a :data:`MATMUL` call, given by position or keyword."""
+    left = kwargs.get("input", args[0] if args else None)
+    return left, kwargs.get("other", kwargs.get("mat2", args[1] if len(args) > 1 else None))
 _RESHAPE = {torch.flatten, "flatten", "view", "reshape", torch.reshape, "squeeze",
             torch.squeeze, "unsqueeze", torch.unsqueeze, "contiguous", "clone", torch.clone,
             "view_as", "reshape_as", "float", "double", "to", "type_as", "detach"}
@@ -386,8 +392,7 @@ class _GraphBuilder:
     def matmul_op(self, node, args, kwargs) -> _Op:
         """``x @ W`` (``W`` on the last axis) or ``W @ x`` (on the one before), ``W`` a
         constant matrix or vector; its adjoint multiplies by ``W.T`` on the same side."""
-        a = kwargs.get("input", args[0] if args else None)
-        b = kwargs.get("other", kwargs.get("mat2", args[1] if len(args) > 1 else None))
+        a, b = matmul_operands(args, kwargs)
         if self.dependent(a) == self.dependent(b):
             self.refuse(node, "multiplies two signals: not linear" if self.dependent(a) else
                         "does not act on the network's signal")

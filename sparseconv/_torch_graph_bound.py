@@ -50,7 +50,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_activations import function_constant
-from sparseconv._torch_graph import _DROPOUT_F, MATMUL
+from sparseconv._torch_graph import _DROPOUT_F, MATMUL, matmul_operands
 from sparseconv._torch_script import restored_buffers
 
 __all__ = ["graph_bound"]
@@ -126,8 +126,7 @@ def _matmul(node: torch.fx.Node, args: Any, kwargs: dict, bound: dict, meta: Cal
     """``x @ W`` or ``W @ x`` by a constant matrix (or vector) ``W``: ``W`` applied to every
     row (column) of the signal, of norm ``||W||_2``, certified as ``F.linear``'s on that
     shape (the columns' map is the rows' after a transposition, which keeps the norm)."""
-    left = args[0] if args else kwargs.get("input")
-    right = args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
+    left, right = matmul_operands(args, kwargs)
     signals = [n for n in node.all_input_nodes if n in bound]
     if len(signals) != 1 or not (signals[0] is left or signals[0] is right):
         return "multiplies two values of the signal, or reads it other than as an operand"
@@ -463,10 +462,9 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     if target in MATMUL:
         return _matmul(node, args, kwargs, bound, meta, functional, of)
     if target in _CASTS and node.op == "call_method":  # (a review: x.double() had no rule)
-        kinds = {getattr(getattr(meta(n), "dtype", None), "is_floating_point", False)
-                 or getattr(getattr(meta(n), "dtype", None), "is_complex", False)
-                 for n in (node, source)}
-        if kinds == {True} and [n for n in node.all_input_nodes if n in bound] == [source]:
+        dtypes = [getattr(meta(n), "dtype", None) for n in (node, source)]
+        if all(d is not None and (d.is_floating_point or d.is_complex) for d in dtypes) and [
+                n for n in node.all_input_nodes if n in bound] == [source]:
             return of(source)
     if target in _REDUCTIONS:
         return _reduced(node, source, args, kwargs, of, size, meta)

@@ -33,7 +33,7 @@ from sparseconv._resampling import MODES as INTERPOLATION_MODES
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._shapes import output_padding_for
 from sparseconv._typing import PaddingMode, SparseFormat
-from sparseconv._validation import int_tuple, positive_int, spatial_size
+from sparseconv._validation import int_tuple, normalize_padding, positive_int, spatial_size
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -374,20 +374,13 @@ def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _
 
 
 def _padding_torch_applies(module) -> list[int]:
-    """The padding a convolution's forward applies in a mode other than zeros, as
-    ``_ConvNd.__init__`` derives it from ``padding`` (reversed axes, (lo, hi) each)."""
-    if isinstance(module.padding, str):
-        pads = [0, 0] * len(module.kernel_size)
-        if module.padding == "same":
-            for d, k, i in zip(module.dilation, module.kernel_size,
-                               range(len(module.kernel_size) - 1, -1, -1)):
-                total = d * (k - 1)
-                pads[2 * i], pads[2 * i + 1] = total // 2, total - total // 2
-        return pads
-    padding = module.padding
-    if not isinstance(padding, (tuple, list)):  # (an int set after construction: a review)
-        padding = (padding,) * len(module.kernel_size)
-    return [p for p in reversed(padding) for _ in range(2)]
+    """The padding a convolution's forward applies in a mode other than zeros: the copy
+    ``_ConvNd.__init__`` makes of ``padding`` (PyTorch's "same" split, reversed axes, (lo, hi)
+    each)."""
+    ndim = len(module.kernel_size)
+    pairs = normalize_padding(module.padding, ndim, tuple(module.kernel_size), (1,) * ndim,
+                              tuple(module.dilation))
+    return [side for pair in reversed(pairs) for side in pair]
 
 
 def _conv_layer(module, input_shape) -> _Layer:

@@ -25,11 +25,16 @@ from sparseconv._torch_script import _kind, matches, probe_input, restored_buffe
 from sparseconv._torch_trace import _checked, unwrapped
 
 
-def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
+def _values(ops: list[_Op], x: np.ndarray, affine: bool) -> list[np.ndarray]:
+    """Every op's value on the batch ``x``, the input first."""
     values: list = [x]
     for op in ops[1:]:
         values.append(op.forward([values[i] for i in op.inputs], affine))
-    return values[-1]
+    return values
+
+
+def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
+    return _values(ops, x, affine)[-1]
 
 
 def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int, ...],
@@ -45,10 +50,8 @@ def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int,
     with torch.no_grad(), restored_buffers(model):
         theirs = model(probe.clone())
     what = f"network_operator: the graph read off {_kind(model)}"
-    values = [probe.detach().cpu().to(torch.float64).numpy()]
     try:
-        for op in ops[1:]:
-            values.append(op.forward([values[i] for i in op.inputs], True))
+        values = _values(ops, probe.detach().cpu().to(torch.float64).numpy(), True)
     except (ValueError, IndexError) as exc:  # shapes fixed at the probe's batch of two
         raise TypeError(f"{what} does not run on a batch of three ({exc}): a size read off "
                         "the batch (x.shape[0]) fixed in a value?") from exc
