@@ -393,6 +393,13 @@ def _layer(args, error) -> _Layer:
                   "gives them: pass one of the two")
         source = _load_weight(args, error)
         shape = source.shape
+        if shape[0] % args.groups:  # (in this command line's words, not the library's)
+            error(f"--groups {args.groups} must divide the output channels of --weights of "
+                  f"shape {shape}")
+        if args.in_shape[0] != shape[1] * args.groups:
+            error(f"--in-shape has {args.in_shape[0]} input channels, but --weights of shape "
+                  f"{shape} with --groups {args.groups} takes {shape[1]} x {args.groups} = "
+                  f"{shape[1] * args.groups}")
     else:
         shape = _random_shape(args, error)
         seed = 0 if args.seed is None else args.seed

@@ -287,7 +287,13 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["info", *LAYER, "--stride", "0"], "error: --stride must be a positive integer"),
     (["info", *LAYER, "--dilation", "0"], "error: --dilation must be a positive integer"),
     (["info", "--in-shape", "2,8,8", "--weights", "w.npy"],
-     "error: --in-shape[0] (in_channels=2) must equal"),
+     "error: --in-shape has 2 input channels, but --weights of shape (4, 3, 3, 3) with "
+     "--groups 1 takes 3 x 1 = 3"),
+    (["info", "--in-shape", "4,8,8", "--groups", "2", "--weights", "w.npy"],
+     "error: --in-shape has 4 input channels, but --weights of shape (4, 3, 3, 3) with "
+     "--groups 2 takes 3 x 2 = 6"),
+    (["info", "--in-shape", "9,8,8", "--groups", "3", "--weights", "w.npy"],
+     "error: --groups 3 must divide the output channels of --weights of shape (4, 3, 3, 3)"),
     (["info", *LAYER, "--padding", "none"],
      "argument --padding: expected an integer, comma-separated integers (one per spatial "
      "dimension) or one of valid, same, full, got 'none'"),
