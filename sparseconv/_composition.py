@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._dilation import dilate_kernel
-from ._geometry import dense_weight
+from ._geometry import ConvGeometry, dense_weight
 from ._matrices import check_format, conv_matrix
 from ._memory import check_memory
 from ._typing import ArrayLike, IntOrTuple, ShapeLike, SparseFormat
@@ -133,8 +133,8 @@ def affine_conv(weight: ArrayLike, bias: ArrayLike | None, input_shape: ShapeLik
     Returns
     -------
     AffineMap
-        ``matrix = conv_matrix(weight, input_shape, **kwargs)`` and the bias repeated over the
-        output positions of each channel.
+        ``matrix = conv_matrix(weight, input_shape, **kwargs)`` and each output row's channel's
+        bias, in the matrix's ``layout`` and for its ``rows``.
 
     Raises
     ------
@@ -154,7 +154,18 @@ def affine_conv(weight: ArrayLike, bias: ArrayLike | None, input_shape: ShapeLik
     if bias.shape != (c_out,):
         raise ValueError(f"bias must have shape ({c_out},) (one value an output channel), got "
                          f"bias.shape={bias.shape}")
-    return AffineMap(matrix, np.repeat(bias, matrix.shape[0] // c_out))
+    geometry = {k: v for k, v in kwargs.items() if k in _GEOMETRY_ARGUMENTS}
+    positions = math.prod(ConvGeometry.from_weight(np.shape(weight), input_shape,
+                                                   **geometry).output_size)
+    if kwargs.get("layout", "channels_first") == "channels_last":
+        rows = np.tile(bias, positions)  # a row's channel varies fastest
+    else:
+        rows = np.repeat(bias, positions)
+    return AffineMap(matrix, rows[kwargs.get("rows") or slice(None)])
+
+
+#: The keywords of :func:`conv_matrix` that define the layer (not its storage).
+_GEOMETRY_ARGUMENTS = ("stride", "padding", "dilation", "groups", "padding_mode", "flip")
 
 
 def check_chain(matrices: list, n_in: int | None = None, names=None) -> None:

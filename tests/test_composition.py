@@ -55,6 +55,36 @@ def test_affine_network_matches_torch(seed):
     assert_close(net.matrix, layer2.matrix @ pool @ layer1.matrix, config)
 
 
+@requires_torch
+@pytest.mark.parametrize("seed", range(8))
+def test_affine_conv_bias_follows_layout_format_and_rows(seed):
+    # a review: the bias was repeated in channels-first order whatever the layout, and
+    # over the whole matrix's rows whatever rows= selected (off by the bias differences)
+    rng = np.random.default_rng(700 + seed)
+    ndim = 1 + seed % 3
+    c_in, c_out = int(rng.integers(1, 4)), int(rng.integers(2, 5))
+    size = tuple(int(n) for n in rng.integers(3, 6, ndim))
+    w = rng.standard_normal((c_out, c_in, *(3,) * ndim))
+    b = rng.permutation(10.0 ** np.arange(c_out))  # distinct per channel
+    stride = int(rng.integers(1, 3))
+    x = rng.standard_normal((c_in, *size))
+    conv = getattr(F, f"conv{ndim}d")
+    y = conv(torch.from_numpy(x[None]), torch.from_numpy(w), torch.from_numpy(b),
+             stride=stride, padding=1)[0].numpy()
+    config = dict(seed=seed, ndim=ndim, size=size)
+    for layout, fmt in (("channels_first", "csr"), ("channels_last", "csr"),
+                        ("channels_last", "bsr")):
+        f = affine_conv(w, b, x.shape, stride=stride, padding=1, layout=layout, format=fmt)
+        if layout == "channels_last":
+            assert_close(f(np.moveaxis(x, 0, -1).ravel()), np.moveaxis(y, 0, -1).ravel(),
+                         {**config, "layout": layout, "format": fmt})
+        else:
+            assert_close(f(x.ravel()), y.ravel(), config)
+    first, stop = sorted(int(i) for i in rng.integers(0, y.size + 1, 2))
+    f = affine_conv(w, b, x.shape, stride=stride, padding=1, rows=slice(first, stop))
+    assert_close(f(x.ravel()), y.ravel()[first:stop], {**config, "rows": (first, stop)})
+
+
 def test_compose_of_matrices_is_their_product_and_checks_shapes():
     rng = np.random.default_rng(3)
     A = conv_matrix(rng.standard_normal((2, 1, 3)), (1, 9))
