@@ -125,6 +125,37 @@ def test_an_integer_dtype_that_would_change_the_weight_is_refused_by_name(build)
     assert set(np.unique(dense.toarray())) <= {-2, 0, 1, 3}
 
 
+@pytest.mark.parametrize("build", [
+    lambda w, dtype, mode: sparseconv.conv_matrix(w, (1, 2, 2), padding=1, padding_mode=mode,
+                                                  dtype=dtype),
+    lambda w, dtype, mode: sparseconv.conv_matrix(w, (1, 2, 2), padding=1, padding_mode=mode,
+                                                  dtype=dtype, rows=slice(1, 3)),
+    lambda w, dtype, mode: sparseconv.conv_matrix(w, (1, 2, 2), padding=1, padding_mode=mode,
+                                                  dtype=dtype, layout="channels_last",
+                                                  format="bsr"),
+    lambda w, dtype, mode: sparseconv.block_conv_matrix(w, (1, 2, 2), padding=1,
+                                                        padding_mode=mode, dtype=dtype),
+    lambda w, dtype, mode: sparseconv.doubly_block_circulant(w[0, 0], (2, 2), dtype=dtype),
+], ids=["conv_matrix", "rows", "channels_last_bsr", "block_conv_matrix",
+        "doubly_block_circulant"])
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_an_integer_dtype_that_cannot_hold_the_folded_entries_is_refused(build, mode):
+    """A review: padding that folds taps onto one input position sums them in the requested
+    dtype, so int8 wrapped 100 + 100 to -56 and bool made 1 + 1 True, each weight entry
+    being representable."""
+    w = np.full((1, 1, 3, 3), 100.0)
+    truth = build(w, np.float64, mode).toarray()
+    assert truth.max() > 127  # the case: each tap fits int8, their sums do not
+    with pytest.raises(TypeError, match=r"dtype=int8 cannot hold the matrix's entries|"
+                                        r"dtype=int8 would change the matrix's entries"):
+        build(w, np.int8, mode)
+    with pytest.raises(TypeError, match=r"dtype=bool (cannot hold|would change) the matrix's"):
+        build(w / 100, bool, mode)
+    exact = build(w, np.int16, mode)  # sums it holds: the float64 matrix, exactly
+    assert exact.dtype == np.int16
+    assert np.array_equal(exact.toarray(), truth)
+
+
 def test_an_object_passed_as_weight_is_named():
     """sc.spectral_norm(a_conv_operator, ...) said only "got dtype object"."""
     op = sparseconv.ConvOperator(np.ones((1, 1, 3)), (1, 5))
