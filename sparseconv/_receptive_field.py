@@ -23,7 +23,7 @@ from ._composition import AffineMap, as_matrix, check_chain
 from ._geometry import ConvGeometry, spatial_matrix
 from ._memory import check_memory
 from ._operators import ConvOperator, as_geometry
-from ._typing import IntOrTuple, ShapeLike
+from ._typing import DTypeLike, IntOrTuple, ShapeLike
 from ._validation import int_tuple, is_int, per_layer_tuples, spatial_size
 
 __all__ = ["receptive_field", "receptive_field_paths", "receptive_field_size"]
@@ -119,6 +119,7 @@ def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: Shape
 def receptive_field_paths(
     layers: ConvGeometry | ConvOperator | Sequence[ConvGeometry | ConvOperator],
     position: Sequence[int] | None = None,
+    dtype: DTypeLike = np.int64,
 ) -> np.ndarray:
     """Number of paths from each input position to one output position through a stack.
 
@@ -129,10 +130,13 @@ def receptive_field_paths(
         output size.
     position : tuple of int, optional
         Output position of the last layer; its center by default.
+    dtype : {numpy.int64, numpy.float64}
+        ``int64`` counts exactly, and refuses a stack whose counts exceed it (about twenty
+        3x3 layers without stride); ``float64`` counts any stack, rounded beyond ``2**53``.
 
     Returns
     -------
-    ndarray of int64, shape ``layers[0].input_size``
+    ndarray of ``dtype``, shape ``layers[0].input_size``
         Nonzero exactly on the receptive field: ``e_position @ S_L @ ... @ S_1`` with the
         tap-count matrices ``S`` of :func:`spatial_matrix`.
 
@@ -141,8 +145,8 @@ def receptive_field_paths(
     TypeError
         A layer that is not a ConvGeometry or ConvOperator.
     ValueError
-        No layer, a layer that does not read the previous layer's output size, or a
-        ``position`` outside the last output.
+        No layer, a layer that does not read the previous layer's output size, a
+        ``position`` outside the last output, or ``int64`` counts that would overflow.
 
     Examples
     --------
@@ -167,6 +171,14 @@ def receptive_field_paths(
         if b.input_size != a.output_size:
             raise ValueError(f"layer {i + 1} reads spatial size {b.input_size} but layer {i} "
                              f"outputs {a.output_size}")
+    try:  # (numpy reads None as float64)
+        chosen = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        chosen = None
+    if chosen not in (np.int64, np.float64):
+        raise ValueError(f"dtype must be numpy.int64 (exact counts) or numpy.float64 (rounded "
+                         f"beyond 2**53), got {dtype!r}")
+    dtype = chosen
     out = geoms[-1].output_size
     position = (tuple(n // 2 for n in out) if position is None
                 else int_tuple(position, len(out), "position", 0))
@@ -175,10 +187,18 @@ def receptive_field_paths(
     check_memory(max(48 * math.prod(g.output_size) * math.prod(g.kernel_size)
                      + 24 * math.prod(g.input_size) for g in geoms),
                  "the tap-count matrices of receptive_field_paths")
-    paths = np.zeros(math.prod(out), dtype=np.int64)
+    paths = np.zeros(math.prod(out), dtype=dtype)
     paths[np.ravel_multi_index(position, out)] = 1
-    for geom in reversed(geoms):
-        paths = spatial_matrix(geom).T @ paths
+    for i, geom in reversed(list(enumerate(geoms))):
+        counts = spatial_matrix(geom).T
+        if dtype == np.int64:  # the counts in float64 first: numpy's int64 would wrap
+            largest = float((counts @ paths.astype(np.float64)).max())
+            if largest >= 2.0**63 * (1 - 1e-9):
+                raise ValueError(
+                    f"the path counts exceed int64 at layer {i} of {len(geoms)} (about "
+                    f"{largest:.3g} paths); pass dtype=numpy.float64 for counts rounded to "
+                    f"float64")
+        paths = counts @ paths
     return paths.reshape(geoms[0].input_size)
 
 

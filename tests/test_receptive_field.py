@@ -147,3 +147,24 @@ def test_receptive_field_size_rejects():
         receptive_field_size([3, 0])
     with pytest.raises(ValueError, match=r"dilation\[0\]"):
         receptive_field_size([(3, 3)], dilation=[(1, 1, 1)])
+
+
+def test_path_counts_beyond_int64_are_refused_or_counted_in_float64():
+    """A review: 22 plain 3x3 layers wrapped int64 around, to negative counts."""
+    def exact(layers):  # the centre's count, in Python integers: [1, 1, 1] convolved
+        counts = [1]
+        for _ in range(layers):
+            counts = [sum(counts[j] for j in (i - 2, i - 1, i) if 0 <= j < len(counts))
+                      for i in range(len(counts) + 2)]
+        return counts[layers] ** 2  # two axes
+
+    g = ConvGeometry.from_weight((1, 1, 3, 3), (1, 64, 64), padding=1)
+    within = receptive_field_paths([g] * 21, (32, 32))
+    assert within.dtype == np.int64 and int(within[32, 32]) == exact(21) < 2**63
+    assert exact(22) >= 2**63
+    with pytest.raises(ValueError, match=r"path counts exceed int64 at layer 0 of 22 \(about "
+                                         r"1\.05e\+19 paths\); pass dtype=numpy\.float64"):
+        receptive_field_paths([g] * 22, (32, 32))
+    rounded = receptive_field_paths([g] * 22, (32, 32), dtype=np.float64)
+    assert rounded.dtype == np.float64 and (rounded >= 0).all()
+    assert rounded[32, 32] == pytest.approx(exact(22), rel=1e-14)
