@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._dilation import dilate_kernel
+from ._formats import in_format
 from ._geometry import ConvGeometry, dense_weight
 from ._matrices import check_format, conv_matrix
 from ._memory import check_memory
@@ -212,10 +213,12 @@ def compose(*layers: sp.sparray | AffineMap) -> sp.csr_array | AffineMap:
     if any(isinstance(layer, AffineMap) for layer in layers):
         layers = [layer if isinstance(layer, AffineMap) else
                   AffineMap(layer, np.zeros(layer.shape[0], layer.dtype)) for layer in layers]
-    result = layers[0] if isinstance(layers[0], AffineMap) else sp.csr_array(layers[0])
+    # (scipy's spmatrix would make the product an spmatrix: arrays throughout)
+    layers = [layer if isinstance(layer, AffineMap) else sp.csr_array(layer) for layer in layers]
+    result = layers[0]
     for layer in layers[1:]:
         result = layer @ result
-    return result
+    return result if isinstance(result, AffineMap) else in_format(result, "csr")
 
 
 def compose_kernels(*weights: ArrayLike, stride: Sequence[IntOrTuple] | None = None,

@@ -2,7 +2,8 @@
 
 scipy's conversions keep CSR, CSC and COO canonical (sorted indices, no duplicates) when the
 source is, but ``tobsr`` writes each block row's blocks in the order it meets them: a BSR
-result is sorted here, so that every builder keeps the README's promise.
+result is sorted here (and any other that is not canonical), and indices that fit int32 are
+stored so, so that every builder keeps the README's promise.
 """
 
 from __future__ import annotations
@@ -26,7 +27,26 @@ def in_format(matrix: sp.sparray, format: str, blocksize: tuple[int, int] | None
     """
     result = matrix.tobsr(blocksize=blocksize) if blocksize is not None else matrix.asformat(
         format)
-    if result.format == "bsr" and not result.has_canonical_format:
+    if not result.has_canonical_format:
         result = result.copy() if result is matrix else result  # (never sort the caller's)
-        result.sum_duplicates()  # sorts the blocks, and adds any repeated ones
+        result.sum_duplicates()  # sorts (BSR: the blocks), and adds any repeated entries
+    return _compact_indices(result)
+
+
+def _compact_indices(matrix: sp.sparray) -> sp.sparray:
+    """``matrix`` with int32 indices where they fit (scipy's rule, ``get_index_dtype``), its
+    values shared: scipy keeps the int64 indices a builder computed with."""
+    if matrix.format == "coo":
+        indices: tuple = matrix.coords
+    else:  # csr, csc, bsr
+        indices = (matrix.indices, matrix.indptr)
+    wanted = sp.get_index_dtype(maxval=max(matrix.nnz, *matrix.shape))
+    if all(i.dtype == wanted for i in indices):
+        return matrix
+    small = tuple(i.astype(wanted) for i in indices)
+    if matrix.format == "coo":
+        result = sp.coo_array((matrix.data, small), shape=matrix.shape, copy=False)
+    else:
+        result = type(matrix)((matrix.data, *small), shape=matrix.shape, copy=False)
+    result.has_canonical_format = True  # (checked or made so above; kept by the cast)
     return result

@@ -359,8 +359,8 @@ def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, format: SparseForma
     shape = (weight.shape[0] * n, weight.shape[1] * n)
     _check_memory(weight.size * n, shape, dtype, format,
                   f"the {shape[0]} x {shape[1]} 1x1 convolution matrix")
-    return sp.kron(sp.csr_array(weight.astype(dtype)), sp.eye_array(n, dtype=dtype),
-                   format=format)
+    return in_format(sp.kron(sp.csr_array(weight.astype(dtype)), sp.eye_array(n, dtype=dtype),
+                             format=format), format)
 
 
 def block_conv_matrix(
@@ -425,4 +425,4 @@ def block_conv_matrix(
                         for o in range(g * per_group, (g + 1) * per_group)])
         for g in range(geom.groups)
     ]
-    return sp.block_diag(group_blocks, format=format)
+    return in_format(sp.block_diag(group_blocks, format=format), format)
