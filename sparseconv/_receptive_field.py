@@ -249,10 +249,13 @@ def receptive_field_size(kernel_size: Sequence[IntOrTuple],
     if not kernel_size:
         raise ValueError(f"kernel_size must be a non-empty sequence, one entry a layer, got "
                          f"{kernel_size!r}")
-    depth, scalar = len(kernel_size), all(is_int(k) for k in kernel_size)
-    # the first tuple entry gives the number of dimensions; per_layer_tuples checks the rest
-    shaped = [k for k in kernel_size if isinstance(k, Sequence) and not isinstance(k, str)]
-    ndim = len(shaped[0]) if shaped else 1
+    depth = len(kernel_size)
+    # the first tuple entry (of kernel_size, stride or dilation) gives the number of
+    # dimensions, ints repeating over them; per_layer_tuples checks the rest
+    entries = [v for values in (kernel_size, stride, dilation)
+               if isinstance(values, Sequence) and not isinstance(values, str) for v in values]
+    shaped = [v for v in entries if isinstance(v, Sequence) and not isinstance(v, str)]
+    ndim, scalar = (len(shaped[0]), False) if shaped else (1, True)
     per_layer = {name: per_layer_tuples(values, name, depth, ndim)
                  for name, values in (("kernel_size", kernel_size), ("stride", stride),
                                       ("dilation", dilation))}

@@ -136,6 +136,9 @@ def test_receptive_field_size_cases():
     assert receptive_field_size([3, 3, 3], dilation=[1, 2, 4]) == 15
     assert receptive_field_size([2, 2, 2], stride=[2, 2, 2]) == 8
     assert receptive_field_size([(7, 1), (3, 3)], stride=[(2, 1), 1]) == (11, 3)
+    # a review: ints in kernel_size repeat over the axes a stride or dilation tuple gives
+    assert receptive_field_size([3, 3], stride=[(2, 1), 1]) == (7, 5)
+    assert receptive_field_size([3, 3], dilation=[1, (1, 2)]) == (5, 7)
 
 
 def test_receptive_field_size_rejects():
