@@ -363,7 +363,9 @@ def row_range(rows, nrows: int, name: str = "rows") -> tuple[int, int]:
 def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:
     """``weight`` as a numeric ndarray (bool and integers become float64).
 
-    ``finite=True`` also refuses NaN and infinite entries (``ValueError``), as the spectra do.
+    ``finite=True`` also refuses NaN and infinite entries (``ValueError``), as the spectra do,
+    and takes a longdouble weight as float64 where that keeps every entry (``TypeError``
+    where it does not).
 
     Examples
     --------
@@ -393,10 +395,30 @@ def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarr
             "module.weight.detach().numpy()" if module else ""))
     if array.dtype.kind in "biu":
         array = array.astype(np.float64)
+    if finite and array.dtype.kind in "fc" and array.dtype.itemsize > (8 if array.dtype.kind
+                                                                       == "f" else 16):
+        array = _in_double(array, name)  # (the spectra compute in LAPACK's double precision)
     if finite and not np.isfinite(array).all():
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
         raise ValueError(f"{name} must have finite entries, got {array[where]} at index {where}")
     return array
+
+
+def _in_double(array: np.ndarray, name: str) -> np.ndarray:
+    """A longdouble ``array`` as float64 (complex128), refused where an entry would change:
+    1e-4940 underflows to 0 (a layer certified to have norm 0), 1e400 overflows."""
+    double = np.complex128 if array.dtype.kind == "c" else np.float64
+    with np.errstate(over="ignore", under="ignore"):
+        narrow = array.astype(double)
+    changed = np.argwhere(narrow != array)
+    if changed.size:
+        where = tuple(int(i) for i in changed[0])
+        raise TypeError(
+            f"{name} of dtype {array.dtype} has entries {np.dtype(double).name} cannot hold "
+            f"({str(array[where])} at index {where} becomes {narrow[where]}), and the spectra "
+            f"compute in double precision: pass {name}.astype(numpy.{np.dtype(double).name}) "
+            f"to analyse the rounded layer")
+    return narrow
 
 
 def result_dtype(weight: np.ndarray, dtype) -> np.dtype:

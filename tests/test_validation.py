@@ -178,3 +178,26 @@ def test_a_zero_dimensional_array_is_a_number():
         sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=np.array(0.0))
     with pytest.raises(TypeError, match="tol must be a number"):
         sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=np.array(True))
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
+                    reason="longdouble is float64 on this platform")
+@pytest.mark.parametrize("spectrum", [
+    lambda w: sparseconv.spectral_norm(w, (2, 6, 6), padding=1).upper,
+    lambda w: sparseconv.toeplitz_norm(w).upper,
+    lambda w: sparseconv.singular_values(w, (2, 6, 6), padding_mode="circular").max(),
+    lambda w: sparseconv.circular_svd(w, (2, 6, 6)).cond(),
+    lambda w: sparseconv.composition_singular_values([w, w], (2, 6, 6)).max(),
+], ids=["spectral_norm", "toeplitz_norm", "singular_values", "circular_svd", "composition"])
+def test_a_longdouble_weight_is_read_in_double_precision_only_where_that_is_exact(spectrum):
+    """A review: 1e-4940 in longdouble underflowed to 0 in the spectra's float64, and
+    spectral_norm and toeplitz_norm certified the interval [0, 0] for a nonzero layer."""
+    w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
+    assert spectrum(w.astype(np.longdouble)) == spectrum(w)  # float64 values: the same
+    two = np.longdouble(2)
+    for wide, entry in ((w.astype(np.longdouble) * two ** -16000, "becomes 0.0"),
+                        (w.astype(np.longdouble) + two ** -60, "at index"),
+                        (w.astype(np.clongdouble) * two ** 1100, "becomes \\(inf")):
+        with pytest.raises(TypeError, match=rf"weight of dtype {wide.dtype} has entries "
+                                            rf"(float64|complex128) cannot hold .*{entry}"):
+            spectrum(wide)
