@@ -161,11 +161,20 @@ def is_torch_class(module: nn.Module, base: type | None = None) -> bool:
     return ours and (base is None or issubclass(cls, base)) and not replaced
 
 
+def is_parametrized(module: nn.Module) -> bool:
+    """A module whose weight ``torch.nn.utils.parametrize`` computes (spectral_norm,
+    weight_norm, orthogonal), eager or compiled by TorchScript (whose copy keeps the class
+    name ``Parametrized<Layer>`` and the ``parametrizations`` child, not torch's markers)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return (str(getattr(module, "original_name", "")).startswith("Parametrized")
+                and "parametrizations" in dict(module.named_children()))
+    return parametrize.is_parametrized(module)
+
+
 def is_leaf(module: nn.Module) -> bool:
     """A module that is one layer: no submodule but its ``parametrizations``
-    (``torch.nn.utils.parametrize``: spectral_norm, weight_norm, orthogonal), which compute
-    its weight and are no layers of the network."""
-    return all(name == "parametrizations" and parametrize.is_parametrized(module)
+    (:func:`is_parametrized`), which compute its weight and are no layers of the network."""
+    return all(name == "parametrizations" and is_parametrized(module)
                for name, _ in module.named_children())
 
 
@@ -184,7 +193,7 @@ def leaf_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
         if not name and not is_torch_module(module):
             continue  # a model of the user's own with no submodules: its forward's calls are
             # functions, not a layer (a torch.nn module alone is its one leaf)
-        if parametrize.is_parametrized(module):
+        if is_parametrized(module):
             inside.append(f"{name}.parametrizations" if name else "parametrizations")
         if is_leaf(module):
             yield name, module

@@ -32,6 +32,7 @@ from sparseconv._torch_layers import (
     _numpy,
     _refuse,
     parameter,
+    is_parametrized,
     refuse_hooks,
 )
 from sparseconv._typing import SparseFormat
@@ -392,6 +393,8 @@ def _fold(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     scale, shift = _batchnorm_scale_shift(bn)
     weight, conv_bias = _numpy(parameter(conv, "weight")), parameter(conv, "bias")
     factory: Any = type(conv)  # torch's stubs type the sizes per rank; ours are checked tuples
+    if is_parametrized(conv):  # the layer with the weight its parametrization computes: the
+        factory = factory.__base__  # class torch.nn.utils.parametrize derived from (a review)
     options = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                    groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
                    device=conv.weight.device, dtype=conv.weight.dtype)

@@ -46,6 +46,7 @@ from sparseconv._torch_layers import (
     _PAD_MODES,
     _SUPPORTED,
     is_leaf,
+    is_parametrized,
 )
 
 _CONV_OPS = {"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution",
@@ -226,6 +227,8 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
         if node.kind() in _STRUCTURAL:
             continue  # their values are read where they are used
         name, module = modules(node)
+        if ".parametrizations." in f".{name}.":
+            continue  # computes a parametrized layer's weight: read where the layer uses it
         if not is_leaf(module):
             _refuse_control_flow(node, modules)
             continue
@@ -460,6 +463,8 @@ def _rebuild(call: _Call, value) -> nn.Module:
     """The eager module of ``call`` (the ScriptModule itself for a class sparseconv does not
     know: it is then not linear, as in the eager trace)."""
     kind = _kind(call.module)
+    if is_parametrized(call.module):  # its weight, computed in the graph, is an argument
+        kind = kind.removeprefix("Parametrized")
     cls = getattr(nn, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or not _known(cls):
         return call.module

@@ -276,3 +276,41 @@ def test_network_operator_refuses_a_torchscript_model(tmp_path):
     with pytest.raises(TypeError, match="Sequential is a TorchScript module, which torch.fx "
                                         "cannot trace: pass the eager model"):
         sct.network_operator(model, (1, 5, 5))
+
+
+@pytest.mark.parametrize("fold", [False, True])
+@pytest.mark.parametrize("parametrization", ["weight_norm", "spectral_norm", "orthogonal"])
+def test_traced_parametrized_layers_are_read_as_the_eager_ones(parametrization, fold,
+                                                               tmp_path):
+    """A new user's trial: a traced model of torch.nn.utils.parametrizations layers lost them
+    (their weight is computed in the graph), trace() listed the Flatten alone, and
+    assume_chain=True gave the bound 1.0 where the Lipschitz constant is 1490."""
+    par = getattr(torch.nn.utils.parametrizations, parametrization)
+    make = lambda: nn.Sequential(  # noqa: E731
+        par(nn.Conv2d(3, 4, 3, padding=1)), nn.BatchNorm2d(4), nn.ReLU(),
+        par(nn.ConvTranspose2d(4, 4, 2, stride=2)), nn.Flatten(), par(nn.Linear(4 * 8 * 8, 5)))
+    shape = (3, 4, 4)
+    model = _networks.randomize(make(), seed=5)
+    expected = sct.lipschitz_report(model, shape, fold_batchnorm=fold)
+    traced = jit(model, "trace", shape, tmp_path / "m.pt")
+    assert [r.name for r in sct.trace(traced, shape)] == ["0", "1", "2", "3", "4", "5"]
+    for chain in (False, True):
+        report = sct.lipschitz_report(traced, shape, fold_batchnorm=fold, assume_chain=chain)
+        assert [(row["name"], row["lower"], row["upper"]) for row in report] == [
+            (row["name"], row["lower"], row["upper"]) for row in expected]
+        assert report.network_upper == expected.network_upper is not None
+
+
+@pytest.mark.parametrize("parametrization", ["weight_norm", "spectral_norm"])
+def test_fold_batchnorm_of_a_parametrized_convolution_is_torchs_class(parametrization):
+    """A new user's trial: the folded module was of the parametrized class (without its
+    parametrization), which sparseconv.torch.matrix then refused as a user's subclass."""
+    par = getattr(torch.nn.utils.parametrizations, parametrization)
+    conv, bn = _networks.randomize(nn.Sequential(par(nn.Conv2d(2, 3, 3)), nn.BatchNorm2d(3)),
+                                   seed=6)
+    folded = sct.fold_batchnorm(conv, bn)
+    assert type(folded.module) is nn.Conv2d
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(folded.module(x), bn(conv(x)), rtol=1e-12, atol=1e-12)
+    sct.matrix(folded.module, (2, 6, 6))  # (refused before)
