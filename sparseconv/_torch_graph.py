@@ -270,7 +270,7 @@ class _GraphBuilder:
     def translate(self, node) -> None:
         if node.op == "call_module":
             module = self.gm.get_submodule(node.target)
-            source = node.args[0]
+            source = node.args[0] if node.args else node.kwargs.get("input")  # conv(input=x)
             if source not in self.index or len(node.all_input_nodes) > 1 and not isinstance(
                     module, _CONV_T):
                 self.refuse(node, "must take the network's signal as its only tensor")

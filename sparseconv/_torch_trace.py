@@ -214,9 +214,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     records: list[TraceRecord] = []
     hooks = []
     for name, module in leaf_modules(model):  # a parametrized layer is one leaf
-        def hook(mod, inputs, output, name=name):
+        def hook(mod, args, kwargs, output, name=name):
+            # (a module called with its input as a keyword, conv(input=x): a new user's trial)
+            inputs = (*args, *([kwargs["input"]] if "input" in kwargs else []), *(
+                value for key, value in kwargs.items() if key != "input"))
             records.append(_record(name, mod, inputs, output))
-        hooks.append(module.register_forward_hook(hook))
+        hooks.append(module.register_forward_hook(hook, with_kwargs=True))
     try:  # (in training mode, allow_train, BatchNorm would update its statistics)
         with torch.no_grad(), restored_buffers(model):
             try:

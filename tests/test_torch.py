@@ -592,6 +592,39 @@ def test_network_operator_functional_calls():
     assert not np.allclose(net.offset, 0)
 
 
+class Keywords(nn.Module):
+    """Leaf modules called with their input as a keyword (and output_size too)."""
+
+    def __init__(self, keyword: bool):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.up = nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1)
+        self.fc = nn.Linear(2 * 10 * 12, 4)
+        self.keyword = keyword
+
+    def forward(self, x):
+        if self.keyword:
+            y = self.up(input=self.bn(input=self.conv(input=x)), output_size=(10, 12))
+            return self.fc(input=y.flatten(1))
+        return self.fc(self.up(self.bn(self.conv(x)), (10, 12)).flatten(1))
+
+
+def test_modules_called_with_keywords_are_read_as_called_positionally():
+    """A new user's trial: conv(input=x) was traced with input shape () (its hook saw the
+    positional arguments only), network_operator raised IndexError, lipschitz_report refused
+    the layer."""
+    shape = (2, 5, 6)
+    positional = _networks.randomize(Keywords(False), seed=3)
+    keywords = copy.deepcopy(positional)
+    keywords.keyword = True
+    assert [(r.name, r.input_shape, r.output_shape) for r in sct.trace(keywords, shape)] == [
+        (r.name, r.input_shape, r.output_shape) for r in sct.trace(positional, shape)]
+    check_network(keywords, shape, "keywords")
+    expected, report = (sct.lipschitz_report(m, shape) for m in (positional, keywords))
+    assert [row["upper"] for row in report] == [row["upper"] for row in expected]
+    assert report.network_upper == expected.network_upper is not None
+
+
 class Matmul(nn.Module):
     """Products by constant matrices and vectors, on either side of the signal."""
 
