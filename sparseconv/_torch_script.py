@@ -469,6 +469,14 @@ def _rebuild(call: _Call, value) -> nn.Module:
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or not _known(cls):
         return call.module
     ops = [(op.kind(), [value(a) for a in op.inputs()]) for op in call.ops()]
+    trained = [k for k, a in ops if k == "aten::batch_norm" and a[5] is True
+               or "dropout" in k and a[2] is True]
+    if trained and not call.module.training:  # (a new user's trial: "does not compute what
+        # a BatchNorm2d of its operations' arguments does" said nothing of the cause)
+        raise TypeError(f"TorchScript module {call.name or '(the model)'!r} ({kind}) runs "
+                        f"{trained[0]} in training mode, though the module is in eval mode: "
+                        "torch.jit.trace froze the mode the model had when it was traced; "
+                        "trace it after model.eval()")
     try:
         module = _upsample(call.module, ops) if cls is nn.Upsample else _build(cls, ops)
     except (TypeError, ValueError, IndexError, KeyError) as exc:

@@ -314,3 +314,18 @@ def test_fold_batchnorm_of_a_parametrized_convolution_is_torchs_class(parametriz
     with torch.no_grad():
         assert torch.allclose(folded.module(x), bn(conv(x)), rtol=1e-12, atol=1e-12)
     sct.matrix(folded.module, (2, 6, 6))  # (refused before)
+
+
+@pytest.mark.parametrize("layer", [nn.BatchNorm2d(2), nn.Dropout(0.5)], ids=["bn", "dropout"])
+def test_a_model_traced_in_training_mode_is_refused_with_the_cause(layer, tmp_path):
+    """A new user's trial: the refusal said the module "does not compute what a BatchNorm2d
+    of its operations' arguments does", not that torch.jit.trace froze the training mode."""
+    model = _networks.randomize(nn.Sequential(nn.Conv2d(2, 2, 3), layer), seed=1).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, torch.randn(2, 2, 5, 5, dtype=F64), check_trace=False)
+    traced.eval()
+    with pytest.raises(TypeError, match=r"TorchScript module '1' \((BatchNorm2d|Dropout)\) "
+                                        r"runs aten::\w+ in training mode, though the module is "
+                                        r"in eval mode: torch.jit.trace froze"):
+        sct.lipschitz_report(traced, (2, 5, 5))
