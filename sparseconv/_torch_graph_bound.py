@@ -235,6 +235,7 @@ class _Probe(ShapeProp):
         self.stale: torch.fx.Node | None = None
         self.signal: set[torch.fx.Node] = set()  # the nodes computed from the input
         self.constants: dict[torch.fx.Node, Any] = {}  # the others' values (parameters...)
+        self.sizes: dict[torch.fx.Node, Any] = {}  # the integer values computed from the input
 
     def run_node(self, n: torch.fx.Node) -> Any:
         for a in n.all_input_nodes:
@@ -246,9 +247,18 @@ class _Probe(ShapeProp):
             self.versions[n] = (result, result._version)
         if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes):
             self.signal.add(n)
+            if _integers(result):  # (x.size(2) - y.size(2): read where it is fixed by the
+                self.sizes[n] = result  # traced shape, :func:`_static_size`)
         elif n.op != "output":
             self.constants[n] = result
         return result
+
+
+def _integers(value: Any) -> bool:
+    """An int, or a tuple or list of ints (a ``torch.Size``), not a bool."""
+    if isinstance(value, (tuple, list)):
+        return all(_integers(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _reads_shape(n: torch.fx.Node) -> bool:
@@ -260,7 +270,30 @@ def _reads_shape(n: torch.fx.Node) -> bool:
 
 
 _SIZE_ARITHMETIC = {operator.getitem, operator.add, operator.sub, operator.mul,
-                    operator.floordiv, operator.neg}
+                    operator.floordiv, operator.mod, operator.neg}
+
+
+def _batch_sized(n: Any) -> bool:
+    """Whether a size computed in the graph may follow the batch size (``x.size(0)``,
+    ``x.numel()``, a whole ``x.shape``): as an argument of a function it would make one
+    sample's map depend on the batch, which the probe's batch does not show. Conservative."""
+    if not isinstance(n, torch.fx.Node):
+        return False
+    source = n.args[0] if n.args else None
+    if (n.op == "call_function" and n.target is operator.getitem
+            and isinstance(source, torch.fx.Node) and _reads_shape(source)
+            and not (source.op == "call_method" and len(source.args) > 1)):
+        ndim = len(source.args[0].meta["tensor_meta"].shape)
+        index = n.args[1]
+        if isinstance(index, int):
+            return index % ndim == 0
+        return not isinstance(index, slice) or 0 in range(ndim)[index]
+    if _reads_shape(n):
+        if n.op == "call_method" and n.target == "size" and len(n.args) > 1:
+            dim = n.args[1]
+            return not isinstance(dim, int) or dim % len(source.meta["tensor_meta"].shape) == 0
+        return not (n.target == "dim" or n.op == "call_function" and n.args[1] == "ndim")
+    return any(_batch_sized(a) for a in n.all_input_nodes)
 
 
 def _static_size(n: Any, bound: dict) -> bool:
@@ -320,7 +353,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         return None, (f"the torch.fx graph of {type(model).__name__} does not compute what its "
                       "forward does (an in-place change such as y += z, recorded as a new "
                       "value?)")
-    dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users]
+    dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users
+            and n not in recorder.sizes]  # (b, c, h, w = x.shape with w unused: a new user)
     if dead:  # a result nobody reads: an in-place change that the graph shows as a new value
         return None, (f"node {dead[0].name!r} computes a value nothing reads: an in-place "
                       "change such as y += z, which the graph records as a new value, looks "
@@ -375,7 +409,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                                "a map of one sample; the batch must stay the first axis)")
         try:
             found = _bound(node, bound, of, size, meta, factors, functional,
-                           recorder.constants)
+                           recorder.constants, recorder.sizes)
         except _Opaque as exc:
             return unsupported(node, f"reads {exc.args[0].name!r}, a value of the signal that "
                                "is no floating tensor")
@@ -388,10 +422,11 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
 def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta: Callable,
            factors: Callable[[str, int, tuple], Factor],
            functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
-           constants: dict | None = None) -> Fraction | str:
+           constants: dict | None = None, sizes: dict | None = None) -> Fraction | str:
     """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
-    none. ``constants``: the values of the nodes that do not depend on the input."""
-    constants = constants or {}
+    none. ``constants``: the values of the nodes that do not depend on the input; ``sizes``:
+    the integer values of those that do, read where :func:`_static_size` fixes them."""
+    constants, sizes = constants or {}, sizes or {}
     # (torch.fx types its arguments as any Python value); constants by their values
     args: Any = torch.fx.node.map_arg(node.args, lambda n: constants.get(n, n))
     kwargs: dict[str, Any] = dict(torch.fx.node.map_arg(node.kwargs,
@@ -495,8 +530,14 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     computed: list[torch.fx.Node] = []
     torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
                           computed.append)
+    computed = [n for n in computed if not (n in sizes and static_int(n) and not _batch_sized(n))]
     if computed:  # (F.leaky_relu(x, x.shape[-1] / 100): an argument from the signal's shape)
         return f"has an argument computed from the signal ({computed[0].name!r})"
+    # sizes fixed by the traced shape (a U-Net's F.pad by x2.size(2) - x1.size(2)): values
+    args = [torch.fx.node.map_arg(a, lambda n: sizes.get(n, n)) if i else a
+            for i, a in enumerate(args)]
+    kwargs = {k: v if k == "input" else torch.fx.node.map_arg(v, lambda n: sizes.get(n, n))
+              for k, v in kwargs.items()}
     constant = function_constant(target, args, kwargs)
     if constant is None and functional is not None and node.op == "call_function":
         found = functional(target, list(args), kwargs, tuple(meta(source).shape[1:]))

@@ -366,6 +366,11 @@ def test_relu_resnet_bound_is_the_product_over_paths():
     assert largest_ratio(model, (3, 8, 8)) <= report.network_upper
 
 
+def _unpacked(y, x):
+    b, c, h, w = x.shape  # w unused: a dead node of the graph, a size, not a signal
+    return y.reshape(b, c * h, -1)
+
+
 class _Lambda(nn.Module):
     def __init__(self, function):
         super().__init__()
@@ -402,9 +407,13 @@ class _Lambda(nn.Module):
     (lambda y, x: y[:, :, : torch.nonzero(y > 0).shape[0] % 2 + 1], "computed from the signal"),
     (lambda y, x: y / torch.nonzero(y > 0).shape[0], "truediv"),
     (lambda y, x: y / x.size(0), "truediv"),
-    # linear, but its kernel size is computed from the signal's shape
-    (lambda y, x: y + F.avg_pool2d(x, x.shape[-1] // 4), "avg_pool2d"),
+    # linear, but its factor is computed from the signal's shape (a kernel size so computed
+    # is a constant of the traced shape: test_sizes_read_off_bounded_shapes_are_constants...)
     (lambda y, x: torch.add(x, y, alpha=y.shape[1]), "alpha"),
+    # sizes that follow the batch size: one sample's map would depend on the batch
+    (lambda y, x: F.pad(y, [x.size(0)] * 4, mode="replicate"), "computed from the signal"),
+    (lambda y, x: F.pad(y, [x.shape[0], 1, 1, 1], mode="replicate"), "computed from the"),
+    (lambda y, x: F.pad(y, [x.numel() // 32] * 4, mode="replicate"), "computed from the"),
 ])
 def test_no_rule_no_bound_and_the_node_is_named(function, node):
     report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))
@@ -747,6 +756,17 @@ def test_products_by_any_numeric_tensor_and_big_integers():
     lambda y, x: y.reshape(x.size(0), x.shape[1], -1)[..., : x.size(-1)],
     lambda y, x: y[:, :, 1:y.shape[2] - 1] + x[:, :, : x.size(2) - 2],
     lambda y, x: x + y.view_as(x),
+    # a new user's trial: the U-Net up-block's pad to its skip's size (milesial's Up.forward),
+    # a pad to a multiple of 8 and its crop, and a shape unpacked with a name left unused
+    lambda y, x: torch.cat([x, F.pad(y[:, :, :-1, :-2], [
+        (x.size(3) - y.size(3) + 2) // 2, x.size(3) - y.size(3) + 2 - (x.size(3) - y.size(3)
+                                                                       + 2) // 2,
+        (x.size()[2] - y.size()[2] + 1) // 2, 1 - (x.size()[2] - y.size()[2] + 1) // 2])], 1),
+    lambda y, x: F.pad(y, (0, (8 - y.shape[3] % 8) % 8, 0, (8 - y.shape[2] % 8) % 8),
+                       mode="replicate")[:, :, : x.shape[2], : x.shape[3]] * 3,
+    lambda y, x: _unpacked(y, x),
+    lambda y, x: y + F.avg_pool2d(x, x.shape[-1] // 4),  # (refused before: a kernel size)
+    lambda y, x: F.pad(y, [x.size()[-1] // 2, x.dim(), x.shape[2:][0] // 2, 1], "replicate"),
 ])
 def test_sizes_read_off_bounded_shapes_are_constants_of_the_traced_shape(function):
     """``x.shape``, ``x.size()`` of a tensor the bound accepted: fixed by the traced shape, in
