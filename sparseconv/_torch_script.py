@@ -172,6 +172,10 @@ class _Modules:
             if name in ("SELF", "UNKNOWN_INSTANCE"):  # a function called inside that forward
                 break
             children = dict(module.named_children())
+            if name == "INSTANCE_NAME_UNKNOWN":  # torch.jit.trace's name for a module that
+                # the model holds twice (one Conv2d in two Sequentials): the child of its kind
+                of_kind = [c for c, sub in children.items() if _kind(sub) == kind]
+                name = of_kind[0] if len(of_kind) == 1 else name
             if name in children:
                 names.append(name)
                 module = children[name]

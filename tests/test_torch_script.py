@@ -329,3 +329,15 @@ def test_a_model_traced_in_training_mode_is_refused_with_the_cause(layer, tmp_pa
                                         r"runs aten::\w+ in training mode, though the module is "
                                         r"in eval mode: torch.jit.trace froze"):
         sct.lipschitz_report(traced, (2, 5, 5))
+
+
+def test_a_module_held_twice_is_found_in_a_traced_model(tmp_path):
+    """A review: torch.jit.trace names a module the model holds twice
+    INSTANCE_NAME_UNKNOWN, which was refused as a module the model does not hold."""
+    conv = nn.Conv2d(2, 2, 3, padding=1)
+    model = _networks.randomize(nn.Sequential(nn.Sequential(conv), nn.Sequential(conv), conv))
+    shape = (2, 6, 6)
+    expected = sct.lipschitz_report(model, shape)
+    report = sct.lipschitz_report(jit(model, "trace", shape, tmp_path / "m.pt"), shape)
+    assert [row["upper"] for row in report] == [row["upper"] for row in expected]
+    assert len(report) == 3 and report.network_upper == expected.network_upper is not None
