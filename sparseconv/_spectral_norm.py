@@ -325,7 +325,8 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     the padded input.
     """
     op = _operator(weight, geom)
-    check_lanczos_memory(op)  # every stage is sized before the first one starts
+    if not upper_only:  # (a review: method="upper", which runs no Lanczos, was refused)
+        check_lanczos_memory(op)  # every stage is sized before the first one starts
     copies = copies_of(geom)  # after the operator, whose scratch memory is checked first
     exact_first = False
     if exact_applies(geom):  # zero, reflect or replicate padding: a whole-Gram proof exists

@@ -838,3 +838,19 @@ def test_a_failing_layer_is_named_and_stops_the_rest(monkeypatch):
             sc.set_memory_limit(old)
         assert re.match(r"layers\[[0-2]\]: ", str(info.value)), str(info.value)
     assert not _spectral_norm.map_layers.__module__.endswith("torch")
+
+
+def test_method_upper_is_not_refused_for_the_lanczos_memory_it_does_not_use():
+    """A review: method="upper" (no Lanczos) raised MatrixTooLargeError for the Lanczos
+    vectors under a limit that every stage it runs fits."""
+    w = np.random.default_rng(0).standard_normal((4, 1, 2, 2))
+    options = dict(padding=(0, 1), dilation=(1, 2))
+    dense = np.linalg.norm(sc.conv_matrix(w, (1, 17, 15), **options).toarray(), 2)
+    old = sc.set_memory_limit(60_000)
+    try:
+        with pytest.raises(sc.MatrixTooLargeError, match="Lanczos"):
+            sc.spectral_norm(w, (1, 17, 15), method="bounds", **options)
+        upper = sc.spectral_norm(w, (1, 17, 15), method="upper", **options)
+    finally:
+        sc.set_memory_limit(old)
+    assert upper.lower <= dense <= upper.upper
