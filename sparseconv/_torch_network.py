@@ -131,9 +131,41 @@ class NetworkOperator:
     _ops: tuple = field(repr=False)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Apply to a flat input ``(n,)`` or to columns ``(n, k)``."""
+        """Apply to a flat input ``(n,)`` or to columns ``(n, k)``; :meth:`apply` takes
+        arrays shaped as the model's input."""
         x = np.asarray(x)
+        n = self.operator.shape[1]
+        if x.ndim not in (1, 2) or x.shape[0] != n:  # (a new user's trial: scipy printed
+            # the whole array, or said "dimension mismatch")
+            raise ValueError(
+                f"net(x) takes one flat sample, x.ravel() of shape ({n},), or columns ({n}, k); "
+                f"got shape {x.shape}: for an array shaped {self.input_shape} or (N, "
+                f"{', '.join(map(str, self.input_shape))}) use net.apply(x)")
         return self.operator @ x + (self.offset if x.ndim == 1 else self.offset[:, None])
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The network applied to an array shaped ``input_shape`` or ``(N, *input_shape)``
+        (a batch, as the model takes it); returns ``output_shape`` or ``(N,
+        *output_shape)``.
+
+        Raises
+        ------
+        ValueError
+            An array of any other shape; the message names the shapes.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import sparseconv.torch as sct
+        >>> model = torch.nn.Conv2d(3, 4, 3, padding=1).double().eval()
+        >>> net = sct.network_operator(model, (3, 8, 8))
+        >>> x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+        >>> bool(torch.allclose(torch.from_numpy(net.apply(x.numpy())), model(x)))
+        True
+        """
+        y = sc.ConvOperator._shaped(x, self.input_shape, self.output_shape,
+                                    self.operator.matmat, "apply")
+        return y + self.offset.reshape(self.output_shape)
 
     def affine(self) -> sc.AffineMap:
         """The explicit :class:`sparseconv.AffineMap`.

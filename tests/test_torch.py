@@ -1265,3 +1265,25 @@ def test_functional_transposed_convolution_by_a_parameter(groups):
     exact = np.linalg.norm(net.affine().matrix.toarray(), 2)
     report = sct.lipschitz_report(model, (2, 4, 5))
     assert report.over_graph and exact <= report.network_upper, report.reason
+
+
+def test_network_operator_apply_takes_the_models_arrays_and_call_says_so():
+    """A new user's trial: net(x.numpy()) of the model's (1, C, H, W) batch failed in scipy,
+    printing the whole array; nothing pointed to a shaped call."""
+    model = _networks.randomize(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(),
+                                              nn.Linear(4 * 36, 5)), seed=2)
+    net = sct.network_operator(model, (3, 6, 6))
+    x = torch.randn(4, 3, 6, 6, dtype=F64)
+    with torch.no_grad():
+        y = model(x).numpy()
+    assert_close(net.apply(x.numpy()), y, "batch")
+    assert_close(net.apply(x[0].numpy()), y[0], "one sample")
+    assert_close(net(x[0].numpy().ravel()), y[0], "flat")
+    for shape in ((1, 3, 6, 6), (3, 6, 6), (1, 108)):
+        with pytest.raises(ValueError, match=r"net\(x\) takes one flat sample, x.ravel\(\) of "
+                                             r"shape \(108,\), or columns \(108, k\); got shape "
+                                             r".*use net.apply\(x\)"):
+            net(np.zeros(shape))
+    with pytest.raises(ValueError, match=r"apply expects an array of shape \(3, 6, 6\) or "
+                                         r"\(N, 3, 6, 6\)"):
+        net.apply(np.zeros(108))
