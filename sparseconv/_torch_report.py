@@ -717,6 +717,12 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
     todo: list[tuple[TraceRecord, TraceRecord | None]] = []
     calls = iter(folds)
     for record in records:
+        if record.linear and not record.input_shape:  # (a new user's trial: fc(y.squeeze())
+            raise ValueError(  # said "input_shape must be a non-empty tuple ..., got ()")
+                f"layer {record.name!r} ({_kind(record.module)}) is called on a tensor "
+                "without the batch axis (the probe's batch of 1 was squeezed or indexed "
+                "away: y.squeeze(), y[0]?); keep the batch axis (y.flatten(1), "
+                "y.squeeze(-1))")
         # one flag per BatchNorm call, linear or not (a review: a BatchNorm without running
         # statistics, skipped unconsumed, passed its flag on, and the next BatchNorm was
         # folded into a convolution across a ChannelShuffle: a bound 100 times too small)

@@ -916,3 +916,20 @@ def test_a_layer_too_large_for_its_sample_still_has_its_shape_checked(monkeypatc
     conv.padding = (0,)
     with pytest.raises(ValueError, match="does not reproduce its output"):
         sct.lipschitz_report(nn.Sequential(conv).eval(), (1, 64))
+
+
+class _Squeezed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)).squeeze())  # squeeze: the batch of 1 too
+
+
+def test_a_layer_called_without_the_batch_axis_is_refused_with_the_cause():
+    """A new user's trial: fc(y.squeeze()) on the probe's batch of 1 said only "input_shape
+    must be a non-empty tuple of positive integers, got ()"."""
+    with pytest.raises(ValueError, match=r"layer 'fc' \(Linear\) is called on a tensor "
+                                         r"without the batch axis .*y.squeeze\(\)"):
+        sct.lipschitz_report(_Squeezed().double().eval(), (3, 6, 6))
