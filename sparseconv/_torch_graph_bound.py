@@ -352,7 +352,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     if not same:
         return None, (f"the torch.fx graph of {type(model).__name__} does not compute what its "
                       "forward does (an in-place change such as y += z, recorded as a new "
-                      "value?)")
+                      "value, or an operation that draws random numbers, such as "
+                      "FractionalMaxPool2d or torch.randn_like?)")
     dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users
             and n not in recorder.sizes]  # (b, c, h, w = x.shape with w unused: a new user)
     if dead:  # a result nobody reads: an in-place change that the graph shows as a new value
@@ -411,8 +412,14 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             found = _bound(node, bound, of, size, meta, factors, functional,
                            recorder.constants, recorder.sizes)
         except _Opaque as exc:
-            return unsupported(node, f"reads {exc.args[0].name!r}, a value of the signal that "
-                               "is no floating tensor")
+            read = exc.args[0]
+            if isinstance(read.meta.get("tensor_meta"), (tuple, list)):  # (a new user's
+                # trial: torch.chunk's tensors were called "no floating tensor")
+                return unsupported(node, f"reads {read.name!r}, a tuple of values of the "
+                                   "signal (torch.chunk, split, max with its indices), which "
+                                   "the bound has no rule for (slice the signal instead)")
+            return unsupported(node, f"reads {read.name!r}, a value of the signal that is no "
+                               "floating tensor")
         if isinstance(found, str):
             return unsupported(node, found)
         bound[node] = found

@@ -268,7 +268,14 @@ def test_sizes_read_off_the_signal_are_no_signal():
     assert jacobian_norm(model, (2, 4, 4)) <= report.network_upper
     tuple_read = _Conv(lambda m, x: m.pool(m.conv(x))[0])
     report = sct.lipschitz_report(tuple_read.eval(), (2, 4, 4))
-    assert report.network_upper is None and "is no floating tensor" in report.reason
+    assert report.network_upper is None and "a tuple of values of the signal" in report.reason
+    # a new user's trial: torch.chunk, and a random module, were given misleading reasons
+    chunked = _Conv(lambda m, x: (lambda c: c[0] - c[1])(torch.chunk(m.conv(x), 2, dim=1)))
+    report = sct.lipschitz_report(chunked.eval(), (2, 4, 4))
+    assert report.network_upper is None and "(torch.chunk, split," in report.reason
+    noisy = _Conv(lambda m, x: m.conv(x) + torch.randn_like(x))
+    report = sct.lipschitz_report(noisy.eval(), (2, 4, 4))
+    assert report.network_upper is None and "draws random numbers" in report.reason
 
 
 class _Res(nn.Module):
