@@ -273,6 +273,12 @@ _SIZE_ARITHMETIC = {operator.getitem, operator.add, operator.sub, operator.mul,
                     operator.floordiv, operator.mod, operator.neg}
 
 
+def _ndim_read(read: torch.fx.Node) -> int:
+    """The number of axes of the tensor a shape read (:func:`_reads_shape`) reads."""
+    tensor: Any = read.args[0]  # (torch.fx types an argument as any value)
+    return len(tensor.meta["tensor_meta"].shape)
+
+
 def _batch_sized(n: Any) -> bool:
     """Whether a size computed in the graph may follow the batch size (``x.size(0)``,
     ``x.numel()``, a whole ``x.shape``): as an argument of a function it would make one
@@ -283,7 +289,7 @@ def _batch_sized(n: Any) -> bool:
     if (n.op == "call_function" and n.target is operator.getitem
             and isinstance(source, torch.fx.Node) and _reads_shape(source)
             and not (source.op == "call_method" and len(source.args) > 1)):
-        ndim = len(source.args[0].meta["tensor_meta"].shape)
+        ndim = _ndim_read(source)
         index = n.args[1]
         if isinstance(index, int):
             return index % ndim == 0
@@ -291,7 +297,7 @@ def _batch_sized(n: Any) -> bool:
     if _reads_shape(n):
         if n.op == "call_method" and n.target == "size" and len(n.args) > 1:
             dim = n.args[1]
-            return not isinstance(dim, int) or dim % len(source.meta["tensor_meta"].shape) == 0
+            return not isinstance(dim, int) or dim % _ndim_read(n) == 0
         return not (n.target == "dim" or n.op == "call_function" and n.args[1] == "ndim")
     return any(_batch_sized(a) for a in n.all_input_nodes)
 

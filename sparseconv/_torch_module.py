@@ -31,8 +31,8 @@ from sparseconv._torch_layers import (
     _layer,
     _numpy,
     _refuse,
-    parameter,
     is_parametrized,
+    parameter,
     refuse_hooks,
 )
 from sparseconv._typing import SparseFormat
