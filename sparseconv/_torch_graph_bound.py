@@ -254,6 +254,20 @@ class _Probe(ShapeProp):
         return result
 
 
+def _sizes_on_another_batch(module: torch.fx.GraphModule, model: nn.Module,
+                            probe: torch.Tensor) -> dict:
+    """The integer values of the graph run on a batch of three, to keep only the sizes that
+    the batch does not change (a review: ``y.reshape(n, n, -1).shape[1]`` is the batch size
+    read off axis 1, which :func:`_batch_sized` does not see); none if that run fails."""
+    again = _Probe(module)
+    try:
+        with torch.no_grad(), restored_buffers(model):
+            again.propagate(torch.cat([probe, probe[:1]]))
+    except Exception:  # noqa: BLE001 - a model that runs on its probe's batch only
+        return {}
+    return again.sizes
+
+
 def _integers(value: Any) -> bool:
     """An int, or a tuple or list of ints (a ``torch.Size``), not a bool."""
     if isinstance(value, (tuple, list)):
@@ -293,7 +307,10 @@ def _batch_sized(n: Any) -> bool:
         index = n.args[1]
         if isinstance(index, int):
             return index % ndim == 0
-        return not isinstance(index, slice) or 0 in range(ndim)[index]
+        ends = (index.start, index.stop, index.step) if isinstance(index, slice) else (None,)
+        if not all(e is None or isinstance(e, int) for e in ends) or ends == (None,):
+            return True  # (a review: x.shape[x.dim() - 1:], bounds computed in the graph)
+        return 0 in range(ndim)[index]
     if _reads_shape(n):
         if n.op == "call_method" and n.target == "size" and len(n.args) > 1:
             dim = n.args[1]
@@ -340,7 +357,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     try:
         graph = torch.fx.Tracer().trace(model)
         module = torch.fx.GraphModule(model, graph)
-        recorder = _Probe(module)
+        other = _sizes_on_another_batch(module, model, probe)  # (before the probe's run,
+        recorder = _Probe(module)  # whose shapes the nodes keep)
         with torch.no_grad(), restored_buffers(model):
             # the graph must compute what the model does: torch.fx records `y += z` as a new
             # value, and a name that kept y would read it unchanged in the graph
@@ -349,6 +367,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return None, (f"torch.fx cannot trace {type(model).__name__} "
                       f"({type(exc).__name__}: {exc})")
+    recorder.sizes = {n: v for n, v in recorder.sizes.items() if other.get(n) == v}
     if not isinstance(theirs, torch.Tensor):
         return None, (f"{type(model).__name__} does not return one tensor (it returns a "
                       f"{type(theirs).__name__}): the bound is of a map to one tensor")

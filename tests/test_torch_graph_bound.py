@@ -421,6 +421,11 @@ class _Lambda(nn.Module):
     (lambda y, x: F.pad(y, [x.size(0)] * 4, mode="replicate"), "computed from the signal"),
     (lambda y, x: F.pad(y, [x.shape[0], 1, 1, 1], mode="replicate"), "computed from the"),
     (lambda y, x: F.pad(y, [x.numel() // 32] * 4, mode="replicate"), "computed from the"),
+    # a review of that rule: the batch size read off another axis, and a shape sliced at a
+    # computed position (which raised TypeError)
+    (lambda y, x: F.interpolate(y, scale_factor=y.reshape(x.shape[0], x.shape[0], -1).shape[1]),
+     "computed from the signal"),
+    (lambda y, x: F.leaky_relu(y, x.shape[x.dim() - 1:][0] // 4), "computed from the signal"),
 ])
 def test_no_rule_no_bound_and_the_node_is_named(function, node):
     report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))
