@@ -267,30 +267,15 @@ class AxisSegment:
         """``weight`` with its tap ``axis`` replaced by the positions: ``sum`` over ``fold``.
 
         Computed by indexing, not by a product with the 0/1 fold, so that a non-finite tap
-        stays in its own entry. An integer or bool ``weight`` (a matrix asked for in such a
-        dtype) is summed exactly, and a sum its dtype cannot hold is refused: numpy would wrap
-        100 + 100 to -56 in int8, and make True + True True.
+        stays in its own entry.
         """
         first, extras = self._tap_rounds
-        exact = weight.dtype.kind in "biu" and bool(extras)
-        source = weight.astype(object) if exact else weight  # Python integers: no overflow
-        out = np.take(source, first, axis=axis)
+        out = np.take(weight, first, axis=axis)
         index = (slice(None),) * (axis % weight.ndim)
         for entries, taps in extras:
             # numpy's stubs refuse slices beside an index array, which numpy accepts
-            out[(*index, entries)] += np.take(source, taps, axis=axis)  # type: ignore[arg-type]
-        if not exact:
-            return out
-        low, high = (0, 1) if weight.dtype.kind == "b" else (np.iinfo(weight.dtype).min,
-                                                            np.iinfo(weight.dtype).max)
-        outside = np.argwhere((out < low) | (out > high))
-        if outside.size:
-            where = tuple(int(i) for i in outside[0])
-            raise TypeError(
-                f"dtype={weight.dtype} cannot hold the matrix's entries: the padding folds "
-                f"several taps onto one input position, and their sum {int(out[where])} is "
-                f"outside [{int(low)}, {int(high)}]; pass a floating dtype")
-        return out.astype(weight.dtype)
+            out[(*index, entries)] += np.take(weight, taps, axis=axis)  # type: ignore[arg-type]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
+from ._validation import held_in, summable
 
 __all__ = ["array_shape", "assemble_channels_last", "channels_last_bytes", "from_channels_first",
            "natural_blocksize", "to_channels_first"]
@@ -126,7 +127,7 @@ def assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dty
     slot_columns = (np.arange(row_slots) // n_a * n_b)[:, None] + np.arange(n_b)
     slot_columns = slot_columns.reshape((1,) * ndim + (row_slots,) + (1,) * ndim + (n_b,))
 
-    w = np.asarray(geom.tap_weights(weight), dtype=dtype)
+    w = summable(np.asarray(geom.tap_weights(weight), dtype=dtype))  # (exact integer sums)
     tile = n_b * R * C
     data = np.empty(layout.length * tile, dtype=dtype)
     indices = np.empty(layout.length * n_b, dtype=index_dtype)
@@ -138,7 +139,7 @@ def assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dty
             if block[: d + 1] not in folded:
                 folded[block[: d + 1]] = segments[d][block[d]].fold_weight(
                     folded[block[:d]], axis=2 + d)
-        f = folded[block]  # (C_out, C_in/groups, *counts)
+        f = held_in(folded[block], dtype)  # (C_out, C_in/groups, *counts)
         counts = f.shape[2:]
         # (g, a, r, b, c, *counts) -> (g, a, *counts, b, r, c): one slot's blocks along j, b
         pattern = f.reshape(groups, n_a, R, n_b, C, *counts)

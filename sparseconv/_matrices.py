@@ -40,7 +40,15 @@ from ._typing import (
     SparseArray,
     SparseFormat,
 )
-from ._validation import as_weight, check_blocksize, check_format, check_layout, layer_dtype
+from ._validation import (
+    as_weight,
+    check_blocksize,
+    check_format,
+    check_layout,
+    held_in,
+    layer_dtype,
+    summable,
+)
 
 __all__ = ["assemble", "check_addressable", "conv_matrix", "conv_transpose_matrix", "format_bytes",
            "matrix_bytes"]
@@ -234,7 +242,7 @@ def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
             terms[d].append((at * int(in_steps[d])).reshape(grid))
     channel_columns = np.arange(in_per_group).reshape((1,) * ndim + (-1,) + (1,) * ndim) * n_in
 
-    w = np.asarray(geom.tap_weights(weight), dtype=dtype)
+    w = summable(np.asarray(geom.tap_weights(weight), dtype=dtype))  # (exact integer sums)
     data = np.empty((c_out, layout.length), dtype=dtype)
     columns = np.empty(layout.length, dtype=index_dtype)
     # the weight folded along the first axes, shared by blocks
@@ -246,7 +254,7 @@ def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
             if block[: d + 1] not in folded:
                 folded[block[: d + 1]] = segments[d][block[d]].fold_weight(
                     folded[block[:d]], axis=2 + d)
-        pattern = folded[block].reshape(c_out, 1, -1)
+        pattern = held_in(folded[block], dtype).reshape(c_out, 1, -1)
         # Consecutive outputs along the last axis are consecutive rows, contiguous in memory:
         # write a strip of them once, then copy the strip with long contiguous inner loops.
         target = layout.view(data, block)

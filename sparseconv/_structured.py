@@ -42,7 +42,7 @@ from ._typing import (
     SparseArray,
     SparseFormat,
 )
-from ._validation import as_weight, exact_in, is_int, layer_dtype, spatial_size
+from ._validation import as_weight, held_in, is_int, layer_dtype, spatial_size, summable
 
 __all__ = [
     "toeplitz_matrix",
@@ -298,11 +298,11 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
                   f"the {n0 * n1} x {n0 * n1} doubly block circulant matrix", copies=4,
                   dense=n0 * n1)
     # the first column: kernel element j at lag (j - first) mod n, taps wrapping onto one summed
-    column = np.zeros(size, np.result_type(kernel.dtype, np.float64))  # (exact sums)
+    taps = summable(kernel.astype(dtype))  # (layer_dtype checked every tap is held)
+    column = np.zeros(size, taps.dtype)
     np.add.at(column, np.ix_(*[(np.arange(m) - f) % n
-                              for m, f, n in zip(kernel.shape, firsts, size)]), kernel)
-    exact_in(dtype, column, "the matrix's entries (the taps wrapped onto one position, summed)")
-    column = column.astype(dtype, copy=False)
+                              for m, f, n in zip(kernel.shape, firsts, size)]), taps)
+    column = held_in(column, dtype)
     lags = np.flatnonzero(column.any(axis=1))
     # numpy's stubs type the diagonal offset as int, not as numpy's integers
     shifts = [_circulant(np.eye(1, n0, j, dtype=dtype).ravel()) for j in lags]  # type: ignore[call-overload]

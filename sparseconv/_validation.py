@@ -31,6 +31,7 @@ __all__ = [
     "check_layout",
     "as_weight",
     "exact_in",
+    "held_in",
     "int_tuple",
     "is_int",
     "layer_dtype",
@@ -40,6 +41,7 @@ __all__ = [
     "positive_int",
     "result_dtype",
     "spatial_size",
+    "summable",
     "worker_count",
 ]
 
@@ -410,7 +412,7 @@ def _in_double(array: np.ndarray, name: str) -> np.ndarray:
     double = np.complex128 if array.dtype.kind == "c" else np.float64
     with np.errstate(over="ignore", under="ignore"):
         narrow = array.astype(double)
-    changed = np.argwhere(narrow != array)
+    changed = np.argwhere((narrow != array) & ~np.isnan(array))  # (NaN: the finite check's)
     if changed.size:
         where = tuple(int(i) for i in changed[0])
         raise TypeError(
@@ -566,6 +568,42 @@ def layer_dtype(weight: np.ndarray, dtype) -> np.dtype:
                         f"{weight.dtype} weight; pass a complex dtype or the real part")
     exact_in(dtype, weight, f"the {weight.dtype} weight's entries")
     return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def summable(values: np.ndarray) -> np.ndarray:
+    """``values`` as Python integers (an object array) if their dtype is an integer or bool
+    one, so that the sums padding folds into one entry are exact; else unchanged. numpy would
+    wrap 100 + 100 to -56 in int8, make True + True True, and float64 would round beyond
+    2**53. :func:`held_in` casts the sums back."""
+    return values.astype(object) if values.dtype.kind in "biu" else values
+
+
+def held_in(sums: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Exact sums from :func:`summable` as ``dtype``, refused (``TypeError``) where an
+    integer or bool dtype cannot hold one: only the entries are checked, not partial sums.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> held_in(summable(np.array([100, 27], np.int8)) + 0, np.dtype(np.int8))
+    array([100,  27], dtype=int8)
+    >>> held_in(summable(np.array([100], np.int8)) * 2, np.dtype(np.int8))
+    Traceback (most recent call last):
+    ...
+    TypeError: dtype=int8 cannot hold the matrix's entries: the padding folds several taps ...
+    """
+    if sums.dtype != object:
+        return sums
+    dtype = np.dtype(dtype)
+    low, high = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
+                                                 int(np.iinfo(dtype).max))
+    outside = np.argwhere((sums < low) | (sums > high))
+    if outside.size:
+        where = tuple(int(i) for i in outside[0])
+        raise TypeError(f"dtype={dtype} cannot hold the matrix's entries: the padding folds "
+                        f"several taps onto one input position, and their sum "
+                        f"{int(sums[where])} is outside [{low}, {high}]; pass a floating dtype")
+    return sums.astype(dtype)
 
 
 def exact_in(dtype: np.dtype, values: np.ndarray, what: str) -> None:

@@ -201,3 +201,33 @@ def test_a_longdouble_weight_is_read_in_double_precision_only_where_that_is_exac
         with pytest.raises(TypeError, match=rf"weight of dtype {wide.dtype} has entries "
                                             rf"(float64|complex128) cannot hold .*{entry}"):
             spectrum(wide)
+
+
+def test_integer_entries_are_checked_not_partial_sums_and_summed_exactly():
+    """A review of the fold check: a partial sum over the first axis (100 + 100) was refused
+    though every entry fits int8, and doubly_block_circulant rounded int64 sums beyond 2**53
+    (in float64) where conv_matrix summed them exactly."""
+    w = np.array([[-50, 100, -50], [-50, 100, -50], [0, 0, 0]], dtype=np.int8)[None, None]
+    truth = sparseconv.conv_matrix(w.astype(float), (1, 2, 2), padding=1,
+                                   padding_mode="replicate").toarray()
+    assert np.abs(truth).max() <= 127
+    held = sparseconv.conv_matrix(w, (1, 2, 2), padding=1, padding_mode="replicate",
+                                  dtype=np.int8)
+    assert held.dtype == np.int8 and np.array_equal(held.toarray(), truth)
+    big = np.array([[2**53, 5, 1]], dtype=np.int64)
+    entry = 2**53 + 1  # the taps 2**53 and 1 wrap onto one entry of a 2-wide torus
+    circulant = sparseconv.doubly_block_circulant(big, (1, 2), dtype=np.int64).toarray()
+    direct = sparseconv.conv_matrix(big[None, None], (1, 1, 2), padding="same",
+                                    padding_mode="circular", flip=True, dtype=np.int64)
+    assert int(circulant[0, 1]) == int(direct.toarray()[0, 1]) == entry
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
+                    reason="longdouble is float64 on this platform")
+def test_a_longdouble_nan_is_refused_as_not_finite():
+    """A review: NaN != NaN made the longdouble check call a NaN a value float64 cannot
+    hold (TypeError), where float64's NaN gets the documented ValueError."""
+    w = np.ones((1, 1, 3, 3), np.longdouble)
+    w[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="weight must have finite entries, got nan"):
+        sparseconv.spectral_norm(w, (1, 5, 5))
