@@ -50,6 +50,7 @@ from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
     _CONV_T,
+    _DROPOUT,
     _POOL,
     _Layer,
     _layer,
@@ -717,7 +718,9 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
     todo: list[tuple[TraceRecord, TraceRecord | None]] = []
     calls = iter(folds)
     for record in records:
-        if record.linear and not record.input_shape:  # (a new user's trial: fc(y.squeeze())
+        if record.linear and not record.input_shape and not isinstance(  # (a new user's
+                record.module, (nn.Identity, *_DROPOUT)):  # trial: fc(y.squeeze()); but a
+            # Dropout of one number a sample, (N,), keeps the batch: a review)
             raise ValueError(  # said "input_shape must be a non-empty tuple ..., got ()")
                 f"layer {record.name!r} ({_kind(record.module)}) is called on a tensor "
                 "without the batch axis (the probe's batch of 1 was squeezed or indexed "

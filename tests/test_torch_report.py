@@ -933,3 +933,24 @@ def test_a_layer_called_without_the_batch_axis_is_refused_with_the_cause():
     with pytest.raises(ValueError, match=r"layer 'fc' \(Linear\) is called on a tensor "
                                          r"without the batch axis .*y.squeeze\(\)"):
         sct.lipschitz_report(_Squeezed().double().eval(), (3, 6, 6))
+
+
+class _PerSampleScalar(nn.Module):
+    def __init__(self, tail):
+        super().__init__()
+        self.conv, self.tail = nn.Conv2d(3, 4, 3, padding=1), tail
+
+    def forward(self, x):
+        return self.tail(self.conv(x).mean((1, 2, 3)))  # one number a sample: (N,)
+
+
+@pytest.mark.parametrize("tail", [nn.Identity(), nn.Dropout(0.3)], ids=["identity", "dropout"])
+def test_an_elementwise_layer_of_one_number_a_sample_keeps_its_bound(tail):
+    """A review of the refusal above: an Identity or Dropout on (N,) keeps the batch axis,
+    and was refused though bounded before."""
+    model = _networks.randomize(_PerSampleScalar(tail), seed=3)
+    report = sct.lipschitz_report(model, (3, 6, 6))
+    x = torch.zeros((1, 3, 6, 6), dtype=F64)
+    jacobian = torch.autograd.functional.jacobian(model, x).reshape(-1, x.numel())
+    assert report.network_upper is not None, report.reason
+    assert np.linalg.norm(jacobian.numpy(), 2) <= report.network_upper
