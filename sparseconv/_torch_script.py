@@ -137,6 +137,10 @@ class _Modules:
 
     def __call__(self, node) -> tuple[str, nn.Module]:
         hierarchy = node.getModuleHierarchy()
+        if "INSTANCE_NAME_UNKNOWN" in hierarchy:  # not cached: one name for several modules
+            found = self.by_attributes(node, hierarchy) or self.resolve(hierarchy)  # (raises)
+            self.last = found[0]
+            return found
         if hierarchy in self.cache:
             found = self.cache[hierarchy]
         else:
@@ -146,6 +150,31 @@ class _Modules:
                 found = self.relative(hierarchy)
         self.last = found[0]
         return found
+
+    def by_attributes(self, node, hierarchy: str) -> tuple[str, nn.Module] | None:
+        """The module of a node that torch.jit.trace places in ``INSTANCE_NAME_UNKNOWN`` (a
+        module the model holds twice, in two Sequentials say), found by the attributes its
+        operation reads: ``self.a.0.weight`` is module ``a.0``'s. None if it reads none, or
+        one not of the hierarchy's kind (a review: the parent's one child of that kind was
+        taken, and another module got a shared convolution's rows)."""
+        pairs = _HIERARCHY.findall(hierarchy)
+        if not pairs or pairs[-1][0] != "INSTANCE_NAME_UNKNOWN":
+            return None
+        for value in node.inputs():
+            names: list[str] = []
+            while value.node().kind() == "prim::GetAttr":
+                names.insert(0, value.node().s("name"))
+                value = next(iter(value.node().inputs()))
+            if len(names) < 2 or value.node().kind() != "prim::Param":  # from the model
+                continue
+            module = self.model
+            for name in names[:-1]:
+                module = dict(module.named_children()).get(name)
+                if module is None:
+                    break
+            if module is not None and _kind(module) == pairs[-1][1]:
+                return ".".join(names[:-1]), module
+        return None
 
     def relative(self, hierarchy: str) -> tuple[str, nn.Module]:
         """A hierarchy that TorchScript wrote from an enclosing module's method down: the
@@ -172,10 +201,6 @@ class _Modules:
             if name in ("SELF", "UNKNOWN_INSTANCE"):  # a function called inside that forward
                 break
             children = dict(module.named_children())
-            if name == "INSTANCE_NAME_UNKNOWN":  # torch.jit.trace's name for a module that
-                # the model holds twice (one Conv2d in two Sequentials): the child of its kind
-                of_kind = [c for c, sub in children.items() if _kind(sub) == kind]
-                name = of_kind[0] if len(of_kind) == 1 else name
             if name in children:
                 names.append(name)
                 module = children[name]
@@ -227,11 +252,14 @@ class _Call:
 def _calls(model: nn.Module, graph) -> list[_Call]:
     modules = _Modules(model)
     calls: list[_Call] = []
+    # the parametrizations of parametrized layers (not a child a user named so: a review)
+    inside = tuple(f"{name}.parametrizations." if name else "parametrizations."
+                   for name, module in model.named_modules() if is_parametrized(module))
     for node in graph.nodes():
         if node.kind() in _STRUCTURAL:
             continue  # their values are read where they are used
         name, module = modules(node)
-        if ".parametrizations." in f".{name}.":
+        if inside and f"{name}.".startswith(inside):
             continue  # computes a parametrized layer's weight: read where the layer uses it
         if not is_leaf(module):
             _refuse_control_flow(node, modules)
