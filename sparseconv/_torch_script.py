@@ -502,6 +502,7 @@ def _rebuild(call: _Call, value) -> nn.Module:
         return call.module
     ops = [(op.kind(), [value(a) for a in op.inputs()]) for op in call.ops()]
     trained = [k for k, a in ops if k == "aten::batch_norm" and a[5] is True
+               and a[3] is not None  # (without running statistics it is always so: a review)
                or "dropout" in k and a[2] is True]
     if trained and not call.module.training:  # (a new user's trial: "does not compute what
         # a BatchNorm2d of its operations' arguments does" said nothing of the cause)

@@ -389,3 +389,14 @@ def test_traced_rows_are_the_eager_rows_by_name(make, tmp_path):
     assert [(row["name"], row["upper"]) for row in report] == [
         (row["name"], row["upper"]) for row in expected]
     assert report.network_upper == expected.network_upper
+
+
+def test_a_batchnorm_without_running_statistics_is_no_training_mode_trace(tmp_path):
+    """A review: torch runs such a BatchNorm on batch statistics in eval mode too, and its
+    traced graph says training=True; the refusal blamed a training-mode trace."""
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3, track_running_stats=False))
+    model = model.double().eval()
+    expected = sct.lipschitz_report(model, (2, 5, 5))
+    report = sct.lipschitz_report(jit(model, "trace", (2, 5, 5), tmp_path / "m.pt"), (2, 5, 5))
+    assert report.network_upper is expected.network_upper is None
+    assert report.reason.split("; nor")[0] == expected.reason.split("; nor")[0]
