@@ -82,7 +82,8 @@ class AffineMap:
         if bias.shape != (matrix.shape[0],):
             raise ValueError(f"bias must have shape ({matrix.shape[0]},) to match matrix.shape="
                              f"{matrix.shape}, got bias.shape={bias.shape}")
-        object.__setattr__(self, "matrix", sp.csr_array(matrix))
+        # canonical, as every builder's (a review: products left compose's unsorted)
+        object.__setattr__(self, "matrix", in_format(sp.csr_array(matrix), "csr"))
         object.__setattr__(self, "bias", bias)
 
     @property

@@ -163,8 +163,11 @@ class NetworkOperator:
         >>> bool(torch.allclose(torch.from_numpy(net.apply(x.numpy())), model(x)))
         True
         """
-        y = sc.ConvOperator._shaped(x, self.input_shape, self.output_shape,
-                                    self.operator.matmat, "apply")
+        def columns(x: np.ndarray) -> np.ndarray:  # (an empty batch: none, a review)
+            return self.operator.matmat(x) if x.shape[1] else np.zeros(
+                (self.operator.shape[0], 0), np.result_type(x, self.operator.dtype))
+
+        y = sc.ConvOperator._shaped(x, self.input_shape, self.output_shape, columns, "apply")
         return y + self.offset.reshape(self.output_shape)
 
     def affine(self) -> sc.AffineMap:

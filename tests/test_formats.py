@@ -58,3 +58,17 @@ def test_compose_returns_an_array_of_spmatrix_layers():
     product = sc.compose(a, b)
     assert isinstance(product, sp.csr_array) and product.has_canonical_format
     np.testing.assert_array_equal(product.toarray(), b.toarray() @ a.toarray())
+
+
+def test_compose_of_affine_maps_is_canonical():
+    """A review: the AffineMap branch of compose kept scipy's unsorted product."""
+    rng = np.random.default_rng(1)
+    f = sc.affine_conv(rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3), (2, 6, 6),
+                       padding=1)
+    g = sc.affine_conv(rng.standard_normal((2, 3, 3, 3)), rng.standard_normal(2), (3, 6, 6),
+                       stride=2)
+    for composed in (sc.compose(f, g), sc.compose(f, sc.conv_matrix(
+            rng.standard_normal((2, 3, 3, 3)), (3, 6, 6), padding=1))):
+        matrix = composed.matrix
+        rows = np.split(matrix.indices, matrix.indptr[1:-1])
+        assert all((np.diff(r) > 0).all() for r in rows) and matrix.has_canonical_format

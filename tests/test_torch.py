@@ -1287,3 +1287,4 @@ def test_network_operator_apply_takes_the_models_arrays_and_call_says_so():
     with pytest.raises(ValueError, match=r"apply expects an array of shape \(3, 6, 6\) or "
                                          r"\(N, 3, 6, 6\)"):
         net.apply(np.zeros(108))
+    assert net.apply(np.zeros((0, 3, 6, 6))).shape == (0, 5)  # (a review: an empty batch)
