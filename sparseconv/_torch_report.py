@@ -712,15 +712,26 @@ def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord],
             handle.remove()
 
 
+def _unbatched(record: TraceRecord) -> bool:
+    """Whether a linear layer's call was on a tensor without the probe's batch axis: a 0-d
+    sample (``fc(y.squeeze())``, a new user's trial; but an Identity or Dropout of one number
+    a sample, ``(N,)``, keeps the batch: a review), or a convolution's input one axis short
+    (``conv(y[0])``, PyTorch's unbatched call: a review)."""
+    module = record.module
+    if not record.input_shape:
+        return not isinstance(module, (nn.Identity, *_DROPOUT))
+    if isinstance(module, (*_CONV, *_CONV_T)):
+        return len(record.input_shape) == len(module.kernel_size)
+    return False
+
+
 def _layers_to_report(records: list[TraceRecord], folds: list[bool],
                       fold: bool) -> list[tuple[TraceRecord, TraceRecord | None]]:
     """The linear records that get a row, each with the BatchNorm folded into it, if any."""
     todo: list[tuple[TraceRecord, TraceRecord | None]] = []
     calls = iter(folds)
     for record in records:
-        if record.linear and not record.input_shape and not isinstance(  # (a new user's
-                record.module, (nn.Identity, *_DROPOUT)):  # trial: fc(y.squeeze()); but a
-            # Dropout of one number a sample, (N,), keeps the batch: a review)
+        if record.linear and _unbatched(record):
             raise ValueError(  # said "input_shape must be a non-empty tuple ..., got ()")
                 f"layer {record.name!r} ({_kind(record.module)}) is called on a tensor "
                 "without the batch axis (the probe's batch of 1 was squeezed or indexed "

@@ -933,6 +933,20 @@ def test_a_layer_called_without_the_batch_axis_is_refused_with_the_cause():
     with pytest.raises(ValueError, match=r"layer 'fc' \(Linear\) is called on a tensor "
                                          r"without the batch axis .*y.squeeze\(\)"):
         sct.lipschitz_report(_Squeezed().double().eval(), (3, 6, 6))
+    # a review: a convolution on y[0], PyTorch's unbatched call, kept the old message
+    unbatched = _networks.randomize(_Unbatched(), seed=1)
+    with pytest.raises(ValueError, match=r"layer 'c2' \(Conv2d\) is called on a tensor "
+                                         r"without the batch axis"):
+        sct.lipschitz_report(unbatched, (2, 5, 5))
+
+
+class _Unbatched(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.c2 = nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 3)
+
+    def forward(self, x):
+        return self.c2(self.c(x)[0])[None]  # c2 on the (C, H, W) tensor
 
 
 class _PerSampleScalar(nn.Module):
