@@ -210,6 +210,11 @@ class _Modules:
                      if _kind(sub) in ("ModuleList", "ModuleDict")
                      and name in dict(sub.named_children())]
             found = [f for f in found if _kind(f[1]) == kind] or found
+            if len(found) != 1 and name == "INSTANCE_NAME_UNKNOWN":
+                raise TypeError(f"torch.jit.trace names no path to a module ({kind}) that the "
+                                "model holds in more than one place, and it reads no weight "
+                                "that would tell which it is: pass the eager model, or one "
+                                "made with torch.jit.script")
             if len(found) != 1:
                 where = ".".join(names) or "the model"
                 raise TypeError(f"the TorchScript graph runs a module {name!r} ({kind}) that "

@@ -400,3 +400,16 @@ def test_a_batchnorm_without_running_statistics_is_no_training_mode_trace(tmp_pa
     report = sct.lipschitz_report(jit(model, "trace", (2, 5, 5), tmp_path / "m.pt"), (2, 5, 5))
     assert report.network_upper is expected.network_upper is None
     assert report.reason.split("; nor")[0] == expected.reason.split("; nor")[0]
+
+
+def test_a_parameterless_module_held_twice_is_refused_by_name(tmp_path):
+    """torch.jit.trace names no path to it (INSTANCE_NAME_UNKNOWN), and no weight tells which
+    it is; the message blamed a frozen module."""
+    pool = nn.AvgPool2d(2)
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), pool),
+                          nn.Sequential(pool)).double().eval()
+    traced = jit(model, "trace", (2, 8, 8), tmp_path / "m.pt")
+    with pytest.raises(TypeError, match=r"torch.jit.trace names no path to a module "
+                                        r"\(AvgPool2d\) that the model holds in more than "
+                                        r"one place"):
+        sct.lipschitz_report(traced, (2, 8, 8))
