@@ -37,6 +37,8 @@ L(g)`` and ``L(f o g) <= L(f) L(g)`` make the result a Lipschitz bound of the wh
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import operator
 from collections.abc import Callable
@@ -236,6 +238,7 @@ class _Probe(ShapeProp):
         self.signal: set[torch.fx.Node] = set()  # the nodes computed from the input
         self.constants: dict[torch.fx.Node, Any] = {}  # the others' values (parameters...)
         self.sizes: dict[torch.fx.Node, Any] = {}  # the integer values computed from the input
+        self.shapes: dict[torch.fx.Node, tuple] = {}  # every tensor value's shape
 
     def run_node(self, n: torch.fx.Node) -> Any:
         for a in n.all_input_nodes:
@@ -245,6 +248,7 @@ class _Probe(ShapeProp):
         result = super().run_node(n)
         if isinstance(result, torch.Tensor):
             self.versions[n] = (result, result._version)
+            self.shapes[n] = tuple(result.shape)
         if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes):
             self.signal.add(n)
             if _integers(result):  # (x.size(2) - y.size(2): read where it is fixed by the
@@ -254,18 +258,54 @@ class _Probe(ShapeProp):
         return result
 
 
-def _sizes_on_another_batch(module: torch.fx.GraphModule, model: nn.Module,
-                            probe: torch.Tensor) -> dict:
-    """The integer values of the graph run on a batch of three, to keep only the sizes that
-    the batch does not change (a review: ``y.reshape(n, n, -1).shape[1]`` is the batch size
-    read off axis 1, which :func:`_batch_sized` does not see); none if that run fails."""
+def _on_another_batch(module: torch.fx.GraphModule, model: nn.Module,
+                      probe: torch.Tensor) -> _Probe | None:
+    """The graph run on a batch of three (the probe's two and its first again), to see which
+    values the batch size changes beside the batch axis; None if that run fails."""
     again = _Probe(module)
-    try:
-        with torch.no_grad(), restored_buffers(model):
+    try:  # (torch.fx's ShapeProp prints the failing node's traceback: not the user's)
+        with torch.no_grad(), restored_buffers(model), contextlib.redirect_stderr(io.StringIO()):
             again.propagate(torch.cat([probe, probe[:1]]))
-    except Exception:  # noqa: BLE001 - a model that runs on its probe's batch only
-        return {}
-    return again.sizes
+    except Exception:  # noqa: BLE001 - a model that runs on its probe's batch size only
+        return None
+    return again
+
+
+def _per_sample_change(recorder: _Probe, again: _Probe | None, batch: int) -> str:
+    """Why one sample's map may depend on the batch size (empty if it does not seem to): a
+    graph that does not run on a batch of three, or a tensor whose shape beyond the batch
+    axis (or whose batch axis) differs there (reviews: ``x[:, :, :x.shape[0]]`` and
+    ``reshape(2, -1)`` were bounded at the probe's batch of two, below the constant at
+    others). :func:`_tainted` catches sizes that agree at two and three by chance."""
+    if again is None:
+        return "does not run on a batch of three: one sample's map depends on the batch size"
+    for n, shape in recorder.shapes.items():
+        other = again.shapes.get(n)
+        if n in recorder.signal and other is not None and len(shape) and shape[0] == batch and (
+                other[0] != batch + 1 or other[1:] != shape[1:]):
+            return (f"node {n.name!r} has shape {shape} on a batch of {batch} and {other} on "
+                    f"one of {batch + 1}: one sample's map depends on the batch size")
+    return ""
+
+
+def _tainted(n: Any, memo: dict) -> bool:
+    """Whether a value of the graph may follow the batch size: a shape read of the batch
+    axis (:func:`_batch_sized`), or any value computed from one, tensors included (a review:
+    ``y.reshape(b, b, -1).shape[1] // 2 + 1`` agrees at batches two and three, not at
+    four)."""
+    if not isinstance(n, torch.fx.Node):
+        return False
+    if n not in memo:
+        memo[n] = False  # (a graph has no cycles; this only ends the recursion)
+        source = n.args[0] if n.args else None
+        if _reads_shape(n):
+            memo[n] = _batch_sized(n) or _tainted(source, memo)
+        elif (n.op == "call_function" and n.target is operator.getitem
+              and isinstance(source, torch.fx.Node) and _reads_shape(source)):
+            memo[n] = _batch_sized(n) or _tainted(source.args[0], memo)
+        else:
+            memo[n] = any(_tainted(a, memo) for a in n.all_input_nodes)
+    return memo[n]
 
 
 def _integers(value: Any) -> bool:
@@ -357,8 +397,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     try:
         graph = torch.fx.Tracer().trace(model)
         module = torch.fx.GraphModule(model, graph)
-        other = _sizes_on_another_batch(module, model, probe)  # (before the probe's run,
-        recorder = _Probe(module)  # whose shapes the nodes keep)
+        again = _on_another_batch(module, model, probe)  # (before the probe's run, whose
+        recorder = _Probe(module)  # shapes the nodes keep)
         with torch.no_grad(), restored_buffers(model):
             # the graph must compute what the model does: torch.fx records `y += z` as a new
             # value, and a name that kept y would read it unchanged in the graph
@@ -367,7 +407,10 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return None, (f"torch.fx cannot trace {type(model).__name__} "
                       f"({type(exc).__name__}: {exc})")
-    recorder.sizes = {n: v for n, v in recorder.sizes.items() if other.get(n) == v}
+    change = _per_sample_change(recorder, again, len(probe))  # (said if all else passes)
+    memo: dict = {}  # sizes read at their traced values: fixed by the batch (it seems, and
+    sizes = {n: v for n, v in recorder.sizes.items()  # by where they come from)
+             if again is not None and again.sizes.get(n) == v and not _tainted(n, memo)}
     if not isinstance(theirs, torch.Tensor):
         return None, (f"{type(model).__name__} does not return one tensor (it returns a "
                       f"{type(theirs).__name__}): the bound is of a map to one tensor")
@@ -421,6 +464,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             result: Any = node.args[0]
             if not isinstance(result, torch.fx.Node) or result in opaque:
                 return None, f"{type(model).__name__} does not return one tensor"
+            if change:
+                return None, f"{type(model).__name__}'s graph {change}"
             return of(result), ""
         if node.op == "get_attr" or not any(n in bound or n in opaque
                                             for n in node.all_input_nodes):
@@ -435,7 +480,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                                "a map of one sample; the batch must stay the first axis)")
         try:
             found = _bound(node, bound, of, size, meta, factors, functional,
-                           recorder.constants, recorder.sizes)
+                           recorder.constants, sizes)
         except _Opaque as exc:
             read = exc.args[0]
             if isinstance(read.meta.get("tensor_meta"), (tuple, list)):  # (a new user's
@@ -562,7 +607,7 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     computed: list[torch.fx.Node] = []
     torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
                           computed.append)
-    computed = [n for n in computed if not (n in sizes and static_int(n) and not _batch_sized(n))]
+    computed = [n for n in computed if not (n in sizes and static_int(n))]
     if computed:  # (F.leaky_relu(x, x.shape[-1] / 100): an argument from the signal's shape)
         return f"has an argument computed from the signal ({computed[0].name!r})"
     # sizes fixed by the traced shape (a U-Net's F.pad by x2.size(2) - x1.size(2)): values

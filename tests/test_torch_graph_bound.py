@@ -373,6 +373,11 @@ def test_relu_resnet_bound_is_the_product_over_paths():
     assert largest_ratio(model, (3, 8, 8)) <= report.network_upper
 
 
+def _spatial(x):
+    _, _, h, w = x.shape  # the batch's read unused, and not in the traced sizes
+    return (h, w)
+
+
 def _unpacked(y, x):
     b, c, h, w = x.shape  # w unused: a dead node of the graph, a size, not a signal
     return y.reshape(b, c * h, -1)
@@ -426,6 +431,11 @@ class _Lambda(nn.Module):
     (lambda y, x: F.interpolate(y, scale_factor=y.reshape(x.shape[0], x.shape[0], -1).shape[1]),
      "computed from the signal"),
     (lambda y, x: F.leaky_relu(y, x.shape[x.dim() - 1:][0] // 4), "computed from the signal"),
+    # a second review: a size that agrees at batches two and three (not four), a literal
+    # reshape to the probe's batch, a slice bounded by the batch size (the last two were
+    # bounded before this session too, below the constant at other batch sizes)
+    (lambda y, x: y.reshape(2, -1).sum(1, keepdim=True), "map depends on the batch size"),
+    (lambda y, x: y[:, :, :x.shape[0]].sum((1, 2, 3)).unsqueeze(1), "depends on the batch"),
 ])
 def test_no_rule_no_bound_and_the_node_is_named(function, node):
     report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))
@@ -779,6 +789,7 @@ def test_products_by_any_numeric_tensor_and_big_integers():
     lambda y, x: _unpacked(y, x),
     lambda y, x: y + F.avg_pool2d(x, x.shape[-1] // 4),  # (refused before: a kernel size)
     lambda y, x: F.pad(y, [x.size()[-1] // 2, x.dim(), x.shape[2:][0] // 2, 1], "replicate"),
+    lambda y, x: F.interpolate(y, size=_spatial(x)),  # (an unused batch read: a review)
 ])
 def test_sizes_read_off_bounded_shapes_are_constants_of_the_traced_shape(function):
     """``x.shape``, ``x.size()`` of a tensor the bound accepted: fixed by the traced shape, in
@@ -885,3 +896,14 @@ def test_functional_max_pooling_has_its_modules_constant(options):
     with_indices = _Lambda(lambda y, x: F.max_pool2d(y, 2, return_indices=True)[0]).eval()
     report = sct.lipschitz_report(with_indices, (2, 6, 6))
     assert report.network_upper is None
+
+
+def test_a_size_from_the_batch_that_agrees_at_two_batches_is_refused():
+    """A second review: the batch size read off axis 1 of y.reshape(b, b, -1), // 2 + 1, is
+    2 at the probe's batch of two and at three, and 3 at four, where the model's constant
+    is larger than the bound was."""
+    model = _networks.randomize(_Lambda(lambda y, x: F.interpolate(
+        y, scale_factor=y.reshape(x.shape[0], x.shape[0], -1).shape[1] // 2 + 1)), 0).eval()
+    report = sct.lipschitz_report(model, (2, 6, 6))
+    assert report.network_upper is None
+    assert "computed from the signal" in report.reason
