@@ -239,6 +239,7 @@ class _Probe(ShapeProp):
         self.constants: dict[torch.fx.Node, Any] = {}  # the others' values (parameters...)
         self.sizes: dict[torch.fx.Node, Any] = {}  # the integer values computed from the input
         self.shapes: dict[torch.fx.Node, tuple] = {}  # every tensor value's shape
+        self.changed: torch.fx.Node | None = None  # a constant changed after it was made
 
     def run_node(self, n: torch.fx.Node) -> Any:
         for a in n.all_input_nodes:
@@ -257,34 +258,53 @@ class _Probe(ShapeProp):
             self.constants[n] = result
         return result
 
-
-def _on_another_batch(module: torch.fx.GraphModule, model: nn.Module,
-                      probe: torch.Tensor) -> _Probe | None:
-    """The graph run on a batch of three (the probe's two and its first again), to see which
-    values the batch size changes beside the batch axis; None if that run fails."""
-    again = _Probe(module)
-    try:  # (torch.fx's ShapeProp prints the failing node's traceback: not the user's)
-        with torch.no_grad(), restored_buffers(model), contextlib.redirect_stderr(io.StringIO()):
-            again.propagate(torch.cat([probe, probe[:1]]))
-    except Exception:  # noqa: BLE001 - a model that runs on its probe's batch size only
-        return None
-    return again
+    def propagate(self, *args: Any) -> Any:
+        result = super().propagate(*args)
+        # the bound reads the constants' values after the run: one changed in place after it
+        # was made (t.zero_() after x * t; a signal's value copied into an attribute) would be
+        # read changed (reviews: bounds of 0 for constants of 10 and 32)
+        self.changed = next((n for n, value in self.constants.items()
+                             if isinstance(value, torch.Tensor) and n in self.versions
+                             and value._version != self.versions[n][1]), None)
+        return result
 
 
-def _per_sample_change(recorder: _Probe, again: _Probe | None, batch: int) -> str:
+def _on_other_batches(module: torch.fx.GraphModule, model: nn.Module,
+                      probe: torch.Tensor) -> list[_Probe] | None:
+    """The graph run on a batch of three (the probe's two and its first again, scaled by
+    1e3, where the model's forward must give the same: a review's model branched off the
+    graph on large values) and of one, to see which values the batch size changes beside the
+    batch axis; None if a run fails or differs from the forward."""
+    runs = []
+    for batch in (1e3 * torch.cat([probe, probe[:1]]), probe[:1]):
+        again = _Probe(module)
+        try:  # (torch.fx's ShapeProp prints the failing node's traceback: not the user's)
+            with torch.no_grad(), restored_buffers(model), contextlib.redirect_stderr(
+                    io.StringIO()):
+                if not _same(again.propagate(batch.clone()), model(batch.clone())):
+                    return None
+        except Exception:  # noqa: BLE001 - a model that runs on its probe's batch size only
+            return None
+        runs.append(again)
+    return runs
+
+
+def _per_sample_change(recorder: _Probe, others: list[_Probe] | None, batch: int) -> str:
     """Why one sample's map may depend on the batch size (empty if it does not seem to): a
     graph that does not run on a batch of three, or a tensor whose shape beyond the batch
     axis (or whose batch axis) differs there (reviews: ``x[:, :, :x.shape[0]]`` and
     ``reshape(2, -1)`` were bounded at the probe's batch of two, below the constant at
     others). :func:`_tainted` catches sizes that agree at two and three by chance."""
-    if again is None:
-        return "does not run on a batch of three: one sample's map depends on the batch size"
-    for n, shape in recorder.shapes.items():
-        other = again.shapes.get(n)
-        if n in recorder.signal and other is not None and len(shape) and shape[0] == batch and (
-                other[0] != batch + 1 or other[1:] != shape[1:]):
-            return (f"node {n.name!r} has shape {shape} on a batch of {batch} and {other} on "
-                    f"one of {batch + 1}: one sample's map depends on the batch size")
+    if others is None:
+        return ("does not run on batches of three and one as on two, or not as the forward "
+                "does there: one sample's map depends on the batch size or on the values")
+    for again, size in zip(others, (batch + 1, 1)):
+        for n, shape in recorder.shapes.items():
+            other = again.shapes.get(n)
+            if n in recorder.signal and other is not None and len(shape) and (
+                    shape[0] == batch) and (other[0] != size or other[1:] != shape[1:]):
+                return (f"node {n.name!r} has shape {shape} on a batch of {batch} and {other} "
+                        f"on one of {size}: one sample's map depends on the batch size")
     return ""
 
 
@@ -397,7 +417,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     try:
         graph = torch.fx.Tracer().trace(model)
         module = torch.fx.GraphModule(model, graph)
-        again = _on_another_batch(module, model, probe)  # (before the probe's run, whose
+        others = _on_other_batches(module, model, probe)  # (before the probe's run, whose
         recorder = _Probe(module)  # shapes the nodes keep)
         with torch.no_grad(), restored_buffers(model):
             # the graph must compute what the model does: torch.fx records `y += z` as a new
@@ -407,10 +427,13 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return None, (f"torch.fx cannot trace {type(model).__name__} "
                       f"({type(exc).__name__}: {exc})")
-    change = _per_sample_change(recorder, again, len(probe))  # (said if all else passes)
+    change = _per_sample_change(recorder, others, len(probe))  # (said if all else passes)
     memo: dict = {}  # sizes read at their traced values: fixed by the batch (it seems, and
     sizes = {n: v for n, v in recorder.sizes.items()  # by where they come from)
-             if again is not None and again.sizes.get(n) == v and not _tainted(n, memo)}
+             if others is not None and others[0].sizes.get(n) == v and not _tainted(n, memo)}
+    if recorder.changed is not None:
+        return None, (f"node {recorder.changed.name!r}, which is no value of the signal, is "
+                      "changed in place after it is made (the graph would read it changed)")
     if not isinstance(theirs, torch.Tensor):
         return None, (f"{type(model).__name__} does not return one tensor (it returns a "
                       f"{type(theirs).__name__}): the bound is of a map to one tensor")
@@ -478,6 +501,12 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         if len(meta(node).shape) == 0 or meta(node).shape[0] != len(probe):
             return unsupported(node, "mixes the batch axis into the sample (the bound is of "
                                "a map of one sample; the batch must stay the first axis)")
+        if node.op == "call_module" and type(module.get_submodule(str(node.target))).__module__ \
+                == "torch.nn.modules.activation" and any(
+                getattr(getattr(meta(n), "dtype", None), "is_complex", False)
+                for n in node.all_input_nodes):  # (a review: nn.Tanh on i*x)
+            return unsupported(node, "takes a complex signal, where the constant known for "
+                               "the real function does not hold")
         try:
             found = _bound(node, bound, of, size, meta, factors, functional,
                            recorder.constants, sizes)
@@ -577,6 +606,9 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         dtypes = [getattr(meta(n), "dtype", None) for n in (node, source)]
         if all(d is not None and (d.is_floating_point or d.is_complex) for d in dtypes) and [
                 n for n in node.all_input_nodes if n in bound] == [source]:
+            if dtypes[0] in (torch.float16, torch.bfloat16) and dtypes[1] != dtypes[0]:
+                return (f"casts the signal down to {dtypes[0]}, whose rounding (and float16's "
+                        "overflow beyond 65504) no Lipschitz constant bounds")  # (a hunt)
             return of(source)
     if target in _REDUCTIONS:
         return _reduced(node, source, args, kwargs, of, size, meta)
@@ -586,7 +618,10 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     def static_int(n) -> bool:  # (a tensor as an index is advanced indexing: no slice)
         return n not in bound and static(n)
 
-    if target in _KEEPS or (target is operator.getitem and _basic_index(args[1], static_int)):
+    def static_index(n) -> bool:  # (a review: x[:, x.shape[2:]] indexes by a tuple, which
+        return static_int(n) and type(sizes.get(n)) is int  # repeats entries: advanced)
+
+    if target in _KEEPS or (target is operator.getitem and _basic_index(args[1], static_index)):
         computed_sizes: list[torch.fx.Node] = []
         torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
                               computed_sizes.append)
@@ -616,6 +651,12 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     kwargs = {k: v if k == "input" else torch.fx.node.map_arg(v, lambda n: sizes.get(n, n))
               for k, v in kwargs.items()}
     constant = function_constant(target, args, kwargs)
+    elementwise = constant is not None  # (an activation, clamp, dropout: entry by entry)
+    complex_ = any(getattr(getattr(meta(n), "dtype", None), "is_complex", False)
+                   for n in (node, source))
+    if constant is not None and complex_:  # (a review: tanh(iy) = i tan(y) has poles)
+        return ("takes a complex signal, where the constant known for the real function "
+                "does not hold")
     if constant is None and functional is not None and node.op == "call_function":
         found = functional(target, list(args), kwargs, tuple(meta(source).shape[1:]))
         if isinstance(found, str):
@@ -623,4 +664,11 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         constant = found
     if constant is None:
         return "is not a call whose Lipschitz constant is known here"
+    whole, part = size(node), size(source)
+    if elementwise and whole is not None and part and whole > part:
+        # an elementwise function whose other operand broadcasts the signal (clamp(x, min=t)
+        # with a bigger t, a review): each entry repeated whole/part times
+        if whole % part:
+            return "broadcasts the signal to a shape that is no whole number of copies of it"
+        return constant * _sqrt_up(Fraction(whole // part)) * of(source)
     return constant * of(source)

@@ -435,7 +435,7 @@ class _Lambda(nn.Module):
     # reshape to the probe's batch, a slice bounded by the batch size (the last two were
     # bounded before this session too, below the constant at other batch sizes)
     (lambda y, x: y.reshape(2, -1).sum(1, keepdim=True), "map depends on the batch size"),
-    (lambda y, x: y[:, :, :x.shape[0]].sum((1, 2, 3)).unsqueeze(1), "depends on the batch"),
+    (lambda y, x: y[:, :, :x.shape[0]].sum((1, 2, 3)).unsqueeze(1), "computed from the signal"),
 ])
 def test_no_rule_no_bound_and_the_node_is_named(function, node):
     report = sct.lipschitz_report(_Lambda(function).eval(), (2, 4, 4))
@@ -907,3 +907,106 @@ def test_a_size_from_the_batch_that_agrees_at_two_batches_is_refused():
     report = sct.lipschitz_report(model, (2, 6, 6))
     assert report.network_upper is None
     assert "computed from the signal" in report.reason
+
+
+class _Raw(nn.Module):
+    """``function(self, x)`` on the input itself, with an optional buffer ``t``."""
+
+    def __init__(self, function, buffer=None):
+        super().__init__()
+        if buffer is not None:
+            self.register_buffer("t", buffer)
+        self.function = function
+
+    def forward(self, x):
+        return self.function(self, x)
+
+
+def _off_the_graph(m, x):  # code the tracer skips: int() of a Proxy raises under torch.fx
+    y = x * 1.0
+    try:
+        if int(x.shape[-1]) > 2:
+            y = y + 100 * F.relu(x - 10)
+    except Exception:  # noqa: BLE001 - (the review's model)
+        pass
+    return y
+
+
+def _scale_then_zero(m, x):
+    t = m.t.clone()
+    y = x * t
+    return y + t.zero_()  # t changed after x * t read it
+
+
+@pytest.mark.parametrize("function, shape, buffer", [
+    # the signal broadcast by a bigger constant of an elementwise function: sqrt(4) copies
+    (lambda m, x: torch.clamp(x, min=m.t), (1, 4, 4), torch.full((1, 4, 4, 4), -1e9)),
+    # the batch axis met by coincidence of sizes (bounded at the probe's batch of two only)
+    (lambda m, x: x + x[0], (2, 3, 3), None),
+    (lambda m, x: x.squeeze().sum(1), (1, 2, 6), None),
+    (lambda m, x: x * m.t, (2, 3, 3), torch.ones(2, 1, 1, 1)),
+    (lambda m, x: x.reshape(x.shape[1], x.shape[0], -1).sum(1), (2, 3, 3), None),
+    # a shape tuple as an index repeats entries (advanced indexing)
+    (lambda m, x: x[:, x.shape[2:]] * 1.0, (4, 2, 2), None),
+    # complex signals, where the real functions' constants do not hold
+    (lambda m, x: torch.tanh(x.to(torch.complex128) * m.t), (1, 2, 2),
+     torch.tensor([1j], dtype=torch.complex128)),
+    (lambda m, x: nn.functional.silu(x.to(torch.complex128) * m.t), (1, 2, 2),
+     torch.tensor([1j], dtype=torch.complex128)),
+    # a constant changed in place after it was read; code off the traced graph
+    (_scale_then_zero, (2, 3, 3), torch.full((1,), 10.0)),
+    (_off_the_graph, (1, 2, 4), None),
+], ids=["clamp-broadcast", "x+x[0]", "squeeze", "batch-2-buffer", "reshape-swap",
+        "shape-index", "complex-tanh", "complex-silu", "mutated-constant", "off-the-graph"])
+def test_a_fourth_hunts_models_are_refused_or_bounded(function, shape, buffer):
+    """A hunt for bounds below the Lipschitz constant found each of these bounded below it
+    (at the probe's batch, or at another): each is now refused, or bounded above it."""
+    model = _Raw(function, None if buffer is None else buffer.to(
+        torch.complex128 if buffer.is_complex() else F64)).eval()
+    report = sct.lipschitz_report(model, shape)
+    if report.network_upper is None:
+        return
+    for batch in (1, 2, 4):  # the constant at each batch size: one sample's map, or more
+        x = torch.zeros((batch, *shape), dtype=F64)
+        jacobian = torch.autograd.functional.jacobian(model, x).reshape(-1, x.numel())
+        assert np.linalg.norm(jacobian.numpy(), 2) <= report.network_upper * (1 + 1e-12)
+
+
+class _ScaleThenZero(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.full((1, 2, 1, 1), 10.0, dtype=F64))
+
+    def forward(self, x):
+        t = self.w.clone()
+        y = x * t  # 10 x
+        return y + t.zero_()  # t is 0 when the bound reads it
+
+
+class _LinearThenZero(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(5 * torch.randn(7, 18, dtype=F64,
+                                              generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        w = self.w.clone()
+        return F.linear(x.flatten(1), w) + w.mul_(0.0).sum()
+
+
+@pytest.mark.parametrize("make", [_ScaleThenZero, _LinearThenZero], ids=["scale", "linear"])
+def test_a_constant_changed_in_place_after_its_use_is_refused(make):
+    """A hunt: the bound read the constant's value after the whole probe run, changed to 0:
+    bounds of 0 for constants of 10 and 32."""
+    report = sct.lipschitz_report(make().eval(), (2, 3, 3))
+    assert report.network_upper is None
+    assert "is changed in place after it is made" in report.reason
+
+
+@pytest.mark.parametrize("cast", [lambda x: x.half(), lambda x: x.to(torch.bfloat16)],
+                         ids=["half", "bfloat16"])
+def test_a_cast_down_to_half_precision_is_refused(cast):
+    """A hunt: x.half().double() was bounded by 1, but two inputs 0.02 ulp apart around a
+    rounding midpoint are 50 times farther apart after it, and 7e4 becomes inf."""
+    report = sct.lipschitz_report(_Raw(lambda m, x: cast(x).double()).eval(), (2, 3, 3))
+    assert report.network_upper is None and "casts the signal down to" in report.reason
