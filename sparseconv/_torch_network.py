@@ -90,14 +90,18 @@ class _GraphOperator(spla.LinearOperator):
         super().__init__(np.float64, (math.prod(self.output_shape), math.prod(self.input_shape)))
 
     def _matmat(self, x):
-        k = x.shape[1]
+        k, m = x.shape[1], self.shape[0]
+        if not k:  # (no columns: the graph's ops need a batch; a review)
+            return np.zeros((m, 0))
         y = _run(self.ops, np.asarray(x, np.float64).T.reshape(k, *self.input_shape), False)
-        return y.reshape(k, -1).T
+        return y.reshape(k, m).T
 
     def _rmatmat(self, y):
-        k = y.shape[1]
+        k, n = y.shape[1], self.shape[1]
+        if not k:
+            return np.zeros((n, 0))
         x = _run_adjoint(self.ops, np.asarray(y, np.float64).T.reshape(k, *self.output_shape))
-        return x.reshape(k, -1).T
+        return x.reshape(k, n).T
 
     def _matvec(self, x):
         return self._matmat(x.reshape(-1, 1)).ravel()
@@ -163,11 +167,8 @@ class NetworkOperator:
         >>> bool(torch.allclose(torch.from_numpy(net.apply(x.numpy())), model(x)))
         True
         """
-        def columns(x: np.ndarray) -> np.ndarray:  # (an empty batch: none, a review)
-            return self.operator.matmat(x) if x.shape[1] else np.zeros(
-                (self.operator.shape[0], 0), np.result_type(x, self.operator.dtype))
-
-        y = sc.ConvOperator._shaped(x, self.input_shape, self.output_shape, columns, "apply")
+        y = sc.ConvOperator._shaped(x, self.input_shape, self.output_shape,
+                                    self.operator.matmat, "apply")
         return y + self.offset.reshape(self.output_shape)
 
     def affine(self) -> sc.AffineMap:

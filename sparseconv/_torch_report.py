@@ -50,7 +50,6 @@ from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
     _CONV_T,
-    _DROPOUT,
     _POOL,
     _Layer,
     _layer,
@@ -718,8 +717,8 @@ def _unbatched(record: TraceRecord) -> bool:
     a sample, ``(N,)``, keeps the batch: a review), or a convolution's input one axis short
     (``conv(y[0])``, PyTorch's unbatched call: a review)."""
     module = record.module
-    if not record.input_shape:
-        return not isinstance(module, (nn.Identity, *_DROPOUT))
+    if not record.input_shape:  # (an empty Sequential, Flatten(0) keep it too: a review)
+        return not is_reshape(module)
     if isinstance(module, (*_CONV, *_CONV_T)):
         return len(record.input_shape) == len(module.kernel_size)
     return False

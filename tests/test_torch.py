@@ -1288,3 +1288,5 @@ def test_network_operator_apply_takes_the_models_arrays_and_call_says_so():
                                          r"\(N, 3, 6, 6\)"):
         net.apply(np.zeros(108))
     assert net.apply(np.zeros((0, 3, 6, 6))).shape == (0, 5)  # (a review: an empty batch)
+    assert net(np.zeros((108, 0))).shape == (5, 0)  # (and no columns: a second review)
+    assert net.operator.rmatmat(np.zeros((5, 0))).shape == (108, 0)

@@ -958,7 +958,8 @@ class _PerSampleScalar(nn.Module):
         return self.tail(self.conv(x).mean((1, 2, 3)))  # one number a sample: (N,)
 
 
-@pytest.mark.parametrize("tail", [nn.Identity(), nn.Dropout(0.3)], ids=["identity", "dropout"])
+@pytest.mark.parametrize("tail", [nn.Identity(), nn.Dropout(0.3), nn.Sequential(),
+                                  nn.Flatten(0)], ids=["identity", "dropout", "empty", "flatten"])
 def test_an_elementwise_layer_of_one_number_a_sample_keeps_its_bound(tail):
     """A review of the refusal above: an Identity or Dropout on (N,) keeps the batch axis,
     and was refused though bounded before."""
