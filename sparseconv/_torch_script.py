@@ -160,6 +160,7 @@ class _Modules:
         pairs = _HIERARCHY.findall(hierarchy)
         if not pairs or pairs[-1][0] != "INSTANCE_NAME_UNKNOWN":
             return None
+        found: dict[str, nn.Module] = {}
         for value in node.inputs():
             names: list[str] = []
             while value.node().kind() == "prim::GetAttr":
@@ -173,7 +174,14 @@ class _Modules:
                 if module is None:
                     break
             if module is not None and _kind(module) == pairs[-1][1]:
-                return ".".join(names[:-1]), module
+                found[".".join(names[:-1])] = module
+        # one owner, or one under the hierarchy's parent (a weight tied to another module's
+        # is read under that module's name, its bias under its own: a second review)
+        parent = ".".join(name for name, _ in pairs[:-1])
+        under = {k: v for k, v in found.items() if k.startswith(parent + ".") or not parent}
+        for candidates in (found, under):
+            if len(candidates) == 1:
+                return next(iter(candidates.items()))
         return None
 
     def relative(self, hierarchy: str) -> tuple[str, nn.Module]:

@@ -376,7 +376,19 @@ class _Named(nn.Module):
         return self.c(self.parametrizations(x))
 
 
-@pytest.mark.parametrize("make", [_Sharing, _Named], ids=["shared", "named"])
+class _Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
+        tied = nn.Conv2d(2, 2, 3, padding=2, dilation=2)
+        tied.weight = self.conv1.weight  # read as conv1.weight in the traced graph
+        self.a, self.b = nn.Sequential(tied), nn.Sequential(tied)  # held twice
+
+    def forward(self, x):
+        return self.a(self.conv1(x))
+
+
+@pytest.mark.parametrize("make", [_Sharing, _Named, _Tied], ids=["shared", "named", "tied"])
 def test_traced_rows_are_the_eager_rows_by_name(make, tmp_path):
     """A review of this session's TorchScript changes: INSTANCE_NAME_UNKNOWN was taken as the
     parent's one child of its kind (p.own got the shared convolution's rows), and a child a
