@@ -217,7 +217,7 @@ def _same(ours: Any, theirs: Any) -> bool:
         return False
     scale = float(theirs.abs().max()) if theirs.numel() else 0.0
     tol = 1e-12 if theirs.dtype in (torch.float64, torch.complex128) else 1e-5
-    return bool(torch.allclose(ours, theirs, rtol=tol, atol=tol * scale))
+    return bool(torch.allclose(ours, theirs, rtol=tol, atol=tol * scale, equal_nan=True))
 
 
 class _Opaque(Exception):
@@ -276,7 +276,8 @@ def _on_other_batches(module: torch.fx.GraphModule, model: nn.Module,
     graph on large values) and of one, to see which values the batch size changes beside the
     batch axis; None if a run fails or differs from the forward."""
     runs = []
-    for batch in (1e3 * torch.cat([probe, probe[:1]]), probe[:1]):
+    scale = 1e3 if probe.dtype.itemsize >= 4 else 1.0  # (float16 overflows: a review)
+    for batch in (scale * torch.cat([probe, probe[:1]]), probe[:1]):
         again = _Probe(module)
         try:  # (torch.fx's ShapeProp prints the failing node's traceback: not the user's)
             with torch.no_grad(), restored_buffers(model), contextlib.redirect_stderr(
@@ -294,38 +295,39 @@ def _per_sample_change(recorder: _Probe, others: list[_Probe] | None, batch: int
     graph that does not run on a batch of three, or a tensor whose shape beyond the batch
     axis (or whose batch axis) differs there (reviews: ``x[:, :, :x.shape[0]]`` and
     ``reshape(2, -1)`` were bounded at the probe's batch of two, below the constant at
-    others). :func:`_tainted` catches sizes that agree at two and three by chance."""
+    others). :func:`_tainted_sizes` catches sizes that agree at two and three by chance."""
     if others is None:
         return ("does not run on batches of three and one as on two, or not as the forward "
                 "does there: one sample's map depends on the batch size or on the values")
     for again, size in zip(others, (batch + 1, 1)):
         for n, shape in recorder.shapes.items():
             other = again.shapes.get(n)
-            if n in recorder.signal and other is not None and len(shape) and (
-                    shape[0] == batch) and (other[0] != size or other[1:] != shape[1:]):
+            # (the output squeezed at batch one, y.squeeze(): no node reads it; a review)
+            last = size == 1 and all(u.op == "output" for u in n.users) and other == shape[1:]
+            if n in recorder.signal and other is not None and len(shape) and not last and (
+                    shape[0] == batch) and (not other or other[0] != size
+                                            or other[1:] != shape[1:]):
                 return (f"node {n.name!r} has shape {shape} on a batch of {batch} and {other} "
                         f"on one of {size}: one sample's map depends on the batch size")
     return ""
 
 
-def _tainted(n: Any, memo: dict) -> bool:
-    """Whether a value of the graph may follow the batch size: a shape read of the batch
-    axis (:func:`_batch_sized`), or any value computed from one, tensors included (a review:
-    ``y.reshape(b, b, -1).shape[1] // 2 + 1`` agrees at batches two and three, not at
-    four)."""
-    if not isinstance(n, torch.fx.Node):
-        return False
-    if n not in memo:
-        memo[n] = False  # (a graph has no cycles; this only ends the recursion)
-        source = n.args[0] if n.args else None
-        if _reads_shape(n):
-            memo[n] = _batch_sized(n) or _tainted(source, memo)
-        elif (n.op == "call_function" and n.target is operator.getitem
-              and isinstance(source, torch.fx.Node) and _reads_shape(source)):
-            memo[n] = _batch_sized(n) or _tainted(source.args[0], memo)
-        else:
-            memo[n] = any(_tainted(a, memo) for a in n.all_input_nodes)
-    return memo[n]
+def _tainted_sizes(graph: torch.fx.Graph, integers: dict) -> set:
+    """The integer values of the graph that may follow the batch size: reads of it
+    (:func:`_reads_batch`), and integer arithmetic on one (``b // 4 + 1`` agrees at batches
+    one to three, not at four: a review), in graph order (no recursion: a deep network's
+    chains exceeded Python's limit, a review). ``integers``: the graph's integer values. A
+    tensor ends the taint (one reshaped by the batch size keeps its other axes, a review): its
+    shapes are checked at other batches (:func:`_per_sample_change`), and a reshape by a
+    tainted size is refused where it is made."""
+    tainted: set = set()
+    for m in graph.nodes:
+        source = m.args[0] if m.args else None
+        if _reads_batch(m) or (m in integers and not _reads_shape(m) and not (
+                m.target is operator.getitem and isinstance(source, torch.fx.Node)
+                and _reads_shape(source)) and any(a in tainted for a in m.all_input_nodes)):
+            tainted.add(m)
+    return tainted
 
 
 def _integers(value: Any) -> bool:
@@ -353,10 +355,9 @@ def _ndim_read(read: torch.fx.Node) -> int:
     return len(tensor.meta["tensor_meta"].shape)
 
 
-def _batch_sized(n: Any) -> bool:
-    """Whether a size computed in the graph may follow the batch size (``x.size(0)``,
-    ``x.numel()``, a whole ``x.shape``): as an argument of a function it would make one
-    sample's map depend on the batch, which the probe's batch does not show. Conservative."""
+def _reads_batch(n: Any) -> bool:
+    """Whether ``n`` reads the batch size off a shape (``x.size(0)``, ``x.numel()``, a whole
+    ``x.shape``, ``x.shape[:2]``): conservative, for shape reads and their items only."""
     if not isinstance(n, torch.fx.Node):
         return False
     source = n.args[0] if n.args else None
@@ -364,7 +365,7 @@ def _batch_sized(n: Any) -> bool:
             and isinstance(source, torch.fx.Node) and _reads_shape(source)
             and not (source.op == "call_method" and len(source.args) > 1)):
         ndim = _ndim_read(source)
-        index = n.args[1]
+        index: Any = n.args[1]
         if isinstance(index, int):
             return index % ndim == 0
         ends = (index.start, index.stop, index.step) if isinstance(index, slice) else (None,)
@@ -376,7 +377,7 @@ def _batch_sized(n: Any) -> bool:
             dim = n.args[1]
             return not isinstance(dim, int) or dim % _ndim_read(n) == 0
         return not (n.target == "dim" or n.op == "call_function" and n.args[1] == "ndim")
-    return any(_batch_sized(a) for a in n.all_input_nodes)
+    return False
 
 
 def _static_size(n: Any, bound: dict) -> bool:
@@ -419,7 +420,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         module = torch.fx.GraphModule(model, graph)
         others = _on_other_batches(module, model, probe)  # (before the probe's run, whose
         recorder = _Probe(module)  # shapes the nodes keep)
-        with torch.no_grad(), restored_buffers(model):
+        with torch.no_grad(), restored_buffers(model), contextlib.redirect_stderr(
+                io.StringIO()):  # (ShapeProp's traceback of a failing node: not the user's)
             # the graph must compute what the model does: torch.fx records `y += z` as a new
             # value, and a name that kept y would read it unchanged in the graph
             theirs = model(probe.clone())
@@ -428,9 +430,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         return None, (f"torch.fx cannot trace {type(model).__name__} "
                       f"({type(exc).__name__}: {exc})")
     change = _per_sample_change(recorder, others, len(probe))  # (said if all else passes)
-    memo: dict = {}  # sizes read at their traced values: fixed by the batch (it seems, and
-    sizes = {n: v for n, v in recorder.sizes.items()  # by where they come from)
-             if others is not None and others[0].sizes.get(n) == v and not _tainted(n, memo)}
+    tainted = _tainted_sizes(graph, recorder.sizes)  # sizes read at their traced values:
+    sizes = {n: v for n, v in recorder.sizes.items()  # fixed by the batch, it seems and by
+             if others is not None and others[0].sizes.get(n) == v and n not in tainted}
     if recorder.changed is not None:
         return None, (f"node {recorder.changed.name!r}, which is no value of the signal, is "
                       "changed in place after it is made (the graph would read it changed)")
@@ -509,7 +511,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                                "the real function does not hold")
         try:
             found = _bound(node, bound, of, size, meta, factors, functional,
-                           recorder.constants, sizes)
+                           recorder.constants, sizes, tainted)
         except _Opaque as exc:
             read = exc.args[0]
             if isinstance(read.meta.get("tensor_meta"), (tuple, list)):  # (a new user's
@@ -528,11 +530,13 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
 def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta: Callable,
            factors: Callable[[str, int, tuple], Factor],
            functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
-           constants: dict | None = None, sizes: dict | None = None) -> Fraction | str:
+           constants: dict | None = None, sizes: dict | None = None,
+           tainted: set | None = None) -> Fraction | str:
     """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
     none. ``constants``: the values of the nodes that do not depend on the input; ``sizes``:
-    the integer values of those that do, read where :func:`_static_size` fixes them."""
-    constants, sizes = constants or {}, sizes or {}
+    the integer values of those that do, read where :func:`_static_size` fixes them;
+    ``tainted``: those that may follow the batch size (:func:`_tainted_sizes`)."""
+    constants, sizes, tainted = constants or {}, sizes or {}, tainted or set()
     # (torch.fx types its arguments as any Python value); constants by their values
     args: Any = torch.fx.node.map_arg(node.args, lambda n: constants.get(n, n))
     kwargs: dict[str, Any] = dict(torch.fx.node.map_arg(node.kwargs,
@@ -603,10 +607,10 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     if target in MATMUL:
         return _matmul(node, args, kwargs, bound, meta, functional, of)
     if target in _CASTS and node.op == "call_method":  # (a review: x.double() had no rule)
-        dtypes = [getattr(meta(n), "dtype", None) for n in (node, source)]
+        dtypes: list[Any] = [getattr(meta(n), "dtype", None) for n in (node, source)]
         if all(d is not None and (d.is_floating_point or d.is_complex) for d in dtypes) and [
                 n for n in node.all_input_nodes if n in bound] == [source]:
-            if dtypes[0] in (torch.float16, torch.bfloat16) and dtypes[1] != dtypes[0]:
+            if dtypes[0].itemsize < 4 and dtypes[1] != dtypes[0]:  # half, bfloat16, float8
                 return (f"casts the signal down to {dtypes[0]}, whose rounding (and float16's "
                         "overflow beyond 65504) no Lipschitz constant bounds")  # (a hunt)
             return of(source)
@@ -625,7 +629,14 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         computed_sizes: list[torch.fx.Node] = []
         torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
                               computed_sizes.append)
-        computed_sizes = [n for n in computed_sizes if not static(n)]
+        # a reshape's first size is the batch's; any other size from the batch size makes one
+        # sample's map depend on it (a review: reshape(b, 1 + 3 * (b // 4), -1), flatten(1 -
+        # x.shape[0] // 4), the same at batches one to three)
+        first = args[1] if len(args) > 1 and target in ("view", "reshape", torch.reshape) \
+            else None
+        first = first[0] if isinstance(first, (tuple, list)) and first else first
+        batch_sized = [n for n in computed_sizes if n in tainted and n is not first]
+        computed_sizes = [n for n in computed_sizes if not static(n)] + batch_sized
         if computed_sizes:  # (a review: a crop at the argmax, a reshape by a count of the
             # signal: maps that jump with the input, no Lipschitz constant at all)
             return (f"takes a size or index computed from the signal "

@@ -1010,3 +1010,56 @@ def test_a_cast_down_to_half_precision_is_refused(cast):
     rounding midpoint are 50 times farther apart after it, and 7e4 becomes inf."""
     report = sct.lipschitz_report(_Raw(lambda m, x: cast(x).double()).eval(), (2, 3, 3))
     assert report.network_upper is None and "casts the signal down to" in report.reason
+
+
+def _deep(m, x):  # a chain of about 400 nodes, then a size read at its end
+    for _ in range(200):
+        x = x * 1.0 + x * 0.0
+    return F.avg_pool2d(x, x.size()[3] // 2)
+
+
+def _flatten_then_pool(m, x):
+    y = x.view(x.size(0), x.size(1), -1)  # the batch read as the first size: a flatten
+    return F.avg_pool1d(y, y.size(-1) // 2)
+
+
+def _unet_pad(m, x):
+    y = F.interpolate(x[:, :, 1:-1, 1:-1].reshape(x.shape[0], 2, 2, 2), scale_factor=2)
+    dy = x.size(2) - y.size(2)
+    return torch.cat([x, F.pad(y, [0, dy, 0, dy])], 1)
+
+
+@pytest.mark.parametrize("function, shape", [
+    (lambda m, x: (x.flatten(1) @ torch.ones(12, 1, dtype=F64)).squeeze(), (3, 2, 2)),
+    (lambda m, x: (x.flatten(1) @ torch.ones(12, 3, dtype=F64)).squeeze(), (3, 2, 2)),
+    (_deep, (2, 4, 4)),
+    (_flatten_then_pool, (2, 4, 4)),
+    (lambda m, x: x.view(x.size(0), -1)[:, : x.view(x.size(0), -1).size(1) // 2] * 2,
+     (2, 2, 2)),
+    (_unet_pad, (2, 4, 4)),
+], ids=["squeeze-scalar", "squeeze-output", "deep", "flatten-pool", "flatten-slice", "unet"])
+def test_a_third_reviews_valid_models_are_bounded(function, shape):
+    """A third review of the batch checks: a squeezed (B, 1) output raised IndexError, a deep
+    chain RecursionError, and a squeezed output or sizes read off a tensor flattened by the
+    batch size were refused; each is bounded at or above its constant."""
+    model = _Raw(function, torch.zeros(1, dtype=F64)).eval()  # (a float64 model)
+    report = sct.lipschitz_report(model, shape)
+    assert report.network_upper is not None, report.reason
+    x = torch.zeros((2, *shape), dtype=F64)
+    jacobian = torch.autograd.functional.jacobian(model, x).reshape(-1, x.numel())
+    assert np.linalg.norm(jacobian.numpy(), 2) <= report.network_upper * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("function, shape", [
+    (lambda m, x: x.reshape(x.shape[0], 1 + 3 * (x.shape[0] // 4), -1).mean(-1), (8,)),
+    (lambda m, x: x.flatten(1 - x.shape[0] // 4).sum(-1, keepdim=True), (2, 2, 2)),
+    (lambda m, x: x.to(torch.float8_e4m3fn).double(), (2, 3)),
+], ids=["reshape", "flatten", "float8"])
+def test_a_third_reviews_batch_sized_reshapes_and_float8_are_refused(function, shape):
+    """A third review: a reshape or flatten by a size from the batch size, the same at
+    batches one to three (not at four), and a cast to float8, were bounded below the
+    constant."""
+    report = sct.lipschitz_report(_Raw(function).eval(), shape)
+    assert report.network_upper is None
+    assert "computed from the signal" in report.reason or "casts the signal down" in (
+        report.reason)
