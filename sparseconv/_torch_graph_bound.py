@@ -380,6 +380,23 @@ def _reads_batch(n: Any) -> bool:
     return False
 
 
+def _direct_batch(n: Any) -> bool:
+    """Whether ``n`` is the batch size read as it is (``x.shape[0]``, ``x.size(0)``) or a
+    whole shape (``x.shape``, ``x.size()``): a reshape's first size that keeps the batch."""
+    if not isinstance(n, torch.fx.Node):
+        return False
+    source = n.args[0] if n.args else None
+    index: Any = n.args[1] if len(n.args) > 1 else None
+    zero = type(index) is int and index == 0
+    if n.op == "call_function" and n.target is operator.getitem:
+        return (isinstance(source, torch.fx.Node) and _reads_shape(source)
+                and not (source.op == "call_method" and len(source.args) > 1)
+                and zero and source.target != "numel")
+    if n.op == "call_method" and n.target == "size":
+        return len(n.args) == 1 or zero
+    return n.op == "call_function" and n.target is getattr and n.args[1] == "shape"
+
+
 def _static_size(n: Any, bound: dict) -> bool:
     """Whether ``n``, an argument of a reshape or slice computed in the graph, is fixed by the
     traced shape: a shape read (:func:`_reads_shape`) of a tensor the bound accepted (every
@@ -387,14 +404,20 @@ def _static_size(n: Any, bound: dict) -> bool:
     size is no constant; a review), integer arithmetic on such reads, or such a tensor itself
     (``view_as``). The batch size is one too: a reshape keeping it is checked by
     :func:`_moves_batch`."""
-    if not isinstance(n, torch.fx.Node):
-        return True
-    if n in bound:
-        return True
-    if _reads_shape(n):
-        return isinstance(n.args[0], torch.fx.Node) and n.args[0] in bound
-    return (n.op == "call_function" and n.target in _SIZE_ARITHMETIC
-            and all(_static_size(a, bound) for a in n.all_input_nodes))
+    stack, seen = [n], set()  # (iterative: a chain of 400 size operations, a review)
+    while stack:
+        m = stack.pop()
+        if not isinstance(m, torch.fx.Node) or m in bound or m in seen:
+            continue
+        seen.add(m)
+        if _reads_shape(m):
+            if not (isinstance(m.args[0], torch.fx.Node) and m.args[0] in bound):
+                return False
+        elif m.op == "call_function" and m.target in _SIZE_ARITHMETIC:
+            stack.extend(m.all_input_nodes)
+        else:
+            return False
+    return True
 
 
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
@@ -610,7 +633,8 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         dtypes: list[Any] = [getattr(meta(n), "dtype", None) for n in (node, source)]
         if all(d is not None and (d.is_floating_point or d.is_complex) for d in dtypes) and [
                 n for n in node.all_input_nodes if n in bound] == [source]:
-            if dtypes[0].itemsize < 4 and dtypes[1] != dtypes[0]:  # half, bfloat16, float8
+            if dtypes[0].itemsize < (8 if dtypes[0].is_complex else 4) and (  # half, bfloat16,
+                    dtypes[1] != dtypes[0]):  # float8, complex32 (a review)
                 return (f"casts the signal down to {dtypes[0]}, whose rounding (and float16's "
                         "overflow beyond 65504) no Lipschitz constant bounds")  # (a hunt)
             return of(source)
@@ -635,6 +659,8 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         first = args[1] if len(args) > 1 and target in ("view", "reshape", torch.reshape) \
             else None
         first = first[0] if isinstance(first, (tuple, list)) and first else first
+        if not _direct_batch(first):  # (b - b // 4 first, or a tuple computed from shapes:
+            first = None  # a fourth review)
         batch_sized = [n for n in computed_sizes if n in tainted and n is not first]
         computed_sizes = [n for n in computed_sizes if not static(n)] + batch_sized
         if computed_sizes:  # (a review: a crop at the argmax, a reshape by a count of the

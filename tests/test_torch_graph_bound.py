@@ -1063,3 +1063,42 @@ def test_a_third_reviews_batch_sized_reshapes_and_float8_are_refused(function, s
     assert report.network_upper is None
     assert "computed from the signal" in report.reason or "casts the signal down" in (
         report.reason)
+
+
+def _size_chain(m, x):
+    b = x.shape[0]
+    for _ in range(400):  # (a recursion over the chain crashed: a fourth review)
+        b = b + 0
+    return x.reshape(b, -1).sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize("function, shape", [
+    (lambda m, x: x.reshape(x.shape[0] - x.shape[0] // 4, -1).sum(1), (6,)),
+    (lambda m, x: x.reshape(x.shape[:1] + (x.shape[0] // 4 + 1, -1)).sum(1), (8,)),
+    pytest.param(lambda m, x: x.to(torch.complex32).real.to(torch.float64), (4,),
+                 marks=pytest.mark.filterwarnings("ignore:ComplexHalf support:UserWarning")),
+    (_size_chain, (3,)),
+], ids=["first-size-arithmetic", "first-size-tuple", "complex32", "size-chain"])
+def test_a_fourth_reviews_models_are_refused(function, shape):
+    """A fourth review: a reshape's first size computed from the batch size (b - b // 4, the
+    batch at one to three), a whole shape tuple so computed, a cast to complex32 (float16
+    parts) were bounded below the constant; a chain of 400 size operations raised
+    RecursionError."""
+    report = sct.lipschitz_report(_Raw(function, torch.zeros(1, dtype=F64)).eval(), shape)
+    assert report.network_upper is None
+    assert "computed from the signal" in report.reason or "casts the signal down" in (
+        report.reason)
+
+
+def test_a_reshape_keeping_the_batch_read_as_it_is_is_bounded():
+    """What the fourth review's refusals keep: x.reshape(x.shape[0], ...), x.view(x.size(0),
+    ...), and a whole shape."""
+    for function in (lambda m, x: x.reshape(x.shape[0], 2, -1).sum(2),
+                     lambda m, x: x.view(x.size(0), -1) * 2,
+                     lambda m, x: (x * 3).reshape(x.shape)):
+        model = _Raw(function, torch.zeros(1, dtype=F64)).eval()
+        report = sct.lipschitz_report(model, (2, 3))
+        assert report.network_upper is not None, report.reason
+        x = torch.zeros((2, 2, 3), dtype=F64)
+        jacobian = torch.autograd.functional.jacobian(model, x).reshape(-1, x.numel())
+        assert np.linalg.norm(jacobian.numpy(), 2) <= report.network_upper * (1 + 1e-12)
