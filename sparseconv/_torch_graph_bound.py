@@ -322,10 +322,8 @@ def _tainted_sizes(graph: torch.fx.Graph, integers: dict) -> set:
     tainted size is refused where it is made."""
     tainted: set = set()
     for m in graph.nodes:
-        source = m.args[0] if m.args else None
-        if _reads_batch(m) or (m in integers and not _reads_shape(m) and not (
-                m.target is operator.getitem and isinstance(source, torch.fx.Node)
-                and _reads_shape(source)) and any(a in tainted for a in m.all_input_nodes)):
+        if _reads_batch(m) or (m in integers and not _reads_shape(m) and _shape_item(m) is None
+                               and any(a in tainted for a in m.all_input_nodes)):
             tainted.add(m)
     return tainted
 
@@ -355,15 +353,25 @@ def _ndim_read(read: torch.fx.Node) -> int:
     return len(tensor.meta["tensor_meta"].shape)
 
 
+def _shape_item(n: Any) -> torch.fx.Node | None:
+    """The shape read (``x.shape``, ``x.size()``) that ``n`` takes an item or slice of
+    (``x.shape[2]``), or None."""
+    if not isinstance(n, torch.fx.Node) or not n.args:
+        return None
+    source = n.args[0]
+    if (n.op == "call_function" and n.target is operator.getitem
+            and isinstance(source, torch.fx.Node) and _reads_shape(source)
+            and not (source.op == "call_method" and len(source.args) > 1)):
+        return source
+    return None
+
+
 def _reads_batch(n: Any) -> bool:
     """Whether ``n`` reads the batch size off a shape (``x.size(0)``, ``x.numel()``, a whole
     ``x.shape``, ``x.shape[:2]``): conservative, for shape reads and their items only."""
     if not isinstance(n, torch.fx.Node):
         return False
-    source = n.args[0] if n.args else None
-    if (n.op == "call_function" and n.target is operator.getitem
-            and isinstance(source, torch.fx.Node) and _reads_shape(source)
-            and not (source.op == "call_method" and len(source.args) > 1)):
+    if (source := _shape_item(n)) is not None:
         ndim = _ndim_read(source)
         index: Any = n.args[1]
         if isinstance(index, int):
@@ -385,13 +393,10 @@ def _direct_batch(n: Any) -> bool:
     whole shape (``x.shape``, ``x.size()``): a reshape's first size that keeps the batch."""
     if not isinstance(n, torch.fx.Node):
         return False
-    source = n.args[0] if n.args else None
     index: Any = n.args[1] if len(n.args) > 1 else None
     zero = type(index) is int and index == 0
-    if n.op == "call_function" and n.target is operator.getitem:
-        return (isinstance(source, torch.fx.Node) and _reads_shape(source)
-                and not (source.op == "call_method" and len(source.args) > 1)
-                and zero and source.target != "numel")
+    if (source := _shape_item(n)) is not None:
+        return zero and source.target != "numel"
     if n.op == "call_method" and n.target == "size":
         return len(n.args) == 1 or zero
     return n.op == "call_function" and n.target is getattr and n.args[1] == "shape"

@@ -31,6 +31,7 @@ __all__ = [
     "check_layout",
     "as_weight",
     "exact_in",
+    "first_index",
     "held_in",
     "int_tuple",
     "is_int",
@@ -400,10 +401,23 @@ def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarr
     if finite and array.dtype.kind in "fc" and array.dtype.itemsize > (8 if array.dtype.kind
                                                                        == "f" else 16):
         array = _in_double(array, name)  # (the spectra compute in LAPACK's double precision)
-    if finite and not np.isfinite(array).all():
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+    if finite and (where := first_index(~np.isfinite(array))) is not None:
         raise ValueError(f"{name} must have finite entries, got {array[where]} at index {where}")
     return array
+
+
+def first_index(mask: np.ndarray) -> tuple[int, ...] | None:
+    """The index of ``mask``'s first true entry (C order), as Python ints; None if none is,
+    for the messages that name the entry a refusal is about.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> first_index(np.array([[False, False], [True, True]])), first_index(np.zeros(3) > 0)
+    ((1, 0), None)
+    """
+    found = np.argwhere(mask)
+    return tuple(int(i) for i in found[0]) if found.size else None
 
 
 def _in_double(array: np.ndarray, name: str) -> np.ndarray:
@@ -412,9 +426,8 @@ def _in_double(array: np.ndarray, name: str) -> np.ndarray:
     double = np.complex128 if array.dtype.kind == "c" else np.float64
     with np.errstate(over="ignore", under="ignore"):
         narrow = array.astype(double)
-    changed = np.argwhere((narrow != array) & ~np.isnan(array))  # (NaN: the finite check's)
-    if changed.size:
-        where = tuple(int(i) for i in changed[0])
+    where = first_index((narrow != array) & ~np.isnan(array))  # (NaN: the finite check's)
+    if where is not None:
         raise TypeError(
             f"{name} of dtype {array.dtype} has entries {np.dtype(double).name} cannot hold "
             f"({str(array[where])} at index {where} becomes {narrow[where]}), and the spectra "
@@ -597,9 +610,8 @@ def held_in(sums: np.ndarray, dtype: np.dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     low, high = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
                                                  int(np.iinfo(dtype).max))
-    outside = np.argwhere((sums < low) | (sums > high))
-    if outside.size:
-        where = tuple(int(i) for i in outside[0])
+    where = first_index((sums < low) | (sums > high))
+    if where is not None:
         raise TypeError(f"dtype={dtype} cannot hold the matrix's entries: the padding folds "
                         f"several taps onto one input position, and their sum "
                         f"{int(sums[where])} is outside [{low}, {high}]; pass a floating dtype")
@@ -623,9 +635,8 @@ def exact_in(dtype: np.dtype, values: np.ndarray, what: str) -> None:
         return
     with np.errstate(invalid="ignore", over="ignore"):
         cast = values.astype(dtype)
-    changed = np.argwhere(cast != values)  # truncated, wrapped around, or NaN
-    if changed.size:
-        where = tuple(int(i) for i in changed[0])
+    where = first_index(cast != values)  # truncated, wrapped around, or NaN
+    if where is not None:
         before, after = values[where].item(), cast[where].item()
         raise TypeError(f"dtype={dtype} would change {what} ({before!r} at index {where} "
                         f"becomes {after!r}); pass a floating dtype")

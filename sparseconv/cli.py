@@ -34,7 +34,7 @@ from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import check_memory, format_bytes
 from ._spectral_norm import DEFAULT_TOL, applicable_method, checked_tol
-from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS, worker_count
+from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS, first_index, worker_count
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -333,8 +333,7 @@ def _load_weight(args, error) -> np.ndarray:
               f"least one spatial dimension, got shape {weight.shape}")
     if weight.size == 0:
         error(f"--weights must not have empty dimensions, got shape {weight.shape}")
-    if weight.size and not np.isfinite(weight).all():
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(weight))[0])
+    if (where := first_index(~np.isfinite(weight))) is not None:
         error(f"--weights must have finite entries, got {weight[where]} at index {where}")
     if args.out_channels is not None and args.out_channels != weight.shape[0]:
         error(f"--out-channels {args.out_channels} contradicts --weights of shape {weight.shape}")
@@ -346,8 +345,7 @@ def _load_weight(args, error) -> np.ndarray:
                   f"{weight.shape}")
     with np.errstate(over="ignore"):  # (checked below: a review found 1e300 written as inf)
         cast = weight.astype(args.dtype)
-    if cast.size and not np.isfinite(cast).all():
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(cast))[0])
+    if (where := first_index(~np.isfinite(cast))) is not None:
         error(f"--weights must be finite in --dtype {args.dtype}: {weight[where]} at index "
               f"{where} overflows it")
     return cast
