@@ -17,8 +17,11 @@
    ``--size 56`` scales the inputs down for a quick check.
 
 5. ``--exact``: ``spectral_norm(..., method="exact")`` (every axis exact, whatever it costs)
-   on ResNet-18's widest layers at 224x224 (512->512 on 7x7 and 256->256 on 14x14, the same
-   seeded weights as part 4): the time and width it takes to reach the width target there.
+   on each convolution of ResNet-18 at 224x224 whose default interval is wider than 1e-4
+   (the same seeded weights as part 4): the time and width it takes to reach the width
+   target there, and over the whole network. ``--compare`` adds, on the 14x14 and 7x7
+   layers, the whole Gram's Cholesky test in LAPACK's band storage and by block rows, side
+   by side: time and memory held.
 
 Each time is the best of ``--repeat`` runs (one run for the slow references and the networks).
 
@@ -35,6 +38,9 @@ import scipy.sparse.linalg as spla
 from _machine import describe
 
 from sparseconv import conv_matrix, set_memory_limit, singular_values, spectral_norm
+from sparseconv._block_cholesky import block_bytes
+from sparseconv._certificates import _below
+from sparseconv._geometry import ConvGeometry
 from sparseconv._spectral_norm import DEFAULT_TOL, _norm_task, checked_layers, norms_as_done
 
 #: The circular layer, any stride (sparseconv's shorthand for periodic padding).
@@ -179,22 +185,64 @@ def show(layer: tuple, r, took: float) -> None:
           f"{str(r.converged):>10}", flush=True)
 
 
-def exact_layers(size: int) -> None:
-    print(f"\n5. method='exact' on ResNet-18's widest layers, {size}x{size} inputs")
-    print(f"{'layer':<24}{'shape':<26}{'time s':>9}{'width':>10}{'default width':>15}")
-    layers = resnet18(size)
-    for i, (label, c_in, c_out, k, stride, padding, n) in enumerate(layers):
-        if label not in ("layer3.0.conv2", "layer4.0.conv2"):
-            continue
+def factorizations(weight: np.ndarray, geom, mu: float) -> tuple[float, float, float, float]:
+    """The whole Gram's Cholesky test at ``mu``, side by side: in LAPACK's band storage
+    (``?pbtrf``, the route before block rows) and by block rows; each route's time and the
+    memory it holds (GiB)."""
+    from sparseconv._certificates import section_gram
+
+    kernel = weight.reshape(weight.shape[0], weight.shape[1], -1)
+    gram = section_gram(kernel, geom.index_map(), int(np.prod(geom.input_size)))
+    row = int(np.prod((geom.input_size if gram.inputs_side else geom.output_size)[1:]))
+    times, sizes = [], []
+    for route in (None, row):
+        gram.row = route
+        start = time.perf_counter()
+        assert _below(gram, mu)
+        times.append(time.perf_counter() - start)
+        held = gram.band(mu).nbytes if route is None else \
+            block_bytes(gram.block_rows().reach, gram.block_rows().size)
+        sizes.append(held / 2**30)
+        gram.release()
+    return times[0], times[1], sizes[0], sizes[1]
+
+
+def exact_layers(size: int, compare: bool) -> None:
+    print(f"\n5. method='exact' where the default width misses 1e-4, ResNet-18 at {size}x{size} "
+          "(part 4's weights; each time one run)")
+    print(f"{'layer':<24}{'shape':<26}{'default s':>10}{'width':>9}{'exact s':>9}{'width':>9}"
+          + (f"{'band s':>8}{'rows s':>8}{'band GiB':>9}{'rows GiB':>9}" if compare else ""))
+    default_total = exact_total = 0.0
+    widths = []
+    for i, (label, c_in, c_out, k, stride, padding, n) in enumerate(resnet18(size)):
         rng = np.random.default_rng(i)  # part 4's weights
         weight = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
+        options = dict(stride=stride, padding=padding)
         start = time.perf_counter()
-        r = spectral_norm(weight, (c_in, n, n), stride=stride, padding=padding, method="exact")
+        plain = spectral_norm(weight, (c_in, n, n), **options)
         took = time.perf_counter() - start
-        plain = spectral_norm(weight, (c_in, n, n), stride=stride, padding=padding)
+        default_total += took
         shape = f"{c_in}->{c_out} {k}x{k}/{stride} on {n}x{n}"
-        print(f"{label:<24}{shape:<26}{took:>9.2f}{r.relative_width:>10.1e}"
-              f"{plain.relative_width:>15.1e}", flush=True)
+        line = f"{label:<24}{shape:<26}{took:>10.2f}{plain.relative_width:>9.1e}"
+        if plain.relative_width <= 1e-4:
+            exact_total += took
+            widths.append(plain.relative_width)
+            print(line, flush=True)
+            continue
+        start = time.perf_counter()
+        r = spectral_norm(weight, (c_in, n, n), method="exact", **options)
+        exact_took = time.perf_counter() - start
+        exact_total += exact_took
+        widths.append(r.relative_width)
+        line += f"{exact_took:>9.2f}{r.relative_width:>9.1e}"
+        if compare and n <= 14:  # the band of a 28x28 layer takes 12 GiB
+            geom = ConvGeometry.from_weight(weight.shape, (c_in, n, n), **options)
+            band, rows, band_gib, rows_gib = factorizations(weight, geom, r.lower**2 * (1 + 1e-6))
+            line += f"{band:>8.2f}{rows:>8.2f}{band_gib:>9.2f}{rows_gib:>9.2f}"
+        print(line, flush=True)
+    print(f"{'total':<24}{'':<26}{default_total:>10.2f}{'':>9}{exact_total:>9.2f}"
+          f"{max(widths):>9.1e}   (default everywhere; exact where the default misses 1e-4)",
+          flush=True)
 
 
 def main() -> None:
@@ -205,7 +253,10 @@ def main() -> None:
     parser.add_argument("--network", choices=["resnet18", "vgg11"], action="append",
                         help="the networks of part 4 (default: both)")
     parser.add_argument("--size", type=int, default=224, help="input size of part 4")
-    parser.add_argument("--exact", action="store_true", help="part 5 alone (minutes, ~6 GiB)")
+    parser.add_argument("--exact", action="store_true", help="part 5 alone (about 20 minutes)")
+    parser.add_argument("--compare", action="store_true",
+                        help="part 5: also each 14x14 and 7x7 layer's factorization in band "
+                             "storage and by block rows, side by side (up to 6 GiB)")
     parser.add_argument("--workers", type=int, default=1,
                         help="part 4: layers at once, as sparseconv.spectral_norms(workers=)")
     parser.add_argument("--tol", type=float, default=DEFAULT_TOL,
@@ -214,7 +265,7 @@ def main() -> None:
     print(describe(), flush=True)
     set_memory_limit(None)
     if args.exact:
-        exact_layers(args.size)
+        exact_layers(args.size, args.compare)
         return
     if not args.networks_only:
         singular_value_speed(args.repeat)

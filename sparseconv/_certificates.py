@@ -16,7 +16,10 @@
   bound, and only while one could still raise the maximum. Complex kernels are handled as
   they are: Gram matrices are Hermitian.
 * **Every axis exact.** The same Cholesky test on the whole layer's banded Gram, where it
-  is cheap enough (small grids with few channels).
+  is cheap enough (small grids with few channels) or asked for: for a real layer in two or
+  more dimensions, by block rows of the grid's first axis
+  (:mod:`sparseconv._block_cholesky`: BLAS-3 calls on whole block rows, holding a few
+  block rows instead of the band), else in LAPACK's band storage.
 * **Dense.** For small layers, ``sigma_max`` of the explicit matrix by LAPACK, certified by a
   dense Cholesky factorization of ``mu I - A^H A``.
 
@@ -38,9 +41,10 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg as spla
 
+from ._block_cholesky import BlockRows, block_bytes, block_flops
 from ._geometry import ConvGeometry, periodic_padding
 from ._gram_symbol import dense_below, gram_symbol, top_squares, worth_it
-from ._memory import check_memory, get_memory_limit
+from ._memory import check_memory, fits, get_memory_limit
 from ._parallel import cpu_count, map_chunks, one_blas_thread
 from ._rounding import Rounding, U, cholesky_slack, gamma, up
 from ._symbol import (
@@ -226,6 +230,31 @@ def _gather_apply(columns: np.ndarray, taps: np.ndarray, x: np.ndarray) -> np.nd
     return gathered.reshape(taps.shape[0], columns.shape[0]) @ columns
 
 
+def _block_plan(taps: np.ndarray) -> tuple[dict[tuple[int, bytes], list[int]], np.ndarray]:
+    """Where the distinct blocks of ``T^H T`` go, from the gather map alone: a dict from
+    ``(d, pairs)`` to the positions ``q`` whose block at ``(q + d, q)`` sums ``K_t^H K_u``
+    over the tap pairs ``pairs`` (``t * k + u``, int64 bytes), ``d >= 0``; and the ``(k, k)``
+    mask of the pairs some output reads at ``p >= q``."""
+    k = taps.shape[1]
+    t, u = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
+    keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
+    where: dict[tuple[int, bytes], list[int]] = {}
+    if not keep.any():
+        return where, np.asarray(keep.any(axis=0))
+    _, tap, other = np.nonzero(keep)
+    starts, gaps, pair = q[keep], (p - q)[keep], (tap * k + other).astype(np.int64)
+    # the pairs (t, u) of each block (q + d, q), in one order; blocks with the same pairs
+    # (a q may repeat a pair: padding that copies reads it from several outputs) are equal
+    order = np.lexsort((pair, gaps, starts))
+    starts, gaps, pair = starts[order], gaps[order], pair[order]
+    cuts = [0, *(np.flatnonzero((np.diff(starts) != 0) | (np.diff(gaps) != 0)) + 1),
+            len(pair)]
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        where.setdefault((int(gaps[lo]), pair[lo:hi].tobytes()), []).append(int(starts[lo]))
+    return where, np.asarray(keep.any(axis=0))
+
+
 class SectionGram:
     """``T^H T`` of a layer ``T`` along its positions, in LAPACK's band storage.
 
@@ -258,7 +287,12 @@ class SectionGram:
         self.shape = (positions * channels,) * 2
         self.dtype = np.result_type(kernel.dtype, np.float64)
         self.to_input = lambda vector: vector  # T^H T: its eigenvectors are inputs already
+        self.inputs_side = True  # T^H T (section_gram may pick T T^H)
+        #: positions per block row of the grid's first axis, where the Cholesky test runs by
+        #: block rows (:mod:`sparseconv._block_cholesky`; a whole real layer's Gram), else None
+        self.row: int | None = None
         self._blocks: list | None = None  # the band's distinct blocks, on first use
+        self._rows: BlockRows | None = None
         self._work: np.ndarray | None = None
 
     def _assemble(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -275,36 +309,22 @@ class SectionGram:
         """
         if self._blocks is not None:
             return self._blocks
-        taps, k = self.taps, self._forward.shape[0] // self.channels
-        t, u = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-        p, q = taps[:, t], taps[:, u]  # (outputs, k, k) positions read by taps t and u
-        keep = (p >= 0) & (q >= 0) & (p >= q)  # the lower block triangle, diagonal included
-        if not keep.any():  # every tap reads padding: the Gram is zero
+        k = self._forward.shape[0] // self.channels
+        where, meets = _block_plan(self.taps)
+        if not where:  # every tap reads padding: the Gram is zero
             self._blocks = []
             return self._blocks
-        _, tap, other = np.nonzero(keep)
-        starts, gaps, pair = q[keep], (p - q)[keep], tap * k + other
-        # the pairs (t, u) of each block (q + d, q), in one order; blocks with the same pairs
-        # (a q may repeat a pair: padding that copies reads it from several outputs) are equal
-        order = np.lexsort((pair, gaps, starts))
-        starts, gaps, pair = starts[order], gaps[order], pair[order]
-        cuts = [0, *(np.flatnonzero((np.diff(starts) != 0) | (np.diff(gaps) != 0)) + 1),
-                len(pair)]
-        where: dict[tuple[int, bytes], list[int]] = {}
-        for lo, hi in zip(cuts[:-1], cuts[1:]):
-            where.setdefault((int(gaps[lo]), pair[lo:hi].tobytes()), []).append(int(starts[lo]))
         c = self.channels
         # per tap t, one GEMM for the taps u it meets below it: the (b, a) block of
         # products[t][(u, b), a] = sum_o K_u[o, b] K_t[o, a]^* is (K_t^H K_u)^T
         flat = self._forward.reshape(k, c, -1)
-        meets = np.asarray(keep.any(axis=0))  # (t, u): the pairs some output reads at p >= q
         products = {t: dict(zip(np.flatnonzero(meets[t]).tolist(), (
             flat[meets[t]].reshape(-1, flat.shape[2]) @ np.conj(flat[t].T)).reshape(-1, c, c)))
             for t in range(k) if meets[t].any()}
         blocks = []
         for (d, key), at in where.items():
             block = np.zeros((c, c), dtype=self.dtype)
-            for i in np.frombuffer(key, dtype=pair.dtype).tolist():
+            for i in np.frombuffer(key, dtype=np.int64).tolist():
                 block -= products[i // k][i % k]
             blocks.append((d, np.array(at), block))
         self._blocks = blocks
@@ -335,6 +355,13 @@ class SectionGram:
         work[:, 0] += mu
         return work.T
 
+    def block_rows(self) -> BlockRows:
+        """``mu I - T^H T`` by block rows of :attr:`row` positions (built once)."""
+        if self._rows is None:
+            assert self.row is not None
+            self._rows = BlockRows(self._assemble(), self.channels, self.positions, self.row)
+        return self._rows
+
     def release(self) -> None:
         """Give the band's memory back for the next Gram (:mod:`sparseconv._workspace`);
         it is built again if asked for."""
@@ -357,12 +384,14 @@ class SectionGram:
 
 
 def section_gram(kernel: np.ndarray, taps: np.ndarray, positions: int,
-                 inputs: bool = False) -> SectionGram:
+                 inputs: bool = False, outputs: bool = False) -> SectionGram:
     """The Gram matrix of ``T`` on its cheaper side: ``T^H T``, or ``T T^H`` (the same
     nonzero eigenvalues) when its banded Cholesky costs less -- a strided layer's outputs are
     fewer and closer together than its inputs. ``inputs``: ``T^H T`` whatever it costs (the
     full certificate of a padding that copies inputs, whose outputs' side has no band bound
-    in closed form: two outputs may read a position and its mirror image)."""
+    in closed form: two outputs may read a position and its mirror image); ``outputs``:
+    ``T T^H`` whatever it costs, where its gather map exists (the full certificate's route,
+    :func:`full_route`, picks the side)."""
     # a real block (xi = 0 or a Nyquist frequency of a real kernel): a real factorization, a
     # quarter of the complex one's flops
     if kernel.dtype.kind == "c" and not kernel.imag.any():
@@ -370,11 +399,12 @@ def section_gram(kernel: np.ndarray, taps: np.ndarray, positions: int,
     transposed = _transposed_taps(taps, positions)
     c_out, channels = kernel.shape[:2]
     cost_in = positions * channels * (_depth(taps) * channels) ** 2
-    if inputs or transposed is None or \
-            cost_in <= taps.shape[0] * c_out * (_depth(transposed) * c_out) ** 2:
+    if inputs or transposed is None or (not outputs and cost_in <= taps.shape[0] * c_out * (
+            _depth(transposed) * c_out) ** 2):
         return SectionGram(kernel, taps, positions, transposed)
     # T^H: tap t is K_t^H, its gather map the transposed one
     gram = SectionGram(np.conj(kernel).transpose(1, 0, 2), transposed, taps.shape[0], taps)
+    gram.inputs_side = False
 
     def to_input(vector: np.ndarray) -> np.ndarray:  # an eigenvector u of T T^H: T^H u
         image = _gather_apply(gram._forward, transposed, vector.reshape(taps.shape[0], c_out))
@@ -424,7 +454,10 @@ def section_bytes(geom: ConvGeometry, axis: int) -> int:
 
 
 def _below(gram: SectionGram, mu: float) -> bool:
-    """Whether ``mu I - gram`` has a Cholesky factorization (in its band storage)."""
+    """Whether ``mu I - gram`` has a Cholesky factorization: by block rows where the gram
+    has them (:attr:`SectionGram.row`), else in its band storage."""
+    if gram.row is not None:
+        return gram.block_rows().below(mu)
     try:
         scipy.linalg.cholesky_banded(gram.band(mu), overwrite_ab=True, lower=True,
                                      check_finite=False)
@@ -666,8 +699,8 @@ def section_bound(weight, geom: ConvGeometry, grid, rows: np.ndarray, axis: int,
 # ---------------------------------------------------------------------------------------------
 # Every axis exact: the whole layer's Gram matrix.
 # ---------------------------------------------------------------------------------------------
-#: The full certificate runs when its banded Cholesky takes at most this many multiply-adds
-#: (``rows * bandwidth**2``): a few seconds of LAPACK.
+#: The full certificate runs when its Cholesky factorization takes at most this many
+#: multiply-adds (:func:`full_bytes_and_flops`): a few seconds of LAPACK.
 FULL_FLOPS = 2**37
 
 
@@ -684,47 +717,118 @@ def _inputs_side_only(geom: ConvGeometry) -> bool:
     return geom.padding_mode != "zeros"
 
 
-def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int, int]:
-    """Memory and multiply-adds of the full certificate, before building it: the flops on
-    the side :func:`section_gram` picks (the cheaper one; the inputs' where padding copies
-    an input, read twice through one tap), the memory of the larger -- per group twice its
-    band (a bound on the band and its distinct blocks), a block row and the tap products,
-    for as many groups at once as the thread pool runs."""
-    sides = _full_sides(geom)
-    if _inputs_side_only(geom):
-        sides = sides[:1]
+@dataclass(frozen=True)
+class _Route:
+    """One way to factorize the whole layer's Gram matrix: on the inputs' side (``T^H T``)
+    or the outputs' (``T T^H``), in band storage (``row`` None) or by block rows of ``row``
+    positions of the grid's first axis; its multiply-adds and its memory per group."""
+
+    inputs: bool
+    row: int | None
+    flops: int
+    nbytes: int
+
+
+def _full_routes(geom: ConvGeometry, complex_: bool) -> list[_Route]:
+    """Every route of the whole Gram: both sides (the inputs' alone for a padding that
+    copies inputs), each in band storage and, for a real layer in two or more dimensions,
+    by block rows."""
+    first = geom.axes[0]
+    c_in, c_out = geom.in_channels // geom.groups, geom.out_channels // geom.groups
+    reach = first.dilation * (first.kernel_size - 1)  # along the first axis, in positions
+    blocks = ((math.prod(geom.input_size[1:]), first.size, min(reach, first.size - 1)),
+              (math.prod(geom.output_size[1:]), first.output_size,
+               min(reach // first.stride, first.output_size - 1)))
     itemsize = 16 if complex_ else 8
-    channels = max(geom.in_channels, geom.out_channels) // geom.groups
-    taps = math.prod(geom.kernel_size)
-    per_group = max(2 * bandwidth * rows + rows * channels for rows, bandwidth in sides) + (
-        taps * channels) ** 2
+    products = (math.prod(geom.kernel_size) * max(c_in, c_out)) ** 2  # the tap products
+    routes = []
+    for (rows, bandwidth), (row, count, below), channels, inputs in zip(
+            _full_sides(geom), blocks, (c_in, c_out), (True, False)):
+        if not inputs and _inputs_side_only(geom):
+            continue
+        # the band bounds its distinct blocks too (a few sums of a few tap products)
+        routes.append(_Route(inputs, None, rows * bandwidth**2,
+                             (2 * bandwidth * rows + rows * channels + products) * itemsize))
+        if geom.ndim > 1 and not complex_:
+            routes.append(_Route(inputs, row, block_flops(count, row * channels, below),
+                                 block_bytes(below, row * channels) + (
+                                     _distinct_blocks(geom, inputs) * channels**2 + products
+                                     + rows * channels) * itemsize))
+    return routes
+
+
+def full_route(geom: ConvGeometry, complex_: bool) -> _Route:
+    """The route the whole-Gram certificate takes: of those whose memory, for as many groups
+    at once as the thread pool runs, fits the memory limit (else of all), the one of fewest
+    multiply-adds, block rows on a tie.
+
+    Each route's own count: the band's ``rows * bandwidth**2`` is about twice what
+    ``?pbtrf`` does, and per multiply-add of those counts the band took 0.69-0.88 of the
+    block rows' time on ResNet-18's 14x14 and 7x7 layers (``benchmarks/bench_spectra.py
+    --exact --compare``): about the same time where the counts are equal, while the band
+    holds the whole band (23 GiB for 64 channels on 56x56, against 1 GiB by block rows).
+    """
+    routes = _full_routes(geom, complex_)
     # os.cpu_count(), not cpu_count(): a layer worker takes the route this process would
     at_once = min(geom.groups, os.cpu_count() or 1)
-    return (per_group * at_once * itemsize,
-            geom.groups * min(rows * bandwidth**2 for rows, bandwidth in sides))
+    fitting = [route for route in routes if fits(route.nbytes * at_once)]
+    return min(fitting or routes, key=lambda route: (route.flops, route.row is None))
+
+
+def _distinct_blocks(geom: ConvGeometry, inputs: bool) -> int:
+    """A bound on the distinct ``C x C`` blocks of the whole Gram (of the inputs' side, or
+    of the outputs'): the gather map is a product over the axes, so a block's tap pairs are
+    the product of one pair set per axis, and each axis has at most twice (offsets of either
+    sign) the distinct blocks of its own one-dimensional Gram."""
+    count = 1
+    for axis in geom.axes:
+        taps = axis.tap_index()
+        if not inputs:
+            taps = _transposed_taps(taps, axis.size)
+            if taps is None:  # pragma: no cover - the outputs' side is zero padding's only
+                return math.prod(geom.input_size) * math.prod(geom.kernel_size) ** 2
+        count *= 2 * max(len(_block_plan(taps)[0]), 1)
+    return count
+
+
+def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int, int]:
+    """Memory and multiply-adds of the full certificate, before building it, on its route
+    (:func:`full_route`): for as many groups at once as the thread pool runs, and for every
+    group."""
+    route = full_route(geom, complex_)
+    at_once = min(geom.groups, os.cpu_count() or 1)
+    return route.nbytes * at_once, geom.groups * route.flops
 
 
 def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: list,
-                  tops: np.ndarray | None, inputs: bool, group_list: list) -> list[int]:
+                  tops: np.ndarray | None, route: _Route, group_list: list,
+                  ) -> list[tuple[int, int]]:
     """One task of :func:`full_bound`: per group, the first candidate ``mu`` it is proved
     below (``len(candidates)`` if none): by its circulant bound ``tops[g]`` when that is
-    below already, else by a Cholesky factorization of its whole Gram (``T^H T`` if
-    ``inputs``, else the cheaper side)."""
+    below already, else by a Cholesky factorization of its whole Gram on ``route``. With
+    it, the bandwidth of the block rows it factorized (0 if none)."""
     proved = []
     for g in group_list:
         gram, first = None, len(candidates)
         try:
             for i, mu in enumerate(candidates):
                 if tops is None or tops[g] ** 2 > mu:
-                    gram = section_gram(kernels[g], taps, size, inputs) if gram is None else gram
+                    if gram is None:
+                        gram = section_gram(kernels[g], taps, size, route.inputs,
+                                            not route.inputs)
+                        # block rows on the route's side of a real Gram (section_gram keeps
+                        # to the inputs' side where the outputs' has no gather map)
+                        same = gram.inputs_side == route.inputs and gram.dtype.kind != "c"
+                        gram.row = route.row if same else None
                     if not _below(gram, mu):
                         continue
                 first = i
                 break
+            proved.append((first, gram.block_rows().bandwidth
+                           if gram is not None and gram.row is not None else 0))
         finally:
             if gram is not None:
                 gram.release()
-        proved.append(first)
     return proved
 
 
@@ -734,13 +838,17 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     """Upper bound on ``||A||`` with every axis exact: ``mu I - A^H A`` proved positive.
 
     The Gram matrix of each group, position-major, is banded (:class:`SectionGram` over the
-    layer's gather map); one banded Cholesky factorization at ``mu`` just above the square of
+    layer's gather map); one Cholesky factorization at ``mu`` just above the square of
     ``estimate`` (a lower bound near the norm) proves ``||A||^2 <= mu`` up to the rounding
-    allowance of :func:`_certified_square`. ``tops``: a certified upper bound on each
-    group's norm, if known (its circulant bound); a group already below ``sqrt(mu)`` is not
-    factorized (``A`` is block diagonal over the groups: ``||A|| = max_g ||A_g||``). Groups
-    are factorized in parallel (:func:`sparseconv._parallel.map_chunks`). ``math.inf`` when
-    no candidate is proved.
+    allowance of :func:`_certified_square` -- on the side and by the factorization
+    :func:`full_route` picks: in band storage, or, for a real layer in two or more
+    dimensions, by block rows of the grid's first axis (:mod:`sparseconv._block_cholesky`:
+    BLAS-3 calls on whole block rows, holding a few block rows instead of the whole band);
+    the allowance takes the larger bandwidth of the two. ``tops``: a certified upper bound
+    on each group's norm, if known (its circulant bound); a group already below
+    ``sqrt(mu)`` is not factorized (``A`` is block diagonal over the groups: ``||A|| =
+    max_g ||A_g||``). Groups are factorized in parallel
+    (:func:`sparseconv._parallel.map_chunks`). ``math.inf`` when no candidate is proved.
 
     Reflect and replicate padding too: their gather map reads positions near the edges more
     than once, ``copies`` times at most through one tap (:func:`_certified_square`'s
@@ -752,9 +860,9 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     size = math.prod(geom.input_size)
     c_out = geom.out_channels // geom.groups
     kernels = weight.reshape(geom.groups, c_out, weight.shape[1], -1)
-    # zero padding: the widest band either side can have; a padding that copies inputs: the
-    # inputs' side alone (full_bytes_and_flops sizes it), its band read off the gather map
-    inputs = _inputs_side_only(geom)
+    # the route full_bytes_and_flops sized: a side (the inputs' for a padding that copies
+    # inputs) and a factorization; the allowance takes the widest band either side can have
+    route = full_route(geom, weight.dtype.kind == "c")
     bandwidth = max(max(bandwidth for _, bandwidth in _full_sides(geom)),
                     _depth(taps) * weight.shape[1])
     candidates = [max(estimate * estimate, 1e-300) * (1 + delta)
@@ -762,12 +870,13 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     needed = [g for g in range(geom.groups) if tops is None or tops[g] ** 2 > candidates[0]]
     workers = min(len(needed), 4 * cpu_count())
     chunks = [needed[i::workers] for i in range(workers)]
-    proofs = map_chunks(_prove_groups, (kernels, taps, size, candidates, tops, inputs), chunks,
-                        executor=executor, what="the full certificate of spectral_norm",
+    proofs = map_chunks(_prove_groups, (kernels, taps, size, candidates, tops, route),
+                        chunks, executor=executor, what="the full certificate of spectral_norm",
                         label=lambda i: f"groups {chunks[i][:4]}...") if needed else []
-    worst = max((i for proof in proofs for i in proof), default=0)
+    worst = max((i for proof in proofs for i, _ in proof), default=0)
     if worst == len(candidates):
         return math.inf
+    bandwidth = max([bandwidth, *(width for proof in proofs for _, width in proof)])
     return math.sqrt(_certified_square(candidates[worst], bandwidth, rounding,
                                        max(c_out, weight.shape[1]), math.prod(geom.kernel_size),
                                        weight.dtype.kind == "c", copies))

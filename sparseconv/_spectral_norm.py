@@ -481,11 +481,12 @@ def spectral_norm(
         and three complex copies of the matrix within the memory limit: the package's one
         rule), else ``"bounds"``. ``"exact"``: as
         ``"auto"``, but a layer with zero, reflect or replicate padding gets the certificate
-        that treats every axis exactly (one banded Cholesky factorization of the whole Gram
-        matrix, just above the Lanczos lower bound: a relative width near ``4 tol``)
-        whatever it costs -- for a 512-channel 3x3 layer on 7x7, about ``1.9e12``
-        multiply-adds and 3.5 GB (sized against the memory limit first); ``"bounds"`` takes
-        it only where it costs at most ``2**37``.
+        that treats every axis exactly (one Cholesky factorization of the whole Gram
+        matrix, just above the Lanczos lower bound: a relative width near ``4 tol``; by
+        block rows of the grid for a real layer in 2-D or 3-D, else in band storage)
+        whatever it costs -- for a 512-channel 3x3 layer on 7x7, about ``1.0e12``
+        multiply-adds and 1.3 GiB (sized against the memory limit first); ``"bounds"``
+        takes it only where it costs at most ``2**37``.
     tol : float
         The relative accuracy asked of the lower bound: the Lanczos iteration stops when the
         residual of its top Ritz pair shows the estimate within ``tol`` of the norm (at most
