@@ -44,13 +44,14 @@ def block_bandwidth(reach: int, row: int, channels: int) -> int:
 
 def block_flops(count: int, size: int, reach: int) -> int:
     """The multiply-adds of the factorization of ``count`` block rows of ``size`` unknowns,
-    each coupled to ``reach`` block rows below it: per block row, a dense Cholesky
-    (``s^3 / 6``), a triangular solve of the panel below (``s^3 / 2`` per block) and the
-    update of the blocks it reaches (``s^3`` per block, half that on the diagonal)."""
+    each coupled to ``reach`` block rows below it: per block row with ``d`` block rows below
+    it, a dense Cholesky (``s^3 / 6``), a triangular solve of the panel below (``s^3 / 2``
+    per block) and the update of the ``d (d + 1) / 2`` blocks it reaches (``s^3`` each below
+    the diagonal, ``s^3 / 2`` on it): ``(1/6 + d/2 + d^2/2) s^3``."""
     total = 0
     for i in range(count):
         depth = min(reach, count - 1 - i)
-        total += size**3 // 6 + depth * size**3 // 2 + depth * (depth + 1) // 2 * size**3
+        total += size**3 // 6 + depth * size**3 // 2 + depth * depth * size**3 // 2
     return total
 
 

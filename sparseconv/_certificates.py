@@ -759,14 +759,15 @@ def _full_routes(geom: ConvGeometry, complex_: bool) -> list[_Route]:
 
 def full_route(geom: ConvGeometry, complex_: bool) -> _Route:
     """The route the whole-Gram certificate takes: of those whose memory, for as many groups
-    at once as the thread pool runs, fits the memory limit (else of all), the one of fewest
-    multiply-adds, block rows on a tie.
+    at once as the thread pool runs, fits the memory limit (else of all), the one of the
+    fewest multiply-adds by its own count, block rows on a tie.
 
-    Each route's own count: the band's ``rows * bandwidth**2`` is about twice what
-    ``?pbtrf`` does, and per multiply-add of those counts the band took 0.69-0.88 of the
-    block rows' time on ResNet-18's 14x14 and 7x7 layers (``benchmarks/bench_spectra.py
-    --exact --compare``): about the same time where the counts are equal, while the band
-    holds the whole band (23 GiB for 64 channels on 56x56, against 1 GiB by block rows).
+    The band's count, ``rows * bandwidth**2``, is about twice what ``?pbtrf`` does: per
+    multiply-add of those counts the band took 0.52-0.67 of the block rows' time on
+    ResNet-18's 14x14 and 7x7 layers (``benchmarks/bench_spectra.py --exact --compare``).
+    So the band is taken only where it is faster by a margin (its count below the block
+    rows'): it holds the whole band (22 GiB for 64 channels on 56x56, against 1 GiB by
+    block rows), whose pages cost time to touch too.
     """
     routes = _full_routes(geom, complex_)
     # os.cpu_count(), not cpu_count(): a layer worker takes the route this process would

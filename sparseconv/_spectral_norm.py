@@ -484,7 +484,7 @@ def spectral_norm(
         that treats every axis exactly (one Cholesky factorization of the whole Gram
         matrix, just above the Lanczos lower bound: a relative width near ``4 tol``; by
         block rows of the grid for a real layer in 2-D or 3-D, else in band storage)
-        whatever it costs -- for a 512-channel 3x3 layer on 7x7, about ``1.0e12``
+        whatever it costs -- for a 512-channel 3x3 layer on 7x7, about ``7.9e11``
         multiply-adds and 1.3 GiB (sized against the memory limit first); ``"bounds"``
         takes it only where it costs at most ``2**37``.
     tol : float
