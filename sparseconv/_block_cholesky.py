@@ -131,6 +131,7 @@ class BlockRows:
                 factor, info = lapack.dpotrf(diagonal, lower=1, overwrite_a=1, clean=0)
                 if info != 0:  # not positive definite (info > 0), or NaN in it
                     return False
+                _same(factor, diagonal)
                 depth = min(reach, count - 1 - i)  # block rows below this one
                 if depth:
                     # the panel's block rows B_a become L_a = B_a L^-T: L L_a^T = B_a^T
