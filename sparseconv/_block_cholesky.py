@@ -116,6 +116,8 @@ class BlockRows:
 
     def below(self, mu: float) -> bool:
         """Whether ``mu I - G`` has a Cholesky factorization (a real ``G``)."""
+        if not np.isfinite(mu):
+            return False
         if not self.count:
             return True
         s, reach, count = self.size, self.reach, self.count
@@ -129,7 +131,9 @@ class BlockRows:
                 slot = i % slots
                 diagonal, panel = diagonals[slot].T, panels[slot]
                 factor, info = lapack.dpotrf(diagonal, lower=1, overwrite_a=1, clean=0)
-                if info != 0:  # not positive definite (info > 0), or NaN in it
+                # not positive definite (info > 0); a NaN pivot passes OpenBLAS's dpotrf with
+                # info = 0 (and any NaN or infinity in the panels reaches a later pivot)
+                if info != 0 or not np.isfinite(np.diagonal(factor)).all():
                     return False
                 _same(factor, diagonal)
                 depth = min(reach, count - 1 - i)  # block rows below this one

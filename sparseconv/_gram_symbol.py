@@ -177,10 +177,10 @@ def dense_below(gram: np.ndarray, mu: float) -> bool:
     matrix = np.negative(gram)
     matrix[np.diag_indices_from(matrix)] += mu
     try:
-        scipy.linalg.cholesky(matrix, lower=True, overwrite_a=True, check_finite=False)
+        factor = scipy.linalg.cholesky(matrix, lower=True, overwrite_a=True, check_finite=False)
     except scipy.linalg.LinAlgError:
         return False
-    return True
+    return bool(np.isfinite(np.diagonal(factor)).all())  # a NaN pivot passes with info = 0
 
 
 def _lanczos_tops(grams: np.ndarray) -> np.ndarray:

@@ -321,15 +321,16 @@ def _cholesky_below(matrices: np.ndarray, mu: np.ndarray) -> np.ndarray:
     shifted = -matrices
     idx = np.arange(matrices.shape[-1])
     shifted[..., idx, idx] += mu[:, None, None]
-    try:
-        np.linalg.cholesky(shifted)
-        return np.ones(len(matrices), dtype=bool)
+    try:  # (a NaN pivot may pass LAPACK's potrf: every factor's diagonal must be finite)
+        factors = np.linalg.cholesky(shifted)
+        return np.isfinite(np.diagonal(factors, axis1=-2, axis2=-1)).all(axis=(1, 2))
     except np.linalg.LinAlgError:
         pass
     out = np.ones(len(matrices), dtype=bool)
     for f in range(len(matrices)):
         try:
-            np.linalg.cholesky(shifted[f])
+            factor = np.linalg.cholesky(shifted[f])
+            out[f] = bool(np.isfinite(np.diagonal(factor, axis1=-2, axis2=-1)).all())
         except np.linalg.LinAlgError:
             out[f] = False
     return out

@@ -189,3 +189,57 @@ def test_exact_fits_the_default_memory_limit_on_every_resnet_layer(c_in, c_out, 
                                     stride=stride)
     nbytes, _ = full_bytes_and_flops(geom, complex_=False)
     assert nbytes <= DEFAULT_LIMIT, nbytes
+
+
+def test_no_cholesky_test_reads_a_nan_as_a_proof():
+    """OpenBLAS's ``?potrf`` and ``?pbtrf`` return ``info = 0`` for a NaN pivot: each
+    Cholesky test of the certificates (block rows, band, dense, the torus's batched one)
+    must not take that for a factorization (a review found the block rows did)."""
+    from sparseconv._certificates import _below
+    from sparseconv._gram_symbol import dense_below
+    from sparseconv._torus import _cholesky_below
+
+    nan_block = [(0, np.array([0, 1]), np.array([[-1.0]])), (1, np.array([0]),
+                                                            np.array([[np.nan]]))]
+    assert not BlockRows(nan_block, channels=1, positions=2, row=1).below(2.0)
+    finite = nan_block[:1]
+    assert BlockRows(finite, 1, 2, 1).below(2.0)
+    assert not BlockRows(finite, 1, 2, 1).below(float("nan"))
+    assert not BlockRows(finite, 1, 2, 1).below(float("inf"))
+    kernel = np.array([[[1.0, np.nan, 1.0]]])
+    gram = section_gram(kernel, ConvGeometry.from_weight((1, 1, 3), (1, 6), padding=1)
+                        .axes[0].tap_index(), 6)
+    assert not _below(gram, 10.0)
+    assert not dense_below(np.array([[np.nan, 0.0], [0.0, 1.0]]), 10.0)
+    assert not _cholesky_below(np.full((1, 1, 2, 2), np.nan), np.array([10.0]))[0]
+    assert _cholesky_below(np.zeros((1, 1, 2, 2)), np.array([10.0]))[0]
+
+
+@pytest.mark.parametrize("weight_shape, shape, kwargs", [
+    ((16, 3, 7, 7), (3, 48, 48), dict(padding=3, stride=2)),  # few channels, many taps
+    ((8, 4, 3, 3, 3), (4, 8, 8, 8), dict(padding=1)),
+    ((6, 6, 3, 3), (6, 12, 10), dict(padding=1, padding_mode="reflect")),
+])
+def test_the_route_sizes_what_the_certificate_allocates(weight_shape, shape, kwargs):
+    """full_bytes_and_flops bounds the peak of the whole-Gram certificate's own arrays (a
+    review: the index arrays of the distinct blocks' placements, which grow with outputs x
+    taps^2, were left out, and a stem-like layer took 6.7x its sizing)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(11)
+    weight = rng.standard_normal(weight_shape)
+    geom = ConvGeometry.from_weight(weight.shape, shape, **kwargs)
+    route = certificates.full_route(geom, False)
+    nbytes, _ = full_bytes_and_flops(geom, complex_=False)
+    tracemalloc.start()
+    try:
+        gram = section_gram(weight.reshape(weight_shape[0], weight_shape[1], -1),
+                            geom.index_map(), math.prod(geom.input_size), route.inputs,
+                            not route.inputs)
+        gram.row = route.row
+        certificates._below(gram, 1e6)
+        gram.release()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= nbytes, (route, peak, nbytes)
