@@ -22,7 +22,9 @@ Numerical Algorithms*, 2nd ed.):
   hence ``||D||_2 <= (2k + 1) gamma(k + 2) max_i M_ii`` (Demmel; Rump, BIT 46, 2006): so
   ``M`` is positive semidefinite if ``M + (2k+1) gamma(k+2) max M_ii I`` is; in complex
   arithmetic the inner products of length ``k + 1`` take the complex constant above,
-  ``gamma(k + 1)`` becoming ``gamma(2k + 6)`` (:func:`cholesky_slack`).
+  ``gamma(k + 1)`` becoming ``gamma(2k + 6)``. LAPACK divides by a pivot as a product with
+  its reciprocal (one rounding more), so :func:`cholesky_slack` takes ``gamma(k + 3)`` and
+  ``gamma(2k + 9)``.
 
 Each formula of this module then rounds its own result outward (:func:`up`, :func:`down`).
 """
@@ -84,11 +86,13 @@ def cholesky_slack(bandwidth: int, complex_: bool) -> float:
     """The relative allowance of a Cholesky test of bandwidth ``k``: a factorization of
     ``mu I - G`` that completes in floating point proves ``lambda_max(G) <= mu (1 + slack)``.
 
-    ``(2k + 1) gamma(k + 2) + 2u`` in real arithmetic (the ``2u``: forming ``mu - G_ii``);
-    ``(2k + 1) gamma(2k + 7) + 2u`` in complex arithmetic, whose inner products of ``k + 1``
-    terms err by ``gamma(2(k + 1) + 4)`` instead of ``gamma(k + 1)``.
+    ``(2k + 1) gamma(k + 3) + 2u`` in real arithmetic (the ``2u``: forming ``mu - G_ii``);
+    ``(2k + 1) gamma(2k + 9) + 2u`` in complex arithmetic, whose inner products of ``k + 1``
+    terms err by ``gamma(2(k + 1) + 4)`` instead of ``gamma(k + 1)``; each with one rounding
+    more than Demmel's bound for the division by a pivot, which LAPACK carries out as a
+    product with its reciprocal.
     """
-    return (2 * bandwidth + 1) * gamma(2 * bandwidth + 7 if complex_ else bandwidth + 2) + 2 * U
+    return (2 * bandwidth + 1) * gamma(2 * bandwidth + 9 if complex_ else bandwidth + 3) + 2 * U
 
 
 @dataclass(frozen=True)
