@@ -71,9 +71,13 @@ def unit_scale(weight: np.ndarray) -> tuple[np.ndarray, int]:
 
     A power of two scales exactly, so spectra computed on the scaled weight and multiplied by
     ``2**e`` (:func:`times_power_of_two`) are those of the weight, without overflow (1e200
-    squares to infinity in a Gram matrix) or underflow (1e-200 squares to zero). A zero weight
-    is returned as is, with ``e = 0``.
+    squares to infinity in a Gram matrix) or underflow (1e-200 squares to zero). The weight
+    is scaled in float64 (complex128) or wider: in its own float16 or float32, the small
+    entries of a weight with a wide range would fall into that type's subnormals and lose
+    bits. A zero weight is returned as is, with ``e = 0``.
     """
+    weight = np.asarray(weight)
+    weight = weight.astype(np.result_type(weight.dtype, np.float64), copy=False)
     # the parts themselves, not a view of them as reals: that needs a contiguous last axis,
     # which a transposed or Fortran-ordered weight (a permuted tensor's) does not have
     top = float(max(np.abs(weight.real).max(initial=0.0), np.abs(weight.imag).max(initial=0.0)))

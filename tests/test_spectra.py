@@ -350,3 +350,24 @@ def test_small_singular_values_of_a_16_channel_layer_against_mpmath():
     assert 1e-7 * exact[0] < exact[-1] < 1e-3 * exact[0]  # the small values are small
     ours, theirs = np.abs(values - exact).max(), np.abs(lapack - exact).max()
     assert ours <= max(1e-13 * exact[0], 4 * theirs), (ours, theirs)
+
+
+@pytest.mark.parametrize("dtype, loud", [(np.float16, 60000.0), (np.float32, 1e38)])
+def test_narrow_weights_are_scaled_in_double_precision(dtype, loud):
+    """A weight's power-of-two scaling (unit_scale) ran in its own dtype: a float16 or
+    float32 weight with a wide range had its small entries pushed into that type's
+    subnormals, and every spectrum of its quiet group lost bits (a hunt: 1e-3 relative in
+    float16). The spectra describe the weight converted exactly to float64."""
+    from sparseconv import circular_svd, composition_singular_values, symbol
+
+    w = np.zeros((2, 1, 3), dtype)  # groups=2: one loud channel, one quiet one
+    w[0, 0] = np.array([loud, loud / 2, loud / 60], dtype)
+    w[1, 0] = np.array([0.75, 0.5, 0.3], dtype)
+    w64 = w.astype(np.float64)
+    per = dict(padding=None, padding_mode="circular", groups=2)
+    exact = np.linalg.svd(conv_matrix(w64, (2, 8), **per).toarray(), compute_uv=False)
+    for found in (singular_values(w, (2, 8), **per), circular_svd(w, (2, 8), groups=2).S,
+                  composition_singular_values([(w, per)], (2, 8))):
+        found = np.sort(found)  # each value to its own size: the groups are separate blocks
+        assert (np.abs(found - np.sort(exact)) <= 1e-13 * found).all()
+    assert np.array_equal(symbol(w, (8,), groups=2), symbol(w64, (8,), groups=2))
