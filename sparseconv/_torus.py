@@ -216,6 +216,15 @@ def _initial_exponents(symbol: _Symbol) -> list[int]:
     return [int(e).bit_length() + 1 if e > 0 else 0 for e in extent]
 
 
+def _vertex_bytes(symbol: _Symbol, width: np.ndarray) -> int:
+    """The memory one box's vertices take in a round of the branch and bound: their array,
+    and the keys, sets and dicts of the test, about 400 bytes a vertex in Python objects (a
+    hunt: a dilation of 1000 made a first grid of 16.7 million boxes, and the process grew
+    to 24 GB instead of refusing)."""
+    count = math.prod(3 if symbol.hull[d] else 2 for d, w in enumerate(width.tolist()) if w)
+    return count * (32 * len(width) + 400)
+
+
 def _vertices(symbol: _Symbol, boxes: np.ndarray, width: np.ndarray) -> np.ndarray:
     """``(B, V, d, 2)``: the (turn, off-circle width) of every vertex of every box.
 
@@ -418,6 +427,8 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
         counts[active[0]] //= 2
     width = np.array([_FULL >> exponents[d] if d in active else 0 for d in range(ndim)],
                      dtype=np.int64)
+    check_memory(math.prod(counts) * _vertex_bytes(symbol, width),
+                 "the first grid of toeplitz_norm's branch and bound (its boxes' vertices)")
     boxes = np.array(list(product(*[range(c) for c in counts])), dtype=np.int64) * width
     value(boxes)  # the corners of the first grid: a floor to start from
     converged = True
@@ -432,6 +443,8 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
         apex = float(np.prod(_apex(hull_width)))
         taylor = np.where(symbol.hull, 0, width) / (2 * _FULL)
         tau = (close - _twice_remainder(symbol, taylor, apex)) * (1 - 4 * U)
+        check_memory(len(boxes) * _vertex_bytes(symbol, width),
+                     "the vertices of toeplitz_norm's branch and bound")
         vertices = _vertices(symbol, boxes, width)
         flat = vertices.reshape(-1, ndim, 2)
         ok = test(flat, tau)

@@ -209,3 +209,13 @@ def test_subnormal_and_overflowing_bounds_are_rounded_outward(exponent):
     assert lower**2 <= 2 <= upper**2, r
     r = toeplitz_norm(np.array([[[[1.5e308]], [[1.5e308]]]]))
     assert r.lower == sys.float_info.max and r.upper == math.inf, r
+
+
+def test_a_first_grid_beyond_the_memory_limit_is_refused_before_it_is_built():
+    """A dilation of 1000 makes the first grid of boxes 16.7 million boxes; their vertices'
+    keys took the process to 24 GB (a hunt) instead of raising MatrixTooLargeError."""
+    from sparseconv import MatrixTooLargeError
+
+    w = np.random.default_rng(0).standard_normal((2, 2, 2, 3))
+    with pytest.raises(MatrixTooLargeError, match="first grid of toeplitz_norm"):
+        toeplitz_norm(w, dilation=(1000, 1000), tol=1e-3)
