@@ -39,7 +39,7 @@ from _machine import describe
 
 from sparseconv import conv_matrix, set_memory_limit, singular_values, spectral_norm
 from sparseconv._block_cholesky import block_bytes
-from sparseconv._certificates import _below
+from sparseconv._certificates import _below, section_gram
 from sparseconv._geometry import ConvGeometry
 from sparseconv._spectral_norm import DEFAULT_TOL, _norm_task, checked_layers, norms_as_done
 
@@ -189,8 +189,6 @@ def factorizations(weight: np.ndarray, geom, mu: float) -> tuple[float, float, f
     """The whole Gram's Cholesky test at ``mu``, side by side: in LAPACK's band storage
     (``?pbtrf``, the route before block rows) and by block rows; each route's time and the
     memory it holds (GiB)."""
-    from sparseconv._certificates import section_gram
-
     kernel = weight.reshape(weight.shape[0], weight.shape[1], -1)
     gram = section_gram(kernel, geom.index_map(), int(np.prod(geom.input_size)))
     row = int(np.prod((geom.input_size if gram.inputs_side else geom.output_size)[1:]))

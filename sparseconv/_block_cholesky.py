@@ -77,13 +77,10 @@ class BlockRows:
         self.size = row * channels  # unknowns of one block row
         self._blocks = [block for _, _, block in blocks]
         # every placement (q + d, q) of a distinct block, by the block column of q
-        q = np.concatenate([np.asarray(at, dtype=np.int64) for _, at, _ in blocks]) \
-            if blocks else np.zeros(0, np.int64)
-        d = np.concatenate([np.full(len(at), d, np.int64) for d, at, _ in blocks]) \
-            if blocks else np.zeros(0, np.int64)
-        which = np.concatenate([np.full(len(at), i, np.int64)
-                                for i, (_, at, _) in enumerate(blocks)]) \
-            if blocks else np.zeros(0, np.int64)
+        q, d, which = (np.concatenate(parts) if parts else np.zeros(0, np.int64) for parts in (
+            [np.asarray(at, dtype=np.int64) for _, at, _ in blocks],
+            [np.full(len(at), d, np.int64) for d, at, _ in blocks],
+            [np.full(len(at), i, np.int64) for i, (_, at, _) in enumerate(blocks)]))
         p = q + d
         self._column = q // row
         self._below = p // row - self._column  # block rows between the entry and its column

@@ -421,16 +421,21 @@ def _gram_sides(axes, c_in: int, c_out: int) -> tuple[tuple[int, int, int], ...]
     the largest linear offset between two positions one output reads (between two outputs
     that read one position)."""
     sides = []
-    for channels, sizes, reach in (
-            (c_in, [a.size for a in axes], [a.dilation * (a.kernel_size - 1) for a in axes]),
-            (c_out, [a.output_size for a in axes],
-             [a.dilation * (a.kernel_size - 1) // a.stride for a in axes])):
+    for channels, inputs in ((c_in, True), (c_out, False)):
         depth, step = 1, 1
-        for size, r in zip(reversed(sizes), reversed(reach)):
-            depth += min(r, size - 1) * step
-            step *= size
+        for a in reversed(axes):
+            depth += _reach(a, inputs) * step
+            step *= a.size if inputs else a.output_size
         sides.append((step, depth, channels))
     return tuple(sides)
+
+
+def _reach(axis, inputs: bool) -> int:
+    """The most positions along ``axis`` between two inputs one output reads (``inputs``), or
+    between two outputs that read one input."""
+    span = axis.dilation * (axis.kernel_size - 1)
+    return min(span, axis.size - 1) if inputs else min(span // axis.stride,
+                                                        axis.output_size - 1)
 
 
 def _section_sides(geom: ConvGeometry, axis: int) -> tuple[tuple[int, int, int], ...]:
@@ -735,10 +740,8 @@ def _full_routes(geom: ConvGeometry, complex_: bool) -> list[_Route]:
     by block rows."""
     first = geom.axes[0]
     c_in, c_out = geom.in_channels // geom.groups, geom.out_channels // geom.groups
-    reach = first.dilation * (first.kernel_size - 1)  # along the first axis, in positions
-    blocks = ((math.prod(geom.input_size[1:]), first.size, min(reach, first.size - 1)),
-              (math.prod(geom.output_size[1:]), first.output_size,
-               min(reach // first.stride, first.output_size - 1)))
+    blocks = ((math.prod(geom.input_size[1:]), first.size, _reach(first, True)),
+              (math.prod(geom.output_size[1:]), first.output_size, _reach(first, False)))
     itemsize = 16 if complex_ else 8
     taps = math.prod(geom.kernel_size)
     products = (taps * max(c_in, c_out)) ** 2  # the tap products
@@ -778,9 +781,7 @@ def full_route(geom: ConvGeometry, complex_: bool) -> _Route:
     block rows), whose pages cost time to touch too.
     """
     routes = _full_routes(geom, complex_)
-    # os.cpu_count(), not cpu_count(): a layer worker takes the route this process would
-    at_once = min(geom.groups, os.cpu_count() or 1)
-    fitting = [route for route in routes if fits(route.nbytes * at_once)]
+    fitting = [route for route in routes if fits(route.nbytes * _groups_at_once(geom))]
     return min(fitting or routes, key=lambda route: (route.flops, route.row is None))
 
 
@@ -805,8 +806,13 @@ def full_bytes_and_flops(geom: ConvGeometry, complex_: bool = True) -> tuple[int
     (:func:`full_route`): for as many groups at once as the thread pool runs, and for every
     group."""
     route = full_route(geom, complex_)
-    at_once = min(geom.groups, os.cpu_count() or 1)
-    return route.nbytes * at_once, geom.groups * route.flops
+    return route.nbytes * _groups_at_once(geom), geom.groups * route.flops
+
+
+def _groups_at_once(geom: ConvGeometry) -> int:
+    """The groups the full certificate factorizes at once: os.cpu_count(), not cpu_count(),
+    so that a layer worker takes the route this process would."""
+    return min(geom.groups, os.cpu_count() or 1)
 
 
 def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: list,
