@@ -52,7 +52,7 @@ from ._typing import (
     SparseArray,
     SparseFormat,
 )
-from ._validation import as_weight, check_blocksize, check_layout, layer_dtype
+from ._validation import as_weight, check_blocksize, check_layout, first_index, layer_dtype
 
 __all__ = ["ConvOperator", "ConvTransposeOperator", "as_geometry", "layer_of"]
 
@@ -75,6 +75,9 @@ class _GeometryOperator(LinearOperator):
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     layout: str = "channels_first"
+    #: For an integer or bool operator, the sum of its weight's magnitudes (a bound on any
+    #: row's or column's), else None: see :func:`_widened`.
+    _magnitude: int | None = None
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -199,14 +202,18 @@ class _GeometryOperator(LinearOperator):
         b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
         if b == 0:  # an empty batch, as scipy.sparse gives it
             return np.zeros((math.prod(shape_out), 0), dtype)
+        exact = dtype.kind in "biu"  # computed in int64, then checked: see _exactly
+        itemsize = 8 if exact else dtype.itemsize
         permuted = 0 if self.layout == "channels_first" else (
-            (X.shape[0] + math.prod(shape_out)) * b * dtype.itemsize)  # the two permuted copies
+            (X.shape[0] + math.prod(shape_out)) * b * itemsize)  # the two permuted copies
         check_product_memory(
-            nbytes(b, dtype.itemsize) + permuted,
+            nbytes(b, itemsize) + permuted,
             lambda: f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
             f"scratch and the {shape_out} result)")
-        Y = apply(to_channels_first(X, shape_in, self.layout))
-        return from_channels_first(Y, self.layout)
+        if exact:
+            X = _widened(X, dtype, self._magnitude, what)
+        Y = from_channels_first(apply(to_channels_first(X, shape_in, self.layout)), self.layout)
+        return _held(Y, dtype, what) if exact else Y
 
     def _matmat(self, X):
         return self._product(X, self._apply, self._apply_bytes, self.input_shape,
@@ -288,13 +295,48 @@ def _batched(dims: tuple[int, ...]) -> str:
     return f"(N, {', '.join(map(str, dims))})"
 
 
+def _magnitudes(w: np.ndarray) -> int | None:
+    """``sum(|w|)`` as a Python integer for an integer or bool weight, else None."""
+    return int(np.abs(w.astype(object)).sum()) if w.dtype.kind in "biu" else None
+
+
+def _widened(X: np.ndarray, dtype: np.dtype, magnitude: int, what: str) -> np.ndarray:
+    """``X`` in int64, for a product in the integer or bool ``dtype`` that is exact there.
+
+    numpy's integer arithmetic wraps around (100 + 100 is -56 in int8; True + True is True),
+    so integer products run in int64 and :func:`_held` checks the result. Every entry of the
+    product, and every partial sum on the way, is at most ``magnitude * max|X|`` (``magnitude``,
+    the sum of the weight's magnitudes, bounds any row's or column's), so where that is below
+    ``2**63`` the int64 product is exact; else OverflowError.
+    """
+    largest = max(abs(int(X.max())), abs(int(X.min()))) if X.size else 0
+    if magnitude * largest >= 2**63:
+        raise OverflowError(
+            f"{what} in {dtype}: the sums could exceed int64's range (the weight's magnitudes "
+            f"sum to {magnitude}, the input's largest is {largest}); pass a floating dtype")
+    return X.astype(np.int64)
+
+
+def _held(Y: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """An exact int64 product as ``dtype``, or OverflowError where ``dtype`` cannot hold it."""
+    low, high = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
+                                                 int(np.iinfo(dtype).max))
+    where = first_index((Y < low) | (Y > high))
+    if where is not None:
+        raise OverflowError(
+            f"{what} in {dtype}: entry {where} (row, column) of the result is {int(Y[where])}, "
+            f"outside [{low}, {high}] (numpy's own arithmetic would change it); pass a wider or "
+            "floating dtype")
+    return Y.astype(dtype)
+
+
 class _Adjoint(_GeometryOperator):
     """The adjoint ``A^H`` of a geometry operator, itself an operator (``.H.H`` is ``A``)."""
 
     def __init__(self, parent: _GeometryOperator):
         self.parent = parent
         self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
-        self.layout = parent.layout
+        self.layout, self._magnitude = parent.layout, parent._magnitude
         super().__init__(dtype=parent.dtype, shape=parent.shape[::-1])
 
     def _apply(self, X):
@@ -326,7 +368,7 @@ class _Transpose(_GeometryOperator):
     def __init__(self, parent: _GeometryOperator):
         self.transposed_of = parent
         self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
-        self.layout = parent.layout
+        self.layout, self._magnitude = parent.layout, parent._magnitude
         self._complex = parent.dtype.kind == "c"
         if not self._complex:
             self.parent = parent  # the adjoint: plots and layer_of read it as the transpose
@@ -386,7 +428,8 @@ class ConvOperator(_GeometryOperator):
     dtype : numpy dtype, optional
         The operator's dtype; by default the weight's (float16 weights compute in float32, as
         :func:`sparseconv.conv_matrix`). Products follow numpy promotion of the weight and the
-        input (float32 stays float32).
+        input (float32 stays float32). Integer and bool products are exact: computed in int64
+        and refused where their dtype cannot hold a result, where numpy would wrap around.
     layout : {"channels_first", "channels_last"}
         How vectors are flattened, as :func:`sparseconv.conv_matrix`: C order of ``(C,
         *spatial)`` or of ``(*spatial, C)``.
@@ -412,6 +455,9 @@ class ConvOperator(_GeometryOperator):
     MatrixTooLargeError
         A product with one column would allocate (padded input, im2col scratch, result) more
         than the memory limit; also from a product whose batch would.
+    OverflowError
+        From a product in an integer or bool dtype, where that dtype cannot hold an entry of
+        the result (or int64 a partial sum).
 
     Notes
     -----
@@ -455,6 +501,7 @@ class ConvOperator(_GeometryOperator):
         self._w = np.ascontiguousarray(self.geometry.tap_weights(self._weight), dtype=dtype)
         self._taps = _taps_for(self.geometry, self._w)
         self._transpose_map = transpose_map(self.geometry, self._w.conj())
+        self._magnitude = _magnitudes(self._w)
         self.input_shape = self.geometry.input_shape
         self.output_shape = self.geometry.output_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape)
@@ -515,7 +562,7 @@ class ConvTransposeOperator(_GeometryOperator):
     ValueError, TypeError
         As :func:`sparseconv.conv_transpose_matrix`; ``matvec`` and the other products raise
         ``ValueError`` for an array whose shape does not match the operator.
-    MatrixTooLargeError
+    MatrixTooLargeError, OverflowError
         As :class:`ConvOperator`.
 
     Notes
@@ -555,6 +602,7 @@ class ConvTransposeOperator(_GeometryOperator):
         self._w_conj = self._w.conj()
         self._taps = _taps_for(self.geometry, self._w_conj)
         self._transpose_map = transpose_map(self.geometry, self._w)
+        self._magnitude = _magnitudes(self._w)
         self.input_shape = self.geometry.output_shape
         self.output_shape = self.geometry.input_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape[::-1])

@@ -79,6 +79,47 @@ def test_dtype_follows_numpy_promotion():
     assert ConvOperator(w32, (1, 8), dtype=np.float64).dtype == np.float64
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int64, np.bool_])
+def test_integer_products_are_exact_or_refused(dtype, transposed):
+    """numpy's integer arithmetic wraps (100 + 100 is -56 in int8, True + True is True): an
+    integer or bool operator's products are the exact integers (the float64 matrix's, which
+    holds these small sums exactly) where ``dtype`` holds them, and OverflowError otherwise,
+    for the forward product, the adjoint and the transpose alike."""
+    rng = np.random.default_rng(7)
+    info = (0, 1) if dtype == np.bool_ else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+    held = refused = 0
+    for trial in range(30):
+        top = min(info[1], int(rng.integers(1, 120)) * (4 if dtype == np.int16 else 1))
+        low = max(info[0], -top)
+        w = rng.integers(low, top + 1, size=(3, 2, 3)).astype(dtype)
+        cls, build = ((ConvTransposeOperator, conv_transpose_matrix) if transposed
+                      else (ConvOperator, conv_matrix))
+        kwargs = dict(stride=1 + trial % 2, padding=1)
+        shape = (3, 5) if transposed else (2, 7)
+        op = cls(w, shape, dtype=dtype, **kwargs)
+        exact = build(w.astype(np.float64), shape, **kwargs)
+        for A, M in ((op, exact), (op.H, exact.T), (op.T, exact.T)):
+            x = rng.integers(low, top + 1, size=A.shape[1]).astype(dtype)
+            if trial % 3 == 0:
+                x[rng.random(x.size) < 0.8] = 0  # sparse inputs: sums the dtype holds
+            expected = M @ x.astype(np.float64)
+            if expected.min() >= info[0] and expected.max() <= info[1]:
+                held += 1
+                got = A @ x
+                assert got.dtype == dtype and np.array_equal(got.astype(float), expected)
+                assert np.array_equal(A.matmat(np.stack([x, x], 1)).astype(float),
+                                      np.stack([expected, expected], 1))
+            else:
+                refused += 1
+                with pytest.raises(OverflowError, match=f"in {np.dtype(dtype)}: entry"):
+                    A @ x
+    assert held and (refused or dtype == np.int64), (held, refused)  # both branches ran
+    huge = ConvOperator(np.full((1, 1, 3), 2**40), (1, 8), padding=1, dtype=np.int64)
+    with pytest.raises(OverflowError, match="could exceed int64's range"):
+        huge @ np.full(8, 2**30)
+
+
 @requires_torch
 @pytest.mark.parametrize("seed", range(45))
 def test_conv_transpose_operator_matches_torch(seed):
