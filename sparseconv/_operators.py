@@ -144,13 +144,23 @@ class _GeometryOperator(LinearOperator):
 
     def dot(self, x: Any) -> Any:
         """scipy's ``dot`` (and ``@``), except that an array of more than two dimensions is
-        refused by its shape (scipy's message prints the whole array)."""
+        refused by its shape (scipy's message prints the whole array; ``x @ A`` as well)."""
         if isinstance(x, np.ndarray) and x.ndim > 2:
             raise ValueError(
                 f"{self!r} multiplies flat vectors of length {self.shape[1]} or ({self.shape[1]},"
                 f" k) columns, got an array of shape {x.shape}: use A.apply(x) for arrays "
                 f"shaped {self.dims} or {_batched(self.dims)}, or A @ x.ravel()")
         return super().dot(x)
+
+    def _rdot(self, x: Any) -> Any:
+        """scipy's ``x @ A``, refusing an array of more than two dimensions by its shape."""
+        if isinstance(x, np.ndarray) and x.ndim > 2:
+            raise ValueError(
+                f"x @ {self!r} multiplies flat row vectors of length {self.shape[0]} or (k, "
+                f"{self.shape[0]}) rows, got an array of shape {x.shape}: use "
+                f"A.apply_adjoint(y) for arrays shaped {self.dimsd} or {_batched(self.dimsd)} "
+                "(the adjoint; y @ A is its conjugate)")
+        return super()._rdot(x)
 
     def matvec(self, x: ArrayLike) -> np.ndarray:
         return self._scipys("matvec", x, lambda: self._vector(x, self.input_shape, "matvec"))

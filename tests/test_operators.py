@@ -490,3 +490,10 @@ def test_dot_refuses_images_by_shape():
             op.apply(bad)
     with pytest.raises(ValueError, match=r"apply_adjoint expects .* \(4, 8, 8\)"):
         op.apply_adjoint(img)
+    out = np.zeros((4, 8, 8))
+    with pytest.raises(ValueError, match=r"got an array of shape \(4, 8, 8\): use "
+                                         r"A.apply_adjoint\(y\) for arrays shaped") as info:
+        out @ op  # scipy's __rmatmul__
+    assert "array([" not in str(info.value)
+    y = np.random.default_rng(3).standard_normal((2, 256))
+    assert np.allclose(y @ op, (op.T @ y.T).T) and np.allclose(y[0] @ op, op.T @ y[0])
