@@ -38,6 +38,7 @@ from ._adjoint_products import transpose_map
 from ._geometry import ConvGeometry
 from ._layout import array_shape, from_channels_first, to_channels_first
 from ._matrices import assemble, check_format
+from ._memory import MatrixTooLargeError
 from ._products import check_product_memory, forward, forward_bytes, implicit_applies, tap_major
 from ._typing import (
     ArrayLike,
@@ -413,6 +414,35 @@ class _Transpose(_GeometryOperator):
         return f"<transpose of {self.transposed_of!r}>"
 
 
+def _matrices_for(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
+                  transposed: bool) -> tuple[Any, Any] | None:
+    """For a weight with inf or NaN entries, the operator's explicit matrix and its adjoint
+    (CSR, channels-first), on which its products then run; None for a finite weight.
+
+    The matrix-free products multiply the padding's zeros (and the zero columns of their
+    scratch) by every tap, and inf * 0 is nan, where the matrix has no entry at all: so a
+    weight that is not finite would make them differ from :func:`sparseconv.conv_matrix`
+    (PyTorch's own forward and its gradient differ the same way).
+    """
+    where = first_index(~np.isfinite(weight))
+    if where is None:
+        return None
+    try:
+        matrix = assemble(geom, weight, dtype, "csr", transposed=transposed,
+                          layout="channels_first")
+    except MatrixTooLargeError as exc:
+        raise MatrixTooLargeError(
+            f"weight{list(where)} is {weight[where]}: with inf or NaN entries the operator's "
+            "products run on its explicit matrix (matrix-free, the padding's zeros times inf "
+            f"would be nan), and {exc}") from None
+    return matrix, matrix.conj().T.tocsr()
+
+
+def _on_matrix(matrix, X: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``matrix @ X`` for ``X`` of shape ``(*in, b)``, shaped ``(*shape, b)``."""
+    return (matrix @ X.reshape(matrix.shape[1], -1)).reshape(*shape, X.shape[-1])
+
+
 def _taps_for(geom: ConvGeometry, w: np.ndarray) -> np.ndarray | None:
     """The weight as the implicit GEMM reads it, kept where the forward product runs it."""
     return tap_major(geom, w) if implicit_applies(geom, w.dtype) else None
@@ -464,7 +494,8 @@ class ConvOperator(_GeometryOperator):
         ``ValueError`` for an array whose shape does not match the operator.
     MatrixTooLargeError
         A product with one column would allocate (padded input, im2col scratch, result) more
-        than the memory limit; also from a product whose batch would.
+        than the memory limit; also from a product whose batch would; the explicit matrix
+        of a weight that is not finite, over the limit.
     OverflowError
         From a product in an integer or bool dtype, where that dtype cannot hold an entry of
         the result (or int64 a partial sum).
@@ -478,6 +509,11 @@ class ConvOperator(_GeometryOperator):
     one slice-add per tap) when the layer widens, else one stride-1 correlation per stride
     phase; the border slabs of reflect, replicate or circular padding are then added back
     where they were copied from.
+
+    A weight with inf or NaN entries makes the products run on the explicit matrix
+    (``tosparse()``, built at construction and sized against the memory limit): the
+    matrix-free ones multiply the padding's zeros by every tap, and ``inf * 0`` is nan where
+    the matrix has no entry. (PyTorch's forward gives that nan, its gradient does not.)
 
     Examples
     --------
@@ -516,6 +552,7 @@ class ConvOperator(_GeometryOperator):
         self.output_shape = self.geometry.output_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape)
         self._check_products()
+        self._matrices = _matrices_for(self.geometry, self._weight, dtype, transposed=False)
 
     @property
     def weight(self) -> np.ndarray:
@@ -523,9 +560,13 @@ class ConvOperator(_GeometryOperator):
         return self._weight
 
     def _apply(self, X):
+        if self._matrices is not None:
+            return _on_matrix(self._matrices[0], X, self.output_shape)
         return forward(self.geometry, self._w, X, self._taps)
 
     def _apply_adjoint(self, Y):
+        if self._matrices is not None:
+            return _on_matrix(self._matrices[1], Y, self.input_shape)
         return self._transpose_map(Y)
 
     def _apply_bytes(self, b, itemsize):
@@ -617,6 +658,7 @@ class ConvTransposeOperator(_GeometryOperator):
         self.output_shape = self.geometry.input_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape[::-1])
         self._check_products()
+        self._matrices = _matrices_for(self.geometry, self._weight, dtype, transposed=True)
 
     @property
     def weight(self) -> np.ndarray:
@@ -624,9 +666,13 @@ class ConvTransposeOperator(_GeometryOperator):
         return self._weight
 
     def _apply(self, X):
+        if self._matrices is not None:
+            return _on_matrix(self._matrices[0], X, self.output_shape)
         return self._transpose_map(X)
 
     def _apply_adjoint(self, Y):
+        if self._matrices is not None:
+            return _on_matrix(self._matrices[1], Y, self.input_shape)
         return forward(self.geometry, self._w_conj, Y, self._taps)
 
     def _apply_bytes(self, b, itemsize):

@@ -66,7 +66,14 @@ from sparseconv._typing import (
     PaddingMode,
     ShapeLike,
 )
-from sparseconv._validation import as_weight, is_int, layer_dtype, positive_int, row_range
+from sparseconv._validation import (
+    as_weight,
+    first_index,
+    is_int,
+    layer_dtype,
+    positive_int,
+    row_range,
+)
 
 __all__ = ["ConvOperator", "ConvTransposeOperator", "conv", "conv_matrix", "conv_transpose",
            "to_zarr"]
@@ -644,6 +651,18 @@ def _owned(weight: np.ndarray) -> np.ndarray:
     return owned
 
 
+def _finite(weight: np.ndarray) -> np.ndarray:
+    """``weight``, refused if it has an inf or NaN entry (see :class:`ConvOperator`)."""
+    where = first_index(~np.isfinite(weight))
+    if where is not None:
+        raise ValueError(
+            f"weight{list(where)} is {weight[where]}: sparseconv.dask takes finite weights only "
+            "(its blocks multiply the padding's zeros by every tap, and inf * 0 is nan where "
+            "the layer's matrix has no entry); sparseconv.ConvOperator computes such a layer "
+            "on its explicit matrix")
+    return weight
+
+
 class ConvOperator(_ChunkedLayer):
     """A convolution (PyTorch's ``conv{1,2,3}d``) applied chunk by chunk to Dask arrays.
 
@@ -677,6 +696,14 @@ class ConvOperator(_ChunkedLayer):
     input_chunks, output_chunks : tuple of tuple of int
         Per spatial axis; ``matvec`` returns ``output_chunks``, ``rmatvec`` ``input_chunks``
         (arrays chunked otherwise are rechunked first).
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :class:`sparseconv.ConvOperator`; and a weight with inf or NaN entries (the
+        blocks multiply the padding's zeros by every tap, and inf * 0 is nan where the
+        layer's matrix has no entry; :class:`sparseconv.ConvOperator` computes such a layer
+        on its explicit matrix).
 
     Notes
     -----
@@ -726,7 +753,7 @@ class ConvOperator(_ChunkedLayer):
         dtype: DTypeLike | None = None,
     ) -> None:
         """The layer and its plan of blocks; parameters as the class's docstring says."""
-        weight = as_weight(weight)
+        weight = _finite(as_weight(weight))
         geometry = ConvGeometry.from_weight(
             weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
             groups=groups, padding_mode=padding_mode, flip=flip)
@@ -765,6 +792,11 @@ class ConvTransposeOperator(_ChunkedLayer):
     weight, input_shape, output_shape, input_chunks, output_chunks
         As :class:`sparseconv.dask.ConvOperator`.
 
+    Raises
+    ------
+    ValueError, TypeError
+        As :class:`sparseconv.dask.ConvOperator`.
+
     Notes
     -----
     ``matvec`` computes every input block's contribution (the transposed "valid"
@@ -796,7 +828,7 @@ class ConvTransposeOperator(_ChunkedLayer):
         dtype: DTypeLike | None = None, output_size: IntOrTuple | None = None,
     ) -> None:
         """The layer and its plan of blocks; parameters as the class's docstring says."""
-        weight = as_weight(weight)
+        weight = _finite(as_weight(weight))
         geometry = ConvGeometry.for_transpose(
             weight.shape, input_shape, stride=stride, padding=padding,
             output_padding=output_padding, dilation=dilation, groups=groups,

@@ -293,6 +293,14 @@ def test_bad_input_is_refused_by_name():
             sdask.ConvTransposeOperator(w, (1, 8, 8), chunks=chunks)
     with pytest.raises(ValueError, match=r"chunks must be positive sizes, got 0$"):
         sdask.ConvOperator(w, (1, 8, 8), chunks=0)  # (was Dask's "integer division or modulo")
+    for value in (np.inf, -np.inf, np.nan):  # (a hunt: nan where the matrix has inf or a
+        # number; the blocks multiply the padding's zeros by every tap)
+        bad = w.copy()
+        bad[0, 0, 2, 1] = value
+        for cls in (sdask.ConvOperator, sdask.ConvTransposeOperator):
+            with pytest.raises(ValueError, match=rf"weight\[0, 0, 2, 1\] is {value}: "
+                               "sparseconv.dask takes finite weights only"):
+                cls(bad, (1, 8, 8), chunks=4)
     C = sdask.ConvOperator(w, (1, 8, 8), chunks=4, padding=1)
     with pytest.raises(ValueError, match="x must have shape"):
         C.matvec(da.ones((1, 8, 9), chunks=4))

@@ -497,3 +497,46 @@ def test_dot_refuses_images_by_shape():
     assert "array([" not in str(info.value)
     y = np.random.default_rng(3).standard_normal((2, 256))
     assert np.allclose(y @ op, (op.T @ y.T).T) and np.allclose(y[0] @ op, op.T @ y[0])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_weights_with_inf_or_nan_give_the_matrix_products(seed):
+    """inf * 0 is nan: matrix-free, the padding's zeros (and col2im's, the polyphase split's
+    scratch) times an infinite tap gave nan where the matrix has no entry (a hunt: the
+    adjoint and the transposed layer's products, against conv_matrix and PyTorch's
+    gradient). With a weight that is not finite the products are the explicit matrix's, for
+    the forward product, the adjoint and the transpose of both kinds of layer."""
+    rng = np.random.default_rng(31_000 + seed)
+    transposed = seed % 2 == 1
+    layer = (random_transpose_layer if transposed else random_layer)(rng, max_size=6)
+    w, shape, kwargs = ((layer[0], layer[1], layer[2]) if transposed
+                        else (layer.weight, layer.input_shape, layer.kwargs))
+    w = np.array(w, dtype=np.float64)
+    w.flat[rng.integers(w.size)] = rng.choice([np.inf, -np.inf, np.nan])
+    cls, build = ((ConvTransposeOperator, conv_transpose_matrix) if transposed
+                  else (ConvOperator, conv_matrix))
+    op = cls(w, shape, **kwargs)
+    matrix = build(w, shape, **kwargs)
+    x = rng.standard_normal((op.shape[1], 2))
+    y = rng.standard_normal((op.shape[0], 2))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for got, expected in ((op @ x, matrix @ x), (op.H @ y, matrix.T @ y),
+                              (op.T @ y, matrix.T @ y), (op.T.H @ x, matrix @ x)):
+            np.testing.assert_array_equal(got, expected, err_msg=str((shape, kwargs)))
+    assert np.array_equal(op.tosparse().toarray(), matrix.toarray(), equal_nan=True)
+
+
+def test_a_weight_that_is_not_finite_is_sized_as_its_matrix():
+    from sparseconv import MatrixTooLargeError, get_memory_limit, set_memory_limit
+
+    w = np.ones((8, 8, 3, 3))
+    w[1, 2, 0, 0] = np.nan
+    old = get_memory_limit()
+    set_memory_limit(2_000_000)
+    try:
+        with pytest.raises(MatrixTooLargeError, match=r"weight\[1, 2, 0, 0\] is nan: with inf "
+                           "or NaN entries the operator's products run on its explicit matrix"):
+            ConvOperator(w, (8, 32, 32), padding=1)
+        ConvOperator(w[:, :, :1, :1].copy() * 0 + 1, (8, 32, 32))  # a finite one is not
+    finally:
+        set_memory_limit(old)
