@@ -27,6 +27,7 @@ import difflib
 import functools
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from ._certificates import (
 from ._geometry import ConvGeometry, block_diagonal
 from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
-from ._memory import check_memory, fits
+from ._memory import check_memory, fits, format_bytes
 from ._operators import ConvOperator
 from ._parallel import Results, map_layers
 from ._products import forward_bytes
@@ -314,7 +315,8 @@ def _single_operator(weight, geom: ConvGeometry) -> ConvOperator | None:
 
 
 def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None,
-            upper_only: bool = False, exact: bool = False) -> SpectralNorm:
+            upper_only: bool = False, exact: bool = False, width: float | None = None,
+            missed: list[str] | None = None) -> SpectralNorm:
     """Certified bounds of a layer that is neither periodic nor small.
 
     Zero padding: the circulant bound, then either -- when one banded Cholesky factorization
@@ -322,7 +324,9 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     lower bound and that factorization just above it (every axis exact; the exact sections
     only if it fails), or the exact sections, then the Lanczos lower bound started from their
     witnesses. Other paddings: the padding's norm times the bounds of the unpadded layer on
-    the padded input.
+    the padded input. ``width``: a relative width asked for; where the interval is wider,
+    the whole-Gram factorization runs after all, if it applies and fits the memory limit
+    (else ``missed`` gets the reason).
     """
     op = _operator(weight, geom)
     if not upper_only:  # (a review: method="upper", which runs no Lanczos, was refused)
@@ -373,13 +377,25 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         return _checked(upper, lower, upper, "upper", bounds, False)
     lower, converged = lower_bound(op, start, tol, rounding, upper=upper,
                                    single=functools.partial(_single_operator, weight, geom))
-    if exact_first and upper - lower > max(tol, 1e-6) * upper:
+    full = exact_first and upper - lower > max(tol, 1e-6) * upper
+    if width is not None and not full and upper - lower > width * upper:
+        if exact_first:
+            full = True
+        elif not exact_applies(geom):
+            _say(missed, "circular padding that is not periodic has no whole-Gram proof")
+        elif not fits(nbytes):
+            _say(missed, f"the whole-Gram factorization that would narrow it needs "
+                 f"{format_bytes(nbytes)}, over the memory limit (sparseconv.set_memory_limit)")
+        else:
+            full = True
+    if full:
         # each group's circulant bound (zero padding), or none: every group is factorized
         groups = certified.reshape(-1, geom.groups).max(axis=0) if copies == 1 else None
         with reusing():  # one group's band memory serves the next, dropped after them
             bounds["exact"] = full_bound(weight, geom, lower, Rounding.of(weight, geom.groups),
                                          tol, groups, executor, copies)
-        if bounds["exact"] == math.inf:  # no candidate proved: the sections, as for a large layer
+        if bounds["exact"] == math.inf and exact_first:  # no candidate proved: the sections
+            # (skipped before it), as for a large layer
             if geom.padding_mode == "zeros":
                 _sections(weight, geom, grid, certified, bounds, rounding, executor)
             else:
@@ -387,6 +403,12 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
                 bounds.update(times_padding(valid_bounds))
         upper = min(bounds.values())
     return _checked(lower, lower, upper, "bounds", bounds, converged)
+
+
+def _say(missed: list[str] | None, reason: str) -> None:
+    """Note why a relative width asked for was not reached (``missed``: where, if anywhere)."""
+    if missed is not None:
+        missed.append(reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,6 +446,19 @@ def checked_tol(tol, name: str = "tol") -> float:
     return real_number(tol, name, low=0.0, high=1.0, low_open=True)
 
 
+def checked_relative_width(relative_width, method: str) -> float | None:
+    """``spectral_norm``'s ``relative_width``: ``None``, or a number in ``(0, 1)`` with a
+    method that computes a lower bound."""
+    if relative_width is None:
+        return None
+    relative_width = real_number(relative_width, "relative_width", low=0.0, high=1.0,
+                                 low_open=True, high_open=True)
+    if method == "upper":
+        raise ValueError(f"relative_width={relative_width:g} needs a lower bound, and "
+                         "method='upper' computes none: pass another method")
+    return relative_width
+
+
 def checked_options(method, tol) -> tuple[str, float]:
     """``spectral_norm``'s ``method`` and ``tol``, validated."""
     if not isinstance(method, str) or method not in _METHODS:
@@ -453,7 +488,8 @@ def spectral_norm(
     padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
     padding_mode: PaddingMode = "zeros",
     method: SpectralNormMethod = "auto", tol: float = DEFAULT_TOL,
-    executor: Executor | None = None, progress: ProgressLike | None = None,
+    relative_width: float | None = None, executor: Executor | None = None,
+    progress: ProgressLike | None = None,
 ) -> SpectralNorm:
     """The largest singular value of a layer's matrix, with a certified interval.
 
@@ -491,6 +527,16 @@ def spectral_norm(
         The relative accuracy asked of the lower bound: the Lanczos iteration stops when the
         residual of its top Ritz pair shows the estimate within ``tol`` of the norm (at most
         300 steps); ``converged`` on the result says whether it got there.
+    relative_width : float, optional
+        The relative width ``(upper - lower) / upper`` asked of the interval, in ``(0, 1)``:
+        where the route ``method`` takes ends wider, the whole-Gram certificate of
+        ``"exact"`` runs after it, on that layer only, just above the lower bound found --
+        whatever it costs, as ``"exact"`` (minutes for 256 channels on 14x14), if it fits the
+        memory limit; and the lower bound is computed to ``min(tol, relative_width / 8)``.
+        Where the width is still over it (no whole-Gram proof for circular padding that is
+        not periodic, a factorization over the memory limit, a lower bound that did not
+        converge), a ``RuntimeWarning`` says why; ``relative_width`` on the result is the
+        width reached. Not with ``method="upper"``, which computes no lower bound.
     executor : concurrent.futures.Executor, optional
         Runs the circulant bound (one task per chunk of frequencies) and the exact sections
         (one task per block): any ``concurrent.futures.Executor``, e.g. a
@@ -508,7 +554,8 @@ def spectral_norm(
     Raises
     ------
     ValueError
-        Invalid layer arguments, ``method`` or ``tol``, non-finite weights, ``"fft"`` for a
+        Invalid layer arguments, ``method``, ``tol`` or ``relative_width`` (or
+        ``relative_width`` with ``method="upper"``), non-finite weights, ``"fft"`` for a
         layer that is not periodic, or ``"exact"`` for circular padding that is not
         periodic on a layer neither 1x1 nor small enough for a dense SVD (its reads wrap
         around the grid: no whole-Gram proof).
@@ -548,14 +595,33 @@ def spectral_norm(
     >>> bool(r.lower <= dense <= r.upper)
     True
     """
+    result, missed = _spectral_norm(
+        weight, input_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+        padding_mode=padding_mode, method=method, tol=tol, relative_width=relative_width,
+        executor=executor, progress=progress)
+    if missed is not None:
+        warnings.warn(f"spectral_norm: {missed}", RuntimeWarning, stacklevel=2)
+    return result
+
+
+def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                   padding_mode="zeros", method="auto", tol=DEFAULT_TOL, relative_width=None,
+                   executor=None, progress=None) -> tuple[SpectralNorm, str | None]:
+    """:func:`spectral_norm` (the same arguments), and why its result is wider than
+    ``relative_width`` (``None``: it is not, or none was asked for), for the callers that
+    say it themselves (:func:`spectral_norms` names the layer)."""
     method, tol = checked_options(method, tol)
+    relative_width = checked_relative_width(relative_width, method)
     executor, progress = check_executor(executor), check_progress(progress)
     weight, geom = _checked_layer(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode, method)
+    if relative_width is not None:
+        tol = min(tol, relative_width / 8)
     weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
     if not weight.any():
-        return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0})
+        return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0}), None
     weight, exponent = unit_scale(weight)  # exact; the results are scaled back by 2**exponent
+    reasons: list[str] = []
     pointwise = all(k == 1 for k in geom.kernel_size)
     closed = method in ("auto", "upper", "exact")  # the exact routes where they apply
     if closed and pointwise:
@@ -566,8 +632,22 @@ def spectral_norm(
         result = _dense(weight, geom)
     else:
         result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper",
-                         exact=method == "exact")
-    return _scaled(result, exponent)
+                         exact=method == "exact", width=relative_width, missed=reasons)
+    result = _scaled(result, exponent)
+    return result, width_missed(result, relative_width, tol, reasons)
+
+
+def width_missed(result: SpectralNorm, relative_width: float | None, tol: float,
+                 reasons: list[str]) -> str | None:
+    """Why ``result`` is wider than ``relative_width`` (``reasons``, and a lower bound that
+    did not converge to ``tol``); ``None`` where it is not, or none was asked for."""
+    if relative_width is None or result.relative_width <= relative_width:
+        return None
+    if not result.converged:
+        reasons = [*reasons, f"the lower bound did not converge to tol={tol:.3g}"]
+    because = "; ".join(reasons) or "the certificates reached no closer"
+    return (f"the certified interval's relative width {result.relative_width:.2e} is over "
+            f"relative_width={relative_width:g}: {because}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,9 +668,17 @@ def _layer_cost(geom: ConvGeometry) -> float:
     return geom.nnz() * (1.0 + max(geom.symbol_block) / 64)
 
 
-def _norm_task(layer: dict, options: dict) -> SpectralNorm:
-    """One layer of :func:`spectral_norms` (module level: a worker process unpickles it)."""
-    return spectral_norm(**layer, **options)
+def _norm_task(layer: dict, options: dict) -> tuple[SpectralNorm, str | None]:
+    """One layer of :func:`spectral_norms` (module level: a worker process unpickles it), and
+    why it missed ``relative_width`` (:func:`_spectral_norm`)."""
+    return _spectral_norm(**layer, **options)
+
+
+def warn_missed(missed: str | None, label: str) -> None:
+    """The warning of a layer that missed the ``relative_width`` asked, in this process
+    (a worker process's own would not reach the caller)."""
+    if missed is not None:
+        warnings.warn(f"{label}: {missed}", RuntimeWarning, stacklevel=3)
 
 
 def circular_norm(layer: Mapping[str, Any]) -> float | None:
@@ -604,7 +692,8 @@ def circular_norm(layer: Mapping[str, Any]) -> float | None:
         return None
 
 
-def _norm_and_circular_task(layer: dict, options: dict) -> tuple[SpectralNorm, float | None]:
+def _norm_and_circular_task(layer: dict, options: dict,
+                            ) -> tuple[tuple[SpectralNorm, str | None], float | None]:
     """:func:`_norm_task` and :func:`circular_norm`: ``lipschitz_report``'s two numbers per
     convolution, in one task."""
     return _norm_task(layer, options), circular_norm(layer)
@@ -656,7 +745,8 @@ def norms_as_done(task: Callable, layers: list[dict], costs: list[float],
 
 def spectral_norms(
     layers: Iterable[Mapping[str, Any]], *, method: SpectralNormMethod = "auto",
-    tol: float = DEFAULT_TOL, workers: int | None = 1, progress: ProgressLike | None = None,
+    tol: float = DEFAULT_TOL, relative_width: float | None = None, workers: int | None = 1,
+    progress: ProgressLike | None = None,
 ) -> list[SpectralNorm]:
     """:func:`spectral_norm` of many layers, several at once.
 
@@ -671,8 +761,10 @@ def spectral_norms(
         Each the arguments of :func:`spectral_norm` that describe a layer: ``"weight"`` and
         ``"input_shape"``, and any of ``"stride"``, ``"padding"``, ``"dilation"``,
         ``"groups"``, ``"padding_mode"``. Every layer is validated before any work starts.
-    method, tol
-        As :func:`spectral_norm`, for every layer.
+    method, tol, relative_width
+        As :func:`spectral_norm`, for every layer: with ``relative_width``, the whole-Gram
+        certificate runs on the layers whose interval is wider, and on those only (a
+        ``RuntimeWarning`` names each layer still wider, and why).
     workers : int, optional
         Processes to use, scipy's convention (``scipy.fft``): ``1`` (the default, also for
         ``None``) runs the layers in this process in turn, each on every core as
@@ -721,14 +813,16 @@ def spectral_norms(
     True
     """
     method, tol = checked_options(method, tol)
+    relative_width = checked_relative_width(relative_width, method)
     workers = worker_count(workers)
     progress = check_progress(progress)
     given, costs = checked_layers(layers, method)
     results: list[SpectralNorm | None] = [None] * len(given)
-    options = [dict(method=method, tol=tol)] * len(given)
+    options = [dict(method=method, tol=tol, relative_width=relative_width)] * len(given)
     with contextlib.closing(norms_as_done(_norm_task, given, costs, options, workers)) as runs:
-        for done, (i, result, _) in enumerate(runs, start=1):
+        for done, (i, (result, missed), _) in enumerate(runs, start=1):
             results[i] = result
+            warn_missed(missed, f"spectral_norms: layers[{i}]")
             if progress is not None:
                 progress(done, len(given))
     return results  # type: ignore[return-value]

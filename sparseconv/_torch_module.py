@@ -21,7 +21,14 @@ from sparseconv._certificates import dense_upper
 from sparseconv._memory import check_memory
 from sparseconv._rounding import Rounding, U, down, up
 from sparseconv._spectra import dense_is_affordable
-from sparseconv._spectral_norm import DEFAULT_TOL, checked_options
+from sparseconv._spectral_norm import (
+    DEFAULT_TOL,
+    _spectral_norm,
+    checked_options,
+    checked_relative_width,
+    warn_missed,
+    width_missed,
+)
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -148,9 +155,9 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     Convolutions, transposed convolutions (through their adjoint convolution), ``nn.Linear``
     (its weight, a 1x1 convolution), BatchNorm (a depthwise 1x1 convolution) and average pooling
     without ``ceil_mode`` or excluded padding go to :func:`sparseconv.spectral_norm`; ``kwargs``
-    (``method``, ``tol``, ``executor``, ``progress``) are passed on, any other keyword is
-    refused (as is ``method="exact"`` for circular padding that is not periodic on a layer
-    neither 1x1 nor small, which :func:`sparseconv.spectral_norm` refuses;
+    (``method``, ``tol``, ``relative_width``, ``executor``, ``progress``) are passed on, any
+    other keyword is refused (as is ``method="exact"`` for circular padding that is not
+    periodic on a layer neither 1x1 nor small, which :func:`sparseconv.spectral_norm` refuses;
     :func:`lipschitz_report` takes the default route for such a layer instead). The other
     modules (padding, interpolation, the remaining pooling layers) are bounded from their
     explicit matrix -- on one channel where the module acts on each alike -- with the same
@@ -174,21 +181,31 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
 
 
 #: The options :func:`spectral_norm` passes on (those of :func:`sparseconv.spectral_norm`).
-_OPTIONS = ("method", "tol", "executor", "progress")
+_OPTIONS = ("method", "tol", "relative_width", "executor", "progress")
 
 
-def _layer_norm(layer: _Layer, strict: bool = False, **kwargs: Any) -> sc.SpectralNorm:
+def _layer_norm(layer: _Layer, strict: bool = False, label: str = "spectral_norm",
+                **kwargs: Any) -> sc.SpectralNorm:
     """A layer's certified norm; ``strict=False`` (a network's layers): ``method="exact"``
-    becomes ``"auto"`` where it does not apply (:func:`_layer_options`)."""
+    becomes ``"auto"`` where it does not apply (:func:`_layer_options`). A
+    ``relative_width`` missed is warned of, led by ``label``."""
     unknown = sorted(set(kwargs) - set(_OPTIONS))
     if unknown:
         raise TypeError(f"spectral_norm() got an unexpected keyword argument {unknown[0]!r}; "
                         f"it passes {', '.join(_OPTIONS)} to sparseconv.spectral_norm")
     if layer.conv is None:
-        return _matrix_norm(_one_channel(layer.build("csr"), layer.input_shape[0]), **kwargs)
-    weight, shape, conv_kwargs = layer.conv
-    return sc.spectral_norm(weight, shape, **conv_kwargs,
-                            **(kwargs if strict else _layer_options(layer, kwargs)))
+        result = _matrix_norm(_one_channel(layer.build("csr"), layer.input_shape[0]), **kwargs)
+        width = kwargs.get("relative_width")
+        tol = kwargs.get("tol", DEFAULT_TOL)
+        missed = width_missed(result, width, tol if width is None else min(tol, width / 8),
+                              ["a bound from the module's explicit matrix, with no whole-Gram "
+                               "certificate"])
+    else:
+        weight, shape, conv_kwargs = layer.conv
+        result, missed = _spectral_norm(weight, shape, **conv_kwargs,
+                                        **(kwargs if strict else _layer_options(layer, kwargs)))
+    warn_missed(missed, label)
+    return result
 
 
 def _layer_options(layer: _Layer, kwargs: dict) -> dict:
@@ -249,12 +266,14 @@ def _one_channel(a: sp.csr_array, channels: int) -> sp.csr_array:
 
 
 def _matrix_norm(a: sp.sparray, method: str = "auto", tol: float | None = None,
-                 executor: Any = None, progress: Any = None) -> sc.SpectralNorm:
+                 relative_width: float | None = None, executor: Any = None,
+                 progress: Any = None) -> sc.SpectralNorm:
     """A certified interval for ``||A||_2`` from an explicit sparse matrix (a module that is
     no convolution: padding, interpolation, the remaining pooling layers).
 
-    ``method`` and ``tol`` as :func:`sparseconv.spectral_norm` (``executor`` and
-    ``progress`` are accepted for the same signature; nothing here runs in parallel):
+    ``method``, ``tol`` and ``relative_width`` as :func:`sparseconv.spectral_norm` (which
+    only tightens ``tol`` here: no whole-Gram certificate; ``executor`` and ``progress`` are
+    accepted for the same signature; nothing here runs in parallel):
 
     * ``"dense"`` (``"auto"`` and ``"exact"`` where
       :func:`sparseconv._spectra.dense_is_affordable`): LAPACK's top singular pair of the
@@ -272,6 +291,9 @@ def _matrix_norm(a: sp.sparray, method: str = "auto", tol: float | None = None,
     bound and added to the upper one.
     """
     method, tol = checked_options(method, DEFAULT_TOL if tol is None else tol)
+    relative_width = checked_relative_width(relative_width, method)
+    if relative_width is not None:  # (as sparseconv.spectral_norm)
+        tol = min(tol, relative_width / 8)
     if method == "fft":
         raise ValueError("method='fft' needs a periodic convolution; this module's matrix is "
                          "bounded by method 'auto', 'dense', 'bounds', 'upper' or 'exact'")

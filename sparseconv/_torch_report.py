@@ -40,8 +40,10 @@ from sparseconv._spectral_norm import (
     _norm_and_circular_task,
     checked_layers,
     checked_options,
+    checked_relative_width,
     circular_norm,
     norms_as_done,
+    warn_missed,
 )
 from sparseconv._torch_activations import module_constant
 from sparseconv._torch_graph import MAX_POOL_F, by_keyword, linear_call_layer
@@ -552,7 +554,8 @@ def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
     """One row: ``record``'s layer, or ``batchnorm`` folded into it (a convolution)."""
     start = time.perf_counter()
     row, layer = _prepared_row(record, batchnorm)
-    bound = _layer_norm(layer, **kwargs)
+    bound = _layer_norm(layer, label=f"lipschitz_report: {_row_label(record, batchnorm)}",
+                        **kwargs)
     return _finished_row(row, layer, bound, _circular_norm(layer, record.module),
                          time.perf_counter() - start)
 
@@ -664,10 +667,12 @@ def _report_rows(todo: list, workers: int, kwargs: dict) -> Generator[tuple[int,
             if layer.conv is None:
                 start = time.perf_counter()
                 with naming(_row_label(*todo[i])):
-                    bound = _layer_norm(layer, **kwargs)
+                    bound = _layer_norm(layer, label=f"lipschitz_report: "
+                                        f"{_row_label(*todo[i])}", **kwargs)
                 yield i, _finished_row(row, layer, bound, _circular_norm(layer, todo[i][0].module),
                                        took + time.perf_counter() - start)
-        for j, (bound, circular), seconds in runs:
+        for j, ((bound, missed), circular), seconds in runs:
+            warn_missed(missed, f"lipschitz_report: {_row_label(*todo[index[j]])}")
             row, layer, took = prepared[index[j]]
             twin = _has_periodic_twin(todo[index[j]][0].module)  # (Linear: computed, unshown)
             yield index[j], _finished_row(row, layer, bound, circular if twin else None,
@@ -753,7 +758,7 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
     return todo
 
 
-_SPECTRAL_NORM_OPTIONS = ("method", "tol", "executor")
+_SPECTRAL_NORM_OPTIONS = ("method", "tol", "relative_width", "executor")
 
 
 def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
@@ -834,9 +839,12 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         ``progress`` is called as layers finish, so with several workers its ``name`` is the
         layer just finished, in no particular order.
     **kwargs
-        Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``, ``executor``: any
+        Passed to :func:`sparseconv.spectral_norm` (``method``, ``tol``, ``relative_width``,
+        ``executor``). ``relative_width=1e-3``: the whole-Gram certificate runs on the rows
+        whose interval is wider, and on those only (far less than ``method="exact"`` on every
+        row; a ``RuntimeWarning`` names a row still wider, and why). ``executor``: any
         ``concurrent.futures.Executor``, for example a Dask client's ``get_executor()``, runs
-        each layer's per-frequency work).
+        each layer's per-frequency work.
 
     Returns
     -------
@@ -845,12 +853,14 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     Raises
     ------
     ValueError
-        A model in training mode; a ``method`` or ``tol`` that :func:`sparseconv.spectral_norm`
-        refuses (checked before any layer, named as the argument, not as a layer's); a
+        A model in training mode; a ``method``, ``tol`` or ``relative_width`` that
+        :func:`sparseconv.spectral_norm` refuses (checked before any layer, named as the
+        argument, not as a layer's); a
         ``lipschitz_constants`` key that names no traced non-linear module nor its class.
     TypeError
         A TorchScript model whose graph hides a layer (see :func:`trace`); a keyword argument
-        other than ``method``, ``tol`` and ``executor``; ``workers`` not an int or None; a
+        other than ``method``, ``tol``, ``relative_width`` and ``executor``; ``workers`` not
+        an int or None; a
         ``tol`` that is not a real number.
     RuntimeError
         The model's forward failed on the probe batch (an ``input_shape`` with its batch?).
@@ -887,7 +897,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                         f"{unknown_options[0]!r}; it passes {', '.join(_SPECTRAL_NORM_OPTIONS)} "
                         "to spectral_norm")
     # the network's own arguments, checked here rather than blamed on its first layer
-    checked_options(kwargs.get("method", "auto"), kwargs.get("tol", DEFAULT_TOL))
+    method, _ = checked_options(kwargs.get("method", "auto"), kwargs.get("tol", DEFAULT_TOL))
+    checked_relative_width(kwargs.get("relative_width"), method)
     given = _given_constants(lipschitz_constants)
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval

@@ -23,6 +23,7 @@ import functools
 import math
 import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -34,7 +35,14 @@ from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import check_memory, format_bytes
 from ._spectral_norm import DEFAULT_TOL, applicable_method, checked_tol
-from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS, first_index, worker_count
+from ._validation import (
+    LAYOUTS,
+    PADDING_MODES,
+    PADDING_STRINGS,
+    first_index,
+    real_number,
+    worker_count,
+)
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -201,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "layers, the default route for non-periodic circular padding)")
     spectrum.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL",
                           help=_TOL_HELP)
+    spectrum.add_argument("--relative-width", type=float, default=None, metavar="W",
+                          help=_WIDTH_HELP)
     spectrum.add_argument("--every-size", action="store_true",
                           help="also print the certified bound for every input size and every "
                           "zero padding (the norm on the infinite grid, sparseconv.toeplitz_norm; "
@@ -230,6 +240,12 @@ _TOL_HELP = ("the relative tolerance of the Lanczos lower bound (spectral_norm's
              f"{DEFAULT_TOL:g}); 1e-5 takes a fifth to a third less time on large grids; the "
              "interval is then up to about 4 tol wide where the certificate of every axis "
              "decides (small layers, --exact)")
+
+
+_WIDTH_HELP = ("the relative width (upper - lower) / upper asked of a certified interval, in "
+               "(0, 1): where the default route ends wider, the certificate of --exact runs on "
+               "that layer (spectral_norm's relative_width); a warning names a layer still "
+               "wider, and why")
 
 
 def _report_parser(commands) -> None:
@@ -268,6 +284,9 @@ def _report_parser(commands) -> None:
                         "512-channel layer on 7x7; raise the memory limit with "
                         "SPARSECONV_MEMORY_LIMIT)")
     report.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL", help=_TOL_HELP)
+    report.add_argument("--relative-width", type=float, default=None, metavar="W",
+                        help=_WIDTH_HELP + " (1e-3: only the rows wider than that; far less "
+                        "time than --exact on every row)")
     report.add_argument("--workers", type=int, default=1, metavar="N",
                         help="bound N layers at once, each on its own process and core "
                         "(lipschitz_report's workers; -1: one per core; default 1: one layer "
@@ -578,7 +597,7 @@ def _spectrum(layer: _Layer, args) -> None:
     # --exact where it applies; non-periodic circular padding keeps the default route
     norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
                          method=applicable_method("exact" if args.exact else "auto", g),
-                         tol=args.tol)
+                         tol=args.tol, relative_width=args.relative_width)
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
     with matplotlib.rc_context(STYLE):
@@ -767,7 +786,8 @@ def _report(args, error) -> None:
                                       fold_batchnorm=args.fold_batchnorm,
                                       progress=not args.quiet and sys.stderr.isatty(),
                                       method="exact" if args.exact else "auto",
-                                      tol=args.tol, workers=args.workers,
+                                      tol=args.tol, relative_width=args.relative_width,
+                                      workers=args.workers,
                                       lipschitz_constants=constants or None)
     except KeyboardInterrupt as interrupt:
         partial = getattr(interrupt, "report", None)
@@ -846,16 +866,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if hasattr(args, "tol"):  # before a layer is built or a model loaded
             checked_tol(args.tol, "--tol")
-        if args.command == "report":  # a model, not one layer
-            _report(args, command.error)
-            return 0
-        if hasattr(args, "output"):
-            args.output = _output(args)  # before any work: a bad path fails at once
-        handler[args.command](_layer(args, command.error), args)
+        if getattr(args, "relative_width", None) is not None:
+            real_number(args.relative_width, "--relative-width", low=0.0, high=1.0,
+                        low_open=True)
+        with warnings.catch_warnings():  # the library's warnings, one line each, shown
+            warnings.simplefilter("default", RuntimeWarning)
+            warnings.showwarning = functools.partial(_warning, command.prog)
+            if args.command == "report":  # a model, not one layer
+                _report(args, command.error)
+                return 0
+            if hasattr(args, "output"):
+                args.output = _output(args)  # before any work: a bad path fails at once
+            handler[args.command](_layer(args, command.error), args)
     # the library's refusals (bad layer, memory limit), an unwritable file, a real MemoryError
     except (ValueError, TypeError, OSError, MemoryError) as exc:
         command.error(_reason(exc, layer=args.command != "report"))
     return 0
+
+
+def _warning(prog: str, message, category, *args: Any, **kwargs: Any) -> None:
+    """A warning as one line on stderr, ``prog: warning: message`` (not Python's file and
+    line of the library)."""
+    print(f"{prog}: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

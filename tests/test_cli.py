@@ -270,6 +270,36 @@ def test_tol_reaches_spectral_norm_and_is_checked_first(tmp_path, capsys, monkey
         assert line.startswith("sparseconv report: error: --tol must be"), line
 
 
+def test_relative_width_reaches_spectral_norm_and_warns_in_one_line(tmp_path, capsys,
+                                                                   monkeypatch):
+    """--relative-width is spectral_norm's relative_width (checked before any work); its
+    warning is one line on stderr, led by the command."""
+    from sparseconv import _spectral_norm
+    from sparseconv.cli import main
+
+    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
+    monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
+    args = ["--in-shape", "4,12,12", "--out-channels", "4", "--kernel-size", "3"]
+    assert main(["spectrum", "-o", str(tmp_path / "s.png"), *args, "--padding", "1",
+                 "--relative-width", "1e-5"]) == 0
+    out, err = capsys.readouterr()
+    lower, upper = (float(v) for v in re.search(r"in \[(\S+), (\S+)\]", out).groups())
+    assert upper - lower <= 1e-5 * upper and err == "", (out, err)
+    assert main(["spectrum", "-o", str(tmp_path / "s.png"), *args, "--padding", "2",
+                 "--padding-mode", "circular", "--relative-width", "1e-5"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("sparseconv spectrum: warning: spectral_norm: the certified "
+                          "interval's relative width") and err.count("\n") == 1, err
+    for bad in ("0", "1", "nan"):
+        line = _main_fails(["spectrum", "-o", tmp_path / "t.png", *args, "--relative-width",
+                            bad], capsys)
+        assert line.startswith("sparseconv spectrum: error: --relative-width must be a finite "
+                               "number in (0, 1), got"), line
+        line = _main_fails(["report", "--model", tmp_path / "missing.pt", "--input-shape",
+                            "3,8,8", "--relative-width", bad], capsys)  # before the load
+        assert line.startswith("sparseconv report: error: --relative-width must be"), line
+
+
 def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     ok("spy", "-o", tmp_path / "z.png", *LAYER, "--dpi", "100", "--figsize", "2.5,2",
        "--zoom", "1:3,0:2")

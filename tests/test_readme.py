@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+#: (dedented: a block inside a list item is indented with it)
+BLOCKS = [textwrap.dedent(block) for block in
+          re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)]
 
 
 def expected_output(code: str) -> list[str]:

@@ -854,3 +854,77 @@ def test_method_upper_is_not_refused_for_the_lanczos_memory_it_does_not_use():
     finally:
         sc.set_memory_limit(old)
     assert upper.lower <= dense <= upper.upper
+
+
+# ---------------------------------------------------------------------------------------------
+# relative_width: the whole-Gram certificate where the route taken ends wider.
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("seed", range(10))
+def test_relative_width_runs_the_whole_gram_certificate_only_where_it_is_missed(
+        monkeypatch, seed, mode):
+    """With the cheap whole-Gram route switched off (as on a large layer) and no dense SVD,
+    the default route is the sections (zero padding) or the padding's norm times the unpadded
+    layer's bound (reflect, replicate): wide. ``relative_width`` adds the whole-Gram
+    certificate where the interval is wider than asked, and only there; every interval
+    contains the dense norm."""
+    monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)
+    monkeypatch.setattr(_spectral_norm_module(), "dense_is_affordable", lambda *shape: False)
+    rng = np.random.default_rng(8100 + seed + 100 * MODES.index(mode))
+    w, shape, kwargs = random_layer(rng, mode, small=True)
+    truth = dense_norm(w, shape, **kwargs)
+    default = spectral_norm(w, shape, **kwargs)
+    assert_contains(default, truth, (w.shape, shape, kwargs))
+    for width in (1e-5, min(max(default.relative_width, 1e-9) * 2, 0.99)):
+        result = spectral_norm(w, shape, relative_width=width, **kwargs)
+        assert_contains(result, truth, (w.shape, shape, kwargs, width))
+        assert result.relative_width <= width, (result, width)
+        ran = "exact" in result.bounds
+        assert ran == (default.relative_width > width and "exact" not in default.bounds), (
+            default, result, width)
+
+
+def test_relative_width_says_why_it_is_missed(monkeypatch, memory_limit):
+    """Where no whole-Gram proof applies (circular padding that is not periodic) or it does
+    not fit the memory limit, the certified interval comes back, with a RuntimeWarning that
+    says so; spectral_norms names the layer, from its worker processes too."""
+    module = _spectral_norm_module()
+    monkeypatch.setattr(module, "FULL_FLOPS", 0)
+    monkeypatch.setattr(module, "dense_is_affordable", lambda *shape: False)
+    w = np.random.default_rng(12).standard_normal((6, 6, 3, 3))
+    shape = (6, 9, 9)
+    with pytest.warns(RuntimeWarning, match=r"spectral_norm: the certified interval's relative "
+                      r"width .* is over relative_width=1e-09: circular padding that is not "
+                      "periodic has no whole-Gram proof"):
+        result = spectral_norm(w, shape, padding=2, padding_mode="circular",
+                               relative_width=1e-9)
+    assert_contains(result, dense_norm(w, shape, padding=2, padding_mode="circular"), "wrap")
+    truth = dense_norm(w, shape, padding=1)
+    memory_limit(200_000)
+    with pytest.warns(RuntimeWarning, match=r"over relative_width=1e-09: the whole-Gram "
+                      r"factorization that would narrow it needs .*, over the memory limit"):
+        result = spectral_norm(w, shape, padding=1, relative_width=1e-9)
+    assert "exact" not in result.bounds
+    assert_contains(result, truth, "memory")
+    layers = [dict(weight=w[:, :, :1, :1], input_shape=shape), dict(weight=w, input_shape=shape,
+                                                                    padding=1)]
+    for workers in (1, 2):  # (the workers run the real module: a whole-Gram proof that the
+        # limit refuses either way)
+        with pytest.warns(RuntimeWarning, match=r"spectral_norms: layers\[1\]: the certified "
+                          r"interval's relative width") as caught:
+            results = sc.spectral_norms(layers, relative_width=1e-12, workers=workers)
+        assert len(caught) == 1 and results[0].relative_width <= 1e-12
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (1, ValueError), (-1e-3, ValueError),
+                                        (math.nan, ValueError), ("1e-3", TypeError),
+                                        (True, TypeError)])
+def test_bad_relative_width(bad, error):
+    w = np.ones((2, 2, 3, 3))
+    with pytest.raises(error, match="relative_width"):
+        spectral_norm(w, (2, 8, 8), padding=1, relative_width=bad)
+    with pytest.raises(error, match="relative_width"):
+        sc.spectral_norms([dict(weight=w, input_shape=(2, 8, 8))], relative_width=bad)
+    with pytest.raises(ValueError, match="relative_width=0.001 needs a lower bound, and "
+                       "method='upper' computes none"):
+        spectral_norm(w, (2, 8, 8), padding=1, method="upper", relative_width=1e-3)

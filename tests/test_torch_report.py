@@ -473,7 +473,7 @@ def test_refusals():
     # an option the report does not take is named as its own, before any work
     with pytest.raises(TypeError, match=r"^lipschitz_report\(\) got an unexpected keyword "
                                         r"argument 'allow_train'; it passes method, tol, "
-                                        r"executor to spectral_norm$"):
+                                        r"relative_width, executor to spectral_norm$"):
         sct.lipschitz_report(model.eval(), (2, 8, 8), allow_train=True)
     # spectral_norm's options are the network's arguments: refused as such, not as a layer's
     with pytest.raises(ValueError, match=r"^tol must be a finite number in \(0, 1\), got 0"):
@@ -573,6 +573,48 @@ def test_method_exact_reaches_every_convolution_it_can(monkeypatch):
     wrapped = np.linalg.norm(sct.matrix(model[6], (4, 12, 12)).toarray(), 2)
     assert rows["6"]["lower"] <= wrapped <= rows["6"]["upper"]
     assert rows["6"]["upper"] - rows["6"]["lower"] > 1e-3 * rows["6"]["upper"]
+
+
+def test_relative_width_narrows_the_rows_that_miss_it(monkeypatch):
+    """``relative_width``: the whole-Gram certificate on each convolution whose interval is
+    wider (here all, the cheap routes switched off), the circular one that is not periodic
+    warned of by name; the module function takes it too, and a bad value is refused first."""
+    from sparseconv import _spectral_norm
+
+    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
+    monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=2, padding_mode="circular")), seed=3)
+    default = {row["name"]: row for row in sct.lipschitz_report(model, (2, 12, 12))}
+    with pytest.warns(RuntimeWarning, match=r"lipschitz_report: layer '6' \(Conv2d\): the "
+                      r"certified interval's relative width .* is over relative_width=1e-05: "
+                      "circular padding that is not periodic") as caught:
+        report = sct.lipschitz_report(model, (2, 12, 12), relative_width=1e-5)
+    assert len(caught) == 1
+    rows = {row["name"]: row for row in report}
+    for name, c_in in (("0", 2), ("2", 3), ("4", 4)):
+        row, before = rows[name], default[name]
+        assert before["upper"] - before["lower"] > 1e-5 * before["upper"], before
+        assert row["upper"] - row["lower"] <= 1e-5 * row["upper"], row
+        dense = sct.matrix(model[int(name)], (c_in, 12, 12)).toarray()
+        assert row["lower"] <= np.linalg.norm(dense, 2) <= row["upper"]
+    assert rows["6"]["upper"] == default["6"]["upper"]
+    assert sct.spectral_norm(model[2], (3, 12, 12), relative_width=1e-5).relative_width <= 1e-5
+    with pytest.raises(ValueError, match="relative_width must be a finite number in"):
+        sct.lipschitz_report(model, (2, 12, 12), relative_width=2)
+
+
+def test_relative_width_missed_on_a_worker_is_warned_here():
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(16, 16, 3, padding=2, padding_mode="circular")), seed=4)
+    with pytest.warns(RuntimeWarning, match=r"lipschitz_report: layer '0' \(Conv2d\): the "
+                      "certified interval's relative width .* circular padding that is not "
+                      "periodic"):
+        report = sct.lipschitz_report(model, (16, 24, 24), relative_width=1e-9, workers=2)
+    assert report.rows[0]["method"] == "bounds"
 
 
 def test_workers_give_the_serial_rows_in_order(monkeypatch):
