@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,6 +266,15 @@ def model_hook_reason(model: nn.Module) -> str:
         if why:
             return why
     return ""
+
+
+def check_module(value: Any, name: str) -> None:
+    """Refuse, by ``name``, a ``value`` that is no ``torch.nn.Module`` (a new user's trial:
+    a function, or the state_dict ``torch.load`` returned, met ``AttributeError``)."""
+    if not isinstance(value, nn.Module):
+        hint = (" (a state_dict? build the model and call model.load_state_dict(...) first)"
+                if isinstance(value, Mapping) else "")
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}{hint}")
 
 
 def refuse_hooks(module: nn.Module) -> None:

@@ -38,6 +38,7 @@ from sparseconv._torch_layers import (
     _layer,
     _numpy,
     _refuse,
+    check_module,
     is_parametrized,
     parameter,
     refuse_hooks,
@@ -47,6 +48,7 @@ from sparseconv._typing import SparseFormat
 
 def _hookless_layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _Layer:
     """:func:`_layer` of a module whose output no hook changes (:func:`refuse_hooks`)."""
+    check_module(module, "module")
     refuse_hooks(module)
     return _layer(module, input_shape, output_size)
 
@@ -386,7 +388,8 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     >>> bool(torch.allclose(folded.module(x), bn(conv(x)), atol=1e-5))
     True
     """
-    for module in (conv, bn):
+    for module, name in ((conv, "conv"), (bn, "bn")):
+        check_module(module, name)
         refuse_hooks(module)
     return _fold(conv, bn)
 

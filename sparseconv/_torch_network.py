@@ -234,11 +234,12 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
         cannot trace, with the reason; a graph that, run on a random batch, does not compute
         what the model does (an in-place change through an alias);
         a forward hook or pre-hook on any of its modules, or a global one (as
-        :func:`matrix`).
+        :func:`matrix`); a ``model`` that is no ``torch.nn.Module``.
     ValueError
         A module in training mode whose forward may read its mode (BatchNorm, Dropout, a
         user's own module; torch's containers, layers and activations compute the same in
-        both modes); shapes that do not fit.
+        both modes); shapes that do not fit (an ``input_shape`` on which the model's
+        forward fails is also a RuntimeError, as before).
 
     Examples
     --------

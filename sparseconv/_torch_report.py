@@ -71,7 +71,7 @@ from sparseconv._torch_trace import (
     trace,
     unwrapped,
 )
-from sparseconv._validation import int_tuple, real_number, worker_count
+from sparseconv._validation import as_bool, int_tuple, real_number, worker_count
 
 _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "lower", "upper",
             "method", "circular", "seconds")
@@ -353,8 +353,17 @@ def _untrusted(model: nn.Module, before: list[int]) -> str:
     return ""
 
 
-#: The reason's start when a traced module has no known constant (the CLI adds its option).
-UNKNOWN = "no layer sparseconv.torch reads, nor an activation of known constant: "
+#: What the reason says of a traced module with no known constant (the CLI adds its option).
+UNKNOWN = "of known constant"
+
+
+def _unknown(modules: list[str]) -> str:
+    """The reason for ``modules`` (``"1 (Softplus)"``), none a layer or a known activation."""
+    if len(modules) == 1:
+        return (f"module {modules[0]} is neither a layer sparseconv.torch reads nor an "
+                f"activation {UNKNOWN}")
+    return (f"modules {', '.join(modules)} are neither layers sparseconv.torch reads nor "
+            f"activations {UNKNOWN}")
 
 
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
@@ -855,15 +864,16 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ValueError
         A model in training mode; a ``method``, ``tol`` or ``relative_width`` that
         :func:`sparseconv.spectral_norm` refuses (checked before any layer, named as the
-        argument, not as a layer's); a
-        ``lipschitz_constants`` key that names no traced non-linear module nor its class.
+        argument, not as a layer's); a ``lipschitz_constants`` key that names no traced
+        non-linear module nor its class; an ``input_shape`` on which the model's forward
+        fails (the error is a RuntimeError too, as earlier versions raised it; its batch
+        included, it says so).
     TypeError
-        A TorchScript model whose graph hides a layer (see :func:`trace`); a keyword argument
-        other than ``method``, ``tol``, ``relative_width`` and ``executor``; ``workers`` not
-        an int or None; a
-        ``tol`` that is not a real number.
-    RuntimeError
-        The model's forward failed on the probe batch (an ``input_shape`` with its batch?).
+        A ``model`` that is no ``torch.nn.Module`` (a state_dict, say); ``assume_chain`` or
+        ``fold_batchnorm`` not a bool; a TorchScript model whose graph hides a layer (see
+        :func:`trace`); a keyword argument other than ``method``, ``tol``,
+        ``relative_width`` and ``executor``; ``workers`` not an int or None; a ``tol`` that
+        is not a real number.
     KeyboardInterrupt
         Re-raised when the run is interrupted (Ctrl-C), with the rows finished so far as the
         exception's ``report`` attribute: a :class:`LipschitzReport` with ``complete=False``
@@ -884,6 +894,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     >>> report.activations
     ('1 (ReLU)',)
     """
+    assume_chain = as_bool(assume_chain, "assume_chain")  # ("False" is true: a new user's
+    fold_batchnorm = as_bool(fold_batchnorm, "fold_batchnorm")  # trial, a bound too low)
     if not (isinstance(progress, bool) or callable(progress)):
         raise TypeError(f"progress must be True, False or a callable (done, total, name), got "
                         f"{progress!r}")
@@ -951,10 +963,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     reason, bound = "", None
     untrusted = _untrusted(model, versions)
     if untrusted:
-        reason = (UNKNOWN + ", ".join(unknown) + "; and " if unknown else "") + untrusted
+        reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
     elif unknown or not (chain or assume_chain):
         if unknown:  # (a module of the user's own, x / 10 say: the graph reads its forward)
-            reason = UNKNOWN + ", ".join(unknown)
+            reason = _unknown(unknown)
         else:
             name, module = _not_sequential(model) or ("", model)
             what = f"module {name!r} ({_kind(module)})" if name else _kind(module)

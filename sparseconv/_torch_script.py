@@ -354,8 +354,15 @@ class BatchAxisGiven(ValueError):
                          f"input_shape={shape[1:]}, (C, *spatial) without the batch")
 
 
+class ForwardFailed(ValueError, RuntimeError):
+    """The model's forward failed on the probe batch of ``input_shape``: a ValueError, as the
+    shape is the argument at fault as far as sparseconv can tell (a new user's trial: a
+    channel count the model does not take came out as a RuntimeError), and a RuntimeError,
+    as earlier versions raised it (torch's own type for a shape its layers refuse)."""
+
+
 def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
-                   last: bool = False, batch: int = 1) -> RuntimeError | ValueError:
+                   last: bool = False, batch: int = 1) -> ValueError:
     """The model's own error on the probe batch, on one line (its ``last`` line for
     TorchScript, whose message ends with it; else its first, before torch.fx's context), with
     the batch it ran on: an ``input_shape`` given with its batch is the usual cause. Where it
@@ -365,9 +372,9 @@ def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
         return BatchAxisGiven(shape, _kind(model))
     lines = [line for line in str(exc).splitlines() if line.strip()]
     reason = (lines[-1] if last else lines[0]) if lines else type(exc).__name__
-    return RuntimeError(f"{_kind(model)}'s forward failed on a probe batch of shape "
-                        f"{(batch, *shape)} (input_shape={shape} is (C, *spatial), without the "
-                        f"batch): {reason}")
+    return ForwardFailed(f"{_kind(model)}'s forward failed on a probe batch of shape "
+                         f"{(batch, *shape)} (input_shape={shape} is (C, *spatial), without "
+                         f"the batch): {reason}")
 
 
 def _runs_on(model: nn.Module, shape: tuple[int, ...]) -> bool:

@@ -17,7 +17,13 @@ import torch.fx
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from sparseconv._torch_layers import _input_shape, _refuse, leaf_modules, mode_matters
+from sparseconv._torch_layers import (
+    _input_shape,
+    _refuse,
+    check_module,
+    leaf_modules,
+    mode_matters,
+)
 from sparseconv._torch_script import (
     _kind,
     forward_failed,
@@ -25,6 +31,7 @@ from sparseconv._torch_script import (
     restored_buffers,
     script_calls,
 )
+from sparseconv._validation import as_bool
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,9 @@ def _checked(model: nn.Module, input_shape, allow_train: bool | None) -> tuple[i
     """``input_shape`` checked; a model in training mode refused unless ``allow_train``
     (``None``: refused, and the caller has no ``allow_train`` to suggest); a lazy module not
     yet run refused."""
+    check_module(model, "model")
+    if allow_train is not None:
+        allow_train = as_bool(allow_train, "allow_train")
     shape = _input_shape(input_shape, None, _kind(model))
     lazy = [(name, m) for name, m in model.named_modules()
             if any(isinstance(p, (UninitializedParameter, UninitializedBuffer))
@@ -194,10 +204,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     Raises
     ------
     ValueError
-        A module in training mode (without ``allow_train=True``), a bad ``input_shape``.
+        A module in training mode (without ``allow_train=True``), a bad ``input_shape``
+        (one on which the model's forward fails: also a RuntimeError, as before).
     TypeError
-        In a TorchScript model: a leaf module called inside control flow (an ``if`` or a
-        loop of the graph), or a shipped module whose operations are not its class's, named.
+        A ``model`` that is no ``torch.nn.Module``, ``allow_train`` not a bool; in a
+        TorchScript model: a leaf module called inside control flow (an ``if`` or a loop of
+        the graph), or a shipped module whose operations are not its class's, named.
 
     Examples
     --------

@@ -758,7 +758,7 @@ def _report(args, error) -> None:
                "plot": args.plot and image_path(args.plot)}  # checked before any work
     try:
         import sparseconv.torch as sct
-        from sparseconv._torch_script import BatchAxisGiven
+        from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
     except ImportError as exc:
         error(_reason(exc, layer=False))
     if len(args.input_shape) < 1 or min(args.input_shape) < 1:
@@ -800,21 +800,21 @@ def _report(args, error) -> None:
         error(f"--input-shape {','.join(map(str, exc.shape))} includes the batch axis: the "
               f"model runs on {','.join(map(str, exc.runs_on))} (C,H[,W,...], without the "
               "batch)")
-    except ValueError as exc:  # (a --constant naming no traced non-linear module, say)
-        error(_reason(exc, layer=False).replace("lipschitz_constants", "--constant"))
-    except RuntimeError as exc:
-        if str(exc).startswith("layer '"):  # a layer's own work, named by lipschitz_report
-            error(_reason(exc, layer=False))
-        # else the model's own forward refused the input
+    except ForwardFailed as exc:  # the model's own forward refused the input
         reason = str(exc).split("without the batch): ", 1)[-1]  # the shapes are said here
         error(f"the model failed on input shape {tuple(args.input_shape)} (--input-shape is "
               f"C,H[,W,...], without the batch): {reason}")
+    except ValueError as exc:  # (a --constant naming no traced non-linear module, say)
+        error(_reason(exc, layer=False).replace("lipschitz_constants", "--constant"))
+    except RuntimeError as exc:  # a layer's own work, named by lipschitz_report
+        error(_reason(exc, layer=False))
     if training:
         print("note: the model was saved in training mode; it is analysed in eval mode "
               "(BatchNorm's running statistics, no dropout)")
     # the library's keywords, as this command line spells them
     print(str(report).replace("pass assume_chain=True", "pass --assume-chain"))
-    if "no layer sparseconv.torch reads, nor an activation" in report.reason:
+    if "activation of known constant" in report.reason or (
+            "activations of known constant" in report.reason):
         print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)")
     for key, write in (("csv", report.to_csv), ("json", report.to_json)):
         if outputs[key]:

@@ -913,6 +913,37 @@ def test_module_refusals_name_the_problem():
         sct.matrix(nn.Conv1d(1, 1, 3), (1, 4), output_size=(12,))
 
 
+def test_what_is_no_module_no_flag_or_no_shape_is_refused_as_such():
+    """A new user's trial: a function or a state_dict where a module goes met AttributeError
+    deep inside; ``assume_chain="False"`` (true in Python) gave a network bound below the
+    Lipschitz constant; an input shape the model does not take came out as RuntimeError."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    state = model.state_dict()
+    for call in (lambda m: sct.trace(m, (3, 8, 8)), lambda m: sct.network_operator(m, (3, 8, 8)),
+                 lambda m: sct.lipschitz_report(m, (3, 8, 8))):
+        with pytest.raises(TypeError, match=r"^model must be a torch.nn.Module, got "
+                           r"OrderedDict \(a state_dict\? build the model"):
+            call(state)
+        with pytest.raises(TypeError, match="^model must be a torch.nn.Module, got function"):
+            call(lambda x: x)
+    for call in (sct.matrix, sct.operator, sct.affine, sct.spectral_norm, sct.singular_values):
+        with pytest.raises(TypeError, match="^module must be a torch.nn.Module, got str"):
+            call("conv", (3, 8, 8))
+    with pytest.raises(TypeError, match="^bn must be a torch.nn.Module, got NoneType"):
+        sct.fold_batchnorm(model[0], None)
+    for flag in ("assume_chain", "fold_batchnorm"):
+        for value in ("False", 1, None):
+            with pytest.raises(TypeError, match=f"^{flag} must be a bool, got {value!r}"):
+                sct.lipschitz_report(model, (3, 8, 8), **{flag: value})
+    with pytest.raises(TypeError, match="^allow_train must be a bool, got 'yes'"):
+        sct.trace(model, (3, 8, 8), allow_train="yes")
+    for shape in ((4, 8, 8), (8,)):
+        for call in (sct.trace, sct.network_operator, sct.lipschitz_report):
+            with pytest.raises(ValueError, match=r"forward failed on a probe batch") as info:
+                call(model, shape)
+            assert isinstance(info.value, RuntimeError)  # as before, too
+
+
 def test_average_pooling_is_refused_exactly_where_pytorch_refuses_it():
     """Small inputs included (PyTorch's 3-D average pooling wants the unpadded input at least
     the kernel's size; 1-D and 2-D only a non-empty output): refused by both or by neither,

@@ -672,9 +672,9 @@ def test_a_users_module_in_a_chain_is_read_through_the_graph():
     assert jacobian_norm(model, (2, 5, 5)) <= report.network_upper
     refused = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Softplus()).eval()
     reason = sct.lipschitz_report(refused, (2, 5, 5)).reason
-    assert reason.startswith("no layer sparseconv.torch reads, nor an activation of known "
-                             "constant: 1 (Softplus); nor is there a bound over its graph: "
-                             "node '_1' (call_module 1) has no certified bound"), reason
+    assert reason.startswith("module 1 (Softplus) is neither a layer sparseconv.torch reads "
+                             "nor an activation of known constant; nor is there a bound over "
+                             "its graph: node '_1' (call_module 1) has no certified bound"), reason
 
 
 def test_an_output_that_is_no_tensor_is_named_so():
