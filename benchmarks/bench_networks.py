@@ -162,7 +162,8 @@ def report_table(model: nn.Module, args) -> None:
     start = time.perf_counter()
     # BatchNorm folded into the convolutions: the 20 convolutions and the linear layer
     report = sct.lipschitz_report(model, (3, args.size, args.size), fold_batchnorm=True,
-                                  progress=True, workers=args.workers, tol=args.tol)
+                                  progress=True, workers=args.workers, tol=args.tol,
+                                  relative_width=args.relative_width)
     total = time.perf_counter() - start
     print(report)
     widths = {row["name"]: (row["upper"] - row["lower"]) / row["upper"] if row["upper"] else 0.0
@@ -173,7 +174,7 @@ def report_table(model: nn.Module, args) -> None:
               f"{widths[row['name']]:>16.2e}")
     worst = max(widths, key=lambda name: widths[name])
     print(f"total {total:.1f} s for {len(report)} layers with workers={args.workers}, "
-          f"tol={args.tol:g} "
+          f"tol={args.tol:g}, relative_width={args.relative_width} "
           f"(target < 60 s); widest interval "
           f"{widths[worst]:.2e} at {worst} (target < 1e-3)")
 
@@ -195,6 +196,10 @@ def main() -> None:
                         help="part (b): lipschitz_report's workers (layers at once)")
     parser.add_argument("--tol", type=float, default=DEFAULT_TOL,
                         help="part (b): spectral_norm's tol (default: its own)")
+    parser.add_argument("--relative-width", type=float, default=None,
+                        help="part (b): spectral_norm's relative_width (default none: the "
+                        "default route on every layer; 1e-3: the whole-Gram certificate on "
+                        "the rows wider than the target)")
     parser.add_argument("--skip-report", action="store_true", help="part (a) only")
     args = parser.parse_args()
     print(describe())

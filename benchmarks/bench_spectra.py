@@ -142,11 +142,12 @@ def vgg11(size: int) -> list[tuple]:
             for i, (c_in, c_out, shrink) in enumerate(plan)]
 
 
-def networks(size: int, which: list[str], workers: int = 1, tol: float = DEFAULT_TOL) -> None:
+def networks(size: int, which: list[str], workers: int = 1, tol: float = DEFAULT_TOL,
+             relative_width: float | None = None) -> None:
     how = ("one layer after the other, each on both cores" if workers == 1 else
            f"spectral_norms(..., workers={workers}): {workers} layers at once, one core each")
     print(f"\n4. spectral_norm on every convolution, {size}x{size} inputs, Kaiming weights "
-          f"({how}; tol={tol:g})")
+          f"({how}; tol={tol:g}, relative_width={relative_width})")
     for name in which:
         layers = {"resnet18": resnet18, "vgg11": vgg11}[name](size)
         print(f"{name}\n{'layer':<24}{'shape':<26}{'method':>8}{'time s':>9}{'width':>10}"
@@ -161,10 +162,12 @@ def networks(size: int, which: list[str], workers: int = 1, tol: float = DEFAULT
         # with one worker the layers run in turn and print as each finishes
         start = time.perf_counter()
         checked, costs = checked_layers(given, "auto")
-        options = [dict(method="auto", tol=tol)] * len(given)
+        options = [dict(method="auto", tol=tol, relative_width=relative_width)] * len(given)
         found = {}
-        for i, r, took in norms_as_done(_norm_task, checked, costs, options, workers):
+        for i, (r, missed), took in norms_as_done(_norm_task, checked, costs, options, workers):
             found[i] = (r, took)
+            if missed is not None:
+                print(f"{layers[i][0]}: {missed}")
             if workers == 1:
                 show(layers[i], r, took)
         results = [found[i][0] for i in range(len(given))]
@@ -259,6 +262,9 @@ def main() -> None:
                         help="part 4: layers at once, as sparseconv.spectral_norms(workers=)")
     parser.add_argument("--tol", type=float, default=DEFAULT_TOL,
                         help="part 4: spectral_norm's tol (default: its own)")
+    parser.add_argument("--relative-width", type=float, default=None,
+                        help="part 4: spectral_norm's relative_width (1e-4: the whole-Gram "
+                             "certificate on the layers wider than the target)")
     args = parser.parse_args()
     print(describe(), flush=True)
     set_memory_limit(None)
@@ -269,7 +275,8 @@ def main() -> None:
         singular_value_speed(args.repeat)
         dense_agreement()
         spectral_norm_bounds(args.repeat, not args.no_svds)
-    networks(args.size, args.network or ["resnet18", "vgg11"], args.workers, args.tol)
+    networks(args.size, args.network or ["resnet18", "vgg11"], args.workers, args.tol,
+             args.relative_width)
 
 
 if __name__ == "__main__":

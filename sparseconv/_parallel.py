@@ -174,11 +174,15 @@ def _on_one_core(task: Callable, args: tuple, limit: int | None, parent: int,
         set_memory_limit(old)
 
 
-def map_layers(task: Callable, items: Sequence[tuple], *, workers: int,
+def map_layers(task: Callable, items: Sequence[tuple], *, workers: int | Callable,
                costs: Sequence[float], label: Callable[[int], str] = str) -> Results:
     """``(i, task(*items[i]), seconds)`` for every item, as each finishes.
 
-    ``workers == 1``: in this process, in order, each item when asked for. Else on
+    ``workers`` a map-like callable (:func:`sparseconv._validation.workers_or_map`): the
+    items are mapped through it, the largest ``costs`` first, each under this process's
+    memory limit, on whatever threads its workers have (a Dask cluster's processes, say), and
+    come back in that order. ``workers == 1``: in this process, in order, each item when
+    asked for. Else on
     ``workers`` processes (joblib's loky pool, reused between calls; a script needs no ``if
     __name__ == "__main__"`` guard), dispatched at once, the largest ``costs`` first so that
     no big item is left for the end; each worker runs one item at a time on one core, under
@@ -187,6 +191,8 @@ def map_layers(task: Callable, items: Sequence[tuple], *, workers: int,
     task reaches the caller with its type, its message led by ``label(i)`` of its item. Close the
     iterator (``close()``: an interrupt, an error) to stop the workers.
     """
+    if callable(workers):
+        return _mapped(task, items, workers, costs, label)
     if workers == 1 or len(items) <= 1:
         return _in_turn(task, items, label)
     from joblib import Parallel, delayed  # type: ignore[import-untyped]
@@ -198,6 +204,32 @@ def map_layers(task: Callable, items: Sequence[tuple], *, workers: int,
     runs = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(
         delayed(_indexed)(i, task, items[i], limit, parent, label(i)) for i in order)
     return _Closing(runs)  # created here: the workers start now, not at the first read
+
+
+def _mapped(task: Callable, items: Sequence[tuple], map_like: Callable,
+            costs: Sequence[float], label: Callable[[int], str],
+            ) -> Generator[tuple[int, Any, float], None, None]:
+    from ._memory import get_memory_limit
+
+    limit = get_memory_limit()
+    order = sorted(range(len(items)), key=lambda i: -costs[i])
+    yield from map_like(_mapped_item, [(i, task, items[i], limit, label(i)) for i in order])
+
+
+def _mapped_item(item: tuple) -> tuple[int, Any, float]:
+    """One item of :func:`_mapped`, where the map runs it (module level: a worker process
+    unpickles it): under the caller's memory limit, its errors led by the item's label."""
+    from ._memory import set_memory_limit
+
+    i, task, args, limit, where = item
+    old = set_memory_limit(limit)
+    try:
+        with naming(where):
+            start = time.perf_counter()
+            result = task(*args)
+        return i, result, time.perf_counter() - start
+    finally:
+        set_memory_limit(old)
 
 
 def _in_turn(task: Callable, items: Sequence[tuple], label: Callable[[int], str],

@@ -67,7 +67,7 @@ from ._typing import (
     ShapeLike,
     SpectralNormMethod,
 )
-from ._validation import check_executor, check_progress, real_number, worker_count
+from ._validation import check_executor, check_progress, real_number, workers_or_map
 from ._workspace import reusing
 
 __all__ = ["SpectralNorm", "spectral_norm", "spectral_norms"]
@@ -734,7 +734,7 @@ def checked_layers(layers: Iterable[Mapping[str, Any]], method: str,
 
 
 def norms_as_done(task: Callable, layers: list[dict], costs: list[float],
-                  options: list[dict], workers: int,
+                  options: list[dict], workers: int | Callable,
                   label: Callable[[int], str] = "layers[{}]".format) -> Results:
     """``(i, task(layers[i], options[i]), seconds)`` as each layer finishes, on ``workers``
     processes (:func:`sparseconv._parallel.map_layers`; an error names ``label(i)``); close
@@ -745,8 +745,8 @@ def norms_as_done(task: Callable, layers: list[dict], costs: list[float],
 
 def spectral_norms(
     layers: Iterable[Mapping[str, Any]], *, method: SpectralNormMethod = "auto",
-    tol: float = DEFAULT_TOL, relative_width: float | None = None, workers: int | None = 1,
-    progress: ProgressLike | None = None,
+    tol: float = DEFAULT_TOL, relative_width: float | None = None,
+    workers: int | Callable | Executor | None = 1, progress: ProgressLike | None = None,
 ) -> list[SpectralNorm]:
     """:func:`spectral_norm` of many layers, several at once.
 
@@ -765,7 +765,7 @@ def spectral_norms(
         As :func:`spectral_norm`, for every layer: with ``relative_width``, the whole-Gram
         certificate runs on the layers whose interval is wider, and on those only (a
         ``RuntimeWarning`` names each layer still wider, and why).
-    workers : int, optional
+    workers : int, map-like callable or concurrent.futures.Executor, optional
         Processes to use, scipy's convention (``scipy.fft``): ``1`` (the default, also for
         ``None``) runs the layers in this process in turn, each on every core as
         :func:`spectral_norm` does; a negative value counts back from ``os.cpu_count()``
@@ -773,7 +773,12 @@ def spectral_norms(
         workers are `joblib <https://joblib.readthedocs.io>`_'s reusable process pool (a
         script needs no ``if __name__ == "__main__"`` guard); each gets this process's
         memory limit (:func:`get_memory_limit`, a limit per matrix: the same bounds as one
-        layer after the other, at up to ``workers`` layers' peak memory at once).
+        layer after the other, at up to ``workers`` layers' peak memory at once). Or, to
+        go beyond one machine, scipy's other convention
+        (``scipy.optimize.differential_evolution``): a map-like callable, such as
+        ``multiprocessing.Pool.map`` or a Dask client's ``get_executor().map``, or an
+        ``Executor`` (its ``map`` is used): one task per layer, the costliest first, each
+        under this process's memory limit and on the threads its worker has.
     progress : callable, optional
         Called as ``progress(done, total)`` after each layer.
 
@@ -789,7 +794,7 @@ def spectral_norms(
     TypeError
         ``layers`` not an iterable of mappings (one mapping, say); a layer that is not a
         mapping, a key that describes no layer, a missing ``weight`` or ``input_shape``;
-        ``workers`` neither an int nor None.
+        ``workers`` neither an int, None, a callable nor an ``Executor``.
     ValueError
         A layer that :func:`spectral_norm` refuses (the message names the layer:
         ``layers[3]: ...``); ``method``, ``tol`` or ``workers`` out of range.
@@ -814,7 +819,7 @@ def spectral_norms(
     """
     method, tol = checked_options(method, tol)
     relative_width = checked_relative_width(relative_width, method)
-    workers = worker_count(workers)
+    workers = workers_or_map(workers)
     progress = check_progress(progress)
     given, costs = checked_layers(layers, method)
     results: list[SpectralNorm | None] = [None] * len(given)

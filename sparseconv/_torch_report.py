@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from fractions import Fraction
@@ -71,7 +72,7 @@ from sparseconv._torch_trace import (
     trace,
     unwrapped,
 )
-from sparseconv._validation import as_bool, int_tuple, real_number, worker_count
+from sparseconv._validation import as_bool, int_tuple, real_number, workers_or_map
 
 _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "lower", "upper",
             "method", "circular", "seconds")
@@ -642,7 +643,8 @@ def _row_label(record: TraceRecord, batchnorm: TraceRecord | None) -> str:
     return f"layer {name!r} ({kind})"
 
 
-def _report_rows(todo: list, workers: int, kwargs: dict) -> Generator[tuple[int, dict], None, None]:
+def _report_rows(todo: list, workers: int | Callable, kwargs: dict,
+                 ) -> Generator[tuple[int, dict], None, None]:
     """``(i, row)`` for every layer of ``todo``, as each finishes.
 
     One worker: in turn, each layer's work on every core. More: the convolutions' norms and
@@ -774,7 +776,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,
                      lipschitz_constants: Mapping[str, float] | None = None,
-                     workers: int | None = 1, **kwargs: Any) -> LipschitzReport:
+                     workers: int | Callable | Executor | None = 1,
+                     **kwargs: Any) -> LipschitzReport:
     """Certified spectral norms of every linear layer of a network, and their product.
 
     The model is traced (:func:`trace`, eval mode required); every linear layer that is not
@@ -839,8 +842,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         over a class), for example ``{"Softplus": 1.0}``. Your constants, not certified here: the
         network bound is as good as they are, and the report lists them. A key that names
         no traced non-linear module nor its class (a typo, a linear layer) is refused.
-    workers : int, optional
-        Processes for the convolutions' norms, as :func:`sparseconv.spectral_norms`: ``1``
+    workers : int, map-like callable or concurrent.futures.Executor, optional
+        Processes for the convolutions' norms, as :func:`sparseconv.spectral_norms` (a Dask
+        client's ``get_executor()`` spreads them over a cluster): ``1``
         (the default, also for ``None``) bounds one layer after the other, each on every
         core; ``2`` gives two worker processes a layer at a time each, on one core, the
         costliest first (ResNet-18: about half the time on two cores); ``-1``: one per core.
@@ -872,7 +876,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         A ``model`` that is no ``torch.nn.Module`` (a state_dict, say); ``assume_chain`` or
         ``fold_batchnorm`` not a bool; a TorchScript model whose graph hides a layer (see
         :func:`trace`); a keyword argument other than ``method``, ``tol``,
-        ``relative_width`` and ``executor``; ``workers`` not an int or None; a ``tol`` that
+        ``relative_width`` and ``executor``; ``workers`` not an int, None, a callable or an
+        ``Executor``; a ``tol`` that
         is not a real number.
     KeyboardInterrupt
         Re-raised when the run is interrupted (Ctrl-C), with the rows finished so far as the
@@ -899,8 +904,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     if not (isinstance(progress, bool) or callable(progress)):
         raise TypeError(f"progress must be True, False or a callable (done, total, name), got "
                         f"{progress!r}")
-    workers = worker_count(workers)
-    if workers > 1 and kwargs.get("executor") is not None:
+    workers = workers_or_map(workers)
+    if workers != 1 and kwargs.get("executor") is not None:
         raise ValueError("pass executor= (each layer's per-frequency work) or workers= (whole "
                          f"layers on worker processes), not both; got workers={workers}")
     unknown_options = sorted(set(kwargs) - set(_SPECTRAL_NORM_OPTIONS))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
@@ -245,6 +245,35 @@ def worker_count(value, name: str = "workers") -> int:
         raise ValueError(f"{name} must be a positive integer, or negative to count back from "
                          f"the {cores} cores (-1: all), got {value!r}")
     return int(value) if value > 0 else cores + 1 + int(value)
+
+
+def workers_or_map(value, name: str = "workers") -> int | Callable:
+    """``workers`` as :func:`worker_count` reads it, or a map-like callable kept as it is
+    (scipy's other convention, ``scipy.optimize.differential_evolution``'s ``workers``:
+    ``pool.map``, a Dask client's ``get_executor().map``); a
+    ``concurrent.futures.Executor`` is taken as its ``map``.
+
+    Examples
+    --------
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> workers_or_map(2), workers_or_map(map) is map
+    (2, True)
+    >>> with ThreadPoolExecutor(2) as pool:
+    ...     list(workers_or_map(pool)(abs, [-1, -2]))
+    [1, 2]
+    """
+    if isinstance(value, Executor):
+        return value.map
+    if isinstance(value, type) and issubclass(value, Executor):
+        raise TypeError(f"{name} must be an Executor, not its class: pass "
+                        f"{value.__name__}(...), got the class {value.__name__}")
+    if callable(value):  # (the built-in map, a class, too)
+        return value
+    if value is not None and not is_int(value):
+        raise TypeError(f"{name} must be an int, None or a map-like callable (pool.map, a "
+                        f"concurrent.futures.Executor or its map), got {value!r} of type "
+                        f"{type(value).__name__}")
+    return worker_count(value, name)
 
 
 def positive_floats(value, ndim: int, name: str) -> tuple[float, ...]:

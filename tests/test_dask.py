@@ -371,6 +371,25 @@ def test_on_a_cluster_forward_adjoint_and_matrix(client, tmp_path):
                  (A @ x.reshape(2, -1).T).T, "zarr from the cluster")
 
 
+def test_on_a_cluster_spectral_norms_of_a_network(client):
+    """Whole layers on the cluster's worker processes (``workers=client.get_executor()``),
+    equal to the serial results; a layer's error comes back named."""
+    rng = np.random.default_rng(9)
+    layers = [dict(weight=rng.standard_normal((c, c, 3, 3)), input_shape=(c, n, n), padding=1)
+              for c, n in ((4, 20), (8, 10), (2, 30))]
+    serial = sc.spectral_norms(layers)
+    on_cluster = sc.spectral_norms(layers, workers=client.get_executor(), relative_width=1e-5)
+    for ours, alone in zip(on_cluster, serial):
+        assert ours.relative_width <= 1e-5
+        assert ours.lower <= alone.upper and alone.lower <= ours.upper
+    old = sc.set_memory_limit(100_000)  # passed on to the task: refused there, and named
+    try:
+        with pytest.raises(sc.MatrixTooLargeError, match=r"^layers\[\d\]: matvec of"):
+            sc.spectral_norms(layers, workers=client.get_executor().map)
+    finally:
+        sc.set_memory_limit(old)
+
+
 def test_on_a_cluster_cg_keeps_the_vectors_on_the_workers(client):
     """The same iterations on the cluster as on one thread (checked against a dense solve
     above), the vectors persisted on the workers, only scalars coming back."""

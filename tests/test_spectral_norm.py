@@ -780,6 +780,50 @@ def test_spectral_norms_orders_and_passes_the_memory_limit(monkeypatch):
     assert not _parallel._one_core  # reset after each task
 
 
+def test_spectral_norms_on_a_map_like_callable_or_an_executor(memory_limit):
+    """scipy's other ``workers`` (differential_evolution's): a map-like callable or an
+    Executor; the layers go through it the costliest first, under this process's memory
+    limit, and come back in the layers' order, equal to the serial ones; an error in a
+    layer's work names the layer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    layers = _sweep_layers(6, seed=3)
+    serial = sc.spectral_norms(layers)
+    seen = []
+
+    def recording_map(function, items):
+        items = list(items)
+        seen.extend(item[0] for item in items)
+        return map(function, items)
+
+    with ThreadPoolExecutor(2) as pool:
+        for workers in (map, recording_map, pool, pool.map):
+            ticks = []
+            results = sc.spectral_norms(layers, workers=workers,
+                                        progress=lambda d, t, ticks=ticks: ticks.append(d))
+            assert ticks == list(range(1, len(layers) + 1))
+            for ours, alone in zip(results, serial):
+                assert ours.method == alone.method
+                assert abs(ours.upper - alone.upper) <= 1e-10 * alone.upper
+                assert abs(ours.lower - alone.lower) <= 1e-10 * alone.upper
+    costs = checked_layers_costs(layers)
+    assert seen == sorted(range(len(layers)), key=lambda i: -costs[i])
+    big = dict(weight=np.ones((64, 64, 3, 3)), input_shape=(64, 24, 24), padding=1)
+    memory_limit(50_000_000)  # the limit reaches the mapped task: its work is refused
+    with pytest.raises(sc.MatrixTooLargeError, match=r"^layers\[1\]: "):
+        sc.spectral_norms([layers[0], big], workers=map, method="exact")
+    with pytest.raises(TypeError, match="workers must be an int, None or a map-like callable"):
+        sc.spectral_norms(layers, workers="map")
+    with pytest.raises(TypeError, match="workers must be an Executor, not its class"):
+        sc.spectral_norms(layers, workers=ThreadPoolExecutor)
+
+
+def checked_layers_costs(layers):
+    from sparseconv._spectral_norm import checked_layers
+
+    return checked_layers(layers, "auto")[1]
+
+
 def test_spectral_norms_refuses_bad_layers_before_any_work():
     rng = np.random.default_rng(0)
     good = dict(weight=rng.standard_normal((2, 2, 3, 3)), input_shape=(2, 8, 8))

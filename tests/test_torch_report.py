@@ -607,6 +607,24 @@ def test_relative_width_narrows_the_rows_that_miss_it(monkeypatch):
         sct.lipschitz_report(model, (2, 12, 12), relative_width=2)
 
 
+def test_workers_may_be_a_map_like_callable_or_an_executor():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4)), seed=5)
+    serial = sct.lipschitz_report(model, (3, 12, 12))
+    with ThreadPoolExecutor(2) as pool:
+        for workers in (map, pool):
+            report = sct.lipschitz_report(model, (3, 12, 12), workers=workers)
+            assert [row["name"] for row in report] == [row["name"] for row in serial]
+            for ours, theirs in zip(report, serial):
+                assert ours["upper"] == pytest.approx(theirs["upper"], rel=1e-10)
+            assert report.network_upper == pytest.approx(serial.network_upper, rel=1e-10)
+        with pytest.raises(ValueError, match="not both"):
+            sct.lipschitz_report(model, (3, 12, 12), workers=pool, executor=pool)
+
+
 def test_relative_width_missed_on_a_worker_is_warned_here():
     model = _networks.randomize(nn.Sequential(
         nn.Conv2d(16, 16, 3, padding=2, padding_mode="circular")), seed=4)

@@ -1,0 +1,33 @@
+"""The benchmarks still run against the library as it is: the quickest configuration of the
+scripts that call its internals, each in a subprocess (a change of an internal's return
+value once broke ``bench_spectra.py`` with no test to say so)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ._oracles import requires_torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_spectral_norms_of_a_network():
+    out = run("bench_spectra.py", "--networks-only", "--network", "resnet18", "--size", "32",
+              "--relative-width", "1e-4")
+    assert "relative_width=0.0001" in out and "total (wall)" in out, out
+
+
+@requires_torch
+def test_lipschitz_report_of_a_network():
+    out = run("bench_networks.py", "--skip-operators", "--size", "32", "--workers", "1",
+              "--relative-width", "1e-3")
+    assert "relative_width=0.001" in out and "widest interval" in out, out
