@@ -550,19 +550,25 @@ def test_an_executor_runs_the_layers_spectral_work():
         assert abs(a["lower"] - b["lower"]) <= 1e-12 * a["upper"]
 
 
-def test_method_exact_reaches_every_convolution_it_can(monkeypatch):
-    """``method="exact"``: every convolution with zero, reflect or replicate padding gets the
-    whole-Gram certificate (here, where "bounds" would not take it), a circular one that is
-    not periodic the default route."""
+def _every_padding_mode(monkeypatch, seed: int) -> nn.Sequential:
+    """Four convolutions, one per padding mode, with the cheap routes of the certificates
+    switched off (as on large layers): the whole-Gram one runs only where asked for."""
     from sparseconv import _spectral_norm
 
     monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
     monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
-    model = _networks.randomize(nn.Sequential(
+    return _networks.randomize(nn.Sequential(
         nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
         nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
         nn.Conv2d(4, 4, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=2, padding_mode="circular")), seed=2)
+        nn.Conv2d(4, 4, 3, padding=2, padding_mode="circular")), seed=seed)
+
+
+def test_method_exact_reaches_every_convolution_it_can(monkeypatch):
+    """``method="exact"``: every convolution with zero, reflect or replicate padding gets the
+    whole-Gram certificate (here, where "bounds" would not take it), a circular one that is
+    not periodic the default route."""
+    model = _every_padding_mode(monkeypatch, seed=2)
     report = sct.lipschitz_report(model, (2, 12, 12), method="exact")
     rows = {row["name"]: row for row in report}
     for name, c_in in (("0", 2), ("2", 3), ("4", 4)):
@@ -579,15 +585,7 @@ def test_relative_width_narrows_the_rows_that_miss_it(monkeypatch):
     """``relative_width``: the whole-Gram certificate on each convolution whose interval is
     wider (here all, the cheap routes switched off), the circular one that is not periodic
     warned of by name; the module function takes it too, and a bad value is refused first."""
-    from sparseconv import _spectral_norm
-
-    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
-    monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
-    model = _networks.randomize(nn.Sequential(
-        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=2, padding_mode="circular")), seed=3)
+    model = _every_padding_mode(monkeypatch, seed=3)
     default = {row["name"]: row for row in sct.lipschitz_report(model, (2, 12, 12))}
     with pytest.warns(RuntimeWarning, match=r"lipschitz_report: layer '6' \(Conv2d\): the "
                       r"certified interval's relative width .* is over relative_width=1e-05: "
