@@ -46,6 +46,7 @@ __all__ = [
     "AxisSegment",
     "ConvGeometry",
     "block_diagonal",
+    "copies_of",
     "dense_weight",
     "periodic_padding",
     "spatial_matrix",
@@ -561,6 +562,30 @@ class ConvGeometry:
             sum(seg.count * seg.length for seg in axis.segments()) for axis in self.axes
         )
         return per_channel * self.out_channels * (self.in_channels // self.groups)
+
+
+def copies_of(geom: ConvGeometry) -> int:
+    """The most padded positions that copy one input entry (1 for zero padding).
+
+    In closed form per axis, never from the padded map (its size is the padding's): a
+    circular axis of padded length ``L`` copies each entry at most ``ceil(L/n)`` times; a
+    replicated edge is copied ``pad + 1`` times; a reflected entry at most 3 times (PyTorch's
+    reflect padding is less than ``n``: the entry itself and one mirror image per side), 3
+    exactly when one entry is mirrored by both sides.
+    """
+    def per_axis(a) -> int:
+        lo, hi = a.pad
+        if geom.padding_mode == "zeros" or lo + hi == 0:
+            return 1
+        if geom.padding_mode == "circular":
+            return -(-a.padded_size // a.size)
+        if geom.padding_mode == "replicate":
+            return lo + hi + 1 if a.size == 1 else max(lo, hi) + 1
+        # reflect: p is read at p, at -p if 1 <= p <= lo, at 2(n-1)-p if n-1-hi <= p <= n-2
+        both = max(1, a.size - 1 - hi) <= min(lo, a.size - 2)
+        return 3 if both else 1 + (lo > 0 or hi > 0)
+
+    return math.prod(per_axis(a) for a in geom.axes)
 
 
 def block_diagonal(h: np.ndarray) -> np.ndarray:

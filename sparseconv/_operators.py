@@ -35,7 +35,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ._adjoint_products import transpose_map
-from ._geometry import ConvGeometry
+from ._geometry import ConvGeometry, copies_of
 from ._layout import array_shape, from_channels_first, to_channels_first
 from ._matrices import assemble, check_format
 from ._memory import MatrixTooLargeError
@@ -157,7 +157,7 @@ class _GeometryOperator(LinearOperator):
         """scipy's ``x @ A``, refusing an array of more than two dimensions by its shape."""
         if isinstance(x, np.ndarray) and x.ndim > 2:
             raise ValueError(
-                f"x @ {self!r} multiplies flat row vectors of length {self.shape[0]} or (k, "
+                f"y @ {self!r} multiplies flat row vectors of length {self.shape[0]} or (k, "
                 f"{self.shape[0]}) rows, got an array of shape {x.shape}: use "
                 f"A.apply_adjoint(y) for arrays shaped {self.dimsd} or {_batched(self.dimsd)} "
                 "(the adjoint; y @ A is its conjugate)")
@@ -306,9 +306,21 @@ def _batched(dims: tuple[int, ...]) -> str:
     return f"(N, {', '.join(map(str, dims))})"
 
 
-def _magnitudes(w: np.ndarray) -> int | None:
-    """``sum(|w|)`` as a Python integer for an integer or bool weight, else None."""
-    return int(np.abs(w.astype(object)).sum()) if w.dtype.kind in "biu" else None
+def _magnitudes(geom: ConvGeometry, w: np.ndarray) -> int | None:
+    """For an integer or bool weight, a bound on the sum of the magnitudes of any row's or
+    column's entries, as a Python integer: ``sum(|w|)`` times the most padded positions that
+    copy one input (a column of a reflect-, replicate- or circular-padded layer reads an
+    edge entry through each of its copies: a review); else None."""
+    if w.dtype.kind not in "biu":
+        return None
+    return int(np.abs(w.astype(object)).sum()) * copies_of(geom)
+
+
+def _working(dtype: np.dtype) -> np.dtype:
+    """The dtype the weights multiply in: ``dtype``, but uint64's in int64 (numpy promotes
+    uint64 with the int64 of an exact product to float64: a review; :func:`as_weight`
+    keeps integer weights within 2**53), which promotes with every other dtype alike."""
+    return np.dtype(np.int64) if dtype == np.uint64 else dtype
 
 
 def _widened(X: np.ndarray, dtype: np.dtype, magnitude: int, what: str) -> np.ndarray:
@@ -414,27 +426,32 @@ class _Transpose(_GeometryOperator):
         return f"<transpose of {self.transposed_of!r}>"
 
 
-def _matrices_for(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
+def _matrices_for(geom: ConvGeometry, weight: np.ndarray, w: np.ndarray, dtype: np.dtype,
                   transposed: bool) -> tuple[Any, Any] | None:
-    """For a weight with inf or NaN entries, the operator's explicit matrix and its adjoint
-    (CSR, channels-first), on which its products then run; None for a finite weight.
+    """For a weight with inf or NaN entries in ``dtype`` (``w``: the weights the products
+    multiply by, as they hold them), the operator's explicit matrix and its adjoint (CSR,
+    channels-first), on which its products then run; None for a finite weight.
 
     The matrix-free products multiply the padding's zeros (and the zero columns of their
     scratch) by every tap, and inf * 0 is nan, where the matrix has no entry at all: so a
     weight that is not finite would make them differ from :func:`sparseconv.conv_matrix`
-    (PyTorch's own forward and its gradient differ the same way).
+    (PyTorch's own forward and its gradient differ the same way). A finite weight that
+    overflows ``dtype`` (1e300 in float32: a review) counts as not finite.
     """
-    where = first_index(~np.isfinite(weight))
-    if where is None:
+    if w.dtype.kind not in "fc" or np.isfinite(w).all():
         return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        where = first_index(~np.isfinite(weight.astype(dtype)))
+    what = ("the weight's taps that the padding folds together"
+            if where is None else f"weight{list(where)}")
     try:
         matrix = assemble(geom, weight, dtype, "csr", transposed=transposed,
                           layout="channels_first")
     except MatrixTooLargeError as exc:
         raise MatrixTooLargeError(
-            f"weight{list(where)} is {weight[where]}: with inf or NaN entries the operator's "
-            "products run on its explicit matrix (matrix-free, the padding's zeros times inf "
-            f"would be nan), and {exc}") from None
+            f"{what} is not finite in {dtype}: with inf or NaN entries the operator's products "
+            "run on its explicit matrix (matrix-free, the padding's zeros times inf would be "
+            f"nan), and {exc}") from None
     return matrix, matrix.conj().T.tocsr()
 
 
@@ -544,15 +561,18 @@ class ConvOperator(_GeometryOperator):
         )
         dtype = layer_dtype(weight, dtype)
         self._weight = _own(weight)
-        self._w = np.ascontiguousarray(self.geometry.tap_weights(self._weight), dtype=dtype)
+        self._w = np.ascontiguousarray(self.geometry.tap_weights(self._weight),
+                                       dtype=_working(dtype))
         self._taps = _taps_for(self.geometry, self._w)
         self._transpose_map = transpose_map(self.geometry, self._w.conj())
-        self._magnitude = _magnitudes(self._w)
+        self._magnitude = _magnitudes(self.geometry, self._w)
         self.input_shape = self.geometry.input_shape
         self.output_shape = self.geometry.output_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape)
         self._check_products()
-        self._matrices = _matrices_for(self.geometry, self._weight, dtype, transposed=False)
+        with np.errstate(over="ignore"):  # (a weight that overflows dtype: _matrices_for)
+            self._matrices = _matrices_for(self.geometry, self._weight, self._w, dtype,
+                                           transposed=False)
 
     @property
     def weight(self) -> np.ndarray:
@@ -649,16 +669,18 @@ class ConvTransposeOperator(_GeometryOperator):
         )
         dtype = layer_dtype(weight, dtype)
         self._weight = _own(weight)
-        self._w = np.ascontiguousarray(self._weight, dtype=dtype)
+        self._w = np.ascontiguousarray(self._weight, dtype=_working(dtype))
         self._w_conj = self._w.conj()
         self._taps = _taps_for(self.geometry, self._w_conj)
         self._transpose_map = transpose_map(self.geometry, self._w)
-        self._magnitude = _magnitudes(self._w)
+        self._magnitude = _magnitudes(self.geometry, self._w)
         self.input_shape = self.geometry.output_shape
         self.output_shape = self.geometry.input_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape[::-1])
         self._check_products()
-        self._matrices = _matrices_for(self.geometry, self._weight, dtype, transposed=True)
+        with np.errstate(over="ignore"):
+            self._matrices = _matrices_for(self.geometry, self._weight, self._w, dtype,
+                                           transposed=True)
 
     @property
     def weight(self) -> np.ndarray:

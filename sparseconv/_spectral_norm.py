@@ -48,7 +48,7 @@ from ._certificates import (
     section_bound,
     section_bytes,
 )
-from ._geometry import ConvGeometry, block_diagonal
+from ._geometry import ConvGeometry, block_diagonal, copies_of
 from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
 from ._memory import check_memory, fits, format_bytes
@@ -153,30 +153,6 @@ def _checked(value, lower, upper, method, bounds, converged=True) -> SpectralNor
             f"bounds {bounds}): one certificate is wrong; this is a bug in sparseconv, please "
             "report it with the layer")
     return SpectralNorm(value, lower, upper, method, bounds, converged)
-
-
-def copies_of(geom: ConvGeometry) -> int:
-    """The most padded positions that copy one input entry (1 for zero padding).
-
-    In closed form per axis, never from the padded map (its size is the padding's): a
-    circular axis of padded length ``L`` copies each entry at most ``ceil(L/n)`` times; a
-    replicated edge is copied ``pad + 1`` times; a reflected entry at most 3 times (PyTorch's
-    reflect padding is less than ``n``: the entry itself and one mirror image per side), 3
-    exactly when one entry is mirrored by both sides.
-    """
-    def per_axis(a) -> int:
-        lo, hi = a.pad
-        if geom.padding_mode == "zeros" or lo + hi == 0:
-            return 1
-        if geom.padding_mode == "circular":
-            return -(-a.padded_size // a.size)
-        if geom.padding_mode == "replicate":
-            return lo + hi + 1 if a.size == 1 else max(lo, hi) + 1
-        # reflect: p is read at p, at -p if 1 <= p <= lo, at 2(n-1)-p if n-1-hi <= p <= n-2
-        both = max(1, a.size - 1 - hi) <= min(lo, a.size - 2)
-        return 3 if both else 1 + (lo > 0 or hi > 0)
-
-    return math.prod(per_axis(a) for a in geom.axes)
 
 
 def _fft(weight, geom: ConvGeometry, executor=None, progress=None) -> SpectralNorm:
@@ -402,6 +378,11 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
                 _sections(weight, valid, grid, certified, valid_bounds, valid_rounding, executor)
                 bounds.update(times_padding(valid_bounds))
         upper = min(bounds.values())
+        if width is not None and upper - lower > width * upper:
+            _say(missed, "the whole-Gram certificate proved none of its bounds just above the "
+                 "lower bound" if bounds["exact"] == math.inf else "the whole-Gram "
+                 "certificate is placed at least 1e-8 above the square of the lower bound, "
+                 "its rounding allowance above that (relative widths from about 5e-9)")
     return _checked(lower, lower, upper, "bounds", bounds, converged)
 
 
@@ -533,10 +514,12 @@ def spectral_norm(
         ``"exact"`` runs after it, on that layer only, just above the lower bound found --
         whatever it costs, as ``"exact"`` (minutes for 256 channels on 14x14), if it fits the
         memory limit; and the lower bound is computed to ``min(tol, relative_width / 8)``.
-        Where the width is still over it (no whole-Gram proof for circular padding that is
-        not periodic, a factorization over the memory limit, a lower bound that did not
-        converge), a ``RuntimeWarning`` says why; ``relative_width`` on the result is the
-        width reached. Not with ``method="upper"``, which computes no lower bound.
+        That certificate reaches relative widths down to about ``5e-9`` (it is placed at
+        least ``1e-8`` above the square of the lower bound). Where the width is still over
+        it (that floor, no whole-Gram proof for circular padding that is not periodic, a
+        factorization over the memory limit, a lower bound that did not converge), a
+        ``RuntimeWarning`` says why; ``relative_width`` on the result is the width reached.
+        Not with ``method="upper"``, which computes no lower bound.
     executor : concurrent.futures.Executor, optional
         Runs the circulant bound (one task per chunk of frequencies) and the exact sections
         (one task per block): any ``concurrent.futures.Executor``, e.g. a

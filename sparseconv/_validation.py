@@ -393,7 +393,8 @@ def row_range(rows, nrows: int, name: str = "rows") -> tuple[int, int]:
 
 
 def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:
-    """``weight`` as a numeric ndarray (bool and integers become float64).
+    """``weight`` as a numeric ndarray (bool and integers become float64, exactly: integers
+    beyond ``2**53`` in magnitude are refused).
 
     ``finite=True`` also refuses NaN and infinite entries (``ValueError``), as the spectra do,
     and takes a longdouble weight as float64 where that keeps every entry (``TypeError``
@@ -425,6 +426,10 @@ def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarr
             ": a module goes to sparseconv.torch (sparseconv.torch.matrix(module, "
             "input_shape), .operator, .spectral_norm), its weight here as "
             "module.weight.detach().numpy()" if module else ""))
+    if array.dtype.kind in "iu" and array.dtype.itemsize >= 8 and (
+            where := first_index((array > 2**53) | (array < -2**53))) is not None:
+        raise ValueError(f"{name} must have integer entries of magnitude at most 2**53, which "
+                         f"float64 holds exactly, got {array[where]} at index {where}")
     if array.dtype.kind in "biu":
         array = array.astype(np.float64)
     if finite and array.dtype.kind in "fc" and array.dtype.itemsize > (8 if array.dtype.kind

@@ -651,15 +651,18 @@ def _owned(weight: np.ndarray) -> np.ndarray:
     return owned
 
 
-def _finite(weight: np.ndarray) -> np.ndarray:
-    """``weight``, refused if it has an inf or NaN entry (see :class:`ConvOperator`)."""
-    where = first_index(~np.isfinite(weight))
+def _finite(weight: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``weight``, refused if it has an inf or NaN entry in ``dtype`` (see
+    :class:`ConvOperator`; 1e300 is inf in float32: a review)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = weight.astype(dtype)
+    where = first_index(~np.isfinite(cast))
     if where is not None:
         raise ValueError(
-            f"weight{list(where)} is {weight[where]}: sparseconv.dask takes finite weights only "
-            "(its blocks multiply the padding's zeros by every tap, and inf * 0 is nan where "
-            "the layer's matrix has no entry); sparseconv.ConvOperator computes such a layer "
-            "on its explicit matrix")
+            f"weight{list(where)} is {weight[where]}, {cast[where]} in "
+            f"{dtype}: sparseconv.dask takes finite weights only (its blocks multiply the "
+            "padding's zeros by every tap, and inf * 0 is nan where the layer's matrix has no "
+            "entry); sparseconv.ConvOperator computes such a layer on its explicit matrix")
     return weight
 
 
@@ -753,13 +756,14 @@ class ConvOperator(_ChunkedLayer):
         dtype: DTypeLike | None = None,
     ) -> None:
         """The layer and its plan of blocks; parameters as the class's docstring says."""
-        weight = _finite(as_weight(weight))
+        weight = as_weight(weight)
         geometry = ConvGeometry.from_weight(
             weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
             groups=groups, padding_mode=padding_mode, flip=flip)
         kwargs = dict(stride=geometry.stride, dilation=geometry.dilation,
                       groups=geometry.groups, flip=geometry.flip)
-        block = _BlockLayer(_owned(weight), kwargs, False, layer_dtype(weight, dtype))
+        dtype = layer_dtype(weight, dtype)
+        block = _BlockLayer(_owned(_finite(weight, dtype)), kwargs, False, dtype)
         self._setup(geometry, block, chunks)
 
     @property
@@ -828,13 +832,14 @@ class ConvTransposeOperator(_ChunkedLayer):
         dtype: DTypeLike | None = None, output_size: IntOrTuple | None = None,
     ) -> None:
         """The layer and its plan of blocks; parameters as the class's docstring says."""
-        weight = _finite(as_weight(weight))
+        weight = as_weight(weight)
         geometry = ConvGeometry.for_transpose(
             weight.shape, input_shape, stride=stride, padding=padding,
             output_padding=output_padding, dilation=dilation, groups=groups,
             output_size=output_size)
         kwargs = dict(stride=geometry.stride, dilation=geometry.dilation, groups=geometry.groups)
-        block = _BlockLayer(_owned(weight), kwargs, True, layer_dtype(weight, dtype))
+        dtype = layer_dtype(weight, dtype)
+        block = _BlockLayer(_owned(_finite(weight, dtype)), kwargs, True, dtype)
         self._setup(geometry, block, chunks)
 
     @property

@@ -298,9 +298,13 @@ def test_bad_input_is_refused_by_name():
         bad = w.copy()
         bad[0, 0, 2, 1] = value
         for cls in (sdask.ConvOperator, sdask.ConvTransposeOperator):
-            with pytest.raises(ValueError, match=rf"weight\[0, 0, 2, 1\] is {value}: "
-                               "sparseconv.dask takes finite weights only"):
+            with pytest.raises(ValueError, match=rf"weight\[0, 0, 2, 1\] is {value}, {value} in "
+                               "float64: sparseconv.dask takes finite weights only"):
                 cls(bad, (1, 8, 8), chunks=4)
+    big = w.copy()
+    big[0, 0, 1, 1] = 1e300  # finite, but inf in float32 (a review)
+    with pytest.raises(ValueError, match=r"weight\[0, 0, 1, 1\] is 1e\+300, inf in float32"):
+        sdask.ConvOperator(big, (1, 8, 8), chunks=4, dtype=np.float32)
     C = sdask.ConvOperator(w, (1, 8, 8), chunks=4, padding=1)
     with pytest.raises(ValueError, match="x must have shape"):
         C.matvec(da.ones((1, 8, 9), chunks=4))

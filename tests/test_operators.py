@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
@@ -95,7 +97,10 @@ def test_integer_products_are_exact_or_refused(dtype, transposed):
         w = rng.integers(low, top + 1, size=(3, 2, 3)).astype(dtype)
         cls, build = ((ConvTransposeOperator, conv_transpose_matrix) if transposed
                       else (ConvOperator, conv_matrix))
-        kwargs = dict(stride=1 + trial % 2, padding=1)
+        kwargs = dict(stride=1 + trial % 2, padding=1 + trial % 3 // 2 * int(not transposed))
+        if not transposed:  # reflect, replicate, circular: columns that read an edge entry
+            # through its copies sum more than the weight's magnitudes (a review)
+            kwargs["padding_mode"] = ("zeros", "reflect", "replicate", "circular")[trial % 4]
         shape = (3, 5) if transposed else (2, 7)
         op = cls(w, shape, dtype=dtype, **kwargs)
         exact = build(w.astype(np.float64), shape, **kwargs)
@@ -118,6 +123,26 @@ def test_integer_products_are_exact_or_refused(dtype, transposed):
     huge = ConvOperator(np.full((1, 1, 3), 2**40), (1, 8), padding=1, dtype=np.int64)
     with pytest.raises(OverflowError, match="could exceed int64's range"):
         huge @ np.full(8, 2**30)
+
+
+def test_integer_products_at_the_edges_of_int64_and_uint64():
+    """A review: a replicate-padded column sums an edge weight once per copy, past the plain
+    sum of the weight's magnitudes (int64 wrapped around, unseen); uint64 products ran in
+    float64 (numpy's promotion of uint64 with int64); weights beyond 2**53 were rounded to
+    float64 before anything else."""
+    A = ConvOperator(np.full((1, 1, 3), 2**53), (1, 3), padding=2, padding_mode="replicate",
+                     dtype=np.int64)
+    with pytest.raises(OverflowError, match="could exceed int64's range"):
+        A.H @ np.full(5, 256, np.int64)  # an edge entry read 6 times: 6 * 2**61 > 2**63
+    U = ConvOperator(np.array([[[2**52 + 1, 1]]], np.uint64), (1, 3), dtype=np.uint64)
+    got = U @ np.array([3, 0, 0], np.uint64)
+    assert got.dtype == np.uint64 and int(got[0]) == 3 * (2**52 + 1)
+    assert int((U.H @ np.array([3, 0], np.uint64))[0]) == 3 * (2**52 + 1)
+    assert (U @ np.ones(3, np.float32)).dtype == np.float64  # numpy's uint64 with float32
+    for weight in (np.array([[[2**53 + 1, 1]]], np.int64), np.array([[[2**60]]], np.uint64)):
+        with pytest.raises(ValueError, match="weight must have integer entries of magnitude at "
+                           "most 2\\*\\*53"):
+            ConvOperator(weight, (1, 3), dtype=np.int64)
 
 
 @requires_torch
@@ -526,6 +551,21 @@ def test_weights_with_inf_or_nan_give_the_matrix_products(seed):
     assert np.array_equal(op.tosparse().toarray(), matrix.toarray(), equal_nan=True)
 
 
+def test_a_weight_finite_in_float64_but_not_in_the_operators_dtype():
+    w = np.array([[[1e300, 1.0, 1.0]]])  # inf in float32 (a review: the nan of inf * 0 came
+    # back, the check having read the float64 weight)
+    with np.errstate(over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's "overflow in cast"
+        for op, matrix in ((ConvOperator(w, (1, 4), padding=1, dtype=np.float32),
+                            conv_matrix(w, (1, 4), padding=1, dtype=np.float32)),
+                           (ConvTransposeOperator(w, (1, 4), padding=1, dtype=np.float32),
+                            conv_transpose_matrix(w, (1, 4), padding=1, dtype=np.float32))):
+            x = np.ones(op.shape[1], np.float32)
+            np.testing.assert_array_equal(op @ x, matrix @ x)
+            y = np.ones(op.shape[0], np.float32)
+            np.testing.assert_array_equal(op.H @ y, matrix.T @ y)
+
+
 def test_a_weight_that_is_not_finite_is_sized_as_its_matrix():
     from sparseconv import MatrixTooLargeError, get_memory_limit, set_memory_limit
 
@@ -534,8 +574,9 @@ def test_a_weight_that_is_not_finite_is_sized_as_its_matrix():
     old = get_memory_limit()
     set_memory_limit(2_000_000)
     try:
-        with pytest.raises(MatrixTooLargeError, match=r"weight\[1, 2, 0, 0\] is nan: with inf "
-                           "or NaN entries the operator's products run on its explicit matrix"):
+        with pytest.raises(MatrixTooLargeError, match=r"weight\[1, 2, 0, 0\] is not finite in "
+                           "float64: with inf or NaN entries the operator's products run on its "
+                           "explicit matrix"):
             ConvOperator(w, (8, 32, 32), padding=1)
         ConvOperator(w[:, :, :1, :1].copy() * 0 + 1, (8, 32, 32))  # a finite one is not
     finally:
