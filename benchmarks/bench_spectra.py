@@ -161,7 +161,7 @@ def networks(size: int, which: list[str], workers: int = 1, tol: float = DEFAULT
         # spectral_norms' own steps, called directly for each layer's time (in its worker);
         # with one worker the layers run in turn and print as each finishes
         start = time.perf_counter()
-        checked, costs = checked_layers(given, "auto")
+        checked, costs = checked_layers(given, "auto", relative_width is not None)
         options = [dict(method="auto", tol=tol, relative_width=relative_width)] * len(given)
         found = {}
         for i, (r, missed), took in norms_as_done(_norm_task, checked, costs, options, workers):

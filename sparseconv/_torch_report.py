@@ -670,7 +670,8 @@ def _report_rows(todo: list, workers: int | Callable, kwargs: dict,
             options.append({key: value for key, value in _layer_options(layer, kwargs).items()
                             if key != "executor"})
             index.append(i)
-    layers, costs = checked_layers(convolutions, "auto")
+    layers, costs = checked_layers(convolutions, "auto", kwargs.get("method") == "exact" or
+                                   kwargs.get("relative_width") is not None)
     runs = norms_as_done(_norm_and_circular_task, layers, costs, options, workers,
                          lambda j: _row_label(*todo[index[j]]))
     try:

@@ -824,6 +824,21 @@ def checked_layers_costs(layers):
     return checked_layers(layers, "auto")[1]
 
 
+def test_the_whole_gram_factorization_counts_in_the_order_when_it_may_run():
+    """With ``relative_width`` (or ``method="exact"``) a 56x56 layer, whose factorization
+    takes minutes, is handed out before a 512-channel 7x7 layer, whose Lanczos steps cost
+    more; by default the other way round. 1x1 layers never factorize."""
+    from sparseconv._spectral_norm import checked_layers
+
+    layers = [dict(weight=np.ones((512, 512, 3, 3)), input_shape=(512, 7, 7), padding=1),
+              dict(weight=np.ones((64, 64, 3, 3)), input_shape=(64, 56, 56), padding=1),
+              dict(weight=np.ones((512, 256, 1, 1)), input_shape=(256, 14, 14), stride=2)]
+    _, plain = checked_layers(layers, "auto")
+    _, whole = checked_layers(layers, "auto", whole_gram=True)
+    assert plain[0] > plain[1] and whole[1] > whole[0]
+    assert whole[2] == plain[2]
+
+
 def test_spectral_norms_refuses_bad_layers_before_any_work():
     rng = np.random.default_rng(0)
     good = dict(weight=rng.standard_normal((2, 2, 3, 3)), input_shape=(2, 8, 8))
