@@ -76,8 +76,8 @@ class _GeometryOperator(LinearOperator):
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     layout: str = "channels_first"
-    #: For an integer or bool operator, the sum of its weight's magnitudes (a bound on any
-    #: row's or column's), else None: see :func:`_widened`.
+    #: For an integer or bool operator, a bound on the magnitudes of any row's or column's
+    #: entries, summed (:func:`_magnitudes`), else None: see :func:`_widened`.
     _magnitude: int | None = None
 
     @property
@@ -213,7 +213,7 @@ class _GeometryOperator(LinearOperator):
         b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
         if b == 0:  # an empty batch, as scipy.sparse gives it
             return np.zeros((math.prod(shape_out), 0), dtype)
-        exact = dtype.kind in "biu"  # computed in int64, then checked: see _exactly
+        exact = dtype.kind in "biu"  # computed in int64, then checked: _widened, _held
         itemsize = 8 if exact else dtype.itemsize
         permuted = 0 if self.layout == "channels_first" else (
             (X.shape[0] + math.prod(shape_out)) * b * itemsize)  # the two permuted copies
@@ -328,9 +328,10 @@ def _widened(X: np.ndarray, dtype: np.dtype, magnitude: int, what: str) -> np.nd
 
     numpy's integer arithmetic wraps around (100 + 100 is -56 in int8; True + True is True),
     so integer products run in int64 and :func:`_held` checks the result. Every entry of the
-    product, and every partial sum on the way, is at most ``magnitude * max|X|`` (``magnitude``,
-    the sum of the weight's magnitudes, bounds any row's or column's), so where that is below
-    ``2**63`` the int64 product is exact; else OverflowError.
+    product, and every partial sum on the way, is at most ``magnitude * max|X|``
+    (``magnitude``: :func:`_magnitudes`, which bounds the summed magnitudes of any row's or
+    column's entries), so where that is below ``2**63`` the int64 product is exact; else
+    OverflowError.
     """
     largest = max(abs(int(X.max())), abs(int(X.min()))) if X.size else 0
     if magnitude * largest >= 2**63:

@@ -209,6 +209,8 @@ def map_layers(task: Callable, items: Sequence[tuple], *, workers: int | Callabl
 def _mapped(task: Callable, items: Sequence[tuple], map_like: Callable,
             costs: Sequence[float], label: Callable[[int], str],
             ) -> Generator[tuple[int, Any, float], None, None]:
+    """:func:`map_layers` through a map-like callable: the costliest items first, each with
+    this process's memory limit and its label (:func:`_mapped_item`), in the map's order."""
     from ._memory import get_memory_limit
 
     limit = get_memory_limit()
