@@ -441,13 +441,15 @@ def _matrices_for(geom: ConvGeometry, weight: np.ndarray, w: np.ndarray, dtype: 
     """
     if w.dtype.kind not in "fc" or np.isfinite(w).all():
         return None
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # (the casts of a weight that
+        # overflows dtype: their infinities are what this route is for)
         where = first_index(~np.isfinite(weight.astype(dtype)))
     what = ("the weight's taps that the padding folds together"
             if where is None else f"weight{list(where)}")
     try:
-        matrix = assemble(geom, weight, dtype, "csr", transposed=transposed,
-                          layout="channels_first")
+        with np.errstate(over="ignore", invalid="ignore"):
+            matrix = assemble(geom, weight, dtype, "csr", transposed=transposed,
+                              layout="channels_first")
     except MatrixTooLargeError as exc:
         raise MatrixTooLargeError(
             f"{what} is not finite in {dtype}: with inf or NaN entries the operator's products "
@@ -571,9 +573,8 @@ class ConvOperator(_GeometryOperator):
         self.output_shape = self.geometry.output_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape)
         self._check_products()
-        with np.errstate(over="ignore"):  # (a weight that overflows dtype: _matrices_for)
-            self._matrices = _matrices_for(self.geometry, self._weight, self._w, dtype,
-                                           transposed=False)
+        self._matrices = _matrices_for(self.geometry, self._weight, self._w, dtype,
+                                       transposed=False)
 
     @property
     def weight(self) -> np.ndarray:
@@ -679,9 +680,8 @@ class ConvTransposeOperator(_GeometryOperator):
         self.output_shape = self.geometry.input_shape
         super().__init__(dtype=dtype, shape=self.geometry.shape[::-1])
         self._check_products()
-        with np.errstate(over="ignore"):
-            self._matrices = _matrices_for(self.geometry, self._weight, self._w, dtype,
-                                           transposed=True)
+        self._matrices = _matrices_for(self.geometry, self._weight, self._w, dtype,
+                                       transposed=True)
 
     @property
     def weight(self) -> np.ndarray:

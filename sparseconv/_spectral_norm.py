@@ -447,6 +447,25 @@ def checked_options(method, tol) -> tuple[str, float]:
     return method, checked_tol(tol)
 
 
+def _route(geom: ConvGeometry, method: str) -> str:
+    """The route ``method`` takes on a layer: ``"1x1"``, ``"fft"``, ``"dense"`` or
+    ``"bounds"`` (whose whole-Gram certificate is the one that may take minutes)."""
+    closed = method in ("auto", "upper", "exact")  # the exact routes where they apply
+    if closed and all(k == 1 for k in geom.kernel_size):
+        return "1x1"
+    if method == "fft" or (closed and is_periodic(geom)):
+        return "fft"
+    if method == "dense" or (method in ("auto", "exact") and dense_is_affordable(*geom.shape)):
+        return "dense"
+    return "bounds"
+
+
+def lanczos_tol(tol: float, relative_width: float | None) -> float:
+    """The tolerance the lower bound is computed to: ``tol``, or tighter where a
+    ``relative_width`` asks for it (``relative_width / 8``)."""
+    return tol if relative_width is None else min(tol, relative_width / 8)
+
+
 def _checked_layer(weight, input_shape, stride, padding, dilation, groups, padding_mode,
                    method: str) -> tuple[np.ndarray, ConvGeometry]:
     """The validated ``(weight, geometry)`` of a layer, refused if ``method`` cannot bound it."""
@@ -454,8 +473,7 @@ def _checked_layer(weight, input_shape, stride, padding, dilation, groups, paddi
                                   padding_mode)
     if method == "fft" and not is_periodic(geom):
         raise ValueError(f"method='fft' needs {not_periodic(geom)}")
-    if method == "exact" and not exact_applies(geom) and not (
-            all(k == 1 for k in geom.kernel_size) or dense_is_affordable(*geom.shape)):
+    if method == "exact" and not exact_applies(geom) and _route(geom, method) == "bounds":
         # (a 1x1 kernel and a layer small enough for a dense SVD take those exact routes)
         raise ValueError("method='exact' needs zero, reflect or replicate padding, a "
                          "periodic layer, a 1x1 kernel or a layer small enough for a dense "
@@ -598,20 +616,18 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
     executor, progress = check_executor(executor), check_progress(progress)
     weight, geom = _checked_layer(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode, method)
-    if relative_width is not None:
-        tol = min(tol, relative_width / 8)
+    tol = lanczos_tol(tol, relative_width)
     weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
     if not weight.any():
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0}), None
     weight, exponent = unit_scale(weight)  # exact; the results are scaled back by 2**exponent
     reasons: list[str] = []
-    pointwise = all(k == 1 for k in geom.kernel_size)
-    closed = method in ("auto", "upper", "exact")  # the exact routes where they apply
-    if closed and pointwise:
+    route = _route(geom, method)
+    if route == "1x1":
         result = _pointwise(weight, geom)
-    elif method == "fft" or (closed and is_periodic(geom)):
+    elif route == "fft":
         result = _fft(weight, geom, executor, progress)
-    elif method == "dense" or (method in ("auto", "exact") and dense_is_affordable(*geom.shape)):
+    elif route == "dense":
         result = _dense(weight, geom)
     else:
         result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper",
@@ -649,7 +665,8 @@ _LAYER_DEFAULTS = {key: parameter.default for key, parameter in
 _PRODUCTS = 400
 
 
-def _layer_cost(geom: ConvGeometry, weight: np.ndarray, whole_gram: bool = False) -> float:
+def _layer_cost(geom: ConvGeometry, weight: np.ndarray, method: str,
+                whole_gram: bool = False) -> float:
     """How long a layer's bounds take, roughly, to hand out the costliest first: the
     multiply-adds of one product (a Lanczos step: the matrix's nnz) times a growing function
     of the symbol's block side (the per-frequency factorizations). ``whole_gram`` (for
@@ -657,8 +674,7 @@ def _layer_cost(geom: ConvGeometry, weight: np.ndarray, whole_gram: bool = False
     it may run, so that a 56x56 layer's minutes start first, not last (a run with
     ``relative_width=1e-4`` on ResNet-18 left one core idle for its last 100 s)."""
     cost = geom.nnz() * (1.0 + max(geom.symbol_block) / 64)
-    if whole_gram and exact_applies(geom) and not is_periodic(geom) and not (
-            all(k == 1 for k in geom.kernel_size) or dense_is_affordable(*geom.shape)):
+    if whole_gram and exact_applies(geom) and _route(geom, method) == "bounds":
         cost += full_bytes_and_flops(geom, weight.dtype.kind == "c")[1] / _PRODUCTS
     return cost
 
@@ -725,7 +741,7 @@ def checked_layers(layers: Iterable[Mapping[str, Any]], method: str,
         except (TypeError, ValueError) as error:
             raise type(error)(f"layers[{i}]: {error}") from error
         given.append({**layer, "weight": weight})  # arrays, not tensors, go to the workers
-        costs.append(_layer_cost(geom, weight, whole_gram))
+        costs.append(_layer_cost(geom, weight, method, whole_gram))
     return given, costs
 
 

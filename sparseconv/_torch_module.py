@@ -26,6 +26,7 @@ from sparseconv._spectral_norm import (
     _spectral_norm,
     checked_options,
     checked_relative_width,
+    lanczos_tol,
     warn_missed,
     width_missed,
 )
@@ -196,12 +197,8 @@ def _layer_norm(layer: _Layer, strict: bool = False, label: str = "spectral_norm
         raise TypeError(f"spectral_norm() got an unexpected keyword argument {unknown[0]!r}; "
                         f"it passes {', '.join(_OPTIONS)} to sparseconv.spectral_norm")
     if layer.conv is None:
-        result = _matrix_norm(_one_channel(layer.build("csr"), layer.input_shape[0]), **kwargs)
-        width = kwargs.get("relative_width")
-        tol = kwargs.get("tol", DEFAULT_TOL)
-        missed = width_missed(result, width, tol if width is None else min(tol, width / 8),
-                              ["a bound from the module's explicit matrix, with no whole-Gram "
-                               "certificate"])
+        result, missed = _matrix_norm(_one_channel(layer.build("csr"), layer.input_shape[0]),
+                                      **kwargs)
     else:
         weight, shape, conv_kwargs = layer.conv
         result, missed = _spectral_norm(weight, shape, **conv_kwargs,
@@ -269,9 +266,11 @@ def _one_channel(a: sp.csr_array, channels: int) -> sp.csr_array:
 
 def _matrix_norm(a: sp.sparray, method: str = "auto", tol: float | None = None,
                  relative_width: float | None = None, executor: Any = None,
-                 progress: Any = None) -> sc.SpectralNorm:
+                 progress: Any = None) -> tuple[sc.SpectralNorm, str | None]:
     """A certified interval for ``||A||_2`` from an explicit sparse matrix (a module that is
-    no convolution: padding, interpolation, the remaining pooling layers).
+    no convolution: padding, interpolation, the remaining pooling layers), and why it is
+    wider than ``relative_width`` (``None``: it is not; as
+    :func:`sparseconv._spectral_norm._spectral_norm`).
 
     ``method``, ``tol`` and ``relative_width`` as :func:`sparseconv.spectral_norm` (which
     only tightens ``tol`` here: no whole-Gram certificate; ``executor`` and ``progress`` are
@@ -294,8 +293,14 @@ def _matrix_norm(a: sp.sparray, method: str = "auto", tol: float | None = None,
     """
     method, tol = checked_options(method, DEFAULT_TOL if tol is None else tol)
     relative_width = checked_relative_width(relative_width, method)
-    if relative_width is not None:  # (as sparseconv.spectral_norm)
-        tol = min(tol, relative_width / 8)
+    tol = lanczos_tol(tol, relative_width)
+    result = _matrix_bounds(a, method, tol)
+    return result, width_missed(result, relative_width, tol, [
+        "a bound from the module's explicit matrix, with no whole-Gram certificate"])
+
+
+def _matrix_bounds(a: sp.sparray, method: str, tol: float) -> sc.SpectralNorm:
+    """:func:`_matrix_norm`'s interval, its options checked."""
     if method == "fft":
         raise ValueError("method='fft' needs a periodic convolution; this module's matrix is "
                          "bounded by method 'auto', 'dense', 'bounds', 'upper' or 'exact'")
