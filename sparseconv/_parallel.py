@@ -215,7 +215,32 @@ def _mapped(task: Callable, items: Sequence[tuple], map_like: Callable,
 
     limit = get_memory_limit()
     order = sorted(range(len(items)), key=lambda i: -costs[i])
-    yield from map_like(_mapped_item, [(i, task, items[i], limit, label(i)) for i in order])
+    results = map_like(_mapped_item, [(i, task, items[i], limit, label(i)) for i in order])
+    try:
+        results = iter(results)
+    except TypeError:
+        raise TypeError(f"workers={map_like!r} returned {_shown(results)}, not the results of "
+                        "the function on each item: a map-like callable returns what "
+                        "map(function, iterable) would") from None
+    pending = set(order)
+    for found in results:
+        if not (isinstance(found, tuple) and len(found) == 3 and found[0] in pending):
+            raise TypeError(f"workers={map_like!r} returned {_shown(found)} among its results, "
+                            "not the function's result on an item: a map-like callable "
+                            "returns what map(function, iterable) would")
+        pending.discard(found[0])
+        yield found
+    if pending:
+        raise ValueError(f"workers={map_like!r} returned no result for "
+                         f"{', '.join(label(i) for i in sorted(pending))}: a map-like callable "
+                         "returns the function's result on every item")
+
+
+def _shown(value: Any) -> str:
+    """``value`` as an error message shows it: its type, and its repr if short."""
+    text = repr(value)
+    return f"{text} (of type {type(value).__name__})" if len(text) <= 60 else \
+        f"an object of type {type(value).__name__}"
 
 
 def _mapped_item(item: tuple) -> tuple[int, Any, float]:

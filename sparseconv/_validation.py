@@ -7,6 +7,7 @@ is allocated. :class:`sparseconv._geometry.ConvGeometry` and the public function
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
@@ -261,6 +262,10 @@ def workers_or_map(value, name: str = "workers") -> int | Callable:
     >>> with ThreadPoolExecutor(2) as pool:
     ...     list(workers_or_map(pool)(abs, [-1, -2]))
     [1, 2]
+    >>> workers_or_map(len)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: workers must be map-like, called as workers(function, iterable) like the ...
     """
     if isinstance(value, Executor):
         return value.map
@@ -268,6 +273,16 @@ def workers_or_map(value, name: str = "workers") -> int | Callable:
         raise TypeError(f"{name} must be an Executor, not its class: pass "
                         f"{value.__name__}(...), got the class {value.__name__}")
     if callable(value):  # (the built-in map, a class, too)
+        try:
+            signature = inspect.signature(value)
+        except (TypeError, ValueError):  # a built-in without one (map): its call will tell
+            return value
+        try:
+            signature.bind(abs, [])
+        except TypeError:
+            raise TypeError(f"{name} must be map-like, called as {name}(function, iterable) "
+                            f"like the built-in map or pool.map, got {value!r}, whose "
+                            f"signature {signature} takes no such call") from None
         return value
     if value is not None and not is_int(value):
         raise TypeError(f"{name} must be an int, None or a map-like callable (pool.map, a "

@@ -816,6 +816,16 @@ def test_spectral_norms_on_a_map_like_callable_or_an_executor(memory_limit):
         sc.spectral_norms(layers, workers="map")
     with pytest.raises(TypeError, match="workers must be an Executor, not its class"):
         sc.spectral_norms(layers, workers=ThreadPoolExecutor)
+    # a callable that is not map-like, or a map that does not return map's results: named
+    # before any work, or as its results come, not an internal unpacking error
+    with pytest.raises(TypeError, match=r"workers must be map-like, .* signature \(obj, /\)"):
+        sc.spectral_norms(layers, workers=len)
+    with pytest.raises(TypeError, match=r"returned None \(of type NoneType\), not the results"):
+        sc.spectral_norms(layers, workers=lambda function, items: None)
+    with pytest.raises(TypeError, match=r"returned 1 \(of type int\) among its results"):
+        sc.spectral_norms(layers, workers=lambda function, items: [1, 2])
+    with pytest.raises(ValueError, match=r"returned no result for layers\[\d\]"):
+        sc.spectral_norms(layers, workers=lambda function, items: list(map(function, items))[1:])
 
 
 def checked_layers_costs(layers):
