@@ -92,7 +92,8 @@ class SpectralNorm:
         quotient), "1x1" (a 1x1 kernel at any stride and padding: the weight matrix's norm
         times the square root of the most reads of one input, in closed form), "torus"
         (:func:`toeplitz_norm`: the norm on the infinite grid, a bound for every input size),
-        or "zero" (an all-zero weight: the norm is 0).
+        or "zero" (an all-zero weight, or a layer whose every tap reads padding: the norm is
+        0).
     bounds : dict
         Every certified upper bound computed, by name, for comparison.
     converged : bool
@@ -395,13 +396,17 @@ def _say(missed: list[str] | None, reason: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # The public function.
 # ---------------------------------------------------------------------------------------------
-def _scaled(result: SpectralNorm, exponent: int) -> SpectralNorm:
+def _scaled(result: SpectralNorm, exponent: int, tol: float) -> SpectralNorm:
     """``result`` for weights ``2**exponent`` times those it was computed for: exact, unless
-    a bound leaves the normal range (then rounded outward, :func:`sparseconv._rounding.scaled`)."""
-    return SpectralNorm(scaled(result.value, exponent), scaled(result.lower, exponent, False),
+    a bound leaves the normal range (then rounded outward, :func:`sparseconv._rounding.scaled`).
+    A lower bound that loses more than ``tol / 8`` of itself so (a subnormal norm holds few
+    bits) is no longer within ``tol`` as far as anything can tell: ``converged`` is False."""
+    lower = scaled(result.lower, exponent, False)
+    lost = result.lower > 0 and result.lower - scaled(lower, -exponent) > tol / 8 * result.lower
+    return SpectralNorm(scaled(result.value, exponent), lower,
                         scaled(result.upper, exponent, True), result.method,
                         {k: scaled(v, exponent, True) for k, v in result.bounds.items()},
-                        result.converged)
+                        result.converged and not lost)
 
 
 #: ``spectral_norm``'s and ``spectral_norms``' default ``tol`` (the command line's too).
@@ -618,7 +623,7 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
                                   padding_mode, method)
     tol = lanczos_tol(tol, relative_width)
     weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
-    if not weight.any():
+    if not weight.any() or _reads_nothing(geom):
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0}), None
     weight, exponent = unit_scale(weight)  # exact; the results are scaled back by 2**exponent
     reasons: list[str] = []
@@ -632,8 +637,14 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
     else:
         result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper",
                          exact=method == "exact", width=relative_width, missed=reasons)
-    result = _scaled(result, exponent)
+    result = _scaled(result, exponent, tol)
     return result, width_missed(result, relative_width, tol, reasons)
+
+
+def _reads_nothing(geom: ConvGeometry) -> bool:
+    """Whether every tap of every output reads padding along some axis (zero padding wider
+    than the input reaches, with a stride or dilation that skips it): the matrix is zero."""
+    return any(bool((a.tap_index() < 0).all()) for a in geom.axes)
 
 
 def width_missed(result: SpectralNorm, relative_width: float | None, tol: float,

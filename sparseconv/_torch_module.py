@@ -23,6 +23,7 @@ from sparseconv._rounding import Rounding, U, down, up
 from sparseconv._spectra import dense_is_affordable
 from sparseconv._spectral_norm import (
     DEFAULT_TOL,
+    _scaled,
     _spectral_norm,
     checked_options,
     checked_relative_width,
@@ -30,6 +31,7 @@ from sparseconv._spectral_norm import (
     warn_missed,
     width_missed,
 )
+from sparseconv._symbol import times_power_of_two
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -305,8 +307,19 @@ def _matrix_bounds(a: sp.sparray, method: str, tol: float) -> sc.SpectralNorm:
         raise ValueError("method='fft' needs a periodic convolution; this module's matrix is "
                          "bounded by method 'auto', 'dense', 'bounds', 'upper' or 'exact'")
     a = sp.csr_array(a, dtype=np.float64)
-    if a.nnz == 0:
+    if not a.data.any():
         return sc.SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0})
+    # scaled by a power of two to the largest entry in [1/2, 1), exactly, and the results
+    # scaled back: unscaled, the sums and norms of a layer of 1e-170 underflow to zero (and
+    # its bounds with them), those of 1e160 overflow
+    exponent = int(np.frexp(float(np.abs(a.data).max()))[1])
+    a = sp.csr_array((times_power_of_two(a.data, -exponent), a.indices, a.indptr),
+                     shape=a.shape)
+    return _scaled(_unit_bounds(a, method, tol), exponent, tol)
+
+
+def _unit_bounds(a: sp.csr_array, method: str, tol: float) -> sc.SpectralNorm:
+    """:func:`_matrix_bounds` of a nonzero matrix whose largest entry is in ``[1/2, 1)``."""
     absolute = abs(a)
     longest = int(max(np.diff(a.indptr).max(), np.diff(a.tocsc().indptr).max()))
     rounding = Rounding(0.0, 0.0, float(absolute.sum(axis=1).max()),

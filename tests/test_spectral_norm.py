@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -258,6 +259,19 @@ def test_subnormal_norms_are_rounded_outward(exponent, method):
     assert lower**2 <= 2 <= upper**2, result
 
 
+def test_a_subnormal_lower_bound_is_not_called_converged():
+    """Taps (7, 11, 13) * 2**-1074 on 40 inputs: the norm, 1.53e-322, is 31 subnormal steps;
+    the lower bound scaled back to them lost 3% of itself, far beyond ``tol``, and
+    ``converged`` said True (a hunt). The interval itself contains the norm."""
+    taps = np.array([[[7.0, 11.0, 13.0]]])
+    result = spectral_norm(np.ldexp(taps, -1074), (1, 40), padding=1, method="bounds")
+    lower, upper = (Fraction(math.ldexp(b, 1074)) for b in (result.lower, result.upper))
+    norm = np.linalg.norm(conv_matrix(taps, (1, 40), padding=1).toarray(), 2)
+    assert lower <= Fraction(norm) * (1 - Fraction(1, 10**12)) and Fraction(norm) <= upper
+    assert not result.converged, result
+    assert spectral_norm(taps, (1, 40), padding=1, method="bounds").converged
+
+
 def test_norms_beyond_the_largest_float():
     """sqrt(2) * 1.5e308 is finite but no float: the lower bound is the largest float (not
     infinity), the upper one infinity, and numpy's overflow warning does not escape."""
@@ -272,6 +286,23 @@ def test_zero_layers_are_exactly_zero():
     assert (result.lower, result.upper, result.value, result.relative_width) == (0, 0, 0, 0)
     groups = np.zeros((4, 1, 3, 3))
     assert spectral_norm(groups, (4, 9, 9), groups=4, padding=1, method="bounds").upper == 0
+
+
+@pytest.mark.parametrize("method", ["auto", "bounds", "upper", "exact"])
+def test_layers_whose_every_tap_reads_padding_are_exactly_zero(method):
+    """Stride 4 on 8 inputs with 2 zeros before them and a 1x3 kernel: along the first axis
+    (length 1, stride 5) the one output reads padding only, so the matrix is zero whatever the
+    weight. It came back as [0, 1e-150] (or [0, 1.3e-7] by bounds) with a warning that a
+    relative width of 1e-3 was out of reach (a hunt)."""
+    w = np.arange(1.0, 4.0).reshape(1, 1, 1, 3)
+    assert conv_matrix(w, (1, 1, 8), stride=(5, 4), padding=2).count_nonzero() == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = spectral_norm(w, (1, 1, 8), stride=(5, 4), padding=2, method=method,
+                               relative_width=None if method == "upper" else 1e-3)
+    assert (result.lower, result.upper, result.method) == (0, 0, "zero")
+    # one output that reads an input keeps the layer nonzero: the reads decide, not the pads
+    assert spectral_norm(w, (1, 1, 8), stride=(1, 4), padding=(0, 2)).upper > 0
 
 
 def test_auto_does_not_pick_an_impossible_dense_svd():
