@@ -149,7 +149,16 @@ def by_keyword(target, args: list, kwargs: dict, kind: Callable[[torch.fx.Node],
         return args, kwargs
 
     def of(a):
-        return kind(a) if isinstance(a, torch.fx.Node) else type(a)
+        if isinstance(a, torch.fx.Node):
+            return kind(a)
+        if isinstance(a, (tuple, list)) and a and all(isinstance(v, bool) for v in a):
+            return list[bool]
+        if isinstance(a, (tuple, list)) and a and all(isinstance(v, int) for v in a):
+            return list[int]  # the schema's int[]: a tuple or list type matched no overload,
+            # and F.conv2d(x, w, padding=(1, 1)) was left unread (a hunt)
+        if isinstance(a, (tuple, list)) and a and all(isinstance(v, (int, float)) for v in a):
+            return list[float]
+        return type(a)
 
     normalized = normalize_function(target, tuple(args), kwargs, tuple(of(a) for a in args),
                                     {k: of(v) for k, v in kwargs.items()},
@@ -192,8 +201,9 @@ def _functional_module(target, kwargs: dict) -> nn.Module | None:
                 kwargs["stride"] = None  # PyTorch's default: the kernel size
             return cls(**kwargs)
         return cls(*kwargs.values())
-    if target is F.interpolate:
-        return Interpolate(**kwargs)
+    if target is F.interpolate:  # (nn.Upsample, which it builds on, takes tuples, not lists)
+        return Interpolate(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in kwargs.items()})
     if target is F.linear or target in _CONV_F:
         weight, bias = kwargs.pop("weight"), kwargs.pop("bias", None)
         rank = 2 if target is F.linear else list(_CONV_F).index(target) % 3 + 3

@@ -543,12 +543,34 @@ def _pool_output_size(size, kwargs, ndim) -> tuple[int, ...]:
 
 
 def _batchnorm_scale_shift(module) -> tuple[np.ndarray, np.ndarray]:
-    # y = (x - mean) / sqrt(var + eps) * gamma + beta = scale * x + shift, per channel
-    scale = 1.0 / np.sqrt(_numpy(module.running_var) + module.eps)
-    shift = -_numpy(module.running_mean) * scale
-    if module.affine:
-        gamma = _numpy(parameter(module, "weight"))
-        scale, shift = scale * gamma, shift * gamma + _numpy(parameter(module, "bias"))
+    """``(scale, shift)`` per channel of an eval-mode normalization: ``y = (x - mean) /
+    sqrt(var + eps) * gamma + beta = scale * x + shift``. Refused (``ValueError`` naming the
+    module, the channel and the values) where PyTorch refuses the module (``eps < 0``) or its
+    forward gives no number (``var + eps <= 0``, statistics or affine parameters not
+    finite): the matrix would hold NaN or infinity, and its bounds none."""
+    name = type(module).__name__
+    eps = module.eps
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"{name}.eps must be a non-negative number, as PyTorch's batch_norm "
+                         f"requires, got {eps!r}")
+    var, mean = _numpy(module.running_var), _numpy(module.running_mean)
+    gamma, beta = ((_numpy(parameter(module, "weight")), _numpy(parameter(module, "bias")))
+                   if module.affine else (None, None))
+    for what, values in (("running_var", var), ("running_mean", mean), ("weight", gamma),
+                         ("bias", beta)):
+        if values is not None and not np.isfinite(values).all():
+            channel = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise ValueError(f"{name}.{what} must be finite, got {float(values[channel])!r} in "
+                             f"channel {channel}")
+    if not (var + eps > 0).all():
+        channel = int(np.flatnonzero(~(var + eps > 0))[0])
+        raise ValueError(f"{name}.running_var + eps must be positive (the forward divides by "
+                         f"its square root), got running_var={float(var[channel])!r} and "
+                         f"eps={eps!r} in channel {channel}")
+    scale = 1.0 / np.sqrt(var + eps)
+    shift = -mean * scale
+    if gamma is not None:
+        scale, shift = scale * gamma, shift * gamma + beta
     return scale, shift
 
 

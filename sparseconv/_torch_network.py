@@ -90,6 +90,9 @@ class _GraphOperator(spla.LinearOperator):
         super().__init__(np.float64, (math.prod(self.output_shape), math.prod(self.input_shape)))
 
     def _matmat(self, x):
+        if np.iscomplexobj(x):  # a real map: the parts one after the other (cast to float64,
+            # the imaginary part was dropped with only numpy's ComplexWarning; a hunt)
+            return self._matmat(x.real) + 1j * self._matmat(x.imag)
         k, m = x.shape[1], self.shape[0]
         if not k:  # (no columns: the graph's ops need a batch; a review)
             return np.zeros((m, 0))
@@ -97,6 +100,8 @@ class _GraphOperator(spla.LinearOperator):
         return y.reshape(k, m).T
 
     def _rmatmat(self, y):
+        if np.iscomplexobj(y):
+            return self._rmatmat(y.real) + 1j * self._rmatmat(y.imag)
         k, n = y.shape[1], self.shape[1]
         if not k:
             return np.zeros((n, 0))

@@ -57,7 +57,7 @@ _PAD_OPS = {"aten::pad", "aten::constant_pad_nd", "aten::reflection_pad1d",
             "aten::replication_pad2d", "aten::replication_pad3d"}
 _ACTIVATION_OPS = {f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
     "relu", "leaky_relu", "elu", "hardtanh", "sigmoid", "tanh", "softplus", "gelu", "silu",
-    "mish", "hardswish", "hardsigmoid", "selu")}
+    "mish", "hardswish", "hardsigmoid", "selu", "prelu", "celu", "softshrink", "log_sigmoid")}
 # the operations that act on a call's signal: one of a kind per call
 _SIGNAL_OPS = _CONV_OPS | _PAD_OPS | _ACTIVATION_OPS | {
     "aten::batch_norm", "aten::linear", "aten::flatten", *(
@@ -520,7 +520,10 @@ def _rebuild(call: _Call, value) -> nn.Module:
     cls = getattr(nn, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or not _known(cls):
         return call.module
-    ops = [(op.kind(), [value(a) for a in op.inputs()]) for op in call.ops()]
+    if cls in _COMPOUND_ACTIVATIONS:  # (their kinds alone; the output check reads the rest)
+        ops = [(n.kind(), []) for n in call.nodes if n.kind() not in _STRUCTURAL]
+    else:
+        ops = [(op.kind(), [value(a) for a in op.inputs()]) for op in call.ops()]
     trained = [k for k, a in ops if k == "aten::batch_norm" and a[5] is True
                and a[3] is not None  # (without running statistics it is always so: a review)
                or "dropout" in k and a[2] is True]
@@ -548,9 +551,15 @@ _PLAIN_ACTIVATIONS = {"silu": nn.SiLU, "mish": nn.Mish, "hardswish": nn.Hardswis
                       "hardsigmoid": nn.Hardsigmoid, "selu": nn.SELU}
 
 
+#: Activations whose inlined forward is several operations: their kinds, in order.
+_COMPOUND_ACTIVATIONS = {nn.Softsign: ["aten::abs", "aten::add", "aten::div"],
+                         nn.Tanhshrink: ["aten::tanh", "aten::sub"]}
+
+
 def _known(cls: type) -> bool:
     return cls in (*_SUPPORTED, *_ONE_LIPSCHITZ, nn.ELU, nn.Sigmoid, nn.Softplus, nn.GELU,
-                   *_PLAIN_ACTIVATIONS.values(), nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+                   *_PLAIN_ACTIVATIONS.values(), nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+                   nn.PReLU, nn.CELU, nn.LogSigmoid, nn.Softshrink, *_COMPOUND_ACTIVATIONS)
 
 
 _UPSAMPLE_MODES = {"upsample_nearest": "nearest", "_upsample_nearest_exact": "nearest-exact",
@@ -593,6 +602,8 @@ def _build(cls: type, ops: list[tuple[str, list]]) -> nn.Module | None:
     if kind in _CONV_OPS:
         pad = ops[0] if len(ops) == 2 and kinds[0] in _PAD_OPS else None
         return None if len(ops) != 1 + (pad is not None) else _conv(cls, kind, args, pad)
+    if _COMPOUND_ACTIVATIONS.get(cls) == kinds:  # (then checked against the module's output)
+        return cls()
     if len(ops) != 1:
         return None
     name = kind.removeprefix("aten::").rstrip("_")
@@ -727,4 +738,14 @@ def _activation(cls: type, name: str, args: list) -> nn.Module | None:
         return nn.GELU(approximate=str(args[1]) if len(args) > 1 else "none")
     if _PLAIN_ACTIVATIONS.get(name) is cls:
         return cls()
+    # (a hunt: these six had bounds in the eager report and none in a TorchScript one)
+    if name == "prelu" and cls is nn.PReLU:
+        weight = args[1]
+        return _with_tensors(nn.PReLU(weight.numel()), weight=weight)
+    if name == "celu" and cls is nn.CELU:
+        return nn.CELU(float(args[1]))
+    if name == "softshrink" and cls is nn.Softshrink:
+        return nn.Softshrink(float(args[1]))
+    if name == "log_sigmoid" and cls is nn.LogSigmoid:
+        return nn.LogSigmoid()
     return None

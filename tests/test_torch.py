@@ -465,6 +465,38 @@ def test_fold_batchnorm_refuses():
             sct.fold_batchnorm(conv.eval(), bn.eval())
 
 
+@pytest.mark.parametrize("setting, match", [
+    # (the network calls run the model first: PyTorch's forward refuses eps < 0 itself)
+    (dict(eps=-0.5), r"eps must be (a )?non-negative.* got -0\.5"),
+    (dict(eps=float("nan")), r"BatchNorm2d\.eps must be a non-negative number"),
+    (dict(running_var=-1.0), r"running_var \+ eps must be positive .* running_var=-1\.0 .* "
+                             r"in channel 1"),
+    (dict(running_var=0.0, eps=0.0), r"running_var \+ eps must be positive"),
+    (dict(running_var=float("nan")), r"BatchNorm2d\.running_var must be finite, got nan in "
+                                     r"channel 1"),
+    (dict(running_mean=float("inf")), r"running_mean must be finite, got inf in channel 1"),
+    (dict(weight=float("nan")), r"BatchNorm2d\.weight must be finite"),
+])
+def test_batchnorm_statistics_with_no_number_are_refused(setting, match):
+    """A BatchNorm PyTorch refuses (eps < 0: its forward raises) or whose eval forward gives
+    NaN or infinity in a channel was read as a matrix, an affine map and a folded weight
+    holding them without a word, and spectral_norm certified 1.414 for eps=-0.5 (a hunt)."""
+    conv, bn = nn.Conv2d(2, 3, 3).double().eval(), nn.BatchNorm2d(3).double().eval()
+    with torch.no_grad():
+        for key, value in setting.items():
+            if key == "eps":
+                bn.eps = value
+            else:
+                getattr(bn, key)[1] = value
+    model = nn.Sequential(conv, bn).eval()
+    for call in (lambda: sct.matrix(bn, (3, 4, 4)), lambda: sct.affine(bn, (3, 4, 4)),
+                 lambda: sct.spectral_norm(bn, (3, 4, 4)), lambda: sct.fold_batchnorm(conv, bn),
+                 lambda: sct.network_operator(model, (2, 6, 6)),
+                 lambda: sct.lipschitz_report(model, (2, 6, 6))):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
 # ---------------------------------------------------------------------------------------------
 # Networks
 # ---------------------------------------------------------------------------------------------
@@ -535,6 +567,30 @@ def test_network_operator_equals_linear_cnn():
     assert_close(net.operator.rmatvec(v.numpy().ravel()), vjp.numpy().ravel(), "adjoint",
                  rtol=1e-10)
     dottest(net.operator, rng=0)
+
+
+def test_network_operator_takes_complex_inputs_part_by_part():
+    """A real linear map of complex columns: real and imaginary parts each through it. The
+    input was cast to float64, dropping the imaginary part with only numpy's ComplexWarning
+    (a hunt); the oracle is the model on each part, in torch."""
+    model = _networks.randomize(_networks.linear_cnn())
+    net = sct.network_operator(model, (2, 8, 8))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 8, 8)) + 1j * rng.standard_normal((3, 2, 8, 8))
+    with torch.no_grad():
+        parts = [model(torch.from_numpy(p)).numpy() for p in (x.real, x.imag)]
+    offset = net.offset
+    expected = parts[0] + 1j * (parts[1] - offset)  # the offset once, on the real part
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's ComplexWarning was all there was
+        assert_close(net.apply(x), expected, "apply", rtol=1e-10)
+        assert_close(net(x[0].ravel()), expected[0].ravel(), "call", rtol=1e-10)
+        y = net.operator @ x.reshape(3, -1).T
+        assert_close(y, (expected - offset).T, "matmat", rtol=1e-10)
+        back = net.operator.H @ y
+        real = net.operator.H @ y.real
+        assert np.abs(back.imag).max() > 0
+        assert_close(back, real + 1j * (net.operator.H @ y.imag), "rmatmat", rtol=1e-12)
 
 
 def check_network(model, input_shape, config, seed=0):
@@ -615,6 +671,44 @@ def test_network_operator_functional_calls():
     assert {"cat", "interpolate", "avg_pool2d", "pad", "conv2d", "permute", "getitem",
             "pixel_unshuffle", "linear", "mean", "sum_1"} <= set(net.names)
     assert not np.allclose(net.offset, 0)
+
+
+class Calling(nn.Module):
+    """One functional call by a constant weight, as ``call(x, weight)``."""
+
+    def __init__(self, call, rank: int):
+        super().__init__()
+        self.call = call
+        self.weight = nn.Parameter(torch.randn(3, 3, *(3,) * rank,
+                                               generator=torch.Generator().manual_seed(rank)))
+
+    def forward(self, x):
+        return self.call(x, self.weight)
+
+
+@pytest.mark.parametrize("rank, call", [
+    (2, lambda x, w: F.conv2d(x, w, padding=(1, 1))),
+    (2, lambda x, w: F.conv2d(x, w, stride=(2, 1))),
+    (2, lambda x, w: F.conv2d(x, w, dilation=[1, 2], padding=[1, 2])),
+    (2, lambda x, w: F.conv2d(x, w, None, (2, 1))),
+    (1, lambda x, w: F.conv1d(x, w, padding=(1,))),
+    (3, lambda x, w: F.conv3d(x, w, stride=(1, 2, 1))),
+    (2, lambda x, w: F.interpolate(F.conv2d(x, w), scale_factor=[1.5, 2.0], mode="bilinear")),
+    (2, lambda x, w: F.interpolate(F.conv2d(x, w), size=[4, 6], mode="nearest")),
+], ids=["padding", "stride", "lists", "positional", "conv1d", "conv3d", "scale_list",
+        "size_list"])
+def test_functional_calls_with_tuple_and_list_arguments(rank, call):
+    """F.conv2d(x, w, padding=(1, 1)) -- any tuple or list argument of F.conv*d -- raised an
+    internal KeyError in network_operator and left the report without a network bound;
+    F.interpolate with a list scale_factor raised an internal TypeError (a hunt). The
+    oracles: the model's forward and autograd, and the Jacobian's norm under the bound."""
+    model = Calling(call, rank).double().eval()
+    shape = (3,) + (7,) * rank
+    net = check_network(model, shape, "tuple arguments")
+    jacobian = torch.autograd.functional.jacobian(model, torch.zeros(1, *shape, dtype=F64))
+    top = np.linalg.norm(jacobian.reshape(net.operator.shape).numpy(), 2)
+    bound = sct.lipschitz_report(model, shape).network_upper
+    assert bound is not None and top <= bound * (1 + 1e-12), (top, bound)
 
 
 class Keywords(nn.Module):

@@ -126,6 +126,12 @@ NETWORKS = {
     "zoo_3d": (zoo_3d, (1, 5, 8, 6)),
     "unflatten": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 12), nn.Unflatten(1, (3, -1)),
                                         nn.Conv1d(3, 2, 1), nn.ReLU()), (3, 2, 2)),
+    # (a hunt: these six had bounds in the eager report and none in a compiled one)
+    "activations": (lambda: nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.PReLU(), nn.Conv2d(3, 3, 1), nn.PReLU(3, init=-1.5),
+        nn.Conv2d(3, 3, 1), nn.Softsign(), nn.Conv2d(3, 3, 1), nn.CELU(0.5), nn.Conv2d(3, 3, 1),
+        nn.LogSigmoid(), nn.Conv2d(3, 3, 1), nn.Tanhshrink(), nn.Conv2d(3, 3, 1),
+        nn.Softshrink(0.3), nn.Conv2d(3, 2, 1)), (2, 5, 5)),
     "patches": (lambda: nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1), nn.ChannelShuffle(2), nn.Unfold((2, 3), (1, 2), 1, 2),
         nn.Fold((6, 7), (2, 3), (1, 2), 1, 2), nn.ReLU()), (2, 6, 7)),
@@ -160,7 +166,8 @@ def test_trace_is_the_eager_trace(network, how, tmp_path):
 
 @pytest.mark.parametrize("how", ["script", "trace"])
 @pytest.mark.parametrize("fold", [False, True])
-@pytest.mark.parametrize("network", ["nested_output_size", "patches", "resnet", "vgg", "zoo_2d"])
+@pytest.mark.parametrize("network", ["activations", "nested_output_size", "patches", "resnet",
+                                     "vgg", "zoo_2d"])
 def test_report_is_the_eager_report(network, fold, how, tmp_path):
     make, shape = NETWORKS[network]
     model = _networks.randomize(make(), seed=4)
