@@ -229,9 +229,13 @@ class LipschitzReport:
         """A row as a dict: by position (``report[0]``, ``report[-1]``) or by layer name
         (``report["0+1"]``)."""
         if isinstance(key, str):
-            for row in self.rows:
-                if row["name"] == key:
-                    return dict(row)
+            found = [i for i, row in enumerate(self.rows) if row["name"] == key]
+            if len(found) > 1:  # (a hunt: the first was returned without a word)
+                raise KeyError(f"{len(found)} rows are named {key!r} (a module called more "
+                               f"than once), at positions {found}: index the report by "
+                               "position")
+            if found:
+                return dict(self.rows[found[0]])
             raise KeyError(f"no row named {key!r}; the rows are "
                            f"{[row['name'] for row in self.rows]}")
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):

@@ -462,6 +462,12 @@ def test_rows_by_position_and_by_name():
         report[2]
     with pytest.raises(TypeError, match="indexed by a row's position"):
         report[0.5]
+    # a module called twice gives two rows of one name: by name is ambiguous, and said so
+    conv = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+    twice = sct.lipschitz_report(nn.Sequential(conv, nn.ReLU(), conv).eval(), (2, 5, 5))
+    assert [row["name"] for row in twice] == ["0", "0"]
+    with pytest.raises(KeyError, match=r"2 rows are named '0' .* at positions \[0, 1\]"):
+        twice["0"]
 
 
 def test_refusals():
