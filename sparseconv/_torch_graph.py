@@ -202,8 +202,9 @@ def _functional_module(target, kwargs: dict) -> nn.Module | None:
             return cls(**kwargs)
         return cls(*kwargs.values())
     if target is F.interpolate:  # (nn.Upsample, which it builds on, takes tuples, not lists)
-        return Interpolate(**{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in kwargs.items()})
+        listless: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in kwargs.items()}
+        return Interpolate(**listless)
     if target is F.linear or target in _CONV_F:
         weight, bias = kwargs.pop("weight"), kwargs.pop("bias", None)
         rank = 2 if target is F.linear else list(_CONV_F).index(target) % 3 + 3

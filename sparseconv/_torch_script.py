@@ -520,6 +520,7 @@ def _rebuild(call: _Call, value) -> nn.Module:
     cls = getattr(nn, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or not _known(cls):
         return call.module
+    ops: list[tuple[str, list]]
     if cls in _COMPOUND_ACTIVATIONS:  # (their kinds alone; the output check reads the rest)
         ops = [(n.kind(), []) for n in call.nodes if n.kind() not in _STRUCTURAL]
     else:
@@ -552,8 +553,9 @@ _PLAIN_ACTIVATIONS = {"silu": nn.SiLU, "mish": nn.Mish, "hardswish": nn.Hardswis
 
 
 #: Activations whose inlined forward is several operations: their kinds, in order.
-_COMPOUND_ACTIVATIONS = {nn.Softsign: ["aten::abs", "aten::add", "aten::div"],
-                         nn.Tanhshrink: ["aten::tanh", "aten::sub"]}
+_COMPOUND_ACTIVATIONS: dict[type, list[str]] = {
+    nn.Softsign: ["aten::abs", "aten::add", "aten::div"],
+    nn.Tanhshrink: ["aten::tanh", "aten::sub"]}
 
 
 def _known(cls: type) -> bool:
