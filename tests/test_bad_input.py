@@ -351,7 +351,10 @@ def outside(name, parameter, index):
 
 
 def short(value) -> str:
-    text = repr(value) if not isinstance(value, np.ndarray) else f"array{value.shape}"
+    """``value`` for a test id: the same in every process (no address: pytest-xdist's workers
+    must collect the same ids)."""
+    text = (f"array{value.shape}" if isinstance(value, np.ndarray) else
+            f"<{type(value).__name__}>" if callable(value) else repr(value))
     return text if len(text) <= 30 else text[:27] + "..."
 
 
