@@ -623,7 +623,7 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
                                   padding_mode, method)
     tol = lanczos_tol(tol, relative_width)
     weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
-    if not weight.any() or _reads_nothing(geom):
+    if not weight.any() or geom.nnz() == 0:  # (no tap reads an input: zero padding only)
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0}), None
     weight, exponent = unit_scale(weight)  # exact; the results are scaled back by 2**exponent
     reasons: list[str] = []
@@ -639,12 +639,6 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
                          exact=method == "exact", width=relative_width, missed=reasons)
     result = _scaled(result, exponent, tol)
     return result, width_missed(result, relative_width, tol, reasons)
-
-
-def _reads_nothing(geom: ConvGeometry) -> bool:
-    """Whether every tap of every output reads padding along some axis (zero padding wider
-    than the input reaches, with a stride or dilation that skips it): the matrix is zero."""
-    return any(bool((a.tap_index() < 0).all()) for a in geom.axes)
 
 
 def width_missed(result: SpectralNorm, relative_width: float | None, tol: float,

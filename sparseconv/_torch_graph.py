@@ -151,13 +151,11 @@ def by_keyword(target, args: list, kwargs: dict, kind: Callable[[torch.fx.Node],
     def of(a):
         if isinstance(a, torch.fx.Node):
             return kind(a)
-        if isinstance(a, (tuple, list)) and a and all(isinstance(v, bool) for v in a):
-            return list[bool]
-        if isinstance(a, (tuple, list)) and a and all(isinstance(v, int) for v in a):
-            return list[int]  # the schema's int[]: a tuple or list type matched no overload,
-            # and F.conv2d(x, w, padding=(1, 1)) was left unread (a hunt)
-        if isinstance(a, (tuple, list)) and a and all(isinstance(v, (int, float)) for v in a):
-            return list[float]
+        if isinstance(a, (tuple, list)) and a:  # the schema's int[] (a tuple or list type
+            # matched no overload: F.conv2d(x, w, padding=(1, 1)) was left unread; a hunt)
+            for kind_, types in ((bool, bool), (int, int), (float, (int, float))):
+                if all(isinstance(v, types) for v in a):
+                    return list[kind_]
         return type(a)
 
     normalized = normalize_function(target, tuple(args), kwargs, tuple(of(a) for a in args),

@@ -33,7 +33,14 @@ from sparseconv._resampling import MODES as INTERPOLATION_MODES
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._shapes import output_padding_for
 from sparseconv._typing import PaddingMode, SparseFormat
-from sparseconv._validation import int_tuple, normalize_padding, positive_int, spatial_size
+from sparseconv._validation import (
+    as_weight,
+    first_index,
+    int_tuple,
+    normalize_padding,
+    positive_int,
+    spatial_size,
+)
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -553,20 +560,14 @@ def _batchnorm_scale_shift(module) -> tuple[np.ndarray, np.ndarray]:
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
         raise ValueError(f"{name}.eps must be a non-negative number, as PyTorch's batch_norm "
                          f"requires, got {eps!r}")
-    var, mean = _numpy(module.running_var), _numpy(module.running_mean)
-    gamma, beta = ((_numpy(parameter(module, "weight")), _numpy(parameter(module, "bias")))
-                   if module.affine else (None, None))
-    for what, values in (("running_var", var), ("running_mean", mean), ("weight", gamma),
-                         ("bias", beta)):
-        if values is not None and not np.isfinite(values).all():
-            channel = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise ValueError(f"{name}.{what} must be finite, got {float(values[channel])!r} in "
-                             f"channel {channel}")
-    if not (var + eps > 0).all():
-        channel = int(np.flatnonzero(~(var + eps > 0))[0])
+    var, mean = (as_weight(_numpy(getattr(module, what)), f"{name}.{what}", finite=True)
+                 for what in ("running_var", "running_mean"))
+    gamma, beta = ((as_weight(_numpy(parameter(module, what)), f"{name}.{what}", finite=True)
+                    for what in ("weight", "bias")) if module.affine else (None, None))
+    if (where := first_index(~(var + eps > 0))) is not None:
         raise ValueError(f"{name}.running_var + eps must be positive (the forward divides by "
-                         f"its square root), got running_var={float(var[channel])!r} and "
-                         f"eps={eps!r} in channel {channel}")
+                         f"its square root), got running_var={float(var[where])!r} and "
+                         f"eps={eps!r} at index {where}")
     scale = 1.0 / np.sqrt(var + eps)
     shift = -mean * scale
     if gamma is not None:

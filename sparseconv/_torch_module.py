@@ -31,7 +31,7 @@ from sparseconv._spectral_norm import (
     warn_missed,
     width_missed,
 )
-from sparseconv._symbol import times_power_of_two
+from sparseconv._symbol import unit_scale
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -312,9 +312,8 @@ def _matrix_bounds(a: sp.sparray, method: str, tol: float) -> sc.SpectralNorm:
     # scaled by a power of two to the largest entry in [1/2, 1), exactly, and the results
     # scaled back: unscaled, the sums and norms of a layer of 1e-170 underflow to zero (and
     # its bounds with them), those of 1e160 overflow
-    exponent = int(np.frexp(float(np.abs(a.data).max()))[1])
-    a = sp.csr_array((times_power_of_two(a.data, -exponent), a.indices, a.indptr),
-                     shape=a.shape)
+    data, exponent = unit_scale(a.data)
+    a = sp.csr_array((data, a.indices, a.indptr), shape=a.shape)
     return _scaled(_unit_bounds(a, method, tol), exponent, tol)
 
 
