@@ -20,8 +20,10 @@ still says which module it came from (``Node.getModuleHierarchy()``: ``"layer1(S
    :mod:`sparseconv.torch` translates it exactly as the eager model's.
 
 Loading a TorchScript file runs no Python code from it (``torch.jit.load``), unlike a pickle.
-A scripted ``Upsample``, whose ``F.interpolate`` branches on its mode, is rebuilt from its
-attributes (a ScriptModule keeps them; a traced one does not, and is read from its operation).
+A scripted ``Upsample``, whose ``F.interpolate`` branches on its mode, and a scripted
+``InstanceNorm*d``, whose forward runs its operation inside its shape checks' ``if``, are rebuilt
+from their attributes (a ScriptModule keeps them; a traced one does not, and is read from its
+operation).
 Refused, with the module named: a leaf module called inside control flow (an ``if`` or a loop
 of its parent's ``forward`` in the graph), a shipped linear module whose operations are not the
 ones its class runs (or run in branches), a ``forward`` with more than one input. A leaf
@@ -60,7 +62,7 @@ _ACTIVATION_OPS = {f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
     "mish", "hardswish", "hardsigmoid", "selu", "prelu", "celu", "softshrink", "log_sigmoid")}
 # the operations that act on a call's signal: one of a kind per call
 _SIGNAL_OPS = _CONV_OPS | _PAD_OPS | _ACTIVATION_OPS | {
-    "aten::batch_norm", "aten::linear", "aten::flatten", *(
+    "aten::batch_norm", "aten::instance_norm", "aten::linear", "aten::flatten", *(
         f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
             "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")),
     "aten::pixel_shuffle", "aten::unflatten", "aten::im2col", "aten::col2im",
@@ -525,7 +527,8 @@ def _rebuild(call: _Call, value) -> nn.Module:
         ops = [(n.kind(), []) for n in call.nodes if n.kind() not in _STRUCTURAL]
     else:
         ops = [(op.kind(), [value(a) for a in op.inputs()]) for op in call.ops()]
-    trained = [k for k, a in ops if k == "aten::batch_norm" and a[5] is True
+    trained = [k for k, a in ops if k in ("aten::batch_norm", "aten::instance_norm")
+               and a[5] is True  # (batch_norm's training, instance_norm's use_input_stats)
                and a[3] is not None  # (without running statistics it is always so: a review)
                or "dropout" in k and a[2] is True]
     if trained and not call.module.training:  # (a new user's trial: "does not compute what
@@ -535,7 +538,10 @@ def _rebuild(call: _Call, value) -> nn.Module:
                         "torch.jit.trace froze the mode the model had when it was traced; "
                         "trace it after model.eval()")
     try:
-        module = _upsample(call.module, ops) if cls is nn.Upsample else _build(cls, ops)
+        if cls in _INSTANCE_NORMS and not ops:  # (scripted: its forward's shape checks hold
+            module = _instancenorm_of(cls, call.module)  # the operation in an if: a hunt)
+        else:
+            module = _upsample(call.module, ops) if cls is nn.Upsample else _build(cls, ops)
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         module, reason = None, f" ({type(exc).__name__}: {exc})"
     else:
@@ -611,6 +617,8 @@ def _build(cls: type, ops: list[tuple[str, list]]) -> nn.Module | None:
     name = kind.removeprefix("aten::").rstrip("_")
     if name == "batch_norm":
         return _batchnorm(cls, args)
+    if name == "instance_norm" and cls in _INSTANCE_NORMS:
+        return _instancenorm(cls, args)
     if name == "unflatten":
         return cls(int(args[1]), tuple(int(n) for n in args[2]))
     if name == "linear":
@@ -650,7 +658,9 @@ def _tuple(value: Any) -> Any:
 
 def _with_tensors(module: nn.Module, **tensors) -> nn.Module:
     """``module`` holding copies of ``tensors`` (in their dtype and device)."""
-    first = next(t for t in tensors.values() if t is not None)
+    first = next((t for t in tensors.values() if t is not None), None)
+    if first is None:
+        return module
     module = module.to(dtype=first.dtype, device=first.device)
     with torch.no_grad():
         for name, tensor in tensors.items():
@@ -719,6 +729,28 @@ def _batchnorm(cls: type, args: list) -> nn.Module:
                  affine=weight is not None, track_running_stats=mean is not None)
     tensors = dict(weight=weight, bias=bias, running_mean=mean, running_var=var)
     return _with_tensors(module, **tensors).train(bool(training))
+
+
+_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+
+
+def _instancenorm(cls: type, args: list) -> nn.Module:
+    """An InstanceNorm of ``aten::instance_norm``'s arguments (traced): running statistics
+    used exactly where ``use_input_stats`` is false."""
+    x, weight, bias, mean, var, use_input_stats, momentum, eps = args[:8]
+    module = cls(x.shape[1], eps=eps, momentum=momentum, affine=weight is not None,
+                 track_running_stats=mean is not None)
+    tensors = dict(weight=weight, bias=bias, running_mean=mean, running_var=var)
+    return _with_tensors(module, **tensors)
+
+
+def _instancenorm_of(cls: type, script: Any) -> nn.Module:
+    """An InstanceNorm of a scripted one's constants and tensors (then checked against its
+    output on the probe, as every rebuilt module)."""
+    module = cls(script.num_features, eps=script.eps, momentum=script.momentum,
+                 affine=script.affine, track_running_stats=script.track_running_stats)
+    return _with_tensors(module, **{name: getattr(script, name, None) for name in (
+        "weight", "bias", "running_mean", "running_var")})
 
 
 def _activation(cls: type, name: str, args: list) -> nn.Module | None:
