@@ -23,7 +23,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["atomic_path", "image_path", "output_path"]
+__all__ = ["atomic_path", "image_path", "output_path", "raster_formats"]
 
 _KINDS = {stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device",
           stat.S_ISBLK: "a block device", stat.S_ISFIFO: "a named pipe",
@@ -73,9 +73,16 @@ def _image_formats(raw: bool) -> list[str]:
         import PIL.Image
 
         PIL.Image.init()
-        formats = [f for f in formats if f in ("pdf", "ps", "eps", "svg", "jpg")
+        formats = [f for f in formats if f in ("pdf", "ps", "eps", "svg", "svgz", "jpg")
                    or f.upper() in PIL.Image.SAVE]
     return formats
+
+
+def raster_formats() -> tuple[str, ...]:
+    """The formats :func:`sparseconv.plot.save_raster` writes (``imsave``; an svgz as its svg,
+    gzipped): not ``tif`` (Pillow knows ``tiff``), ``raw``, ``rgba`` or ``pgf``, which
+    ``imsave`` fails on with a ``KeyError``."""
+    return tuple(_image_formats(raw=True))
 
 
 def image_path(path: str, raw: bool = False) -> str:

@@ -540,13 +540,11 @@ def _spy(layer: _Layer, args) -> None:
 
 
 def _savefig(fig, output: str, dpi: float | None = None) -> None:
-    from .plot._figure import STYLE, stable_metadata
+    from .plot._figure import save_figure
 
     try:
         with atomic_path(output) as path:
-            fmt = path.rsplit(".", 1)[-1].lower()
-            fig.savefig(path, dpi=dpi or STYLE["savefig.dpi"],
-                        **({"metadata": stable_metadata(fmt)} if stable_metadata(fmt) else {}))
+            save_figure(fig, path, path.rsplit(".", 1)[-1].lower(), dpi)
     except RuntimeError as exc:  # a backend's missing tool: pgf without LaTeX
         raise ValueError(f"cannot write {output}: {exc}") from exc
 

@@ -364,7 +364,7 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["info", "--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size",
       "3000000000000000000000"], "--kernel-size must be at most 2**60"),
     (["spy", *LAYER, "--raw", "-o", "x.xyz"], "cannot write a raw raster in format 'xyz' of x.xyz"),
-    (["spy", *LAYER, "--raw", "-o", "x.svgz"], "cannot write a raw raster in format 'svgz'"),
+    (["spy", *LAYER, "--raw", "-o", "x.tif"], "cannot write a raw raster in format 'tif'"),
     (["spy", *LAYER, "-o", "x.xyz"], "cannot write a figure in format 'xyz' of x.xyz; use one of"),
     (["spectrum", *LAYER, "-o", "x.xyz"], "cannot write a figure in format 'xyz'"),
     (["export", *LAYER, "-o", "a_dir"], "a_dir is a directory; expected the name of a file"),

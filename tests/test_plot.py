@@ -461,3 +461,35 @@ def test_raster_of_a_channels_last_operator_is_its_matrix():
     expected = sc.plot.raster(op.tosparse(), 8).counts
     assert np.array_equal(sc.plot.raster(op, 8).counts, expected)
     assert np.array_equal(sc.plot.raster(op.H, 8).counts, sc.plot.raster(op.H.tosparse(), 8).counts)
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg", "svgz", "eps", "ps"])
+@pytest.mark.parametrize("draw", ["spy", "save_raster"])
+def test_the_same_figure_gives_the_same_bytes_at_another_time(tmp_path, monkeypatch, fmt, draw):
+    """A figure's bytes hold no date and no random id: an svg's ids were salted with a uuid,
+    an svgz's gzip header held the time, a PostScript file its creation date."""
+    import os
+    import time
+
+    A = sc.conv_matrix(np.arange(18.0).reshape(1, 2, 3, 3), (2, 5, 5), padding=1)
+    out = tmp_path / f"A.{fmt}"
+
+    def written():
+        if draw == "spy":
+            plot.spy(A, fname=out, max_bins=16)
+        else:
+            plot.save_raster(out, A, max_bins=16)
+        return out.read_bytes()
+
+    first = written()
+    monkeypatch.setattr(time, "time", lambda: 2e9)  # another time: gzip's and the others'
+    monkeypatch.setattr(time, "ctime", lambda *a: "Mon Jan  1 00:00:00 2035")
+    assert written() == first
+    assert "SOURCE_DATE_EPOCH" not in os.environ  # (set only while saving)
+
+
+def test_save_raster_refuses_a_format_imsave_cannot_write(tmp_path):
+    for suffix in ("tif", "raw", "rgba", "pgf"):  # (imsave raised KeyError: 'TIF')
+        with pytest.raises(ValueError, match=rf"A.{suffix}'?: the suffix must be one of .*tiff"):
+            plot.save_raster(tmp_path / f"A.{suffix}", sp.eye_array(4))
+    assert not list(tmp_path.iterdir())

@@ -3,16 +3,19 @@
 A journal prints a one-column figure 3.5 in wide and wants no text under 8 pt there, so the
 style sets every font to 8 pt or more, and a figure the plot functions make themselves is 3.5 in
 wide by default, saved at 300 dpi: the sizes in the file are the sizes in print. The format
-(png, pdf, svg) follows the file's suffix or ``format=``. The style is applied only to figures
-made here (``fname=`` or ``figsize=``); an ``ax`` of yours keeps your rcParams.
+(png, pdf, svg, ...) follows the file's suffix or ``format=``; the same figure gives the same
+bytes, whenever it is saved (:func:`stable_save`). The style is applied only to figures made
+here (``fname=`` or ``figsize=``); an ``ax`` of yours keeps your rcParams.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = ["COLUMN_WIDTH", "FORMATS", "STYLE", "check_output", "drawing", "save_figure",
-           "stable_metadata"]
+           "stable_metadata", "stable_save"]
 
 #: matplotlib rcParams of the figures sparseconv.plot makes (and of the gallery,
 #: examples/gallery.mplstyle): nothing under 8 pt at a 3.5 in column.
@@ -102,14 +105,48 @@ def check_output(fname, dpi, figsize, format, *, ax=None,
 
 def save_figure(fig, fname, fmt: str, dpi: float | None) -> None:
     """Save without dates or versions in the file, so the same figure gives the same bytes."""
-    fig.savefig(fname, format=fmt, dpi=dpi if dpi is not None else STYLE["savefig.dpi"],
-                metadata=stable_metadata(fmt))
+    stable_save(lambda target, form: fig.savefig(
+        target, format=form, dpi=dpi if dpi is not None else STYLE["savefig.dpi"],
+        metadata=stable_metadata(form)), fname, fmt)
 
 
-def stable_metadata(fmt: str) -> dict | None:
+def stable_metadata(fmt: str) -> dict[str, Any] | None:
     """File metadata without the date or the software version, where the format has them."""
-    return {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None},
-            "svg": {"Date": None, "Creator": None}}.get(fmt)
+    metadata: dict[str, dict[str, Any]] = {
+        "png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None},
+        "svg": {"Date": None, "Creator": None}, "svgz": {"Date": None, "Creator": None},
+        "ps": {"Creator": "sparseconv"}, "eps": {"Creator": "sparseconv"}}
+    return metadata.get(fmt)
+
+
+def stable_save(save: Callable[[Any, str], Any], fname, fmt: str) -> None:
+    """``save(target, format)`` such that the same figure gives the same bytes in every format.
+
+    With :func:`stable_metadata`, and what metadata cannot say: an svg's ids are hashed with a
+    fixed salt (matplotlib salts them with a random uuid when ``svg.hashsalt`` is unset), a
+    PostScript file is dated by ``SOURCE_DATE_EPOCH`` (0 where the caller has not set it), and
+    an svgz is gzipped with a zero time stamp (matplotlib's holds the time of writing).
+    """
+    import matplotlib
+
+    salt = matplotlib.rcParams["svg.hashsalt"] or "sparseconv"
+    date = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = date or "0"
+    try:
+        with matplotlib.rc_context({"svg.hashsalt": salt}):
+            if fmt != "svgz":
+                save(fname, fmt)
+                return
+            svg = io.BytesIO()
+            save(svg, "svg")
+            with open(fname, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh,
+                                                         mtime=0) as packed:
+                packed.write(svg.getvalue())
+    finally:
+        if date is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = date
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from .._files import raster_formats
 from .._geometry import ConvGeometry
 from .._operators import layer_of
 from ._figure import (
@@ -26,6 +27,7 @@ from ._figure import (
     drawing,
     nice_step,
     stable_metadata,
+    stable_save,
 )
 from ._raster import MatrixLike, Raster, _zoom_range, raster, row_lengths
 
@@ -332,7 +334,8 @@ def save_raster(fname: str | os.PathLike[str], A: MatrixLike, *,
     Parameters
     ----------
     fname : str or path-like
-        The image file; its suffix (or ``format``) chooses the format: png, pdf or svg.
+        The image file; its suffix (or ``format``) chooses the format: png, pdf or svg
+        (or eps, ps, svgz, or a raster format Pillow saves: jpg, tiff, webp, ...).
     A, geometry, max_bins, values, color, cmap, zoom
         As for :func:`spy` (``color`` defaults to black).
     dpi : float, optional
@@ -367,9 +370,10 @@ def save_raster(fname: str | os.PathLike[str], A: MatrixLike, *,
     from matplotlib.image import imsave
 
     max_bins = check_count(max_bins, "max_bins")
-    fmt, dpi, _ = check_output(fname, dpi, None, format)
+    fmt, dpi, _ = check_output(fname, dpi, None, format, formats=raster_formats())
     geom, transposed = _resolve_layer(A, geometry)
     _zoom_range(zoom, _channels(geom, transposed))
     image, _, style = _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom)
-    imsave(fname, image, format=fmt, dpi=dpi or 100, metadata=stable_metadata(fmt or "png"),
-           **style)
+    stable_save(lambda target, form: imsave(target, image, format=form, dpi=dpi or 100,
+                                            metadata=stable_metadata(form), **style),
+                fname, fmt or "png")
