@@ -88,6 +88,7 @@ class AffineMap:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """The matrix's shape ``(outputs, inputs)``."""
         return self.matrix.shape
 
     def __call__(self, x: ArrayLike) -> np.ndarray:

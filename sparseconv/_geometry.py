@@ -461,22 +461,27 @@ class ConvGeometry:
 
     @property
     def input_size(self) -> tuple[int, ...]:
+        """Spatial input sizes, one per axis."""
         return tuple(a.size for a in self.axes)
 
     @property
     def output_size(self) -> tuple[int, ...]:
+        """Spatial output sizes, one per axis."""
         return tuple(a.output_size for a in self.axes)
 
     @property
     def kernel_size(self) -> tuple[int, ...]:
+        """Kernel sizes, one per axis."""
         return tuple(a.kernel_size for a in self.axes)
 
     @property
     def stride(self) -> tuple[int, ...]:
+        """Strides, one per axis."""
         return tuple(a.stride for a in self.axes)
 
     @property
     def dilation(self) -> tuple[int, ...]:
+        """Dilations, one per axis."""
         return tuple(a.dilation for a in self.axes)
 
     @property
@@ -486,18 +491,22 @@ class ConvGeometry:
 
     @property
     def padding_mode(self) -> PaddingMode:
+        """``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"`` (one for every axis)."""
         return self.axes[0].padding_mode
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """``(C_in, *input_size)``: the input without the batch."""
         return (self.in_channels, *self.input_size)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        """``(C_out, *output_size)``: the output without the batch."""
         return (self.out_channels, *self.output_size)
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
+        """PyTorch's weight shape ``(C_out, C_in/groups, *kernel_size)``."""
         return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
 
     @property
@@ -513,6 +522,7 @@ class ConvGeometry:
 
         Examples
         --------
+        >>> from sparseconv import ConvGeometry
         >>> ConvGeometry.from_weight((4, 2, 3, 3), (2, 8, 12), stride=(2, 3),
         ...                          padding=1, padding_mode="circular").coarse_grid
         (4, 4)

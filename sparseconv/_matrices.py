@@ -139,9 +139,11 @@ def check_addressable(shape: tuple[int, int], geom: ConvGeometry) -> None:
     """``ValueError`` for a matrix with more rows or columns than int64 indices address (no
     memory limit makes it possible: scipy.sparse itself cannot hold it)."""
     if max(shape) > np.iinfo(np.int64).max:
-        raise ValueError(
-            f"the {shape[0]} x {shape[1]} matrix of input_shape={geom.input_shape} has more "
-            "rows or columns than int64 indices can address")
+        raise ValueError(  # (the output's size names padding, stride, dilation's part)
+            f"the {shape[0]} x {shape[1]} matrix of the layer from input_shape="
+            f"{geom.input_shape} to output_shape={geom.output_shape} (padding="
+            f"{geom.padding}, stride={geom.stride}) has more rows or columns than int64 "
+            "indices can address")
 
 
 def matrix_bytes(geom: ConvGeometry, dtype, format: str = "csr", *,

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._geometry import ConvGeometry, block_diagonal
 from ._matrices import conv_matrix
-from ._memory import check_memory, get_memory_limit
+from ._memory import check_memory, format_bytes, get_memory_limit
 from ._symbol import (
     PERIODIC_HINT,
     check_symbol_memory,
@@ -171,10 +171,13 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
     """The explicit matrix of the chain (the product, first layer applied first)."""
     rows, cols = math.prod(chain[-1].geom.output_shape), math.prod(chain[0].geom.input_shape)
     if method == "auto" and not dense_is_affordable(rows, cols):
+        flops = rows * cols * min(rows, cols)
+        over = (f"about {flops:.2g} flops, over method='auto''s budget of {DENSE_FLOPS:.2g} "
+                "(a second or so)" if flops > DENSE_FLOPS else
+                f"{format_bytes(3 * 16 * rows * cols)}, over the memory limit")
         raise ValueError(
-            f"{what}: the {rows} x {cols} matrix is too large for a dense decomposition "
-            f"(sparseconv._spectra.dense_is_affordable) and the FFT needs {obstacle}; for the "
-            "largest singular value of this layer use "
+            f"{what}: the dense decomposition of the {rows} x {cols} matrix costs {over}, and "
+            f"the FFT needs {obstacle}; for the largest singular value of this layer use "
             "sparseconv.spectral_norm; method='dense' computes them all anyway (within the "
             "memory limit)"
         )

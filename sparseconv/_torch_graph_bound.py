@@ -41,7 +41,7 @@ import contextlib
 import io
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -52,10 +52,10 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_activations import function_constant
-from sparseconv._torch_graph import _DROPOUT_F, MATMUL, matmul_operands
+from sparseconv._torch_graph import _DROPOUT_F, MATMUL, MAX_POOL_F, matmul_operands
 from sparseconv._torch_script import restored_buffers
 
-__all__ = ["graph_bound"]
+__all__ = ["function_name", "graph_bound"]
 
 _ADDS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub,
          "add", "add_", "sub", "sub_"}
@@ -188,6 +188,12 @@ def _basic_index(index, static: Callable[[Any], bool] = lambda n: False) -> bool
     parts = index if isinstance(index, tuple) else (index,)
     return all(p is None or p is Ellipsis or whole(p) or isinstance(p, slice) and all(
         e is None or whole(e) for e in (p.start, p.stop, p.step)) for p in parts)
+
+
+def function_name(target: Any) -> str:
+    """The name a graph's call goes by: ``softplus`` for ``F.softplus`` and for
+    ``x.softplus()`` alike."""
+    return str(getattr(target, "__name__", target))
 
 
 def _sqrt_up(value: Fraction) -> Fraction:
@@ -428,6 +434,7 @@ def _static_size(n: Any, bound: dict) -> bool:
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 probe: torch.Tensor,
                 functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
+                *, given: Mapping[str, float] | None = None, assumed: list[str] | None = None,
                 ) -> tuple[Fraction | None, str]:
     """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
 
@@ -442,6 +449,10 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     ``functional(target, args, kwargs, shape)``: a certified bound on the norm of a linear
     function's call on an input of ``shape``, None if the call is none it knows, or why a
     linear call it knows gets none (a string).
+    ``given``: the caller's Lipschitz constants of functions called on the signal, by node
+    name (``"softplus_1"``: that call) or function name (``"softplus"``: every call of it;
+    a node's name wins), used in place of the known ones. ``assumed``: a list to which each
+    such call with a constant, known or given, is appended as ``"node (function(), c)"``.
     """
     try:
         graph = torch.fx.Tracer().trace(model)
@@ -539,7 +550,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                                "the real function does not hold")
         try:
             found = _bound(node, bound, of, size, meta, factors, functional,
-                           recorder.constants, sizes, tainted)
+                           recorder.constants, sizes, tainted, given, assumed)
         except _Opaque as exc:
             read = exc.args[0]
             if isinstance(read.meta.get("tensor_meta"), (tuple, list)):  # (a new user's
@@ -559,11 +570,13 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
            factors: Callable[[str, int, tuple], Factor],
            functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
            constants: dict | None = None, sizes: dict | None = None,
-           tainted: set | None = None) -> Fraction | str:
+           tainted: set | None = None, given: Mapping[str, float] | None = None,
+           assumed: list[str] | None = None) -> Fraction | str:
     """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
     none. ``constants``: the values of the nodes that do not depend on the input; ``sizes``:
     the integer values of those that do, read where :func:`_static_size` fixes them;
-    ``tainted``: those that may follow the batch size (:func:`_tainted_sizes`)."""
+    ``tainted``: those that may follow the batch size (:func:`_tainted_sizes`); ``given``
+    and ``assumed`` as :func:`graph_bound`'s."""
     constants, sizes, tainted = constants or {}, sizes or {}, tainted or set()
     # (torch.fx types its arguments as any Python value); constants by their values
     args: Any = torch.fx.node.map_arg(node.args, lambda n: constants.get(n, n))
@@ -692,6 +705,12 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
             for i, a in enumerate(args)]
     kwargs = {k: v if k == "input" else torch.fx.node.map_arg(v, lambda n: sizes.get(n, n))
               for k, v in kwargs.items()}
+    function = function_name(target)
+    yours = None if given is None else given.get(node.name, given.get(function))
+    if yours is not None:  # the caller's: the Lipschitz constant of the call's whole map
+        if assumed is not None:
+            assumed.append(f"{node.name} ({function}(), {yours!r} given)")
+        return Fraction(yours) * of(source)
     constant = function_constant(target, args, kwargs)
     elementwise = constant is not None  # (an activation, clamp, dropout: entry by entry)
     complex_ = any(getattr(getattr(meta(n), "dtype", None), "is_complex", False)
@@ -704,8 +723,15 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         if isinstance(found, str):
             return found
         constant = found
+        if target in MAX_POOL_F and assumed is not None and constant is not None:
+            assumed.append(f"{node.name} ({function}(), {float(constant):g})")
+    elif constant is not None and assumed is not None:  # (a new user's trial: the report
+        # listed none of these, and said it assumed none)
+        assumed.append(f"{node.name} ({function}()" + (
+            ")" if constant == 1 else f", {float(constant):g})"))
     if constant is None:
-        return "is not a call whose Lipschitz constant is known here"
+        return (f"is not a call whose Lipschitz constant is known here (lipschitz_constants="
+                f"{{{function!r}: L}} gives one, yours)")
     whole, part = size(node), size(source)
     if elementwise and whole is not None and part and whole > part:
         # an elementwise function whose other operand broadcasts the signal (clamp(x, min=t)

@@ -356,7 +356,27 @@ def _unit_bounds(a: sp.csr_array, method: str, tol: float) -> sc.SpectralNorm:
 
 
 class FoldedBatchNorm(NamedTuple):
-    """``bn(conv(x))`` as one convolution: its weight and bias, and the module."""
+    """``bn(conv(x))`` as one convolution: its weight and bias, and the module.
+
+    Attributes
+    ----------
+    weight, bias : numpy.ndarray
+        The folded convolution's, float64 (the convolution's weight layout).
+    module : torch.nn.Module
+        A copy of the convolution holding them, in the convolution's dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> conv, bn = torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3).eval()
+    >>> folded = sct.fold_batchnorm(conv, bn)
+    >>> folded.weight.shape, folded.bias.shape, type(folded.module).__name__
+    ((3, 2, 3, 3), (3,), 'Conv2d')
+    >>> x = torch.randn(1, 2, 5, 5)
+    >>> bool(torch.allclose(folded.module(x), bn(conv(x)), atol=1e-5))
+    True
+    """
 
     weight: np.ndarray
     bias: np.ndarray

@@ -130,6 +130,20 @@ class NetworkOperator:
         backwards (the transposes of the operations, summed where a signal was used twice).
     offset : numpy.ndarray
         The network applied to zero: the biases (and added constants) carried to the output.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> import sparseconv.torch as sct
+    >>> nn = torch.nn
+    >>> model = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.AvgPool1d(2)).double().eval()
+    >>> net = sct.network_operator(model, (1, 8))
+    >>> net.names, net.input_shape, net.output_shape, net.operator.shape
+    (('0', '1'), (1, 8), (2, 4), (8, 8))
+    >>> x = np.random.default_rng(0).standard_normal(8)
+    >>> y = model(torch.from_numpy(x).view(1, 1, 8)).detach().numpy().ravel()
+    >>> bool(np.allclose(net(x), y)), bool(np.allclose(net.operator @ x + net.offset, y))
+    (True, True)
     """
 
     names: tuple[str, ...]

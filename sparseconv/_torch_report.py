@@ -19,12 +19,13 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from fractions import Fraction
-from typing import IO, Any
+from typing import IO, Any, overload
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,7 +49,7 @@ from sparseconv._spectral_norm import (
 )
 from sparseconv._torch_activations import module_constant
 from sparseconv._torch_graph import MAX_POOL_F, by_keyword, linear_call_layer
-from sparseconv._torch_graph_bound import Factor, graph_bound
+from sparseconv._torch_graph_bound import Factor, function_name, graph_bound
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -63,7 +64,14 @@ from sparseconv._torch_layers import (
     model_hook_reason,
 )
 from sparseconv._torch_module import _fold, _layer_norm, _layer_options
-from sparseconv._torch_script import _kind, magnitude, matches, probe_input
+from sparseconv._torch_script import (
+    CHAIN_KEEPING,
+    _kind,
+    magnitude,
+    matches,
+    probe_input,
+    script_outside_layers,
+)
 from sparseconv._torch_trace import (
     TraceRecord,
     _checked,
@@ -172,8 +180,10 @@ def _listed(activations: tuple[str, ...]) -> str:
 class LipschitzReport:
     """Per-layer certified spectral norms of a network, from :func:`lipschitz_report`.
 
-    Iterating gives the rows as dicts (the keys of ``columns``); ``str(report)`` is a table
-    (intervals printed rounded outward, so a printed interval is certified too).
+    Iterating gives the rows as dicts (the keys of ``columns``); ``report[i]``,
+    ``report["name"]`` and ``report[i:j]`` index them by position, layer name or slice;
+    ``str(report)`` is a table (intervals printed rounded outward, so a printed interval is
+    certified too); :meth:`to_csv` and :meth:`to_json` write them.
 
     Attributes
     ----------
@@ -196,7 +206,10 @@ class LipschitzReport:
         1-Lipschitz one and ``"name (Type, L)"`` otherwise (``Sigmoid``: 0.25; ResNet's 3x3
         stride-2 ``MaxPool2d``: 2), once per call in the order of the forward pass (a
         module called twice, as ResNet's blocks call their ReLU, is listed twice; the
-        printed report names it once, with ``x2``).
+        printed report names it once, with ``x2``); then, for the bound over the graph, the
+        functions the forward calls on the signal, as ``"node (function(), L)"``
+        (``"sigmoid (sigmoid(), 0.25)"``). A constant of ``lipschitz_constants`` says
+        ``"L given"``.
     chain_checked : bool
         True when the model is a (nested) ``nn.Sequential``, so it is a chain; False when
         the chain is an assumption (hooks do not see residual sums or functional calls).
@@ -208,6 +221,23 @@ class LipschitzReport:
         True when ``network_upper`` follows the model's torch.fx graph (a model that is no
         chain: residual sums add their branches' bounds, concatenations add them in
         quadrature), False for the product over a chain.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> nn = torch.nn
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Sigmoid(), nn.Flatten(),
+    ...                       nn.Linear(2 * 4 * 4, 3)).eval()
+    >>> report = sct.lipschitz_report(model, (1, 4, 4))
+    >>> len(report), report[0]["name"], report["3"]["type"], [r["name"] for r in report[:1]]
+    (2, '0', 'Linear', ['0'])
+    >>> report.activations
+    ('1 (Sigmoid, 0.25)',)
+    >>> bool(report[0]["lower"] <= report[0]["upper"])
+    True
+    >>> report.to_csv().splitlines()[0]
+    'name,type,input_shape,output_shape,nnz,memory,lower,upper,method,circular,seconds'
     """
 
     rows: tuple[dict, ...]
@@ -225,9 +255,15 @@ class LipschitzReport:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, key: int | str) -> dict:
+    @overload
+    def __getitem__(self, key: int | str) -> dict: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> list[dict]: ...
+
+    def __getitem__(self, key: int | str | slice) -> dict | list[dict]:
         """A row as a dict: by position (``report[0]``, ``report[-1]``) or by layer name
-        (``report["0+1"]``)."""
+        (``report["0+1"]``); a list of rows for a slice (``report[1:3]``)."""
         if isinstance(key, str):
             found = [i for i, row in enumerate(self.rows) if row["name"] == key]
             if len(found) > 1:  # (a hunt: the first was returned without a word)
@@ -240,8 +276,10 @@ class LipschitzReport:
                            f"{[row['name'] for row in self.rows]}")
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
             return dict(self.rows[key])
-        raise TypeError(f"a report is indexed by a row's position (int) or its layer's name "
-                        f"(str), got {type(key).__name__}")
+        if isinstance(key, slice):  # (a new user's trial)
+            return [dict(row) for row in self.rows[key]]
+        raise TypeError(f"a report is indexed by a row's position (int), its layer's name "
+                        f"(str) or a slice of positions, got {type(key).__name__}")
 
     def __str__(self) -> str:
         def cell(key, value):
@@ -373,11 +411,14 @@ def _unknown(modules: list[str]) -> str:
 
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
-                    known: dict[int, float], options: dict) -> tuple[float | None, str]:
+                    known: dict[int, float], options: dict, given: Mapping[str, float],
+                    assumed: list[str]) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
     (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``.
     A linear function called in ``forward`` (``F.avg_pool2d``, ...) gets its certified norm
-    on the traced shape, with ``spectral_norm``'s ``options`` as the rows."""
+    on the traced shape, with ``spectral_norm``'s ``options`` as the rows; an activation
+    called as a function its known constant or the one ``given`` for its node or function
+    name, each appended to ``assumed``."""
     if isinstance(model, torch.jit.ScriptModule):
         return None, "a TorchScript model has no torch.fx graph"
     factors: dict[int, Factor] = {id(r): Fraction(c) for r, c in ((r, known[id(r)])
@@ -417,7 +458,7 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
             return f"is linear, but not a call sparseconv.torch reads: {exc}"
         return Fraction(upper) if math.isfinite(upper) else "has no finite upper bound"
 
-    exact, why = graph_bound(model, factor, probe, functional)
+    exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed)
     return (None, why) if exact is None else (_float_up(exact), "")
 
 
@@ -441,25 +482,49 @@ def _functional_max_pool(target, args: list, kwargs: dict,
     return "is a max pooling with no constant here" if constant is None else Fraction(constant)
 
 
-def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]) -> None:
-    """Every ``lipschitz_constants`` key names a traced non-linear module or its class: a
-    typo ("relu" for "ReLU") would otherwise leave the module's own constant in force, or no
-    bound at all, without a word; a linear layer's norm is computed, not given."""
+def _functional_calls(model: nn.Module) -> set[str]:
+    """The names of the functions and methods ``model``'s forward calls (``softplus``) and of
+    their nodes in its torch.fx graph (``softplus_1``), which ``lipschitz_constants`` may
+    name; none for a model torch.fx cannot trace, or a TorchScript one."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return set()
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+        return set()
+    return {key for node in graph.nodes if node.op in ("call_function", "call_method")
+            for key in (node.name, function_name(node.target))}
+
+
+def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord],
+                          model: nn.Module) -> dict[str, float]:
+    """Every ``lipschitz_constants`` key names a traced non-linear module or its class, or a
+    function ``model``'s forward calls or its node (:func:`_functional_calls`): a typo
+    ("relu" for "ReLU") would otherwise leave the module's own constant in force, or no
+    bound at all, without a word; a linear layer's norm is computed, not given. Returns the
+    constants of the functions (a module's name or class wins over a function's)."""
     names = {key for r in records if not r.linear for key in (r.name, _kind(r.module))}
     linear = {key for r in records if r.linear for key in (r.name, _kind(r.module))}
+    calls = _functional_calls(model) if set(given) - names - linear else set()
+    functions = {}
     for key in given:
         if key in names:
+            continue
+        if key in calls and key not in linear:
+            functions[key] = given[key]
             continue
         if key in linear:
             raise ValueError(f"lipschitz_constants[{key!r}] names a linear layer, whose norm "
                              "the report computes; constants are for the non-linear modules: "
                              f"{', '.join(sorted(names)) or 'none traced'}")
-        lowered = {name.lower(): name for name in sorted(names)}
+        lowered = {name.lower(): name for name in sorted(names | calls)}
         close = [lowered[c] for c in difflib.get_close_matches(key.lower(), lowered, n=1,
                                                                  cutoff=0.6)]
         raise ValueError(f"lipschitz_constants[{key!r}] names no traced non-linear module nor "
-                         f"its class; they are: {', '.join(sorted(names)) or 'none'}"
+                         f"its class, nor a function the forward calls; they are: "
+                         f"{', '.join(sorted(names | calls)) or 'none'}"
                          + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return functions
 
 
 def _torch_class(module: nn.Module) -> str | None:
@@ -541,6 +606,27 @@ def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] |
 
 def _is_sequential(model: nn.Module) -> bool:
     return _not_sequential(model) is None
+
+
+def _outside_the_layers(model: nn.Module) -> str | None:
+    """The first operation ``model``'s forward runs on its signal outside its layers that
+    makes it no chain of them (a residual sum, a concatenation, a product), named; None when
+    there is none, or when torch.fx cannot tell."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return script_outside_layers(model)
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+        return None
+    signal = {node for node in graph.nodes if node.op == "placeholder"}
+    for node in graph.nodes:
+        if node.op in ("placeholder", "output", "get_attr") or not any(
+                n in signal for n in node.all_input_nodes):
+            continue
+        signal.add(node)
+        if node.op != "call_module" and function_name(node.target) not in CHAIN_KEEPING:
+            return f"{function_name(node.target)} (node {node.name!r})"
+    return None
 
 
 def _progress_callback(progress, total: int) -> tuple[Callable | None, Callable[[], None]]:
@@ -815,10 +901,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     node no rule covers (a product of two signals, say) is named in ``reason`` instead.
 
     A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, as ``torch.jit.load``
-    returns it) gets the report of the eager model it was compiled from: :func:`trace` reads
+    returns it) gets the rows of the eager model it was compiled from: :func:`trace` reads
     its layers from its graph, and BatchNorm folding asks the graph whether the BatchNorm's
     input is the convolution's output value, untouched by in-place operations. Its network
-    bound is a chain's only (it has no torch.fx graph).
+    bound is a chain's only (it has no torch.fx graph); ``reason`` names an operation its
+    graph runs on the signal outside its layers (``aten::add_``), which makes it no chain.
 
     Parameters
     ----------
@@ -832,7 +919,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         not see residual sums, concatenations or functional calls: for those the product is
         no bound), instead of the bound over its torch.fx graph. By default a
         ``nn.Sequential`` gets the product and any other model the bound over its graph (or
-        none, with the reason).
+        none, with the reason). A ``RuntimeWarning`` names an operation the forward runs on
+        the signal outside its layers, where its graph (torch.fx's, or a TorchScript
+        model's) shows one: there the product is no bound.
     fold_batchnorm : bool
         Fold each eval-mode BatchNorm into the convolution whose output tensor it normalizes
         (seen by forward hooks; :func:`fold_batchnorm`): one row ``"conv+bn"`` for the pair,
@@ -844,9 +933,14 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     lipschitz_constants : mapping of str to float, optional
         The Lipschitz constants of other activations (or tighter ones for the known), by
         module name (``"1"``, ``"layer1.0.act"``) or class name (``"Softplus"``; a name wins
-        over a class), for example ``{"Softplus": 1.0}``. Your constants, not certified here: the
-        network bound is as good as they are, and the report lists them. A key that names
-        no traced non-linear module nor its class (a typo, a linear layer) is refused.
+        over a class), for example ``{"Softplus": 1.0}``; in the bound over the graph, of a
+        function ``forward`` calls on the signal too, by its name (``"softplus"`` for every
+        call of ``F.softplus`` or ``x.softplus()``) or its node's (``"softplus_1"``, as
+        ``reason`` names it; a module's name or class wins). Your constants, not certified
+        here: the network bound is as good as they are, and the report lists them, with the
+        known constants of the functions the bound over the graph used (``sigmoid
+        (sigmoid(), 0.25)``). A key that names no traced non-linear module nor its class nor
+        a function the forward calls (a typo, a linear layer) is refused.
     workers : int, map-like callable or concurrent.futures.Executor, optional
         Processes for the convolutions' norms, as :func:`sparseconv.spectral_norms` (a Dask
         client's ``get_executor()`` spreads them over a cluster): ``1``
@@ -950,7 +1044,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             constants.append(constant)
             activations.append(label + (f", {constant!r} given)" if yours else
                                         ")" if constant == 1 else f", {constant:g})"))
-    _check_constants_used(given, records)
+    functions = _check_constants_used(given, records, model)
     chain = _is_sequential(model)
     callback, close = _progress_callback(progress, len(todo))
     found: list[dict | None] = [None] * len(todo)
@@ -971,6 +1065,12 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         close()
     rows = [row for row in found if row is not None]
     reason, bound = "", None
+    outside = None if chain else _outside_the_layers(model)
+    if assume_chain and outside:
+        warnings.warn(f"assume_chain=True: the network bound is the product of the layers' "
+                      f"bounds, but {_kind(model)}'s forward runs {outside} on its signal "
+                      "outside its layers, so the product is no bound of it", RuntimeWarning,
+                      stacklevel=2)
     untrusted = _untrusted(model, versions)
     if untrusted:
         reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
@@ -980,12 +1080,19 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         else:
             name, module = _not_sequential(model) or ("", model)
             what = f"module {name!r} ({_kind(module)})" if name else _kind(module)
-            reason = (f"{what} is not a nn.Sequential, so the product of the "
-                      "layers' bounds is no bound of its forward (pass assume_chain=True if "
-                      "that forward is the chain of the traced layers)")
-        bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs)
+            # (a new user's trial: a scripted residual model was told to pass assume_chain,
+            # whose product then left the identity branch out)
+            reason = (f"{what} is not a nn.Sequential, so the product of the layers' bounds "
+                      "is no bound of its forward " + (
+                          f"(which runs {outside} on its signal outside its layers)" if outside
+                          else "(pass assume_chain=True if that forward is the chain of the "
+                          "traced layers)"))
+        assumed: list[str] = []
+        bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
+                                     functions, assumed)
         if bound is not None:
             reason = ""
+            activations.extend(assumed)
         else:
             reason += f"; nor is there a bound over its graph: {why}"
     over_graph = bound is not None

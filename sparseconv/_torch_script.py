@@ -285,6 +285,44 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
     return calls
 
 
+#: What a forward may run on its signal outside its layers and stay the chain of them, the
+#: product of their bounds a bound: reshapes, sizes, and 1-Lipschitz activations.
+CHAIN_KEEPING = {"view", "reshape", "flatten", "contiguous", "size", "dim", "clone", "relu",
+                 "tanh", "dropout", "feature_dropout", "squeeze", "unsqueeze", "getattr",
+                 "len"}
+
+
+def script_outside_layers(model: nn.Module) -> str | None:
+    """The first operation a TorchScript model's graph runs on its signal outside its leaf
+    modules that a chain of them would not (``aten::add_`` of a residual block,
+    ``aten::cat``, ``aten::mul``), or None: then the model is the chain of its calls."""
+    script: Any = model
+    graph = script.inlined_graph
+    modules = _Modules(model)
+    signal = {v.unique() for v in list(graph.inputs())[1:]}
+
+    def first(nodes) -> str | None:
+        for node in nodes:
+            blocks = list(node.blocks())
+            for block in blocks:  # (an if or a loop of a forward: its operations)
+                found = first(block.nodes())
+                if found is not None:
+                    return found
+            if not any(v.unique() in signal for v in (
+                    *node.inputs(), *(v for b in blocks for v in b.outputs()))):
+                continue
+            for value in node.outputs():  # (a list of tensors, for a cat, carries the signal)
+                if node.kind() in _STRUCTURAL or isinstance(value.type(), torch.TensorType):
+                    signal.add(value.unique())
+            if node.kind() in _STRUCTURAL or is_leaf(modules(node)[1]) or blocks:
+                continue  # (a leaf call's own operations; an if of a forward: its blocks')
+            if node.kind().split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
+                return node.kind()
+        return None
+
+    return first(graph.nodes())
+
+
 def _refuse_control_flow(node, modules: _Modules) -> None:
     """A leaf module's operation inside an ``if`` or a loop of its parent's forward."""
     for block in node.blocks():

@@ -50,6 +50,15 @@ class TraceRecord:
     sample : tuple of torch.Tensor or None
         For a linear record, the first input and the output of the probe's first sample
         (seeded random values), which the report checks its reading of the module against.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> nn = torch.nn
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU()).eval()
+    >>> [(r.name, r.input_shape, r.output_shape, r.linear) for r in sct.trace(model, (3, 9, 9))]
+    [('0', (3, 9, 9), (4, 4, 4), True), ('1', (4, 4, 4), (4, 4, 4), False)]
     """
 
     name: str

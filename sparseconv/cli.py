@@ -275,8 +275,9 @@ def _report_parser(commands) -> None:
                         help="one row per convolution and the BatchNorm that follows it")
     report.add_argument("--constant", action="append", default=[], metavar="NAME=L",
                         help="the Lipschitz constant L of a non-linear module the report does "
-                        "not know (Softplus, say), by its name or class; repeat for several "
-                        "(lipschitz_report's lipschitz_constants: yours, not certified)")
+                        "not know (Softplus, say), by its name or class, or of a function the "
+                        "forward calls (softplus), by its name or its graph node's; repeat for "
+                        "several (lipschitz_report's lipschitz_constants: yours, not certified)")
     report.add_argument("--exact", action="store_true",
                         help="certify every convolution with zero, reflect or replicate padding "
                         "with every axis exact (spectral_norm's method='exact': widths about "
@@ -484,7 +485,7 @@ def _info(layer: _Layer, args) -> None:
         "layer": layer.describe(),
         "input shape": g.input_shape,
         "output shape": g.output_shape,
-        "matrix": f"{rows} x {cols}, nnz {nnz} (density {nnz / (rows * cols):.3%})",
+        "matrix": f"{rows} x {cols}, nnz {nnz} (density {_percent(nnz / (rows * cols))})",
         "memory": ", ".join(f"{k} {format_bytes(v)}" for k, v in memory.items()),
         "receptive field": _receptive_field(layer),
     }
@@ -547,6 +548,12 @@ def _savefig(fig, output: str, dpi: float | None = None) -> None:
             save_figure(fig, path, path.rsplit(".", 1)[-1].lower(), dpi)
     except RuntimeError as exc:  # a backend's missing tool: pgf without LaTeX
         raise ValueError(f"cannot write {output}: {exc}") from exc
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage with three significant digits (a new user's trial: a large
+    layer's density printed as 0.000%)."""
+    return f"{100 * fraction:.3g}%"
 
 
 def _outward(value: float, rounding: str, digits: int = 10) -> str:
@@ -806,11 +813,12 @@ def _report(args, error) -> None:
         error(_reason(exc, layer=False).replace("lipschitz_constants", "--constant"))
     except RuntimeError as exc:  # a layer's own work, named by lipschitz_report
         error(_reason(exc, layer=False))
-    if training:
+    if training:  # (notes on stderr: stdout is the report, a new user's trial)
         print("note: the model was saved in training mode; it is analysed in eval mode "
-              "(BatchNorm's running statistics, no dropout)")
+              "(BatchNorm's running statistics, no dropout)", file=sys.stderr)
     # the library's keywords, as this command line spells them
-    print(str(report).replace("pass assume_chain=True", "pass --assume-chain"))
+    print(re.sub(r"lipschitz_constants=\{'([^']*)': L\}", r"--constant \1=L",
+                 str(report).replace("pass assume_chain=True", "pass --assume-chain")))
     if "activation of known constant" in report.reason or (
             "activations of known constant" in report.reason):
         print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)")
@@ -818,10 +826,10 @@ def _report(args, error) -> None:
         if outputs[key]:
             with atomic_path(outputs[key]) as path:
                 write(path)
-            print(f"wrote {outputs[key]}")
+            print(f"wrote {outputs[key]}", file=sys.stderr)
     if outputs["plot"]:
         _plot_report(report, outputs["plot"])
-        print(f"wrote {outputs['plot']}")
+        print(f"wrote {outputs['plot']}", file=sys.stderr)
 
 
 #: The library's argument names, as this command line's options spell them.

@@ -493,3 +493,11 @@ def test_plot_keywords_refuse_bad_values_before_writing(name, bad, tmp_path, mon
         PLOT_CALLS[name](**bad)
     assert any(key in str(info.value) for key in (*bad, "suffix")), str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_matrix_beyond_int64_indices_names_the_layers_shapes():
+    """A new user's trial: padding=10**9 was blamed on input_shape=(3, 8, 8) alone."""
+    with pytest.raises(ValueError, match=r"the 16000000096000000144 x 192 matrix of the layer "
+                                         r"from input_shape=\(3, 8, 8\) to output_shape=\(4, "
+                                         r"2000000006, 2000000006\) \(padding=\(\(1000000000, "):
+        sc.conv_matrix(np.ones((4, 3, 3, 3)), (3, 8, 8), padding=10**9)

@@ -59,6 +59,11 @@ def test_info_reports_shapes_nnz_memory_and_receptive_field():
     A = conv_matrix(np.ones((16, 3, 3, 3)), (3, 32, 32), stride=2, padding=1)
     assert "output shape     (16, 16, 16)" in out
     assert f"matrix           {A.shape[0]} x {A.shape[1]}, nnz {A.nnz} " in out
+    assert f"(density {100 * A.nnz / (A.shape[0] * A.shape[1]):.3g}%)" in out
+    # (a new user's trial: a large layer's density printed as 0.000%)
+    large = ok("info", "--in-shape", "64,4096,4096", "--out-channels", "64", "--kernel-size",
+               "3", "--padding", "1")
+    assert "(density 5.36e-05%)" in large
     csr_bytes = A.data.nbytes + A.indices.nbytes + A.indptr.nbytes
     reported = re.search(r"csr ([\d.]+) MiB", out).group(1)
     assert reported == f"{csr_bytes / 2**20:.1f}"
@@ -676,13 +681,23 @@ def test_report_takes_constants_and_speaks_in_options(tmp_path, capsys, monkeypa
         def forward(self, x):
             return x + self.conv(x)
 
+    class Chain(Residual):
+        def forward(self, x):
+            return torch.flatten(self.conv(x), 1)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.script(Residual()).save(str(tmp_path / "res.pt"))
+        torch.jit.script(Chain()).save(str(tmp_path / "chain.pt"))
+    assert main(["report", "--model", "chain.pt", "--input-shape", "2,6,6", "--quiet"]) in (
+        0, None)
+    out = capsys.readouterr().out
+    assert "pass --assume-chain" in out and "assume_chain=True" not in out
+    # (a new user's trial: the residual model was told so too, and its product is no bound)
     assert main(["report", "--model", "res.pt", "--input-shape", "2,6,6", "--quiet"]) in (0,
                                                                                           None)
     out = capsys.readouterr().out
-    assert "pass --assume-chain" in out and "assume_chain=True" not in out
+    assert "assume" not in out and "runs aten::add on its signal outside its layers" in out
 
 
 def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, monkeypatch):
@@ -699,11 +714,14 @@ def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, 
     assert main(["report", "--model", "model.pt", "--input-shape", "3,8,8", "--trust-pickle",
                  "--csv", "rows", "--json", "r.json", "--plot", "bounds.png"]) == 0
     out, err = capsys.readouterr()
-    assert not err, err
     expected = sct.lipschitz_report(model.eval(), (3, 8, 8))
-    assert out.startswith("note: the model was saved in training mode")
-    assert str(expected).splitlines()[0] in out and "network bound" in out
-    assert out.splitlines()[-3:] == ["wrote rows.csv", "wrote r.json", "wrote bounds.png"]
+    # stdout is the report alone (a new user's trial: `> file` held the notes too)
+    assert out.splitlines()[0] == str(expected).splitlines()[0]  # the table's header
+    assert out.splitlines()[-1] == str(expected).splitlines()[-1]  # the bound's assumptions
+    assert len(out.splitlines()) == len(str(expected).splitlines())
+    assert err.splitlines() == ["note: the model was saved in training mode; it is analysed "
+                                "in eval mode (BatchNorm's running statistics, no dropout)",
+                                "wrote rows.csv", "wrote r.json", "wrote bounds.png"]
     data = json.loads((tmp_path / "r.json").read_text())
     assert [row["upper"] for row in data["layers"]] == [row["upper"] for row in expected]
     assert data["network_upper"] == expected.network_upper
@@ -881,7 +899,7 @@ def test_report_of_a_torchscript_file_is_the_eager_report(how, tmp_path, capsys)
     assert main(["report", "--model", str(tmp_path / "model.pt"), "--input-shape", "3,8,8",
                  "--fold-batchnorm", "--json", str(tmp_path / "r.json")]) == 0
     out, err = capsys.readouterr()
-    assert not err, err
+    assert err == f"wrote {tmp_path / 'r.json'}\n", err  # (stdout: the report alone)
     expected = sct.lipschitz_report(model, (3, 8, 8), fold_batchnorm=True)
     table = [line.rsplit(None, 1)[0] for line in out.splitlines()[2:len(expected) + 2]]
     assert table == [line.rsplit(None, 1)[0] for line in str(expected).splitlines()[2:-2]]

@@ -1110,3 +1110,71 @@ def test_a_reshape_keeping_the_batch_read_as_it_is_is_bounded():
         x = torch.zeros((2, 2, 3), dtype=F64)
         jacobian = torch.autograd.functional.jacobian(model, x).reshape(-1, x.numel())
         assert np.linalg.norm(jacobian.numpy(), 2) <= report.network_upper * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("function, listed, constant", [
+    (F.relu, "relu (relu())", 1.0),
+    (torch.sigmoid, "sigmoid (sigmoid(), 0.25)", 0.25),
+    (F.gelu, "gelu (gelu(), 1.13)", 1.13),
+    (lambda y: F.leaky_relu(y, 5.0), "leaky_relu (leaky_relu(), 5)", 5.0),
+    (lambda y: y.tanh(), "tanh (tanh())", 1.0),
+    (lambda y: F.max_pool2d(y, 3, 1, 1), "max_pool2d (max_pool2d(), 3)", 3.0),
+])
+def test_the_report_lists_the_constants_of_the_functions_it_used(function, listed, constant):
+    """A new user's trial: the bound over the graph used 0.25 for torch.sigmoid and 5 for
+    F.leaky_relu(x, 5.0), and the report said it assumed no activation's constant."""
+    model = _networks.randomize(_Lambda(lambda y, x: function(y)), 3)
+    report = sct.lipschitz_report(model, (2, 6, 6))
+    assert report.activations == (listed,)
+    assert report.network_upper == pytest.approx(constant * report[0]["upper"], rel=1e-12)
+    assert f"assumes these activations' Lipschitz constants (1 unless given): {listed}" in str(
+        report)
+
+
+class _Softplus(nn.Module):
+    """Two functional calls with no known constant (F.softplus jumps by 2e-9 at its
+    threshold), and a module named as the function."""
+
+    def __init__(self, module: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+        self.softplus = nn.Softplus() if module else None
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = F.softplus(y) + 2 * F.softplus(y, beta=3.0)
+        return z if self.softplus is None else z + self.softplus(y)
+
+
+def test_constants_of_functions_by_name_or_node():
+    """A new user's trial: the reason named node 'softplus', and lipschitz_constants refused
+    every key that could give it a constant."""
+    shape = (2, 5, 5)
+    calls = _Softplus().eval()
+    none = sct.lipschitz_report(calls, shape)
+    assert none.network_upper is None
+    assert "lipschitz_constants={'softplus': L} gives one, yours" in none.reason
+    conv = none[0]["upper"]
+    both = sct.lipschitz_report(calls, shape, lipschitz_constants={"softplus": 1.0})
+    assert both.activations == ("softplus (softplus(), 1.0 given)",
+                                "softplus_1 (softplus(), 1.0 given)")
+    assert both.network_upper == pytest.approx(3 * conv, rel=1e-12)
+    assert both.network_upper >= largest_ratio(calls, shape)
+    # a node's name gives that call its constant, the function's name every other call's
+    one = sct.lipschitz_report(calls, shape, lipschitz_constants={"softplus": 1.0,
+                                                                  "softplus_1": 3.0})
+    assert one.network_upper == pytest.approx(7 * conv, rel=1e-12)
+    with pytest.raises(ValueError, match=r"lipschitz_constants\['F.softplus'\] names no traced "
+                                         r".* nor a function the forward calls; they are: "
+                                         r".*softplus_1.* \(did you mean 'softplus'\?\)"):
+        sct.lipschitz_report(calls, shape, lipschitz_constants={"F.softplus": 1.0})
+    # a module's name wins: "softplus" is the module's constant, the functions stay unknown
+    named = _Softplus(module=True).eval()
+    report = sct.lipschitz_report(named, shape, lipschitz_constants={"softplus": 0.5})
+    assert report.network_upper is None and "node 'softplus'" in report.reason
+    assert report.activations == ("softplus (Softplus, 0.5 given)",)
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(calls)  # (no torch.fx graph: no function to name)
+    with pytest.raises(ValueError, match="nor a function the forward calls; they are: none"):
+        sct.lipschitz_report(scripted, shape, lipschitz_constants={"softplus": 1.0})

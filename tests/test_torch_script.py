@@ -443,3 +443,64 @@ def test_a_parameterless_module_held_twice_is_refused_by_name(tmp_path):
                                         r"\(AvgPool2d\) that the model holds in more than "
                                         r"one place"):
         sct.lipschitz_report(traced, (2, 8, 8))
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y += x
+        return torch.flatten(torch.relu(y), 1)
+
+
+class _Concatenated(_Residual):
+    def forward(self, x):
+        return torch.flatten(torch.relu(torch.cat([self.conv(x), x], 1)), 1)
+
+
+class _Scaled(_Residual):
+    def forward(self, x):
+        y = self.conv(x)
+        if not self.training:  # (an operation inside an if of the forward is read too)
+            y = 3.0 * y
+        return torch.flatten(torch.relu(y), 1)
+
+
+class _Chained(_Residual):
+    def forward(self, x):
+        return torch.flatten(torch.relu(self.conv(x)), 1)
+
+
+@pytest.mark.parametrize("how", ["eager", "script", "trace"])
+@pytest.mark.parametrize("combine", ["add", "cat", "scale", "none"])
+def test_assume_chain_is_suggested_only_where_no_operation_outside_the_layers_says_no(
+        combine, how, tmp_path):
+    """A new user's trial: a scripted residual block's reason said to pass assume_chain=True,
+    and its product (0.57) left the identity branch out (the eager bound: 0.90), without a
+    word; now the reason names the operation and assume_chain=True warns."""
+    model = _networks.randomize({"add": _Residual, "cat": _Concatenated, "scale": _Scaled,
+                                 "none": _Chained}[combine](), seed=3)
+    shape = (2, 5, 5)
+    if how != "eager":
+        model = jit(model, how, shape, tmp_path / "m.pt")
+    outside = {"add": "add", "cat": "cat", "scale": "mul", "none": None}[combine]
+    if how == "eager" and outside:
+        outside = f"{outside} (node "
+    report = sct.lipschitz_report(model, shape)
+    if how != "eager":
+        assert report.network_upper is None
+        assert ("pass assume_chain=True" in report.reason) is (outside is None)
+        if outside:
+            assert f"(which runs aten::{outside}" in report.reason
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chained = sct.lipschitz_report(model, shape, assume_chain=True)
+    said = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    if outside is None:
+        assert not said and chained.network_upper is not None
+    else:
+        assert len(said) == 1 and "so the product is no bound of it" in said[0]
+        assert f"runs {'' if how == 'eager' else 'aten::'}{outside}" in said[0]
