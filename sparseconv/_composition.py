@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from ._dilation import dilate_kernel
 from ._formats import in_format
@@ -32,12 +33,13 @@ __all__ = ["AffineMap", "affine_conv", "compose", "compose_kernels"]
 # ---------------------------------------------------------------------------------------------
 # Affine layers and composition
 # ---------------------------------------------------------------------------------------------
-def as_matrix(layer, name: str) -> sp.sparray:
+def as_matrix(layer, name: str, operators: bool = False) -> sp.sparray:
     if isinstance(layer, AffineMap):
         return layer.matrix
     if not (sp.issparse(layer) and layer.ndim == 2):
-        raise TypeError(f"{name} must be a 2-D scipy.sparse array or an AffineMap, "
-                        f"got {type(layer).__name__}")
+        kinds = ("a 2-D scipy.sparse array, an AffineMap or a LinearOperator" if operators
+                 else "a 2-D scipy.sparse array or an AffineMap")
+        raise TypeError(f"{name} must be {kinds}, got {type(layer).__name__}")
     return layer
 
 
@@ -182,22 +184,26 @@ def check_chain(matrices: list, n_in: int | None = None, names=None) -> None:
         expected = matrix.shape[0]
 
 
-def compose(*layers: sp.sparray | AffineMap) -> sp.csr_array | AffineMap:
+def compose(*layers: sp.sparray | AffineMap | spla.LinearOperator
+            ) -> sp.csr_array | AffineMap | spla.LinearOperator:
     """The composition of layers, first applied first: ``layers[-1] @ ... @ layers[0]``.
 
     Parameters
     ----------
-    *layers : scipy.sparse arrays or AffineMap
+    *layers : scipy.sparse arrays, AffineMap or LinearOperator
         At least one; ``layers[i+1].shape[1] == layers[i].shape[0]``.
 
     Returns
     -------
-    scipy.sparse array (CSR), or AffineMap if any layer is affine.
+    scipy.sparse array (CSR); an AffineMap if any layer is affine; a matrix-free
+    ``LinearOperator`` (scipy's product, with its adjoint) if any layer is an operator
+    (:class:`ConvOperator`, :func:`sparseconv.torch.operator`, ...), no product formed.
 
     Raises
     ------
     ValueError, TypeError
-        No layer, a non-sparse layer, mismatched shapes.
+        No layer, a layer that is none of these, mismatched shapes, an AffineMap with an
+        operator (compose their matrices, or the operator with the map's matrix).
 
     Examples
     --------
@@ -208,10 +214,29 @@ def compose(*layers: sp.sparray | AffineMap) -> sp.csr_array | AffineMap:
     ...               avg_pool_matrix((4, 8, 8), 2))
     >>> net.shape
     (64, 192)
+    >>> from sparseconv import ConvOperator
+    >>> op = compose(ConvOperator(np.ones((4, 3, 3, 3)), (3, 8, 8), padding=1),
+    ...              avg_pool_matrix((4, 8, 8), 2))          # matrix-free, first applied first
+    >>> op.shape, bool(np.allclose(op @ np.ones(192), net @ np.ones(192)))
+    ((64, 192), True)
     """
     if not layers:
         raise ValueError("layers must hold at least one layer, got none")
-    check_chain([as_matrix(layer, f"layers[{i}]") for i, layer in enumerate(layers)])
+    operators = [isinstance(layer, spla.LinearOperator) for layer in layers]
+    if any(operators):  # (a new user's trial: ConvOperators were refused)
+        affine = [i for i, layer in enumerate(layers) if isinstance(layer, AffineMap)]
+        if affine:
+            raise TypeError(f"layers[{affine[0]}] is an AffineMap and layers"
+                            f"[{operators.index(True)}] a LinearOperator: compose the operator "
+                            "with the map's matrix (an operator has no bias)")
+        chain = [layer if is_operator else as_matrix(layer, f"layers[{i}]", True)
+                 for i, (layer, is_operator) in enumerate(zip(layers, operators))]
+        check_chain(chain)
+        result = spla.aslinearoperator(chain[0])
+        for layer in chain[1:]:
+            result = spla.aslinearoperator(layer) @ result
+        return result
+    check_chain([as_matrix(layer, f"layers[{i}]", True) for i, layer in enumerate(layers)])
     if any(isinstance(layer, AffineMap) for layer in layers):
         layers = [layer if isinstance(layer, AffineMap) else
                   AffineMap(layer, np.zeros(layer.shape[0], layer.dtype)) for layer in layers]

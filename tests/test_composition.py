@@ -114,6 +114,45 @@ def test_compose_of_matrices_is_their_product_and_checks_shapes():
         f @ np.ones(5)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_compose_of_operators_is_the_matrix_free_product(seed):
+    """A new user's trial: compose(ConvOperator(...), A) was refused; it is scipy's product
+    operator now, equal to the product of the matrices, with its adjoint (a dot test)."""
+    from sparseconv import ConvOperator, ConvTransposeOperator, conv_transpose_matrix
+
+    rng = np.random.default_rng(40 + seed)
+    c0, c1, c2 = (int(c) for c in rng.integers(1, 4, 3))
+    n = int(rng.integers(6, 10))
+    w1 = rng.standard_normal((c1, c0, 3, 3))
+    w2 = rng.standard_normal((c1, c2, 2, 2))  # a transposed convolution's (C_in, C_out, k)
+    kw1 = dict(stride=int(rng.integers(1, 3)), padding=1,
+               padding_mode=str(rng.choice(["zeros", "circular", "reflect"])))
+    first = ConvOperator(w1, (c0, n, n), **kw1)
+    m = first.shape[0] // c1
+    side = math.isqrt(m)
+    pool = avg_pool_matrix((c1, side, side), 2, stride=1)
+    up = ConvTransposeOperator(w2, (c1, side - 1, side - 1), stride=2)
+    dense = [conv_matrix(w1, (c0, n, n), **kw1).toarray(), pool.toarray(),
+             conv_transpose_matrix(w2, (c1, side - 1, side - 1), stride=2).toarray()]
+    op = compose(first, pool, up)
+    assert op.shape == (dense[2].shape[0], dense[0].shape[1])
+    x = rng.standard_normal(op.shape[1])
+    y = rng.standard_normal(op.shape[0])
+    assert_close(op @ x, dense[2] @ (dense[1] @ (dense[0] @ x)), "compose of operators")
+    assert abs(y @ (op @ x) - (op.H @ y) @ x) <= 1e-12 * np.linalg.norm(x) * np.linalg.norm(
+        y) * np.linalg.norm(dense[2] @ dense[1] @ dense[0], 2)
+    assert_close(op @ np.eye(op.shape[1])[:, :3], (dense[2] @ dense[1] @ dense[0])[:, :3],
+                 "columns")
+    with pytest.raises(ValueError, match=r"layers\[1\] has shape .* but receives a vector"):
+        compose(first, up)
+    with pytest.raises(TypeError, match=r"layers\[0\] is an AffineMap and layers\[1\] a "
+                                        r"LinearOperator"):
+        compose(AffineMap(pool, np.zeros(pool.shape[0])), up)
+    with pytest.raises(TypeError, match=r"layers\[1\] must be a 2-D scipy.sparse array, an "
+                                        r"AffineMap or a LinearOperator, got ndarray"):
+        compose(first, np.ones((3, 3)))
+
+
 def test_affine_map_repr_is_one_line():
     f = affine_conv(np.ones((2, 1, 3)), [3.0, 4.0], (1, 500), padding=1)
     assert repr(f) == "<AffineMap 1000 x 500: nnz 2996, dtype float64, bias norm 111.803>"
