@@ -578,5 +578,10 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     symbol = _polyphase(weight, geom)
     best, lower, upper, converged, _ = _branch_and_bound(
         symbol, Rounding.of(weight, groups), weight.dtype.kind != "c", tol, max_evaluations)
-    return _result(scaled(best, exponent), scaled(lower, exponent, False),
-                   scaled(upper, exponent, True), converged)
+    result = _result(scaled(best, exponent), scaled(lower, exponent, False),
+                     scaled(upper, exponent, True), converged)
+    if converged and not result.relative_width <= tol:  # (a hunt: scaled back into the
+        # subnormals, the bounds round outward; that width, or an infinite upper bound's
+        # undefined one, is not within tol any more)
+        result = replace(result, converged=False)
+    return result

@@ -208,7 +208,19 @@ def test_subnormal_and_overflowing_bounds_are_rounded_outward(exponent):
     lower, upper = (Fraction(math.ldexp(b, -exponent)) for b in (r.lower, r.upper))
     assert lower**2 <= 2 <= upper**2, r
     r = toeplitz_norm(np.array([[[[1.5e308]], [[1.5e308]]]]))
-    assert r.lower == sys.float_info.max and r.upper == math.inf, r
+    assert r.lower == sys.float_info.max and r.upper == math.inf and not r.converged, r
+
+
+def test_a_width_widened_by_the_subnormals_is_not_converged():
+    """A hunt: scaled back to 3e-310, the bounds round outward by more than tol=1e-12 of the
+    norm, and converged said True."""
+    rng = np.random.default_rng(0)
+    widths = []
+    for _ in range(20):
+        r = toeplitz_norm(rng.standard_normal((2, 3, 4)) * 3e-310, tol=1e-12)
+        assert r.converged is (r.relative_width <= 1e-12), r
+        widths.append(r.relative_width)
+    assert max(widths) > 1e-12  # (the case is met)
 
 
 def test_a_first_grid_beyond_the_memory_limit_is_refused_before_it_is_built():
