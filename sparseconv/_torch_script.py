@@ -533,18 +533,28 @@ def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bo
     in-place operation (``relu_``) touched that value in between."""
     folds: list[bool] = []
     last: _Call | None = None
+    value = None  # the last convolution's output, as the calls since pass it on
+    through: set = set()  # those calls' nodes: eval-mode dropouts, in place or not
     for call, module in zip(calls, modules):
         if isinstance(module, (*_CONV, *_CONV_T)):
-            last = call
+            last, value, through = call, call.output().unique(), set()
+        elif (isinstance(module, nn.modules.dropout._DropoutNd) and not module.training
+              and value is not None and call.input().unique() == value):
+            # (a hunt: Dropout(inplace=True) between a convolution and its BatchNorm, the
+            # identity in eval mode, kept them unfolded where the eager report folds them)
+            value, through = call.output().unique(), through | set(call.nodes)
         elif isinstance(module, _BATCHNORM):
             source = call.input()
-            if last is None or source.unique() != last.output().unique():
+            if last is None or source.unique() != value:
                 folds.append(False)
                 continue
             start, end = order[last.nodes[-1]], order[call.nodes[0]]
+            conv_output = last.output()
             folds.append(not any(
                 use.user.kind().endswith("_") and not use.user.kind().endswith("__")
-                and start < order.get(use.user, -1) < end for use in source.uses()))
+                and use.user not in through and start < order.get(use.user, -1) < end
+                for out in {conv_output.unique(): conv_output, source.unique(): source}.values()
+                for use in out.uses()))
     return folds
 
 

@@ -504,3 +504,21 @@ def test_assume_chain_is_suggested_only_where_no_operation_outside_the_layers_sa
     else:
         assert len(said) == 1 and "so the product is no bound of it" in said[0]
         assert f"runs {'' if how == 'eager' else 'aten::'}{outside}" in said[0]
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("dropout", [nn.Dropout(inplace=True), nn.Dropout(), nn.Dropout2d(0.3),
+                                     nn.AlphaDropout()], ids=["inplace", "plain", "2d", "alpha"])
+def test_an_eval_dropout_between_a_convolution_and_its_batchnorm_keeps_the_fold(dropout, how,
+                                                                                tmp_path):
+    """A hunt: Dropout(inplace=True), the identity in eval mode, kept the convolution and its
+    BatchNorm unfolded in a TorchScript report (aten::dropout_ touched the convolution's
+    output); the eager report folds them."""
+    model = _networks.randomize(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), dropout,
+                                              nn.BatchNorm2d(4)), seed=6)
+    shape = (3, 6, 6)
+    expected = sct.lipschitz_report(model, shape, fold_batchnorm=True)
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape,
+                                  fold_batchnorm=True)
+    assert [row["name"] for row in report] == [row["name"] for row in expected] == ["0+2"]
+    assert report.network_upper == expected.network_upper
