@@ -225,9 +225,11 @@ def test_non_periodic_errors_say_how_to_ask_for_the_periodic_layer(monkeypatch):
                                              r"padding=None.*any stride"):
             call()
     monkeypatch.setattr(spectra_module, "DENSE_FLOPS", 10)
-    with pytest.raises(ValueError, match=r"too large .*padding_mode='circular'.*spectral_norm"):
+    with pytest.raises(ValueError, match=r"the dense decomposition of the 128 x 128 matrix "
+                                         r"costs about 2.1e\+06 flops, over method='auto''s "
+                                         r"budget of 10 .*padding_mode='circular'.*spectral_norm"):
         singular_values(w, (2, 8, 8), padding=1)
-    with pytest.raises(ValueError, match="too large"):
+    with pytest.raises(ValueError, match="over method='auto''s budget of 10"):
         composition_eigenvalues([(w, dict(padding=1))], (2, 8, 8))
     # periodic layers never need the dense rule
     assert singular_values(w, (2, 8, 8), **PERIODIC).shape == (128,)
