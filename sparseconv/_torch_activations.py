@@ -36,7 +36,7 @@ from torch import nn
 
 from sparseconv._torch_layers import is_torch_class
 
-__all__ = ["function_constant", "module_constant"]
+__all__ = ["KNOWN_FUNCTIONS", "function_constant", "module_constant"]
 
 _ONE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Tanh, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink,
         nn.Softshrink)
@@ -101,6 +101,11 @@ def module_constant(module: nn.Module) -> Fraction | None:
     if isinstance(module, _ONE):  # (Hardtanh covers ReLU6)
         return Fraction(1)
     return next((c for cls, c in _FIXED.items() if isinstance(module, cls)), None)
+
+
+#: Every function :func:`function_constant` knows a constant of (its arguments permitting).
+KNOWN_FUNCTIONS = {*_FUNCTIONS, F.leaky_relu, F.leaky_relu_, F.elu, F.elu_, F.celu, F.celu_,
+                   F.prelu, torch.prelu}
 
 
 def function_constant(target: Any, args: Any, kwargs: dict) -> Fraction | None:

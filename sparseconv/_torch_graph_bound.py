@@ -51,11 +51,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from sparseconv._torch_activations import function_constant
-from sparseconv._torch_graph import _DROPOUT_F, MATMUL, MAX_POOL_F, matmul_operands
+from sparseconv._torch_activations import KNOWN_FUNCTIONS, function_constant
+from sparseconv._torch_graph import _DROPOUT_F, _NORMALIZED, MATMUL, MAX_POOL_F, matmul_operands
 from sparseconv._torch_script import restored_buffers
 
-__all__ = ["function_name", "graph_bound"]
+__all__ = ["function_name", "graph_bound", "has_rule"]
 
 _ADDS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub,
          "add", "add_", "sub", "sub_"}
@@ -71,6 +71,8 @@ _REDUCTIONS = {torch.sum, torch.mean, "sum", "mean"}
 _NEGATES = {operator.neg, torch.neg, torch.negative, "neg", "negative"}
 # a cast between floating (or complex) dtypes: the same values, as every layer is read exactly
 _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
+_RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEGATES, *_CASTS,
+          *MATMUL, *_NORMALIZED, operator.getitem}
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -188,6 +190,17 @@ def _basic_index(index, static: Callable[[Any], bool] = lambda n: False) -> bool
     parts = index if isinstance(index, tuple) else (index,)
     return all(p is None or p is Ellipsis or whole(p) or isinstance(p, slice) and all(
         e is None or whole(e) for e in (p.start, p.stop, p.step)) for p in parts)
+
+
+def has_rule(target: Any) -> bool:
+    """Whether the bound over the graph has a rule of its own for a call of ``target`` (a
+    sum, a product, a reshape, a reduction, a known activation, a linear function whose norm
+    it computes, max pooling): ``lipschitz_constants`` may not replace it (a review: a key
+    ``"interpolate"`` replaced F.interpolate's certified norm)."""
+    try:
+        return target in _RULED or target in KNOWN_FUNCTIONS
+    except TypeError:  # an unhashable target
+        return False
 
 
 def function_name(target: Any) -> str:
@@ -450,9 +463,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     function's call on an input of ``shape``, None if the call is none it knows, or why a
     linear call it knows gets none (a string).
     ``given``: the caller's Lipschitz constants of functions called on the signal, by node
-    name (``"softplus_1"``: that call) or function name (``"softplus"``: every call of it;
-    a node's name wins), used in place of the known ones. ``assumed``: a list to which each
-    such call with a constant, known or given, is appended as ``"node (function(), c)"``.
+    name (``"softplus_1"``), for calls no rule covers (:func:`has_rule`), taken entry by
+    entry (a broadcast signal counts its copies). ``assumed``: a list to which each call with
+    a constant, known or given, is appended as ``"node (function(), c)"``.
     """
     try:
         graph = torch.fx.Tracer().trace(model)
@@ -706,11 +719,6 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     kwargs = {k: v if k == "input" else torch.fx.node.map_arg(v, lambda n: sizes.get(n, n))
               for k, v in kwargs.items()}
     function = function_name(target)
-    yours = None if given is None else given.get(node.name, given.get(function))
-    if yours is not None:  # the caller's: the Lipschitz constant of the call's whole map
-        if assumed is not None:
-            assumed.append(f"{node.name} ({function}(), {yours!r} given)")
-        return Fraction(yours) * of(source)
     constant = function_constant(target, args, kwargs)
     elementwise = constant is not None  # (an activation, clamp, dropout: entry by entry)
     complex_ = any(getattr(getattr(meta(n), "dtype", None), "is_complex", False)
@@ -729,9 +737,16 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         # listed none of these, and said it assumed none)
         assumed.append(f"{node.name} ({function}()" + (
             ")" if constant == 1 else f", {float(constant):g})"))
+    yours = None if given is None or constant is not None else given.get(node.name)
+    if yours is not None:  # the caller's, for this node alone, where no rule applies: taken
+        # entry by entry, so that a broadcast signal counts its copies (a review: clamp(x,
+        # min=t) with a bigger t, given 1, was bounded by 1 where its constant is 8)
+        constant, elementwise = Fraction(yours), True
+        if assumed is not None:
+            assumed.append(f"{node.name} ({function}(), {yours!r} given)")
     if constant is None:
         return (f"is not a call whose Lipschitz constant is known here (lipschitz_constants="
-                f"{{{function!r}: L}} gives one, yours)")
+                f"{{{node.name!r}: L}} gives this node one, yours)")
     whole, part = size(node), size(source)
     if elementwise and whole is not None and part and whole > part:
         # an elementwise function whose other operand broadcasts the signal (clamp(x, min=t)

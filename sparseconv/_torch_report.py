@@ -49,7 +49,7 @@ from sparseconv._spectral_norm import (
 )
 from sparseconv._torch_activations import module_constant
 from sparseconv._torch_graph import MAX_POOL_F, by_keyword, linear_call_layer
-from sparseconv._torch_graph_bound import Factor, function_name, graph_bound
+from sparseconv._torch_graph_bound import Factor, function_name, graph_bound, has_rule
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -70,7 +70,7 @@ from sparseconv._torch_script import (
     magnitude,
     matches,
     probe_input,
-    script_outside_layers,
+    script_chain_break,
 )
 from sparseconv._torch_trace import (
     TraceRecord,
@@ -211,8 +211,9 @@ class LipschitzReport:
         (``"sigmoid (sigmoid(), 0.25)"``). A constant of ``lipschitz_constants`` says
         ``"L given"``.
     chain_checked : bool
-        True when the model is a (nested) ``nn.Sequential``, so it is a chain; False when
-        the chain is an assumption (hooks do not see residual sums or functional calls).
+        True when the model is a (nested) ``nn.Sequential``, or a TorchScript model whose
+        graph is the chain of its calls, so it is a chain; False when the chain is an
+        assumption (hooks do not see residual sums or functional calls).
     reason : str
         Why ``network_upper`` is None (empty otherwise).
     complete : bool
@@ -482,18 +483,21 @@ def _functional_max_pool(target, args: list, kwargs: dict,
     return "is a max pooling with no constant here" if constant is None else Fraction(constant)
 
 
-def _functional_calls(model: nn.Module) -> set[str]:
-    """The names of the functions and methods ``model``'s forward calls (``softplus``) and of
-    their nodes in its torch.fx graph (``softplus_1``), which ``lipschitz_constants`` may
-    name; none for a model torch.fx cannot trace, or a TorchScript one."""
+def _functional_calls(model: nn.Module) -> tuple[set[str], dict[str, str]]:
+    """The fx node names of the calls ``model``'s forward makes that ``lipschitz_constants``
+    may name: functions and methods with no rule of their own in the bound over the graph
+    (``softplus``, ``softplus_1``); and the other calls' nodes, each with its function's
+    name (whose bound the report computes or knows). Empty for a model torch.fx cannot
+    trace, or a TorchScript one."""
     if isinstance(model, torch.jit.ScriptModule):
-        return set()
+        return set(), {}
     try:
         graph = torch.fx.Tracer().trace(model)
     except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
-        return set()
-    return {key for node in graph.nodes if node.op in ("call_function", "call_method")
-            for key in (node.name, function_name(node.target))}
+        return set(), {}
+    calls = [n for n in graph.nodes if n.op in ("call_function", "call_method")]
+    return ({n.name for n in calls if not has_rule(n.target)},
+            {n.name: function_name(n.target) for n in calls if has_rule(n.target)})
 
 
 def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord],
@@ -505,7 +509,7 @@ def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]
     constants of the functions (a module's name or class wins over a function's)."""
     names = {key for r in records if not r.linear for key in (r.name, _kind(r.module))}
     linear = {key for r in records if r.linear for key in (r.name, _kind(r.module))}
-    calls = _functional_calls(model) if set(given) - names - linear else set()
+    calls, ruled = _functional_calls(model) if set(given) - names - linear else (set(), {})
     functions = {}
     for key in given:
         if key in names:
@@ -513,6 +517,12 @@ def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]
         if key in calls and key not in linear:
             functions[key] = given[key]
             continue
+        if key in ruled and key not in linear:  # (a review: "interpolate" replaced its norm)
+            raise ValueError(f"lipschitz_constants[{key!r}] names the call of {ruled[key]} "
+                             "whose bound the report computes or knows (a linear function's "
+                             "certified norm, a known activation's constant, a sum or a "
+                             "reshape's rule); constants are for calls it has none for: "
+                             f"{', '.join(sorted(calls)) or 'none'}")
         if key in linear:
             raise ValueError(f"lipschitz_constants[{key!r}] names a linear layer, whose norm "
                              "the report computes; constants are for the non-linear modules: "
@@ -608,24 +618,53 @@ def _is_sequential(model: nn.Module) -> bool:
     return _not_sequential(model) is None
 
 
-def _outside_the_layers(model: nn.Module) -> str | None:
-    """The first operation ``model``'s forward runs on its signal outside its layers that
-    makes it no chain of them (a residual sum, a concatenation, a product), named; None when
-    there is none, or when torch.fx cannot tell."""
+def _chain_break(model: nn.Module) -> str | None:
+    """Why ``model``'s forward is no chain of its layers, as a phrase after "its forward"
+    (``"runs add (node 'add') on its signal outside its layers"``), or None for a chain: for
+    a TorchScript model, its graph's answer
+    (:func:`sparseconv._torch_script.script_chain_break`); for an eager one, torch.fx's
+    graph's, by the same rule (each module call reads the value the call before returned,
+    through :data:`CHAIN_KEEPING` operations at most, and the last one's is the output).
+    A model torch.fx cannot trace is said to be one sparseconv cannot check."""
     if isinstance(model, torch.jit.ScriptModule):
-        return script_outside_layers(model)
+        return script_chain_break(model)
     try:
         graph = torch.fx.Tracer().trace(model)
-    except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
-        return None
-    signal = {node for node in graph.nodes if node.op == "placeholder"}
+    except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+        return (f"cannot be checked to be the chain of its layers (torch.fx cannot trace it: "
+                f"{type(exc).__name__})")
+    current: set = set()  # the signal as it stands: one node, and in-place aliases
+    signal: set = set()  # every node computed from the signal that holds a tensor
     for node in graph.nodes:
-        if node.op in ("placeholder", "output", "get_attr") or not any(
-                n in signal for n in node.all_input_nodes):
+        if node.op == "placeholder":
+            if current:
+                return "takes more than one input"
+            current, signal = {node}, {node}
             continue
+        reads = {n for n in node.all_input_nodes if n in signal}
+        if node.op == "output":
+            result = node.args[0]
+            if not (isinstance(result, torch.fx.Node) and result in current):
+                return "returns something other than its last layer's output"
+            continue
+        if not reads:
+            continue
+        name = function_name(node.target)
+        if node.op == "call_module":
+            if reads - current:
+                return (f"calls module {str(node.target)!r} on a value other than the "
+                        "previous call's output (a residual or a branch, or a call whose "
+                        "result is not used)")
+            current = {node}
+        elif name in ("getattr", "size", "dim", "len"):
+            continue  # (x.shape, x.size(0): integers, no signal)
+        elif name not in CHAIN_KEEPING:
+            return f"runs {name} (node {node.name!r}) on its signal outside its layers"
+        elif reads - current:
+            return f"runs {name} (node {node.name!r}) on an older value of its signal"
+        else:
+            current = {node} | (current if name.endswith("_") else set())
         signal.add(node)
-        if node.op != "call_module" and function_name(node.target) not in CHAIN_KEEPING:
-            return f"{function_name(node.target)} (node {node.name!r})"
     return None
 
 
@@ -904,8 +943,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     returns it) gets the rows of the eager model it was compiled from: :func:`trace` reads
     its layers from its graph, and BatchNorm folding asks the graph whether the BatchNorm's
     input is the convolution's output value, untouched by in-place operations. Its network
-    bound is a chain's only (it has no torch.fx graph); ``reason`` names an operation its
-    graph runs on the signal outside its layers (``aten::add_``), which makes it no chain.
+    bound is a chain's only (it has no torch.fx graph): the product, where its graph is the
+    chain of its calls (a scripted ``nn.Sequential``, or a forward of its own in which each
+    call reads the previous one's output, through reshapes, ReLU and tanh at most);
+    otherwise ``reason`` names what breaks the chain (``runs aten::add on its signal outside
+    its layers``).
 
     Parameters
     ----------
@@ -934,13 +976,15 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         The Lipschitz constants of other activations (or tighter ones for the known), by
         module name (``"1"``, ``"layer1.0.act"``) or class name (``"Softplus"``; a name wins
         over a class), for example ``{"Softplus": 1.0}``; in the bound over the graph, of a
-        function ``forward`` calls on the signal too, by its name (``"softplus"`` for every
-        call of ``F.softplus`` or ``x.softplus()``) or its node's (``"softplus_1"``, as
-        ``reason`` names it; a module's name or class wins). Your constants, not certified
-        here: the network bound is as good as they are, and the report lists them, with the
-        known constants of the functions the bound over the graph used (``sigmoid
-        (sigmoid(), 0.25)``). A key that names no traced non-linear module nor its class nor
-        a function the forward calls (a typo, a linear layer) is refused.
+        call ``forward`` makes on the signal too, one at a time, by its torch.fx node's name
+        as ``reason`` names it (``"softplus"``, then ``"softplus_1"`` for the next call; a
+        module's name or class wins), taken entry by entry (a broadcast signal counts its
+        copies). Your constants, not certified here: the network bound is as good as they
+        are, and the report lists them, with the known constants of the functions the bound
+        over the graph used (``sigmoid (sigmoid(), 0.25)``). A key that names no traced
+        non-linear module nor its class nor such a call (a typo, a linear layer, a call the
+        bound has a rule for: a linear function's norm, a known activation, a sum) is
+        refused.
     workers : int, map-like callable or concurrent.futures.Executor, optional
         Processes for the convolutions' norms, as :func:`sparseconv.spectral_norms` (a Dask
         client's ``get_executor()`` spreads them over a cluster): ``1``
@@ -1046,6 +1090,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                                         ")" if constant == 1 else f", {constant:g})"))
     functions = _check_constants_used(given, records, model)
     chain = _is_sequential(model)
+    broken = None if chain else _chain_break(model)  # (a TorchScript chain: None)
+    chain = chain or (broken is None and isinstance(model, torch.jit.ScriptModule))
     callback, close = _progress_callback(progress, len(todo))
     found: list[dict | None] = [None] * len(todo)
     done = 0
@@ -1065,12 +1111,6 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         close()
     rows = [row for row in found if row is not None]
     reason, bound = "", None
-    outside = None if chain else _outside_the_layers(model)
-    if assume_chain and outside:
-        warnings.warn(f"assume_chain=True: the network bound is the product of the layers' "
-                      f"bounds, but {_kind(model)}'s forward runs {outside} on its signal "
-                      "outside its layers, so the product is no bound of it", RuntimeWarning,
-                      stacklevel=2)
     untrusted = _untrusted(model, versions)
     if untrusted:
         reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
@@ -1084,7 +1124,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             # whose product then left the identity branch out)
             reason = (f"{what} is not a nn.Sequential, so the product of the layers' bounds "
                       "is no bound of its forward " + (
-                          f"(which runs {outside} on its signal outside its layers)" if outside
+                          f"(which {broken})" if broken
                           else "(pass assume_chain=True if that forward is the chain of the "
                           "traced layers)"))
         assumed: list[str] = []
@@ -1098,5 +1138,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     over_graph = bound is not None
     if bound is None:
         bound = _product_up([row["upper"] for row in rows] + constants)
+        if assume_chain and broken and not reason:  # (the product is the bound given)
+            warnings.warn(f"assume_chain=True: the network bound is the product of the "
+                          f"layers' bounds, but {_kind(model)}'s forward {broken}, so the "
+                          "product may be no bound of it", RuntimeWarning, stacklevel=2)
     return LipschitzReport(tuple(rows), None if reason else bound, tuple(activations),
                            chain, reason, over_graph=over_graph)

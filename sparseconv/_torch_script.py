@@ -286,41 +286,110 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
 
 
 #: What a forward may run on its signal outside its layers and stay the chain of them, the
-#: product of their bounds a bound: reshapes, sizes, and 1-Lipschitz activations.
+#: product of their bounds a bound: reshapes, sizes, and 1-Lipschitz activations (not
+#: F.dropout, which drops in eval mode too unless told training=False).
 CHAIN_KEEPING = {"view", "reshape", "flatten", "contiguous", "size", "dim", "clone", "relu",
-                 "tanh", "dropout", "feature_dropout", "squeeze", "unsqueeze", "getattr",
-                 "len"}
+                 "tanh", "squeeze", "unsqueeze", "getattr", "len"}
 
 
-def script_outside_layers(model: nn.Module) -> str | None:
-    """The first operation a TorchScript model's graph runs on its signal outside its leaf
-    modules that a chain of them would not (``aten::add_`` of a residual block,
-    ``aten::cat``, ``aten::mul``), or None: then the model is the chain of its calls."""
+def _first_read(blocks, signal: set):
+    """The first node in ``blocks`` (and the blocks within) that reads a value of ``signal``,
+    or None."""
+    for block in blocks:
+        for node in block.nodes():
+            if any(v.unique() in signal for v in node.inputs()):
+                return node
+            inner = _first_read(list(node.blocks()), signal)
+            if inner is not None:
+                return inner
+    return None
+
+
+def script_chain_break(model: nn.Module) -> str | None:
+    """Why a TorchScript model's graph is not the chain of its calls, as a phrase after "its
+    forward" (``"runs aten::add on its signal outside its layers"``), or None for a chain:
+    the signal enters the first call, each call reads the output of the one before (through
+    :data:`CHAIN_KEEPING` operations only) and nothing else of the signal, and the last call's
+    output, so passed on, is the graph's output; an ``if`` of the model's own forward only
+    where its condition is a constant (``F.relu``'s ``if inplace:``), followed into its
+    branch. For a chain the product of the calls' bounds is a bound of the model (a new
+    user's trial: a scripted model with a forward of its own got none, and a residual one
+    was told to assume a chain). The graph is the one the report's rows are read from, dead
+    calls included: each must be on the chain, or the product would count a factor the
+    model's map does not have."""
     script: Any = model
     graph = script.inlined_graph
-    modules = _Modules(model)
-    signal = {v.unique() for v in list(graph.inputs())[1:]}
+    calls = [c for c in _calls(model, graph) if c.input() is not None]
+    owner = {node: call for call in calls for node in call.nodes}
+    inputs = list(graph.inputs())
+    if len(inputs) != 2:
+        return f"takes {len(inputs) - 1} inputs"
+    state: dict[str, set] = {"current": {inputs[1].unique()}, "inside": set()}
+    signal = {inputs[1].unique()}  # every tensor computed from the input
 
-    def first(nodes) -> str | None:
+    def follow(nodes) -> str | None:
         for node in nodes:
-            blocks = list(node.blocks())
-            for block in blocks:  # (an if or a loop of a forward: its operations)
-                found = first(block.nodes())
-                if found is not None:
-                    return found
-            if not any(v.unique() in signal for v in (
-                    *node.inputs(), *(v for b in blocks for v in b.outputs()))):
+            current, inside = state["current"], state["inside"]
+            reads = {v.unique() for v in node.inputs()} & signal
+            call = owner.get(node)
+            tensors = {v.unique() for v in node.outputs()
+                       if isinstance(v.type(), torch.TensorType)}
+            if call is not None:
+                if node is call.nodes[0]:
+                    inside = state["inside"] = set()
+                if reads - current - inside:
+                    return (f"calls module {call.name!r} on a value other than the previous "
+                            "call's output (a residual or a branch, or a call whose result "
+                            "is not used)")
+                inside |= {v.unique() for v in node.outputs()}
+                signal.update(tensors)
+                if node is call.nodes[-1]:
+                    output = call.output()
+                    if output is None:
+                        return f"calls module {call.name!r}, whose output is no tensor"
+                    state["current"] = {output.unique()}
                 continue
-            for value in node.outputs():  # (a list of tensors, for a cat, carries the signal)
-                if node.kind() in _STRUCTURAL or isinstance(value.type(), torch.TensorType):
-                    signal.add(value.unique())
-            if node.kind() in _STRUCTURAL or is_leaf(modules(node)[1]) or blocks:
-                continue  # (a leaf call's own operations; an if of a forward: its blocks')
-            if node.kind().split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
-                return node.kind()
+            blocks = list(node.blocks())
+            if blocks:  # an if of the forward with a constant condition: its branch
+                condition = next(node.inputs()).node() if node.kind() == "prim::If" else None
+                if condition is None or condition.kind() != "prim::Constant":
+                    inner = _first_read(blocks, signal)
+                    if inner is not None and inner.kind() not in _STRUCTURAL and inner.kind(
+                            ).split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
+                        return (f"runs {inner.kind()} on its signal outside its layers (in "
+                                f"{node.kind()} branches)")
+                    return (f"runs {node.kind()} on a condition of its own (its branches are "
+                            "not followed here)")
+                block = blocks[0] if condition.output().toIValue() else blocks[1]
+                why = follow(block.nodes())
+                if why is not None:
+                    return why
+                for mine, theirs in zip(node.outputs(), block.outputs()):
+                    if theirs.unique() in signal:
+                        if theirs.unique() not in state["current"]:
+                            return f"returns an older value of its signal from {node.kind()}"
+                        signal.add(mine.unique())
+                        state["current"].add(mine.unique())
+                continue
+            if not reads:
+                continue
+            kind = node.kind()
+            if kind in _STRUCTURAL or kind.split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
+                consumer = next((use.user.kind() for v in node.outputs() for use in v.uses()),
+                                kind) if kind in _STRUCTURAL else kind
+                return f"runs {consumer} on its signal outside its layers"
+            if reads - current and tensors:  # (x.size(0) of an older value: an integer)
+                return f"runs {kind} on an older value of its signal than the last call's"
+            if tensors:  # (size, dim: integers, no signal)
+                state["current"] = tensors | (current if kind.endswith("_") else set())
+                signal.update(tensors)
         return None
 
-    return first(graph.nodes())
+    why = follow(graph.nodes())
+    outputs = list(graph.outputs())
+    if why is None and not (len(outputs) == 1 and outputs[0].unique() in state["current"]):
+        why = "returns something other than its last call's output"
+    return why
 
 
 def _refuse_control_flow(node, modules: _Modules) -> None:

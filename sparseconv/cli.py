@@ -275,9 +275,10 @@ def _report_parser(commands) -> None:
                         help="one row per convolution and the BatchNorm that follows it")
     report.add_argument("--constant", action="append", default=[], metavar="NAME=L",
                         help="the Lipschitz constant L of a non-linear module the report does "
-                        "not know (Softplus, say), by its name or class, or of a function the "
-                        "forward calls (softplus), by its name or its graph node's; repeat for "
-                        "several (lipschitz_report's lipschitz_constants: yours, not certified)")
+                        "not know (Softplus, say), by its name or class, or of a call the "
+                        "forward makes (softplus_1), by its graph node's name as the reason "
+                        "gives it; repeat for several (lipschitz_report's lipschitz_constants: "
+                        "yours, not certified)")
     report.add_argument("--exact", action="store_true",
                         help="certify every convolution with zero, reflect or replicate padding "
                         "with every axis exact (spectral_norm's method='exact': widths about "
@@ -821,7 +822,8 @@ def _report(args, error) -> None:
                  str(report).replace("pass assume_chain=True", "pass --assume-chain")))
     if "activation of known constant" in report.reason or (
             "activations of known constant" in report.reason):
-        print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)")
+        print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)",
+              file=sys.stderr)
     for key, write in (("csv", report.to_csv), ("json", report.to_json)):
         if outputs[key]:
             with atomic_path(outputs[key]) as path:

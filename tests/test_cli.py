@@ -662,8 +662,8 @@ def test_report_takes_constants_and_speaks_in_options(tmp_path, capsys, monkeypa
     monkeypatch.chdir(tmp_path)
     base = ["report", "--model", "soft.pt", "--input-shape", "2,6,6", "--trust-pickle", "--quiet"]
     assert main(base) in (0, None)
-    out = capsys.readouterr().out
-    assert "network bound: none" in out and "--constant NAME=L" in out
+    out, err = capsys.readouterr()
+    assert "network bound: none" in out and "--constant NAME=L" in err  # (hints: stderr)
     assert main([*base, "--constant", "Softplus=1"]) in (0, None)
     assert "network bound (product of the upper bounds)" in capsys.readouterr().out
     for bad, message in (("Softplus", "must be NAME=L"), ("=1", "must be NAME=L"),
@@ -691,9 +691,11 @@ def test_report_takes_constants_and_speaks_in_options(tmp_path, capsys, monkeypa
         torch.jit.script(Chain()).save(str(tmp_path / "chain.pt"))
     assert main(["report", "--model", "chain.pt", "--input-shape", "2,6,6", "--quiet"]) in (
         0, None)
-    out = capsys.readouterr().out
-    assert "pass --assume-chain" in out and "assume_chain=True" not in out
-    # (a new user's trial: the residual model was told so too, and its product is no bound)
+    out = capsys.readouterr().out  # (its graph is the chain of its calls: their product)
+    assert "network bound (product of the upper bounds)" in out
+    assert "assume-chain" not in out and "chain of these layers" not in out
+    # (a new user's trial: the residual model was told to pass --assume-chain, and its
+    # product is no bound)
     assert main(["report", "--model", "res.pt", "--input-shape", "2,6,6", "--quiet"]) in (0,
                                                                                           None)
     out = capsys.readouterr().out

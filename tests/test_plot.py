@@ -485,7 +485,9 @@ def test_the_same_figure_gives_the_same_bytes_at_another_time(tmp_path, monkeypa
     monkeypatch.setattr(time, "time", lambda: 2e9)  # another time: gzip's and the others'
     monkeypatch.setattr(time, "ctime", lambda *a: "Mon Jan  1 00:00:00 2035")
     assert written() == first
-    assert "SOURCE_DATE_EPOCH" not in os.environ  # (set only while saving)
+    assert "SOURCE_DATE_EPOCH" not in os.environ  # (a review: a race on it; never set)
+    out = tmp_path / f"another name.{fmt}"  # (a review: PostScript held the file's name,
+    assert written() == first  # the command line's temporary one)
 
 
 def test_save_raster_refuses_a_format_imsave_cannot_write(tmp_path):

@@ -1146,35 +1146,83 @@ class _Softplus(nn.Module):
         return z if self.softplus is None else z + self.softplus(y)
 
 
-def test_constants_of_functions_by_name_or_node():
+def test_constants_of_functions_by_node():
     """A new user's trial: the reason named node 'softplus', and lipschitz_constants refused
-    every key that could give it a constant."""
+    every key that could give it a constant. A review: a function's name applied to every
+    call of it (repeat(1, 1, 64) took the constant worked out for repeat(1, 1, 1)), a key
+    could replace a linear call's certified norm, and a given constant dropped the count of
+    a broadcast signal's copies; now a key names one node, with no rule of its own."""
     shape = (2, 5, 5)
     calls = _Softplus().eval()
     none = sct.lipschitz_report(calls, shape)
     assert none.network_upper is None
-    assert "lipschitz_constants={'softplus': L} gives one, yours" in none.reason
+    assert "node 'softplus' (call_function softplus) is not a call whose" in none.reason
+    assert "lipschitz_constants={'softplus': L} gives this node one, yours" in none.reason
     conv = none[0]["upper"]
-    both = sct.lipschitz_report(calls, shape, lipschitz_constants={"softplus": 1.0})
+    first = sct.lipschitz_report(calls, shape, lipschitz_constants={"softplus": 1.0})
+    assert first.network_upper is None  # the other call, node softplus_1, has none
+    assert "node 'softplus_1'" in first.reason
+    both = sct.lipschitz_report(calls, shape, lipschitz_constants={"softplus": 1.0,
+                                                                   "softplus_1": 3.0})
     assert both.activations == ("softplus (softplus(), 1.0 given)",
-                                "softplus_1 (softplus(), 1.0 given)")
-    assert both.network_upper == pytest.approx(3 * conv, rel=1e-12)
+                                "softplus_1 (softplus(), 3.0 given)")
+    assert both.network_upper == pytest.approx(7 * conv, rel=1e-12)
     assert both.network_upper >= largest_ratio(calls, shape)
-    # a node's name gives that call its constant, the function's name every other call's
-    one = sct.lipschitz_report(calls, shape, lipschitz_constants={"softplus": 1.0,
-                                                                  "softplus_1": 3.0})
-    assert one.network_upper == pytest.approx(7 * conv, rel=1e-12)
     with pytest.raises(ValueError, match=r"lipschitz_constants\['F.softplus'\] names no traced "
                                          r".* nor a function the forward calls; they are: "
                                          r".*softplus_1.* \(did you mean 'softplus'\?\)"):
         sct.lipschitz_report(calls, shape, lipschitz_constants={"F.softplus": 1.0})
+    for ruled in ("mul", "add"):  # (their rules: a product by a number, a sum)
+        with pytest.raises(ValueError, match=rf"lipschitz_constants\['{ruled}'\] names the "
+                                             rf"call of {ruled} whose bound the report "
+                                             r"computes or knows"):
+            sct.lipschitz_report(calls, shape, lipschitz_constants={ruled: 0.1})
     # a module's name wins: "softplus" is the module's constant, the functions stay unknown
     named = _Softplus(module=True).eval()
     report = sct.lipschitz_report(named, shape, lipschitz_constants={"softplus": 0.5})
-    assert report.network_upper is None and "node 'softplus'" in report.reason
+    assert report.network_upper is None and "node 'softplus" in report.reason
     assert report.activations == ("softplus (Softplus, 0.5 given)",)
     with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.script(calls)  # (no torch.fx graph: no function to name)
     with pytest.raises(ValueError, match="nor a function the forward calls; they are: none"):
         sct.lipschitz_report(scripted, shape, lipschitz_constants={"softplus": 1.0})
+
+
+def test_a_given_constant_replaces_no_rule_and_counts_a_broadcasts_copies():
+    """A review: lipschitz_constants={"interpolate": 1.0, "conv2d": 1.0} replaced the
+    certified norms 2 and 5 (network bound 1.0, Lipschitz constant 10); a constant given to
+    torch.maximum(y, t), t 64 times y's size, bounded it by 1.0 where it is 8."""
+    weight = torch.nn.Parameter(torch.full((1, 2, 1, 1), 2.5, dtype=F64))
+
+    class Linear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+            self.weight = weight
+
+        def forward(self, x):
+            y = F.interpolate(self.conv(x), scale_factor=2)
+            return F.conv2d(y, self.weight)
+
+    model = Linear().eval()
+    for key in ("interpolate", "conv2d"):
+        with pytest.raises(ValueError, match=rf"names the call of {key} whose bound the "):
+            sct.lipschitz_report(model, (2, 4, 4), lipschitz_constants={key: 1.0})
+    t = torch.zeros((1, 1, 64, 5, 5), dtype=F64)  # 64 copies of y's 2 x 5 x 5
+
+    class Broadcast(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+
+        def forward(self, x):
+            return torch.maximum(self.conv(x).unsqueeze(2), t).flatten(1)
+
+    model = Broadcast().eval()
+    shape = (2, 5, 5)
+    unknown = sct.lipschitz_report(model, shape)
+    node = re.search(r"node '(maximum\w*)'", unknown.reason)
+    assert node is not None, unknown.reason
+    report = sct.lipschitz_report(model, shape, lipschitz_constants={node.group(1): 1.0})
+    assert report.network_upper == pytest.approx(8 * report[0]["upper"], rel=1e-12)

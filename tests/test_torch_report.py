@@ -1033,3 +1033,70 @@ def test_an_elementwise_layer_of_one_number_a_sample_keeps_its_bound(tail):
     jacobian = torch.autograd.functional.jacobian(model, x).reshape(-1, x.numel())
     assert report.network_upper is not None, report.reason
     assert np.linalg.norm(jacobian.numpy(), 2) <= report.network_upper
+
+
+class _Pair(nn.Module):
+    """Two 3x3 layers with small weights, in a forward of the kind ``kind`` names."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.side, self.main = (nn.Conv2d(2, 2, 3, padding=1, dtype=F64) for _ in range(2))
+        self.head = nn.Linear(50, 3, dtype=F64)
+        with torch.no_grad():
+            self.side.weight.mul_(0.01)
+
+    def forward(self, x):
+        if self.kind == "side":  # a branch off the signal, kept, not returned
+            self.features = self.side(x)
+            return self.main(x)
+        if self.kind == "tuple":
+            y = self.main(x)
+            return y, y
+        if self.kind == "untraceable":  # a residual torch.fx cannot trace
+            if x.dim() != 4:
+                raise ValueError("a batch of images")
+            return x + self.side(x)
+        y = torch.relu(self.main(self.side(x)))  # "chain": x.shape[0] is no signal
+        return self.head(y.reshape(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("kind", ["side", "tuple", "untraceable", "chain"])
+def test_assume_chain_warns_where_the_forward_is_no_chain(kind):
+    """A review: a side branch, a tuple output and a residual torch.fx cannot trace got
+    assume_chain=True's product without a word (0.01 where the Lipschitz constant is 1,
+    1.0 against 1.41), their reasons suggesting it; x.reshape(x.shape[0], -1) in a chain
+    drew a warning."""
+    model = _Pair(kind).eval()
+    shape = (2, 5, 5)
+    report = sct.lipschitz_report(model, shape)
+    assert "pass assume_chain=True" not in report.reason
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chained = sct.lipschitz_report(model, shape, assume_chain=True)
+    said = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    if kind == "chain":
+        assert not said and report.network_upper is not None
+        assert chained.network_upper == pytest.approx(report.network_upper, rel=1e-12)
+    else:
+        assert len(said) == 1 and "so the product may be no bound of it" in said[0], said
+        assert {"side": "calls module 'main' on a value other than the previous call's",
+                "tuple": "returns something other than its last layer's output",
+                "untraceable": "cannot be checked to be the chain of its layers (torch.fx "
+                               "cannot trace it"}[kind] in said[0]
+
+
+def test_assume_chain_does_not_warn_where_the_bound_is_over_the_graph():
+    """A review: with a module the report does not know, the bound is over the graph even
+    under assume_chain=True, and the warning said the product was no bound."""
+
+    class Scale(nn.Module):
+        def forward(self, x):
+            return 3.0 * x
+
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64), Scale()).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = sct.lipschitz_report(model, (2, 5, 5), assume_chain=True)
+    assert report.over_graph and report.network_upper == pytest.approx(
+        3 * report[0]["upper"], rel=1e-12)

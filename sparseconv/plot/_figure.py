@@ -15,6 +15,7 @@ import gzip
 import io
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -123,30 +124,33 @@ def stable_save(save: Callable[[Any, str], Any], fname, fmt: str) -> None:
     """``save(target, format)`` such that the same figure gives the same bytes in every format.
 
     With :func:`stable_metadata`, and what metadata cannot say: an svg's ids are hashed with a
-    fixed salt (matplotlib salts them with a random uuid when ``svg.hashsalt`` is unset), a
-    PostScript file is dated by ``SOURCE_DATE_EPOCH`` (0 where the caller has not set it), and
-    an svgz is gzipped with a zero time stamp (matplotlib's holds the time of writing).
+    fixed salt (matplotlib salts them with a random uuid when ``svg.hashsalt`` is unset); a
+    PostScript file is written without its ``%%Title`` (matplotlib's is the file's name: the
+    command line's temporary one) and ``%%CreationDate`` comments, which are optional; an
+    svgz is gzipped with a zero time stamp (matplotlib's holds the time of writing). No
+    environment variable is touched (a review: two saves in threads raced on one).
     """
     import matplotlib
 
     salt = matplotlib.rcParams["svg.hashsalt"] or "sparseconv"
-    date = os.environ.get("SOURCE_DATE_EPOCH")
-    os.environ["SOURCE_DATE_EPOCH"] = date or "0"
-    try:
-        with matplotlib.rc_context({"svg.hashsalt": salt}):
-            if fmt != "svgz":
-                save(fname, fmt)
-                return
-            svg = io.BytesIO()
-            save(svg, "svg")
-            with open(fname, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh,
-                                                         mtime=0) as packed:
-                packed.write(svg.getvalue())
-    finally:
-        if date is None:
-            del os.environ["SOURCE_DATE_EPOCH"]
-        else:
-            os.environ["SOURCE_DATE_EPOCH"] = date
+    with matplotlib.rc_context({"svg.hashsalt": salt}):
+        if fmt not in ("svgz", "ps", "eps"):
+            save(fname, fmt)
+            return
+        buffer = io.BytesIO()
+        save(buffer, "svg" if fmt == "svgz" else fmt)
+    data = buffer.getvalue()
+    if fmt == "svgz":
+        packed = io.BytesIO()
+        with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0) as gz:
+            gz.write(data)
+        data = packed.getvalue()
+    else:  # (DSC comments of the header: one line each, before %%EndComments)
+        head, sep, tail = data.partition(b"%%EndComments")
+        head = re.sub(rb"^%%(Title|CreationDate):[^\n]*\n", b"", head, flags=re.MULTILINE)
+        data = head + sep + tail
+    with open(fname, "wb") as fh:
+        fh.write(data)
 
 
 @contextlib.contextmanager
