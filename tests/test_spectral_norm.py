@@ -855,6 +855,11 @@ def test_spectral_norms_on_a_map_like_callable_or_an_executor(memory_limit):
         sc.spectral_norms(layers, workers=lambda function, items: None)
     with pytest.raises(TypeError, match=r"returned 1 \(of type int\) among its results"):
         sc.spectral_norms(layers, workers=lambda function, items: [1, 2])
+    # (a hunt: an unhashable index raised "unhashable type", a float one an IndexError later)
+    for index in ([0], 1.0, True):
+        with pytest.raises(TypeError, match=r"among its results, not the function's result"):
+            sc.spectral_norms(layers, workers=lambda function, items, i=index: [
+                (i, None, 0.0)])
     with pytest.raises(ValueError, match=r"returned no result for layers\[\d\]"):
         sc.spectral_norms(layers, workers=lambda function, items: list(map(function, items))[1:])
 
