@@ -113,6 +113,15 @@ def _checked(model: nn.Module, input_shape, allow_train: bool | None) -> tuple[i
     if allow_train is not None:
         allow_train = as_bool(allow_train, "allow_train")
     shape = _input_shape(input_shape, None, _kind(model))
+    if not isinstance(model, torch.jit.ScriptModule):  # (a review: torch's own RuntimeError,
+        # "register_forward_hook is not supported on ScriptModules", was all it said)
+        script = next(((name, m) for name, m in model.named_modules()
+                       if isinstance(m, torch.jit.ScriptModule)), None)
+        if script is not None:
+            raise TypeError(f"module {script[0]!r} of the eager model is a TorchScript module "
+                            f"({_kind(script[1])}), which forward hooks cannot see into: pass "
+                            "the model with that module eager, or the whole model scripted "
+                            "(torch.jit.script(model))")
     lazy = [(name, m) for name, m in model.named_modules()
             if any(isinstance(p, (UninitializedParameter, UninitializedBuffer))
                    for p in (*m.parameters(recurse=False), *m.buffers(recurse=False)))]

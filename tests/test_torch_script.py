@@ -602,3 +602,24 @@ def test_a_torchscript_chain_of_its_own_gets_the_product_and_no_other_does(make,
     else:
         assert report.network_upper is None and not report.chain_checked, rows
         assert "pass assume_chain=True" not in report.reason
+
+
+def test_an_eager_model_holding_a_scripted_module_is_refused_by_name():
+    """A review: torch's "register_forward_hook is not supported on ScriptModules" was all
+    that trace() and lipschitz_report() said."""
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.inner = torch.jit.script(_Residual())
+
+        def forward(self, x):
+            return self.inner(x)
+
+    for function in (sct.trace, sct.lipschitz_report):
+        with pytest.raises(TypeError, match=r"module 'inner' of the eager model is a "
+                                            r"TorchScript module \(_Residual\), which forward "
+                                            r"hooks cannot see into"):
+            function(Outer().eval(), (2, 5, 5))
