@@ -13,6 +13,17 @@ import torch
 from torch import nn
 
 
+def largest_ratio(model: nn.Module, shape: tuple, pairs: int = 32) -> float:
+    """The largest ``||f(x) - f(y)|| / ||x - y||`` over random pairs: a lower bound of the
+    Lipschitz constant, which a network bound must not be below."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        x = torch.randn((pairs, *shape), dtype=torch.float64, generator=generator)
+        y = x + torch.randn(x.shape, dtype=torch.float64, generator=generator)
+        ratio = (model(x) - model(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
+    return float(ratio.max())
+
+
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random BatchNorm statistics and affine parameters; float64; eval mode."""
     generator = torch.Generator().manual_seed(seed)

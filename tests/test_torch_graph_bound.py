@@ -36,17 +36,6 @@ def jacobian_norm(model: nn.Module, shape: tuple) -> float:
     return float(np.linalg.norm(j.reshape(-1, x.numel()).numpy(), 2))
 
 
-def largest_ratio(model: nn.Module, shape: tuple, pairs: int = 32) -> float:
-    """The largest ``||f(x) - f(y)|| / ||x - y||`` over random pairs: a lower bound of the
-    Lipschitz constant, which a network bound must not be below."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        x = torch.randn((pairs, *shape), dtype=F64, generator=generator)
-        y = x + torch.randn(x.shape, dtype=F64, generator=generator)
-        ratio = (model(x) - model(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
-    return float(ratio.max())
-
-
 def without_relus(model: nn.Module) -> nn.Module:
     """The model with every ReLU an identity: linear, its Lipschitz constant ||J||."""
     model = copy.deepcopy(model)
@@ -183,7 +172,7 @@ def test_in_place_relu_read_by_its_own_node_only_is_fine():
     block.relu = nn.ReLU(inplace=True).eval()
     report = sct.lipschitz_report(block, (2, 6, 6))
     assert report.over_graph and report.network_upper is not None, report.reason
-    assert largest_ratio(block, (2, 6, 6)) <= report.network_upper
+    assert _networks.largest_ratio(block, (2, 6, 6)) <= report.network_upper
 
 
 def test_the_reviews_counterexamples_are_refused_or_bounded():
@@ -358,7 +347,7 @@ def test_a_second_reviews_counterexamples_get_no_bound():
     for model in (nn.Sequential(nn.Linear(4, 4, dtype=F64), Loud()),
                   Skip(nn.Linear(4, 4, dtype=F64))):
         report = sct.lipschitz_report(model.eval(), (4,))
-        assert report.network_upper is None or report.network_upper >= largest_ratio(
+        assert report.network_upper is None or report.network_upper >= _networks.largest_ratio(
             model, (4,)), (model, report.network_upper)
     # PyTorch's Softplus switches to the identity above its threshold: a jump, no constant
     report = sct.lipschitz_report(nn.Sequential(nn.Linear(1, 1, dtype=F64),
@@ -378,7 +367,7 @@ def test_relu_resnet_bound_is_the_product_over_paths():
     assert Fraction(report.network_upper) >= expected
     assert report.network_upper <= math.nextafter(float(expected), math.inf)
     # and the ReLU network moves by no more than it on random pairs
-    assert largest_ratio(model, (3, 8, 8)) <= report.network_upper
+    assert _networks.largest_ratio(model, (3, 8, 8)) <= report.network_upper
 
 
 def _spatial(x):
@@ -900,7 +889,7 @@ def test_functional_max_pooling_has_its_modules_constant(options):
     by_module.eval()
     bounds = [sct.lipschitz_report(m, (2, 6, 6)).network_upper for m in (by_module, by_function)]
     assert bounds[1] is not None and bounds[0] == bounds[1]
-    assert largest_ratio(by_function, (2, 6, 6)) <= bounds[1]
+    assert _networks.largest_ratio(by_function, (2, 6, 6)) <= bounds[1]
     with_indices = _Lambda(lambda y, x: F.max_pool2d(y, 2, return_indices=True)[0]).eval()
     report = sct.lipschitz_report(with_indices, (2, 6, 6))
     assert report.network_upper is None
@@ -1167,7 +1156,7 @@ def test_constants_of_functions_by_node():
     assert both.activations == ("softplus (softplus(), 1.0 given)",
                                 "softplus_1 (softplus(), 3.0 given)")
     assert both.network_upper == pytest.approx(7 * conv, rel=1e-12)
-    assert both.network_upper >= largest_ratio(calls, shape)
+    assert both.network_upper >= _networks.largest_ratio(calls, shape)
     with pytest.raises(ValueError, match=r"lipschitz_constants\['F.softplus'\] names no traced "
                                          r".* nor a function the forward calls; they are: "
                                          r".*softplus_1.* \(did you mean 'softplus'\?\)"):

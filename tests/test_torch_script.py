@@ -530,17 +530,6 @@ def test_an_eval_dropout_between_a_convolution_and_its_batchnorm_keeps_the_fold(
     assert report.network_upper == expected.network_upper
 
 
-def largest_ratio(model: nn.Module, shape: tuple, pairs: int = 32) -> float:
-    """The largest ``||f(x) - f(y)|| / ||x - y||`` over random pairs: a lower bound of the
-    Lipschitz constant, which a network bound must not be below."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        x = torch.randn((pairs, *shape), dtype=F64, generator=generator)
-        y = x + torch.randn(x.shape, dtype=F64, generator=generator)
-        ratio = (model(x) - model(y)).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
-    return float(ratio.max())
-
-
 class _Forward(nn.Module):
     """Two convolutions and a classifier, in a forward of its own: a chain (a functional
     relu and tanh, flatten, view: the chain keeps)."""
@@ -596,7 +585,7 @@ def test_a_torchscript_chain_of_its_own_gets_the_product_and_no_other_does(make,
     if make is _Forward or (make is _Dead and rows == ["a", "b", "head"]):
         # (torch.jit.trace records what ran: the dead call is no node of its graph)
         assert report.chain_checked and report.network_upper is not None, report.reason
-        assert report.network_upper >= largest_ratio(model, shape)
+        assert report.network_upper >= _networks.largest_ratio(model, shape)
         if make is _Forward:
             assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
     else:
