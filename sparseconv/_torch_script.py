@@ -630,6 +630,15 @@ def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bo
 # ---------------------------------------------------------------------------------------------
 # A call of a shipped module, rebuilt as that eager module
 # ---------------------------------------------------------------------------------------------
+def _shipped(module: nn.Module) -> bool:
+    """Whether a ScriptModule was compiled from a class torch ships (its type's qualified
+    name ``__torch__.torch.nn....``), not from a class of the user's of the same name (a
+    review: a scripted ``Linear`` of the user's computing ``F.linear(x + 100 *
+    clamp(x - 20, min=0), ...)`` matched torch's Linear on the probe and was read as one)."""
+    script: Any = module
+    return str(script._c._type().qualified_name()).startswith("__torch__.torch.nn.")
+
+
 def _rebuild(call: _Call, value) -> nn.Module:
     """The eager module of ``call`` (the ScriptModule itself for a class sparseconv does not
     know: it is then not linear, as in the eager trace)."""
@@ -637,8 +646,10 @@ def _rebuild(call: _Call, value) -> nn.Module:
     if is_parametrized(call.module):  # its weight, computed in the graph, is an argument
         kind = kind.removeprefix("Parametrized")
     cls = getattr(nn, kind, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or not _known(cls):
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or not _known(cls) or not (
+            _shipped(call.module)):
         return call.module
+
     ops: list[tuple[str, list]]
     if cls in _COMPOUND_ACTIVATIONS:  # (their kinds alone; the output check reads the rest)
         ops = [(n.kind(), []) for n in call.nodes if n.kind() not in _STRUCTURAL]

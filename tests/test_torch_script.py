@@ -15,6 +15,7 @@ from ._oracles import torch
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
 
+import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import sparseconv.torch as sct  # noqa: E402
@@ -612,3 +613,28 @@ def test_an_eager_model_holding_a_scripted_module_is_refused_by_name():
                                             r"TorchScript module \(_Residual\), which forward "
                                             r"hooks cannot see into"):
             function(Outer().eval(), (2, 5, 5))
+
+
+class Linear(nn.Module):
+    """The user's own class named as torch's: identity on the probe's small values, and
+    slope 101 beyond 20 (a review's counterexample)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.eye(n, dtype=F64))
+        self.bias = nn.Parameter(torch.zeros(n, dtype=F64))
+
+    def forward(self, x):
+        return F.linear(x + 100 * torch.clamp(x - 20, min=0), self.weight, self.bias)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_users_class_named_as_torchs_is_not_read_as_torchs(how, tmp_path):
+    """A review: a scripted Linear of the user's matched torch's Linear on the probe (whose
+    values never reach 20) and was read as one: network bound 1.0, Lipschitz constant 101."""
+    model = nn.Sequential(Linear(4)).eval()
+    report = sct.lipschitz_report(jit(model, how, (4,), tmp_path / "m.pt"), (4,))
+    assert report.network_upper is None and "module 0 (Linear) is neither a layer" in (
+        report.reason)
+    assert [r.linear for r in sct.trace(jit(model, how, (4,), tmp_path / "n.pt"), (4,))] == [
+        False]
