@@ -656,9 +656,14 @@ def _chain_break(model: nn.Module) -> str | None:
                         "previous call's output (a residual or a branch, or a call whose "
                         "result is not used)")
             current = {node}
-        elif name in ("getattr", "size", "dim", "len"):
-            continue  # (x.shape, x.size(0): integers, no signal)
-        elif name not in CHAIN_KEEPING:
+        elif name in ("size", "dim", "len") or name == "getattr" and len(node.args) > 1 and (
+                node.args[1] in ("shape", "dtype", "device", "ndim")):
+            continue  # (x.shape, x.size(0): integers, no signal; a review: x.T is one)
+        elif name not in CHAIN_KEEPING or name == "getattr" or not (
+                node.op == "call_method" or str(getattr(node.target, "__module__", "")
+                                                  ).startswith("torch")) or any(
+                isinstance(a, torch.dtype) for a in (*node.args, *node.kwargs.values())):
+            # (a review: a function of the user's named relu; x.view(torch.float32))
             return f"runs {name} (node {node.name!r}) on its signal outside its layers"
         elif reads - current:
             return f"runs {name} (node {node.name!r}) on an older value of its signal"

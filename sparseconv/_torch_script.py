@@ -337,6 +337,10 @@ def script_chain_break(model: nn.Module) -> str | None:
             if call is not None:
                 if node is call.nodes[0]:
                     inside = state["inside"] = set()
+                    if not _shipped(call.module):  # (a review: two calls of a user's leaf
+                        # module in a row read as one, its constant counted once)
+                        return (f"calls module {call.name!r}, of a class of its own, whose "
+                                "calls cannot be told apart in the graph")
                 if reads - current - inside:
                     return (f"calls module {call.name!r} on a value other than the previous "
                             "call's output (a residual or a branch, or a call whose result "
@@ -371,9 +375,17 @@ def script_chain_break(model: nn.Module) -> str | None:
                         signal.add(mine.unique())
                         state["current"].add(mine.unique())
                 continue
-            if not reads:
-                continue
             kind = node.kind()
+            if not reads:
+                if kind.endswith("_") and not kind.endswith("__") and any(
+                        isinstance(v.type(), torch.TensorType) for v in node.inputs()):
+                    return (f"runs {kind} in place on a tensor of its own (a parameter or a "
+                            "buffer: the layers' rows would be read off a probe that changed "
+                            "them)")  # (a review: self.fc.weight.mul_(10) in forward)
+                continue
+            if kind == "aten::view" and not str(list(node.inputs())[1].type()).startswith(
+                    "List"):  # (a review: x.view(torch.float32), a bit reinterpretation)
+                return "reinterprets its signal's bits (aten::view to a dtype)"
             if kind in _STRUCTURAL or kind.split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
                 consumer = next((use.user.kind() for v in node.outputs() for use in v.uses()),
                                 kind) if kind in _STRUCTURAL else kind
@@ -639,6 +651,29 @@ def _shipped(module: nn.Module) -> bool:
     return str(script._c._type().qualified_name()).startswith("__torch__.torch.nn.")
 
 
+def _foreign(call: _Call, cls: type) -> str | None:
+    """An operation of a call of a torch class that the class does not run on its signal, or
+    None: one of :data:`_SIGNAL_OPS` reading the signal other than as its input (a review:
+    ``conv1d(x, x)`` through ``_conv_forward``, quadratic), or another operation making a
+    tensor of the signal, the activations of several operations aside (a review: a traced
+    ``Linear`` whose forward was set on the instance ran ``sub``, ``clamp``, ``mul``,
+    ``add`` before its ``linear``, unseen on the probe's small values)."""
+    start = call.input()
+    derived = {start.unique()} if start is not None else set()
+    for node in call.nodes:
+        values = [v.unique() for v in node.inputs()]
+        if not any(v in derived for v in values):
+            continue
+        tensors = [v for v in node.outputs() if isinstance(v.type(), torch.TensorType)]
+        if node.kind() in _SIGNAL_OPS:
+            if any(v in derived for v in values[1:]):
+                return f"{node.kind()} reading its signal other than as its input"
+        elif tensors and node.kind() not in _STRUCTURAL and cls not in _COMPOUND_ACTIVATIONS:
+            return f"{node.kind()} on its signal"
+        derived.update(v.unique() for v in tensors)
+    return None
+
+
 def _rebuild(call: _Call, value) -> nn.Module:
     """The eager module of ``call`` (the ScriptModule itself for a class sparseconv does not
     know: it is then not linear, as in the eager trace)."""
@@ -665,6 +700,11 @@ def _rebuild(call: _Call, value) -> nn.Module:
                         f"{trained[0]} in training mode, though the module is in eval mode: "
                         "torch.jit.trace froze the mode the model had when it was traced; "
                         "trace it after model.eval()")
+    foreign = _foreign(call, cls)
+    if foreign is not None:
+        raise TypeError(f"TorchScript module {call.name or '(the model)'!r} ({kind}) runs "
+                        f"{foreign}, which its class does not: sparseconv reads torch's "
+                        "class, not what this module computes")
     try:
         if cls in _INSTANCE_NORMS and not ops:  # (scripted: its forward's shape checks hold
             module = _instancenorm_of(cls, call.module)  # the operation in an if: a hunt)

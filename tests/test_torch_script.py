@@ -638,3 +638,99 @@ def test_a_users_class_named_as_torchs_is_not_read_as_torchs(how, tmp_path):
         report.reason)
     assert [r.linear for r in sct.trace(jit(model, how, (4,), tmp_path / "n.pt"), (4,))] == [
         False]
+
+
+class _Quadratic(nn.Module):  # torch's Conv1d called with the signal as its weight too
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3, bias=False, dtype=F64)
+
+    def forward(self, x):
+        return self.conv._conv_forward(x, x, None)
+
+
+class _Mutating(nn.Module):  # the forward scales a layer's weight in place, then calls it
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3, bias=False, dtype=F64)
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.fc.weight.mul_(10.0)
+        return self.fc(x)
+
+
+class _Scale(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+class _ScaledTwice(nn.Module):  # a leaf module of the user's called twice in a row
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3, dtype=F64)
+        self.s = _Scale()
+
+    def forward(self, x):
+        return self.s(self.s(self.fc(x)))
+
+
+def test_a_reviews_torchscript_counterexamples_get_no_bound():
+    """A review of the TorchScript chain: conv1d(x, x) read as a Conv1d (its weight the
+    probe's), a forward that scales a weight in place before calling it (the report's own
+    probe changed the model), two calls of a user's module read as one (its constant counted
+    once), and a traced Linear whose forward was set on the instance."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        quadratic = torch.jit.script(_Quadratic().eval())
+        mutating = torch.jit.script(_Mutating().eval())
+        twice = torch.jit.script(_ScaledTwice().eval())
+        linear = nn.Linear(3, 3, dtype=F64).eval()
+        linear.forward = lambda x: F.linear(x + 100 * torch.clamp(x - 20, min=0),
+                                            linear.weight, linear.bias)
+        traced = torch.jit.trace(nn.Sequential(linear).eval(), torch.zeros(1, 3, dtype=F64))
+    with pytest.raises(TypeError, match=r"module 'conv' \(Conv1d\) runs aten::conv1d reading "
+                                        r"its signal other than as its input"):
+        sct.lipschitz_report(quadratic, (1, 6))
+    with pytest.raises(TypeError, match=r"module '0' \(Linear\) runs aten::sub on its signal, "
+                                        r"which its class does not"):
+        sct.lipschitz_report(traced, (3,))
+    report = sct.lipschitz_report(mutating, (3,))
+    assert report.network_upper is None and "runs aten::mul_ in place on a tensor of its " \
+                                              "own" in report.reason
+    report = sct.lipschitz_report(twice, (3,), lipschitz_constants={"s": 2.0})
+    assert report.network_upper is None and "calls module 's', of a class of its own" in (
+        report.reason)
+
+
+class _Eager(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.a, self.b = nn.Linear(4, 4, dtype=F64), nn.Linear(4, 4, dtype=F64)
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.kind == "dtype":
+            y = y.view(torch.int64).view(torch.float64)
+        elif self.kind == "alias":
+            y.T.mul_(100)
+        elif self.kind == "named_relu":
+            y = relu(y)
+        return self.b(y)
+
+
+def relu(x):  # the user's, named as torch's, kept whole in the torch.fx graph
+    return 100 * x
+
+
+torch.fx.wrap("relu")
+
+
+@pytest.mark.parametrize("kind", ["dtype", "alias", "named_relu"])
+def test_assume_chain_warns_on_a_reviews_eager_counterexamples(kind):
+    """A review: x.view(dtype), an in-place change through x.T, and a function of the user's
+    named relu passed the eager chain check as reshapes and a 1-Lipschitz activation."""
+    model = _Eager(kind).eval()
+    with pytest.warns(RuntimeWarning, match="so the product may be no bound of it"):
+        sct.lipschitz_report(model, (4,), assume_chain=True)
