@@ -512,6 +512,13 @@ def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]
     calls, ruled = _functional_calls(model) if set(given) - names - linear else (set(), {})
     functions = {}
     for key in given:
+        named = [r.name for r in records if r.name == key]
+        kinds = [r.name for r in records if _kind(r.module) == key and r.name != key]
+        if named and kinds:  # (a review: {"Tanh": 0.25} for a Sigmoid named "Tanh" was
+            # applied to every nn.Tanh too)
+            raise ValueError(f"lipschitz_constants[{key!r}] names module {key!r} and the class "
+                             f"of modules {', '.join(map(repr, kinds[:3]))}: give those by "
+                             "their own names")
         if key in names:
             continue
         if key in calls and key not in linear:
@@ -1094,9 +1101,13 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             activations.append(label + (f", {constant!r} given)" if yours else
                                         ")" if constant == 1 else f", {constant:g})"))
     functions = _check_constants_used(given, records, model)
-    chain = _is_sequential(model)
-    broken = None if chain else _chain_break(model)  # (a TorchScript chain: None)
-    chain = chain or (broken is None and isinstance(model, torch.jit.ScriptModule))
+    if isinstance(model, torch.jit.ScriptModule):  # its graph decides, a Sequential's too (a
+        # review: a forward hook compiled into a scripted Sequential's graph, 100 * out)
+        broken = _chain_break(model)
+        chain = broken is None
+    else:
+        chain = _is_sequential(model)
+        broken = None if chain else _chain_break(model)
     callback, close = _progress_callback(progress, len(todo))
     found: list[dict | None] = [None] * len(todo)
     done = 0
@@ -1132,6 +1143,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                           f"(which {broken})" if broken
                           else "(pass assume_chain=True if that forward is the chain of the "
                           "traced layers)"))
+            if isinstance(model, torch.jit.ScriptModule):  # (a Sequential's too)
+                reason = (f"the TorchScript graph of {_kind(model)} is no chain of its layers "
+                          f"(its forward {broken}), so the product of the layers' bounds is "
+                          "no bound of it")
         assumed: list[str] = []
         bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
                                      functions, assumed)

@@ -292,6 +292,17 @@ CHAIN_KEEPING = {"view", "reshape", "flatten", "contiguous", "size", "dim", "clo
                  "tanh", "squeeze", "unsqueeze", "getattr", "len"}
 
 
+def _mutates(node) -> bool:
+    """Whether a node changes a value or an attribute: ``prim::SetAttr``, an in-place or an
+    ``out=`` operation (its schema writes an argument: ``Tensor(a!)``)."""
+    if node.kind() == "prim::SetAttr":
+        return True
+    try:
+        return "!" in str(node.schema())
+    except RuntimeError:  # (no schema: a prim node)
+        return node.kind().endswith("_") and not node.kind().endswith("__")
+
+
 def _first_read(blocks, signal: set):
     """The first node in ``blocks`` (and the blocks within) that reads a value of ``signal``,
     or None."""
@@ -377,16 +388,16 @@ def script_chain_break(model: nn.Module) -> str | None:
                 continue
             kind = node.kind()
             if not reads:
-                if kind.endswith("_") and not kind.endswith("__") and any(
-                        isinstance(v.type(), torch.TensorType) for v in node.inputs()):
-                    return (f"runs {kind} in place on a tensor of its own (a parameter or a "
-                            "buffer: the layers' rows would be read off a probe that changed "
-                            "them)")  # (a review: self.fc.weight.mul_(10) in forward)
-                continue
+                if _mutates(node):
+                    return (f"runs {kind}, which changes a tensor or an attribute of its own "
+                            "(a parameter or a buffer: the layers' rows would be read off a "
+                            "probe that changed them)")  # (a review: weight.mul_(10), out=,
+                continue  # self.w = self.w * 10 in forward)
             if kind == "aten::view" and not str(list(node.inputs())[1].type()).startswith(
                     "List"):  # (a review: x.view(torch.float32), a bit reinterpretation)
                 return "reinterprets its signal's bits (aten::view to a dtype)"
-            if kind in _STRUCTURAL or kind.split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
+            if kind in _STRUCTURAL or not kind.startswith("aten::") or kind.split("::")[-1].rstrip(
+                    "_") not in CHAIN_KEEPING:  # (a review: a custom op mylib::relu)
                 consumer = next((use.user.kind() for v in node.outputs() for use in v.uses()),
                                 kind) if kind in _STRUCTURAL else kind
                 return f"runs {consumer} on its signal outside its layers"

@@ -498,7 +498,7 @@ def test_assume_chain_is_suggested_only_where_no_operation_outside_the_layers_sa
     report = sct.lipschitz_report(model, shape)
     if how != "eager" and outside:
         assert report.network_upper is None and "pass assume_chain=True" not in report.reason
-        assert f"(which runs aten::{outside}" in report.reason
+        assert f"(its forward runs aten::{outside}" in report.reason
     elif how != "eager":  # the chain of its calls: the product, the eager model's graph bound
         assert report.chain_checked and report.network_upper == pytest.approx(
             eager.network_upper, rel=1e-12)
@@ -734,3 +734,90 @@ def test_assume_chain_warns_on_a_reviews_eager_counterexamples(kind):
     model = _Eager(kind).eval()
     with pytest.warns(RuntimeWarning, match="so the product may be no bound of it"):
         sct.lipschitz_report(model, (4,), assume_chain=True)
+
+
+def _hundredfold(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor
+                 ) -> torch.Tensor:
+    return 100 * output
+
+
+class _Rebinding(nn.Module):  # the forward rebinds its own weight: self.w = self.w * 10
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3, bias=False, dtype=F64)
+        self.w = torch.eye(3, dtype=F64)
+
+    def forward(self, x):
+        self.w = self.w * 10.0
+        return self.fc(F.linear(x, self.w))
+
+
+class _Outside(nn.Module):  # a forward writing its weight through out=
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3, bias=False, dtype=F64)
+
+    def forward(self, x):
+        with torch.no_grad():
+            torch.mul(self.fc.weight, 10.0, out=self.fc.weight)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_second_reviews_torchscript_counterexamples_get_no_bound(how, tmp_path):
+    """A second review: a forward hook compiled into a scripted (or traced) Sequential's graph
+    (network bound 0.63, Lipschitz constant 43.8), a traced Sequential calling one module of
+    the user's twice in a row (read as one call: 2.0 for 4.0), a forward writing its weight
+    through out= or rebinding an attribute: each Sequential was trusted as a chain, each
+    forward's change unseen."""
+    model = nn.Sequential(nn.Linear(3, 3, dtype=F64), nn.ReLU(), nn.Linear(3, 3, dtype=F64))
+    handle = model[0].register_forward_hook(_hundredfold)
+    hooked = jit(model.eval(), how, (3,), tmp_path / "hooked.pt")
+    handle.remove()
+    report = sct.lipschitz_report(hooked, (3,))
+    assert report.network_upper is None and "is no chain of its layers" in report.reason
+    scale = _Scale()
+    twice = jit(nn.Sequential(nn.Linear(3, 3, dtype=F64), scale, scale).eval(), how, (3,),
+                tmp_path / "twice.pt")
+    report = sct.lipschitz_report(twice, (3,), lipschitz_constants={"_Scale": 2.0})
+    assert report.network_upper is None and "of a class of its own" in report.reason
+    if how == "script":
+        for make in (_Rebinding, _Outside):
+            report = sct.lipschitz_report(jit(make().eval(), how, (3,), tmp_path / "m.pt"),
+                                          (3,))
+            assert report.network_upper is None and "changes a tensor or an attribute of " \
+                                                      "its own" in report.reason, make
+
+
+def test_a_key_naming_a_module_and_another_modules_class_is_refused():
+    """A second review: {"Tanh": 0.25}, meant for a Sigmoid named "Tanh", was applied to every
+    nn.Tanh too."""
+    model = nn.Sequential()
+    model.add_module("Tanh", nn.Sigmoid())
+    model.add_module("t", nn.Tanh())
+    model.add_module("fc", nn.Linear(3, 3, dtype=F64))
+    with pytest.raises(ValueError, match=r"lipschitz_constants\['Tanh'\] names module 'Tanh' "
+                                         r"and the class of modules 't'"):
+        sct.lipschitz_report(model.eval(), (3,), lipschitz_constants={"Tanh": 0.25})
+
+
+def test_a_custom_operator_named_as_a_reshape_breaks_the_chain():
+    """A second review: mylib::relu (100 x) was taken for aten::relu, its namespace dropped."""
+    library = torch.library.Library("sparseconv_test", "DEF")
+    library.define("relu(Tensor x) -> Tensor")
+    library.impl("relu", lambda x: 100 * x, "CompositeImplicitAutograd")
+
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3, dtype=F64), nn.Linear(3, 3, dtype=F64)
+
+        def forward(self, x):
+            return self.b(torch.ops.sparseconv_test.relu(self.a(x)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(Custom().eval())
+    report = sct.lipschitz_report(scripted, (3,))
+    assert report.network_upper is None
+    assert "runs sparseconv_test::relu on its signal outside its layers" in report.reason
