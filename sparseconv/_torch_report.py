@@ -634,7 +634,7 @@ def _chain_break(model: nn.Module) -> str | None:
     through :data:`CHAIN_KEEPING` operations at most, and the last one's is the output).
     A model torch.fx cannot trace is said to be one sparseconv cannot check."""
     if isinstance(model, torch.jit.ScriptModule):
-        return script_chain_break(model)
+        return script_chain_break(model, sequential=_is_sequential(model))
     try:
         graph = torch.fx.Tracer().trace(model)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code

@@ -303,6 +303,25 @@ def _mutates(node) -> bool:
         return node.kind().endswith("_") and not node.kind().endswith("__")
 
 
+_DROPOUTS = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
+             "FeatureAlphaDropout")
+
+
+_SHAPE_READS = ("aten::size", "aten::dim", "aten::len", "prim::shape")
+
+
+def _nested_reads(node, signal: set) -> set:
+    """The values of ``signal`` read inside ``node``'s blocks, at any depth, other than for
+    their shapes (``F.batch_norm``'s batch size check)."""
+    found: set = set()
+    for block in node.blocks():
+        for inner in block.nodes():
+            if inner.kind() not in _SHAPE_READS:
+                found |= {v.unique() for v in inner.inputs()} & signal
+            found |= _nested_reads(inner, signal)
+    return found
+
+
 def _first_read(blocks, signal: set):
     """The first node in ``blocks`` (and the blocks within) that reads a value of ``signal``,
     or None."""
@@ -316,7 +335,7 @@ def _first_read(blocks, signal: set):
     return None
 
 
-def script_chain_break(model: nn.Module) -> str | None:
+def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None:
     """Why a TorchScript model's graph is not the chain of its calls, as a phrase after "its
     forward" (``"runs aten::add on its signal outside its layers"``), or None for a chain:
     the signal enters the first call, each call reads the output of the one before (through
@@ -327,11 +346,24 @@ def script_chain_break(model: nn.Module) -> str | None:
     user's trial: a scripted model with a forward of its own got none, and a residual one
     was told to assume a chain). The graph is the one the report's rows are read from, dead
     calls included: each must be on the chain, or the product would count a factor the
-    model's map does not have."""
+    model's map does not have. ``sequential``: the model is a scripted ``nn.Sequential``,
+    whose forward runs its children in turn: an ``if`` or a loop the inliner left outside the
+    calls (a BatchNorm's shape checks) that neither reads the signal nor returns a tensor is
+    then one of theirs; elsewhere it breaks the chain (it may change a parameter)."""
     script: Any = model
     graph = script.inlined_graph
-    calls = [c for c in _calls(model, graph) if c.input() is not None]
-    owner = {node: call for call in calls for node in call.nodes}
+    every = _calls(model, graph)
+    calls = [c for c in every if c.input() is not None]  # (the report's rows: script_calls)
+    owner = {node: call for call in every for node in call.nodes}
+    # an if the inliner left without a module (a BatchNorm's shape check) between two nodes of
+    # one call is that call's: nothing of the parent's forward runs inside an inlined call
+    nodes = [n for n in graph.nodes() if n.kind() not in _STRUCTURAL]
+    for i, node in enumerate(nodes):
+        if node not in owner and list(node.blocks()) and not node.getModuleHierarchy():
+            before = next((owner[n] for n in reversed(nodes[:i]) if n in owner), None)
+            after = next((owner[n] for n in nodes[i + 1:] if n in owner), None)
+            if before is not None and before is after:
+                owner[node] = before
     inputs = list(graph.inputs())
     if len(inputs) != 2:
         return f"takes {len(inputs) - 1} inputs"
@@ -343,6 +375,12 @@ def script_chain_break(model: nn.Module) -> str | None:
             current, inside = state["current"], state["inside"]
             reads = {v.unique() for v in node.inputs()} & signal
             call = owner.get(node)
+            if call is not None:  # (what its branches read: a scripted Dropout's operation)
+                reads |= _nested_reads(node, signal)
+                if call not in calls and not (
+                        _kind(call.module) in _DROPOUTS and not call.module.training):
+                    return (f"calls module {call.name!r}, whose operations on its signal lie "
+                            "in branches of its forward")
             tensors = {v.unique() for v in node.outputs()
                        if isinstance(v.type(), torch.TensorType)}
             if call is not None:
@@ -365,6 +403,9 @@ def script_chain_break(model: nn.Module) -> str | None:
                     state["current"] = {output.unique()}
                 continue
             blocks = list(node.blocks())
+            if blocks and sequential and not _nested_reads(node, signal) and not any(
+                    isinstance(v.type(), torch.TensorType) for v in node.outputs()):
+                continue
             if blocks:  # an if of the forward with a constant condition: its branch
                 condition = next(node.inputs()).node() if node.kind() == "prim::If" else None
                 if condition is None or condition.kind() != "prim::Constant":

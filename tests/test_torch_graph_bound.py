@@ -850,9 +850,11 @@ def test_modules_that_do_not_compute_what_is_read_are_refused(index):
     except (TypeError, ValueError) as exc:
         assert re.search("does not reproduce its output|does not compute what a|"
                          r"\(its copy made at construction\)", str(exc))
-    else:
-        assert index == 1 and report.network_upper is None and not report.rows
-        assert "Conv2d" in report.reason
+    else:  # (a TorchScript class of the user's is none of torch's: read as a module of its
+        # own, unknown, whatever it computes on the probe)
+        assert index in (1, 2, 3) and report.network_upper is None
+        assert "Conv2d" in report.reason if index < 3 else "ReLU" in report.reason
+        assert not report.rows if index == 1 else True
 
 
 @pytest.mark.parametrize("function", [
