@@ -502,11 +502,12 @@ def _functional_calls(model: nn.Module) -> tuple[set[str], dict[str, str]]:
 
 def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord],
                           model: nn.Module) -> dict[str, float]:
-    """Every ``lipschitz_constants`` key names a traced non-linear module or its class, or a
-    function ``model``'s forward calls or its node (:func:`_functional_calls`): a typo
-    ("relu" for "ReLU") would otherwise leave the module's own constant in force, or no
-    bound at all, without a word; a linear layer's norm is computed, not given. Returns the
-    constants of the functions (a module's name or class wins over a function's)."""
+    """Every ``lipschitz_constants`` key names a traced non-linear module or its class (not
+    both: a module's name that is also another's class is refused), or the graph node of a
+    call with no rule of its own (:func:`_functional_calls`): a typo ("relu" for "ReLU")
+    would otherwise leave the module's own constant in force, or no bound at all, without a
+    word; a linear layer's or a linear call's norm is computed, not given. Returns the
+    constants of the calls, by node (a module's name or class wins over a node's)."""
     names = {key for r in records if not r.linear for key in (r.name, _kind(r.module))}
     linear = {key for r in records if r.linear for key in (r.name, _kind(r.module))}
     calls, ruled = _functional_calls(model) if set(given) - names - linear else (set(), {})
