@@ -303,6 +303,8 @@ def _mutates(node) -> bool:
         return node.kind().endswith("_") and not node.kind().endswith("__")
 
 
+_PASSING = ("prim::TupleConstruct", "prim::TupleIndex", "prim::TupleUnpack",
+            "prim::ListConstruct", "prim::ListUnpack")
 _DROPOUTS = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
              "FeatureAlphaDropout")
 
@@ -400,7 +402,8 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
                     output = call.output()
                     if output is None:
                         return f"calls module {call.name!r}, whose output is no tensor"
-                    state["current"] = {output.unique()}
+                    # (a max pooling's values and indices, one of them read on: the values)
+                    state["current"] = {output.unique(), *tensors}
                 continue
             blocks = list(node.blocks())
             if blocks and sequential and not _nested_reads(node, signal) and not any(
@@ -437,6 +440,14 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
             if kind == "aten::view" and not str(list(node.inputs())[1].type()).startswith(
                     "List"):  # (a review: x.view(torch.float32), a bit reinterpretation)
                 return "reinterprets its signal's bits (aten::view to a dtype)"
+            if kind in _PASSING and not reads - current - inside:  # (a tuple of a call's
+                # outputs, indexed: its values; what reads it next decides)
+                made = {v.unique() for v in node.outputs()}
+                if reads <= current:
+                    state["current"] = current | made
+                inside |= made
+                signal.update(made)
+                continue
             if kind in _STRUCTURAL or not kind.startswith("aten::") or kind.split("::")[-1].rstrip(
                     "_") not in CHAIN_KEEPING:  # (a review: a custom op mylib::relu)
                 consumer = next((use.user.kind() for v in node.outputs() for use in v.uses()),
@@ -451,7 +462,8 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
 
     why = follow(graph.nodes())
     outputs = list(graph.outputs())
-    if why is None and not (len(outputs) == 1 and outputs[0].unique() in state["current"]):
+    if why is None and not (len(outputs) == 1 and outputs[0].unique() in state["current"]
+                            and isinstance(outputs[0].type(), torch.TensorType)):
         why = "returns something other than its last call's output"
     return why
 
