@@ -27,6 +27,7 @@ Not ``Softplus``: PyTorch's switches to the identity above its ``threshold``, a 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -103,22 +104,27 @@ def module_constant(module: nn.Module) -> Fraction | None:
     return next((c for cls, c in _FIXED.items() if isinstance(module, cls)), None)
 
 
+#: Activations whose constant depends on an argument: ``(name, its default, the constant)``.
+_BY_ARGUMENT: dict[Any, tuple[str, Any, Callable[[Any], Fraction | None]]] = {
+    **{f: ("negative_slope", 0.01, _at_least_one) for f in (F.leaky_relu, F.leaky_relu_)},
+    **{f: ("alpha", 1.0, _at_least_one) for f in (F.elu, F.elu_)},
+    **{f: ("alpha", 1.0, _celu) for f in (F.celu, F.celu_)},
+    # (a weight computed from the signal: a node, None)
+    **{f: ("weight", None, _at_least_one) for f in (F.prelu, torch.prelu)}}
+
 #: Every function :func:`function_constant` knows a constant of (its arguments permitting).
-KNOWN_FUNCTIONS = {*_FUNCTIONS, F.leaky_relu, F.leaky_relu_, F.elu, F.elu_, F.celu, F.celu_,
-                   F.prelu, torch.prelu}
+KNOWN_FUNCTIONS = {*_FUNCTIONS, *_BY_ARGUMENT}
 
 
 def function_constant(target: Any, args: Any, kwargs: dict) -> Fraction | None:
     """The Lipschitz constant of an activation called as a function in a torch.fx graph
     (its constant arguments by value), or None if unknown."""
-    if target in (F.leaky_relu, F.leaky_relu_):
-        return _at_least_one(kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01))
-    if target in (F.elu, F.elu_):
-        return _at_least_one(kwargs.get("alpha", args[1] if len(args) > 1 else 1.0))
-    if target in (F.celu, F.celu_):
-        return _celu(kwargs.get("alpha", args[1] if len(args) > 1 else 1.0))
-    if target in (F.prelu, torch.prelu):  # (a weight computed from the signal: a node, None)
-        return _at_least_one(kwargs.get("weight", args[1] if len(args) > 1 else None))
+    try:
+        name, default, constant = _BY_ARGUMENT[target]
+    except (KeyError, TypeError):  # (TypeError: an unhashable target)
+        pass
+    else:
+        return constant(kwargs.get(name, args[1] if len(args) > 1 else default))
     try:
         return _FUNCTIONS.get(target)
     except TypeError:  # an unhashable target

@@ -305,11 +305,13 @@ def _mutates(node) -> bool:
 
 _PASSING = ("prim::TupleConstruct", "prim::TupleIndex", "prim::TupleUnpack",
             "prim::ListConstruct", "prim::ListUnpack")
-_DROPOUTS = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
-             "FeatureAlphaDropout")
-
 
 _SHAPE_READS = ("aten::size", "aten::dim", "aten::len", "prim::shape")
+
+
+def _is_dropout(cls: Any) -> bool:
+    """Whether ``cls`` is one of torch's dropout classes, the identity in eval mode."""
+    return isinstance(cls, type) and issubclass(cls, nn.modules.dropout._DropoutNd)
 
 
 def _nested_reads(node, signal: set) -> set:
@@ -379,8 +381,8 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
             call = owner.get(node)
             if call is not None:  # (what its branches read: a scripted Dropout's operation)
                 reads |= _nested_reads(node, signal)
-                if call not in calls and not (
-                        _kind(call.module) in _DROPOUTS and not call.module.training):
+                if call not in calls and not (_is_dropout(getattr(nn, _kind(call.module), None))
+                                              and not call.module.training):
                     return (f"calls module {call.name!r}, whose operations on its signal lie "
                             "in branches of its forward")
             tensors = {v.unique() for v in node.outputs()
@@ -683,7 +685,7 @@ def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bo
     for call, module in zip(calls, modules):
         if isinstance(module, (*_CONV, *_CONV_T)):
             last, value, through = call, call.output().unique(), set()
-        elif (isinstance(module, nn.modules.dropout._DropoutNd) and not module.training
+        elif (_is_dropout(type(module)) and not module.training
               and value is not None and call.input().unique() == value):
             # (a hunt: Dropout(inplace=True) between a convolution and its BatchNorm, the
             # identity in eval mode, kept them unfolded where the eager report folds them)
