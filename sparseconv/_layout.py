@@ -37,8 +37,8 @@ import scipy.sparse as sp
 from ._geometry import ConvGeometry
 from ._validation import held_in, summable
 
-__all__ = ["array_shape", "assemble_channels_last", "channels_last_bytes", "from_channels_first",
-           "natural_blocksize", "to_channels_first"]
+__all__ = ["array_shape", "assemble_channels_last", "channels_last_bytes", "channels_last_order",
+           "from_channels_first", "natural_blocksize", "to_channels_first"]
 
 
 def array_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
@@ -162,3 +162,17 @@ def assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dty
     matrix.has_sorted_indices = True
     matrix.has_canonical_format = True
     return matrix
+
+
+def channels_last_order(shape: tuple[int, ...]) -> np.ndarray:
+    """The channels-first flat index of each channels-last position of ``(C, *spatial)``:
+    ``x_last = x_first[channels_last_order(shape)]``, and a channels-first matrix ``A`` is
+    ``A[order(out)][:, order(in)]`` channels last (``P_out A P_in^T``).
+
+    Examples
+    --------
+    >>> channels_last_order((2, 3)).tolist()   # (C=2, L=3): c0l0, c1l0, c0l1, ...
+    [0, 3, 1, 4, 2, 5]
+    """
+    index = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+    return np.moveaxis(index, 0, -1).ravel()

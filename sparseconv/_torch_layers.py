@@ -29,12 +29,14 @@ from torch.nn.utils import parametrize
 
 import sparseconv as sc
 from sparseconv._formats import in_format
+from sparseconv._layout import channels_last_order
 from sparseconv._resampling import MODES as INTERPOLATION_MODES
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._shapes import output_padding_for
-from sparseconv._typing import PaddingMode, SparseFormat
+from sparseconv._typing import Layout, PaddingMode, SparseFormat
 from sparseconv._validation import (
     as_weight,
+    check_layout,
     first_index,
     int_tuple,
     normalize_padding,
@@ -90,6 +92,24 @@ def mode_matters(module: nn.Module) -> bool:
     return hooked or not (is_torch_module(module) and isinstance(module, _MODELESS))
 
 
+# modules whose input and output are (C, *spatial) activations, whose matrix and operator
+# layout="channels_last" takes in (*spatial, C) order (the others have no channel axis)
+_CHANNEL_FIRST = (*_CONV, *_CONV_T, *_POOL, *_RUNNING_NORMS, *_DROPOUT, *_PAD_MODES,
+                  *_RESAMPLE, nn.ChannelShuffle, nn.Identity)
+
+
+def check_module_layout(module: nn.Module, layout: Any) -> Layout:
+    """``layout`` (:func:`sparseconv._validation.check_layout`), if the module has a channel
+    axis to move: ``nn.Linear`` works on ``(*, in_features)``, ``Flatten``, ``Unflatten``,
+    ``Unfold`` and ``Fold`` change the axes themselves."""
+    layout = check_layout(layout)
+    if layout == "channels_last" and not isinstance(module, _CHANNEL_FIRST):
+        raise ValueError(f"layout='channels_last' applies to modules from (C, *spatial) to "
+                         f"(C, *spatial) activations; {type(module).__name__} has no channel "
+                         "axis to move (use layout='channels_first')")
+    return layout
+
+
 # activations with Lipschitz constant at most 1 (LeakyReLU only when |negative_slope| <= 1)
 _ONE_LIPSCHITZ = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Hardtanh)  # (Softplus jumps)
 
@@ -109,16 +129,53 @@ class _Layer:
     name: str
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
-    build: Callable[[SparseFormat], sp.sparray]      # format -> the matrix
+    build: Callable[..., sp.sparray]                 # format -> the matrix
     offset: np.ndarray | None = None                 # the bias over the output, flat
-    make_operator: Callable[[], spla.LinearOperator] | None = None
+    make_operator: Callable[..., spla.LinearOperator] | None = None
     conv: tuple[np.ndarray, tuple[int, ...], dict] | None = None  # weight, shape, kwargs
     repeat: int = 1  # the matrix is `repeat` copies of that convolution's, block-diagonally
+    # build and make_operator take dtype=, layout= (and build blocksize=) themselves: the
+    # array API's convolutions, which assemble any of them directly
+    native: bool = False
 
-    def operator(self) -> spla.LinearOperator:
+    def matrix(self, format: SparseFormat = "csr", dtype: np.dtype | None = None,
+               layout: Layout = "channels_first", blocksize: tuple[int, int] | None = None,
+               ) -> sp.sparray:
+        """The matrix in ``format``, ``dtype`` (``None``: float64) and ``layout``; the
+        arguments checked by the caller (:func:`module_matrix_options`)."""
+        if self.native:
+            return self.build(format, dtype=dtype, layout=layout, blocksize=blocksize)
+        if dtype is None and layout == "channels_first" and blocksize is None:
+            return self.build(format)
+        a = sp.csr_array(self.build("csr"))
+        if layout == "channels_last":  # P_out A P_in^T
+            a = sp.csr_array(a[channels_last_order(self.output_shape)][
+                :, channels_last_order(self.input_shape)])
+        if blocksize is not None and (a.shape[0] % blocksize[0] or a.shape[1] % blocksize[1]):
+            raise ValueError(f"blocksize={blocksize} must divide the shape {a.shape} of the "
+                             f"{self.name} matrix")
+        return in_format(a if dtype is None else a.astype(dtype), format, blocksize)
+
+    def operator(self, dtype: np.dtype | None = None, layout: Layout = "channels_first",
+                 ) -> spla.LinearOperator:
+        """The ``LinearOperator`` in ``dtype`` and ``layout``: matrix-free where the layer has
+        one of its own (for the defaults, and always for the native ones), else the matrix's."""
+        if self.native:
+            assert self.make_operator is not None
+            return self.make_operator(dtype=dtype, layout=layout)
+        if dtype is not None or layout != "channels_first":
+            return spla.aslinearoperator(self.matrix("csr", dtype, layout))
         if self.make_operator is not None:
             return self.make_operator()
         return spla.aslinearoperator(self.build("csr"))
+
+    def offset_in(self, dtype: np.dtype | None = None, layout: Layout = "channels_first",
+                  ) -> np.ndarray:
+        """The affine offset (zeros where there is none) in ``dtype`` and ``layout``."""
+        b = np.zeros(math.prod(self.output_shape)) if self.offset is None else self.offset
+        if layout == "channels_last":
+            b = b[channels_last_order(self.output_shape)]
+        return b if dtype is None else b.astype(dtype)
 
 
 def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
@@ -425,9 +482,10 @@ def _conv_layer(module, input_shape) -> _Layer:
     out = geometry.output_shape
     offset = None if bias is None else np.repeat(_numpy(bias), math.prod(out[1:]))
     return _Layer(name, shape, out,
-                  lambda format: sc.conv_matrix(weight, shape, format=format, **kwargs),
-                  offset, lambda: sc.ConvOperator(weight, shape, **kwargs),
-                  (weight, shape, kwargs))
+                  lambda format, **kw: sc.conv_matrix(weight, shape, format=format, **kw,
+                                                      **kwargs),
+                  offset, lambda **kw: sc.ConvOperator(weight, shape, **kw, **kwargs),
+                  (weight, shape, kwargs), native=True)
 
 
 def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
@@ -472,8 +530,10 @@ def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:
                                 module.dilation)
     conv = (weight, out, adjoint_kwargs) if tuple(back) == shape[1:] else None
     return _Layer(name, shape, out,
-                  lambda format: sc.conv_transpose_matrix(weight, shape, format=format, **kwargs),
-                  offset, lambda: sc.ConvTransposeOperator(weight, shape, **kwargs), conv)
+                  lambda format, **kw: sc.conv_transpose_matrix(weight, shape, format=format,
+                                                                **kw, **kwargs),
+                  offset, lambda **kw: sc.ConvTransposeOperator(weight, shape, **kw, **kwargs),
+                  conv, native=True)
 
 
 def _linear_layer(module, input_shape) -> _Layer:

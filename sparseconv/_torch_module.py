@@ -42,11 +42,13 @@ from sparseconv._torch_layers import (
     _numpy,
     _refuse,
     check_module,
+    check_module_layout,
     is_parametrized,
     parameter,
     refuse_hooks,
 )
-from sparseconv._typing import SparseFormat
+from sparseconv._typing import BlockSize, DTypeLike, Layout, SparseFormat
+from sparseconv._validation import check_blocksize, check_format, inexact_dtype
 
 
 def _hookless_layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _Layer:
@@ -57,6 +59,8 @@ def _hookless_layer(module: nn.Module, input_shape: Sequence[int], output_size=N
 
 
 def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseFormat = "csr",
+           dtype: DTypeLike | None = None, layout: Layout = "channels_first",
+           blocksize: BlockSize | None = None,
            output_size: Sequence[int] | None = None) -> sp.sparray:
     """The matrix of a linear module on inputs of shape ``input_shape`` (the bias left out).
 
@@ -65,18 +69,33 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
     module : torch.nn.Module
         A supported linear module (see :mod:`sparseconv.torch`), in eval mode where it matters.
     input_shape : tuple of int
-        ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``).
+        ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``),
+        whatever the ``layout``.
     format : {"csr", "csc", "coo", "bsr"}
+    dtype : {None, float32, float64, complex64, complex128}, optional
+        The matrix's dtype. ``None`` (the default): float64 whatever the module's dtype (a
+        float32, float16 or bfloat16 module's weights widen exactly), as :func:`operator` is;
+        the array functions keep a float32 weight's dtype instead
+        (``sparseconv.conv_matrix(conv.weight.detach().numpy(), ...)`` is float32).
+    layout : {"channels_first", "channels_last"}
+        The order of the flattened input and output, as in :func:`sparseconv.conv_matrix`:
+        ``(C, *spatial)`` (PyTorch's) or ``(*spatial, C)``: ``P_out A P_in^T``. Only for
+        modules between ``(C, *spatial)`` activations (not ``nn.Linear``, ``Flatten``,
+        ``Unflatten``, ``Unfold``, ``Fold``).
+    blocksize : (int, int), optional
+        With ``format="bsr"``: the block shape (a convolution's default: its natural block, as
+        in :func:`sparseconv.conv_matrix`; another module's: scipy's). It must divide the
+        matrix's shape.
     output_size : tuple of int, optional
         For ``nn.ConvTranspose*d`` only: the ``output_size`` passed at call time.
 
     Returns
     -------
     scipy.sparse array, shape (prod(output_shape), prod(input_shape))
-        ``matrix @ x.ravel() + bias == module(x[None])[0].ravel()`` (see :func:`affine`).
-        Float64 whatever the module's dtype (a float32, float16 or bfloat16 module's weights
-        widen exactly), as :func:`operator` is; the array functions keep a float32 weight's
-        dtype (``sparseconv.conv_matrix(conv.weight.detach().numpy(), ...)`` is float32).
+        ``matrix @ x.ravel() + bias == module(x[None])[0].ravel()`` (see :func:`affine`), both
+        flattened in ``layout``. A convolution's is assembled in ``dtype`` and ``layout``
+        directly; another module's (a small selection, averaging or diagonal matrix) is built
+        in float64 and permuted and cast.
 
     Raises
     ------
@@ -85,13 +104,15 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
         pre-hook, or while a global one is registered (a hook can change what the module
         returns; the weight recomputation of ``torch.nn.utils.weight_norm`` and
         ``spectral_norm``'s old-style hooks is read as the next call computes it).
+        A ``dtype`` that is not float or complex (an integer one would truncate the weights).
     ValueError
         A module in training mode where that matters (``BatchNorm``, ``Dropout``, a spectral
-        normalisation), or a bad ``input_shape`` or ``output_size``.
+        normalisation), a bad ``input_shape``, ``output_size``, ``format``, ``layout`` or
+        ``blocksize``.
 
     Examples
     --------
-    >>> import torch
+    >>> import numpy as np, torch
     >>> import sparseconv.torch as sct
     >>> conv = torch.nn.Conv1d(1, 1, 3, padding=1, bias=False)
     >>> with torch.no_grad():
@@ -101,17 +122,43 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
            [1., 2., 3., 0.],
            [0., 1., 2., 3.],
            [0., 0., 1., 2.]])
+
+    Channels last, in float32, as a BSR array of ``(C_out, C_in)`` blocks:
+
+    >>> conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+    >>> a = sct.matrix(conv, (4, 6, 6), format="bsr", dtype=np.float32, layout="channels_last")
+    >>> a.dtype, a.blocksize
+    (dtype('float32'), (8, 4))
+    >>> x = torch.randn(1, 4, 6, 6)
+    >>> y = a @ x[0].permute(1, 2, 0).numpy().ravel()      # (H, W, C) order in and out
+    >>> bool(np.allclose(y, (conv(x) - conv.bias[:, None, None])[0].permute(1, 2, 0)
+    ...                  .detach().numpy().ravel(), atol=1e-5))
+    True
     """
-    return _hookless_layer(module, input_shape, output_size).build(format)
+    options = _matrix_options(module, format, dtype, layout, blocksize)
+    return _hookless_layer(module, input_shape, output_size).matrix(format, *options)
+
+
+def _matrix_options(module: nn.Module, format: Any, dtype: Any, layout: Any, blocksize: Any,
+                    ) -> tuple[np.dtype | None, Layout, tuple[int, int] | None]:
+    """``dtype``, ``layout`` and ``blocksize`` checked for ``module`` (and ``format``), before
+    anything is read or built."""
+    check_format(format)
+    return (inexact_dtype(dtype), check_module_layout(module, layout),
+            check_blocksize(blocksize, format))
 
 
 def operator(module: nn.Module, input_shape: Sequence[int], *,
+             dtype: DTypeLike | None = None, layout: Layout = "channels_first",
              output_size: Sequence[int] | None = None) -> spla.LinearOperator:
     """The linear part of a module as a ``LinearOperator``, with its adjoint.
 
-    Matrix-free for convolutions (:class:`sparseconv.ConvOperator`), transposed convolutions
-    (:class:`sparseconv.ConvTransposeOperator`) and ``nn.Linear``; the other modules wrap their
-    (small, diagonal or selection) sparse matrix. Arguments and errors as :func:`matrix`.
+    Matrix-free for convolutions (:class:`sparseconv.ConvOperator`) and transposed
+    convolutions (:class:`sparseconv.ConvTransposeOperator`), in any ``dtype`` and ``layout``
+    (their ``matmat`` takes and returns columns flattened in it), and for ``nn.Linear`` in
+    float64; the other modules (and ``nn.Linear`` in another ``dtype``) wrap their (small,
+    diagonal or selection) sparse matrix. Arguments and errors as :func:`matrix`; ``dtype=None``
+    is float64.
 
     Examples
     --------
@@ -126,16 +173,18 @@ def operator(module: nn.Module, input_shape: Sequence[int], *,
     >>> bool(np.allclose(y, conv(x).detach().numpy().ravel()))
     True
     """
-    return _hookless_layer(module, input_shape, output_size).operator()
+    dtype, layout, _ = _matrix_options(module, "csr", dtype, layout, None)
+    return _hookless_layer(module, input_shape, output_size).operator(dtype, layout)
 
 
 def affine(module: nn.Module, input_shape: Sequence[int], *,
+           dtype: DTypeLike | None = None, layout: Layout = "channels_first",
            output_size: Sequence[int] | None = None) -> sc.AffineMap:
     """The module as the :class:`sparseconv.AffineMap` ``x -> A x + b``, bias included.
 
     ``b`` is the bias broadcast over the output (a convolution's per channel, a BatchNorm's
-    shift, a ``ConstantPad``'s fill value); zero for a module without one. Arguments as
-    :func:`matrix`.
+    shift, a ``ConstantPad``'s fill value); zero for a module without one. ``A`` is the CSR
+    :func:`matrix`; arguments as there, ``b`` in the same ``dtype`` and ``layout``.
 
     Examples
     --------
@@ -148,9 +197,9 @@ def affine(module: nn.Module, input_shape: Sequence[int], *,
     >>> f([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]).round(4)       # (x - 1) / sqrt(1 + eps)
     array([0., 0., 0., 1., 1., 1.])
     """
+    dtype, layout, _ = _matrix_options(module, "csr", dtype, layout, None)
     layer = _hookless_layer(module, input_shape, output_size)
-    a = layer.build("csr")
-    return sc.AffineMap(a, np.zeros(a.shape[0]) if layer.offset is None else layer.offset)
+    return sc.AffineMap(layer.matrix("csr", dtype, layout), layer.offset_in(dtype, layout))
 
 
 def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,

@@ -13,11 +13,11 @@ import numbers
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from ._typing import ProgressLike
+from ._typing import Layout, ProgressLike
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
@@ -521,7 +521,7 @@ def check_format(format: str) -> None:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
 
 
-def check_layout(layout: str) -> str:
+def check_layout(layout: str) -> Layout:
     """``layout``, if it is one of :data:`LAYOUTS`.
 
     Examples
@@ -537,7 +537,7 @@ def check_layout(layout: str) -> str:
         raise TypeError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    return layout
+    return cast(Layout, layout)
 
 
 def check_blocksize(blocksize, format: str) -> tuple[int, int] | None:
@@ -630,6 +630,32 @@ def layer_dtype(weight: np.ndarray, dtype) -> np.dtype:
                         f"{weight.dtype} weight; pass a complex dtype or the real part")
     exact_in(dtype, weight, f"the {weight.dtype} weight's entries")
     return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+_INEXACT = tuple(np.dtype(t) for t in ("float32", "float64", "complex64", "complex128"))
+
+
+def inexact_dtype(dtype, name: str = "dtype") -> np.dtype | None:
+    """``dtype`` (``None`` stays ``None``) if it is a float or complex dtype arithmetic can be
+    done in: for values read from a float array (a PyTorch module's weights), which an integer
+    dtype would truncate and float16 could not compute in (:func:`layer_dtype`).
+
+    Examples
+    --------
+    >>> inexact_dtype("float32"), inexact_dtype(None)
+    (dtype('float32'), None)
+    >>> inexact_dtype(np.int64)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: dtype must be a float or complex dtype (...), got <class 'numpy.int64'>
+    """
+    if dtype is None:
+        return None
+    given = layer_dtype(np.empty(0), dtype)  # float16 refused by name, non-dtypes too
+    if given not in _INEXACT:
+        raise TypeError(f"{name} must be a float or complex dtype (float32, float64, complex64, "
+                        f"complex128), got {dtype!r}")
+    return given
 
 
 def summable(values: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from sparseconv.testing import dottest
 
@@ -322,6 +323,82 @@ def valid_modules(kind: str, rng, count: int):
             continue
         found += 1
         yield module, shape, call
+
+
+# the module kinds between (C, *spatial) activations, which layout="channels_last" takes
+CHANNEL_KINDS = ("adaptive_avg_pool", "avg_pool", "batchnorm", "conv", "conv_transpose", "pad",
+                 "pixel_shuffle", "running_norm", "upsample")
+
+
+def _channels_last(t: torch.Tensor) -> np.ndarray:
+    """One sample ``(C, *spatial)`` flattened as ``(*spatial, C)``."""
+    return torch.movedim(t.detach(), 0, -1).numpy().ravel()
+
+
+@pytest.mark.parametrize("kind", CHANNEL_KINDS)
+def test_module_in_channels_last_and_float32_equals_pytorch(kind):
+    """``layout="channels_last"`` and ``dtype=``: the affine map, the matrix (CSR, and BSR in
+    its default blocks), the operator and its adjoint against the module's own forward and
+    torch.autograd, on inputs and outputs flattened as ``(*spatial, C)``."""
+    rng = np.random.default_rng(200 + CHANNEL_KINDS.index(kind))
+    for seed, (module, shape, call) in enumerate(valid_modules(kind, rng, 6)):
+        config = f"{module!r} on input_shape={shape} with {call}"
+        module = module.double()
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.randn((1, *shape), dtype=F64, generator=generator, requires_grad=True)
+        y = module(x, **call)
+        f = sct.affine(module, shape, layout="channels_last", **call)
+        assert_close(f(_channels_last(x[0])), _channels_last(y[0]), config, rtol=1e-10)
+        op = sct.operator(module, shape, layout="channels_last", **call)
+        v = torch.randn(y.shape, dtype=F64, generator=generator)
+        (vjp,) = torch.autograd.grad(y, x, v)
+        assert_close(op.rmatvec(_channels_last(v[0])), _channels_last(vjp[0]), config,
+                     rtol=1e-10)
+        dottest(op, rng=seed)
+        a = sct.matrix(module, shape, format="bsr", layout="channels_last", **call)
+        assert_close(a, f.matrix, config)
+        columns = np.random.default_rng(seed).standard_normal((a.shape[1], 2))
+        assert_close(op @ columns, a @ columns, config, rtol=1e-10)
+        # float32: the same matrix, affine map and operator, rounded
+        single = sct.affine(module, shape, dtype=np.float32, layout="channels_last", **call)
+        op32 = sct.operator(module, shape, dtype="float32", **call)
+        assert single.matrix.dtype == single.bias.dtype == op32.dtype == np.float32, config
+        assert_close(single.matrix.astype(np.float64), f.matrix, config, rtol=1e-6)
+        assert_close(single.bias, f.bias, config, rtol=1e-6)
+        plain = sct.matrix(module, shape, **call)
+        assert_close(op32 @ columns, plain @ columns, config, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(set(MODULES) - set(CHANNEL_KINDS)))
+def test_channels_last_is_refused_where_there_is_no_channel_axis_to_move(kind):
+    for module, shape, call in valid_modules(kind, np.random.default_rng(7), 4):
+        if isinstance(module, (nn.Identity, nn.Dropout, nn.AlphaDropout)):  # channels kept
+            a = sct.matrix(module, shape, layout="channels_last")
+            assert (a != sp.eye_array(math.prod(shape))).nnz == 0
+            continue
+        if isinstance(module, nn.ChannelShuffle):  # (among the patches) a channel permutation
+            x = torch.randn((1, *shape), dtype=F64)
+            a = sct.matrix(module, shape, layout="channels_last")
+            assert_close(a @ _channels_last(x[0]), _channels_last(module(x)[0]), module)
+            continue
+        with pytest.raises(ValueError, match=rf"layout='channels_last' .*{type(module).__name__}"
+                           " has no channel axis"):
+            sct.matrix(module, shape, layout="channels_last", **call)
+
+
+@pytest.mark.parametrize("module, options, error, match", [
+    (nn.ZeroPad2d(1), dict(format="dense"), ValueError, "format must be one of"),
+    (nn.ZeroPad2d(1), dict(dtype=np.int64), TypeError, "dtype must be a float or complex"),
+    (nn.Conv2d(2, 2, 3), dict(dtype=bool), TypeError, "dtype must be a float or complex"),
+    (nn.Conv2d(2, 2, 3), dict(dtype=np.float16), TypeError, "dtype=float16 is not supported"),
+    (nn.ZeroPad2d(1), dict(layout="NHWC"), ValueError, "layout must be one of"),
+    (nn.ZeroPad2d(1), dict(blocksize=(2, 2)), ValueError, "applies to format='bsr' only"),
+    (nn.ZeroPad2d(1), dict(format="bsr", blocksize=(3, 3)), ValueError,
+     r"blocksize=\(3, 3\) must divide the shape \(72, 32\) of the ZeroPad2d matrix"),
+])
+def test_matrix_options_are_checked_by_name(module, options, error, match):
+    with pytest.raises(error, match=match):
+        sct.matrix(module, (2, 4, 4), **options)
 
 
 @pytest.mark.parametrize("kind", sorted(MODULES))
