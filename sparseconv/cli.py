@@ -150,22 +150,36 @@ def _layer_options() -> argparse.ArgumentParser:
     group = layer.add_argument_group("layer (PyTorch's Conv options)")
     group.add_argument("--in-shape", "--input-shape", dest="in_shape", type=_ints,
                        required=True, metavar="C,H[,W,...]",
-                       help="input shape without batch, e.g. 3,32,32")
+                       help="input shape without batch, e.g. 3,32,32 (with --model: the "
+                       "model's input)")
+    # (defaults None, filled in by _layer: an option given beside --model is told apart)
     group.add_argument("--out-channels", type=_positive, metavar="N")
     group.add_argument("--kernel-size", type=_int_or_ints, metavar="K[,K...]")
-    group.add_argument("--stride", type=_int_or_ints, default=1, metavar="S[,S...]")
-    group.add_argument("--padding", type=_padding, default=0, metavar="P[,P...]|valid|same|full",
+    group.add_argument("--stride", type=_int_or_ints, metavar="S[,S...]", help="default 1")
+    group.add_argument("--padding", type=_padding, metavar="P[,P...]|valid|same|full",
                        help="one size for every side, one per spatial dimension, or two per "
-                       "dimension (LO,HI for the first axis, then the next)")
-    group.add_argument("--dilation", type=_int_or_ints, default=1, metavar="D[,D...]")
-    group.add_argument("--groups", type=_positive, default=1, metavar="G")
-    group.add_argument("--padding-mode", choices=PADDING_MODES, default="zeros")
+                       "dimension (LO,HI for the first axis, then the next); default 0")
+    group.add_argument("--dilation", type=_int_or_ints, metavar="D[,D...]", help="default 1")
+    group.add_argument("--groups", type=_positive, metavar="G", help="default 1")
+    group.add_argument("--padding-mode", choices=PADDING_MODES, help="default zeros")
     group.add_argument("--weights", metavar="FILE.npy",
                        help="weight array (C_out, C_in/groups, *kernel); random if omitted")
     group.add_argument("--seed", type=_non_negative, default=None,
                        help="seed of the random weights (a non-negative integer, default 0; "
                        "not with --weights)")
     group.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    model = layer.add_argument_group(
+        "or a convolution of a PyTorch model (needs torch), instead of the options above")
+    model.add_argument("--model", metavar="FILE.pt",
+                       help="a TorchScript file (loads as is), or a model saved with "
+                       "torch.save(model) (needs --trust-pickle), run once on --in-shape (the "
+                       "model's input) to find the layer's own input shape")
+    model.add_argument("--layer", metavar="NAME",
+                       help="the qualified name of a Conv1d/2d/3d in the model, as "
+                       "model.named_modules() and the report name it (layer1.0.conv1)")
+    model.add_argument("--trust-pickle", action="store_true",
+                       help="load a pickled model: unpickling runs code from the file, pass "
+                       "this only for a file you trust")
     return layer
 
 
@@ -310,6 +324,7 @@ class _Layer:
     input_shape: tuple[int, ...]
     kwargs: dict
     geometry: ConvGeometry
+    name: str = ""  # a model's layer: its qualified name
 
     @functools.cached_property
     def weight(self) -> np.ndarray:
@@ -324,7 +339,8 @@ class _Layer:
 
         # one token per axis, without spaces (a title wraps between words): 1, or (0,2)
         padding = fmt(lo if lo == hi else f"({lo},{hi})" for lo, hi in g.padding)
-        return (f"conv{g.ndim}d {g.in_channels} -> {g.out_channels}, kernel "
+        name = f"{self.name}: " if self.name else ""
+        return (f"{name}conv{g.ndim}d {g.in_channels} -> {g.out_channels}, kernel "
                 f"{fmt(g.kernel_size)}, stride {fmt(g.stride)}, padding {padding}, dilation "
                 f"{fmt(g.dilation)}, groups {g.groups}, padding_mode {g.padding_mode}")
 
@@ -401,7 +417,21 @@ def _random_weight(shape: tuple[int, ...], seed: int, dtype: str) -> np.ndarray:
     return weight.astype(dtype, copy=False)
 
 
+#: The options that describe a layer, and their defaults where --model does not read it.
+_LAYER_DEFAULTS = {"weights": None, "seed": None, "out_channels": None, "kernel_size": None,
+                   "stride": 1, "padding": 0, "dilation": 1, "groups": 1,
+                   "padding_mode": "zeros"}
+
+
 def _layer(args, error) -> _Layer:
+    if args.model is not None:
+        return _model_layer(args, error)
+    if args.layer is not None or args.trust_pickle:
+        error(f"{'--layer' if args.layer is not None else '--trust-pickle'} applies to a layer "
+              "of --model FILE.pt only")
+    for name, default in _LAYER_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if len(args.in_shape) < 2 or min(args.in_shape) < 1:
         error(f"--in-shape must be positive C,*spatial with at least one spatial size, got "
               f"{','.join(map(str, args.in_shape))}")
@@ -438,6 +468,71 @@ def _layer(args, error) -> _Layer:
     except (ValueError, TypeError) as exc:
         error(_reason(exc))
     return _Layer(source, tuple(args.in_shape), kwargs, geometry)
+
+
+def _model_layer(args, error) -> _Layer:
+    """The convolution ``--layer`` of ``--model``, on the input shape it has when the model
+    runs on ``--in-shape``: its weight (in ``--dtype``) and arguments, read by
+    :mod:`sparseconv.torch` as its functions read them."""
+    given = [f"--{name.replace('_', '-')}" for name in _LAYER_DEFAULTS
+             if getattr(args, name) is not None]
+    if given:
+        error(f"{given[0]} describes a layer, and --model reads the layer from the model: pass "
+              "one of the two")
+    if args.layer is None:
+        error("--model needs --layer NAME, the qualified name of one of its convolutions")
+    try:
+        import sparseconv.torch as sct
+        from sparseconv._torch_layers import _CONV
+        from sparseconv._torch_module import _hookless_layer
+        from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
+    except ImportError as exc:
+        error(_reason(exc, layer=False))
+    if min(args.in_shape) < 1:
+        error(f"--in-shape must be positive integers C[,H,W,...] (the model's input), got "
+              f"{','.join(map(str, args.in_shape))}")
+    model = _load_model(args.model, args.trust_pickle, error)
+    model.eval()  # as the report: never analysed in training mode (a BatchNorm's statistics)
+    try:
+        records = sct.trace(model, args.in_shape)
+    except BatchAxisGiven as exc:
+        error(f"--in-shape {','.join(map(str, exc.shape))} includes the batch axis: the model "
+              f"runs on {','.join(map(str, exc.runs_on))} (C,H[,W,...], without the batch)")
+    except ForwardFailed as exc:
+        reason = str(exc).split("without the batch): ", 1)[-1]
+        error(f"the model failed on input shape {tuple(args.in_shape)} (--in-shape is the "
+              f"model's input, C,H[,W,...], without the batch): {reason}")
+    except (ValueError, TypeError, RuntimeError) as exc:
+        error(f"cannot trace --model {args.model}: {_reason(exc, layer=False)}")
+    calls = [record for record in records if record.name == args.layer]
+    convolutions = list(dict.fromkeys(record.name for record in records
+                                      if isinstance(record.module, _CONV)))
+    if not calls:
+        error(f"--layer {args.layer} is not a module the model calls on --in-shape "
+              f"{','.join(map(str, args.in_shape))}; its convolutions: "
+              f"{', '.join(convolutions) or 'none'}")
+    module = calls[0].module
+    if not isinstance(module, _CONV):
+        error(f"--layer {args.layer} is a {type(module).__name__}: these commands take a "
+              f"convolution (Conv1d/2d/3d; this model's: {', '.join(convolutions) or 'none'}); "
+              "sparseconv.torch.matrix(module, input_shape) takes any linear module")
+    shapes = list(dict.fromkeys(record.input_shape for record in calls))
+    if len(shapes) > 1:
+        error(f"--layer {args.layer} is called on several input shapes "
+              f"({', '.join(map(str, shapes))}), and these commands take one layer on one")
+    try:
+        conv = _hookless_layer(module, shapes[0]).conv
+    except (ValueError, TypeError) as exc:
+        error(f"--layer {args.layer}: {_reason(exc, layer=False)}")
+    assert conv is not None  # (every Conv*d's layer has it)
+    weight, shape, kwargs = conv
+    with np.errstate(over="ignore"):
+        weight = weight.astype(args.dtype)
+    if (where := first_index(~np.isfinite(weight))) is not None:
+        error(f"--layer {args.layer}'s weight must be finite in --dtype {args.dtype}: "
+              f"{weight[where]} at index {where}")
+    geometry = ConvGeometry.from_weight(weight.shape, shape, **kwargs)
+    return _Layer(weight, shape, kwargs, geometry, args.layer)
 
 
 # ---------------------------------------------------------------------------------------------

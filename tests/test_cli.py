@@ -957,3 +957,87 @@ def test_spectrum_help_says_what_it_draws_and_prints(capsys):
     text = _help_text("spectrum", capsys)
     assert "Draw the layer's singular values into FILE" in text
     assert "print the certified interval of its spectral norm" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# info, spy, spectrum, export on a convolution of a PyTorch model (--model --layer).
+# ---------------------------------------------------------------------------------------------
+def _model_with_a_block():
+    """A model whose block's convolution runs on what a strided stem made of the model's
+    input: its shape is found by running the model, not given (torch's classes only, so that
+    the pickle loads here)."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4),
+                         nn.ReLU(), nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=2,
+                                                            padding_mode="reflect"))).eval()
+
+
+def test_the_layer_commands_take_a_convolution_of_a_model(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    import sparseconv.torch as sct
+    from sparseconv.cli import main
+
+    model = _model_with_a_block()
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(model).save(str(tmp_path / "script.pt"))
+    torch.save(model, tmp_path / "pickle.pt")
+    seen = {}  # the oracle: the block's convolution's own input and output in the model's run
+    hook = model[3][0].register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 10, 10, dtype=torch.float32))
+    hook.remove()
+    x, y = seen["x"][0].double(), (seen["y"][0] - model[3][0].bias[:, None, None]).double()
+    assert x.shape == (4, 5, 5)
+    model_args = ["--layer", "3.0", "--in-shape", "3,10,10"]
+    for file, extra in (("script.pt", []), ("pickle.pt", ["--trust-pickle"])):
+        out = tmp_path / f"{file}.npz"
+        assert main(["export", "--model", str(tmp_path / file), *model_args, *extra, "-o",
+                     str(out), "--format", "bsr", "--layout", "channels_last"]) == 0
+        assert "bsr in 2x2 blocks, channels_last, 100 x 100" in capsys.readouterr().out
+        a = sp.load_npz(out)
+        last = np.moveaxis(x.numpy(), 0, -1).ravel()
+        assert np.allclose(a @ last, np.moveaxis(y.detach().numpy(), 0, -1).ravel(),
+                           rtol=1e-5, atol=1e-6)
+        layer, saved = sparseconv.load_layer(out)
+        assert saved.input_shape == (4, 5, 5) and saved.options["groups"] == 2
+        assert saved.options["padding_mode"] == "reflect"
+    assert main(["info", "--model", str(tmp_path / "script.pt"), *model_args]) == 0
+    info = capsys.readouterr().out
+    assert info.startswith("layer            3.0: conv2d 4 -> 4, kernel 3x3, stride 1x1")
+    assert f"nnz {sct.matrix(model[3][0], (4, 5, 5)).nnz} " in info
+    assert main(["spectrum", "--model", str(tmp_path / "script.pt"), *model_args, "-o",
+                 str(tmp_path / "s.png")]) == 0
+    value, lower, upper, _ = _printed_norm(capsys.readouterr().out)
+    expected = sct.spectral_norm(model[3][0], (4, 5, 5))
+    assert lower <= expected.value <= upper and abs(value - expected.value) <= 1e-9
+
+
+def test_a_model_layer_that_the_commands_cannot_take_is_one_line(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    model = _model_with_a_block()
+    torch.save(model, tmp_path / "model.pt")
+    base = ["info", "--model", tmp_path / "model.pt", "--trust-pickle", "--in-shape", "3,10,10"]
+    cases = {
+        ("--layer", "1"): "--layer 1 is a BatchNorm2d: these commands take a convolution "
+                          "(Conv1d/2d/3d; this model's: 0, 3.0)",
+        ("--layer", "2"): "--layer 2 is a ReLU: these commands take a convolution",
+        ("--layer", "9"): "--layer 9 is not a module the model calls on --in-shape "
+                          "3,10,10; its convolutions: 0, 3.0",
+        ("--layer", "0", "--stride", "1"): "--stride describes a layer, and --model reads the "
+                                           "layer from the model",
+        ("--layer", "0", "--weights", "w.npy"): "--weights describes a layer",
+        (): "--model needs --layer NAME",
+    }
+    for extra, reason in cases.items():
+        line = _main_fails([*base, *extra], capsys)
+        assert line.startswith("sparseconv info: error: ") and reason in line, line
+    line = _main_fails(["info", "--model", tmp_path / "model.pt", "--layer", "0",
+                        "--in-shape", "3,10,10"], capsys)
+    assert "pass --trust-pickle if you trust it" in line
+    line = _main_fails([*base[:4], "--in-shape", "1,3,10,10", "--layer", "0"], capsys)
+    assert "--in-shape 1,3,10,10 includes the batch axis: the model runs on 3,10,10" in line
+    line = _main_fails(["info", "--layer", "0", *LAYER], capsys)
+    assert "--layer applies to a layer of --model FILE.pt only" in line
