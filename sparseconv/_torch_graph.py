@@ -107,11 +107,74 @@ def _reshape_op(name, index, in_shape, shape) -> _Op:
 
 _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
         pyop.sub: -1, pyop.isub: -1, torch.sub: -1, "sub": -1, "sub_": -1}
+_NEG = {pyop.neg, torch.neg, torch.negative, "neg", "negative"}
 _MUL = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", pyop.truediv,
-        pyop.itruediv, torch.div, "div", "div_", pyop.neg, torch.neg, "neg"}
+        pyop.itruediv, torch.div, "div", "div_", *_NEG}
+#: transpositions of axes (:func:`transposition_axes`)
+_TRANSPOSE = {"permute", torch.permute, "transpose", torch.transpose, "swapaxes",
+              torch.swapaxes, "swapdims", torch.swapdims, "movedim", torch.movedim, "moveaxis",
+              torch.moveaxis}
 _CAT = {torch.cat, torch.concat, torch.concatenate}
 #: ``x @ W`` and ``W @ x``: linear in the signal when the other operand is a constant
 MATMUL = {pyop.matmul, torch.matmul, torch.mm, "matmul", "mm"}
+
+
+def transposition_axes(target, args: list, kwargs: dict, ndim: int) -> list[int]:
+    """The permutation ``axes`` (``y = x.transpose(axes)`` in numpy's sense, batch axis
+    included) of a :data:`_TRANSPOSE` call on an ``ndim``-axis tensor, its arguments given by
+    position or keyword (``x.permute(0, 2, 1)``, ``torch.permute(x, dims=...)``,
+    ``torch.swapaxes(x, axis0=1, axis1=2)``, ``x.movedim(1, -1)``).
+
+    Examples
+    --------
+    >>> transposition_axes("movedim", [None, 1, -1], {}, 4)
+    [0, 2, 3, 1]
+    >>> transposition_axes(torch.swapaxes, [None], {"axis0": 1, "axis1": 3}, 4)
+    [0, 3, 2, 1]
+    """
+    name = getattr(target, "__name__", target)
+
+    def given(position: int, *keys: str):
+        for key in keys:
+            if key in kwargs:
+                return kwargs[key]
+        if len(args) > position:
+            return args[position]
+        raise TypeError(f"{name} without its {keys[0]} argument")
+
+    def axis(d) -> int:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not -ndim <= d < ndim:
+            raise ValueError(f"axis {d!r} of a tensor of {ndim} axes")
+        return int(d) % ndim
+
+    if name == "permute":
+        dims = kwargs["dims"] if "dims" in kwargs else (
+            args[1:] if target == "permute" else given(1, "dims"))
+        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        axes = [axis(d) for d in dims]
+        if sorted(axes) != list(range(ndim)):
+            raise ValueError(f"dims {tuple(dims)} are no permutation of {ndim} axes")
+        return axes
+    axes = list(range(ndim))
+    if name in ("transpose", "swapaxes", "swapdims"):
+        d0 = axis(given(1, "dim0", "axis0"))
+        d1 = axis(given(2, "dim1", "axis1"))
+        axes[d0], axes[d1] = axes[d1], axes[d0]
+        return axes
+    # movedim / moveaxis: numpy's moveaxis
+    source, destination = given(1, "source"), given(2, "destination")
+    source = [axis(d) for d in (source if isinstance(source, (tuple, list)) else (source,))]
+    destination = [axis(d) for d in (destination if isinstance(destination, (tuple, list))
+                                     else (destination,))]
+    if len(source) != len(destination) or len(set(source)) != len(source) or len(
+            set(destination)) != len(destination):
+        raise ValueError(f"source {source} and destination {destination} do not pair up")
+    rest = [a for a in axes if a not in source]
+    order: list[int | None] = [None] * ndim
+    for s_, d_ in zip(source, destination):
+        order[d_] = s_
+    it = iter(rest)
+    return [next(it) if o is None else o for o in order]
 
 
 def matmul_operands(args, kwargs: dict) -> tuple[Any, Any]:
@@ -315,7 +378,7 @@ class _GraphBuilder:
         i, in_shape = self.index[source], self.shape(source)
         if target in _RESHAPE or (target in _DROPOUT_F and not kwargs.get("training", True)):
             return _reshape_op(node.name, i, in_shape, shape)
-        if target in ("permute", torch.permute, "transpose", torch.transpose):
+        if target in _TRANSPOSE:
             return self.permute_op(node, target, i, in_shape, args, kwargs)
         if target is pyop.getitem:
             return self.getitem_op(node, i, in_shape, self.value(args[1]))
@@ -375,7 +438,7 @@ class _GraphBuilder:
         return _Op(node.name, tuple(i for i, _, _ in live), self.shape(node), forward, backward)
 
     def mul_op(self, node, target, args, kwargs) -> _Op:
-        if target in (pyop.neg, torch.neg, "neg"):
+        if target in _NEG:
             a, factor = kwargs.get("input", args[0] if args else None), -1.0
         else:
             a = kwargs.get("input", args[0] if args else None)
@@ -449,18 +512,12 @@ class _GraphBuilder:
                    self.shape(node), forward, backward)
 
     def permute_op(self, node, target, i, in_shape, args, kwargs) -> _Op:
-        ndim = len(in_shape) + 1
-        if target in ("permute", torch.permute):
-            dims = kwargs.get("dims", args[1:] if target == "permute" else args[1])
-            dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) \
-                else tuple(dims)
-            axes = [int(d) % ndim for d in self.value(dims)]
-        else:
-            given = list(args[1:3]) + [None] * (3 - len(args))  # (dim0=, dim1= by keyword)
-            d0, d1 = (int(self.value(kwargs.get(k, v))) % ndim
-                      for k, v in zip(("dim0", "dim1"), given))
-            axes = list(range(ndim))
-            axes[d0], axes[d1] = axes[d1], axes[d0]
+        try:
+            axes = transposition_axes(target, [self.value(a) for a in args],
+                                      {k: self.value(v) for k, v in kwargs.items()},
+                                      len(in_shape) + 1)
+        except (TypeError, ValueError, IndexError) as exc:
+            self.refuse(node, f"transposes axes it gives in a way not read here ({exc})")
         if axes[0] != 0:
             self.refuse(node, "moves the batch axis")
         inverse = list(np.argsort(axes))
@@ -469,46 +526,49 @@ class _GraphBuilder:
                    lambda g: [np.ascontiguousarray(g.transpose(inverse))])
 
     def getitem_op(self, node, i, in_shape, index) -> _Op:
+        """``x[index]``, run by torch itself on the samples (forward), and its adjoint by
+        torch.autograd (indexing's backward, which adds where an entry is read twice): numpy's
+        rules differ from torch's where integers meet arrays (hunts found them read wrong)."""
         index = index if isinstance(index, tuple) else (index,)
+        entries = [v for part in index for v in (
+            (part.start, part.stop, part.step) if isinstance(part, slice) else
+            part if isinstance(part, list) else (part,))]
+        if any(isinstance(v, torch.fx.Node) for v in entries):
+            self.refuse(node, "indexes by a value computed from the signal")
         if Ellipsis in index:  # x[..., a:b]: spelled out, so that the batch axis shows
             at = index.index(Ellipsis)
-            named = sum(part is not None and part is not Ellipsis for part in index)
+            named = sum(part is not None and part is not Ellipsis and not isinstance(
+                part, bool) and not (isinstance(part, torch.Tensor) and part.dtype == torch.bool)
+                for part in index)  # (None and True add an axis, False an empty one)
+            named += sum(part.ndim for part in index if isinstance(part, torch.Tensor)
+                         and part.dtype == torch.bool)  # (a mask stands for its axes)
             index = (*index[:at], *[slice(None)] * (len(in_shape) + 1 - named), *index[at + 1:])
         if not index or index[0] != slice(None):
             self.refuse(node, "indexes the batch axis (x[:, ...] keeps it)")
-        for v in index:  # (a review: a mask of [True, True, True] read as indices 1, 1, 1)
-            if isinstance(v, torch.Tensor) and v.dtype == torch.bool and v.ndim != 1:
-                self.refuse(node, "indexes with a boolean mask of several axes")
-        index = tuple((np.flatnonzero(_numpy(v)) if v.dtype == torch.bool else
-                       _numpy(v).astype(np.int64)) if isinstance(v, torch.Tensor) else v
-                      for v in index)
-        advanced = [k for k, v in enumerate(index) if isinstance(v, (np.ndarray, list))]
+        # (torch reads a Python bool as a 0-d index tensor: x[:, True, ..., mask] is
+        # separated, a hunt)
+        advanced = [k for k, v in enumerate(index) if isinstance(v, (torch.Tensor, list, bool))]
         if advanced and advanced[-1] - advanced[0] + 1 != len(advanced):
             self.refuse(node, "indexes with arrays separated by a slice, which moves their axes "
                         "before the batch axis")
-        integers = [k for k, v in enumerate(index) if isinstance(v, (int, np.integer))
-                    and not isinstance(v, bool)]
-        if advanced and integers:  # x[:, idx, :, 0]: PyTorch takes the integer first, a
-            # plain index, where numpy would broadcast it with the array (a review)
-            first = tuple(v if k in integers else slice(None) for k, v in enumerate(index))
-            rest = tuple(v for k, v in enumerate(index) if k not in integers)
-            kept = np.zeros(in_shape)[first[1:]].shape  # (the sample's axes the integers keep)
+        index = tuple(torch.as_tensor(v) if isinstance(v, list) else v for v in index)
+        for batch in (1, 7):  # the batch axis kept first, whatever its size (a probe's batch
+            # of two can match an index array's length by chance)
+            if tuple(torch.zeros(()).expand(batch, *in_shape)[index].shape) != (
+                    batch, *self.shape(node)):
+                self.refuse(node, "moves the batch axis or makes its size matter")
 
-            def scatter(g):
-                z, part = np.zeros((g.shape[0], *in_shape)), np.zeros((g.shape[0], *kept))
-                np.add.at(part, rest, g)
-                z[first] = part
-                return [z]
-
-            return _Op(node.name, (i,), self.shape(node),
-                       lambda xs, affine: xs[0][first][rest], scatter)
+        def forward(xs, affine):
+            return torch.from_numpy(np.ascontiguousarray(xs[0]))[index].numpy().copy()
 
         def backward(g):
-            z = np.zeros((g.shape[0], *in_shape))
-            np.add.at(z, index, g)
-            return [z]
+            z = torch.zeros((g.shape[0], *in_shape), dtype=torch.float64, requires_grad=True)
+            with torch.enable_grad():
+                (gz,) = torch.autograd.grad(z[index], z, torch.from_numpy(
+                    np.ascontiguousarray(g, dtype=np.float64)))
+            return [gz.numpy()]
 
-        return _Op(node.name, (i,), self.shape(node), lambda xs, affine: xs[0][index], backward)
+        return _Op(node.name, (i,), self.shape(node), forward, backward)
 
     def sum_op(self, node, target, i, in_shape, args, kwargs) -> _Op:
         # (axis= and keepdims= are PyTorch's numpy-style aliases: a review found axis= read
@@ -524,8 +584,10 @@ class _GraphBuilder:
                                                      else (dim,))}))
         if 0 in axes:
             self.refuse(node, "reduces over the batch axis")
-        scale = 1.0 / math.prod(in_shape[a - 1] for a in axes) if target in ("mean",
-                                                                            torch.mean) else 1.0
+        count = math.prod(in_shape[a - 1] for a in axes)
+        if target in ("mean", torch.mean) and not count:
+            self.refuse(node, "averages over an empty axis (NaN): not linear")
+        scale = 1.0 / count if target in ("mean", torch.mean) else 1.0
 
         def backward(g):
             g = g if keepdim else np.expand_dims(g, axes)
@@ -553,13 +615,32 @@ def _trace_graph(model: nn.Module):
 
 
 def _probe(gm, shape, model: nn.Module) -> dict:
-    """Every node's value on one forward pass of a batch of ``_BATCH`` zeros."""
+    """Every node's value on one forward pass of a batch of ``_BATCH`` zeros.
+
+    A node that reads a tensor changed in place after it was made (``kept = y; y += z``, a
+    view of ``y`` changed in place, ``F.relu(y, inplace=True)`` with ``y`` read again) is
+    refused: torch.fx records the change as a new value, so the graph would read the value
+    before it (a hunt: an operator off by the change, accepted where the check against the
+    model's forward allowed for rounding). Views share their base's version counter, so a
+    change through any alias shows, whatever the values."""
     values: dict = {}
+    versions: dict = {}
 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, n):
+            for a in n.all_input_nodes:
+                tensor, version = versions.get(a, (None, 0))
+                if tensor is not None and tensor._version != version:
+                    raise TypeError(
+                        f"network_operator: {_describe(n)} reads the value of node {a.name!r} "
+                        "after an in-place operation changed it (y += z after kept = y, or "
+                        "through a view of y), which torch.fx records as a new value: the "
+                        "graph would read it unchanged (make the change out of place: "
+                        "y = y + z)")
             result = super().run_node(n)
             values[n] = result
+            if isinstance(result, torch.Tensor):
+                versions[n] = (result, result._version)
             return result
 
     try:
@@ -589,6 +670,15 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
                 except (TypeError, ValueError) as exc:  # named by where it is in the model
                     raise type(exc)(f"network_operator: module {node.target!r}: {exc}") from exc
     values = _probe(gm, shape, model)
+    dead = [n for n in nodes if n.op.startswith("call") and not n.users
+            and isinstance(values[n], torch.Tensor)]  # (an unused size is no tensor)
+    if dead:  # torch.fx records `y += z` as `y + z`, which nothing reads where the model
+        # reads the changed tensor through another name (kept = y): refused, as the bound's
+        raise TypeError(f"network_operator: {_describe(dead[0])} computes a value nothing "
+                        "reads: an in-place change such as y += z after kept = y, which "
+                        "torch.fx records as a new value while the model changes kept too, "
+                        "looks the same (drop the unused call if it is one, or write y = y + "
+                        "z)")
     builder = _GraphBuilder(gm, values)
     builder.index[inputs[0]] = 0
     builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))

@@ -21,7 +21,13 @@ import sparseconv as sc
 from sparseconv._memory import check_memory
 from sparseconv._torch_graph import _build_graph, _Op
 from sparseconv._torch_layers import model_hook_reason
-from sparseconv._torch_script import _kind, matches, probe_input, restored_buffers
+from sparseconv._torch_script import (
+    _kind,
+    forward_failed,
+    matches,
+    probe_input,
+    restored_buffers,
+)
 from sparseconv._torch_trace import _checked, unwrapped
 
 
@@ -39,32 +45,51 @@ def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
 
 def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int, ...],
                              least: torch.dtype) -> None:
-    """The graph's reading, run on a random batch of three (the graph was read on a probe of
-    two), against the model's own forward: a review found models it read wrong without a
-    word (an in-place change through an alias, which torch.fx records as a new value; a value
-    fixed at the probe's batch size). Their reading is refused instead. The comparison is at
-    the precision of the least precise dtype the model holds or computes in (``least``, from
-    the graph's values on its probe), relative to the largest value the graph computes (a
-    difference of large values cancels)."""
+    """The graph's reading, run on random batches of three and of one (the graph was read on
+    a probe of two; one is the batch of the contract ``model(x[None])``), against the model's
+    own forward: reviews and hunts found models it read wrong without a word (an in-place
+    change through an alias, which torch.fx records as a new value; a value fixed at the
+    probe's batch size; ``x.squeeze()``, which drops the batch axis of a batch of one).
+    Their reading is refused instead. The comparison is at the precision of the least
+    precise dtype the model holds or computes in (``least``, from the graph's values on its
+    probe), relative to the largest value the graph computes (a difference of large values
+    cancels)."""
     probe = probe_input(model, shape, batch=3)
-    with torch.no_grad(), restored_buffers(model):
-        theirs = model(probe.clone())
+    for batch in (probe, probe[:1]):
+        _check_batch(model, ops, shape, least, batch)
+
+
+def _check_batch(model: nn.Module, ops: list[_Op], shape: tuple[int, ...], least: torch.dtype,
+                 probe: torch.Tensor) -> None:
+    """:func:`_check_against_the_model` on one batch."""
+    count = len(probe)
+    try:
+        with torch.no_grad(), restored_buffers(model):
+            theirs = model(probe.clone())
+    except Exception as exc:  # noqa: BLE001 - a forward raises anything
+        raise forward_failed(model, shape, exc, batch=count) from exc
     what = f"network_operator: the graph read off {_kind(model)}"
     try:
         values = _values(ops, probe.detach().cpu().to(torch.float64).numpy(), True)
     except (ValueError, IndexError) as exc:  # shapes fixed at the probe's batch of two
-        raise TypeError(f"{what} does not run on a batch of three ({exc}): a size read off "
+        raise TypeError(f"{what} does not run on a batch of {count} ({exc}): a size read off "
                         "the batch (x.shape[0]) fixed in a value?") from exc
     floating = [t.dtype for t in (probe, *model.parameters(), *model.buffers())
                 if t.is_floating_point()]  # (and ``least``: of the values on the probe)
     least = max([*floating, least], key=lambda d: torch.finfo(d).eps)
     magnitude = max((float(np.abs(v).max()) for v in values if v.size), default=0.0)
     ours = torch.from_numpy(np.ascontiguousarray(values[-1]))
+    if isinstance(theirs, torch.Tensor) and (ours.shape != theirs.shape or tuple(
+            theirs.shape) != (count, *ops[-1].shape)):
+        raise TypeError(f"{what} gives shape {tuple(ours.shape)} on a random batch of {count} "
+                        f"where its forward gives {tuple(theirs.shape)}: a size that depends on "
+                        "the batch (x.squeeze() drops the batch axis of a batch of one: "
+                        "squeeze(dim) keeps it)")
     if not matches(ours.to(least), theirs, magnitude):
         difference = float((ours - theirs.detach().cpu().to(torch.float64)).abs().max()) \
             if ours.shape == theirs.shape else math.inf
         raise TypeError(f"{what} does not compute what its forward does on a random batch "
-                        f"(largest difference {difference:.3g}, values up to "
+                        f"of {count} (largest difference {difference:.3g}, values up to "
                         f"{magnitude:.3g}): an operation read otherwise than PyTorch runs it, "
                         "or an in-place change seen through another name or a view (y += z "
                         "after kept = y), which torch.fx records as a new value")

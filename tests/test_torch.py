@@ -894,22 +894,72 @@ def _alias_sum(m, y, x):
     return kept
 
 
+def _alias_big(m, y, x):
+    big = x * 1e12  # a large value elsewhere in the graph
+    kept = y
+    y += x  # kept changes too
+    return kept + 0 * big
+
+
+def _alias_small(m, y, x):
+    kept = y
+    y += 5e-4 * y  # a change below the rounding a float32 model is allowed
+    return kept
+
+
 @pytest.mark.parametrize("function, match", [
-    (_alias_sum, "does not compute what its forward does"),
+    (_alias_sum, "node 'add' .* computes a value nothing reads: an in-place change such as "
+                 r"y \+= z after kept = y"),
+    (_alias_big, "computes a value nothing reads"),
     (lambda m, y, x: (lambda z: (y.mul_(2), z)[1])(y.view(y.shape[0], -1)),
-     "does not compute what its forward does"),
+     "reads the value of node 'view' after an in-place operation changed it"),
+    (lambda m, y, x: (lambda kept: (F.relu(y, inplace=True), kept)[1])(y), "in-place"),
     (lambda m, y, x: (3 * y).to(torch.int64).double(), r"makes the signal torch\.int64"),
     (lambda m, y, x: y.to(torch.bool).double(), r"makes the signal torch\.bool"),
     (lambda m, y, x: y.float().view(torch.int32).double(), r"makes the signal torch\.int32"),
     (lambda m, y, x: y[:, [0, 1], :, [0, 1]].sum(1), "separated by a slice"),
-    (lambda m, y, x: y[:, torch.ones(3, 5, dtype=torch.bool)], "boolean mask of several"),
+    # (a hunt: True is an index array to torch, and its length 2 here the probe's batch)
+    (lambda m, y, x: y[:, True, ..., torch.tensor([True, False] * 3)], "batch axis"),
+    (lambda m, y, x: y[:, :0].mean(1), r"averages over an empty axis \(NaN\)"),
+    (lambda m, y, x: torch.cat([y.squeeze(), 2 * y.squeeze()], 1),
+     r"gives shape \(1, 6, 5, 6\) on a random batch of 1 where its forward gives "
+     r"\(3, 10, 6\): a size that depends on the batch \(x.squeeze\(\)"),
+    (lambda m, y, x: y * (x.shape[0] == 1), "does not compute what its forward does on a "
+                                            "random batch of 1"),
 ])
 def test_network_operator_refuses_what_it_read_wrong(function, match):
-    """A review: each was accepted and computed otherwise than the model (an in-place change
-    through an alias or a view, casts to integers read as the identity, separated index
-    arrays that move the batch axis) or failed when applied."""
+    """Reviews and hunts: each was accepted and computed otherwise than the model (an
+    in-place change through an alias or a view, which torch.fx records as a new value; casts
+    to integers read as the identity; separated index arrays that move the batch axis; a
+    forward whose result depends on the batch size, read at two and checked at three, not at
+    the contract's one) or failed when applied (an empty mean: ZeroDivisionError). The alias
+    with a large value elsewhere in the graph passed the check against the model, whose
+    tolerance is relative to the graph's largest value."""
     with pytest.raises(TypeError, match=match):
         sct.network_operator(_Forward(function).eval(), (3, 5, 6))
+
+
+def test_an_alias_changed_below_float32_rounding_is_refused_in_a_float32_model():
+    """A hunt: in a float32 model the check against the forward allows 1e4 units of float32
+    rounding, and a 5e-4 change through an alias passed it: refused now by the graph's
+    shape (the change is a value nothing reads), whatever its size."""
+    model = _Forward(_alias_small).float().eval()
+    with pytest.raises(TypeError, match="computes a value nothing reads"):
+        sct.network_operator(model, (3, 5, 6))
+
+
+def test_a_forward_that_fails_on_a_batch_of_three_says_so():
+    """A hunt: a forward that runs on batches of one and two but not three raised PyTorch's
+    bare error; the error names the batch now."""
+    class TwoAtMost(nn.Module):
+        def forward(self, x):  # (B, 1, 2, 3) + (B, 3): broadcasts for B = 1 and 2 only
+            return x.unsqueeze(1) + x.mean(1)
+
+    model = TwoAtMost().eval()
+    model(torch.zeros(1, 2, 3, dtype=F64))  # (it runs on the contract's batch)
+    with pytest.raises(ValueError, match=r"forward failed on a probe batch of shape "
+                                         r"\(3, 2, 3\)"):
+        sct.network_operator(model, (2, 3))
 
 
 @pytest.mark.parametrize("function", [
@@ -919,6 +969,22 @@ def test_network_operator_refuses_what_it_read_wrong(function, match):
     lambda m, y, x: y + m.coords.expand(x.shape[0], 3, -1, -1),
     lambda m, y, x: y * m.coords.expand(x.shape[0], 3, -1, -1),
     lambda m, y, x: y.transpose(dim0=2, dim1=3),  # by keyword: "not enough values to unpack"
+    # a hunt: dims= by keyword raised an internal IndexError; swapaxes, movedim and
+    # torch.negative were refused, which lipschitz_report bounds
+    lambda m, y, x: torch.permute(y, dims=(0, 2, 1, 3)),
+    lambda m, y, x: torch.swapaxes(y, 1, 3) + torch.swapdims(y, dim0=3, dim1=1) * 0,
+    lambda m, y, x: y.swapaxes(axis0=1, axis1=2).movedim(1, -1),
+    lambda m, y, x: torch.movedim(y, (1, 2), (3, 1)),
+    lambda m, y, x: y.moveaxis(source=-1, destination=1),
+    lambda m, y, x: torch.negative(y) - y.negative(),
+    # numpy's indexing rules differ from torch's: an internal IndexError where None met an
+    # integer and a list (a hunt); a mask of several axes, refused before, is torch's own
+    lambda m, y, x: y[:, :, [1, 2], None, 0],
+    lambda m, y, x: y[:, -1, [0, 2], None],
+    lambda m, y, x: y[:, None, [0, 2, 0], ..., 1],
+    lambda m, y, x: y[:, torch.ones(3, 5, dtype=torch.bool)],
+    lambda m, y, x: y[..., torch.tensor([[True, False] * 3] * 5)],
+    lambda m, y, x: y[..., True, 1:],  # (True adds an axis, as None)
 ])
 def test_network_operator_reads_masks_batch_sized_constants_and_keywords(function):
     """A review: a boolean mask was read as integer indices; a constant expanded to the
