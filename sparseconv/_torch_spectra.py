@@ -47,7 +47,7 @@ from ._shapes import conv_transpose_output_shape
 from ._spectral_norm import copies_of
 from ._symbol import conjugate_pairs, is_periodic, require_periodic, symbol_at
 from ._typing import IntOrTuple, PaddingLike, PaddingMode, ShapeLike
-from ._validation import int_tuple, positive_int, spatial_size
+from ._validation import int_tuple, is_int, positive_int, spatial_size
 
 __all__ = ["circular_singular_values", "circular_spectral_norm", "spectral_norm_upper"]
 
@@ -61,18 +61,38 @@ def _weight(weight) -> torch.Tensor:
     if weight.ndim < 3:
         raise ValueError(f"weight must have shape (C_out, C_in/groups, *kernel_size) with at "
                          f"least one spatial dimension, got shape {tuple(weight.shape)}")
-    if weight.numel() and not bool(torch.isfinite(weight.detach()).all()):
+    if weight.device.type == "meta":
+        raise ValueError("weight is on the meta device, which holds shapes but no values: "
+                         "spectra need the weight's values (materialize it first, e.g. "
+                         "module.to_empty(device='cpu') and initialize it)")
+    try:
+        finite = not weight.numel() or bool(torch.isfinite(weight.detach()).all())
+    except RuntimeError as exc:  # torch.func.vmap: a data-dependent step (a hunt)
+        if "vmap" not in str(exc):
+            raise
+        raise TypeError("sparseconv's spectra do not run under torch.func.vmap: they check the "
+                        "weight's values and locate the largest singular value by value, "
+                        "steps vmap cannot batch; call them on each weight in a loop "
+                        "(torch.func.grad, jacrev and jvp work)") from exc
+    if not finite:
         raise ValueError("weight must be finite: spectra of NaN or infinite entries mean "
                          "nothing")
     return weight
+
+
+def _size(input_size, ndim: int) -> tuple[int, ...]:
+    """``input_size`` as spatial sizes: one int stands for every axis (as ``stride=2`` does;
+    a hunt found it refused where the docstrings say "int or tuple of int")."""
+    size = spatial_size(input_size, "input_size")
+    return size * ndim if is_int(input_size) else size
 
 
 def _geometry(weight: torch.Tensor, input_size, stride, padding, dilation, groups,
               padding_mode) -> ConvGeometry:
     """The layer on input ``(C_in, *input_size)``; ``padding=None``: the periodic
     padding, refused unless ``padding_mode`` is circular."""
-    size = spatial_size(input_size, "input_size")
     ndim = weight.ndim - 2
+    size = _size(input_size, ndim)
     if len(size) != ndim:
         hint = f" (the spatial sizes alone: {size[1:]!r}, without the channels)" if (
             len(size) == ndim + 1) else ""
@@ -108,6 +128,13 @@ def _complex_dtype(weight: torch.Tensor) -> torch.dtype:
     return torch.complex128 if weight.dtype == torch.float64 else torch.complex64
 
 
+def _symbol_bytes(weight: torch.Tensor, periodic: ConvGeometry, count: int) -> int:
+    """A bound on the memory of :func:`_symbol` at ``count`` frequencies: ``T``, the symbol,
+    and its Gram matrices or what autograd keeps for svdvals (U, V)."""
+    taps, phases = math.prod(periodic.kernel_size), math.prod(periodic.stride)
+    return 16 * count * (taps * phases + 4 * weight.shape[0] * weight.shape[1] * phases)
+
+
 def _symbol(weight: torch.Tensor, periodic: ConvGeometry, what: str,
             frequencies=None) -> torch.Tensor:
     """The symbol ``(F, groups, C_out/g, C_in/g * prod(stride))`` as a torch function of w."""
@@ -116,8 +143,7 @@ def _symbol(weight: torch.Tensor, periodic: ConvGeometry, what: str,
     taps, phases, groups = (math.prod(periodic.kernel_size), math.prod(periodic.stride),
                             periodic.groups)
     c_out, c_in = weight.shape[0] // groups, weight.shape[1]
-    # T, the symbol, and its Gram matrices or what autograd keeps for svdvals (U, V)
-    check_memory(16 * count * (taps * phases + 4 * groups * c_out * c_in * phases), what)
+    check_memory(_symbol_bytes(weight, periodic, count), what)
     dtype = _complex_dtype(weight)
     t = torch.from_numpy(_tap_responses(periodic, frequencies)).to(device=weight.device,
                                                                    dtype=dtype)
@@ -137,6 +163,11 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
     gradient of the maximum; the work and memory of autograd are one frequency's.
     """
     grid = list(periodic.coarse_grid)
+    # the frequencies' indices (and their conjugates') and the symbol, sized before either is
+    # made (a hunt: numpy's MemoryError, or 15 GiB taken, where the limit should refuse)
+    count = math.prod(grid)
+    check_memory(16 * len(grid) * count + _symbol_bytes(
+        weight, periodic, count if weight.is_complex() else count // 2 + 1), what)
     frequencies = (np.indices(grid).reshape(len(grid), -1).T if weight.is_complex()
                    else conjugate_pairs(grid)[0])
     with torch.no_grad():
@@ -185,8 +216,9 @@ def circular_singular_values(weight: torch.Tensor, input_size: ShapeLike, *,
     Returns
     -------
     torch.Tensor, shape (min(rows, cols),)
-        Decreasing, real, in the weight's precision (complex64 arithmetic for float32), on its
-        device; ``rows = C_out * prod(n/s)``, ``cols = C_in * prod(n)``.
+        Decreasing, real, in the weight's precision (complex64 arithmetic for float32; float16
+        and bfloat16 weights are computed and returned in float32), on its device;
+        ``rows = C_out * prod(n/s)``, ``cols = C_in * prod(n)``.
 
     Raises
     ------
@@ -244,7 +276,8 @@ def circular_spectral_norm(weight: torch.Tensor, input_size: ShapeLike, *,
     Returns
     -------
     torch.Tensor, 0-d
-        In the weight's real precision, on its device.
+        In the weight's real precision (float32 for float16 and bfloat16 weights), on its
+        device.
 
     Examples
     --------
@@ -394,7 +427,7 @@ def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation,
         if padding_mode != "zeros":
             raise ValueError(f"a transposed convolution supports padding_mode='zeros' only, as "
                              f"in PyTorch, got {padding_mode!r}")
-        size = spatial_size(input_size, "input_size")
+        size = _size(input_size, weight.ndim - 2)
         kernel = tuple(weight.shape[2:])
         output = conv_transpose_output_shape(size, kernel, stride, padding, output_padding,
                                              dilation)

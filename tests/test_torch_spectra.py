@@ -277,6 +277,43 @@ def test_refusals_name_the_argument():
         sc.set_memory_limit(old)
 
 
+@pytest.mark.parametrize("f", [sct.circular_singular_values, sct.circular_spectral_norm,
+                               sct.spectral_norm_upper])
+def test_what_a_hunt_found_refused_badly_is_refused_by_name(f):
+    """A hunt: a meta tensor and torch.func.vmap got PyTorch's own errors (``item()``,
+    "data-dependent control flow"), and an input of 10**12 x 8 numpy's MemoryError (or 15
+    GiB taken, at 100000 x 10000) where the memory limit should refuse it before any work."""
+    with pytest.raises(ValueError, match="weight is on the meta device"):
+        f(torch.ones((2, 2, 3, 3), device="meta"), (6, 6))
+    with pytest.raises(TypeError, match="do not run under torch.func.vmap"):
+        torch.func.vmap(lambda w: f(w, (6, 6)))(torch.ones((3, 2, 2, 3, 3)))
+    for size in ((10**12, 8), (100_000, 10_000)):
+        with pytest.raises(sc.MatrixTooLargeError, match="more than the memory limit"):
+            f(torch.ones((2, 2, 3, 3)), size)
+
+
+def test_one_input_size_stands_for_every_axis():
+    """The docstrings say "int or tuple of int", as for stride; an int was refused."""
+    weight = torch.randn((3, 2, 3, 3), dtype=torch.float64, generator=torch.Generator()
+                         .manual_seed(0))
+    for f, kwargs in ((sct.circular_singular_values, {}), (sct.circular_spectral_norm, {}),
+                      (sct.spectral_norm_upper, {"padding": 1}),
+                      (sct.spectral_norm_upper, {"padding": 1, "transposed": True})):
+        assert torch.equal(f(weight, 6, stride=2, **kwargs), f(weight, (6, 6), stride=2,
+                                                               **kwargs))
+
+
+def test_the_periodic_padding_too_large_is_said_to_come_from_padding_none():
+    """A hunt: ``padding (4, 5) is too large`` where no padding was passed."""
+    with pytest.raises(ValueError, match=r"the periodic padding \(4, 5\) that padding=None "
+                       r"implies \(dilation\*\(kernel_size-1\) = 3\*3\) is larger than an "
+                       "input size 4"):
+        sct.circular_spectral_norm(torch.ones((1, 1, 4)), 4, dilation=3)
+    with pytest.raises(ValueError, match="that padding=None implies"):
+        sc.singular_values(np.ones((1, 1, 4)), (1, 4), dilation=3, padding=None,
+                           padding_mode="circular")
+
+
 def test_torch_spectral_norm_normalizes_the_reshaped_matrix_not_the_convolution():
     """PyTorch #99149, SNGAN #37: the parametrization divides the weight by the norm of
     W.reshape(C_out, -1); the convolution's norm is another number, up to k times larger."""
