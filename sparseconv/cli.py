@@ -145,6 +145,12 @@ def _plot_options() -> argparse.ArgumentParser:
     return options
 
 
+_MODEL_HELP = ("a TorchScript file (loads as is), or a model saved with torch.save(model) "
+               "(needs --trust-pickle)")
+_TRUST_PICKLE_HELP = ("load a pickled model: unpickling runs code from the file, pass this "
+                      "only for a file you trust")
+
+
 def _layer_options() -> argparse.ArgumentParser:
     layer = argparse.ArgumentParser(add_help=False)
     group = layer.add_argument_group("layer (PyTorch's Conv options)")
@@ -171,15 +177,12 @@ def _layer_options() -> argparse.ArgumentParser:
     model = layer.add_argument_group(
         "or a convolution of a PyTorch model (needs torch), instead of the options above")
     model.add_argument("--model", metavar="FILE.pt",
-                       help="a TorchScript file (loads as is), or a model saved with "
-                       "torch.save(model) (needs --trust-pickle), run once on --in-shape (the "
-                       "model's input) to find the layer's own input shape")
+                       help=_MODEL_HELP + ", run once on --in-shape (the model's input) to "
+                       "find the layer's own input shape")
     model.add_argument("--layer", metavar="NAME",
                        help="the qualified name of a Conv1d/2d/3d in the model, as "
                        "model.named_modules() and the report name it (layer1.0.conv1)")
-    model.add_argument("--trust-pickle", action="store_true",
-                       help="load a pickled model: unpickling runs code from the file, pass "
-                       "this only for a file you trust")
+    model.add_argument("--trust-pickle", action="store_true", help=_TRUST_PICKLE_HELP)
     return layer
 
 
@@ -272,15 +275,11 @@ def _report_parser(commands) -> None:
         "no Python code from the file; a model saved with torch.save(model) is a pickle: "
         "unpickling runs code from the file, so it loads only with --trust-pickle. A state_dict "
         "holds no model and is refused.")
-    report.add_argument("--model", required=True, metavar="FILE.pt",
-                        help="a TorchScript file (loads as is), or a model saved with "
-                        "torch.save(model) (needs --trust-pickle)")
+    report.add_argument("--model", required=True, metavar="FILE.pt", help=_MODEL_HELP)
     report.add_argument("--input-shape", "--in-shape", dest="input_shape", type=_ints,
                         required=True, metavar="C,H[,W,...]",
                         help="input shape without batch, e.g. 3,224,224")
-    report.add_argument("--trust-pickle", action="store_true",
-                        help="load a pickled model: unpickling runs code from the file, pass "
-                        "this only for a file you trust")
+    report.add_argument("--trust-pickle", action="store_true", help=_TRUST_PICKLE_HELP)
     report.add_argument("--assume-chain", action="store_true",
                         help="give a model that is not a nn.Sequential the product of its "
                         "layers' bounds, assuming its forward is the chain of its layers, "
