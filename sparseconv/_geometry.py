@@ -382,9 +382,9 @@ class ConvGeometry:
                     raise ValueError(
                         f"the periodic padding ({lo}, {hi}) that padding=None implies "
                         f"(dilation*(kernel_size-1) = {d}*{k - 1}) is larger than an input "
-                        f"size {n}: PyTorch's circular padding wraps around at most once; the "
-                        "kernel's reach must be at most the input size (a smaller dilation "
-                        "or kernel, or a larger input)")
+                        f"size {n}: PyTorch's circular padding wraps around at most once, so "
+                        "each side's padding must be at most the input size (a smaller "
+                        "dilation or kernel, or a larger input)")
         else:
             pads = normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
         axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,

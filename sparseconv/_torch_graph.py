@@ -108,6 +108,10 @@ def _reshape_op(name, index, in_shape, shape) -> _Op:
 _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
         pyop.sub: -1, pyop.isub: -1, torch.sub: -1, "sub": -1, "sub_": -1}
 _NEG = {pyop.neg, torch.neg, torch.negative, "neg", "negative"}
+#: the operators torch.fx records an augmented assignment ``y += z`` as (``y + z``: a Proxy
+#: has no in-place operators)
+_AUGMENTED = {pyop.add, pyop.sub, pyop.mul, pyop.truediv, pyop.floordiv, pyop.mod, pyop.pow,
+              pyop.matmul, pyop.and_, pyop.or_, pyop.xor, pyop.lshift, pyop.rshift}
 _MUL = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", pyop.truediv,
         pyop.itruediv, torch.div, "div", "div_", *_NEG}
 #: transpositions of axes (:func:`transposition_axes`)
@@ -543,20 +547,20 @@ class _GraphBuilder:
             named += sum(part.ndim for part in index if isinstance(part, torch.Tensor)
                          and part.dtype == torch.bool)  # (a mask stands for its axes)
             index = (*index[:at], *[slice(None)] * (len(in_shape) + 1 - named), *index[at + 1:])
-        if not index or index[0] != slice(None):
+        whole = (None, 0)  # x[::1] and x[0:] keep the batch too (a review)
+        if not index or not (isinstance(index[0], slice) and index[0].start in whole
+                             and index[0].stop is None and index[0].step in (None, 1)):
             self.refuse(node, "indexes the batch axis (x[:, ...] keeps it)")
-        # (torch reads a Python bool as a 0-d index tensor: x[:, True, ..., mask] is
-        # separated, a hunt)
-        advanced = [k for k, v in enumerate(index) if isinstance(v, (torch.Tensor, list, bool))]
-        if advanced and advanced[-1] - advanced[0] + 1 != len(advanced):
-            self.refuse(node, "indexes with arrays separated by a slice, which moves their axes "
-                        "before the batch axis")
         index = tuple(torch.as_tensor(v) if isinstance(v, list) else v for v in index)
-        for batch in (1, 7):  # the batch axis kept first, whatever its size (a probe's batch
-            # of two can match an index array's length by chance)
+        for batch in (1, 7):  # the batch axis kept first, whatever its size: where torch
+            # moves index arrays' axes to the front (arrays separated by a slice, or by
+            # Ellipsis: x[:, True, ..., mask], True being one), the probe's batch of two can
+            # match their length by chance (a hunt), never 1, 2 and 7 at once
             if tuple(torch.zeros(()).expand(batch, *in_shape)[index].shape) != (
                     batch, *self.shape(node)):
-                self.refuse(node, "moves the batch axis or makes its size matter")
+                self.refuse(node, "indexes with arrays whose axes torch moves before the "
+                            "batch axis (arrays separated by a slice or Ellipsis), or makes the "
+                            "batch's size matter")
 
         def forward(xs, affine):
             return torch.from_numpy(np.ascontiguousarray(xs[0]))[index].numpy().copy()
@@ -625,18 +629,16 @@ def _probe(gm, shape, model: nn.Module) -> dict:
     change through any alias shows, whatever the values."""
     values: dict = {}
     versions: dict = {}
+    stale: list = []  # (the node, the node it read changed), raised outside torch's
+    # interpreter, which appends its own context to an error raised in run_node
 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, n):
             for a in n.all_input_nodes:
                 tensor, version = versions.get(a, (None, 0))
                 if tensor is not None and tensor._version != version:
-                    raise TypeError(
-                        f"network_operator: {_describe(n)} reads the value of node {a.name!r} "
-                        "after an in-place operation changed it (y += z after kept = y, or "
-                        "through a view of y), which torch.fx records as a new value: the "
-                        "graph would read it unchanged (make the change out of place: "
-                        "y = y + z)")
+                    stale.append((n, a))
+                    raise _Stale
             result = super().run_node(n)
             values[n] = result
             if isinstance(result, torch.Tensor):
@@ -646,9 +648,21 @@ def _probe(gm, shape, model: nn.Module) -> dict:
     try:
         with torch.no_grad():
             Recorder(gm).run(probe_input(gm, shape, _BATCH, random=False))
+    except _Stale:
+        node, read = stale[0]
+        reader = "the model's output" if node.op == "output" else _describe(node)
+        raise TypeError(f"network_operator: {reader} reads the value of node {read.name!r} "
+                        "after an in-place operation changed it (y.add_(z) or y += z after "
+                        "kept = y, or a change through a view of y), which torch.fx records "
+                        "as a new value: the graph would read it unchanged (make the change "
+                        "out of place: y = y + z)") from None
     except RuntimeError as exc:
         raise forward_failed(model, shape, exc, batch=_BATCH) from exc
     return values
+
+
+class _Stale(Exception):
+    """:func:`_probe`'s signal that a node read a tensor changed in place after it was made."""
 
 
 def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], torch.dtype]:
@@ -670,15 +684,16 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
                 except (TypeError, ValueError) as exc:  # named by where it is in the model
                     raise type(exc)(f"network_operator: module {node.target!r}: {exc}") from exc
     values = _probe(gm, shape, model)
-    dead = [n for n in nodes if n.op.startswith("call") and not n.users
-            and isinstance(values[n], torch.Tensor)]  # (an unused size is no tensor)
+    dead = [n for n in nodes if n.op == "call_function" and n.target in _AUGMENTED
+            and not n.users and isinstance(values[n], torch.Tensor)]
     if dead:  # torch.fx records `y += z` as `y + z`, which nothing reads where the model
-        # reads the changed tensor through another name (kept = y): refused, as the bound's
+        # reads the changed tensor through another name (kept = y): refused. (An unused
+        # module or method call cannot be one: a review found such models refused.)
         raise TypeError(f"network_operator: {_describe(dead[0])} computes a value nothing "
                         "reads: an in-place change such as y += z after kept = y, which "
                         "torch.fx records as a new value while the model changes kept too, "
-                        "looks the same (drop the unused call if it is one, or write y = y + "
-                        "z)")
+                        "looks the same (drop the unused expression if it is one, or write "
+                        "y = y + z)")
     builder = _GraphBuilder(gm, values)
     builder.index[inputs[0]] = 0
     builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))

@@ -103,7 +103,10 @@ def check_module_layout(module: nn.Module, layout: Any) -> Layout:
     axis to move: ``nn.Linear`` works on ``(*, in_features)``, ``Flatten``, ``Unflatten``,
     ``Unfold`` and ``Fold`` change the axes themselves."""
     layout = check_layout(layout)
-    if layout == "channels_last" and not isinstance(module, _CHANNEL_FIRST):
+    if layout == "channels_last":
+        _refuse(module)  # (a module that is not linear: said as such first, a review)
+    if layout == "channels_last" and not (isinstance(module, _CHANNEL_FIRST)
+                                          or is_empty_sequential(module)):
         raise ValueError(f"layout='channels_last' applies to modules from (C, *spatial) to "
                          f"(C, *spatial) activations; {type(module).__name__} has no channel "
                          "axis to move (use layout='channels_first')")

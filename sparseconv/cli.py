@@ -490,7 +490,7 @@ def _model_layer(args, error) -> _Layer:
     if min(args.in_shape) < 1:
         error(f"--in-shape must be positive integers C[,H,W,...] (the model's input), got "
               f"{','.join(map(str, args.in_shape))}")
-    model = _load_model(args.model, args.trust_pickle, error)
+    model = _load_model(args.model, args.trust_pickle, error, args.command)
     model.eval()  # as the report: never analysed in training mode (a BatchNorm's statistics)
     try:
         records = sct.trace(model, args.in_shape)
@@ -768,7 +768,7 @@ def _model_format(path: str) -> str | None:
         return "pickle" if stream.read(1) == b"\x80" else None  # a pickle's PROTO opcode
 
 
-def _load_model(path: str, trust_pickle: bool, error):
+def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
     import pickle
     import warnings
 
@@ -801,8 +801,8 @@ def _load_model(path: str, trust_pickle: bool, error):
                   "stores the name of the model's class, not its code: make the class "
                   "importable under that name here (one defined in the script that saved the "
                   "model, '__main__', never is; the sparseconv command does not look in the "
-                  "current directory: run 'python -m sparseconv report ...' or "
-                  "'PYTHONPATH=. sparseconv report ...' from the directory of the class's "
+                  f"current directory: run 'python -m sparseconv {command} ...' or "
+                  f"'PYTHONPATH=. sparseconv {command} ...' from the directory of the class's "
                   "module), or save the model with torch.jit.script(model).save(path), which "
                   "loads without it")
         except Exception as exc:  # noqa: BLE001 - unpickling raises anything the pickle does

@@ -865,6 +865,10 @@ def test_a_pickle_whose_class_is_not_importable_says_what_to_do(tmp_path, capsys
             "the current directory: run 'python -m sparseconv report ...' or 'PYTHONPATH=. "
             "sparseconv report ...' from the directory of the class's module), or save the "
             "model with torch.jit.script(model).save(path)") in line, line
+    # (a review: the layer commands' line told to run `report`)
+    line = _main_fails(["export", "--model", tmp_path / "net.pt", "--in-shape", "3,8,8",
+                        "--trust-pickle", "--layer", "0", "-o", tmp_path / "x.npz"], capsys)
+    assert "run 'python -m sparseconv export ...' or 'PYTHONPATH=. sparseconv export" in line
 
 
 def branching():

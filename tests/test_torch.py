@@ -386,6 +386,26 @@ def test_channels_last_is_refused_where_there_is_no_channel_axis_to_move(kind):
             sct.matrix(module, shape, layout="channels_last", **call)
 
 
+def test_channels_last_says_first_that_a_module_is_not_linear():
+    """A review: ReLU was told it has no channel axis to move, and an empty Sequential (the
+    identity) was refused."""
+    with pytest.raises(TypeError, match="ReLU is not a linear module"):
+        sct.matrix(nn.ReLU(), (2, 4, 4), layout="channels_last")
+    a = sct.matrix(nn.Sequential(), (2, 4, 4), layout="channels_last")
+    assert (a != sp.eye_array(32)).nnz == 0
+
+
+def test_a_network_that_returns_its_input_has_the_identity_as_affine_map():
+    """A review: ``affine()`` raised "layers must hold at least one layer"."""
+    class Same(nn.Module):
+        def forward(self, x):
+            return x
+
+    net = sct.network_operator(Same().eval(), (3, 2))
+    f = net.affine()
+    assert (f.matrix != sp.eye_array(6)).nnz == 0 and not f.bias.any()
+
+
 @pytest.mark.parametrize("module, options, error, match", [
     (nn.ZeroPad2d(1), dict(format="dense"), ValueError, "format must be one of"),
     (nn.ZeroPad2d(1), dict(dtype=np.int64), TypeError, "dtype must be a float or complex"),
@@ -913,6 +933,10 @@ def _alias_small(m, y, x):
     (_alias_big, "computes a value nothing reads"),
     (lambda m, y, x: (lambda z: (y.mul_(2), z)[1])(y.view(y.shape[0], -1)),
      "reads the value of node 'view' after an in-place operation changed it"),
+    # (a review: torch.fx's trailer, "While executing ...", was appended to this one)
+    (lambda m, y, x: (y.add_(x), y)[1], r"the model's output reads the value of node 'c' "
+     r"after an in-place operation changed it \(y.add_\(z\).*\(make the change out of "
+     r"place: y = y \+ z\)$"),
     (lambda m, y, x: (lambda kept: (F.relu(y, inplace=True), kept)[1])(y), "in-place"),
     (lambda m, y, x: (3 * y).to(torch.int64).double(), r"makes the signal torch\.int64"),
     (lambda m, y, x: y.to(torch.bool).double(), r"makes the signal torch\.bool"),
@@ -985,6 +1009,12 @@ def test_a_forward_that_fails_on_a_batch_of_three_says_so():
     lambda m, y, x: y[:, torch.ones(3, 5, dtype=torch.bool)],
     lambda m, y, x: y[..., torch.tensor([[True, False] * 3] * 5)],
     lambda m, y, x: y[..., True, 1:],  # (True adds an axis, as None)
+    # a review: refused before, each kept the batch first in torch
+    lambda m, y, x: y[::1, [1, 0], 0, [0, 2]],
+    lambda m, y, x: y[0:, 1, [0, 1]],
+    # a review: unused module and method calls were refused with the in-place alias check,
+    # which only an unused +, -, * or / can be (torch.fx's reading of y += z)
+    lambda m, y, x: (m.d(y), y.mean((2, 3)), x.numel(), y)[-1],
 ])
 def test_network_operator_reads_masks_batch_sized_constants_and_keywords(function):
     """A review: a boolean mask was read as integer indices; a constant expanded to the
