@@ -663,7 +663,11 @@ def _chain_break(model: nn.Module) -> str | None:
                 return (f"calls module {str(node.target)!r} on a value other than the "
                         "previous call's output (a residual or a branch, or a call whose "
                         "result is not used)")
-            current = {node}
+            module = model.get_submodule(str(node.target))
+            # torch's activation with inplace=True changes its input into its output: both
+            # names hold the signal (self.relu(x) as a statement; a review's true chain)
+            in_place = is_torch_module(module) and getattr(module, "inplace", False) is True
+            current = {node} | (current if in_place else set())
         elif name in ("size", "dim", "len") or name == "getattr" and len(node.args) > 1 and (
                 node.args[1] in ("shape", "dtype", "device", "ndim")):
             continue  # (x.shape, x.size(0): integers, no signal; a review: x.T is one)
@@ -676,7 +680,8 @@ def _chain_break(model: nn.Module) -> str | None:
         elif reads - current:
             return f"runs {name} (node {node.name!r}) on an older value of its signal"
         else:
-            current = {node} | (current if name.endswith("_") else set())
+            in_place = name.endswith("_") or node.kwargs.get("inplace") is True
+            current = {node} | (current if in_place else set())
         signal.add(node)
     return None
 

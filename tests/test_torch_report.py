@@ -1088,6 +1088,37 @@ def test_assume_chain_warns_where_the_forward_is_no_chain(kind):
                                "cannot trace it"}[kind] in said[0]
 
 
+class _InPlaceChain(nn.Module):
+    """A chain whose activations change the signal in place, called as statements."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = (nn.Conv2d(2, 2, 3, padding=1, dtype=F64) for _ in range(2))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.a(x)
+        self.act(y)  # y is the activation's output now
+        y = self.b(y)
+        F.relu(y, inplace=True)
+        return y
+
+
+def test_assume_chain_takes_activations_in_place_as_the_chain_they_are():
+    """A review (left out before): an in-place ReLU called as a statement drew the warning
+    that the forward is no chain. The product is checked against the Jacobian's norm."""
+    model = _networks.randomize(_InPlaceChain(), seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = sct.lipschitz_report(model, (2, 5, 5), assume_chain=True)
+    assert report.network_upper == pytest.approx(report[0]["upper"] * report[1]["upper"],
+                                                 rel=1e-12)
+    for seed in range(5):
+        x = torch.randn((1, 2, 5, 5), dtype=F64, generator=torch.Generator().manual_seed(seed))
+        jacobian = torch.autograd.functional.jacobian(lambda t: model(t.clone()), x)
+        assert np.linalg.norm(jacobian.reshape(50, 50).numpy(), 2) <= report.network_upper
+
+
 def test_assume_chain_does_not_warn_where_the_bound_is_over_the_graph():
     """A review: with a module the report does not know, the bound is over the graph even
     under assume_chain=True, and the warning said the product was no bound."""
