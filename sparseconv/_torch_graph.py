@@ -562,14 +562,15 @@ class _GraphBuilder:
                             "batch axis (arrays separated by a slice or Ellipsis), or makes the "
                             "batch's size matter")
 
-        def forward(xs, affine):
-            return torch.from_numpy(np.ascontiguousarray(xs[0]))[index].numpy().copy()
+        def forward(xs, affine):  # (writable: torch warns on a read-only array, a caller's)
+            x = torch.from_numpy(np.require(xs[0], np.float64, ["C", "W"]))
+            return x[index].numpy().copy()
 
         def backward(g):
             z = torch.zeros((g.shape[0], *in_shape), dtype=torch.float64, requires_grad=True)
             with torch.enable_grad():
                 (gz,) = torch.autograd.grad(z[index], z, torch.from_numpy(
-                    np.ascontiguousarray(g, dtype=np.float64)))
+                    np.require(g, np.float64, ["C", "W"])))
             return [gz.numpy()]
 
         return _Op(node.name, (i,), self.shape(node), forward, backward)
@@ -621,12 +622,12 @@ def _trace_graph(model: nn.Module):
 def _probe(gm, shape, model: nn.Module) -> dict:
     """Every node's value on one forward pass of a batch of ``_BATCH`` zeros.
 
-    A node that reads a tensor changed in place after it was made (``kept = y; y += z``, a
-    view of ``y`` changed in place, ``F.relu(y, inplace=True)`` with ``y`` read again) is
-    refused: torch.fx records the change as a new value, so the graph would read the value
-    before it (a hunt: an operator off by the change, accepted where the check against the
-    model's forward allowed for rounding). Views share their base's version counter, so a
-    change through any alias shows, whatever the values."""
+    A node that reads a tensor changed in place after it was made (``kept = y; y.add_(z)``,
+    a view of ``y`` changed in place, ``F.relu(y, inplace=True)`` with ``y`` read again) is
+    refused: the graph's nodes are values, so it would read the value before the change.
+    Views share their base's version counter, so a change through any alias shows, whatever
+    the values. (``y += z`` is no in-place call in torch.fx's graph but ``y + z``, whose
+    value nothing reads: :func:`_build_graph` refuses that.)"""
     values: dict = {}
     versions: dict = {}
     stale: list = []  # (the node, the node it read changed), raised outside torch's

@@ -145,7 +145,7 @@ class _Layer:
                layout: Layout = "channels_first", blocksize: tuple[int, int] | None = None,
                ) -> sp.sparray:
         """The matrix in ``format``, ``dtype`` (``None``: float64) and ``layout``; the
-        arguments checked by the caller (:func:`module_matrix_options`)."""
+        arguments checked by the caller (``_torch_module._matrix_options``)."""
         if self.native:
             return self.build(format, dtype=dtype, layout=layout, blocksize=blocksize)
         if dtype is None and layout == "channels_first" and blocksize is None:

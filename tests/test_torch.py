@@ -386,6 +386,21 @@ def test_channels_last_is_refused_where_there_is_no_channel_axis_to_move(kind):
             sct.matrix(module, shape, layout="channels_last", **call)
 
 
+def test_an_index_takes_read_only_vectors():
+    """Indexing runs in torch now, which warns on a read-only numpy array (a caller's
+    ``np.broadcast_to``): the operator and its adjoint take one silently (warnings are
+    errors in this suite)."""
+    class Pick(nn.Module):
+        def forward(self, x):
+            return x[:, [1, 0], 0, [0, 2]]
+
+    net = sct.network_operator(Pick().double().eval(), (4, 2, 3))
+    x = np.broadcast_to(np.arange(24.0), (24,))
+    assert net.operator @ x == pytest.approx([6.0, 2.0])
+    adjoint = net.operator.rmatvec(np.broadcast_to(np.ones(1), (2,)))
+    assert np.flatnonzero(adjoint).tolist() == [2, 6]
+
+
 def test_channels_last_says_first_that_a_module_is_not_linear():
     """A review: ReLU was told it has no channel axis to move, and an empty Sequential (the
     identity) was refused."""
