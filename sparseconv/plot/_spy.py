@@ -2,9 +2,10 @@
 
 A large matrix is drawn as :func:`~sparseconv.plot.raster` counts in bins aligned to its channel
 blocks, so every block of a layer is binned alike and looks alike. Where the image has more bins
-than the saved figure has pixels, matplotlib's antialiasing filter averages them (nearest
-neighbour would pick every n-th bin and alias the diagonals into moiré stripes); an exact
-pattern, one pixel per entry, is drawn nearest-neighbour.
+(or entries) than the saved figure has pixels, matplotlib's antialiasing filter averages them
+(nearest neighbour would pick every n-th one: diagonals aliased into moiré stripes, runs of an
+exact pattern's entries left out); where it has at least three pixels an entry, each entry is
+a crisp block of pixels.
 """
 
 from __future__ import annotations
@@ -296,11 +297,13 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     _zoom_range(zoom, _channels(geom, transposed))
     image, binned, style = _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom)
     rows, cols = binned.row_edges, binned.col_edges
-    # entry (i, j) centered on (j, i), as matplotlib's spy; a bin spans its entries. Exact
-    # pixels are drawn as they are; counts are antialiased where the file has fewer pixels.
+    # entry (i, j) centered on (j, i), as matplotlib's spy; a bin spans its entries. Every
+    # image is antialiased: matplotlib draws it nearest-neighbour where the file has at
+    # least three pixels an entry (or exactly one or two), crisp, and averages entries where
+    # it has fewer (nearest-neighbour there dropped whole runs of an exact pattern's entries,
+    # a 500 x 500 diagonal at 100 dpi: a hunt)
     style.update(extent=(cols[0] - 0.5, cols[-1] - 0.5, rows[-1] - 0.5, rows[0] - 0.5),
-                 aspect="equal", interpolation="nearest" if values or binned.exact
-                 else "antialiased")
+                 aspect="equal", interpolation="antialiased")
     style.update(kwargs)
     with drawing(ax, fname, dpi, figsize, format) as ax:
         artist = ax.imshow(image, **style)
