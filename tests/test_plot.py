@@ -495,3 +495,52 @@ def test_save_raster_refuses_a_format_imsave_cannot_write(tmp_path):
         with pytest.raises(ValueError, match=rf"A.{suffix}'?: the suffix must be one of .*tiff"):
             plot.save_raster(tmp_path / f"A.{suffix}", sp.eye_array(4))
     assert not list(tmp_path.iterdir())
+
+
+def test_an_exact_pattern_drawn_into_fewer_pixels_keeps_every_entry(tmp_path):
+    """A hunt: spy drew an exact pattern nearest-neighbour, so a 500 x 500 diagonal saved at
+    100 dpi (about 250 pixels a side) lost runs of entries (its first ~190 rows drew
+    nothing). Antialiased, every pixel row of the axes holds ink."""
+    A = conv_matrix(np.ones((1, 1, 1)), (1, 500))  # the 500 x 500 identity
+    fname = tmp_path / "diagonal.png"
+    image = plot.spy(A, fname=fname, dpi=100, color="black", colorbar=False)
+    pixels = matplotlib.image.imread(fname)[..., :3].sum(-1)
+    box = image.axes.get_window_extent()
+    scale, height = 100 / image.axes.figure.dpi, pixels.shape[0]
+    x0, x1, y0, y1 = (int(round(v * scale)) for v in (box.x0, box.x1, box.y0, box.y1))
+    inside = pixels[height - y1 + 2:height - y0 - 2, x0 + 2:x1 - 2]  # within the frame
+    assert inside.shape[0] < 500 and (inside < 2.9).any(axis=1).all()
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda A, g, ax: plot.spy(A, ax, blocks=[(0, 3)]), ValueError, r"blocks\[0\] must be a pair"),
+    (lambda A, g, ax: plot.spy(A, ax, blocks=[3]), TypeError, r"blocks\[0\] must be a pair"),
+    (lambda A, g, ax: plot.spy(A, ax, blocks="yes"), TypeError, "blocks must be True, False"),
+    (lambda A, g, ax: plot.spy(A, ax, values="no"), TypeError, "values must be a bool"),
+    (lambda A, g, ax: plot.raster(A, channels=(0, 1)), ValueError, "channels must be a pair"),
+    (lambda A, g, ax: plot.raster(A, channels=2), TypeError, "channels must be a pair"),
+    (lambda A, g, ax: plot.spectrum([], ax), ValueError, "at least one singular value"),
+    (lambda A, g, ax: plot.spectrum(None, ax), TypeError, "values must be real numbers"),
+    (lambda A, g, ax: plot.frequency_heatmap(np.ones((0, 4)), ax), ValueError, "must not be empty"),
+    (lambda A, g, ax: plot.frequency_heatmap(1j * np.ones((4, 4)), ax), TypeError,
+     "values must be real"),
+    (lambda A, g, ax: plot.frequency_heatmap(np.ones((4, 4)), ax, colorbar="no"), TypeError,
+     "colorbar must be a bool"),
+    (lambda A, g, ax: plot.density_counts(A, np.array([4, 32]), np.array([0, 32])), ValueError,
+     "row_edges must be increasing integers from 0 to 32"),
+    (lambda A, g, ax: plot.density_counts(A.toarray(), np.array([0, 32]), np.array([0, 32])),
+     TypeError, "A must be a 2-D scipy.sparse array"),
+    (lambda A, g, ax: plot.bin_edges(-4, 3), ValueError, "size must be a non-negative integer"),
+    (lambda A, g, ax: plot.padded_index_map(A), TypeError, "geom must be a ConvGeometry"),
+    (lambda A, g, ax: plot.conv_animation(g, fig="x"), TypeError, "fig must be a matplotlib"),
+    (lambda A, g, ax: plot.conv_animation(g, interval=-5), ValueError, "interval must be a"),
+    (lambda A, g, ax: plot.conv_animation(g, transposed="no"), TypeError, "transposed must be a"),
+])
+def test_the_plots_name_a_bad_argument(call, error, match):
+    """A hunt: each raised an internal error (ZeroDivisionError, IndexError, AttributeError,
+    "cannot unpack") or was taken silently (``values="no"`` drew the values, a colorbar was
+    drawn for ``colorbar="no"``, ``plot.bin_edges(-4, 3)`` returned ``[-4]``)."""
+    A = conv_matrix(np.ones((2, 2, 3, 3)), (2, 4, 4), padding=1)
+    g = ConvGeometry.from_weight((2, 2, 3, 3), (2, 4, 4), padding=1)
+    with pytest.raises(error, match=match):
+        call(A, g, Figure().subplots())

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._geometry import ConvGeometry
 from .._operators import ConvOperator, ConvTransposeOperator
-from .._validation import is_int
+from .._validation import as_bool, is_int
 from ._figure import check_output, save_figure
 from ._raster import layer_of, padded_index_map
 
@@ -167,6 +167,7 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     (9, True)
     """
     from matplotlib.animation import FuncAnimation
+    from matplotlib.figure import FigureBase
 
     found = layer_of(layer)
     if found is None:
@@ -174,6 +175,12 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     fmt, dpi, figsize = check_output(fname, dpi, figsize, format, formats=("gif", *_STILLS))
     if not is_int(fps) or not 0 < fps <= 100:
         raise ValueError(f"fps must be an integer in [1, 100], got {fps!r}")
+    transposed = as_bool(transposed, "transposed")  # (a hunt: these passed unchecked)
+    if not is_int(interval) or isinstance(interval, bool) or interval < 1:
+        raise ValueError(f"interval must be a positive integer (milliseconds a frame), got "
+                         f"{interval!r}")
+    if fig is not None and not isinstance(fig, FigureBase):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     geom, transposed = found[0], transposed or found[1]
     if geom.ndim > 2:
         raise ValueError(f"conv_animation draws 1-D and 2-D layers, got {geom.ndim}-D")

@@ -20,7 +20,7 @@ from .._geometry import ConvGeometry
 from .._operators import ConvOperator
 from .._receptive_field import receptive_field_paths
 from .._typing import ArrayLike
-from .._validation import is_int
+from .._validation import as_bool, is_int
 from ._figure import check_flag, check_output, drawing, nice_step
 
 if TYPE_CHECKING:
@@ -109,7 +109,15 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     """
     band = _interval(interval)
     fraction = bool(check_flag(fraction, "fraction"))
-    series = values.items() if isinstance(values, Mapping) else [(label, values)]
+    series = list(values.items() if isinstance(values, Mapping) else [(label, values)])
+    for name, s in series:  # (a hunt: [] raised an IndexError, None drew one NaN)
+        given = np.asarray(s) if s is not None else None
+        if given is None or given.dtype.kind not in "biuf":
+            raise TypeError(f"values must be real numbers (singular values), got "
+                            f"{s!r:.80}" + (f" for {name!r}" if name is not None else ""))
+        if not given.size:
+            raise ValueError("values must hold at least one singular value" + (
+                f" for {name!r}" if name is not None else ""))
     lines = []
     with drawing(ax, fname, dpi, figsize, format) as ax:
         for name, s in series:
@@ -182,11 +190,17 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
     'gain'
     """
     check_output(fname, dpi, figsize, format, ax=ax)
+    colorbar = as_bool(colorbar, "colorbar")  # (a hunt: colorbar="no" drew one)
     v = np.asarray(values)
     if v.ndim == 4:
         v = np.linalg.norm(v, ord=2, axis=(-2, -1))
     if v.ndim != 2:
         raise ValueError(f"values must have shape (H, W) or (H, W, C_out, C_in), got {v.shape}")
+    if v.dtype.kind not in "biuf":  # (a symbol is reduced to its norms above: real)
+        raise TypeError(f"values must be real (a gain per frequency: abs() of a complex "
+                        f"response, or frequency_map's values), got dtype {v.dtype}")
+    if not v.size:
+        raise ValueError(f"values must not be empty, got shape {v.shape}")
     fy, fx = (np.fft.fftshift(np.fft.fftfreq(n)) for n in v.shape)
     dy, dx = 1.0 / v.shape[0], 1.0 / v.shape[1]
     style: dict[str, Any] = dict(cmap=cmap, origin="lower", interpolation="nearest",

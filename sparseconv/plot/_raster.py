@@ -19,6 +19,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from .._geometry import ConvGeometry, spatial_matrix
 from .._operators import layer_of
+from ._figure import check_pair
 
 __all__ = ["Raster", "bin_edges", "density_counts", "padded_index_map", "raster"]
 
@@ -118,7 +119,7 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.
     Raises
     ------
     ValueError
-        ``blocks`` not dividing ``size``, ``period`` not dividing a block, or
+        A negative ``size``, ``blocks`` not dividing it, ``period`` not dividing a block, or
         ``max_bins < 1``.
 
     Examples
@@ -135,6 +136,8 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.
     >>> bin_edges(8 * 5, 3, blocks=8).tolist()          # whole blocks: 4 channels per bin
     [0, 20, 40]
     """
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 0:
+        raise ValueError(f"size must be a non-negative integer, got {size!r}")
     if not (isinstance(blocks, (int, np.integer)) and blocks >= 1) or size % blocks:
         raise ValueError(f"blocks={blocks!r} must be a positive integer dividing size={size}")
     if not isinstance(max_bins, (int, np.integer)) or isinstance(max_bins, bool) \
@@ -190,8 +193,10 @@ def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges
 
     Raises
     ------
+    TypeError
+        ``A`` not a 2-D sparse array or matrix.
     ValueError
-        Edges that do not end at ``A.shape``.
+        Edges that are not increasing integers from 0 to ``A.shape``.
 
     Examples
     --------
@@ -201,10 +206,17 @@ def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges
     >>> density_counts(A, np.array([0, 2, 4]), np.array([0, 2, 4])).tolist()
     [[2, 0], [0, 2]]
     """
+    if not sp.issparse(A) or A.ndim != 2:
+        raise TypeError(f"A must be a 2-D scipy.sparse array or matrix, got "
+                        f"{type(A).__name__} (scipy.sparse.csr_array(A) makes one)")
+    for name, edges, n in (("row_edges", row_edges, A.shape[0]),
+                           ("col_edges", col_edges, A.shape[1])):
+        e = np.asarray(edges)
+        if e.ndim != 1 or e.size < 2 or e.dtype.kind not in "iu" or e[0] != 0 or e[-1] != n \
+                or (np.diff(e) <= 0).any():
+            raise ValueError(f"{name} must be increasing integers from 0 to {n} (A.shape "
+                             f"{A.shape}), got {edges!r}")
     nr, nc = len(row_edges) - 1, len(col_edges) - 1
-    if (int(row_edges[-1]), int(col_edges[-1])) != tuple(A.shape):
-        raise ValueError(f"bin edges end at {(row_edges[-1], col_edges[-1])}, not at A.shape "
-                         f"{A.shape}")
     row_bin = np.repeat(np.arange(nr, dtype=np.int64), np.diff(row_edges))
     col_bin = np.repeat(np.arange(nc, dtype=np.int64), np.diff(col_edges))
     counts = np.zeros(nr * nc, dtype=np.int64)
@@ -296,6 +308,7 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
     >>> raster(A).counts.tolist()
     [[1, 1, 1, 0], [0, 1, 1, 1]]
     """
+    channels, period = check_pair(channels, "channels"), check_pair(period, "period")
     layer = layer_of(A)
     if layer is not None:
         geom, transposed = layer
@@ -380,6 +393,8 @@ def padded_index_map(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
     >>> bool((source[window] == geom.index_map()).all())
     True
     """
+    if not isinstance(geom, ConvGeometry):
+        raise TypeError(f"geom must be a ConvGeometry, got {type(geom).__name__}")
     padded = tuple(axis.padded_size for axis in geom.axes)
     on_padded = ConvGeometry.from_weight(
         geom.weight_shape, (geom.in_channels, *padded), stride=geom.stride,

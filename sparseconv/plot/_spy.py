@@ -21,10 +21,12 @@ import scipy.sparse as sp
 from .._files import raster_formats
 from .._geometry import ConvGeometry
 from .._operators import layer_of
+from .._validation import as_bool
 from ._figure import (
     check_count,
     check_flag,
     check_output,
+    check_pair,
     drawing,
     nice_step,
     stable_metadata,
@@ -74,7 +76,10 @@ def _block_sizes(geom, transposed, blocks) -> list[tuple[int, int]]:
         levels = [(math.prod(geom.output_size[d:]), math.prod(geom.input_size[d:]))
                   for d in range(min(geom.ndim, 2))]  # channel blocks, then row blocks
         return [lvl[::-1] if transposed else lvl for lvl in levels]
-    return [(int(r), int(c)) for r, c in blocks]
+    if isinstance(blocks, (str, bool)) or not isinstance(blocks, Sequence):
+        raise TypeError(f"blocks must be True, False, 'auto', None or a sequence of (rows, "
+                        f"columns) block sizes, got {blocks!r}")
+    return [check_pair(pair, f"blocks[{i}]") for i, pair in enumerate(blocks)]
 
 
 def _draw_blocks(ax, sizes, edges) -> None:
@@ -292,6 +297,7 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     """
     max_bins = check_count(max_bins, "max_bins")
     colorbar = check_flag(colorbar, "colorbar")
+    values = as_bool(values, "values")  # (a hunt: values="no" drew the values)
     check_output(fname, dpi, figsize, format, ax=ax)
     geom, transposed = _resolve_layer(A, geometry)
     _zoom_range(zoom, _channels(geom, transposed))
@@ -372,6 +378,7 @@ def save_raster(fname: str | os.PathLike[str], A: MatrixLike, *,
     """
     from matplotlib.image import imsave
 
+    values = as_bool(values, "values")
     max_bins = check_count(max_bins, "max_bins")
     fmt, dpi, _ = check_output(fname, dpi, None, format, formats=raster_formats())
     geom, transposed = _resolve_layer(A, geometry)
