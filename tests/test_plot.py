@@ -544,3 +544,11 @@ def test_the_plots_name_a_bad_argument(call, error, match):
     g = ConvGeometry.from_weight((2, 2, 3, 3), (2, 4, 4), padding=1)
     with pytest.raises(error, match=match):
         call(A, g, Figure().subplots())
+
+
+def test_an_empty_matrix_still_rasters():
+    """The bin edges' new check (a review of the hunt's fix) must take ``[0]``, an empty
+    axis's edges."""
+    counts = plot.raster(sp.csr_array((0, 5))).counts
+    assert counts.shape == (0, 5)
+    assert plot.density_counts(sp.csr_array((0, 5)), np.array([0]), np.arange(6)).shape == (0, 5)

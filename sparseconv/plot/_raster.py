@@ -212,8 +212,8 @@ def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges
     for name, edges, n in (("row_edges", row_edges, A.shape[0]),
                            ("col_edges", col_edges, A.shape[1])):
         e = np.asarray(edges)
-        if e.ndim != 1 or e.size < 2 or e.dtype.kind not in "iu" or e[0] != 0 or e[-1] != n \
-                or (np.diff(e) <= 0).any():
+        if e.ndim != 1 or not e.size or e.dtype.kind not in "iu" or e[0] != 0 or e[-1] != n \
+                or (np.diff(e) <= 0).any():  # ([0] for an empty axis)
             raise ValueError(f"{name} must be increasing integers from 0 to {n} (A.shape "
                              f"{A.shape}), got {edges!r}")
     nr, nc = len(row_edges) - 1, len(col_edges) - 1
