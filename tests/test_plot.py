@@ -546,6 +546,13 @@ def test_the_plots_name_a_bad_argument(call, error, match):
         call(A, g, Figure().subplots())
 
 
+def test_blocks_as_an_array_of_pairs_are_taken():
+    A = conv_matrix(np.ones((2, 2, 3, 3)), (2, 4, 4), padding=1)
+    ax = Figure().subplots()
+    plot.spy(A, ax, blocks=np.array([[16, 16]]))
+    assert ax.collections  # (the grid lines drawn)
+
+
 def test_an_empty_matrix_still_rasters():
     """The bin edges' new check (a review of the hunt's fix) must take ``[0]``, an empty
     axis's edges."""

@@ -70,13 +70,13 @@ def _block_sizes(geom, transposed, blocks) -> list[tuple[int, int]]:
     """Block sizes ``(rows, cols)`` of each grid level, coarsest first."""
     if blocks is None or blocks is False:
         return []
-    if blocks is True or blocks == "auto":
+    if blocks is True or isinstance(blocks, str) and blocks == "auto":
         if geom is None:
             raise ValueError("blocks=True needs a layer: pass geometry= or a ConvOperator")
         levels = [(math.prod(geom.output_size[d:]), math.prod(geom.input_size[d:]))
                   for d in range(min(geom.ndim, 2))]  # channel blocks, then row blocks
         return [lvl[::-1] if transposed else lvl for lvl in levels]
-    if isinstance(blocks, (str, bool)) or not isinstance(blocks, Sequence):
+    if isinstance(blocks, (str, bool)) or not isinstance(blocks, (Sequence, np.ndarray)):
         raise TypeError(f"blocks must be True, False, 'auto', None or a sequence of (rows, "
                         f"columns) block sizes, got {blocks!r}")
     return [check_pair(pair, f"blocks[{i}]") for i, pair in enumerate(blocks)]
