@@ -52,7 +52,16 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_activations import KNOWN_FUNCTIONS, function_constant
-from sparseconv._torch_graph import _DROPOUT_F, _NORMALIZED, MATMUL, MAX_POOL_F, matmul_operands
+from sparseconv._torch_graph import (
+    _DROPOUT_F,
+    _NEG,
+    _NORMALIZED,
+    _TRANSPOSE,
+    MATMUL,
+    MAX_POOL_F,
+    matmul_operands,
+    transposition_axes,
+)
 from sparseconv._torch_script import restored_buffers
 
 __all__ = ["function_name", "graph_bound", "has_rule"]
@@ -68,10 +77,9 @@ _KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.sq
           "contiguous", "permute", "transpose", "squeeze", "unsqueeze", "swapaxes", "movedim",
           "clone", "detach", "view_as", "reshape_as"}
 _REDUCTIONS = {torch.sum, torch.mean, "sum", "mean"}
-_NEGATES = {operator.neg, torch.neg, torch.negative, "neg", "negative"}
 # a cast between floating (or complex) dtypes: the same values, as every layer is read exactly
 _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
-_RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEGATES, *_CASTS,
+_RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
           *MATMUL, *_NORMALIZED, operator.getitem}
 
 
@@ -156,28 +164,15 @@ def _matmul(node: torch.fx.Node, args: Any, kwargs: dict, bound: dict, meta: Cal
 
 
 def _moves_batch(target: Any, args: Any, kwargs: dict, ndim: int) -> bool:
-    """Whether a transposition (``transpose``, ``swapaxes``, ``permute``, ``movedim``) moves
-    axis 0, the batch's; unreadable axes count as moving it."""
-    name = getattr(target, "__name__", target)
+    """Whether a transposition (``transpose``, ``swapaxes``, ``permute``, ``movedim``, read
+    as ``network_operator`` reads it: :func:`sparseconv._torch_graph.transposition_axes`)
+    moves axis 0, the batch's; unreadable axes count as moving it."""
+    if target not in _TRANSPOSE:
+        return False
     try:
-        if name in ("transpose", "swapaxes", "swapdims"):
-            pair: list[Any] = [kwargs.get(k, args[i] if len(args) > i else None)
-                               for i, k in ((1, "dim0"), (2, "dim1"))]
-            return sum(int(d) % ndim == 0 for d in pair) == 1
-        if name == "permute":
-            dims = kwargs.get("dims", args[1:])
-            dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-            return int(dims[0]) % ndim != 0
-        if name in ("movedim", "moveaxis"):
-            ends = [kwargs.get(k, args[i] if len(args) > i else None)
-                    for i, k in ((1, "source"), (2, "destination"))]
-            source, destination = ([int(d) % ndim for d in (e if isinstance(e, (tuple, list))
-                                                            else (e,))] for e in ends)
-            return dict(zip(source, destination)).get(0, 0) != 0 or 0 in [
-                d for s, d in zip(source, destination) if s != 0]
+        return transposition_axes(target, list(args), kwargs, ndim)[0] != 0
     except (TypeError, ValueError, IndexError):
         return True
-    return False
 
 
 def _basic_index(index, static: Callable[[Any], bool] = lambda n: False) -> bool:
@@ -656,7 +651,7 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         return _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
     if target in _DROPOUT_F and not kwargs.get("training", args[2] if len(args) > 2 else True):
         return of(source)  # (F.dropout(x, p, training=False): the identity)
-    if target in _NEGATES:  # -x: the same norm
+    if target in _NEG:  # -x: the same norm
         return of(source)
     if target in MATMUL:
         return _matmul(node, args, kwargs, bound, meta, functional, of)

@@ -227,9 +227,8 @@ class NetworkOperator:
             n = math.prod(ops[0].shape)
             return sc.AffineMap(sp.eye_array(n, format="csr"), self.offset.copy())
         if all(op.inputs == (i,) and op.layer is not None for i, op in enumerate(ops[1:])):
-            return sc.compose(*(sc.AffineMap(op.layer.build("csr"), np.zeros(
-                math.prod(op.shape)) if op.layer.offset is None else op.layer.offset)
-                for op in ops[1:]))
+            return sc.compose(*(sc.AffineMap(op.layer.build("csr"), op.layer.offset_in())
+                                for op in ops[1:]))
         m, n = self.operator.shape
         small = min(m, n)
         block = max(1, min(small, 2**22 // max(m, n)))

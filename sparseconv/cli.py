@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -469,6 +469,20 @@ def _layer(args, error) -> _Layer:
     return _Layer(source, tuple(args.in_shape), kwargs, geometry)
 
 
+def _model_run_failed(exc: Exception, option: str, shape: Sequence[int],
+                      error: Callable[[str], NoReturn]) -> NoReturn:
+    """The one line for a model that failed on the input shape ``option`` gave: with the batch
+    axis given (``BatchAxisGiven``), or its forward's own error (``ForwardFailed``)."""
+    from sparseconv._torch_script import BatchAxisGiven
+
+    if isinstance(exc, BatchAxisGiven):
+        error(f"{option} {','.join(map(str, exc.shape))} includes the batch axis: the model "
+              f"runs on {','.join(map(str, exc.runs_on))} (C,H[,W,...], without the batch)")
+    reason = str(exc).split("without the batch): ", 1)[-1]  # (the shapes are said here)
+    error(f"the model failed on input shape {tuple(shape)} ({option} is the model's input, "
+          f"C,H[,W,...], without the batch): {reason}")
+
+
 def _model_layer(args, error) -> _Layer:
     """The convolution ``--layer`` of ``--model``, on the input shape it has when the model
     runs on ``--in-shape``: its weight (in ``--dtype``) and arguments, read by
@@ -494,13 +508,8 @@ def _model_layer(args, error) -> _Layer:
     model.eval()  # as the report: never analysed in training mode (a BatchNorm's statistics)
     try:
         records = sct.trace(model, args.in_shape)
-    except BatchAxisGiven as exc:
-        error(f"--in-shape {','.join(map(str, exc.shape))} includes the batch axis: the model "
-              f"runs on {','.join(map(str, exc.runs_on))} (C,H[,W,...], without the batch)")
-    except ForwardFailed as exc:
-        reason = str(exc).split("without the batch): ", 1)[-1]
-        error(f"the model failed on input shape {tuple(args.in_shape)} (--in-shape is the "
-              f"model's input, C,H[,W,...], without the batch): {reason}")
+    except (BatchAxisGiven, ForwardFailed) as exc:
+        _model_run_failed(exc, "--in-shape", args.in_shape, error)
     except (ValueError, TypeError, RuntimeError) as exc:
         error(f"cannot trace --model {args.model}: {_reason(exc, layer=False)}")
     calls = [record for record in records if record.name == args.layer]
@@ -896,14 +905,8 @@ def _report(args, error) -> None:
         print(f"{args.command_parser.prog}: interrupted"
               + (f" ({partial.reason})" if partial is not None else ""), file=sys.stderr)
         sys.exit(130)
-    except BatchAxisGiven as exc:
-        error(f"--input-shape {','.join(map(str, exc.shape))} includes the batch axis: the "
-              f"model runs on {','.join(map(str, exc.runs_on))} (C,H[,W,...], without the "
-              "batch)")
-    except ForwardFailed as exc:  # the model's own forward refused the input
-        reason = str(exc).split("without the batch): ", 1)[-1]  # the shapes are said here
-        error(f"the model failed on input shape {tuple(args.input_shape)} (--input-shape is "
-              f"C,H[,W,...], without the batch): {reason}")
+    except (BatchAxisGiven, ForwardFailed) as exc:  # the model's own forward refused it
+        _model_run_failed(exc, "--input-shape", args.input_shape, error)
     except ValueError as exc:  # (a --constant naming no traced non-linear module, say)
         error(_reason(exc, layer=False).replace("lipschitz_constants", "--constant"))
     except RuntimeError as exc:  # a layer's own work, named by lipschitz_report

@@ -513,12 +513,15 @@ def test_an_exact_pattern_drawn_into_fewer_pixels_keeps_every_entry(tmp_path):
 
 
 @pytest.mark.parametrize("call, error, match", [
-    (lambda A, g, ax: plot.spy(A, ax, blocks=[(0, 3)]), ValueError, r"blocks\[0\] must be a pair"),
-    (lambda A, g, ax: plot.spy(A, ax, blocks=[3]), TypeError, r"blocks\[0\] must be a pair"),
+    (lambda A, g, ax: plot.spy(A, ax, blocks=[(0, 3)]), ValueError, r"blocks\[0\] must be a "
+     "positive integer or a tuple of 2 of them, got \\(0, 3\\)"),
+    (lambda A, g, ax: plot.spy(A, ax, blocks=[(3,)]), ValueError, r"blocks\[0\] must be a "),
+    (lambda A, g, ax: plot.spy(A, ax, blocks=["3"]), TypeError, r"blocks\[0\] must be a "),
     (lambda A, g, ax: plot.spy(A, ax, blocks="yes"), TypeError, "blocks must be True, False"),
     (lambda A, g, ax: plot.spy(A, ax, values="no"), TypeError, "values must be a bool"),
-    (lambda A, g, ax: plot.raster(A, channels=(0, 1)), ValueError, "channels must be a pair"),
-    (lambda A, g, ax: plot.raster(A, channels=2), TypeError, "channels must be a pair"),
+    (lambda A, g, ax: plot.raster(A, channels=(0, 1)), ValueError, "channels must be a "
+     "positive integer or a tuple of 2 of them"),
+    (lambda A, g, ax: plot.raster(A, channels="2"), TypeError, "channels must be a positive"),
     (lambda A, g, ax: plot.spectrum([], ax), ValueError, "at least one singular value"),
     (lambda A, g, ax: plot.spectrum(None, ax), TypeError, "values must be real numbers"),
     (lambda A, g, ax: plot.frequency_heatmap(np.ones((0, 4)), ax), ValueError, "must not be empty"),

@@ -1217,3 +1217,37 @@ def test_a_given_constant_replaces_no_rule_and_counts_a_broadcasts_copies():
     assert node is not None, unknown.reason
     report = sct.lipschitz_report(model, shape, lipschitz_constants={node.group(1): 1.0})
     assert report.network_upper == pytest.approx(8 * report[0]["upper"], rel=1e-12)
+
+
+class _Transposing(nn.Module):
+    def __init__(self, f):
+        super().__init__()
+        self.c, self.f = nn.Conv2d(2, 2, 3, padding=1, dtype=F64), f
+
+    def forward(self, x):
+        return self.f(self.c(x))
+
+
+@pytest.mark.parametrize("f, moves", [
+    (lambda y: y.permute(1, 0, 2, 3).sum(0), True),
+    (lambda y: torch.permute(y, dims=(1, 0, 2, 3)).sum(0), True),
+    (lambda y: torch.swapaxes(y, axis0=0, axis1=2).sum(0), True),
+    (lambda y: y.movedim((0, 1), (1, 0)).sum(0), True),
+    (lambda y: y.transpose(2, 3), False),
+    (lambda y: torch.swapaxes(y, axis0=1, axis1=3), False),
+    (lambda y: y.movedim(1, -1), False),
+    (lambda y: torch.permute(y, dims=(0, 2, 1, 3)), False),
+])
+def test_transpositions_are_read_by_position_and_keyword(f, moves):
+    """The bound reads a transposition as network_operator does (one reading of permute,
+    transpose, swapaxes and movedim): one that moves the batch axis gets no bound; the others
+    a bound at least the Jacobian's norm (swapaxes by its keywords axis0/axis1 was read as
+    moving the batch)."""
+    model = _Transposing(f).eval()
+    report = sct.lipschitz_report(model, (2, 4, 5))
+    if moves:
+        assert report.network_upper is None and "batch axis" in report.reason
+        return
+    assert report.network_upper is not None, report.reason
+    jacobian = torch.autograd.functional.jacobian(model, torch.zeros((1, 2, 4, 5), dtype=F64))
+    assert np.linalg.norm(jacobian.reshape(40, 40).numpy(), 2) <= report.network_upper

@@ -203,29 +203,6 @@ def check_flag(value, name: str) -> bool | None:
     return None if value is None else bool(value)
 
 
-def check_pair(value, name: str) -> tuple[int, int]:
-    """``value`` as a pair of positive ints (row and column counts or sizes).
-
-    Examples
-    --------
-    >>> check_pair((2, 3), "channels")
-    (2, 3)
-    >>> check_pair(2, "channels")
-    Traceback (most recent call last):
-    ...
-    TypeError: channels must be a pair of positive integers (rows, columns), got 2
-    """
-    if isinstance(value, np.ndarray) and value.ndim == 1:
-        value = tuple(value.tolist())
-    message = f"{name} must be a pair of positive integers (rows, columns), got {value!r}"
-    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(
-            is_int(v) and not isinstance(v, bool) for v in value):
-        raise TypeError(message)
-    if min(value) < 1:
-        raise ValueError(message)
-    return int(value[0]), int(value[1])
-
-
 def check_count(value, name: str) -> int:
     if not is_int(value) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -19,7 +19,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from .._geometry import ConvGeometry, spatial_matrix
 from .._operators import layer_of
-from ._figure import check_pair
+from .._validation import int_tuple
 
 __all__ = ["Raster", "bin_edges", "density_counts", "padded_index_map", "raster"]
 
@@ -308,7 +308,8 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
     >>> raster(A).counts.tolist()
     [[1, 1, 1, 0], [0, 1, 1, 1]]
     """
-    channels, period = check_pair(channels, "channels"), check_pair(period, "period")
+    (c0, c1), (p0, p1) = int_tuple(channels, 2, "channels", 1), int_tuple(period, 2, "period", 1)
+    channels, period = (c0, c1), (p0, p1)
     layer = layer_of(A)
     if layer is not None:
         geom, transposed = layer

@@ -21,12 +21,11 @@ import scipy.sparse as sp
 from .._files import raster_formats
 from .._geometry import ConvGeometry
 from .._operators import layer_of
-from .._validation import as_bool
+from .._validation import as_bool, int_tuple
 from ._figure import (
     check_count,
     check_flag,
     check_output,
-    check_pair,
     drawing,
     nice_step,
     stable_metadata,
@@ -79,7 +78,11 @@ def _block_sizes(geom, transposed, blocks) -> list[tuple[int, int]]:
     if isinstance(blocks, (str, bool)) or not isinstance(blocks, (Sequence, np.ndarray)):
         raise TypeError(f"blocks must be True, False, 'auto', None or a sequence of (rows, "
                         f"columns) block sizes, got {blocks!r}")
-    return [check_pair(pair, f"blocks[{i}]") for i, pair in enumerate(blocks)]
+    sizes = []
+    for i, pair in enumerate(blocks):  # (one int: square blocks, as stride=2 is (2, 2))
+        rows, cols = int_tuple(pair, 2, f"blocks[{i}]", 1)
+        sizes.append((rows, cols))
+    return sizes
 
 
 def _draw_blocks(ax, sizes, edges) -> None:
@@ -219,8 +222,9 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         positions, aligns the bins with channel blocks and enables ``blocks=True``.
     blocks : bool, "auto", or sequence of (int, int), optional
         Grid lines: ``True`` draws channel blocks and, for 2-D layers, the row blocks of the
-        doubly block Toeplitz structure; or explicit block sizes ``(rows, cols)``, coarsest
-        first. A level is drawn where its blocks span at least two pixels of the image.
+        doubly block Toeplitz structure; or explicit block sizes ``(rows, cols)`` (an int:
+        square blocks), coarsest first. A level is drawn where its blocks span at least two
+        pixels of the image.
     max_bins : int
         An axis with at most ``max_bins`` indices is drawn one pixel per index; a longer one is
         binned into at most about ``max_bins`` pixels holding counts of stored entries, aligned
