@@ -23,6 +23,12 @@
    layers, the whole Gram's Cholesky test in LAPACK's band storage and by block rows, side
    by side: time and memory held.
 
+6. ``--sections``: an exact section's Cholesky test (one block of the section along the first
+   axis, the second axis periodic on the embedding grid, at frequency 0, real, and 1,
+   complex) in LAPACK's band storage (``?pbtrf``) and by block rows of one position, side by
+   side on one BLAS thread (as ``spectral_norms`` runs each layer), for the channel counts
+   and grids of ResNet-18's and VGG-11's 3x3 layers: what sets ``SECTION_ROWS_FROM``.
+
 Each time is the best of ``--repeat`` runs (one run for the slow references and the networks).
 
 Run: ``python benchmarks/bench_spectra.py``
@@ -36,10 +42,17 @@ import time
 import numpy as np
 import scipy.sparse.linalg as spla
 from _machine import describe
+from threadpoolctl import threadpool_limits
 
 from sparseconv import conv_matrix, set_memory_limit, singular_values, spectral_norm
-from sparseconv._block_cholesky import block_bytes
-from sparseconv._certificates import _below, section_gram
+from sparseconv._block_cholesky import SECTION_ROWS_FROM, block_bytes
+from sparseconv._certificates import (
+    _below,
+    _section_kernels,
+    _top_eigenpair,
+    embedding_grid,
+    section_gram,
+)
 from sparseconv._geometry import ConvGeometry
 from sparseconv._spectral_norm import DEFAULT_TOL, _norm_task, checked_layers, norms_as_done
 
@@ -246,6 +259,39 @@ def exact_layers(size: int, compare: bool) -> None:
           flush=True)
 
 
+#: (channels, grid size) of the exact sections part 6 times: ResNet-18's and VGG-11's 3x3
+#: layers of stride 1 at 224x224
+SECTION_SHAPES = [(512, 7), (512, 14), (512, 28), (256, 14), (256, 28), (256, 56), (128, 28),
+                  (128, 56), (64, 56), (64, 112)]
+
+
+def section_tests(repeat: int) -> None:
+    print("\n6. An exact section's Cholesky test, band storage against block rows of one "
+          f"position (3x3, padding 1; one BLAS thread; best of {repeat}); block rows from "
+          f"{SECTION_ROWS_FROM} channels")
+    print(f"{'channels':>8}{'grid':>6}{'xi':>4}{'dtype':>12}{'band s':>9}{'rows s':>9}"
+          f"{'rows/band':>11}")
+    for channels, n in SECTION_SHAPES:
+        rng = np.random.default_rng(channels + n)
+        weight = rng.standard_normal((channels, channels, 3, 3)) * np.sqrt(2 / (channels * 9))
+        geom = ConvGeometry.from_weight(weight.shape, (channels, n, n), padding=1)
+        taps = geom.axes[0].tap_index()
+        for xi in (0, 1):
+            [kernel] = _section_kernels(weight, geom, embedding_grid(geom), 0, (xi,))
+            gram = section_gram(kernel, taps, n)
+            with threadpool_limits(1):
+                mu = _top_eigenpair(gram)[0] * (1 + 1e-6)  # a proof, as most tests are
+                times = []
+                for row in (None, 1):
+                    gram.row = row
+                    took, proved = best_of(repeat, _below, gram, mu)
+                    assert proved
+                    times.append(took)
+                    gram.release()
+            print(f"{channels:>8}{n:>6}{xi:>4}{str(gram.dtype):>12}{times[0]:>9.3f}"
+                  f"{times[1]:>9.3f}{times[1] / times[0]:>11.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -265,9 +311,15 @@ def main() -> None:
     parser.add_argument("--relative-width", type=float, default=None,
                         help="part 4: spectral_norm's relative_width (1e-4: the whole-Gram "
                              "certificate on the layers wider than the target)")
+    parser.add_argument("--sections", action="store_true",
+                        help="part 6 alone: an exact section's Cholesky test in band storage "
+                             "and by block rows, side by side")
     args = parser.parse_args()
     print(describe(), flush=True)
     set_memory_limit(None)
+    if args.sections:
+        section_tests(args.repeat)
+        return
     if args.exact:
         exact_layers(args.size, args.compare)
         return

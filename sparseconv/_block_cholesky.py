@@ -1,4 +1,4 @@
-"""The Cholesky test of a whole layer's Gram matrix by block rows of the grid, at GEMM speed.
+"""The Cholesky test of a block-banded Gram matrix by block rows, at GEMM speed.
 
 The whole-Gram certificate (:func:`sparseconv._certificates.full_bound`) proves
 ``lambda_max(G) < mu`` by factorizing ``mu I - G``, ``G`` position-major over the grid. Over
@@ -18,9 +18,18 @@ The factorization is a Cholesky factorization of a matrix of bandwidth ``(reach 
 (the block band holds the band), so a completed one proves what a banded one proves, with
 that bandwidth in :func:`sparseconv._rounding.cholesky_slack`: :func:`block_bandwidth`.
 
-Real Gram matrices only (a real kernel's layer, the usual case): the panel is stored by rows,
-so that BLAS sees its transpose, in Fortran order, and every call works in place; a complex
-panel would need conjugated copies. Complex layers keep to the banded factorization.
+The panel is stored by rows, so that BLAS sees its transpose, in Fortran order, and every
+call works in place. A complex (Hermitian) Gram matrix -- an exact section's block off the
+zero frequency, or a complex layer's -- stores its panel conjugated, so that BLAS sees its
+conjugate transpose: the same calls then run in complex arithmetic (``?herk`` for
+``?syrk``, and conjugate transposes for transposes).
+
+An exact section's Gram (one axis's positions, many channels each) is block banded too, a
+block row being one position. On one BLAS thread (Zen 3, OpenBLAS's Haswell kernel;
+``benchmarks/bench_spectra.py --sections``) its test took 0.60-0.87 of the band's time on
+256 and 512 channels (512 on 7x7: 0.16 against 0.21 s real, 0.48 against 0.63 s complex; on
+28x28: 2.6 against 4.3 s complex), 0.61-0.97 on 128 channels, and 0.85-1.59 on 64 channels:
+sections take block rows from :data:`SECTION_ROWS_FROM` channels.
 """
 
 from __future__ import annotations
@@ -33,7 +42,11 @@ import scipy.linalg.lapack as lapack
 
 from ._workspace import borrow, give_back
 
-__all__ = ["BlockRows", "block_bandwidth", "block_bytes", "block_flops"]
+__all__ = ["SECTION_ROWS_FROM", "BlockRows", "block_bandwidth", "block_bytes", "block_flops"]
+
+#: Exact sections whose Gram has at least this many channels per position are tested by block
+#: rows of one position, fewer in their band storage (measured: the module's docstring).
+SECTION_ROWS_FROM = 128
 
 
 def block_bandwidth(reach: int, row: int, channels: int) -> int:
@@ -55,10 +68,11 @@ def block_flops(count: int, size: int, reach: int) -> int:
     return total
 
 
-def block_bytes(reach: int, size: int) -> int:
-    """The memory of the ring of ``reach + 1`` block columns (float64): per column, its
-    diagonal block and the panel of ``reach`` blocks below it."""
-    return (reach + 1) * (1 + max(reach, 1)) * size**2 * 8
+def block_bytes(reach: int, size: int, itemsize: int = 8) -> int:
+    """The memory of the ring of ``reach + 1`` block columns (``itemsize`` bytes per entry: 8
+    real, 16 complex): per column, its diagonal block and the panel of ``reach`` blocks below
+    it."""
+    return (reach + 1) * (1 + max(reach, 1)) * size**2 * itemsize
 
 
 class BlockRows:
@@ -76,6 +90,8 @@ class BlockRows:
         self.channels, self.row, self.count = channels, row, positions // row
         self.size = row * channels  # unknowns of one block row
         self._blocks = [block for _, _, block in blocks]
+        #: float64 or complex128: a complex matrix stores its panels conjugated (:meth:`_fill`)
+        self.dtype = np.result_type(np.float64, *(block.dtype for block in self._blocks))
         # every placement (q + d, q) of a distinct block, by the block column of q
         q, d, which = (np.concatenate(parts) if parts else np.zeros(0, np.int64) for parts in (
             [np.asarray(at, dtype=np.int64) for _, at, _ in blocks],
@@ -97,8 +113,10 @@ class BlockRows:
 
     def _fill(self, column: int, mu: float, diagonal: np.ndarray, panel: np.ndarray) -> None:
         """Block column ``column`` of ``mu I - G``: its diagonal block (lower half, Fortran
-        order) and the ``reach`` blocks below it, stacked by rows (C order)."""
-        c = self.channels
+        order) and the ``reach`` blocks below it, stacked by rows (C order), conjugated if
+        complex (so that the panel's Fortran-ordered transpose is their conjugate transpose,
+        as the real one's is their transpose)."""
+        c, conj = self.channels, self.dtype.kind == "c"
         diagonal.fill(0)
         panel.fill(0)
         for i in self._by_column[column].tolist():
@@ -108,26 +126,39 @@ class BlockRows:
                 diagonal[p * c:(p + 1) * c, q * c:(q + 1) * c] = block
             else:
                 start = (below - 1) * self.size + p * c
-                panel[start:start + c, q * c:(q + 1) * c] = block
+                panel[start:start + c, q * c:(q + 1) * c] = np.conj(block) if conj else block
         diagonal[np.diag_indices_from(diagonal)] += mu
 
     def below(self, mu: float) -> bool:
-        """Whether ``mu I - G`` has a Cholesky factorization (a real ``G``)."""
+        """Whether ``mu I - G`` has a Cholesky factorization (``G`` real symmetric or complex
+        Hermitian)."""
         if not np.isfinite(mu):
             return False
         if not self.count:
             return True
         s, reach, count = self.size, self.reach, self.count
         slots = reach + 1
-        diagonals = borrow((slots, s, s), np.float64)  # each transposed below: Fortran order
-        panels = borrow((slots, max(reach, 1) * s, s), np.float64)  # C order
+        if self.dtype.kind == "c":  # the panel holds conj(B): its Fortran view is B^H
+            potrf, trsm, gemm, adjoint = lapack.zpotrf, blas.ztrsm, blas.zgemm, 2
+
+            def rank_update(own, target):  # target - own^H own, lower half
+                return blas.zherk(-1.0, own, beta=1.0, c=target, trans=2, lower=1,
+                                  overwrite_c=1)
+        else:
+            potrf, trsm, gemm, adjoint = lapack.dpotrf, blas.dtrsm, blas.dgemm, 1
+
+            def rank_update(own, target):  # target - own^T own, lower half
+                return blas.dsyrk(-1.0, own, beta=1.0, c=target, trans=1, lower=1,
+                                  overwrite_c=1)
+        diagonals = borrow((slots, s, s), self.dtype)  # each transposed below: Fortran order
+        panels = borrow((slots, max(reach, 1) * s, s), self.dtype)  # C order
         try:
             for j in range(min(slots, count)):
                 self._fill(j, mu, diagonals[j].T, panels[j])
             for i in range(count):
                 slot = i % slots
                 diagonal, panel = diagonals[slot].T, panels[slot]
-                factor, info = lapack.dpotrf(diagonal, lower=1, overwrite_a=1, clean=0)
+                factor, info = potrf(diagonal, lower=1, overwrite_a=1, clean=0)
                 # not positive definite (info > 0); a NaN pivot passes OpenBLAS's dpotrf with
                 # info = 0 (and any NaN or infinity in the panels reaches a later pivot)
                 if info != 0 or not np.isfinite(np.diagonal(factor)).all():
@@ -135,21 +166,20 @@ class BlockRows:
                 _same(factor, diagonal)
                 depth = min(reach, count - 1 - i)  # block rows below this one
                 if depth:
-                    # the panel's block rows B_a become L_a = B_a L^-T: L L_a^T = B_a^T
-                    solved = blas.dtrsm(1.0, factor, panel[:depth * s].T, lower=1,
-                                        overwrite_b=1)
+                    # the panel's block rows B_a become L_a = B_a L^-H: L L_a^H = B_a^H
+                    solved = trsm(1.0, factor, panel[:depth * s].T, lower=1, overwrite_b=1)
                     _same(solved, panel[:depth * s].T)
                 for b in range(1, depth + 1):
                     target = (i + b) % slots
-                    own = panel[(b - 1) * s:b * s].T  # L_b^T
-                    # the diagonal block of block row i + b: minus L_b L_b^T
-                    updated = blas.dsyrk(-1.0, own, beta=1.0, c=diagonals[target].T, trans=1,
-                                         lower=1, overwrite_c=1)
+                    own = panel[(b - 1) * s:b * s].T  # L_b^H
+                    # the diagonal block of block row i + b: minus L_b L_b^H
+                    updated = rank_update(own, diagonals[target].T)
                     _same(updated, diagonals[target].T)
-                    if b < depth:  # the blocks (i + a, i + b), a > b: minus L_a L_b^T
+                    if b < depth:  # the blocks (i + a, i + b), a > b: minus L_a L_b^H, held
+                        # as their conjugate transposes: minus L_b L_a^H
                         rows = panels[target][:(depth - b) * s].T
-                        updated = blas.dgemm(-1.0, own, panel[b * s:depth * s].T, beta=1.0,
-                                             c=rows, trans_a=1, overwrite_c=1)
+                        updated = gemm(-1.0, own, panel[b * s:depth * s].T, beta=1.0,
+                                       c=rows, trans_a=adjoint, overwrite_c=1)
                         _same(updated, rows)
                 if i + slots < count:  # this slot's next column: untouched by earlier ones
                     self._fill(i + slots, mu, diagonal, panel)

@@ -41,7 +41,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg as spla
 
-from ._block_cholesky import BlockRows, block_bytes, block_flops
+from ._block_cholesky import SECTION_ROWS_FROM, BlockRows, block_bytes, block_flops
 from ._geometry import ConvGeometry, periodic_padding
 from ._gram_symbol import dense_below, gram_symbol, top_squares, worth_it
 from ._memory import check_memory, fits, get_memory_limit
@@ -288,8 +288,9 @@ class SectionGram:
         self.dtype = np.result_type(kernel.dtype, np.float64)
         self.to_input = lambda vector: vector  # T^H T: its eigenvectors are inputs already
         self.inputs_side = True  # T^H T (section_gram may pick T T^H)
-        #: positions per block row of the grid's first axis, where the Cholesky test runs by
-        #: block rows (:mod:`sparseconv._block_cholesky`; a whole real layer's Gram), else None
+        #: positions per block row, where the Cholesky test runs by block rows
+        #: (:mod:`sparseconv._block_cholesky`: a whole layer's Gram, by its grid's first axis;
+        #: an exact section's of many channels, one position each), else None
         self.row: int | None = None
         self._blocks: list | None = None  # the band's distinct blocks, on first use
         self._rows: BlockRows | None = None
@@ -558,6 +559,8 @@ def _prove_blocks(weight, geom: ConvGeometry, grid, axis: int, mu: float, beaten
         per_group: list = []
         for kernel in _section_kernels(weight, geom, grid, axis, xi):
             gram = section_gram(kernel, geom.axes[axis].tap_index(), geom.axes[axis].size)
+            if gram.channels >= SECTION_ROWS_FROM:  # by block rows of one position
+                gram.row = 1
             try:
                 per_group.append(_prove_block(gram, mu, beaten, quick))
             finally:
@@ -736,8 +739,8 @@ class _Route:
 
 def _full_routes(geom: ConvGeometry, complex_: bool) -> list[_Route]:
     """Every route of the whole Gram: both sides (the inputs' alone for a padding that
-    copies inputs), each in band storage and, for a real layer in two or more dimensions,
-    by block rows."""
+    copies inputs), each in band storage and, for a layer in two or more dimensions, by
+    block rows."""
     first = geom.axes[0]
     c_in, c_out = geom.in_channels // geom.groups, geom.out_channels // geom.groups
     blocks = ((math.prod(geom.input_size[1:]), first.size, _reach(first, True)),
@@ -760,9 +763,9 @@ def _full_routes(geom: ConvGeometry, complex_: bool) -> list[_Route]:
         # the band bounds its distinct blocks too (a few sums of a few tap products)
         routes.append(_Route(inputs, None, rows * bandwidth**2, plan + (
             2 * bandwidth * rows + rows * channels + products) * itemsize))
-        if geom.ndim > 1 and not complex_:
+        if geom.ndim > 1:
             routes.append(_Route(inputs, row, block_flops(count, row * channels, below),
-                                 plan + block_bytes(below, row * channels) + (
+                                 plan + block_bytes(below, row * channels, itemsize) + (
                                      _distinct_blocks(geom, inputs) * channels**2 + products
                                      + rows * channels) * itemsize))
     return routes
@@ -831,9 +834,9 @@ def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: 
                     if gram is None:
                         gram = section_gram(kernels[g], taps, size, route.inputs,
                                             not route.inputs)
-                        # block rows on the route's side of a real Gram (section_gram keeps
-                        # to the inputs' side where the outputs' has no gather map)
-                        same = gram.inputs_side == route.inputs and gram.dtype.kind != "c"
+                        # block rows on the route's side (section_gram keeps to the inputs'
+                        # side where the outputs' has no gather map)
+                        same = gram.inputs_side == route.inputs
                         gram.row = route.row if same else None
                     if not _below(gram, mu):
                         continue

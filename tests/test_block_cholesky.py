@@ -69,26 +69,41 @@ def _sides(weight, geom):
     cols = np.arange(size * c_in).reshape(c_in, size).T.ravel()
     a = dense[np.ix_(rows, cols)]
     found = [(section_gram(kernel, taps, size, inputs=True),
-              math.prod(geom.input_size[1:]), a.T @ a)]
+              math.prod(geom.input_size[1:]), np.conj(a.T) @ a)]
     transposed = _transposed_taps(taps, size)
     if geom.padding_mode == "zeros" and transposed is not None:
-        gram = SectionGram(kernel.transpose(1, 0, 2), transposed, outputs, taps)
+        gram = SectionGram(np.conj(kernel).transpose(1, 0, 2), transposed, outputs, taps)
         gram.inputs_side = False
-        found.append((gram, math.prod(geom.output_size[1:]), a @ a.T))
+        found.append((gram, math.prod(geom.output_size[1:]), a @ np.conj(a.T)))
     return found
 
 
 def _held(rows: BlockRows, mu: float) -> np.ndarray:
-    """The lower triangle of the matrix the block rows hold, from their columns as filled."""
+    """The lower triangle of the matrix the block rows hold, from their columns as filled (a
+    complex matrix's panels hold the conjugate of its blocks)."""
     s, n = rows.size, rows.count * rows.size
-    full = np.zeros((n, n))
-    diagonal, panel = np.empty((s, s), order="F"), np.empty((max(rows.reach, 1) * s, s))
+    full = np.zeros((n, n), dtype=rows.dtype)
+    diagonal = np.empty((s, s), dtype=rows.dtype, order="F")
+    panel = np.empty((max(rows.reach, 1) * s, s), dtype=rows.dtype)
     for j in range(rows.count):
         rows._fill(j, mu, diagonal, panel)
         full[j * s:(j + 1) * s, j * s:(j + 1) * s] = np.tril(diagonal)
         depth = min(rows.reach, rows.count - 1 - j)
-        full[(j + 1) * s:(j + 1 + depth) * s, j * s:(j + 1) * s] = panel[:depth * s]
+        full[(j + 1) * s:(j + 1 + depth) * s, j * s:(j + 1) * s] = np.conj(panel[:depth * s])
     return full
+
+
+def _decides_as_eigenvalues(rows: BlockRows, lam: np.ndarray, label) -> None:
+    """The test passes just above the top eigenvalue, fails just below it and between two
+    eigenvalues (one negative pivot at least)."""
+    top = lam[-1]
+    assert rows.below(top * (1 + 1e-8) + 1e-300), (label, top)
+    if top > 1e-6:
+        assert not rows.below(top * (1 - 1e-8)), (label, top)
+    gaps = np.flatnonzero(np.diff(lam) > 1e-6 * max(top, 1))
+    if gaps.size:
+        i = gaps[-1]
+        assert not rows.below((lam[i] + lam[i + 1]) / 2), (label, lam[i], lam[i + 1])
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -107,14 +122,37 @@ def test_block_rows_hold_the_gram_and_decide_as_its_eigenvalues(seed):
         assert rows.reach <= (span if gram.inputs_side else span // first.stride)
         assert rows.bandwidth >= (len(gram.band(mu)) - 1 if dense.size else 0)
         gram.release()
-        top = lam[-1]
-        assert rows.below(top * (1 + 1e-8) + 1e-300), (seed, top)
-        if top > 1e-6:
-            assert not rows.below(top * (1 - 1e-8)), (seed, top)
-        gaps = np.flatnonzero(np.diff(lam) > 1e-6 * max(top, 1))
-        if gaps.size:  # between two eigenvalues: one negative pivot at least
-            i = gaps[-1]
-            assert not rows.below((lam[i] + lam[i + 1]) / 2), (seed, lam[i], lam[i + 1])
+        _decides_as_eigenvalues(rows, lam, seed)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_complex_block_rows_hold_the_hermitian_gram_and_decide_as_its_eigenvalues(seed):
+    """A complex layer's Gram (Hermitian) by block rows: of a whole 2-D or 3-D layer's, by
+    its grid's first axis, and of a 1-D layer's by one position each (as an exact section's
+    blocks off the zero frequency are tested). The panels hold the conjugated blocks; a
+    block (p, q) and its conjugate transpose (q, p) swapped, or a block left unconjugated,
+    holds another matrix with other eigenvalues."""
+    rng = np.random.default_rng(4400 + seed)
+    weight, _, _, geom = _random_layer(rng)
+    weight = weight + 1j * rng.standard_normal(weight.shape)
+    found = [(gram, row, dense) for gram, row, dense in _sides(weight, geom)]
+    # a 1-D complex layer along the first axis, by positions
+    c_out, c_in, k = (int(v) for v in rng.integers(1, 5, 3))
+    kernel = rng.standard_normal((c_out, c_in, k)) + 1j * rng.standard_normal((c_out, c_in, k))
+    n = int(rng.integers(k, k + 8))
+    line = ConvGeometry.from_weight(kernel.shape, (c_in, n), padding=int(rng.integers(0, 3)),
+                                    stride=int(rng.integers(1, 3)))
+    gram = section_gram(kernel, line.axes[0].tap_index(), n)
+    found.append((gram, 1, gram.toarray()))
+    for gram, row, dense in found:
+        rows = BlockRows(gram._assemble(), gram.channels, gram.positions, row)
+        assert rows.dtype == np.complex128
+        lam = np.linalg.eigvalsh(dense)
+        mu = 1.5 * lam[-1] + 1.0
+        expected = np.tril(mu * np.eye(len(dense)) - dense)
+        assert np.abs(_held(rows, mu) - expected).max() <= 1e-12 * (1 + np.abs(dense).max())
+        gram.release()
+        _decides_as_eigenvalues(rows, lam, seed)
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -138,6 +176,11 @@ def test_a_factorization_borrows_what_block_bytes_says_and_counts_its_flops(monk
         math.prod(shape) * np.dtype(dtype).itemsize) or original(shape, dtype))
     assert rows.below(1e6)
     assert sum(borrowed) == block_bytes(rows.reach, rows.size)
+    complex_rows = BlockRows([(d, at, block * (1 + 1j)) for d, at, block in gram._assemble()],
+                             4, 30, 5)
+    borrowed.clear()
+    assert complex_rows.below(1e6)
+    assert sum(borrowed) == block_bytes(rows.reach, rows.size, 16)
     s = rows.size  # six block rows, each reaching two below it but the last two
     # rows 0-3: a solve of two blocks and their three updates; row 4: one block, its diagonal
     assert block_flops(6, s, 2) == 6 * (s**3 // 6) + 4 * (s**3 + 2 * s**3) + (s**3 // 2 + s**3 // 2)

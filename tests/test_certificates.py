@@ -224,13 +224,24 @@ def _partly_periodic_norm(w, geom, grid, axis):
     return np.linalg.norm(dense[:, real], 2)
 
 
+@pytest.mark.parametrize("by_rows", [False, True])
 @pytest.mark.parametrize("seed", range(24))
-def test_section_bound_is_the_norm_of_the_partly_periodic_layer(seed):
+def test_section_bound_is_the_norm_of_the_partly_periodic_layer(monkeypatch, seed, by_rows):
     """Each exact section bounds (and, run to the end, equals) the norm of the layer that is
     exact along its axis and periodic on the embedding grid along the others: the maximum
     over every block, not only the first ones visited (rows: the certified circulant bound
-    of each block, as spectral_norm passes them)."""
+    of each block, as spectral_norm passes them). ``by_rows``: every block's Cholesky test
+    by block rows of one position (as sections of many channels run), real and complex."""
+    import sparseconv._certificates as certificates
+    from sparseconv._block_cholesky import BlockRows
     from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
+
+    tested = []
+    if by_rows:
+        monkeypatch.setattr(certificates, "SECTION_ROWS_FROM", 1)
+        below = BlockRows.below
+        monkeypatch.setattr(BlockRows, "below", lambda self, mu: tested.append(
+            self.dtype.kind) or below(self, mu))
 
     rng = np.random.default_rng(500 + seed)
     ndim = 2 + seed % 2
@@ -259,6 +270,8 @@ def test_section_bound_is_the_norm_of_the_partly_periodic_layer(seed):
         truth = _partly_periodic_norm(w, geom, grid, axis)
         assert truth * (1 - 1e-13) <= value <= truth * (1 + 1e-6), (seed, axis, value, truth)
         assert sorted(witnesses) == list(range(groups))
+    if by_rows:  # every section proved something (each visits a block at least)
+        assert tested, seed
 
 
 @pytest.mark.parametrize("seed", range(16))

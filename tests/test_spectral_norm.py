@@ -34,14 +34,19 @@ def assert_contains(result, truth, context):
         result.bounds, truth, context)
 
 
-@pytest.fixture(params=["every axis", "sections"])
+@pytest.fixture(params=["every axis", "sections", "sections by block rows"])
 def route(request, monkeypatch):
     """Both certificates of a zero-, reflect- or replicate-padded layer: the whole Gram's
     Cholesky factorization (taken when it is cheap, as on these small layers), and the exact
     sections (taken for large layers, of the unpadded layer where the padding copies: forced
-    here by a zero flop budget for the other)."""
-    if request.param == "sections":
+    here by a zero flop budget for the other), their blocks' Cholesky tests in band storage
+    (as for few channels) or by block rows of one position (as for many)."""
+    if request.param.startswith("sections"):
         monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)
+    if request.param == "sections by block rows":
+        import sparseconv._certificates as certificates
+
+        monkeypatch.setattr(certificates, "SECTION_ROWS_FROM", 1)
     return request.param
 
 
@@ -73,7 +78,7 @@ def test_certified_interval_contains_the_dense_norm(mode, seed, route):
     result = spectral_norm(w, shape, method="bounds", **kwargs)  # valid by construction
     truth = dense_norm(w, shape, **kwargs)
     assert_contains(result, truth, (w.shape, shape, kwargs))
-    if mode == "zeros" and route == "sections" and len(shape) > 1:
+    if mode == "zeros" and route.startswith("sections") and len(shape) > 1:
         assert not any(name == "exact" for name in result.bounds), result.bounds
     if mode == "zeros":  # Lanczos converges on these small layers
         assert abs(result.value - truth) <= 1e-6 * truth
@@ -687,6 +692,8 @@ ROUTES = {
     "dense": ("dense", {}),
     "every axis": ("bounds", {}),
     "sections": ("bounds", {"sn": {"FULL_FLOPS": 0}}),
+    "sections by block rows": ("bounds", {"sn": {"FULL_FLOPS": 0},
+                                          "cert": {"SECTION_ROWS_FROM": 1}}),
     "sections, no early stop": ("bounds", {"sn": {"FULL_FLOPS": 0, "SECTION_GAIN": 0.0}}),
     "sections, stop early": ("bounds", {"sn": {"FULL_FLOPS": 0, "SECTION_GAIN": 1.0}}),
     "sections lose at once": ("bounds", {"sn": {"FULL_FLOPS": 0}, "nan": True}),
