@@ -112,39 +112,6 @@ _NEG = {pyop.neg, torch.neg, torch.negative, "neg", "negative"}
 #: has no in-place operators)
 _AUGMENTED = {pyop.add, pyop.sub, pyop.mul, pyop.truediv, pyop.floordiv, pyop.mod, pyop.pow,
               pyop.matmul, pyop.and_, pyop.or_, pyop.xor, pyop.lshift, pyop.rshift}
-#: why a graph with an unused :data:`_AUGMENTED` value is refused (network_operator's and the
-#: network bound's reasons, after what each names)
-UNUSED_ARITHMETIC = ("computes a value nothing reads: an in-place change such as y += z "
-                     "after kept = y, which torch.fx records as a new value while the model "
-                     "changes kept too, looks the same")
-
-
-def unused_arithmetic(nodes, is_tensor: Callable[[torch.fx.Node], bool]
-                      ) -> torch.fx.Node | None:
-    """The first tensor-valued :data:`_AUGMENTED` node nothing reads, if any. An unused
-    module or method call, or a function other than these operators, cannot be a misrecorded
-    ``y += z`` (an in-place method or module runs in place in the graph too, where the
-    tensors' version counters see a later read): those are left alone (a review found
-    models with an auxiliary head or a cached feature refused)."""
-    return next((n for n in nodes if n.op == "call_function" and n.target in _AUGMENTED
-                 and not n.users and is_tensor(n)), None)
-
-
-def output_ancestors(nodes) -> set[torch.fx.Node]:
-    """The nodes the graph's output depends on. Another (an auxiliary head, a statistic
-    nobody reads) changes nothing the output is: neither mapped nor bounded, nor refused.
-    (Whether such a call changed a tensor in place that the output reads, the version
-    counters tell; an unused ``+`` may be ``y += z``: :func:`unused_arithmetic`.)"""
-    needed: set[torch.fx.Node] = set()
-    pending = [n for n in nodes if n.op == "output"]
-    while pending:
-        node = pending.pop()
-        if node not in needed:
-            needed.add(node)
-            pending.extend(node.all_input_nodes)
-    return needed
-
-
 _MUL = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", pyop.truediv,
         pyop.itruediv, torch.div, "div", "div_", *_NEG}
 #: transpositions of axes (:func:`transposition_axes`)
@@ -718,23 +685,25 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
                 except (TypeError, ValueError) as exc:  # named by where it is in the model
                     raise type(exc)(f"network_operator: module {node.target!r}: {exc}") from exc
     values = _probe(gm, shape, model)
-    dead = unused_arithmetic(nodes, lambda n: isinstance(values[n], torch.Tensor))
-    if dead is not None:  # torch.fx records `y += z` as `y + z`, which nothing reads where
-        # the model reads the changed tensor through another name (kept = y): refused
-        raise TypeError(f"network_operator: {_describe(dead)} {UNUSED_ARITHMETIC} (drop the "
-                        "unused expression if it is one, or write y = y + z)")
+    dead = [n for n in nodes if n.op == "call_function" and n.target in _AUGMENTED
+            and not n.users and isinstance(values[n], torch.Tensor)]
+    if dead:  # torch.fx records `y += z` as `y + z`, which nothing reads where the model
+        # reads the changed tensor through another name (kept = y): refused. (An unused
+        # module or method call cannot be one: a review found such models refused.)
+        raise TypeError(f"network_operator: {_describe(dead[0])} computes a value nothing "
+                        "reads: an in-place change such as y += z after kept = y, which "
+                        "torch.fx records as a new value while the model changes kept too, "
+                        "looks the same (drop the unused expression if it is one, or write "
+                        "y = y + z)")
     builder = _GraphBuilder(gm, values)
     builder.index[inputs[0]] = 0
     builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))
     output = None
-    needed = output_ancestors(nodes)
     for node in nodes[1:]:
         live = any(a in builder.index for a in node.all_input_nodes)
         if node.op == "output":
             output = node.args[0]
             break
-        if node not in needed:
-            continue
         if live and isinstance(values[node], (tuple, list)) and any(
                 isinstance(v, torch.Tensor) for v in values[node]):
             builder.refuse(node, "splits the signal into several tensors (split, chunk, unbind "

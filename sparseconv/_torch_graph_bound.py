@@ -59,11 +59,8 @@ from sparseconv._torch_graph import (
     _TRANSPOSE,
     MATMUL,
     MAX_POOL_F,
-    UNUSED_ARITHMETIC,
     matmul_operands,
-    output_ancestors,
     transposition_axes,
-    unused_arithmetic,
 )
 from sparseconv._torch_script import restored_buffers
 
@@ -497,10 +494,12 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                       "forward does (an in-place change such as y += z, recorded as a new "
                       "value, or an operation that draws random numbers, such as "
                       "FractionalMaxPool2d or torch.randn_like?)")
-    dead = unused_arithmetic(graph.nodes, lambda n: n in recorder.shapes)
-    if dead is not None:  # `y += z` recorded as a new value nobody reads (kept = y)
-        return None, (f"node {dead.name!r} {UNUSED_ARITHMETIC}, so none is bounded (drop the "
-                      "unused expression if it is one, or write y = y + z)")
+    dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users
+            and n not in recorder.sizes]  # (b, c, h, w = x.shape with w unused: a new user)
+    if dead:  # a result nobody reads: an in-place change that the graph shows as a new value
+        return None, (f"node {dead[0].name!r} computes a value nothing reads: an in-place "
+                      "change such as y += z, which the graph records as a new value, looks "
+                      "the same, so none is bounded (drop the unused call if it is one)")
     calls: dict[str, int] = {}
     bound: dict[torch.fx.Node, Fraction] = {}
     opaque: set[torch.fx.Node] = set()  # values of the signal that are no signal (a size)
@@ -525,14 +524,11 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         target = getattr(node.target, "__name__", node.target)
         return None, f"node {node.name!r} ({node.op} {target}) {why}"
 
-    needed = output_ancestors(graph.nodes)
     for node in graph.nodes:
         if node.op == "call_module":  # every call counted, a constant one too
             name = str(node.target)
             node.meta["sparseconv_call"] = (name, calls.get(name, 0))
             calls[name] = calls.get(name, 0) + 1
-        if node not in needed:
-            continue
         if node.op == "placeholder":
             bound[node] = Fraction(1)
             continue
