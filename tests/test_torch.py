@@ -978,6 +978,18 @@ def test_network_operator_refuses_what_it_read_wrong(function, match):
         sct.network_operator(_Forward(function).eval(), (3, 5, 6))
 
 
+def test_an_unused_clip_through_data_is_refused():
+    """A review (of a change that skipped unused calls, reverted): y.data.clamp_ changes y
+    where the probes never reach the clip, and an operator of the linear part alone was
+    accepted for a model that is not linear. The unused call is read, and refused."""
+    def clip(m, y, x):
+        y.data.clamp_(-50.0, 50.0)
+        return y
+
+    with pytest.raises(TypeError, match="not linear"):
+        sct.network_operator(_Forward(clip).eval(), (3, 5, 6))
+
+
 def test_an_alias_changed_below_float32_rounding_is_refused_in_a_float32_model():
     """A hunt: in a float32 model the check against the forward allows 1e4 units of float32
     rounding, and a 5e-4 change through an alias passed it: refused now by the graph's

@@ -165,6 +165,34 @@ def test_an_in_place_sum_the_graph_shows_as_a_new_value():
     assert jacobian_norm(plain, (4,)) <= report.network_upper
 
 
+class _ThroughData(nn.Module):
+    def __init__(self, change):
+        super().__init__()
+        self.lin = nn.Linear(4, 4, dtype=F64)
+        self.change = change
+
+    def forward(self, x):
+        y = self.lin(x)
+        self.change(y)  # a value nothing reads, which changes y through .data
+        return y
+
+
+@pytest.mark.parametrize("change", [
+    lambda y: y.data.mul_(10),
+    lambda y: y.data.view(-1).mul_(10),
+    lambda y: torch.mul(y.data, 10, out=y.data),
+])
+def test_an_unused_change_through_data_is_refused(change):
+    """A review (of a change that skipped unused calls, reverted): y.data has a version
+    counter of its own, so an in-place change through it is invisible to the stale-read
+    check, and the graph, which runs it too, agrees with the forward; the bound was 10x below
+    the Lipschitz constant. Any unused call stays refused."""
+    model = _ThroughData(change).eval()
+    report = sct.lipschitz_report(model, (4,))
+    assert report.network_upper is None, report.network_upper
+    assert "computes a value nothing reads" in report.reason
+
+
 def test_in_place_relu_read_by_its_own_node_only_is_fine():
     """torchvision's blocks use ReLU(inplace=True): the changed tensor is read through the
     ReLU's node alone, so the bound stands, and holds on random pairs."""
