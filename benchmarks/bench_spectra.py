@@ -201,24 +201,31 @@ def show(layer: tuple, r, took: float) -> None:
           f"{str(r.converged):>10}", flush=True)
 
 
+def both_routes(gram, mu: float, row: int, repeat: int = 1) -> list[tuple[float, float]]:
+    """``gram``'s Cholesky test at ``mu``, side by side: in LAPACK's band storage (``?pbtrf``)
+    and by block rows of ``row`` positions; per route, the best time of ``repeat`` runs and
+    the memory it holds (GiB)."""
+    found = []
+    for route in (None, row):
+        gram.row = route
+        took, proved = best_of(repeat, _below, gram, mu)
+        assert proved
+        held = gram.band(mu).nbytes if route is None else block_bytes(
+            gram.block_rows().reach, gram.block_rows().size, np.dtype(gram.dtype).itemsize)
+        found.append((took, held / 2**30))
+        gram.release()
+    return found
+
+
 def factorizations(weight: np.ndarray, geom, mu: float) -> tuple[float, float, float, float]:
-    """The whole Gram's Cholesky test at ``mu``, side by side: in LAPACK's band storage
-    (``?pbtrf``, the route before block rows) and by block rows; each route's time and the
-    memory it holds (GiB)."""
+    """The whole Gram's Cholesky test at ``mu``, side by side (:func:`both_routes`): in band
+    storage (the route before block rows) and by block rows of the grid; each route's time
+    and the memory it holds (GiB)."""
     kernel = weight.reshape(weight.shape[0], weight.shape[1], -1)
     gram = section_gram(kernel, geom.index_map(), int(np.prod(geom.input_size)))
     row = int(np.prod((geom.input_size if gram.inputs_side else geom.output_size)[1:]))
-    times, sizes = [], []
-    for route in (None, row):
-        gram.row = route
-        start = time.perf_counter()
-        assert _below(gram, mu)
-        times.append(time.perf_counter() - start)
-        held = gram.band(mu).nbytes if route is None else \
-            block_bytes(gram.block_rows().reach, gram.block_rows().size)
-        sizes.append(held / 2**30)
-        gram.release()
-    return times[0], times[1], sizes[0], sizes[1]
+    (band, band_gib), (rows, rows_gib) = both_routes(gram, mu, row)
+    return band, rows, band_gib, rows_gib
 
 
 def exact_layers(size: int, compare: bool) -> None:
@@ -281,13 +288,7 @@ def section_tests(repeat: int) -> None:
             gram = section_gram(kernel, taps, n)
             with threadpool_limits(1):
                 mu = _top_eigenpair(gram)[0] * (1 + 1e-6)  # a proof, as most tests are
-                times = []
-                for row in (None, 1):
-                    gram.row = row
-                    took, proved = best_of(repeat, _below, gram, mu)
-                    assert proved
-                    times.append(took)
-                    gram.release()
+                times = [took for took, _ in both_routes(gram, mu, 1, repeat)]
             print(f"{channels:>8}{n:>6}{xi:>4}{str(gram.dtype):>12}{times[0]:>9.3f}"
                   f"{times[1]:>9.3f}{times[1] / times[0]:>11.2f}", flush=True)
 

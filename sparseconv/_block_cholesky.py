@@ -138,18 +138,11 @@ class BlockRows:
             return True
         s, reach, count = self.size, self.reach, self.count
         slots = reach + 1
-        if self.dtype.kind == "c":  # the panel holds conj(B): its Fortran view is B^H
-            potrf, trsm, gemm, adjoint = lapack.zpotrf, blas.ztrsm, blas.zgemm, 2
-
-            def rank_update(own, target):  # target - own^H own, lower half
-                return blas.zherk(-1.0, own, beta=1.0, c=target, trans=2, lower=1,
-                                  overwrite_c=1)
-        else:
-            potrf, trsm, gemm, adjoint = lapack.dpotrf, blas.dtrsm, blas.dgemm, 1
-
-            def rank_update(own, target):  # target - own^T own, lower half
-                return blas.dsyrk(-1.0, own, beta=1.0, c=target, trans=1, lower=1,
-                                  overwrite_c=1)
+        # complex: the panel holds conj(B), its Fortran view B^H; "adjoint" is BLAS's trans
+        # code of the conjugate transpose (2), or of the transpose for a real matrix (1)
+        potrf, trsm, gemm, rank_k, adjoint = (
+            (lapack.zpotrf, blas.ztrsm, blas.zgemm, blas.zherk, 2) if self.dtype.kind == "c"
+            else (lapack.dpotrf, blas.dtrsm, blas.dgemm, blas.dsyrk, 1))
         diagonals = borrow((slots, s, s), self.dtype)  # each transposed below: Fortran order
         panels = borrow((slots, max(reach, 1) * s, s), self.dtype)  # C order
         try:
@@ -173,7 +166,8 @@ class BlockRows:
                     target = (i + b) % slots
                     own = panel[(b - 1) * s:b * s].T  # L_b^H
                     # the diagonal block of block row i + b: minus L_b L_b^H
-                    updated = rank_update(own, diagonals[target].T)
+                    updated = rank_k(-1.0, own, beta=1.0, c=diagonals[target].T,
+                                     trans=adjoint, lower=1, overwrite_c=1)
                     _same(updated, diagonals[target].T)
                     if b < depth:  # the blocks (i + a, i + b), a > b: minus L_a L_b^H, held
                         # as their conjugate transposes: minus L_b L_a^H
