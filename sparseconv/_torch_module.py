@@ -303,6 +303,78 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
     return np.sort(np.tile(values, layer.repeat))[::-1]
 
 
+def symbol(module: nn.Module, input_shape: Sequence[int], *, executor: Any = None,
+           progress: Any = None) -> np.ndarray:
+    """The per-frequency matrices of a periodic convolution module (:func:`sparseconv.symbol`).
+
+    A circular layer is block-diagonalized by the discrete Fourier transform: its symbol is
+    that block at every frequency of the grid. It exists for ``nn.Conv1d/2d/3d`` with
+    ``padding_mode="circular"`` and a padding of total ``dilation * (kernel_size - 1)`` per
+    axis (``padding="same"``, or ``(k - 1) // 2`` for an odd ``k``), on spatial sizes its
+    stride divides; another module has a matrix (:func:`matrix`) but no symbol.
+
+    Parameters
+    ----------
+    module : torch.nn.Conv1d, Conv2d or Conv3d
+        With ``padding_mode="circular"`` (the bias is left out: the symbol is the linear
+        part's).
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch.
+    executor, progress
+        As :func:`sparseconv.symbol`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Complex, shape ``(*grid, C_out, C_in * prod(stride))`` with ``grid = n // stride``
+        (block diagonal over groups): :func:`sparseconv.symbol` of the module's weight
+        (float64) and arguments, so that ``y^(xi) = H[xi] @ x^(xi)`` for the DFTs of the
+        output and of the input's polyphase components; its singular values over every
+        frequency are the module's.
+
+    Raises
+    ------
+    TypeError
+        A module that is no convolution (a transposed convolution, a pooling, a padding...).
+    ValueError
+        A convolution that is not periodic (``padding_mode`` other than ``"circular"``, or a
+        circular padding of another total), a size its stride does not divide, or an
+        ``input_shape`` that does not fit the module.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> conv = torch.nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular")
+    >>> H = sct.symbol(conv, (2, 8, 8))
+    >>> H.shape  # 8 x 8 frequencies, a 3 x 2 block each
+    (8, 8, 3, 2)
+    >>> top = np.linalg.svd(H, compute_uv=False).max()
+    >>> bool(np.isclose(top, sct.spectral_norm(conv, (2, 8, 8)).value, rtol=1e-12))
+    True
+    """
+    layer = _hookless_layer(module, input_shape)
+    name = type(module).__name__
+    if layer.conv is None or not isinstance(module, _CONV):
+        raise TypeError(f"symbol: {name} is no convolution; the symbol exists for nn.Conv1d/2d/3d "
+                        "with padding_mode='circular' (sparseconv.torch.matrix gives any "
+                        "supported module's matrix)")
+    weight, shape, kwargs = layer.conv
+    if kwargs["padding_mode"] != "circular":
+        raise ValueError(f"symbol: {name}(padding_mode={kwargs['padding_mode']!r}) is not "
+                         "periodic; the symbol describes a layer with padding_mode='circular' "
+                         "and padding='same' (its certified norm is "
+                         "sparseconv.torch.spectral_norm; the symbol of the same kernel made "
+                         "periodic is sparseconv.symbol(weight, input_size, ...))")
+    try:
+        return sc.symbol(weight, shape[1:], stride=kwargs["stride"], padding=kwargs["padding"],
+                         dilation=kwargs["dilation"], groups=kwargs["groups"],
+                         executor=executor, progress=progress)
+    except ValueError as exc:  # named as the module's: its padding, stride or size
+        raise ValueError(f"symbol: {name}: {exc}") from exc
+
+
 def _one_channel(a: sp.csr_array, channels: int) -> sp.csr_array:
     """``B`` where ``A = I_channels (x) B`` exactly (a module that acts on each channel alike:
     padding, pooling, interpolation), whose norm is ``A``'s at a ``channels``-th of the size;

@@ -64,6 +64,7 @@ from sparseconv._torch_module import (
     operator,
     singular_values,
     spectral_norm,
+    symbol,
 )
 from sparseconv._torch_network import NetworkOperator, network_operator
 from sparseconv._torch_report import LipschitzReport, lipschitz_report
@@ -90,6 +91,7 @@ __all__ = [
     "singular_values",
     "spectral_norm",
     "spectral_norm_upper",
+    "symbol",
     "trace",
 ]
 

@@ -450,6 +450,57 @@ def test_spectra_contain_the_dense_values(kind):
         assert_close(values, dense, config, rtol=1e-9)
 
 
+def test_symbol_holds_the_modules_singular_values():
+    """``sct.symbol`` of a circular convolution: ``sparseconv.symbol`` of its weight and
+    arguments, and its blocks' singular values over every frequency are those of the
+    module's own Jacobian (torch.autograd), on a seeded sweep of ranks, strides, dilations
+    and groups (a periodic layer's padding: "same", or half the dilated kernel, odd k)."""
+    rng = np.random.default_rng(7)
+    for trial in range(24):
+        ndim = 1 + trial % 3
+        groups = int(rng.choice([1, 2]))
+        c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+        k = int(rng.choice([1, 3])) if ndim == 3 else int(rng.choice([1, 2, 3]))
+        stride = int(rng.choice([1, 2])) if k % 2 else 1
+        dilation = int(rng.choice([1, 2]))
+        padding = "same" if stride == 1 else dilation * (k - 1) // 2
+        size = [stride * int(rng.integers(2, 4)) for _ in range(ndim)]
+        conv = getattr(nn, f"Conv{ndim}d")(c_in, c_out, k, stride=stride, padding=padding,
+                                           dilation=dilation, groups=groups,
+                                           padding_mode="circular").double()
+        shape = (c_in, *size)
+        config = f"{conv!r} on {shape}"
+        H = sct.symbol(conv, shape)
+        weight = conv.weight.detach().numpy()
+        expected = sc.symbol(weight, size, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups)
+        assert H.dtype == np.complex128 and H.shape == expected.shape, config
+        assert_close(H, expected, config, rtol=1e-14)
+        x = torch.zeros(1, *shape, dtype=torch.float64)
+        jacobian = torch.autograd.functional.jacobian(conv, x).reshape(-1, x.numel())
+        dense = np.sort(np.linalg.svd(jacobian.numpy(), compute_uv=False))[::-1]
+        ours = np.sort(np.linalg.svd(H, compute_uv=False).ravel())[::-1]
+        count = min(dense.size, ours.size)
+        assert_close(ours[:count], dense[:count], config, rtol=1e-12)
+        assert not dense[count:].any() or np.abs(dense[count:]).max() < 1e-12, config
+
+
+@pytest.mark.parametrize("module, shape, error, match", [
+    (nn.Conv2d(2, 3, 3, padding=1), (2, 6, 6), ValueError,
+     r"symbol: Conv2d\(padding_mode='zeros'\) is not periodic"),
+    (nn.Conv2d(2, 3, 3, stride=2, padding=1, padding_mode="circular"), (2, 5, 6), ValueError,
+     "symbol: Conv2d: .*divisible"),
+    (nn.Conv2d(2, 3, 3, padding=0, padding_mode="circular"), (2, 6, 6), ValueError,
+     "symbol: Conv2d: .*padding"),
+    (nn.ConvTranspose2d(2, 3, 3), (2, 6, 6), TypeError, "symbol: ConvTranspose2d is no conv"),
+    (nn.AvgPool2d(2), (2, 6, 6), TypeError, "symbol: AvgPool2d is no convolution"),
+    (nn.ReLU(), (2, 6, 6), TypeError, "ReLU"),
+])
+def test_symbol_refuses_what_has_none(module, shape, error, match):
+    with pytest.raises(error, match=match):
+        sct.symbol(module, shape)
+
+
 @pytest.mark.parametrize("kind", ["adaptive_avg_pool", "avg_pool", "pad", "patches",
                                   "pixel_shuffle", "upsample"])
 def test_every_method_and_tol_reach_the_modules_bounded_from_their_matrix(kind):
