@@ -83,7 +83,7 @@ from sparseconv._torch_trace import (
 from sparseconv._validation import as_bool, int_tuple, real_number, workers_or_map
 
 _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "lower", "upper",
-            "method", "circular", "seconds")
+            "method", "converged", "circular", "seconds")
 
 
 def _untyped(module: nn.Module) -> Any:
@@ -191,10 +191,12 @@ class LipschitzReport:
         ``name``, ``type``, ``input_shape``, ``output_shape``; ``nnz`` and ``memory`` (bytes,
         float64 CSR) of the layer's matrix, counted without building it for convolutions,
         transposed convolutions and ``nn.Linear``; the certified interval ``lower <= ||A||_2
-        <= upper`` and its ``method`` (:func:`sparseconv.spectral_norm`'s); ``circular``, the
-        exact norm of the same kernel with periodic padding on the same input size (None for
-        a layer that is no convolution, or whose size its stride does not divide); the
-        ``seconds`` the row took.
+        <= upper`` and its ``method`` (:func:`sparseconv.spectral_norm`'s); ``converged``,
+        whether the lower bound met ``tol`` (``SpectralNorm.converged``; printed ``no`` where
+        it stopped short, and for ``method="upper"``, which computes none: the interval is
+        certified either way); ``circular``, the exact norm of the same kernel with periodic
+        padding on the same input size (None for a layer that is no convolution, or whose
+        size its stride does not divide); the ``seconds`` the row took.
     network_upper : float or None
         The product of the layers' upper bounds and of the activations' Lipschitz constants,
         rounded up: a Lipschitz bound of the whole network (in the 2-norm) when it is the
@@ -238,7 +240,7 @@ class LipschitzReport:
     >>> bool(report[0]["lower"] <= report[0]["upper"])
     True
     >>> report.to_csv().splitlines()[0]
-    'name,type,input_shape,output_shape,nnz,memory,lower,upper,method,circular,seconds'
+    'name,type,input_shape,output_shape,nnz,memory,lower,upper,method,converged,circular,seconds'
     """
 
     rows: tuple[dict, ...]
@@ -296,6 +298,8 @@ class LipschitzReport:
                 return format_bytes(value)
             if key == "seconds":
                 return f"{value:.3f}"
+            if key == "converged":
+                return "yes" if value else "no"
             if isinstance(value, tuple):
                 return "x".join(map(str, value))
             return str(value)
@@ -779,7 +783,7 @@ def _finished_row(row: dict, layer: _Layer, bound: sc.SpectralNorm, circular: fl
                   seconds: float) -> dict:
     """``row`` with its interval, circular norm and time."""
     return dict(row, lower=float(bound.lower), upper=float(bound.upper), method=bound.method,
-                circular=circular, seconds=seconds)
+                converged=bool(bound.converged), circular=circular, seconds=seconds)
 
 
 def _row_label(record: TraceRecord, batchnorm: TraceRecord | None) -> str:

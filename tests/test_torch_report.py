@@ -78,6 +78,28 @@ class _UpTo(nn.Module):
         return self.conv(x, output_size=self.size)
 
 
+def test_converged_column_says_whether_the_lower_bound_met_tol():
+    """A row's ``converged`` is its ``spectral_norm``'s (a review: the report dropped it, so a
+    lower bound that stopped short of ``tol`` printed as a clean row). The oracle: the same
+    layer through ``sct.spectral_norm`` with the same options."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 16 * 16, 4)).double().eval()
+    for options in (dict(), dict(tol=1e-15, method="bounds"), dict(method="upper")):
+        report = sct.lipschitz_report(model, (8, 16, 16), **options)
+        alone = sct.spectral_norm(model[0], (8, 16, 16), **options)
+        assert report[0]["converged"] is alone.converged, options
+        assert report[0]["method"] == alone.method, options
+        printed = str(report).splitlines()[2].split()
+        assert printed[printed.index(alone.method) + 1] == ("yes" if alone.converged else "no")
+        assert json.loads(report.to_json())["layers"][0]["converged"] is alone.converged
+        assert next(csv.DictReader(io.StringIO(report.to_csv())))["converged"] == str(
+            alone.converged)
+    assert not alone.converged  # method="upper" computes no lower bound
+    strict = sct.spectral_norm(model[0], (8, 16, 16), tol=1e-15, method="bounds")
+    assert not strict.converged  # the case the column is for (tol below the rounding)
+
+
 @pytest.mark.parametrize(("options", "size"), [
     (dict(stride=1, dilation=2, output_padding=1), None),  # output_padding < dilation only
     (dict(stride=3, dilation=1, output_padding=2), None),
