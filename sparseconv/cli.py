@@ -220,10 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         "per frequency of its circular version; print the certified interval of its spectral "
         "norm (sparseconv.spectral_norm), and with --every-size the bound for every input size.")
     spectrum.add_argument("-o", "--output", required=True, metavar="FILE")
-    spectrum.add_argument("--exact", action="store_true",
-                          help="certify the spectral norm with every axis exact (spectral_norm's "
-                          "method='exact'; zero, reflect or replicate padding or periodic "
-                          "layers, the default route for non-periodic circular padding)")
+    routes = spectrum.add_mutually_exclusive_group()
+    routes.add_argument("--exact", action="store_true",
+                        help="certify the spectral norm with every axis exact (spectral_norm's "
+                        "method='exact'; zero, reflect or replicate padding or periodic "
+                        "layers, the default route for non-periodic circular padding)")
+    routes.add_argument("--upper", action="store_true", help=_UPPER_HELP)
     spectrum.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL",
                           help=_TOL_HELP)
     spectrum.add_argument("--relative-width", type=float, default=None, metavar="W",
@@ -259,6 +261,11 @@ _TOL_HELP = ("the relative tolerance of the Lanczos lower bound (spectral_norm's
              "decides (small layers, --exact)")
 
 
+_UPPER_HELP = ("a fast certified upper bound alone (spectral_norm's method='upper': the "
+               "circulant bound, no exact sections and no Lanczos iteration; the lower bound "
+               "is one quotient, so the interval is wide; not with --relative-width)")
+
+
 _WIDTH_HELP = ("the relative width (upper - lower) / upper asked of a certified interval, in "
                "(0, 1): where the default route ends wider, the certificate of --exact runs on "
                "that layer (spectral_norm's relative_width); a warning names a layer still "
@@ -292,7 +299,9 @@ def _report_parser(commands) -> None:
                         "forward makes (softplus_1), by its graph node's name as the reason "
                         "gives it; repeat for several (lipschitz_report's lipschitz_constants: "
                         "yours, not certified)")
-    report.add_argument("--exact", action="store_true",
+    routes = report.add_mutually_exclusive_group()
+    routes.add_argument("--upper", action="store_true", help=_UPPER_HELP)
+    routes.add_argument("--exact", action="store_true",
                         help="certify every convolution with zero, reflect or replicate padding "
                         "with every axis exact (spectral_norm's method='exact': widths about "
                         "4 tol, 4e-7 at the default, but half a minute and gigabytes for a "
@@ -483,6 +492,11 @@ def _model_run_failed(exc: Exception, option: str, shape: Sequence[int],
           f"C,H[,W,...], without the batch): {reason}")
 
 
+#: what --model says of a model saved in training mode (on stderr)
+_TRAINING_NOTE = ("note: the model was saved in training mode; it is analysed in eval mode "
+                  "(BatchNorm's running statistics, no dropout)")
+
+
 def _model_layer(args, error) -> _Layer:
     """The convolution ``--layer`` of ``--model``, on the input shape it has when the model
     runs on ``--in-shape``: its weight (in ``--dtype``) and arguments, read by
@@ -505,6 +519,9 @@ def _model_layer(args, error) -> _Layer:
         error(f"--in-shape must be positive integers C[,H,W,...] (the model's input), got "
               f"{','.join(map(str, args.in_shape))}")
     model = _load_model(args.model, args.trust_pickle, error, args.command)
+    if any(getattr(module, "training", False) for module in model.modules()):
+        # said, as the report says it (an audit: switched silently)
+        print(_TRAINING_NOTE, file=sys.stderr)
     model.eval()  # as the report: never analysed in training mode (a BatchNorm's statistics)
     try:
         records = sct.trace(model, args.in_shape)
@@ -705,7 +722,8 @@ def _spectrum(layer: _Layer, args) -> None:
     values, how = _top_singular_values(layer)
     # --exact where it applies; non-periodic circular padding keeps the default route
     norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
-                         method=applicable_method("exact" if args.exact else "auto", g),
+                         method="upper" if args.upper else
+                         applicable_method("exact" if args.exact else "auto", g),
                          tol=args.tol, relative_width=args.relative_width)
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
@@ -725,7 +743,8 @@ def _spectrum(layer: _Layer, args) -> None:
         fig.suptitle(_title(layer.describe(), fig))
         _savefig(fig, args.output, args.dpi)
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
-    short = "" if norm.converged else "; the lower bound did not meet --tol"
+    short = ("; the lower bound is one quotient" if norm.method == "upper" else
+             "" if norm.converged else "; the lower bound did not meet --tol")
     print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
     if args.every_size:
         from ._torus import toeplitz_norm
@@ -894,7 +913,8 @@ def _report(args, error) -> None:
         report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,
                                       fold_batchnorm=args.fold_batchnorm,
                                       progress=not args.quiet and sys.stderr.isatty(),
-                                      method="exact" if args.exact else "auto",
+                                      method="upper" if args.upper else
+                                      "exact" if args.exact else "auto",
                                       tol=args.tol, relative_width=args.relative_width,
                                       workers=args.workers,
                                       lipschitz_constants=constants or None)
@@ -912,8 +932,7 @@ def _report(args, error) -> None:
     except RuntimeError as exc:  # a layer's own work, named by lipschitz_report
         error(_reason(exc, layer=False))
     if training:  # (notes on stderr: stdout is the report, a new user's trial)
-        print("note: the model was saved in training mode; it is analysed in eval mode "
-              "(BatchNorm's running statistics, no dropout)", file=sys.stderr)
+        print(_TRAINING_NOTE, file=sys.stderr)
     # the library's keywords, as this command line spells them
     print(re.sub(r"lipschitz_constants=\{'([^']*)': L\}", r"--constant \1=L",
                  str(report).replace("pass assume_chain=True", "pass --assume-chain")))
@@ -974,6 +993,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "relative_width", None) is not None:
             real_number(args.relative_width, "--relative-width", low=0.0, high=1.0,
                         low_open=True)
+            if args.upper:  # as spectral_norm refuses it, in this command line's names
+                raise ValueError(f"--relative-width {args.relative_width:g} needs a lower "
+                                 "bound, and --upper computes none: drop one of them")
         with warnings.catch_warnings():  # the library's warnings, one line each, shown
             warnings.simplefilter("default", RuntimeWarning)
             warnings.showwarning = functools.partial(_warning, command.prog)

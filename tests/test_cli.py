@@ -247,6 +247,55 @@ def test_spectrum_says_when_the_lower_bound_missed_tol(tmp_path, capsys, monkeyp
     assert "did not meet" not in capsys.readouterr().out
 
 
+def test_upper_is_spectral_norms_method_upper_in_spectrum_and_report(tmp_path, capsys):
+    """--upper is spectral_norm's method="upper" (an audit: the command line had no way to
+    ask for it): the same certified upper bound, containing the dense norm, in both
+    commands; the report's rows say no lower bound converged."""
+    torch = pytest.importorskip("torch")
+    import sparseconv.torch as sct
+    from sparseconv.cli import main
+
+    assert main(["spectrum", "-o", str(tmp_path / "s.png"), *LAYER, "--seed", "3",
+                 "--upper"]) == 0
+    out = capsys.readouterr().out
+    value, lower, upper, method = _printed_norm(out)
+    w = np.random.default_rng(3).standard_normal((4, 3, 3, 3)) / np.sqrt(27)
+    top = np.linalg.norm(conv_matrix(w, (3, 8, 8), padding=1).toarray(), 2)
+    expected = sparseconv.spectral_norm(w, (3, 8, 8), padding=1, method="upper")
+    assert method == "upper" and "the lower bound is one quotient" in out
+    assert lower <= top <= upper and upper == pytest.approx(expected.upper, rel=1e-9)
+    model = _tiny_model().eval()
+    torch.save(model, tmp_path / "model.pt")
+    assert main(["report", "--model", str(tmp_path / "model.pt"), "--input-shape", "3,8,8",
+                 "--trust-pickle", "--upper", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    expected_report = str(sct.lipschitz_report(model, (3, 8, 8), method="upper"))
+    # the same table, but for the seconds (the last cell of a row)
+    assert [line.split()[:-1] for line in out.splitlines()[2:-2]] == [
+        line.split()[:-1] for line in expected_report.splitlines()[2:-2]]
+    assert out.splitlines()[-2:] == expected_report.splitlines()[-2:]
+    assert re.search(r"\n0 +Conv2d .* upper +no ", out), out
+
+
+def test_a_model_saved_in_training_mode_is_said_by_the_layer_commands(tmp_path, capsys):
+    """``spectrum --model`` switched a model saved in training mode to eval mode silently (an
+    audit); it says so on stderr now, as ``report`` does."""
+    torch = pytest.importorskip("torch")
+    from sparseconv.cli import main
+
+    model = _model_with_a_block().train()
+    torch.save(model, tmp_path / "model.pt")
+    args = ["--model", str(tmp_path / "model.pt"), "--trust-pickle", "--layer", "3.0",
+            "--in-shape", "3,10,10"]
+    assert main(["spectrum", *args, "-o", str(tmp_path / "s.png")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: the model was saved in training mode; it is analysed in "
+                          "eval mode"), err
+    torch.save(model.eval(), tmp_path / "model.pt")
+    assert main(["info", *args]) == 0
+    assert "training mode" not in capsys.readouterr().err
+
+
 def test_tol_reaches_spectral_norm_and_is_checked_first(tmp_path, capsys, monkeypatch):
     """--tol is spectral_norm's tol, in spectrum and report; out of (0, 1) it is refused,
     named as the option, before a layer is built or a model loaded."""
@@ -389,6 +438,14 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
      "sparseconv report: error: unrecognized arguments: --maxiter 10"),
     (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--tol", "x"],
      "argument --tol: invalid float value: 'x'"),
+    (["spectrum", *LAYER, "-o", "x.png", "--upper", "--exact"],
+     "sparseconv spectrum: error: argument --exact: not allowed with argument --upper"),
+    (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--exact", "--upper"],
+     "sparseconv report: error: argument --upper: not allowed with argument --exact"),
+    (["spectrum", *LAYER, "-o", "x.png", "--upper", "--relative-width", "1e-3"],
+     "error: --relative-width 0.001 needs a lower bound, and --upper computes none"),
+    (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--upper", "--relative-width",
+      "1e-3"], "error: --relative-width 0.001 needs a lower bound, and --upper computes none"),
     # found by a trial of the command line's error paths
     (["spectrum", "--in-shape", "3,32,32", "--weights", "nan.npy", "-o", "s.png"],
      "--weights must have finite entries, got nan at index (0, 1, 2, 0)"),
