@@ -301,6 +301,10 @@ def require_periodic(geom: ConvGeometry, what: str, hint: str | None = None) -> 
     """``ValueError`` saying why the layer is not periodic and how to ask for one (``hint``:
     the caller's own way, default :data:`PERIODIC_HINT`'s arguments)."""
     reason = not_periodic(geom)
+    if reason and hint is None and any(a.size % a.stride for a in geom.axes):  # no padding
+        # helps (an audit: the padding hint below was given here too)
+        raise ValueError(f"{what} needs {reason}: no padding makes that layer periodic (crop "
+                         "or pad the input to a multiple of the stride)")
     if reason:
         raise ValueError(f"{what} needs {reason}; for the periodic layer "
                          f"{PERIODIC_HINT if hint is None else hint}")

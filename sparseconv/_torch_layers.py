@@ -190,8 +190,12 @@ def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
     shape = spatial_size(input_shape, "input_shape")
     if ndim is not None and len(shape) != ndim + 1:
         want = f"(C, *spatial) with {ndim} spatial axes"
+        # one axis too many: the batch, most likely (x.shape; an audit: trace says so,
+        # this did not)
+        batch = (f"; without the batch axis, input_shape={shape[1:]}"
+                 if len(shape) == ndim + 2 else "")
         raise ValueError(f"input_shape must be {want} of positive ints for {name}, got "
-                         f"{input_shape!r}")
+                         f"{input_shape!r}{batch}")
     return shape
 
 

@@ -314,7 +314,10 @@ def test_non_periodic_layers_and_bad_arguments_are_refused_by_name():
     w = np.ones((2, 2, 3, 3))
     with pytest.raises(ValueError, match="circular_svd needs a periodic layer.*padding=None"):
         circular_svd(w, (2, 8, 8), padding=0)
-    with pytest.raises(ValueError, match="divisible"):
+    # (an audit: the padding hint came with it too, and no padding helps)
+    with pytest.raises(ValueError, match=r"divisible by its stride, got input size \(7, 8\) "
+                       r"and stride \(2, 2\): no padding makes that layer periodic \(crop or "
+                       r"pad the input to a multiple of the stride\)$"):
         circular_svd(w, (2, 7, 8), stride=2)
     svd = circular_svd(w, (2, 8, 8))
     with pytest.raises(ValueError, match=r"b must have shape \(128,\)"):

@@ -698,6 +698,11 @@ def test_an_input_shape_with_its_batch_is_explained():
     for call in (sct.trace, sct.lipschitz_report, sct.network_operator):
         with pytest.raises(ValueError, match=given):
             call(model, (1, 3, 8, 8))
+    # one module's functions too (an audit: they said only what the shape must be)
+    for call in (sct.matrix, sct.operator, sct.affine, sct.spectral_norm, sct.singular_values):
+        with pytest.raises(ValueError, match=r"got \(1, 3, 8, 8\); without the batch axis, "
+                           r"input_shape=\(3, 8, 8\)$"):
+            call(model[0], (1, 3, 8, 8))
     message = (r"^Sequential's forward failed on a probe batch of shape \({}, 1, 3, 7, 8\) "
                r"\(input_shape=\(1, 3, 7, 8\) is \(C, \*spatial\), without the batch\): "
                r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d[^\n]*$")
