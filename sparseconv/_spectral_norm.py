@@ -246,16 +246,19 @@ SECTION_GAIN = 0.05
 
 
 def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: dict,
-              rounding: Rounding, executor=None, floor=None) -> dict:
+              rounding: Rounding, executor=None, floor=None,
+              step: Callable[[], None] = lambda: None) -> dict:
     """Adds each exact section's bound to ``bounds``; returns the witnesses of the best.
 
     ``floor(witnesses)``: a quick certified lower bound from a section's witnesses, if the
     caller has one; each later section then stops once it cannot beat the best bound by more
     than ``SECTION_GAIN`` of the gap to it (its bound is still certified, only less tight).
+    ``step()`` is called after each axis (the progress of :class:`_Stages`).
     """
     per_frequency, chosen, low = certified.max(axis=-1), {}, None
     for axis in range(geom.ndim):
         if not fits(section_bytes(geom, axis)):
+            step()
             continue  # an exact section only tightens the bound: skipped, never refused late
         # 1-D: no other axis, the layer itself is the one block, proved exactly
         blocks = per_frequency.max(axis=axis) if geom.ndim > 1 else np.array([math.inf])
@@ -270,6 +273,7 @@ def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: d
             chosen = witnesses
             if floor is not None:
                 low = floor(witnesses)
+        step()
     return chosen
 
 
@@ -289,6 +293,39 @@ def _single_operator(weight, geom: ConvGeometry) -> ConvOperator | None:
     if not fits(3 * double // 2 + 12 * max(geom.shape) * (8 if complex_ else 4)):
         return None
     return _operator(weight, geom, np.complex64 if complex_ else np.float32)
+
+
+class _Stages:
+    """``progress(done, total)`` over a bound's stages (an audit: only the circulant bound's
+    chunks of frequencies were reported, before the longer stages even began): those chunks,
+    then one step per later stage -- each exact section, the Lanczos lower bound, the
+    whole-Gram certificate -- of the ``later`` that may run; :meth:`finish` makes the last
+    call ``(total, total)`` whichever of them ran."""
+
+    def __init__(self, progress: ProgressLike | None, later: int) -> None:
+        self.progress, self.later, self.chunks, self.done = progress, later, 0, 0
+        self.last: tuple[int, int] | None = None
+
+    def _say(self, done: int, total: int) -> None:
+        self.last = (done, total)
+        if self.progress is not None:
+            self.progress(done, total)
+
+    def chunk(self, done: int, total: int) -> None:
+        """The circulant bound's callback: ``done`` of its ``total`` chunks."""
+        self.chunks = total
+        self._say(done, total + self.later)
+
+    def step(self) -> None:
+        """A later stage finished."""
+        self.done = min(self.done + 1, self.later)
+        self._say(self.chunks + self.done, self.chunks + self.later)
+
+    def finish(self) -> None:
+        """Every stage done (those that did not run counted as done)."""
+        total = max(1, self.chunks + self.later)
+        if self.last != (total, total):
+            self._say(total, total)
 
 
 def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None,
@@ -316,9 +353,13 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
             check_memory(nbytes, "the Cholesky factorization of the whole Gram matrix "
                          f"({flops:.2e} multiply-adds) of spectral_norm's method='exact'")
         exact_first = exact or (not upper_only and flops <= FULL_FLOPS and fits(nbytes))
+    # the stages that may follow the circulant bound: the sections (one per axis), the
+    # Lanczos lower bound, the whole-Gram certificate
+    stages = _Stages(progress, 0 if upper_only else
+                     (0 if exact_first else geom.ndim) + 1 + (exact_first or width is not None))
     if geom.padding_mode == "zeros":
         rounding = Rounding.of(weight, geom.groups)
-        grid, certified = _circulant(weight, geom, rounding, executor, progress)
+        grid, certified = _circulant(weight, geom, rounding, executor, stages.chunk)
         bounds = {"circulant": float(certified.max())}
 
         def floor(found: dict) -> float:  # the quotient of the start vector they give
@@ -328,14 +369,15 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
                                            float(np.linalg.norm(x)), max(op.shape))
 
         witnesses = {} if upper_only or exact_first else _sections(
-            weight, geom, grid, certified, bounds, rounding, executor, floor)
+            weight, geom, grid, certified, bounds, rounding, executor, floor, stages.step)
         start = start_vector(geom, grid, witnesses) if witnesses else np.ones(op.shape[1])
     else:  # A = V P: the unpadded layer V on the padded input, times ||P|| = sqrt(copies)
         padded = (geom.in_channels, *(a.padded_size for a in geom.axes))
         valid = ConvGeometry.from_weight(weight.shape, padded, stride=geom.stride,
                                          dilation=geom.dilation, groups=geom.groups)
         valid_rounding = Rounding.of(weight, geom.groups)
-        grid, certified = _circulant(weight, valid, valid_rounding, executor, progress)
+        grid, certified = _circulant(weight, valid, valid_rounding, executor,
+                                     stages.chunk)
         valid_bounds = {"circulant": float(certified.max())}
         scale = up(math.sqrt(copies), 2)
 
@@ -343,7 +385,8 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
             return {f"padding x {name}": up(scale * value, 2) for name, value in found.items()}
 
         if not upper_only and not exact_first:
-            _sections(weight, valid, grid, certified, valid_bounds, valid_rounding, executor)
+            _sections(weight, valid, grid, certified, valid_bounds, valid_rounding, executor,
+                      step=stages.step)
         bounds = times_padding(valid_bounds)
         start = np.ones(op.shape[1])
     upper = min(bounds.values())
@@ -351,9 +394,11 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     if upper_only:  # one certified quotient of the start vector: cheap, and loose
         lower = rounding.quotient_lower(float(np.linalg.norm(op.matvec(start))),
                                         float(np.linalg.norm(start)), max(op.shape))
+        stages.finish()
         return _checked(upper, lower, upper, "upper", bounds, False)
     lower, converged = lower_bound(op, start, tol, rounding, upper=upper,
                                    single=functools.partial(_single_operator, weight, geom))
+    stages.step()
     full = exact_first and upper - lower > max(tol, 1e-6) * upper
     if width is not None and not full and upper - lower > width * upper:
         if exact_first:
@@ -371,6 +416,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         with reusing():  # one group's band memory serves the next, dropped after them
             bounds["exact"] = full_bound(weight, geom, lower, Rounding.of(weight, geom.groups),
                                          tol, groups, executor, copies)
+        stages.step()
         if bounds["exact"] == math.inf and exact_first:  # no candidate proved: the sections
             # (skipped before it), as for a large layer
             if geom.padding_mode == "zeros":
@@ -384,6 +430,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
                  "lower bound" if bounds["exact"] == math.inf else "the whole-Gram "
                  "certificate is placed at least 1e-8 above the square of the lower bound, "
                  "its rounding allowance above that (relative widths from about 5e-9)")
+    stages.finish()
     return _checked(lower, lower, upper, "bounds", bounds, converged)
 
 
@@ -550,7 +597,9 @@ def spectral_norm(
         Default: threads on every core, one BLAS thread each.
     progress : callable, optional
         ``progress(done, total)``, called as the circulant bound's chunks of frequencies
-        complete.
+        complete, then as each later stage ends (each exact section, the Lanczos lower bound,
+        the whole-Gram certificate), ``total`` counting those that may run; the last call is
+        ``(total, total)`` (``(1, 1)`` for the dense and ``1x1`` routes, which have one step).
 
     Returns
     -------
@@ -634,7 +683,9 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
         result = _fft(weight, geom, executor, progress)
     elif route == "dense":
         result = _dense(weight, geom)
-    else:
+    if route in ("1x1", "dense") and progress is not None:
+        progress(1, 1)  # one step, done
+    if route not in ("1x1", "fft", "dense"):
         result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper",
                          exact=method == "exact", width=relative_width, missed=reasons)
     result = _scaled(result, exponent, tol)

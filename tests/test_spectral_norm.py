@@ -34,6 +34,49 @@ def assert_contains(result, truth, context):
         result.bounds, truth, context)
 
 
+@pytest.mark.parametrize("options, stages", [
+    (dict(), ["section_bound"] * 2 + ["lower_bound"]),  # after the circulant bound's chunks
+    (dict(padding_mode="reflect"), ["section_bound"] * 2 + ["lower_bound"]),  # unpadded layer
+    (dict(relative_width=1e-7), ["section_bound"] * 2 + ["lower_bound", "full_bound"]),
+    (dict(method="upper"), []),  # the circulant bound alone
+    (dict(method="exact"), ["lower_bound", "full_bound"]),  # no sections
+])
+def test_progress_runs_through_every_stage(options, stages, monkeypatch):
+    """``progress(done, total)`` was called only for the circulant bound's chunks, before
+    the sections and the Lanczos lower bound (most of a large layer's time) began (an
+    audit). Now: a call after each stage (each section, the lower bound, the whole-Gram
+    certificate: the spies' log), ``done`` never decreasing, one ``total``, and the last
+    call ``(total, total)``."""
+    module = _spectral_norm_module()
+    monkeypatch.setattr(module, "FULL_FLOPS", -1)  # sections, as on large layers
+    monkeypatch.setattr(module, "dense_is_affordable", lambda *shape: False)
+    log: list = []
+    for name in ("section_bound", "lower_bound", "full_bound"):  # as _spectral_norm calls them
+        original = getattr(module, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            result = _original(*args, **kwargs)
+            log.append(_name)
+            return result
+
+        monkeypatch.setattr(module, name, spy)
+    w = np.random.default_rng(3).standard_normal((3, 3, 3, 3)) / 5
+    seen: list = []
+    r = spectral_norm(w, (3, 10, 10), padding=1, **options,
+                      progress=lambda done, total: seen.append((done, total, len(log))))
+    dense = np.linalg.norm(conv_matrix(w, (3, 10, 10), padding=1,
+                                       padding_mode=options.get("padding_mode", "zeros")
+                                       ).toarray(), 2)
+    assert_contains(r, dense, options)
+    assert log == stages, log
+    totals = {total for _, total, _ in seen}
+    assert len(totals) == 1 and seen[-1][:2] == (totals.pop(),) * 2, seen
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:])), seen
+    # a call as each stage ends (before the next one starts), the last after the last
+    assert {k for _, _, k in seen} >= set(range(1, len(stages) + 1)), (seen, log)
+    assert seen[-1][2] == len(log), (seen, log)
+
+
 @pytest.fixture(params=["every axis", "sections", "sections by block rows"])
 def route(request, monkeypatch):
     """Both certificates of a zero-, reflect- or replicate-padded layer: the whole Gram's
