@@ -49,7 +49,9 @@ from ._parallel import cpu_count, map_chunks, one_blas_thread
 from ._rounding import Rounding, U, cholesky_slack, gamma, up
 from ._symbol import (
     conjugate_pairs,
+    frequency_work_bytes,
     per_frequency,
+    stored_count,
     symbol_at,
     top_per_frequency,
 )
@@ -97,7 +99,8 @@ def _circulant_frequencies(weight, periodic: ConvGeometry) -> tuple[np.ndarray, 
     """The frequencies to evaluate (one of each pair ``{xi, -xi}`` for a real kernel) and the
     coarse grid, after checking the memory of the per-frequency results."""
     grid = list(periodic.coarse_grid)
-    check_memory(24 * math.prod(grid) * periodic.groups,
+    check_memory(24 * math.prod(grid) * periodic.groups
+                 + frequency_work_bytes(periodic, stored_count(grid, weight.dtype.kind != "c")),
                  "the per-frequency maxima of spectral_norm's circulant bound")
     if weight.dtype.kind == "c":
         return np.indices(grid).reshape(len(grid), -1).T, grid

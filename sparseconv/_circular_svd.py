@@ -36,7 +36,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from ._memory import check_memory
 from ._symbol import layer_geometry, require_periodic
-from ._symbol_svd import Frequencies, factor_symbol, negative_frequencies
+from ._symbol_svd import Frequencies, factor_bytes, factor_symbol, negative_frequencies
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
 from ._validation import as_weight, is_int, periodic_padding_mode, real_number
 
@@ -94,6 +94,9 @@ class CircularSVD(LinearOperator):
         self.input_shape, self.output_shape = geom.input_shape, geom.output_shape
         self._real = weight.dtype.kind != "c"
         self._grid = geom.coarse_grid
+        check_memory(factor_bytes(geom, self._real),
+                     f"the circular SVD's factors (U, S, V at {math.prod(self._grid)} "
+                     "frequencies)")
         self._frequencies = Frequencies.of(self._grid, self._real)
         self._u, s, self._vh = factor_symbol(geom, weight, self._frequencies)
         self._s = self._frequencies.everywhere(s)  # (F, groups, k) over the whole grid

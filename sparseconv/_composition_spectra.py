@@ -113,20 +113,23 @@ def _common_grid(chain: list[_Layer]) -> tuple[tuple[int, ...], list[tuple[int, 
 
 def _fft_singular_values(chain: list[_Layer]) -> np.ndarray:
     grid, blocks = _common_grid(chain)
-    layers = [_polyphase_layer(layer.geom, layer.weight, block, grid)
-              for layer, block in zip(chain, blocks)]
     first, last = chain[0].geom, chain[-1].geom
     per_frequency = min(last.out_channels, first.in_channels * math.prod(first.stride)
                         * math.prod(blocks[0]))
     count = math.prod(grid) * per_frequency
-    check_memory(4 * 8 * count, f"the {count} singular values")  # values, repeats, sort
+    # before any symbol: the values (with their repeats and sort), the frequency list
+    check_memory(4 * 8 * count + 8 * (2 * len(grid) + 4) * math.prod(grid),
+                 f"the {count} singular values")
+    layers = [_polyphase_layer(layer.geom, layer.weight, block, grid)
+              for layer, block in zip(chain, blocks)]
+    largest = max(16 * p.groups**2 * p.rows * p.cols for p in layers)
+    step = max(1, min(_CHUNK_BYTES // largest, math.prod(grid)))
+    check_memory(4 * 8 * count + 8 * (2 * len(grid) + 4) * math.prod(grid) + 3 * step * largest,
+                 f"the {count} singular values and the symbols of one chunk")
     if all(layer.weight.dtype.kind != "c" for layer in chain):  # one of each {xi, -xi}
         frequencies, counts = conjugate_pairs(grid)
     else:
         frequencies, counts = np.indices(grid).reshape(len(grid), -1).T, np.ones((), int)
-    largest = max(16 * p.groups**2 * p.rows * p.cols for p in layers)
-    step = max(1, _CHUNK_BYTES // largest)
-    check_memory(3 * step * largest, "the symbols of a composition (one chunk)")
     values = []
     for start in range(0, len(frequencies), step):
         total = None

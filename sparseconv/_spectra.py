@@ -35,10 +35,12 @@ from ._symbol import (
     PERIODIC_HINT,
     check_symbol_memory,
     conjugate_pairs,
+    frequency_work_bytes,
     layer_geometry,
     not_periodic,
     per_frequency,
     smaller_gram,
+    stored_count,
     symbol_at,
     times_power_of_two,
     unit_scale,
@@ -122,7 +124,10 @@ def _circular_singular_values(geom: ConvGeometry, weight: np.ndarray,
     grid = list(geom.coarse_grid)
     rows, cols = geom.out_channels // geom.groups, geom.in_channels // geom.groups
     count = math.prod(grid) * geom.groups * min(rows, cols * math.prod(geom.stride))
-    check_memory(4 * 8 * count, f"the {count} singular values")  # values, repeats, sort
+    # the values, their repeats and sort; the frequencies and the symbol's chunks in flight
+    stored = stored_count(geom.coarse_grid, weight.dtype.kind != "c")
+    check_memory(4 * 8 * count + frequency_work_bytes(geom, stored),
+                 f"the {count} singular values")
     if weight.dtype.kind == "c":
         frequencies, counts = np.indices(grid).reshape(len(grid), -1).T, 1
     else:  # one frequency of each pair {xi, -xi}
@@ -389,6 +394,9 @@ def eigenvalues(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple
 
 def _options(layer, i: int) -> tuple:
     """``(weight, options)`` of ``layers[i]``: a weight, or a ``(weight, dict)`` pair."""
+    if isinstance(layer, Mapping):  # (a new user's trial: dicts met "a numeric array")
+        raise TypeError(f"layers[{i}] must be a weight or a (weight, options) pair such as "
+                        f"(w, dict(stride=2)), got a dict with keys {sorted(map(str, layer))}")
     if not isinstance(layer, tuple):
         return layer, {}
     if len(layer) != 2:

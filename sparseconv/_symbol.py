@@ -22,7 +22,7 @@ import numpy as np
 
 from ._geometry import ConvGeometry, block_diagonal
 from ._memory import check_memory
-from ._parallel import frequency_chunks, map_chunks
+from ._parallel import cpu_count, frequency_chunks, map_chunks
 from ._typing import (
     ArrayLike,
     IntOrTuple,
@@ -106,6 +106,33 @@ def check_symbol_memory(geom: ConvGeometry, what: str, copies: int = 3) -> None:
     grid = math.prod(geom.coarse_grid)
     block = geom.out_channels * geom.in_channels * math.prod(geom.stride)
     check_memory(copies * 16 * grid * block, what)
+
+
+def stored_count(grid: Sequence[int], real: bool) -> int:
+    """How many frequencies a real (``real=True``) or complex weight's spectra work on: one
+    of each pair ``{xi, -xi}`` for a real weight (:func:`conjugate_pairs`), else all.
+
+    The frequencies that are their own negatives are the ones of coordinates ``0`` or
+    ``n/2`` on every axis: ``prod(2 if n is even else 1)`` of them.
+    """
+    count = math.prod(grid)
+    if not real:
+        return count
+    alone = math.prod(2 if n % 2 == 0 else 1 for n in grid)
+    return (count + alone) // 2
+
+
+def frequency_work_bytes(geom: ConvGeometry, frequencies: int, copies: int = 2) -> int:
+    """Bytes :func:`per_frequency` needs for ``frequencies`` frequencies, besides its results.
+
+    The frequency list (``(F, ndim)`` integers, and :func:`conjugate_pairs`'s work to choose
+    it from the whole grid), and the symbols of the chunks in flight on the default thread
+    pool, with ``copies`` of each (the symbol, and the reduction's Gram matrix).
+    """
+    grid = math.prod(geom.coarse_grid)
+    block = geom.out_channels * (geom.in_channels // geom.groups) * math.prod(geom.stride)
+    in_flight = min(frequencies, _frequency_step(geom) * cpu_count())
+    return 8 * (2 * geom.ndim + 4) * grid + copies * 16 * in_flight * block
 
 
 def is_periodic(geom: ConvGeometry) -> bool:

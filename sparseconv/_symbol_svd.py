@@ -42,12 +42,11 @@ from typing import NamedTuple
 import numpy as np
 
 from ._geometry import ConvGeometry
-from ._memory import check_memory
 from ._parallel import cpu_count, frequency_chunks, map_chunks
-from ._symbol import symbol_at, times_power_of_two, unit_scale
+from ._symbol import stored_count, symbol_at, times_power_of_two, unit_scale
 
-__all__ = ["GRAM_CONDITION", "Frequencies", "factor_symbol", "negative_frequencies",
-           "svd_of_stack"]
+__all__ = ["GRAM_CONDITION", "Frequencies", "factor_bytes", "factor_symbol",
+           "negative_frequencies", "svd_of_stack"]
 
 #: Frequencies are factored in chunks whose symbol takes about this many bytes.
 _CHUNK_BYTES = 8 * 2**20
@@ -126,22 +125,38 @@ def negative_frequencies(grid: tuple[int, ...]) -> np.ndarray:
     return np.ravel_multi_index([(-x) % n for x, n in zip(xi, grid)], grid)
 
 
+def factor_bytes(geom: ConvGeometry, real: bool) -> int:
+    """The bytes :class:`sparseconv.CircularSVD` allocates, at most: its bookkeeping of the
+    frequencies, the factors, the chunks in flight and the sorted singular values.
+
+    Computed from the shapes alone, so that a layer too large is refused before anything is
+    allocated.
+    """
+    grid, groups = geom.coarse_grid, geom.groups
+    m, n = geom.symbol_block
+    k, count = min(m, n), math.prod(grid)
+    stored = stored_count(grid, real)
+    step = _chunk(groups * m * n)
+    in_flight = min(stored, step * cpu_count())  # one batch per worker at a time
+    bookkeeping = 8 * (len(grid) + 4) * count  # np.indices, ravel, negatives, stored
+    factors = 16 * stored * groups * (m * k + k * n) + 8 * stored * groups * k
+    spectrum = 8 * count * groups * k * 3  # S everywhere, its order, S sorted
+    return bookkeeping + factors + spectrum + 16 * in_flight * groups * m * n * 4
+
+
 def factor_symbol(geom: ConvGeometry, weight: np.ndarray, frequencies: Frequencies):
     """At the stored frequencies: ``U`` (R, g, m, k), ``S`` (R, g, k) and ``V^H`` (R, g, k, n).
 
     ``k = min(m, n)``; the SVD of the symbol per frequency and group, chunks of frequencies
     on the thread pool of :func:`sparseconv._parallel.map_chunks` (one BLAS thread each), each
-    writing its rows of the result (no copy of the whole).
+    writing its rows of the result (no copy of the whole). The caller has checked
+    :func:`factor_bytes` against the memory limit.
     """
     grid = list(geom.coarse_grid)
     groups = geom.groups
     m, n = geom.symbol_block
     k, stored = min(m, n), len(frequencies.stored)
     step = _chunk(groups * m * n)
-    in_flight = min(stored, step * cpu_count())  # one batch per worker at a time
-    check_memory(16 * stored * groups * (m * k + k * n) + 8 * frequencies.size * groups * k
-                 + 16 * in_flight * groups * m * n * 4,
-                 "the circular SVD's factors (U, S, V per frequency)")
     # contiguous: unit_scale views a complex weight as its real parts
     scaled, exponent = unit_scale(np.ascontiguousarray(weight))
     at = np.stack(np.unravel_index(frequencies.stored, grid), axis=-1)

@@ -108,6 +108,23 @@ class _Symbol:
         return [d for d in range(self.shifts.shape[1]) if np.ptp(self.shifts[:, d]) > 0]
 
 
+def _check_symbol_memory(geom: ConvGeometry) -> None:
+    """Refuse, before anything is allocated, a polyphase symbol beyond the memory limit.
+
+    Its matrices are ``C_out/groups x C_in/groups * prod(stride)`` per group: a large stride
+    multiplies the columns, and the Gram matrix of each vertex squares the smaller side.
+    """
+    groups, taps = geom.groups, math.prod(geom.kernel_size)
+    rows = geom.out_channels // groups
+    cols = geom.in_channels // groups * math.prod(geom.stride)
+    side = min(rows, cols)
+    check_memory(16 * taps * groups * rows * cols + 3 * 16 * rows * cols
+                 + 3 * 16 * groups * side * side,
+                 f"toeplitz_norm's polyphase symbol: {groups} group(s) of {rows} x {cols} "
+                 f"matrices (C_out/groups x C_in/groups * prod(stride), "
+                 f"stride={geom.stride}) at {taps} shifts")
+
+
 def _polyphase(weight: np.ndarray, geom: ConvGeometry) -> _Symbol:
     """The shifts ``a`` and matrices ``M_a`` of the layer, from the geometry's gather map."""
     first = [a.tap_index()[0] for a in geom.axes]  # taps of output 0 read t * dilation
@@ -190,7 +207,7 @@ def _quotient_lower(symbol: _Symbol, rounding: Rounding, point: np.ndarray) -> f
     h = _symbol_at(symbol, point[None], np.zeros_like(point)[None])[0]
     tops = [np.linalg.svd(block, compute_uv=False)[0] for block in h]
     block = h[int(np.argmax(tops))]
-    x = np.conj(np.linalg.svd(block)[2][0])
+    x = np.conj(np.linalg.svd(block, full_matrices=False)[2][0])
     n = block.shape[1]
     y_norm, x_norm = float(np.linalg.norm(block @ x)), float(np.linalg.norm(x))
     g = gamma(2 * n + 4)
@@ -520,7 +537,8 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     TypeError
         An argument of the wrong type.
     MatrixTooLargeError
-        One evaluation of the symbol beyond the memory limit, before it starts.
+        The polyphase symbol (``C_out/groups x C_in/groups * prod(stride)`` per group and
+        shift) or one evaluation of it beyond the memory limit, before it starts.
 
     See Also
     --------
@@ -571,6 +589,7 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
                              f"dilation={dilation} with weight.shape={weight.shape}")
     geom = ConvGeometry.from_weight(weight.shape, (weight.shape[1] * groups, *span),
                                     stride=stride, dilation=dilation, groups=groups)
+    _check_symbol_memory(geom)
     weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
     if not weight.any():
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0})

@@ -145,6 +145,13 @@ HUGE = {  # (a review: each allocated 0.7 to 7.6 GB, or ran for seconds, before 
     "avg_pool kernel": lambda: sparseconv.avg_pool_matrix((1, 10), 10**8, ceil_mode=True),
     "transposed operator": lambda: sparseconv.ConvTransposeOperator(
         np.ones((1, 1, 3)), (1, 10), stride=3 * 10**6) @ np.ones(10),
+    # (a new user's trial: the frequencies' bookkeeping came before the check, 190 MB here)
+    "circular_svd": lambda: sparseconv.circular_svd(np.ones((1, 1, 3, 3)), (1, 2048, 2048)),
+    "clip_singular_values": lambda: sparseconv.clip_singular_values(
+        np.ones((1, 1, 3, 3)), (1, 2048, 2048), max=1.0),
+    # (the same trial: a stride multiplies the symbol's columns, 1.2 GB here, unchecked)
+    "toeplitz_norm stride": lambda: sparseconv.toeplitz_norm(np.ones((64, 64, 3, 3)),
+                                                             stride=64),
 }
 
 
@@ -169,3 +176,42 @@ def test_operators_of_huge_strides_are_built_without_visiting_every_phase():
         op = sparseconv.ConvOperator(np.array([[[1.0, 2.0, 3.0]]]), (1, 10), stride=stride)
         np.testing.assert_array_equal(op.H @ np.ones(op.shape[0]),
                                       [1, 2, 3, 0, 0, 0, 0, 0, 0, 0])
+
+
+_W4, _W64 = W[:4, :4], np.random.default_rng(1).standard_normal((64, 64, 3, 3))
+WORKING_SETS = {  # (a new user's trial: each went past a 16 MiB limit, up to 256 MiB)
+    "singular_values": lambda: sparseconv.singular_values(_W64, (64, 32, 32), **PERIODIC),
+    "singular_values stride": lambda: sparseconv.singular_values(W, (8, 128, 128), stride=2,
+                                                                 **PERIODIC),
+    "spectral_norm": lambda: sparseconv.spectral_norm(W, (8, 64, 64), padding=1,
+                                                      method="upper"),
+    "circular_svd": lambda: sparseconv.circular_svd(_W4, (4, 128, 128)),
+    "clip_singular_values": lambda: sparseconv.clip_singular_values(_W4, (4, 128, 128),
+                                                                    max=1.0),
+    "clip_singular_values kernel": lambda: sparseconv.clip_singular_values(
+        _W4, (4, 128, 128), max=1.0, support="kernel", iterations=2),
+    "composition_singular_values": lambda: sparseconv.composition_singular_values(
+        [(W, PERIODIC), (W, PERIODIC)], (8, 64, 64)),
+    "toeplitz_norm stride": lambda: sparseconv.toeplitz_norm(_W4, stride=32, tol=1e-4),
+}
+
+
+@pytest.mark.parametrize("limit", [4 * 2**20, 16 * 2**20, 32 * 2**20, 64 * 2**20])
+@pytest.mark.parametrize("name", sorted(WORKING_SETS))
+def test_the_spectra_stay_within_the_limit_or_refuse_before_allocating(name, limit):
+    """The limit bounds what a call allocates, its working set included (the chunks of the
+    symbol in flight, the frequencies' bookkeeping, a second factorization): numpy's
+    allocations, as tracemalloc sees them, stay under it, or the call is refused first."""
+    old = sparseconv.set_memory_limit(limit)
+    tracemalloc.start()
+    try:
+        try:
+            WORKING_SETS[name]()
+            refused = False
+        except sparseconv.MatrixTooLargeError:
+            refused = True
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        sparseconv.set_memory_limit(old)
+    assert peak < (2**20 if refused else limit), (name, refused, peak)

@@ -80,3 +80,16 @@ def test_quarter_turns_are_exact():
     geom = ConvGeometry.from_weight(w.shape, (2, 8, 6), padding_mode="circular", padding=1)
     h = symbol_at(geom, w, [(0, 0), (4, 0), (0, 3), (4, 3)])
     assert not h.imag.any()
+
+
+def test_stored_count_is_the_number_of_frequencies_the_spectra_work_on():
+    """The memory checks size the frequencies before choosing them: the count must be that
+    of the choice (one of each pair {xi, -xi} for a real weight), on odd and even grids."""
+    from sparseconv._symbol import conjugate_pairs, stored_count
+    from sparseconv._symbol_svd import Frequencies
+
+    for grid in [(1,), (2,), (7,), (8,), (3, 4), (4, 4), (5, 7), (2, 3, 4), (6, 1, 5)]:
+        pairs, counts = conjugate_pairs(grid)
+        assert stored_count(grid, real=True) == len(pairs) == len(Frequencies.of(grid, True)
+                                                                  .stored), grid
+        assert counts.sum() == np.prod(grid) == stored_count(grid, real=False), grid
