@@ -89,7 +89,9 @@ def map_chunks(task: Callable, args: tuple, chunks: Sequence, *, executor: Execu
     """
     total = len(chunks)
     if total == 1 and executor is None:  # small work: no pool, no thread limit to set
-        return [_collect(functools.partial(task, *args, chunks[0]), what, label(0))]
+        result = _collect(functools.partial(task, *args, chunks[0]), what, label(0))
+        _report(progress, 1, 1)
+        return [result]
     own = executor is None and cpu_count() > 1
     pool = ThreadPoolExecutor(cpu_count()) if own else executor
     results: list = []

@@ -129,6 +129,22 @@ def test_progress_is_reported_per_chunk():
     assert total > 1 and seen == [(i + 1, total) for i in range(total)]
 
 
+@pytest.mark.parametrize("call", [
+    lambda w, progress: singular_values(w, (4, 4, 4), progress=progress, **PERIODIC),
+    lambda w, progress: eigenvalues(w, (4, 4, 4), progress=progress, **PERIODIC),
+    lambda w, progress: symbol(w, (4, 4), progress=progress),
+    lambda w, progress: map_chunks(np.add, (1,), [np.arange(2)], executor=None, what="one",
+                                   progress=progress),
+])
+def test_progress_is_reported_for_work_of_one_chunk(call):
+    """(A new user's trial: work that fit one chunk ran without a pool, and without calling
+    the progress callback at all.)"""
+    seen = []
+    call(np.random.default_rng(6).standard_normal((4, 4, 3, 3)),
+         lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 1)]
+
+
 def test_one_blas_thread_is_shared_and_restored():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     before = [p["num_threads"] for p in threadpoolctl.threadpool_info()]
