@@ -19,18 +19,24 @@ several taps of a wrapping dilated kernel is shared equally between them).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
 
 from ._circular_svd import CircularSVD
 from ._geometry import ConvGeometry
+from ._memory import check_memory
+from ._symbol import layer_geometry, require_periodic
+from ._symbol_svd import factor_bytes
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
 from ._validation import periodic_padding_mode, positive_int, real_number
 
 __all__ = ["clip_singular_values"]
 
 _SUPPORTS = ("full", "kernel")
+#: Rounds of the alternating projection by default.
+_ITERATIONS = 10
 
 
 def _impulse_row(geom: ConvGeometry, h: np.ndarray) -> np.ndarray:
@@ -72,7 +78,7 @@ def _real_if(weight: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def clip_singular_values(
     weight: ArrayLike, input_shape: ShapeLike, *, max: float, stride: IntOrTuple = 1,
     padding: PaddingLike | None = None, dilation: IntOrTuple = 1, groups: int = 1,
-    support: Literal["full", "kernel"] = "full", iterations: int = 10,
+    support: Literal["full", "kernel"] = "full", iterations: int | None = None,
     padding_mode: Literal["circular"] = "circular",
 ) -> np.ndarray:
     """Project a periodic layer onto the operator-norm ball ``||A||_2 <= max``.
@@ -93,9 +99,10 @@ def clip_singular_values(
         ``"full"`` (default): the exact projection, a kernel of the input's size.
         ``"kernel"``: a kernel of the original shape and dilation, by alternating the
         projection with the restriction to the original taps (approximate: see Notes).
-    iterations : int
-        Rounds of the alternating projection (``support="kernel"`` only); it stops earlier
-        once the layer is in the ball.
+    iterations : int, optional
+        Rounds of the alternating projection, ``support="kernel"`` only (default 10); it
+        stops earlier once the layer is in the ball. The exact projection has no rounds:
+        ``support="full"`` refuses it.
     padding_mode : "circular"
         As :func:`circular_svd`: the only value, so the spectra's periodic arguments pass.
 
@@ -112,7 +119,9 @@ def clip_singular_values(
     ------
     ValueError, TypeError
         As :func:`circular_svd`; ``max`` negative or not a finite number; an unknown
-        ``support``; ``iterations`` not a positive integer.
+        ``support``; ``iterations`` not a positive integer, or given with
+        ``support="full"``. :class:`MatrixTooLargeError` if the circular SVD and the
+        full-size kernel exceed the memory limit (checked before anything is allocated).
 
     See Also
     --------
@@ -150,23 +159,37 @@ def clip_singular_values(
     c = real_number(max, "max", low=0.0)
     if support not in _SUPPORTS:
         raise ValueError(f"support must be one of {_SUPPORTS}, got {support!r}")
+    if iterations is None:
+        iterations = _ITERATIONS
+    elif support == "full":
+        raise ValueError(f"iterations={iterations!r} applies to support='kernel' only: "
+                         "support='full' is the exact projection, in one step")
     iterations = positive_int(iterations, "iterations")
 
     def factor(w) -> CircularSVD:
         return CircularSVD(w, input_shape, stride=stride, padding=padding, dilation=dilation,
                            groups=groups)
 
-    svd = factor(weight)
-    geom, original = svd.geometry, np.asarray(weight)
+    original, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
+                                    "circular")
+    require_periodic(geom, "clip_singular_values")
+    # the factors, then the clipped symbol and its inverse DFT: a few full-size kernels
+    full = geom.out_channels * (geom.in_channels // geom.groups) * math.prod(geom.input_size)
+    check_memory(factor_bytes(geom, original.dtype.kind != "c") + 4 * 16 * full,
+                 f"clip_singular_values of a layer on {geom.input_shape} (the circular SVD "
+                 f"and a {geom.out_channels} x {geom.in_channels // geom.groups} x "
+                 f"{' x '.join(map(str, geom.input_size))} kernel)")
+    svd = factor(original)
     if support == "full":
         row = _impulse_row(geom, svd._symbol_of(np.minimum(svd._s, c)))
         return _real_if(original, _full_kernel(geom, row))
     kernel = original
     for step in range(iterations):
         if step:  # the first round factors the weight itself, above
+            del svd  # one circular SVD alive at a time
             svd = factor(kernel)
         if svd.S.size == 0 or svd.S[0] <= c:
             break
-        row = _impulse_row(geom, svd._symbol_of(np.minimum(svd._s, c)))
-        kernel = _real_if(original, _support(geom, row))
+        kernel = _real_if(original, _support(geom, _impulse_row(
+            geom, svd._symbol_of(np.minimum(svd._s, c)))))
     return np.array(kernel, dtype=np.result_type(original, np.float64))

@@ -166,7 +166,8 @@ SPECS = {
         dict(weight=W, input_shape=SHAPE, max=1.0, support="kernel"),
         dict(weight=WEIGHTS + NON_FINITE, input_shape=SIZES,
              max=[-1.0, NAN, float("inf"), "1", None, True, np.ones(2)],
-             support=["same", 1, None, ("full",)], iterations=GROUPS,
+             support=["same", 1, None, ("full",)],
+             iterations=[g for g in GROUPS if g is not None],  # None: the default
              **layer_bad(mode=False))),
     "compose": Spec(lambda layers: sc.compose(*layers), dict(layers=(A, A)),
                     dict(layers=[(), ("abc",), (None,), (np.ones((81, 81)),),

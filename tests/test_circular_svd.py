@@ -300,6 +300,16 @@ def test_clip_keeping_the_support_lowers_the_norm_towards_max(options):
     assert norms[2] <= c * 1.01  # approximate: close to the ball, not necessarily inside
 
 
+def test_iterations_belong_to_the_alternating_projection_only():
+    """(A new user's trial: support="full" ignored iterations=50 without a word.)"""
+    w = np.random.default_rng(7).standard_normal((2, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"iterations=50 applies to support='kernel' only"):
+        clip_singular_values(w, (2, 8, 8), max=1.0, iterations=50)
+    np.testing.assert_array_equal(clip_singular_values(w, (2, 8, 8), max=1.0, support="kernel"),
+                                  clip_singular_values(w, (2, 8, 8), max=1.0, support="kernel",
+                                                       iterations=10))
+
+
 def test_scaled_weights_scale_the_values_only():
     w = np.random.default_rng(8).standard_normal((2, 2, 3))
     base = circular_svd(w, (2, 8))
