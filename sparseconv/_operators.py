@@ -259,7 +259,7 @@ class _GeometryOperator(LinearOperator):
                              (self._apply_adjoint_bytes, "rmatvec")):
             check_product_memory(
                 nbytes(1, item), f"{what} of {self!r} (padded input, im2col or phase-split "
-                "scratch and result, for one column)")
+                "scratch and result, for one column)", batch=False)
 
     def _adjoint(self):
         return _Adjoint(self)

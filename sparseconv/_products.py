@@ -208,18 +208,21 @@ def _pad_adjoint(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Memory: every product's scratch and result, sized against the limit before it is allocated.
 # ---------------------------------------------------------------------------------------------
-def check_product_memory(nbytes: int, what: str | Callable[[], str]) -> None:
+def check_product_memory(nbytes: int, what: str | Callable[[], str], *,
+                         batch: bool = True) -> None:
     """Raise :class:`MatrixTooLargeError` if a product needs more than the memory limit.
 
     ``what`` names the product; a callable is called only to write the message, so that a
-    product within the limit does not pay for formatting it.
+    product within the limit does not pay for formatting it. ``batch=False``: the product is
+    of one column already, and a smaller batch is no advice.
     """
     limit = get_memory_limit()
     if limit is not None and nbytes > limit:
+        smaller = "a smaller batch or layer" if batch else "a smaller layer or input"
         raise MatrixTooLargeError(
             f"{what if isinstance(what, str) else what()} needs {format_bytes(nbytes)}, more "
-            f"than the memory limit of {format_bytes(limit)}; use a smaller batch or layer, or "
-            "raise the limit with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
+            f"than the memory limit of {format_bytes(limit)}; use {smaller}, or raise the "
+            "limit with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
         )
 
 

@@ -51,7 +51,7 @@ from ._certificates import (
 from ._geometry import ConvGeometry, block_diagonal, copies_of
 from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
-from ._memory import check_memory, fits, format_bytes
+from ._memory import MatrixTooLargeError, check_memory, fits, format_bytes
 from ._operators import ConvOperator
 from ._parallel import Results, map_layers
 from ._products import forward_bytes
@@ -342,7 +342,11 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     the whole-Gram factorization runs after all, if it applies and fits the memory limit
     (else ``missed`` gets the reason).
     """
-    op = _operator(weight, geom)
+    try:
+        op = _operator(weight, geom)
+    except MatrixTooLargeError as error:  # say which stage needs the products
+        raise MatrixTooLargeError(f"spectral_norm's bounds multiply by the layer, one vector "
+                                  f"at a time: {error}") from None
     if not upper_only:  # (a review: method="upper", which runs no Lanczos, was refused)
         check_lanczos_memory(op)  # every stage is sized before the first one starts
     copies = copies_of(geom)  # after the operator, whose scratch memory is checked first

@@ -574,8 +574,9 @@ def check_blocksize(blocksize, format: str) -> tuple[int, int] | None:
 def layer_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:
     weight = as_weight(weight, name, finite=finite)
     if weight.ndim < 3 or weight.size == 0:
-        raise ValueError(f"{name} must have shape (channels, channels, *kernel_size) with at "
-                         f"least one spatial dimension, got {name}.shape={weight.shape}")
+        raise ValueError(f"{name} must have two channel axes, then at least one spatial axis "
+                         f"(as (C_out, C_in/groups, *kernel_size)), and no zero length, got "
+                         f"{name}.shape={weight.shape}")
     return weight
 
 

@@ -138,3 +138,14 @@ def test_strided_products_scale_exactly(scale):
                                          (2, 8))
     assert np.allclose(scaled, base, rtol=1e-13, atol=0)
     assert math.isfinite(base[0])
+
+
+@pytest.mark.parametrize("compose", [composition_singular_values, composition_eigenvalues])
+def test_a_layer_given_as_a_dict_is_told_the_pair_it_should_be(compose):
+    """(A new user's trial: ``dict(weight=w, ...)`` was refused as "weight must be a numeric
+    array", which does not say what a layer is.)"""
+    w = np.ones((2, 2, 3, 3))
+    with pytest.raises(TypeError, match=r"layers\[1\] must be a weight or a \(weight, options\) "
+                                        r"pair such as \(w, dict\(stride=2\)\), got a dict "
+                                        r"with keys \['padding_mode', 'weight'\]"):
+        compose([(w, PERIODIC), dict(weight=w, padding_mode="circular")], (2, 8, 8))

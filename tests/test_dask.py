@@ -388,7 +388,8 @@ def test_on_a_cluster_spectral_norms_of_a_network(client):
         assert ours.lower <= alone.upper and alone.lower <= ours.upper
     old = sc.set_memory_limit(100_000)  # passed on to the task: refused there, and named
     try:
-        with pytest.raises(sc.MatrixTooLargeError, match=r"^layers\[\d\]: matvec of"):
+        with pytest.raises(sc.MatrixTooLargeError, match=r"^layers\[\d\]: spectral_norm.s bounds "
+                                                         r"multiply by the layer"):
             sc.spectral_norms(layers, workers=client.get_executor().map)
     finally:
         sc.set_memory_limit(old)
