@@ -497,17 +497,19 @@ def _conv_layer(module, input_shape) -> _Layer:
 
 def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
     """The output_padding PyTorch derives from ``module(x, output_size=...)`` (which may give
-    the batch and channel sizes too: the last ``ndim`` are the spatial ones)."""
+    the channel size, and the batch size of a batched input, too: the last ``ndim`` are the
+    spatial ones; PyTorch takes ``ndim + 1`` for an unbatched input, ``ndim + 2`` for a
+    batched one, and ``input_shape`` here is either)."""
     ndim = len(module.kernel_size)
     given = spatial_size(output_size, "output_size")  # ints only, as PyTorch's
     if len(given) == 1 and ndim > 1:  # one int: every spatial size (the arrays' convention)
         given = given * ndim
-    if len(given) not in (ndim, ndim + 2):
-        raise ValueError(f"output_size must have {ndim} (spatial) or {ndim + 2} (batch, "
-                         f"channels, spatial) elements for {type(module).__name__}, as in "
-                         f"PyTorch, got {output_size!r}")
-    if len(given) == ndim + 2 and given[1] != module.out_channels:
-        raise ValueError(f"output_size {output_size!r} gives {given[1]} channels, but "
+    if len(given) not in (ndim, ndim + 1, ndim + 2):
+        raise ValueError(f"output_size must have {ndim} (spatial), {ndim + 1} (channels, "
+                         f"spatial) or {ndim + 2} (batch, channels, spatial) elements for "
+                         f"{type(module).__name__}, as in PyTorch, got {output_size!r}")
+    if len(given) > ndim and given[-ndim - 1] != module.out_channels:
+        raise ValueError(f"output_size {output_size!r} gives {given[-ndim - 1]} channels, but "
                          f"{type(module).__name__} has out_channels={module.out_channels}")
     size = given[-ndim:]
     return output_padding_for(size, shape[1:], module.kernel_size, module.stride,

@@ -1377,18 +1377,22 @@ def test_shapes_are_ints_as_the_arrays_take_them():
     assert sct.matrix(conv, torch.tensor([3, 8, 8])).shape == (144, 192)  # x.shape[1:] too
     with pytest.raises(TypeError, match="input_shape must be a tuple of positive"):
         sct.matrix(conv, torch.tensor([3.0, 8.5, 8.0]))
-    # a transposed convolution's output_size: PyTorch's rules (spatial, or batch + channels +
-    # spatial, ints) and, as the arrays take it, one int for every spatial size
+    # a transposed convolution's output_size: PyTorch's rules (spatial; channels + spatial,
+    # as for an unbatched input; batch + channels + spatial, as for a batched one: y.size()
+    # of either; ints) and, as the arrays take it, one int for every spatial size
     ct = nn.ConvTranspose2d(4, 2, 3, stride=3, padding=1, bias=False)
     want = sct.matrix(ct, (4, 5, 5), output_size=(14, 14))
-    for same in (14, (1, 2, 14, 14), torch.Size([14, 14])):
+    for same in (14, (1, 2, 14, 14), (2, 14, 14), torch.Size([14, 14])):
         assert (sct.matrix(ct, (4, 5, 5), output_size=same) != want).nnz == 0
     x = torch.randn((1, 4, 5, 5), dtype=F64)
     with torch.no_grad():
         y = ct.double()(x, output_size=(14, 14))
+        unbatched = ct.double()(x[0], output_size=(2, 14, 14))  # PyTorch takes that, too
     assert_close(want @ x.numpy().ravel(), y.numpy().ravel(), "output_size=(14, 14)")
+    assert_close(want @ x.numpy().ravel(), unbatched.numpy().ravel(), "output_size=(2, 14, 14)")
     for bad, error, match in (((14.7, 14), TypeError, "output_size must be a tuple"),
-                              ((2, 14, 14), ValueError, "must have 2 .* or 4"),
+                              ((1, 1, 2, 14, 14), ValueError, r"must have 2 .*, 3 .* or 4"),
+                              ((99, 14, 14), ValueError, "99 channels.*out_channels=2"),
                               ((1, 99, 14, 14), ValueError, "99 channels.*out_channels=2")):
         with pytest.raises(error, match=match):
             sct.matrix(ct, (4, 5, 5), output_size=bad)
