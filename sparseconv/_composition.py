@@ -23,7 +23,7 @@ from ._dilation import dilate_kernel
 from ._formats import in_format
 from ._geometry import ConvGeometry, dense_weight
 from ._matrices import check_format, conv_matrix
-from ._memory import check_memory
+from ._memory import check_memory, fits
 from ._typing import ArrayLike, IntOrTuple, ShapeLike, SparseFormat
 from ._validation import as_weight, per_layer_tuples
 
@@ -102,9 +102,10 @@ class AffineMap:
         if isinstance(other, AffineMap) or sp.issparse(other):
             check_chain([as_matrix(other, "other"), self.matrix], names=["g", "f in f @ g"])
         if isinstance(other, AffineMap):
-            return AffineMap(self.matrix @ other.matrix, self.matrix @ other.bias + self.bias)
+            return AffineMap(checked_product(self.matrix, other.matrix, "f @ g"),
+                             self.matrix @ other.bias + self.bias)
         if sp.issparse(other):
-            return AffineMap(self.matrix @ other, self.bias)
+            return AffineMap(checked_product(self.matrix, other, "f @ g"), self.bias)
         if isinstance(other, (np.ndarray, list, tuple)):  # numpy's own error names no operand
             raise TypeError(f"f @ g composes f with g, a scipy.sparse array or an AffineMap, "
                             f"got {type(other).__name__}; apply f to a vector or to columns "
@@ -173,6 +174,51 @@ def affine_conv(weight: ArrayLike, bias: ArrayLike | None, input_shape: ShapeLik
 _GEOMETRY_ARGUMENTS = ("stride", "padding", "dilation", "groups", "padding_mode", "flip")
 
 
+#: Entries of ``f`` read at a time by :func:`product_nnz`'s bound (8 MiB of gathered lengths).
+_COUNT_CHUNK = 2**20
+
+
+def product_nnz(f: sp.sparray, g: sp.sparray) -> int:
+    """The number of entries of ``f @ g`` as scipy stores it, without forming it.
+
+    First a bound in ``O(columns)`` memory (each entry of ``f`` meets a row of ``g``: their
+    lengths summed); where that bound could exceed the memory limit, the exact count of
+    scipy's own first pass (``csr_matmat_maxnnz``: ``O(f.nnz * row of g)`` time, ``O(columns
+    of g)`` memory), so that what fits is never refused on the bound alone.
+    """
+    f, g = sp.csr_array(f), sp.csr_array(g)
+    lengths, reads = np.diff(g.indptr).astype(np.int64), 0
+    for start in range(0, f.nnz, _COUNT_CHUNK):  # (bincount copies its input as intp)
+        reads += int(lengths[f.indices[start:start + _COUNT_CHUNK]].sum())
+    bound = min(reads, f.shape[0] * g.shape[1])
+    if fits(_product_bytes(bound, f, g)):
+        return bound
+    try:  # scipy's private routine; its absence only costs the exact count
+        from scipy.sparse._sparsetools import csr_matmat_maxnnz
+    except ImportError:  # pragma: no cover - present in every scipy sparseconv supports
+        return bound
+    dtype = np.int64 if max(f.nnz, g.nnz, *f.shape, *g.shape) >= 2**31 else np.int32
+    return int(csr_matmat_maxnnz(f.shape[0], g.shape[1], f.indptr.astype(dtype, copy=False),
+                                 f.indices.astype(dtype, copy=False),
+                                 g.indptr.astype(dtype, copy=False),
+                                 g.indices.astype(dtype, copy=False)))
+
+
+def _product_bytes(nnz: int, f: sp.sparray, g: sp.sparray) -> int:
+    """The bytes of ``f @ g`` with ``nnz`` entries: scipy's result and our canonical copy."""
+    index = 4 if max(nnz, f.shape[0], g.shape[1]) < 2**31 else 8
+    itemsize = np.result_type(f.dtype, g.dtype).itemsize
+    return 2 * (nnz * (index + itemsize) + (f.shape[0] + 1) * index)
+
+
+def checked_product(f: sp.sparray, g: sp.sparray, what: str) -> sp.sparray:
+    """``f @ g`` (sparse), refused before it is formed if it exceeds the memory limit."""
+    nnz = product_nnz(f, g)
+    check_memory(_product_bytes(nnz, f, g),
+                 f"{what}: the {f.shape[0]} x {g.shape[1]} product with {nnz} nonzeros")
+    return f @ g
+
+
 def check_chain(matrices: list, n_in: int | None = None, names=None) -> None:
     """Each matrix must accept the output of the one before (the first, ``n_in`` inputs)."""
     names = names or [f"layers[{i}]" for i in range(len(matrices))]
@@ -204,6 +250,10 @@ def compose(*layers: sp.sparray | AffineMap | spla.LinearOperator
     ValueError, TypeError
         No layer, a layer that is none of these, mismatched shapes, an AffineMap with an
         operator (compose their matrices, or the operator with the map's matrix).
+    MatrixTooLargeError
+        A product of sparse matrices beyond the memory limit, sized (its nonzeros counted as
+        scipy counts them) before it is formed; compose operators instead to stay
+        matrix-free.
 
     Examples
     --------
@@ -243,8 +293,11 @@ def compose(*layers: sp.sparray | AffineMap | spla.LinearOperator
     # (scipy's spmatrix would make the product an spmatrix: arrays throughout)
     layers = [layer if isinstance(layer, AffineMap) else sp.csr_array(layer) for layer in layers]
     result = layers[0]
-    for layer in layers[1:]:
-        result = layer @ result
+    for i, layer in enumerate(layers[1:], 1):
+        if isinstance(result, AffineMap):
+            result = layer @ result  # AffineMap.__matmul__ checks its product
+        else:
+            result = checked_product(layer, result, f"compose: layers[{i}] after layers[:{i}]")
     return result if isinstance(result, AffineMap) else in_format(result, "csr")
 
 

@@ -11,3 +11,16 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ
 
     os.environ["OMP_NUM_THREADS"] = "1"  # for the subprocesses (benchmarks, the CLI)
     threadpool_limits(1)  # this process's BLAS, already loaded: from now on
+
+import pytest  # noqa: E402  (after the thread limit, which must come first)
+
+
+@pytest.fixture
+def memory_limit():
+    """``sparseconv.set_memory_limit`` for one test, the old limit restored afterwards
+    whatever happens."""
+    import sparseconv
+
+    old = sparseconv.get_memory_limit()
+    yield sparseconv.set_memory_limit
+    sparseconv.set_memory_limit(old)

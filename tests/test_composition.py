@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import scipy.sparse as sp
 
 from sparseconv import (
     AffineMap,
+    MatrixTooLargeError,
     affine_conv,
     avg_pool_matrix,
     compose,
@@ -151,6 +153,45 @@ def test_compose_of_operators_is_the_matrix_free_product(seed):
     with pytest.raises(TypeError, match=r"layers\[1\] must be a 2-D scipy.sparse array, an "
                                         r"AffineMap or a LinearOperator, got ndarray"):
         compose(first, np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_product_nnz_is_the_products_without_forming_it(seed, memory_limit):
+    """The bound, and the exact count where the bound does not fit the limit, are scipy's."""
+    from sparseconv._composition import product_nnz
+
+    rng = np.random.default_rng(seed)
+    m, k, n = rng.integers(1, 60, size=3)
+    f = sp.random_array((m, k), density=rng.uniform(0, 0.5), format="csr", rng=rng)
+    g = sp.random_array((k, n), density=rng.uniform(0, 0.5), format="coo", rng=rng)
+    truth = (f @ sp.csr_array(g)).nnz
+    assert product_nnz(f, g) >= truth  # within the default limit: the bound
+    memory_limit(1)  # nothing fits: the exact count
+    assert product_nnz(f, g) == truth
+
+
+def test_compose_is_sized_before_the_product_is_formed(memory_limit):
+    """(A new user's trial: compose formed a 291 MB product under a 100 MiB limit, 583 MB at
+    its peak.)"""
+    w = np.ones((8, 8, 3, 3))
+    A = conv_matrix(w, (8, 32, 32), padding=1)
+    affine = affine_conv(w, np.ones(8), (8, 32, 32), padding=1)
+    product_bytes = 2 * (compose(A, A).nnz * 12 + (A.shape[0] + 1) * 4)
+    memory_limit(product_bytes - 1)
+    tracemalloc.start()
+    try:
+        for layers in [(A, A), (affine, affine), (A, affine)]:
+            with pytest.raises(MatrixTooLargeError, match=r"product with \d+ nonzeros would "
+                                                          r"need .* more than the memory limit"):
+                compose(*layers)
+        with pytest.raises(MatrixTooLargeError, match="f @ g"):
+            affine @ A
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < product_bytes / 4, peak  # refused having formed no product
+    memory_limit(product_bytes)
+    assert compose(A, A).nnz == (A @ A).nnz  # and what fits is formed
 
 
 def test_affine_map_repr_is_one_line():

@@ -233,14 +233,6 @@ def test_flip_must_be_a_bool(flip):
     assert flipped.toarray()[0, :3].tolist() == [2.0, 1.0, 0.0]
 
 
-@pytest.fixture
-def memory_limit():
-    """Set a limit for one test, restored afterwards whatever happens."""
-    old = sparseconv.get_memory_limit()
-    yield sparseconv.set_memory_limit
-    sparseconv.set_memory_limit(old)
-
-
 @pytest.mark.parametrize("build", [
     lambda: conv_transpose_matrix(np.ones((2, 2, 3, 3)), (2, 2, 2), stride=49999, padding=1),
     lambda: conv_matrix(np.ones((1, 1, 3)), (1, 10**9)),

@@ -359,13 +359,6 @@ def test_auto_does_not_pick_an_impossible_dense_svd():
     assert result.method == "bounds" and result.lower <= 3.0 <= result.upper
 
 
-@pytest.fixture
-def memory_limit():
-    old = sc.get_memory_limit()
-    yield sc.set_memory_limit
-    sc.set_memory_limit(old)
-
-
 def test_lanczos_restarts_within_a_small_memory_limit(memory_limit):
     w = np.random.default_rng(7).standard_normal((4, 4, 3, 3))
     shape = (4, 24, 24)
