@@ -352,11 +352,19 @@ def compose_kernels(*weights: ArrayLike, stride: Sequence[IntOrTuple] | None = N
     """
     if not weights:
         raise ValueError("weights must hold at least one weight, got none")
+    for i, w in enumerate(weights):  # (a new user's trial: a list was stacked into one)
+        if (isinstance(w, (list, tuple)) and w
+                and all(isinstance(v, np.ndarray) and v.ndim >= 3 for v in w)):
+            raise TypeError(f"weights[{i}] is a {type(w).__name__} of {len(w)} weight arrays: "
+                            "pass the weights as separate arguments, compose_kernels(*weights)")
     arrays = [as_weight(w, f"weights[{i}]") for i, w in enumerate(weights)]
     for i, w in enumerate(arrays):
-        if w.ndim != arrays[0].ndim or w.ndim < 3 or w.size == 0:
+        if w.ndim < 3 or w.size == 0:
             raise ValueError(f"weights[{i}] must be a non-empty (C_out, C_in/groups, "
-                             f"*kernel_size) array like weights[0], got shape {w.shape}")
+                             f"*kernel_size) array, got shape {w.shape}")
+        if w.ndim != arrays[0].ndim:
+            raise ValueError(f"weights[{i}] must have as many spatial axes as weights[0] "
+                             f"(shape {arrays[0].shape}), got shape {w.shape}")
     ndim, depth = arrays[0].ndim - 2, len(arrays)
     per_layer = {name: per_layer_tuples(values, name, depth, 1 if name == "groups" else ndim)
                  for name, values in (("stride", stride), ("dilation", dilation),

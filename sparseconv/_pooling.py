@@ -114,7 +114,12 @@ def avg_pool_matrix(
     shape = ConvGeometry.from_kernel_size(input_shape, 1).input_shape  # validated
     ndim = len(shape) - 1
     kernel = int_tuple(kernel_size, ndim, "kernel_size", 1)
+    stride_default = stride is None
     stride = int_tuple(kernel if stride is None else stride, ndim, "stride", 1)
+    if isinstance(padding, str) and padding == "same" and any(s != 1 for s in stride):
+        raise ValueError(f"padding='same' needs stride=1, got stride={stride}"
+                         + (" (the default: kernel_size, as in PyTorch)" if stride_default
+                            else ""))
     pads = normalize_padding(padding, ndim, kernel, stride, (1,) * ndim)
     if any(max(pad) > k // 2 for pad, k in zip(pads, kernel)):
         raise ValueError(f"padding={padding!r} must be at most half of kernel_size="

@@ -330,8 +330,8 @@ def adaptive_output_size(spatial: tuple[int, ...], output_size) -> tuple[int, ..
         if len(sizes) != ndim:
             raise ValueError(f"output_size must be a positive integer or a tuple of {ndim} "
                              f"of them (or None), got {output_size!r}")
-        return tuple(n if s is None else int_tuple(s, 1, "output_size", 1)[0]
-                     for n, s in zip(spatial, sizes))
+        return tuple(n if s is None else positive_int(s, f"output_size[{d}]")
+                     for d, (n, s) in enumerate(zip(spatial, sizes)))
     return int_tuple(output_size, ndim, "output_size", 1)
 
 

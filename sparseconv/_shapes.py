@@ -26,11 +26,13 @@ def output_sizes(sizes, kernel_size, stride, dilation, pads) -> tuple[int, ...]:
     out = []
     for n, k, s, d, (lo, hi) in zip(sizes, kernel_size, stride, dilation, pads):
         size = (n + lo + hi - d * (k - 1) - 1) // s + 1
-        if size < 1:
+        if size < 1:  # (dilation named only where it is not 1: pooling has none)
+            dilated = (f" with dilation={tuple(dilation)} (effective extent {d * (k - 1) + 1})"
+                       if any(v != 1 for v in dilation) else "")
             raise ValueError(
-                f"kernel_size={tuple(kernel_size)} with dilation={tuple(dilation)} (effective "
-                f"extent {d * (k - 1) + 1}) is larger than the padded input size "
-                f"{n + lo + hi} (input size {n}, padding ({lo}, {hi})): the output would be empty"
+                f"kernel_size={tuple(kernel_size)}{dilated} is larger than the padded input "
+                f"size {n + lo + hi} (input size {n}, padding ({lo}, {hi})): the output would "
+                "be empty"
             )
         out.append(size)
     return tuple(out)

@@ -89,7 +89,9 @@ def int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
     ValueError: stride must be a positive integer at most 2**60 (int64 index arithmetic) ...
     """
     what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    expected = f"{name} must be {what} or a tuple of {ndim} of them, got {value!r}"
+    # (a new user's trial: "groups[0] must be ... or a tuple of 1 of them" read as a 1-tuple)
+    tuples = f" or a tuple of {ndim} of them" if ndim > 1 else ""
+    expected = f"{name} must be {what}{tuples}, got {value!r}"
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = tuple(value.tolist())  # numpy's integers become Python ints
     if is_int(value):
@@ -102,14 +104,15 @@ def int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
         raise TypeError(expected)
     if min(values, default=minimum) < minimum:
         raise ValueError(expected)
-    _check_index_limit(values, f"{name} must be {what}", f"or a tuple of {ndim} of them", value)
+    _check_index_limit(values, f"{name} must be {what}", tuples.lstrip(), value)
     return values
 
 
 def _check_index_limit(values, must: str, rest: str, value) -> None:
     """``ValueError`` if an integer is too large for int64 index arithmetic."""
     if max(values, default=0) > INDEX_LIMIT:
-        raise ValueError(f"{must} at most 2**60 (int64 index arithmetic) {rest}, got {value!r}")
+        raise ValueError(f"{must} at most 2**60 (int64 index arithmetic)"
+                         f"{' ' + rest if rest else ''}, got {value!r}")
 
 
 def normalize_padding(

@@ -71,6 +71,7 @@ from sparseconv._validation import (
     first_index,
     is_int,
     layer_dtype,
+    layer_weight,
     positive_int,
     row_range,
 )
@@ -945,8 +946,9 @@ def _channels_and_space(x, weight, name: str, axis: int, groups) -> tuple[int, .
     if not isinstance(x, da.Array):
         raise TypeError(f"{name} must be a dask array (dask.array.from_array(x, chunks=...) "
                         f"makes one), got {type(x).__name__}")
-    ndim = np.ndim(weight) - 2
-    if ndim < 1 or x.ndim not in (ndim + 1, ndim + 2):
+    weight = layer_weight(weight)  # (a new user's trial: a bad weight was blamed on x)
+    ndim = weight.ndim - 2
+    if x.ndim not in (ndim + 1, ndim + 2):
         raise ValueError(f"{name} must have shape (C, *spatial) or (N, C, *spatial) with "
                          f"{max(ndim, 1)} spatial axes for weight of shape {np.shape(weight)}, "
                          f"got shape {x.shape}")

@@ -262,10 +262,21 @@ def test_compose_kernels_rejects():
         compose_kernels(np.ones((3, 1, 3)), groups=[2])
     with pytest.raises(ValueError, match="stride must have one entry a layer"):
         compose_kernels(np.ones((2, 1, 3)), np.ones((1, 2, 3)), stride=[2])
+    with pytest.raises(ValueError, match=r"^groups\[0\] must be a positive integer, got 0$"):
+        compose_kernels(np.ones((2, 1, 3)), np.ones((1, 2, 3)), groups=[0, 1])
     with pytest.raises(ValueError, match=r"dilation\[1\]"):
         compose_kernels(np.ones((2, 1, 3)), np.ones((1, 2, 3)), dilation=[1, 0])
-    with pytest.raises(ValueError, match=r"weights\[1\] must be"):
+    with pytest.raises(ValueError, match=r"weights\[1\] must have as many spatial axes as "
+                                         r"weights\[0\] \(shape \(2, 1, 3\)\)"):
         compose_kernels(np.ones((2, 1, 3)), np.ones((1, 2, 3, 3)))
+    with pytest.raises(ValueError, match=r"weights\[0\] must be a non-empty \(C_out, "
+                                         r"C_in/groups, \*kernel_size\) array, got shape \(3,\)$"):
+        compose_kernels(np.ones(3))
     with pytest.raises(TypeError, match=r"weights\[0\]"):
         compose_kernels([["a"]])
+    # (a new user's trial: the list of two (1, 1, 2) weights was stacked into one (2, 1, 1, 2))
+    with pytest.raises(TypeError, match=r"weights\[0\] is a list of 2 weight arrays: pass the "
+                                        r"weights as separate arguments"):
+        compose_kernels([np.ones((1, 1, 2)), np.ones((1, 1, 2))])
+    assert compose_kernels([[[1.0, 2.0]]]).shape == (1, 1, 2)  # a nested list is one weight
     assert math.prod(compose_kernels(np.ones((2, 1, 3, 3))).shape) == 18  # one kernel: itself

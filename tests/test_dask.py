@@ -318,6 +318,10 @@ def test_bad_input_is_refused_by_name():
     with pytest.raises(ValueError, match=r"x of shape \(2, 16, 16\), read as \(N, C, \*spatial\) "
                                          r"for weight of shape \(1, 2, 3\), has C=16 channels"):
         sdask.conv(da.ones((2, 16, 16), chunks=8), np.ones((1, 2, 3)))
+    for function in (sdask.conv, sdask.conv_transpose):  # (a trial: x was blamed for it)
+        with pytest.raises(ValueError, match=r"^weight must have two channel axes, then at "
+                                             r"least one spatial axis .* weight.shape=\(3,\)$"):
+            function(da.ones((2, 20, 20), chunks=10), np.ones(3))
     with pytest.raises(ValueError,
                        match=r"has C=2 channels; the layer takes weight.shape\[0\] = 3"):
         sdask.conv_transpose(da.ones((2, 16, 16), chunks=8), np.ones((3, 2, 3, 3)), groups=1)

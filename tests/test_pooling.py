@@ -63,6 +63,12 @@ BAD_POOL = [
     (dict(input_shape=(2, 1, 1)), ValueError, "kernel_size"),
     (dict(input_shape=(2,)), ValueError, "input_shape"),
     (dict(format="dense"), ValueError, "format"),
+    # (a new user's trial: "not supported for strided convolutions" with no stride passed,
+    # and a dilation pooling does not have)
+    (dict(padding="same"), ValueError,
+     r"^padding='same' needs stride=1, got stride=\(3, 3\) \(the default: kernel_size"),
+    (dict(input_shape=(2, 2, 2)), ValueError,
+     r"^kernel_size=\(3, 3\) is larger than the padded input size 2 \(input size 2"),
 ]
 
 

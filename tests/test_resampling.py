@@ -275,6 +275,9 @@ BAD = [
      "output_size"),
     (adaptive_avg_pool_matrix, dict(input_shape=(1, 4), output_size=(2, 2)), ValueError,
      "output_size"),
+    # (a new user's trial: "or a tuple of 1 of them, got 0" for a 2-D output_size entry)
+    (adaptive_avg_pool_matrix, dict(input_shape=(1, 4, 4), output_size=(0, 2)), ValueError,
+     r"^output_size\[0\] must be a positive integer, got 0$"),
     (adaptive_avg_pool_matrix, dict(input_shape=(1, 4), output_size=2, format="dense"),
      ValueError, "format"),
     (pixel_shuffle_matrix, dict(input_shape=(3, 2, 2), upscale_factor=2), ValueError,
