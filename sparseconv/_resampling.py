@@ -111,7 +111,13 @@ def _size_axes(channels: int, outputs: list[int], entries: list[int], dtype, wha
 
 
 def _axis_matrix(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, m: int, n: int):
-    return sp.csr_array((weights, (rows, cols)), shape=(m, n))
+    """One axis's weights, without the entries that are zero (a sample on an input position
+    gives its neighbour the weight 0; clamped taps may sum to 0): a zero stored would count
+    as a read in ``nnz`` and :func:`sparseconv.receptive_field`, where the output does not
+    depend on that input (a new user's trial: 4,474 of trilinear's 9,856 entries)."""
+    matrix = sp.csr_array((weights, (rows, cols)), shape=(m, n))
+    matrix.eliminate_zeros()
+    return matrix
 
 
 def _adaptive_axis(n: int, m: int) -> sp.csr_array:
