@@ -564,14 +564,16 @@ def _model_layer(args, error) -> _Layer:
 # Commands.
 # ---------------------------------------------------------------------------------------------
 def _axis_work_bytes(axis: AxisGeometry) -> int:
-    """A bound on the memory of one axis' gather map and segments (a few int64 per tap)."""
-    return 80 * axis.output_size * axis.kernel_size + 40 * axis.padded_size
+    """A bound on the memory of one axis' count and center reads: its segments and the center
+    output's taps, a few int64 per tap (never per output or padded position: a new user's
+    trial found a 10**9-long input refused for 260 GiB it never needed)."""
+    return 80 * axis.kernel_size
 
 
 def _center_reads(axis: AxisGeometry) -> np.ndarray:
     """The input positions the center output of ``axis`` reads (``receptive_field_paths``'s
     default position), sorted and distinct."""
-    taps = axis.tap_index()[axis.output_size // 2]
+    taps = axis.tap_index(np.array([axis.output_size // 2]))[0]
     return np.unique(taps[taps >= 0])
 
 

@@ -591,14 +591,22 @@ def address_space_limit(nbytes: int):
     return limit
 
 
-def test_info_checks_the_memory_limit_before_counting():
-    one_d = ["info", "--in-shape", "1,100000", "--out-channels", "1", "--kernel-size", "3"]
-    assert "nnz 299994 " in ok(*one_d)
-    line = fails(*one_d, env={"SPARSECONV_MEMORY_LIMIT": "1M"})
-    assert "more than the memory limit of 1.0 MiB" in line, line
-    # a billion inputs: refused at once, well inside an address space too small to try
+def test_info_counts_without_walking_an_axis_and_sizes_its_taps_first():
+    """(A new user's trial: a billion inputs, or a padding of 10**8, were refused for the
+    260 GiB and 104 GiB of a gather map the count never needed.)"""
+    small = dict(env={"SPARSECONV_MEMORY_LIMIT": "1M"},
+                 preexec_fn=address_space_limit(2 * 2**30))
     huge = ["info", "--in-shape", "1,1000000000", "--out-channels", "1", "--kernel-size", "3"]
-    assert "memory limit" in fails(*huge, preexec_fn=address_space_limit(2 * 2**30))
+    out = ok(*huge, **small)
+    assert "nnz 2999999994 " in out and "receptive field  3 (the center output" in out, out
+    padded = ok("info", "--in-shape", "3,32,32", "--out-channels", "1", "--kernel-size", "3",
+                "--padding", "100000000", **small)
+    g = ConvGeometry.from_weight((1, 3, 3, 3), (3, 32, 32), padding=10**8)
+    assert f"nnz {g.nnz()} " in padded and "reads 9 positions x 3 channel(s)" in padded, padded
+    # what is per tap is sized: a kernel of 10**6 taps, refused under the limit at once
+    line = fails("info", "--in-shape", "1,2000000", "--out-channels", "1", "--kernel-size",
+                 "1000000", **small)
+    assert "more than the memory limit of 1.0 MiB" in line, line
 
 
 def test_spectrum_sizes_arpacks_workspace_before_it_runs(tmp_path):
