@@ -179,14 +179,14 @@ _COUNT_CHUNK = 2**20
 
 
 def product_nnz(f: sp.sparray, g: sp.sparray) -> int:
-    """The number of entries of ``f @ g`` as scipy stores it, without forming it.
+    """The entries scipy allocates for ``f @ g`` (CSR inputs), without forming it.
 
     First a bound in ``O(columns)`` memory (each entry of ``f`` meets a row of ``g``: their
     lengths summed); where that bound could exceed the memory limit, the exact count of
     scipy's own first pass (``csr_matmat_maxnnz``: ``O(f.nnz * row of g)`` time, ``O(columns
-    of g)`` memory), so that what fits is never refused on the bound alone.
+    of g)`` memory), so that what fits is never refused on the bound alone. Either is at
+    least the product's ``nnz`` (entries that cancel to zero are allocated, then dropped).
     """
-    f, g = sp.csr_array(f), sp.csr_array(g)
     lengths, reads = np.diff(g.indptr).astype(np.int64), 0
     for start in range(0, f.nnz, _COUNT_CHUNK):  # (bincount copies its input as intp)
         reads += int(lengths[f.indices[start:start + _COUNT_CHUNK]].sum())
@@ -204,15 +204,22 @@ def product_nnz(f: sp.sparray, g: sp.sparray) -> int:
                                  g.indices.astype(dtype, copy=False)))
 
 
-def _product_bytes(nnz: int, f: sp.sparray, g: sp.sparray) -> int:
-    """The bytes of ``f @ g`` with ``nnz`` entries: scipy's result and our canonical copy."""
-    index = 4 if max(nnz, f.shape[0], g.shape[1]) < 2**31 else 8
+def _product_bytes(nnz: int, f: sp.csr_array, g: sp.csr_array) -> int:
+    """The bytes of ``f @ g`` with ``nnz`` entries, scipy's result and our canonical copy:
+    int64 indices where either input has them (scipy's choice) or the sizes need them."""
+    wide = any(a.dtype == np.int64 for a in (f.indices, f.indptr, g.indices, g.indptr))
+    index = 8 if wide or max(nnz, f.shape[0], g.shape[1]) >= 2**31 else 4
     itemsize = np.result_type(f.dtype, g.dtype).itemsize
     return 2 * (nnz * (index + itemsize) + (f.shape[0] + 1) * index)
 
 
 def checked_product(f: sp.sparray, g: sp.sparray, what: str) -> sp.sparray:
-    """``f @ g`` (sparse), refused before it is formed if it exceeds the memory limit."""
+    """``f @ g`` (sparse), refused before it is formed if it exceeds the memory limit.
+
+    Both are converted to CSR first (a copy of an input that is not CSR, as scipy's product
+    makes one), then sized, then multiplied.
+    """
+    f, g = sp.csr_array(f), sp.csr_array(g)
     nnz = product_nnz(f, g)
     check_memory(_product_bytes(nnz, f, g),
                  f"{what}: the {f.shape[0]} x {g.shape[1]} product with {nnz} nonzeros")

@@ -123,8 +123,13 @@ def _fft_singular_values(chain: list[_Layer]) -> np.ndarray:
     layers = [_polyphase_layer(layer.geom, layer.weight, block, grid)
               for layer, block in zip(chain, blocks)]
     largest = max(16 * p.groups**2 * p.rows * p.cols for p in layers)
-    step = max(1, min(_CHUNK_BYTES // largest, math.prod(grid)))
-    check_memory(4 * 8 * count + 8 * (2 * len(grid) + 4) * math.prod(grid) + 3 * step * largest,
+    # a frequency's symbols and their product, and the phases of one layer's shifts (as
+    # sparseconv._symbol.tap_bytes); a chunk's product with the phases copies `placed` complex
+    phase = max(len(p.shifts) for p in layers) * (8 * len(grid) + 48)
+    step = max(1, min(_CHUNK_BYTES // (3 * largest + phase), math.prod(grid)))
+    placed = max(16 * p.placed.size for p in layers)
+    check_memory(4 * 8 * count + 8 * (2 * len(grid) + 4) * math.prod(grid)
+                 + step * (3 * largest + phase) + placed,
                  f"the {count} singular values and the symbols of one chunk")
     if all(layer.weight.dtype.kind != "c" for layer in chain):  # one of each {xi, -xi}
         frequencies, counts = conjugate_pairs(grid)

@@ -42,6 +42,8 @@ from ._symbol import (
     smaller_gram,
     stored_count,
     symbol_at,
+    tap_bytes,
+    task_bytes,
     times_power_of_two,
     unit_scale,
 )
@@ -220,8 +222,21 @@ def _singular_values(chain: list[_Layer], method: str, what: str,
 
 def _block_eigenvalues(h: np.ndarray) -> np.ndarray:
     """Eigenvalues of each frequency's block-diagonal symbol, ``(F, groups, m, m)`` -> ``(F, n)``.
+
+    A real symbol (a real kernel's at a frequency that is its own negative) is decomposed in
+    real arithmetic: its complex eigenvalues come in exactly conjugate pairs, of exactly equal
+    modulus, so their order does not hang on the last bits of the symbol (which the size of a
+    chunk of frequencies may change).
     """
-    return np.linalg.eigvals(block_diagonal(h))
+    blocks = block_diagonal(h)
+    real = ~np.any(blocks.imag, axis=(-2, -1))
+    if not real.any():
+        return np.linalg.eigvals(blocks)
+    out = np.empty(blocks.shape[:-1], dtype=np.complex128)
+    out[real] = np.linalg.eigvals(blocks[real].real)
+    if not real.all():
+        out[~real] = np.linalg.eigvals(blocks[~real])
+    return out
 
 
 def _eigenvalues(chain: list[_Layer], method: str, what: str,
@@ -238,9 +253,15 @@ def _eigenvalues(chain: list[_Layer], method: str, what: str,
         geom = chain[0].geom
         check_symbol_memory(geom, "the symbol behind eigenvalues", copies=3)
         grid = list(geom.coarse_grid)
-        frequencies = np.indices(grid).reshape(len(grid), -1).T
-        values = per_frequency(geom, chain[0].weight, frequencies, _block_eigenvalues, executor,
-                               progress, what).ravel()
+        if chain[0].weight.dtype.kind == "c":
+            frequencies = np.indices(grid).reshape(len(grid), -1).T
+            values = per_frequency(geom, chain[0].weight, frequencies, _block_eigenvalues,
+                                   executor, progress, what).ravel()
+        else:  # H(-xi) = conj H(xi): one of each pair, and the other's values exactly conj
+            frequencies, counts = conjugate_pairs(grid)
+            values = per_frequency(geom, chain[0].weight, frequencies, _block_eigenvalues,
+                                   executor, progress, what)
+            values = np.concatenate([values.ravel(), np.conj(values[counts == 2]).ravel()])
     else:
         values = np.linalg.eigvals(_product(chain)).ravel()
     values = times_power_of_two(values, sum(layer.exponent for layer in chain))
@@ -435,9 +456,12 @@ def _chain(layers, input_shape) -> list[_Layer]:
 def _product(chain: list[_Layer]) -> np.ndarray:
     """The symbol of the product of periodic stride-1 layers, ``H_L(xi) ... H_1(xi)``."""
     total = None
-    for layer in chain:
-        check_symbol_memory(layer.geom, "the symbols of a composition", copies=3)
-        h = block_diagonal(symbol_at(layer.geom, layer.weight))
+    for layer in chain:  # each symbol at every frequency at once: its phases too
+        geom, grid = layer.geom, math.prod(layer.geom.coarse_grid)
+        block = geom.out_channels * geom.in_channels * math.prod(geom.stride)
+        check_memory(3 * 16 * grid * block + grid * tap_bytes(geom) + task_bytes(geom),
+                     "the symbols of a composition")
+        h = block_diagonal(symbol_at(geom, layer.weight))
         total = h if total is None else h @ total  # applied first to last
     assert total is not None  # the chain holds at least one layer
     return total

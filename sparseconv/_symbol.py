@@ -101,11 +101,28 @@ def check_symbol_memory(geom: ConvGeometry, what: str, copies: int = 3) -> None:
     """Refuse, before any work, a full symbol (and ``copies`` of it) beyond the memory limit.
 
     The full symbol is ``prod(n/s)`` complex ``C_out x C_in*prod(s)`` matrices, block
-    diagonal over the groups.
+    diagonal over the groups; beside it, the work of the chunks that compute it
+    (:func:`frequency_work_bytes`).
     """
     grid = math.prod(geom.coarse_grid)
     block = geom.out_channels * geom.in_channels * math.prod(geom.stride)
-    check_memory(copies * 16 * grid * block, what)
+    check_memory(copies * 16 * grid * block + frequency_work_bytes(geom, grid), what)
+
+
+def tap_bytes(geom: ConvGeometry) -> int:
+    """The bytes one frequency costs in :func:`phases`: its phase and the integer and float
+    temporaries that reduce each tap's turn, for every tap (44-48 bytes a tap measured with
+    tracemalloc in 1-D to 3-D: a 15x15 kernel's phases outweigh a one-channel symbol
+    hundredfold)."""
+    return math.prod(geom.kernel_size) * (8 * geom.ndim + 48)
+
+
+def task_bytes(geom: ConvGeometry) -> int:
+    """The bytes of one call of :func:`symbol_at` that do not grow with its frequencies: the
+    taps' weights placed in their phases' columns (:func:`placed_taps`, float64), and the
+    complex copy of them that the product with the complex phases makes."""
+    block = geom.out_channels * (geom.in_channels // geom.groups) * math.prod(geom.stride)
+    return 24 * math.prod(geom.kernel_size) * block
 
 
 def stored_count(grid: Sequence[int], real: bool) -> int:
@@ -126,13 +143,17 @@ def frequency_work_bytes(geom: ConvGeometry, frequencies: int, copies: int = 2) 
     """Bytes :func:`per_frequency` needs for ``frequencies`` frequencies, besides its results.
 
     The frequency list (``(F, ndim)`` integers, and :func:`conjugate_pairs`'s work to choose
-    it from the whole grid), and the symbols of the chunks in flight on the default thread
-    pool, with ``copies`` of each (the symbol, and the reduction's Gram matrix).
+    it from the whole grid), and the chunks in flight on the default thread pool: their
+    symbols, with ``copies`` of each (the symbol, and the reduction's Gram matrix), their
+    phases (:func:`tap_bytes`) and each worker's placed taps (:func:`task_bytes`).
     """
     grid = math.prod(geom.coarse_grid)
     block = geom.out_channels * (geom.in_channels // geom.groups) * math.prod(geom.stride)
-    in_flight = min(frequencies, _frequency_step(geom) * cpu_count())
-    return 8 * (2 * geom.ndim + 4) * grid + copies * 16 * in_flight * block
+    step = _frequency_step(geom)
+    in_flight = min(frequencies, step * cpu_count())
+    workers = min(cpu_count(), -(-frequencies // step))
+    return (8 * (2 * geom.ndim + 4) * grid + in_flight * (copies * 16 * block + tap_bytes(geom))
+            + workers * task_bytes(geom))
 
 
 def is_periodic(geom: ConvGeometry) -> bool:
@@ -433,9 +454,10 @@ _CHUNK_BYTES = 8 * 2**20
 
 
 def _frequency_step(geom: ConvGeometry) -> int:
-    """How many frequencies' symbol fit :data:`_CHUNK_BYTES`."""
+    """How many frequencies' symbol and phases (:func:`tap_bytes`) fit :data:`_CHUNK_BYTES`."""
     block = (geom.out_channels // geom.groups) * (geom.in_channels // geom.groups)
-    return max(1, _CHUNK_BYTES // (16 * geom.groups * block * math.prod(geom.stride)))
+    per_frequency = 16 * geom.groups * block * math.prod(geom.stride) + tap_bytes(geom)
+    return max(1, _CHUNK_BYTES // per_frequency)
 
 
 def reduce_symbol(geom: ConvGeometry, weight: np.ndarray, reduce, frequencies: np.ndarray,
@@ -451,7 +473,9 @@ def reduce_symbol(geom: ConvGeometry, weight: np.ndarray, reduce, frequencies: n
 
 def _symbol_chunk(geom: ConvGeometry, weight: np.ndarray, frequencies: np.ndarray,
                   ) -> np.ndarray:
-    return symbol_at(geom, weight, frequencies)
+    """The symbol at a task's frequencies, :data:`_CHUNK_BYTES` of them at a time (a task
+    holds many: their phases at once were 90 MB for a 15x15 kernel on 200x200, a review)."""
+    return reduce_symbol(geom, weight, _identity, frequencies)
 
 
 def per_frequency(geom: ConvGeometry, weight: np.ndarray, frequencies: np.ndarray, reduce,

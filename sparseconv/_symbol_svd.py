@@ -43,7 +43,14 @@ import numpy as np
 
 from ._geometry import ConvGeometry
 from ._parallel import cpu_count, frequency_chunks, map_chunks
-from ._symbol import stored_count, symbol_at, times_power_of_two, unit_scale
+from ._symbol import (
+    stored_count,
+    symbol_at,
+    tap_bytes,
+    task_bytes,
+    times_power_of_two,
+    unit_scale,
+)
 
 __all__ = ["GRAM_CONDITION", "Frequencies", "factor_bytes", "factor_symbol",
            "negative_frequencies", "svd_of_stack"]
@@ -57,8 +64,6 @@ GRAM_CONDITION = 4.0
 #: The SVD route's ``sigma_max / sigma_min`` within this factor of :data:`GRAM_CONDITION` is
 #: checked against the Gram route's own measure (the two differ by ``kappa^2 eps`` relative).
 _MARGIN = 1.0 + 1e-6
-#: A task guesses the route of its next matrices from the last batch, of this many at most.
-_BATCH = 32
 
 
 class Frequencies(NamedTuple):
@@ -136,12 +141,16 @@ def factor_bytes(geom: ConvGeometry, real: bool) -> int:
     m, n = geom.symbol_block
     k, count = min(m, n), math.prod(grid)
     stored = stored_count(grid, real)
-    step = _chunk(groups * m * n)
+    step = _chunk(geom)
     in_flight = min(stored, step * cpu_count())  # one batch per worker at a time
     bookkeeping = 8 * (len(grid) + 4) * count  # np.indices, ravel, negatives, stored
     factors = 16 * stored * groups * (m * k + k * n) + 8 * stored * groups * k
     spectrum = 8 * count * groups * k * 3  # S everywhere, its order, S sorted
-    return bookkeeping + factors + spectrum + 16 * in_flight * groups * m * n * 4
+    # the batches in flight: their symbols and SVD work, their phases, and each worker's
+    # placed taps (sparseconv._symbol.task_bytes)
+    batches = (in_flight * (16 * groups * m * n * 4 + tap_bytes(geom))
+               + min(cpu_count(), -(-stored // step)) * task_bytes(geom))
+    return bookkeeping + factors + spectrum + batches
 
 
 def factor_symbol(geom: ConvGeometry, weight: np.ndarray, frequencies: Frequencies):
@@ -156,7 +165,7 @@ def factor_symbol(geom: ConvGeometry, weight: np.ndarray, frequencies: Frequenci
     groups = geom.groups
     m, n = geom.symbol_block
     k, stored = min(m, n), len(frequencies.stored)
-    step = _chunk(groups * m * n)
+    step = _chunk(geom)
     # contiguous: unit_scale views a complex weight as its real parts
     scaled, exponent = unit_scale(np.ascontiguousarray(weight))
     at = np.stack(np.unravel_index(frequencies.stored, grid), axis=-1)
@@ -175,7 +184,7 @@ def _factor_rows(geom: ConvGeometry, weight: np.ndarray, at: np.ndarray, u: np.n
     """One task of :func:`factor_symbol`: the SVDs at ``at[rows]`` (contiguous rows), written
     into ``u``, ``s``, ``vh`` (shared with the other tasks, which write other rows).
 
-    Batches grow from 4 frequencies to ``min(_BATCH, step)``; each takes the route that most
+    Batches grow from 4 frequencies to ``step``; each takes the route that most
     of the previous batch's matrices took (the first: ``gesdd``).
     """
     if len(rows) == 0:
@@ -245,6 +254,8 @@ def _gram_svd_into(h: np.ndarray, u: np.ndarray, s: np.ndarray, vh: np.ndarray) 
     return good
 
 
-def _chunk(block: int) -> int:
-    """Frequencies a chunk: its symbol of ``block`` complex entries each about _CHUNK_BYTES."""
-    return max(1, _CHUNK_BYTES // (16 * block))
+def _chunk(geom: ConvGeometry) -> int:
+    """Frequencies a chunk: their symbols and phases (:func:`sparseconv._symbol.tap_bytes`)
+    about :data:`_CHUNK_BYTES`."""
+    m, n = geom.symbol_block
+    return max(1, _CHUNK_BYTES // (16 * geom.groups * m * n + tap_bytes(geom)))

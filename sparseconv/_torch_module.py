@@ -87,9 +87,10 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
         in :func:`sparseconv.conv_matrix`; another module's: scipy's). It must divide the
         matrix's shape.
     output_size : tuple of int, optional
-        For ``nn.ConvTranspose*d`` only: the ``output_size`` passed at call time, as PyTorch
-        takes it: the spatial sizes, or with the channels before them (an unbatched
-        input's ``y.size()``), or with the batch and channels (a batched input's).
+        For ``nn.ConvTranspose*d`` only: the ``output_size`` passed at call time: the
+        spatial sizes, or with the channels before them (an unbatched input's
+        ``y.size()``), or with the batch and channels (a batched input's); a channel entry
+        must be ``out_channels`` (PyTorch ignores it).
 
     Returns
     -------

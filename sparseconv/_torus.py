@@ -538,7 +538,9 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
         An argument of the wrong type.
     MatrixTooLargeError
         The polyphase symbol (``C_out/groups x C_in/groups * prod(stride)`` per group and
-        shift) or one evaluation of it beyond the memory limit, before it starts.
+        shift) beyond the memory limit, before it is built; one batch of its evaluations,
+        before that batch (the branch and bound holds several such arrays at once: up to
+        30x the largest on ResNet-18's layers, a few hundred MB).
 
     See Also
     --------

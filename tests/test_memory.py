@@ -179,6 +179,7 @@ def test_operators_of_huge_strides_are_built_without_visiting_every_phase():
 
 
 _W4, _W64 = W[:4, :4], np.random.default_rng(1).standard_normal((64, 64, 3, 3))
+_W15 = np.random.default_rng(2).standard_normal((1, 1, 15, 15))
 WORKING_SETS = {  # (a new user's trial: each went past a 16 MiB limit, up to 256 MiB)
     "singular_values": lambda: sparseconv.singular_values(_W64, (64, 32, 32), **PERIODIC),
     "singular_values stride": lambda: sparseconv.singular_values(W, (8, 128, 128), stride=2,
@@ -193,6 +194,15 @@ WORKING_SETS = {  # (a new user's trial: each went past a 16 MiB limit, up to 25
     "composition_singular_values": lambda: sparseconv.composition_singular_values(
         [(W, PERIODIC), (W, PERIODIC)], (8, 64, 64)),
     "toeplitz_norm stride": lambda: sparseconv.toeplitz_norm(_W4, stride=32, tol=1e-4),
+    # (a review: the phases of a 15x15 kernel's 225 taps, 20-200x what was counted)
+    "singular_values 15x15": lambda: sparseconv.singular_values(_W15, (1, 160, 160),
+                                                                **PERIODIC),
+    "circular_svd 15x15": lambda: sparseconv.circular_svd(_W15, (1, 160, 160)),
+    "symbol 15x15": lambda: sparseconv.symbol(_W15, (160, 160)),
+    "composition_singular_values 15x15": lambda: sparseconv.composition_singular_values(
+        [(_W15, PERIODIC), (_W15, PERIODIC)], (1, 160, 160)),
+    "composition_eigenvalues 15x15": lambda: sparseconv.composition_eigenvalues(
+        [(_W15, PERIODIC), (_W15, PERIODIC)], (1, 100, 100)),
 }
 
 

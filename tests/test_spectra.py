@@ -373,3 +373,16 @@ def test_narrow_weights_are_scaled_in_double_precision(dtype, loud):
         found = np.sort(found)  # each value to its own size: the groups are separate blocks
         assert (np.abs(found - np.sort(exact)) <= 1e-13 * found).all()
     assert np.array_equal(symbol(w, (8,), groups=2), symbol(w64, (8,), groups=2))
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 8), (4, 7, 6), (3, 5), (2, 4, 4, 6)])
+def test_a_real_layers_eigenvalues_come_in_exactly_conjugate_pairs(shape):
+    """H(-xi) = conj H(xi), and a real symbol's eigenvalues pair exactly: computed so, the
+    spectrum is closed under conjugation bit for bit, and pairs of equal modulus keep their
+    order whatever the chunks of frequencies (a test of the serial order failed on them)."""
+    rng = np.random.default_rng(len(shape) * 10 + shape[-1])
+    w = rng.standard_normal((shape[0], shape[0], *([3] * (len(shape) - 1))))
+    values = eigenvalues(w, shape, **PERIODIC)
+    assert np.array_equal(np.sort_complex(values), np.sort_complex(np.conj(values)))
+    dense = np.linalg.eigvals(conv_matrix(w, shape, **PERIODIC).toarray())
+    np.testing.assert_allclose(np.sort_complex(values), np.sort_complex(dense), atol=1e-12)
