@@ -855,7 +855,11 @@ def _plot_report(report, output: str) -> None:
 
 def _report_figure(report) -> Any:
     """The per-layer bounds as bars (a log scale only where they span more than 100x)."""
+    from decimal import ROUND_CEILING
+
     from matplotlib.figure import Figure
+
+    from .plot._figure import round_outward
 
     rows = list(report)
     fig = Figure(figsize=(max(6.4, 0.3 * len(rows) + 2), 4.4), layout="constrained")
@@ -868,7 +872,7 @@ def _report_figure(report) -> Any:
     if periodic:
         ax.scatter(*zip(*periodic), color="C3", marker=".", zorder=3,
                    label="circular padding (exact)")
-    ax.set_xticks(x, [row["name"] for row in rows], rotation=90, fontsize=7)
+    ax.set_xticks(x, [row["name"] for row in rows], rotation=90, fontsize=8)
     ax.set_xlabel("layer (the report's row name)")
     uppers = [row["upper"] for row in rows if row["upper"] > 0]
     if uppers and max(uppers) > 100 * min(uppers):  # bars from 0 would hide the small ones
@@ -877,10 +881,12 @@ def _report_figure(report) -> Any:
     else:  # bars from 0: their heights compare
         ax.set_ylim(bottom=0)
         ax.set_ylabel("spectral norm")
-    bound = report.network_upper
+    bound = report.network_upper  # printed rounded up: a bound (a new user's trial: .4g)
     ax.set_title("per-layer spectral norms" + ("" if bound is None else
-                                               f"; network bound {bound:.4g}"), fontsize=9)
-    ax.legend(fontsize=7)
+                                               "; network bound "
+                                               f"{round_outward(bound, ROUND_CEILING, 4)}"),
+                 fontsize=9)
+    ax.legend(fontsize=8)  # (the README's smallest text: 8 pt)
     return fig
 
 

@@ -708,6 +708,10 @@ def test_report_plot_compares_bar_heights_unless_they_span_decades():
     report = sct.lipschitz_report(model, (3, 8, 8))
     axes = _report_figure(report).axes[0]
     assert axes.get_yscale() == "linear" and axes.get_ylim()[0] == 0
+    # the title's network bound is rounded up, so that it is still one (was .4g); text 8 pt+
+    title = axes.get_title()
+    assert float(title.split("network bound ")[1]) >= report.network_upper, title
+    assert min(t.get_fontsize() for t in axes.get_xticklabels()) >= 8
     with torch.no_grad():
         model[5].weight.mul_(1e4)  # the classifier's bound 10^4 times the others
     axes = _report_figure(sct.lipschitz_report(model, (3, 8, 8))).axes[0]

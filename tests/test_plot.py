@@ -538,6 +538,19 @@ def test_an_exact_pattern_drawn_into_fewer_pixels_keeps_every_entry(tmp_path):
     (lambda A, g, ax: plot.conv_animation(g, fig="x"), TypeError, "fig must be a matplotlib"),
     (lambda A, g, ax: plot.conv_animation(g, interval=-5), ValueError, "interval must be a"),
     (lambda A, g, ax: plot.conv_animation(g, transposed="no"), TypeError, "transposed must be a"),
+    # (a new user's trial: matplotlib's KeyError for a colormap; a negative singular value
+    # drawn as one)
+    (lambda A, g, ax: plot.spy(A, ax, cmap="nope"), ValueError,
+     "cmap must be the name of a matplotlib colormap .*, got 'nope'"),
+    (lambda A, g, ax: plot.spy(A, ax, values=True, cmap="nope"), ValueError, "cmap must be"),
+    (lambda A, g, ax: plot.frequency_heatmap(np.ones((4, 4)), ax, cmap=3), TypeError,
+     "cmap must be the name"),
+    (lambda A, g, ax: plot.receptive_field_heatmap(g, ax, cmap="nope"), ValueError,
+     "cmap must be"),
+    (lambda A, g, ax: plot.spectrum([3, -1, 2], ax), ValueError,
+     r"values must be finite and non-negative \(singular values\), got np.int64\(-1\)"),
+    (lambda A, g, ax: plot.spectrum({"a": [1.0, np.nan]}, ax), ValueError,
+     r"non-negative .* got np.float64\(nan\) for 'a'"),
 ])
 def test_the_plots_name_a_bad_argument(call, error, match):
     """A hunt: each raised an internal error (ZeroDivisionError, IndexError, AttributeError,
@@ -562,3 +575,21 @@ def test_an_empty_matrix_still_rasters():
     counts = plot.raster(sp.csr_array((0, 5))).counts
     assert counts.shape == (0, 5)
     assert plot.density_counts(sp.csr_array((0, 5)), np.array([0]), np.arange(6)).shape == (0, 5)
+
+
+def test_the_row_label_of_a_wide_matrix_stays_inside_the_figure(tmp_path):
+    """(A new user's trial: "output channel (blocks of 5x5 positions)" was longer than the
+    short axes of a wide grouped layer's matrix, and ran off the saved figure.)"""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    w = np.random.default_rng(1).standard_normal((6, 2, 3, 3))
+    options = dict(stride=2, padding=2, dilation=2, groups=3)
+    A = conv_matrix(w, (6, 9, 9), **options)
+    g = ConvGeometry.from_weight(w.shape, (6, 9, 9), **options)
+    for values in (True, False):
+        image = plot.spy(A, geometry=g, blocks=True, values=values, fname=tmp_path / "a.png")
+        figure = image.axes.figure
+        FigureCanvasAgg(figure).draw()  # laid out as when it was saved
+        box = image.axes.yaxis.label.get_window_extent()
+        assert 0 <= box.y0 and box.y1 <= figure.bbox.height, (values, box)
+        assert 0 <= box.x0, (values, box)

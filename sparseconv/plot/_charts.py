@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +21,14 @@ from .._operators import ConvOperator
 from .._receptive_field import receptive_field_paths
 from .._typing import ArrayLike
 from .._validation import as_bool, is_int
-from ._figure import check_flag, check_output, drawing, nice_step
+from ._figure import (
+    check_cmap,
+    check_flag,
+    check_output,
+    drawing,
+    nice_step,
+    round_outward,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,14 +36,6 @@ if TYPE_CHECKING:
     from matplotlib.lines import Line2D
 
 __all__ = ["frequency_heatmap", "receptive_field_heatmap", "spectrum"]
-
-
-def _outward(value: float, rounding: str, digits: int) -> str:
-    """``value`` to ``digits`` significant digits, rounded outward so an interval stays valid."""
-    exact = Decimal(repr(float(value)))
-    if exact == 0:
-        return "0"
-    return f"{exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding):g}"
 
 
 def _interval(interval) -> tuple[float, float] | None:
@@ -89,7 +88,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     Raises
     ------
     ValueError, TypeError
-        An ``interval`` that is not ``0 <= lower <= upper``; the output options, as :func:`spy`.
+        Values that are not finite non-negative reals; an ``interval`` that is not ``0 <=
+        lower <= upper``; the output options, as :func:`spy`.
 
     Examples
     --------
@@ -118,6 +118,11 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
         if not given.size:
             raise ValueError("values must hold at least one singular value" + (
                 f" for {name!r}" if name is not None else ""))
+        bad = ~(np.isfinite(given) & (given >= 0))  # (a new user's trial: -1 was drawn)
+        if bad.any():
+            raise ValueError(f"values must be finite and non-negative (singular values), got "
+                             f"{given.ravel()[np.flatnonzero(bad.ravel())[0]]!r}"
+                             + (f" for {name!r}" if name is not None else ""))
     lines = []
     with drawing(ax, fname, dpi, figsize, format) as ax:
         for name, s in series:
@@ -126,8 +131,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
             lines += ax.plot(x, s, label=name, **kwargs)
         if band is not None:
             lower, upper = band
-            text = (f"certified ||A||$_2$ in [{_outward(lower, ROUND_FLOOR, 6)}, "
-                    f"{_outward(upper, ROUND_CEILING, 6)}]")
+            text = (f"certified ||A||$_2$ in [{round_outward(lower, ROUND_FLOOR, 6)}, "
+                    f"{round_outward(upper, ROUND_CEILING, 6)}]")
             ax.axhspan(lower, upper, color="0.5", alpha=0.25, linewidth=0)
             x0 = float(np.asarray(lines[0].get_xdata())[0]) if lines else 0.0
             ax.errorbar([x0], [(lower + upper) / 2], yerr=[[(upper - lower) / 2]] * 2,
@@ -190,6 +195,7 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
     'gain'
     """
     check_output(fname, dpi, figsize, format, ax=ax)
+    check_cmap(cmap)
     colorbar = as_bool(colorbar, "colorbar")  # (a hunt: colorbar="no" drew one)
     v = np.asarray(values)
     if v.ndim == 4:
@@ -282,6 +288,7 @@ def receptive_field_heatmap(
 
     colorbar = check_flag(colorbar, "colorbar")
     check_output(fname, dpi, figsize, format, ax=ax)
+    check_cmap(cmap)
     counts = receptive_field_paths(layers, position)
     if counts.ndim > 2:
         raise ValueError(f"receptive_field draws 1-D and 2-D layers, got {counts.ndim}-D")

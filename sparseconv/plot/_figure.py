@@ -196,11 +196,43 @@ def nice_step(count: int, most: int = 8) -> int:
     return next(s for s in steps if math.ceil(count / s) <= most)
 
 
+def round_outward(value: float, rounding: str, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, rounded outward (``decimal.ROUND_FLOOR``
+    for a lower bound, ``ROUND_CEILING`` for an upper one) so a printed bound stays one.
+
+    Examples
+    --------
+    >>> from decimal import ROUND_CEILING, ROUND_FLOOR
+    >>> round_outward(0.7979027, ROUND_CEILING, 4), round_outward(0.7979027, ROUND_FLOOR, 4)
+    ('0.7980', '0.7979')
+    """
+    from decimal import Decimal
+
+    exact = Decimal(repr(float(value)))
+    if exact == 0:
+        return "0"
+    return f"{exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding):g}"
+
+
 def check_flag(value, name: str) -> bool | None:
     """``None`` (automatic) or a bool."""
     if value is not None and not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True, False or None, got {value!r}")
     return None if value is None else bool(value)
+
+
+def check_cmap(value, name: str = "cmap", *, optional: bool = False) -> None:
+    """A colormap name matplotlib knows (or ``None`` where ``optional``); refused by name, as
+    matplotlib's own ``KeyError`` would not say which argument it came from."""
+    from matplotlib import colormaps
+
+    if optional and value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be the name of a matplotlib colormap, got {value!r}")
+    if value not in colormaps:
+        raise ValueError(f"{name} must be the name of a matplotlib colormap (such as "
+                         f"'viridis' or 'Blues'), got {value!r}")
 
 
 def check_count(value, name: str) -> int:

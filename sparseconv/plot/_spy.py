@@ -23,6 +23,7 @@ from .._geometry import ConvGeometry
 from .._operators import layer_of
 from .._validation import as_bool, int_tuple
 from ._figure import (
+    check_cmap,
     check_count,
     check_flag,
     check_output,
@@ -137,7 +138,10 @@ def _label_axes(ax, geom, transposed, binned: Raster) -> None:
         starts = np.arange(first - first % step, stop, step)
         starts = starts[starts >= first]
         axis.set_ticks((starts + 0.5) * block - 0.5, [str(c) for c in starts])
-        set_label(f"{name} channel (blocks of {grid} positions)")
+        # the rows' label on two lines: one was longer than a wide matrix's short axes, and
+        # ran off the figure (a new user's trial)
+        set_label(f"{name} channel{chr(10) if axis is ax.yaxis else ' '}"
+                  f"(blocks of {grid} positions)")
 
 
 def _values_image(A, max_bins: int) -> np.ndarray:
@@ -177,6 +181,7 @@ def _image_style(image: np.ndarray, exact: bool, values: bool, color, cmap) -> d
 
 def _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom):
     """The image spy draws, its raster (edges), and its colormap and limits."""
+    check_cmap(cmap, optional=True)
     if values:
         if zoom is not None:
             raise ValueError("zoom= draws a density or pattern raster; values=True draws the "
