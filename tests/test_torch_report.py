@@ -1155,3 +1155,36 @@ def test_assume_chain_does_not_warn_where_the_bound_is_over_the_graph():
         report = sct.lipschitz_report(model, (2, 5, 5), assume_chain=True)
     assert report.over_graph and report.network_upper == pytest.approx(
         3 * report[0]["upper"], rel=1e-12)
+
+
+class _Attending(nn.Module):
+    """A convolution, then attention over its positions (unpacking its weights too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 8, 1)
+        self.a = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.c(x).flatten(2).transpose(1, 2)
+        y, _ = self.a(y, y, y)
+        return self.fc(y.mean(1))
+
+
+def test_attention_is_traced_and_named_where_it_stops_the_bound():
+    """(A new user's trial: nn.MultiheadAttention, whose forward reads its out_proj's
+    weights without calling it, left no record at all, and the reason spoke of a transpose
+    and an unused getitem, never of attention.)"""
+    model = _Attending().eval()
+    records = sct.trace(model, (3, 4, 4))
+    assert [(r.name, type(r.module).__name__, r.linear) for r in records] == [
+        ("c", "Conv2d", True), ("a", "MultiheadAttention", False), ("fc", "Linear", True)]
+    report = sct.lipschitz_report(model, (3, 4, 4))
+    assert report.network_upper is None
+    assert report.reason.startswith("module a (MultiheadAttention) is neither a layer "
+                                    "sparseconv.torch reads nor an activation of known "
+                                    "constant"), report.reason
+    # a constant for it is taken, and still no bound: its tuple has no rule (sound)
+    given = sct.lipschitz_report(model, (3, 4, 4), lipschitz_constants={"a": 1.0})
+    assert given.network_upper is None and given.reason
