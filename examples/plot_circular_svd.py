@@ -33,7 +33,7 @@ values = {
     f"clipped at {c:.2f}: 16x16 kernel (exact)": sc.singular_values(full, shape, **periodic),
     "clipped, 3x3 support kept (alternating)": sc.singular_values(small, shape, **periodic),
 }
-fig, axes = plt.subplots(1, 2, num="clip_singular_values.png", figsize=(7.6, 3.6),
+fig, axes = plt.subplots(1, 2, num="clip_singular_values.png", figsize=(7.0, 3.6),
                          layout="constrained")
 spectrum(values, axes[0])
 axes[0].axhline(c, color="0.5", lw=0.8, ls=":")

@@ -64,7 +64,7 @@ spy_values("doubly_block_circulant.png", A, "3x3 kernel on 5x5, circular padding
 # row, taken from the same index map as the convolution: ``im2col_matrix(...) @ x.ravel()`` is
 # PyTorch's ``F.unfold``, and the layer is ``weight.reshape(C_out, -1) @ patches``.
 A = sc.im2col_matrix((1, 4, 4), 3)
-fig, ax = plt.subplots(num="im2col.png", figsize=(2.6, 4.2), layout="compressed")
+fig, ax = plt.subplots(num="im2col.png", figsize=(3.5, 4.2), layout="compressed")
 spy(A, ax, blocks=[(4, 16)])
 ax.set_title("im2col, 4x4 input, 3x3 kernel:\na 0/1 selection, one 1 per row")
 ax.set_xlabel("input position")
