@@ -37,14 +37,16 @@ print(bin_edges(3136, 4, period=56))  # one channel's edges: whole image rows pe
 # %%
 # The whole layer, four channel blocks, one channel pair
 # ------------------------------------------------------
-# Left: all 64 x 64 blocks, the grid between them drawn. Middle: output and input channels
+# Left: all 64 x 64 blocks, about 5 pixels each in print: each block's band is one stroke of
+# an even hatching (the grid between them, drawn, would hide the bands). Middle: output and
+# input channels
 # 0-3, binned by image rows, where each block is the row-block tridiagonal of a 3x3 kernel.
 # Right: the first 168 x 168 entries of one block, one pixel per entry, with its 56 x 56 row
 # blocks.
 corner = sc.conv_matrix(weight[:1, :1], (1, 56, 56), padding=1)[:168, :168]
 fig, axes = plt.subplots(1, 3, num="density_large.png", figsize=(7.0, 3.0),
                          layout="compressed")  # "compressed": for axes of a fixed aspect
-spy(layer, axes[0], max_bins=256, blocks=True, colorbar=False)
+spy(layer, axes[0], max_bins=256, blocks=False, colorbar=False)
 image = spy(layer, axes[1], max_bins=256, blocks=True, zoom=((0, 4), (0, 4)), colorbar=False)
 for ax, artist, title in ((axes[0], axes[0].images[0], "64 -> 64 channels, 3x3 on 56x56"),
                           (axes[1], image, "zoom: channels 0-3")):
