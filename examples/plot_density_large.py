@@ -39,8 +39,8 @@ print(bin_edges(3136, 4, period=56))  # one channel's edges: whole image rows pe
 # ------------------------------------------------------
 # Left: all 64 x 64 blocks, about 5 pixels each in print: each block's band is one stroke of
 # an even hatching (the grid between them, drawn, would hide the bands). Middle: output and
-# input channels
-# 0-3, binned by image rows, where each block is the row-block tridiagonal of a 3x3 kernel.
+# input channels 0-3, binned by image rows, where each block is the row-block tridiagonal of
+# a 3x3 kernel.
 # Right: the first 168 x 168 entries of one block, one pixel per entry, with its 56 x 56 row
 # blocks.
 corner = sc.conv_matrix(weight[:1, :1], (1, 56, 56), padding=1)[:168, :168]
