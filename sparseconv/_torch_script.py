@@ -339,6 +339,23 @@ def _first_read(blocks, signal: set):
     return None
 
 
+def _where(node) -> str:
+    """``" (torch/nn/modules/batchnorm.py, line 495)"``: the source of a graph node, where
+    TorchScript kept it (a new user's trial: an if of torch's own BatchNorm, inlined between
+    calls, was read as one of the user's forward, which had none)."""
+    try:
+        text = node.sourceRange()
+    except Exception:  # noqa: BLE001 - a node without a source range
+        return ""
+    found = re.search(r'File "([^"]+)", line (\d+)', text if isinstance(text, str) else "")
+    if found is None:
+        return ""
+    path = found.group(1).replace("\\", "/")
+    inside = path.rfind("/torch/")
+    path = path[inside + 1:] if inside >= 0 else path.rpartition("/")[2]
+    return f", at {path} line {found.group(2)}"
+
+
 def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None:
     """Why a TorchScript model's graph is not the chain of its calls, as a phrase after "its
     forward" (``"runs aten::add on its signal outside its layers"``), or None for a chain:
@@ -419,8 +436,8 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
                             ).split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
                         return (f"runs {inner.kind()} on its signal outside its layers (in "
                                 f"{node.kind()} branches)")
-                    return (f"runs {node.kind()} on a condition of its own (its branches are "
-                            "not followed here)")
+                    return (f"runs {node.kind()} on a condition of its own{_where(node)} "
+                            "(its branches are not followed here)")
                 block = blocks[0] if condition.output().toIValue() else blocks[1]
                 why = follow(block.nodes())
                 if why is not None:

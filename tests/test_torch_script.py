@@ -5,6 +5,7 @@ class and matrix; every row of the report); what the graph cannot show is refuse
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -821,3 +822,35 @@ def test_a_custom_operator_named_as_a_reshape_breaks_the_chain():
     report = sct.lipschitz_report(scripted, (3,))
     assert report.network_upper is None
     assert "runs sparseconv_test::relu on its signal outside its layers" in report.reason
+
+
+def test_an_if_of_torchs_own_code_is_located_in_the_reason(tmp_path):
+    """(A new user's trial: a scripted network with a residual block and BatchNorms was told
+    its forward "runs prim::If on a condition of its own"; its forward had no if: the one
+    found was torch's BatchNorm code, inlined between calls. The reason now says where.)"""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return torch.relu(self.bn(self.conv(x)) + x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+            self.block = Block()
+            self.up = nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
+
+        def forward(self, x):
+            return self.up(self.block(torch.relu(self.bn(self.stem(x)))))
+
+    scripted = jit(Net().double().eval(), "script", (3, 8, 8), tmp_path / "net.pt")
+    report = sct.lipschitz_report(scripted, (3, 8, 8))
+    assert report.network_upper is None
+    found = re.search(r"runs prim::If on a condition of its own, at (\S+) line \d+ ",
+                      report.reason)  # (torch 2.13 inlines BatchNorm's checks so)
+    assert found is not None and found.group(1) == "torch/nn/modules/batchnorm.py", \
+        report.reason
