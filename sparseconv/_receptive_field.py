@@ -24,7 +24,7 @@ from ._geometry import ConvGeometry, spatial_matrix
 from ._memory import check_memory
 from ._operators import ConvOperator, as_geometry
 from ._typing import DTypeLike, IntOrTuple, ShapeLike
-from ._validation import int_tuple, is_int, per_layer_tuples, spatial_size
+from ._validation import as_per_layer, int_tuple, is_int, per_layer_tuples, spatial_size
 
 __all__ = ["receptive_field", "receptive_field_paths", "receptive_field_size"]
 
@@ -243,6 +243,7 @@ def receptive_field_size(kernel_size: Sequence[IntOrTuple],
     >>> receptive_field_size([(7, 7), (3, 3)], stride=[2, 1])
     (11, 11)
     """
+    kernel_size, stride, dilation = map(as_per_layer, (kernel_size, stride, dilation))
     if isinstance(kernel_size, str) or not isinstance(kernel_size, Sequence):
         raise TypeError(f"kernel_size must be a non-empty sequence, one entry a layer, got "
                         f"{kernel_size!r}")

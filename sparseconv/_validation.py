@@ -508,9 +508,18 @@ def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
     return dtype
 
 
+def as_per_layer(values):
+    """A per-layer argument as a sequence: an integer numpy array (1-D, an int a layer, or
+    2-D, a row a layer) as its list, as the arguments of one layer take arrays for ints (a
+    new user's trial: ``receptive_field_size(np.array([3, 3]))`` was refused)."""
+    if isinstance(values, np.ndarray) and values.ndim in (1, 2) and values.dtype.kind in "iu":
+        return values.tolist()
+    return values
+
+
 def per_layer_tuples(values, name: str, depth: int, ndim: int) -> list[tuple[int, ...]]:
     """A per-layer argument (default 1 for every layer), each entry an int or ``ndim`` ints."""
-    values = [1] * depth if values is None else values
+    values = [1] * depth if values is None else as_per_layer(values)
     if isinstance(values, str) or not isinstance(values, Sequence):
         raise TypeError(f"{name} must be a sequence with one entry a layer ({depth}), got "
                         f"{values!r}")

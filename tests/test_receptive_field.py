@@ -139,6 +139,12 @@ def test_receptive_field_size_cases():
     # a review: ints in kernel_size repeat over the axes a stride or dilation tuple gives
     assert receptive_field_size([3, 3], stride=[(2, 1), 1]) == (7, 5)
     assert receptive_field_size([3, 3], dilation=[1, (1, 2)]) == (5, 7)
+    # integer arrays as the lists they hold, an int or a row a layer (a new user's trial)
+    assert receptive_field_size(np.array([3, 3])) == 5
+    assert receptive_field_size(np.array([[7, 1], [3, 3]]), stride=np.array([[2, 1], [1, 1]]),
+                                dilation=np.array([1, 1])) == (11, 3)
+    with pytest.raises(TypeError, match="kernel_size must be a non-empty sequence"):
+        receptive_field_size(np.array([3.0, 3.0]))  # floats are no sizes
 
 
 def test_receptive_field_size_rejects():
