@@ -149,7 +149,7 @@ def frequency_work_bytes(geom: ConvGeometry, frequencies: int, copies: int = 2) 
     """
     grid = math.prod(geom.coarse_grid)
     block = geom.out_channels * (geom.in_channels // geom.groups) * math.prod(geom.stride)
-    step = _frequency_step(geom)
+    step = frequency_step(geom)
     in_flight = min(frequencies, step * cpu_count())
     workers = min(cpu_count(), -(-frequencies // step))
     return (8 * (2 * geom.ndim + 4) * grid + in_flight * (copies * 16 * block + tap_bytes(geom))
@@ -453,7 +453,7 @@ def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTupl
 _CHUNK_BYTES = 8 * 2**20
 
 
-def _frequency_step(geom: ConvGeometry) -> int:
+def frequency_step(geom: ConvGeometry) -> int:
     """How many frequencies' symbol and phases (:func:`tap_bytes`) fit :data:`_CHUNK_BYTES`."""
     block = (geom.out_channels // geom.groups) * (geom.in_channels // geom.groups)
     per_frequency = 16 * geom.groups * block * math.prod(geom.stride) + tap_bytes(geom)
@@ -466,7 +466,7 @@ def reduce_symbol(geom: ConvGeometry, weight: np.ndarray, reduce, frequencies: n
 
     One task of :func:`per_frequency`: module-level, so any executor can run it.
     """
-    step = _frequency_step(geom)
+    step = frequency_step(geom)
     return np.concatenate([reduce(symbol_at(geom, weight, frequencies[i:i + step]))
                            for i in range(0, len(frequencies), step)])
 
@@ -489,7 +489,7 @@ def per_frequency(geom: ConvGeometry, weight: np.ndarray, frequencies: np.ndarra
     """
     if len(frequencies) == 0:
         return reduce_symbol(geom, weight, reduce or _identity, frequencies)
-    chunks = frequency_chunks(frequencies, _frequency_step(geom), executor)
+    chunks = frequency_chunks(frequencies, frequency_step(geom), executor)
     starts = np.cumsum([0] + [len(c) for c in chunks])
 
     def label(i: int) -> str:

@@ -44,6 +44,7 @@ import numpy as np
 from ._geometry import ConvGeometry
 from ._parallel import cpu_count, frequency_chunks, map_chunks
 from ._symbol import (
+    frequency_step,
     stored_count,
     symbol_at,
     tap_bytes,
@@ -55,8 +56,6 @@ from ._symbol import (
 __all__ = ["GRAM_CONDITION", "Frequencies", "factor_bytes", "factor_symbol",
            "negative_frequencies", "svd_of_stack"]
 
-#: Frequencies are factored in chunks whose symbol takes about this many bytes.
-_CHUNK_BYTES = 8 * 2**20
 #: A matrix is factored through its Gram matrix only where ``sigma_max / sigma_min`` is at most
 #: this: singular values to ``c kappa eps sigma_max``, the computed factor (``U = H V / S``)
 #: orthonormal to ``c kappa^2 eps`` (``c`` about 8 measured: ``3e-14``).
@@ -255,7 +254,6 @@ def _gram_svd_into(h: np.ndarray, u: np.ndarray, s: np.ndarray, vh: np.ndarray) 
 
 
 def _chunk(geom: ConvGeometry) -> int:
-    """Frequencies a chunk: their symbols and phases (:func:`sparseconv._symbol.tap_bytes`)
-    about :data:`_CHUNK_BYTES`."""
-    m, n = geom.symbol_block
-    return max(1, _CHUNK_BYTES // (16 * geom.groups * m * n + tap_bytes(geom)))
+    """Frequencies a chunk: as the spectra's (:func:`sparseconv._symbol.frequency_step`),
+    their symbols and phases about 8 MiB."""
+    return frequency_step(geom)
