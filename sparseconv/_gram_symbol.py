@@ -49,6 +49,19 @@ __all__ = ["GramSymbol", "dense_below", "gram_symbol", "top_squares", "worth_it"
 _CHUNK_BYTES = 16 * 2**20
 
 
+def _frequency_bytes(size: int, deltas: int, ndim: int, copies: int = 1) -> int:
+    """The bytes one frequency costs in a chunk: its Gram matrix (``copies`` of it: the
+    eigensolver's is a second), and the phases of every exponent (as
+    :func:`sparseconv._symbol.tap_bytes`: a review found a 15x15 kernel's 841 exponents
+    uncounted, 89 MB at the peak of a one-channel layer)."""
+    return copies * 16 * size * size + deltas * (8 * ndim + 48)
+
+
+def _step(size: int, deltas: int, ndim: int) -> int:
+    """Frequencies a chunk: their Gram matrices and phases about :data:`_CHUNK_BYTES`."""
+    return max(1, _CHUNK_BYTES // _frequency_bytes(size, deltas, ndim))
+
+
 class GramSymbol:
     """The coefficients ``C_d`` of a periodic layer's smaller Gram matrix, per group.
 
@@ -81,8 +94,8 @@ class GramSymbol:
 
     @property
     def step(self) -> int:
-        """Frequencies whose Gram matrices take about :data:`_CHUNK_BYTES`."""
-        return max(1, _CHUNK_BYTES // (16 * self.size**2))
+        """Frequencies whose Gram matrices and phases take about :data:`_CHUNK_BYTES`."""
+        return _step(self.size, len(self.deltas), self.deltas.shape[1])
 
     def grams(self, frequencies: np.ndarray, group: int) -> np.ndarray:
         """``G^`` of one group at ``frequencies`` (``(F, ndim)``): shape ``(F, n, n)``."""
@@ -258,7 +271,10 @@ def worth_it(geom: ConvGeometry, frequencies: int) -> bool:
     count = math.prod(2 * k - 1 for k in geom.kernel_size)
     direct = 4 * frequencies * (taps * rows * cols + n * n * inner)
     coefficients = taps * (taps + 1) / 2 * n * n * inner + 2 * frequencies * count * n * n
-    return coefficients < direct and fits(gram_bytes(geom))
+    # the coefficients, and the chunks in flight on the default thread pool
+    per = _frequency_bytes(n, count, geom.ndim, copies=2)
+    work = min(frequencies, _step(n, count, geom.ndim) * cpu_count()) * per
+    return coefficients < direct and fits(gram_bytes(geom) + work)
 
 
 def gram_error(rounding: Rounding, ndim: int, taps: int, count: int, inner: int,

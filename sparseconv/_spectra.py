@@ -33,7 +33,6 @@ from ._matrices import conv_matrix
 from ._memory import check_memory, format_bytes, get_memory_limit
 from ._symbol import (
     PERIODIC_HINT,
-    check_symbol_memory,
     conjugate_pairs,
     frequency_work_bytes,
     layer_geometry,
@@ -251,8 +250,11 @@ def _eigenvalues(chain: list[_Layer], method: str, what: str,
         values = np.linalg.eigvals(_dense(chain, method, obstacle, what))
     elif len(chain) == 1:
         geom = chain[0].geom
-        check_symbol_memory(geom, "the symbol behind eigenvalues", copies=3)
         grid = list(geom.coarse_grid)
+        count = math.prod(grid) * geom.out_channels  # the eigenvalues, their mirror and sort
+        stored = stored_count(grid, chain[0].weight.dtype.kind != "c")
+        check_memory(4 * 16 * count + frequency_work_bytes(geom, stored),
+                     f"the {count} eigenvalues")  # (not the whole symbol: a review)
         if chain[0].weight.dtype.kind == "c":
             frequencies = np.indices(grid).reshape(len(grid), -1).T
             values = per_frequency(geom, chain[0].weight, frequencies, _block_eigenvalues,

@@ -203,7 +203,29 @@ WORKING_SETS = {  # (a new user's trial: each went past a 16 MiB limit, up to 25
         [(_W15, PERIODIC), (_W15, PERIODIC)], (1, 160, 160)),
     "composition_eigenvalues 15x15": lambda: sparseconv.composition_eigenvalues(
         [(_W15, PERIODIC), (_W15, PERIODIC)], (1, 100, 100)),
+    # (a second review: the Gram route's chunks counted their Gram matrices, not the phases
+    # of their 841 exponents)
+    "spectral_norm 15x15 stride 2": lambda: sparseconv.spectral_norm(
+        _W15, (1, 200, 200), stride=2, method="upper", **PERIODIC),
 }
+
+
+@pytest.mark.parametrize("call", [
+    lambda: sparseconv.frequency_map(W, (256, 256)),
+    lambda: sparseconv.eigenvalues(W, (8, 128, 180), **PERIODIC),
+])
+def test_what_needs_no_whole_symbol_is_not_refused_for_one(call, memory_limit):
+    """(A second review: frequency_map and eigenvalues asked for three copies of the whole
+    symbol, 9.2 GiB for a 64 -> 64 layer on 224x224 at the default 4 GiB, where their chunks
+    need a few MiB; here 192 and 68 MiB, over a 64 MiB limit.)"""
+    memory_limit(64 * 2**20)
+    tracemalloc.start()
+    try:
+        call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
 
 
 @pytest.mark.parametrize("limit", [4 * 2**20, 16 * 2**20, 32 * 2**20, 64 * 2**20])
