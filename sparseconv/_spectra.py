@@ -72,6 +72,8 @@ DENSE_FLOPS = 2**31
 #: ``eps * sigma_max^2 / sigma`` then stays within ``_GRAM_CONDITION * eps * sigma_max``, as
 #: accurate as LAPACK's SVD (``O(eps * sigma_max)``).
 _GRAM_CONDITION = 16.0
+#: Frequencies whose symbols :func:`_product` forms at once take about this many bytes.
+_PRODUCT_CHUNK = 8 * 2**20
 #: The options a layer of a composition takes, with :func:`sparseconv.conv_matrix`'s meaning.
 LAYER_OPTIONS = ("stride", "padding", "dilation", "groups", "padding_mode")
 _METHODS = ("auto", "fft", "dense")
@@ -456,14 +458,28 @@ def _chain(layers, input_shape) -> list[_Layer]:
 
 
 def _product(chain: list[_Layer]) -> np.ndarray:
-    """The symbol of the product of periodic stride-1 layers, ``H_L(xi) ... H_1(xi)``."""
-    total = None
-    for layer in chain:  # each symbol at every frequency at once: its phases too
-        geom, grid = layer.geom, math.prod(layer.geom.coarse_grid)
-        block = geom.out_channels * geom.in_channels * math.prod(geom.stride)
-        check_memory(3 * 16 * grid * block + grid * tap_bytes(geom) + task_bytes(geom),
-                     "the symbols of a composition")
-        h = block_diagonal(symbol_at(geom, layer.weight))
-        total = h if total is None else h @ total  # applied first to last
-    assert total is not None  # the chain holds at least one layer
+    """The symbol of the product of periodic stride-1 layers, ``H_L(xi) ... H_1(xi)``, shape
+    ``(F, C_out, C_in)`` over the grid's frequencies in C order.
+
+    Computed a chunk of frequencies at a time: the phases of every tap at every frequency at
+    once were a few GB for large kernels (a review: 3.7 GB for two 9x9x9 layers on 48^3).
+    """
+    geoms = [layer.geom for layer in chain]
+    grid = list(geoms[0].coarse_grid)
+    count, ndim = math.prod(grid), len(grid)
+    rows, cols = geoms[-1].out_channels, geoms[0].in_channels
+    # a frequency's symbols, their product and its copy; its phases; each call's placed taps
+    per = 3 * 16 * max(g.out_channels * g.in_channels for g in geoms) + max(
+        tap_bytes(g) for g in geoms)
+    step = max(1, min(count, _PRODUCT_CHUNK // per))
+    check_memory(16 * count * rows * cols + 8 * (ndim + 1) * count + step * per
+                 + max(task_bytes(g) for g in geoms), "the symbols of a composition")
+    frequencies = np.indices(grid).reshape(ndim, -1).T
+    total = np.empty((count, rows, cols), dtype=np.complex128)
+    for start in range(0, count, step):
+        xi, product = frequencies[start:start + step], None
+        for layer in chain:  # applied first to last
+            h = block_diagonal(symbol_at(layer.geom, layer.weight, xi))
+            product = h if product is None else h @ product
+        total[start:start + step] = product
     return total

@@ -213,6 +213,10 @@ WORKING_SETS = {  # (a new user's trial: each went past a 16 MiB limit, up to 25
 @pytest.mark.parametrize("call", [
     lambda: sparseconv.frequency_map(W, (256, 256)),
     lambda: sparseconv.eigenvalues(W, (8, 128, 180), **PERIODIC),
+    # (the same review: a composition's symbols were evaluated at every frequency at once,
+    # with every tap's phases, 3.7 GB for two 9x9x9 layers on 48^3; here 322 MB)
+    lambda: sparseconv.composition_eigenvalues([(_W15, PERIODIC), (_W15, PERIODIC)],
+                                               (1, 160, 160)),
 ])
 def test_what_needs_no_whole_symbol_is_not_refused_for_one(call, memory_limit):
     """(A second review: frequency_map and eigenvalues asked for three copies of the whole
