@@ -37,7 +37,7 @@ from ._spectra import (
     _Layer,
     _require_fft,
 )
-from ._symbol import conjugate_pairs, times_power_of_two
+from ._symbol import conjugate_pairs, frequency_list_bytes, phase_bytes, times_power_of_two
 from ._typing import LayerLike, ShapeLike, SpectralMethod
 
 __all__ = ["composition_eigenvalues", "composition_singular_values"]
@@ -118,18 +118,17 @@ def _fft_singular_values(chain: list[_Layer]) -> np.ndarray:
                         * math.prod(blocks[0]))
     count = math.prod(grid) * per_frequency
     # before any symbol: the values (with their repeats and sort), the frequency list
-    check_memory(4 * 8 * count + 8 * (2 * len(grid) + 4) * math.prod(grid),
-                 f"the {count} singular values")
+    results = 4 * 8 * count + frequency_list_bytes(grid)
+    check_memory(results, f"the {count} singular values")
     layers = [_polyphase_layer(layer.geom, layer.weight, block, grid)
               for layer, block in zip(chain, blocks)]
-    largest = max(16 * p.groups**2 * p.rows * p.cols for p in layers)
-    # a frequency's symbols and their product, and the phases of one layer's shifts (as
-    # sparseconv._symbol.tap_bytes); a chunk's product with the phases copies `placed` complex
-    phase = max(len(p.shifts) for p in layers) * (8 * len(grid) + 48)
-    step = max(1, min(_CHUNK_BYTES // (3 * largest + phase), math.prod(grid)))
+    # a frequency's symbols and their product, and the phases of one layer's shifts; a
+    # chunk's product with the phases copies `placed` complex
+    per = (3 * max(16 * p.groups**2 * p.rows * p.cols for p in layers)
+           + max(phase_bytes(len(p.shifts), len(grid)) for p in layers))
+    step = max(1, min(_CHUNK_BYTES // per, math.prod(grid)))
     placed = max(16 * p.placed.size for p in layers)
-    check_memory(4 * 8 * count + 8 * (2 * len(grid) + 4) * math.prod(grid)
-                 + step * (3 * largest + phase) + placed,
+    check_memory(results + step * per + placed,
                  f"the {count} singular values and the symbols of one chunk")
     if all(layer.weight.dtype.kind != "c" for layer in chain):  # one of each {xi, -xi}
         frequencies, counts = conjugate_pairs(grid)

@@ -40,7 +40,7 @@ from ._geometry import ConvGeometry
 from ._memory import fits
 from ._parallel import cpu_count, frequency_chunks, map_chunks
 from ._rounding import Rounding, U, cholesky_slack, gamma, up
-from ._symbol import phases, placed_taps
+from ._symbol import phase_bytes, phases, placed_taps
 from ._typing import ProgressLike
 
 __all__ = ["GramSymbol", "dense_below", "gram_symbol", "top_squares", "worth_it"]
@@ -51,10 +51,9 @@ _CHUNK_BYTES = 16 * 2**20
 
 def _frequency_bytes(size: int, deltas: int, ndim: int, copies: int = 1) -> int:
     """The bytes one frequency costs in a chunk: its Gram matrix (``copies`` of it: the
-    eigensolver's is a second), and the phases of every exponent (as
-    :func:`sparseconv._symbol.tap_bytes`: a review found a 15x15 kernel's 841 exponents
-    uncounted, 89 MB at the peak of a one-channel layer)."""
-    return copies * 16 * size * size + deltas * (8 * ndim + 48)
+    eigensolver's is a second), and the phases of every exponent (a review found a 15x15
+    kernel's 841 exponents uncounted, 89 MB at the peak of a one-channel layer)."""
+    return copies * 16 * size * size + phase_bytes(deltas, ndim)
 
 
 def _step(size: int, deltas: int, ndim: int) -> int:

@@ -109,12 +109,23 @@ def check_symbol_memory(geom: ConvGeometry, what: str, copies: int = 3) -> None:
     check_memory(copies * 16 * grid * block + frequency_work_bytes(geom, grid), what)
 
 
+def phase_bytes(shifts: int, ndim: int) -> int:
+    """The bytes one frequency costs in :func:`phases` with ``shifts`` shifts in ``ndim``
+    dimensions: its phase and the integer and float temporaries that reduce each shift's turn
+    (44-48 bytes a shift measured with tracemalloc in 1-D to 3-D: a 15x15 kernel's phases
+    outweigh a one-channel symbol hundredfold)."""
+    return shifts * (8 * ndim + 48)
+
+
+def frequency_list_bytes(grid: Sequence[int]) -> int:
+    """The bytes of a list of frequencies of ``grid`` (``(F, ndim)`` integers) and of
+    :func:`conjugate_pairs`' work to choose it from the whole grid."""
+    return 8 * (2 * len(grid) + 4) * math.prod(grid)
+
+
 def tap_bytes(geom: ConvGeometry) -> int:
-    """The bytes one frequency costs in :func:`phases`: its phase and the integer and float
-    temporaries that reduce each tap's turn, for every tap (44-48 bytes a tap measured with
-    tracemalloc in 1-D to 3-D: a 15x15 kernel's phases outweigh a one-channel symbol
-    hundredfold)."""
-    return math.prod(geom.kernel_size) * (8 * geom.ndim + 48)
+    """:func:`phase_bytes` of the layer's taps."""
+    return phase_bytes(math.prod(geom.kernel_size), geom.ndim)
 
 
 def task_bytes(geom: ConvGeometry) -> int:
@@ -149,13 +160,12 @@ def frequency_work_bytes(geom: ConvGeometry, frequencies: int, copies: int = 3) 
     estimate), their phases (:func:`tap_bytes`) and each worker's placed taps
     (:func:`task_bytes`).
     """
-    grid = math.prod(geom.coarse_grid)
     block = geom.out_channels * (geom.in_channels // geom.groups) * math.prod(geom.stride)
     step = frequency_step(geom)
     in_flight = min(frequencies, step * cpu_count())
     workers = min(cpu_count(), -(-frequencies // step))
-    return (8 * (2 * geom.ndim + 4) * grid + in_flight * (copies * 16 * block + tap_bytes(geom))
-            + workers * task_bytes(geom))
+    return (frequency_list_bytes(geom.coarse_grid)
+            + in_flight * (copies * 16 * block + tap_bytes(geom)) + workers * task_bytes(geom))
 
 
 def is_periodic(geom: ConvGeometry) -> bool:

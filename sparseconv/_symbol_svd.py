@@ -42,13 +42,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ._geometry import ConvGeometry
-from ._parallel import cpu_count, frequency_chunks, map_chunks
+from ._parallel import frequency_chunks, map_chunks
 from ._symbol import (
     frequency_step,
+    frequency_work_bytes,
     stored_count,
     symbol_at,
-    tap_bytes,
-    task_bytes,
     times_power_of_two,
     unit_scale,
 )
@@ -130,26 +129,20 @@ def negative_frequencies(grid: tuple[int, ...]) -> np.ndarray:
 
 
 def factor_bytes(geom: ConvGeometry, real: bool) -> int:
-    """The bytes :class:`sparseconv.CircularSVD` allocates, at most: its bookkeeping of the
-    frequencies, the factors, the chunks in flight and the sorted singular values.
+    """The bytes :class:`sparseconv.CircularSVD` allocates, at most: the factors and the
+    sorted singular values, and the chunks' work as the spectra's
+    (:func:`sparseconv._symbol.frequency_work_bytes`: the frequencies' bookkeeping, each
+    batch's symbols with their SVD's work, 4 copies, their phases and placed taps).
 
     Computed from the shapes alone, so that a layer too large is refused before anything is
     allocated.
     """
-    grid, groups = geom.coarse_grid, geom.groups
-    m, n = geom.symbol_block
-    k, count = min(m, n), math.prod(grid)
-    stored = stored_count(grid, real)
-    step = _chunk(geom)
-    in_flight = min(stored, step * cpu_count())  # one batch per worker at a time
-    bookkeeping = 8 * (len(grid) + 4) * count  # np.indices, ravel, negatives, stored
+    groups, (m, n) = geom.groups, geom.symbol_block
+    k, count = min(m, n), math.prod(geom.coarse_grid)
+    stored = stored_count(geom.coarse_grid, real)
     factors = 16 * stored * groups * (m * k + k * n) + 8 * stored * groups * k
     spectrum = 8 * count * groups * k * 3  # S everywhere, its order, S sorted
-    # the batches in flight: their symbols and SVD work, their phases, and each worker's
-    # placed taps (sparseconv._symbol.task_bytes)
-    batches = (in_flight * (16 * groups * m * n * 4 + tap_bytes(geom))
-               + min(cpu_count(), -(-stored // step)) * task_bytes(geom))
-    return bookkeeping + factors + spectrum + batches
+    return factors + spectrum + frequency_work_bytes(geom, stored, copies=4)
 
 
 def factor_symbol(geom: ConvGeometry, weight: np.ndarray, frequencies: Frequencies):

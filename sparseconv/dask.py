@@ -950,7 +950,7 @@ def _channels_and_space(x, weight, name: str, axis: int, groups) -> tuple[int, .
     ndim = weight.ndim - 2
     if x.ndim not in (ndim + 1, ndim + 2):
         raise ValueError(f"{name} must have shape (C, *spatial) or (N, C, *spatial) with "
-                         f"{max(ndim, 1)} spatial axes for weight of shape {np.shape(weight)}, "
+                         f"{ndim} spatial axes for weight of shape {weight.shape}, "
                          f"got shape {x.shape}")
     shape = tuple(x.shape[-ndim - 1:])
     if is_int(groups) and groups > 0 and shape[0] != np.shape(weight)[axis] * groups:
