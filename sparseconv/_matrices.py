@@ -135,15 +135,20 @@ def format_bytes(nnz: int, shape: tuple[int, int], dtype, index_dtype, format: s
     return 2 * compressed if format == "bsr" else compressed
 
 
-def check_addressable(shape: tuple[int, int], geom: ConvGeometry) -> None:
+def check_addressable(shape: tuple[int, int], geom: ConvGeometry,
+                      transposed: bool = False) -> None:
     """``ValueError`` for a matrix with more rows or columns than int64 indices address (no
-    memory limit makes it possible: scipy.sparse itself cannot hold it)."""
+    memory limit makes it possible: scipy.sparse itself cannot hold it). ``shape`` is the
+    matrix's; ``transposed``: it is the transposed layer's, whose input is ``geom``'s output
+    (a review: the message described the convolution, not the layer asked for)."""
     if max(shape) > np.iinfo(np.int64).max:
+        source, target = ((geom.output_shape, geom.input_shape) if transposed
+                          else (geom.input_shape, geom.output_shape))
         raise ValueError(  # (the output's size names padding, stride, dilation's part)
-            f"the {shape[0]} x {shape[1]} matrix of the layer from input_shape="
-            f"{geom.input_shape} to output_shape={geom.output_shape} (padding="
-            f"{geom.padding}, stride={geom.stride}) has more rows or columns than int64 "
-            "indices can address")
+            f"the {shape[0]} x {shape[1]} matrix of the "
+            f"{'transposed ' if transposed else ''}layer from input_shape={source} to "
+            f"output_shape={target} (padding={geom.padding}, stride={geom.stride}) has more "
+            "rows or columns than int64 indices can address")
 
 
 def matrix_bytes(geom: ConvGeometry, dtype, format: str = "csr", *,
@@ -152,9 +157,13 @@ def matrix_bytes(geom: ConvGeometry, dtype, format: str = "csr", *,
     ``transposed``) in ``format``: the CSR arrays, every temporary of :func:`assemble`, and the
     converted copy that exists beside the CSR arrays while scipy converts them. O(segments)."""
     shape = geom.shape
-    check_addressable(shape, geom)
+    check_addressable(shape[::-1] if transposed else shape, geom, transposed)
     nnz = geom.nnz()
-    index_dtype = np.dtype(sp.get_index_dtype(maxval=max(nnz, *shape)))
+    # more nonzeros than int64 counts (a review: scipy's get_index_dtype raised a bare
+    # OverflowError): int64 in the count, which then exceeds any memory limit
+    largest = max(nnz, *shape)
+    index_dtype = np.dtype(np.int64 if largest > np.iinfo(np.int64).max
+                           else sp.get_index_dtype(maxval=largest))
     idx = index_dtype.itemsize
     per_channel = nnz // geom.out_channels
     sum_out = sum(geom.output_size)
@@ -201,7 +210,7 @@ def _assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dt
     """:func:`assemble` in channels-last order: BSR blocks straight from the segments; CSR is
     the case of 1x1 blocks (the same arrays); other formats and transposes are scipy's."""
     rows, cols = geom.shape[::-1] if transposed else geom.shape
-    check_addressable((rows, cols), geom)
+    check_addressable((rows, cols), geom, transposed)
     block = (1, 1) if format != "bsr" else checked_blocksize(geom, blocksize, transposed)
     nbytes, nnz, index_dtype = channels_last_bytes(geom, dtype, block)
     direct = "bsr" if format == "bsr" else ("csc" if transposed else "csr")

@@ -9,13 +9,13 @@ own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
 * adaptive average pooling: output ``o`` of ``m`` averages inputs ``floor(o n / m)`` to
   ``ceil((o + 1) n / m) - 1`` of ``n`` (windows may overlap and differ in size); ``"area"``
   interpolation is the same map;
-* ``"nearest"``: input ``min(floor(o * scale), n - 1)``, the product rounded to float32
-  before the floor as PyTorch's CPU kernel rounds it (its 2-D kernel alone computes in float32
-  and copies an axis of unchanged size and halves the index of a doubled one, whatever
-  ``scale_factor`` says; a ``scale_factor`` near but not equal to 1 or 2 on which PyTorch's
-  own 2-D kernels disagree is refused, with ``size=`` as the way out);
-  ``"nearest-exact"``:
-  ``min(floor((o + 0.5) * scale), n - 1)``;
+* ``"nearest"``: input ``min(floor(o * scale), n - 1)``, with ``scale`` and the product
+  rounded to float32 as PyTorch's float32 kernels round them (its 2-D kernel also copies an
+  axis of unchanged size and halves the index of a doubled one, whatever ``scale_factor``
+  says; a ``scale_factor`` near but not equal to 1 or 2 on which PyTorch's own 2-D kernels
+  disagree is refused, with ``size=`` as the way out);
+  ``"nearest-exact"``: ``min(floor((o + 0.5) * scale - 0.5 + 0.5), n - 1)``, the product and
+  the subtraction one fused multiply-add in float32, clamped at 0, as PyTorch computes it;
 * ``"linear"``, ``"bilinear"``, ``"trilinear"``: the two neighbours of the source coordinate
   ``scale * o`` (``align_corners=True``, ``scale = (n - 1) / (m - 1)``) or
   ``max(scale * (o + 0.5) - 0.5, 0)`` (``align_corners=False``), with weights ``1 - t`` and
@@ -60,6 +60,7 @@ from ._formats import in_format
 from ._memory import check_memory, check_sparse_memory
 from ._typing import DTypeLike, IntOrTuple, ShapeLike, SparseArray, SparseFormat
 from ._validation import (
+    INDEX_LIMIT,
     as_bool,
     check_format,
     exact_in,
@@ -133,40 +134,50 @@ def _adaptive_axis(n: int, m: int) -> sp.csr_array:
 
 def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
                   two_d: bool) -> sp.csr_array:
-    """PyTorch's nearest and nearest-exact source index: ``floorf(o * scale)``.
+    """PyTorch's nearest and nearest-exact source index, as its float32 kernels compute it.
 
-    ``two_d``: PyTorch's 2-D nearest kernels (``nearest_idx``, ``nearest_exact_idx``) take a
-    float32 scale (``nearest`` times a float32 index), and ``nearest`` copies an axis whose
-    size does not change or halves the index where it doubles, whatever ``scale_factor``
-    says; its 1-D and 3-D
-    kernels do not (``scale_factor=1.1`` on 6 inputs reads input 0 twice) and round a double
-    product to float32. Where a ``scale_factor`` that is not exactly 1 or 2 gives such a size
-    and the two rules disagree, PyTorch itself was seen to use either (it is not the axis's
-    sizes that decide): refused, with ``size=`` as the way out, rather than guessed.
+    ``scale`` is rounded to float32 from the double ``1 / scale_factor`` (or ``n / m``), and
+    so is every step after it (ATen's ``area_pixel_compute_source_index``):
+    ``nearest`` reads ``floor(o * scale)``, the float32 product of a float32 index and the
+    scale; ``nearest-exact`` reads ``floor((o + 0.5) * scale - 0.5 + 0.5)``, where the product
+    and the subtraction are one fused multiply-add (one rounding: PyTorch's CPU kernels are
+    built for FMA, in its AVX2 and AVX-512 variants), clamped at 0, and the last sum is
+    rounded to float32 again.
+
+    ``two_d``: PyTorch's 2-D nearest kernel also copies an axis whose size does not change or
+    halves the index where it doubles, whatever ``scale_factor`` says; its 1-D and 3-D
+    kernels do not (``scale_factor=1.1`` on 6 inputs reads input 0 twice). Where a
+    ``scale_factor`` that is not exactly 1 or 2 gives such a size and the two rules disagree,
+    PyTorch itself was seen to use either (it is not the axis's sizes that decide): refused,
+    with ``size=`` as the way out, rather than guessed.
 
     These are the indices of PyTorch's float32 kernels, its default dtype (measured on 2.13:
-    every shape and memory format tried). Its float64 kernels round ``o * scale`` in float64
-    (then to float32) instead, and not alike in every memory format: at factors such as 3.7 on
-    35 rows, output 111 reads row 30 in float64 and row 29 in float32 (at 0.5, 1.5, 2.5, 3 and
-    4 the two never differ). The adapter's checks against the model see the difference.
+    every rank and memory format, factors up to 60; a review found 1-D and 3-D axes following
+    the float64 kernels before: 18 inputs at 2.3 in nearest-exact, output 34; and rounding the
+    product before the subtraction misses 6 inputs at 53.5, output 53). Its float64 kernels
+    round ``o * scale`` in float64 (then to float32) instead, and not alike in every memory
+    format: at factors such as 3.7 on 35 rows, output 111 reads row 30 in float64 and row 29
+    in float32 (at 0.5, 1.5, 2.5, 3 and 4 the two never differ). The adapter's checks against
+    the model see the difference.
     """
-    o = np.arange(m) + (0.5 if exact else 0.0)
     ratio = 1.0 / scale if scale is not None else n / m
-    if two_d:  # ATen's nearest_idx / nearest_exact_idx: a float32 scale
-        product = (o.astype(np.float32) * np.float32(ratio) if not exact
-                   else (o * np.float64(np.float32(ratio))).astype(np.float32))
-        source = np.minimum(np.floor(product).astype(np.int64), n - 1)
-        if not exact and m in (n, 2 * n):
-            shortcut = np.arange(m) >> (m // n - 1)
-            if not np.array_equal(shortcut, source):
-                raise ValueError(
-                    f"scale_factor={scale!r} maps {n} inputs to {m} outputs, where PyTorch's "
-                    f"2-D nearest kernels disagree (one copies or halves the index, one "
-                    f"rounds o * {ratio!r}): pass size={m} instead")
-            source = shortcut
-    else:  # a double product, rounded to float32 (floorf's argument), then floored
-        source = np.minimum(np.floor((o * ratio).astype(np.float32)).astype(np.int64), n - 1)
-    return _axis_matrix(o, source, np.ones(m), m, n)
+    scale32 = np.float64(np.float32(ratio))
+    index = np.arange(m).astype(np.float32).astype(np.float64)  # exact in float64
+    if exact:  # products of 24-bit factors, exact in float64: one rounding, as an FMA
+        fused = np.maximum((scale32 * (index + 0.5) - 0.5).astype(np.float32), 0)
+        product = (fused.astype(np.float64) + 0.5).astype(np.float32)
+    else:
+        product = (scale32 * index).astype(np.float32)
+    source = np.minimum(np.floor(product).astype(np.int64), n - 1)
+    if two_d and not exact and m in (n, 2 * n):  # ATen's nearest_idx shortcut
+        shortcut = np.arange(m) >> (m // n - 1)
+        if not np.array_equal(shortcut, source):
+            raise ValueError(
+                f"scale_factor={scale!r} maps {n} inputs to {m} outputs, where PyTorch's "
+                f"2-D nearest kernels disagree (one copies or halves the index, one "
+                f"rounds o * {ratio!r}): pass size={m} instead")
+        source = shortcut
+    return _axis_matrix(np.arange(m), source, np.ones(m), m, n)
 
 
 def _ratio(n: int, m: int, scale: float | None, align_corners: bool) -> float:
@@ -281,7 +292,9 @@ def adaptive_avg_pool_matrix(input_shape: ShapeLike,
     input_shape : tuple of int
         ``(C, *spatial)``, any number of spatial axes.
     output_size : int, None, or tuple of int or None
-        The output's spatial size; ``None`` keeps that axis's input size (as PyTorch).
+        The output's spatial size; ``None`` keeps that axis's input size (as PyTorch's
+        2-D and 3-D modules take it in a tuple; here also a bare ``None`` and in 1-D,
+        where PyTorch raises a ``TypeError``).
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, default float64
 
@@ -363,6 +376,9 @@ def _output_size(spatial, size, scale_factor, recompute_scale_factor):
     if min(out) < 1:
         raise ValueError(f"scale_factor={scale_factor!r} gives an empty output {out} for the "
                          f"input size {tuple(spatial)}")
+    if max(out) > INDEX_LIMIT:  # as size= is refused (a review: a 300-digit EiB figure)
+        raise ValueError(f"scale_factor={scale_factor!r} gives an output size over 2**60 "
+                         f"(int64 index arithmetic) for the input size {tuple(spatial)}")
     return out, ((None,) * ndim if recompute_scale_factor else scales)
 
 
@@ -421,8 +437,9 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
     Each axis has its own small matrix (see the module's description of PyTorch's source
     index), and the layer's is their Kronecker product with the channels' identity. The
     weights are those of PyTorch's float64 kernels; the nearest modes' indices are computed in
-    float32, as PyTorch's kernels compute them (but its 2-D float64 kernels, which round
-    ``o * scale`` in float64 and read the next input at a few outputs for factors such as 3.7).
+    float32, as PyTorch's float32 kernels (its default dtype) compute them in every rank, not
+    as its float64 kernels, which round ``o * scale`` in float64 and read the next input at a
+    few outputs for factors such as 3.7.
 
     Examples
     --------

@@ -502,3 +502,35 @@ def test_a_matrix_beyond_int64_indices_names_the_layers_shapes():
                                          r"from input_shape=\(3, 8, 8\) to output_shape=\(4, "
                                          r"2000000006, 2000000006\) \(padding=\(\(1000000000, "):
         sc.conv_matrix(np.ones((4, 3, 3, 3)), (3, 8, 8), padding=10**9)
+
+
+def test_a_transposed_matrix_beyond_int64_indices_names_the_transposed_layer():
+    """A review: the message described the convolution (from the huge shape to (2, 6, 6)),
+    not the transposed layer asked for, in either layout."""
+    for layout in ("channels_first", "channels_last"):
+        with pytest.raises(ValueError, match=r"the 50000000060000000018 x 72 matrix of the "
+                                             r"transposed layer from input_shape=\(2, 6, 6\) to "
+                                             r"output_shape=\(2, 5000000003, 5000000003\)"):
+            sc.conv_transpose_matrix(np.ones((2, 2, 3, 3)), (2, 6, 6), stride=10**9,
+                                     layout=layout)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: sc.conv_matrix(np.ones((1, 1, 3, 3)), (1, 2**30, 2**30), padding=1),
+    lambda: sc.conv_transpose_matrix(np.ones((1, 1, 3, 3)), (1, 2**30, 2**30), padding=1),
+    lambda: sc.avg_pool_matrix((1, 2**30, 2**30), 3, 1, 1),
+    lambda: sc.affine_conv(np.ones((1, 1, 3, 3)), None, (1, 2**30, 2**30), padding=1),
+    lambda: sc.conv_matrix(np.ones((2, 2, 3, 3)), (2, 6, 6), padding=10**9,
+                           padding_mode="replicate"),
+], ids=["conv", "transposed", "avg_pool", "affine", "replicate"])
+def test_more_nonzeros_than_int64_counts_is_too_large_not_an_overflow(build):
+    """A review: shapes that int64 addresses with more nonzeros than it counts raised a bare
+    ``OverflowError`` from scipy's ``get_index_dtype``; the memory check refuses them."""
+    with pytest.raises(sc.MatrixTooLargeError, match="nonzeros"):
+        build()
+
+
+def test_a_scale_factor_past_int64_sizes_is_refused_as_a_size_is():
+    with pytest.raises(ValueError, match=r"scale_factor=1e\+300 gives an output size over "
+                                         r"2\*\*60"):
+        sc.interpolate_matrix((1, 4), scale_factor=1e300)

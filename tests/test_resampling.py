@@ -197,6 +197,14 @@ def test_2d_nearest_indices_are_those_of_torchs_float32_kernels(mode):
         assert np.array_equal(a @ x.double().numpy().ravel(), y), (n, width, kwargs)
     if mode == "nearest":  # float32's row, where float64's is 30
         assert interpolate_matrix((1, 35, 1), scale_factor=(3.7, 1.0)).indices[111] == 29
+    else:  # the fused multiply-add: output 53 of 5 rows at 53.5 reads row 1, in both formats
+        x = torch.arange(15.0).reshape(1, 1, 5, 3)
+        a = interpolate_matrix((1, 5, 3), mode=mode, scale_factor=(53.5, 1.0))
+        assert a.indices[53 * 3] == 3
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            y = F.interpolate(x.contiguous(memory_format=memory_format), mode=mode,
+                              scale_factor=(53.5, 1.0))
+            assert np.array_equal(a @ x.double().numpy().ravel(), y.double().numpy().ravel())
 
 
 @requires_torch
@@ -204,17 +212,34 @@ def test_2d_nearest_indices_are_those_of_torchs_float32_kernels(mode):
 @pytest.mark.parametrize("ndim", [1, 3])
 def test_nearest_indices_follow_torchs_float32_rounding(mode, ndim):
     """Long axes and awkward factors, where the float32 rounding of ``o * scale`` decides the
-    source index (81 / 2.7 is 30, rounded to float32 from just below)."""
-    rng = np.random.default_rng(7)
+    source index (81 / 2.7 is 30, rounded to float32 from just below), against PyTorch's
+    float32 kernels, its default dtype: the product of a float32 index and a float32 scale.
+    (A review found 1-D and 3-D axes rounding a double product instead, as PyTorch's float64
+    kernels do: 18 inputs at 2.3 in nearest-exact read input 15 at output 34 where float32
+    reads 14, 26 at 3.96 in nearest read 25 at output 99 where it reads 24, and 3-D factors
+    within 1e-4 of 2 read other rows. Rounding nearest-exact's product before its subtraction,
+    where PyTorch's kernel fuses them, reads 0 at output 53 of 6 inputs at 53.5, not 1.)"""
     lead = (1,) * (ndim - 1)
-    for n, factor in [(1000, 1.1), (997, 0.3), (1234, 2.7), (77, 1 / 3), (300, 3.0001),
-                      (294, 35 / 294), (6, 321 / 6)]:
-        x = torch.from_numpy(rng.standard_normal((1, 1, *lead, n)))
+    cases = [(1000, 1.1), (997, 0.3), (1234, 2.7), (77, 1 / 3), (300, 3.0001),
+             (294, 35 / 294), (6, 321 / 6), (18, 2.3), (26, 3.96), (38, 2.7), (11, 2.0000001),
+             (8, 1.9999)]
+    for n, factor in cases:
+        x = torch.arange(float(n), dtype=torch.float32).reshape(1, 1, *lead, n)
         for kwargs in (dict(scale_factor=(1.0,) * (ndim - 1) + (factor,)),
                        dict(size=(*lead, int(n * factor) + 1))):
-            y = F.interpolate(x, mode=mode, **kwargs).numpy()
+            y = F.interpolate(x, mode=mode, **kwargs).double().numpy().ravel()
             a = interpolate_matrix((1, *lead, n), mode=mode, **kwargs)
-            assert_close(_apply(a, x.numpy()), y.ravel(), (n, kwargs))
+            assert np.array_equal(a @ x.double().numpy().ravel(), y), (n, kwargs)
+    # a seeded sweep of short axes and factors with one to three decimals, every axis scaled
+    rng = np.random.default_rng(7 + ndim)
+    for _ in range(200):
+        shape = tuple(int(v) for v in rng.integers(3, 30 if ndim == 1 else 9, ndim))
+        factor = tuple(float(np.round(rng.uniform(0.5, 60 if ndim == 1 else 4.5),
+                                      int(rng.integers(1, 4)))) for _ in range(ndim))
+        x = torch.arange(float(np.prod(shape)), dtype=torch.float32).reshape(1, 1, *shape)
+        y = F.interpolate(x, mode=mode, scale_factor=factor).double().numpy().ravel()
+        a = interpolate_matrix((1, *shape), mode=mode, scale_factor=factor)
+        assert np.array_equal(a @ x.double().numpy().ravel(), y), (shape, factor)
 
 
 @requires_torch
