@@ -139,7 +139,11 @@ class SpectralNorm:
 
     @property
     def relative_width(self) -> float:
-        """``(upper - lower) / upper`` (0 for a zero layer)."""
+        """``(upper - lower) / upper`` (0 for a zero layer; 1 for an infinite ``upper`` above a
+        finite ``lower``, its limit, where the quotient would be NaN: a review found a filter
+        ``width > 1e-3`` skipping such a layer)."""
+        if math.isinf(self.upper):
+            return 0.0 if math.isinf(self.lower) else 1.0
         return (self.upper - self.lower) / self.upper if self.upper > 0 else 0.0
 
 
@@ -693,7 +697,11 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
         result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper",
                          exact=method == "exact", width=relative_width, missed=reasons)
     result = _scaled(result, exponent, tol)
-    return result, width_missed(result, relative_width, tol, reasons)
+    missed = width_missed(result, relative_width, tol, reasons)
+    if missed is not None and route == "bounds" and _route(geom, "auto") == "dense":
+        # a review: method="bounds" on a small layer that the dense route proves exactly
+        missed += "; method='auto' proves a layer this small by its dense SVD"
+    return result, missed
 
 
 def width_missed(result: SpectralNorm, relative_width: float | None, tol: float,
