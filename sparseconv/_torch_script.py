@@ -356,6 +356,27 @@ def _where(node) -> str:
     return f", at {path} line {found.group(2)}"
 
 
+def _known_flag(condition, self_value, model: nn.Module) -> bool | None:
+    """The value of an ``if``'s condition where the graph fixes it: a constant, or a module's
+    boolean attribute read off ``self`` (``if self.training:`` of a BatchNorm inlined into a
+    forward of the user's own: a new user's trial, whose scripted model got no bound); else
+    None."""
+    if condition.kind() == "prim::Constant":
+        value = condition.output().toIValue()
+        return value if isinstance(value, bool) else None
+    names = []
+    while condition.kind() == "prim::GetAttr":
+        names.append(condition.s("name"))
+        source = next(condition.inputs())
+        if source is self_value:
+            owner: Any = model
+            for name in reversed(names):
+                owner = getattr(owner, name, None)
+            return owner if isinstance(owner, bool) else None
+        condition = source.node()
+    return None
+
+
 def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None:
     """Why a TorchScript model's graph is not the chain of its calls, as a phrase after "its
     forward" (``"runs aten::add on its signal outside its layers"``), or None for a chain:
@@ -430,7 +451,8 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
                 continue
             if blocks:  # an if of the forward with a constant condition: its branch
                 condition = next(node.inputs()).node() if node.kind() == "prim::If" else None
-                if condition is None or condition.kind() != "prim::Constant":
+                known = None if condition is None else _known_flag(condition, inputs[0], model)
+                if known is None:
                     inner = _first_read(blocks, signal)
                     if inner is not None and inner.kind() not in _STRUCTURAL and inner.kind(
                             ).split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
@@ -438,7 +460,7 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
                                 f"{node.kind()} branches)")
                     return (f"runs {node.kind()} on a condition of its own{_where(node)} "
                             "(its branches are not followed here)")
-                block = blocks[0] if condition.output().toIValue() else blocks[1]
+                block = blocks[0] if known else blocks[1]
                 why = follow(block.nodes())
                 if why is not None:
                     return why
