@@ -165,10 +165,9 @@ def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
     index = np.arange(m).astype(np.float32).astype(np.float64)  # exact in float64
     if exact:  # products of 24-bit factors, exact in float64: one rounding, as an FMA
         fused = np.maximum((scale32 * (index + 0.5) - 0.5).astype(np.float32), 0)
-        product = (fused.astype(np.float64) + 0.5).astype(np.float32)
-    else:
-        product = (scale32 * index).astype(np.float32)
-    source = np.minimum(np.floor(product).astype(np.int64), n - 1)
+        source = _floorf_index(fused.astype(np.float64) + 0.5, n)
+    else:  # exact in float64, rounded once to float32 by floorf's argument
+        source = _floorf_index(scale32 * index, n)
     if two_d and not exact and m in (n, 2 * n):  # ATen's nearest_idx shortcut
         shortcut = np.arange(m) >> (m // n - 1)
         if not np.array_equal(shortcut, source):
