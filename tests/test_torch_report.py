@@ -30,6 +30,7 @@ import sparseconv as sc  # noqa: E402
 import sparseconv.torch as sct  # noqa: E402
 
 from . import _networks  # noqa: E402
+from ._isolation import in_a_new_interpreter  # noqa: E402
 
 F64 = torch.float64
 
@@ -856,7 +857,12 @@ def test_wrapped_models_are_read_through_their_wrappers():
     """torch.compile's OptimizedModule named rows "_orig_mod.0" and got no bound ("a forward
     of its own set on the instance"); nn.DataParallel failed in torch.fx. Both compute their
     model's function: read through, with the model's own names. A lazy module not yet run is
-    refused with what to do (it had been "changes its own parameters in place")."""
+    refused with what to do (it had been "changes its own parameters in place"). (In a new
+    interpreter, for torch.compile: ``_isolation``.)"""
+    in_a_new_interpreter(_wrapped_models_are_read_through_their_wrappers)
+
+
+def _wrapped_models_are_read_through_their_wrappers():
     model = _networks.randomize(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
                                               nn.Conv2d(2, 2, 3)))
     plain = sct.lipschitz_report(model, (2, 6, 6))
@@ -982,13 +988,18 @@ def test_a_model_indexing_with_its_input_is_traced_on_zeros():
     assert [row["name"] for row in report] == ["lin"]
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (torch.compile's own imports)
 def test_a_compiled_module_is_still_torchs_class():
     """A review: nn.Module.compile() sets _compiled_call_impl on the instance, which the check
-    for methods replaced on an instance took for one."""
+    for methods replaced on an instance took for one. (In a new interpreter: ``_isolation``.)"""
+    in_a_new_interpreter(_a_compiled_module_is_still_torchs_class)
+
+
+def _a_compiled_module_is_still_torchs_class():
     conv = nn.Conv2d(2, 3, 3, padding=1).double().eval()
-    conv.compile()
-    assert sct.spectral_norm(conv, (2, 5, 5)).upper > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (torch.compile's own imports)
+        conv.compile()
+        assert sct.spectral_norm(conv, (2, 5, 5)).upper > 0
 
 
 def test_a_layer_too_large_for_its_sample_still_has_its_shape_checked(monkeypatch):
