@@ -23,11 +23,12 @@ rounding model of :mod:`sparseconv._rounding`, derived for exactly that evaluati
 
 The zero-padded layer embeds in a strided circular layer on a larger grid with no wrap-around
 (:func:`sparseconv._certificates.embedding_grid`): ``||A|| <= ||C||``. :func:`spectral_norm_upper`
-is that circulant bound, widened by ``sparseconv._rounding.Rounding.top_upper``'s rounding
-allowance computed in torch from the same weight: its gradient is the gradient *of the bound*
-(the top singular value's at the frequency that attains it, plus the allowance's, of relative
-size 1.4e-13 for an 8->8 3x3 layer, 3.4e-11 for 64->64: it grows with the channels), not of
-the layer's norm.
+is that circulant bound, certified per frequency by the numpy route of
+:func:`sparseconv.spectral_norm` (its ``bounds["circulant"]``, rounding allowance included) on
+the CPU; the one frequency and group that attains it is rebuilt here from the weight and
+differentiated. Its gradient is the gradient of the top singular value there, the
+gradient *of the bound* but for the allowance's (a constant to autograd, of relative size
+1.4e-13 for an 8->8 3x3 layer, 3.4e-11 for 64->64), not of the layer's norm.
 
 The gradient of a singular value is undefined where it is repeated within one frequency's
 matrix (``torch.linalg.svdvals`` then returns one choice); for generic weights it is not.
@@ -40,10 +41,15 @@ import math
 import numpy as np
 import torch
 
-from ._certificates import embedding_grid, periodic_geometry
+from ._certificates import (
+    circulant_tops,
+    circulant_uppers,
+    embedding_grid,
+    periodic_geometry,
+)
 from ._geometry import ConvGeometry
 from ._memory import check_memory
-from ._rounding import U, gamma
+from ._rounding import Rounding, up
 from ._shapes import conv_transpose_output_shape
 from ._spectral_norm import copies_of
 from ._symbol import conjugate_pairs, is_periodic, require_periodic, symbol_at
@@ -157,12 +163,28 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
                                                                            float]:
     """``max_xi sigma_max(H(xi))``, differentiable, and the largest computed estimate.
 
-    The maximum is located without autograd, by the largest eigenvalue of each frequency's
-    smaller Gram matrix (one of each pair ``{xi, -xi}`` for a real weight: their singular
-    values are equal); then only the matrix that attains it is rebuilt with autograd and
-    handed to ``torch.linalg.svdvals``. Its gradient is ``u v^H`` at that frequency, the
-    gradient of the maximum; the work and memory of autograd are one frequency's.
+    The maximum is located without autograd: for a weight on the CPU by the numpy route's
+    per-frequency maxima (:func:`sparseconv._certificates.circulant_tops`, 4x faster than
+    torch's eigenvalues of every Gram matrix on a 64->64 layer), elsewhere on the weight's
+    device by the largest eigenvalue of each frequency's smaller Gram matrix (one of each
+    pair ``{xi, -xi}`` for a real weight: their singular values are equal); then only the
+    matrix that attains it is rebuilt with autograd and handed to ``torch.linalg.svdvals``.
+    Its gradient is ``u v^H`` at that frequency, the gradient of the maximum; the work and
+    memory of autograd are one frequency's.
     """
+    if weight.device.type == "cpu":
+        held, exponent = _scaled_copy(weight)
+        tops = circulant_tops(held, periodic, Rounding.of(held, periodic.groups))[0]
+        *xi, group = np.unravel_index(int(np.argmax(tops)), tops.shape)
+        h = _symbol(weight, periodic, what, np.array([xi]))
+        return (torch.linalg.svdvals(h[0, group])[0],
+                math.ldexp(float(tops[(*xi, group)]), exponent))
+    return _top_by_torch(weight, periodic, what)
+
+
+def _top_by_torch(weight: torch.Tensor, periodic: ConvGeometry,
+                  what: str) -> tuple[torch.Tensor, float]:
+    """:func:`_top` on the weight's own device: every Gram matrix's eigenvalues by torch."""
     grid = list(periodic.coarse_grid)
     # the frequencies' indices (and their conjugates') and the symbol, sized before either is
     # made (a hunt: numpy's MemoryError, or 15 GiB taken, where the limit should refuse)
@@ -185,6 +207,15 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
         estimate = math.ldexp(float(tops.max()), exponent)
     h = _symbol(weight, periodic, what, frequencies[best:best + 1])
     return torch.linalg.svdvals(h)[..., 0].max(), estimate
+
+
+def _scaled_copy(weight: torch.Tensor) -> tuple[np.ndarray, int]:
+    """``weight`` in float64 (complex128) on the CPU, scaled by ``2**-exponent`` (exact) to a
+    largest modulus in ``[1/2, 1)``, and ``exponent`` (0 for a zero weight)."""
+    held = weight.detach().cpu().to(torch.complex128 if weight.is_complex() else torch.float64)
+    top = held.abs().max().item() if held.numel() else 0.0
+    exponent = math.frexp(top)[1] if 0.0 < top < math.inf else 0
+    return _times_power_of_two(held, -exponent).numpy(), exponent
 
 
 def _periodic(weight, input_size, stride, dilation, groups, what: str) -> ConvGeometry:
@@ -330,10 +361,13 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     is ``V P`` with ``V`` unpadded on the padded size and ``||P|| = sqrt(copies)`` (the most
     copies of one input entry), bounded by ``sqrt(copies)`` times ``V``'s bound
     (``bounds["padding x circulant"]``). A transposed convolution is the adjoint of the
-    convolution by the same weight from its output size: the same norm. Computed in float64
-    (complex128) whatever the weight's dtype and widened by the library's rounding allowance,
-    so the value bounds the norm of the layer as given. Use it as a penalty: its gradient is
-    the gradient of the bound.
+    convolution by the same weight from its output size: the same norm. The value is
+    :func:`sparseconv.spectral_norm`'s own bound, computed by it on the CPU in float64
+    (complex128) whatever the weight's dtype and device, widened by the library's rounding
+    allowance, so it bounds the norm of the layer as given. Use it as a penalty: its gradient
+    is the gradient of the top singular value of the symbol at the frequency that attains the
+    bound (the allowance, relative 1e-13 to 1e-10, is a constant to autograd), computed on
+    the weight's device.
 
     Parameters
     ----------
@@ -372,9 +406,10 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     -----
     The embedding grid ``N`` per axis is the smallest multiple of the stride with ``N >= max(n +
     pad_lo, span - pad_lo)`` (``span`` the kernel's extent) and no output reading a wrapped
-    input. The rounding allowance is that of ``Rounding.top_upper`` in
-    :mod:`sparseconv._rounding` (the symbol's evaluation error ``alpha u W1`` and the SVD's
-    backward error), derived for float64 with a backward-stable SVD (LAPACK on CPU).
+    input. The per-frequency bounds are those of :func:`sparseconv.spectral_norm`'s
+    circulant bound (a Cholesky test just above a Lanczos estimate of each frequency's Gram
+    matrix where the channels make that pay, else LAPACK's SVD, each widened by
+    :mod:`sparseconv._rounding`'s allowance), derived for float64 on the CPU.
 
     Examples
     --------
@@ -397,25 +432,30 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     # scaled by a power of two (exact) so that the squares below neither overflow nor vanish
     exponent = math.frexp(top)[1]
     w = _times_power_of_two(w, -exponent)
-    sigma, estimate = _top(w, periodic, "the symbol of spectral_norm_upper")
-    # both computed values are covered by the rounding allowance: bound the larger, with the
-    # gradient of the exact SVD's (they differ by rounding only)
-    sigma = sigma + max(estimate - float(sigma.detach()), 0.0)
-    # Rounding.of(w).top_upper(sigma, rows, cols), in torch so that it is differentiable
-    taps = w.reshape(w.shape[0], w.shape[1], -1)
-    k = taps.shape[-1]
-    w1 = torch.linalg.vector_norm(taps, dim=(0, 1)).sum() * (1 + gamma(taps.numel() + k + 4))
-    ndim = w.ndim - 2
-    alpha = 2 * math.pi * ndim * (ndim + 4) + 2 + 3 * (k + 2)
-    symbol_error = alpha * U * w1 * (1 + gamma(8))
-    rows, cols = periodic.symbol_block
-    m, n = max(rows, cols), min(rows, cols)
-    frob = w1 + symbol_error
-    beta = 2 * (m + 2) + n * n + 1
-    bound = (torch.sqrt(sigma * sigma + beta * U * frob * frob) + symbol_error) * (1 + gamma(8))
+    # the certified bound per frequency, by the numpy route (spectral_norm's own
+    # bounds["circulant"]: Gram matrices and a Cholesky test above a Lanczos estimate, 4x faster
+    # than torch's eigenvalues of every frequency's Gram matrix), then the one frequency and
+    # group that attains it rebuilt in torch for autograd
+    held = w.detach().cpu().numpy()  # (scaled: the exponent is undone below)
+    uppers = circulant_uppers(held, periodic, Rounding.of(held, periodic.groups))
+    *xi, group = np.unravel_index(int(np.argmax(uppers)), uppers.shape)
+    h = _symbol(w, periodic, "the symbol of spectral_norm_upper", np.array([xi]))
+    sigma = torch.linalg.svdvals(h[0, group])[0]
+    bound = _at_least(sigma, float(uppers[(*xi, group)]))
     if copies > 1:  # times ||P|| = sqrt(copies), both rounded up
-        bound = bound * (math.sqrt(copies) * (1 + gamma(4)))
+        bound = _at_least(bound * math.sqrt(copies),
+                          up(up(math.sqrt(copies), 2) * float(bound.detach()), 2))
     return _upward_times_power_of_two(bound, exponent)
+
+
+def _at_least(x: torch.Tensor, value: float) -> torch.Tensor:
+    """``x`` moved to a float no smaller than ``value``, with ``x``'s gradient (a certified
+    bound computed beside a differentiable expression of it that differs by rounding)."""
+    y = x + (value - x.detach())
+    if bool(y.detach() < value):
+        y = y + (torch.nextafter(y.detach(), torch.tensor(math.inf, dtype=y.dtype))
+                 - y.detach())
+    return y
 
 
 def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation, groups,

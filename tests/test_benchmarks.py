@@ -37,3 +37,9 @@ def test_lehmann_spectra_of_a_layer():
     """It reads the exact sections' kernels (a private function): the quickest layer."""
     out = run("bench_lehmann.py", "--layer", "13", "--size", "64", "--top", "4")
     assert "k with a Lehmann bound from the sections:" in out, out
+
+
+@requires_torch
+def test_torch_spectra_against_the_numpy_route():
+    out = run("bench_torch_spectra.py", "--channels", "4", "--size", "8", "--repeat", "1")
+    assert "(equal: True)" in out and "circular_spectral_norm, float32" in out, out
