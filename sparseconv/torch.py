@@ -35,14 +35,17 @@ linear layer's spectral norm, with certificates.
 
 For training, :func:`circular_singular_values`, :func:`circular_spectral_norm` and
 :func:`spectral_norm_upper` are torch functions of a weight tensor, with autograd
-(:mod:`sparseconv._torch_spectra`).
+(:mod:`sparseconv._torch_spectra`), and :func:`lipschitz_bounds` gives every weighted layer's
+bound of a whole network at once, traced once and recomputed from the current weights on each
+call (:mod:`sparseconv._torch_penalty`).
 
 This module is the public facade; the implementation lives in private modules, one concept
 each: ``_torch_layers`` (a module translated into a layer), ``_torch_module`` (one module's
 matrix, operator, spectra, BatchNorm folding), ``_torch_trace`` (:func:`trace`),
 ``_torch_script`` (TorchScript models), ``_torch_graph`` (a network's torch.fx graph as
 linear ops), ``_torch_network`` (:func:`network_operator`),
-``_torch_report`` (:func:`lipschitz_report`) and ``_torch_spectra``. They, and this module,
+``_torch_report`` (:func:`lipschitz_report`), ``_torch_spectra`` and ``_torch_penalty``
+(:func:`lipschitz_bounds`). They, and this module,
 are the only ones that import torch; ``import sparseconv`` does not.
 """
 
@@ -67,6 +70,7 @@ from sparseconv._torch_module import (
     symbol,
 )
 from sparseconv._torch_network import NetworkOperator, network_operator
+from sparseconv._torch_penalty import LipschitzBounds, lipschitz_bounds
 from sparseconv._torch_report import LipschitzReport, lipschitz_report
 from sparseconv._torch_spectra import (
     circular_singular_values,
@@ -77,6 +81,7 @@ from sparseconv._torch_trace import TraceRecord, trace
 
 __all__ = [
     "FoldedBatchNorm",
+    "LipschitzBounds",
     "LipschitzReport",
     "NetworkOperator",
     "TraceRecord",
@@ -84,6 +89,7 @@ __all__ = [
     "circular_singular_values",
     "circular_spectral_norm",
     "fold_batchnorm",
+    "lipschitz_bounds",
     "lipschitz_report",
     "matrix",
     "network_operator",
@@ -96,6 +102,6 @@ __all__ = [
 ]
 
 # the public classes are documented, printed and pickled under the public module's name
-for _cls in (FoldedBatchNorm, LipschitzReport, NetworkOperator, TraceRecord):
+for _cls in (FoldedBatchNorm, LipschitzBounds, LipschitzReport, NetworkOperator, TraceRecord):
     _cls.__module__ = __name__
 del _cls

@@ -1,0 +1,196 @@
+"""Every weighted layer of a network, bounded differentiably: a Lipschitz penalty for training.
+
+:func:`lipschitz_bounds` traces the model once (:func:`sparseconv._torch_trace.trace`) for the
+input shape each convolution, transposed convolution and ``nn.Linear`` is called on, and
+translates each module once (:func:`sparseconv._torch_layers._layer`: the convolution the
+spectra take, a transposed one's adjoint, a ``Linear``'s weight as a 1x1 convolution). The
+object it returns recomputes, on each call, every layer's certified upper bound
+(:func:`sparseconv._torch_spectra.spectral_norm_upper`) from the layer's *current* weight,
+with autograd: the training loop's penalty, without re-tracing the model at every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ._torch_layers import _CONV, _CONV_T, _layer, check_module, parameter
+from ._torch_spectra import spectral_norm_upper
+from ._torch_trace import trace, unwrapped
+
+__all__ = ["LipschitzBounds", "lipschitz_bounds"]
+
+_WEIGHTED = (*_CONV, *_CONV_T, nn.Linear)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One call of a weighted layer: the convolution ``spectral_norm_upper`` bounds."""
+
+    input_shape: tuple[int, ...]
+    size: tuple[int, ...]       # the convolution's spatial input size
+    options: dict = field(hash=False)  # stride, padding, dilation, groups, padding_mode
+    linear: bool                # nn.Linear: its weight is a 1x1 convolution's
+
+
+class LipschitzBounds(Mapping):
+    """The weighted layers of a network, each with a differentiable certified bound.
+
+    Made by :func:`lipschitz_bounds`. A read-only mapping from each layer's qualified name to
+    the input shapes it is called on; calling it computes the bounds.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The layers' qualified names, in the order of their first call.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> nn = torch.nn
+    >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+    ...                       nn.Linear(8 * 8 * 8, 10)).double()
+    >>> bounds = sct.lipschitz_bounds(model, (3, 8, 8))
+    >>> bounds.names, bounds["0"]
+    (('0', '3'), ((3, 8, 8),))
+    >>> values = bounds()                  # recomputed from the current weights
+    >>> sorted(values), values["0"].requires_grad
+    (['0', '3'], True)
+    """
+
+    def __init__(self, layers: dict[str, tuple[nn.Module, list[_Call]]]) -> None:
+        self._layers = layers
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._layers)
+
+    def __getitem__(self, name: str) -> tuple[tuple[int, ...], ...]:
+        return tuple(call.input_shape for call in self._layers[name][1])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._layers)
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __repr__(self) -> str:
+        return f"LipschitzBounds({', '.join(self.names)})"
+
+    def __call__(self) -> dict[str, torch.Tensor]:
+        """Every layer's certified upper bound on its spectral norm, from its current weight.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            0-d float64 tensors on each weight's device, differentiable in the weights (as
+            :func:`spectral_norm_upper`; a layer called on several input shapes gets the
+            largest of its bounds, one for every call).
+        """
+        bounds = {}
+        for name, (module, calls) in self._layers.items():
+            weight = parameter(module, "weight")
+            if weight is None:
+                raise ValueError(f"module {name!r} ({type(module).__name__}) has no weight "
+                                 "any more")
+            values = [spectral_norm_upper(weight[:, :, None] if call.linear else weight,
+                                          call.size, **call.options) for call in calls]
+            bounds[name] = values[0] if len(values) == 1 else torch.stack(values).max()
+        return bounds
+
+
+def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzBounds:
+    """The differentiable certified spectral-norm bound of each weighted layer of a network.
+
+    For a Lipschitz penalty during training. The model is traced once, with one forward pass
+    on ``(1, *input_shape)`` (forward hooks; any ``forward``: residual blocks, branches, a
+    layer called several times), for the input shape of every call of its ``nn.Conv1d/2d/3d``,
+    ``nn.ConvTranspose1d/2d/3d`` (an ``output_size`` passed at call time included) and
+    ``nn.Linear``. Calling the result computes each layer's bound from its current weight:
+    :func:`spectral_norm_upper` (the circulant-embedding bound, certified in float64, of every
+    padding mode; a transposed convolution through its adjoint; a ``Linear``'s weight's norm,
+    rounded up), a torch function of the weight with autograd, so that
+    ``loss + lam * sum(torch.relu(b - 1) for b in bounds().values())`` back-propagates into the
+    weights. The trace is not repeated: input shapes must not change, weights may.
+
+    The model may be in training mode (only the weighted layers are bounded, and their maps do
+    not depend on the mode); its buffers (BatchNorm's statistics) are left as they were. Other
+    linear modules (BatchNorm, pooling, padding, resampling) are not included: their norms do
+    not follow the weights by gradient, or are fixed (:func:`lipschitz_report` bounds them all,
+    and the whole network).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An eager module (a TorchScript model's parameters are not the eager layers' that
+        :func:`trace` rebuilds: refused).
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch.
+
+    Returns
+    -------
+    LipschitzBounds
+        A mapping from each layer's qualified name to its input shapes; call it for the
+        bounds.
+
+    Raises
+    ------
+    TypeError
+        A TorchScript model; what :func:`trace` refuses.
+    ValueError
+        A layer whose bound does not exist as a convolution's (a transposed convolution with
+        ``output_padding`` not below its stride, where dilation allows it); a bad
+        ``input_shape``.
+
+    See Also
+    --------
+    spectral_norm_upper : one weight's bound.
+    lipschitz_report : certified intervals of every linear layer, and the network's bound.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> nn = torch.nn
+    >>> torch.manual_seed(0)                       # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
+    ...                       nn.Conv2d(16, 16, 3, stride=2, padding=1))
+    >>> bounds = sct.lipschitz_bounds(model, (3, 32, 32))
+    >>> penalty = sum(torch.relu(b - 1.0) for b in bounds().values())
+    >>> penalty.backward()                         # gradients on every conv weight
+    >>> model[0].weight.grad.shape
+    torch.Size([16, 3, 3, 3])
+    """
+    check_module(model, "model")
+    inner = unwrapped(model)
+    if isinstance(inner, torch.jit.ScriptModule):
+        raise TypeError("lipschitz_bounds needs the eager model: a TorchScript model's "
+                        "parameters are its own, not those of the eager layers a trace of it "
+                        "rebuilds, so no gradient would reach them")
+    layers: dict[str, tuple[nn.Module, list[_Call]]] = {}
+    for record in trace(model, input_shape, allow_train=True):
+        module = record.module
+        if not isinstance(module, _WEIGHTED):
+            continue
+        layer = _layer(module, record.input_shape)
+        if isinstance(module, _CONV_T) and layer.output_shape != record.output_shape:
+            # called with output_size=: the output_padding it implies
+            layer = _layer(module, record.input_shape, record.output_shape)
+        if layer.conv is None:  # a transposed layer that is no convolution's adjoint
+            raise ValueError(f"module {record.name!r} ({type(module).__name__}) with "
+                             f"output_padding not below its stride, on {record.input_shape}, "
+                             "is not the adjoint of one convolution by its weight: no "
+                             "circulant bound (its certified interval: "
+                             "sparseconv.torch.spectral_norm(module, input_shape))")
+        _, shape, options = layer.conv
+        call = _Call(record.input_shape, tuple(shape[1:]), dict(options),
+                     isinstance(module, nn.Linear))
+        calls = layers.setdefault(record.name, (module, []))[1]
+        if all(c.input_shape != call.input_shape for c in calls):
+            calls.append(call)
+    return LipschitzBounds(layers)

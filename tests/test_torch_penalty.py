@@ -1,0 +1,154 @@
+"""sparseconv.torch.lipschitz_bounds: every weighted layer of a network, bounded with autograd.
+
+Each bound is checked against the norm of PyTorch's own layer (the SVD of its dense Jacobian,
+by torch.autograd) and against spectral_norm_upper of the same weight; the gradients against
+the single-layer function's."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from ._oracles import torch
+
+if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
+    pytest.skip("PyTorch is missing", allow_module_level=True)
+
+from torch import nn  # noqa: E402
+
+import sparseconv.torch as sct  # noqa: E402
+
+from . import _networks  # noqa: E402
+
+F64 = torch.float64
+
+
+def jacobian_norm(module: nn.Module, input_shape, **call) -> float:
+    """The spectral norm of the module's linear part, from PyTorch's own forward."""
+    x = torch.zeros((1, *input_shape), dtype=F64)
+    bias = getattr(module, "bias", None)
+    with torch.no_grad():
+        saved = None if bias is None else bias.clone()
+        if bias is not None:
+            bias.zero_()
+        try:
+            jac = torch.autograd.functional.jacobian(lambda v: module(v, **call), x)
+        finally:
+            if bias is not None:
+                bias.copy_(saved)
+    out = jac.reshape(-1, x.numel()).numpy()
+    return float(np.linalg.svd(out, compute_uv=False)[0])
+
+
+class _Mixed(nn.Module):
+    """Every weighted kind and padding mode; a layer called on two shapes; an output_size."""
+
+    def __init__(self):
+        super().__init__()
+        self.reflect = nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect")
+        self.circular = nn.Conv2d(3, 4, 3, padding=2, dilation=2, padding_mode="circular",
+                                  groups=1)
+        self.strided = nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=2, bias=False)
+        self.up = nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1)
+        self.shared = nn.Conv2d(3, 3, 3, padding="same", padding_mode="replicate")
+        self.head = nn.Linear(3, 5)
+
+    def forward(self, x):
+        x = torch.tanh(self.circular(self.reflect(x)))
+        y = self.up(self.strided(x), output_size=(10, 10))  # output_padding 1
+        y = self.shared(y) + self.shared(self.shared(y)[..., ::2, ::2]).mean()
+        return self.head(y.mean((2, 3)))
+
+
+def test_each_bound_is_the_layers_bound_and_above_pytorchs_norm():
+    model = _networks.randomize(_Mixed())
+    bounds = sct.lipschitz_bounds(model, (2, 9, 9))
+    assert bounds.names == ("reflect", "circular", "strided", "up", "shared", "head")
+    assert bounds["shared"] == ((3, 10, 10), (3, 5, 5)) and bounds["up"] == ((4, 5, 5),)
+    values = bounds()
+    shapes = {"reflect": (2, 9, 9), "circular": (3, 9, 9), "strided": (4, 9, 9),
+              "up": (4, 5, 5), "head": (3,)}
+    for name, shape in shapes.items():
+        module = model.get_submodule(name)
+        call = {"output_size": (10, 10)} if name == "up" else {}
+        norm = jacobian_norm(module, shape, **call)
+        assert norm <= values[name].item() <= 2.5 * norm, (name, norm, values[name].item())
+    w = model.reflect.weight
+    assert values["reflect"].item() == sct.spectral_norm_upper(
+        w, (9, 9), padding=1, padding_mode="reflect").item()
+    assert values["up"].item() == sct.spectral_norm_upper(
+        model.up.weight, (5, 5), stride=2, padding=1, transposed=True, output_padding=1).item()
+    # a layer called on two shapes: the larger bound, each above that call's norm
+    both = [jacobian_norm(model.shared, shape) for shape in bounds["shared"]]
+    assert max(both) <= values["shared"].item()
+    assert values["shared"].item() == max(sct.spectral_norm_upper(
+        model.shared.weight, shape[1:], padding="same", padding_mode="replicate").item()
+        for shape in bounds["shared"])
+    # a Linear's bound is its weight's norm, rounded up
+    top = torch.linalg.matrix_norm(model.head.weight, 2).item()
+    assert top <= values["head"].item() <= top * (1 + 1e-12)
+
+
+def test_the_penalty_back_propagates_as_each_layers_bound():
+    model = _networks.randomize(_Mixed())
+    bounds = sct.lipschitz_bounds(model, (2, 9, 9))
+    sum(bounds().values()).backward()
+    grads = {name: model.get_submodule(name).weight.grad.clone() for name in bounds}
+    model.zero_grad()
+    sct.spectral_norm_upper(model.strided.weight, (9, 9), stride=2, padding=1,
+                            groups=2).backward()
+    assert torch.allclose(grads["strided"], model.strided.weight.grad, rtol=1e-12, atol=0)
+    assert all(bool(g.abs().sum() > 0) for g in grads.values())
+    assert model.reflect.bias.grad is None  # (the bias is no part of the norm)
+
+
+def test_bounds_follow_the_weights_without_a_new_trace():
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3)).double()
+    bounds = sct.lipschitz_bounds(model, (2, 8, 8))
+    before = bounds()
+    with torch.no_grad():
+        model[2].weight.mul_(2.0)  # an optimizer step, in effect
+    after = bounds()
+    assert after["0"].item() == before["0"].item()
+    assert after["2"].item() == pytest.approx(2 * before["2"].item(), rel=1e-12)
+
+
+def test_a_model_in_training_mode_keeps_its_statistics():
+    model = _networks.randomize(_networks.TinyUNet()).train()
+    stats = model.enc[1].running_mean.clone(), int(model.enc[1].num_batches_tracked)
+    bounds = sct.lipschitz_bounds(model, (1, 8, 8))
+    assert bounds.names == ("enc.0", "bottleneck.0", "up", "dec.0", "out")
+    assert model.training and torch.equal(model.enc[1].running_mean, stats[0])
+    assert int(model.enc[1].num_batches_tracked) == stats[1]
+    for name, value in bounds().items():
+        module = model.get_submodule(name)
+        shape = bounds[name][0]
+        assert jacobian_norm(module, shape) <= value.item(), name
+
+
+def test_a_parametrized_weight_gets_the_gradient_of_its_parameters():
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(2, 2, 3, padding=1).double())
+    bounds = sct.lipschitz_bounds(nn.Sequential(conv), (2, 16))
+    bounds()["0"].backward()
+    originals = conv.parametrizations.weight
+    assert originals.original0.grad is not None and originals.original1.grad is not None
+
+
+def test_refusals_name_what_is_wrong():
+    model = nn.Sequential(nn.Conv2d(2, 2, 3)).double().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (torch.jit.script's own)
+        scripted = torch.jit.script(model)
+    with pytest.raises(TypeError, match="lipschitz_bounds needs the eager model"):
+        sct.lipschitz_bounds(scripted, (2, 6, 6))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        sct.lipschitz_bounds(np.ones(3), (2, 6, 6))
+    with pytest.raises(ValueError, match="input_shape"):
+        sct.lipschitz_bounds(model, (2, -6, 6))
+    dilated = nn.Sequential(nn.ConvTranspose1d(2, 2, 3, dilation=2, output_padding=1)).double()
+    with pytest.raises(ValueError, match=r"module '0' \(ConvTranspose1d\) with output_padding "
+                                         "not below its stride"):
+        sct.lipschitz_bounds(dilated, (2, 6))
+    assert len(sct.lipschitz_bounds(nn.Sequential(nn.ReLU()), (2, 6))) == 0
