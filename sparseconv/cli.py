@@ -886,7 +886,9 @@ def _report_figure(report) -> Any:
                                                "; network bound "
                                                f"{round_outward(bound, ROUND_CEILING, 4)}"),
                  fontsize=9)
-    ax.legend(fontsize=8)  # (the README's smallest text: 8 pt)
+    # above the axes, where no bar reaches (a new user's trial: inside, it covered one);
+    # the README's smallest text: 8 pt
+    fig.legend(loc="outside upper center", ncols=3, fontsize=8, frameon=False)
     return fig
 
 

@@ -718,6 +718,29 @@ def test_report_plot_compares_bar_heights_unless_they_span_decades():
     assert axes.get_yscale() == "log"
 
 
+def test_report_plot_legend_covers_no_bar():
+    """A new user's trial: the legend, inside the axes, covered a bar. It is above them."""
+    pytest.importorskip("torch")
+    import sparseconv.torch as sct
+    from sparseconv.cli import _report_figure
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    model = _tiny_model().eval()
+    fig = _report_figure(sct.lipschitz_report(model, (3, 8, 8)))
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    ax = fig.axes[0]
+    assert len(ax.patches) >= 3 and not any(  # the bars and the title
+        box.overlaps(a.get_window_extent(renderer)) for a in [*ax.patches, ax.title])
+    for markers in ax.collections:  # (a scatter's own extent is empty: its points)
+        points = markers.get_offset_transform().transform(markers.get_offsets())
+        assert len(points) and not box.count_contains(points)
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= 8
+
+
 def test_report_takes_constants_and_speaks_in_options(tmp_path, capsys, monkeypatch):
     """A Softplus got "network bound: none" with no next step (the CLI had no
     lipschitz_constants); a residual model's reason said "assume_chain=True", a keyword, where
