@@ -138,7 +138,10 @@ def fractionally_strided(
             f"padding={geom.padding} exceeds dilation*(kernel_size-1) for kernel_size="
             f"{geom.kernel_size}, dilation={geom.dilation}: the direct picture would crop")
     c_in = weight.shape[0]
-    upsample = stride_matrix((c_in, *inserted), geom.stride, dtype=layer_dtype(weight, dtype))
+    # the direct convolution first: the larger of the two (its nonzeros are the zero
+    # insertion's times the taps), so a refusal comes before either is built (a hunt: 26 MiB
+    # of zero insertion allocated, then the convolution refused)
     direct = conv_matrix(transpose_kernel(weight, groups), (c_in, *inserted), padding=pads,
                          dilation=geom.dilation, groups=groups, format=format, dtype=dtype)
+    upsample = stride_matrix((c_in, *inserted), geom.stride, dtype=layer_dtype(weight, dtype))
     return direct, in_format(upsample.T, format)
