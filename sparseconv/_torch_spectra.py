@@ -17,9 +17,9 @@ xi/M>)``) depends on the geometry only; it is built by :func:`sparseconv._symbol
 itself, from a one-hot kernel, so this module repeats none of the symbol's index arithmetic.
 The weight enters through one ``einsum``, and ``torch.linalg.svdvals`` gives the singular
 values per frequency: both differentiable, on any device. This is the symbol's own evaluation
-(a dense DFT over the ``K`` taps, ``K`` work per entry instead of an FFT's ``log n``), so the
-rounding model of :mod:`sparseconv._rounding`, derived for exactly that evaluation, applies to
-:func:`spectral_norm_upper`.
+(a dense DFT over the ``K`` taps, ``K`` work per entry instead of an FFT's ``log n``); the
+certified values of :func:`spectral_norm_upper` come from the numpy route itself, whose
+rounding model (:mod:`sparseconv._rounding`) is derived for that evaluation.
 
 The zero-padded layer embeds in a strided circular layer on a larger grid with no wrap-around
 (:func:`sparseconv._certificates.embedding_grid`): ``||A|| <= ||C||``. :func:`spectral_norm_upper`
