@@ -415,8 +415,9 @@ def _refuse(module: nn.Module) -> None:
                  if isinstance(hook, _weight_hooks()[1]) and module.training]
     if stateful:  # spectral_norm's power iteration runs on every read of the weight
         raise ValueError(f"{name} is in training mode, where what computes its "
-                         f"{stateful[0]!r} updates its state on every use (spectral_norm's "
-                         "power iteration): call .eval() on the model first")
+                         f"{stateful[0]!r} may update its state on every use (as "
+                         "spectral_norm's power iteration does): call .eval() on the model "
+                         "first")
     if isinstance(module, _RUNNING_NORMS):
         if module.training:
             raise ValueError(f"{name} is in training mode, where it normalizes with the batch's "

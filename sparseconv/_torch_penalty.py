@@ -11,6 +11,7 @@ with autograd: the training loop's penalty, without re-tracing the model at ever
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -79,7 +80,7 @@ class LipschitzBounds(Mapping):
         return len(self._layers)
 
     def __repr__(self) -> str:
-        return f"LipschitzBounds({', '.join(self.names)})"
+        return f"LipschitzBounds({list(self.names)!r})"
 
     def __call__(self) -> dict[str, torch.Tensor]:
         """Every layer's certified upper bound on its spectral norm, from its current weight.
@@ -93,10 +94,14 @@ class LipschitzBounds(Mapping):
         """
         bounds = {}
         for name, (module, calls) in self._layers.items():
-            weight = parameter(module, "weight")
-            if weight is None:
+            try:
+                with _parametrizations_in_eval(module):
+                    weight = parameter(module, "weight")
+            except AttributeError:  # (deleted since the trace)
+                weight = None
+            if not isinstance(weight, torch.Tensor):
                 raise ValueError(f"module {name!r} ({type(module).__name__}) has no weight "
-                                 "any more")
+                                 "any more (it had one when lipschitz_bounds traced the model)")
             values = [spectral_norm_upper(weight[:, :, None] if call.linear else weight,
                                           call.size, **call.options) for call in calls]
             bounds[name] = values[0] if len(values) == 1 else torch.stack(values).max()
@@ -118,10 +123,13 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     weights. The trace is not repeated: input shapes must not change, weights may.
 
     The model may be in training mode (only the weighted layers are bounded, and their maps do
-    not depend on the mode); its buffers (BatchNorm's statistics) are left as they were. Other
-    linear modules (BatchNorm, pooling, padding, resampling) are not included: their norms do
-    not follow the weights by gradient, or are fixed (:func:`lipschitz_report` bounds them all,
-    and the whole network).
+    not depend on the mode); its buffers (BatchNorm's statistics) are left as they were, and a
+    weight's parametrization is read as in eval mode (``parametrizations.spectral_norm`` with
+    its current vectors, its power iteration not advanced). Other linear modules (BatchNorm,
+    pooling, padding, resampling) are not included: their norms do not follow the weights by
+    gradient, or are fixed (:func:`lipschitz_report` bounds them all, and the whole network).
+    Only modules are seen: a weight used by a functional call in ``forward``
+    (``F.conv2d(x, self.w)``) gets no bound; :func:`trace` lists the modules the model calls.
 
     Parameters
     ----------
@@ -144,7 +152,9 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     ValueError
         A layer whose bound does not exist as a convolution's (a transposed convolution with
         ``output_padding`` not below its stride, where dilation allows it); a bad
-        ``input_shape``.
+        ``input_shape``; a layer in training mode with an old-style
+        ``torch.nn.utils.spectral_norm`` hook (whose every use runs its power iteration: use
+        ``torch.nn.utils.parametrizations.spectral_norm``, or call ``.eval()``).
 
     See Also
     --------
@@ -177,10 +187,11 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         module = record.module
         if not isinstance(module, _WEIGHTED):
             continue
-        layer = _layer(module, record.input_shape)
-        if isinstance(module, _CONV_T) and layer.output_shape != record.output_shape:
-            # called with output_size=: the output_padding it implies
-            layer = _layer(module, record.input_shape, record.output_shape)
+        with _parametrizations_in_eval(module):
+            layer = _layer(module, record.input_shape)
+            if isinstance(module, _CONV_T) and layer.output_shape != record.output_shape:
+                # called with output_size=: the output_padding it implies
+                layer = _layer(module, record.input_shape, record.output_shape)
         if layer.conv is None:  # a transposed layer that is no convolution's adjoint
             raise ValueError(f"module {record.name!r} ({type(module).__name__}) with "
                              f"output_padding not below its stride, on {record.input_shape}, "
@@ -191,6 +202,26 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         call = _Call(record.input_shape, tuple(shape[1:]), dict(options),
                      isinstance(module, nn.Linear))
         calls = layers.setdefault(record.name, (module, []))[1]
-        if all(c.input_shape != call.input_shape for c in calls):
+        # one per distinct layer: a transposed convolution called on one input shape with two
+        # output_size's is two layers (a review: the second was dropped, its bound missed)
+        if all((c.size, c.options) != (call.size, call.options) for c in calls):
             calls.append(call)
     return LipschitzBounds(layers)
+
+
+@contextlib.contextmanager
+def _parametrizations_in_eval(module: nn.Module) -> Iterator[None]:
+    """The module's weight read as its eval mode computes it: a parametrization with state
+    (``parametrizations.spectral_norm``'s power iteration) advances it on every read in
+    training mode, so a read for the bound would change the model (a review); in eval mode
+    it uses the state as it is. Each parametrization's mode is restored afterwards."""
+    found = getattr(module, "parametrizations", {})
+    parts = [p for plist in found.values() for p in plist]
+    modes = [p.training for p in parts]
+    try:
+        for p in parts:
+            p.train(False)
+        yield
+    finally:
+        for p, mode in zip(parts, modes):
+            p.train(mode)

@@ -12,13 +12,37 @@ So a test that runs ``torch.compile`` runs its body here, in a new interpreter.
 
 from __future__ import annotations
 
+import builtins
 import multiprocessing
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 def in_a_new_interpreter(body: Callable[[], None]) -> None:
     """Run ``body`` (a module-level function, so that the child can import it) in a new
-    Python process; its exception, traceback included, is raised here."""
+    Python process, under the suite's warnings policy (pytest's ``filterwarnings``, which
+    the child does not inherit); its exception, traceback included, is raised here."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(body).result()
+        pool.submit(_strictly, body).result()
+
+
+def _strictly(body: Callable[[], None]) -> None:
+    """``body`` with the ``filterwarnings`` entries of pyproject.toml applied, as pytest
+    applies them: ``action[:message[:category]]``, the last one first."""
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10: the policy's first entry
+        entries = ["error"]
+    else:
+        entries = tomllib.loads(PYPROJECT.read_text())["tool"]["pytest"]["ini_options"][
+            "filterwarnings"]
+    with warnings.catch_warnings():
+        for entry in entries:
+            action, message, category = (entry.split(":") + ["", ""])[:3]
+            warnings.filterwarnings(action, message,  # type: ignore[arg-type]
+                                    getattr(builtins, category) if category else Warning)
+        body()

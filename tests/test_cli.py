@@ -721,10 +721,10 @@ def test_report_plot_compares_bar_heights_unless_they_span_decades():
 def test_report_plot_legend_covers_no_bar():
     """A new user's trial: the legend, inside the axes, covered a bar. It is above them."""
     pytest.importorskip("torch")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     import sparseconv.torch as sct
     from sparseconv.cli import _report_figure
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     model = _tiny_model().eval()
     fig = _report_figure(sct.lipschitz_report(model, (3, 8, 8)))

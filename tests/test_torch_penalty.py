@@ -152,3 +152,58 @@ def test_refusals_name_what_is_wrong():
                                          "not below its stride"):
         sct.lipschitz_bounds(dilated, (2, 6))
     assert len(sct.lipschitz_bounds(nn.Sequential(nn.ReLU()), (2, 6))) == 0
+
+
+class _UpTwice(nn.Module):
+    """One transposed convolution called on one input shape with two output sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.t = nn.ConvTranspose1d(1, 1, 3, stride=2, padding=1, bias=False).double()
+        with torch.no_grad():
+            self.t.weight.copy_(torch.tensor([[[1.0, 1.0, -1.0]]]))
+
+    def forward(self, x):
+        return torch.cat([self.t(x, output_size=[1]), self.t(x, output_size=[2])], -1)
+
+
+def test_a_layer_called_as_two_layers_on_one_shape_is_bounded_as_both():
+    """A review: the second call of a transposed convolution on the same input shape with
+    another output_size was dropped; its norm, sqrt(2), was above the bound kept (1.0)."""
+    model = _UpTwice()
+    bounds = sct.lipschitz_bounds(model, (1, 1))
+    truths = [jacobian_norm(model.t, (1, 1), output_size=[size]) for size in (1, 2)]
+    assert truths[1] == pytest.approx(2**0.5, rel=1e-12)
+    assert bounds()["t"].item() >= max(truths)
+
+
+def test_parametrizations_are_read_as_in_eval_mode_and_keep_their_state():
+    """A review: an orthogonal weight in training mode was refused as "spectral_norm's power
+    iteration"; a spectral_norm parametrization in training mode advanced its vectors on
+    every call of the bounds. Both are read as in eval mode now, the model unchanged."""
+    torch.manual_seed(0)
+    ortho = nn.utils.parametrizations.orthogonal(nn.Linear(4, 4).double())
+    normed = nn.utils.parametrizations.spectral_norm(nn.Conv1d(4, 4, 3, padding=1).double())
+    model = nn.Sequential(ortho, nn.Unflatten(1, (4, 1)), normed).train()
+    bounds = sct.lipschitz_bounds(model, (4,))
+    vectors = normed.parametrizations.weight[0]._u.clone()
+    values = bounds()
+    assert torch.equal(normed.parametrizations.weight[0]._u, vectors)
+    assert model.training and normed.parametrizations.weight[0].training
+    assert values["0"].item() == pytest.approx(1.0, rel=1e-12)  # orthogonal: norm 1
+    with torch.no_grad():
+        normed.eval()
+        truth = jacobian_norm(normed, (4, 1))
+    assert truth <= values["2"].item()
+    values["2"].backward()
+    assert normed.parametrizations.weight.original.grad is not None
+
+
+def test_a_weight_deleted_since_the_trace_is_named():
+    conv = nn.Conv1d(2, 2, 3).double()
+    bounds = sct.lipschitz_bounds(nn.Sequential(conv), (2, 6))
+    assert repr(bounds) == "LipschitzBounds(['0'])"
+    del conv.weight
+    with pytest.raises(ValueError, match=r"module '0' \(Conv1d\) has no weight any more"):
+        bounds()
+    assert repr(sct.lipschitz_bounds(conv.__class__(2, 2, 3), (2, 6))) == "LipschitzBounds([''])"

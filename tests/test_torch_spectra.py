@@ -4,6 +4,8 @@ torch.nn.utils.spectral_norm pitfall the README quotes."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -371,3 +373,24 @@ def test_torch_spectral_norm_normalizes_the_reshaped_matrix_not_the_convolution(
     certified = sc.spectral_norm(weight.numpy(), (32, 16, 16), padding=1)
     assert certified.lower > 1.4  # the layer is not 1-Lipschitz (1.4968 with this seed)
     assert float(sct.spectral_norm_upper(weight, (16, 16), padding=1)) >= certified.lower
+
+
+@pytest.mark.parametrize("f", [
+    lambda w: sct.spectral_norm_upper(w, (6, 6), padding=1),
+    lambda w: sct.spectral_norm_upper(w, (6, 6), padding=1, padding_mode="reflect"),
+    lambda w: sct.circular_spectral_norm(w, (6, 6)),
+])
+def test_torch_func_transforms_give_autograds_gradient(f):
+    """A review: the numpy route read the weight with .numpy(), which torch.func's wrapped
+    tensors refuse ("Cannot access data pointer"): grad, jacrev and jvp all failed."""
+    weight = torch.randn((3, 2, 3, 3), dtype=F64, generator=torch.Generator().manual_seed(5))
+    w = weight.clone().requires_grad_(True)
+    f(w).backward()
+    assert torch.allclose(torch.func.grad(f)(weight), w.grad, rtol=1e-12, atol=0)
+    assert torch.allclose(torch.func.jacrev(f)(weight), w.grad, rtol=1e-12, atol=0)
+    direction = torch.randn(weight.shape, dtype=F64, generator=torch.Generator().manual_seed(6))
+    with warnings.catch_warnings():  # (forward AD's own decompositions script a function)
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
+        value, derivative = torch.func.jvp(f, (weight,), (direction,))
+    assert value.item() == f(weight).item()
+    assert derivative.item() == pytest.approx((w.grad * direction).sum().item(), rel=1e-12)
