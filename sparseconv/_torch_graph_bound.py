@@ -223,8 +223,34 @@ def _sqrt_up(value: Fraction) -> Fraction:
 Factor = Fraction | tuple[str, str] | None
 
 
+def _leaves(value: Any) -> list | None:
+    """The values in a model's output: itself, or those of a tuple, list or dict of them (in
+    order, nested), None for anything else."""
+    if isinstance(value, (tuple, list)):
+        found: list = []
+        for part in value:
+            more = _leaves(part)
+            if more is None:
+                return None
+            found += more
+        return found
+    if isinstance(value, dict):
+        return _leaves(list(value.values()))
+    return [value]
+
+
 def _same(ours: Any, theirs: Any) -> bool:
-    """Whether the graph's output equals the model's: to rounding (the same operations)."""
+    """Whether the graph's output equals the model's: to rounding (the same operations), each
+    tensor of a tuple, list or dict of them."""
+    if isinstance(theirs, (tuple, list, dict)):
+        # (torch.fx hands back its own immutable list and dict types)
+        kind = dict if isinstance(theirs, dict) else (tuple, list)
+        if not isinstance(ours, kind) or len(ours) != len(theirs) or (
+                isinstance(theirs, dict) and list(ours) != list(theirs)):
+            return False
+        if isinstance(theirs, dict):
+            return all(_same(ours[key], theirs[key]) for key in theirs)
+        return all(_same(a, b) for a, b in zip(ours, theirs))
     if not (isinstance(ours, torch.Tensor) and isinstance(theirs, torch.Tensor)):
         return False
     if ours.shape != theirs.shape or ours.dtype != theirs.dtype:
@@ -483,9 +509,13 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     if recorder.changed is not None:
         return None, (f"node {recorder.changed.name!r}, which is no value of the signal, is "
                       "changed in place after it is made (the graph would read it changed)")
-    if not isinstance(theirs, torch.Tensor):
-        return None, (f"{type(model).__name__} does not return one tensor (it returns a "
-                      f"{type(theirs).__name__}): the bound is of a map to one tensor")
+    outputs = _leaves(theirs)
+    if outputs is None or not outputs or not all(isinstance(t, torch.Tensor) for t in outputs):
+        kinds = sorted({type(t).__name__ for t in outputs or [theirs]
+                        if not isinstance(t, torch.Tensor)})
+        return None, (f"{type(model).__name__} does not return a tensor or a tuple, list or "
+                      f"dict of tensors (it returns {', '.join(kinds) or 'an empty one'}): "
+                      "the bound is of a map to tensors")
     if recorder.stale is not None:
         return None, (f"node {recorder.stale.name!r} reads a tensor changed in place after it "
                       "was made, which the graph does not show")
@@ -533,12 +563,17 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             bound[node] = Fraction(1)
             continue
         if node.op == "output":
-            result: Any = node.args[0]
-            if not isinstance(result, torch.fx.Node) or result in opaque:
-                return None, f"{type(model).__name__} does not return one tensor"
+            # several outputs: the map to all of them, in the norm of their concatenation,
+            # their bounds added in quadrature (as torch.cat's)
+            results = _leaves(node.args[0]) or []
+            if not results or any(r in opaque for r in results if isinstance(r, torch.fx.Node)):
+                return None, (f"{type(model).__name__} does not return a tensor or a tuple, "
+                              "list or dict of tensors")
             if change:
                 return None, f"{type(model).__name__}'s graph {change}"
-            return of(result), ""
+            if len(results) == 1:
+                return of(results[0]), ""
+            return _sqrt_up(sum((of(r) ** 2 for r in results), Fraction(0))), ""
         if node.op == "get_attr" or not any(n in bound or n in opaque
                                             for n in node.all_input_nodes):
             continue  # a constant
