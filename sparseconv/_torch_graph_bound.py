@@ -71,6 +71,10 @@ _ADDS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, to
 _SCALES = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
 _DIVIDES = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
 _CATS = {torch.cat, torch.concat, torch.concatenate}
+#: Calls that cut a tensor into a tuple of disjoint pieces: returned whole, the pieces have the
+#: tensor's norm together.
+_PARTITIONS = {torch.chunk, torch.split, torch.unbind, torch.tensor_split, "chunk", "split",
+               "unbind", "tensor_split"}
 # maps that keep every entry (or a basic slice of them): the norm of a change cannot grow
 _KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.squeeze,
           torch.unsqueeze, torch.swapaxes, torch.movedim, "flatten", "view", "reshape",
@@ -239,6 +243,37 @@ def _leaves(value: Any) -> list | None:
     return [value]
 
 
+def _output_squares(result: Any, opaque: set, of: Callable) -> tuple[list[Fraction], str]:
+    """The bounds of the graph's outputs, one per disjoint part (their squares add up), or
+    why there are none. A namedtuple, which torch.fx records as a call of its class, is its
+    fields; a tuple cut by chunk, split, unbind or tensor_split and returned whole is its
+    tensor (the pieces are disjoint: together, the tensor's norm). Another value of the
+    signal that is no floating tensor (indices, a tuple from max) is named."""
+    parts: list[Fraction] = []
+    for leaf in _leaves(result) or []:
+        if isinstance(leaf, torch.fx.Node) and leaf.op == "call_function" and isinstance(
+                leaf.target, type) and issubclass(leaf.target, tuple) and hasattr(
+                leaf.target, "_fields"):
+            more, why = _output_squares([*leaf.args, *leaf.kwargs.values()], opaque, of)
+            if why:
+                return [], why
+            parts += more
+        elif isinstance(leaf, torch.fx.Node) and leaf in opaque:
+            source = leaf.args[0] if leaf.args else None
+            if leaf.target in _PARTITIONS and isinstance(source, torch.fx.Node) and (
+                    source not in opaque):
+                parts.append(of(source))
+                continue
+            return [], (f"returns {leaf.name!r}, which is no floating tensor (indices, a "
+                        "boolean or integer tensor, a size, or a tuple of values such as "
+                        "max's): the bound is of a map to floating tensors")
+        else:
+            parts.append(of(leaf))
+    if not parts:
+        return [], "returns no tensor"
+    return parts, ""
+
+
 def _same(ours: Any, theirs: Any) -> bool:
     """Whether the graph's output equals the model's: to rounding (the same operations), each
     tensor of a tuple, list or dict of them."""
@@ -255,6 +290,8 @@ def _same(ours: Any, theirs: Any) -> bool:
         return False
     if ours.shape != theirs.shape or ours.dtype != theirs.dtype:
         return False
+    if not (theirs.is_floating_point() or theirs.is_complex()):  # (a review: abs() of a
+        return bool(torch.equal(ours, theirs))  # bool output failed, "cannot trace")
     scale = float(theirs.abs().max()) if theirs.numel() else 0.0
     tol = 1e-12 if theirs.dtype in (torch.float64, torch.complex128) else 1e-5
     return bool(torch.allclose(ours, theirs, rtol=tol, atol=tol * scale, equal_nan=True))
@@ -511,11 +548,12 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                       "changed in place after it is made (the graph would read it changed)")
     outputs = _leaves(theirs)
     if outputs is None or not outputs or not all(isinstance(t, torch.Tensor) for t in outputs):
-        kinds = sorted({type(t).__name__ for t in outputs or [theirs]
+        kinds = sorted({type(t).__name__ for t in outputs or ()
                         if not isinstance(t, torch.Tensor)})
+        returns = ", ".join(kinds) if kinds else f"an empty {type(theirs).__name__}"
         return None, (f"{type(model).__name__} does not return a tensor or a tuple, list or "
-                      f"dict of tensors (it returns {', '.join(kinds) or 'an empty one'}): "
-                      "the bound is of a map to tensors")
+                      f"dict of tensors (it returns {returns}): the bound is of a map to "
+                      "tensors")
     if recorder.stale is not None:
         return None, (f"node {recorder.stale.name!r} reads a tensor changed in place after it "
                       "was made, which the graph does not show")
@@ -565,15 +603,13 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         if node.op == "output":
             # several outputs: the map to all of them, in the norm of their concatenation,
             # their bounds added in quadrature (as torch.cat's)
-            results = _leaves(node.args[0]) or []
-            if not results or any(r in opaque for r in results if isinstance(r, torch.fx.Node)):
-                return None, (f"{type(model).__name__} does not return a tensor or a tuple, "
-                              "list or dict of tensors")
+            squares, why = _output_squares(node.args[0], opaque, of)
+            if why:
+                return None, f"{type(model).__name__} {why}"
             if change:
                 return None, f"{type(model).__name__}'s graph {change}"
-            if len(results) == 1:
-                return of(results[0]), ""
-            return _sqrt_up(sum((of(r) ** 2 for r in results), Fraction(0))), ""
+            return (squares[0] if len(squares) == 1 else _sqrt_up(sum(
+                (b ** 2 for b in squares), Fraction(0)))), ""
         if node.op == "get_attr" or not any(n in bound or n in opaque
                                             for n in node.all_input_nodes):
             continue  # a constant

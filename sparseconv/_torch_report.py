@@ -954,8 +954,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     constants, rounded up. For any other model it follows the
     model's torch.fx graph (:mod:`sparseconv._torch_graph_bound`): each node's bound is its
     input's times the layer's or activation's, a residual sum ``x + f(x)`` adds its branches'
-    bounds, a concatenation adds them in quadrature (as do several outputs: a tuple, list
-    or dict of tensors is bounded as one map to all of them), a reshape, slice or
+    bounds, a concatenation adds them in quadrature (as do several outputs: a tuple, list,
+    dict or namedtuple of tensors is bounded as one map to all of them; a tuple cut by
+    ``chunk``, ``split`` or ``unbind`` and returned whole counts as its tensor), a reshape,
+    slice or
     multiplication by a
     number keeps or scales them, a linear function called with constant arguments
     (``F.avg_pool2d``, ``F.interpolate``, ..., and ``x @ W`` by a constant matrix) multiplies

@@ -6,6 +6,7 @@ applies."""
 
 from __future__ import annotations
 
+import collections
 import copy
 import math
 import re
@@ -747,6 +748,70 @@ def test_several_outputs_are_bounded_together(kind):
     truth = np.linalg.svd(jac.reshape(jac.shape[0], -1).numpy(), compute_uv=False)[0]
     assert truth <= report.network_upper
     assert truth >= 0.5 * report.network_upper  # (the product of norms is not far above)
+
+
+_Heads = collections.namedtuple("_Heads", "logits features")
+
+
+class _Returns(nn.Module):
+    """One convolution and then ``function(y)`` as the output."""
+
+    def __init__(self, function):
+        super().__init__()
+        self.conv, self.function = nn.Conv2d(3, 4, 3, padding=1, bias=False), function
+
+    def forward(self, x):
+        return self.function(self.conv(x))
+
+
+@pytest.mark.parametrize("function", [
+    lambda y: _Heads(y, 2 * y),
+    lambda y: y.chunk(2, 1),
+    lambda y: torch.split(y, [1, 3], 1),
+    lambda y: (y.unbind(1), y),
+    lambda y: {"parts": y.tensor_split(3, 2), "all": [y]},
+], ids=["namedtuple", "chunk", "split", "unbind and itself", "tensor_split in a dict"])
+def test_outputs_built_by_torch_are_bounded_as_their_parts(function):
+    """A review: a namedtuple (recorded by torch.fx as a call of its class) and a tuple cut by
+    chunk, split or unbind got no bound ("does not return a tensor or a tuple ..."). A
+    namedtuple is its fields; a partition returned whole is its tensor. The oracle: the norm
+    of PyTorch's Jacobian of all outputs concatenated, which these bounds equal (the layer's
+    bound, times sqrt(1 + 4) or sqrt(2) where the outputs repeat it)."""
+    model = _Returns(function).double().eval()
+    report = sct.lipschitz_report(model, (3, 5, 5))
+    assert report.network_upper is not None, report.reason
+
+    def flat(x):
+        def leaves(value):
+            if isinstance(value, dict):
+                value = list(value.values())
+            if isinstance(value, (tuple, list)):
+                return [t for part in value for t in leaves(part)]
+            return [value]
+        return torch.cat([t.reshape(-1) for t in leaves(model(x))])
+
+    jac = torch.autograd.functional.jacobian(flat, torch.zeros((1, 3, 5, 5), dtype=F64))
+    truth = np.linalg.svd(jac.reshape(jac.shape[0], -1).numpy(), compute_uv=False)[0]
+    assert truth <= report.network_upper <= truth * (1 + 1e-6), (truth, report.network_upper)
+
+
+@pytest.mark.parametrize("function, named", [
+    (lambda y: (y, y.argmax(1)), "argmax"),
+    (lambda y: (y, y > 0), "gt"),
+    (lambda y: y.max(1), "max"),
+    (lambda y: (), None),
+])
+def test_outputs_that_are_no_floating_tensors_are_named(function, named):
+    """A review: indices, a boolean tensor (which failed in the output check itself, "cannot
+    trace"), max's tuple and an empty tuple were all "does not return a tensor or a tuple",
+    the last "(it returns tuple)"."""
+    report = sct.lipschitz_report(_Returns(function).double().eval(), (3, 5, 5))
+    assert report.network_upper is None
+    if named is None:
+        assert "(it returns an empty tuple)" in report.reason, report.reason
+    else:
+        assert re.search(rf"returns '{named}\w*', which is no floating tensor", report.reason), \
+            report.reason
 
 
 def test_an_output_that_is_no_tensor_is_named_so():
