@@ -102,8 +102,10 @@ class LipschitzBounds(Mapping):
             if not isinstance(weight, torch.Tensor):
                 raise ValueError(f"module {name!r} ({type(module).__name__}) has no weight "
                                  "any more (it had one when lipschitz_bounds traced the model)")
+            distinct = {(call.size, tuple(call.options.items())): call for call in calls}
             values = [spectral_norm_upper(weight[:, :, None] if call.linear else weight,
-                                          call.size, **call.options) for call in calls]
+                                          call.size, **call.options)
+                      for call in distinct.values()]
             bounds[name] = values[0] if len(values) == 1 else torch.stack(values).max()
         return bounds
 
@@ -202,9 +204,10 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         call = _Call(record.input_shape, tuple(shape[1:]), dict(options),
                      isinstance(module, nn.Linear))
         calls = layers.setdefault(record.name, (module, []))[1]
-        # one per distinct layer: a transposed convolution called on one input shape with two
-        # output_size's is two layers (a review: the second was dropped, its bound missed)
-        if all((c.size, c.options) != (call.size, call.options) for c in calls):
+        # every distinct call: a transposed convolution called on one input shape with two
+        # output_size's is two layers (a review: the second was dropped, its bound missed);
+        # calls that are the same convolution (a Linear on other leading axes) are bounded once
+        if call not in calls:
             calls.append(call)
     return LipschitzBounds(layers)
 

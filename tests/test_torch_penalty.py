@@ -207,3 +207,19 @@ def test_a_weight_deleted_since_the_trace_is_named():
     with pytest.raises(ValueError, match=r"module '0' \(Conv1d\) has no weight any more"):
         bounds()
     assert repr(sct.lipschitz_bounds(conv.__class__(2, 2, 3), (2, 6))) == "LipschitzBounds([''])"
+
+
+def test_a_linear_on_other_leading_axes_lists_both_shapes_and_is_bounded_once():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3).double()
+
+        def forward(self, x):
+            return self.lin(x) + self.lin(x.unsqueeze(1)).squeeze(1)
+
+    model = Twice()
+    bounds = sct.lipschitz_bounds(model, (3,))
+    assert bounds["lin"] == ((3,), (1, 3))
+    top = torch.linalg.matrix_norm(model.lin.weight, 2).item()
+    assert top <= bounds()["lin"].item() <= top * (1 + 1e-12)
