@@ -666,6 +666,64 @@ class _Stale(Exception):
     """:func:`_probe`'s signal that a node read a tensor changed in place after it was made."""
 
 
+def output_leaves(value: Any) -> list | None:
+    """The values in a model's output (or its graph's output node's argument): itself, or
+    those of a tuple, list or dict of them, in order, nested; None for anything else."""
+    if isinstance(value, (tuple, list)):
+        found: list = []
+        for part in value:
+            more = output_leaves(part)
+            if more is None:
+                return None
+            found += more
+        return found
+    if isinstance(value, dict):
+        return output_leaves(list(value.values()))
+    return [value]
+
+
+def builds_namedtuple(node: Any) -> bool:
+    """Whether ``node`` is torch.fx's record of a namedtuple made in ``forward`` (a call of
+    its class), whose fields are its arguments."""
+    return (isinstance(node, torch.fx.Node) and node.op == "call_function"
+            and isinstance(node.target, type) and issubclass(node.target, tuple)
+            and hasattr(node.target, "_fields"))
+
+
+def graph_outputs(result: Any) -> list | None:
+    """:func:`output_leaves` of a graph's output, a namedtuple's fields in its place."""
+    found = output_leaves(result)
+    if found is None:
+        return None
+    expanded: list = []
+    for value in found:
+        if builds_namedtuple(value):
+            more = graph_outputs([*value.args, *value.kwargs.values()])
+            if more is None:
+                return None
+            expanded += more
+        else:
+            expanded.append(value)
+    return expanded
+
+
+def _outputs_op(builder: Any, nodes: list) -> _Op:
+    """Several outputs as one: each flattened, concatenated in order (``(k, total)``)."""
+    inputs = tuple(builder.index[n] for n in nodes)
+    shapes = [builder.ops[i].shape for i in inputs]
+    sizes = [math.prod(s) for s in shapes]
+    cuts = np.cumsum(sizes)[:-1]
+
+    def forward(xs: list[np.ndarray], affine: bool) -> np.ndarray:
+        return np.concatenate([x.reshape(x.shape[0], -1) for x in xs], axis=1)
+
+    def backward(g: np.ndarray) -> list[np.ndarray]:
+        return [part.reshape(g.shape[0], *s) for part, s in zip(np.split(g, cuts, axis=1),
+                                                                 shapes)]
+
+    return _Op("output", inputs, (sum(sizes),), forward, backward)
+
+
 def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], torch.dtype]:
     """The graph's linear ops, and the least precise floating dtype any of its values has on
     the probe (the precision the model computes in: a float64 model may round through
@@ -704,6 +762,8 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
         if node.op == "output":
             output = node.args[0]
             break
+        if builds_namedtuple(node):
+            continue  # its fields are read where it is returned (graph_outputs)
         if live and isinstance(values[node], (tuple, list)) and any(
                 isinstance(v, torch.Tensor) for v in values[node]):
             builder.refuse(node, "splits the signal into several tensors (split, chunk, unbind "
@@ -718,10 +778,16 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
             builder.refuse(node, f"makes the signal {values[node].dtype} (a cast or a view "
                            "to an integer or bool dtype): not linear")
         builder.translate(node)
-    if not isinstance(output, torch.fx.Node) or output not in builder.index:
-        raise TypeError(f"network_operator: {type(model).__name__} must return one tensor "
-                        f"computed from its input, got {output!r}")
-    ops = builder.ops[:builder.index[output] + 1]
+    results = graph_outputs(output)
+    if not results or not all(isinstance(r, torch.fx.Node) and r in builder.index
+                              for r in results):
+        raise TypeError(f"network_operator: {type(model).__name__} must return a tensor, or a "
+                        "tuple, list, dict or namedtuple of tensors, computed from its input, "
+                        f"got {output!r}")
+    if results == [output]:  # one tensor
+        ops = builder.ops[:builder.index[output] + 1]
+    else:  # several outputs: the operator to all of them, flattened and concatenated
+        ops = [*builder.ops, _outputs_op(builder, results)]
     if leaf:
         ops = [op if op.name != "0" else dataclasses.replace(op, name="") for op in ops]
     floating = [v.dtype for v in values.values()

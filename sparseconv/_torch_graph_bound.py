@@ -59,7 +59,9 @@ from sparseconv._torch_graph import (
     _TRANSPOSE,
     MATMUL,
     MAX_POOL_F,
+    builds_namedtuple,
     matmul_operands,
+    output_leaves,
     transposition_axes,
 )
 from sparseconv._torch_script import restored_buffers
@@ -227,22 +229,6 @@ def _sqrt_up(value: Fraction) -> Fraction:
 Factor = Fraction | tuple[str, str] | None
 
 
-def _leaves(value: Any) -> list | None:
-    """The values in a model's output: itself, or those of a tuple, list or dict of them (in
-    order, nested), None for anything else."""
-    if isinstance(value, (tuple, list)):
-        found: list = []
-        for part in value:
-            more = _leaves(part)
-            if more is None:
-                return None
-            found += more
-        return found
-    if isinstance(value, dict):
-        return _leaves(list(value.values()))
-    return [value]
-
-
 def _output_squares(result: Any, opaque: set, of: Callable) -> tuple[list[Fraction], str]:
     """The bounds of the graph's outputs, one per disjoint part (their squares add up), or
     why there are none. A namedtuple, which torch.fx records as a call of its class, is its
@@ -250,10 +236,8 @@ def _output_squares(result: Any, opaque: set, of: Callable) -> tuple[list[Fracti
     tensor (the pieces are disjoint: together, the tensor's norm). Another value of the
     signal that is no floating tensor (indices, a tuple from max) is named."""
     parts: list[Fraction] = []
-    for leaf in _leaves(result) or []:
-        if isinstance(leaf, torch.fx.Node) and leaf.op == "call_function" and isinstance(
-                leaf.target, type) and issubclass(leaf.target, tuple) and hasattr(
-                leaf.target, "_fields"):
+    for leaf in output_leaves(result) or []:
+        if builds_namedtuple(leaf):
             more, why = _output_squares([*leaf.args, *leaf.kwargs.values()], opaque, of)
             if why:
                 return [], why
@@ -546,7 +530,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     if recorder.changed is not None:
         return None, (f"node {recorder.changed.name!r}, which is no value of the signal, is "
                       "changed in place after it is made (the graph would read it changed)")
-    outputs = _leaves(theirs)
+    outputs = output_leaves(theirs)
     if outputs is None or not outputs or not all(isinstance(t, torch.Tensor) for t in outputs):
         kinds = sorted({type(t).__name__ for t in outputs or ()
                         if not isinstance(t, torch.Tensor)})

@@ -19,7 +19,7 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._memory import check_memory
-from sparseconv._torch_graph import _build_graph, _Op
+from sparseconv._torch_graph import _build_graph, _Op, output_leaves
 from sparseconv._torch_layers import model_hook_reason
 from sparseconv._torch_script import (
     _kind,
@@ -69,6 +69,11 @@ def _check_batch(model: nn.Module, ops: list[_Op], shape: tuple[int, ...], least
     except Exception as exc:  # noqa: BLE001 - a forward raises anything
         raise forward_failed(model, shape, exc, batch=count) from exc
     what = f"network_operator: the graph read off {_kind(model)}"
+    if not isinstance(theirs, torch.Tensor):  # several outputs: flattened, concatenated
+        parts = output_leaves(theirs) or []
+        if parts and all(isinstance(t, torch.Tensor) and t.ndim and len(t) == count
+                         for t in parts):
+            theirs = torch.cat([t.reshape(count, -1) for t in parts], dim=1)  # (promoted)
     try:
         values = _values(ops, probe.detach().cpu().to(torch.float64).numpy(), True)
     except (ValueError, IndexError) as exc:  # shapes fixed at the probe's batch of two
@@ -256,7 +261,11 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     functional ``F.interpolate``, ``F.avg_pool*d``, ``F.adaptive_avg_pool*d``, ``F.pad``,
     ``F.pixel_(un)shuffle``, ``F.linear``, ``F.conv*d`` and ``F.conv_transpose*d`` (with
     constant weights) and ``F.dropout`` (``training=False``). Shapes (``x.size(0)``,
-    ``x.shape``) are read from one probe forward pass on a batch of zeros.
+    ``x.shape``) are read from one probe forward pass on a batch of zeros. A model that
+    returns several tensors (a tuple, list, dict or namedtuple of them, nested) is the map to
+    all of them, each flattened and concatenated in order: ``output_shape`` is ``(total,)``
+    and the last op is named ``"output"`` (the map whose norm :func:`lipschitz_report`'s
+    network bound bounds).
 
     Parameters
     ----------
@@ -268,7 +277,8 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     Returns
     -------
     NetworkOperator
-        ``net(x.ravel()) == model(x[None])[0].ravel()``; ``net.operator`` is the matrix-free
+        ``net(x.ravel()) == model(x[None])[0].ravel()`` (several outputs: their flattened
+        samples concatenated); ``net.operator`` is the matrix-free
         linear part (a ``LinearOperator`` with its adjoint), ``net.offset`` the biases'
         contribution, ``net.affine()`` the explicit :class:`sparseconv.AffineMap`.
 

@@ -5,6 +5,7 @@ whole linear networks, the Lipschitz report, and the refusals."""
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import math
@@ -737,6 +738,54 @@ def test_network_operator_equals_linear_cnn():
     (vjp,) = torch.autograd.grad(y, x, v)
     assert_close(net.operator.rmatvec(v.numpy().ravel()), vjp.numpy().ravel(), "adjoint",
                  rtol=1e-10)
+    dottest(net.operator, rng=0)
+
+
+_Pair = collections.namedtuple("_Pair", "logits features")
+
+
+class _SeveralOutputs(nn.Module):
+    """A linear network with several outputs, as a tuple, a dict or a namedtuple."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        z = self.b(y)
+        if self.kind == "dict":
+            return {"out": z, "aux": [y, x]}
+        if self.kind == "namedtuple":
+            return _Pair(z, 2 * y)
+        return (y, y) if self.kind == "repeated" else (z, y)
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict", "namedtuple", "repeated"])
+def test_network_operator_of_several_outputs_maps_to_all_of_them(kind):
+    """A model returning several tensors was refused ("must return one tensor"): its operator
+    now maps to all of them, each flattened, concatenated in order (as its Lipschitz bound
+    reads them). Against the model (forward, bias included) and torch.autograd (adjoint)."""
+    model = _networks.randomize(_SeveralOutputs(kind))
+    net = sct.network_operator(model, (3, 5, 5))
+    x = torch.randn((1, 3, 5, 5), dtype=F64, generator=torch.Generator().manual_seed(1),
+                    requires_grad=True)
+
+    def flat(value):
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, (tuple, list)):
+            return torch.cat([flat(v) for v in value])
+        return value.reshape(-1)
+
+    y = flat(model(x))
+    assert net.output_shape == (y.numel(),) and net.names[-1] == "output"
+    x_flat = x.detach().numpy().ravel()
+    assert_close(net.affine()(x_flat), y.detach().numpy(), kind, rtol=1e-10)
+    v = torch.randn(y.shape, dtype=F64, generator=torch.Generator().manual_seed(2))
+    (vjp,) = torch.autograd.grad(y, x, v)
+    assert_close(net.operator.rmatvec(v.numpy()), vjp.numpy().ravel(), "adjoint", rtol=1e-10)
     dottest(net.operator, rng=0)
 
 
