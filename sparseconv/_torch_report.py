@@ -313,7 +313,8 @@ class LipschitzReport:
             lines.append(f"network bound: none ({self.reason})")
         elif self.over_graph:
             lines.append("network bound (over the model's graph: products along each path, "
-                         "residual sums adding their branches): "
+                         "residual sums adding their branches, concatenations and several "
+                         "outputs in quadrature): "
                          + _rounded(self.network_upper, ROUND_CEILING))
             lines.append("  assumes these activations' Lipschitz constants (1 unless given): "
                          + _listed(self.activations))
