@@ -9,6 +9,8 @@ are not identities.
 
 from __future__ import annotations
 
+import collections
+
 import torch
 from torch import nn
 
@@ -295,3 +297,26 @@ class Crossed(nn.Module):
 
     def forward(self, x):
         return self.conv(x) + self.bn(x)
+
+
+Pair = collections.namedtuple("Pair", "logits features")
+
+
+class SeveralOutputs(nn.Module):
+    """A convolution ``y = a(x)`` and ``z = b(y)``, returned as ``kind`` says: several outputs
+    as a tuple, a dict (torchvision's segmentation models return ``{"out": ...}``), a nested
+    list, a namedtuple, one output repeated, or with a value that is no tensor."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        z = self.b(y)
+        return {"tuple": lambda: (z, y), "dict": lambda: {"out": z, "aux": y},
+                "dict with input": lambda: {"out": z, "aux": [y, x]},
+                "nested list": lambda: [z, (y,)], "namedtuple": lambda: Pair(z, 2 * y),
+                "repeated": lambda: (y, y), "one in a dict": lambda: {"out": z},
+                "with a number": lambda: (z, 3)}[self.kind]()

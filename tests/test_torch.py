@@ -5,7 +5,6 @@ whole linear networks, the Lipschitz report, and the refusals."""
 
 from __future__ import annotations
 
-import collections
 import copy
 import json
 import math
@@ -741,33 +740,12 @@ def test_network_operator_equals_linear_cnn():
     dottest(net.operator, rng=0)
 
 
-_Pair = collections.namedtuple("_Pair", "logits features")
-
-
-class _SeveralOutputs(nn.Module):
-    """A linear network with several outputs, as a tuple, a dict or a namedtuple."""
-
-    def __init__(self, kind):
-        super().__init__()
-        self.kind = kind
-        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
-
-    def forward(self, x):
-        y = self.a(x)
-        z = self.b(y)
-        if self.kind == "dict":
-            return {"out": z, "aux": [y, x]}
-        if self.kind == "namedtuple":
-            return _Pair(z, 2 * y)
-        return (y, y) if self.kind == "repeated" else (z, y)
-
-
-@pytest.mark.parametrize("kind", ["tuple", "dict", "namedtuple", "repeated"])
+@pytest.mark.parametrize("kind", ["tuple", "dict with input", "namedtuple", "repeated"])
 def test_network_operator_of_several_outputs_maps_to_all_of_them(kind):
     """A model returning several tensors was refused ("must return one tensor"): its operator
     now maps to all of them, each flattened, concatenated in order (as its Lipschitz bound
     reads them). Against the model (forward, bias included) and torch.autograd (adjoint)."""
-    model = _networks.randomize(_SeveralOutputs(kind))
+    model = _networks.randomize(_networks.SeveralOutputs(kind))
     net = sct.network_operator(model, (3, 5, 5))
     x = torch.randn((1, 3, 5, 5), dtype=F64, generator=torch.Generator().manual_seed(1),
                     requires_grad=True)

@@ -703,33 +703,12 @@ def test_a_users_module_in_a_chain_is_read_through_the_graph():
                              "its graph: node '_1' (call_module 1) has no certified bound"), reason
 
 
-class _Outputs(nn.Module):
-    """Two outputs, as a tuple, a list or a dict (torchvision's segmentation models return
-    ``{"out": ...}``), or one with a value that is no tensor."""
-
-    def __init__(self, kind):
-        super().__init__()
-        self.kind = kind
-        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
-
-    def forward(self, x):
-        y = self.a(x)
-        z = self.b(y)
-        if self.kind == "dict":
-            return {"out": z, "aux": y}
-        if self.kind == "one in a dict":
-            return {"out": z}
-        if self.kind == "with a number":
-            return z, 3
-        return [z, (y,)] if self.kind == "nested list" else (z, y)
-
-
 @pytest.mark.parametrize("kind", ["tuple", "dict", "nested list"])
 def test_several_outputs_are_bounded_together(kind):
     """A tuple or dict of outputs had no bound ("does not return one tensor"). The map to all
     of them, in the norm of their concatenation: the outputs' bounds in quadrature. The
     oracle: the norm of PyTorch's Jacobian of the concatenated outputs (a linear model)."""
-    model = _networks.randomize(_Outputs(kind))
+    model = _networks.randomize(_networks.SeveralOutputs(kind))
     report = sct.lipschitz_report(model, (3, 5, 5))
     a, b = (row["upper"] for row in report)
     assert report.network_upper >= math.sqrt(a * a * b * b + a * a)
@@ -818,11 +797,12 @@ def test_an_output_that_is_no_tensor_is_named_so():
     """A dict output (torchvision's segmentation models) was reported as "does not compute
     what its forward does (an in-place change ...?)"; it is bounded now, and an output with
     a value that is no tensor is named."""
-    one = _networks.randomize(_Outputs("one in a dict"))
+    one = _networks.randomize(_networks.SeveralOutputs("one in a dict"))
     report = sct.lipschitz_report(one, (3, 4, 4))
     a, b = (row["upper"] for row in report)
     assert a * b <= report.network_upper <= a * b * (1 + 1e-12)
-    report = sct.lipschitz_report(_networks.randomize(_Outputs("with a number")), (3, 4, 4))
+    numbered = _networks.randomize(_networks.SeveralOutputs("with a number"))
+    report = sct.lipschitz_report(numbered, (3, 4, 4))
     assert report.network_upper is None
     assert "does not return a tensor or a tuple, list or dict of tensors (it returns int)" in \
         report.reason, report.reason
