@@ -59,7 +59,7 @@ from sparseconv._torch_graph import (
     _TRANSPOSE,
     MATMUL,
     MAX_POOL_F,
-    builds_namedtuple,
+    graph_outputs,
     matmul_operands,
     output_leaves,
     transposition_axes,
@@ -230,19 +230,14 @@ Factor = Fraction | tuple[str, str] | None
 
 
 def _output_squares(result: Any, opaque: set, of: Callable) -> tuple[list[Fraction], str]:
-    """The bounds of the graph's outputs, one per disjoint part (their squares add up), or
-    why there are none. A namedtuple, which torch.fx records as a call of its class, is its
-    fields; a tuple cut by chunk, split, unbind or tensor_split and returned whole is its
-    tensor (the pieces are disjoint: together, the tensor's norm). Another value of the
+    """The bounds of the graph's outputs (:func:`sparseconv._torch_graph.graph_outputs`: a
+    namedtuple's fields in its place), one per disjoint part (their squares add up), or why
+    there are none. A tuple cut by chunk, split, unbind or tensor_split and returned whole is
+    its tensor (the pieces are disjoint: together, the tensor's norm). Another value of the
     signal that is no floating tensor (indices, a tuple from max) is named."""
     parts: list[Fraction] = []
-    for leaf in output_leaves(result) or []:
-        if builds_namedtuple(leaf):
-            more, why = _output_squares([*leaf.args, *leaf.kwargs.values()], opaque, of)
-            if why:
-                return [], why
-            parts += more
-        elif isinstance(leaf, torch.fx.Node) and leaf in opaque:
+    for leaf in graph_outputs(result) or []:
+        if isinstance(leaf, torch.fx.Node) and leaf in opaque:
             source = leaf.args[0] if leaf.args else None
             if leaf.target in _PARTITIONS and isinstance(source, torch.fx.Node) and (
                     source not in opaque):
@@ -251,8 +246,7 @@ def _output_squares(result: Any, opaque: set, of: Callable) -> tuple[list[Fracti
             return [], (f"returns {leaf.name!r}, which is no floating tensor (indices, a "
                         "boolean or integer tensor, a size, or a tuple of values such as "
                         "max's): the bound is of a map to floating tensors")
-        else:
-            parts.append(of(leaf))
+        parts.append(of(leaf))
     if not parts:
         return [], "returns no tensor"
     return parts, ""

@@ -52,7 +52,7 @@ from ._memory import check_memory
 from ._rounding import Rounding, up
 from ._shapes import conv_transpose_output_shape
 from ._spectral_norm import copies_of
-from ._symbol import conjugate_pairs, is_periodic, require_periodic, symbol_at
+from ._symbol import conjugate_pairs, is_periodic, require_periodic, symbol_at, unit_scale
 from ._typing import IntOrTuple, PaddingLike, PaddingMode, ShapeLike
 from ._validation import int_tuple, is_int, positive_int, spatial_size
 
@@ -210,12 +210,10 @@ def _top_by_torch(weight: torch.Tensor, periodic: ConvGeometry,
 
 
 def _scaled_copy(weight: torch.Tensor) -> tuple[np.ndarray, int]:
-    """``weight`` in float64 (complex128) on the CPU, scaled by ``2**-exponent`` (exact) to a
-    largest modulus in ``[1/2, 1)``, and ``exponent`` (0 for a zero weight)."""
+    """``weight`` in float64 (complex128) on the CPU as numpy's, scaled by ``2**-exponent``
+    (:func:`sparseconv._symbol.unit_scale`), and ``exponent``."""
     held = weight.detach().cpu().to(torch.complex128 if weight.is_complex() else torch.float64)
-    top = held.abs().max().item() if held.numel() else 0.0
-    exponent = math.frexp(top)[1] if 0.0 < top < math.inf else 0
-    return _values(_times_power_of_two(held, -exponent)), exponent
+    return unit_scale(_values(held))
 
 
 def _values(tensor: torch.Tensor) -> np.ndarray:
