@@ -45,8 +45,16 @@ from ._typing import ProgressLike
 
 __all__ = ["GramSymbol", "dense_below", "gram_symbol", "top_squares", "worth_it"]
 
-#: Frequencies whose Gram matrices take about this many bytes are summed at once.
-_CHUNK_BYTES = 16 * 2**20
+#: Frequencies whose Gram matrices take about this many bytes are summed at once. Each chunk
+#: reads every coefficient once (a 512-channel 3x3 layer's 25 are 52 MB, real): at 16 MB, 3
+#: Gram matrices of 512 took that read each, and the circulant bound of VGG-11's 512->512 on
+#: 28x28 (one core, best of 4) 14.0 s; at 64 MB, 11.1 s, with :data:`_LANCZOS_BYTES`.
+_CHUNK_BYTES = 64 * 2**20
+
+#: :meth:`GramSymbol.top_uppers` runs its Lanczos estimates on this many bytes of a chunk's
+#: Gram matrices at a time: each step reads all of them, and a few stay in the cache from one
+#: step to the next (a whole 64 MB chunk at once: no faster than 16 MB chunks).
+_LANCZOS_BYTES = 8 * 2**20
 
 
 def _frequency_bytes(size: int, deltas: int, ndim: int, copies: int = 1) -> int:
@@ -144,9 +152,11 @@ class GramSymbol:
             return Rounding.square_interval(self.top_squares(frequencies), self.allowance)[1]
         c = cholesky_slack(self.size - 1, True)  # dense, complex
         uppers = np.empty((len(frequencies), self.coefficients.shape[0]))
+        per = max(1, _LANCZOS_BYTES // (16 * self.size * self.size))
         for rows, g, grams in self._chunks(frequencies):
-            for f, (gram, estimate) in enumerate(zip(grams, _lanczos_tops(grams)),
-                                                 start=rows.start):
+            estimates = np.concatenate([_lanczos_tops(grams[i:i + per])
+                                        for i in range(0, len(grams), per)])
+            for f, (gram, estimate) in enumerate(zip(grams, estimates), start=rows.start):
                 mu = max(float(estimate), 0.0) * (1 + _MARGIN)
                 if dense_below(gram, mu):
                     square = (mu + self.error) * (1 + c)

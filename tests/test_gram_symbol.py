@@ -123,6 +123,34 @@ def test_upper_bounds_from_lanczos_and_cholesky_hold_the_singular_values(complex
     assert np.all(truth <= fallback) and np.all(fallback <= truth * (1 + 1e-8))
 
 
+def test_lanczos_estimates_run_on_a_few_matrices_of_a_chunk_at_a_time(monkeypatch):
+    """A chunk's Gram matrices are summed at once (:data:`_CHUNK_BYTES`), but Lanczos steps
+    through :data:`_LANCZOS_BYTES` of them at a time: here two of 24x24 a batch, the same
+    bounds as in one batch, every one above LAPACK's sigma_max."""
+    from sparseconv import _gram_symbol
+    monkeypatch.setattr(_gram_symbol, "LANCZOS_FROM", 1)
+    monkeypatch.setattr(_gram_symbol, "LANCZOS_FROM_ONE_CORE", 1)
+    batches = []
+    estimates = _gram_symbol._lanczos_tops
+    monkeypatch.setattr(_gram_symbol, "_lanczos_tops",
+                        lambda grams: batches.append(len(grams)) or estimates(grams))
+    w, geom = periodic((24, 16, (3, 3), (8, 8), dict(stride=(2, 1))))
+    gram = gram_symbol(geom, w, Rounding.of(w, geom.groups))
+    grid = np.array(geom.coarse_grid)
+    xi = np.indices(grid).reshape(len(grid), -1).T
+    assert gram.step >= len(xi)  # one chunk
+    monkeypatch.setattr(_gram_symbol, "_LANCZOS_BYTES", 2 * 16 * 24 * 24)
+    paired = gram.top_uppers(xi)
+    assert batches == [2] * (len(xi) // 2) + [1] * (len(xi) % 2)
+    monkeypatch.setattr(_gram_symbol, "_LANCZOS_BYTES", 2**40)
+    batches.clear()
+    whole = gram.top_uppers(xi)
+    assert batches == [len(xi)]
+    np.testing.assert_allclose(paired, whole, rtol=1e-14)
+    truth = np.linalg.svd(symbol_at(geom, w, xi), compute_uv=False)[..., 0]
+    assert np.all(truth <= paired) and np.all(paired <= truth * (1 + 1e-8))
+
+
 @pytest.mark.parametrize("one_core", [False, True])
 def test_blocks_of_256_take_lanczos_where_the_frequencies_run_in_turn(monkeypatch, one_core):
     """On one core (a layer worker) blocks from LANCZOS_FROM_ONE_CORE (256) take the Lanczos
