@@ -12,12 +12,17 @@ with autograd: the training loop's penalty, without re-tracing the model at ever
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
+from ._torch_graph import _CONV_F, _functional_module
 from ._torch_layers import _CONV, _CONV_T, _layer, check_module, parameter
 from ._torch_spectra import spectral_norm_upper
 from ._torch_trace import trace, unwrapped
@@ -46,7 +51,8 @@ class LipschitzBounds(Mapping):
     Attributes
     ----------
     names : tuple of str
-        The layers' qualified names, in the order of their first call.
+        The layers' qualified names, in the order of their first call; then the parameters
+        that functional calls in ``forward`` read (their qualified names), likewise.
 
     Examples
     --------
@@ -63,8 +69,9 @@ class LipschitzBounds(Mapping):
     (['0', '3'], True)
     """
 
-    def __init__(self, layers: dict[str, tuple[nn.Module, list[_Call]]]) -> None:
-        self._layers = layers
+    def __init__(self, layers: dict[str, tuple[nn.Module | None, list[_Call]]],
+                 model: nn.Module) -> None:
+        self._layers, self._model = layers, model
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -95,13 +102,19 @@ class LipschitzBounds(Mapping):
         bounds = {}
         for name, (module, calls) in self._layers.items():
             try:
-                with _parametrizations_in_eval(module):
-                    weight = parameter(module, "weight")
+                if module is None:  # a parameter a functional call reads
+                    weight = self._model.get_parameter(name)
+                else:
+                    with _parametrizations_in_eval(module):
+                        weight = parameter(module, "weight")
             except AttributeError:  # (deleted since the trace)
                 weight = None
             if not isinstance(weight, torch.Tensor):
-                raise ValueError(f"module {name!r} ({type(module).__name__}) has no weight "
-                                 "any more (it had one when lipschitz_bounds traced the model)")
+                raise ValueError(
+                    f"parameter {name!r} is gone (it was there when lipschitz_bounds traced "
+                    "the model)" if module is None else f"module {name!r} "
+                    f"({type(module).__name__}) has no weight any more (it had one when "
+                    "lipschitz_bounds traced the model)")
             distinct = {(call.size, tuple(call.options.items())): call for call in calls}
             values = [spectral_norm_upper(weight[:, :, None] if call.linear else weight,
                                           call.size, **call.options)
@@ -130,8 +143,12 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     its current vectors, its power iteration not advanced). Other linear modules (BatchNorm,
     pooling, padding, resampling) are not included: their norms do not follow the weights by
     gradient, or are fixed (:func:`lipschitz_report` bounds them all, and the whole network).
-    Only modules are seen: a weight used by a functional call in ``forward``
-    (``F.conv2d(x, self.w)``) gets no bound; :func:`trace` lists the modules the model calls.
+    A convolution, transposed convolution or ``F.linear`` that ``forward`` calls itself
+    (``F.conv2d(x, self.w, padding=1)``, outside the weighted modules) is bounded too when its
+    weight is a parameter of the model, under the parameter's qualified name (``"w"``, or
+    ``"conv.weight"`` for a module's weight read outside its module), with that call's
+    arguments; a weight that ``forward`` computes (``self.w / self.w.norm()``) cannot be read
+    again at each call: it is named in a warning and left out.
 
     Parameters
     ----------
@@ -146,6 +163,12 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     LipschitzBounds
         A mapping from each layer's qualified name to its input shapes; call it for the
         bounds.
+
+    Warns
+    -----
+    UserWarning
+        A functional convolution or ``F.linear`` whose weight is computed in ``forward``,
+        named: it gets no bound.
 
     Raises
     ------
@@ -184,8 +207,10 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         raise TypeError("lipschitz_bounds needs the eager model: a TorchScript model's "
                         "parameters are its own, not those of the eager layers a trace of it "
                         "rebuilds, so no gradient would reach them")
-    layers: dict[str, tuple[nn.Module, list[_Call]]] = {}
-    for record in trace(model, input_shape, allow_train=True):
+    layers: dict[str, tuple[nn.Module | None, list[_Call]]] = {}
+    with _FunctionalCalls(inner) as functional:
+        records = trace(model, input_shape, allow_train=True)
+    for record in records:
         module = record.module
         if not isinstance(module, _WEIGHTED):
             continue
@@ -209,7 +234,86 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         # calls that are the same convolution (a Linear on other leading axes) are bounded once
         if call not in calls:
             calls.append(call)
-    return LipschitzBounds(layers)
+    for name, target, shape, kwargs in functional.calls:
+        module = _functional_module(target, dict(kwargs))
+        assert module is not None  # (every target of _FUNCTIONAL has one)
+        layer = _layer(module.eval(), shape)
+        if layer.conv is None:  # (as a module of the same arguments, above)
+            raise ValueError(f"the {target.__name__} on {shape} by parameter {name!r}, with "
+                             "output_padding not below its stride, is not the adjoint of one "
+                             "convolution by its weight: no circulant bound")
+        _, size, options = layer.conv
+        call = _Call(shape, tuple(size[1:]), dict(options), target is F.linear)
+        calls = layers.setdefault(name, (None, []))[1]
+        if call not in calls:
+            calls.append(call)
+    if functional.unbounded:
+        warnings.warn("lipschitz_bounds bounds no weight that a functional call computes in "
+                      "forward (only parameters of the model are read at each call): "
+                      + "; ".join(sorted(set(functional.unbounded))), stacklevel=2)
+    return LipschitzBounds(layers, inner)
+
+
+#: The functional calls whose weight :func:`lipschitz_bounds` bounds, by their arguments'
+#: positions (``F.conv_transpose*d`` takes ``groups`` before ``dilation``).
+_FUNCTIONAL: dict[Any, tuple[str, ...]] = {
+    **{f: ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+       for f in (F.conv1d, F.conv2d, F.conv3d)},
+    **{f: ("input", "weight", "bias", "stride", "padding", "output_padding", "groups",
+           "dilation") for f in (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)},
+    F.linear: ("input", "weight", "bias"),
+}
+assert set(_FUNCTIONAL) == {*_CONV_F, F.linear}
+
+
+class _FunctionalCalls(TorchFunctionMode):
+    """The convolutions and ``F.linear`` that ``forward`` calls itself, outside the weighted
+    modules (whose own calls their module bounds), each with its weight's parameter name and
+    its input's shape (without the batch); ``unbounded``: those whose weight is no parameter
+    of the model (computed in ``forward``, which the bound cannot recompute)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.names = {id(p): name for name, p in model.named_parameters()}
+        self.calls: list[tuple[str, object, tuple[int, ...], tuple]] = []
+        self.unbounded: list[str] = []
+        self.inside = 0
+        self.hooks = [model.register_forward_pre_hook(self._restart)]
+        for module in model.modules():
+            if isinstance(module, _WEIGHTED):
+                self.hooks += [module.register_forward_pre_hook(self._enter),
+                               module.register_forward_hook(self._leave)]
+
+    def _restart(self, *_) -> None:  # a forward begins (trace's second try, after a failure)
+        self.inside = 0
+
+    def _enter(self, *_) -> None:
+        self.inside += 1
+
+    def _leave(self, *_) -> None:
+        self.inside -= 1
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.hooks:
+            handle.remove()
+        super().__exit__(*exc)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FUNCTIONAL and not self.inside:
+            named = {**dict(zip(_FUNCTIONAL[func], args)), **kwargs}
+            weight, data = named.get("weight"), named.get("input")
+            label = f"{func.__name__} on {tuple(data.shape[1:])}" if isinstance(
+                data, torch.Tensor) else func.__name__
+            if isinstance(weight, nn.Parameter) and id(weight) in self.names:
+                if isinstance(data, torch.Tensor) and data.ndim >= 2:
+                    self.calls.append((self.names[id(weight)], func, tuple(data.shape[1:]),
+                                       tuple((k, v) for k, v in named.items() if k != "input")))
+                else:
+                    self.unbounded.append(f"{label}: an input without a batch axis")
+            else:
+                self.unbounded.append(label)
+        return func(*args, **kwargs)
 
 
 @contextlib.contextmanager

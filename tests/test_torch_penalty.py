@@ -223,3 +223,76 @@ def test_a_linear_on_other_leading_axes_lists_both_shapes_and_is_bounded_once():
     assert bounds["lin"] == ((3,), (1, 3))
     top = torch.linalg.matrix_norm(model.lin.weight, 2).item()
     assert top <= bounds()["lin"].item() <= top * (1 + 1e-12)
+
+
+F = torch.nn.functional
+
+
+class _Functional(nn.Module):
+    """Weights used by functional calls in ``forward``: a convolution (keywords), a transposed
+    one (positional: ``groups`` before ``dilation``), a linear head; a module's weight read
+    outside its module; a module between them."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 3, 3, 3, dtype=F64) / 4)
+        self.conv = nn.Conv2d(6, 6, 3, padding=1).double()
+        self.t = nn.Parameter(torch.randn(6, 2, 2, 2, dtype=F64) / 3)  # groups 2: 6 -> 4
+        self.head = nn.Parameter(torch.randn(5, 4 * 16 * 16, dtype=F64) / 40)
+
+    def forward(self, x):
+        x = torch.relu(F.conv2d(x, self.w, stride=1, padding=(1, 2), dilation=(1, 2)))
+        x = self.conv(x)
+        x = F.conv2d(x, self.conv.weight, None, 1, "same")  # the module's weight, again
+        x = F.conv_transpose2d(x, self.t, None, 2, 0, 0, 2, 1)
+        return F.linear(x.flatten(1), self.head)
+
+
+def test_weights_of_functional_calls_are_bounded_by_their_parameters():
+    """Each parameter a functional call reads gets the call's bound, under its name: above
+    the norm of PyTorch's Jacobian of that call, equal to spectral_norm_upper with the call's
+    arguments, and its gradient reaches the parameter. The module keeps its own entry."""
+    torch.manual_seed(1)
+    model = _Functional()
+    bounds = sct.lipschitz_bounds(model, (3, 8, 8))
+    assert dict(bounds) == {"conv": ((6, 8, 8),), "w": ((3, 8, 8),),
+                            "conv.weight": ((6, 8, 8),), "t": ((6, 8, 8),),
+                            "head": ((1024,),)}
+    values = bounds()
+    calls = {"w": (lambda x: F.conv2d(x, model.w, padding=(1, 2), dilation=(1, 2)), (3, 8, 8)),
+             "conv.weight": (lambda x: F.conv2d(x, model.conv.weight, padding="same"),
+                             (6, 8, 8)),
+             "t": (lambda x: F.conv_transpose2d(x, model.t, stride=2, groups=2), (6, 8, 8)),
+             "head": (lambda x: F.linear(x, model.head), (1024,))}
+    for name, (call, shape) in calls.items():
+        x = torch.zeros((1, *shape), dtype=F64)
+        jac = torch.autograd.functional.jacobian(call, x).reshape(-1, x.numel())
+        truth = float(torch.linalg.matrix_norm(jac, 2))
+        assert truth <= values[name].item() <= truth * 1.2, name
+    direct = sct.spectral_norm_upper(model.w, (8, 8), padding=(1, 2), dilation=(1, 2))
+    assert values["w"].item() == direct.item()
+    sum(values.values()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in (model.w, model.t, model.head, model.conv.weight))
+
+
+class _Computed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(2, 2, 3, dtype=F64))
+        self.norm = nn.utils.parametrizations.spectral_norm(nn.Conv1d(2, 2, 3).double())
+
+    def forward(self, x):
+        return F.conv1d(self.norm(x), self.w / self.w.norm())
+
+
+def test_a_weight_computed_in_forward_is_named_and_not_bounded():
+    """A weight that forward computes is no parameter to read at each call: named in a
+    warning, left out. A parametrized module's own call (its weight computed too) is its
+    module's, no warning."""
+    with pytest.warns(UserWarning, match=r"computes in forward.*conv1d on \(2, 4\)"):
+        bounds = sct.lipschitz_bounds(_Computed(), (2, 6))
+    assert dict(bounds) == {"norm": ((2, 6),)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sct.lipschitz_bounds(nn.Sequential(_Computed().norm), (2, 6))
