@@ -70,8 +70,8 @@ class LipschitzBounds(Mapping):
     """
 
     def __init__(self, layers: dict[str, tuple[nn.Module | None, list[_Call]]],
-                 model: nn.Module) -> None:
-        self._layers, self._model = layers, model
+                 model: nn.Module | None = None) -> None:
+        self._layers, self._model = layers, model  # (the model: for functional calls' weights)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -103,6 +103,7 @@ class LipschitzBounds(Mapping):
         for name, (module, calls) in self._layers.items():
             try:
                 if module is None:  # a parameter a functional call reads
+                    assert self._model is not None  # (lipschitz_bounds passes its model)
                     weight = self._model.get_parameter(name)
                 else:
                     with _parametrizations_in_eval(module):
@@ -147,8 +148,11 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     (``F.conv2d(x, self.w, padding=1)``, outside the weighted modules) is bounded too when its
     weight is a parameter of the model, under the parameter's qualified name (``"w"``, or
     ``"conv.weight"`` for a module's weight read outside its module), with that call's
-    arguments; a weight that ``forward`` computes (``self.w / self.w.norm()``) cannot be read
-    again at each call: it is named in a warning and left out.
+    arguments. A weight that is no parameter of the model (computed in ``forward``, like
+    ``self.w / self.w.norm()``, or a buffer) cannot be read again at each call: such a call is
+    named in a warning and left out, as is ``F.linear`` by a 1-D weight. Other products
+    (``x @ w``, ``torch.einsum``, the projections inside ``nn.MultiheadAttention``) are not
+    seen.
 
     Parameters
     ----------
@@ -167,8 +171,10 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     Warns
     -----
     UserWarning
-        A functional convolution or ``F.linear`` whose weight is computed in ``forward``,
-        named: it gets no bound.
+        A functional convolution or ``F.linear`` left out (its weight no parameter of the
+        model, or a 1-D weight of ``F.linear``; a transposed convolution whose
+        ``output_padding`` is not below its stride, which a module's would refuse), named with
+        its reason.
 
     Raises
     ------
@@ -238,19 +244,22 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         module = _functional_module(target, dict(kwargs))
         assert module is not None  # (every target of _FUNCTIONAL has one)
         layer = _layer(module.eval(), shape)
-        if layer.conv is None:  # (as a module of the same arguments, above)
-            raise ValueError(f"the {target.__name__} on {shape} by parameter {name!r}, with "
-                             "output_padding not below its stride, is not the adjoint of one "
-                             "convolution by its weight: no circulant bound")
+        if layer.conv is None:  # (a module of the same arguments is refused, above)
+            functional.unbounded.append(
+                f"{getattr(target, '__name__', target)} on {shape} by parameter {name!r}: its "
+                "output_padding, not below its stride, makes it the adjoint of no one "
+                "convolution by its weight")
+            continue
         _, size, options = layer.conv
         call = _Call(shape, tuple(size[1:]), dict(options), target is F.linear)
         calls = layers.setdefault(name, (None, []))[1]
         if call not in calls:
             calls.append(call)
     if functional.unbounded:
-        warnings.warn("lipschitz_bounds bounds no weight that a functional call computes in "
-                      "forward (only parameters of the model are read at each call): "
-                      + "; ".join(sorted(set(functional.unbounded))), stacklevel=2)
+        warnings.warn("lipschitz_bounds leaves out these functional calls of forward (it "
+                      "bounds those whose weight is a parameter of the model, read again at "
+                      "each call): " + "; ".join(sorted(set(functional.unbounded))),
+                      stacklevel=2)
     return LipschitzBounds(layers, inner)
 
 
@@ -269,8 +278,10 @@ assert set(_FUNCTIONAL) == {*_CONV_F, F.linear}
 class _FunctionalCalls(TorchFunctionMode):
     """The convolutions and ``F.linear`` that ``forward`` calls itself, outside the weighted
     modules (whose own calls their module bounds), each with its weight's parameter name and
-    its input's shape (without the batch); ``unbounded``: those whose weight is no parameter
-    of the model (computed in ``forward``, which the bound cannot recompute)."""
+    its input's shape (without the batch), recorded once the call has returned; ``unbounded``:
+    those left out, each with its reason (a weight that is no parameter of the model, a 1-D
+    weight of ``F.linear``). Both start again with each forward pass (:func:`trace` tries a
+    second input after a failure)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -280,12 +291,14 @@ class _FunctionalCalls(TorchFunctionMode):
         self.inside = 0
         self.hooks = [model.register_forward_pre_hook(self._restart)]
         for module in model.modules():
-            if isinstance(module, _WEIGHTED):
+            if isinstance(module, _WEIGHTED):  # (always_call: also when the module raises)
                 self.hooks += [module.register_forward_pre_hook(self._enter),
-                               module.register_forward_hook(self._leave)]
+                               module.register_forward_hook(self._leave, always_call=True)]
 
-    def _restart(self, *_) -> None:  # a forward begins (trace's second try, after a failure)
+    def _restart(self, *_) -> None:
         self.inside = 0
+        self.calls.clear()
+        self.unbounded.clear()
 
     def _enter(self, *_) -> None:
         self.inside += 1
@@ -300,20 +313,29 @@ class _FunctionalCalls(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        result = func(*args, **kwargs)  # (a call that fails is not recorded)
         if func in _FUNCTIONAL and not self.inside:
             named = {**dict(zip(_FUNCTIONAL[func], args)), **kwargs}
             weight, data = named.get("weight"), named.get("input")
-            label = f"{func.__name__} on {tuple(data.shape[1:])}" if isinstance(
-                data, torch.Tensor) else func.__name__
-            if isinstance(weight, nn.Parameter) and id(weight) in self.names:
-                if isinstance(data, torch.Tensor) and data.ndim >= 2:
-                    self.calls.append((self.names[id(weight)], func, tuple(data.shape[1:]),
-                                       tuple((k, v) for k, v in named.items() if k != "input")))
-                else:
-                    self.unbounded.append(f"{label}: an input without a batch axis")
-            else:
-                self.unbounded.append(label)
-        return func(*args, **kwargs)
+            if isinstance(weight, torch.Tensor) and isinstance(data, torch.Tensor):
+                self._record(func, weight, data, named)
+        return result
+
+    def _record(self, func, weight: torch.Tensor, data: torch.Tensor, named: dict) -> None:
+        """One call that ran: its entry, or its reason to be left out."""
+        if func is F.linear:  # any leading axes (none: an unbatched vector)
+            shape = tuple(data.shape[1:]) if data.ndim > 1 else tuple(data.shape)
+        else:  # (C, *spatial) unbatched, or with the batch in front
+            shape = tuple(data.shape[data.ndim - weight.ndim + 1:])
+        label = f"{func.__name__} on {shape}"
+        if not (isinstance(weight, nn.Parameter) and id(weight) in self.names):
+            self.unbounded.append(f"{label}: its weight is no parameter of the model "
+                                  "(computed in forward, a buffer, or another module's)")
+        elif func is F.linear and weight.ndim != 2:
+            self.unbounded.append(f"{label}: its weight has {weight.ndim} dimension(s), not 2")
+        else:
+            self.calls.append((self.names[id(weight)], func, shape,
+                               tuple((k, v) for k, v in named.items() if k != "input")))
 
 
 @contextlib.contextmanager

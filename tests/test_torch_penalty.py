@@ -290,9 +290,65 @@ def test_a_weight_computed_in_forward_is_named_and_not_bounded():
     """A weight that forward computes is no parameter to read at each call: named in a
     warning, left out. A parametrized module's own call (its weight computed too) is its
     module's, no warning."""
-    with pytest.warns(UserWarning, match=r"computes in forward.*conv1d on \(2, 4\)"):
+    with pytest.warns(UserWarning, match=r"conv1d on \(2, 4\): its weight is no parameter"):
         bounds = sct.lipschitz_bounds(_Computed(), (2, 6))
     assert dict(bounds) == {"norm": ((2, 6),)}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sct.lipschitz_bounds(nn.Sequential(_Computed().norm), (2, 6))
+
+
+class _Unusual(nn.Module):
+    """What a review found raising or hidden: a convolution on one sample at a time
+    (unbatched), ``F.linear`` by a 1-D weight, a weighted module that raises inside a
+    ``try`` before a functional call, and a functional call that fails inside a ``try``."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 3, 3, 3, dtype=F64))
+        self.lin = nn.Linear(4 * 6 * 6, 5).double()
+        self.v = nn.Parameter(torch.randn(5, dtype=F64))
+        self.u = nn.Parameter(torch.randn(5, 5, dtype=F64))
+
+    def forward(self, x):
+        x = torch.stack([F.conv2d(sample, self.w, padding=1) for sample in x])  # (4, 6, 6)
+        try:
+            x = F.conv2d(x.permute(0, 2, 1, 3), self.w)  # 6 channels: fails
+        except RuntimeError:
+            pass
+        try:
+            y = self.lin(x.flatten(1)[:, :3])  # raises inside the weighted module
+        except RuntimeError:
+            y = self.lin(x.flatten(1))
+        return F.linear(F.linear(y, self.u), self.v)
+
+
+def test_unbatched_calls_failures_and_1d_weights():
+    torch.manual_seed(2)
+    model = _Unusual()
+    with pytest.warns(UserWarning, match=r"linear on \(5,\): its weight has 1 dimension"):
+        bounds = sct.lipschitz_bounds(model, (3, 6, 6))
+    assert dict(bounds) == {"lin": ((144,),), "w": ((3, 6, 6),), "u": ((5,),)}
+    values = bounds()
+    x = torch.zeros((3, 6, 6), dtype=F64)
+    jac = torch.autograd.functional.jacobian(lambda v: F.conv2d(v, model.w, padding=1), x)
+    truth = float(torch.linalg.matrix_norm(jac.reshape(-1, x.numel()), 2))
+    assert truth <= values["w"].item() <= truth * 1.2
+    assert values["u"].item() == pytest.approx(float(torch.linalg.matrix_norm(model.u.detach(), 2)),
+                                               rel=1e-12)
+
+
+def test_a_functional_transposed_call_with_no_circulant_bound_is_named_not_refused():
+    """As a module it is refused (test_refusals_name_what_is_wrong); as a functional call the
+    model ran before it was read: named in the warning, left out."""
+    class Dilated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.t = nn.Parameter(torch.randn(2, 2, 3, dtype=F64))
+
+        def forward(self, x):
+            return F.conv_transpose1d(x, self.t, output_padding=1, dilation=2)
+
+    with pytest.warns(UserWarning, match=r"conv_transpose1d on \(2, 6\) by parameter 't': "
+                                         "its output_padding"):
+        assert len(sct.lipschitz_bounds(Dilated(), (2, 6))) == 0
