@@ -37,7 +37,7 @@ import numpy as np
 import scipy.linalg
 
 from ._geometry import ConvGeometry
-from ._memory import fits
+from ._memory import fits, get_memory_limit
 from ._parallel import cpu_count, frequency_chunks, map_chunks
 from ._rounding import Rounding, U, cholesky_slack, gamma, up
 from ._symbol import phase_bytes, phases, placed_taps
@@ -64,9 +64,23 @@ def _frequency_bytes(size: int, deltas: int, ndim: int, copies: int = 1) -> int:
     return copies * 16 * size * size + phase_bytes(deltas, ndim)
 
 
+#: The chunk under a memory limit that 16 chunks of :data:`_CHUNK_BYTES` would exceed: the
+#: chunks are smaller (this one at least), so that the coefficients' route still fits where
+#: it did before the chunks grew.
+_SMALL_CHUNK_BYTES = 16 * 2**20
+
+
+def _chunk_bytes() -> int:
+    """:data:`_CHUNK_BYTES`, or less under a memory limit below 16 of them (a sixteenth of
+    the limit, at least :data:`_SMALL_CHUNK_BYTES`)."""
+    limit = get_memory_limit()
+    return _CHUNK_BYTES if limit is None else min(_CHUNK_BYTES,
+                                                  max(_SMALL_CHUNK_BYTES, limit // 16))
+
+
 def _step(size: int, deltas: int, ndim: int) -> int:
-    """Frequencies a chunk: their Gram matrices and phases about :data:`_CHUNK_BYTES`."""
-    return max(1, _CHUNK_BYTES // _frequency_bytes(size, deltas, ndim))
+    """Frequencies a chunk: their Gram matrices and phases about :func:`_chunk_bytes`."""
+    return max(1, _chunk_bytes() // _frequency_bytes(size, deltas, ndim))
 
 
 class GramSymbol:
@@ -101,7 +115,7 @@ class GramSymbol:
 
     @property
     def step(self) -> int:
-        """Frequencies whose Gram matrices and phases take about :data:`_CHUNK_BYTES`."""
+        """Frequencies whose Gram matrices and phases take about :func:`_chunk_bytes`."""
         return _step(self.size, len(self.deltas), self.deltas.shape[1])
 
     def grams(self, frequencies: np.ndarray, group: int) -> np.ndarray:
@@ -117,7 +131,7 @@ class GramSymbol:
         return gram.reshape(-1, n, n)
 
     def _chunks(self, frequencies: np.ndarray):
-        """``(rows, group, grams)`` over ``frequencies``, :data:`_CHUNK_BYTES` of Gram matrices
+        """``(rows, group, grams)`` over ``frequencies``, :func:`_chunk_bytes` of Gram matrices
         at a time (``rows``: their slice of ``frequencies``)."""
         step = self.step
         for start in range(0, len(frequencies), step):

@@ -96,6 +96,34 @@ def test_the_route_is_taken_where_it_saves_work():
     assert not worth_it(many, 4)  # a few frequencies do not pay for the coefficients
 
 
+def test_chunks_shrink_under_a_tight_memory_limit(monkeypatch):
+    """Under the default limit the chunks are 64 MB; under one below 16 of them, a
+    sixteenth of it (at least 16 MB, the chunks of before): a 512-channel layer keeps the
+    coefficients' route under 300 MB, which 64 MB chunks on two threads would exceed."""
+    from sparseconv import _gram_symbol, _parallel, set_memory_limit
+    from sparseconv._memory import DEFAULT_LIMIT
+    monkeypatch.setattr(_parallel, "_one_core", False)
+    monkeypatch.setattr(_parallel.os, "cpu_count", lambda: 2)
+    geom = ConvGeometry.from_weight((512, 512, 3, 3), (512, 29, 29), padding=1,
+                                    padding_mode="circular")
+    frequencies = 29 * 29 // 2 + 1
+    previous = set_memory_limit(DEFAULT_LIMIT)
+    try:
+        assert _gram_symbol._chunk_bytes() == 64 * 2**20
+        set_memory_limit(300 * 2**20)
+        assert _gram_symbol._chunk_bytes() == 300 * 2**20 // 16
+        assert worth_it(geom, frequencies)
+        monkeypatch.setattr(_gram_symbol, "_chunk_bytes", lambda: 64 * 2**20)
+        assert not worth_it(geom, frequencies)  # (what fixed 64 MB chunks would do)
+        set_memory_limit(100 * 2**20)
+        monkeypatch.undo()
+        assert _gram_symbol._chunk_bytes() == 16 * 2**20
+        set_memory_limit(None)
+        assert _gram_symbol._chunk_bytes() == 64 * 2**20
+    finally:
+        set_memory_limit(previous)
+
+
 @pytest.mark.parametrize("complex_", [False, True])
 def test_upper_bounds_from_lanczos_and_cholesky_hold_the_singular_values(complex_, monkeypatch):
     """The cheaper route to upper bounds alone: each holds LAPACK's sigma_max of the symbol,
