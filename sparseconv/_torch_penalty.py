@@ -15,14 +15,13 @@ import contextlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._torch_graph import _CONV_F, _functional_module
+from ._torch_graph import _CONV_F, _functional_module, by_keyword
 from ._torch_layers import _CONV, _CONV_T, _layer, check_module, parameter
 from ._torch_spectra import spectral_norm_upper
 from ._torch_trace import trace, unwrapped
@@ -263,16 +262,8 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     return LipschitzBounds(layers, inner)
 
 
-#: The functional calls whose weight :func:`lipschitz_bounds` bounds, by their arguments'
-#: positions (``F.conv_transpose*d`` takes ``groups`` before ``dilation``).
-_FUNCTIONAL: dict[Any, tuple[str, ...]] = {
-    **{f: ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-       for f in (F.conv1d, F.conv2d, F.conv3d)},
-    **{f: ("input", "weight", "bias", "stride", "padding", "output_padding", "groups",
-           "dilation") for f in (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)},
-    F.linear: ("input", "weight", "bias"),
-}
-assert set(_FUNCTIONAL) == {*_CONV_F, F.linear}
+#: The functional calls whose weight :func:`lipschitz_bounds` bounds.
+_FUNCTIONAL = {*_CONV_F, F.linear}
 
 
 class _FunctionalCalls(TorchFunctionMode):
@@ -315,9 +306,12 @@ class _FunctionalCalls(TorchFunctionMode):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)  # (a call that fails is not recorded)
         if func in _FUNCTIONAL and not self.inside:
-            named = {**dict(zip(_FUNCTIONAL[func], args)), **kwargs}
+            # by keyword, as the graph reads the same calls (torch.fx's normalize_function)
+            rest, named = by_keyword(func, list(args), kwargs, lambda node: torch.Tensor)
             weight, data = named.get("weight"), named.get("input")
-            if isinstance(weight, torch.Tensor) and isinstance(data, torch.Tensor):
+            if rest:  # (no schema matched the arguments)
+                self.unbounded.append(f"{func.__name__}: its arguments match no signature")
+            elif isinstance(weight, torch.Tensor) and isinstance(data, torch.Tensor):
                 self._record(func, weight, data, named)
         return result
 
