@@ -735,9 +735,10 @@ _Heads = collections.namedtuple("_Heads", "logits features")
 class _Returns(nn.Module):
     """One convolution and then ``function(y)`` as the output."""
 
-    def __init__(self, function):
+    def __init__(self, function, channels=(3, 4), bias=False):
         super().__init__()
-        self.conv, self.function = nn.Conv2d(3, 4, 3, padding=1, bias=False), function
+        self.conv = nn.Conv2d(*channels, 3, padding=1, bias=bias)
+        self.function = function
 
     def forward(self, x):
         return self.function(self.conv(x))
@@ -1338,15 +1339,6 @@ def test_a_given_constant_replaces_no_rule_and_counts_a_broadcasts_copies():
     assert report.network_upper == pytest.approx(8 * report[0]["upper"], rel=1e-12)
 
 
-class _Transposing(nn.Module):
-    def __init__(self, f):
-        super().__init__()
-        self.c, self.f = nn.Conv2d(2, 2, 3, padding=1, dtype=F64), f
-
-    def forward(self, x):
-        return self.f(self.c(x))
-
-
 @pytest.mark.parametrize("f, moves", [
     (lambda y: y.permute(1, 0, 2, 3).sum(0), True),
     (lambda y: torch.permute(y, dims=(1, 0, 2, 3)).sum(0), True),
@@ -1362,7 +1354,7 @@ def test_transpositions_are_read_by_position_and_keyword(f, moves):
     transpose, swapaxes and movedim): one that moves the batch axis gets no bound; the others
     a bound at least the Jacobian's norm (swapaxes by its keywords axis0/axis1 was read as
     moving the batch)."""
-    model = _Transposing(f).eval()
+    model = _Returns(f, (2, 2), bias=True).double().eval()
     report = sct.lipschitz_report(model, (2, 4, 5))
     if moves:
         assert report.network_upper is None and "batch axis" in report.reason
