@@ -958,11 +958,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     bounds, a concatenation adds them in quadrature (as do several outputs: a tuple, list,
     dict or namedtuple of tensors is bounded as one map to all of them; a tuple cut by
     ``chunk``, ``split`` or ``unbind`` and returned whole counts as its tensor), a reshape,
-    slice or multiplication by a number keeps or scales them, a linear function called with constant arguments
-    (``F.avg_pool2d``, ``F.interpolate``, ..., and ``x @ W`` by a constant matrix) multiplies
-    them by its certified norm -- computed
-    exactly and rounded up once, so ResNets and U-Nets get a certified Lipschitz bound too; a
-    node no rule covers (a product of two signals, say) is named in ``reason`` instead.
+    slice or multiplication by a number keeps or scales them, a linear function called with
+    constant arguments (``F.avg_pool2d``, ``F.interpolate``, ..., and ``x @ W`` by a constant
+    matrix) multiplies them by its certified norm -- computed exactly and rounded up once, so
+    ResNets and U-Nets get a certified Lipschitz bound too; a node no rule covers (a product
+    of two signals, say) is named in ``reason`` instead.
 
     A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, as ``torch.jit.load``
     returns it) gets the rows of the eager model it was compiled from: :func:`trace` reads
