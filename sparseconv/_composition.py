@@ -96,6 +96,11 @@ class AffineMap:
     def __call__(self, x: ArrayLike) -> np.ndarray:
         """Apply to a vector ``(n,)`` or to columns ``(n, k)``."""
         x = np.asarray(x)
+        n = self.shape[1]
+        if x.ndim not in (1, 2) or x.shape[0] != n:  # (a new user's trial: scipy's matmul
+            # message named neither x nor the shapes it takes)
+            raise ValueError(f"x must have shape ({n},) or ({n}, k) for this {self.shape[0]} "
+                             f"x {n} map, got x.shape={x.shape}")
         return self.matrix @ x + (self.bias if x.ndim == 1 else self.bias[:, None])
 
     def __matmul__(self, other: AffineMap | sp.sparray) -> AffineMap:

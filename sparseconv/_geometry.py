@@ -419,6 +419,7 @@ class ConvGeometry:
         cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
         padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
         dilation: IntOrTuple = 1, groups: int = 1, output_size: IntOrTuple | None = None,
+        padding_mode: str = "zeros",
     ) -> ConvGeometry:
         """Geometry of the convolution whose adjoint is ``conv_transpose{d}d``.
 
@@ -426,7 +427,12 @@ class ConvGeometry:
         ``input_shape`` the transposed layer's input ``(C_in, *spatial)``. The returned geometry
         maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``. ``output_size`` (spatial)
         picks the ``output_padding``, as ``ConvTranspose*d.forward(x, output_size=...)``.
+        ``padding_mode``: ``"zeros"``, the only one PyTorch's ``ConvTranspose*d`` takes.
         """
+        if padding_mode != "zeros":  # (a new user's trial: the argument PyTorch takes was
+            # refused as unexpected)
+            raise ValueError(f"padding_mode must be 'zeros' for a transposed convolution, as "
+                             f"PyTorch's ConvTranspose*d, got {padding_mode!r}")
         weight_shape = _weight_shape(weight_shape)
         if len(weight_shape) < 3:
             raise ValueError(
@@ -452,7 +458,8 @@ class ConvGeometry:
         if weight_shape[0] % groups:
             raise ValueError(f"groups={groups} must divide in_channels={weight_shape[0]}")
         output_padding = output_padding_for(output_size, input_shape[1:], weight_shape[2:],
-                                            stride, padding, dilation, output_padding)
+                                            stride, padding, dilation, output_padding,
+                                            channels=weight_shape[1] * groups)
         out_size = conv_transpose_output_shape(
             input_shape[1:], weight_shape[2:], stride, padding, output_padding, dilation
         )

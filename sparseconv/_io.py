@@ -297,6 +297,14 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
     name = os.fspath(file) if isinstance(file, (str, os.PathLike)) else repr(file)
     if not isinstance(file, (str, os.PathLike)):
         file = io.BytesIO(file.read())
+        head = file.getvalue()[:4]
+    else:
+        with open(file, "rb") as opened:
+            head = opened.read(4)
+    if head != b"PK\x03\x04":  # not a zip: numpy would read it as a pickle and suggest
+        # unpickling it (a new user's trial, on a file of text)
+        raise ValueError(f"file {name} is not a sparse matrix .npz: not a zip archive (an .npz "
+                         f"is one), it starts with {head!r}")
     try:
         matrix = sp.load_npz(file)
         if isinstance(file, io.BytesIO):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -424,7 +424,7 @@ def conv_transpose_matrix(
     dilation: IntOrTuple = 1, groups: int = 1, format: SparseFormat = "csr",
     dtype: DTypeLike | None = None, layout: Layout = "channels_first",
     blocksize: BlockSize | None = None, rows: slice | None = None,
-    output_size: IntOrTuple | None = None,
+    output_size: IntOrTuple | None = None, padding_mode: Literal["zeros"] = "zeros",
 ) -> SparseArray:
     """The sparse matrix of a transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``).
 
@@ -445,7 +445,10 @@ def conv_transpose_matrix(
     output_size : int or tuple of int, optional
         The spatial output size instead of ``output_padding``, as PyTorch's
         ``ConvTranspose*d.forward(x, output_size=...)``: from the smallest output to
-        ``stride - 1`` above it.
+        ``stride - 1`` above it; a full size ``(N, C, *spatial)`` or ``(C, *spatial)``, such
+        as a tensor's shape, gives its spatial sizes, as there.
+    padding_mode : {"zeros"}
+        The only padding of PyTorch's ``ConvTranspose*d``; any other is refused.
     layout : {"channels_first", "channels_last"}
         As :func:`conv_matrix`; the channels-last BSR blocks are ``(C_out/groups,
         C_in/groups)`` tiles of this layer (``C_out = weight.shape[1] * groups``), the
@@ -491,7 +494,7 @@ def conv_transpose_matrix(
     weight = as_weight(weight)
     geom = ConvGeometry.for_transpose(
         weight.shape, input_shape, stride=stride, padding=padding, output_padding=output_padding,
-        dilation=dilation, groups=groups, output_size=output_size,
+        dilation=dilation, groups=groups, output_size=output_size, padding_mode=padding_mode,
     )
     if rows is not None:
         from ._blocks import row_block

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -612,7 +612,7 @@ class ConvTransposeOperator(_GeometryOperator):
     weight : array_like, shape (C_in, C_out/groups, *kernel_size)
     input_shape : tuple of int
         ``(C_in, *spatial)``.
-    stride, padding, output_padding, dilation, groups, output_size
+    stride, padding, output_padding, dilation, groups, output_size, padding_mode
         Exactly as :func:`sparseconv.conv_transpose_matrix`.
     dtype : numpy dtype, optional
     layout : {"channels_first", "channels_last"}
@@ -661,13 +661,14 @@ class ConvTransposeOperator(_GeometryOperator):
         padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0,
         dilation: IntOrTuple = 1, groups: int = 1, dtype: DTypeLike | None = None,
         layout: Layout = "channels_first", output_size: IntOrTuple | None = None,
+        padding_mode: Literal["zeros"] = "zeros",
     ) -> None:
         self.layout = check_layout(layout)
         weight = as_weight(weight)
         self.geometry = ConvGeometry.for_transpose(
             weight.shape, input_shape, stride=stride, padding=padding,
             output_padding=output_padding, dilation=dilation, groups=groups,
-            output_size=output_size,
+            output_size=output_size, padding_mode=padding_mode,
         )
         dtype = layer_dtype(weight, dtype)
         self._weight = _own(weight)

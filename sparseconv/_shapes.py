@@ -24,15 +24,18 @@ def output_sizes(sizes, kernel_size, stride, dilation, pads) -> tuple[int, ...]:
     (112, 3)
     """
     out = []
-    for n, k, s, d, (lo, hi) in zip(sizes, kernel_size, stride, dilation, pads):
+    for axis, (n, k, s, d, (lo, hi)) in enumerate(zip(sizes, kernel_size, stride, dilation,
+                                                     pads)):
         size = (n + lo + hi - d * (k - 1) - 1) // s + 1
         if size < 1:  # (dilation named only where it is not 1: pooling has none)
             dilated = (f" with dilation={tuple(dilation)} (effective extent {d * (k - 1) + 1})"
                        if any(v != 1 for v in dilation) else "")
+            where = f" along spatial axis {axis}" if len(sizes) > 1 else ""  # (a new user's
+            # trial: one number for a 2-D input read as its whole size)
             raise ValueError(
                 f"kernel_size={tuple(kernel_size)}{dilated} is larger than the padded input "
-                f"size {n + lo + hi} (input size {n}, padding ({lo}, {hi})): the output would "
-                "be empty"
+                f"size {n + lo + hi}{where} (input size {n}, padding ({lo}, {hi})): the output "
+                "would be empty"
             )
         out.append(size)
     return tuple(out)
@@ -169,18 +172,22 @@ def conv_transpose_output_shape(
 def output_padding_for(
     output_size: IntOrTuple | None, input_size: Sequence[SupportsIndex], kernel_size: IntOrTuple,
     stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0, dilation: IntOrTuple = 1,
-    output_padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0, channels: int | None = None,
 ) -> tuple[int, ...]:
     """The ``output_padding`` of a transposed convolution asked for by its ``output_size``.
 
     PyTorch's ``ConvTranspose*d.forward(x, output_size=...)``: the spatial output size picks
     one of the ``stride`` sizes a strided convolution's adjoint can have, from the smallest
-    (``output_padding=0``) to ``stride - 1`` above it. ``output_size=None``: ``output_padding``
-    as given. Both at once (a non-zero ``output_padding``) are refused.
+    (``output_padding=0``) to ``stride - 1`` above it; as PyTorch, a full size ``(N, C,
+    *spatial)`` or ``(C, *spatial)`` gives its spatial sizes, where the caller gives the
+    layer's output ``channels`` to check ``C`` against. ``output_size=None``:
+    ``output_padding`` as given. Both at once (a non-zero ``output_padding``) are refused.
 
     Examples
     --------
     >>> output_padding_for((16, 15), (8, 8), 3, stride=2, padding=1)
+    (1, 0)
+    >>> output_padding_for((1, 4, 16, 15), (8, 8), 3, stride=2, padding=1, channels=4)
     (1, 0)
     >>> output_padding_for(None, (8,), 3, stride=2, output_padding=1)
     (1,)
@@ -193,6 +200,15 @@ def output_padding_for(
     if any(given):
         raise ValueError(f"pass output_size or output_padding, not both: got output_size="
                          f"{output_size!r} and output_padding={output_padding!r}")
+    if (channels is not None and isinstance(output_size, Sequence)
+            and not isinstance(output_size, str) and len(output_size) in (ndim + 1, ndim + 2)):
+        # PyTorch's full size, (N, C, *spatial) or (C, *spatial), a tensor's shape (a new
+        # user's trial: refused); PyTorch reads the spatial sizes alone, the channels here must
+        # be the layer's
+        if output_size[-ndim - 1] != channels:
+            raise ValueError(f"output_size={output_size!r} gives {output_size[-ndim - 1]!r} "
+                             f"channels, but the layer has out_channels={channels}")
+        output_size = tuple(output_size)[-ndim:]
     size = int_tuple(output_size, ndim, "output_size", 1)
     # from the largest: the smallest may be empty where a larger one is not (PyTorch takes
     # ConvTranspose1d(1, 1, 2, stride=2, padding=1)(x, output_size=[1]) on one input)

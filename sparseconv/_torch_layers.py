@@ -513,12 +513,8 @@ def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
         raise ValueError(f"output_size must have {ndim} (spatial), {ndim + 1} (channels, "
                          f"spatial) or {ndim + 2} (batch, channels, spatial) elements for "
                          f"{type(module).__name__}, as in PyTorch, got {output_size!r}")
-    if len(given) > ndim and given[-ndim - 1] != module.out_channels:
-        raise ValueError(f"output_size {output_size!r} gives {given[-ndim - 1]} channels, but "
-                         f"{type(module).__name__} has out_channels={module.out_channels}")
-    size = given[-ndim:]
-    return output_padding_for(size, shape[1:], module.kernel_size, module.stride,
-                              module.padding, module.dilation)
+    return output_padding_for(given, shape[1:], module.kernel_size, module.stride,
+                              module.padding, module.dilation, channels=module.out_channels)
 
 
 def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:

@@ -46,8 +46,9 @@ def dottest(op: LinearOperator, *, nr: int | None = None, nc: int | None = None,
 
     Parameters
     ----------
-    op : scipy.sparse.linalg.LinearOperator
-        Anything with ``shape``, ``matvec`` and ``rmatvec``.
+    op : scipy.sparse.linalg.LinearOperator, sparse array or ndarray
+        Anything with ``shape``, ``matvec`` and ``rmatvec``, or a 2-D matrix (through
+        :func:`scipy.sparse.linalg.aslinearoperator`).
     nr, nc : int, optional
         Rows and columns expected (PyLops' names); by default ``op.shape``. A mismatch is a
         ``ValueError``.
@@ -73,6 +74,8 @@ def dottest(op: LinearOperator, *, nr: int | None = None, nc: int | None = None,
         The test fails; the message gives both inner products and the relative error.
     ValueError
         ``nr``/``nc`` differ from ``op.shape``, or a bad ``complexflag``.
+    TypeError
+        ``op`` neither an operator nor a matrix.
 
     See Also
     --------
@@ -96,6 +99,15 @@ def dottest(op: LinearOperator, *, nr: int | None = None, nc: int | None = None,
     >>> dottest(A, complexflag=3, rng=0)
     True
     """
+    if not (hasattr(op, "matvec") and hasattr(op, "rmatvec")):  # a matrix (a new user's
+        # trial: dottest(conv_matrix(...)) raised AttributeError: no attribute 'matvec')
+        from scipy.sparse.linalg import aslinearoperator
+
+        try:
+            op = aslinearoperator(op)
+        except (TypeError, ValueError):
+            raise TypeError(f"op must be a LinearOperator or a 2-D matrix, got "
+                            f"{type(op).__name__}") from None
     shape = tuple(op.shape)
     for name, given, actual in (("nr", nr, shape[0]), ("nc", nc, shape[1])):
         if given is not None and given != actual:

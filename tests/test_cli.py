@@ -247,6 +247,26 @@ def test_spectrum_says_when_the_lower_bound_missed_tol(tmp_path, capsys, monkeyp
     assert "did not meet" not in capsys.readouterr().out
 
 
+def test_upper_runs_no_arpack_for_the_plot(tmp_path, capsys, monkeypatch):
+    """--upper is fast on a layer no exact method covers (a new user's trial: 64->64 on 64x64
+    spent minutes in ARPACK's 32 largest singular values for the plot, before the bound): the
+    plot shows the certified interval alone."""
+    import scipy.sparse.linalg as spla
+
+    from sparseconv import _spectra
+    from sparseconv.cli import main
+
+    def refused(*args, **kwargs):
+        raise AssertionError("svds ran")
+
+    monkeypatch.setattr(spla, "svds", refused)
+    monkeypatch.setattr(_spectra, "DENSE_FLOPS", 10)  # no dense SVD: ARPACK's case
+    assert main(["spectrum", "-o", str(tmp_path / "s.png"), *LAYER, "--upper"]) == 0
+    assert _printed_norm(capsys.readouterr().out)[3] == "upper"
+    with pytest.raises(AssertionError, match="svds ran"):  # without --upper, ARPACK's values
+        main(["spectrum", "-o", str(tmp_path / "s.png"), *LAYER])
+
+
 def test_upper_is_spectral_norms_method_upper_in_spectrum_and_report(tmp_path, capsys):
     """--upper is spectral_norm's method="upper" (an audit: the command line had no way to
     ask for it): the same certified upper bound, containing the dense norm, in both

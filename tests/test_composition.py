@@ -286,3 +286,13 @@ def test_compose_kernels_rejects():
         compose_kernels([np.ones((1, 1, 2)), np.ones((1, 1, 2))])
     assert compose_kernels([[[1.0, 2.0]]]).shape == (1, 1, 2)  # a nested list is one weight
     assert math.prod(compose_kernels(np.ones((2, 1, 3, 3))).shape) == 18  # one kernel: itself
+
+
+def test_affine_map_names_a_wrong_input_shape():
+    """A new user's trial: scipy's "matmul: dimension mismatch" named neither x nor the shapes
+    the map takes."""
+    f = affine_conv(np.ones((2, 3, 3, 3)), [1.0, 2.0], (3, 8, 8), padding=1)
+    for bad in (np.ones(5), np.ones((5, 2)), np.ones((192, 2, 1)), np.float64(1.0)):
+        with pytest.raises(ValueError, match=r"x must have shape \(192,\) or \(192, k\)"):
+            f(bad)
+    assert f(np.ones((192, 3))).shape == (128, 3)

@@ -90,6 +90,15 @@ def test_the_description_is_plain_json_and_needs_no_pickle(tmp_path):
     assert saved.options["padding"] == ((1, 0), (0, 1)) and saved.blocksize == (1, 1)
 
 
+def test_a_file_that_is_no_zip_is_named_so(tmp_path):
+    """A new user's trial: a text file got numpy's advice to unpickle it."""
+    (tmp_path / "g.npz").write_text("x")
+    for file in (tmp_path / "g.npz", io.BytesIO(b"x")):
+        with pytest.raises(ValueError, match="not a zip archive") as raised:
+            load_layer(file)
+        assert "pickle" not in str(raised.value)
+
+
 def test_a_plain_npz_and_bad_options_are_refused(tmp_path):
     sp.save_npz(tmp_path / "plain.npz", conv_matrix(np.ones((1, 1, 3)), (1, 5)))
     with pytest.raises(ValueError, match="no layer description"):

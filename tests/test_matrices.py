@@ -320,6 +320,11 @@ def test_output_size_picks_the_output_padding_as_pytorch_does(seed):
         config = dict(options, output_size=out, weight_shape=w.shape, input_shape=x.shape)
         assert_close(A @ x.ravel(), expected.ravel(), config)
         assert_close(T @ x.ravel(), expected.ravel(), config)
+        # PyTorch's full sizes too, a tensor's shape among them (a new user's trial)
+        full_shape = module(torch.from_numpy(x)[None], output_size=out).shape
+        for full in (full_shape, full_shape[1:]):
+            assert_close(conv_transpose_matrix(w, x.shape, output_size=full, **options) @
+                         x.ravel(), expected.ravel(), dict(config, output_size=full))
     beyond = tuple(m + s for m, s in zip(smallest, stride))
     with pytest.raises(ValueError, match="requested an output size"):  # PyTorch's refusal
         module(torch.from_numpy(x)[None], output_size=beyond)
@@ -327,6 +332,8 @@ def test_output_size_picks_the_output_padding_as_pytorch_does(seed):
         conv_transpose_matrix(w, x.shape, output_size=beyond, **options)
     with pytest.raises(ValueError, match="pass output_size or output_padding, not both"):
         conv_transpose_matrix(w, x.shape, output_size=smallest, output_padding=1, **options)
+    with pytest.raises(ValueError, match="gives 99 channels, but the layer has out_channels="):
+        conv_transpose_matrix(w, x.shape, output_size=(99, *smallest), **options)
 
 
 @requires_torch

@@ -258,6 +258,16 @@ def test_cli_top_singular_values_fall_back_to_arpack(monkeypatch):
     np.testing.assert_allclose(top, dense[:5], rtol=1e-8)
 
 
+def test_spectrum_of_an_interval_alone():
+    """No values and an interval: the band alone (the command line's --upper); no values and
+    no interval: refused."""
+    ax = axes()
+    assert plot.spectrum([], ax, interval=(1.0, 1.5)) == []
+    assert ax.get_legend().get_texts()[-1].get_text().startswith("certified")
+    with pytest.raises(ValueError, match="at least one singular value"):
+        plot.spectrum([], axes())
+
+
 def test_singular_values_and_frequency_map_plots():
     lines = plot.spectrum({"a": [1.0, 3.0, 2.0], "b": [5.0, 4.0]}, axes(), fraction=True)
     assert [ln.get_label() for ln in lines] == ["a", "b"]
@@ -455,6 +465,22 @@ def test_conv_animation_saves_at_least_600_pixels_wide(tmp_path, suffix):
         plot.conv_animation(geom, fps=0)
 
 
+def test_conv_animation_sizes_its_gif_first(tmp_path):
+    """A GIF's frames, all kept until the file is written, are sized against the memory limit
+    before any is drawn (a new user's trial: 200x200 ran until killed); a still is not."""
+    geom = ConvGeometry.from_weight((1, 1, 3, 3), (1, 40, 40), padding=1)  # 1,600 frames
+    sc.set_memory_limit(2**30)
+    try:
+        with pytest.raises(sc.MatrixTooLargeError, match="1600 frames of"):
+            plot.conv_animation(geom, fname=tmp_path / "big.gif")
+        assert not (tmp_path / "big.gif").exists()
+        plot.conv_animation(geom, fname=tmp_path / "big.png")  # the first frame alone
+        small = ConvGeometry.from_weight((1, 1, 3, 3), (1, 4, 4))
+        plot.conv_animation(small, fname=tmp_path / "small.gif")
+    finally:
+        sc.set_memory_limit(None)
+
+
 def test_raster_of_a_channels_last_operator_is_its_matrix():
     w = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
     op = sc.ConvOperator(w, (3, 6, 6), padding=1, layout="channels_last")
@@ -519,6 +545,8 @@ def test_an_exact_pattern_drawn_into_fewer_pixels_keeps_every_entry(tmp_path):
     (lambda A, g, ax: plot.spy(A, ax, blocks=["3"]), TypeError, r"blocks\[0\] must be a "),
     (lambda A, g, ax: plot.spy(A, ax, blocks="yes"), TypeError, "blocks must be True, False"),
     (lambda A, g, ax: plot.spy(A, ax, values="no"), TypeError, "values must be a bool"),
+    (lambda A, g, ax: plot.spy("abc", ax), TypeError, r"A must be a matrix .* got str"),
+    (lambda A, g, ax: plot.spy(np.ones((2, 2, 2)), ax), TypeError, r"shape \(2, 2, 2\)"),
     (lambda A, g, ax: plot.raster(A, channels=(0, 1)), ValueError, "channels must be a "
      "positive integer or a tuple of 2 of them"),
     (lambda A, g, ax: plot.raster(A, channels="2"), TypeError, "channels must be a positive"),

@@ -68,7 +68,8 @@ BAD_POOL = [
     (dict(padding="same"), ValueError,
      r"^padding='same' needs stride=1, got stride=\(3, 3\) \(the default: kernel_size"),
     (dict(input_shape=(2, 2, 2)), ValueError,
-     r"^kernel_size=\(3, 3\) is larger than the padded input size 2 \(input size 2"),
+     r"^kernel_size=\(3, 3\) is larger than the padded input size 2 along spatial axis 0 "
+     r"\(input size 2"),
 ]
 
 

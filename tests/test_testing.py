@@ -74,6 +74,16 @@ def test_dottest_checks_its_arguments():
         dottest(op, nr=5)
     with pytest.raises(ValueError, match="complexflag"):
         dottest(op, complexflag=4)
+    with pytest.raises(TypeError, match="op must be a LinearOperator or a 2-D matrix, got str"):
+        dottest("abc")
+
+
+def test_dottest_takes_a_matrix():
+    """A sparse array or a dense one, as scipy's aslinearoperator takes it (a new user's trial:
+    dottest(conv_matrix(...)) raised AttributeError)."""
+    w = np.random.default_rng(7).standard_normal((2, 3, 3, 3))
+    A = conv_matrix(w, (3, 6, 5), padding=1)
+    assert dottest(A, rng=0) and dottest(A.toarray(), rng=0)
 
 
 # -- assert_layer_matches_torch ----------------------------------------------------------------

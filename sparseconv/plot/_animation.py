@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._geometry import ConvGeometry
+from .._memory import check_memory
 from .._operators import ConvOperator, ConvTransposeOperator
 from .._validation import as_bool, is_int
 from ._figure import check_output, save_figure
@@ -144,6 +145,9 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     ValueError
         A layer with more than 2 spatial dimensions; an unknown format, a ``dpi`` outside
         [10, 2400] or a bad ``figsize``; ``fps`` not positive.
+    MatrixTooLargeError
+        A GIF whose frames (kept in memory until the file is written: 4 bytes a pixel) would
+        exceed the memory limit (:func:`sparseconv.set_memory_limit`).
 
     Notes
     -----
@@ -186,6 +190,15 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
         raise ValueError(f"conv_animation draws 1-D and 2-D layers, got {geom.ndim}-D")
     window, source = padded_index_map(geom)
     fig, big, small_grid, is_pad = _draw_grids(geom, transposed, source, fig, figsize)
+    dpi = dpi or max(100.0, math.ceil(MIN_WIDTH / fig.get_figwidth()))
+    if fname is not None and fmt == "gif":
+        # PillowWriter keeps every frame until it writes the file (a new user's trial: a
+        # 20x20 input took 3.5 GB and minutes, a 200x200 one ran until killed)
+        width, height = (math.ceil(v * dpi) for v in fig.get_size_inches())
+        check_memory(4 * window.shape[0] * width * height,
+                     f"the GIF's {window.shape[0]} frames of {width} x {height} pixels "
+                     "(every frame is kept until the file is written; a smaller layer, dpi or "
+                     "figsize, or a still .png, takes less)")
 
     def update(frame: int):
         if transposed:  # the input cell stamps its kernel; the output accumulates the stamps
@@ -203,7 +216,6 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     update(0)
     anim = FuncAnimation(fig, update, frames=window.shape[0], interval=interval, blit=False)
     if fname is not None and fmt is not None:
-        dpi = dpi or max(100.0, math.ceil(MIN_WIDTH / fig.get_figwidth()))
         if fmt == "gif":
             from matplotlib.animation import PillowWriter
 

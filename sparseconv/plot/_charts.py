@@ -62,7 +62,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     Parameters
     ----------
     values : array_like or mapping of str to array_like
-        Singular values (any order; drawn sorted, largest first).
+        Singular values (any order; drawn sorted, largest first); may be empty when
+        ``interval`` is given, which is then drawn alone.
     ax : matplotlib Axes, optional
         Where to draw; by default a new figure when ``fname`` or ``figsize`` is given, else
         pyplot's current axes.
@@ -115,9 +116,9 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
         if given is None or given.dtype.kind not in "biuf":
             raise TypeError(f"values must be real numbers (singular values), got "
                             f"{s!r:.80}" + (f" for {name!r}" if name is not None else ""))
-        if not given.size:
+        if not given.size and band is None:  # with an interval, the interval alone
             raise ValueError("values must hold at least one singular value" + (
-                f" for {name!r}" if name is not None else ""))
+                f" for {name!r}" if name is not None else "") + " (or an interval be given)")
         bad = ~(np.isfinite(given) & (given >= 0))  # (a new user's trial: -1 was drawn)
         if bad.any():
             raise ValueError(f"values must be finite and non-negative (singular values), got "
@@ -127,6 +128,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     with drawing(ax, fname, dpi, figsize, format) as ax:
         for name, s in series:
             s = np.sort(np.asarray(s, dtype=float).ravel())[::-1]
+            if not s.size:  # the interval alone
+                continue
             x = (np.arange(s.size) + 0.5) / s.size if fraction else np.arange(s.size)
             lines += ax.plot(x, s, label=name, **kwargs)
         if band is not None:

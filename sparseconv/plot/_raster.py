@@ -325,7 +325,14 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
         raise TypeError(f"cannot raster a {type(A).__name__} without its matrix: pass "
                         "A.tosparse() or a sparseconv operator")
     if not sp.issparse(A):
-        A = sp.csr_array(np.atleast_2d(np.asarray(A)))
+        dense = np.asarray(A)
+        if dense.dtype.kind not in "biufc" or dense.ndim > 2:  # (a new user's trial: "abc"
+            # got scipy's list of dtypes, naming no argument)
+            raise TypeError(f"A must be a matrix (a scipy.sparse array or a numeric 2-D "
+                            f"array), a ConvGeometry or a sparseconv operator, got "
+                            f"{type(A).__name__} (as an array: shape {dense.shape}, dtype "
+                            f"{dense.dtype})")
+        A = sp.csr_array(np.atleast_2d(dense))
     for n, c in zip(A.shape, channels):
         if n % c:
             raise ValueError(f"channels={channels!r} must divide A.shape {A.shape}")
