@@ -71,6 +71,14 @@ def check_lanczos_memory(op) -> None:
     check_memory(12 * n * itemsize + 32 * op.shape[1],
                  f"the Lanczos vectors of spectral_norm (6 vectors of {n} entries, in half the "
                  "limit)")
+    small = min(op.shape)
+    sizing = getattr(op, "_apply_bytes" if op.shape[0] >= op.shape[1] else
+                     "_apply_adjoint_bytes", None)
+    if small <= 64 and sizing is not None:  # (a review: refused only after the other stages,
+        # by a product's message that named neither spectral_norm nor its lower bound)
+        check_memory(sizing(small, itemsize) + 2 * n * small * itemsize,
+                     f"the {small} columns of the Gram matrix behind spectral_norm's lower "
+                     "bound (one product of that many columns)")
 
 
 #: The most Lanczos vectors kept at once: a full basis thick-restarts to its top half of Ritz

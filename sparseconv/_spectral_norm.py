@@ -23,6 +23,7 @@ such, never clamped away.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import functools
 import inspect
@@ -99,8 +100,9 @@ class SpectralNorm:
     converged : bool
         Whether ``lower`` is within ``tol`` of the norm as far as the Lanczos iteration behind
         it can tell (its Ritz residual, and the quotient's rounding allowance: taps that
-        cancel can leave a norm below it); always True for the exact
-        methods, False for ``"upper"``.
+        cancel can leave a norm below it); for the exact methods, whether their interval
+        is within ``tol`` (their rounding allowance, sized by the weight, alone can exceed it
+        where taps cancel or never read an input); False for ``"upper"``.
 
     Examples
     --------
@@ -697,6 +699,11 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
         result = _bounds(weight, geom, tol, executor, progress, upper_only=method == "upper",
                          exact=method == "exact", width=relative_width, missed=reasons)
     result = _scaled(result, exponent, tol)
+    if route in ("1x1", "fft", "dense") and result.lower < (1 - tol) * result.upper:
+        # the exact interval is the rounding allowance, sized by the weight: taps that cancel
+        # or never read an input can leave a norm below it (a review: a 1e-9 norm beside a
+        # tap of 1 that reads only padding, its lower bound 6.7e-7 short, said converged)
+        result = dataclasses.replace(result, converged=False)
     missed = width_missed(result, relative_width, tol, reasons)
     if missed is not None and route == "bounds" and _route(geom, "auto") == "dense":
         # a review: method="bounds" on a small layer that the dense route proves exactly

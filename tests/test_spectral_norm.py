@@ -1112,3 +1112,35 @@ def test_relative_width_of_an_infinite_upper_bound_is_one():
     result = spectral_norm(np.full((2, 2, 3, 3), np.finfo(float).max), (2, 6, 6), padding=1)
     assert math.isinf(result.upper) and result.relative_width == 1.0
     assert SpectralNorm(1.0, np.inf, np.inf, "bounds", {}).relative_width == 0.0
+
+
+def test_an_exact_interval_wider_than_tol_is_not_converged():
+    """A review: a tap of 1 that reads only padding beside one of 1e-9 (the norm) sizes the
+    dense route's rounding allowance; its lower bound, 6.7e-7 below the norm, said converged
+    at tol=1e-7, where the bounds route said not."""
+    w = np.array([[[1.0, 1e-9]]])
+    for method in ("auto", "bounds"):
+        r = spectral_norm(w, (1, 1), padding=((1, 0),), method=method)
+        assert r.lower <= 1e-9 <= r.upper and r.lower < (1 - 1e-7) * 1e-9
+        assert not r.converged, method
+    assert spectral_norm(w, (1, 1), padding=((1, 0),), tol=1e-5).converged
+    assert spectral_norm(np.ones((2, 2, 3, 3)), (2, 8, 8), padding=1).converged
+
+
+def test_the_explicit_gram_of_a_thin_layer_is_sized_before_any_stage():
+    """A review: the lower bound's explicit Gram (a product of up to 64 columns) was refused
+    only after the circulant bound had run, by a product's message naming neither
+    spectral_norm nor its lower bound."""
+    w = np.random.default_rng(0).standard_normal((8, 12, 3))
+    steps: list = []
+    sc.set_memory_limit(100_000)
+    try:
+        with pytest.raises(sc.MatrixTooLargeError, match="spectral_norm's lower bound"):
+            spectral_norm(w, (12, 12), stride=2, padding=1, method="bounds",
+                          progress=lambda done, total: steps.append(done))
+        assert steps == []
+    finally:
+        sc.set_memory_limit(None)
+    r = spectral_norm(w, (12, 12), stride=2, padding=1, method="bounds")
+    truth = np.linalg.norm(conv_matrix(w, (12, 12), stride=2, padding=1).toarray(), 2)
+    assert r.lower <= truth <= r.upper
