@@ -139,9 +139,16 @@ def _converged(values: np.ndarray, residual: float, tol: float) -> bool:
     return residual <= 2 * tol * values[-1]
 
 
-def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
+def _normal(op: LinearOperator) -> LinearOperator:
+    """``A^H A`` as products by ``A`` then ``A^H``."""
+    return LinearOperator((op.shape[1],) * 2, matvec=lambda x: op.rmatvec(op.matvec(x)),
+                          rmatvec=lambda x: op.rmatvec(op.matvec(x)), dtype=op.dtype)
+
+
+def _lanczos(gram: LinearOperator, start: np.ndarray, tol: float, maxiter: int,
              ceiling: float = np.inf) -> tuple[np.ndarray, bool]:
-    """Top Ritz vector of ``A^H A`` by thick-restarted Lanczos with full reorthogonalization.
+    """Top Ritz vector of ``gram`` (``A^H A``) by thick-restarted Lanczos with full
+    reorthogonalization.
 
     The basis ``V`` and the projection ``H = V^H A^H A V`` (from the Gram-Schmidt
     coefficients: tridiagonal, plus an arrowhead after a restart) satisfy ``A^H A V = V H + w
@@ -156,8 +163,8 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
     criterion). Returns the vector and whether
     ``tol`` was met.
     """
-    n = op.shape[1]
-    dtype = np.result_type(op.dtype, start.dtype)
+    n = gram.shape[1]
+    dtype = np.result_type(gram.dtype, start.dtype)
     size = _basis_size(n, np.dtype(dtype).itemsize, maxiter)
     keep = max(1, size // 2)
     basis = np.empty((size, n), dtype=dtype)
@@ -166,7 +173,7 @@ def _lanczos(op, start: np.ndarray, tol: float, maxiter: int,
     basis[0] = start / np.linalg.norm(start)
     m, steps, history = 1, 0, []
     while True:
-        w = op.rmatvec(op.matvec(basis[m - 1]))
+        w = gram.matvec(basis[m - 1])
         coefficients = np.zeros(m, dtype=dtype)
         before = float(np.linalg.norm(w))
         for _ in range(2):  # classical Gram-Schmidt against the whole basis, twice at most
@@ -219,6 +226,7 @@ def _confirmed(op, vector: np.ndarray, tol: float, ceiling: float,
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
                 maxiter: int = 300, upper: float = np.inf,
                 single: Callable[[], LinearOperator | None] | None = None,
+                gram: Callable[[np.dtype], LinearOperator | None] | None = None,
                 ) -> tuple[float, bool]:
     """A rigorous lower bound on ``||A||``: the best certified quotient ``||A u|| / ||u||``.
 
@@ -231,6 +239,9 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     (:func:`_confirmed`: by the ceiling, and by its residual too only if the search met
     ``tol`` or better). When that check fails, the iteration goes on in ``op``'s precision from
     the vector found (kept as a candidate too), for at most ``maxiter`` steps more.
+    ``gram``: makes ``A^H A`` in a given dtype where the caller has it cheaper than ``A`` then
+    ``A^H`` (:func:`sparseconv._gram_operator.gram_operator`), else returns ``None``; the
+    iterations on the inputs' side run on it.
 
     Returns the bound and whether it is within ``tol`` of the norm: the Lanczos iteration met
     ``tol``, and the rounding allowance of the quotient is within ``tol`` too.
@@ -241,6 +252,12 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
         op, start = op.H, op.matvec(start)
         fast = None if fast is None else fast.H
         rows, cols = cols, rows
+        gram = None  # (which makes the inputs' side only)
+
+    def normal(a: LinearOperator) -> LinearOperator:  # A^H A, the cheaper way
+        made = None if gram is None else gram(a.dtype)
+        return _normal(a) if made is None else made
+
     v0 = start.real if op.dtype.kind != "c" else start
     # a fixed random part reaches every eigenvector: a symmetric layer's witness can be
     # orthogonal to the top one, and Lanczos then converges, honestly, to a lower eigenvalue
@@ -262,15 +279,15 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
             # SINGLE_REACH it runs to half of that, and if that is short of tol only the
             # ceiling can confirm it
             aim = max(tol, SINGLE_REACH) / 2
-            found, claimed = _lanczos(fast, v0.astype(fast.dtype), aim, min(maxiter, cols),
-                                      ceiling)
+            found, claimed = _lanczos(normal(fast), v0.astype(fast.dtype), aim,
+                                      min(maxiter, cols), ceiling)
             begin = found.astype(op.dtype)
             candidates.append(begin)
             # by its residual only if it met tol or better (one out of steps may still have
             # been moving; one that met a looser aim settled only at that level)
             converged = _confirmed(op, begin, tol, ceiling, by_residual=claimed and aim <= tol)
         if not converged:  # in double precision, from the vector found if there is one
-            vector, converged = _lanczos(op, begin, tol, min(maxiter, cols), ceiling)
+            vector, converged = _lanczos(normal(op), begin, tol, min(maxiter, cols), ceiling)
             candidates.append(vector)
     size = max(rows, cols)
     norms = [(float(np.linalg.norm(op.matvec(u))), float(np.linalg.norm(u))) for u in candidates]

@@ -50,6 +50,7 @@ from ._certificates import (
     section_bytes,
 )
 from ._geometry import ConvGeometry, block_diagonal, copies_of
+from ._gram_operator import gram_operator
 from ._lanczos import check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
 from ._memory import MatrixTooLargeError, check_memory, fits, format_bytes
@@ -407,7 +408,8 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         stages.finish()
         return _checked(upper, lower, upper, "upper", bounds, False)
     lower, converged = lower_bound(op, start, tol, rounding, upper=upper,
-                                   single=functools.partial(_single_operator, weight, geom))
+                                   single=functools.partial(_single_operator, weight, geom),
+                                   gram=functools.partial(gram_operator, weight, geom))
     stages.step()
     full = exact_first and upper - lower > max(tol, 1e-6) * upper
     if width is not None and not full and upper - lower > width * upper:

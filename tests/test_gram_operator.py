@@ -1,0 +1,144 @@
+"""``A^H A`` as the Gram convolution less its frame (sparseconv._gram_operator), against
+PyTorch's convolution then its transpose, and its use by the Lanczos lower bound."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparseconv import (
+    ConvOperator,
+    _gram_operator,
+    _lanczos,
+    conv_matrix,
+    set_memory_limit,
+    spectral_norm,
+)
+from sparseconv._geometry import ConvGeometry
+from sparseconv._gram_operator import GramOperator, gram_applies, gram_operator
+from sparseconv._rounding import Rounding
+
+from ._oracles import assert_close, per_side, random_array, random_layer
+
+
+def torch_normal(x, weight, padding, dilation, groups):
+    """``A^H A x`` by PyTorch: zero-pad, convolve, transpose-convolve by the conjugate weight
+    (the adjoint of the valid convolution), crop the pads."""
+    ndim = weight.ndim - 2
+    pads = per_side(padding, weight.shape[2:], dilation)
+    xt = F.pad(torch.from_numpy(x)[None], [v for pair in reversed(pads) for v in pair])
+    wt = torch.from_numpy(weight)
+    conv, transpose = getattr(F, f"conv{ndim}d"), getattr(F, f"conv_transpose{ndim}d")
+    y = conv(xt, wt, dilation=dilation, groups=groups)
+    back = transpose(y, wt.conj(), dilation=dilation, groups=groups)[0].numpy()
+    return back[(slice(None), *(slice(lo, back.shape[1 + d] - hi)
+                                for d, (lo, hi) in enumerate(pads)))]
+
+
+def test_equals_pytorchs_convolution_then_its_transpose():
+    """A seeded sweep of stride-1 zero-padded layers of every rank, padding form (symmetric,
+    per side, 'same' with even kernels, 'valid'), dilation, groups, real and complex."""
+    rng = np.random.default_rng(12)
+    checked = 0
+    for _ in range(150):
+        dtype = np.complex128 if rng.random() < 0.25 else np.float64
+        layer = random_layer(rng, modes=("zeros",), dtype=dtype, max_size=8,
+                             padding_forms=("int", "tuple", "pairs", "same", "valid"))
+        kwargs = dict(layer.kwargs, stride=1)
+        geom = ConvGeometry.from_weight(layer.weight.shape, layer.input_shape, **kwargs)
+        if not gram_applies(geom):  # pads wider than the kernel's reach
+            assert any(max(a.pad) > (a.kernel_size - 1) * a.dilation for a in geom.axes)
+            continue
+        x = random_array(rng, layer.input_shape, dtype)
+        expected = torch_normal(x, layer.weight, kwargs["padding"], geom.dilation,
+                                geom.groups)
+        got = GramOperator(layer.weight, geom, dtype).matvec(x.ravel())
+        assert_close(got.reshape(layer.input_shape), expected, layer)
+        checked += 1
+    assert checked >= 100
+
+
+def test_single_precision_and_hermitian():
+    w = np.random.default_rng(1).standard_normal((8, 3, 3, 3))
+    geom = ConvGeometry.from_weight(w.shape, (3, 9, 10), padding=1)
+    double, single = GramOperator(w, geom, np.float64), GramOperator(w, geom, np.float32)
+    x = np.random.default_rng(2).standard_normal(double.shape[1])
+    assert single.matvec(x.astype(np.float32)).dtype == np.float32
+    assert_close(single.matvec(x.astype(np.float32)), double.matvec(x), "float32", rtol=1e-5)
+    y = np.random.default_rng(3).standard_normal(double.shape[1])
+    assert np.isclose(y @ double.matvec(x), x @ double.rmatvec(y), rtol=1e-12)
+    assert double.H is double
+
+
+@pytest.mark.parametrize("kwargs, why", [
+    (dict(stride=2, padding=1), "stride"),
+    (dict(padding=1, padding_mode="reflect"), "padding mode"),
+    (dict(padding=3), "pads wider than the reach"),
+])
+def test_refused_where_it_is_not_the_gram_convolution(kwargs, why):
+    w = np.ones((8, 2, 3, 3))
+    geom = ConvGeometry.from_weight(w.shape, (2, 12, 12), **kwargs)
+    assert not gram_applies(geom), why
+    assert gram_operator(w, geom, np.float64) is None
+    with pytest.raises(ValueError, match="stride 1 and zero padding"):
+        GramOperator(w, geom, np.float64)
+
+
+def test_taken_only_where_it_costs_less():
+    """Widening 3x3 layers take it (VGG-11's first layers), narrowing or equal ones do not,
+    nor a widening one whose products would not fit the memory limit."""
+    rng = np.random.default_rng(4)
+    widening = ConvGeometry.from_weight((64, 3, 3, 3), (3, 32, 32), padding=1)
+    equal = ConvGeometry.from_weight((16, 16, 3, 3), (16, 32, 32), padding=1)
+    w = rng.standard_normal((64, 3, 3, 3))
+    assert isinstance(gram_operator(w, widening, np.float64), GramOperator)
+    assert gram_operator(rng.standard_normal((16, 16, 3, 3)), equal, np.float64) is None
+    set_memory_limit(2**16)
+    try:
+        assert gram_operator(w, widening, np.float64) is None
+    finally:
+        set_memory_limit(None)
+
+
+def counted_products(monkeypatch) -> list:
+    """The dtype of every product by a GramOperator, recorded."""
+    products: list = []
+    original = GramOperator._matvec
+
+    def counted(self, x):
+        products.append(np.dtype(x.dtype).name)
+        return original(self, x)
+
+    monkeypatch.setattr(_gram_operator.GramOperator, "_matvec", counted)
+    return products
+
+
+def test_the_lower_bound_iterates_on_it(monkeypatch):
+    """A widening layer's Lanczos runs on the Gram convolution in both precisions, and its
+    bound is the norm of the explicit matrix to ``tol``, from below."""
+    products = counted_products(monkeypatch)
+    monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)  # the single-precision search runs too
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((24, 3, 3, 3))
+    shape = (3, 14, 13)
+    geom = ConvGeometry.from_weight(w.shape, shape, padding=1)
+    op, single = (ConvOperator(w, shape, padding=1, dtype=dtype)
+                  for dtype in (np.float64, np.float32))
+    lower, converged = _lanczos.lower_bound(
+        op, np.ones(op.shape[1]), 1e-9, Rounding.of(w, 1), single=lambda: single,
+        gram=functools.partial(gram_operator, w, geom))
+    truth = np.linalg.norm(conv_matrix(w, shape, padding=1).toarray(), 2)
+    assert converged and truth * (1 - 1e-9) <= lower <= truth
+    assert {"float32", "float64"} <= set(products)
+
+
+def test_spectral_norm_takes_it(monkeypatch):
+    """spectral_norm's bounds route hands the Gram convolution to its lower bound."""
+    products = counted_products(monkeypatch)
+    w = np.random.default_rng(6).standard_normal((32, 2, 3, 3))
+    result = spectral_norm(w, (2, 48, 48), padding=1)
+    assert result.method == "bounds" and result.converged and products
