@@ -275,10 +275,11 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
 
     Notes
     -----
-    The kernel, wrapped onto the torus with element ``first`` at the origin, is the first
-    column ``c`` of the matrix; ``A = sum_j kron(P_0^j, C_1(c[j]))`` with ``C_1(v) = sum_i v[i]
-    P_1^i``. The 2-D DFT diagonalizes it: its eigenvalues are ``fft2(c)``, the DFT of the kernel
-    times the phase of the shift ``first``.
+    The kernel, wrapped onto the torus with element ``first = (m0 // 2, m1 // 2)`` at the
+    origin (``"same"`` padding's center: the larger half of an even kernel's padding comes
+    after it), is the first column ``c`` of the matrix; ``A = sum_j kron(P_0^j, C_1(c[j]))``
+    with ``C_1(v) = sum_i v[i] P_1^i``. The 2-D DFT diagonalizes it: its eigenvalues are
+    ``fft2(c)``, the DFT of the kernel times the phase of the shift ``first``.
 
     Examples
     --------

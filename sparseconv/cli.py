@@ -33,7 +33,7 @@ import numpy as np
 
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
-from ._memory import check_memory, format_bytes
+from ._memory import USE_OPERATOR, MatrixTooLargeError, check_memory, format_bytes
 from ._spectral_norm import DEFAULT_TOL, applicable_method, checked_tol
 from ._validation import (
     LAYOUTS,
@@ -994,6 +994,11 @@ def _reason(exc: BaseException, layer: bool = True) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
         return f"cannot write {exc.filename}: {exc.strerror}"
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, MatrixTooLargeError):  # the remedies of a command line (a new user's
+        # trial: the library's message offered Python calls only)
+        message = message.replace(f"{USE_OPERATOR}, or raise", "or raise").replace(
+            "with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT",
+            "in the environment, e.g. SPARSECONV_MEMORY_LIMIT=16G")
     return _as_options(message) if layer else message
 
 

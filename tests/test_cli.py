@@ -627,6 +627,9 @@ def test_info_counts_without_walking_an_axis_and_sizes_its_taps_first():
     line = fails("info", "--in-shape", "1,2000000", "--out-channels", "1", "--kernel-size",
                  "1000000", **small)
     assert "more than the memory limit of 1.0 MiB" in line, line
+    # the command line's remedy, not Python calls (a new user's trial)
+    assert "in the environment, e.g. SPARSECONV_MEMORY_LIMIT=16G" in line, line
+    assert "set_memory_limit" not in line and "ConvOperator" not in line, line
 
 
 def test_spectrum_sizes_arpacks_workspace_before_it_runs(tmp_path):
