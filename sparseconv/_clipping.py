@@ -113,7 +113,9 @@ def clip_singular_values(
         layer with dilation 1, the same stride and groups, and the periodic padding
         ``((n-1)//2, n-1-(n-1)//2)`` per axis, ``padding_mode="circular"`` (``padding=None``
         in sparseconv's spectra; ``padding="same"`` at stride 1). ``support="kernel"``: the
-        weight's shape, for the original layer's arguments. Real for a real weight.
+        weight's shape, for the original layer's arguments. Real for a real weight; in double
+        precision whatever the weight's (a float32 kernel rounded back to float32 could leave
+        the ball by its rounding).
 
     Raises
     ------

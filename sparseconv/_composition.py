@@ -123,7 +123,21 @@ class AffineMap:
                 f"bias norm {float(np.linalg.norm(self.bias)):.6g}>")
 
     def homogeneous(self, format: SparseFormat = "csr") -> sp.sparray:
-        """The ``(m+1) x (n+1)`` matrix ``[[A, b], [0, 1]]``: composition is its product."""
+        """The ``(m+1) x (n+1)`` matrix ``[[A, b], [0, 1]]``: composition is its product.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import affine_conv
+        >>> f = affine_conv(np.ones((1, 1, 2)), [1.0], (1, 3))   # x -> conv(x) + 1
+        >>> H = f.homogeneous()
+        >>> H.toarray()
+        array([[1., 1., 0., 1.],
+               [0., 1., 1., 1.],
+               [0., 0., 0., 1.]])
+        >>> (H @ np.array([1.0, 2.0, 3.0, 1.0]))[:-1], f(np.array([1.0, 2.0, 3.0]))
+        (array([4., 6.]), array([4., 6.]))
+        """
         check_format(format)
         corner = sp.csr_array(np.ones((1, 1), dtype=self.bias.dtype))
         return sp.block_array([[self.matrix, sp.csr_array(self.bias[:, None])], [None, corner]],

@@ -331,6 +331,15 @@ class ConvGeometry:
         mean by it: total ``dilation*(k-1)`` per axis, split as PyTorch's "same", any stride.
         ``output_size`` (used by transposed convolutions) keeps only the first outputs of each
         axis; it may not exceed the natural output size.
+
+        Examples
+        --------
+        >>> from sparseconv import ConvGeometry
+        >>> g = ConvGeometry.from_weight((64, 3, 7, 7), (3, 224, 224), stride=2, padding=3)
+        >>> g.output_shape, g.shape                  # the matrix is 200,704 x 150,528
+        ((64, 112, 112), (802816, 150528))
+        >>> ConvGeometry.from_weight((4, 2, 4), (2, 10), padding="same").padding  # even kernel
+        ((1, 2),)
         """
         weight_shape = _weight_shape(weight_shape)
         flip = as_bool(flip, "flip")
@@ -401,6 +410,13 @@ class ConvGeometry:
         One output channel reading every input channel (weight shape ``(1, C, *kernel)``), or
         with ``depthwise`` one output channel per input channel (``(C, 1, *kernel)``,
         ``groups=C``), as pooling. ``kwargs`` are those of :meth:`from_weight`.
+
+        Examples
+        --------
+        >>> from sparseconv import ConvGeometry
+        >>> g = ConvGeometry.from_kernel_size((3, 8, 8), 2, stride=2, depthwise=True)
+        >>> g.output_shape, g.groups                 # a 2x2 pooling's map, channel by channel
+        ((3, 4, 4), 3)
         """
         input_shape = spatial_size(input_shape, "input_shape")
         if len(input_shape) < 2:
@@ -428,6 +444,14 @@ class ConvGeometry:
         maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``. ``output_size`` (spatial)
         picks the ``output_padding``, as ``ConvTranspose*d.forward(x, output_size=...)``.
         ``padding_mode``: ``"zeros"``, the only one PyTorch's ``ConvTranspose*d`` takes.
+
+        Examples
+        --------
+        >>> from sparseconv import ConvGeometry
+        >>> g = ConvGeometry.for_transpose((16, 8, 3, 3), (16, 7, 7), stride=2, padding=1,
+        ...                                output_size=(14, 14))
+        >>> g.input_shape, g.output_shape            # the convolution it is the adjoint of
+        ((8, 14, 14), (16, 7, 7))
         """
         if padding_mode != "zeros":  # (a new user's trial: the argument PyTorch takes was
             # refused as unexpected)
@@ -557,6 +581,12 @@ class ConvGeometry:
         Entry ``[o, t]`` is the C-order flat spatial input position read by kernel tap ``t``
         (C-order over ``kernel_size``) at flat output position ``o``, or ``-1`` where the tap
         reads a zero pad. It is the same for every channel pair.
+
+        Examples
+        --------
+        >>> from sparseconv import ConvGeometry
+        >>> ConvGeometry.from_weight((1, 1, 3), (1, 4), padding=1).index_map().tolist()
+        [[-1, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, -1]]
         """
         ndim, flat, valid = self.ndim, np.zeros((), np.int64), np.ones((), bool)
         in_strides = np.cumprod((1,) + self.input_size[:0:-1])[::-1]
@@ -571,7 +601,16 @@ class ConvGeometry:
         return flat.reshape(math.prod(self.output_size), math.prod(self.kernel_size))
 
     def tap_weights(self, weight: np.ndarray) -> np.ndarray:
-        """``weight`` as applied to the gather map's taps: flipped for a true convolution."""
+        """``weight`` as applied to the gather map's taps: flipped for a true convolution.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import ConvGeometry
+        >>> g = ConvGeometry.from_weight((1, 1, 3), (1, 5), flip=True)
+        >>> g.tap_weights(np.array([[[1.0, 2.0, 3.0]]])).tolist()
+        [[[3.0, 2.0, 1.0]]]
+        """
         if self.flip:
             # numpy's stubs refuse Ellipsis beside slices, which numpy accepts
             return weight[(Ellipsis, *[slice(None, None, -1)] * self.ndim)]  # type: ignore[arg-type]
@@ -582,6 +621,12 @@ class ConvGeometry:
 
         The gather map is separable, so the distinct input positions an output reads are a
         Cartesian product over axes, and so is their count.
+
+        Examples
+        --------
+        >>> from sparseconv import ConvGeometry
+        >>> ConvGeometry.from_weight((1, 1, 3), (1, 4), padding=1).nnz()   # 2 + 3 + 3 + 2
+        10
         """
         per_channel = math.prod(
             sum(seg.count * seg.length for seg in axis.segments()) for axis in self.axes

@@ -150,13 +150,39 @@ class SavedLayer:
         return ConvGeometry.from_weight(self.weight.shape, self.input_shape, **geometry).shape
 
     def matrix(self) -> SparseArray:
-        """The layer's matrix, rebuilt in the saved format, layout and blocksize."""
+        """The layer's matrix, rebuilt in the saved format, layout and blocksize.
+
+        Examples
+        --------
+        >>> import io
+        >>> import numpy as np
+        >>> from sparseconv import load_layer, save_layer
+        >>> f = io.BytesIO()
+        >>> A = save_layer(f, np.ones((2, 1, 3)), (1, 8), padding=1, format="csc")
+        >>> _ = f.seek(0)
+        >>> layer = load_layer(f)[1]
+        >>> layer.matrix().format, abs(layer.matrix() - A).max()
+        ('csc', np.float64(0.0))
+        """
         build = conv_transpose_matrix if self.transposed else conv_matrix
         return build(self.weight, self.input_shape, format=self.format, layout=self.layout,
                      blocksize=self.blocksize, **self.options)
 
     def operator(self) -> ConvOperator | ConvTransposeOperator:
-        """The layer as a matrix-free operator in the saved layout."""
+        """The layer as a matrix-free operator in the saved layout.
+
+        Examples
+        --------
+        >>> import io
+        >>> import numpy as np
+        >>> from sparseconv import load_layer, save_layer
+        >>> f = io.BytesIO()
+        >>> A = save_layer(f, np.ones((2, 1, 3)), (1, 8), padding=1)
+        >>> _ = f.seek(0)
+        >>> op = load_layer(f)[1].operator()
+        >>> op.shape, bool(np.allclose(op @ np.arange(8.0), A @ np.arange(8.0)))
+        ((16, 8), True)
+        """
         cls = ConvTransposeOperator if self.transposed else ConvOperator
         return cls(self.weight, self.input_shape, layout=self.layout, **self.options)
 
