@@ -15,9 +15,11 @@ the input's edge.
 
 Per input position the Gram convolution costs ``C_in C_in/g (2k - 1)^d`` multiply-adds,
 against ``2 C_out C_in/g k^d`` for ``A`` then ``A^H``: fewer on layers that widen their
-channels (VGG-11's 3->64 a fifteenth, its 64->128 and 128->256 about 0.7). The Lanczos lower
-bound (:mod:`sparseconv._lanczos`) iterates on it where that count is lower
-(:func:`gram_operator`); its certified quotient is still computed with ``A``.
+channels (VGG-11's 3->64 a fifteenth, its 64->128 and 128->256 about 0.7). On a layer that
+narrows them, ``A A^H`` is the same construction on ``A^H``, itself such a layer
+(:func:`adjoint_layer`). The Lanczos lower bound (:mod:`sparseconv._lanczos`) iterates on the
+smaller side's Gram convolution where its count is lower (:func:`gram_operator`); its
+certified quotient is still computed with ``A``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ._memory import MatrixTooLargeError, fits
 from ._operators import ConvOperator
 from ._products import forward_bytes
 
-__all__ = ["GramOperator", "gram_applies", "gram_kernel", "gram_operator"]
+__all__ = ["GramOperator", "adjoint_layer", "gram_applies", "gram_kernel", "gram_operator"]
 
 #: The Gram convolution replaces ``A`` then ``A^H`` where its multiply-adds are at most this
 #: fraction of theirs (its wider kernel is read as efficiently, measured on VGG-11's layers).
@@ -135,12 +137,29 @@ class GramOperator(LinearOperator):
         return self
 
 
-def gram_operator(weight: np.ndarray, geom: ConvGeometry, dtype) -> GramOperator | None:
-    """``A^H A`` as a :class:`GramOperator` in ``dtype`` where it applies and costs at most
-    :data:`CHEAPER` of ``A`` then ``A^H`` (and its products fit the memory limit), else
-    ``None``."""
+def adjoint_layer(weight: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, ConvGeometry]:
+    """``A^H`` of a layer of :func:`gram_applies` as a layer of its own: stride 1, the weight
+    conjugated, its channels swapped per group and its taps reversed, each axis padded by
+    ``(k - 1) dilation`` less the layer's pad on the other side."""
+    groups, (c_out, c_group, *kernel) = geom.groups, weight.shape
+    swapped = np.conj(weight).reshape(groups, c_out // groups, c_group, *kernel).swapaxes(1, 2)
+    flipped = swapped.reshape(groups * c_group, c_out // groups, *kernel)[
+        (Ellipsis, *[slice(None, None, -1)] * len(kernel))]
+    pads = tuple(((a.kernel_size - 1) * a.dilation - a.pad[0],
+                  (a.kernel_size - 1) * a.dilation - a.pad[1]) for a in geom.axes)
+    return np.ascontiguousarray(flipped), ConvGeometry.from_weight(
+        flipped.shape, geom.output_shape, padding=pads, dilation=geom.dilation, groups=groups)
+
+
+def gram_operator(weight: np.ndarray, geom: ConvGeometry, dtype,
+                  outputs: bool = False) -> GramOperator | None:
+    """``A^H A`` (``A A^H`` if ``outputs``: the Gram of :func:`adjoint_layer`) as a
+    :class:`GramOperator` in ``dtype`` where it applies and costs at most :data:`CHEAPER` of
+    the two products (and its products fit the memory limit), else ``None``."""
     if not gram_applies(geom):
         return None
+    if outputs:
+        weight, geom = adjoint_layer(weight, geom)
     gram, pair = _cost(geom)
     if gram > CHEAPER * pair:
         return None

@@ -226,7 +226,7 @@ def _confirmed(op, vector: np.ndarray, tol: float, ceiling: float,
 def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
                 maxiter: int = 300, upper: float = np.inf,
                 single: Callable[[], LinearOperator | None] | None = None,
-                gram: Callable[[np.dtype], LinearOperator | None] | None = None,
+                gram: Callable[[np.dtype, bool], LinearOperator | None] | None = None,
                 ) -> tuple[float, bool]:
     """A rigorous lower bound on ``||A||``: the best certified quotient ``||A u|| / ||u||``.
 
@@ -239,23 +239,24 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     (:func:`_confirmed`: by the ceiling, and by its residual too only if the search met
     ``tol`` or better). When that check fails, the iteration goes on in ``op``'s precision from
     the vector found (kept as a candidate too), for at most ``maxiter`` steps more.
-    ``gram``: makes ``A^H A`` in a given dtype where the caller has it cheaper than ``A`` then
-    ``A^H`` (:func:`sparseconv._gram_operator.gram_operator`), else returns ``None``; the
-    iterations on the inputs' side run on it.
+    ``gram(dtype, outputs)``: makes ``A^H A`` (``A A^H`` if ``outputs``) in ``dtype`` where
+    the caller has it cheaper than the two products
+    (:func:`sparseconv._gram_operator.gram_operator`), else returns ``None``; the iterations
+    run on it.
 
     Returns the bound and whether it is within ``tol`` of the norm: the Lanczos iteration met
     ``tol``, and the rounding allowance of the quotient is within ``tol`` too.
     """
     rows, cols = op.shape
     fast = single() if single is not None and max(rows, cols) >= SINGLE_FROM else None
-    if rows < cols:  # the same singular values; iterate on outputs instead
+    outputs = rows < cols
+    if outputs:  # the same singular values; iterate on outputs instead
         op, start = op.H, op.matvec(start)
         fast = None if fast is None else fast.H
         rows, cols = cols, rows
-        gram = None  # (which makes the inputs' side only)
 
     def normal(a: LinearOperator) -> LinearOperator:  # A^H A, the cheaper way
-        made = None if gram is None else gram(a.dtype)
+        made = None if gram is None else gram(a.dtype, outputs)
         return _normal(a) if made is None else made
 
     v0 = start.real if op.dtype.kind != "c" else start

@@ -15,11 +15,15 @@ from sparseconv import (
     _gram_operator,
     _lanczos,
     conv_matrix,
-    set_memory_limit,
     spectral_norm,
 )
 from sparseconv._geometry import ConvGeometry
-from sparseconv._gram_operator import GramOperator, gram_applies, gram_operator
+from sparseconv._gram_operator import (
+    GramOperator,
+    adjoint_layer,
+    gram_applies,
+    gram_operator,
+)
 from sparseconv._rounding import Rounding
 
 from ._oracles import assert_close, per_side, random_array, random_layer
@@ -62,6 +66,48 @@ def test_equals_pytorchs_convolution_then_its_transpose():
     assert checked >= 100
 
 
+def torch_conv(x, weight, padding, dilation, groups):
+    """``A x`` by PyTorch: zero-pad, convolve."""
+    ndim = weight.ndim - 2
+    pads = per_side(padding, weight.shape[2:], dilation)
+    xt = F.pad(torch.from_numpy(x)[None], [v for pair in reversed(pads) for v in pair])
+    conv = getattr(F, f"conv{ndim}d")
+    return conv(xt, torch.from_numpy(weight), dilation=dilation, groups=groups)[0].numpy()
+
+
+def torch_adjoint(y, weight, padding, dilation, groups):
+    """``A^H y`` by PyTorch: transpose-convolve by the conjugate weight, crop the pads."""
+    ndim = weight.ndim - 2
+    pads = per_side(padding, weight.shape[2:], dilation)
+    transpose = getattr(F, f"conv_transpose{ndim}d")
+    back = transpose(torch.from_numpy(y)[None], torch.from_numpy(weight).conj(),
+                     dilation=dilation, groups=groups)[0].numpy()
+    return back[(slice(None), *(slice(lo, back.shape[1 + d] - hi)
+                                for d, (lo, hi) in enumerate(pads)))]
+
+
+def test_the_outputs_side_is_the_gram_of_the_adjoint_layer():
+    """``A A^H``, by the Gram convolution of :func:`adjoint_layer`, against PyTorch's
+    transposed convolution then its convolution, on the sweep's layers."""
+    rng = np.random.default_rng(13)
+    checked = 0
+    for _ in range(100):
+        dtype = np.complex128 if rng.random() < 0.25 else np.float64
+        layer = random_layer(rng, modes=("zeros",), dtype=dtype, max_size=8,
+                             padding_forms=("int", "tuple", "pairs", "same", "valid"))
+        kwargs = dict(layer.kwargs, stride=1)
+        geom = ConvGeometry.from_weight(layer.weight.shape, layer.input_shape, **kwargs)
+        if not gram_applies(geom):
+            continue
+        y = random_array(rng, geom.output_shape, dtype)
+        args = (kwargs["padding"], geom.dilation, geom.groups)
+        expected = torch_conv(torch_adjoint(y, layer.weight, *args), layer.weight, *args)
+        got = GramOperator(*adjoint_layer(layer.weight, geom), dtype).matvec(y.ravel())
+        assert_close(got.reshape(geom.output_shape), expected, layer)
+        checked += 1
+    assert checked >= 60
+
+
 def test_single_precision_and_hermitian():
     w = np.random.default_rng(1).standard_normal((8, 3, 3, 3))
     geom = ConvGeometry.from_weight(w.shape, (3, 9, 10), padding=1)
@@ -88,7 +134,7 @@ def test_refused_where_it_is_not_the_gram_convolution(kwargs, why):
         GramOperator(w, geom, np.float64)
 
 
-def test_taken_only_where_it_costs_less():
+def test_taken_only_where_it_costs_less(memory_limit):
     """Widening 3x3 layers take it (VGG-11's first layers), narrowing or equal ones do not,
     nor a widening one whose products would not fit the memory limit."""
     rng = np.random.default_rng(4)
@@ -97,11 +143,8 @@ def test_taken_only_where_it_costs_less():
     w = rng.standard_normal((64, 3, 3, 3))
     assert isinstance(gram_operator(w, widening, np.float64), GramOperator)
     assert gram_operator(rng.standard_normal((16, 16, 3, 3)), equal, np.float64) is None
-    set_memory_limit(2**16)
-    try:
-        assert gram_operator(w, widening, np.float64) is None
-    finally:
-        set_memory_limit(None)
+    memory_limit(2**16)
+    assert gram_operator(w, widening, np.float64) is None
 
 
 def counted_products(monkeypatch) -> list:
@@ -134,6 +177,24 @@ def test_the_lower_bound_iterates_on_it(monkeypatch):
     truth = np.linalg.norm(conv_matrix(w, shape, padding=1).toarray(), 2)
     assert converged and truth * (1 - 1e-9) <= lower <= truth
     assert {"float32", "float64"} <= set(products)
+
+
+def test_a_narrowing_layers_lower_bound_iterates_on_its_outputs_gram(monkeypatch):
+    """A layer that narrows its channels iterates on ``A A^H``, the Gram convolution of its
+    adjoint; the bound is the explicit matrix's norm to ``tol``, from below."""
+    products = counted_products(monkeypatch)
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((3, 24, 3, 3))
+    shape = (24, 12, 13)
+    geom = ConvGeometry.from_weight(w.shape, shape, padding=((1, 0), (2, 1)))
+    op = ConvOperator(w, shape, padding=((1, 0), (2, 1)))
+    assert gram_operator(w, geom, np.float64) is None  # the inputs' side costs more
+    lower, converged = _lanczos.lower_bound(
+        op, np.ones(op.shape[1]), 1e-9, Rounding.of(w, 1),
+        gram=functools.partial(gram_operator, w, geom))
+    truth = np.linalg.norm(op.tosparse().toarray(), 2)
+    assert converged and truth * (1 - 1e-9) <= lower <= truth
+    assert products
 
 
 def test_spectral_norm_takes_it(monkeypatch):

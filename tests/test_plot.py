@@ -465,20 +465,17 @@ def test_conv_animation_saves_at_least_600_pixels_wide(tmp_path, suffix):
         plot.conv_animation(geom, fps=0)
 
 
-def test_conv_animation_sizes_its_gif_first(tmp_path):
+def test_conv_animation_sizes_its_gif_first(tmp_path, memory_limit):
     """A GIF's frames, all kept until the file is written, are sized against the memory limit
     before any is drawn (a new user's trial: 200x200 ran until killed); a still is not."""
     geom = ConvGeometry.from_weight((1, 1, 3, 3), (1, 40, 40), padding=1)  # 1,600 frames
-    sc.set_memory_limit(2**30)
-    try:
-        with pytest.raises(sc.MatrixTooLargeError, match="1600 frames of"):
-            plot.conv_animation(geom, fname=tmp_path / "big.gif")
-        assert not (tmp_path / "big.gif").exists()
-        plot.conv_animation(geom, fname=tmp_path / "big.png")  # the first frame alone
-        small = ConvGeometry.from_weight((1, 1, 3, 3), (1, 4, 4))
-        plot.conv_animation(small, fname=tmp_path / "small.gif")
-    finally:
-        sc.set_memory_limit(None)
+    memory_limit(2**30)
+    with pytest.raises(sc.MatrixTooLargeError, match="1600 frames of"):
+        plot.conv_animation(geom, fname=tmp_path / "big.gif")
+    assert not (tmp_path / "big.gif").exists()
+    plot.conv_animation(geom, fname=tmp_path / "big.png")  # the first frame alone
+    small = ConvGeometry.from_weight((1, 1, 3, 3), (1, 4, 4))
+    plot.conv_animation(small, fname=tmp_path / "small.gif")
 
 
 def test_raster_of_a_channels_last_operator_is_its_matrix():

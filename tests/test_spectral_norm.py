@@ -1127,20 +1127,18 @@ def test_an_exact_interval_wider_than_tol_is_not_converged():
     assert spectral_norm(np.ones((2, 2, 3, 3)), (2, 8, 8), padding=1).converged
 
 
-def test_the_explicit_gram_of_a_thin_layer_is_sized_before_any_stage():
+def test_the_explicit_gram_of_a_thin_layer_is_sized_before_any_stage(memory_limit):
     """A review: the lower bound's explicit Gram (a product of up to 64 columns) was refused
     only after the circulant bound had run, by a product's message naming neither
     spectral_norm nor its lower bound."""
     w = np.random.default_rng(0).standard_normal((8, 12, 3))
     steps: list = []
-    sc.set_memory_limit(100_000)
-    try:
-        with pytest.raises(sc.MatrixTooLargeError, match="spectral_norm's lower bound"):
-            spectral_norm(w, (12, 12), stride=2, padding=1, method="bounds",
-                          progress=lambda done, total: steps.append(done))
-        assert steps == []
-    finally:
-        sc.set_memory_limit(None)
+    old = memory_limit(100_000)
+    with pytest.raises(sc.MatrixTooLargeError, match="spectral_norm's lower bound"):
+        spectral_norm(w, (12, 12), stride=2, padding=1, method="bounds",
+                      progress=lambda done, total: steps.append(done))
+    assert steps == []
+    memory_limit(old)
     r = spectral_norm(w, (12, 12), stride=2, padding=1, method="bounds")
     truth = np.linalg.norm(conv_matrix(w, (12, 12), stride=2, padding=1).toarray(), 2)
     assert r.lower <= truth <= r.upper
