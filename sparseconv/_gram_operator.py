@@ -36,29 +36,45 @@ from ._products import forward_bytes
 
 __all__ = ["GramOperator", "adjoint_layer", "gram_applies", "gram_kernel", "gram_operator"]
 
-#: The Gram convolution replaces ``A`` then ``A^H`` where its multiply-adds are at most this
-#: fraction of theirs (its wider kernel is read as efficiently, measured on VGG-11's layers).
+#: The Gram convolution replaces ``A`` then ``A^H`` where its cost is at most this fraction of
+#: theirs (measured on VGG-11's layers: one product 0.77-0.90 of theirs where the count said
+#: 0.73-0.77).
 CHEAPER = 0.8
+
+#: What one operator product costs beyond its multiply-adds, counted as multiply-adds (0.1-0.15
+#: ms of calls and copies at about 15e9 a second, one core): the Gram convolution makes one
+#: product and two per frame box, against two, so on small grids the count alone chose it
+#: where it took 1.5-3.4 times as long (a review: 2->24 on 48x48, a 3-D 2->16 on 16^3).
+CALL = 2_000_000
+
+
+def _kernel_bytes(weight_shape: tuple[int, ...], groups: int, itemsize: int) -> int:
+    """Bytes :func:`gram_kernel` allocates: the kernel, and two copies of the weight's taps
+    for one offset at a time."""
+    c_out, c_group, *kernel = weight_shape
+    return itemsize * (groups * c_group * c_group
+                       * math.prod(2 * k - 1 for k in kernel) + 2 * math.prod(weight_shape))
 
 
 def gram_kernel(weight: np.ndarray, groups: int) -> np.ndarray:
     """The Gram kernel ``K``, shape ``(C_in, C_in/groups, *(2k - 1))``: the weight of the
     convolution (PyTorch's cross-correlation, padding ``(k - 1) dilation``) equal to the full
     layer's ``A^H A``; entry ``[g c + a, b, k - 1 + delta]`` is ``sum_o conj(W[o, a, t])
-    W[o, b, t + delta]`` over the outputs ``o`` of group ``g`` and the taps ``t``."""
+    W[o, b, t + delta]`` over the outputs ``o`` of group ``g`` and the taps ``t``, one product
+    per offset ``delta`` of the taps that have a partner there (:func:`_kernel_bytes`)."""
     c_out, c_group, *kernel = weight.shape
-    taps, ndim = math.prod(kernel), len(kernel)
-    columns = weight.reshape(groups, c_out // groups, c_group * taps)
-    gram = np.conj(np.swapaxes(columns, 1, 2)) @ columns  # [g, (a, t), (b, t')]
-    gram = gram.reshape(groups, c_group, taps, c_group, taps).transpose(0, 1, 3, 2, 4)
-    # each pair of taps (t, t') lands on the offset t' - t: a 0/1 matrix sums them per offset
-    position = np.indices(kernel).reshape(ndim, taps)
-    offset = position[:, None, :] - position[:, :, None] + (np.array(kernel) - 1)[:, None, None]
+    w = weight.reshape(groups, c_out // groups, c_group, *kernel)
     wide = tuple(2 * k - 1 for k in kernel)
-    scatter = np.zeros((taps * taps, math.prod(wide)), dtype=gram.real.dtype)
-    scatter[np.arange(taps * taps), np.ravel_multi_index(tuple(offset), wide).ravel()] = 1
-    kernel_ = gram.reshape(groups * c_group * c_group, taps * taps) @ scatter
-    return kernel_.reshape(groups * c_group, c_group, *wide)
+    result = np.empty((groups, c_group, c_group, *wide), dtype=weight.dtype)
+    for index in np.ndindex(*wide):
+        delta = [i - (k - 1) for i, k in zip(index, kernel)]
+        # the taps t whose partner t + delta is a tap too, and those partners
+        first = tuple(slice(max(0, -d), k - max(0, d)) for d, k in zip(delta, kernel))
+        second = tuple(slice(max(0, d), k - max(0, -d)) for d, k in zip(delta, kernel))
+        a = np.moveaxis(w[(slice(None),) * 3 + first], 2, -1).reshape(groups, -1, c_group)
+        b = np.moveaxis(w[(slice(None),) * 3 + second], 2, -1).reshape(groups, -1, c_group)
+        result[(slice(None),) * 3 + index] = np.conj(np.swapaxes(a, 1, 2)) @ b
+    return result.reshape(groups * c_group, c_group, *wide)
 
 
 def _frame_boxes(geom: ConvGeometry) -> list[list[tuple[int, int]]]:
@@ -78,22 +94,26 @@ def _frame_boxes(geom: ConvGeometry) -> list[list[tuple[int, int]]]:
 
 def gram_applies(geom: ConvGeometry) -> bool:
     """Whether ``A^H A`` is the Gram convolution less a frame: stride 1, zero padding no wider
-    than the kernel's reach (wider pads give outputs that read no input), every axis."""
-    return geom.padding_mode == "zeros" and all(
+    than the kernel's reach (wider pads give outputs that read no input), every axis; a
+    cross-correlation (a review: a true convolution's flipped taps, ``flip=True``, were read
+    unflipped)."""
+    return geom.padding_mode == "zeros" and not geom.flip and all(
         a.stride == 1 and 0 <= min(a.pad) and max(a.pad) <= (a.kernel_size - 1) * a.dilation
         for a in geom.axes)
 
 
 def _cost(geom: ConvGeometry) -> tuple[float, float]:
-    """Multiply-adds of one product: the Gram convolution and its frame, then ``A`` and
-    ``A^H``."""
+    """The cost of one product in multiply-adds, each call counted as :data:`CALL` more: the
+    Gram convolution and its frame's boxes, then ``A`` and ``A^H``."""
     c_group = geom.in_channels // geom.groups
     taps = math.prod(geom.kernel_size)
     wide = math.prod(2 * k - 1 for k in geom.kernel_size)
-    frame = sum(math.prod(hi - lo for lo, hi in box) for box in _frame_boxes(geom))
-    gram = (math.prod(geom.input_size) * geom.in_channels * c_group * wide
-            + 2 * frame * geom.out_channels * c_group * taps)
-    return gram, 2.0 * math.prod(geom.output_size) * geom.out_channels * c_group * taps
+    boxes = _frame_boxes(geom)
+    frame = sum(math.prod(hi - lo for lo, hi in box) for box in boxes)
+    gram = (float(math.prod(geom.input_size)) * geom.in_channels * c_group * wide
+            + 2.0 * frame * geom.out_channels * c_group * taps + (1 + 2 * len(boxes)) * CALL)
+    pair = 2.0 * math.prod(geom.output_size) * geom.out_channels * c_group * taps + 2 * CALL
+    return gram, pair
 
 
 class GramOperator(LinearOperator):
@@ -168,7 +188,9 @@ def gram_operator(weight: np.ndarray, geom: ConvGeometry, dtype,
         (geom.in_channels, geom.in_channels // geom.groups,
          *(2 * k - 1 for k in geom.kernel_size)),
         geom.input_shape, padding=reach, dilation=geom.dilation, groups=geom.groups)
-    if not fits(forward_bytes(wide, 1, np.dtype(dtype).itemsize)):
+    itemsize = np.dtype(dtype).itemsize
+    if not fits(forward_bytes(wide, 1, itemsize)
+                + _kernel_bytes(weight.shape, geom.groups, max(itemsize, weight.itemsize))):
         return None
     try:
         return GramOperator(weight, geom, dtype)

@@ -135,16 +135,36 @@ def test_refused_where_it_is_not_the_gram_convolution(kwargs, why):
 
 
 def test_taken_only_where_it_costs_less(memory_limit):
-    """Widening 3x3 layers take it (VGG-11's first layers), narrowing or equal ones do not,
-    nor a widening one whose products would not fit the memory limit."""
+    """Widening 3x3 layers on large grids take it (VGG-11's first layers); not the same layer on
+    a small grid, where its extra calls cost more than its multiply-adds save (a review: 1.5-3.4
+    times as long there), nor one of equal channels, a true convolution (``flip``, which it
+    would read unflipped: a review), or one whose kernel and products would not fit the memory
+    limit."""
     rng = np.random.default_rng(4)
-    widening = ConvGeometry.from_weight((64, 3, 3, 3), (3, 32, 32), padding=1)
-    equal = ConvGeometry.from_weight((16, 16, 3, 3), (16, 32, 32), padding=1)
     w = rng.standard_normal((64, 3, 3, 3))
+    widening = ConvGeometry.from_weight(w.shape, (3, 112, 112), padding=1)
     assert isinstance(gram_operator(w, widening, np.float64), GramOperator)
+    small = ConvGeometry.from_weight(w.shape, (3, 32, 32), padding=1)
+    assert gram_operator(w, small, np.float64) is None
+    equal = ConvGeometry.from_weight((16, 16, 3, 3), (16, 112, 112), padding=1)
     assert gram_operator(rng.standard_normal((16, 16, 3, 3)), equal, np.float64) is None
-    memory_limit(2**16)
+    flipped = ConvGeometry.from_weight(w.shape, (3, 112, 112), padding=1, flip=True)
+    assert not gram_applies(flipped) and gram_operator(w, flipped, np.float64) is None
+    memory_limit(2**20)
     assert gram_operator(w, widening, np.float64) is None
+
+
+def test_the_kernel_is_sized_before_it_is_built(memory_limit):
+    """A review: a 7x7x7 kernel's Gram kernel took 1977 MiB under a 256 MiB limit (a 0/1 matrix
+    of taps^2 x 13^3 entries, since gone); now the kernel and its products are sized first,
+    and the layer keeps the two products if they do not fit."""
+    w = np.random.default_rng(9).standard_normal((16, 1, 7, 7, 7))
+    geom = ConvGeometry.from_weight(w.shape, (1, 24, 24, 24), padding=5)
+    made = gram_operator(w, geom, np.float64)
+    assert isinstance(made, GramOperator)
+    assert made._gram.weight.nbytes == 1 * 1 * 13**3 * 8
+    memory_limit(made._gram.weight.nbytes)
+    assert gram_operator(w, geom, np.float64) is None
 
 
 def counted_products(monkeypatch) -> list:
@@ -163,6 +183,7 @@ def counted_products(monkeypatch) -> list:
 def test_the_lower_bound_iterates_on_it(monkeypatch):
     """A widening layer's Lanczos runs on the Gram convolution in both precisions, and its
     bound is the norm of the explicit matrix to ``tol``, from below."""
+    monkeypatch.setattr(_gram_operator, "CALL", 0)  # small layers take it too
     products = counted_products(monkeypatch)
     monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)  # the single-precision search runs too
     rng = np.random.default_rng(5)
@@ -182,6 +203,7 @@ def test_the_lower_bound_iterates_on_it(monkeypatch):
 def test_a_narrowing_layers_lower_bound_iterates_on_its_outputs_gram(monkeypatch):
     """A layer that narrows its channels iterates on ``A A^H``, the Gram convolution of its
     adjoint; the bound is the explicit matrix's norm to ``tol``, from below."""
+    monkeypatch.setattr(_gram_operator, "CALL", 0)  # small layers take it too
     products = counted_products(monkeypatch)
     rng = np.random.default_rng(8)
     w = rng.standard_normal((3, 24, 3, 3))
@@ -199,6 +221,7 @@ def test_a_narrowing_layers_lower_bound_iterates_on_its_outputs_gram(monkeypatch
 
 def test_spectral_norm_takes_it(monkeypatch):
     """spectral_norm's bounds route hands the Gram convolution to its lower bound."""
+    monkeypatch.setattr(_gram_operator, "CALL", 0)  # small layers take it too
     products = counted_products(monkeypatch)
     w = np.random.default_rng(6).standard_normal((32, 2, 3, 3))
     result = spectral_norm(w, (2, 48, 48), padding=1)
