@@ -29,43 +29,6 @@ from sparseconv._rounding import Rounding
 from ._oracles import assert_close, per_side, random_array, random_layer
 
 
-def torch_normal(x, weight, padding, dilation, groups):
-    """``A^H A x`` by PyTorch: zero-pad, convolve, transpose-convolve by the conjugate weight
-    (the adjoint of the valid convolution), crop the pads."""
-    ndim = weight.ndim - 2
-    pads = per_side(padding, weight.shape[2:], dilation)
-    xt = F.pad(torch.from_numpy(x)[None], [v for pair in reversed(pads) for v in pair])
-    wt = torch.from_numpy(weight)
-    conv, transpose = getattr(F, f"conv{ndim}d"), getattr(F, f"conv_transpose{ndim}d")
-    y = conv(xt, wt, dilation=dilation, groups=groups)
-    back = transpose(y, wt.conj(), dilation=dilation, groups=groups)[0].numpy()
-    return back[(slice(None), *(slice(lo, back.shape[1 + d] - hi)
-                                for d, (lo, hi) in enumerate(pads)))]
-
-
-def test_equals_pytorchs_convolution_then_its_transpose():
-    """A seeded sweep of stride-1 zero-padded layers of every rank, padding form (symmetric,
-    per side, 'same' with even kernels, 'valid'), dilation, groups, real and complex."""
-    rng = np.random.default_rng(12)
-    checked = 0
-    for _ in range(150):
-        dtype = np.complex128 if rng.random() < 0.25 else np.float64
-        layer = random_layer(rng, modes=("zeros",), dtype=dtype, max_size=8,
-                             padding_forms=("int", "tuple", "pairs", "same", "valid"))
-        kwargs = dict(layer.kwargs, stride=1)
-        geom = ConvGeometry.from_weight(layer.weight.shape, layer.input_shape, **kwargs)
-        if not gram_applies(geom):  # pads wider than the kernel's reach
-            assert any(max(a.pad) > (a.kernel_size - 1) * a.dilation for a in geom.axes)
-            continue
-        x = random_array(rng, layer.input_shape, dtype)
-        expected = torch_normal(x, layer.weight, kwargs["padding"], geom.dilation,
-                                geom.groups)
-        got = GramOperator(layer.weight, geom, dtype).matvec(x.ravel())
-        assert_close(got.reshape(layer.input_shape), expected, layer)
-        checked += 1
-    assert checked >= 100
-
-
 def torch_conv(x, weight, padding, dilation, groups):
     """``A x`` by PyTorch: zero-pad, convolve."""
     ndim = weight.ndim - 2
@@ -76,7 +39,8 @@ def torch_conv(x, weight, padding, dilation, groups):
 
 
 def torch_adjoint(y, weight, padding, dilation, groups):
-    """``A^H y`` by PyTorch: transpose-convolve by the conjugate weight, crop the pads."""
+    """``A^H y`` by PyTorch: transpose-convolve by the conjugate weight (the adjoint of the
+    valid convolution), crop the pads."""
     ndim = weight.ndim - 2
     pads = per_side(padding, weight.shape[2:], dilation)
     transpose = getattr(F, f"conv_transpose{ndim}d")
@@ -86,21 +50,43 @@ def torch_adjoint(y, weight, padding, dilation, groups):
                                 for d, (lo, hi) in enumerate(pads)))]
 
 
-def test_the_outputs_side_is_the_gram_of_the_adjoint_layer():
-    """``A A^H``, by the Gram convolution of :func:`adjoint_layer`, against PyTorch's
-    transposed convolution then its convolution, on the sweep's layers."""
-    rng = np.random.default_rng(13)
-    checked = 0
-    for _ in range(100):
+def stride_one_layers(seed: int, count: int):
+    """Seeded stride-1 zero-padded layers of every rank, padding form (symmetric, per side,
+    'same' with even kernels, 'valid'), dilation and group count, real and complex, where the
+    Gram convolution applies: ``(layer, geometry, dtype, torch's arguments)``."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
         dtype = np.complex128 if rng.random() < 0.25 else np.float64
         layer = random_layer(rng, modes=("zeros",), dtype=dtype, max_size=8,
                              padding_forms=("int", "tuple", "pairs", "same", "valid"))
         kwargs = dict(layer.kwargs, stride=1)
         geom = ConvGeometry.from_weight(layer.weight.shape, layer.input_shape, **kwargs)
-        if not gram_applies(geom):
+        if not gram_applies(geom):  # pads wider than the kernel's reach
+            assert any(max(a.pad) > (a.kernel_size - 1) * a.dilation for a in geom.axes)
             continue
+        yield layer, geom, dtype, (kwargs["padding"], geom.dilation, geom.groups)
+
+
+def test_equals_pytorchs_convolution_then_its_transpose():
+    """``A^H A`` against PyTorch's convolution then its transposed convolution."""
+    rng = np.random.default_rng(12)
+    checked = 0
+    for layer, geom, dtype, args in stride_one_layers(12, 150):
+        x = random_array(rng, layer.input_shape, dtype)
+        expected = torch_adjoint(torch_conv(x, layer.weight, *args), layer.weight, *args)
+        got = GramOperator(layer.weight, geom, dtype).matvec(x.ravel())
+        assert_close(got.reshape(layer.input_shape), expected, layer)
+        checked += 1
+    assert checked >= 100
+
+
+def test_the_outputs_side_is_the_gram_of_the_adjoint_layer():
+    """``A A^H``, by the Gram convolution of :func:`adjoint_layer`, against PyTorch's
+    transposed convolution then its convolution."""
+    rng = np.random.default_rng(13)
+    checked = 0
+    for layer, geom, dtype, args in stride_one_layers(13, 100):
         y = random_array(rng, geom.output_shape, dtype)
-        args = (kwargs["padding"], geom.dilation, geom.groups)
         expected = torch_conv(torch_adjoint(y, layer.weight, *args), layer.weight, *args)
         got = GramOperator(*adjoint_layer(layer.weight, geom), dtype).matvec(y.ravel())
         assert_close(got.reshape(geom.output_shape), expected, layer)
