@@ -173,15 +173,13 @@ class SavedLayer:
 
         Examples
         --------
-        >>> import io
-        >>> import numpy as np
-        >>> from sparseconv import load_layer, save_layer
-        >>> f = io.BytesIO()
-        >>> A = save_layer(f, np.ones((2, 1, 3)), (1, 8), padding=1)
-        >>> _ = f.seek(0)
-        >>> op = load_layer(f)[1].operator()
-        >>> op.shape, bool(np.allclose(op @ np.arange(8.0), A @ np.arange(8.0)))
-        ((16, 8), True)
+        >>> import io, numpy as np, sparseconv as sc
+        >>> buffer = io.BytesIO()                    # a transposed layer, channels last
+        >>> T = sc.save_layer(buffer, np.ones((1, 2, 3)), (1, 4), transposed=True, stride=2,
+        ...                   layout="channels_last")
+        >>> op = sc.load_layer(io.BytesIO(buffer.getvalue()))[1].operator()
+        >>> type(op).__name__, op.dims, op.dimsd, bool(np.allclose(op @ np.ones(4), T @ np.ones(4)))
+        ('ConvTransposeOperator', (4, 1), (9, 2), True)
         """
         cls = ConvTransposeOperator if self.transposed else ConvOperator
         return cls(self.weight, self.input_shape, layout=self.layout, **self.options)
