@@ -154,15 +154,12 @@ class SavedLayer:
 
         Examples
         --------
-        >>> import io
-        >>> import numpy as np
-        >>> from sparseconv import load_layer, save_layer
-        >>> f = io.BytesIO()
-        >>> A = save_layer(f, np.ones((2, 1, 3)), (1, 8), padding=1, format="csc")
-        >>> _ = f.seek(0)
-        >>> layer = load_layer(f)[1]
-        >>> layer.matrix().format, abs(layer.matrix() - A).max()
-        ('csc', np.float64(0.0))
+        >>> import io, numpy as np, sparseconv as sc
+        >>> buffer = io.BytesIO()
+        >>> A = sc.save_layer(buffer, np.ones((2, 1, 3)), (1, 8), padding=1, format="csc")
+        >>> B = sc.load_layer(io.BytesIO(buffer.getvalue()))[1].matrix()  # rebuilt, not read
+        >>> B.format, (B != A).nnz
+        ('csc', 0)
         """
         build = conv_transpose_matrix if self.transposed else conv_matrix
         return build(self.weight, self.input_shape, format=self.format, layout=self.layout,
@@ -178,7 +175,8 @@ class SavedLayer:
         >>> T = sc.save_layer(buffer, np.ones((1, 2, 3)), (1, 4), transposed=True, stride=2,
         ...                   layout="channels_last")
         >>> op = sc.load_layer(io.BytesIO(buffer.getvalue()))[1].operator()
-        >>> type(op).__name__, op.dims, op.dimsd, bool(np.allclose(op @ np.ones(4), T @ np.ones(4)))
+        >>> x = np.ones(4)
+        >>> type(op).__name__, op.dims, op.dimsd, bool(np.allclose(op @ x, T @ x))
         ('ConvTransposeOperator', (4, 1), (9, 2), True)
         """
         cls = ConvTransposeOperator if self.transposed else ConvOperator
