@@ -32,7 +32,7 @@ from scipy.sparse.linalg import LinearOperator
 from ._geometry import ConvGeometry
 from ._memory import MatrixTooLargeError, fits
 from ._operators import ConvOperator
-from ._products import forward_bytes
+from ._transposed import transpose_kernel
 
 __all__ = ["GramOperator", "adjoint_layer", "gram_applies", "gram_kernel", "gram_operator"]
 
@@ -159,23 +159,22 @@ class GramOperator(LinearOperator):
 
 def adjoint_layer(weight: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, ConvGeometry]:
     """``A^H`` of a layer of :func:`gram_applies` as a layer of its own: stride 1, the weight
-    conjugated, its channels swapped per group and its taps reversed, each axis padded by
-    ``(k - 1) dilation`` less the layer's pad on the other side."""
-    groups, (c_out, c_group, *kernel) = geom.groups, weight.shape
-    swapped = np.conj(weight).reshape(groups, c_out // groups, c_group, *kernel).swapaxes(1, 2)
-    flipped = swapped.reshape(groups * c_group, c_out // groups, *kernel)[
-        (Ellipsis, *[slice(None, None, -1)] * len(kernel))]
+    conjugated, its channels swapped per group and its taps reversed
+    (:func:`sparseconv.transpose_kernel`), each axis padded by ``(k - 1) dilation`` less the
+    layer's pad on the other side."""
+    adjoint = transpose_kernel(np.conj(weight), geom.groups)
     pads = tuple(((a.kernel_size - 1) * a.dilation - a.pad[0],
                   (a.kernel_size - 1) * a.dilation - a.pad[1]) for a in geom.axes)
-    return np.ascontiguousarray(flipped), ConvGeometry.from_weight(
-        flipped.shape, geom.output_shape, padding=pads, dilation=geom.dilation, groups=groups)
+    return adjoint, ConvGeometry.from_weight(adjoint.shape, geom.output_shape, padding=pads,
+                                             dilation=geom.dilation, groups=geom.groups)
 
 
 def gram_operator(weight: np.ndarray, geom: ConvGeometry, dtype,
                   outputs: bool = False) -> GramOperator | None:
     """``A^H A`` (``A A^H`` if ``outputs``: the Gram of :func:`adjoint_layer`) as a
     :class:`GramOperator` in ``dtype`` where it applies and costs at most :data:`CHEAPER` of
-    the two products (and its products fit the memory limit), else ``None``."""
+    the two products, and its kernel (sized here) and its products (sized by its
+    ``ConvOperator``s as they are made) fit the memory limit; else ``None``."""
     if not gram_applies(geom):
         return None
     if outputs:
@@ -183,14 +182,8 @@ def gram_operator(weight: np.ndarray, geom: ConvGeometry, dtype,
     gram, pair = _cost(geom)
     if gram > CHEAPER * pair:
         return None
-    reach = tuple((a.kernel_size - 1) * a.dilation for a in geom.axes)
-    wide = ConvGeometry.from_weight(
-        (geom.in_channels, geom.in_channels // geom.groups,
-         *(2 * k - 1 for k in geom.kernel_size)),
-        geom.input_shape, padding=reach, dilation=geom.dilation, groups=geom.groups)
-    itemsize = np.dtype(dtype).itemsize
-    if not fits(forward_bytes(wide, 1, itemsize)
-                + _kernel_bytes(weight.shape, geom.groups, max(itemsize, weight.itemsize))):
+    itemsize = max(np.dtype(dtype).itemsize, weight.itemsize)
+    if not fits(_kernel_bytes(weight.shape, geom.groups, itemsize)):
         return None
     try:
         return GramOperator(weight, geom, dtype)
