@@ -345,11 +345,20 @@ def model_hook_reason(model: nn.Module) -> str:
 
 def check_module(value: Any, name: str) -> None:
     """Refuse, by ``name``, a ``value`` that is no ``torch.nn.Module`` (a new user's trial:
-    a function, or the state_dict ``torch.load`` returned, met ``AttributeError``)."""
+    a function, or the state_dict ``torch.load`` returned, met ``AttributeError``), or one
+    with a parameter or buffer on the meta device (a ``ValueError``)."""
     if not isinstance(value, nn.Module):
         hint = (" (a state_dict? build the model and call model.load_state_dict(...) first)"
                 if isinstance(value, Mapping) else "")
         raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}{hint}")
+    # (a new user's trial: a model on the meta device met the probe's own torch.equal, in an
+    # error that blamed the model's forward, or "Cannot copy out of meta tensor")
+    meta = next((key for key, tensor in (*value.named_parameters(), *value.named_buffers())
+                 if tensor.device.type == "meta"), None)
+    if meta is not None:
+        raise ValueError(f"{name}'s {meta!r} is on the meta device, which holds shapes but no "
+                         "values: sparseconv.torch reads the values (materialize it first, "
+                         f"e.g. {name}.to_empty(device='cpu'), then initialize or load them)")
 
 
 def refuse_hooks(module: nn.Module) -> None:

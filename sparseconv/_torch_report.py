@@ -224,6 +224,11 @@ class LipschitzReport:
         True when ``network_upper`` follows the model's torch.fx graph (a model that is no
         chain: residual sums add their branches' bounds, concatenations add them in
         quadrature), False for the product over a chain.
+    warning : str
+        With ``assume_chain=True``, where the forward runs an operation on the signal outside
+        its layers (a residual sum, a concatenation, ...), so that ``network_upper``, the
+        product asked for, may be no bound: the ``RuntimeWarning``'s text, kept with the
+        report (printed, and written by :meth:`to_json`); empty otherwise.
 
     Examples
     --------
@@ -251,6 +256,7 @@ class LipschitzReport:
     complete: bool = True
     over_graph: bool = False
     columns: tuple[str, ...] = _COLUMNS
+    warning: str = ""
 
     def __iter__(self) -> Iterator[dict]:
         return (dict(row) for row in self.rows)
@@ -325,6 +331,8 @@ class LipschitzReport:
                                          "the model is the sequential chain of these layers and ")
                          + "these activations' Lipschitz constants (1 unless given): "
                          + _listed(self.activations))
+        if self.warning:
+            lines.append(f"  warning: {self.warning}")
         return "\n".join(lines)
 
     def to_csv(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
@@ -344,7 +352,7 @@ class LipschitzReport:
         data = {"layers": [dict(row) for row in self.rows], "network_upper": self.network_upper,
                 "activations": list(self.activations), "chain_checked": self.chain_checked,
                 "reason": self.reason, "complete": self.complete,
-                "over_graph": self.over_graph}
+                "over_graph": self.over_graph, "warning": self.warning}
         return _write(json.dumps(data, indent=2), path)
 
 
@@ -1169,11 +1177,14 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         else:
             reason += f"; nor is there a bound over its graph: {why}"
     over_graph = bound is not None
+    warning = ""
     if bound is None:
         bound = _product_up([row["upper"] for row in rows] + constants)
-        if assume_chain and broken and not reason:  # (the product is the bound given)
-            warnings.warn(f"assume_chain=True: the network bound is the product of the "
-                          f"layers' bounds, but {_kind(model)}'s forward {broken}, so the "
-                          "product may be no bound of it", RuntimeWarning, stacklevel=2)
+        if assume_chain and broken and not reason:  # (the product is the bound given; a new
+            # user's trial: the warning alone left the report and its export without it)
+            warning = (f"assume_chain=True: the network bound is the product of the layers' "
+                       f"bounds, but {_kind(model)}'s forward {broken}, so the product may be "
+                       "no bound of it")
+            warnings.warn(warning, RuntimeWarning, stacklevel=2)
     return LipschitzReport(tuple(rows), None if reason else bound, tuple(activations),
-                           chain, reason, over_graph=over_graph)
+                           chain, reason, over_graph=over_graph, warning=warning)

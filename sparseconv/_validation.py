@@ -195,6 +195,12 @@ def spatial_size(value, name: str) -> tuple[int, ...]:
         value = tuple(value.tolist())  # numpy's integers become Python ints
     if is_int(value):
         value = (value,)
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, Sequence) and not isinstance(value, Sequence):  # an array or tensor
+        # itself (a new user's trial: the input tensor, printed whole in the message)
+        raise TypeError(f"{name} must be a tuple of positive integers, got a "
+                        f"{type(value).__name__} of shape {tuple(shape)} (the input itself? "
+                        "pass its shape without the batch axis: x.shape[1:])")
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise TypeError(expected)
     if not all(is_int(v) for v in value):

@@ -29,9 +29,9 @@ POSITIVE = [0, -1, True, 1.5, "2", None, HUGE, np.float64(2.0), NAN, (1,), (1, 1
             (1, HUGE), [1, "a"], np.array([1.0, 2.0])]
 NON_NEGATIVE = [-1, True, 1.5, "0", None, HUGE, (0,), (0, -1), (0, HUGE)]
 SIZES = [8, (2, 8), (2, 8, 8, 8), (2, 0, 8), (2, -8, 8), (2, 8.0, 8), (2, True, 8), "2,8,8",
-         None, (2, HUGE, 8), (), np.float64(8.0), (2, NAN, 8)]
+         None, (2, HUGE, 8), (), np.float64(8.0), (2, NAN, 8), np.zeros((2, 8, 8))]
 SPATIAL = [(8,), (8, 8, 8), (8, 0), (8, -1), (8, 8.0), (8, True), "88", None, (8, HUGE), (),
-           1.5]
+           1.5, np.zeros((8, 8))]
 # Selection and pooling matrices take any number of spatial dimensions.
 ANY_RANK = [s for s in SIZES if not (isinstance(s, tuple) and s in ((2, 8), (2, 8, 8, 8)))]
 ANY_SPATIAL = [s for s in SPATIAL if not (isinstance(s, tuple) and s in ((8,), (8, 8, 8)))]

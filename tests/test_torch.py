@@ -1318,6 +1318,30 @@ def test_module_refusals_name_the_problem():
         sct.matrix(nn.Conv1d(1, 1, 3), (1, 4), output_size=(12,))
 
 
+def test_a_model_on_the_meta_device_is_refused_by_name_before_any_forward():
+    """A new user's trial: a model on the meta device met the probe's own ``torch.equal``, in
+    an error that blamed the model's forward (trace, the report, the penalty's bounds), or
+    "Cannot copy out of meta tensor" (the module functions)."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3)).to("meta").eval()
+    message = (r"^{}'s {!r} is on the meta device, which holds shapes but no values: "
+               r"sparseconv.torch reads the values \(materialize it first, e.g. "
+               r"{}.to_empty\(device='cpu'\)")
+    for call in (sct.trace, sct.network_operator, sct.lipschitz_report, sct.lipschitz_bounds):
+        with pytest.raises(ValueError, match=message.format("model", "0.weight", "model")):
+            call(model, (3, 8, 8))
+    for call in (sct.matrix, sct.operator, sct.affine, sct.spectral_norm, sct.singular_values,
+                 sct.symbol):
+        with pytest.raises(ValueError, match=message.format("module", "weight", "module")):
+            call(model[0], (3, 8, 8))
+    with pytest.raises(ValueError, match=message.format("bn", "weight", "bn")):
+        sct.fold_batchnorm(nn.Conv2d(3, 4, 3), model[1])
+    model[3].to_empty(device="cpu")  # one layer with values: the others still refused
+    assert sct.matrix(model[3], (4, 8, 8)).shape == (144, 256)
+    with pytest.raises(ValueError, match=message.format("model", "0.weight", "model")):
+        sct.trace(model, (3, 8, 8))
+
+
 def test_what_is_no_module_no_flag_or_no_shape_is_refused_as_such():
     """A new user's trial: a function or a state_dict where a module goes met AttributeError
     deep inside; ``assume_chain="False"`` (true in Python) gave a network bound below the
@@ -1347,6 +1371,11 @@ def test_what_is_no_module_no_flag_or_no_shape_is_refused_as_such():
             with pytest.raises(ValueError, match=r"forward failed on a probe batch") as info:
                 call(model, shape)
             assert isinstance(info.value, RuntimeError)  # as before, too
+    for call in (sct.trace, sct.lipschitz_report, sct.matrix):  # the input itself, named not
+        # printed (a new user's trial)
+        with pytest.raises(TypeError, match=r"^input_shape must be a tuple of positive "
+                           r"integers, got a Tensor of shape \(1, 3, 8, 8\) \(the input itself"):
+            call(model if call is not sct.matrix else model[0], torch.zeros(1, 3, 8, 8))
 
 
 def test_average_pooling_is_refused_exactly_where_pytorch_refuses_it():

@@ -1113,8 +1113,14 @@ def test_assume_chain_warns_where_the_forward_is_no_chain(kind):
     if kind == "chain":
         assert not said and report.network_upper is not None
         assert chained.network_upper == pytest.approx(report.network_upper, rel=1e-12)
+        assert chained.warning == "" and "warning" not in str(chained)
     else:
         assert len(said) == 1 and "so the product may be no bound of it" in said[0], said
+        # kept with the report, its table and its export (a new user's trial: the warning
+        # alone, the JSON's reason empty)
+        assert chained.warning == said[0] and chained.network_upper is not None
+        assert f"  warning: {said[0]}" in str(chained).splitlines()
+        assert json.loads(chained.to_json())["warning"] == said[0]
         assert {"side": "calls module 'main' on a value other than the previous call's",
                 "tuple": "returns something other than its last layer's output",
                 "untraceable": "cannot be checked to be the chain of its layers (torch.fx "

@@ -129,6 +129,11 @@ def test_upper_bound_of_every_padding_mode_and_of_transposed_layers():
         if numpy_path.method == "bounds":
             name = "circulant" if mode == "zeros" else "padding x circulant"
             assert abs(bound / numpy_path.bounds[name] - 1) <= 1e-12, config
+        # what the README says it is, in every mode (a new user's trial: it had named
+        # bounds["circulant"], which zero padding alone has)
+        upper = sc.spectral_norm(weight.numpy(), (c_in, *(n,) * ndim), method="upper",
+                                 **kwargs).upper
+        assert abs(bound / upper - 1) <= 1e-12, config
         transposed = getattr(nn, f"ConvTranspose{ndim}d")(c_out, c_in, k, stride=s, padding=p,
                                                           output_padding=s - 1,
                                                           bias=False).double()

@@ -78,6 +78,18 @@ def test_messages_name_the_value():
         conv_matrix(np.ones((3, 1, 1)), (2, 4), groups=3)
 
 
+def test_an_input_passed_as_its_shape_is_named_by_type_and_shape_not_printed():
+    """A new user's trial: the input tensor itself as ``input_shape`` printed every entry."""
+    for value, kind in ((np.zeros((2, 8, 8)), "ndarray"), (np.zeros((1, 2, 8, 8)), "ndarray")):
+        with pytest.raises(TypeError) as caught:
+            conv_matrix(W2, value)
+        assert str(caught.value) == (
+            f"input_shape must be a tuple of positive integers, got a {kind} of shape "
+            f"{value.shape} (the input itself? pass its shape without the batch axis: "
+            "x.shape[1:])")
+    assert conv_matrix(W2, np.array([2, 8, 8])).shape == conv_matrix(W2, (2, 8, 8)).shape
+
+
 def test_numpy_integer_arrays_are_accepted_as_tuples():
     w = np.ones((2, 1, 3, 3))
     a = conv_matrix(w, (1, 9, 9), stride=np.array([1, 2]), dilation=np.array([2, 1]))
