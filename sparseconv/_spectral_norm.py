@@ -59,7 +59,7 @@ from ._parallel import Results, map_layers
 from ._products import forward_bytes
 from ._rounding import Rounding, down, gamma, scaled, up
 from ._spectra import dense_is_affordable
-from ._symbol import is_periodic, layer_geometry, not_periodic, unit_scale
+from ._symbol import is_periodic, layer_geometry, not_periodic, one_frequency, unit_scale
 from ._typing import (
     ArrayLike,
     IntOrTuple,
@@ -164,12 +164,9 @@ def _checked(value, lower, upper, method, bounds, converged=True) -> SpectralNor
 
 
 def _fft(weight, geom: ConvGeometry, executor=None, progress=None) -> SpectralNorm:
-    if all(k == 1 for k in geom.kernel_size):  # a 1x1 kernel's symbol is the same at every
-        # frequency: the layer on one stride's worth of input has it, at its one frequency
-        # (lipschitz_report's circular column of a 1x1 stride-2 layer took 0.8-1.5 s at 49)
-        geom = ConvGeometry.from_weight(weight.shape, (geom.in_channels, *geom.stride),
-                                        stride=geom.stride, groups=geom.groups,
-                                        padding_mode="circular")
+    # a 1x1 kernel: one frequency holds every one's singular values (lipschitz_report's
+    # circular column of a 1x1 stride-2 layer took 0.8-1.5 s at all 49-196 of them)
+    geom = one_frequency(geom)
     top, lower, upper = circulant_tops(weight, geom, Rounding.of(weight, geom.groups), executor,
                                        progress)
     value, low, high = float(top.max()), float(lower.max()), float(upper.max())

@@ -52,7 +52,14 @@ from ._memory import check_memory
 from ._rounding import Rounding, up
 from ._shapes import conv_transpose_output_shape
 from ._spectral_norm import copies_of
-from ._symbol import conjugate_pairs, is_periodic, require_periodic, symbol_at, unit_scale
+from ._symbol import (
+    conjugate_pairs,
+    is_periodic,
+    one_frequency,
+    require_periodic,
+    symbol_at,
+    unit_scale,
+)
 from ._typing import IntOrTuple, PaddingLike, PaddingMode, ShapeLike
 from ._validation import int_tuple, is_int, positive_int, spatial_size
 
@@ -174,8 +181,9 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
     """
     if weight.device.type == "cpu":
         held, exponent = _scaled_copy(weight)
-        tops = circulant_tops(held, periodic, Rounding.of(held, periodic.groups))[0]
-        *xi, group = np.unravel_index(int(np.argmax(tops)), tops.shape)
+        tops = circulant_tops(held, one_frequency(periodic),
+                              Rounding.of(held, periodic.groups))[0]
+        *xi, group = np.unravel_index(int(np.argmax(tops)), tops.shape)  # (1x1: frequency 0)
         h = _symbol(weight, periodic, what, np.array([xi]))
         return (torch.linalg.svdvals(h[0, group])[0],
                 math.ldexp(float(tops[(*xi, group)]), exponent))
@@ -446,8 +454,8 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     # than torch's eigenvalues of every frequency's Gram matrix), then the one frequency and
     # group that attains it rebuilt in torch for autograd
     held = _values(w.detach().cpu())  # (scaled: the exponent is undone below)
-    uppers = circulant_uppers(held, periodic, Rounding.of(held, periodic.groups))
-    *xi, group = np.unravel_index(int(np.argmax(uppers)), uppers.shape)
+    uppers = circulant_uppers(held, one_frequency(periodic), Rounding.of(held, periodic.groups))
+    *xi, group = np.unravel_index(int(np.argmax(uppers)), uppers.shape)  # (1x1: frequency 0)
     h = _symbol(w, periodic, "the symbol of spectral_norm_upper", np.array([xi]))
     sigma = torch.linalg.svdvals(h[0, group])[0]
     bound = _at_least(sigma, float(uppers[(*xi, group)]))

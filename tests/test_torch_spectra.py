@@ -97,6 +97,58 @@ def test_upper_bound_is_the_circulant_bound_and_bounds_pytorch():
         assert top <= float(bound), config
 
 
+def test_a_1x1_layer_is_bounded_at_one_frequency(monkeypatch):
+    """A 1x1 kernel's symbol has the same singular values at every frequency: the bound and
+    the circular norm evaluate one (ResNet-18's 256->512 1x1 stride-2 shortcut on 56x56 took
+    11 s for its penalty, at all 784), and still bound PyTorch's own layer, whose dense
+    Jacobian gives the norm; the gradient is the top singular pair's of the weight matrix."""
+    from sparseconv import _torch_spectra
+
+    seen = []
+
+    def counting(original):
+        def counted(weight, geom, *args, **kwargs):
+            seen.append(geom.coarse_grid)
+            return original(weight, geom, *args, **kwargs)
+        return counted
+
+    for name in ("circulant_uppers", "circulant_tops"):
+        monkeypatch.setattr(_torch_spectra, name, counting(getattr(_torch_spectra, name)))
+    rng = np.random.default_rng(12)
+    for case in range(16):
+        ndim, groups = 1 + case % 2, int(rng.choice([1, 2]))
+        stride = tuple(int(v) for v in rng.integers(1, 4, ndim))
+        c_in, c_out = (groups * int(v) for v in rng.integers(1, 4, 2))
+        size = tuple(s * int(v) for s, v in zip(stride, rng.integers(1, 4, ndim)))
+        padding = int(rng.integers(0, 2))
+        weight = torch.from_numpy(rng.standard_normal((c_out, c_in // groups, *(1,) * ndim)))
+        weight.requires_grad_(True)
+        kwargs = dict(stride=stride, groups=groups)
+        bound = sct.spectral_norm_upper(weight, size, padding=padding, **kwargs)
+        norm = sct.circular_spectral_norm(weight, size, **kwargs)
+        assert seen == [(1,) * ndim] * 2, case
+        seen.clear()
+        module = getattr(nn, f"Conv{ndim}d")(c_in, c_out, 1, padding=padding, bias=False,
+                                             **kwargs).double()
+        with torch.no_grad():
+            module.weight.copy_(weight)
+        dense = np.linalg.norm(sct.matrix(module, (c_in, *size)).toarray(), 2)
+        assert dense <= bound.item() <= dense * (1 + 1e-12), case
+        assert abs(norm.item() - dense) <= 1e-12 * dense, case
+        matrix = np.zeros((c_out, c_in))  # the block-diagonal weight matrix of the groups
+        for g in range(groups):
+            rows, cols = slice(g * c_out // groups, (g + 1) * c_out // groups), \
+                slice(g * c_in // groups, (g + 1) * c_in // groups)
+            matrix[rows, cols] = weight.detach().numpy()[rows].reshape(c_out // groups, -1)
+        u, _, vh = np.linalg.svd(matrix)
+        (grad,) = torch.autograd.grad(bound, weight)
+        top = np.outer(u[:, 0], vh[0])
+        expected = np.stack([top[g * c_out // groups:(g + 1) * c_out // groups,
+                                 g * c_in // groups:(g + 1) * c_in // groups]
+                             for g in range(groups)]).reshape(grad.shape)
+        np.testing.assert_allclose(grad.numpy(), expected, rtol=0, atol=1e-10, err_msg=str(case))
+
+
 def test_upper_bound_of_every_padding_mode_and_of_transposed_layers():
     """spectral_norm_upper read every layer as zero-padded: a reflect-padded all-ones 1-D
     layer got 3.0 for a norm of 3.11, a ConvTranspose2d (weight passed as a convolution's)
