@@ -179,8 +179,8 @@ def one_frequency(geom: ConvGeometry) -> ConvGeometry:
 
     Its one tap reads one phase at one shift ``q``, so its polyphase symbol is the weight in
     that phase's columns times ``exp(2 pi i <q, xi>)``: the same singular values at every
-    frequency, those of the one frequency here. (The certified bounds of ResNet's 1x1
-    stride-2 shortcuts evaluated it at every frequency: 11 s for a 256->512 layer on 56x56.)
+    frequency, those of the one frequency here. (The certified bounds evaluated it at every
+    frequency: 11 s for a 256->512 1x1 stride-2 layer on 56x56.)
     """
     if any(k != 1 for k in geom.kernel_size):
         return geom

@@ -99,8 +99,8 @@ def test_upper_bound_is_the_circulant_bound_and_bounds_pytorch():
 
 def test_a_1x1_layer_is_bounded_at_one_frequency(monkeypatch):
     """A 1x1 kernel's symbol has the same singular values at every frequency: the bound and
-    the circular norm evaluate one (ResNet-18's 256->512 1x1 stride-2 shortcut on 56x56 took
-    11 s for its penalty, at all 784), and still bound PyTorch's own layer, whose dense
+    the circular norm evaluate one (a 256->512 1x1 stride-2 layer on 56x56 took 11 s for its
+    penalty bound, at all 784), and still bound PyTorch's own layer, whose dense
     Jacobian gives the norm; the gradient is the top singular pair's of the weight matrix."""
     from sparseconv import _torch_spectra
 
