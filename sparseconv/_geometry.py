@@ -20,8 +20,9 @@ limit before any array of its size exists. Only the maps themselves (``index_map
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -615,6 +616,38 @@ class ConvGeometry:
             # numpy's stubs refuse Ellipsis beside slices, which numpy accepts
             return weight[(Ellipsis, *[slice(None, None, -1)] * self.ndim)]  # type: ignore[arg-type]
         return weight
+
+    def folded_blocks(self, weight: np.ndarray) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+        """The matrix's entries, one pattern per block of outputs that read alike.
+
+        For each combination ``block`` of one :meth:`AxisGeometry.segments` per axis whose
+        outputs read some input, ``(block, folded)``: ``weight`` (as :meth:`tap_weights`
+        applies it) with each axis' taps summed onto the positions its segment reads,
+        ``(C_out, C_in/groups, *counts)``; the sums of the first axes are shared by the
+        blocks that have them in common. Every matrix builder writes these patterns, and
+        checks them first where an integer dtype could not hold a sum.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import ConvGeometry
+        >>> g = ConvGeometry.from_weight((1, 1, 3), (1, 4), padding=1, padding_mode="reflect")
+        >>> for block, folded in g.folded_blocks(np.array([[[1.0, 2.0, 4.0]]])):
+        ...     print(block, folded.tolist())   # the edges fold taps 0 and 2 onto one input
+        (0,) [[[2.0, 5.0]]]
+        (1,) [[[1.0, 2.0, 4.0]]]
+        (2,) [[[5.0, 2.0]]]
+        """
+        segments = [axis.segments() for axis in self.axes]
+        folded: dict[tuple[int, ...], np.ndarray] = {(): self.tap_weights(weight)}
+        for block in itertools.product(*(range(len(segs)) for segs in segments)):
+            if any(segments[d][j].count == 0 for d, j in enumerate(block)):
+                continue  # these outputs read only zero padding: empty rows
+            for d in range(self.ndim):
+                if block[: d + 1] not in folded:
+                    folded[block[: d + 1]] = segments[d][block[d]].fold_weight(
+                        folded[block[:d]], axis=2 + d)
+            yield block, folded[block]
 
     def nnz(self) -> int:
         """Number of stored entries of the layer's matrix, computed without building it.

@@ -27,7 +27,6 @@ exactly the arrays of the channels-last CSR matrix.
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
@@ -127,19 +126,12 @@ def assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dty
     slot_columns = (np.arange(row_slots) // n_a * n_b)[:, None] + np.arange(n_b)
     slot_columns = slot_columns.reshape((1,) * ndim + (row_slots,) + (1,) * ndim + (n_b,))
 
-    w = summable(np.asarray(geom.tap_weights(weight), dtype=dtype))  # (exact integer sums)
+    w = summable(np.asarray(weight, dtype=dtype))  # (exact integer sums)
     tile = n_b * R * C
     data = np.empty(layout.length * tile, dtype=dtype)
     indices = np.empty(layout.length * n_b, dtype=index_dtype)
-    folded: dict[tuple[int, ...], np.ndarray] = {(): w}
-    for block in itertools.product(*(range(len(segs)) for segs in segments)):
-        if any(segments[d][j].count == 0 for d, j in enumerate(block)):
-            continue
-        for d in range(ndim):
-            if block[: d + 1] not in folded:
-                folded[block[: d + 1]] = segments[d][block[d]].fold_weight(
-                    folded[block[:d]], axis=2 + d)
-        f = held_in(folded[block], dtype)  # (C_out, C_in/groups, *counts)
+    for block, folded in geom.folded_blocks(w):
+        f = held_in(folded, dtype)  # (C_out, C_in/groups, *counts)
         counts = f.shape[2:]
         # (g, a, r, b, c, *counts) -> (g, a, *counts, b, r, c): one slot's blocks along j, b
         pattern = f.reshape(groups, n_a, R, n_b, C, *counts)

@@ -16,7 +16,6 @@ row are sorted and the result is in canonical format.
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any, Literal
 
@@ -253,19 +252,11 @@ def _assemble_csr(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
             terms[d].append((at * int(in_steps[d])).reshape(grid))
     channel_columns = np.arange(in_per_group).reshape((1,) * ndim + (-1,) + (1,) * ndim) * n_in
 
-    w = summable(np.asarray(geom.tap_weights(weight), dtype=dtype))  # (exact integer sums)
+    w = summable(np.asarray(weight, dtype=dtype))  # (exact integer sums)
     data = np.empty((c_out, layout.length), dtype=dtype)
     columns = np.empty(layout.length, dtype=index_dtype)
-    # the weight folded along the first axes, shared by blocks
-    folded: dict[tuple[int, ...], np.ndarray] = {(): w}
-    for block in itertools.product(*(range(len(segs)) for segs in segments)):
-        if any(segments[d][j].count == 0 for d, j in enumerate(block)):
-            continue  # these outputs read only zero padding: empty rows
-        for d in range(ndim):
-            if block[: d + 1] not in folded:
-                folded[block[: d + 1]] = segments[d][block[d]].fold_weight(
-                    folded[block[:d]], axis=2 + d)
-        pattern = held_in(folded[block], dtype).reshape(c_out, 1, -1)
+    for block, folded in geom.folded_blocks(w):
+        pattern = held_in(folded, dtype).reshape(c_out, 1, -1)
         # Consecutive outputs along the last axis are consecutive rows, contiguous in memory:
         # write a strip of them once, then copy the strip with long contiguous inner loops.
         target = layout.view(data, block)
@@ -410,12 +401,24 @@ def conv_matrix(
         weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
         groups=groups, padding_mode=padding_mode, flip=flip,
     )
+    dtype = layer_dtype(weight, dtype)
+    check_entries(geom, weight, dtype)
     if rows is not None:
         from ._blocks import row_block  # it assembles with this module's code
         _rows_layout(layout, blocksize)
-        return in_format(row_block(geom, weight, layer_dtype(weight, dtype), rows), format)
-    return assemble(geom, weight, layer_dtype(weight, dtype), format, layout=layout,
-                    blocksize=blocksize)
+        return in_format(row_block(geom, weight, dtype, rows), format)
+    return assemble(geom, weight, dtype, format, layout=layout, blocksize=blocksize)
+
+
+def check_entries(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype) -> None:
+    """Refuse, before anything is built, an integer or bool ``dtype`` that cannot hold every
+    entry of the matrix: the sums that reflect, replicate or circular padding fold onto one
+    input position (:func:`sparseconv._validation.held_in`; a new user's trial: row blocks,
+    ``sparseconv.dask.conv_matrix``'s, were refused only where they were built, on a
+    worker)."""
+    if dtype.kind in "biu":
+        for _, folded in geom.folded_blocks(summable(np.asarray(weight, dtype=dtype))):
+            held_in(folded, dtype)
 
 
 def conv_transpose_matrix(

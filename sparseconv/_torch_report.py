@@ -166,6 +166,12 @@ def _rounded(value: float, rounding: str, digits: int = 6) -> str:
     return f"{exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding):g}"
 
 
+#: The printed report's words before its activations (a new user's trial: "constants (1 unless
+#: given): 2 (ReLU), 4 (ReLU)" read as the constants 2 and 4, where 2 and 4 are the names of
+#: a Sequential's modules).
+_ACTIVATIONS = "these activations, by name (type, and Lipschitz constant where not 1): "
+
+
 def _listed(activations: tuple[str, ...]) -> str:
     """The activations for the printed report: each once, in the order of its first call,
     with ``xN`` for a module called ``N`` times."""
@@ -322,15 +328,13 @@ class LipschitzReport:
                          "residual sums adding their branches, concatenations and several "
                          "outputs in quadrature): "
                          + _rounded(self.network_upper, ROUND_CEILING))
-            lines.append("  assumes these activations' Lipschitz constants (1 unless given): "
-                         + _listed(self.activations))
+            lines.append(f"  assumes {_ACTIVATIONS}" + _listed(self.activations))
         else:
             lines.append("network bound (product of the upper bounds): "
                          + _rounded(self.network_upper, ROUND_CEILING))
             lines.append("  assumes " + ("" if self.chain_checked else
                                          "the model is the sequential chain of these layers and ")
-                         + "these activations' Lipschitz constants (1 unless given): "
-                         + _listed(self.activations))
+                         + _ACTIVATIONS + _listed(self.activations))
         if self.warning:
             lines.append(f"  warning: {self.warning}")
         return "\n".join(lines)

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 try:
@@ -450,6 +451,12 @@ class _LazyAlgebra:
         return _lazy(LinearOperator.__rmul__(self, x))
 
     def __rmatmul__(self, x):
+        if isinstance(x, da.Array):  # x @ A = (A^T x^T)^T, lazily (a new user's trial: scipy's
+            # np.asarray computed the whole array on the client)
+            if x.ndim != 1:
+                raise ValueError(f"x @ A takes a 1-D Dask array x (A.T @ x, lazily), got shape "
+                                 f"{x.shape}; several rows at once: A.T.matvec of their batch")
+            return self.T.matvec(x)
         return _lazy(LinearOperator.__rmatmul__(self, x))
 
     def __add__(self, x):
@@ -504,16 +511,34 @@ class _LazyComposite(_LazyAlgebra, LinearOperator):
         LinearOperator.__init__(self, dtype=op.dtype, shape=op.shape)
 
     def matvec(self, x):
-        return self._op._matvec(x) if isinstance(x, da.Array) else self._op.matvec(x)
+        return self._lazily(self._op._matvec, x) if isinstance(x, da.Array) else \
+            self._op.matvec(x)
 
     def rmatvec(self, x):
-        return self._op._rmatvec(x) if isinstance(x, da.Array) else self._op.rmatvec(x)
+        return self._lazily(self._op._rmatvec, x, 0) if isinstance(x, da.Array) else \
+            self._op.rmatvec(x)
 
     def matmat(self, X):
-        return self._op._matvec(X) if isinstance(X, da.Array) else self._op.matmat(X)
+        return self._lazily(self._op._matvec, X) if isinstance(X, da.Array) else \
+            self._op.matmat(X)
 
     def rmatmat(self, X):
-        return self._op._rmatvec(X) if isinstance(X, da.Array) else self._op.rmatmat(X)
+        return self._lazily(self._op._rmatvec, X, 0) if isinstance(X, da.Array) else \
+            self._op.rmatmat(X)
+
+    def _lazily(self, product, x: da.Array, side: int = 1):
+        """``product(x)``; scipy's own operators in the composite take flat vectors only (a
+        new user's trial: ``A.H @ A + 0.5 * IdentityOperator(...)`` on an image met scipy's
+        bare "dimension mismatch")."""
+        try:
+            return product(x)
+        except ValueError as error:
+            if x.ndim < 2 or "dimension mismatch" not in str(error):
+                raise
+            raise ValueError(f"{self!r} holds operators other than sparseconv.dask's: scipy's "
+                             "take flat vectors only (and compute a Dask array on the client): "
+                             f"pass x flat, x.reshape(-1) (shape ({self.shape[side]},)), got "
+                             f"shape {x.shape}") from error
 
     def _dot_array(self, x):
         return self.matvec(x) if isinstance(x, da.Array) else self._op.dot(x)
@@ -684,13 +709,16 @@ class ConvOperator(_ChunkedLayer):
         numpy pass per chunk over its windows (0.8 s for an axis of a million positions in
         10 or 100 chunks; chunks times positions beyond that).
     chunks : int or tuple
-        Chunks of the input along each spatial axis, in Dask's notation (``64``,
-        ``(64, 64, 64)``, ``((30, 34), 64)``). Boundaries are moved to the nearest multiple
-        of the stride (``input_chunks``), and output chunk ``i`` is the outputs ``o`` whose
-        ``o * stride`` lies in input chunk ``i`` (``output_chunks``); batch chunks pass
-        through; channels are one chunk.
+        Chunks of the input along each spatial axis: one size for every axis (``64``), one
+        per axis (``(64, 64, 64)``), or explicit chunk sizes (``((30, 34), 64)``), positive
+        integers (Dask's ``-1``, ``None`` and ``"auto"`` are not taken). Boundaries are moved
+        to the nearest multiple of the stride (``input_chunks``), and output chunk ``i`` is
+        the outputs ``o`` whose ``o * stride`` lies in input chunk ``i`` (``output_chunks``);
+        batch chunks pass through; channels are one chunk.
     stride, padding, dilation, groups, padding_mode, flip, dtype
-        As :class:`sparseconv.ConvOperator`.
+        As :class:`sparseconv.ConvOperator`: ``dtype`` is the operator's, and a product's
+        result has numpy's promotion of it with the input's (``np.result_type``), so a
+        float32 operator applied to float64 data gives float64.
 
     Attributes
     ----------
@@ -788,7 +816,9 @@ class ConvTransposeOperator(_ChunkedLayer):
         ``input_chunks`` if these differ).
     stride, padding, output_padding, dilation, groups, dtype, output_size
         As :class:`sparseconv.ConvTransposeOperator` (``output_size``, spatial, picks the
-        ``output_padding`` as ``ConvTranspose*d.forward(x, output_size=...)`` does).
+        ``output_padding`` as ``ConvTranspose*d.forward(x, output_size=...)`` does);
+        ``dtype`` is the operator's, a product's result numpy's promotion of it with the
+        input's, as for :class:`ConvOperator`.
 
     Attributes
     ----------
@@ -861,7 +891,9 @@ def conv(
     x : dask.array.Array, shape (C_in, *spatial) or (N, C_in, *spatial)
         Chunked along batch and space as you like; channels are gathered into one chunk.
     weight, stride, padding, dilation, groups, padding_mode, flip, dtype
-        As :func:`sparseconv.conv_matrix`.
+        As :func:`sparseconv.conv_matrix`; the result's dtype is numpy's promotion of
+        ``dtype`` with ``x``'s (``np.result_type``): float32 from float64 data needs
+        ``x.astype(np.float32)``.
 
     Returns
     -------
@@ -908,7 +940,8 @@ def conv_transpose(
     x : dask.array.Array, shape (C_in, *spatial) or (N, C_in, *spatial)
     weight, stride, padding, output_padding, dilation, groups, dtype, output_size
         As :func:`sparseconv.conv_transpose_matrix` (``output_size``, spatial, picks the
-        ``output_padding`` as ``nn.ConvTranspose*d.forward(x, output_size=...)`` does).
+        ``output_padding`` as ``nn.ConvTranspose*d.forward(x, output_size=...)`` does); the
+        result's dtype is numpy's promotion of ``dtype`` with ``x``'s, as for :func:`conv`.
 
     Returns
     -------
@@ -1004,6 +1037,13 @@ def to_zarr(x: da.Array, store: Any, *, component: str | None = None,
     """
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask array, got {type(x).__name__}")
+    if sp.issparse(getattr(x, "_meta", None)):  # (a new user's trial: numpy's "setting an
+        # array element with a sequence", from inside zarr)
+        raise TypeError(
+            "x's chunks are scipy.sparse matrices (conv_matrix's row blocks), which zarr stores "
+            "only as dense arrays: densify them first, x.map_blocks(lambda block: "
+            "block.toarray(), dtype=x.dtype, meta=numpy.empty((0, 0), x.dtype)) (the matrix "
+            "at its dense size), or save the layer itself, sparseconv.save_layer")
     regular = tuple(max(c) if c else 0 for c in x.chunks)
     if any(len(set(c[:-1])) > 1 or (len(c) > 1 and c[-1] > c[0]) for c in x.chunks):
         x = x.rechunk(regular)

@@ -490,6 +490,8 @@ def test_scipy_algebra_of_chunked_layers_stays_lazy(complex_weight):
         "(A.H @ A).H @ x": (lambda: (A.H @ A).H @ x, S.H @ (S @ xf)),
         "(A @ A.H).T @ y": (lambda: (A @ A.H).T @ y, (S @ S.H).T @ yf),
         "((A.H @ A) ** 2) @ x": (lambda: ((A.H @ A) ** 2) @ x, S.H @ (S @ (S.H @ (S @ xf)))),
+        # (a new user's trial: y @ A went through scipy's np.asarray, computed on the client)
+        "y.ravel() @ A": (lambda: y.reshape(-1) @ A, S.T @ yf),
     }
     for name, (product, expected) in cases.items():
         computed.clear()
@@ -499,6 +501,39 @@ def test_scipy_algebra_of_chunked_layers_stays_lazy(complex_weight):
     # numpy in, numpy out, through scipy as before
     assert_close((A.H @ A).matvec(xf), S.H @ (S @ xf), "numpy")
     assert_close((2 * A).matmat(np.stack([xf, xf], 1)), 2 * (S @ np.stack([xf, xf], 1)), "mm")
+
+
+def test_what_the_lazy_algebra_cannot_take_is_refused_by_name(tmp_path):
+    """A new user's trial: scipy's bare "dimension mismatch" for an image through a sum with
+    scipy's own operator, ``Y @ A`` for rows of a Dask array computed on the client, numpy's
+    "setting an array element with a sequence" from zarr for the matrix's sparse row blocks,
+    and an integer dtype the folded entries overflow refused only when a block was built."""
+    w = np.random.default_rng(2).standard_normal((3, 2, 3, 3))
+    A = sdask.ConvOperator(w, (2, 16, 16), chunks=8, padding=1, stride=2)
+    damped = A.H @ A + 0.5 * spla.aslinearoperator(np.eye(512))
+    image = da.ones((2, 16, 16), chunks=(2, 8, 8))
+    with pytest.raises(ValueError, match=r"holds operators other than sparseconv.dask's: "
+                       r"scipy's take flat vectors only .* pass x flat, x.reshape\(-1\) "
+                       r"\(shape \(512,\)\), got shape \(2, 16, 16\)"):
+        damped @ image
+    S = sc.ConvOperator(w, (2, 16, 16), padding=1, stride=2)  # the way the message gives
+    assert_close((damped @ image.reshape(-1)).compute(), S.H @ (S @ np.ones(512)) + 0.5,
+                 "flat")
+    with pytest.raises(ValueError, match=r"x @ A takes a 1-D Dask array x .* got shape "
+                       r"\(2, 192\)"):
+        da.ones((2, 192), chunks=64) @ A
+    M = sdask.conv_matrix(np.ones((4, 2, 3, 3)), (2, 20, 20), block_rows=150)
+    with pytest.raises(TypeError, match=r"^x's chunks are scipy.sparse matrices .* densify them "
+                       r"first, x.map_blocks\(lambda block: block.toarray\(\)"):
+        sdask.to_zarr(M, tmp_path / "m.zarr")
+    dense = M.map_blocks(lambda block: block.toarray(), dtype=M.dtype,
+                         meta=np.empty((0, 0), M.dtype))
+    sdask.to_zarr(dense, tmp_path / "m.zarr")  # the way the message gives
+    assert_close(da.from_zarr(str(tmp_path / "m.zarr")).compute().ravel(),
+                 sc.conv_matrix(np.ones((4, 2, 3, 3)), (2, 20, 20)).toarray().ravel(), "zarr")
+    with pytest.raises(TypeError, match=r"^dtype=int8 cannot hold the matrix's entries"):
+        sdask.conv_matrix(np.full((1, 1, 3, 3), 100), (1, 8, 8), padding=1,
+                          padding_mode="reflect", dtype=np.int8)
 
 
 def test_empty_batches_pass_through():

@@ -1238,8 +1238,8 @@ def test_the_report_lists_the_constants_of_the_functions_it_used(function, liste
     report = sct.lipschitz_report(model, (2, 6, 6))
     assert report.activations == (listed,)
     assert report.network_upper == pytest.approx(constant * report[0]["upper"], rel=1e-12)
-    assert f"assumes these activations' Lipschitz constants (1 unless given): {listed}" in str(
-        report)
+    assert ("assumes these activations, by name (type, and Lipschitz constant where not 1): "
+            f"{listed}") in str(report)
 
 
 class _Softplus(nn.Module):

@@ -215,6 +215,22 @@ def test_a_longdouble_weight_is_read_in_double_precision_only_where_that_is_exac
             spectrum(wide)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_an_integer_dtype_is_checked_against_every_entry_before_rows_are_built(mode):
+    """A new user's trial: rows that hold no folded sum (an empty row block, the check
+    ``sparseconv.dask.conv_matrix`` runs before its tasks) were accepted, and the row blocks
+    that do hold one were refused only where they were built (on a Dask worker)."""
+    w = np.full((2, 1, 3, 3), 10.0)
+    w[1] = 100.0  # one output channel's sums pass int8 (each tap fits), not the other's
+    for rows in (slice(0, 0), slice(0, 1), slice(7, 8)):
+        with pytest.raises(TypeError, match=r"^dtype=int8 cannot hold the matrix's entries"):
+            sparseconv.conv_matrix(w, (1, 2, 2), padding=1, padding_mode=mode, dtype=np.int8,
+                                   rows=rows)
+    held = sparseconv.conv_matrix(w, (1, 2, 2), padding=1, padding_mode=mode, dtype=np.int16)
+    assert np.array_equal(held.toarray(), sparseconv.conv_matrix(
+        w, (1, 2, 2), padding=1, padding_mode=mode).toarray())
+
+
 def test_integer_entries_are_checked_not_partial_sums_and_summed_exactly():
     """A review of the fold check: a partial sum over the first axis (100 + 100) was refused
     though every entry fits int8, and doubly_block_circulant rounded int64 sums beyond 2**53
