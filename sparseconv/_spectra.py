@@ -208,9 +208,42 @@ def _require_fft(method: str, obstacle: str | None) -> bool:
     return method == "fft" or (method == "auto" and obstacle is None)
 
 
+def _pointwise_singular_values(geom: ConvGeometry, weight: np.ndarray) -> np.ndarray:
+    """Every singular value of a layer with a 1x1 kernel (any stride, padding and mode), in
+    closed form.
+
+    Each output reads one input position or a zero pad: up to the order of rows and columns
+    ``A = S (x) W``, ``S`` the spatial read map (one 1 at most per row) and ``W`` the weight
+    matrix (block diagonal over the groups). ``S^T S`` is diagonal, holding the number of
+    outputs that read each input (a copy per reflected or replicated pad), so the singular
+    values are ``sigma_i(W) sqrt(c_j)`` over the inputs ``j`` read ``c_j > 0`` times, then
+    zeros up to ``min(rows, cols)``. (A periodic 1x1 layer took 62 s by its 784 frequencies
+    on 56x56 with 256 -> 512 channels; a zero-padded one over ``"auto"``'s dense budget was
+    refused.)
+    """
+    reads = np.ones(1)
+    for axis in geom.axes:  # separable: the reads of a position are a product over axes
+        taps = axis.tap_index()[:, 0]
+        reads = np.multiply.outer(reads, np.bincount(taps[taps >= 0], minlength=axis.size))
+    reads = reads.ravel()
+    rows, cols = geom.shape
+    check_memory(4 * 8 * min(rows, cols), f"the {min(rows, cols)} singular values")
+    groups = geom.groups
+    blocks = weight.reshape(groups, weight.shape[0] // groups, weight.shape[1])
+    of_weight = np.linalg.svd(blocks, compute_uv=False).ravel()
+    values = np.zeros(min(rows, cols))
+    products = np.multiply.outer(np.sqrt(reads[reads > 0]), of_weight).ravel()
+    values[:products.size] = np.sort(products)[::-1]
+    return values
+
+
 def _singular_values(chain: list[_Layer], method: str, what: str,
                      executor: Executor | None = None,
                      progress: ProgressLike | None = None) -> np.ndarray:
+    layer = chain[0]
+    if len(chain) == 1 and method == "auto" and all(k == 1 for k in layer.geom.kernel_size):
+        return times_power_of_two(_pointwise_singular_values(layer.geom, layer.weight),
+                                  layer.exponent)
     obstacle = _fft_obstacle(chain, stride_one=len(chain) > 1)
     if not _require_fft(method, obstacle):
         values = np.linalg.svd(_dense(chain, method, obstacle, what), compute_uv=False)
@@ -293,7 +326,9 @@ def singular_values(
     method : {"auto", "fft", "dense"}
         ``"fft"``: exact, for periodic layers (``padding_mode="circular"`` with
         ``padding="same"``, or ``padding=None``; sizes divisible by the stride).
-        ``"dense"``: SVD of the explicit matrix. ``"auto"``: ``"fft"`` when it applies, else
+        ``"dense"``: SVD of the explicit matrix. ``"auto"``: a closed form for a 1x1 kernel (any
+        stride, padding and mode: the weight matrix's singular values, each times the square
+        root of the reads of each input position), else ``"fft"`` when it applies, else
         ``"dense"`` when the package-wide size rule allows it (flops and the memory limit).
     executor : concurrent.futures.Executor, optional
         Runs the FFT route's work, one task per chunk of frequencies carrying the kernel and
@@ -346,6 +381,10 @@ def singular_values(
     (256,)
     >>> singular_values(w, (4, 6, 6), padding=1).shape            # dense
     (144,)
+    >>> w = np.random.default_rng(0).standard_normal((512, 256, 1, 1))
+    >>> s = singular_values(w, (256, 56, 56), stride=2)           # 1x1: closed form
+    >>> s.shape, bool(np.isclose(s[0], np.linalg.norm(w[:, :, 0, 0], 2)))
+    ((401408,), True)
     """
     _check_method(method)
     executor, progress = check_executor(executor), check_progress(progress)
