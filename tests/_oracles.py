@@ -213,6 +213,16 @@ def random_layer(rng, ndim=None, *, modes=("zeros", "circular", "reflect", "repl
     return Layer(weight, (in_channels, *size), kwargs)
 
 
+def random_pointwise_layer(rng, ndim: int, channels: int = 4):
+    """A random 1x1 layer: ``(weight, C_in, stride, groups, size)``, 1 or 2 groups of 1 to
+    ``channels - 1`` channels each way, strides 1-3, an input size divisible by the stride."""
+    groups = int(rng.choice([1, 2]))
+    stride = tuple(int(v) for v in rng.integers(1, 4, ndim))
+    c_in, c_out = (groups * int(v) for v in rng.integers(1, channels, 2))
+    size = tuple(s * int(v) for s, v in zip(stride, rng.integers(1, 4, ndim)))
+    return rng.standard_normal((c_out, c_in // groups, *(1,) * ndim)), c_in, stride, groups, size
+
+
 def random_transpose_layer(rng, max_size: int = 6):
     """A random valid transposed convolution: ``(weight, input_shape, kwargs)``, PyTorch layout
     ``(C_in, C_out/groups, *kernel)``, with output_padding below max(stride, dilation)."""

@@ -15,6 +15,8 @@ import pytest
 import sparseconv as sc
 from sparseconv import SpectralNorm, conv_matrix, spectral_norm
 
+from ._oracles import random_pointwise_layer
+
 #: LAPACK's own error on the dense reference, relative: far below any real failure (the
 #: float32 defect this guards against was 1.5e-8, the complex one 22%).
 REFERENCE = 1e-13
@@ -282,11 +284,8 @@ def test_a_periodic_1x1_layer_is_certified_at_one_frequency(monkeypatch):
     monkeypatch.setattr(_spectral_norm, "circulant_tops", counting)
     rng = np.random.default_rng(11)
     for case in range(24):
-        ndim, groups = 1 + case % 3, int(rng.choice([1, 2]))
-        stride = tuple(int(v) for v in rng.integers(1, 4, ndim))
-        c_in, c_out = (groups * int(v) for v in rng.integers(1, 5, 2))
-        size = tuple(s * int(v) for s, v in zip(stride, rng.integers(1, 4, ndim)))
-        w = rng.standard_normal((c_out, c_in // groups, *(1,) * ndim))
+        ndim = 1 + case % 3
+        w, c_in, stride, groups, size = random_pointwise_layer(rng, ndim, channels=5)
         if case % 5 == 4:
             w = w + 1j * rng.standard_normal(w.shape)
         kwargs = dict(stride=stride, groups=groups, padding=None, padding_mode="circular")

@@ -11,7 +11,7 @@ import pytest
 
 import sparseconv as sc
 
-from ._oracles import assert_close, torch
+from ._oracles import assert_close, random_pointwise_layer, torch
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -116,12 +116,10 @@ def test_a_1x1_layer_is_bounded_at_one_frequency(monkeypatch):
         monkeypatch.setattr(_torch_spectra, name, counting(getattr(_torch_spectra, name)))
     rng = np.random.default_rng(12)
     for case in range(16):
-        ndim, groups = 1 + case % 2, int(rng.choice([1, 2]))
-        stride = tuple(int(v) for v in rng.integers(1, 4, ndim))
-        c_in, c_out = (groups * int(v) for v in rng.integers(1, 4, 2))
-        size = tuple(s * int(v) for s, v in zip(stride, rng.integers(1, 4, ndim)))
-        padding = int(rng.integers(0, 2))
-        weight = torch.from_numpy(rng.standard_normal((c_out, c_in // groups, *(1,) * ndim)))
+        ndim = 1 + case % 2
+        w, c_in, stride, groups, size = random_pointwise_layer(rng, ndim)
+        c_out, padding = w.shape[0], int(rng.integers(0, 2))
+        weight = torch.from_numpy(w)
         weight.requires_grad_(True)
         kwargs = dict(stride=stride, groups=groups)
         bound = sct.spectral_norm_upper(weight, size, padding=padding, **kwargs)
