@@ -182,7 +182,7 @@ def one_frequency(geom: ConvGeometry) -> ConvGeometry:
     frequency, those of the one frequency here. (The certified bounds evaluated it at every
     frequency: 11 s for a 256->512 1x1 stride-2 layer on 56x56.)
     """
-    if any(k != 1 for k in geom.kernel_size):
+    if any(k != 1 for k in geom.kernel_size) or not is_periodic(geom):
         return geom
     return ConvGeometry.from_weight((geom.out_channels, geom.in_channels // geom.groups,
                                      *geom.kernel_size), (geom.in_channels, *geom.stride),
