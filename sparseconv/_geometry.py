@@ -620,7 +620,7 @@ class ConvGeometry:
     def folded_blocks(self, weight: np.ndarray) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
         """The matrix's entries, one pattern per block of outputs that read alike.
 
-        For each combination ``block`` of one :meth:`AxisGeometry.segments` per axis whose
+        For each combination ``block`` of one ``AxisGeometry.segments()`` per axis whose
         outputs read some input, ``(block, folded)``: ``weight`` (as :meth:`tap_weights`
         applies it) with each axis' taps summed onto the positions its segment reads,
         ``(C_out, C_in/groups, *counts)``; the sums of the first axes are shared by the
