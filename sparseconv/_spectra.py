@@ -37,6 +37,7 @@ from ._symbol import (
     frequency_work_bytes,
     layer_geometry,
     not_periodic,
+    one_frequency,
     per_frequency,
     smaller_gram,
     stored_count,
@@ -131,6 +132,11 @@ def _circular_singular_values(geom: ConvGeometry, weight: np.ndarray,
     stored = stored_count(geom.coarse_grid, weight.dtype.kind != "c")
     check_memory(4 * 8 * count + frequency_work_bytes(geom, stored),
                  f"the {count} singular values")
+    one = one_frequency(geom)  # a 1x1 kernel: every frequency's values are frequency 0's
+    if one is not geom:
+        values = per_frequency(one, weight, np.zeros((1, geom.ndim), dtype=np.int64),
+                               _frequency_singular_values, executor, progress, "singular_values")
+        return np.sort(np.repeat(values, math.prod(grid), axis=0).ravel())[::-1]
     if weight.dtype.kind == "c":
         frequencies, counts = np.indices(grid).reshape(len(grid), -1).T, 1
     else:  # one frequency of each pair {xi, -xi}
