@@ -214,6 +214,18 @@ def _require_fft(method: str, obstacle: str | None) -> bool:
     return method == "fft" or (method == "auto" and obstacle is None)
 
 
+def pointwise_reads(geom: ConvGeometry) -> list[np.ndarray]:
+    """Per axis, how many outputs of a 1x1 kernel read each input position (its one tap's
+    gather map counted; a reflected or replicated pad is one more read): a position's reads
+    are the product over axes. :func:`sparseconv.spectral_norm`'s closed form takes the
+    most; :func:`singular_values`' takes them all."""
+    reads = []
+    for axis in geom.axes:
+        taps = axis.tap_index()[:, 0]
+        reads.append(np.bincount(taps[taps >= 0], minlength=axis.size))
+    return reads
+
+
 def _pointwise_singular_values(geom: ConvGeometry, weight: np.ndarray) -> np.ndarray:
     """Every singular value of a layer with a 1x1 kernel (any stride, padding and mode), in
     closed form.
@@ -228,10 +240,8 @@ def _pointwise_singular_values(geom: ConvGeometry, weight: np.ndarray) -> np.nda
     refused.)
     """
     reads = np.ones(1)
-    for axis in geom.axes:  # separable: the reads of a position are a product over axes
-        taps = axis.tap_index()[:, 0]
-        reads = np.multiply.outer(reads, np.bincount(taps[taps >= 0], minlength=axis.size))
-    reads = reads.ravel()
+    for axis_reads in pointwise_reads(geom):
+        reads = np.multiply.outer(reads, axis_reads).ravel()
     rows, cols = geom.shape
     check_memory(4 * 8 * min(rows, cols), f"the {min(rows, cols)} singular values")
     groups = geom.groups

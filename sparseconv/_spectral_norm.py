@@ -58,7 +58,7 @@ from ._operators import ConvOperator
 from ._parallel import Results, map_layers
 from ._products import forward_bytes
 from ._rounding import Rounding, down, gamma, scaled, up
-from ._spectra import dense_is_affordable
+from ._spectra import dense_is_affordable, pointwise_reads
 from ._symbol import is_periodic, layer_geometry, not_periodic, one_frequency, unit_scale
 from ._typing import (
     ArrayLike,
@@ -219,11 +219,7 @@ def _pointwise(weight, geom: ConvGeometry) -> SpectralNorm:
     ``S^T S`` is diagonal with the number of reads of each input, so ``||A|| = ||W||
     sqrt(max reads)``; ``W`` is block diagonal over the groups.
     """
-    reads = 1
-    for a in geom.axes:
-        taps = a.tap_index()[:, 0]
-        taps = taps[taps >= 0]
-        reads *= int(np.bincount(taps).max()) if taps.size else 0
+    reads = math.prod(int(axis_reads.max()) for axis_reads in pointwise_reads(geom))
     rows, cols = weight.shape[0], weight.shape[1] * geom.groups
     check_memory(weight.itemsize * (2 * rows * cols + 2 * min(rows, cols) ** 2),
                  f"the {rows} x {cols} weight matrix of a 1x1 kernel (and its adjoint), and its "
