@@ -638,6 +638,11 @@ class ConvGeometry:
         (1,) [[[1.0, 2.0, 4.0]]]
         (2,) [[[5.0, 2.0]]]
         """
+        weight = np.asarray(weight)
+        expected = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        if weight.shape != expected:
+            raise ValueError(f"weight must have shape {expected} for this geometry, got shape "
+                             f"{weight.shape}")
         segments = [axis.segments() for axis in self.axes]
         folded: dict[tuple[int, ...], np.ndarray] = {(): self.tap_weights(weight)}
         for block in itertools.product(*(range(len(segs)) for segs in segments)):

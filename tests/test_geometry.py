@@ -113,3 +113,43 @@ def test_span_is_one_past_the_last_padded_position_read():
             continue
         reads = [o * s + t * d for o in range(axis.output_size) for t in range(k)]
         assert axis.span == max(reads) + 1 <= axis.padded_size
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
+def test_folded_blocks_are_the_sums_of_the_taps_each_output_reads(mode):
+    """Every block's pattern, at every output of its segments, against the gather map: the
+    sum of the taps (flipped for a true convolution) that read each position."""
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(60):
+        n = tuple(int(v) for v in rng.integers(2, 7, 2))
+        k = tuple(int(v) for v in rng.integers(1, 4, 2))
+        most = [{"reflect": s - 1, "circular": s}.get(mode, 3) for s in n]
+        pads = [tuple(int(v) for v in rng.integers(0, m + 1, 2)) for m in most]
+        w = rng.standard_normal((2, 3, *k))
+        try:
+            geom = ConvGeometry.from_weight(w.shape, (3, *n), padding=pads, padding_mode=mode,
+                                            stride=int(rng.integers(1, 3)),
+                                            flip=bool(rng.integers(2)))
+        except ValueError:
+            continue
+        taps = geom.tap_weights(w)
+        segments = [axis.segments() for axis in geom.axes]
+        for block, folded in geom.folded_blocks(w):
+            seg = [segments[d][j] for d, j in enumerate(block)]
+            for i in range(seg[0].length):
+                for j in range(seg[1].length):
+                    reads = [geom.axes[0].tap_index([seg[0].start + i])[0],
+                             geom.axes[1].tap_index([seg[1].start + j])[0]]
+                    for p in range(seg[0].count):
+                        for q in range(seg[1].count):
+                            at = (seg[0].positions[p] + i * seg[0].step,
+                                  seg[1].positions[q] + j * seg[1].step)
+                            expected = taps[:, :, reads[0] == at[0]][:, :, :, reads[1] == at[1]]
+                            assert np.allclose(folded[:, :, p, q], expected.sum(axis=(2, 3)))
+            checked += 1
+    assert checked > 20
+    geom = ConvGeometry.from_weight((2, 3, 3, 3), (3, 5, 5))
+    with pytest.raises(ValueError, match=r"^weight must have shape \(2, 3, 3, 3\) for this "
+                       r"geometry, got shape \(2, 3, 3\)"):
+        next(geom.folded_blocks(np.ones((2, 3, 3))))
