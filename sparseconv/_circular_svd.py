@@ -194,20 +194,23 @@ class CircularSVD(LinearOperator):
         a numerator in ``[0, 1]`` and a positive divisor, neither of which overflows."""
         damp = real_number(damp, "damp", low=0.0)
         top = float(self.S[0]) if self.S.size else 0.0
+        given = rcond is not None  # with damp > 0, a cut only where asked for (lsqr has none)
         if rcond is None:
             rcond = np.finfo(np.float64).eps * max(self.shape)
         rcond = real_number(rcond, "rcond", low=0.0)
         s = self._s
+        keep = s > rcond * top
         with np.errstate(divide="ignore", invalid="ignore"):
             if damp == 0.0:  # (a review: 1 / s overflowed for s = 1e-310, giving NaN)
-                keep = s > rcond * top
                 return keep.astype(np.float64), np.where(keep, s, 1.0)
             # s / (s^2 + damp^2) without a square or a ratio above 1 (s / damp overflows for
             # s = 1, damp = 1e-310): with r = min(s, damp) / max(s, damp) <= 1, it is
             # 1 / (s + damp r) where s >= damp and r / (damp + s r) where s < damp
             r = np.minimum(s, damp) / np.maximum(s, damp)
-            return np.where(s >= damp, 1.0, r), np.where(s >= damp, s + damp * r,
-                                                         damp + s * r)
+            numerator = np.where(s >= damp, 1.0, r)
+            if given:  # truncated and damped (a new user's trial: rcond was ignored)
+                numerator = np.where(keep, numerator, 0.0)
+            return numerator, np.where(s >= damp, s + damp * r, damp + s * r)
 
     def solve(self, b: ArrayLike, damp: float = 0.0, rcond: float | None = None) -> np.ndarray:
         """The least-squares solution ``argmin ||A x - b||^2 + damp^2 ||x||^2`` of least norm.
@@ -221,8 +224,10 @@ class CircularSVD(LinearOperator):
         damp : float
             Tikhonov damping (``scipy.sparse.linalg.lsqr``'s ``damp``), ``>= 0``.
         rcond : float, optional
-            With ``damp=0``, singular values at most ``rcond * S[0]`` count as zero
-            (``numpy.linalg.lstsq``'s rule; default ``eps * max(rows, cols)``).
+            Singular values at most ``rcond * S[0]`` count as zero (``numpy.linalg.lstsq``'s
+            rule; default ``eps * max(rows, cols)``). With ``damp > 0`` they are cut only
+            where ``rcond`` is given (truncated, then damped); by default none is, as
+            ``scipy.sparse.linalg.lsqr``.
 
         Returns
         -------
@@ -267,8 +272,8 @@ class CircularSVD(LinearOperator):
         damp : float
             Tikhonov damping, ``>= 0``, as :meth:`solve`.
         rcond : float, optional
-            With ``damp=0``, singular values at most ``rcond * S[0]`` count as zero, as
-            :meth:`solve`.
+            Singular values at most ``rcond * S[0]`` count as zero, as :meth:`solve` (with
+            ``damp > 0``, only where given).
 
         Returns
         -------
@@ -306,10 +311,12 @@ class CircularSVD(LinearOperator):
         """The best rank-``r`` approximation ``U[:, :r] diag(S[:r]) V[:, :r]^H``, matrix-free.
 
         By the Eckart-Young theorem, the closest rank-``r`` matrix in the spectral and the
-        Frobenius norm. For a real weight it is real where the kept singular values come in
-        whole conjugate pairs (frequencies ``xi`` and ``-xi`` have equal ones); where ``r``
-        keeps one member of a pair -- only possible at a tie, and with many equal values for
-        several ``r`` in a row -- it is complex, and a best approximation still.
+        Frobenius norm. For a real weight it is real: a singular value at frequency ``xi``
+        has an equal one at ``-xi`` with conjugate vectors ``conj(u)``, ``conj(v)``, so where
+        ``r`` keeps one member of such a pair (as about every other ``r`` does), that member's
+        term is the real singular triplet ``(s, sqrt(2) Re u, sqrt(2) Re v)`` of the same
+        value, in the pair's span: a real best approximation (a new user's trial found the
+        complex ``s u v^H`` returned for half of all ``r``).
 
         Parameters
         ----------
@@ -339,9 +346,23 @@ class CircularSVD(LinearOperator):
         keep = np.zeros(self.S.size, dtype=bool)
         keep[self._order[:int(r)]] = True
         keep = keep.reshape(self._s.shape)
-        negative = negative_frequencies(self._grid)
-        real = self._real and bool((keep == keep[negative]).all())
-        return _SpectralFilter(self, np.where(keep, self._s, 0.0), None, False, real)
+        if not self._real:
+            return _SpectralFilter(self, np.where(keep, self._s, 0.0), None, False, False)
+        split = keep & ~keep[negative_frequencies(self._grid)]  # kept at xi, not at -xi
+        kept = _SpectralFilter(self, np.where(keep & ~split, self._s, 0.0), None, False, True)
+        if not split.any():
+            return kept
+        rank = np.empty_like(self._order)
+        rank[self._order] = np.arange(self._order.size)
+        columns = rank[np.flatnonzero(split)]  # their places in S
+        check_memory(16 * 4 * columns.size * (self.shape[0] + self.shape[1] + self.S.size),
+                     f"the {columns.size} real singular vectors of a rank-{r} approximation")
+        unit = np.zeros((self.S.size, columns.size), dtype=np.complex128)
+        unit[columns, np.arange(columns.size)] = 1.0
+        # u and conj(u) are orthonormal (two frequencies): sqrt(2) Re u is a unit vector, and
+        # A (sqrt(2) Re v) = s sqrt(2) Re u, A being real
+        left, right = (math.sqrt(2.0) * (factor @ unit).real for factor in (self.U, self.V))
+        return kept + _RealTriplets(left, self.S[columns], right)
 
     def dense_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(U, S, Vh)`` as dense arrays (``A == U @ np.diag(S) @ Vh``), for small layers.
@@ -384,6 +405,20 @@ class _SpectralFilter(LinearOperator):
     def _adjoint(self):
         return _SpectralFilter(self._svd, self._f, self._divisor, not self._inverse,
                                self._real)
+
+
+class _RealTriplets(LinearOperator):
+    """``left diag(s) right^T``: real singular triplets, as columns."""
+
+    def __init__(self, left: np.ndarray, s: np.ndarray, right: np.ndarray) -> None:
+        self._left, self._s, self._right = left, s, right
+        super().__init__(np.dtype(np.float64), (left.shape[0], right.shape[0]))
+
+    def _matmat(self, X):
+        return self._left @ (self._s[:, None] * (self._right.T @ np.asarray(X)))
+
+    def _rmatmat(self, X):
+        return self._right @ (self._s[:, None] * (self._left.T @ np.asarray(X)))
 
 
 class _Factor(LinearOperator):

@@ -42,7 +42,15 @@ from ._typing import (
     SparseArray,
     SparseFormat,
 )
-from ._validation import as_weight, held_in, is_int, layer_dtype, spatial_size, summable
+from ._validation import (
+    as_weight,
+    held_in,
+    is_int,
+    layer_dtype,
+    positive_int,
+    spatial_size,
+    summable,
+)
 
 __all__ = [
     "toeplitz_matrix",
@@ -192,19 +200,22 @@ def doubly_block_toeplitz(kernel: ArrayLike, input_size: ShapeLike, mode: ConvMo
         ``(n0, n1)``.
     mode : {"full", "valid", "same"}
         As ``scipy.signal.convolve2d``; ``"valid"`` gives the ``(n0-m0+1)(n1-m1+1) x n0*n1``
-        matrix of the tutorial.
+        matrix of the tutorial, or ``(m0-n0+1)(m1-n1+1) x n0*n1`` for a kernel that contains
+        the input on both axes (convolution commutes: the input slides over the kernel).
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, optional
 
     Returns
     -------
     scipy.sparse array
-        Equal to ``conv_matrix(kernel[None, None], (1, n0, n1), padding=mode, flip=True)``.
+        Equal to ``conv_matrix(kernel[None, None], (1, n0, n1), padding=mode, flip=True)``
+        where the kernel fits in the input.
 
     Raises
     ------
     ValueError, TypeError
-        A non-2-D kernel, a bad size or mode, a kernel larger than the input with ``"valid"``.
+        A non-2-D kernel, a bad size or mode; with ``"valid"``, a kernel larger than the
+        input on one axis and smaller on the other (``scipy.signal.convolve2d`` refuses it too).
 
     See Also
     --------
@@ -226,9 +237,22 @@ def doubly_block_toeplitz(kernel: ArrayLike, input_size: ShapeLike, mode: ConvMo
     check_format(format)
     kernel = _kernel(kernel, 2)
     _check_mode(mode)
-    geom = _geometry_2d(kernel, input_size, mode)
-    (first0, rows0), (first1, rows1) = map(_window, geom.axes)
-    (n0, n1), (m0, m1) = geom.input_size, kernel.shape
+    size = spatial_size(input_size, "input_size")
+    if mode == "valid" and len(size) == 2 and all(m >= n for m, n in zip(kernel.shape, size)) \
+            and kernel.shape != size:
+        # convolution commutes: as scipy.signal.convolve2d, the input slides over the kernel
+        # (a new user's trial: refused, where toeplitz_matrix and convolve2d take it)
+        windows = _geometry_2d(np.empty(size), kernel.shape, mode).axes
+        (n0, n1), (m0, m1) = size, kernel.shape
+    else:
+        if mode == "valid" and len(size) == 2 and any(m > n for m, n in zip(kernel.shape, size)):
+            raise ValueError(f"with mode='valid', the kernel must fit in the input on both axes "
+                             f"or contain it on both (scipy.signal.convolve2d's rule), got "
+                             f"kernel.shape={kernel.shape} and input_size={size}")
+        geom = _geometry_2d(kernel, size, mode)
+        windows = geom.axes
+        (n0, n1), (m0, m1) = geom.input_size, kernel.shape
+    (first0, rows0), (first1, rows1) = map(_window, windows)
     dtype = layer_dtype(kernel, dtype)
     _check_memory(rows0 * rows1 * kernel.size, (rows0 * rows1, n0 * n1), dtype, format,
                   f"the {rows0 * rows1} x {n0 * n1} doubly block Toeplitz matrix", copies=4)
@@ -262,7 +286,8 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
     -------
     scipy.sparse array, shape (n0*n1, n0*n1)
         Equal to ``conv_matrix(kernel[None, None], (1, n0, n1), padding="same",
-        padding_mode="circular", flip=True)``.
+        padding_mode="circular", flip=True)``, and, for a kernel that fits in the input, to
+        ``scipy.signal.convolve2d(x, kernel, mode="same", boundary="wrap")``.
 
     Raises
     ------
@@ -275,9 +300,10 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
 
     Notes
     -----
-    The kernel, wrapped onto the torus with element ``first = (m0 // 2, m1 // 2)`` at the
-    origin (``"same"`` padding's center: the larger half of an even kernel's padding comes
-    after it), is the first column ``c`` of the matrix; ``A = sum_j kron(P_0^j, C_1(c[j]))``
+    The kernel, wrapped onto the torus with element ``first = ((m0 - 1) // 2, (m1 - 1) // 2)``
+    at the origin (the center of ``scipy.signal.convolve2d``'s ``mode="same"``: with
+    ``flip=True`` the larger half of an even kernel's padding comes before the input), is the
+    first column ``c`` of the matrix; ``A = sum_j kron(P_0^j, C_1(c[j]))``
     with ``C_1(v) = sum_i v[i] P_1^i``. The 2-D DFT diagonalizes it: its eigenvalues are
     ``fft2(c)``, the DFT of the kernel times the phase of the shift ``first``.
 
@@ -316,27 +342,32 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
 # ---------------------------------------------------------------------------------------------
 # Channels
 # ---------------------------------------------------------------------------------------------
-def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, format: SparseFormat = "csr",
-                   dtype: DTypeLike | None = None) -> SparseArray:
+def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, groups: int = 1,
+                   format: SparseFormat = "csr", dtype: DTypeLike | None = None) -> SparseArray:
     """A 1x1 convolution (channel mixing) as ``kron(W, I)``.
 
     Parameters
     ----------
-    weight : array_like, shape (C_out, C_in)
+    weight : array_like, shape (C_out, C_in/groups) or (C_out, C_in/groups, 1, ..., 1)
+        The channel-mixing matrix, or PyTorch's 1x1 weight (one ``1`` per spatial axis).
     spatial : int or tuple of int
         The spatial size, kept unchanged.
+    groups : int
+        As PyTorch's ``groups``: group ``g`` mixes its ``C_in/groups`` input channels into
+        its ``C_out/groups`` outputs, ``W`` is block diagonal.
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, optional
 
     Returns
     -------
     scipy.sparse array, shape (C_out * prod(spatial), C_in * prod(spatial))
-        Equal to ``conv_matrix(weight[:, :, None, ...], (C_in, *spatial))``.
+        Equal to ``conv_matrix(weight[:, :, None, ...], (C_in, *spatial), groups=groups)``.
 
     Raises
     ------
     ValueError, TypeError
-        A weight that is not a non-empty 2-D numeric array, a bad spatial size.
+        A weight that is neither a non-empty 2-D numeric array nor a 1x1 kernel of the
+        spatial rank, a bad spatial size, ``groups`` that does not divide ``C_out``.
 
     See Also
     --------
@@ -344,7 +375,8 @@ def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, format: SparseForma
 
     Notes
     -----
-    ``y[o] = sum_c W[o, c] x[c]`` at every position: ``A = W ⊗ I_{prod(spatial)}``.
+    ``y[o] = sum_c W[o, c] x[c]`` at every position: ``A = W ⊗ I_{prod(spatial)}``, with ``W``
+    the ``(C_out, C_in)`` block-diagonal matrix of the groups' weights.
 
     Examples
     --------
@@ -352,16 +384,34 @@ def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, format: SparseForma
     >>> conv1x1_matrix([[1.0, 2.0]], 2).toarray()
     array([[1., 0., 2., 0.],
            [0., 1., 0., 2.]])
+    >>> conv1x1_matrix([[[[1.0]]], [[[2.0]]]], (1, 2), groups=2).toarray()  # PyTorch's layout
+    array([[1., 0., 0., 0.],
+           [0., 1., 0., 0.],
+           [0., 0., 2., 0.],
+           [0., 0., 0., 2.]])
     """
     check_format(format)
-    weight = _kernel(weight, 2, "weight")
+    weight = as_weight(weight, "weight")
     spatial = spatial_size(spatial, "spatial")
+    pointwise = (weight.ndim == 2 + len(spatial) and weight.shape[2:] == (1,) * len(spatial))
+    if not (weight.ndim == 2 or pointwise) or weight.size == 0:
+        raise ValueError(f"weight must be a non-empty 2-D array (C_out, C_in/groups), or "
+                         f"PyTorch's 1x1 weight (C_out, C_in/groups{', 1' * len(spatial)}) for "
+                         f"{len(spatial)} spatial {'axis' if len(spatial) == 1 else 'axes'}, "
+                         f"got weight.shape={weight.shape}")
+    c_out, c_in = weight.shape[0], weight.shape[1]
+    weight = weight.reshape(c_out, c_in)
+    groups = positive_int(groups, "groups")
+    if c_out % groups:
+        raise ValueError(f"groups={groups} must divide out_channels=weight.shape[0]={c_out}")
     dtype, n = layer_dtype(weight, dtype), math.prod(spatial)
-    shape = (weight.shape[0] * n, weight.shape[1] * n)
+    shape = (c_out * n, c_in * groups * n)
     _check_memory(weight.size * n, shape, dtype, format,
                   f"the {shape[0]} x {shape[1]} 1x1 convolution matrix")
-    return in_format(sp.kron(sp.csr_array(weight.astype(dtype)), sp.eye_array(n, dtype=dtype),
-                             format=format), format)
+    per = c_out // groups
+    mixing = sp.block_diag([sp.csr_array(weight[g * per:(g + 1) * per].astype(dtype))
+                            for g in range(groups)], format="csr")
+    return in_format(sp.kron(mixing, sp.eye_array(n, dtype=dtype), format=format), format)
 
 
 def block_conv_matrix(

@@ -68,6 +68,32 @@ def test_doubly_block_toeplitz_is_convolve2d_and_conv_matrix(seed):
     assert_close(A, conv_matrix(kernel[None, None], (1, *size), padding=mode, flip=True), config)
 
 
+def test_doubly_block_toeplitz_takes_and_refuses_what_convolve2d_does():
+    """Every size of kernel and input, larger kernels included: "valid" with a kernel that
+    contains the input is the input sliding over it; a kernel larger on one axis only is
+    refused, as scipy refuses it (a new user's trial: the first was refused too)."""
+    rng = np.random.default_rng(7)
+    swapped = refused = 0
+    for m0, m1, n0, n1 in np.ndindex(5, 5, 5, 5):
+        kernel = rng.standard_normal((m0 + 1, m1 + 1))
+        x = rng.standard_normal((n0 + 1, n1 + 1))
+        for mode in MODES:
+            config = dict(kernel=kernel.shape, size=x.shape, mode=mode)
+            try:
+                expected = scipy.signal.convolve2d(x, kernel, mode)
+            except ValueError:
+                with pytest.raises(ValueError, match="kernel.shape=.*input_size="):
+                    doubly_block_toeplitz(kernel, x.shape, mode)
+                refused += 1
+                continue
+            A = doubly_block_toeplitz(kernel, x.shape, mode)
+            assert A.shape == (expected.size, x.size), config
+            assert_close(A @ x.ravel(), expected.ravel(), config)
+            swapped += mode == "valid" and kernel.shape != x.shape and \
+                all(m >= n for m, n in zip(kernel.shape, x.shape))
+    assert swapped > 100 and refused > 100, (swapped, refused)
+
+
 def test_doubly_block_toeplitz_is_a_toeplitz_matrix_of_toeplitz_blocks():
     rng = np.random.default_rng(1)
     for mode in MODES:
@@ -109,6 +135,21 @@ def test_doubly_block_circulant_is_circular_convolution(seed):
         assert_close(A @ x.ravel(), wrap.ravel(), config)
 
 
+def test_doubly_block_circulant_first_column_is_the_kernel_at_its_documented_origin():
+    """The Notes: element ((m0 - 1) // 2, (m1 - 1) // 2) at the origin (a new user's trial
+    found the docstring's m // 2, wrong for even kernels)."""
+    rng = np.random.default_rng(5)
+    for m0, m1 in np.ndindex(5, 5):
+        kernel = rng.standard_normal((m0 + 1, m1 + 1))
+        size = (m0 + 3, m1 + 4)
+        column = np.zeros(size)
+        column[:kernel.shape[0], :kernel.shape[1]] = kernel
+        column = np.roll(column, (-((kernel.shape[0] - 1) // 2),
+                                  -((kernel.shape[1] - 1) // 2)), axis=(0, 1))
+        A = doubly_block_circulant(kernel, size)
+        assert_close(A[:, [0]].toarray().ravel(), column.ravel(), kernel.shape)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_dft_diagonalizes_the_doubly_block_circulant(seed):
     rng = np.random.default_rng(300 + seed)
@@ -135,12 +176,19 @@ def test_conv1x1_is_kron(seed):
     rng = np.random.default_rng(1000 + seed)
     c_out, c_in = (int(c) for c in rng.integers(1, 5, 2))
     spatial = tuple(int(n) for n in rng.integers(1, 6, 1 + seed % 3))
-    w = rng.standard_normal((c_out, c_in))
-    A = conv1x1_matrix(w, spatial)
-    kernel = w.reshape(c_out, c_in, *(1,) * len(spatial))
-    assert_close(A, conv_matrix(kernel, (c_in, *spatial)), (w.shape, spatial))
-    x = rng.standard_normal((1, c_in, *spatial))
-    assert_close(A @ x.ravel(), torch_conv(x, kernel).ravel(), (w.shape, spatial))
+    groups = 1 + seed % 3  # and PyTorch's (C_out, C_in/groups, 1, ...) layout too
+    c_out, c_in = c_out * groups, c_in * groups
+    w = rng.standard_normal((c_out, c_in // groups))
+    kernel = w.reshape(c_out, c_in // groups, *(1,) * len(spatial))
+    config = (w.shape, spatial, groups)
+    for A in conv1x1_matrix(w, spatial, groups=groups), conv1x1_matrix(kernel, spatial,
+                                                                       groups=groups):
+        assert_close(A, conv_matrix(kernel, (c_in, *spatial), groups=groups), config)
+        x = rng.standard_normal((1, c_in, *spatial))
+        assert_close(A @ x.ravel(), torch_conv(x, kernel, groups=groups).ravel(), config)
+    if groups == 1:
+        assert_close(conv1x1_matrix(w, spatial), np.kron(w, np.eye(int(np.prod(spatial)))),
+                     config)
 
 
 @requires_torch
@@ -185,11 +233,17 @@ BAD = [
     (doubly_block_toeplitz, (np.ones(3), (4, 4)), {}, ValueError, "kernel must be a non-empty 2-D"),
     (doubly_block_toeplitz, (np.ones((2, 2)), (4,)), {}, ValueError, "input_size"),
     (doubly_block_toeplitz, (np.ones((2, 2)), (4, 0)), {}, ValueError, "input_size"),
-    (doubly_block_toeplitz, (np.ones((5, 2)), (4, 4), "valid"), {}, ValueError, "kernel_size"),
+    (doubly_block_toeplitz, (np.ones((5, 2)), (4, 4), "valid"), {}, ValueError,
+     r"kernel.shape=\(5, 2\) and input_size=\(4, 4\)"),
     (doubly_block_toeplitz, (np.ones((2, 2)), (4, 4), "half"), {}, ValueError, "mode"),
     (doubly_block_circulant, (np.ones((9, 2)), (3, 4)), {}, ValueError, "circular"),
     (doubly_block_circulant, (np.ones((2, 2, 2)), (3, 4)), {}, ValueError, "kernel"),
-    (conv1x1_matrix, (np.ones((2, 2, 1)), 3), {}, ValueError, "weight"),
+    (conv1x1_matrix, (np.ones((2, 2, 1)), (3, 3)), {}, ValueError,
+     r"PyTorch's 1x1 weight \(C_out, C_in/groups, 1, 1\) for 2 spatial axes, got weight.shape"),
+    (conv1x1_matrix, (np.ones((2, 2, 3)), 3), {}, ValueError, r"weight.shape=\(2, 2, 3\)"),
+    (conv1x1_matrix, (np.ones((3, 2)), 3), dict(groups=2), ValueError,
+     r"groups=2 must divide out_channels=weight.shape\[0\]=3"),
+    (conv1x1_matrix, (np.ones((2, 2)), 3), dict(groups=0), ValueError, "groups"),
     (conv1x1_matrix, (np.ones((2, 0)), 3), {}, ValueError, "weight"),
     (conv1x1_matrix, (np.ones((2, 2)), (3, -1)), {}, ValueError, "spatial"),
     (block_conv_matrix, (np.ones((2, 2, 3)), (3, 5)), {}, ValueError, "in_channels"),
