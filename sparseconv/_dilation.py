@@ -43,7 +43,7 @@ def dilate_kernel(weight: ArrayLike, dilation: IntOrTuple) -> np.ndarray:
     array([[[1., 0., 2., 0., 3.]]])
     """
     weight = layer_weight(weight)
-    dilation = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
+    dilation = int_tuple(dilation, weight.ndim - 2, "dilation", 1, broadcast_one=True)
     size = [d * (k - 1) + 1 for k, d in zip(weight.shape[2:], dilation)]
     check_memory(weight.itemsize * math.prod(weight.shape[:2]) * math.prod(size),
                  f"the dilated kernel of shape {(*weight.shape[:2], *size)}")

@@ -379,8 +379,8 @@ class ConvGeometry:
             raise TypeError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-        stride = int_tuple(stride, ndim, "stride", 1)
-        dilation = int_tuple(dilation, ndim, "dilation", 1)
+        stride = int_tuple(stride, ndim, "stride", 1, broadcast_one=True)
+        dilation = int_tuple(dilation, ndim, "dilation", 1, broadcast_one=True)
         if padding is None:  # the spectra's shorthand for the periodic layer, any stride
             if padding_mode != "circular":
                 raise ValueError(f"padding=None (the periodic padding, dilation*(k-1) per axis) "
@@ -426,7 +426,7 @@ class ConvGeometry:
                 f"got input_shape={input_shape}"
             )
         channels, kernel = input_shape[0], int_tuple(
-            kernel_size, len(input_shape) - 1, "kernel_size", 1)
+            kernel_size, len(input_shape) - 1, "kernel_size", 1, broadcast_one=True)
         if depthwise:
             return cls.from_weight((channels, 1, *kernel), input_shape, groups=channels, **kwargs)
         return cls.from_weight((1, channels, *kernel), input_shape, **kwargs)

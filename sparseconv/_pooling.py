@@ -113,9 +113,10 @@ def avg_pool_matrix(
     dtype = layer_dtype(np.empty(0), dtype)
     shape = ConvGeometry.from_kernel_size(input_shape, 1).input_shape  # validated
     ndim = len(shape) - 1
-    kernel = int_tuple(kernel_size, ndim, "kernel_size", 1)
+    kernel = int_tuple(kernel_size, ndim, "kernel_size", 1, broadcast_one=True)
     stride_default = stride is None
-    stride = int_tuple(kernel if stride is None else stride, ndim, "stride", 1)
+    stride = int_tuple(kernel if stride is None else stride, ndim, "stride", 1,
+                       broadcast_one=True)
     if isinstance(padding, str) and padding == "same" and any(s != 1 for s in stride):
         raise ValueError(f"padding='same' needs stride=1, got stride={stride}"
                          + (" (the default: kernel_size, as in PyTorch)" if stride_default

@@ -44,9 +44,9 @@ def output_sizes(sizes, kernel_size, stride, dilation, pads) -> tuple[int, ...]:
 def _per_axis(input_size, kernel_size, stride, dilation) -> tuple[tuple[int, ...], ...]:
     """The validated per-axis arguments of a shape formula."""
     sizes = spatial_size(input_size, "input_size")
-    return (sizes, int_tuple(kernel_size, len(sizes), "kernel_size", 1),
-            int_tuple(stride, len(sizes), "stride", 1),
-            int_tuple(dilation, len(sizes), "dilation", 1))
+    return (sizes, int_tuple(kernel_size, len(sizes), "kernel_size", 1, broadcast_one=True),
+            int_tuple(stride, len(sizes), "stride", 1, broadcast_one=True),
+            int_tuple(dilation, len(sizes), "dilation", 1, broadcast_one=True))
 
 
 @overload
@@ -150,7 +150,8 @@ def conv_transpose_output_shape(
             f"padding must be an int or a tuple for a transposed convolution, got {padding!r}"
         )
     pads = normalize_padding(padding, ndim, kernel, stride, dilation)
-    output_padding = int_tuple(output_padding, ndim, "output_padding", 0)
+    output_padding = int_tuple(output_padding, ndim, "output_padding", 0,
+                               broadcast_one=True)
     for op, s, d in zip(output_padding, stride, dilation):
         if op >= max(s, d):
             raise ValueError(
@@ -194,7 +195,7 @@ def output_padding_for(
     """
     sizes, kernel, strides, _ = _per_axis(input_size, kernel_size, stride, dilation)
     ndim = len(sizes)
-    given = int_tuple(output_padding, ndim, "output_padding", 0)
+    given = int_tuple(output_padding, ndim, "output_padding", 0, broadcast_one=True)
     if output_size is None:
         return given
     if any(given):

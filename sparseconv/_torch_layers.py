@@ -595,7 +595,7 @@ def _pool_layer(module, input_shape) -> _Layer:
     kwargs = dict(kernel_size=module.kernel_size, stride=module.stride, padding=module.padding,
                   ceil_mode=module.ceil_mode, count_include_pad=module.count_include_pad,
                   divisor_override=getattr(module, "divisor_override", None))
-    kernel = tuple(np.broadcast_to(module.kernel_size, (ndim,)).tolist())
+    kernel = int_tuple(module.kernel_size, ndim, "kernel_size", 1, broadcast_one=True)
     if ndim == 3 and any(n < k for n, k in zip(shape[1:], kernel)):
         # PyTorch's avg_pool3d (only it) wants the unpadded input at least the kernel's size
         raise ValueError(f"{name} refuses an input smaller than its kernel, as PyTorch does: "
@@ -614,12 +614,12 @@ def _pool_layer(module, input_shape) -> _Layer:
 
 def _pool_output_size(size, kwargs, ndim) -> tuple[int, ...]:
     """PyTorch's pooling output size (``pooling_output_shape`` in ATen)."""
-    def per_axis(value):
-        return tuple(value) if isinstance(value, (tuple, list)) else (value,) * ndim
+    def per_axis(name, minimum):  # (2,) is every axis, as PyTorch's (a new user's trial)
+        return int_tuple(kwargs[name], ndim, name, minimum, broadcast_one=True)
 
     result = []
-    for n, k, s, p in zip(size, per_axis(kwargs["kernel_size"]), per_axis(kwargs["stride"]),
-                          per_axis(kwargs["padding"])):
+    for n, k, s, p in zip(size, per_axis("kernel_size", 1), per_axis("stride", 1),
+                          per_axis("padding", 0)):
         span = n + 2 * p - k + ((s - 1) if kwargs["ceil_mode"] else 0)
         out = span // s + 1
         if kwargs["ceil_mode"] and (out - 1) * s >= n + p:

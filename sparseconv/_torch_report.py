@@ -595,10 +595,10 @@ def _max_pool_constant(record: TraceRecord) -> float | None:
     elif kind == f"MaxPool{ndim}d":
         module = record.module
         try:
-            kernel = int_tuple(module.kernel_size, ndim, "kernel_size", 1)
-            stride = int_tuple(module.stride or kernel, ndim, "stride", 1)
-            padding = int_tuple(module.padding, ndim, "padding", 0)
-            dilation = int_tuple(module.dilation, ndim, "dilation", 1)
+            kernel = int_tuple(module.kernel_size, ndim, "kernel_size", 1, broadcast_one=True)
+            stride = int_tuple(module.stride or kernel, ndim, "stride", 1, broadcast_one=True)
+            padding = int_tuple(module.padding, ndim, "padding", 0, broadcast_one=True)
+            dilation = int_tuple(module.dilation, ndim, "dilation", 1, broadcast_one=True)
             pads = [(p, p + (_ceil_extra(n, (k - 1) * d + 1, s, p, p) if module.ceil_mode
                              else 0))
                     for n, k, s, p, d in zip(spatial, kernel, stride, padding, dilation)]

@@ -496,7 +496,8 @@ def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation,
                              "convolution by its weight: no circulant bound here (its certified "
                              "interval: sparseconv.torch.spectral_norm(module, input_shape))")
     else:
-        if any(int_tuple(output_padding, weight.ndim - 2, "output_padding", 0)):
+        if any(int_tuple(output_padding, weight.ndim - 2, "output_padding", 0,
+                         broadcast_one=True)):
             raise ValueError("output_padding applies to a transposed convolution only "
                              "(transposed=True)")
         geometry = _geometry(weight, input_size, stride, padding, dilation, groups,

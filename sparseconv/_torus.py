@@ -584,7 +584,7 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     # the geometry validates stride, dilation and groups; any input size is fine: the span
     span = [1] * max(weight.ndim - 2, 1)
     if weight.ndim >= 3:
-        dil = int_tuple(dilation, weight.ndim - 2, "dilation", 1)
+        dil = int_tuple(dilation, weight.ndim - 2, "dilation", 1, broadcast_one=True)
         span = [d * (k - 1) + 1 for d, k in zip(dil, weight.shape[2:])]
         if max(span) >= 1 << 22:  # shifts times 2**40 frequencies stay within int64
             raise ValueError(f"dilation * (kernel_size - 1) must be below 2**22 per axis, got "

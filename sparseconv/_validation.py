@@ -72,13 +72,20 @@ def is_int(value: object) -> TypeIs[int | np.integer]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
+def int_tuple(value, ndim: int, name: str, minimum: int, *,
+              broadcast_one: bool = False) -> tuple[int, ...]:
     """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum`` and ``<= INDEX_LIMIT``.
+
+    ``broadcast_one``: a sequence of one int stands for every axis, as in PyTorch's
+    convolution and pooling arguments (``F.conv2d(x, w, stride=(2,))``, whose modules keep
+    ``stride=(2,)``: a new user's trial found such a module refused).
 
     Examples
     --------
     >>> int_tuple(2, 3, "stride", 1), int_tuple((1, 2), 2, "stride", 1)
     ((2, 2, 2), (1, 2))
+    >>> int_tuple((2,), 3, "stride", 1, broadcast_one=True)
+    (2, 2, 2)
     >>> int_tuple((1, 0), 2, "stride", 1)
     Traceback (most recent call last):
     ...
@@ -94,6 +101,9 @@ def int_tuple(value, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
     expected = f"{name} must be {what}{tuples}, got {value!r}"
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = tuple(value.tolist())  # numpy's integers become Python ints
+    if (broadcast_one and isinstance(value, Sequence) and not isinstance(value, str)
+            and len(value) == 1 and is_int(value[0])):
+        value = value[0]
     if is_int(value):
         values = (int(value),) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):
@@ -121,7 +131,8 @@ def normalize_padding(
 ) -> tuple[tuple[int, int], ...]:
     """Per-side padding ``((lo, hi), ...)`` from any accepted form.
 
-    Forms: an int; a tuple of ``ndim`` ints (symmetric per axis); a tuple of ``ndim`` pairs
+    Forms: an int (or a tuple of one, as PyTorch); a tuple of ``ndim`` ints (symmetric per
+    axis); a tuple of ``ndim`` pairs
     ``(lo, hi)``; ``"valid"`` (none); ``"same"`` (PyTorch's rule: total ``dilation*(k-1)``,
     ``lo = total // 2``, the odd pixel on the high side; mirrored when ``flip``, so that kernel
     element ``(k-1)//2`` is the one aligned with the output as in ``scipy.signal.convolve``);
@@ -159,6 +170,8 @@ def normalize_padding(
     )
     if isinstance(padding, np.ndarray) and padding.ndim in (1, 2):
         padding = [tuple(p) if isinstance(p, list) else p for p in padding.tolist()]
+    if isinstance(padding, Sequence) and len(padding) == 1 and is_int(padding[0]):
+        padding = padding[0]  # one int for every axis, as PyTorch's padding=(1,)
     if is_int(padding):
         pairs = ((int(padding), int(padding)),) * ndim
     elif isinstance(padding, Sequence) and len(padding) == ndim:

@@ -25,9 +25,10 @@ HUGE = 2**63
 NAN = float("nan")
 
 # Bad values by kind of parameter (for 2-D layers). Every one must raise TypeError/ValueError.
-POSITIVE = [0, -1, True, 1.5, "2", None, HUGE, np.float64(2.0), NAN, (1,), (1, 1, 1), (1, 0),
+# (a one-element tuple is PyTorch's value for every axis, accepted: test_validation.py)
+POSITIVE = [0, -1, True, 1.5, "2", None, HUGE, np.float64(2.0), NAN, (1, 1, 1), (1, 0),
             (1, HUGE), [1, "a"], np.array([1.0, 2.0])]
-NON_NEGATIVE = [-1, True, 1.5, "0", None, HUGE, (0,), (0, -1), (0, HUGE)]
+NON_NEGATIVE = [-1, True, 1.5, "0", None, HUGE, (0, 0, 0), (0, -1), (0, HUGE)]
 SIZES = [8, (2, 8), (2, 8, 8, 8), (2, 0, 8), (2, -8, 8), (2, 8.0, 8), (2, True, 8), "2,8,8",
          None, (2, HUGE, 8), (), np.float64(8.0), (2, NAN, 8), np.zeros((2, 8, 8))]
 SPATIAL = [(8,), (8, 8, 8), (8, 0), (8, -1), (8, 8.0), (8, True), "88", None, (8, HUGE), (),
@@ -242,7 +243,7 @@ SPECS = {
                                format=FORMATS, dtype=DTYPES, layout=LAYOUTS)),
     "pad_matrix": Spec(sc.pad_matrix, dict(input_shape=SHAPE, padding=1),
                        dict(input_shape=ANY_RANK, padding=PADDINGS + [None], padding_mode=MODES,
-                            kernel_size=[0, 1.5, "3", HUGE, (3,)], dilation=POSITIVE,
+                            kernel_size=[0, 1.5, "3", HUGE, (3, 3, 3)], dilation=POSITIVE,
                             format=FORMATS, dtype=DTYPES, layout=LAYOUTS)),
     "load_layer": Spec(lambda file: sc.load_layer(io.BytesIO(file) if isinstance(file, bytes)
                                                   else file),

@@ -292,6 +292,27 @@ def check_module(module, input_shape, call, seed):
     dottest(op, rng=seed)
 
 
+@pytest.mark.parametrize("module, shape", [
+    (nn.Conv2d(2, 3, 3, stride=(2,), padding=(1,), dilation=(2,)), (2, 9, 9)),
+    (nn.Conv3d(2, 2, 3, stride=(2,), padding=(1,)), (2, 5, 5, 5)),
+    (nn.ConvTranspose2d(2, 3, 3, stride=(2,), padding=(1,), output_padding=(1,)), (2, 5, 5)),
+    (nn.AvgPool2d((2,), stride=(1,), padding=(1,)), (2, 6, 6)),
+], ids=["Conv2d", "Conv3d", "ConvTranspose2d", "AvgPool2d"])
+def test_modules_built_with_one_element_tuples(module, shape):
+    """PyTorch keeps stride=(2,) as given and applies it to every axis: a new user's trial
+    found such modules refused (the library read (2,) as a tuple of the wrong length)."""
+    assert len(module.stride) == 1
+    check_module(module, shape, {}, 0)
+
+
+def test_the_report_reads_a_max_pool_of_one_element_tuples():
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+                          nn.MaxPool2d((2,), stride=(2,), padding=(1,)), nn.Flatten(),
+                          nn.Linear(50, 3)).double().eval()
+    report = sct.lipschitz_report(model, (2, 8, 8), progress=False)
+    assert report.network_upper is not None and math.isfinite(report.network_upper), str(report)
+
+
 @pytest.mark.parametrize("kind", sorted(MODULES))
 def test_module_equals_pytorch(kind):
     rng = np.random.default_rng(sorted(MODULES).index(kind))

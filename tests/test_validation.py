@@ -90,6 +90,33 @@ def test_an_input_passed_as_its_shape_is_named_by_type_and_shape_not_printed():
     assert conv_matrix(W2, np.array([2, 8, 8])).shape == conv_matrix(W2, (2, 8, 8)).shape
 
 
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_a_one_element_tuple_is_every_axis_as_in_pytorch(ndim):
+    """PyTorch's conv*d, conv_transpose*d and pooling take stride=(2,), padding=(1,),
+    dilation=(2,), output_padding=(1,), kernel_size=(2,) for every axis (and its modules keep
+    them so): a new user's trial found such values refused. Each equals the int."""
+    rng = np.random.default_rng(ndim)
+    w = rng.standard_normal((2, 2, *(3,) * ndim))
+    shape = (2, *(7,) * ndim)
+    one = dict(stride=(2,), padding=(1,), dilation=(2,))
+    ints = dict(stride=2, padding=1, dilation=2)
+    assert (conv_matrix(w, shape, **one) != conv_matrix(w, shape, **ints)).nnz == 0
+    op = sparseconv.ConvOperator(w, shape, **one)
+    assert op.geometry == sparseconv.ConvOperator(w, shape, **ints).geometry
+    t_one = conv_transpose_matrix(w, shape, output_padding=(1,), **one)
+    t_int = conv_transpose_matrix(w, shape, output_padding=1, **ints)
+    assert (t_one != t_int).nnz == 0
+    assert sparseconv.conv_transpose_output_shape(shape[1:], w.shape[2:], output_padding=(1,),
+                                                  **one) == \
+        sparseconv.conv_transpose_output_shape(shape[1:], w.shape[2:], output_padding=1, **ints)
+    pool_one = sparseconv.avg_pool_matrix(shape, (2,), stride=(1,), padding=(1,))
+    assert (pool_one != sparseconv.avg_pool_matrix(shape, 2, stride=1, padding=1)).nnz == 0
+    assert np.array_equal(sparseconv.dilate_kernel(w, (2,)), sparseconv.dilate_kernel(w, 2))
+    # a tuple of another length is still refused, by name
+    with pytest.raises(ValueError, match=r"stride must be .* got \(2, 2, 2, 2\)"):
+        conv_matrix(w, shape, stride=(2, 2, 2, 2))
+
+
 def test_numpy_integer_arrays_are_accepted_as_tuples():
     w = np.ones((2, 1, 3, 3))
     a = conv_matrix(w, (1, 9, 9), stride=np.array([1, 2]), dilation=np.array([2, 1]))
