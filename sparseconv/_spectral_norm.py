@@ -558,7 +558,8 @@ def spectral_norm(
     Parameters
     ----------
     weight : array_like, shape (C_out, C_in/groups, k_1, ..., k_d)
-        Real or complex, of any float dtype (converted exactly to float64 or complex128).
+        Real or complex, of any numeric dtype (converted exactly to float64 or complex128;
+        integers beyond ``2**53``, which float64 would round, are refused).
     input_shape : tuple of int
         ``(C_in, n_1, ..., n_d)``.
     stride, padding, dilation, groups, padding_mode

@@ -369,7 +369,9 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
 
     The circulant-embedding bound of :func:`sparseconv.spectral_norm` (its
     ``bounds["circulant"]`` where it computes one: a layer small enough for its dense route
-    has only ``bounds["dense"]``, and a 1x1 kernel ``bounds["1x1"]``): the layer
+    has only ``bounds["dense"]``, and a 1x1 kernel its closed form ``bounds["1x1"]``, which
+    this bound, taken at one frequency, equals to a few units in the last place, rounded
+    differently and certified either way): the layer
     ``nn.Conv*d(..., padding=padding)`` (zero padding) on inputs of spatial size
     ``input_size`` is a restriction of a strided circular layer on a grid large enough that
     nothing wraps around, whose norm -- the largest singular value of its symbol -- bounds
