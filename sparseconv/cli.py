@@ -34,12 +34,14 @@ import numpy as np
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import USE_OPERATOR, MatrixTooLargeError, check_memory, format_bytes
+from ._shapes import conv_transpose_output_shape
 from ._spectral_norm import DEFAULT_TOL, applicable_method, checked_tol
 from ._validation import (
     LAYOUTS,
     PADDING_MODES,
     PADDING_STRINGS,
     first_index,
+    int_tuple,
     real_number,
     worker_count,
 )
@@ -168,8 +170,16 @@ def _layer_options() -> argparse.ArgumentParser:
     group.add_argument("--dilation", type=_int_or_ints, metavar="D[,D...]", help="default 1")
     group.add_argument("--groups", type=_positive, metavar="G", help="default 1")
     group.add_argument("--padding-mode", choices=PADDING_MODES, help="default zeros")
+    group.add_argument("--transposed", action="store_true",
+                       help="the layer is nn.ConvTranspose1d/2d/3d (zero padding): --in-shape "
+                       "its input, --out-channels its output channels, --weights of shape "
+                       "(C_in, C_out/groups, *kernel); its matrix is the adjoint of the "
+                       "convolution by the same weight")
+    group.add_argument("--output-padding", type=_int_or_ints, metavar="OP[,OP...]",
+                       help="with --transposed: PyTorch's output_padding, default 0")
     group.add_argument("--weights", metavar="FILE.npy",
-                       help="weight array (C_out, C_in/groups, *kernel); random if omitted")
+                       help="weight array (C_out, C_in/groups, *kernel), or (C_in, "
+                       "C_out/groups, *kernel) with --transposed; random if omitted")
     group.add_argument("--seed", type=_non_negative, default=None,
                        help="seed of the random weights (a non-negative integer, default 0; "
                        "not with --weights)")
@@ -180,8 +190,9 @@ def _layer_options() -> argparse.ArgumentParser:
                        help=_MODEL_HELP + ", run once on --in-shape (the model's input) to "
                        "find the layer's own input shape")
     model.add_argument("--layer", metavar="NAME",
-                       help="the qualified name of a Conv1d/2d/3d in the model, as "
-                       "model.named_modules() and the report name it (layer1.0.conv1)")
+                       help="the qualified name of a Conv1d/2d/3d or ConvTranspose1d/2d/3d "
+                       "in the model, as model.named_modules() and the report name it "
+                       "(layer1.0.conv1)")
     model.add_argument("--trust-pickle", action="store_true", help=_TRUST_PICKLE_HELP)
     return layer
 
@@ -333,6 +344,26 @@ class _Layer:
     kwargs: dict
     geometry: ConvGeometry
     name: str = ""  # a model's layer: its qualified name
+    # a transposed convolution: the adjoint of the convolution above (its input_shape and
+    # kwargs are that convolution's, the spectra the same), with this output_padding
+    output_padding: tuple[int, ...] | None = None
+
+    @property
+    def transposed(self) -> bool:
+        return self.output_padding is not None
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The layer's own input and output shapes (a transposed one's swap the
+        convolution's)."""
+        g = self.geometry
+        return (g.output_shape, g.input_shape) if self.transposed else (g.input_shape,
+                                                                       g.output_shape)
+
+    def transposed_kwargs(self) -> dict:
+        """``conv_transpose_matrix``'s arguments (with ``input_shape``, the layer's own)."""
+        kwargs = {k: v for k, v in self.kwargs.items() if k != "padding_mode"}
+        return dict(kwargs, output_padding=self.output_padding)
 
     @functools.cached_property
     def weight(self) -> np.ndarray:
@@ -348,6 +379,12 @@ class _Layer:
         # one token per axis, without spaces (a title wraps between words): 1, or (0,2)
         padding = fmt(lo if lo == hi else f"({lo},{hi})" for lo, hi in g.padding)
         name = f"{self.name}: " if self.name else ""
+        if self.transposed:
+            assert self.output_padding is not None
+            return (f"{name}conv_transpose{g.ndim}d {g.out_channels} -> {g.in_channels}, "
+                    f"kernel {fmt(g.kernel_size)}, stride {fmt(g.stride)}, padding {padding}, "
+                    f"output_padding {fmt(self.output_padding)}, dilation {fmt(g.dilation)}, "
+                    f"groups {g.groups}")
         return (f"{name}conv{g.ndim}d {g.in_channels} -> {g.out_channels}, kernel "
                 f"{fmt(g.kernel_size)}, stride {fmt(g.stride)}, padding {padding}, dilation "
                 f"{fmt(g.dilation)}, groups {g.groups}, padding_mode {g.padding_mode}")
@@ -413,6 +450,8 @@ def _random_shape(args, error) -> tuple[int, ...]:
         error(f"--groups {args.groups} must divide the input channels {args.in_shape[0]}")
     if args.out_channels % args.groups:
         error(f"--groups {args.groups} must divide --out-channels {args.out_channels}")
+    if args.transposed:  # PyTorch's ConvTranspose weight: (C_in, C_out/groups, *kernel)
+        return (args.in_shape[0], args.out_channels // args.groups, *kernel)
     return (args.out_channels, args.in_shape[0] // args.groups, *kernel)
 
 
@@ -437,6 +476,11 @@ def _layer(args, error) -> _Layer:
     if args.layer is not None or args.trust_pickle:
         error(f"{'--layer' if args.layer is not None else '--trust-pickle'} applies to a layer "
               "of --model FILE.pt only")
+    if args.output_padding is not None and not args.transposed:
+        error("--output-padding applies to a transposed convolution: add --transposed")
+    if args.transposed and args.padding_mode not in (None, "zeros"):
+        error(f"--padding-mode {args.padding_mode}: a transposed convolution pads with zeros "
+              "only, as PyTorch's ConvTranspose")
     for name, default in _LAYER_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
@@ -451,9 +495,13 @@ def _layer(args, error) -> _Layer:
         source = _load_weight(args, error)
         shape = source.shape
         if shape[0] % args.groups:  # (in this command line's words, not the library's)
-            error(f"--groups {args.groups} must divide the output channels of --weights of "
+            error(f"--groups {args.groups} must divide the "
+                  f"{'input' if args.transposed else 'output'} channels of --weights of "
                   f"shape {shape}")
-        if args.in_shape[0] != shape[1] * args.groups:
+        if args.transposed and args.in_shape[0] != shape[0]:
+            error(f"--in-shape has {args.in_shape[0]} input channels, but --weights of shape "
+                  f"{shape} (C_in, C_out/groups, *kernel) with --transposed takes {shape[0]}")
+        if not args.transposed and args.in_shape[0] != shape[1] * args.groups:
             error(f"--in-shape has {args.in_shape[0]} input channels, but --weights of shape "
                   f"{shape} with --groups {args.groups} takes {shape[1]} x {args.groups} = "
                   f"{shape[1] * args.groups}")
@@ -471,11 +519,35 @@ def _layer(args, error) -> _Layer:
         padding = tuple(zip(padding[::2], padding[1::2]))
     kwargs = dict(stride=args.stride, padding=padding, dilation=args.dilation,
                   groups=args.groups, padding_mode=args.padding_mode)
+    if args.transposed:  # the adjoint of the convolution from its output to its input
+        return _transposed_layer(source, shape, args, kwargs, error)
     try:
         geometry = ConvGeometry.from_weight(shape, args.in_shape, **kwargs)
     except (ValueError, TypeError) as exc:
         error(_reason(exc))
     return _Layer(source, tuple(args.in_shape), kwargs, geometry)
+
+
+def _transposed_layer(source, shape: tuple[int, ...], args, kwargs: dict, error) -> _Layer:
+    """``nn.ConvTranspose`` on ``--in-shape``: the convolution by the same weight from the
+    transposed layer's output (whose output is ``--in-shape``), and the output padding."""
+    output_padding = 0 if args.output_padding is None else args.output_padding
+    try:
+        out = conv_transpose_output_shape(tuple(args.in_shape[1:]), tuple(shape[2:]),
+                                          stride=kwargs["stride"], padding=kwargs["padding"],
+                                          output_padding=output_padding,
+                                          dilation=kwargs["dilation"])
+        conv_input = (shape[1] * kwargs["groups"], *out)
+        geometry = ConvGeometry.from_weight(shape, conv_input, **kwargs)
+        pads = int_tuple(output_padding, geometry.ndim, "output_padding", 0,
+                         broadcast_one=True)
+    except (ValueError, TypeError) as exc:
+        error(_reason(exc))
+    if geometry.output_shape[1:] != tuple(args.in_shape[1:]):  # output_padding >= stride
+        error(f"--output-padding {','.join(map(str, pads))} is at least --stride on an axis: "
+              "the layer is then no adjoint of one convolution, which these commands take "
+              "(sparseconv.conv_transpose_matrix builds it)")
+    return _Layer(source, conv_input, kwargs, geometry, output_padding=pads)
 
 
 def _model_run_failed(exc: Exception, option: str, shape: Sequence[int],
@@ -501,8 +573,8 @@ def _model_layer(args, error) -> _Layer:
     """The convolution ``--layer`` of ``--model``, on the input shape it has when the model
     runs on ``--in-shape``: its weight (in ``--dtype``) and arguments, read by
     :mod:`sparseconv.torch` as its functions read them."""
-    given = [f"--{name.replace('_', '-')}" for name in _LAYER_DEFAULTS
-             if getattr(args, name) is not None]
+    given = [f"--{name.replace('_', '-')}" for name in (*_LAYER_DEFAULTS, "output_padding")
+             if getattr(args, name) is not None] + ["--transposed"] * args.transposed
     if given:
         error(f"{given[0]} describes a layer, and --model reads the layer from the model: pass "
               "one of the two")
@@ -510,7 +582,7 @@ def _model_layer(args, error) -> _Layer:
         error("--model needs --layer NAME, the qualified name of one of its convolutions")
     try:
         import sparseconv.torch as sct
-        from sparseconv._torch_layers import _CONV
+        from sparseconv._torch_layers import _CONV, _CONV_T
         from sparseconv._torch_module import _hookless_layer
         from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
     except ImportError as exc:
@@ -531,25 +603,35 @@ def _model_layer(args, error) -> _Layer:
         error(f"cannot trace --model {args.model}: {_reason(exc, layer=False)}")
     calls = [record for record in records if record.name == args.layer]
     convolutions = list(dict.fromkeys(record.name for record in records
-                                      if isinstance(record.module, _CONV)))
+                                      if isinstance(record.module, (*_CONV, *_CONV_T))))
     if not calls:
         error(f"--layer {args.layer} is not a module the model calls on --in-shape "
               f"{','.join(map(str, args.in_shape))}; its convolutions: "
               f"{', '.join(convolutions) or 'none'}")
     module = calls[0].module
-    if not isinstance(module, _CONV):
+    transposed = isinstance(module, _CONV_T)
+    if not (transposed or isinstance(module, _CONV)):
         error(f"--layer {args.layer} is a {type(module).__name__}: these commands take a "
-              f"convolution (Conv1d/2d/3d; this model's: {', '.join(convolutions) or 'none'}); "
+              f"convolution (Conv1d/2d/3d or ConvTranspose1d/2d/3d; this model's: "
+              f"{', '.join(convolutions) or 'none'}); "
               "sparseconv.torch.matrix(module, input_shape) takes any linear module")
-    shapes = list(dict.fromkeys(record.input_shape for record in calls))
+    # (a transposed one's output size may be asked for at the call: its output_padding)
+    shapes = list(dict.fromkeys((record.input_shape, record.output_shape) for record in calls))
     if len(shapes) > 1:
         error(f"--layer {args.layer} is called on several input shapes "
-              f"({', '.join(map(str, shapes))}), and these commands take one layer on one")
+              f"({', '.join(str(i) for i, _ in shapes)}), or to several output shapes, and "
+              "these commands take one layer on one")
+    (input_shape, output_shape), = shapes
     try:
-        conv = _hookless_layer(module, shapes[0]).conv
+        conv = _hookless_layer(module, input_shape,
+                               output_shape if transposed else None).conv
     except (ValueError, TypeError) as exc:
         error(f"--layer {args.layer}: {_reason(exc, layer=False)}")
-    assert conv is not None  # (every Conv*d's layer has it)
+    if conv is None:  # a transposed layer with output_padding >= stride on an axis
+        error(f"--layer {args.layer}: its output padding is at least its stride on an axis, "
+              "so it is no adjoint of one convolution, which these commands take "
+              "(sparseconv.torch.matrix(module, input_shape) builds it)")
+    assert conv is not None  # (error exits)
     weight, shape, kwargs = conv
     with np.errstate(over="ignore"):
         weight = weight.astype(args.dtype)
@@ -557,6 +639,12 @@ def _model_layer(args, error) -> _Layer:
         error(f"--layer {args.layer}'s weight must be finite in --dtype {args.dtype}: "
               f"{weight[where]} at index {where}")
     geometry = ConvGeometry.from_weight(weight.shape, shape, **kwargs)
+    if transposed:  # the convolution's output is the transposed layer's input
+        pads = tuple(o - n for o, n in zip(
+            output_shape[1:], conv_transpose_output_shape(
+                input_shape[1:], geometry.kernel_size, geometry.stride, geometry.padding,
+                0, geometry.dilation)))
+        return _Layer(weight, shape, kwargs, geometry, args.layer, output_padding=pads)
     return _Layer(weight, shape, kwargs, geometry, args.layer)
 
 
@@ -579,21 +667,31 @@ def _center_reads(axis: AxisGeometry) -> np.ndarray:
     return np.unique(taps[taps >= 0])
 
 
+def _center_readers(axis: AxisGeometry) -> np.ndarray:
+    """A transposed layer's center output (its convolution's center input) reads the
+    convolution's outputs that read that input: ``o`` with ``o s + t d - lo`` at it."""
+    p, lo = axis.size // 2, axis.pad[0]
+    starts = p + lo - axis.dilation * np.arange(axis.kernel_size)
+    o = starts[starts % axis.stride == 0] // axis.stride
+    return np.unique(o[(o >= 0) & (o < axis.output_size)])
+
+
 def _receptive_field(layer: _Layer) -> str:
     g = layer.geometry
     # the gather map is separable: the field is the product of the axes' fields
-    reads = [_center_reads(axis) for axis in g.axes]
+    reads = [(_center_readers if layer.transposed else _center_reads)(axis) for axis in g.axes]
     if min(r.size for r in reads) == 0:
         return "empty (the center output reads only zero padding)"
     extent = [int(r[-1] - r[0]) + 1 for r in reads]  # bounding box
-    per_channel, channels = math.prod(r.size for r in reads), g.in_channels // g.groups
+    per_channel = math.prod(r.size for r in reads)
+    channels = (g.out_channels if layer.transposed else g.in_channels) // g.groups
     return (f"{'x'.join(map(str, extent))} (the center output reads {per_channel} positions "
             f"x {channels} channel(s) = {per_channel * channels} inputs)")
 
 
 def _info(layer: _Layer, args) -> None:
     g = layer.geometry
-    rows, cols = g.shape
+    rows, cols = g.shape[::-1] if layer.transposed else g.shape
     # shapes are O(1); counting walks each axis once, never the product of the axes
     check_memory(sum(_axis_work_bytes(axis) for axis in g.axes),
                  "counting the nonzeros and the receptive field of this layer")
@@ -606,10 +704,11 @@ def _info(layer: _Layer, args) -> None:
               "csc": nnz * (item + index) + (cols + 1) * index,
               "coo": nnz * (item + 2 * index), "dense": rows * cols * item,
               "operator (weights)": math.prod(g.weight_shape) * item}
+    input_shape, output_shape = layer.shapes
     lines = {
         "layer": layer.describe(),
-        "input shape": g.input_shape,
-        "output shape": g.output_shape,
+        "input shape": input_shape,
+        "output shape": output_shape,
         "matrix": f"{rows} x {cols}, nnz {nnz} (density {_percent(nnz / (rows * cols))})",
         "memory": ", ".join(f"{k} {format_bytes(v)}" for k, v in memory.items()),
         "receptive field": _receptive_field(layer),
@@ -647,8 +746,15 @@ def _spy(layer: _Layer, args) -> None:
     from ._matrices import conv_matrix
     from .plot._figure import COLUMN_WIDTH, STYLE
 
-    A = layer.geometry
-    if args.values:
+    A: Any = layer.geometry
+    if layer.transposed:  # drawn from its geometry as well, no matrix formed
+        from ._matrices import conv_transpose_matrix
+        from ._operators import ConvTransposeOperator
+
+        inputs, kwargs = layer.shapes[0], layer.transposed_kwargs()
+        A = (conv_transpose_matrix(layer.weight, inputs, **kwargs) if args.values else
+             ConvTransposeOperator(layer.weight, inputs, **kwargs))
+    elif args.values:
         A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
     if args.raw:
         with atomic_path(args.output) as path:
@@ -776,9 +882,14 @@ def _spectrum(layer: _Layer, args) -> None:
 def _export(layer: _Layer, args) -> None:
     from ._io import save_layer
 
-    A = save_layer(args.output, layer.weight, layer.input_shape, format=args.format,
-                   layout=args.layout, blocksize=args.blocksize, compressed=args.compressed,
-                   **layer.kwargs)
+    if layer.transposed:
+        A = save_layer(args.output, layer.weight, layer.shapes[0], transposed=True,
+                       format=args.format, layout=args.layout, blocksize=args.blocksize,
+                       compressed=args.compressed, **layer.transposed_kwargs())
+    else:
+        A = save_layer(args.output, layer.weight, layer.input_shape, format=args.format,
+                       layout=args.layout, blocksize=args.blocksize,
+                       compressed=args.compressed, **layer.kwargs)
     blocks = f" in {A.blocksize[0]}x{A.blocksize[1]} blocks" if args.format == "bsr" else ""
     print(f"wrote {args.output}: {args.format}{blocks}, {args.layout}, {A.shape[0]} x "
           f"{A.shape[1]}, nnz {A.nnz}, with the layer's arguments and weight")

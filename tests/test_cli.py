@@ -7,6 +7,7 @@ Outputs are checked against the library (``conv_matrix``, itself checked against
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import resource
@@ -1141,7 +1142,8 @@ def test_a_model_layer_that_the_commands_cannot_take_is_one_line(tmp_path, capsy
     base = ["info", "--model", tmp_path / "model.pt", "--trust-pickle", "--in-shape", "3,10,10"]
     cases = {
         ("--layer", "1"): "--layer 1 is a BatchNorm2d: these commands take a convolution "
-                          "(Conv1d/2d/3d; this model's: 0, 3.0)",
+                          "(Conv1d/2d/3d or ConvTranspose1d/2d/3d; this model's: 0, 3.0)",
+        ("--layer", "0", "--transposed"): "--transposed describes a layer",
         ("--layer", "2"): "--layer 2 is a ReLU: these commands take a convolution",
         ("--layer", "9"): "--layer 9 is not a module the model calls on --in-shape "
                           "3,10,10; its convolutions: 0, 3.0",
@@ -1160,3 +1162,134 @@ def test_a_model_layer_that_the_commands_cannot_take_is_one_line(tmp_path, capsy
     assert "--in-shape 1,3,10,10 includes the batch axis: the model runs on 3,10,10" in line
     line = _main_fails(["info", "--layer", "0", *LAYER], capsys)
     assert "--layer applies to a layer of --model FILE.pt only" in line
+
+
+# -- transposed convolutions (a new user's trial: the commands took direct ones only) ---------
+TRANSPOSED = [
+    dict(in_shape=(4, 5, 5), out=3, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
+         output_padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(in_shape=(4, 6, 5), out=6, kernel=(3, 2), stride=(2, 3), padding=(0, 1),
+         output_padding=(1, 2), dilation=(1, 1), groups=2),
+    dict(in_shape=(2, 7), out=2, kernel=(3,), stride=(3,), padding=(2,), output_padding=(1,),
+         dilation=(2,), groups=1),
+    dict(in_shape=(2, 3, 3, 2), out=4, kernel=(2, 2, 1), stride=(2, 1, 2), padding=(0, 0, 0),
+         output_padding=(0, 0, 1), dilation=(1, 1, 1), groups=2),
+]
+
+
+def _transposed_options(layer, out_channels: bool = True) -> list[str]:
+    options = ["--transposed", "--in-shape", ",".join(map(str, layer["in_shape"]))]
+    options += ["--out-channels", str(layer["out"])] if out_channels else []
+    for key in ("kernel", "stride", "padding", "output_padding", "dilation"):
+        flag = "--kernel-size" if key == "kernel" else f"--{key.replace('_', '-')}"
+        options += [flag, ",".join(map(str, layer[key]))]
+    return [*options, "--groups", str(layer["groups"])]
+
+
+@pytest.mark.parametrize("layer", TRANSPOSED)
+def test_the_layer_commands_take_a_transposed_convolution(layer, tmp_path, capsys):
+    """export is PyTorch's ConvTranspose (weights of its shape, given or random), info tells
+    its shapes, nnz and receptive field, spectrum its norm (its convolution's), spy draws it."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from sparseconv.cli import main
+
+    kwargs = {k: layer[k] for k in ("stride", "padding", "output_padding", "dilation",
+                                    "groups")}
+    c_in, groups = layer["in_shape"][0], layer["groups"]
+    w = np.random.default_rng(0).standard_normal((c_in, layer["out"] // groups,
+                                                  *layer["kernel"]))
+    np.save(tmp_path / "w.npy", w)
+    options = _transposed_options(layer)
+    weights = _transposed_options(layer, out_channels=False)
+    assert main(["export", "-o", str(tmp_path / "A.npz"), *weights, "--weights",
+                 str(tmp_path / "w.npy")]) == 0
+    capsys.readouterr()
+    A = sp.load_npz(tmp_path / "A.npz")
+    x = np.random.default_rng(1).standard_normal(layer["in_shape"])
+    conv_transpose = getattr(F, f"conv_transpose{len(layer['kernel'])}d")
+    y = conv_transpose(torch.from_numpy(x[None]), torch.from_numpy(w), **kwargs)[0].numpy()
+    assert A.shape == (y.size, x.size)
+    assert np.allclose(A @ x.ravel(), y.ravel(), rtol=1e-12, atol=1e-12)
+    _, saved = sparseconv.load_layer(tmp_path / "A.npz")
+    assert saved.transposed and saved.input_shape == tuple(layer["in_shape"])
+    assert main(["info", *options]) == 0
+    info = capsys.readouterr().out
+    assert f"output shape     {y.shape}" in info and f"input shape      {x.shape}" in info
+    assert f"matrix           {A.shape[0]} x {A.shape[1]}, nnz " in info
+    assert info.startswith(f"layer            conv_transpose{len(layer['kernel'])}d "
+                           f"{c_in} -> {layer['out']}")
+    # the receptive field: the inputs the center output reads, from the matrix
+    center = np.ravel_multi_index(tuple(n // 2 for n in y.shape[1:]), y.shape[1:])
+    random = sparseconv.conv_transpose_matrix(np.ones_like(w), layer["in_shape"], **kwargs)
+    reads = np.unique(random.tocsr()[[center]].indices % math.prod(layer["in_shape"][1:]))
+    line = next(line for line in info.splitlines() if line.startswith("receptive field"))
+    if reads.size == 0:
+        assert "empty" in line, line
+    else:
+        positions = np.unravel_index(reads, layer["in_shape"][1:])
+        extent = "x".join(str(p.max() - p.min() + 1) for p in positions)
+        assert line.split()[2] == extent and f"reads {reads.size} positions x " \
+            f"{c_in // groups} channel(s)" in line, line
+    assert main(["spectrum", *weights, "--weights", str(tmp_path / "w.npy"), "-o",
+                 str(tmp_path / "s.png")]) == 0
+    value, lower, upper, _ = _printed_norm(capsys.readouterr().out)
+    truth = np.linalg.norm(A.toarray(), 2)
+    assert lower <= truth * (1 + 1e-12) and truth <= upper * (1 + 1e-12)
+    for values in ([], ["--values"]):  # from its geometry, or from its matrix
+        assert main(["spy", *options, *values, "-o", str(tmp_path / "spy.png"), "--raw",
+                     "--max-bins", "2048"]) == 0
+        pixels = matplotlib.image.imread(tmp_path / "spy.png")[..., :3]
+        pattern = (pixels < 1).any(axis=-1) if not values else (pixels != pixels[0, 0]).any(-1)
+        ones = sparseconv.conv_transpose_matrix(np.ones_like(w), layer["in_shape"], **kwargs)
+        if not values:  # one pixel an entry: the transposed layer's pattern
+            np.testing.assert_array_equal(pattern, ones.toarray() != 0)
+        assert pixels.shape[:2] == A.shape
+
+
+def test_transposed_options_are_refused_in_one_line(tmp_path, capsys):
+    base = ["info", "--in-shape", "4,5,5", "--out-channels", "3", "--kernel-size", "3"]
+    cases = {
+        ("--output-padding", "1"): "--output-padding applies to a transposed convolution: "
+                                   "add --transposed",
+        ("--transposed", "--padding-mode", "reflect"): "a transposed convolution pads with "
+                                                       "zeros only",
+        ("--transposed", "--stride", "2", "--output-padding", "2"):
+            "output_padding=(2, 2) must be smaller than max(stride, dilation)",
+        ("--transposed", "--dilation", "3", "--output-padding", "1"):
+            "--output-padding 1,1 is at least --stride on an axis",
+        ("--transposed", "--padding", "same"): "padding",
+    }
+    for extra, reason in cases.items():
+        line = _main_fails([*base, *extra], capsys)
+        assert line.startswith("sparseconv info: error: ") and reason in line, (extra, line)
+
+
+def test_the_layer_commands_take_a_transposed_convolution_of_a_model(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    import sparseconv.torch as sct
+    from sparseconv.cli import main
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1,
+                                             groups=2)).eval()
+    torch.save(model, tmp_path / "model.pt")
+    args = ["--model", str(tmp_path / "model.pt"), "--trust-pickle", "--layer", "2",
+            "--in-shape", "3,10,10"]
+    assert main(["export", *args, "-o", str(tmp_path / "A.npz")]) == 0
+    capsys.readouterr()
+    expected = sct.matrix(model[2], (4, 5, 5))
+    A = sp.load_npz(tmp_path / "A.npz")
+    assert A.shape == expected.shape == (200, 100) and abs(A - expected).max() < 1e-7
+    assert main(["info", *args]) == 0
+    info = capsys.readouterr().out
+    assert info.startswith("layer            2: conv_transpose2d 4 -> 2, kernel 3x3, stride "
+                           "2x2, padding 1x1, output_padding 1x1")
+    assert "input shape      (4, 5, 5)" in info and "output shape     (2, 10, 10)" in info
+    assert main(["spectrum", *args, "-o", str(tmp_path / "s.png")]) == 0
+    value, lower, upper, _ = _printed_norm(capsys.readouterr().out)
+    truth = np.linalg.norm(expected.toarray(), 2)
+    assert lower <= truth * (1 + 1e-6) and truth <= upper * (1 + 1e-6)
