@@ -411,14 +411,17 @@ def _load_weight(args, error) -> np.ndarray:
     if weight.dtype.kind not in "iuf":
         error(f"--weights must hold a real numeric array, got dtype {weight.dtype}")
     if weight.ndim < 3:
-        error(f"--weights must hold an array of shape (C_out, C_in/groups, *kernel) with at "
+        layout = "(C_in, C_out/groups" if args.transposed else "(C_out, C_in/groups"
+        error(f"--weights must hold an array of shape {layout}, *kernel) with at "
               f"least one spatial dimension, got shape {weight.shape}")
     if weight.size == 0:
         error(f"--weights must not have empty dimensions, got shape {weight.shape}")
     if (where := first_index(~np.isfinite(weight))) is not None:
         error(f"--weights must have finite entries, got {weight[where]} at index {where}")
-    if args.out_channels is not None and args.out_channels != weight.shape[0]:
-        error(f"--out-channels {args.out_channels} contradicts --weights of shape {weight.shape}")
+    out_channels = weight.shape[1] * args.groups if args.transposed else weight.shape[0]
+    if args.out_channels is not None and args.out_channels != out_channels:
+        error(f"--out-channels {args.out_channels} contradicts --weights of shape {weight.shape}"
+              + (f" with --transposed and --groups {args.groups}" if args.transposed else ""))
     if args.kernel_size is not None:
         wanted = (args.kernel_size,) * (weight.ndim - 2) if isinstance(args.kernel_size, int) \
             else tuple(args.kernel_size)

@@ -1261,8 +1261,18 @@ def test_transposed_options_are_refused_in_one_line(tmp_path, capsys):
             "--output-padding 1,1 is at least --stride on an axis",
         ("--transposed", "--padding", "same"): "padding",
     }
+    np.save(tmp_path / "w.npy", np.ones((4, 2, 3, 3)))
+    weights = ("--weights", str(tmp_path / "w.npy"))
+    cases[("--transposed", "--groups", "2", *weights)] = \
+        "--out-channels 6 contradicts --weights of shape (4, 2, 3, 3) with --transposed and " \
+        "--groups 2"
+    cases[("--transposed", "--groups", "3", *weights)] = "--groups 3 must divide the input " \
+        "channels of --weights of shape (4, 2, 3, 3)"
     for extra, reason in cases.items():
-        line = _main_fails([*base, *extra], capsys)
+        options = [*base, *extra]
+        if "--weights" in extra:  # 2 x 3 output channels: only --groups 3 agrees with them
+            options[options.index("--out-channels") + 1] = "6"
+        line = _main_fails(options, capsys)
         assert line.startswith("sparseconv info: error: ") and reason in line, (extra, line)
 
 
