@@ -86,10 +86,15 @@ def mode_matters(module: nn.Module) -> bool:
     but torch's own modeless ones (:data:`_MODELESS`; a user's subclass may read
     ``training``; a parametrized layer's parametrizations are modules of their own, checked as
     such)."""
-    hooked = any(  # a hook may read it (spectral_norm's does); sparseconv's own do not
+    return mode_hooked(module) or not (is_torch_module(module) and isinstance(module, _MODELESS))
+
+
+def mode_hooked(module: nn.Module) -> bool:
+    """Whether ``module`` has a hook that may read its mode (spectral_norm's does;
+    sparseconv's own do not)."""
+    return any(
         not (isinstance(hook, _weight_hooks()[::2]) or getattr(hook, "sparseconv", False))
         for hook in (*module._forward_hooks.values(), *module._forward_pre_hooks.values()))
-    return hooked or not (is_torch_module(module) and isinstance(module, _MODELESS))
 
 
 # modules whose input and output are (C, *spatial) activations, whose matrix and operator

@@ -22,7 +22,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ._torch_graph import _CONV_F, _functional_module, by_keyword
-from ._torch_layers import _CONV, _CONV_T, _layer, check_module, parameter
+from ._torch_layers import _CONV, _CONV_T, _layer, check_module, hook_reason, parameter
 from ._torch_spectra import spectral_norm_upper
 from ._torch_trace import trace, unwrapped
 
@@ -170,6 +170,9 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     Warns
     -----
     UserWarning
+        A weighted module with a forward hook or pre-hook (other than the weight
+        recomputations of ``weight_norm``, ``spectral_norm`` and pruning), which may change
+        its input or output: its bound is of what its class computes from its weight, named.
         A functional convolution or ``F.linear`` left out (its weight no parameter of the
         model, or a 1-D weight of ``F.linear``; a transposed convolution whose
         ``output_padding`` is not below its stride, which a module's would refuse), named with
@@ -215,10 +218,14 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     layers: dict[str, tuple[nn.Module | None, list[_Call]]] = {}
     with _FunctionalCalls(inner) as functional:
         records = trace(model, input_shape, allow_train=True)
+    hooked: list[str] = []
     for record in records:
         module = record.module
         if not isinstance(module, _WEIGHTED):
             continue
+        why = hook_reason(module, f"module {record.name!r} ({type(module).__name__})")
+        if why and why not in hooked:
+            hooked.append(why)
         with _parametrizations_in_eval(module):
             layer = _layer(module, record.input_shape)
             if isinstance(module, _CONV_T) and layer.output_shape != record.output_shape:
@@ -254,6 +261,10 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         calls = layers.setdefault(name, (None, []))[1]
         if call not in calls:
             calls.append(call)
+    if hooked:  # (a new user's trial: a hook scaling an output by 10 was not said)
+        warnings.warn("lipschitz_bounds bounds each layer as its class computes it from its "
+                      "weight, not what a hook makes of it: " + "; ".join(hooked),
+                      stacklevel=2)
     if functional.unbounded:
         warnings.warn("lipschitz_bounds leaves out these functional calls of forward (it "
                       "bounds those whose weight is a parameter of the model, read again at "

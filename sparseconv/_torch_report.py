@@ -57,6 +57,7 @@ from sparseconv._torch_layers import (
     _POOL,
     _Layer,
     _layer,
+    hook_reason,
     is_leaf,
     is_reshape,
     is_torch_class,
@@ -779,6 +780,16 @@ def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[d
     """A row's shapes, nnz and memory, and its layer (the norms still to come)."""
     module, name, kind, out = (record.module, record.name, _kind(record.module),
                                record.output_shape)
+    for each in (record,) if batchnorm is None else (record, batchnorm):
+        # a hook may change what the module returns (a pre-hook its input, which the probe's
+        # check cannot see): the row would bound another map than the layer runs (a new
+        # user's trial: a hook scaling a convolution's output by 10, its row 10x below)
+        why = ("" if isinstance(each.module, torch.jit.ScriptModule) else
+               hook_reason(each.module, f"module {each.name!r} ({_kind(each.module)})"))
+        if why and "not yet initialized" not in why:
+            raise TypeError(f"{why}: its row would bound what the module's class computes, "
+                            "not what the hook makes of it; remove the hook first "
+                            "(handle.remove(), on the handle its registration returned)")
     if batchnorm is not None:
         # in float64: a float32 module would round the folded weights
         module = _fold(copy.deepcopy(module).double(), batchnorm.module).module
@@ -1058,7 +1069,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         :func:`trace`); a keyword argument other than ``method``, ``tol``,
         ``relative_width`` and ``executor``; ``workers`` not an int, None, a callable or an
         ``Executor``; a ``tol`` that
-        is not a real number.
+        is not a real number; a linear module of a row (or a BatchNorm folded into it) with
+        a forward hook or pre-hook, or a global one, which may change what it computes (the
+        weight recomputations of ``weight_norm``, ``spectral_norm`` and pruning excepted); a
+        hook on another module only withholds the network bound, saying why.
     KeyboardInterrupt
         Re-raised when the run is interrupted (Ctrl-C), with the rows finished so far as the
         exception's ``report`` attribute: a :class:`LipschitzReport` with ``complete=False``

@@ -22,6 +22,7 @@ from sparseconv._torch_layers import (
     _refuse,
     check_module,
     leaf_modules,
+    mode_hooked,
     mode_matters,
 )
 from sparseconv._torch_script import (
@@ -133,7 +134,11 @@ def _checked(model: nn.Module, input_shape, allow_train: bool | None) -> tuple[i
     # only where the mode matters: model[:4] of an eval model is a new Sequential in training
     # mode, its layers still in eval mode; a fresh ReLU swapped in is in training mode too
     _one_input(model)
-    training = [f"module {name!r} ({_kind(m)})" if name else _kind(m)
+    # (a new user's trial: a Conv2d whose hook may read the mode was named as if the
+    # convolution did, and its hook, refused after eval(), was not)
+    hooked = ", whose hook may read the mode"
+    training = [(f"module {name!r} ({_kind(m)}{hooked if mode_hooked(m) else ''})" if name
+                 else _kind(m) + (f" ({hooked[2:]})" if mode_hooked(m) else ""))
                 for name, m in model.named_modules()
                 if getattr(m, "training", False) and mode_matters(m)]  # (frozen: no flag)
     if training and not allow_train:

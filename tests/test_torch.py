@@ -1725,7 +1725,8 @@ def test_a_hooked_module_in_training_mode_counts_and_instance_norm_shapes():
         model = nn.Sequential(nn.utils.spectral_norm(nn.Conv2d(2, 2, 3))).double()
     u = model[0].weight_u.clone()
     for function in (sct.lipschitz_report, sct.network_operator, sct.trace):
-        with pytest.raises(ValueError, match=r"training mode \(module '0' \(Conv2d\)\)"):
+        with pytest.raises(ValueError, match=r"training mode \(module '0' \(Conv2d, whose "
+                           r"hook may read the mode\)\)"):
             function(model, (2, 5, 5))
     assert torch.equal(model[0].weight_u, u)  # refused before any forward
     norm = _networks.randomize(nn.InstanceNorm1d(4, track_running_stats=True))

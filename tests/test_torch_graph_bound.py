@@ -333,13 +333,25 @@ def test_a_second_reviews_counterexamples_get_no_bound():
         plain = _networks.randomize(_Res(), 0)
         unhooked = sct.lipschitz_report(plain, (4,)).network_upper
         model = make(plain)
-        report = sct.lipschitz_report(model, (4,))
-        assert report.network_upper is None, make.__name__
+        if make is hooked:  # a hooked layer's row is refused too (a new user's trial: its
+            # interval, 100 times below the layer as it runs, was given as certified)
+            with pytest.raises(TypeError, match=r"module 'a' \(Linear\) has a forward hook "
+                               r"\(<lambda>\), which may change its output: its row would "
+                               "bound what the module's class computes"):
+                sct.lipschitz_report(model, (4,))
+        else:
+            report = sct.lipschitz_report(model, (4,))
+            assert report.network_upper is None, make.__name__
         assert jacobian_norm(model, (4,)) > unhooked  # the bound it would have given is wrong
     chain = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.Linear(4, 4, dtype=F64)).eval()
     chain[0].register_forward_pre_hook(lambda module, inputs: (100 * inputs[0],))
-    report = sct.lipschitz_report(chain, (4,))
-    assert report.network_upper is None and "forward pre-hook" in report.reason
+    with pytest.raises(TypeError, match="module '0' \\(Linear\\) has a forward pre-hook"):
+        sct.lipschitz_report(chain, (4,))
+    chain = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.ReLU(), nn.Linear(4, 4, dtype=F64))
+    chain[1].register_forward_hook(lambda module, inputs, output: 100 * output)
+    report = sct.lipschitz_report(chain.eval(), (4,))  # a hooked activation: rows, no bound
+    assert len(report.rows) == 2 and report.network_upper is None
+    assert "module '1' has a forward hook" in report.reason
 
     class Mutating(_Res):  # (through .data, which has no version counter, it is not seen)
         def forward(self, x):

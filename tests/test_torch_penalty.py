@@ -167,6 +167,28 @@ class _UpTwice(nn.Module):
         return torch.cat([self.t(x, output_size=[1]), self.t(x, output_size=[2])], -1)
 
 
+def test_a_hooked_layer_is_bounded_as_its_class_computes_and_said():
+    """A new user's trial: a hook scaling a convolution's output by 10 was bounded as the
+    plain convolution without a word. The bound stays the weight's (a penalty's meaning); a
+    warning names the hook. A weight_norm pre-hook only recomputes the weight: no warning."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3)).double()
+    plain = sct.lipschitz_bounds(model, (1, 8, 8))()
+    handle = model[2].register_forward_hook(lambda module, inputs, output: 10 * output)
+    with pytest.warns(UserWarning, match=r"bounds each layer as its class computes it from "
+                      r"its weight, not what a hook makes of it: module '2' \(Conv2d\) has "
+                      r"a forward hook \(<lambda>\)"):
+        hooked = sct.lipschitz_bounds(model, (1, 8, 8))()
+    assert {k: v.item() for k, v in hooked.items()} == {k: v.item() for k, v in plain.items()}
+    handle.remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # (torch deprecates the old style)
+        torch.nn.utils.weight_norm(model[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sct.lipschitz_bounds(model, (1, 8, 8))
+
+
 def test_a_layer_called_as_two_layers_on_one_shape_is_bounded_as_both():
     """A review: the second call of a transposed convolution on the same input shape with
     another output_size was dropped; its norm, sqrt(2), was above the bound kept (1.0)."""

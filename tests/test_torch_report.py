@@ -1096,6 +1096,18 @@ class _Pair(nn.Module):
         return self.head(y.reshape(x.shape[0], -1))
 
 
+def test_a_hooked_module_in_training_mode_is_named_with_its_hook():
+    """A new user's trial: a hooked convolution in training mode was named as if the
+    convolution's mode mattered; after eval(), its hook was refused. Both said at once."""
+    conv = nn.Conv2d(1, 1, 3).double()
+    conv.register_forward_hook(lambda module, inputs, output: 10 * output)
+    with pytest.raises(ValueError, match=r"training mode \(module '0' \(Conv2d, whose hook "
+                       r"may read the mode\)\): call model.eval\(\) first"):
+        sct.lipschitz_report(nn.Sequential(conv), (1, 6, 6))
+    with pytest.raises(TypeError, match=r"module '0' \(Conv2d\) has a forward hook"):
+        sct.lipschitz_report(nn.Sequential(conv).eval(), (1, 6, 6))
+
+
 @pytest.mark.parametrize("kind", ["side", "tuple", "untraceable", "chain"])
 def test_assume_chain_warns_where_the_forward_is_no_chain(kind):
     """A review: a side branch, a tuple output and a residual torch.fx cannot trace got
