@@ -180,11 +180,11 @@ def toeplitz_matrix(kernel: ArrayLike, n: int, mode: ConvMode = "full", *,
     return in_format(_diagonals(kernel.astype(dtype), offsets, (rows, int(n))), format)
 
 
-def _geometry_2d(kernel, input_size, padding, padding_mode="zeros") -> ConvGeometry:
+def _geometry_2d(kernel_shape, input_size, padding, padding_mode="zeros") -> ConvGeometry:
     input_size = spatial_size(input_size, "input_size")
     if len(input_size) != 2:
         raise ValueError(f"input_size must be (height, width), got input_size={input_size}")
-    return ConvGeometry.from_weight((1, 1, *kernel.shape), (1, *input_size), padding=padding,
+    return ConvGeometry.from_weight((1, 1, *kernel_shape), (1, *input_size), padding=padding,
                                     padding_mode=padding_mode, flip=True)
 
 
@@ -242,14 +242,14 @@ def doubly_block_toeplitz(kernel: ArrayLike, input_size: ShapeLike, mode: ConvMo
             and kernel.shape != size:
         # convolution commutes: as scipy.signal.convolve2d, the input slides over the kernel
         # (a new user's trial: refused, where toeplitz_matrix and convolve2d take it)
-        windows = _geometry_2d(np.empty(size), kernel.shape, mode).axes
+        windows = _geometry_2d(size, kernel.shape, mode).axes
         (n0, n1), (m0, m1) = size, kernel.shape
     else:
         if mode == "valid" and len(size) == 2 and any(m > n for m, n in zip(kernel.shape, size)):
             raise ValueError(f"with mode='valid', the kernel must fit in the input on both axes "
                              f"or contain it on both (scipy.signal.convolve2d's rule), got "
                              f"kernel.shape={kernel.shape} and input_size={size}")
-        geom = _geometry_2d(kernel, size, mode)
+        geom = _geometry_2d(kernel.shape, size, mode)
         windows = geom.axes
         (n0, n1), (m0, m1) = geom.input_size, kernel.shape
     (first0, rows0), (first1, rows1) = map(_window, windows)
@@ -317,7 +317,7 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
     """
     check_format(format)
     kernel = _kernel(kernel, 2)
-    geom = _geometry_2d(kernel, input_size, "same", "circular")
+    geom = _geometry_2d(kernel.shape, input_size, "same", "circular")
     firsts = [_window(axis)[0] for axis in geom.axes]
     n0, n1 = size = geom.input_size
     dtype = layer_dtype(kernel, dtype)

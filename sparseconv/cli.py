@@ -34,7 +34,7 @@ import numpy as np
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry, ConvGeometry
 from ._memory import USE_OPERATOR, MatrixTooLargeError, check_memory, format_bytes
-from ._shapes import conv_transpose_output_shape
+from ._shapes import conv_transpose_output_shape, output_padding_for
 from ._spectral_norm import DEFAULT_TOL, applicable_method, checked_tol
 from ._validation import (
     LAYOUTS,
@@ -643,10 +643,8 @@ def _model_layer(args, error) -> _Layer:
               f"{weight[where]} at index {where}")
     geometry = ConvGeometry.from_weight(weight.shape, shape, **kwargs)
     if transposed:  # the convolution's output is the transposed layer's input
-        pads = tuple(o - n for o, n in zip(
-            output_shape[1:], conv_transpose_output_shape(
-                input_shape[1:], geometry.kernel_size, geometry.stride, geometry.padding,
-                0, geometry.dilation)))
+        pads = output_padding_for(output_shape[1:], input_shape[1:], geometry.kernel_size,
+                                  geometry.stride, geometry.padding, geometry.dilation)
         return _Layer(weight, shape, kwargs, geometry, args.layer, output_padding=pads)
     return _Layer(weight, shape, kwargs, geometry, args.layer)
 
