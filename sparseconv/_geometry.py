@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._memory import check_memory
 from ._shapes import conv_transpose_output_shape, output_padding_for, output_sizes
 from ._typing import ExplicitPaddingLike, IntOrTuple, PaddingLike, PaddingMode, ShapeLike
 from ._validation import (
@@ -589,6 +590,12 @@ class ConvGeometry:
         >>> ConvGeometry.from_weight((1, 1, 3), (1, 4), padding=1).index_map().tolist()
         [[-1, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, -1]]
         """
+        entries = math.prod(self.output_size) * math.prod(self.kernel_size)
+        # the map, the sum it is built from and the mask: 17 bytes per entry at once
+        check_memory(17 * entries, f"the {math.prod(self.output_size)} x "
+                     f"{math.prod(self.kernel_size)} gather map (output_size="
+                     f"{self.output_size}, kernel_size={self.kernel_size})",
+                     "use a smaller input")
         ndim, flat, valid = self.ndim, np.zeros((), np.int64), np.ones((), bool)
         in_strides = np.cumprod((1,) + self.input_size[:0:-1])[::-1]
         for d, (axis, step) in enumerate(zip(self.axes, in_strides)):

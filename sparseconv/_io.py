@@ -3,7 +3,7 @@
 :func:`scipy.sparse.load_npz` reads only the entries it knows (``format``, ``shape``,
 ``data``, ``indices``/``indptr`` or ``row``/``col``/``coords``, ``_is_array``) and ignores the
 others. So :func:`save_layer` writes exactly what :func:`scipy.sparse.save_npz` writes (it
-calls it and copies its entries), plus two of its own: ``sparseconv_layer``, a JSON text
+calls it, then appends to its archive), plus two of its own: ``sparseconv_layer``, a JSON text
 describing the layer (kind, input shape, the keyword arguments, layout, format, blocksize,
 sparseconv's version), and ``sparseconv_weight``, the weight. The JSON is stored as a numpy
 string, so neither reader needs pickle. :func:`load_layer` returns the matrix and a
@@ -16,6 +16,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -25,6 +28,7 @@ import scipy.sparse as sp
 from ._files import atomic_path, output_path
 from ._geometry import ConvGeometry
 from ._matrices import conv_matrix, conv_transpose_matrix
+from ._memory import MatrixTooLargeError, check_memory
 from ._operators import ConvOperator, ConvTransposeOperator
 from ._typing import ArrayLike, BlockSize, Layout, ShapeLike, SparseArray, SparseFormat
 from ._validation import as_bool, as_weight, check_blocksize, check_format, check_layout
@@ -259,23 +263,45 @@ def save_layer(file: FileLike, weight: ArrayLike, input_shape: ShapeLike, *,
         "layout": layout, "format": format,
         "blocksize": None if blocksize is None else _jsonable(blocksize),
     }
-    buffer = io.BytesIO()
-    sp.save_npz(buffer, matrix, compressed=False)  # exactly scipy's entries
-    buffer.seek(0)
-    with np.load(buffer, allow_pickle=False) as scipy_entries:
-        entries = {key: scipy_entries[key] for key in scipy_entries.files}
-    entries[LAYER_KEY] = np.array(json.dumps(description))
-    entries[WEIGHT_KEY] = weight
-    savez = np.savez_compressed if compressed else np.savez
+    ours = {LAYER_KEY: np.array(json.dumps(description)), WEIGHT_KEY: weight}
     if isinstance(file, (str, os.PathLike)):
         path = output_path(os.fspath(file), ".npz")
-        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        with atomic_path(path) as temporary, open(temporary, "w+b") as handle:
             # (a file, not its name: numpy appends ".npz" to a name ending in ".NPZ", and the
             # empty temporary file was renamed onto the path, a review found)
-            savez(handle, **entries)
-    else:
-        savez(file, **entries)
+            _write(handle, matrix, ours, compressed)
+    else:  # (a caller's file may be write-only: the archive is made on disk, then copied)
+        with tempfile.TemporaryFile() as handle:
+            _write(handle, matrix, ours, compressed)
+            handle.seek(0)
+            shutil.copyfileobj(handle, file)
     return matrix
+
+
+def _write(handle: IO[bytes], matrix: SparseArray, ours: dict[str, np.ndarray],
+           compressed: bool) -> None:
+    """scipy's archive of ``matrix`` (:func:`scipy.sparse.save_npz` itself), then ``ours``
+    appended to it as ``numpy.savez`` writes its entries: no copy of the matrix is made (a
+    memory audit: writing scipy's entries to memory and reading them back peaked at 3x the
+    matrix)."""
+    sp.save_npz(handle, matrix, compressed=compressed)
+    handle.seek(0)
+    method = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+    with zipfile.ZipFile(handle, "a", compression=method, allowZip64=True) as archive:
+        for key, value in ours.items():
+            with archive.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
+def _check_load_memory(file: str | os.PathLike[str] | io.BytesIO, name: str) -> None:
+    """Refuse a file whose entries, uncompressed, would not fit the memory limit (read from
+    the archive's directory before any entry is)."""
+    with zipfile.ZipFile(file) as archive:
+        nbytes = sum(member.file_size for member in archive.infolist())
+    if isinstance(file, io.BytesIO):
+        file.seek(0)
+        nbytes += file.getbuffer().nbytes  # the copy of the caller's file, already made
+    check_memory(nbytes, f"the matrix and layer of file {name}")
 
 
 def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
@@ -297,6 +323,9 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
     ValueError
         A file without the layer's description (a plain ``save_npz`` file), or one whose
         description is not valid.
+    MatrixTooLargeError
+        The file's entries, uncompressed, would need more than the memory limit
+        (:func:`sparseconv.set_memory_limit`); checked before any is read.
 
     See Also
     --------
@@ -328,6 +357,7 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
         raise ValueError(f"file {name} is not a sparse matrix .npz: not a zip archive (an .npz "
                          f"is one), it starts with {head!r}")
     try:
+        _check_load_memory(file, name)
         matrix = sp.load_npz(file)
         if isinstance(file, io.BytesIO):
             file.seek(0)
@@ -335,7 +365,7 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
             keys = set(entries.files)
             if LAYER_KEY in keys and WEIGHT_KEY in keys:
                 text, weight = str(entries[LAYER_KEY]), entries[WEIGHT_KEY]
-    except OSError:
+    except (OSError, MatrixTooLargeError):
         raise
     except Exception as exc:  # noqa: BLE001 - numpy and scipy raise many kinds for bad files
         raise ValueError(f"file {name} is not a sparse matrix .npz: {exc}") from exc

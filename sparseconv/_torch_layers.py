@@ -30,6 +30,7 @@ from torch.nn.utils import parametrize
 import sparseconv as sc
 from sparseconv._formats import in_format
 from sparseconv._layout import channels_last_order
+from sparseconv._memory import check_memory, check_sparse_memory
 from sparseconv._resampling import MODES as INTERPOLATION_MODES
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._shapes import output_padding_for
@@ -138,7 +139,9 @@ class _Layer:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     build: Callable[..., sp.sparray]                 # format -> the matrix
-    offset: np.ndarray | None = None                 # the bias over the output, flat
+    # () -> the bias over the output, flat: built on first use (sized against the memory
+    # limit), never for a matrix, an operator or a spectrum, which do not need it
+    make_offset: Callable[[], np.ndarray] | None = None
     make_operator: Callable[..., spla.LinearOperator] | None = None
     conv: tuple[np.ndarray, tuple[int, ...], dict] | None = None  # weight, shape, kwargs
     repeat: int = 1  # the matrix is `repeat` copies of that convolution's, block-diagonally
@@ -177,13 +180,36 @@ class _Layer:
             return self.make_operator()
         return spla.aslinearoperator(self.build("csr"))
 
+    @functools.cached_property
+    def offset(self) -> np.ndarray | None:
+        """The bias over the output, flat (``None``: no bias), built once on first use."""
+        if self.make_offset is None:
+            return None
+        self._check_offset_memory()
+        return self.make_offset()
+
+    def _check_offset_memory(self) -> None:
+        check_memory(8 * math.prod(self.output_shape), f"the offset of {self.name} (a vector "
+                     f"over its output shape {self.output_shape})")
+
     def offset_in(self, dtype: np.dtype | None = None, layout: Layout = "channels_first",
                   ) -> np.ndarray:
         """The affine offset (zeros where there is none) in ``dtype`` and ``layout``."""
+        self._check_offset_memory()
         b = np.zeros(math.prod(self.output_shape)) if self.offset is None else self.offset
         if layout == "channels_last":
             b = b[channels_last_order(self.output_shape)]
         return b if dtype is None else b.astype(dtype)
+
+
+def _repeated(values: np.ndarray, count: int) -> Callable[[], np.ndarray]:
+    """``() -> np.repeat(values, count)``: a per-channel bias over the output, on demand."""
+    return functools.partial(np.repeat, values, count)
+
+
+def _identity(n: int, name: str, format: SparseFormat) -> sp.sparray:
+    check_sparse_memory(n, n, np.float64, f"the {n} x {n} identity matrix of {name}")
+    return sp.eye_array(n, format=format)
 
 
 def _input_shape(input_shape, ndim: int | None, name: str) -> tuple[int, ...]:
@@ -506,7 +532,7 @@ def _conv_layer(module, input_shape) -> _Layer:
                   groups=module.groups, padding_mode=module.padding_mode)
     geometry = sc.ConvGeometry.from_weight(weight.shape, shape, **kwargs)
     out = geometry.output_shape
-    offset = None if bias is None else np.repeat(_numpy(bias), math.prod(out[1:]))
+    offset = None if bias is None else _repeated(_numpy(bias), math.prod(out[1:]))
     return _Layer(name, shape, out,
                   lambda format, **kw: sc.conv_matrix(weight, shape, format=format, **kw,
                                                       **kwargs),
@@ -545,7 +571,7 @@ def _conv_transpose_layer(module, input_shape, output_size) -> _Layer:
     out_size = sc.conv_transpose_output_shape(shape[1:], module.kernel_size, module.stride,
                                               module.padding, output_padding, module.dilation)
     out = (module.out_channels, *out_size)
-    offset = None if bias is None else np.repeat(_numpy(bias), math.prod(out_size))
+    offset = None if bias is None else _repeated(_numpy(bias), math.prod(out_size))
     # its matrix is the adjoint of a convolution from `out` with the same weight, when that
     # convolution's output is `shape` (output_padding < stride); the spectra are the same
     adjoint_kwargs = dict(stride=module.stride, padding=module.padding,
@@ -568,10 +594,31 @@ def _linear_layer(module, input_shape) -> _Layer:
     weight, bias = _numpy(parameter(module, "weight")), parameter(module, "bias")
     lead = math.prod(shape[:-1])
     out = (*shape[:-1], module.out_features)
-    offset = None if bias is None else np.tile(_numpy(bias), lead)
+    offset = None if bias is None else functools.partial(np.tile, _numpy(bias), lead)
 
     def build(format):
-        return sp.kron(sp.eye_array(lead), sp.csr_array(weight), format=format)
+        # kron(I_lead, W), assembled as CSR directly (scipy's kron of a dense W peaked at 4.5x
+        # the result's bytes); its own temporaries: 20 bytes per nonzero of W (flat indices,
+        # their quotient, the values), beside the result's 12 per nonzero and the row pointer
+        flat = np.flatnonzero(weight)
+        nnz = lead * flat.size
+        check_memory(nnz * 12 + 20 * flat.size + 8 * (math.prod(out) + 1),
+                     f"the {math.prod(out)} x {math.prod(shape)} matrix of Linear (its weight "
+                     f"on each of {lead} rows, {nnz} nonzeros; CSR, with the temporaries of "
+                     "its assembly)", "use the layer's operator")
+        index = np.int32 if max(nnz, math.prod(shape)) < 2**31 else np.int64
+        values = weight.ravel()[flat]
+        indptr = np.zeros(lead * module.out_features + 1, dtype=index)
+        np.cumsum(np.tile(np.bincount(flat // module.in_features,
+                                      minlength=module.out_features), lead), out=indptr[1:])
+        columns = (flat % module.in_features).astype(index)
+        del flat
+        if lead > 1:
+            columns = (np.arange(lead, dtype=index)[:, None] * module.in_features
+                       + columns).ravel()
+            values = np.tile(values, lead)
+        a = sp.csr_array((values, columns, indptr), shape=(math.prod(out), math.prod(shape)))
+        return in_format(a, format)
 
     def make_operator():
         # columns are a batch: (lead * in, k) -> (lead, in, k) -> W over the in axis
@@ -672,11 +719,14 @@ def _batchnorm_layer(module, input_shape) -> _Layer:
                          f"as {name} expects, got {shape}")
     scale, shift = _batchnorm_scale_shift(module)
     spatial = math.prod(shape[1:])
-    diagonal = np.repeat(scale, spatial)
     channels = shape[0]
-    return _Layer(name, shape, shape,
-                  lambda format: in_format(sp.diags_array(diagonal), format),
-                  np.repeat(shift, spatial), None,
+
+    def build(format):
+        n = math.prod(shape)
+        check_sparse_memory(n, n, np.float64, f"the {n} x {n} diagonal matrix of {name}")
+        return in_format(sp.diags_array(np.repeat(scale, spatial)), format)
+
+    return _Layer(name, shape, shape, build, _repeated(shift, spatial), None,
                   (scale.reshape(channels, 1, 1), (channels, 1), {"groups": channels}), spatial)
 
 
@@ -722,9 +772,8 @@ def _padding(name: str, shape: tuple[int, ...], sides: Sequence[int], mode: Padd
             a = a @ crop if first else crop @ a
         return in_format(sp.csr_array(a), format)
 
-    offset = None
-    if value:  # ConstantPad with a fill value: the pad entries are an offset
-        offset = value * (1.0 - build("csr") @ np.ones(math.prod(shape)))
+    # ConstantPad with a fill value: the pad entries are an offset
+    offset = (lambda: value * (1.0 - build("csr") @ np.ones(math.prod(shape)))) if value else None
     return _Layer(name, shape, out, build, offset)
 
 
@@ -764,11 +813,12 @@ def _patch_layer(module, input_shape) -> _Layer:
         if shape[0] % groups:
             raise ValueError(f"{name}(groups={groups}) needs channels divisible by groups, got "
                              f"input_shape={shape}")
+        n = math.prod(shape)
+        check_sparse_memory(n, n, np.float64, f"the {n} x {n} permutation matrix of {name}")
         # torch: (g, C/g, ...) transposed to (C/g, g, ...): output channel o reads source[o]
         source = np.arange(shape[0]).reshape(groups, -1).T.ravel()
         size = math.prod(shape[1:])
         columns = (source[:, None] * size + np.arange(size)).ravel()
-        n = math.prod(shape)
         matrix = sp.csr_array((np.ones(n), (np.arange(n), columns)), shape=(n, n))
         return _Layer(name, shape, shape, lambda format: in_format(matrix, format))
     options = dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
@@ -844,6 +894,6 @@ def _reshape_layer(module, input_shape) -> _Layer:
                              "must keep the batch axis")
         out = (*full[1:start], math.prod(full[start:end + 1]), *full[end + 1:])
     n = math.prod(shape)
-    return _Layer(name, shape, out, lambda format: sp.eye_array(n, format=format),
-                  None, lambda: spla.aslinearoperator(sp.eye_array(n, format="csr")),
+    return _Layer(name, shape, out, functools.partial(_identity, n, name),
+                  None, lambda: spla.aslinearoperator(_identity(n, name, "csr")),
                   (np.ones((1, 1, 1)), (1, 1), {}), n)

@@ -33,6 +33,7 @@ module that runs no operation (``Identity``) has no call and no record.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparseconv._memory import check_memory
 from sparseconv._torch_layers import (
     _BATCHNORM,
     _CONV,
@@ -100,6 +102,12 @@ def probe_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1,
     of it (on zeros, only through its bias); zeros for ``random=False`` (a model that indexes
     with its input, an Embedding of ``x.long()``, runs on them)."""
     dtype, device = probe_like(model)
+    entries = batch * math.prod(shape)
+    itemsize = (dtype or torch.get_default_dtype()).itemsize
+    # (the seeded values are drawn in float64, then cast: both at once for a moment)
+    check_memory(entries * (itemsize + (8 if random and itemsize != 8 else 0)),
+                 f"the probe batch of shape {(batch, *shape)} for a forward pass of the model "
+                 "(its own activations come on top)", "use a smaller input_shape")
     if not random:
         return torch.zeros((batch, *shape), dtype=dtype, device=device)
     values = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(0),
@@ -542,12 +550,13 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
         graph.eraseOutput(0)
     graph.registerOutput(node.output())
     function = torch._C._create_function_from_graph("sparseconv_probe", graph)
+    probe = probe_input(model, shape)  # (sized against the memory limit first)
     try:
         with torch.no_grad(), restored_buffers(model):
             try:
-                result = function(model._c, probe_input(model, shape))
+                result = function(model._c, probe)
             except RuntimeError:  # a model may index with its input: zeros, as before
-                result = function(model._c, probe_input(model, shape, random=False))
+                result = function(model._c, probe.zero_())
     except RuntimeError as exc:  # TorchScript's message carries its whole traceback
         raise forward_failed(model, shape, exc, last=True) from exc
     return list(result)[len(outputs):]

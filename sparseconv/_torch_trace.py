@@ -255,14 +255,15 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
                 value for key, value in kwargs.items() if key != "input"))
             records.append(_record(name, mod, inputs, output))
         hooks.append(module.register_forward_hook(hook, with_kwargs=True))
+    probe = probe_input(model, shape)  # (sized against the memory limit before any hook)
     try:  # (in training mode, allow_train, BatchNorm would update its statistics)
         with torch.no_grad(), restored_buffers(model):
             try:
-                model(probe_input(model, shape))
+                model(probe)
             except Exception:  # noqa: BLE001 - a model may index with its input (an
                 # Embedding of x.long()): zeros, as before, whose records check less
                 records.clear()
-                model(probe_input(model, shape, random=False))
+                model(probe.zero_())
     except RuntimeError as exc:
         raise forward_failed(model, shape, exc) from exc
     finally:

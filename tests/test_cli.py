@@ -414,6 +414,10 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["export", *LAYER, "-o", "out.npz", "--in-shape", "64,200,200", "--out-channels", "64"],
      "memory limit"),
     (["spy", *LAYER, "-o", "no/such/dir/a.png"], "No such file or directory"),
+    # (a memory audit: "out of memory (Unable to allocate 32.0 GiB ...); try a smaller layer")
+    (["spy", *LAYER, "-o", "a.png", "--in-shape", "3,4096,4096", "--max-bins", "100000"],
+     "the 65536 x 98304 bins of raster would need 96.0 GiB, more than the memory limit of "
+     "64.0 MiB; use a smaller max_bins"),
     ([], "the following arguments are required: COMMAND"),
     (["info", *LAYER, "--seed", "-1"],
      "argument --seed: expected a non-negative integer, got '-1'"),

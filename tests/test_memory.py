@@ -13,6 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import sparseconv
 from sparseconv._memory import DEFAULT_LIMIT, parse_limit
@@ -155,7 +156,46 @@ HUGE = {  # (a review: each allocated 0.7 to 7.6 GB, or ran for seconds, before 
     # (a hunt: the zero insertion, 26 MiB here, was built before the convolution refused)
     "fractionally_strided": lambda: sparseconv.fractionally_strided(np.ones((8, 8, 3)),
                                                                     (8, 10**5), stride=2),
+    # (a memory audit: each raised numpy's raw MemoryError; 4.5 GiB for the gather map of a
+    # 64-channel 8192x8192 layer, 32 GiB for the counts of max_bins=10**5)
+    "index_map": lambda: sparseconv.ConvGeometry.from_weight(
+        (1, 1, 3, 3), (1, 8192, 8192), padding=1).index_map(),
+    "padded_index_map": lambda: _plot().padded_index_map(sparseconv.ConvGeometry.from_weight(
+        (64, 64, 3, 3), (64, 8192, 8192), padding=1)),
 }
+
+
+def _plot():
+    import sparseconv.plot
+
+    return sparseconv.plot
+
+
+BINS = 10**5
+EDGES = np.arange(BINS + 1)
+EYE = sp.eye_array(BINS, format="csr")
+HUGE_RASTERS = {  # (the edges, max_bins long, are allowed: the bins squared are not)
+    "raster of a layer": lambda: _plot().raster(sparseconv.ConvGeometry.from_weight(
+        (16, 16, 3, 3), (16, 4096, 4096), padding=1), BINS),
+    "raster of a matrix": lambda: _plot().raster(EYE, BINS),
+    "density_counts": lambda: _plot().density_counts(EYE, EDGES, EDGES),
+    "spy values=True": lambda: _plot().spy(EYE, values=True, max_bins=BINS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE_RASTERS))
+def test_a_huge_max_bins_is_refused_before_its_counts_are_allocated(name, memory_limit):
+    """(A memory audit: max_bins=10**5 asked numpy for 32 GiB of counts, a raw MemoryError,
+    and the command line's spy said "out of memory ... try a smaller layer".)"""
+    memory_limit(50 * 2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(sparseconv.MatrixTooLargeError, match="smaller max_bins|zoom="):
+            HUGE_RASTERS[name]()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, (name, peak)  # (matplotlib's first figure: about 10 MB)
 
 
 @pytest.mark.parametrize("name", sorted(HUGE))

@@ -457,6 +457,65 @@ def test_matrix_options_are_checked_by_name(module, options, error, match):
         sct.matrix(module, (2, 4, 4), **options)
 
 
+SIZED_CALLS = {  # (a memory audit: each allocated in proportion to the input before a check)
+    "matrix of a convolution with a bias": lambda: sct.matrix(nn.Conv2d(64, 64, 3),
+                                                              (64, 256, 256)),
+    "affine of a convolution": lambda: sct.affine(nn.Conv2d(64, 64, 3), (64, 256, 256)),
+    "matrix of a transposed convolution": lambda: sct.matrix(
+        nn.ConvTranspose2d(64, 64, 3), (64, 256, 256)),
+    "matrix of Linear": lambda: sct.matrix(nn.Linear(64, 64), (10**4, 64)),
+    "matrix of BatchNorm2d": lambda: sct.matrix(nn.BatchNorm2d(64).eval(), (64, 512, 512)),
+    "affine of BatchNorm2d": lambda: sct.affine(nn.BatchNorm2d(64).eval(), (64, 512, 512)),
+    "matrix of Identity": lambda: sct.matrix(nn.Identity(), (64, 512, 512)),
+    "matrix of ChannelShuffle": lambda: sct.matrix(nn.ChannelShuffle(2), (64, 512, 512)),
+    "trace's probe": lambda: sct.trace(nn.Sequential(nn.Conv2d(64, 1, 1)), (64, 512, 512)),
+    "network_operator's probe": lambda: sct.network_operator(
+        nn.Sequential(nn.Conv2d(64, 64, 1)), (64, 512, 512)),
+    "lipschitz_report's probe": lambda: sct.lipschitz_report(
+        nn.Sequential(nn.Conv2d(64, 64, 1)), (64, 512, 512)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIZED_CALLS))
+def test_large_layers_are_refused_before_anything_in_proportion_is_allocated(name,
+                                                                             memory_limit):
+    """Refused with MatrixTooLargeError before numpy or torch allocate the input's size (a
+    bias repeated over a 64 x 4096 x 4096 output asked numpy for 8 GiB and raised its raw
+    MemoryError; a probe forward ran at full size under any limit)."""
+    import tracemalloc
+
+    memory_limit(8 * 2**20)  # each call above would build 16 MiB or more
+    tracemalloc.start()
+    try:
+        with pytest.raises(sc.MatrixTooLargeError, match="memory limit"):
+            SIZED_CALLS[name]()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, (name, peak)
+
+
+def test_the_linear_matrix_is_unchanged_by_its_assembly():
+    """Linear's kron(I, W) assembled as CSR directly, zeros of W left out, every format."""
+    module = nn.Linear(5, 3).double()
+    with torch.no_grad():
+        module.weight[0] = 0.0
+        module.weight[1, 2] = 0.0
+    weight = module.weight.detach().numpy()
+    for shape in [(5,), (4, 5), (2, 3, 5)]:
+        lead = math.prod(shape[:-1])
+        expected = np.kron(np.eye(lead), weight)
+        x = torch.randn(*shape, dtype=torch.float64)
+        for format in ("csr", "csc", "coo", "bsr"):
+            a = sct.matrix(module, shape, format=format)
+            assert a.format == format and a.nnz == np.count_nonzero(expected)
+            np.testing.assert_array_equal(a.toarray(), expected)
+            assert_close(a @ x.numpy().ravel(), (module(x) - module.bias).detach().numpy().ravel(),
+                         f"{format} on {shape}")
+        np.testing.assert_array_equal(sct.affine(module, shape).bias,
+                                      np.tile(module.bias.detach().numpy(), lead))
+
+
 @pytest.mark.parametrize("kind", sorted(MODULES))
 def test_spectra_contain_the_dense_values(kind):
     rng = np.random.default_rng(100 + sorted(MODULES).index(kind))

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from .._geometry import ConvGeometry, spatial_matrix
+from .._memory import check_memory
 from .._operators import layer_of
 from .._validation import int_tuple
 
@@ -175,6 +176,15 @@ def _entries(A, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield from _entries(A.tocsr(), chunk)
 
 
+def check_bins(rows: int, cols: int, what: str) -> None:
+    """Refuse (:class:`~sparseconv.MatrixTooLargeError`) a ``rows`` x ``cols`` grid of bins
+    whose counts would not fit the memory limit: the int64 counts and the histogram of a chunk
+    beside them, 16 bytes per bin (a raster is one image: ``max_bins`` of a few thousand at
+    most is ever drawn)."""
+    check_memory(16 * rows * cols, f"the {rows} x {cols} bins of {what}",
+                 "use a smaller max_bins")
+
+
 def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges: np.ndarray, *,
                    chunk: int = _CHUNK) -> np.ndarray:
     """Number of stored entries of the sparse array ``A`` in each bin.
@@ -217,6 +227,7 @@ def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges
             raise ValueError(f"{name} must be increasing integers from 0 to {n} (A.shape "
                              f"{A.shape}), got {edges!r}")
     nr, nc = len(row_edges) - 1, len(col_edges) - 1
+    check_bins(nr, nc, "density_counts")
     row_bin = np.repeat(np.arange(nr, dtype=np.int64), np.diff(row_edges))
     col_bin = np.repeat(np.arange(nc, dtype=np.int64), np.diff(col_edges))
     counts = np.zeros(nr * nc, dtype=np.int64)
@@ -342,6 +353,7 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
         A = sp.csr_array(A)[r0 * block[0]:r1 * block[0], c0 * block[1]:c1 * block[1]]
     rows = bin_edges(A.shape[0], max_bins, r1 - r0, period[0])
     cols = bin_edges(A.shape[1], max_bins, c1 - c0, period[1])
+    check_bins(len(rows) - 1, len(cols) - 1, "raster")
     return Raster(density_counts(A, rows, cols), rows + r0 * block[0], cols + c0 * block[1])
 
 
@@ -363,6 +375,7 @@ def _layer_raster(geom: ConvGeometry, max_bins: int, zoom) -> Raster:
     out_row, in_row = row_lengths(geom)
     rows = bin_edges((r1 - r0) * out_block, max_bins, r1 - r0, out_row)
     cols = bin_edges((c1 - c0) * in_block, max_bins, c1 - c0, in_row)
+    check_bins(len(rows) - 1, len(cols) - 1, "raster")
     row_groups, row_local = _split(rows, r1 - r0, out_block)
     col_groups, col_local = _split(cols, c1 - c0, in_block)
     local = density_counts(spatial_matrix(geom), row_local, col_local)

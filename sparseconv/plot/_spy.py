@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from .._files import raster_formats
 from .._geometry import ConvGeometry
+from .._memory import check_memory
 from .._operators import layer_of
 from .._validation import as_bool, int_tuple
 from ._figure import (
@@ -155,6 +156,8 @@ def _values_image(A, max_bins: int) -> np.ndarray:
         raise ValueError(f"values=True draws one pixel per entry: the {A.shape[0]} x "
                          f"{A.shape[1]} matrix exceeds max_bins={max_bins}; pass max_bins="
                          f"{max(A.shape)}, or zoom= on a block")
+    check_memory(8 * A.shape[0] * A.shape[1], f"the {A.shape[0]} x {A.shape[1]} image of "
+                 "values=True (one float64 pixel per entry)", "zoom= on a block")
     A.sum_duplicates()
     data = np.abs(A.data) if np.iscomplexobj(A.data) else A.data
     image = np.full(A.shape, np.nan)
