@@ -16,6 +16,7 @@ import pytest
 import scipy.sparse as sp
 
 import sparseconv
+import sparseconv.plot  # (here: its import inside a traced call would count as the call's)
 from sparseconv._memory import DEFAULT_LIMIT, parse_limit
 
 PROBE = "import sparseconv; print(sparseconv.get_memory_limit())"
@@ -166,8 +167,6 @@ HUGE = {  # (a review: each allocated 0.7 to 7.6 GB, or ran for seconds, before 
 
 
 def _plot():
-    import sparseconv.plot
-
     return sparseconv.plot
 
 
@@ -293,4 +292,35 @@ def test_the_spectra_stay_within_the_limit_or_refuse_before_allocating(name, lim
     finally:
         tracemalloc.stop()
         sparseconv.set_memory_limit(old)
+    assert peak < (2**20 if refused else limit), (name, refused, peak)
+
+
+RESAMPLING = {  # (a memory audit: the Kronecker products peaked at 2x what was counted)
+    "bilinear, 16 channels": lambda: sparseconv.interpolate_matrix(
+        (16, 100, 100), scale_factor=2, mode="bilinear"),
+    "bicubic, 1 channel": lambda: sparseconv.interpolate_matrix(
+        (1, 200, 200), scale_factor=2, mode="bicubic"),
+    "antialias": lambda: sparseconv.interpolate_matrix(
+        (16, 128, 128), size=(32, 32), mode="bilinear", antialias=True),
+    "trilinear": lambda: sparseconv.interpolate_matrix(
+        (4, 24, 24, 24), scale_factor=2, mode="trilinear"),
+    "adaptive": lambda: sparseconv.adaptive_avg_pool_matrix((16, 150, 150), (7, 7)),
+}
+
+
+@pytest.mark.parametrize("limit", [8 * 2**20, 24 * 2**20, 64 * 2**20, 160 * 2**20])
+@pytest.mark.parametrize("name", sorted(RESAMPLING))
+def test_resampling_matrices_stay_within_the_limit_or_refuse_first(name, limit,
+                                                                   memory_limit):
+    memory_limit(limit)
+    tracemalloc.start()
+    try:
+        try:
+            RESAMPLING[name]()
+            refused = False
+        except sparseconv.MatrixTooLargeError:
+            refused = True
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert peak < (2**20 if refused else limit), (name, refused, peak)
