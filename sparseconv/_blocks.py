@@ -139,15 +139,13 @@ def _plan(geom: ConvGeometry, start: int, stop: int, transposed: bool):
     return plan
 
 
-def row_block(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, rows,
-              transposed: bool = False) -> sp.csr_array:
-    """Rows ``rows`` (a slice) of the layer's matrix (of its transpose if ``transposed``), CSR.
-
-    Equal to ``full[rows]`` entry for entry, built in memory proportional to the block.
-    """
+def check_row_block(geom: ConvGeometry, dtype: np.dtype, start: int, stop: int,
+                    transposed: bool = False, plan: list | None = None) -> None:
+    """Refuse (:class:`~sparseconv.MatrixTooLargeError`) rows ``start:stop`` of the layer's
+    matrix (of its transpose if ``transposed``) if building them, as :func:`row_block` does,
+    would exceed the memory limit; ``plan``: their :func:`_plan`, if already made."""
     shape = geom.shape[::-1] if transposed else geom.shape
-    start, stop = row_range(rows, shape[0])
-    plan = _plan(geom, start, stop, transposed)
+    plan = _plan(geom, start, stop, transposed) if plan is None else plan
     item = np.dtype(dtype).itemsize
     nbytes = nnz = 0
     for *_, sub in plan:
@@ -160,6 +158,18 @@ def row_block(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, rows,
     check_memory(nbytes, f"rows {start}:{stop} of the {shape[0]} x {shape[1]} sparse matrix "
                  f"(at most {nnz} nonzeros, with the temporaries of their assembly)",
                  USE_OPERATOR)
+
+
+def row_block(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, rows,
+              transposed: bool = False) -> sp.csr_array:
+    """Rows ``rows`` (a slice) of the layer's matrix (of its transpose if ``transposed``), CSR.
+
+    Equal to ``full[rows]`` entry for entry, built in memory proportional to the block.
+    """
+    shape = geom.shape[::-1] if transposed else geom.shape
+    start, stop = row_range(rows, shape[0])
+    plan = _plan(geom, start, stop, transposed)
+    check_row_block(geom, dtype, start, stop, transposed, plan)
     parts = [_transposed_slab(geom, weight, dtype, *step) if transposed
              else _slab(geom, weight, dtype, *step) for step in plan]
     return _stack(parts, (stop - start, shape[1]), dtype, transposed, geom, start, plan)

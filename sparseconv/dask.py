@@ -57,6 +57,7 @@ except ImportError as exc:  # pragma: no cover - CI installs the extra
     ) from exc
 
 import sparseconv as sc
+from sparseconv._blocks import check_row_block
 from sparseconv._geometry import AxisGeometry, ConvGeometry
 from sparseconv._typing import (
     ArrayLike,
@@ -244,6 +245,13 @@ class _BlockLayer:
                 _OPERATORS[key] = op
         return op
 
+    def size_operators(self, shapes) -> None:
+        """Build (and cache) the operator of every ``(window, block)`` pair of a graph when
+        the graph is built: each is sized against the memory limit for one column as it is
+        made, so a chunk too large is refused now, not by its task (a memory audit)."""
+        for window, block in sorted(shapes):
+            self._operator(window, block)
+
     def gather_side(self, window: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
         """Window -> block: A (a convolution), or A^H of the transposed layer."""
         op = self._operator(window.shape[2:], block)
@@ -318,6 +326,7 @@ class _Plan:
         token = tokenize(x.name, layer.token, self.token, dtype)
         name = f"sparseconv-gather-{token}"
         graph: dict = {}
+        shapes: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
         for i in range(len(x.chunks[0])):
             for block in itertools.product(*(range(len(p.out_chunks)) for p in self.axes)):
                 pieces, runs = [], []
@@ -336,6 +345,8 @@ class _Plan:
                                  tuple(runs), np.dtype(dtype))
                 graph[(name, i, 0, *block)] = (_gather_task, layer, recipe, x.shape[1],
                                                x.chunks[0][i], *pieces)
+                shapes.add((recipe.window, recipe.block))
+        layer.size_operators(shapes)
         chunks = (x.chunks[0], (channels_out,), *self.out_chunks)
         return _array(graph, name, x, chunks, dtype)
 
@@ -344,11 +355,14 @@ class _Plan:
         token = tokenize(y.name, layer.token, self.token, dtype)
         name, windows = f"sparseconv-scatter-{token}", f"sparseconv-window-{token}"
         graph: dict = {}
+        shapes: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
         nblocks = [range(len(p.out_chunks)) for p in self.axes]
         for i in range(len(y.chunks[0])):
             for block in itertools.product(*nblocks):
                 window = tuple(self.axes[d].windows[b] for d, b in enumerate(block))
                 graph[(windows, i, *block)] = (layer.scatter_side, (y.name, i, 0, *block), window)
+                shapes.add((window, tuple(self.axes[d].out_chunks[b]
+                                          for d, b in enumerate(block))))
             for chunk in itertools.product(*(range(len(p.in_chunks)) for p in self.axes)):
                 writes = [self.axes[d].writes(q) for d, q in enumerate(chunk)]
                 pieces, runs = [], []
@@ -365,6 +379,7 @@ class _Plan:
                 recipe = _Recipe(shape, shape, tuple(runs), np.dtype(dtype))
                 graph[(name, i, 0, *chunk)] = (_scatter_task, recipe, channels_in,
                                                y.chunks[0][i], *pieces)
+        layer.size_operators(shapes)
         chunks = (y.chunks[0], (channels_in,), *self.in_chunks)
         return _array(graph, name, y, chunks, dtype)
 
@@ -1104,9 +1119,13 @@ def conv_matrix(
     build = dask.delayed(sc.conv_matrix, pure=True)
     weight = dask.delayed(np.asarray(weight))  # once in the graph, not once per block
     blocks = []
+    dtype = np.dtype(result.dtype)
     for start in range(0, n_rows, block_rows):
         stop = min(start + block_rows, n_rows)
         row_range(slice(start, stop), n_rows)
+        # each block is sized now, when the graph is built: a block that cannot fit is refused
+        # here, not by its task after the blocks before it were computed (a memory audit)
+        check_row_block(geometry, dtype, start, stop)
         blocks.append(da.from_delayed(build(weight, input_shape, rows=slice(start, stop),
                                             **kwargs),
                                       shape=(stop - start, n_cols), dtype=result.dtype,

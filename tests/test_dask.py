@@ -334,6 +334,20 @@ def test_bad_input_is_refused_by_name():
         sdask.to_zarr(np.ones(3), "unused.zarr")
 
 
+def test_a_block_that_cannot_fit_is_refused_when_the_graph_is_built(memory_limit):
+    """(A memory audit: conv_matrix returned a graph whose blocks each needed 26.9 GiB, and
+    refused only when one was computed.)"""
+    w = np.ones((16, 16, 3, 3))
+    memory_limit(8 * 2**20)
+    with pytest.raises(sc.MatrixTooLargeError, match=r"rows 0:16384 of the 262144 x 262144"):
+        sdask.conv_matrix(w, (16, 128, 128), padding=1)  # a channel's rows a block: 19 MiB
+    M = sdask.conv_matrix(w, (16, 128, 128), padding=1, block_rows=1024)
+    assert M.numblocks == (256, 1)
+    block = M.blocks[5].compute()
+    expected = sc.conv_matrix(w, (16, 128, 128), padding=1, rows=slice(5 * 1024, 6 * 1024))
+    assert block.nnz == expected.nnz > 0 and abs(block - expected).max() == 0
+
+
 def test_import_sparseconv_imports_no_dask_and_the_error_names_the_extra():
     code = ("import sys, sparseconv, sparseconv.testing; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]; "
@@ -631,3 +645,21 @@ def test_a_column_of_an_input_shape_n_by_1_is_a_column():
         assert result.shape == (6, 1)
         np.testing.assert_allclose(result, serial @ x, rtol=1e-14)
     np.testing.assert_allclose(A.H @ (serial @ x), serial.H @ (serial @ x), rtol=1e-14)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_chunk_too_large_for_its_operator_is_refused_when_the_graph_is_built(
+        transposed, memory_limit):
+    """(A memory audit: sd.conv returned its graph; each task then refused its chunk.)"""
+    import dask.array as da
+
+    w = np.ones((16, 16, 3, 3))
+    x = da.ones((16, 256, 256), chunks=(16, 256, 256))
+    call = sdask.conv_transpose if transposed else sdask.conv
+    memory_limit(8 * 2**20)
+    with pytest.raises(sc.MatrixTooLargeError, match="for one column"):
+        call(x, w, padding=1)
+    y = call(x.rechunk((16, 32, 32)), w, padding=1).compute()  # small chunks fit
+    # ones through ones: 16 channels x 9 taps inside, 16 x 6 on an edge, 16 x 4 at a corner
+    assert (y[:, 1:-1, 1:-1] == 144).all() and (y[:, 0, 1:-1] == 96).all()
+    assert (y[:, [0, 0, -1, -1], [0, -1, 0, -1]] == 64).all()
