@@ -180,19 +180,21 @@ def matrix_bytes(geom: ConvGeometry, dtype, format: str = "csr", *,
 
 def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, format: str = "csr", *,
              transposed: bool = False, extra: int = 0, layout: str = "channels_first",
-             blocksize: tuple[int, int] | None = None) -> sp.sparray:
+             blocksize: tuple[int, int] | None = None,
+             hint: str | None = USE_OPERATOR) -> sp.sparray:
     """The layer described by ``geom`` with (validated) ``weight`` as a sparse array in
     ``format``; its transpose if ``transposed``. Sized against the memory limit first (plus
     ``extra`` bytes the caller will allocate beside it), before any array is allocated.
     ``layout="channels_last"`` orders rows and columns as ``(*spatial, C)``, built as BSR
     (:mod:`sparseconv._layout`); ``blocksize`` (validated by ``check_blocksize``) is the
-    result's BSR blocksize."""
+    result's BSR blocksize. ``hint``: the refusal's advice (a pooling matrix has no
+    matrix-free operator to suggest)."""
     rows, cols = geom.shape[::-1] if transposed else geom.shape
     if layout == "channels_last":
         return _assemble_channels_last(geom, weight, dtype, format, transposed, extra, blocksize)
     nbytes, nnz, index_dtype = matrix_bytes(geom, dtype, format, transposed=transposed)
     check_memory(nbytes + extra, f"the {rows} x {cols} sparse matrix with {nnz} nonzeros "
-                 f"({format.upper()}, with the temporaries of its assembly)", USE_OPERATOR)
+                 f"({format.upper()}, with the temporaries of its assembly)", hint)
     matrix = _assemble_csr(geom, weight, dtype, index_dtype)
     matrix = matrix.T if transposed else matrix
     if blocksize is not None:  # scipy's conversion, which checks that it divides the shape

@@ -146,7 +146,7 @@ def avg_pool_matrix(
     extra = rows * (24 + 2 * index_dtype.itemsize) + nnz * (8 + dtype.itemsize)
     if format != "csr":
         extra += format_bytes(nnz, geom.shape, dtype, index_dtype, format)
-    matrix = assemble(geom, np.ones(geom.weight_shape), dtype, extra=extra)
+    matrix = assemble(geom, np.ones(geom.weight_shape), dtype, extra=extra, hint=None)
     if divisor_override is not None:
         divisor = np.full(matrix.shape[0], float(divisor_override))
     elif count_include_pad:  # the window's taps inside the padded input
