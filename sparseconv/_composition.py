@@ -76,6 +76,19 @@ class AffineMap:
     bias: np.ndarray
 
     def __post_init__(self):
+        self._own(copy=True)
+
+    @classmethod
+    def _fresh(cls, matrix: sp.sparray, bias: ArrayLike) -> AffineMap:
+        """A map of arrays just made by the caller, which no one else holds: validated and
+        made read-only as the constructor's, without its copies (a product's matrix)."""
+        f = object.__new__(cls)
+        object.__setattr__(f, "matrix", matrix)
+        object.__setattr__(f, "bias", bias)
+        f._own(copy=False)
+        return f
+
+    def _own(self, copy: bool) -> None:
         matrix = self.matrix
         if not (sp.issparse(matrix) and matrix.ndim == 2):
             raise TypeError(f"matrix must be a 2-D scipy.sparse array, got "
@@ -84,8 +97,15 @@ class AffineMap:
         if bias.shape != (matrix.shape[0],):
             raise ValueError(f"bias must have shape ({matrix.shape[0]},) to match matrix.shape="
                              f"{matrix.shape}, got bias.shape={bias.shape}")
-        # canonical, as every builder's (a review: products left compose's unsorted)
-        object.__setattr__(self, "matrix", in_format(sp.csr_array(matrix), "csr"))
+        # canonical, as every builder's (a review: products left compose's unsorted); private
+        # read-only copies, as the operators' weights (a new user's trial: the map changed
+        # with the caller's arrays, and its bias could be written to)
+        matrix = in_format(sp.csr_array(matrix, copy=copy), "csr")
+        for array in (matrix.data, matrix.indices, matrix.indptr):
+            array.flags.writeable = False
+        bias = np.array(bias, copy=True) if copy else np.asarray(bias)
+        bias.flags.writeable = False
+        object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "bias", bias)
 
     @property
@@ -107,15 +127,23 @@ class AffineMap:
         if isinstance(other, AffineMap) or sp.issparse(other):
             check_chain([as_matrix(other, "other"), self.matrix], names=["g", "f in f @ g"])
         if isinstance(other, AffineMap):
-            return AffineMap(checked_product(self.matrix, other.matrix, "f @ g"),
-                             self.matrix @ other.bias + self.bias)
+            return AffineMap._fresh(checked_product(self.matrix, other.matrix, "f @ g"),
+                                    self.matrix @ other.bias + self.bias)
         if sp.issparse(other):
-            return AffineMap(checked_product(self.matrix, other, "f @ g"), self.bias)
+            return AffineMap._fresh(checked_product(self.matrix, other, "f @ g"), self.bias)
         if isinstance(other, (np.ndarray, list, tuple)):  # numpy's own error names no operand
             raise TypeError(f"f @ g composes f with g, a scipy.sparse array or an AffineMap, "
                             f"got {type(other).__name__}; apply f to a vector or to columns "
                             "with f(x)")
         return NotImplemented
+
+    def __rmatmul__(self, other: sp.sparray) -> AffineMap:
+        """``P @ f``: a sparse matrix after the map, ``x -> P (A x + b)`` (a new user's trial:
+        a pooling matrix could follow a map only through :func:`compose`)."""
+        if not sp.issparse(other):
+            return NotImplemented
+        check_chain([self.matrix, as_matrix(other, "other")], names=["g", "f in f @ g"])
+        return AffineMap._fresh(checked_product(other, self.matrix, "f @ g"), other @ self.bias)
 
     def __repr__(self) -> str:  # the dataclass's would print every entry of the bias
         m, n = self.shape
@@ -186,7 +214,7 @@ def affine_conv(weight: ArrayLike, bias: ArrayLike | None, input_shape: ShapeLik
         rows = np.tile(bias, positions)  # a row's channel varies fastest
     else:
         rows = np.repeat(bias, positions)
-    return AffineMap(matrix, rows[kwargs.get("rows") or slice(None)])
+    return AffineMap._fresh(matrix, rows[kwargs.get("rows") or slice(None)])
 
 
 #: The keywords of :func:`conv_matrix` that define the layer (not its storage).
@@ -313,15 +341,12 @@ def compose(*layers: sp.sparray | AffineMap | spla.LinearOperator
             result = spla.aslinearoperator(layer) @ result
         return result
     check_chain([as_matrix(layer, f"layers[{i}]", True) for i, layer in enumerate(layers)])
-    if any(isinstance(layer, AffineMap) for layer in layers):
-        layers = [layer if isinstance(layer, AffineMap) else
-                  AffineMap(layer, np.zeros(layer.shape[0], layer.dtype)) for layer in layers]
     # (scipy's spmatrix would make the product an spmatrix: arrays throughout)
     layers = [layer if isinstance(layer, AffineMap) else sp.csr_array(layer) for layer in layers]
     result = layers[0]
     for i, layer in enumerate(layers[1:], 1):
-        if isinstance(result, AffineMap):
-            result = layer @ result  # AffineMap.__matmul__ checks its product
+        if isinstance(result, AffineMap) or isinstance(layer, AffineMap):
+            result = layer @ result  # AffineMap's products check their own
         else:
             result = checked_product(layer, result, f"compose: layers[{i}] after layers[:{i}]")
     return result if isinstance(result, AffineMap) else in_format(result, "csr")

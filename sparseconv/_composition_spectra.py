@@ -156,8 +156,9 @@ def composition_singular_values(layers: Sequence[LayerLike], input_shape: ShapeL
     layers : sequence of weights or of ``(weight, options)`` pairs
         Applied first to last. ``options`` is a dict of some of ``stride``, ``padding``,
         ``dilation``, ``groups``, ``padding_mode``, with :func:`sparseconv.conv_matrix`'s
-        meaning and defaults (``padding=None`` with ``padding_mode="circular"``: the periodic
-        padding); any other key is an error.
+        meaning and defaults (``padding=0``: give ``padding=None`` with
+        ``padding_mode="circular"`` for the periodic padding); any other key is an error. A
+        list ``[weight, options]`` is read as the pair.
     input_shape : tuple of int
         Input of the first layer, ``(C_in, *spatial)``.
     method : {"auto", "fft", "dense"}

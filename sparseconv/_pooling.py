@@ -50,11 +50,15 @@ def avg_pool_matrix(
     Parameters
     ----------
     input_shape : tuple of int
-        ``(C, *spatial)``.
+        ``(C, *spatial)``, any number of spatial axes (PyTorch's functions take 1 to 3; the
+        same rule applies to each axis).
     kernel_size, stride : int or tuple of int
         ``stride`` defaults to ``kernel_size``, as in PyTorch.
-    padding : int, tuple of int, or tuple of (lo, hi) pairs
-        Zero padding, at most ``kernel_size // 2`` per side (PyTorch's limit).
+    padding : int, tuple of int, tuple of (lo, hi) pairs, "valid" or "same"
+        Zero padding, at most ``kernel_size // 2`` per side (PyTorch's limit). The strings
+        are sparseconv's, as :func:`conv_matrix` reads them (PyTorch's pooling takes none):
+        ``"valid"`` is 0; ``"same"`` needs ``stride=1`` and pads ``kernel_size - 1`` split
+        as :func:`conv_matrix` splits it (the odd one after).
     ceil_mode : bool
         Round the output size up: one more window where the last one would hang over the
         padded input, provided it starts inside the input or the low padding (PyTorch's rule;

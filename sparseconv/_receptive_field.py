@@ -32,7 +32,7 @@ __all__ = ["receptive_field", "receptive_field_paths", "receptive_field_size"]
 def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: ShapeLike,
                     output_index: int | Sequence[int],
                     output_shape: ShapeLike | None = None) -> np.ndarray:
-    """The exact receptive field of one output unit of a composition of layers.
+    """The receptive field of one output unit of a composition of layers (structural).
 
     Parameters
     ----------
@@ -138,7 +138,8 @@ def receptive_field_paths(
     -------
     ndarray of ``dtype``, shape ``layers[0].input_size``
         Nonzero exactly on the receptive field: ``e_position @ S_L @ ... @ S_1`` with the
-        tap-count matrices ``S`` of :func:`spatial_matrix`.
+        tap-count matrices ``S`` of the layers (``S[o, j]``: how many kernel taps of output
+        position ``o`` read input position ``j``, one channel pair's).
 
     Raises
     ------

@@ -452,7 +452,9 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         of another rank, ``align_corners`` with a mode that does not interpolate, or
         ``antialias`` with a mode that has no such filter (as PyTorch); ``antialias`` from
         several rows to a different number of them, above one, on an output width of 1
-        (PyTorch's CPU kernel departs from its filter there).
+        (PyTorch's CPU kernel departs from its filter there); ``mode="nearest"`` in 2-D
+        with a ``scale_factor`` other than 1 or 2 on an axis whose size the two rules of
+        PyTorch's 2-D nearest kernels map differently (pass ``size=`` instead).
     MatrixTooLargeError
         The matrix exceeds the memory limit.
 

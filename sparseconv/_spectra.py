@@ -189,11 +189,15 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
         over = (f"about {flops:.2g} flops, over method='auto''s budget of {DENSE_FLOPS:.2g} "
                 "(a second or so)" if flops > DENSE_FLOPS else
                 f"{format_bytes(3 * 16 * rows * cols)}, over the memory limit")
+        # (a new user's trial: a product was sent to spectral_norm, which takes one layer)
+        largest = ("of this layer use sparseconv.spectral_norm" if len(chain) == 1 else
+                   "of the product use scipy.sparse.linalg.svds on sparseconv.compose of the "
+                   "layers' ConvOperators (its estimate; the product of the layers' "
+                   "sparseconv.spectral_norm upper bounds bounds it)")
         raise ValueError(
             f"{what}: the dense decomposition of the {rows} x {cols} matrix costs {over}, and "
-            f"the FFT needs {obstacle}; for the largest singular value of this layer use "
-            "sparseconv.spectral_norm; method='dense' computes them all anyway (within the "
-            "memory limit)"
+            f"the FFT needs {obstacle}; for the largest singular value {largest}; "
+            "method='dense' computes them all anyway (within the memory limit)"
         )
     check_memory(3 * 16 * rows * cols, f"a dense {rows} x {cols} decomposition")
     product = None
@@ -477,6 +481,9 @@ def _options(layer, i: int) -> tuple:
     if isinstance(layer, Mapping):  # (a new user's trial: dicts met "a numeric array")
         raise TypeError(f"layers[{i}] must be a weight or a (weight, options) pair such as "
                         f"(w, dict(stride=2)), got a dict with keys {sorted(map(str, layer))}")
+    if (isinstance(layer, list) and len(layer) == 2 and isinstance(layer[1], Mapping)):
+        layer = tuple(layer)  # [w, options] as a pair (a new user's trial: "weight must be a
+        # numeric array, got list" named neither the pair nor its form)
     if not isinstance(layer, tuple):
         return layer, {}
     if len(layer) != 2:

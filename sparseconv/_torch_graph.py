@@ -9,6 +9,7 @@ whole), probes every node's shape on one forward pass, and turns each dependent 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import operator as pyop
 from collections.abc import Callable
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.fx
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from sparseconv._torch_layers import (
     _POOL,
     _SUPPORTED,
     Interpolate,
+    _identity,
     _Layer,
     _layer,
     _numpy,
@@ -101,8 +102,8 @@ def _layer_op(name, index, layer: _Layer, shape) -> _Op:
 def _reshape_op(name, index, in_shape, shape) -> _Op:
     return _Op(name, (index,), shape, lambda xs, affine: xs[0].reshape(-1, *shape),
                lambda g: [g.reshape(-1, *in_shape)],
-               _Layer(name, in_shape, shape, lambda format: sp.eye_array(
-                   math.prod(shape), format=format)))
+               _Layer(name, in_shape, shape,
+                      functools.partial(_identity, math.prod(shape), name)))
 
 
 _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,

@@ -202,7 +202,9 @@ def affine(module: nn.Module, input_shape: Sequence[int], *,
     """
     dtype, layout, _ = _matrix_options(module, "csr", dtype, layout, None)
     layer = _hookless_layer(module, input_shape, output_size)
-    return sc.AffineMap(layer.matrix("csr", dtype, layout), layer.offset_in(dtype, layout))
+    # (the matrix is new; the offset may be the layer's own, which stays writable: a copy)
+    return sc.AffineMap._fresh(layer.matrix("csr", dtype, layout),
+                               layer.offset_in(dtype, layout).copy())
 
 
 def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,

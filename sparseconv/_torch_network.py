@@ -230,9 +230,10 @@ class NetworkOperator:
         ops = self._ops
         if len(ops) == 1:  # a forward that returns its input (a review: compose of nothing)
             n = math.prod(ops[0].shape)
-            return sc.AffineMap(sp.eye_array(n, format="csr"), self.offset.copy())
+            return sc.AffineMap._fresh(sp.eye_array(n, format="csr"), self.offset.copy())
         if all(op.inputs == (i,) and op.layer is not None for i, op in enumerate(ops[1:])):
-            return sc.compose(*(sc.AffineMap(op.layer.build("csr"), op.layer.offset_in())
+            return sc.compose(*(sc.AffineMap._fresh(op.layer.build("csr"),
+                                                    op.layer.offset_in().copy())
                                 for op in ops[1:]))
         m, n = self.operator.shape
         small = min(m, n)
@@ -245,7 +246,7 @@ class NetworkOperator:
             part = self.operator @ eye if n <= m else self.operator.H @ eye
             columns.append(sp.csc_array(part) if n <= m else sp.csr_array(part.T))
         matrix = sp.hstack(columns, format="csr") if n <= m else sp.vstack(columns, format="csr")
-        return sc.AffineMap(matrix, self.offset.copy())
+        return sc.AffineMap._fresh(matrix, self.offset.copy())
 
 
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:

@@ -107,8 +107,13 @@ def int_tuple(value, ndim: int, name: str, minimum: int, *,
     if is_int(value):
         values = (int(value),) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != ndim or not all(is_int(v) for v in value):
-            raise (ValueError if all(is_int(v) for v in value) else TypeError)(expected)
+        if len(value) != ndim and all(is_int(v) for v in value):
+            # (a new user's trial: stride=(2, 2) of a 1-D layer read "must be a positive
+            # integer", not saying the length was the fault)
+            raise ValueError(f"{expected} ({len(value)} values for {ndim} "
+                             f"{'axis' if ndim == 1 else 'axes'})")
+        if not all(is_int(v) for v in value):
+            raise TypeError(expected)
         values = tuple(int(v) for v in value)
     else:
         raise TypeError(expected)

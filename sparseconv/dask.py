@@ -26,7 +26,10 @@ than its block, its window and those slabs; nothing is ever gathered on one mach
 
 The graph is written by hand (``dask.highlevelgraph.HighLevelGraph``), one task per
 output block and batch chunk, plus the slicing tasks; Dask's scheduler runs it locally or on
-a ``dask.distributed`` cluster.
+a ``dask.distributed`` cluster. The weight is small and goes into the graph whole: one given
+as a Dask array is computed once, on the client, when the call is made. Each block's operator
+is sized against the memory limit then, for one column, so a chunking too coarse is refused
+before anything runs.
 
 This is the only sparseconv module that imports dask; ``import sparseconv`` does not.
 """
@@ -59,6 +62,7 @@ except ImportError as exc:  # pragma: no cover - CI installs the extra
 import sparseconv as sc
 from sparseconv._blocks import check_row_block
 from sparseconv._geometry import AxisGeometry, ConvGeometry
+from sparseconv._memory import MatrixTooLargeError
 from sparseconv._typing import (
     ArrayLike,
     DTypeLike,
@@ -250,7 +254,13 @@ class _BlockLayer:
         the graph is built: each is sized against the memory limit for one column as it is
         made, so a chunk too large is refused now, not by its task (a memory audit)."""
         for window, block in sorted(shapes):
-            self._operator(window, block)
+            try:
+                self._operator(window, block)
+            except MatrixTooLargeError as exc:  # (a new user's trial: the advice was "a
+                # smaller layer or input", where smaller chunks are the fix here)
+                raise MatrixTooLargeError(
+                    f"a block of this chunking (window {window}, block {block}) is too "
+                    f"large: use smaller chunks. {exc}") from None
 
     def gather_side(self, window: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
         """Window -> block: A (a convolution), or A^H of the transposed layer."""
@@ -436,6 +446,11 @@ def _as_batch(x, shape: tuple[int, ...], name: str):
         raise TypeError(f"{name} must be a dask array (dask.array.from_array(x, chunks=...) "
                         f"makes one), got {type(x).__name__}")
     _numeric(x, name)
+    if any(math.isnan(size) for axis in x.chunks for size in axis):
+        # (a new user's trial: a filtered batch, x[mask], failed in a task with "'float'
+        # object cannot be interpreted as an integer", after blocks were computed)
+        raise ValueError(f"{name} has chunks of unknown size (shape {x.shape}, as after "
+                         f"boolean indexing): call {name}.compute_chunk_sizes() first")
     n = math.prod(shape)
     if x.shape == (n,) and len(shape) > 1:
         return x.reshape(shape)[None], lambda y: y[0].reshape(-1)
@@ -479,6 +494,9 @@ class _LazyAlgebra:
 
     def __neg__(self):
         return _lazy(LinearOperator.__neg__(self))
+
+    def __truediv__(self, x):  # (a new user's trial: A / 2 computed its input on the client)
+        return _lazy(LinearOperator.__truediv__(self, x))
 
     def __sub__(self, x):
         return self.__add__(-x)
@@ -913,8 +931,10 @@ def conv(
     Returns
     -------
     dask.array.Array, shape (C_out, *out) or (N, C_out, *out)
-        Lazy; chunked stride-aligned with ``x`` (output ``o`` with the input chunk where its
-        window starts). Equal to PyTorch's ``conv{d}d`` of the whole array.
+        Lazy; chunked stride-aligned with ``x`` (along each axis, output ``o`` with the input
+        chunk holding position ``o * stride``; the outputs past the input, if padding makes
+        any, in blocks of at most as many outputs as the largest chunk has strides). Equal to
+        PyTorch's ``conv{d}d`` of the whole array.
 
     See Also
     --------
@@ -937,6 +957,7 @@ def conv(
     >>> bool(np.allclose(y.compute().ravel(), A @ x.compute().ravel()))
     True
     """
+    weight = as_weight(weight)  # (computed once: a Dask weight was computed 2-3 times)
     shape = _channels_and_space(x, weight, "x", 1, groups)
     return ConvOperator(weight, shape, chunks=x.chunks[x.ndim - len(shape) + 1:],
                         stride=stride, padding=padding, dilation=dilation, groups=groups,
@@ -980,6 +1001,7 @@ def conv_transpose(
     >>> bool(np.allclose(y.compute().ravel(), T @ x.compute().ravel()))
     True
     """
+    weight = as_weight(weight)  # (computed once: a Dask weight was computed 2-3 times)
     shape = _channels_and_space(x, weight, "x", 0, 1)
     return ConvTransposeOperator(weight, shape, chunks=x.chunks[x.ndim - len(shape) + 1:],
                                  stride=stride, padding=padding, output_padding=output_padding,
@@ -1106,10 +1128,11 @@ def conv_matrix(
     >>> bool(np.allclose(y, sparseconv.conv_matrix(w, (3, 32, 32), padding=1) @ x))
     True
     """
+    weight = as_weight(weight)  # (computed once: a Dask weight was computed 3 times)
     kwargs: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation,
                                   groups=groups, padding_mode=padding_mode, flip=flip, dtype=dtype)
     geometry = ConvGeometry.from_weight(
-        as_weight(weight).shape, input_shape, stride=stride, padding=padding,
+        weight.shape, input_shape, stride=stride, padding=padding,
         dilation=dilation, groups=groups, padding_mode=padding_mode, flip=flip)
     n_rows, n_cols = geometry.shape
     if block_rows is None:

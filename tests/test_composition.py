@@ -296,3 +296,38 @@ def test_affine_map_names_a_wrong_input_shape():
         with pytest.raises(ValueError, match=r"x must have shape \(192,\) or \(192, k\)"):
             f(bad)
     assert f(np.ones((192, 3))).shape == (128, 3)
+
+
+def test_an_affine_map_keeps_private_read_only_copies():
+    """(A new user's trial: the map changed with the caller's arrays, and its bias could be
+    written to, though the class is frozen.)"""
+    A = conv_matrix(np.ones((1, 1, 2)), (1, 3))
+    b = np.zeros(2)
+    f = AffineMap(A, b)
+    b[0] = 5.0
+    A.data[:] = 7.0
+    np.testing.assert_array_equal(f(np.ones(3)), [2.0, 2.0])
+    for array in (f.bias, f.matrix.data, f.matrix.indices, f.matrix.indptr):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 1
+    g = affine_conv(np.ones((1, 1, 2)), [1.0], (1, 3))
+    with pytest.raises(ValueError, match="read-only"):
+        g.bias[:] = -1.0
+    # products and compose make their own arrays, read-only too
+    for h in (g @ sp.eye_array(3), compose(A, sp.eye_array(2)), compose(g, sp.eye_array(2))):
+        assert not (isinstance(h, AffineMap) and h.bias.flags.writeable)
+
+
+def test_a_sparse_matrix_after_an_affine_map():
+    """``P @ f`` is ``x -> P (A x + b)`` (a new user's trial: only compose(f, P) worked)."""
+    rng = np.random.default_rng(3)
+    f = affine_conv(rng.standard_normal((2, 1, 3)), rng.standard_normal(2), (1, 6),
+                    padding=1)
+    P = avg_pool_matrix((2, 6), 2)
+    x = rng.standard_normal(6)
+    h = P @ f
+    assert isinstance(h, AffineMap) and h.shape == (6, 6)
+    assert_close(h(x), P @ f(x), "P @ f")
+    assert_close(h(x), compose(f, P)(x), "compose")
+    with pytest.raises(ValueError, match="f in f @ g has shape"):
+        avg_pool_matrix((2, 4), 2) @ f

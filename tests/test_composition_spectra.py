@@ -21,7 +21,7 @@ from sparseconv import (
     singular_values,
 )
 
-from ._oracles import PERIODIC, periodic_pads
+from ._oracles import PERIODIC, assert_close, periodic_pads
 
 
 def random_chain(rng, complex_weight=False):
@@ -149,3 +149,18 @@ def test_a_layer_given_as_a_dict_is_told_the_pair_it_should_be(compose):
                                         r"pair such as \(w, dict\(stride=2\)\), got a dict "
                                         r"with keys \['padding_mode', 'weight'\]"):
         compose([(w, PERIODIC), dict(weight=w, padding_mode="circular")], (2, 8, 8))
+
+
+def test_a_list_pair_and_the_product_refusals_advice():
+    """(A new user's trial: [w, options] was read as a weight, "must be a numeric array, got
+    list"; a product too large for method='auto' was sent to spectral_norm, which takes one
+    layer.)"""
+    w = np.random.default_rng(2).standard_normal((2, 2, 3, 3))
+    periodic = dict(padding=None, padding_mode="circular")
+    assert_close(composition_singular_values([[w, periodic], [w, periodic]], (2, 8, 8)),
+                 composition_singular_values([(w, periodic), (w, periodic)], (2, 8, 8)),
+                 "list pair")
+    big = np.ones((4, 4, 3, 3))
+    with pytest.raises(ValueError, match="of the product use scipy.sparse.linalg.svds"):
+        composition_singular_values([(big, dict(padding=1)), (big, dict(padding=1))],
+                                    (4, 20, 20))

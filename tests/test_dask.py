@@ -506,6 +506,10 @@ def test_scipy_algebra_of_chunked_layers_stays_lazy(complex_weight):
         "((A.H @ A) ** 2) @ x": (lambda: ((A.H @ A) ** 2) @ x, S.H @ (S @ (S.H @ (S @ xf)))),
         # (a new user's trial: y @ A went through scipy's np.asarray, computed on the client)
         "y.ravel() @ A": (lambda: y.reshape(-1) @ A, S.T @ yf),
+        # (a second trial: A / 2 was scipy's own composite, computed on the client)
+        "(A / 2) @ x": (lambda: (A / 2) @ x, S @ xf / 2),
+        "(A.H / 4j).matvec(y.ravel())": (lambda: (A.H / 4j).matvec(y.reshape(-1)),
+                                         S.H @ yf / 4j),
     }
     for name, (product, expected) in cases.items():
         computed.clear()
@@ -657,9 +661,55 @@ def test_a_chunk_too_large_for_its_operator_is_refused_when_the_graph_is_built(
     x = da.ones((16, 256, 256), chunks=(16, 256, 256))
     call = sdask.conv_transpose if transposed else sdask.conv
     memory_limit(8 * 2**20)
-    with pytest.raises(sc.MatrixTooLargeError, match="for one column"):
+    with pytest.raises(sc.MatrixTooLargeError, match="use smaller chunks.*for one column"):
         call(x, w, padding=1)
     y = call(x.rechunk((16, 32, 32)), w, padding=1).compute()  # small chunks fit
     # ones through ones: 16 channels x 9 taps inside, 16 x 6 on an edge, 16 x 4 at a corner
     assert (y[:, 1:-1, 1:-1] == 144).all() and (y[:, 0, 1:-1] == 96).all()
     assert (y[:, [0, 0, -1, -1], [0, -1, 0, -1]] == 64).all()
+
+
+def test_a_batch_of_unknown_chunk_sizes_is_refused_with_the_fix():
+    """(A new user's trial: x[mask] has chunks of unknown size; the convolution failed inside
+    a task, "'float' object cannot be interpreted as an integer", after blocks had run.)"""
+    x = da.random.default_rng(0).standard_normal((5, 2, 16, 16), chunks=(2, 2, 8, 8))
+    x = x[x[:, 0, 0, 0] > -100]
+    w = np.ones((4, 2, 3, 3))
+    for call in (lambda: sdask.conv(x, w, padding=1),
+                 lambda: sdask.ConvOperator(w, (2, 16, 16), chunks=8, padding=1).matvec(x)):
+        with pytest.raises(ValueError, match=r"unknown size .*compute_chunk_sizes\(\)"):
+            call()
+    x.compute_chunk_sizes()
+    assert_close(sdask.conv(x, w, padding=1).compute(),
+                 sdask.conv(x.rechunk((5, 2, 8, 8)), w, padding=1).compute(), "known")
+
+
+def test_a_dask_weight_is_computed_once_when_the_graph_is_built():
+    """(A new user's trial: a lazy weight was computed 2-3 times by each call.)"""
+    rng = np.random.default_rng(4)
+    wn = rng.standard_normal((4, 2, 3, 3))
+    computed = []
+
+    def counted(block):
+        computed.append(block.shape)
+        return block
+
+    w = da.from_array(wn, chunks=(2, 2, 3, 3)).map_blocks(counted, meta=np.empty((0,) * 4))
+    x = da.from_array(rng.standard_normal((2, 16, 16)), chunks=(2, 8, 8))
+    z = da.from_array(rng.standard_normal((4, 16, 16)), chunks=(4, 8, 8))
+    for call, serial in [
+            (lambda: sdask.conv(x, w, padding=1), lambda: sdask.conv(x, wn, padding=1)),
+            (lambda: sdask.conv_transpose(z, w, padding=1),
+             lambda: sdask.conv_transpose(z, wn, padding=1)),
+            (lambda: sdask.conv_matrix(w, (2, 16, 16), block_rows=300),
+             lambda: sdask.conv_matrix(wn, (2, 16, 16), block_rows=300))]:
+        computed.clear()
+        result = call()
+        assert len(computed) == 2, computed  # its two blocks, once each
+        computed.clear()
+        expected = serial().compute()
+        got = result.compute()
+        assert not computed  # nothing of the weight is left in the graph to compute
+        if hasattr(got, "toarray"):
+            got, expected = got.toarray(), expected.toarray()
+        assert_close(got, expected, "dask weight")

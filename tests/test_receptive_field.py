@@ -177,3 +177,18 @@ def test_path_counts_beyond_int64_are_refused_or_counted_in_float64():
     rounded = receptive_field_paths([g] * 22, (32, 32), dtype=np.float64)
     assert rounded.dtype == np.float64 and (rounded >= 0).all()
     assert rounded[32, 32] == pytest.approx(exact(22), rel=1e-14)
+
+
+def test_a_tuple_of_the_wrong_length_is_named_as_such():
+    """(A new user's trial: position (1, 1) of a 1-D stack said "must be an integer >= 0",
+    and stride (2, 2) of 1-D kernels "must be a positive integer".)"""
+    from sparseconv import compose_kernels
+
+    g = ConvGeometry.from_weight((1, 1, 3), (1, 8))
+    with pytest.raises(ValueError, match=r"position must be an integer >= 0, got \(1, 1\) "
+                                         r"\(2 values for 1 axis\)"):
+        receptive_field_paths([g], (1, 1))
+    w = np.ones((1, 1, 3))
+    with pytest.raises(ValueError, match=r"stride\[0\] must be a positive integer, got "
+                                         r"\(2, 2\) \(2 values for 1 axis\)"):
+        compose_kernels(w, w, stride=[(2, 2), 1])
