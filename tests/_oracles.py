@@ -263,3 +263,23 @@ def mpmath_singular_values(matrices, digits: int = 30) -> np.ndarray:
             m = mpmath.matrix([[mpmath.mpc(complex(v)) for v in row] for row in h])
             exact.extend(float(v) for v in mpmath.svd_c(m, compute_uv=False))
     return np.sort(exact)[::-1]
+
+
+def traced(call) -> tuple[Exception | None, int]:
+    """``call()`` under tracemalloc: the ``MatrixTooLargeError`` it raised (``None`` if it
+    answered) and the peak of what numpy and Python allocated meanwhile, in bytes. The memory
+    tests' one measurement: a refusal must come before the allocation it refuses."""
+    import tracemalloc
+
+    from sparseconv import MatrixTooLargeError
+
+    tracemalloc.start()
+    try:
+        try:
+            call()
+            error = None
+        except MatrixTooLargeError as exc:
+            error = exc
+        return error, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -7,6 +7,7 @@ subprocess; a bad value must warn and fall back to the default, never break the 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -18,6 +19,8 @@ import scipy.sparse as sp
 import sparseconv
 import sparseconv.plot  # (here: its import inside a traced call would count as the call's)
 from sparseconv._memory import DEFAULT_LIMIT, parse_limit
+
+from ._oracles import traced
 
 PROBE = "import sparseconv; print(sparseconv.get_memory_limit())"
 
@@ -187,27 +190,16 @@ def test_a_huge_max_bins_is_refused_before_its_counts_are_allocated(name, memory
     """(A memory audit: max_bins=10**5 asked numpy for 32 GiB of counts, a raw MemoryError,
     and the command line's spy said "out of memory ... try a smaller layer".)"""
     memory_limit(50 * 2**20)
-    tracemalloc.start()
-    try:
-        with pytest.raises(sparseconv.MatrixTooLargeError, match="smaller max_bins|zoom="):
-            HUGE_RASTERS[name]()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    error, peak = traced(HUGE_RASTERS[name])
+    assert error is not None and re.search("smaller max_bins|zoom=", str(error)), error
     assert peak < 16 * 2**20, (name, peak)  # (matplotlib's first figure: about 10 MB)
 
 
 @pytest.mark.parametrize("name", sorted(HUGE))
-def test_huge_arguments_are_refused_before_anything_is_allocated(name):
-    old = sparseconv.set_memory_limit(50 * 2**20)
-    tracemalloc.start()
-    try:
-        with pytest.raises(sparseconv.MatrixTooLargeError, match="memory limit"):
-            HUGE[name]()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-        sparseconv.set_memory_limit(old)
+def test_huge_arguments_are_refused_before_anything_is_allocated(name, memory_limit):
+    memory_limit(50 * 2**20)
+    error, peak = traced(HUGE[name])
+    assert error is not None and "memory limit" in str(error), (name, error)
     assert peak < 2**20, (name, peak)
 
 
@@ -279,23 +271,14 @@ def test_what_needs_no_whole_symbol_is_not_refused_for_one(call, memory_limit):
 
 @pytest.mark.parametrize("limit", [4 * 2**20, 16 * 2**20, 32 * 2**20, 64 * 2**20])
 @pytest.mark.parametrize("name", sorted(WORKING_SETS))
-def test_the_spectra_stay_within_the_limit_or_refuse_before_allocating(name, limit):
+def test_the_spectra_stay_within_the_limit_or_refuse_before_allocating(name, limit,
+                                                                      memory_limit):
     """The limit bounds what a call allocates, its working set included (the chunks of the
     symbol in flight, the frequencies' bookkeeping, a second factorization): numpy's
     allocations, as tracemalloc sees them, stay under it, or the call is refused first."""
-    old = sparseconv.set_memory_limit(limit)
-    tracemalloc.start()
-    try:
-        try:
-            WORKING_SETS[name]()
-            refused = False
-        except sparseconv.MatrixTooLargeError:
-            refused = True
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-        sparseconv.set_memory_limit(old)
-    assert peak < (2**20 if refused else limit), (name, refused, peak)
+    memory_limit(limit)
+    error, peak = traced(WORKING_SETS[name])
+    assert peak < (2**20 if error else limit), (name, error, peak)
 
 
 RESAMPLING = {  # (a memory audit: the Kronecker products peaked at 2x what was counted)
@@ -316,14 +299,5 @@ RESAMPLING = {  # (a memory audit: the Kronecker products peaked at 2x what was 
 def test_resampling_matrices_stay_within_the_limit_or_refuse_first(name, limit,
                                                                    memory_limit):
     memory_limit(limit)
-    tracemalloc.start()
-    try:
-        try:
-            RESAMPLING[name]()
-            refused = False
-        except sparseconv.MatrixTooLargeError:
-            refused = True
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < (2**20 if refused else limit), (name, refused, peak)
+    error, peak = traced(RESAMPLING[name])
+    assert peak < (2**20 if error else limit), (name, error, peak)

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from sparseconv.testing import dottest
 
-from ._oracles import assert_close, torch
+from ._oracles import assert_close, torch, traced
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -482,16 +482,9 @@ def test_large_layers_are_refused_before_anything_in_proportion_is_allocated(nam
     """Refused with MatrixTooLargeError before numpy or torch allocate the input's size (a
     bias repeated over a 64 x 4096 x 4096 output asked numpy for 8 GiB and raised its raw
     MemoryError; a probe forward ran at full size under any limit)."""
-    import tracemalloc
-
     memory_limit(8 * 2**20)  # each call above would build 16 MiB or more
-    tracemalloc.start()
-    try:
-        with pytest.raises(sc.MatrixTooLargeError, match="memory limit"):
-            SIZED_CALLS[name]()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    error, peak = traced(SIZED_CALLS[name])
+    assert error is not None and "memory limit" in str(error), (name, error)
     assert peak < 2**20, (name, peak)
 
 
