@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import re
 import sys
 import warnings
@@ -142,8 +143,8 @@ def _plot_options() -> argparse.ArgumentParser:
     group.add_argument("--dpi", type=_dpi, default=None, metavar="DPI",
                        help="resolution of the file (default 300)")
     group.add_argument("--figsize", type=_figsize, default=None, metavar="W,H",
-                       help="figure size in inches (default one 3.5 in column wide; fonts "
-                       "8 pt)")
+                       help="figure size in inches (default one 3.5 in column wide, two "
+                       "for spectrum's two panels; fonts 8 pt)")
     return options
 
 
@@ -183,7 +184,8 @@ def _layer_options() -> argparse.ArgumentParser:
     group.add_argument("--seed", type=_non_negative, default=None,
                        help="seed of the random weights (a non-negative integer, default 0; "
                        "not with --weights)")
-    group.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    group.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                       help="the matrix's dtype (default float64, whatever the weights')")
     model = layer.add_argument_group(
         "or a convolution of a PyTorch model (needs torch), instead of the options above")
     model.add_argument("--model", metavar="FILE.pt",
@@ -686,7 +688,8 @@ def _receptive_field(layer: _Layer) -> str:
     extent = [int(r[-1] - r[0]) + 1 for r in reads]  # bounding box
     per_channel = math.prod(r.size for r in reads)
     channels = (g.out_channels if layer.transposed else g.in_channels) // g.groups
-    return (f"{'x'.join(map(str, extent))} (the center output reads {per_channel} positions "
+    return (f"{'x'.join(map(str, extent))} (the center output reads {per_channel} "
+            f"position{'s' if per_channel != 1 else ''} "
             f"x {channels} channel(s) = {per_channel * channels} inputs)")
 
 
@@ -760,7 +763,8 @@ def _spy(layer: _Layer, args) -> None:
     if args.raw:
         with atomic_path(args.output) as path:
             plot.save_raster(path, A, geometry=layer.geometry, max_bins=args.max_bins,
-                             values=args.values, zoom=args.zoom, dpi=args.dpi)
+                             values=args.values, zoom=args.zoom, dpi=args.dpi,
+                             format=args.output.rsplit(".", 1)[-1].lower())
     else:
         with matplotlib.rc_context(STYLE):
             fig = _figure(args, (COLUMN_WIDTH, COLUMN_WIDTH))
@@ -776,8 +780,11 @@ def _savefig(fig, output: str, dpi: float | None = None) -> None:
     from .plot._figure import save_figure
 
     try:
+        # the format of the name asked for, not of the temporary file (a new user's trial:
+        # "-o .png" got "Format '0hwijnqc' is not supported")
+        format = output.rsplit(".", 1)[-1].lower()
         with atomic_path(output) as path:
-            save_figure(fig, path, path.rsplit(".", 1)[-1].lower(), dpi)
+            save_figure(fig, path, format, dpi)
     except RuntimeError as exc:  # a backend's missing tool: pgf without LaTeX
         raise ValueError(f"cannot write {output}: {exc}") from exc
 
@@ -829,6 +836,7 @@ def _spectrum(layer: _Layer, args) -> None:
     import matplotlib
 
     from . import plot
+    from ._spectra import DENSE_FLOPS
     from ._spectral_norm import spectral_norm
     from ._symbol import frequency_map, is_periodic
     from .plot._figure import COLUMN_WIDTH, STYLE
@@ -844,6 +852,12 @@ def _spectrum(layer: _Layer, args) -> None:
                          tol=args.tol, relative_width=args.relative_width)
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
+    # --upper promises speed: the heatmap (an SVD per frequency) only within the dense budget
+    # (a new user's trial: 512 channels on 224x224 ran past five minutes on the map alone)
+    m, n = g.symbol_block
+    skipped = show_map and args.upper and (
+        math.prod(g.output_size) * g.groups * m * n * min(m, n) > DENSE_FLOPS)
+    show_map = show_map and not skipped
     with matplotlib.rc_context(STYLE):
         fig = _figure(args, (2 * COLUMN_WIDTH if show_map else COLUMN_WIDTH, 3.0))
         axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
@@ -863,6 +877,14 @@ def _spectrum(layer: _Layer, args) -> None:
     short = ("; the lower bound is one quotient" if norm.method == "upper" else
              "" if norm.converged else "; the lower bound did not meet --tol")
     print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
+    width = (norm.upper - norm.lower) / norm.upper if norm.upper > 0 else 0.0
+    if width > 1e-3 and args.relative_width is None and not args.upper:
+        # (a new user's trial: a 44%-wide interval printed as if it were the usual 1e-7)
+        print(f"  the interval is {width:.2g} wide (relative): --relative-width W certifies "
+              "one at most W wide, at more cost", file=sys.stderr)
+    if skipped:
+        print("  (no frequency heatmap with --upper on a layer this large: its SVD per "
+              "frequency costs more than the bound; drop --upper to draw it)", file=sys.stderr)
     if args.every_size:
         from ._torus import toeplitz_norm
 
@@ -1063,13 +1085,7 @@ def _report(args, error) -> None:
         error(_reason(exc, layer=False))
     if training:  # (notes on stderr: stdout is the report, a new user's trial)
         print(_TRAINING_NOTE, file=sys.stderr)
-    # the library's keywords, as this command line spells them
-    print(re.sub(r"lipschitz_constants=\{'([^']*)': L\}", r"--constant \1=L",
-                 str(report).replace("pass assume_chain=True", "pass --assume-chain")))
-    if "activation of known constant" in report.reason or (
-            "activations of known constant" in report.reason):
-        print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)",
-              file=sys.stderr)
+    # the files first: a reader of the table that stops early (| head) loses none of them
     for key, write in (("csv", report.to_csv), ("json", report.to_json)):
         if outputs[key]:
             with atomic_path(outputs[key]) as path:
@@ -1078,6 +1094,14 @@ def _report(args, error) -> None:
     if outputs["plot"]:
         _plot_report(report, outputs["plot"])
         print(f"wrote {outputs['plot']}", file=sys.stderr)
+    # the library's keywords, as this command line spells them
+    print(re.sub(r"lipschitz_constants=\{'([^']*)': L\}", r"--constant \1=L",
+                 str(report).replace("pass assume_chain=True", "pass --assume-chain")))
+    sys.stdout.flush()  # (a closed pipe raises here, inside main's handler)
+    if "activation of known constant" in report.reason or (
+            "activations of known constant" in report.reason):
+        print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)",
+              file=sys.stderr)
 
 
 #: The library's argument names, as this command line's options spell them.
@@ -1140,6 +1164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if hasattr(args, "output"):
                 args.output = _output(args)  # before any work: a bad path fails at once
             handler[args.command](_layer(args, command.error), args)
+    except BrokenPipeError:  # stdout closed early (| head): as other commands, quietly;
+        # the files asked for are written before the table (a new user's trial)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     # the library's refusals (bad layer, memory limit), an unwritable file, a real MemoryError
     except (ValueError, TypeError, OSError, MemoryError) as exc:
         command.error(_reason(exc, layer=args.command != "report"))

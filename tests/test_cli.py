@@ -1234,7 +1234,8 @@ def test_the_layer_commands_take_a_transposed_convolution(layer, tmp_path, capsy
     else:
         positions = np.unravel_index(reads, layer["in_shape"][1:])
         extent = "x".join(str(p.max() - p.min() + 1) for p in positions)
-        assert line.split()[2] == extent and f"reads {reads.size} positions x " \
+        plural = "s" if reads.size != 1 else ""  # (a new user's trial: "1 positions")
+        assert line.split()[2] == extent and f"reads {reads.size} position{plural} x " \
             f"{c_in // groups} channel(s)" in line, line
     assert main(["spectrum", *weights, "--weights", str(tmp_path / "w.npy"), "-o",
                  str(tmp_path / "s.png")]) == 0
@@ -1307,3 +1308,51 @@ def test_the_layer_commands_take_a_transposed_convolution_of_a_model(tmp_path, c
     value, lower, upper, _ = _printed_norm(capsys.readouterr().out)
     truth = np.linalg.norm(expected.toarray(), 2)
     assert lower <= truth * (1 + 1e-6) and truth <= upper * (1 + 1e-6)
+
+
+def test_a_reader_that_stops_early_loses_no_file_and_sees_no_error(tmp_path):
+    """(A new user's trial: `report ... --plot p.png | head -2` printed "error: [Errno 32]
+    Broken pipe", exit 2, and p.png was never written.)"""
+    torch = pytest.importorskip("torch")
+    torch.save(_tiny_model().eval(), tmp_path / "model.pt")
+    environ = {**os.environ, "MPLBACKEND": "Agg"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sparseconv", "report", "--model", str(tmp_path / "model.pt"),
+         "--input-shape", "3,8,8", "--trust-pickle", "--upper", "--plot",
+         str(tmp_path / "p.png"), "--csv", str(tmp_path / "r.csv")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ)
+    process.stdout.close()  # the reader is gone before the table comes
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    process.wait(timeout=120)
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr, stderr
+    assert (tmp_path / "p.png").stat().st_size > 0 and (tmp_path / "r.csv").stat().st_size
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_name_that_is_only_a_suffix_is_written_in_its_format(tmp_path, raw):
+    """(A new user's trial: `-o .png` said "Format '0hwijnqc' is not supported", the
+    temporary file's name.)"""
+    ok("spy", *LAYER, "-o", ".png", *(["--raw"] if raw else []), cwd=tmp_path)
+    assert (tmp_path / ".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_wide_interval_is_said_to_be_wide_with_the_option_that_narrows_it(
+        tmp_path, capsys, monkeypatch):
+    """(A new user's trial: a reflect-padded 16-channel layer on 64x64 got an interval 44%
+    wide, [2.214, 3.955], printed as any other; here a narrow one is widened the same way,
+    the real layer taking minutes for the plot's ARPACK run.)"""
+    import dataclasses
+
+    import sparseconv._spectral_norm as module
+    from sparseconv.cli import main
+
+    real = module.spectral_norm
+    monkeypatch.chdir(tmp_path)
+    for factor, said in [(1.0, False), (0.56, True)]:
+        monkeypatch.setattr(module, "spectral_norm", lambda *a, factor=factor, **k: (
+            dataclasses.replace(real(*a, **k), lower=real(*a, **k).lower * factor)))
+        assert main(["spectrum", *LAYER, "--padding-mode", "reflect", "-o", "s.png"]) == 0
+        captured = capsys.readouterr()
+        assert ("the interval is 0.44 wide (relative): --relative-width W certifies"
+                in captured.err) == said, captured

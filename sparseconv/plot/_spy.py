@@ -155,9 +155,10 @@ def _values_image(A, max_bins: int) -> np.ndarray:
     if max(A.shape) > max_bins:
         raise ValueError(f"values=True draws one pixel per entry: the {A.shape[0]} x "
                          f"{A.shape[1]} matrix exceeds max_bins={max_bins}; pass max_bins="
-                         f"{max(A.shape)}, or zoom= on a block")
+                         f"{max(A.shape)}, or a slice of the matrix (zoom= draws densities, "
+                         "not values)")
     check_memory(8 * A.shape[0] * A.shape[1], f"the {A.shape[0]} x {A.shape[1]} image of "
-                 "values=True (one float64 pixel per entry)", "zoom= on a block")
+                 "values=True (one float64 pixel per entry)", "draw a slice of the matrix")
     A.sum_duplicates()
     data = np.abs(A.data) if np.iscomplexobj(A.data) else A.data
     image = np.full(A.shape, np.nan)
