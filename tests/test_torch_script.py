@@ -801,11 +801,27 @@ def test_a_key_naming_a_module_and_another_modules_class_is_refused():
         sct.lipschitz_report(model.eval(), (3,), lipschitz_constants={"Tanh": 0.25})
 
 
+#: The custom operator's library, defined once and kept for the whole session: destroyed at the
+#: end of its test, it took its operator out of ``torch.ops``, and TorchScript's table of
+#: builtins (keyed by ``id()``) kept the freed operator's id; the next object allocated there
+#: -- in CI, a convolution's ``_reversed_padding_repeated_twice`` in the next test's network
+#: -- was then taken for that builtin by ``torch.jit.script`` ("builtin cannot be used as a
+#: value"). (As ``_isolation`` says of ``torch.compile``.)
+_CUSTOM: list = []
+
+
+def _custom_library():
+    if not _CUSTOM:
+        library = torch.library.Library("sparseconv_test", "DEF")
+        library.define("relu(Tensor x) -> Tensor")
+        library.impl("relu", lambda x: 100 * x, "CompositeImplicitAutograd")
+        _CUSTOM.append(library)
+    return _CUSTOM[0]
+
+
 def test_a_custom_operator_named_as_a_reshape_breaks_the_chain():
     """A second review: mylib::relu (100 x) was taken for aten::relu, its namespace dropped."""
-    library = torch.library.Library("sparseconv_test", "DEF")
-    library.define("relu(Tensor x) -> Tensor")
-    library.impl("relu", lambda x: 100 * x, "CompositeImplicitAutograd")
+    _custom_library()
 
     class Custom(nn.Module):
         def __init__(self):
