@@ -114,6 +114,8 @@ class SpectralNorm:
     ('fft', 3.0)
     >>> bool(r.lower <= 3.0 <= r.upper)
     True
+    >>> f"{r:.3f}"                               # a format spec formats the value
+    '3.000'
     """
 
     value: float
@@ -139,6 +141,11 @@ class SpectralNorm:
 
     def __float__(self) -> float:
         return float(self.value)
+
+    def __format__(self, format_spec: str) -> str:
+        """``f"{r:.4f}"`` formats the value as a float would; ``f"{r}"`` is ``str(r)`` (a new
+        user's trial: a format spec raised TypeError)."""
+        return format(float(self.value), format_spec) if format_spec else str(self)
 
     @property
     def relative_width(self) -> float:
@@ -487,9 +494,20 @@ def applicable_method(method: SpectralNormMethod, geom: ConvGeometry) -> Spectra
     return "auto" if method == "exact" and not exact_applies(geom) else method
 
 
+#: The smallest ``tol`` taken: a float64 quotient is itself rounded by about 1e-16 of the norm,
+#: so no lower bound can be told closer (a new user's trial: ``tol=1e-20`` was taken, and
+#: could only end with ``converged=False``; :func:`toeplitz_norm` refused it).
+MIN_TOL = 1e-15
+
+
 def checked_tol(tol, name: str = "tol") -> float:
     """``spectral_norm``'s ``tol`` (``name``: as the caller calls it), validated."""
-    return real_number(tol, name, low=0.0, high=1.0, low_open=True)
+    tol = real_number(tol, name, low=0.0, high=1.0, low_open=True)
+    if tol < MIN_TOL:
+        raise ValueError(f"{name}={tol:g} is below {MIN_TOL:g}, closer than a float64 lower "
+                         "bound can be told from the norm (its quotient alone is rounded by "
+                         f"about 1e-16 of it): pass {MIN_TOL:g} or more")
+    return tol
 
 
 def checked_relative_width(relative_width, method: str) -> float | None:
@@ -589,9 +607,10 @@ def spectral_norm(
         multiply-adds and 1.3 GiB (sized against the memory limit first); ``"bounds"``
         takes it only where it costs at most ``2**37``.
     tol : float
-        The relative accuracy asked of the lower bound: the Lanczos iteration stops when the
-        residual of its top Ritz pair shows the estimate within ``tol`` of the norm (at most
-        300 steps); ``converged`` on the result says whether it got there.
+        The relative accuracy asked of the lower bound, in ``[1e-15, 1)``: the Lanczos
+        iteration stops when the residual of its top Ritz pair shows the estimate within
+        ``tol`` of the norm (at most 300 steps); ``converged`` on the result says whether it
+        got there.
     relative_width : float, optional
         The relative width ``(upper - lower) / upper`` asked of the interval, in ``(0, 1)``:
         where the route ``method`` takes ends wider, the whole-Gram certificate of

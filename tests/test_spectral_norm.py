@@ -358,6 +358,12 @@ def test_norms_beyond_the_largest_float():
         assert result.lower == sys.float_info.max and result.upper == math.inf, result
 
 
+def test_a_result_formats_as_its_value():
+    """(A new user's trial: ``f"{r:.3f}"`` raised TypeError.)"""
+    r = spectral_norm(np.full((1, 1, 3), 0.5), (1, 8), padding_mode="circular", padding=1)
+    assert (f"{r:.3f}", f"{r:.2e}", f"{r}") == ("1.500", "1.50e+00", str(r))
+
+
 def test_zero_layers_are_exactly_zero():
     result = spectral_norm(np.zeros((1, 1, 3, 3)), (1, 80, 80), stride=2, padding=1)
     assert (result.lower, result.upper, result.value, result.relative_width) == (0, 0, 0, 0)
@@ -416,7 +422,8 @@ def test_a_refused_product_says_it_is_spectral_norms_and_gives_no_batch_advice(m
 
 
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (1.5, ValueError), (-1e-3, ValueError),
-                                        ("1e-7", TypeError), (True, TypeError)])
+                                        ("1e-7", TypeError), (True, TypeError),
+                                        (1e-20, ValueError)])  # (below what float64 resolves)
 def test_bad_tol(bad, error):
     with pytest.raises(error, match="tol"):
         spectral_norm(np.ones((1, 1, 3)), (1, 8), tol=bad)
