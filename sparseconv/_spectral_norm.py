@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
 from ._certificates import (
     FULL_FLOPS,
@@ -51,7 +52,7 @@ from ._certificates import (
 )
 from ._geometry import ConvGeometry, block_diagonal, copies_of
 from ._gram_operator import gram_operator
-from ._lanczos import check_lanczos_memory, lower_bound, start_vector
+from ._lanczos import banded_lower_bound, check_lanczos_memory, lower_bound, start_vector
 from ._matrices import conv_matrix
 from ._memory import MatrixTooLargeError, check_memory, fits, format_bytes
 from ._operators import ConvOperator
@@ -205,9 +206,7 @@ def _dense(weight, geom: ConvGeometry) -> SpectralNorm:
     # the matrix, its Gram, LAPACK's copy of it and the bound's scratch: 4.2x the matrix
     # measured (a memory audit: 3x was counted)
     check_memory(5 * rows * cols * weight.itemsize, f"a dense {rows} x {cols} SVD")
-    dense = conv_matrix(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
-                        dilation=geom.dilation, groups=geom.groups,
-                        padding_mode=geom.padding_mode).toarray()
+    dense = _matrix(weight, geom).toarray()
     copies = copies_of(geom)
     rounding = Rounding.of(weight, geom.groups, copies)
     # (the quotient's allowance, gamma(taps_per_entry) |A|, covers the rounded entries too)
@@ -290,6 +289,13 @@ def _sections(weight, geom: ConvGeometry, grid, certified: np.ndarray, bounds: d
                 low = floor(witnesses)
         step()
     return chosen
+
+
+def _matrix(weight, geom: ConvGeometry) -> sp.csr_array:
+    """The layer's sparse matrix."""
+    return conv_matrix(weight, geom.input_shape, stride=geom.stride, padding=geom.padding,
+                       dilation=geom.dilation, groups=geom.groups,
+                       padding_mode=geom.padding_mode)
 
 
 def _operator(weight, geom: ConvGeometry, dtype=None) -> ConvOperator:
@@ -418,6 +424,20 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     lower, converged = lower_bound(op, start, tol, rounding, upper=upper,
                                    single=functools.partial(_single_operator, weight, geom),
                                    gram=functools.partial(gram_operator, weight, geom))
+
+    def refined(lower: float, converged: bool, upper: float) -> tuple[float, bool]:
+        """A long 1-D input: the top gap can be too small for Lanczos, not for Lanczos on
+        the inverse of the banded ``mu I - G`` (``mu`` above ``upper ** 2``)."""
+        if converged or geom.ndim != 1:
+            return lower, converged
+        axis = geom.axes[0]
+        found = banded_lower_bound(op, functools.partial(_matrix, weight, geom),
+                                   (geom.in_channels, geom.out_channels),
+                                   axis.dilation * (axis.kernel_size - 1) + 1, upper, tol,
+                                   rounding)
+        return found if found is not None and found[0] >= lower else (lower, converged)
+
+    lower, converged = refined(lower, converged, upper)
     stages.step()
     full = exact_first and upper - lower > max(tol, 1e-6) * upper
     if width is not None and not full and upper - lower > width * upper:
@@ -433,9 +453,20 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
     if full:
         # each group's circulant bound (zero padding), or none: every group is factorized
         groups = certified.reshape(-1, geom.groups).max(axis=0) if copies == 1 else None
-        with reusing():  # one group's band memory serves the next, dropped after them
-            bounds["exact"] = full_bound(weight, geom, lower, Rounding.of(weight, geom.groups),
-                                         tol, groups, executor, copies)
+
+        def certificate(lower: float) -> float:  # the whole Gram's, just above lower
+            with reusing():  # one group's band memory serves the next, dropped after them
+                return full_bound(weight, geom, lower, Rounding.of(weight, geom.groups), tol,
+                                  groups, executor, copies)
+
+        bounds["exact"] = certificate(lower)
+        if min(bounds.values()) < upper and not converged:  # mu closer above: the inverse's
+            # gaps wider; the certificate then placed again, just above the better bound
+            # (one axis: both cost a banded factorization)
+            before = lower
+            lower, converged = refined(lower, converged, min(bounds.values()))
+            if lower > before:
+                bounds["exact"] = min(bounds["exact"], certificate(lower))
         stages.step()
         if bounds["exact"] == math.inf and exact_first:  # no candidate proved: the sections
             # (skipped before it), as for a large layer
@@ -609,8 +640,10 @@ def spectral_norm(
     tol : float
         The relative accuracy asked of the lower bound, in ``[1e-15, 1)``: the Lanczos
         iteration stops when the residual of its top Ritz pair shows the estimate within
-        ``tol`` of the norm (at most 300 steps); ``converged`` on the result says whether it
-        got there.
+        ``tol`` of the norm (at most 300 steps; on one axis, where that is short -- a long
+        input's top singular values crowd together -- Lanczos on the inverse of ``mu I -
+        A^H A``, banded, ``mu`` just above the upper bound, goes on); ``converged`` on the
+        result says whether it got there.
     relative_width : float, optional
         The relative width ``(upper - lower) / upper`` asked of the interval, in ``(0, 1)``:
         where the route ``method`` takes ends wider, the whole-Gram certificate of
