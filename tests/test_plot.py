@@ -576,6 +576,13 @@ def test_an_exact_pattern_drawn_into_fewer_pixels_keeps_every_entry(tmp_path):
      r"values must be finite and non-negative \(singular values\), got np.int64\(-1\)"),
     (lambda A, g, ax: plot.spectrum({"a": [1.0, np.nan]}, ax), ValueError,
      r"non-negative .* got np.float64\(nan\) for 'a'"),
+    # (a new user's trial: a bad color failed only at save time; NaN drew a blank pixel)
+    (lambda A, g, ax: plot.spy(A, ax, color="notacolor"), ValueError,
+     "color must be a matplotlib color .*, got 'notacolor'"),
+    (lambda A, g, ax: plot.save_raster("x.png", A, color=(1, 2)), ValueError,
+     "color must be a matplotlib color"),
+    (lambda A, g, ax: plot.frequency_heatmap(np.array([[1.0, np.nan]]), ax), ValueError,
+     r"values must be finite, got 1 NaN or infinite value\(s\) of 2"),
 ])
 def test_the_plots_name_a_bad_argument(call, error, match):
     """A hunt: each raised an internal error (ZeroDivisionError, IndexError, AttributeError,

@@ -182,8 +182,8 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
     Raises
     ------
     ValueError
-        ``values`` of another shape than ``(H, W)`` or ``(H, W, C_out, C_in)``; the output
-        options, as :func:`spy`.
+        ``values`` of another shape than ``(H, W)`` or ``(H, W, C_out, C_in)``, or not
+        finite; the output options, as :func:`spy`.
 
     Examples
     --------
@@ -210,6 +210,9 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
                         f"response, or frequency_map's values), got dtype {v.dtype}")
     if not v.size:
         raise ValueError(f"values must not be empty, got shape {v.shape}")
+    if not np.isfinite(v).all():  # (a new user's trial: NaN drew a blank pixel, unsaid)
+        raise ValueError(f"values must be finite, got {int(np.size(v) - np.isfinite(v).sum())}"
+                         f" NaN or infinite value(s) of {v.size}")
     fy, fx = (np.fft.fftshift(np.fft.fftfreq(n)) for n in v.shape)
     dy, dx = 1.0 / v.shape[0], 1.0 / v.shape[1]
     style: dict[str, Any] = dict(cmap=cmap, origin="lower", interpolation="nearest",

@@ -235,6 +235,16 @@ def check_cmap(value, name: str = "cmap", *, optional: bool = False) -> None:
                          f"'viridis' or 'Blues'), got {value!r}")
 
 
+def check_color(value, name: str = "color") -> None:
+    """A color matplotlib takes, refused by name before anything is drawn (a new user's
+    trial: ``color="notacolor"`` drew, and failed only when the figure was saved)."""
+    from matplotlib.colors import is_color_like
+
+    if not is_color_like(value):
+        raise ValueError(f"{name} must be a matplotlib color (such as 'C0', 'black' or "
+                         f"'#1f77b4'), got {value!r}")
+
+
 def check_count(value, name: str) -> int:
     if not is_int(value) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -25,6 +25,7 @@ from .._operators import layer_of
 from .._validation import as_bool, int_tuple
 from ._figure import (
     check_cmap,
+    check_color,
     check_count,
     check_flag,
     check_output,
@@ -186,6 +187,7 @@ def _image_style(image: np.ndarray, exact: bool, values: bool, color, cmap) -> d
 def _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom):
     """The image spy draws, its raster (edges), and its colormap and limits."""
     check_cmap(cmap, optional=True)
+    check_color(color)
     if values:
         if zoom is not None:
             raise ValueError("zoom= draws a density or pattern raster; values=True draws the "
@@ -274,7 +276,8 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     ValueError
         A ``geometry`` that does not describe ``A.shape``; ``blocks=True`` without a layer;
         ``values=True`` for a bare ConvGeometry or for a matrix longer than ``max_bins``, or
-        with ``zoom``; ``max_bins < 1``; a ``zoom`` outside the channel blocks; an unknown
+        with ``zoom``; ``max_bins < 1``; a ``zoom`` outside the channel blocks; a ``color``
+        or ``cmap`` matplotlib does not know; an unknown
         format, a ``dpi`` outside [10, 2400], a bad ``figsize`` or ``figsize`` with ``ax``.
     TypeError
         A LinearOperator that is not a sparseconv layer (there is no matrix to draw); a
