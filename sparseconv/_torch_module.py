@@ -37,6 +37,7 @@ from sparseconv._torch_layers import (
     _CONV,
     _CONV_T,
     _batchnorm_scale_shift,
+    _input_shape,
     _Layer,
     _layer,
     _numpy,
@@ -52,10 +53,37 @@ from sparseconv._validation import check_blocksize, check_format, inexact_dtype
 
 
 def _hookless_layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _Layer:
-    """:func:`_layer` of a module whose output no hook changes (:func:`refuse_hooks`)."""
+    """:func:`_layer` of a module whose output no hook changes (:func:`refuse_hooks`); a
+    TorchScript one as :func:`_eager_leaf` rebuilds it."""
     check_module(module, "module")
+    module = _eager_leaf(module, input_shape, output_size)
     refuse_hooks(module)
     return _layer(module, input_shape, output_size)
+
+
+def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> nn.Module:
+    """``module``, or for a TorchScript module (``torch.jit.script``, ``trace`` or ``load``)
+    of one call of a module PyTorch ships -- a scripted ``Conv2d`` -- that eager module,
+    rebuilt from its graph's operations as :func:`lipschitz_report` reads a TorchScript model
+    (:func:`sparseconv._torch_script.script_calls`: run once on a probe, checked against it).
+    A new user's trial: ``matrix(torch.jit.script(conv), shape)`` was refused as "not a linear
+    module", where the report of the same scripted model read it."""
+    if not isinstance(module, torch.jit.ScriptModule):
+        return module
+    from sparseconv._torch_script import script_calls
+
+    name = str(getattr(module, "original_name", type(module).__name__))
+    shape = _input_shape(input_shape, None, name)
+    if output_size is not None:
+        raise TypeError(f"output_size cannot be passed to a TorchScript {name}: its graph is "
+                        "run as it is; pass the eager module")
+    records, _ = script_calls(module, shape)
+    if len(records) != 1:
+        raise TypeError(f"TorchScript {name} runs {len(records)} layers' calls, not one layer: "
+                        "sparseconv.torch.network_operator(model, input_shape) makes one "
+                        "operator of a linear network, and lipschitz_report(model, "
+                        "input_shape) bounds each of its layers")
+    return records[0][1]
 
 
 def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseFormat = "csr",
@@ -67,7 +95,9 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
     Parameters
     ----------
     module : torch.nn.Module
-        A supported linear module (see :mod:`sparseconv.torch`), in eval mode where it matters.
+        A supported linear module (see :mod:`sparseconv.torch`), in eval mode where it matters;
+        or a TorchScript module of one (scripted, traced or loaded), rebuilt from its graph
+        as :func:`lipschitz_report` reads one.
     input_shape : tuple of int
         ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``),
         whatever the ``layout``.

@@ -914,3 +914,52 @@ def test_an_if_on_a_tensors_value_is_not_followed(tmp_path):
     assert report.network_upper is None
     assert "its forward runs aten::mul on its signal outside its layers (in prim::If " \
         "branches)" in report.reason, report.reason
+
+
+LEAVES = [(lambda: nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect", dtype=F64), (2, 6, 6)),
+          (lambda: nn.ConvTranspose1d(2, 3, 3, stride=2, dtype=F64), (2, 5)),
+          (lambda: _randomized(nn.BatchNorm2d(2, dtype=F64)), (2, 4, 4)),
+          (lambda: nn.AvgPool2d(2), (2, 4, 4)),
+          (lambda: nn.Linear(4, 3, dtype=F64), (4,))]
+
+
+def _randomized(bn: nn.BatchNorm2d) -> nn.BatchNorm2d:
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    return bn
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("index", range(len(LEAVES)))
+def test_a_torchscript_leaf_is_its_eager_module(index, how, tmp_path):
+    """(A new user's trial: ``matrix(torch.jit.script(conv), shape)`` was refused as "not a
+    linear module", where the report read the same scripted model.) The per-module functions
+    take a TorchScript module of one shipped layer, saved and loaded back: its matrix, affine
+    offset and norm are the eager module's; run on the input, it is the matrix."""
+    torch.manual_seed(index)
+    make, shape = LEAVES[index]
+    eager = make().eval()
+    compiled = jit(eager, how, shape, tmp_path / "leaf.pt")
+    if how == "script" and isinstance(eager, nn.ConvTranspose1d):  # forward(input,
+        # output_size): refused as any two-input forward (a traced one has one)
+        with pytest.raises(TypeError, match=r"ConvTranspose1d.forward takes 2 inputs; one is "):
+            sct.matrix(compiled, shape)
+        return
+    A, B = sct.matrix(compiled, shape), sct.matrix(eager, shape)
+    assert A.shape == B.shape and abs(A - B).max() == 0
+    offset = sct.affine(compiled, shape).bias
+    np.testing.assert_array_equal(offset, sct.affine(eager, shape).bias)
+    x = torch.randn(shape, dtype=F64)
+    with torch.no_grad():
+        y = compiled(x[None])[0].numpy().ravel()
+    np.testing.assert_allclose(A @ x.numpy().ravel() + offset, y, rtol=0, atol=1e-12)
+    assert sct.spectral_norm(compiled, shape).upper == sct.spectral_norm(eager, shape).upper
+
+
+def test_a_torchscript_network_is_not_one_layer(tmp_path):
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, dtype=F64), nn.Conv2d(2, 2, 3, dtype=F64))
+    compiled = jit(model.eval(), "script", (2, 8, 8), tmp_path / "net.pt")
+    with pytest.raises(TypeError, match=r"^TorchScript Sequential runs 2 layers' calls, not "
+                                        r"one layer: sparseconv.torch.network_operator"):
+        sct.matrix(compiled, (2, 8, 8))
