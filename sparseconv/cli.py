@@ -1155,6 +1155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.upper:  # as spectral_norm refuses it, in this command line's names
                 raise ValueError(f"--relative-width {args.relative_width:g} needs a lower "
                                  "bound, and --upper computes none: drop one of them")
+        if getattr(args, "raw", False) and args.figsize is not None:  # (a new user's trial:
+            # ignored, unsaid)
+            raise ValueError("--figsize does not apply to --raw, which writes one pixel per "
+                             "entry or bin and no figure (--dpi sets its printed size): drop "
+                             "one of them")
         with warnings.catch_warnings():  # the library's warnings, one line each, shown
             warnings.simplefilter("default", RuntimeWarning)
             warnings.showwarning = functools.partial(_warning, command.prog)

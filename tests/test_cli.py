@@ -136,6 +136,16 @@ def test_spy_raw_pixels_are_the_pattern_and_figure_is_drawn(tmp_path):
     assert picture.shape[:2] == (1050, 1050) and picture.std() > 0.05  # 3.5 in at 300 dpi
 
 
+def test_spy_raw_refuses_a_figsize_it_would_ignore(tmp_path, capsys):
+    """(A new user's trial: ``--raw --figsize 2,2`` wrote the raster, the size ignored.)"""
+    line = _main_fails(["spy", "-o", tmp_path / "raw.png", "--raw", "--figsize", "2,2",
+                        *LAYER], capsys)
+    assert line.endswith("error: --figsize does not apply to --raw, which writes one pixel "
+                         "per entry or bin and no figure (--dpi sets its printed size): drop "
+                         "one of them"), line
+    assert not (tmp_path / "raw.png").exists()
+
+
 def _printed_norm(out: str) -> tuple[float, float, float, str]:
     match = re.search(r"spectral norm  (\S+)  in \[(\S+), (\S+)\]  \((\w+)[;)]", out)
     assert match, out
