@@ -80,8 +80,15 @@ from ._memory import check_memory
 from ._rounding import Rounding, U, gamma, scaled, up
 from ._spectral_norm import SpectralNorm
 from ._symbol import top_per_frequency, unit_scale
-from ._typing import ArrayLike, IntOrTuple
-from ._validation import int_tuple, is_int, layer_weight, positive_int, real_number
+from ._typing import ArrayLike, IntOrTuple, ProgressLike
+from ._validation import (
+    check_progress,
+    int_tuple,
+    is_int,
+    layer_weight,
+    positive_int,
+    real_number,
+)
 
 __all__ = ["toeplitz_norm"]
 
@@ -413,7 +420,8 @@ def _weyl_upper(gram: _Gram, slack: float) -> float:
 
 
 def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: float,
-                      max_evaluations: int, seeds: np.ndarray | None = None
+                      max_evaluations: int, seeds: np.ndarray | None = None,
+                      progress: ProgressLike | None = None
                       ) -> tuple[float, float, float, bool, int]:
     """``(best computed, certified lower, certified upper, converged, evaluations)``.
 
@@ -423,8 +431,19 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
     evaluated (LAPACK's eigenvalues of the symbol's Gram matrix, :func:`_tops`), raised
     whenever a frequency on the circle fails the test. Every closed box is below the final
     ``floor / (1 - tol)``: that is the upper bound. ``seeds``: integer frequencies ``(P, d)``
-    evaluated first.
+    evaluated first. ``progress(done, 1000)``: after each level of boxes, the per mille of
+    the torus proved below the threshold so far; last ``(1000, 1000)``.
     """
+    result = _search(symbol, rounding, real, tol, max_evaluations, seeds, progress)
+    if progress is not None:
+        progress(1000, 1000)
+    return result
+
+
+def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_evaluations: int,
+            seeds: np.ndarray | None, progress: ProgressLike | None
+            ) -> tuple[float, float, float, bool, int]:
+    """:func:`_branch_and_bound`'s search, without its last progress call."""
     ndim, active = symbol.shifts.shape[1], symbol.active
     values: dict[tuple, float] = {}
     passed: dict[tuple, float] = {}  # the smallest mu proved at a vertex
@@ -500,6 +519,7 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
     boxes = np.array(list(product(*[range(c) for c in counts])), dtype=np.int64) * width
     value(boxes)  # the corners of the first grid: a floor to start from
     converged = True
+    level = len(boxes)  # the boxes of the whole domain at the current width
     while True:
         # any number is a valid threshold (the proofs are against tau, rounded down below
         # it), but the search ends only if it is above the maximum: the best value plus
@@ -524,6 +544,8 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
             value(flat[on_circle, :, 0])
         still = ~ok.reshape(len(boxes), -1).all(axis=1)
         boxes = boxes[still]
+        if progress is not None:  # the share of the domain closed, in boxes of this width
+            progress(min(999, 1000 * (level - len(boxes)) // level), 1000)
         if not len(boxes):
             break
         if len(passed) + len(failed) >= max_evaluations or width[active].min() < 4:
@@ -539,6 +561,7 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
             break
         width = width // 2
         halves = np.array(list(product(*[(0, w) if w else (0,) for w in width.tolist()])))
+        level *= len(halves)
         check_memory(16 * ndim * len(boxes) * len(halves) * (1 + len(vertices[0])),
                      "the open boxes of toeplitz_norm's branch and bound")
         boxes = (boxes[:, None, :] + halves[None]).reshape(-1, ndim)
@@ -556,8 +579,8 @@ def _result(value: float, lower: float, upper: float, converged: bool) -> Spectr
 
 
 def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrTuple = 1,
-                  groups: int = 1, tol: float = 1e-8,
-                  max_evaluations: int = 200_000) -> SpectralNorm:
+                  groups: int = 1, tol: float = 1e-8, max_evaluations: int = 200_000,
+                  progress: ProgressLike | None = None) -> SpectralNorm:
     """The norm of a layer on the infinite grid: a certified bound for every input size.
 
     ``||T|| = max_xi sigma_max(H(xi))`` over the continuous frequency torus, ``H`` the
@@ -579,6 +602,11 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
         maximum is flat on part of the torus only), the bounds are returned as they are, still
         certified, with ``converged=False``. (A symbol of constant norm, as an orthogonal
         layer's, is proved at once by the Weyl bound of its Gram matrix.)
+    progress : callable, optional
+        ``progress(done, total)`` with ``total = 1000``: after each level of the branch and
+        bound, the per mille of the frequency torus proved below the bound so far (a level
+        halves every open box); the last call is ``(1000, 1000)``, also where the budget
+        stopped the search.
 
     Returns
     -------
@@ -637,6 +665,7 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     if not is_int(max_evaluations):
         raise TypeError(f"max_evaluations must be a positive integer, got {max_evaluations!r}")
     max_evaluations = positive_int(max_evaluations, "max_evaluations")
+    progress = check_progress(progress)
     # the geometry validates stride, dilation and groups; any input size is fine: the span
     span = [1] * max(weight.ndim - 2, 1)
     if weight.ndim >= 3:
@@ -650,11 +679,14 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     _check_symbol_memory(geom)
     weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
     if not weight.any():
+        if progress is not None:
+            progress(1000, 1000)
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0})
     weight, exponent = unit_scale(weight)  # exact; the results are scaled back by 2**exponent
     symbol = _polyphase(weight, geom)
     best, lower, upper, converged, _ = _branch_and_bound(
-        symbol, Rounding.of(weight, groups), weight.dtype.kind != "c", tol, max_evaluations)
+        symbol, Rounding.of(weight, groups), weight.dtype.kind != "c", tol, max_evaluations,
+        progress=progress)
     result = _result(scaled(best, exponent), scaled(lower, exponent, False),
                      scaled(upper, exponent, True), converged)
     if converged and not result.relative_width <= tol:  # (a hunt: scaled back into the

@@ -307,3 +307,18 @@ def test_a_first_grid_beyond_the_memory_limit_is_refused_before_it_is_built():
     w = np.random.default_rng(0).standard_normal((2, 2, 2, 3))
     with pytest.raises(MatrixTooLargeError, match="first grid of toeplitz_norm"):
         toeplitz_norm(w, dilation=(1000, 1000), tol=1e-3)
+
+
+def test_progress_reports_the_share_of_the_torus_proved():
+    """(A new user's trial: toeplitz_norm took no progress=, silent for 13-37 s.)"""
+    calls = []
+    w = np.random.default_rng(0).standard_normal((8, 8, 3, 3))
+    r = toeplitz_norm(w, progress=lambda done, total: calls.append((done, total)))
+    assert r.converged and len(calls) >= 3 and calls[-1] == (1000, 1000), calls
+    done = [d for d, total in calls if total == 1000]
+    assert len(done) == len(calls) and done == sorted(done) and 0 < done[0] < 1000, calls
+    calls.clear()  # a zero layer: its one call
+    toeplitz_norm(np.zeros((2, 2, 3)), progress=lambda *a: calls.append(a))
+    assert calls == [(1000, 1000)]
+    with pytest.raises(TypeError, match="progress must be None or a callable"):
+        toeplitz_norm(w, progress="yes")
