@@ -581,6 +581,9 @@ def test_an_exact_pattern_drawn_into_fewer_pixels_keeps_every_entry(tmp_path):
      "color must be a matplotlib color .*, got 'notacolor'"),
     (lambda A, g, ax: plot.save_raster("x.png", A, color=(1, 2)), ValueError,
      "color must be a matplotlib color"),
+    (lambda A, g, ax: plot.spectrum({"w": np.ones((2, 2))}, ax), ValueError,
+     r"values must be a 1-D array of singular values, got shape \(2, 2\) for 'w': pass "
+     r"np.linalg.svd\(A, compute_uv=False\)"),
     (lambda A, g, ax: plot.frequency_heatmap(np.array([[1.0, np.nan]]), ax), ValueError,
      r"values must be finite, got 1 NaN or infinite value\(s\) of 2"),
 ])

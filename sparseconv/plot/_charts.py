@@ -62,7 +62,7 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     Parameters
     ----------
     values : array_like or mapping of str to array_like
-        Singular values (any order; drawn sorted, largest first); may be empty when
+        Singular values, 1-D (any order; drawn sorted, largest first); may be empty when
         ``interval`` is given, which is then drawn alone.
     ax : matplotlib Axes, optional
         Where to draw; by default a new figure when ``fname`` or ``figsize`` is given, else
@@ -89,8 +89,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     Raises
     ------
     ValueError, TypeError
-        Values that are not finite non-negative reals; an ``interval`` that is not ``0 <=
-        lower <= upper``; the output options, as :func:`spy`.
+        Values that are not a 1-D array of finite non-negative reals; an ``interval`` that is
+        not ``0 <= lower <= upper``; the output options, as :func:`spy`.
 
     Examples
     --------
@@ -116,6 +116,12 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
         if given is None or given.dtype.kind not in "biuf":
             raise TypeError(f"values must be real numbers (singular values), got "
                             f"{s!r:.80}" + (f" for {name!r}" if name is not None else ""))
+        if given.ndim > 1:  # (a new user's trial: a matrix's entries were drawn as its
+            # singular values)
+            raise ValueError(f"values must be a 1-D array of singular values, got shape "
+                             f"{given.shape}" + (f" for {name!r}" if name is not None else "")
+                             + ": pass np.linalg.svd(A, compute_uv=False) for a matrix, or "
+                             "values.ravel() for per-frequency singular values")
         if not given.size and band is None:  # with an interval, the interval alone
             raise ValueError("values must hold at least one singular value" + (
                 f" for {name!r}" if name is not None else "") + " (or an interval be given)")
