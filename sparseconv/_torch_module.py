@@ -78,6 +78,19 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
         raise TypeError(f"output_size cannot be passed to a TorchScript {name}: its graph is "
                         "run as it is; pass the eager module")
     records, _ = script_calls(module, shape)
+    if not records:  # no operation on the signal: the identity if it returns its input
+        # (a scripted Identity, or Dropout in eval mode), checked on the probe
+        from sparseconv._torch_script import probe_input
+
+        x = probe_input(module, shape)
+        with torch.no_grad():
+            y = module(x)
+        if isinstance(y, torch.Tensor) and y.shape == x.shape and bool((y == x).all()):
+            return nn.Identity()
+        raise TypeError(f"TorchScript {name} computes its output through no layer's call "
+                        "sparseconv.torch reads from its graph" + (
+                            ": it is in training mode, call .eval() on it first"
+                            if module.training else ""))
     if len(records) != 1:
         raise TypeError(f"TorchScript {name} runs {len(records)} layers' calls, not one layer: "
                         "sparseconv.torch.network_operator(model, input_shape) makes one "

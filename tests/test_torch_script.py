@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from ._oracles import torch
 
@@ -955,6 +956,19 @@ def test_a_torchscript_leaf_is_its_eager_module(index, how, tmp_path):
         y = compiled(x[None])[0].numpy().ravel()
     np.testing.assert_allclose(A @ x.numpy().ravel() + offset, y, rtol=0, atol=1e-12)
     assert sct.spectral_norm(compiled, shape).upper == sct.spectral_norm(eager, shape).upper
+
+
+def test_a_torchscript_module_of_no_call_is_the_identity_if_it_returns_its_input(tmp_path):
+    """A scripted Identity, or Dropout in eval mode, runs no operation on its signal: the
+    identity, checked on the probe; Dropout in training mode is refused as such."""
+    for module in (nn.Identity(), nn.Dropout(0.3).eval()):
+        compiled = jit(module, "script", (2, 3), tmp_path / "id.pt")
+        A = sct.matrix(compiled, (2, 3))
+        assert A.shape == (6, 6) and abs(A - sp.eye_array(6)).max() == 0
+    compiled = jit(nn.Dropout(0.3).train(), "script", (2, 3), tmp_path / "drop.pt")
+    with pytest.raises(TypeError, match=r"^TorchScript Dropout computes its output through no "
+                                        r"layer's call .*: it is in training mode, call "):
+        sct.matrix(compiled, (2, 3))
 
 
 def test_a_torchscript_network_is_not_one_layer(tmp_path):
