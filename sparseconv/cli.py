@@ -1138,10 +1138,25 @@ def _reason(exc: BaseException, layer: bool = True) -> str:
     return _as_options(message) if layer else message
 
 
+def _attached(argv: Sequence[str]) -> list[str]:
+    """``--zoom -1:2,...`` as ``--zoom=-1:2,...``: argparse takes a value that starts with
+    ``-`` (and is not a plain negative number) for an option, and said only "expected one
+    argument" (a new user's trial); attached, the value is read and its range refused by
+    name."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == "--zoom" and re.match(r"-\d", arg) and out[-1] == "--zoom":
+            out[-1] = f"--zoom={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (every error exits with 2, one line)."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(_attached(sys.argv[1:] if argv is None else
+                                                      [str(a) for a in argv]))
     command = args.command_parser
     if unknown:  # named by the command that was given them, as its other errors are
         command.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -468,6 +468,9 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:4"], "argument --zoom: expected FIRST:STOP"),
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:5,0:1"],
      "error: --zoom ((0, 5), (0, 1)): the output block range (0, 5)"),
+    # (a new user's trial: argparse took -1:2 for an option, "expected one argument")
+    (["spy", *LAYER, "-o", "x.png", "--zoom", "-1:2,0:1"],
+     "error: --zoom ((-1, 2), (0, 1)): the output block range (-1, 2) must satisfy 0 <="),
     (["info", *LAYER, "--bogus", "1"], "sparseconv info: error: unrecognized arguments: --bogus 1"),
     (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--maxiter", "10"],
      "sparseconv report: error: unrecognized arguments: --maxiter 10"),
