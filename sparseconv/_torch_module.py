@@ -70,7 +70,13 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
     module", where the report of the same scripted model read it."""
     if not isinstance(module, torch.jit.ScriptModule):
         return module
-    from sparseconv._torch_script import script_calls
+    from sparseconv._torch_script import (
+        magnitude,
+        matches,
+        probe_input,
+        restored_buffers,
+        script_calls,
+    )
 
     name = str(getattr(module, "original_name", type(module).__name__))
     shape = _input_shape(input_shape, None, name)
@@ -78,25 +84,29 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
         raise TypeError(f"output_size cannot be passed to a TorchScript {name}: its graph is "
                         "run as it is; pass the eager module")
     records, _ = script_calls(module, shape)
+    probe = probe_input(module, shape)  # what script_calls ran the graph on
+    with torch.no_grad(), restored_buffers(module):
+        output = module(probe)
     if not records:  # no operation on the signal: the identity if it returns its input
         # (a scripted Identity, or Dropout in eval mode), checked on the probe
-        from sparseconv._torch_script import probe_input
-
-        x = probe_input(module, shape)
-        with torch.no_grad():
-            y = module(x)
-        if isinstance(y, torch.Tensor) and y.shape == x.shape and bool((y == x).all()):
+        if isinstance(output, torch.Tensor) and torch.equal(output, probe):
             return nn.Identity()
         raise TypeError(f"TorchScript {name} computes its output through no layer's call "
                         "sparseconv.torch reads from its graph" + (
                             ": it is in training mode, call .eval() on it first"
                             if module.training else ""))
-    if len(records) != 1:
-        raise TypeError(f"TorchScript {name} runs {len(records)} layers' calls, not one layer: "
-                        "sparseconv.torch.network_operator(model, input_shape) makes one "
+    # one call, reading the module's input as it is and giving its output (a review: a
+    # forward relu(conv(x)) * 2 + x was taken for its conv, 3.0 off on the probe)
+    _, layer, x, y = records[0] if len(records) == 1 else (None, None, None, None)
+    if layer is None or not (isinstance(x, torch.Tensor) and torch.equal(x, probe)
+                             and matches(y, output, magnitude(layer, x))):
+        raise TypeError(f"TorchScript {name} is not one layer: its forward runs "
+                        f"{len(records)} layers' calls"
+                        + (" and more on its signal" if len(records) == 1 else "")
+                        + "; sparseconv.torch.network_operator(model, input_shape) makes one "
                         "operator of a linear network, and lipschitz_report(model, "
                         "input_shape) bounds each of its layers")
-    return records[0][1]
+    return layer
 
 
 def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseFormat = "csr",

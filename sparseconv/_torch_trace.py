@@ -248,6 +248,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
         return _script_trace(model, shape)[0]
     records: list[TraceRecord] = []
     hooks = []
+    probe = probe_input(model, shape)  # sized against the memory limit before any hook is
+    # registered (a review: registered first, a refused probe left them on the model)
     for name, module in leaf_modules(model):  # a parametrized layer is one leaf
         def hook(mod, args, kwargs, output, name=name):
             # (a module called with its input as a keyword, conv(input=x): a new user's trial)
@@ -255,7 +257,6 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
                 value for key, value in kwargs.items() if key != "input"))
             records.append(_record(name, mod, inputs, output))
         hooks.append(module.register_forward_hook(hook, with_kwargs=True))
-    probe = probe_input(model, shape)  # (sized against the memory limit before any hook)
     try:  # (in training mode, allow_train, BatchNorm would update its statistics)
         with torch.no_grad(), restored_buffers(model):
             try:

@@ -488,6 +488,18 @@ def test_large_layers_are_refused_before_anything_in_proportion_is_allocated(nam
     assert peak < 2**20, (name, peak)
 
 
+def test_a_refused_probe_leaves_no_hook_on_the_model(memory_limit):
+    """(A review: trace registered its hooks before sizing its probe; refused, it left them
+    on the user's model, whose matrix() then refused the hooked conv.)"""
+    net = nn.Sequential(nn.Conv2d(64, 1, 1))
+    memory_limit(8 * 2**20)
+    with pytest.raises(sc.MatrixTooLargeError):
+        sct.trace(net, (64, 512, 512))
+    assert not net[0]._forward_hooks
+    memory_limit(None)
+    assert sct.matrix(net[0], (64, 2, 2)).shape == (4, 256)
+
+
 def test_the_linear_matrix_is_unchanged_by_its_assembly():
     """Linear's kron(I, W) assembled as CSR directly, zeros of W left out, every format."""
     module = nn.Linear(5, 3).double()

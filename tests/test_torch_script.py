@@ -974,6 +974,39 @@ def test_a_torchscript_module_of_no_call_is_the_identity_if_it_returns_its_input
 def test_a_torchscript_network_is_not_one_layer(tmp_path):
     model = nn.Sequential(nn.Conv2d(2, 2, 3, dtype=F64), nn.Conv2d(2, 2, 3, dtype=F64))
     compiled = jit(model.eval(), "script", (2, 8, 8), tmp_path / "net.pt")
-    with pytest.raises(TypeError, match=r"^TorchScript Sequential runs 2 layers' calls, not "
-                                        r"one layer: sparseconv.torch.network_operator"):
+    with pytest.raises(TypeError, match=r"^TorchScript Sequential is not one layer: its "
+                                        r"forward runs 2 layers' calls; sparseconv.torch."
+                                        r"network_operator"):
         sct.matrix(compiled, (2, 8, 8))
+
+
+class _OneConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False, dtype=F64)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class _After(_OneConv):
+    def forward(self, x):
+        return torch.relu(self.conv(x)) * 2 + x
+
+
+class _Before(_OneConv):
+    def forward(self, x):
+        return self.conv(x * 3)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_torchscript_module_of_one_call_and_more_is_not_that_layer(how, tmp_path):
+    """(A review: ``relu(conv(x)) * 2 + x`` scripted got its conv's matrix, 3.0 off the
+    module on the probe.) The one call must read the module's input and give its output."""
+    for cls in (_After, _Before):
+        compiled = jit(cls().eval(), how, (2, 5, 5), tmp_path / f"{cls.__name__}.pt")
+        with pytest.raises(TypeError, match=r"is not one layer: its forward runs 1 layers' "
+                                            r"calls and more on its signal"):
+            sct.matrix(compiled, (2, 5, 5))
+    compiled = jit(_OneConv().eval(), how, (2, 5, 5), tmp_path / "only.pt")
+    assert sct.matrix(compiled, (2, 5, 5)).shape == (50, 50)  # a wrapper of one call: taken
