@@ -431,10 +431,11 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         if converged or geom.ndim != 1:
             return lower, converged
         axis = geom.axes[0]
+        taps = op.shape[0] * (geom.in_channels // geom.groups) * axis.kernel_size
         found = banded_lower_bound(op, functools.partial(_matrix, weight, geom),
                                    (geom.in_channels, geom.out_channels),
-                                   axis.dilation * (axis.kernel_size - 1) + 1, upper, tol,
-                                   rounding)
+                                   axis.dilation * (axis.kernel_size - 1) + 1, taps, upper,
+                                   tol, rounding)
         return found if found is not None and found[0] >= lower else (lower, converged)
 
     lower, converged = refined(lower, converged, upper)
