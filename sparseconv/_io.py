@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from ._files import atomic_path, output_path
 from ._geometry import ConvGeometry
 from ._matrices import conv_matrix, conv_transpose_matrix
-from ._memory import MatrixTooLargeError, check_memory
+from ._memory import MatrixTooLargeError, check_memory, get_memory_limit
 from ._operators import ConvOperator, ConvTransposeOperator
 from ._typing import ArrayLike, BlockSize, Layout, ShapeLike, SparseArray, SparseFormat
 from ._validation import as_bool, as_weight, check_blocksize, check_format, check_layout
@@ -293,15 +293,34 @@ def _write(handle: IO[bytes], matrix: SparseArray, ours: dict[str, np.ndarray],
                 np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
-def _check_load_memory(file: str | os.PathLike[str] | io.BytesIO, name: str) -> None:
-    """Refuse a file whose entries, uncompressed, would not fit the memory limit (read from
-    the archive's directory before any entry is)."""
+def _seekable(file: Any) -> bool:
+    """Whether a binary file object can be read again from where it stands."""
+    try:
+        return bool(file.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _read_within_limit(stream: Any, name: str) -> bytes:
+    """A stream's bytes, refused (:class:`MatrixTooLargeError`) once they pass the memory
+    limit: at most the limit, and one byte, is read."""
+    limit = get_memory_limit()
+    data = stream.read() if limit is None else stream.read(limit + 1)
+    check_memory(len(data), f"the copy of the stream {name} (read twice: a stream cannot "
+                 "seek back)", "pass the file's path or a seekable file")
+    return data
+
+
+def _check_load_memory(file: str | os.PathLike[str] | IO[bytes], name: str,
+                       start: int = 0, copied: int = 0) -> None:
+    """Refuse a file whose entries, uncompressed, and the ``copied`` bytes of a stream's copy
+    already made, would not fit the memory limit (read from the archive's directory before
+    any entry is); a file object is left at ``start``."""
     with zipfile.ZipFile(file) as archive:
         nbytes = sum(member.file_size for member in archive.infolist())
-    if isinstance(file, io.BytesIO):
-        file.seek(0)
-        nbytes += file.getbuffer().nbytes  # the copy of the caller's file, already made
-    check_memory(nbytes, f"the matrix and layer of file {name}")
+    if not isinstance(file, (str, os.PathLike)):
+        file.seek(start)
+    check_memory(nbytes + copied, f"the matrix and layer of file {name}")
 
 
 def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
@@ -325,7 +344,8 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
         description is not valid.
     MatrixTooLargeError
         The file's entries, uncompressed, would need more than the memory limit
-        (:func:`sparseconv.set_memory_limit`); checked before any is read.
+        (:func:`sparseconv.set_memory_limit`); checked before any is read (a stream that
+        cannot seek is copied first, read at most up to the limit).
 
     See Also
     --------
@@ -346,21 +366,27 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
     """
     _check_file(file)
     name = os.fspath(file) if isinstance(file, (str, os.PathLike)) else repr(file)
-    if not isinstance(file, (str, os.PathLike)):
-        file = io.BytesIO(file.read())
-        head = file.getvalue()[:4]
-    else:
+    start = copied = 0
+    if isinstance(file, (str, os.PathLike)):
         with open(file, "rb") as opened:
             head = opened.read(4)
+    elif _seekable(file):  # read in place, from where it stands (its directory sized first)
+        start = file.tell()
+        head = file.read(4)
+        file.seek(start)
+    else:  # a stream is read twice below: copied, at most the memory limit of it (a review:
+        # a 60 MiB stream was copied whole before a 1 MiB limit refused it)
+        file = io.BytesIO(_read_within_limit(file, name))
+        head, copied = file.getvalue()[:4], file.getbuffer().nbytes
     if head != b"PK\x03\x04":  # not a zip: numpy would read it as a pickle and suggest
         # unpickling it (a new user's trial, on a file of text)
         raise ValueError(f"file {name} is not a sparse matrix .npz: not a zip archive (an .npz "
                          f"is one), it starts with {head!r}")
     try:
-        _check_load_memory(file, name)
+        _check_load_memory(file, name, start, copied)
         matrix = sp.load_npz(file)
-        if isinstance(file, io.BytesIO):
-            file.seek(0)
+        if not isinstance(file, (str, os.PathLike)):
+            file.seek(start)
         with np.load(file, allow_pickle=False) as entries:
             keys = set(entries.files)
             if LAYER_KEY in keys and WEIGHT_KEY in keys:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from sparseconv import (
     save_layer,
 )
 
-from ._oracles import assert_close, random_layer, random_transpose_layer
+from ._oracles import assert_close, random_layer, random_transpose_layer, traced
 
 
 @pytest.mark.parametrize("format", ["csr", "csc", "coo", "bsr"])
@@ -215,13 +216,40 @@ def test_a_write_only_file_object_gets_the_archive(tmp_path):
         assert load_layer(io.BytesIO(handle.read()))[1].input_shape == (1, 6)
 
 
+class _Stream:
+    """A binary stream that cannot seek back (a pipe, a socket)."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(size)
+
+    def seekable(self) -> bool:
+        return False
+
+
 def test_loading_is_sized_against_the_memory_limit_first(tmp_path, memory_limit):
+    """Refused before the entries are read (a review: a file object was copied whole, 60 MiB
+    under a 1 MiB limit, before the check); a stream is read at most up to the limit. Within
+    the limit, each kind of file reads the same layer."""
     import sparseconv
 
-    save_layer(tmp_path / "layer.npz", np.ones((4, 4, 3, 3)), (4, 64, 64), padding=1)
-    memory_limit(2**20)  # the matrix is 2.2 MiB
-    for file in (tmp_path / "layer.npz", open(tmp_path / "layer.npz", "rb")):
-        with pytest.raises(sparseconv.MatrixTooLargeError, match="layer.npz.*memory limit"):
-            load_layer(file)
-        if not isinstance(file, type(tmp_path)):
-            file.close()
+    save_layer(tmp_path / "layer.npz", np.ones((4, 4, 3, 3)), (4, 64, 64), padding=1,
+               compressed=False)
+    data = (tmp_path / "layer.npz").read_bytes()
+    memory_limit(2**20)  # its entries need 13 MiB
+    with open(tmp_path / "layer.npz", "rb") as opened:
+        for file, match in ((tmp_path / "layer.npz", "layer.npz.*memory limit"),
+                            (opened, "layer.npz.*memory limit"),
+                            (io.BytesIO(data), "BytesIO.*memory limit"),
+                            (_Stream(data), "the copy of the stream .* memory limit")):
+            error, peak = traced(lambda file=file: load_layer(file))
+            assert isinstance(error, sparseconv.MatrixTooLargeError), error
+            assert re.search(match, str(error)) and peak < 1.2 * 2**20, (file, error, peak)
+    memory_limit(None)
+    expected = load_layer(tmp_path / "layer.npz")[0]
+    with open(tmp_path / "layer.npz", "rb") as opened:
+        for file in (opened, io.BytesIO(data), _Stream(data)):
+            matrix, layer = load_layer(file)
+            assert (matrix != expected).nnz == 0 and layer.input_shape == (4, 64, 64)
