@@ -57,6 +57,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._formats import in_format
+from ._matrices import format_bytes
 from ._memory import check_memory, check_sparse_memory
 from ._typing import DTypeLike, IntOrTuple, ShapeLike, SparseArray, SparseFormat
 from ._validation import (
@@ -109,8 +110,14 @@ def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str
     rows = channels * math.prod(a.shape[0] for a in axes)
     for axis in axes:  # the product's entries are products of these: exact if theirs are
         exact_in(np.dtype(dtype), axis.data, f"{what}'s entries")
-    check_memory(_kron_bytes(channels, math.prod(a.nnz for a in axes), rows, dtype),
-                 f"{what} (CSR, with the temporaries of its assembly)")
+    entries = channels * math.prod(a.nnz for a in axes)
+    index = np.int32 if max(entries, rows, channels * math.prod(a.shape[1] for a in axes)) \
+        < 2**31 else np.int64
+    # (and the copy another format is converted to, beside the CSR arrays: a review)
+    converted = 0 if format == "csr" else format_bytes(
+        entries, (rows, channels * math.prod(a.shape[1] for a in axes)), dtype, index, format)
+    check_memory(_kron_bytes(channels, math.prod(a.nnz for a in axes), rows, dtype) + converted,
+                 f"{what} ({format.upper()}, with the temporaries of its assembly)")
     spatial = sp.csr_array(functools.reduce(lambda a, b: sp.kron(a, b, format="csr"), axes))
     spatial.sum_duplicates()
     if channels == 1:

@@ -30,6 +30,7 @@ from torch.nn.utils import parametrize
 import sparseconv as sc
 from sparseconv._formats import in_format
 from sparseconv._layout import channels_last_order
+from sparseconv._matrices import format_bytes
 from sparseconv._memory import check_memory, check_sparse_memory
 from sparseconv._resampling import MODES as INTERPOLATION_MODES
 from sparseconv._resampling import adaptive_output_size, interpolate_output_size
@@ -159,13 +160,27 @@ class _Layer:
         if dtype is None and layout == "channels_first" and blocksize is None:
             return self.build(format)
         a = sp.csr_array(self.build("csr"))
-        if layout == "channels_last":  # P_out A P_in^T
-            a = sp.csr_array(a[channels_last_order(self.output_shape)][
-                :, channels_last_order(self.input_shape)])
         if blocksize is not None and (a.shape[0] % blocksize[0] or a.shape[1] % blocksize[1]):
             raise ValueError(f"blocksize={blocksize} must divide the shape {a.shape} of the "
                              f"{self.name} matrix")
-        return in_format(a if dtype is None else a.astype(dtype), format, blocksize)
+        # each conversion copies the matrix beside it, sized first (a review: float32 peaked
+        # at 1.6x a limit the CSR matrix alone had passed)
+        held = a.data.nbytes + a.indices.nbytes + a.indptr.nbytes
+        what = f"the {a.shape[0]} x {a.shape[1]} matrix of {self.name}"
+        if layout == "channels_last":  # P_out A P_in^T: two indexed copies, and the orders
+            check_memory(3 * held + 8 * sum(a.shape), f"{what} in channels_last order",
+                         "use the layer's operator")
+            a = sp.csr_array(a[channels_last_order(self.output_shape)][
+                :, channels_last_order(self.input_shape)])
+        final = np.dtype(np.float64 if dtype is None else dtype)
+        if dtype is not None:
+            check_memory(held + format_bytes(a.nnz, a.shape, final, a.indices.dtype, "csr"),
+                         f"{what} in {final}", "use the layer's operator")
+            a = a.astype(dtype)
+        if format != "csr" or blocksize is not None:
+            check_memory(held + format_bytes(a.nnz, a.shape, final, a.indices.dtype, format),
+                         f"{what} in {format.upper()}", "use the layer's operator")
+        return in_format(a, format, blocksize)
 
     def operator(self, dtype: np.dtype | None = None, layout: Layout = "channels_first",
                  ) -> spla.LinearOperator:
@@ -602,11 +617,14 @@ def _linear_layer(module, input_shape) -> _Layer:
         # their quotient, the values), beside the result's 12 per nonzero and the row pointer
         flat = np.flatnonzero(weight)
         nnz = lead * flat.size
-        check_memory(nnz * 12 + 20 * flat.size + 8 * (math.prod(out) + 1),
-                     f"the {math.prod(out)} x {math.prod(shape)} matrix of Linear (its weight "
-                     f"on each of {lead} rows, {nnz} nonzeros; CSR, with the temporaries of "
-                     "its assembly)", "use the layer's operator")
         index = np.int32 if max(nnz, math.prod(shape)) < 2**31 else np.int64
+        size = (math.prod(out), math.prod(shape))
+        # (and the copy another format is converted to, beside the CSR arrays: a review)
+        converted = 0 if format == "csr" else format_bytes(nnz, size, np.float64, index, format)
+        check_memory(nnz * 12 + 20 * flat.size + 8 * (math.prod(out) + 1) + converted,
+                     f"the {size[0]} x {size[1]} matrix of Linear (its weight on each of "
+                     f"{lead} rows, {nnz} nonzeros; {format.upper()}, with the temporaries of "
+                     "its assembly)", "use the layer's operator")
         values = weight.ravel()[flat]
         indptr = np.zeros(lead * module.out_features + 1, dtype=index)
         np.cumsum(np.tile(np.bincount(flat // module.in_features,

@@ -488,6 +488,19 @@ def test_large_layers_are_refused_before_anything_in_proportion_is_allocated(nam
     assert peak < 2**20, (name, peak)
 
 
+@pytest.mark.parametrize("options", [dict(format="csc"), dict(format="bsr"),
+                                     dict(dtype=np.float32), dict(format="coo", dtype=np.float32)])
+def test_a_linear_matrix_in_another_format_or_dtype_stays_within_the_limit(options,
+                                                                          memory_limit):
+    """(A review: CSC, BSR and float32 peaked at 1.6-1.9x a 40 MiB limit the CSR matrix alone
+    had passed.) Answered within the limit, or refused before it."""
+    module = nn.Linear(64, 64).double()
+    memory_limit(40 * 2**20)
+    error, peak = traced(lambda: sct.matrix(module, (800, 64), **options))
+    assert error is None or isinstance(error, sc.MatrixTooLargeError), error
+    assert peak < 40 * 2**20, (options, error, peak)
+
+
 def test_a_refused_probe_leaves_no_hook_on_the_model(memory_limit):
     """(A review: trace registered its hooks before sizing its probe; refused, it left them
     on the user's model, whose matrix() then refused the hooked conv.)"""
