@@ -764,7 +764,7 @@ def _spy(layer: _Layer, args) -> None:
         with atomic_path(args.output) as path:
             plot.save_raster(path, A, geometry=layer.geometry, max_bins=args.max_bins,
                              values=args.values, zoom=args.zoom, dpi=args.dpi,
-                             format=args.output.rsplit(".", 1)[-1].lower())
+                             format=_format_of(args.output))
     else:
         with matplotlib.rc_context(STYLE):
             fig = _figure(args, (COLUMN_WIDTH, COLUMN_WIDTH))
@@ -776,13 +776,20 @@ def _spy(layer: _Layer, args) -> None:
     print(f"wrote {args.output}")
 
 
+def _format_of(output: str) -> str:
+    """The format of an output file's name, as :func:`sparseconv._files.image_path` read it:
+    its suffix, or PNG for a name without one (``.png`` itself; ``.pdf`` became ``.pdf.png``,
+    as matplotlib names it)."""
+    return os.path.splitext(os.path.basename(output))[1][1:].lower() or "png"
+
+
 def _savefig(fig, output: str, dpi: float | None = None) -> None:
     from .plot._figure import save_figure
 
     try:
         # the format of the name asked for, not of the temporary file (a new user's trial:
         # "-o .png" got "Format '0hwijnqc' is not supported")
-        format = output.rsplit(".", 1)[-1].lower()
+        format = _format_of(output)
         with atomic_path(output) as path:
             save_figure(fig, path, format, dpi)
     except RuntimeError as exc:  # a backend's missing tool: pgf without LaTeX
