@@ -140,10 +140,12 @@ def _plan(geom: ConvGeometry, start: int, stop: int, transposed: bool):
 
 
 def check_row_block(geom: ConvGeometry, dtype: np.dtype, start: int, stop: int,
-                    transposed: bool = False, plan: list | None = None) -> None:
+                    transposed: bool = False, plan: list | None = None,
+                    hint: str = USE_OPERATOR) -> None:
     """Refuse (:class:`~sparseconv.MatrixTooLargeError`) rows ``start:stop`` of the layer's
     matrix (of its transpose if ``transposed``) if building them, as :func:`row_block` does,
-    would exceed the memory limit; ``plan``: their :func:`_plan`, if already made."""
+    would exceed the memory limit; ``plan``: their :func:`_plan`, if already made; ``hint``:
+    the refusal's advice."""
     shape = geom.shape[::-1] if transposed else geom.shape
     plan = _plan(geom, start, stop, transposed) if plan is None else plan
     item = np.dtype(dtype).itemsize
@@ -156,8 +158,7 @@ def check_row_block(geom: ConvGeometry, dtype: np.dtype, start: int, stop: int,
     # the parts' 64-bit columns, then the block (64-bit indices at most)
     nbytes += nnz * (item + 16) + 8 * (stop - start + 1)
     check_memory(nbytes, f"rows {start}:{stop} of the {shape[0]} x {shape[1]} sparse matrix "
-                 f"(at most {nnz} nonzeros, with the temporaries of their assembly)",
-                 USE_OPERATOR)
+                 f"(at most {nnz} nonzeros, with the temporaries of their assembly)", hint)
 
 
 def row_block(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, rows,

@@ -1148,7 +1148,8 @@ def conv_matrix(
         row_range(slice(start, stop), n_rows)
         # each block is sized now, when the graph is built: a block that cannot fit is refused
         # here, not by its task after the blocks before it were computed (a memory audit)
-        check_row_block(geometry, dtype, start, stop)
+        check_row_block(geometry, dtype, start, stop, hint=f"use a smaller block_rows (got "
+                        f"{block_rows}), or the matrix-free sparseconv.dask.ConvOperator")
         blocks.append(da.from_delayed(build(weight, input_shape, rows=slice(start, stop),
                                             **kwargs),
                                       shape=(stop - start, n_cols), dtype=result.dtype,
