@@ -314,9 +314,12 @@ def test_an_affine_map_keeps_private_read_only_copies():
     g = affine_conv(np.ones((1, 1, 2)), [1.0], (1, 3))
     with pytest.raises(ValueError, match="read-only"):
         g.bias[:] = -1.0
-    # products and compose make their own arrays, read-only too
-    for h in (g @ sp.eye_array(3), compose(A, sp.eye_array(2)), compose(g, sp.eye_array(2))):
-        assert not (isinstance(h, AffineMap) and h.bias.flags.writeable)
+    # products and compose make their own arrays, read-only too (a review: a sparse result
+    # was let through this check, which then held whatever the code did)
+    for h in (g @ sp.eye_array(3), compose(g, sp.eye_array(2)), sp.eye_array(2) @ g):
+        assert isinstance(h, AffineMap), type(h)
+        for array in (h.bias, h.matrix.data, h.matrix.indices, h.matrix.indptr):
+            assert not array.flags.writeable
 
 
 def test_a_sparse_matrix_after_an_affine_map():
