@@ -782,9 +782,11 @@ class ConvOperator(_ChunkedLayer):
     Each output block costs its own chunk, the halo slabs cut from its neighbours, its window
     and one block of output: O(chunk) memory per task, whatever the volume (outputs past the
     input, which a large padding makes, come in blocks of at most a chunk's outputs). A
-    task's scratch is checked against the memory limit of the process that runs it
-    (:func:`sparseconv.set_memory_limit` in that process, or ``SPARSECONV_MEMORY_LIMIT`` in
-    the workers' environment), when it runs. Each process caches the block operators of the
+    task's scratch is checked against the memory limit of the process that builds the graph,
+    when each block's operator is made there (a block that cannot fit is refused before
+    anything is computed: use smaller chunks), and again against the limit of the process
+    that runs it (:func:`sparseconv.set_memory_limit` in that process, or
+    ``SPARSECONV_MEMORY_LIMIT`` in the workers' environment), when it runs. Each process caches the block operators of the
     last 64 (layer, block shape) pairs it met, with their weights, for the life of the
     process.
 
