@@ -84,7 +84,7 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
         _copy(wide[(slice(None), slice(None), *(slice(n) for n in out_rest))], y)
         y = wide
     y = y.reshape(groups, c_out // groups, rows, -1)
-    acc = _scratch_array("split", (c_in, len(_phases(geom)), (extent[0] + 1) * row), dtype)
+    acc = _scratch_array("split", (c_in, _phase_count(geom), (extent[0] + 1) * row), dtype)
     grid = acc.reshape(c_in, -1, extent[0] + 1, *extent[1:], b)
     by_phase = [acc[:, p] if flat else grid[:, p] for p in range(acc.shape[1])]
     # each phase's lead tap writes its blocks (every position another tap of its phase
@@ -133,7 +133,7 @@ def col2im(geom: ConvGeometry, w: np.ndarray, y: np.ndarray, *, widen: bool = Tr
 def _implicit_fits(geom: ConvGeometry, extent: tuple[int, ...], b: int) -> bool:
     """Whether the phase-split accumulator's channel (the implicit GEMM's leading dimension,
     longer than ``y``'s) fits the 32-bit BLAS interface (:data:`sparseconv._gemm.INT_MAX`)."""
-    return len(_phases(geom)) * (extent[0] + 1) * math.prod(extent[1:]) * b <= INT_MAX
+    return _phase_count(geom) * (extent[0] + 1) * math.prod(extent[1:]) * b <= INT_MAX
 
 
 def _implicit_col2im(geom: ConvGeometry, taps: np.ndarray, y: np.ndarray, acc: np.ndarray,
@@ -182,8 +182,24 @@ def _flat_offset(shift, extent, b: int) -> int:
 
 @_by_geometry
 def _phases(geom: ConvGeometry) -> tuple[tuple[int, ...], ...]:
-    """Every phase ``(r_1, ..., r_d)`` modulo the stride, in C order."""
+    """Every phase ``(r_1, ..., r_d)`` modulo the stride, in C order (built only where the
+    phase-split accumulator, one slab per phase, is: sizes and indices come from
+    :func:`_phase_count` and :func:`_phase_index`)."""
     return tuple(itertools.product(*(range(a.stride) for a in geom.axes)))
+
+
+def _phase_count(geom: ConvGeometry) -> int:
+    """The number of phases, ``prod(stride)``."""
+    return math.prod(a.stride for a in geom.axes)
+
+
+def _phase_index(geom: ConvGeometry, phase: tuple[int, ...]) -> int:
+    """The index of ``phase`` in :func:`_phases`' C order, without listing them (a fuzzed
+    stride of 2**40 on two axes made that list 2**80 long: MemoryError)."""
+    index = 0
+    for r, a in zip(phase, geom.axes):
+        index = index * a.stride + r
+    return index
 
 
 @_by_geometry
@@ -198,7 +214,7 @@ def _tap_phases(geom: ConvGeometry) -> tuple[tuple[int, tuple[int, ...]], ...]:
     for tap in itertools.product(*(range(a.kernel_size) for a in geom.axes)):
         reach = [t * a.dilation for t, a in zip(tap, geom.axes)]
         phase = tuple(p % a.stride for p, a in zip(reach, geom.axes))
-        taps.append((_phases(geom).index(phase),
+        taps.append((_phase_index(geom, phase),
                      tuple(p // a.stride for p, a in zip(reach, geom.axes))))
     return tuple(taps)
 
@@ -298,12 +314,16 @@ def transpose_map(geom: ConvGeometry, w: np.ndarray):
     col2im writes, reads and adds ``C_in/g * prod(kernel)`` values per output position;
     the polyphase correlation copies and reads ``C_out/g * prod(kernel)``: col2im wins when
     the layer widens (3 -> 64), the correlation when it does not (many taps, few channels).
+    col2im's accumulator holds a slab per phase of the stride, the correlation visits only
+    the phases a tap reaches: with more phases than taps, most slabs would stay empty (a
+    fuzzed stride of 2**40 on two axes: 2**80 of them), and the correlation is taken.
     Either is a callable with ``nbytes(b, itemsize)``, what one product allocates.
     """
     if all(a.kernel_size == 1 and (a.padding_mode == "zeros" or a.pad == (0, 0))
            for a in geom.axes):
         return Pointwise(geom, w)
-    if 3 * geom.out_channels <= 4 * geom.in_channels:
+    if 3 * geom.out_channels <= 4 * geom.in_channels or \
+            _phase_count(geom) > math.prod(geom.kernel_size):
         return Polyphase(geom, w)
     return Col2im(geom, w)
 

@@ -212,6 +212,14 @@ def test_operators_of_huge_strides_are_built_without_visiting_every_phase():
         op = sparseconv.ConvOperator(np.array([[[1.0, 2.0, 3.0]]]), (1, 10), stride=stride)
         np.testing.assert_array_equal(op.H @ np.ones(op.shape[0]),
                                       [1, 2, 3, 0, 0, 0, 0, 0, 0, 0])
+    # (the fuzzer: a widening layer's stride of 2**40 on two axes listed its 2**80 phases
+    # for col2im's accumulator, MemoryError; then refused a 2 x 2 matrix as 16 million EiB)
+    w = np.random.default_rng(0).standard_normal((2, 1, 1, 2))
+    for stride in (2**40, (2**40, 3), (3, 2**40)):
+        op = sparseconv.ConvOperator(w, (1, 1, 2), stride=stride)
+        A = sparseconv.conv_matrix(w, (1, 1, 2), stride=stride).toarray()
+        y = np.arange(1.0, 1.0 + op.shape[0])
+        np.testing.assert_array_equal(op.H @ y, A.T @ y)
 
 
 _W4, _W64 = W[:4, :4], np.random.default_rng(1).standard_normal((64, 64, 3, 3))
