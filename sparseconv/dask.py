@@ -786,9 +786,9 @@ class ConvOperator(_ChunkedLayer):
     when each block's operator is made there (a block that cannot fit is refused before
     anything is computed: use smaller chunks), and again against the limit of the process
     that runs it (:func:`sparseconv.set_memory_limit` in that process, or
-    ``SPARSECONV_MEMORY_LIMIT`` in the workers' environment), when it runs. Each process caches the block operators of the
-    last 64 (layer, block shape) pairs it met, with their weights, for the life of the
-    process.
+    ``SPARSECONV_MEMORY_LIMIT`` in the workers' environment), when it runs. Each process
+    caches the block operators of the last 64 (layer, block shape) pairs it met, with their
+    weights, for the life of the process.
 
     Examples
     --------
