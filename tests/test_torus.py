@@ -208,6 +208,17 @@ def test_orthogonal_layers_are_certified_at_once(ndim):
         assert r.converged and r.lower <= 1.0 <= r.upper <= 1 + 1e-11, (channels, r)
 
 
+def test_an_orthogonal_layer_below_its_rounding_is_not_searched():
+    """(An audit: tol=1e-12 on a 2-D orthogonal layer, whose Weyl bound is 1.2e-12 wide, ran
+    the search 34 s to its budget.) The Gram constant to rounding, no box could close nearer:
+    the Weyl interval is returned at once, converged=False, no level searched."""
+    w = _orthogonal(np.random.default_rng(0), 16, 2)  # its Weyl bound: 1.6e-12 wide
+    calls = []
+    r = toeplitz_norm(w, tol=1e-12, progress=lambda *a: calls.append(a))
+    assert calls == [(1000, 1000)] and not r.converged, (calls, r)
+    assert r.lower <= 1.0 <= r.upper <= 1 + 1e-11, r
+
+
 def test_a_flat_maximum_beside_a_varying_block_stops_at_the_budget():
     """A symbol whose maximum is flat on one block and whose other block varies: the Weyl
     bound is loose (1.5), the branch and bound cannot close; the evaluation budget stops it
@@ -238,7 +249,7 @@ def test_the_weyl_bound_is_above_the_symbol_everywhere(seed):
         if not symbol.active:
             continue
         gram = _torus._gram(symbol)
-        weyl = _torus._weyl_upper(gram, _torus._slack(gram.size))
+        weyl, _ = _torus._weyl_upper(gram, _torus._slack(gram.size))
         fine = 64 if w.ndim == 3 else 16
         grid = itertools.product(*[np.arange(fine) / fine] * (w.ndim - 2))
         dense = _dilated(w, layer["dilation"])
