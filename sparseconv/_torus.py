@@ -55,6 +55,18 @@ frequency at once, ``lambda_max(G(xi)) <= lambda_max(C_0) + sum_{delta != 0}
 ||C_delta||_F`` (:func:`_weyl_upper`): exact to rounding where ``G`` is constant, and the
 search stops as soon as it is within ``tol`` of the best value found.
 
+**A nearly flat maximum** (an orthogonal layer plus ``eps``, as a Lipschitz-constrained
+network's) is still beyond the Weyl bound's reach, and the rules above scale with all the
+taps, not with ``eps``. The *Gram's Taylor rule* (:func:`_gram_remainder`) scales with
+``eps``: about a box's centre, ``G`` is its first-order part (Hermitian and affine in the
+offset, so its ``lambda_max`` is convex and largest at a corner) plus a remainder
+``||S|| <= s = 1/2 sum_{delta != 0} ||D_delta|| (2 pi <|delta|, h>)^2`` (``D_delta``
+the classes of one ``delta`` on the circle), so the box maximum of ``lambda_max(G)`` is at
+most the corners' plus ``2 s``; the corners are tested against ``close^2 - 2 s``. A level
+takes it instead of the hull's triangles where ``2 s`` is below what the apexes and the
+symbol's remainder add (an estimate: each rule is rigorous, the choice a heuristic), or
+leaves half of the margin above the best value.
+
 **Rounding.** Frequencies are integers over ``2**40``: the turns ``<a, xi> mod 1`` are exact.
 Values use :class:`sparseconv._rounding.Rounding`'s ``top_upper`` / ``top_lower``; the
 quotient's product and norms are widened by their ``gamma``. A
@@ -255,17 +267,19 @@ def _vertex_bytes(symbol: _Symbol, width: np.ndarray) -> int:
     return count * (32 * len(width) + 400)
 
 
-def _vertices(symbol: _Symbol, boxes: np.ndarray, width: np.ndarray) -> np.ndarray:
+def _vertices(symbol: _Symbol, boxes: np.ndarray, width: np.ndarray,
+              corners: bool = False) -> np.ndarray:
     """``(B, V, d, 2)``: the (turn, off-circle width) of every vertex of every box.
 
-    A hull axis has three (both ends and the apex), a Taylor axis two, a constant axis one.
+    A hull axis has three (both ends and the apex), a Taylor axis two, a constant axis one;
+    ``corners``: two on every axis that varies, the box's corners (the Gram's Taylor rule).
     """
     options = []
     for d, w in enumerate(width.tolist()):
         lo = boxes[:, d]
         if not w:
             choices = [(lo * 0, lo * 0)]
-        elif symbol.hull[d]:
+        elif symbol.hull[d] and not corners:
             choices = [(lo, lo * 0), (lo + w, lo * 0), (lo + w // 2, lo * 0 + w)]
         else:
             choices = [(lo, lo * 0), (lo + w, lo * 0)]
@@ -425,6 +439,60 @@ def _weyl_upper(gram: _Gram, slack: float) -> tuple[float, bool]:
     return math.sqrt(bound) * (1 + 2 * U), flat
 
 
+@dataclass(frozen=True)
+class _GramTaylor:
+    """The off-constant classes of the Gram on the circle, for :func:`_gram_remainder`:
+    ``G(xi) = sum_delta D_delta e^{2 pi i <delta, xi>}`` (``D_delta`` the classes of one
+    ``delta`` summed over their degrees), one certified ``max_g ||D_delta||_2`` per ``delta
+    != 0``, and ``error``, a bound on ``sum_k ||fl(C_k) - C_k||`` (:func:`_gram_error`)."""
+
+    delta: np.ndarray  # (J, d) int64, every delta != 0
+    norms: np.ndarray  # (J,) certified upper bounds
+    error: float
+
+
+def _gram_taylor(gram: _Gram) -> _GramTaylor:
+    """The classes of :class:`_GramTaylor`, summed over their degrees, with each sum's
+    rounding (``gamma(K)`` of the sum of the norms summed) and each norm's counted."""
+    groups, m = gram.groups, gram.size
+    blocks = gram.blocks.reshape(len(gram.delta), groups, m, m)
+    summed: dict[tuple, list] = {}
+    for key, block in zip(map(tuple, gram.delta.tolist()), blocks):
+        summed.setdefault(key, []).append(block)
+    zero = tuple([0] * gram.delta.shape[1])
+    keys = sorted(k for k in summed if k != zero)
+    norms = []
+    for key in keys:
+        parts = summed[key]
+        total = sum(parts[1:], parts[0])
+        per_group = np.linalg.norm(total.reshape(groups, -1), axis=1).max()
+        loose = sum(float(np.linalg.norm(b)) for b in parts)  # the sum's own rounding
+        norms.append(up(float(per_group), m * m + 4) + gamma(len(parts) + 1) * up(loose))
+    return _GramTaylor(np.array(keys, dtype=np.int64).reshape(len(keys), -1),
+                       np.array(norms), float(_gram_error(gram, np.array(1.0))))
+
+
+def _gram_remainder(taylor: _GramTaylor, half_widths: np.ndarray) -> float:
+    """``2 s`` of the Gram's second-order Taylor rule for boxes of ``half_widths`` (turns).
+
+    About a box's centre ``c``, ``G(c + eta) = L(eta) + S(eta)`` with ``L`` the first-order
+    part, ``sum_delta D_delta e^{2 pi i <delta, c>} (1 + 2 pi i <delta, eta>)``: Hermitian and
+    affine in ``eta``, so ``lambda_max(L)`` is convex and largest at a corner; and
+    ``||S|| <= s = 1/2 sum_{delta != 0} ||D_delta|| theta_delta^2``, ``theta_delta = 2 pi
+    <|delta|, h>``, from ``|e^{i theta} - 1 - i theta| <= theta^2 / 2``. So over the box
+    ``lambda_max(G) <= max over the corners of lambda_max(G) + 2 s``. ``s`` scales with the
+    classes off the constant one: an orthogonal layer plus ``1e-6`` has ``s`` of order
+    ``1e-6 h^2``, where the hull's triangles, scaled by all the taps, close no box below
+    ``tol`` of its flat maximum. The computed classes' error enters once, at the largest
+    ``theta``.
+    """
+    if not len(taylor.delta):
+        return 0.0
+    theta = 2 * math.pi * (np.abs(taylor.delta) @ half_widths)
+    value = float(np.sum(taylor.norms * theta ** 2) + taylor.error * float(theta.max()) ** 2)
+    return up(value, 4 * len(taylor.norms) + 8 * taylor.delta.shape[1] + 16)
+
+
 def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: float,
                       max_evaluations: int, seeds: np.ndarray | None = None,
                       progress: ProgressLike | None = None
@@ -514,6 +582,7 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
         return np.array([known[k] for k in keys])
 
     weyl, constant = _weyl_upper(gram, slack)
+    taylor_gram = _gram_taylor(gram)
     exponents = _initial_exponents(symbol)
     counts = [1 << exponents[d] if d in active else 1 for d in range(ndim)]
     if real:  # H(-xi) = conj(H(xi)): xi in [0, 1/2] on the first active axis
@@ -541,9 +610,20 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
         apex = float(np.prod(_apex(hull_width)))
         taylor = np.where(symbol.hull, 0, width) / (2 * _FULL)
         tau = (close - _twice_remainder(symbol, taylor, apex)) * (1 - 4 * U)
+        # the Gram's Taylor rule (corners only) where its remainder is below what the hull's
+        # apexes and the symbol's remainder add (an estimate, on the squares), or leaves half
+        # of the margin above the best value: a symbol nearly flat near its maximum
+        remainder = _gram_remainder(taylor_gram, width / (2 * _FULL))
+        degree = np.abs(symbol.shifts[:, list(symbol.hull)]).sum(axis=1)
+        overshoot = float(np.sum(symbol.norms * (apex ** degree - 1)))
+        by_gram = remainder <= max(2 * close * (overshoot + _twice_remainder(
+            symbol, taylor, apex)), (close * close - best[0] * best[0]) / 2)
+        if by_gram:
+            squared = (close * close * (1 - 8 * U) - remainder * (1 + 8 * U)) * (1 - 8 * U)
+            tau = math.sqrt(squared) * (1 - 8 * U) if squared > 0 else 0.0
         check_memory(len(boxes) * _vertex_bytes(symbol, width),
                      "the vertices of toeplitz_norm's branch and bound")
-        vertices = _vertices(symbol, boxes, width)
+        vertices = _vertices(symbol, boxes, width, corners=by_gram)
         flat = vertices.reshape(-1, ndim, 2)
         ok = test(flat, tau)
         on_circle = ~flat[..., 1].any(axis=1) & ~ok
@@ -564,7 +644,11 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
             tops = _tops(symbol, vertices[..., 0].reshape(-1, ndim),
                          vertices[..., 1].reshape(-1, ndim))
             bound = float(model.top_upper(float(tops.max()), symbol.rows, symbol.cols))
-            best_close = max(close, up(bound + _twice_remainder(symbol, taylor, apex)))
+            if by_gram:  # the corners' squares plus the Gram's remainder
+                bound = math.sqrt(up(up(bound * bound) + remainder))
+            else:
+                bound = bound + _twice_remainder(symbol, taylor, apex)
+            best_close = max(close, up(bound))
             break
         width = width // 2
         halves = np.array(list(product(*[(0, w) if w else (0,) for w in width.tolist()])))
@@ -608,7 +692,8 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
         The most frequencies at which the symbol is tested or evaluated; if reached (a symbol whose
         maximum is flat on part of the torus only), the bounds are returned as they are, still
         certified, with ``converged=False``. (A symbol of constant norm, as an orthogonal
-        layer's, is proved at once by the Weyl bound of its Gram matrix.)
+        layer's, is proved at once by the Weyl bound of its Gram matrix; a nearly constant
+        one, by a Taylor rule on the Gram matrix whose remainder scales with its variation.)
     progress : callable, optional
         ``progress(done, total)`` with ``total = 1000``: after each level of the branch and
         bound, the per mille of the frequency torus proved below the bound so far (a level
@@ -644,7 +729,9 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     so ``||A|| <= ||T||``. The maximum is certified by branch and bound on the torus: a box
     is bounded by ``sigma_max`` at the vertices of triangles enclosing its frequency arcs
     (``sigma_max`` is convex in ``e^{2 pi i xi}`` for kernels of span <= 2 per axis, 3x3 at
-    stride 1 or 2 among them) plus a second-order Taylor remainder on wider axes; each
+    stride 1 or 2 among them) plus a second-order Taylor remainder on wider axes, or, where
+    the symbol is nearly flat, by its Gram matrix at the box's corners plus the Gram's own
+    second-order remainder (which scales with how far the Gram is from constant); each
     vertex is proved below the threshold by a Cholesky factorization of its Gram matrix
     (``O(C^3 / 3)`` for ``C`` channels per group). The derivation and the rounding model are
     in :mod:`sparseconv._torus` (the user guide's "How the bounds are proved"). This bound is the
