@@ -26,9 +26,9 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from ._banded_gram import BandedGram
 from ._geometry import ConvGeometry
 from ._memory import MatrixTooLargeError, check_memory, fits, format_bytes, get_memory_limit
 from ._rounding import Rounding, up
@@ -305,8 +305,7 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
 BANDED_FLOPS = 2**32
 
 
-def banded_lower_bound(op, matrix: Callable[[], sp.csr_array], channels: tuple[int, int],
-                       span: int, taps: int, upper: float, tol: float,
+def banded_lower_bound(op, weight: np.ndarray, geom: ConvGeometry, upper: float, tol: float,
                        rounding: Rounding) -> tuple[float, bool] | None:
     """The lower bound of a layer of one spatial axis, by inverse iteration: ``(bound,
     converged)``, or ``None`` where its factorization would cost more than
@@ -315,50 +314,36 @@ def banded_lower_bound(op, matrix: Callable[[], sp.csr_array], channels: tuple[i
     The Lanczos iteration of :func:`lower_bound` converges at the rate of the top gap of the
     Gram matrix, which on a long 1-D input is of order ``1 / n^2`` of its eigenvalues: 300
     steps left a (3, 2, 3) layer on 1112 positions 5e-6 below its norm (a new user's trial).
-    On one axis the Gram matrix ``G`` of the smaller side (``channels``: the input's and the
-    output's), position-major, is banded (about ``channels * span`` wide, ``span`` the
-    kernel's reach in positions; wider where padding folds, and as wide as the matrix where
-    circular padding wraps), so ``mu I - G``, ``mu`` just above ``upper ** 2`` (``upper``
-    certified), has a banded Cholesky factor of ``n b^2`` multiply-adds, and inverse iteration
-    with it converges at the rate ``(mu - lambda_1) / (mu - lambda_2)``: in a few steps when
-    ``upper`` is close. ``matrix()`` makes the layer's sparse matrix, of at most ``taps``
-    entries (its memory, and its Gram's, are sized first). The bound is the
-    iterate's certified quotient, as :func:`lower_bound`'s; ``converged`` as there (the
-    ceiling ``upper ** 2``, else the residual).
+    On one axis the Gram matrix ``G`` of the smaller side (``op``'s rows or columns),
+    position-major, is banded (about ``channels * span`` wide, ``span`` the kernel's reach in
+    positions; wider where padding folds, and as wide as the matrix where circular padding
+    wraps), built from the kernel's tap products and the gather map
+    (:mod:`sparseconv._banded_gram`), so ``mu I - G``, ``mu`` just above ``upper ** 2``
+    (``upper`` certified), has a banded Cholesky factor of ``n b^2`` multiply-adds, and
+    inverse iteration with it converges at the rate ``(mu - lambda_1) / (mu - lambda_2)``: in
+    a few steps when ``upper`` is close. ``weight`` and ``geom``: the layer of ``op`` (the
+    band and its memory are sized first). The bound is the iterate's certified quotient, as
+    :func:`lower_bound`'s; ``converged`` as there (the ceiling ``upper ** 2``, else the
+    residual).
     """
     rows, cols = op.shape
     outputs = rows < cols
-    size, channel = (rows, channels[1]) if outputs else (cols, channels[0])
-    if size * (channel * span) ** 2 > BANDED_FLOPS:  # its narrowest band already costs more
-        return None
-    # the matrix and its transpose (12 bytes an entry each), the Gram matrix (rows of
-    # channel * (2 span - 1) entries, a few more where padding folds) as CSR, COO and int64
-    # positions (48 bytes an entry), the band and its factor: sized before any is built (a
-    # review: 192 MiB under a 32 MiB limit; measured 210 MiB for 16 channels on 3000
-    # positions, counted 308 MiB)
-    gram_entries = size * channel * (2 * span - 1) * 5 // 4
-    if not fits(24 * taps + 48 * gram_entries + 16 * (channel * span + 1) * size):
-        return None
-    try:
-        a = matrix()
-    except MatrixTooLargeError:
-        return None
-    a = a.conj().T.tocsr() if outputs else a
     side = op.H if outputs else op
-    gram = (a.conj().T @ a).tocoo()
-    # channel-major index (c, p) -> position-major (p, c): the Gram's band
+    plan = BandedGram(geom, outputs)
+    size, channel, band = plan.size, plan.channels, plan.band
+    dtype = np.result_type(weight.dtype, op.dtype)
+    # the blocks and the band (sized by the plan), then mu I - G and its factor
+    if size * band * band > BANDED_FLOPS or not fits(
+            plan.nbytes(dtype.itemsize) + 2 * dtype.itemsize * (band + 1) * size):
+        return None
+    gram = plan.build(weight, geom.groups)
+    # channel-major index (c, p) -> position-major (p, c)
     positions = size // channel
     new = np.arange(size).reshape(channel, positions).T.ravel().argsort()
-    i, j = new[gram.row], new[gram.col]
-    keep = i >= j
-    band = int((i - j)[keep].max(initial=0))
-    if size * band * band > BANDED_FLOPS or not fits(16 * (band + 1) * size):  # (and L)
-        return None
     ceiling = up(upper * upper, 1)
     for lift in (1e-10, 1e-6):  # mu just above the ceiling; higher if that factor fails
-        banded = np.zeros((band + 1, size), dtype=gram.dtype)
-        banded[0] = ceiling * (1 + lift)
-        np.add.at(banded, (i[keep] - j[keep], j[keep]), -gram.data[keep])
+        banded = -gram
+        banded[0] += ceiling * (1 + lift)
         try:
             factor = scipy.linalg.cholesky_banded(banded, lower=True, check_finite=False)
             break
@@ -366,12 +351,14 @@ def banded_lower_bound(op, matrix: Callable[[], sp.csr_array], channels: tuple[i
             continue
     else:  # pragma: no cover - mu above lambda_max makes mu I - G positive definite
         return None
+    del banded
     # Lanczos on (mu I - G)^-1, whose top eigenvalues 1 / (mu - lambda) stand apart even
     # where those of G nearly coincide (inverse iteration alone crept: two singular values
     # 2.8e-7 apart, mu 9e-6 above them, left it 1.2e-7 short after 50 steps)
-    inverse = LinearOperator((size, size), dtype=gram.dtype, matvec=lambda v: (
+    inverse = LinearOperator((size, size), dtype=factor.dtype, matvec=lambda v: (
         scipy.linalg.cho_solve_banded((factor, True), v, check_finite=False)))
-    start = np.random.default_rng(0).standard_normal(size).astype(gram.dtype)
+    del gram
+    start = np.random.default_rng(0).standard_normal(size).astype(factor.dtype)
     x, _ = _lanczos(inverse, start, tol, 100)
     vector = x[new]
     pair = float(np.linalg.norm(side.matvec(vector))), float(np.linalg.norm(vector))

@@ -430,12 +430,7 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         the inverse of the banded ``mu I - G`` (``mu`` above ``upper ** 2``)."""
         if converged or geom.ndim != 1:
             return lower, converged
-        axis = geom.axes[0]
-        taps = op.shape[0] * (geom.in_channels // geom.groups) * axis.kernel_size
-        found = banded_lower_bound(op, functools.partial(_matrix, weight, geom),
-                                   (geom.in_channels, geom.out_channels),
-                                   axis.dilation * (axis.kernel_size - 1) + 1, taps, upper,
-                                   tol, rounding)
+        found = banded_lower_bound(op, weight, geom, upper, tol, rounding)
         return found if found is not None and found[0] >= lower else (lower, converged)
 
     lower, converged = refined(lower, converged, upper)

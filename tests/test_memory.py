@@ -317,16 +317,19 @@ def test_the_banded_lower_bound_is_sized_before_its_gram_is_built(memory_limit):
     """(A review: the banded refinement of a long 1-D layer's lower bound built its matrix and
     Gram, 192 MiB, under a 32 MiB limit, before its only check.) Under a limit it skips the
     refinement (the bound stays Lanczos', certified) and allocates nothing in proportion."""
+    from sparseconv._geometry import ConvGeometry
     from sparseconv._lanczos import banded_lower_bound
     from sparseconv._rounding import Rounding
 
     w = np.random.default_rng(5).standard_normal((16, 16, 3))
     op = sparseconv.ConvOperator(w, (16, 3000), padding=1)
-    matrix = lambda: sparseconv.conv_matrix(w, (16, 3000), padding=1)  # noqa: E731
+    geom = ConvGeometry.from_weight(w.shape, (16, 3000), padding=1)
     memory_limit(32 * 2**20)
-    error, peak = traced(lambda: banded_lower_bound(
-        op, matrix, (16, 16), 3, op.shape[0] * 48, 10.0, 1e-7, Rounding.of(w, 1)))
+    error, peak = traced(lambda: banded_lower_bound(op, w, geom, 10.0, 1e-7, Rounding.of(w, 1)))
     assert error is None and peak < 2**20, (error, peak)
+    memory_limit(256 * 2**20)  # and within a limit it runs, and keeps to it
+    error, peak = traced(lambda: banded_lower_bound(op, w, geom, 10.0, 1e-7, Rounding.of(w, 1)))
+    assert error is None and peak < 256 * 2**20, (error, peak)
 
 
 CONVERSIONS = {  # (a review: each answered at 1.6-1.8x its limit, the copy another format is
