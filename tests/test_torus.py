@@ -32,6 +32,17 @@ def _random_layer(rng, ndim):
     return w, dict(stride=stride, dilation=dilation, groups=groups), c_in
 
 
+def _random_symbol(rng, ndim):
+    """A random layer (:func:`_random_layer`) and its polyphase symbol as the module holds it."""
+    from sparseconv import _torus
+    from sparseconv._geometry import ConvGeometry
+
+    w, layer, c_in = _random_layer(rng, ndim)
+    span = [d * (k - 1) + 1 for d, k in zip(layer["dilation"], w.shape[2:])]
+    geom = ConvGeometry.from_weight(w.shape, (c_in, *span), **layer)
+    return w, layer, _torus._polyphase(w.astype(np.result_type(w, float)), geom)
+
+
 def _dense_norm(w, c_in, n, **layer):
     return np.linalg.norm(conv_matrix(w, (c_in, *n), **layer).toarray(), 2)
 
@@ -249,15 +260,11 @@ def test_the_gram_rule_bounds_every_box(seed):
     box's corners plus the remainder; and
     the remainder is not vacuous: a quarter of it fails about a maximum (the check can fail)."""
     from sparseconv import _torus
-    from sparseconv._geometry import ConvGeometry
 
     rng = np.random.default_rng(400 + seed)
     margins = []
     for _ in range(6):
-        w, layer, c_in = _random_layer(rng, 1 + seed % 2)
-        span = [d * (k - 1) + 1 for d, k in zip(layer["dilation"], w.shape[2:])]
-        geom = ConvGeometry.from_weight(w.shape, (c_in, *span), **layer)
-        symbol = _torus._polyphase(w.astype(np.result_type(w, float)), geom)
+        w, layer, symbol = _random_symbol(rng, 1 + seed % 2)
         if not symbol.active:
             continue
         rule = _torus._gram_taylor(_torus._gram(symbol))
@@ -301,14 +308,10 @@ def test_the_weyl_bound_is_above_the_symbol_everywhere(seed):
     """The Weyl bound alone (loose on these layers) against the symbol by its definition on
     a grid: never below it; on layers of every kind (groups, stride, dilation, complex)."""
     from sparseconv import _torus
-    from sparseconv._geometry import ConvGeometry
 
     rng = np.random.default_rng(300 + seed)
     for _ in range(8):
-        w, layer, c_in = _random_layer(rng, 1 + seed % 2)
-        span = [d * (k - 1) + 1 for d, k in zip(layer["dilation"], w.shape[2:])]
-        geom = ConvGeometry.from_weight(w.shape, (c_in, *span), **layer)
-        symbol = _torus._polyphase(w.astype(np.result_type(w, float)), geom)
+        w, layer, symbol = _random_symbol(rng, 1 + seed % 2)
         if not symbol.active:
             continue
         gram = _torus._gram(symbol)
