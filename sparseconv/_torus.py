@@ -533,7 +533,10 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
             values.update(zip(keys, tops.tolist()))
             if tops.max() > best[0]:
                 best[0] = float(tops.max())
-                certified[0] = max(rounding.top_lower(best[0], symbol.rows, symbol.cols),
+                # (an audit, from the code: overwritten, a tighter quotient at a new best
+                # could lower it; any point's certified value bounds the maximum)
+                certified[0] = max(certified[0],
+                                   rounding.top_lower(best[0], symbol.rows, symbol.cols),
                                    _quotient_lower(symbol, rounding, array[np.argmax(tops)]))
 
     if seeds is not None and len(seeds):
@@ -595,12 +598,14 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
     value(boxes)  # the corners of the first grid: a floor to start from
     converged = True
     level = len(boxes)  # the boxes of the whole domain at the current width
+    close = 0.0
     while True:
         # any number is a valid threshold (the proofs are against tau, rounded down below
         # it), but the search ends only if it is above the maximum: the best value plus
-        # tol/2 and the lower bound's own distance to it
+        # tol/2 and the lower bound's own distance to it. Never lowered: every box closed
+        # so far is below every later threshold (the distance can shrink as the best rises)
         lower = certified[0]
-        close = best_close = max(lower / (1 - 0.999 * tol),
+        close = best_close = max(close, lower / (1 - 0.999 * tol),
                                  best[0] * (1 + tol / 2) + (best[0] - lower))
         if weyl <= close or constant:  # the Gram's constant class bounds it already (a flat
             # maximum); or, the Gram constant to rounding, no box would close nearer
@@ -689,11 +694,12 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
     tol : float
         Relative width of the interval, in ``[1e-12, 1)``.
     max_evaluations : int
-        The most frequencies at which the symbol is tested or evaluated; if reached (a symbol whose
-        maximum is flat on part of the torus only), the bounds are returned as they are, still
-        certified, with ``converged=False``. (A symbol of constant norm, as an orthogonal
-        layer's, is proved at once by the Weyl bound of its Gram matrix; a nearly constant
-        one, by a Taylor rule on the Gram matrix whose remainder scales with its variation.)
+        The most frequencies at which the symbol is tested or evaluated; if reached (a symbol
+        whose maximum is flat on part of the torus only), the bounds are returned as they
+        are, still certified, with ``converged=False`` unless they are within ``tol`` all the
+        same. (A symbol of constant norm, as an orthogonal layer's, is proved at once by the
+        Weyl bound of its Gram matrix; a nearly constant one, by a Taylor rule on the Gram
+        matrix whose remainder scales with its variation.)
     progress : callable, optional
         ``progress(done, total)`` with ``total = 1000``: after each level of the branch and
         bound, the per mille of the frequency torus proved below the bound so far (a level
@@ -783,6 +789,9 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
         progress=progress)
     result = _result(scaled(best, exponent), scaled(lower, exponent, False),
                      scaled(upper, exponent, True), converged)
+    if not converged and result.relative_width <= tol:  # the budget reached, the interval
+        # within tol all the same (an audit: tol=1e-12 ended 9.99e-13 wide, converged=False)
+        result = replace(result, converged=True)
     if converged and not result.relative_width <= tol:  # (a hunt: scaled back into the
         # subnormals, the bounds round outward; that width, or an infinite upper bound's
         # undefined one, is not within tol any more)

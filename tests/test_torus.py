@@ -289,6 +289,19 @@ def test_the_gram_rule_bounds_every_box(seed):
     assert max(margins) > 0.25, max(margins)
 
 
+def test_an_interval_within_tol_at_the_budget_is_converged():
+    """(An audit: tol=1e-12 stopped by the budget 9.99e-13 wide, converged=False.) Where the
+    budget stops the search with the interval within tol all the same, it is converged; a
+    budget that leaves it wider is not."""
+    w = np.random.default_rng(0).standard_normal((4, 4, 3, 3))
+    r = toeplitz_norm(w, tol=5e-4, max_evaluations=600)  # stopped at 4.1e-4 wide
+    assert r.relative_width <= 5e-4 and r.converged, r
+    r = toeplitz_norm(w, tol=2e-4, max_evaluations=600)
+    assert r.relative_width > 2e-4 and not r.converged, r
+    grid_max, polished = _brute_force(w, 1, 32)
+    assert r.lower <= polished <= r.upper
+
+
 def test_a_flat_maximum_beside_a_varying_block_stops_at_the_budget():
     """A symbol whose maximum is flat on one block and whose other block varies: the Weyl
     bound is loose (1.5), the branch and bound cannot close; the evaluation budget stops it
