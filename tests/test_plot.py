@@ -465,14 +465,20 @@ def test_conv_animation_saves_at_least_600_pixels_wide(tmp_path, suffix):
         plot.conv_animation(geom, fps=0)
 
 
-def test_conv_animation_sizes_its_gif_first(tmp_path, memory_limit):
+def test_conv_animation_sizes_its_gif_first(tmp_path, memory_limit, monkeypatch):
     """A GIF's frames, all kept until the file is written, are sized against the memory limit
-    before any is drawn (a new user's trial: 200x200 ran until killed); a still is not."""
+    before any is drawn (a new user's trial: 200x200 ran until killed), and before the grids
+    are (a trial: their patches took 11 s before the refusal); a still is not."""
+    from sparseconv.plot import _animation
+
     geom = ConvGeometry.from_weight((1, 1, 3, 3), (1, 40, 40), padding=1)  # 1,600 frames
     memory_limit(2**30)
+    drawn = []
+    real = _animation._draw_grids
+    monkeypatch.setattr(_animation, "_draw_grids", lambda *a: drawn.append(1) or real(*a))
     with pytest.raises(sc.MatrixTooLargeError, match="1600 frames of"):
         plot.conv_animation(geom, fname=tmp_path / "big.gif")
-    assert not (tmp_path / "big.gif").exists()
+    assert not (tmp_path / "big.gif").exists() and not drawn
     plot.conv_animation(geom, fname=tmp_path / "big.png")  # the first frame alone
     small = ConvGeometry.from_weight((1, 1, 3, 3), (1, 4, 4))
     plot.conv_animation(small, fname=tmp_path / "small.gif")

@@ -188,17 +188,20 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     geom, transposed = found[0], transposed or found[1]
     if geom.ndim > 2:
         raise ValueError(f"conv_animation draws 1-D and 2-D layers, got {geom.ndim}-D")
-    window, source = padded_index_map(geom)
-    fig, big, small_grid, is_pad = _draw_grids(geom, transposed, source, fig, figsize)
-    dpi = dpi or max(100.0, math.ceil(MIN_WIDTH / fig.get_figwidth()))
+    size = _figure_size(geom, figsize)
+    dpi = dpi or max(100.0, math.ceil(MIN_WIDTH / size[0]))
     if fname is not None and fmt == "gif":
         # PillowWriter keeps every frame until it writes the file (a new user's trial: a
-        # 20x20 input took 3.5 GB and minutes, a 200x200 one ran until killed)
-        width, height = (math.ceil(v * dpi) for v in fig.get_size_inches())
-        check_memory(4 * window.shape[0] * width * height,
-                     f"the GIF's {window.shape[0]} frames of {width} x {height} pixels "
+        # 20x20 input took 3.5 GB and minutes, a 200x200 one ran until killed); sized before
+        # the grids are drawn (a trial: their patches took 11 s before this refusal)
+        frames = math.prod(geom.output_size)
+        width, height = (math.ceil(v * dpi) for v in size)
+        check_memory(4 * frames * width * height,
+                     f"the GIF's {frames} frames of {width} x {height} pixels "
                      "(every frame is kept until the file is written; a smaller layer, dpi or "
                      "figsize, or a still .png, takes less)")
+    window, source = padded_index_map(geom)
+    fig, big, small_grid, is_pad = _draw_grids(geom, transposed, source, fig, size)
 
     def update(frame: int):
         if transposed:  # the input cell stamps its kernel; the output accumulates the stamps
@@ -228,15 +231,28 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     return anim
 
 
-def _draw_grids(geom, transposed, source, fig, figsize):
-    """The figure with the padded grid (``big``) and the small one, and the padding cells."""
+_GAP, _LABEL, _TITLE = 1.5, 0.8, 0.45  # cells between the grids and under them; inches
+
+
+def _figure_size(geom: ConvGeometry, figsize) -> tuple[float, float]:
+    """Inches of the figure: ``figsize``, or ``CELL`` a cell of both grids, the labels and
+    the title (known before anything is drawn)."""
+    if figsize is not None:
+        return tuple(figsize)
+    padded = _as_2d(tuple(axis.padded_size for axis in geom.axes))
+    small = _as_2d(geom.output_size)
+    return (CELL * (padded[1] + small[1] + _GAP + 0.4),
+            CELL * (max(padded[0], small[0]) + _LABEL + 0.4) + _TITLE)
+
+
+def _draw_grids(geom, transposed, source, fig, size):
+    """The figure (``size`` inches) with the padded grid (``big``) and the small one, and the
+    padding cells."""
     from matplotlib.figure import Figure
 
     padded = _as_2d(tuple(axis.padded_size for axis in geom.axes))
     small = _as_2d(geom.output_size)
-    rows, gap, label, title = max(padded[0], small[0]), 1.5, 0.8, 0.45  # cells; title: inches
-    size = figsize or (CELL * (padded[1] + small[1] + gap + 0.4),
-                       CELL * (rows + label + 0.4) + title)
+    rows, gap, label, title = max(padded[0], small[0]), _GAP, _LABEL, _TITLE
     if fig is None:
         fig = Figure(figsize=size)
     else:
