@@ -434,6 +434,10 @@ def test_spectrum_draws_the_certified_interval_rounded_outward(tmp_path):
     out = tmp_path / "s.svg"
     lines = plot.spectrum(s, interval=(1.0, 2.0), fname=out)
     assert out.read_bytes().startswith(b"<?xml") and min(all_font_sizes(lines[0].figure)) >= 8
+    for suffix in ("ps", "eps"):  # (a trial: the band's transparency warned in PostScript;
+        # warnings are errors in the tests)
+        plot.spectrum(s, interval=(1.0, 2.0), fname=tmp_path / f"s.{suffix}")
+        assert (tmp_path / f"s.{suffix}").read_bytes().startswith(b"%!PS")
     for bad, error in [((2.0, 1.0), ValueError), ((np.nan, 1.0), ValueError), (3.0, TypeError)]:
         with pytest.raises(error, match="interval"):
             plot.spectrum(s, axes(), interval=bad)

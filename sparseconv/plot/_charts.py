@@ -142,7 +142,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
             lower, upper = band
             text = (f"certified ||A||$_2$ in [{round_outward(lower, ROUND_FLOOR, 6)}, "
                     f"{round_outward(upper, ROUND_CEILING, 6)}]")
-            ax.axhspan(lower, upper, color="0.5", alpha=0.25, linewidth=0)
+            # opaque: 25% of mid-grey over white (PostScript has no transparency, and warned)
+            ax.axhspan(lower, upper, color="0.875", linewidth=0)
             x0 = float(np.asarray(lines[0].get_xdata())[0]) if lines else 0.0
             ax.errorbar([x0], [(lower + upper) / 2], yerr=[[(upper - lower) / 2]] * 2,
                         fmt="none", ecolor="k", capsize=3, linewidth=0.8, label=text)
