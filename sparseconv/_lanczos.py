@@ -28,8 +28,8 @@ import numpy as np
 import scipy.linalg
 from scipy.sparse.linalg import LinearOperator
 
-from ._banded_gram import BandedGram
-from ._geometry import ConvGeometry
+from ._certificates import section_gram
+from ._geometry import ConvGeometry, dense_weight
 from ._memory import MatrixTooLargeError, check_memory, fits, format_bytes, get_memory_limit
 from ._rounding import Rounding, up
 
@@ -314,55 +314,59 @@ def banded_lower_bound(op, weight: np.ndarray, geom: ConvGeometry, upper: float,
     The Lanczos iteration of :func:`lower_bound` converges at the rate of the top gap of the
     Gram matrix, which on a long 1-D input is of order ``1 / n^2`` of its eigenvalues: 300
     steps left a (3, 2, 3) layer on 1112 positions 5e-6 below its norm (a new user's trial).
-    On one axis the Gram matrix ``G`` of the smaller side (``op``'s rows or columns),
-    position-major, is banded (about ``channels * span`` wide, ``span`` the kernel's reach in
-    positions; wider where padding folds, and as wide as the matrix where circular padding
-    wraps), built from the kernel's tap products and the gather map
-    (:mod:`sparseconv._banded_gram`), so ``mu I - G``, ``mu`` just above ``upper ** 2``
-    (``upper`` certified), has a banded Cholesky factor of ``n b^2`` multiply-adds, and
-    inverse iteration with it converges at the rate ``(mu - lambda_1) / (mu - lambda_2)``: in
-    a few steps when ``upper`` is close. ``weight`` and ``geom``: the layer of ``op`` (the
-    band and its memory are sized first). The bound is the iterate's certified quotient, as
-    :func:`lower_bound`'s; ``converged`` as there (the ceiling ``upper ** 2``, else the
-    residual).
+    On one axis the Gram matrix ``G`` of the layer (``op``; ``weight`` and ``geom`` its
+    kernel and geometry), position-major, is banded (about ``channels * span`` wide, ``span``
+    the kernel's reach in positions; wider where padding folds, and as wide as the matrix
+    where circular padding wraps): the exact sections' band
+    (:func:`sparseconv._certificates.section_gram`, on the side that factorizes faster), so
+    ``mu I - G``, ``mu`` just above ``upper ** 2`` (``upper`` certified), has a banded
+    Cholesky factor of ``n b^2`` multiply-adds, and inverse iteration with it converges at
+    the rate ``(mu - lambda_1) / (mu - lambda_2)``: in a few steps when ``upper`` is close.
+    The band and its memory are sized from the gather map before either is built. The
+    bound is the iterate's certified quotient, as :func:`lower_bound`'s; ``converged`` as
+    there (the ceiling ``upper ** 2``, else the residual).
     """
     rows, cols = op.shape
-    outputs = rows < cols
-    side = op.H if outputs else op
-    plan = BandedGram(geom, outputs)
-    size, channel, band = plan.size, plan.channels, plan.band
-    dtype = np.result_type(weight.dtype, op.dtype)
-    # the blocks and the band (sized by the plan), then mu I - G and its factor
-    if size * band * band > BANDED_FLOPS or not fits(
-            plan.nbytes(dtype.itemsize) + 2 * dtype.itemsize * (band + 1) * size):
+    axis = geom.axes[0]
+    gram = section_gram(dense_weight(weight, geom.groups), axis.tap_index(), axis.size)
+    size, width = gram.shape[0], gram.depth * gram.channels
+    # the band, factorized in place (a review: a plan of the tap pairs built before this
+    # check peaked at 734 MiB under a 32 MiB limit)
+    if size * width * width > BANDED_FLOPS or not fits(gram.band_bytes()):
         return None
-    gram = plan.build(weight, geom.groups)
-    # channel-major index (c, p) -> position-major (p, c)
-    positions = size // channel
-    new = np.arange(size).reshape(channel, positions).T.ravel().argsort()
     ceiling = up(upper * upper, 1)
-    for lift in (1e-10, 1e-6):  # mu just above the ceiling; higher if that factor fails
-        banded = -gram
-        banded[0] += ceiling * (1 + lift)
-        try:
-            factor = scipy.linalg.cholesky_banded(banded, lower=True, check_finite=False)
-            break
-        except np.linalg.LinAlgError:
-            continue
-    else:  # pragma: no cover - mu above lambda_max makes mu I - G positive definite
-        return None
-    del banded
+    try:
+        for lift in (1e-10, 1e-6):  # mu just above the ceiling; higher if that factor fails
+            try:
+                factor = scipy.linalg.cholesky_banded(gram.band(ceiling * (1 + lift)),
+                                                      lower=True, overwrite_ab=True,
+                                                      check_finite=False)
+            except np.linalg.LinAlgError:
+                continue
+            if np.isfinite(factor[0]).all():  # (a NaN pivot passes ?pbtrf with info = 0)
+                break
+        else:  # pragma: no cover - mu above lambda_max makes mu I - G positive definite
+            return None
+        x = _inverse_lanczos(factor, tol)
+    finally:
+        gram.release()
+    # position-major on the side it took -> the input's, channel-major
+    vector = gram.to_input(x).reshape(axis.size, geom.in_channels).T.ravel()
+    pair = float(np.linalg.norm(op.matvec(vector))), float(np.linalg.norm(vector))
+    best, most = (rounding.quotient_lower(*pair, max(rows, cols)),
+                  rounding.quotient_upper(*pair, max(rows, cols)))
+    converged = _confirmed(op, vector, tol, ceiling)
+    return best, bool(converged and best >= (1 - tol) * most)
+
+
+def _inverse_lanczos(factor: np.ndarray, tol: float) -> np.ndarray:
+    """The top eigenvector of ``(mu I - G)^-1``, ``factor`` the banded Cholesky factor of
+    ``mu I - G`` (LAPACK's lower storage)."""
     # Lanczos on (mu I - G)^-1, whose top eigenvalues 1 / (mu - lambda) stand apart even
     # where those of G nearly coincide (inverse iteration alone crept: two singular values
     # 2.8e-7 apart, mu 9e-6 above them, left it 1.2e-7 short after 50 steps)
+    size = int(factor.shape[1])
     inverse = LinearOperator((size, size), dtype=factor.dtype, matvec=lambda v: (
         scipy.linalg.cho_solve_banded((factor, True), v, check_finite=False)))
-    del gram
     start = np.random.default_rng(0).standard_normal(size).astype(factor.dtype)
-    x, _ = _lanczos(inverse, start, tol, 100)
-    vector = x[new]
-    pair = float(np.linalg.norm(side.matvec(vector))), float(np.linalg.norm(vector))
-    best, most = (rounding.quotient_lower(*pair, max(rows, cols)),
-                  rounding.quotient_upper(*pair, max(rows, cols)))
-    converged = _confirmed(side, vector, tol, ceiling)
-    return best, bool(converged and best >= (1 - tol) * most)
+    return _lanczos(inverse, start, tol, 100)[0]
