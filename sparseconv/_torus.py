@@ -73,10 +73,16 @@ quotient's product and norms are widened by their ``gamma``. A
 Cholesky test is rigorous as in :func:`sparseconv._certificates.dense_upper`, with the
 complex constant ``(2m - 1) gamma(4m + 8) + 2u`` and the Gram matrix's own error
 ``||fl(G) - G|| <= gamma(n + S^2 + 2K + 20d + 8) (apex sum_a ||M_a||_F)^2`` (inner products of
-length ``n`` over ``S^2`` pairs of shifts, phases, the sum over ``K`` classes; ``apex`` the
-moduli off the circle). ``||M_a||`` is LAPACK's 2-norm widened by its backward error; every
-sum is rounded outward. (``top_lower``'s allowance, ``n^2 u`` for the eigensolver, is about
-``2e-8`` relative at 512 channels: the quotient, ``n u``, is what keeps the width at ``tol``.)
+length ``n``, ``2n + 4`` roundings if complex, over ``S^2`` pairs of shifts, phases, the sum
+over ``K`` classes; ``apex`` the moduli off the circle). ``||M_a||`` is LAPACK's 2-norm
+widened by its backward error; every sum is rounded outward. The Gram's Taylor rule bounds
+each ``||D_delta||`` by the computed sum's Frobenius norm, widened by its own rounding and
+that of the sum over degrees, adds the classes' error once at the largest ``theta``, and
+tests the corners against ``(close^2 (1 - 8u) - 2 s (1 + 8u)) (1 - 8u)``, below
+``close^2 - 2 s``; where the budget stops it, the bound is the corners' certified values
+squared plus ``2 s``, rounded up. (``top_lower``'s allowance, ``n^2 u`` for the
+eigensolver, is about ``2e-8`` relative at 512 channels: the quotient, ``n u``, is what keeps
+the width at ``tol``.)
 """
 
 from __future__ import annotations
@@ -358,14 +364,17 @@ def _gram_at(gram: _Gram, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
 def _gram_error(gram: _Gram, apex: np.ndarray) -> np.ndarray:
     """A bound on ``||fl(G) - G||_2`` at points whose hull moduli multiply to ``apex``.
 
-    ``fl(C_k)``: inner products of length ``n`` summed over at most ``S^2`` pairs,
-    ``gamma(n + S^2) sum |M_a| |M_b|^T``; the phases: ``20 d u`` relative (exact turns, one
-    exp and a product of ``d`` factors per class); the sum over ``K`` classes of complex
-    products, ``gamma(2K + 4)``. Each is at most its ``gamma`` times
-    ``(apex sum_a ||M_a||_F)^2``.
+    ``fl(C_k)``: inner products of length ``n`` (``2n + 4`` roundings where the taps are
+    complex, as :mod:`sparseconv._rounding` counts a complex one; a review: ``n`` was counted
+    for both) summed over at most ``S^2`` pairs, ``gamma(n + S^2) sum |M_a| |M_b|^T``, which
+    also bounds ``sum_k ||fl(C_k) - C_k||`` (:func:`_gram_remainder` takes it so); the
+    phases: ``20 d u`` relative (exact turns, one exp and a product of ``d`` factors per
+    class); the sum over ``K`` classes of complex products, ``gamma(2K + 4)``. Each is at
+    most its ``gamma`` times ``(apex sum_a ||M_a||_F)^2``.
     """
     d, classes = gram.delta.shape[1], len(gram.delta)
-    factor = gamma(gram.inner + gram.pairs + 2 * classes + 20 * d + 8) * 1.01
+    inner = 2 * gram.inner + 4 if gram.blocks.dtype.kind == "c" else gram.inner
+    factor = gamma(inner + gram.pairs + 2 * classes + 20 * d + 8) * 1.01
     return (factor * (apex * gram.frobenius) ** 2) * (1 + 8 * U)
 
 
@@ -444,7 +453,8 @@ class _GramTaylor:
     """The off-constant classes of the Gram on the circle, for :func:`_gram_remainder`:
     ``G(xi) = sum_delta D_delta e^{2 pi i <delta, xi>}`` (``D_delta`` the classes of one
     ``delta`` summed over their degrees), one certified ``max_g ||D_delta||_2`` per ``delta
-    != 0``, and ``error``, a bound on ``sum_k ||fl(C_k) - C_k||`` (:func:`_gram_error`)."""
+    != 0``, and ``error``, a bound on ``sum_k ||fl(C_k) - C_k||`` (:func:`_gram_error` at
+    ``apex = 1``, whose first term bounds that sum alone)."""
 
     delta: np.ndarray  # (J, d) int64, every delta != 0
     norms: np.ndarray  # (J,) certified upper bounds
@@ -501,12 +511,15 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
 
     A box closes when every vertex is proved below ``tau = floor / (1 - tol) - 2 s(h)`` by a
     Cholesky factorization of ``mu I - G`` (the Gram matrix at that vertex, from the
-    classes of :class:`_Gram`); ``floor`` is the certified upper value at the best frequency
-    evaluated (LAPACK's eigenvalues of the symbol's Gram matrix, :func:`_tops`), raised
-    whenever a frequency on the circle fails the test. Every closed box is below the final
-    ``floor / (1 - tol)``: that is the upper bound. ``seeds``: integer frequencies ``(P, d)``
-    evaluated first. ``progress(done, 1000)``: after each level of boxes, the per mille of
-    the torus proved below the threshold so far; last ``(1000, 1000)``.
+    classes of :class:`_Gram`); or, at a level that takes the Gram's Taylor rule, when every
+    corner is proved below ``sqrt(close^2 - 2 s)`` (:func:`_gram_remainder`). ``floor`` is
+    the certified upper value at the best frequency evaluated (LAPACK's eigenvalues of the
+    symbol's Gram matrix, :func:`_tops`), raised whenever a frequency on the circle fails
+    the test; the threshold is never lowered (nor the certified lower bound), so every
+    closed box is below the final one: that is the upper bound. ``seeds``: integer
+    frequencies ``(P, d)`` evaluated first. ``progress(done, 1000)``: after each level of
+    boxes, the per mille of the torus proved below the threshold so far; last
+    ``(1000, 1000)``.
     """
     result = _search(symbol, rounding, real, tol, max_evaluations, seeds, progress)
     if progress is not None:

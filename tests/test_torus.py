@@ -302,6 +302,41 @@ def test_an_interval_within_tol_at_the_budget_is_converged():
     assert r.lower <= polished <= r.upper
 
 
+def test_the_certified_lower_bound_is_never_lowered(monkeypatch):
+    """(An audit, from the code: a new best's certified value overwrote the old one, even
+    where smaller; the closing threshold, recomputed from it each level, could then drop
+    below boxes already closed.) With the second certified value made loose, the lower
+    bound keeps the first, and every Cholesky test's ``mu`` is below the final upper bound
+    squared (the Weyl bound, which could answer alone, is switched off, and the eigenvalue
+    allowance loosened so that the quotients decide)."""
+    from sparseconv import _torus
+
+    w = np.random.default_rng(3).standard_normal((3, 3, 3))
+    w *= 0.75 / np.abs(w).max()  # unit_scale leaves it as it is: one scale throughout
+    real_quotient, real_cholesky = _torus._quotient_lower, _torus._cholesky_below
+    real_top = _torus.Rounding.top_lower
+    quotients, tests = [], []
+
+    def quotient(symbol, rounding, point):  # valid, and the second one looser
+        value = real_quotient(symbol, rounding, point)
+        quotients.append(value * 0.8 if len(quotients) == 1 else value)
+        return quotients[-1]
+
+    def cholesky(matrices, mu):
+        tests.extend(mu.tolist())
+        return real_cholesky(matrices, mu)
+
+    monkeypatch.setattr(_torus, "_weyl_upper", lambda gram, slack: (math.inf, False))
+    monkeypatch.setattr(_torus.Rounding, "top_lower",
+                        lambda self, *args: real_top(self, *args) * 0.5)
+    monkeypatch.setattr(_torus, "_quotient_lower", quotient)
+    monkeypatch.setattr(_torus, "_cholesky_below", cholesky)
+    r = toeplitz_norm(w)
+    assert len(quotients) >= 2 and quotients[1] < quotients[0], quotients
+    assert r.lower >= max(quotients), (r.lower, quotients)
+    assert max(tests) <= r.upper ** 2, (max(tests), r.upper ** 2)
+
+
 def test_a_flat_maximum_beside_a_varying_block_stops_at_the_budget():
     """A symbol whose maximum is flat on one block and whose other block varies: the Weyl
     bound is loose (1.5), the branch and bound cannot close; the evaluation budget stops it
