@@ -57,7 +57,7 @@ search stops as soon as it is within ``tol`` of the best value found.
 
 **A nearly flat maximum** (an orthogonal layer plus ``eps``, as a Lipschitz-constrained
 network's) is still beyond the Weyl bound's reach, and the rules above scale with all the
-taps, not with ``eps``. The *Gram's Taylor rule* (:func:`_gram_remainder`) scales with
+taps, not with ``eps``. The *Gram's Taylor rule* (:func:`_twice_gram_remainder`) scales with
 ``eps``: about a box's centre, ``G`` is its first-order part (Hermitian and affine in the
 offset, so its ``lambda_max`` is convex and largest at a corner) plus a remainder
 ``||S|| <= s = 1/2 sum_{delta != 0} ||D_delta|| (2 pi <|delta|, h>)^2`` (``D_delta``
@@ -132,6 +132,12 @@ class _Symbol:
     cols: int
     norms: np.ndarray  # (S,) certified max over groups of ||M_a||_2
     centred: np.ndarray  # (S, d) |a - (min a + max a)/2| on Taylor axes, 0 on hull axes
+
+    @property
+    def degree(self) -> np.ndarray:
+        """``(S,)``: each shift's total degree ``|a|`` over the hull axes (its phase's modulus
+        off the circle is ``apex`` to that power)."""
+        return np.abs(self.shifts[:, list(self.hull)]).sum(axis=1)
 
     @property
     def active(self) -> list[int]:
@@ -252,9 +258,8 @@ def _twice_remainder(symbol: _Symbol, half_widths: np.ndarray, apex: float) -> f
 
     ``apex^|a|`` bounds the phases' moduli on the hull axes, off the circle.
     """
-    degree = np.abs(symbol.shifts[:, list(symbol.hull)]).sum(axis=1)
     reach = symbol.centred @ half_widths  # exact: halves times powers of two, few terms
-    value = float(np.sum(symbol.norms * apex ** degree * (2 * math.pi * reach) ** 2))
+    value = float(np.sum(symbol.norms * apex ** symbol.degree * (2 * math.pi * reach) ** 2))
     return up(value, 4 * len(symbol.norms) + 8 * symbol.centred.shape[1] + 8)
 
 
@@ -367,7 +372,7 @@ def _gram_error(gram: _Gram, apex: np.ndarray) -> np.ndarray:
     ``fl(C_k)``: inner products of length ``n`` (``2n + 4`` roundings where the taps are
     complex, as :mod:`sparseconv._rounding` counts a complex one; a review: ``n`` was counted
     for both) summed over at most ``S^2`` pairs, ``gamma(n + S^2) sum |M_a| |M_b|^T``, which
-    also bounds ``sum_k ||fl(C_k) - C_k||`` (:func:`_gram_remainder` takes it so); the
+    also bounds ``sum_k ||fl(C_k) - C_k||`` (:func:`_twice_gram_remainder` takes it so); the
     phases: ``20 d u`` relative (exact turns, one exp and a product of ``d`` factors per
     class); the sum over ``K`` classes of complex products, ``gamma(2K + 4)``. Each is at
     most its ``gamma`` times ``(apex sum_a ||M_a||_F)^2``.
@@ -404,43 +409,67 @@ def _slack(m: int) -> float:
     return 1 + (2 * m - 1) * gamma(4 * m + 8) + 2 * U
 
 
-def _weyl_upper(gram: _Gram, slack: float) -> tuple[float, bool]:
+@dataclass(frozen=True)
+class _Circle:
+    """The Gram's classes on the circle: ``G(xi) = C_0 + sum_{delta != 0} D_delta e^{2 pi i
+    <delta, xi>}``, ``D_delta`` the classes of one ``delta`` summed over their degrees
+    (:func:`_on_circle`): what the Weyl bound and the Gram's Taylor rule read."""
+
+    c0: np.ndarray  # (groups, m, m): the constant class, computed
+    delta: np.ndarray  # (J, d) int64: every delta != 0
+    norms: np.ndarray  # (J, groups): certified bounds on ||D_delta|| per group
+    error: float  # a bound on sum_k ||fl(C_k) - C_k|| (_gram_error at apex 1: its first term)
+
+
+def _on_circle(gram: _Gram) -> _Circle:
+    """The classes summed over their degrees; each ``||D_delta||`` per group is the computed
+    sum's Frobenius norm, widened by that norm's rounding and the sum's (``gamma(K + 1)`` of
+    the summed classes' norms: at most a few degrees per delta)."""
+    groups, m = gram.groups, gram.size
+    blocks = gram.blocks.reshape(len(gram.delta), groups, m, m)
+    parts: dict[tuple, list] = {}
+    for key, block in zip(map(tuple, gram.delta.tolist()), blocks):
+        parts.setdefault(key, []).append(block)
+    zero = tuple([0] * gram.delta.shape[1])
+    c0 = sum(parts[zero][1:], parts[zero][0])
+    keys = sorted(k for k in parts if k != zero)
+    norms = np.zeros((len(keys), groups))
+    for j, key in enumerate(keys):
+        total = sum(parts[key][1:], parts[key][0])
+        loose = sum(np.linalg.norm(b.reshape(groups, -1), axis=1) for b in parts[key])
+        norms[j] = (np.linalg.norm(total.reshape(groups, -1), axis=1) * (1 + gamma(m * m + 4))
+                    + gamma(len(parts[key]) + 1) * loose * (1 + gamma(len(parts[key]) + 4)))
+    return _Circle(c0, np.array(keys, dtype=np.int64).reshape(len(keys), -1), norms,
+                   float(_gram_error(gram, np.array(1.0))))
+
+
+def _weyl_upper(circle: _Circle, slack: float) -> tuple[float, bool]:
     """A certified bound on ``max_xi sigma_max(H(xi))`` from the Gram classes alone.
 
-    On the circle ``G(xi) = C_0 + sum_{delta != 0} e^{2 pi i <delta, xi>} C_delta`` (the
-    classes of one ``delta`` summed over their degrees), ``C_{-delta} = C_delta^H``, so by
-    Weyl's inequality ``lambda_max(G(xi)) <= lambda_max(C_0) + sum_{delta != 0}
-    ||C_delta||_F`` for every ``xi``, per group. Loose in general; exact where the symbol's
-    Gram is constant: an orthogonal layer (``H^H H = I``), whose flat maximum the branch and
-    bound can never close (a new user's trial: 37 s, ``converged=False``, 2e-5 wide, on an
-    8-channel one). ``lambda_max(C_0)`` is certified by a completed Cholesky factorization of
-    ``mu I - fl(C_0)`` (as the branch and bound's tests: ``slack``), and the computed
-    classes' error ``||fl(C) - C||`` is counted twice, once for ``C_0`` and once for the sum
-    (:func:`_gram_error`, which bounds the errors of all classes together).
+    On the circle ``G(xi) = C_0 + sum_{delta != 0} e^{2 pi i <delta, xi>} D_delta``
+    (:class:`_Circle`), ``D_{-delta} = D_delta^H``, so by Weyl's inequality
+    ``lambda_max(G(xi)) <= lambda_max(C_0) + sum_{delta != 0} ||D_delta||`` for every ``xi``,
+    per group. Loose in general; exact where the symbol's Gram is constant: an orthogonal
+    layer (``H^H H = I``), whose flat maximum the branch and bound can never close (a new
+    user's trial: 37 s, ``converged=False``, 2e-5 wide, on an 8-channel one).
+    ``lambda_max(C_0)`` is certified by a completed Cholesky factorization of ``mu I -
+    fl(C_0)`` (as the branch and bound's tests: ``slack``), and the computed classes' error
+    is counted twice, once for ``C_0`` and once for the sum.
 
-    Returns the bound and whether the Gram is constant to rounding (every ``C_delta``, delta
+    Returns the bound and whether the Gram is constant to rounding (every ``D_delta``, delta
     != 0, within that error): then no box of the search can close nearer than this bound
     does, and a ``tol`` below its width is not searched for (an audit: ``tol=1e-12`` on a
     2-D orthogonal layer, 1.2e-12 wide, ran the search 34 s to its budget).
     """
-    groups, m = gram.groups, gram.size
-    blocks = gram.blocks.reshape(len(gram.delta), groups, m, m)
-    keys = [tuple(row) for row in gram.delta.tolist()]
-    zero = tuple([0] * gram.delta.shape[1])
-    summed: dict[tuple, np.ndarray] = {}
-    for key, block in zip(keys, blocks):  # (at most a few degrees per delta: few roundings)
-        summed[key] = summed[key] + block if key in summed else block
-    c0 = summed.pop(zero)
-    error = float(_gram_error(gram, np.array(1.0)))
+    error = circle.error
     bound, flat = 0.0, True
-    for g in range(groups):
-        off = sum((float(np.linalg.norm(c[g])) for c in summed.values()), 0.0)
-        off = up(off, m * m + len(summed) + 4)  # each norm's and the sum's roundings
+    for g, c0 in enumerate(circle.c0):
+        off = up(float(circle.norms[:, g].sum()), len(circle.norms) + 4)
         flat = flat and off <= error
-        top = float(np.linalg.eigvalsh(c0[g])[-1])
+        top = float(np.linalg.eigvalsh(c0)[-1])
         for lift in (1e-12, 1e-8, 1e-4):  # a mu the Cholesky test passes, just above top
             mu = max(top, 0.0) * (1 + lift) + lift * error + np.finfo(float).tiny
-            if _cholesky_below(c0[g][None, None], np.array([mu]))[0]:
+            if _cholesky_below(c0[None, None], np.array([mu]))[0]:
                 break
         else:  # pragma: no cover - lambda_max(fl(C_0)) is within LAPACK's error of top
             return math.inf, False
@@ -448,59 +477,66 @@ def _weyl_upper(gram: _Gram, slack: float) -> tuple[float, bool]:
     return math.sqrt(bound) * (1 + 2 * U), flat
 
 
-@dataclass(frozen=True)
-class _GramTaylor:
-    """The off-constant classes of the Gram on the circle, for :func:`_gram_remainder`:
-    ``G(xi) = sum_delta D_delta e^{2 pi i <delta, xi>}`` (``D_delta`` the classes of one
-    ``delta`` summed over their degrees), one certified ``max_g ||D_delta||_2`` per ``delta
-    != 0``, and ``error``, a bound on ``sum_k ||fl(C_k) - C_k||`` (:func:`_gram_error` at
-    ``apex = 1``, whose first term bounds that sum alone)."""
-
-    delta: np.ndarray  # (J, d) int64, every delta != 0
-    norms: np.ndarray  # (J,) certified upper bounds
-    error: float
-
-
-def _gram_taylor(gram: _Gram) -> _GramTaylor:
-    """The classes of :class:`_GramTaylor`, summed over their degrees, with each sum's
-    rounding (``gamma(K)`` of the sum of the norms summed) and each norm's counted."""
-    groups, m = gram.groups, gram.size
-    blocks = gram.blocks.reshape(len(gram.delta), groups, m, m)
-    summed: dict[tuple, list] = {}
-    for key, block in zip(map(tuple, gram.delta.tolist()), blocks):
-        summed.setdefault(key, []).append(block)
-    zero = tuple([0] * gram.delta.shape[1])
-    keys = sorted(k for k in summed if k != zero)
-    norms = []
-    for key in keys:
-        parts = summed[key]
-        total = sum(parts[1:], parts[0])
-        per_group = np.linalg.norm(total.reshape(groups, -1), axis=1).max()
-        loose = sum(float(np.linalg.norm(b)) for b in parts)  # the sum's own rounding
-        norms.append(up(float(per_group), m * m + 4) + gamma(len(parts) + 1) * up(loose))
-    return _GramTaylor(np.array(keys, dtype=np.int64).reshape(len(keys), -1),
-                       np.array(norms), float(_gram_error(gram, np.array(1.0))))
-
-
-def _gram_remainder(taylor: _GramTaylor, half_widths: np.ndarray) -> float:
+def _twice_gram_remainder(circle: _Circle, half_widths: np.ndarray) -> float:
     """``2 s`` of the Gram's second-order Taylor rule for boxes of ``half_widths`` (turns).
 
     About a box's centre ``c``, ``G(c + eta) = L(eta) + S(eta)`` with ``L`` the first-order
     part, ``sum_delta D_delta e^{2 pi i <delta, c>} (1 + 2 pi i <delta, eta>)``: Hermitian and
     affine in ``eta``, so ``lambda_max(L)`` is convex and largest at a corner; and
     ``||S|| <= s = 1/2 sum_{delta != 0} ||D_delta|| theta_delta^2``, ``theta_delta = 2 pi
-    <|delta|, h>``, from ``|e^{i theta} - 1 - i theta| <= theta^2 / 2``. So over the box
-    ``lambda_max(G) <= max over the corners of lambda_max(G) + 2 s``. ``s`` scales with the
-    classes off the constant one: an orthogonal layer plus ``1e-6`` has ``s`` of order
-    ``1e-6 h^2``, where the hull's triangles, scaled by all the taps, close no box below
-    ``tol`` of its flat maximum. The computed classes' error enters once, at the largest
-    ``theta``.
+    <|delta|, h>``, from ``|e^{i theta} - 1 - i theta| <= theta^2 / 2`` (per group, the
+    largest taken). So over the box ``lambda_max(G) <= max over the corners of
+    lambda_max(G) + 2 s``. ``s`` scales with the classes off the constant one: an orthogonal
+    layer plus ``1e-6`` has ``s`` of order ``1e-6 h^2``, where the hull's triangles, scaled
+    by all the taps, close no box below ``tol`` of its flat maximum. The computed classes'
+    error enters once, at the largest ``theta``.
     """
-    if not len(taylor.delta):
+    if not len(circle.delta):
         return 0.0
-    theta = 2 * math.pi * (np.abs(taylor.delta) @ half_widths)
-    value = float(np.sum(taylor.norms * theta ** 2) + taylor.error * float(theta.max()) ** 2)
-    return up(value, 4 * len(taylor.norms) + 8 * taylor.delta.shape[1] + 16)
+    theta = 2 * math.pi * (np.abs(circle.delta) @ half_widths)
+    value = float((theta ** 2 @ circle.norms).max() + circle.error * float(theta.max()) ** 2)
+    return up(value, 4 * len(circle.norms) + 8 * circle.delta.shape[1] + 16)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """How one level of the branch and bound closes its boxes: every vertex below ``tau``.
+
+    The hull's triangles and the symbol's Taylor remainder (``corners`` False: a box's
+    maximum of ``sigma_max`` is at most its vertices' plus ``added``), or the Gram's Taylor
+    rule (``corners`` True: its maximum of ``sigma_max^2`` at most its corners' plus
+    ``added``, :func:`_twice_gram_remainder`). ``apex``: the hull vertices' modulus factor.
+    """
+
+    tau: float
+    corners: bool
+    added: float
+    apex: float
+
+    @classmethod
+    def of(cls, symbol: _Symbol, circle: _Circle, width: np.ndarray, close: float,
+           best: float) -> _Rule:
+        """The level's rule for boxes of ``width`` and the threshold ``close``: the Gram's
+        where its remainder is below what the hull's apexes and the symbol's remainder add
+        (an estimate, on the squares), or leaves half of the margin above the best value (a
+        symbol nearly flat near its maximum); the hull's otherwise."""
+        hull_width = np.array([w if h else 0 for w, h in zip(width.tolist(), symbol.hull)])
+        apex = float(np.prod(_apex(hull_width)))
+        taylor = _twice_remainder(symbol, np.where(symbol.hull, 0, width) / (2 * _FULL), apex)
+        gram = _twice_gram_remainder(circle, width / (2 * _FULL))
+        overshoot = float(np.sum(symbol.norms * (apex ** symbol.degree - 1)))
+        if gram <= max(2 * close * (overshoot + taylor), (close * close - best * best) / 2):
+            squared = (close * close * (1 - 8 * U) - gram * (1 + 8 * U)) * (1 - 8 * U)
+            tau = math.sqrt(squared) * (1 - 8 * U) if squared > 0 else 0.0
+            return cls(tau, True, gram, apex)
+        return cls((close - taylor) * (1 - 4 * U), False, taylor, apex)
+
+    def box_bound(self, top: float) -> float:
+        """A box's maximum of ``sigma_max`` from ``top``, a certified bound at its vertices
+        (where the budget stops the search), rounded up."""
+        if self.corners:  # the corners' squares plus the Gram's remainder
+            return up(math.sqrt(up(up(top * top) + self.added)))
+        return up(top + self.added)
 
 
 def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: float,
@@ -512,7 +548,7 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
     A box closes when every vertex is proved below ``tau = floor / (1 - tol) - 2 s(h)`` by a
     Cholesky factorization of ``mu I - G`` (the Gram matrix at that vertex, from the
     classes of :class:`_Gram`); or, at a level that takes the Gram's Taylor rule, when every
-    corner is proved below ``sqrt(close^2 - 2 s)`` (:func:`_gram_remainder`). ``floor`` is
+    corner is proved below ``sqrt(close^2 - 2 s)`` (:class:`_Rule`). ``floor`` is
     the certified upper value at the best frequency evaluated (LAPACK's eigenvalues of the
     symbol's Gram matrix, :func:`_tops`), raised whenever a frequency on the circle fails
     the test; the threshold is never lowered (nor the certified lower bound), so every
@@ -597,8 +633,8 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
                     failed[key] = max(failed.get(key, -1.0), mu[i])
         return np.array([known[k] for k in keys])
 
-    weyl, constant = _weyl_upper(gram, slack)
-    taylor_gram = _gram_taylor(gram)
+    circle = _on_circle(gram)
+    weyl, constant = _weyl_upper(circle, slack)
     exponents = _initial_exponents(symbol)
     counts = [1 << exponents[d] if d in active else 1 for d in range(ndim)]
     if real:  # H(-xi) = conj(H(xi)): xi in [0, 1/2] on the first active axis
@@ -624,26 +660,12 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
             # maximum); or, the Gram constant to rounding, no box would close nearer
             best_close, converged = weyl, weyl <= close
             break
-        hull_width = np.array([w if h else 0 for w, h in zip(width.tolist(), symbol.hull)])
-        apex = float(np.prod(_apex(hull_width)))
-        taylor = np.where(symbol.hull, 0, width) / (2 * _FULL)
-        tau = (close - _twice_remainder(symbol, taylor, apex)) * (1 - 4 * U)
-        # the Gram's Taylor rule (corners only) where its remainder is below what the hull's
-        # apexes and the symbol's remainder add (an estimate, on the squares), or leaves half
-        # of the margin above the best value: a symbol nearly flat near its maximum
-        remainder = _gram_remainder(taylor_gram, width / (2 * _FULL))
-        degree = np.abs(symbol.shifts[:, list(symbol.hull)]).sum(axis=1)
-        overshoot = float(np.sum(symbol.norms * (apex ** degree - 1)))
-        by_gram = remainder <= max(2 * close * (overshoot + _twice_remainder(
-            symbol, taylor, apex)), (close * close - best[0] * best[0]) / 2)
-        if by_gram:
-            squared = (close * close * (1 - 8 * U) - remainder * (1 + 8 * U)) * (1 - 8 * U)
-            tau = math.sqrt(squared) * (1 - 8 * U) if squared > 0 else 0.0
+        rule = _Rule.of(symbol, circle, width, close, best[0])
         check_memory(len(boxes) * _vertex_bytes(symbol, width),
                      "the vertices of toeplitz_norm's branch and bound")
-        vertices = _vertices(symbol, boxes, width, corners=by_gram)
+        vertices = _vertices(symbol, boxes, width, corners=rule.corners)
         flat = vertices.reshape(-1, ndim, 2)
-        ok = test(flat, tau)
+        ok = test(flat, rule.tau)
         on_circle = ~flat[..., 1].any(axis=1) & ~ok
         if on_circle.any():  # a frequency above the floor: its value raises the floor
             value(flat[on_circle, :, 0])
@@ -656,17 +678,13 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
         if len(passed) + len(failed) >= max_evaluations or width[active].min() < 4:
             converged = False
             vertices = vertices[still]
-            scale = apex ** symbol.shifts.shape[1]
+            scale = rule.apex ** symbol.shifts.shape[1]
             model = replace(rounding, tap_norms=up(rounding.tap_norms * scale),
                             symbol_error=up(2 * rounding.symbol_error * scale))
             tops = _tops(symbol, vertices[..., 0].reshape(-1, ndim),
                          vertices[..., 1].reshape(-1, ndim))
-            bound = float(model.top_upper(float(tops.max()), symbol.rows, symbol.cols))
-            if by_gram:  # the corners' squares plus the Gram's remainder
-                bound = math.sqrt(up(up(bound * bound) + remainder))
-            else:
-                bound = bound + _twice_remainder(symbol, taylor, apex)
-            best_close = max(close, up(bound))
+            best_close = max(close, rule.box_bound(float(model.top_upper(
+                float(tops.max()), symbol.rows, symbol.cols))))
             break
         width = width // 2
         halves = np.array(list(product(*[(0, w) if w else (0,) for w in width.tolist()])))

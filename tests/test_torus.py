@@ -267,7 +267,7 @@ def test_the_gram_rule_bounds_every_box(seed):
         w, layer, symbol = _random_symbol(rng, 1 + seed % 2)
         if not symbol.active:
             continue
-        rule = _torus._gram_taylor(_torus._gram(symbol))
+        circle = _torus._on_circle(_torus._gram(symbol))
         dense = _dilated(w, layer["dilation"])
         ndim = w.ndim - 2
 
@@ -283,7 +283,7 @@ def test_the_gram_rule_bounds_every_box(seed):
             corners = max(square(low + width * np.array(c))
                           for c in itertools.product((0, 1), repeat=ndim))
             inside = max(square(low + width * rng.random(ndim)) for _ in range(100))
-            remainder = _torus._gram_remainder(rule, np.full(ndim, width / 2))
+            remainder = _torus._twice_gram_remainder(circle, np.full(ndim, width / 2))
             assert inside <= corners + remainder + 1e-12 * corners, (w.shape, layer, width)
             margins.append((inside - corners) / remainder if remainder else 0.0)
     assert max(margins) > 0.25, max(margins)
@@ -363,7 +363,7 @@ def test_the_weyl_bound_is_above_the_symbol_everywhere(seed):
         if not symbol.active:
             continue
         gram = _torus._gram(symbol)
-        weyl, _ = _torus._weyl_upper(gram, _torus._slack(gram.size))
+        weyl, _ = _torus._weyl_upper(_torus._on_circle(gram), _torus._slack(gram.size))
         fine = 64 if w.ndim == 3 else 16
         grid = itertools.product(*[np.arange(fine) / fine] * (w.ndim - 2))
         dense = _dilated(w, layer["dilation"])
