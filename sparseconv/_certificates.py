@@ -472,10 +472,16 @@ def section_bytes(geom: ConvGeometry, axis: int) -> int:
     itemsize = 16  # complex symbols; real kernels in 1-D take less
     sides = _section_sides(geom, axis)
     widest = max(c for _, _, c in sides)
+    # where the distinct blocks go (_block_plan): index arrays over every pair of taps of
+    # every row of the side's gather map, 96 bytes a pair as the full certificate counts them
+    # (a review: a 101-tap 1-D layer on 3000 positions peaked at 1.6 GiB under a 64 MiB
+    # limit, this left out), and the gather maps
+    k = a.kernel_size
+    plan = max(a.size, a.output_size) * k * (96 * k + 32)
     # the tap products, and per position three block rows: the band, its distinct blocks
     # and the copies around them (a bound: the band is written from a few distinct blocks)
-    return max(a.kernel_size**2 * widest**2 * 2 + 3 * depth * size * c * c
-               for size, depth, c in sides) * itemsize
+    return plan + max(k**2 * widest**2 * 2 + 3 * depth * size * c * c
+                      for size, depth, c in sides) * itemsize
 
 
 def _below(gram: SectionGram, mu: float) -> bool:
