@@ -56,7 +56,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ._formats import in_format
+from ._formats import in_format, repeated_block, repeated_block_bytes
 from ._matrices import format_bytes
 from ._memory import check_memory, check_sparse_memory
 from ._typing import DTypeLike, IntOrTuple, ShapeLike, SparseArray, SparseFormat
@@ -95,11 +95,10 @@ def _shape(input_shape, name: str = "input_shape") -> tuple[int, ...]:
 def _kron_bytes(channels: int, spatial_nnz: int, rows: int, dtype) -> int:
     """What :func:`_kron` allocates at its peak, measured within 10%: scipy's product of the
     axes with its COO scratch (up to 52 bytes an entry), or that product kept with a 64-bit
-    copy of its columns (about 24 bytes an entry) and its copies, one per channel, each
-    entry's 32-bit column number made from a 64-bit one (12 bytes) or its value
-    (``itemsize`` + 4), whichever is larger, and the row pointer."""
-    copies = spatial_nnz * (24 + channels * max(12, 4 + np.dtype(dtype).itemsize))
-    return max(52 * spatial_nnz, copies + 8 * (rows + 1))
+    copy of its columns (about 24 bytes an entry) and its copies, one per channel
+    (:func:`sparseconv._formats.repeated_block_bytes`)."""
+    return max(52 * spatial_nnz, 24 * spatial_nnz
+               + repeated_block_bytes(spatial_nnz, channels, rows, dtype))
 
 
 def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str) -> SparseArray:
@@ -122,16 +121,7 @@ def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str
     spatial.sum_duplicates()
     if channels == 1:
         return in_format(spatial.astype(dtype, copy=False), format)
-    n = spatial.shape[1]
-    index = np.int32 if max(channels * spatial.nnz, channels * n) < 2**31 else np.int64
-    indptr = np.empty(rows + 1, dtype=index)
-    indptr[0] = 0
-    np.cumsum(np.tile(np.diff(spatial.indptr), channels), out=indptr[1:])
-    columns = (np.arange(channels, dtype=np.int64)[:, None] * n
-               + spatial.indices.astype(np.int64)).ravel().astype(index)
-    matrix = sp.csr_array((np.tile(spatial.data.astype(dtype), channels), columns, indptr),
-                          shape=(rows, channels * n))
-    return in_format(matrix, format)
+    return in_format(repeated_block(spatial, channels, dtype), format)
 
 
 def _size_axes(channels: int, outputs: list[int], entries: list[int], dtype, what: str) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import sparseconv as sc
-from sparseconv._formats import in_format
+from sparseconv._formats import in_format, repeated_block, repeated_block_bytes
 from sparseconv._layout import channels_last_order
 from sparseconv._matrices import format_bytes
 from sparseconv._memory import check_memory, check_sparse_memory
@@ -612,31 +612,20 @@ def _linear_layer(module, input_shape) -> _Layer:
     offset = None if bias is None else functools.partial(np.tile, _numpy(bias), lead)
 
     def build(format):
-        # kron(I_lead, W), assembled as CSR directly (scipy's kron of a dense W peaked at 4.5x
-        # the result's bytes); its own temporaries: 20 bytes per nonzero of W (flat indices,
-        # their quotient, the values), beside the result's 12 per nonzero and the row pointer
-        flat = np.flatnonzero(weight)
-        nnz = lead * flat.size
+        # kron(I_lead, W) (sparseconv._formats.repeated_block); W's own CSR: about 40 bytes
+        # per nonzero (scipy's conversion of the dense weight)
+        nonzero = int(np.count_nonzero(weight))
+        nnz = lead * nonzero
         index = np.int32 if max(nnz, math.prod(shape)) < 2**31 else np.int64
         size = (math.prod(out), math.prod(shape))
         # (and the copy another format is converted to, beside the CSR arrays: a review)
         converted = 0 if format == "csr" else format_bytes(nnz, size, np.float64, index, format)
-        check_memory(nnz * 12 + 20 * flat.size + 8 * (math.prod(out) + 1) + converted,
+        check_memory(40 * nonzero + repeated_block_bytes(nonzero, lead, size[0], np.float64)
+                     + converted,
                      f"the {size[0]} x {size[1]} matrix of Linear (its weight on each of "
                      f"{lead} rows, {nnz} nonzeros; {format.upper()}, with the temporaries of "
                      "its assembly)", "use the layer's operator")
-        values = weight.ravel()[flat]
-        indptr = np.zeros(lead * module.out_features + 1, dtype=index)
-        np.cumsum(np.tile(np.bincount(flat // module.in_features,
-                                      minlength=module.out_features), lead), out=indptr[1:])
-        columns = (flat % module.in_features).astype(index)
-        del flat
-        if lead > 1:
-            columns = (np.arange(lead, dtype=index)[:, None] * module.in_features
-                       + columns).ravel()
-            values = np.tile(values, lead)
-        a = sp.csr_array((values, columns, indptr), shape=(math.prod(out), math.prod(shape)))
-        return in_format(a, format)
+        return in_format(repeated_block(sp.csr_array(weight), lead, np.float64), format)
 
     def make_operator():
         # columns are a batch: (lead * in, k) -> (lead, in, k) -> W over the in axis
