@@ -103,6 +103,7 @@ from ._torus_gram import (
     _apex,
     _cholesky_below,
     _Circle,
+    _Gram,
     _gram,
     _gram_at,
     _gram_error,
@@ -368,51 +369,58 @@ def _branch_and_bound(symbol: _Symbol, rounding: Rounding, real: bool, tol: floa
     return result
 
 
-def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_evaluations: int,
-            seeds: np.ndarray | None, progress: ProgressLike | None
-            ) -> tuple[float, float, float, bool, int]:
-    """:func:`_branch_and_bound`'s search, without its last progress call."""
-    ndim, active = symbol.shifts.shape[1], symbol.active
-    values: dict[tuple, float] = {}
-    passed: dict[tuple, float] = {}  # the smallest mu proved at a vertex
-    failed: dict[tuple, float] = {}  # the largest mu refused at a vertex
-    best = [0.0]
-    certified = [0.0]  # a certified lower bound on sigma_max at the best frequency
+class _Evaluated:
+    """The symbol's values at the frequencies evaluated so far (on the circle): the best,
+    and a certified lower bound on the maximum (never lowered: any frequency's certified
+    value bounds it; an audit, from the code: overwritten, a tighter quotient at a new best
+    could lower it)."""
 
-    def value(points: np.ndarray) -> None:  # on-circle integer frequencies (P, d)
-        keys = sorted({tuple(p) for p in points.tolist()} - values.keys())
-        if keys:
-            array = np.array(keys, dtype=np.int64)
-            tops = _tops(symbol, array, np.zeros_like(array))
-            values.update(zip(keys, tops.tolist()))
-            if tops.max() > best[0]:
-                best[0] = float(tops.max())
-                # (an audit, from the code: overwritten, a tighter quotient at a new best
-                # could lower it; any point's certified value bounds the maximum)
-                certified[0] = max(certified[0],
-                                   rounding.top_lower(best[0], symbol.rows, symbol.cols),
-                                   _quotient_lower(symbol, rounding, array[np.argmax(tops)]))
+    def __init__(self, symbol: _Symbol, rounding: Rounding) -> None:
+        self.symbol, self.rounding = symbol, rounding
+        self.values: dict[tuple, float] = {}
+        self.best = 0.0
+        self.certified = 0.0
 
-    if seeds is not None and len(seeds):
-        value(seeds % _FULL)
-    if not active:
-        value(np.zeros((1, ndim), dtype=np.int64))
-        top = best[0]
-        return top, rounding.top_lower(top, symbol.rows, symbol.cols), \
-            float(rounding.top_upper(top, symbol.rows, symbol.cols)), True, 1
-    gram = _gram(symbol)
-    m = gram.size
-    slack = _slack(m)
+    def add(self, points: np.ndarray) -> None:
+        """Evaluate at the integer frequencies ``points`` ``(P, d)`` not seen yet."""
+        keys = sorted({tuple(p) for p in points.tolist()} - self.values.keys())
+        if not keys:
+            return
+        symbol, rounding = self.symbol, self.rounding
+        array = np.array(keys, dtype=np.int64)
+        tops = _tops(symbol, array, np.zeros_like(array))
+        self.values.update(zip(keys, tops.tolist()))
+        if tops.max() > self.best:
+            self.best = float(tops.max())
+            self.certified = max(self.certified,
+                                 rounding.top_lower(self.best, symbol.rows, symbol.cols),
+                                 _quotient_lower(symbol, rounding, array[np.argmax(tops)]))
 
-    def test(points: np.ndarray, tau: float) -> np.ndarray:  # points (P, d, 2) -> passed
+
+class _Proofs:
+    """The Cholesky tests of ``mu I - G`` at vertices ``(turn, off-circle width)``, cached:
+    per vertex the smallest ``mu`` proved and the largest refused."""
+
+    def __init__(self, symbol: _Symbol, gram: _Gram) -> None:
+        self.symbol, self.gram, self.slack = symbol, gram, _slack(gram.size)
+        self.passed: dict[tuple, float] = {}
+        self.failed: dict[tuple, float] = {}
+
+    def __len__(self) -> int:
+        return len(self.passed) + len(self.failed)
+
+    def below(self, points: np.ndarray, tau: float) -> np.ndarray:
+        """Per vertex of ``points`` ``(P, d, 2)``: whether ``sigma_max`` there is proved at
+        most ``tau``."""
         if not tau > 0:  # (a review: a remainder above the threshold made tau negative, and
             # tau * tau a threshold the vertices passed: boxes closed above their maximum)
             return np.zeros(len(points), dtype=bool)
+        symbol, gram, passed, failed = self.symbol, self.gram, self.passed, self.failed
         keys = [tuple(p) for p in points.reshape(len(points), -1).tolist()]
         unique = sorted(set(keys))
-        array = np.array(unique, dtype=np.int64).reshape(len(unique), ndim, 2)
+        array = np.array(unique, dtype=np.int64).reshape(len(unique), -1, 2)
         apex = np.prod(_apex(np.where(symbol.hull, array[..., 1], 0)), axis=1)
-        mu = (tau * tau - _gram_error(gram, apex)) / slack * (1 - gamma(8))
+        mu = (tau * tau - _gram_error(gram, apex)) / self.slack * (1 - gamma(8))
         known = {}
         todo = []
         for i, key in enumerate(unique):
@@ -422,7 +430,7 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
                 known[key] = True
             else:
                 todo.append(i)
-        per_point = 16 * gram.groups * m * m * 3
+        per_point = 16 * gram.groups * gram.size ** 2 * 3
         check_memory(per_point, "one Gram matrix of toeplitz_norm's symbol")
         chunk = max(1, 4 * _CHUNK_BYTES // per_point)  # one product reads every class
         for start in range(0, len(todo), chunk):
@@ -438,18 +446,54 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
                     failed[key] = max(failed.get(key, -1.0), mu[i])
         return np.array([known[k] for k in keys])
 
-    circle = _on_circle(gram)
-    weyl, constant = _weyl_upper(circle, slack)
+
+def _first_grid(symbol: _Symbol, real: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes of the first level (their low corners, ``(B, d)``) and their width: twice
+    the shifts' extent per axis, half the first active axis for a real kernel
+    (``H(-xi) = conj(H(xi))``)."""
+    ndim, active = symbol.shifts.shape[1], symbol.active
     exponents = _initial_exponents(symbol)
     counts = [1 << exponents[d] if d in active else 1 for d in range(ndim)]
-    if real:  # H(-xi) = conj(H(xi)): xi in [0, 1/2] on the first active axis
+    if real:
         counts[active[0]] //= 2
     width = np.array([_FULL >> exponents[d] if d in active else 0 for d in range(ndim)],
                      dtype=np.int64)
     check_memory(math.prod(counts) * _vertex_bytes(symbol, width),
                  "the first grid of toeplitz_norm's branch and bound (its boxes' vertices)")
-    boxes = np.array(list(product(*[range(c) for c in counts])), dtype=np.int64) * width
-    value(boxes)  # the corners of the first grid: a floor to start from
+    return np.array(list(product(*[range(c) for c in counts])), dtype=np.int64) * width, width
+
+
+def _stopped(symbol: _Symbol, rounding: Rounding, rule: _Rule, vertices: np.ndarray) -> float:
+    """Where the budget stops the search: a certified bound over the open boxes, from the
+    symbol at their ``vertices`` ``(B, V, d, 2)`` (off the circle: the taps' moduli scaled by
+    the apex) and the level's rule."""
+    ndim = symbol.shifts.shape[1]
+    scale = rule.apex ** ndim
+    model = replace(rounding, tap_norms=up(rounding.tap_norms * scale),
+                    symbol_error=up(2 * rounding.symbol_error * scale))
+    tops = _tops(symbol, vertices[..., 0].reshape(-1, ndim), vertices[..., 1].reshape(-1, ndim))
+    return rule.box_bound(float(model.top_upper(float(tops.max()), symbol.rows, symbol.cols)))
+
+
+def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_evaluations: int,
+            seeds: np.ndarray | None, progress: ProgressLike | None
+            ) -> tuple[float, float, float, bool, int]:
+    """:func:`_branch_and_bound`'s search, without its last progress call."""
+    ndim, active = symbol.shifts.shape[1], symbol.active
+    seen = _Evaluated(symbol, rounding)
+    if seeds is not None and len(seeds):
+        seen.add(seeds % _FULL)
+    if not active:
+        seen.add(np.zeros((1, ndim), dtype=np.int64))
+        top = seen.best
+        return top, rounding.top_lower(top, symbol.rows, symbol.cols), \
+            float(rounding.top_upper(top, symbol.rows, symbol.cols)), True, 1
+    gram = _gram(symbol)
+    proofs = _Proofs(symbol, gram)
+    circle = _on_circle(gram)
+    weyl, constant = _weyl_upper(circle, proofs.slack)
+    boxes, width = _first_grid(symbol, real)
+    seen.add(boxes)  # the corners of the first grid: a floor to start from
     converged = True
     level = len(boxes)  # the boxes of the whole domain at the current width
     close = 0.0
@@ -458,38 +502,31 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
         # it), but the search ends only if it is above the maximum: the best value plus
         # tol/2 and the lower bound's own distance to it. Never lowered: every box closed
         # so far is below every later threshold (the distance can shrink as the best rises)
-        lower = certified[0]
+        lower = seen.certified
         close = best_close = max(close, lower / (1 - 0.999 * tol),
-                                 best[0] * (1 + tol / 2) + (best[0] - lower))
+                                 seen.best * (1 + tol / 2) + (seen.best - lower))
         if weyl <= close or constant:  # the Gram's constant class bounds it already (a flat
             # maximum); or, the Gram constant to rounding, no box would close nearer
             best_close, converged = weyl, weyl <= close
             break
-        rule = _Rule.of(symbol, circle, width, close, best[0])
+        rule = _Rule.of(symbol, circle, width, close, seen.best)
         check_memory(len(boxes) * _vertex_bytes(symbol, width),
                      "the vertices of toeplitz_norm's branch and bound")
         vertices = _vertices(symbol, boxes, width, corners=rule.corners)
         flat = vertices.reshape(-1, ndim, 2)
-        ok = test(flat, rule.tau)
+        ok = proofs.below(flat, rule.tau)
         on_circle = ~flat[..., 1].any(axis=1) & ~ok
         if on_circle.any():  # a frequency above the floor: its value raises the floor
-            value(flat[on_circle, :, 0])
+            seen.add(flat[on_circle, :, 0])
         still = ~ok.reshape(len(boxes), -1).all(axis=1)
         boxes = boxes[still]
         if progress is not None:  # the share of the domain closed, in boxes of this width
             progress(min(999, 1000 * (level - len(boxes)) // level), 1000)
         if not len(boxes):
             break
-        if len(passed) + len(failed) >= max_evaluations or width[active].min() < 4:
+        if len(proofs) >= max_evaluations or width[active].min() < 4:
             converged = False
-            vertices = vertices[still]
-            scale = rule.apex ** symbol.shifts.shape[1]
-            model = replace(rounding, tap_norms=up(rounding.tap_norms * scale),
-                            symbol_error=up(2 * rounding.symbol_error * scale))
-            tops = _tops(symbol, vertices[..., 0].reshape(-1, ndim),
-                         vertices[..., 1].reshape(-1, ndim))
-            best_close = max(close, rule.box_bound(float(model.top_upper(
-                float(tops.max()), symbol.rows, symbol.cols))))
+            best_close = max(close, _stopped(symbol, rounding, rule, vertices[still]))
             break
         width = width // 2
         halves = np.array(list(product(*[(0, w) if w else (0,) for w in width.tolist()])))
@@ -497,8 +534,8 @@ def _search(symbol: _Symbol, rounding: Rounding, real: bool, tol: float, max_eva
         check_memory(16 * ndim * len(boxes) * len(halves) * (1 + len(vertices[0])),
                      "the open boxes of toeplitz_norm's branch and bound")
         boxes = (boxes[:, None, :] + halves[None]).reshape(-1, ndim)
-    return (best[0], certified[0], min(best_close, weyl), converged,
-            len(passed) + len(failed) + len(values))
+    return (seen.best, seen.certified, min(best_close, weyl), converged,
+            len(proofs) + len(seen.values))
 
 
 def _result(value: float, lower: float, upper: float, converged: bool) -> SpectralNorm:
