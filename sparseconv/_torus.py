@@ -416,9 +416,9 @@ class _Proofs:
             # tau * tau a threshold the vertices passed: boxes closed above their maximum)
             return np.zeros(len(points), dtype=bool)
         symbol, gram, passed, failed = self.symbol, self.gram, self.passed, self.failed
-        keys = [tuple(p) for p in points.reshape(len(points), -1).tolist()]
+        keys = [tuple(p) for p in points.reshape(len(points), 2 * points.shape[1]).tolist()]
         unique = sorted(set(keys))
-        array = np.array(unique, dtype=np.int64).reshape(len(unique), -1, 2)
+        array = np.array(unique, dtype=np.int64).reshape(len(unique), points.shape[1], 2)
         apex = np.prod(_apex(np.where(symbol.hull, array[..., 1], 0)), axis=1)
         mu = (tau * tau - _gram_error(gram, apex)) / self.slack * (1 - gamma(8))
         known = {}
