@@ -18,6 +18,7 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._certificates import dense_upper
+from sparseconv._formats import repeated_block
 from sparseconv._memory import check_memory
 from sparseconv._rounding import Rounding, U, down, up
 from sparseconv._spectra import dense_is_affordable
@@ -441,7 +442,7 @@ def _one_channel(a: sp.csr_array, channels: int) -> sp.csr_array:
     if channels < 2 or rows % channels or cols % channels:
         return a
     block = sp.csr_array(a[:rows // channels, :cols // channels])
-    whole = sp.csr_array(sp.kron(sp.eye_array(channels), block))
+    whole = repeated_block(block, channels, a.dtype)
     return block if whole.shape == a.shape and (whole != a).nnz == 0 else a
 
 
