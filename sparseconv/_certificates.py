@@ -334,7 +334,7 @@ class SectionGram:
         self._blocks = blocks
         return blocks
 
-    @property
+    @functools.cached_property
     def depth(self) -> int:
         """The band's depth in positions (its bandwidth is ``depth * channels - 1``)."""
         return _depth(self.taps)
