@@ -26,7 +26,8 @@ from their attributes (a ScriptModule keeps them; a traced one does not, and is 
 operation).
 Refused, with the module named: a leaf module called inside control flow (an ``if`` or a loop
 of its parent's ``forward`` in the graph), a shipped linear module whose operations are not the
-ones its class runs (or run in branches), a ``forward`` with more than one input. A leaf
+ones its class runs (or run in branches), a ``forward`` with more than one input without a
+default (the others are bound to their defaults: :func:`_graph_of`). A leaf
 module that runs no operation (``Identity``) has no call and no record.
 """
 
@@ -385,6 +386,33 @@ def _known_flag(condition, self_value, model: nn.Module) -> bool | None:
     return None
 
 
+def _graph_of(model: nn.Module):
+    """The model's inlined graph, ours to change, with each argument of ``forward`` after the
+    input bound to its default (a scripted ``ConvTranspose2d``'s ``output_size=None``, a
+    user's ``scale: float = 2.0``), as the model runs when called on one tensor; or the
+    phrase that says why it cannot be (``"takes 2 inputs (x, y)"``: one without a default).
+    """
+    script: Any = model  # torch's stubs type a ScriptModule's graph attributes loosely
+    graph = script.inlined_graph
+    inputs = list(graph.inputs())
+    arguments = list(script.forward.schema.arguments)[1:]  # (after self)
+    required = [a.name for a in arguments if not a.has_default_value()]
+    if len(required) > 1:
+        return f"takes {len(required)} inputs ({', '.join(required)})"
+    if len(inputs) != 2 + sum(a.has_default_value() for a in arguments):  # (none, or *args)
+        return f"takes {len(inputs) - 1} inputs"
+    first = next(iter(graph.nodes()), None)
+    for index in range(len(inputs) - 1, 1, -1):  # (from the last: the indices stay valid)
+        constant = graph.insertConstant(arguments[index - 1].default_value)
+        if first is not None:
+            constant.node().moveBefore(first)
+        inputs[index].replaceAllUsesWith(constant)
+        graph.eraseInput(index)
+    if len(inputs) > 2:  # an if on a bound argument takes its branch, as the call does
+        torch._C._jit_pass_constant_propagation(graph)
+    return graph
+
+
 def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None:
     """Why a TorchScript model's graph is not the chain of its calls, as a phrase after "its
     forward" (``"runs aten::add on its signal outside its layers"``), or None for a chain:
@@ -400,8 +428,9 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
     whose forward runs its children in turn: an ``if`` or a loop the inliner left outside the
     calls (a BatchNorm's shape checks) that neither reads the signal nor returns a tensor is
     then one of theirs; elsewhere it breaks the chain (it may change a parameter)."""
-    script: Any = model
-    graph = script.inlined_graph
+    graph = _graph_of(model)
+    if isinstance(graph, str):
+        return graph
     every = _calls(model, graph)
     calls = [c for c in every if c.input() is not None]  # (the report's rows: script_calls)
     owner = {node: call for call in every for node in call.nodes}
@@ -415,8 +444,6 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
             if before is not None and before is after:
                 owner[node] = before
     inputs = list(graph.inputs())
-    if len(inputs) != 2:
-        return f"takes {len(inputs) - 1} inputs"
     state: dict[str, set] = {"current": {inputs[1].unique()}, "inside": set()}
     signal = {inputs[1].unique()}  # every tensor computed from the input
 
@@ -627,12 +654,11 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
     """Every leaf module's call, as ``(name, module, input, output)`` (the tensors of the
     probe batch, :func:`probe_input`), in order;
     and per BatchNorm call whether its input is the last convolution's output, unmodified."""
-    script: Any = model  # torch's stubs type a ScriptModule's graph attributes loosely
-    graph = script.inlined_graph
-    inputs = list(graph.inputs())
-    if len(inputs) != 2:
-        raise TypeError(f"TorchScript {_kind(model)}.forward takes {len(inputs) - 1} inputs; one "
-                        "is supported")
+    graph = _graph_of(model)
+    if isinstance(graph, str):
+        raise TypeError(f"TorchScript {_kind(model)}.forward {graph}; one is supported (the "
+                        "others need defaults, or a module whose forward takes one tensor, "
+                        "the others fixed)")
     calls = [c for c in _calls(model, graph) if c.input() is not None]
     _refuse_frozen(model, graph)
     order = {node: i for i, node in enumerate(graph.nodes())}

@@ -253,6 +253,41 @@ class TwoInputs(nn.Module):
         return x + y
 
 
+class Defaults(nn.Module):
+    """A forward whose other arguments have defaults: an ``if`` on one, another unused."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.other = nn.Conv1d(2, 3, 3, padding=1), nn.Conv1d(3, 3, 1)
+
+    def forward(self, x, skip: bool = True, output_size: list[int] | None = None):
+        y = self.conv(x)
+        if not skip:
+            y = self.other(y)
+        return y
+
+
+def test_a_torchscript_forward_runs_with_the_defaults_of_its_other_arguments(tmp_path):
+    """(Refused before as "takes 3 inputs", and a scripted ConvTranspose, whose forward takes
+    ``output_size=None``, as "takes 2".) The arguments after the input take their defaults,
+    as a call on one tensor does: the ``if`` on one follows its branch, so the model is the
+    chain of its one call, and a transposed convolution its eager module."""
+    torch.manual_seed(0)
+    eager = Defaults().double().eval()
+    compiled = jit(eager, "script", (2, 6), tmp_path / "defaults.pt")
+    assert [r.name for r in sct.trace(compiled, (2, 6))] == ["conv"]
+    report = sct.lipschitz_report(compiled, (2, 6))
+    assert report.network_upper == report[0]["upper"] == sct.spectral_norm(
+        eager.conv, (2, 6)).upper
+    for conv, shape in ((nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1),
+                         (2, 4, 5)), (nn.ConvTranspose3d(2, 1, 2, stride=2), (2, 2, 3, 2))):
+        conv = conv.double().eval()
+        compiled = jit(conv, "script", shape, tmp_path / "up.pt")
+        A = sct.matrix(compiled, shape)
+        assert A.shape == sct.matrix(conv, shape).shape
+        assert abs(A - sct.matrix(conv, shape)).max() == 0
+
+
 def test_refusals_name_the_module(tmp_path):
     with pytest.raises(TypeError, match=r"'conv' \(Conv2d\) is called inside control flow "
                                         r"\(an if or a loop of the TorchScript graph, running "
@@ -262,7 +297,8 @@ def test_refusals_name_the_module(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         two = torch.jit.script(TwoInputs().eval())
-    with pytest.raises(TypeError, match=r"TwoInputs\.forward takes 2 inputs; one is supported"):
+    with pytest.raises(TypeError, match=r"TwoInputs\.forward takes 2 inputs \(x, y\); one is "
+                                        r"supported"):
         sct.trace(two, (1, 3))
     model = jit(_networks.randomize(_networks.TinyResNet()), "script", (3, 8, 8),
                 tmp_path / "r.pt")
@@ -942,11 +978,6 @@ def test_a_torchscript_leaf_is_its_eager_module(index, how, tmp_path):
     make, shape = LEAVES[index]
     eager = make().eval()
     compiled = jit(eager, how, shape, tmp_path / "leaf.pt")
-    if how == "script" and isinstance(eager, nn.ConvTranspose1d):  # forward(input,
-        # output_size): refused as any two-input forward (a traced one has one)
-        with pytest.raises(TypeError, match=r"ConvTranspose1d.forward takes 2 inputs; one is "):
-            sct.matrix(compiled, shape)
-        return
     A, B = sct.matrix(compiled, shape), sct.matrix(eager, shape)
     assert A.shape == B.shape and abs(A - B).max() == 0
     offset = sct.affine(compiled, shape).bias
