@@ -21,7 +21,7 @@ from ._memory import check_memory
 from ._rounding import U, gamma, up
 
 if TYPE_CHECKING:
-    from ._torus import _Symbol
+    from ._torus_symbol import _Symbol
 
 _BITS = 40
 _FULL = 1 << _BITS  #: a frequency xi is the integer xi * 2**40: exact turns, no drift
