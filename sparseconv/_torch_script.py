@@ -403,7 +403,11 @@ def _graph_of(model: nn.Module):
         return f"takes {len(inputs) - 1} inputs"
     first = next(iter(graph.nodes()), None)
     for index in range(len(inputs) - 1, 1, -1):  # (from the last: the indices stay valid)
-        constant = graph.insertConstant(arguments[index - 1].default_value)
+        try:
+            constant = graph.insertConstant(arguments[index - 1].default_value)
+        except RuntimeError:  # a default TorchScript holds but cannot insert as a constant
+            return (f"takes {len(inputs) - 1} inputs (the default of "
+                    f"{arguments[index - 1].name} cannot be bound)")
         if first is not None:
             constant.node().moveBefore(first)
         inputs[index].replaceAllUsesWith(constant)

@@ -288,6 +288,20 @@ def test_a_torchscript_forward_runs_with_the_defaults_of_its_other_arguments(tmp
         assert abs(A - sct.matrix(conv, shape)).max() == 0
 
 
+def test_a_default_torchscript_cannot_insert_is_refused_by_name(tmp_path, monkeypatch):
+    """Where TorchScript cannot make a default a constant of the graph, the model is refused
+    as one of several inputs, naming that argument (not with TorchScript's own error)."""
+    compiled = jit(Defaults().double().eval(), "script", (2, 6), tmp_path / "defaults.pt")
+
+    def refuse(graph, value):
+        raise RuntimeError("unsupported constant")
+
+    monkeypatch.setattr(torch._C.Graph, "insertConstant", refuse)
+    with pytest.raises(TypeError, match=r"^TorchScript Defaults\.forward takes 3 inputs \(the "
+                                        r"default of output_size cannot be bound\); one is "):
+        sct.trace(compiled, (2, 6))
+
+
 def test_refusals_name_the_module(tmp_path):
     with pytest.raises(TypeError, match=r"'conv' \(Conv2d\) is called inside control flow "
                                         r"\(an if or a loop of the TorchScript graph, running "
