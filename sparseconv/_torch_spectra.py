@@ -119,6 +119,8 @@ def _geometry(weight: torch.Tensor, input_size, stride, padding, dilation, group
         dilation=dilation, groups=groups, padding_mode=padding_mode)
 
 
+@torch.compiler.disable  # (numpy's exp in float64: traced, torch.compile's in lower precision
+# moved the gradient of spectral_norm_upper by 1e-7)
 def _tap_responses(periodic: ConvGeometry, frequencies=None) -> np.ndarray:
     """``T[xi, t, r]``, shape ``(F, K, prod(stride))``: the symbol of tap ``t`` alone.
 
@@ -180,14 +182,44 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
     memory of autograd are one frequency's.
     """
     if weight.device.type == "cpu":
-        held, exponent = _scaled_copy(weight)
-        tops = circulant_tops(held, one_frequency(periodic),
-                              Rounding.of(held, periodic.groups))[0]
-        *xi, group = np.unravel_index(int(np.argmax(tops)), tops.shape)  # (1x1: frequency 0)
+        xi, group, estimate = _numpy_top(weight, periodic)
         h = _symbol(weight, periodic, what, np.array([xi]))
-        return (torch.linalg.svdvals(h[0, group])[0],
-                math.ldexp(float(tops[(*xi, group)]), exponent))
+        return torch.linalg.svdvals(h[0, group])[0], estimate
     return _top_by_torch(weight, periodic, what)
+
+
+# The numpy route's own arithmetic: run by Python even inside torch.compile, whose Dynamo would
+# trace numpy into torch operations of other roundings than the ones the certificates' rounding
+# allowances are derived for (a new user's trial: compiled with any backend,
+# spectral_norm_upper of a periodic layer fell 7e-8 below the layer's exact norm).
+@torch.compiler.disable
+def _numpy_top(weight: torch.Tensor, periodic: ConvGeometry) -> tuple[tuple[int, ...], int,
+                                                                       float]:
+    """The frequency and group of the largest computed ``sigma_max`` of the symbol, and that
+    value, by the numpy route (:func:`sparseconv._certificates.circulant_tops`)."""
+    held, exponent = _scaled_copy(weight)
+    tops = circulant_tops(held, one_frequency(periodic), Rounding.of(held, periodic.groups))[0]
+    *xi, group = np.unravel_index(int(np.argmax(tops)), tops.shape)  # (1x1: frequency 0)
+    return tuple(map(int, xi)), int(group), math.ldexp(float(tops[(*xi, group)]), exponent)
+
+
+@torch.compiler.disable
+def _numpy_upper(weight: torch.Tensor, periodic: ConvGeometry) -> tuple[tuple[int, ...], int,
+                                                                         float]:
+    """The frequency and group of the largest certified upper bound on ``sigma_max`` of the
+    symbol of ``weight`` (detached, on the CPU), and that bound, by the numpy route
+    (:func:`sparseconv._certificates.circulant_uppers`: :func:`spectral_norm`'s own
+    ``bounds["circulant"]``)."""
+    held = _values(weight)
+    uppers = circulant_uppers(held, one_frequency(periodic), Rounding.of(held, periodic.groups))
+    *xi, group = np.unravel_index(int(np.argmax(uppers)), uppers.shape)  # (1x1: frequency 0)
+    return tuple(map(int, xi)), int(group), float(uppers[(*xi, group)])
+
+
+@torch.compiler.disable
+def _times_sqrt(copies: int, value: float) -> float:
+    """An upper bound on ``sqrt(copies) * value``: both rounded up."""
+    return up(up(math.sqrt(copies), 2) * value, 2)
 
 
 def _top_by_torch(weight: torch.Tensor, periodic: ConvGeometry,
@@ -455,15 +487,13 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     # bounds["circulant"]: Gram matrices and a Cholesky test above a Lanczos estimate, 4x faster
     # than torch's eigenvalues of every frequency's Gram matrix), then the one frequency and
     # group that attains it rebuilt in torch for autograd
-    held = _values(w.detach().cpu())  # (scaled: the exponent is undone below)
-    uppers = circulant_uppers(held, one_frequency(periodic), Rounding.of(held, periodic.groups))
-    *xi, group = np.unravel_index(int(np.argmax(uppers)), uppers.shape)  # (1x1: frequency 0)
+    # (scaled: the exponent is undone below)
+    xi, group, certified = _numpy_upper(w.detach().cpu(), periodic)
     h = _symbol(w, periodic, "the symbol of spectral_norm_upper", np.array([xi]))
     sigma = torch.linalg.svdvals(h[0, group])[0]
-    bound = _at_least(sigma, float(uppers[(*xi, group)]))
+    bound = _at_least(sigma, certified)
     if copies > 1:  # times ||P|| = sqrt(copies), both rounded up
-        bound = _at_least(bound * math.sqrt(copies),
-                          up(up(math.sqrt(copies), 2) * float(bound.detach()), 2))
+        bound = _at_least(bound * math.sqrt(copies), _times_sqrt(copies, float(bound.detach())))
     return _upward_times_power_of_two(bound, exponent)
 
 
