@@ -1,11 +1,12 @@
 """The singular value decomposition of a periodic layer, as an object.
 
-A periodic layer (circular padding of total ``dilation*(k-1)`` per axis, input sizes divisible
-by the stride) is ``A = F_out^H  blockdiag_xi(H(xi))  F_in P``: ``P`` splits the input into its
-``prod(stride)`` polyphase components, ``F`` is the unitary DFT over the ``n/stride`` grid and
-``H(xi)`` the symbol (:mod:`sparseconv._symbol`), one ``C_out x C_in*prod(stride)`` matrix per
-frequency, block diagonal over the groups. An SVD ``H(xi) = U_xi S_xi V_xi^H`` per frequency and
-group is therefore an SVD of ``A`` (Sedghi, Gupta & Long, ICLR 2019):
+A periodic layer (circular padding, input sizes divisible by the stride, ``n / stride`` outputs
+per axis: a total padding from ``dilation*(k-1) - stride + 1`` to ``dilation*(k-1)``) is ``A =
+F_out^H blockdiag_xi(H(xi)) F_in P``: ``P`` splits the input into its ``prod(stride)`` polyphase
+components, ``F`` is the unitary DFT over the ``n/stride`` grid and ``H(xi)`` the symbol
+(:mod:`sparseconv._symbol`), one ``C_out x C_in*prod(stride)`` matrix per frequency, block
+diagonal over the groups. An SVD ``H(xi) = U_xi S_xi V_xi^H`` per frequency and group is
+therefore an SVD of ``A`` (Sedghi, Gupta & Long, ICLR 2019):
 
     A = (F_out^H U) diag(S) (V^H F_in P),
 

@@ -5,8 +5,9 @@ Every function describes the layer :func:`sparseconv.conv_matrix` builds from th
 arguments, with its defaults (``padding=0``, ``padding_mode="zeros"``), as
 :func:`sparseconv.spectral_norm` does. Two routes:
 
-* **FFT**, exact and fast, for periodic layers (circular padding of total ``dilation*(k-1)`` per
-  axis: ``padding_mode="circular", padding="same"``, or ``padding=None`` at any stride): the
+* **FFT**, exact and fast, for periodic layers (circular padding, ``n / stride`` outputs per
+  axis: a total padding ``dilation*(k-1)``, as ``padding_mode="circular", padding="same"``, or
+  ``padding=None`` at any stride, or down to ``stride - 1`` less): the
   spectrum is that of the symbol (:mod:`sparseconv._symbol`), one small matrix per frequency.
   Per frequency the singular values come from the eigenvalues of the smaller Gram matrix where
   that is as accurate as an SVD (condition at most ``_GRAM_CONDITION``), else from an SVD.

@@ -361,14 +361,28 @@ def _periodic_geometry(weight, input_size, stride, padding, dilation, groups) ->
 
 
 def not_periodic(geom: ConvGeometry) -> str | None:
-    """Why the layer is not a circular convolution of the whole input, or None if it is."""
+    """Why the layer is not a circular convolution of the whole input, or None if it is.
+
+    Periodic: circular padding, every input size ``n`` divisible by its stride ``s``, and
+    ``n / s`` outputs on every axis. Output ``o`` then reads ``(o s + t d - pad) mod n``, every
+    stride phase once: the circular convolution by polyphase, its input shifted by the
+    padding's low side (a unitary relabelling). The total padding ``P`` is then from
+    ``d (k - 1) - s + 1`` to ``d (k - 1)`` (a new user's trial: a 4x4 stride-2 layer with
+    circular padding 1, the periodic layer itself, got a bound twice its norm).
+    """
     for a in geom.axes:
         if a.size % a.stride:
             return (f"every input size divisible by its stride, got input size "
                     f"{geom.input_size} and stride {geom.stride}")
-        if a.pad[0] + a.pad[1] != a.dilation * (a.kernel_size - 1):
-            return (f"a periodic layer: total padding dilation*(kernel_size-1) = "
-                    f"{a.dilation * (a.kernel_size - 1)} per axis, got padding {geom.padding}")
+    for d, a in enumerate(geom.axes):
+        if a.output_size != a.size // a.stride:
+            most = a.dilation * (a.kernel_size - 1)
+            least = max(0, most - a.stride + 1)
+            needs = f"{most}" if least == most else f"from {least} to {most}"
+            return (f"a periodic layer: input_size/stride outputs on every axis, a total "
+                    f"padding of dilation*(kernel_size-1) - stride + 1 to "
+                    f"dilation*(kernel_size-1); axis {d} needs {needs}, got padding "
+                    f"{geom.padding}")
     if geom.padding_mode != "circular":
         return f"padding_mode='circular', got {geom.padding_mode!r}"
     return None

@@ -20,6 +20,7 @@ from sparseconv import (
     conv_matrix,
     set_memory_limit,
     singular_values,
+    spectral_norm,
     symbol,
 )
 from sparseconv.testing import dottest
@@ -356,6 +357,54 @@ def test_scaled_weights_scale_the_values_only():
         assert np.allclose(svd.S, base.S * scale, rtol=1e-14, atol=0)
         assert np.allclose(svd.U @ np.eye(16), base.U @ np.eye(16), atol=1e-14)
         assert np.allclose(svd.solve(np.ones(16)) * scale, base.solve(np.ones(16)), rtol=1e-12)
+
+
+def random_strided_periodic_layer(rng):
+    """A circular layer of ``n / s`` outputs per axis whose total padding is any from
+    ``d (k - 1) - s + 1`` to ``d (k - 1)``, split at random: periodic, its input shifted."""
+    while True:
+        ndim, groups = int(rng.integers(1, 3)), int(rng.choice([1, 2]))
+        c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+        kernel = tuple(int(k) for k in rng.integers(2, 5, ndim))
+        dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+        stride = tuple(int(s) for s in rng.integers(2, 4, ndim))
+        size = tuple(int(s * rng.integers(2, 5)) for s in stride)
+        pads = []
+        for k, d, s in zip(kernel, dilation, stride):
+            total = int(rng.integers(max(0, d * (k - 1) - s + 1), d * (k - 1) + 1))
+            low = int(rng.integers(0, total + 1))
+            pads.append((low, total - low))
+        if all(max(pad) <= n for pad, n in zip(pads, size)):  # PyTorch's circular limit
+            break
+    w = rng.standard_normal((c_out, c_in // groups, *kernel))
+    return w, (c_in, *size), dict(stride=stride, dilation=dilation, groups=groups,
+                                  padding=tuple(pads), padding_mode="circular")
+
+
+def test_a_strided_layer_of_n_over_s_outputs_is_periodic_whatever_its_padding():
+    """(A new user's trial: a 4x4 stride-2 layer with circular padding 1, the periodic layer
+    itself, was refused by circular_svd and bounded at twice its norm.) Every consumer of a
+    periodic layer takes it: the factors, singular values, norm and projection are the dense
+    ones of ``conv_matrix`` with its own padding."""
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        w, shape, options = random_strided_periodic_layer(rng)
+        A = conv_matrix(w, shape, **options).toarray()
+        U, S, Vh = np.linalg.svd(A, full_matrices=False)
+        layer = (w.shape, shape, options)
+        svd = circular_svd(w, shape, **options)
+        u, s, vh = svd.dense_factors()
+        assert np.abs(u @ np.diag(s) @ vh - A).max() <= 1e-12 * S[0], layer
+        assert np.abs(singular_values(w, shape, **options) - S).max() <= 1e-12 * S[0], layer
+        result = spectral_norm(w, shape, **options)
+        assert result.method == "fft" and result.lower <= S[0] <= result.upper, layer
+        assert result.upper - result.lower <= 1e-10 * S[0], layer  # (the rounding allowance)
+        full = clip_singular_values(w, shape, max=0.6 * S[0], **options)
+        n = shape[1:]
+        B = conv_matrix(full, shape, stride=options["stride"], groups=options["groups"],
+                        padding=periodic_pads(n, (1,) * len(n)),
+                        padding_mode="circular").toarray()
+        assert np.abs(B - (U * np.minimum(S, 0.6 * S[0])) @ Vh).max() <= 1e-12 * S[0], layer
 
 
 def test_non_periodic_layers_and_bad_arguments_are_refused_by_name():

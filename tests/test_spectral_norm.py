@@ -691,7 +691,10 @@ def test_method_exact_takes_the_exact_routes_and_refuses_other_paddings(memory_l
     with pytest.raises(ValueError, match="method='exact' needs zero, reflect or replicate "
                        "padding, a periodic layer, a 1x1 kernel or a layer small enough for a "
                        "dense SVD, got padding_mode='circular' on a layer that is none of "
-                       "these; periodic needs a periodic layer: total padding"):
+                       "these; periodic needs a periodic layer: input_size/stride outputs on "
+                       r"every axis, a total padding of dilation\*\(kernel_size-1\) - stride \+ 1 "
+                       r"to dilation\*\(kernel_size-1\); axis 0 needs 2, got padding "
+                       r"\(\(2, 2\), \(2, 2\)\)"):
         spectral_norm(w, (3, 64, 64), padding=2, padding_mode="circular", method="exact")
     memory_limit(50_000_000)  # the whole Gram of 64 channels on 24x24 (1.9 GB) does not fit
     with pytest.raises(sc.MatrixTooLargeError, match="method='exact'"):

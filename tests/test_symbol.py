@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sparseconv import frequency_map, singular_values, spectral_norm, symbol, toeplitz_norm
 
@@ -93,3 +94,16 @@ def test_stored_count_is_the_number_of_frequencies_the_spectra_work_on():
         assert stored_count(grid, real=True) == len(pairs) == len(Frequencies.of(grid, True)
                                                                   .stored), grid
         assert counts.sum() == np.prod(grid) == stored_count(grid, real=False), grid
+
+
+def test_a_layer_that_is_not_periodic_is_told_the_padding_of_its_failing_axis():
+    """(An audit: the message quoted the first failing axis's total padding "per axis": a 3x3
+    kernel of dilation (1, 2) needs 2 on axis 0 and 4 on axis 1.)"""
+    w = np.ones((1, 1, 3, 3))
+    for padding, axis, needs in (((1, 1), 1, "4"), ((0, 2), 0, "2")):
+        with pytest.raises(ValueError, match=rf"axis {axis} needs {needs}, got padding"):
+            spectral_norm(w, (1, 8, 8), padding=padding, dilation=(1, 2),
+                             padding_mode="circular", method="fft")
+    with pytest.raises(ValueError, match=r"axis 0 needs from 2 to 3, got padding"):
+        spectral_norm(np.ones((1, 1, 4)), (1, 8), stride=2, padding=0,
+                         padding_mode="circular", method="fft")

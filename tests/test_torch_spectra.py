@@ -482,3 +482,16 @@ def test_compiled_bounds_are_the_eager_bounds():
         dense = sc.conv_matrix(weight.numpy(), (3, 8, 8), **(options or dict(
             padding=1, padding_mode="circular"))).toarray()
         assert compiled.item() >= np.linalg.norm(dense, 2) * (1 - 1e-13 * (options is None))
+
+
+def test_a_strided_circular_layer_of_n_over_s_outputs_is_bounded_by_its_norm():
+    """(A new user's trial: ``Conv2d(3, 4, 4, stride=2, padding=1, padding_mode="circular")``
+    on 12x12, the periodic layer itself, was bounded by sqrt(copies) times the unpadded
+    layer: 1.95 for a norm of 0.99.) Its bound is its norm, to the rounding allowance."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 4, 4, stride=2, padding=1, padding_mode="circular").double()
+    dense = np.linalg.norm(sct.matrix(conv, (3, 12, 12)).toarray(), 2)
+    bound = sct.spectral_norm_upper(conv.weight, (12, 12), stride=2, padding=1,
+                                    padding_mode="circular")
+    assert dense <= bound.item() <= dense * (1 + 1e-10)
+    assert sct.lipschitz_bounds(nn.Sequential(conv), (3, 12, 12))()["0"].item() == bound.item()
