@@ -679,19 +679,38 @@ class ConvGeometry:
         return per_channel * self.out_channels * (self.in_channels // self.groups)
 
 
-def copies_of(geom: ConvGeometry) -> int:
-    """The most padded positions that copy one input entry (1 for zero padding).
+#: :func:`copies_of` counts the read positions of an axis when its outputs times its taps are
+#: at most this many (an O(output * kernel) map), else it takes the closed form.
+COPIES_COUNTED = 2**22
 
-    In closed form per axis, never from the padded map (its size is the padding's): a
-    circular axis of padded length ``L`` copies each entry at most ``ceil(L/n)`` times; a
-    replicated edge is copied ``pad + 1`` times; a reflected entry at most 3 times (PyTorch's
-    reflect padding is less than ``n``: the entry itself and one mirror image per side), 3
-    exactly when one entry is mirrored by both sides.
+
+def copies_of(geom: ConvGeometry) -> int:
+    """The most padded positions *that some output reads* copying one input entry (1 for zero
+    padding): ``||D P||^2``, ``P`` the padding and ``D`` the read positions, so that ``A = V D
+    P`` (``V`` the layer without padding on the padded input, which reads nothing else) has
+    ``||A|| <= ||V|| sqrt(copies)``; also at least the outputs that read one entry through one
+    tap (their padded positions are distinct), which the rounding allowances count.
+
+    Per axis (the read positions and the copies are a product over the axes): the distinct
+    positions ``o * stride + t * dilation`` counted through the padding's source map where
+    outputs times taps are at most :data:`COPIES_COUNTED`, else in closed form from every
+    padded position (never from the padded map, whose size is the padding's): a circular
+    axis of padded length ``L`` copies each entry at most ``ceil(L/n)`` times; a replicated
+    edge is copied ``pad + 1`` times; a reflected entry at most 3 times (PyTorch's reflect
+    padding is less than ``n``: the entry itself and one mirror image per side), 3 exactly
+    when one entry is mirrored by both sides. (An audit: a 1x1 stride-2 layer with circular
+    padding 1 reads neither copy twice, and ``sparseconv.torch.spectral_norm_upper`` bounded
+    it at sqrt(2) times its norm, where its docstring promises the closed form.)
     """
     def per_axis(a) -> int:
         lo, hi = a.pad
         if geom.padding_mode == "zeros" or lo + hi == 0:
             return 1
+        if a.output_size * a.kernel_size <= COPIES_COUNTED:
+            read = np.unique(np.add.outer(np.arange(a.output_size, dtype=np.int64) * a.stride,
+                                          np.arange(a.kernel_size, dtype=np.int64)
+                                          * a.dilation))
+            return max(1, int(np.bincount(a.source(read - lo), minlength=1).max()))
         if geom.padding_mode == "circular":
             return -(-a.padded_size // a.size)
         if geom.padding_mode == "replicate":

@@ -3,6 +3,7 @@ mode and scale; a contradiction between bounds is raised, never clamped."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import sys
@@ -472,21 +473,41 @@ def test_non_finite_weights_are_refused():
 
 
 @pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
-def test_padding_copies_in_closed_form_match_np_pad(mode):
-    """||P||^2 of the padding is the most copies of one entry; numpy's np.pad is the oracle."""
+def test_padding_copies_count_the_read_positions_as_np_pad_copies_them(mode, monkeypatch):
+    """||D P||^2: the most padded positions that some output reads (``o*stride +
+    t*dilation``) copying one entry; numpy's np.pad is the oracle. (An audit: a 1x1 stride-2
+    layer reads neither circular copy twice, and its bound was sqrt(2) times too high.) The
+    closed form, for axes too long to count, is np.pad's count over every padded position,
+    which a 1x1 kernel at stride 1 reads, and is never below the read count."""
+    from sparseconv import _geometry
     from sparseconv._spectral_norm import copies_of
 
     numpy_mode = {"zeros": "constant", "circular": "wrap", "reflect": "reflect",
                   "replicate": "edge"}[mode]
     for n in range(1, 8):
         limit = {"reflect": n - 1, "circular": n}.get(mode, 9)
-        for lo in range(limit + 1):
-            for hi in range(limit + 1):
-                geom = sc.ConvGeometry.from_weight((1, 1, 1), (1, n), padding=((lo, hi),),
+        for lo, hi in itertools.product(range(limit + 1), repeat=2):
+            padded = np.pad(np.arange(1, n + 1), (lo, hi), mode=numpy_mode)
+            for k, stride, dilation in ((1, 1, 1), (1, 2, 1), (2, 2, 1), (3, 2, 2), (2, 3, 1),
+                                        (3, 1, 1)):
+                if lo + hi + n < dilation * (k - 1) + 1:
+                    continue
+                geom = sc.ConvGeometry.from_weight((1, 1, k), (1, n), stride=stride,
+                                                   dilation=dilation, padding=((lo, hi),),
                                                    padding_mode=mode)
-                padded = np.pad(np.arange(1, n + 1), (lo, hi), mode=numpy_mode)
-                truth = int(np.bincount(padded[padded > 0]).max())
-                assert copies_of(geom) == truth, (mode, n, lo, hi)
+                out = geom.output_size[0]
+                read = padded[np.unique(np.add.outer(np.arange(out) * stride,
+                                                     np.arange(k) * dilation))]
+                truth = int(np.bincount(read[read > 0], minlength=2).max()) or 1
+                layer = (mode, n, lo, hi, k, stride, dilation)
+                assert copies_of(geom) == truth, layer
+                with monkeypatch.context() as patch:
+                    patch.setattr(_geometry, "COPIES_COUNTED", 0)
+                    closed = copies_of(geom)
+                assert closed >= truth, layer
+                if (k, stride) == (1, 1):
+                    assert closed == int(np.bincount(padded[padded > 0], minlength=2).max()
+                                         or 1), layer
 
 
 def test_sections_that_do_not_fit_are_skipped_not_refused_late(memory_limit):

@@ -495,3 +495,25 @@ def test_a_strided_circular_layer_of_n_over_s_outputs_is_bounded_by_its_norm():
                                     padding_mode="circular")
     assert dense <= bound.item() <= dense * (1 + 1e-10)
     assert sct.lipschitz_bounds(nn.Sequential(conv), (3, 12, 12))()["0"].item() == bound.item()
+
+
+@pytest.mark.parametrize("mode", ["circular", "reflect", "replicate"])
+def test_a_1x1_layer_of_a_padding_that_copies_is_bounded_by_its_closed_form(mode):
+    """(An audit: ``spectral_norm_upper`` of a 1x1 stride-2 layer with circular padding 1 on
+    23 positions was sqrt(2) times its norm, of one with replicate padding (2, 1, 2) and
+    stride (2, 2, 1) sqrt(3) times, where the docstring promises the closed form
+    ``bounds["1x1"]``: the copies of an edge that no output reads counted.) The bound is
+    the closed form to a few units in the last place, on random such layers."""
+    rng = np.random.default_rng(21)
+    for case in range(12):
+        ndim = 1 + case % 3
+        w, c_in, stride, groups, size = random_pointwise_layer(rng, ndim)
+        padding = tuple(int(p) for p in rng.integers(1, 3, ndim))
+        # (PyTorch's limits: reflect padding below the size, circular at most the size)
+        size = tuple(max(n, p + (mode == "reflect")) for n, p in zip(size, padding))
+        options = dict(stride=stride, groups=groups, padding=padding, padding_mode=mode)
+        closed = sc.spectral_norm(w, (c_in, *size), **options)
+        assert closed.method == "1x1"
+        bound = sct.spectral_norm_upper(torch.from_numpy(w), size, **options).item()
+        dense = np.linalg.norm(sc.conv_matrix(w, (c_in, *size), **options).toarray(), 2)
+        assert dense <= bound <= closed.upper * (1 + 1e-13), (case, w.shape, size, options)
