@@ -501,13 +501,39 @@ def _below(gram: SectionGram, mu: float) -> bool:
 DENSE_EIGH = 64
 
 
-#: A whole layer of one spatial axis (its one section) whose banded eigensolver costs at most
-#: this many ``rows^2 * bandwidth`` (its reduction, the orthogonal factor updated) gets its top
-#: eigenpair from LAPACK's banded solver: its top eigenvalues lie ``1/n^2`` apart, and ARPACK
-#: took 43,000 iterations (27 s) on an audit's 1849-position layer that the banded solver does
-#: in milliseconds. (Not for the sections of a layer in 2-D or 3-D, many blocks whose ARPACK
-#: converges in tens of products.)
-BANDED_EIGH = 2**32
+#: A whole layer of one spatial axis (its one section) whose band costs at most this many
+#: ``rows^2 * bandwidth`` to reduce to tridiagonal form gets its top eigenvalue from LAPACK's
+#: banded eigensolver (values only, about 4 ns each on the Zen 4 of 2026-12-04: 0.02 s for 1852
+#: rows of bandwidth 4, 1.1 s for 4096 of 16) and its eigenvector by inverse iteration on the
+#: band's Cholesky factor: its top eigenvalues lie ``1/n^2`` apart, and ARPACK took 43,000
+#: iterations (27 s) on an audit's 1849-position layer. (Its eigenvectors too would cost far
+#: more: 0.76 s and 22 s on those two. Not for the sections of a layer in 2-D or 3-D, many
+#: blocks whose ARPACK converges in tens of products.)
+BANDED_EIGH = 2**26
+
+
+def _banded_eigenpair(gram: SectionGram) -> tuple[float, np.ndarray] | None:
+    """The top eigenpair of ``gram`` by LAPACK's banded solver and inverse iteration (see
+    :data:`BANDED_EIGH`): the eigenvector's Rayleigh quotient (a Ritz value) and the vector,
+    or ``None`` where no shift just above the eigenvalue factorizes."""
+    low = scipy.linalg.eig_banded(gram.band(0.0), lower=True, eigvals_only=True, select="i",
+                                  select_range=(0, 0), check_finite=False)[0]  # of -G
+    top = -float(low)
+    for lift in (1e-12, 1e-9, 1e-6):  # mu I - G positive definite just above the top
+        mu = top + lift * abs(top) + 1e-300
+        try:
+            factor = scipy.linalg.cholesky_banded(gram.band(mu), lower=True, overwrite_ab=True,
+                                                  check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+        if not np.isfinite(factor[0]).all():  # (a NaN pivot passes ?pbtrf with info = 0)
+            continue
+        x = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
+        for _ in range(3):  # converges at (mu - lambda_1) / (mu - lambda_2): a few steps
+            x = scipy.linalg.cho_solve_banded((factor, True), x, check_finite=False)
+            x /= np.linalg.norm(x)
+        return float(np.vdot(x, gram.matvec(x)).real), x
+    return None
 
 
 def _top_eigenpair(gram: SectionGram, tol: float = 1e-10, v0: np.ndarray | None = None,
@@ -516,20 +542,19 @@ def _top_eigenpair(gram: SectionGram, tol: float = 1e-10, v0: np.ndarray | None 
     small GEMMs: on one BLAS thread, which a team of threads only slows down, and collapses
     when the cores are shared), to ARPACK's ``tol``, from ``v0`` if given. The value is a
     Ritz value, at most the top eigenvalue (up to rounding) whatever ``tol``. ``whole``: the
-    section is a whole layer of one spatial axis, whose eigenpair LAPACK's banded solver
-    computes directly where that costs at most :data:`BANDED_EIGH` and fits the memory
-    limit (its band, a copy, and the eigenvector's orthogonal factor of ``rows^2`` entries)."""
+    section is a whole layer of one spatial axis, whose eigenpair comes from its band
+    (:func:`_banded_eigenpair`) where that costs at most :data:`BANDED_EIGH` and its band,
+    a copy and a factor fit the memory limit."""
     if gram.shape[0] <= DENSE_EIGH:
         lam, vec = np.linalg.eigh(gram.toarray())
         return float(lam[-1]), vec[:, -1]
     rows, itemsize = gram.shape[0], np.dtype(gram.dtype).itemsize
     width = gram.depth * gram.channels
     if whole and rows * rows * width <= BANDED_EIGH and fits(
-            (2 * rows * width + rows * rows) * itemsize + gram.band_bytes()):
-        # -G's lowest eigenpair, from its lower band (a working array: eig_banded copies it)
-        lam, vec = scipy.linalg.eig_banded(gram.band(0.0), lower=True, select="i",
-                                           select_range=(0, 0), check_finite=False)
-        return float(-lam[0]), vec[:, 0]
+            3 * rows * width * itemsize + gram.band_bytes()):
+        found = _banded_eigenpair(gram)
+        if found is not None:
+            return found
     if v0 is None:  # a fixed random start has a component along every eigenvector (ones may not)
         v0 = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
     op = spla.LinearOperator(gram.shape, matvec=gram.matvec, dtype=gram.dtype)
