@@ -375,6 +375,17 @@ class SectionGram:
         work[:, 0] += mu
         return work.T
 
+    def band_factor(self, mu: float) -> np.ndarray | None:
+        """The lower Cholesky factor of ``mu I - T^H T`` in LAPACK's band storage, computed in
+        :meth:`band`'s working array, or ``None`` where the factorization fails (a NaN pivot,
+        which ``?pbtrf`` passes with ``info = 0``, counts as failing)."""
+        try:
+            factor = scipy.linalg.cholesky_banded(self.band(mu), lower=True, overwrite_ab=True,
+                                                  check_finite=False)
+        except scipy.linalg.LinAlgError:
+            return None
+        return factor if np.isfinite(factor[0]).all() else None
+
     def block_rows(self) -> BlockRows:
         """``mu I - T^H T`` by block rows of :attr:`row` positions (built once)."""
         if self._rows is None:
@@ -489,12 +500,7 @@ def _below(gram: SectionGram, mu: float) -> bool:
     has them (:attr:`SectionGram.row`), else in its band storage."""
     if gram.row is not None:
         return gram.block_rows().below(mu)
-    try:
-        factor = scipy.linalg.cholesky_banded(gram.band(mu), overwrite_ab=True, lower=True,
-                                              check_finite=False)
-    except scipy.linalg.LinAlgError:
-        return False
-    return bool(np.isfinite(factor[0]).all())  # a NaN pivot passes ?pbtrf with info = 0
+    return gram.band_factor(mu) is not None
 
 
 #: Section Gram matrices of at most this many rows get their eigenpair from a dense ``eigh``.
@@ -520,13 +526,8 @@ def _banded_eigenpair(gram: SectionGram) -> tuple[float, np.ndarray] | None:
                                   select_range=(0, 0), check_finite=False)[0]  # of -G
     top = -float(low)
     for lift in (1e-12, 1e-9, 1e-6):  # mu I - G positive definite just above the top
-        mu = top + lift * abs(top) + 1e-300
-        try:
-            factor = scipy.linalg.cholesky_banded(gram.band(mu), lower=True, overwrite_ab=True,
-                                                  check_finite=False)
-        except np.linalg.LinAlgError:
-            continue
-        if not np.isfinite(factor[0]).all():  # (a NaN pivot passes ?pbtrf with info = 0)
+        factor = gram.band_factor(top + lift * abs(top) + 1e-300)
+        if factor is None:
             continue
         x = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
         for _ in range(3):  # converges at (mu - lambda_1) / (mu - lambda_2): a few steps

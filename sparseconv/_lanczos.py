@@ -337,13 +337,8 @@ def banded_lower_bound(op, weight: np.ndarray, geom: ConvGeometry, upper: float,
     ceiling = up(upper * upper, 1)
     try:
         for lift in (1e-10, 1e-6):  # mu just above the ceiling; higher if that factor fails
-            try:
-                factor = scipy.linalg.cholesky_banded(gram.band(ceiling * (1 + lift)),
-                                                      lower=True, overwrite_ab=True,
-                                                      check_finite=False)
-            except np.linalg.LinAlgError:
-                continue
-            if np.isfinite(factor[0]).all():  # (a NaN pivot passes ?pbtrf with info = 0)
+            factor = gram.band_factor(ceiling * (1 + lift))
+            if factor is not None:
                 break
         else:  # pragma: no cover - mu above lambda_max makes mu I - G positive definite
             return None

@@ -199,8 +199,8 @@ def _numpy_top(weight: torch.Tensor, periodic: ConvGeometry) -> tuple[tuple[int,
     value, by the numpy route (:func:`sparseconv._certificates.circulant_tops`)."""
     held, exponent = _scaled_copy(weight)
     tops = circulant_tops(held, one_frequency(periodic), Rounding.of(held, periodic.groups))[0]
-    *xi, group = np.unravel_index(int(np.argmax(tops)), tops.shape)  # (1x1: frequency 0)
-    return tuple(map(int, xi)), int(group), math.ldexp(float(tops[(*xi, group)]), exponent)
+    xi, group, top = _attained(tops)
+    return xi, group, math.ldexp(top, exponent)
 
 
 @torch.compiler.disable
@@ -211,9 +211,15 @@ def _numpy_upper(weight: torch.Tensor, periodic: ConvGeometry) -> tuple[tuple[in
     (:func:`sparseconv._certificates.circulant_uppers`: :func:`spectral_norm`'s own
     ``bounds["circulant"]``)."""
     held = _values(weight)
-    uppers = circulant_uppers(held, one_frequency(periodic), Rounding.of(held, periodic.groups))
-    *xi, group = np.unravel_index(int(np.argmax(uppers)), uppers.shape)  # (1x1: frequency 0)
-    return tuple(map(int, xi)), int(group), float(uppers[(*xi, group)])
+    return _attained(circulant_uppers(held, one_frequency(periodic),
+                                      Rounding.of(held, periodic.groups)))
+
+
+def _attained(values: np.ndarray) -> tuple[tuple[int, ...], int, float]:
+    """The frequency and group of the largest of per-frequency ``values`` ``(*grid, groups)``,
+    and that value (a 1x1 layer's one frequency: its grid is one point)."""
+    *xi, group = np.unravel_index(int(np.argmax(values)), values.shape)
+    return tuple(map(int, xi)), int(group), float(values[(*xi, group)])
 
 
 @torch.compiler.disable
