@@ -13,15 +13,18 @@ bounded basis.
 
 A large layer searches in single precision when the caller passes the operator in it: its
 products and the basis' reads take half the time, for about the same number of steps. The
-search runs to half of ``tol``, or of :data:`SINGLE_REACH` when ``tol`` is tighter; its
-vector is checked in double precision (its quotient against the proved ceiling, and its
-residual if the search met ``tol`` or better), and if that check fails the double-precision
-iteration goes on from it (the single-precision vector stays a candidate). The bound is
-always a double-precision quotient.
+search runs to half of ``tol``, or of :data:`SINGLE_REACH` when ``tol`` is tighter; its top
+:data:`RITZ` Ritz vectors are combined in double precision (Rayleigh-Ritz: the best vector
+of their span, which separates two top eigenvalues closer than single precision's products
+can), and the result is checked there (its quotient against the proved ceiling, and its
+residual if the search met ``tol`` or better). If that check fails the double-precision
+iteration goes on from it (it stays a candidate). The bound is always a double-precision
+quotient.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -112,13 +115,24 @@ SINGLE_FROM = 2**14
 
 #: The tightest ``tol`` the single-precision search aims at (half of it): below, the
 #: double-precision iteration finishes from its vector, in fewer steps than from the
-#: witnesses' start. At the default 1e-7, one core, Lanczos alone: ResNet-18's layer1.0.conv1
-#: 3.0 s -> 1.7 s, layer2.0.conv2 3.8 -> 3.0 s, layer3.0.conv2 1.7 -> 1.4 s, layer4.0.conv2
-#: 1.6 -> 1.1 s; VGG-11's features.1 43 -> 29 s, features.3 38 -> 28 s, features.5 25 -> 16 s,
-#: and features.7 met ``tol`` in 20 s where double precision alone ran out of steps in 18 s.
-#: (Aiming at 5e-7 instead: 7-23% slower on three of those ResNet-18 layers, 3-10% faster on
-#: features.1 and .7; at 1e-5, the double-precision part of features.1 took 193 steps, not 54.)
-SINGLE_REACH = 5e-6
+#: witnesses' start. A single-precision step costs half a double-precision one, and on
+#: layers whose top eigenvalues lie a few 1e-7 apart (VGG-11's) the search only tells them
+#: apart after 150-250 steps, however it is started: so the search goes as far as its
+#: precision lets it (2e-7: half of it, 1e-7, at the default ``tol``), and the double-
+#: precision iteration then needs a few steps from the Rayleigh-Ritz vector of its top
+#: :data:`RITZ` Ritz vectors (VGG-11's features.2: 11 steps after 260, where it took 173
+#: from the top Ritz vector of a search to 2.5e-6). Against that search (5e-6 here until
+#: 2026-12-04),
+#: the lower bound alone, two layers at once on 2026-12-04's Zen 4 (a scratch copy of both
+#: routes): VGG-11's features.1-3 and 5-7 105.4 -> 77.9 s (20.5 -> 15.4, 23.8 -> 15.8, 24.9
+#: -> 19.2, 15.1 -> 13.9, 4.6 -> 5.2, 16.5 -> 8.4 s), ResNet-18's stem and seven 3x3 layers
+#: 20.6 -> 18.0 s (one of them, layer2.1.conv1, 2.4 -> 4.2 s: the longer search found a
+#: quotient 3e-8 above the one the shorter search had stopped at, converged).
+SINGLE_REACH = 2e-7
+
+#: How many of the single-precision search's top Ritz vectors the double-precision check
+#: combines by Rayleigh-Ritz (one product each).
+RITZ = 4
 
 
 def _near_ceiling(theta: float, ceiling: float, tol: float) -> bool:
@@ -148,9 +162,10 @@ def _normal(op: LinearOperator) -> LinearOperator:
 
 
 def _lanczos(gram: LinearOperator, start: np.ndarray, tol: float, maxiter: int,
-             ceiling: float = np.inf) -> tuple[np.ndarray, bool]:
+             ceiling: float = np.inf, count: int = 1) -> tuple[np.ndarray, bool]:
     """Top Ritz vector of ``gram`` (``A^H A``) by thick-restarted Lanczos with full
-    reorthogonalization.
+    reorthogonalization; with ``count > 1``, the top ``count`` Ritz vectors (fewer if the
+    basis is smaller) as rows, the top one last.
 
     The basis ``V`` and the projection ``H = V^H A^H A V`` (from the Gram-Schmidt
     coefficients: tridiagonal, plus an arrowhead after a restart) satisfy ``A^H A V = V H + w
@@ -162,7 +177,7 @@ def _lanczos(gram: LinearOperator, start: np.ndarray, tol: float, maxiter: int,
     A full basis (:func:`_basis_size`) keeps its top half of Ritz vectors and goes on from
     ``w`` (Wu and Simon's thick restart). One Gram-Schmidt pass against the basis, a second
     one only when the first removed most of the vector (Daniel, Gragg, Kaufman & Stewart's
-    criterion). Returns the vector and whether
+    criterion). Returns the vector(s) and whether
     ``tol`` was met.
     """
     n = gram.shape[1]
@@ -194,11 +209,12 @@ def _lanczos(gram: LinearOperator, start: np.ndarray, tol: float, maxiter: int,
         ritz, steps = vectors[:, -1], steps + 1
         history.append(values[-1])
         settled = len(history) > 10 and history[-1] - history[-11] <= tol * history[-1]
-        if norm <= 1e-14 * abs(values[-1]) or _near_ceiling(values[-1], ceiling, tol) or (
-                settled and _converged(values, norm * abs(ritz[-1]), tol)):
-            return basis[:m].T @ ritz, True
-        if steps >= maxiter:
-            return basis[:m].T @ ritz, False
+        met = bool(norm <= 1e-14 * abs(values[-1]) or _near_ceiling(values[-1], ceiling, tol)
+                   or (settled and _converged(values, norm * abs(ritz[-1]), tol)))
+        if met or steps >= maxiter:
+            if count == 1:
+                return basis[:m].T @ ritz, met
+            return (basis[:m].T @ vectors[:, -min(count, m):]).T, met
         if m == size:  # thick restart: the top Ritz vectors, then w
             top = vectors[:, -keep:]
             basis[:keep] = top.T @ basis[:m]
@@ -261,6 +277,8 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
         made = None if gram is None else gram(a.dtype, outputs)
         return _normal(a) if made is None else made
 
+    exact = functools.cache(lambda: normal(op))  # made once, if needed
+
     v0 = start.real if op.dtype.kind != "c" else start
     # a fixed random part reaches every eigenvector: a symmetric layer's witness can be
     # orthogonal to the top one, and Lanczos then converges, honestly, to a lower eigenvalue
@@ -283,14 +301,14 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
             # ceiling can confirm it
             aim = max(tol, SINGLE_REACH) / 2
             found, claimed = _lanczos(normal(fast), v0.astype(fast.dtype), aim,
-                                      min(maxiter, cols), ceiling)
-            begin = found.astype(op.dtype)
+                                      min(maxiter, cols), ceiling, count=RITZ)
+            begin = _rayleigh_ritz(exact(), found.astype(op.dtype))
             candidates.append(begin)
             # by its residual only if it met tol or better (one out of steps may still have
             # been moving; one that met a looser aim settled only at that level)
             converged = _confirmed(op, begin, tol, ceiling, by_residual=claimed and aim <= tol)
         if not converged:  # in double precision, from the vector found if there is one
-            vector, converged = _lanczos(normal(op), begin, tol, min(maxiter, cols), ceiling)
+            vector, converged = _lanczos(exact(), begin, tol, min(maxiter, cols), ceiling)
             candidates.append(vector)
     size = max(rows, cols)
     norms = [(float(np.linalg.norm(op.matvec(u))), float(np.linalg.norm(u))) for u in candidates]
@@ -299,6 +317,16 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     # the rounding allowance alone can exceed tol (taps that cancel: a norm far below that of
     # |A|, which the allowance scales with): the bound is then not within tol of the quotient
     return best, bool(converged and best >= (1 - tol) * most)
+
+
+def _rayleigh_ritz(gram: LinearOperator, rows: np.ndarray) -> np.ndarray:
+    """The top Ritz vector of ``gram`` on the span of ``rows`` (one product per row): the
+    vector of that span with the largest quotient, whichever of them it mostly lies on."""
+    basis = np.linalg.qr(np.atleast_2d(rows).T)[0]  # orthonormal columns
+    image = np.column_stack([gram.matvec(column) for column in basis.T])
+    projection = np.conj(basis.T) @ image
+    top = np.linalg.eigh((projection + np.conj(projection.T)) / 2)[1][:, -1]
+    return basis @ top
 
 
 #: The most multiply-adds :func:`banded_lower_bound` spends on its factorization.
