@@ -110,6 +110,7 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
     return layer
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseFormat = "csr",
            dtype: DTypeLike | None = None, layout: Layout = "channels_first",
            blocksize: BlockSize | None = None,
@@ -205,6 +206,7 @@ def _matrix_options(module: nn.Module, format: Any, dtype: Any, layout: Any, blo
             check_blocksize(blocksize, format))
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def operator(module: nn.Module, input_shape: Sequence[int], *,
              dtype: DTypeLike | None = None, layout: Layout = "channels_first",
              output_size: Sequence[int] | None = None) -> spla.LinearOperator:
@@ -234,6 +236,7 @@ def operator(module: nn.Module, input_shape: Sequence[int], *,
     return _hookless_layer(module, input_shape, output_size).operator(dtype, layout)
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def affine(module: nn.Module, input_shape: Sequence[int], *,
            dtype: DTypeLike | None = None, layout: Layout = "channels_first",
            output_size: Sequence[int] | None = None) -> sc.AffineMap:
@@ -261,6 +264,7 @@ def affine(module: nn.Module, input_shape: Sequence[int], *,
                                layer.offset_in(dtype, layout).copy())
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
                   output_size: Sequence[int] | None = None, **kwargs: Any) -> sc.SpectralNorm:
     """The spectral norm of a module's matrix, with a certified interval.
@@ -331,6 +335,7 @@ def _layer_options(layer: _Layer, kwargs: dict) -> dict:
     return kwargs
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def singular_values(module: nn.Module, input_shape: Sequence[int], *,
                     output_size: Sequence[int] | None = None, **kwargs: Any) -> np.ndarray:
     """All singular values of a module's matrix, in decreasing order.
@@ -362,6 +367,7 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
     return np.sort(np.tile(values, layer.repeat))[::-1]
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def symbol(module: nn.Module, input_shape: Sequence[int], *, executor: Any = None,
            progress: Any = None) -> np.ndarray:
     """The per-frequency matrices of a periodic convolution module (:func:`sparseconv.symbol`).

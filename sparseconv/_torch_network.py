@@ -249,6 +249,7 @@ class NetworkOperator:
         return sc.AffineMap._fresh(matrix, self.offset.copy())
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
     """A network whose forward is linear (affine) as one matrix-free operator.
 

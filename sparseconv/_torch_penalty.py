@@ -123,6 +123,7 @@ class LipschitzBounds(Mapping):
         return bounds
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzBounds:
     """The differentiable certified spectral-norm bound of each weighted layer of a network.
 

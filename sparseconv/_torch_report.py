@@ -948,6 +948,7 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
 _SPECTRAL_NORM_OPTIONS = ("method", "tol", "relative_width", "executor")
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,

@@ -189,6 +189,7 @@ def _record(name: str, module: nn.Module, inputs, output) -> TraceRecord:
     return TraceRecord(name, module, _shape(inputs), _shape(output), linear, sample)
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def trace(model: nn.Module, input_shape: Sequence[int], *,
           allow_train: bool = False) -> list[TraceRecord]:
     """Run one forward pass and record every leaf module's call, in call order.

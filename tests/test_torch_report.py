@@ -1217,3 +1217,47 @@ def test_attention_is_traced_and_named_where_it_stops_the_bound():
     # a constant for it is taken, and still no bound: its tuple has no rule (sound)
     given = sct.lipschitz_report(model, (3, 4, 4), lipschitz_constants={"a": 1.0})
     assert given.network_upper is None and given.reason
+
+
+def test_the_numpy_route_runs_by_python_inside_a_compiled_function():
+    """(An audit: inside a function compiled by ``torch.compile``, Dynamo traced the numpy
+    route of ``spectral_norm``, ``singular_values`` and the rest: a 16 -> 16 layer on 24x24
+    crashed in Dynamo, "Expected np.nditer base", and a circular layer's singular values
+    moved by 1.4e-15 -- other roundings under a certificate.) Each non-differentiable
+    function of ``sparseconv.torch`` runs by Python there: the eager results, bit for bit."""
+    in_a_new_interpreter(_numpy_route_inside_a_compiled_function)
+
+
+def _numpy_route_inside_a_compiled_function():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, 3, padding=1, bias=False).double()
+    circular = nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular").double()
+    chain = _networks.randomize(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
+                                              nn.Conv2d(3, 2, 3, stride=2))).eval()
+    x = np.random.default_rng(0).standard_normal(16 * 24 * 24)
+    calls = {  # (the call compiled, then what is compared, outside the compiled function)
+        "spectral_norm": (lambda: sct.spectral_norm(conv, (16, 24, 24)),
+                          lambda r: (r.lower, r.upper, r.value)),
+        "singular_values": (lambda: sct.singular_values(circular, (4, 8, 8)), None),
+        "symbol": (lambda: sct.symbol(circular, (4, 8, 8)), None),
+        "matrix": (lambda: sct.matrix(circular, (4, 8, 8)), lambda m: m.toarray()),
+        "affine": (lambda: sct.affine(circular, (4, 8, 8)), lambda a: a.bias),
+        "operator": (lambda: sct.operator(conv, (16, 24, 24)), lambda op: op.matvec(x)),
+        "network_operator": (lambda: sct.network_operator(circular, (4, 8, 8)),
+                             lambda n: n.operator.matvec(x[:256])),
+        "lipschitz_report": (lambda: sct.lipschitz_report(chain, (2, 9, 9)),
+                             lambda report: [(row["lower"], row["upper"]) for row in report]),
+        "lipschitz_bounds": (lambda: sct.lipschitz_bounds(chain, (2, 9, 9)),
+                             lambda bounds: sorted((k, v.item()) for k, v in bounds().items())),
+        "trace": (lambda: sct.trace(chain, (2, 9, 9)),
+                  lambda records: [(r.name, r.input_shape) for r in records]),
+    }
+    for name, (call, value) in calls.items():
+        value = value or (lambda result: result)
+        torch._dynamo.reset()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (Dynamo's own, on graph breaks)
+            compiled = value(torch.compile(call, backend="eager")())
+        expected = value(call())
+        np.testing.assert_array_equal(np.asarray(compiled, dtype=object),
+                                      np.asarray(expected, dtype=object), err_msg=name)
