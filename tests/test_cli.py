@@ -743,7 +743,7 @@ def test_report_plot_compares_bar_heights_unless_they_span_decades():
     to a 1.09 one: linear from 0 now, log only where the bounds span more than 100x."""
     torch = pytest.importorskip("torch")
     import sparseconv.torch as sct
-    from sparseconv.cli import _report_figure
+    from sparseconv._cli_commands import _report_figure
 
     model = _tiny_model().eval()
     report = sct.lipschitz_report(model, (3, 8, 8))
@@ -765,7 +765,7 @@ def test_report_plot_legend_covers_no_bar():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     import sparseconv.torch as sct
-    from sparseconv.cli import _report_figure
+    from sparseconv._cli_commands import _report_figure
 
     model = _tiny_model().eval()
     fig = _report_figure(sct.lipschitz_report(model, (3, 8, 8)))

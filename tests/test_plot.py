@@ -25,11 +25,12 @@ from sparseconv import (
     ConvGeometry,
     ConvOperator,
     ConvTransposeOperator,
-    cli,
+    _cli_commands,
     conv_matrix,
     plot,
     receptive_field_paths,
 )
+from sparseconv._cli_layer import _Layer
 
 from ._oracles import NP_PAD_MODE, random_layer
 
@@ -253,7 +254,7 @@ def test_cli_top_singular_values_fall_back_to_arpack(monkeypatch):
     with pytest.raises(ValueError, match="spectral_norm"):
         sc.singular_values(w, (2, 9, 9), **layer)
     geometry = ConvGeometry.from_weight(w.shape, (2, 9, 9), **layer)
-    top, how = cli._top_singular_values(cli._Layer(w, (2, 9, 9), layer, geometry), k=5)
+    top, how = _cli_commands._top_singular_values(_Layer(w, (2, 9, 9), layer, geometry), k=5)
     assert "ARPACK" in how
     np.testing.assert_allclose(top, dense[:5], rtol=1e-8)
 

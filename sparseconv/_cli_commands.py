@@ -1,0 +1,411 @@
+"""What each command of the command line does with its layer: ``info``, ``spy``, ``spectrum``
+and ``export`` (:mod:`sparseconv.cli` parses the options and builds the layer), and
+``report`` on a saved PyTorch model."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
+
+import numpy as np
+
+from ._cli_layer import _TRAINING_NOTE, _Layer, _load_model, _model_run_failed, _reason
+from ._files import atomic_path, image_path, output_path
+from ._geometry import AxisGeometry
+from ._memory import check_memory, format_bytes
+from ._spectral_norm import applicable_method
+from ._validation import worker_count
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands.
+# ---------------------------------------------------------------------------------------------
+def _axis_work_bytes(axis: AxisGeometry) -> int:
+    """A bound on the memory of one axis' count and center reads: its segments and the center
+    output's taps, a few int64 per tap, not per output or padded position (a new user's
+    trial found a 10**9-long input refused for 260 GiB it never needed). Not a bound where a
+    circular kernel wraps around its input several times, whose segments cost more (a
+    review: 3.2 GB for a kernel of 2001 on 1250 inputs)."""
+    return 80 * axis.kernel_size
+
+
+def _center_reads(axis: AxisGeometry) -> np.ndarray:
+    """The input positions the center output of ``axis`` reads (``receptive_field_paths``'s
+    default position), sorted and distinct."""
+    taps = axis.tap_index(np.array([axis.output_size // 2]))[0]
+    return np.unique(taps[taps >= 0])
+
+
+def _center_readers(axis: AxisGeometry) -> np.ndarray:
+    """A transposed layer's center output (its convolution's center input) reads the
+    convolution's outputs that read that input: ``o`` with ``o s + t d - lo`` at it."""
+    p, lo = axis.size // 2, axis.pad[0]
+    starts = p + lo - axis.dilation * np.arange(axis.kernel_size)
+    o = starts[starts % axis.stride == 0] // axis.stride
+    return np.unique(o[(o >= 0) & (o < axis.output_size)])
+
+
+def _receptive_field(layer: _Layer) -> str:
+    g = layer.geometry
+    # the gather map is separable: the field is the product of the axes' fields
+    reads = [(_center_readers if layer.transposed else _center_reads)(axis) for axis in g.axes]
+    if min(r.size for r in reads) == 0:
+        return "empty (the center output reads only zero padding)"
+    extent = [int(r[-1] - r[0]) + 1 for r in reads]  # bounding box
+    per_channel = math.prod(r.size for r in reads)
+    channels = (g.out_channels if layer.transposed else g.in_channels) // g.groups
+    return (f"{'x'.join(map(str, extent))} (the center output reads {per_channel} "
+            f"position{'s' if per_channel != 1 else ''} "
+            f"x {channels} channel(s) = {per_channel * channels} inputs)")
+
+
+def _info(layer: _Layer, args) -> None:
+    g = layer.geometry
+    rows, cols = g.shape[::-1] if layer.transposed else g.shape
+    # shapes are O(1); counting walks each axis once, never the product of the axes
+    check_memory(sum(_axis_work_bytes(axis) for axis in g.axes),
+                 "counting the nonzeros and the receptive field of this layer")
+    nnz = g.nnz()
+    item = np.dtype(args.dtype).itemsize
+    # scipy's rule (get_index_dtype), without its int64 conversion, which overflows on a
+    # layer whose counts exceed int64: such a matrix cannot exist, but its sizes can be told
+    index = 4 if max(nnz, *g.shape) <= np.iinfo(np.int32).max else 8
+    memory = {"csr": nnz * (item + index) + (rows + 1) * index,
+              "csc": nnz * (item + index) + (cols + 1) * index,
+              "coo": nnz * (item + 2 * index), "dense": rows * cols * item,
+              "operator (weights)": math.prod(g.weight_shape) * item}
+    input_shape, output_shape = layer.shapes
+    lines = {
+        "layer": layer.describe(),
+        "input shape": input_shape,
+        "output shape": output_shape,
+        "matrix": f"{rows} x {cols}, nnz {nnz} (density {_percent(nnz / (rows * cols))})",
+        "memory": ", ".join(f"{k} {format_bytes(v)}" for k, v in memory.items()),
+        "receptive field": _receptive_field(layer),
+    }
+    for key, value in lines.items():
+        print(f"{key:<16} {value}")
+
+
+def _output(args) -> str:
+    """The file the command will write, checked before any work (see :mod:`._files`)."""
+    if args.command == "export":
+        return output_path(args.output, ".npz")
+    return image_path(args.output, raw=args.command == "spy" and args.raw)
+
+
+def _figure(args, default: tuple[float, float]):
+    """A new figure in the print style (:mod:`sparseconv.plot._figure`), sized by --figsize."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=args.figsize or default, layout="compressed")
+
+
+def _title(text: str, fig) -> str:
+    """``text`` wrapped to the figure's width at 8 pt."""
+    import textwrap
+
+    return textwrap.fill(text, width=max(30, int(fig.get_figwidth() * 15)),
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def _spy(layer: _Layer, args) -> None:
+    import matplotlib
+
+    from . import plot
+    from ._matrices import conv_matrix
+    from .plot._figure import COLUMN_WIDTH, STYLE
+
+    A: Any = layer.geometry
+    if layer.transposed:  # drawn from its geometry as well, no matrix formed
+        from ._matrices import conv_transpose_matrix
+        from ._operators import ConvTransposeOperator
+
+        inputs, kwargs = layer.shapes[0], layer.transposed_kwargs()
+        A = (conv_transpose_matrix(layer.weight, inputs, **kwargs) if args.values else
+             ConvTransposeOperator(layer.weight, inputs, **kwargs))
+    elif args.values:
+        A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    if args.raw:
+        with atomic_path(args.output) as path:
+            plot.save_raster(path, A, geometry=layer.geometry, max_bins=args.max_bins,
+                             values=args.values, zoom=args.zoom, dpi=args.dpi,
+                             format=_format_of(args.output))
+    else:
+        with matplotlib.rc_context(STYLE):
+            fig = _figure(args, (COLUMN_WIDTH, COLUMN_WIDTH))
+            ax = fig.subplots()
+            plot.spy(A, ax, geometry=layer.geometry, blocks=True, max_bins=args.max_bins,
+                     values=args.values, zoom=args.zoom)
+            ax.set_title(_title(layer.describe(), fig))
+            _savefig(fig, args.output, args.dpi)
+    print(f"wrote {args.output}")
+
+
+def _format_of(output: str) -> str:
+    """The format of an output file's name, as :func:`sparseconv._files.image_path` read it:
+    its suffix, or PNG for a name without one (``.png`` itself; ``.pdf`` became ``.pdf.png``,
+    as matplotlib names it)."""
+    return os.path.splitext(os.path.basename(output))[1][1:].lower() or "png"
+
+
+def _savefig(fig, output: str, dpi: float | None = None) -> None:
+    from .plot._figure import save_figure
+
+    try:
+        # the format of the name asked for, not of the temporary file (a new user's trial:
+        # "-o .png" got "Format '0hwijnqc' is not supported")
+        format = _format_of(output)
+        with atomic_path(output) as path:
+            save_figure(fig, path, format, dpi)
+    except RuntimeError as exc:  # a backend's missing tool: pgf without LaTeX
+        raise ValueError(f"cannot write {output}: {exc}") from exc
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage with three significant digits (a new user's trial: a large
+    layer's density printed as 0.000%)."""
+    return f"{100 * fraction:.3g}%"
+
+
+def _outward(value: float, rounding: str, digits: int = 10) -> str:
+    """``value`` to ``digits`` significant digits, rounded outward so an interval stays valid."""
+    exact = Decimal(repr(float(value)))
+    if exact == 0:
+        return "0"
+    return str(exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding))
+
+
+def _top_singular_values(layer: _Layer, k: int = 32,
+                         estimate: bool = True) -> tuple[np.ndarray, str]:
+    """All singular values where an exact method applies, else ARPACK's ``k`` largest, or
+    none if not ``estimate``."""
+    import scipy.sparse.linalg as spla
+
+    from ._operators import ConvOperator
+    from ._spectra import dense_is_affordable, singular_values
+    from ._symbol import is_periodic
+
+    g = layer.geometry
+    if is_periodic(g) or dense_is_affordable(*g.shape):
+        how = "exact, by FFT" if is_periodic(g) else "exact, dense SVD"
+        return singular_values(layer.weight, layer.input_shape, **layer.kwargs), how
+    if not estimate:
+        return np.empty(0), "none computed: --upper"
+    # matrix-free: on 64->64 3x3 on 32x32, 6 s against 98 s on the CSR matrix (its products
+    # are one thread's sparse loops, the operator's BLAS)
+    A = ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
+    k = min(k, min(A.shape) - 1)
+    # ARPACK's Lanczos basis (ncv = max(2k + 1, 20) vectors) and the products' vectors, sized
+    # first (a review: 31 GiB asked of numpy for a 64-channel 1000 x 1000 layer)
+    check_memory(8 * (max(2 * k + 1, 20) + 6) * max(A.shape),
+                 f"ARPACK's workspace for the {k} largest singular values")
+    v0 = np.random.default_rng(0).standard_normal(min(A.shape))
+    top = spla.svds(A, k=k, return_singular_vectors=False, v0=v0)
+    return np.sort(top)[::-1], f"the {k} largest, by ARPACK"
+
+
+def _spectrum(layer: _Layer, args) -> None:
+    import matplotlib
+
+    from . import plot
+    from ._spectra import DENSE_FLOPS
+    from ._spectral_norm import spectral_norm
+    from ._symbol import frequency_map, is_periodic
+    from .plot._figure import COLUMN_WIDTH, STYLE
+
+    g = layer.geometry
+    # --upper promises a fast bound: no ARPACK run for the plot, which on a large layer takes
+    # far longer than the bound (a new user's trial: 64->64 on 64x64 ran out of two minutes)
+    values, how = _top_singular_values(layer, estimate=not args.upper)
+    # --exact where it applies; non-periodic circular padding keeps the default route
+    norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
+                         method="upper" if args.upper else
+                         applicable_method("exact" if args.exact else "auto", g),
+                         tol=args.tol, relative_width=args.relative_width)
+    show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
+                                   < a.size for a in g.axes)
+    # --upper promises speed: the heatmap (an SVD per frequency) only within the dense budget
+    # (a new user's trial: 512 channels on 224x224 ran past five minutes on the map alone)
+    m, n = g.symbol_block
+    skipped = show_map and args.upper and (
+        math.prod(g.output_size) * g.groups * m * n * min(m, n) > DENSE_FLOPS)
+    show_map = show_map and not skipped
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(args, (2 * COLUMN_WIDTH if show_map else COLUMN_WIDTH, 3.0))
+        axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
+        plot.spectrum(values, axes[0], interval=norm)
+        axes[0].set_title(f"singular values ({how})")
+        if show_map:
+            fmap = frequency_map(layer.weight, g.input_size, stride=g.stride,
+                                 dilation=g.dilation, groups=g.groups)
+            plot.frequency_heatmap(fmap, axes[1])
+            # the symbol is the periodic layer's: say so for any other (a circular padding of
+            # another total included)
+            caveat = "" if is_periodic(g) else "\n(of the periodic layer)"
+            axes[1].set_title(f"largest singular value per frequency{caveat}")
+        fig.suptitle(_title(layer.describe(), fig))
+        _savefig(fig, args.output, args.dpi)
+    lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
+    short = ("; the lower bound is one quotient" if norm.method == "upper" else
+             "" if norm.converged else "; the lower bound did not meet --tol")
+    print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
+    width = (norm.upper - norm.lower) / norm.upper if norm.upper > 0 else 0.0
+    if width > 1e-3 and args.relative_width is None and not args.upper:
+        # (a new user's trial: a 44%-wide interval printed as if it were the usual 1e-7)
+        print(f"  the interval is {width:.2g} wide (relative): --relative-width W certifies "
+              "one at most W wide, at more cost", file=sys.stderr)
+    if skipped:
+        print("  (no frequency heatmap with --upper on a layer this large: its SVD per "
+              "frequency costs more than the bound; drop --upper to draw it)", file=sys.stderr)
+    if args.every_size:
+        from ._torus import toeplitz_norm
+
+        every = toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation, groups=g.groups)
+        lower, upper = _outward(every.lower, ROUND_FLOOR), _outward(every.upper, ROUND_CEILING)
+        # it bounds the zero-padded and the periodic layers of the kernel (an unpadded one is
+        # zero-padded by nothing), not a reflect, replicate or other circular padding (those
+        # fold taps onto the input: a larger norm)
+        bounded = (g.padding_mode == "zeros" or is_periodic(g)
+                   or not any(p for a in g.axes for p in a.pad))
+        caveat = "" if bounded else (f"; it bounds the zero-padded and periodic layers only, "
+                                     f"not this {g.padding_mode}-padded one")
+        print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite "
+              f"grid{caveat})")
+    print(f"wrote {args.output}")
+
+
+def _export(layer: _Layer, args) -> None:
+    from ._io import save_layer
+
+    if layer.transposed:
+        A = save_layer(args.output, layer.weight, layer.shapes[0], transposed=True,
+                       format=args.format, layout=args.layout, blocksize=args.blocksize,
+                       compressed=args.compressed, **layer.transposed_kwargs())
+    else:
+        A = save_layer(args.output, layer.weight, layer.input_shape, format=args.format,
+                       layout=args.layout, blocksize=args.blocksize,
+                       compressed=args.compressed, **layer.kwargs)
+    blocks = f" in {A.blocksize[0]}x{A.blocksize[1]} blocks" if args.format == "bsr" else ""
+    print(f"wrote {args.output}: {args.format}{blocks}, {args.layout}, {A.shape[0]} x "
+          f"{A.shape[1]}, nnz {A.nnz}, with the layer's arguments and weight")
+
+
+def _plot_report(report, output: str) -> None:
+    _savefig(_report_figure(report), output)
+
+
+def _report_figure(report) -> Any:
+    """The per-layer bounds as bars (a log scale only where they span more than 100x)."""
+    from decimal import ROUND_CEILING
+
+    from matplotlib.figure import Figure
+
+    from .plot._figure import round_outward
+
+    rows = list(report)
+    fig = Figure(figsize=(max(6.4, 0.3 * len(rows) + 2), 4.4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(rows))
+    ax.bar(x, [row["upper"] for row in rows], color="C0", label="certified upper bound")
+    ax.scatter(x, [row["lower"] for row in rows], color="C1", marker="_", s=120, zorder=3,
+               label="certified lower bound")
+    periodic = [(i, row["circular"]) for i, row in enumerate(rows) if row["circular"] is not None]
+    if periodic:
+        ax.scatter(*zip(*periodic), color="C3", marker=".", zorder=3,
+                   label="circular padding (exact)")
+    ax.set_xticks(x, [row["name"] for row in rows], rotation=90, fontsize=8)
+    ax.set_xlabel("layer (the report's row name)")
+    uppers = [row["upper"] for row in rows if row["upper"] > 0]
+    if uppers and max(uppers) > 100 * min(uppers):  # bars from 0 would hide the small ones
+        ax.set_yscale("log")
+        ax.set_ylabel("spectral norm (log scale)")
+    else:  # bars from 0: their heights compare
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("spectral norm")
+    bound = report.network_upper  # printed rounded up: a bound (a new user's trial: .4g)
+    ax.set_title("per-layer spectral norms" + ("" if bound is None else
+                                               "; network bound "
+                                               f"{round_outward(bound, ROUND_CEILING, 4)}"),
+                 fontsize=9)
+    # above the axes, where no bar reaches (a new user's trial: inside, it covered one);
+    # the README's smallest text: 8 pt
+    fig.legend(loc="outside upper center", ncols=3, fontsize=8, frameon=False)
+    return fig
+
+
+def _report(args, error) -> None:
+    outputs = {"csv": args.csv and output_path(args.csv, ".csv"),
+               "json": args.json and output_path(args.json, ".json"),
+               "plot": args.plot and image_path(args.plot)}  # checked before any work
+    try:
+        import sparseconv.torch as sct
+        from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
+    except ImportError as exc:
+        error(_reason(exc, layer=False))
+    if len(args.input_shape) < 1 or min(args.input_shape) < 1:
+        error(f"--input-shape must be positive integers C[,H,W,...], got "
+              f"{','.join(map(str, args.input_shape))}")
+    try:
+        worker_count(args.workers, "--workers")
+    except ValueError as exc:
+        error(_reason(exc, layer=False))
+    constants: dict[str, float] = {}
+    for given in args.constant:
+        name, equals, value = (part.strip() for part in given.partition("="))
+        try:
+            if not (equals and name) or name in constants:
+                raise ValueError(given)
+            constants[name] = float(value)
+        except ValueError:
+            error(f"--constant must be NAME=L (a module's name or class and a number), once "
+                  f"per name, got {given!r}")
+    model = _load_model(args.model, args.trust_pickle, error)
+    training = any(getattr(module, "training", False) for module in model.modules())
+    model.eval()  # said on the output: never analysed silently in training mode
+    try:
+        report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,
+                                      fold_batchnorm=args.fold_batchnorm,
+                                      progress=not args.quiet and sys.stderr.isatty(),
+                                      method="upper" if args.upper else
+                                      "exact" if args.exact else "auto",
+                                      tol=args.tol, relative_width=args.relative_width,
+                                      workers=args.workers,
+                                      lipschitz_constants=constants or None)
+    except KeyboardInterrupt as interrupt:
+        partial = getattr(interrupt, "report", None)
+        if partial is not None:
+            print(partial)
+        print(f"{args.command_parser.prog}: interrupted"
+              + (f" ({partial.reason})" if partial is not None else ""), file=sys.stderr)
+        sys.exit(130)
+    except (BatchAxisGiven, ForwardFailed) as exc:  # the model's own forward refused it
+        _model_run_failed(exc, "--input-shape", args.input_shape, error)
+    except ValueError as exc:  # (a --constant naming no traced non-linear module, say)
+        error(_reason(exc, layer=False).replace("lipschitz_constants", "--constant"))
+    except RuntimeError as exc:  # a layer's own work, named by lipschitz_report
+        error(_reason(exc, layer=False))
+    if training:  # (notes on stderr: stdout is the report, a new user's trial)
+        print(_TRAINING_NOTE, file=sys.stderr)
+    # the files first: a reader of the table that stops early (| head) loses none of them
+    for key, write in (("csv", report.to_csv), ("json", report.to_json)):
+        if outputs[key]:
+            with atomic_path(outputs[key]) as path:
+                write(path)
+            print(f"wrote {outputs[key]}", file=sys.stderr)
+    if outputs["plot"]:
+        _plot_report(report, outputs["plot"])
+        print(f"wrote {outputs['plot']}", file=sys.stderr)
+    # the library's keywords, as this command line spells them
+    print(re.sub(r"lipschitz_constants=\{'([^']*)': L\}", r"--constant \1=L",
+                 str(report).replace("pass assume_chain=True", "pass --assume-chain")))
+    sys.stdout.flush()  # (a closed pipe raises here, inside main's handler)
+    if "activation of known constant" in report.reason or (
+            "activations of known constant" in report.reason):
+        print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)",
+              file=sys.stderr)
+
