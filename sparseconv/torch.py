@@ -44,7 +44,8 @@ each: ``_torch_layers`` (a module translated into a layer), ``_torch_module`` (o
 matrix, operator, spectra, BatchNorm folding), ``_torch_trace`` (:func:`trace`),
 ``_torch_script`` (TorchScript models), ``_torch_graph`` (a network's torch.fx graph as
 linear ops), ``_torch_network`` (:func:`network_operator`),
-``_torch_report`` (:func:`lipschitz_report`), ``_torch_spectra`` and ``_torch_penalty``
+``_torch_report`` (:func:`lipschitz_report`), ``_torch_chain`` (its network bound),
+``_torch_spectra`` and ``_torch_penalty``
 (:func:`lipschitz_bounds`). They, and this module,
 are the only ones that import torch; ``import sparseconv`` does not.
 """

@@ -1,0 +1,380 @@
+"""The network's bound in a Lipschitz report: the product of the layers' bounds and the
+activations' Lipschitz constants, over a sequential chain (:func:`_chain_break` says why a model
+is not one) or over the model's torch.fx graph (:func:`_over_the_graph`); which activations it
+assumes, and the constants the caller gives (:func:`_given_constants`)."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import sys
+from collections.abc import Mapping
+from fractions import Fraction
+
+import numpy as np
+import torch
+from torch import nn
+
+import sparseconv as sc
+from sparseconv._memory import MatrixTooLargeError
+from sparseconv._pooling import _ceil_extra
+from sparseconv._resampling import _adaptive_axis
+from sparseconv._torch_activations import module_constant
+from sparseconv._torch_graph import MAX_POOL_F, by_keyword, linear_call_layer
+from sparseconv._torch_graph_bound import Factor, function_name, graph_bound, has_rule
+from sparseconv._torch_layers import is_leaf, is_torch_class, is_torch_module, model_hook_reason
+from sparseconv._torch_module import _layer_norm
+from sparseconv._torch_script import CHAIN_KEEPING, _kind, probe_input, script_chain_break
+from sparseconv._torch_trace import TraceRecord
+from sparseconv._validation import int_tuple, real_number
+
+
+def _product_up(factors: list[float]) -> float:
+    """The product of non-negative numbers, rounded up to a float: in exact rational
+    arithmetic, so that no partial product underflows (nine layers of norm 1e-40 multiply to
+    1e-360, which float64 flushes to 0: no upper bound) nor overflows."""
+    if any(f == 0 for f in factors):
+        return 0.0  # a zero layer: the network is constant
+    if any(math.isinf(f) for f in factors):
+        return math.inf
+    return _float_up(math.prod((Fraction(f) for f in factors), start=Fraction(1)))
+
+
+def _float_up(exact: Fraction) -> float:
+    """The smallest float at least ``exact`` (``inf`` beyond the largest)."""
+    if exact > Fraction(sys.float_info.max):
+        return math.inf
+    nearest = float(exact)  # correctly rounded: at most one step below
+    return nearest if nearest >= exact else math.nextafter(nearest, math.inf)
+
+
+def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
+    """``lipschitz_constants`` checked: names to finite non-negative floats."""
+    if constants is None:
+        return {}
+    if not isinstance(constants, Mapping):
+        raise TypeError(f"lipschitz_constants must be a mapping of module or class names to "
+                        f"floats, got {type(constants).__name__}")
+    checked = {}
+    for name, value in constants.items():
+        if not isinstance(name, str):
+            raise TypeError(f"lipschitz_constants keys must be module or class names (str), "
+                            f"got {name!r}")
+        checked[name] = real_number(value, f"lipschitz_constants[{name!r}]", low=0.0)
+    return checked
+
+
+def _versions(model: nn.Module) -> list[int]:
+    """The version counters of the model's parameters and buffers."""
+    return [t._version for t in (*model.parameters(), *model.buffers())]
+
+
+def _untrusted(model: nn.Module, before: list[int]) -> str:
+    """Why no network bound can rest on the model's modules being what their classes say, or
+    "": a forward hook or pre-hook (on a module, or global) can change any layer's output, a
+    ``forward`` set on an instance replaces the class's, and a forward that changed the
+    model's own parameters or buffers in place (even if it restored them: their version
+    counters, ``before`` the trace's forward, show it) runs other weights than the rows are
+    computed from."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return ""  # (its modules are read off its graph)
+    why = model_hook_reason(model)
+    if why:
+        return why
+    for name, module in model.named_modules():
+        if "forward" in vars(module):
+            label = f"module {name!r}" if name else type(model).__name__
+            return f"{label} has a forward of its own set on the instance"
+    if _versions(model) != before:
+        return "its forward changes its own parameters or buffers in place"
+    return ""
+
+
+#: What the reason says of a traced module with no known constant (the CLI adds its option).
+UNKNOWN = "of known constant"
+
+
+def _unknown(modules: list[str]) -> str:
+    """The reason for ``modules`` (``"1 (Softplus)"``), none a layer or a known activation."""
+    if len(modules) == 1:
+        return (f"module {modules[0]} is neither a layer sparseconv.torch reads nor an "
+                f"activation {UNKNOWN}")
+    return (f"modules {', '.join(modules)} are neither layers sparseconv.torch reads nor "
+            f"activations {UNKNOWN}")
+
+
+def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
+                    todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
+                    known: dict[int, float], options: dict, given: Mapping[str, float],
+                    assumed: list[str]) -> tuple[float | None, str]:
+    """A Lipschitz bound of a model that is no chain, over its torch.fx graph
+    (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``.
+    A linear function called in ``forward`` (``F.avg_pool2d``, ...) gets its certified norm
+    on the traced shape, with ``spectral_norm``'s ``options`` as the rows; an activation
+    called as a function its known constant or the one ``given`` for its node or function
+    name, each appended to ``assumed``."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return None, "a TorchScript model has no torch.fx graph"
+    factors: dict[int, Factor] = {id(r): Fraction(c) for r, c in ((r, known[id(r)])
+                                                               for r in records if id(r) in known)}
+    for (record, batchnorm), row in zip(todo, rows):
+        if not math.isfinite(row["upper"]):
+            return None, f"layer {row['name']!r} has no finite upper bound"
+        factors[id(record)] = Fraction(row["upper"])
+        if batchnorm is not None:
+            factors[id(batchnorm)] = ("folded", record.name)
+    by_name: dict[str, list[TraceRecord]] = {}
+    for record in records:
+        by_name.setdefault(record.name, []).append(record)
+
+    def factor(name: str, k: int, call_shape: tuple) -> Factor:
+        calls = by_name.get(name, [])
+        if k >= len(calls) or tuple(calls[k].input_shape) != call_shape:
+            return None  # (a call the trace did not see as this one: no bound)
+        record = calls[k]
+        if id(record) in factors:
+            return factors[id(record)]
+        return Fraction(1) if record.linear else None  # a reshape: Flatten, Identity, Dropout
+
+    probe = probe_input(model, shape, batch=2)  # (two samples: one mixed into another shows)
+
+    def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | str | None:
+        if target in MAX_POOL_F:
+            return _functional_max_pool(target, args, kwargs, call_shape)
+        try:
+            layer = linear_call_layer(target, args, kwargs, call_shape)
+            if layer is None:
+                return None
+            upper = _layer_norm(layer, **options).upper
+        except MatrixTooLargeError as exc:
+            return f"is linear, but its norm's memory is refused: {exc}"
+        except (TypeError, ValueError) as exc:  # a mode or a shape the layers do not read
+            return f"is linear, but not a call sparseconv.torch reads: {exc}"
+        return Fraction(upper) if math.isfinite(upper) else "has no finite upper bound"
+
+    exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed)
+    return (None, why) if exact is None else (_float_up(exact), "")
+
+
+def _functional_max_pool(target, args: list, kwargs: dict,
+                         call_shape: tuple) -> Fraction | str:
+    """The constant of ``F.max_pool*d(x, ...)`` (a review found it refused where the module
+    ``nn.MaxPool*d`` is bounded): that module's, :func:`_max_pool_constant`, on the call's
+    shape."""
+    given = by_keyword(target, args, kwargs, lambda a: torch.Tensor)[1]
+    given.pop("input", None)
+    if given.pop("return_indices", False):
+        return "returns the indices of the maxima too (return_indices=True)"
+    try:
+        module = MAX_POOL_F[target](**given)
+        with torch.no_grad():
+            out = module(torch.zeros((1, *call_shape), dtype=torch.float64))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        return f"is a max pooling sparseconv.torch cannot read: {exc}"
+    record = TraceRecord("", module, tuple(call_shape), tuple(out.shape[1:]), False)
+    constant = _max_pool_constant(record)
+    return "is a max pooling with no constant here" if constant is None else Fraction(constant)
+
+
+def _functional_calls(model: nn.Module) -> tuple[set[str], dict[str, str]]:
+    """The fx node names of the calls ``model``'s forward makes that ``lipschitz_constants``
+    may name: functions and methods with no rule of their own in the bound over the graph
+    (``softplus``, ``softplus_1``); and the other calls' nodes, each with its function's
+    name (whose bound the report computes or knows). Empty for a model torch.fx cannot
+    trace, or a TorchScript one."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return set(), {}
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+        return set(), {}
+    calls = [n for n in graph.nodes if n.op in ("call_function", "call_method")]
+    return ({n.name for n in calls if not has_rule(n.target)},
+            {n.name: function_name(n.target) for n in calls if has_rule(n.target)})
+
+
+def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord],
+                          model: nn.Module) -> dict[str, float]:
+    """Every ``lipschitz_constants`` key names a traced non-linear module or its class (not
+    both: a module's name that is also another's class is refused), or the graph node of a
+    call with no rule of its own (:func:`_functional_calls`): a typo ("relu" for "ReLU")
+    would otherwise leave the module's own constant in force, or no bound at all, without a
+    word; a linear layer's or a linear call's norm is computed, not given. Returns the
+    constants of the calls, by node (a module's name or class wins over a node's)."""
+    names = {key for r in records if not r.linear for key in (r.name, _kind(r.module))}
+    linear = {key for r in records if r.linear for key in (r.name, _kind(r.module))}
+    calls, ruled = _functional_calls(model) if set(given) - names - linear else (set(), {})
+    functions = {}
+    for key in given:
+        named = [r.name for r in records if r.name == key]
+        kinds = [r.name for r in records if _kind(r.module) == key and r.name != key]
+        if named and kinds:  # (a review: {"Tanh": 0.25} for a Sigmoid named "Tanh" was
+            # applied to every nn.Tanh too)
+            raise ValueError(f"lipschitz_constants[{key!r}] names module {key!r} and the class "
+                             f"of modules {', '.join(map(repr, kinds[:3]))}: give those by "
+                             "their own names")
+        if key in names:
+            continue
+        if key in calls and key not in linear:
+            functions[key] = given[key]
+            continue
+        if key in ruled and key not in linear:  # (a review: "interpolate" replaced its norm)
+            raise ValueError(f"lipschitz_constants[{key!r}] names the call of {ruled[key]} "
+                             "whose bound the report computes or knows (a linear function's "
+                             "certified norm, a known activation's constant, a sum or a "
+                             "reshape's rule); constants are for calls it has none for: "
+                             f"{', '.join(sorted(calls)) or 'none'}")
+        if key in linear:
+            raise ValueError(f"lipschitz_constants[{key!r}] names a linear layer, whose norm "
+                             "the report computes; constants are for the non-linear modules: "
+                             f"{', '.join(sorted(names)) or 'none traced'}")
+        lowered = {name.lower(): name for name in sorted(names | calls)}
+        close = [lowered[c] for c in difflib.get_close_matches(key.lower(), lowered, n=1,
+                                                                 cutoff=0.6)]
+        raise ValueError(f"lipschitz_constants[{key!r}] names no traced non-linear module nor "
+                         f"its class, nor a function the forward calls; they are: "
+                         f"{', '.join(sorted(names | calls)) or 'none'}"
+                         + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return functions
+
+
+def _torch_class(module: nn.Module) -> str | None:
+    """The name of the torch.nn class ``module`` is an instance of, exactly (a subclass may
+    compute anything), or that a TorchScript module was compiled from; None otherwise."""
+    if isinstance(module, torch.jit.ScriptModule):
+        qualified = module._c._type().qualified_name()  # __torch__.torch.nn.modules....Name
+        inside = qualified.startswith("__torch__.torch.nn.modules.")
+        return qualified.rpartition(".")[2] if inside else None
+    return type(module).__name__ if is_torch_class(module) else None
+
+
+def _max_pool_constant(record: TraceRecord) -> float | None:
+    """The Lipschitz constant, in the 2-norm, of a max pooling layer on its traced input:
+    ``sqrt(w)``, ``w`` the most pooling windows that read one input entry (rounded up).
+
+    Each output moves by at most the largest change in its window, ``|max_W x - max_W y| <=
+    ||x_W - y_W||_2``, so ``||P(x) - P(y)||^2 <= sum_W ||x_W - y_W||^2 <= w ||x - y||^2``;
+    ``x = 0, y = eps e_p`` at an entry read by ``w`` windows attains it. Windows are products
+    of one window per axis, so ``w`` is the product of the per-axis maxima: read off the
+    gather map of the same windows as a pooling geometry (kernel, stride, dilation, padding,
+    and ``ceil_mode``'s extra zeros, as ``avg_pool_matrix`` adds them), checked against the
+    traced output size; or off ``adaptive_avg_pool_matrix``'s windows. None for a module that
+    is no max pooling of torch's, or with a window of ``-inf`` padding alone (its output is
+    ``-inf`` whatever the input).
+    """
+    spatial, outputs = record.input_shape[1:], tuple(record.output_shape[1:])
+    ndim = len(spatial)
+    kind = _torch_class(record.module)  # torch's own class, not a user's of the same name
+    if kind == f"AdaptiveMaxPool{ndim}d" and len(outputs) == ndim:
+        reads = [_adaptive_axis(n, m).tocsc() for n, m in zip(spatial, outputs)]
+        windows = math.prod(int(np.diff(a.indptr).max()) for a in reads)
+    elif kind == f"MaxPool{ndim}d":
+        module = record.module
+        try:
+            kernel = int_tuple(module.kernel_size, ndim, "kernel_size", 1, broadcast_one=True)
+            stride = int_tuple(module.stride or kernel, ndim, "stride", 1, broadcast_one=True)
+            padding = int_tuple(module.padding, ndim, "padding", 0, broadcast_one=True)
+            dilation = int_tuple(module.dilation, ndim, "dilation", 1, broadcast_one=True)
+            pads = [(p, p + (_ceil_extra(n, (k - 1) * d + 1, s, p, p) if module.ceil_mode
+                             else 0))
+                    for n, k, s, p, d in zip(spatial, kernel, stride, padding, dilation)]
+            geom = sc.ConvGeometry.from_kernel_size((1, *spatial), kernel, stride=stride,
+                                                    padding=pads, dilation=dilation)
+        except (TypeError, ValueError):  # windows the geometry refuses: no constant
+            return None
+        if tuple(geom.output_size) != outputs:
+            return None  # (not the windows PyTorch ran: no constant)
+        taps = [a.tap_index() for a in geom.axes]  # -1: a padded position
+        if any((t < 0).all(axis=1).any() for t in taps):
+            return None
+        windows = math.prod(int(np.bincount(t[t >= 0]).max()) for t in taps)
+    else:
+        return None
+    root = math.isqrt(windows)
+    return float(root) if root * root == windows else math.nextafter(math.sqrt(windows),
+                                                                     math.inf)
+
+
+def _activation_constant(module: nn.Module) -> float | None:
+    """The Lipschitz constant of an activation of torch's own class, rounded up to a float
+    (:func:`sparseconv._torch_activations.module_constant`), or None if unknown."""
+    constant = module_constant(module)
+    return None if constant is None else _float_up(constant)
+
+
+def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] | None:
+    """The first module (qualified name, module) that is neither a ``nn.Sequential`` nor a
+    leaf, so that the model may not be the chain of its leaves; None for a chain."""
+    if _torch_class(model) == "Sequential":  # torch's own, its forward untouched (or scripted)
+        for child_name, child in model.named_children():
+            found = _not_sequential(child, f"{name}.{child_name}" if name else child_name)
+            if found is not None:
+                return found
+        return None
+    # (a user's module without submodules computes its forward's function calls: no chain)
+    return None if is_leaf(model) and is_torch_module(model) else (name, model)
+
+
+def _is_sequential(model: nn.Module) -> bool:
+    return _not_sequential(model) is None
+
+
+def _chain_break(model: nn.Module) -> str | None:
+    """Why ``model``'s forward is no chain of its layers, as a phrase after "its forward"
+    (``"runs add (node 'add') on its signal outside its layers"``), or None for a chain: for
+    a TorchScript model, its graph's answer
+    (:func:`sparseconv._torch_script.script_chain_break`); for an eager one, torch.fx's
+    graph's, by the same rule (each module call reads the value the call before returned,
+    through :data:`CHAIN_KEEPING` operations at most, and the last one's is the output).
+    A model torch.fx cannot trace is said to be one sparseconv cannot check."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return script_chain_break(model, sequential=_is_sequential(model))
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+        return (f"cannot be checked to be the chain of its layers (torch.fx cannot trace it: "
+                f"{type(exc).__name__})")
+    current: set = set()  # the signal as it stands: one node, and in-place aliases
+    signal: set = set()  # every node computed from the signal that holds a tensor
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if current:
+                return "takes more than one input"
+            current, signal = {node}, {node}
+            continue
+        reads = {n for n in node.all_input_nodes if n in signal}
+        if node.op == "output":
+            result = node.args[0]
+            if not (isinstance(result, torch.fx.Node) and result in current):
+                return "returns something other than its last layer's output"
+            continue
+        if not reads:
+            continue
+        name = function_name(node.target)
+        if node.op == "call_module":
+            if reads - current:
+                return (f"calls module {str(node.target)!r} on a value other than the "
+                        "previous call's output (a residual or a branch, or a call whose "
+                        "result is not used)")
+            module = model.get_submodule(str(node.target))
+            # torch's activation with inplace=True changes its input into its output: both
+            # names hold the signal (self.relu(x) as a statement; a review's true chain)
+            in_place = is_torch_module(module) and getattr(module, "inplace", False) is True
+            current = {node} | (current if in_place else set())
+        elif name in ("size", "dim", "len") or name == "getattr" and len(node.args) > 1 and (
+                node.args[1] in ("shape", "dtype", "device", "ndim")):
+            continue  # (x.shape, x.size(0): integers, no signal; a review: x.T is one)
+        elif name not in CHAIN_KEEPING or name == "getattr" or not (
+                node.op == "call_method" or str(getattr(node.target, "__module__", "")
+                                                  ).startswith("torch")) or any(
+                isinstance(a, torch.dtype) for a in (*node.args, *node.kwargs.values())):
+            # (a review: a function of the user's named relu; x.view(torch.float32))
+            return f"runs {name} (node {node.name!r}) on its signal outside its layers"
+        elif reads - current:
+            return f"runs {name} (node {node.name!r}) on an older value of its signal"
+        else:
+            in_place = name.endswith("_") or node.kwargs.get("inplace") is True
+            current = {node} | (current if in_place else set())
+        signal.add(node)
+    return None
+
