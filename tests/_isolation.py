@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import builtins
 import multiprocessing
+import pickle
+import traceback
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -45,4 +47,12 @@ def _strictly(body: Callable[[], None]) -> None:
             action, message, category = (entry.split(":") + ["", ""])[:3]
             warnings.filterwarnings(action, message,  # type: ignore[arg-type]
                                     getattr(builtins, category) if category else Warning)
-        body()
+        try:
+            body()
+        except BaseException as exc:  # one that cannot be pickled back (Dynamo's hold code
+            # objects) arrived as "cannot pickle 'cell' object": sent as its text instead
+            try:
+                pickle.dumps(exc)
+            except Exception:
+                raise RuntimeError("".join(traceback.format_exception(exc))) from None
+            raise
