@@ -300,8 +300,12 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
             # SINGLE_REACH it runs to half of that, and if that is short of tol only the
             # ceiling can confirm it
             aim = max(tol, SINGLE_REACH) / 2
+            # the Rayleigh-Ritz step holds 3 copies of the vectors in op's precision (with
+            # the QR's): in half the limit, as the Lanczos basis, or the top vector alone
+            itemsize = np.dtype(op.dtype).itemsize
+            count = RITZ if fits(6 * RITZ * cols * itemsize) else 1
             found, claimed = _lanczos(normal(fast), v0.astype(fast.dtype), aim,
-                                      min(maxiter, cols), ceiling, count=RITZ)
+                                      min(maxiter, cols), ceiling, count=count)
             begin = _rayleigh_ritz(exact(), found.astype(op.dtype))
             candidates.append(begin)
             # by its residual only if it met tol or better (one out of steps may still have

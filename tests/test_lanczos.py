@@ -286,3 +286,35 @@ def test_rayleigh_ritz_finds_the_best_vector_of_a_span():
     found = _lanczos._rayleigh_ritz(aslinearoperator(gram), rows)
     assert abs(np.vdot(found, vectors[:, -1])) >= 1 - 1e-12
     assert np.isclose(np.linalg.norm(found), 1.0)
+
+
+def test_the_rayleigh_ritz_step_keeps_to_the_memory_limit(monkeypatch):
+    """Its copies of the Ritz vectors take half the limit at most, as the Lanczos basis does:
+    under a limit that holds the iteration but not them, the search returns its top vector
+    alone, and the bound is still found."""
+    from sparseconv import get_memory_limit, set_memory_limit
+    monkeypatch.setattr(_lanczos, "SINGLE_FROM", 0)
+    asked: list = []
+    original = _lanczos._lanczos
+
+    def counted(op, start, tol, *args, count=1, **kwargs):
+        asked.append(count)
+        return original(op, start, tol, *args, count=count, **kwargs)
+
+    monkeypatch.setattr(_lanczos, "_lanczos", counted)
+    w = np.random.default_rng(4).standard_normal((6, 6, 3, 3))
+    op = ConvOperator(w, (6, 14, 14), padding=1)
+    single = ConvOperator(w, (6, 14, 14), padding=1, dtype=np.float32)
+    truth = dense_norm(w, (6, 14, 14), padding=1)
+    cols = op.shape[1]
+    for limit, count in [(None, _lanczos.RITZ), (6 * _lanczos.RITZ * cols * 8 - 1, 1)]:
+        asked.clear()
+        previous = get_memory_limit()
+        set_memory_limit(limit)
+        try:
+            lower, converged = _lanczos.lower_bound(op, np.ones(cols), 1e-7, Rounding.of(w, 1),
+                                                    single=lambda: single)
+        finally:
+            set_memory_limit(previous)
+        assert asked[0] == count
+        assert truth * (1 - 1e-7) <= lower <= truth * (1 + 1e-15) and converged
