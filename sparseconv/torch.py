@@ -42,12 +42,12 @@ call (:mod:`sparseconv._torch_penalty`).
 This module is the public facade; the implementation lives in private modules, one concept
 each: ``_torch_layers`` (a module translated into a layer), ``_torch_module`` (one module's
 matrix, operator, spectra, BatchNorm folding), ``_torch_trace`` (:func:`trace`),
-``_torch_script`` (TorchScript models), ``_torch_graph`` (a network's torch.fx graph as
-linear ops), ``_torch_network`` (:func:`network_operator`),
-``_torch_report`` (:func:`lipschitz_report`), ``_torch_chain`` (its network bound),
-``_torch_spectra`` and ``_torch_penalty``
-(:func:`lipschitz_bounds`). They, and this module,
-are the only ones that import torch; ``import sparseconv`` does not.
+``_torch_script`` and ``_torch_script_rebuild`` (TorchScript models), ``_torch_graph`` (a
+network's torch.fx graph as linear ops), ``_torch_graph_bound`` (a bound over that graph),
+``_torch_activations`` (activations' constants), ``_torch_network``
+(:func:`network_operator`), ``_torch_report`` (:func:`lipschitz_report`), ``_torch_chain``
+(its network bound), ``_torch_spectra`` and ``_torch_penalty`` (:func:`lipschitz_bounds`).
+They, and this module, are the only ones that import torch; ``import sparseconv`` does not.
 """
 
 from __future__ import annotations
