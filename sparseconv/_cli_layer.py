@@ -271,7 +271,7 @@ def _model_layer(args, error) -> _Layer:
         error("--model needs --layer NAME, the qualified name of one of its convolutions")
     try:
         import sparseconv.torch as sct
-        from sparseconv._torch_layers import _CONV, _CONV_T
+        from sparseconv._torch_layers import _CONV, _CONV_T, called_output_size
         from sparseconv._torch_module import _hookless_layer
         from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
     except ImportError as exc:
@@ -313,7 +313,7 @@ def _model_layer(args, error) -> _Layer:
     (input_shape, output_shape), = shapes
     try:
         conv = _hookless_layer(module, input_shape,
-                               output_shape if transposed else None).conv
+                               called_output_size(module, input_shape, output_shape)).conv
     except (ValueError, TypeError) as exc:
         error(f"--layer {args.layer}: {_reason(exc, layer=False)}")
     if conv is None:  # a transposed layer with output_padding >= stride on an axis
@@ -414,7 +414,8 @@ _OPTION_OF = {"input_shape": "--in-shape", "padding_mode": "--padding-mode",
               "kernel_size": "--kernel-size", "out_channels": "--out-channels",
               "stride": "--stride", "padding": "--padding", "dilation": "--dilation",
               "groups": "--groups", "zoom": "--zoom", "blocksize": "--blocksize",
-              "format": "--format", "values": "--values", "max_bins": "--max-bins"}
+              "format": "--format", "values": "--values", "max_bins": "--max-bins",
+              "output_padding": "--output-padding"}
 
 
 def _as_options(message: str) -> str:

@@ -555,6 +555,22 @@ def _conv_layer(module, input_shape) -> _Layer:
                   (weight, shape, kwargs), native=True)
 
 
+def called_output_size(module: nn.Module, input_shape: Sequence[int],
+                       output_shape: Sequence[int]) -> tuple[int, ...] | None:
+    """A transposed convolution's output size where the call asked for one (``output_size=``,
+    the size traced), ``None`` where the module's own ``output_padding`` gave it: that may
+    reach ``dilation - 1``, beyond the ``stride - 1`` an ``output_size`` may add (a review:
+    ``ConvTranspose1d(stride=1, dilation=2, output_padding=1)`` was refused; a new user's
+    trial: the command line's ``--model --layer`` refused it by the same ``output_size``)."""
+    if not isinstance(module, _CONV_T):
+        return None
+    traced = tuple(output_shape[1:])
+    conv: Any = module  # (torch's stubs type padding as str | tuple for every module)
+    own = sc.conv_transpose_output_shape(input_shape[1:], conv.kernel_size, conv.stride,
+                                         conv.padding, conv.output_padding, conv.dilation)
+    return None if tuple(own) == traced else traced
+
+
 def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
     """The output_padding PyTorch derives from ``module(x, output_size=...)`` (which may give
     the channel size, and the batch size of a batched input, too: the last ``ndim`` are the

@@ -64,6 +64,7 @@ from sparseconv._torch_layers import (
     _POOL,
     _Layer,
     _layer,
+    called_output_size,
     hook_reason,
     is_leaf,
     is_reshape,
@@ -413,20 +414,6 @@ def _check_reading(layer: _Layer, first: TraceRecord, last: TraceRecord | None =
                          "the instance?); no bound is given for what the module computes")
 
 
-def _called_output_size(module: nn.Module, record: TraceRecord) -> tuple[int, ...] | None:
-    """A transposed convolution's output size where the call asked for one (``output_size=``,
-    the size traced), ``None`` where the module's own ``output_padding`` gave it: that may
-    reach ``dilation - 1``, beyond the ``stride - 1`` an ``output_size`` may add (a review:
-    ``ConvTranspose1d(stride=1, dilation=2, output_padding=1)`` was refused)."""
-    if not isinstance(module, _CONV_T):
-        return None
-    traced = tuple(record.output_shape[1:])
-    conv = _untyped(module)
-    own = sc.conv_transpose_output_shape(record.input_shape[1:], conv.kernel_size, conv.stride,
-                                         conv.padding, conv.output_padding, conv.dilation)
-    return None if tuple(own) == traced else traced
-
-
 def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[dict, _Layer]:
     """A row's shapes, nnz and memory, and its layer (the norms still to come)."""
     module, name, kind, out = (record.module, record.name, _kind(record.module),
@@ -446,7 +433,8 @@ def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[d
         module = _fold(copy.deepcopy(module).double(), batchnorm.module).module
         name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
         out = batchnorm.output_shape
-    layer = _layer(module, record.input_shape, _called_output_size(module, record))
+    layer = _layer(module, record.input_shape,
+                   called_output_size(module, record.input_shape, record.output_shape))
     _check_reading(layer, record, batchnorm)
     nnz = _nnz(module, layer)
     rows, cols = math.prod(layer.output_shape), math.prod(layer.input_shape)

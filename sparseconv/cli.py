@@ -321,25 +321,37 @@ def _report_parser(commands) -> None:
     report.set_defaults(command_parser=report)
 
 
-def _attached(argv: Sequence[str]) -> list[str]:
-    """``--zoom -1:2,...`` as ``--zoom=-1:2,...``: argparse takes a value that starts with
-    ``-`` (and is not a plain negative number) for an option, and said only "expected one
-    argument" (a new user's trial); attached, the value is read and its range refused by
-    name."""
+def _attached(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``--zoom -1:2,...`` as ``--zoom=-1:2,...``, and so for every option that takes a value:
+    argparse takes a value that starts with ``-`` (and is not a plain negative number) for an
+    option, and said only "expected one argument" (two new users' trials: ``--zoom -1:2``,
+    ``--in-shape -3,5,5``); attached, the value is read and refused by name."""
+    taking = {option for action in _actions(parser) if action.nargs is None  # (flags: 0)
+              for option in action.option_strings}
     out: list[str] = []
     for i, arg in enumerate(argv):
-        if i and argv[i - 1] == "--zoom" and re.match(r"-\d", arg) and out[-1] == "--zoom":
-            out[-1] = f"--zoom={arg}"
+        if i and out and out[-1] == argv[i - 1] in taking and re.match(r"-\d", arg):
+            out[-1] = f"{argv[i - 1]}={arg}"
         else:
             out.append(arg)
     return out
+
+
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Every action of ``parser`` and of its subcommands' parsers."""
+    found = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _actions(sub)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (every error exits with 2, one line)."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(_attached(sys.argv[1:] if argv is None else
-                                                      [str(a) for a in argv]))
+                                                      [str(a) for a in argv], parser))
     command = args.command_parser
     if unknown:  # named by the command that was given them, as its other errors are
         command.error(f"unrecognized arguments: {' '.join(unknown)}")

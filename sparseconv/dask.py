@@ -64,6 +64,7 @@ from sparseconv._dask_graph import (
     stride_aligned,
 )
 from sparseconv._geometry import ConvGeometry
+from sparseconv._matrices import check_addressable
 from sparseconv._typing import (
     ArrayLike,
     DTypeLike,
@@ -825,6 +826,8 @@ def conv_matrix(
         weight.shape, input_shape, stride=stride, padding=padding,
         dilation=dilation, groups=groups, padding_mode=padding_mode, flip=flip)
     n_rows, n_cols = geometry.shape
+    # (a new user's trial: beyond int64, the default block_rows was blamed, as if passed)
+    check_addressable((n_rows, n_cols), geometry)
     if block_rows is None:
         block_rows = math.prod(geometry.output_size)
     block_rows = positive_int(block_rows, "block_rows")

@@ -471,6 +471,12 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     # (a new user's trial: argparse took -1:2 for an option, "expected one argument")
     (["spy", *LAYER, "-o", "x.png", "--zoom", "-1:2,0:1"],
      "error: --zoom ((-1, 2), (0, 1)): the output block range (-1, 2) must satisfy 0 <="),
+    # (another: so for every option of comma values, "--in-shape -3,5,5" among them)
+    (["info", "--in-shape", "-3,5,5", "--out-channels", "4", "--kernel-size", "3"],
+     "error: --in-shape must be positive C,*spatial with at least one spatial size, got -3,5,5"),
+    (["info", *LAYER, "--padding", "-1,2"], "error: --padding must be a non-negative int"),
+    (["export", *LAYER, "-o", "x.npz", "--format", "bsr", "--blocksize", "-1,1"],
+     "error: --blocksize must be a pair of positive integers (R, C), got (-1, 1)"),
     (["info", *LAYER, "--bogus", "1"], "sparseconv info: error: unrecognized arguments: --bogus 1"),
     (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--maxiter", "10"],
      "sparseconv report: error: unrecognized arguments: --maxiter 10"),
@@ -1181,6 +1187,35 @@ def test_a_model_layer_that_the_commands_cannot_take_is_one_line(tmp_path, capsy
     assert "--layer applies to a layer of --model FILE.pt only" in line
 
 
+def test_a_model_s_transposed_layer_is_read_at_its_own_output_padding(tmp_path, capsys):
+    """(A new user's trial: ``ConvTranspose2d(..., dilation=(1, 2), output_padding=(0, 1))``,
+    legal in PyTorch up to ``dilation - 1``, was refused as an ``output_size`` the user never
+    passed, "must lie between (5, 7) and (5, 7)".) The module's own output padding is read:
+    where it reaches the stride the layer is no adjoint of one convolution, and that is said;
+    below the stride, the layer is taken (its norm as sparseconv.torch gives it)."""
+    torch = pytest.importorskip("torch")
+    import sparseconv.torch as sct
+    nn = torch.nn
+    torch.manual_seed(0)
+    beyond = nn.Sequential(nn.ConvTranspose2d(2, 4, 3, padding=1, dilation=(1, 2),
+                                              output_padding=(0, 1), groups=2)).double().eval()
+    below = nn.Sequential(nn.ConvTranspose2d(2, 4, 3, stride=2, padding=1, dilation=(1, 2),
+                                             output_padding=(1, 1))).double().eval()
+    for model, name in ((beyond, "beyond.pt"), (below, "below.pt")):
+        torch.save(model, tmp_path / name)
+    line = _main_fails(["info", "--model", tmp_path / "beyond.pt", "--trust-pickle", "--layer",
+                        "0", "--in-shape", "2,5,5"], capsys)
+    assert line == ("sparseconv info: error: --layer 0: its output padding is at least its "
+                    "stride on an axis, so it is no adjoint of one convolution, which these "
+                    "commands take (sparseconv.torch.matrix(module, input_shape) builds it)"), line
+    from sparseconv.cli import main
+    assert main(["spectrum", "--model", str(tmp_path / "below.pt"), "--trust-pickle", "--layer",
+                 "0", "--in-shape", "2,5,5", "-o", str(tmp_path / "s.png")]) == 0
+    value, lower, upper, _ = _printed_norm(capsys.readouterr().out)
+    expected = sct.spectral_norm(below[0], (2, 5, 5))
+    assert lower <= expected.value <= upper and abs(value - expected.value) <= 1e-9
+
+
 # -- transposed convolutions (a new user's trial: the commands took direct ones only) ---------
 TRANSPOSED = [
     dict(in_shape=(4, 5, 5), out=3, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
@@ -1274,7 +1309,7 @@ def test_transposed_options_are_refused_in_one_line(tmp_path, capsys):
         ("--transposed", "--padding-mode", "reflect"): "a transposed convolution pads with "
                                                        "zeros only",
         ("--transposed", "--stride", "2", "--output-padding", "2"):
-            "output_padding=(2, 2) must be smaller than max(stride, dilation)",
+            "--output-padding (2, 2) must be smaller than max(stride, dilation)",
         ("--transposed", "--dilation", "3", "--output-padding", "1"):
             "--output-padding 1,1 is at least --stride on an axis",
         ("--transposed", "--padding", "same"): "padding",
@@ -1369,3 +1404,13 @@ def test_a_wide_interval_is_said_to_be_wide_with_the_option_that_narrows_it(
         captured = capsys.readouterr()
         assert ("the interval is 0.44 wide (relative): --relative-width W certifies"
                 in captured.err) == said, captured
+
+
+def test_spy_of_a_layer_beyond_int64_is_one_line(tmp_path, capsys):
+    """(A new user's trial: ``spy`` of a 3x4e9x4e9 input ended in a traceback, an
+    OverflowError in the bins' arithmetic; export refused it in one line.) Refused as export
+    refuses it, before any binning."""
+    line = _main_fails(["spy", "-o", tmp_path / "big.png", "--in-shape", "3,4000000000,4000000000",
+                        "--out-channels", "4", "--kernel-size", "3"], capsys)
+    assert line.startswith("sparseconv spy: error: the 63999999936000000016 x "
+                           "48000000000000000000 matrix") and "int64 indices" in line, line

@@ -716,3 +716,15 @@ def test_a_dask_weight_is_computed_once_when_the_graph_is_built():
         if hasattr(got, "toarray"):
             got, expected = got.toarray(), expected.toarray()
         assert_close(got, expected, "dask weight")
+
+
+def test_a_matrix_beyond_int64_is_refused_as_sparseconv_refuses_it():
+    """(A new user's trial: the default block_rows, the output's positions, was blamed as if
+    passed: "block_rows must be a positive integer at most 2**60 ..., got 15999999984000000004".)
+    The matrix's size is named, as by sparseconv.conv_matrix."""
+    w, shape = np.ones((4, 3, 3, 3)), (3, 4_000_000_000, 4_000_000_000)
+    with pytest.raises(ValueError, match="int64 indices can address") as theirs:
+        sc.conv_matrix(w, shape)
+    with pytest.raises(ValueError, match="int64 indices can address") as ours:
+        sdask.conv_matrix(w, shape)
+    assert str(ours.value) == str(theirs.value)

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from .._geometry import ConvGeometry, spatial_matrix
+from .._matrices import check_addressable
 from .._memory import check_memory
 from .._operators import layer_of
 from .._validation import int_tuple
@@ -324,6 +325,8 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
     layer = layer_of(A)
     if layer is not None:
         geom, transposed = layer
+        # (a new user's trial: a 3x4e9x4e9 input overflowed in the bins' arithmetic)
+        check_addressable(geom.shape[::-1] if transposed else geom.shape, geom, transposed)
         if transposed:
             zoom = None if zoom is None else tuple(zoom)[::-1]
         pattern = _layer_raster(geom, max_bins, zoom)
