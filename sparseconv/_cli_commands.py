@@ -199,7 +199,7 @@ def _top_singular_values(layer: _Layer, k: int = 32,
     # matrix-free: on 64->64 3x3 on 32x32, 6 s against 98 s on the CSR matrix (its products
     # are one thread's sparse loops, the operator's BLAS); 13 s on one core of 2026-12-04's
     # Zen 4, at ARPACK's default tol as at tol=1e-10 (14.5 s) or 1e-8 (11.1 s): the 32
-    # values lie within 1.3% of each other, and ARPACK's steps, not its tolerance, cost
+    # values lie within 1.2% of each other, and ARPACK's steps, not its tolerance, cost
     A = ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
     k = min(k, min(A.shape) - 1)
     # ARPACK's Lanczos basis (ncv = max(2k + 1, 20) vectors) and the products' vectors, sized
