@@ -104,7 +104,10 @@ class SpectralNorm:
         it can tell (its Ritz residual, and the quotient's rounding allowance: taps that
         cancel can leave a norm below it); for the exact methods, whether their interval
         is within ``tol`` (their rounding allowance, sized by the weight, alone can exceed it
-        where taps cancel or never read an input); False for ``"upper"``.
+        where taps cancel or never read an input); False for ``"upper"``. Not a proof: where
+        the top two singular values lie within about 1e-5 (relative) of each other, Lanczos
+        can settle on the second, whose residual passes, and claim ``tol`` up to their gap
+        below the norm (``lower`` and ``upper`` stay certified either way).
 
     Examples
     --------
