@@ -122,12 +122,11 @@ SINGLE_FROM = 2**14
 #: precision iteration then needs a few steps from the Rayleigh-Ritz vector of its top
 #: :data:`RITZ` Ritz vectors (VGG-11's features.2: 11 steps after 260, where it took 173
 #: from the top Ritz vector of a search to 2.5e-6). Against that search (5e-6 here until
-#: 2026-12-04),
-#: the lower bound alone, two layers at once on 2026-12-04's Zen 4 (a scratch copy of both
-#: routes): VGG-11's features.1-3 and 5-7 105.4 -> 77.9 s (20.5 -> 15.4, 23.8 -> 15.8, 24.9
-#: -> 19.2, 15.1 -> 13.9, 4.6 -> 5.2, 16.5 -> 8.4 s), ResNet-18's stem and seven 3x3 layers
-#: 20.6 -> 18.0 s (one of them, layer2.1.conv1, 2.4 -> 4.2 s: the longer search found a
-#: quotient 3e-8 above the one the shorter search had stopped at, converged).
+#: 2026-12-04), the lower bound alone, two layers at once on 2026-12-04's Zen 4 (a scratch
+#: copy of both routes): VGG-11's features.1-3 and 5-7 105.4 -> 77.9 s (20.5 -> 15.4, 23.8
+#: -> 15.8, 24.9 -> 19.2, 15.1 -> 13.9, 4.6 -> 5.2, 16.5 -> 8.4 s), ResNet-18's stem and
+#: seven 3x3 layers 20.6 -> 18.0 s (one of them, layer2.1.conv1, 2.4 -> 4.2 s: the longer
+#: search found a quotient 3e-8 above the one the shorter search had stopped at, converged).
 SINGLE_REACH = 2e-7
 
 #: How many of the single-precision search's top Ritz vectors the double-precision check
