@@ -386,6 +386,17 @@ class SectionGram:
             return None
         return factor if np.isfinite(factor[0]).all() else None
 
+    def factor_above(self, value: float, lifts: Sequence[float]) -> np.ndarray | None:
+        """:meth:`band_factor` at ``mu = value + lift |value|`` for the first of ``lifts``
+        (increasing) that factorizes: ``mu`` just above an eigenvalue estimate or a proved
+        ceiling, higher where rounding leaves ``mu I - T^H T`` indefinite; ``None`` if none
+        does."""
+        for lift in lifts:
+            factor = self.band_factor(value + lift * abs(value) + 1e-300)
+            if factor is not None:
+                return factor
+        return None
+
     def block_rows(self) -> BlockRows:
         """``mu I - T^H T`` by block rows of :attr:`row` positions (built once)."""
         if self._rows is None:
@@ -524,17 +535,14 @@ def _banded_eigenpair(gram: SectionGram) -> tuple[float, np.ndarray] | None:
     or ``None`` where no shift just above the eigenvalue factorizes."""
     low = scipy.linalg.eig_banded(gram.band(0.0), lower=True, eigvals_only=True, select="i",
                                   select_range=(0, 0), check_finite=False)[0]  # of -G
-    top = -float(low)
-    for lift in (1e-12, 1e-9, 1e-6):  # mu I - G positive definite just above the top
-        factor = gram.band_factor(top + lift * abs(top) + 1e-300)
-        if factor is None:
-            continue
-        x = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
-        for _ in range(3):  # converges at (mu - lambda_1) / (mu - lambda_2): a few steps
-            x = scipy.linalg.cho_solve_banded((factor, True), x, check_finite=False)
-            x /= np.linalg.norm(x)
-        return float(np.vdot(x, gram.matvec(x)).real), x
-    return None
+    factor = gram.factor_above(-float(low), (1e-12, 1e-9, 1e-6))  # just above the top
+    if factor is None:
+        return None
+    x = np.random.default_rng(0).standard_normal(gram.shape[0]).astype(gram.dtype)
+    for _ in range(3):  # converges at (mu - lambda_1) / (mu - lambda_2): a few steps
+        x = scipy.linalg.cho_solve_banded((factor, True), x, check_finite=False)
+        x /= np.linalg.norm(x)
+    return float(np.vdot(x, gram.matvec(x)).real), x
 
 
 def _top_eigenpair(gram: SectionGram, tol: float = 1e-10, v0: np.ndarray | None = None,

@@ -367,11 +367,8 @@ def banded_lower_bound(op, weight: np.ndarray, geom: ConvGeometry, upper: float,
         return None
     ceiling = up(upper * upper, 1)
     try:
-        for lift in (1e-10, 1e-6):  # mu just above the ceiling; higher if that factor fails
-            factor = gram.band_factor(ceiling * (1 + lift))
-            if factor is not None:
-                break
-        else:  # pragma: no cover - mu above lambda_max makes mu I - G positive definite
+        factor = gram.factor_above(ceiling, (1e-10, 1e-6))  # mu just above the ceiling
+        if factor is None:  # pragma: no cover - mu above lambda_max: positive definite
             return None
         x = _inverse_lanczos(factor, tol)
     finally:
