@@ -330,7 +330,8 @@ def _attached(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]
               for option in action.option_strings}
     out: list[str] = []
     for i, arg in enumerate(argv):
-        if i and out and out[-1] == argv[i - 1] in taking and re.match(r"-\d", arg):
+        # (out[-1] is still that option: not itself a value attached just before)
+        if i and argv[i - 1] in taking and out[-1] == argv[i - 1] and re.match(r"-\d", arg):
             out[-1] = f"{argv[i - 1]}={arg}"
         else:
             out.append(arg)
