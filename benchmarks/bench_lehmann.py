@@ -33,7 +33,8 @@ from bench_spectra import resnet18
 from threadpoolctl import threadpool_limits
 
 import sparseconv as sc
-from sparseconv._certificates import _section_kernels, embedding_grid
+from sparseconv._certificates import embedding_grid
+from sparseconv._exact_sections import _section_kernels
 from sparseconv._geometry import ConvGeometry
 
 

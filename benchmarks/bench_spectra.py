@@ -46,15 +46,12 @@ from threadpoolctl import threadpool_limits
 
 from sparseconv import conv_matrix, set_memory_limit, singular_values, spectral_norm
 from sparseconv._block_cholesky import SECTION_ROWS_FROM, block_bytes
-from sparseconv._certificates import (
-    _below,
-    _section_kernels,
-    _top_eigenpair,
-    embedding_grid,
-    section_gram,
-)
+from sparseconv._certificates import embedding_grid
+from sparseconv._exact_sections import _section_kernels, _top_eigenpair
 from sparseconv._geometry import ConvGeometry
-from sparseconv._spectral_norm import DEFAULT_TOL, _norm_task, checked_layers, norms_as_done
+from sparseconv._section_gram import section_gram
+from sparseconv._spectral_norm import DEFAULT_TOL
+from sparseconv._spectral_norms import _norm_task, checked_layers, norms_as_done
 
 #: The circular layer, any stride (sparseconv's shorthand for periodic padding).
 PERIODIC = dict(padding=None, padding_mode="circular")
@@ -208,7 +205,7 @@ def both_routes(gram, mu: float, row: int, repeat: int = 1) -> list[tuple[float,
     found = []
     for route in (None, row):
         gram.row = route
-        took, proved = best_of(repeat, _below, gram, mu)
+        took, proved = best_of(repeat, gram.below, mu)
         assert proved
         held = gram.band(mu).nbytes if route is None else block_bytes(
             gram.block_rows().reach, gram.block_rows().size, np.dtype(gram.dtype).itemsize)

@@ -84,7 +84,8 @@ _FIXED_SUMMARIES = {
 # user guide's "How the bounds are proved" page shows (automodule, no members). Their
 # references to the private functions around them have no page: those render as code; a
 # reference to a public name or to a module on that page stays a link.
-_DERIVATIONS = {f"sparseconv.{m}" for m in ("_rounding", "_certificates", "_gram_symbol",
+_DERIVATIONS = {f"sparseconv.{m}" for m in ("_rounding", "_certificates", "_section_gram",
+                                            "_exact_sections", "_whole_gram", "_gram_symbol",
                                             "_lanczos", "_torus", "_torch_graph_bound",
                                             "_torch_activations")}
 

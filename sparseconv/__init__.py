@@ -108,7 +108,8 @@ from ._resampling import (
 from ._selection import im2col_matrix, pad_matrix, stride_matrix
 from ._shapes import conv_output_shape, conv_transpose_output_shape
 from ._spectra import eigenvalues, singular_values
-from ._spectral_norm import SpectralNorm, spectral_norm, spectral_norms
+from ._spectral_norm import SpectralNorm, spectral_norm
+from ._spectral_norms import spectral_norms
 from ._structured import (
     block_conv_matrix,
     conv1x1_matrix,

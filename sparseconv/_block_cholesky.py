@@ -1,6 +1,6 @@
 """The Cholesky test of a block-banded Gram matrix by block rows, at GEMM speed.
 
-The whole-Gram certificate (:func:`sparseconv._certificates.full_bound`) proves
+The whole-Gram certificate (:func:`sparseconv._whole_gram.full_bound`) proves
 ``lambda_max(G) < mu`` by factorizing ``mu I - G``, ``G`` position-major over the grid. Over
 the grid's first axis, ``G`` is block banded: a block row holds every position with one
 index on that axis (``row`` positions, ``s = row * channels`` unknowns), and two block rows

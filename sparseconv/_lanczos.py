@@ -31,10 +31,10 @@ import numpy as np
 import scipy.linalg
 from scipy.sparse.linalg import LinearOperator
 
-from ._certificates import section_gram
 from ._geometry import ConvGeometry, dense_weight
 from ._memory import MatrixTooLargeError, check_memory, fits, format_bytes, get_memory_limit
 from ._rounding import Rounding, up
+from ._section_gram import section_gram
 
 __all__ = ["banded_lower_bound", "check_lanczos_memory", "lower_bound", "start_vector"]
 
@@ -349,7 +349,7 @@ def banded_lower_bound(op, weight: np.ndarray, geom: ConvGeometry, upper: float,
     kernel and geometry), position-major, is banded (about ``channels * span`` wide, ``span``
     the kernel's reach in positions; wider where padding folds, and as wide as the matrix
     where circular padding wraps): the exact sections' band
-    (:func:`sparseconv._certificates.section_gram`, on the side that factorizes faster), so
+    (:func:`sparseconv._section_gram.section_gram`, on the side that factorizes faster), so
     ``mu I - G``, ``mu`` just above ``upper ** 2`` (``upper`` certified), has a banded
     Cholesky factor of ``n b^2`` multiply-adds, and inverse iteration with it converges at
     the rate ``(mu - lambda_1) / (mu - lambda_2)``: in a few steps when ``upper`` is close.

@@ -1,8 +1,9 @@
 """The rounding model behind every certified bound: what float64 arithmetic can cost.
 
 A certificate must hold for the layer the user gave, not for the numbers the computer happened
-to produce. Every bound in :mod:`sparseconv._certificates` and :mod:`sparseconv._lanczos` is
-computed in float64 (complex128) from weights converted exactly to that precision, and then
+to produce. Every bound in :mod:`sparseconv._certificates` (and the modules it names:
+:mod:`sparseconv._exact_sections`, :mod:`sparseconv._whole_gram`) and :mod:`sparseconv._lanczos`
+is computed in float64 (complex128) from weights converted exactly to that precision, and then
 widened by the worst-case effect of rounding, derived from the standard model
 ``fl(a op b) = (a op b)(1 + d)``, ``|d| <= u = 2**-53`` (Higham, *Accuracy and Stability of
 Numerical Algorithms*, 2nd ed.):

@@ -29,9 +29,9 @@ from sparseconv._spectral_norm import (
     checked_options,
     checked_relative_width,
     lanczos_tol,
-    warn_missed,
     width_missed,
 )
+from sparseconv._spectral_norms import warn_missed
 from sparseconv._symbol import unit_scale
 from sparseconv._torch_layers import (
     _BATCHNORM,

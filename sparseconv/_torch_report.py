@@ -33,12 +33,10 @@ from torch import nn
 import sparseconv as sc
 from sparseconv._memory import format_bytes
 from sparseconv._parallel import naming
-from sparseconv._spectral_norm import (
-    DEFAULT_TOL,
+from sparseconv._spectral_norm import DEFAULT_TOL, checked_options, checked_relative_width
+from sparseconv._spectral_norms import (
     _norm_and_circular_task,
     checked_layers,
-    checked_options,
-    checked_relative_width,
     circular_norm,
     norms_as_done,
     warn_missed,

@@ -17,21 +17,15 @@ import numpy as np
 import pytest
 
 import sparseconv._block_cholesky as block_cholesky
-import sparseconv._certificates as certificates
+import sparseconv._whole_gram as whole_gram
 from sparseconv import conv_matrix
 from sparseconv._block_cholesky import BlockRows, block_bytes, block_flops
-from sparseconv._certificates import (
-    SectionGram,
-    _distinct_blocks,
-    _transposed_taps,
-    full_bound,
-    full_bytes_and_flops,
-    section_gram,
-)
 from sparseconv._geometry import ConvGeometry
 from sparseconv._memory import DEFAULT_LIMIT
 from sparseconv._rounding import Rounding
+from sparseconv._section_gram import SectionGram, _transposed_taps, section_gram
 from sparseconv._spectral_norm import copies_of
+from sparseconv._whole_gram import _distinct_blocks, full_bound, full_bytes_and_flops
 
 
 def _random_layer(rng: np.random.Generator):
@@ -203,12 +197,12 @@ def test_the_whole_layer_certificate_runs_by_block_rows_and_allows_for_them(monk
     dense = conv_matrix(weight, shape, **kwargs).toarray()
     truth = np.linalg.norm(dense, 2)
     factorized, allowed = [], []
-    below, square = BlockRows.below, certificates._certified_square
+    below, square = BlockRows.below, whole_gram._certified_square
     monkeypatch.setattr(BlockRows, "below", lambda self, mu: factorized.append(
         self.bandwidth) or below(self, mu))
-    monkeypatch.setattr(certificates, "_certified_square", lambda mu, bandwidth, *args: (
+    monkeypatch.setattr(whole_gram, "_certified_square", lambda mu, bandwidth, *args: (
         allowed.append(bandwidth), square(mu, bandwidth, *args))[1])
-    route = certificates.full_route(geom, False)
+    route = whole_gram.full_route(geom, False)
     copies = copies_of(geom)
     close = full_bound(weight, geom, truth * (1 - 1e-10), Rounding.of(weight, 1), 1e-9,
                        copies=copies)
@@ -239,7 +233,6 @@ def test_no_cholesky_test_reads_a_nan_as_a_proof():
     """OpenBLAS's ``?potrf`` and ``?pbtrf`` return ``info = 0`` for a NaN pivot: each
     Cholesky test of the certificates (block rows, band, dense, the torus's batched one)
     must not take that for a factorization (a review found the block rows did)."""
-    from sparseconv._certificates import _below
     from sparseconv._gram_symbol import dense_below
     from sparseconv._torus import _cholesky_below
 
@@ -253,7 +246,7 @@ def test_no_cholesky_test_reads_a_nan_as_a_proof():
     kernel = np.array([[[1.0, np.nan, 1.0]]])
     gram = section_gram(kernel, ConvGeometry.from_weight((1, 1, 3), (1, 6), padding=1)
                         .axes[0].tap_index(), 6)
-    assert not _below(gram, 10.0)
+    assert not gram.below(10.0)
     assert not dense_below(np.array([[np.nan, 0.0], [0.0, 1.0]]), 10.0)
     assert not _cholesky_below(np.full((1, 1, 2, 2), np.nan), np.array([10.0]))[0]
     assert _cholesky_below(np.zeros((1, 1, 2, 2)), np.array([10.0]))[0]
@@ -273,7 +266,7 @@ def test_the_route_sizes_what_the_certificate_allocates(weight_shape, shape, kwa
     rng = np.random.default_rng(11)
     weight = rng.standard_normal(weight_shape)
     geom = ConvGeometry.from_weight(weight.shape, shape, **kwargs)
-    route = certificates.full_route(geom, False)
+    route = whole_gram.full_route(geom, False)
     nbytes, _ = full_bytes_and_flops(geom, complex_=False)
     tracemalloc.start()
     try:
@@ -281,7 +274,7 @@ def test_the_route_sizes_what_the_certificate_allocates(weight_shape, shape, kwa
                             geom.index_map(), math.prod(geom.input_size), route.inputs,
                             not route.inputs)
         gram.row = route.row
-        certificates._below(gram, 1e6)
+        gram.below(1e6)
         gram.release()
         peak = tracemalloc.get_traced_memory()[1]
     finally:

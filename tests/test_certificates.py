@@ -1,4 +1,6 @@
-"""The exact sections' Gram matrices (sparseconv._certificates), against dense definitions.
+"""The certificates' building blocks against dense definitions: the banded Gram matrices
+(sparseconv._section_gram), the exact sections (sparseconv._exact_sections), the whole-Gram
+certificate (sparseconv._whole_gram) and the dense one (sparseconv._certificates).
 
 spectral_norm's intervals are checked against dense SVDs in test_spectral_norm.py; here the
 building block itself: the banded Gram of a 1-D multi-channel layer ``T``, on the side
@@ -12,17 +14,11 @@ import numpy as np
 import pytest
 
 from sparseconv import conv_matrix
-from sparseconv._certificates import (
-    SectionGram,
-    _below,
-    _certified_square,
-    _top_eigenpair,
-    dense_upper,
-    section_bound,
-    section_gram,
-)
+from sparseconv._certificates import dense_upper
+from sparseconv._exact_sections import _top_eigenpair, section_bound
 from sparseconv._geometry import ConvGeometry
 from sparseconv._rounding import Rounding, U, gamma
+from sparseconv._section_gram import SectionGram, _certified_square, section_gram
 
 
 def _layer(rng, c_out, c_in, k, n, stride, padding, dilation, complex_, padding_mode="zeros"):
@@ -86,7 +82,7 @@ def test_section_gram_is_the_dense_gram_on_its_side(config, complex_):
     assert v.shape == (n * c_in,)
     assert abs(np.linalg.norm(T @ v) / np.linalg.norm(v) - top) <= 1e-9 * top
     # the Cholesky test brackets the top eigenvalue
-    assert _below(gram, top * top * (1 + 1e-9)) and not _below(gram, top * top * (1 - 1e-9))
+    assert gram.below(top * top * (1 + 1e-9)) and not gram.below(top * top * (1 - 1e-9))
 
 
 @pytest.mark.parametrize("complex_", [False, True])
@@ -155,7 +151,7 @@ def test_section_gram_of_padding_that_copies(config, complex_):
         1e-13 * scale
     lam, vector = _top_eigenpair(gram)
     assert abs(np.sqrt(lam) - top) <= 1e-10 * top
-    assert _below(gram, top * top * (1 + 1e-9)) and not _below(gram, top * top * (1 - 1e-9))
+    assert gram.below(top * top * (1 + 1e-9)) and not gram.below(top * top * (1 - 1e-9))
 
 
 @pytest.mark.parametrize("weight_shape, shape, kwargs", [
@@ -167,18 +163,18 @@ def test_the_full_certificate_allows_for_the_band_it_factorizes(monkeypatch, wei
     """Under reflect padding two outputs may read a position and its mirror image, so the
     outputs' Gram can be wider than zero padding's: the full certificate factorizes the
     inputs' side, and its allowance takes at least the band it factorized."""
-    import sparseconv._certificates as certificates
-    from sparseconv._certificates import full_bound
+    import sparseconv._whole_gram as whole_gram
     from sparseconv._spectral_norm import copies_of
+    from sparseconv._whole_gram import full_bound
 
     rng = np.random.default_rng(7)
     weight = rng.standard_normal(weight_shape)
     geom = ConvGeometry.from_weight(weight.shape, shape, padding_mode="reflect", **kwargs)
     factorized, allowed = [], []
-    below, square = certificates._below, certificates._certified_square
-    monkeypatch.setattr(certificates, "_below", lambda gram, mu: factorized.append(
+    below, square = SectionGram.below, whole_gram._certified_square
+    monkeypatch.setattr(SectionGram, "below", lambda gram, mu: factorized.append(
         len(gram.band(mu))) or below(gram, mu))
-    monkeypatch.setattr(certificates, "_certified_square", lambda mu, bandwidth, *args: (
+    monkeypatch.setattr(whole_gram, "_certified_square", lambda mu, bandwidth, *args: (
         allowed.append(bandwidth), square(mu, bandwidth, *args))[1])
     dense = conv_matrix(weight, shape, padding_mode="reflect", **kwargs).toarray()
     norm = np.linalg.norm(dense, 2)
@@ -262,13 +258,13 @@ def test_section_bound_is_the_norm_of_the_partly_periodic_layer(monkeypatch, see
     over every block, not only the first ones visited (rows: the certified circulant bound
     of each block, as spectral_norm passes them). ``by_rows``: every block's Cholesky test
     by block rows of one position (as sections of many channels run), real and complex."""
-    import sparseconv._certificates as certificates
+    import sparseconv._exact_sections as exact_sections
     from sparseconv._block_cholesky import BlockRows
     from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
 
     tested = []
     if by_rows:
-        monkeypatch.setattr(certificates, "SECTION_ROWS_FROM", 1)
+        monkeypatch.setattr(exact_sections, "SECTION_ROWS_FROM", 1)
         below = BlockRows.below
         monkeypatch.setattr(BlockRows, "below", lambda self, mu: tested.append(
             self.dtype.kind) or below(self, mu))
@@ -309,12 +305,8 @@ def test_full_bound_proves_the_dense_norm_and_nothing_below_it(seed):
     """The whole-Gram certificate against the dense norm: from an estimate just below it,
     a bound just above it; from half of it, no proof (math.inf), groups pruned by their
     circulant bounds included (depthwise and grouped layers, one group dominating)."""
-    from sparseconv._certificates import (
-        circulant_tops,
-        embedding_grid,
-        full_bound,
-        periodic_geometry,
-    )
+    from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
+    from sparseconv._whole_gram import full_bound
 
     rng = np.random.default_rng(700 + seed)
     ndim = 1 + seed % 3
@@ -347,7 +339,7 @@ def test_a_later_section_that_cannot_win_proves_nothing(monkeypatch):
     that, so no factorization runs and the section returns its circulant bound (still a
     bound), from a loose estimate alone. With ``best`` above that circulant bound, the same
     block is proved."""
-    import sparseconv._certificates as certificates
+    import sparseconv._exact_sections as exact_sections
     from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
 
     w = np.random.default_rng(0).standard_normal((6, 6, 3, 3))
@@ -358,25 +350,25 @@ def test_a_later_section_that_cannot_win_proves_nothing(monkeypatch):
         axis=-1).max(axis=0)
     truth = np.linalg.norm(conv_matrix(w, (6, 12, 12), padding=1).toarray(), 2)
     factorizations = []
-    original = certificates._below
-    monkeypatch.setattr(certificates, "_below",
+    original = SectionGram.below
+    monkeypatch.setattr(SectionGram, "below",
                         lambda gram, mu: factorizations.append(mu) or original(gram, mu))
     beat = 1e-3 * truth  # every block's Ritz value reaches it
     # the next block's circulant bound (pairs {xi, -xi} are one block): the first block's
     # top eigenvalue is below it, so only the new rule skips its proof
     best = float(np.unique(rows)[-2])
-    kernel = certificates._section_kernels(w, geom, grid, 0, (int(np.argmax(rows)),))[0]
-    lam, _ = certificates._top_eigenpair(section_gram(kernel, geom.axes[0].tap_index(), 12))
+    kernel = exact_sections._section_kernels(w, geom, grid, 0, (int(np.argmax(rows)),))[0]
+    lam, _ = exact_sections._top_eigenpair(section_gram(kernel, geom.axes[0].tap_index(), 12))
     assert lam < best**2
     tolerances = []
-    eigenpair = certificates._top_eigenpair
-    monkeypatch.setattr(certificates, "_top_eigenpair",
+    eigenpair = exact_sections._top_eigenpair
+    monkeypatch.setattr(exact_sections, "_top_eigenpair",
                         lambda gram, tol=1e-10, v0=None, whole=False: (
                             tolerances.append(tol) or eigenpair(gram, tol, v0, whole)))
     value, _ = section_bound(w, geom, grid, rows, 0, beat, rounding, best=best)
     # nor is its eigenpair computed: the loose estimate (a Ritz value) reaches beat already
     assert factorizations == [] and value == rows.max() >= truth
-    assert tolerances == [certificates.QUICK_TOL]
+    assert tolerances == [exact_sections.QUICK_TOL]
     value, _ = section_bound(w, geom, grid, rows, 0, beat, rounding, best=2 * float(rows.max()))
     assert factorizations and truth <= value
 

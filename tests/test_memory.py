@@ -355,8 +355,8 @@ def test_the_banded_lower_bound_is_sized_before_its_gram_is_built(memory_limit):
     # within a limit it runs (the bound found), and its count covers its peak: here and on
     # layers of many taps, groups, padding that copies, the outputs' side (a review: the
     # count left out the tap products and the fill's copies, 10x below on (64, 64, 31))
-    from sparseconv._certificates import section_gram
     from sparseconv._geometry import dense_weight
+    from sparseconv._section_gram import section_gram
 
     memory_limit(2**30)
     cases = [((16, 16, 3), (16, 3000), dict(padding=1)),

@@ -12,6 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import scipy.sparse.linalg
 
 import sparseconv as sc
 from sparseconv import SpectralNorm, conv_matrix, spectral_norm
@@ -91,9 +92,9 @@ def route(request, monkeypatch):
         # -1, not 0: a layer of one unknown per block row counts 0 multiply-adds (a review)
         monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", -1)
     if request.param == "sections by block rows":
-        import sparseconv._certificates as certificates
+        import sparseconv._exact_sections as exact_sections
 
-        monkeypatch.setattr(certificates, "SECTION_ROWS_FROM", 1)
+        monkeypatch.setattr(exact_sections, "SECTION_ROWS_FROM", 1)
     return request.param
 
 
@@ -664,14 +665,14 @@ def _spectral_norm_module():
 def test_grouped_layers_factorize_only_the_groups_that_can_reach_the_norm(monkeypatch):
     """A depthwise layer is block diagonal over its groups: each group whose circulant bound
     is below the norm's lower bound is done; the others get their own Cholesky proof."""
-    from sparseconv import _certificates
+    from sparseconv import _whole_gram
 
     rng = np.random.default_rng(11)
     w = rng.standard_normal((16, 1, 3, 3))
     w[[3, 9]] *= 3  # two groups dominate
     built = []
-    section_gram = _certificates.section_gram
-    monkeypatch.setattr(_certificates, "section_gram",
+    section_gram = _whole_gram.section_gram
+    monkeypatch.setattr(_whole_gram, "section_gram",
                         lambda *args: built.append(args) or section_gram(*args))
     shape = (16, 12, 12)
     result = spectral_norm(w, shape, padding=1, groups=16, method="bounds")
@@ -823,7 +824,7 @@ def _failing_eigensolver(original):
     def flaky(gram, *args, **kwargs):  # every other call gets no estimate: the circulant
         calls.append(1)                  # bound of its block stands
         if len(calls) % 2:
-            raise sc._certificates.spla.ArpackError(-9999)
+            raise scipy.sparse.linalg.ArpackError(-9999)
         return original(gram, *args, **kwargs)
     return flaky
 
@@ -841,13 +842,13 @@ ROUTES = {
     "every axis": ("bounds", {}),
     "sections": ("bounds", {"sn": {"FULL_FLOPS": -1}}),
     "sections by block rows": ("bounds", {"sn": {"FULL_FLOPS": -1},
-                                          "cert": {"SECTION_ROWS_FROM": 1}}),
+                                          "sections": {"SECTION_ROWS_FROM": 1}}),
     "sections, no early stop": ("bounds", {"sn": {"FULL_FLOPS": -1, "SECTION_GAIN": 0.0}}),
     "sections, stop early": ("bounds", {"sn": {"FULL_FLOPS": -1, "SECTION_GAIN": 1.0}}),
     "sections lose at once": ("bounds", {"sn": {"FULL_FLOPS": 0}, "nan": True}),
     "no eigenpair": ("bounds", {"sn": {"FULL_FLOPS": 0}, "arpack": True}),
     "nothing fits": ("bounds", {"sn": {"fits": lambda nbytes: False}}),
-    "no proof": ("bounds", {"cert": {"_below": lambda gram, mu: False}}),
+    "no proof": ("bounds", {"gram": {"below": lambda gram, mu: False}}),
     "restarted Lanczos": ("bounds", {"lanczos": {"BASIS": 4}}),
     "upper": ("upper", {}),
     "exact": ("exact", {"sn": {"FULL_FLOPS": 0}}),
@@ -862,8 +863,10 @@ def test_hard_layers_through_every_route(family, seed, monkeypatch):
     converged lower bound is close to it."""
     import importlib
 
-    modules = {"sn": _spectral_norm_module(), "cert": importlib.import_module(
-        "sparseconv._certificates"), "lanczos": importlib.import_module("sparseconv._lanczos")}
+    modules = {"sn": _spectral_norm_module(),
+               "sections": importlib.import_module("sparseconv._exact_sections"),
+               "gram": importlib.import_module("sparseconv._section_gram").SectionGram,
+               "lanczos": importlib.import_module("sparseconv._lanczos")}
     rng = np.random.default_rng([HARD.index(family), seed])
     w, shape, kwargs = hard_layer(rng, family)
     truth = padded_norm(w, shape, **kwargs)
@@ -882,10 +885,10 @@ def test_hard_layers_through_every_route(family, seed, monkeypatch):
                     patch.setattr(modules[module], attribute, value)
             if patches.get("nan"):
                 patch.setattr(modules["sn"], "section_bound",
-                              _losing_sections(modules["cert"].section_bound))
+                              _losing_sections(modules["sections"].section_bound))
             if patches.get("arpack"):
-                patch.setattr(modules["cert"], "_top_eigenpair",
-                              _failing_eigensolver(modules["cert"]._top_eigenpair))
+                patch.setattr(modules["sections"], "_top_eigenpair",
+                              _failing_eigensolver(modules["sections"]._top_eigenpair))
             result = spectral_norm(w, shape, method=method, **kwargs)
         assert_contains(result, truth, (name, family, w.dtype, w.shape, shape, kwargs))
         if result.converged and result.method == "bounds":
@@ -1020,7 +1023,7 @@ def test_spectral_norms_on_a_map_like_callable_or_an_executor(memory_limit):
 
 
 def checked_layers_costs(layers):
-    from sparseconv._spectral_norm import checked_layers
+    from sparseconv._spectral_norms import checked_layers
 
     return checked_layers(layers, "auto")[1]
 
@@ -1029,7 +1032,7 @@ def test_the_whole_gram_factorization_counts_in_the_order_when_it_may_run():
     """With ``relative_width`` (or ``method="exact"``) a 56x56 layer, whose factorization
     takes minutes, is handed out before a 512-channel 7x7 layer, whose Lanczos steps cost
     more; by default the other way round. 1x1 layers never factorize."""
-    from sparseconv._spectral_norm import checked_layers
+    from sparseconv._spectral_norms import checked_layers
 
     layers = [dict(weight=np.ones((512, 512, 3, 3)), input_shape=(512, 7, 7), padding=1),
               dict(weight=np.ones((64, 64, 3, 3)), input_shape=(64, 56, 56), padding=1),
@@ -1084,7 +1087,7 @@ def test_spectral_norms_takes_any_iterable_and_the_periodic_padding():
 
 def test_a_failing_layer_is_named_and_stops_the_rest(monkeypatch):
     """An error inside a worker reaches the caller as raised, with a note naming the layer."""
-    from sparseconv import _spectral_norm
+    from sparseconv import _spectral_norms
 
     rng = np.random.default_rng(0)
     layers = [dict(weight=rng.standard_normal((2, 2, 3, 3)), input_shape=(2, 9, 9))
@@ -1097,7 +1100,7 @@ def test_a_failing_layer_is_named_and_stops_the_rest(monkeypatch):
         finally:
             sc.set_memory_limit(old)
         assert re.match(r"layers\[[0-2]\]: ", str(info.value)), str(info.value)
-    assert not _spectral_norm.map_layers.__module__.endswith("torch")
+    assert not _spectral_norms.map_layers.__module__.endswith("torch")
 
 
 def test_method_upper_is_not_refused_for_the_lanczos_memory_it_does_not_use():
