@@ -271,7 +271,8 @@ def _model_layer(args, error) -> _Layer:
         error("--model needs --layer NAME, the qualified name of one of its convolutions")
     try:
         import sparseconv.torch as sct
-        from sparseconv._torch_layers import _CONV, _CONV_T, called_output_size
+        from sparseconv._torch_kinds import _CONV, _CONV_T
+        from sparseconv._torch_layers import called_output_size
         from sparseconv._torch_module import _hookless_layer
         from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
     except ImportError as exc:

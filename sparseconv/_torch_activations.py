@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparseconv._torch_layers import is_torch_class
+from sparseconv._torch_kinds import is_torch_class
 
 __all__ = ["KNOWN_FUNCTIONS", "function_constant", "module_constant"]
 

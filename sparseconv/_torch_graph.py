@@ -23,20 +23,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.operator_schemas import normalize_function
 
-from sparseconv._torch_layers import (
+from sparseconv._torch_kinds import (
     _BATCHNORM,
     _CONV_T,
     _DROPOUT,
     _POOL,
     _SUPPORTED,
     Interpolate,
-    _identity,
-    _Layer,
-    _layer,
-    _numpy,
-    _padding,
     _refuse,
 )
+from sparseconv._torch_layers import _identity, _Layer, _layer, _numpy, _padding
 from sparseconv._torch_script import _kind, forward_failed, probe_input
 from sparseconv._typing import PaddingMode
 

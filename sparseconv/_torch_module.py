@@ -33,15 +33,10 @@ from sparseconv._spectral_norm import (
 )
 from sparseconv._spectral_norms import warn_missed
 from sparseconv._symbol import unit_scale
-from sparseconv._torch_layers import (
+from sparseconv._torch_kinds import (
     _BATCHNORM,
     _CONV,
     _CONV_T,
-    _batchnorm_scale_shift,
-    _input_shape,
-    _Layer,
-    _layer,
-    _numpy,
     _refuse,
     check_module,
     check_module_layout,
@@ -49,6 +44,7 @@ from sparseconv._torch_layers import (
     parameter,
     refuse_hooks,
 )
+from sparseconv._torch_layers import _batchnorm_scale_shift, _input_shape, _Layer, _layer, _numpy
 from sparseconv._typing import BlockSize, DTypeLike, Layout, SparseFormat
 from sparseconv._validation import check_blocksize, check_format, inexact_dtype
 

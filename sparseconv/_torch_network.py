@@ -20,7 +20,7 @@ from torch import nn
 import sparseconv as sc
 from sparseconv._memory import check_memory
 from sparseconv._torch_graph import _build_graph, _Op, output_leaves
-from sparseconv._torch_layers import model_hook_reason
+from sparseconv._torch_kinds import model_hook_reason
 from sparseconv._torch_script import (
     _kind,
     forward_failed,

@@ -55,18 +55,16 @@ from sparseconv._torch_chain import (
     _untrusted,
     _versions,
 )
-from sparseconv._torch_layers import (
+from sparseconv._torch_kinds import (
     _BATCHNORM,
     _CONV,
     _CONV_T,
     _POOL,
-    _Layer,
-    _layer,
-    called_output_size,
     hook_reason,
     is_leaf,
     is_reshape,
 )
+from sparseconv._torch_layers import _Layer, _layer, called_output_size
 from sparseconv._torch_module import _fold, _layer_norm, _layer_options
 from sparseconv._torch_script import (
     _kind,

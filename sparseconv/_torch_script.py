@@ -43,13 +43,7 @@ import torch
 from torch import nn
 
 from sparseconv._memory import check_memory
-from sparseconv._torch_layers import (
-    _BATCHNORM,
-    _CONV,
-    _CONV_T,
-    is_leaf,
-    is_parametrized,
-)
+from sparseconv._torch_kinds import _BATCHNORM, _CONV, _CONV_T, is_leaf, is_parametrized
 from sparseconv._torch_script_rebuild import (
     _CONV_OPS,
     _SIGNAL_OPS,

@@ -11,12 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from sparseconv._torch_layers import (
-    _ONE_LIPSCHITZ,
-    _PAD_MODES,
-    _SUPPORTED,
-    is_parametrized,
-)
+from sparseconv._torch_kinds import _ONE_LIPSCHITZ, _PAD_MODES, _SUPPORTED, is_parametrized
 
 if TYPE_CHECKING:  # (it imports this module)
     from sparseconv._torch_script import _Call

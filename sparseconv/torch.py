@@ -40,7 +40,8 @@ bound of a whole network at once, traced once and recomputed from the current we
 call (:mod:`sparseconv._torch_penalty`).
 
 This module is the public facade; the implementation lives in private modules, one concept
-each: ``_torch_layers`` (a module translated into a layer), ``_torch_module`` (one module's
+each: ``_torch_kinds`` (which modules are layers, and which are refused), ``_torch_layers``
+(a module translated into a layer), ``_torch_module`` (one module's
 matrix, operator, spectra, BatchNorm folding), ``_torch_trace`` (:func:`trace`),
 ``_torch_script`` and ``_torch_script_rebuild`` (TorchScript models), ``_torch_graph`` (a
 network's torch.fx graph as linear ops), ``_torch_graph_bound`` (a bound over that graph),
