@@ -244,7 +244,7 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
                 maxiter: int = 300, upper: float = np.inf,
                 single: Callable[[], LinearOperator | None] | None = None,
                 gram: Callable[[np.dtype, bool], LinearOperator | None] | None = None,
-                ) -> tuple[float, bool]:
+                deflate: np.ndarray | None = None) -> tuple[float, bool, np.ndarray]:
     """A rigorous lower bound on ``||A||``: the best certified quotient ``||A u|| / ||u||``.
 
     ``upper``: a certified upper bound on ``||A||``, if known; the iteration also stops once
@@ -261,11 +261,22 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     (:func:`sparseconv._gram_operator.gram_operator`), else returns ``None``; the iterations
     run on it.
 
-    Returns the bound and whether it is within ``tol`` of the norm: the Lanczos iteration met
-    ``tol``, and the rounding allowance of the quotient is within ``tol`` too.
+    ``deflate``: the vector a previous call returned, whose quotient is known to lie more
+    than ``tol`` below the norm (a Cholesky test just above it failed: the Krylov space of
+    that call held little of the top eigenvector, as when the top two singular values lie
+    within about 1e-5 of each other and the start vector is nearly orthogonal to the top
+    one). The iteration then runs on ``A^H A`` projected off that vector, from ``start`` (a
+    random start if it is zero) likewise projected, in ``op``'s precision: it converges to
+    what the previous call's Krylov space missed, and the Rayleigh-Ritz vector of the two is
+    the candidate.
+
+    Returns the bound; whether it is within ``tol`` of the norm (the Lanczos iteration met
+    ``tol``, and the rounding allowance of the quotient is within ``tol`` too); and the vector
+    whose quotient it is, on the side the iteration ran on (for ``deflate``).
     """
     rows, cols = op.shape
-    fast = single() if single is not None and max(rows, cols) >= SINGLE_FROM else None
+    fast = None if deflate is not None or single is None or max(rows, cols) < SINGLE_FROM \
+        else single()
     outputs = rows < cols
     if outputs:  # the same singular values; iterate on outputs instead
         op, start = op.H, op.matvec(start)
@@ -285,7 +296,15 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     norm = np.linalg.norm(v0)
     v0 = noise if norm == 0 else v0 / norm + noise / np.linalg.norm(noise)
     candidates, converged = [v0], True
-    if cols <= 64:
+    if deflate is not None and cols > 64:
+        u = deflate / np.linalg.norm(deflate)
+        off, project = _projected(exact(), u)
+        ceiling = up(upper * upper, 1)
+        found, _ = _lanczos(off, project(v0), tol, min(maxiter, cols), ceiling)
+        vector = _rayleigh_ritz(exact(), np.stack([u, found.astype(u.dtype)]))
+        candidates += [u, vector]
+        converged = _confirmed(op, vector, tol, ceiling)
+    elif cols <= 64:
         columns = op.matmat(np.eye(cols, dtype=op.dtype))
         candidates.append(np.linalg.eigh(np.conj(columns.T) @ columns)[1][:, -1])
     else:
@@ -315,11 +334,25 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
             candidates.append(vector)
     size = max(rows, cols)
     norms = [(float(np.linalg.norm(op.matvec(u))), float(np.linalg.norm(u))) for u in candidates]
-    best, most = max((rounding.quotient_lower(*pair, size), rounding.quotient_upper(*pair, size))
-                     for pair in norms)
+    best, most, which = max((rounding.quotient_lower(*pair, size),
+                             rounding.quotient_upper(*pair, size), i)
+                            for i, pair in enumerate(norms))
     # the rounding allowance alone can exceed tol (taps that cancel: a norm far below that of
     # |A|, which the allowance scales with): the bound is then not within tol of the quotient
-    return best, bool(converged and best >= (1 - tol) * most)
+    return best, bool(converged and best >= (1 - tol) * most), candidates[which]
+
+
+def _projected(gram: LinearOperator, u: np.ndarray,
+               ) -> tuple[LinearOperator, Callable[[np.ndarray], np.ndarray]]:
+    """``P gram P`` with ``P = I - u u^H`` (``u`` a unit vector), and ``P`` itself: an
+    iteration on it from a vector off ``u`` stays off ``u``."""
+    def project(x: np.ndarray) -> np.ndarray:
+        return x - u * np.vdot(u, x)
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return project(gram.matvec(project(x)))
+
+    return LinearOperator(gram.shape, matvec=apply, rmatvec=apply, dtype=gram.dtype), project
 
 
 def _rayleigh_ritz(gram: LinearOperator, rows: np.ndarray) -> np.ndarray:

@@ -63,7 +63,7 @@ from ._typing import (
     SpectralNormMethod,
 )
 from ._validation import check_executor, check_progress, real_number
-from ._whole_gram import FULL_FLOPS, full_bound, full_bytes_and_flops
+from ._whole_gram import FULL_FLOPS, full_bound, full_bytes_and_flops, lifts
 from ._workspace import reusing
 
 __all__ = ["SpectralNorm", "spectral_norm"]
@@ -93,14 +93,18 @@ class SpectralNorm:
     bounds : dict
         Every certified upper bound computed, by name, for comparison.
     converged : bool
-        Whether ``lower`` is within ``tol`` of the norm as far as the Lanczos iteration behind
-        it can tell (its Ritz residual, and the quotient's rounding allowance: taps that
-        cancel can leave a norm below it); for the exact methods, whether their interval
-        is within ``tol`` (their rounding allowance, sized by the weight, alone can exceed it
-        where taps cancel or never read an input); False for ``"upper"``. Not a proof: where
-        the top two singular values lie within about 1e-5 (relative) of each other, Lanczos
-        can settle on the second, whose residual passes, and claim ``tol`` up to their gap
-        below the norm (``lower`` and ``upper`` stay certified either way).
+        Whether ``lower`` is within ``tol`` of the norm. Where the whole Gram's certificate
+        runs (``"exact"`` among ``bounds``: small layers, ``method="exact"``,
+        ``relative_width``), it decides: placed at ``(1 + tol)`` times ``lower``, it proves
+        the claim or refutes it (and a Lanczos iteration refuted so is searched again off
+        the vector it settled on). Elsewhere, as far as the Lanczos iteration can tell (its
+        Ritz residual, and the quotient's rounding allowance: taps that cancel can leave a
+        norm below it), which is no proof: where the top two singular values lie within
+        about 1e-5 (relative) of each other, Lanczos can settle on the second, whose
+        residual passes, and claim ``tol`` up to their gap below the norm. For the exact
+        methods, whether their interval is within ``tol`` (their rounding allowance, sized by
+        the weight, alone can exceed it where taps cancel or never read an input); False for
+        ``"upper"``. ``lower`` and ``upper`` are certified either way.
 
     Examples
     --------
@@ -417,9 +421,10 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
                                         float(np.linalg.norm(start)), max(op.shape))
         stages.finish()
         return _checked(upper, lower, upper, "upper", bounds, False)
-    lower, converged = lower_bound(op, start, tol, rounding, upper=upper,
-                                   single=functools.partial(_single_operator, weight, geom),
-                                   gram=functools.partial(gram_operator, weight, geom))
+    gram = functools.partial(gram_operator, weight, geom)
+    lower, converged, vector = lower_bound(
+        op, start, tol, rounding, upper=upper, gram=gram,
+        single=functools.partial(_single_operator, weight, geom))
 
     def refined(lower: float, converged: bool, upper: float) -> tuple[float, bool]:
         """A long 1-D input: the top gap can be too small for Lanczos, not for Lanczos on
@@ -446,12 +451,28 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
         # each group's circulant bound (zero padding), or none: every group is factorized
         groups = certified.reshape(-1, geom.groups).max(axis=0) if copies == 1 else None
 
-        def certificate(lower: float) -> float:  # the whole Gram's, just above lower
+        def certificate(lower: float, lifted: list[float] | None = None) -> float:
             with reusing():  # one group's band memory serves the next, dropped after them
                 return full_bound(weight, geom, lower, Rounding.of(weight, geom.groups), tol,
-                                  groups, executor, copies)
+                                  groups, executor, copies, lifted)
 
-        bounds["exact"] = certificate(lower)
+        # the whole Gram's certificate at (1 + tol) lower, which decides whether lower is
+        # within tol of the norm (lifts)
+        first, *higher = lifts(tol)
+        bounds["exact"] = certificate(lower, [first])
+        if bounds["exact"] == math.inf and converged:  # an eigenvalue above: Lanczos settled
+            # below the top (a nearly double top its Krylov space held little of), and the
+            # search runs again off the vector it found
+            found = lower_bound(op, start, tol, rounding, upper=upper, gram=gram,
+                                deflate=vector)
+            if found[0] > lower:
+                lower, converged, vector = found
+                bounds["exact"] = certificate(lower, [first])
+        if bounds["exact"] == math.inf:  # lower is more than tol below the norm
+            converged = False
+            bounds["exact"] = certificate(lower, higher)
+        else:  # proved within tol of the norm where the interval says so
+            converged = converged or bounds["exact"] <= lower * (1 + tol)
         if min(bounds.values()) < upper and not converged:  # mu closer above: the inverse's
             # gaps wider; the certificate then placed again, just above the better bound
             # (one axis: both cost a banded factorization)
@@ -624,7 +645,8 @@ def spectral_norm(
         rule), else ``"bounds"``. ``"exact"``: as
         ``"auto"``, but a layer with zero, reflect or replicate padding gets the certificate
         that treats every axis exactly (one Cholesky factorization of the whole Gram
-        matrix, just above the Lanczos lower bound: a relative width near ``4 tol``; by
+        matrix, at ``(1 + tol)`` times the Lanczos lower bound: a relative width near
+        ``tol``; by
         block rows of the grid for a real layer in 2-D or 3-D, else in band storage)
         whatever it costs -- for a 512-channel 3x3 layer on 7x7, about ``7.9e11``
         multiply-adds and 1.3 GiB (sized against the memory limit first); ``"bounds"``

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ from ._section_gram import (
     section_gram,
 )
 
-__all__ = ["FULL_FLOPS", "full_bound", "full_bytes_and_flops", "full_route"]
+__all__ = ["FULL_FLOPS", "full_bound", "full_bytes_and_flops", "full_route", "lifts"]
 
 
 #: The full certificate runs when its Cholesky factorization takes at most this many
@@ -181,9 +182,25 @@ def _prove_groups(kernels: np.ndarray, taps: np.ndarray, size: int, candidates: 
     return proved
 
 
+def lifts(tol: float) -> tuple[float, ...]:
+    """Where :func:`full_bound` places ``mu``, relative to the square of its estimate: first
+    at ``(1 + tol)^2`` times it (at least ``1 + 1e-8``, the resolution its rounding
+    allowance leaves), then higher.
+
+    The first decides whether the estimate is within ``tol`` of the norm: proved below it,
+    the norm is at most ``(1 + tol)`` times the estimate (and the factorization's rounding,
+    some 1e-12); not proved, the whole Gram has an eigenvalue above it (up to that
+    rounding), and the estimate is more than ``tol`` below the norm, whatever the Lanczos
+    iteration that gave it claimed. (Until 2026-12-04 the first was ``8 tol``: widths near
+    ``4 tol``, and a Lanczos that settled up to ``4 tol`` below a nearly double top passed.)"""
+    first = max((1 + tol) ** 2 - 1, 1e-8)
+    return first, max(8 * first, 1e-5), max(80 * first, 1e-4)
+
+
 def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
                tol: float, tops: np.ndarray | None = None,
-               executor: Executor | None = None, copies: int = 1) -> float:
+               executor: Executor | None = None, copies: int = 1,
+               lifted: Sequence[float] | None = None) -> float:
     """Upper bound on ``||A||`` with every axis exact: ``mu I - A^H A`` proved positive.
 
     The Gram matrix of each group, position-major, is banded (:class:`SectionGram` over the
@@ -197,7 +214,9 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     on each group's norm, if known (its circulant bound); a group already below
     ``sqrt(mu)`` is not factorized (``A`` is block diagonal over the groups: ``||A|| =
     max_g ||A_g||``). Groups are factorized in parallel
-    (:func:`sparseconv._parallel.map_chunks`). ``math.inf`` when no candidate is proved.
+    (:func:`sparseconv._parallel.map_chunks`). The candidates ``mu`` are the square of
+    ``estimate`` lifted by each of ``lifted`` (default :func:`lifts`), the first that every
+    group is proved below taken; ``math.inf`` when none is.
 
     Reflect and replicate padding too: their gather map reads positions near the edges more
     than once, ``copies`` times at most through one tap (:func:`_certified_square`'s
@@ -215,7 +234,7 @@ def full_bound(weight, geom: ConvGeometry, estimate: float, rounding: Rounding,
     bandwidth = max(max(bandwidth for _, bandwidth in _full_sides(geom)),
                     _depth(taps) * weight.shape[1])
     candidates = [max(estimate * estimate, 1e-300) * (1 + delta)
-                  for delta in (max(8 * tol, 1e-8), 1e-5, 1e-4)]
+                  for delta in (lifts(tol) if lifted is None else lifted)]
     needed = [g for g in range(geom.groups) if tops is None or tops[g] ** 2 > candidates[0]]
     workers = min(len(needed), 4 * cpu_count())
     chunks = [needed[i::workers] for i in range(workers)]

@@ -255,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _TOL_HELP = ("the relative tolerance of the Lanczos lower bound (spectral_norm's tol, default "
              f"{DEFAULT_TOL:g}); 1e-5 takes a fifth to a third less time on large grids; the "
-             "interval is then up to about 4 tol wide where the certificate of every axis "
-             "decides (small layers, --exact)")
+             "interval is then about tol wide where the certificate of every axis decides "
+             "(small layers, --exact)")
 
 
 _UPPER_HELP = ("a fast certified upper bound alone (spectral_norm's method='upper': the "
@@ -302,7 +302,7 @@ def _report_parser(commands) -> None:
     routes.add_argument("--exact", action="store_true",
                         help="certify every convolution with zero, reflect or replicate padding "
                         "with every axis exact (spectral_norm's method='exact': widths about "
-                        "4 tol, 4e-7 at the default, but half a minute and gigabytes for a "
+                        "tol, 1e-7 at the default, but half a minute and gigabytes for a "
                         "512-channel layer on 7x7; raise the memory limit with "
                         "SPARSECONV_MEMORY_LIMIT)")
     report.add_argument("--tol", type=float, default=DEFAULT_TOL, metavar="TOL", help=_TOL_HELP)

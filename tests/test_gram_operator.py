@@ -178,7 +178,7 @@ def test_the_lower_bound_iterates_on_it(monkeypatch):
     geom = ConvGeometry.from_weight(w.shape, shape, padding=1)
     op, single = (ConvOperator(w, shape, padding=1, dtype=dtype)
                   for dtype in (np.float64, np.float32))
-    lower, converged = _lanczos.lower_bound(
+    lower, converged, _ = _lanczos.lower_bound(
         op, np.ones(op.shape[1]), 1e-9, Rounding.of(w, 1), single=lambda: single,
         gram=functools.partial(gram_operator, w, geom))
     truth = np.linalg.norm(conv_matrix(w, shape, padding=1).toarray(), 2)
@@ -197,7 +197,7 @@ def test_a_narrowing_layers_lower_bound_iterates_on_its_outputs_gram(monkeypatch
     geom = ConvGeometry.from_weight(w.shape, shape, padding=((1, 0), (2, 1)))
     op = ConvOperator(w, shape, padding=((1, 0), (2, 1)))
     assert gram_operator(w, geom, np.float64) is None  # the inputs' side costs more
-    lower, converged = _lanczos.lower_bound(
+    lower, converged, _ = _lanczos.lower_bound(
         op, np.ones(op.shape[1]), 1e-9, Rounding.of(w, 1),
         gram=functools.partial(gram_operator, w, geom))
     truth = np.linalg.norm(op.tosparse().toarray(), 2)

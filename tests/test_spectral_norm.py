@@ -1241,3 +1241,27 @@ def test_the_explicit_gram_of_a_thin_layer_is_sized_before_any_stage(memory_limi
     r = spectral_norm(w, (12, 12), stride=2, padding=1, method="bounds")
     truth = np.linalg.norm(conv_matrix(w, (12, 12), stride=2, padding=1).toarray(), 2)
     assert r.lower <= truth <= r.upper
+
+
+def test_a_lanczos_that_settled_below_a_nearly_double_top_is_caught_by_the_certificate():
+    """Two decoupled channel blocks whose norms lie 1e-6 apart (an audit's layer): Lanczos,
+    started from the sections' witness, settled on the weaker block and claimed ``tol``
+    1e-6 below the norm. The whole Gram's Cholesky test just above the lower bound fails
+    there; the search then runs again off the vector it found, and finds the top."""
+    b = np.array([[-0.18420263891934652, 1.1455538771076654, -0.644703445143198,
+                   0.5974595439489864, -1.9430796954977774],
+                  [-0.01669336641374981, -0.5793211715800519, -0.4434011400861944,
+                   -1.6696366298931555, -1.883340991059525],
+                  [-0.16116571335010804, -1.047981983147584, 0.16528710482612188,
+                   -0.20403233990917302, -0.6036310065060263],
+                  [1.1903178658133302, 1.1299504095743302, -0.03927784326489514,
+                   -1.3835843522505331, 0.7358642177581229]])
+    w = np.zeros((2, 2, 4, 5))
+    w[0, 0], w[1, 1] = b, b * (1 + 1e-6)
+    shape, options = (2, 20, 17), dict(padding=(3, 2))
+    truth = dense_norm(w, shape, **options)
+    result = spectral_norm(w, shape, method="bounds", **options)
+    assert_contains(result, truth, "nearly double top")
+    assert "exact" in result.bounds
+    assert result.converged and truth - result.lower <= 1e-7 * truth, (result, truth)
+
