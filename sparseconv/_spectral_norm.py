@@ -526,10 +526,12 @@ DEFAULT_TOL = 1e-7
 
 def exact_applies(geom: ConvGeometry) -> bool:
     """Whether ``method="exact"`` can bound the layer: zero, reflect or replicate padding
-    (their Gram matrices are banded alike), or a periodic layer (circular padding that is
-    not periodic has no whole-Gram proof: its reads wrap around the grid; callers that take
-    it for a whole network, or from a command-line flag, keep ``"auto"`` there)."""
-    return geom.padding_mode != "circular" or is_periodic(geom)
+    (their Gram matrices are banded alike), a periodic layer, or no padding at all (circular
+    padding that is not periodic has no whole-Gram proof: its reads wrap around the grid;
+    callers that take it for a whole network, or from a command-line flag, keep ``"auto"``
+    there)."""
+    return geom.padding_mode != "circular" or is_periodic(geom) or all(
+        a.pad == (0, 0) for a in geom.axes)
 
 
 def applicable_method(method: SpectralNormMethod, geom: ConvGeometry) -> SpectralNormMethod:
@@ -600,6 +602,13 @@ def _checked_layer(weight, input_shape, stride, padding, dilation, groups, paddi
                                   padding_mode)
     if method == "fft" and not is_periodic(geom):
         raise ValueError(f"method='fft' needs {not_periodic(geom)}")
+    if geom.padding_mode != "zeros" and not is_periodic(geom) and all(
+            a.pad == (0, 0) for a in geom.axes):  # no padding read: the zero-padded layer's
+        # matrix, and its certificates (a new user's trial: circular padding 0 was taken as
+        # wrapping, 2,000 times wider and refused by method="exact")
+        geom = ConvGeometry.from_weight(weight.shape, (geom.in_channels, *geom.input_size),
+                                        stride=geom.stride, dilation=geom.dilation,
+                                        groups=geom.groups)
     if method == "exact" and not exact_applies(geom) and _route(geom, method) == "bounds":
         # (a 1x1 kernel and a layer small enough for a dense SVD take those exact routes)
         raise ValueError("method='exact' needs zero, reflect or replicate padding, a "

@@ -1265,3 +1265,16 @@ def test_a_lanczos_that_settled_below_a_nearly_double_top_is_caught_by_the_certi
     assert "exact" in result.bounds
     assert result.converged and truth - result.lower <= 1e-7 * truth, (result, truth)
 
+
+@pytest.mark.parametrize("mode", ["circular", "reflect", "replicate"])
+def test_a_padding_mode_with_no_padding_is_the_zero_padded_layer(mode):
+    """No padding read: the same matrix as zero padding, so the same certificates (a new
+    user's trial: circular padding 0 was bounded as wrapping, 2,000 times wider, and
+    method="exact" refused it)."""
+    w = np.random.default_rng(0).standard_normal((4, 4, 3, 3))
+    shape = (4, 24, 24)
+    zeros = spectral_norm(w, shape, padding=0)
+    for method in ("auto", "exact"):
+        result = spectral_norm(w, shape, padding=0, padding_mode=mode, method=method)
+        assert (result.lower, result.upper) == (zeros.lower, zeros.upper), (method, result)
+    assert_contains(zeros, dense_norm(w, shape), mode)
