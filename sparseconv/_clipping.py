@@ -161,7 +161,7 @@ def clip_singular_values(
     """
     periodic_padding_mode(padding_mode, "clip_singular_values")
     c = real_number(max, "max", low=0.0)
-    if support not in _SUPPORTS:
+    if not isinstance(support, str) or support not in _SUPPORTS:
         raise ValueError(f"support must be one of {_SUPPORTS}, got {support!r}")
     if iterations is None:
         iterations = _ITERATIONS

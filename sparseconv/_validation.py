@@ -13,7 +13,7 @@ import numbers
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -72,6 +72,20 @@ def is_int(value: object) -> TypeIs[int | np.integer]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_sequence(value: object) -> TypeIs[Sequence[Any]]:
+    """A sequence of values (a tuple, a list, a range), but not text nor bytes: ``b"\\x02"``
+    is a sequence of small ints to Python, and was read as a stride of 2 (a new user's
+    trial; PyTorch's ``F.conv2d`` refuses it).
+
+    Examples
+    --------
+    >>> is_sequence((1, 2)), is_sequence([3]), is_sequence("same"), is_sequence(b"\\x02")
+    (True, True, False, False)
+    """
+    return isinstance(value, Sequence) and not isinstance(
+        value, (str, bytes, bytearray, memoryview))
+
+
 def int_tuple(value, ndim: int, name: str, minimum: int, *,
               broadcast_one: bool = False) -> tuple[int, ...]:
     """Normalize an int or a tuple of ``ndim`` ints, each ``>= minimum`` and ``<= INDEX_LIMIT``.
@@ -101,12 +115,11 @@ def int_tuple(value, ndim: int, name: str, minimum: int, *,
     expected = f"{name} must be {what}{tuples}, got {value!r}"
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = tuple(value.tolist())  # numpy's integers become Python ints
-    if (broadcast_one and isinstance(value, Sequence) and not isinstance(value, str)
-            and len(value) == 1 and is_int(value[0])):
+    if broadcast_one and is_sequence(value) and len(value) == 1 and is_int(value[0]):
         value = value[0]
     if is_int(value):
         values = (int(value),) * ndim
-    elif isinstance(value, Sequence) and not isinstance(value, str):
+    elif is_sequence(value):
         if len(value) != ndim and all(is_int(v) for v in value):
             # (a new user's trial: stride=(2, 2) of a 1-D layer read "must be a positive
             # integer", not saying the length was the fault)
@@ -132,7 +145,7 @@ def _check_index_limit(values, must: str, rest: str, value) -> None:
 
 def normalize_padding(
     padding, ndim: int, kernel_size: tuple[int, ...], stride: tuple[int, ...],
-    dilation: tuple[int, ...], flip: bool = False,
+    dilation: tuple[int, ...], flip: bool = False, strings: bool = True,
 ) -> tuple[tuple[int, int], ...]:
     """Per-side padding ``((lo, hi), ...)`` from any accepted form.
 
@@ -141,7 +154,8 @@ def normalize_padding(
     ``(lo, hi)``; ``"valid"`` (none); ``"same"`` (PyTorch's rule: total ``dilation*(k-1)``,
     ``lo = total // 2``, the odd pixel on the high side; mirrored when ``flip``, so that kernel
     element ``(k-1)//2`` is the one aligned with the output as in ``scipy.signal.convolve``);
-    ``"full"`` (``dilation*(k-1)`` on both sides).
+    ``"full"`` (``dilation*(k-1)`` on both sides). ``strings=False``: the caller takes no
+    string (a transposed convolution), and the message offers none.
 
     Examples
     --------
@@ -170,26 +184,27 @@ def normalize_padding(
         return tuple((hi, lo) if flip else (lo, hi) for lo, hi in pairs)
 
     expected = (
-        f"padding must be a non-negative int, a tuple of {ndim} of them, a tuple of {ndim} "
-        f"(lo, hi) pairs, or one of {PADDING_STRINGS}, got {padding!r}"
+        f"padding must be a non-negative int, a tuple of {ndim} of them" + (
+            f", a tuple of {ndim} (lo, hi) pairs, or one of {PADDING_STRINGS}" if strings
+            else f" or a tuple of {ndim} (lo, hi) pairs") + f", got {padding!r}"
     )
     if isinstance(padding, np.ndarray) and padding.ndim in (1, 2):
         padding = [tuple(p) if isinstance(p, list) else p for p in padding.tolist()]
-    if isinstance(padding, Sequence) and len(padding) == 1 and is_int(padding[0]):
+    if is_sequence(padding) and len(padding) == 1 and is_int(padding[0]):
         padding = padding[0]  # one int for every axis, as PyTorch's padding=(1,)
     if is_int(padding):
         pairs = ((int(padding), int(padding)),) * ndim
-    elif isinstance(padding, Sequence) and len(padding) == ndim:
+    elif is_sequence(padding) and len(padding) == ndim:
         pairs = []
         for p in padding:
             if is_int(p):
                 pairs.append((int(p), int(p)))
-            elif isinstance(p, Sequence) and len(p) == 2 and all(is_int(v) for v in p):
+            elif is_sequence(p) and len(p) == 2 and all(is_int(v) for v in p):
                 pairs.append((int(p[0]), int(p[1])))
             else:
                 raise TypeError(expected)
         pairs = tuple(pairs)
-    elif isinstance(padding, Sequence):
+    elif is_sequence(padding):
         raise ValueError(expected)
     else:
         raise TypeError(expected)
@@ -219,7 +234,7 @@ def spatial_size(value, name: str) -> tuple[int, ...]:
         raise TypeError(f"{name} must be a tuple of positive integers, got a "
                         f"{type(value).__name__} of shape {tuple(shape)} (the input itself? "
                         "pass its shape without the batch axis: x.shape[1:])")
-    if not isinstance(value, Sequence) or isinstance(value, str):
+    if not is_sequence(value):
         raise TypeError(expected)
     if not all(is_int(v) for v in value):
         raise TypeError(expected)
@@ -340,7 +355,7 @@ def positive_floats(value, ndim: int, name: str) -> tuple[float, ...]:
         value = tuple(value.tolist())
     if isinstance(value, numbers.Real) and number(value):
         values = (float(value),) * ndim
-    elif isinstance(value, Sequence) and not isinstance(value, str):
+    elif is_sequence(value):
         if not all(number(v) for v in value):
             raise TypeError(expected)
         if len(value) != ndim:
@@ -544,7 +559,7 @@ def as_per_layer(values):
 def per_layer_tuples(values, name: str, depth: int, ndim: int) -> list[tuple[int, ...]]:
     """A per-layer argument (default 1 for every layer), each entry an int or ``ndim`` ints."""
     values = [1] * depth if values is None else as_per_layer(values)
-    if isinstance(values, str) or not isinstance(values, Sequence):
+    if not is_sequence(values):
         raise TypeError(f"{name} must be a sequence with one entry a layer ({depth}), got "
                         f"{values!r}")
     if len(values) != depth:
@@ -553,7 +568,9 @@ def per_layer_tuples(values, name: str, depth: int, ndim: int) -> list[tuple[int
 
 
 def check_format(format: str) -> None:
-    if format not in FORMATS:
+    """``format``, if it is one of :data:`FORMATS` (a string: an array is no format, and
+    ``in`` would ask it for a truth value)."""
+    if not isinstance(format, str) or format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
 
 
@@ -597,8 +614,7 @@ def check_blocksize(blocksize, format: str) -> tuple[int, int] | None:
     if isinstance(blocksize, np.ndarray) and blocksize.ndim == 1:
         blocksize = tuple(blocksize.tolist())
     expected = f"blocksize must be a pair of positive integers (R, C), got {blocksize!r}"
-    if (not isinstance(blocksize, Sequence) or isinstance(blocksize, str)
-            or not all(is_int(v) for v in blocksize)):
+    if not is_sequence(blocksize) or not all(is_int(v) for v in blocksize):
         raise TypeError(expected)
     if len(blocksize) != 2 or min(blocksize) < 1:
         raise ValueError(expected)

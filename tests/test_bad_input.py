@@ -26,13 +26,16 @@ NAN = float("nan")
 
 # Bad values by kind of parameter (for 2-D layers). Every one must raise TypeError/ValueError.
 # (a one-element tuple is PyTorch's value for every axis, accepted: test_validation.py)
+# bytes are sequences of small ints to Python (a new user's trial: b"\x02" was a stride of 2)
+BYTES = [b"\x02", bytearray(b"\x02\x02"), memoryview(b"\x02")]
 POSITIVE = [0, -1, True, 1.5, "2", None, HUGE, np.float64(2.0), NAN, (1, 1, 1), (1, 0),
-            (1, HUGE), [1, "a"], np.array([1.0, 2.0])]
-NON_NEGATIVE = [-1, True, 1.5, "0", None, HUGE, (0, 0, 0), (0, -1), (0, HUGE)]
+            (1, HUGE), [1, "a"], np.array([1.0, 2.0]), *BYTES]
+NON_NEGATIVE = [-1, True, 1.5, "0", None, HUGE, (0, 0, 0), (0, -1), (0, HUGE), *BYTES]
 SIZES = [8, (2, 8), (2, 8, 8, 8), (2, 0, 8), (2, -8, 8), (2, 8.0, 8), (2, True, 8), "2,8,8",
-         None, (2, HUGE, 8), (), np.float64(8.0), (2, NAN, 8), np.zeros((2, 8, 8))]
+         None, (2, HUGE, 8), (), np.float64(8.0), (2, NAN, 8), np.zeros((2, 8, 8)),
+         b"\x02\x08\x08", bytearray(b"\x02\x08\x08")]
 SPATIAL = [(8,), (8, 8, 8), (8, 0), (8, -1), (8, 8.0), (8, True), "88", None, (8, HUGE), (),
-           1.5, np.zeros((8, 8))]
+           1.5, np.zeros((8, 8)), b"\x08\x08"]
 # Selection and pooling matrices take any number of spatial dimensions.
 ANY_RANK = [s for s in SIZES if not (isinstance(s, tuple) and s in ((2, 8), (2, 8, 8, 8)))]
 ANY_SPATIAL = [s for s in SPATIAL if not (isinstance(s, tuple) and s in ((8,), (8, 8, 8)))]
@@ -41,10 +44,10 @@ WEIGHTS = ["w", None, np.float64(1.0), 1.0, np.ones((2, 2)), np.ones((2, 2, 0, 3
 NON_FINITE = [np.where(np.eye(3, dtype=bool), NAN, 1.0)[None, None].repeat(2, 0).repeat(2, 1),
               np.full((2, 2, 3, 3), np.inf)]
 PADDINGS = [-1, 1.5, "half", (1, 1, 1), ((0, -1), (0, 0)), HUGE, True, ((0, HUGE), (0, 0)),
-            [1, "a"], NAN]
+            [1, "a"], NAN, b"x", (b"\x01", 1)]
 MODES = ["mirror", 1, None, ("zeros",), "Zeros"]
 METHODS = ["svd", 1, None]
-FORMATS = ["dense", 1, None]
+FORMATS = ["dense", 1, None, np.array(["csr", "csc"])]  # (an array: numpy's truth-value error)
 DTYPES = ["str", object, "not a dtype"]
 GROUPS = [0, -1, True, 1.5, "1", None, HUGE, np.float64(1.0)]
 LAYOUTS = ["NHWC", "channels-last", None, 1, ("channels_last",)]
@@ -356,6 +359,7 @@ def short(value) -> str:
     """``value`` for a test id: the same in every process (no address: pytest-xdist's workers
     must collect the same ids)."""
     text = (f"array{value.shape}" if isinstance(value, np.ndarray) else
+            f"memoryview({value.tobytes()!r})" if isinstance(value, memoryview) else
             f"<{type(value).__name__}>" if callable(value) else repr(value))
     return text if len(text) <= 30 else text[:27] + "..."
 
