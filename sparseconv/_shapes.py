@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import SupportsIndex, overload
 
 from ._typing import ExplicitPaddingLike, IntOrTuple, PaddingLike
-from ._validation import int_tuple, is_int, normalize_padding, spatial_size
+from ._validation import int_tuple, is_int, is_sequence, normalize_padding, spatial_size
 
 __all__ = ["conv_output_shape", "conv_transpose_output_shape", "output_padding_for",
            "output_sizes"]
@@ -149,7 +149,7 @@ def conv_transpose_output_shape(
         raise ValueError(
             f"padding must be an int or a tuple for a transposed convolution, got {padding!r}"
         )
-    pads = normalize_padding(padding, ndim, kernel, stride, dilation)
+    pads = normalize_padding(padding, ndim, kernel, stride, dilation, strings=False)
     output_padding = int_tuple(output_padding, ndim, "output_padding", 0,
                                broadcast_one=True)
     for op, s, d in zip(output_padding, stride, dilation):
@@ -193,7 +193,7 @@ def output_padding_for(
     >>> output_padding_for(None, (8,), 3, stride=2, output_padding=1)
     (1,)
     """
-    sizes, kernel, strides, _ = _per_axis(input_size, kernel_size, stride, dilation)
+    sizes, kernel, strides, dilations = _per_axis(input_size, kernel_size, stride, dilation)
     ndim = len(sizes)
     given = int_tuple(output_padding, ndim, "output_padding", 0, broadcast_one=True)
     if output_size is None:
@@ -201,8 +201,8 @@ def output_padding_for(
     if any(given):
         raise ValueError(f"pass output_size or output_padding, not both: got output_size="
                          f"{output_size!r} and output_padding={output_padding!r}")
-    if (channels is not None and isinstance(output_size, Sequence)
-            and not isinstance(output_size, str) and len(output_size) in (ndim + 1, ndim + 2)):
+    if (channels is not None and is_sequence(output_size)
+            and len(output_size) in (ndim + 1, ndim + 2)):
         # PyTorch's full size, (N, C, *spatial) or (C, *spatial), a tensor's shape (a new
         # user's trial: refused); PyTorch reads the spatial sizes alone, the channels here must
         # be the layer's
@@ -211,12 +211,23 @@ def output_padding_for(
                              f"channels, but the layer has out_channels={channels}")
         output_size = tuple(output_size)[-ndim:]
     size = int_tuple(output_size, ndim, "output_size", 1)
+    if isinstance(padding, str):  # (as conv_transpose_output_shape says it)
+        conv_transpose_output_shape(sizes, kernel, strides, padding, 0, dilations)
+    pads = normalize_padding(padding, ndim, kernel, strides, dilations, strings=False)
     # from the largest: the smallest may be empty where a larger one is not (PyTorch takes
     # ConvTranspose1d(1, 1, 2, stride=2, padding=1)(x, output_size=[1]) on one input)
-    largest = conv_transpose_output_shape(sizes, kernel, strides, padding,
-                                          tuple(s - 1 for s in strides), dilation)
+    largest = tuple((n - 1) * s - lo - hi + d * (k - 1) + s for n, k, s, d, (lo, hi) in
+                    zip(sizes, kernel, strides, dilations, pads))  # output_padding stride - 1
     smallest = tuple(big - s + 1 for big, s in zip(largest, strides))  # (may be 0 or less)
     if not all(m <= n <= big for m, n, big in zip(smallest, size, largest)):
+        if min(largest) < 1:  # (a new user's trial: the message blamed the padding)
+            further = any(d > s for d, s in zip(dilations, strides))
+            raise ValueError(
+                f"output_size={output_size!r} is out of reach: the output sizes it can pick "
+                f"(output_padding 0 to stride - 1) are empty on some axis, at most {largest} "
+                f"for input size {sizes} and padding={pads}" + (
+                    "; output_padding, which may go up to max(stride, dilation) - 1, reaches "
+                    "larger sizes" if further else ""))
         low = tuple(max(m, 1) for m in smallest)
         raise ValueError(f"output_size must lie between {low} and {largest} (up to stride - 1 "
                          f"above the smallest output) for input size {sizes}, got "

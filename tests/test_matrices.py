@@ -355,6 +355,23 @@ def test_output_size_where_the_smallest_output_is_empty():
         conv_transpose_matrix(w, (1, 1), stride=2, padding=1, output_size=2)
 
 
+@requires_torch
+def test_an_output_size_out_of_reach_is_named_as_such():
+    """Where every size output_size can pick is empty, PyTorch refuses the output_size asked
+    for; so does conv_transpose_matrix, naming it (a new user's trial: it blamed the padding
+    and quoted an empty size never asked for). output_padding, up to dilation - 1 here,
+    reaches the size, as in PyTorch."""
+    w = np.ones((1, 1, 1))
+    options = dict(stride=1, padding=1, dilation=2)
+    module = torch.nn.ConvTranspose1d(1, 1, 1, bias=False, dtype=torch.float64, **options)
+    with pytest.raises(ValueError, match="output size"):
+        module(torch.ones((1, 1, 2), dtype=torch.float64), output_size=[1])
+    with pytest.raises(ValueError, match=r"output_size=\(1,\) is out of reach: .* at most \(0,\)"
+                       r".*output_padding, which may go up to max\(stride, dilation\) - 1"):
+        conv_transpose_matrix(w, (1, 2), output_size=(1,), **options)
+    assert conv_transpose_matrix(w, (1, 2), output_padding=1, **options).shape == (1, 2)
+
+
 @pytest.mark.parametrize("stride, dilation, kernel", [(1, 1, (3, 4)), (2, 1, (3, 3)),
                                                       (2, 2, (2, 3)), ((1, 2), 1, (4, 1))])
 def test_padding_none_is_the_spectra_periodic_layer(stride, dilation, kernel):
@@ -418,3 +435,15 @@ def test_bsr_results_are_canonical():
         matrix.sort_indices()
         assert np.array_equal(indices, matrix.indices), (n, p, mode)
     assert built > 200
+
+
+def test_a_transposed_padding_refusal_offers_no_string():
+    """A transposed convolution takes no padding string: its refusal of a negative padding
+    offers none (a new user's trial: it listed 'valid', 'same' and 'full')."""
+    w = np.ones((1, 1, 3, 3))
+    for padding in (-1, (1, -1)):
+        with pytest.raises(ValueError, match=r"\(lo, hi\) pairs, got") as info:
+            conv_transpose_matrix(w, (1, 5, 5), padding=padding)
+        assert "same" not in str(info.value)
+    with pytest.raises(ValueError, match="or one of"):  # the convolution's own takes them
+        conv_matrix(w, (1, 5, 5), padding=-1)
