@@ -96,6 +96,11 @@ def test_density_counts_match_block_sums_for_every_format(fmt):
     if fmt in ("csr", "csc", "coo"):  # chunked reading gives the same histogram
         chunked = plot.density_counts(A, r.row_edges, r.col_edges, chunk=7)
         np.testing.assert_array_equal(chunked, r.counts)
+        # (a new user's trial: chunk=-1 counted nothing, chunk=0 divided by zero)
+        for chunk, error in ((-1, ValueError), (0, ValueError), (1.5, TypeError),
+                             (True, TypeError), (None, TypeError)):
+            with pytest.raises(error, match="^chunk must be a positive integer"):
+                plot.density_counts(A, r.row_edges, r.col_edges, chunk=chunk)
 
 
 @pytest.mark.parametrize("seed", range(12))

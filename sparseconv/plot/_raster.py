@@ -21,7 +21,7 @@ from .._geometry import ConvGeometry, spatial_matrix
 from .._matrices import check_addressable
 from .._memory import check_memory
 from .._operators import layer_of
-from .._validation import int_tuple
+from .._validation import int_tuple, positive_int
 
 __all__ = ["Raster", "bin_edges", "density_counts", "padded_index_map", "raster"]
 
@@ -196,6 +196,8 @@ def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges
         Any format; CSR, CSC and COO are read in place, a chunk of entries at a time.
     row_edges, col_edges : ndarray of int
         Increasing bin edges, from 0 to the number of rows (columns).
+    chunk : int, optional
+        How many stored entries are binned at a time (the memory of one pass).
 
     Returns
     -------
@@ -205,9 +207,9 @@ def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges
     Raises
     ------
     TypeError
-        ``A`` not a 2-D sparse array or matrix.
+        ``A`` not a 2-D sparse array or matrix; ``chunk`` not an integer.
     ValueError
-        Edges that are not increasing integers from 0 to ``A.shape``.
+        Edges that are not increasing integers from 0 to ``A.shape``; ``chunk`` below 1.
 
     Examples
     --------
@@ -220,6 +222,8 @@ def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges
     if not sp.issparse(A) or A.ndim != 2:
         raise TypeError(f"A must be a 2-D scipy.sparse array or matrix, got "
                         f"{type(A).__name__} (scipy.sparse.csr_array(A) makes one)")
+    # (a new user's trial: chunk=-1 counted nothing, silently, and chunk=0 divided by zero)
+    chunk = positive_int(chunk, "chunk")
     for name, edges, n in (("row_edges", row_edges, A.shape[0]),
                            ("col_edges", col_edges, A.shape[1])):
         e = np.asarray(edges)
