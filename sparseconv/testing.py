@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ._typing import ArrayLike, RNGLike, ShapeLike
+from ._validation import as_bool, is_int, positive_int, real_number
 
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator
@@ -32,6 +33,16 @@ __all__ = ["assert_layer_matches_torch", "dottest"]
 
 _TORCH_PAD_MODE = {"zeros": "constant", "circular": "circular", "reflect": "reflect",
                    "replicate": "replicate"}
+
+
+def _generator(rng) -> np.random.Generator:
+    """``numpy.random.default_rng(rng)``, refusing what it refuses with a message that names
+    ``rng`` (numpy's own speaks of a SeedSequence)."""
+    try:
+        return np.random.default_rng(rng)
+    except (TypeError, ValueError):
+        raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got "
+                        f"{rng!r}") from None
 
 
 def _random(rng, shape, complex_: bool) -> np.ndarray:
@@ -73,9 +84,11 @@ def dottest(op: LinearOperator, *, nr: int | None = None, nc: int | None = None,
     AssertionError
         The test fails; the message gives both inner products and the relative error.
     ValueError
-        ``nr``/``nc`` differ from ``op.shape``, or a bad ``complexflag``.
+        ``nr``/``nc`` differ from ``op.shape``, a bad ``complexflag``, ``rtol`` not a
+        positive finite number.
     TypeError
-        ``op`` neither an operator nor a matrix.
+        ``op`` neither an operator nor a matrix; ``raiseerror`` not a bool, ``rng`` neither a
+        generator, a seed nor None.
 
     See Also
     --------
@@ -114,9 +127,13 @@ def dottest(op: LinearOperator, *, nr: int | None = None, nc: int | None = None,
             raise ValueError(f"{name}={given} does not match op.shape={shape}")
     if complexflag is None:
         complexflag = 3 if np.dtype(op.dtype).kind == "c" else 0
-    if complexflag not in (0, 1, 2, 3):
+    if not is_int(complexflag) or complexflag not in (0, 1, 2, 3):  # (not True: a new user's
+        # trial found it taken as 1)
         raise ValueError(f"complexflag must be 0, 1, 2 or 3, got {complexflag!r}")
-    rng = np.random.default_rng(rng)
+    # (a new user's trial: rtol=-1 failed every layer, as a failed dot test)
+    rtol = real_number(rtol, "rtol", low=0.0, low_open=True)
+    raiseerror = as_bool(raiseerror, "raiseerror")
+    rng = _generator(rng)
     x = _random(rng, shape[1], complexflag in (1, 3))
     y = _random(rng, shape[0], complexflag in (2, 3))
     ax, ahy = np.asarray(op.matvec(x)).ravel(), np.asarray(op.rmatvec(y)).ravel()
@@ -206,6 +223,9 @@ def assert_layer_matches_torch(
         product; the message names the layer and the error.
     ImportError
         PyTorch is not installed (``pip install torch``).
+    ValueError, TypeError
+        A layer with more than 3 spatial dimensions (PyTorch has no ``conv4d``), ``rtol`` not
+        a positive finite number, ``n_inputs`` not a positive integer, a bad ``rng``.
 
     See Also
     --------
@@ -237,7 +257,12 @@ def assert_layer_matches_torch(
         raise ImportError("assert_layer_matches_torch needs PyTorch: pip install torch") from exc
 
     op = _layer(layer)
-    rng = np.random.default_rng(rng)
+    if op.geometry.ndim > 3:  # (a new user's trial: AttributeError, no conv4d in torch)
+        raise ValueError(f"assert_layer_matches_torch compares with PyTorch's conv1d, conv2d "
+                         f"and conv3d; {op!r} has {op.geometry.ndim} spatial dimensions")
+    rtol = real_number(rtol, "rtol", low=0.0, low_open=True)
+    n_inputs = positive_int(n_inputs, "n_inputs")
+    rng = _generator(rng)
     complex_ = np.dtype(op.dtype).kind == "c"
     apply = _torch_layer(op, torch)
 

@@ -76,6 +76,34 @@ def test_dottest_checks_its_arguments():
         dottest(op, complexflag=4)
     with pytest.raises(TypeError, match="op must be a LinearOperator or a 2-D matrix, got str"):
         dottest("abc")
+    # (a new user's trial: rtol=-1 and NaN failed as a failed dot test, True was taken as
+    # complexflag=1, an int as raiseerror, and numpy's SeedSequence message named no rng)
+    for rtol in (-1, 0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="^rtol must be a finite number in"):
+            dottest(op, rtol=rtol)
+    with pytest.raises(ValueError, match="complexflag"):
+        dottest(op, complexflag=True)
+    with pytest.raises(TypeError, match="^raiseerror must be a bool, got 1"):
+        dottest(op, raiseerror=1)
+    with pytest.raises(TypeError, match="^rng must be a numpy.random.Generator"):
+        dottest(op, rng="x")
+
+
+@requires_torch
+def test_assert_layer_matches_torch_checks_its_arguments():
+    """A layer PyTorch has no function for (4 spatial dimensions: no conv4d), and bad
+    rtol, n_inputs and rng, each refused by name (a new user's trial: AttributeError, and
+    numpy's reshape and SeedSequence messages)."""
+    with pytest.raises(ValueError, match="has 4 spatial dimensions"):
+        assert_layer_matches_torch(ConvOperator(np.ones((1, 1, 2, 2, 2, 2)), (1, 3, 3, 3, 3)))
+    op = ConvOperator(np.ones((1, 1, 3, 3)), (1, 5, 5))
+    for n_inputs in (0, -1):
+        with pytest.raises(ValueError, match="^n_inputs must be a positive integer"):
+            assert_layer_matches_torch(op, n_inputs=n_inputs)
+    with pytest.raises(ValueError, match="^rtol must be"):
+        assert_layer_matches_torch(op, rtol=-1)
+    with pytest.raises(TypeError, match="^rng must be"):
+        assert_layer_matches_torch(op, rng="x")
 
 
 def test_dottest_takes_a_matrix():
