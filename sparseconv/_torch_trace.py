@@ -238,7 +238,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     [('0', (2, 3, 3), True), ('1', (2, 3, 3), False)]
     """
     model = unwrapped(model)
-    shape = _checked(model, input_shape, allow_train)
+    # (None means "no flag to suggest" to _checked; a new user's trial: taken as False)
+    shape = _checked(model, input_shape, as_bool(allow_train, "allow_train"))
     if isinstance(model, torch.jit.ScriptModule):
         return _script_trace(model, shape)[0]
     records: list[TraceRecord] = []

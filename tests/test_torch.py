@@ -1462,8 +1462,9 @@ def test_what_is_no_module_no_flag_or_no_shape_is_refused_as_such():
         for value in ("False", 1, None):
             with pytest.raises(TypeError, match=f"^{flag} must be a bool, got {value!r}"):
                 sct.lipschitz_report(model, (3, 8, 8), **{flag: value})
-    with pytest.raises(TypeError, match="^allow_train must be a bool, got 'yes'"):
-        sct.trace(model, (3, 8, 8), allow_train="yes")
+    for value in ("yes", None):  # (None: taken as False, a new user's trial)
+        with pytest.raises(TypeError, match=f"^allow_train must be a bool, got {value!r}"):
+            sct.trace(model, (3, 8, 8), allow_train=value)
     for shape in ((4, 8, 8), (8,)):
         for call in (sct.trace, sct.network_operator, sct.lipschitz_report):
             with pytest.raises(ValueError, match=r"forward failed on a probe batch") as info:
