@@ -1107,7 +1107,7 @@ def test_method_upper_is_not_refused_for_the_lanczos_memory_it_does_not_use():
     """A review: method="upper" (no Lanczos) raised MatrixTooLargeError for the Lanczos
     vectors under a limit that every stage it runs fits."""
     w = np.random.default_rng(0).standard_normal((4, 1, 2, 2))
-    options = dict(padding=(0, 1), dilation=(1, 2))
+    options = dict(padding=(0, 1))  # (undilated: a dilated one splits into smaller layers)
     dense = np.linalg.norm(sc.conv_matrix(w, (1, 17, 15), **options).toarray(), 2)
     old = sc.set_memory_limit(90_000)  # the circulant bound's 77 kB fit, Lanczos' 100 kB not
     try:
@@ -1278,3 +1278,42 @@ def test_a_padding_mode_with_no_padding_is_the_zero_padded_layer(mode):
         result = spectral_norm(w, shape, padding=0, padding_mode=mode, method=method)
         assert (result.lower, result.upper) == (zeros.lower, zeros.upper), (method, result)
     assert_contains(zeros, dense_norm(w, shape), mode)
+
+
+def test_a_dilated_layer_splits_into_undilated_layers_by_residue():
+    """Along a dilated axis of stride 1 every output reads one residue of the inputs modulo
+    the dilation: the layer is the direct sum of undilated layers (residue_layers), whose
+    largest norm is its norm; spectral_norm bounds those (a new user's trial: a dilation of 60
+    on 200x200, bounded on the whole grid, was 8% wide; its 4x4 blocks are dense SVDs)."""
+    from sparseconv._geometry import ConvGeometry
+    from sparseconv._spectral_norm import residue_layers
+
+    rng = np.random.default_rng(17)
+    checked = 0
+    while checked < 40:
+        ndim = int(rng.integers(1, 3))
+        kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+        dilation = tuple(int(d) for d in rng.integers(1, 5, ndim))
+        stride = tuple(int(s) if rng.random() < 0.3 else 1 for s in rng.integers(1, 3, ndim))
+        size = tuple(int(n) for n in rng.integers(1, 14, ndim))
+        padding = tuple((int(lo), int(hi)) for lo, hi in rng.integers(0, 6, (ndim, 2)))
+        w = rng.standard_normal((2, 2, *kernel))
+        options = dict(stride=stride, padding=padding, dilation=dilation)
+        try:
+            geom = ConvGeometry.from_weight(w.shape, (2, *size), **options)
+        except ValueError:  # an empty output
+            continue
+        parts = residue_layers(geom)
+        if parts is None:
+            continue
+        checked += 1
+        truth = dense_norm(w, (2, *size), **options)
+        blocks = [dense_norm(w, (2, *sizes), stride=stride, padding=pads, dilation=dilations)
+                  for sizes, pads, dilations in (zip(*part) for part in parts)]
+        assert abs(max(blocks) - truth) <= 1e-12 * max(truth, 1e-300), (options, size)
+        result = spectral_norm(w, (2, *size), method="bounds", **options)
+        assert_contains(result, truth, (options, size))
+    w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
+    result = spectral_norm(w, (2, 32, 32), dilation=8, padding=8)  # 4x4 blocks
+    assert result.method == "dense" and result.relative_width < 1e-9
+    assert_contains(result, dense_norm(w, (2, 32, 32), dilation=8, padding=8), "d=8")
