@@ -721,6 +721,21 @@ def _outputs_op(builder: Any, nodes: list) -> _Op:
     return _Op("output", inputs, (sum(sizes),), forward, backward)
 
 
+#: Functions and methods that return several tensors and are not linear (values and indices,
+#: or pairs of statistics), told apart from the splits of the signal.
+_NOT_LINEAR_TUPLES = frozenset({
+    "max", "min", "sort", "topk", "kthvalue", "mode", "median", "nanmedian", "aminmax",
+    "unique", "unique_consecutive", "var_mean", "std_mean", "cummax", "cummin", "frexp",
+    "histogram", "slogdet", "qr", "svd", "eig", "eigh", "lu"})
+
+
+def _target_name(node) -> str:
+    """The name of the function or method a node calls (the last part of a qualified one)."""
+    target = node.target
+    name = target if isinstance(target, str) else getattr(target, "__name__", "")
+    return name.rsplit(".", 1)[-1]
+
+
 def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], torch.dtype]:
     """The graph's linear ops, and the least precise floating dtype any of its values has on
     the probe (the precision the model computes in: a float64 model may round through
@@ -763,6 +778,10 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
             continue  # its fields are read where it is returned (graph_outputs)
         if live and isinstance(values[node], (tuple, list)) and any(
                 isinstance(v, torch.Tensor) for v in values[node]):
+            if _target_name(node) in _NOT_LINEAR_TUPLES:  # (a new user's trial: max(dim=1)
+                # was said to split the signal)
+                builder.refuse(node, "is not linear (it returns values and their indices, or "
+                               "statistics, of the signal)")
             builder.refuse(node, "splits the signal into several tensors (split, chunk, unbind "
                            "...), which network_operator does not map; slice it instead "
                            "(x[:, :k])")

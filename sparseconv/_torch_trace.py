@@ -261,7 +261,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
                 # Embedding of x.long()): zeros, as before, whose records check less
                 records.clear()
                 model(probe.zero_())
-    except RuntimeError as exc:
+    except Exception as exc:  # noqa: BLE001 - the model's own error, whatever its type (a
+        # new user's trial: its KeyError or IndexError came out as if sparseconv raised it)
         raise forward_failed(model, shape, exc) from exc
     finally:
         for handle in hooks:

@@ -1861,3 +1861,38 @@ def test_network_operator_apply_takes_the_models_arrays_and_call_says_so():
     assert net.apply(np.zeros((0, 3, 6, 6))).shape == (0, 5)  # (a review: an empty batch)
     assert net(np.zeros((108, 0))).shape == (5, 0)  # (and no columns: a second review)
     assert net.operator.rmatmat(np.zeros((5, 0))).shape == (108, 0)
+
+
+def test_trace_names_the_model_s_own_error_whatever_its_type():
+    """A model's forward that raises a KeyError or an IndexError on the probe batch: trace
+    says its forward failed on that batch (a new user's trial: those came out bare, as if
+    sparseconv raised them; only a RuntimeError was named), the model's error as its cause."""
+    class Lookup(nn.Module):
+        def __init__(self, error):
+            super().__init__()
+            self.error = error
+
+        def forward(self, x):
+            raise self.error("no entry for this shape")
+
+    for error in (KeyError, IndexError, ZeroDivisionError):
+        with pytest.raises(ValueError, match=r"forward failed on a probe batch") as info:
+            sct.trace(Lookup(error).eval(), (3, 8, 8))
+        assert isinstance(info.value.__cause__, error)
+
+
+def test_network_operator_says_max_over_an_axis_is_not_linear():
+    """x.max(dim=1) returns values and indices: refused as not linear (a new user's trial:
+    it was said to split the signal, as torch.split does, which is still said of a split)."""
+    class MaxOverChannels(nn.Module):
+        def forward(self, x):
+            return x.max(dim=1)[0]
+
+    class Split(nn.Module):
+        def forward(self, x):
+            return torch.cat(x.split(1, dim=1)[::-1], 1)
+
+    with pytest.raises(TypeError, match=r"max.* is not linear"):
+        sct.network_operator(MaxOverChannels().eval(), (2, 4, 4))
+    with pytest.raises(TypeError, match="splits the signal into several tensors"):
+        sct.network_operator(Split().eval(), (2, 4, 4))
