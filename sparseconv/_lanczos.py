@@ -265,8 +265,8 @@ def lower_bound(op, start: np.ndarray, tol: float, rounding: Rounding,
     than ``tol`` below the norm (a Cholesky test just above it failed: the Krylov space of
     that call held little of the top eigenvector, as when the top two singular values lie
     within about 1e-5 of each other and the start vector is nearly orthogonal to the top
-    one). The iteration then runs on ``A^H A`` projected off that vector, from ``start`` (a
-    random start if it is zero) likewise projected, in ``op``'s precision: it converges to
+    one). The iteration then runs on ``A^H A`` projected off that vector, from ``start`` and
+    the fixed random part added to it, likewise projected, in ``op``'s precision: it converges to
     what the previous call's Krylov space missed, and the Rayleigh-Ritz vector of the two is
     the candidate.
 

@@ -830,7 +830,8 @@ def residue_layers(geom: ConvGeometry) -> list[tuple[tuple[int, tuple[int, int],
         per_axis.append(distinct)
     if not all(per_axis) or all(len(axis) == 1 and axis[0][2] == a.dilation
                                 for axis, a in zip(per_axis, geom.axes)):
-        return None  # (no output reads an input: the zero layer, answered before)
+        return None  # no dilated axis to split (or no output reads an input: the zero
+        # layer, answered before)
     return list(itertools.product(*per_axis))
 
 
