@@ -555,6 +555,12 @@ class ConvGeometry:
         """Shape of the layer's matrix: ``(C_out * prod(out), C_in * prod(in))``."""
         return (math.prod(self.output_shape), math.prod(self.input_shape))
 
+    @property
+    def unpadded(self) -> bool:
+        """Whether no axis pads: every tap reads the input itself, whatever the padding mode
+        (the zero-padded layer's matrix, for any ``padding_mode``)."""
+        return all(a.pad == (0, 0) for a in self.axes)
+
     # -- the polyphase view of a periodic layer (its symbol) --------------------------------
     @property
     def coarse_grid(self) -> tuple[int, ...]:

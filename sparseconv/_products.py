@@ -194,7 +194,7 @@ def _adjoint_span(geom: ConvGeometry) -> tuple[bool, list[tuple[int, int]]]:
 
 def _pad_adjoint(geom: ConvGeometry, xp: np.ndarray) -> np.ndarray:
     """The transpose of :func:`_pad`: border slabs added onto the positions they copy."""
-    if all(a.pad == (0, 0) for a in geom.axes):
+    if geom.unpadded:
         return xp
     for d, src, region in reversed(_border_slabs(geom)):
         if src >= 0:

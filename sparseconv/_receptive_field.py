@@ -24,7 +24,14 @@ from ._geometry import ConvGeometry, spatial_matrix
 from ._memory import check_memory
 from ._operators import ConvOperator, as_geometry
 from ._typing import DTypeLike, IntOrTuple, ShapeLike
-from ._validation import as_per_layer, int_tuple, is_int, per_layer_tuples, spatial_size
+from ._validation import (
+    as_per_layer,
+    int_tuple,
+    is_int,
+    is_sequence,
+    per_layer_tuples,
+    spatial_size,
+)
 
 __all__ = ["receptive_field", "receptive_field_paths", "receptive_field_size"]
 
@@ -254,9 +261,9 @@ def receptive_field_size(kernel_size: Sequence[IntOrTuple],
     depth = len(kernel_size)
     # the first tuple entry (of kernel_size, stride or dilation) gives the number of
     # dimensions, ints repeating over them; per_layer_tuples checks the rest
-    entries = [v for values in (kernel_size, stride, dilation)
-               if isinstance(values, Sequence) and not isinstance(values, str) for v in values]
-    shaped = [v for v in entries if isinstance(v, Sequence) and not isinstance(v, str)]
+    entries = [v for values in (kernel_size, stride, dilation) if is_sequence(values)
+               for v in values]
+    shaped = [v for v in entries if is_sequence(v)]
     ndim, scalar = (len(shaped[0]), False) if shaped else (1, True)
     per_layer = {name: per_layer_tuples(values, name, depth, ndim)
                  for name, values in (("kernel_size", kernel_size), ("stride", stride),

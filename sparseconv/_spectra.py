@@ -23,7 +23,7 @@ weights of 1e-300 and 1e300.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from typing import NamedTuple
 
@@ -57,7 +57,7 @@ from ._typing import (
     ShapeLike,
     SpectralMethod,
 )
-from ._validation import check_executor, check_progress, spatial_size
+from ._validation import check_executor, check_progress, is_sequence, spatial_size
 
 __all__ = [
     "DENSE_FLOPS",
@@ -503,7 +503,7 @@ def _options(layer, i: int) -> tuple:
 
 def _chain(layers, input_shape) -> list[_Layer]:
     """The validated layers of a composition, each reading the previous one's output."""
-    if isinstance(layers, (str, np.ndarray)) or not isinstance(layers, Sequence):
+    if isinstance(layers, np.ndarray) or not is_sequence(layers):
         raise TypeError(f"layers must be a list of weights or (weight, options) pairs, got "
                         f"{type(layers).__name__}")
     if not layers:

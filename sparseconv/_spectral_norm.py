@@ -457,10 +457,10 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
                 return full_bound(weight, geom, lower, Rounding.of(weight, geom.groups), tol,
                                   groups, executor, copies, lifted)
 
-        # the whole Gram's certificate at (1 + tol) lower, which decides whether lower is
-        # within tol of the norm (lifts)
+        # the whole Gram's certificate; where Lanczos claims tol, first at (1 + tol) lower
+        # alone, which decides the claim (lifts), else every lift in one factorization run
         first, *higher = lifts(tol)
-        bounds["exact"] = certificate(lower, [first])
+        bounds["exact"] = certificate(lower, [first] if converged else None)
         if bounds["exact"] == math.inf and converged:  # an eigenvalue above: Lanczos settled
             # below the top (a nearly double top its Krylov space held little of), and the
             # search runs again off the vector it found
@@ -469,11 +469,10 @@ def _bounds(weight, geom: ConvGeometry, tol: float, executor=None, progress=None
             if found[0] > lower:
                 lower, converged, vector = found
                 bounds["exact"] = certificate(lower, [first])
-        if bounds["exact"] == math.inf:  # lower is more than tol below the norm
-            converged = False
-            bounds["exact"] = certificate(lower, higher)
-        else:  # proved within tol of the norm where the interval says so
-            converged = converged or bounds["exact"] <= lower * (1 + tol)
+            if bounds["exact"] == math.inf:  # lower is more than tol below the norm
+                converged = False
+                bounds["exact"] = certificate(lower, higher)
+        converged = converged or bounds["exact"] <= lower * (1 + tol)  # (proved so)
         if min(bounds.values()) < upper and not converged:  # mu closer above: the inverse's
             # gaps wider; the certificate then placed again, just above the better bound
             # (one axis: both cost a banded factorization)
@@ -531,8 +530,7 @@ def exact_applies(geom: ConvGeometry) -> bool:
     padding that is not periodic has no whole-Gram proof: its reads wrap around the grid;
     callers that take it for a whole network, or from a command-line flag, keep ``"auto"``
     there)."""
-    return geom.padding_mode != "circular" or is_periodic(geom) or all(
-        a.pad == (0, 0) for a in geom.axes)
+    return geom.padding_mode != "circular" or is_periodic(geom) or geom.unpadded
 
 
 def applicable_method(method: SpectralNormMethod, geom: ConvGeometry) -> SpectralNormMethod:
@@ -603,13 +601,12 @@ def _checked_layer(weight, input_shape, stride, padding, dilation, groups, paddi
                                   padding_mode)
     if method == "fft" and not is_periodic(geom):
         raise ValueError(f"method='fft' needs {not_periodic(geom)}")
-    if geom.padding_mode != "zeros" and not is_periodic(geom) and all(
-            a.pad == (0, 0) for a in geom.axes):  # no padding read: the zero-padded layer's
-        # matrix, and its certificates (a new user's trial: circular padding 0 was taken as
-        # wrapping, 2,000 times wider and refused by method="exact")
-        geom = ConvGeometry.from_weight(weight.shape, (geom.in_channels, *geom.input_size),
-                                        stride=geom.stride, dilation=geom.dilation,
-                                        groups=geom.groups)
+    if geom.padding_mode != "zeros" and geom.unpadded and not is_periodic(geom):
+        # no padding read: the zero-padded layer's matrix, and its certificates (a new user's
+        # trial: circular padding 0 was taken as wrapping, 2,000 times wider and refused by
+        # method="exact")
+        geom = ConvGeometry.from_weight(weight.shape, geom.input_shape, stride=geom.stride,
+                                        dilation=geom.dilation, groups=geom.groups)
     if method == "exact" and not exact_applies(geom) and _route(geom, method) == "bounds":
         # (a 1x1 kernel and a layer small enough for a dense SVD take those exact routes)
         raise ValueError("method='exact' needs zero, reflect or replicate padding, a "
@@ -809,9 +806,11 @@ def residue_layers(geom: ConvGeometry) -> list[tuple[tuple[int, tuple[int, int],
     every residue (a new user's trial: a dilation of 60 on 200x200 was bounded on the whole
     grid, 8% wide, where its blocks of 4x4 are each a dense SVD).
     """
+    if geom.padding_mode != "zeros" or all(a.stride != 1 or a.dilation == 1 for a in geom.axes):
+        return None
     per_axis = []
     for a in geom.axes:
-        if a.stride != 1 or a.dilation == 1 or a.padding_mode != "zeros":
+        if a.stride != 1 or a.dilation == 1:
             per_axis.append([(a.size, a.pad, a.dilation)])
             continue
         d, lo = a.dilation, a.pad[0]
@@ -828,10 +827,8 @@ def residue_layers(geom: ConvGeometry) -> list[tuple[tuple[int, tuple[int, int],
             if (size, (low, high), 1) not in distinct:
                 distinct.append((size, (low, high), 1))
         per_axis.append(distinct)
-    if not all(per_axis) or all(len(axis) == 1 and axis[0][2] == a.dilation
-                                for axis, a in zip(per_axis, geom.axes)):
-        return None  # no dilated axis to split (or no output reads an input: the zero
-        # layer, answered before)
+    if not all(per_axis):  # no output reads an input: the zero layer, answered before
+        return None
     return list(itertools.product(*per_axis))
 
 

@@ -78,6 +78,7 @@ from sparseconv._validation import (
     as_weight,
     first_index,
     is_int,
+    is_sequence,
     layer_dtype,
     layer_weight,
     positive_int,
@@ -118,7 +119,7 @@ def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks") -> tup
 
 def _leaves(chunks) -> list:
     """The sizes in ``chunks``: an int, or nested sequences of them."""
-    if isinstance(chunks, Sequence) and not isinstance(chunks, str):
+    if is_sequence(chunks):
         return [size for part in chunks for size in _leaves(part)]
     return [chunks]
 
