@@ -558,7 +558,16 @@ class ConvGeometry:
     @property
     def unpadded(self) -> bool:
         """Whether no axis pads: every tap reads the input itself, whatever the padding mode
-        (the zero-padded layer's matrix, for any ``padding_mode``)."""
+        (the zero-padded layer's matrix, for any ``padding_mode``).
+
+        Examples
+        --------
+        >>> from sparseconv import ConvGeometry
+        >>> ConvGeometry.from_weight((4, 2, 3, 3), (2, 8, 8), padding_mode="circular").unpadded
+        True
+        >>> ConvGeometry.from_weight((4, 2, 3, 3), (2, 8, 8), padding=(0, 1)).unpadded
+        False
+        """
         return all(a.pad == (0, 0) for a in self.axes)
 
     # -- the polyphase view of a periodic layer (its symbol) --------------------------------
