@@ -969,6 +969,24 @@ def test_spectral_norms_orders_and_passes_the_memory_limit(monkeypatch):
     assert not _parallel._one_core  # reset after each task
 
 
+def test_spectral_norms_starts_no_more_processes_than_layers(monkeypatch):
+    """A trial: ``workers=2**62`` went to joblib as it was, which starts that many processes;
+    the pool is at most one process per layer."""
+    import joblib
+
+    jobs = []
+
+    def fake_parallel(n_jobs, backend, return_as):
+        jobs.append(n_jobs)
+        return lambda tasks: (function(*args, **kwargs) for function, args, kwargs in tasks)
+
+    monkeypatch.setattr(joblib, "Parallel", fake_parallel)
+    rng = np.random.default_rng(0)
+    layers = [dict(weight=rng.standard_normal((2, 2, 3, 3)), input_shape=(2, 8, 8))] * 3
+    results = sc.spectral_norms(layers, workers=2**62)
+    assert jobs == [3] and len(results) == 3
+
+
 def test_spectral_norms_on_a_map_like_callable_or_an_executor(memory_limit):
     """scipy's other ``workers`` (differential_evolution's): a map-like callable or an
     Executor; the layers go through it the costliest first, under this process's memory
