@@ -18,6 +18,7 @@ does not know.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -25,9 +26,17 @@ from collections.abc import Iterator
 
 __all__ = ["atomic_path", "image_path", "output_path", "raster_formats"]
 
-_KINDS = {stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device",
+_KINDS = {stat.S_ISCHR: "a character device",
           stat.S_ISBLK: "a block device", stat.S_ISFIFO: "a named pipe",
           stat.S_ISSOCK: "a socket"}
+
+
+def _os_error(code: int, path: str) -> OSError:
+    """The error ``open(path, "w")`` would raise (``FileNotFoundError``, ``IsADirectoryError``,
+    ...), raised here before any work: a file-system state is an ``OSError``, as numpy's and
+    Python's writers say (a new user's trial: ``load_layer`` raised ``FileNotFoundError`` for
+    the path that ``save_layer`` refused with a ``ValueError``)."""
+    return OSError(code, os.strerror(code), path)  # (OSError picks the subclass of the code)
 
 
 def _refuse_non_regular(path: str) -> None:
@@ -35,6 +44,8 @@ def _refuse_non_regular(path: str) -> None:
         mode = os.stat(path).st_mode  # follows symbolic links: a link to a file is a file
     except OSError:
         return  # absent (or unreachable: the write will say why)
+    if stat.S_ISDIR(mode):
+        raise _os_error(errno.EISDIR, path)
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _KINDS.items() if test(mode)), "not a regular file")
         raise ValueError(f"{path} is {kind}; expected the name of a file to write")
@@ -47,15 +58,19 @@ def output_path(path: str, suffix: str) -> str:
     ------
     ValueError
         ``path`` empty or ending in a separator, or ``path`` or the result an existing
-        directory, device, pipe or socket, or in a directory that does not exist: checked
-        before any work, so that a long computation is not lost at its last step.
+        device, pipe or socket.
+    OSError
+        ``path`` or the result an existing directory (``IsADirectoryError``), or in a
+        directory that does not exist (``FileNotFoundError``, ``NotADirectoryError``).
+
+    Every check runs before any work, so that a long computation is not lost at its last
+    step.
     """
     if not os.path.basename(path):
         raise ValueError(f"expected a file name, got {path!r}")
     directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):  # (the operating system's words for it)
-        reason = "Not a directory" if os.path.exists(directory) else "No such file or directory"
-        raise ValueError(f"cannot write {path}: {reason}")
+    if not os.path.isdir(directory):
+        raise _os_error(errno.ENOTDIR if os.path.exists(directory) else errno.ENOENT, path)
     _refuse_non_regular(path)
     if not path.lower().endswith(suffix.lower()):
         path += suffix

@@ -222,9 +222,11 @@ def save_layer(file: FileLike, weight: ArrayLike, input_shape: ShapeLike, *,
     ------
     ValueError, TypeError
         As the builder; an option the builder does not take (named); a path that is a
-        directory or a device.
+        device.
     OSError
-        The file cannot be written (the message names it).
+        The file cannot be written (the message names it): a path that is a directory
+        (``IsADirectoryError``) or in a directory that does not exist (``FileNotFoundError``),
+        refused before the matrix is built, as ``load_layer`` refuses it.
 
     See Also
     --------
@@ -340,8 +342,10 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
     Raises
     ------
     ValueError
-        A file without the layer's description (a plain ``save_npz`` file), or one whose
-        description is not valid.
+        A file without the layer's description (a plain ``save_npz`` file), one whose
+        description is not valid, or one whose matrix is not its layer's (the weight, the
+        options or the matrix edited after :func:`save_layer` wrote them: a product of each
+        with a random vector tells them apart).
     MatrixTooLargeError
         The file's entries, uncompressed, would need more than the memory limit
         (:func:`sparseconv.set_memory_limit`); checked before any is read (a stream that
@@ -412,4 +416,26 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
         raise ValueError(f"file {name} holds a {matrix.shape[0]} x {matrix.shape[1]} matrix, "
                          f"but its layer description gives {layer.shape[0]} x "
                          f"{layer.shape[1]}: the file was changed after save_layer wrote it")
+    _check_matrix_of(layer, matrix, name)
     return matrix, layer
+
+
+def _check_matrix_of(layer: SavedLayer, matrix: SparseArray, name: str) -> None:
+    """Refuse a file whose matrix is not its weight's (a new user's trial: an edited weight
+    loaded silently): one product of each with a random vector. Each entry of either product
+    is at most ``max|x| * sum|w|`` in size (a row holds each tap once, or a sum of taps that
+    read the same input), so a difference beyond ``sqrt(eps)`` of that is no rounding."""
+    operator = layer.operator()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(matrix.shape[1])
+    if np.iscomplexobj(matrix) or np.iscomplexobj(layer.weight):
+        x = x + 1j * rng.standard_normal(matrix.shape[1])
+    eps = max(np.finfo(np.result_type(dtype, np.float16)).eps
+              for dtype in (matrix.dtype, operator.dtype))
+    scale = float(np.abs(layer.weight).sum()) * float(np.abs(x).max())
+    difference = float(np.abs(matrix @ x - operator @ x).max(initial=0.0))
+    if not difference <= np.sqrt(eps) * scale:
+        raise ValueError(f"file {name} holds a matrix that is not its layer's: a product with "
+                         f"a random vector differs by {difference:.3g} (rounding allows "
+                         f"{np.sqrt(eps) * scale:.3g}); the file was changed after save_layer "
+                         "wrote it")

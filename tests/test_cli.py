@@ -456,8 +456,8 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["spy", *LAYER, "--raw", "-o", "x.tif"], "cannot write a raw raster in format 'tif'"),
     (["spy", *LAYER, "-o", "x.xyz"], "cannot write a figure in format 'xyz' of x.xyz; use one of"),
     (["spectrum", *LAYER, "-o", "x.xyz"], "cannot write a figure in format 'xyz'"),
-    (["export", *LAYER, "-o", "a_dir"], "a_dir is a directory; expected the name of a file"),
-    (["export", *LAYER, "-o", "b"], "b.npz is a directory"),  # -o b writes b.npz
+    (["export", *LAYER, "-o", "a_dir"], "cannot write a_dir: Is a directory"),
+    (["export", *LAYER, "-o", "b"], "cannot write b.npz: Is a directory"),  # -o b writes b.npz
     (["export", *LAYER, "-o", "/dev/full"], "/dev/full is a character device"),
     (["spy", *LAYER, "-o", "/dev/null"], "/dev/null is a character device"),
     (["export", *LAYER, "-o", ""], "expected a file name, got ''"),

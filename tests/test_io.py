@@ -111,8 +111,17 @@ def test_a_plain_npz_and_bad_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match="stride must be a positive integer"):
         save_layer(tmp_path / "s.npz", np.ones((1, 1, 3)), (1, 5), stride=0)
     assert not (tmp_path / "t.npz").exists() and not (tmp_path / "s.npz").exists()
-    with pytest.raises(ValueError, match="is a directory"):
-        save_layer(tmp_path, np.ones((1, 1, 3)), (1, 5))
+    # a file-system state is an OSError, the one load_layer raises (a new user's trial: it
+    # was a ValueError here and a FileNotFoundError there)
+    for path, error in [(tmp_path, IsADirectoryError), (tmp_path / "no" / "a", FileNotFoundError),
+                        (tmp_path / "s.npz" / "a", FileNotFoundError)]:
+        for call in (lambda: save_layer(path, np.ones((1, 1, 3)), (1, 5)),
+                     lambda: load_layer(path)):
+            with pytest.raises(error, match=re.escape(str(path))):
+                call()
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="Not a directory"):
+        save_layer(tmp_path / "file" / "a", np.ones((1, 1, 3)), (1, 5))
 
 
 def test_saved_layer_rebuilds_what_it_describes():
@@ -164,6 +173,55 @@ def test_a_description_that_does_not_match_its_matrix_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"blocksize=\(4, 4\) must divide the shape \(12, 6\)"):
         SavedLayer(np.ones((2, 1, 3)), (1, 6), options={"padding": 1}, format="bsr",
                    blocksize=(4, 4))
+
+
+@pytest.mark.parametrize("edit", ["weight", "padding_mode", "matrix"])
+def test_a_matrix_that_is_not_its_weights_is_refused(tmp_path, edit):
+    """A new user's trial: a weight edited in the file (same shape) loaded silently beside a
+    matrix that is no longer its; so did a padding mode that keeps the shape."""
+    path = tmp_path / "layer.npz"
+    weight = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
+    save_layer(path, weight, (3, 6, 6), padding=1)
+    load_layer(path)  # as written: accepted
+    with np.load(path, allow_pickle=False) as stored:
+        entries = {key: stored[key] for key in stored.files}
+    if edit == "weight":
+        entries["sparseconv_weight"] = weight + 1e-6 * (np.arange(weight.size) == 7).reshape(
+            weight.shape)
+    elif edit == "matrix":
+        entries["data"] = entries["data"].copy()
+        entries["data"][5] *= -1
+    else:
+        description = json.loads(str(entries["sparseconv_layer"]))
+        description["options"]["padding_mode"] = "circular"
+        entries["sparseconv_layer"] = np.array(json.dumps(description))
+    np.savez(path, **entries)
+    with pytest.raises(ValueError, match=r"holds a matrix that is not its layer's: a product "
+                                         r"with a random vector differs by .*; the file was "
+                                         r"changed after save_layer wrote it"):
+        load_layer(path)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_layer_saved_is_its_matrixs_own(seed):
+    """The check above, on random layers of every padding mode, transposed ones, float32 and
+    complex weights: no layer saved as written is refused."""
+    rng = np.random.default_rng(seed)
+    for _ in range(8):
+        layer = random_layer(rng, ndim=int(rng.integers(1, 4)), max_size=6)
+        weight = layer.weight * 10.0 ** rng.integers(-3, 4)
+        if seed % 3 == 1:
+            weight = weight + 1j * rng.standard_normal(weight.shape)
+        dtype = np.float32 if seed % 3 == 2 else None
+        f = io.BytesIO()
+        save_layer(f, weight, layer.input_shape, dtype=dtype, **layer.kwargs)
+        f.seek(0)
+        load_layer(f)
+        weight, input_shape, kwargs = random_transpose_layer(rng)
+        f = io.BytesIO()
+        save_layer(f, weight, input_shape, transposed=True, dtype=dtype, **kwargs)
+        f.seek(0)
+        load_layer(f)
 
 
 def test_saving_makes_no_copy_of_the_matrix(tmp_path):
