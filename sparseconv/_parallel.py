@@ -203,7 +203,8 @@ def map_layers(task: Callable, items: Sequence[tuple], *, workers: int | Callabl
 
     limit, parent = get_memory_limit(), os.getpid()
     order = sorted(range(len(items)), key=lambda i: -costs[i])
-    runs = Parallel(n_jobs=min(workers, len(items)), backend="loky", return_as="generator_unordered")(
+    jobs = min(workers, len(items))  # (a trial: workers=2**62 went to joblib as it was)
+    runs = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
         delayed(_indexed)(i, task, items[i], limit, parent, label(i)) for i in order)
     return _Closing(runs)  # created here: the workers start now, not at the first read
 
