@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 from decimal import Decimal
 
@@ -110,15 +111,31 @@ def parse_limit(text: str, name: str = _VARIABLE) -> int | None:
     return int(Decimal(whole + (fraction or "")) * _SUFFIXES.get(suffix or fraction_suffix, 1))
 
 
+def _importer_level() -> int:
+    """The ``stacklevel`` of the first caller outside this package: the line that imported
+    sparseconv (``warnings`` skips importlib's own frames), not this module's."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1  # (the caller of this function: level 1)
+    while frame.f_back is not None:
+        frame = frame.f_back
+        if not frame.f_code.co_filename.startswith("<frozen importlib"):
+            level += 1
+            if not os.path.abspath(frame.f_code.co_filename).startswith(package):
+                break
+    return level
+
+
 def _limit_from_environment() -> int | None:
     text = os.environ.get(_VARIABLE, "")
     if not text.strip():
         return DEFAULT_LIMIT
     try:
-        return parse_limit(text)
-    except ValueError as exc:
+        return parse_limit(text, "it")
+    except ValueError as exc:  # one line at the importer's line (a new user's trial: the
+        # warning named the variable twice and showed this module's source line)
         warnings.warn(f"ignoring {_VARIABLE}={text!r}: {exc}; the memory limit stays at the "
-                      f"default {format_bytes(DEFAULT_LIMIT)}", RuntimeWarning, stacklevel=2)
+                      f"default {format_bytes(DEFAULT_LIMIT)}", RuntimeWarning,
+                      stacklevel=_importer_level())
         return DEFAULT_LIMIT
 
 

@@ -64,6 +64,10 @@ def test_a_bad_variable_warns_and_keeps_the_default_instead_of_breaking_the_impo
     assert limit == str(DEFAULT_LIMIT)
     assert "RuntimeWarning" in stderr and f"SPARSECONV_MEMORY_LIMIT={value!r}" in stderr
     assert "Traceback" not in stderr
+    # at the line that imported sparseconv, naming the variable once (a new user's trial: at
+    # sparseconv/_memory.py's line, the variable named twice)
+    assert stderr.startswith("<string>:1: RuntimeWarning: ignoring"), stderr
+    assert stderr.count("SPARSECONV_MEMORY_LIMIT") == 1, stderr
 
 
 @pytest.mark.parametrize("nbytes, error", [
