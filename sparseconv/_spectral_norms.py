@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._geometry import ConvGeometry
+from ._norm_bounds import exact_applies
 from ._parallel import Results, map_layers
 from ._spectral_norm import (
     DEFAULT_TOL,
@@ -31,7 +32,6 @@ from ._spectral_norm import (
     _spectral_norm,
     checked_options,
     checked_relative_width,
-    exact_applies,
     spectral_norm,
 )
 from ._typing import ProgressLike, SpectralNormMethod

@@ -20,11 +20,11 @@ import sparseconv as sc
 from sparseconv._certificates import dense_upper
 from sparseconv._formats import repeated_block
 from sparseconv._memory import check_memory
+from sparseconv._norm_result import scaled_result
 from sparseconv._rounding import Rounding, U, down, up
 from sparseconv._spectra import dense_is_affordable
 from sparseconv._spectral_norm import (
     DEFAULT_TOL,
-    _scaled,
     _spectral_norm,
     checked_options,
     checked_relative_width,
@@ -496,7 +496,7 @@ def _matrix_bounds(a: sp.sparray, method: str, tol: float) -> sc.SpectralNorm:
     # its bounds with them), those of 1e160 overflow
     data, exponent = unit_scale(a.data)
     a = sp.csr_array((data, a.indices, a.indptr), shape=a.shape)
-    return _scaled(_unit_bounds(a, method, tol), exponent, tol)
+    return scaled_result(_unit_bounds(a, method, tol), exponent, tol)
 
 
 def _unit_bounds(a: sp.csr_array, method: str, tol: float) -> sc.SpectralNorm:

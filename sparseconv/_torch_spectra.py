@@ -47,11 +47,10 @@ from ._certificates import (
     embedding_grid,
     periodic_geometry,
 )
-from ._geometry import ConvGeometry
+from ._geometry import ConvGeometry, copies_of
 from ._memory import check_memory
 from ._rounding import Rounding, up
 from ._shapes import conv_transpose_output_shape
-from ._spectral_norm import copies_of
 from ._symbol import (
     conjugate_pairs,
     is_periodic,

@@ -95,8 +95,8 @@ import numpy as np
 
 from ._geometry import ConvGeometry
 from ._memory import check_memory
+from ._norm_result import SpectralNorm
 from ._rounding import Rounding, U, gamma, scaled, up
-from ._spectral_norm import SpectralNorm
 from ._symbol import unit_scale
 from ._torus_gram import (
     _FULL,

@@ -20,11 +20,10 @@ import sparseconv._block_cholesky as block_cholesky
 import sparseconv._whole_gram as whole_gram
 from sparseconv import conv_matrix
 from sparseconv._block_cholesky import BlockRows, block_bytes, block_flops
-from sparseconv._geometry import ConvGeometry
+from sparseconv._geometry import ConvGeometry, copies_of
 from sparseconv._memory import DEFAULT_LIMIT
 from sparseconv._rounding import Rounding
 from sparseconv._section_gram import SectionGram, _transposed_taps, section_gram
-from sparseconv._spectral_norm import copies_of
 from sparseconv._whole_gram import _distinct_blocks, full_bound, full_bytes_and_flops
 
 

@@ -164,7 +164,7 @@ def test_the_full_certificate_allows_for_the_band_it_factorizes(monkeypatch, wei
     outputs' Gram can be wider than zero padding's: the full certificate factorizes the
     inputs' side, and its allowance takes at least the band it factorized."""
     import sparseconv._whole_gram as whole_gram
-    from sparseconv._spectral_norm import copies_of
+    from sparseconv._geometry import copies_of
     from sparseconv._whole_gram import full_bound
 
     rng = np.random.default_rng(7)

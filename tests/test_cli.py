@@ -208,11 +208,11 @@ def test_every_size_says_it_does_not_bound_a_reflect_padded_layer(tmp_path):
 
 
 def test_spectrum_exact_certifies_every_axis(tmp_path, capsys, monkeypatch):
-    from sparseconv import _spectral_norm
+    from sparseconv import _norm_bounds, _spectral_norm
     from sparseconv.cli import main
 
     # a layer that, without --exact, would get the exact sections (as large layers do)
-    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
+    monkeypatch.setattr(_norm_bounds, "FULL_FLOPS", 0)
     monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
     args = ["--in-shape", "4,24,24", "--out-channels", "4", "--kernel-size", "3", "--padding",
             "1", "--seed", "5"]
@@ -359,10 +359,10 @@ def test_relative_width_reaches_spectral_norm_and_warns_in_one_line(tmp_path, ca
                                                                    monkeypatch):
     """--relative-width is spectral_norm's relative_width (checked before any work); its
     warning is one line on stderr, led by the command."""
-    from sparseconv import _spectral_norm
+    from sparseconv import _norm_bounds, _spectral_norm
     from sparseconv.cli import main
 
-    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
+    monkeypatch.setattr(_norm_bounds, "FULL_FLOPS", 0)
     monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
     args = ["--in-shape", "4,12,12", "--out-channels", "4", "--kernel-size", "3"]
     assert main(["spectrum", "-o", str(tmp_path / "s.png"), *args, "--padding", "1",
@@ -879,10 +879,10 @@ def test_report_exact_certifies_the_convolutions_with_every_axis_exact(tmp_path,
 
     import torch
 
-    from sparseconv import _spectral_norm
+    from sparseconv import _norm_bounds, _spectral_norm
     from sparseconv.cli import main
 
-    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)  # as for a large layer
+    monkeypatch.setattr(_norm_bounds, "FULL_FLOPS", 0)  # as for a large layer
     monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
     torch.save(_tiny_model().eval(), tmp_path / "model.pt")
     widths = []

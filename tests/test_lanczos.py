@@ -220,14 +220,14 @@ def test_the_single_precision_twin_is_declined_when_memory_is_short():
     the search stays in double precision (no late MatrixTooLargeError)."""
     from sparseconv import set_memory_limit
     from sparseconv._geometry import ConvGeometry
+    from sparseconv._norm_bounds import layer_operator, single_operator
     from sparseconv._products import forward_bytes
-    from sparseconv._spectral_norm import _operator, _single_operator
     w = np.random.default_rng(6).standard_normal((8, 8, 3, 3))
     geom = ConvGeometry.from_weight(w.shape, (8, 64, 64), padding=1)
-    assert _single_operator(w, geom).dtype == np.float32
+    assert single_operator(w, geom).dtype == np.float32
     previous = set_memory_limit(int(1.2 * forward_bytes(geom, 1, 8)))
     try:
-        assert _operator(w, geom).dtype == np.float64 and _single_operator(w, geom) is None
+        assert layer_operator(w, geom).dtype == np.float64 and single_operator(w, geom) is None
     finally:
         set_memory_limit(previous)
 

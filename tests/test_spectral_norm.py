@@ -51,11 +51,11 @@ def test_progress_runs_through_every_stage(options, stages, monkeypatch):
     audit). Now: a call after each stage (each section, the lower bound, the whole-Gram
     certificate: the spies' log), ``done`` never decreasing, one ``total``, and the last
     call ``(total, total)``."""
-    module = _spectral_norm_module()
+    module = _norm_bounds_module()
     monkeypatch.setattr(module, "FULL_FLOPS", -1)  # sections, as on large layers
-    monkeypatch.setattr(module, "dense_is_affordable", lambda *shape: False)
+    monkeypatch.setattr(_spectral_norm_module(), "dense_is_affordable", lambda *shape: False)
     log: list = []
-    for name in ("section_bound", "lower_bound", "full_bound"):  # as _spectral_norm calls them
+    for name in ("section_bound", "lower_bound", "full_bound"):  # as bounds_norm calls them
         original = getattr(module, name)
 
         def spy(*args, _original=original, _name=name, **kwargs):
@@ -90,7 +90,7 @@ def route(request, monkeypatch):
     (as for few channels) or by block rows of one position (as for many)."""
     if request.param.startswith("sections"):
         # -1, not 0: a layer of one unknown per block row counts 0 multiply-adds (a review)
-        monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", -1)
+        monkeypatch.setattr(_norm_bounds_module(), "FULL_FLOPS", -1)
     if request.param == "sections by block rows":
         import sparseconv._exact_sections as exact_sections
 
@@ -178,13 +178,13 @@ def test_long_one_dimensional_layers_meet_tol(name, monkeypatch):
     inverse of the banded ``mu I - G`` meets ``tol``; the interval holds the dense norm."""
     w, shape, options = LONG_1D[name]
     misses = []
-    real = sc._spectral_norm.lower_bound
+    real = _norm_bounds_module().lower_bound
 
     def lanczos(*args, **kwargs):  # the layers are chosen for it: it must miss, or the
         misses.append(not real(*args, **kwargs)[1])  # test proves nothing
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sc._spectral_norm, "lower_bound", lanczos)
+    monkeypatch.setattr(_norm_bounds_module(), "lower_bound", lanczos)
     result = spectral_norm(w, shape, **options)
     truth = dense_norm(w, shape, **options)
     assert misses == [True], misses
@@ -196,7 +196,7 @@ def test_exact_sections_beat_the_plain_embedding(monkeypatch):
     """The issue's reference: a plain periodic embedding leaves a relative width near 4e-3 for
     a random 16->16 3x3 layer on 16x16; one exact axis halves it (every axis exact, which
     this layer would get, is switched off)."""
-    monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)
+    monkeypatch.setattr(_norm_bounds_module(), "FULL_FLOPS", 0)
     w = np.random.default_rng(0).standard_normal((16, 16, 3, 3)) / 12
     result = spectral_norm(w, (16, 16, 16), padding=1, method="bounds")
     A = conv_matrix(w, (16, 16, 16), padding=1)
@@ -311,16 +311,16 @@ def test_a_periodic_1x1_layer_is_certified_at_one_frequency(monkeypatch):
     """Its symbol is the same at every frequency: ``method="fft"`` evaluates one (the report's
     circular column of ResNet-18's 1x1 stride-2 shortcuts took 0.5-1.5 s at all of them),
     and the interval still holds the dense norm (any rank, stride, groups; complex too)."""
-    from sparseconv import _spectral_norm
+    from sparseconv import _norm_routes
 
     seen = []
-    tops = _spectral_norm.circulant_tops
+    tops = _norm_routes.circulant_tops
 
     def counting(weight, geom, *args, **kwargs):
         seen.append(geom.coarse_grid)
         return tops(weight, geom, *args, **kwargs)
 
-    monkeypatch.setattr(_spectral_norm, "circulant_tops", counting)
+    monkeypatch.setattr(_norm_routes, "circulant_tops", counting)
     rng = np.random.default_rng(11)
     for case in range(24):
         ndim = 1 + case % 3
@@ -337,13 +337,13 @@ def test_a_periodic_1x1_layer_is_certified_at_one_frequency(monkeypatch):
 # A contradiction is a bug, raised; nothing is clamped.
 # ---------------------------------------------------------------------------------------------
 def test_a_wrong_bound_is_raised_not_clamped(monkeypatch):
-    from sparseconv import _spectral_norm
+    from sparseconv import _norm_bounds
 
     w = np.random.default_rng(5).standard_normal((3, 3, 3, 3))
     truth = dense_norm(w, (3, 12, 12), padding=1)
     # (bounds are computed on weights scaled to [1/2, 1): a thousandth is wrong at any scale)
-    monkeypatch.setattr(_spectral_norm, "section_bound", lambda *args, **kwargs: (truth / 1000, {}))
-    monkeypatch.setattr(_spectral_norm, "full_bound", lambda *args, **kwargs: truth / 1000)
+    monkeypatch.setattr(_norm_bounds, "section_bound", lambda *args, **kwargs: (truth / 1000, {}))
+    monkeypatch.setattr(_norm_bounds, "full_bound", lambda *args, **kwargs: truth / 1000)
     with pytest.raises(RuntimeError, match="bug"):
         spectral_norm(w, (3, 12, 12), padding=1, method="bounds")
 
@@ -481,7 +481,7 @@ def test_padding_copies_count_the_read_positions_as_np_pad_copies_them(mode, mon
     closed form, for axes too long to count, is np.pad's count over every padded position,
     which a 1x1 kernel at stride 1 reads, and is never below the read count."""
     from sparseconv import _geometry
-    from sparseconv._spectral_norm import copies_of
+    from sparseconv._geometry import copies_of
 
     numpy_mode = {"zeros": "constant", "circular": "wrap", "reflect": "reflect",
                   "replicate": "edge"}[mode]
@@ -620,7 +620,7 @@ def test_lanczos_reports_an_unmet_tolerance(monkeypatch):
     from sparseconv import _lanczos
     w = np.random.default_rng(11).standard_normal((4, 4, 3, 3))
     original = _lanczos.lower_bound
-    monkeypatch.setattr(_spectral_norm_module(), "lower_bound",
+    monkeypatch.setattr(_norm_bounds_module(), "lower_bound",
                         lambda *args, **kwargs: original(*args, **kwargs, maxiter=5))
     result = spectral_norm(w, (4, 12, 12), padding=1, method="bounds", tol=1e-10)
     assert not result.converged
@@ -662,6 +662,13 @@ def _spectral_norm_module():
     return importlib.import_module("sparseconv._spectral_norm")
 
 
+def _norm_bounds_module():
+    """The module of the "bounds" route, whose names (``FULL_FLOPS``, ``lower_bound``...)
+    its function looks up."""
+    import importlib
+    return importlib.import_module("sparseconv._norm_bounds")
+
+
 def test_grouped_layers_factorize_only_the_groups_that_can_reach_the_norm(monkeypatch):
     """A depthwise layer is block diagonal over its groups: each group whose circulant bound
     is below the norm's lower bound is done; the others get their own Cholesky proof."""
@@ -687,7 +694,7 @@ def test_grouped_layers_factorize_only_the_groups_that_can_reach_the_norm(monkey
 def test_method_exact_treats_every_axis_exactly_whatever_it_costs(monkeypatch, seed, mode):
     """Every axis exact: the Gram of the layer itself, whose reads near the edges repeat
     positions under reflect and replicate padding (several outputs, or two taps of one)."""
-    monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)  # "bounds" would not
+    monkeypatch.setattr(_norm_bounds_module(), "FULL_FLOPS", 0)  # "bounds" would not
     monkeypatch.setattr(_spectral_norm_module(), "dense_is_affordable", lambda *shape: False)
     rng = np.random.default_rng(4000 + seed + 100 * MODES.index(mode))
     w, shape, kwargs = random_layer(rng, mode, small=True)
@@ -840,18 +847,18 @@ ROUTES = {
     "auto": ("auto", {}),
     "dense": ("dense", {}),
     "every axis": ("bounds", {}),
-    "sections": ("bounds", {"sn": {"FULL_FLOPS": -1}}),
-    "sections by block rows": ("bounds", {"sn": {"FULL_FLOPS": -1},
+    "sections": ("bounds", {"bounds": {"FULL_FLOPS": -1}}),
+    "sections by block rows": ("bounds", {"bounds": {"FULL_FLOPS": -1},
                                           "sections": {"SECTION_ROWS_FROM": 1}}),
-    "sections, no early stop": ("bounds", {"sn": {"FULL_FLOPS": -1, "SECTION_GAIN": 0.0}}),
-    "sections, stop early": ("bounds", {"sn": {"FULL_FLOPS": -1, "SECTION_GAIN": 1.0}}),
-    "sections lose at once": ("bounds", {"sn": {"FULL_FLOPS": 0}, "nan": True}),
-    "no eigenpair": ("bounds", {"sn": {"FULL_FLOPS": 0}, "arpack": True}),
-    "nothing fits": ("bounds", {"sn": {"fits": lambda nbytes: False}}),
+    "sections, no early stop": ("bounds", {"bounds": {"FULL_FLOPS": -1, "SECTION_GAIN": 0.0}}),
+    "sections, stop early": ("bounds", {"bounds": {"FULL_FLOPS": -1, "SECTION_GAIN": 1.0}}),
+    "sections lose at once": ("bounds", {"bounds": {"FULL_FLOPS": 0}, "nan": True}),
+    "no eigenpair": ("bounds", {"bounds": {"FULL_FLOPS": 0}, "arpack": True}),
+    "nothing fits": ("bounds", {"bounds": {"fits": lambda nbytes: False}}),
     "no proof": ("bounds", {"gram": {"below": lambda gram, mu: False}}),
     "restarted Lanczos": ("bounds", {"lanczos": {"BASIS": 4}}),
     "upper": ("upper", {}),
-    "exact": ("exact", {"sn": {"FULL_FLOPS": 0}}),
+    "exact": ("exact", {"bounds": {"FULL_FLOPS": 0}}),
 }
 
 
@@ -863,7 +870,7 @@ def test_hard_layers_through_every_route(family, seed, monkeypatch):
     converged lower bound is close to it."""
     import importlib
 
-    modules = {"sn": _spectral_norm_module(),
+    modules = {"sn": _spectral_norm_module(), "bounds": _norm_bounds_module(),
                "sections": importlib.import_module("sparseconv._exact_sections"),
                "gram": importlib.import_module("sparseconv._section_gram").SectionGram,
                "lanczos": importlib.import_module("sparseconv._lanczos")}
@@ -884,7 +891,7 @@ def test_hard_layers_through_every_route(family, seed, monkeypatch):
                                          else ()):
                     patch.setattr(modules[module], attribute, value)
             if patches.get("nan"):
-                patch.setattr(modules["sn"], "section_bound",
+                patch.setattr(modules["bounds"], "section_bound",
                               _losing_sections(modules["sections"].section_bound))
             if patches.get("arpack"):
                 patch.setattr(modules["sections"], "_top_eigenpair",
@@ -1149,7 +1156,7 @@ def test_relative_width_runs_the_whole_gram_certificate_only_where_it_is_missed(
     layer's bound (reflect, replicate): wide. ``relative_width`` adds the whole-Gram
     certificate where the interval is wider than asked, and only there; every interval
     contains the dense norm."""
-    monkeypatch.setattr(_spectral_norm_module(), "FULL_FLOPS", 0)
+    monkeypatch.setattr(_norm_bounds_module(), "FULL_FLOPS", 0)
     monkeypatch.setattr(_spectral_norm_module(), "dense_is_affordable", lambda *shape: False)
     rng = np.random.default_rng(8100 + seed + 100 * MODES.index(mode))
     w, shape, kwargs = random_layer(rng, mode, small=True)
@@ -1169,9 +1176,8 @@ def test_relative_width_says_why_it_is_missed(monkeypatch, memory_limit):
     """Where no whole-Gram proof applies (circular padding that is not periodic) or it does
     not fit the memory limit, the certified interval comes back, with a RuntimeWarning that
     says so; spectral_norms names the layer, from its worker processes too."""
-    module = _spectral_norm_module()
-    monkeypatch.setattr(module, "FULL_FLOPS", 0)
-    monkeypatch.setattr(module, "dense_is_affordable", lambda *shape: False)
+    monkeypatch.setattr(_norm_bounds_module(), "FULL_FLOPS", 0)
+    monkeypatch.setattr(_spectral_norm_module(), "dense_is_affordable", lambda *shape: False)
     w = np.random.default_rng(12).standard_normal((6, 6, 3, 3))
     shape = (6, 9, 9)
     with pytest.warns(RuntimeWarning, match=r"spectral_norm: the certified interval's relative "
@@ -1304,7 +1310,7 @@ def test_a_dilated_layer_splits_into_undilated_layers_by_residue():
     largest norm is its norm; spectral_norm bounds those (a new user's trial: a dilation of 60
     on 200x200, bounded on the whole grid, was 8% wide; its 4x4 blocks are dense SVDs)."""
     from sparseconv._geometry import ConvGeometry
-    from sparseconv._spectral_norm import residue_layers
+    from sparseconv._residues import residue_layers
 
     rng = np.random.default_rng(17)
     checked = 0

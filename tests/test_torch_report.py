@@ -582,9 +582,9 @@ def test_an_executor_runs_the_layers_spectral_work():
 def _every_padding_mode(monkeypatch, seed: int) -> nn.Sequential:
     """Four convolutions, one per padding mode, with the cheap routes of the certificates
     switched off (as on large layers): the whole-Gram one runs only where asked for."""
-    from sparseconv import _spectral_norm
+    from sparseconv import _norm_bounds, _spectral_norm
 
-    monkeypatch.setattr(_spectral_norm, "FULL_FLOPS", 0)
+    monkeypatch.setattr(_norm_bounds, "FULL_FLOPS", 0)
     monkeypatch.setattr(_spectral_norm, "dense_is_affordable", lambda *shape: False)
     return _networks.randomize(nn.Sequential(
         nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
