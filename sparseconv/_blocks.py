@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._axis_geometry import AxisGeometry
 from ._formats import in_format
-from ._geometry import AxisGeometry, ConvGeometry
+from ._geometry import ConvGeometry
 from ._matrices import _assemble_csr, matrix_bytes
 from ._memory import USE_OPERATOR, check_memory
 from ._typing import (

@@ -18,7 +18,8 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 import sparseconv as sc
-from sparseconv._geometry import AxisGeometry, ConvGeometry
+from sparseconv._axis_geometry import AxisGeometry
+from sparseconv._geometry import ConvGeometry
 from sparseconv._memory import MatrixTooLargeError
 
 Chunks = tuple[int, ...]

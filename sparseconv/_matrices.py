@@ -22,8 +22,9 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from ._axis_geometry import AxisSegment
 from ._formats import in_format
-from ._geometry import AxisSegment, ConvGeometry
+from ._geometry import ConvGeometry
 from ._layout import assemble_channels_last, channels_last_bytes, checked_blocksize
 from ._memory import USE_OPERATOR, check_memory
 from ._typing import (
