@@ -61,6 +61,7 @@ except ImportError as exc:  # pragma: no cover - CI installs torch
         'pip install -e ".[torch]")'
     ) from exc
 
+from sparseconv._report_table import LipschitzReport
 from sparseconv._torch_module import (
     FoldedBatchNorm,
     affine,
@@ -73,7 +74,7 @@ from sparseconv._torch_module import (
 )
 from sparseconv._torch_network import NetworkOperator, network_operator
 from sparseconv._torch_penalty import LipschitzBounds, lipschitz_bounds
-from sparseconv._torch_report import LipschitzReport, lipschitz_report
+from sparseconv._torch_report import lipschitz_report
 from sparseconv._torch_spectra import (
     circular_singular_values,
     circular_spectral_norm,
