@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -144,9 +146,146 @@ class _Stages:
             self._say(total, total)
 
 
+@dataclass
+class _Above:
+    """A layer's upper bounds: on its own grid (zero padding, ``scale`` None) or, for ``A = V
+    P``, the unpadded layer ``V`` on the padded input, each of whose bounds times ``scale``
+    (``||P||``, rounded up) bounds the layer. ``own``: the bounds of ``on``, the geometry the
+    circulant bound and the exact sections run on."""
+
+    weight: np.ndarray
+    on: ConvGeometry
+    rounding: Rounding
+    grid: list
+    certified: np.ndarray
+    own: dict
+    scale: float | None
+
+    @classmethod
+    def circulant(cls, weight, geom: ConvGeometry, executor, chunk) -> _Above:
+        """The circulant bound, ``chunk(done, total)`` called as its frequencies are done."""
+        on, scale = geom, None
+        if geom.padding_mode != "zeros":
+            padded = (geom.in_channels, *(a.padded_size for a in geom.axes))
+            on = ConvGeometry.from_weight(weight.shape, padded, stride=geom.stride,
+                                          dilation=geom.dilation, groups=geom.groups)
+            scale = up(math.sqrt(copies_of(geom)), 2)
+        rounding = Rounding.of(weight, geom.groups)
+        grid, certified = _circulant(weight, on, rounding, executor, chunk)
+        return cls(weight, on, rounding, grid, certified, {"circulant": float(certified.max())},
+                   scale)
+
+    def sections(self, executor, floor=None, step: Callable[[], None] = lambda: None) -> dict:
+        """:func:`_sections` on ``on``, into ``own``."""
+        return _sections(self.weight, self.on, self.grid, self.certified, self.own,
+                         self.rounding, executor, floor, step)
+
+    def bounds(self) -> dict:
+        """The layer's upper bounds, by name (a new dict)."""
+        if self.scale is None:
+            return dict(self.own)
+        return {f"padding x {name}": up(self.scale * value, 2) for name, value in self.own.items()}
+
+
+@dataclass
+class _Below:
+    """The Lanczos lower bound of a layer (``op``, its ``rounding`` with the padding's copies)
+    and the whole-Gram certificate placed just above it."""
+
+    weight: np.ndarray
+    geom: ConvGeometry
+    op: ConvOperator
+    start: np.ndarray
+    tol: float
+    rounding: Rounding
+    executor: Executor | None
+
+    def lanczos(self, upper: float, deflate: np.ndarray | None = None,
+                ) -> tuple[float, bool, np.ndarray]:
+        """:func:`lower_bound` from ``start`` (projected off ``deflate``), below ``upper``."""
+        weight, geom = self.weight, self.geom
+        return lower_bound(self.op, self.start, self.tol, self.rounding, upper=upper,
+                           gram=functools.partial(gram_operator, weight, geom),
+                           single=functools.partial(single_operator, weight, geom),
+                           deflate=deflate)
+
+    def refined(self, lower: float, converged: bool, upper: float) -> tuple[float, bool]:
+        """A long 1-D input: the top gap can be too small for Lanczos, not for Lanczos on
+        the inverse of the banded ``mu I - G`` (``mu`` above ``upper ** 2``)."""
+        if converged or self.geom.ndim != 1:
+            return lower, converged
+        found = banded_lower_bound(self.op, self.weight, self.geom, upper, self.tol,
+                                   self.rounding)
+        return found if found is not None and found[0] >= lower else (lower, converged)
+
+    def certificate(self, lower: float, groups: np.ndarray | None,
+                    lifted: list[float] | None = None) -> float:
+        """:func:`full_bound` just above ``lower`` (``groups``: each group's circulant bound,
+        or None: every group is factorized)."""
+        with reusing():  # one group's band memory serves the next, dropped after them
+            return full_bound(self.weight, self.geom, lower,
+                              Rounding.of(self.weight, self.geom.groups), self.tol, groups,
+                              self.executor, copies_of(self.geom), lifted)
+
+    def certified(self, lower: float, converged: bool, vector: np.ndarray, upper: float,
+                  groups: np.ndarray | None) -> tuple[float, bool, float]:
+        """``(lower, converged, exact)``: the whole Gram's certificate ``exact`` and the
+        lower bound it settles. Where Lanczos claims ``tol``, the certificate runs first at
+        ``(1 + tol)`` times the lower bound alone, which decides the claim (:func:`lifts`),
+        else at every lift in one factorization run. ``upper``: the best other upper bound."""
+        first, *higher = lifts(self.tol)
+        exact = self.certificate(lower, groups, [first] if converged else None)
+        if exact == math.inf and converged:  # an eigenvalue above: Lanczos settled below the
+            # top (a nearly double top its Krylov space held little of), and the search runs
+            # again off the vector it found
+            found = self.lanczos(upper, deflate=vector)
+            if found[0] > lower:
+                lower, converged, vector = found
+                exact = self.certificate(lower, groups, [first])
+            if exact == math.inf:  # lower is more than tol below the norm
+                converged = False
+                exact = self.certificate(lower, groups, higher)
+        converged = converged or exact <= lower * (1 + self.tol)  # (proved so)
+        if exact < upper and not converged:  # mu closer above: the inverse's gaps
+            # wider; the certificate then placed again, just above the better bound (one
+            # axis: both cost a banded factorization)
+            before = lower
+            lower, converged = self.refined(lower, converged, exact)
+            if lower > before:
+                exact = min(exact, self.certificate(lower, groups))
+        return lower, converged, exact
+
+
+def _whole_gram_first(weight, geom: ConvGeometry, upper_only: bool, exact: bool,
+                      ) -> tuple[bool, int | None]:
+    """Whether the whole-Gram certificate replaces the exact sections (it is cheap, or
+    ``exact`` asks for it whatever its cost: then sized against the memory limit here, before
+    anything else runs), and its bytes (None where no whole-Gram proof applies)."""
+    if not exact_applies(geom):
+        return False, None
+    nbytes, flops = full_bytes_and_flops(geom, weight.dtype.kind == "c")
+    if exact:
+        check_memory(nbytes, "the Cholesky factorization of the whole Gram matrix "
+                     f"({flops:.2e} multiply-adds) of spectral_norm's method='exact'")
+    return exact or (not upper_only and flops <= FULL_FLOPS and fits(nbytes)), nbytes
+
+
+def _whole_gram_for_width(nbytes: int | None, missed: list[str] | None) -> bool:
+    """Whether the whole-Gram certificate can run for a relative width asked for (else
+    ``missed`` gets the reason)."""
+    if nbytes is None:
+        _say(missed, "circular padding that is not periodic has no whole-Gram proof")
+        return False
+    if not fits(nbytes):
+        _say(missed, f"the whole-Gram factorization that would narrow it needs "
+             f"{format_bytes(nbytes)}, over the memory limit (sparseconv.set_memory_limit)")
+        return False
+    return True
+
+
 def bounds_norm(weight, geom: ConvGeometry, tol: float, executor=None, progress=None,
-            upper_only: bool = False, exact: bool = False, width: float | None = None,
-            missed: list[str] | None = None) -> SpectralNorm:
+                upper_only: bool = False, exact: bool = False, width: float | None = None,
+                missed: list[str] | None = None) -> SpectralNorm:
     """Certified bounds of a layer that is neither periodic nor small.
 
     Zero padding: the circulant bound, then either -- when one banded Cholesky factorization
@@ -165,123 +304,53 @@ def bounds_norm(weight, geom: ConvGeometry, tol: float, executor=None, progress=
                                   f"at a time: {error}") from None
     if not upper_only:  # (a review: method="upper", which runs no Lanczos, was refused)
         check_lanczos_memory(op)  # every stage is sized before the first one starts
-    copies = copies_of(geom)  # after the operator, whose scratch memory is checked first
-    exact_first = False
-    if exact_applies(geom):  # zero, reflect or replicate padding: a whole-Gram proof exists
-        nbytes, flops = full_bytes_and_flops(geom, weight.dtype.kind == "c")
-        if exact:  # asked for: sized against the memory limit before anything else runs
-            check_memory(nbytes, "the Cholesky factorization of the whole Gram matrix "
-                         f"({flops:.2e} multiply-adds) of spectral_norm's method='exact'")
-        exact_first = exact or (not upper_only and flops <= FULL_FLOPS and fits(nbytes))
+    exact_first, nbytes = _whole_gram_first(weight, geom, upper_only, exact)
     # the stages that may follow the circulant bound: the sections (one per axis), the
     # Lanczos lower bound, the whole-Gram certificate
     stages = _Stages(progress, 0 if upper_only else
                      (0 if exact_first else geom.ndim) + 1 + (exact_first or width is not None))
-    if geom.padding_mode == "zeros":
-        rounding = Rounding.of(weight, geom.groups)
-        grid, certified = _circulant(weight, geom, rounding, executor, stages.chunk)
-        bounds = {"circulant": float(certified.max())}
+    above = _Above.circulant(weight, geom, executor, stages.chunk)
+    rounding = Rounding.of(weight, geom.groups, copies_of(geom))
+    start = np.ones(op.shape[1])
+    if not upper_only and not exact_first:
+        if above.scale is None:  # zero padding: Lanczos starts from the sections' witnesses
 
-        def floor(found: dict) -> float:  # the quotient of the start vector they give
-            x = start_vector(geom, grid, found)
-            x = x if weight.dtype.kind == "c" else x.real
-            return rounding.quotient_lower(float(np.linalg.norm(op.matvec(x))),
-                                           float(np.linalg.norm(x)), max(op.shape))
+            def floor(found: dict) -> float:  # the quotient of the start vector they give
+                x = start_vector(geom, above.grid, found)
+                x = x if weight.dtype.kind == "c" else x.real
+                return rounding.quotient_lower(float(np.linalg.norm(op.matvec(x))),
+                                               float(np.linalg.norm(x)), max(op.shape))
 
-        witnesses = {} if upper_only or exact_first else _sections(
-            weight, geom, grid, certified, bounds, rounding, executor, floor, stages.step)
-        start = start_vector(geom, grid, witnesses) if witnesses else np.ones(op.shape[1])
-    else:  # A = V P: the unpadded layer V on the padded input, times ||P|| = sqrt(copies)
-        padded = (geom.in_channels, *(a.padded_size for a in geom.axes))
-        valid = ConvGeometry.from_weight(weight.shape, padded, stride=geom.stride,
-                                         dilation=geom.dilation, groups=geom.groups)
-        valid_rounding = Rounding.of(weight, geom.groups)
-        grid, certified = _circulant(weight, valid, valid_rounding, executor,
-                                     stages.chunk)
-        valid_bounds = {"circulant": float(certified.max())}
-        scale = up(math.sqrt(copies), 2)
-
-        def times_padding(found: dict) -> dict:
-            return {f"padding x {name}": up(scale * value, 2) for name, value in found.items()}
-
-        if not upper_only and not exact_first:
-            _sections(weight, valid, grid, certified, valid_bounds, valid_rounding, executor,
-                      step=stages.step)
-        bounds = times_padding(valid_bounds)
-        start = np.ones(op.shape[1])
+            witnesses = above.sections(executor, floor, stages.step)
+            if witnesses:
+                start = start_vector(geom, above.grid, witnesses)
+        else:
+            above.sections(executor, step=stages.step)
+    bounds = above.bounds()
     upper = min(bounds.values())
-    rounding = Rounding.of(weight, geom.groups, copies)
     if upper_only:  # one certified quotient of the start vector: cheap, and loose
         lower = rounding.quotient_lower(float(np.linalg.norm(op.matvec(start))),
                                         float(np.linalg.norm(start)), max(op.shape))
         stages.finish()
         return checked_result(upper, lower, upper, "upper", bounds, False)
-    gram = functools.partial(gram_operator, weight, geom)
-    lower, converged, vector = lower_bound(
-        op, start, tol, rounding, upper=upper, gram=gram,
-        single=functools.partial(single_operator, weight, geom))
-
-    def refined(lower: float, converged: bool, upper: float) -> tuple[float, bool]:
-        """A long 1-D input: the top gap can be too small for Lanczos, not for Lanczos on
-        the inverse of the banded ``mu I - G`` (``mu`` above ``upper ** 2``)."""
-        if converged or geom.ndim != 1:
-            return lower, converged
-        found = banded_lower_bound(op, weight, geom, upper, tol, rounding)
-        return found if found is not None and found[0] >= lower else (lower, converged)
-
-    lower, converged = refined(lower, converged, upper)
+    below = _Below(weight, geom, op, start, tol, rounding, executor)
+    lower, converged, vector = below.lanczos(upper)
+    lower, converged = below.refined(lower, converged, upper)
     stages.step()
     full = exact_first and upper - lower > max(tol, 1e-6) * upper
     if width is not None and not full and upper - lower > width * upper:
-        if exact_first:
-            full = True
-        elif not exact_applies(geom):
-            _say(missed, "circular padding that is not periodic has no whole-Gram proof")
-        elif not fits(nbytes):
-            _say(missed, f"the whole-Gram factorization that would narrow it needs "
-                 f"{format_bytes(nbytes)}, over the memory limit (sparseconv.set_memory_limit)")
-        else:
-            full = True
+        full = exact_first or _whole_gram_for_width(nbytes, missed)
     if full:
         # each group's circulant bound (zero padding), or none: every group is factorized
-        groups = certified.reshape(-1, geom.groups).max(axis=0) if copies == 1 else None
-
-        def certificate(lower: float, lifted: list[float] | None = None) -> float:
-            with reusing():  # one group's band memory serves the next, dropped after them
-                return full_bound(weight, geom, lower, Rounding.of(weight, geom.groups), tol,
-                                  groups, executor, copies, lifted)
-
-        # the whole Gram's certificate; where Lanczos claims tol, first at (1 + tol) lower
-        # alone, which decides the claim (lifts), else every lift in one factorization run
-        first, *higher = lifts(tol)
-        bounds["exact"] = certificate(lower, [first] if converged else None)
-        if bounds["exact"] == math.inf and converged:  # an eigenvalue above: Lanczos settled
-            # below the top (a nearly double top its Krylov space held little of), and the
-            # search runs again off the vector it found
-            found = lower_bound(op, start, tol, rounding, upper=upper, gram=gram,
-                                deflate=vector)
-            if found[0] > lower:
-                lower, converged, vector = found
-                bounds["exact"] = certificate(lower, [first])
-            if bounds["exact"] == math.inf:  # lower is more than tol below the norm
-                converged = False
-                bounds["exact"] = certificate(lower, higher)
-        converged = converged or bounds["exact"] <= lower * (1 + tol)  # (proved so)
-        if min(bounds.values()) < upper and not converged:  # mu closer above: the inverse's
-            # gaps wider; the certificate then placed again, just above the better bound
-            # (one axis: both cost a banded factorization)
-            before = lower
-            lower, converged = refined(lower, converged, min(bounds.values()))
-            if lower > before:
-                bounds["exact"] = min(bounds["exact"], certificate(lower))
+        groups = above.certified.reshape(-1, geom.groups).max(axis=0) \
+            if above.scale is None else None
+        lower, converged, bounds["exact"] = below.certified(lower, converged, vector, upper,
+                                                            groups)
         stages.step()
         if bounds["exact"] == math.inf and exact_first:  # no candidate proved: the sections
             # (skipped before it), as for a large layer
-            if geom.padding_mode == "zeros":
-                _sections(weight, geom, grid, certified, bounds, rounding, executor)
-            else:
-                _sections(weight, valid, grid, certified, valid_bounds, valid_rounding, executor)
-                bounds.update(times_padding(valid_bounds))
+            above.sections(executor)
+            bounds.update(above.bounds())
         upper = min(bounds.values())
         if width is not None and upper - lower > width * upper:
             _say(missed, "the whole-Gram certificate proved none of its bounds just above the "
