@@ -42,6 +42,7 @@ import io
 import math
 import operator
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -547,24 +548,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                       "change such as y += z, which the graph records as a new value, looks "
                       "the same, so none is bounded (drop the unused call if it is one)")
     calls: dict[str, int] = {}
-    bound: dict[torch.fx.Node, Fraction] = {}
-    opaque: set[torch.fx.Node] = set()  # values of the signal that are no signal (a size)
-
-    def meta(a) -> Any:
-        return a.meta.get("tensor_meta") if isinstance(a, torch.fx.Node) else None
-
-    def size(a) -> int | None:
-        shape = getattr(meta(a), "shape", None)  # (a tuple of outputs has no one shape)
-        return None if shape is None else math.prod(shape)
-
-    def of(a) -> Fraction:
-        """A node's bound: 0 for a constant; a value of the signal that is no floating
-        tensor (a shape, a tuple of outputs, indices) has none, and reading it is refused."""
-        if not isinstance(a, torch.fx.Node):
-            return Fraction(0)
-        if a in opaque:
-            raise _Opaque(a)
-        return bound.get(a, Fraction(0))
+    walk = _Walk(factors, functional, recorder.constants, sizes, tainted, given, assumed)
+    bound, opaque, meta, size = walk.bound, walk.opaque, walk.meta, walk.size
 
     def unsupported(node: torch.fx.Node, why: str) -> tuple[None, str]:
         target = getattr(node.target, "__name__", node.target)
@@ -581,7 +566,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         if node.op == "output":
             # several outputs: the map to all of them, in the norm of their concatenation,
             # their bounds added in quadrature (as torch.cat's)
-            squares, why = _output_squares(node.args[0], opaque, of)
+            squares, why = _output_squares(node.args[0], opaque, walk.of)
             if why:
                 return None, f"{type(model).__name__} {why}"
             if change:
@@ -606,8 +591,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             return unsupported(node, "takes a complex signal, where the constant known for "
                                "the real function does not hold")
         try:
-            found = _bound(node, bound, of, size, meta, factors, functional,
-                           recorder.constants, sizes, tainted, given, assumed)
+            found = _bound(node, walk)
         except _Opaque as exc:
             read = exc.args[0]
             if isinstance(read.meta.get("tensor_meta"), (tuple, list)):  # (a new user's
@@ -623,155 +607,231 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     return None, "the graph has no output"  # pragma: no cover - torch.fx always adds one
 
 
-def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta: Callable,
-           factors: Callable[[str, int, tuple], Factor],
-           functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
-           constants: dict | None = None, sizes: dict | None = None,
-           tainted: set | None = None, given: Mapping[str, float] | None = None,
-           assumed: list[str] | None = None) -> Fraction | str:
+@dataclass
+class _Walk:
+    """What the walk over the graph (:func:`graph_bound`) knows: each node's ``bound`` so
+    far, the values of the signal that are no signal (``opaque``: a size, a tuple), and the
+    caller's rules. ``constants``: the values of the nodes that do not depend on the input;
+    ``sizes``: the integer values of those that do, read where :func:`_static_size` fixes
+    them; ``tainted``: those that may follow the batch size (:func:`_tainted_sizes`);
+    ``factors``, ``functional``, ``given`` and ``assumed`` as :func:`graph_bound`'s."""
+
+    factors: Callable[[str, int, tuple], Factor]
+    functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None
+    constants: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
+    tainted: set = field(default_factory=set)
+    given: Mapping[str, float] | None = None
+    assumed: list[str] | None = None
+    bound: dict[torch.fx.Node, Fraction] = field(default_factory=dict)
+    opaque: set[torch.fx.Node] = field(default_factory=set)
+
+    @staticmethod
+    def meta(a) -> Any:
+        return a.meta.get("tensor_meta") if isinstance(a, torch.fx.Node) else None
+
+    def size(self, a) -> int | None:
+        shape = getattr(self.meta(a), "shape", None)  # (a tuple of outputs has no one shape)
+        return None if shape is None else math.prod(shape)
+
+    def of(self, a) -> Fraction:
+        """A node's bound: 0 for a constant; a value of the signal that is no floating
+        tensor (a shape, a tuple of outputs, indices) has none, and reading it is refused."""
+        if not isinstance(a, torch.fx.Node):
+            return Fraction(0)
+        if a in self.opaque:
+            raise _Opaque(a)
+        return self.bound.get(a, Fraction(0))
+
+    def static(self, n) -> bool:
+        return _static_size(n, self.bound)
+
+    def static_int(self, n) -> bool:  # (a tensor as an index is advanced indexing: no slice)
+        return n not in self.bound and self.static(n)
+
+    def static_index(self, n) -> bool:  # (a review: x[:, x.shape[2:]] indexes by a tuple,
+        return self.static_int(n) and type(self.sizes.get(n)) is int  # which repeats entries)
+
+
+def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
     """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
-    none. ``constants``: the values of the nodes that do not depend on the input; ``sizes``:
-    the integer values of those that do, read where :func:`_static_size` fixes them;
-    ``tainted``: those that may follow the batch size (:func:`_tainted_sizes`); ``given``
-    and ``assumed`` as :func:`graph_bound`'s."""
-    constants, sizes, tainted = constants or {}, sizes or {}, tainted or set()
+    none."""
     # (torch.fx types its arguments as any Python value); constants by their values
-    args: Any = torch.fx.node.map_arg(node.args, lambda n: constants.get(n, n))
+    args: Any = torch.fx.node.map_arg(node.args, lambda n: walk.constants.get(n, n))
     kwargs: dict[str, Any] = dict(torch.fx.node.map_arg(node.kwargs,
-                                                         lambda n: constants.get(n, n)))
+                                                         lambda n: walk.constants.get(n, n)))
     source = args[0] if args else kwargs.get("input")
     if node.op == "call_module":
-        signals = [n for n in node.all_input_nodes if n in bound]
-        if signals != [source]:
-            return "takes the signal other than as its one input"
-        name, k = node.meta["sparseconv_call"]
-        factor = factors(name, k, tuple(meta(source).shape[1:]))
-        if isinstance(factor, tuple):  # its input must be that convolution's own output,
-            if not (isinstance(source, torch.fx.Node) and source.op == "call_module"  # read
-                    and source.target == factor[1] and len(source.users) == 1):  # by it alone
-                return (f"is a BatchNorm folded into {factor[1]!r}, whose output is not its "
-                        "input alone in the graph (pass fold_batchnorm=False)")
-            factor = Fraction(1)
-        if factor is None:
-            return "has no certified bound nor known Lipschitz constant"
-        return factor * of(source)
+        return _module_call(node, source, walk)
     target = node.target
     if target in _ADDS:
-        if len(args) > 2:  # add(input, alpha, other): deprecated, and still run by PyTorch
-            return ("uses the deprecated add/sub(input, alpha, other) form (pass alpha= by "
-                    "keyword)")
-        alpha_value = kwargs.get("alpha", 1)
-        if not isinstance(alpha_value, (int, float)) or isinstance(alpha_value, bool) or not (
-                math.isfinite(alpha_value)):
-            return f"adds with an alpha that is not a finite number ({alpha_value!r})"
-        alpha = abs(Fraction(float(alpha_value)))
-        other = args[1] if len(args) > 1 else kwargs.get("other")
-        total = Fraction(0)
-        for operand, weight in ((source, Fraction(1)), (other, alpha)):
-            if not (isinstance(operand, torch.fx.Node) and (operand in bound or
-                                                             of(operand) > 0)):
-                continue  # a constant added
-            whole, part = size(node), size(operand)
-            if whole is None or part is None or part == 0 or whole % part:
-                return "adds operands whose sizes are not known"
-            # broadcast: each entry of the operand repeated whole/part times
-            total += weight * of(operand) * _sqrt_up(Fraction(whole // part))
-        return total
+        return _added(node, source, args, kwargs, walk)
     if target in _SCALES or target in _DIVIDES:
-        other = args[1] if len(args) > 1 else kwargs.get("other")
-        tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in bound]
-        number = other if tensors == [source] else source
-        if len(tensors) == 1 and isinstance(number, torch.Tensor):  # a constant tensor
-            return _by_tensor(node, tensors[0], number, target in _DIVIDES, kwargs, args, of,
-                              size)
-        if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
-                number, bool) or not math.isfinite(number):
-            return "multiplies the signal by something other than a finite number"
-        if target in _DIVIDES:
-            rounding = kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
-            if tensors != [source] or number == 0 or rounding is not None:
-                return "divides other than the signal by a nonzero number (or rounds)"
-            return of(source) / abs(Fraction(float(number)))
-        return abs(Fraction(float(number))) * of(tensors[0])
+        return _multiplied(node, source, args, kwargs, walk)
     if target in _CATS:
         parts = args[0] if args else kwargs.get("tensors", ())
         if not isinstance(parts, (list, tuple)):
             return "concatenates a sequence the graph computes (not a list of tensors)"
-        return _sqrt_up(sum((of(p) ** 2 for p in parts), Fraction(0)))
+        return _sqrt_up(sum((walk.of(p) ** 2 for p in parts), Fraction(0)))
     if target in _DROPOUT_F and not kwargs.get("training", args[2] if len(args) > 2 else True):
-        return of(source)  # (F.dropout(x, p, training=False): the identity)
+        return walk.of(source)  # (F.dropout(x, p, training=False): the identity)
     if target in _NEG:  # -x: the same norm
-        return of(source)
+        return walk.of(source)
     if target in MATMUL:
-        return _matmul(node, args, kwargs, bound, meta, functional, of)
+        return _matmul(node, args, kwargs, walk.bound, walk.meta, walk.functional, walk.of)
     if target in _CASTS and node.op == "call_method":  # (a review: x.double() had no rule)
-        dtypes: list[Any] = [getattr(meta(n), "dtype", None) for n in (node, source)]
-        if all(d is not None and (d.is_floating_point or d.is_complex) for d in dtypes) and [
-                n for n in node.all_input_nodes if n in bound] == [source]:
-            if dtypes[0].itemsize < (8 if dtypes[0].is_complex else 4) and (  # half, bfloat16,
-                    dtypes[1] != dtypes[0]):  # float8, complex32 (a review)
-                return (f"casts the signal down to {dtypes[0]}, whose rounding (and float16's "
-                        "overflow beyond 65504) no Lipschitz constant bounds")  # (a hunt)
-            return of(source)
+        cast = _cast(node, source, walk)
+        if cast is not None:
+            return cast
     if target in _REDUCTIONS:
-        return _reduced(node, source, args, kwargs, of, size, meta)
-    def static(n) -> bool:
-        return _static_size(n, bound)
+        return _reduced(node, source, args, kwargs, walk.of, walk.size, walk.meta)
+    if target in _KEEPS or (target is operator.getitem
+                            and _basic_index(args[1], walk.static_index)):
+        return _kept(node, source, args, kwargs, walk)
+    return _elementwise(node, source, args, kwargs, walk)
 
-    def static_int(n) -> bool:  # (a tensor as an index is advanced indexing: no slice)
-        return n not in bound and static(n)
 
-    def static_index(n) -> bool:  # (a review: x[:, x.shape[2:]] indexes by a tuple, which
-        return static_int(n) and type(sizes.get(n)) is int  # repeats entries: advanced)
+def _module_call(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | str:
+    """A module's call: its factor (:data:`Factor`) times its input's bound."""
+    signals = [n for n in node.all_input_nodes if n in walk.bound]
+    if signals != [source]:
+        return "takes the signal other than as its one input"
+    name, k = node.meta["sparseconv_call"]
+    factor = walk.factors(name, k, tuple(walk.meta(source).shape[1:]))
+    if isinstance(factor, tuple):  # its input must be that convolution's own output, read
+        if not (isinstance(source, torch.fx.Node) and source.op == "call_module"  # by it
+                and source.target == factor[1] and len(source.users) == 1):  # alone
+            return (f"is a BatchNorm folded into {factor[1]!r}, whose output is not its "
+                    "input alone in the graph (pass fold_batchnorm=False)")
+        factor = Fraction(1)
+    if factor is None:
+        return "has no certified bound nor known Lipschitz constant"
+    return factor * walk.of(source)
 
-    if target in _KEEPS or (target is operator.getitem and _basic_index(args[1], static_index)):
-        computed_sizes: list[torch.fx.Node] = []
-        torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
-                              computed_sizes.append)
-        # a reshape's first size is the batch's; any other size from the batch size makes one
-        # sample's map depend on it (a review: reshape(b, 1 + 3 * (b // 4), -1), flatten(1 -
-        # x.shape[0] // 4), the same at batches one to three)
-        first = args[1] if len(args) > 1 and target in ("view", "reshape", torch.reshape) \
-            else None
-        first = first[0] if isinstance(first, (tuple, list)) and first else first
-        if not _direct_batch(first):  # (b - b // 4 first, or a tuple computed from shapes:
-            first = None  # a fourth review)
-        batch_sized = [n for n in computed_sizes if n in tainted and n is not first]
-        computed_sizes = [n for n in computed_sizes if not static(n)] + batch_sized
-        if computed_sizes:  # (a review: a crop at the argmax, a reshape by a count of the
-            # signal: maps that jump with the input, no Lipschitz constant at all)
-            return (f"takes a size or index computed from the signal "
-                    f"({computed_sizes[0].name!r})")
-        value = of(source)  # (refused first if the source is no floating tensor)
-        if _moves_batch(target, args, kwargs, len(meta(source).shape)):
-            return "moves the batch axis (the bound is of a map of one sample)"
-        if getattr(meta(node), "dtype", None) != getattr(meta(source), "dtype", None):
-            return "changes the signal's dtype"  # x.view(torch.int32): no reshape
-        return value
-    signals = [n for n in node.all_input_nodes if n in bound]
+
+def _added(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+           walk: _Walk) -> Fraction | str:
+    """``x + alpha y`` (or ``-``): the operands' bounds added, a broadcast one counting
+    ``sqrt`` of its copies."""
+    if len(args) > 2:  # add(input, alpha, other): deprecated, and still run by PyTorch
+        return ("uses the deprecated add/sub(input, alpha, other) form (pass alpha= by "
+                "keyword)")
+    alpha_value = kwargs.get("alpha", 1)
+    if not isinstance(alpha_value, (int, float)) or isinstance(alpha_value, bool) or not (
+            math.isfinite(alpha_value)):
+        return f"adds with an alpha that is not a finite number ({alpha_value!r})"
+    alpha = abs(Fraction(float(alpha_value)))
+    other = args[1] if len(args) > 1 else kwargs.get("other")
+    total = Fraction(0)
+    for operand, weight in ((source, Fraction(1)), (other, alpha)):
+        if not (isinstance(operand, torch.fx.Node) and (operand in walk.bound or
+                                                         walk.of(operand) > 0)):
+            continue  # a constant added
+        whole, part = walk.size(node), walk.size(operand)
+        if whole is None or part is None or part == 0 or whole % part:
+            return "adds operands whose sizes are not known"
+        # broadcast: each entry of the operand repeated whole/part times
+        total += weight * walk.of(operand) * _sqrt_up(Fraction(whole // part))
+    return total
+
+
+def _multiplied(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+                walk: _Walk) -> Fraction | str:
+    """``c * x`` or ``x / c`` by a finite number, or by a constant tensor (:func:`_by_tensor`)."""
+    target = node.target
+    other = args[1] if len(args) > 1 else kwargs.get("other")
+    tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in walk.bound]
+    number = other if tensors == [source] else source
+    if len(tensors) == 1 and isinstance(number, torch.Tensor):  # a constant tensor
+        return _by_tensor(node, tensors[0], number, target in _DIVIDES, kwargs, args, walk.of,
+                          walk.size)
+    if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
+            number, bool) or not math.isfinite(number):
+        return "multiplies the signal by something other than a finite number"
+    if target in _DIVIDES:
+        rounding = kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
+        if tensors != [source] or number == 0 or rounding is not None:
+            return "divides other than the signal by a nonzero number (or rounds)"
+        return walk.of(source) / abs(Fraction(float(number)))
+    return abs(Fraction(float(number))) * walk.of(tensors[0])
+
+
+def _cast(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | str | None:
+    """A cast between floating (or complex) dtypes: its input's bound, refused down to a
+    dtype of less than 32 bits; None where the call is no such cast (another rule may
+    apply)."""
+    dtypes: list[Any] = [getattr(walk.meta(n), "dtype", None) for n in (node, source)]
+    if not (all(d is not None and (d.is_floating_point or d.is_complex) for d in dtypes)
+            and [n for n in node.all_input_nodes if n in walk.bound] == [source]):
+        return None
+    if dtypes[0].itemsize < (8 if dtypes[0].is_complex else 4) and (  # half, bfloat16,
+            dtypes[1] != dtypes[0]):  # float8, complex32 (a review)
+        return (f"casts the signal down to {dtypes[0]}, whose rounding (and float16's "
+                "overflow beyond 65504) no Lipschitz constant bounds")  # (a hunt)
+    return walk.of(source)
+
+
+def _kept(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+          walk: _Walk) -> Fraction | str:
+    """A map that keeps every entry, or a basic slice of them (a reshape, a permutation, an
+    index by constants): its input's bound, if its sizes and indices are fixed."""
+    target = node.target
+    computed_sizes: list[torch.fx.Node] = []
+    torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
+                          computed_sizes.append)
+    # a reshape's first size is the batch's; any other size from the batch size makes one
+    # sample's map depend on it (a review: reshape(b, 1 + 3 * (b // 4), -1), flatten(1 -
+    # x.shape[0] // 4), the same at batches one to three)
+    first = args[1] if len(args) > 1 and target in ("view", "reshape", torch.reshape) \
+        else None
+    first = first[0] if isinstance(first, (tuple, list)) and first else first
+    if not _direct_batch(first):  # (b - b // 4 first, or a tuple computed from shapes:
+        first = None  # a fourth review)
+    batch_sized = [n for n in computed_sizes if n in walk.tainted and n is not first]
+    computed_sizes = [n for n in computed_sizes if not walk.static(n)] + batch_sized
+    if computed_sizes:  # (a review: a crop at the argmax, a reshape by a count of the
+        # signal: maps that jump with the input, no Lipschitz constant at all)
+        return (f"takes a size or index computed from the signal "
+                f"({computed_sizes[0].name!r})")
+    value = walk.of(source)  # (refused first if the source is no floating tensor)
+    if _moves_batch(target, args, kwargs, len(walk.meta(source).shape)):
+        return "moves the batch axis (the bound is of a map of one sample)"
+    if getattr(walk.meta(node), "dtype", None) != getattr(walk.meta(source), "dtype", None):
+        return "changes the signal's dtype"  # x.view(torch.int32): no reshape
+    return value
+
+
+def _elementwise(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+                 walk: _Walk) -> Fraction | str:
+    """Any other call on the signal alone: an activation's (or clamp's, dropout's) known
+    constant, a linear function's certified bound (``walk.functional``), or the caller's
+    constant for the node; its input's bound times that."""
+    target = node.target
+    signals = [n for n in node.all_input_nodes if n in walk.bound]
     if signals != [source]:  # (clamp(x, min=y) of two signals: no rule)
         return "takes the signal other than as its one input"
     computed: list[torch.fx.Node] = []
     torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
                           computed.append)
-    computed = [n for n in computed if not (n in sizes and static_int(n))]
+    computed = [n for n in computed if not (n in walk.sizes and walk.static_int(n))]
     if computed:  # (F.leaky_relu(x, x.shape[-1] / 100): an argument from the signal's shape)
         return f"has an argument computed from the signal ({computed[0].name!r})"
     # sizes fixed by the traced shape (a U-Net's F.pad by x2.size(2) - x1.size(2)): values
-    args = [torch.fx.node.map_arg(a, lambda n: sizes.get(n, n)) if i else a
+    args = [torch.fx.node.map_arg(a, lambda n: walk.sizes.get(n, n)) if i else a
             for i, a in enumerate(args)]
-    kwargs = {k: v if k == "input" else torch.fx.node.map_arg(v, lambda n: sizes.get(n, n))
+    kwargs = {k: v if k == "input" else torch.fx.node.map_arg(v, lambda n: walk.sizes.get(n, n))
               for k, v in kwargs.items()}
     function = function_name(target)
     constant = function_constant(target, args, kwargs)
     elementwise = constant is not None  # (an activation, clamp, dropout: entry by entry)
-    complex_ = any(getattr(getattr(meta(n), "dtype", None), "is_complex", False)
+    complex_ = any(getattr(getattr(walk.meta(n), "dtype", None), "is_complex", False)
                    for n in (node, source))
     if constant is not None and complex_:  # (a review: tanh(iy) = i tan(y) has poles)
         return ("takes a complex signal, where the constant known for the real function "
                 "does not hold")
-    if constant is None and functional is not None and node.op == "call_function":
-        found = functional(target, list(args), kwargs, tuple(meta(source).shape[1:]))
+    assumed = walk.assumed
+    if constant is None and walk.functional is not None and node.op == "call_function":
+        found = walk.functional(target, list(args), kwargs, tuple(walk.meta(source).shape[1:]))
         if isinstance(found, str):
             return found
         constant = found
@@ -781,6 +841,7 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
         # listed none of these, and said it assumed none)
         assumed.append(f"{node.name} ({function}()" + (
             ")" if constant == 1 else f", {float(constant):g})"))
+    given = walk.given
     yours = None if given is None or constant is not None else given.get(node.name)
     if yours is not None:  # the caller's, for this node alone, where no rule applies: taken
         # entry by entry, so that a broadcast signal counts its copies (a review: clamp(x,
@@ -791,11 +852,11 @@ def _bound(node: torch.fx.Node, bound: dict, of: Callable, size: Callable, meta:
     if constant is None:
         return (f"is not a call whose Lipschitz constant is known here (lipschitz_constants="
                 f"{{{node.name!r}: L}} gives this node one, yours)")
-    whole, part = size(node), size(source)
+    whole, part = walk.size(node), walk.size(source)
     if elementwise and whole is not None and part and whole > part:
         # an elementwise function whose other operand broadcasts the signal (clamp(x, min=t)
         # with a bigger t, a review): each entry repeated whole/part times
         if whole % part:
             return "broadcasts the signal to a shape that is no whole number of copies of it"
-        return constant * _sqrt_up(Fraction(whole // part)) * of(source)
-    return constant * of(source)
+        return constant * _sqrt_up(Fraction(whole // part)) * walk.of(source)
+    return constant * walk.of(source)
