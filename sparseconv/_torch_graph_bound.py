@@ -481,6 +481,58 @@ def _static_size(n: Any, bound: dict) -> bool:
     return True
 
 
+def _traced(model: nn.Module, probe: torch.Tensor,
+            ) -> tuple[torch.fx.Graph, torch.fx.GraphModule, _Probe, dict, set, str] | str:
+    """``model``'s torch.fx graph, checked to compute what its forward does on ``probe``:
+    ``(graph, module, recorder, sizes, tainted, change)`` (:func:`graph_bound`'s
+    ``sizes`` and ``tainted``; ``change``: how the graph's map of one sample changes with
+    the batch, said if all else passes), or why it cannot be followed."""
+    try:
+        graph = torch.fx.Tracer().trace(model)
+        module = torch.fx.GraphModule(model, graph)
+        others = _on_other_batches(module, model, probe)  # (before the probe's run, whose
+        recorder = _Probe(module)  # shapes the nodes keep)
+        with torch.no_grad(), restored_buffers(model), contextlib.redirect_stderr(
+                io.StringIO()):  # (ShapeProp's traceback of a failing node: not the user's)
+            # the graph must compute what the model does: torch.fx records `y += z` as a new
+            # value, and a name that kept y would read it unchanged in the graph
+            theirs = model(probe.clone())
+            same = _same(recorder.propagate(probe.clone()), theirs)
+    except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+        return (f"torch.fx cannot trace {type(model).__name__} "
+                f"({type(exc).__name__}: {exc})")
+    change = _per_sample_change(recorder, others, len(probe))  # (said if all else passes)
+    tainted = _tainted_sizes(graph, recorder.sizes)  # sizes read at their traced values:
+    sizes = {n: v for n, v in recorder.sizes.items()  # fixed by the batch, it seems and by
+             if others is not None and others[0].sizes.get(n) == v and n not in tainted}
+    if recorder.changed is not None:
+        return (f"node {recorder.changed.name!r}, which is no value of the signal, is "
+                "changed in place after it is made (the graph would read it changed)")
+    outputs = output_leaves(theirs)
+    if outputs is None or not outputs or not all(isinstance(t, torch.Tensor) for t in outputs):
+        kinds = sorted({type(t).__name__ for t in outputs or ()
+                        if not isinstance(t, torch.Tensor)})
+        returns = ", ".join(kinds) if kinds else f"an empty {type(theirs).__name__}"
+        return (f"{type(model).__name__} does not return a tensor or a tuple, list or "
+                f"dict of tensors (it returns {returns}): the bound is of a map to "
+                "tensors")
+    if recorder.stale is not None:
+        return (f"node {recorder.stale.name!r} reads a tensor changed in place after it "
+                "was made, which the graph does not show")
+    if not same:
+        return (f"the torch.fx graph of {type(model).__name__} does not compute what its "
+                "forward does (an in-place change such as y += z, recorded as a new "
+                "value, or an operation that draws random numbers, such as "
+                "FractionalMaxPool2d or torch.randn_like?)")
+    dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users
+            and n not in recorder.sizes]  # (b, c, h, w = x.shape with w unused: a new user)
+    if dead:  # a result nobody reads: an in-place change that the graph shows as a new value
+        return (f"node {dead[0].name!r} computes a value nothing reads: an in-place "
+                "change such as y += z, which the graph records as a new value, looks "
+                "the same, so none is bounded (drop the unused call if it is one)")
+    return graph, module, recorder, sizes, tainted, change
+
+
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 probe: torch.Tensor,
                 functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
@@ -504,49 +556,10 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     entry (a broadcast signal counts its copies). ``assumed``: a list to which each call with
     a constant, known or given, is appended as ``"node (function(), c)"``.
     """
-    try:
-        graph = torch.fx.Tracer().trace(model)
-        module = torch.fx.GraphModule(model, graph)
-        others = _on_other_batches(module, model, probe)  # (before the probe's run, whose
-        recorder = _Probe(module)  # shapes the nodes keep)
-        with torch.no_grad(), restored_buffers(model), contextlib.redirect_stderr(
-                io.StringIO()):  # (ShapeProp's traceback of a failing node: not the user's)
-            # the graph must compute what the model does: torch.fx records `y += z` as a new
-            # value, and a name that kept y would read it unchanged in the graph
-            theirs = model(probe.clone())
-            same = _same(recorder.propagate(probe.clone()), theirs)
-    except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
-        return None, (f"torch.fx cannot trace {type(model).__name__} "
-                      f"({type(exc).__name__}: {exc})")
-    change = _per_sample_change(recorder, others, len(probe))  # (said if all else passes)
-    tainted = _tainted_sizes(graph, recorder.sizes)  # sizes read at their traced values:
-    sizes = {n: v for n, v in recorder.sizes.items()  # fixed by the batch, it seems and by
-             if others is not None and others[0].sizes.get(n) == v and n not in tainted}
-    if recorder.changed is not None:
-        return None, (f"node {recorder.changed.name!r}, which is no value of the signal, is "
-                      "changed in place after it is made (the graph would read it changed)")
-    outputs = output_leaves(theirs)
-    if outputs is None or not outputs or not all(isinstance(t, torch.Tensor) for t in outputs):
-        kinds = sorted({type(t).__name__ for t in outputs or ()
-                        if not isinstance(t, torch.Tensor)})
-        returns = ", ".join(kinds) if kinds else f"an empty {type(theirs).__name__}"
-        return None, (f"{type(model).__name__} does not return a tensor or a tuple, list or "
-                      f"dict of tensors (it returns {returns}): the bound is of a map to "
-                      "tensors")
-    if recorder.stale is not None:
-        return None, (f"node {recorder.stale.name!r} reads a tensor changed in place after it "
-                      "was made, which the graph does not show")
-    if not same:
-        return None, (f"the torch.fx graph of {type(model).__name__} does not compute what its "
-                      "forward does (an in-place change such as y += z, recorded as a new "
-                      "value, or an operation that draws random numbers, such as "
-                      "FractionalMaxPool2d or torch.randn_like?)")
-    dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users
-            and n not in recorder.sizes]  # (b, c, h, w = x.shape with w unused: a new user)
-    if dead:  # a result nobody reads: an in-place change that the graph shows as a new value
-        return None, (f"node {dead[0].name!r} computes a value nothing reads: an in-place "
-                      "change such as y += z, which the graph records as a new value, looks "
-                      "the same, so none is bounded (drop the unused call if it is one)")
+    traced = _traced(model, probe)
+    if isinstance(traced, str):
+        return None, traced
+    graph, module, recorder, sizes, tainted, change = traced
     calls: dict[str, int] = {}
     walk = _Walk(factors, functional, recorder.constants, sizes, tainted, given, assumed)
     bound, opaque, meta, size = walk.bound, walk.opaque, walk.meta, walk.size
