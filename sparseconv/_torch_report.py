@@ -507,21 +507,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     """
     assume_chain = as_bool(assume_chain, "assume_chain")  # ("False" is true: a new user's
     fold_batchnorm = as_bool(fold_batchnorm, "fold_batchnorm")  # trial, a bound too low)
-    if not (isinstance(progress, bool) or callable(progress)):
-        raise TypeError(f"progress must be True, False or a callable (done, total, name), got "
-                        f"{progress!r}")
-    workers = workers_or_map(workers)
-    if workers != 1 and kwargs.get("executor") is not None:
-        raise ValueError("pass executor= (each layer's per-frequency work) or workers= (whole "
-                         f"layers on worker processes), not both; got workers={workers}")
-    unknown_options = sorted(set(kwargs) - set(_SPECTRAL_NORM_OPTIONS))
-    if unknown_options:  # before tracing, and not blamed on spectral_norm
-        raise TypeError(f"lipschitz_report() got an unexpected keyword argument "
-                        f"{unknown_options[0]!r}; it passes {', '.join(_SPECTRAL_NORM_OPTIONS)} "
-                        "to spectral_norm")
-    # the network's own arguments, checked here rather than blamed on its first layer
-    method, _ = checked_options(kwargs.get("method", "auto"), kwargs.get("tol", DEFAULT_TOL))
-    checked_relative_width(kwargs.get("relative_width"), method)
+    workers = _checked_options(progress, workers, kwargs)
     given = _given_constants(lipschitz_constants)
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
@@ -532,25 +518,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         # saying why; their traced outputs are no check of that reading
         records = [dataclasses.replace(r, sample=None) for r in records]
     todo = _layers_to_report(records, folds, fold_batchnorm)
-    activations, constants, unknown = [], [], []
-    known: dict[int, float] = {}  # id(record) -> its Lipschitz constant
-    for record in records:
-        if record.linear:
-            continue
-        constant = given.get(record.name, given.get(_kind(record.module)))
-        yours = constant is not None  # (said so in the label, with its value as given)
-        if constant is None:
-            constant = _activation_constant(record.module)
-        if constant is None:
-            constant = _max_pool_constant(record)
-        label = f"{record.name} ({_kind(record.module)}"
-        if constant is None:
-            unknown.append(label + ")")
-        else:
-            known[id(record)] = constant
-            constants.append(constant)
-            activations.append(label + (f", {constant!r} given)" if yours else
-                                        ")" if constant == 1 else f", {constant:g})"))
+    activations, constants, unknown, known = _activation_constants(records, given)
     functions = _check_constants_used(given, records, model)
     if isinstance(model, torch.jit.ScriptModule):  # its graph decides, a Sequential's too (a
         # review: a forward hook compiled into a scripted Sequential's graph, 100 * out)
@@ -559,45 +527,13 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     else:
         chain = _is_sequential(model)
         broken = None if chain else _chain_break(model)
-    callback, close = _progress_callback(progress, len(todo))
-    found: list[dict | None] = [None] * len(todo)
-    done = 0
-    rows_found = _report_rows(todo, workers, kwargs)
-    try:
-        for i, row in rows_found:
-            found[i], done = row, done + 1
-            if callback is not None:
-                callback(done, len(todo), row["name"])
-    except KeyboardInterrupt as interrupt:
-        interrupt.report = LipschitzReport(  # type: ignore[attr-defined]
-            tuple(row for row in found if row is not None), None, tuple(activations), chain,
-            f"interrupted after {done} of {len(todo)} layers", complete=False)
-        raise
-    finally:
-        rows_found.close()  # stops the workers, if any, now
-        close()
-    rows = [row for row in found if row is not None]
+    rows = _all_rows(todo, workers, kwargs, progress, activations, chain)
     reason, bound = "", None
     untrusted = _untrusted(model, versions)
     if untrusted:
         reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
     elif unknown or not (chain or assume_chain):
-        if unknown:  # (a module of the user's own, x / 10 say: the graph reads its forward)
-            reason = _unknown(unknown)
-        else:
-            name, module = _not_sequential(model) or ("", model)
-            what = f"module {name!r} ({_kind(module)})" if name else _kind(module)
-            # (a new user's trial: a scripted residual model was told to pass assume_chain,
-            # whose product then left the identity branch out)
-            reason = (f"{what} is not a nn.Sequential, so the product of the layers' bounds "
-                      "is no bound of its forward " + (
-                          f"(which {broken})" if broken
-                          else "(pass assume_chain=True if that forward is the chain of the "
-                          "traced layers)"))
-            if isinstance(model, torch.jit.ScriptModule):  # (a Sequential's too)
-                reason = (f"the TorchScript graph of {_kind(model)} is no chain of its layers "
-                          f"(its forward {broken}), so the product of the layers' bounds is "
-                          "no bound of it")
+        reason = _unknown(unknown) if unknown else _no_chain(model, broken)
         assumed: list[str] = []
         bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
                                      functions, assumed)
@@ -618,3 +554,91 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             warnings.warn(warning, RuntimeWarning, stacklevel=2)
     return LipschitzReport(tuple(rows), None if reason else bound, tuple(activations),
                            chain, reason, over_graph=over_graph, warning=warning)
+
+
+def _checked_options(progress, workers, kwargs: dict) -> int | Callable:
+    """:func:`lipschitz_report`'s ``progress``, ``workers`` (returned, as
+    :func:`workers_or_map` reads it) and its options for ``spectral_norm``, checked before
+    the model is traced, and not blamed on its first layer."""
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be True, False or a callable (done, total, name), got "
+                        f"{progress!r}")
+    workers = workers_or_map(workers)
+    if workers != 1 and kwargs.get("executor") is not None:
+        raise ValueError("pass executor= (each layer's per-frequency work) or workers= (whole "
+                         f"layers on worker processes), not both; got workers={workers}")
+    unknown_options = sorted(set(kwargs) - set(_SPECTRAL_NORM_OPTIONS))
+    if unknown_options:
+        raise TypeError(f"lipschitz_report() got an unexpected keyword argument "
+                        f"{unknown_options[0]!r}; it passes {', '.join(_SPECTRAL_NORM_OPTIONS)} "
+                        "to spectral_norm")
+    method, _ = checked_options(kwargs.get("method", "auto"), kwargs.get("tol", DEFAULT_TOL))
+    checked_relative_width(kwargs.get("relative_width"), method)
+    return workers
+
+
+def _activation_constants(records: list[TraceRecord], given: Mapping[str, float],
+                          ) -> tuple[list[str], list[float], list[str], dict[int, float]]:
+    """The traced modules that are no linear layer: ``(activations, constants, unknown,
+    known)``, the labels of those with a Lipschitz constant (given by name or type, known,
+    or max pooling's) and the constants, the labels of those without one, and each
+    constant by ``id(record)``."""
+    activations, constants, unknown = [], [], []
+    known: dict[int, float] = {}
+    for record in records:
+        if record.linear:
+            continue
+        constant = given.get(record.name, given.get(_kind(record.module)))
+        yours = constant is not None  # (said so in the label, with its value as given)
+        if constant is None:
+            constant = _activation_constant(record.module)
+        if constant is None:
+            constant = _max_pool_constant(record)
+        label = f"{record.name} ({_kind(record.module)}"
+        if constant is None:
+            unknown.append(label + ")")
+        else:
+            known[id(record)] = constant
+            constants.append(constant)
+            activations.append(label + (f", {constant!r} given)" if yours else
+                                        ")" if constant == 1 else f", {constant:g})"))
+    return activations, constants, unknown, known
+
+
+def _all_rows(todo: list, workers: int | Callable, kwargs: dict, progress,
+              activations: list[str], chain: bool) -> list[dict]:
+    """Every row of ``todo``, in its order, ``progress`` told of each as it is done; an
+    interrupt raised with the partial report on it (``interrupt.report``)."""
+    callback, close = _progress_callback(progress, len(todo))
+    found: list[dict | None] = [None] * len(todo)
+    done = 0
+    rows_found = _report_rows(todo, workers, kwargs)
+    try:
+        for i, row in rows_found:
+            found[i], done = row, done + 1
+            if callback is not None:
+                callback(done, len(todo), row["name"])
+    except KeyboardInterrupt as interrupt:
+        interrupt.report = LipschitzReport(  # type: ignore[attr-defined]
+            tuple(row for row in found if row is not None), None, tuple(activations), chain,
+            f"interrupted after {done} of {len(todo)} layers", complete=False)
+        raise
+    finally:
+        rows_found.close()  # stops the workers, if any, now
+        close()
+    return [row for row in found if row is not None]
+
+
+def _no_chain(model: nn.Module, broken: str | None) -> str:
+    """Why the product of the layers' bounds is no bound of a model that is no chain."""
+    name, module = _not_sequential(model) or ("", model)
+    what = f"module {name!r} ({_kind(module)})" if name else _kind(module)
+    if isinstance(model, torch.jit.ScriptModule):  # (a Sequential's too)
+        return (f"the TorchScript graph of {_kind(model)} is no chain of its layers (its "
+                f"forward {broken}), so the product of the layers' bounds is no bound of it")
+    # (a new user's trial: a scripted residual model was told to pass assume_chain, whose
+    # product then left the identity branch out)
+    return (f"{what} is not a nn.Sequential, so the product of the layers' bounds is no "
+            "bound of its forward " + (f"(which {broken})" if broken else
+                                       "(pass assume_chain=True if that forward is the chain "
+                                       "of the traced layers)"))
