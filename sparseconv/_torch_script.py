@@ -405,9 +405,20 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
         return graph
     every = _calls(model, graph)
     calls = [c for c in every if c.input() is not None]  # (the report's rows: script_calls)
+    chain = _Chain(model, graph, sequential, _owners(graph, every), calls)
+    why = chain.follow(graph.nodes())
+    outputs = list(graph.outputs())
+    if why is None and not (len(outputs) == 1 and outputs[0].unique() in chain.current
+                            and isinstance(outputs[0].type(), torch.TensorType)):
+        why = "returns something other than its last call's output"
+    return why
+
+
+def _owners(graph, every: list[_Call]) -> dict:
+    """The call each node belongs to. An ``if`` the inliner left without a module (a
+    BatchNorm's shape check) between two nodes of one call is that call's: nothing of the
+    parent's forward runs inside an inlined call."""
     owner = {node: call for call in every for node in call.nodes}
-    # an if the inliner left without a module (a BatchNorm's shape check) between two nodes of
-    # one call is that call's: nothing of the parent's forward runs inside an inlined call
     nodes = [n for n in graph.nodes() if n.kind() not in _STRUCTURAL]
     for i, node in enumerate(nodes):
         if node not in owner and list(node.blocks()) and not node.getModuleHierarchy():
@@ -415,105 +426,127 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
             after = next((owner[n] for n in nodes[i + 1:] if n in owner), None)
             if before is not None and before is after:
                 owner[node] = before
-    inputs = list(graph.inputs())
-    state: dict[str, set] = {"current": {inputs[1].unique()}, "inside": set()}
-    signal = {inputs[1].unique()}  # every tensor computed from the input
+    return owner
 
-    def follow(nodes) -> str | None:
+
+class _Chain:
+    """:func:`script_chain_break`'s walk over a graph's nodes: ``current``, the values of the
+    last call's output as passed on; ``inside``, those computed inside the current call;
+    ``signal``, every tensor computed from the input. Each step returns why the graph is no
+    chain, or None."""
+
+    def __init__(self, model: nn.Module, graph, sequential: bool, owner: dict,
+                 calls: list[_Call]):
+        self.model, self.sequential, self.owner, self.calls = model, sequential, owner, calls
+        self.inputs = list(graph.inputs())
+        self.current: set = {self.inputs[1].unique()}
+        self.inside: set = set()
+        self.signal: set = {self.inputs[1].unique()}  # every tensor computed from the input
+
+    def follow(self, nodes) -> str | None:
         for node in nodes:
-            current, inside = state["current"], state["inside"]
-            reads = {v.unique() for v in node.inputs()} & signal
-            call = owner.get(node)
-            if call is not None:  # (what its branches read: a scripted Dropout's operation)
-                reads |= _nested_reads(node, signal)
-                if call not in calls and not (_is_dropout(getattr(nn, _kind(call.module), None))
-                                              and not call.module.training):
-                    return (f"calls module {call.name!r}, whose operations on its signal lie "
-                            "in branches of its forward")
+            reads = {v.unique() for v in node.inputs()} & self.signal
             tensors = {v.unique() for v in node.outputs()
                        if isinstance(v.type(), torch.TensorType)}
+            call = self.owner.get(node)
             if call is not None:
-                if node is call.nodes[0]:
-                    inside = state["inside"] = set()
-                    if not _shipped(call.module):  # (a review: two calls of a user's leaf
-                        # module in a row read as one, its constant counted once)
-                        return (f"calls module {call.name!r}, of a class of its own, whose "
-                                "calls cannot be told apart in the graph")
-                if reads - current - inside:
-                    return (f"calls module {call.name!r} on a value other than the previous "
-                            "call's output (a residual or a branch, or a call whose result "
-                            "is not used)")
-                inside |= {v.unique() for v in node.outputs()}
-                signal.update(tensors)
-                if node is call.nodes[-1]:
-                    output = call.output()
-                    if output is None:
-                        return f"calls module {call.name!r}, whose output is no tensor"
-                    # (a max pooling's values and indices, one of them read on: the values)
-                    state["current"] = {output.unique(), *tensors}
-                continue
-            blocks = list(node.blocks())
-            if blocks and sequential and not _nested_reads(node, signal) and not any(
-                    isinstance(v.type(), torch.TensorType) for v in node.outputs()):
-                continue
-            if blocks:  # an if of the forward with a constant condition: its branch
-                condition = next(node.inputs()).node() if node.kind() == "prim::If" else None
-                known = None if condition is None else _known_flag(condition, inputs[0], model)
-                if known is None:
-                    inner = _first_read(blocks, signal)
-                    if inner is not None and inner.kind() not in _STRUCTURAL and inner.kind(
-                            ).split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
-                        return (f"runs {inner.kind()} on its signal outside its layers (in "
-                                f"{node.kind()} branches)")
-                    return (f"runs {node.kind()} on a condition of its own{_where(node)} "
-                            "(its branches are not followed here)")
-                block = blocks[0] if known else blocks[1]
-                why = follow(block.nodes())
-                if why is not None:
-                    return why
-                for mine, theirs in zip(node.outputs(), block.outputs()):
-                    if theirs.unique() in signal:
-                        if theirs.unique() not in state["current"]:
-                            return f"returns an older value of its signal from {node.kind()}"
-                        signal.add(mine.unique())
-                        state["current"].add(mine.unique())
-                continue
-            kind = node.kind()
-            if not reads:
-                if _mutates(node):
-                    return (f"runs {kind}, which changes a tensor or an attribute of its own "
-                            "(a parameter or a buffer: the layers' rows would be read off a "
-                            "probe that changed them)")  # (a review: weight.mul_(10), out=,
-                continue  # self.w = self.w * 10 in forward)
-            if kind == "aten::view" and not str(list(node.inputs())[1].type()).startswith(
-                    "List"):  # (a review: x.view(torch.float32), a bit reinterpretation)
-                return "reinterprets its signal's bits (aten::view to a dtype)"
-            if kind in _PASSING and not reads - current - inside:  # (a tuple of a call's
-                # outputs, indexed: its values; what reads it next decides)
-                made = {v.unique() for v in node.outputs()}
-                if reads <= current:
-                    state["current"] = current | made
-                inside |= made
-                signal.update(made)
-                continue
-            if kind in _STRUCTURAL or not kind.startswith("aten::") or kind.split("::")[-1].rstrip(
-                    "_") not in CHAIN_KEEPING:  # (a review: a custom op mylib::relu)
-                consumer = next((use.user.kind() for v in node.outputs() for use in v.uses()),
-                                kind) if kind in _STRUCTURAL else kind
-                return f"runs {consumer} on its signal outside its layers"
-            if reads - current and tensors:  # (x.size(0) of an older value: an integer)
-                return f"runs {kind} on an older value of its signal than the last call's"
-            if tensors:  # (size, dim: integers, no signal)
-                state["current"] = tensors | (current if kind.endswith("_") else set())
-                signal.update(tensors)
+                why = self._in_call(node, call, reads, tensors)
+            elif list(node.blocks()):
+                why = self._branches(node, list(node.blocks()))
+            else:
+                why = self._operation(node, reads, tensors)
+            if why is not None:
+                return why
         return None
 
-    why = follow(graph.nodes())
-    outputs = list(graph.outputs())
-    if why is None and not (len(outputs) == 1 and outputs[0].unique() in state["current"]
-                            and isinstance(outputs[0].type(), torch.TensorType)):
-        why = "returns something other than its last call's output"
-    return why
+    def _in_call(self, node, call: _Call, reads: set, tensors: set) -> str | None:
+        """A node of a module's call: the call must read the previous call's output alone."""
+        reads = reads | _nested_reads(node, self.signal)  # (what its branches read: a
+        # scripted Dropout's operation)
+        if call not in self.calls and not (_is_dropout(getattr(nn, _kind(call.module), None))
+                                           and not call.module.training):
+            return (f"calls module {call.name!r}, whose operations on its signal lie in "
+                    "branches of its forward")
+        if node is call.nodes[0]:
+            self.inside = set()
+            if not _shipped(call.module):  # (a review: two calls of a user's leaf module in
+                # a row read as one, its constant counted once)
+                return (f"calls module {call.name!r}, of a class of its own, whose calls "
+                        "cannot be told apart in the graph")
+        if reads - self.current - self.inside:
+            return (f"calls module {call.name!r} on a value other than the previous call's "
+                    "output (a residual or a branch, or a call whose result is not used)")
+        self.inside |= {v.unique() for v in node.outputs()}
+        self.signal.update(tensors)
+        if node is call.nodes[-1]:
+            output = call.output()
+            if output is None:
+                return f"calls module {call.name!r}, whose output is no tensor"
+            # (a max pooling's values and indices, one of them read on: the values)
+            self.current = {output.unique(), *tensors}
+        return None
+
+    def _branches(self, node, blocks: list) -> str | None:
+        """An ``if`` or a loop of the model's own forward: followed into its branch where
+        its condition is a constant."""
+        if self.sequential and not _nested_reads(node, self.signal) and not any(
+                isinstance(v.type(), torch.TensorType) for v in node.outputs()):
+            return None
+        condition = next(node.inputs()).node() if node.kind() == "prim::If" else None
+        known = None if condition is None else _known_flag(condition, self.inputs[0],
+                                                             self.model)
+        if known is None:
+            inner = _first_read(blocks, self.signal)
+            if inner is not None and inner.kind() not in _STRUCTURAL and inner.kind(
+                    ).split("::")[-1].rstrip("_") not in CHAIN_KEEPING:
+                return (f"runs {inner.kind()} on its signal outside its layers (in "
+                        f"{node.kind()} branches)")
+            return (f"runs {node.kind()} on a condition of its own{_where(node)} (its "
+                    "branches are not followed here)")
+        block = blocks[0] if known else blocks[1]
+        why = self.follow(block.nodes())
+        if why is not None:
+            return why
+        for mine, theirs in zip(node.outputs(), block.outputs()):
+            if theirs.unique() in self.signal:
+                if theirs.unique() not in self.current:
+                    return f"returns an older value of its signal from {node.kind()}"
+                self.signal.add(mine.unique())
+                self.current.add(mine.unique())
+        return None
+
+    def _operation(self, node, reads: set, tensors: set) -> str | None:
+        """An operation outside the calls: one that keeps the chain (:data:`CHAIN_KEEPING`)
+        on the last call's output, or one that does not read the signal and changes nothing."""
+        kind = node.kind()
+        if not reads:
+            if _mutates(node):
+                return (f"runs {kind}, which changes a tensor or an attribute of its own (a "
+                        "parameter or a buffer: the layers' rows would be read off a probe "
+                        "that changed them)")  # (a review: weight.mul_(10), out=, self.w =
+            return None  # self.w * 10 in forward)
+        if kind == "aten::view" and not str(list(node.inputs())[1].type()).startswith(
+                "List"):  # (a review: x.view(torch.float32), a bit reinterpretation)
+            return "reinterprets its signal's bits (aten::view to a dtype)"
+        if kind in _PASSING and not reads - self.current - self.inside:  # (a tuple of a
+            # call's outputs, indexed: its values; what reads it next decides)
+            made = {v.unique() for v in node.outputs()}
+            if reads <= self.current:
+                self.current = self.current | made
+            self.inside |= made
+            self.signal.update(made)
+            return None
+        if kind in _STRUCTURAL or not kind.startswith("aten::") or kind.split("::")[-1].rstrip(
+                "_") not in CHAIN_KEEPING:  # (a review: a custom op mylib::relu)
+            consumer = next((use.user.kind() for v in node.outputs() for use in v.uses()),
+                            kind) if kind in _STRUCTURAL else kind
+            return f"runs {consumer} on its signal outside its layers"
+        if reads - self.current and tensors:  # (x.size(0) of an older value: an integer)
+            return f"runs {kind} on an older value of its signal than the last call's"
+        if tensors:  # (size, dim: integers, no signal)
+            self.current = tensors | (self.current if kind.endswith("_") else set())
+            self.signal.update(tensors)
+        return None
 
 
 def _refuse_control_flow(node, modules: _Modules) -> None:
