@@ -31,18 +31,17 @@ as a Dask array is computed once, on the client, when the call is made. Each blo
 is sized against the memory limit then, for one column, so a chunking too coarse is refused
 before anything runs.
 
-This is the only sparseconv module that imports dask; ``import sparseconv`` does not.
+Only this module and the ``sparseconv._dask_*`` ones it imports (the graph, the chunked layer,
+the lazy algebra) import dask; ``import sparseconv`` does not.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import LinearOperator
 
 try:
     import dask
@@ -56,13 +55,9 @@ except ImportError as exc:  # pragma: no cover - CI installs the extra
 import sparseconv as sc
 from sparseconv._blocks import check_row_block
 from sparseconv._dask_graph import (
-    Chunks,
     _BlockLayer,
-    _Plan,
-    input_chunks,
-    output_chunks,
-    stride_aligned,
 )
+from sparseconv._dask_layer import _ChunkedLayer, _finite, _owned
 from sparseconv._geometry import ConvGeometry
 from sparseconv._matrices import check_addressable
 from sparseconv._typing import (
@@ -76,9 +71,7 @@ from sparseconv._typing import (
 )
 from sparseconv._validation import (
     as_weight,
-    first_index,
     is_int,
-    is_sequence,
     layer_dtype,
     layer_weight,
     positive_int,
@@ -87,332 +80,6 @@ from sparseconv._validation import (
 
 __all__ = ["ConvOperator", "ConvTransposeOperator", "conv", "conv_matrix", "conv_transpose",
            "to_zarr"]
-
-
-# ---------------------------------------------------------------------------------------------
-# The public API.
-# ---------------------------------------------------------------------------------------------
-def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks") -> tuple[Chunks, ...]:
-    """``chunks`` (an int, or one int or tuple of sizes per spatial axis) normalized by Dask."""
-    if isinstance(chunks, (bool, str)) or chunks is None:
-        raise TypeError(f"{name} must be an int or a tuple of chunk sizes per spatial axis, got "
-                        f"{chunks!r}")
-    if isinstance(chunks, np.ndarray) and chunks.ndim == 1:  # as int tuples elsewhere
-        chunks = tuple(chunks.tolist())
-    if isinstance(chunks, Sequence) and len(chunks) != len(shape):
-        raise ValueError(f"{name} must give the chunks of each of the {len(shape)} spatial axes "
-                         f"{shape}, got {chunks!r}")
-    for size in _leaves(chunks):  # before Dask, whose errors name neither
-        if not is_int(size):
-            raise TypeError(f"{name} must be integer chunk sizes, got {chunks!r}")
-        if size < 1:
-            raise ValueError(f"{name} must be positive sizes, got {chunks!r}")
-    try:
-        normal = da.core.normalize_chunks(chunks, shape)
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise ValueError(f"{name}={chunks!r} are not chunks of the spatial shape {shape}: "
-                         f"{exc}") from exc
-    if any(c < 1 for axis in normal for c in axis):
-        raise ValueError(f"{name} must be positive sizes, got {chunks!r}")
-    return normal
-
-
-def _leaves(chunks) -> list:
-    """The sizes in ``chunks``: an int, or nested sequences of them."""
-    if is_sequence(chunks):
-        return [size for part in chunks for size in _leaves(part)]
-    return [chunks]
-
-
-def _numeric(x, name: str) -> None:
-    if np.dtype(x.dtype).kind not in "biufc":
-        raise TypeError(f"{name} must be a numeric array, got dtype {x.dtype}")
-
-
-def _as_batch(x, shape: tuple[int, ...], name: str):
-    """``x`` (a Dask array, ``shape`` or ``(N, *shape)`` or flat) as ``(N, *shape)``, and the
-    function that gives a result the caller's form back."""
-    if not isinstance(x, da.Array):
-        raise TypeError(f"{name} must be a dask array (dask.array.from_array(x, chunks=...) "
-                        f"makes one), got {type(x).__name__}")
-    _numeric(x, name)
-    if any(math.isnan(size) for axis in x.chunks for size in axis):
-        # (a new user's trial: a filtered batch, x[mask], failed in a task with "'float'
-        # object cannot be interpreted as an integer", after blocks were computed)
-        raise ValueError(f"{name} has chunks of unknown size (shape {x.shape}, as after "
-                         f"boolean indexing): call {name}.compute_chunk_sizes() first")
-    n = math.prod(shape)
-    if x.shape == (n,) and len(shape) > 1:
-        return x.reshape(shape)[None], lambda y: y[0].reshape(-1)
-    if x.shape == shape:
-        return x[None], lambda y: y[0]
-    if x.ndim == len(shape) + 1 and x.shape[1:] == shape:
-        return x, lambda y: y
-    raise ValueError(f"{name} must have shape {shape}, (N, *{shape}) or ({n},), got shape "
-                     f"{x.shape}")
-
-
-class _LazyAlgebra:
-    """scipy's operator algebra (``A.T``, ``2 * A``, ``A + B``, ``A.H @ A``, ``-A``, ``A ** k``)
-    with results that stay lazy on Dask arrays: scipy's composites would call ``np.asarray``
-    on the input first, computing the whole array on the client."""
-
-    def dot(self, x):
-        if isinstance(x, LinearOperator) or np.isscalar(x):
-            return _lazy(LinearOperator.dot(self, x))
-        return self._dot_array(x)
-
-    __matmul__ = dot
-
-    def __mul__(self, x):
-        return self.dot(x)
-
-    def __rmul__(self, x):
-        return _lazy(LinearOperator.__rmul__(self, x))
-
-    def __rmatmul__(self, x):
-        if isinstance(x, da.Array):  # x @ A = (A^T x^T)^T, lazily (a new user's trial: scipy's
-            # np.asarray computed the whole array on the client)
-            if x.ndim != 1:
-                raise ValueError(f"x @ A takes a 1-D Dask array x (A.T @ x, lazily), got shape "
-                                 f"{x.shape}; several rows at once: A.T.matvec of their batch")
-            return self.T.matvec(x)
-        return _lazy(LinearOperator.__rmatmul__(self, x))
-
-    def __add__(self, x):
-        return _lazy(LinearOperator.__add__(self, x))
-
-    def __neg__(self):
-        return _lazy(LinearOperator.__neg__(self))
-
-    def __truediv__(self, x):  # (a new user's trial: A / 2 computed its input on the client)
-        return _lazy(LinearOperator.__truediv__(self, x))
-
-    def __sub__(self, x):
-        return self.__add__(-x)
-
-    def __pow__(self, p):
-        LinearOperator.__pow__(self, p)  # scipy's checks (square, p a non-negative integer)
-        return _LazyComposite(_Power(self, int(p)))
-
-
-class _Power(LinearOperator):
-    """``A ** p`` by ``p`` products (scipy's copies its input with ``np.array`` first)."""
-
-    def __init__(self, A: LinearOperator, p: int) -> None:
-        self.args = (A, p)
-        LinearOperator.__init__(self, dtype=A.dtype, shape=A.shape)
-
-    def _power(self, product, x):
-        for _ in range(self.args[1]):
-            x = product(x)
-        return x
-
-    def _matvec(self, x):
-        return self._power(self.args[0].matvec, x)
-
-    def _rmatvec(self, x):
-        return self._power(self.args[0].rmatvec, x)
-
-    def _adjoint(self):
-        return _Power(self.args[0].H, self.args[1])
-
-
-def _lazy(result):
-    """A scipy composite wrapped so that its products take Dask arrays lazily."""
-    return _LazyComposite(result) if isinstance(result, LinearOperator) else result
-
-
-class _LazyComposite(_LazyAlgebra, LinearOperator):
-    """A composite of chunked layers (and scalars, and other operators): on a Dask array each
-    product calls the composite's own ``_matvec`` / ``_rmatvec``, which call the layers'
-    lazy products; numpy arrays go through scipy as before. The layers check the shapes: a
-    Dask array in any form they take (flat, one image, a batch) passes through."""
-
-    def __init__(self, op: LinearOperator) -> None:
-        self._op = op
-        LinearOperator.__init__(self, dtype=op.dtype, shape=op.shape)
-
-    def matvec(self, x):
-        return self._lazily(self._op._matvec, x) if isinstance(x, da.Array) else \
-            self._op.matvec(x)
-
-    def rmatvec(self, x):
-        return self._lazily(self._op._rmatvec, x, 0) if isinstance(x, da.Array) else \
-            self._op.rmatvec(x)
-
-    def matmat(self, X):
-        return self._lazily(self._op._matvec, X) if isinstance(X, da.Array) else \
-            self._op.matmat(X)
-
-    def rmatmat(self, X):
-        return self._lazily(self._op._rmatvec, X, 0) if isinstance(X, da.Array) else \
-            self._op.rmatmat(X)
-
-    def _lazily(self, product, x: da.Array, side: int = 1):
-        """``product(x)``; scipy's own operators in the composite take flat vectors only (a
-        new user's trial: ``A.H @ A + 0.5 * IdentityOperator(...)`` on an image met scipy's
-        bare "dimension mismatch")."""
-        try:
-            return product(x)
-        except ValueError as error:
-            if x.ndim < 2 or "dimension mismatch" not in str(error):
-                raise
-            raise ValueError(f"{self!r} holds operators other than sparseconv.dask's: scipy's "
-                             "take flat vectors only (and compute a Dask array on the client): "
-                             f"pass x flat, x.reshape(-1) (shape ({self.shape[side]},)), got "
-                             f"shape {x.shape}") from error
-
-    def _dot_array(self, x):
-        return self.matvec(x) if isinstance(x, da.Array) else self._op.dot(x)
-
-    _matvec, _rmatvec, _matmat, _rmatmat = matvec, rmatvec, matmat, rmatmat
-
-    def _adjoint(self):
-        return _LazyComposite(self._op.H)
-
-    def _transpose(self):
-        return _LazyComposite(self._op.T)
-
-    def __repr__(self) -> str:
-        return f"<lazy {self._op!r}>"
-
-
-class _ChunkedLayer(_LazyAlgebra, LinearOperator):
-    """A layer applied chunk by chunk to Dask arrays (the two public classes build it).
-
-    ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of
-    shape ``input_shape``, ``(N, *input_shape)`` or the flat ``(prod(input_shape),)`` and
-    return a lazy Dask array of the same form, so an iterative solver written with Dask arrays
-    never gathers them (scipy's ``LinearOperator`` would call ``np.asarray`` first, so these
-    public methods are overridden here, unlike sparseconv's serial operators). Given a numpy
-    array, they compute and return a numpy array, so ``scipy.sparse.linalg`` solvers take the
-    operator too.
-    """
-
-    def _setup(self, geometry: ConvGeometry, block: _BlockLayer, chunks: Any) -> None:
-        self.geometry, self._block = geometry, block
-        transposed = block.transposed
-        a_in, a_out = geometry.input_shape, geometry.output_shape
-        self.input_shape: tuple[int, ...] = a_out if transposed else a_in
-        self.output_shape: tuple[int, ...] = a_in if transposed else a_out
-        given = _spatial_chunks(chunks, self.input_shape[1:])
-        if transposed:  # the layer's input is the geometry's output
-            in_chunks = tuple(input_chunks(ax, c) for ax, c in zip(geometry.axes, given))
-        else:
-            in_chunks = tuple(stride_aligned(ax, c) for ax, c in zip(geometry.axes, given))
-        out_chunks = tuple(output_chunks(ax, c) for ax, c in zip(geometry.axes, in_chunks))
-        self._plan = _Plan(geometry, in_chunks, out_chunks)
-        self.input_chunks = self._plan.out_chunks if transposed else self._plan.in_chunks
-        self.output_chunks = self._plan.in_chunks if transposed else self._plan.out_chunks
-        shape = geometry.shape
-        LinearOperator.__init__(self, dtype=block.dtype,
-                                shape=shape[::-1] if transposed else shape)
-
-    def _apply(self, x, adjoint: bool):
-        shape_in, shape_out = self.input_shape, self.output_shape
-        chunks_in = self.input_chunks
-        if adjoint:
-            shape_in, shape_out, chunks_in = shape_out, shape_in, self.output_chunks
-        if not isinstance(x, da.Array):  # numpy in, numpy out: scipy's solvers
-            x = np.asarray(x)
-            _numeric(x, "x")
-            if x.ndim == 2 and x.shape[0] == math.prod(shape_in):  # columns (shape_in may be
-                # (N, 1) too: then an image of one column is the same array)
-                columns = da.from_array(x.T.reshape(-1, *shape_in), chunks=(1, -1, *chunks_in))
-                return self._apply(columns, adjoint).compute().reshape(
-                    x.shape[1], math.prod(shape_out)).T
-            # flat, shape_in or (N, *shape_in): the Dask forms, computed
-            return self._apply(da.from_array(x, chunks=-1), adjoint).compute()
-        batch, restore = _as_batch(x, shape_in, "x")
-        batch = batch.rechunk((batch.chunks[0], -1, *chunks_in))
-        dtype = np.result_type(self.dtype, batch.dtype)
-        gather = adjoint == self._block.transposed  # A, or the transposed layer's adjoint
-        channels = shape_out[0]
-        if gather:
-            return restore(self._plan.gather(batch, self._block, channels, dtype))
-        return restore(self._plan.scatter(batch, self._block, channels, dtype))
-
-    def matvec(self, x):
-        """``A @ x`` for a Dask array (lazy) or a numpy array (computed)."""
-        return self._apply(x, adjoint=False)
-
-    def rmatvec(self, x):
-        """``A^H @ x`` for a Dask array (lazy) or a numpy array (computed)."""
-        return self._apply(x, adjoint=True)
-
-    def matmat(self, X):
-        """``A @ X``: Dask arrays batched ``(N, *input_shape)``, or numpy columns."""
-        return self._apply(X, adjoint=False)
-
-    def rmatmat(self, X):
-        """``A^H @ X``: Dask arrays batched ``(N, *output_shape)``, or numpy columns."""
-        return self._apply(X, adjoint=True)
-
-    def _dot_array(self, x):
-        """``A @ x`` of an array (operators and scalars compose, :class:`_LazyAlgebra`)."""
-        if isinstance(x, da.Array) or isinstance(x, np.ndarray) and (
-                x.ndim > 2 or x.shape == self.input_shape and x.shape[0] != self.shape[1]):
-            # (an image, or a batch of them; an input shape (N, 1) is also one column of N
-            # entries, and is read so, as scipy's operators read it: a review)
-            return self._apply(x, adjoint=False)
-        return LinearOperator.dot(self, x)
-
-    # scipy's own entry points (compositions, solvers) reach the same products
-    _matvec, _rmatvec, _matmat, _rmatmat = matvec, rmatvec, matmat, rmatmat
-
-    def _adjoint(self):
-        return _ChunkedAdjoint(self)
-
-    def _transpose(self):
-        """``A.T``: ``A.H`` for a real layer, ``conj(A.H conj(x))`` for a complex one; lazy."""
-        if self.dtype.kind != "c":
-            return self.H
-        return _LazyComposite(LinearOperator._transpose(self))
-
-    def __repr__(self) -> str:
-        return (f"<{type(self).__name__} {self.input_shape} -> {self.output_shape} in chunks "
-                f"{self.input_chunks} -> {self.output_chunks}>")
-
-
-class _ChunkedAdjoint(_ChunkedLayer):
-    """``A.H`` of a chunked layer, as lazy as ``A``."""
-
-    def __init__(self, parent: _ChunkedLayer):
-        self.parent, self.geometry, self._block = parent, parent.geometry, parent._block
-        self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
-        self.input_chunks, self.output_chunks = parent.output_chunks, parent.input_chunks
-        LinearOperator.__init__(self, dtype=parent.dtype, shape=parent.shape[::-1])
-
-    def _apply(self, x, adjoint: bool):
-        return self.parent._apply(x, not adjoint)
-
-    def _adjoint(self):
-        return self.parent
-
-    def __repr__(self) -> str:
-        return f"<adjoint of {self.parent!r}>"
-
-
-def _owned(weight: np.ndarray) -> np.ndarray:
-    owned = np.array(weight, copy=True)
-    owned.flags.writeable = False
-    return owned
-
-
-def _finite(weight: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``weight``, refused if it has an inf or NaN entry in ``dtype`` (see
-    :class:`ConvOperator`; 1e300 is inf in float32: a review)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        cast = weight.astype(dtype)
-    where = first_index(~np.isfinite(cast))
-    if where is not None:
-        raise ValueError(
-            f"weight{list(where)} is {weight[where]}, {cast[where]} in "
-            f"{dtype}: sparseconv.dask takes finite weights only (its blocks multiply the "
-            "padding's zeros by every tap, and inf * 0 is nan where the layer's matrix has no "
-            "entry); sparseconv.ConvOperator computes such a layer on its explicit matrix")
-    return weight
 
 
 class ConvOperator(_ChunkedLayer):

@@ -1,0 +1,228 @@
+"""A layer applied chunk by chunk to Dask arrays: the base of :mod:`sparseconv.dask`'s two
+operators, and the checks of what they take (chunks, arrays, weights).
+
+:class:`_ChunkedLayer` plans the stride-aligned chunks (:mod:`sparseconv._dask_graph`) and
+runs each product lazily on a Dask array, or computes it on a numpy array (scipy's solvers);
+:class:`_ChunkedAdjoint` is its adjoint, as lazy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from sparseconv._dask_graph import (
+    Chunks,
+    _BlockLayer,
+    _Plan,
+    input_chunks,
+    output_chunks,
+    stride_aligned,
+)
+from sparseconv._dask_lazy import _LazyAlgebra, _LazyComposite
+from sparseconv._geometry import ConvGeometry
+from sparseconv._validation import first_index, is_int, is_sequence
+
+__all__ = ["_ChunkedLayer", "_as_batch", "_finite", "_owned", "_spatial_chunks"]
+
+
+def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks") -> tuple[Chunks, ...]:
+    """``chunks`` (an int, or one int or tuple of sizes per spatial axis) normalized by Dask."""
+    if isinstance(chunks, (bool, str)) or chunks is None:
+        raise TypeError(f"{name} must be an int or a tuple of chunk sizes per spatial axis, got "
+                        f"{chunks!r}")
+    if isinstance(chunks, np.ndarray) and chunks.ndim == 1:  # as int tuples elsewhere
+        chunks = tuple(chunks.tolist())
+    if isinstance(chunks, Sequence) and len(chunks) != len(shape):
+        raise ValueError(f"{name} must give the chunks of each of the {len(shape)} spatial axes "
+                         f"{shape}, got {chunks!r}")
+    for size in _leaves(chunks):  # before Dask, whose errors name neither
+        if not is_int(size):
+            raise TypeError(f"{name} must be integer chunk sizes, got {chunks!r}")
+        if size < 1:
+            raise ValueError(f"{name} must be positive sizes, got {chunks!r}")
+    try:
+        normal = da.core.normalize_chunks(chunks, shape)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise ValueError(f"{name}={chunks!r} are not chunks of the spatial shape {shape}: "
+                         f"{exc}") from exc
+    if any(c < 1 for axis in normal for c in axis):
+        raise ValueError(f"{name} must be positive sizes, got {chunks!r}")
+    return normal
+
+
+def _leaves(chunks) -> list:
+    """The sizes in ``chunks``: an int, or nested sequences of them."""
+    if is_sequence(chunks):
+        return [size for part in chunks for size in _leaves(part)]
+    return [chunks]
+
+
+def _numeric(x, name: str) -> None:
+    if np.dtype(x.dtype).kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array, got dtype {x.dtype}")
+
+
+def _as_batch(x, shape: tuple[int, ...], name: str):
+    """``x`` (a Dask array, ``shape`` or ``(N, *shape)`` or flat) as ``(N, *shape)``, and the
+    function that gives a result the caller's form back."""
+    if not isinstance(x, da.Array):
+        raise TypeError(f"{name} must be a dask array (dask.array.from_array(x, chunks=...) "
+                        f"makes one), got {type(x).__name__}")
+    _numeric(x, name)
+    if any(math.isnan(size) for axis in x.chunks for size in axis):
+        # (a new user's trial: a filtered batch, x[mask], failed in a task with "'float'
+        # object cannot be interpreted as an integer", after blocks were computed)
+        raise ValueError(f"{name} has chunks of unknown size (shape {x.shape}, as after "
+                         f"boolean indexing): call {name}.compute_chunk_sizes() first")
+    n = math.prod(shape)
+    if x.shape == (n,) and len(shape) > 1:
+        return x.reshape(shape)[None], lambda y: y[0].reshape(-1)
+    if x.shape == shape:
+        return x[None], lambda y: y[0]
+    if x.ndim == len(shape) + 1 and x.shape[1:] == shape:
+        return x, lambda y: y
+    raise ValueError(f"{name} must have shape {shape}, (N, *{shape}) or ({n},), got shape "
+                     f"{x.shape}")
+
+
+class _ChunkedLayer(_LazyAlgebra, LinearOperator):
+    """A layer applied chunk by chunk to Dask arrays (the two public classes build it).
+
+    ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of
+    shape ``input_shape``, ``(N, *input_shape)`` or the flat ``(prod(input_shape),)`` and
+    return a lazy Dask array of the same form, so an iterative solver written with Dask arrays
+    never gathers them (scipy's ``LinearOperator`` would call ``np.asarray`` first, so these
+    public methods are overridden here, unlike sparseconv's serial operators). Given a numpy
+    array, they compute and return a numpy array, so ``scipy.sparse.linalg`` solvers take the
+    operator too.
+    """
+
+    def _setup(self, geometry: ConvGeometry, block: _BlockLayer, chunks: Any) -> None:
+        self.geometry, self._block = geometry, block
+        transposed = block.transposed
+        a_in, a_out = geometry.input_shape, geometry.output_shape
+        self.input_shape: tuple[int, ...] = a_out if transposed else a_in
+        self.output_shape: tuple[int, ...] = a_in if transposed else a_out
+        given = _spatial_chunks(chunks, self.input_shape[1:])
+        if transposed:  # the layer's input is the geometry's output
+            in_chunks = tuple(input_chunks(ax, c) for ax, c in zip(geometry.axes, given))
+        else:
+            in_chunks = tuple(stride_aligned(ax, c) for ax, c in zip(geometry.axes, given))
+        out_chunks = tuple(output_chunks(ax, c) for ax, c in zip(geometry.axes, in_chunks))
+        self._plan = _Plan(geometry, in_chunks, out_chunks)
+        self.input_chunks = self._plan.out_chunks if transposed else self._plan.in_chunks
+        self.output_chunks = self._plan.in_chunks if transposed else self._plan.out_chunks
+        shape = geometry.shape
+        LinearOperator.__init__(self, dtype=block.dtype,
+                                shape=shape[::-1] if transposed else shape)
+
+    def _apply(self, x, adjoint: bool):
+        shape_in, shape_out = self.input_shape, self.output_shape
+        chunks_in = self.input_chunks
+        if adjoint:
+            shape_in, shape_out, chunks_in = shape_out, shape_in, self.output_chunks
+        if not isinstance(x, da.Array):  # numpy in, numpy out: scipy's solvers
+            x = np.asarray(x)
+            _numeric(x, "x")
+            if x.ndim == 2 and x.shape[0] == math.prod(shape_in):  # columns (shape_in may be
+                # (N, 1) too: then an image of one column is the same array)
+                columns = da.from_array(x.T.reshape(-1, *shape_in), chunks=(1, -1, *chunks_in))
+                return self._apply(columns, adjoint).compute().reshape(
+                    x.shape[1], math.prod(shape_out)).T
+            # flat, shape_in or (N, *shape_in): the Dask forms, computed
+            return self._apply(da.from_array(x, chunks=-1), adjoint).compute()
+        batch, restore = _as_batch(x, shape_in, "x")
+        batch = batch.rechunk((batch.chunks[0], -1, *chunks_in))
+        dtype = np.result_type(self.dtype, batch.dtype)
+        gather = adjoint == self._block.transposed  # A, or the transposed layer's adjoint
+        channels = shape_out[0]
+        if gather:
+            return restore(self._plan.gather(batch, self._block, channels, dtype))
+        return restore(self._plan.scatter(batch, self._block, channels, dtype))
+
+    def matvec(self, x):
+        """``A @ x`` for a Dask array (lazy) or a numpy array (computed)."""
+        return self._apply(x, adjoint=False)
+
+    def rmatvec(self, x):
+        """``A^H @ x`` for a Dask array (lazy) or a numpy array (computed)."""
+        return self._apply(x, adjoint=True)
+
+    def matmat(self, X):
+        """``A @ X``: Dask arrays batched ``(N, *input_shape)``, or numpy columns."""
+        return self._apply(X, adjoint=False)
+
+    def rmatmat(self, X):
+        """``A^H @ X``: Dask arrays batched ``(N, *output_shape)``, or numpy columns."""
+        return self._apply(X, adjoint=True)
+
+    def _dot_array(self, x):
+        """``A @ x`` of an array (operators and scalars compose, :class:`_LazyAlgebra`)."""
+        if isinstance(x, da.Array) or isinstance(x, np.ndarray) and (
+                x.ndim > 2 or x.shape == self.input_shape and x.shape[0] != self.shape[1]):
+            # (an image, or a batch of them; an input shape (N, 1) is also one column of N
+            # entries, and is read so, as scipy's operators read it: a review)
+            return self._apply(x, adjoint=False)
+        return LinearOperator.dot(self, x)
+
+    # scipy's own entry points (compositions, solvers) reach the same products
+    _matvec, _rmatvec, _matmat, _rmatmat = matvec, rmatvec, matmat, rmatmat
+
+    def _adjoint(self):
+        return _ChunkedAdjoint(self)
+
+    def _transpose(self):
+        """``A.T``: ``A.H`` for a real layer, ``conj(A.H conj(x))`` for a complex one; lazy."""
+        if self.dtype.kind != "c":
+            return self.H
+        return _LazyComposite(LinearOperator._transpose(self))
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.input_shape} -> {self.output_shape} in chunks "
+                f"{self.input_chunks} -> {self.output_chunks}>")
+
+
+class _ChunkedAdjoint(_ChunkedLayer):
+    """``A.H`` of a chunked layer, as lazy as ``A``."""
+
+    def __init__(self, parent: _ChunkedLayer):
+        self.parent, self.geometry, self._block = parent, parent.geometry, parent._block
+        self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
+        self.input_chunks, self.output_chunks = parent.output_chunks, parent.input_chunks
+        LinearOperator.__init__(self, dtype=parent.dtype, shape=parent.shape[::-1])
+
+    def _apply(self, x, adjoint: bool):
+        return self.parent._apply(x, not adjoint)
+
+    def _adjoint(self):
+        return self.parent
+
+    def __repr__(self) -> str:
+        return f"<adjoint of {self.parent!r}>"
+
+
+def _owned(weight: np.ndarray) -> np.ndarray:
+    owned = np.array(weight, copy=True)
+    owned.flags.writeable = False
+    return owned
+
+
+def _finite(weight: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``weight``, refused if it has an inf or NaN entry in ``dtype`` (see
+    :class:`ConvOperator`; 1e300 is inf in float32: a review)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = weight.astype(dtype)
+    where = first_index(~np.isfinite(cast))
+    if where is not None:
+        raise ValueError(
+            f"weight{list(where)} is {weight[where]}, {cast[where]} in "
+            f"{dtype}: sparseconv.dask takes finite weights only (its blocks multiply the "
+            "padding's zeros by every tap, and inf * 0 is nan where the layer's matrix has no "
+            "entry); sparseconv.ConvOperator computes such a layer on its explicit matrix")
+    return weight
