@@ -1,0 +1,399 @@
+"""The base of sparseconv's matrix-free layers: a ``LinearOperator`` driven by a geometry.
+
+:class:`_GeometryOperator` holds what :class:`sparseconv.ConvOperator` and
+:class:`sparseconv.ConvTransposeOperator` share: the shapes (``dims``, ``dimsd``), the checks
+of what a product takes (numeric arrays of the right size, flat, as images or as a batch),
+the sizing of every product against the memory limit, the widening of integer products
+that float64 would round, and the adjoint and transpose as operators of their own
+(:class:`_Adjoint`, :class:`_Transpose`). The module docstring of
+:mod:`sparseconv._operators` has the conventions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from ._geometry import ConvGeometry, copies_of
+from ._layout import array_shape, from_channels_first, to_channels_first
+from ._matrices import check_format
+from ._products import check_product_memory
+from ._typing import (
+    ArrayLike,
+    BlockSize,
+    SparseArray,
+    SparseFormat,
+)
+from ._validation import check_blocksize, first_index
+
+__all__ = ["_GeometryOperator"]
+
+
+class _GeometryOperator(LinearOperator):
+    """A LinearOperator mapping ``(C, *in)`` to ``(C', *out)`` arrays, flattened in C order.
+
+    Subclasses set ``input_shape``, ``output_shape`` and implement ``_apply(X)`` and
+    ``_apply_adjoint(Y)`` on arrays of shape ``(*input_shape, b)`` / ``(*output_shape, b)``,
+    ``_apply_bytes(b, itemsize)`` and ``_apply_adjoint_bytes(b, itemsize)`` (what one product
+    allocates) and ``_explicit(format, adjoint)``. scipy's underscored methods do the work;
+    the public ``matvec``/``rmatvec``/``matmat``/``rmatmat`` call scipy's, which decide what
+    they accept; where they refuse a shape, the error names the shapes accepted (scipy's says
+    "dimension mismatch").
+    """
+
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    layout: str = "channels_first"
+    #: For an integer or bool operator, a bound on the magnitudes of any row's or column's
+    #: entries, summed (:func:`_magnitudes`), else None: see :func:`_widened`.
+    _magnitude: int | None = None
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The shape of an input array: ``input_shape``, or ``(*spatial, C)`` if channels-last
+        (PyLops' name: ``x.reshape(dims)`` is the image a flat input vector holds)."""
+        return array_shape(self.input_shape, self.layout)
+
+    @property
+    def dimsd(self) -> tuple[int, ...]:
+        """The shape of an output array, as :attr:`dims` (PyLops' name for the data shape)."""
+        return array_shape(self.output_shape, self.layout)
+
+    def apply(self, x: ArrayLike) -> np.ndarray:
+        """The layer applied to an array shaped ``dims`` or ``(N, *dims)`` (a batch).
+
+        Returns an array shaped ``dimsd`` or ``(N, *dimsd)``: the same layout as the input
+        (``(C, *spatial)``, or ``(*spatial, C)`` when the operator's layout is channels-last).
+
+        Raises
+        ------
+        ValueError
+            An array of any other shape; the message names the shapes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import ConvOperator
+        >>> A = ConvOperator(np.ones((4, 3, 3, 3)), (3, 8, 8), padding=1)
+        >>> A.apply(np.ones((3, 8, 8))).shape, A.apply(np.ones((5, 3, 8, 8))).shape
+        ((4, 8, 8), (5, 4, 8, 8))
+        """
+        return self._shaped(x, self.dims, self.dimsd, self.matmat, "apply")
+
+    def apply_adjoint(self, y: ArrayLike) -> np.ndarray:
+        """The adjoint applied to an array shaped ``dimsd`` or ``(N, *dimsd)``; returns an
+        array shaped ``dims`` or ``(N, *dims)``.
+
+        Raises
+        ------
+        ValueError
+            An array of any other shape; the message names the shapes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import ConvOperator
+        >>> A = ConvOperator(np.ones((4, 3, 3, 3)), (3, 8, 8), stride=2, padding=1,
+        ...                  layout="channels_last")
+        >>> A.dims, A.dimsd, A.apply_adjoint(np.ones((2, 4, 4, 4))).shape
+        ((8, 8, 3), (4, 4, 4), (2, 8, 8, 3))
+        """
+        return self._shaped(y, self.dimsd, self.dims, self.rmatmat, "apply_adjoint")
+
+    @staticmethod
+    def _shaped(x, dims, dimsd, product, what):
+        x = _numeric(x, what)
+        if x.shape == dims:
+            return product(x.reshape(-1, 1)).reshape(dimsd)
+        if x.ndim == len(dims) + 1 and x.shape[1:] == dims:
+            n = x.shape[0]  # (sizes spelled out: -1 is undetermined for an empty batch)
+            return product(x.reshape(n, math.prod(dims)).T).T.reshape(n, *dimsd)
+        raise ValueError(f"{what} expects an array of shape {dims} or {_batched(dims)}, got "
+                         f"shape {x.shape}")
+
+    def dot(self, x: Any) -> Any:
+        """scipy's ``dot`` (and ``@``), except that an array of more than two dimensions is
+        refused by its shape (scipy's message prints the whole array; ``x @ A`` as well)."""
+        if isinstance(x, np.ndarray) and x.ndim > 2:
+            raise ValueError(
+                f"{self!r} multiplies flat vectors of length {self.shape[1]} or ({self.shape[1]},"
+                f" k) columns, got an array of shape {x.shape}: use A.apply(x) for arrays "
+                f"shaped {self.dims} or {_batched(self.dims)}, or A @ x.ravel()")
+        return super().dot(x)
+
+    def _rdot(self, x: Any) -> Any:
+        """scipy's ``x @ A``, refusing an array of more than two dimensions by its shape."""
+        if isinstance(x, np.ndarray) and x.ndim > 2:
+            raise ValueError(
+                f"y @ {self!r} multiplies flat row vectors of length {self.shape[0]} or (k, "
+                f"{self.shape[0]}) rows, got an array of shape {x.shape}: use "
+                f"A.apply_adjoint(y) for arrays shaped {self.dimsd} or {_batched(self.dimsd)} "
+                "(the adjoint; y @ A is its conjugate)")
+        return super()._rdot(x)
+
+    def matvec(self, x: ArrayLike) -> np.ndarray:
+        return self._scipys("matvec", x, lambda: self._vector(x, self.input_shape, "matvec"))
+
+    def rmatvec(self, x: ArrayLike) -> np.ndarray:
+        return self._scipys("rmatvec", x, lambda: self._vector(x, self.output_shape, "rmatvec"))
+
+    def matmat(self, X: ArrayLike) -> np.ndarray:
+        return self._scipys("matmat", X, lambda: self._matrix(X, self.input_shape, "matmat"))
+
+    def rmatmat(self, X: ArrayLike) -> np.ndarray:
+        return self._scipys("rmatmat", X, lambda: self._matrix(X, self.output_shape, "rmatmat"))
+
+    def _scipys(self, name: str, x: ArrayLike, check: Callable[[], Any]) -> np.ndarray:
+        """scipy's public ``name`` (which decides what it accepts); where it refuses the
+        shape, the refusal says which shapes are accepted (``check``'s ValueError) instead of
+        scipy's "dimension mismatch"."""
+        try:
+            return getattr(super(), name)(x)
+        except ValueError as exc:
+            try:
+                check()
+            except ValueError as ours:
+                raise ours from None
+            raise exc
+
+    def _matrix(self, X, shape, what):
+        """``_columns``, for scipy's ``matmat``, which takes 2-d arrays only."""
+        if np.ndim(X) != 2:
+            raise ValueError(f"{what} expects a 2-d array of shape ({math.prod(shape)}, k), "
+                             f"got shape {np.shape(X)}")
+        return self._columns(X, shape, what)
+
+    def _columns(self, X, shape, what):
+        """``X`` as an ``(n, k)`` array, or ValueError naming the shapes accepted."""
+        X = _numeric(X, what)
+        n = math.prod(shape)
+        if X.ndim == 1 and X.shape[0] == n:
+            return X.reshape(n, 1)
+        if X.ndim != 2 or X.shape[0] != n:
+            raise ValueError(
+                f"{what} expects an array of shape ({n},), ({n}, 1) or ({n}, k) (a flattened "
+                f"{shape} array, or k of them as columns), got shape {X.shape}"
+            )
+        return X
+
+    def _product(self, X, apply, nbytes, shape_in, shape_out, what):
+        X = self._columns(X, shape_in, what)
+        b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
+        if b == 0:  # an empty batch, as scipy.sparse gives it
+            return np.zeros((math.prod(shape_out), 0), dtype)
+        exact = dtype.kind in "biu"  # computed in int64, then checked: _widened, _held
+        itemsize = 8 if exact else dtype.itemsize
+        permuted = 0 if self.layout == "channels_first" else (
+            (X.shape[0] + math.prod(shape_out)) * b * itemsize)  # the two permuted copies
+        check_product_memory(
+            nbytes(b, itemsize) + permuted,
+            lambda: f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
+            f"scratch and the {shape_out} result)")
+        if exact:
+            X = _widened(X, dtype, self._magnitude, what)
+        Y = from_channels_first(apply(to_channels_first(X, shape_in, self.layout)), self.layout)
+        return _held(Y, dtype, what) if exact else Y
+
+    def _matmat(self, X):
+        return self._product(X, self._apply, self._apply_bytes, self.input_shape,
+                             self.output_shape, "matmat")
+
+    def _rmatmat(self, X):
+        return self._product(X, self._apply_adjoint, self._apply_adjoint_bytes,
+                             self.output_shape, self.input_shape, "rmatmat")
+
+    def _matvec(self, x):
+        return self._product(self._vector(x, self.input_shape, "matvec"), self._apply,
+                             self._apply_bytes, self.input_shape, self.output_shape,
+                             "matvec").reshape(-1)
+
+    def _rmatvec(self, x):
+        return self._product(self._vector(x, self.output_shape, "rmatvec"), self._apply_adjoint,
+                             self._apply_adjoint_bytes, self.output_shape, self.input_shape,
+                             "rmatvec").reshape(-1)
+
+    def _vector(self, x, shape, what):
+        x = np.asarray(x)
+        n = math.prod(shape)
+        if x.shape not in ((n,), (n, 1)):
+            raise ValueError(f"{what} expects an array of shape ({n},) or ({n}, 1) (a flattened "
+                             f"{shape} array), got shape {x.shape}")
+        return x.reshape(n, 1)
+
+    def _check_products(self) -> None:
+        """Refuse, at construction, a layer whose products with one column exceed the limit."""
+        item = self.dtype.itemsize
+        for nbytes, what in ((self._apply_bytes, "matvec"),
+                             (self._apply_adjoint_bytes, "rmatvec")):
+            check_product_memory(
+                nbytes(1, item), f"{what} of {self!r} (padded input, im2col or phase-split "
+                "scratch and result, for one column)", batch=False)
+
+    def _adjoint(self):
+        return _Adjoint(self)
+
+    def _transpose(self):
+        return _Transpose(self)
+
+    def tosparse(self, format: SparseFormat = "csr", *,
+                 blocksize: BlockSize | None = None) -> SparseArray:
+        """The explicit matrix in ``format`` and the operator's layout, sized against the
+        memory limit first.
+
+        Parameters
+        ----------
+        format : {"csr", "csc", "coo", "bsr"}
+        blocksize : (int, int), optional
+            For ``format="bsr"``, as :func:`sparseconv.conv_matrix`'s.
+
+        Returns
+        -------
+        scipy.sparse array
+            ``conv_matrix`` of the same layer (``conv_transpose_matrix`` for a transposed
+            one), equal to ``self @ np.eye(n)``.
+        """
+        check_format(format)
+        return self._explicit(format, adjoint=False,
+                              blocksize=check_blocksize(blocksize, format))
+
+    def __repr__(self) -> str:
+        layout = "" if self.layout == "channels_first" else f", layout={self.layout!r}"
+        return (f"<{type(self).__name__} {self.input_shape} -> {self.output_shape}, "
+                f"dtype={self.dtype}{layout}>")
+
+
+def _numeric(x: ArrayLike, what: str) -> np.ndarray:
+    """``x`` as an array of numbers, or a TypeError (numpy's own would name a ufunc loop)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biufc":
+        raise TypeError(f"{what} expects a numeric array, got dtype {x.dtype}")
+    return x
+
+
+def _batched(dims: tuple[int, ...]) -> str:
+    return f"(N, {', '.join(map(str, dims))})"
+
+
+def _magnitudes(geom: ConvGeometry, w: np.ndarray) -> int | None:
+    """For an integer or bool weight, a bound on the sum of the magnitudes of any row's or
+    column's entries, as a Python integer: ``sum(|w|)`` times the most padded positions that
+    copy one input (a column of a reflect-, replicate- or circular-padded layer reads an
+    edge entry through each of its copies: a review); else None."""
+    if w.dtype.kind not in "biu":
+        return None
+    return int(np.abs(w.astype(object)).sum()) * copies_of(geom)
+
+
+def _working(dtype: np.dtype) -> np.dtype:
+    """The dtype the weights multiply in: ``dtype``, but uint64's in int64 (numpy promotes
+    uint64 with the int64 of an exact product to float64: a review; :func:`as_weight`
+    keeps integer weights within 2**53), which promotes with every other dtype alike."""
+    return np.dtype(np.int64) if dtype == np.uint64 else dtype
+
+
+def _widened(X: np.ndarray, dtype: np.dtype, magnitude: int, what: str) -> np.ndarray:
+    """``X`` in int64, for a product in the integer or bool ``dtype`` that is exact there.
+
+    numpy's integer arithmetic wraps around (100 + 100 is -56 in int8; True + True is True),
+    so integer products run in int64 and :func:`_held` checks the result. Every entry of the
+    product, and every partial sum on the way, is at most ``magnitude * max|X|``
+    (``magnitude``: :func:`_magnitudes`, which bounds the summed magnitudes of any row's or
+    column's entries), so where that is below ``2**63`` the int64 product is exact; else
+    OverflowError.
+    """
+    largest = max(abs(int(X.max())), abs(int(X.min()))) if X.size else 0
+    if magnitude * largest >= 2**63:
+        raise OverflowError(
+            f"{what} in {dtype}: the sums could exceed int64's range (the weight's magnitudes "
+            f"sum to {magnitude}, the input's largest is {largest}); pass a floating dtype")
+    return X.astype(np.int64)
+
+
+def _held(Y: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """An exact int64 product as ``dtype``, or OverflowError where ``dtype`` cannot hold it."""
+    low, high = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
+                                                 int(np.iinfo(dtype).max))
+    where = first_index((Y < low) | (Y > high))
+    if where is not None:
+        raise OverflowError(
+            f"{what} in {dtype}: entry {where} (row, column) of the result is {int(Y[where])}, "
+            f"outside [{low}, {high}] (numpy's own arithmetic would change it); pass a wider or "
+            "floating dtype")
+    return Y.astype(dtype)
+
+
+class _Adjoint(_GeometryOperator):
+    """The adjoint ``A^H`` of a geometry operator, itself an operator (``.H.H`` is ``A``)."""
+
+    def __init__(self, parent: _GeometryOperator):
+        self.parent = parent
+        self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
+        self.layout, self._magnitude = parent.layout, parent._magnitude
+        super().__init__(dtype=parent.dtype, shape=parent.shape[::-1])
+
+    def _apply(self, X):
+        return self.parent._apply_adjoint(X)
+
+    def _apply_adjoint(self, X):
+        return self.parent._apply(X)
+
+    def _apply_bytes(self, b, itemsize):
+        return self.parent._apply_adjoint_bytes(b, itemsize)
+
+    def _apply_adjoint_bytes(self, b, itemsize):
+        return self.parent._apply_bytes(b, itemsize)
+
+    def _adjoint(self):
+        return self.parent
+
+    def _explicit(self, format, adjoint, blocksize=None):
+        return self.parent._explicit(format, adjoint=not adjoint, blocksize=blocksize)
+
+    def __repr__(self) -> str:
+        return f"<adjoint of {self.parent!r}>"
+
+
+class _Transpose(_GeometryOperator):
+    """The transpose ``A^T = conj(A^H)`` of a geometry operator (``.T.T`` is ``A``); for a real
+    operator it is the adjoint."""
+
+    def __init__(self, parent: _GeometryOperator):
+        self.transposed_of = parent
+        self.input_shape, self.output_shape = parent.output_shape, parent.input_shape
+        self.layout, self._magnitude = parent.layout, parent._magnitude
+        self._complex = parent.dtype.kind == "c"
+        if not self._complex:
+            self.parent = parent  # the adjoint: plots and layer_of read it as the transpose
+        super().__init__(dtype=parent.dtype, shape=parent.shape[::-1])
+
+    def _conj(self, product, X):
+        return product(X.conj()).conj() if self._complex else product(X)
+
+    def _apply(self, X):
+        return self._conj(self.transposed_of._apply_adjoint, X)
+
+    def _apply_adjoint(self, X):
+        return self._conj(self.transposed_of._apply, X)
+
+    def _apply_bytes(self, b, itemsize):
+        return self.transposed_of._apply_adjoint_bytes(b, itemsize) + 2 * self._complex * (
+            self.shape[1] * b * itemsize)
+
+    def _apply_adjoint_bytes(self, b, itemsize):
+        return self.transposed_of._apply_bytes(b, itemsize) + 2 * self._complex * (
+            self.shape[0] * b * itemsize)
+
+    def _transpose(self):
+        return self.transposed_of
+
+    def _explicit(self, format, adjoint, blocksize=None):
+        # A^T is conj(A^H); its adjoint (A^T)^H is conj(A)
+        matrix = self.transposed_of._explicit(format, adjoint=not adjoint, blocksize=blocksize)
+        return matrix.conj() if self._complex else matrix
+
+    def __repr__(self) -> str:
+        return f"<transpose of {self.transposed_of!r}>"
