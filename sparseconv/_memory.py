@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import warnings
 from decimal import Decimal
 
 import numpy as np
 
+from ._caller import outside_level
 from ._validation import is_int
 
 __all__ = [
@@ -111,20 +111,6 @@ def parse_limit(text: str, name: str = _VARIABLE) -> int | None:
     return int(Decimal(whole + (fraction or "")) * _SUFFIXES.get(suffix or fraction_suffix, 1))
 
 
-def _importer_level() -> int:
-    """The ``stacklevel`` of the first caller outside this package: the line that imported
-    sparseconv (``warnings`` skips importlib's own frames), not this module's."""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(1), 1  # (the caller of this function: level 1)
-    while frame.f_back is not None:
-        frame = frame.f_back
-        if not frame.f_code.co_filename.startswith("<frozen importlib"):
-            level += 1
-            if not os.path.abspath(frame.f_code.co_filename).startswith(package):
-                break
-    return level
-
-
 def _limit_from_environment() -> int | None:
     text = os.environ.get(_VARIABLE, "")
     if not text.strip():
@@ -135,7 +121,7 @@ def _limit_from_environment() -> int | None:
         # warning named the variable twice and showed this module's source line)
         warnings.warn(f"ignoring {_VARIABLE}={text!r}: {exc}; the memory limit stays at the "
                       f"default {format_bytes(DEFAULT_LIMIT)}", RuntimeWarning,
-                      stacklevel=_importer_level())
+                      stacklevel=outside_level())
         return DEFAULT_LIMIT
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ import torch.fx
 from torch import nn
 
 import sparseconv as sc
+from sparseconv._caller import outside_level
 from sparseconv._formats import in_format, repeated_block, repeated_block_bytes
 from sparseconv._layout import channels_last_order
 from sparseconv._matrices import format_bytes
@@ -499,6 +501,7 @@ def _resample_layer(module, input_shape) -> _Layer:
         matrix = sc.interpolate_matrix(shape, module.size, module.scale_factor, module.mode,
                                        module.align_corners, module.recompute_scale_factor,
                                        isinstance(module, Interpolate) and module.antialias)
+        _warn_float64_reads(module, shape, matrix)
     elif isinstance(module, nn.PixelShuffle):
         shape = _input_shape(input_shape, 2, name)
         matrix = sc.pixel_shuffle_matrix(shape, module.upscale_factor)
@@ -507,6 +510,34 @@ def _resample_layer(module, input_shape) -> _Layer:
         matrix = sc.pixel_unshuffle_matrix(shape, module.downscale_factor)
     out = _resampled_shape(module, shape, matrix.shape[0])
     return _Layer(name, shape, out, lambda format: in_format(matrix, format))
+
+
+def _warn_float64_reads(module: nn.Upsample, shape: tuple[int, ...], matrix) -> None:
+    """Warn where a nearest mode's matrix (PyTorch's float32 kernel, its default dtype) is
+    not what its float64 kernel computes on this input: the module has no parameter to tell
+    which one a caller runs (a new user's trial: a float64 network of one
+    ``Upsample(scale_factor=3.7, mode="nearest-exact")`` was 1.47 off, without a word). One
+    forward of a float64 probe whose entries are their own positions shows what it reads."""
+    if module.mode not in ("nearest", "nearest-exact"):
+        return
+    spatial = shape[1:]
+    n = math.prod(spatial)
+    with torch.no_grad():
+        read = module(torch.arange(n, dtype=torch.float64).reshape(1, 1, *spatial))
+    theirs = read.reshape(-1).numpy()
+    block = sp.csr_array(matrix)[:theirs.size, :n]  # (the first channel's block)
+    ours = block @ np.arange(n, dtype=np.float64)
+    differ = np.flatnonzero(theirs != ours)
+    if differ.size:
+        o = int(differ[0])
+        said = (f"{type(module).__name__}(mode={module.mode!r}, scale_factor="
+                f"{module.scale_factor!r}) on {shape}: the matrix is PyTorch's float32 "
+                f"kernel (its default dtype), and its float64 kernel reads other inputs at "
+                f"{differ.size} of {theirs.size} outputs (flat output {o} of a channel: "
+                f"input {int(theirs[o])} in float64, {int(ours[o])} in float32), so "
+                "float64 inputs get other values; an integer scale_factor (or 0.5, 1.5, "
+                "2.5) reads alike in both")
+        warnings.warn(said, RuntimeWarning, stacklevel=outside_level(torch))
 
 
 def _patch_layer(module, input_shape) -> _Layer:

@@ -1068,6 +1068,26 @@ def test_network_operator_products_by_constant_matrices(function):
     check_network(Matmul(function).eval(), (2, 6, 5), "matmul")
 
 
+@pytest.mark.parametrize("mode, n, m", [("nearest", 31, 114), ("nearest-exact", 28, 103)])
+def test_a_nearest_matrix_that_float64_reads_otherwise_says_so(mode, n, m):
+    """A new user's trial: Upsample(scale_factor=3.7) has no parameter to tell its dtype, and
+    its matrix (PyTorch's float32 kernel) was 1.47 off a float64 input without a word. Now a
+    warning, at the caller's line, names the outputs the float64 kernel reads otherwise; the
+    matrix stays the float32 kernel's; an integer factor reads alike, and says nothing."""
+    up = nn.Upsample(scale_factor=3.7, mode=mode)
+    with pytest.warns(RuntimeWarning, match=r"the matrix is PyTorch's float32 kernel .* its "
+                      rf"float64 kernel reads other inputs at \d+ of {m} outputs") as seen:
+        A = sct.matrix(up, (2, n))
+    assert {w.filename for w in seen} == {__file__}
+    x = torch.randn(1, 2, n)
+    assert np.allclose(A @ x.numpy().ravel(), up(x).numpy().ravel(), atol=1e-6)
+    theirs = up(x.double()).numpy().ravel()
+    assert not np.allclose(A @ x.double().numpy().ravel(), theirs)  # (the gap said)
+    A = sct.matrix(nn.Upsample(scale_factor=3.0, mode=mode), (2, n))  # no warning
+    assert np.array_equal(A @ x.double().numpy().ravel(),
+                          nn.Upsample(scale_factor=3.0, mode=mode)(x.double()).numpy().ravel())
+
+
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic", "lanczos"])
 def test_network_operator_antialiased_interpolation(mode):
     """F.interpolate(antialias=True), and mode="lanczos" (which needs it): refused before."""
