@@ -126,10 +126,10 @@ def _spy(layer: _Layer, args) -> None:
         from ._operators import ConvTransposeOperator
 
         inputs, kwargs = layer.shapes[0], layer.transposed_kwargs()
-        A = (conv_transpose_matrix(layer.weight, inputs, **kwargs) if args.values else
-             ConvTransposeOperator(layer.weight, inputs, **kwargs))
+        A = (conv_transpose_matrix(layer.matrix_weight, inputs, **kwargs) if args.values else
+             ConvTransposeOperator(layer.matrix_weight, inputs, **kwargs))
     elif args.values:
-        A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+        A = conv_matrix(layer.matrix_weight, layer.input_shape, **layer.kwargs)
     if args.raw:
         with atomic_path(args.output) as path:
             plot.save_raster(path, A, geometry=layer.geometry, max_bins=args.max_bins,
@@ -285,11 +285,11 @@ def _export(layer: _Layer, args) -> None:
     from ._io import save_layer
 
     if layer.transposed:
-        A = save_layer(args.output, layer.weight, layer.shapes[0], transposed=True,
+        A = save_layer(args.output, layer.matrix_weight, layer.shapes[0], transposed=True,
                        format=args.format, layout=args.layout, blocksize=args.blocksize,
                        compressed=args.compressed, **layer.transposed_kwargs())
     else:
-        A = save_layer(args.output, layer.weight, layer.input_shape, format=args.format,
+        A = save_layer(args.output, layer.matrix_weight, layer.input_shape, format=args.format,
                        layout=args.layout, blocksize=args.blocksize,
                        compressed=args.compressed, **layer.kwargs)
     blocks = f" in {A.blocksize[0]}x{A.blocksize[1]} blocks" if args.format == "bsr" else ""

@@ -33,6 +33,7 @@ class _Layer:
     # a transposed convolution: the adjoint of the convolution above (its input_shape and
     # kwargs are that convolution's, the spectra the same), with this output_padding
     output_padding: tuple[int, ...] | None = None
+    dtype: str = "float64"  # --dtype: the matrices' (spy, export), not the spectra's
 
     @property
     def transposed(self) -> bool:
@@ -53,8 +54,17 @@ class _Layer:
 
     @functools.cached_property
     def weight(self) -> np.ndarray:
-        """The weights, made on first use: ``info`` needs only their shape."""
-        return self.source() if callable(self.source) else self.source
+        """The weights as given (or drawn, in float64), made on first use: ``info`` needs
+        only their shape. The spectra and their certified intervals are of these (a new
+        user's trial: ``spectrum --dtype float32`` certified the weights rounded to float32,
+        an interval 7e-8 above the given layer's norm)."""
+        weight = self.source() if callable(self.source) else self.source
+        return weight.astype(np.float64, copy=False)  # (exact: real floats, checked integers)
+
+    @functools.cached_property
+    def matrix_weight(self) -> np.ndarray:
+        """The weights in ``--dtype``, which the explicit matrices are built in."""
+        return self.weight.astype(self.dtype, copy=False)
 
     def describe(self) -> str:
         g = self.geometry
@@ -96,6 +106,10 @@ def _load_weight(args, error) -> np.ndarray:
     weight = _read_array(args.weights, error)
     if weight.dtype.kind not in "iuf":
         error(f"--weights must hold a real numeric array, got dtype {weight.dtype}")
+    if weight.dtype.kind in "iu" and weight.size and max(-int(weight.min()),
+                                                         int(weight.max())) > 2**53:
+        error("--weights holds integers beyond 2**53, which float64 would round (the spectra "
+              f"read the weights in float64), such as {weight.flat[np.abs(weight).argmax()]}")
     if weight.ndim < 3:
         layout = "(C_in, C_out/groups" if args.transposed else "(C_out, C_in/groups"
         error(f"--weights must hold an array of shape {layout}, *kernel) with at "
@@ -119,7 +133,7 @@ def _load_weight(args, error) -> np.ndarray:
     if (where := first_index(~np.isfinite(cast))) is not None:
         error(f"--weights must be finite in --dtype {args.dtype}: {weight[where]} at index "
               f"{where} overflows it")
-    return cast
+    return weight
 
 
 def _random_shape(args, error) -> tuple[int, ...]:
@@ -145,12 +159,12 @@ def _random_shape(args, error) -> tuple[int, ...]:
 
 
 def _random_weight(shape: tuple[int, ...], seed: int, dtype: str) -> np.ndarray:
-    # float64 draws, then at most one copy in the requested dtype
+    # float64 draws (the layer), and at most one copy in --dtype later (its matrices)
     check_memory(math.prod(shape) * (8 + np.dtype(dtype).itemsize),
                  f"random weights of shape {shape}")
     weight = np.random.default_rng(seed).standard_normal(shape)
     weight /= math.sqrt(math.prod(shape[1:]))  # fan-in
-    return weight.astype(dtype, copy=False)
+    return weight
 
 
 #: The options that describe a layer, and their defaults where --model does not read it.
@@ -214,7 +228,7 @@ def _layer(args, error) -> _Layer:
         geometry = ConvGeometry.from_weight(shape, args.in_shape, **kwargs)
     except (ValueError, TypeError) as exc:
         error(_reason(exc))
-    return _Layer(source, tuple(args.in_shape), kwargs, geometry)
+    return _Layer(source, tuple(args.in_shape), kwargs, geometry, dtype=args.dtype)
 
 
 def _transposed_layer(source, shape: tuple[int, ...], args, kwargs: dict, error) -> _Layer:
@@ -236,7 +250,7 @@ def _transposed_layer(source, shape: tuple[int, ...], args, kwargs: dict, error)
         error(f"--output-padding {','.join(map(str, pads))} is at least --stride on an axis: "
               "the layer is then no adjoint of one convolution, which these commands take "
               "(sparseconv.conv_transpose_matrix builds it)")
-    return _Layer(source, conv_input, kwargs, geometry, output_padding=pads)
+    return _Layer(source, conv_input, kwargs, geometry, output_padding=pads, dtype=args.dtype)
 
 
 def _model_run_failed(exc: Exception, option: str, shape: Sequence[int],
@@ -324,16 +338,17 @@ def _model_layer(args, error) -> _Layer:
     assert conv is not None  # (error exits)
     weight, shape, kwargs = conv
     with np.errstate(over="ignore"):
-        weight = weight.astype(args.dtype)
-    if (where := first_index(~np.isfinite(weight))) is not None:
+        cast = weight.astype(args.dtype)
+    if (where := first_index(~np.isfinite(cast))) is not None:
         error(f"--layer {args.layer}'s weight must be finite in --dtype {args.dtype}: "
               f"{weight[where]} at index {where}")
     geometry = ConvGeometry.from_weight(weight.shape, shape, **kwargs)
     if transposed:  # the convolution's output is the transposed layer's input
         pads = output_padding_for(output_shape[1:], input_shape[1:], geometry.kernel_size,
                                   geometry.stride, geometry.padding, geometry.dilation)
-        return _Layer(weight, shape, kwargs, geometry, args.layer, output_padding=pads)
-    return _Layer(weight, shape, kwargs, geometry, args.layer)
+        return _Layer(weight, shape, kwargs, geometry, args.layer, output_padding=pads,
+                      dtype=args.dtype)
+    return _Layer(weight, shape, kwargs, geometry, args.layer, dtype=args.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

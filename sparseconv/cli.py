@@ -170,7 +170,9 @@ def _layer_options() -> argparse.ArgumentParser:
                        help="seed of the random weights (a non-negative integer, default 0; "
                        "not with --weights)")
     group.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                       help="the matrix's dtype (default float64, whatever the weights')")
+                       help="the dtype of the matrices spy and export build (default "
+                       "float64, whatever the weights'); the spectra and their certified "
+                       "intervals are of the weights as given")
     model = layer.add_argument_group(
         "or a convolution of a PyTorch model (needs torch), instead of the options above")
     model.add_argument("--model", metavar="FILE.pt",

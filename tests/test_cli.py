@@ -24,7 +24,7 @@ import pytest
 import scipy.sparse as sp
 
 import sparseconv
-from sparseconv import ConvGeometry, conv_matrix, receptive_field_paths
+from sparseconv import ConvGeometry, conv_matrix, load_layer, receptive_field_paths
 from sparseconv._memory import format_bytes
 
 LAYER = ["--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3", "--padding", "1"]
@@ -166,6 +166,27 @@ def test_spectrum_prints_the_spectral_norm_and_its_interval(tmp_path):
     value, lower, upper, method = _printed_norm(circ)
     assert method == "fft" and abs(value - top) <= 1e-9 * top
     assert matplotlib.image.imread(tmp_path / "c.png").shape[:2] == (900, 2100)  # 7 x 3 in
+
+
+def test_dtype_float32_rounds_the_matrices_not_the_certified_layer(tmp_path):
+    """A new user's trial: ``spectrum --dtype float32`` certified the weights rounded to
+    float32, an interval above the given layer's norm; --dtype is the matrices' (export's
+    entries are float32), and the spectra are of the weights as given."""
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3))
+    np.save(tmp_path / "w.npy", w)
+    layer = ["--in-shape", "3,8,8", "--kernel-size", "3", "--padding", "1",
+             "--weights", tmp_path / "w.npy"]
+    truth = np.linalg.norm(conv_matrix(w, (3, 8, 8), padding=1).toarray(), 2)
+    rounded = np.linalg.norm(conv_matrix(w.astype(np.float32).astype(np.float64), (3, 8, 8),
+                                         padding=1).toarray(), 2)
+    assert abs(rounded - truth) > 1e-9 * truth  # (the layer tells them apart)
+    for dtype in ("float64", "float32"):
+        _, lower, upper, _ = _printed_norm(ok("spectrum", "-o", tmp_path / f"{dtype}.png",
+                                              *layer, "--dtype", dtype))
+        assert lower <= truth <= upper, (dtype, lower, truth, upper)
+    ok("export", "-o", tmp_path / "a.npz", *layer, "--dtype", "float32")
+    A, saved = load_layer(tmp_path / "a.npz")
+    assert A.dtype == np.float32 and saved.weight.dtype == np.float32
 
 
 def test_spectrum_every_size_bounds_the_layer_on_large_inputs(tmp_path):
