@@ -337,7 +337,9 @@ def bounds_norm(weight, geom: ConvGeometry, tol: float, executor=None, progress=
     lower, converged, vector = below.lanczos(upper)
     lower, converged = below.refined(lower, converged, upper)
     stages.step()
-    full = exact_first and upper - lower > max(tol, 1e-6) * upper
+    # (method="exact" asks for the width tol; elsewhere the cheap certificate runs where the
+    # interval is over 1e-6 wide)
+    full = exact_first and upper - lower > (tol if exact else max(tol, 1e-6)) * upper
     if width is not None and not full and upper - lower > width * upper:
         full = exact_first or _whole_gram_for_width(nbytes, missed)
     if full:

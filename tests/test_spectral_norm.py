@@ -1172,6 +1172,17 @@ def test_relative_width_runs_the_whole_gram_certificate_only_where_it_is_missed(
             default, result, width)
 
 
+@pytest.mark.parametrize("tol", [1e-7, 1e-10])
+def test_method_exact_reaches_tol_where_the_circulant_bound_is_narrow(tol):
+    """A new user's trial: method="exact" skipped the whole-Gram certificate where the
+    circulant interval was under 1e-6 wide, so its width (1.4e-7 here) did not follow tol.
+    The kernel [1, 1] on 3000 inputs: sigma_max = 2 cos(pi / 6000) in closed form."""
+    truth = 2 * math.cos(math.pi / 6000)
+    result = spectral_norm(np.ones((1, 1, 2)), (1, 3000), method="exact", tol=tol)
+    assert_contains(result, truth, tol)
+    assert "exact" in result.bounds and result.relative_width <= max(1.01 * tol, 6e-9), result
+
+
 def test_relative_width_says_why_it_is_missed(monkeypatch, memory_limit):
     """Where no whole-Gram proof applies (circular padding that is not periodic) or it does
     not fit the memory limit, the certified interval comes back, with a RuntimeWarning that
