@@ -17,7 +17,7 @@ from ._cli_layer import _TRAINING_NOTE, _Layer, _load_model, _model_run_failed, 
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry
 from ._memory import check_memory, format_bytes
-from ._spectral_norm import applicable_method
+from ._spectral_norm import applicable_method, lanczos_tol
 from ._validation import worker_count
 
 
@@ -253,8 +253,10 @@ def _spectrum(layer: _Layer, args) -> None:
         fig.suptitle(_title(layer.describe(), fig))
         _savefig(fig, args.output, args.dpi)
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
+    tol = lanczos_tol(args.tol, args.relative_width)  # (--relative-width W: W / 8 if smaller)
     short = ("; the lower bound is one quotient" if norm.method == "upper" else
-             "" if norm.converged else "; the lower bound did not meet --tol")
+             "" if norm.converged else f"; the lower bound did not meet tol {tol:g}"
+             if norm.method == "bounds" else f"; its rounding allowance is over tol {tol:g}")
     print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
     width = (norm.upper - norm.lower) / norm.upper if norm.upper > 0 else 0.0
     if width > 1e-3 and args.relative_width is None and not args.upper:

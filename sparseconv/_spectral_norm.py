@@ -69,21 +69,30 @@ MIN_TOL = 1e-15
 
 def checked_tol(tol, name: str = "tol") -> float:
     """``spectral_norm``'s ``tol`` (``name``: as the caller calls it), validated."""
-    tol = real_number(tol, name, low=0.0, high=1.0, low_open=True)
-    if tol < MIN_TOL:
-        raise ValueError(f"{name}={tol:g} is below {MIN_TOL:g}, closer than a float64 lower "
-                         "bound can be told from the norm (its quotient alone is rounded by "
-                         f"about 1e-16 of it): pass {MIN_TOL:g} or more")
-    return tol
+    try:
+        return real_number(tol, name, low=MIN_TOL, high=1.0)
+    except ValueError as error:  # (a new user's trial: the message said (0, 1))
+        raise ValueError(f"{error} (a float64 quotient is itself rounded by about 1e-16 of "
+                         "the norm: no lower bound can be told closer than 1e-15)") from None
+
+
+#: The smallest ``relative_width`` taken: the lower bound is computed to ``relative_width /
+#: 8``, which must be a ``tol`` (:data:`MIN_TOL`).
+MIN_RELATIVE_WIDTH = 8 * MIN_TOL
 
 
 def checked_relative_width(relative_width, method: str) -> float | None:
-    """``spectral_norm``'s ``relative_width``: ``None``, or a number in ``(0, 1)`` with a
+    """``spectral_norm``'s ``relative_width``: ``None``, or a number in ``[8e-15, 1)`` with a
     method that computes a lower bound."""
     if relative_width is None:
         return None
-    relative_width = real_number(relative_width, "relative_width", low=0.0, high=1.0,
-                                 low_open=True, high_open=True)
+    try:  # (a new user's trial: 5e-324 was taken, its tol of 0 then blamed on Lanczos)
+        relative_width = real_number(relative_width, "relative_width", low=MIN_RELATIVE_WIDTH,
+                                     high=1.0)
+    except ValueError as error:
+        raise ValueError(f"{error} (the lower bound is computed to relative_width / 8, at "
+                         f"least {MIN_TOL:g}; the whole-Gram certificate reaches widths of "
+                         "about 5e-9, the exact routes their rounding allowance)") from None
     if method == "upper":
         raise ValueError(f"relative_width={relative_width:g} needs a lower bound, and "
                          "method='upper' computes none: pass another method")
@@ -188,7 +197,7 @@ def spectral_norm(
         A^H A``, banded, ``mu`` just above the upper bound, goes on); ``converged`` on the
         result says whether it got there.
     relative_width : float, optional
-        The relative width ``(upper - lower) / upper`` asked of the interval, in ``(0, 1)``:
+        The relative width ``(upper - lower) / upper`` asked of the interval, in ``[8e-15, 1)``:
         where the route ``method`` takes ends wider, the whole-Gram certificate of
         ``"exact"`` runs after it, on that layer only, just above the lower bound found --
         whatever it costs, as ``"exact"`` (minutes for 256 channels on 14x14), if it fits the
@@ -307,6 +316,8 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
         # or never read an input can leave a norm below it (a review: a 1e-9 norm beside a
         # tap of 1 that reads only padding, its lower bound 6.7e-7 short, said converged)
         result = dataclasses.replace(result, converged=False)
+        reasons.append(f"the {route} route is exact, and its interval is its rounding "
+                       "allowance, which no other route narrows")
     missed = width_missed(result, relative_width, tol, reasons)
     if missed is not None and route == "bounds" and _route(geom, "auto") == "dense":
         # a review: method="bounds" on a small layer that the dense route proves exactly
@@ -348,7 +359,8 @@ def width_missed(result: SpectralNorm, relative_width: float | None, tol: float,
     did not converge to ``tol``); ``None`` where it is not, or none was asked for."""
     if relative_width is None or result.relative_width <= relative_width:
         return None
-    if not result.converged:
+    if not result.converged and result.method in ("bounds", "upper"):  # (a new user's trial:
+        # the exact routes' rounding allowance was blamed on a Lanczos that never ran)
         reasons = [*reasons, f"the lower bound did not converge to tol={tol:.3g}"]
     because = "; ".join(reasons) or "the certificates reached no closer"
     return (f"the certified interval's relative width {result.relative_width:.2e} is over "

@@ -273,7 +273,13 @@ def test_spectrum_says_when_the_lower_bound_missed_tol(tmp_path, capsys, monkeyp
         dataclasses.replace(original(*args, **kwargs), converged=False)))
     args = ["--in-shape", "4,12,12", "--out-channels", "4", "--kernel-size", "3"]
     assert main(["spectrum", "-o", str(tmp_path / "s.png"), *args]) == 0
-    assert "; the lower bound did not meet --tol)" in capsys.readouterr().out
+    out = capsys.readouterr().out  # (a new user's trial: a dense route's rounding allowance
+    method = _printed_norm(out)[3]  # over tol was blamed on the lower bound, and on --tol
+    # where --relative-width had set it)
+    assert method == "dense" and "; its rounding allowance is over tol 1e-07)" in out, out
+    assert main(["spectrum", "-o", str(tmp_path / "s.png"), *args, "--relative-width",
+                 "1e-7"]) == 0
+    assert "; its rounding allowance is over tol 1.25e-08)" in capsys.readouterr().out
     monkeypatch.setattr(_spectral_norm, "spectral_norm", original)
     assert main(["spectrum", "-o", str(tmp_path / "s.png"), *args]) == 0
     assert "did not meet" not in capsys.readouterr().out
@@ -369,7 +375,7 @@ def test_tol_reaches_spectral_norm_and_is_checked_first(tmp_path, capsys, monkey
     for bad in ("0", "1", "nan", "2"):
         line = _main_fails(["spectrum", "-o", tmp_path / "t.png", *args, "--tol", bad], capsys)
         assert line.startswith("sparseconv spectrum: error: --tol must be a finite number in "
-                               "(0, 1), got"), line
+                               "[1e-15, 1), got"), line
         assert not (tmp_path / "t.png").exists()
         line = _main_fails(["report", "--model", tmp_path / "missing.pt", "--input-shape",
                             "3,8,8", "--tol", bad], capsys)  # refused before the load

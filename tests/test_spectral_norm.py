@@ -1183,6 +1183,24 @@ def test_method_exact_reaches_tol_where_the_circulant_bound_is_narrow(tol):
     assert "exact" in result.bounds and result.relative_width <= max(1.01 * tol, 6e-9), result
 
 
+def test_relative_width_below_its_floor_is_refused_and_an_exact_route_says_why_it_misses():
+    """A new user's trial: relative_width=5e-324 was taken (its tol, relative_width / 8, then
+    0), and the FFT route's rounding allowance was blamed on a Lanczos that never ran; the
+    tol message gave the range (0, 1) for the [1e-15, 1) enforced."""
+    w = np.random.default_rng(0).standard_normal((4, 4, 3, 3))
+    periodic = dict(padding=None, padding_mode="circular")
+    for bad in (5e-324, 0.0, 7e-15):
+        with pytest.raises(ValueError, match=r"relative_width must be a finite number in "
+                                             r"\[8e-15, 1\), got"):
+            spectral_norm(w, (4, 12, 12), relative_width=bad, **periodic)
+    with pytest.raises(ValueError, match=r"tol must be a finite number in \[1e-15, 1\), got 0"):
+        spectral_norm(w, (4, 12, 12), tol=0, **periodic)
+    with pytest.warns(RuntimeWarning, match=r"the fft route is exact, and its interval is its "
+                                            r"rounding allowance") as seen:
+        result = spectral_norm(w, (4, 12, 12), relative_width=8e-15, **periodic)
+    assert result.method == "fft" and "did not converge" not in str(seen[0].message)
+
+
 def test_relative_width_says_why_it_is_missed(monkeypatch, memory_limit):
     """Where no whole-Gram proof applies (circular padding that is not periodic) or it does
     not fit the memory limit, the certified interval comes back, with a RuntimeWarning that
