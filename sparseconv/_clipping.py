@@ -30,7 +30,7 @@ from ._memory import check_memory
 from ._symbol import layer_geometry, require_periodic
 from ._symbol_svd import factor_bytes
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
-from ._validation import periodic_padding_mode, positive_int, real_number
+from ._validation import one_of, periodic_padding_mode, positive_int, real_number
 
 __all__ = ["clip_singular_values"]
 
@@ -161,8 +161,7 @@ def clip_singular_values(
     """
     periodic_padding_mode(padding_mode, "clip_singular_values")
     c = real_number(max, "max", low=0.0)
-    if not isinstance(support, str) or support not in _SUPPORTS:
-        raise ValueError(f"support must be one of {_SUPPORTS}, got {support!r}")
+    one_of(support, _SUPPORTS, "support")
     if iterations is None:
         iterations = _ITERATIONS
     elif support == "full":

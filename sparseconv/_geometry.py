@@ -40,6 +40,7 @@ from ._validation import (
     int_tuple,
     is_int,
     normalize_padding,
+    one_of,
     positive_int,
     spatial_size,
 )
@@ -162,10 +163,7 @@ class ConvGeometry:
                 f"input_shape[0] (in_channels={in_channels}) must equal weight.shape[1] * groups "
                 f"= {in_per_group} * {groups} = {in_per_group * groups}"
             )
-        if not isinstance(padding_mode, str):
-            raise TypeError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        one_of(padding_mode, PADDING_MODES, "padding_mode")
         stride = int_tuple(stride, ndim, "stride", 1, broadcast_one=True)
         dilation = int_tuple(dilation, ndim, "dilation", 1, broadcast_one=True)
         if padding is None:  # the spectra's shorthand for the periodic layer, any stride

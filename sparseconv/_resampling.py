@@ -67,6 +67,7 @@ from ._validation import (
     exact_in,
     int_tuple,
     layer_dtype,
+    one_of,
     positive_floats,
     positive_int,
     spatial_size,
@@ -494,8 +495,7 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
     dtype = layer_dtype(np.empty(0), dtype)
     shape = _shape(input_shape)
     ndim = len(shape) - 1
-    if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    one_of(mode, MODES, "mode")
     if mode in _LINEAR_RANK and _LINEAR_RANK[mode] != ndim:
         raise ValueError(f"mode={mode!r} needs {_LINEAR_RANK[mode]} spatial axes, got "
                          f"input_shape={shape}")

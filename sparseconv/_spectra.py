@@ -57,7 +57,7 @@ from ._typing import (
     ShapeLike,
     SpectralMethod,
 )
-from ._validation import check_executor, check_progress, is_sequence, spatial_size
+from ._validation import check_executor, check_progress, is_sequence, one_of, spatial_size
 
 __all__ = [
     "DENSE_FLOPS",
@@ -100,10 +100,7 @@ def dense_is_affordable(rows: int, cols: int) -> bool:
 
 
 def _check_method(method) -> None:
-    if not isinstance(method, str):
-        raise TypeError(f"method must be one of {_METHODS}, got {method!r}")
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    one_of(method, _METHODS, "method")
 
 
 def _frequency_singular_values(h: np.ndarray) -> np.ndarray:

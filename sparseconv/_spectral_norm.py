@@ -44,7 +44,7 @@ from ._typing import (
     ShapeLike,
     SpectralNormMethod,
 )
-from ._validation import check_executor, check_progress, real_number
+from ._validation import check_executor, check_progress, one_of, real_number
 
 __all__ = ["SpectralNorm", "spectral_norm"]
 
@@ -101,9 +101,7 @@ def checked_relative_width(relative_width, method: str) -> float | None:
 
 def checked_options(method, tol) -> tuple[str, float]:
     """``spectral_norm``'s ``method`` and ``tol``, validated."""
-    if not isinstance(method, str) or method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    return method, checked_tol(tol)
+    return one_of(method, _METHODS, "method"), checked_tol(tol)
 
 
 def _route(geom: ConvGeometry, method: str) -> str:

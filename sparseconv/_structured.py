@@ -47,6 +47,7 @@ from ._validation import (
     held_in,
     is_int,
     layer_dtype,
+    one_of,
     positive_int,
     spatial_size,
     summable,
@@ -87,8 +88,7 @@ def _kernel(kernel, ndim: int, name: str = "kernel") -> np.ndarray:
 
 
 def _check_mode(mode) -> None:
-    if not (isinstance(mode, str) and mode in _MODES):
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    one_of(mode, _MODES, "mode")
 
 
 def _window(axis) -> tuple[int, int]:

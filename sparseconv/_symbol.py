@@ -36,6 +36,7 @@ from ._validation import (
     check_executor,
     check_progress,
     layer_weight,
+    one_of,
     positive_int,
     spatial_size,
 )
@@ -56,8 +57,7 @@ def layer_geometry(weight: ArrayLike, input_shape: ShapeLike, stride: IntOrTuple
     The weight must be finite: spectra of NaN or infinite entries mean nothing.
     """
     weight = layer_weight(weight, finite=True)
-    if not isinstance(padding_mode, str):
-        raise TypeError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    one_of(padding_mode, PADDING_MODES, "padding_mode")
     # padding=None: the periodic padding, which the geometry refuses without circular padding
     geom = ConvGeometry.from_weight(
         weight.shape, input_shape, stride=stride, padding=padding, dilation=dilation,

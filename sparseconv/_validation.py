@@ -381,7 +381,10 @@ def periodic_padding_mode(padding_mode, what: str) -> None:
     ...
     ValueError: padding_mode must be 'circular' for circular_svd (...), got 'zeros'
     """
-    if not (isinstance(padding_mode, str) and padding_mode == "circular"):
+    if not isinstance(padding_mode, str):
+        raise TypeError(f"padding_mode must be 'circular' for {what} (it factors the periodic "
+                        f"layer), got {padding_mode!r}")
+    if padding_mode != "circular":
         raise ValueError(f"padding_mode must be 'circular' for {what} (it factors the periodic "
                          f"layer), got {padding_mode!r}")
 
@@ -567,11 +570,31 @@ def per_layer_tuples(values, name: str, depth: int, ndim: int) -> list[tuple[int
     return [int_tuple(v, ndim, f"{name}[{i}]", 1) for i, v in enumerate(values)]
 
 
+def one_of(value, choices: tuple[str, ...], name: str) -> str:
+    """``value``, if it is one of the strings ``choices``: else a ``TypeError`` for what is no
+    string (an array is none, and ``in`` would ask it for a truth value) and a ``ValueError``
+    for another string, each naming ``name``, the choices and the value (a new user's trial:
+    ``method=None`` was a ValueError in one function and a TypeError in the next).
+
+    Examples
+    --------
+    >>> one_of("csr", ("csr", "csc"), "format")
+    'csr'
+    >>> one_of(None, ("csr", "csc"), "format")
+    Traceback (most recent call last):
+    ...
+    TypeError: format must be one of ('csr', 'csc'), got None
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {choices}, got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
 def check_format(format: str) -> None:
-    """``format``, if it is one of :data:`FORMATS` (a string: an array is no format, and
-    ``in`` would ask it for a truth value)."""
-    if not isinstance(format, str) or format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    """``format``, if it is one of :data:`FORMATS`."""
+    one_of(format, FORMATS, "format")
 
 
 def check_layout(layout: str) -> Layout:
@@ -586,11 +609,7 @@ def check_layout(layout: str) -> Layout:
     ...
     ValueError: layout must be one of ('channels_first', 'channels_last'), got 'NHWC'
     """
-    if not isinstance(layout, str):
-        raise TypeError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    return cast(Layout, layout)
+    return cast(Layout, one_of(layout, LAYOUTS, "layout"))
 
 
 def check_blocksize(blocksize, format: str) -> tuple[int, int] | None:

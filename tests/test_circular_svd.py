@@ -449,11 +449,13 @@ def test_the_spectra_periodic_arguments_pass_unchanged():
     np.testing.assert_array_equal(clip_singular_values(w, shape, max=1.0, **PERIODIC),
                                   clip_singular_values(w, shape, max=1.0))
     for mode in ("zeros", "reflect", "replicate", None):
-        with pytest.raises(ValueError, match=rf"padding_mode must be 'circular' for "
-                                             rf"circular_svd .*got {mode!r}"):
+        # a wrong value, or no string: the wrong type (a new user's trial)
+        error = TypeError if mode is None else ValueError
+        with pytest.raises(error, match=rf"padding_mode must be 'circular' for "
+                                        rf"circular_svd .*got {mode!r}"):
             circular_svd(w, shape, padding_mode=mode)
-        with pytest.raises(ValueError, match="padding_mode must be 'circular' for "
-                                             "clip_singular_values"):
+        with pytest.raises(error, match="padding_mode must be 'circular' for "
+                                        "clip_singular_values"):
             clip_singular_values(w, shape, max=1.0, padding_mode=mode)
 
 

@@ -227,7 +227,7 @@ BAD = [
     (toeplitz_matrix, ([1.0], 0), {}, ValueError, "n must be a positive integer, got 0"),
     (toeplitz_matrix, ([1.0], 2.0), {}, TypeError, "n must"),
     (toeplitz_matrix, ([1.0], 3, "circular"), {}, ValueError, "mode must be one of"),
-    (toeplitz_matrix, ([1.0], 3, 1), {}, ValueError, "mode"),
+    (toeplitz_matrix, ([1.0], 3, 1), {}, TypeError, "mode"),
     (toeplitz_matrix, ([1.0], 3), dict(format="dense"), ValueError, "format"),
     (toeplitz_matrix, ([1.0], 3), dict(dtype="str"), TypeError, "dtype"),
     (doubly_block_toeplitz, (np.ones(3), (4, 4)), {}, ValueError, "kernel must be a non-empty 2-D"),

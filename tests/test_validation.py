@@ -211,7 +211,7 @@ def test_a_zero_dimensional_array_is_a_number():
     w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
     given = sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=np.array(1e-5))
     assert given == sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=1e-5)
-    with pytest.raises(TypeError, match=r"tol must be a number in \(0, 1\), got array\(\["):
+    with pytest.raises(TypeError, match=r"tol must be a number in \[1e-15, 1\), got array\(\["):
         sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=np.array([1e-5]))
     with pytest.raises(ValueError, match="tol must be a finite number"):
         sparseconv.spectral_norm(w, (2, 6, 6), padding=1, tol=np.array(0.0))
@@ -286,3 +286,25 @@ def test_a_longdouble_nan_is_refused_as_not_finite():
     w[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="weight must have finite entries, got nan"):
         sparseconv.spectral_norm(w, (1, 5, 5))
+
+
+@pytest.mark.parametrize("call", [
+    lambda w, s: sparseconv.spectral_norm(w, s, method=None),
+    lambda w, s: sparseconv.singular_values(w, s, method=None),
+    lambda w, s: sparseconv.circular_svd(w, s, padding_mode=None),
+    lambda w, s: sparseconv.clip_singular_values(w, s, max=1.0, support=1),
+    lambda w, s: sparseconv.conv_matrix(w, s, format=None),
+    lambda w, s: sparseconv.conv_matrix(w, s, padding_mode=0),
+    lambda w, s: sparseconv.interpolate_matrix(s, size=(8, 8), mode=None),
+    lambda w, s: sparseconv.toeplitz_matrix([1.0], 3, 1),
+], ids=["spectral_norm", "singular_values", "circular_svd", "clip", "format", "padding_mode",
+        "interpolate", "toeplitz"])
+def test_a_choice_of_the_wrong_type_is_a_type_error_everywhere(call):
+    """A new user's trial: method=None was a ValueError in spectral_norm and a TypeError in
+    singular_values; padding_mode=None the reverse in circular_svd; support=1 a ValueError.
+    One rule now (_validation.one_of): no string is a TypeError, another string a
+    ValueError."""
+    w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
+    with pytest.raises(TypeError, match=r"must be"):
+        call(w, (2, 8, 8))
+
