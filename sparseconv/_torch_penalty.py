@@ -89,6 +89,20 @@ class LipschitzBounds(Mapping):
     def __repr__(self) -> str:
         return f"LipschitzBounds({list(self.names)!r})"
 
+    def _check_still(self, name: str, module: nn.Module) -> None:
+        """Refuse a layer whose module the model no longer holds by its name (a new user's
+        trial: ``model[0] = nn.Conv2d(...)`` kept the old module's bound under the name)."""
+        if self._model is None:
+            return
+        try:
+            now = self._model.get_submodule(name)
+        except AttributeError:
+            now = None
+        if now is not module:
+            raise ValueError(f"module {name!r} of the model is not the {type(module).__name__} "
+                             "lipschitz_bounds traced (replaced or removed since): call "
+                             "lipschitz_bounds again for the model as it is")
+
     def __call__(self) -> dict[str, torch.Tensor]:
         """Every layer's certified upper bound on its spectral norm, from its current weight.
 
@@ -106,6 +120,7 @@ class LipschitzBounds(Mapping):
                     assert self._model is not None  # (lipschitz_bounds passes its model)
                     weight = self._model.get_parameter(name)
                 else:
+                    self._check_still(name, module)
                     with _parametrizations_in_eval(module):
                         weight = parameter(module, "weight")
             except AttributeError:  # (deleted since the trace)

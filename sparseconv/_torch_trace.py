@@ -267,4 +267,35 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     finally:
         for handle in hooks:
             handle.remove()
+    _refuse_unbatched_probe(records, shape)
     return records
+
+
+def _spatial_rank(module: nn.Module) -> int | None:
+    """The spatial axes a convolution or a pooling module works on (its input has one more
+    when PyTorch reads it unbatched, two more batched), or None for another module."""
+    kernel = getattr(module, "kernel_size", None)
+    if isinstance(module, nn.modules.conv._ConvNd) and isinstance(kernel, tuple):
+        return len(kernel)
+    name = type(module).__name__
+    if "Pool" in name and name[-2:] in ("1d", "2d", "3d"):
+        return int(name[-2])
+    return None
+
+
+def _refuse_unbatched_probe(records: list[TraceRecord], shape: tuple[int, ...]) -> None:
+    """Refuse an ``input_shape`` without its channel axis: a convolution or pooling that
+    takes unbatched inputs reads the probe batch ``(1, *input_shape)`` as one sample of 1
+    channel, and every shape after it lacks the batch (a new user's trial: ``trace(model, (8,
+    8))`` of a Conv2d returned shapes one axis short, and the report blamed a squeeze in the
+    forward)."""
+    for record in records:
+        rank = _spatial_rank(record.module)
+        if rank is not None and record.input_shape == shape and len(shape) == rank:
+            raise ValueError(
+                f"input_shape={shape} lacks the channel axis, it seems: "
+                + (f"{record.name!r} ({type(record.module).__name__})" if record.name else
+                   type(record.module).__name__)
+                + f" takes (C, *spatial) with {rank} spatial "
+                f"axes, and PyTorch read the probe batch {(1, *shape)} as one sample without "
+                f"a batch; pass input_shape={(1, *shape)} for one channel")

@@ -1068,6 +1068,25 @@ def test_network_operator_products_by_constant_matrices(function):
     check_network(Matmul(function).eval(), (2, 6, 5), "matmul")
 
 
+def test_an_input_shape_without_its_channel_axis_is_refused():
+    """A new user's trial: trace(model, (8, 8)) of a Conv2d (a grayscale image given as H, W)
+    returned shapes one axis short -- PyTorch read the probe batch (1, 8, 8) as one unbatched
+    sample -- and the report blamed a squeeze in the forward. Refused now, in every function
+    that traces, naming the layer and the shape to pass."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2)).eval()
+    for call in (sct.trace, sct.network_operator, sct.lipschitz_report):
+        with pytest.raises(ValueError, match=r"input_shape=\(8, 8\) lacks the channel axis, "
+                           r"it seems: .*(pass|runs on) input_shape=\(1, 8, 8\)"):
+            call(model, (8, 8))
+    with pytest.raises(ValueError, match=r"it seems: '0' \(Conv2d\) takes \(C, \*spatial\) "
+                                         r"with 2 spatial axes"):
+        sct.trace(model, (8, 8))
+    with pytest.raises(ValueError, match=r"lacks the channel axis, it seems: AvgPool2d takes"):
+        sct.trace(nn.AvgPool2d(2), (3, 8))
+    assert [r.input_shape for r in sct.trace(model, (1, 8, 8))] == [(1, 8, 8), (2, 6, 6)]
+    assert [r.input_shape for r in sct.trace(nn.Conv1d(8, 2, 3), (8, 8))] == [(8, 8)]
+
+
 @pytest.mark.parametrize("mode, n, m", [("nearest", 31, 114), ("nearest-exact", 28, 103)])
 def test_a_nearest_matrix_that_float64_reads_otherwise_says_so(mode, n, m):
     """A new user's trial: Upsample(scale_factor=3.7) has no parameter to tell its dtype, and

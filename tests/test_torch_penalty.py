@@ -231,6 +231,23 @@ def test_a_weight_deleted_since_the_trace_is_named():
     assert repr(sct.lipschitz_bounds(conv.__class__(2, 2, 3), (2, 6))) == "LipschitzBounds([''])"
 
 
+def test_a_module_replaced_since_the_trace_is_named():
+    """A new user's trial: after ``model[0] = nn.Conv2d(...)`` (its weight times 100), the
+    bound of '0' stayed the old module's, 1.18 for a norm of 100.9."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)).double()
+    bounds = sct.lipschitz_bounds(model, (3, 8, 8))
+    before = float(bounds()["0"].detach())
+    model[0] = nn.Conv2d(3, 4, 3, padding=1).double()
+    with pytest.raises(ValueError, match=r"module '0' of the model is not the Conv2d "
+                                         r"lipschitz_bounds traced \(replaced or removed"):
+        bounds()
+    again = sct.lipschitz_bounds(model, (3, 8, 8))()["0"].detach()
+    assert float(again) != before
+    del model[0]
+    with pytest.raises(ValueError, match=r"module '0' of the model is not the Conv2d"):
+        bounds()
+
+
 def test_a_linear_on_other_leading_axes_lists_both_shapes_and_is_bounded_once():
     class Twice(nn.Module):
         def __init__(self):
