@@ -55,6 +55,7 @@ from sparseconv._validation import (
     as_weight,
     first_index,
     int_tuple,
+    is_int,
     normalize_padding,
     positive_int,
     spatial_size,
@@ -263,9 +264,11 @@ def _transpose_output_padding(module, shape, output_size) -> tuple[int, ...]:
     spatial ones; PyTorch takes ``ndim + 1`` for an unbatched input, ``ndim + 2`` for a
     batched one, and ``input_shape`` here is either)."""
     ndim = len(module.kernel_size)
+    if is_int(output_size):  # (a new user's trial: taken as every spatial size, where
+        # PyTorch's call refuses it: "object of type 'int' has no len()")
+        raise TypeError(f"output_size must be a sequence of ints, as {type(module).__name__}'s "
+                        f"call takes it (PyTorch refuses one int), got {output_size!r}")
     given = spatial_size(output_size, "output_size")  # ints only, as PyTorch's
-    if len(given) == 1 and ndim > 1:  # one int: every spatial size (the arrays' convention)
-        given = given * ndim
     if len(given) not in (ndim, ndim + 1, ndim + 2):
         raise ValueError(f"output_size must have {ndim} (spatial), {ndim + 1} (channels, "
                          f"spatial) or {ndim + 2} (batch, channels, spatial) elements for "

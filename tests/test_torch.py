@@ -1068,6 +1068,20 @@ def test_network_operator_products_by_constant_matrices(function):
     check_network(Matmul(function).eval(), (2, 6, 5), "matmul")
 
 
+def test_a_transposed_calls_output_size_is_taken_as_pytorch_takes_it():
+    """A new user's trial: output_size=8 and output_size=(7,) of a ConvTranspose2d were
+    taken as (8, 8) and (7, 7), where PyTorch's call refuses both."""
+    ct = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    with pytest.raises(TypeError, match=r"output_size must be a sequence of ints, as "
+                                        r"ConvTranspose2d's call takes it .*got 8"):
+        sct.matrix(ct, (2, 4, 4), output_size=8)
+    with pytest.raises(ValueError, match=r"output_size must have 2 \(spatial\), 3 .* or 4 "
+                                         r".* elements for ConvTranspose2d.*got \(7,\)"):
+        sct.operator(ct, (2, 4, 4), output_size=(7,))
+    for given in [(7, 7), (3, 7, 7), (1, 3, 7, 7)]:
+        assert sct.matrix(ct, (2, 4, 4), output_size=given).shape == (3 * 49, 2 * 16)
+
+
 def test_an_input_shape_without_its_channel_axis_is_refused():
     """A new user's trial: trace(model, (8, 8)) of a Conv2d (a grayscale image given as H, W)
     returned shapes one axis short -- PyTorch read the probe batch (1, 8, 8) as one unbatched
