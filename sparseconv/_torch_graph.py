@@ -24,10 +24,10 @@ from torch import nn
 from torch.fx.operator_schemas import normalize_function
 
 from sparseconv._torch_kinds import (
-    _BATCHNORM,
     _CONV_T,
     _DROPOUT,
     _POOL,
+    _RUNNING_NORMS,
     _SUPPORTED,
     Interpolate,
     _refuse,
@@ -749,7 +749,7 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
     for node in nodes:  # refuse training mode before the probe runs (it would update stats)
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
-            if isinstance(module, (*_BATCHNORM, *_DROPOUT)):
+            if isinstance(module, (*_RUNNING_NORMS, *_DROPOUT)):
                 try:
                     _refuse(module)
                 except (TypeError, ValueError) as exc:  # named by where it is in the model

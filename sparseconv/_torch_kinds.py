@@ -34,6 +34,10 @@ _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # normalizations by running statistics in eval mode: a per-channel affine map, as BatchNorm
 _RUNNING_NORMS = (*_BATCHNORM, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
                   nn.InstanceNorm3d)
+#: The spatial rank each normalization's forward takes (SyncBatchNorm: any).
+_NORM_RANKS: dict[type, int] = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3,
+                                 nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2,
+                                 nn.InstanceNorm3d: 3}
 # normalizations by each sample's own statistics, in either mode: not linear
 _SAMPLE_NORMS = tuple(getattr(nn, name) for name in ("GroupNorm", "LayerNorm",
                                                        "LocalResponseNorm", "RMSNorm")

@@ -34,9 +34,10 @@ from sparseconv._spectral_norm import (
 from sparseconv._spectral_norms import warn_missed
 from sparseconv._symbol import unit_scale
 from sparseconv._torch_kinds import (
-    _BATCHNORM,
     _CONV,
     _CONV_T,
+    _NORM_RANKS,
+    _RUNNING_NORMS,
     _refuse,
     check_module,
     check_module_layout,
@@ -579,8 +580,9 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
         (not a ``Linear``: a ``BatchNorm1d`` after it normalizes its output features on
         ``(N, features)`` inputs but axis 1 of ``(N, C, L)`` ones, which the modules do not
         tell apart)
-    bn : torch.nn.BatchNorm1d, BatchNorm2d or BatchNorm3d
-        In eval mode, with running statistics, ``num_features == conv.out_channels``.
+    bn : torch.nn.BatchNorm1d/2d/3d, SyncBatchNorm, or InstanceNorm1d/2d/3d
+        In eval mode, with running statistics (``track_running_stats=True``),
+        ``num_features == conv.out_channels``: the same per-channel affine map.
 
     Returns
     -------
@@ -623,14 +625,16 @@ def _fold(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     if not isinstance(conv, (*_CONV, *_CONV_T)):
         raise TypeError(f"conv must be a Conv1d, Conv2d, Conv3d or a ConvTranspose of those, "
                         f"got {type(conv).__name__}")
-    if not isinstance(bn, _BATCHNORM):
-        raise TypeError(f"bn must be a BatchNorm1d, BatchNorm2d or BatchNorm3d, got "
+    if not isinstance(bn, _RUNNING_NORMS):  # (a new user's trial: SyncBatchNorm refused)
+        raise TypeError(f"bn must be a BatchNorm1d/2d/3d, a SyncBatchNorm or an "
+                        f"InstanceNorm1d/2d/3d with running statistics, got "
                         f"{type(bn).__name__}")
-    _refuse(bn)
-    if not isinstance(bn, _BATCHNORM[len(conv.kernel_size) - 1]):  # PyTorch's forward refuses
-        raise TypeError(f"bn must be the BatchNorm of the convolution's rank: "
-                        f"{type(conv).__name__} takes BatchNorm{len(conv.kernel_size)}d, got "
-                        f"{type(bn).__name__}")
+    _refuse(bn)  # (training mode; an InstanceNorm without running statistics: not linear)
+    rank = _NORM_RANKS.get(type(bn))  # (SyncBatchNorm: any)
+    if rank is not None and rank != len(conv.kernel_size):  # PyTorch's forward refuses it
+        raise TypeError(f"bn must be the normalization of the convolution's rank: "
+                        f"{type(conv).__name__} takes {type(bn).__name__[:-2]}"
+                        f"{len(conv.kernel_size)}d, got {type(bn).__name__}")
     if bn.num_features != conv.out_channels:
         raise ValueError(f"bn.num_features={bn.num_features} must equal conv.out_channels="
                          f"{conv.out_channels}")

@@ -50,10 +50,10 @@ from sparseconv._torch_chain import (
     _versions,
 )
 from sparseconv._torch_kinds import (
-    _BATCHNORM,
     _CONV,
     _CONV_T,
     _POOL,
+    _RUNNING_NORMS,
     hook_reason,
     is_leaf,
     is_reshape,
@@ -304,7 +304,7 @@ def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord],
     handles = [m.register_forward_hook(after_conv if isinstance(m, (*_CONV, *_CONV_T))
                                        else after_batchnorm)
                for m in model.modules()
-               if isinstance(m, (*_CONV, *_CONV_T, *_BATCHNORM)) and is_leaf(m)]
+               if isinstance(m, (*_CONV, *_CONV_T, *_RUNNING_NORMS)) and is_leaf(m)]
     # (leaves only: they alone are records, each consuming its flag; a BatchNorm subclass
     # with a child module passed its flag on to the next BatchNorm, a review found)
     try:
@@ -342,7 +342,7 @@ def _layers_to_report(records: list[TraceRecord], folds: list[bool],
         # one flag per BatchNorm call, linear or not (a review: a BatchNorm without running
         # statistics, skipped unconsumed, passed its flag on, and the next BatchNorm was
         # folded into a convolution across a ChannelShuffle: a bound 100 times too small)
-        folds_here = next(calls) if isinstance(record.module, _BATCHNORM) else False
+        folds_here = next(calls) if isinstance(record.module, _RUNNING_NORMS) else False
         if not record.linear or is_reshape(record.module):
             continue
         if folds_here and fold:

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from sparseconv._memory import check_memory
-from sparseconv._torch_kinds import _BATCHNORM, _CONV, _CONV_T, is_leaf, is_parametrized
+from sparseconv._torch_kinds import _CONV, _CONV_T, _RUNNING_NORMS, is_leaf, is_parametrized
 from sparseconv._torch_script_rebuild import (
     _CONV_OPS,
     _SIGNAL_OPS,
@@ -774,7 +774,7 @@ def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bo
             # (a hunt: Dropout(inplace=True) between a convolution and its BatchNorm, the
             # identity in eval mode, kept them unfolded where the eager report folds them)
             value, through = call.output().unique(), through | set(call.nodes)
-        elif isinstance(module, _BATCHNORM):
+        elif isinstance(module, _RUNNING_NORMS):
             source = call.input()
             if last is None or source.unique() != value:
                 folds.append(False)

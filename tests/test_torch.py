@@ -713,6 +713,30 @@ def test_the_report_folds_batchnorm_into_transposed_convolutions():
         assert again["0+1"]["upper"] == pytest.approx(row["upper"], rel=1e-10)
 
 
+@pytest.mark.parametrize("norm", [lambda c: nn.SyncBatchNorm(c),
+                                  lambda c: nn.InstanceNorm2d(c, affine=True,
+                                                              track_running_stats=True)],
+                         ids=["SyncBatchNorm", "InstanceNorm2d"])
+def test_fold_the_other_normalizations_by_running_statistics(norm):
+    """A new user's trial: SyncBatchNorm (convert_sync_batchnorm's models) and InstanceNorm
+    with running statistics, the same per-channel affine map in eval mode, were refused by
+    fold_batchnorm and left unfolded by the report (a looser bound)."""
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3).double().eval(), norm(4).double().eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(-2, 2)
+    folded = sct.fold_batchnorm(conv, bn)
+    x = torch.randn(2, 3, 8, 8, dtype=F64)
+    assert torch.allclose(folded.module(x), bn(conv(x)), atol=1e-12)
+    model = nn.Sequential(conv, bn, nn.ReLU()).eval()
+    report = sct.lipschitz_report(model, (3, 8, 8), fold_batchnorm=True)
+    assert [row["name"] for row in report] == ["0+1"]
+    dense = np.linalg.norm(sct.matrix(folded.module, (3, 8, 8)).toarray(), 2)
+    assert report[0]["lower"] <= dense <= report[0]["upper"]
+
+
 def test_fold_batchnorm_refuses():
     conv, bn = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
     with pytest.raises(ValueError, match=r"\.eval\(\)"):
@@ -726,6 +750,8 @@ def test_fold_batchnorm_refuses():
                      (nn.Conv1d(3, 4, 3), nn.BatchNorm2d(4))):
         with pytest.raises(TypeError, match=f"{type(conv).__name__} takes BatchNorm"):
             sct.fold_batchnorm(conv.eval(), bn.eval())
+    with pytest.raises(TypeError, match="it is not linear"):  # its own statistics
+        sct.fold_batchnorm(nn.Conv2d(3, 4, 3).eval(), nn.InstanceNorm2d(4).eval())
 
 
 @pytest.mark.parametrize("setting, match", [
