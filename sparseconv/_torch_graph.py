@@ -185,7 +185,8 @@ def matmul_operands(args, kwargs: dict) -> tuple[Any, Any]:
 _RESHAPE = {torch.flatten, "flatten", "view", "reshape", torch.reshape, "squeeze",
             torch.squeeze, "unsqueeze", torch.unsqueeze, "contiguous", "clone", torch.clone,
             "view_as", "reshape_as", "float", "double", "to", "type_as", "detach"}
-_DROPOUT_F = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
+_DROPOUT_F = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+              F.feature_alpha_dropout}
 _POOL_F = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d: nn.AvgPool3d,
            F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
            F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,

@@ -42,7 +42,8 @@ _NORM_RANKS: dict[type, int] = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNo
 _SAMPLE_NORMS = tuple(getattr(nn, name) for name in ("GroupNorm", "LayerNorm",
                                                        "LocalResponseNorm", "RMSNorm")
                       if hasattr(nn, name))
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+            nn.FeatureAlphaDropout)  # (the identity in eval mode; a trial: the last refused)
 _ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 _RESAMPLE = (*_ADAPTIVE, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle)
 _PAD_MODES: dict[type, PaddingMode] = {

@@ -737,6 +737,16 @@ def test_fold_the_other_normalizations_by_running_statistics(norm):
     assert report[0]["lower"] <= dense <= report[0]["upper"]
 
 
+def test_feature_alpha_dropout_is_the_identity_in_eval_mode():
+    """A new user's trial: nn.FeatureAlphaDropout was refused ("not a linear module") where
+    AlphaDropout and Dropout1d/2d were taken; in eval mode it is the identity."""
+    module = nn.FeatureAlphaDropout(0.3).eval()
+    assert abs(sct.matrix(module, (2, 3, 4)) - sp.eye_array(24)).max() == 0
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.FeatureAlphaDropout(0.3)).double().eval()
+    check_network(model, (2, 5, 5), "FeatureAlphaDropout")
+    assert [row["name"] for row in sct.lipschitz_report(model, (2, 5, 5))] == ["0"]
+
+
 def test_fold_batchnorm_refuses():
     conv, bn = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
     with pytest.raises(ValueError, match=r"\.eval\(\)"):
