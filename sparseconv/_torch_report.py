@@ -594,7 +594,7 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
             constant = _activation_constant(record.module)
         if constant is None:
             constant = _max_pool_constant(record)
-        label = f"{record.name} ({_kind(record.module)}"
+        label = f"{record.name or '(model)'} ({_kind(record.module)}"  # (a trial: " (ReLU)")
         if constant is None:
             unknown.append(label + ")")
         else:

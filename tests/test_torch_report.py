@@ -1261,3 +1261,9 @@ def _numpy_route_inside_a_compiled_function():
         expected = value(call())
         np.testing.assert_array_equal(np.asarray(compiled, dtype=object),
                                       np.asarray(expected, dtype=object), err_msg=name)
+
+
+def test_a_model_that_is_one_activation_is_named_so():
+    """A new user's trial: the report of a bare nn.ReLU listed its activation as " (ReLU)"."""
+    report = sct.lipschitz_report(nn.ReLU(), (3, 4))
+    assert report.activations == ("(model) (ReLU)",) and report.network_upper == 1.0
