@@ -303,10 +303,23 @@ def parameter(module: nn.Module, name: str) -> torch.Tensor | None:
     return getattr(module, name)
 
 
+#: Where torch keeps its quantized and quantization-aware modules, which share the float
+#: modules' class names (``torch.ao.nn.quantized.Conv2d``).
+_QUANTIZED = ("torch.ao.nn.quantized", "torch.ao.nn.qat", "torch.ao.nn.intrinsic",
+              "torch.ao.nn.quantizable", "torch.ao.nn.sparse", "torch.nn.quantized",
+              "torch.nn.qat", "torch.nn.intrinsic", "torch.nn.quantizable")
+
+
 def _refuse(module: nn.Module) -> None:
     name = type(module).__name__
     if is_empty_sequential(module):
         return
+    where = type(module).__module__
+    if where.startswith(_QUANTIZED):  # (a new user's trial: "Conv2d is not a linear module
+        # sparseconv.torch supports", or "a subclass of Conv2d", of torch's quantized Conv2d)
+        raise TypeError(f"{where}.{name} is a quantized or quantization-aware module (its "
+                        "weight and output are rounded to integers), which sparseconv.torch "
+                        "does not read: pass the float model it was made from")
     if not isinstance(module, _SUPPORTED) and _is_network(module):
         raise TypeError(f"{name} is a network of modules, not one layer: "
                         "sparseconv.torch.network_operator(model, input_shape) makes one "

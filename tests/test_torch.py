@@ -747,6 +747,21 @@ def test_feature_alpha_dropout_is_the_identity_in_eval_mode():
     assert [row["name"] for row in sct.lipschitz_report(model, (2, 5, 5))] == ["0"]
 
 
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # (torch's own)
+def test_quantized_modules_are_refused_as_such():
+    """A new user's trial: torch's quantized Conv2d was "not a linear module sparseconv.torch
+    supports (QuantizedConv2d(...))", a QAT Conv2d "a subclass of Conv2d": the same class
+    names as the float modules, and no word of quantization."""
+    quantized = torch.ao.nn.quantized
+    qat = torch.ao.nn.qat.Conv2d(3, 4, 3, qconfig=torch.ao.quantization.get_default_qat_qconfig(
+        "fbgemm")).eval()
+    for module, shape in [(quantized.Conv2d(3, 4, 3), (3, 6, 6)),
+                          (quantized.dynamic.Linear(4, 3), (4,)), (qat, (3, 6, 6))]:
+        with pytest.raises(TypeError, match=r"^torch\.ao\.nn\..*\.(Conv2d|Linear) is a "
+                                            r"quantized or quantization-aware module"):
+            sct.matrix(module, shape)
+
+
 def test_fold_batchnorm_refuses():
     conv, bn = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
     with pytest.raises(ValueError, match=r"\.eval\(\)"):
