@@ -434,7 +434,23 @@ def symbol(module: nn.Module, input_shape: Sequence[int], *, executor: Any = Non
                          dilation=kwargs["dilation"], groups=kwargs["groups"],
                          executor=executor, progress=progress)
     except ValueError as exc:  # named as the module's: its padding, stride or size
-        raise ValueError(f"symbol: {name}: {exc}") from exc
+        if any(n % s for n, s in zip(shape[1:], module.stride)):
+            raise ValueError(f"symbol: {name}: {exc}") from exc
+        # (a new user's trial: the arrays' advice, padding=None, which no nn.Conv takes, and
+        # "axis 0" for the first spatial axis)
+        totals = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size)]
+        if all(t % 2 == 0 for t in totals):
+            fix = f"padding={tuple(t // 2 for t in totals)}"
+        elif all(st == 1 for st in module.stride):
+            fix = "padding='same'"
+        else:
+            fix = ("no padding an nn.Conv takes (an even kernel at a stride: PyTorch's 'same' "
+                   "split needs stride 1); sparseconv.symbol(weight, input_size, stride=..., "
+                   "padding=None) gives that periodic layer's symbol")
+        raise ValueError(f"symbol: {name}(padding={module.padding!r}, padding_mode='circular') "
+                         f"on {tuple(shape)} is not the periodic layer, which pads each spatial "
+                         f"axis by dilation*(kernel_size-1) in all, {tuple(totals)}: pass "
+                         f"{fix}") from exc
 
 
 def _one_channel(a: sp.csr_array, channels: int) -> sp.csr_array:

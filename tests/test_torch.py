@@ -588,8 +588,11 @@ def test_symbol_holds_the_modules_singular_values():
      r"symbol: Conv2d\(padding_mode='zeros'\) is not periodic"),
     (nn.Conv2d(2, 3, 3, stride=2, padding=1, padding_mode="circular"), (2, 5, 6), ValueError,
      "symbol: Conv2d: .*divisible"),
+    # the module's own remedy (a new user's trial: the arrays' padding=None, "axis 0")
     (nn.Conv2d(2, 3, 3, padding=0, padding_mode="circular"), (2, 6, 6), ValueError,
-     "symbol: Conv2d: .*padding"),
+     r"symbol: Conv2d\(padding=\(0, 0\), padding_mode='circular'\) on \(2, 6, 6\) is not "
+     r"the periodic layer, .* \(2, 2\): pass padding=\(1, 1\)$"),
+    (nn.Conv1d(2, 3, 2, padding_mode="circular"), (2, 6), ValueError, "pass padding='same'$"),
     (nn.ConvTranspose2d(2, 3, 3), (2, 6, 6), TypeError, "symbol: ConvTranspose2d is no conv"),
     (nn.AvgPool2d(2), (2, 6, 6), TypeError, "symbol: AvgPool2d is no convolution"),
     (nn.ReLU(), (2, 6, 6), TypeError, "ReLU"),
