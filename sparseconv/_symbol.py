@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from typing import Literal
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from ._validation import (
     check_progress,
     layer_weight,
     one_of,
+    periodic_padding_mode,
     positive_int,
     spatial_size,
 )
@@ -256,7 +258,8 @@ def phases(xi: np.ndarray, shift: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
            padding: PaddingLike | None = None, dilation: IntOrTuple = 1,
-           groups: int = 1, executor: Executor | None = None,
+           groups: int = 1, padding_mode: Literal["circular"] = "circular",
+           executor: Executor | None = None,
            progress: ProgressLike | None = None) -> np.ndarray:
     """The per-frequency matrices of a circular layer.
 
@@ -279,6 +282,9 @@ def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
         ``None`` (default): the periodic padding (:func:`periodic_padding`, PyTorch's "same"
         split). Another split of the same total only changes the phase of the symbol, not its
         singular values; any other padding is refused.
+    padding_mode : {"circular"}
+        Only ``"circular"``, accepted so that the periodic arguments of the other spectral
+        functions (``padding=None, padding_mode="circular"``) pass unchanged.
     executor : concurrent.futures.Executor, optional
         Runs the work, one task per chunk of frequencies carrying the kernel and the chunk
         (a ``ProcessPoolExecutor``, a ``dask.distributed`` client's ``get_executor()``,
@@ -329,6 +335,7 @@ def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
     True
     """
     executor, progress = check_executor(executor), check_progress(progress)
+    periodic_padding_mode(padding_mode, "symbol")
     weight, geom = _periodic_geometry(weight, input_size, stride, padding, dilation, groups)
     check_symbol_memory(geom, "the symbol")
     scaled, exponent = unit_scale(weight)
@@ -430,7 +437,9 @@ def top_per_frequency(h: np.ndarray) -> np.ndarray:
 
 
 def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
-                  dilation: IntOrTuple = 1, groups: int = 1, executor: Executor | None = None,
+                  padding: PaddingLike | None = None, dilation: IntOrTuple = 1,
+                  groups: int = 1, padding_mode: Literal["circular"] = "circular",
+                  executor: Executor | None = None,
                   progress: ProgressLike | None = None) -> np.ndarray:
     """The largest singular value of the circular layer's symbol at each frequency.
 
@@ -445,6 +454,10 @@ def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTupl
         Spatial input size, divisible by the stride.
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`.
+    padding, padding_mode
+        As :func:`symbol`: a periodic padding (``None``, the default, or another split of the
+        same total: the same map) and ``"circular"``, accepted so that the periodic
+        arguments of the other spectral functions pass unchanged (a new user's trial).
     executor : concurrent.futures.Executor, optional
         Runs the work, one task per chunk of frequencies carrying the kernel and the chunk
         (a ``ProcessPoolExecutor``, a ``dask.distributed`` client's ``get_executor()``,
@@ -482,7 +495,8 @@ def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTupl
     True
     """
     executor, progress = check_executor(executor), check_progress(progress)
-    weight, geom = _periodic_geometry(weight, input_size, stride, None, dilation, groups)
+    periodic_padding_mode(padding_mode, "frequency_map")
+    weight, geom = _periodic_geometry(weight, input_size, stride, padding, dilation, groups)
     # the tops per frequency and group, and the chunks in flight; not the whole symbol (a
     # review: 9.2 GiB asked for a 64 -> 64 layer on 224x224, whose chunks need a few MiB)
     grid_size = math.prod(geom.coarse_grid)

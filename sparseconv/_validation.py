@@ -382,10 +382,10 @@ def periodic_padding_mode(padding_mode, what: str) -> None:
     ValueError: padding_mode must be 'circular' for circular_svd (...), got 'zeros'
     """
     if not isinstance(padding_mode, str):
-        raise TypeError(f"padding_mode must be 'circular' for {what} (it factors the periodic "
+        raise TypeError(f"padding_mode must be 'circular' for {what} (it describes the periodic "
                         f"layer), got {padding_mode!r}")
     if padding_mode != "circular":
-        raise ValueError(f"padding_mode must be 'circular' for {what} (it factors the periodic "
+        raise ValueError(f"padding_mode must be 'circular' for {what} (it describes the periodic "
                          f"layer), got {padding_mode!r}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sparseconv as sc
 from sparseconv import frequency_map, singular_values, spectral_norm, symbol, toeplitz_norm
 
 from .test_spectra import dense_matrix
@@ -107,3 +108,22 @@ def test_a_layer_that_is_not_periodic_is_told_the_padding_of_its_failing_axis():
     with pytest.raises(ValueError, match=r"axis 0 needs from 2 to 3, got padding"):
         spectral_norm(np.ones((1, 1, 4)), (1, 8), stride=2, padding=0,
                          padding_mode="circular", method="fft")
+
+
+def test_the_spectras_periodic_arguments_pass_to_symbol_and_frequency_map():
+    """A new user's trial: ``symbol(w, n, **periodic)`` and ``frequency_map(w, n,
+    **periodic)`` raised TypeError (no padding_mode; no padding), where every other spectral
+    function takes ``padding=None, padding_mode="circular"``. Any periodic padding gives the
+    same map; another mode is refused by name."""
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3))
+    periodic = dict(padding=None, padding_mode="circular")
+    top = sc.singular_values(w, (3, 16, 16), **periodic)[0]
+    fmap = sc.frequency_map(w, (16, 16), **periodic)
+    assert np.isclose(fmap.max(), top, rtol=1e-12)
+    assert np.array_equal(sc.symbol(w, (16, 16), **periodic), sc.symbol(w, (16, 16)))
+    assert np.allclose(sc.frequency_map(w, (16, 16), padding=((0, 2), (2, 0))), fmap,
+                       rtol=1e-12)
+    for function in (sc.symbol, sc.frequency_map):
+        with pytest.raises(ValueError, match=rf"padding_mode must be 'circular' for "
+                                             rf"{function.__name__}"):
+            function(w, (16, 16), padding_mode="zeros")
