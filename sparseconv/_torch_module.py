@@ -128,10 +128,12 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
         The matrix's dtype. ``None`` (the default): float64 whatever the module's dtype (a
         float32, float16 or bfloat16 module's weights widen exactly), as :func:`operator` is;
         the array functions keep a float32 weight's dtype instead
-        (``sparseconv.conv_matrix(conv.weight.detach().numpy(), ...)`` is float32).
+        (``sparseconv.conv_matrix(conv.weight.detach().numpy(), ...)`` is float32). numpy's
+        names or torch's (``torch.float32``).
     layout : {"channels_first", "channels_last"}
         The order of the flattened input and output, as in :func:`sparseconv.conv_matrix`:
-        ``(C, *spatial)`` (PyTorch's) or ``(*spatial, C)``: ``P_out A P_in^T``. Only for
+        ``(C, *spatial)`` (PyTorch's) or ``(*spatial, C)``: ``P_out A P_in^T``
+        (``torch.channels_last`` and ``torch.channels_last_3d`` name the latter). Only for
         modules between ``(C, *spatial)`` activations (not ``nn.Linear``, ``Flatten``,
         ``Unflatten``, ``Unfold``, ``Fold``).
     blocksize : (int, int), optional
@@ -199,6 +201,13 @@ def _matrix_options(module: nn.Module, format: Any, dtype: Any, layout: Any, blo
     """``dtype``, ``layout`` and ``blocksize`` checked for ``module`` (and ``format``), before
     anything is read or built."""
     check_format(format)
+    if isinstance(dtype, torch.dtype):  # torch's name for it (a new user's trial: refused)
+        if not (dtype.is_floating_point or dtype.is_complex) or dtype.itemsize < 4:
+            raise TypeError(f"dtype must be float32, float64, complex64 or complex128 (numpy's "
+                            f"or torch's), got {dtype}")
+        dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    if layout is torch.channels_last or layout is torch.channels_last_3d:  # (torch's memory
+        layout = "channels_last"  # format, named by its flattening order here)
     return (inexact_dtype(dtype), check_module_layout(module, layout),
             check_blocksize(blocksize, format))
 

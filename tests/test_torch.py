@@ -765,6 +765,21 @@ def test_quantized_modules_are_refused_as_such():
             sct.matrix(module, shape)
 
 
+def test_torch_dtypes_and_memory_formats_are_taken():
+    """A new user's trial: dtype=torch.float32 and layout=torch.channels_last were refused by
+    the adapter ("a numpy numeric dtype"); they name the same matrix as numpy's names."""
+    conv = nn.Conv2d(2, 4, 3, padding=1)
+    for function in (sct.matrix, sct.operator):
+        ours = function(conv, (2, 6, 6), dtype=torch.float32, layout=torch.channels_last)
+        theirs = function(conv, (2, 6, 6), dtype=np.float32, layout="channels_last")
+        assert ours.dtype == theirs.dtype == np.float32
+        x = np.random.default_rng(0).standard_normal(ours.shape[1]).astype(np.float32)
+        assert np.array_equal(ours @ x, theirs @ x)
+    for dtype in (torch.bfloat16, torch.int32):
+        with pytest.raises(TypeError, match=rf"dtype must be float32, .* got {dtype}"):
+            sct.matrix(conv, (2, 6, 6), dtype=dtype)
+
+
 def test_fold_batchnorm_refuses():
     conv, bn = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
     with pytest.raises(ValueError, match=r"\.eval\(\)"):
