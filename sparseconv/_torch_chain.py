@@ -21,7 +21,8 @@ from sparseconv._pooling import _ceil_extra
 from sparseconv._resampling import _adaptive_axis
 from sparseconv._torch_activations import module_constant
 from sparseconv._torch_graph import MAX_POOL_F, by_keyword, linear_call_layer
-from sparseconv._torch_graph_bound import Factor, function_name, graph_bound, has_rule
+from sparseconv._torch_graph_bound import graph_bound
+from sparseconv._torch_graph_rules import Factor, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
 from sparseconv._torch_module import _layer_norm
 from sparseconv._torch_script import CHAIN_KEEPING, _kind, probe_input, script_chain_break

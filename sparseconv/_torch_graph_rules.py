@@ -1,0 +1,473 @@
+"""The rules of :func:`sparseconv._torch_graph_bound.graph_bound`: one node's bound from its
+inputs'.
+
+:func:`_bound` dispatches on the node's call (the module docstring of
+:mod:`sparseconv._torch_graph_bound` lists the rules): a module's certified bound or
+constant, sums, products by numbers or constant tensors, concatenations, reductions,
+reshapes and slices, casts, and elementwise functions with a known Lipschitz constant;
+:class:`_Walk` holds what the walk over the graph knows so far.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+
+from sparseconv._torch_activations import KNOWN_FUNCTIONS, function_constant
+from sparseconv._torch_graph import (
+    _DROPOUT_F,
+    _NEG,
+    _NORMALIZED,
+    _TRANSPOSE,
+    MATMUL,
+    MAX_POOL_F,
+    matmul_operands,
+    transposition_axes,
+)
+from sparseconv._torch_graph_sizes import _direct_batch, _static_size
+
+__all__ = ["Factor", "function_name", "has_rule"]
+
+
+_ADDS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub,
+         "add", "add_", "sub", "sub_"}
+
+
+_SCALES = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
+
+
+_DIVIDES = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
+
+
+_CATS = {torch.cat, torch.concat, torch.concatenate}
+
+
+#: Calls that cut a tensor into a tuple of disjoint pieces: returned whole, the pieces have the
+#: tensor's norm together.
+_PARTITIONS = {torch.chunk, torch.split, torch.unbind, torch.tensor_split, "chunk", "split",
+               "unbind", "tensor_split"}
+
+
+# maps that keep every entry (or a basic slice of them): the norm of a change cannot grow
+_KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.squeeze,
+          torch.unsqueeze, torch.swapaxes, torch.movedim, "flatten", "view", "reshape",
+          "contiguous", "permute", "transpose", "squeeze", "unsqueeze", "swapaxes", "movedim",
+          "clone", "detach", "view_as", "reshape_as"}
+
+
+_REDUCTIONS = {torch.sum, torch.mean, "sum", "mean"}
+
+
+# a cast between floating (or complex) dtypes: the same values, as every layer is read exactly
+_CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
+
+
+_RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
+          *MATMUL, *_NORMALIZED, operator.getitem}
+
+
+def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
+             size: Callable, meta: Callable) -> Fraction | str:
+    """A sum or mean over non-batch axes: each output adds ``r`` inputs of its own (``r`` the
+    ratio of the sizes), so the norm is ``sqrt(r)``, or ``1 / sqrt(r)`` for a mean."""
+    value = of(source)  # (refused first if the source is no floating tensor)
+    dim = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else None))
+    if kwargs.get("dtype") is not None:
+        return "reduces to another dtype"
+    ndim = len(meta(source).shape)
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    if dim is None or not dims or not all(isinstance(d, int) for d in dims) or any(
+            d % ndim == 0 for d in dims):  # (dim=[]: every axis, the batch's too)
+        return "reduces over the batch axis (or over axes it does not name as ints)"
+    whole, part = size(source), size(node)
+    if not whole or not part or whole % part:
+        return "reduces over axes whose sizes are not known"
+    r = Fraction(whole // part)
+    return _sqrt_up(1 / r if node.target in (torch.mean, "mean") else r) * value
+
+
+def _by_tensor(node: torch.fx.Node, signal: Any, tensor: torch.Tensor, divides: bool,
+               kwargs: dict, args: Any, of: Callable, size: Callable) -> Fraction | str:
+    """The signal times (or over) a constant tensor, entry by entry: a diagonal map (after
+    the signal's broadcast to ``r`` copies, ``sqrt(r)``) of norm ``max |t|`` (``1 / min |t|``
+    for a division)."""
+    if divides and (kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
+                    is not None or node.args[0] is not signal):
+        return "divides other than the signal by a constant tensor (or rounds)"
+    exact = tensor.is_floating_point()  # (float32, float16 and bfloat16 widen exactly)
+    # in double precision first: abs(-2**63) overflows in int64; complex moduli and integers
+    # beyond 2**53 round there, by at most a few units of 2**-52, widened below
+    wide = tensor.detach().to("cpu", torch.complex128 if tensor.is_complex() else torch.float64)
+    magnitudes = wide.abs()
+    if magnitudes.numel() == 0 or not bool(torch.isfinite(magnitudes).all()):
+        return "multiplies the signal by a tensor with non-finite entries"
+    whole, part = size(node), size(signal)
+    if not whole or not part or whole % part:
+        return "multiplies operands whose sizes are not known"
+    repeat = _sqrt_up(Fraction(whole // part))
+    if divides:
+        if not exact:
+            return "divides the signal by a tensor that is not real floating"
+        smallest = float(magnitudes.min())
+        if smallest == 0:
+            return "divides the signal by a tensor with a zero entry"
+        return repeat * of(signal) / Fraction(smallest)
+    scale = Fraction(float(magnitudes.max())) * (1 if exact else 1 + Fraction(4, 2 ** 52))
+    return repeat * scale * of(signal)
+
+
+def _matmul(node: torch.fx.Node, args: Any, kwargs: dict, bound: dict, meta: Callable,
+            functional: Callable | None, of: Callable) -> Fraction | str:
+    """``x @ W`` or ``W @ x`` by a constant matrix (or vector) ``W``: ``W`` applied to every
+    row (column) of the signal, of norm ``||W||_2``, certified as ``F.linear``'s on that
+    shape (the columns' map is the rows' after a transposition, which keeps the norm)."""
+    left, right = matmul_operands(args, kwargs)
+    signals = [n for n in node.all_input_nodes if n in bound]
+    if len(signals) != 1 or not (signals[0] is left or signals[0] is right):
+        return "multiplies two values of the signal, or reads it other than as an operand"
+    signal_left = signals[0] is left
+    signal, matrix = (left, right) if signal_left else (right, left)
+    if isinstance(matrix, torch.fx.Node) or not isinstance(matrix, torch.Tensor):
+        return "multiplies the signal by a matrix that is no constant tensor"
+    if matrix.ndim not in (1, 2):
+        return (f"multiplies the signal by a tensor of {matrix.ndim} dimensions (a matrix or "
+                "a vector has a rule, a batch of them none)")
+    shape = tuple(meta(signal).shape[1:])
+    if len(shape) < (1 if signal_left else 2):  # (W @ x of a 2-D x mixes the samples)
+        return "multiplies along the batch axis (the bound is of a map of one sample)"
+    weight = matrix.reshape(1, -1) if matrix.ndim == 1 else matrix.T if signal_left else matrix
+    if not signal_left:  # W @ x: F.linear on x with its last two axes swapped
+        shape = (*shape[:-2], shape[-1], shape[-2])
+    if functional is None:
+        return "is not a call whose Lipschitz constant is known here"
+    found = functional(F.linear, [], {"input": signal, "weight": weight}, shape)
+    if found is None or isinstance(found, str):
+        return found or "is not a call whose Lipschitz constant is known here"
+    return found * of(signal)
+
+
+def _moves_batch(target: Any, args: Any, kwargs: dict, ndim: int) -> bool:
+    """Whether a transposition (``transpose``, ``swapaxes``, ``permute``, ``movedim``, read
+    as ``network_operator`` reads it: :func:`sparseconv._torch_graph.transposition_axes`)
+    moves axis 0, the batch's; unreadable axes count as moving it."""
+    if target not in _TRANSPOSE:
+        return False
+    try:
+        return transposition_axes(target, list(args), kwargs, ndim)[0] != 0
+    except (TypeError, ValueError, IndexError):
+        return True
+
+
+def _basic_index(index, static: Callable[[Any], bool] = lambda n: False) -> bool:
+    """A slice that selects each entry at most once (ints, slices, ``...``, ``None``), its
+    ints known or ``static`` (read off shapes the input fixes)."""
+    def whole(e) -> bool:
+        return isinstance(e, int) and not isinstance(e, bool) or (
+            isinstance(e, torch.fx.Node) and static(e))
+
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or whole(p) or isinstance(p, slice) and all(
+        e is None or whole(e) for e in (p.start, p.stop, p.step)) for p in parts)
+
+
+def has_rule(target: Any) -> bool:
+    """Whether the bound over the graph has a rule of its own for a call of ``target`` (a
+    sum, a product, a reshape, a reduction, a known activation, a linear function whose norm
+    it computes, max pooling): ``lipschitz_constants`` may not replace it (a review: a key
+    ``"interpolate"`` replaced F.interpolate's certified norm)."""
+    try:
+        return target in _RULED or target in KNOWN_FUNCTIONS
+    except TypeError:  # an unhashable target
+        return False
+
+
+def function_name(target: Any) -> str:
+    """The name a graph's call goes by: ``softplus`` for ``F.softplus`` and for
+    ``x.softplus()`` alike."""
+    return str(getattr(target, "__name__", target))
+
+
+def _sqrt_up(value: Fraction) -> Fraction:
+    """A rational upper bound on ``sqrt(value)``, ``value >= 0``: exact for the square of a
+    rational, else within ``2**-60`` relative, in integers (no float underflows or
+    overflows)."""
+    top, bottom = math.isqrt(value.numerator), math.isqrt(value.denominator)
+    if top * top == value.numerator and bottom * bottom == value.denominator:
+        return Fraction(top, bottom)
+    # sqrt(p / q) <= (isqrt(p 4^k // q) + 1) / 2^k, k large enough for 60 bits of the root
+    shift = max(0, 64 + (value.denominator.bit_length() - value.numerator.bit_length()) // 2)
+    return Fraction(math.isqrt((value.numerator << (2 * shift)) // value.denominator) + 1,
+                    1 << shift)
+
+
+#: What :func:`graph_bound` is told of one module call: its bound, ``("folded", name)`` for
+#: a BatchNorm folded into the convolution ``name`` (whose bound covers both, when that
+#: convolution's output is read by the BatchNorm alone), or None.
+Factor = Fraction | tuple[str, str] | None
+
+
+class _Opaque(Exception):
+    """A value of the signal that is no single tensor, read as one."""
+
+
+@dataclass
+class _Walk:
+    """What the walk over the graph (:func:`graph_bound`) knows: each node's ``bound`` so
+    far, the values of the signal that are no signal (``opaque``: a size, a tuple), and the
+    caller's rules. ``constants``: the values of the nodes that do not depend on the input;
+    ``sizes``: the integer values of those that do, read where :func:`_static_size` fixes
+    them; ``tainted``: those that may follow the batch size (:func:`_tainted_sizes`);
+    ``factors``, ``functional``, ``given`` and ``assumed`` as :func:`graph_bound`'s."""
+
+    factors: Callable[[str, int, tuple], Factor]
+    functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None
+    constants: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
+    tainted: set = field(default_factory=set)
+    given: Mapping[str, float] | None = None
+    assumed: list[str] | None = None
+    bound: dict[torch.fx.Node, Fraction] = field(default_factory=dict)
+    opaque: set[torch.fx.Node] = field(default_factory=set)
+
+    @staticmethod
+    def meta(a) -> Any:
+        return a.meta.get("tensor_meta") if isinstance(a, torch.fx.Node) else None
+
+    def size(self, a) -> int | None:
+        shape = getattr(self.meta(a), "shape", None)  # (a tuple of outputs has no one shape)
+        return None if shape is None else math.prod(shape)
+
+    def of(self, a) -> Fraction:
+        """A node's bound: 0 for a constant; a value of the signal that is no floating
+        tensor (a shape, a tuple of outputs, indices) has none, and reading it is refused."""
+        if not isinstance(a, torch.fx.Node):
+            return Fraction(0)
+        if a in self.opaque:
+            raise _Opaque(a)
+        return self.bound.get(a, Fraction(0))
+
+    def static(self, n) -> bool:
+        return _static_size(n, self.bound)
+
+    def static_int(self, n) -> bool:  # (a tensor as an index is advanced indexing: no slice)
+        return n not in self.bound and self.static(n)
+
+    def static_index(self, n) -> bool:  # (a review: x[:, x.shape[2:]] indexes by a tuple,
+        return self.static_int(n) and type(self.sizes.get(n)) is int  # which repeats entries)
+
+
+def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
+    """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
+    none."""
+    # (torch.fx types its arguments as any Python value); constants by their values
+    args: Any = torch.fx.node.map_arg(node.args, lambda n: walk.constants.get(n, n))
+    kwargs: dict[str, Any] = dict(torch.fx.node.map_arg(node.kwargs,
+                                                         lambda n: walk.constants.get(n, n)))
+    source = args[0] if args else kwargs.get("input")
+    if node.op == "call_module":
+        return _module_call(node, source, walk)
+    target = node.target
+    if target in _ADDS:
+        return _added(node, source, args, kwargs, walk)
+    if target in _SCALES or target in _DIVIDES:
+        return _multiplied(node, source, args, kwargs, walk)
+    if target in _CATS:
+        parts = args[0] if args else kwargs.get("tensors", ())
+        if not isinstance(parts, (list, tuple)):
+            return "concatenates a sequence the graph computes (not a list of tensors)"
+        return _sqrt_up(sum((walk.of(p) ** 2 for p in parts), Fraction(0)))
+    if target in _DROPOUT_F and not kwargs.get("training", args[2] if len(args) > 2 else True):
+        return walk.of(source)  # (F.dropout(x, p, training=False): the identity)
+    if target in _NEG:  # -x: the same norm
+        return walk.of(source)
+    if target in MATMUL:
+        return _matmul(node, args, kwargs, walk.bound, walk.meta, walk.functional, walk.of)
+    if target in _CASTS and node.op == "call_method":  # (a review: x.double() had no rule)
+        cast = _cast(node, source, walk)
+        if cast is not None:
+            return cast
+    if target in _REDUCTIONS:
+        return _reduced(node, source, args, kwargs, walk.of, walk.size, walk.meta)
+    if target in _KEEPS or (target is operator.getitem
+                            and _basic_index(args[1], walk.static_index)):
+        return _kept(node, source, args, kwargs, walk)
+    return _elementwise(node, source, args, kwargs, walk)
+
+
+def _module_call(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | str:
+    """A module's call: its factor (:data:`Factor`) times its input's bound."""
+    signals = [n for n in node.all_input_nodes if n in walk.bound]
+    if signals != [source]:
+        return "takes the signal other than as its one input"
+    name, k = node.meta["sparseconv_call"]
+    factor = walk.factors(name, k, tuple(walk.meta(source).shape[1:]))
+    if isinstance(factor, tuple):  # its input must be that convolution's own output, read
+        if not (isinstance(source, torch.fx.Node) and source.op == "call_module"  # by it
+                and source.target == factor[1] and len(source.users) == 1):  # alone
+            return (f"is a BatchNorm folded into {factor[1]!r}, whose output is not its "
+                    "input alone in the graph (pass fold_batchnorm=False)")
+        factor = Fraction(1)
+    if factor is None:
+        return "has no certified bound nor known Lipschitz constant"
+    return factor * walk.of(source)
+
+
+def _added(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+           walk: _Walk) -> Fraction | str:
+    """``x + alpha y`` (or ``-``): the operands' bounds added, a broadcast one counting
+    ``sqrt`` of its copies."""
+    if len(args) > 2:  # add(input, alpha, other): deprecated, and still run by PyTorch
+        return ("uses the deprecated add/sub(input, alpha, other) form (pass alpha= by "
+                "keyword)")
+    alpha_value = kwargs.get("alpha", 1)
+    if not isinstance(alpha_value, (int, float)) or isinstance(alpha_value, bool) or not (
+            math.isfinite(alpha_value)):
+        return f"adds with an alpha that is not a finite number ({alpha_value!r})"
+    alpha = abs(Fraction(float(alpha_value)))
+    other = args[1] if len(args) > 1 else kwargs.get("other")
+    total = Fraction(0)
+    for operand, weight in ((source, Fraction(1)), (other, alpha)):
+        if not (isinstance(operand, torch.fx.Node) and (operand in walk.bound or
+                                                         walk.of(operand) > 0)):
+            continue  # a constant added
+        whole, part = walk.size(node), walk.size(operand)
+        if whole is None or part is None or part == 0 or whole % part:
+            return "adds operands whose sizes are not known"
+        # broadcast: each entry of the operand repeated whole/part times
+        total += weight * walk.of(operand) * _sqrt_up(Fraction(whole // part))
+    return total
+
+
+def _multiplied(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+                walk: _Walk) -> Fraction | str:
+    """``c * x`` or ``x / c`` by a finite number, or by a constant tensor (:func:`_by_tensor`)."""
+    target = node.target
+    other = args[1] if len(args) > 1 else kwargs.get("other")
+    tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in walk.bound]
+    number = other if tensors == [source] else source
+    if len(tensors) == 1 and isinstance(number, torch.Tensor):  # a constant tensor
+        return _by_tensor(node, tensors[0], number, target in _DIVIDES, kwargs, args, walk.of,
+                          walk.size)
+    if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
+            number, bool) or not math.isfinite(number):
+        return "multiplies the signal by something other than a finite number"
+    if target in _DIVIDES:
+        rounding = kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
+        if tensors != [source] or number == 0 or rounding is not None:
+            return "divides other than the signal by a nonzero number (or rounds)"
+        return walk.of(source) / abs(Fraction(float(number)))
+    return abs(Fraction(float(number))) * walk.of(tensors[0])
+
+
+def _cast(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | str | None:
+    """A cast between floating (or complex) dtypes: its input's bound, refused down to a
+    dtype of less than 32 bits; None where the call is no such cast (another rule may
+    apply)."""
+    dtypes: list[Any] = [getattr(walk.meta(n), "dtype", None) for n in (node, source)]
+    if not (all(d is not None and (d.is_floating_point or d.is_complex) for d in dtypes)
+            and [n for n in node.all_input_nodes if n in walk.bound] == [source]):
+        return None
+    if dtypes[0].itemsize < (8 if dtypes[0].is_complex else 4) and (  # half, bfloat16,
+            dtypes[1] != dtypes[0]):  # float8, complex32 (a review)
+        return (f"casts the signal down to {dtypes[0]}, whose rounding (and float16's "
+                "overflow beyond 65504) no Lipschitz constant bounds")  # (a hunt)
+    return walk.of(source)
+
+
+def _kept(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+          walk: _Walk) -> Fraction | str:
+    """A map that keeps every entry, or a basic slice of them (a reshape, a permutation, an
+    index by constants): its input's bound, if its sizes and indices are fixed."""
+    target = node.target
+    computed_sizes: list[torch.fx.Node] = []
+    torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
+                          computed_sizes.append)
+    # a reshape's first size is the batch's; any other size from the batch size makes one
+    # sample's map depend on it (a review: reshape(b, 1 + 3 * (b // 4), -1), flatten(1 -
+    # x.shape[0] // 4), the same at batches one to three)
+    first = args[1] if len(args) > 1 and target in ("view", "reshape", torch.reshape) \
+        else None
+    first = first[0] if isinstance(first, (tuple, list)) and first else first
+    if not _direct_batch(first):  # (b - b // 4 first, or a tuple computed from shapes:
+        first = None  # a fourth review)
+    batch_sized = [n for n in computed_sizes if n in walk.tainted and n is not first]
+    computed_sizes = [n for n in computed_sizes if not walk.static(n)] + batch_sized
+    if computed_sizes:  # (a review: a crop at the argmax, a reshape by a count of the
+        # signal: maps that jump with the input, no Lipschitz constant at all)
+        return (f"takes a size or index computed from the signal "
+                f"({computed_sizes[0].name!r})")
+    value = walk.of(source)  # (refused first if the source is no floating tensor)
+    if _moves_batch(target, args, kwargs, len(walk.meta(source).shape)):
+        return "moves the batch axis (the bound is of a map of one sample)"
+    if getattr(walk.meta(node), "dtype", None) != getattr(walk.meta(source), "dtype", None):
+        return "changes the signal's dtype"  # x.view(torch.int32): no reshape
+    return value
+
+
+def _elementwise(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+                 walk: _Walk) -> Fraction | str:
+    """Any other call on the signal alone: an activation's (or clamp's, dropout's) known
+    constant, a linear function's certified bound (``walk.functional``), or the caller's
+    constant for the node; its input's bound times that."""
+    target = node.target
+    signals = [n for n in node.all_input_nodes if n in walk.bound]
+    if signals != [source]:  # (clamp(x, min=y) of two signals: no rule)
+        return "takes the signal other than as its one input"
+    computed: list[torch.fx.Node] = []
+    torch.fx.node.map_arg((args[1:], {k: v for k, v in kwargs.items() if k != "input"}),
+                          computed.append)
+    computed = [n for n in computed if not (n in walk.sizes and walk.static_int(n))]
+    if computed:  # (F.leaky_relu(x, x.shape[-1] / 100): an argument from the signal's shape)
+        return f"has an argument computed from the signal ({computed[0].name!r})"
+    # sizes fixed by the traced shape (a U-Net's F.pad by x2.size(2) - x1.size(2)): values
+    args = [torch.fx.node.map_arg(a, lambda n: walk.sizes.get(n, n)) if i else a
+            for i, a in enumerate(args)]
+    kwargs = {k: v if k == "input" else torch.fx.node.map_arg(v, lambda n: walk.sizes.get(n, n))
+              for k, v in kwargs.items()}
+    function = function_name(target)
+    constant = function_constant(target, args, kwargs)
+    elementwise = constant is not None  # (an activation, clamp, dropout: entry by entry)
+    complex_ = any(getattr(getattr(walk.meta(n), "dtype", None), "is_complex", False)
+                   for n in (node, source))
+    if constant is not None and complex_:  # (a review: tanh(iy) = i tan(y) has poles)
+        return ("takes a complex signal, where the constant known for the real function "
+                "does not hold")
+    assumed = walk.assumed
+    if constant is None and walk.functional is not None and node.op == "call_function":
+        found = walk.functional(target, list(args), kwargs, tuple(walk.meta(source).shape[1:]))
+        if isinstance(found, str):
+            return found
+        constant = found
+        if target in MAX_POOL_F and assumed is not None and constant is not None:
+            assumed.append(f"{node.name} ({function}(), {float(constant):g})")
+    elif constant is not None and assumed is not None:  # (a new user's trial: the report
+        # listed none of these, and said it assumed none)
+        assumed.append(f"{node.name} ({function}()" + (
+            ")" if constant == 1 else f", {float(constant):g})"))
+    given = walk.given
+    yours = None if given is None or constant is not None else given.get(node.name)
+    if yours is not None:  # the caller's, for this node alone, where no rule applies: taken
+        # entry by entry, so that a broadcast signal counts its copies (a review: clamp(x,
+        # min=t) with a bigger t, given 1, was bounded by 1 where its constant is 8)
+        constant, elementwise = Fraction(yours), True
+        if assumed is not None:
+            assumed.append(f"{node.name} ({function}(), {yours!r} given)")
+    if constant is None:
+        return (f"is not a call whose Lipschitz constant is known here (lipschitz_constants="
+                f"{{{node.name!r}: L}} gives this node one, yours)")
+    whole, part = walk.size(node), walk.size(source)
+    if elementwise and whole is not None and part and whole > part:
+        # an elementwise function whose other operand broadcasts the signal (clamp(x, min=t)
+        # with a bigger t, a review): each entry repeated whole/part times
+        if whole % part:
+            return "broadcasts the signal to a shape that is no whole number of copies of it"
+        return constant * _sqrt_up(Fraction(whole // part)) * walk.of(source)
+    return constant * walk.of(source)

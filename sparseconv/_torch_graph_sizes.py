@@ -1,0 +1,131 @@
+"""Which sizes a torch.fx graph reads from its signal (for
+:func:`sparseconv._torch_graph_bound.graph_bound`).
+
+A reshape or an index whose sizes are fixed by the traced shape keeps a bound; one whose
+sizes follow the signal's values, or the batch size, makes one sample's map jump, and has no
+Lipschitz constant. :func:`_tainted_sizes` finds the values computed from the batch size;
+:func:`_static_size` tells a size fixed by the shapes from one computed from the signal.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+import torch.fx
+
+__all__: list[str] = []
+
+
+def _tainted_sizes(graph: torch.fx.Graph, integers: dict) -> set:
+    """The integer values of the graph that may follow the batch size: reads of it
+    (:func:`_reads_batch`), and integer arithmetic on one (``b // 4 + 1`` agrees at batches
+    one to three, not at four: a review), in graph order (no recursion: a deep network's
+    chains exceeded Python's limit, a review). ``integers``: the graph's integer values. A
+    tensor ends the taint (one reshaped by the batch size keeps its other axes, a review): its
+    shapes are checked at other batches (:func:`_per_sample_change`), and a reshape by a
+    tainted size is refused where it is made."""
+    tainted: set = set()
+    for m in graph.nodes:
+        if _reads_batch(m) or (m in integers and not _reads_shape(m) and _shape_item(m) is None
+                               and any(a in tainted for a in m.all_input_nodes)):
+            tainted.add(m)
+    return tainted
+
+
+def _integers(value: Any) -> bool:
+    """An int, or a tuple or list of ints (a ``torch.Size``), not a bool."""
+    if isinstance(value, (tuple, list)):
+        return all(_integers(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _reads_shape(n: torch.fx.Node) -> bool:
+    """``x.size()``, ``x.shape``, ``x.dim()``, ``x.ndim``, ``x.numel()``."""
+    if n.op == "call_method":
+        return n.target in ("size", "dim", "numel")
+    return n.op == "call_function" and n.target is getattr and len(n.args) > 1 and (
+        n.args[1] in ("shape", "ndim"))
+
+
+_SIZE_ARITHMETIC = {operator.getitem, operator.add, operator.sub, operator.mul,
+                    operator.floordiv, operator.mod, operator.neg}
+
+
+def _ndim_read(read: torch.fx.Node) -> int:
+    """The number of axes of the tensor a shape read (:func:`_reads_shape`) reads."""
+    tensor: Any = read.args[0]  # (torch.fx types an argument as any value)
+    return len(tensor.meta["tensor_meta"].shape)
+
+
+def _shape_item(n: Any) -> torch.fx.Node | None:
+    """The shape read (``x.shape``, ``x.size()``) that ``n`` takes an item or slice of
+    (``x.shape[2]``), or None."""
+    if not isinstance(n, torch.fx.Node) or not n.args:
+        return None
+    source = n.args[0]
+    if (n.op == "call_function" and n.target is operator.getitem
+            and isinstance(source, torch.fx.Node) and _reads_shape(source)
+            and not (source.op == "call_method" and len(source.args) > 1)):
+        return source
+    return None
+
+
+def _reads_batch(n: Any) -> bool:
+    """Whether ``n`` reads the batch size off a shape (``x.size(0)``, ``x.numel()``, a whole
+    ``x.shape``, ``x.shape[:2]``): conservative, for shape reads and their items only."""
+    if not isinstance(n, torch.fx.Node):
+        return False
+    if (source := _shape_item(n)) is not None:
+        ndim = _ndim_read(source)
+        index: Any = n.args[1]
+        if isinstance(index, int):
+            return index % ndim == 0
+        ends = (index.start, index.stop, index.step) if isinstance(index, slice) else (None,)
+        if not all(e is None or isinstance(e, int) for e in ends) or ends == (None,):
+            return True  # (a review: x.shape[x.dim() - 1:], bounds computed in the graph)
+        return 0 in range(ndim)[index]
+    if _reads_shape(n):
+        if n.op == "call_method" and n.target == "size" and len(n.args) > 1:
+            dim = n.args[1]
+            return not isinstance(dim, int) or dim % _ndim_read(n) == 0
+        return not (n.target == "dim" or n.op == "call_function" and n.args[1] == "ndim")
+    return False
+
+
+def _direct_batch(n: Any) -> bool:
+    """Whether ``n`` is the batch size read as it is (``x.shape[0]``, ``x.size(0)``) or a
+    whole shape (``x.shape``, ``x.size()``): a reshape's first size that keeps the batch."""
+    if not isinstance(n, torch.fx.Node):
+        return False
+    index: Any = n.args[1] if len(n.args) > 1 else None
+    zero = type(index) is int and index == 0
+    if (source := _shape_item(n)) is not None:
+        return zero and source.target != "numel"
+    if n.op == "call_method" and n.target == "size":
+        return len(n.args) == 1 or zero
+    return n.op == "call_function" and n.target is getattr and n.args[1] == "shape"
+
+
+def _static_size(n: Any, bound: dict) -> bool:
+    """Whether ``n``, an argument of a reshape or slice computed in the graph, is fixed by the
+    traced shape: a shape read (:func:`_reads_shape`) of a tensor the bound accepted (every
+    rule keeps shapes fixed by the input's: ``nonzero`` or a mask's count has none, so its
+    size is no constant; a review), integer arithmetic on such reads, or such a tensor itself
+    (``view_as``). The batch size is one too: a reshape keeping it is checked by
+    :func:`_moves_batch`."""
+    stack, seen = [n], set()  # (iterative: a chain of 400 size operations, a review)
+    while stack:
+        m = stack.pop()
+        if not isinstance(m, torch.fx.Node) or m in bound or m in seen:
+            continue
+        seen.add(m)
+        if _reads_shape(m):
+            if not (isinstance(m.args[0], torch.fx.Node) and m.args[0] in bound):
+                return False
+        elif m.op == "call_function" and m.target in _SIZE_ARITHMETIC:
+            stack.extend(m.all_input_nodes)
+        else:
+            return False
+    return True
