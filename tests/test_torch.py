@@ -1656,10 +1656,12 @@ def test_shapes_are_ints_as_the_arrays_take_them():
         sct.matrix(conv, torch.tensor([3.0, 8.5, 8.0]))
     # a transposed convolution's output_size: PyTorch's rules (spatial; channels + spatial,
     # as for an unbatched input; batch + channels + spatial, as for a batched one: y.size()
-    # of either; ints) and, as the arrays take it, one int for every spatial size
+    # of either; ints; not one int, which PyTorch's call refuses: a new user's trial)
     ct = nn.ConvTranspose2d(4, 2, 3, stride=3, padding=1, bias=False)
     want = sct.matrix(ct, (4, 5, 5), output_size=(14, 14))
-    for same in (14, (1, 2, 14, 14), (2, 14, 14), torch.Size([14, 14])):
+    with pytest.raises(TypeError, match="output_size must be a sequence of ints"):
+        sct.matrix(ct, (4, 5, 5), output_size=14)
+    for same in ((1, 2, 14, 14), (2, 14, 14), torch.Size([14, 14])):
         assert (sct.matrix(ct, (4, 5, 5), output_size=same) != want).nnz == 0
     x = torch.randn((1, 4, 5, 5), dtype=F64)
     with torch.no_grad():
