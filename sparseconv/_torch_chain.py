@@ -20,7 +20,7 @@ from sparseconv._memory import MatrixTooLargeError
 from sparseconv._pooling import _ceil_extra
 from sparseconv._resampling import _adaptive_axis
 from sparseconv._torch_activations import module_constant
-from sparseconv._torch_graph import MAX_POOL_F, by_keyword, linear_call_layer
+from sparseconv._torch_calls import MAX_POOL_F, by_keyword, linear_call_layer
 from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason

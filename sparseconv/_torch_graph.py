@@ -3,7 +3,8 @@
 :func:`_build_graph` traces the model (every module :mod:`sparseconv.torch` translates kept
 whole), probes every node's shape on one forward pass, and turns each dependent node into an
 :class:`_Op`: its forward on batched arrays and the adjoint of each input.
-:mod:`sparseconv._torch_network` runs them as one operator.
+:mod:`sparseconv._torch_network` runs them as one operator. The calls it knows are in
+:mod:`sparseconv._torch_calls`.
 """
 
 from __future__ import annotations
@@ -21,20 +22,32 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.operator_schemas import normalize_function
 
+from sparseconv._torch_calls import (
+    _ADD,
+    _AUGMENTED,
+    _CAT,
+    _DROPOUT_F,
+    _MUL,
+    _NEG,
+    _PAD_F,
+    _RESHAPE,
+    _TRANSPOSE,
+    MATMUL,
+    _functional_module,
+    by_keyword,
+    matmul_operands,
+    transposition_axes,
+)
 from sparseconv._torch_kinds import (
     _CONV_T,
     _DROPOUT,
-    _POOL,
     _RUNNING_NORMS,
     _SUPPORTED,
-    Interpolate,
     _refuse,
 )
 from sparseconv._torch_layers import _identity, _Layer, _layer, _numpy, _padding
 from sparseconv._torch_script import _kind, forward_failed, probe_input
-from sparseconv._typing import PaddingMode
 
 # The probe's batch: a reshape that keeps it first keeps every sample's values in C order, and
 # one that moves it (``x.view(-1)``) is seen and refused.
@@ -102,203 +115,6 @@ def _reshape_op(name, index, in_shape, shape) -> _Op:
                       functools.partial(_identity, math.prod(shape), name)))
 
 
-_ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
-        pyop.sub: -1, pyop.isub: -1, torch.sub: -1, "sub": -1, "sub_": -1}
-_NEG = {pyop.neg, torch.neg, torch.negative, "neg", "negative"}
-#: the operators torch.fx records an augmented assignment ``y += z`` as (``y + z``: a Proxy
-#: has no in-place operators)
-_AUGMENTED = {pyop.add, pyop.sub, pyop.mul, pyop.truediv, pyop.floordiv, pyop.mod, pyop.pow,
-              pyop.matmul, pyop.and_, pyop.or_, pyop.xor, pyop.lshift, pyop.rshift}
-_MUL = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", pyop.truediv,
-        pyop.itruediv, torch.div, "div", "div_", *_NEG}
-#: transpositions of axes (:func:`transposition_axes`)
-_TRANSPOSE = {"permute", torch.permute, "transpose", torch.transpose, "swapaxes",
-              torch.swapaxes, "swapdims", torch.swapdims, "movedim", torch.movedim, "moveaxis",
-              torch.moveaxis}
-_CAT = {torch.cat, torch.concat, torch.concatenate}
-#: ``x @ W`` and ``W @ x``: linear in the signal when the other operand is a constant
-MATMUL = {pyop.matmul, torch.matmul, torch.mm, "matmul", "mm"}
-
-
-def transposition_axes(target, args: list, kwargs: dict, ndim: int) -> list[int]:
-    """The permutation ``axes`` (``y = x.transpose(axes)`` in numpy's sense, batch axis
-    included) of a :data:`_TRANSPOSE` call on an ``ndim``-axis tensor, its arguments given by
-    position or keyword (``x.permute(0, 2, 1)``, ``torch.permute(x, dims=...)``,
-    ``torch.swapaxes(x, axis0=1, axis1=2)``, ``x.movedim(1, -1)``).
-
-    Examples
-    --------
-    >>> transposition_axes("movedim", [None, 1, -1], {}, 4)
-    [0, 2, 3, 1]
-    >>> transposition_axes(torch.swapaxes, [None], {"axis0": 1, "axis1": 3}, 4)
-    [0, 3, 2, 1]
-    """
-    name = getattr(target, "__name__", target)
-
-    def given(position: int, *keys: str):
-        for key in keys:
-            if key in kwargs:
-                return kwargs[key]
-        if len(args) > position:
-            return args[position]
-        raise TypeError(f"{name} without its {keys[0]} argument")
-
-    def axis(d) -> int:
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not -ndim <= d < ndim:
-            raise ValueError(f"axis {d!r} of a tensor of {ndim} axes")
-        return int(d) % ndim
-
-    if name == "permute":
-        dims = kwargs["dims"] if "dims" in kwargs else (
-            args[1:] if target == "permute" else given(1, "dims"))
-        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        axes = [axis(d) for d in dims]
-        if sorted(axes) != list(range(ndim)):
-            raise ValueError(f"dims {tuple(dims)} are no permutation of {ndim} axes")
-        return axes
-    axes = list(range(ndim))
-    if name in ("transpose", "swapaxes", "swapdims"):
-        d0 = axis(given(1, "dim0", "axis0"))
-        d1 = axis(given(2, "dim1", "axis1"))
-        axes[d0], axes[d1] = axes[d1], axes[d0]
-        return axes
-    # movedim / moveaxis: numpy's moveaxis
-    source, destination = given(1, "source"), given(2, "destination")
-    source = [axis(d) for d in (source if isinstance(source, (tuple, list)) else (source,))]
-    destination = [axis(d) for d in (destination if isinstance(destination, (tuple, list))
-                                     else (destination,))]
-    if len(source) != len(destination) or len(set(source)) != len(source) or len(
-            set(destination)) != len(destination):
-        raise ValueError(f"source {source} and destination {destination} do not pair up")
-    rest = [a for a in axes if a not in source]
-    order: list[int | None] = [None] * ndim
-    for s_, d_ in zip(source, destination):
-        order[d_] = s_
-    it = iter(rest)
-    return [next(it) if o is None else o for o in order]
-
-
-def matmul_operands(args, kwargs: dict) -> tuple[Any, Any]:
-    """The left and right operands of a :data:`MATMUL` call, given by position or keyword."""
-    left = kwargs.get("input", args[0] if args else None)
-    return left, kwargs.get("other", kwargs.get("mat2", args[1] if len(args) > 1 else None))
-_RESHAPE = {torch.flatten, "flatten", "view", "reshape", torch.reshape, "squeeze",
-            torch.squeeze, "unsqueeze", torch.unsqueeze, "contiguous", "clone", torch.clone,
-            "view_as", "reshape_as", "float", "double", "to", "type_as", "detach"}
-_DROPOUT_F = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-              F.feature_alpha_dropout}
-_POOL_F = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d: nn.AvgPool3d,
-           F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
-           F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
-           F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d,
-           F.pixel_shuffle: nn.PixelShuffle, F.pixel_unshuffle: nn.PixelUnshuffle,
-           F.unfold: nn.Unfold, F.fold: nn.Fold}
-_CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d,
-           F.conv_transpose1d: nn.ConvTranspose1d, F.conv_transpose2d: nn.ConvTranspose2d,
-           F.conv_transpose3d: nn.ConvTranspose3d}
-# the functional calls read by keyword (torch.fx's normalize_function)
-#: Max pooling: no linear map, but the module of the same windows (the graph bound's
-#: constant, ``sqrt(w)``).
-MAX_POOL_F = {F.max_pool1d: nn.MaxPool1d, F.max_pool2d: nn.MaxPool2d, F.max_pool3d: nn.MaxPool3d}
-_NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, *MAX_POOL_F, F.interpolate, F.pad, F.linear}
-_PAD_F: dict[str, PaddingMode] = {"constant": "zeros", "reflect": "reflect",
-                                   "replicate": "replicate", "circular": "circular"}
-
-
-def by_keyword(target, args: list, kwargs: dict, kind: Callable[[torch.fx.Node], type],
-               ) -> tuple[list, dict]:
-    """A call of one of the functions read by keyword (:data:`_NORMALIZED`) as keywords alone
-    (torch.fx's ``normalize_function``; ``kind``: the type of a node's value); any other call
-    as it is."""
-    if target not in _NORMALIZED:
-        return args, kwargs
-
-    def of(a):
-        if isinstance(a, torch.fx.Node):
-            return kind(a)
-        if isinstance(a, (tuple, list)) and a:  # the schema's int[] (a tuple or list type
-            # matched no overload: F.conv2d(x, w, padding=(1, 1)) was left unread; a hunt)
-            for kind_, types in ((bool, bool), (int, int), (float, (int, float))):
-                if all(isinstance(v, types) for v in a):
-                    return list[kind_]
-        return type(a)
-
-    normalized = normalize_function(target, tuple(args), kwargs, tuple(of(a) for a in args),
-                                    {k: of(v) for k, v in kwargs.items()},
-                                    normalize_to_only_use_kwargs=True)
-    return ([], dict(normalized.kwargs)) if normalized is not None else (args, kwargs)
-
-
-def linear_call_layer(target, args: list, kwargs: dict, shape: tuple[int, ...]) -> _Layer | None:
-    """The layer of a linear functional call on an input of ``shape`` (without the batch),
-    read in ``torch.fx``'s graph with its constant arguments' values in place: ``F.avg_pool2d``,
-    ``F.adaptive_avg_pool2d``, ``F.interpolate``, ``F.pixel_shuffle``, ``F.unfold``, ...,
-    ``F.pad``, and ``F.linear``, ``F.conv*d`` and ``F.conv_transpose*d`` by a constant weight
-    (a parameter, say); None for another call, or one whose other arguments are computed
-    from the signal (still nodes)."""
-    if not (target in _POOL_F or target in _CONV_F or target in (F.interpolate, F.pad,
-                                                                   F.linear)):
-        return None
-    args, kwargs = by_keyword(target, args, kwargs, lambda a: torch.Tensor)
-    constants = {k: v for k, v in kwargs.items() if k != "input"}
-    computed: list[torch.fx.Node] = []
-    torch.fx.node.map_arg(list(constants.values()), computed.append)
-    if args or computed or not isinstance(kwargs.get("input"), torch.fx.Node):
-        return None
-    if target is F.pad:
-        mode = constants.get("mode", "constant")
-        if mode not in _PAD_F:
-            raise TypeError(f"F.pad in mode {mode!r} is not one of {tuple(_PAD_F)}")
-        return _padding("F.pad", shape, constants["pad"], _PAD_F[mode],
-                        float(constants.get("value") or 0.0))
-    module = _functional_module(target, constants)
-    return None if module is None else _layer(module.eval(), shape)
-
-
-def _functional_module(target, kwargs: dict) -> nn.Module | None:
-    """The module whose forward is the functional call ``target(**kwargs)`` (input aside)."""
-    if target in _POOL_F:
-        cls = _POOL_F[target]
-        if cls in _POOL:
-            if not kwargs.get("stride"):
-                kwargs["stride"] = None  # PyTorch's default: the kernel size
-            return cls(**kwargs)
-        return cls(*kwargs.values())
-    if target is F.interpolate:  # (nn.Upsample, which it builds on, takes tuples, not lists)
-        listless: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                    for k, v in kwargs.items()}
-        return Interpolate(**listless)
-    if target is F.linear or target in _CONV_F:
-        weight, bias = kwargs.pop("weight"), kwargs.pop("bias", None)
-        rank = 2 if target is F.linear else list(_CONV_F).index(target) % 3 + 3
-        for name, tensor in (("weight", weight), ("bias", bias)):
-            if tensor is None:
-                continue
-            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-                kind = str(tensor.dtype) if isinstance(tensor, torch.Tensor) else type(
-                    tensor).__name__
-                raise TypeError(f"{target.__name__}'s {name} is not a real floating tensor "
-                                f"({kind}): sparseconv.torch reads real layers (a complex "
-                                "one would lose its imaginary part)")
-        if weight.ndim != rank:
-            raise TypeError(f"{target.__name__}'s weight has shape {tuple(weight.shape)}, not "
-                            f"{rank} dimensions")
-        if target is F.linear:
-            module: Any = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-        else:
-            groups = kwargs.get("groups", 1)
-            conv: Any = _CONV_F[target]
-            # a convolution's weight is (C_out, C_in/g, *k); a transposed one's (C_in, C_out/g)
-            channels = ((weight.shape[0], weight.shape[1] * groups) if conv in _CONV_T else
-                        (weight.shape[1] * groups, weight.shape[0]))
-            module = conv(*channels, tuple(weight.shape[2:]), bias=bias is not None, **kwargs)
-        module = module.to(torch.float64)
-        with torch.no_grad():
-            module.weight.copy_(weight)
-            if bias is not None:
-                module.bias.copy_(bias)
-        return module
-    return None
 
 
 def _describe(node) -> str:

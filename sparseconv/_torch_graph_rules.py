@@ -22,7 +22,7 @@ import torch.fx
 import torch.nn.functional as F
 
 from sparseconv._torch_activations import KNOWN_FUNCTIONS, function_constant
-from sparseconv._torch_graph import (
+from sparseconv._torch_calls import (
     _DROPOUT_F,
     _NEG,
     _NORMALIZED,

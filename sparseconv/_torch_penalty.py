@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._torch_graph import _CONV_F, _functional_module, by_keyword
+from ._torch_calls import _CONV_F, _functional_module, by_keyword
 from ._torch_kinds import _CONV, _CONV_T, check_module, hook_reason, parameter
 from ._torch_layers import _layer
 from ._torch_spectra import spectral_norm_upper
