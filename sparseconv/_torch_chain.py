@@ -25,7 +25,8 @@ from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
 from sparseconv._torch_module import _layer_norm
-from sparseconv._torch_script import CHAIN_KEEPING, _kind, probe_input, script_chain_break
+from sparseconv._torch_script import _kind, probe_input
+from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_trace import TraceRecord
 from sparseconv._validation import int_tuple, real_number
 
@@ -324,7 +325,7 @@ def _chain_break(model: nn.Module) -> str | None:
     """Why ``model``'s forward is no chain of its layers, as a phrase after "its forward"
     (``"runs add (node 'add') on its signal outside its layers"``), or None for a chain: for
     a TorchScript model, its graph's answer
-    (:func:`sparseconv._torch_script.script_chain_break`); for an eager one, torch.fx's
+    (:func:`sparseconv._torch_script_chain.script_chain_break`); for an eager one, torch.fx's
     graph's, by the same rule (each module call reads the value the call before returned,
     through :data:`CHAIN_KEEPING` operations at most, and the last one's is the output).
     A model torch.fx cannot trace is said to be one sparseconv cannot check."""
