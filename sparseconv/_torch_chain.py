@@ -24,7 +24,7 @@ from sparseconv._torch_calls import MAX_POOL_F, by_keyword, linear_call_layer
 from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
-from sparseconv._torch_module import _layer_norm
+from sparseconv._torch_module_spectra import _layer_norm
 from sparseconv._torch_script import _kind, probe_input
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_trace import TraceRecord

@@ -49,6 +49,7 @@ from sparseconv._torch_chain import (
     _untrusted,
     _versions,
 )
+from sparseconv._torch_fold import _fold
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
@@ -59,7 +60,7 @@ from sparseconv._torch_kinds import (
     is_reshape,
 )
 from sparseconv._torch_layers import _Layer, _layer, called_output_size
-from sparseconv._torch_module import _fold, _layer_norm, _layer_options
+from sparseconv._torch_module_spectra import _layer_norm, _layer_options
 from sparseconv._torch_script import (
     _kind,
     magnitude,

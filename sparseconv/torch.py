@@ -41,14 +41,17 @@ call (:mod:`sparseconv._torch_penalty`).
 
 This module is the public facade; the implementation lives in private modules, one concept
 each: ``_torch_kinds`` (which modules are layers, and which are refused), ``_torch_layers``
-(a module translated into a layer), ``_torch_module`` (one module's
-matrix, operator, spectra, BatchNorm folding), ``_torch_trace`` (:func:`trace`),
-``_torch_script`` and ``_torch_script_rebuild`` (TorchScript models), ``_torch_graph`` (a
-network's torch.fx graph as linear ops), ``_torch_graph_bound`` (a bound over that graph),
+(a module translated into a layer), ``_torch_module`` (one module's matrix, operator and
+affine map), ``_torch_module_spectra`` (its spectra), ``_torch_fold`` (BatchNorm folding),
+``_torch_trace`` (:func:`trace`), ``_torch_script``, ``_torch_script_rebuild`` and
+``_torch_script_chain`` (TorchScript models), ``_torch_calls`` (the calls a forward makes),
+``_torch_graph`` (a network's torch.fx graph as linear ops), ``_torch_graph_bound``,
+``_torch_graph_rules`` and ``_torch_graph_sizes`` (a bound over that graph),
 ``_torch_activations`` (activations' constants), ``_torch_network``
-(:func:`network_operator`), ``_torch_report`` (:func:`lipschitz_report`), ``_torch_chain``
-(its network bound), ``_torch_spectra`` and ``_torch_penalty`` (:func:`lipschitz_bounds`).
-They, and this module, are the only ones that import torch; ``import sparseconv`` does not.
+(:func:`network_operator`), ``_torch_report`` (:func:`lipschitz_report`; its result in
+``_report_table``, which needs no torch), ``_torch_chain`` (its network bound),
+``_torch_spectra`` and ``_torch_penalty`` (:func:`lipschitz_bounds`). They, and this module,
+are the only ones that import torch; ``import sparseconv`` does not.
 """
 
 from __future__ import annotations
@@ -62,16 +65,9 @@ except ImportError as exc:  # pragma: no cover - CI installs torch
     ) from exc
 
 from sparseconv._report_table import LipschitzReport
-from sparseconv._torch_module import (
-    FoldedBatchNorm,
-    affine,
-    fold_batchnorm,
-    matrix,
-    operator,
-    singular_values,
-    spectral_norm,
-    symbol,
-)
+from sparseconv._torch_fold import FoldedBatchNorm, fold_batchnorm
+from sparseconv._torch_module import affine, matrix, operator
+from sparseconv._torch_module_spectra import singular_values, spectral_norm, symbol
 from sparseconv._torch_network import NetworkOperator, network_operator
 from sparseconv._torch_penalty import LipschitzBounds, lipschitz_bounds
 from sparseconv._torch_report import lipschitz_report
