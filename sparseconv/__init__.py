@@ -97,14 +97,10 @@ from ._io import SavedLayer, load_layer, save_layer
 from ._matrices import conv_matrix, conv_transpose_matrix
 from ._memory import MatrixTooLargeError, get_memory_limit, set_memory_limit
 from ._operators import ConvOperator, ConvTransposeOperator
+from ._pixel_shuffle import pixel_shuffle_matrix, pixel_unshuffle_matrix
 from ._pooling import avg_pool_matrix
 from ._receptive_field import receptive_field, receptive_field_paths, receptive_field_size
-from ._resampling import (
-    adaptive_avg_pool_matrix,
-    interpolate_matrix,
-    pixel_shuffle_matrix,
-    pixel_unshuffle_matrix,
-)
+from ._resampling import adaptive_avg_pool_matrix, interpolate_matrix
 from ._selection import im2col_matrix, pad_matrix, stride_matrix
 from ._shapes import conv_output_shape, conv_transpose_output_shape
 from ._spectra import eigenvalues, singular_values

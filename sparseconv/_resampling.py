@@ -43,8 +43,9 @@ of tens of thousands of pixels the weights can still differ from PyTorch's near 
 PyTorch build computes ``scale * (o + 0.5) - 0.5`` with a fused multiply-add, one rounding
 where numpy makes two.
 
-Pixel shuffle and unshuffle are permutations (one 1 a row), from the reshape and transpose
-that define them. Every matrix is sized against the memory limit before it is allocated.
+Each axis's matrix is built in :mod:`sparseconv._resampling_axes`. Pixel shuffle and unshuffle
+are permutations (:mod:`sparseconv._pixel_shuffle`). Every matrix is sized against the memory
+limit before it is allocated.
 """
 
 from __future__ import annotations
@@ -58,7 +59,16 @@ import scipy.sparse as sp
 
 from ._formats import in_format, repeated_block, repeated_block_bytes
 from ._matrices import format_bytes
-from ._memory import check_memory, check_sparse_memory
+from ._memory import check_memory
+from ._resampling_axes import (
+    _ANTIALIAS,
+    _adaptive_axis,
+    _antialias_axis,
+    _cubic_axis,
+    _entries_per_output,
+    _linear_axis,
+    _nearest_axis,
+)
 from ._typing import DTypeLike, IntOrTuple, ShapeLike, SparseArray, SparseFormat
 from ._validation import (
     INDEX_LIMIT,
@@ -73,16 +83,12 @@ from ._validation import (
     spatial_size,
 )
 
-__all__ = ["adaptive_avg_pool_matrix", "interpolate_matrix", "pixel_shuffle_matrix",
-           "pixel_unshuffle_matrix"]
+__all__ = ["adaptive_avg_pool_matrix", "interpolate_matrix"]
 
 #: interpolation modes, and the number of spatial axes the linear ones need (PyTorch's rule)
 MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "lanczos",
          "area")
 _LINEAR_RANK = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2, "lanczos": 2}
-#: the modes with ``antialias=True``, and the width of each one's filter (in inputs, before
-#: it is stretched): PyTorch's ``interp_size``
-_ANTIALIAS = {"bilinear": 2, "bicubic": 4, "lanczos": 6}
 
 
 def _shape(input_shape, name: str = "input_shape") -> tuple[int, ...]:
@@ -132,175 +138,6 @@ def _size_axes(channels: int, outputs: list[int], entries: list[int], dtype, wha
     check_memory(40 * sum(entries), f"{what}'s per-axis weights")
     check_memory(_kron_bytes(channels, math.prod(entries), channels * math.prod(outputs), dtype),
                  f"{what} (CSR, with the temporaries of its assembly)")
-
-
-def _axis_matrix(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, m: int, n: int):
-    """One axis's weights, without the entries that are zero (a sample on an input position
-    gives its neighbour the weight 0; clamped taps may sum to 0): a zero stored would count
-    as a read in ``nnz`` and :func:`sparseconv.receptive_field`, where the output does not
-    depend on that input (a new user's trial: 4,474 of trilinear's 9,856 entries)."""
-    matrix = sp.csr_array((weights, (rows, cols)), shape=(m, n))
-    matrix.eliminate_zeros()
-    return matrix
-
-
-def _adaptive_axis(n: int, m: int) -> sp.csr_array:
-    """Adaptive average pooling from ``n`` to ``m`` positions (ATen's start/end index)."""
-    o = np.arange(m)
-    start, end = (o * n) // m, -((-(o + 1) * n) // m)
-    lengths = end - start
-    rows = np.repeat(o, lengths)
-    cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    cols += np.repeat(start, lengths)
-    return _axis_matrix(rows, cols, np.repeat(1.0 / lengths, lengths), m, n)
-
-
-def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
-                  two_d: bool) -> sp.csr_array:
-    """PyTorch's nearest and nearest-exact source index, as its float32 kernels compute it.
-
-    ``scale`` is rounded to float32 from the double ``1 / scale_factor`` (or ``n / m``), and
-    so is every step after it (ATen's ``area_pixel_compute_source_index``):
-    ``nearest`` reads ``floor(o * scale)``, the float32 product of a float32 index and the
-    scale; ``nearest-exact`` reads ``floor((o + 0.5) * scale - 0.5 + 0.5)``, where the product
-    and the subtraction are one fused multiply-add (one rounding: PyTorch's CPU kernels are
-    built for FMA, in its AVX2 and AVX-512 variants), clamped at 0, and the last sum is
-    rounded to float32 again.
-
-    ``two_d``: PyTorch's 2-D nearest kernel also copies an axis whose size does not change or
-    halves the index where it doubles, whatever ``scale_factor`` says; its 1-D and 3-D
-    kernels do not (``scale_factor=1.1`` on 6 inputs reads input 0 twice). Where a
-    ``scale_factor`` that is not exactly 1 or 2 gives such a size and the two rules disagree,
-    PyTorch itself was seen to use either (it is not the axis's sizes that decide): refused,
-    with ``size=`` as the way out, rather than guessed.
-
-    These are the indices of PyTorch's float32 kernels, its default dtype (measured on 2.13:
-    every rank and memory format, factors up to 60; a review found 1-D and 3-D axes following
-    the float64 kernels before: 18 inputs at 2.3 in nearest-exact, output 34; and rounding the
-    product before the subtraction misses 6 inputs at 53.5, output 53). Its float64 kernels
-    round ``o * scale`` in float64 (then to float32) instead, and not alike in every memory
-    format: at factors such as 3.7 on 35 rows, output 111 reads row 30 in float64 and row 29
-    in float32 (at 0.5, 1.5, 2.5, 3 and 4 the two never differ). The adapter's checks against
-    the model see the difference.
-    """
-    ratio = 1.0 / scale if scale is not None else n / m
-    scale32 = np.float64(np.float32(ratio))
-    index = np.arange(m).astype(np.float32).astype(np.float64)  # exact in float64
-    if exact:  # products of 24-bit factors, exact in float64: one rounding, as an FMA
-        fused = np.maximum((scale32 * (index + 0.5) - 0.5).astype(np.float32), 0)
-        source = _floorf_index(fused.astype(np.float64) + 0.5, n)
-    else:  # exact in float64, rounded once to float32 by floorf's argument
-        source = _floorf_index(scale32 * index, n)
-    if two_d and not exact and m in (n, 2 * n):  # ATen's nearest_idx shortcut
-        shortcut = np.arange(m) >> (m // n - 1)
-        if not np.array_equal(shortcut, source):
-            raise ValueError(
-                f"scale_factor={scale!r} maps {n} inputs to {m} outputs, where PyTorch's "
-                f"2-D nearest kernels disagree (one copies or halves the index, one "
-                f"rounds o * {ratio!r}): pass size={m} instead")
-        source = shortcut
-    return _axis_matrix(np.arange(m), source, np.ones(m), m, n)
-
-
-def _ratio(n: int, m: int, scale: float | None, align_corners: bool) -> float:
-    """ATen's ``area_pixel_compute_scale``: input positions per output step, ``(n - 1) /
-    (m - 1)`` with ``align_corners``, else ``1 / scale_factor`` (when given and not
-    recomputed) or ``n / m``."""
-    if align_corners:
-        return (n - 1) / (m - 1) if m > 1 else 0.0
-    return 1.0 / scale if scale is not None else n / m
-
-
-def _linear_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.csr_array:
-    """PyTorch's linear interpolation weights (``area_pixel_compute_source_index``)."""
-    o = np.arange(m, dtype=np.float64)
-    if m == n:  # PyTorch copies an axis whose size does not change, whatever scale_factor says
-        return _axis_matrix(np.arange(m), np.arange(m), np.ones(m), m, n)
-    ratio = _ratio(n, m, scale, align_corners)
-    source = o * ratio if align_corners else np.maximum(ratio * (o + 0.5) - 0.5, 0.0)
-    low = _floorf_index(source, n)
-    t = np.clip(source - low, 0.0, 1.0)
-    high = np.minimum(low + 1, n - 1)
-    rows = np.repeat(np.arange(m), 2)
-    return _axis_matrix(rows, np.stack([low, high], 1).ravel(),
-                        np.stack([1.0 - t, t], 1).ravel(), m, n)
-
-
-def _floorf_index(source: np.ndarray, n: int) -> np.ndarray:
-    """ATen's ``guard_index_and_lambda``: the index ``min(floorf(source), n - 1)``, floored
-    after rounding the double to float32 (``floorf``), so a source just below a whole number
-    that float32 rounds up reads that number with a fraction of 0."""
-    return np.minimum(np.floor(source.astype(np.float32)).astype(np.int64), n - 1)
-
-
-def _cubic_axis(n: int, m: int, scale: float | None, align_corners: bool) -> sp.csr_array:
-    """PyTorch's bicubic weights along one axis (``HelperInterpCubic``): the source coordinate
-    ``scale * o`` or ``scale * (o + 0.5) - 0.5`` (not clamped, unlike the linear modes), its
-    index ``i`` (:func:`_floorf_index`) and ``t`` the rest, in ``[0, 1]``; Keys' cubic
-    convolution with ``A = -0.75`` on inputs
-    ``i - 1 .. i + 2``, each clamped into ``[0, n - 1]`` (weights of a clamped input add)."""
-    a = -0.75
-    o = np.arange(m, dtype=np.float64)
-    ratio = _ratio(n, m, scale, align_corners)
-    source = o * ratio if align_corners else ratio * (o + 0.5) - 0.5
-    low = _floorf_index(source, n)
-    t = np.clip(source - low, 0.0, 1.0)
-
-    def near(x):  # |x| <= 1
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x):  # 1 < |x| < 2
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], 1)
-    columns = np.clip(low[:, None] + np.arange(-1, 3), 0, n - 1)
-    return _axis_matrix(np.repeat(np.arange(m), 4), columns.ravel(), weights.ravel(), m, n)
-
-
-def _entries_per_output(n: int, m: int, scale: float | None, mode: str, antialias: bool,
-                        align_corners: bool) -> int:
-    """The most inputs one output of an interpolating axis reads (before it is built)."""
-    if antialias:  # the stretched window of _antialias_axis, and one more for rounding
-        ratio = _ratio(n, m, scale, align_corners)
-        return 2 * math.ceil(_ANTIALIAS[mode] / 2 * max(ratio, 1.0)) + 2
-    return {"bicubic": 4}.get(mode, 1 if mode.startswith("nearest") else 2)
-
-
-def _antialias_filter(mode: str, x: np.ndarray) -> np.ndarray:
-    """PyTorch's antialiasing filters: the triangle, Keys' cubic with ``A = -0.5`` (not the
-    ``-0.75`` of plain bicubic interpolation) and the Lanczos-3 window."""
-    x = np.abs(x)
-    if mode == "bilinear":
-        return np.maximum(1.0 - x, 0.0)
-    if mode == "bicubic":
-        a = -0.5
-        return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
-                        np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
-    px = np.pi * np.where(x == 0, 1.0, x)  # (sinc(0) = 1, set below)
-    return np.where(x == 0, 1.0, np.where(x < 3, 3 * np.sin(px) * np.sin(px / 3) / px**2, 0.0))
-
-
-def _antialias_axis(n: int, m: int, scale: float | None, align_corners: bool,
-                    mode: str) -> sp.csr_array:
-    """PyTorch's antialiased weights along one axis (``_compute_weights_aa``; the module's
-    description): each output's window of inputs around its centre, the filter stretched by
-    the scale where the axis shrinks, the weights normalised to add up to 1."""
-    if m == n:  # PyTorch copies an axis whose size does not change, whatever scale_factor says
-        return _axis_matrix(np.arange(m), np.arange(m), np.ones(m), m, n)
-    ratio = _ratio(n, m, scale, align_corners)
-    stretch = max(ratio, 1.0)
-    support = _ANTIALIAS[mode] / 2 * stretch
-    centre = ratio * (np.arange(m) + 0.5)
-    first = np.maximum(np.trunc(centre - support + 0.5).astype(np.int64), 0)
-    stop = np.minimum(np.trunc(centre + support + 0.5).astype(np.int64), n)
-    columns = first[:, None] + np.arange(max(int((stop - first).max()), 1))
-    inside = columns < stop[:, None]
-    weights = np.where(inside, _antialias_filter(mode, (columns - centre[:, None] + 0.5)
-                                                 / stretch), 0.0)
-    total = weights.sum(axis=1, keepdims=True)
-    weights = np.divide(weights, total, out=weights, where=total != 0)
-    return _axis_matrix(np.repeat(np.arange(m), inside.sum(axis=1)), columns[inside],
-                        weights[inside], m, n)
 
 
 def adaptive_avg_pool_matrix(input_shape: ShapeLike,
@@ -543,112 +380,3 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
     return _kron(shape[0], axes, format, dtype, "interpolate_matrix")
 
 
-def _permutation(source: np.ndarray, format: str, dtype, what: str) -> SparseArray:
-    """The matrix with a 1 in column ``source[r]`` of each row ``r``."""
-    n = source.size
-    check_sparse_memory(n, n, dtype, what)
-    index = sp.get_index_dtype(maxval=n)
-    matrix = sp.csr_array((np.ones(n, dtype=dtype), source.ravel().astype(index),
-                           np.arange(n + 1, dtype=index)), shape=(n, n))
-    return in_format(matrix, format)
-
-
-def _shuffle_shape(input_shape) -> tuple[int, int, int]:
-    shape = _shape(input_shape)
-    if len(shape) != 3:
-        raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
-    c, h, w = shape
-    return c, h, w
-
-
-def pixel_shuffle_matrix(input_shape: ShapeLike, upscale_factor: int, *,
-                         format: SparseFormat = "csr",
-                         dtype: DTypeLike = np.float64) -> SparseArray:
-    """The permutation matrix of PyTorch's ``pixel_shuffle``: ``(C r^2, H, W) -> (C, H r, W r)``.
-
-    Parameters
-    ----------
-    input_shape : tuple of int
-        ``(C * upscale_factor**2, H, W)``.
-    upscale_factor : int
-    format : {"csr", "csc", "coo", "bsr"}
-    dtype : numpy dtype, default float64
-
-    Returns
-    -------
-    scipy.sparse array, shape (n, n) with ``n = prod(input_shape)``
-
-    Raises
-    ------
-    ValueError, TypeError
-        ``input_shape`` not ``(C, H, W)`` or ``C`` not divisible by ``upscale_factor**2``.
-
-    Notes
-    -----
-    ``y[c, h r + i, w r + j] = x[c r^2 + i r + j, h, w]``.
-
-    Examples
-    --------
-    >>> from sparseconv import pixel_shuffle_matrix
-    >>> pixel_shuffle_matrix((4, 1, 1), 2).toarray().astype(int)
-    array([[1, 0, 0, 0],
-           [0, 1, 0, 0],
-           [0, 0, 1, 0],
-           [0, 0, 0, 1]])
-    >>> pixel_shuffle_matrix((4, 1, 2), 2).indices   # input index of each output, C order
-    array([0, 2, 1, 3, 4, 6, 5, 7], dtype=int32)
-    """
-    check_format(format)
-    dtype = layer_dtype(np.empty(0), dtype)
-    r = positive_int(upscale_factor, "upscale_factor")
-    c, h, w = _shuffle_shape(input_shape)
-    if c % (r * r):
-        raise ValueError(f"input_shape[0]={c} must be divisible by upscale_factor**2={r * r}")
-    check_sparse_memory(c * h * w, c * h * w, dtype, "pixel_shuffle_matrix")  # (before the
-    index = np.arange(c * h * w).reshape(c // (r * r), r, r, h, w)  # index array)
-    source = index.transpose(0, 3, 1, 4, 2)  # (C, H, r, W, r): the output's C order
-    return _permutation(source, format, dtype, "pixel_shuffle_matrix")
-
-
-def pixel_unshuffle_matrix(input_shape: ShapeLike, downscale_factor: int, *,
-                           format: SparseFormat = "csr",
-                           dtype: DTypeLike = np.float64) -> SparseArray:
-    """The permutation matrix of ``pixel_unshuffle``: ``(C, H r, W r) -> (C r^2, H, W)``.
-
-    The inverse (and transpose) of :func:`pixel_shuffle_matrix`.
-
-    Parameters
-    ----------
-    input_shape : tuple of int
-        ``(C, H * downscale_factor, W * downscale_factor)``.
-    downscale_factor : int
-    format : {"csr", "csc", "coo", "bsr"}
-    dtype : numpy dtype, default float64
-
-    Returns
-    -------
-    scipy.sparse array, shape (n, n) with ``n = prod(input_shape)``
-
-    Raises
-    ------
-    ValueError, TypeError
-        ``input_shape`` not ``(C, H, W)`` or ``H``, ``W`` not divisible by the factor.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sparseconv import pixel_shuffle_matrix, pixel_unshuffle_matrix
-    >>> P = pixel_unshuffle_matrix((1, 4, 2), 2)
-    >>> bool(np.array_equal((P @ pixel_shuffle_matrix((4, 2, 1), 2)).toarray(), np.eye(8)))
-    True
-    """
-    check_format(format)
-    dtype = layer_dtype(np.empty(0), dtype)
-    r = positive_int(downscale_factor, "downscale_factor")
-    c, h, w = _shuffle_shape(input_shape)
-    if h % r or w % r:
-        raise ValueError(f"input_shape[1:]={(h, w)} must be divisible by downscale_factor={r}")
-    check_sparse_memory(c * h * w, c * h * w, dtype, "pixel_unshuffle_matrix")
-    index = np.arange(c * h * w).reshape(c, h // r, r, w // r, r)
-    source = index.transpose(0, 2, 4, 1, 3)  # (C, r, r, H, W): the output's C order
-    return _permutation(source, format, dtype, "pixel_unshuffle_matrix")

@@ -18,7 +18,7 @@ from torch import nn
 import sparseconv as sc
 from sparseconv._memory import MatrixTooLargeError
 from sparseconv._pooling import _ceil_extra
-from sparseconv._resampling import _adaptive_axis
+from sparseconv._resampling_axes import _adaptive_axis
 from sparseconv._torch_activations import module_constant
 from sparseconv._torch_calls import MAX_POOL_F, by_keyword, linear_call_layer
 from sparseconv._torch_graph_bound import graph_bound
