@@ -167,6 +167,23 @@ def test_spy_labels_channels_and_rejects_inconsistent_requests():
         plot.spy(sp.eye_array(600), axes(), values=True)
 
 
+def test_a_channels_last_operator_has_no_channel_blocks():
+    """A new user's trial: spy of a channels-last ConvOperator with blocks=True said "pass
+    geometry= or a ConvOperator" (it was one), and geometry= then drew channel blocks and
+    labels that were not its matrix's. Refused by its layout, for blocks, zoom and geometry;
+    drawn as a plain matrix otherwise."""
+    from sparseconv import ConvOperator
+
+    A = ConvOperator(np.ones((4, 3, 3, 3)), (3, 6, 6), padding=1, layout="channels_last")
+    for kwargs in (dict(blocks=True), dict(zoom=((0, 2), (0, 2))), dict(geometry=A.geometry)):
+        with pytest.raises(ValueError, match=r"A is a channels-last operator: its matrix is the "
+                                             r"geometry's with rows and columns permuted"):
+            plot.spy(A, axes(), **kwargs)
+    with pytest.raises(ValueError, match="channels-last operator"):
+        plot.save_raster("unused.png", A, zoom=((0, 1), (0, 1)))
+    plot.spy(A, axes())  # a plain matrix
+
+
 def test_save_raster_png_pixels_are_the_pattern(tmp_path):
     w = np.random.default_rng(3).standard_normal((2, 2, 3, 3))
     A = conv_matrix(w, (2, 5, 5), padding=1, padding_mode="reflect")

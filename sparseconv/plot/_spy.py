@@ -46,6 +46,13 @@ __all__ = ["save_raster", "spy"]
 _MAX_LINES = 128  # grid lines per level and axis beyond which the grid would hide the pattern
 
 
+#: Why a channels-last operator is drawn as a plain matrix.
+_CHANNELS_LAST = ("A is a channels-last operator: its matrix is the geometry's with rows and "
+                  "columns permuted, so it has no channel blocks to draw or label (pass "
+                  "geometry= with a channels-first layer's matrix, or build it with "
+                  "layout='channels_first')")
+
+
 def _resolve_layer(A, geometry: ConvGeometry | None) -> tuple[ConvGeometry | None, bool]:
     """The layer drawn and whether ``A`` is its transpose, checked against ``A.shape``."""
     layer = layer_of(A)
@@ -55,10 +62,21 @@ def _resolve_layer(A, geometry: ConvGeometry | None) -> tuple[ConvGeometry | Non
         return None, False
     if not isinstance(geometry, ConvGeometry):
         raise TypeError(f"geometry must be a ConvGeometry, got {type(geometry).__name__}")
+    if getattr(A, "layout", "channels_first") != "channels_first":
+        raise ValueError(_CHANNELS_LAST)
     shape = tuple(np.shape(A))
     if shape not in (geometry.shape, geometry.shape[::-1]):
         raise ValueError(f"geometry describes a {geometry.shape} matrix, but A.shape is {shape}")
     return geometry, shape != geometry.shape
+
+
+def _channel_blocks_of(A, geom: ConvGeometry | None, blocks, zoom) -> None:
+    """Refuse, by its layout, a channels-last operator asked for channel blocks (``blocks=True``
+    or ``zoom=``; a new user's trial: told to pass a ConvOperator, which it was)."""
+    asked = blocks is True or (isinstance(blocks, str) and blocks == "auto") or zoom is not None
+    if asked and geom is None and getattr(A, "layout", "channels_first") != "channels_first":
+        raise ValueError(("zoom=" if zoom is not None else "blocks=True") + " draws channel "
+                         "blocks: " + _CHANNELS_LAST)
 
 
 def _channels(geom, transposed) -> tuple[int, int]:
@@ -229,8 +247,11 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         Where to draw; by default a new figure when ``fname`` or ``figsize`` is given, else
         pyplot's current axes.
     geometry : ConvGeometry, optional
-        The layer whose matrix (or its transpose) ``A`` is: labels the axes in channels and
-        positions, aligns the bins with channel blocks and enables ``blocks=True``.
+        The layer whose matrix (or its transpose) ``A`` is, or whose shape and channels-first
+        order ``A`` has (a product of layers, say): labels the axes in channels and
+        positions, aligns the bins with channel blocks and enables ``blocks=True``. A
+        channels-last operator is refused (its matrix has no channel blocks); a channels-last
+        matrix cannot be told from its entries: it must not be given a geometry.
     blocks : bool, "auto", or sequence of (int, int), optional
         Grid lines: ``True`` draws channel blocks and, for 2-D layers, the row blocks of the
         doubly block Toeplitz structure; or explicit block sizes ``(rows, cols)`` (an int:
@@ -316,6 +337,7 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     values = as_bool(values, "values")  # (a hunt: values="no" drew the values)
     check_output(fname, dpi, figsize, format, ax=ax)
     geom, transposed = _resolve_layer(A, geometry)
+    _channel_blocks_of(A, geom, blocks, zoom)
     _zoom_range(zoom, _channels(geom, transposed))
     image, binned, style = _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom)
     rows, cols = binned.row_edges, binned.col_edges
@@ -398,6 +420,7 @@ def save_raster(fname: str | os.PathLike[str], A: MatrixLike, *,
     max_bins = check_count(max_bins, "max_bins")
     fmt, dpi, _ = check_output(fname, dpi, None, format, formats=raster_formats())
     geom, transposed = _resolve_layer(A, geometry)
+    _channel_blocks_of(A, geom, None, zoom)
     _zoom_range(zoom, _channels(geom, transposed))
     image, _, style = _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom)
     stable_save(lambda target, form: imsave(target, image, format=form, dpi=dpi or 100,
