@@ -105,7 +105,10 @@ def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: Shape
         if output_shape is None or np.ndim(index) != 1 or len(index) != len(output_shape):
             raise ValueError(f"output_index={output_index!r} must be an int or a tuple of "
                              f"len(output_shape), with output_shape given")
-        if not all(is_int(i) and 0 <= i < n for i, n in zip(index, output_shape)):
+        if not all(is_int(i) for i in index):  # (a new user's trial: 4.0 was "out of range")
+            raise TypeError(f"output_index={output_index!r} must hold integers, as numpy's "
+                            "indices do")
+        if not all(0 <= i < n for i, n in zip(index, output_shape)):
             raise ValueError(f"output_index={output_index!r} is out of range for "
                              f"output_shape={output_shape}")
         index = int(np.ravel_multi_index(tuple(index), output_shape))

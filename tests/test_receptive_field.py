@@ -82,7 +82,9 @@ BAD_FIELD = [
     (dict(layers=[np.eye(4)]), TypeError, "scipy.sparse"),
     (dict(input_shape=(1, 5)), ValueError, r"input_shape=\(1, 5\) has 5 entries but layers\[0\]"),
     (dict(layers=None), TypeError, "layers must be a sequence"),
-    (dict(output_index=(0, 1.5), output_shape=(1, 4)), ValueError, "output_index"),
+    # (a new user's trial: 1.0, inside the range, was "out of range")
+    (dict(output_index=(0, 1.5), output_shape=(1, 4)), TypeError, "must hold integers"),
+    (dict(output_index=(0, 1.0), output_shape=(1, 4)), TypeError, "must hold integers"),
     (dict(output_index=4), ValueError, "out of range"),
     (dict(output_index=(0, 3)), ValueError, "output_shape given"),
     (dict(output_index=(0, 4), output_shape=(1, 4)), ValueError, "out of range"),
