@@ -95,7 +95,8 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
     """A layer applied chunk by chunk to Dask arrays (the two public classes build it).
 
     ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of
-    shape ``input_shape``, ``(N, *input_shape)`` or the flat ``(prod(input_shape),)`` and
+    shape ``input_shape``, ``(N, *input_shape)``, the flat ``(prod(input_shape),)`` or columns
+    ``(prod(input_shape), k)`` (scipy's ``matmat`` form) and
     return a lazy Dask array of the same form, so an iterative solver written with Dask arrays
     never gathers them (scipy's ``LinearOperator`` would call ``np.asarray`` first, so these
     public methods are overridden here, unlike sparseconv's serial operators). Given a numpy
@@ -137,6 +138,11 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
                     x.shape[1], math.prod(shape_out)).T
             # flat, shape_in or (N, *shape_in): the Dask forms, computed
             return self._apply(da.from_array(x, chunks=-1), adjoint).compute()
+        n = math.prod(shape_in)
+        if x.ndim == 2 and x.shape[0] == n and x.shape != shape_in:  # columns (n, k), as
+            # scipy's matmat and the numpy path take them (a new user's trial: refused)
+            out = self._apply(x.T.reshape(x.shape[1], *shape_in), adjoint)
+            return out.reshape(x.shape[1], -1).T
         batch, restore = _as_batch(x, shape_in, "x")
         batch = batch.rechunk((batch.chunks[0], -1, *chunks_in))
         dtype = np.result_type(self.dtype, batch.dtype)
@@ -155,11 +161,13 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
         return self._apply(x, adjoint=True)
 
     def matmat(self, X):
-        """``A @ X``: Dask arrays batched ``(N, *input_shape)``, or numpy columns."""
+        """``A @ X``: arrays batched ``(N, *input_shape)``, or columns ``(n, k)`` (Dask or
+        numpy)."""
         return self._apply(X, adjoint=False)
 
     def rmatmat(self, X):
-        """``A^H @ X``: Dask arrays batched ``(N, *output_shape)``, or numpy columns."""
+        """``A^H @ X``: arrays batched ``(N, *output_shape)``, or columns ``(m, k)`` (Dask or
+        numpy)."""
         return self._apply(X, adjoint=True)
 
     def _dot_array(self, x):

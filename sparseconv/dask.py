@@ -130,7 +130,8 @@ class ConvOperator(_ChunkedLayer):
     Notes
     -----
     ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of
-    shape ``input_shape``, ``(N, *input_shape)`` or the flat ``(prod(input_shape),)`` and
+    shape ``input_shape``, ``(N, *input_shape)``, the flat ``(prod(input_shape),)`` or columns
+    ``(prod(input_shape), k)`` (scipy's ``matmat`` form) and
     return a lazy Dask array of the same form, so that an iterative solver written with Dask
     arrays never gathers them (scipy's ``LinearOperator`` would call ``np.asarray`` first, so
     these public methods are overridden, unlike sparseconv's serial operators). Given a numpy

@@ -654,6 +654,21 @@ def test_a_column_of_an_input_shape_n_by_1_is_a_column():
     np.testing.assert_allclose(A.H @ (serial @ x), serial.H @ (serial @ x), rtol=1e-14)
 
 
+def test_dask_columns_are_taken_as_numpy_columns_are():
+    """A new user's trial: A.matmat of a (200, 3) Dask array, scipy's matmat form, was
+    refused where the numpy array worked; matvec of a (200, 1) Dask column too. Both are
+    columns now, lazily, equal to the serial operator's."""
+    w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
+    serial = sc.ConvOperator(w, (2, 10, 10), padding=1)
+    A = sdask.ConvOperator(w, (2, 10, 10), chunks=5, padding=1)
+    X = np.random.default_rng(1).standard_normal((200, 3))
+    for product, theirs in ((A.matmat(da.from_array(X, chunks=(50, 2))), serial @ X),
+                            (A.matvec(da.from_array(X[:, :1])), serial @ X[:, :1]),
+                            (A.rmatmat(da.from_array(serial @ X)), serial.H @ (serial @ X))):
+        assert isinstance(product, da.Array) and product.shape == theirs.shape
+        np.testing.assert_allclose(product.compute(), theirs, rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 def test_a_chunk_too_large_for_its_operator_is_refused_when_the_graph_is_built(
         transposed, memory_limit):
