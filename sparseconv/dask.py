@@ -394,7 +394,7 @@ def _channels_and_space(x, weight, name: str, axis: int, groups) -> tuple[int, .
     return shape
 
 
-def to_zarr(x: da.Array, store: Any, *, component: str | None = None,
+def to_zarr(x: da.Array, url: Any, *, component: str | None = None,
             overwrite: bool = False, compute: bool = True, **kwargs: Any) -> Any:
     """Write a (lazy) Dask array to a zarr store chunk by chunk, as it is computed.
 
@@ -406,8 +406,9 @@ def to_zarr(x: da.Array, store: Any, *, component: str | None = None,
     Parameters
     ----------
     x : dask.array.Array
-    store : str, pathlib.Path or zarr store
-        Where to write, as ``dask.array.to_zarr`` takes it.
+    url : str, pathlib.Path or zarr store
+        Where to write, as ``dask.array.to_zarr`` takes it (and names it: a new user's
+        trial).
     component : str, optional
         The array's path inside the store.
     overwrite, compute, **kwargs
@@ -444,7 +445,7 @@ def to_zarr(x: da.Array, store: Any, *, component: str | None = None,
     regular = tuple(max(c) if c else 0 for c in x.chunks)
     if any(len(set(c[:-1])) > 1 or (len(c) > 1 and c[-1] > c[0]) for c in x.chunks):
         x = x.rechunk(regular)
-    return da.to_zarr(x, store, component=component, overwrite=overwrite, compute=compute,
+    return da.to_zarr(x, url, component=component, overwrite=overwrite, compute=compute,
                       **kwargs)
 
 

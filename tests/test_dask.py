@@ -743,3 +743,16 @@ def test_a_matrix_beyond_int64_is_refused_as_sparseconv_refuses_it():
     with pytest.raises(ValueError, match="int64 indices can address") as ours:
         sdask.conv_matrix(w, shape)
     assert str(ours.value) == str(theirs.value)
+
+
+def test_to_zarr_names_its_target_as_dask_does(tmp_path):
+    """A new user's trial: to_zarr(y, url=...) (dask.array.to_zarr's name) failed with
+    "missing 1 required positional argument: 'store'"."""
+    pytest.importorskip("zarr")
+    import zarr
+
+    y = sdask.conv(da.ones((1, 8, 8), chunks=(1, 4, 4)), np.ones((1, 1, 3, 3)), padding=1)
+    sdask.to_zarr(y, url=str(tmp_path / "y.zarr"))
+    assert float(zarr.open(str(tmp_path / "y.zarr"), mode="r")[:].sum()) == float(
+        y.sum().compute())
+
