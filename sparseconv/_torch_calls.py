@@ -21,12 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.operator_schemas import normalize_function
 
+from sparseconv._torch_fixed_layers import _padding
 from sparseconv._torch_kinds import (
     _CONV_T,
     _POOL,
     Interpolate,
 )
-from sparseconv._torch_layers import _Layer, _layer, _padding
+from sparseconv._torch_layer_base import _Layer
+from sparseconv._torch_layers import _layer
 from sparseconv._typing import PaddingMode
 
 __all__ = ["MATMUL", "MAX_POOL_F", "by_keyword", "linear_call_layer", "matmul_operands",

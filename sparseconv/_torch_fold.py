@@ -14,6 +14,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from sparseconv._torch_fixed_layers import _batchnorm_scale_shift
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
@@ -25,7 +26,7 @@ from sparseconv._torch_kinds import (
     parameter,
     refuse_hooks,
 )
-from sparseconv._torch_layers import _batchnorm_scale_shift, _numpy
+from sparseconv._torch_layer_base import _numpy
 
 __all__ = ["FoldedBatchNorm", "fold_batchnorm"]
 

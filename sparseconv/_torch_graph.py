@@ -39,6 +39,7 @@ from sparseconv._torch_calls import (
     matmul_operands,
     transposition_axes,
 )
+from sparseconv._torch_fixed_layers import _padding
 from sparseconv._torch_kinds import (
     _CONV_T,
     _DROPOUT,
@@ -46,7 +47,8 @@ from sparseconv._torch_kinds import (
     _SUPPORTED,
     _refuse,
 )
-from sparseconv._torch_layers import _identity, _Layer, _layer, _numpy, _padding
+from sparseconv._torch_layer_base import _identity, _Layer, _numpy
+from sparseconv._torch_layers import _layer
 from sparseconv._torch_script import _kind, forward_failed, probe_input
 
 # The probe's batch: a reshape that keeps it first keeps every sample's values in C order, and

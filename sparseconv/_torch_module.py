@@ -22,7 +22,8 @@ from sparseconv._torch_kinds import (
     check_module_layout,
     refuse_hooks,
 )
-from sparseconv._torch_layers import _input_shape, _Layer, _layer
+from sparseconv._torch_layer_base import _input_shape, _Layer
+from sparseconv._torch_layers import _layer
 from sparseconv._typing import BlockSize, DTypeLike, Layout, SparseFormat
 from sparseconv._validation import check_blocksize, check_format, inexact_dtype
 

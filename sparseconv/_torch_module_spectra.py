@@ -38,7 +38,7 @@ from sparseconv._symbol import unit_scale
 from sparseconv._torch_kinds import (
     _CONV,
 )
-from sparseconv._torch_layers import _Layer
+from sparseconv._torch_layer_base import _Layer
 from sparseconv._torch_module import _hookless_layer
 
 __all__ = ["singular_values", "spectral_norm", "symbol"]

@@ -59,7 +59,8 @@ from sparseconv._torch_kinds import (
     is_leaf,
     is_reshape,
 )
-from sparseconv._torch_layers import _Layer, _layer, called_output_size
+from sparseconv._torch_layer_base import _Layer
+from sparseconv._torch_layers import _layer, called_output_size
 from sparseconv._torch_module_spectra import _layer_norm, _layer_options
 from sparseconv._torch_script import (
     _kind,

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from sparseconv._torch_kinds import _refuse, check_module, leaf_modules, mode_hooked, mode_matters
-from sparseconv._torch_layers import _input_shape
+from sparseconv._torch_layer_base import _input_shape
 from sparseconv._torch_script import (
     _kind,
     forward_failed,

@@ -40,8 +40,9 @@ bound of a whole network at once, traced once and recomputed from the current we
 call (:mod:`sparseconv._torch_penalty`).
 
 This module is the public facade; the implementation lives in private modules, one concept
-each: ``_torch_kinds`` (which modules are layers, and which are refused), ``_torch_layers``
-(a module translated into a layer), ``_torch_module`` (one module's matrix, operator and
+each: ``_torch_kinds`` (which modules are layers, and which are refused), ``_torch_layers``,
+``_torch_layer_base`` and ``_torch_fixed_layers`` (a module translated into a layer),
+``_torch_module`` (one module's matrix, operator and
 affine map), ``_torch_module_spectra`` (its spectra), ``_torch_fold`` (BatchNorm folding),
 ``_torch_trace`` (:func:`trace`), ``_torch_script``, ``_torch_script_rebuild`` and
 ``_torch_script_chain`` (TorchScript models), ``_torch_calls`` (the calls a forward makes),
