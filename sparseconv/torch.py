@@ -49,7 +49,8 @@ affine map), ``_torch_module_spectra`` (its spectra), ``_torch_fold`` (BatchNorm
 ``_torch_graph`` (a network's torch.fx graph as linear ops), ``_torch_graph_bound``,
 ``_torch_graph_rules`` and ``_torch_graph_sizes`` (a bound over that graph),
 ``_torch_activations`` (activations' constants), ``_torch_network``
-(:func:`network_operator`), ``_torch_report`` (:func:`lipschitz_report`; its result in
+(:func:`network_operator`), ``_torch_report`` and ``_torch_report_rows``
+(:func:`lipschitz_report`; its result in
 ``_report_table``, which needs no torch), ``_torch_chain`` (its network bound),
 ``_torch_spectra`` and ``_torch_penalty`` (:func:`lipschitz_bounds`). They, and this module,
 are the only ones that import torch; ``import sparseconv`` does not.

@@ -979,12 +979,12 @@ def test_report_names_the_layer_whose_work_failed(tmp_path, capsys, monkeypatch)
     """A layer's own RuntimeError is not blamed on the model's forward."""
     import torch
 
-    from sparseconv import _torch_report
+    from sparseconv import _torch_report_rows
 
     def fail(layer, **kwargs):
         raise RuntimeError("the certificate broke")
 
-    monkeypatch.setattr(_torch_report, "_layer_norm", fail)
+    monkeypatch.setattr(_torch_report_rows, "_layer_norm", fail)
     torch.save(_tiny_model().eval(), tmp_path / "model.pt")
     line = _main_fails(["report", "--model", tmp_path / "model.pt", "--input-shape", "3,8,8",
                         "--trust-pickle"], capsys)

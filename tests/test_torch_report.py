@@ -665,7 +665,7 @@ def test_relative_width_missed_on_a_worker_is_warned_here():
 def test_workers_give_the_serial_rows_in_order(monkeypatch):
     # the upsampling's norm (a dense SVD of one channel, milliseconds) made to take 0.3 s, so
     # that its row's time shows whether it counts the norm, not only the row's preparation
-    module = sys.modules["sparseconv._torch_report"]
+    module = sys.modules["sparseconv._torch_report_rows"]  # (where the rows are bounded)
     layer_norm = module._layer_norm
 
     def slow_norm(layer, **kwargs):
