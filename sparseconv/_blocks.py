@@ -33,7 +33,7 @@ from ._axis_geometry import AxisGeometry
 from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._matrices import _assemble_csr, matrix_bytes
-from ._memory import USE_OPERATOR, check_memory
+from ._memory import USE_OPERATOR, USE_TRANSPOSE_OPERATOR, check_memory
 from ._typing import (
     ArrayLike,
     DTypeLike,
@@ -171,7 +171,8 @@ def row_block(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, rows,
     shape = geom.shape[::-1] if transposed else geom.shape
     start, stop = row_range(rows, shape[0])
     plan = _plan(geom, start, stop, transposed)
-    check_row_block(geom, dtype, start, stop, transposed, plan)
+    check_row_block(geom, dtype, start, stop, transposed, plan,
+                    USE_TRANSPOSE_OPERATOR if transposed else USE_OPERATOR)
     parts = [_transposed_slab(geom, weight, dtype, *step) if transposed
              else _slab(geom, weight, dtype, *step) for step in plan]
     return _stack(parts, (stop - start, shape[1]), dtype, transposed, geom, start, plan)

@@ -15,7 +15,7 @@ from typing import NoReturn
 import numpy as np
 
 from ._geometry import ConvGeometry
-from ._memory import USE_OPERATOR, MatrixTooLargeError, check_memory
+from ._memory import USE_OPERATOR, USE_TRANSPOSE_OPERATOR, MatrixTooLargeError, check_memory
 from ._shapes import conv_transpose_output_shape, output_padding_for
 from ._validation import PADDING_STRINGS, first_index, int_tuple
 
@@ -455,6 +455,7 @@ def _reason(exc: BaseException, layer: bool = True) -> str:
     if isinstance(exc, MatrixTooLargeError):  # the remedies of a command line (a new user's
         # trial: the library's message offered Python calls only)
         message = message.replace(f"{USE_OPERATOR}, or raise", "or raise").replace(
+            f"{USE_TRANSPOSE_OPERATOR}, or raise", "or raise").replace(
             "with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT",
             "in the environment, e.g. SPARSECONV_MEMORY_LIMIT=16G")
     return _as_options(message) if layer else message

@@ -26,7 +26,7 @@ from ._axis_geometry import AxisSegment
 from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._layout import assemble_channels_last, channels_last_bytes, checked_blocksize
-from ._memory import USE_OPERATOR, check_memory
+from ._memory import USE_OPERATOR, USE_TRANSPOSE_OPERATOR, check_memory
 from ._typing import (
     ArrayLike,
     BlockSize,
@@ -191,8 +191,11 @@ def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, format: st
     result's BSR blocksize. ``hint``: the refusal's advice (a pooling matrix has no
     matrix-free operator to suggest)."""
     rows, cols = geom.shape[::-1] if transposed else geom.shape
+    if transposed and hint == USE_OPERATOR:
+        hint = USE_TRANSPOSE_OPERATOR
     if layout == "channels_last":
-        return _assemble_channels_last(geom, weight, dtype, format, transposed, extra, blocksize)
+        return _assemble_channels_last(geom, weight, dtype, format, transposed, extra, blocksize,
+                                       hint)
     nbytes, nnz, index_dtype = matrix_bytes(geom, dtype, format, transposed=transposed)
     check_memory(nbytes + extra, f"the {rows} x {cols} sparse matrix with {nnz} nonzeros "
                  f"({format.upper()}, with the temporaries of its assembly)", hint)
@@ -208,7 +211,8 @@ def assemble(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, format: st
 
 def _assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype,
                             format: str, transposed: bool, extra: int,
-                            blocksize: tuple[int, int] | None) -> sp.sparray:
+                            blocksize: tuple[int, int] | None,
+                            hint: str | None = USE_OPERATOR) -> sp.sparray:
     """:func:`assemble` in channels-last order: BSR blocks straight from the segments; CSR is
     the case of 1x1 blocks (the same arrays); other formats and transposes are scipy's."""
     rows, cols = geom.shape[::-1] if transposed else geom.shape
@@ -220,7 +224,7 @@ def _assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dt
         nbytes += format_bytes(nnz, (rows, cols), dtype, index_dtype, format)
     check_memory(nbytes + extra, f"the {rows} x {cols} sparse matrix with {nnz} nonzeros "
                  f"({format.upper()}, channels_last, with the temporaries of its assembly)",
-                 USE_OPERATOR)
+                 hint)
     matrix: sp.sparray = assemble_channels_last(geom, weight, dtype, index_dtype, block)
     if format != "bsr":
         bsr = matrix

@@ -27,6 +27,7 @@ from ._validation import is_int
 
 __all__ = [
     "USE_OPERATOR",
+    "USE_TRANSPOSE_OPERATOR",
     "fits",
     "DEFAULT_LIMIT",
     "MatrixTooLargeError",
@@ -187,8 +188,10 @@ def set_memory_limit(nbytes: int | str | None) -> int | None:
     return old
 
 
-#: The advice for an explicit matrix that does not fit.
+#: The advice for an explicit matrix that does not fit (a transposed layer's: its own operator;
+#: a selection or pooling matrix has none to suggest, a trial found).
 USE_OPERATOR = "use the matrix-free ConvOperator"
+USE_TRANSPOSE_OPERATOR = "use the matrix-free ConvTransposeOperator"
 
 
 def fits(nbytes: int) -> bool:

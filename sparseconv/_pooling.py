@@ -31,9 +31,9 @@ from ._validation import (
     as_bool,
     exact_in,
     int_tuple,
+    is_int,
     layer_dtype,
     normalize_padding,
-    positive_int,
 )
 
 __all__ = ["avg_pool_matrix"]
@@ -69,7 +69,8 @@ def avg_pool_matrix(
         Divide by the window's positions inside the padded input (True) or by the input
         positions it covers (False).
     divisor_override : int, optional
-        Divide every window by this number instead.
+        Divide every window by this number instead: any nonzero integer, as PyTorch takes it
+        (a negative one negates the averages).
     format : {"csr", "csc", "coo", "bsr"}
     dtype : numpy dtype, default float64
 
@@ -112,8 +113,14 @@ def avg_pool_matrix(
     check_format(format)
     ceil_mode = as_bool(ceil_mode, "ceil_mode")
     count_include_pad = as_bool(count_include_pad, "count_include_pad")
-    if divisor_override is not None:
-        divisor_override = positive_int(divisor_override, "divisor_override")
+    if divisor_override is not None:  # (a new user's trial: -1, which PyTorch takes, refused)
+        if not is_int(divisor_override):
+            raise TypeError(f"divisor_override must be a nonzero integer, got "
+                            f"{divisor_override!r}")
+        if divisor_override == 0 or abs(divisor_override) >= 2**63:
+            raise ValueError(f"divisor_override must be a nonzero integer of int64, as "
+                             f"PyTorch takes it, got {divisor_override!r}")
+        divisor_override = int(divisor_override)
     dtype = layer_dtype(np.empty(0), dtype)
     shape = ConvGeometry.from_kernel_size(input_shape, 1).input_shape  # validated
     ndim = len(shape) - 1

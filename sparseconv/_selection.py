@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._matrices import check_addressable, check_format, format_bytes
-from ._memory import USE_OPERATOR, check_memory
+from ._memory import check_memory
 from ._typing import (
     DTypeLike,
     IntOrTuple,
@@ -51,7 +51,7 @@ def _selection(geom: ConvGeometry, dtype, format: str,
     if format != "csr":
         nbytes += format_bytes(rows, (rows, channels * n_in), dtype, np.int64, format)
     check_memory(nbytes, f"the {rows} x {channels * n_in} selection matrix (with the "
-                 "temporaries of its gather map)", USE_OPERATOR)
+                 "temporaries of its gather map)")  # (no operator computes it: a trial)
     if layout == "channels_last":
         taps = geom.index_map().ravel()
         hit = np.repeat(taps >= 0, channels)

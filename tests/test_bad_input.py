@@ -155,7 +155,7 @@ SPECS = {
                                  stride=[s for s in POSITIVE if s is not None],
                                  padding=PADDINGS, ceil_mode=["yes", 1, None],
                                  count_include_pad=["yes", 1, None],
-                                 divisor_override=[0, -1, 1.5, "2", True, HUGE],
+                                 divisor_override=[0, 1.5, "2", True, HUGE, -HUGE - 1],
                                  format=FORMATS, dtype=DTYPES)),
     "block_conv_matrix": Spec(keyword_call(sc.block_conv_matrix, "weight", "input_shape"),
                               dict(weight=W, input_shape=SHAPE),

@@ -398,3 +398,27 @@ def test_a_format_conversion_is_counted(name, memory_limit):
     error, peak = traced(call)
     assert error is None or isinstance(error, sparseconv.MatrixTooLargeError), error
     assert peak < mebibytes * 2**20, (name, error, peak)
+
+
+def test_the_refusals_advice_names_the_operator_that_computes_the_layer(memory_limit):
+    """A new user's trial: a transposed layer's refusal advised the ConvOperator (another
+    layer), and a padding's or im2col's selection matrix too (no operator computes them)."""
+    sparseconv.set_memory_limit(1000)
+    weight = np.ones((2, 2, 3, 3))
+    cases = [(lambda: sparseconv.conv_matrix(weight, (2, 16, 16)), "ConvOperator,"),
+             (lambda: sparseconv.conv_transpose_matrix(weight, (2, 16, 16)),
+              "ConvTransposeOperator,"),
+             (lambda: sparseconv.conv_transpose_matrix(weight, (2, 16, 16),
+                                                       layout="channels_last"),
+              "ConvTransposeOperator,"),
+             (lambda: sparseconv.conv_transpose_matrix(weight, (2, 16, 16), rows=slice(0, 400)),
+              "ConvTransposeOperator,")]
+    for build, operator in cases:
+        with pytest.raises(sparseconv.MatrixTooLargeError, match=rf"use the matrix-free "
+                                                                 rf"{operator}"):
+            build()
+    for build in (lambda: sparseconv.pad_matrix((2, 16, 16), 1),
+                  lambda: sparseconv.im2col_matrix((2, 16, 16), 3)):
+        with pytest.raises(sparseconv.MatrixTooLargeError) as info:
+            build()
+        assert "Operator" not in str(info.value), str(info.value)

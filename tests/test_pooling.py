@@ -29,7 +29,8 @@ def test_avg_pool_matrix_matches_torch(seed):
     kwargs = dict(stride=stride, padding=padding, ceil_mode=bool(seed % 4 >= 2),
                   count_include_pad=bool(seed % 2))
     if ndim > 1 and seed % 5 == 0:  # avg_pool1d has no divisor_override
-        kwargs["divisor_override"] = int(rng.integers(1, 10))
+        # any nonzero divisor, as PyTorch takes it (a new user's trial: -1 was refused)
+        kwargs["divisor_override"] = int(rng.choice([-3, -1, *range(1, 10)]))
     A = avg_pool_matrix((channels, *size), kernel, **kwargs)
     x = rng.standard_normal((1, channels, *size))
     pool = getattr(F, f"avg_pool{ndim}d")
@@ -59,7 +60,8 @@ BAD_POOL = [
     (dict(ceil_mode="False"), TypeError, "ceil_mode must be a bool"),
     (dict(count_include_pad=None), TypeError, "count_include_pad must be a bool"),
     (dict(dtype=np.float16), TypeError, "float16"),
-    (dict(divisor_override=0), ValueError, "divisor_override"),
+    (dict(divisor_override=0), ValueError, "divisor_override must be a nonzero integer"),
+    (dict(divisor_override=2.0), TypeError, "divisor_override must be a nonzero integer"),
     (dict(input_shape=(2, 1, 1)), ValueError, "kernel_size"),
     (dict(input_shape=(2,)), ValueError, "input_shape"),
     (dict(format="dense"), ValueError, "format"),
