@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from ._geometry import ConvGeometry, copies_of
@@ -118,6 +119,7 @@ class _GeometryOperator(LinearOperator):
     def dot(self, x: Any) -> Any:
         """scipy's ``dot`` (and ``@``), except that an array of more than two dimensions is
         refused by its shape (scipy's message prints the whole array; ``x @ A`` as well)."""
+        _dense(x, "A @ x")
         if isinstance(x, np.ndarray) and x.ndim > 2:
             raise ValueError(
                 f"{self!r} multiplies flat vectors of length {self.shape[1]} or ({self.shape[1]},"
@@ -151,6 +153,7 @@ class _GeometryOperator(LinearOperator):
         """scipy's public ``name`` (which decides what it accepts); where it refuses the
         shape, the refusal says which shapes are accepted (``check``'s ValueError) instead of
         scipy's "dimension mismatch"."""
+        _dense(x, name)
         try:
             return getattr(super(), name)(x)
         except ValueError as exc:
@@ -266,8 +269,18 @@ class _GeometryOperator(LinearOperator):
                 f"dtype={self.dtype}{layout}>")
 
 
+def _dense(x: Any, what: str) -> None:
+    """Refuse a scipy.sparse array by its kind (a new user's trial: numpy reads one as a 0-d
+    object array, and the refusal said "got shape ()" of a (50, 1) column)."""
+    if sp.issparse(x):
+        raise TypeError(f"{what} takes dense arrays (numpy's), got a scipy.sparse "
+                        f"{x.format} array of shape {x.shape}: pass x.toarray(), or multiply "
+                        "the layer's matrix, A.tosparse() @ x")
+
+
 def _numeric(x: ArrayLike, what: str) -> np.ndarray:
     """``x`` as an array of numbers, or a TypeError (numpy's own would name a ufunc loop)."""
+    _dense(x, what)
     x = np.asarray(x)
     if x.dtype.kind not in "biufc":
         raise TypeError(f"{what} expects a numeric array, got dtype {x.dtype}")

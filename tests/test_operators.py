@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import sparseconv
@@ -581,3 +582,16 @@ def test_a_weight_that_is_not_finite_is_sized_as_its_matrix():
         ConvOperator(w[:, :, :1, :1].copy() * 0 + 1, (8, 32, 32))  # a finite one is not
     finally:
         set_memory_limit(old)
+
+
+def test_a_sparse_operand_is_refused_by_its_kind():
+    """A new user's trial: A @ csr_array((50, 1)) said "expects ... (50, 1) ..., got shape ()"
+    (numpy reads a sparse array as a 0-d object array)."""
+    A = ConvOperator(np.ones((4, 2, 3, 3)), (2, 5, 5), padding=1, stride=2)
+    column = sp.csr_array(np.ones((50, 1)))
+    for call in (lambda: A @ column, lambda: A.matvec(column), lambda: A.matmat(column),
+                 lambda: A.H.rmatvec(column), lambda: A.apply(sp.csr_array(np.ones((5, 5))))):
+        with pytest.raises(TypeError, match=r"takes dense arrays \(numpy's\), got a "
+                                            r"scipy.sparse csr array of shape"):
+            call()
+    assert np.allclose(A @ column.toarray(), A.tosparse() @ column.toarray())
