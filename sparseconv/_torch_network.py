@@ -19,7 +19,8 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._memory import check_memory
-from sparseconv._torch_graph import _build_graph, _Op, output_leaves
+from sparseconv._torch_graph import _build_graph, output_leaves
+from sparseconv._torch_graph_ops import _Op
 from sparseconv._torch_kinds import model_hook_reason
 from sparseconv._torch_script import (
     _kind,
