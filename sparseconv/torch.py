@@ -46,8 +46,9 @@ each: ``_torch_kinds`` (which modules are layers, and which are refused), ``_tor
 affine map), ``_torch_module_spectra`` (its spectra), ``_torch_fold`` (BatchNorm folding),
 ``_torch_trace`` (:func:`trace`), ``_torch_script``, ``_torch_script_rebuild`` and
 ``_torch_script_chain`` (TorchScript models), ``_torch_calls`` (the calls a forward makes),
-``_torch_graph`` and ``_torch_graph_ops`` (a network's torch.fx graph as linear ops), ``_torch_graph_bound``,
-``_torch_graph_rules`` and ``_torch_graph_sizes`` (a bound over that graph),
+``_torch_graph`` and ``_torch_graph_ops`` (a network's torch.fx graph as linear ops),
+``_torch_graph_bound``, ``_torch_graph_rules`` and ``_torch_graph_sizes`` (a bound over that
+graph),
 ``_torch_activations`` (activations' constants), ``_torch_network``
 (:func:`network_operator`), ``_torch_report`` and ``_torch_report_rows``
 (:func:`lipschitz_report`; its result in
