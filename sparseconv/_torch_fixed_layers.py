@@ -30,6 +30,7 @@ from sparseconv._resampling import adaptive_output_size, interpolate_output_size
 from sparseconv._torch_kinds import (
     _ADAPTIVE,
     _BATCHNORM,
+    _NORM_RANKS,
     _PAD_MODES,
     _POOL,
     Interpolate,
@@ -116,9 +117,7 @@ def _batchnorm_scale_shift(module) -> tuple[np.ndarray, np.ndarray]:
 
 def _batchnorm_layer(module, input_shape) -> _Layer:
     name = type(module).__name__
-    instance = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
-    ndim = (_BATCHNORM.index(type(module)) + 1 if type(module) in _BATCHNORM else
-            instance.index(type(module)) + 1 if type(module) in instance else None)
+    ndim = _NORM_RANKS.get(type(module))  # (SyncBatchNorm: any rank)
     shape = _input_shape(input_shape, None, name)
     spatial_ranks = (0, 1) if ndim == 1 and type(module) in _BATCHNORM else (ndim,)
     if shape[0] != module.num_features or (ndim is not None and len(shape) - 1 not in
