@@ -134,6 +134,11 @@ def test_spy_raw_pixels_are_the_pattern_and_figure_is_drawn(tmp_path):
     assert "wrote" in out
     picture = matplotlib.image.imread(tmp_path / "fig.png")
     assert picture.shape[:2] == (1050, 1050) and picture.std() > 0.05  # 3.5 in at 300 dpi
+    # the values of a window of channel blocks: --max-bins's advice, followable here (a new
+    # user's trial: it advised slicing the matrix)
+    ok("spy", "-o", tmp_path / "window.png", "--raw", "--values", "--in-shape", "8,12,12",
+       "--out-channels", "8", "--kernel-size", "3", "--zoom", "2:5,5:6")  # 8 x 8 blocks of
+    assert matplotlib.image.imread(tmp_path / "window.png").shape[:2] == (300, 144)  # 100x144
 
 
 def test_spy_raw_refuses_a_figsize_it_would_ignore(tmp_path, capsys):

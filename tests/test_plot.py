@@ -407,6 +407,33 @@ def test_zoom_draws_the_block_range_of_the_matrix():
             plot.spy(geom, axes(), zoom=bad)
 
 
+def test_values_of_a_zoom_window_are_the_matrix_entries():
+    """``values=True`` with ``zoom=`` draws the window's entries at the whole matrix's
+    coordinates (a new user's trial: it was refused, with advice to slice the matrix, which
+    the command line cannot do)."""
+    w = np.random.default_rng(8).standard_normal((6, 4, 3, 3))
+    geom = ConvGeometry.from_weight(w.shape, (4, 6, 6), stride=2, padding=1)
+    A = conv_matrix(w, (4, 6, 6), stride=2, padding=1)  # 6 x 4 blocks of 9 x 36 entries
+    T = ConvTransposeOperator(w, (6, 3, 3), stride=2, padding=1, output_padding=1)  # A.T
+    dense = A.toarray()
+    for source, geometry, matrix, block, zoom in [
+            (A, geom, dense, (9, 36), ((1, 3), (2, 4))),
+            (ConvOperator(w, (4, 6, 6), stride=2, padding=1), None, dense, (9, 36),
+             ((0, 6), (3, 4))),
+            (T, None, dense.T, (36, 9), ((2, 4), (1, 3)))]:
+        (r0, r1), (c0, c1) = zoom
+        window = matrix[r0 * block[0]:r1 * block[0], c0 * block[1]:c1 * block[1]]
+        image = plot.spy(source, axes(), values=True, zoom=zoom, geometry=geometry)
+        drawn = image.get_array()
+        np.testing.assert_array_equal(np.ma.getmaskarray(drawn), window == 0)
+        np.testing.assert_array_equal(drawn.filled(0), window)
+        assert image.get_extent() == [c0 * block[1] - 0.5, c1 * block[1] - 0.5,
+                                      r1 * block[0] - 0.5, r0 * block[0] - 0.5]
+    with pytest.raises(ValueError, match="the 144 x 36 window exceeds max_bins=100; pass "
+                       "max_bins=144, or zoom= fewer channel blocks"):
+        plot.spy(T, axes(), values=True, zoom=((0, 4), (0, 4)), max_bins=100)
+
+
 def test_large_layer_grid_ticks_and_colorbar():
     ax = axes()
     image = plot.spy(BIG, ax, max_bins=256, blocks=True)

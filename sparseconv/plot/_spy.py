@@ -164,25 +164,34 @@ def _label_axes(ax, geom, transposed, binned: Raster) -> None:
                   f"(blocks of {grid} positions)")
 
 
-def _values_image(A, max_bins: int) -> np.ndarray:
-    """The matrix entries as an image, NaN where nothing is stored (one pixel per entry)."""
+def _values_image(A, max_bins: int, zoom, channels: tuple[int, int]) -> Raster:
+    """The matrix entries as an image, NaN where nothing is stored (one pixel per entry), of
+    the channel blocks ``zoom`` selects (a new user's trial: the advice to draw a slice could
+    not be followed from the command line)."""
     if isinstance(A, ConvGeometry):
         raise ValueError("values=True needs the matrix or an operator, not a bare ConvGeometry")
     if layer_of(A) is not None:
         A = A.tosparse()
-    A = sp.coo_array(A) if sp.issparse(A) else sp.coo_array(np.atleast_2d(np.asarray(A)))
+    A = sp.csr_array(A) if sp.issparse(A) else sp.csr_array(np.atleast_2d(np.asarray(A)))
+    (r0, r1), (c0, c1) = _zoom_range(zoom, channels)
+    block = (A.shape[0] // channels[0], A.shape[1] // channels[1])
+    first = (r0 * block[0], c0 * block[1])
+    if zoom is not None:
+        A = A[first[0]:r1 * block[0], first[1]:c1 * block[1]]
     if max(A.shape) > max_bins:
         raise ValueError(f"values=True draws one pixel per entry: the {A.shape[0]} x "
-                         f"{A.shape[1]} matrix exceeds max_bins={max_bins}; pass max_bins="
-                         f"{max(A.shape)}, or a slice of the matrix (zoom= draws densities, "
-                         "not values)")
+                         f"{A.shape[1]} {'window' if zoom else 'matrix'} exceeds max_bins="
+                         f"{max_bins}; pass max_bins={max(A.shape)}, or zoom= fewer channel "
+                         "blocks")
     check_memory(8 * A.shape[0] * A.shape[1], f"the {A.shape[0]} x {A.shape[1]} image of "
-                 "values=True (one float64 pixel per entry)", "draw a slice of the matrix")
+                 "values=True (one float64 pixel per entry)", "zoom= fewer channel blocks")
+    A = sp.coo_array(A)
     A.sum_duplicates()
     data = np.abs(A.data) if np.iscomplexobj(A.data) else A.data
     image = np.full(A.shape, np.nan)
     image[A.row, A.col] = data
-    return image
+    return Raster(image, first[0] + np.arange(image.shape[0] + 1),
+                  first[1] + np.arange(image.shape[1] + 1))
 
 
 def _image_style(image: np.ndarray, exact: bool, values: bool, color, cmap) -> dict:
@@ -207,12 +216,8 @@ def _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom):
     check_cmap(cmap, optional=True)
     check_color(color)
     if values:
-        if zoom is not None:
-            raise ValueError("zoom= draws a density or pattern raster; values=True draws the "
-                             "whole matrix (slice it instead)")
-        image = _values_image(A, max_bins)
-        edges = Raster(image, np.arange(image.shape[0] + 1), np.arange(image.shape[1] + 1))
-        return image, edges, _image_style(image, True, True, color, cmap)
+        edges = _values_image(A, max_bins, zoom, _channels(geom, transposed))
+        return edges.counts, edges, _image_style(edges.counts, True, True, color, cmap)
     period = (1, 1) if geom is None else row_lengths(geom)[::-1 if transposed else 1]
     binned = raster(A, max_bins, channels=_channels(geom, transposed), period=period, zoom=zoom)
     style = _image_style(binned.counts, binned.exact, False, color, cmap)
@@ -262,7 +267,8 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         binned into at most about ``max_bins`` pixels holding counts of stored entries, aligned
         to the channel blocks (:func:`bin_edges`).
     values : bool
-        Color each stored entry by its value (needs an exact raster; complex: modulus).
+        Color each stored entry by its value (one pixel per entry, of the whole matrix or of
+        the ``zoom`` window; complex: modulus).
     color : color
         Color of stored entries in the exact pattern.
     cmap : str, optional
@@ -296,8 +302,8 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     ------
     ValueError
         A ``geometry`` that does not describe ``A.shape``; ``blocks=True`` without a layer;
-        ``values=True`` for a bare ConvGeometry or for a matrix longer than ``max_bins``, or
-        with ``zoom``; ``max_bins < 1``; a ``zoom`` outside the channel blocks; a ``color``
+        ``values=True`` for a bare ConvGeometry or for a matrix (or ``zoom`` window) longer
+        than ``max_bins``; ``max_bins < 1``; a ``zoom`` outside the channel blocks; a ``color``
         or ``cmap`` matplotlib does not know; an unknown
         format, a ``dpi`` outside [10, 2400], a bad ``figsize`` or ``figsize`` with ``ax``.
     TypeError
