@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,62 @@ class _Tracer(torch.fx.Tracer):
         return isinstance(m, _SUPPORTED) or super().is_leaf_module(m, module_qualified_name)
 
 
+#: Tensor methods whose result reads nothing of the tensor they are called on but its dtype
+#: and device (``x.new_tensor(3.0)``, ``x.new_ones(4)``): constants, where no other argument
+#: is computed from the signal (``new_empty``'s values are whatever memory held: not one).
+_NEW_TENSOR_METHODS = frozenset({"new_tensor", "new_ones", "new_zeros", "new_full"})
+
+
+def makes_a_constant(node: torch.fx.Node, signal: Callable[[torch.fx.Node], bool]) -> bool:
+    """Whether ``node`` is such a call (a new user's trial: ``x * x.new_tensor(3.0)`` was
+    refused as mixing the batch axis into the sample), none of whose other arguments is a
+    node for which ``signal`` holds."""
+    if node.op != "call_method" or node.target not in _NEW_TENSOR_METHODS:
+        return False
+    others: list[torch.fx.Node] = []  # (``y.new_tensor(y)`` reads y's values: its argument)
+    torch.fx.node.map_arg((node.args[1:], node.kwargs), others.append)
+    return not any(signal(n) for n in others)
+
+
+def _in_place_base(node: torch.fx.Node, root: nn.Module) -> torch.fx.Node | None:
+    """The node whose tensor ``node`` changes in place and returns (``y.add_(z)``,
+    ``F.relu(y, inplace=True)``, ``nn.ReLU(inplace=True)(y)``), or None."""
+    if node.op == "call_method":
+        name = str(node.target)
+        in_place = name.endswith("_") and not name.startswith("_")
+    elif node.op == "call_function":
+        in_place = node.kwargs.get("inplace") is True
+    elif node.op == "call_module":
+        in_place = getattr(root.get_submodule(str(node.target)), "inplace", False) is True
+    else:
+        in_place = False
+    base = node.args[0] if node.args else node.kwargs.get("input")
+    return base if in_place and isinstance(base, torch.fx.Node) else None
+
+
+def follow_in_place(graph: torch.fx.Graph, root: nn.Module) -> None:
+    """Make every node that reads a tensor after an in-place call changed it read that call's
+    node, whose value it is: torch.fx records ``y.add_(z); return y`` as a graph whose output
+    is ``y`` before the change (a new user's trial: refused, the message blaming a ``kept =
+    y`` that was not there). Python names that alias ``y`` (``kept = y``) are its node too.
+    What this cannot see stays refused by :func:`_probe`: a view of ``y`` read after the
+    change, and ``y += z``, which torch.fx records as ``y + z``."""
+    latest: dict[torch.fx.Node, torch.fx.Node] = {}
+    for node in graph.nodes:
+        for read in node.all_input_nodes:
+            if latest.get(read, read) is not read:
+                node.replace_input_with(read, latest[read])
+        base = _in_place_base(node, root)
+        if base is not None:
+            for value, now in list(latest.items()):
+                if now is base:
+                    latest[value] = node
+            latest[base] = node
+
+
 def _trace_graph(model: nn.Module):
-    """``(graph module, root name)``: the model traced by torch.fx (a leaf module wrapped)."""
+    """``(graph module, root name)``: the model traced by torch.fx (a leaf module wrapped),
+    reads after an in-place change reading its node (:func:`follow_in_place`)."""
     if isinstance(model, torch.jit.ScriptModule):
         raise TypeError(f"network_operator: {_kind(model)} is a TorchScript module, which torch.fx "
                         "cannot trace: pass the eager model (trace and lipschitz_report take "
@@ -52,15 +107,16 @@ def _trace_graph(model: nn.Module):
         raise TypeError(f"network_operator: torch.fx cannot trace {type(model).__name__} "
                         f"({type(exc).__name__}: {exc}); its forward must not branch on tensor "
                         "values or call code torch.fx cannot see through") from exc
+    follow_in_place(graph, root)
     return torch.fx.GraphModule(root, graph), leaf
 
 
 def _probe(gm, shape, model: nn.Module) -> dict:
     """Every node's value on one forward pass of a batch of ``_BATCH`` zeros.
 
-    A node that reads a tensor changed in place after it was made (``kept = y; y.add_(z)``,
-    a view of ``y`` changed in place, ``F.relu(y, inplace=True)`` with ``y`` read again) is
-    refused: the graph's nodes are values, so it would read the value before the change.
+    A node that still reads a tensor changed in place after it was made (a view of ``y``
+    changed through ``y``, what :func:`follow_in_place` does not redirect) is refused: the
+    graph's nodes are values, so it would read the value before the change.
     Views share their base's version counter, so a change through any alias shows, whatever
     the values. (``y += z`` is no in-place call in torch.fx's graph but ``y + z``, whose
     value nothing reads: :func:`_build_graph` refuses that.)"""
@@ -89,9 +145,9 @@ def _probe(gm, shape, model: nn.Module) -> dict:
         node, read = stale[0]
         reader = "the model's output" if node.op == "output" else _describe(node)
         raise TypeError(f"network_operator: {reader} reads the value of node {read.name!r} "
-                        "after an in-place operation changed it (y.add_(z) or y += z after "
-                        "kept = y, or a change through a view of y), which torch.fx records "
-                        "as a new value: the graph would read it unchanged (make the change "
+                        "after an in-place operation changed it (a view v = y[...] read after "
+                        "y.add_(z), or a change through a view), which torch.fx's graph "
+                        "cannot follow: it would read the value unchanged (make the change "
                         "out of place: y = y + z)") from None
     except RuntimeError as exc:
         raise forward_failed(model, shape, exc, batch=_BATCH) from exc
@@ -209,7 +265,8 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
     builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))
     output = None
     for node in nodes[1:]:
-        live = any(a in builder.index for a in node.all_input_nodes)
+        live = any(a in builder.index for a in node.all_input_nodes) and not \
+            makes_a_constant(node, builder.index.__contains__)
         if node.op == "output":
             output = node.args[0]
             break

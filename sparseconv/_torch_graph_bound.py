@@ -53,7 +53,9 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_graph import (
+    follow_in_place,
     graph_outputs,
+    makes_a_constant,
     output_leaves,
 )
 from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, _sqrt_up, _Walk
@@ -135,7 +137,8 @@ class _Probe(ShapeProp):
         if isinstance(result, torch.Tensor):
             self.versions[n] = (result, result._version)
             self.shapes[n] = tuple(result.shape)
-        if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes):
+        if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes) and \
+                not makes_a_constant(n, self.signal.__contains__):
             self.signal.add(n)
             if _integers(result):  # (x.size(2) - y.size(2): read where it is fixed by the
                 self.sizes[n] = result  # traced shape, :func:`_static_size`)
@@ -205,6 +208,7 @@ def _traced(model: nn.Module, probe: torch.Tensor,
     the batch, said if all else passes), or why it cannot be followed."""
     try:
         graph = torch.fx.Tracer().trace(model)
+        follow_in_place(graph, model)
         module = torch.fx.GraphModule(model, graph)
         others = _on_other_batches(module, model, probe)  # (before the probe's run, whose
         recorder = _Probe(module)  # shapes the nodes keep)
@@ -302,8 +306,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 return None, f"{type(model).__name__}'s graph {change}"
             return (squares[0] if len(squares) == 1 else _sqrt_up(sum(
                 (b ** 2 for b in squares), Fraction(0)))), ""
-        if node.op == "get_attr" or not any(n in bound or n in opaque
-                                            for n in node.all_input_nodes):
+        if node.op == "get_attr" or not any(n in bound or n in opaque for n in
+                                            node.all_input_nodes) or makes_a_constant(
+                node, lambda n: n in bound or n in opaque):
             continue  # a constant
         dtype = getattr(meta(node), "dtype", None)
         if size(node) is None or dtype is None or not (dtype.is_floating_point

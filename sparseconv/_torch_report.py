@@ -9,6 +9,7 @@ Lipschitz constants, rounded up (:mod:`sparseconv._torch_chain`: the network's b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import sys
 import warnings
@@ -77,39 +78,80 @@ def _progress_callback(progress, total: int) -> tuple[Callable | None, Callable[
     return update, bar.close
 
 
-def _trace_with_folds(model: nn.Module, input_shape) -> tuple[list[TraceRecord], list[bool]]:
+def _trace_with_folds(model: nn.Module, input_shape,
+                      chain: bool) -> tuple[list[TraceRecord], list[bool]]:
     """:func:`trace`, and per BatchNorm call whether its input is the very tensor the last
-    convolution returned, unmodified (so that folding it into that convolution is exact).
+    convolution returned, unmodified and read by nothing else (so that folding it into that
+    convolution is exact, and hides no tensor the forward reads).
 
     The tensor's version counter rules out in-place operations in between (``ReLU(inplace=
-    True)``, ``x.relu_()``), which return the same tensor object. A TorchScript model answers
-    the same question from its graph (:func:`sparseconv._torch_script.script_calls`).
+    True)``, ``x.relu_()``), which return the same tensor object. In a model that is no
+    ``chain``, the convolution's output may be read elsewhere too (``bn(y) + y``): its
+    torch.fx graph must show the BatchNorm's input as the output of one module call that
+    nothing else reads (:func:`_read_elsewhere`), as the bound over the graph requires. A
+    TorchScript model answers from its graph (:func:`sparseconv._torch_script.script_calls`).
     """
     if isinstance(model, torch.jit.ScriptModule):
         return _script_trace(model, _checked(model, input_shape, False))
     last: list = [None, -1]
     folds: list[bool] = []
+    names: list[str] = []  # each BatchNorm call's module
 
     def after_conv(module, inputs, output):
         last[:] = [output, output._version]
 
-    def after_batchnorm(module, inputs, output):
+    def after_batchnorm(module, inputs, output, name=""):
         tensor = _first_tensor(inputs)
         folds.append(tensor is not None and tensor is last[0] and tensor._version == last[1])
+        names.append(name)
 
-    after_conv.sparseconv = after_batchnorm.sparseconv = True  # type: ignore[attr-defined]
-
-    handles = [m.register_forward_hook(after_conv if isinstance(m, (*_CONV, *_CONV_T))
-                                       else after_batchnorm)
-               for m in model.modules()
-               if isinstance(m, (*_CONV, *_CONV_T, *_RUNNING_NORMS)) and is_leaf(m)]
-    # (leaves only: they alone are records, each consuming its flag; a BatchNorm subclass
-    # with a child module passed its flag on to the next BatchNorm, a review found)
+    handles = []
+    for name, m in model.named_modules():
+        if isinstance(m, (*_CONV, *_CONV_T, *_RUNNING_NORMS)) and is_leaf(m):
+            # (leaves only: they alone are records, each consuming its flag; a BatchNorm
+            # subclass with a child module passed its flag on to the next one, a review found)
+            hook: Any = after_conv if isinstance(m, (*_CONV, *_CONV_T)) else functools.partial(
+                after_batchnorm, name=name)
+            hook.sparseconv = True  # (its own hook: not the user's, see _untrusted)
+            handles.append(m.register_forward_hook(hook))
     try:
-        return trace(model, input_shape), folds
+        records = trace(model, input_shape)
     finally:
         for handle in handles:
             handle.remove()
+    # the calls of the forward that ran to the end (trace runs it again on zeros where the
+    # probe failed, a second set of calls)
+    ran = sum(isinstance(r.module, _RUNNING_NORMS) for r in records)
+    folds, names = folds[len(folds) - ran:], names[len(names) - ran:]
+    if not chain and any(folds):
+        shared = _read_elsewhere(model)
+        calls = [(name, names[:i].count(name)) for i, name in enumerate(names)]
+        folds = [fold and call not in shared for fold, call in zip(folds, calls)]
+    return records, folds
+
+
+def _read_elsewhere(model: nn.Module) -> set[tuple[str, int]]:
+    """The BatchNorm calls, as ``(module name, call index)``, whose input in ``model``'s
+    torch.fx graph is not the output of a module call that the BatchNorm alone reads (a new
+    user's trial: ``bn(y) + y`` was folded, the row of ``y``'s convolution was lost and the
+    bound over the graph refused the fold). Empty where torch.fx cannot trace the model (its
+    records are all there is; it gets no bound over the graph)."""
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+        return set()
+    counted: dict[str, int] = {}
+    shared = set()
+    for node in graph.nodes:
+        if node.op != "call_module":
+            continue
+        name = str(node.target)
+        counted[name] = counted.get(name, 0) + 1
+        source = node.args[0] if node.args else node.kwargs.get("input")
+        if not (isinstance(source, torch.fx.Node) and source.op == "call_module"
+                and len(source.users) == 1):
+            shared.add((name, counted[name] - 1))
+    return shared
 
 
 def _unbatched(record: TraceRecord) -> bool:
@@ -226,7 +268,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         Fold each eval-mode BatchNorm into the convolution whose output tensor it normalizes
         (seen by forward hooks; :func:`fold_batchnorm`): one row ``"conv+bn"`` for the pair,
         whose norm can be much smaller than the product of the two. Other BatchNorms keep
-        their own rows.
+        their own rows, as does a pair whose convolution's output the model reads elsewhere
+        too (``relu(bn(y)) + y``, in its torch.fx graph).
     progress : bool or callable
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
         layer). A callable is called after each layer as ``progress(done, total, name)``.
@@ -310,14 +353,6 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
     versions = _versions(model)  # (its forward must not change them: _untrusted)
-    records, folds = _trace_with_folds(model, input_shape)
-    if _untrusted(model, versions):  # hooks, an instance's forward, weights changed by the
-        # forward: the rows read the modules as they are, and the network bound is withheld,
-        # saying why; their traced outputs are no check of that reading
-        records = [dataclasses.replace(r, sample=None) for r in records]
-    todo = _layers_to_report(records, folds, fold_batchnorm)
-    activations, constants, unknown, known = _activation_constants(records, given)
-    functions = _check_constants_used(given, records, model)
     if isinstance(model, torch.jit.ScriptModule):  # its graph decides, a Sequential's too (a
         # review: a forward hook compiled into a scripted Sequential's graph, 100 * out)
         broken = _chain_break(model)
@@ -325,6 +360,14 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     else:
         chain = _is_sequential(model)
         broken = None if chain else _chain_break(model)
+    records, folds = _trace_with_folds(model, input_shape, chain)
+    if _untrusted(model, versions):  # hooks, an instance's forward, weights changed by the
+        # forward: the rows read the modules as they are, and the network bound is withheld,
+        # saying why; their traced outputs are no check of that reading
+        records = [dataclasses.replace(r, sample=None) for r in records]
+    todo = _layers_to_report(records, folds, fold_batchnorm)
+    activations, constants, unknown, known = _activation_constants(records, given)
+    functions = _check_constants_used(given, records, model)
     rows = _all_rows(todo, workers, kwargs, progress, activations, chain)
     reason, bound = "", None
     untrusted = _untrusted(model, versions)

@@ -1252,10 +1252,11 @@ def _alias_small(m, y, x):
     (lambda m, y, x: (lambda z: (y.mul_(2), z)[1])(y.view(y.shape[0], -1)),
      "reads the value of node 'view' after an in-place operation changed it"),
     # (a review: torch.fx's trailer, "While executing ...", was appended to this one)
-    (lambda m, y, x: (y.add_(x), y)[1], r"the model's output reads the value of node 'c' "
-     r"after an in-place operation changed it \(y.add_\(z\).*\(make the change out of "
-     r"place: y = y \+ z\)$"),
-    (lambda m, y, x: (lambda kept: (F.relu(y, inplace=True), kept)[1])(y), "in-place"),
+    (lambda m, y, x: (lambda v: (y.add_(x), v)[1])(y[:, :2]), r"the model's output reads the "
+     r"value of node 'getitem' after an in-place operation changed it \(a view v = y\[...\] "
+     r"read after y.add_\(z\).*\(make the change out of place: y = y \+ z\)$"),
+    (lambda m, y, x: (lambda kept: (F.relu(y, inplace=True), kept)[1])(y), "node 'relu' "
+     r"\(call_function relu\) is not linear"),
     (lambda m, y, x: (3 * y).to(torch.int64).double(), r"makes the signal torch\.int64"),
     (lambda m, y, x: y.to(torch.bool).double(), r"makes the signal torch\.bool"),
     (lambda m, y, x: y.float().view(torch.int32).double(), r"makes the signal torch\.int32"),
@@ -1279,6 +1280,28 @@ def test_network_operator_refuses_what_it_read_wrong(function, match):
     tolerance is relative to the graph's largest value."""
     with pytest.raises(TypeError, match=match):
         sct.network_operator(_Forward(function).eval(), (3, 5, 6))
+
+
+@pytest.mark.parametrize("function", [
+    lambda m, y, x: (y.add_(x), y)[1],
+    lambda m, y, x: (lambda kept: (y.add_(m.d(x)), kept)[1])(y),  # kept is y: changed too
+    lambda m, y, x: (y.add_(x), y.mul_(2.0), y + x)[2],
+    lambda m, y, x: (lambda z: (y.sub_(x), z + y)[1])(3 * y),  # z read y before the change
+])
+def test_reads_after_an_in_place_change_read_the_changed_value(function):
+    """A new user's trial: ``y.add_(x); return y`` was refused (the message blaming a ``kept =
+    y`` that was not there), where ``return y.add_(x)`` was taken. Every read after an
+    in-place call reads that call's node, in the operator and in the bound over the graph."""
+    model = _Forward(function).eval()
+    x = torch.randn(2, 3, 5, 6, dtype=F64, generator=torch.Generator().manual_seed(3))
+    op = sct.network_operator(model, (3, 5, 6))
+    expected = model(x.clone()).detach().numpy()
+    np.testing.assert_allclose(op.apply(x.numpy()), expected, rtol=0, atol=1e-12)
+    report = sct.lipschitz_report(model, (3, 5, 6))
+    assert report.network_upper is not None, report.reason
+    jacobian = torch.autograd.functional.jacobian(
+        lambda t: model(t.reshape(1, 3, 5, 6)).reshape(-1), x[0].reshape(-1))
+    assert torch.linalg.matrix_norm(jacobian, 2).item() <= report.network_upper
 
 
 def test_an_unused_clip_through_data_is_refused():

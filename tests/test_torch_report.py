@@ -557,6 +557,54 @@ def test_fold_batchnorm_only_where_the_tensor_flows():
     assert row["name"] == "0+1"
 
 
+class _SkipAroundBatchNorm(nn.Module):
+    """``relu(bn(y)) + y`` with ``y = conv(x)``: the convolution's output is read twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = torch.relu(self.bn(y)) + y
+        return self.bn2(self.conv2(z))  # a fold that stays
+
+
+class _FailsOnItsFirstProbe(nn.Module):
+    """On nonzero values, ``bn`` reads no convolution's output and the forward fails; trace
+    runs it again on zeros, where ``bn(conv(x))``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if bool(x.abs().sum() > 0):
+            self.bn(2 * y)
+            raise IndexError("nonzero input")
+        return self.bn(y)
+
+
+def test_fold_batchnorm_leaves_a_convolution_whose_output_is_read_elsewhere():
+    """A new user's trial: with ``fold_batchnorm=True`` the convolution of ``relu(bn(y)) +
+    y`` was folded into its BatchNorm, its own row lost, and the bound over the graph refused
+    the fold (no network bound). Now that pair keeps its two rows, the next pair is folded,
+    and the network bound holds."""
+    model = _networks.randomize(_SkipAroundBatchNorm()).double()
+    report = sct.lipschitz_report(model, (4, 6, 6), fold_batchnorm=True)
+    assert [row["name"] for row in report] == ["conv", "bn", "conv2+bn2"]
+    assert report.network_upper is not None, report.reason
+    assert jacobian_norm(model, (4, 6, 6)) <= report.network_upper
+    unfolded = sct.lipschitz_report(model, (4, 6, 6))
+    assert report.network_upper <= unfolded.network_upper * (1 + 1e-12)
+    # the flags of the forward that ran to the end, where trace ran it twice
+    again = sct.lipschitz_report(_networks.randomize(_FailsOnItsFirstProbe()).double(),
+                                 (2, 5, 5), fold_batchnorm=True)
+    assert [row["name"] for row in again] == ["conv+bn"]
+
+
 def test_an_executor_runs_the_layers_spectral_work():
     from concurrent.futures import ThreadPoolExecutor
 
