@@ -229,6 +229,13 @@ def _spectrum(layer: _Layer, args) -> None:
                          method="upper" if args.upper else
                          applicable_method("exact" if args.exact else "auto", g),
                          tol=args.tol, relative_width=args.relative_width)
+    if not math.isfinite(norm.upper):  # (a new user's trial: an error about an interval)
+        source = (f"--weights {args.weights}" if args.weights else
+                  f"--layer {args.layer} of --model {args.model}" if args.model else
+                  "the layer")
+        raise ValueError(f"the spectral norm of {source} is over the largest float64, "
+                         f"{sys.float_info.max:.4g}: scale the weights down by a power of two "
+                         "(the norm scales with them)")
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
     # --upper promises speed: the heatmap (an SVD per frequency) only within the dense budget
@@ -394,7 +401,7 @@ def _report(args, error) -> None:
     except RuntimeError as exc:  # a layer's own work, named by lipschitz_report
         error(_reason(exc, layer=False))
     if training:  # (notes on stderr: stdout is the report, a new user's trial)
-        print(_TRAINING_NOTE, file=sys.stderr)
+        print(f"{args.command_parser.prog}: {_TRAINING_NOTE}", file=sys.stderr)
     # the files first: a reader of the table that stops early (| head) loses none of them
     for key, write in (("csv", report.to_csv), ("json", report.to_json)):
         if outputs[key]:

@@ -297,7 +297,7 @@ def _model_layer(args, error) -> _Layer:
     model = _load_model(args.model, args.trust_pickle, error, args.command)
     if any(getattr(module, "training", False) for module in model.modules()):
         # said, as the report says it (an audit: switched silently)
-        print(_TRAINING_NOTE, file=sys.stderr)
+        print(f"{args.command_parser.prog}: {_TRAINING_NOTE}", file=sys.stderr)
     model.eval()  # as the report: never analysed in training mode (a BatchNorm's statistics)
     try:
         records = sct.trace(model, args.in_shape)
@@ -441,6 +441,9 @@ def _as_options(message: str) -> str:
     for name, option in _OPTION_OF.items():
         message = re.sub(rf"^{name}(?=[ \[])", option, message)
         message = re.sub(rf"(?<![\w.-]){name}=", f"{option} ", message)
+    # --zoom as typed, R0:R1,C0:C1 (a new user's trial: "--zoom ((4, 0), (0, 1))")
+    message = re.sub(r"--zoom \(\((-?\d+), (-?\d+)\), \((-?\d+), (-?\d+)\)\)",
+                     r"--zoom \1:\2,\3:\4", message)
     return message.replace("--values True", "--values")  # (a flag: given, or not)
 
 

@@ -124,7 +124,7 @@ def scaled_result(result: SpectralNorm, exponent: int, tol: float) -> SpectralNo
     bits) is no longer within ``tol`` as far as anything can tell: ``converged`` is False."""
     lower = scaled(result.lower, exponent, False)
     lost = result.lower > 0 and result.lower - scaled(lower, -exponent) > tol / 8 * result.lower
-    return SpectralNorm(scaled(result.value, exponent), lower,
-                        scaled(result.upper, exponent, True), result.method,
+    upper = scaled(result.upper, exponent, True)  # inf past float64's range: no convergence
+    return SpectralNorm(scaled(result.value, exponent), lower, upper, result.method,
                         {k: scaled(v, exponent, True) for k, v in result.bounds.items()},
-                        result.converged and not lost)
+                        result.converged and not lost and math.isfinite(upper))

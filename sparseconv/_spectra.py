@@ -40,12 +40,12 @@ from ._symbol import (
     not_periodic,
     one_frequency,
     per_frequency,
+    scaled_back,
     smaller_gram,
     stored_count,
     symbol_at,
     tap_bytes,
     task_bytes,
-    times_power_of_two,
     unit_scale,
 )
 from ._typing import (
@@ -260,8 +260,8 @@ def _singular_values(chain: list[_Layer], method: str, what: str,
                      progress: ProgressLike | None = None) -> np.ndarray:
     layer = chain[0]
     if len(chain) == 1 and method == "auto" and all(k == 1 for k in layer.geom.kernel_size):
-        return times_power_of_two(_pointwise_singular_values(layer.geom, layer.weight),
-                                  layer.exponent)
+        return scaled_back(_pointwise_singular_values(layer.geom, layer.weight),
+                           layer.exponent)
     obstacle = _fft_obstacle(chain, stride_one=len(chain) > 1)
     if not _require_fft(method, obstacle):
         values = np.linalg.svd(_dense(chain, method, obstacle, what), compute_uv=False)
@@ -269,7 +269,7 @@ def _singular_values(chain: list[_Layer], method: str, what: str,
         values = _circular_singular_values(chain[0].geom, chain[0].weight, executor, progress)
     else:
         values = np.sort(_frequency_singular_values(_product(chain)).ravel())[::-1]
-    return times_power_of_two(values, sum(layer.exponent for layer in chain))
+    return scaled_back(values, sum(layer.exponent for layer in chain))
 
 
 def _block_eigenvalues(h: np.ndarray) -> np.ndarray:
@@ -319,7 +319,7 @@ def _eigenvalues(chain: list[_Layer], method: str, what: str,
             values = np.concatenate([values.ravel(), np.conj(values[counts == 2]).ravel()])
     else:
         values = np.linalg.eigvals(_product(chain)).ravel()
-    values = times_power_of_two(values, sum(layer.exponent for layer in chain))
+    values = scaled_back(values, sum(layer.exponent for layer in chain), "eigenvalue(s)")
     return values[np.argsort(-np.abs(values), kind="stable")]
 
 

@@ -23,6 +23,8 @@ bound would prove one of them wrong: that is a bug, raised as such, never clampe
 from __future__ import annotations
 
 import dataclasses
+import math
+import sys
 import warnings
 from concurrent.futures import Executor
 
@@ -290,8 +292,8 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0}), None
     parts = residue_layers(geom) if _route(geom, method) == "bounds" else None
     if parts is not None:
-        return _by_residues(weight, geom, parts, method, tol, relative_width, executor,
-                            progress)
+        return _overflowed(*_by_residues(weight, geom, parts, method, tol, relative_width,
+                                         executor, progress))
     tol = lanczos_tol(tol, relative_width)
     weight = weight.astype(np.complex128 if weight.dtype.kind == "c" else np.float64)
     weight, exponent = unit_scale(weight)  # exact; the results are scaled back by 2**exponent
@@ -320,7 +322,19 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
     if missed is not None and route == "bounds" and _route(geom, "auto") == "dense":
         # a review: method="bounds" on a small layer that the dense route proves exactly
         missed += "; method='auto' proves a layer this small by its dense SVD"
-    return result, missed
+    return _overflowed(result, missed)
+
+
+def _overflowed(result: SpectralNorm, missed: str | None) -> tuple[SpectralNorm, str | None]:
+    """``(result, missed)``, ``missed`` saying where the norm is beyond float64's range (a
+    new user's trial: ``upper=inf`` without a word, and the command line's error named no
+    option)."""
+    if math.isfinite(result.upper):
+        return result, missed
+    overflow = (f"the norm is over the largest float64, {sys.float_info.max:.4g} (lower="
+                f"{result.lower:.4g}, upper=inf); the norm scales with the weight (||c A|| = "
+                "|c| ||A||): pass the weight times 2**-k and multiply the bounds by 2**k")
+    return result, overflow if missed is None else f"{missed}; {overflow}"
 
 
 def _by_residues(weight, geom: ConvGeometry, parts: list, method: str, tol: float,

@@ -15,12 +15,15 @@ its largest entry is about 1, then scaled back (:func:`unit_scale`): weights of 
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Literal
 
 import numpy as np
 
+from ._caller import outside_level
 from ._geometry import ConvGeometry, block_diagonal
 from ._memory import check_memory
 from ._parallel import cpu_count, frequency_chunks, map_chunks
@@ -87,6 +90,23 @@ def unit_scale(weight: np.ndarray) -> tuple[np.ndarray, int]:
         return weight, 0
     exponent = int(np.frexp(top)[1])
     return times_power_of_two(weight, -exponent), exponent
+
+
+def scaled_back(values: np.ndarray, exponent: int,
+                what: str = "singular value(s)") -> np.ndarray:
+    """Singular values (or eigenvalues) of a unit-scaled weight (:func:`unit_scale`) times
+    ``2**exponent``: those of the weight itself, ``inf`` beyond float64's range, said in one
+    warning at the caller's line (a new user's trial: numpy's "overflow encountered in
+    ldexp")."""
+    with np.errstate(over="ignore"):
+        result = times_power_of_two(values, exponent)
+    over = int(np.count_nonzero(np.isinf(result) & np.isfinite(values)))
+    if over:
+        warnings.warn(f"{over} {what} over the largest float64, "
+                      f"{sys.float_info.max:.4g}, are inf; they scale with the weight "
+                      "(c A has c times A's): pass the weight times 2**-k and multiply the "
+                      "values by 2**k", RuntimeWarning, stacklevel=outside_level())
+    return result
 
 
 def times_power_of_two(values: np.ndarray, exponent: int) -> np.ndarray:

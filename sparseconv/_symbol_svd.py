@@ -46,9 +46,9 @@ from ._parallel import frequency_chunks, map_chunks
 from ._symbol import (
     frequency_step,
     frequency_work_bytes,
+    scaled_back,
     stored_count,
     symbol_at,
-    times_power_of_two,
     unit_scale,
 )
 
@@ -168,7 +168,7 @@ def factor_symbol(geom: ConvGeometry, weight: np.ndarray, frequencies: Frequenci
     map_chunks(_factor_rows, (geom, scaled, at, u, s, vh, step), rows, executor=None,
                what="circular_svd", label=lambda i: f"frequencies {rows[i][0]} to "
                f"{rows[i][-1]} of {stored}")
-    return u, times_power_of_two(s, exponent), vh
+    return u, scaled_back(s, exponent), vh
 
 
 def _factor_rows(geom: ConvGeometry, weight: np.ndarray, at: np.ndarray, u: np.ndarray,

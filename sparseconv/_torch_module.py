@@ -203,6 +203,29 @@ def operator(module: nn.Module, input_shape: Sequence[int], *,
     diagonal or selection) sparse matrix. Arguments and errors as :func:`matrix`; ``dtype=None``
     is float64.
 
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A supported linear module, as in :func:`matrix`.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``).
+    dtype : {None, float32, float64, complex64, complex128}, optional
+        The operator's dtype; ``None``: float64.
+    layout : {"channels_first", "channels_last"}, optional
+        The order of the flattened columns it takes and returns, as in :func:`matrix`.
+    output_size : tuple of int, optional
+        For ``nn.ConvTranspose*d`` only: the ``output_size`` passed at call time.
+
+    Returns
+    -------
+    scipy.sparse.linalg.LinearOperator, shape (prod(output_shape), prod(input_shape))
+        ``op @ x.ravel() + bias == module(x[None])[0].ravel()``; ``op.H`` is the adjoint.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`matrix`.
+
     Examples
     --------
     >>> import numpy as np, torch
@@ -229,6 +252,30 @@ def affine(module: nn.Module, input_shape: Sequence[int], *,
     ``b`` is the bias broadcast over the output (a convolution's per channel, a BatchNorm's
     shift, a ``ConstantPad``'s fill value); zero for a module without one. ``A`` is the CSR
     :func:`matrix`; arguments as there, ``b`` in the same ``dtype`` and ``layout``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A supported linear module, as in :func:`matrix`.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``).
+    dtype : {None, float32, float64, complex64, complex128}, optional
+        The dtype of ``A`` and ``b``; ``None``: float64.
+    layout : {"channels_first", "channels_last"}, optional
+        The order of the flattened input and output, as in :func:`matrix`.
+    output_size : tuple of int, optional
+        For ``nn.ConvTranspose*d`` only: the ``output_size`` passed at call time.
+
+    Returns
+    -------
+    sparseconv.AffineMap
+        ``f(x.ravel()) == module(x[None])[0].ravel()``, with ``f.A`` the CSR matrix and
+        ``f.b`` the offset.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`matrix`.
 
     Examples
     --------

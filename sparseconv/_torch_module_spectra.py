@@ -67,6 +67,28 @@ def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
     is diagonal; method ``"bounds"``, with ``bounds["schur"]``, ``converged`` saying whether
     ARPACK met ``tol``), both widened for rounding.
 
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A supported linear module, as in :func:`matrix`.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``).
+    output_size : tuple of int, optional
+        For ``nn.ConvTranspose*d`` only: the ``output_size`` passed at call time.
+    **kwargs
+        :func:`sparseconv.spectral_norm`'s ``method``, ``tol``, ``relative_width``,
+        ``executor`` and ``progress``.
+
+    Returns
+    -------
+    sparseconv.SpectralNorm
+        ``lower <= ||A||_2 <= upper`` for the module's matrix ``A`` (its bias left out).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`matrix`, and as :func:`sparseconv.spectral_norm` for ``kwargs``.
+
     Examples
     --------
     >>> import torch
@@ -123,6 +145,27 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
     :func:`spectral_norm`; ``kwargs`` such as ``method`` are passed on), repeated for the
     block-diagonal copies (``nn.Linear`` over leading axes, BatchNorm over positions); from a
     dense SVD of the matrix otherwise, within the memory limit.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A supported linear module, as in :func:`matrix`.
+    input_shape : tuple of int
+        ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``).
+    output_size : tuple of int, optional
+        For ``nn.ConvTranspose*d`` only: the ``output_size`` passed at call time.
+    **kwargs
+        :func:`sparseconv.singular_values`'s ``method``, ``executor`` and ``progress``.
+
+    Returns
+    -------
+    ndarray of float64, shape (min(A.shape),)
+        The singular values of the module's matrix ``A`` (:func:`matrix`), largest first.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`matrix`, and as :func:`sparseconv.singular_values` for ``kwargs``.
 
     Examples
     --------

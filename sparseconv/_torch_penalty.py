@@ -139,6 +139,20 @@ class LipschitzBounds(Mapping):
         return bounds
 
 
+def _bounded_convolution(layer, module: nn.Module) -> tuple[tuple[int, ...], dict]:
+    """The spatial input size and options of the convolution whose circulant bound bounds a
+    weighted ``layer`` (of ``module``): its own, or for a transposed convolution the one it
+    is the adjoint of. With ``output_padding`` not below the stride (dilation allows it), the
+    layer is the adjoint of that convolution's first rows on each axis, ``R C``, and
+    ``||(R C)^T|| <= ||C||`` (a hunt: such a layer was refused, where a bound exists)."""
+    if layer.conv is not None:
+        _, shape, options = layer.conv
+        return tuple(shape[1:]), dict(options)
+    return tuple(layer.output_shape[1:]), dict(
+        stride=module.stride, padding=module.padding, dilation=module.dilation,
+        groups=module.groups)
+
+
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzBounds:
     """The differentiable certified spectral-norm bound of each weighted layer of a network.
@@ -191,18 +205,14 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         recomputations of ``weight_norm``, ``spectral_norm`` and pruning), which may change
         its input or output: its bound is of what its class computes from its weight, named.
         A functional convolution or ``F.linear`` left out (its weight no parameter of the
-        model, or a 1-D weight of ``F.linear``; a transposed convolution whose
-        ``output_padding`` is not below its stride, which a module's would refuse), named with
-        its reason.
+        model, or a 1-D weight of ``F.linear``), named with its reason.
 
     Raises
     ------
     TypeError
         A TorchScript model; what :func:`trace` refuses.
     ValueError
-        A layer whose bound does not exist as a convolution's (a transposed convolution with
-        ``output_padding`` not below its stride, where dilation allows it); a bad
-        ``input_shape``; a layer in training mode with an old-style
+        A bad ``input_shape``; a layer in training mode with an old-style
         ``torch.nn.utils.spectral_norm`` hook (whose every use runs its power iteration: use
         ``torch.nn.utils.parametrizations.spectral_norm``, or call ``.eval()``).
 
@@ -248,15 +258,8 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
             if isinstance(module, _CONV_T) and layer.output_shape != record.output_shape:
                 # called with output_size=: the output_padding it implies
                 layer = _layer(module, record.input_shape, record.output_shape)
-        if layer.conv is None:  # a transposed layer that is no convolution's adjoint
-            raise ValueError(f"module {record.name!r} ({type(module).__name__}) with "
-                             f"output_padding not below its stride, on {record.input_shape}, "
-                             "is not the adjoint of one convolution by its weight: no "
-                             "circulant bound (its certified interval: "
-                             "sparseconv.torch.spectral_norm(module, input_shape))")
-        _, shape, options = layer.conv
-        call = _Call(record.input_shape, tuple(shape[1:]), dict(options),
-                     isinstance(module, nn.Linear))
+        shape, options = _bounded_convolution(layer, module)
+        call = _Call(record.input_shape, shape, options, isinstance(module, nn.Linear))
         calls = layers.setdefault(record.name, (module, []))[1]
         # every distinct call: a transposed convolution called on one input shape with two
         # output_size's is two layers (a review: the second was dropped, its bound missed);
@@ -266,15 +269,8 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     for name, target, shape, kwargs in functional.calls:
         module = _functional_module(target, dict(kwargs))
         assert module is not None  # (every target of _FUNCTIONAL has one)
-        layer = _layer(module.eval(), shape)
-        if layer.conv is None:  # (a module of the same arguments is refused, above)
-            functional.unbounded.append(
-                f"{getattr(target, '__name__', target)} on {shape} by parameter {name!r}: its "
-                "output_padding, not below its stride, makes it the adjoint of no one "
-                "convolution by its weight")
-            continue
-        _, size, options = layer.conv
-        call = _Call(shape, tuple(size[1:]), dict(options), target is F.linear)
+        size, options = _bounded_convolution(_layer(module.eval(), shape), module)
+        call = _Call(shape, size, options, target is F.linear)
         calls = layers.setdefault(name, (None, []))[1]
         if call not in calls:
             calls.append(call)

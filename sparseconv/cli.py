@@ -170,9 +170,9 @@ def _layer_options() -> argparse.ArgumentParser:
                        help="seed of the random weights (a non-negative integer, default 0; "
                        "not with --weights)")
     group.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                       help="the dtype of the matrices spy and export build (default "
-                       "float64, whatever the weights'); the spectra and their certified "
-                       "intervals are of the weights as given")
+                       help="the dtype of the matrices spy and export build and info "
+                       "sizes (default float64, whatever the weights'); the spectra and their "
+                       "certified intervals are of the weights as given")
     model = layer.add_argument_group(
         "or a convolution of a PyTorch model (needs torch), instead of the options above")
     model.add_argument("--model", metavar="FILE.pt",
@@ -382,6 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if hasattr(args, "output"):
                 args.output = _output(args)  # before any work: a bad path fails at once
             handler[args.command](_layer(args, command.error), args)
+    except KeyboardInterrupt:  # (a new user's trial: Ctrl-C in spectrum or export printed
+        # a traceback; report says what it had, in its own handler). A file being written
+        # is left as it was: each is written to a temporary name and renamed when complete
+        print(f"{command.prog}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # stdout closed early (| head): as other commands, quietly;
         # the files asked for are written before the table (a new user's trial)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -352,8 +352,8 @@ def test_a_model_saved_in_training_mode_is_said_by_the_layer_commands(tmp_path, 
             "--in-shape", "3,10,10"]
     assert main(["spectrum", *args, "-o", str(tmp_path / "s.png")]) == 0
     err = capsys.readouterr().err
-    assert err.startswith("note: the model was saved in training mode; it is analysed in "
-                          "eval mode"), err
+    assert err.startswith("sparseconv spectrum: note: the model was saved in training mode; "
+                          "it is analysed in eval mode"), err
     torch.save(model.eval(), tmp_path / "model.pt")
     assert main(["info", *args]) == 0
     assert "training mode" not in capsys.readouterr().err
@@ -499,10 +499,10 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["spy", *LAYER, "-o", "x.png", "--figsize", "3,-1"], "argument --figsize: expected"),
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:4"], "argument --zoom: expected FIRST:STOP"),
     (["spy", *LAYER, "-o", "x.png", "--zoom", "0:5,0:1"],
-     "error: --zoom ((0, 5), (0, 1)): the output block range (0, 5)"),
+     "error: --zoom 0:5,0:1: the output block range (0, 5)"),
     # (a new user's trial: argparse took -1:2 for an option, "expected one argument")
     (["spy", *LAYER, "-o", "x.png", "--zoom", "-1:2,0:1"],
-     "error: --zoom ((-1, 2), (0, 1)): the output block range (-1, 2) must satisfy 0 <="),
+     "error: --zoom -1:2,0:1: the output block range (-1, 2) must satisfy 0 <="),
     # (another: so for every option of comma values, "--in-shape -3,5,5" among them)
     (["info", "--in-shape", "-3,5,5", "--out-channels", "4", "--kernel-size", "3"],
      "error: --in-shape must be positive C,*spatial with at least one spatial size, got -3,5,5"),
@@ -566,6 +566,23 @@ def test_weights_that_contradict_the_options_are_rejected(tmp_path):
                  "--out-channels", "5")
     assert result.returncode == 2 and "contradicts --weights of shape (4, 3, 3, 3)" in \
         result.stderr.splitlines()[0]
+
+
+def test_spectrum_of_weights_whose_norm_is_no_float(tmp_path, capsys):
+    """A new user's trial: weights of 1e308 gave numpy's ldexp warning and an error about an
+    interval, naming no option. Now the warnings say what is inf, the error names --weights."""
+    from sparseconv.cli import main
+
+    np.save(tmp_path / "w.npy", np.full((4, 3, 3, 3), 1e308))
+    with pytest.raises(SystemExit) as info:
+        main(["spectrum", "-o", str(tmp_path / "s.png"), "--in-shape", "3,8,8", "--weights",
+              str(tmp_path / "w.npy"), "--padding", "1"])
+    lines = capsys.readouterr().err.splitlines()
+    assert info.value.code == 2 and not (tmp_path / "s.png").exists()
+    assert [line.split(": ")[1] for line in lines] == ["warning", "warning", "error"], lines
+    assert lines[-1] == (f"sparseconv spectrum: error: the spectral norm of --weights "
+                         f"{tmp_path / 'w.npy'} is over the largest float64, 1.798e+308: scale "
+                         "the weights down by a power of two (the norm scales with them)")
 
 
 def test_version():
@@ -892,8 +909,9 @@ def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, 
     assert out.splitlines()[0] == str(expected).splitlines()[0]  # the table's header
     assert out.splitlines()[-1] == str(expected).splitlines()[-1]  # the bound's assumptions
     assert len(out.splitlines()) == len(str(expected).splitlines())
-    assert err.splitlines() == ["note: the model was saved in training mode; it is analysed "
-                                "in eval mode (BatchNorm's running statistics, no dropout)",
+    assert err.splitlines() == ["sparseconv report: note: the model was saved in training "
+                                "mode; it is analysed in eval mode (BatchNorm's running "
+                                "statistics, no dropout)",
                                 "wrote rows.csv", "wrote r.json", "wrote bounds.png"]
     data = json.loads((tmp_path / "r.json").read_text())
     assert [row["upper"] for row in data["layers"]] == [row["upper"] for row in expected]
@@ -1126,6 +1144,25 @@ def test_report_interrupted_prints_the_partial_table(tmp_path, capsys, monkeypat
     assert info.value.code == 130
     assert "network bound: none (interrupted after 2 of 4 layers)" in captured.out
     assert captured.err == "sparseconv report: interrupted (interrupted after 2 of 4 layers)\n"
+
+
+@pytest.mark.parametrize("command", ["export", "spectrum"])
+def test_an_interrupted_command_says_so_in_one_line(tmp_path, capsys, monkeypatch, command):
+    """A new user's trial: Ctrl-C in spectrum or export printed a traceback. One line, exit
+    status 130 (128 + SIGINT), and no file written."""
+    from sparseconv import _io, _spectral_norm
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_io, "_write", interrupted)  # amid the file's writing
+    monkeypatch.setattr(_spectral_norm, "spectral_norm", interrupted)
+    from sparseconv.cli import main
+
+    output = tmp_path / ("m.npz" if command == "export" else "s.png")
+    assert main([command, "-o", str(output), *LAYER]) == 130
+    assert capsys.readouterr().err == f"sparseconv {command}: interrupted\n"
+    assert not any(tmp_path.iterdir())  # nor its temporary file
 
 
 def test_spectrum_help_says_what_it_draws_and_prints(capsys):

@@ -57,6 +57,25 @@ def test_conv_matrix_matches_dense_definition(seed):
     assert_close(A.toarray(), dense, layer)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_four_spatial_axes_follow_the_same_rules(seed):
+    """The README's "any higher rank by the same rules" (PyTorch stops at 3-D): a 4-D layer's
+    matrix, operator, adjoint and norm against the dense definition."""
+    rng = np.random.default_rng(3000 + seed)
+    layer = random_layer(rng, ndim=4, max_size=3, max_channels=2)
+    A = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs)
+    dense = np.stack([dense_conv(e.reshape(layer.input_shape), layer.weight, **layer.kwargs)
+                      .ravel() for e in np.eye(A.shape[1])], axis=1)
+    assert_close(A.toarray(), dense, layer)
+    op = sparseconv.ConvOperator(layer.weight, layer.input_shape, **layer.kwargs)
+    x, y = random_array(rng, (A.shape[1], 2)), random_array(rng, (A.shape[0], 2))
+    assert_close(op @ x, dense @ x, layer)
+    assert_close(op.H @ y, dense.T @ y, layer)
+    norm = sparseconv.spectral_norm(layer.weight, layer.input_shape, **layer.kwargs)
+    true = np.linalg.norm(dense, 2)
+    assert norm.lower <= true * (1 + 1e-13) and true <= norm.upper * (1 + 1e-13), (norm, true)
+
+
 @requires_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
 @pytest.mark.parametrize("seed", range(8))

@@ -390,11 +390,23 @@ def test_a_subnormal_lower_bound_is_not_called_converged():
 
 def test_norms_beyond_the_largest_float():
     """sqrt(2) * 1.5e308 is finite but no float: the lower bound is the largest float (not
-    infinity), the upper one infinity, and numpy's overflow warning does not escape."""
+    infinity), the upper one infinity, not converged, and numpy's overflow warning does not
+    escape: one warning of ours says why, at the caller's line (a new user's trial: upper=inf
+    without a word)."""
     w = np.array([[[1.5e308, 1.5e308]]])
-    for method in ("auto", "bounds"):
-        result = spectral_norm(w, (1, 2), method=method)
-        assert result.lower == sys.float_info.max and result.upper == math.inf, result
+    for method in ("auto", "bounds", "upper"):
+        with pytest.warns(RuntimeWarning, match=r"spectral_norm: the norm is over the largest "
+                          r"float64, 1\.798e\+308 \(lower=1\.798e\+308, upper=inf\); the "
+                          r"norm scales with the weight") as caught:
+            result = spectral_norm(w, (1, 2), method=method)
+        assert len(caught) == 1 and caught[0].filename == __file__
+        assert result.lower == sys.float_info.max, result
+        assert result.upper == math.inf and not result.converged, result
+    with pytest.warns(RuntimeWarning, match=r"^1 singular value\(s\) over the largest "
+                      r"float64, 1\.798e\+308, are inf") as caught:
+        values = sc.singular_values(w, (1, 2), padding=None, padding_mode="circular")
+    assert len(caught) == 1 and caught[0].filename == __file__
+    np.testing.assert_array_equal(values, [math.inf, 0.0])
 
 
 def test_a_result_formats_as_its_value():
@@ -1261,7 +1273,9 @@ def test_relative_width_names_the_dense_route_that_method_bounds_passed_by():
 def test_relative_width_of_an_infinite_upper_bound_is_one():
     """A review: the largest float as every tap gives an upper bound of inf; the width was
     NaN, which a filter ``width > 1e-3`` skips."""
-    result = spectral_norm(np.full((2, 2, 3, 3), np.finfo(float).max), (2, 6, 6), padding=1)
+    with pytest.warns(RuntimeWarning, match="the norm is over the largest float64"):
+        result = spectral_norm(np.full((2, 2, 3, 3), np.finfo(float).max), (2, 6, 6),
+                               padding=1)
     assert math.isinf(result.upper) and result.relative_width == 1.0
     assert SpectralNorm(1.0, np.inf, np.inf, "bounds", {}).relative_width == 0.0
 

@@ -147,11 +147,32 @@ def test_refusals_name_what_is_wrong():
         sct.lipschitz_bounds(np.ones(3), (2, 6, 6))
     with pytest.raises(ValueError, match="input_shape"):
         sct.lipschitz_bounds(model, (2, -6, 6))
-    dilated = nn.Sequential(nn.ConvTranspose1d(2, 2, 3, dilation=2, output_padding=1)).double()
-    with pytest.raises(ValueError, match=r"module '0' \(ConvTranspose1d\) with output_padding "
-                                         "not below its stride"):
-        sct.lipschitz_bounds(dilated, (2, 6))
     assert len(sct.lipschitz_bounds(nn.Sequential(nn.ReLU()), (2, 6))) == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_transposed_layer_with_output_padding_not_below_its_stride_is_bounded(seed):
+    """A hunt: ``ConvTranspose*d(..., dilation=2, output_padding >= stride)`` (PyTorch allows
+    it where dilation does) was refused. It is the adjoint of the first rows of the
+    convolution from its output by its weight: that convolution's bound bounds it. Against
+    the dense norm of the module's matrix, as a module and as ``spectral_norm_upper``."""
+    rng = np.random.default_rng(seed)
+    stride = int(rng.integers(1, 3))
+    output_padding = stride + int(rng.integers(0, 2))
+    dilation = output_padding + 1 + int(rng.integers(0, 2))
+    torch.manual_seed(seed)
+    layer = nn.ConvTranspose2d(2, 3, 3, stride=stride, dilation=dilation, padding=1,
+                               output_padding=output_padding).double()
+    shape = (2, 5, int(rng.integers(4, 7)))
+    true = np.linalg.norm(sct.matrix(layer, shape).toarray(), 2)
+    bound = sct.lipschitz_bounds(nn.Sequential(layer), shape)()["0"]
+    assert true <= bound.item(), (true, bound)
+    direct = sct.spectral_norm_upper(layer.weight, shape[1:], stride=stride, padding=1,
+                                     dilation=dilation, transposed=True,
+                                     output_padding=output_padding)
+    assert direct.item() == bound.item()
+    bound.backward()  # differentiable, as every other layer's
+    assert layer.weight.grad is not None and bool(layer.weight.grad.abs().sum() > 0)
 
 
 class _UpTwice(nn.Module):
