@@ -222,7 +222,7 @@ class CircularSVD(LinearOperator):
         ----------
         b : array_like
             Shape ``(rows,)``, ``output_shape``, or ``(rows, k)`` for ``k`` right-hand sides.
-        damp : float
+        damp : float, optional
             Tikhonov damping (``scipy.sparse.linalg.lsqr``'s ``damp``), ``>= 0``.
         rcond : float, optional
             Singular values at most ``rcond * S[0]`` count as zero (``numpy.linalg.lstsq``'s
@@ -270,7 +270,7 @@ class CircularSVD(LinearOperator):
 
         Parameters
         ----------
-        damp : float
+        damp : float, optional
             Tikhonov damping, ``>= 0``, as :meth:`solve`.
         rcond : float, optional
             Singular values at most ``rcond * S[0]`` count as zero, as :meth:`solve` (with
@@ -484,11 +484,11 @@ def circular_svd(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTupl
         ``(C_in, *n)``, each ``n`` divisible by its stride.
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`.
-    padding : None, or a periodic padding
+    padding : None, or a periodic padding, optional
         ``None`` (default): the periodic padding, total ``dilation*(k-1)`` per axis split as
         PyTorch's "same" (:func:`sparseconv.symbol`'s rule); another split of the same total
         is the same layer shifted. ``padding_mode="circular"`` is implied.
-    padding_mode : "circular"
+    padding_mode : "circular", optional
         The only value, accepted so that the spectra's periodic arguments
         (``padding=None, padding_mode="circular"``) pass unchanged.
 

@@ -95,7 +95,7 @@ def clip_singular_values(
         The bound ``c >= 0`` on the operator norm (``numpy.clip``'s name).
     stride, padding, dilation, groups
         As :func:`circular_svd` (``padding=None``: the periodic padding).
-    support : {"full", "kernel"}
+    support : {"full", "kernel"}, optional
         ``"full"`` (default): the exact projection, a kernel of the input's size.
         ``"kernel"``: a kernel of the original shape and dilation, by alternating the
         projection with the restriction to the original taps (approximate: see Notes).
@@ -103,7 +103,7 @@ def clip_singular_values(
         Rounds of the alternating projection, ``support="kernel"`` only (default 10); it
         stops earlier once the layer is in the ball. The exact projection has no rounds:
         ``support="full"`` refuses it.
-    padding_mode : "circular"
+    padding_mode : "circular", optional
         As :func:`circular_svd`: the only value, so the spectra's periodic arguments pass.
 
     Returns

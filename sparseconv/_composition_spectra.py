@@ -161,7 +161,7 @@ def composition_singular_values(layers: Sequence[LayerLike], input_shape: ShapeL
         list ``[weight, options]`` is read as the pair.
     input_shape : tuple of int
         Input of the first layer, ``(C_in, *spatial)``.
-    method : {"auto", "fft", "dense"}
+    method : {"auto", "fft", "dense"}, optional
         ``"fft"``: exact, when every layer is periodic (any strides: each layer's input
         divisible by its stride). ``"dense"``: SVD of the explicit product. ``"auto"``:
         ``"fft"`` when it applies, else ``"dense"`` when the package-wide size rule allows it

@@ -92,14 +92,14 @@ class SavedLayer:
         PyTorch's layout (``(C_in, C_out/groups, *kernel)`` if ``transposed``).
     input_shape : tuple of int
         ``(C_in, *spatial)``.
-    transposed : bool
+    transposed : bool, optional
         A transposed convolution (:func:`sparseconv.conv_transpose_matrix`).
-    options : dict
+    options : dict, optional
         The keyword arguments of the layer (``stride``, ``padding``, ...), as given.
-    layout : {"channels_first", "channels_last"}
-    format : {"csr", "csc", "coo", "bsr"}
+    layout : {"channels_first", "channels_last"}, optional
+    format : {"csr", "csc", "coo", "bsr"}, optional
         The format the matrix was saved in.
-    blocksize : (int, int) or None
+    blocksize : (int, int) or None, optional
         The BSR blocksize asked for, if any.
 
     Examples
@@ -202,11 +202,11 @@ def save_layer(file: FileLike, weight: ArrayLike, input_shape: ShapeLike, *,
         The layer's weight, PyTorch's layout.
     input_shape : tuple of int
         ``(C_in, *spatial)``.
-    transposed : bool
+    transposed : bool, optional
         False: :func:`sparseconv.conv_matrix`; True: :func:`sparseconv.conv_transpose_matrix`.
     format, layout, blocksize
         As :func:`sparseconv.conv_matrix`.
-    compressed : bool
+    compressed : bool, optional
         ``np.savez_compressed`` (default) or ``np.savez``, as ``scipy.sparse.save_npz``.
     **options
         The layer's keyword arguments (``stride``, ``padding``, ``dilation``, ``groups``,

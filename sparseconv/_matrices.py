@@ -311,30 +311,30 @@ def conv_matrix(
         PyTorch's weight layout. Any number of spatial dimensions.
     input_shape : tuple of int
         ``(C_in, *spatial)``, without the batch dimension.
-    stride, dilation : int or tuple of int
+    stride, dilation : int or tuple of int, optional
         Positive, per spatial dimension.
-    padding : int, tuple of int, tuple of (lo, hi) pairs, {"valid", "same", "full"}, or None
+    padding : int, tuple of int or of (lo, hi) pairs, {"valid", "same", "full"} or None, optional
         Non-negative. ``"same"`` follows PyTorch (total ``dilation*(k-1)``, the odd pixel on the
         high side; stride 1 only); ``"full"`` pads ``dilation*(k-1)`` on both sides; explicit
         per-side pairs are an extension PyTorch lacks. ``None`` (with
         ``padding_mode="circular"`` only) is the spectra's periodic layer: the split of
         ``"same"`` at any stride, as :func:`singular_values` means it.
-    groups : int
+    groups : int, optional
         Blocked connections, as in PyTorch; must divide both channel counts.
-    padding_mode : {"zeros", "circular", "reflect", "replicate"}
+    padding_mode : {"zeros", "circular", "reflect", "replicate"}, optional
         PyTorch's modes. ``"reflect"`` excludes the edge (numpy's ``"reflect"``, scipy.ndimage's
         ``"mirror"``); ``"replicate"`` repeats it. Reflect needs padding < input size, circular
         padding <= input size, as in PyTorch.
-    flip : bool
+    flip : bool, optional
         False (default): cross-correlation, as PyTorch computes. True: true convolution, the
         kernel flipped along every spatial axis, as ``scipy.signal.convolve``; with ``"same"``
         the split mirrors too, so ``mode="same"`` of scipy is matched for even kernels.
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
         Sparse format of the result.
     dtype : numpy dtype, optional
         Dtype of the result; by default the weight's (integers and bool become float64,
         float16 float32: scipy's sparse arrays hold no float16).
-    layout : {"channels_first", "channels_last"}
+    layout : {"channels_first", "channels_last"}, optional
         How inputs and outputs are flattened: C order of ``(C, *spatial)`` (PyTorch's, the
         default) or of ``(*spatial, C)``: row ``i * C_out + o`` is output channel ``o`` at
         flat output position ``i``, column ``j * C_in + c`` input channel ``c`` at flat input
@@ -444,22 +444,22 @@ def conv_transpose_matrix(
         PyTorch's transposed-convolution layout.
     input_shape : tuple of int
         ``(C_in, *spatial)``.
-    stride, dilation : int or tuple of int
-    padding : int, tuple of int, or tuple of (lo, hi) pairs
+    stride, dilation : int or tuple of int, optional
+    padding : int, tuple of int, or tuple of (lo, hi) pairs, optional
         Removed from the output: zero padding of the corresponding convolution.
-    output_padding : int or tuple of int
+    output_padding : int or tuple of int, optional
         Extra output size on the high side, smaller than ``max(stride, dilation)``.
-    groups : int
-    format : {"csr", "csc", "coo", "bsr"}
+    groups : int, optional
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, optional
     output_size : int or tuple of int, optional
         The spatial output size instead of ``output_padding``, as PyTorch's
         ``ConvTranspose*d.forward(x, output_size=...)``: from the smallest output to
         ``stride - 1`` above it; a full size ``(N, C, *spatial)`` or ``(C, *spatial)``, such
         as a tensor's shape, gives its spatial sizes, as there.
-    padding_mode : {"zeros"}
+    padding_mode : {"zeros"}, optional
         The only padding of PyTorch's ``ConvTranspose*d``; any other is refused.
-    layout : {"channels_first", "channels_last"}
+    layout : {"channels_first", "channels_last"}, optional
         As :func:`conv_matrix`; the channels-last BSR blocks are ``(C_out/groups,
         C_in/groups)`` tiles of this layer (``C_out = weight.shape[1] * groups``), the
         transposed blocks of the convolution it transposes.

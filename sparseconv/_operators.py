@@ -116,7 +116,7 @@ class ConvOperator(_GeometryOperator):
         :func:`sparseconv.conv_matrix`). Products follow numpy promotion of the weight and the
         input (float32 stays float32). Integer and bool products are exact: computed in int64
         and refused where their dtype cannot hold a result, where numpy would wrap around.
-    layout : {"channels_first", "channels_last"}
+    layout : {"channels_first", "channels_last"}, optional
         How vectors are flattened, as :func:`sparseconv.conv_matrix`: C order of ``(C,
         *spatial)`` or of ``(*spatial, C)``.
 
@@ -241,7 +241,7 @@ class ConvTransposeOperator(_GeometryOperator):
     stride, padding, output_padding, dilation, groups, output_size, padding_mode
         Exactly as :func:`sparseconv.conv_transpose_matrix`.
     dtype : numpy dtype, optional
-    layout : {"channels_first", "channels_last"}
+    layout : {"channels_first", "channels_last"}, optional
         As :class:`ConvOperator`.
 
     Attributes

@@ -51,7 +51,7 @@ def pixel_shuffle_matrix(input_shape: ShapeLike, upscale_factor: int, *,
     input_shape : tuple of int
         ``(C * upscale_factor**2, H, W)``.
     upscale_factor : int
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
 
     Returns
@@ -102,7 +102,7 @@ def pixel_unshuffle_matrix(input_shape: ShapeLike, downscale_factor: int, *,
     input_shape : tuple of int
         ``(C, H * downscale_factor, W * downscale_factor)``.
     downscale_factor : int
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
 
     Returns

@@ -54,24 +54,24 @@ def avg_pool_matrix(
         same rule applies to each axis).
     kernel_size, stride : int or tuple of int
         ``stride`` defaults to ``kernel_size``, as in PyTorch.
-    padding : int, tuple of int, tuple of (lo, hi) pairs, "valid" or "same"
+    padding : int, tuple of int, tuple of (lo, hi) pairs, "valid" or "same", optional
         Zero padding, at most ``kernel_size // 2`` per side (PyTorch's limit). The strings
         are sparseconv's, as :func:`conv_matrix` reads them (PyTorch's pooling takes none):
         ``"valid"`` is 0; ``"same"`` needs ``stride=1`` and pads ``kernel_size - 1`` split
         as :func:`conv_matrix` splits it (the odd one after).
-    ceil_mode : bool
+    ceil_mode : bool, optional
         Round the output size up: one more window where the last one would hang over the
         padded input, provided it starts inside the input or the low padding (PyTorch's rule;
         the kernel may then be larger than the padded input, as in ``avg_pool1d`` and
         ``avg_pool2d``; ``avg_pool3d`` alone refuses a kernel larger than the unpadded input,
         and so does this function in 3-D).
-    count_include_pad : bool
+    count_include_pad : bool, optional
         Divide by the window's positions inside the padded input (True) or by the input
         positions it covers (False).
     divisor_override : int, optional
         Divide every window by this number instead: any nonzero integer, as PyTorch takes it
         (a negative one negates the averages).
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
 
     Returns

@@ -140,7 +140,7 @@ def receptive_field_paths(
         output size.
     position : tuple of int, optional
         Output position of the last layer; its center by default.
-    dtype : {numpy.int64, numpy.float64}
+    dtype : {numpy.int64, numpy.float64}, optional
         ``int64`` counts exactly, and refuses a stack whose counts exceed it (about twenty
         3x3 layers without stride); ``float64`` counts any stack, rounded beyond ``2**53``.
 

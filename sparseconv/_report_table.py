@@ -211,7 +211,27 @@ class LipschitzReport:
 
     def to_csv(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
         """Write the rows as CSV (shapes as ``CxHxW``, a missing ``circular`` empty) to a
-        file name or an open text file; ``None`` returns the text, as pandas does."""
+        file name or an open text file; ``None`` returns the text, as pandas does.
+
+        Parameters
+        ----------
+        path : str, path-like or text file, optional
+            Where to write; ``None``: return the text.
+
+        Returns
+        -------
+        str or None
+            The CSV text where ``path`` is ``None``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import sparseconv.torch as sct
+        >>> report = sct.lipschitz_report(torch.nn.Sequential(torch.nn.Conv1d(1, 1, 3)).eval(),
+        ...                               (1, 8))
+        >>> report.to_csv().splitlines()[0].split(",")[:3]
+        ['name', 'type', 'input_shape']
+        """
         stream = io.StringIO()
         writer = csv.DictWriter(stream, fieldnames=self.columns)
         writer.writeheader()
@@ -222,7 +242,30 @@ class LipschitzReport:
 
     def to_json(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
         """Write the rows, the network bound and its assumptions as JSON to a file name or an
-        open text file; ``None`` returns the text."""
+        open text file; ``None`` returns the text.
+
+        Parameters
+        ----------
+        path : str, path-like or text file, optional
+            Where to write; ``None``: return the text.
+
+        Returns
+        -------
+        str or None
+            The JSON text where ``path`` is ``None``: an object with ``"layers"`` (the rows),
+            ``"network_upper"``, ``"activations"``, ``"chain_checked"``, ``"reason"``,
+            ``"complete"``, ``"over_graph"`` and ``"warning"``.
+
+        Examples
+        --------
+        >>> import json, torch
+        >>> import sparseconv.torch as sct
+        >>> report = sct.lipschitz_report(torch.nn.Sequential(torch.nn.Conv1d(1, 1, 3)).eval(),
+        ...                               (1, 8))
+        >>> data = json.loads(report.to_json())
+        >>> len(data["layers"]), data["network_upper"] == report.network_upper
+        (1, True)
+        """
         data = {"layers": [dict(row) for row in self.rows], "network_upper": self.network_upper,
                 "activations": list(self.activations), "chain_checked": self.chain_checked,
                 "reason": self.reason, "complete": self.complete,

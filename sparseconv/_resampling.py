@@ -154,7 +154,7 @@ def adaptive_avg_pool_matrix(input_shape: ShapeLike,
         The output's spatial size; ``None`` keeps that axis's input size (as PyTorch's
         2-D and 3-D modules take it in a tuple; here also a bare ``None`` and in 1-D,
         where PyTorch raises a ``TypeError``).
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
 
     Returns
@@ -260,7 +260,7 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         with ``1 / scale_factor``, unless ``recompute_scale_factor=True`` (then with
         ``n / out``, as for ``size``).
     mode : {"nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", \
-"lanczos", "area"}
+"lanczos", "area"}, optional
         ``"linear"``, ``"bilinear"``, ``"trilinear"``, ``"bicubic"`` and ``"lanczos"`` need 1,
         2, 3, 2 and 2 spatial axes; ``"lanczos"`` needs ``antialias=True`` (as PyTorch).
     align_corners : bool, optional
@@ -273,7 +273,7 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         For ``"bilinear"``, ``"bicubic"`` and ``"lanczos"``: PyTorch's antialiasing filter,
         stretched where the image shrinks, so that each output averages every input under it
         (torchvision's ``Resize(antialias=True)``, Pillow's resampling).
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
 
     Returns

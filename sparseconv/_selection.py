@@ -82,9 +82,9 @@ def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, *, stride: In
         ``torch.nn.functional.unfold(input, kernel_size, dilation, padding, stride)`` takes
         them in another order, and ``im2col_matrix(shape, 3, 2)`` would mean a stride there
         and a dilation here.
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
-    layout : {"channels_first", "channels_last"}
+    layout : {"channels_first", "channels_last"}, optional
         ``"channels_last"``: columns in C order of ``(*spatial, C)`` and rows of ``(L,
         prod(kernel_size), C)``, the NHWC im2col: ``(P @ x_last.ravel()).reshape(L, -1)``
         times the ``(C_out, *kernel_size, C)`` weight matrix, transposed, is the output in
@@ -144,12 +144,12 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
         ``(C, *spatial)``.
     padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
         The strings need ``kernel_size`` (and ``dilation``), as in :func:`conv_matrix`.
-    padding_mode : {"zeros", "circular", "reflect", "replicate"}
+    padding_mode : {"zeros", "circular", "reflect", "replicate"}, optional
     kernel_size, dilation : int or tuple of int, optional
         Only to resolve ``"same"`` and ``"full"``.
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
-    layout : {"channels_first", "channels_last"}
+    layout : {"channels_first", "channels_last"}, optional
         Rows and columns in C order of ``(C, *grid)`` or, channels-last, of ``(*grid, C)``.
 
     Returns
@@ -200,7 +200,7 @@ def stride_matrix(input_shape: ShapeLike, stride: IntOrTuple, *, format: SparseF
     input_shape : tuple of int
         ``(C, *spatial)``: the output shape of the stride-1 layer.
     stride : int or tuple of int
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
 
     Returns

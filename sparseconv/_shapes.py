@@ -70,7 +70,7 @@ def conv_output_shape(
     input_size : int or tuple of int
         Spatial input size (no channel or batch dimension).
     kernel_size, stride, dilation : int or tuple of int
-    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
+    padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}, optional
         As for :func:`sparseconv.conv_matrix`.
 
     Returns
@@ -123,8 +123,8 @@ def conv_transpose_output_shape(
     input_size : int or tuple of int
         Spatial input size of the transposed convolution.
     kernel_size, stride, dilation : int or tuple of int
-    padding : int, tuple of int, or tuple of (lo, hi) pairs
-    output_padding : int or tuple of int
+    padding : int, tuple of int, or tuple of (lo, hi) pairs, optional
+    output_padding : int or tuple of int, optional
         Extra size on the high side; must be smaller than ``max(stride, dilation)``.
 
     Returns

@@ -341,7 +341,7 @@ def singular_values(
         As :func:`sparseconv.conv_matrix`, with its defaults (``padding=0``,
         ``padding_mode="zeros"``). ``padding=None`` is sparseconv's shorthand for the periodic
         padding, total ``dilation*(k-1)`` per axis split as PyTorch's "same", at any stride.
-    method : {"auto", "fft", "dense"}
+    method : {"auto", "fft", "dense"}, optional
         ``"fft"``: exact, for periodic layers (``padding_mode="circular"`` with
         ``padding="same"``, or ``padding=None``; sizes divisible by the stride).
         ``"dense"``: SVD of the explicit matrix. ``"auto"``: a closed form for a 1x1 kernel (any
@@ -428,7 +428,7 @@ def eigenvalues(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple
         As :func:`sparseconv.conv_matrix`, with its defaults; ``padding=None`` is the periodic
         padding. The split matters here: it shifts the output and multiplies each frequency's
         eigenvalues by a phase.
-    method : {"auto", "fft", "dense"}
+    method : {"auto", "fft", "dense"}, optional
         ``"fft"``: exact, for periodic stride-1 layers (``padding_mode="circular"`` with
         ``padding="same"`` or ``None``, or another split of the same total). ``"dense"``:
         eigenvalues of the explicit matrix. ``"auto"``: ``"fft"`` when it applies, else

@@ -167,7 +167,7 @@ def spectral_norm(
     stride, padding, dilation, groups, padding_mode
         As :func:`sparseconv.conv_matrix` (``padding=None`` with ``padding_mode="circular"``:
         the periodic padding of :func:`sparseconv.singular_values`).
-    method : {"auto", "fft", "dense", "bounds", "upper", "exact"}
+    method : {"auto", "fft", "dense", "bounds", "upper", "exact"}, optional
         ``"fft"``: exact, for periodic circular layers. ``"dense"``: SVD of the explicit
         matrix. ``"bounds"``: a Lanczos lower bound and certified upper bounds (zero padding:
         tight; reflect, replicate and non-periodic circular padding: the padding's own norm
@@ -189,7 +189,7 @@ def spectral_norm(
         whatever it costs -- for a 512-channel 3x3 layer on 7x7, about ``7.9e11``
         multiply-adds and 1.3 GiB (sized against the memory limit first); ``"bounds"``
         takes it only where it costs at most ``2**37``.
-    tol : float
+    tol : float, optional
         The relative accuracy asked of the lower bound, in ``[1e-15, 1)``: the Lanczos
         iteration stops when the residual of its top Ritz pair shows the estimate within
         ``tol`` of the norm (at most 300 steps; on one axis, where that is short -- a long

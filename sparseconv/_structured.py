@@ -130,9 +130,9 @@ def toeplitz_matrix(kernel: ArrayLike, n: int, mode: ConvMode = "full", *,
     kernel : array_like, shape (m,)
     n : int
         Length of the input.
-    mode : {"full", "valid", "same"}
+    mode : {"full", "valid", "same"}, optional
         As ``numpy.convolve``: output length ``n+m-1``, ``max(m,n)-min(m,n)+1``, ``max(m,n)``.
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, optional
         By default the kernel's (integers become float64, float16 float32).
 
@@ -198,11 +198,11 @@ def doubly_block_toeplitz(kernel: ArrayLike, input_size: ShapeLike, mode: ConvMo
     kernel : array_like, shape (m0, m1)
     input_size : tuple of 2 int
         ``(n0, n1)``.
-    mode : {"full", "valid", "same"}
+    mode : {"full", "valid", "same"}, optional
         As ``scipy.signal.convolve2d``; ``"valid"`` gives the ``(n0-m0+1)(n1-m1+1) x n0*n1``
         matrix of the tutorial, or ``(m0-n0+1)(m1-n1+1) x n0*n1`` for a kernel that contains
         the input on both axes (convolution commutes: the input slides over the kernel).
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, optional
 
     Returns
@@ -279,7 +279,7 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
     kernel : array_like, shape (m0, m1)
     input_size : tuple of 2 int
         ``(n0, n1)``; PyTorch's circular limit applies (padding at most the input size).
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, optional
 
     Returns
@@ -352,10 +352,10 @@ def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, groups: int = 1,
         The channel-mixing matrix, or PyTorch's 1x1 weight (one ``1`` per spatial axis).
     spatial : int or tuple of int
         The spatial size, kept unchanged.
-    groups : int
+    groups : int, optional
         As PyTorch's ``groups``: group ``g`` mixes its ``C_in/groups`` input channels into
         its ``C_out/groups`` outputs, ``W`` is block diagonal.
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, optional
 
     Returns

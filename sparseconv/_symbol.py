@@ -298,11 +298,11 @@ def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
         divisible by its stride.
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`.
-    padding : None, or a periodic padding as :func:`sparseconv.conv_matrix`
+    padding : None, or a periodic padding as :func:`sparseconv.conv_matrix`, optional
         ``None`` (default): the periodic padding (:func:`periodic_padding`, PyTorch's "same"
         split). Another split of the same total only changes the phase of the symbol, not its
         singular values; any other padding is refused.
-    padding_mode : {"circular"}
+    padding_mode : {"circular"}, optional
         Only ``"circular"``, accepted so that the periodic arguments of the other spectral
         functions (``padding=None, padding_mode="circular"``) pass unchanged.
     executor : concurrent.futures.Executor, optional

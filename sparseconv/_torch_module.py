@@ -101,14 +101,14 @@ def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseForma
     input_shape : tuple of int
         ``(C, *spatial)``, without the batch (``(*lead, in_features)`` for ``nn.Linear``),
         whatever the ``layout``.
-    format : {"csr", "csc", "coo", "bsr"}
+    format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : {None, float32, float64, complex64, complex128}, optional
         The matrix's dtype. ``None`` (the default): float64 whatever the module's dtype (a
         float32, float16 or bfloat16 module's weights widen exactly), as :func:`operator` is;
         the array functions keep a float32 weight's dtype instead
         (``sparseconv.conv_matrix(conv.weight.detach().numpy(), ...)`` is float32). numpy's
         names or torch's (``torch.float32``).
-    layout : {"channels_first", "channels_last"}
+    layout : {"channels_first", "channels_last"}, optional
         The order of the flattened input and output, as in :func:`sparseconv.conv_matrix`:
         ``(C, *spatial)`` (PyTorch's) or ``(*spatial, C)``: ``P_out A P_in^T``
         (``torch.channels_last`` and ``torch.channels_last_3d`` name the latter). Only for

@@ -255,7 +255,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         An eager module, or a ``torch.jit.ScriptModule``.
     input_shape : tuple of int
         ``(C, *spatial)``, without the batch.
-    assume_chain : bool
+    assume_chain : bool, optional
         Give a model that is not a (nested) ``nn.Sequential`` the product of its layers'
         bounds, assuming its forward is the sequential chain of the traced layers (hooks do
         not see residual sums, concatenations or functional calls: for those the product is
@@ -264,13 +264,13 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         none, with the reason). A ``RuntimeWarning`` names an operation the forward runs on
         the signal outside its layers, where its graph (torch.fx's, or a TorchScript
         model's) shows one: there the product is no bound.
-    fold_batchnorm : bool
+    fold_batchnorm : bool, optional
         Fold each eval-mode BatchNorm into the convolution whose output tensor it normalizes
         (seen by forward hooks; :func:`fold_batchnorm`): one row ``"conv+bn"`` for the pair,
         whose norm can be much smaller than the product of the two. Other BatchNorms keep
         their own rows, as does a pair whose convolution's output the model reads elsewhere
         too (``relu(bn(y)) + y``, in its torch.fx graph).
-    progress : bool or callable
+    progress : bool or callable, optional
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
         layer). A callable is called after each layer as ``progress(done, total, name)``.
     lipschitz_constants : mapping of str to float, optional

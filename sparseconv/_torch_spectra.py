@@ -449,10 +449,10 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     stride, padding, dilation, groups, padding_mode
         As ``torch.nn.Conv*d`` (``padding`` an int, a tuple, ``"same"`` or ``"valid"``;
         sparseconv's per-side pairs too).
-    transposed : bool
+    transposed : bool, optional
         The layer is ``nn.ConvTranspose*d(..., stride, padding, output_padding, groups,
         dilation)`` (zero padding only, as in PyTorch).
-    output_padding : int or tuple of int
+    output_padding : int or tuple of int, optional
         A transposed convolution's, as ``nn.ConvTranspose*d``'s.
 
     Returns

@@ -211,7 +211,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
         An eager module, or a ``torch.jit.ScriptModule``.
     input_shape : tuple of int
         ``(C, *spatial)``, without the batch.
-    allow_train : bool
+    allow_train : bool, optional
         Trace a model with modules in training mode (their records say ``linear=False``
         where that matters). By default such a model is refused.
 

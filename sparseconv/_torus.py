@@ -431,9 +431,9 @@ def toeplitz_norm(weight: ArrayLike, *, stride: IntOrTuple = 1, dilation: IntOrT
         float64 or complex128).
     stride, dilation, groups
         As :func:`sparseconv.conv_matrix`. No padding argument: the bound holds for all.
-    tol : float
+    tol : float, optional
         Relative width of the interval, in ``[1e-12, 1)``.
-    max_evaluations : int
+    max_evaluations : int, optional
         The most frequencies at which the symbol is tested or evaluated; if reached (a symbol
         whose maximum is flat on part of the torus only), the bounds are returned as they
         are, still certified, with ``converged=False`` unless they are within ``tol`` all the

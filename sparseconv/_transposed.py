@@ -37,7 +37,7 @@ def transpose_kernel(weight: ArrayLike, groups: int = 1) -> np.ndarray:
     ----------
     weight : array_like, shape (C_in, C_out/groups, *kernel_size)
         PyTorch's transposed layout.
-    groups : int
+    groups : int, optional
 
     Returns
     -------

@@ -63,13 +63,13 @@ def dottest(op: LinearOperator, *, nr: int | None = None, nc: int | None = None,
     nr, nc : int, optional
         Rows and columns expected (PyLops' names); by default ``op.shape``. A mismatch is a
         ``ValueError``.
-    rtol : float
+    rtol : float, optional
         Tolerance relative to ``|A x| |y| + |x| |A^H y|`` (the size of the two terms); use
         about ``1e-5`` for float32 operators.
     complexflag : {0, 1, 2, 3}, optional
         As PyLops: real ``x`` and ``y`` (0), complex ``x`` (1), complex ``y`` (2), both
         complex (3). By default 3 for a complex operator and 0 otherwise.
-    raiseerror : bool
+    raiseerror : bool, optional
         Raise ``AssertionError`` on failure (default), or return ``False``.
     rng : numpy.random.Generator or int, optional
         The random vectors' source.
@@ -209,9 +209,9 @@ def assert_layer_matches_torch(
         The operator, or a description ``(weight, input_shape, kwargs)`` of a
         :class:`~sparseconv.ConvOperator` (of a :class:`~sparseconv.ConvTransposeOperator` when
         ``kwargs`` holds ``transposed=True``).
-    rtol : float
+    rtol : float, optional
         Largest error allowed, relative to the largest entry of PyTorch's result (at least 1).
-    n_inputs : int
+    n_inputs : int, optional
         Number of random inputs, checked as one batch (columns of ``matmat``).
     rng : numpy.random.Generator or int, optional
 

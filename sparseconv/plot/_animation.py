@@ -111,14 +111,14 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
     ----------
     layer : ConvGeometry, ConvOperator or ConvTransposeOperator
         Channels are ignored: one input and one output plane are drawn.
-    transposed : bool
+    transposed : bool, optional
         Draw the transposed convolution of ``layer`` (a ConvTransposeOperator always is): each
         frame stamps the kernel of one input cell onto the output, whose cells outside the
         cropped padding are dashed.
     fig : matplotlib Figure, optional
         The figure to draw in (a pyplot figure, to show it), resized to ``figsize`` or to 0.45
         in per cell; a new ``matplotlib.figure.Figure`` by default (no pyplot state).
-    interval : int
+    interval : int, optional
         Milliseconds between frames (on screen).
     fname : str or path-like, optional
         Save there: a ``.gif`` (format ``"gif"``) holds every frame, at ``fps`` frames per
@@ -129,7 +129,7 @@ def conv_animation(layer: ConvGeometry | ConvOperator | ConvTransposeOperator, *
         Size in inches of the figure.
     format : {"gif", "png", "pdf", "svg"}, optional
         Overrides ``fname``'s suffix.
-    fps : int
+    fps : int, optional
         Frames per second of a saved GIF.
 
     Returns

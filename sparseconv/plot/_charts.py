@@ -69,7 +69,7 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
         pyplot's current axes.
     label : str, optional
         Legend entry of a single array.
-    fraction : bool
+    fraction : bool, optional
         x axis as ``index / count``, to overlay layers with different numbers of values
         (stride 1 vs 2).
     interval : (float, float) or SpectralNorm, optional
@@ -170,10 +170,10 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
         reduced to its spectral norms.
     ax : matplotlib Axes, optional
         As for :func:`spy`.
-    cmap : str
-    label : str
+    cmap : str, optional
+    label : str, optional
         The colorbar's label: what the color measures (the gain, a ratio of norms: unitless).
-    colorbar : bool
+    colorbar : bool, optional
         Add the labelled colorbar.
     fname, dpi, figsize, format
         Save to a file, as for :func:`spy`.
@@ -256,7 +256,7 @@ def receptive_field_heatmap(
         As for :func:`spy`.
     position : tuple of int, optional
         The output unit; the center of the last layer's output by default.
-    cmap : str
+    cmap : str, optional
         Colors the number of paths from each input pixel to the unit, one color per count;
         unread pixels are white.
     vmax : int, optional

@@ -107,9 +107,9 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.
         Length of the axis.
     max_bins : int
         About how many bins at most; positive.
-    blocks : int
+    blocks : int, optional
         Number of equal blocks no bin may straddle; must divide ``size``.
-    period : int
+    period : int, optional
         A length within each block (the width of an image row) that bins should hold a whole
         number of, or divide, where a choice of equal bins allows; must divide the block.
 
@@ -282,12 +282,12 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
         its pattern is ``kron(G, S != 0)`` (channel connectivity ``G``, spatial pattern ``S``),
         so the counts are ``kron(G, counts of S)`` in bins aligned to the channel blocks. A
         dense array counts its nonzero entries.
-    max_bins : int
+    max_bins : int, optional
         Bins per axis (an axis no longer than this is drawn one index per bin: exact).
-    channels : (int, int)
+    channels : (int, int), optional
         Number of row and column blocks the bins must not straddle (ignored for a layer, whose
         channel counts are used); see :func:`bin_edges`.
-    period : (int, int)
+    period : (int, int), optional
         Row and column lengths (image rows) that bins fit whole or divide where they can
         (ignored for a layer, which uses the width of its output and input rows).
     zoom : ((int, int), (int, int)), optional

@@ -262,14 +262,14 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         doubly block Toeplitz structure; or explicit block sizes ``(rows, cols)`` (an int:
         square blocks), coarsest first. A level is drawn where its blocks span at least two
         pixels of the image.
-    max_bins : int
+    max_bins : int, optional
         An axis with at most ``max_bins`` indices is drawn one pixel per index; a longer one is
         binned into at most about ``max_bins`` pixels holding counts of stored entries, aligned
         to the channel blocks (:func:`bin_edges`).
-    values : bool
+    values : bool, optional
         Color each stored entry by its value (one pixel per entry, of the whole matrix or of
         the ``zoom`` window; complex: modulus).
-    color : color
+    color : color, optional
         Color of stored entries in the exact pattern.
     cmap : str, optional
         Colormap of values or counts.
