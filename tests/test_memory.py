@@ -197,8 +197,8 @@ def test_a_huge_max_bins_is_refused_before_its_counts_are_allocated(name, memory
     and the command line's spy said "out of memory ... try a smaller layer".)"""
     memory_limit(50 * 2**20)
     error, peak = traced(HUGE_RASTERS[name])
-    # (values=True draws the matrix itself, one pixel per entry: its advice is a slice of it)
-    advice = "slice of the matrix" if "values=True" in name else "smaller max_bins|zoom="
+    # (values=True draws the matrix itself, one pixel per entry: its advice is fewer blocks)
+    advice = "zoom= fewer channel blocks" if "values=True" in name else "smaller max_bins|zoom="
     assert error is not None and re.search(advice, str(error)), error
     assert peak < 16 * 2**20, (name, peak)  # (matplotlib's first figure: about 10 MB)
 

@@ -398,9 +398,9 @@ def test_unbatched_calls_failures_and_1d_weights():
                                                rel=1e-12)
 
 
-def test_a_functional_transposed_call_with_no_circulant_bound_is_named_not_refused():
-    """As a module it is refused (test_refusals_name_what_is_wrong); as a functional call the
-    model ran before it was read: named in the warning, left out."""
+def test_a_functional_transposed_call_with_output_padding_not_below_its_stride_is_bounded():
+    """As a module (test_a_transposed_layer_with_output_padding_not_below_its_stride_is_
+    bounded), so as a functional call: it was named in a warning and left out."""
     class Dilated(nn.Module):
         def __init__(self):
             super().__init__()
@@ -409,6 +409,9 @@ def test_a_functional_transposed_call_with_no_circulant_bound_is_named_not_refus
         def forward(self, x):
             return F.conv_transpose1d(x, self.t, output_padding=1, dilation=2)
 
-    with pytest.warns(UserWarning, match=r"conv_transpose1d on \(2, 6\) by parameter 't': "
-                                         "its output_padding"):
-        assert len(sct.lipschitz_bounds(Dilated(), (2, 6))) == 0
+    model = Dilated()
+    bound = sct.lipschitz_bounds(model, (2, 6))()["t"]
+    module = nn.ConvTranspose1d(2, 2, 3, output_padding=1, dilation=2, bias=False).double()
+    with torch.no_grad():
+        module.weight.copy_(model.t)
+    assert np.linalg.norm(sct.matrix(module, (2, 6)).toarray(), 2) <= bound.item()
