@@ -205,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
         "spy", parents=[layer, figure], help="draw the sparsity pattern",
         description="Draw the sparsity pattern of the layer's matrix into FILE (binned to "
         "--max-bins pixels per axis; --values draws the entries' values, --zoom a block).")
-    spy.add_argument("-o", "--output", required=True, metavar="FILE")
+    spy.add_argument("-o", "--output", required=True, metavar="FILE",
+                     help="the figure; its suffix names the format (png, pdf, svg, ...; "
+                     "without one, .png is added)")
     spy.add_argument("--max-bins", type=_positive, default=512,
                      help="pixels per axis before entries are binned (default 512)")
     spy.add_argument("--values", action="store_true", help="color entries by value")
@@ -219,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         "method applies, else ARPACK's largest) and, for a 2-D layer, the largest singular value "
         "per frequency of its circular version; print the certified interval of its spectral "
         "norm (sparseconv.spectral_norm), and with --every-size the bound for every input size.")
-    spectrum.add_argument("-o", "--output", required=True, metavar="FILE")
+    spectrum.add_argument("-o", "--output", required=True, metavar="FILE",
+                          help="the figure; its suffix names the format (png, pdf, svg, ...; "
+                          "without one, .png is added)")
     routes = spectrum.add_mutually_exclusive_group()
     routes.add_argument("--exact", action="store_true",
                         help="certify the spectral norm with every axis exact (spectral_norm's "
@@ -239,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the layer's arguments and weight (sparseconv.load_layer reads them)",
         description="Save the layer's sparse matrix into FILE.npz (scipy.sparse.load_npz reads "
         "it) with the layer's arguments and weight (sparseconv.load_layer reads them).")
-    export.add_argument("-o", "--output", required=True, metavar="FILE.npz")
+    export.add_argument("-o", "--output", required=True, metavar="FILE.npz",
+                        help="the archive (scipy.sparse.save_npz's, with the layer's "
+                        "arguments and weight); .npz is added to a name without it, as "
+                        "numpy and scipy do")
     export.add_argument("--format", choices=("csr", "csc", "coo", "bsr"), default="csr")
     export.add_argument("--layout", choices=LAYOUTS, default="channels_first",
                         help="flatten (C, *spatial) or (*spatial, C); channels_last BSR has "

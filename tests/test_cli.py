@@ -1165,6 +1165,16 @@ def test_an_interrupted_command_says_so_in_one_line(tmp_path, capsys, monkeypatc
     assert not any(tmp_path.iterdir())  # nor its temporary file
 
 
+def test_output_help_says_what_a_name_without_its_suffix_becomes(capsys, tmp_path):
+    """A new user's trial: ``spy -o s`` wrote s.png and ``export -o e.txt`` e.txt.npz, which
+    the help did not say."""
+    for command, suffix in (("spy", ".png"), ("spectrum", ".png"), ("export", ".npz")):
+        assert f"{suffix} is added" in " ".join(_help_text(command, capsys).split())
+    assert ok("spy", "-o", tmp_path / "s", *LAYER) == f"wrote {tmp_path / 's.png'}\n"
+    assert ok("export", "-o", tmp_path / "e.txt", *LAYER).startswith(
+        f"wrote {tmp_path / 'e.txt.npz'}: csr")
+
+
 def test_spectrum_help_says_what_it_draws_and_prints(capsys):
     text = _help_text("spectrum", capsys)
     assert "Draw the layer's singular values into FILE" in text
