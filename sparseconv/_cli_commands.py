@@ -211,6 +211,18 @@ def _top_singular_values(layer: _Layer, k: int = 32,
     return np.sort(top)[::-1], f"the {k} largest, by ARPACK"
 
 
+def _refuse_overflow(upper: float, args) -> None:
+    """A norm beyond float64's range (``upper=inf``), refused naming where the weights came
+    from (a new user's trial: weights of 1e308 gave an error about an interval)."""
+    if math.isfinite(upper):
+        return
+    source = (f"--weights {args.weights}" if args.weights else
+              f"--layer {args.layer} of --model {args.model}" if args.model else "the layer")
+    raise ValueError(f"the spectral norm of {source} is over the largest float64, "
+                     f"{sys.float_info.max:.4g}: scale the weights down by a power of two "
+                     "(the norm scales with them)")
+
+
 def _spectrum(layer: _Layer, args) -> None:
     import matplotlib
 
@@ -229,13 +241,7 @@ def _spectrum(layer: _Layer, args) -> None:
                          method="upper" if args.upper else
                          applicable_method("exact" if args.exact else "auto", g),
                          tol=args.tol, relative_width=args.relative_width)
-    if not math.isfinite(norm.upper):  # (a new user's trial: an error about an interval)
-        source = (f"--weights {args.weights}" if args.weights else
-                  f"--layer {args.layer} of --model {args.model}" if args.model else
-                  "the layer")
-        raise ValueError(f"the spectral norm of {source} is over the largest float64, "
-                         f"{sys.float_info.max:.4g}: scale the weights down by a power of two "
-                         "(the norm scales with them)")
+    _refuse_overflow(norm.upper, args)
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
     # --upper promises speed: the heatmap (an SVD per frequency) only within the dense budget
