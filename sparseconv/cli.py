@@ -186,6 +186,10 @@ def _layer_options() -> argparse.ArgumentParser:
     return layer
 
 
+_FIGURE_FILE = ("the figure; its suffix names the format (png, pdf, svg, ...; without one, "
+                ".png is added)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sparseconv`` argument parser (subcommands info, spy, spectrum, export, report)."""
     parser = _Parser(prog="sparseconv", description="Convolution layers as exact sparse "
@@ -205,9 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spy", parents=[layer, figure], help="draw the sparsity pattern",
         description="Draw the sparsity pattern of the layer's matrix into FILE (binned to "
         "--max-bins pixels per axis; --values draws the entries' values, --zoom a block).")
-    spy.add_argument("-o", "--output", required=True, metavar="FILE",
-                     help="the figure; its suffix names the format (png, pdf, svg, ...; "
-                     "without one, .png is added)")
+    spy.add_argument("-o", "--output", required=True, metavar="FILE", help=_FIGURE_FILE)
     spy.add_argument("--max-bins", type=_positive, default=512,
                      help="pixels per axis before entries are binned (default 512)")
     spy.add_argument("--values", action="store_true", help="color entries by value")
@@ -221,9 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "method applies, else ARPACK's largest) and, for a 2-D layer, the largest singular value "
         "per frequency of its circular version; print the certified interval of its spectral "
         "norm (sparseconv.spectral_norm), and with --every-size the bound for every input size.")
-    spectrum.add_argument("-o", "--output", required=True, metavar="FILE",
-                          help="the figure; its suffix names the format (png, pdf, svg, ...; "
-                          "without one, .png is added)")
+    spectrum.add_argument("-o", "--output", required=True, metavar="FILE", help=_FIGURE_FILE)
     routes = spectrum.add_mutually_exclusive_group()
     routes.add_argument("--exact", action="store_true",
                         help="certify the spectral norm with every axis exact (spectral_norm's "
