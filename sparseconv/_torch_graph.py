@@ -56,6 +56,20 @@ def makes_a_constant(node: torch.fx.Node, signal: Callable[[torch.fx.Node], bool
     return not any(signal(n) for n in others)
 
 
+def tensor_versions(value: Any) -> tuple[tuple[torch.Tensor, int], ...]:
+    """Every tensor in a node's value (itself, or in a tuple, list or dict of them, nested)
+    with its version counter now: a change in place to any of them after the node ran shows
+    (a review: the views ``y.chunk(2)`` returns, held in a tuple, were read after ``y.mul_(5)``
+    as they were before it, and a network bound came out below the network's constant)."""
+    return tuple((t, t._version) for t in output_leaves(value) or ()
+                 if isinstance(t, torch.Tensor))
+
+
+def changed(versions: tuple[tuple[torch.Tensor, int], ...]) -> bool:
+    """Whether any tensor of :func:`tensor_versions` changed in place since."""
+    return any(tensor._version != version for tensor, version in versions)
+
+
 def _in_place_base(node: torch.fx.Node, root: nn.Module) -> torch.fx.Node | None:
     """The node whose tensor ``node`` changes in place and returns (``y.add_(z)``,
     ``F.relu(y, inplace=True)``, ``nn.ReLU(inplace=True)(y)``), or None."""
@@ -72,24 +86,44 @@ def _in_place_base(node: torch.fx.Node, root: nn.Module) -> torch.fx.Node | None
     return base if in_place and isinstance(base, torch.fx.Node) else None
 
 
-def follow_in_place(graph: torch.fx.Graph, root: nn.Module) -> None:
+def _through_data(node: Any) -> bool:
+    """Whether ``node`` is ``y.data``, or a call on it (``y.data.view(-1)``): a tensor whose
+    version counter is its own, so that a change through it leaves ``y``'s unchanged."""
+    for _ in range(64):
+        if not isinstance(node, torch.fx.Node) or node.op not in ("call_method",
+                                                                    "call_function"):
+            return False
+        if node.target is getattr and node.args[1:2] == ("data",):
+            return True
+        node = node.args[0] if node.args else None
+    return False
+
+
+def follow_in_place(graph: torch.fx.Graph, root: nn.Module) -> str | None:
     """Make every node that reads a tensor after an in-place call changed it read that call's
     node, whose value it is: torch.fx records ``y.add_(z); return y`` as a graph whose output
     is ``y`` before the change (a new user's trial: refused, the message blaming a ``kept =
     y`` that was not there). Python names that alias ``y`` (``kept = y``) are its node too.
     What this cannot see stays refused by :func:`_probe`: a view of ``y`` read after the
-    change, and ``y += z``, which torch.fx records as ``y + z``."""
+    change, and ``y += z``, which torch.fx records as ``y + z``. A change through ``y.data``,
+    which even the version counters do not see, is why it returns (a review: a bound below
+    the network's constant, given a constant for ``y.data``); None where it follows all."""
     latest: dict[torch.fx.Node, torch.fx.Node] = {}
     for node in graph.nodes:
         for read in node.all_input_nodes:
             if latest.get(read, read) is not read:
                 node.replace_input_with(read, latest[read])
         base = _in_place_base(node, root)
+        if base is not None and _through_data(base):
+            return (f"node {node.name!r} changes a tensor in place through .data, whose "
+                    "version counter is its own: the change to the tensor it aliases cannot "
+                    "be followed (make the change out of place)")
         if base is not None:
             for value, now in list(latest.items()):
                 if now is base:
                     latest[value] = node
             latest[base] = node
+    return None
 
 
 def _trace_graph(model: nn.Module):
@@ -107,7 +141,9 @@ def _trace_graph(model: nn.Module):
         raise TypeError(f"network_operator: torch.fx cannot trace {type(model).__name__} "
                         f"({type(exc).__name__}: {exc}); its forward must not branch on tensor "
                         "values or call code torch.fx cannot see through") from exc
-    follow_in_place(graph, root)
+    why = follow_in_place(graph, root)
+    if why is not None:
+        raise TypeError(f"network_operator: {why}")
     return torch.fx.GraphModule(root, graph), leaf
 
 
@@ -128,14 +164,12 @@ def _probe(gm, shape, model: nn.Module) -> dict:
     class Recorder(torch.fx.Interpreter):
         def run_node(self, n):
             for a in n.all_input_nodes:
-                tensor, version = versions.get(a, (None, 0))
-                if tensor is not None and tensor._version != version:
+                if changed(versions.get(a, ())):
                     stale.append((n, a))
                     raise _Stale
             result = super().run_node(n)
             values[n] = result
-            if isinstance(result, torch.Tensor):
-                versions[n] = (result, result._version)
+            versions[n] = tensor_versions(result)
             return result
 
     try:

@@ -53,10 +53,12 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_graph import (
+    changed,
     follow_in_place,
     graph_outputs,
     makes_a_constant,
     output_leaves,
+    tensor_versions,
 )
 from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, _sqrt_up, _Walk
 from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
@@ -120,7 +122,7 @@ class _Probe(ShapeProp):
 
     def __init__(self, module: torch.fx.GraphModule):
         super().__init__(module)
-        self.versions: dict[torch.fx.Node, tuple[torch.Tensor, int]] = {}
+        self.versions: dict[torch.fx.Node, tuple[tuple[torch.Tensor, int], ...]] = {}
         self.stale: torch.fx.Node | None = None
         self.signal: set[torch.fx.Node] = set()  # the nodes computed from the input
         self.constants: dict[torch.fx.Node, Any] = {}  # the others' values (parameters...)
@@ -130,12 +132,11 @@ class _Probe(ShapeProp):
 
     def run_node(self, n: torch.fx.Node) -> Any:
         for a in n.all_input_nodes:
-            tensor, version = self.versions.get(a, (None, 0))
-            if tensor is not None and tensor._version != version and self.stale is None:
+            if self.stale is None and changed(self.versions.get(a, ())):
                 self.stale = n
         result = super().run_node(n)
+        self.versions[n] = tensor_versions(result)
         if isinstance(result, torch.Tensor):
-            self.versions[n] = (result, result._version)
             self.shapes[n] = tuple(result.shape)
         if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes) and \
                 not makes_a_constant(n, self.signal.__contains__):
@@ -151,9 +152,8 @@ class _Probe(ShapeProp):
         # the bound reads the constants' values after the run: one changed in place after it
         # was made (t.zero_() after x * t; a signal's value copied into an attribute) would be
         # read changed (reviews: bounds of 0 for constants of 10 and 32)
-        self.changed = next((n for n, value in self.constants.items()
-                             if isinstance(value, torch.Tensor) and n in self.versions
-                             and value._version != self.versions[n][1]), None)
+        self.changed = next((n for n in self.constants if changed(self.versions.get(n, ()))),
+                            None)
         return result
 
 
@@ -200,6 +200,10 @@ def _per_sample_change(recorder: _Probe, others: list[_Probe] | None, batch: int
     return ""
 
 
+def _untraceable(model: nn.Module, exc: Exception) -> str:
+    return f"torch.fx cannot trace {type(model).__name__} ({type(exc).__name__}: {exc})"
+
+
 def _traced(model: nn.Module, probe: torch.Tensor,
             ) -> tuple[torch.fx.Graph, torch.fx.GraphModule, _Probe, dict, set, str] | str:
     """``model``'s torch.fx graph, checked to compute what its forward does on ``probe``:
@@ -208,7 +212,12 @@ def _traced(model: nn.Module, probe: torch.Tensor,
     the batch, said if all else passes), or why it cannot be followed."""
     try:
         graph = torch.fx.Tracer().trace(model)
-        follow_in_place(graph, model)
+    except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+        return _untraceable(model, exc)
+    why = follow_in_place(graph, model)
+    if why is not None:
+        return why
+    try:
         module = torch.fx.GraphModule(model, graph)
         others = _on_other_batches(module, model, probe)  # (before the probe's run, whose
         recorder = _Probe(module)  # shapes the nodes keep)
@@ -219,8 +228,7 @@ def _traced(model: nn.Module, probe: torch.Tensor,
             theirs = model(probe.clone())
             same = _same(recorder.propagate(probe.clone()), theirs)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
-        return (f"torch.fx cannot trace {type(model).__name__} "
-                f"({type(exc).__name__}: {exc})")
+        return _untraceable(model, exc)
     change = _per_sample_change(recorder, others, len(probe))  # (said if all else passes)
     tainted = _tainted_sizes(graph, recorder.sizes)  # sizes read at their traced values:
     sizes = {n: v for n, v in recorder.sizes.items()  # fixed by the batch, it seems and by

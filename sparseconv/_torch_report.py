@@ -132,7 +132,8 @@ def _trace_with_folds(model: nn.Module, input_shape,
 
 def _read_elsewhere(model: nn.Module) -> set[tuple[str, int]]:
     """The BatchNorm calls, as ``(module name, call index)``, whose input in ``model``'s
-    torch.fx graph is not the output of a module call that the BatchNorm alone reads (a new
+    torch.fx graph is not the output of a convolution's call that the BatchNorm alone reads,
+    as the bound over the graph requires of a fold (a new
     user's trial: ``bn(y) + y`` was folded, the row of ``y``'s convolution was lost and the
     bound over the graph refused the fold). Empty where torch.fx cannot trace the model (its
     records are all there is; it gets no bound over the graph)."""
@@ -148,7 +149,10 @@ def _read_elsewhere(model: nn.Module) -> set[tuple[str, int]]:
         name = str(node.target)
         counted[name] = counted.get(name, 0) + 1
         source = node.args[0] if node.args else node.kwargs.get("input")
+        # (a review: through an Identity or Dropout, `bn(id(y)) + y` was folded, the
+        # Identity's output being read by the BatchNorm alone)
         if not (isinstance(source, torch.fx.Node) and source.op == "call_module"
+                and isinstance(model.get_submodule(str(source.target)), (*_CONV, *_CONV_T))
                 and len(source.users) == 1):
             shared.add((name, counted[name] - 1))
     return shared

@@ -64,10 +64,12 @@ def _nnz(module: nn.Module, layer: _Layer) -> int:
         return sc.ConvGeometry.from_weight(weight.shape, shape, **kwargs).nnz()
     if isinstance(module, _CONV_T):
         module = _untyped(module)  # torch's stubs type padding as str | tuple for every module
-        smallest = sc.conv_transpose_output_shape(
-            layer.input_shape[1:], module.kernel_size, module.stride, module.padding, 0,
-            module.dilation)
-        output_padding = tuple(n - m for n, m in zip(layer.output_shape[1:], smallest))
+        # the output_padding the call's output size implies (its size without any may be
+        # empty, which PyTorch allows where output_padding makes it up: a review)
+        output_padding = tuple(
+            out - ((n - 1) * s - 2 * p + d * (k - 1) + 1) for out, n, s, p, d, k in zip(
+                layer.output_shape[1:], layer.input_shape[1:], module.stride, module.padding,
+                module.dilation, module.kernel_size))
         return sc.ConvGeometry.for_transpose(
             module.weight.shape, layer.input_shape, stride=module.stride, padding=module.padding,
             output_padding=output_padding, dilation=module.dilation, groups=module.groups).nnz()

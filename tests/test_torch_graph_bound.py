@@ -135,6 +135,24 @@ def test_a_value_read_after_an_in_place_change_is_refused(forward):
     assert "reads a tensor changed in place after it was made" in report.reason
 
 
+@pytest.mark.parametrize("forward", [
+    lambda m, x: (lambda y: (y.chunk(2, dim=1), y.mul_(5.0), y)[::2])(m.conv(x)),
+    lambda m, x: (lambda y: (y.unbind(1), y.mul_(5.0), y)[::2])(m.conv(x)),
+    lambda m, x: (lambda y: (torch.tensor_split(y, 2, 1), y.mul_(5.0), y)[::2])(m.conv(x)),
+    lambda m, x: (lambda y: (y.split(1, 1), y.add_(y), y)[::2])(m.conv(x)),
+    lambda m, x: (lambda y: (y.chunk(2, dim=1), y.mul_(5.0), 0 * y.mean())[::2])(m.conv(x)),
+])
+def test_views_held_in_a_tuple_and_changed_in_place_are_refused(forward):
+    """A review: the views ``y.chunk(2)`` returns sit in a tuple, whose version the probe did
+    not record; with the read of ``y`` after ``y.mul_(5)`` redirected to the change, nothing
+    read a stale tensor, and the tuple's views were bounded as before the change: 5.6 for a
+    network of constant 7.8. Every tensor in a tuple value has its version checked now."""
+    model = _networks.randomize(_Conv(forward), 0)
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    assert report.network_upper is None
+    assert "reads a tensor changed in place after it was made" in report.reason
+
+
 @pytest.mark.parametrize("forward, constant", [
     (lambda m, x: (lambda y: y + y.mul_(3.0))(m.conv(x)), 6.0),  # both operands changed
     (lambda m, x: (lambda y: (F.leaky_relu(y, 5.0, inplace=True), y)[1])(m.conv(x)), 5.0),
@@ -225,11 +243,36 @@ def test_an_unused_change_through_data_is_refused(change):
     """A review (of a change that skipped unused calls, reverted): y.data has a version
     counter of its own, so an in-place change through it is invisible to the stale-read
     check, and the graph, which runs it too, agrees with the forward; the bound was 10x below
-    the Lipschitz constant. Any unused call stays refused."""
+    the Lipschitz constant. Any unused call stays refused, and an in-place call through .data
+    is refused by name (``out=`` is no in-place call: refused as a value nothing reads)."""
     model = _ThroughData(change).eval()
     report = sct.lipschitz_report(model, (4,))
     assert report.network_upper is None, report.network_upper
-    assert "computes a value nothing reads" in report.reason
+    assert re.search("changes a tensor in place through .data|computes a value nothing reads",
+                     report.reason), report.reason
+
+
+def test_an_in_place_change_through_data_read_later_is_refused():
+    """A review: ``z = y.data.mul_(5); return y + x + 0 * z`` with the (true) constant 1
+    given for ``y.data``: the change to ``y``, invisible to its version counter, was bounded
+    as if ``y`` were unchanged, 2.1 for a network of constant 6.0."""
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(2, 2, 3, padding=1, bias=False, dtype=F64)
+
+        def forward(self, x):
+            y = self.c1(x)
+            z = y.data.mul_(5)
+            return y + x + 0 * z
+
+    model = _networks.randomize(Scaled(), 0)
+    report = sct.lipschitz_report(model, (2, 6, 6), lipschitz_constants={"getattr_1": 1.0})
+    assert report.network_upper is None
+    assert "node 'mul_' changes a tensor in place through .data" in report.reason
+    with pytest.raises(TypeError, match="network_operator: node 'mul_' changes a tensor in "
+                                        "place through .data"):
+        sct.network_operator(model, (2, 6, 6))
 
 
 def test_in_place_relu_read_by_its_own_node_only_is_fine():

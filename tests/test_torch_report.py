@@ -558,17 +558,41 @@ def test_fold_batchnorm_only_where_the_tensor_flows():
 
 
 class _SkipAroundBatchNorm(nn.Module):
-    """``relu(bn(y)) + y`` with ``y = conv(x)``: the convolution's output is read twice."""
+    """``relu(bn(y)) + y`` with ``y = conv(x)``: the convolution's output is read twice
+    (``through``: the BatchNorm reads it through that module, which returns its input)."""
 
-    def __init__(self):
+    def __init__(self, through: nn.Module | None = None):
         super().__init__()
         self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
         self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.through = through or nn.Sequential()
 
     def forward(self, x):
         y = self.conv(x)
-        z = torch.relu(self.bn(y)) + y
+        z = torch.relu(self.bn(self.through(y))) + y
         return self.bn2(self.conv2(z))  # a fold that stays
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, output_padding, size", [
+    (1, 1, 1, 2, 1, 2),   # without output_padding, the output would be empty
+    (2, 1, 2, 3, 2, 3),
+    (3, 2, 1, 1, 1, 5),
+    (2, 1, 3, 4, 3, 4),
+])
+def test_a_transposed_row_whose_output_without_output_padding_is_empty(
+        kernel, stride, padding, dilation, output_padding, size):
+    """A review: ``ConvTranspose2d(2, 2, 1, padding=1, dilation=2, output_padding=1)`` on 2x2
+    inputs (a 1x1 output, which PyTorch computes) raised "output size (0, 0) is empty" in
+    the report's count of stored entries. Its row: the matrix's nnz, an interval that holds
+    the dense norm."""
+    torch.manual_seed(kernel + size)
+    layer = nn.ConvTranspose2d(2, 3, kernel, stride=stride, padding=padding,
+                               dilation=dilation, output_padding=output_padding).double()
+    row = sct.lipschitz_report(nn.Sequential(layer).eval(), (2, size, size)).rows[0]
+    matrix = sct.matrix(layer, (2, size, size))
+    assert row["nnz"] == matrix.nnz
+    norm = np.linalg.norm(matrix.toarray(), 2)
+    assert row["lower"] <= norm * (1 + 1e-12) and norm <= row["upper"] * (1 + 1e-12), row
 
 
 class _FailsOnItsFirstProbe(nn.Module):
@@ -592,13 +616,15 @@ def test_fold_batchnorm_leaves_a_convolution_whose_output_is_read_elsewhere():
     y`` was folded into its BatchNorm, its own row lost, and the bound over the graph refused
     the fold (no network bound). Now that pair keeps its two rows, the next pair is folded,
     and the network bound holds."""
-    model = _networks.randomize(_SkipAroundBatchNorm()).double()
-    report = sct.lipschitz_report(model, (4, 6, 6), fold_batchnorm=True)
-    assert [row["name"] for row in report] == ["conv", "bn", "conv2+bn2"]
-    assert report.network_upper is not None, report.reason
-    assert jacobian_norm(model, (4, 6, 6)) <= report.network_upper
-    unfolded = sct.lipschitz_report(model, (4, 6, 6))
-    assert report.network_upper <= unfolded.network_upper * (1 + 1e-12)
+    for through in (None, nn.Identity(), nn.Dropout()):  # (a review: through an Identity
+        # or a Dropout, whose output the BatchNorm alone reads, the pair was still folded)
+        model = _networks.randomize(_SkipAroundBatchNorm(through)).double().eval()
+        report = sct.lipschitz_report(model, (4, 6, 6), fold_batchnorm=True)
+        assert [row["name"] for row in report] == ["conv", "bn", "conv2+bn2"], through
+        assert report.network_upper is not None, report.reason
+        assert jacobian_norm(model, (4, 6, 6)) <= report.network_upper
+        unfolded = sct.lipschitz_report(model, (4, 6, 6))
+        assert report.network_upper <= unfolded.network_upper * (1 + 1e-12)
     # the flags of the forward that ran to the end, where trace ran it twice
     again = sct.lipschitz_report(_networks.randomize(_FailsOnItsFirstProbe()).double(),
                                  (2, 5, 5), fold_batchnorm=True)
