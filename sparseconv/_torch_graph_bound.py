@@ -200,6 +200,50 @@ def _per_sample_change(recorder: _Probe, others: list[_Probe] | None, batch: int
     return ""
 
 
+#: Calls that reach a tensor's memory past its version counter (its storage, a numpy array
+#: on it): a change made through them is one the stale-read checks cannot see.
+_UNTRACKED = frozenset({"untyped_storage", "storage", "_typed_storage", "numpy", "__array__",
+                        "__dlpack__", "data_ptr"})
+#: What a node may read off the signal without a tensor coming out: its metadata.
+_METADATA_METHODS = frozenset({"size", "dim", "ndimension", "numel", "nelement", "stride",
+                               "is_contiguous", "is_complex", "is_floating_point",
+                               "element_size", "get_device"})
+_METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "layout", "is_cuda",
+                                  "requires_grad"})
+
+
+def _untracked_write(node: torch.fx.Node) -> str:
+    """Why ``node`` is refused as a way to change memory that no version counter follows
+    (a review: ``y.untyped_storage().copy_(...)``, ``y.detach().numpy().__imul__(5)`` and
+    ``torch.mul(y, 5, out=y.data)`` gave bounds a fifth of the network's constant, the graph
+    doing the same write unseen); ``""`` for any other node."""
+    if node.op == "call_method" and node.target in _UNTRACKED:
+        return (f"calls .{node.target}(), which reaches the tensor's memory past its version "
+                "counter: a change made through it cannot be followed")
+    if node.op == "call_function" and node.target is getattr and node.args[1:2] == ("data",):
+        return ("reads .data, whose version counter is its own: a change made through it "
+                "cannot be followed (use the tensor itself)")
+    return ""
+
+
+def _leaves_the_tensors(node: torch.fx.Node, bound: Mapping) -> str:
+    """Why ``node``, which reads the signal (a floating tensor) and returns no tensor, is
+    refused: only metadata (``x.size()``, ``x.shape``) may leave the tensors, as a value no
+    version counter follows and no bound covers (a review: a helper wrapped with
+    ``torch.fx.wrap`` that scaled its argument in place and returned ``t.size(0)``);
+    ``""`` for any other node."""
+    if node.op not in ("call_method", "call_function") or not any(
+            n in bound for n in node.all_input_nodes) or node.meta.get("tensor_meta"):
+        return ""
+    if node.op == "call_method" and node.target in _METADATA_METHODS:
+        return ""
+    if node.op == "call_function" and (node.target is len or (
+            node.target is getattr and node.args[1:2] and node.args[1] in _METADATA_ATTRIBUTES)):
+        return ""
+    return ("turns the signal into a value that is no tensor (a Python number, a numpy "
+            "array, a storage), which no bound covers and no version counter follows")
+
+
 def _untraceable(model: nn.Module, exc: Exception) -> str:
     return f"torch.fx cannot trace {type(model).__name__} ({type(exc).__name__}: {exc})"
 
@@ -314,6 +358,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 return None, f"{type(model).__name__}'s graph {change}"
             return (squares[0] if len(squares) == 1 else _sqrt_up(sum(
                 (b ** 2 for b in squares), Fraction(0)))), ""
+        why = _untracked_write(node) or _leaves_the_tensors(node, bound)
+        if why:
+            return unsupported(node, why)
         if node.op == "get_attr" or not any(n in bound or n in opaque for n in
                                             node.all_input_nodes) or makes_a_constant(
                 node, lambda n: n in bound or n in opaque):

@@ -252,6 +252,32 @@ def test_an_unused_change_through_data_is_refused(change):
                      report.reason), report.reason
 
 
+@torch.fx.wrap
+def _scaled_through_data(t):
+    t.data.mul_(5.0)
+    return t.size(0)
+
+
+@pytest.mark.parametrize("forward, constants, why", [
+    (lambda m, x: (lambda y: (y.untyped_storage().copy_((5 * y).untyped_storage()).nbytes(),
+                              y)[1])(m.conv(x)), None, r"calls \.untyped_storage\(\)"),
+    (lambda m, x: (lambda y: (y.detach().numpy().__imul__(5).argmax().item(), y)[1])(
+        m.conv(x)), None, r"calls \.numpy\(\)"),
+    (lambda m, x: (lambda y: (torch.mul(y, 5, out=y.data).size(), y)[1])(m.conv(x)),
+     {"getattr_1": 1.0}, "reads .data"),
+    (lambda m, x: (lambda y: (_scaled_through_data(y), y)[1])(m.conv(x)), None,
+     "turns the signal into a value that is no tensor"),
+])
+def test_writes_past_the_version_counters_are_refused(forward, constants, why):
+    """A review: memory changed through a tensor's storage, a numpy array on it, ``out=`` on
+    its ``.data`` or a wrapped helper returning a number left every version counter as it
+    was, the graph doing the same write: bounds of 1.01 for networks of constant 5.05."""
+    model = _networks.randomize(_Conv(forward), 0)
+    report = sct.lipschitz_report(model, (2, 4, 4), lipschitz_constants=constants)
+    assert report.network_upper is None
+    assert re.search(why, report.reason), report.reason
+
+
 def test_an_in_place_change_through_data_read_later_is_refused():
     """A review: ``z = y.data.mul_(5); return y + x + 0 * z`` with the (true) constant 1
     given for ``y.data``: the change to ``y``, invisible to its version counter, was bounded
