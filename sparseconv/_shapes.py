@@ -170,6 +170,16 @@ def conv_transpose_output_shape(
     return out[0] if scalar else out
 
 
+def unpadded_transpose_sizes(sizes: Sequence[int], kernel: Sequence[int],
+                             strides: Sequence[int], dilations: Sequence[int],
+                             pads: Sequence[tuple[int, int]]) -> tuple[int, ...]:
+    """A transposed convolution's spatial output sizes at ``output_padding=0``, per axis,
+    unchecked: ``(n-1)*stride - lo - hi + dilation*(k-1) + 1``, 0 or less where only an
+    ``output_padding`` makes the output (PyTorch allows up to ``max(stride, dilation) - 1``)."""
+    return tuple((n - 1) * s - lo - hi + d * (k - 1) + 1 for n, k, s, d, (lo, hi) in
+                 zip(sizes, kernel, strides, dilations, pads))
+
+
 def output_padding_for(
     output_size: IntOrTuple | None, input_size: Sequence[SupportsIndex], kernel_size: IntOrTuple,
     stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0, dilation: IntOrTuple = 1,
@@ -214,11 +224,10 @@ def output_padding_for(
     if isinstance(padding, str):  # (as conv_transpose_output_shape says it)
         conv_transpose_output_shape(sizes, kernel, strides, padding, 0, dilations)
     pads = normalize_padding(padding, ndim, kernel, strides, dilations, strings=False)
-    # from the largest: the smallest may be empty where a larger one is not (PyTorch takes
+    # the smallest may be empty where a larger one is not (PyTorch takes
     # ConvTranspose1d(1, 1, 2, stride=2, padding=1)(x, output_size=[1]) on one input)
-    largest = tuple((n - 1) * s - lo - hi + d * (k - 1) + s for n, k, s, d, (lo, hi) in
-                    zip(sizes, kernel, strides, dilations, pads))  # output_padding stride - 1
-    smallest = tuple(big - s + 1 for big, s in zip(largest, strides))  # (may be 0 or less)
+    smallest = unpadded_transpose_sizes(sizes, kernel, strides, dilations, pads)
+    largest = tuple(m + s - 1 for m, s in zip(smallest, strides))  # output_padding stride - 1
     if not all(m <= n <= big for m, n, big in zip(smallest, size, largest)):
         if min(largest) < 1:  # (a new user's trial: the message blamed the padding)
             further = any(d > s for d, s in zip(dilations, strides))

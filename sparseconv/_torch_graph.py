@@ -86,44 +86,27 @@ def _in_place_base(node: torch.fx.Node, root: nn.Module) -> torch.fx.Node | None
     return base if in_place and isinstance(base, torch.fx.Node) else None
 
 
-def _through_data(node: Any) -> bool:
-    """Whether ``node`` is ``y.data``, or a call on it (``y.data.view(-1)``): a tensor whose
-    version counter is its own, so that a change through it leaves ``y``'s unchanged."""
-    for _ in range(64):
-        if not isinstance(node, torch.fx.Node) or node.op not in ("call_method",
-                                                                    "call_function"):
-            return False
-        if node.target is getattr and node.args[1:2] == ("data",):
-            return True
-        node = node.args[0] if node.args else None
-    return False
-
-
-def follow_in_place(graph: torch.fx.Graph, root: nn.Module) -> str | None:
+def follow_in_place(graph: torch.fx.Graph, root: nn.Module) -> None:
     """Make every node that reads a tensor after an in-place call changed it read that call's
     node, whose value it is: torch.fx records ``y.add_(z); return y`` as a graph whose output
     is ``y`` before the change (a new user's trial: refused, the message blaming a ``kept =
     y`` that was not there). Python names that alias ``y`` (``kept = y``) are its node too.
     What this cannot see stays refused by :func:`_probe`: a view of ``y`` read after the
-    change, and ``y += z``, which torch.fx records as ``y + z``. A change through ``y.data``,
-    which even the version counters do not see, is why it returns (a review: a bound below
-    the network's constant, given a constant for ``y.data``); None where it follows all."""
+    change, and ``y += z``, which torch.fx records as ``y + z``; and a change through
+    ``y.data``, which even the version counters do not see, by the refusal of ``.data``
+    itself (:func:`sparseconv._torch_graph_bound._untracked_write`; ``network_operator``
+    maps no such call)."""
     latest: dict[torch.fx.Node, torch.fx.Node] = {}
     for node in graph.nodes:
         for read in node.all_input_nodes:
             if latest.get(read, read) is not read:
                 node.replace_input_with(read, latest[read])
         base = _in_place_base(node, root)
-        if base is not None and _through_data(base):
-            return (f"node {node.name!r} changes a tensor in place through .data, whose "
-                    "version counter is its own: the change to the tensor it aliases cannot "
-                    "be followed (make the change out of place)")
         if base is not None:
             for value, now in list(latest.items()):
                 if now is base:
                     latest[value] = node
             latest[base] = node
-    return None
 
 
 def _trace_graph(model: nn.Module):
@@ -141,9 +124,7 @@ def _trace_graph(model: nn.Module):
         raise TypeError(f"network_operator: torch.fx cannot trace {type(model).__name__} "
                         f"({type(exc).__name__}: {exc}); its forward must not branch on tensor "
                         "values or call code torch.fx cannot see through") from exc
-    why = follow_in_place(graph, root)
-    if why is not None:
-        raise TypeError(f"network_operator: {why}")
+    follow_in_place(graph, root)
     return torch.fx.GraphModule(root, graph), leaf
 
 

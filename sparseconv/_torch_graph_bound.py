@@ -258,9 +258,7 @@ def _traced(model: nn.Module, probe: torch.Tensor,
         graph = torch.fx.Tracer().trace(model)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return _untraceable(model, exc)
-    why = follow_in_place(graph, model)
-    if why is not None:
-        return why
+    follow_in_place(graph, model)
     try:
         module = torch.fx.GraphModule(model, graph)
         others = _on_other_batches(module, model, probe)  # (before the probe's run, whose

@@ -22,6 +22,7 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._parallel import naming
+from sparseconv._shapes import unpadded_transpose_sizes
 from sparseconv._spectral_norms import (
     _norm_and_circular_task,
     checked_layers,
@@ -66,10 +67,10 @@ def _nnz(module: nn.Module, layer: _Layer) -> int:
         module = _untyped(module)  # torch's stubs type padding as str | tuple for every module
         # the output_padding the call's output size implies (its size without any may be
         # empty, which PyTorch allows where output_padding makes it up: a review)
-        output_padding = tuple(
-            out - ((n - 1) * s - 2 * p + d * (k - 1) + 1) for out, n, s, p, d, k in zip(
-                layer.output_shape[1:], layer.input_shape[1:], module.stride, module.padding,
-                module.dilation, module.kernel_size))
+        smallest = unpadded_transpose_sizes(layer.input_shape[1:], module.kernel_size,
+                                            module.stride, module.dilation,
+                                            [(p, p) for p in module.padding])
+        output_padding = tuple(n - m for n, m in zip(layer.output_shape[1:], smallest))
         return sc.ConvGeometry.for_transpose(
             module.weight.shape, layer.input_shape, stride=module.stride, padding=module.padding,
             output_padding=output_padding, dilation=module.dilation, groups=module.groups).nnz()
