@@ -25,7 +25,7 @@ from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
 from sparseconv._torch_module_spectra import _layer_norm
-from sparseconv._torch_script import _kind, probe_input
+from sparseconv._torch_script import _kind, fx_trace, probe_input, version
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_trace import TraceRecord
 from sparseconv._validation import int_tuple, real_number
@@ -68,7 +68,7 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
 
 def _versions(model: nn.Module) -> list[int]:
     """The version counters of the model's parameters and buffers."""
-    return [t._version for t in (*model.parameters(), *model.buffers())]
+    return [version(t) for t in (*model.parameters(), *model.buffers())]
 
 
 def _untrusted(model: nn.Module, before: list[int]) -> str:
@@ -187,7 +187,7 @@ def _functional_calls(model: nn.Module) -> tuple[set[str], dict[str, str]]:
     if isinstance(model, torch.jit.ScriptModule):
         return set(), {}
     try:
-        graph = torch.fx.Tracer().trace(model)
+        graph = fx_trace(model)
     except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return set(), {}
     calls = [n for n in graph.nodes if n.op in ("call_function", "call_method")]
@@ -332,7 +332,7 @@ def _chain_break(model: nn.Module) -> str | None:
     if isinstance(model, torch.jit.ScriptModule):
         return script_chain_break(model, sequential=_is_sequential(model))
     try:
-        graph = torch.fx.Tracer().trace(model)
+        graph = fx_trace(model)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return (f"cannot be checked to be the chain of its layers (torch.fx cannot trace it: "
                 f"{type(exc).__name__})")

@@ -10,6 +10,7 @@ are in :mod:`sparseconv._torch_calls`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,14 @@ from sparseconv._torch_kinds import (
     _SUPPORTED,
     _refuse,
 )
-from sparseconv._torch_script import _kind, forward_failed, probe_input
+from sparseconv._torch_script import (
+    _kind,
+    forward_failed,
+    fx_trace,
+    probe_input,
+    restored_buffers,
+    version,
+)
 
 
 class _Tracer(torch.fx.Tracer):
@@ -61,23 +69,34 @@ def tensor_versions(value: Any) -> tuple[tuple[torch.Tensor, int], ...]:
     with its version counter now: a change in place to any of them after the node ran shows
     (a review: the views ``y.chunk(2)`` returns, held in a tuple, were read after ``y.mul_(5)``
     as they were before it, and a network bound came out below the network's constant)."""
-    return tuple((t, t._version) for t in output_leaves(value) or ()
+    return tuple((t, version(t)) for t in output_leaves(value) or ()
                  if isinstance(t, torch.Tensor))
 
 
 def changed(versions: tuple[tuple[torch.Tensor, int], ...]) -> bool:
     """Whether any tensor of :func:`tensor_versions` changed in place since."""
-    return any(tensor._version != version for tensor, version in versions)
+    return any(version(tensor) != was for tensor, was in versions)
+
+
+def _inplace_argument(node: torch.fx.Node) -> Any:
+    """A function call's ``inplace`` argument, by keyword or by position (``F.relu(y, True)``,
+    which a trial found read as out of place), or None."""
+    try:
+        bound = inspect.signature(node.target).bind_partial(  # type: ignore[arg-type]
+            *node.args, **node.kwargs)  # (a call_function's target is a callable)
+    except (TypeError, ValueError):  # a builtin without a signature, or arguments it rejects
+        return node.kwargs.get("inplace")
+    return bound.arguments.get("inplace")
 
 
 def _in_place_base(node: torch.fx.Node, root: nn.Module) -> torch.fx.Node | None:
     """The node whose tensor ``node`` changes in place and returns (``y.add_(z)``,
-    ``F.relu(y, inplace=True)``, ``nn.ReLU(inplace=True)(y)``), or None."""
-    if node.op == "call_method":
-        name = str(node.target)
-        in_place = name.endswith("_") and not name.startswith("_")
-    elif node.op == "call_function":
-        in_place = node.kwargs.get("inplace") is True
+    ``F.relu_(y)``, ``torch.relu_(y)``, ``F.relu(y, inplace=True)`` or ``F.relu(y, True)``,
+    ``nn.ReLU(inplace=True)(y)``), or None."""
+    if node.op in ("call_method", "call_function"):
+        name = getattr(node.target, "__name__", str(node.target))
+        in_place = (name.endswith("_") and not name.startswith("_")) or (
+            node.op == "call_function" and _inplace_argument(node) is True)
     elif node.op == "call_module":
         in_place = getattr(root.get_submodule(str(node.target)), "inplace", False) is True
     else:
@@ -119,7 +138,7 @@ def _trace_graph(model: nn.Module):
     leaf = next(model.children(), None) is None
     root = nn.Sequential(model) if leaf else model
     try:
-        graph = _Tracer().trace(root)
+        graph = fx_trace(root, _Tracer())
     except Exception as exc:  # fx raises many kinds: TraceError, TypeError, RuntimeError...
         raise TypeError(f"network_operator: torch.fx cannot trace {type(model).__name__} "
                         f"({type(exc).__name__}: {exc}); its forward must not branch on tensor "
@@ -154,7 +173,7 @@ def _probe(gm, shape, model: nn.Module) -> dict:
             return result
 
     try:
-        with torch.no_grad():
+        with torch.no_grad(), restored_buffers(model):
             Recorder(gm).run(probe_input(gm, shape, _BATCH, random=False))
     except _Stale:
         node, read = stale[0]

@@ -62,7 +62,7 @@ from sparseconv._torch_graph import (
 )
 from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, _sqrt_up, _Walk
 from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
-from sparseconv._torch_script import restored_buffers
+from sparseconv._torch_script import fx_trace, restored_buffers
 
 __all__ = ["graph_bound"]
 
@@ -255,7 +255,7 @@ def _traced(model: nn.Module, probe: torch.Tensor,
     ``sizes`` and ``tainted``; ``change``: how the graph's map of one sample changes with
     the batch, said if all else passes), or why it cannot be followed."""
     try:
-        graph = torch.fx.Tracer().trace(model)
+        graph = fx_trace(model)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return _untraceable(model, exc)
     follow_in_place(graph, model)

@@ -26,6 +26,7 @@ from sparseconv._torch_script import (
     _kind,
     forward_failed,
     matches,
+    outside_inference_mode,
     probe_input,
     restored_buffers,
 )
@@ -251,6 +252,7 @@ class NetworkOperator:
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@outside_inference_mode
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
     """A network whose forward is linear (affine) as one matrix-free operator.
 

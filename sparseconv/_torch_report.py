@@ -44,9 +44,7 @@ from sparseconv._torch_kinds import (
     is_reshape,
 )
 from sparseconv._torch_report_rows import _report_rows
-from sparseconv._torch_script import (
-    _kind,
-)
+from sparseconv._torch_script import _kind, fx_trace, outside_inference_mode, version
 from sparseconv._torch_trace import (
     TraceRecord,
     _checked,
@@ -98,11 +96,11 @@ def _trace_with_folds(model: nn.Module, input_shape,
     names: list[str] = []  # each BatchNorm call's module
 
     def after_conv(module, inputs, output):
-        last[:] = [output, output._version]
+        last[:] = [output, version(output)]
 
     def after_batchnorm(module, inputs, output, name=""):
         tensor = _first_tensor(inputs)
-        folds.append(tensor is not None and tensor is last[0] and tensor._version == last[1])
+        folds.append(tensor is not None and tensor is last[0] and version(tensor) == last[1])
         names.append(name)
 
     handles = []
@@ -138,7 +136,7 @@ def _read_elsewhere(model: nn.Module) -> set[tuple[str, int]]:
     bound over the graph refused the fold). Empty where torch.fx cannot trace the model (its
     records are all there is; it gets no bound over the graph)."""
     try:
-        graph = torch.fx.Tracer().trace(model)
+        graph = fx_trace(model)
     except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return set()
     counted: dict[str, int] = {}
@@ -204,6 +202,7 @@ _SPECTRAL_NORM_OPTIONS = ("method", "tol", "relative_width", "executor")
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@outside_inference_mode
 def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,

@@ -105,6 +105,29 @@ def restored_buffers(model: nn.Module) -> Iterator[None]:
                     buffer.copy_(value)
 
 
+def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.Graph:
+    """torch.fx's graph of ``model`` (by ``tracer``, else torch.fx's own), the model's buffers
+    left as they were: the tracer runs on the real tensors what reads no signal (a trial: a
+    forward's ``self.buf.mul_(5)`` was left in the model by every entry point that traced
+    it)."""
+    with restored_buffers(model):
+        return (tracer or torch.fx.Tracer()).trace(model)
+
+
+def version(tensor: torch.Tensor) -> int:
+    """A tensor's version counter, which counts its changes in place; 0 for an inference
+    tensor (one made under ``torch.inference_mode()``), which has none but cannot change in
+    place outside that mode, where every probe runs (:data:`outside_inference_mode`)."""
+    return 0 if tensor.is_inference() else tensor._version
+
+
+#: A decorator (each call enters a copy) that runs a function's probe forwards outside
+#: ``torch.inference_mode()``, which would make their values inference tensors, whose
+#: changes in place leave no version counter to read (a trial: the forward failed with
+#: "Inference tensors do not track version counter").
+outside_inference_mode = torch.inference_mode(False)
+
+
 class _Modules:
     """The module each node of the inlined graph belongs to, by its qualified name."""
 

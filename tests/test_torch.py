@@ -1304,6 +1304,88 @@ def test_reads_after_an_in_place_change_read_the_changed_value(function):
     assert torch.linalg.matrix_norm(jacobian, 2).item() <= report.network_upper
 
 
+@pytest.mark.parametrize("function", [
+    lambda m, y, x: (F.relu_(y), y)[1],
+    lambda m, y, x: (torch.relu_(y), y)[1],
+    lambda m, y, x: (F.relu(y, True), y)[1],  # inplace by position
+    lambda m, y, x: (F.leaky_relu(y, 3.0, True), y)[1],  # slope 3 by position, then inplace
+])
+def test_in_place_activations_by_name_or_position_are_followed(function):
+    """A trial: ``F.relu_(y)``, ``torch.relu_(y)`` and ``F.relu(y, True)`` were not seen as
+    in-place calls, and a read of ``y`` after them was refused as stale (no network bound).
+    Each is followed now: the bound over the graph exists and holds the Jacobian's norm
+    (``leaky_relu``'s slope 3 included), and ``network_operator`` names the activation as
+    what is not linear, not a stale read."""
+    model = _Forward(function).eval()
+    report = sct.lipschitz_report(model, (3, 5, 6))
+    assert report.over_graph and report.network_upper is not None, report.reason
+    rng = torch.Generator().manual_seed(4)
+    for _ in range(5):
+        x = torch.randn(3 * 5 * 6, dtype=F64, generator=rng)
+        jacobian = torch.autograd.functional.jacobian(
+            lambda t: model(t.reshape(1, 3, 5, 6)).reshape(-1), x)
+        assert torch.linalg.matrix_norm(jacobian, 2).item() <= report.network_upper
+    with pytest.raises(TypeError, match=r"node '(relu_?|leaky_relu)' \(call_function "
+                                        r"(relu_?|leaky_relu)\) is not linear"):
+        sct.network_operator(model, (3, 5, 6))
+
+
+class _Buffered(nn.Module):
+    """A forward that scales its own buffer in place (and reads it if ``read``)."""
+
+    def __init__(self, read: bool):
+        super().__init__()
+        self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+        self.register_buffer("scale", torch.ones(1, dtype=F64))
+        self.read = read
+
+    def forward(self, x):
+        self.scale.mul_(5.0)
+        return self.c(x) * (self.scale if self.read else 1.0)
+
+
+@pytest.mark.parametrize("read", [False, True])
+@pytest.mark.parametrize("entry", [
+    lambda m: sct.network_operator(m, (2, 5, 5)),
+    lambda m: sct.lipschitz_report(m, (2, 5, 5)),
+    lambda m: sct.lipschitz_bounds(m, (2, 5, 5)),
+    lambda m: sct.trace(m, (2, 5, 5)),
+])
+def test_no_entry_point_leaves_a_forward_s_change_to_its_buffer(entry, read):
+    """A trial: ``network_operator`` and ``lipschitz_report`` left a buffer that the forward
+    scales in place scaled (``1 -> 5``): torch.fx's tracer runs, on the real tensors, what
+    reads no signal. Every trace now leaves the buffers as they were, whether the call
+    succeeds or refuses the model."""
+    model = _Buffered(read).eval()
+    try:
+        entry(model)
+    except TypeError as exc:  # network_operator: the buffer read differs call to call
+        assert read and "does not compute what its forward does" in str(exc), exc
+    assert model.scale.item() == 1.0
+
+
+@pytest.mark.parametrize("made_inside", [False, True])
+def test_network_operator_and_report_run_inside_inference_mode(made_inside):
+    """A trial: inside ``torch.inference_mode()`` both failed with the forward's own error
+    ("Inference tensors do not track version counter"); a model made inside it has inference
+    tensors as parameters, which cannot change in place outside that mode."""
+    def make():
+        torch.manual_seed(5)
+        return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3)
+                             ).double().eval()
+
+    expected = make()
+    net = sct.network_operator(nn.Sequential(expected[0], expected[2]), (2, 6, 6))
+    report = sct.lipschitz_report(expected, (2, 6, 6))
+    with torch.inference_mode():
+        model = make() if made_inside else expected
+        inside = sct.network_operator(nn.Sequential(model[0], model[2]), (2, 6, 6))
+        their_report = sct.lipschitz_report(model, (2, 6, 6))
+    x = np.random.default_rng(0).standard_normal(72)
+    np.testing.assert_allclose(inside(x), net(x), rtol=0, atol=1e-13)
+    assert their_report.network_upper == report.network_upper is not None
+
+
 def test_an_unused_clip_through_data_is_refused():
     """A review (of a change that skipped unused calls, reverted): y.data.clamp_ changes y
     where the probes never reach the clip, and an operator of the linear part alone was
