@@ -4,13 +4,15 @@ A 64->64 3x3 layer on 224x224 has 1.8e9 nonzeros (22 GB in CSR): asking for it b
 fail at once with a clear message, not push the machine into swap. Every builder computes the
 bytes it will allocate *before* allocating and calls :func:`check_memory`.
 
-The default limit is 4 GiB. The environment variable ``SPARSECONV_MEMORY_LIMIT``, read once at
-import, replaces it: a number of bytes, optionally with a binary suffix ``k``, ``M``, ``G`` or
-``T`` (any case, 1k = 1024, optionally followed by ``B`` or ``iB``; a decimal fraction only with
-a suffix, as in ``1.5G``), or ``none`` / ``unlimited`` for no limit. Any other value (``inf``,
-``-1``, ``1e9``) is ignored with a ``RuntimeWarning`` naming the variable and its value, so that
-a typo in the environment never makes ``import sparseconv`` fail. :func:`set_memory_limit`
-changes the limit at run time.
+The default limit is 4 GiB. The environment variable ``SPARSECONV_MEMORY_LIMIT``, read once,
+when the limit is first needed, replaces it: a number of bytes, optionally with a binary suffix
+``k``, ``M``, ``G`` or ``T`` (any case, 1k = 1024, optionally followed by ``B`` or ``iB``; a
+decimal fraction only with a suffix, as in ``1.5G``), or ``none`` / ``unlimited`` for no limit.
+Any other value (``inf``, ``-1``, ``1e9``) is ignored with a ``RuntimeWarning`` naming the
+variable and its value, so that a typo in the environment never makes sparseconv fail; the
+warning comes at the first line that needs the limit (the command line shows it as its own
+warning, as ``import sparseconv`` ran before it could). :func:`set_memory_limit` changes the
+limit at run time.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def _limit_from_environment() -> int | None:
         return DEFAULT_LIMIT
     try:
         return parse_limit(text, "it")
-    except ValueError as exc:  # one line at the importer's line (a new user's trial: the
+    except ValueError as exc:  # one line at the caller's line (a new user's trial: the
         # warning named the variable twice and showed this module's source line)
         warnings.warn(f"ignoring {_VARIABLE}={text!r}: {exc}; the memory limit stays at the "
                       f"default {format_bytes(DEFAULT_LIMIT)}", RuntimeWarning,
@@ -126,7 +128,16 @@ def _limit_from_environment() -> int | None:
         return DEFAULT_LIMIT
 
 
-_limit: int | None = _limit_from_environment()
+_UNREAD = -1  # (the variable is read when the limit is first needed: a warning at import
+# time came before the command line could say it in its own words; a trial)
+_limit: int | None = _UNREAD
+
+
+def _current() -> int | None:
+    global _limit
+    if _limit == _UNREAD:
+        _limit = _limit_from_environment()
+    return _limit
 
 
 def get_memory_limit() -> int | None:
@@ -143,7 +154,7 @@ def get_memory_limit() -> int | None:
     >>> sparseconv.get_memory_limit() > 0
     True
     """
-    return _limit
+    return _current()
 
 
 def set_memory_limit(nbytes: int | str | None) -> int | None:
@@ -184,7 +195,7 @@ def set_memory_limit(nbytes: int | str | None) -> int | None:
     if nbytes is not None and nbytes < 0:
         raise ValueError(f"nbytes must be a non-negative int, a string such as '8G', or None, "
                          f"got {nbytes!r}")
-    old, _limit = _limit, None if nbytes is None else int(nbytes)
+    old, _limit = _current(), None if nbytes is None else int(nbytes)
     return old
 
 
@@ -196,7 +207,8 @@ USE_TRANSPOSE_OPERATOR = "use the matrix-free ConvTransposeOperator"
 
 def fits(nbytes: int) -> bool:
     """Whether ``nbytes`` fit the memory limit (for optional stages, skipped when they don't)."""
-    return _limit is None or nbytes <= _limit
+    limit = _current()
+    return limit is None or nbytes <= limit
 
 
 def check_memory(nbytes: int, what: str, hint: str | None = None) -> None:
@@ -204,11 +216,12 @@ def check_memory(nbytes: int, what: str, hint: str | None = None) -> None:
 
     ``hint`` (e.g. ``USE_OPERATOR``) is said before the advice to raise the limit.
     """
-    if _limit is not None and nbytes > _limit:
+    limit = _current()
+    if limit is not None and nbytes > limit:
         advice = f"{hint}, or raise" if hint else "raise"
         raise MatrixTooLargeError(
             f"{what} would need {format_bytes(nbytes)}, more than the memory limit of "
-            f"{format_bytes(_limit)}; {advice} the limit with sparseconv.set_memory_limit(nbytes) "
+            f"{format_bytes(limit)}; {advice} the limit with sparseconv.set_memory_limit(nbytes) "
             "or SPARSECONV_MEMORY_LIMIT"
         )
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from ._cli_commands import _export, _info, _output, _report, _spectrum, _spy
 from ._cli_layer import _layer, _reason
+from ._memory import get_memory_limit
 from ._spectral_norm import DEFAULT_TOL, checked_tol
 from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS, real_number
 from ._version import __version__
@@ -38,7 +39,12 @@ __all__ = ["build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with an error as one line on stderr: the reason, without the usage."""
+    """argparse, with an error as one line on stderr: the reason, without the usage; and no
+    abbreviated options (``--stri`` for ``--stride``), which a new option could make
+    ambiguous in a user's script (a trial)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
@@ -383,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():  # the library's warnings, one line each, shown
             warnings.simplefilter("default", RuntimeWarning)
             warnings.showwarning = functools.partial(_warning, command.prog)
+            get_memory_limit()  # (reads SPARSECONV_MEMORY_LIMIT: a bad value's warning
+            # in these words, whatever the command needs)
             if args.command == "report":  # a model, not one layer
                 _report(args, command.error)
                 return 0

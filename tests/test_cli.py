@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 import sparseconv
 from sparseconv import ConvGeometry, conv_matrix, load_layer, receptive_field_paths
-from sparseconv._memory import format_bytes
+from sparseconv._memory import DEFAULT_LIMIT, format_bytes
 
 LAYER = ["--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3", "--padding", "1"]
 
@@ -1493,3 +1493,24 @@ def test_spy_of_a_layer_beyond_int64_is_one_line(tmp_path, capsys):
                         "--out-channels", "4", "--kernel-size", "3"], capsys)
     assert line.startswith("sparseconv spy: error: the 63999999936000000016 x "
                            "48000000000000000000 matrix") and "int64 indices" in line, line
+
+
+def test_abbreviated_options_are_refused():
+    """A trial: ``--stri 2`` was taken as ``--stride 2`` (argparse's default), which a new
+    option starting the same way would make ambiguous in a user's script."""
+    line = fails("info", *LAYER, "--stri", "2")
+    assert line == "sparseconv info: error: unrecognized arguments: --stri 2", line
+    ok("info", *LAYER, "--stride", "2")
+
+
+def test_a_bad_memory_limit_in_the_environment_is_the_command_s_warning():
+    """A trial: under ``python -m sparseconv`` a bad ``SPARSECONV_MEMORY_LIMIT`` printed
+    Python's warning format (the file and line of runpy), the package being imported before
+    the command could format anything. The variable is read when the limit is first needed,
+    which the command does under its own warning format."""
+    result = run("info", *LAYER, env={"SPARSECONV_MEMORY_LIMIT": "lots"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "sparseconv info: warning: ignoring SPARSECONV_MEMORY_LIMIT='lots': it must be a "
+        "number of bytes with an optional k/M/G/T suffix (such as 8G) or 'none', got 'lots'; "
+        f"the memory limit stays at the default {format_bytes(DEFAULT_LIMIT)}\n")

@@ -53,9 +53,29 @@ def test_values_outside_the_grammar_are_refused_with_the_value(text):
     assert repr(text.strip()) in str(info.value)
 
 
-def test_the_variable_sets_the_limit_at_import():
+def test_the_variable_sets_the_limit():
     assert imported_limit("64M") == (str(64 * 2**20), "")
     assert imported_limit("none") == ("None", "")
+
+
+def test_a_bad_variable_is_said_where_the_limit_is_first_needed_not_at_import():
+    """Read when first needed (the command line says it in its own words then; test_cli):
+    ``import sparseconv`` alone is silent, and the first builder warns at its caller's
+    line, once."""
+    env = {**os.environ, "SPARSECONV_MEMORY_LIMIT": "lots"}
+    program = ("import numpy as np, sparseconv\n"
+               "sparseconv.conv_matrix(np.ones((1, 1, 3, 3)), (1, 8, 8))\n"
+               "sparseconv.conv_matrix(np.ones((1, 1, 3, 3)), (1, 8, 8))\n")
+    for source, line in (("import sparseconv", None), (program, 2)):
+        result = subprocess.run([sys.executable, "-W", "default", "-c", source],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        if line is None:
+            assert result.stderr == "", result.stderr
+        else:
+            assert result.stderr.startswith(f"<string>:{line}: RuntimeWarning: ignoring "
+                                            "SPARSECONV_MEMORY_LIMIT='lots'"), result.stderr
+            assert result.stderr.count("RuntimeWarning") == 1, result.stderr
 
 
 @pytest.mark.parametrize("value", ["inf", "-1", "lots"])
