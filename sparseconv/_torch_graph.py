@@ -265,17 +265,13 @@ def _target_name(node) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], torch.dtype]:
-    """The graph's linear ops, and the least precise floating dtype any of its values has on
-    the probe (the precision the model computes in: a float64 model may round through
-    float32 by ``x.float().double()``)."""
-    gm, leaf = _trace_graph(model)
+def _checked_probe(gm: torch.fx.GraphModule, shape: tuple[int, ...], model: nn.Module,
+                   ) -> dict:
+    """:func:`_probe`'s values, after refusing a module in training mode (before the probe
+    runs: it would update its statistics) and before refusing an augmented assignment whose
+    value nothing reads."""
     nodes = list(gm.graph.nodes)
-    inputs = [n for n in nodes if n.op == "placeholder"]
-    if len(inputs) != 1:
-        raise TypeError(f"network_operator: {type(model).__name__}.forward takes "
-                        f"{len(inputs)} inputs; one is supported")
-    for node in nodes:  # refuse training mode before the probe runs (it would update stats)
+    for node in nodes:
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
             if isinstance(module, (*_RUNNING_NORMS, *_DROPOUT)):
@@ -294,16 +290,18 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
                         "torch.fx records as a new value while the model changes kept too, "
                         "looks the same (drop the unused expression if it is one, or write "
                         "y = y + z)")
-    builder = _GraphBuilder(gm, values)
-    builder.index[inputs[0]] = 0
-    builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))
-    output = None
+    return values
+
+
+def _translate(builder: _GraphBuilder, nodes: list[torch.fx.Node], values: dict) -> Any:
+    """Every node computed from the signal, after the input, translated into ``builder``'s
+    ops (a constant, such as a parameter or a size, is left to the nodes that read it); the
+    output node's argument, what the model returns."""
     for node in nodes[1:]:
         live = any(a in builder.index for a in node.all_input_nodes) and not \
             makes_a_constant(node, builder.index.__contains__)
         if node.op == "output":
-            output = node.args[0]
-            break
+            return node.args[0]
         if builds_namedtuple(node):
             continue  # its fields are read where it is returned (graph_outputs)
         if live and isinstance(values[node], (tuple, list)) and any(
@@ -324,6 +322,24 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
             builder.refuse(node, f"makes the signal {values[node].dtype} (a cast or a view "
                            "to an integer or bool dtype): not linear")
         builder.translate(node)
+    return None
+
+
+def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], torch.dtype]:
+    """The graph's linear ops, and the least precise floating dtype any of its values has on
+    the probe (the precision the model computes in: a float64 model may round through
+    float32 by ``x.float().double()``)."""
+    gm, leaf = _trace_graph(model)
+    nodes = list(gm.graph.nodes)
+    inputs = [n for n in nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise TypeError(f"network_operator: {type(model).__name__}.forward takes "
+                        f"{len(inputs)} inputs; one is supported")
+    values = _checked_probe(gm, shape, model)
+    builder = _GraphBuilder(gm, values)
+    builder.index[inputs[0]] = 0
+    builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))
+    output = _translate(builder, nodes, values)
     results = graph_outputs(output)
     if not results or not all(isinstance(r, torch.fx.Node) and r in builder.index
                               for r in results):

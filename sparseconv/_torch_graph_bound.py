@@ -303,6 +303,38 @@ def _traced(model: nn.Module, probe: torch.Tensor,
     return graph, module, recorder, sizes, tainted, change
 
 
+def _output_bound(node: torch.fx.Node, walk: _Walk, model: str, change: str,
+                  ) -> tuple[Fraction | None, str]:
+    """:func:`graph_bound`'s answer at the output ``node``: one output's bound, or several
+    outputs' (the map to all of them, in the norm of their concatenation: their bounds added
+    in quadrature, as torch.cat's); or why there is none (``change``: how the graph's map of
+    one sample changes with the batch, said if all else passes)."""
+    squares, why = _output_squares(node.args[0], walk.opaque, walk.of)
+    if why:
+        return None, f"{model} {why}"
+    if change:
+        return None, f"{model}'s graph {change}"
+    return (squares[0] if len(squares) == 1 else _sqrt_up(sum(
+        (b ** 2 for b in squares), Fraction(0)))), ""
+
+
+def _signal_refusal(node: torch.fx.Node, module: torch.fx.GraphModule,
+                    meta: Callable[[torch.fx.Node], Any], batch: int) -> str:
+    """Why a node computed from the signal gets no bound whatever its function, or "": a
+    value whose leading size is not the batch's (it mixes the samples), or a complex signal
+    into one of torch's activation modules (whose known constant is the real function's)."""
+    if len(meta(node).shape) == 0 or meta(node).shape[0] != batch:
+        return ("mixes the batch axis into the sample (the bound is of a map of one sample; "
+                "the batch must stay the first axis)")
+    if node.op == "call_module" and type(module.get_submodule(str(node.target))).__module__ \
+            == "torch.nn.modules.activation" and any(
+            getattr(getattr(meta(n), "dtype", None), "is_complex", False)
+            for n in node.all_input_nodes):  # (a review: nn.Tanh on i*x)
+        return ("takes a complex signal, where the constant known for the real function "
+                "does not hold")
+    return ""
+
+
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 probe: torch.Tensor,
                 functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
@@ -347,15 +379,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             bound[node] = Fraction(1)
             continue
         if node.op == "output":
-            # several outputs: the map to all of them, in the norm of their concatenation,
-            # their bounds added in quadrature (as torch.cat's)
-            squares, why = _output_squares(node.args[0], opaque, walk.of)
-            if why:
-                return None, f"{type(model).__name__} {why}"
-            if change:
-                return None, f"{type(model).__name__}'s graph {change}"
-            return (squares[0] if len(squares) == 1 else _sqrt_up(sum(
-                (b ** 2 for b in squares), Fraction(0)))), ""
+            return _output_bound(node, walk, f"{type(model).__name__}", change)
         why = _untracked_write(node) or _leaves_the_tensors(node, bound)
         if why:
             return unsupported(node, why)
@@ -368,15 +392,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                                                        or dtype.is_complex):
             opaque.add(node)  # a size, a shape, a tuple, indices: no signal itself
             continue
-        if len(meta(node).shape) == 0 or meta(node).shape[0] != len(probe):
-            return unsupported(node, "mixes the batch axis into the sample (the bound is of "
-                               "a map of one sample; the batch must stay the first axis)")
-        if node.op == "call_module" and type(module.get_submodule(str(node.target))).__module__ \
-                == "torch.nn.modules.activation" and any(
-                getattr(getattr(meta(n), "dtype", None), "is_complex", False)
-                for n in node.all_input_nodes):  # (a review: nn.Tanh on i*x)
-            return unsupported(node, "takes a complex signal, where the constant known for "
-                               "the real function does not hold")
+        why = _signal_refusal(node, module, meta, len(probe))
+        if why:
+            return unsupported(node, why)
         try:
             found = _bound(node, walk)
         except _Opaque as exc:
