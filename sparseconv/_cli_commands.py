@@ -224,24 +224,49 @@ def _refuse_overflow(upper: float, args) -> None:
 
 
 def _spectrum(layer: _Layer, args) -> None:
-    import matplotlib
-
-    from . import plot
-    from ._spectra import DENSE_FLOPS
     from ._spectral_norm import spectral_norm
-    from ._symbol import frequency_map, is_periodic
-    from .plot._figure import COLUMN_WIDTH, STYLE
 
-    g = layer.geometry
     # --upper promises a fast bound: no ARPACK run for the plot, which on a large layer takes
     # far longer than the bound (a new user's trial: 64->64 on 64x64 ran out of two minutes)
     values, how = _top_singular_values(layer, estimate=not args.upper)
     # --exact where it applies; non-periodic circular padding keeps the default route
     norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
                          method="upper" if args.upper else
-                         applicable_method("exact" if args.exact else "auto", g),
+                         applicable_method("exact" if args.exact else "auto", layer.geometry),
                          tol=args.tol, relative_width=args.relative_width)
     _refuse_overflow(norm.upper, args)
+    skipped = _draw_spectrum(layer, args, values, how, norm)
+    lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
+    tol = lanczos_tol(args.tol, args.relative_width)  # (--relative-width W: W / 8 if smaller)
+    short = ("; the lower bound is one quotient" if norm.method == "upper" else
+             "" if norm.converged else f"; the lower bound did not meet tol {tol:g}"
+             if norm.method == "bounds" else f"; its rounding allowance is over tol {tol:g}")
+    print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
+    width = (norm.upper - norm.lower) / norm.upper if norm.upper > 0 else 0.0
+    if width > 1e-3 and args.relative_width is None and not args.upper:
+        # (a new user's trial: a 44%-wide interval printed as if it were the usual 1e-7)
+        print(f"  the interval is {width:.2g} wide (relative): --relative-width W certifies "
+              "one at most W wide, at more cost", file=sys.stderr)
+    if skipped:
+        print("  (no frequency heatmap with --upper on a layer this large: its SVD per "
+              "frequency costs more than the bound; drop --upper to draw it)", file=sys.stderr)
+    if args.every_size:
+        _print_every_size(layer)
+    print(f"wrote {args.output}")
+
+
+def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm) -> bool:
+    """``spectrum``'s figure into ``--output``: the singular values with the certified
+    interval, and beside them, for a 2-D layer whose symbol is defined, the largest singular
+    value per frequency; whether that map was skipped as too costly for ``--upper``."""
+    import matplotlib
+
+    from . import plot
+    from ._spectra import DENSE_FLOPS
+    from ._symbol import frequency_map, is_periodic
+    from .plot._figure import COLUMN_WIDTH, STYLE
+
+    g = layer.geometry
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
     # --upper promises speed: the heatmap (an SVD per frequency) only within the dense budget
@@ -265,35 +290,26 @@ def _spectrum(layer: _Layer, args) -> None:
             axes[1].set_title(f"largest singular value per frequency{caveat}")
         fig.suptitle(_title(layer.describe(), fig))
         _savefig(fig, args.output, args.dpi)
-    lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
-    tol = lanczos_tol(args.tol, args.relative_width)  # (--relative-width W: W / 8 if smaller)
-    short = ("; the lower bound is one quotient" if norm.method == "upper" else
-             "" if norm.converged else f"; the lower bound did not meet tol {tol:g}"
-             if norm.method == "bounds" else f"; its rounding allowance is over tol {tol:g}")
-    print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
-    width = (norm.upper - norm.lower) / norm.upper if norm.upper > 0 else 0.0
-    if width > 1e-3 and args.relative_width is None and not args.upper:
-        # (a new user's trial: a 44%-wide interval printed as if it were the usual 1e-7)
-        print(f"  the interval is {width:.2g} wide (relative): --relative-width W certifies "
-              "one at most W wide, at more cost", file=sys.stderr)
-    if skipped:
-        print("  (no frequency heatmap with --upper on a layer this large: its SVD per "
-              "frequency costs more than the bound; drop --upper to draw it)", file=sys.stderr)
-    if args.every_size:
-        from ._torus import toeplitz_norm
+    return bool(skipped)
 
-        every = toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation, groups=g.groups)
-        lower, upper = _outward(every.lower, ROUND_FLOOR), _outward(every.upper, ROUND_CEILING)
-        # it bounds the zero-padded and the periodic layers of the kernel (an unpadded one is
-        # zero-padded by nothing), not a reflect, replicate or other circular padding (those
-        # fold taps onto the input: a larger norm)
-        bounded = (g.padding_mode == "zeros" or is_periodic(g)
-                   or not any(p for a in g.axes for p in a.pad))
-        caveat = "" if bounded else (f"; it bounds the zero-padded and periodic layers only, "
-                                     f"not this {g.padding_mode}-padded one")
-        print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite "
-              f"grid{caveat})")
-    print(f"wrote {args.output}")
+
+def _print_every_size(layer: _Layer) -> None:
+    """``spectrum --every-size``'s line: the certified norm on the infinite grid."""
+    from ._symbol import is_periodic
+    from ._torus import toeplitz_norm
+
+    g = layer.geometry
+    every = toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation, groups=g.groups)
+    lower, upper = _outward(every.lower, ROUND_FLOOR), _outward(every.upper, ROUND_CEILING)
+    # it bounds the zero-padded and the periodic layers of the kernel (an unpadded one is
+    # zero-padded by nothing), not a reflect, replicate or other circular padding (those
+    # fold taps onto the input: a larger norm)
+    bounded = (g.padding_mode == "zeros" or is_periodic(g)
+               or not any(p for a in g.axes for p in a.pad))
+    caveat = "" if bounded else (f"; it bounds the zero-padded and periodic layers only, "
+                                 f"not this {g.padding_mode}-padded one")
+    print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite "
+          f"grid{caveat})")
 
 
 def _export(layer: _Layer, args) -> None:
@@ -355,6 +371,36 @@ def _report_figure(report) -> Any:
     return fig
 
 
+def _constants(given: list[str], error) -> dict[str, float]:
+    """``--constant NAME=L`` options as lipschitz_report's ``lipschitz_constants``; a
+    malformed or repeated one: the command's error."""
+    constants: dict[str, float] = {}
+    for text in given:
+        name, equals, value = (part.strip() for part in text.partition("="))
+        try:
+            if not (equals and name) or name in constants:
+                raise ValueError(text)
+            constants[name] = float(value)
+        except ValueError:
+            error(f"--constant must be NAME=L (a module's name or class and a number), once "
+                  f"per name, got {text!r}")
+    return constants
+
+
+def _write_report_files(report, outputs: dict) -> None:
+    """The report's files asked for (``--csv``, ``--json``, ``--plot``), each said on stderr:
+    written before the table, so that a reader of the table that stops early (``| head``)
+    loses none of them."""
+    for key, write in (("csv", report.to_csv), ("json", report.to_json)):
+        if outputs[key]:
+            with atomic_path(outputs[key]) as path:
+                write(path)
+            print(f"wrote {outputs[key]}", file=sys.stderr)
+    if outputs["plot"]:
+        _plot_report(report, outputs["plot"])
+        print(f"wrote {outputs['plot']}", file=sys.stderr)
+
+
 def _report(args, error) -> None:
     outputs = {"csv": args.csv and output_path(args.csv, ".csv"),
                "json": args.json and output_path(args.json, ".json"),
@@ -371,16 +417,7 @@ def _report(args, error) -> None:
         worker_count(args.workers, "--workers")
     except ValueError as exc:
         error(_reason(exc, layer=False))
-    constants: dict[str, float] = {}
-    for given in args.constant:
-        name, equals, value = (part.strip() for part in given.partition("="))
-        try:
-            if not (equals and name) or name in constants:
-                raise ValueError(given)
-            constants[name] = float(value)
-        except ValueError:
-            error(f"--constant must be NAME=L (a module's name or class and a number), once "
-                  f"per name, got {given!r}")
+    constants = _constants(args.constant, error)
     model = _load_model(args.model, args.trust_pickle, error)
     training = any(getattr(module, "training", False) for module in model.modules())
     model.eval()  # said on the output: never analysed silently in training mode
@@ -408,15 +445,7 @@ def _report(args, error) -> None:
         error(_reason(exc, layer=False))
     if training:  # (notes on stderr: stdout is the report, a new user's trial)
         print(f"{args.command_parser.prog}: {_TRAINING_NOTE}", file=sys.stderr)
-    # the files first: a reader of the table that stops early (| head) loses none of them
-    for key, write in (("csv", report.to_csv), ("json", report.to_json)):
-        if outputs[key]:
-            with atomic_path(outputs[key]) as path:
-                write(path)
-            print(f"wrote {outputs[key]}", file=sys.stderr)
-    if outputs["plot"]:
-        _plot_report(report, outputs["plot"])
-        print(f"wrote {outputs['plot']}", file=sys.stderr)
+    _write_report_files(report, outputs)
     # the library's keywords, as this command line spells them
     print(re.sub(r"lipschitz_constants=\{'([^']*)': L\}", r"--constant \1=L",
                  str(report).replace("pass assume_chain=True", "pass --assume-chain")))

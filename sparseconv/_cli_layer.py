@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -283,49 +283,11 @@ def _model_layer(args, error) -> _Layer:
               "one of the two")
     if args.layer is None:
         error("--model needs --layer NAME, the qualified name of one of its convolutions")
-    try:
-        import sparseconv.torch as sct
-        from sparseconv._torch_kinds import _CONV, _CONV_T
-        from sparseconv._torch_layers import called_output_size
-        from sparseconv._torch_module import _hookless_layer
-        from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
-    except ImportError as exc:
-        error(_reason(exc, layer=False))
-    if min(args.in_shape) < 1:
-        error(f"--in-shape must be positive integers C[,H,W,...] (the model's input), got "
-              f"{','.join(map(str, args.in_shape))}")
-    model = _load_model(args.model, args.trust_pickle, error, args.command)
-    if any(getattr(module, "training", False) for module in model.modules()):
-        # said, as the report says it (an audit: switched silently)
-        print(f"{args.command_parser.prog}: {_TRAINING_NOTE}", file=sys.stderr)
-    model.eval()  # as the report: never analysed in training mode (a BatchNorm's statistics)
-    try:
-        records = sct.trace(model, args.in_shape)
-    except (BatchAxisGiven, ForwardFailed) as exc:
-        _model_run_failed(exc, "--in-shape", args.in_shape, error)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        error(f"cannot trace --model {args.model}: {_reason(exc, layer=False)}")
-    calls = [record for record in records if record.name == args.layer]
-    convolutions = list(dict.fromkeys(record.name for record in records
-                                      if isinstance(record.module, (*_CONV, *_CONV_T))))
-    if not calls:
-        error(f"--layer {args.layer} is not a module the model calls on --in-shape "
-              f"{','.join(map(str, args.in_shape))}; its convolutions: "
-              f"{', '.join(convolutions) or 'none'}")
-    module = calls[0].module
-    transposed = isinstance(module, _CONV_T)
-    if not (transposed or isinstance(module, _CONV)):
-        error(f"--layer {args.layer} is a {type(module).__name__}: these commands take a "
-              f"convolution (Conv1d/2d/3d or ConvTranspose1d/2d/3d; this model's: "
-              f"{', '.join(convolutions) or 'none'}); "
-              "sparseconv.torch.matrix(module, input_shape) takes any linear module")
-    # (a transposed one's output size may be asked for at the call: its output_padding)
-    shapes = list(dict.fromkeys((record.input_shape, record.output_shape) for record in calls))
-    if len(shapes) > 1:
-        error(f"--layer {args.layer} is called on several input shapes "
-              f"({', '.join(str(i) for i, _ in shapes)}), or to several output shapes, and "
-              "these commands take one layer on one")
-    (input_shape, output_shape), = shapes
+    module, input_shape, output_shape = _called_convolution(_model_records(args, error), args,
+                                                            error)
+    from sparseconv._torch_kinds import _CONV_T
+    from sparseconv._torch_layers import called_output_size
+    from sparseconv._torch_module import _hookless_layer
     try:
         conv = _hookless_layer(module, input_shape,
                                called_output_size(module, input_shape, output_shape)).conv
@@ -343,12 +305,66 @@ def _model_layer(args, error) -> _Layer:
         error(f"--layer {args.layer}'s weight must be finite in --dtype {args.dtype}: "
               f"{weight[where]} at index {where}")
     geometry = ConvGeometry.from_weight(weight.shape, shape, **kwargs)
-    if transposed:  # the convolution's output is the transposed layer's input
+    if isinstance(module, _CONV_T):  # the convolution's output is the transposed layer's input
         pads = output_padding_for(output_shape[1:], input_shape[1:], geometry.kernel_size,
                                   geometry.stride, geometry.padding, geometry.dilation)
         return _Layer(weight, shape, kwargs, geometry, args.layer, output_padding=pads,
                       dtype=args.dtype)
     return _Layer(weight, shape, kwargs, geometry, args.layer, dtype=args.dtype)
+
+
+def _model_records(args, error) -> list:
+    """``--model`` loaded (in eval mode, said if it was saved in training mode) and traced on
+    ``--in-shape`` (:func:`sparseconv.torch.trace`'s records); a missing torch, a model that
+    does not load or does not run on that shape: the command's error."""
+    try:
+        import sparseconv.torch as sct
+        from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
+    except ImportError as exc:
+        error(_reason(exc, layer=False))
+    if min(args.in_shape) < 1:
+        error(f"--in-shape must be positive integers C[,H,W,...] (the model's input), got "
+              f"{','.join(map(str, args.in_shape))}")
+    model = _load_model(args.model, args.trust_pickle, error, args.command)
+    if any(getattr(module, "training", False) for module in model.modules()):
+        # said, as the report says it (an audit: switched silently)
+        print(f"{args.command_parser.prog}: {_TRAINING_NOTE}", file=sys.stderr)
+    model.eval()  # as the report: never analysed in training mode (a BatchNorm's statistics)
+    try:
+        return sct.trace(model, args.in_shape)
+    except (BatchAxisGiven, ForwardFailed) as exc:
+        _model_run_failed(exc, "--in-shape", args.in_shape, error)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        error(f"cannot trace --model {args.model}: {_reason(exc, layer=False)}")
+    raise AssertionError("unreachable: error exits")  # pragma: no cover
+
+
+def _called_convolution(records: list, args, error) -> tuple[Any, tuple, tuple]:
+    """``(module, input_shape, output_shape)`` of the convolution ``--layer`` among the
+    model's ``records``; a name that is no convolution the model calls, or one called on
+    several shapes: the command's error, listing the model's convolutions."""
+    from sparseconv._torch_kinds import _CONV, _CONV_T
+    calls = [record for record in records if record.name == args.layer]
+    convolutions = list(dict.fromkeys(record.name for record in records
+                                      if isinstance(record.module, (*_CONV, *_CONV_T))))
+    if not calls:
+        error(f"--layer {args.layer} is not a module the model calls on --in-shape "
+              f"{','.join(map(str, args.in_shape))}; its convolutions: "
+              f"{', '.join(convolutions) or 'none'}")
+    module = calls[0].module
+    if not isinstance(module, (*_CONV, *_CONV_T)):
+        error(f"--layer {args.layer} is a {type(module).__name__}: these commands take a "
+              f"convolution (Conv1d/2d/3d or ConvTranspose1d/2d/3d; this model's: "
+              f"{', '.join(convolutions) or 'none'}); "
+              "sparseconv.torch.matrix(module, input_shape) takes any linear module")
+    # (a transposed one's output size may be asked for at the call: its output_padding)
+    shapes = list(dict.fromkeys((record.input_shape, record.output_shape) for record in calls))
+    if len(shapes) > 1:
+        error(f"--layer {args.layer} is called on several input shapes "
+              f"({', '.join(str(i) for i, _ in shapes)}), or to several output shapes, and "
+              "these commands take one layer on one")
+    (input_shape, output_shape), = shapes
+    return module, input_shape, output_shape
 
 
 # ---------------------------------------------------------------------------------------------

@@ -211,6 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
         "and memory in each format (counted, not built) and the receptive field of the center "
         "output.")
     figure = _plot_options()
+    spy = _spy_parser(commands, layer, figure)
+    spectrum = _spectrum_parser(commands, layer, figure)
+    export = _export_parser(commands, layer)
+    for command in (info, spy, spectrum, export):
+        command.set_defaults(command_parser=command)
+    _report_parser(commands)
+    return parser
+
+
+def _spy_parser(commands: argparse._SubParsersAction[Any], layer: argparse.ArgumentParser,
+                figure: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``spy`` command's parser."""
     spy = commands.add_parser(
         "spy", parents=[layer, figure], help="draw the sparsity pattern",
         description="Draw the sparsity pattern of the layer's matrix into FILE (binned to "
@@ -223,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the raster itself: one pixel per entry or bin, no axes")
     spy.add_argument("--zoom", type=_zoom, default=None, metavar="R0:R1,C0:C1",
                      help="only output channels R0..R1-1 against input channels C0..C1-1")
+    return spy
+
+
+def _spectrum_parser(commands: argparse._SubParsersAction[Any], layer: argparse.ArgumentParser,
+                     figure: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``spectrum`` command's parser."""
     spectrum = commands.add_parser(
         "spectrum", parents=[layer, figure], help="singular values, frequency map, spectral norm",
         description="Draw the layer's singular values into FILE (all of them where an exact "
@@ -244,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also print the certified bound for every input size and every "
                           "zero padding (the norm on the infinite grid, sparseconv.toeplitz_norm; "
                           "seconds for a 64-channel 3x3 layer, minutes for 512 channels)")
+    return spectrum
+
+
+def _export_parser(commands: argparse._SubParsersAction[Any],
+                   layer: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``export`` command's parser."""
     export = commands.add_parser(
         "export", parents=[layer], help="save the matrix (scipy.sparse.load_npz reads it) with "
         "the layer's arguments and weight (sparseconv.load_layer reads them)",
@@ -262,10 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-compress", dest="compressed", action="store_false",
                         help="write the arrays uncompressed (np.savez): several times faster "
                         "for large layers, and larger files")
-    for command in (info, spy, spectrum, export):
-        command.set_defaults(command_parser=command)
-    _report_parser(commands)
-    return parser
+    return export
 
 
 _TOL_HELP = ("the relative tolerance of the Lanczos lower bound (spectral_norm's tol, default "
