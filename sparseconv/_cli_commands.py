@@ -407,7 +407,7 @@ def _report(args, error) -> None:
                "plot": args.plot and image_path(args.plot)}  # checked before any work
     try:
         import sparseconv.torch as sct
-        from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
+        from sparseconv._torch_probe import BatchAxisGiven, ForwardFailed
     except ImportError as exc:
         error(_reason(exc, layer=False))
     if len(args.input_shape) < 1 or min(args.input_shape) < 1:

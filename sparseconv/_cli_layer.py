@@ -257,7 +257,7 @@ def _model_run_failed(exc: Exception, option: str, shape: Sequence[int],
                       error: Callable[[str], NoReturn]) -> NoReturn:
     """The one line for a model that failed on the input shape ``option`` gave: with the batch
     axis given (``BatchAxisGiven``), or its forward's own error (``ForwardFailed``)."""
-    from sparseconv._torch_script import BatchAxisGiven
+    from sparseconv._torch_probe import BatchAxisGiven
 
     if isinstance(exc, BatchAxisGiven):
         error(f"{option} {','.join(map(str, exc.shape))} includes the batch axis: the model "
@@ -319,7 +319,7 @@ def _model_records(args, error) -> list:
     does not load or does not run on that shape: the command's error."""
     try:
         import sparseconv.torch as sct
-        from sparseconv._torch_script import BatchAxisGiven, ForwardFailed
+        from sparseconv._torch_probe import BatchAxisGiven, ForwardFailed
     except ImportError as exc:
         error(_reason(exc, layer=False))
     if min(args.in_shape) < 1:

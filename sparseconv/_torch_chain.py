@@ -25,7 +25,8 @@ from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
 from sparseconv._torch_module_spectra import _layer_norm
-from sparseconv._torch_script import _kind, fx_trace, probe_input, version
+from sparseconv._torch_probe import fx_trace, probe_input, version
+from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_trace import TraceRecord
 from sparseconv._validation import int_tuple, real_number

@@ -30,14 +30,14 @@ from sparseconv._torch_kinds import (
     _SUPPORTED,
     _refuse,
 )
-from sparseconv._torch_script import (
-    _kind,
+from sparseconv._torch_probe import (
     forward_failed,
     fx_trace,
     probe_input,
     restored_buffers,
     version,
 )
+from sparseconv._torch_script import _kind
 
 
 class _Tracer(torch.fx.Tracer):

@@ -62,7 +62,7 @@ from sparseconv._torch_graph import (
 )
 from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, _sqrt_up, _Walk
 from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
-from sparseconv._torch_script import fx_trace, restored_buffers
+from sparseconv._torch_probe import fx_trace, restored_buffers
 
 __all__ = ["graph_bound"]
 

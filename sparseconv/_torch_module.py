@@ -46,13 +46,8 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
     module", where the report of the same scripted model read it."""
     if not isinstance(module, torch.jit.ScriptModule):
         return module
-    from sparseconv._torch_script import (
-        magnitude,
-        matches,
-        probe_input,
-        restored_buffers,
-        script_calls,
-    )
+    from sparseconv._torch_probe import magnitude, matches, probe_input, restored_buffers
+    from sparseconv._torch_script import script_calls
 
     name = str(getattr(module, "original_name", type(module).__name__))
     shape = _input_shape(input_shape, None, name)

@@ -22,14 +22,14 @@ from sparseconv._memory import check_memory
 from sparseconv._torch_graph import _build_graph, output_leaves
 from sparseconv._torch_graph_ops import _Op
 from sparseconv._torch_kinds import model_hook_reason
-from sparseconv._torch_script import (
-    _kind,
+from sparseconv._torch_probe import (
     forward_failed,
     matches,
     outside_inference_mode,
     probe_input,
     restored_buffers,
 )
+from sparseconv._torch_script import _kind
 from sparseconv._torch_trace import _checked, unwrapped
 
 

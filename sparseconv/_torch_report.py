@@ -43,8 +43,9 @@ from sparseconv._torch_kinds import (
     is_leaf,
     is_reshape,
 )
+from sparseconv._torch_probe import fx_trace, outside_inference_mode, version
 from sparseconv._torch_report_rows import _report_rows
-from sparseconv._torch_script import _kind, fx_trace, outside_inference_mode, version
+from sparseconv._torch_script import _kind
 from sparseconv._torch_trace import (
     TraceRecord,
     _checked,

@@ -40,11 +40,8 @@ from sparseconv._torch_kinds import (
 from sparseconv._torch_layer_base import _Layer
 from sparseconv._torch_layers import _layer, called_output_size
 from sparseconv._torch_module_spectra import _layer_norm, _layer_options
-from sparseconv._torch_script import (
-    _kind,
-    magnitude,
-    matches,
-)
+from sparseconv._torch_probe import magnitude, matches
+from sparseconv._torch_script import _kind
 from sparseconv._torch_trace import (
     TraceRecord,
 )

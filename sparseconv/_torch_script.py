@@ -33,17 +33,20 @@ module that runs no operation (``Identity``) has no call and no record.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-from sparseconv._memory import check_memory
 from sparseconv._torch_kinds import _CONV, _CONV_T, _RUNNING_NORMS, is_leaf, is_parametrized
+from sparseconv._torch_probe import (
+    forward_failed,
+    magnitude,
+    matches,
+    probe_input,
+    restored_buffers,
+)
 from sparseconv._torch_script_rebuild import (
     _CONV_OPS,
     _SIGNAL_OPS,
@@ -55,77 +58,6 @@ from sparseconv._torch_script_rebuild import (
 _HIERARCHY = re.compile(r"([^.()]+)\(([^()]*)\)")
 _PAD_MODE = {"constant": "Constant", "reflect": "Reflection", "replicate": "Replication",
              "circular": "Circular"}
-
-
-def probe_like(model: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
-    """The dtype and device of the zeros a forward probe runs on: the model's first floating
-    or complex parameter's, else buffer's (a model of buffers alone, a pooling chain in float64
-    say), else PyTorch's defaults."""
-    tensors = (t for t in (*model.parameters(), *model.buffers())
-               if t.is_floating_point() or t.is_complex())
-    first = next(tensors, None)
-    if first is None:
-        parameter = next(model.parameters(), None)
-        return None, None if parameter is None else parameter.device
-    return first.dtype, first.device
-
-
-def probe_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1,
-                random: bool = True) -> torch.Tensor:
-    """The probe batch ``(batch, *shape)`` of :func:`probe_like`'s dtype and device: seeded
-    standard normal values, so that a layer's recorded output tells it apart from a multiple
-    of it (on zeros, only through its bias); zeros for ``random=False`` (a model that indexes
-    with its input, an Embedding of ``x.long()``, runs on them)."""
-    dtype, device = probe_like(model)
-    entries = batch * math.prod(shape)
-    itemsize = (dtype or torch.get_default_dtype()).itemsize
-    # (the seeded values are drawn in float64, then cast: both at once for a moment)
-    check_memory(entries * (itemsize + (8 if random and itemsize != 8 else 0)),
-                 f"the probe batch of shape {(batch, *shape)} for a forward pass of the model "
-                 "(its own activations come on top)", "use a smaller input_shape")
-    if not random:
-        return torch.zeros((batch, *shape), dtype=dtype, device=device)
-    values = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(0),
-                         dtype=torch.float64)
-    return values.to(dtype=dtype or torch.get_default_dtype(), device=device)
-
-
-@contextlib.contextmanager
-def restored_buffers(model: nn.Module) -> Iterator[None]:
-    """Probe forwards that leave the model as it was: every buffer a forward changed (a
-    BatchNorm's statistics in training mode, a spectral_norm parametrization's vectors) is
-    copied back, and only those, so that an untouched buffer keeps its version counter."""
-    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in saved:
-                if not torch.equal(buffer, value):
-                    buffer.copy_(value)
-
-
-def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.Graph:
-    """torch.fx's graph of ``model`` (by ``tracer``, else torch.fx's own), the model's buffers
-    left as they were: the tracer runs on the real tensors what reads no signal (a trial: a
-    forward's ``self.buf.mul_(5)`` was left in the model by every entry point that traced
-    it)."""
-    with restored_buffers(model):
-        return (tracer or torch.fx.Tracer()).trace(model)
-
-
-def version(tensor: torch.Tensor) -> int:
-    """A tensor's version counter, which counts its changes in place; 0 for an inference
-    tensor (one made under ``torch.inference_mode()``), which has none but cannot change in
-    place outside that mode, where every probe runs (:data:`outside_inference_mode`)."""
-    return 0 if tensor.is_inference() else tensor._version
-
-
-#: A decorator (each call enters a copy) that runs a function's probe forwards outside
-#: ``torch.inference_mode()``, which would make their values inference tensors, whose
-#: changes in place leave no version counter to read (a trial: the forward failed with
-#: "Inference tensors do not track version counter").
-outside_inference_mode = torch.inference_mode(False)
 
 
 class _Modules:
@@ -346,55 +278,6 @@ def _snapshot(graph, value, node, before: bool):
     return clone.output()
 
 
-class BatchAxisGiven(ValueError):
-    """An ``input_shape`` given with its batch axis: ``(1, C, *spatial)``, on which the
-    model fails, where it runs on ``(C, *spatial)`` (:attr:`runs_on`)."""
-
-    def __init__(self, shape: tuple[int, ...], kind: str):
-        self.shape, self.runs_on = shape, shape[1:]
-        super().__init__(f"input_shape={shape} includes the batch axis: {kind} runs on "
-                         f"input_shape={shape[1:]}, (C, *spatial) without the batch")
-
-
-class ForwardFailed(ValueError, RuntimeError):
-    """The model's forward failed on the probe batch of ``input_shape``: a ValueError, as the
-    shape is the argument at fault as far as sparseconv can tell (a new user's trial: a
-    channel count the model does not take came out as a RuntimeError), and a RuntimeError,
-    as earlier versions raised it (torch's own type for a shape its layers refuse)."""
-
-
-def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
-                   last: bool = False, batch: int = 1) -> ValueError:
-    """The model's own error on the probe batch, on one line (its ``last`` line for
-    TorchScript, whose message ends with it; else its first, before torch.fx's context), with
-    the batch it ran on: an ``input_shape`` given with its batch is the usual cause. Where it
-    is, that is, where the model runs on ``shape[1:]`` after failing on ``shape`` with a
-    leading 1, a ValueError says so."""
-    if len(shape) > 1 and shape[0] == 1 and _runs_on(model, shape[1:]):
-        return BatchAxisGiven(shape, _kind(model))
-    if _runs_on(model, (1, *shape)):  # (a new user's trial: a grayscale H, W; a batch of 2
-        # read as one unbatched sample of 2 channels failed with "expected ... 1 channels")
-        return ForwardFailed(f"input_shape={shape} lacks the channel axis, it seems: "
-                             f"{_kind(model)}'s forward failed on a probe batch of shape "
-                             f"{(batch, *shape)} and runs on input_shape={(1, *shape)}")
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    reason = (lines[-1] if last else lines[0]) if lines else type(exc).__name__
-    return ForwardFailed(f"{_kind(model)}'s forward failed on a probe batch of shape "
-                         f"{(batch, *shape)} (input_shape={shape} is (C, *spatial), without "
-                         f"the batch): {reason}")
-
-
-def _runs_on(model: nn.Module, shape: tuple[int, ...]) -> bool:
-    """Whether ``model``'s forward runs on a batch of one of zeros shaped ``shape`` (its
-    buffers restored)."""
-    try:
-        with torch.no_grad(), restored_buffers(model):
-            model(probe_input(model, shape, random=False))
-    except Exception:  # noqa: BLE001 - a forward raises anything
-        return False
-    return True
-
-
 def _is_dropout(cls: Any) -> bool:
     """Whether ``cls`` is one of torch's dropout classes, the identity in eval mode."""
     return isinstance(cls, type) and issubclass(cls, nn.modules.dropout._DropoutNd)
@@ -477,39 +360,6 @@ def _check_rebuilt(call: _Call, module: nn.Module, x: Any, y: Any) -> None:
                         f"({_kind(call.module)}) does not compute what a {_kind(call.module)} "
                         "of its operations' arguments does (its output on a probe differs): "
                         "it runs operations sparseconv does not read")
-
-
-def magnitude(module: nn.Module, x: torch.Tensor) -> float:
-    """The size of the terms a layer's output sums, beyond its result's: its largest
-    parameter or buffer times ``1 + max |x|`` (a bias of 1e6 then a zero-sum kernel, or a
-    BatchNorm's mean and bias of 1e6, cancel to outputs near 1, rounded at 1e6)."""
-    largest = max((float(t.detach().abs().max()) for t in (*module.parameters(),
-                                                           *module.buffers())
-                   if (t.is_floating_point() or t.is_complex()) and t.numel()), default=0.0)
-    return largest * (1.0 + (float(x.detach().abs().max()) if x.numel() else 0.0))
-
-
-def matches(ours: Any, theirs: Any, magnitude: float = 0.0) -> bool:
-    """Whether two outputs agree to the rounding of their dtype: 1e4 units in the last place
-    of the less precise (at most 0.1), relative to their largest entry or ``magnitude`` (the
-    size of the terms summed, where they cancel). Where either has a non-finite entry (a
-    float16 model overflowing on the probe) the shapes alone are compared."""
-    if not (isinstance(ours, torch.Tensor) and isinstance(theirs, torch.Tensor)):
-        return False
-    if ours.shape != theirs.shape:
-        return False
-    if not (bool(torch.isfinite(ours).all()) and bool(torch.isfinite(theirs).all())):
-        return True
-    a, b = ours.detach().cpu().to(torch.complex128 if ours.is_complex() or theirs.is_complex()
-                                  else torch.float64), theirs.detach().cpu()
-    b = b.to(a.dtype)
-    if a.numel() == 0:
-        return True
-    eps = max(torch.finfo(t.dtype).eps if t.is_floating_point() else
-              torch.finfo(t.real.dtype).eps if t.is_complex() else 0.0 for t in (ours, theirs))
-    tolerance = min(1e4 * eps, 0.1)
-    scale = max(float(a.abs().max()), float(b.abs().max()), magnitude)
-    return bool(((a - b).abs() <= tolerance * scale + 1e-300).all())
 
 
 def _refuse_frozen(model: nn.Module, graph) -> None:

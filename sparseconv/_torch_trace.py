@@ -19,13 +19,8 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from sparseconv._torch_kinds import _refuse, check_module, leaf_modules, mode_hooked, mode_matters
 from sparseconv._torch_layer_base import _input_shape
-from sparseconv._torch_script import (
-    _kind,
-    forward_failed,
-    probe_input,
-    restored_buffers,
-    script_calls,
-)
+from sparseconv._torch_probe import forward_failed, probe_input, restored_buffers
+from sparseconv._torch_script import _kind, script_calls
 from sparseconv._validation import as_bool
 
 
