@@ -326,6 +326,8 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
     calls = [c for c in _calls(model, graph) if c.input() is not None]
     _refuse_frozen(model, graph)
     order = {node: i for i, node in enumerate(graph.nodes())}
+    readers = {out.unique(): [use.user for use in out.uses()]  # (before the probe's nodes)
+               for out in (c.output() for c in calls) if out is not None}
     # each call's input as it enters the call and output as it leaves (an in-place operation
     # after it, relu_(), would change the tensor the graph returns), as clones in the graph
     ends = [(_snapshot(graph, c.input(), c.nodes[0], True),
@@ -344,7 +346,7 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
         if module is not call.module:
             _check_rebuilt(call, module, x, y)
     records = [(call.name, module, x, y) for call, module, (x, y) in zip(calls, modules, samples)]
-    return records, _folds(order, calls, modules)
+    return records, _folds(order, readers, calls, modules)
 
 
 def _check_rebuilt(call: _Call, module: nn.Module, x: Any, y: Any) -> None:
@@ -380,21 +382,44 @@ def _refuse_frozen(model: nn.Module, graph) -> None:
                         "torch.jit.freeze")
 
 
-def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bool]:
-    """Per BatchNorm call: its input is the value the last convolution call returned, and no
-    in-place operation (``relu_``) touched that value in between."""
+def _reads_elsewhere(user, through: set, call: _Call) -> bool:
+    """Whether ``user``, a node of the model's graph (as it was before the probe's clones and
+    outputs were added) that reads a value on the way from a convolution to the BatchNorm
+    ``call``, reads that value itself elsewhere: the graph's return, or a node that makes a
+    tensor (or a tuple or list of them) from it, other than the dropouts passing it on
+    (``through``) and the BatchNorm's own nodes. A shape read (``dim``, ``size``, the checks
+    of the BatchNorm's forward, inside their ``if``) reads no value."""
+    if user.kind() == "prim::Return":
+        return True
+    while (owner := user.owningBlock().owningNode()) is not None:
+        user = owner  # (the top-level node whose block holds it)
+    if user in through or user in call.nodes:
+        return False
+    return any(isinstance(v.type(), (torch.TensorType, torch.TupleType, torch.ListType))
+               for v in user.outputs())
+
+
+def _folds(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Module],
+           ) -> list[bool]:
+    """Per BatchNorm call: its input is the value the last convolution call returned, which
+    nothing but that BatchNorm (and eval-mode dropouts passing it on) reads (``readers``:
+    each call's output's users in the model's graph), and no in-place operation (``relu_``)
+    touched that value in between."""
     folds: list[bool] = []
     last: _Call | None = None
     value = None  # the last convolution's output, as the calls since pass it on
     through: set = set()  # those calls' nodes: eval-mode dropouts, in place or not
+    passed: list = []  # the values on the way: the convolution's output, the dropouts'
     for call, module in zip(calls, modules):
         if isinstance(module, (*_CONV, *_CONV_T)):
             last, value, through = call, call.output().unique(), set()
+            passed = [call.output()]
         elif (_is_dropout(type(module)) and not module.training
               and value is not None and call.input().unique() == value):
             # (a hunt: Dropout(inplace=True) between a convolution and its BatchNorm, the
             # identity in eval mode, kept them unfolded where the eager report folds them)
             value, through = call.output().unique(), through | set(call.nodes)
+            passed.append(call.output())
         elif isinstance(module, _RUNNING_NORMS):
             source = call.input()
             if last is None or source.unique() != value:
@@ -402,7 +427,9 @@ def _folds(order: dict, calls: list[_Call], modules: list[nn.Module]) -> list[bo
                 continue
             start, end = order[last.nodes[-1]], order[call.nodes[0]]
             conv_output = last.output()
-            folds.append(not any(
+            folds.append(not any(  # (a trial: relu(bn(y)) + y was folded, y's row lost)
+                _reads_elsewhere(user, through, call)
+                for out in passed for user in readers.get(out.unique(), ())) and not any(
                 use.user.kind().endswith("_") and not use.user.kind().endswith("__")
                 and use.user not in through and start < order.get(use.user, -1) < end
                 for out in {conv_output.unique(): conv_output, source.unique(): source}.values()

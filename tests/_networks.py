@@ -320,3 +320,20 @@ class SeveralOutputs(nn.Module):
                 "nested list": lambda: [z, (y,)], "namedtuple": lambda: Pair(z, 2 * y),
                 "repeated": lambda: (y, y), "one in a dict": lambda: {"out": z},
                 "with a number": lambda: (z, 3)}[self.kind]()
+
+
+class SkipAroundBatchNorm(nn.Module):
+    """``relu(bn(y)) + y`` with ``y = conv(x)``: the convolution's output is read twice
+    (``through``: the BatchNorm reads it through that module, which returns its input)."""
+
+    def __init__(self, through: nn.Module | None = None, channels: int = 4):
+        super().__init__()
+        c = channels
+        self.conv, self.bn = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.through = through or nn.Sequential()
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = torch.relu(self.bn(self.through(y))) + y
+        return self.bn2(self.conv2(z))  # a fold that stays

@@ -557,22 +557,6 @@ def test_fold_batchnorm_only_where_the_tensor_flows():
     assert row["name"] == "0+1"
 
 
-class _SkipAroundBatchNorm(nn.Module):
-    """``relu(bn(y)) + y`` with ``y = conv(x)``: the convolution's output is read twice
-    (``through``: the BatchNorm reads it through that module, which returns its input)."""
-
-    def __init__(self, through: nn.Module | None = None):
-        super().__init__()
-        self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
-        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
-        self.through = through or nn.Sequential()
-
-    def forward(self, x):
-        y = self.conv(x)
-        z = torch.relu(self.bn(self.through(y))) + y
-        return self.bn2(self.conv2(z))  # a fold that stays
-
-
 @pytest.mark.parametrize("kernel, stride, padding, dilation, output_padding, size", [
     (1, 1, 1, 2, 1, 2),   # without output_padding, the output would be empty
     (2, 1, 2, 3, 2, 3),
@@ -618,7 +602,7 @@ def test_fold_batchnorm_leaves_a_convolution_whose_output_is_read_elsewhere():
     and the network bound holds."""
     for through in (None, nn.Identity(), nn.Dropout()):  # (a review: through an Identity
         # or a Dropout, whose output the BatchNorm alone reads, the pair was still folded)
-        model = _networks.randomize(_SkipAroundBatchNorm(through)).double().eval()
+        model = _networks.randomize(_networks.SkipAroundBatchNorm(through)).double().eval()
         report = sct.lipschitz_report(model, (4, 6, 6), fold_batchnorm=True)
         assert [row["name"] for row in report] == ["conv", "bn", "conv2+bn2"], through
         assert report.network_upper is not None, report.reason
