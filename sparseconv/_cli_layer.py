@@ -473,8 +473,8 @@ def _reason(exc: BaseException, layer: bool = True) -> str:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, MatrixTooLargeError):  # the remedies of a command line (a new user's
         # trial: the library's message offered Python calls only)
-        message = message.replace(f"{USE_OPERATOR}, or raise", "or raise").replace(
-            f"{USE_TRANSPOSE_OPERATOR}, or raise", "or raise").replace(
+        message = message.replace(f"{USE_OPERATOR}, or raise", "raise").replace(
+            f"{USE_TRANSPOSE_OPERATOR}, or raise", "raise").replace(  # (a review: "; or raise")
             "with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT",
             "in the environment, e.g. SPARSECONV_MEMORY_LIMIT=16G")
     return _as_options(message) if layer else message

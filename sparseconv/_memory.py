@@ -114,13 +114,16 @@ def parse_limit(text: str, name: str = _VARIABLE) -> int | None:
     return int(Decimal(whole + (fraction or "")) * _SUFFIXES.get(suffix or fraction_suffix, 1))
 
 
-def _limit_from_environment() -> int | None:
+def _limit_from_environment(quiet: bool = False) -> int | None:
     text = os.environ.get(_VARIABLE, "")
     if not text.strip():
         return DEFAULT_LIMIT
     try:
         return parse_limit(text, "it")
-    except ValueError as exc:  # one line at the caller's line (a new user's trial: the
+    except ValueError as exc:
+        if quiet:
+            return DEFAULT_LIMIT
+        # one line at the caller's line (a new user's trial: the
         # warning named the variable twice and showed this module's source line)
         warnings.warn(f"ignoring {_VARIABLE}={text!r}: {exc}; the memory limit stays at the "
                       f"default {format_bytes(DEFAULT_LIMIT)}", RuntimeWarning,
@@ -133,10 +136,12 @@ _UNREAD = -1  # (the variable is read when the limit is first needed: a warning 
 _limit: int | None = _UNREAD
 
 
-def _current() -> int | None:
+def _current(quiet: bool = False) -> int | None:
+    """The limit, read from the environment the first time (``quiet``: a bad value
+    unsaid, where the caller replaces the limit anyway)."""
     global _limit
     if _limit == _UNREAD:
-        _limit = _limit_from_environment()
+        _limit = _limit_from_environment(quiet)
     return _limit
 
 
@@ -195,7 +200,9 @@ def set_memory_limit(nbytes: int | str | None) -> int | None:
     if nbytes is not None and nbytes < 0:
         raise ValueError(f"nbytes must be a non-negative int, a string such as '8G', or None, "
                          f"got {nbytes!r}")
-    old, _limit = _current(), None if nbytes is None else int(nbytes)
+    # (quiet: the limit is replaced; a review: each of a report's workers, given the
+    # caller's limit, warned that the environment's bad value left the default in place)
+    old, _limit = _current(quiet=True), None if nbytes is None else int(nbytes)
     return old
 
 

@@ -25,7 +25,7 @@ from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
 from sparseconv._torch_module_spectra import _layer_norm
-from sparseconv._torch_probe import fx_trace, probe_input, version
+from sparseconv._torch_probe import UNTRACKED, fx_trace, probe_input, version
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_trace import TraceRecord
@@ -67,12 +67,13 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
     return checked
 
 
-def _versions(model: nn.Module) -> list[int]:
-    """The version counters of the model's parameters and buffers."""
+def _versions(model: nn.Module) -> list[int | None]:
+    """The version counters of the model's parameters and buffers (None: an inference
+    tensor's, which it has not)."""
     return [version(t) for t in (*model.parameters(), *model.buffers())]
 
 
-def _untrusted(model: nn.Module, before: list[int]) -> str:
+def _untrusted(model: nn.Module, before: list[int | None]) -> str:
     """Why no network bound can rest on the model's modules being what their classes say, or
     "": a forward hook or pre-hook (on a module, or global) can change any layer's output, a
     ``forward`` set on an instance replaces the class's, and a forward that changed the
@@ -88,6 +89,11 @@ def _untrusted(model: nn.Module, before: list[int]) -> str:
         if "forward" in vars(module):
             label = f"module {name!r}" if name else type(model).__name__
             return f"{label} has a forward of its own set on the instance"
+    if None in before:  # (a review: a forward that changed such weights in inference mode
+        # got a bound of 1.9 for a map of constant 274.8)
+        return (f"a parameter or buffer of it is {UNTRACKED}, so that its forward's changes "
+                "to its own weights would not show (make the model outside "
+                "torch.inference_mode())")
     if _versions(model) != before:
         return "its forward changes its own parameters or buffers in place"
     return ""

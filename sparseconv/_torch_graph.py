@@ -31,6 +31,7 @@ from sparseconv._torch_kinds import (
     _refuse,
 )
 from sparseconv._torch_probe import (
+    UNTRACKED,
     forward_failed,
     fx_trace,
     probe_input,
@@ -64,7 +65,7 @@ def makes_a_constant(node: torch.fx.Node, signal: Callable[[torch.fx.Node], bool
     return not any(signal(n) for n in others)
 
 
-def tensor_versions(value: Any) -> tuple[tuple[torch.Tensor, int], ...]:
+def tensor_versions(value: Any) -> tuple[tuple[torch.Tensor, int | None], ...]:
     """Every tensor in a node's value (itself, or in a tuple, list or dict of them, nested)
     with its version counter now: a change in place to any of them after the node ran shows
     (a review: the views ``y.chunk(2)`` returns, held in a tuple, were read after ``y.mul_(5)``
@@ -73,9 +74,15 @@ def tensor_versions(value: Any) -> tuple[tuple[torch.Tensor, int], ...]:
                  if isinstance(t, torch.Tensor))
 
 
-def changed(versions: tuple[tuple[torch.Tensor, int], ...]) -> bool:
-    """Whether any tensor of :func:`tensor_versions` changed in place since."""
-    return any(version(tensor) != was for tensor, was in versions)
+def changed(versions: tuple[tuple[torch.Tensor, int | None], ...]) -> bool:
+    """Whether any tensor of :func:`tensor_versions` changed in place since (an inference
+    tensor, whose changes nothing counts, may have)."""
+    return any(was is None or version(tensor) != was for tensor, was in versions)
+
+
+def untracked(versions: tuple[tuple[torch.Tensor, int | None], ...]) -> bool:
+    """Whether a tensor of :func:`tensor_versions` is an inference tensor, with no version."""
+    return any(was is None for _, was in versions)
 
 
 def _inplace_argument(node: torch.fx.Node) -> Any:
@@ -92,10 +99,14 @@ def _inplace_argument(node: torch.fx.Node) -> Any:
 def _in_place_base(node: torch.fx.Node, root: nn.Module) -> torch.fx.Node | None:
     """The node whose tensor ``node`` changes in place and returns (``y.add_(z)``,
     ``F.relu_(y)``, ``torch.relu_(y)``, ``F.relu(y, inplace=True)`` or ``F.relu(y, True)``,
-    ``nn.ReLU(inplace=True)(y)``), or None."""
+    ``nn.ReLU(inplace=True)(y)``), or None. A trailing ``_`` marks a method, or one of
+    torch's functions, as in place; a user's own function so named need not be (a review:
+    a wrapped ``halve_`` that computed out of place was read as in place)."""
     if node.op in ("call_method", "call_function"):
         name = getattr(node.target, "__name__", str(node.target))
-        in_place = (name.endswith("_") and not name.startswith("_")) or (
+        torchs = node.op == "call_method" or str(
+            getattr(node.target, "__module__", "")).split(".")[0] == "torch"
+        in_place = (torchs and name.endswith("_") and not name.startswith("_")) or (
             node.op == "call_function" and _inplace_argument(node) is True)
     elif node.op == "call_module":
         in_place = getattr(root.get_submodule(str(node.target)), "inplace", False) is True
@@ -154,7 +165,8 @@ def _probe(gm, shape, model: nn.Module) -> dict:
     changed through ``y``, what :func:`follow_in_place` does not redirect) is refused: the
     graph's nodes are values, so it would read the value before the change.
     Views share their base's version counter, so a change through any alias shows, whatever
-    the values. (``y += z`` is no in-place call in torch.fx's graph but ``y + z``, whose
+    the values; an inference tensor has none, and a node that reads one is refused too.
+    (``y += z`` is no in-place call in torch.fx's graph but ``y + z``, whose
     value nothing reads: :func:`_build_graph` refuses that.)"""
     values: dict = {}
     versions: dict = {}
@@ -178,6 +190,10 @@ def _probe(gm, shape, model: nn.Module) -> dict:
     except _Stale:
         node, read = stale[0]
         reader = "the model's output" if node.op == "output" else _describe(node)
+        if untracked(versions[read]):  # (a forward that enters torch.inference_mode())
+            raise TypeError(f"network_operator: {reader} reads node {read.name!r}, whose value "
+                            f"is {UNTRACKED}: run the model's forward outside inference mode "
+                            "(and make its parameters outside it)") from None
         raise TypeError(f"network_operator: {reader} reads the value of node {read.name!r} "
                         "after an in-place operation changed it (a view v = y[...] read after "
                         "y.add_(z), or a change through a view), which torch.fx's graph "

@@ -59,10 +59,11 @@ from sparseconv._torch_graph import (
     makes_a_constant,
     output_leaves,
     tensor_versions,
+    untracked,
 )
 from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, _sqrt_up, _Walk
 from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
-from sparseconv._torch_probe import fx_trace, restored_buffers
+from sparseconv._torch_probe import UNTRACKED, fx_trace, restored_buffers
 
 __all__ = ["graph_bound"]
 
@@ -122,13 +123,15 @@ class _Probe(ShapeProp):
 
     def __init__(self, module: torch.fx.GraphModule):
         super().__init__(module)
-        self.versions: dict[torch.fx.Node, tuple[tuple[torch.Tensor, int], ...]] = {}
+        self.versions: dict[torch.fx.Node, tuple[tuple[torch.Tensor, int | None], ...]] = {}
         self.stale: torch.fx.Node | None = None
         self.signal: set[torch.fx.Node] = set()  # the nodes computed from the input
         self.constants: dict[torch.fx.Node, Any] = {}  # the others' values (parameters...)
         self.sizes: dict[torch.fx.Node, Any] = {}  # the integer values computed from the input
         self.shapes: dict[torch.fx.Node, tuple] = {}  # every tensor value's shape
         self.changed: torch.fx.Node | None = None  # a constant changed after it was made
+        self.untracked: torch.fx.Node | None = None  # the first node whose value holds an
+        # inference tensor, whose changes in place nothing counts
 
     def run_node(self, n: torch.fx.Node) -> Any:
         for a in n.all_input_nodes:
@@ -136,6 +139,8 @@ class _Probe(ShapeProp):
                 self.stale = n
         result = super().run_node(n)
         self.versions[n] = tensor_versions(result)
+        if self.untracked is None and untracked(self.versions[n]):
+            self.untracked = n
         if isinstance(result, torch.Tensor):
             self.shapes[n] = tuple(result.shape)
         if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes) and \
@@ -275,6 +280,10 @@ def _traced(model: nn.Module, probe: torch.Tensor,
     tainted = _tainted_sizes(graph, recorder.sizes)  # sizes read at their traced values:
     sizes = {n: v for n, v in recorder.sizes.items()  # fixed by the batch, it seems and by
              if others is not None and others[0].sizes.get(n) == v and n not in tainted}
+    if recorder.untracked is not None:  # (a review: a forward that entered inference mode
+        # changed a view's base there, unseen; a bound of 1.07 for a constant of 2.28)
+        return (f"node {recorder.untracked.name!r}'s value is {UNTRACKED} (make the model "
+                "and run its forward outside torch.inference_mode())")
     if recorder.changed is not None:
         return (f"node {recorder.changed.name!r}, which is no value of the signal, is "
                 "changed in place after it is made (the graph would read it changed)")

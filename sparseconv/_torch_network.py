@@ -24,6 +24,7 @@ from sparseconv._torch_graph_ops import _Op
 from sparseconv._torch_kinds import model_hook_reason
 from sparseconv._torch_probe import (
     forward_failed,
+    leaves_buffers,
     matches,
     outside_inference_mode,
     probe_input,
@@ -253,6 +254,7 @@ class NetworkOperator:
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 @outside_inference_mode
+@leaves_buffers
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
     """A network whose forward is linear (affine) as one matrix-free operator.
 

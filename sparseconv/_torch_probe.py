@@ -12,8 +12,9 @@ a forward that fails says why in one line, with the batch it ran on
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -60,15 +61,42 @@ def probe_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1,
 def restored_buffers(model: nn.Module) -> Iterator[None]:
     """Probe forwards that leave the model as it was: every buffer a forward changed (a
     BatchNorm's statistics in training mode, a spectral_norm parametrization's vectors) is
-    copied back, and only those, so that an untouched buffer keeps its version counter."""
-    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+    copied back, and only those, so that an untouched buffer keeps its version counter (a
+    NaN where it was is no change; an inference tensor is copied back in inference mode, the
+    only one that may change it: a review found both)."""
+    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()
+             if not buffer.is_meta]  # (no values to keep; refused by name where read)
     try:
         yield
     finally:
         with torch.no_grad():
             for buffer, value in saved:
-                if not torch.equal(buffer, value):
-                    buffer.copy_(value)
+                if not _unchanged(buffer, value):
+                    with torch.inference_mode(buffer.is_inference()):
+                        buffer.copy_(value)
+
+
+def leaves_buffers(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function(model, ...)`` run inside :func:`restored_buffers`, whatever it reads: a
+    parametrization may change a buffer whenever its weight is read, not only in a forward
+    (a review: a weight that doubled its buffer on each read was left at 4 where it was 1)."""
+    @functools.wraps(function)
+    def wrapper(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(model, nn.Module):
+            return function(model, *args, **kwargs)  # (refused there, by name)
+        with restored_buffers(model):
+            return function(model, *args, **kwargs)
+    return wrapper
+
+
+def _unchanged(now: torch.Tensor, was: torch.Tensor) -> bool:
+    """Whether a buffer holds what it held, a NaN where it had one included."""
+    if torch.equal(now, was):
+        return True
+    if now.shape != was.shape or now.dtype != was.dtype or not (
+            now.is_floating_point() or now.is_complex()):
+        return False
+    return bool(((now == was) | (torch.isnan(now) & torch.isnan(was))).all())
 
 
 def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.Graph:
@@ -80,11 +108,18 @@ def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.f
         return (tracer or torch.fx.Tracer()).trace(model)
 
 
-def version(tensor: torch.Tensor) -> int:
-    """A tensor's version counter, which counts its changes in place; 0 for an inference
-    tensor (one made under ``torch.inference_mode()``), which has none but cannot change in
-    place outside that mode, where every probe runs (:data:`outside_inference_mode`)."""
-    return 0 if tensor.is_inference() else tensor._version
+def version(tensor: torch.Tensor) -> int | None:
+    """A tensor's version counter, which counts its changes in place; None for an inference
+    tensor (one made under ``torch.inference_mode()``), which has none: whoever reads it
+    cannot tell whether it changed (a forward may enter inference mode and change it there:
+    a review's bounds of 1.9 and 1.07 for maps of constants 274.8 and 2.28, where a version
+    of 0 had been read as unchanged)."""
+    return None if tensor.is_inference() else tensor._version
+
+
+#: Why a network bound cannot rest on an inference tensor's value (:func:`version`).
+UNTRACKED = ("an inference tensor (made under torch.inference_mode()), which keeps no version "
+             "counter to show a change in place")
 
 
 #: A decorator (each call enters a copy) that runs a function's probe forwards outside

@@ -43,7 +43,7 @@ from sparseconv._torch_kinds import (
     is_leaf,
     is_reshape,
 )
-from sparseconv._torch_probe import fx_trace, outside_inference_mode, version
+from sparseconv._torch_probe import fx_trace, leaves_buffers, outside_inference_mode, version
 from sparseconv._torch_report_rows import _report_rows
 from sparseconv._torch_script import _kind
 from sparseconv._torch_trace import (
@@ -101,7 +101,8 @@ def _trace_with_folds(model: nn.Module, input_shape,
 
     def after_batchnorm(module, inputs, output, name=""):
         tensor = _first_tensor(inputs)
-        folds.append(tensor is not None and tensor is last[0] and version(tensor) == last[1])
+        folds.append(tensor is not None and tensor is last[0] and last[1] is not None
+                     and version(tensor) == last[1])  # (an inference tensor's: unknown)
         names.append(name)
 
     handles = []
@@ -204,6 +205,7 @@ _SPECTRAL_NORM_OPTIONS = ("method", "tol", "relative_width", "executor")
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 @outside_inference_mode
+@leaves_buffers
 def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,

@@ -703,6 +703,11 @@ def test_info_counts_without_walking_an_axis_and_sizes_its_taps_first():
     # the command line's remedy, not Python calls (a new user's trial)
     assert "in the environment, e.g. SPARSECONV_MEMORY_LIMIT=16G" in line, line
     assert "set_memory_limit" not in line and "ConvOperator" not in line, line
+    # where the library advised the operator (a review: "...; or raise the limit")
+    line = fails("export", *LAYER, "-o", "m.npz", env={"SPARSECONV_MEMORY_LIMIT": "4k"})
+    assert "sparse matrix with 5808 nonzeros" in line, line
+    assert "more than the memory limit of 4.0 KiB; raise the limit in the environment" in \
+        line, line
 
 
 def test_spectrum_sizes_arpacks_workspace_before_it_runs(tmp_path):

@@ -1330,6 +1330,26 @@ def test_in_place_activations_by_name_or_position_are_followed(function):
         sct.network_operator(model, (3, 5, 6))
 
 
+@torch.fx.wrap
+def _halve_(t):
+    return t * 0.5  # out of place, whatever its name says
+
+
+def test_a_function_of_ones_own_ending_in_an_underscore_is_no_in_place_call():
+    """A review: a wrapped ``halve_`` that computes out of place was read as in place, its
+    reads redirected (``y + halve_(y)`` read as ``halve_(y) + halve_(y)``) and the graph
+    refused with a reason about in-place changes. Only torch's own functions and methods
+    are read so; the bound with the function's constant holds ``1.5 * conv``."""
+    model = _Forward(lambda m, y, x: y + _halve_(y)).eval()
+    report = sct.lipschitz_report(model, (3, 5, 6), lipschitz_constants={"_halve_": 0.5})
+    assert report.over_graph, report.reason
+    x = torch.randn(3 * 5 * 6, dtype=F64, generator=torch.Generator().manual_seed(6))
+    jacobian = torch.autograd.functional.jacobian(
+        lambda t: model(t.reshape(1, 3, 5, 6)).reshape(-1), x)
+    norm = torch.linalg.matrix_norm(jacobian, 2).item()
+    assert norm <= report.network_upper <= norm * (1 + 1e-9)
+
+
 class _Buffered(nn.Module):
     """A forward that scales its own buffer in place (and reads it if ``read``)."""
 
@@ -1367,8 +1387,10 @@ def test_no_entry_point_leaves_a_forward_s_change_to_its_buffer(entry, read):
 @pytest.mark.parametrize("made_inside", [False, True])
 def test_network_operator_and_report_run_inside_inference_mode(made_inside):
     """A trial: inside ``torch.inference_mode()`` both failed with the forward's own error
-    ("Inference tensors do not track version counter"); a model made inside it has inference
-    tensors as parameters, which cannot change in place outside that mode."""
+    ("Inference tensors do not track version counter"). A model made inside it has inference
+    tensors as parameters, which keep no version counter: its rows are reported, and the
+    network bound is withheld, saying why (a review: a forward that changed them in
+    inference mode was bounded by 1.9, its constant 274.8)."""
     def make():
         torch.manual_seed(5)
         return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3)
@@ -1383,7 +1405,89 @@ def test_network_operator_and_report_run_inside_inference_mode(made_inside):
         their_report = sct.lipschitz_report(model, (2, 6, 6))
     x = np.random.default_rng(0).standard_normal(72)
     np.testing.assert_allclose(inside(x), net(x), rtol=0, atol=1e-13)
-    assert their_report.network_upper == report.network_upper is not None
+    assert [row["upper"] for row in their_report] == [row["upper"] for row in report]
+    if made_inside:
+        assert their_report.network_upper is None
+        assert "is an inference tensor (made under torch.inference_mode())" in \
+            their_report.reason, their_report.reason
+    else:
+        assert their_report.network_upper == report.network_upper is not None
+
+
+class _ChangedInInferenceMode(nn.Sequential):
+    """A chain whose forward doubles its first convolution's weight in inference mode."""
+
+    def forward(self, x):
+        with torch.inference_mode():
+            self[0].weight.mul_(2.0)
+        return super().forward(x)
+
+
+@torch.fx.wrap
+def _to_inference(t):
+    with torch.inference_mode():
+        return t * 1.0
+
+
+@torch.fx.wrap
+def _scale_in_inference_mode(t):
+    with torch.inference_mode():
+        return t.mul_(5.0)
+
+
+class _ViewChangedInInferenceMode(nn.Module):
+    """``v = z[:, :1]`` read after ``z`` is scaled by 5 in place, in inference mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+
+    def forward(self, x):
+        z = _to_inference(self.c(x))
+        v = z[:, :1]
+        w = _scale_in_inference_mode(z)
+        return v + 0.0 * w[:, :1]
+
+
+def test_no_network_bound_rests_on_an_inference_tensor():
+    """A review: an inference tensor's version had been read as 0, unchanged, and two
+    forwards that changed tensors in inference mode got bounds below their constants: a
+    chain that doubles a weight on each call (made in inference mode; 1.9 against 274.8),
+    and a view read after its base was scaled by 5 (1.07 against 2.28). Both are withheld
+    now, saying why."""
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        chain = _ChangedInInferenceMode(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+                                        nn.Conv2d(2, 2, 3, padding=1)).double().eval()
+    report = sct.lipschitz_report(chain, (2, 5, 5), assume_chain=True)
+    assert report.network_upper is None
+    assert "inference tensor" in report.reason, report.reason
+    torch.manual_seed(0)
+    graph = _ViewChangedInInferenceMode().eval()
+    report = sct.lipschitz_report(graph, (2, 5, 5), lipschitz_constants={
+        "_to_inference": 1.0, "_scale_in_inference_mode": 5.0})
+    assert report.network_upper is None
+    assert "node '_to_inference''s value is an inference tensor" in report.reason, \
+        report.reason
+
+
+def test_a_nan_buffer_is_no_change():
+    """A review: a NaN buffer never equals itself, so restoring buffers copied it back after
+    every probe, its version counter moved, and the network bound was withheld as if the
+    forward changed its own buffers."""
+    class Noted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+            self.register_buffer("note", torch.tensor(float("nan"), dtype=F64))
+
+        def forward(self, x):
+            return self.c(x) + self.c(x)
+
+    model = Noted().eval()
+    report = sct.lipschitz_report(model, (2, 5, 5))
+    assert report.network_upper is not None, report.reason
+    assert model.note._version == 0
 
 
 def test_an_unused_clip_through_data_is_refused():
