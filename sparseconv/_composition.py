@@ -43,6 +43,12 @@ def as_matrix(layer, name: str, operators: bool = False) -> sp.sparray:
     return layer
 
 
+#: The advice for an AffineMap meeting a LinearOperator (``compose`` refuses the pair too).
+_WITH_AN_OPERATOR = ("a LinearOperator composes with the map's linear part, op @ f.matrix or "
+                     "f.matrix @ op (scipy makes a LinearOperator of either), the bias added "
+                     "where the map is applied (an operator has no bias)")
+
+
 @dataclass(frozen=True, eq=False)
 class AffineMap:
     """The affine layer ``x -> matrix @ x + bias``; ``f @ g`` is the composition ``f(g(x))``.
@@ -135,6 +141,19 @@ class AffineMap:
             raise TypeError(f"f @ g composes f with g, a scipy.sparse array or an AffineMap, "
                             f"got {type(other).__name__}; apply f to a vector or to columns "
                             "with f(x)")
+        if isinstance(other, spla.LinearOperator):  # (a new user's trial: scipy's "expected
+            # 1-d or 2-d array", of an object array)
+            raise TypeError(_WITH_AN_OPERATOR)
+        return NotImplemented
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """``x @ f`` with a numpy array ``x`` refused by name (numpy's "does not have enough
+        dimensions", of an object array, named no operand; a new user's trial); numpy's
+        other operations on a map are none of its."""
+        if ufunc is np.matmul and inputs[-1] is self:
+            raise TypeError(f"P @ f composes a scipy.sparse array P after the map f, got "
+                            f"{type(inputs[0]).__name__}: for a dense P, compose "
+                            "sp.csr_array(P), or take f.matrix and f.bias")
         return NotImplemented
 
     def __rmatmul__(self, other: sp.sparray) -> AffineMap:

@@ -268,6 +268,14 @@ class _Plan:
         # other's), and the chunks
         self.token = tokenize(repr(geometry), self.in_chunks, self.out_chunks)
 
+    def block_shapes(self) -> set[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Every ``(window, block)`` pair of the plan's output blocks, which are the product
+        of the axes' blocks: the products of the pairs each axis has (a few, whatever the
+        number of blocks)."""
+        per_axis = [sorted(set(zip(p.windows, p.out_chunks))) for p in self.axes]
+        return {(tuple(w for w, _ in pairs), tuple(b for _, b in pairs))
+                for pairs in itertools.product(*per_axis)}
+
     def gather(self, x, layer: _BlockLayer, channels_out: int, dtype) -> da.Array:
         """Input chunks (``x``, chunked ``(N, C, *in_chunks)``) -> output blocks."""
         token = tokenize(x.name, layer.token, self.token, dtype)

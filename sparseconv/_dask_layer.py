@@ -117,6 +117,10 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
             in_chunks = tuple(stride_aligned(ax, c) for ax, c in zip(geometry.axes, given))
         out_chunks = tuple(output_chunks(ax, c) for ax, c in zip(geometry.axes, in_chunks))
         self._plan = _Plan(geometry, in_chunks, out_chunks)
+        # a block that cannot fit is refused here, as the serial operator refuses its layer
+        # (a new user's trial: refused at the first product, after a construction that
+        # passed); the operators stay cached for the graphs
+        block.size_operators(self._plan.block_shapes())
         self.input_chunks = self._plan.out_chunks if transposed else self._plan.in_chunks
         self.output_chunks = self._plan.in_chunks if transposed else self._plan.out_chunks
         shape = geometry.shape

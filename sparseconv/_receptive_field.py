@@ -21,11 +21,13 @@ import scipy.sparse as sp
 
 from ._composition import AffineMap, as_matrix, check_chain
 from ._geometry import ConvGeometry, spatial_matrix
+from ._layout import array_shape
 from ._memory import check_memory
 from ._operators import ConvOperator, as_geometry
-from ._typing import DTypeLike, IntOrTuple, ShapeLike
+from ._typing import DTypeLike, IntOrTuple, Layout, ShapeLike
 from ._validation import (
     as_per_layer,
+    check_layout,
     int_tuple,
     is_int,
     is_sequence,
@@ -38,7 +40,8 @@ __all__ = ["receptive_field", "receptive_field_paths", "receptive_field_size"]
 
 def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: ShapeLike,
                     output_index: int | Sequence[int],
-                    output_shape: ShapeLike | None = None) -> np.ndarray:
+                    output_shape: ShapeLike | None = None,
+                    layout: Layout = "channels_first") -> np.ndarray:
     """The receptive field of one output unit of a composition of layers (structural).
 
     Parameters
@@ -48,15 +51,19 @@ def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: Shape
     input_shape : tuple of int
         Shape of the network's input, ``(C, *spatial)``.
     output_index : int or tuple of int
-        The output unit: a flat index, or an index into ``output_shape``.
+        The output unit: a flat index (a row of the matrices' product), or an index ``(c,
+        *position)`` into ``output_shape``.
     output_shape : tuple of int, optional
-        Needed for a tuple ``output_index``.
+        ``(C, *spatial)``; needed for a tuple ``output_index``.
+    layout : {"channels_first", "channels_last"}, optional
+        How the matrices flatten their activations, as in :func:`conv_matrix`: the shapes
+        and the tuple index stay channels first whatever it is.
 
     Returns
     -------
     ndarray of bool, shape input_shape
         True where the unit depends on the input (structurally: stored entries, whatever
-        their value).
+        their value), channels first.
 
     Raises
     ------
@@ -84,6 +91,8 @@ def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: Shape
     25
     """
     input_shape = spatial_size(input_shape, "input_shape")
+    layout = check_layout(layout)  # (a new user's trial: a channels_last matrix's field came
+    # out scrambled, silently)
     if isinstance(layers, str) or not isinstance(layers, Sequence):
         raise TypeError(f"layers must be a sequence of scipy.sparse arrays or AffineMaps, got "
                         f"{type(layers).__name__}")
@@ -111,7 +120,8 @@ def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: Shape
         if not all(0 <= i < n for i, n in zip(index, output_shape)):
             raise ValueError(f"output_index={output_index!r} is out of range for "
                              f"output_shape={output_shape}")
-        index = int(np.ravel_multi_index(tuple(index), output_shape))
+        index = int(np.ravel_multi_index(array_shape(tuple(index), layout),
+                                         array_shape(output_shape, layout)))
     if not 0 <= index < rows:
         raise ValueError(f"output_index={output_index!r} is out of range for {rows} outputs")
     check_memory(24 * max(m.nnz for m in matrices) + 16 * max(max(m.shape) for m in matrices),
@@ -123,7 +133,8 @@ def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: Shape
         pattern = sp.csr_array((np.ones(pattern.nnz), pattern.indices, pattern.indptr),
                                shape=pattern.shape)
         reached = (pattern.T @ reached > 0).astype(float)
-    return reached.astype(bool).reshape(input_shape)
+    field = reached.astype(bool).reshape(array_shape(input_shape, layout))
+    return np.moveaxis(field, -1, 0) if layout == "channels_last" else field
 
 
 def receptive_field_paths(

@@ -138,8 +138,11 @@ def int_tuple(value, ndim: int, name: str, minimum: int, *,
         if len(value) != ndim and all(is_int(v) for v in value):
             # (a new user's trial: stride=(2, 2) of a 1-D layer read "must be a positive
             # integer", not saying the length was the fault)
-            raise ValueError(f"{expected} ({len(value)} values for {ndim} "
-                             f"{'axis' if ndim == 1 else 'axes'})")
+            # (a second trial: "must be an integer >= 0, got (2, 2) (...)" still led with
+            # what was not the fault)
+            raise ValueError(f"{name} has {len(value)} values for {ndim} "
+                             f"{'axis' if ndim == 1 else 'axes'}: it must be {what}{tuples}, "
+                             f"got {value!r}")
         if not all(is_int(v) for v in value):
             raise TypeError(expected)
         values = tuple(int(v) for v in value)

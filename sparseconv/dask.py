@@ -140,9 +140,10 @@ class ConvOperator(_ChunkedLayer):
     Each output block costs its own chunk, the halo slabs cut from its neighbours, its window
     and one block of output: O(chunk) memory per task, whatever the volume (outputs past the
     input, which a large padding makes, come in blocks of at most a chunk's outputs). A
-    task's scratch is checked against the memory limit of the process that builds the graph,
-    when each block's operator is made there (a block that cannot fit is refused before
-    anything is computed: use smaller chunks), and again against the limit of the process
+    task's scratch is checked against the memory limit of the process that makes the
+    operator, when each block's operator is made there, at construction (a block that cannot
+    fit is refused then, as :class:`sparseconv.ConvOperator` refuses a layer: use smaller
+    chunks), and again against the limit of the process
     that runs it (:func:`sparseconv.set_memory_limit` in that process, or
     ``SPARSECONV_MEMORY_LIMIT`` in the workers' environment), when it runs. Each process
     caches the block operators of the last 64 (layer, block shape) pairs it met, with their
@@ -498,7 +499,8 @@ def conv_matrix(
     n_rows, n_cols = geometry.shape
     # (a new user's trial: beyond int64, the default block_rows was blamed, as if passed)
     check_addressable((n_rows, n_cols), geometry)
-    if block_rows is None:
+    given = "got" if block_rows is not None else "the default, one output channel's rows:"
+    if block_rows is None:  # (a new user's trial: "got 5017600", a value not passed)
         block_rows = math.prod(geometry.output_size)
     block_rows = positive_int(block_rows, "block_rows")
     result = sc.conv_matrix(weight, input_shape, rows=slice(0, 0), **kwargs)  # dtype, checks
@@ -511,7 +513,7 @@ def conv_matrix(
         row_range(slice(start, stop), n_rows)
         # each block is sized now, when the graph is built: a block that cannot fit is refused
         # here, not by its task after the blocks before it were computed (a memory audit)
-        check_row_block(geometry, dtype, start, stop, hint=f"use a smaller block_rows (got "
+        check_row_block(geometry, dtype, start, stop, hint=f"use a smaller block_rows ({given} "
                         f"{block_rows}), or the matrix-free sparseconv.dask.ConvOperator")
         blocks.append(da.from_delayed(build(weight, input_shape, rows=slice(start, stop),
                                             **kwargs),

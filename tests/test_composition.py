@@ -114,6 +114,18 @@ def test_compose_of_matrices_is_their_product_and_checks_shapes():
     with pytest.raises(TypeError, match=r"f @ g composes f with g, .* got ndarray; apply f "
                                         r"to a vector or to columns with f\(x\)"):
         f @ np.ones(5)
+    # a new user's trial: scipy's "expected 1-d or 2-d array", and numpy's "does not have
+    # enough dimensions", of an object array
+    from sparseconv import ConvOperator
+    op = ConvOperator(np.ones((1, 2, 3)), (2, 5))
+    with pytest.raises(TypeError, match=r"a LinearOperator composes with the map's linear "
+                                        r"part, op @ f.matrix or f.matrix @ op"):
+        f @ op
+    with pytest.raises(TypeError, match=r"P @ f composes a scipy.sparse array P after the map "
+                                        r"f, got ndarray: for a dense P, compose sp.csr_array"):
+        np.ones((3, 6)) @ f
+    P = sp.csr_array(np.ones((3, 6)))
+    assert_close((P @ f).matrix, P @ f.matrix, "P @ f")  # a sparse P still composes
 
 
 @pytest.mark.parametrize("seed", range(6))

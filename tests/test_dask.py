@@ -341,9 +341,12 @@ def test_a_block_that_cannot_fit_is_refused_when_the_graph_is_built(memory_limit
     w = np.ones((16, 16, 3, 3))
     memory_limit(8 * 2**20)
     with pytest.raises(sc.MatrixTooLargeError, match=r"rows 0:16384 of the 262144 x 262144"
-                                                     r".* use a smaller block_rows \(got "
+                                                     r".* use a smaller block_rows \(the "
+                                                     r"default, one output channel's rows: "
                                                      r"16384\), or the matrix-free "):
         sdask.conv_matrix(w, (16, 128, 128), padding=1)  # a channel's rows a block: 107 MiB
+    with pytest.raises(sc.MatrixTooLargeError, match=r"block_rows \(got 16000\)"):
+        sdask.conv_matrix(w, (16, 128, 128), padding=1, block_rows=16000)
     M = sdask.conv_matrix(w, (16, 128, 128), padding=1, block_rows=1024)
     assert M.numblocks == (256, 1)
     block = M.blocks[5].compute()
@@ -685,6 +688,12 @@ def test_a_chunk_too_large_for_its_operator_is_refused_when_the_graph_is_built(
     # ones through ones: 16 channels x 9 taps inside, 16 x 6 on an edge, 16 x 4 at a corner
     assert (y[:, 1:-1, 1:-1] == 144).all() and (y[:, 0, 1:-1] == 96).all()
     assert (y[:, [0, 0, -1, -1], [0, -1, 0, -1]] == 64).all()
+    # the operators at construction, as the serial ones (a new user's trial: refused only
+    # at the first product)
+    Operator = sdask.ConvTransposeOperator if transposed else sdask.ConvOperator
+    with pytest.raises(sc.MatrixTooLargeError, match="use smaller chunks.*for one column"):
+        Operator(w, (16, 256, 256), chunks=256, padding=1)
+    Operator(w, (16, 256, 256), chunks=32, padding=1)
 
 
 def test_a_batch_of_unknown_chunk_sizes_is_refused_with_the_fix():

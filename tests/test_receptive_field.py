@@ -89,6 +89,7 @@ BAD_FIELD = [
     (dict(output_index=(0, 3)), ValueError, "output_shape given"),
     (dict(output_index=(0, 4), output_shape=(1, 4)), ValueError, "out of range"),
     (dict(output_index=(0, 1), output_shape=(2, 4)), ValueError, "units"),
+    (dict(layout="nhwc"), ValueError, "layout must be one of"),
 ]
 
 
@@ -99,6 +100,31 @@ def test_receptive_field_rejects(bad, error, match):
     with pytest.raises(error, match=match):
         receptive_field(args.pop("layers"), args.pop("input_shape"), args.pop("output_index"),
                         **args)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_channels_last_chain_has_the_channels_first_chain_s_field(seed):
+    """A new user's trial: a ``layout="channels_last"`` matrix's field came out scrambled,
+    without a word. With ``layout=`` its field, shapes and index channels first, is the
+    channels-first chain's, which is the dense product's row pattern."""
+    rng = np.random.default_rng(seed)
+    c0, c1, c2 = rng.integers(1, 4, size=3)
+    shape = (int(c0), *rng.integers(6, 10, size=2).tolist())
+    first = dict(stride=int(rng.integers(1, 3)), padding=1, dilation=int(rng.integers(1, 3)))
+    w1, w2 = rng.standard_normal((c1, c0, 3, 3)), rng.standard_normal((c2, c1, 2, 3))
+    middle = (int(c1), *conv_output_shape(shape[1:], (3, 3), **first))
+    out = (int(c2), *conv_output_shape(middle[1:], (2, 3), padding=1))
+    index = tuple(int(rng.integers(n)) for n in out)
+    fields = {}
+    for layout in ("channels_first", "channels_last"):
+        chain = [conv_matrix(w1, shape, **first, layout=layout),
+                 conv_matrix(w2, middle, padding=1, layout=layout)]
+        fields[layout] = receptive_field(chain, shape, index, output_shape=out, layout=layout)
+        assert fields[layout].shape == shape
+    product = (conv_matrix(w2, middle, padding=1) @ conv_matrix(w1, shape, **first)).toarray()
+    row = product[np.ravel_multi_index(index, out)].reshape(shape) != 0
+    assert np.array_equal(fields["channels_first"], row)
+    assert np.array_equal(fields["channels_last"], row)
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -187,10 +213,10 @@ def test_a_tuple_of_the_wrong_length_is_named_as_such():
     from sparseconv import compose_kernels
 
     g = ConvGeometry.from_weight((1, 1, 3), (1, 8))
-    with pytest.raises(ValueError, match=r"position must be an integer >= 0, got \(1, 1\) "
-                                         r"\(2 values for 1 axis\)"):
+    with pytest.raises(ValueError, match=r"^position has 2 values for 1 axis: it must be an "
+                                         r"integer >= 0, got \(1, 1\)$"):
         receptive_field_paths([g], (1, 1))
     w = np.ones((1, 1, 3))
-    with pytest.raises(ValueError, match=r"stride\[0\] must be a positive integer, got "
-                                         r"\(2, 2\) \(2 values for 1 axis\)"):
+    with pytest.raises(ValueError, match=r"^stride\[0\] has 2 values for 1 axis: it must be a "
+                                         r"positive integer, got \(2, 2\)$"):
         compose_kernels(w, w, stride=[(2, 2), 1])

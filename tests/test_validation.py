@@ -113,7 +113,8 @@ def test_a_one_element_tuple_is_every_axis_as_in_pytorch(ndim):
     assert (pool_one != sparseconv.avg_pool_matrix(shape, 2, stride=1, padding=1)).nnz == 0
     assert np.array_equal(sparseconv.dilate_kernel(w, (2,)), sparseconv.dilate_kernel(w, 2))
     # a tuple of another length is still refused, by name
-    with pytest.raises(ValueError, match=r"stride must be .* got \(2, 2, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"stride has 4 values for \d ax[ie]s: it must be .* "
+                                         r"got \(2, 2, 2, 2\)"):
         conv_matrix(w, shape, stride=(2, 2, 2, 2))
 
 
