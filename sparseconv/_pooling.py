@@ -111,8 +111,46 @@ def avg_pool_matrix(
     array([[0.5, 0.5]])
     """
     check_format(format)
+    dtype = layer_dtype(np.empty(0), dtype)
+    shape, kernel, stride, pads, padded, divisor_override = _pool_arguments(
+        input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override)
+    # the window's weights and the taps' index arrays, before the geometry builds them (a
+    # review: a kernel of 10**8 over 10 inputs allocated 4.5 GB for a 1 x 10 matrix)
+    check_memory(8 * shape[0] * math.prod(kernel) + 48 * sum(kernel),
+                 f"avg_pool_matrix's window of kernel_size={kernel}")
+    geom = ConvGeometry.from_kernel_size(shape, kernel, depthwise=True, stride=stride,
+                                         padding=pads)
+    # beside the matrix: the divisors a row, the entries' divisors, and a converted copy
+    _, nnz, index_dtype = matrix_bytes(geom, dtype)
+    rows = geom.shape[0]
+    extra = rows * (24 + 2 * index_dtype.itemsize) + nnz * (8 + dtype.itemsize)
+    if format != "csr":
+        extra += format_bytes(nnz, geom.shape, dtype, index_dtype, format)
+    matrix = assemble(geom, np.ones(geom.weight_shape), dtype, extra=extra, hint=None)
+    if divisor_override is not None:
+        divisor = np.full(matrix.shape[0], float(divisor_override))
+    elif as_bool(count_include_pad, "count_include_pad"):  # the taps in the padded input
+        per_axis = [np.minimum(start + a.kernel_size, size) - start
+                    for a, size in zip(geom.axes, padded)
+                    for start in [np.arange(a.output_size) * a.stride]]
+        window = functools.reduce(np.multiply.outer, per_axis).ravel()
+        divisor = np.tile(window.astype(float), geom.in_channels)
+    else:  # zero padding stores only the taps that read the input
+        divisor = np.diff(matrix.indptr).astype(float)
+    exact_in(dtype, 1.0 / divisor, "avg_pool_matrix's entries 1/divisor")
+    if dtype.kind in "fc":  # an integer dtype passed exact_in: every divisor is 1
+        matrix.data /= np.repeat(divisor, np.diff(matrix.indptr)).astype(dtype)
+    return in_format(matrix, format)
+
+
+def _pool_arguments(input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                    divisor_override) -> tuple:
+    """:func:`avg_pool_matrix`'s arguments checked as PyTorch checks them: ``(shape, kernel,
+    stride, pads, padded, divisor_override)``, ``pads`` per axis with ``ceil_mode``'s extra
+    window's zeros on the high side, ``padded`` the padded sizes without them."""
     ceil_mode = as_bool(ceil_mode, "ceil_mode")
-    count_include_pad = as_bool(count_include_pad, "count_include_pad")
+    as_bool(count_include_pad, "count_include_pad")
     if divisor_override is not None:  # (a new user's trial: -1, which PyTorch takes, refused)
         if not is_int(divisor_override):
             raise TypeError(f"divisor_override must be a nonzero integer, got "
@@ -121,7 +159,6 @@ def avg_pool_matrix(
             raise ValueError(f"divisor_override must be a nonzero integer of int64, as "
                              f"PyTorch takes it, got {divisor_override!r}")
         divisor_override = int(divisor_override)
-    dtype = layer_dtype(np.empty(0), dtype)
     shape = ConvGeometry.from_kernel_size(input_shape, 1).input_shape  # validated
     ndim = len(shape) - 1
     kernel = int_tuple(kernel_size, ndim, "kernel_size", 1, broadcast_one=True)
@@ -145,33 +182,7 @@ def avg_pool_matrix(
     if ceil_mode:  # the last window may hang over the padded input: zeros there, not stored
         pads = [(lo, hi + _ceil_extra(n, k, s, lo, hi))
                 for n, k, s, (lo, hi) in zip(shape[1:], kernel, stride, pads)]
-    # the window's weights and the taps' index arrays, before the geometry builds them (a
-    # review: a kernel of 10**8 over 10 inputs allocated 4.5 GB for a 1 x 10 matrix)
-    check_memory(8 * shape[0] * math.prod(kernel) + 48 * sum(kernel),
-                 f"avg_pool_matrix's window of kernel_size={kernel}")
-    geom = ConvGeometry.from_kernel_size(shape, kernel, depthwise=True, stride=stride,
-                                         padding=pads)
-    # beside the matrix: the divisors a row, the entries' divisors, and a converted copy
-    _, nnz, index_dtype = matrix_bytes(geom, dtype)
-    rows = geom.shape[0]
-    extra = rows * (24 + 2 * index_dtype.itemsize) + nnz * (8 + dtype.itemsize)
-    if format != "csr":
-        extra += format_bytes(nnz, geom.shape, dtype, index_dtype, format)
-    matrix = assemble(geom, np.ones(geom.weight_shape), dtype, extra=extra, hint=None)
-    if divisor_override is not None:
-        divisor = np.full(matrix.shape[0], float(divisor_override))
-    elif count_include_pad:  # the window's taps inside the padded input
-        per_axis = [np.minimum(start + a.kernel_size, size) - start
-                    for a, size in zip(geom.axes, padded)
-                    for start in [np.arange(a.output_size) * a.stride]]
-        window = functools.reduce(np.multiply.outer, per_axis).ravel()
-        divisor = np.tile(window.astype(float), geom.in_channels)
-    else:  # zero padding stores only the taps that read the input
-        divisor = np.diff(matrix.indptr).astype(float)
-    exact_in(dtype, 1.0 / divisor, "avg_pool_matrix's entries 1/divisor")
-    if dtype.kind in "fc":  # an integer dtype passed exact_in: every divisor is 1
-        matrix.data /= np.repeat(divisor, np.diff(matrix.indptr)).astype(dtype)
-    return in_format(matrix, format)
+    return shape, kernel, stride, pads, padded, divisor_override
 
 
 def _ceil_extra(n: int, k: int, s: int, lo: int, hi: int) -> int:
