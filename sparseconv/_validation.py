@@ -140,7 +140,8 @@ def int_tuple(value, ndim: int, name: str, minimum: int, *,
             # integer", not saying the length was the fault)
             # (a second trial: "must be an integer >= 0, got (2, 2) (...)" still led with
             # what was not the fault)
-            raise ValueError(f"{name} has {len(value)} values for {ndim} "
+            count = f"{len(value)} value{'' if len(value) == 1 else 's'}"
+            raise ValueError(f"{name} has {count} for {ndim} "
                              f"{'axis' if ndim == 1 else 'axes'}: it must be {what}{tuples}, "
                              f"got {value!r}")
         if not all(is_int(v) for v in value):

@@ -476,7 +476,8 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["info", "--in-shape", "3,8,8", "--weights", "complex.npy"], "real numeric array"),
     (["info", "--in-shape", "3,8,8", "--weights", "hollow.npy"],
      "--weights must not have empty dimensions, got shape (0, 3, 3, 3)"),
-    (["info", *LAYER, "--stride", "1,2,3"], "--stride must be a positive integer or a tuple of 2"),
+    (["info", *LAYER, "--stride", "1,2,3"],
+     "--stride has 3 values for 2 axes: it must be a positive integer or a tuple of 2"),
     (["info", *LAYER, "--padding", "1,2,3"],
      "--padding must give one size, 2 (one per spatial dimension) or 4 (LO,HI per dimension)"),
     # a review: errors that named the library's weight_shape and (lo, hi) pairs

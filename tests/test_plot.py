@@ -600,7 +600,8 @@ def test_an_exact_pattern_drawn_into_fewer_pixels_keeps_every_entry(tmp_path):
 @pytest.mark.parametrize("call, error, match", [
     (lambda A, g, ax: plot.spy(A, ax, blocks=[(0, 3)]), ValueError, r"blocks\[0\] must be a "
      "positive integer or a tuple of 2 of them, got \\(0, 3\\)"),
-    (lambda A, g, ax: plot.spy(A, ax, blocks=[(3,)]), ValueError, r"blocks\[0\] must be a "),
+    (lambda A, g, ax: plot.spy(A, ax, blocks=[(3,)]), ValueError,
+     r"blocks\[0\] has 1 value for 2 axes: it must be a "),
     (lambda A, g, ax: plot.spy(A, ax, blocks=["3"]), TypeError, r"blocks\[0\] must be a "),
     (lambda A, g, ax: plot.spy(A, ax, blocks="yes"), TypeError, "blocks must be True, False"),
     (lambda A, g, ax: plot.spy(A, ax, values="no"), TypeError, "values must be a bool"),
