@@ -416,6 +416,10 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
         raise ValueError(f"file {name} holds a {matrix.shape[0]} x {matrix.shape[1]} matrix, "
                          f"but its layer description gives {layer.shape[0]} x "
                          f"{layer.shape[1]}: the file was changed after save_layer wrote it")
+    if matrix.format != layer.format:  # (a new user's trial: "csc" over a CSR matrix loaded)
+        raise ValueError(f"file {name} holds a {matrix.format.upper()} matrix, but its layer "
+                         f"description gives format={layer.format!r}: the file was changed "
+                         "after save_layer wrote it")
     _check_matrix_of(layer, matrix, name)
     return matrix, layer
 

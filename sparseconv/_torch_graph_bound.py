@@ -53,11 +53,13 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_graph import (
+    Versions,
     changed,
     follow_in_place,
     graph_outputs,
     makes_a_constant,
     output_leaves,
+    rewritten,
     tensor_versions,
     untracked,
 )
@@ -123,7 +125,7 @@ class _Probe(ShapeProp):
 
     def __init__(self, module: torch.fx.GraphModule):
         super().__init__(module)
-        self.versions: dict[torch.fx.Node, tuple[tuple[torch.Tensor, int | None], ...]] = {}
+        self.versions: dict[torch.fx.Node, Versions] = {}
         self.stale: torch.fx.Node | None = None
         self.signal: set[torch.fx.Node] = set()  # the nodes computed from the input
         self.constants: dict[torch.fx.Node, Any] = {}  # the others' values (parameters...)
@@ -132,11 +134,15 @@ class _Probe(ShapeProp):
         self.changed: torch.fx.Node | None = None  # a constant changed after it was made
         self.untracked: torch.fx.Node | None = None  # the first node whose value holds an
         # inference tensor, whose changes in place nothing counts
+        self.rewritten: torch.fx.Node | None = None  # the first to read a value whose bytes
+        # changed after it was made, its version counter unmoved (memory shared: a review)
 
     def run_node(self, n: torch.fx.Node) -> Any:
         for a in n.all_input_nodes:
             if self.stale is None and changed(self.versions.get(a, ())):
                 self.stale = n
+            if self.rewritten is None and rewritten(self.versions.get(a, ())):
+                self.rewritten = n
         result = super().run_node(n)
         self.versions[n] = tensor_versions(result)
         if self.untracked is None and untracked(self.versions[n]):
@@ -159,6 +165,9 @@ class _Probe(ShapeProp):
         # read changed (reviews: bounds of 0 for constants of 10 and 32)
         self.changed = next((n for n in self.constants if changed(self.versions.get(n, ()))),
                             None)
+        if self.rewritten is None:  # (and through shared memory, said last)
+            self.rewritten = next((n for n in self.constants
+                                   if rewritten(self.versions.get(n, ()))), None)
         return result
 
 
@@ -388,6 +397,12 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             bound[node] = Fraction(1)
             continue
         if node.op == "output":
+            if recorder.rewritten is not None:  # (after the nodes' own refusals: .data,
+                # numpy, storage, which say more)
+                return None, (f"node {recorder.rewritten.name!r} reads, or is, a tensor "
+                              "changed after it was made through memory it shares with "
+                              "another, which neither the graph nor the version counters "
+                              "show")
             return _output_bound(node, walk, f"{type(model).__name__}", change)
         why = _untracked_write(node) or _leaves_the_tensors(node, bound)
         if why:

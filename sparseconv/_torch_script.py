@@ -382,19 +382,30 @@ def _refuse_frozen(model: nn.Module, graph) -> None:
                         "torch.jit.freeze")
 
 
+#: Reads of a tensor's shape, dtype or device alone: no read of its values.
+_SHAPE_READS = frozenset({"aten::size", "aten::dim", "aten::len", "aten::numel", "prim::shape",
+                          "prim::dtype", "prim::device", "prim::layout", "aten::__isnot__",
+                          "aten::__is__"})
+
+
 def _reads_elsewhere(user, through: set, call: _Call) -> bool:
     """Whether ``user``, a node of the model's graph (as it was before the probe's clones and
     outputs were added) that reads a value on the way from a convolution to the BatchNorm
-    ``call``, reads that value itself elsewhere: the graph's return, or a node that makes a
-    tensor (or a tuple or list of them) from it, other than the dropouts passing it on
-    (``through``) and the BatchNorm's own nodes. A shape read (``dim``, ``size``, the checks
-    of the BatchNorm's forward, inside their ``if``) reads no value."""
+    ``call``, reads that value itself elsewhere: the graph's return, a node inside an ``if``
+    or a loop (which may change it in place: a review found ``if c: y.mul_(5)`` folded),
+    or a node that makes a tensor (or a tuple or list of them) from it; not the dropouts
+    passing it on (``through``) nor the BatchNorm's own nodes (nor those inside its own
+    ``if``). A read of the shape alone
+    (``dim``, ``size``: the BatchNorm's own checks, some inside their ``if``) is none."""
     if user.kind() == "prim::Return":
         return True
-    while (owner := user.owningBlock().owningNode()) is not None:
-        user = owner  # (the top-level node whose block holds it)
-    if user in through or user in call.nodes:
+    if user.kind() in _SHAPE_READS or user in through or user in call.nodes:
         return False
+    top = user
+    while (owner := top.owningBlock().owningNode()) is not None:
+        top = owner  # (the top-level node whose block holds it)
+    if top is not user:  # inside an if or a loop: the BatchNorm's own (an InstanceNorm's
+        return top not in call.nodes and top not in through  # branches), or a foreign read
     return any(isinstance(v.type(), (torch.TensorType, torch.TupleType, torch.ListType))
                for v in user.outputs())
 

@@ -158,7 +158,9 @@ def _layer(layer):
     if isinstance(layer, tuple) and len(layer) == 3:
         weight, input_shape, kwargs = layer
         kwargs = dict(kwargs)
-        cls = ConvTransposeOperator if kwargs.pop("transposed", False) else ConvOperator
+        # (a new user's trial: "False", a true string, built a transposed layer)
+        transposed = as_bool(kwargs.pop("transposed", False), "transposed")
+        cls = ConvTransposeOperator if transposed else ConvOperator
         return cls(weight, input_shape, **kwargs)
     raise TypeError("layer must be a ConvOperator, a ConvTransposeOperator or a (weight, "
                     f"input_shape, kwargs) tuple, got {type(layer).__name__}")
@@ -174,6 +176,9 @@ def _torch_layer(op, torch):
     ndim = geom.ndim
     wide = np.complex128 if np.dtype(op.dtype).kind == "c" else np.float64
     weight = torch.from_numpy(np.array(op.weight, dtype=wide, order="C", copy=True))
+    module = _torch_module(op, weight, torch)
+    if module is not None:
+        return module
     if isinstance(op, ConvTransposeOperator):
         def apply(x):  # the full transposed convolution, then PyTorch's padding as a crop
             full = getattr(F, f"conv_transpose{ndim}d")(
@@ -195,6 +200,38 @@ def _torch_layer(op, torch):
         return getattr(F, f"conv{ndim}d")(x, weight, stride=geom.stride,
                                           dilation=geom.dilation, groups=geom.groups)
     return apply
+
+
+def _torch_module(op, weight, torch):
+    """PyTorch's own module of the layer (``nn.Conv2d``, ``nn.ConvTranspose2d``, ...) where
+    its padding is the same on both sides of every axis and the kernel is not flipped: the
+    padding mode and the output size are then PyTorch's, not read back from the operator's
+    geometry (a new user's trial: a mistake there would have been copied into the
+    reference); None for a layer PyTorch's modules cannot express (per-side padding)."""
+    from ._operators import ConvTransposeOperator
+
+    geom = op.geometry
+    if geom.flip or any(lo != hi for lo, hi in geom.padding):
+        return None
+    transposed = isinstance(op, ConvTransposeOperator)
+    kwargs: dict[str, Any] = dict(stride=geom.stride, padding=tuple(lo for lo, _ in geom.padding),
+                                  dilation=geom.dilation, groups=geom.groups, bias=False,
+                                  dtype=weight.dtype)
+    if transposed:  # its output size through output_padding, which PyTorch checks
+        natural = [(n - 1) * s - 2 * lo + d * (k - 1) + 1 for n, s, (lo, _), d, k in zip(
+            geom.output_size, geom.stride, geom.padding, geom.dilation, geom.kernel_size)]
+        kwargs["output_padding"] = tuple(n - m for n, m in zip(geom.input_size, natural))
+        if geom.padding_mode != "zeros":
+            return None
+        channels = (geom.out_channels, geom.in_channels)
+    else:
+        kwargs["padding_mode"] = geom.padding_mode
+        channels = (geom.in_channels, geom.out_channels)
+    kind = "ConvTranspose" if transposed else "Conv"
+    module = getattr(torch.nn, f"{kind}{geom.ndim}d")(*channels, geom.kernel_size, **kwargs)
+    with torch.no_grad():
+        module.weight.copy_(weight)
+    return module
 
 
 def assert_layer_matches_torch(
@@ -234,8 +271,11 @@ def assert_layer_matches_torch(
     Notes
     -----
     PyTorch computes in float64 (complex128 for complex weights) on random inputs; the
-    operator multiplies the same inputs, so float32 weights are compared exactly too. Padding
-    modes other than zeros are ``F.pad`` before the convolution, as ``torch.nn.Conv2d`` does;
+    operator multiplies the same inputs, so float32 weights are compared exactly too. Where
+    the padding is the same on both sides of every axis and the kernel is not flipped, the
+    reference is PyTorch's own module (``torch.nn.Conv2d``, ``torch.nn.ConvTranspose2d``,
+    ...), whose padding mode and output size are its own. Otherwise padding modes other
+    than zeros are ``F.pad`` before the convolution, as ``torch.nn.Conv2d`` does;
     ``flip=True`` flips the kernel; a transposed layer's (per-side) padding crops PyTorch's
     full transposed convolution. The adjoint is checked against ``torch.autograd.grad`` with
     random output cotangents ``v``: for a linear map ``A``, the gradient is ``A^H v``.

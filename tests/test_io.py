@@ -170,6 +170,13 @@ def test_a_description_that_does_not_match_its_matrix_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"holds a 12 x 6 matrix, but its layer description "
                                          r"gives 18 x 9"):
         load_layer(path)
+    # (a new user's trial: "csc" written over a CSR matrix's description loaded)
+    description["input_shape"], description["format"] = [1, 6], "csc"
+    entries["sparseconv_layer"] = np.array(json.dumps(description))
+    np.savez(path, **entries)
+    with pytest.raises(ValueError, match=r"holds a CSR matrix, but its layer description "
+                                         r"gives format='csc'"):
+        load_layer(path)
     with pytest.raises(ValueError, match=r"blocksize=\(4, 4\) must divide the shape \(12, 6\)"):
         SavedLayer(np.ones((2, 1, 3)), (1, 6), options={"padding": 1}, format="bsr",
                    blocksize=(4, 4))

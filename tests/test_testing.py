@@ -171,6 +171,34 @@ def test_assert_layer_matches_torch_fails_on_wrong_layers():
         assert_layer_matches_torch(flipped)
     with pytest.raises(TypeError, match="layer must be"):
         assert_layer_matches_torch(conv_matrix(w, (2, 6, 6)))
+    # (a new user's trial: "False", a true string, built and passed a transposed layer)
+    with pytest.raises(TypeError, match="^transposed must be a bool, got 'False'"):
+        assert_layer_matches_torch((w, (2, 6, 6), dict(transposed="False", stride=2)))
+
+
+@requires_torch
+def test_the_reference_is_pytorch_s_own_module_where_one_expresses_the_layer():
+    """A new user's trial: the reference was built from the operator's own geometry (its
+    padding split, its output size), which would copy a mistake there into it. Where the
+    padding is the same on both sides (and the kernel not flipped), PyTorch's module is the
+    reference, its output size and padding mode its own."""
+    import torch
+
+    from sparseconv.testing import _torch_module
+
+    w = np.random.default_rng(9).standard_normal((4, 2, 3, 3))
+    weight = torch.from_numpy(w)
+    module = _torch_module(ConvOperator(w, (2, 7, 7), stride=2, padding=1,
+                                        padding_mode="reflect"), weight, torch)
+    assert isinstance(module, torch.nn.Conv2d) and module.padding_mode == "reflect"
+    transposed = _torch_module(ConvTransposeOperator(w, (4, 4, 4), stride=2, padding=1,
+                                                     output_padding=1), weight, torch)
+    assert isinstance(transposed, torch.nn.ConvTranspose2d)
+    assert transposed.output_padding == (1, 1)
+    for per_side in (ConvOperator(w, (2, 7, 7), padding=((0, 1), 1)),
+                     ConvOperator(w, (2, 7, 7), padding=1, flip=True)):
+        assert _torch_module(per_side, weight, torch) is None
+        assert_layer_matches_torch(per_side)  # by F.pad and the functional call
 
 
 def test_testing_does_not_import_torch_and_says_how_to_get_it():

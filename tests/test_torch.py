@@ -1472,6 +1472,42 @@ def test_no_network_bound_rests_on_an_inference_tensor():
         report.reason
 
 
+@torch.fx.wrap
+def _alias_by_numpy(t):
+    return torch.from_numpy(t.detach().numpy())  # t's memory, not its version counter
+
+
+@torch.fx.wrap
+def _alias_by_storage(t):
+    return t.new_empty(0).set_(t.untyped_storage(), t.storage_offset(), t.shape, t.stride())
+
+
+def _numpy_aliased(m, y, x):
+    a = _alias_by_numpy(y)  # (by its global name: torch.fx.wrap patches the globals)
+    w = y.mul_(5.0)
+    return a + 0.0 * w
+
+
+def _storage_aliased(m, y, x):
+    a = _alias_by_storage(y)
+    w = y.mul_(5.0)
+    return a + 0.0 * w
+
+
+@pytest.mark.parametrize("forward, alias", [(_numpy_aliased, "_alias_by_numpy"),
+                                            (_storage_aliased, "_alias_by_storage")])
+def test_a_change_through_memory_shared_without_the_version_counter_is_seen(forward, alias):
+    """A second review: a wrapped identity returning a tensor on ``z``'s memory, then
+    ``z.mul_(5)``: the alias's version counter did not move, and the bound over the graph,
+    1.07, read the alias unchanged where the forward's constant is 5 times the layer's. The
+    bytes' digest sees the change now."""
+    model = _Forward(forward).eval()
+    report = sct.lipschitz_report(model, (3, 5, 6), lipschitz_constants={alias: 1.0})
+    assert report.network_upper is None
+    assert "node 'add' reads, or is, a tensor changed after it was made through memory it " \
+        "shares with another" in report.reason, report.reason
+
+
 def test_a_nan_buffer_is_no_change():
     """A review: a NaN buffer never equals itself, so restoring buffers copied it back after
     every probe, its version counter moved, and the network bound was withheld as if the

@@ -241,6 +241,39 @@ def test_fold_batchnorm_only_where_the_tensor_flows(how, tmp_path):
         assert [row["name"] for row in report] == names, (type(model).__name__, how)
 
 
+class ChangedInAnIf(Fused):
+    """The convolution's output changed in place inside an ``if``, which the script's graph
+    holds in a block of its own."""
+
+    def forward(self, x):
+        y = self.conv(x)
+        if bool(x.sum() > -1e30):
+            y.mul_(5.0)
+        return self.bn(y)
+
+
+class ReadInAnIf(Fused):
+    """The convolution's output read inside an ``if`` after the BatchNorm."""
+
+    def forward(self, x):
+        y = self.conv(x)
+        out = self.bn(y)
+        if bool(x.sum() > -1e30):
+            out.add_(y)
+        return out
+
+
+def test_a_change_or_a_read_inside_an_if_keeps_the_batchnorm_unfolded(tmp_path):
+    """A review: the fold rule saw in-place changes and reads among the graph's top-level
+    nodes only; ``if c: y.mul_(5)`` between the two was folded (and the report then failed,
+    blaming an attribute changed after construction), and ``out.add_(y)`` inside an ``if``
+    after the BatchNorm folded too, against the rule."""
+    for model in (ChangedInAnIf(), ReadInAnIf()):
+        script = jit(_networks.randomize(model), "script", (2, 5, 5), tmp_path / "m.pt")
+        report = sct.lipschitz_report(script, (2, 5, 5), fold_batchnorm=True)
+        assert [row["name"] for row in report] == ["conv", "bn"], type(model).__name__
+
+
 class Branching(nn.Module):
     def __init__(self):
         super().__init__()
