@@ -80,6 +80,10 @@ def _check_file(file: Any) -> None:
     if not isinstance(file, (str, os.PathLike)) and not hasattr(file, "read") \
             and not hasattr(file, "write"):
         raise TypeError(f"file must be a path or a binary file object, got {file!r}")
+    if isinstance(file, io.TextIOBase):  # (a new user's trial: the matrix was built, then
+        # Python's "write() argument must be str, not bytes")
+        raise TypeError(f"file must be a path or a binary file object, got a text file "
+                        f"{getattr(file, 'name', file)!r}: open it with mode 'wb' or 'rb'")
 
 
 @dataclass(frozen=True)

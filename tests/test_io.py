@@ -279,6 +279,13 @@ def test_a_write_only_file_object_gets_the_archive(tmp_path):
     assert_close(A, conv_matrix(weight, (1, 6), padding=1), "write-only", rtol=0)
     with open(tmp_path / "layer.npz", "rb") as handle:
         assert load_layer(io.BytesIO(handle.read()))[1].input_shape == (1, 6)
+    # a text file, refused before the matrix is built (a new user's trial: Python's "write()
+    # argument must be str, not bytes" after it)
+    for mode, call in (("w", lambda f: save_layer(f, weight, (1, 6))), ("r", load_layer)):
+        with open(tmp_path / "layer.npz", mode) as handle, pytest.raises(
+                TypeError, match=r"got a text file .*layer\.npz'.*open it with mode 'wb' or "
+                                 r"'rb'"):
+            call(handle)
 
 
 class _Stream:

@@ -607,6 +607,13 @@ def test_an_exact_pattern_drawn_into_fewer_pixels_keeps_every_entry(tmp_path):
     (lambda A, g, ax: plot.spy(A, ax, values="no"), TypeError, "values must be a bool"),
     (lambda A, g, ax: plot.spy("abc", ax), TypeError, r"A must be a matrix .* got str"),
     (lambda A, g, ax: plot.spy(np.ones((2, 2, 2)), ax), TypeError, r"shape \(2, 2, 2\)"),
+    # (a new user's trial: drawn with matplotlib's warning; into 3-D axes; a directory's
+    # suffix blamed)
+    (lambda A, g, ax: plot.spy(sp.csr_array((0, 5)), ax), ValueError,
+     r"A has shape \(0, 5\): no entry to draw"),
+    (lambda A, g, ax: plot.spy(A, ax.figure.add_subplot(2, 2, 4, projection="3d")), ValueError,
+     "ax must be a 2-D matplotlib Axes, got a '3d' one"),
+    (lambda A, g, ax: plot.spy(A, fname="."), IsADirectoryError, "fname is a directory"),
     (lambda A, g, ax: plot.raster(A, channels=(0, 1)), ValueError, "channels must be a "
      "positive integer or a tuple of 2 of them"),
     (lambda A, g, ax: plot.raster(A, channels="2"), TypeError, "channels must be a positive"),

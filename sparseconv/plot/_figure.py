@@ -11,6 +11,7 @@ here (``fname=`` or ``figsize=``); an ``ax`` of yours keeps your rcParams.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import math
@@ -73,11 +74,17 @@ def check_output(fname, dpi, figsize, format, *, ax=None,
     """
     if fname is not None and not isinstance(fname, (str, os.PathLike)):
         raise TypeError(f"fname must be a path, got {type(fname).__name__}")
+    if fname is not None and os.path.isdir(fname):  # (a new user's trial: its suffix blamed)
+        raise IsADirectoryError(errno.EISDIR, "fname is a directory: give a file in it",
+                                os.fspath(fname))
     if ax is not None:
         from matplotlib.axes import Axes as _Axes
 
         if not isinstance(ax, _Axes):  # else an AttributeError ('tuple' has no 'imshow')
             raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
+        if getattr(ax, "name", "rectilinear") != "rectilinear":  # (a new user's trial: a
+            # 2-D picture drawn into 3-D axes without a word)
+            raise ValueError(f"ax must be a 2-D matplotlib Axes, got a {ax.name!r} one")
     fmt = None if fname is None else _format_of(fname, format, formats)
     if fname is None and format is not None:
         raise ValueError(f"format={format!r} needs fname= (the file to write)")

@@ -343,6 +343,9 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     values = as_bool(values, "values")  # (a hunt: values="no" drew the values)
     check_output(fname, dpi, figsize, format, ax=ax)
     geom, transposed = _resolve_layer(A, geometry)
+    if len(np.shape(A)) == 2 and 0 in np.shape(A):  # (a new user's trial: drawn, with
+        # matplotlib's warning of identical limits)
+        raise ValueError(f"A has shape {tuple(np.shape(A))}: no entry to draw")
     _channel_blocks_of(A, geom, blocks, zoom)
     _zoom_range(zoom, _channels(geom, transposed))
     image, binned, style = _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom)
