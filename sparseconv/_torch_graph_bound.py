@@ -53,6 +53,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_graph import (
+    Aliases,
     Versions,
     changed,
     follow_in_place,
@@ -136,6 +137,9 @@ class _Probe(ShapeProp):
         # inference tensor, whose changes in place nothing counts
         self.rewritten: torch.fx.Node | None = None  # the first to read a value whose bytes
         # changed after it was made, its version counter unmoved (memory shared: a review)
+        self.aliases = Aliases()
+        self.aliased: torch.fx.Node | None = None  # the first whose value is on another's
+        # memory, and no view of it
 
     def run_node(self, n: torch.fx.Node) -> Any:
         for a in n.all_input_nodes:
@@ -145,6 +149,8 @@ class _Probe(ShapeProp):
                 self.rewritten = n
         result = super().run_node(n)
         self.versions[n] = tensor_versions(result)
+        if self.aliases.foreign(n, result) and self.aliased is None:
+            self.aliased = n
         if self.untracked is None and untracked(self.versions[n]):
             self.untracked = n
         if isinstance(result, torch.Tensor):
@@ -397,8 +403,13 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             bound[node] = Fraction(1)
             continue
         if node.op == "output":
-            if recorder.rewritten is not None:  # (after the nodes' own refusals: .data,
+            if recorder.aliased is not None:  # (after the nodes' own refusals: .data,
                 # numpy, storage, which say more)
+                return None, (f"node {recorder.aliased.name!r} makes a tensor on the memory "
+                              "of another that is no view of it (as torch.from_numpy(t.numpy()"
+                              ") or set_ make), whose changes in place neither the graph nor "
+                              "the version counters show")
+            if recorder.rewritten is not None:
                 return None, (f"node {recorder.rewritten.name!r} reads, or is, a tensor "
                               "changed after it was made through memory it shares with "
                               "another, which neither the graph nor the version counters "

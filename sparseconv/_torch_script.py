@@ -391,11 +391,9 @@ _SHAPE_READS = frozenset({"aten::size", "aten::dim", "aten::len", "aten::numel",
 def _reads_elsewhere(user, through: set, call: _Call) -> bool:
     """Whether ``user``, a node of the model's graph (as it was before the probe's clones and
     outputs were added) that reads a value on the way from a convolution to the BatchNorm
-    ``call``, reads that value itself elsewhere: the graph's return, a node inside an ``if``
-    or a loop (which may change it in place: a review found ``if c: y.mul_(5)`` folded),
-    or a node that makes a tensor (or a tuple or list of them) from it; not the dropouts
-    passing it on (``through``) nor the BatchNorm's own nodes (nor those inside its own
-    ``if``). A read of the shape alone
+    ``call``, reads that value itself elsewhere: the graph's return, or any node but the
+    dropouts passing it on (``through``) and the BatchNorm's own nodes (those inside its
+    own ``if`` too; a review found ``if c: y.mul_(5)`` folded). A read of the shape alone
     (``dim``, ``size``: the BatchNorm's own checks, some inside their ``if``) is none."""
     if user.kind() == "prim::Return":
         return True
@@ -404,10 +402,10 @@ def _reads_elsewhere(user, through: set, call: _Call) -> bool:
     top = user
     while (owner := top.owningBlock().owningNode()) is not None:
         top = owner  # (the top-level node whose block holds it)
-    if top is not user:  # inside an if or a loop: the BatchNorm's own (an InstanceNorm's
-        return top not in call.nodes and top not in through  # branches), or a foreign read
-    return any(isinstance(v.type(), (torch.TensorType, torch.TupleType, torch.ListType))
-               for v in user.outputs())
+    # inside an if or a loop: the BatchNorm's own (an InstanceNorm's branches), or a foreign
+    # read; at the top level, any other node (a dict that holds it, a third review: the
+    # pair was folded, and a change through d["k"] failed the report)
+    return top not in call.nodes and top not in through
 
 
 def _folds(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Module],

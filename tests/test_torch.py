@@ -1483,29 +1483,36 @@ def _alias_by_storage(t):
 
 
 def _numpy_aliased(m, y, x):
-    a = _alias_by_numpy(y)  # (by its global name: torch.fx.wrap patches the globals)
-    w = y.mul_(5.0)
+    z = F.relu(y - m.threshold)
+    a = _alias_by_numpy(z)  # (by its global name: torch.fx.wrap patches the globals)
+    w = z.mul_(5.0)
     return a + 0.0 * w
 
 
 def _storage_aliased(m, y, x):
-    a = _alias_by_storage(y)
-    w = y.mul_(5.0)
+    z = F.relu(y - m.threshold)
+    a = _alias_by_storage(z)
+    w = z.mul_(5.0)
     return a + 0.0 * w
 
 
+@pytest.mark.parametrize("threshold", [0.0, 20.0])
 @pytest.mark.parametrize("forward, alias", [(_numpy_aliased, "_alias_by_numpy"),
                                             (_storage_aliased, "_alias_by_storage")])
-def test_a_change_through_memory_shared_without_the_version_counter_is_seen(forward, alias):
-    """A second review: a wrapped identity returning a tensor on ``z``'s memory, then
+def test_a_change_through_memory_shared_without_the_version_counter_is_seen(forward, alias,
+                                                                            threshold):
+    """Two reviews: a wrapped identity returning a tensor on ``z``'s memory, then
     ``z.mul_(5)``: the alias's version counter did not move, and the bound over the graph,
-    1.07, read the alias unchanged where the forward's constant is 5 times the layer's. The
-    bytes' digest sees the change now."""
+    1.07, read the alias unchanged where the forward's constant is 5 times the layer's; a
+    CRC of the bytes saw it only where the probe changed them (``threshold`` 20: ``z`` is 0
+    on the probe, the map's constant is still 5 times the layer's). The user's function
+    that returns another value's memory, no view of it, is refused."""
     model = _Forward(forward).eval()
+    model.threshold = threshold
     report = sct.lipschitz_report(model, (3, 5, 6), lipschitz_constants={alias: 1.0})
     assert report.network_upper is None
-    assert "node 'add' reads, or is, a tensor changed after it was made through memory it " \
-        "shares with another" in report.reason, report.reason
+    assert f"node '{alias}' makes a tensor on the memory of another that is no view of it" \
+        in report.reason, report.reason
 
 
 def test_a_nan_buffer_is_no_change():

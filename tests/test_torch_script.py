@@ -263,12 +263,33 @@ class ReadInAnIf(Fused):
         return out
 
 
+class ReadThroughADict(Fused):
+    """The convolution's output held in a dict, and read from it after the BatchNorm."""
+
+    def forward(self, x):
+        y = self.conv(x)
+        d: dict[str, torch.Tensor] = {"k": y}
+        return self.bn(y) + d["k"]
+
+
+class ChangedThroughADict(Fused):
+    """The convolution's output held in a dict, and scaled through it before the
+    BatchNorm."""
+
+    def forward(self, x):
+        y = self.conv(x)
+        d: dict[str, torch.Tensor] = {"k": y}
+        d["k"].mul_(5.0)
+        return self.bn(y)
+
+
 def test_a_change_or_a_read_inside_an_if_keeps_the_batchnorm_unfolded(tmp_path):
     """A review: the fold rule saw in-place changes and reads among the graph's top-level
     nodes only; ``if c: y.mul_(5)`` between the two was folded (and the report then failed,
     blaming an attribute changed after construction), and ``out.add_(y)`` inside an ``if``
     after the BatchNorm folded too, against the rule."""
-    for model in (ChangedInAnIf(), ReadInAnIf()):
+    # (a third review: folded through the dict, and the change through it failed the report)
+    for model in (ChangedInAnIf(), ReadInAnIf(), ReadThroughADict(), ChangedThroughADict()):
         script = jit(_networks.randomize(model), "script", (2, 5, 5), tmp_path / "m.pt")
         report = sct.lipschitz_report(script, (2, 5, 5), fold_batchnorm=True)
         assert [row["name"] for row in report] == ["conv", "bn"], type(model).__name__
