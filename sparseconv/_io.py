@@ -416,23 +416,25 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
             blocksize=_tuples(description["blocksize"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"the layer description in file {name} is not valid: {exc}") from exc
-    if matrix.shape != layer.shape:  # (a review: an edited description loaded silently)
-        raise ValueError(f"file {name} holds a {matrix.shape[0]} x {matrix.shape[1]} matrix, "
-                         f"but its layer description gives {layer.shape[0]} x "
-                         f"{layer.shape[1]}: the file was changed after save_layer wrote it")
-    if matrix.format != layer.format:  # (a new user's trial: "csc" over a CSR matrix loaded)
-        raise ValueError(f"file {name} holds a {matrix.format.upper()} matrix, but its layer "
-                         f"description gives format={layer.format!r}: the file was changed "
-                         "after save_layer wrote it")
     _check_matrix_of(layer, matrix, name)
     return matrix, layer
 
 
 def _check_matrix_of(layer: SavedLayer, matrix: SparseArray, name: str) -> None:
-    """Refuse a file whose matrix is not its weight's (a new user's trial: an edited weight
-    loaded silently): one product of each with a random vector. Each entry of either product
-    is at most ``max|x| * sum|w|`` in size (a row holds each tap once, or a sum of taps that
-    read the same input), so a difference beyond ``sqrt(eps)`` of that is no rounding."""
+    """Refuse a file whose matrix is not its layer's: of another shape (a review: an edited
+    description loaded silently) or format (a new user's trial: "csc" over a CSR matrix), or
+    other entries (a new user's trial: an edited weight loaded silently), seen by one product
+    of each with a random vector. Each entry of either product is at most ``max|x| * sum|w|``
+    in size (a row holds each tap once, or a sum of taps that read the same input), so a
+    difference beyond ``sqrt(eps)`` of that is no rounding."""
+    if matrix.shape != layer.shape:
+        raise ValueError(f"file {name} holds a {matrix.shape[0]} x {matrix.shape[1]} matrix, "
+                         f"but its layer description gives {layer.shape[0]} x "
+                         f"{layer.shape[1]}: the file was changed after save_layer wrote it")
+    if matrix.format != layer.format:
+        raise ValueError(f"file {name} holds a {matrix.format.upper()} matrix, but its layer "
+                         f"description gives format={layer.format!r}: the file was changed "
+                         "after save_layer wrote it")
     operator = layer.operator()
     rng = np.random.default_rng(0)
     x = rng.standard_normal(matrix.shape[1])

@@ -327,12 +327,22 @@ def _traced(model: nn.Module, probe: torch.Tensor,
     return graph, module, recorder, sizes, tainted, change
 
 
-def _output_bound(node: torch.fx.Node, walk: _Walk, model: str, change: str,
+def _output_bound(node: torch.fx.Node, walk: _Walk, recorder: _Probe, model: str, change: str,
                   ) -> tuple[Fraction | None, str]:
     """:func:`graph_bound`'s answer at the output ``node``: one output's bound, or several
     outputs' (the map to all of them, in the norm of their concatenation: their bounds added
-    in quadrature, as torch.cat's); or why there is none (``change``: how the graph's map of
-    one sample changes with the batch, said if all else passes)."""
+    in quadrature, as torch.cat's); or why there is none: memory shared past the version
+    counters (said here, after the nodes' own refusals, .data, numpy, storage, which say
+    more), or ``change``, how the graph's map of one sample changes with the batch."""
+    if recorder.aliased is not None:
+        return None, (f"node {recorder.aliased.name!r} makes a tensor on the memory of "
+                      "another that is no view of it (as torch.from_numpy(t.numpy()) or set_ "
+                      "make), whose changes in place neither the graph nor the version "
+                      "counters show")
+    if recorder.rewritten is not None:
+        return None, (f"node {recorder.rewritten.name!r} reads, or is, a tensor changed "
+                      "after it was made through memory it shares with another, which "
+                      "neither the graph nor the version counters show")
     squares, why = _output_squares(node.args[0], walk.opaque, walk.of)
     if why:
         return None, f"{model} {why}"
@@ -403,18 +413,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             bound[node] = Fraction(1)
             continue
         if node.op == "output":
-            if recorder.aliased is not None:  # (after the nodes' own refusals: .data,
-                # numpy, storage, which say more)
-                return None, (f"node {recorder.aliased.name!r} makes a tensor on the memory "
-                              "of another that is no view of it (as torch.from_numpy(t.numpy()"
-                              ") or set_ make), whose changes in place neither the graph nor "
-                              "the version counters show")
-            if recorder.rewritten is not None:
-                return None, (f"node {recorder.rewritten.name!r} reads, or is, a tensor "
-                              "changed after it was made through memory it shares with "
-                              "another, which neither the graph nor the version counters "
-                              "show")
-            return _output_bound(node, walk, f"{type(model).__name__}", change)
+            return _output_bound(node, walk, recorder, f"{type(model).__name__}", change)
         why = _untracked_write(node) or _leaves_the_tensors(node, bound)
         if why:
             return unsupported(node, why)
