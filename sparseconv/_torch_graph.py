@@ -229,9 +229,11 @@ def _probe(gm, shape, model: nn.Module) -> dict:
     changed through ``y``, what :func:`follow_in_place` does not redirect) is refused: the
     graph's nodes are values, so it would read the value before the change.
     Views share their base's version counter, so a change through any alias shows, whatever
-    the values; an inference tensor has none, and a node that reads one is refused too.
-    (``y += z`` is no in-place call in torch.fx's graph but ``y + z``, whose
-    value nothing reads: :func:`_build_graph` refuses that.)"""
+    the values; an inference tensor has none, and a node that reads one is refused too, as
+    is a value whose bytes changed and a user's function that returns another value's
+    memory without being a view of it (:class:`Aliases`). (``y += z`` is no in-place call in
+    torch.fx's graph but ``y + z``, whose value nothing reads: :func:`_build_graph` refuses
+    that.)"""
     values: dict = {}
     versions: dict = {}
     stale: list = []  # (the node, the node it read changed), raised outside torch's
