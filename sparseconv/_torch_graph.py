@@ -92,46 +92,6 @@ def _digest(tensor: torch.Tensor) -> int:
     return zlib.crc32(data.view(torch.uint8).numpy().data)
 
 
-#: The modules whose functions alias tensors as torch tracks it (:class:`Aliases`).
-_TORCHS_OWN = frozenset({"torch", "_operator", "operator", "builtins", "math"})
-
-
-class Aliases:
-    """The memory each tensor of the graph's values spans, to find a user's function that
-    returns a tensor on another value's memory that is no view of it
-    (``torch.from_numpy(t.numpy())``, ``set_`` on ``t``'s storage): a view shares its base's
-    version counter, such an alias does not, and a change in place through either is seen by
-    neither (a third review: one that changed bytes only on inputs other than the probe's
-    got a bound of 1.07 for a map whose constant is over 1.85, where the bytes' CRC saw
-    nothing). Torch's own calls alias as torch tracks it (``detach`` and a dtype view share
-    the counter without a ``_base``; ``.data``, which does not, is refused by name)."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[Any, int, int, torch.Tensor]] = []
-
-    def foreign(self, node: torch.fx.Node, value: Any) -> bool:
-        """Whether ``node`` is a call of a user's function and a tensor of ``value``
-        overlaps the memory of an earlier value's of another view family (the earlier ones
-        are kept alive by the caller, so no memory is reused); ``value``'s tensors are then
-        recorded."""
-        users = node.op == "call_function" and str(getattr(
-            node.target, "__module__", "") or "").split(".")[0] not in _TORCHS_OWN
-        found = False
-        for t in output_leaves(value) or ():
-            if not isinstance(t, torch.Tensor) or t.is_meta or t.layout != torch.strided \
-                    or not t.numel():
-                continue
-            start = t.data_ptr()
-            end = start + t.element_size() * (1 + sum((n - 1) * abs(s) for n, s in
-                                                      zip(t.shape, t.stride())))
-            family = t._base if t._base is not None else t
-            found = found or users and any(device == t.device and lo < end and start < hi
-                                           and other is not family
-                                           for device, lo, hi, other in self.spans)
-            self.spans.append((t.device, start, end, family))
-        return found
-
-
 def changed(versions: Versions) -> bool:
     """Whether any tensor of :func:`tensor_versions` changed in place since, by its version
     counter (an inference tensor, whose changes nothing counts, may have)."""
@@ -230,16 +190,14 @@ def _probe(gm, shape, model: nn.Module) -> dict:
     graph's nodes are values, so it would read the value before the change.
     Views share their base's version counter, so a change through any alias shows, whatever
     the values; an inference tensor has none, and a node that reads one is refused too, as
-    is a value whose bytes changed and a user's function that returns another value's
-    memory without being a view of it (:class:`Aliases`). (``y += z`` is no in-place call in
+    is a value whose bytes changed (its memory shared past the counter). (``y += z`` is no
+    in-place call in
     torch.fx's graph but ``y + z``, whose value nothing reads: :func:`_build_graph` refuses
     that.)"""
     values: dict = {}
     versions: dict = {}
     stale: list = []  # (the node, the node it read changed), raised outside torch's
     # interpreter, which appends its own context to an error raised in run_node
-
-    aliases = Aliases()
 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, n):
@@ -250,9 +208,6 @@ def _probe(gm, shape, model: nn.Module) -> dict:
             result = super().run_node(n)
             values[n] = result
             versions[n] = tensor_versions(result)
-            if aliases.foreign(n, result):
-                stale.append((n, None))
-                raise _Stale
             return result
 
     try:
@@ -261,11 +216,6 @@ def _probe(gm, shape, model: nn.Module) -> dict:
     except _Stale:
         node, read = stale[0]
         reader = "the model's output" if node.op == "output" else _describe(node)
-        if read is None:
-            raise TypeError(f"network_operator: {reader} makes a tensor on the memory of "
-                            "another that is no view of it (as torch.from_numpy(t.numpy()) "
-                            "or set_ make), whose changes in place neither torch.fx's graph "
-                            "nor the version counters show") from None
         if untracked(versions[read]):  # (a forward that enters torch.inference_mode())
             raise TypeError(f"network_operator: {reader} reads node {read.name!r}, whose value "
                             f"is {UNTRACKED}: run the model's forward outside inference mode "

@@ -53,7 +53,6 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sparseconv._torch_graph import (
-    Aliases,
     Versions,
     changed,
     follow_in_place,
@@ -66,7 +65,7 @@ from sparseconv._torch_graph import (
 )
 from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, _sqrt_up, _Walk
 from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
-from sparseconv._torch_probe import UNTRACKED, fx_trace, restored_buffers
+from sparseconv._torch_probe import UNTRACKED, fx_trace, restored_buffers, version
 
 __all__ = ["graph_bound"]
 
@@ -137,9 +136,8 @@ class _Probe(ShapeProp):
         # inference tensor, whose changes in place nothing counts
         self.rewritten: torch.fx.Node | None = None  # the first to read a value whose bytes
         # changed after it was made, its version counter unmoved (memory shared: a review)
-        self.aliases = Aliases()
-        self.aliased: torch.fx.Node | None = None  # the first whose value is on another's
-        # memory, and no view of it
+        self.calls: dict[torch.fx.Node, tuple] = {}  # each call's tensors read and returned,
+        # with their versions just after it (:meth:`touched`)
 
     def run_node(self, n: torch.fx.Node) -> Any:
         for a in n.all_input_nodes:
@@ -149,8 +147,9 @@ class _Probe(ShapeProp):
                 self.rewritten = n
         result = super().run_node(n)
         self.versions[n] = tensor_versions(result)
-        if self.aliases.foreign(n, result) and self.aliased is None:
-            self.aliased = n
+        if n.op in ("call_function", "call_method"):
+            self.calls[n] = tuple((t, v) for a in (*n.all_input_nodes, n)
+                                  for t, v, _ in self.versions.get(a, ()))
         if self.untracked is None and untracked(self.versions[n]):
             self.untracked = n
         if isinstance(result, torch.Tensor):
@@ -163,6 +162,11 @@ class _Probe(ShapeProp):
         elif n.op != "output":
             self.constants[n] = result
         return result
+
+    def touched(self, node: torch.fx.Node) -> bool:
+        """Whether a tensor the call ``node`` read or returned changed in place after it
+        (or is an inference tensor, whose changes nothing counts)."""
+        return any(was is None or version(t) != was for t, was in self.calls.get(node, ()))
 
     def propagate(self, *args: Any) -> Any:
         result = super().propagate(*args)
@@ -331,14 +335,9 @@ def _output_bound(node: torch.fx.Node, walk: _Walk, recorder: _Probe, model: str
                   ) -> tuple[Fraction | None, str]:
     """:func:`graph_bound`'s answer at the output ``node``: one output's bound, or several
     outputs' (the map to all of them, in the norm of their concatenation: their bounds added
-    in quadrature, as torch.cat's); or why there is none: memory shared past the version
+    in quadrature, as torch.cat's); or why there is none: bytes changed past the version
     counters (said here, after the nodes' own refusals, .data, numpy, storage, which say
     more), or ``change``, how the graph's map of one sample changes with the batch."""
-    if recorder.aliased is not None:
-        return None, (f"node {recorder.aliased.name!r} makes a tensor on the memory of "
-                      "another that is no view of it (as torch.from_numpy(t.numpy()) or set_ "
-                      "make), whose changes in place neither the graph nor the version "
-                      "counters show")
     if recorder.rewritten is not None:
         return None, (f"node {recorder.rewritten.name!r} reads, or is, a tensor changed "
                       "after it was made through memory it shares with another, which "
@@ -397,7 +396,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         return None, traced
     graph, module, recorder, sizes, tainted, change = traced
     calls: dict[str, int] = {}
-    walk = _Walk(factors, functional, recorder.constants, sizes, tainted, given, assumed)
+    walk = _Walk(factors, functional, recorder.constants, sizes, tainted, given, assumed,
+                 touched=recorder.touched)
     bound, opaque, meta, size = walk.bound, walk.opaque, walk.meta, walk.size
 
     def unsupported(node: torch.fx.Node, why: str) -> tuple[None, str]:

@@ -225,7 +225,10 @@ class _Walk:
     caller's rules. ``constants``: the values of the nodes that do not depend on the input;
     ``sizes``: the integer values of those that do, read where :func:`_static_size` fixes
     them; ``tainted``: those that may follow the batch size (:func:`_tainted_sizes`);
-    ``factors``, ``functional``, ``given`` and ``assumed`` as :func:`graph_bound`'s."""
+    ``factors``, ``functional``, ``given`` and ``assumed`` as :func:`graph_bound`'s;
+    ``touched(node)``: whether a tensor the call read or returned changed in place after it
+    (a call given its constant may return its input's memory without sharing its version
+    counter, and a change in place to either would not show in the graph)."""
 
     factors: Callable[[str, int, tuple], Factor]
     functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None
@@ -236,6 +239,7 @@ class _Walk:
     assumed: list[str] | None = None
     bound: dict[torch.fx.Node, Fraction] = field(default_factory=dict)
     opaque: set[torch.fx.Node] = field(default_factory=set)
+    touched: Callable[[torch.fx.Node], bool] = lambda node: False
 
     @staticmethod
     def meta(a) -> Any:
@@ -457,6 +461,12 @@ def _elementwise(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
     if yours is not None:  # the caller's, for this node alone, where no rule applies: taken
         # entry by entry, so that a broadcast signal counts its copies (a review: clamp(x,
         # min=t) with a bigger t, given 1, was bounded by 1 where its constant is 8)
+        if walk.touched(node):  # (four reviews: wrapped functions returning their input's
+            # memory, as torch.from_numpy(t.numpy()), from_dlpack or _unsafe_view do, then
+            # t.mul_(5): bounds of 1.07 for constants of 1.85 to 3.38)
+            return ("is a call given its constant whose input or result is changed in place "
+                    "afterwards: the call may return its input's memory, and the change "
+                    "would not show in the graph (compute the change out of place)")
         constant, elementwise = Fraction(yours), True
         if assumed is not None:
             assumed.append(f"{node.name} ({function}(), {yours!r} given)")

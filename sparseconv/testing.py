@@ -202,7 +202,7 @@ def _torch_layer(op, torch):
     return apply
 
 
-def _torch_module(op, weight, torch):
+def _torch_module(op: Any, weight: Any, torch: Any) -> Any:
     """PyTorch's own module of the layer (``nn.Conv2d``, ``nn.ConvTranspose2d``, ...) where
     its padding is the same on both sides of every axis and the kernel is not flipped: the
     padding mode and the output size are then PyTorch's, not read back from the operator's

@@ -1496,23 +1496,60 @@ def _storage_aliased(m, y, x):
     return a + 0.0 * w
 
 
+@torch.fx.wrap
+def _alias_when_large(t):
+    return torch.from_numpy(t.detach().numpy()) if t.abs().max() > 50 else t.clone()
+
+
+def _large_aliased(m, y, x):
+    a = _alias_when_large(y)  # an alias on large inputs only
+    w = y.mul_(5.0)
+    return a + 0.0 * w
+
+
+def _unsafe_viewed(m, y, x):
+    z = F.relu(y - m.threshold)
+    a = torch.ops.aten._unsafe_view(z, [-1, 3, 5, 6])  # torch's own: no shared counter
+    w = z.mul_(5.0)
+    return a + 0.0 * w
+
+
 @pytest.mark.parametrize("threshold", [0.0, 20.0])
 @pytest.mark.parametrize("forward, alias", [(_numpy_aliased, "_alias_by_numpy"),
-                                            (_storage_aliased, "_alias_by_storage")])
+                                            (_storage_aliased, "_alias_by_storage"),
+                                            (_large_aliased, "_alias_when_large"),
+                                            (_unsafe_viewed, "_unsafe_view")])
 def test_a_change_through_memory_shared_without_the_version_counter_is_seen(forward, alias,
                                                                             threshold):
-    """Two reviews: a wrapped identity returning a tensor on ``z``'s memory, then
-    ``z.mul_(5)``: the alias's version counter did not move, and the bound over the graph,
-    1.07, read the alias unchanged where the forward's constant is 5 times the layer's; a
-    CRC of the bytes saw it only where the probe changed them (``threshold`` 20: ``z`` is 0
-    on the probe, the map's constant is still 5 times the layer's). The user's function
-    that returns another value's memory, no view of it, is refused."""
+    """Four reviews: a call given its constant returning a tensor on ``z``'s memory with a
+    version counter of its own (a wrapped ``torch.from_numpy(z.numpy())``, ``set_`` on its
+    storage, torch's ``_unsafe_view``, an alias on large inputs only), then ``z.mul_(5)``:
+    the bound over the graph, 1.07, read the alias unchanged where the map's constant is 5
+    times the layer's. A CRC of the bytes saw it only where the probe changed them
+    (``threshold`` 20: ``z`` is 0 on the probe), a check of the memory a user's function
+    returns trusted its ``__module__`` and the main probe. A call given its constant whose
+    input or result changes in place afterwards is refused, whatever the values."""
     model = _Forward(forward).eval()
     model.threshold = threshold
     report = sct.lipschitz_report(model, (3, 5, 6), lipschitz_constants={alias: 1.0})
     assert report.network_upper is None
-    assert f"node '{alias}' makes a tensor on the memory of another that is no view of it" \
-        in report.reason, report.reason
+    assert f"node '{alias}' (call_function {alias}) is a call given its constant whose input " \
+        "or result is changed in place afterwards" in report.reason, report.reason
+
+
+@torch.fx.wrap
+def _detached(t):
+    return t.detach()
+
+
+def test_a_call_given_its_constant_may_alias_where_nothing_changes_in_place():
+    """A fourth review: a wrapped ``t.detach()`` (the identity, sharing its input's memory
+    and, untracked by ``_base``, its version counter) was refused as an alias. Nothing
+    changes in place after it: its constant's bound holds."""
+    model = _Forward(lambda m, y, x: _detached(y) + y).eval()
+    report = sct.lipschitz_report(model, (3, 5, 6), lipschitz_constants={"_detached": 1.0})
+    assert report.over_graph, report.reason
+    assert report.network_upper == pytest.approx(2 * report.rows[0]["upper"], rel=1e-12)
 
 
 def test_a_nan_buffer_is_no_change():
