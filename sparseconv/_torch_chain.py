@@ -22,7 +22,7 @@ from sparseconv._resampling_axes import _adaptive_axis
 from sparseconv._torch_activations import module_constant
 from sparseconv._torch_calls import MAX_POOL_F, by_keyword, linear_call_layer
 from sparseconv._torch_graph_bound import graph_bound
-from sparseconv._torch_graph_rules import Factor, function_name, has_rule
+from sparseconv._torch_graph_rules import Factor, Given, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
 from sparseconv._torch_module_spectra import _layer_norm
 from sparseconv._torch_probe import UNTRACKED, fx_trace, probe_input, version
@@ -114,7 +114,7 @@ def _unknown(modules: list[str]) -> str:
 
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
-                    known: dict[int, float], options: dict, given: Mapping[str, float],
+                    known: dict[int, float | Given], options: dict, given: Mapping[str, float],
                     assumed: list[str]) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
     (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``.
@@ -124,8 +124,11 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     name, each appended to ``assumed``."""
     if isinstance(model, torch.jit.ScriptModule):
         return None, "a TorchScript model has no torch.fx graph"
-    factors: dict[int, Factor] = {id(r): Fraction(c) for r, c in ((r, known[id(r)])
-                                                               for r in records if id(r) in known)}
+    # a constant the caller gave stays marked (Given): trusted only where what the module read
+    # or returned is not changed in place afterwards
+    factors: dict[int, Factor] = {id(r): c if isinstance(c, Given) else Fraction(c)
+                                  for r, c in ((r, known[id(r)]) for r in records
+                                               if id(r) in known)}
     for (record, batchnorm), row in zip(todo, rows):
         if not math.isfinite(row["upper"]):
             return None, f"layer {row['name']!r} has no finite upper bound"

@@ -214,6 +214,18 @@ def _sqrt_up(value: Fraction) -> Fraction:
 Factor = Fraction | tuple[str, str] | None
 
 
+class Given(Fraction):
+    """A module's constant the caller gave (``lipschitz_constants``), which the walk trusts
+    only where nothing it read or returned changes in place afterwards (:class:`_Walk`'s
+    ``touched``), as for a function's."""
+
+
+#: Why a call given its constant gets no bound where its input or result changes in place.
+_TOUCHED = ("is a call given its constant whose input or result is changed in place "
+            "afterwards: the call may return its input's memory, and the change would not "
+            "show in the graph (compute the change out of place)")
+
+
 class _Opaque(Exception):
     """A value of the signal that is no single tensor, read as one."""
 
@@ -321,6 +333,9 @@ def _module_call(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | st
         factor = Fraction(1)
     if factor is None:
         return "has no certified bound nor known Lipschitz constant"
+    if isinstance(factor, Given) and walk.touched(node):  # (a fifth review: a leaf module
+        # returning its input's memory, then z.mul_(5): 1.07 for a constant of 1.85)
+        return _TOUCHED
     return factor * walk.of(source)
 
 
@@ -464,9 +479,7 @@ def _elementwise(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
         if walk.touched(node):  # (four reviews: wrapped functions returning their input's
             # memory, as torch.from_numpy(t.numpy()), from_dlpack or _unsafe_view do, then
             # t.mul_(5): bounds of 1.07 for constants of 1.85 to 3.38)
-            return ("is a call given its constant whose input or result is changed in place "
-                    "afterwards: the call may return its input's memory, and the change "
-                    "would not show in the graph (compute the change out of place)")
+            return _TOUCHED
         constant, elementwise = Fraction(yours), True
         if assumed is not None:
             assumed.append(f"{node.name} ({function}(), {yours!r} given)")

@@ -36,6 +36,7 @@ from sparseconv._torch_chain import (
     _untrusted,
     _versions,
 )
+from sparseconv._torch_graph_rules import Given
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
@@ -425,13 +426,14 @@ def _checked_options(progress, workers, kwargs: dict) -> int | Callable:
 
 
 def _activation_constants(records: list[TraceRecord], given: Mapping[str, float],
-                          ) -> tuple[list[str], list[float], list[str], dict[int, float]]:
+                          ) -> tuple[list[str], list[float], list[str], dict[int, float | Given]]:
     """The traced modules that are no linear layer: ``(activations, constants, unknown,
     known)``, the labels of those with a Lipschitz constant (given by name or type, known,
     or max pooling's) and the constants, the labels of those without one, and each
-    constant by ``id(record)``."""
+    constant by ``id(record)`` (a :class:`~sparseconv._torch_graph_rules.Given` one where
+    the caller gave it)."""
     activations, constants, unknown = [], [], []
-    known: dict[int, float] = {}
+    known: dict[int, float | Given] = {}
     for record in records:
         if record.linear:
             continue
@@ -445,7 +447,7 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
         if constant is None:
             unknown.append(label + ")")
         else:
-            known[id(record)] = constant
+            known[id(record)] = Given(constant) if yours else constant
             constants.append(constant)
             activations.append(label + (f", {constant!r} given)" if yours else
                                         ")" if constant == 1 else f", {constant:g})"))

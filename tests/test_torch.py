@@ -1537,6 +1537,54 @@ def test_a_change_through_memory_shared_without_the_version_counter_is_seen(forw
         "or result is changed in place afterwards" in report.reason, report.reason
 
 
+class _AliasModule(nn.Module):
+    """The identity on its input's memory, with a version counter of its own; its class
+    passes for torch's, so that torch.fx keeps it a leaf (a call_module node)."""
+
+    def forward(self, t):
+        return torch.from_numpy(t.detach().numpy())
+
+
+_AliasModule.__module__ = "torch.nn.modules.aliasing"
+
+
+@torch.fx.wrap
+def _scale_input_when_large(t):
+    out = t.clone()
+    if t.abs().max() > 50:
+        t.mul_(5.0)  # a side effect on large inputs alone
+    return out
+
+
+def test_a_module_given_its_constant_and_a_side_effect_on_large_values_are_seen():
+    """A fifth review: a leaf module given its constant, returning its input's memory, then
+    ``z.mul_(5)`` (z zero on the probe) was bounded by 1.07 for a constant of 1.85 (the rule
+    for calls given their constants looked at functions alone); a function given its
+    constant that scales its input in place on large values alone was bounded by 2.13 for a
+    constant of 4.06 (the probe's values never made the change, the larger batch's did, and
+    its findings were not read)."""
+    class Aliasing(_Forward):
+        def __init__(self):
+            super().__init__(lambda m, y, x: y)
+            self.a = _AliasModule()
+
+        def forward(self, x):
+            z = F.relu(self.c(x) - 20.0)
+            a = self.a(z)
+            w = z.mul_(5.0)
+            return a + 0.0 * w
+
+    report = sct.lipschitz_report(Aliasing().eval(), (3, 5, 6), lipschitz_constants={"a": 1.0})
+    assert report.network_upper is None
+    assert "node 'a' (call_module a) is a call given its constant whose input or result is " \
+        "changed in place afterwards" in report.reason, report.reason
+    model = _Forward(lambda m, y, x: _scale_input_when_large(y) + y).eval()
+    report = sct.lipschitz_report(model, (3, 5, 6),
+                                  lipschitz_constants={"_scale_input_when_large": 1.0})
+    assert report.network_upper is None
+    assert "reads a tensor changed in place after it was made" in report.reason, report.reason
+
+
 @torch.fx.wrap
 def _detached(t):
     return t.detach()
