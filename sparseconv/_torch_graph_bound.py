@@ -148,9 +148,11 @@ class _Probe(ShapeProp):
                 self.rewritten = n
         result = super().run_node(n)
         self.versions[n] = tensor_versions(result)
-        if n.op in ("call_function", "call_method", "call_module"):
-            self.calls[n] = tuple((t, v) for a in (*n.all_input_nodes, n)
-                                  for t, v, _ in self.versions.get(a, ()))
+        if n.op in ("call_function", "call_method", "call_module"):  # (their versions now:
+            # a call's own change in place, an in-place activation's, is no later change; a
+            # sixth review found a given swish_ refused)
+            self.calls[n] = tuple((t, version(t)) for a in (*n.all_input_nodes, n)
+                                  for t, _, _ in self.versions.get(a, ()))
         if self.untracked is None and untracked(self.versions[n]):
             self.untracked = n
         if isinstance(result, torch.Tensor):

@@ -1585,6 +1585,40 @@ def test_a_module_given_its_constant_and_a_side_effect_on_large_values_are_seen(
     assert "reads a tensor changed in place after it was made" in report.reason, report.reason
 
 
+class _SwishInPlace(nn.Module):
+    """timm's in-place Swish, ``x.mul_(x.sigmoid())``: a module given its constant (its class
+    passing for torch's, so that torch.fx keeps it a leaf)."""
+
+    def forward(self, x):
+        return x.mul_(x.sigmoid())
+
+
+_SwishInPlace.__module__ = "torch.nn.modules.swish"
+
+
+def test_an_activation_given_its_constant_may_work_in_place():
+    """A sixth review: the rule for calls given their constants counted the call's own
+    change in place (an in-place activation's, whose input nothing else reads) as a change
+    afterwards, and refused the model; its bound holds the Jacobian's norm."""
+    class Model(_Forward):
+        def __init__(self):
+            super().__init__(lambda m, y, x: y)
+            self.act = _SwishInPlace()
+
+        def forward(self, x):
+            return self.d(self.act(self.c(x)))
+
+    model = Model().eval()
+    report = sct.lipschitz_report(model, (3, 5, 6), lipschitz_constants={"act": 1.1})
+    assert report.network_upper is not None, report.reason
+    rng = torch.Generator().manual_seed(8)
+    for scale in (1.0, 50.0):
+        x = scale * torch.randn(3 * 5 * 6, dtype=F64, generator=rng)
+        jacobian = torch.autograd.functional.jacobian(
+            lambda t: model(t.reshape(1, 3, 5, 6).clone()).reshape(-1), x)
+        assert torch.linalg.matrix_norm(jacobian, 2).item() <= report.network_upper
+
+
 @torch.fx.wrap
 def _detached(t):
     return t.detach()
