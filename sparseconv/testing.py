@@ -209,6 +209,7 @@ def _torch_module(op: Any, weight: Any, torch: Any) -> Any:
     geometry (a new user's trial: a mistake there would have been copied into the
     reference); None for a layer PyTorch's modules cannot express (per-side padding)."""
     from ._operators import ConvTransposeOperator
+    from ._shapes import unpadded_transpose_sizes
 
     geom = op.geometry
     if geom.flip or any(lo != hi for lo, hi in geom.padding):
@@ -218,8 +219,8 @@ def _torch_module(op: Any, weight: Any, torch: Any) -> Any:
                                   dilation=geom.dilation, groups=geom.groups, bias=False,
                                   dtype=weight.dtype)
     if transposed:  # its output size through output_padding, which PyTorch checks
-        natural = [(n - 1) * s - 2 * lo + d * (k - 1) + 1 for n, s, (lo, _), d, k in zip(
-            geom.output_size, geom.stride, geom.padding, geom.dilation, geom.kernel_size)]
+        natural = unpadded_transpose_sizes(geom.output_size, geom.kernel_size, geom.stride,
+                                           geom.dilation, geom.padding)
         kwargs["output_padding"] = tuple(n - m for n, m in zip(geom.input_size, natural))
         if geom.padding_mode != "zeros":
             return None
