@@ -24,6 +24,7 @@ import contextlib
 import functools
 import math
 import os
+import sys
 import threading
 import time
 import warnings
@@ -35,12 +36,34 @@ import numpy as np
 
 from ._typing import ProgressLike
 
-__all__ = ["cpu_count", "map_chunks", "map_layers", "naming", "one_blas_thread"]
+__all__ = ["blas_threads", "cpu_count", "limited", "map_chunks", "map_layers", "naming",
+           "one_blas_thread"]
 
 _lock = threading.Lock()
 _one_core = False  # True in a layer worker (map_layers): its chunks run in turn
 _depth = 0
 _limiter: Any = None
+_controlled: tuple[int, Any] | None = None  # (modules imported, controller)
+
+
+def _controller() -> Any:
+    """threadpoolctl's controller of the thread pools loaded in this process, kept while no
+    module is imported: finding the libraries costs about a millisecond (torch loaded), which a
+    product cannot pay each time; an import may load new ones, so it is looked for again."""
+    global _controlled
+    modules = len(sys.modules)
+    if _controlled is None or _controlled[0] != modules:
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+        _controlled = (modules, ThreadpoolController())
+    return _controlled[1]
+
+
+def blas_threads() -> int:
+    """The threads BLAS uses now (the most of any BLAS loaded): 1 inside
+    :func:`one_blas_thread` or a caller's own ``threadpool_limits(1)``."""
+    pools = _controller().select(user_api="blas").lib_controllers
+    return max((pool.num_threads for pool in pools), default=1)
 
 
 @contextlib.contextmanager
@@ -53,9 +76,7 @@ def one_blas_thread() -> Iterator[None]:
     global _depth, _limiter
     with _lock:
         if _depth == 0:
-            from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-            _limiter = threadpool_limits(1)
+            _limiter = _controller().limit(limits=1)
         _depth += 1
     try:
         yield
@@ -65,6 +86,12 @@ def one_blas_thread() -> Iterator[None]:
             if _depth == 0:
                 _limiter.restore_original_limits()
                 _limiter = None
+
+
+def limited() -> bool:
+    """Whether some thread of this process is inside :func:`one_blas_thread` (a hint, read
+    without the lock: a product then keeps to its own thread)."""
+    return _depth > 0
 
 
 def cpu_count() -> int:
