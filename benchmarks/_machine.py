@@ -6,7 +6,10 @@ model changes between machines, and OpenBLAS may run a slower kernel than the CP
 project's VM, whose kernel reports freed memory to its host (Linux's free page reporting,
 the likely cause), the huge pages numpy asks for (its default on Linux,
 ``NUMPY_MADVISE_HUGEPAGE``) cost up to 14 s per GiB to touch for the first time in a while,
-against 0.6-0.8 s per GiB in small pages and 0.2 s per GiB for pages still mapped.
+against 0.6-0.8 s per GiB in small pages and 0.2 s per GiB for pages still mapped. And
+the cores' caches: the same VM's two cores share a cache at some times and not at others (the
+host's placement, changing over minutes), and where they do not, a core's write to memory the
+other has just read costs several times more (:func:`cache_sharing`).
 """
 
 from __future__ import annotations
@@ -76,6 +79,33 @@ def memory() -> str:
     return f"numpy huge pages: {huge}; free page reporting: {reporting}"
 
 
+def cache_sharing(repeat: int = 100) -> str:
+    """What writing 4 MB costs right after numpy's BLAS threads read it, against 4 MB they did
+    not read: about 1x where the cores share their cache, several times where they do not
+    (each write then first invalidates the other core's copy of the line)."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((64, 576)).astype(np.float32)
+    read, unread = (rng.standard_normal((576, 1792)).astype(np.float32) for _ in range(2))
+    out = np.empty((64, 1792), np.float32)
+    times = {}
+    for name, target in (("read", read), ("unread", unread)):
+        best = np.inf
+        for _ in range(repeat):
+            np.matmul(a, read, out=out)  # the BLAS threads read `read`, every core a share
+            start = time.perf_counter()
+            target.fill(1.0)
+            best = min(best, time.perf_counter() - start)
+        times[name] = best * 1e3
+    ratio = times["read"] / times["unread"]
+    return (f"cores' caches: 4 MB written after the BLAS threads read it {times['read']:.2f} "
+            f"ms, unread {times['unread']:.2f} ms ({ratio:.1f}x: the cores share "
+            f"{'no' if ratio > 2.5 else 'a'} cache now)")
+
+
 def describe() -> str:
     """One line per fact: CPU, cores, BLAS, its speed now, memory, and the OpenBLAS and numpy
     variables in force."""
@@ -85,4 +115,5 @@ def describe() -> str:
     return (f"CPU: {cpu_model()} ({os.cpu_count()} cores)\n"
             f"BLAS: {blas()}; {gemm_rates()}\n"
             f"memory: {memory()}\n"
+            f"{cache_sharing()}\n"
             f"environment: {env or 'no OpenBLAS or numpy variables set'}")

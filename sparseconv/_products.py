@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -39,6 +40,7 @@ from numpy.lib.stride_tricks import as_strided
 from ._gemm import INT_MAX, gemm
 from ._geometry import ConvGeometry
 from ._memory import MatrixTooLargeError, format_bytes, get_memory_limit
+from ._product_threads import may_split, parts, run_parts, threads_for
 
 __all__ = ["check_product_memory", "forward", "forward_bytes", "implicit_applies",
            "implicit_runs_in", "tap_major"]
@@ -234,14 +236,18 @@ def _chunk_rows(rows: int, row_bytes: int) -> int:
 @_by_geometry
 def forward_bytes(geom: ConvGeometry, b: int, itemsize: int) -> int:
     """Bytes :func:`forward` allocates for a batch of ``b``: the padded input, one im2col
-    chunk and the result, or, where the implicit GEMM may run, the more of that and its
-    padded input, widened result and result."""
+    chunk per thread it may split across and the result, or, where the implicit GEMM may run,
+    the more of that and its padded input, widened result and result."""
     padded = geom.in_channels * math.prod(a.padded_size for a in geom.axes)
     depth = geom.in_channels // geom.groups * math.prod(geom.kernel_size)
     per_row = math.prod(geom.output_size[1:]) * b
     chunk = _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
     out = geom.out_channels * math.prod(geom.output_size)
-    im2col = ((padded if _padded(geom) else 0) * b + chunk * depth * per_row + out * b)
+    # a chunk of scratch per thread a large product splits across (_product_threads)
+    threads = min(os.cpu_count() or 1, geom.groups * geom.output_size[0]) \
+        if may_split(*_work(geom, b, itemsize)) else 1
+    im2col = ((padded if _padded(geom) else 0) * b + threads * chunk * depth * per_row
+              + out * b)
     # the implicit GEMM's dtypes, by item size (complex64, of float64's, is charged for it
     # too); its padded input may be a copy even when unpadded
     if (itemsize not in {d.itemsize for d in IMPLICIT_DTYPES} or not implicit_applies(geom)
@@ -283,6 +289,15 @@ def _forward_sizes(geom: ConvGeometry, b: int, itemsize: int) -> tuple[int, int,
     return depth, rows, per_row, _chunk_rows(rows, depth * per_row * itemsize)
 
 
+@_by_geometry
+def _work(geom: ConvGeometry, b: int, itemsize: int) -> tuple[int, int]:
+    """``(multiply-adds, bytes copied)`` of :func:`forward`'s im2col route: what decides
+    whether it splits across threads (:mod:`sparseconv._product_threads`)."""
+    patches = (geom.in_channels * math.prod(geom.kernel_size) * math.prod(geom.output_size)
+               * b)  # every group's
+    return 2 * geom.out_channels // geom.groups * patches, patches * itemsize
+
+
 #: Target size of one im2col chunk: large enough for efficient BLAS, small enough for the cache.
 _CHUNK_BYTES = 4 * 2**20
 
@@ -310,14 +325,18 @@ def forward(geom: ConvGeometry, w: np.ndarray, x: np.ndarray,
     w = w.reshape(groups, -1, depth)
     y = np.empty((groups, w.shape[1], rows, per_row), dtype)
     lead = (slice(None),) * (1 + len(geom.axes))  # channel and tap axes
-    for g in range(groups):
-        patches = windows[g * in_per_group:(g + 1) * in_per_group]
-        for r0 in range(0, rows, chunk):
-            block = patches[(*lead, slice(r0, r0 + chunk))]
-            im2col = _scratch_array("im2col", block.shape, dtype)
-            _copy(im2col, block)  # the im2col copy, into reused memory
-            out = y[g, :, r0:r0 + chunk].reshape(w.shape[1], -1)
-            np.matmul(w[g], im2col.reshape(depth, -1), out=out)
+
+    def part(g: int, r0: int, r1: int, c0: int, c1: int) -> None:  # on its thread's scratch
+        block = windows[(slice(g * in_per_group, (g + 1) * in_per_group), *lead[1:],
+                         slice(r0, r1))]
+        im2col = _scratch_array("im2col", block.shape, dtype)
+        _copy(im2col, block)  # the im2col copy, into reused memory
+        np.matmul(w[g, c0:c1], im2col.reshape(depth, -1),
+                  out=y[g, c0:c1, r0:r1].reshape(c1 - c0, -1))
+
+    threads = threads_for(*_work(geom, b, dtype.itemsize))
+    run_parts(part, parts(groups, rows, chunk, w.shape[1], threads,
+                          by_channels=w.shape[1] > rows * per_row))
     return y.reshape(geom.out_channels, *_window_steps(geom)[0][len(geom.axes):], b)
 
 
@@ -433,6 +452,7 @@ def _implicit(geom: ConvGeometry, taps: np.ndarray, xp: np.ndarray) -> np.ndarra
     lda, ldc = xp[0].size, out0 * inner  # items per channel: padded input, widened result
     widened = np.empty((geom.out_channels, out0, *xp.shape[2:]), dtype)
     x0, y0, w0 = xp.ctypes.data, widened.ctypes.data, taps.ctypes.data
+
     for r0 in range(0, out0, rows):
         r1 = min(out0, r0 + rows)
         m = (r1 - r0 - 1) * inner + last
