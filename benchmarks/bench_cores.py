@@ -43,6 +43,9 @@ LAYERS = [
 ]
 
 
+default = _product_threads.MIN_SPLIT_FLOPS
+
+
 def mode(split: bool, fn):
     """``fn`` with products split across the cores (the default) or kept on this thread."""
     def call():
@@ -52,9 +55,6 @@ def mode(split: bool, fn):
         finally:
             _product_threads.MIN_SPLIT_FLOPS = default
     return call
-
-
-default = _product_threads.MIN_SPLIT_FLOPS
 
 
 def main() -> None:

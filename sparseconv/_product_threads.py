@@ -23,6 +23,10 @@ padding, and its serial product was as fast (0.92-1.10x of the split one). Neith
 whose taps add into overlapping rows. Inside :func:`sparseconv._parallel.one_blas_thread` (a
 spectrum's tasks, a layer worker, a product already split), with one BLAS thread, or on one
 core, a product stays on its thread.
+
+While a split product runs, BLAS is held to one thread for the whole process (the limit is
+process-wide), and the calling thread to the core it is on (Linux; its affinity is restored
+after, whatever happens; elsewhere the threads are not pinned).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
     the tap's offset, accumulated into one output (:func:`_implicit`, :mod:`sparseconv._gemm`);
   - otherwise view the strided, dilated windows without copying (``as_strided``), and
     multiply them, copied out a cache-sized chunk of output rows at a time (im2col), by the
-    weight matrix with BLAS.
+    weight matrix with BLAS; a large product in parts on every core, each part's copy and
+    GEMM on its own thread (:mod:`sparseconv._product_threads`).
 * ``A.T @ y`` (no conjugation): :mod:`sparseconv._adjoint_products` (col2im, or stride-1
   correlations per phase, which are :func:`forward` again), from the padding's adjoint here
   (:func:`_pad_adjoint`: the border slabs of reflect, replicate or circular padding added
