@@ -43,20 +43,26 @@ _lock = threading.Lock()
 _one_core = False  # True in a layer worker (map_layers): its chunks run in turn
 _depth = 0
 _limiter: Any = None
-_controlled: tuple[int, Any] | None = None  # (modules imported, controller)
+_controlled: tuple[int, float, Any] | None = None  # (modules imported, when, controller)
 
 
 def _controller() -> Any:
-    """threadpoolctl's controller of the thread pools loaded in this process, kept while no
-    module is imported: finding the libraries costs about a millisecond (torch loaded), which a
-    product cannot pay each time; an import may load new ones, so it is looked for again."""
+    """threadpoolctl's controller of the thread pools loaded in this process, kept a few
+    seconds while no module is imported: finding the libraries costs about a millisecond
+    (torch loaded), which a product cannot pay each time; an import may load new ones, and so
+    may ``ctypes`` (a review), so it is looked for again after either."""
     global _controlled
-    modules = len(sys.modules)
-    if _controlled is None or _controlled[0] != modules:
+    key = len(sys.modules)
+    if (_controlled is None or _controlled[0] != key
+            or time.monotonic() - _controlled[1] > _RESCAN_SECONDS):
         from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
-        _controlled = (modules, ThreadpoolController())
-    return _controlled[1]
+        _controlled = (key, time.monotonic(), ThreadpoolController())
+    return _controlled[2]
+
+
+#: How long :func:`_controller` trusts the libraries it found, while no module is imported.
+_RESCAN_SECONDS = 5.0
 
 
 def blas_threads() -> int:
@@ -95,8 +101,28 @@ def limited() -> bool:
 
 
 def cpu_count() -> int:
-    """The cores this process may use: ``os.cpu_count()``, or 1 in a layer worker."""
-    return 1 if _one_core else os.cpu_count() or 1
+    """The cores this thread may use (its affinity, where the system has one; else
+    ``os.cpu_count()``), or 1 in a layer worker."""
+    if _one_core:
+        return 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while another thread held :func:`one_blas_thread` inherits the limit,
+    the count and perhaps the held lock, but not the thread that would release them (a
+    review: every later product of the child ran on one BLAS thread, never split)."""
+    global _lock, _depth, _limiter
+    _lock = threading.Lock()
+    if _depth and _limiter is not None:
+        _limiter.restore_original_limits()
+    _depth, _limiter = 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _run(task: Callable, args: tuple, chunk: Any) -> Any:

@@ -26,7 +26,10 @@ core, a product stays on its thread.
 
 While a split product runs, BLAS is held to one thread for the whole process (the limit is
 process-wide), and the calling thread to the core it is on (Linux; its affinity is restored
-after, whatever happens; elsewhere the threads are not pinned).
+after, whatever happens; elsewhere the threads are not pinned). So a limit another thread
+sets with threadpoolctl while a split product runs is undone when the product ends (a
+review); a limit set before the product keeps it from splitting, and holds. A child forked
+during a product starts without the limit (:func:`sparseconv._parallel.one_blas_thread`).
 """
 
 from __future__ import annotations
@@ -120,23 +123,24 @@ def run_parts(task: Callable[..., None], parts: Sequence[Sequence[Task]]) -> Non
                 raise error
 
 
-_placed = threading.local()  # a worker thread's core
+_placed = threading.local()  # a worker thread's cores
 
 
-def _run_part(task: Callable[..., None], part: Sequence[Task], core: int | None = None,
-              ) -> None:
-    if core is not None and getattr(_placed, "core", None) != core:
-        os.sched_setaffinity(0, {core})
-        _placed.core = core
+def _run_part(task: Callable[..., None], part: Sequence[Task],
+              cores: frozenset[int] | None = None) -> None:
+    if cores is not None and getattr(_placed, "cores", None) != cores:
+        os.sched_setaffinity(0, cores)
+        _placed.cores = cores
     for t in part:
         task(*t)
 
 
 @contextlib.contextmanager
-def _cores(workers: int) -> Iterator[list[int | None]]:
+def _cores(workers: int) -> Iterator[list[frozenset[int] | None]]:
     """Within the block, the calling thread kept on the core it runs on, and a core for each
-    of ``workers`` worker threads among the others the process may use (``None`` each where
-    the system cannot say or the process has one core).
+    of ``workers`` worker threads among the others it may use; where it cannot say which
+    core it is on, or may use one only, the workers get the cores it may use (``None`` where
+    the system has no affinity: the workers are left where they are).
 
     Left to the kernel, a worker woke on the calling thread's own core (the core that woke
     it), and the two parts ran one after the other: 2.9 ms against 1.5 for layer1.0.conv1's
@@ -144,16 +148,18 @@ def _cores(workers: int) -> Iterator[list[int | None]]:
     between products, stayed on the worker's core. numpy's BLAS threads avoid this by
     spinning on their own cores between calls.
     """
-    getcpu = _getcpu
-    allowed = os.sched_getaffinity(0) if getcpu is not None else set()
-    here = getcpu() if getcpu is not None and len(allowed) > 1 else -1
-    if here not in allowed:
+    if not hasattr(os, "sched_getaffinity"):
         yield [None] * workers
+        return
+    allowed = frozenset(os.sched_getaffinity(0))
+    here = _getcpu() if _getcpu is not None and len(allowed) > 1 else -1
+    if here not in allowed:
+        yield [allowed] * workers
         return
     others = sorted(allowed - {here})
     os.sched_setaffinity(0, {here})
     try:
-        yield [others[i % len(others)] for i in range(workers)]
+        yield [frozenset({others[i % len(others)]}) for i in range(workers)]
     finally:
         os.sched_setaffinity(0, allowed)
 
@@ -177,9 +183,8 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     pid = os.getpid()
     with _pools_lock:
         size, pool = _pools.get(pid, (0, None))
-        if pool is None or size < workers:
-            if pool is not None:
-                pool.shutdown(wait=False)
+        if pool is None or size < workers:  # a smaller one is left to its callers: its
+            # threads end when the last drops it (shut down, a caller's submit would fail)
             pool = ThreadPoolExecutor(workers, thread_name_prefix="sparseconv")
             _pools[pid] = (workers, pool)
         return pool

@@ -244,9 +244,10 @@ def forward_bytes(geom: ConvGeometry, b: int, itemsize: int) -> int:
     per_row = math.prod(geom.output_size[1:]) * b
     chunk = _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
     out = geom.out_channels * math.prod(geom.output_size)
-    # a chunk of scratch per thread a large product splits across (_product_threads)
-    threads = min(os.cpu_count() or 1, geom.groups * geom.output_size[0]) \
-        if may_split(*_work(geom, b, itemsize)) else 1
+    # a chunk of scratch per part of a product large enough to split, at most a part per
+    # core, by rows (and groups) or by output channels (_product_threads.parts)
+    most = max(geom.groups * geom.output_size[0], geom.out_channels // geom.groups)
+    threads = min(os.cpu_count() or 1, most) if may_split(*_work(geom, b, itemsize)) else 1
     im2col = ((padded if _padded(geom) else 0) * b + threads * chunk * depth * per_row
               + out * b)
     # the implicit GEMM's dtypes, by item size (complex64, of float64's, is charged for it

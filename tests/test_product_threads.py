@@ -160,3 +160,86 @@ def test_the_callers_cores_are_restored_and_the_parts_run_on_other_cores():
     if len(allowed) > 1:
         assert all(len(cores[g]) == 1 for g in range(3))
         assert cores[0].isdisjoint(cores[1]) and cores[0].isdisjoint(cores[2])
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="no affinity")
+def test_a_caller_held_to_one_core_neither_splits_nor_pins_workers_elsewhere():
+    """A thread the user holds to one core: no split, and parts run anyway (run_parts called
+    directly) keep the workers on that core (a review: a worker pinned by an earlier product
+    stayed on a core the caller had since excluded)."""
+    import os
+    import threading
+
+    one = {min(os.sched_getaffinity(0))}
+    seen = {}
+
+    def restricted():
+        os.sched_setaffinity(0, one)
+        seen["cores"] = _parallel.cpu_count()
+        seen["threads"] = threads_for(1e12, 2**30)
+        run_parts(lambda g, *_: seen.setdefault(g, os.sched_getaffinity(0)),
+                  [[(g, 0, 1, 0, 1)] for g in range(2)])
+
+    thread = threading.Thread(target=restricted)
+    thread.start()
+    thread.join()
+    assert seen["cores"] == 1 and seen["threads"] == 1
+    assert seen[0] == one and seen[1] == one
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork")
+def test_a_child_forked_inside_one_blas_thread_starts_unlimited():
+    """The child inherits the parent's limit but not the thread that would lift it (a review:
+    every product of such a child ran on one BLAS thread); it starts with neither."""
+    import os
+
+    before = _parallel.blas_threads()
+    with _parallel.one_blas_thread():
+        pid = os.fork()
+        if pid == 0:  # the child: report by exit code, run nothing else
+            ok = not _parallel.limited() and _parallel.blas_threads() == before
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_larger_pool_leaves_the_smaller_one_working():
+    """A caller that took the pool before another caller needed a larger one can still submit
+    to it (a review: the smaller one was shut down under it)."""
+    small = _product_threads._pool(1)
+    _product_threads._pools.pop(__import__("os").getpid())
+    large = _product_threads._pool(2)
+    assert small.submit(lambda: 3).result() == 3 and large.submit(lambda: 4).result() == 4
+
+
+def test_the_thread_pools_are_looked_for_again_after_a_while(monkeypatch):
+    """A BLAS loaded with ctypes imports no module; the controller is renewed after
+    _RESCAN_SECONDS anyway (a review)."""
+    first = _parallel._controller()
+    assert _parallel._controller() is first
+    monkeypatch.setattr(_parallel, "_RESCAN_SECONDS", -1.0)
+    assert _parallel._controller() is not first
+
+
+@requires_torch
+def test_forward_bytes_charges_a_chunk_per_part_split_by_channels():
+    """64 -> 512 channels with one output row splits by channels: one im2col chunk a part
+    (a review: charged by rows, 2.16 MB for a 3.72 MB peak)."""
+    import tracemalloc
+
+    from sparseconv._products import forward_bytes
+
+    rng = np.random.default_rng(0)
+    op = ConvOperator(rng.standard_normal((512, 64, 3, 3)).astype(np.float32), (64, 3, 64))
+    x = rng.standard_normal((op.shape[1], 8)).astype(np.float32)
+    op.matmat(x)  # every thread's scratch made once
+    from sparseconv import _products
+
+    _products._scratch.__dict__.clear()  # this thread's scratch allocated again, traced
+    tracemalloc.start()
+    try:
+        op.matmat(x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= forward_bytes(op.geometry, 8, 4)
