@@ -103,19 +103,19 @@ def parts(groups: int, rows: int, chunk: int, channels: int, threads: int, *,
     return [tasks[i * len(tasks) // count:(i + 1) * len(tasks) // count] for i in range(count)]
 
 
-def run_parts(task: Callable[..., None], parts: Sequence[Sequence[Task]]) -> None:
-    """``task(*t)`` for every task ``t`` of every part: the first part on the calling
+def run_parts(task: Callable[..., None], cut: Sequence[Sequence[Task]]) -> None:
+    """``task(*t)`` for every task ``t`` of every part of ``cut``: the first part on the calling
     thread, each other on a thread and a core of its own (:func:`_cores`), all on one BLAS
     thread; returns when all are done, raising the first part's error, if any."""
-    if len(parts) == 1:
-        _run_part(task, parts[0])
+    if len(cut) == 1:
+        _run_part(task, cut[0])
         return
-    with _parallel.one_blas_thread(), _cores(len(parts) - 1) as cores:
-        pool = _pool(len(parts) - 1)
+    with _parallel.one_blas_thread(), _cores(len(cut) - 1) as cores:
+        pool = _pool(len(cut) - 1)
         futures = [pool.submit(_run_part, task, part, core)
-                   for part, core in zip(parts[1:], cores)]
+                   for part, core in zip(cut[1:], cores)]
         try:
-            _run_part(task, parts[0])
+            _run_part(task, cut[0])
         finally:
             errors = [future.exception() for future in futures]  # waits for every part
         for error in errors:
