@@ -229,8 +229,10 @@ def _confirmed(op, vector: np.ndarray, tol: float, ceiling: float,
     """Whether ``vector`` meets ``tol`` by :func:`_lanczos`'s tests, redone with ``op``: its
     quotient and residual computed in ``op``'s precision (the residual, which costs the
     adjoint's product, only if ``by_residual`` and the quotient alone does not decide)."""
-    image = op.matvec(vector)
     scale = float(np.vdot(vector, vector).real)
+    if not scale > 0:  # a search that found nothing (a zero operator in its precision)
+        return False
+    image = op.matvec(vector)
     theta = float(np.vdot(image, image).real) / scale
     if _near_ceiling(theta, ceiling, tol):
         return True

@@ -288,7 +288,7 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
     executor, progress = check_executor(executor), check_progress(progress)
     weight, geom = _checked_layer(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode, method)
-    if not weight.any() or geom.nnz() == 0:  # (no tap reads an input: zero padding only)
+    if _no_entry(geom, weight):
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0}), None
     parts = residue_layers(geom) if _route(geom, method) == "bounds" else None
     if parts is not None:
@@ -323,6 +323,19 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
         # a review: method="bounds" on a small layer that the dense route proves exactly
         missed += "; method='auto' proves a layer this small by its dense SVD"
     return _overflowed(result, missed)
+
+
+def _no_entry(geom: ConvGeometry, weight: np.ndarray) -> bool:
+    """Whether the layer's matrix is zero: a zero weight, no tap that reads an input (zero
+    padding only), or, with zero padding, zeros on every tap that reads one (a hunt: a
+    stride-2 layer whose taps read only the padding but its last, which was 0, raised
+    ZeroDivisionError in the Lanczos search). With zero padding no two taps of an output
+    read one position, so the matrix's entries are the weight's own, and the test is exact;
+    the other modes sum taps onto the border, and their routes bound such a matrix."""
+    if not weight.any() or geom.nnz() == 0:
+        return True
+    return geom.padding_mode == "zeros" and not any(
+        folded.any() for _, folded in geom.folded_blocks(weight))
 
 
 def _overflowed(result: SpectralNorm, missed: str | None) -> tuple[SpectralNorm, str | None]:

@@ -1384,3 +1384,37 @@ def test_a_dilated_layer_splits_into_undilated_layers_by_residue():
     result = spectral_norm(w, (2, 32, 32), dilation=8, padding=8)  # 4x4 blocks
     assert result.method == "dense" and result.relative_width < 1e-9
     assert_contains(result, dense_norm(w, (2, 32, 32), dilation=8, padding=8), "d=8")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_matrix_of_zeros_from_a_nonzero_weight_has_norm_zero(seed):
+    """Zero padding whose only taps that read an input are 0 (a hunt: a stride-2 layer raised
+    ZeroDivisionError under method="bounds"): the interval [0, 0], by every method, where
+    the dense matrix is zero and the weight is not."""
+    from ._oracles import random_layer
+
+    rng = np.random.default_rng(40_000 + seed)
+    found = 0
+    while found < 4:
+        layer = random_layer(rng, ndim=1 + seed % 3, modes=("zeros",),
+                             padding_forms=("pairs",), max_size=3, max_channels=2)
+        layer.weight[rng.random(layer.weight.shape) < 0.8] = 0
+        dense = conv_matrix(layer.weight, layer.input_shape, **layer.kwargs).toarray()
+        if dense.any() or not layer.weight.any():
+            continue
+        found += 1
+        for method in ("auto", "bounds", "upper", "exact", "dense"):
+            result = spectral_norm(layer.weight, layer.input_shape, method=method,
+                                   **layer.kwargs)
+            assert (result.lower, result.upper) == (0.0, 0.0), (layer, method, result)
+
+
+def test_a_search_that_finds_no_vector_confirms_nothing():
+    """The confirmation of a single-precision search's vector, when that vector is zero (its
+    operator is zero in that precision): not confirmed, and no division by zero."""
+    from scipy.sparse.linalg import aslinearoperator
+
+    from sparseconv._lanczos import _confirmed
+
+    zero = aslinearoperator(np.zeros((3, 4)))
+    assert _confirmed(zero, np.zeros(4), 1e-7, 1.0) is False
