@@ -87,6 +87,11 @@ class AxisGeometry:
         first = -((t - self.pad[0] - position) // self.stride)  # ceil division
         return np.clip(first, 0, self.output_size)
 
+    def taps_inside(self) -> np.ndarray:
+        """Per tap, whether some output's tap reads a position inside the input (with zero
+        padding, the others read only zeros)."""
+        return self._first_output(0) < self._first_output(self.size)
+
     def segments(self) -> tuple[AxisSegment, ...]:
         """The gather map of this axis cut into runs of outputs that read alike.
 

@@ -329,13 +329,13 @@ def _no_entry(geom: ConvGeometry, weight: np.ndarray) -> bool:
     """Whether the layer's matrix is zero: a zero weight, no tap that reads an input (zero
     padding only), or, with zero padding, zeros on every tap that reads one (a hunt: a
     stride-2 layer whose taps read only the padding but its last, which was 0, raised
-    ZeroDivisionError in the Lanczos search). With zero padding no two taps of an output
-    read one position, so the matrix's entries are the weight's own, and the test is exact;
-    the other modes sum taps onto the border, and their routes bound such a matrix."""
+    ZeroDivisionError in the Lanczos search). With zero padding the matrix's entries are the
+    weight's own, on the taps that read inside the input, so the test is exact; the other
+    modes sum taps onto the border, and their routes bound such a matrix."""
     if not weight.any() or geom.nnz() == 0:
         return True
-    return geom.padding_mode == "zeros" and not any(
-        folded.any() for _, folded in geom.folded_blocks(weight))
+    inside: tuple = (slice(None), slice(None), *np.ix_(*(a.taps_inside() for a in geom.axes)))
+    return geom.padding_mode == "zeros" and not geom.tap_weights(weight)[inside].any()
 
 
 def _overflowed(result: SpectralNorm, missed: str | None) -> tuple[SpectralNorm, str | None]:

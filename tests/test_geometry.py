@@ -153,3 +153,22 @@ def test_folded_blocks_are_the_sums_of_the_taps_each_output_reads(mode):
     with pytest.raises(ValueError, match=r"^weight must have shape \(2, 3, 3, 3\) for this "
                        r"geometry, got shape \(2, 3, 3\)"):
         next(geom.folded_blocks(np.ones((2, 3, 3))))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_taps_inside_by_their_definition(seed):
+    """A tap reads inside the input iff some output's position o*stride + t*dilation - pad
+    lies in [0, size), checked by brute force on random zero-padded axes."""
+    from sparseconv import ConvGeometry
+
+    rng = np.random.default_rng(50_000 + seed)
+    for _ in range(50):
+        k, s, d, n = (int(v) for v in rng.integers(1, 6, 4))
+        lo, hi = (int(v) for v in rng.integers(0, 8, 2))
+        if n + lo + hi < d * (k - 1) + 1:
+            continue
+        axis = ConvGeometry.from_weight((1, 1, k), (1, n), stride=s, dilation=d,
+                                        padding=((lo, hi),)).axes[0]
+        expected = [any(0 <= o * s + t * d - lo < n for o in range(axis.output_size))
+                    for t in range(k)]
+        assert axis.taps_inside().tolist() == expected, (k, s, d, n, lo, hi)
