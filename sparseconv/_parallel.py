@@ -41,7 +41,7 @@ __all__ = ["blas_threads", "cpu_count", "limited", "map_chunks", "map_layers", "
 
 _lock = threading.Lock()
 _one_core = False  # True in a layer worker (map_layers): its chunks run in turn
-_depth = 0
+_holders: dict[int, int] = {}  # thread -> the one_blas_thread blocks it is inside
 _limiter: Any = None
 _controlled: tuple[int, float, Any] | None = None  # (modules imported, when, controller)
 
@@ -79,17 +79,20 @@ def one_blas_thread() -> Iterator[None]:
     The limit is process-wide (threadpoolctl's), so nested and concurrent uses share it: the
     first to enter sets it and the last to leave restores the previous setting.
     """
-    global _depth, _limiter
+    global _limiter
+    me = threading.get_ident()
     with _lock:
-        if _depth == 0:
+        if not _holders:
             _limiter = _controller().limit(limits=1)
-        _depth += 1
+        _holders[me] = _holders.get(me, 0) + 1
     try:
         yield
     finally:
         with _lock:
-            _depth -= 1
-            if _depth == 0:
+            _holders[me] -= 1
+            if not _holders[me]:
+                del _holders[me]
+            if not _holders:
                 _limiter.restore_original_limits()
                 _limiter = None
 
@@ -97,7 +100,7 @@ def one_blas_thread() -> Iterator[None]:
 def limited() -> bool:
     """Whether some thread of this process is inside :func:`one_blas_thread` (a hint, read
     without the lock: a product then keeps to its own thread)."""
-    return _depth > 0
+    return bool(_holders)
 
 
 def cpu_count() -> int:
@@ -111,14 +114,19 @@ def cpu_count() -> int:
 
 
 def _after_fork_in_child() -> None:
-    """A child forked while another thread held :func:`one_blas_thread` inherits the limit,
-    the count and perhaps the held lock, but not the thread that would release them (a
-    review: every later product of the child ran on one BLAS thread, never split)."""
-    global _lock, _depth, _limiter
+    """A child forked while another thread held :func:`one_blas_thread` inherits the limit
+    and the count, perhaps the held lock, but not the thread that would release them (a
+    review: every later product of the child ran on one BLAS thread, never split). The
+    forking thread, the child's only one, keeps its own blocks: it leaves them there."""
+    global _lock, _limiter
     _lock = threading.Lock()
-    if _depth and _limiter is not None:
+    own = _holders.get(threading.get_ident())
+    _holders.clear()
+    if own:
+        _holders[threading.get_ident()] = own
+    elif _limiter is not None:
         _limiter.restore_original_limits()
-    _depth, _limiter = 0, None
+        _limiter = None
 
 
 if hasattr(os, "register_at_fork"):

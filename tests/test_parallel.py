@@ -152,4 +152,4 @@ def test_one_blas_thread_is_shared_and_restored():
     with one_blas_thread(), one_blas_thread():
         assert all(p["num_threads"] == 1 for p in threadpoolctl.threadpool_info())
     assert [p["num_threads"] for p in threadpoolctl.threadpool_info()] == before
-    assert _parallel._depth == 0
+    assert not _parallel.limited()

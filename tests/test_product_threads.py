@@ -187,20 +187,70 @@ def test_a_caller_held_to_one_core_neither_splits_nor_pins_workers_elsewhere():
     assert seen[0] == one and seen[1] == one
 
 
+def _in_child(check) -> int:
+    """Fork; the child exits 0 if ``check()`` is true (and runs nothing else); the parent
+    returns the child's exit code."""
+    import os
+    import warnings
+
+    with warnings.catch_warnings():  # (Python 3.12 warns of a fork beside other threads)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 2  # an error in the child: never back into pytest
+        try:
+            code = 0 if check() else 1
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork")
-def test_a_child_forked_inside_one_blas_thread_starts_unlimited():
+def test_a_child_forked_while_another_thread_holds_one_blas_thread_starts_unlimited():
     """The child inherits the parent's limit but not the thread that would lift it (a review:
     every product of such a child ran on one BLAS thread); it starts with neither."""
+    import threading
+
+    before = _parallel.blas_threads()
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        with _parallel.one_blas_thread():
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30) and _parallel.limited()
+        code = _in_child(lambda: not _parallel.limited()
+                         and _parallel.blas_threads() == before)
+    finally:
+        done.set()
+        holder.join()
+    assert code == 0 and not _parallel.limited()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork")
+def test_a_child_forked_inside_its_own_block_leaves_it_there():
+    """Forked by the thread that holds the limit, the child keeps it until that thread, its
+    own, leaves the block; then the limit is lifted."""
     import os
 
     before = _parallel.blas_threads()
-    with _parallel.one_blas_thread():
-        pid = os.fork()
-        if pid == 0:  # the child: report by exit code, run nothing else
-            ok = not _parallel.limited() and _parallel.blas_threads() == before
-            os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    pid = -1
+    try:
+        with _parallel.one_blas_thread():
+            pid = os.fork()
+            inside = _parallel.limited() and _parallel.blas_threads() == 1
+        if pid == 0:
+            lifted = not _parallel.limited() and _parallel.blas_threads() == before
+            os._exit(0 if inside and lifted else 1)
+    finally:
+        if pid == 0:
+            os._exit(2)  # whatever went wrong in the child, never back into pytest
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert _parallel.blas_threads() == before
 
 
 def test_a_larger_pool_leaves_the_smaller_one_working():
