@@ -1,7 +1,8 @@
-"""A product split across the cores by rows, against the same product on the calling thread.
+"""A product split across the cores, against the same product on the calling thread.
 
-Since 2026-12-05 a large product (``sparseconv._product_threads``) is cut by output rows, one
-part per BLAS thread, each part's im2col copy and GEMM on its own thread with one BLAS thread.
+Since 2026-12-05 a large product's im2col route (``sparseconv._product_threads``) is cut by
+groups, output rows or output channels, one part per BLAS thread, each part's im2col copy and
+GEMM on its own thread with one BLAS thread.
 Before, the calling thread made every copy and numpy's BLAS threaded each GEMM. This script
 times both on ResNet-18's distinct convolutions at 224x224 (forward and adjoint, float64 and
 float32, batch 1 and 8), alternating the two in one process, and prints before each layer
