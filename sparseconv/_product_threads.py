@@ -73,9 +73,10 @@ def threads_for(flops: float, copied: int) -> int:
     """How many threads a product of ``flops`` multiply-adds whose im2col copies ``copied``
     bytes splits across: the threads BLAS would use for it, or 1 (small work, one core, or
     BLAS already held to one thread)."""
-    if not may_split(flops, copied) or _parallel.limited() or _parallel.cpu_count() == 1:
+    if not may_split(flops, copied) or _parallel.limited():
         return 1
-    return min(_parallel.cpu_count(), _parallel.blas_threads())
+    cores = _parallel.cpu_count()
+    return 1 if cores == 1 else min(cores, _parallel.blas_threads())
 
 
 def parts(groups: int, rows: int, chunk: int, channels: int, threads: int, *,

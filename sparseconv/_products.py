@@ -240,9 +240,7 @@ def forward_bytes(geom: ConvGeometry, b: int, itemsize: int) -> int:
     chunk per thread it may split across and the result, or, where the implicit GEMM may run,
     the more of that and its padded input, widened result and result."""
     padded = geom.in_channels * math.prod(a.padded_size for a in geom.axes)
-    depth = geom.in_channels // geom.groups * math.prod(geom.kernel_size)
-    per_row = math.prod(geom.output_size[1:]) * b
-    chunk = _chunk_rows(geom.output_size[0], depth * per_row * itemsize)
+    depth, _, per_row, chunk = _forward_sizes(geom, b, itemsize)
     out = geom.out_channels * math.prod(geom.output_size)
     # a chunk of scratch per part of a product large enough to split, at most a part per
     # core, by rows (and groups) or by output channels (_product_threads.parts)
@@ -295,8 +293,8 @@ def _forward_sizes(geom: ConvGeometry, b: int, itemsize: int) -> tuple[int, int,
 def _work(geom: ConvGeometry, b: int, itemsize: int) -> tuple[int, int]:
     """``(multiply-adds, bytes copied)`` of :func:`forward`'s im2col route: what decides
     whether it splits across threads (:mod:`sparseconv._product_threads`)."""
-    patches = (geom.in_channels * math.prod(geom.kernel_size) * math.prod(geom.output_size)
-               * b)  # every group's
+    depth, rows, per_row, _ = _forward_sizes(geom, b, itemsize)
+    patches = geom.groups * depth * rows * per_row  # every group's
     return 2 * geom.out_channels // geom.groups * patches, patches * itemsize
 
 
