@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import nn
 
 from sparseconv._torch_calls import (
@@ -118,6 +119,32 @@ def _inplace_argument(node: torch.fx.Node) -> Any:
     except (TypeError, ValueError):  # a builtin without a signature, or arguments it rejects
         return node.kwargs.get("inplace")
     return bound.arguments.get("inplace")
+
+
+#: torch's own elementwise functions and modules that always return new memory, known by
+#: identity (a user's function or module can pass for torch's by its ``__module__``, not be
+#: it); those that a caller may give a constant (:func:`returns_new_memory`).
+_NEW_MEMORY_FUNCTIONS = frozenset({
+    F.softplus, F.hardshrink, F.threshold, torch.sin, torch.cos, torch.atan, torch.arctan,
+    torch.erf, torch.erfc, torch.exp, torch.expm1, torch.log1p, torch.sinh, torch.asinh})
+_NEW_MEMORY_MODULES = (nn.Softplus, nn.Hardshrink, nn.Threshold)
+
+
+def returns_new_memory(node: torch.fx.Node, root: nn.Module) -> bool:
+    """Whether the call ``node`` is one of torch's own elementwise functions or modules,
+    called out of place: its result is new memory with a version counter of its own, so a
+    later change in place of its input or its result shows in the graph (a call given its
+    constant that is none of these may return its input's memory: refused then)."""
+    if node.op == "call_function":
+        try:
+            known = node.target in _NEW_MEMORY_FUNCTIONS
+        except TypeError:  # an unhashable target
+            return False
+        return known and _inplace_argument(node) is not True
+    if node.op == "call_module":
+        module = root.get_submodule(str(node.target))
+        return type(module) in _NEW_MEMORY_MODULES and getattr(module, "inplace", False) is not True
+    return False
 
 
 def _in_place_base(node: torch.fx.Node, root: nn.Module) -> torch.fx.Node | None:

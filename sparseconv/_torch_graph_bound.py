@@ -59,6 +59,7 @@ from sparseconv._torch_graph import (
     graph_outputs,
     makes_a_constant,
     output_leaves,
+    returns_new_memory,
     rewritten,
     tensor_versions,
     untracked,
@@ -413,7 +414,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     graph, module, recorder, sizes, tainted, change = traced
     calls: dict[str, int] = {}
     walk = _Walk(factors, functional, recorder.constants, sizes, tainted, given, assumed,
-                 touched=recorder.touched)
+                 touched=lambda node: recorder.touched(node)
+                 and not returns_new_memory(node, module))  # (torch's softplus then relu_:
+    # its result is its own, and the sessions' notes found the model refused)
     bound, opaque, meta, size = walk.bound, walk.opaque, walk.meta, walk.size
 
     def unsupported(node: torch.fx.Node, why: str) -> tuple[None, str]:

@@ -1619,6 +1619,49 @@ def test_an_activation_given_its_constant_may_work_in_place():
         assert torch.linalg.matrix_norm(jacobian, 2).item() <= report.network_upper
 
 
+def _softplus_then_scaled(m, y, x):
+    return m.d(F.softplus(y).mul_(0.5))  # its result changed in place
+
+
+def _softplus_then_input_rectified(m, y, x):
+    z = F.softplus(y, beta=2.0)
+    y.relu_()  # its input changed in place, after it read it
+    return z + y
+
+
+class _SoftplusModule(_Forward):
+    def __init__(self):
+        super().__init__(lambda m, y, x: y)
+        self.act = nn.Softplus()
+
+    def forward(self, x):
+        return self.d(self.act(self.c(x)).mul_(0.5))
+
+
+@pytest.mark.parametrize("model, given, factor", [
+    (_Forward(_softplus_then_scaled), {"softplus": 1.0}, 0.5),
+    (_Forward(_softplus_then_input_rectified), {"softplus": 1.0}, 2.0),
+    (_SoftplusModule(), {"act": 1.0}, 0.5)])
+def test_torchs_own_function_given_its_constant_may_be_changed_in_place(model, given, factor):
+    """The sessions' notes: F.softplus (or nn.Softplus) given its constant, then a change in
+    place of its result or its input, was refused as a call that may return its input's
+    memory. Torch's own out-of-place functions, known by identity, never do: the change
+    shows in the graph, and the bound holds the Jacobian's norm."""
+    model = model.eval()
+    report = sct.lipschitz_report(model, (3, 5, 6), lipschitz_constants=given)
+    assert report.network_upper is not None, report.reason
+    rng = torch.Generator().manual_seed(9)
+    with torch.no_grad():  # (autograd refuses a change in place of softplus's input)
+        for scale, step in ((0.1, 1e-6), (1.0, 1e-6), (30.0, 1e-6), (1.0, 1.0)):
+            x = scale * torch.randn(1, 3, 5, 6, dtype=F64, generator=rng)
+            h = step * torch.randn(1, 3, 5, 6, dtype=F64, generator=rng)
+            quotient = (model(x + h) - model(x.clone())).norm() / h.norm()
+            assert quotient <= report.network_upper
+    # the layers' bounds times the scale (or the sum's 2): the in-place change is counted
+    assert report.network_upper == pytest.approx(
+        factor * math.prod(row["upper"] for row in report.rows), rel=1e-12)
+
+
 @torch.fx.wrap
 def _detached(t):
     return t.detach()
