@@ -132,18 +132,20 @@ _NEW_MEMORY_MODULES = (nn.Softplus, nn.Hardshrink, nn.Threshold)
 
 def returns_new_memory(node: torch.fx.Node, root: nn.Module) -> bool:
     """Whether the call ``node`` is one of torch's own elementwise functions or modules,
-    called out of place: its result is new memory with a version counter of its own, so a
-    later change in place of its input or its result shows in the graph (a call given its
-    constant that is none of these may return its input's memory: refused then)."""
+    called out of place (no ``inplace=True``, no ``out=``): its result is new memory with a
+    version counter of its own, so a later change in place of its input or its result shows
+    in the graph (a call given its constant that is none of these may return its input's
+    memory: refused then)."""
     if node.op == "call_function":
         try:
             known = node.target in _NEW_MEMORY_FUNCTIONS
         except TypeError:  # an unhashable target
             return False
-        return known and _inplace_argument(node) is not True
+        return known and _inplace_argument(node) is not True and "out" not in node.kwargs
     if node.op == "call_module":
         module = root.get_submodule(str(node.target))
-        return type(module) in _NEW_MEMORY_MODULES and getattr(module, "inplace", False) is not True
+        return (type(module) in _NEW_MEMORY_MODULES
+                and getattr(module, "inplace", False) is not True)
     return False
 
 
