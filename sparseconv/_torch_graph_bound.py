@@ -59,6 +59,7 @@ from sparseconv._torch_graph import (
     graph_outputs,
     makes_a_constant,
     output_leaves,
+    plain_call,
     returns_new_memory,
     rewritten,
     tensor_versions,
@@ -139,6 +140,8 @@ class _Probe(ShapeProp):
         # changed after it was made, its version counter unmoved (memory shared: a review)
         self.calls: dict[torch.fx.Node, tuple] = {}  # each call's tensors read and returned,
         # with their versions just after it (:meth:`touched`)
+        self.plain: dict[torch.fx.Node, bool] = {}  # whether torch's own kernel ran the call
+        # (:func:`plain_call`: no tensor subclass read or returned, no mode active)
         self.siblings: list[_Probe] = []  # the runs on other batches (:meth:`absorb`)
 
     def run_node(self, n: torch.fx.Node) -> Any:
@@ -154,6 +157,7 @@ class _Probe(ShapeProp):
             # sixth review found a given swish_ refused)
             self.calls[n] = tuple((t, version(t)) for a in (*n.all_input_nodes, n)
                                   for t, _, _ in self.versions.get(a, ()))
+            self.plain[n] = plain_call(t for t, _ in self.calls[n])
         if self.untracked is None and untracked(self.versions[n]):
             self.untracked = n
         if isinstance(result, torch.Tensor):
@@ -172,6 +176,14 @@ class _Probe(ShapeProp):
         (or is an inference tensor, whose changes nothing counts), in this run or another."""
         return any(was is None or version(t) != was for run in (self, *self.siblings)
                    for t, was in run.calls.get(node, ()))
+
+    def new_memory(self, node: torch.fx.Node, root: nn.Module) -> bool:
+        """Whether the call ``node`` returned new memory in every run: one of torch's own
+        out-of-place functions (:func:`returns_new_memory`), run by torch's own kernel on
+        plain tensors (a review: a tensor subclass's ``__torch_function__``, or a mode,
+        made ``torch.sin`` return its input's memory, and a bound of 1.0 held a map of 51)."""
+        return returns_new_memory(node, root) and all(
+            run.plain.get(node, False) for run in (self, *self.siblings))
 
     def absorb(self, others: list[_Probe] | None) -> None:
         """The other runs' findings where this one found none: a change in place that the
@@ -415,8 +427,8 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     calls: dict[str, int] = {}
     walk = _Walk(factors, functional, recorder.constants, sizes, tainted, given, assumed,
                  touched=lambda node: recorder.touched(node)
-                 and not returns_new_memory(node, module))  # (torch's softplus then relu_:
-    # its result is its own, and the sessions' notes found the model refused)
+                 and not recorder.new_memory(node, module))  # (torch's softplus then
+    # relu_: its result is its own, and the sessions' notes found the model refused)
     bound, opaque, meta, size = walk.bound, walk.opaque, walk.meta, walk.size
 
     def unsupported(node: torch.fx.Node, why: str) -> tuple[None, str]:

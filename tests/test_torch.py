@@ -5,6 +5,7 @@ whole linear networks, the Lipschitz report, and the refusals."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -1660,6 +1661,74 @@ def test_torchs_own_function_given_its_constant_may_be_changed_in_place(model, g
     # the layers' bounds times the scale (or the sum's 2): the in-place change is counted
     assert report.network_upper == pytest.approx(
         factor * math.prod(row["upper"] for row in report.rows), rel=1e-12)
+
+
+def _aliased(a):
+    """``a``'s memory, with a version counter of its own."""
+    with torch._C.DisableTorchFunctionSubclass():
+        plain = a.as_subclass(torch.Tensor)
+    return torch.from_numpy(plain.detach().numpy())
+
+
+class _AliasingTensor(torch.Tensor):
+    """A tensor whose ``torch.sin`` and ``softplus`` return their input's memory."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func is torch.sin or getattr(func, "__name__", "") == "softplus":
+            return _aliased(args[0])
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+class _AliasingMode(torch.overrides.TorchFunctionMode):
+    """A mode under which ``torch.atan`` returns its input's memory."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.atan and not isinstance(args[0], torch.fx.Proxy):
+            return _aliased(args[0])
+        return func(*args, **(kwargs or {}))
+
+
+class _Dispatched(nn.Module):
+    """``call(a)`` given its constant, then ``a`` changed in place where it exceeds 1e5
+    (nowhere on the probes): an alias of ``a`` would follow the change, 51 times the input."""
+
+    def __init__(self, call, subclass: bool):
+        super().__init__()
+        one = torch.ones(1, dtype=F64)
+        self.register_buffer("one", one.as_subclass(_AliasingTensor) if subclass else one)
+        self.act = nn.Softplus()
+        self.call = call
+
+    def forward(self, x):
+        a = x * self.one
+        z = F.relu(a - 1e5) * 50.0
+        y = self.call(self, a)
+        w = a.add_(z)
+        return y + 0.0 * w
+
+
+@pytest.mark.parametrize("call, given, subclass", [
+    (lambda m, a: torch.sin(a), {"sin": 1.0}, True),
+    (lambda m, a: m.act(a), {"act": 1.0}, True),
+    (lambda m, a: torch.atan(a), {"atan": 1.0}, False)])
+def test_torchs_own_function_is_trusted_only_on_plain_tensors(call, given, subclass):
+    """A review of the rule above: a tensor subclass's ``__torch_function__`` (``torch.sin``,
+    ``nn.Softplus``) or a ``TorchFunctionMode`` (``torch.atan``) made torch's own function
+    return its input's memory; a later change of the input reached the result, and the bound
+    of 1.0 held a map whose constant is 51. Such a call is refused, as any call given its
+    constant whose input changes in place afterwards."""
+    model = _Dispatched(call, subclass).eval()
+    with _AliasingMode() if not subclass else contextlib.nullcontext():
+        report = sct.lipschitz_report(model, (4,), lipschitz_constants=given)
+        x = torch.full((1, 4), 2e5, dtype=F64)
+        h = torch.full((1, 4), 1e-3, dtype=F64)
+        with torch.no_grad():
+            quotient = (model(x + h) - model(x.clone())).as_subclass(torch.Tensor).norm()
+    assert quotient / h.norm() == pytest.approx(51.0)  # the alias is there
+    assert report.network_upper is None
+    assert "is a call given its constant whose input or result is changed in place " \
+        "afterwards" in report.reason, report.reason
 
 
 @torch.fx.wrap
