@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -25,7 +25,7 @@ from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, Given, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
 from sparseconv._torch_module_spectra import _layer_norm
-from sparseconv._torch_probe import UNTRACKED, fx_trace, probe_input, version
+from sparseconv._torch_probe import UNTRACKED, dispatched, fx_trace, probe_input, version
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_trace import TraceRecord
@@ -73,16 +73,34 @@ def _versions(model: nn.Module) -> list[int | None]:
     return [version(t) for t in (*model.parameters(), *model.buffers())]
 
 
-def _untrusted(model: nn.Module, before: list[int | None]) -> str:
+def _dispatch_reason(model: nn.Module, records: Sequence[TraceRecord]) -> str:
+    """Why a mode or a tensor subclass may change what the model's modules compute (a
+    review: a subclass whose ``relu`` was 50 times torch's got a bound of 1.19 for a map of
+    14.3), or "": a mode active now, a parameter or buffer of a subclass, or a traced call
+    that saw either (its record's ``dispatched``)."""
+    why = dispatched()
+    if why is None and not isinstance(model, torch.jit.ScriptModule):
+        weight = dispatched((*model.parameters(), *model.buffers()))
+        why = None if weight is None else f"a parameter or buffer of it is {weight}"
+    if why is None:
+        why = next((f"the call of module {r.name!r} ran where {r.dispatched}" for r in records
+                    if r.dispatched is not None), None)
+    return "" if why is None else (f"{why}, which may change what any torch function "
+                                   "computes: no module's bound holds there")
+
+
+def _untrusted(model: nn.Module, before: list[int | None],
+               records: Sequence[TraceRecord] = ()) -> str:
     """Why no network bound can rest on the model's modules being what their classes say, or
     "": a forward hook or pre-hook (on a module, or global) can change any layer's output, a
-    ``forward`` set on an instance replaces the class's, and a forward that changed the
+    ``forward`` set on an instance replaces the class's, a forward that changed the
     model's own parameters or buffers in place (even if it restored them: their version
     counters, ``before`` the trace's forward, show it) runs other weights than the rows are
-    computed from."""
-    if isinstance(model, torch.jit.ScriptModule):
-        return ""  # (its modules are read off its graph)
-    why = model_hook_reason(model)
+    computed from, and a tensor subclass or a mode (in a weight, or seen by a traced call's
+    ``dispatched``) may change what any module computes."""
+    if isinstance(model, torch.jit.ScriptModule):  # (its modules are read off its graph;
+        return _dispatch_reason(model, records)  # its operations meet a mode too)
+    why = model_hook_reason(model) or _dispatch_reason(model, records)
     if why:
         return why
     for name, module in model.named_modules():

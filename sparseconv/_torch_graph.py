@@ -13,7 +13,7 @@ import dataclasses
 import inspect
 import math
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -147,22 +147,6 @@ def returns_new_memory(node: torch.fx.Node, root: nn.Module) -> bool:
         return (type(module) in _NEW_MEMORY_MODULES
                 and getattr(module, "inplace", False) is not True)
     return False
-
-
-#: The tensor types whose calls torch's own kernels run (a Parameter disables
-#: ``__torch_function__``); any other subclass may replace what a call does.
-_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
-
-
-def plain_call(tensors: Iterable[torch.Tensor]) -> bool:
-    """Whether a call that read or returned ``tensors``, run just now, ran torch's own
-    kernels: every tensor of a plain type, and no ``TorchFunctionMode`` nor
-    ``TorchDispatchMode`` active (either may return any memory for any call)."""
-    modes = (getattr(torch._C, "_len_torch_function_stack", None),
-             getattr(torch._C, "_len_torch_dispatch_stack", None))
-    if any(count is None or count() for count in modes):
-        return False
-    return all(type(t) in _PLAIN_TENSORS for t in tensors)
 
 
 def _in_place_base(node: torch.fx.Node, root: nn.Module) -> torch.fx.Node | None:

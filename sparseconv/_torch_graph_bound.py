@@ -59,7 +59,6 @@ from sparseconv._torch_graph import (
     graph_outputs,
     makes_a_constant,
     output_leaves,
-    plain_call,
     returns_new_memory,
     rewritten,
     tensor_versions,
@@ -67,7 +66,13 @@ from sparseconv._torch_graph import (
 )
 from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, _sqrt_up, _Walk
 from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
-from sparseconv._torch_probe import UNTRACKED, fx_trace, restored_buffers, version
+from sparseconv._torch_probe import (
+    UNTRACKED,
+    dispatched,
+    fx_trace,
+    restored_buffers,
+    version,
+)
 
 __all__ = ["graph_bound"]
 
@@ -140,8 +145,8 @@ class _Probe(ShapeProp):
         # changed after it was made, its version counter unmoved (memory shared: a review)
         self.calls: dict[torch.fx.Node, tuple] = {}  # each call's tensors read and returned,
         # with their versions just after it (:meth:`touched`)
-        self.plain: dict[torch.fx.Node, bool] = {}  # whether torch's own kernel ran the call
-        # (:func:`plain_call`: no tensor subclass read or returned, no mode active)
+        self.dispatched: tuple[torch.fx.Node, str] | None = None  # the first node run where
+        # a mode or a tensor subclass may replace what torch computes (:func:`dispatched`)
         self.siblings: list[_Probe] = []  # the runs on other batches (:meth:`absorb`)
 
     def run_node(self, n: torch.fx.Node) -> Any:
@@ -157,7 +162,10 @@ class _Probe(ShapeProp):
             # sixth review found a given swish_ refused)
             self.calls[n] = tuple((t, version(t)) for a in (*n.all_input_nodes, n)
                                   for t, _, _ in self.versions.get(a, ()))
-            self.plain[n] = plain_call(t for t, _ in self.calls[n])
+        if self.dispatched is None:
+            why = dispatched(t for a in (*n.all_input_nodes, n)
+                             for t, _, _ in self.versions.get(a, ()))
+            self.dispatched = None if why is None else (n, why)
         if self.untracked is None and untracked(self.versions[n]):
             self.untracked = n
         if isinstance(result, torch.Tensor):
@@ -177,21 +185,13 @@ class _Probe(ShapeProp):
         return any(was is None or version(t) != was for run in (self, *self.siblings)
                    for t, was in run.calls.get(node, ()))
 
-    def new_memory(self, node: torch.fx.Node, root: nn.Module) -> bool:
-        """Whether the call ``node`` returned new memory in every run: one of torch's own
-        out-of-place functions (:func:`returns_new_memory`), run by torch's own kernel on
-        plain tensors (a review: a tensor subclass's ``__torch_function__``, or a mode,
-        made ``torch.sin`` return its input's memory, and a bound of 1.0 held a map of 51)."""
-        return returns_new_memory(node, root) and all(
-            run.plain.get(node, False) for run in (self, *self.siblings))
-
     def absorb(self, others: list[_Probe] | None) -> None:
         """The other runs' findings where this one found none: a change in place that the
         probe's values did not make and a larger batch's did (a fifth review: a call given
         its constant that changed its input on large values alone, or through numpy on a
         value the probe made zero, got bounds of 2.13 for constants of 4.06 and 18.9)."""
         for run in others or ():
-            for name in ("stale", "rewritten", "untracked", "changed"):
+            for name in ("stale", "rewritten", "untracked", "changed", "dispatched"):
                 if getattr(self, name) is None:
                     setattr(self, name, getattr(run, name))
             self.siblings.append(run)
@@ -332,6 +332,12 @@ def _traced(model: nn.Module, probe: torch.Tensor,
         # changed a view's base there, unseen; a bound of 1.07 for a constant of 2.28)
         return (f"node {recorder.untracked.name!r}'s value is {UNTRACKED} (make the model "
                 "and run its forward outside torch.inference_mode())")
+    if recorder.dispatched is not None:  # (a review: torch.sin returning its input's
+        # memory under a subclass's __torch_function__, a relu scaled by 50: bounds of 1.0
+        # and 1.19 for maps of 51 and 14.3)
+        node, why = recorder.dispatched
+        return (f"node {node.name!r} runs where {why}, which may change what any torch "
+                "function computes: no rule of the bound holds there")
     if recorder.changed is not None:
         return (f"node {recorder.changed.name!r}, which is no value of the signal, is "
                 "changed in place after it is made (the graph would read it changed)")
@@ -427,8 +433,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     calls: dict[str, int] = {}
     walk = _Walk(factors, functional, recorder.constants, sizes, tainted, given, assumed,
                  touched=lambda node: recorder.touched(node)
-                 and not recorder.new_memory(node, module))  # (torch's softplus then
-    # relu_: its result is its own, and the sessions' notes found the model refused)
+                 and not returns_new_memory(node, module))  # (torch's softplus then relu_:
+    # its result is its own, and the sessions' notes found the model refused; torch's own
+    # kernel ran it, as no mode nor tensor subclass is seen: _traced)
     bound, opaque, meta, size = walk.bound, walk.opaque, walk.meta, walk.size
 
     def unsupported(node: torch.fx.Node, why: str) -> tuple[None, str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -209,3 +209,44 @@ def matches(ours: Any, theirs: Any, magnitude: float = 0.0) -> bool:
     tolerance = min(1e4 * eps, 0.1)
     scale = max(float(a.abs().max()), float(b.abs().max()), magnitude)
     return bool(((a - b).abs() <= tolerance * scale + 1e-300).all())
+
+
+#: The tensor types whose calls torch's own kernels run (a Parameter disables
+#: ``__torch_function__``); any other subclass may replace what a call computes.
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+
+
+def _function_modes() -> list | None:
+    """The active torch function modes but torch's own ``DeviceContext`` (which
+    ``torch.set_default_device`` and ``with torch.device(...)`` install: it sets the device
+    of new tensors only); None where this torch cannot say."""
+    stack = getattr(torch.overrides, "_get_current_function_mode_stack", None)
+    device = getattr(getattr(torch.utils, "_device", None), "DeviceContext", None)
+    if stack is None or device is None:
+        return None
+    return [mode for mode in stack() if type(mode) is not device]
+
+
+def _dispatch_modes() -> list | None:
+    """The active torch dispatch modes; None where this torch cannot say."""
+    import torch.utils._python_dispatch as python_dispatch
+
+    stack = getattr(python_dispatch, "_get_current_dispatch_mode_stack", None)
+    return None if stack is None else list(stack())
+
+
+def dispatched(tensors: Iterable[Any] = ()) -> str | None:
+    """What may replace what torch's functions compute on ``tensors`` just now: an active
+    ``TorchFunctionMode`` or ``TorchDispatchMode``, or a tensor subclass among ``tensors``
+    (named), or None. A network bound that reads ``F.relu`` as 1-Lipschitz does not hold
+    there (a review: a subclass whose ``torch.sin`` returned its input's memory, and a
+    ``relu`` scaled by 50, got bounds of 1.0 and 1.19 for maps of 51 and 14.3)."""
+    for what, modes in (("a TorchFunctionMode", _function_modes),
+                        ("a TorchDispatchMode", _dispatch_modes)):
+        active = modes()
+        if active is None or active:
+            return f"{what} is active" + (f" ({type(active[0]).__name__})" if active else "")
+    kinds = sorted({type(t).__name__ for t in tensors
+                    if isinstance(t, torch.Tensor) and type(t) not in _PLAIN_TENSORS})
+    return f"a tensor of class {kinds[0]} (a torch.Tensor subclass)" if kinds else None
+

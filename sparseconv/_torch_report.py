@@ -368,16 +368,17 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         chain = _is_sequential(model)
         broken = None if chain else _chain_break(model)
     records, folds = _trace_with_folds(model, input_shape, chain)
-    if _untrusted(model, versions):  # hooks, an instance's forward, weights changed by the
-        # forward: the rows read the modules as they are, and the network bound is withheld,
-        # saying why; their traced outputs are no check of that reading
+    if _untrusted(model, versions, records):  # hooks, an instance's forward, weights changed
+        # by the forward, a tensor subclass or a mode: the rows read the modules as they are,
+        # and the network bound is withheld, saying why; their traced outputs are no check of
+        # that reading
         records = [dataclasses.replace(r, sample=None) for r in records]
     todo = _layers_to_report(records, folds, fold_batchnorm)
     activations, constants, unknown, known = _activation_constants(records, given)
     functions = _check_constants_used(given, records, model)
     rows = _all_rows(todo, workers, kwargs, progress, activations, chain)
     reason, bound = "", None
-    untrusted = _untrusted(model, versions)
+    untrusted = _untrusted(model, versions, records)
     if untrusted:
         reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
     elif unknown or not (chain or assume_chain):

@@ -17,9 +17,10 @@ import torch.fx
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
+from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_kinds import _refuse, check_module, leaf_modules, mode_hooked, mode_matters
 from sparseconv._torch_layer_base import _input_shape
-from sparseconv._torch_probe import forward_failed, probe_input, restored_buffers
+from sparseconv._torch_probe import dispatched, forward_failed, probe_input, restored_buffers
 from sparseconv._torch_script import _kind, script_calls
 from sparseconv._validation import as_bool
 
@@ -40,6 +41,11 @@ class TraceRecord:
     sample : tuple of torch.Tensor or None
         For a linear record, the first input and the output of the probe's first sample
         (seeded random values), which the report checks its reading of the module against.
+    dispatched : str or None
+        What may have replaced what torch's functions computed in this call: a tensor
+        subclass among its inputs and outputs, or an active ``TorchFunctionMode`` or
+        ``TorchDispatchMode`` (said in words); None for plain tensors.
+        :func:`lipschitz_report` gives no network bound for a model with such a call.
 
     Examples
     --------
@@ -58,6 +64,7 @@ class TraceRecord:
     linear: bool
     sample: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False,
                                                             compare=False)
+    dispatched: str | None = field(default=None, repr=False, compare=False)
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -175,7 +182,9 @@ def _record(name: str, module: nn.Module, inputs, output) -> TraceRecord:
     if linear and x is not None and y is not None and x.shape[:1] == y.shape[:1] == (1,) and (
             x.numel() + y.numel() <= _SAMPLE_ENTRIES):
         sample = (x[0].detach().clone(), y[0].detach().clone())
-    return TraceRecord(name, module, _shape(inputs), _shape(output), linear, sample)
+    leaves = output_leaves([*inputs, output]) or []  # (None: an output that is no tensors)
+    return TraceRecord(name, module, _shape(inputs), _shape(output), linear, sample,
+                       dispatched(leaves))
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
