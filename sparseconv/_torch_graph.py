@@ -34,6 +34,7 @@ from sparseconv._torch_kinds import (
 )
 from sparseconv._torch_probe import (
     UNTRACKED,
+    dispatched,
     forward_failed,
     fx_trace,
     probe_input,
@@ -351,6 +352,16 @@ def _checked_probe(gm: torch.fx.GraphModule, shape: tuple[int, ...], model: nn.M
                 except (TypeError, ValueError) as exc:  # named by where it is in the model
                     raise type(exc)(f"network_operator: module {node.target!r}: {exc}") from exc
     values = _probe(gm, shape, model)
+    why = dispatched()  # a mode, active now, or a subclass in a node's value (as for
+    # lipschitz_report: the operator is read off torch's functions, which either may replace
+    # on values no probe has)
+    for node in nodes:
+        if why is None and node in values:
+            held = dispatched(output_leaves(values[node]) or ())
+            why = None if held is None else f"{_describe(node)} holds {held}"
+    if why is not None:
+        raise TypeError(f"network_operator: {why}, which may change what any torch function "
+                        "computes: the operator read off the graph need not be the model's")
     dead = [n for n in nodes if n.op == "call_function" and n.target in _AUGMENTED
             and not n.users and isinstance(values[n], torch.Tensor)]
     if dead:  # torch.fx records `y += z` as `y + z`, which nothing reads where the model

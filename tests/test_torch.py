@@ -1793,6 +1793,43 @@ def test_a_tensor_subclass_or_a_mode_withholds_the_network_bound(model, given, w
     assert "which may change what any torch function computes" in report.reason
 
 
+class _LargeScalingTensor(torch.Tensor):
+    """A tensor whose convolution is 50 times torch's where its input exceeds 1e5 (on no
+    probe)."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        out = super().__torch_function__(func, types, args, kwargs or {})
+        if func is F.conv2d and args[0].abs().max() > 1e5:
+            return out * 50.0
+        return out
+
+
+class _ScaledInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+        self.register_buffer("one", torch.ones(1, dtype=F64).as_subclass(_LargeScalingTensor))
+
+    def forward(self, x):
+        return self.c(x * self.one)
+
+
+def test_network_operator_refuses_a_tensor_subclass_or_a_mode():
+    """As lipschitz_report: a subclass may change a convolution on values no probe has
+    (here 50 times above 1e5), and the operator read off the graph would not be the model;
+    so may a mode."""
+    model = _ScaledInput().eval()
+    with pytest.raises(TypeError, match=r"network_operator: node 'one' \(get_attr one\) "
+                       r"holds a tensor of class _LargeScalingTensor .*, which may change"):
+        sct.network_operator(model, (2, 5, 5))
+    plain = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64)).eval()
+    sct.network_operator(plain, (2, 5, 5))
+    with _PassingMode(), pytest.raises(TypeError, match="a TorchDispatchMode is active "
+                                                         r"\(_PassingMode\), which may"):
+        sct.network_operator(plain, (2, 5, 5))
+
+
 def test_a_default_device_is_no_mode_that_withholds_the_bound():
     """``torch.set_default_device`` installs torch's own ``DeviceContext`` as a function
     mode, which sets the device of new tensors only: the bound stands under it."""
