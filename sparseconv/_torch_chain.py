@@ -25,7 +25,14 @@ from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, Given, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
 from sparseconv._torch_module_spectra import _layer_norm
-from sparseconv._torch_probe import UNTRACKED, dispatched, fx_trace, probe_input, version
+from sparseconv._torch_probe import (
+    UNTRACKED,
+    dispatched,
+    fx_trace,
+    probe_input,
+    replaced_functions,
+    version,
+)
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_trace import TraceRecord
@@ -74,12 +81,14 @@ def _versions(model: nn.Module) -> list[int | None]:
 
 
 def _dispatch_reason(model: nn.Module, records: Sequence[TraceRecord]) -> str:
-    """Why a mode or a tensor subclass may change what the model's modules compute (a
-    review: a subclass whose ``relu`` was 50 times torch's got a bound of 1.19 for a map of
-    14.3), or "": a mode active now, a parameter or buffer of a subclass, or a traced call
-    that saw either (its record's ``dispatched``)."""
-    why = dispatched()
-    if why is None and not isinstance(model, torch.jit.ScriptModule):
+    """Why a mode, a tensor subclass or a replaced function may change what the model's
+    modules compute (a review: a subclass whose ``relu`` was 50 times torch's got a bound of
+    1.19 for a map of 14.3), or "": a mode active now, a public function of torch defined
+    outside it, a parameter or buffer of a subclass, or a traced call that saw any of these
+    (its record's ``dispatched``). Beyond reach: a kernel registered over torch's own with
+    ``torch.library``, and a mode entered and left inside a forward around a function call."""
+    why = dispatched() or replaced_functions()
+    if why is None:  # (a scripted model's too: a review gave one a subclass weight)
         weight = dispatched((*model.parameters(), *model.buffers()))
         why = None if weight is None else f"a parameter or buffer of it is {weight}"
     if why is None:

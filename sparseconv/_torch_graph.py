@@ -37,7 +37,10 @@ from sparseconv._torch_probe import (
     dispatched,
     forward_failed,
     fx_trace,
+    module_tensors,
     probe_input,
+    replaced_forward,
+    replaced_functions,
     restored_buffers,
     version,
 )
@@ -352,10 +355,16 @@ def _checked_probe(gm: torch.fx.GraphModule, shape: tuple[int, ...], model: nn.M
                 except (TypeError, ValueError) as exc:  # named by where it is in the model
                     raise type(exc)(f"network_operator: module {node.target!r}: {exc}") from exc
     values = _probe(gm, shape, model)
-    why = dispatched()  # a mode, active now, or a subclass in a node's value (as for
-    # lipschitz_report: the operator is read off torch's functions, which either may replace
-    # on values no probe has)
+    why = dispatched() or replaced_functions()  # a mode, active now, a replaced function,
+    # or a subclass in a node's value or a module's own tensors, or a method of torch's
+    # class replaced (as for lipschitz_report: the operator is read off torch's functions
+    # and modules, which any of these may change on values no probe has)
     for node in nodes:
+        module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+        if why is None and module is not None:
+            why = replaced_forward(module)
+            held = dispatched(module_tensors(module))
+            why = why or (None if held is None else f"{_describe(node)} reads {held}")
         if why is None and node in values:
             held = dispatched(output_leaves(values[node]) or ())
             why = None if held is None else f"{_describe(node)} holds {held}"

@@ -20,7 +20,14 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_kinds import _refuse, check_module, leaf_modules, mode_hooked, mode_matters
 from sparseconv._torch_layer_base import _input_shape
-from sparseconv._torch_probe import dispatched, forward_failed, probe_input, restored_buffers
+from sparseconv._torch_probe import (
+    dispatched,
+    forward_failed,
+    module_tensors,
+    probe_input,
+    replaced_forward,
+    restored_buffers,
+)
 from sparseconv._torch_script import _kind, script_calls
 from sparseconv._validation import as_bool
 
@@ -42,10 +49,12 @@ class TraceRecord:
         For a linear record, the first input and the output of the probe's first sample
         (seeded random values), which the report checks its reading of the module against.
     dispatched : str or None
-        What may have replaced what torch's functions computed in this call: a tensor
-        subclass among its inputs and outputs, or an active ``TorchFunctionMode`` or
-        ``TorchDispatchMode`` (said in words); None for plain tensors.
-        :func:`lipschitz_report` gives no network bound for a model with such a call.
+        What may have replaced what torch's functions computed in this call, said in words:
+        a tensor subclass among its inputs, outputs or the module's own tensors (parameters,
+        buffers, tensor attributes, parametrized weights), an active ``TorchFunctionMode``
+        or ``TorchDispatchMode``, or, for a module of torch's own class, a method of that
+        class defined outside torch; None otherwise. :func:`lipschitz_report` gives no
+        network bound for a model with such a call.
 
     Examples
     --------
@@ -182,9 +191,11 @@ def _record(name: str, module: nn.Module, inputs, output) -> TraceRecord:
     if linear and x is not None and y is not None and x.shape[:1] == y.shape[:1] == (1,) and (
             x.numel() + y.numel() <= _SAMPLE_ENTRIES):
         sample = (x[0].detach().clone(), y[0].detach().clone())
+    # what may have changed what torch computed in this call, seen as it ran (a review: a
+    # weight swapped for a subclass during the forward, and back after)
     leaves = output_leaves([*inputs, output]) or []  # (None: an output that is no tensors)
-    return TraceRecord(name, module, _shape(inputs), _shape(output), linear, sample,
-                       dispatched(leaves))
+    changed = replaced_forward(module) or dispatched([*leaves, *module_tensors(module)])
+    return TraceRecord(name, module, _shape(inputs), _shape(output), linear, sample, changed)
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)

@@ -9,6 +9,7 @@ import contextlib
 import copy
 import json
 import math
+import re
 import subprocess
 import sys
 import warnings
@@ -1828,6 +1829,132 @@ def test_network_operator_refuses_a_tensor_subclass_or_a_mode():
     with _PassingMode(), pytest.raises(TypeError, match="a TorchDispatchMode is active "
                                                          r"\(_PassingMode\), which may"):
         sct.network_operator(plain, (2, 5, 5))
+
+
+class _HiddenTensor(torch.Tensor):
+    """A subclass whose results are plain tensors: it shows only where it is held (it could
+    change any call; this one changes none)."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **(kwargs or {}))
+        return out.as_subclass(cls) if func is torch.Tensor.detach else out  # (a Parameter's)
+
+
+class _ToHidden(nn.Module):
+    """A parametrization whose weight is a :class:`_HiddenTensor`."""
+
+    def forward(self, w):
+        return w.as_subclass(_HiddenTensor)
+
+
+def _parametrized_chain():
+    chain = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64), nn.ReLU())
+    torch.nn.utils.parametrize.register_parametrization(chain[0], "weight", _ToHidden())
+    return chain
+
+
+def _attribute_chain():
+    chain = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64), nn.ReLU())
+    weight = chain[0].weight.detach().as_subclass(_HiddenTensor)
+    del chain[0].weight
+    chain[0].weight = weight  # a plain attribute, in no parameters()
+    return chain
+
+
+def _swapping_chain():
+    conv = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+    plain, hidden = conv.weight, nn.Parameter(conv.weight.detach().as_subclass(
+        _HiddenTensor), requires_grad=False)
+
+    class Swap(nn.Module):
+        def __init__(self, weight):
+            super().__init__()
+            self.to = [weight]
+
+        def forward(self, x):
+            conv.weight = self.to[0]
+            return x
+
+    return nn.Sequential(Swap(hidden), conv, Swap(plain), nn.ReLU())
+
+
+def _scripted_chain():
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64),
+                                                  nn.ReLU()))
+    conv = getattr(scripted, "0")
+    conv.weight = nn.Parameter(conv.weight.detach().as_subclass(_ScalingTensor),
+                               requires_grad=False)
+    return scripted
+
+
+@pytest.mark.parametrize("make, given, why", [
+    (_parametrized_chain, {}, "the call of module '0' ran where a tensor of class "
+                              "_HiddenTensor"),
+    (_attribute_chain, {}, "the call of module '0' ran where a tensor of class _HiddenTensor"),
+    (_swapping_chain, {"0": 1.0, "2": 1.0}, "the call of module '1' ran where a tensor of "
+                                            "class _HiddenTensor"),
+    (_scripted_chain, {}, "a parameter or buffer of it is a tensor of class _ScalingTensor")])
+def test_a_subclass_weight_out_of_parameters_withholds_the_bound(make, given, why):
+    """A second review of the guard: a weight that is a subclass but in no ``parameters()``
+    (a parametrization's, a plain attribute), one swapped in during the forward and out
+    after it, and a scripted model's, each got a bound (0.67 for a map of 22.0, 0.82 for
+    35.2). The tensors each traced call reads are checked as it runs, and a scripted model's
+    weights too."""
+    report = sct.lipschitz_report(make().eval(), (2, 5, 6), lipschitz_constants=given,
+                                  assume_chain=bool(given))
+    assert report.network_upper is None
+    assert why in report.reason, report.reason
+    if make is _attribute_chain or make is _parametrized_chain:
+        with pytest.raises(TypeError, match="network_operator: module '0' reads a tensor of "
+                                            "class _HiddenTensor"):
+            sct.network_operator(nn.Sequential(make()[0]).eval(), (2, 5, 6))
+
+
+def _fifty_times(function):
+    def scaled(*args, **kwargs):
+        return 50.0 * function(*args, **kwargs)
+    return scaled
+
+
+@pytest.mark.parametrize("owner, name, why", [
+    (F, "relu", "torch.nn.functional.relu is a function defined outside torch"),
+    (torch.Tensor, "relu", "torch.Tensor.relu is a function defined outside torch"),
+    (nn.ReLU, "forward", "the call of module '1' ran where ReLU.forward is defined outside "
+                         "torch"),
+    (nn.Identity, "forward", "Identity.forward is defined outside torch")])
+def test_a_function_of_torch_replaced_withholds_the_bound(owner, name, why):
+    """A second review of the guard: ``F.relu``, ``torch.Tensor.relu`` or ``nn.ReLU.forward``
+    replaced by 50 times itself got bounds of 0.94 and 1.94 for maps of 20-22. Torch's
+    public functions and its classes' methods must be torch's own code, in the report and in
+    network_operator."""
+    chain = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64), nn.ReLU()).eval()
+    graph = _Forward(lambda m, y, x: y.relu() + y).eval()
+    linear = nn.Sequential(nn.Identity(), nn.Conv2d(2, 2, 3, dtype=F64)).eval()
+    had = name in vars(owner)
+    original = getattr(owner, name)
+    setattr(owner, name, _fifty_times(original))
+    try:
+        if owner is not nn.Identity:
+            for model, shape in ((chain, (2, 5, 6)), (graph, (3, 5, 6))):
+                report = sct.lipschitz_report(model, shape)
+                if model is chain or owner is not nn.ReLU:
+                    assert report.network_upper is None, (model, report.reason)
+                    assert why.split(" ran where ")[-1] in report.reason, report.reason
+        if owner is not nn.ReLU:
+            with pytest.raises(TypeError, match="network_operator: .*" + re.escape(
+                    why.split(" ran where ")[-1])):
+                sct.network_operator(linear, (2, 5, 6))
+    finally:
+        if had:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)
+    assert sct.lipschitz_report(chain, (2, 5, 6)).network_upper is not None
+    sct.network_operator(linear, (2, 5, 6))
 
 
 def test_a_default_device_is_no_mode_that_withholds_the_bound():
