@@ -392,7 +392,7 @@ def _write_report_files(report, outputs: dict) -> None:
     written before the table, so that a reader of the table that stops early (``| head``)
     loses none of them."""
     for key, write in (("csv", report.to_csv), ("json", report.to_json)):
-        if outputs[key]:
+        if outputs[key] and outputs[key] != "-":  # ("-": stdout, in place of the table)
             with atomic_path(outputs[key]) as path:
                 write(path)
             print(f"wrote {outputs[key]}", file=sys.stderr)
@@ -402,8 +402,11 @@ def _write_report_files(report, outputs: dict) -> None:
 
 
 def _report(args, error) -> None:
-    outputs = {"csv": args.csv and output_path(args.csv, ".csv"),
-               "json": args.json and output_path(args.json, ".json"),
+    if args.csv == args.json == "-":
+        error("only one of --csv and --json may be '-' (stdout)")
+    outputs = {"csv": args.csv if args.csv == "-" else args.csv and output_path(args.csv, ".csv"),
+               "json": args.json if args.json == "-" else args.json and output_path(
+                   args.json, ".json"),
                "plot": args.plot and image_path(args.plot)}  # checked before any work
     try:
         import sparseconv.torch as sct
@@ -446,9 +449,16 @@ def _report(args, error) -> None:
     if training:  # (notes on stderr: stdout is the report, a new user's trial)
         print(f"{args.command_parser.prog}: {_TRAINING_NOTE}", file=sys.stderr)
     _write_report_files(report, outputs)
-    # the library's keywords, as this command line spells them
+    # the library's keywords, as this command line spells them; with --csv - or --json -,
+    # that file is stdout and the table goes to stderr (a new user's trial: --json - wrote
+    # a file named -.json)
+    data = (report.to_csv() if outputs["csv"] == "-" else
+            report.to_json() if outputs["json"] == "-" else None)
     print(re.sub(r"lipschitz_constants=\{'([^']*)': L\}", r"--constant \1=L",
-                 str(report).replace("pass assume_chain=True", "pass --assume-chain")))
+                 str(report).replace("pass assume_chain=True", "pass --assume-chain")),
+          file=sys.stdout if data is None else sys.stderr)
+    if data is not None:
+        sys.stdout.write(data if data.endswith("\n") else data + "\n")
     sys.stdout.flush()  # (a closed pipe raises here, inside main's handler)
     if "activation of known constant" in report.reason or (
             "activations of known constant" in report.reason):

@@ -349,11 +349,16 @@ def _report_parser(commands) -> None:
                         help="bound N layers at once, each on its own process and core "
                         "(lipschitz_report's workers; -1: one per core; default 1: one layer "
                         "after the other, each on every core)")
-    report.add_argument("--csv", metavar="FILE.csv", help="also write the rows as CSV")
-    report.add_argument("--json", metavar="FILE.json", help="also write the report as JSON")
+    report.add_argument("--csv", metavar="FILE.csv",
+                        help="also write the rows as CSV (.csv added to a name without it; "
+                        "'-': to stdout, the table then to stderr)")
+    report.add_argument("--json", metavar="FILE.json",
+                        help="also write the report as JSON (.json added to a name without "
+                        "it; '-': to stdout, the table then to stderr)")
     report.add_argument("--plot", metavar="FILE.png", help="also draw the per-layer bounds")
     report.add_argument("--quiet", action="store_true",
-                        help="no progress bar (shown only when stderr is a terminal)")
+                        help="no progress bar on stderr (drawn only when stderr is a "
+                        "terminal); the table is printed all the same")
     report.set_defaults(command_parser=report)
 
 

@@ -929,6 +929,36 @@ def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, 
     assert re.search(r"\n0\+1 +Conv2d\+BatchNorm2d ", capsys.readouterr().out)
 
 
+def test_report_writes_csv_or_json_to_stdout_with_a_dash(tmp_path, capsys, monkeypatch):
+    """A new user's trial: ``--json -`` wrote a file named ``-.json``. ``-`` is stdout, the
+    table then on stderr, so that the data pipes alone."""
+    import csv
+    import io
+    import json
+
+    import torch
+
+    import sparseconv.torch as sct
+    from sparseconv.cli import main
+
+    model = _tiny_model()
+    torch.save(model, tmp_path / "model.pt")
+    monkeypatch.chdir(tmp_path)
+    expected = sct.lipschitz_report(model.eval(), (3, 8, 8))
+    for option, read in (("--json", lambda text: json.loads(text)["layers"]),
+                         ("--csv", lambda text: list(csv.DictReader(io.StringIO(text))))):
+        assert main(["report", "--model", "model.pt", "--input-shape", "3,8,8",
+                     "--trust-pickle", option, "-"]) == 0
+        out, err = capsys.readouterr()
+        assert [float(row["upper"]) for row in read(out)] == [row["upper"] for row in expected]
+        assert str(expected).splitlines()[0] in err and "wrote" not in err
+        assert not list(tmp_path.glob("-*"))
+    with pytest.raises(SystemExit):
+        main(["report", "--model", "model.pt", "--input-shape", "3,8,8", "--trust-pickle",
+              "--json", "-", "--csv", "-"])
+    assert "only one of --csv and --json may be '-' (stdout)" in capsys.readouterr().err
+
+
 def test_report_exact_certifies_the_convolutions_with_every_axis_exact(tmp_path, capsys,
                                                                        monkeypatch):
     import json
