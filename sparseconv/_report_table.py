@@ -199,8 +199,11 @@ class LipschitzReport:
                          "outputs in quadrature): "
                          + _rounded(self.network_upper, ROUND_CEILING))
             lines.append(f"  assumes {_ACTIVATIONS}" + _listed(self.activations))
-        else:
-            lines.append("network bound (product of the upper bounds): "
+        else:  # (with a warning, the product is assumed a bound, not shown one: a new
+            # user's trial took it for the residual model's bound, 44% below its graph's)
+            lines.append(("network bound (product of the upper bounds): " if not self.warning
+                          else "product of the upper bounds, a network bound only if the "
+                          "model is their chain (assume_chain; see the warning): ")
                          + _rounded(self.network_upper, ROUND_CEILING))
             lines.append("  assumes " + ("" if self.chain_checked else
                                          "the model is the sequential chain of these layers and ")

@@ -1190,6 +1190,10 @@ def test_assume_chain_warns_where_the_forward_is_no_chain(kind):
         # alone, the JSON's reason empty)
         assert chained.warning == said[0] and chained.network_upper is not None
         assert f"  warning: {said[0]}" in str(chained).splitlines()
+        # its line says the product is assumed a bound (a new user's trial took it for one)
+        assert "product of the upper bounds, a network bound only if the model is their " \
+            "chain (assume_chain; see the warning): " in str(chained)
+        assert "network bound (product" not in str(chained)
         assert json.loads(chained.to_json())["warning"] == said[0]
         assert {"side": "calls module 'main' on a value other than the previous call's",
                 "tuple": "returns something other than its last layer's output",
