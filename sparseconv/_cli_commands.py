@@ -361,8 +361,9 @@ def _report_figure(report) -> Any:
         ax.set_ylim(bottom=0)
         ax.set_ylabel("spectral norm")
     bound = report.network_upper  # printed rounded up: a bound (a new user's trial: .4g)
+    named = "product, assumed a bound (see the warning)" if report.warning else "network bound"
     ax.set_title("per-layer spectral norms" + ("" if bound is None else
-                                               "; network bound "
+                                               f"; {named} "
                                                f"{round_outward(bound, ROUND_CEILING, 4)}"),
                  fontsize=9)
     # above the axes, where no bar reaches (a new user's trial: inside, it covered one);
