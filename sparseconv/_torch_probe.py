@@ -248,8 +248,10 @@ def dispatched(tensors: Iterable[Any] = ()) -> str | None:
     for what, modes in (("a TorchFunctionMode", _function_modes),
                         ("a TorchDispatchMode", _dispatch_modes)):
         active = modes()
-        if active is None or active:
-            return f"{what} is active" + (f" ({type(active[0]).__name__})" if active else "")
+        if active is None:  # (an older or newer torch without the stack: no bound trusts it)
+            return f"{what} may be active (this torch cannot list them)"
+        if active:
+            return f"{what} is active ({type(active[0]).__name__})"
     kinds = sorted({type(t).__name__ for t in tensors
                     if isinstance(t, torch.Tensor) and type(t) not in _PLAIN_TENSORS})
     return f"a tensor of class {kinds[0]} (a torch.Tensor subclass)" if kinds else None
