@@ -31,8 +31,8 @@ from sparseconv._torch_layer_base import _Layer
 from sparseconv._torch_layers import _layer
 from sparseconv._typing import PaddingMode
 
-__all__ = ["MATMUL", "MAX_POOL_F", "by_keyword", "linear_call_layer", "matmul_operands",
-           "transposition_axes"]
+__all__ = ["MATMUL", "MAX_POOL_F", "REPEATS", "by_keyword", "linear_call_layer",
+           "matmul_operands", "repeat_counts", "transposition_axes"]
 
 
 _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
@@ -63,6 +63,40 @@ _CAT = {torch.cat, torch.concat, torch.concatenate}
 
 #: ``x @ W`` and ``W @ x``: linear in the signal when the other operand is a constant
 MATMUL = {pyop.matmul, torch.matmul, torch.mm, "matmul", "mm"}
+
+
+#: ``x.repeat(*sizes)``, ``x.tile(dims)``, ``torch.tile(x, dims)``: every entry copied.
+REPEATS = {"repeat", "tile", torch.tile}
+
+
+def repeat_counts(target, args: list, kwargs: dict, ndim: int) -> tuple[int, ...]:
+    """The copies per axis (batch axis first) of a :data:`REPEATS` call on an ``ndim``-axis
+    tensor, its counts given as numbers by position or keyword (``x.repeat(1, 2, 1, 1)``,
+    ``x.repeat((1, 2, 1, 1))``, ``torch.tile(x, dims=(2, 1, 1))``: ``tile`` puts ones before
+    counts fewer than the axes). Raises ``ValueError`` for counts that are no non-negative
+    integers (a count computed in the forward is none), or more counts than axes (new axes
+    before the batch's).
+
+    Examples
+    --------
+    >>> repeat_counts("repeat", [None, 1, 2, 1, 1], {}, 4)
+    (1, 2, 1, 1)
+    >>> repeat_counts(torch.tile, [None], {"dims": (3, 1)}, 4)
+    (1, 1, 3, 1)
+    """
+    keys = ("repeats", "sizes") if target == "repeat" else ("dims",)
+    given = next((kwargs[key] for key in keys if key in kwargs), None)
+    if given is None:
+        given = args[1:] if len(args) != 2 or isinstance(args[1], (int, np.integer)) \
+            else args[1]
+    counts = tuple(given) if isinstance(given, (tuple, list, torch.Size)) else (given,)
+    if not counts or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0
+                         for c in counts):
+        raise ValueError(f"counts {counts!r} that are no non-negative integers written in "
+                         "the forward")
+    if len(counts) > ndim or (target == "repeat" and len(counts) < ndim):
+        raise ValueError(f"{len(counts)} counts for a tensor of {ndim} axes")
+    return (1,) * (ndim - len(counts)) + tuple(int(c) for c in counts)
 
 
 def transposition_axes(target, args: list, kwargs: dict, ndim: int) -> list[int]:

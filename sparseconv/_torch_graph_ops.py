@@ -31,9 +31,11 @@ from sparseconv._torch_calls import (
     _RESHAPE,
     _TRANSPOSE,
     MATMUL,
+    REPEATS,
     _functional_module,
     by_keyword,
     matmul_operands,
+    repeat_counts,
     transposition_axes,
 )
 from sparseconv._torch_fixed_layers import _padding
@@ -185,6 +187,8 @@ class _GraphBuilder:
             return _reshape_op(node.name, i, in_shape, shape)
         if target in _TRANSPOSE:
             return self.permute_op(node, target, i, in_shape, args, kwargs)
+        if target in REPEATS:
+            return self.repeat_op(node, target, i, in_shape, args, kwargs)
         if target is pyop.getitem:
             return self.getitem_op(node, i, in_shape, self.value(args[1]))
         if target in ("sum", torch.sum, "mean", torch.mean):
@@ -329,6 +333,23 @@ class _GraphBuilder:
         return _Op(node.name, (i,), self.shape(node),
                    lambda xs, affine: np.ascontiguousarray(xs[0].transpose(axes)),
                    lambda g: [np.ascontiguousarray(g.transpose(inverse))])
+
+    def repeat_op(self, node, target, i, in_shape, args, kwargs) -> _Op:
+        """``x.repeat(...)`` or a tile: ``np.tile`` of the samples, and its adjoint the sum
+        of the copies (a new user's trial found ``x.repeat(1, 2, 1, 1)`` refused)."""
+        try:
+            counts = repeat_counts(target, [self.value(a) for a in args],
+                                   {k: self.value(v) for k, v in kwargs.items()},
+                                   len(in_shape) + 1)
+        except ValueError as exc:
+            self.refuse(node, f"repeats by {exc}")
+        if counts[0] != 1:
+            self.refuse(node, "repeats along the batch axis")
+        split = [d for c, n in zip(counts[1:], in_shape) for d in (c, n)]
+        copies = tuple(range(1, 2 * len(in_shape), 2))
+        return _Op(node.name, (i,), self.shape(node),
+                   lambda xs, affine: np.tile(xs[0], counts),
+                   lambda g: [g.reshape(g.shape[0], *split).sum(axis=copies)])
 
     def getitem_op(self, node, i, in_shape, index) -> _Op:
         """``x[index]``, run by torch itself on the samples (forward), and its adjoint by

@@ -29,7 +29,9 @@ from sparseconv._torch_calls import (
     _TRANSPOSE,
     MATMUL,
     MAX_POOL_F,
+    REPEATS,
     matmul_operands,
+    repeat_counts,
     transposition_axes,
 )
 from sparseconv._torch_graph_sizes import _direct_batch, _static_size
@@ -71,7 +73,7 @@ _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 
 
 _RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
-          *MATMUL, *_NORMALIZED, operator.getitem}
+          *MATMUL, *_NORMALIZED, *REPEATS, operator.getitem}
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -312,6 +314,8 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
             return cast
     if target in _REDUCTIONS:
         return _reduced(node, source, args, kwargs, walk.of, walk.size, walk.meta)
+    if target in REPEATS:  # (a new user's trial: x.repeat(1, 2, 1, 1) had no rule)
+        return _repeated(source, target, args, kwargs, walk)
     if target in _KEEPS or (target is operator.getitem
                             and _basic_index(args[1], walk.static_index)):
         return _kept(node, source, args, kwargs, walk)
@@ -399,6 +403,20 @@ def _cast(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | str | Non
         return (f"casts the signal down to {dtypes[0]}, whose rounding (and float16's "
                 "overflow beyond 65504) no Lipschitz constant bounds")  # (a hunt)
     return walk.of(source)
+
+
+def _repeated(source: Any, target: Any, args: Any, kwargs: dict, walk: _Walk) -> Fraction | str:
+    """``x.repeat(...)`` or a tile by counts written in the forward: each entry copied
+    ``prod(counts)`` times, so the norm is ``sqrt`` of that; the batch axis's count must be
+    1."""
+    value = walk.of(source)  # (refused first if the source is no floating tensor)
+    try:
+        counts = repeat_counts(target, list(args), kwargs, len(walk.meta(source).shape))
+    except ValueError as exc:
+        return f"repeats by {exc}"
+    if counts[0] != 1:
+        return "repeats along the batch axis (the bound is of a map of one sample)"
+    return _sqrt_up(Fraction(math.prod(counts))) * value
 
 
 def _kept(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,

@@ -1041,6 +1041,38 @@ def test_network_operator_functional_calls():
     assert not np.allclose(net.offset, 0)
 
 
+@pytest.mark.parametrize("call, name", [
+    (lambda y: y.repeat(1, 2, 1, 3), "repeat"),
+    (lambda y: y.repeat((1, 1, 2, 1)), "repeat"),
+    (lambda y: torch.tile(y, (2, 1, 1)), "tile"),
+    (lambda y: y.tile(3), "tile"),
+    (lambda y: torch.tile(y, dims=(1, 1, 2, 2)), "tile")])
+def test_a_repeat_is_mapped_and_bounded(call, name):
+    """A new user's trial: ``x.repeat(1, 2, 1, 1)``, linear, was refused by network_operator
+    and the bound over the graph. The operator equals the model (and its adjoint torch's
+    vector-Jacobian product), and the bound of a linear model is at least its exact norm
+    and, with one layer, that layer's bound times the square root of the copies."""
+    model = _Forward(lambda m, y, x: call(y)).eval()
+    net = check_network(model, (3, 5, 6), name)
+    assert name in net.names
+    report = sct.lipschitz_report(model, (3, 5, 6))
+    exact = np.linalg.norm(net.affine().matrix.toarray(), 2)
+    copies = math.prod(net.output_shape) / (3 * 5 * 6)
+    assert report.over_graph and exact <= report.network_upper, report.reason
+    assert report.network_upper == pytest.approx(math.sqrt(copies) * report.rows[0]["upper"],
+                                                 rel=1e-12)
+
+
+@pytest.mark.parametrize("call, why", [
+    (lambda y: y.repeat(2, 1, 1, 1), "mixes the batch axis into the sample"),
+    (lambda y: y.repeat(1, 1, 1, 1, 2), "mixes the batch axis into the sample"),
+    (lambda y: y.repeat(1, y.shape[1] // 3, 1, 1), "repeats by counts")])
+def test_a_repeat_of_the_batch_or_by_computed_counts_is_refused(call, why):
+    model = _Forward(lambda m, y, x: call(y)).eval()
+    report = sct.lipschitz_report(model, (3, 5, 6))
+    assert report.network_upper is None and why in report.reason, report.reason
+
+
 class Calling(nn.Module):
     """One functional call by a constant weight, as ``call(x, weight)``."""
 
