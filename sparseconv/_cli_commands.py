@@ -436,8 +436,9 @@ def _report(args, error) -> None:
                                       lipschitz_constants=constants or None)
     except KeyboardInterrupt as interrupt:
         partial = getattr(interrupt, "report", None)
-        if partial is not None:
-            print(partial)
+        if partial is not None:  # (on stderr where stdout is a --csv - or --json - file)
+            print(partial, file=sys.stderr if "-" in (outputs["csv"], outputs["json"])
+                  else sys.stdout)
         print(f"{args.command_parser.prog}: interrupted"
               + (f" ({partial.reason})" if partial is not None else ""), file=sys.stderr)
         sys.exit(130)

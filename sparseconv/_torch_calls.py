@@ -73,9 +73,10 @@ def repeat_counts(target, args: list, kwargs: dict, ndim: int) -> tuple[int, ...
     """The copies per axis (batch axis first) of a :data:`REPEATS` call on an ``ndim``-axis
     tensor, its counts given as numbers by position or keyword (``x.repeat(1, 2, 1, 1)``,
     ``x.repeat((1, 2, 1, 1))``, ``torch.tile(x, dims=(2, 1, 1))``: ``tile`` puts ones before
-    counts fewer than the axes). Raises ``ValueError`` for counts that are no non-negative
-    integers (a count computed in the forward is none), or more counts than axes (new axes
-    before the batch's).
+    counts fewer than the axes, none for ``x.tile(())``). Raises ``ValueError`` for counts
+    that are no non-negative integers (a count computed in the forward is one only where
+    the caller has read it at its traced value), or more counts than axes (new axes before
+    the batch's).
 
     Examples
     --------
@@ -90,8 +91,9 @@ def repeat_counts(target, args: list, kwargs: dict, ndim: int) -> tuple[int, ...
         given = args[1:] if len(args) != 2 or isinstance(args[1], (int, np.integer)) \
             else args[1]
     counts = tuple(given) if isinstance(given, (tuple, list, torch.Size)) else (given,)
-    if not counts or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0
-                         for c in counts):
+    if (not counts and target == "repeat") or any(
+            isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0
+            for c in counts):
         raise ValueError(f"counts {counts!r} that are no non-negative integers written in "
                          "the forward")
     if len(counts) > ndim or (target == "repeat" and len(counts) < ndim):

@@ -410,8 +410,13 @@ def _repeated(source: Any, target: Any, args: Any, kwargs: dict, walk: _Walk) ->
     ``prod(counts)`` times, so the norm is ``sqrt`` of that; the batch axis's count must be
     1."""
     value = walk.of(source)  # (refused first if the source is no floating tensor)
+    # a count computed from the signal's shape is read where the traced shape fixes it, as
+    # network_operator reads it (a review found the two disagree); any other stays a node
+    fixed = torch.fx.node.map_arg((args[1:], kwargs), lambda n: walk.sizes[n] if (
+        walk.static_int(n) and type(walk.sizes.get(n)) is int) else n)
     try:
-        counts = repeat_counts(target, list(args), kwargs, len(walk.meta(source).shape))
+        counts = repeat_counts(target, [source, *fixed[0]], fixed[1],
+                               len(walk.meta(source).shape))
     except ValueError as exc:
         return f"repeats by {exc}"
     if counts[0] != 1:

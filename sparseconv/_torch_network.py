@@ -242,6 +242,9 @@ class NetworkOperator:
         small = min(m, n)
         block = max(1, min(small, 2**22 // max(m, n)))
         check_memory(8 * block * max(m, n) * 3, "NetworkOperator.affine")
+        if small == 0:  # (no columns to stack: an empty input or output, x.repeat(1, 0, ...)
+            # or x[:, :0], a review)
+            return sc.AffineMap._fresh(sp.csr_array((m, n)), self.offset.copy())
         columns = []
         for start in range(0, small, block):
             eye = np.zeros((small, min(block, small - start)))

@@ -397,9 +397,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         bound = _product_up([row["upper"] for row in rows] + constants)
         if assume_chain and broken and not reason:  # (the product is the bound given; a new
             # user's trial: the warning alone left the report and its export without it)
-            warning = (f"assume_chain=True: the network bound is the product of the layers' "
-                       f"bounds, but {_kind(model)}'s forward {broken}, so the product may be "
-                       "no bound of it")
+            warning = (f"assume_chain=True: the product of the layers' bounds is given, but "
+                       f"{_kind(model)}'s forward {broken}, so the product may be no bound of "
+                       "it")
             warnings.warn(warning, RuntimeWarning, stacklevel=2)
     return LipschitzReport(tuple(rows), None if reason else bound, tuple(activations),
                            chain, reason, over_graph=over_graph, warning=warning)

@@ -1180,6 +1180,12 @@ def test_report_interrupted_prints_the_partial_table(tmp_path, capsys, monkeypat
     assert info.value.code == 130
     assert "network bound: none (interrupted after 2 of 4 layers)" in captured.out
     assert captured.err == "sparseconv report: interrupted (interrupted after 2 of 4 layers)\n"
+    # with --json -, stdout is the JSON's: the partial table goes to stderr (a review)
+    with pytest.raises(SystemExit):
+        main(["report", "--model", str(tmp_path / "model.pt"), "--input-shape", "3,8,8",
+              "--trust-pickle", "--json", "-"])
+    captured = capsys.readouterr()
+    assert captured.out == "" and "network bound: none (interrupted after 2" in captured.err
 
 
 @pytest.mark.parametrize("command", ["export", "spectrum"])

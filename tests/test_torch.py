@@ -1046,7 +1046,11 @@ def test_network_operator_functional_calls():
     (lambda y: y.repeat((1, 1, 2, 1)), "repeat"),
     (lambda y: torch.tile(y, (2, 1, 1)), "tile"),
     (lambda y: y.tile(3), "tile"),
-    (lambda y: torch.tile(y, dims=(1, 1, 2, 2)), "tile")])
+    (lambda y: torch.tile(y, dims=(1, 1, 2, 2)), "tile"),
+    (lambda y: y.tile(()), "tile"),  # the identity
+    # a count from the traced shape, read at its value by both (a review: the bound refused)
+    (lambda y: y.repeat(1, y.shape[1] // 3 + 1, 1, 1), "repeat"),
+    (lambda y: y.repeat(1, 0, 1, 1), "repeat")])  # no output (a review: affine() failed)
 def test_a_repeat_is_mapped_and_bounded(call, name):
     """A new user's trial: ``x.repeat(1, 2, 1, 1)``, linear, was refused by network_operator
     and the bound over the graph. The operator equals the model (and its adjoint torch's
@@ -1056,7 +1060,8 @@ def test_a_repeat_is_mapped_and_bounded(call, name):
     net = check_network(model, (3, 5, 6), name)
     assert name in net.names
     report = sct.lipschitz_report(model, (3, 5, 6))
-    exact = np.linalg.norm(net.affine().matrix.toarray(), 2)
+    matrix = net.affine().matrix.toarray()
+    exact = np.linalg.norm(matrix, 2) if matrix.size else 0.0
     copies = math.prod(net.output_shape) / (3 * 5 * 6)
     assert report.over_graph and exact <= report.network_upper, report.reason
     assert report.network_upper == pytest.approx(math.sqrt(copies) * report.rows[0]["upper"],
@@ -1065,12 +1070,26 @@ def test_a_repeat_is_mapped_and_bounded(call, name):
 
 @pytest.mark.parametrize("call, why", [
     (lambda y: y.repeat(2, 1, 1, 1), "mixes the batch axis into the sample"),
-    (lambda y: y.repeat(1, 1, 1, 1, 2), "mixes the batch axis into the sample"),
-    (lambda y: y.repeat(1, y.shape[1] // 3, 1, 1), "repeats by counts")])
-def test_a_repeat_of_the_batch_or_by_computed_counts_is_refused(call, why):
+    (lambda y: y.repeat(1, 1, 1, 1, 2), "mixes the batch axis into the sample")])
+def test_a_repeat_of_the_batch_is_refused(call, why):
     model = _Forward(lambda m, y, x: call(y)).eval()
     report = sct.lipschitz_report(model, (3, 5, 6))
     assert report.network_upper is None and why in report.reason, report.reason
+
+
+@pytest.mark.parametrize("target, args, why", [
+    ("repeat", [None, 1, 2.0], "counts (1, 2.0) that are no non-negative integers"),
+    ("repeat", [None, 1, -1], "counts (1, -1) that are no non-negative integers"),
+    ("repeat", [None, 1, True], "counts (1, True) that are no non-negative integers"),
+    ("repeat", [None, ()], "counts () that are no non-negative integers"),
+    ("repeat", [None, 1, 1, 1], "3 counts for a tensor of 2 axes"),
+    ("repeat", [None, 1], "1 counts for a tensor of 2 axes"),
+    ("tile", [None, (1, 1, 1)], "3 counts for a tensor of 2 axes")])
+def test_repeat_counts_refuses_what_is_no_count(target, args, why):
+    from sparseconv._torch_calls import repeat_counts
+
+    with pytest.raises(ValueError, match=re.escape(why)):
+        repeat_counts(target, args, {}, 2)
 
 
 class Calling(nn.Module):
