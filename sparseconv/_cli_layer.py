@@ -228,6 +228,13 @@ def _layer(args, error) -> _Layer:
         geometry = ConvGeometry.from_weight(shape, args.in_shape, **kwargs)
     except (ValueError, TypeError) as exc:
         error(_reason(exc))
+    if args.padding_mode != "zeros" and all(a.pad == (0, 0) for a in geometry.axes):
+        # (a new user's trial: --padding-mode circular alone gave the valid layer, as
+        # PyTorch's does, with no word; its spectrum figure then set the valid layer's values
+        # beside the periodic layer's symbol)
+        print(f"{args.command_parser.prog}: note: --padding-mode {args.padding_mode} with no "
+              "padding reads none, as PyTorch's: this is the unpadded layer (pass --padding "
+              "same, or the kernel's half, for the padded one)", file=sys.stderr)
     return _Layer(source, tuple(args.in_shape), kwargs, geometry, dtype=args.dtype)
 
 

@@ -226,7 +226,9 @@ def test_every_size_says_it_does_not_bound_a_reflect_padded_layer(tmp_path):
     # this circular-padded one" of a layer whose norm 1.547 is below it, 1.719)
     args = [a for a in args if a not in ("--padding", "1")] + ["--stride", "2"]
     for mode in ("circular", "reflect"):
-        out = ok("spectrum", *args, "--padding-mode", mode)
+        result = run("spectrum", *args, "--padding-mode", mode)
+        out = result.stdout
+        assert result.returncode == 0 and "reads none, as PyTorch's" in result.stderr, result
         assert "(the infinite grid)" in out, out
         norm = float(re.search(r"spectral norm\s+\S+\s+in \[\S+, (\S+)\]", out).group(1))
         every = float(re.search(r"every input size\s+\S+\s+in \[(\S+),", out).group(1))
@@ -1556,3 +1558,20 @@ def test_a_bad_memory_limit_in_the_environment_is_the_command_s_warning():
         "sparseconv info: warning: ignoring SPARSECONV_MEMORY_LIMIT='lots': it must be a "
         "number of bytes with an optional k/M/G/T suffix (such as 8G) or 'none', got 'lots'; "
         f"the memory limit stays at the default {format_bytes(DEFAULT_LIMIT)}\n")
+
+
+def test_a_padding_mode_without_padding_is_said_to_read_none(capsys):
+    """A new user's trial: ``--padding-mode circular`` alone gave the unpadded layer (as
+    PyTorch's ``padding_mode`` does without ``padding``), with no word, and its spectrum
+    figure set that layer's values beside the periodic layer's symbol."""
+    from sparseconv.cli import main
+
+    shape = ["--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3"]
+    main(["info", *shape, "--padding-mode", "circular"])
+    captured = capsys.readouterr()
+    assert "output shape     (4, 6, 6)" in captured.out
+    assert captured.err == ("sparseconv info: note: --padding-mode circular with no padding "
+                            "reads none, as PyTorch's: this is the unpadded layer (pass "
+                            "--padding same, or the kernel's half, for the padded one)\n")
+    main(["info", *shape, "--padding-mode", "circular", "--padding", "same"])
+    assert capsys.readouterr().err == ""
