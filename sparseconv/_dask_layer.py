@@ -127,6 +127,19 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
         LinearOperator.__init__(self, dtype=block.dtype,
                                 shape=shape[::-1] if transposed else shape)
 
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The shape of an input array, ``input_shape`` (PyLops' name, as the serial
+        operators' :attr:`sparseconv.ConvOperator.dims`; a new user's trial found it
+        missing here)."""
+        return self.input_shape
+
+    @property
+    def dimsd(self) -> tuple[int, ...]:
+        """The shape of an output array, ``output_shape`` (PyLops' name for the data
+        shape)."""
+        return self.output_shape
+
     def _apply(self, x, adjoint: bool):
         shape_in, shape_out = self.input_shape, self.output_shape
         chunks_in = self.input_chunks

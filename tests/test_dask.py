@@ -7,6 +7,7 @@ Oracles: PyTorch's conv{d}d / conv_transpose{d}d of the whole array, and the ser
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -111,6 +112,22 @@ def test_chunked_conv_transpose_matches_torch_and_the_serial_adjoint(seed):
     check_layer(rng, serial, lambda chunks: sdask.ConvTransposeOperator(
         weight, shape, chunks=chunks, **kwargs),
         lambda x: torch_conv_transpose(x, weight, **kwargs), (weight.shape, shape, kwargs))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_dims_and_dimsd_are_the_serial_operators(transposed):
+    """A new user's trial: the Dask operators had no ``dims``/``dimsd`` (PyLops' names),
+    which the serial ones have."""
+    weight = np.random.default_rng(3).standard_normal((4, 2, 3, 3))
+    kwargs = dict(stride=2, padding=1)
+    serial, chunked = ((sc.ConvTransposeOperator(weight, (4, 5, 6), **kwargs),
+                        sdask.ConvTransposeOperator(weight, (4, 5, 6), chunks=3, **kwargs))
+                       if transposed else
+                       (sc.ConvOperator(weight, (2, 9, 11), **kwargs),
+                        sdask.ConvOperator(weight, (2, 9, 11), chunks=4, **kwargs)))
+    assert chunked.dims == serial.dims == chunked.input_shape
+    assert chunked.dimsd == serial.dimsd == chunked.output_shape
+    assert math.prod(chunked.dims) == chunked.shape[1]
 
 
 @pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
