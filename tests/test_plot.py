@@ -656,6 +656,11 @@ def test_an_exact_pattern_drawn_into_fewer_pixels_keeps_every_entry(tmp_path):
      r"np.linalg.svd\(A, compute_uv=False\)"),
     (lambda A, g, ax: plot.frequency_heatmap(np.array([[1.0, np.nan]]), ax), ValueError,
      r"values must be finite, got 1 NaN or infinite value\(s\) of 2"),
+    # (a new user's trial: a weight and a shape, as the spectral functions take, got only
+    # "ax must be a matplotlib Axes, got tuple")
+    (lambda A, g, ax: plot.frequency_heatmap(np.ones((2, 2, 3, 3)), (2, 8, 8)), TypeError,
+     r"ax must be a matplotlib Axes, got tuple: frequency_heatmap draws values per "
+     r"frequency; for a layer's, pass frequency_map\(weight, input_size\)"),
 ])
 def test_the_plots_name_a_bad_argument(call, error, match):
     """A hunt: each raised an internal error (ZeroDivisionError, IndexError, AttributeError,

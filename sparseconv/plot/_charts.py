@@ -204,6 +204,11 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
     >>> image.colorbar.ax.get_ylabel()
     'gain'
     """
+    if isinstance(ax, (tuple, list)):  # (a new user's trial: frequency_heatmap(weight,
+        # shape) said only "ax must be a matplotlib Axes, got tuple")
+        raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}: "
+                        "frequency_heatmap draws values per frequency; for a layer's, pass "
+                        "frequency_map(weight, input_size), input_size spatial")
     check_output(fname, dpi, figsize, format, ax=ax)
     check_cmap(cmap)
     colorbar = as_bool(colorbar, "colorbar")  # (a hunt: colorbar="no" drew one)
