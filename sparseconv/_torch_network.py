@@ -91,8 +91,9 @@ def _check_batch(model: nn.Module, ops: list[_Op], shape: tuple[int, ...], least
             theirs.shape) != (count, *ops[-1].shape)):
         raise TypeError(f"{what} gives shape {tuple(ours.shape)} on a random batch of {count} "
                         f"where its forward gives {tuple(theirs.shape)}: a size that depends on "
-                        "the batch (x.squeeze() drops the batch axis of a batch of one: "
-                        "squeeze(dim) keeps it)")
+                        "the batch (x.squeeze(), which drops the batch axis of a batch of one: "
+                        "squeeze(dim) keeps it; or a size read off x.shape[0], as a count of "
+                        "x.repeat)")
     if not matches(ours.to(least), theirs, magnitude):
         difference = float((ours - theirs.detach().cpu().to(torch.float64)).abs().max()) \
             if ours.shape == theirs.shape else math.inf

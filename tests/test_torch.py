@@ -1323,6 +1323,9 @@ def _alias_small(m, y, x):
      r"\(3, 10, 6\): a size that depends on the batch \(x.squeeze\(\)"),
     (lambda m, y, x: y * (x.shape[0] == 1), "does not compute what its forward does on a "
                                             "random batch of 1"),
+    # (a review: the hint named squeeze alone)
+    (lambda m, y, x: y.repeat(1, x.shape[0], 1, 1),
+     r"a size that depends on the batch .* or a size read off x.shape\[0\], as a count"),
 ])
 def test_network_operator_refuses_what_it_read_wrong(function, match):
     """Reviews and hunts: each was accepted and computed otherwise than the model (an
