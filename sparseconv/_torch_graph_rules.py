@@ -406,9 +406,9 @@ def _cast(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | str | Non
 
 
 def _repeated(source: Any, target: Any, args: Any, kwargs: dict, walk: _Walk) -> Fraction | str:
-    """``x.repeat(...)`` or a tile by counts written in the forward: each entry copied
-    ``prod(counts)`` times, so the norm is ``sqrt`` of that; the batch axis's count must be
-    1."""
+    """``x.repeat(...)`` or a tile by counts written in the forward or read off the traced
+    shape: each entry copied ``prod(counts)`` times, so the norm is ``sqrt`` of that; the
+    batch axis's count must be 1."""
     value = walk.of(source)  # (refused first if the source is no floating tensor)
     # a count computed from the signal's shape is read where the traced shape fixes it, as
     # network_operator reads it (a review found the two disagree); any other stays a node
