@@ -99,7 +99,8 @@ class LipschitzReport:
     over_graph : bool
         True when ``network_upper`` follows the model's torch.fx graph (a model that is no
         chain: residual sums add their branches' bounds, concatenations add them in
-        quadrature), False for the product over a chain.
+        quadrature; a TorchScript model's graph rebuilt as one), False for the product over a
+        chain.
     warning : str
         With ``assume_chain=True``, where the forward runs an operation on the signal outside
         its layers (a residual sum, a concatenation, ...), so that ``network_upper``, the

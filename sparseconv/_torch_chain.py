@@ -35,6 +35,7 @@ from sparseconv._torch_probe import (
 )
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
+from sparseconv._torch_script_graph import script_graph_module
 from sparseconv._torch_trace import TraceRecord
 from sparseconv._validation import int_tuple, real_number
 
@@ -149,8 +150,12 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     on the traced shape, with ``spectral_norm``'s ``options`` as the rows; an activation
     called as a function its known constant or the one ``given`` for its node or function
     name, each appended to ``assumed``."""
-    if isinstance(model, torch.jit.ScriptModule):
-        return None, "a TorchScript model has no torch.fx graph"
+    if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one
+        rebuilt = script_graph_module(model, [r.name for r in records],
+                                      [r.module for r in records], shape)
+        if isinstance(rebuilt, str):
+            return None, f"its TorchScript graph {rebuilt}"
+        model = rebuilt
     # a constant the caller gave stays marked (Given): trusted only where what the module read
     # or returned is not changed in place afterwards
     factors: dict[int, Factor] = {id(r): c if isinstance(c, Given) else Fraction(c)

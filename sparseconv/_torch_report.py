@@ -250,11 +250,13 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     returns it) gets the rows of the eager model it was compiled from: :func:`trace` reads
     its layers from its graph, and BatchNorm folding asks the graph whether the BatchNorm's
     input is the convolution's output value, untouched by in-place operations. Its network
-    bound is a chain's only (it has no torch.fx graph): the product, where its graph is the
-    chain of its calls (a scripted ``nn.Sequential``, or a forward of its own in which each
-    call reads the previous one's output, through reshapes, ReLU and tanh at most);
-    otherwise ``reason`` names what breaks the chain (``runs aten::add on its signal outside
-    its layers``).
+    bound is the product where its graph is the chain of its calls (a scripted
+    ``nn.Sequential``, or a forward of its own in which each call reads the previous one's
+    output, through reshapes, ReLU and tanh at most); otherwise the bound over its graph,
+    rebuilt as a torch.fx graph of the rows' modules and the torch functions the forward runs
+    between them (:mod:`sparseconv._torch_script_graph`: residual sums, concatenations,
+    reshapes, ...), or ``reason`` names what it cannot follow (``runs aten::sin outside its
+    layers``).
 
     Parameters
     ----------

@@ -1,0 +1,514 @@
+"""A TorchScript model's graph rebuilt as a torch.fx graph of eager modules
+(:func:`script_graph_module`), so that the bound over the graph
+(:func:`sparseconv._torch_graph_bound.graph_bound`) follows a compiled residual model as it
+follows the eager one.
+
+The inlined graph's top-level nodes are grouped into calls of leaf modules as the report's rows
+read them (:func:`sparseconv._torch_script.script_calls`); each call becomes one ``call_module``
+node of the module its row was read off (rebuilt from the call's operations, and checked
+there), and the few operations a forward runs between its layers become the torch functions
+they are (:data:`_FUNCTIONS`: sums, products by numbers, concatenations, reshapes, ReLU,
+sizes...). Anything else is refused, saying what: an operation with no translation here, an
+``if`` or a loop whose condition the graph does not fix, a parameter read outside a layer.
+
+TorchScript's values are SSA, its tensors are not: an in-place operation (``out +=
+identity``, an ``nn.ReLU(inplace=True)``'s ``relu_``) changes the memory its argument names,
+and a node that reads that argument afterwards reads the changed values. The graph built here
+computes every operation out of place, so it is the model's only where no such read can tell
+the difference: after an in-place write, the written value itself is read as the write's
+result (what its memory then holds), and any other value that may share its memory (by the
+operations' alias annotations; a node without a schema is taken to alias all its tensors)
+and was made before the write is refused if anything reads it afterwards. The rebuilt graph
+is then run beside the model on two probe batches and must return what the model returns.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from sparseconv._torch_probe import matches, probe_input, restored_buffers
+from sparseconv._torch_script import _Call, _calls, _graph_of
+from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
+from sparseconv._torch_script_rebuild import _kind
+
+__all__ = ["script_graph_module"]
+
+
+def _pooling(name: str, dims: range) -> dict[str, Any]:
+    return {f"aten::{name}{n}d": getattr(F, f"{name}{n}d") for n in dims}
+
+
+#: The operations a forward may run outside its layers, as the torch functions (or, by name,
+#: the Tensor methods) they are; each reads its arguments in the schema's order, as those do.
+_FUNCTIONS: dict[str, Any] = {
+    "aten::add": torch.add, "aten::sub": torch.sub, "aten::mul": torch.mul,
+    "aten::div": torch.div, "aten::neg": torch.neg, "aten::cat": torch.cat,
+    "aten::flatten": torch.flatten, "aten::reshape": torch.reshape,
+    "aten::squeeze": torch.squeeze, "aten::unsqueeze": torch.unsqueeze,
+    "aten::permute": torch.permute, "aten::transpose": torch.transpose,
+    "aten::relu": torch.relu, "aten::tanh": torch.tanh, "aten::sigmoid": torch.sigmoid,
+    "aten::leaky_relu": F.leaky_relu, "aten::mean": torch.mean,
+    "aten::view": "view", "aten::contiguous": "contiguous", "aten::size": "size",
+    "aten::dim": "dim",
+    **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
+    **_pooling("max_pool", range(1, 4))}
+
+#: In-place operations run out of place (see the module's docstring).
+_IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
+    "add", "sub", "mul", "div", "neg", "relu", "tanh", "sigmoid", "leaky_relu")}
+
+#: Arithmetic on sizes (a forward's ``x.size(0) * 2``): Python's operators.
+_INTEGER = {"aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
+            "aten::floordiv": operator.floordiv, "aten::neg": operator.neg}
+
+#: Pure operations on constants (a default argument's ``if stride is None:``, an ``if not
+#: inplace:``), computed here so that the ``if`` they decide is followed.
+_ON_CONSTANTS: dict[str, Any] = {
+    "aten::__not__": operator.not_, "aten::eq": operator.eq, "aten::ne": operator.ne,
+    "aten::lt": operator.lt, "aten::le": operator.le, "aten::gt": operator.gt,
+    "aten::ge": operator.ge, "aten::len": len, "aten::__getitem__": operator.getitem,
+    "aten::__is__": lambda a, b: _is(a, b), "aten::__isnot__": lambda a, b: not _is(a, b)}
+
+
+def _is(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    raise _Refused("compares two values other than None by identity")
+
+
+#: Operations that pass an integer through: a traced model's size as a tensor and back.
+_PASS_THROUGH = {"prim::NumToTensor", "aten::Int", "aten::ScalarImplicit"}
+
+_MAX_POOLS = {f"aten::max_pool{n}d": getattr(nn, f"MaxPool{n}d") for n in (1, 2, 3)}
+
+
+class _Refused(Exception):
+    """Why the graph cannot be rebuilt (its message)."""
+
+
+def _preorder(block) -> list:
+    """Every node of ``block`` and the blocks within, in the order they run."""
+    found = []
+    for node in block.nodes():
+        found.append(node)
+        for inner in node.blocks():
+            found.extend(_preorder(inner))
+    return found
+
+
+class _Aliases:
+    """Which values of the graph may share memory: union-find over the alias annotations of
+    each node's schema (``aten::view(Tensor(a) self, ...) -> Tensor(a)``); a node without a
+    schema (``prim::ListConstruct``, ``prim::If``) joins all its values."""
+
+    def __init__(self, nodes: list):
+        self.parent: dict[int, int] = {}
+        for node in nodes:
+            schema = _schema(node)
+            values = [v for v in (*node.inputs(), *node.outputs()) if holds_tensors(v)]
+            if schema is None:
+                for a, b in zip(values, values[1:]):
+                    self.join(a.unique(), b.unique())
+                for block in node.blocks():
+                    for a, b in zip(node.outputs(), block.outputs()):
+                        if holds_tensors(a) or holds_tensors(b):
+                            self.join(a.unique(), b.unique())
+                continue
+            sets: dict[str, list[int]] = {}
+            for value, argument in (*zip(node.inputs(), schema.arguments),
+                                    *zip(node.outputs(), schema.returns)):
+                info = argument.alias_info
+                if info is not None and holds_tensors(value):
+                    for name in (*info.before_set, *info.after_set):
+                        sets.setdefault(name, []).append(value.unique())
+            wild = sets.pop("*", [])
+            for members in sets.values():
+                for a in [*members[1:], *wild]:
+                    self.join(members[0], a)
+
+    def find(self, a: int) -> int:
+        while self.parent.get(a, a) != a:
+            a = self.parent[a]
+        return a
+
+    def join(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def holds_tensors(value) -> bool:
+    """Whether a value of the graph may hold a tensor (a tensor, an optional one, a list or
+    tuple of them): integers, booleans and lists of them share no tensor's memory."""
+    return "Tensor" in str(value.type())
+
+
+def _schema(node) -> Any:
+    try:
+        return node.schema() and torch._C.parse_schema(node.schema())
+    except RuntimeError:  # (a prim node has none)
+        return None
+
+
+def _written(node) -> list:
+    """The values an in-place node writes: its arguments annotated ``(a!)``, else (a node
+    without a schema that :func:`_mutates` says writes) its first."""
+    schema = _schema(node)
+    if schema is None:
+        return list(node.inputs())[:1]
+    return [v for v, a in zip(node.inputs(), schema.arguments)
+            if a.alias_info is not None and a.alias_info.is_write]
+
+
+class _Builder:
+    """The walk over the inlined graph that writes the torch.fx graph: ``env`` maps each
+    TorchScript value (by ``unique()``) to its fx node or Python value."""
+
+    def __init__(self, model: nn.Module, graph, every: list[_Call], calls: list[_Call],
+                 modules: list[nn.Module]):
+        self.model, self.graph = model, graph
+        self.fx = torch.fx.Graph()
+        self.root: dict[str, Any] = {}
+        self.env: dict[int, Any] = {}
+        self.order = {node: i for i, node in enumerate(_preorder(graph.block()))}
+        self.aliases = _Aliases(list(self.order))
+        self.owner = _owners(graph, every)
+        self.calls = {id(call): module for call, module in zip(calls, modules)}
+        self.made: dict[int, int] = {}  # each value's position (the graph's inputs: -1)
+        for node, i in self.order.items():
+            for value in node.outputs():
+                self.made[value.unique()] = i
+        self.writes: list[tuple[int, Any]] = []  # the in-place writes that run, so far
+        self.result: dict[Any, Any] = {}  # an in-place write -> the value holding its result
+        self.static: set[int] = set()  # values that are no signal: constants, attributes
+
+    # -- values --------------------------------------------------------------------------
+    def value(self, v, reader) -> Any:
+        """What ``reader`` (None: the graph's return) reads as ``v``: after an in-place write
+        to ``v`` itself, the write's result; refused where a value sharing ``v``'s memory
+        was written since ``v`` was made, or ``v`` by a write whose result is not known
+        here (inside a layer's call, on the way)."""
+        at = self.order[reader] if reader is not None else len(self.order)
+        latest = None
+        for i, write in self.writes:
+            if not self.made.get(v.unique(), -1) < i < at or not holds_tensors(v) or all(
+                    self.aliases.find(w.unique()) != self.aliases.find(v.unique())
+                    for w in _written(write) if holds_tensors(w)):
+                continue
+            if write in self.result and any(w.unique() == v.unique() for w in _written(write)):
+                latest = write  # (the written value itself: read as what the write made)
+                continue
+            raise _Refused(f"reads a value ({v.debugName()}) that {write.kind()}"
+                           f"{_where(write)} changed in place, where the graph does not show "
+                           "what it then holds")
+        key = (v if latest is None else self.result[latest]).unique()
+        if key not in self.env:
+            raise _Refused(f"reads a value ({v.debugName()}) made by no operation the bound "
+                           "over a TorchScript graph translates")
+        found = self.env[key]
+        if isinstance(found, (nn.Module, torch._C.ScriptObject)):
+            raise _Refused(f"uses module {v.debugName()} other than by calling it")
+        return self._tensor(found) if isinstance(found, torch.Tensor) else found
+
+    def _tensor(self, tensor: torch.Tensor) -> torch.fx.Node:
+        """A parameter, buffer or constant tensor the forward reads outside its layers, as a
+        constant of the rebuilt module."""
+        name = next((k for k, t in self.root.items() if t is tensor), None)
+        if name is None:
+            name = f"_sparseconv_constant_{len(self.root)}"
+            self.root[name] = tensor
+        return self.fx.get_attr(name)
+
+    # -- nodes ---------------------------------------------------------------------------
+    def walk(self, nodes) -> None:
+        for node in nodes:
+            call = self.owner.get(node)
+            if call is not None:
+                if node is call.nodes[0]:  # (a node between its nodes sees its writes)
+                    self.writes.extend((self.order[n], n) for n in _executed_writes(call.nodes))
+                if node is call.nodes[-1]:
+                    self._call(call)
+                continue
+            self._node(node)
+            if _mutates(node):
+                self.writes.append((self.order[node], node))
+                if any(w.unique() in self.static for w in _written(node)):
+                    raise _Refused(f"runs {node.kind()}{_where(node)}, which changes a tensor "
+                                   "of its own (a parameter, a buffer or a constant)")
+                if node.outputsSize() == 1 and node.owningBlock() is self.graph.block():
+                    self.result[node] = node.output()
+
+    def _call(self, call: _Call) -> None:
+        module = self.calls.get(id(call))
+        if module is None:
+            raise _Refused(f"calls module {call.name!r} ({_kind(call.module)}), whose "
+                           "operations read no signal of the forward's")
+        source = call.input()
+        inside = {v.unique() for n in call.nodes for v in _values_within(n)}
+        for node in call.nodes:
+            for v in _inputs_within(node):
+                if (v.unique() not in inside and v.unique() != source.unique()
+                        and v.unique() not in self.static):
+                    raise _Refused(f"calls module {call.name!r} on more than one value of "
+                                   f"its signal ({v.debugName()} and {source.debugName()})")
+        output = call.output()
+        for inner in _executed_writes(call.nodes):
+            if any(w.unique() not in inside and w.unique() != source.unique() and (
+                    holds_tensors(w) or any(self.owner.get(_top(use.user)) is not call
+                                            for use in w.uses()))
+                   for w in _written(inner)):  # (a list built for the call alone: its own)
+                raise _Refused(f"calls module {call.name!r}, whose {inner.kind()} changes "
+                               "a tensor other than its input in place")
+            if inner.outputsSize() == 1 and inner.output().unique() == output.unique():
+                self.result[inner] = output  # (an in-place activation's: its output)
+        for node in call.nodes:
+            for v in node.outputs():
+                if v.unique() != output.unique() and any(
+                        self.owner.get(_top(use.user)) is not call for use in v.uses()):
+                    raise _Refused(f"reads a value computed inside module {call.name!r}'s "
+                                   "call other than its output")
+        if isinstance(module, torch.jit.ScriptModule):
+            module = self._max_pool(call)
+        name = call.name
+        held = self.root.setdefault(name, module)
+        if held is not module and not _same_module(held, module):
+            raise _Refused(f"calls module {name!r} twice as two different layers")
+        self.env[output.unique()] = self.fx.call_module(name, (self.value(source, call.nodes[0]),))
+
+    def _max_pool(self, call: _Call) -> nn.Module:
+        ops = [n for n in call.nodes if n.kind() in _MAX_POOLS]
+        if len(ops) != 1 or not _shipped_max_pool(call.module):
+            raise _Refused(f"calls module {call.name!r} ({_kind(call.module)}), which the "
+                           "bound over a TorchScript graph cannot rebuild")
+        args = [self._static(v) for v in list(ops[0].inputs())[1:]]
+        return _MAX_POOLS[ops[0].kind()](*args)
+
+    def _static(self, v) -> Any:
+        if v.unique() not in self.static:
+            raise _Refused("calls a max pooling with arguments computed in the forward")
+        return self.env[v.unique()]
+
+    def _node(self, node) -> None:
+        kind = node.kind()
+        outputs = list(node.outputs())
+        if kind == "prim::Constant":
+            self.env[outputs[0].unique()] = outputs[0].toIValue()
+            self.static.add(outputs[0].unique())
+        elif kind == "prim::GetAttr":
+            source = next(node.inputs())
+            owner = self.model if source is list(self.graph.inputs())[0] else self.env.get(
+                source.unique())
+            if owner is None:
+                raise _Refused(f"reads attribute {node.s('name')!r} of a value it computes")
+            self.env[outputs[0].unique()] = getattr(owner, node.s("name"))
+            self.static.add(outputs[0].unique())
+        elif kind in ("prim::ListConstruct", "prim::TupleConstruct"):
+            items = [self.value(v, node) for v in node.inputs()]
+            self.env[outputs[0].unique()] = items if kind == "prim::ListConstruct" else tuple(
+                items)
+            if all(v.unique() in self.static for v in node.inputs()):
+                self.static.add(outputs[0].unique())
+        elif kind == "prim::If":
+            self._branch(node)
+        elif list(node.blocks()):
+            raise _Refused(f"runs {kind} of its own{_where(node)}, which the bound over a "
+                           "TorchScript graph does not follow")
+        elif kind in _ON_CONSTANTS and len(outputs) == 1 and all(
+                v.unique() in self.static for v in node.inputs()):
+            args = [self.value(v, node) for v in node.inputs()]
+            try:
+                self.env[outputs[0].unique()] = _ON_CONSTANTS[kind](*args)
+            except (TypeError, IndexError, KeyError) as exc:
+                raise _Refused(f"runs {kind} on constants{_where(node)}, which fails here "
+                               f"({exc})") from exc
+            self.static.add(outputs[0].unique())
+        elif kind in ("prim::unchecked_cast", "prim::TupleIndex") and all(
+                v.unique() in self.static for v in node.inputs()):
+            args = [self.value(v, node) for v in node.inputs()]
+            self.env[outputs[0].unique()] = args[0] if len(args) == 1 else args[0][args[1]]
+            self.static.add(outputs[0].unique())
+        elif kind in _PASS_THROUGH:  # (a size made a tensor is passed on, nothing else)
+            source = next(node.inputs())
+            if kind != "prim::NumToTensor" and source.node().kind() != "prim::NumToTensor":
+                raise _Refused(f"runs {kind}{_where(node)} on a tensor it computes")
+            self.env[outputs[0].unique()] = self.value(source, node)
+        else:
+            self._operation(node, kind, outputs)
+
+    def _branch(self, node) -> None:
+        """An ``if`` whose condition the graph fixes (a constant, a module's flag): its
+        branch, walked in place."""
+        condition = next(node.inputs())
+        known = self.env.get(condition.unique()) if condition.unique() in self.static else None
+        if not isinstance(known, bool):
+            known = _known_flag(condition.node(), list(self.graph.inputs())[0], self.model)
+        if known is None:
+            raise _Refused(f"runs prim::If on a condition of its own{_where(node)}, which the "
+                           "bound over a TorchScript graph does not follow")
+        block = list(node.blocks())[0 if known else 1]
+        self.walk(block.nodes())
+        for mine, theirs in zip(node.outputs(), block.outputs()):
+            self.env[mine.unique()] = self.value(theirs, None)
+            if theirs.unique() in self.static:
+                self.static.add(mine.unique())
+
+    def _operation(self, node, kind: str, outputs: list) -> None:
+        """An operation outside the calls: a torch function of :data:`_FUNCTIONS` on
+        tensors, or arithmetic on sizes."""
+        kind = _IN_PLACE.get(kind, kind)
+        out = outputs[0] if len(outputs) == 1 else None
+        target: Any = None
+        if out is not None and isinstance(out.type(), torch.TensorType):
+            target = _FUNCTIONS.get(kind)
+        elif out is not None and isinstance(out.type(), torch.IntType):  # a size
+            target = operator.getitem if kind == "aten::__getitem__" else _INTEGER.get(
+                kind, _FUNCTIONS.get(kind) if kind in ("aten::size", "aten::dim") else None)
+        elif out is not None and kind == "aten::size":  # (x.shape: a list of sizes)
+            target = "size"
+        if target is None:
+            raise _Refused(f"runs {node.kind()} outside its layers{_where(node)}, which the "
+                           "bound over a TorchScript graph does not translate")
+        args = [self.value(v, node) for v in node.inputs()]
+        if all(v.unique() in self.static for v in node.inputs()):
+            raise _Refused(f"runs {node.kind()} on constants outside its layers{_where(node)}")
+        assert out is not None
+        kwargs: dict[str, Any] = {}
+        if isinstance(out.type(), torch.TensorType):
+            args, kwargs = _arguments(kind, args)
+        if kind == "aten::view" and not isinstance(args[1], (list, tuple, torch.fx.Node)):
+            raise _Refused("reinterprets its signal's bits (aten::view to a dtype)")
+        if kind == "aten::contiguous":
+            args = args[:1]  # (a memory format: the same values)
+        if isinstance(target, str):
+            self.env[out.unique()] = self.fx.call_method(target, tuple(args), kwargs)
+        else:
+            self.env[out.unique()] = self.fx.call_function(target, tuple(args), kwargs)
+
+
+def _arguments(kind: str, args: list) -> tuple[list, dict]:
+    """The torch function's arguments for a tensor operation's (``alpha`` and ``rounding_mode``
+    by keyword, where torch takes them so)."""
+    if kind in ("aten::add", "aten::sub") and len(args) == 3:
+        return args[:2], ({} if args[2] == 1 else {"alpha": args[2]})
+    if kind == "aten::div" and len(args) == 3:
+        return args[:2], ({} if args[2] is None else {"rounding_mode": args[2]})
+    if kind == "aten::mean":  # (self, dtype) or (self, dim, keepdim, dtype)
+        if args[-1] is not None:
+            raise _Refused("takes a mean in a dtype of its own")
+        return args[:-1], {}
+    return args, {}
+
+
+def _inputs_within(node) -> list:
+    found = list(node.inputs())
+    for block in node.blocks():
+        for inner in block.nodes():
+            found.extend(_inputs_within(inner))
+        found.extend(block.outputs())
+    return found
+
+
+def _executed_writes(nodes) -> list:
+    """The in-place nodes among ``nodes`` and their blocks that may run: an ``if`` on a
+    constant (``F.leaky_relu``'s ``if inplace:``) runs one branch, any other both."""
+    found = []
+    for node in nodes:
+        if _mutates(node):
+            found.append(node)
+        blocks = list(node.blocks())
+        if node.kind() == "prim::If" and next(node.inputs()).node().kind() == "prim::Constant":
+            taken = next(node.inputs()).node().output().toIValue()
+            blocks = blocks[:1] if taken is True else blocks[1:] if taken is False else blocks
+        for block in blocks:
+            found.extend(_executed_writes(block.nodes()))
+    return found
+
+
+def _values_within(node) -> list:
+    found = list(node.outputs())
+    for block in node.blocks():
+        found.extend(block.inputs())
+        for inner in block.nodes():
+            found.extend(_values_within(inner))
+    return found
+
+
+def _top(node):
+    while (owner := node.owningBlock().owningNode()) is not None:
+        node = owner
+    return node
+
+
+def _shipped_max_pool(module: nn.Module) -> bool:
+    script: Any = module
+    return str(script._c._type().qualified_name()).startswith(
+        "__torch__.torch.nn.modules.pooling.MaxPool")
+
+
+def _same_module(a: nn.Module, b: nn.Module) -> bool:
+    """Two rebuilt modules of one name, equal: the same class, settings and tensors."""
+    if type(a) is not type(b) or a.extra_repr() != b.extra_repr():
+        return False
+    first, second = dict(a.named_parameters()) | dict(a.named_buffers()), dict(
+        b.named_parameters()) | dict(b.named_buffers())
+    return first.keys() == second.keys() and all(
+        first[k] is second[k] or (first[k].shape == second[k].shape
+                                  and bool(torch.equal(first[k], second[k]))) for k in first)
+
+
+def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Module],
+                        shape: tuple[int, ...]) -> torch.fx.GraphModule | str:
+    """``model``'s graph as a torch.fx ``GraphModule`` that calls ``modules`` (the report's
+    rows' modules, one per call, named ``names`` in the order of the calls), or why there is
+    none (a phrase: "runs aten::sin outside its layers, ...")."""
+    graph = _graph_of(model)
+    if isinstance(graph, str):
+        return f"its forward {graph}"
+    every = _calls(model, graph)
+    calls = [c for c in every if c.input() is not None]
+    if [c.name for c in calls] != list(names):  # (the rows were read off this graph's calls)
+        return "its calls are not the traced layers"  # pragma: no cover - the same graph
+    builder = _Builder(model, graph, every, calls, modules)
+    inputs = list(graph.inputs())
+    builder.env[inputs[1].unique()] = builder.fx.placeholder("x")
+    builder.made[inputs[1].unique()] = -1
+    try:
+        builder.walk(graph.nodes())
+        outputs = [builder.value(v, None) for v in graph.outputs()]
+    except _Refused as exc:
+        return str(exc)
+    builder.fx.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
+    _drop_dead(builder.fx)
+    unused = [n for n in builder.fx.nodes if n.op == "call_module" and not n.users]
+    if unused:
+        return f"calls module {unused[0].target!r}, whose result nothing reads"
+    module = torch.fx.GraphModule(builder.root, builder.fx)
+    probe = probe_input(model, shape, batch=2)
+    for x in (probe, 0.5 - 2.0 * probe.flip(0)):
+        try:
+            with torch.no_grad(), restored_buffers(model):
+                theirs = model(x.clone())
+                ours = module(x.clone())
+        except Exception as exc:  # noqa: BLE001 - a translation torch does not run
+            return f"its rebuilt graph does not run ({type(exc).__name__}: {exc})"
+        pairs = list(zip(ours, theirs)) if isinstance(theirs, tuple) and isinstance(
+            ours, tuple) and len(ours) == len(theirs) else [(ours, theirs)]
+        if not all(matches(a, b) for a, b in pairs):
+            return "its rebuilt graph does not compute what the model does on a probe"
+    return module
+
+
+def _drop_dead(graph: torch.fx.Graph) -> None:
+    """Removes the functions' nodes nothing reads (a size read and not used); the calls
+    stay, and are refused if unused."""
+    changed = True
+    while changed:
+        changed = False
+        for node in reversed(list(graph.nodes)):
+            if node.op in ("call_function", "call_method", "get_attr") and not node.users:
+                graph.erase_node(node)
+                changed = True

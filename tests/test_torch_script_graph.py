@@ -1,0 +1,199 @@
+"""The bound over a TorchScript model's graph (sparseconv/_torch_script_graph.py): its graph
+rebuilt as a torch.fx one of eager modules. Oracles: the eager model's bound over its own
+torch.fx graph (the same rules on the same layers: equal), and difference quotients and the
+exact norm of the network's matrix (never above the bound); in-place writes that the rebuilt
+graph could not show are refused, saying what."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ._oracles import torch
+
+if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
+    pytest.skip("PyTorch is missing", allow_module_level=True)
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import sparseconv.torch as sct  # noqa: E402
+
+from . import _networks  # noqa: E402
+from .test_torch_script import jit  # noqa: E402
+
+F64 = torch.float64
+
+
+class _Pair(nn.Module):
+    """Two convolutions and a forward of its own (each subclass's: :data:`KINDS`), every
+    one linear (its network's matrix gives the exact norm) or with a ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+        self.b = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+        self.act = nn.ReLU(inplace=True)
+        self.scale = nn.Parameter(torch.linspace(0.5, 3.0, 2, dtype=F64).view(1, 2, 1, 1))
+
+
+class _Rebound(_Pair):  # an in-place write as a statement: y then holds 3 y
+    def forward(self, x):
+        y = self.a(x)
+        y.mul_(3.0)
+        return self.b(y)
+
+
+class _Alias(_Pair):  # v shares y's memory and is read after y's write
+    def forward(self, x):
+        y = self.a(x)
+        v = y.view(y.shape)
+        y.mul_(10.0)
+        return self.b(v)
+
+
+class _InplaceInput(_Pair):  # the ReLU writes x: x then holds relu(x)
+    def forward(self, x):
+        z = self.act(x)
+        return self.b(z) + x
+
+
+class _SubAlpha(_Pair):
+    def forward(self, x):
+        y = self.a(x)
+        return torch.sub(self.b(y), x, alpha=2.5) - 0.5 * y
+
+
+class _Parameter(_Pair):  # a parameter read outside the layers: a constant
+    def forward(self, x):
+        return self.b(self.a(x) * self.scale) / 4.0
+
+
+class _Cat(_Pair):
+    def forward(self, x):
+        y = self.a(x)
+        return torch.cat([self.b(y), x.transpose(2, 3), -y], 1).flatten(1)
+
+
+class _Sizes(_Pair):
+    def forward(self, x):
+        return self.b(self.a(x)).view(x.size(0), -1) + 2.0 * x.reshape(x.shape[0], -1)
+
+
+class _Sin(_Pair):
+    def forward(self, x):
+        return self.b(torch.sin(self.a(x)))
+
+
+class _Branch(_Pair):
+    def forward(self, x):
+        y = self.a(x)
+        if bool(y.sum() > 0):
+            y = -y
+        return self.b(y)
+
+
+KINDS = {"rebound": _Rebound, "alias": _Alias, "inplace_input": _InplaceInput,
+         "sub_alpha": _SubAlpha, "parameter": _Parameter, "cat": _Cat, "sizes": _Sizes,
+         "sin": _Sin, "branch": _Branch}
+
+
+BOUNDED = ["rebound", "inplace_input", "sub_alpha", "parameter", "cat", "sizes"]
+LINEAR = {"rebound", "sub_alpha", "parameter", "cat", "sizes"}
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("kind", BOUNDED)
+def test_the_rebuilt_graphs_bound_is_the_eager_models(kind, how, tmp_path):
+    shape = (2, 5, 5)
+    model = _networks.randomize(KINDS[kind](), seed=11).eval()
+    eager = sct.lipschitz_report(model, shape)
+    assert eager.over_graph and eager.network_upper is not None, eager.reason
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert report.over_graph and not report.chain_checked, report.reason
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
+    if kind in LINEAR:  # the exact norm of the network's matrix, below the bound
+        exact = np.linalg.norm(sct.network_operator(model, shape).affine().matrix.toarray(), 2)
+        assert exact <= report.network_upper <= 10 * exact
+
+
+def test_a_scripted_resnet_gets_the_eager_bound(tmp_path):
+    """ResNet's residual sums (``out += identity``, an in-place write), its in-place ReLUs, its
+    max pooling and its flatten, scripted and traced, saved and loaded."""
+    shape = (3, 16, 16)
+    model = _networks.randomize(_networks.resnet18(width=4, classes=5), seed=3).eval()
+    eager = sct.lipschitz_report(model, shape)
+    assert eager.over_graph and eager.network_upper is not None
+    for how in ("script", "trace"):
+        report = sct.lipschitz_report(jit(model, how, shape, tmp_path / f"{how}.pt"), shape)
+        assert report.over_graph, (how, report.reason)
+        assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), how
+        assert report.activations == eager.activations
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_read_after_an_in_place_write_through_another_name_is_refused(how, tmp_path):
+    """The rebuilt graph runs every operation out of place: ``v = y.view(...)``, then
+    ``y.mul_(10)``, then ``b(v)`` reads ten times what the graph would show. Refused, saying
+    so (before the rebuilt graph's own check on the probes would)."""
+    shape = (2, 5, 5)
+    model = _networks.randomize(_Alias(), seed=11).eval()
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper is None
+    assert "changed in place, where the graph does not show what it then holds" in (
+        report.reason), report.reason
+
+
+@pytest.mark.parametrize("kind, said", [
+    ("sin", "runs aten::sin outside its layers"),
+    ("branch", "runs aten::sum outside its layers")])
+def test_what_the_rebuilt_graph_cannot_follow_is_named(kind, said, tmp_path):
+    shape = (2, 5, 5)
+    model = _networks.randomize(KINDS[kind](), seed=11).eval()
+    report = sct.lipschitz_report(jit(model, "script", shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper is None and said in report.reason, report.reason
+
+
+def test_a_module_called_on_two_values_is_refused(tmp_path):
+    """A leaf module whose forward reads a second value of the signal (a scripted class of
+    torch's cannot, so a class of the user's: kept whole, refused by name)."""
+
+    class Mixer(nn.Module):
+        def forward(self, x, y):
+            return x + y
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+            self.mix = Mixer()
+
+        def forward(self, x):
+            return self.mix(self.a(x), x)
+
+    shape = (2, 5, 5)
+    model = _networks.randomize(Net(), seed=1).eval()
+    report = sct.lipschitz_report(jit(model, "script", shape, tmp_path / "m.pt"), shape,
+                                  lipschitz_constants={"mix": 1.0})
+    assert report.network_upper is None, report.network_upper
+
+
+def test_a_functional_pooling_between_layers_gets_its_certified_norm(tmp_path):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(2, 3, 3, padding=1, dtype=F64)
+            self.b = nn.Conv2d(3, 2, 1, dtype=F64)
+
+        def forward(self, x):
+            y = F.avg_pool2d(self.a(x), 2, 1) + F.max_pool2d(self.a(x), 2, 1)
+            return self.b(F.leaky_relu(y, 0.2)).mean(dim=(2, 3))
+
+    shape = (2, 6, 6)
+    model = _networks.randomize(Net(), seed=5).eval()
+    eager = sct.lipschitz_report(model, shape)
+    for how in ("script", "trace"):
+        report = sct.lipschitz_report(jit(model, how, shape, tmp_path / f"{how}.pt"), shape)
+        assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), (
+            how, report.reason)
