@@ -56,7 +56,11 @@ def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
     built for FMA, in its AVX2 and AVX-512 variants), clamped at 0, and the last sum is
     rounded to float32 again.
 
-    ``two_d``: PyTorch's 2-D nearest kernel also copies an axis whose size does not change or
+    ``two_d``: PyTorch's 2-D nearest-exact kernels read ``floorf((o + 0.5) * scale)`` (one
+    rounding of the exact product) at some sizes and the 1-D and 3-D kernels' index at others
+    (a hunt: 2 rows to 41 read row 0 at output 20, 8 rows to 164 read row 1; every other of
+    80,000 sizes measured followed one or both): where the two differ, refused.
+    PyTorch's 2-D nearest kernel also copies an axis whose size does not change or
     halves the index where it doubles, whatever ``scale_factor`` says; its 1-D and 3-D
     kernels do not (``scale_factor=1.1`` on 6 inputs reads input 0 twice). Where a
     ``scale_factor`` that is not exactly 1 or 2 gives such a size and the two rules disagree,
@@ -78,6 +82,17 @@ def _nearest_axis(n: int, m: int, scale: float | None, exact: bool,
     if exact:  # products of 24-bit factors, exact in float64: one rounding, as an FMA
         fused = np.maximum((scale32 * (index + 0.5) - 0.5).astype(np.float32), 0)
         source = _floorf_index(fused.astype(np.float64) + 0.5, n)
+        # ATen's floorf((o + 0.5) * scale), which its 2-D kernels use at some sizes only
+        other = _floorf_index(scale32 * (index + 0.5), n)
+        if two_d and not np.array_equal(source, other):
+            o = int(np.argmax(source != other))
+            raise ValueError(
+                f"mode='nearest-exact' maps {n} inputs to {m} outputs on an axis of a 2-D "
+                f"input, where output {o}'s source index, (o + 0.5) * {ratio:.9g}, lies "
+                f"within float32 rounding of a whole number, which PyTorch's 2-D kernels "
+                f"round to input {int(other[o])} at some sizes and to "
+                f"input {int(source[o])} at others (seen on 2.13); the matrix is not built "
+                "rather than guessed (pass another size, or mode='nearest')")
     else:  # exact in float64, rounded once to float32 by floorf's argument
         source = _floorf_index(scale32 * index, n)
     if two_d and not exact and m in (n, 2 * n):  # ATen's nearest_idx shortcut
