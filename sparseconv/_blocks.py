@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from ._axis_geometry import AxisGeometry
 from ._formats import in_format
 from ._geometry import ConvGeometry
-from ._matrices import _assemble_csr, matrix_bytes
+from ._matrices import _assemble_csr, format_bytes, matrix_bytes
 from ._memory import USE_OPERATOR, USE_TRANSPOSE_OPERATOR, check_memory
 from ._typing import (
     ArrayLike,
@@ -142,11 +142,11 @@ def _plan(geom: ConvGeometry, start: int, stop: int, transposed: bool):
 
 def check_row_block(geom: ConvGeometry, dtype: np.dtype, start: int, stop: int,
                     transposed: bool = False, plan: list | None = None,
-                    hint: str = USE_OPERATOR) -> None:
+                    hint: str = USE_OPERATOR, format: str = "csr") -> None:
     """Refuse (:class:`~sparseconv.MatrixTooLargeError`) rows ``start:stop`` of the layer's
     matrix (of its transpose if ``transposed``) if building them, as :func:`row_block` does,
-    would exceed the memory limit; ``plan``: their :func:`_plan`, if already made; ``hint``:
-    the refusal's advice."""
+    and converting them to ``format``, would exceed the memory limit; ``plan``: their
+    :func:`_plan`, if already made; ``hint``: the refusal's advice."""
     shape = geom.shape[::-1] if transposed else geom.shape
     plan = _plan(geom, start, stop, transposed) if plan is None else plan
     item = np.dtype(dtype).itemsize
@@ -158,24 +158,32 @@ def check_row_block(geom: ConvGeometry, dtype: np.dtype, start: int, stop: int,
             nbytes += part_nnz * (3 * 8 + 2 * (item + 16))
     # the parts' 64-bit columns, then the block (64-bit indices at most)
     nbytes += nnz * (item + 16) + 8 * (stop - start + 1)
+    if format != "csr":  # scipy's copy in that format, beside the CSR block (a hunt: CSC's
+        # index of every column, 18.6 GiB for two rows of a 50000 x 50000 input)
+        nbytes += format_bytes(nnz, (stop - start, shape[1]), dtype, np.int64, format)
     check_memory(nbytes, f"rows {start}:{stop} of the {shape[0]} x {shape[1]} sparse matrix "
-                 f"(at most {nnz} nonzeros, with the temporaries of their assembly)", hint)
+                 f"(at most {nnz} nonzeros, with the temporaries of their assembly"
+                 f"{'' if format == 'csr' else ' and of its ' + format.upper() + ' copy'})",
+                 hint)
 
 
 def row_block(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, rows,
-              transposed: bool = False) -> sp.csr_array:
-    """Rows ``rows`` (a slice) of the layer's matrix (of its transpose if ``transposed``), CSR.
+              transposed: bool = False, format: str = "csr") -> sp.sparray:
+    """Rows ``rows`` (a slice) of the layer's matrix (of its transpose if ``transposed``), in
+    ``format``.
 
-    Equal to ``full[rows]`` entry for entry, built in memory proportional to the block.
+    Equal to ``full[rows]`` entry for entry, built in memory proportional to the block (and,
+    in a format other than CSR, to its copy in that format: sized first too).
     """
     shape = geom.shape[::-1] if transposed else geom.shape
     start, stop = row_range(rows, shape[0])
     plan = _plan(geom, start, stop, transposed)
     check_row_block(geom, dtype, start, stop, transposed, plan,
-                    USE_TRANSPOSE_OPERATOR if transposed else USE_OPERATOR)
+                    USE_TRANSPOSE_OPERATOR if transposed else USE_OPERATOR, format)
     parts = [_transposed_slab(geom, weight, dtype, *step) if transposed
              else _slab(geom, weight, dtype, *step) for step in plan]
-    return _stack(parts, (stop - start, shape[1]), dtype, transposed, geom, start, plan)
+    return in_format(_stack(parts, (stop - start, shape[1]), dtype, transposed, geom, start,
+                            plan), format)
 
 
 def _index_dtype(*values: int) -> np.dtype:
@@ -324,4 +332,4 @@ def _blocks(geom, weight, dtype, block_rows, format):
     # a generator of its own, so that conv_matrix_blocks validates when called, not when iterated
     for start in range(0, geom.shape[0], block_rows):
         rows = slice(start, min(start + block_rows, geom.shape[0]))
-        yield rows, in_format(row_block(geom, weight, dtype, rows), format)
+        yield rows, row_block(geom, weight, dtype, rows, format=format)

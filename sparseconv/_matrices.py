@@ -413,7 +413,7 @@ def conv_matrix(
     if rows is not None:
         from ._blocks import row_block  # it assembles with this module's code
         _rows_layout(layout, blocksize)
-        return in_format(row_block(geom, weight, dtype, rows), format)
+        return row_block(geom, weight, dtype, rows, format=format)
     return assemble(geom, weight, dtype, format, layout=layout, blocksize=blocksize)
 
 
@@ -509,7 +509,7 @@ def conv_transpose_matrix(
     if rows is not None:
         from ._blocks import row_block
         _rows_layout(layout, blocksize)
-        return in_format(row_block(geom, weight, layer_dtype(weight, dtype), rows,
-                                   transposed=True), format)
+        return row_block(geom, weight, layer_dtype(weight, dtype), rows, transposed=True,
+                         format=format)
     return assemble(geom, weight, layer_dtype(weight, dtype), format, transposed=True,
                     layout=layout, blocksize=blocksize)

@@ -408,6 +408,13 @@ CONVERSIONS = {  # (a review: each answered at 1.6-1.8x its limit, the copy anot
         (16, 150, 150), (7, 7), format="csc")),
     "adaptive_avg_pool_matrix as BSR": (6, lambda: sparseconv.adaptive_avg_pool_matrix(
         (16, 150, 150), (7, 7), format="bsr")),
+    # (a hunt: two rows of a wide layer as CSC index every column: 137 MiB under 100 MiB)
+    "conv_matrix rows as CSC": (20, lambda: sparseconv.conv_matrix(
+        np.ones((1, 1, 3, 3)), (1, 3000, 3000), padding=1, rows=slice(0, 2), format="csc")),
+    "conv_transpose_matrix rows as CSC": (20, lambda: sparseconv.conv_transpose_matrix(
+        np.ones((1, 1, 3, 3)), (1, 3000, 3000), padding=1, rows=slice(0, 2), format="csc")),
+    "conv_matrix_blocks as CSC": (20, lambda: next(sparseconv.conv_matrix_blocks(
+        np.ones((1, 1, 3, 3)), (1, 3000, 3000), block_rows=2, padding=1, format="csc"))),
 }
 
 
