@@ -15,7 +15,9 @@ own index arithmetic (ATen's ``UpSample.h`` and ``AdaptiveAveragePooling.cpp``):
   says; a ``scale_factor`` near but not equal to 1 or 2 on which PyTorch's own 2-D kernels
   disagree is refused, with ``size=`` as the way out);
   ``"nearest-exact"``: ``min(floor((o + 0.5) * scale - 0.5 + 0.5), n - 1)``, the product and
-  the subtraction one fused multiply-add in float32, clamped at 0, as PyTorch computes it;
+  the subtraction one fused multiply-add in float32, clamped at 0, as PyTorch computes it (on
+  a 2-D input, an output whose index PyTorch's 2-D kernels round either way at a float32 tie,
+  ``floorf((o + 0.5) * scale)`` at some sizes, is refused, naming it);
 * ``"linear"``, ``"bilinear"``, ``"trilinear"``: the two neighbours of the source coordinate
   ``scale * o`` (``align_corners=True``, ``scale = (n - 1) / (m - 1)``) or
   ``max(scale * (o + 0.5) - 0.5, 0)`` (``align_corners=False``), with weights ``1 - t`` and
