@@ -21,6 +21,7 @@ from sparseconv._pooling import _ceil_extra
 from sparseconv._resampling_axes import _adaptive_axis
 from sparseconv._torch_activations import module_constant
 from sparseconv._torch_calls import MAX_POOL_F, by_keyword, linear_call_layer
+from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, Given, function_name, has_rule
 from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
@@ -29,8 +30,11 @@ from sparseconv._torch_probe import (
     UNTRACKED,
     dispatched,
     fx_trace,
+    matches,
     probe_input,
+    probe_like,
     replaced_functions,
+    restored_buffers,
     version,
 )
 from sparseconv._torch_script import _kind
@@ -129,6 +133,49 @@ def _untrusted(model: nn.Module, before: list[int | None],
 
 #: What the reason says of a traced module with no known constant (the CLI adds its option).
 UNKNOWN = "of known constant"
+
+
+def _low_precision(model: nn.Module) -> str:
+    """Why a model that computes in fewer than 32 bits gets no network bound (a hunt: a
+    float16 chain bounded by 1.02 changed its output by 23 times a change of one unit in the
+    last place of one input), or ``""``: the rounding of float16 and bfloat16 (and float16's
+    overflow beyond 65504) is bounded by no Lipschitz constant, as a cast down to them in the
+    graph is refused (:func:`sparseconv._torch_graph_rules._cast`)."""
+    dtype = probe_like(model)[0]
+    if dtype is None or dtype.itemsize >= (8 if dtype.is_complex else 4):
+        return ""
+    return (f"the model computes in {dtype}, whose rounding (and float16's overflow beyond "
+            "65504) no Lipschitz constant bounds; the rows bound its layers as given (pass "
+            "model.float() for the network bound of the same layers in float32)")
+
+
+def _mixes_samples(model: nn.Module, shape: tuple[int, ...]) -> str:
+    """Why the product of a chain's bounds is no bound of the map of one sample, or ``""``:
+    a forward whose output for one sample changes with another sample of its batch (a hunt:
+    ``nn.Flatten(0, 2)`` and ``nn.Unflatten`` folding the batch axis into a spatial one, a
+    circular convolution over it: bound 2.0, the map of a batch of two 3.0), seen on a
+    seeded batch of two against each sample alone; the bound over the graph refuses such
+    reshapes node by node."""
+    probe = probe_input(model, shape, batch=2)
+    try:
+        with torch.no_grad(), restored_buffers(model):
+            both = output_leaves(model(probe.clone()))
+            alone = [output_leaves(model(probe[i:i + 1].clone())) for i in range(2)]
+    except Exception as exc:  # noqa: BLE001 - a forward raises anything
+        return (f"its forward does not run on a batch of two ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}), so the product of the "
+                "layers' bounds may be no bound of the map of one sample")
+    same = both is not None and all(
+        one is not None and len(one) == len(both) and all(
+            isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape[:1] == (2,)
+            and matches(a[i:i + 1], b) for a, b in zip(both, one))
+        for i, one in enumerate(alone))
+    if same:
+        return ""
+    return ("its forward mixes the samples of a batch (one sample's output changes with "
+            "another's, or the batch is no leading axis of the output: a reshape that folds "
+            "the batch axis into a sample?), so the product of the layers' bounds is no bound "
+            "of the map of one sample")
 
 
 def _unknown(modules: list[str]) -> str:

@@ -28,7 +28,9 @@ from sparseconv._torch_chain import (
     _check_constants_used,
     _given_constants,
     _is_sequential,
+    _low_precision,
     _max_pool_constant,
+    _mixes_samples,
     _not_sequential,
     _over_the_graph,
     _product_up,
@@ -380,7 +382,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     functions = _check_constants_used(given, records, model)
     rows = _all_rows(todo, workers, kwargs, progress, activations, chain)
     reason, bound = "", None
-    untrusted = _untrusted(model, versions, records)
+    untrusted = _untrusted(model, versions, records) or _low_precision(model)
     if untrusted:
         reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
     elif unknown or not (chain or assume_chain):
@@ -395,6 +397,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             reason += f"; nor is there a bound over its graph: {why}"
     over_graph = bound is not None
     warning = ""
+    if bound is None and not reason:  # a chain's product, of the map of one sample only
+        reason = _mixes_samples(model, shape)
     if bound is None:
         bound = _product_up([row["upper"] for row in rows] + constants)
         if assume_chain and broken and not reason:  # (the product is the bound given; a new
