@@ -298,10 +298,12 @@ class CircularSVD(LinearOperator):
         """The condition number ``S[0] / S[-1]`` (``inf`` when ``S[-1] == 0``).
 
         Of the computed values, as :func:`numpy.linalg.cond`: each carries rounding of about
-        ``eps * S[0]``, so a layer whose rank is exactly deficient (an all-ones kernel) has
-        a smallest value of that size, and a condition number of ``1 / eps`` or more, not
-        ``inf`` (a hunt: ``6e31``). Compare ``S`` with ``S[0] * eps * max(A.shape)`` for a
-        numerical rank, as ``numpy.linalg.matrix_rank`` does.
+        ``eps * S[0]``, so a layer whose rank is exactly deficient may have a smallest value
+        of that size, and a condition number of ``1 / eps`` or more rather than ``inf`` (a
+        hunt: ``6e31``), or an exact zero and ``inf`` where the symbol's zeros are exact (an
+        all-ones kernel on a grid its size divides: a trial). Compare ``S`` with
+        ``S[0] * eps * max(A.shape)`` for a numerical rank, as ``numpy.linalg.matrix_rank``
+        does.
 
         Examples
         --------

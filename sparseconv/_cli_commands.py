@@ -228,17 +228,19 @@ def _spectrum(layer: _Layer, args) -> None:
 
     # --upper promises a fast bound: no ARPACK run for the plot, which on a large layer takes
     # far longer than the bound (a new user's trial: 64->64 on 64x64 ran out of two minutes)
-    values, how = _top_singular_values(layer, estimate=not args.upper)
+    drawn = args.output is not None  # (a trial: the interval alone needed a figure file)
+    values, how = _top_singular_values(layer, estimate=not args.upper) if drawn else (None, "")
     # --exact where it applies; non-periodic circular padding keeps the default route
     norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
                          method="upper" if args.upper else
                          applicable_method("exact" if args.exact else "auto", layer.geometry),
                          tol=args.tol, relative_width=args.relative_width)
     _refuse_overflow(norm.upper, args)
-    skipped = _draw_spectrum(layer, args, values, how, norm)
+    skipped = values is not None and _draw_spectrum(layer, args, values, how, norm)
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
     tol = lanczos_tol(args.tol, args.relative_width)  # (--relative-width W: W / 8 if smaller)
-    short = ("; the lower bound is one quotient" if norm.method == "upper" else
+    short = ("; the value is the certified upper bound, and the lower bound is one quotient"
+             if norm.method == "upper" else  # (a trial read the upper bound as the norm)
              "" if norm.converged else f"; the lower bound did not meet tol {tol:g}"
              if norm.method == "bounds" else f"; its rounding allowance is over tol {tol:g}")
     print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
@@ -252,7 +254,8 @@ def _spectrum(layer: _Layer, args) -> None:
               "frequency costs more than the bound; drop --upper to draw it)", file=sys.stderr)
     if args.every_size:
         _print_every_size(layer)
-    print(f"wrote {args.output}")
+    if drawn:
+        print(f"wrote {args.output}")
 
 
 def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm) -> bool:

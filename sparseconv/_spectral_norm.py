@@ -128,6 +128,11 @@ def lanczos_tol(tol: float, relative_width: float | None) -> float:
 def _checked_layer(weight, input_shape, stride, padding, dilation, groups, padding_mode,
                    method: str) -> tuple[np.ndarray, ConvGeometry]:
     """The validated ``(weight, geometry)`` of a layer, refused if ``method`` cannot bound it."""
+    if input_shape is None:  # (a trial: the bound for every size is a function of its own)
+        raise TypeError("input_shape must be a tuple of positive integers (C_in, *spatial), "
+                        "got None; the bound for every input size and zero padding is "
+                        "sparseconv.toeplitz_norm(weight, stride=..., dilation=..., "
+                        "groups=...)")
     weight, geom = layer_geometry(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode)
     if method == "fft" and not is_periodic(geom):

@@ -31,7 +31,7 @@ from typing import Any
 from ._cli_commands import _export, _info, _output, _report, _spectrum, _spy
 from ._cli_layer import _layer, _reason
 from ._memory import get_memory_limit
-from ._spectral_norm import DEFAULT_TOL, checked_tol
+from ._spectral_norm import DEFAULT_TOL, MIN_RELATIVE_WIDTH, checked_tol
 from ._validation import LAYOUTS, PADDING_MODES, PADDING_STRINGS, real_number
 from ._version import __version__
 
@@ -247,7 +247,8 @@ def _spectrum_parser(commands: argparse._SubParsersAction[Any], layer: argparse.
         "method applies, else ARPACK's largest) and, for a 2-D layer, the largest singular value "
         "per frequency of its circular version; print the certified interval of its spectral "
         "norm (sparseconv.spectral_norm), and with --every-size the bound for every input size.")
-    spectrum.add_argument("-o", "--output", required=True, metavar="FILE", help=_FIGURE_FILE)
+    spectrum.add_argument("-o", "--output", default=None, metavar="FILE",
+                          help=_FIGURE_FILE + "; without it, the interval alone is printed")
     routes = spectrum.add_mutually_exclusive_group()
     routes.add_argument("--exact", action="store_true",
                         help="certify the spectral norm with every axis exact (spectral_norm's "
@@ -402,8 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "tol"):  # before a layer is built or a model loaded
             checked_tol(args.tol, "--tol")
         if getattr(args, "relative_width", None) is not None:
-            real_number(args.relative_width, "--relative-width", low=0.0, high=1.0,
-                        low_open=True)
+            real_number(args.relative_width, "--relative-width", low=MIN_RELATIVE_WIDTH,
+                        high=1.0)  # (spectral_norm's range: a trial read "in (0, 1)")
             if args.upper:  # as spectral_norm refuses it, in this command line's names
                 raise ValueError(f"--relative-width {args.relative_width:g} needs a lower "
                                  "bound, and --upper computes none: drop one of them")
@@ -420,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "report":  # a model, not one layer
                 _report(args, command.error)
                 return 0
-            if hasattr(args, "output"):
+            if getattr(args, "output", None) is not None:
                 args.output = _output(args)  # before any work: a bad path fails at once
             handler[args.command](_layer(args, command.error), args)
     except KeyboardInterrupt:  # (a new user's trial: Ctrl-C in spectrum or export printed

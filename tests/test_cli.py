@@ -413,7 +413,7 @@ def test_relative_width_reaches_spectral_norm_and_warns_in_one_line(tmp_path, ca
         line = _main_fails(["spectrum", "-o", tmp_path / "t.png", *args, "--relative-width",
                             bad], capsys)
         assert line.startswith("sparseconv spectrum: error: --relative-width must be a finite "
-                               "number in (0, 1), got"), line
+                               "number in [8e-15, 1), got"), line
         line = _main_fails(["report", "--model", tmp_path / "missing.pt", "--input-shape",
                             "3,8,8", "--relative-width", bad], capsys)  # before the load
         assert line.startswith("sparseconv report: error: --relative-width must be"), line
@@ -1575,3 +1575,21 @@ def test_a_padding_mode_without_padding_is_said_to_read_none(capsys):
                             "--padding same, or the kernel's half, for the padded one)\n")
     main(["info", *shape, "--padding-mode", "circular", "--padding", "same"])
     assert capsys.readouterr().err == ""
+
+
+def test_spectrum_without_output_prints_the_interval_and_draws_nothing(tmp_path, capsys,
+                                                                         monkeypatch):
+    """A new user's trial: the certified interval alone needed a figure file (-o); and
+    --upper's line read as the norm itself."""
+    from sparseconv.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["spectrum", *LAYER, "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    value, lower, upper, method = _printed_norm(out)
+    w = np.random.default_rng(3).standard_normal((4, 3, 3, 3)) / np.sqrt(27)
+    top = np.linalg.norm(conv_matrix(w, (3, 8, 8), padding=1).toarray(), 2)
+    assert lower <= top <= upper and "wrote" not in out and not list(tmp_path.iterdir())
+    assert main(["spectrum", *LAYER, "--seed", "3", "--upper"]) == 0
+    out = capsys.readouterr().out
+    assert "the value is the certified upper bound" in out and _printed_norm(out)[2] >= top

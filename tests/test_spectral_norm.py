@@ -1418,3 +1418,10 @@ def test_a_search_that_finds_no_vector_confirms_nothing():
 
     zero = aslinearoperator(np.zeros((3, 4)))
     assert _confirmed(zero, np.zeros(4), 1e-7, 1.0) is False
+
+
+def test_input_shape_none_points_to_the_bound_for_every_size():
+    """A new user's trial: ``spectral_norm(w, None)`` said only that None is no tuple."""
+    with pytest.raises(TypeError, match=r"got None; the bound for every input size and zero "
+                                        r"padding is sparseconv.toeplitz_norm"):
+        spectral_norm(np.ones((1, 1, 3, 3)), None)
