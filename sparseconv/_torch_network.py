@@ -99,9 +99,24 @@ def _check_batch(model: nn.Module, ops: list[_Op], shape: tuple[int, ...], least
             if ours.shape == theirs.shape else math.inf
         raise TypeError(f"{what} does not compute what its forward does on a random batch "
                         f"of {count} (largest difference {difference:.3g}, values up to "
-                        f"{magnitude:.3g}): an operation read otherwise than PyTorch runs it, "
-                        "or an in-place change seen through another name or a view (y += z "
-                        "after kept = y), which torch.fx records as a new value")
+                        f"{magnitude:.3g}): an operation read otherwise than PyTorch runs it"
+                        f"{_nearest_hint(model, ops, least)}, or an in-place change seen "
+                        "through another name or a view (y += z after kept = y), which "
+                        "torch.fx records as a new value")
+
+
+def _nearest_hint(model: nn.Module, ops: list[_Op], dtype: torch.dtype) -> str:
+    """Where a float64 model resamples in a nearest mode, what may differ (a hunt: the
+    message sent a user looking for an in-place change): the matrix reads the indices of
+    PyTorch's float32 kernels, its float64 kernels other ones at some sizes."""
+    nearest = any(isinstance(m, nn.Upsample) and str(m.mode).startswith("nearest")
+                  for m in model.modules()) or any(
+        "interpolate" in op.name or "upsample" in op.name for op in ops)
+    if dtype != torch.float64 or not nearest:
+        return ""
+    return (" (a nearest resampling in float64? The matrix reads the indices PyTorch's "
+            "float32 kernels read, and its float64 kernels read others at some sizes: run the "
+            "model in float32, or see the RuntimeWarning of sparseconv.torch.matrix)")
 
 
 def _run_adjoint(ops: list[_Op], g: np.ndarray) -> np.ndarray:

@@ -1244,6 +1244,15 @@ def test_a_nearest_matrix_that_float64_reads_otherwise_says_so(mode, n, m):
                           nn.Upsample(scale_factor=3.0, mode=mode)(x.double()).numpy().ravel())
 
 
+def test_network_operators_refusal_of_a_float64_nearest_resampling_says_why():
+    """A hunt: the refusal sent the user looking for an in-place change."""
+    model = nn.Sequential(nn.Upsample(size=1146, mode="nearest")).double().eval()
+    with pytest.raises(TypeError, match=r"a nearest resampling in float64\? The matrix reads "
+                                        r"the indices PyTorch's float32 kernels read"), \
+            pytest.warns(RuntimeWarning, match="its float64 kernel reads other inputs"):
+        sct.network_operator(model, (1, 2344))
+
+
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic", "lanczos"])
 def test_network_operator_antialiased_interpolation(mode):
     """F.interpolate(antialias=True), and mode="lanczos" (which needs it): refused before."""
