@@ -1246,7 +1246,8 @@ def test_a_nearest_matrix_that_float64_reads_otherwise_says_so(mode, n, m):
 
 def test_network_operators_refusal_of_a_float64_nearest_resampling_says_why():
     """A hunt: the refusal sent the user looking for an in-place change."""
-    model = nn.Sequential(nn.Upsample(size=1146, mode="nearest")).double().eval()
+    model = nn.Sequential(nn.Conv1d(1, 1, 1), nn.Upsample(size=1146, mode="nearest")
+                          ).double().eval()  # (the convolution's weight sets the dtype)
     with pytest.raises(TypeError, match=r"a nearest resampling in float64\? The matrix reads "
                                         r"the indices PyTorch's float32 kernels read"), \
             pytest.warns(RuntimeWarning, match="its float64 kernel reads other inputs"):
