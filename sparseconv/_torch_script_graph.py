@@ -18,7 +18,9 @@ computes every operation out of place, so it is the model's only where no such r
 the difference: after an in-place write, the written value itself is read as the write's
 result (what its memory then holds), and any other value that may share its memory (by the
 operations' alias annotations; a node without a schema is taken to alias all its tensors)
-and was made before the write is refused if anything reads it afterwards. The rebuilt graph
+and was made before the write is refused if anything reads it afterwards; a layer's call whose
+output shares its input's memory on a probe (an eval-mode ``Dropout`` returns its input itself,
+which its operation's schema does not say) joins the two. The rebuilt graph
 is then run beside the model on two probe batches and must return what the model returns.
 """
 
@@ -33,9 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseconv._torch_probe import matches, probe_input, restored_buffers
-from sparseconv._torch_script import _Call, _calls, _graph_of
+from sparseconv._torch_script import _Call, _calls, _graph_of, _probe
 from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
-from sparseconv._torch_script_rebuild import _kind
+from sparseconv._torch_script_rebuild import _STRUCTURAL, _kind
 
 __all__ = ["script_graph_module"]
 
@@ -90,6 +92,23 @@ _MAX_POOLS = {f"aten::max_pool{n}d": getattr(nn, f"MaxPool{n}d") for n in (1, 2,
 
 class _Refused(Exception):
     """Why the graph cannot be rebuilt (its message)."""
+
+
+def _owned(graph, every: list[_Call]) -> dict:
+    """The call each top-level node belongs to (:func:`_owners`), and also an ``if`` or a
+    loop between two nodes of one call whatever its module path (a scripted ``Upsample``'s
+    loop over its scale factors, whose path ends ``.UNKNOWN_INSTANCE(UNKNOWN_TYPE)``): that
+    call's."""
+    owner = _owners(graph, every)
+    nodes = [n for n in graph.nodes() if n.kind() not in _STRUCTURAL]
+    for i, node in enumerate(nodes):  # an if or a loop between two nodes of one call, the
+        # inliner's module path or not (".UNKNOWN_INSTANCE(UNKNOWN_TYPE)": F.interpolate's)
+        if node not in owner and list(node.blocks()):
+            before = next((owner[n] for n in reversed(nodes[:i]) if n in owner), None)
+            after = next((owner[n] for n in nodes[i + 1:] if n in owner), None)
+            if before is not None and before is after:
+                owner[node] = before
+    return owner
 
 
 def _preorder(block) -> list:
@@ -176,8 +195,13 @@ class _Builder:
         self.env: dict[int, Any] = {}
         self.order = {node: i for i, node in enumerate(_preorder(graph.block()))}
         self.aliases = _Aliases(list(self.order))
-        self.owner = _owners(graph, every)
+        self.owner = _owned(graph, every)
+        self.members: dict[int, list] = {}  # each call's top-level nodes, its ifs included
+        for node in graph.nodes():
+            if node in self.owner:
+                self.members.setdefault(id(self.owner[node]), []).append(node)
         self.calls = {id(call): module for call, module in zip(calls, modules)}
+        self.aliasing: dict[int, bool] = {}  # per call: its output shares its input's memory
         self.made: dict[int, int] = {}  # each value's position (the graph's inputs: -1)
         for node, i in self.order.items():
             for value in node.outputs():
@@ -228,10 +252,11 @@ class _Builder:
         for node in nodes:
             call = self.owner.get(node)
             if call is not None:
-                if node is call.nodes[0]:  # (a node between its nodes sees its writes)
-                    self.writes.extend((self.order[n], n) for n in _executed_writes(call.nodes))
-                if node is call.nodes[-1]:
-                    self._call(call)
+                members = self.members[id(call)]
+                if node is members[0]:  # (a node between its nodes sees its writes)
+                    self.writes.extend((self.order[n], n) for n in _executed_writes(members))
+                if node is members[-1]:
+                    self._call(call, members)
                 continue
             self._node(node)
             if _mutates(node):
@@ -239,24 +264,26 @@ class _Builder:
                 if any(w.unique() in self.static for w in _written(node)):
                     raise _Refused(f"runs {node.kind()}{_where(node)}, which changes a tensor "
                                    "of its own (a parameter, a buffer or a constant)")
-                if node.outputsSize() == 1 and node.owningBlock() is self.graph.block():
+                if node.outputsSize() == 1:  # (at the top, or in a branch the walk takes)
                     self.result[node] = node.output()
 
-    def _call(self, call: _Call) -> None:
+    def _call(self, call: _Call, members: list) -> None:
+        """A leaf module's call (``members``: its top-level nodes, the ``if``s and loops of
+        its own among them) as one ``call_module`` node."""
         module = self.calls.get(id(call))
         if module is None:
             raise _Refused(f"calls module {call.name!r} ({_kind(call.module)}), whose "
                            "operations read no signal of the forward's")
         source = call.input()
-        inside = {v.unique() for n in call.nodes for v in _values_within(n)}
-        for node in call.nodes:
+        inside = {v.unique() for n in members for v in _values_within(n)}
+        for node in members:
             for v in _inputs_within(node):
                 if (v.unique() not in inside and v.unique() != source.unique()
                         and v.unique() not in self.static):
                     raise _Refused(f"calls module {call.name!r} on more than one value of "
                                    f"its signal ({v.debugName()} and {source.debugName()})")
         output = call.output()
-        for inner in _executed_writes(call.nodes):
+        for inner in _executed_writes(members):
             if any(w.unique() not in inside and w.unique() != source.unique() and (
                     holds_tensors(w) or any(self.owner.get(_top(use.user)) is not call
                                             for use in w.uses()))
@@ -265,7 +292,7 @@ class _Builder:
                                "a tensor other than its input in place")
             if inner.outputsSize() == 1 and inner.output().unique() == output.unique():
                 self.result[inner] = output  # (an in-place activation's: its output)
-        for node in call.nodes:
+        for node in members:
             for v in node.outputs():
                 if v.unique() != output.unique() and any(
                         self.owner.get(_top(use.user)) is not call for use in v.uses()):
@@ -277,7 +304,11 @@ class _Builder:
         held = self.root.setdefault(name, module)
         if held is not module and not _same_module(held, module):
             raise _Refused(f"calls module {name!r} twice as two different layers")
-        self.env[output.unique()] = self.fx.call_module(name, (self.value(source, call.nodes[0]),))
+        self.env[output.unique()] = self.fx.call_module(name, (self.value(source, members[0]),))
+        if self.aliasing.get(id(call)):  # its output is its input's memory (an eval-mode
+            # Dropout's, a Flatten's view: a review found y = drop(h); y.mul_(10) read h
+            # unchanged, a bound of 11 for a map of 20): one alias class
+            self.aliases.join(source.unique(), output.unique())
 
     def _max_pool(self, call: _Call) -> nn.Module:
         ops = [n for n in call.nodes if n.kind() in _MAX_POOLS]
@@ -473,6 +504,10 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     if [c.name for c in calls] != list(names):  # (the rows were read off this graph's calls)
         return "its calls are not the traced layers"  # pragma: no cover - the same graph
     builder = _Builder(model, graph, every, calls, modules)
+    aliasing = _call_aliasing(model, shape)
+    if len(aliasing) != len(calls):
+        return "its calls are not the traced layers"  # pragma: no cover - the same graph
+    builder.aliasing = {id(call): shares for call, shares in zip(calls, aliasing)}
     inputs = list(graph.inputs())
     builder.env[inputs[1].unique()] = builder.fx.placeholder("x")
     builder.made[inputs[1].unique()] = -1
@@ -500,6 +535,28 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
         if not all(matches(a, b) for a, b in pairs):
             return "its rebuilt graph does not compute what the model does on a probe"
     return module
+
+
+def _call_aliasing(model: nn.Module, shape: tuple[int, ...]) -> list[bool]:
+    """Per call (as :func:`script_graph_module` lists them), whether its output shares memory
+    with its input on a probe batch: an operation's schema does not always say so
+    (``aten::dropout`` in eval mode returns its input itself)."""
+    graph = _graph_of(model)
+    calls = [c for c in _calls(model, graph) if c.input() is not None]
+    values = [v for c in calls for v in (c.input(), c.output())]
+    found = _probe(model, graph, values, shape)
+    return [_share_memory(found[2 * i], found[2 * i + 1]) for i in range(len(calls))]
+
+
+def _share_memory(a: Any, b: Any) -> bool:
+    """Whether two probe values are tensors on one storage (or not both tensors: then
+    taken to share, the safe side)."""
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return True
+    try:
+        return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    except RuntimeError:  # (a tensor without storage)
+        return True
 
 
 def _drop_dead(graph: torch.fx.Graph) -> None:

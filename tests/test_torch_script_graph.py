@@ -93,13 +93,49 @@ class _Branch(_Pair):
         return self.b(y)
 
 
-KINDS = {"rebound": _Rebound, "alias": _Alias, "inplace_input": _InplaceInput,
+class _DropoutAlias(_Pair):  # an eval-mode Dropout returns its input itself: y is h
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout(0.2)
+
+    def forward(self, x):
+        h = self.a(x)
+        y = self.drop(h)
+        y.mul_(10.0)
+        return self.b(h + y)
+
+
+class _Upsampled(_Pair):  # a scripted Upsample's loop and ifs, inlined around its operation
+    def __init__(self):
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2)
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(self.up(h)) + self.up(h)
+
+
+class _Flagged(_Pair):  # an in-place write in the branch a flag of the module's takes
+    def __init__(self):
+        super().__init__()
+        self.flag = True
+
+    def forward(self, x):
+        h = self.a(x)
+        if self.flag:
+            h.mul_(5.0)
+        return self.b(h) + h
+
+
+KINDS = {"dropout_alias": _DropoutAlias, "upsampled": _Upsampled, "flagged": _Flagged,
+         "rebound": _Rebound, "alias": _Alias, "inplace_input": _InplaceInput,
          "sub_alpha": _SubAlpha, "parameter": _Parameter, "cat": _Cat, "sizes": _Sizes,
          "sin": _Sin, "branch": _Branch}
 
 
-BOUNDED = ["rebound", "inplace_input", "sub_alpha", "parameter", "cat", "sizes"]
-LINEAR = {"rebound", "sub_alpha", "parameter", "cat", "sizes"}
+BOUNDED = ["rebound", "inplace_input", "sub_alpha", "parameter", "cat", "sizes", "upsampled",
+           "flagged"]
+LINEAR = {"rebound", "sub_alpha", "parameter", "cat", "sizes", "upsampled", "flagged"}
 
 
 @pytest.mark.parametrize("how", ["script", "trace"])
@@ -133,13 +169,20 @@ def test_a_scripted_resnet_gets_the_eager_bound(tmp_path):
 
 
 @pytest.mark.parametrize("how", ["script", "trace"])
-def test_a_read_after_an_in_place_write_through_another_name_is_refused(how, tmp_path):
+@pytest.mark.parametrize("kind", ["alias", "dropout_alias"])
+def test_a_read_after_an_in_place_write_through_another_name_is_refused(kind, how, tmp_path):
     """The rebuilt graph runs every operation out of place: ``v = y.view(...)``, then
     ``y.mul_(10)``, then ``b(v)`` reads ten times what the graph would show. Refused, saying
-    so (before the rebuilt graph's own check on the probes would)."""
+    so (before the rebuilt graph's own check on the probes would). A review: an eval-mode
+    Dropout returns its input itself, which its operation's schema does not say: ``y =
+    drop(h); y.mul_(10)`` changes ``h`` (a bound of 11 for a map of 20); a call's output that
+    shares its input's memory on the probe is now an alias of it."""
     shape = (2, 5, 5)
-    model = _networks.randomize(_Alias(), seed=11).eval()
+    model = _networks.randomize(KINDS[kind](), seed=11).eval()
     report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    if how == "trace" and kind == "dropout_alias":  # (the trace records no dropout at all)
+        assert report.network_upper >= _networks.largest_ratio(model, shape)
+        return
     assert report.network_upper is None
     assert "changed in place, where the graph does not show what it then holds" in (
         report.reason), report.reason
