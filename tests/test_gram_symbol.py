@@ -104,6 +104,8 @@ def test_chunks_shrink_under_a_tight_memory_limit(monkeypatch):
     from sparseconv._memory import DEFAULT_LIMIT
     monkeypatch.setattr(_parallel, "_one_core", False)
     monkeypatch.setattr(_parallel.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_parallel.os, "sched_getaffinity", lambda pid: {0, 1},
+                        raising=False)  # (under taskset -c 0 it says one core)
     geom = ConvGeometry.from_weight((512, 512, 3, 3), (512, 29, 29), padding=1,
                                     padding_mode="circular")
     frequencies = 29 * 29 // 2 + 1
@@ -187,6 +189,8 @@ def test_blocks_of_256_take_lanczos_where_the_frequencies_run_in_turn(monkeypatc
     from sparseconv import _gram_symbol, _parallel
     monkeypatch.setattr(_parallel, "_one_core", one_core)
     monkeypatch.setattr(_parallel.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_parallel.os, "sched_getaffinity", lambda pid: {0, 1},
+                        raising=False)  # (under taskset -c 0 it says one core)
     estimated = []
     estimates = _gram_symbol._lanczos_tops
     monkeypatch.setattr(_gram_symbol, "_lanczos_tops",
