@@ -36,7 +36,7 @@ from torch import nn
 
 from sparseconv._torch_probe import matches, probe_input, restored_buffers
 from sparseconv._torch_script import _Call, _calls, _graph_of, _probe
-from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
+from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where, writes_tensors
 from sparseconv._torch_script_rebuild import _STRUCTURAL, _kind
 
 __all__ = ["script_graph_module"]
@@ -103,7 +103,7 @@ def _owned(graph, every: list[_Call]) -> dict:
     nodes = [n for n in graph.nodes() if n.kind() not in _STRUCTURAL]
     for i, node in enumerate(nodes):  # an if or a loop between two nodes of one call, the
         # inliner's module path or not (".UNKNOWN_INSTANCE(UNKNOWN_TYPE)": F.interpolate's)
-        if node not in owner and list(node.blocks()):
+        if node not in owner and list(node.blocks()) and not writes_tensors(node):
             before = next((owner[n] for n in reversed(nodes[:i]) if n in owner), None)
             after = next((owner[n] for n in nodes[i + 1:] if n in owner), None)
             if before is not None and before is after:
@@ -304,7 +304,14 @@ class _Builder:
         held = self.root.setdefault(name, module)
         if held is not module and not _same_module(held, module):
             raise _Refused(f"calls module {name!r} twice as two different layers")
-        self.env[output.unique()] = self.fx.call_module(name, (self.value(source, members[0]),))
+        read = self.value(source, members[0])
+        for node in members[1:]:  # (a review: two calls of an Upsample, whose operation lies
+            # in an if, read as one call, the source written in between: 0.71 for 71.4)
+            if any(v.unique() == source.unique() for v in _inputs_within(node)) and (
+                    self.value(source, node) is not read):
+                raise _Refused(f"calls module {call.name!r} on a value changed in place "
+                               "during the call (two calls of it read as one?)")
+        self.env[output.unique()] = self.fx.call_module(name, (read,))
         if self.aliasing.get(id(call)):  # its output is its input's memory (an eval-mode
             # Dropout's, a Flatten's view: a review found y = drop(h); y.mul_(10) read h
             # unchanged, a bound of 11 for a map of 20): one alias class

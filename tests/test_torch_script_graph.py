@@ -240,3 +240,58 @@ def test_a_functional_pooling_between_layers_gets_its_certified_norm(tmp_path):
         report = sct.lipschitz_report(jit(model, how, shape, tmp_path / f"{how}.pt"), shape)
         assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), (
             how, report.reason)
+
+
+class _MergedUpsample(nn.Module):
+    """A second review: two calls of one scripted Upsample (its operation inside an if, so
+    the calls read as one), the source written in place between them by an amount that is 0
+    on the probes: 0.71 for a map of 71.4."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.up = nn.Linear(4, 4, dtype=F64), nn.Upsample(scale_factor=2)
+        with torch.no_grad():
+            self.lin.weight.copy_(0.5 * torch.eye(4, dtype=F64))
+            self.lin.bias.zero_()
+
+    def forward(self, x):
+        h = self.lin(x).unsqueeze(1)
+        a = self.up(h)  # noqa: F841
+        h.add_(torch.relu(h - 5.0) * 100.0)
+        return self.up(h)
+
+
+class _MergedInstanceNorm(nn.Module):
+    """The same with a scripted InstanceNorm1d and the write in a loop, on the chain path
+    (the product of the rows): 0.5 for a map of 665."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8, dtype=F64)
+        self.norm = nn.InstanceNorm1d(2, affine=True, track_running_stats=True, dtype=F64)
+        with torch.no_grad():
+            self.lin.weight.copy_(0.5 * torch.eye(8, dtype=F64))
+            self.lin.bias.zero_()
+
+    def forward(self, x):
+        h = self.lin(x).reshape(x.size(0), 2, 4)
+        a = self.norm(h)  # noqa: F841
+        for _ in range(3):
+            h.add_(torch.relu(h - 5.0) * 10.0)
+        return self.norm(h)
+
+
+@pytest.mark.parametrize("make, shape, slope", [(_MergedUpsample, (4,), 101 * 0.5 * 2**0.5),
+                                                (_MergedInstanceNorm, (8,), None)])
+def test_two_calls_read_as_one_with_a_write_between_get_no_bound(make, shape, slope,
+                                                                 tmp_path):
+    model = make().eval()
+    scripted = jit(model, "script", shape, tmp_path / "m.pt")
+    x = torch.full((1, *shape), 30.0, dtype=F64)  # large entries: the write's slope shows
+    v = torch.randn((1, *shape), dtype=F64, generator=torch.Generator().manual_seed(0))
+    _, jv = torch.autograd.functional.jvp(lambda z: scripted(z.clone()), x, v / v.norm())
+    assert float(jv.norm()) > 50
+    if slope is not None:
+        assert float(jv.norm()) == pytest.approx(slope)
+    report = sct.lipschitz_report(scripted, shape)
+    assert report.network_upper is None, (report.network_upper, report.reason)
