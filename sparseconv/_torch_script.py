@@ -175,7 +175,15 @@ class _Call:
         self.nodes: list[Any] = []
 
     def repeats(self, node) -> bool:
-        return node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes)
+        """Whether ``node`` starts another call of the module: it repeats an operation on the
+        signal the call already ran, or any operation from the same place of the same source
+        (a scripted ``Upsample`` or ``InstanceNorm`` runs its operation inside an ``if``, so
+        ``up(up(h))`` showed no repeated operation and read as one call: a review)."""
+        if node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes):
+            return True
+        where = _source(node)
+        return where is not None and any(
+            n.kind() == node.kind() and _source(n) == where for n in self.nodes)
 
     def input(self):
         made = {v.unique() for n in self.nodes for v in n.outputs()}
@@ -195,6 +203,16 @@ class _Call:
         return [n for n in self.nodes if n.kind() in _SIGNAL_OPS]
 
 
+def _source(node) -> str | None:
+    """The source text a node was compiled from, with its place marked (TorchScript's), or
+    None where it kept none."""
+    try:
+        text = node.sourceRange()
+    except Exception:  # noqa: BLE001 - a node without a source range
+        return None
+    return text if isinstance(text, str) and text.strip() else None
+
+
 def _calls(model: nn.Module, graph) -> list[_Call]:
     modules = _Modules(model)
     calls: list[_Call] = []
@@ -202,8 +220,9 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
     inside = tuple(f"{name}.parametrizations." if name else "parametrizations."
                    for name, module in model.named_modules() if is_parametrized(module))
     for node in graph.nodes():
-        if node.kind() in _STRUCTURAL:
-            continue  # their values are read where they are used
+        if node.kind() in _STRUCTURAL or node.kind() == "prim::Uninitialized":
+            continue  # their values are read where they are used (an uninitialized one: by
+            # the branch that raises, of a scripted Upsample's if)
         name, module = modules(node)
         if inside and f"{name}.".startswith(inside):
             continue  # computes a parametrized layer's weight: read where the layer uses it

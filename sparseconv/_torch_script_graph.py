@@ -336,6 +336,9 @@ class _Builder:
         if kind == "prim::Constant":
             self.env[outputs[0].unique()] = outputs[0].toIValue()
             self.static.add(outputs[0].unique())
+        elif kind == "prim::Uninitialized":  # (what a branch that raises returns)
+            self.env[outputs[0].unique()] = None
+            self.static.add(outputs[0].unique())
         elif kind == "prim::GetAttr":
             source = next(node.inputs())
             owner = self.model if source is list(self.graph.inputs())[0] else self.env.get(

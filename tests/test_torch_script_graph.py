@@ -295,3 +295,28 @@ def test_two_calls_read_as_one_with_a_write_between_get_no_bound(make, shape, sl
         assert float(jv.norm()) == pytest.approx(slope)
     report = sct.lipschitz_report(scripted, shape)
     assert report.network_upper is None, (report.network_upper, report.reason)
+
+
+class _Twice(nn.Module):
+    """One scripted Upsample (or InstanceNorm) called on its own output: the two calls showed
+    no repeated operation (theirs lies in an if) and read as one, refused with a TypeError (a
+    second review)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.lin = nn.Linear(4, 4, dtype=F64)
+        self.inner = (nn.Upsample(scale_factor=2) if kind == "upsample" else nn.InstanceNorm1d(
+            1, affine=True, track_running_stats=True, dtype=F64))
+
+    def forward(self, x):
+        return self.inner(self.inner(self.lin(x).unsqueeze(1)))
+
+
+@pytest.mark.parametrize("kind", ["upsample", "instance_norm"])
+def test_a_module_called_on_its_own_output_is_two_calls(kind, tmp_path):
+    model = _networks.randomize(_Twice(kind), seed=2).eval()
+    eager = sct.lipschitz_report(model, (4,))
+    report = sct.lipschitz_report(jit(model, "script", (4,), tmp_path / "m.pt"), (4,))
+    assert [row["name"] for row in report] == [row["name"] for row in eager] == [
+        "lin", "inner", "inner"]
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
