@@ -20,7 +20,7 @@ from torch import nn  # noqa: E402
 import sparseconv.torch as sct  # noqa: E402
 
 from . import _networks  # noqa: E402
-from .test_torch_script import jit  # noqa: E402
+from .test_torch_script import TwoInputs, jit  # noqa: E402
 
 F64 = torch.float64
 
@@ -202,15 +202,11 @@ def test_a_module_called_on_two_values_is_refused(tmp_path):
     """A leaf module whose forward reads a second value of the signal (a scripted class of
     torch's cannot, so a class of the user's: kept whole, refused by name)."""
 
-    class Mixer(nn.Module):
-        def forward(self, x, y):
-            return x + y
-
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
             self.a = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
-            self.mix = Mixer()
+            self.mix = TwoInputs()
 
         def forward(self, x):
             return self.mix(self.a(x), x)
