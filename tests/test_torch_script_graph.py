@@ -316,3 +316,32 @@ def test_a_module_called_on_its_own_output_is_two_calls(kind, tmp_path):
     assert [row["name"] for row in report] == [row["name"] for row in eager] == [
         "lin", "inner", "inner"]
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+
+
+class _Offset(_Pair):
+    def forward(self, x):
+        return self.b(self.a(x) * 3.0) + 1e14
+
+
+def test_the_probe_check_sees_a_mistranslation_under_a_large_offset(monkeypatch, tmp_path):
+    """The last guard, the rebuilt graph's output against the model's on two probes, was
+    passed by a review's model that adds 1e14 (its rounding hides any difference); the
+    change from one probe to the other is compared too. Here a translation made wrong on
+    purpose (``torch.mul`` by 1.01 times the number, which the bound's rules read) is
+    refused; before, it passed, and its bound was given."""
+    from sparseconv import _torch_script_graph
+
+    shape = (2, 5, 5)
+    model = _networks.randomize(_Offset(), seed=11).eval()
+    scripted = jit(model, "script", shape, tmp_path / "m.pt")
+    assert sct.lipschitz_report(scripted, shape).network_upper is not None
+    arguments = _torch_script_graph._arguments
+
+    def wrong(kind, args):  # torch.mul still, by 1.01 times the number
+        args, kwargs = arguments(kind, args)
+        return ([args[0], 1.01 * args[1]] if kind == "aten::mul" else args), kwargs
+
+    monkeypatch.setattr(_torch_script_graph, "_arguments", wrong)
+    report = sct.lipschitz_report(scripted, shape)
+    assert report.network_upper is None
+    assert "does not compute what the model does on a probe" in report.reason
