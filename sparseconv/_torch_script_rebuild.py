@@ -71,10 +71,12 @@ def _foreign(call: _Call, cls: type) -> str | None:
     start = call.input()
     derived = {start.unique()} if start is not None else set()
     for node in call.nodes:
-        values = [v.unique() for v in node.inputs()]
+        values = [v.unique() for v in _reads(node)]
         if not any(v in derived for v in values):
             continue
-        tensors = [v for v in node.outputs() if isinstance(v.type(), torch.TensorType)]
+        # the values that hold the signal: tensors, and lists or tuples of them (a review
+        # passed it through torch.cat([x], 0), whose list hid every operation after it)
+        tensors = [v for v in node.outputs() if "Tensor" in str(v.type())]
         if node.kind() in _SIGNAL_OPS:
             if any(v in derived for v in values[1:]):
                 return f"{node.kind()} reading its signal other than as its input"
@@ -82,6 +84,17 @@ def _foreign(call: _Call, cls: type) -> str | None:
             return f"{node.kind()} on its signal"
         derived.update(v.unique() for v in tensors)
     return None
+
+
+def _reads(node) -> list:
+    """The values ``node`` reads, a list or tuple built outside the call (by a structural
+    node, which no call holds) read as its items too: ``torch.cat([x], 0)`` reads ``x``."""
+    found = []
+    for value in node.inputs():
+        found.append(value)
+        if value.node().kind() in ("prim::ListConstruct", "prim::TupleConstruct"):
+            found.extend(_reads(value.node()))
+    return found
 
 
 def _rebuild(call: _Call, value) -> nn.Module:

@@ -5,6 +5,7 @@ class and matrix; every row of the report); what the graph cannot show is refuse
 
 from __future__ import annotations
 
+import types
 import warnings
 
 import numpy as np
@@ -1120,3 +1121,68 @@ def test_a_torchscript_module_of_one_call_and_more_is_not_that_layer(how, tmp_pa
             sct.matrix(compiled, (2, 5, 5))
     compiled = jit(_OneConv().eval(), how, (2, 5, 5), tmp_path / "only.pt")
     assert sct.matrix(compiled, (2, 5, 5)).shape == (50, 50)  # a wrapper of one call: taken
+
+
+class _DictCollision(nn.Module):
+    """A third review: a ModuleDict iterated in forward holds a Linear under the key "up",
+    the model a Upsample named "up"; TorchScript writes the Linear's path "up(Linear)", which
+    was read as the model's own "up": the two calls merged into one Upsample, the Linear's
+    operation lost (1.41 for a map of 142.8, with a weight crafted to fix the probes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.Upsample(size=8)
+        self.blocks = nn.ModuleDict({"up": nn.Linear(4, 4, bias=False, dtype=F64)})
+
+    def forward(self, x):
+        for _, layer in self.blocks.items():
+            x = layer(x)
+        return self.up(x)
+
+
+class _ListedLinear(nn.Module):
+    """A user's class in a ModuleList, at the index of the model's own Linear "0"; its forward
+    passes the signal through a list (``torch.cat([x], 0)``), which hid its other
+    operations from the check of what a class runs (a third review: 1.0 for a map of 101)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.eye(4, dtype=F64))
+
+    def forward(self, x):
+        z = torch.cat([x], 0).reshape(x.size(0), -1)
+        return F.linear(z + 100 * torch.clamp(z - 20, min=0), self.weight)
+
+
+class _ListCollision(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.add_module("0", nn.Linear(4, 4, dtype=F64))
+        self.layers = nn.ModuleList([_ListedLinear()])
+
+    def forward(self, x):
+        x = getattr(self, "0")(x)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def test_a_list_or_dict_entry_named_as_a_child_of_the_model_is_read_as_itself(tmp_path):
+    model = _networks.randomize(_DictCollision(), seed=1).eval()
+    eager = sct.lipschitz_report(model, (1, 4))
+    report = sct.lipschitz_report(jit(model, "script", (1, 4), tmp_path / "d.pt"), (1, 4))
+    assert [row["name"] for row in report] == ["blocks.up", "up"]
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    model = _ListCollision().eval()
+    report = sct.lipschitz_report(jit(model, "script", (4,), tmp_path / "l.pt"), (4,))
+    assert report.network_upper is None and "layers.0 (_ListedLinear)" in report.reason
+
+
+def test_a_shipped_class_whose_forward_hides_an_operation_behind_a_list_is_refused(tmp_path):
+    """The traced Linear whose forward is set on the instance, through torch.cat([x], 0)."""
+    layer = nn.Linear(4, 4, dtype=F64)
+    layer.forward = types.MethodType(_ListedLinear.forward, layer)
+    model = nn.Sequential(layer, nn.ReLU()).eval()
+    with pytest.raises(TypeError, match=r"runs aten::cat on its signal, which its class does "
+                                        "not"):
+        sct.lipschitz_report(jit(model, "trace", (4,), tmp_path / "m.pt"), (4,))
