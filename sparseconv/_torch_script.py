@@ -188,13 +188,17 @@ class _Call:
         self.name, self.module = name, module
         self.nodes: list[Any] = []
 
-    def repeats(self, node) -> bool:
+    def repeats(self, node, traced: bool = False) -> bool:
         """Whether ``node`` starts another call of the module: it repeats an operation on the
-        signal the call already ran, or any operation from the same place of the same source
-        (a scripted ``Upsample`` or ``InstanceNorm`` runs its operation inside an ``if``, so
-        ``up(up(h))`` showed no repeated operation and read as one call: a review)."""
+        signal the call already ran, or, in a scripted graph, any operation from the same
+        place of the same source (a scripted ``Upsample`` or ``InstanceNorm`` runs its
+        operation inside an ``if``, so ``up(up(h))`` showed no repeated operation and read as
+        one call: a review). Not in a traced one (``traced``), whose loops are unrolled: a
+        traced ``Upsample(mode="area")``'s sizes come from one line, once per axis."""
         if node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes):
             return True
+        if traced:
+            return False
         where = _source(node)
         return where is not None and any(
             n.kind() == node.kind() and _source(n) == where for n in self.nodes)
@@ -230,6 +234,7 @@ def _source(node) -> str | None:
 def _calls(model: nn.Module, graph) -> list[_Call]:
     modules = _Modules(model)
     calls: list[_Call] = []
+    traced = isinstance(model, torch.jit.TracedModule)  # (saved and loaded: no sources)
     # the parametrizations of parametrized layers (not a child a user named so: a review)
     inside = tuple(f"{name}.parametrizations." if name else "parametrizations."
                    for name, module in model.named_modules() if is_parametrized(module))
@@ -243,7 +248,7 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
         if not is_leaf(module):
             _refuse_control_flow(node, modules)
             continue
-        if not calls or calls[-1].name != name or calls[-1].repeats(node):
+        if not calls or calls[-1].name != name or calls[-1].repeats(node, traced):
             calls.append(_Call(name, module))
         calls[-1].nodes.append(node)  # its own branches: a rebuilt module reads none
     return calls

@@ -1186,3 +1186,21 @@ def test_a_shipped_class_whose_forward_hides_an_operation_behind_a_list_is_refus
     with pytest.raises(TypeError, match=r"runs aten::cat on its signal, which its class does "
                                         "not"):
         sct.lipschitz_report(jit(model, "trace", (4,), tmp_path / "m.pt"), (4,))
+
+
+@pytest.mark.parametrize("upsample", [nn.Upsample(scale_factor=2, mode="area"),
+                                      nn.Upsample(scale_factor=1.5, mode="bilinear",
+                                                  recompute_scale_factor=True)])
+def test_a_traced_upsample_computing_its_sizes_per_axis_is_one_call(upsample):
+    """A third review: in a traced model (in memory, where its nodes keep their source) the
+    sizes of each axis come from one line of F.interpolate, once per axis; read as repeated
+    calls, the Upsample was refused as running no operation."""
+    model = _networks.randomize(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), upsample),
+                                seed=3).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, torch.zeros((1, 2, 6, 6), dtype=F64))
+    report = sct.lipschitz_report(traced, (2, 6, 6))
+    assert report.network_upper == pytest.approx(
+        sct.lipschitz_report(model, (2, 6, 6)).network_upper, rel=1e-12)
