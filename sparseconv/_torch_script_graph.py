@@ -56,6 +56,12 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::permute": torch.permute, "aten::transpose": torch.transpose,
     "aten::relu": torch.relu, "aten::tanh": torch.tanh, "aten::sigmoid": torch.sigmoid,
     "aten::leaky_relu": F.leaky_relu, "aten::mean": torch.mean,
+    # the activations with a known constant, called as functions (a new user's trial: a
+    # traced F.relu6 between layers had no bound where the eager model had one)
+    "aten::relu6": F.relu6, "aten::hardtanh": F.hardtanh, "aten::gelu": F.gelu,
+    "aten::silu": F.silu, "aten::hardswish": F.hardswish, "aten::hardsigmoid": F.hardsigmoid,
+    "aten::mish": F.mish, "aten::selu": F.selu, "aten::softshrink": F.softshrink,
+    "aten::log_sigmoid": F.logsigmoid, "aten::elu": F.elu, "aten::celu": F.celu,
     "aten::view": "view", "aten::contiguous": "contiguous", "aten::size": "size",
     "aten::dim": "dim",
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
@@ -63,7 +69,8 @@ _FUNCTIONS: dict[str, Any] = {
 
 #: In-place operations run out of place (see the module's docstring).
 _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
-    "add", "sub", "mul", "div", "neg", "relu", "tanh", "sigmoid", "leaky_relu")}
+    "add", "sub", "mul", "div", "neg", "relu", "tanh", "sigmoid", "leaky_relu", "relu6",
+    "hardtanh", "silu", "hardswish", "hardsigmoid", "mish", "selu", "elu", "celu")}
 
 #: Arithmetic on sizes (a forward's ``x.size(0) * 2``): Python's operators.
 _INTEGER = {"aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
@@ -203,9 +210,11 @@ class _Builder:
         self.calls = {id(call): module for call, module in zip(calls, modules)}
         self.aliasing: dict[int, bool] = {}  # per call: its output shares its input's memory
         self.made: dict[int, int] = {}  # each value's position (the graph's inputs: -1)
-        for node, i in self.order.items():
+        for node, i in self.order.items():  # (an if's outputs are made when its branch ends:
+            # after a write inside it, F.relu6(y, inplace=True)'s relu6_, a new user's trial)
+            inner = [self.order[n] for block in node.blocks() for n in _preorder(block)]
             for value in node.outputs():
-                self.made[value.unique()] = i
+                self.made[value.unique()] = max([i, *inner])
         self.writes: list[tuple[int, Any]] = []  # the in-place writes that run, so far
         self.result: dict[Any, Any] = {}  # an in-place write -> the value holding its result
         self.static: set[int] = set()  # values that are no signal: constants, attributes
@@ -437,6 +446,12 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
         return args[:2], ({} if args[2] == 1 else {"alpha": args[2]})
     if kind == "aten::div" and len(args) == 3:
         return args[:2], ({} if args[2] is None else {"rounding_mode": args[2]})
+    if kind == "aten::gelu" and len(args) == 2:
+        return args[:1], {"approximate": args[1]}
+    if kind == "aten::elu" and len(args) == 4:  # (self, alpha, scale, input_scale)
+        if args[2] != 1 or args[3] != 1:
+            raise _Refused("runs an ELU with a scale of its own (F.elu has none)")
+        return args[:2], {}
     if kind == "aten::mean":  # (self, dtype) or (self, dim, keepdim, dtype)
         if args[-1] is not None:
             raise _Refused("takes a mean in a dtype of its own")

@@ -345,3 +345,24 @@ def test_the_probe_check_sees_a_mistranslation_under_a_large_offset(monkeypatch,
     report = sct.lipschitz_report(scripted, shape)
     assert report.network_upper is None
     assert "does not compute what the model does on a probe" in report.reason
+
+
+class _Activations(_Pair):
+    """A new user's trial: activations called as functions between the layers (a traced
+    ``F.relu6`` in a MobileNet block) had no bound in a TorchScript model; the eager one had."""
+
+    def forward(self, x):
+        y = F.gelu(F.relu6(self.a(x)), approximate="tanh")
+        y = F.elu(F.hardswish(F.silu(y)), 2.0)
+        y = F.relu6(F.celu(F.hardtanh(y, -2.0, 3.0), 0.5), inplace=True)
+        return self.b(F.mish(F.selu(y))) + x
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_activations_called_as_functions_keep_their_constants(how, tmp_path):
+    shape = (2, 5, 5)
+    model = _networks.randomize(_Activations(), seed=11).eval()
+    eager = sct.lipschitz_report(model, shape)
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
