@@ -347,9 +347,60 @@ def _graph_of(model: nn.Module):
             constant.node().moveBefore(first)
         inputs[index].replaceAllUsesWith(constant)
         graph.eraseInput(index)
-    if len(inputs) > 2:  # an if on a bound argument takes its branch, as the call does
+    flags = _fix_flags(graph, model)  # (an if on a module's flag: its branch, inlined)
+    if len(inputs) > 2 or flags:  # an if on a bound argument takes its branch, as the call does
         torch._C._jit_pass_constant_propagation(graph)
     return graph
+
+
+def _fix_flags(graph, model: nn.Module) -> bool:
+    """Put each ``if`` on a boolean attribute of a module (``if self.use_res:`` around a
+    MobileNet block's residual sum, a new user's trial: its layers were refused as called
+    inside control flow) on that attribute's value, for constant propagation to take its
+    branch, as the call does; not where the forward sets an attribute of that name
+    (``prim::SetAttr``). Whether any was."""
+    nodes = _all_nodes(graph.block())
+    written = {n.s("name") for n in nodes if n.kind() == "prim::SetAttr"}
+    self_value = next(iter(graph.inputs()))
+    fixed = False
+    for node in nodes:
+        if node.kind() != "prim::If":
+            continue
+        flag = _attribute(next(node.inputs()), self_value, model, written)
+        if isinstance(flag, bool):
+            constant = graph.insertConstant(flag)
+            constant.node().moveBefore(node)
+            node.replaceInput(0, constant)
+            fixed = True
+    return fixed
+
+
+def _attribute(value, self_value, model: nn.Module, written: set) -> Any:
+    """The value of ``self.a.b.flag`` read by a chain of ``prim::GetAttr`` from the model, an
+    attribute of a module that holds others (a block's, not a layer's own ``self.training``:
+    a layer's code stays as its rebuilding reads it); or None (another value, a layer's
+    attribute, or one the forward sets)."""
+    names: list[str] = []
+    while value.node().kind() == "prim::GetAttr":
+        names.append(value.node().s("name"))
+        value = next(value.node().inputs())
+    if value is not self_value or not names or names[0] in written:
+        return None
+    owner: Any = model
+    for name in reversed(names[1:]):
+        owner = getattr(owner, name, None)
+    if not isinstance(owner, nn.Module) or is_leaf(owner):
+        return None
+    return getattr(owner, names[0], None)
+
+
+def _all_nodes(block) -> list:
+    found = []
+    for node in block.nodes():
+        found.append(node)
+        for inner in node.blocks():
+            found.extend(_all_nodes(inner))
+    return found
 
 
 def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple], list[bool]]:

@@ -366,3 +366,30 @@ def test_activations_called_as_functions_keep_their_constants(how, tmp_path):
     report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
     assert report.network_upper >= _networks.largest_ratio(model, shape)
+
+
+class _Inverted(nn.Module):
+    """A MobileNetV2 block: ``if self.use_res:`` (a plain bool attribute) around the layers'
+    calls, which were refused as called inside control flow (a new user's trial)."""
+
+    def __init__(self, use_res: bool):
+        super().__init__()
+        self.use_res = use_res
+        self.conv = nn.Sequential(nn.Conv2d(2, 4, 1, dtype=F64), nn.ReLU6(inplace=True),
+                                  nn.Conv2d(4, 4, 3, padding=1, groups=4, dtype=F64),
+                                  nn.ReLU6(inplace=True), nn.Conv2d(4, 2, 1, dtype=F64))
+
+    def forward(self, x):
+        if self.use_res:
+            return x + self.conv(x)
+        return self.conv(x)
+
+
+def test_an_if_on_a_blocks_flag_around_its_layers_takes_its_branch(tmp_path):
+    model = _networks.randomize(nn.Sequential(_Inverted(True), _Inverted(False)), seed=4).eval()
+    shape = (2, 6, 6)
+    eager = sct.lipschitz_report(model, shape)
+    for how in ("script", "trace"):
+        report = sct.lipschitz_report(jit(model, how, shape, tmp_path / f"{how}.pt"), shape)
+        assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), how
+        assert [row["name"] for row in report] == [row["name"] for row in eager]
