@@ -159,11 +159,15 @@ def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
     leading 1, a ValueError says so."""
     if len(shape) > 1 and shape[0] == 1 and _runs_on(model, shape[1:]):
         return BatchAxisGiven(shape, _kind(model))
-    if _runs_on(model, (1, *shape)):  # (a new user's trial: a grayscale H, W; a batch of 2
-        # read as one unbatched sample of 2 channels failed with "expected ... 1 channels")
-        return ForwardFailed(f"input_shape={shape} lacks the channel axis, it seems: "
-                             f"{_kind(model)}'s forward failed on a probe batch of shape "
-                             f"{(batch, *shape)} and runs on input_shape={(1, *shape)}")
+    # (a new user's trial: a grayscale H, W; a batch of 2 read as one unbatched sample of 2
+    # channels failed with "expected ... 1 channels"; a second: an RGB model given 32,32)
+    counts = (getattr(m, "in_channels", None) for m in model.modules())
+    channels = next((int(c) for c in counts if isinstance(c, int)), 1)
+    for fixed in dict.fromkeys(((1, *shape), (channels, *shape))):
+        if _runs_on(model, fixed):
+            return ForwardFailed(f"input_shape={shape} lacks the channel axis, it seems: "
+                                 f"{_kind(model)}'s forward failed on a probe batch of shape "
+                                 f"{(batch, *shape)} and runs on input_shape={fixed}")
     lines = [line for line in str(exc).splitlines() if line.strip()]
     reason = (lines[-1] if last else lines[0]) if lines else type(exc).__name__
     return ForwardFailed(f"{_kind(model)}'s forward failed on a probe batch of shape "

@@ -1222,6 +1222,10 @@ def test_an_input_shape_without_its_channel_axis_is_refused():
         sct.trace(nn.AvgPool2d(2), (3, 8))
     assert [r.input_shape for r in sct.trace(model, (1, 8, 8))] == [(1, 8, 8), (2, 6, 6)]
     assert [r.input_shape for r in sct.trace(nn.Conv1d(8, 2, 3), (8, 8))] == [(8, 8)]
+    rgb = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3)).eval()
+    with pytest.raises(ValueError, match=r"input_shape=\(32, 32\) lacks the channel axis, it "
+                                         r"seems: .* runs on input_shape=\(3, 32, 32\)"):
+        sct.lipschitz_report(rgb, (32, 32))  # (a second trial: an RGB model given 32,32)
 
 
 @pytest.mark.parametrize("mode, n, m", [("nearest", 31, 114), ("nearest-exact", 28, 103)])
