@@ -10,6 +10,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,7 +114,17 @@ def _untrusted(model: nn.Module, before: list[int | None],
     computed from, and a tensor subclass or a mode (in a weight, or seen by a traced call's
     ``dispatched``) may change what any module computes."""
     if isinstance(model, torch.jit.ScriptModule):  # (its modules are read off its graph;
-        return _dispatch_reason(model, records)  # its operations meet a mode too)
+        # its operations meet a mode too). Its own compiled hooks run around its forward,
+        # out of the graph read (a review: out * 100 in a hook, a bound of 0.65 for 45; a
+        # pre-hook setting a flag the graph's if reads); a submodule's are in that graph
+        script: Any = model
+        hooks = [kind for kind, found in (("forward hook", script._c._get_forward_hooks()),
+                                          ("forward pre-hook",
+                                           script._c._get_forward_pre_hooks())) if found]
+        if hooks:
+            return (f"the TorchScript model has a {hooks[0]} of its own, which runs around "
+                    "the graph its layers are read from and may change what it computes")
+        return _dispatch_reason(model, records)
     why = model_hook_reason(model) or _dispatch_reason(model, records)
     if why:
         return why

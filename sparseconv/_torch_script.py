@@ -60,6 +60,26 @@ _PAD_MODE = {"constant": "Constant", "reflect": "Reflection", "replicate": "Repl
              "circular": "Circular"}
 
 
+class _Ambiguous(TypeError):
+    """A module path that names modules of one kind in several places: refused, never
+    resolved another way (a fourth review: the fallback of :meth:`_Modules.relative` took
+    one of them)."""
+
+
+def _in_containers(module: nn.Module, name: str) -> list[tuple[tuple[str, ...], nn.Module]]:
+    """The modules named ``name`` inside the ModuleLists and ModuleDicts under ``module``,
+    through containers only (a forward iterating them leaves their names out of
+    TorchScript's paths, nested ones too), with their paths below ``module``."""
+    found: list[tuple[tuple[str, ...], nn.Module]] = []
+    for key, child in module.named_children():
+        if _kind(child) in ("ModuleList", "ModuleDict"):
+            inner = dict(child.named_children())
+            if name in inner:
+                found.append(((key, name), inner[name]))
+            found += [((key, *path), m) for path, m in _in_containers(child, name)]
+    return found
+
+
 class _Modules:
     """The module each node of the inlined graph belongs to, by its qualified name."""
 
@@ -79,6 +99,8 @@ class _Modules:
         else:
             try:
                 found = self.cache[hierarchy] = self.resolve(hierarchy)
+            except _Ambiguous:
+                raise
             except TypeError:
                 found = self.relative(hierarchy)
         self.last = found[0]
@@ -130,6 +152,8 @@ class _Modules:
         for k in range(len(names), 0, -1):
             try:
                 name, module = self.resolve(hierarchy, ancestors[k])
+            except _Ambiguous:
+                raise
             except TypeError:
                 continue
             start = ".".join(names[:k])
@@ -148,10 +172,7 @@ class _Modules:
             # model's own child "0", a Linear, and its forward's operations as torch's)
             found: list[tuple[tuple[str, ...], nn.Module]] = (
                 [((name,), children[name])] if name in children else [])
-            found += [((c, name), dict(sub.named_children())[name])
-                      for c, sub in children.items()
-                      if _kind(sub) in ("ModuleList", "ModuleDict")
-                      and name in dict(sub.named_children())]
+            found += _in_containers(module, name)  # (lists of lists too: a fourth review)
             found = [f for f in found if _kind(f[1]) == kind] or found
             if len(found) == 1 and len(found[0][0]) == 1:
                 names.append(name)
@@ -165,7 +186,7 @@ class _Modules:
             if len(found) > 1:
                 where = ".".join(names) or "the model"
                 paths = ", ".join(repr(".".join((*names, *f[0]))) for f in found)
-                raise TypeError(f"the TorchScript graph runs a module {name!r} ({kind}) that "
+                raise _Ambiguous(f"the TorchScript graph runs a module {name!r} ({kind}) that "
                                 f"{where} holds in more than one place ({paths}): TorchScript "
                                 "leaves out the names of the ModuleLists and ModuleDicts a "
                                 "forward iterates, so sparseconv cannot tell which; pass the "

@@ -1204,3 +1204,77 @@ def test_a_traced_upsample_computing_its_sizes_per_axis_is_one_call(upsample):
     report = sct.lipschitz_report(traced, (2, 6, 6))
     assert report.network_upper == pytest.approx(
         sct.lipschitz_report(model, (2, 6, 6)).network_upper, rel=1e-12)
+
+
+class _Hundredfold(nn.Module):
+    """A forward hook compiled into a scripted model at its root, out of its forward's graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.chain = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.ReLU(),
+                                   nn.Linear(4, 4, dtype=F64))
+
+    def forward(self, x):
+        return self.chain(x)
+
+
+def _times_hundred(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor
+                   ) -> torch.Tensor:
+    return output * 100.0
+
+
+def test_a_scripted_models_own_hook_withholds_the_network_bound(tmp_path):
+    """A fourth review: the root's hook runs around the graph the layers are read from (0.65
+    for a map of 44)."""
+    model = _networks.randomize(_Hundredfold(), seed=2).eval()
+    model.register_forward_hook(_times_hundred)
+    scripted = jit(model, "script", (4,), tmp_path / "m.pt")
+    assert _networks.largest_ratio(scripted, (4,)) > 10
+    report = sct.lipschitz_report(scripted, (4,))
+    assert report.network_upper is None and "has a forward hook of its own" in report.reason
+
+
+class _Stage(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.ModuleList([nn.Linear(4, 4, dtype=F64)])
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        for layer in self.inner:
+            x = layer(x)
+        return self.act(x)
+
+
+class _Ambiguous(nn.Module):
+    """A fourth review: lists inside lists, and an ambiguous path resolved by the fallback
+    for paths written from an enclosing module: a module of the same kind elsewhere was read
+    (a user's class named Linear read as torch's: 1.0 for a map of 100)."""
+
+    def __init__(self, nested: bool):
+        super().__init__()
+        self.nested = nested
+        self.stage = _Stage()
+        self.blocks = nn.ModuleList([nn.ModuleList([nn.Linear(4, 4, dtype=F64)])])
+        self.flat = nn.ModuleList([nn.Linear(4, 4, dtype=F64)])
+        self.other = nn.ModuleList([nn.Linear(4, 4, dtype=F64)])  # held, not called
+
+    def forward(self, x):
+        x = self.stage(x)
+        if self.nested:
+            for block in self.blocks:
+                for layer in block:
+                    x = layer(x)
+        else:
+            for layer in self.flat:
+                x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_a_module_path_naming_modules_of_one_kind_in_several_places_is_refused(nested,
+                                                                              tmp_path):
+    model = _Ambiguous(nested).eval()
+    with pytest.raises(TypeError, match=r"runs a module '0' \(Linear\) that the model holds in "
+                                        r"more than one place"):
+        sct.lipschitz_report(jit(model, "script", (4,), tmp_path / "m.pt"), (4,))
