@@ -208,6 +208,7 @@ class _Call:
     def __init__(self, name: str, module: nn.Module):
         self.name, self.module = name, module
         self.nodes: list[Any] = []
+        self.signal: set | None = None  # the graph's values computed from its input, if known
 
     def repeats(self, node, traced: bool = False) -> bool:
         """Whether ``node`` starts another call of the module: it repeats an operation on the
@@ -273,6 +274,24 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
             calls.append(_Call(name, module))
         calls[-1].nodes.append(node)  # its own branches: a rebuilt module reads none
     return calls
+
+
+def signal_values(graph) -> set:
+    """The tensors of ``graph`` computed from its input's values (by ``unique()``; lists and
+    tuples of them too): a node's outputs that hold tensors where it reads one, or where a
+    block of it returns one. Sizes are none (the shapes a layer's code reads)."""
+    found = {list(graph.inputs())[1].unique()}
+
+    def walk(block) -> None:
+        for node in block.nodes():
+            for inner in node.blocks():
+                walk(inner)
+            if any(v.unique() in found for v in node.inputs()) or any(
+                    v.unique() in found for b in node.blocks() for v in b.outputs()):
+                found.update(v.unique() for v in node.outputs() if "Tensor" in str(v.type()))
+
+    walk(graph.block())
+    return found
 
 
 def _refuse_control_flow(node, modules: _Modules) -> None:
@@ -381,6 +400,8 @@ def _fix_flags(graph, model: nn.Module) -> bool:
     branch, as the call does; not where the forward sets an attribute of that name
     (``prim::SetAttr``). Whether any was."""
     nodes = _all_nodes(graph.block())
+    if any(n.kind() in _OPAQUE for n in nodes):  # (code the graph does not show may set
+        return False  # any attribute: a fifth review's forked method, 1.0 for 100)
     written = {n.s("name") for n in nodes if n.kind() == "prim::SetAttr"}
     self_value = next(iter(graph.inputs()))
     fixed = False
@@ -394,6 +415,11 @@ def _fix_flags(graph, model: nn.Module) -> bool:
             node.replaceInput(0, constant)
             fixed = True
     return fixed
+
+
+#: Nodes whose code is not in the inlined graph (:data:`sparseconv._torch_script_chain.OPAQUE`).
+_OPAQUE = frozenset({"prim::CallMethod", "prim::CallFunction", "prim::fork",
+                     "prim::forkClosure", "prim::PythonOp", "aten::wait", "prim::awaitable"})
 
 
 def _attribute(value, self_value, model: nn.Module, written: set) -> Any:
@@ -434,6 +460,9 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
                         "others need defaults, or a module whose forward takes one tensor, "
                         "the others fixed)")
     calls = [c for c in _calls(model, graph) if c.input() is not None]
+    signal = signal_values(graph)
+    for call in calls:
+        call.signal = signal
     _refuse_frozen(model, graph)
     for call in calls:
         if call.output() is None:  # (a review: a nested ConvTranspose2d's output_size code,

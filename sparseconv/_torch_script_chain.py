@@ -141,6 +141,12 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
     return why
 
 
+#: Nodes whose code is not in the inlined graph: a method called by name, a forked or
+#: Python function; what they change (an attribute a flag reads) does not show.
+OPAQUE = frozenset({"prim::CallMethod", "prim::CallFunction", "prim::fork",
+                    "prim::forkClosure", "prim::PythonOp", "aten::wait", "prim::awaitable"})
+
+
 def writes_tensors(node) -> bool:
     """Whether ``node`` or a node in its blocks changes a tensor in place (a list it appends
     to is no tensor: a scripted ``Upsample``'s loop over its scale factors)."""
@@ -258,6 +264,10 @@ class _Chain:
         """An operation outside the calls: one that keeps the chain (:data:`CHAIN_KEEPING`)
         on the last call's output, or one that does not read the signal and changes nothing."""
         kind = node.kind()
+        if kind in OPAQUE:  # (a fifth review: a flag set by a forked method, an interface's
+            # call or an ignored Python function, read by the graph's if: 1.0 for 100)
+            return (f"runs {kind}, code the graph does not show, which may change what the "
+                    "graph reads")
         if not reads:
             if _mutates(node):
                 return (f"runs {kind}, which changes a tensor or an attribute of its own (a "

@@ -1278,3 +1278,50 @@ def test_a_module_path_naming_modules_of_one_kind_in_several_places_is_refused(n
     with pytest.raises(TypeError, match=r"runs a module '0' \(Linear\) that the model holds in "
                                         r"more than one place"):
         sct.lipschitz_report(jit(model, "script", (4,), tmp_path / "m.pt"), (4,))
+
+
+class _ForkedFlag(nn.Module):
+    """A fifth review: a flag set by a forked method (whose code is no block of the graph) and
+    read by the forward's if, which was taken at the flag's resting value: 1.0 for 100."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4, dtype=F64)
+        self.boost = False
+
+    def arm(self, on: bool) -> int:
+        self.boost = on
+        return 0
+
+    def forward(self, x):
+        torch.jit.wait(torch.jit.fork(self.arm, True))
+        y = self.lin(x)
+        if self.boost:
+            y = y * 100.0
+        torch.jit.wait(torch.jit.fork(self.arm, False))
+        return y
+
+
+class _SignalAsWeight(nn.Module):
+    """A fifth review: the signal passed as a convolution's weight through _conv_forward, a
+    buffer's product read first and taken for the call's input: 3.25 for a map of 300."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3, dtype=F64)
+        self.register_buffer("k", torch.full((1, 1, 5), 100.0, dtype=F64))
+
+    def forward(self, x):
+        y = self.conv._conv_forward(self.k * 1.0, x, None)
+        return y.view(x.size(0), 1, -1)
+
+
+def test_code_the_graph_does_not_show_and_a_signal_read_as_a_weight_get_no_bound(tmp_path):
+    report = sct.lipschitz_report(jit(_ForkedFlag().eval(), "script", (4,), tmp_path / "f.pt"),
+                                  (4,))
+    assert report.network_upper is None and "runs prim::fork, code the graph does not show" \
+        in report.reason
+    with pytest.raises(TypeError, match=r"module 'conv' \(Conv1d\) runs no value of the signal "
+                                        "as its input"):
+        sct.lipschitz_report(jit(_SignalAsWeight().eval(), "script", (1, 3), tmp_path / "s.pt"),
+                             (1, 3))
