@@ -53,6 +53,7 @@ from sparseconv._torch_script_rebuild import (
     _STRUCTURAL,
     _kind,
     _rebuild,
+    _shipped,
 )
 
 _HIERARCHY = re.compile(r"([^.()]+)\(([^()]*)\)")
@@ -67,17 +68,41 @@ class _Ambiguous(TypeError):
 
 
 def _in_containers(module: nn.Module, name: str) -> list[tuple[tuple[str, ...], nn.Module]]:
-    """The modules named ``name`` inside the ModuleLists and ModuleDicts under ``module``,
-    through containers only (a forward iterating them leaves their names out of
-    TorchScript's paths, nested ones too), with their paths below ``module``."""
+    """The modules named ``name`` inside the Sequentials, ModuleLists and ModuleDicts under
+    ``module``, through containers only (a forward iterating them leaves their names out of
+    TorchScript's paths, nested ones too), with their paths below ``module``. A Sequential
+    too: ``for m in self.seq:`` writes ``0(Conv2d)`` as a ModuleList's loop does (a sixth
+    review: a Softplus in it was read as a ModuleList's, and a constant given for that one
+    was taken for it)."""
     found: list[tuple[tuple[str, ...], nn.Module]] = []
     for key, child in module.named_children():
-        if _kind(child) in ("ModuleList", "ModuleDict"):
+        if _kind(child) in _CONTAINERS:
             inner = dict(child.named_children())
             if name in inner:
                 found.append(((key, name), inner[name]))
             found += [((key, *path), m) for path, m in _in_containers(child, name)]
     return found
+
+
+_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+def _calls_own_children(module: nn.Module) -> bool:
+    """Whether ``module``'s forward is torch's and reads no module but its own children (a
+    ``Sequential`` of torch's, whose forward calls its entries, never a nested container's):
+    then a path below it names its children, not entries of containers it holds. Not where
+    its forward reads a child's child (a ``forward`` set on a traced Sequential's instance,
+    iterating a nested one)."""
+    if not isinstance(module, torch.jit.ScriptModule) or not _shipped(module):
+        return False
+    script: Any = module  # (torch's stubs type a ScriptModule's graph loosely)
+    try:
+        graph = script.graph
+    except (AttributeError, RuntimeError):  # (no forward: a ModuleList)
+        return False
+    this = next(iter(graph.inputs()))
+    return all(node.input() is this for node in graph.findAllNodes("prim::GetAttr", True)
+               if isinstance(node.output().type(), torch._C.ClassType))
 
 
 class _Modules:
@@ -161,44 +186,54 @@ class _Modules:
         return self.resolve(hierarchy)  # (raises the root's error)
 
     def resolve(self, hierarchy: str, start: nn.Module | None = None) -> tuple[str, nn.Module]:
-        module, names = self.model if start is None else start, []
+        """The qualified name and module a hierarchy names, below ``start`` (the model).
+
+        Each step names a child and its kind, or an entry of a container that the forward
+        iterates (TorchScript leaves the container's name out). Every reading of the whole
+        path is followed, each step of the kind the path says (a review: a list entry "0" of
+        a class of the user's was read as the model's own child "0", a Linear); one reading
+        is the module, several are refused (:class:`_Ambiguous`), none is a TypeError.
+        Entries of containers are looked for below a module of the user's class only: the
+        forward of torch's ``Sequential`` calls its own entries, never a nested container's
+        (``Sequential(conv, relu, Sequential(conv, relu))``'s ``0(Conv2d)`` is its own)."""
+        steps = []
         for name, kind in _HIERARCHY.findall(hierarchy):
             if name in ("SELF", "UNKNOWN_INSTANCE"):  # a function called inside that forward
                 break
-            children = dict(module.named_children())
-            # a child of that name, or an entry of a ModuleList or ModuleDict iterated by
-            # forward, whose name TorchScript leaves out; of the kind the path says where
-            # both are (a review: a list entry "0" of a class of the user's was read as the
-            # model's own child "0", a Linear, and its forward's operations as torch's)
-            found: list[tuple[tuple[str, ...], nn.Module]] = (
-                [((name,), children[name])] if name in children else [])
-            found += _in_containers(module, name)  # (lists of lists too: a fourth review)
-            found = [f for f in found if _kind(f[1]) == kind] or found
-            if len(found) == 1 and len(found[0][0]) == 1:
-                names.append(name)
-                module = found[0][1]
-                continue
-            if len(found) != 1 and name == "INSTANCE_NAME_UNKNOWN":
+            if name == "INSTANCE_NAME_UNKNOWN":
                 raise TypeError(f"torch.jit.trace names no path to a module ({kind}) that the "
                                 "model holds in more than one place, and it reads no weight "
                                 "that would tell which it is: pass the eager model, or one "
                                 "made with torch.jit.script")
-            if len(found) > 1:
-                where = ".".join(names) or "the model"
-                paths = ", ".join(repr(".".join((*names, *f[0]))) for f in found)
-                raise _Ambiguous(f"the TorchScript graph runs a module {name!r} ({kind}) that "
-                                f"{where} holds in more than one place ({paths}): TorchScript "
-                                "leaves out the names of the ModuleLists and ModuleDicts a "
-                                "forward iterates, so sparseconv cannot tell which; pass the "
-                                "eager model, or give their entries distinct names")
-            if not found:
-                where = ".".join(names) or "the model"
+            steps.append((name, kind))
+        readings: list[tuple[tuple[str, ...], nn.Module]] = [
+            ((), self.model if start is None else start)]
+        for depth, (name, kind) in enumerate(steps):
+            following = []
+            for names, module in readings:
+                children = dict(module.named_children())
+                found: list[tuple[tuple[str, ...], nn.Module]] = (
+                    [((name,), children[name])] if name in children else [])
+                if not _calls_own_children(module):
+                    found += _in_containers(module, name)  # (lists of lists: a fourth review)
+                following += [((*names, *path), child) for path, child in found
+                              if _kind(child) == kind]
+            if not following:
+                where = ".".join(name for name, _ in steps[:depth]) or "the model"
                 raise TypeError(f"the TorchScript graph runs a module {name!r} ({kind}) that "
                                 f"{where} does not hold (a frozen or optimized module?): "
                                 "sparseconv cannot tell its layers apart; pass the module "
                                 "before torch.jit.freeze")
-            names.extend(found[0][0])
-            module = found[0][1]
+            readings = following
+        if len(readings) > 1:
+            paths = ", ".join(repr(".".join(names)) for names, _ in readings)
+            name, kind = steps[-1]
+            raise _Ambiguous(f"the TorchScript graph runs a module {name!r} ({kind}) that the "
+                             f"model holds in more than one place ({paths}): TorchScript leaves "
+                             "out the names of the Sequentials, ModuleLists and ModuleDicts a "
+                             "forward iterates, so sparseconv cannot tell which; pass the eager "
+                             "model, or give their entries distinct names")
+        names, module = readings[0]
         return ".".join(names), module
 
 

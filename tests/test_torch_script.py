@@ -1280,6 +1280,82 @@ def test_a_module_path_naming_modules_of_one_kind_in_several_places_is_refused(n
         sct.lipschitz_report(jit(model, "script", (4,), tmp_path / "m.pt"), (4,))
 
 
+class _IteratedSequential(nn.Module):
+    """A sixth review: a forward iterating an ``nn.Sequential`` writes its entries' paths
+    without its name, as for a ModuleList; they were read as the entries of another list
+    (``lst``, never called), and a constant given for ``lst.1`` taken for ``seq.1``, a
+    Softplus with a jump: 2.1 for a map with no finite constant."""
+
+    def __init__(self, other: bool):
+        super().__init__()
+        self.seq = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.Softplus(threshold=-10.0),
+                                 nn.Linear(4, 4, dtype=F64))
+        if other:
+            self.lst = nn.ModuleList([nn.Linear(4, 4, dtype=F64), nn.Softplus()])
+
+    def forward(self, x):
+        y = x
+        for layer in self.seq:
+            y = layer(y)
+        return y + x
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_entries_of_an_iterated_sequential_are_its_own(how, tmp_path):
+    model = _IteratedSequential(other=False).eval()
+    given = {"seq.1": 1.0}  # (the user's word, as the eager report takes it)
+    report = sct.lipschitz_report(jit(model, how, (4,), tmp_path / "m.pt"), (4,),
+                                  lipschitz_constants=given)
+    eager = sct.lipschitz_report(model, (4,), lipschitz_constants=given)
+    assert [row["name"] for row in report] == [row["name"] for row in eager] == ["seq.0",
+                                                                                 "seq.2"]
+    assert report.network_upper == eager.network_upper
+    with pytest.raises(ValueError, match="lst.1"):  # (no such module)
+        sct.lipschitz_report(jit(model, how, (4,), tmp_path / "n.pt"), (4,),
+                             lipschitz_constants={"lst.1": 1.0})
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_an_iterated_sequential_beside_a_list_of_the_same_entries_is_refused(how, tmp_path):
+    model = _IteratedSequential(other=True).eval()
+    with pytest.raises(TypeError, match=r"runs a module '0' \(Linear\) that the model holds in "
+                                        r"more than one place \('seq.0', 'lst.0'\)"):
+        sct.lipschitz_report(jit(model, how, (4,), tmp_path / "m.pt"), (4,),
+                             lipschitz_constants={"lst.1": 1.0})
+
+
+def test_a_sequential_in_a_sequential_reads_its_own_entries(tmp_path):
+    """torch's Sequential calls its own entries: its ``0(Linear)`` is not the nested
+    Sequential's ``0``, which its own path names (``2(Sequential).0(Linear)``)."""
+    model = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.ReLU(),
+                          nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.ReLU()),
+                          nn.Sequential(nn.Sequential(nn.Linear(4, 4, dtype=F64)))).eval()
+    eager = sct.lipschitz_report(model, (4,))
+    for how in ("script", "trace"):
+        report = sct.lipschitz_report(jit(model, how, (4,), tmp_path / f"{how}.pt"), (4,))
+        assert [row["name"] for row in report] == ["0", "2.0", "3.0.0"]
+        assert report.activations == eager.activations == ("1 (ReLU)", "2.1 (ReLU)")
+        assert report.network_upper == eager.network_upper
+
+
+def test_a_traced_sequential_whose_forward_iterates_a_nested_one_is_refused(tmp_path):
+    """A ``forward`` set on a Sequential's instance, iterating its nested Sequential: the
+    trace's ``0(Linear)`` is ``2.0``, not the Sequential's own ``0``."""
+    model = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.Softplus(),
+                          nn.Sequential(nn.Linear(4, 4, dtype=F64),
+                                        nn.Softplus(threshold=-10.0))).eval()
+
+    def forward(x):
+        for layer in model[2]:
+            x = layer(x)
+        return x
+
+    model.forward = forward
+    with pytest.raises(TypeError, match=r"holds in more than one place \('0', '2.0'\)"):
+        sct.lipschitz_report(jit(model, "trace", (4,), tmp_path / "m.pt"), (4,),
+                             lipschitz_constants={"1": 1.0})
+
+
 class _ForkedFlag(nn.Module):
     """A fifth review: a flag set by a forked method (whose code is no block of the graph) and
     read by the forward's if, which was taken at the flag's resting value: 1.0 for 100."""
