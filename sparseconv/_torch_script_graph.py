@@ -73,7 +73,7 @@ _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
     "hardtanh", "silu", "hardswish", "hardsigmoid", "mish", "selu", "elu", "celu")}
 
 #: Arithmetic on sizes (a forward's ``x.size(0) * 2``): Python's operators.
-_INTEGER = {"aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
+_INTEGER: dict[str, Any] = {"aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
             "aten::floordiv": operator.floordiv, "aten::neg": operator.neg}
 
 #: Pure operations on constants (a default argument's ``if stride is None:``, an ``if not
@@ -95,6 +95,14 @@ def _is(a: Any, b: Any) -> bool:
 _PASS_THROUGH = {"prim::NumToTensor", "aten::Int", "aten::ScalarImplicit"}
 
 _MAX_POOLS = {f"aten::max_pool{n}d": getattr(nn, f"MaxPool{n}d") for n in (1, 2, 3)}
+
+
+def _integral(value: Any) -> bool:
+    """Whether ``value`` is an integer, or a one-entry tensor of integers."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_floating_point() and not (
+            value.is_complex() or value.dtype == torch.bool)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class _Refused(Exception):
@@ -218,6 +226,7 @@ class _Builder:
         self.writes: list[tuple[int, Any]] = []  # the in-place writes that run, so far
         self.result: dict[Any, Any] = {}  # an in-place write -> the value holding its result
         self.static: set[int] = set()  # values that are no signal: constants, attributes
+        self.sizes: set[int] = set()  # a traced model's sizes as tensors, and sums... of them
 
     # -- values --------------------------------------------------------------------------
     def value(self, v, reader) -> Any:
@@ -383,11 +392,39 @@ class _Builder:
             self.static.add(outputs[0].unique())
         elif kind in _PASS_THROUGH:  # (a size made a tensor is passed on, nothing else)
             source = next(node.inputs())
-            if kind != "prim::NumToTensor" and source.node().kind() != "prim::NumToTensor":
+            if kind != "prim::NumToTensor" and source.unique() not in self.sizes:
                 raise _Refused(f"runs {kind}{_where(node)} on a tensor it computes")
             self.env[outputs[0].unique()] = self.value(source, node)
+            if kind == "prim::NumToTensor":
+                self.sizes.add(outputs[0].unique())
+        elif _IN_PLACE.get(kind, kind) in _INTEGER and self._on_sizes(node):  # (a traced
+            # num_flat_features: the sizes' product, as tensors, num *= s; the PyTorch
+            # tutorial's LeNet, which had no bound in any form)
+            args = [self._size(v, node) for v in node.inputs()]
+            if len(args) == 3 and kind.rstrip("_") in ("aten::add", "aten::sub"):  # (alpha)
+                if args.pop() != 1:
+                    raise _Refused(f"runs {kind} on sizes with an alpha{_where(node)}")
+            self.env[outputs[0].unique()] = self.fx.call_function(
+                _INTEGER[_IN_PLACE.get(kind, kind)], tuple(args))
+            self.sizes.add(outputs[0].unique())
         else:
             self._operation(node, kind, outputs)
+
+    def _on_sizes(self, node) -> bool:
+        """Whether ``node`` computes on sizes as tensors only (a traced ``x.size(1) *
+        x.size(2)``): one of them at least, the others sizes, integers or integer tensors
+        of the graph's constants."""
+        inputs = list(node.inputs())
+        return any(v.unique() in self.sizes for v in inputs) and all(
+            v.unique() in self.sizes or (v.unique() in self.static and _integral(
+                self.env[v.unique()])) for v in inputs)
+
+    def _size(self, v, reader) -> Any:
+        """A size as the integer it is (a constant tensor's item, a size's node)."""
+        if v.unique() in self.sizes:
+            return self.value(v, reader)
+        found = self.env[v.unique()]  # (a constant: not made a constant node of the module)
+        return int(found.item()) if isinstance(found, torch.Tensor) else found
 
     def _branch(self, node) -> None:
         """An ``if`` whose condition the graph fixes (a constant, a module's flag): its

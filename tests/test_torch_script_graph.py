@@ -393,3 +393,59 @@ def test_an_if_on_a_blocks_flag_around_its_layers_takes_its_branch(tmp_path):
         report = sct.lipschitz_report(jit(model, how, shape, tmp_path / f"{how}.pt"), shape)
         assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), how
         assert [row["name"] for row in report] == [row["name"] for row in eager]
+
+
+class _LeNet(nn.Module):
+    """The PyTorch tutorial's LeNet (its first version): ``x.view(-1,
+    self.num_flat_features(x))``, the product of the sizes in a loop. Traced, the sizes are
+    tensors multiplied in place (``num *= s``), then an ``aten::Int``: it had no bound in any
+    form (eager: torch.fx cannot iterate a size; scripted: a slice of a list)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 3, 3, dtype=F64)
+        self.conv2 = nn.Conv2d(3, 4, 3, dtype=F64)
+        self.fc1 = nn.Linear(4 * 2 * 2, 5, dtype=F64)
+        self.fc2 = nn.Linear(5, 3, dtype=F64)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(-1, self.num_flat_features(x))
+        return self.fc2(F.relu(self.fc1(x)))
+
+    def num_flat_features(self, x):
+        size = x.size()[1:]
+        num_features = 1
+        for s in size:
+            num_features *= s
+        return num_features
+
+
+def test_a_traced_product_of_sizes_is_a_size(tmp_path):
+    shape = (1, 14, 14)
+    model = _networks.randomize(_LeNet(), seed=5).eval()
+    report = sct.lipschitz_report(jit(model, "trace", shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper is not None, report.reason
+    product = np.prod([row["upper"] for row in report])  # (a chain: ReLUs, pools of constant 1)
+    assert report.network_upper == pytest.approx(product, rel=1e-12)
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
+
+
+class _BatchSized(_Pair):
+    """A traced product of sizes with the batch's in it, in a residual model (no chain):
+    refused by the bound over the graph, as the eager model is."""
+
+    def forward(self, x):
+        y = self.b(self.a(x))
+        z = y.reshape(x.size(0) * y.size(1), -1)  # (b * 2, 25): the batch in the sample
+        return z.reshape(x.size(0), -1) + x.flatten(1)
+
+
+def test_a_traced_product_of_sizes_with_the_batch_is_refused(tmp_path):
+    shape = (2, 5, 5)
+    model = _BatchSized().eval()
+    eager = sct.lipschitz_report(model, shape)
+    report = sct.lipschitz_report(jit(model, "trace", shape, tmp_path / "m.pt"), shape)
+    assert eager.network_upper is None and report.network_upper is None
+    assert "mixes the batch axis into the sample" in report.reason, report.reason
