@@ -112,10 +112,14 @@ def clip_singular_values(
         ``support="full"``: shape ``(C_out, C_in/groups, *n)``, the kernel of the projected
         layer with dilation 1, the same stride and groups, and the periodic padding
         ``((n-1)//2, n-1-(n-1)//2)`` per axis, ``padding_mode="circular"`` (``padding=None``
-        in sparseconv's spectra; ``padding="same"`` at stride 1). ``support="kernel"``: the
-        weight's shape, for the original layer's arguments. Real for a real weight; in double
-        precision whatever the weight's (a float32 kernel rounded back to float32 could leave
-        the ball by its rounding).
+        in sparseconv's spectra; ``padding="same"`` at stride 1). In PyTorch, which pads
+        both sides alike: ``nn.Conv2d(..., kernel_size=n, stride=stride, groups=groups,
+        padding="same", padding_mode="circular")`` at stride 1, else
+        ``nn.CircularPad2d`` of those pads (last axis first) before an unpadded
+        ``nn.Conv2d`` (``padding=(n-1)//2`` alone matches where ``n`` is odd).
+        ``support="kernel"``: the weight's shape, for the original layer's arguments. Real
+        for a real weight; in double precision whatever the weight's (a float32 kernel
+        rounded back to float32 could leave the ball by its rounding).
 
     Raises
     ------

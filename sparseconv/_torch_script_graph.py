@@ -73,8 +73,9 @@ _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
     "hardtanh", "silu", "hardswish", "hardsigmoid", "mish", "selu", "elu", "celu")}
 
 #: Arithmetic on sizes (a forward's ``x.size(0) * 2``): Python's operators.
-_INTEGER: dict[str, Any] = {"aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
-            "aten::floordiv": operator.floordiv, "aten::neg": operator.neg}
+_INTEGER: dict[str, Any] = {
+    "aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
+    "aten::floordiv": operator.floordiv, "aten::neg": operator.neg}
 
 #: Pure operations on constants (a default argument's ``if stride is None:``, an ``if not
 #: inplace:``), computed here so that the ``if`` they decide is followed.

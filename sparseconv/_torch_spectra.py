@@ -67,8 +67,10 @@ __all__ = ["circular_singular_values", "circular_spectral_norm", "spectral_norm_
 
 def _weight(weight) -> torch.Tensor:
     if not isinstance(weight, torch.Tensor):
+        hint = (": pass its .weight and its arguments, or the model to lipschitz_bounds, which "
+                "reads them" if isinstance(weight, torch.nn.Module) else "")
         raise TypeError(f"weight must be a torch.Tensor (C_out, C_in/groups, *kernel_size), got "
-                        f"{type(weight).__name__}")
+                        f"{type(weight).__name__}{hint}")
     if not (weight.is_floating_point() or weight.is_complex()):
         raise TypeError(f"weight must be a floating-point or complex tensor, got {weight.dtype}")
     if weight.ndim < 3:

@@ -352,6 +352,9 @@ def test_refusals_name_the_argument():
     weight = torch.ones((2, 2, 3))
     with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
         sct.circular_spectral_norm(np.ones((2, 2, 3)), 6)
+    with pytest.raises(TypeError, match="got Conv1d: pass its .weight and its arguments, or the "
+                                        "model to lipschitz_bounds"):  # (a new user's trial)
+        sct.spectral_norm_upper(torch.nn.Conv1d(2, 2, 3), 6)
     with pytest.raises(TypeError, match="floating-point or complex tensor, got torch.int64"):
         sct.circular_spectral_norm(torch.ones((2, 2, 3), dtype=torch.int64), 6)
     with pytest.raises(ValueError, match="weight must be finite"):
