@@ -53,7 +53,6 @@ from sparseconv._torch_script_rebuild import (
     _STRUCTURAL,
     _kind,
     _rebuild,
-    _shipped,
 )
 
 _HIERARCHY = re.compile(r"([^.()]+)\(([^()]*)\)")
@@ -63,53 +62,59 @@ _PAD_MODE = {"constant": "Constant", "reflect": "Reflection", "replicate": "Repl
 
 class _Ambiguous(TypeError):
     """A module path that names modules of one kind in several places: refused, never
-    resolved another way (a fourth review: the fallback of :meth:`_Modules.relative` took
-    one of them)."""
+    resolved another way (a fourth review: the fallback for paths written from an enclosing
+    module down took one of them)."""
 
 
-def _in_containers(module: nn.Module, name: str) -> list[tuple[tuple[str, ...], nn.Module]]:
-    """The modules named ``name`` inside the Sequentials, ModuleLists and ModuleDicts under
-    ``module``, through containers only (a forward iterating them leaves their names out of
-    TorchScript's paths, nested ones too), with their paths below ``module``. A Sequential
-    too: ``for m in self.seq:`` writes ``0(Conv2d)`` as a ModuleList's loop does (a sixth
-    review: a Softplus in it was read as a ModuleList's, and a constant given for that one
-    was taken for it)."""
-    found: list[tuple[tuple[str, ...], nn.Module]] = []
-    for key, child in module.named_children():
-        if _kind(child) in _CONTAINERS:
-            inner = dict(child.named_children())
-            if name in inner:
-                found.append(((key, name), inner[name]))
-            found += [((key, *path), m) for path, m in _in_containers(child, name)]
+def _callees(module: nn.Module) -> set[str]:
+    """The modules ``module``'s code calls, by their paths below it: the receivers of the
+    ``prim::CallMethod`` nodes of its forward (and of the methods it calls on itself), each
+    by its chain of ``prim::GetAttr`` nodes from ``self``, in the graph before inlining
+    (where a call's receiver is always there: the inlined graph drops it when the callee
+    reads no attribute, a ReLU's).
+
+    TorchScript's module path keeps, for each call, only the last name of the attribute chain
+    the call went through: ``for m in self.seq: m(x)`` writes ``0(Conv2d)`` (a container's
+    name is left out: a fourth and a sixth review), and ``blk.act(x)`` or ``self.a.b(x)``
+    writes ``act(Softplus)`` and ``b(Softplus)`` (a seventh review: read as the model's own
+    ``act``, of the same kind, and a constant given for that one taken for the jumps of the
+    blocks' own: 1.0 for 171.8). A step of the path is one of the callees of that name."""
+    found: set[str] = set()
+    done: set[str] = set()
+    todo = ["forward"]
+    while todo:
+        method = todo.pop()
+        done.add(method)
+        script: Any = module  # (a traced child's forward is a Python method: its C++ one)
+        try:
+            graph = script._c._get_method(method).graph
+        except (AttributeError, RuntimeError):  # (no such method: a ModuleList's forward)
+            continue
+        this = next(iter(graph.inputs()))
+        where = {this.unique(): ""}
+        for node in graph.findAllNodes("prim::GetAttr", True):
+            source = node.input().unique()
+            if source in where and isinstance(node.output().type(), torch._C.ClassType):
+                name = node.s("name")
+                where[node.output().unique()] = f"{where[source]}.{name}" if where[
+                    source] else name
+        for node in graph.findAllNodes("prim::CallMethod", True):
+            receiver = next(iter(node.inputs()))
+            if receiver is this:
+                if node.s("name") not in done:
+                    todo.append(node.s("name"))
+            elif receiver.unique() in where:
+                found.add(where[receiver.unique()])
     return found
-
-
-_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
-
-
-def _calls_own_children(module: nn.Module) -> bool:
-    """Whether ``module``'s forward is torch's and reads no module but its own children (a
-    ``Sequential`` of torch's, whose forward calls its entries, never a nested container's):
-    then a path below it names its children, not entries of containers it holds. Not where
-    its forward reads a child's child (a ``forward`` set on a traced Sequential's instance,
-    iterating a nested one)."""
-    if not isinstance(module, torch.jit.ScriptModule) or not _shipped(module):
-        return False
-    script: Any = module  # (torch's stubs type a ScriptModule's graph loosely)
-    try:
-        graph = script.graph
-    except (AttributeError, RuntimeError):  # (no forward: a ModuleList)
-        return False
-    this = next(iter(graph.inputs()))
-    return all(node.input() is this for node in graph.findAllNodes("prim::GetAttr", True)
-               if isinstance(node.output().type(), torch._C.ClassType))
 
 
 class _Modules:
     """The module each node of the inlined graph belongs to, by its qualified name."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, graph):
         self.model = model
+        self.modules = dict(model.named_modules(remove_duplicate=False))
+        self.callees: dict[str, set[str]] = {}  # by a module's path, the paths it calls
         self.cache: dict[str, tuple[str, nn.Module]] = {}
         self.last = ""  # the qualified name of the last node's module
 
@@ -124,10 +129,10 @@ class _Modules:
         else:
             try:
                 found = self.cache[hierarchy] = self.resolve(hierarchy)
-            except _Ambiguous:
-                raise
             except TypeError:
-                found = self.relative(hierarchy)
+                found = self.continued(node, hierarchy)
+                if found is None:
+                    raise
         self.last = found[0]
         return found
 
@@ -164,38 +169,45 @@ class _Modules:
                 return next(iter(candidates.items()))
         return None
 
-    def relative(self, hierarchy: str) -> tuple[str, nn.Module]:
-        """A hierarchy that TorchScript wrote from an enclosing module's method down: the
-        ``if`` and loops of ``ConvTranspose2d._output_padding`` called with ``output_size``
-        in a nested module say ``up(ConvTranspose2d).SELF(...)`` where their neighbours say
-        ``0(Up).up(ConvTranspose2d)...``. Resolved from the nearest ancestor of the previous
-        node's module that holds it (not cached: another block may hold the same names)."""
-        names = self.last.split(".") if self.last else []
-        ancestors = [self.model]  # (a ScriptModule has no get_submodule)
-        for name in names:
-            ancestors.append(dict(ancestors[-1].named_children())[name])
-        for k in range(len(names), 0, -1):
-            try:
-                name, module = self.resolve(hierarchy, ancestors[k])
-            except _Ambiguous:
-                raise
-            except TypeError:
-                continue
-            start = ".".join(names[:k])
-            return f"{start}.{name}" if name else start, module
-        return self.resolve(hierarchy)  # (raises the root's error)
+    def continued(self, node, hierarchy: str) -> tuple[str, nn.Module] | None:
+        """The module of an ``if`` or loop of a method a module calls on itself, whose path
+        TorchScript writes from that module down (``up(ConvTranspose2d).SELF(...)``, where
+        the nodes around it say ``0(Up).up(ConvTranspose2d)...``: the ifs and loops of
+        ``ConvTranspose2d._output_padding`` called with ``output_size`` in a nested module):
+        the previous node's module, if its path ends with the steps this one names; None
+        otherwise. Not cached: another block may hold the same names. (A seventh review: the
+        nearest ancestor of the previous node's module that held a module of that name was
+        taken for any node, and ``self.a.b(x)`` after ``self.z(x)`` read as ``z.b``.)"""
+        if not list(node.blocks()) or ".SELF(" not in hierarchy or not self.last:
+            return None
+        steps = _HIERARCHY.findall(hierarchy.split(".SELF(")[0])
+        names = self.last.split(".")
+        if not steps or len(steps) > len(names):
+            return None
+        module, kinds = self.model, []
+        for name in names:  # (a ScriptModule has no get_submodule)
+            module = dict(module.named_children())[name]
+            kinds.append(_kind(module))
+        if list(zip(names, kinds))[-len(steps):] != steps:
+            return None
+        return self.last, module
 
-    def resolve(self, hierarchy: str, start: nn.Module | None = None) -> tuple[str, nn.Module]:
-        """The qualified name and module a hierarchy names, below ``start`` (the model).
+    def called(self, caller: str) -> set[str]:
+        """The modules the code of module ``caller`` calls, by their qualified names."""
+        if caller not in self.callees:
+            below = _callees(self.modules[caller])
+            self.callees[caller] = {f"{caller}.{p}" if caller else p for p in below}
+        return self.callees[caller]
 
-        Each step names a child and its kind, or an entry of a container that the forward
-        iterates (TorchScript leaves the container's name out). Every reading of the whole
-        path is followed, each step of the kind the path says (a review: a list entry "0" of
-        a class of the user's was read as the model's own child "0", a Linear); one reading
-        is the module, several are refused (:class:`_Ambiguous`), none is a TypeError.
-        Entries of containers are looked for below a module of the user's class only: the
-        forward of torch's ``Sequential`` calls its own entries, never a nested container's
-        (``Sequential(conv, relu, Sequential(conv, relu))``'s ``0(Conv2d)`` is its own)."""
+    def resolve(self, hierarchy: str) -> tuple[str, nn.Module]:
+        """The qualified name and module a hierarchy names.
+
+        Each step names the module a call reached, by the last name of the attribute chain
+        it went through, and its kind: one of the modules that the calling module's code
+        calls (:func:`_callees`) of that name. Every reading of the whole path is
+        followed, each step of the kind the path says (a review: a list entry "0" of a class
+        of the user's was read as the model's own child "0", a Linear); one reading is the
+        module, several are refused (:class:`_Ambiguous`), none is a TypeError."""
         steps = []
         for name, kind in _HIERARCHY.findall(hierarchy):
             if name in ("SELF", "UNKNOWN_INSTANCE"):  # a function called inside that forward
@@ -206,18 +218,11 @@ class _Modules:
                                 "that would tell which it is: pass the eager model, or one "
                                 "made with torch.jit.script")
             steps.append((name, kind))
-        readings: list[tuple[tuple[str, ...], nn.Module]] = [
-            ((), self.model if start is None else start)]
+        readings: list[str] = [""]
         for depth, (name, kind) in enumerate(steps):
-            following = []
-            for names, module in readings:
-                children = dict(module.named_children())
-                found: list[tuple[tuple[str, ...], nn.Module]] = (
-                    [((name,), children[name])] if name in children else [])
-                if not _calls_own_children(module):
-                    found += _in_containers(module, name)  # (lists of lists: a fourth review)
-                following += [((*names, *path), child) for path, child in found
-                              if _kind(child) == kind]
+            following = sorted({path for caller in readings for path in self.called(caller)
+                                if path.rsplit(".", 1)[-1] == name and path in self.modules
+                                and _kind(self.modules[path]) == kind})
             if not following:
                 where = ".".join(name for name, _ in steps[:depth]) or "the model"
                 raise TypeError(f"the TorchScript graph runs a module {name!r} ({kind}) that "
@@ -226,15 +231,15 @@ class _Modules:
                                 "before torch.jit.freeze")
             readings = following
         if len(readings) > 1:
-            paths = ", ".join(repr(".".join(names)) for names, _ in readings)
+            paths = ", ".join(repr(path) for path in sorted(readings))
             name, kind = steps[-1]
             raise _Ambiguous(f"the TorchScript graph runs a module {name!r} ({kind}) that the "
                              f"model holds in more than one place ({paths}): TorchScript leaves "
-                             "out the names of the Sequentials, ModuleLists and ModuleDicts a "
-                             "forward iterates, so sparseconv cannot tell which; pass the eager "
-                             "model, or give their entries distinct names")
-        names, module = readings[0]
-        return ".".join(names), module
+                             "out the names of the containers a forward iterates and of the "
+                             "modules a call reaches through (blk.act(x) reads act), so "
+                             "sparseconv cannot tell which; pass the eager model, or give them "
+                             "distinct names")
+        return readings[0], self.modules[readings[0]]
 
 
 class _Call:
@@ -289,7 +294,7 @@ def _source(node) -> str | None:
 
 
 def _calls(model: nn.Module, graph) -> list[_Call]:
-    modules = _Modules(model)
+    modules = _Modules(model, graph)
     calls: list[_Call] = []
     traced = isinstance(model, torch.jit.TracedModule)  # (saved and loaded: no sources)
     # the parametrizations of parametrized layers (not a child a user named so: a review)

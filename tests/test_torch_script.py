@@ -1316,31 +1316,21 @@ def test_entries_of_an_iterated_sequential_are_its_own(how, tmp_path):
 
 
 @pytest.mark.parametrize("how", ["script", "trace"])
-def test_an_iterated_sequential_beside_a_list_of_the_same_entries_is_refused(how, tmp_path):
+def test_an_iterated_sequential_beside_a_list_of_the_same_entries_is_read(how, tmp_path):
+    """The list's entries have the Sequential's names and kinds; the forward never calls
+    them (the graph before inlining says which modules each module's code calls)."""
     model = _IteratedSequential(other=True).eval()
-    with pytest.raises(TypeError, match=r"runs a module '0' \(Linear\) that the model holds in "
-                                        r"more than one place \('seq.0', 'lst.0'\)"):
-        sct.lipschitz_report(jit(model, how, (4,), tmp_path / "m.pt"), (4,),
-                             lipschitz_constants={"lst.1": 1.0})
+    compiled = jit(model, how, (4,), tmp_path / "m.pt")
+    report = sct.lipschitz_report(compiled, (4,), lipschitz_constants={"seq.1": 1.0})
+    assert [row["name"] for row in report] == ["seq.0", "seq.2"]
+    assert report.activations == ("seq.1 (Softplus, 1.0 given)",)
+    with pytest.raises(ValueError, match=r"lipschitz_constants\['lst.1'\] names no traced"):
+        sct.lipschitz_report(compiled, (4,), lipschitz_constants={"lst.1": 1.0})
 
 
-def test_a_sequential_in_a_sequential_reads_its_own_entries(tmp_path):
-    """torch's Sequential calls its own entries: its ``0(Linear)`` is not the nested
-    Sequential's ``0``, which its own path names (``2(Sequential).0(Linear)``)."""
-    model = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.ReLU(),
-                          nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.ReLU()),
-                          nn.Sequential(nn.Sequential(nn.Linear(4, 4, dtype=F64)))).eval()
-    eager = sct.lipschitz_report(model, (4,))
-    for how in ("script", "trace"):
-        report = sct.lipschitz_report(jit(model, how, (4,), tmp_path / f"{how}.pt"), (4,))
-        assert [row["name"] for row in report] == ["0", "2.0", "3.0.0"]
-        assert report.activations == eager.activations == ("1 (ReLU)", "2.1 (ReLU)")
-        assert report.network_upper == eager.network_upper
-
-
-def test_a_traced_sequential_whose_forward_iterates_a_nested_one_is_refused(tmp_path):
+def test_a_traced_sequential_whose_forward_iterates_a_nested_one_reads_its_entries(tmp_path):
     """A ``forward`` set on a Sequential's instance, iterating its nested Sequential: the
-    trace's ``0(Linear)`` is ``2.0``, not the Sequential's own ``0``."""
+    trace's ``0(Linear)`` is ``2.0``, not the Sequential's own ``0`` (of the same kind)."""
     model = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.Softplus(),
                           nn.Sequential(nn.Linear(4, 4, dtype=F64),
                                         nn.Softplus(threshold=-10.0))).eval()
@@ -1351,9 +1341,81 @@ def test_a_traced_sequential_whose_forward_iterates_a_nested_one_is_refused(tmp_
         return x
 
     model.forward = forward
-    with pytest.raises(TypeError, match=r"holds in more than one place \('0', '2.0'\)"):
-        sct.lipschitz_report(jit(model, "trace", (4,), tmp_path / "m.pt"), (4,),
-                             lipschitz_constants={"1": 1.0})
+    compiled = jit(model, "trace", (4,), tmp_path / "m.pt")
+    report = sct.lipschitz_report(compiled, (4,), lipschitz_constants={"2.1": 1.0})
+    assert [row["name"] for row in report] == ["2.0"]
+    assert report.activations == ("2.1 (Softplus, 1.0 given)",)
+    with pytest.raises(ValueError, match=r"lipschitz_constants\['1'\] names no traced"):
+        sct.lipschitz_report(compiled, (4,), lipschitz_constants={"1": 1.0})
+
+
+class _Jumps(nn.Module):
+    """A Softplus whose threshold makes a jump (of log 2 at 0), a smooth one."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4, dtype=F64)
+        self.act = nn.Softplus(threshold=0.0)
+
+
+class _ThroughAttributes(nn.Module):
+    """A seventh review: TorchScript writes the path of a call through an attribute chain
+    with the chain's last name only (``blk.act(x)``: ``act(Softplus)``; ``self.a.act(x)``
+    the same), which was read as the model's own ``act`` of the same kind (a smooth one), and
+    a constant given for that taken for the jumps: 1.0 for a quotient of 171.8. ``how``:
+    ``"loop"`` calls the blocks' through a loop, ``"chain"`` one block's through
+    ``self.a.act``."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.blocks = nn.ModuleList([_Jumps(), _Jumps()])
+        self.a = _Jumps()
+        self.act = nn.Softplus(threshold=1e30)
+
+    def forward(self, x):
+        if self.how == "loop":
+            for block in self.blocks:
+                x = block.act(block.lin(x))
+        else:
+            x = self.a.act(torch.tanh(self.act(x)))
+        return x
+
+
+class _Alone(nn.Module):
+    """A call through an attribute chain, no other module of its name called."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = _Jumps()
+        self.b = _Jumps()  # held, not called
+        self.act = nn.Softplus(threshold=1e30)  # held, not called
+
+    def forward(self, x):
+        return self.a.act(self.a.lin(x))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("calls", ["loop", "chain"])
+def test_a_call_through_an_attribute_chain_is_no_other_module_of_its_name(calls, how,
+                                                                          tmp_path):
+    model = _ThroughAttributes(calls).eval()
+    compiled = jit(model, how, (4,), tmp_path / "m.pt")
+    with pytest.raises(TypeError, match="holds in more than one place"):  # (act and a.act,
+        # or blocks.0.act and blocks.1.act: the paths cannot tell them apart)
+        sct.lipschitz_report(compiled, (4,), lipschitz_constants={"act": 1.0})
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_call_through_an_attribute_chain_is_read_where_it_is_the_only_one(how, tmp_path):
+    model = _Alone().eval()
+    compiled = jit(model, how, (4,), tmp_path / "m.pt")
+    report = sct.lipschitz_report(compiled, (4,), lipschitz_constants={"a.act": 2.0})
+    eager = sct.lipschitz_report(model, (4,), lipschitz_constants={"a.act": 2.0})
+    assert [row["name"] for row in report] == [row["name"] for row in eager] == ["a.lin"]
+    assert report.activations == eager.activations == ("a.act (Softplus, 2.0 given)",)
+    with pytest.raises(ValueError, match=r"lipschitz_constants\['act'\] names no traced"):
+        sct.lipschitz_report(compiled, (4,), lipschitz_constants={"act": 1.0})
 
 
 class _ForkedFlag(nn.Module):
