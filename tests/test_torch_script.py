@@ -1418,6 +1418,76 @@ def test_a_call_through_an_attribute_chain_is_read_where_it_is_the_only_one(how,
         sct.lipschitz_report(compiled, (4,), lipschitz_constants={"act": 1.0})
 
 
+class _Entered(nn.Module):
+    """An eighth review: a block entered by an exported method (``self.blk.helper(x)``) whose
+    ``act`` (slope 50) is not the one its ``forward`` calls (``self.sub.act``, slope 0.1):
+    read as that one, and a constant given for it taken for the slope 50: 0.069 for 32.6."""
+
+    def __init__(self):
+        super().__init__()
+        self.blk = _HelperBlock()
+
+    def forward(self, x):
+        return self.blk.helper(x)
+
+
+class _HelperBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.sub = nn.Module()
+        self.sub.act = nn.LeakyReLU(0.1)
+        self.act = nn.LeakyReLU(50.0)
+        self.lin = nn.Linear(4, 4, dtype=F64)
+
+    def forward(self, x):
+        return self.sub.act(self.lin(x))
+
+    @torch.jit.export
+    def helper(self, x):
+        return self.act(self.lin(x))
+
+
+class _Helpers(nn.Module):
+    """An eighth review: layers called from a method the model calls on itself (a
+    ``forward_features``), two levels down, written ``SELF(...).SELF(...).lin(Linear)``: read
+    as the model's own operations, the model was refused (the eager one is bounded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.blk = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.LeakyReLU(0.5))
+        self.c = nn.Linear(4, 4, dtype=F64)
+
+    def features(self, x):
+        return self.more(x)
+
+    def more(self, x):
+        return self.blk(x)
+
+    def forward(self, x):
+        return self.c(self.features(x))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_module_entered_by_another_method_calls_what_that_method_calls(how, tmp_path):
+    model = _Entered().eval()
+    compiled = jit(model, how, (4,), tmp_path / "m.pt")
+    report = sct.lipschitz_report(compiled, (4,))
+    eager = sct.lipschitz_report(model, (4,))
+    assert report.activations == eager.activations == ("blk.act (LeakyReLU, 50)",)
+    assert report.network_upper == eager.network_upper >= _networks.largest_ratio(model, (4,))
+    with pytest.raises(ValueError, match=r"lipschitz_constants\['blk.sub.act'\] names no"):
+        sct.lipschitz_report(compiled, (4,), lipschitz_constants={"blk.sub.act": 0.1})
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_layers_called_from_a_models_own_methods_are_its_rows(how, tmp_path):
+    model = _Helpers().eval()
+    report = sct.lipschitz_report(jit(model, how, (4,), tmp_path / "m.pt"), (4,))
+    eager = sct.lipschitz_report(model, (4,))
+    assert [row["name"] for row in report] == [row["name"] for row in eager] == ["blk.0", "c"]
+    assert report.network_upper == eager.network_upper
+
+
 class _ForkedFlag(nn.Module):
     """A fifth review: a flag set by a forked method (whose code is no block of the graph) and
     read by the forward's if, which was taken at the flag's resting value: 1.0 for 100."""
