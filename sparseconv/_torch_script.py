@@ -85,20 +85,24 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
     ``blk.forward`` calls, 0.069 for 32.6 with a constant given)."""
     modules = dict(model.named_modules(remove_duplicate=False))
     called: dict[str, set[str]] = {}
-    todo, done = [("", "forward")], set()
+    todo: list[tuple[str, str, tuple]] = [("", "forward", ())]
+    done: set[tuple[str, str, tuple]] = set()
     while todo:
-        path, method = todo.pop()
-        if (path, method) in done or path not in modules:
+        path, method, passed = item = todo.pop()
+        if item in done or path not in modules:
             continue
-        done.add((path, method))
+        done.add(item)
         called.setdefault(path, set())
         script: Any = modules[path]  # (a traced child's forward is a Python method: its C++)
         try:
             graph = script._c._get_method(method).graph
         except (AttributeError, RuntimeError):  # (no such method: a ModuleList's forward)
             continue
-        this = next(iter(graph.inputs()))
+        this, *arguments = graph.inputs()
         where = {this.unique(): path}
+        # a module passed as an argument (torch.jit.trace passes a module the model holds
+        # twice to its caller's forward, by the path it was first found at: a ninth review)
+        where.update({v.unique(): p for v, p in zip(arguments, passed) if p is not None})
         for node in graph.findAllNodes("prim::GetAttr", True):
             source = node.input().unique()
             if source in where and isinstance(node.output().type(), torch._C.ClassType):
@@ -106,12 +110,21 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
                 where[node.output().unique()] = f"{where[source]}.{name}" if where[
                     source] else name
         for node in graph.findAllNodes("prim::CallMethod", True):
-            receiver = next(iter(node.inputs())).unique()
+            receiver, *given = (v.unique() for v in node.inputs())
             if receiver in where:
                 if receiver != this.unique():
                     called[path].add(where[receiver])
-                todo.append((where[receiver], node.s("name")))
+                todo.append((where[receiver], node.s("name"), tuple(where.get(v)
+                                                                    for v in given)))
     return called
+
+
+def _code(module: nn.Module) -> str | None:
+    """A ScriptModule's forward as TorchScript code (a traced one's constants in it)."""
+    try:
+        return str(module.code)
+    except (AttributeError, RuntimeError):
+        return None
 
 
 class _Modules:
@@ -144,36 +157,65 @@ class _Modules:
 
     def by_attributes(self, node, hierarchy: str) -> tuple[str, nn.Module] | None:
         """The module of a node that torch.jit.trace places in ``INSTANCE_NAME_UNKNOWN`` (a
-        module the model holds twice, in two Sequentials say), found by the attributes its
-        operation reads: ``self.a.0.weight`` is module ``a.0``'s. None if it reads none, or
-        one not of the hierarchy's kind (a review: the parent's one child of that kind was
-        taken, and another module got a shared convolution's rows)."""
+        module the model holds twice, in two Sequentials say, which it passes to the parent
+        by the first place it found it at): among the modules of its kind that the parent's
+        code calls (:func:`_call_graph`), the one, or the one that holds, itself, every
+        tensor the node reads of the model (``self.a.0.weight``
+        is module ``a.0``'s; a tensor two of them hold, a tied weight, tells nothing). None
+        otherwise. (Reviews: the parent's one child of that kind was taken, and another
+        module got a shared convolution's rows; the owner of a tied weight's first name,
+        another module than the one called, was taken: a constant given for it applied to a
+        LayerNorm of eps 1e-4, 1.08 for at least 12.9.)"""
         pairs = _HIERARCHY.findall(hierarchy)
         if not pairs or pairs[-1][0] != "INSTANCE_NAME_UNKNOWN":
             return None
-        found: dict[str, nn.Module] = {}
+        try:
+            parent = self.resolve(".".join(f"{n}({k})" for n, k in pairs[:-1]))[0] if len(
+                pairs) > 1 else ""
+        except TypeError:
+            return None
+        candidates = [p for p in sorted(self.called(parent))
+                      if p in self.modules and _kind(self.modules[p]) == pairs[-1][1]]
+        if len(candidates) == 1:
+            return self.first_place(candidates[0])
+        chosen: set[str] = set()
         for value in node.inputs():
             names: list[str] = []
             while value.node().kind() == "prim::GetAttr":
                 names.insert(0, value.node().s("name"))
                 value = next(iter(value.node().inputs()))
-            if len(names) < 2 or value.node().kind() != "prim::Param":  # from the model
+            if not names or value.node().kind() != "prim::Param":  # (not read off the model)
                 continue
-            module = self.model
-            for name in names[:-1]:
-                module = dict(module.named_children()).get(name)
-                if module is None:
-                    break
-            if module is not None and _kind(module) == pairs[-1][1]:
-                found[".".join(names[:-1])] = module
-        # one owner, or one under the hierarchy's parent (a weight tied to another module's
-        # is read under that module's name, its bias under its own: a second review)
-        parent = ".".join(name for name, _ in pairs[:-1])
-        under = {k: v for k, v in found.items() if k.startswith(parent + ".") or not parent}
-        for candidates in (found, under):
-            if len(candidates) == 1:
-                return next(iter(candidates.items()))
-        return None
+            read: Any = self.model
+            for name in names:
+                read = getattr(read, name, None)
+            if not isinstance(read, torch.Tensor):
+                continue
+            holders = {p for p in candidates if any(
+                t is read for t in (*self.modules[p].parameters(recurse=False),
+                                    *self.modules[p].buffers(recurse=False)))}
+            if len(holders) != 1:
+                return None
+            chosen |= holders
+        if len(chosen) != 1:
+            return None
+        return self.first_place(chosen.pop())
+
+    def first_place(self, path: str) -> tuple[str, nn.Module]:
+        """A module torch.jit.trace copied for each place the model holds it in, named by the
+        first of those places, as the eager model's report names it: the first module of
+        the same class and code holding the very same tensors (the copies share the eager
+        module's parameters and buffers, and a trace writes its constants in its code: a
+        LayerNorm of another eps whose weight is tied to it is another module)."""
+        module = self.modules[path]
+        tensors = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        for place, other in self.modules.items():
+            if _kind(other) == _kind(module) and _code(other) == _code(module) is not None and (
+                    len(theirs := [*other.parameters(recurse=False),
+                                   *other.buffers(recurse=False)]) == len(tensors)
+                    and all(a is b for a, b in zip(theirs, tensors))):
+                return place, other
+        return path, module
 
     def continued(self, node, hierarchy: str) -> tuple[str, nn.Module] | None:
         """The module of an ``if`` or loop of a method a module calls on itself, whose path
