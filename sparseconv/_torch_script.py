@@ -119,14 +119,6 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
     return called
 
 
-def _code(module: nn.Module) -> str | None:
-    """A ScriptModule's forward as TorchScript code (a traced one's constants in it)."""
-    try:
-        return str(module.code)
-    except (AttributeError, RuntimeError):
-        return None
-
-
 class _Modules:
     """The module each node of the inlined graph belongs to, by its qualified name."""
 
@@ -176,8 +168,10 @@ class _Modules:
             return None
         candidates = [p for p in sorted(self.called(parent))
                       if p in self.modules and _kind(self.modules[p]) == pairs[-1][1]]
-        if len(candidates) == 1:
-            return self.first_place(candidates[0])
+        if len(candidates) == 1:  # (named by the place the call was passed; not renamed to
+            # another place of the same code: a trace prints tensor constants as
+            # CONSTANTS.c0, and a PReLU of slope 50 read as one of slope 0.25, a tenth review)
+            return candidates[0], self.modules[candidates[0]]
         chosen: set[str] = set()
         for value in node.inputs():
             names: list[str] = []
@@ -199,23 +193,8 @@ class _Modules:
             chosen |= holders
         if len(chosen) != 1:
             return None
-        return self.first_place(chosen.pop())
-
-    def first_place(self, path: str) -> tuple[str, nn.Module]:
-        """A module torch.jit.trace copied for each place the model holds it in, named by the
-        first of those places, as the eager model's report names it: the first module of
-        the same class and code holding the very same tensors (the copies share the eager
-        module's parameters and buffers, and a trace writes its constants in its code: a
-        LayerNorm of another eps whose weight is tied to it is another module)."""
-        module = self.modules[path]
-        tensors = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
-        for place, other in self.modules.items():
-            if _kind(other) == _kind(module) and _code(other) == _code(module) is not None and (
-                    len(theirs := [*other.parameters(recurse=False),
-                                   *other.buffers(recurse=False)]) == len(tensors)
-                    and all(a is b for a, b in zip(theirs, tensors))):
-                return place, other
-        return path, module
+        path = chosen.pop()
+        return path, self.modules[path]
 
     def continued(self, node, hierarchy: str) -> tuple[str, nn.Module] | None:
         """The module of an ``if`` or loop of a method a module calls on itself, whose path

@@ -565,6 +565,43 @@ def test_a_module_held_twice_is_not_the_owner_of_a_weight_tied_to_it(tmp_path):
     assert report.activations[1].split(" ")[0] in ("a.0", "c.0")
 
 
+def _prelu(slope: float) -> nn.PReLU:
+    """A PReLU whose slope is a plain tensor attribute (a trace's constant, not a weight)."""
+    module = nn.PReLU(dtype=F64)
+    del module.weight
+    module.weight = torch.tensor([slope], dtype=F64)
+    return module
+
+
+class _SameCode(nn.Module):
+    """A tenth review: a PReLU of slope 50 held twice was renamed to the first module of the
+    same traced code and tensors, a PReLU of slope 0.25 (a trace prints a tensor constant as
+    ``CONSTANTS.c0``), and the constant given for that one (1.0) applied: 0.59 for at least
+    20.5."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin0 = nn.Linear(4, 4, dtype=F64)
+        self.lin = nn.Linear(4, 4, dtype=F64)
+        self.p = nn.Sequential(_prelu(0.25))
+        steep = _prelu(50.0)
+        self.s1, self.s2 = nn.Sequential(steep), nn.Sequential(steep)
+
+    def forward(self, x):
+        return self.s1(self.lin(self.p(self.lin0(x))))
+
+
+def test_a_module_held_twice_is_not_renamed_to_another_of_the_same_code(tmp_path):
+    model = _networks.randomize(_SameCode(), seed=2).eval()
+    given = {"p.0": 1.0}
+    eager = sct.lipschitz_report(model, (4,), lipschitz_constants=given)
+    report = sct.lipschitz_report(jit(model, "trace", (4,), tmp_path / "m.pt"), (4,),
+                                  lipschitz_constants=given)
+    assert report.activations[0] == eager.activations[0] == "p.0 (PReLU, 1.0 given)"
+    assert report.activations[1] in ("s1.0 (PReLU, 50)", "s2.0 (PReLU, 50)")
+    assert report.network_upper == eager.network_upper >= _networks.largest_ratio(model, (4,))
+
+
 def test_a_batchnorm_without_running_statistics_is_no_training_mode_trace(tmp_path):
     """A review: torch runs such a BatchNorm on batch statistics in eval mode too, and its
     traced graph says training=True; the refusal blamed a training-mode trace."""
