@@ -79,7 +79,8 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
     name is left out: a fourth and a sixth review), and ``blk.act(x)`` or ``self.a.b(x)``
     writes ``act(Softplus)`` and ``b(Softplus)`` (a seventh review: read as the model's own
     ``act``, of the same kind, and a constant given for that one taken for the jumps of the
-    blocks' own: 1.0 for 171.8). A step of the path is one of the callees of that name of
+    blocks' own: 1.0 for 171.8). A receiver that is no such chain (a module chosen at run
+    time) is recorded as ``"?Kind"``. A step of the path is one of the callees of that name of
     the module the step before named, by whichever method it was entered (an eighth review:
     by ``forward`` alone, ``self.blk.helper(x)``'s ``act`` was read as the one
     ``blk.forward`` calls, 0.069 for 32.6 with a constant given)."""
@@ -116,6 +117,11 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
                     called[path].add(where[receiver])
                 todo.append((where[receiver], node.s("name"), tuple(where.get(v)
                                                                     for v in given)))
+            else:  # a module chosen at run time (m = self.a if flag else self.b; m(x)): any
+                # module of its class may be the one called (an eleventh review: read as a,
+                # the one forward also calls, 1.0 for 12.5 with a constant given for a)
+                kind = str(next(iter(node.inputs())).type()).rsplit(".", 1)[-1]
+                called[path].add(f"?{kind}")
     return called
 
 
@@ -166,6 +172,11 @@ class _Modules:
                 pairs) > 1 else ""
         except TypeError:
             return None
+        if f"?{pairs[-1][1]}" in self.called(parent):
+            raise TypeError(f"the TorchScript graph runs a module ({pairs[-1][1]}) that the "
+                            f"code of {parent or 'the model'} chooses at run time (an if or a "
+                            "loop over modules): sparseconv cannot tell which module runs; "
+                            "pass the eager model")
         candidates = [p for p in sorted(self.called(parent))
                       if p in self.modules and _kind(self.modules[p]) == pairs[-1][1]]
         if len(candidates) == 1:  # (named by the place the call was passed; not renamed to
@@ -246,6 +257,13 @@ class _Modules:
             steps.append((name, kind))
         readings: list[str] = [""]
         for depth, (name, kind) in enumerate(steps):
+            chosen = [r for r in readings if f"?{kind}" in self.called(r)]
+            if chosen:
+                raise TypeError(f"the TorchScript graph runs a module {name!r} ({kind}) where "
+                                f"the code of {chosen[0] or 'the model'} calls a {kind} it "
+                                "chooses at run time (an if or a loop over modules): "
+                                "sparseconv cannot tell which module runs; pass the eager "
+                                "model")
             following = sorted({path for caller in readings for path in self.called(caller)
                                 if path.rsplit(".", 1)[-1] == name and path in self.modules
                                 and _kind(self.modules[path]) == kind})

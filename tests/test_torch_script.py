@@ -602,6 +602,30 @@ def test_a_module_held_twice_is_not_renamed_to_another_of_the_same_code(tmp_path
     assert report.network_upper == eager.network_upper >= _networks.largest_ratio(model, (4,))
 
 
+class _Chosen(nn.Module):
+    """An eleventh review: a module chosen at run time (``m = self.a if self.flag else
+    self.b``) is called through no attribute chain; it was named after ``a``, the one module
+    of its class the forward calls by name, and a constant given for ``a`` (slope 0.25)
+    applied to ``b`` (slope 50): 1.0 for 12.5."""
+
+    def __init__(self):
+        super().__init__()
+        self.flag = False
+        self.a = nn.PReLU(init=0.25, dtype=F64)
+        self.b = nn.PReLU(init=50.0, dtype=F64)
+
+    def forward(self, x):
+        m = self.a if self.flag else self.b
+        return self.a(m.forward(x))
+
+
+def test_a_module_chosen_at_run_time_is_refused(tmp_path):
+    compiled = jit(_Chosen().eval(), "script", (4,), tmp_path / "m.pt")
+    with pytest.raises(TypeError, match=r"runs a module \(PReLU\) that the code of the model "
+                                        r"chooses at run time"):
+        sct.lipschitz_report(compiled, (4,), lipschitz_constants={"a": 1.0})
+
+
 def test_a_batchnorm_without_running_statistics_is_no_training_mode_trace(tmp_path):
     """A review: torch runs such a BatchNorm on batch statistics in eval mode too, and its
     traced graph says training=True; the refusal blamed a training-mode trace."""
