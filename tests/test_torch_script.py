@@ -626,6 +626,58 @@ def test_a_module_chosen_at_run_time_is_refused(tmp_path):
         sct.lipschitz_report(compiled, (4,), lipschitz_constants={"a": 1.0})
 
 
+class _RReLUTwice(nn.Module):
+    """A twelfth review: a traced ``act(act(x))`` of an RReLU (slope 20 in eval mode), whose
+    operation is no signal operation known here, read as one call: its given constant counted
+    once, 13.0 for at least 228.6."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1 = nn.Linear(4, 4, dtype=F64)
+        self.act = nn.RReLU(10.0, 30.0)
+        self.l2 = nn.Linear(4, 4, dtype=F64)
+
+    def forward(self, x):
+        return self.l2(self.act(self.act(self.l1(x))))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_module_called_on_its_own_output_is_two_calls_in_a_trace(how, tmp_path):
+    model = _networks.randomize(_RReLUTwice(), seed=1).eval()
+    given = {"act": 20.0}
+    eager = sct.lipschitz_report(model, (4,), lipschitz_constants=given)
+    report = sct.lipschitz_report(jit(model, how, (4,), tmp_path / "m.pt"), (4,),
+                                  lipschitz_constants=given)
+    assert report.activations == eager.activations == ("act (RReLU, 20.0 given)",) * 2
+    assert report.network_upper == eager.network_upper >= _networks.largest_ratio(model, (4,))
+
+
+class _Marked(nn.Module):
+    """A twelfth review: a child named ``SELF`` (TorchScript's mark for a method a module
+    calls on itself) was left out of its path, and a Sequential entry named ``act(RReLU)``
+    read as ``act``: both taken for the model's own ``act``, 0.65 for at least 8.6."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        inner = nn.Sequential(nn.Linear(4, 4, dtype=F64), nn.RReLU(10.0, 30.0))
+        self.add_module(name, inner)
+        self.act = nn.RReLU(0.1, 0.3)
+        self.inner = name
+
+    def forward(self, x):
+        return self.act(getattr(self, self.inner)(x))
+
+
+@pytest.mark.parametrize("name", ["SELF", "act(RReLU)"])
+def test_a_module_named_like_torchscripts_marks_is_refused(name, tmp_path):
+    model = _Marked(name).eval()
+    model.forward = lambda x: model.act(model.get_submodule(name)(x))  # (getattr of a
+    # name TorchScript cannot compile: traced)
+    with pytest.raises(TypeError, match="cannot tell from their own marks"):
+        sct.lipschitz_report(jit(model, "trace", (4,), tmp_path / "m.pt"), (4,),
+                             lipschitz_constants={"act": 1.0})
+
+
 def test_a_batchnorm_without_running_statistics_is_no_training_mode_trace(tmp_path):
     """A review: torch runs such a BatchNorm on batch statistics in eval mode too, and its
     traced graph says training=True; the refusal blamed a training-mode trace."""
