@@ -295,6 +295,26 @@ class _Modules:
         return readings[0], self.modules[readings[0]]
 
 
+def _inputs_within(node) -> list:
+    """The values ``node`` reads, those its blocks' nodes read and return included."""
+    found = list(node.inputs())
+    for block in node.blocks():
+        for inner in block.nodes():
+            found.extend(_inputs_within(inner))
+        found.extend(block.outputs())
+    return found
+
+
+def _values_within(node) -> list:
+    """The values ``node`` makes, those made inside its blocks included."""
+    found = list(node.outputs())
+    for block in node.blocks():
+        found.extend(block.inputs())
+        for inner in block.nodes():
+            found.extend(_values_within(inner))
+    return found
+
+
 class _Call:
     """One call of a leaf module: its nodes, in graph order."""
 
@@ -312,14 +332,21 @@ class _Call:
         traced ``Upsample(mode="area")``'s sizes come from one line, once per axis."""
         if node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes):
             return True
-        # an operation on a tensor the call made with an operation of the same kind: the
-        # module called on its own output (an RReLU's act(act(x)), whose rrelu is no signal
-        # operation known here, was read as one call, its constant counted once: 13.0 for at
-        # least 228.6, a twelfth review)
-        made = {v.unique(): n.kind() for n in self.nodes for v in n.outputs()}
-        if any(made.get(v.unique()) == node.kind() and isinstance(v.type(), torch.TensorType)
-               for v in node.inputs()):
-            return True
+        # an operation of a kind the call ran on its input, now on a tensor the call made: the
+        # module called on its own output (a twelfth review: a traced RReLU's act(act(x)),
+        # whose rrelu is no signal operation known here, read as one call, its constant
+        # counted once, 13.0 for at least 228.6; a thirteenth: a scripted LocalResponseNorm
+        # in a traced model, whose operations lie in an if, 5.6 for 31.6), values read inside
+        # an if included
+        start = self.input()
+        if start is not None:
+            made = {v.unique() for n in self.nodes for v in _values_within(n)}
+            if any(v.unique() in made and isinstance(v.type(), torch.TensorType)
+                   for v in _inputs_within(node)) and any(
+                    n.kind() == node.kind() and any(v.unique() == start.unique()
+                                                    for v in _inputs_within(n))
+                    for n in self.nodes):
+                return True
         if traced:
             return False
         where = _source(node)

@@ -35,7 +35,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseconv._torch_probe import matches, probe_input, restored_buffers
-from sparseconv._torch_script import _Call, _calls, _graph_of, _probe
+from sparseconv._torch_script import (
+    _Call,
+    _calls,
+    _graph_of,
+    _inputs_within,
+    _probe,
+    _values_within,
+)
 from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where, writes_tensors
 from sparseconv._torch_script_rebuild import _STRUCTURAL, _kind
 
@@ -497,15 +504,6 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
     return args, {}
 
 
-def _inputs_within(node) -> list:
-    found = list(node.inputs())
-    for block in node.blocks():
-        for inner in block.nodes():
-            found.extend(_inputs_within(inner))
-        found.extend(block.outputs())
-    return found
-
-
 def _executed_writes(nodes) -> list:
     """The in-place nodes among ``nodes`` and their blocks that may run: an ``if`` on a
     constant (``F.leaky_relu``'s ``if inplace:``) runs one branch, any other both."""
@@ -519,15 +517,6 @@ def _executed_writes(nodes) -> list:
             blocks = blocks[:1] if taken is True else blocks[1:] if taken is False else blocks
         for block in blocks:
             found.extend(_executed_writes(block.nodes()))
-    return found
-
-
-def _values_within(node) -> list:
-    found = list(node.outputs())
-    for block in node.blocks():
-        found.extend(block.inputs())
-        for inner in block.nodes():
-            found.extend(_values_within(inner))
     return found
 
 

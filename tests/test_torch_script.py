@@ -652,6 +652,40 @@ def test_a_module_called_on_its_own_output_is_two_calls_in_a_trace(how, tmp_path
     assert report.network_upper == eager.network_upper >= _networks.largest_ratio(model, (4,))
 
 
+class _TwiceAround(nn.Module):
+    """A thirteenth review: a module called on its own output whose second call shows no
+    operation of the first on the first's output: a scripted LocalResponseNorm in a traced
+    model (its operations lie in an ``if``; 5.6 for 31.6 with its constant given), a
+    Softmin (``neg`` then ``softmax``)."""
+
+    def __init__(self, act: nn.Module):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 2, 1, bias=False, dtype=F64)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(2, dtype=F64).unsqueeze(-1))
+        self.act = act
+
+    def forward(self, x):
+        return self.act(self.act(self.conv(x)))
+
+
+@pytest.mark.parametrize("act, constant", [
+    (lambda: torch.jit.script(nn.LocalResponseNorm(1, alpha=1.0, beta=0.75, k=0.1)),
+     0.1 ** -0.75),
+    (lambda: nn.Softmin(1), 1.0)], ids=["scripted-lrn", "softmin"])
+def test_a_module_called_on_its_own_output_in_a_trace_is_two_calls(act, constant):
+    given = {"act": constant}
+    with warnings.catch_warnings():  # (torch 2.13 deprecates TorchScript)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = _TwiceAround(act()).eval()
+        traced = torch.jit.trace(model, torch.randn(1, 2, 3, dtype=F64))  # (in memory: a
+        # traced model holding a scripted module is read as traced)
+    report = sct.lipschitz_report(traced, (2, 3), lipschitz_constants=given)
+    assert len(report.activations) == 2, report.activations
+    assert report.network_upper == pytest.approx(constant ** 2, rel=1e-12)
+    assert report.network_upper >= _networks.largest_ratio(model, (2, 3))
+
+
 class _Marked(nn.Module):
     """A twelfth review: a child named ``SELF`` (TorchScript's mark for a method a module
     calls on itself) was left out of its path, and a Sequential entry named ``act(RReLU)``
