@@ -130,7 +130,7 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
 class _Modules:
     """The module each node of the inlined graph belongs to, by its qualified name."""
 
-    def __init__(self, model: nn.Module, graph):
+    def __init__(self, model: nn.Module):
         self.model = model
         self.modules = dict(model.named_modules(remove_duplicate=False))
         for path in self.modules:  # (a twelfth review: a child named SELF, or a Sequential
@@ -167,12 +167,12 @@ class _Modules:
         module the model holds twice, in two Sequentials say, which it passes to the parent
         by the first place it found it at): among the modules of its kind that the parent's
         code calls (:func:`_call_graph`), the one, or the one that holds, itself, every
-        tensor the node reads of the model (``self.a.0.weight``
-        is module ``a.0``'s; a tensor two of them hold, a tied weight, tells nothing). None
-        otherwise. (Reviews: the parent's one child of that kind was taken, and another
-        module got a shared convolution's rows; the owner of a tied weight's first name,
-        another module than the one called, was taken: a constant given for it applied to a
-        LayerNorm of eps 1e-4, 1.08 for at least 12.9.)"""
+        tensor the node reads of the model (``self.a.0.weight`` is module ``a.0``'s; a
+        tensor two of them hold, a tied weight, tells nothing). None otherwise. (Reviews:
+        the parent's one child of that kind was taken, and another module got a shared
+        convolution's rows; the owner of a tied weight's first name, another module than the
+        one called, was taken: a constant given for it applied to a LayerNorm of eps 1e-4,
+        1.08 for at least 12.9.)"""
         pairs = _HIERARCHY.findall(hierarchy)
         if not pairs or pairs[-1][0] != "INSTANCE_NAME_UNKNOWN":
             return None
@@ -231,13 +231,10 @@ class _Modules:
         names = self.last.split(".")
         if not steps or len(steps) > len(names):
             return None
-        module, kinds = self.model, []
-        for name in names:  # (a ScriptModule has no get_submodule)
-            module = dict(module.named_children())[name]
-            kinds.append(_kind(module))
+        kinds = [_kind(self.modules[".".join(names[:i + 1])]) for i in range(len(names))]
         if list(zip(names, kinds))[-len(steps):] != steps:
             return None
-        return self.last, module
+        return self.last, self.modules[self.last]
 
     def called(self, caller: str) -> set[str]:
         """The modules the code of module ``caller`` calls, by their qualified names."""
@@ -325,11 +322,13 @@ class _Call:
 
     def repeats(self, node, traced: bool = False) -> bool:
         """Whether ``node`` starts another call of the module: it repeats an operation on the
-        signal the call already ran, or, in a scripted graph, any operation from the same
-        place of the same source (a scripted ``Upsample`` or ``InstanceNorm`` runs its
-        operation inside an ``if``, so ``up(up(h))`` showed no repeated operation and read as
-        one call: a review). Not in a traced one (``traced``), whose loops are unrolled: a
-        traced ``Upsample(mode="area")``'s sizes come from one line, once per axis."""
+        signal the call already ran, or runs an operation of a kind the call ran on its input
+        on a tensor the call made (the module called on its own output), or, in a scripted
+        graph, any operation from the same place of the same source (a scripted ``Upsample``
+        or ``InstanceNorm`` runs its operation inside an ``if``, so ``up(up(h))`` showed no
+        repeated operation and read as one call: a review). Not that last in a traced one
+        (``traced``), whose loops are unrolled: a traced ``Upsample(mode="area")``'s sizes
+        come from one line, once per axis."""
         if node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes):
             return True
         # an operation of a kind the call ran on its input, now on a tensor the call made: the
@@ -382,7 +381,7 @@ def _source(node) -> str | None:
 
 
 def _calls(model: nn.Module, graph) -> list[_Call]:
-    modules = _Modules(model, graph)
+    modules = _Modules(model)
     calls: list[_Call] = []
     traced = isinstance(model, torch.jit.TracedModule)  # (saved and loaded: no sources)
     # the parametrizations of parametrized layers (not a child a user named so: a review)

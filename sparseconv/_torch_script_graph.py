@@ -234,7 +234,7 @@ class _Builder:
         self.writes: list[tuple[int, Any]] = []  # the in-place writes that run, so far
         self.result: dict[Any, Any] = {}  # an in-place write -> the value holding its result
         self.static: set[int] = set()  # values that are no signal: constants, attributes
-        self.sizes: set[int] = set()  # a traced model's sizes as tensors, and sums... of them
+        self.sizes: set[int] = set()  # a traced model's sizes as tensors, and arithmetic on them
 
     # -- values --------------------------------------------------------------------------
     def value(self, v, reader) -> Any:
