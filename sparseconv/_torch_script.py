@@ -416,9 +416,24 @@ def signal_values(graph) -> set:
             if any(v.unique() in found for v in node.inputs()) or any(
                     v.unique() in found for b in node.blocks() for v in b.outputs()):
                 found.update(v.unique() for v in node.outputs() if "Tensor" in str(v.type()))
+                if _writes_first(node):  # (a list a signal is appended to holds it: an
+                    # Inception's outs.append(branch(x)); torch.cat(outs), a new user's trial:
+                    # its next layer was refused as reading no signal)
+                    found.add(next(iter(node.inputs())).unique())
 
     walk(graph.block())
     return found
+
+
+def _writes_first(node) -> bool:
+    """Whether ``node`` changes its first argument in place, by its schema (``aten::append``,
+    ``aten::add_``); False for a node without one."""
+    try:
+        schema = torch._C.parse_schema(node.schema())
+    except (RuntimeError, ValueError):  # (no schema: "(no schema)")
+        return False
+    info = schema.arguments[0].alias_info if schema.arguments else None
+    return bool(info is not None and info.is_write)
 
 
 def _refuse_control_flow(node, modules: _Modules) -> None:

@@ -686,6 +686,31 @@ def test_a_module_called_on_its_own_output_in_a_trace_is_two_calls(act, constant
     assert report.network_upper >= _networks.largest_ratio(model, (2, 3))
 
 
+class _Appended(nn.Module):
+    """A new user's trial: torchvision's Inception fills a list with ``append`` and
+    concatenates it; the list was no value of the signal, and the next layer was refused as
+    reading none (a TypeError where the eager model is bounded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 2, 1, dtype=F64)
+        self.b = nn.Conv2d(2, 2, 1, dtype=F64)
+
+    def forward(self, x):
+        outs = torch.jit.annotate(list[torch.Tensor], [])
+        outs.append(self.a(x))
+        return self.b(torch.cat(outs, 1))
+
+
+def test_a_list_a_branch_is_appended_to_is_the_signal(tmp_path):
+    model = _Appended().eval()
+    eager = sct.lipschitz_report(model, (2, 4, 4))
+    report = sct.lipschitz_report(jit(model, "script", (2, 4, 4), tmp_path / "m.pt"), (2, 4, 4))
+    assert [row["name"] for row in report] == [row["name"] for row in eager] == ["a", "b"]
+    assert [row["upper"] for row in report] == [row["upper"] for row in eager]
+    assert eager.network_upper is not None
+
+
 class _Marked(nn.Module):
     """A twelfth review: a child named ``SELF`` (TorchScript's mark for a method a module
     calls on itself) was left out of its path, and a Sequential entry named ``act(RReLU)``
