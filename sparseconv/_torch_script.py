@@ -541,7 +541,7 @@ def _fix_flags(graph, model: nn.Module) -> bool:
     inside control flow) on that attribute's value, for constant propagation to take its
     branch, as the call does; not where the forward sets an attribute of that name
     (``prim::SetAttr``). Whether any was."""
-    nodes = _all_nodes(graph.block())
+    nodes = _preorder(graph.block())
     if any(n.kind() in _OPAQUE for n in nodes):  # (code the graph does not show may set
         return False  # any attribute: a fifth review's forked method, 1.0 for 100)
     written = {n.s("name") for n in nodes if n.kind() == "prim::SetAttr"}
@@ -583,12 +583,13 @@ def _attribute(value, self_value, model: nn.Module, written: set) -> Any:
     return getattr(owner, names[0], None)
 
 
-def _all_nodes(block) -> list:
+def _preorder(block) -> list:
+    """Every node of ``block`` and the blocks within, in the order they run."""
     found = []
     for node in block.nodes():
         found.append(node)
         for inner in node.blocks():
-            found.extend(_all_nodes(inner))
+            found.extend(_preorder(inner))
     return found
 
 

@@ -156,17 +156,20 @@ def writes_tensors(node) -> bool:
     return any(writes_tensors(inner) for block in node.blocks() for inner in block.nodes())
 
 
-def _owners(graph, every: list[_Call]) -> dict:
+def _owners(graph, every: list[_Call], any_path: bool = False) -> dict:
     """The call each node belongs to. An ``if`` the inliner left without a module (a
     BatchNorm's shape check) between two nodes of one call is that call's, unless it changes
     a tensor in place: two calls of a module whose operation lies in an ``if`` (a scripted
     ``Upsample``, ``InstanceNorm``) read as one, with the parent's loop between them writing
-    the signal, were bounded 0.5 for a map of 665 (a review)."""
+    the signal, were bounded 0.5 for a map of 665 (a review). With ``any_path``, an ``if``
+    or a loop there whatever its module path (the bound over the graph's: a scripted
+    ``Upsample``'s loop over its scale factors, whose path ends
+    ``.UNKNOWN_INSTANCE(UNKNOWN_TYPE)``)."""
     owner = {node: call for call in every for node in call.nodes}
     nodes = [n for n in graph.nodes() if n.kind() not in _STRUCTURAL]
     for i, node in enumerate(nodes):
-        if node not in owner and list(node.blocks()) and not node.getModuleHierarchy() and (
-                not writes_tensors(node)):
+        if node not in owner and list(node.blocks()) and (
+                any_path or not node.getModuleHierarchy()) and not writes_tensors(node):
             before = next((owner[n] for n in reversed(nodes[:i]) if n in owner), None)
             after = next((owner[n] for n in nodes[i + 1:] if n in owner), None)
             if before is not None and before is after:

@@ -40,11 +40,12 @@ from sparseconv._torch_script import (
     _calls,
     _graph_of,
     _inputs_within,
+    _preorder,
     _probe,
     _values_within,
 )
-from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where, writes_tensors
-from sparseconv._torch_script_rebuild import _STRUCTURAL, _kind
+from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
+from sparseconv._torch_script_rebuild import _kind
 
 __all__ = ["script_graph_module"]
 
@@ -115,33 +116,6 @@ def _integral(value: Any) -> bool:
 
 class _Refused(Exception):
     """Why the graph cannot be rebuilt (its message)."""
-
-
-def _owned(graph, every: list[_Call]) -> dict:
-    """The call each top-level node belongs to (:func:`_owners`), and also an ``if`` or a
-    loop between two nodes of one call whatever its module path (a scripted ``Upsample``'s
-    loop over its scale factors, whose path ends ``.UNKNOWN_INSTANCE(UNKNOWN_TYPE)``): that
-    call's."""
-    owner = _owners(graph, every)
-    nodes = [n for n in graph.nodes() if n.kind() not in _STRUCTURAL]
-    for i, node in enumerate(nodes):  # an if or a loop between two nodes of one call, the
-        # inliner's module path or not (".UNKNOWN_INSTANCE(UNKNOWN_TYPE)": F.interpolate's)
-        if node not in owner and list(node.blocks()) and not writes_tensors(node):
-            before = next((owner[n] for n in reversed(nodes[:i]) if n in owner), None)
-            after = next((owner[n] for n in nodes[i + 1:] if n in owner), None)
-            if before is not None and before is after:
-                owner[node] = before
-    return owner
-
-
-def _preorder(block) -> list:
-    """Every node of ``block`` and the blocks within, in the order they run."""
-    found = []
-    for node in block.nodes():
-        found.append(node)
-        for inner in node.blocks():
-            found.extend(_preorder(inner))
-    return found
 
 
 class _Aliases:
@@ -218,7 +192,7 @@ class _Builder:
         self.env: dict[int, Any] = {}
         self.order = {node: i for i, node in enumerate(_preorder(graph.block()))}
         self.aliases = _Aliases(list(self.order))
-        self.owner = _owned(graph, every)
+        self.owner = _owners(graph, every, any_path=True)
         self.members: dict[int, list] = {}  # each call's top-level nodes, its ifs included
         for node in graph.nodes():
             if node in self.owner:
