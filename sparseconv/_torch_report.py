@@ -256,9 +256,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ``nn.Sequential``, or a forward of its own in which each call reads the previous one's
     output, through reshapes, ReLU and tanh at most); otherwise the bound over its graph,
     rebuilt as a torch.fx graph of the rows' modules and the torch functions the forward runs
-    between them (residual sums, concatenations,
-    reshapes, ...), or ``reason`` names what it cannot follow (``runs aten::sin outside its
-    layers``).
+    between them (residual sums, concatenations, reshapes, ...), or ``reason`` names what it
+    cannot follow (``runs aten::sin outside its layers``).
 
     Parameters
     ----------
