@@ -293,6 +293,9 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
     if node.op == "call_module":
         return _module_call(node, source, walk)
     target = node.target
+    if target is operator.getitem and isinstance(source, torch.fx.Node) and (
+            source.target in _PARTITIONS and source in walk.opaque):
+        return _piece(source, args[1], walk)
     if target in _ADDS:
         return _added(node, source, args, kwargs, walk)
     if target in _SCALES or target in _DIVIDES:
@@ -320,6 +323,20 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
                             and _basic_index(args[1], walk.static_index)):
         return _kept(node, source, args, kwargs, walk)
     return _elementwise(node, source, args, kwargs, walk)
+
+
+def _piece(partition: torch.fx.Node, index: Any, walk: _Walk) -> Fraction | str:
+    """One piece of a tensor cut by chunk, split, unbind or tensor_split (ShuffleNetV2's
+    ``x1, x2 = x.chunk(2, dim=1)``, a new user's trial): a slice of it, whose bound is the
+    tensor's."""
+    whole = partition.args[0] if partition.args else partition.kwargs.get(
+        "input", partition.kwargs.get("self"))
+    if type(index) is not int or not isinstance(whole, torch.fx.Node):
+        return "takes a piece of a partition by a computed index"
+    if any(n is not whole and (n in walk.bound or n in walk.opaque and not walk.static(n))
+           for n in partition.all_input_nodes):  # (pieces cut where the values say)
+        return f"takes a piece of {partition.name!r}, cut where values of the signal say"
+    return walk.of(whole)
 
 
 def _module_call(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | str:

@@ -398,13 +398,31 @@ def test_sizes_read_off_the_signal_are_no_signal():
     tuple_read = _Conv(lambda m, x: m.pool(m.conv(x))[0])
     report = sct.lipschitz_report(tuple_read.eval(), (2, 4, 4))
     assert report.network_upper is None and "a tuple of values of the signal" in report.reason
-    # a new user's trial: torch.chunk, and a random module, were given misleading reasons
-    chunked = _Conv(lambda m, x: (lambda c: c[0] - c[1])(torch.chunk(m.conv(x), 2, dim=1)))
-    report = sct.lipschitz_report(chunked.eval(), (2, 4, 4))
-    assert report.network_upper is None and "(torch.chunk, split," in report.reason
+    # a new user's trial: a random module was given a misleading reason
     noisy = _Conv(lambda m, x: m.conv(x) + torch.randn_like(x))
     report = sct.lipschitz_report(noisy.eval(), (2, 4, 4))
     assert report.network_upper is None and "draws random numbers" in report.reason
+
+
+@pytest.mark.parametrize("cut", [
+    lambda y: torch.chunk(y, 2, dim=1), lambda y: y.split(1, 1), lambda y: y.unbind(1),
+    lambda y: torch.tensor_split(y, [1], dim=1)])
+def test_the_pieces_of_a_partition_are_slices_of_the_signal(cut):
+    """A new user's trial: ShuffleNetV2's ``x1, x2 = x.chunk(2, dim=1)`` got no bound ("a
+    tuple of values of the signal"); each piece is a slice, bounded by the tensor's bound.
+    A piece cut where the values say (tensor_split at a computed index) gets none."""
+    model = _networks.randomize(_Conv(lambda m, x: (lambda c: c[0] - 3 * c[1])(cut(m.conv(x)))),
+                                0)
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    assert report.over_graph, report.reason
+    conv = Fraction(report["conv"]["upper"])
+    assert Fraction(report.network_upper) >= 4 * conv
+    assert report.network_upper <= math.nextafter(float(4 * conv), math.inf)
+    assert jacobian_norm(model, (2, 4, 4)) <= report.network_upper
+    computed = _Conv(lambda m, x: torch.tensor_split(
+        m.conv(x), (m.conv(x) > 0).sum(dim=(1, 2, 3))[:1], dim=3)[0].flatten(1)).eval()
+    report = sct.lipschitz_report(computed, (2, 4, 4))
+    assert report.network_upper is None and "cut where values of the signal say" in report.reason
 
 
 class _Res(nn.Module):
