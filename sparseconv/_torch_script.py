@@ -23,7 +23,9 @@ Loading a TorchScript file runs no Python code from it (``torch.jit.load``), unl
 A scripted ``Upsample``, whose ``F.interpolate`` branches on its mode, and a scripted
 ``InstanceNorm*d``, whose forward runs its operation inside its shape checks' ``if``, are rebuilt
 from their attributes (a ScriptModule keeps them; a traced one does not, and is read from its
-operation).
+operation). An ``if`` whose condition is computed from constants and the modules' attributes
+(``if self.stride == 1:`` around a ShuffleNetV2 block's branches) takes its branch first, as the
+call does (:func:`_fix_flags`).
 Refused, with the module named: a leaf module called inside control flow (an ``if`` or a loop
 of its parent's ``forward`` in the graph), a shipped linear module whose operations are not the
 ones its class runs (or run in branches), a ``forward`` with more than one input without a
@@ -33,7 +35,9 @@ module that runs no operation (``Identity``) has no call and no record.
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,6 +57,7 @@ from sparseconv._torch_script_rebuild import (
     _STRUCTURAL,
     _kind,
     _rebuild,
+    _shipped,
 )
 
 #: The names TorchScript's module paths use for what is no attribute of a module.
@@ -532,15 +537,18 @@ def _graph_of(model: nn.Module):
     flags = _fix_flags(graph, model)  # (an if on a module's flag: its branch, inlined)
     if len(inputs) > 2 or flags:  # an if on a bound argument takes its branch, as the call does
         torch._C._jit_pass_constant_propagation(graph)
+    while flags and _fix_flags(graph, model):  # (a condition the pass laid bare: ``if a or
+        torch._C._jit_pass_constant_propagation(graph)  # b:`` is an if in an if)
     return graph
 
 
 def _fix_flags(graph, model: nn.Module) -> bool:
-    """Put each ``if`` on a boolean attribute of a module (``if self.use_res:`` around a
-    MobileNet block's residual sum, a new user's trial: its layers were refused as called
-    inside control flow) on that attribute's value, for constant propagation to take its
-    branch, as the call does; not where the forward sets an attribute of that name
-    (``prim::SetAttr``). Whether any was."""
+    """Put each ``if`` on a module's attributes (``if self.use_res:`` around a MobileNet
+    block's residual sum, a new user's trial: its layers were refused as called inside
+    control flow; ``if self.stride == 1:`` around a ShuffleNetV2 block's branches, another:
+    the scripted model raised a TypeError) on the condition's value, for constant
+    propagation to take its branch, as the call does; not where the forward sets an
+    attribute of that name (``prim::SetAttr``). Whether any was."""
     nodes = _preorder(graph.block())
     if any(n.kind() in _OPAQUE for n in nodes):  # (code the graph does not show may set
         return False  # any attribute: a fifth review's forked method, 1.0 for 100)
@@ -548,10 +556,11 @@ def _fix_flags(graph, model: nn.Module) -> bool:
     self_value = next(iter(graph.inputs()))
     fixed = False
     for node in nodes:
-        if node.kind() != "prim::If":
+        if node.kind() != "prim::If" or next(node.inputs()).node().kind() == "prim::Constant":
             continue
-        flag = _attribute(next(node.inputs()), self_value, model, written)
-        if isinstance(flag, bool):
+        read: list = []  # (on constants alone, an if is the pass's to fold, or a layer's)
+        flag = _evaluated(next(node.inputs()), self_value, model, written, read)
+        if isinstance(flag, bool) and read:
             constant = graph.insertConstant(flag)
             constant.node().moveBefore(node)
             node.replaceInput(0, constant)
@@ -564,11 +573,48 @@ _OPAQUE = frozenset({"prim::CallMethod", "prim::CallFunction", "prim::fork",
                      "prim::forkClosure", "prim::PythonOp", "aten::wait", "prim::awaitable"})
 
 
+#: The operations a condition on constants is computed with, as Python computes them.
+CONDITION_OPS: dict[str, Callable[..., Any]] = {
+    "aten::eq": operator.eq, "aten::ne": operator.ne, "aten::lt": operator.lt,
+    "aten::le": operator.le, "aten::gt": operator.gt, "aten::ge": operator.ge,
+    "aten::__not__": operator.not_, "aten::Bool": bool, "aten::__contains__": operator.contains}
+_UNKNOWN = object()
+
+
+def _evaluated(value, self_value, model: nn.Module, written: set, read: list) -> Any:
+    """The value of a condition computed from constants and attributes of modules
+    (:func:`_attribute`, each appended to ``read``) by comparisons, ``not`` and ``in``
+    (``self.stride == 1``), each a bool, int, float, str or None, or a list of them;
+    ``_UNKNOWN`` for any other."""
+    node = value.node()
+    if node.kind() == "prim::Constant":
+        found = value.toIValue()
+    elif node.kind() == "prim::GetAttr":
+        found = _attribute(value, self_value, model, written)
+        if found is None:  # (an attribute that is None reads as its NoneType constant)
+            return _UNKNOWN
+        read.append(node.s("name"))
+    elif node.kind() in CONDITION_OPS or node.kind() == "prim::ListConstruct":
+        arguments = [_evaluated(v, self_value, model, written, read) for v in node.inputs()]
+        if any(a is _UNKNOWN for a in arguments):
+            return _UNKNOWN
+        try:
+            found = CONDITION_OPS.get(node.kind(), lambda *items: list(items))(*arguments)
+        except TypeError:  # (a comparison Python refuses: TorchScript would too)
+            return _UNKNOWN
+    else:
+        return _UNKNOWN
+    scalar = (bool, int, float, str, type(None))
+    return found if type(found) in scalar or type(found) in (list, tuple) and all(
+        type(item) in scalar for item in found) else _UNKNOWN
+
+
 def _attribute(value, self_value, model: nn.Module, written: set) -> Any:
     """The value of ``self.a.b.flag`` read by a chain of ``prim::GetAttr`` from the model, an
-    attribute of a module that holds others (a block's, not a layer's own ``self.training``:
-    a layer's code stays as its rebuilding reads it); or None (another value, a layer's
-    attribute, or one the forward sets)."""
+    attribute of a module that holds others (a block's) or of a leaf module torch does not
+    ship (torchvision's ``StochasticDepth``, the identity in eval mode, a new user's trial);
+    not a shipped layer's own ``self.training``: its code stays as its rebuilding reads it;
+    or None (another value, a shipped layer's attribute, or one the forward sets)."""
     names: list[str] = []
     while value.node().kind() == "prim::GetAttr":
         names.append(value.node().s("name"))
@@ -578,7 +624,7 @@ def _attribute(value, self_value, model: nn.Module, written: set) -> Any:
     owner: Any = model
     for name in reversed(names[1:]):
         owner = getattr(owner, name, None)
-    if not isinstance(owner, nn.Module) or is_leaf(owner):
+    if not isinstance(owner, nn.Module) or is_leaf(owner) and _shipped(owner):
         return None
     return getattr(owner, names[0], None)
 

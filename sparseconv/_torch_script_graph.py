@@ -7,21 +7,26 @@ The inlined graph's top-level nodes are grouped into calls of leaf modules as th
 read them (:func:`sparseconv._torch_script.script_calls`); each call becomes one ``call_module``
 node of the module its row was read off (rebuilt from the call's operations, and checked
 there), and the few operations a forward runs between its layers become the torch functions
-they are (:data:`_FUNCTIONS`: sums, products by numbers, concatenations, reshapes, ReLU,
-sizes...). Anything else is refused, saying what: an operation with no translation here, an
-``if`` or a loop whose condition the graph does not fix, a parameter read outside a layer.
+they are (:data:`_FUNCTIONS`: sums, products by numbers, concatenations, reshapes, basic
+slices, ReLU, sizes...; a partition's pieces, :data:`_PARTITIONS`; a list the forward builds
+and appends to). A check that only raises (an ``assert``, a shape check) is skipped with the
+values it alone reads: where the model does not raise, the graph computes what it does, and
+a bound of a map holds on any part of its domain. Anything else is refused, saying what: an
+operation with no translation here, an ``if`` or a loop whose condition the graph does not
+fix, a parameter read outside a layer.
 
 TorchScript's values are SSA, its tensors are not: an in-place operation (``out +=
 identity``, an ``nn.ReLU(inplace=True)``'s ``relu_``) changes the memory its argument names,
 and a node that reads that argument afterwards reads the changed values. The graph built here
 computes every operation out of place, so it is the model's only where no such read can tell
 the difference: after an in-place write, the written value itself is read as the write's
-result (what its memory then holds), and any other value that may share its memory (by the
-operations' alias annotations; a node without a schema is taken to alias all its tensors)
-and was made before the write is refused if anything reads it afterwards; a layer's call whose
-output shares its input's memory on a probe (an eval-mode ``Dropout`` returns its input itself,
-which its operation's schema does not say) joins the two. The rebuilt graph
-is then run beside the model on two probe batches and must return what the model returns.
+result (what its memory then holds), and any other value that may share its memory at the
+write (by the alias annotations of the operations run so far; a node without a schema is
+taken to alias all its tensors) and was made before the write is refused if anything reads
+it afterwards; a layer's call whose output shares its input's memory on a probe (an
+eval-mode ``Dropout`` returns its input itself, which its operation's schema does not say)
+joins the two. The rebuilt graph is then run beside the model on two probe batches and must
+return what the model returns.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from torch import nn
 
 from sparseconv._torch_probe import matches, probe_input, restored_buffers
 from sparseconv._torch_script import (
+    CONDITION_OPS,
     _Call,
     _calls,
     _graph_of,
@@ -71,9 +77,15 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::mish": F.mish, "aten::selu": F.selu, "aten::softshrink": F.softshrink,
     "aten::log_sigmoid": F.logsigmoid, "aten::elu": F.elu, "aten::celu": F.celu,
     "aten::view": "view", "aten::contiguous": "contiguous", "aten::size": "size",
-    "aten::dim": "dim",
+    "aten::dim": "dim", "aten::slice": operator.getitem, "aten::select": operator.getitem,
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
     **_pooling("max_pool", range(1, 4))}
+
+#: The operations that cut a tensor into a list of disjoint pieces (ShuffleNetV2's
+#: ``x.chunk(2, dim=1)``, a new user's trial), as the torch functions they are.
+_PARTITIONS: dict[str, Any] = {
+    "aten::chunk": torch.chunk, "aten::split": torch.split, "aten::unbind": torch.unbind,
+    "aten::tensor_split": torch.tensor_split}
 
 #: In-place operations run out of place (see the module's docstring).
 _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
@@ -83,14 +95,13 @@ _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
 #: Arithmetic on sizes (a forward's ``x.size(0) * 2``): Python's operators.
 _INTEGER: dict[str, Any] = {
     "aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
-    "aten::floordiv": operator.floordiv, "aten::neg": operator.neg}
+    "aten::floordiv": operator.floordiv, "aten::neg": operator.neg,
+    "aten::floor_divide": operator.floordiv}  # (a traced `//` on sizes: they are positive)
 
 #: Pure operations on constants (a default argument's ``if stride is None:``, an ``if not
 #: inplace:``), computed here so that the ``if`` they decide is followed.
 _ON_CONSTANTS: dict[str, Any] = {
-    "aten::__not__": operator.not_, "aten::eq": operator.eq, "aten::ne": operator.ne,
-    "aten::lt": operator.lt, "aten::le": operator.le, "aten::gt": operator.gt,
-    "aten::ge": operator.ge, "aten::len": len, "aten::__getitem__": operator.getitem,
+    **CONDITION_OPS, "aten::len": len, "aten::__getitem__": operator.getitem,
     "aten::__is__": lambda a, b: _is(a, b), "aten::__isnot__": lambda a, b: not _is(a, b)}
 
 
@@ -119,22 +130,31 @@ class _Refused(Exception):
 
 
 class _Aliases:
-    """Which values of the graph may share memory: union-find over the alias annotations of
-    each node's schema (``aten::view(Tensor(a) self, ...) -> Tensor(a)``); a node without a
-    schema (``prim::ListConstruct``, ``prim::If``) joins all its values."""
+    """Which values of the graph may share memory at a given point of the walk: union-find
+    over the alias annotations of each node's schema (``aten::view(Tensor(a) self, ...) ->
+    Tensor(a)``); a node without a schema (``prim::ListConstruct``, ``prim::If``) joins all
+    its values. Each join is dated by the position of the top-level node that makes it (an
+    ``if`` or a loop: where it starts, so that every write inside sees its joins), and a
+    write is checked against the joins made up to it: two tensors that exist at a write
+    share memory then only by joins made by then, while a list built afterwards holds its
+    elements without making them share memory (a new user's trial: SqueezeNet's
+    ``torch.cat([relu1(e1(x)), relu3(e3(x))])``, in-place ReLUs, read as the second ReLU
+    writing the first's output, and refused)."""
 
-    def __init__(self, nodes: list):
-        self.parent: dict[int, int] = {}
+    def __init__(self, nodes: list, order: dict):
+        self.joins: list[tuple[int, int, int]] = []  # (position, value, value)
+        self.cache: dict[int, dict[int, int]] = {}
         for node in nodes:
+            at = order[_top(node)]
             schema = _schema(node)
             values = [v for v in (*node.inputs(), *node.outputs()) if holds_tensors(v)]
             if schema is None:
                 for a, b in zip(values, values[1:]):
-                    self.join(a.unique(), b.unique())
+                    self.join(a.unique(), b.unique(), at)
                 for block in node.blocks():
                     for a, b in zip(node.outputs(), block.outputs()):
                         if holds_tensors(a) or holds_tensors(b):
-                            self.join(a.unique(), b.unique())
+                            self.join(a.unique(), b.unique(), at)
                 continue
             sets: dict[str, list[int]] = {}
             for value, argument in (*zip(node.inputs(), schema.arguments),
@@ -146,15 +166,30 @@ class _Aliases:
             wild = sets.pop("*", [])
             for members in sets.values():
                 for a in [*members[1:], *wild]:
-                    self.join(members[0], a)
+                    self.join(members[0], a, at)
 
-    def find(self, a: int) -> int:
-        while self.parent.get(a, a) != a:
-            a = self.parent[a]
-        return a
+    def join(self, a: int, b: int, at: int) -> None:
+        """Values ``a`` and ``b`` may share memory from position ``at`` on."""
+        self.joins.append((at, a, b))
+        for when, parent in self.cache.items():  # (a join found on the walk: each class
+            if when >= at:  # known from then on takes it, none is built again)
+                parent[_find(parent, a)] = _find(parent, b)
 
-    def join(self, a: int, b: int) -> None:
-        self.parent[self.find(a)] = self.find(b)
+    def same(self, a: int, b: int, at: int) -> bool:
+        """Whether ``a`` and ``b`` may share memory at position ``at``."""
+        parent = self.cache.get(at)
+        if parent is None:
+            parent = self.cache[at] = {}
+            for when, x, y in self.joins:
+                if when <= at:
+                    parent[_find(parent, x)] = _find(parent, y)
+        return _find(parent, a) == _find(parent, b)
+
+
+def _find(parent: dict[int, int], a: int) -> int:
+    while parent.get(a, a) != a:
+        a = parent[a]
+    return a
 
 
 def holds_tensors(value) -> bool:
@@ -191,7 +226,7 @@ class _Builder:
         self.root: dict[str, Any] = {}
         self.env: dict[int, Any] = {}
         self.order = {node: i for i, node in enumerate(_preorder(graph.block()))}
-        self.aliases = _Aliases(list(self.order))
+        self.aliases = _Aliases(list(self.order), self.order)
         self.owner = _owners(graph, every, any_path=True)
         self.members: dict[int, list] = {}  # each call's top-level nodes, its ifs included
         for node in graph.nodes():
@@ -207,8 +242,13 @@ class _Builder:
                 self.made[value.unique()] = max([i, *inner])
         self.writes: list[tuple[int, Any]] = []  # the in-place writes that run, so far
         self.result: dict[Any, Any] = {}  # an in-place write -> the value holding its result
+        self.skipped = _assertions(list(self.order))  # (checks that raise, and their
+        # conditions: F.adaptive_avg_pool2d's assert on its sizes, a new user's trial)
         self.static: set[int] = set()  # values that are no signal: constants, attributes
         self.sizes: set[int] = set()  # a traced model's sizes as tensors, and arithmetic on them
+        for node in self.order:  # (constant propagation hoists a layer's constants to the
+            if node.kind() == "prim::Constant":  # top, where the first call owns them: a
+                self._node(node)  # scripted DenseNet's BatchNorms, their flag fixed)
 
     # -- values --------------------------------------------------------------------------
     def value(self, v, reader) -> Any:
@@ -220,7 +260,7 @@ class _Builder:
         latest = None
         for i, write in self.writes:
             if not self.made.get(v.unique(), -1) < i < at or not holds_tensors(v) or all(
-                    self.aliases.find(w.unique()) != self.aliases.find(v.unique())
+                    not self.aliases.same(w.unique(), v.unique(), i)
                     for w in _written(write) if holds_tensors(w)):
                 continue
             if write in self.result and any(w.unique() == v.unique() for w in _written(write)):
@@ -258,10 +298,13 @@ class _Builder:
                 if node is members[-1]:
                     self._call(call, members)
                 continue
+            if node in self.skipped:
+                continue
             self._node(node)
             if _mutates(node):
                 self.writes.append((self.order[node], node))
-                if any(w.unique() in self.static for w in _written(node)):
+                if any(w.unique() in self.static and not _fresh(w, node)
+                       for w in _written(node)):
                     raise _Refused(f"runs {node.kind()}{_where(node)}, which changes a tensor "
                                    "of its own (a parameter, a buffer or a constant)")
                 if node.outputsSize() == 1:  # (at the top, or in a branch the walk takes)
@@ -315,7 +358,7 @@ class _Builder:
         if self.aliasing.get(id(call)):  # its output is its input's memory (an eval-mode
             # Dropout's, a Flatten's view: a review found y = drop(h); y.mul_(10) read h
             # unchanged, a bound of 11 for a map of 20): one alias class
-            self.aliases.join(source.unique(), output.unique())
+            self.aliases.join(source.unique(), output.unique(), self.order[members[0]])
 
     def _max_pool(self, call: _Call) -> nn.Module:
         ops = [n for n in call.nodes if n.kind() in _MAX_POOLS]
@@ -353,6 +396,17 @@ class _Builder:
                 items)
             if all(v.unique() in self.static for v in node.inputs()):
                 self.static.add(outputs[0].unique())
+        elif kind in ("prim::ListUnpack", "prim::TupleUnpack"):
+            self._unpack(node, outputs)
+        elif kind == "aten::append" and len(outputs) == 1:  # (DenseNet's features.append(
+            # new): the list, longer; reading it afterwards reads this write's result)
+            source, item = node.inputs()
+            whole = self.value(source, node)
+            if not isinstance(whole, list):
+                raise _Refused(f"appends to a list it does not hold{_where(node)}")
+            self.env[outputs[0].unique()] = [*whole, self.value(item, node)]
+            if item.unique() not in self.static:  # (a list built empty: static until now)
+                self.static.discard(source.unique())
         elif kind == "prim::If":
             self._branch(node)
         elif list(node.blocks()):
@@ -391,6 +445,26 @@ class _Builder:
             self.sizes.add(outputs[0].unique())
         else:
             self._operation(node, kind, outputs)
+
+    def _unpack(self, node, outputs: list) -> None:
+        """``a, b = values``: the items of a list or tuple the graph built, or of one an
+        operation returns (a partition's pieces, a signal's sizes) by index."""
+        source = next(node.inputs())
+        whole = self.value(source, node)
+        if isinstance(whole, (list, tuple)):
+            if len(whole) != len(outputs):
+                raise _Refused(f"unpacks {len(whole)} values into {len(outputs)}"
+                               f"{_where(node)}")
+            items = list(whole)
+        elif isinstance(whole, torch.fx.Node):
+            items = [self.fx.call_function(operator.getitem, (whole, i))
+                     for i in range(len(outputs))]
+        else:
+            raise _Refused(f"runs {node.kind()} on a value it cannot unpack{_where(node)}")
+        for out, item in zip(outputs, items):
+            self.env[out.unique()] = item
+            if source.unique() in self.static:
+                self.static.add(out.unique())
 
     def _on_sizes(self, node) -> bool:
         """Whether ``node`` computes on sizes as tensors only (a traced ``x.size(1) *
@@ -432,7 +506,12 @@ class _Builder:
         out = outputs[0] if len(outputs) == 1 else None
         target: Any = None
         if out is not None and isinstance(out.type(), torch.TensorType):
-            target = _FUNCTIONS.get(kind)
+            target = _FUNCTIONS.get(kind, operator.getitem if kind == "aten::__getitem__"
+                                    else None)  # (a piece of a partition: x.chunk(2)[0])
+        elif out is not None and kind in _PARTITIONS and isinstance(
+                out.type(), torch.ListType) and isinstance(out.type().getElementType(),
+                                                           torch.TensorType):
+            target = _PARTITIONS[kind]
         elif out is not None and isinstance(out.type(), torch.IntType):  # a size
             target = operator.getitem if kind == "aten::__getitem__" else _INTEGER.get(
                 kind, _FUNCTIONS.get(kind) if kind in ("aten::size", "aten::dim") else None)
@@ -445,6 +524,12 @@ class _Builder:
         if all(v.unique() in self.static for v in node.inputs()):
             raise _Refused(f"runs {node.kind()} on constants outside its layers{_where(node)}")
         assert out is not None
+        if kind == "aten::__getitem__" and isinstance(out.type(), torch.TensorType):
+            if type(args[1]) is not int:  # (an index computed from the signal's sizes)
+                raise _Refused(f"indexes a list of tensors by a computed index{_where(node)}")
+            if isinstance(args[0], (list, tuple)):  # (a list the graph built: its item)
+                self.env[out.unique()] = args[0][args[1]]
+                return
         kwargs: dict[str, Any] = {}
         if isinstance(out.type(), torch.TensorType):
             args, kwargs = _arguments(kind, args)
@@ -471,11 +556,66 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
         if args[2] != 1 or args[3] != 1:
             raise _Refused("runs an ELU with a scale of its own (F.elu has none)")
         return args[:2], {}
+    if kind == "aten::slice":  # (self, dim, start, end, step): x[:, 1:3], a basic slice
+        return [args[0], _at_axis(args[1], slice(*args[2:5]))], {}
+    if kind == "aten::select":  # (self, dim, index): x[:, 0] (GoogLeNet's transform_input)
+        return [args[0], _at_axis(args[1], args[2])], {}
     if kind == "aten::mean":  # (self, dtype) or (self, dim, keepdim, dtype)
         if args[-1] is not None:
             raise _Refused("takes a mean in a dtype of its own")
         return args[:-1], {}
     return args, {}
+
+
+def _assertions(nodes: list) -> set:
+    """The checks among ``nodes`` (every node of the graph, in order) that only raise: each
+    ``if`` that returns nothing, one branch empty and the other raising without changing
+    anything (an ``assert``, a shape check), and the nodes that compute nothing but their
+    conditions. The rebuilt graph skips them: where the model does not raise, it computes
+    what the model does, and a bound of a map holds on any part of its domain."""
+    skipped: set = set()
+    for node in nodes:
+        blocks = list(node.blocks())
+        if node.kind() != "prim::If" or node.outputsSize() or len(blocks) != 2:
+            continue
+        inner = [[n for n in _preorder(b)] for b in blocks]
+        raising = [any(n.kind() == "prim::RaiseException" for n in ns) for ns in inner]
+        if any(not ns and not raises for ns, raises in zip(inner, raising)) and any(raising) \
+                and not any(_mutates(n) for ns in inner for n in ns):
+            skipped.add(node)
+    for node in reversed(nodes):  # (a value read by skipped nodes alone: theirs)
+        if node in skipped or list(node.blocks()) or _mutates(node) or not list(
+                node.outputs()) or node.kind().startswith("prim::") and node.kind() not in (
+                "prim::Constant", "prim::ListConstruct", "prim::TupleConstruct"):
+            continue
+        if all(_inside(use.user, skipped) for v in node.outputs() for use in v.uses()) \
+                and any(True for v in node.outputs() for _ in v.uses()):
+            skipped.add(node)
+    return skipped
+
+
+def _fresh(value, node) -> bool:
+    """Whether ``node`` appends to a list that the forward builds (``outs = []``: GoogLeNet's
+    Inception, a new user's trial), which holds nothing of the model's."""
+    return node.kind() == "aten::append" and value.node().kind() == "prim::ListConstruct"
+
+
+def _inside(node, nodes: set) -> bool:
+    """Whether ``node`` is one of ``nodes`` or inside one's blocks."""
+    while node is not None:
+        if node in nodes:
+            return True
+        node = node.owningBlock().owningNode()
+    return False
+
+
+def _at_axis(dim: Any, item: Any) -> tuple:
+    """The index that applies ``item`` (a slice, an integer) to axis ``dim`` alone."""
+    if type(dim) is not int:
+        raise _Refused("slices its signal along an axis computed in the forward")
+    if dim >= 0:
+        return (*(slice(None),) * dim, item)
+    return (Ellipsis, item, *(slice(None),) * (-dim - 1))
 
 
 def _executed_writes(nodes) -> list:

@@ -449,3 +449,231 @@ def test_a_traced_product_of_sizes_with_the_batch_is_refused(tmp_path):
     report = sct.lipschitz_report(jit(model, "trace", shape, tmp_path / "m.pt"), shape)
     assert eager.network_upper is None and report.network_upper is None
     assert "mixes the batch axis into the sample" in report.reason, report.reason
+
+
+# -- torchvision's blocks, written here from their published definitions (a new user's trial
+# of common architectures: each of these gave a TorchScript model no bound, or a TypeError)
+def _conv(i: int, o: int, k: int = 1, **kw) -> nn.Conv2d:
+    return nn.Conv2d(i, o, k, padding=k // 2, bias=False, dtype=F64, **kw)
+
+
+class _Fire(nn.Module):
+    """SqueezeNet's: in-place ReLUs whose outputs a list holds (read as the second ReLU
+    writing the first's output: refused)."""
+
+    def __init__(self):
+        super().__init__()
+        self.squeeze, self.squeeze_activation = _conv(4, 2), nn.ReLU(inplace=True)
+        self.expand1x1, self.expand1x1_activation = _conv(2, 2), nn.ReLU(inplace=True)
+        self.expand3x3, self.expand3x3_activation = _conv(2, 2, 3), nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = self.squeeze_activation(self.squeeze(x))
+        return torch.cat([self.expand1x1_activation(self.expand1x1(x)),
+                          self.expand3x3_activation(self.expand3x3(x))], 1)
+
+
+def _channel_shuffle(x, groups: int):
+    batchsize, num_channels, height, width = x.size()
+    channels_per_group = num_channels // groups
+    x = x.view(batchsize, groups, channels_per_group, height, width)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(batchsize, num_channels, height, width)
+
+
+class _Shuffle(nn.Module):
+    """ShuffleNetV2's InvertedResidual: ``if self.stride == 1:`` around its branches (a
+    TypeError, scripted), ``x.chunk(2, dim=1)`` (no bound in any form), the channel shuffle's
+    sizes unpacked and divided (traced: ``aten::floor_divide``)."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+        c = 4 if stride > 1 else 2
+        self.branch1 = nn.Sequential(_conv(4, 4, 3, stride=stride, groups=4),
+                                     nn.BatchNorm2d(4, dtype=F64), _conv(4, 2),
+                                     nn.ReLU(inplace=True)) if stride > 1 else nn.Sequential()
+        self.branch2 = nn.Sequential(_conv(c, 2), nn.BatchNorm2d(2, dtype=F64),
+                                     nn.ReLU(inplace=True), _conv(2, 2, 3, stride=stride,
+                                                                  groups=2), _conv(2, 2),
+                                     nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return _channel_shuffle(out, 2)
+
+
+class _DenseLayer(nn.Module):
+    """DenseNet's, with its ``memory_efficient`` flag (fixed: constant propagation then
+    hoists its BatchNorm's constants, which the first call owned: refused)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm1, self.relu1 = nn.BatchNorm2d(channels, dtype=F64), nn.ReLU(inplace=True)
+        self.conv1 = _conv(channels, 2, 3)
+        self.memory_efficient = False
+
+    def forward(self, features: list[torch.Tensor]):
+        if self.memory_efficient:
+            raise RuntimeError("not here")
+        return self.conv1(self.relu1(self.norm1(torch.cat(features, 1))))
+
+
+class _DenseBlock(nn.ModuleDict):
+    """``features.append(layer(features))`` (``aten::append``: no bound, scripted)."""
+
+    def __init__(self):
+        super().__init__({"denselayer1": _DenseLayer(4), "denselayer2": _DenseLayer(6)})
+
+    def forward(self, init_features):
+        features = [init_features]
+        for _, layer in self.items():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class _Inception(nn.Module):
+    """GoogLeNet's: ``outputs = []`` then appended to (refused, scripted, as changing a
+    constant) and ``transform_input``'s ``x[:, 0]`` (``aten::select``: no translation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.branch1, self.branch2 = _conv(4, 2), nn.Sequential(_conv(4, 2), _conv(2, 2, 3))
+
+    def forward(self, x):
+        x = torch.cat((torch.unsqueeze(x[:, 0], 1) * 2.0 + 0.5, x[:, 1:4]), 1)
+        outputs = torch.jit.annotate(list[torch.Tensor], [])
+        outputs.append(F.relu(self.branch1(x), inplace=True))
+        outputs.append(self.branch2(x))
+        return torch.cat(outputs, 1)
+
+
+class _StochasticDepth(nn.Module):
+    """torchvision's (a leaf module torch does not ship): the identity in eval mode, behind
+    checks on its attributes (``if p < 0.0 or p > 1.0: raise``, ``mode not in [...]``)."""
+
+    def __init__(self, p: float, mode: str):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if self.p < 0.0 or self.p > 1.0:
+            raise ValueError(f"drop probability has to be between 0 and 1, but got {self.p}")
+        if self.mode not in ["batch", "row"]:
+            raise ValueError(f"mode has to be either 'batch' or 'row', but got {self.mode}")
+        if not self.training or self.p == 0.0:
+            return x
+        noise = torch.empty([x.shape[0], 1, 1, 1], dtype=x.dtype).bernoulli_(1.0 - self.p)
+        return x * noise.div_(1.0 - self.p)
+
+
+class _Architectures(nn.Module):
+    """The blocks above in a row, with EfficientNet's residual around a StochasticDepth and
+    MobileNetV2's ``F.adaptive_avg_pool2d(x, (1, 1))`` (an assert on its sizes, scripted:
+    ``aten::len``, refused) at the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.inception, self.fire, self.dense = _Inception(), _Fire(), _DenseBlock()
+        self.shuffle = nn.Sequential(_Shuffle(2), _Shuffle(1))
+        self.reduce = _conv(8, 4)
+        self.body = nn.Sequential(_conv(4, 4, 3), nn.BatchNorm2d(4, dtype=F64))
+        self.stochastic_depth = _StochasticDepth(0.2, "row")
+
+    def forward(self, x):
+        x = self.reduce(self.dense(self.fire(self.inception(x))))
+        x = self.shuffle(x)
+        x = x + self.stochastic_depth(self.body(x))
+        return F.adaptive_avg_pool2d(x, (1, 1)).flatten(1)
+
+
+class _Pooled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = _conv(4, 4, 3), _conv(4, 4, 3)
+
+    def forward(self, x):
+        x = self.a(x)
+        return F.adaptive_avg_pool2d(x + self.b(x), (1, 1)).flatten(1)
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body, self.stochastic_depth = _conv(4, 4, 3), _StochasticDepth(0.2, "row")
+
+    def forward(self, x):
+        return x + self.stochastic_depth(self.body(x))
+
+
+BLOCKS = {"fire": _Fire, "shuffle": lambda: nn.Sequential(_Shuffle(2), _Shuffle(1)),
+          "dense": _DenseBlock, "inception": _Inception, "pooled": _Pooled,
+          "stochastic_depth": _Residual, "all": _Architectures}
+
+
+@pytest.mark.parametrize("block", list(BLOCKS))
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchvisions_blocks_get_the_eager_bound(block, how, tmp_path):
+    shape = (4, 8, 8)
+    model = _networks.randomize(BLOCKS[block](), seed=6).eval()
+    eager = sct.lipschitz_report(model, shape)
+    assert eager.over_graph and eager.network_upper is not None, eager.reason
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert report.over_graph, report.reason
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    assert [row["name"] for row in report] == [row["name"] for row in eager]
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
+
+
+class _ListedThenWritten(_Pair):
+    """A list built before an in-place write to one of its tensors, read after it: the
+    concatenation reads the written values, which the rebuilt graph (out of place) would
+    not. A list's elements share no memory with each other, but a list built before a
+    write holds the written tensor."""
+
+    def forward(self, x):
+        h, g = self.a(x), self.b(x)
+        listed = [h, g]
+        g.mul_(10.0)
+        return torch.cat(listed, 1)
+
+
+class _AppendedAfterWrite(_Pair):  # the same through append: outs holds h, then h changes
+    def forward(self, x):
+        h = self.a(x)
+        outs = [h]
+        h.mul_(10.0)
+        outs.append(self.b(x))
+        return torch.cat(outs, 1)
+
+
+@pytest.mark.parametrize("make", [_ListedThenWritten, _AppendedAfterWrite])
+def test_a_list_that_holds_a_tensor_written_afterwards_is_refused(make, tmp_path):
+    shape = (2, 5, 5)
+    model = _networks.randomize(make(), seed=11).eval()
+    report = sct.lipschitz_report(jit(model, "script", shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper is None
+    assert "changed in place, where the graph does not show what it then holds" in (
+        report.reason), report.reason
+
+
+class _Sliced(_Pair):  # basic slices on either end, by select and slice
+    def forward(self, x):
+        y = self.a(x)
+        return torch.cat((y[..., 1:], 3.0 * y[:, :, :, :1]), -1) + self.b(x)[:, 1:2, -1:]
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_basic_slices_of_the_signal_keep_its_bound(how, tmp_path):
+    shape = (2, 5, 5)
+    model = _networks.randomize(_Sliced(), seed=11).eval()
+    eager = sct.lipschitz_report(model, shape)
+    assert eager.network_upper is not None, eager.reason
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
+    exact = np.linalg.norm(sct.network_operator(model, shape).affine().matrix.toarray(), 2)
+    assert exact <= report.network_upper
