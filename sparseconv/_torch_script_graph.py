@@ -78,6 +78,7 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::log_sigmoid": F.logsigmoid, "aten::elu": F.elu, "aten::celu": F.celu,
     "aten::view": "view", "aten::contiguous": "contiguous", "aten::size": "size",
     "aten::dim": "dim", "aten::slice": operator.getitem, "aten::select": operator.getitem,
+    "aten::pad": F.pad, "aten::constant_pad_nd": F.pad,
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
     **_pooling("max_pool", range(1, 4))}
 
@@ -258,9 +259,11 @@ class _Builder:
         here (inside a layer's call, on the way)."""
         at = self.order[reader] if reader is not None else len(self.order)
         latest = None
-        for i, write in self.writes:
+        tensor = isinstance(v.type(), torch.TensorType)  # (no list changes a tensor: UNet's
+        for i, write in self.writes:  # skips.append(x), then down(x), a new user's trial)
             if not self.made.get(v.unique(), -1) < i < at or not holds_tensors(v) or all(
                     not self.aliases.same(w.unique(), v.unique(), i)
+                    or tensor and isinstance(w.type(), torch.ListType)
                     for w in _written(write) if holds_tensors(w)):
                 continue
             if write in self.result and any(w.unique() == v.unique() for w in _written(write)):
@@ -556,6 +559,8 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
         if args[2] != 1 or args[3] != 1:
             raise _Refused("runs an ELU with a scale of its own (F.elu has none)")
         return args[:2], {}
+    if kind == "aten::constant_pad_nd":  # (self, pad, value): F.pad's value by keyword
+        return args[:2], {"value": args[2]}
     if kind == "aten::slice":  # (self, dim, start, end, step): x[:, 1:3], a basic slice
         return [args[0], _at_axis(args[1], slice(*args[2:5]))], {}
     if kind == "aten::select":  # (self, dim, index): x[:, 0] (GoogLeNet's transform_input)

@@ -610,7 +610,41 @@ class _Residual(nn.Module):
         return x + self.stochastic_depth(self.body(x))
 
 
-BLOCKS = {"fire": _Fire, "shuffle": lambda: nn.Sequential(_Shuffle(2), _Shuffle(1)),
+class _Up(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2, dtype=F64)
+        self.conv = _conv(8, 4, 3)
+
+    def forward(self, x1, x2):
+        x1 = self.up(x1)
+        diff_y = x2.size()[2] - x1.size()[2]
+        diff_x = x2.size()[3] - x1.size()[3]
+        x1 = F.pad(x1, [diff_x // 2, diff_x - diff_x // 2, diff_y // 2, diff_y - diff_y // 2])
+        return self.conv(torch.cat([x2, x1], dim=1))
+
+
+class _Skips(nn.Module):
+    """A U-Net as milesial's Pytorch-UNet writes it: ``skips.append(x)`` before ``x =
+    down(x)`` (read as the append changing ``x``: refused, scripted) and ``F.pad`` by sizes
+    computed from two tensors' (traced: ``aten::floor_divide``, ``aten::pad``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.downs = nn.ModuleList([nn.Conv2d(4, 4, 3, stride=2, dtype=F64) for _ in "ab"])
+        self.ups = nn.ModuleList([_Up(), _Up()])
+
+    def forward(self, x):
+        skips: list[torch.Tensor] = []
+        for down in self.downs:
+            skips.append(x)
+            x = down(x)
+        for i, up in enumerate(self.ups):
+            x = up(x, skips[-(i + 1)])
+        return x
+
+
+BLOCKS = {"fire": _Fire, "unet": _Skips, "shuffle": lambda: nn.Sequential(_Shuffle(2), _Shuffle(1)),
           "dense": _DenseBlock, "inception": _Inception, "pooled": _Pooled,
           "stochastic_depth": _Residual, "all": _Architectures}
 
@@ -618,7 +652,7 @@ BLOCKS = {"fire": _Fire, "shuffle": lambda: nn.Sequential(_Shuffle(2), _Shuffle(
 @pytest.mark.parametrize("block", list(BLOCKS))
 @pytest.mark.parametrize("how", ["script", "trace"])
 def test_torchvisions_blocks_get_the_eager_bound(block, how, tmp_path):
-    shape = (4, 8, 8)
+    shape = (4, 9, 9) if block == "unet" else (4, 8, 8)
     model = _networks.randomize(BLOCKS[block](), seed=6).eval()
     eager = sct.lipschitz_report(model, shape)
     assert eager.over_graph and eager.network_upper is not None, eager.reason
