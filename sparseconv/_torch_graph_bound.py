@@ -81,14 +81,16 @@ def _output_squares(result: Any, opaque: set, of: Callable) -> tuple[list[Fracti
     """The bounds of the graph's outputs (:func:`sparseconv._torch_graph.graph_outputs`: a
     namedtuple's fields in its place), one per disjoint part (their squares add up), or why
     there are none. A tuple cut by chunk, split, unbind or tensor_split and returned whole is
-    its tensor (the pieces are disjoint: together, the tensor's norm). Another value of the
-    signal that is no floating tensor (indices, a tuple from max) is named."""
+    its tensor where the pieces are disjoint (together, the tensor's norm; a review:
+    ``tensor_split(x, [3, 1])`` returns ``x[:, :3]`` and ``x[:, 1:]``, which overlap, and was
+    bounded by 1 for a map of norm sqrt 2). Another value of the signal that is no floating
+    tensor (indices, a tuple from max) is named."""
     parts: list[Fraction] = []
     for leaf in graph_outputs(result) or []:
         if isinstance(leaf, torch.fx.Node) and leaf in opaque:
             source = leaf.args[0] if leaf.args else None
             if leaf.target in _PARTITIONS and isinstance(source, torch.fx.Node) and (
-                    source not in opaque):
+                    source not in opaque) and _disjoint(leaf):
                 parts.append(of(source))
                 continue
             return [], (f"returns {leaf.name!r}, which is no floating tensor (indices, a "
@@ -98,6 +100,21 @@ def _output_squares(result: Any, opaque: set, of: Callable) -> tuple[list[Fracti
     if not parts:
         return [], "returns no tensor"
     return parts, ""
+
+
+def _disjoint(partition: torch.fx.Node) -> bool:
+    """Whether a partition's pieces are disjoint: chunk, split and unbind cut a tensor into
+    consecutive pieces; tensor_split too for a number of sections or indices that are
+    non-negative integers in increasing order (not ``[3, 1]``, whose pieces overlap)."""
+    if partition.target not in (torch.tensor_split, "tensor_split"):
+        return True
+    cut = partition.args[1] if len(partition.args) > 1 else partition.kwargs.get(
+        "indices_or_sections", partition.kwargs.get("sections", partition.kwargs.get(
+            "indices")))
+    if type(cut) is int:
+        return True
+    return isinstance(cut, (list, tuple)) and all(type(i) is int and i >= 0 for i in cut) \
+        and all(a <= b for a, b in zip(cut, cut[1:]))
 
 
 def _same(ours: Any, theirs: Any) -> bool:

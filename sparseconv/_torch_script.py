@@ -573,11 +573,31 @@ _OPAQUE = frozenset({"prim::CallMethod", "prim::CallFunction", "prim::fork",
                      "prim::forkClosure", "prim::PythonOp", "aten::wait", "prim::awaitable"})
 
 
-#: The operations a condition on constants is computed with, as Python computes them.
+def _as_torchscript(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    """A comparison as TorchScript computes it: an integer against a float is converted to a
+    float first (a review: Python's ``2**53 + 1 == 2.0**53`` is False, TorchScript's True,
+    and the report followed the other branch: 0.90 for a map of 45.9)."""
+    def compared(a: Any, b: Any) -> bool:
+        if type(a) is int and type(b) is float:
+            a = float(a)
+        elif type(a) is float and type(b) is int:
+            b = float(b)
+        return compare(a, b)
+    return compared
+
+
+def _contains(items: Any, item: Any) -> bool:
+    """``item in items`` on values of one type (TorchScript's lists are of one type)."""
+    if any(type(i) is not type(item) for i in items):
+        raise TypeError("values of different types")
+    return item in items
+
+
+#: The operations a condition on constants is computed with, as TorchScript computes them.
 CONDITION_OPS: dict[str, Callable[..., Any]] = {
-    "aten::eq": operator.eq, "aten::ne": operator.ne, "aten::lt": operator.lt,
-    "aten::le": operator.le, "aten::gt": operator.gt, "aten::ge": operator.ge,
-    "aten::__not__": operator.not_, "aten::Bool": bool, "aten::__contains__": operator.contains}
+    **{f"aten::{name}": _as_torchscript(getattr(operator, name))
+       for name in ("eq", "ne", "lt", "le", "gt", "ge")},
+    "aten::__not__": operator.not_, "aten::Bool": bool, "aten::__contains__": _contains}
 _UNKNOWN = object()
 
 

@@ -41,6 +41,7 @@ from torch import nn
 
 from sparseconv._torch_probe import matches, probe_input, restored_buffers
 from sparseconv._torch_script import (
+    _OPAQUE,
     CONDITION_OPS,
     _Call,
     _calls,
@@ -168,6 +169,13 @@ class _Aliases:
             for members in sets.values():
                 for a in [*members[1:], *wild]:
                     self.join(members[0], a, at)
+            for out in node.outputs():  # (a list of views whose schema annotates its items
+                # alone, aten::chunk's Tensor(a)[]: a review wrote a piece in place, then read
+                # the tensor cut, unchanged in the rebuilt graph, 0.72 for a map of 34.9)
+                if holds_tensors(out) and not isinstance(out.type(), torch.TensorType):
+                    for v in node.inputs():
+                        if holds_tensors(v):
+                            self.join(out.unique(), v.unique(), at)
 
     def join(self, a: int, b: int, at: int) -> None:
         """Values ``a`` and ``b`` may share memory from position ``at`` on."""
@@ -586,11 +594,13 @@ def _assertions(nodes: list) -> set:
         inner = [[n for n in _preorder(b)] for b in blocks]
         raising = [any(n.kind() == "prim::RaiseException" for n in ns) for ns in inner]
         if any(not ns and not raises for ns, raises in zip(inner, raising)) and any(raising) \
-                and not any(_mutates(n) for ns in inner for n in ns):
-            skipped.add(node)
+                and not any(_mutates(n) or n.kind() in _OPAQUE for ns in inner for n in ns):
+            skipped.add(node)  # (a review: a forked function writing the signal, in the
+            # raising branch, and the check's refusal of such code never ran: 0.97 for 49.2)
     for node in reversed(nodes):  # (a value read by skipped nodes alone: theirs)
         if node in skipped or list(node.blocks()) or _mutates(node) or not list(
-                node.outputs()) or node.kind().startswith("prim::") and node.kind() not in (
+                node.outputs()) or node.kind() in _OPAQUE or node.kind().startswith(
+                "prim::") and node.kind() not in (
                 "prim::Constant", "prim::ListConstruct", "prim::TupleConstruct"):
             continue
         if all(_inside(use.user, skipped) for v in node.outputs() for use in v.uses()) \

@@ -425,6 +425,23 @@ def test_the_pieces_of_a_partition_are_slices_of_the_signal(cut):
     assert report.network_upper is None and "cut where values of the signal say" in report.reason
 
 
+class _Overlapping(nn.Module):  # tensor_split at [3, 1]: x[:, :3] and x[:, 1:], which overlap
+    def forward(self, x):
+        return torch.tensor_split(x, [3, 1], dim=1)
+
+
+def test_a_partition_returned_whole_counts_as_its_tensor_only_if_disjoint():
+    """A review: a partition returned whole was bounded by its tensor's bound, the pieces
+    taken for disjoint; ``tensor_split(x, [3, 1])``'s overlap (1 for a map of norm sqrt 2).
+    Increasing indices, a number of sections, chunk and split keep the rule."""
+    report = sct.lipschitz_report(_Overlapping().eval(), (4,))
+    assert report.network_upper is None, report.network_upper
+    for cut in ([1, 3], 2):
+        model = _Conv(lambda m, x, cut=cut: torch.tensor_split(m.conv(x), cut, dim=1))
+        report = sct.lipschitz_report(_networks.randomize(model, 0), (2, 4, 4))
+        assert report.network_upper == pytest.approx(report["conv"]["upper"], rel=1e-12)
+
+
 class _Res(nn.Module):
     def __init__(self):
         super().__init__()
