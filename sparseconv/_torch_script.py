@@ -573,17 +573,34 @@ _OPAQUE = frozenset({"prim::CallMethod", "prim::CallFunction", "prim::fork",
                      "prim::forkClosure", "prim::PythonOp", "aten::wait", "prim::awaitable"})
 
 
-def _as_torchscript(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
-    """A comparison as TorchScript computes it: an integer against a float is converted to a
-    float first (a review: Python's ``2**53 + 1 == 2.0**53`` is False, TorchScript's True,
-    and the report followed the other branch: 0.90 for a map of 45.9)."""
-    def compared(a: Any, b: Any) -> bool:
-        if type(a) is int and type(b) is float:
-            a = float(a)
-        elif type(a) is float and type(b) is int:
-            b = float(b)
-        return compare(a, b)
-    return compared
+def _plain(value: Any) -> bool:
+    """Whether Python computes on ``value`` as TorchScript does: None, a bool, a 64-bit int,
+    a float other than NaN (Python finds ``[nan] == [nan]``, an object equal to itself;
+    TorchScript does not), a str (for equality: UTF-8 bytes compare as their code points), a
+    list or tuple of them."""
+    if value is None or type(value) in (bool, str):
+        return True
+    if type(value) is int:
+        return -2**63 <= value < 2**63
+    if type(value) is float:
+        return value == value
+    return type(value) in (list, tuple) and all(_plain(item) for item in value)
+
+
+def _as_torchscript(operation: Callable[..., Any], numbers: bool = False) -> Callable[..., Any]:
+    """An operation on constants as TorchScript computes it, refused (``TypeError``) where
+    Python may compute another value: an integer against a float is converted to a float
+    first (a review: Python's ``2**53 + 1 == 2.0**53`` is False, TorchScript's True, and the
+    report followed the other branch: 0.90 for a map of 45.9); ``numbers``: numbers only
+    (no str, whose order and length TorchScript reads in bytes: ``len("é")`` is 2, a
+    review's branch taken wrongly, 1.34 for 28.4)."""
+    def computed(*args: Any) -> Any:
+        if not all(_plain(a) and not (numbers and isinstance(a, str)) for a in args):
+            raise TypeError("a value Python may read otherwise than TorchScript")
+        if len(args) == 2 and {type(args[0]), type(args[1])} == {int, float}:
+            args = tuple(float(a) for a in args)
+        return operation(*args)
+    return computed
 
 
 def _contains(items: Any, item: Any) -> bool:
@@ -593,11 +610,23 @@ def _contains(items: Any, item: Any) -> bool:
     return item in items
 
 
+def _sequence(operation: Callable[..., Any]) -> Callable[..., Any]:
+    """``len`` or an item of a list or tuple (not of a str: TorchScript counts its bytes)."""
+    def computed(items: Any, *args: Any) -> Any:
+        if type(items) not in (list, tuple):
+            raise TypeError("not a list")
+        return operation(items, *args)
+    return computed
+
+
 #: The operations a condition on constants is computed with, as TorchScript computes them.
 CONDITION_OPS: dict[str, Callable[..., Any]] = {
-    **{f"aten::{name}": _as_torchscript(getattr(operator, name))
-       for name in ("eq", "ne", "lt", "le", "gt", "ge")},
-    "aten::__not__": operator.not_, "aten::Bool": bool, "aten::__contains__": _contains}
+    **{f"aten::{name}": _as_torchscript(getattr(operator, name), numbers=name not in (
+        "eq", "ne")) for name in ("eq", "ne", "lt", "le", "gt", "ge")},
+    "aten::__not__": _as_torchscript(operator.not_), "aten::Bool": _as_torchscript(bool),
+    "aten::__contains__": _as_torchscript(_contains),
+    "aten::len": _as_torchscript(_sequence(len)),
+    "aten::__getitem__": _as_torchscript(_sequence(operator.getitem))}
 _UNKNOWN = object()
 
 
@@ -643,10 +672,30 @@ def _attribute(value, self_value, model: nn.Module, written: set) -> Any:
         return None
     owner: Any = model
     for name in reversed(names[1:]):
-        owner = getattr(owner, name, None)
+        owner = script_attribute(owner, name)
     if not isinstance(owner, nn.Module) or is_leaf(owner) and _shipped(owner):
         return None
-    return getattr(owner, names[0], None)
+    found = script_attribute(owner, names[0])
+    return None if found is MISSING else found
+
+
+#: What :func:`script_attribute` returns for an attribute the module does not hold.
+MISSING = object()
+
+
+def script_attribute(owner: Any, name: str) -> Any:
+    """``owner.name`` as TorchScript reads it: a submodule, else the compiled module's own
+    attribute (Python's ``getattr`` finds a class attribute of ``nn.Module`` or
+    ``ScriptModule`` first: a review's ``self.call_super_init = True`` read False, the other
+    branch taken, 1.34 for a map of 37.0); :data:`MISSING` where it holds none."""
+    modules = getattr(owner, "_modules", None)
+    if modules is not None and name in modules:
+        return modules[name]
+    compiled = getattr(owner, "_c", None)
+    if isinstance(compiled, torch._C.ScriptModule):
+        script: Any = compiled  # (torch's stubs lack its getattr and hasattr)
+        return script.getattr(name) if script.hasattr(name) else MISSING
+    return getattr(owner, name, MISSING)
 
 
 def _preorder(block) -> list:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparseconv._torch_script import _Call, _calls, _graph_of, _is_dropout
+from sparseconv._torch_script import _Call, _calls, _graph_of, _is_dropout, script_attribute
 from sparseconv._torch_script_rebuild import (
     _STRUCTURAL,
     _kind,
@@ -106,7 +106,7 @@ def _known_flag(condition, self_value, model: nn.Module) -> bool | None:
         if source is self_value:
             owner: Any = model
             for name in reversed(names):
-                owner = getattr(owner, name, None)
+                owner = script_attribute(owner, name)
             return owner if isinstance(owner, bool) else None
         condition = source.node()
     return None

@@ -43,6 +43,7 @@ from sparseconv._torch_probe import matches, probe_input, restored_buffers
 from sparseconv._torch_script import (
     _OPAQUE,
     CONDITION_OPS,
+    MISSING,
     _Call,
     _calls,
     _graph_of,
@@ -50,6 +51,7 @@ from sparseconv._torch_script import (
     _preorder,
     _probe,
     _values_within,
+    script_attribute,
 )
 from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
 from sparseconv._torch_script_rebuild import _kind
@@ -103,7 +105,7 @@ _INTEGER: dict[str, Any] = {
 #: Pure operations on constants (a default argument's ``if stride is None:``, an ``if not
 #: inplace:``), computed here so that the ``if`` they decide is followed.
 _ON_CONSTANTS: dict[str, Any] = {
-    **CONDITION_OPS, "aten::len": len, "aten::__getitem__": operator.getitem,
+    **CONDITION_OPS,
     "aten::__is__": lambda a, b: _is(a, b), "aten::__isnot__": lambda a, b: not _is(a, b)}
 
 
@@ -149,20 +151,20 @@ class _Aliases:
         for node in nodes:
             at = order[_top(node)]
             schema = _schema(node)
-            values = [v for v in (*node.inputs(), *node.outputs()) if holds_tensors(v)]
+            values = [v for v in (*node.inputs(), *node.outputs()) if _may_change(v)]
             if schema is None:
                 for a, b in zip(values, values[1:]):
                     self.join(a.unique(), b.unique(), at)
                 for block in node.blocks():
                     for a, b in zip(node.outputs(), block.outputs()):
-                        if holds_tensors(a) or holds_tensors(b):
+                        if _may_change(a) or _may_change(b):
                             self.join(a.unique(), b.unique(), at)
                 continue
             sets: dict[str, list[int]] = {}
             for value, argument in (*zip(node.inputs(), schema.arguments),
                                     *zip(node.outputs(), schema.returns)):
                 info = argument.alias_info
-                if info is not None and holds_tensors(value):
+                if info is not None and _may_change(value):
                     for name in (*info.before_set, *info.after_set):
                         sets.setdefault(name, []).append(value.unique())
             wild = sets.pop("*", [])
@@ -172,9 +174,9 @@ class _Aliases:
             for out in node.outputs():  # (a list of views whose schema annotates its items
                 # alone, aten::chunk's Tensor(a)[]: a review wrote a piece in place, then read
                 # the tensor cut, unchanged in the rebuilt graph, 0.72 for a map of 34.9)
-                if holds_tensors(out) and not isinstance(out.type(), torch.TensorType):
+                if _may_change(out) and not isinstance(out.type(), torch.TensorType):
                     for v in node.inputs():
-                        if holds_tensors(v):
+                        if _may_change(v):
                             self.join(out.unique(), v.unique(), at)
 
     def join(self, a: int, b: int, at: int) -> None:
@@ -199,6 +201,14 @@ def _find(parent: dict[int, int], a: int) -> int:
     while parent.get(a, a) != a:
         a = parent[a]
     return a
+
+
+def _may_change(value) -> bool:
+    """Whether a value of the graph may change in place: a tensor, or a list or dict (of
+    anything: a review's list of ints appended to, its length read as before, the other
+    branch taken, 1.34 for 28.4), or what holds one."""
+    kind = str(value.type())
+    return "Tensor" in kind or "[]" in kind or "Dict" in kind or "List" in kind
 
 
 def holds_tensors(value) -> bool:
@@ -269,10 +279,10 @@ class _Builder:
         latest = None
         tensor = isinstance(v.type(), torch.TensorType)  # (no list changes a tensor: UNet's
         for i, write in self.writes:  # skips.append(x), then down(x), a new user's trial)
-            if not self.made.get(v.unique(), -1) < i < at or not holds_tensors(v) or all(
+            if not self.made.get(v.unique(), -1) < i < at or not _may_change(v) or all(
                     not self.aliases.same(w.unique(), v.unique(), i)
                     or tensor and isinstance(w.type(), torch.ListType)
-                    for w in _written(write) if holds_tensors(w)):
+                    for w in _written(write) if _may_change(w)):
                 continue
             if write in self.result and any(w.unique() == v.unique() for w in _written(write)):
                 latest = write  # (the written value itself: read as what the write made)
@@ -397,9 +407,10 @@ class _Builder:
             source = next(node.inputs())
             owner = self.model if source is list(self.graph.inputs())[0] else self.env.get(
                 source.unique())
-            if owner is None:
+            found = MISSING if owner is None else script_attribute(owner, node.s("name"))
+            if found is MISSING:
                 raise _Refused(f"reads attribute {node.s('name')!r} of a value it computes")
-            self.env[outputs[0].unique()] = getattr(owner, node.s("name"))
+            self.env[outputs[0].unique()] = found
             self.static.add(outputs[0].unique())
         elif kind in ("prim::ListConstruct", "prim::TupleConstruct"):
             items = [self.value(v, node) for v in node.inputs()]

@@ -6,6 +6,8 @@ graph could not show are refused, saying what."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -796,3 +798,58 @@ def test_a_reviews_hidden_terms_are_bounded_or_refused(make, how, tmp_path):
         assert report.network_upper == pytest.approx(truth, rel=1e-6)
     else:
         assert report.network_upper is None, report.reason
+
+
+class _Branched(_Hidden):
+    """A second review's models: an ``if`` the report decides otherwise than TorchScript
+    does, around the hidden term, in a model that is no chain (``b(g) + h``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.b = nn.Linear(4, 4, dtype=F64).requires_grad_(False)
+        self.call_super_init = True  # (nn.Module's class attribute is False)
+        self.tag = "é"  # (one code point, two bytes)
+
+    def spiked(self, h, spike: bool):
+        g = h + F.relu(h - 20.0) * 50.0 if spike else h
+        return self.b(g) + h
+
+
+class _ClassAttribute(_Branched):  # Python's getattr finds nn.Module.call_super_init
+    def forward(self, x):
+        return self.spiked(self.lin(x), self.call_super_init)
+
+
+class _StrLength(_Branched):  # TorchScript's len of a str counts its bytes
+    def forward(self, x):
+        return self.spiked(self.lin(x), len(self.tag) != 1)
+
+
+class _NanList(_Branched):  # [nan] == [nan]: True in Python (the same object), False here
+    def forward(self, x):
+        v = math.nan
+        return self.spiked(self.lin(x), not [v] == [v])
+
+
+class _AppendedInts(_Branched):  # a list of ints appended to, its length read afterwards
+    def forward(self, x):
+        n: list[int] = [1]
+        n.append(2)
+        return self.spiked(self.lin(x), len(n) != 1)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("make", [_ClassAttribute, _StrLength, _NanList, _AppendedInts])
+def test_a_second_reviews_branches_are_taken_as_torchscript_takes_them(make, tmp_path):
+    """A second review: four scripted models whose hidden term lies in the branch the report
+    did not take (1.34 for maps of 28.4 to 37.0): an attribute read with Python's lookup (a
+    class attribute of nn.Module hides the compiled module's own), ``len`` of a str, a list
+    holding NaN compared with itself, a list of ints appended to and read as before. Each
+    now gets a bound above the truth, or none."""
+    torch.manual_seed(0)
+    model = make().eval()
+    for compiled in (torch.jit.script(model), jit(model, "script", (4,), tmp_path / "m.pt")):
+        truth = _jacobian_norm(compiled, model.where())  # (loaded, [nan] == [nan] is folded)
+        assert truth > 10  # (the branch without the term: about 1.3)
+        report = sct.lipschitz_report(compiled, (4,))
+        assert report.network_upper is None or report.network_upper >= truth, report.reason
