@@ -649,8 +649,8 @@ def _evaluated(value, self_value, model: nn.Module, written: set, read: list) ->
             return _UNKNOWN
         try:
             found = CONDITION_OPS.get(node.kind(), lambda *items: list(items))(*arguments)
-        except TypeError:  # (a comparison Python refuses: TorchScript would too)
-            return _UNKNOWN
+        except (TypeError, IndexError, KeyError):  # (refused, or failing: in a branch that
+            return _UNKNOWN  # does not run, an index out of range raises nothing)
     else:
         return _UNKNOWN
     scalar = (bool, int, float, str, type(None))

@@ -100,7 +100,7 @@ _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
 _INTEGER: dict[str, Any] = {
     "aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
     "aten::floordiv": operator.floordiv, "aten::neg": operator.neg,
-    "aten::floor_divide": operator.floordiv}  # (a traced `//` on sizes: they are positive)
+    "aten::floor_divide": operator.floordiv}  # (a traced `//` on sizes: torch floors too)
 
 #: Pure operations on constants (a default argument's ``if stride is None:``, an ``if not
 #: inplace:``), computed here so that the ``if`` they decide is followed.

@@ -853,3 +853,25 @@ def test_a_second_reviews_branches_are_taken_as_torchscript_takes_them(make, tmp
         assert truth > 10  # (the branch without the term: about 1.3)
         report = sct.lipschitz_report(compiled, (4,))
         assert report.network_upper is None or report.network_upper >= truth, report.reason
+
+
+class _DeadIndex(_Pair):  # an index out of range in a branch a flag rules out
+    def __init__(self):
+        super().__init__()
+        self.flag, self.sizes = False, [1, 2]
+
+    def forward(self, x):
+        h = self.a(x)
+        if self.flag:
+            if self.sizes[5] > 0:
+                h = h * 2.0
+        return self.b(h) + h
+
+
+def test_a_condition_that_fails_in_a_branch_that_does_not_run_is_left_alone(tmp_path):
+    """Deciding the ifs on attributes met ``self.sizes[5]`` in a branch ruled out, and raised
+    an IndexError out of lipschitz_report."""
+    model = _networks.randomize(_DeadIndex(), seed=11).eval()
+    report = sct.lipschitz_report(jit(model, "script", (2, 5, 5), tmp_path / "m.pt"), (2, 5, 5))
+    eager = sct.lipschitz_report(model, (2, 5, 5))
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
