@@ -10,6 +10,7 @@ Lipschitz constant. :func:`_tainted_sizes` finds the values computed from the ba
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -49,8 +50,54 @@ def _reads_shape(n: torch.fx.Node) -> bool:
         n.args[1] in ("shape", "ndim"))
 
 
+def _in_int64(function: Any, *args: Any) -> Any:
+    """``function(*args)`` on integers, refused where it leaves 64 bits; traced by torch.fx
+    (an argument a ``Proxy``), one node calling ``function``."""
+    proxy = next((a for a in args if isinstance(a, torch.fx.Proxy)), None)
+    if proxy is not None:
+        return proxy.tracer.create_proxy("call_function", function, args, {})
+    value = _INT64_OPERATIONS[function](*args)
+    if not -2**63 <= value < 2**63:
+        raise OverflowError(f"{value} wraps around in 64-bit integers, as TorchScript "
+                            "computes sizes")
+    return value
+
+
+def int64_add(a: int, b: int) -> int:
+    """``a + b`` as TorchScript computes on sizes: in 64 bits, refused where that wraps
+    (Python's unbounded integers found another size: a review's ``4 * 3 * 2**61 // 2**61``,
+    17 in Python and 1 in TorchScript, a pooling's divisor: 9.7 for a map of 81.8)."""
+    return _in_int64(int64_add, a, b)
+
+
+def int64_sub(a: int, b: int) -> int:
+    """``a - b`` in 64 bits (:func:`int64_add`)."""
+    return _in_int64(int64_sub, a, b)
+
+
+def int64_mul(a: int, b: int) -> int:
+    """``a * b`` in 64 bits (:func:`int64_add`)."""
+    return _in_int64(int64_mul, a, b)
+
+
+def int64_floordiv(a: int, b: int) -> int:
+    """``a // b`` in 64 bits, floored as Python and TorchScript floor (:func:`int64_add`)."""
+    return _in_int64(int64_floordiv, a, b)
+
+
+def int64_neg(a: int) -> int:
+    """``-a`` in 64 bits (:func:`int64_add`)."""
+    return _in_int64(int64_neg, a)
+
+
+_INT64_OPERATIONS: dict[Any, Callable[..., int]] = {
+    int64_add: operator.add, int64_sub: operator.sub, int64_mul: operator.mul,
+    int64_floordiv: operator.floordiv, int64_neg: operator.neg}
+
+
 _SIZE_ARITHMETIC = {operator.getitem, operator.add, operator.sub, operator.mul,
-                    operator.floordiv, operator.mod, operator.neg}
+                    operator.floordiv, operator.mod, operator.neg, int64_add, int64_sub,
+                    int64_mul, int64_floordiv, int64_neg}
 
 
 def _ndim_read(read: torch.fx.Node) -> int:

@@ -39,6 +39,13 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from sparseconv._torch_graph_sizes import (
+    int64_add,
+    int64_floordiv,
+    int64_mul,
+    int64_neg,
+    int64_sub,
+)
 from sparseconv._torch_probe import matches, probe_input, restored_buffers
 from sparseconv._torch_script import (
     _OPAQUE,
@@ -96,11 +103,11 @@ _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
     "add", "sub", "mul", "div", "neg", "relu", "tanh", "sigmoid", "leaky_relu", "relu6",
     "hardtanh", "silu", "hardswish", "hardsigmoid", "mish", "selu", "elu", "celu")}
 
-#: Arithmetic on sizes (a forward's ``x.size(0) * 2``): Python's operators.
+#: Arithmetic on sizes (a forward's ``x.size(0) * 2``): in 64 bits, as TorchScript computes.
 _INTEGER: dict[str, Any] = {
-    "aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
-    "aten::floordiv": operator.floordiv, "aten::neg": operator.neg,
-    "aten::floor_divide": operator.floordiv}  # (a traced `//` on sizes: torch floors too)
+    "aten::add": int64_add, "aten::sub": int64_sub, "aten::mul": int64_mul,
+    "aten::floordiv": int64_floordiv, "aten::neg": int64_neg,
+    "aten::floor_divide": int64_floordiv}  # (a traced `//` on sizes: torch floors too)
 
 #: Pure operations on constants (a default argument's ``if stride is None:``, an ``if not
 #: inplace:``), computed here so that the ``if`` they decide is followed.
@@ -722,17 +729,18 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
                 theirs = model(x.clone())
                 ours = module(x.clone())
         except Exception as exc:  # noqa: BLE001 - a translation torch does not run
-            return f"its rebuilt graph does not run ({type(exc).__name__}: {exc})"
+            return f"is rebuilt as a graph that does not run ({type(exc).__name__}: {exc})"
         pairs = list(zip(ours, theirs)) if isinstance(theirs, tuple) and isinstance(
             ours, tuple) and len(ours) == len(theirs) else [(ours, theirs)]
         if not all(matches(a, b) for a, b in pairs):
-            return "its rebuilt graph does not compute what the model does on a probe"
+            return ("is rebuilt as a graph that does not compute what the model does on a "
+                    "probe")
         seen.append(pairs)
     # and their changes from one probe to the other, which a large constant added to the
     # output does not hide under its rounding (a review added 1e14 to pass the check above)
     if not all(matches(a1 - a2, b1 - b2) for (a1, b1), (a2, b2) in zip(*seen)
                if a1.shape == a2.shape):
-        return "its rebuilt graph does not compute what the model does on a probe"
+        return "is rebuilt as a graph that does not compute what the model does on a probe"
     return module
 
 

@@ -875,3 +875,30 @@ def test_a_condition_that_fails_in_a_branch_that_does_not_run_is_left_alone(tmp_
     report = sct.lipschitz_report(jit(model, "script", (2, 5, 5), tmp_path / "m.pt"), (2, 5, 5))
     eager = sct.lipschitz_report(model, (2, 5, 5))
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
+
+
+class _Wrapped(_Hidden):
+    """A third review's model: a pooling's divisor computed from a size in 64 bits, where it
+    wraps around (``4 * 3 * 2**61 // 2**61 + 5``: 17 in Python, 1 in TorchScript)."""
+
+    def __init__(self):
+        super().__init__()
+        self.b = nn.Linear(4, 4, dtype=F64).requires_grad_(False)
+
+    def forward(self, x):
+        h = self.lin(x)
+        d = (x.size(1) * 6917529027641081856) // 2305843009213693952 + 5
+        spike = F.avg_pool2d(F.relu(h - 20.0).view(-1, 1, 2, 2), 2, divisor_override=d)
+        return self.b(h) + h + spike.flatten(1) * 50.0
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_size_arithmetic_that_wraps_around_in_64_bits_is_refused(how, tmp_path):
+    """The rebuilt graph computed sizes with Python's integers: 9.7 for a map of 81.8."""
+    torch.manual_seed(0)
+    model = _Wrapped().eval()
+    compiled = jit(model, how, (4,), tmp_path / "m.pt")
+    assert _jacobian_norm(compiled, model.where()) > 25
+    report = sct.lipschitz_report(compiled, (4,))
+    assert report.network_upper is None
+    assert "wraps around in 64-bit integers" in report.reason, report.reason
