@@ -336,6 +336,17 @@ def _piece(partition: torch.fx.Node, index: Any, walk: _Walk) -> Fraction | str:
     if any(n is not whole and (n in walk.bound or n in walk.opaque and not walk.static(n))
            for n in partition.all_input_nodes):  # (pieces cut where the values say)
         return f"takes a piece of {partition.name!r}, cut where values of the signal say"
+    if any(n in walk.tainted for n in partition.all_input_nodes):  # (a review: split(h, 4 -
+        # 2 * (b // 4)), pieces of 4 at batches of one to three and of 2 from four on: 1.41
+        # for a map of norm 2 at a batch of four)
+        return f"takes a piece of {partition.name!r}, cut where the batch size says"
+    position = 1 if partition.target in (torch.unbind, "unbind") else 2
+    dim = partition.args[position] if len(partition.args) > position else (
+        partition.kwargs.get("dim", 0))
+    ndim = len(getattr(walk.meta(whole), "shape", ()))
+    if type(dim) is not int or not ndim or dim % ndim == 0:
+        return f"takes a piece of {partition.name!r}, cut along the batch axis or an axis " \
+               "computed in the graph"
     return walk.of(whole)
 
 

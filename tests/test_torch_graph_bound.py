@@ -425,6 +425,36 @@ def test_the_pieces_of_a_partition_are_slices_of_the_signal(cut):
     assert report.network_upper is None and "cut where values of the signal say" in report.reason
 
 
+class _BatchCut(nn.Module):
+    """A fourth review's: pieces cut where the batch size says (4 entries at batches of one
+    to three, 2 from four on), their mean broadcast: 1.41 for a map of norm 2 at a batch of
+    four, eager and scripted; and a piece cut along the batch axis."""
+
+    def __init__(self, along_batch: bool = False):
+        super().__init__()
+        self.a = nn.Linear(8, 8, bias=False, dtype=F64)
+        self.register_buffer("z", torch.zeros(8, dtype=F64))
+        self.along_batch = along_batch
+
+    def forward(self, x):
+        h = self.a(x)
+        if self.along_batch:
+            return torch.chunk(h, 1, dim=0)[0] + self.z
+        s = 4 - 2 * (x.shape[0] // 4)
+        return torch.split(h, s, dim=1)[0].mean(1, keepdim=True) + self.z
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("along_batch", [False, True])
+def test_a_piece_cut_where_the_batch_size_says_is_refused(along_batch):
+    model = _BatchCut(along_batch).eval()
+    for form in (model, torch.jit.script(model)):
+        report = sct.lipschitz_report(form, (8,))
+        assert report.network_upper is None
+        assert ("cut where the batch size says" if not along_batch else
+                "cut along the batch axis") in report.reason, report.reason
+
+
 class _Overlapping(nn.Module):  # tensor_split at [3, 1]: x[:, :3] and x[:, 1:], which overlap
     def forward(self, x):
         return torch.tensor_split(x, [3, 1], dim=1)
