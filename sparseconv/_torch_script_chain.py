@@ -14,7 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparseconv._torch_script import _Call, _calls, _graph_of, _is_dropout, script_attribute
+from sparseconv._torch_script import (
+    _Call,
+    _calls,
+    _graph_of,
+    _is_dropout,
+    _preorder,
+    script_attribute,
+)
 from sparseconv._torch_script_rebuild import (
     _STRUCTURAL,
     _kind,
@@ -91,7 +98,8 @@ def _where(node) -> str:
     return f", at {path} line {found.group(2)}"
 
 
-def _known_flag(condition, self_value, model: nn.Module) -> bool | None:
+def _known_flag(condition, self_value, model: nn.Module,
+                written: frozenset | set = frozenset()) -> bool | None:
     """The value of an ``if``'s condition where the graph fixes it: a constant, or a module's
     boolean attribute read off ``self`` (``if self.training:`` of a BatchNorm inlined into a
     forward of the user's own: a new user's trial, whose scripted model got no bound); else
@@ -103,7 +111,8 @@ def _known_flag(condition, self_value, model: nn.Module) -> bool | None:
     while condition.kind() == "prim::GetAttr":
         names.append(condition.s("name"))
         source = next(condition.inputs())
-        if source is self_value:
+        if source is self_value and names[0] not in written:  # (``written``: attributes the
+            # forward sets, whose values at rest may not be those it reads)
             owner: Any = model
             for name in reversed(names):
                 owner = script_attribute(owner, name)
@@ -187,6 +196,8 @@ class _Chain:
                  calls: list[_Call]):
         self.model, self.sequential, self.owner, self.calls = model, sequential, owner, calls
         self.inputs = list(graph.inputs())
+        self.written = {n.s("name") for n in _preorder(graph.block())  # (a review: a flag
+                        if n.kind() == "prim::SetAttr"}  # a layer's forward flips, read at rest)
         self.current: set = {self.inputs[1].unique()}
         self.inside: set = set()
         self.signal: set = {self.inputs[1].unique()}  # every tensor computed from the input
@@ -242,7 +253,7 @@ class _Chain:
             return None
         condition = next(node.inputs()).node() if node.kind() == "prim::If" else None
         known = None if condition is None else _known_flag(condition, self.inputs[0],
-                                                             self.model)
+                                                             self.model, self.written)
         if known is None:
             inner = _first_read(blocks, self.signal)
             if inner is not None and inner.kind() not in _STRUCTURAL and inner.kind(

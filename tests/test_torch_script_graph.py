@@ -7,6 +7,7 @@ graph could not show are refused, saying what."""
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -902,3 +903,42 @@ def test_size_arithmetic_that_wraps_around_in_64_bits_is_refused(how, tmp_path):
     report = sct.lipschitz_report(compiled, (4,))
     assert report.network_upper is None
     assert "wraps around in 64-bit integers" in report.reason, report.reason
+
+
+def _toggling_relu_forward(self, x):  # set on the instance: a flag flipped at each call
+    if x.dim() > 0:
+        self.flag = not self.flag
+    return F.relu(x)
+
+
+class _Toggled(_Branched):
+    """A fifth review's: a ReLU whose forward (set on the instance) flips a flag, called twice;
+    the parent's if reads the flag between the calls (True whenever it runs, False at rest)."""
+
+    def __init__(self):
+        super().__init__()
+        self.act = nn.ReLU()
+        self.act.flag = False
+        self.act.forward = types.MethodType(_toggling_relu_forward, self.act)
+
+    def forward(self, x):
+        h = self.lin(x)
+        r = self.act(h)
+        g = h
+        if self.act.flag:
+            g = h + F.relu(h - 20.0) * 50.0
+        return self.b(g) + h + self.act(r)
+
+
+def test_an_attribute_a_layer_sets_in_its_forward_is_not_read_at_rest(tmp_path):
+    """Read at rest, the flag took the other branch: 1.96 for a map of 19.2, scripted, in
+    memory and saved and loaded. A forward that sets an attribute gets no bound over its
+    graph."""
+    torch.manual_seed(0)
+    model = _Toggled().eval()
+    compiled = jit(model, "script", (4,), tmp_path / "m.pt")
+    truth = _jacobian_norm(compiled, model.where())
+    assert truth > 10
+    report = sct.lipschitz_report(compiled, (4,))
+    assert report.network_upper is None, report.network_upper
+    assert "sets attribute 'flag' in its forward" in report.reason, report.reason
