@@ -515,7 +515,10 @@ def _graph_of(model: nn.Module):
     phrase that says why it cannot be (``"takes 2 inputs (x, y)"``: one without a default).
     """
     script: Any = model  # torch's stubs type a ScriptModule's graph attributes loosely
-    graph = script.inlined_graph
+    try:
+        graph = script.inlined_graph
+    except (AttributeError, RuntimeError):  # (a review: a scripted GRU's overloaded forward
+        return "has no one graph (an overloaded forward, as a scripted RNN's)"  # raised)
     inputs = list(graph.inputs())
     arguments = list(script.forward.schema.arguments)[1:]  # (after self)
     required = [a.name for a in arguments if not a.has_default_value()]
@@ -525,11 +528,19 @@ def _graph_of(model: nn.Module):
         return f"takes {len(inputs) - 1} inputs"
     first = next(iter(graph.nodes()), None)
     for index in range(len(inputs) - 1, 1, -1):  # (from the last: the indices stay valid)
+        default = _UNKNOWN
         try:
-            constant = graph.insertConstant(arguments[index - 1].default_value)
+            default = arguments[index - 1].default_value
+            if not (_plain(default) or isinstance(default, (torch.dtype, torch.device))):
+                raise RuntimeError("no plain constant")  # (a review: an Enum default of a
+                # loaded model, inserted with the Python class's type, compared unequal to
+                # the graph's own: the branch folded away, 1.0 for a map of 10)
+            constant = graph.insertConstant(default)
         except RuntimeError:  # a default TorchScript holds but cannot insert as a constant
+            kind = "" if default is _UNKNOWN else f", a {type(default).__name__},"
             return (f"takes {len(inputs) - 1} inputs (the default of "
-                    f"{arguments[index - 1].name} cannot be bound)")
+                    f"{arguments[index - 1].name}{kind} is no constant the graph can hold "
+                    "here)")
         if first is not None:
             constant.node().moveBefore(first)
         inputs[index].replaceAllUsesWith(constant)
@@ -714,9 +725,10 @@ def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple],
     and per BatchNorm call whether its input is the last convolution's output, unmodified."""
     graph = _graph_of(model)
     if isinstance(graph, str):
-        raise TypeError(f"TorchScript {_kind(model)}.forward {graph}; one is supported (the "
-                        "others need defaults, or a module whose forward takes one tensor, "
-                        "the others fixed)")
+        raise TypeError(f"TorchScript {_kind(model)}.forward {graph}; " + (
+            "one is supported (the others need defaults, or a module whose forward takes one "
+            "tensor, the others fixed)" if graph.startswith("takes") else
+            "pass the eager model (torch.save(model))"))
     calls = [c for c in _calls(model, graph) if c.input() is not None]
     signal = signal_values(graph)
     for call in calls:

@@ -5,6 +5,7 @@ class and matrix; every row of the report); what the graph cannot show is refuse
 
 from __future__ import annotations
 
+import enum
 import types
 import warnings
 
@@ -354,8 +355,41 @@ def test_a_default_torchscript_cannot_insert_is_refused_by_name(tmp_path, monkey
 
     monkeypatch.setattr(torch._C.Graph, "insertConstant", refuse)
     with pytest.raises(TypeError, match=r"^TorchScript Defaults\.forward takes 3 inputs \(the "
-                                        r"default of output_size cannot be bound\); one is "):
+                                        r"default of output_size, a NoneType, is no constant "
+                                        r"the graph can hold here\); one is "):
         sct.trace(compiled, (2, 6))
+
+
+class _Mode(enum.Enum):
+    FAST = 1
+    SLOW = 2
+
+
+class _EnumDefault(nn.Module):  # the default's branch multiplies by 10
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 1, bias=False, dtype=torch.float64)
+
+    def forward(self, x, mode: _Mode = _Mode.FAST):
+        h = self.conv(x)
+        if mode == _Mode.FAST:
+            h = h * 10
+        return h
+
+
+def test_a_default_of_no_plain_type_is_refused(tmp_path):
+    """A review: an Enum default of a loaded model, bound as a constant of the Python class's
+    type, compared unequal to the graph's own: the branch folded away, 1.0 for a map of 10.
+    Only None, bools, numbers, strs, their lists and tuples, dtypes and devices are bound; a
+    scripted RNN, whose forward is overloaded, is refused saying so."""
+    model = _EnumDefault().eval()
+    for compiled in (jit(model, "script", (1, 5), tmp_path / "enum.pt"),):
+        with pytest.raises(TypeError, match=r"the default of mode, a _Mode, is no constant"):
+            sct.lipschitz_report(compiled, (1, 5))
+    with pytest.raises(TypeError, match=r"^TorchScript GRU\.forward has no one graph \(an "
+                                        r"overloaded forward"):
+        sct.lipschitz_report(jit(nn.GRU(4, 3, batch_first=True).eval(), "script", (5, 4),
+                                 tmp_path / "gru.pt"), (5, 4))
 
 
 def test_refusals_name_the_module(tmp_path):
