@@ -563,6 +563,8 @@ def _fix_flags(graph, model: nn.Module) -> bool:
     nodes = _preorder(graph.block())
     if any(n.kind() in _OPAQUE for n in nodes):  # (code the graph does not show may set
         return False  # any attribute: a fifth review's forked method, 1.0 for 100)
+    if any(changes_a_value(n) for n in nodes):  # (a list attribute changed in place: its
+        return False  # value at rest may not be the one an if reads)
     written = {n.s("name") for n in nodes if n.kind() == "prim::SetAttr"}
     self_value = next(iter(graph.inputs()))
     fixed = False
@@ -577,6 +579,22 @@ def _fix_flags(graph, model: nn.Module) -> bool:
             node.replaceInput(0, constant)
             fixed = True
     return fixed
+
+
+def changes_a_value(node) -> bool:
+    """Whether ``node`` changes in place a value that is no tensor and that the forward did
+    not build (a list or dict attribute: ``self.flags[0] = 1``, ``aten::_set_item``; a
+    review's list attribute flipped by a layer's call, read at rest by the parent's if: 2.03
+    for a map of 28.1); appending to a list the forward builds (``outs = []``) changes
+    nothing of the model's."""
+    try:
+        schema = torch._C.parse_schema(node.schema())
+    except RuntimeError:  # (a prim node: none of these)
+        return False
+    return any(a.alias_info is not None and a.alias_info.is_write
+               and not isinstance(v.type(), torch.TensorType)
+               and v.node().kind() not in ("prim::ListConstruct", "prim::DictConstruct")
+               for v, a in zip(node.inputs(), schema.arguments))
 
 
 #: Nodes whose code is not in the inlined graph (:data:`sparseconv._torch_script_chain.OPAQUE`).

@@ -58,6 +58,7 @@ from sparseconv._torch_script import (
     _preorder,
     _probe,
     _values_within,
+    changes_a_value,
     script_attribute,
 )
 from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
@@ -698,12 +699,18 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     graph = _graph_of(model)
     if isinstance(graph, str):
         return f"its forward {graph}"
-    sets = next((n for n in _preorder(graph.block()) if n.kind() == "prim::SetAttr"), None)
-    if sets is not None:  # (a review: a ReLU's forward set on the instance flipped a flag
-        # the parent's if read between two calls; read at rest, the other branch was taken,
-        # 1.96 for a map of 19.2: the walk reads attributes as they are when it runs)
-        return (f"sets attribute {sets.s('name')!r} in its forward{_where(sets)}, where the "
-                "bound reads attributes as they are before the forward runs")
+    for node in _preorder(graph.block()):  # (a review: a ReLU's forward set on the
+        # instance flipped a flag the parent's if read between two calls; read at rest, the
+        # other branch was taken, 1.96 for a map of 19.2: the walk reads attributes as they
+        # are before the forward runs. Another: a list attribute flipped by _set_item, 2.03
+        # for 28.1)
+        if node.kind() == "prim::SetAttr":
+            return (f"sets attribute {node.s('name')!r} in its forward{_where(node)}, where "
+                    "the bound reads attributes as they are before the forward runs")
+        if changes_a_value(node):
+            return (f"runs {node.kind()}{_where(node)}, which changes in place a value the "
+                    "forward did not build (a list or dict attribute), where the bound reads "
+                    "attributes as they are before the forward runs")
     every = _calls(model, graph)
     calls = [c for c in every if c.input() is not None]
     if [c.name for c in calls] != list(names):  # (the rows were read off this graph's calls)

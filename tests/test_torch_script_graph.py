@@ -942,3 +942,36 @@ def test_an_attribute_a_layer_sets_in_its_forward_is_not_read_at_rest(tmp_path):
     report = sct.lipschitz_report(compiled, (4,))
     assert report.network_upper is None, report.network_upper
     assert "sets attribute 'flag' in its forward" in report.reason, report.reason
+
+
+def _flipping_relu_forward(self, x):  # set on the instance: a list attribute flipped in place
+    self.flags[0] = 1 - self.flags[0]
+    return F.relu(x)
+
+
+class _Flipped(_Toggled):
+    """A last review's: the flag a list's item, flipped by ``aten::_set_item`` (no
+    ``prim::SetAttr``): 2.03 for a map of 28.1, read at rest."""
+
+    def __init__(self):
+        super().__init__()
+        self.act.flags = [0]
+        self.act.forward = types.MethodType(_flipping_relu_forward, self.act)
+
+    def forward(self, x):
+        h = self.lin(x)
+        r = self.act(h)
+        g = h
+        if self.act.flags[0] == 1:
+            g = h + F.relu(h - 20.0) * 50.0
+        return self.b(g) + h + self.act(r)
+
+
+def test_a_list_attribute_a_layer_changes_in_place_is_not_read_at_rest(tmp_path):
+    torch.manual_seed(0)
+    model = _Flipped().eval()
+    compiled = jit(model, "script", (4,), tmp_path / "m.pt")
+    assert _jacobian_norm(compiled, model.where()) > 10
+    report = sct.lipschitz_report(compiled, (4,))
+    assert report.network_upper is None, report.network_upper
+    assert "changes in place a value the forward did not build" in report.reason, report.reason
