@@ -158,6 +158,11 @@ class _Aliases:
         self.cache: dict[int, dict[int, int]] = {}
         for node in nodes:
             at = order[_top(node)]
+            if node.kind() == "prim::GetAttr" and isinstance(node.output().type(),
+                                                             torch.TensorType):
+                self.join(node.output().unique(), MODEL_TENSORS, -1)  # (a review: a buffer
+                # written in place by a layer's call on a list's item, then read again by
+                # another GetAttr, as it was: 1.99 for 28.5; tied weights share memory too)
             schema = _schema(node)
             values = [v for v in (*node.inputs(), *node.outputs()) if _may_change(v)]
             if schema is None:
@@ -203,6 +208,10 @@ class _Aliases:
                 if when <= at:
                     parent[_find(parent, x)] = _find(parent, y)
         return _find(parent, a) == _find(parent, b)
+
+
+#: The alias class of every parameter and buffer a forward reads (any may share memory).
+MODEL_TENSORS = -1
 
 
 def _find(parent: dict[int, int], a: int) -> int:
@@ -362,6 +371,10 @@ class _Builder:
                    for w in _written(inner)):  # (a list built for the call alone: its own)
                 raise _Refused(f"calls module {call.name!r}, whose {inner.kind()} changes "
                                "a tensor other than its input in place")
+            if any(w.unique() == source.unique() for w in _written(inner)) and (
+                    self.aliases.same(source.unique(), MODEL_TENSORS, self.order[inner])):
+                raise _Refused(f"calls module {call.name!r}, whose {inner.kind()} changes in "
+                               "place an input that may be a parameter or buffer of the model")
             if inner.outputsSize() == 1 and inner.output().unique() == output.unique():
                 self.result[inner] = output  # (an in-place activation's: its output)
         for node in members:

@@ -975,3 +975,37 @@ def test_a_list_attribute_a_layer_changes_in_place_is_not_read_at_rest(tmp_path)
     report = sct.lipschitz_report(compiled, (4,))
     assert report.network_upper is None, report.network_upper
     assert "changes in place a value the forward did not build" in report.reason, report.reason
+
+
+class _BufferThroughList(nn.Module):
+    """A last review's: two in-place LeakyReLUs called on a list's item that is a buffer,
+    scaling it by 50 and back; between them the parent reads the buffer again (another
+    GetAttr), as it was before the forward: 1.99 for a map of 28.5."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4, dtype=F64).requires_grad_(False)
+        self.b = nn.Linear(4, 4, dtype=F64).requires_grad_(False)
+        self.up = nn.LeakyReLU(50.0, inplace=True)
+        self.down = nn.LeakyReLU(0.02, inplace=True)
+        self.register_buffer("s", -torch.ones(4, dtype=F64))
+
+    def where(self) -> torch.Tensor:
+        return torch.linalg.solve(self.a.weight, 30.0 - self.a.bias).reshape(1, 4)
+
+    def forward(self, x):
+        h = self.a(x)
+        u = self.up([x, self.s][1])
+        y = self.b(h - F.relu(h - 20.0) * self.s) + h
+        v = self.down([h, self.s][1])
+        return y + (u + v) * 0.0
+
+
+def test_a_buffer_a_layer_changes_in_place_through_a_list_is_refused(tmp_path):
+    torch.manual_seed(0)
+    model = _BufferThroughList().eval()
+    compiled = jit(model, "script", (4,), tmp_path / "m.pt")
+    assert _jacobian_norm(compiled, model.where()) > 10
+    report = sct.lipschitz_report(compiled, (4,))
+    assert report.network_upper is None, report.network_upper
+    assert "may be a parameter or buffer of the model" in report.reason, report.reason
