@@ -193,7 +193,9 @@ def _record(name: str, module: nn.Module, inputs, output) -> TraceRecord:
         sample = (x[0].detach().clone(), y[0].detach().clone())
     # what may have changed what torch computed in this call, seen as it ran (a review: a
     # weight swapped for a subclass during the forward, and back after)
-    leaves = output_leaves([*inputs, output]) or []  # (None: an output that is no tensors)
+    given = inputs if isinstance(inputs, (tuple, list)) else (inputs,)  # (a review: a 0-d
+    # buffer, a TorchScript call's input, was iterated: "iteration over a 0-d tensor")
+    leaves = output_leaves([*given, output]) or []  # (None: an output that is no tensors)
     changed = replaced_forward(module) or dispatched([*leaves, *module_tensors(module)])
     return TraceRecord(name, module, _shape(inputs), _shape(output), linear, sample, changed)
 

@@ -1009,3 +1009,16 @@ def test_a_buffer_a_layer_changes_in_place_through_a_list_is_refused(tmp_path):
     report = sct.lipschitz_report(compiled, (4,))
     assert report.network_upper is None, report.network_upper
     assert "may be a parameter or buffer of the model" in report.reason, report.reason
+
+
+class _ScalarBuffer(_BufferThroughList):  # the buffer 0-d: the trace iterated it, and raised
+    def __init__(self):
+        super().__init__()
+        self.s = torch.tensor(-1.0, dtype=F64)
+
+
+def test_a_0d_buffer_as_a_calls_input_is_no_error(tmp_path):
+    model = _ScalarBuffer().eval()
+    report = sct.lipschitz_report(jit(model, "script", (4,), tmp_path / "m.pt"), (4,))
+    assert report.network_upper is None
+    assert "may be a parameter or buffer of the model" in report.reason, report.reason
