@@ -662,8 +662,8 @@ _UNKNOWN = object()
 def _evaluated(value, self_value, model: nn.Module, written: set, read: list) -> Any:
     """The value of a condition computed from constants and attributes of modules
     (:func:`_attribute`, each appended to ``read``) by comparisons, ``not`` and ``in``
-    (``self.stride == 1``), each a bool, int, float, str or None, or a list of them;
-    ``_UNKNOWN`` for any other."""
+    (``self.stride == 1``), each a value Python computes on as TorchScript does
+    (:func:`_plain`); ``_UNKNOWN`` for any other."""
     node = value.node()
     if node.kind() == "prim::Constant":
         found = value.toIValue()
@@ -682,9 +682,7 @@ def _evaluated(value, self_value, model: nn.Module, written: set, read: list) ->
             return _UNKNOWN  # does not run, an index out of range raises nothing)
     else:
         return _UNKNOWN
-    scalar = (bool, int, float, str, type(None))
-    return found if type(found) in scalar or type(found) in (list, tuple) and all(
-        type(item) in scalar for item in found) else _UNKNOWN
+    return found if _plain(found) else _UNKNOWN
 
 
 def _attribute(value, self_value, model: nn.Module, written: set) -> Any:

@@ -341,8 +341,9 @@ class _Builder:
             self._node(node)
             if _mutates(node):
                 self.writes.append((self.order[node], node))
-                if any(w.unique() in self.static and not _fresh(w, node)
-                       for w in _written(node)):
+                if any(w.unique() in self.static and isinstance(w.type(), torch.TensorType)
+                       for w in _written(node)):  # (a list: one the forward builds, `outs =
+                    # []`; others are refused before the walk, changes_a_value)
                     raise _Refused(f"runs {node.kind()}{_where(node)}, which changes a tensor "
                                    "of its own (a parameter, a buffer or a constant)")
                 if node.outputsSize() == 1:  # (at the top, or in a branch the walk takes)
@@ -639,12 +640,6 @@ def _assertions(nodes: list) -> set:
                 and any(True for v in node.outputs() for _ in v.uses()):
             skipped.add(node)
     return skipped
-
-
-def _fresh(value, node) -> bool:
-    """Whether ``node`` appends to a list that the forward builds (``outs = []``: GoogLeNet's
-    Inception, a new user's trial), which holds nothing of the model's."""
-    return node.kind() == "aten::append" and value.node().kind() == "prim::ListConstruct"
 
 
 def _inside(node, nodes: set) -> bool:

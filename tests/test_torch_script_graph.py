@@ -930,20 +930,6 @@ class _Toggled(_Branched):
         return self.b(g) + h + self.act(r)
 
 
-def test_an_attribute_a_layer_sets_in_its_forward_is_not_read_at_rest(tmp_path):
-    """Read at rest, the flag took the other branch: 1.96 for a map of 19.2, scripted, in
-    memory and saved and loaded. A forward that sets an attribute gets no bound over its
-    graph."""
-    torch.manual_seed(0)
-    model = _Toggled().eval()
-    compiled = jit(model, "script", (4,), tmp_path / "m.pt")
-    truth = _jacobian_norm(compiled, model.where())
-    assert truth > 10
-    report = sct.lipschitz_report(compiled, (4,))
-    assert report.network_upper is None, report.network_upper
-    assert "sets attribute 'flag' in its forward" in report.reason, report.reason
-
-
 def _flipping_relu_forward(self, x):  # set on the instance: a list attribute flipped in place
     self.flags[0] = 1 - self.flags[0]
     return F.relu(x)
@@ -965,16 +951,6 @@ class _Flipped(_Toggled):
         if self.act.flags[0] == 1:
             g = h + F.relu(h - 20.0) * 50.0
         return self.b(g) + h + self.act(r)
-
-
-def test_a_list_attribute_a_layer_changes_in_place_is_not_read_at_rest(tmp_path):
-    torch.manual_seed(0)
-    model = _Flipped().eval()
-    compiled = jit(model, "script", (4,), tmp_path / "m.pt")
-    assert _jacobian_norm(compiled, model.where()) > 10
-    report = sct.lipschitz_report(compiled, (4,))
-    assert report.network_upper is None, report.network_upper
-    assert "changes in place a value the forward did not build" in report.reason, report.reason
 
 
 class _BufferThroughList(nn.Module):
@@ -1001,14 +977,23 @@ class _BufferThroughList(nn.Module):
         return y + (u + v) * 0.0
 
 
-def test_a_buffer_a_layer_changes_in_place_through_a_list_is_refused(tmp_path):
+@pytest.mark.parametrize("make, said", [
+    (_Toggled, "sets attribute 'flag' in its forward"),
+    (_Flipped, "changes in place a value the forward did not build"),
+    (_BufferThroughList, "may be a parameter or buffer of the model")])
+def test_state_a_layer_changes_during_the_forward_is_not_read_at_rest(make, said, tmp_path):
+    """The last reviews: a flag, a list attribute's item or a buffer that a layer's call
+    changes during the forward, read by the parent as it is at rest (before the forward,
+    after it), took the other branch or the other scale: 1.96, 2.03 and 1.99 for maps of
+    19.2, 28.1 and 28.5, scripted, in memory and saved and loaded. Each gets no bound over
+    its graph, saying why."""
     torch.manual_seed(0)
-    model = _BufferThroughList().eval()
+    model = make().eval()
     compiled = jit(model, "script", (4,), tmp_path / "m.pt")
     assert _jacobian_norm(compiled, model.where()) > 10
     report = sct.lipschitz_report(compiled, (4,))
     assert report.network_upper is None, report.network_upper
-    assert "may be a parameter or buffer of the model" in report.reason, report.reason
+    assert said in report.reason, report.reason
 
 
 class _ScalarBuffer(_BufferThroughList):  # the buffer 0-d: the trace iterated it, and raised
