@@ -60,7 +60,8 @@ _PARTITIONS = {torch.chunk, torch.split, torch.unbind, torch.tensor_split, "chun
 
 # maps that keep every entry (or a basic slice of them): the norm of a change cannot grow
 _KEEPS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.squeeze,
-          torch.unsqueeze, torch.swapaxes, torch.movedim, "flatten", "view", "reshape",
+          torch.unsqueeze, torch.swapaxes, torch.movedim, torch.narrow, "narrow", "flatten",
+          "view", "reshape",
           "contiguous", "permute", "transpose", "squeeze", "unsqueeze", "swapaxes", "movedim",
           "clone", "detach", "view_as", "reshape_as"}
 

@@ -89,6 +89,7 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::log_sigmoid": F.logsigmoid, "aten::elu": F.elu, "aten::celu": F.celu,
     "aten::view": "view", "aten::contiguous": "contiguous", "aten::size": "size",
     "aten::dim": "dim", "aten::slice": operator.getitem, "aten::select": operator.getitem,
+    "aten::narrow": torch.narrow, "aten::rsub": operator.sub,
     "aten::pad": F.pad, "aten::constant_pad_nd": F.pad,
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
     **_pooling("max_pool", range(1, 4))}
@@ -97,7 +98,10 @@ _FUNCTIONS: dict[str, Any] = {
 #: ``x.chunk(2, dim=1)``, a new user's trial), as the torch functions they are.
 _PARTITIONS: dict[str, Any] = {
     "aten::chunk": torch.chunk, "aten::split": torch.split, "aten::unbind": torch.unbind,
-    "aten::tensor_split": torch.tensor_split}
+    "aten::tensor_split": torch.tensor_split,
+    # (a traced x.split([1, 3], 1); the unsafe_ ones, the same pieces that are no views)
+    "aten::split_with_sizes": torch.split, "aten::unsafe_chunk": torch.chunk,
+    "aten::unsafe_split": torch.split, "aten::unsafe_split_with_sizes": torch.split}
 
 #: In-place operations run out of place (see the module's docstring).
 _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
@@ -592,6 +596,10 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
     by keyword, where torch takes them so)."""
     if kind in ("aten::add", "aten::sub") and len(args) == 3:
         return args[:2], ({} if args[2] == 1 else {"alpha": args[2]})
+    if kind == "aten::rsub":  # (self, other, alpha): a traced 1 - x, other - alpha self
+        if len(args) != 3 or args[2] != 1:
+            raise _Refused("runs aten::rsub with an alpha other than 1")
+        return [args[1], args[0]], {}
     if kind == "aten::div" and len(args) == 3:
         return args[:2], ({} if args[2] is None else {"rounding_mode": args[2]})
     if kind == "aten::gelu" and len(args) == 2:

@@ -716,6 +716,30 @@ def test_basic_slices_of_the_signal_keep_its_bound(how, tmp_path):
     assert exact <= report.network_upper
 
 
+class _Narrowed(_Pair):
+    """``1 - y`` (traced: ``aten::rsub``), ``y.narrow`` and ``y.split([1, 1], 1)`` (traced:
+    ``aten::split_with_sizes``): no bound in some form before."""
+
+    def forward(self, x):
+        y = 1.0 - self.act(self.a(x))
+        p, q = y.split([1, 1], 1)
+        return torch.cat((p, 2.0 * q), 1)[..., :3, 1:] + self.b(y.narrow(3, 1, 4)).narrow(
+            -2, 1, 3)
+
+
+@pytest.mark.parametrize("how", ["eager", "script", "trace"])
+def test_rsub_narrow_and_split_with_sizes_keep_the_bound(how, tmp_path):
+    shape = (2, 5, 5)
+    model = _networks.randomize(_Narrowed(), seed=12).eval()
+    report = sct.lipschitz_report(model if how == "eager" else
+                                  jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert report.over_graph and report.network_upper is not None, report.reason
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
+    if how != "eager":
+        assert report.network_upper == pytest.approx(
+            sct.lipschitz_report(model, shape).network_upper, rel=1e-12)
+
+
 class _Hidden(nn.Module):
     """A review's models: ``F.relu(h - 20) * 50`` is zero on the probes and has slope 51 where
     ``h > 20``, so a graph that misses it still matches the model on the probes."""
