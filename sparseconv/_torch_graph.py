@@ -22,6 +22,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from sparseconv._memory import MatrixTooLargeError
 from sparseconv._torch_calls import (
     _AUGMENTED,
 )
@@ -34,6 +35,7 @@ from sparseconv._torch_kinds import (
 )
 from sparseconv._torch_probe import (
     UNTRACKED,
+    SizesTracer,
     dispatched,
     forward_failed,
     fx_trace,
@@ -47,8 +49,9 @@ from sparseconv._torch_probe import (
 from sparseconv._torch_script import _kind
 
 
-class _Tracer(torch.fx.Tracer):
-    """torch.fx's tracer, with every module sparseconv.torch translates kept as a leaf."""
+class _Tracer(SizesTracer):
+    """torch.fx's tracer (which follows loops over sizes), with every module sparseconv.torch
+    translates kept as a leaf."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, _SUPPORTED) or super().is_leaf_module(m, module_qualified_name)
@@ -196,9 +199,10 @@ def follow_in_place(graph: torch.fx.Graph, root: nn.Module) -> None:
             latest[base] = node
 
 
-def _trace_graph(model: nn.Module):
-    """``(graph module, root name)``: the model traced by torch.fx (a leaf module wrapped),
-    reads after an in-place change reading its node (:func:`follow_in_place`)."""
+def _trace_graph(model: nn.Module, shape: tuple[int, ...]):
+    """``(graph module, root name)``: the model traced by torch.fx (a leaf module wrapped) on
+    inputs of ``shape``, reads after an in-place change reading its node
+    (:func:`follow_in_place`)."""
     if isinstance(model, torch.jit.ScriptModule):
         raise TypeError(f"network_operator: {_kind(model)} is a TorchScript module, which torch.fx "
                         "cannot trace: pass the eager model (trace and lipschitz_report take "
@@ -206,7 +210,9 @@ def _trace_graph(model: nn.Module):
     leaf = next(model.children(), None) is None
     root = nn.Sequential(model) if leaf else model
     try:
-        graph = fx_trace(root, _Tracer())
+        graph = fx_trace(root, _Tracer(lambda: probe_input(root, shape, _BATCH, random=False)))
+    except MatrixTooLargeError:  # (the probe of a loop over sizes)
+        raise
     except Exception as exc:  # fx raises many kinds: TraceError, TypeError, RuntimeError...
         raise TypeError(f"network_operator: torch.fx cannot trace {type(model).__name__} "
                         f"({type(exc).__name__}: {exc}); its forward must not branch on tensor "
@@ -420,7 +426,7 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
     """The graph's linear ops, and the least precise floating dtype any of its values has on
     the probe (the precision the model computes in: a float64 model may round through
     float32 by ``x.float().double()``)."""
-    gm, leaf = _trace_graph(model)
+    gm, leaf = _trace_graph(model, shape)
     nodes = list(gm.graph.nodes)
     inputs = [n for n in nodes if n.op == "placeholder"]
     if len(inputs) != 1:

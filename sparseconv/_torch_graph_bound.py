@@ -68,6 +68,7 @@ from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, 
 from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
 from sparseconv._torch_probe import (
     UNTRACKED,
+    SizesTracer,
     dispatched,
     fx_trace,
     restored_buffers,
@@ -324,7 +325,7 @@ def _traced(model: nn.Module, probe: torch.Tensor,
     ``sizes`` and ``tainted``; ``change``: how the graph's map of one sample changes with
     the batch, said if all else passes), or why it cannot be followed."""
     try:
-        graph = fx_trace(model)
+        graph = fx_trace(model, SizesTracer(probe.clone))
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return _untraceable(model, exc)
     follow_in_place(graph, model)

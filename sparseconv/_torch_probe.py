@@ -14,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import operator
 import os
 import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
@@ -101,6 +103,49 @@ def _unchanged(now: torch.Tensor, was: torch.Tensor) -> bool:
             now.is_floating_point() or now.is_complex()):
         return False
     return bool(((now == was) | (torch.isnan(now) & torch.isnan(was))).all())
+
+
+def _is_size(node: Any) -> bool:
+    """Whether ``node`` is a tensor's sizes (``x.size()``, ``x.shape``) or a slice of them."""
+    if not isinstance(node, torch.fx.Node):
+        return False
+    if node.op == "call_method" and node.target == "size":
+        return len(node.args) == 1 and not node.kwargs
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1:] == ("shape",)
+    return node.op == "call_function" and node.target is operator.getitem and isinstance(
+        node.args[1], slice) and _is_size(node.args[0])
+
+
+class SizesTracer(torch.fx.Tracer):
+    """torch.fx's tracer, which also follows a loop over a tensor's sizes (the PyTorch
+    tutorial LeNet's ``for s in x.size()[1:]: num_features *= s``, a new user's trial:
+    "Proxy object cannot be iterated"): their number, a tensor's rank, which no value of the
+    input changes, is read off the graph traced so far run on ``probe()`` (without one,
+    torch.fx's own tracer); each size stays a node of the graph. Nothing else is iterated (a
+    loop over a tensor runs over its batch)."""
+
+    def __init__(self, probe: Callable[[], torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.probe = probe  # (made only where a loop needs it: it may be large)
+
+    def iter(self, obj: torch.fx.Proxy) -> Iterator:
+        if self.probe is None or not _is_size(obj.node):
+            return super().iter(obj)
+        graph = torch.fx.Graph()
+        copies: dict = {}
+        graph.graph_copy(self.graph, copies)
+        graph.output(copies[obj.node])
+        # (torch.fx's patches of nn.Module's __call__ and __getattr__ reverted meanwhile, or
+        # the run would be traced too; a torch without that context is not followed)
+        unpatched = getattr(torch.fx._symbolic_trace, "_maybe_revert_all_patches", None)
+        if unpatched is None:  # pragma: no cover - torch 2.13 has it
+            return super().iter(obj)
+        with unpatched(), torch.no_grad(), restored_buffers(self.root):
+            sizes = torch.fx.GraphModule(self.root, graph)(self.probe())
+        if not isinstance(sizes, tuple) or any(type(s) is not int for s in sizes):
+            return super().iter(obj)
+        return iter([obj[i] for i in range(len(sizes))])  # type: ignore[index]
 
 
 def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.Graph:

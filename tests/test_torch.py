@@ -892,6 +892,33 @@ def test_trace_refuses_training_mode():
     assert not [r for r in records if r.name == "bn1"][0].linear
 
 
+class _FlatFeatures(nn.Module):
+    """The PyTorch tutorial's ``num_flat_features``, the sizes multiplied in a loop, which
+    torch.fx cannot iterate (a TypeError before): its tracer reads their number off the
+    graph traced so far."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, dtype=F64)
+        self.fc = nn.Linear(3 * 3 * 3, 4, dtype=F64)
+
+    def forward(self, x):
+        x = F.avg_pool2d(self.conv(x), 2)
+        count = 1
+        for s in x.size()[1:]:
+            count *= s
+        return self.fc(x.view(-1, count))
+
+
+def test_network_operator_follows_a_loop_over_sizes():
+    model = _networks.randomize(_FlatFeatures()).eval()
+    net = sct.network_operator(model, (1, 8, 8))
+    x = torch.randn((3, 1, 8, 8), dtype=F64, generator=torch.Generator().manual_seed(1))
+    f = net.affine()
+    for sample, y in zip(x, model(x).detach()):
+        assert_close(f(sample.numpy().ravel()), y.numpy(), "num_flat_features", rtol=1e-10)
+
+
 def test_network_operator_equals_linear_cnn():
     model = _networks.randomize(_networks.linear_cnn())
     net = sct.network_operator(model, (2, 8, 8))

@@ -425,14 +425,43 @@ class _LeNet(nn.Module):
         return num_features
 
 
-def test_a_traced_product_of_sizes_is_a_size(tmp_path):
+@pytest.mark.parametrize("how", ["eager", "trace"])
+def test_a_product_of_sizes_in_a_loop_is_a_size(how, tmp_path):
+    """Traced: sizes multiplied as tensors. Eager: torch.fx cannot iterate a size, so the
+    tracer reads the rank off the graph traced so far (no bound before)."""
     shape = (1, 14, 14)
     model = _networks.randomize(_LeNet(), seed=5).eval()
-    report = sct.lipschitz_report(jit(model, "trace", shape, tmp_path / "m.pt"), shape)
+    report = sct.lipschitz_report(model if how == "eager" else
+                                  jit(model, how, shape, tmp_path / "m.pt"), shape)
     assert report.network_upper is not None, report.reason
     product = np.prod([row["upper"] for row in report])  # (a chain: ReLUs, pools of constant 1)
     assert report.network_upper == pytest.approx(product, rel=1e-12)
     assert report.network_upper >= _networks.largest_ratio(model, shape)
+
+
+class _LoopedOverBatch(_LeNet):
+    """A loop over the sizes with the batch's among them, and one over a tensor (its batch):
+    the first refused by the batch in the sample, the second by torch.fx."""
+
+    def num_flat_features(self, x):
+        count = 1
+        for s in x.shape:
+            count *= s
+        return count // x.shape[0]
+
+
+class _LoopedOverSamples(_LeNet):
+    def forward(self, x):
+        return torch.stack([self.conv1(sample[None])[0] for sample in x])
+
+
+@pytest.mark.parametrize("make, said", [
+    (_LoopedOverBatch, "takes a size or index computed from the signal"),
+    (_LoopedOverSamples, "Proxy object cannot be iterated")])
+def test_a_loop_over_the_batch_is_refused(make, said):
+    model = _networks.randomize(make(), seed=5).eval()
+    report = sct.lipschitz_report(model, (1, 14, 14))
+    assert report.network_upper is None and said in report.reason, report.reason
 
 
 class _BatchSized(_Pair):
