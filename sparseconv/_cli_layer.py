@@ -147,8 +147,10 @@ def _random_shape(args, error) -> tuple[int, ...]:
     kernel = args.kernel_size
     kernel = (kernel,) * ndim if isinstance(kernel, int) else tuple(kernel)
     if len(kernel) != ndim or min(kernel) < 1:
-        error(f"--kernel-size must be a positive integer or {ndim} of them (one per spatial "
-              f"dimension of --in-shape), got {args.kernel_size}")
+        error("--kernel-size must be a positive integer" + (
+            f" or {ndim} of them (one per spatial dimension of --in-shape)" if ndim > 1 else
+            f" (--in-shape {','.join(map(str, args.in_shape))} has one spatial dimension)")
+            + f", got {args.kernel_size}")
     if args.in_shape[0] % args.groups:
         error(f"--groups {args.groups} must divide the input channels {args.in_shape[0]}")
     if args.out_channels % args.groups:

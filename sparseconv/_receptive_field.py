@@ -239,7 +239,8 @@ def receptive_field_size(kernel_size: Sequence[IntOrTuple],
     Returns
     -------
     int or tuple of int
-        Per spatial dimension; an int when every ``kernel_size`` entry is.
+        Per spatial dimension; an int when every ``kernel_size``, ``stride`` and
+        ``dilation`` entry is an int.
 
     Raises
     ------

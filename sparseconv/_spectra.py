@@ -320,6 +320,9 @@ def _eigenvalues(chain: list[_Layer], method: str, what: str,
     else:
         values = np.linalg.eigvals(_product(chain)).ravel()
     values = scaled_back(values, sum(layer.exponent for layer in chain), "eigenvalue(s)")
+    # complex on every route (numpy's eigvals returns real values where all are real: a new
+    # user's trial found the dtype depending on the route)
+    values = values.astype(np.complex128, copy=False)
     return values[np.argsort(-np.abs(values), kind="stable")]
 
 

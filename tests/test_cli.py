@@ -482,6 +482,11 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
      "--stride has 3 values for 2 axes: it must be a positive integer or a tuple of 2"),
     (["info", *LAYER, "--padding", "1,2,3"],
      "--padding must give one size, 2 (one per spatial dimension) or 4 (LO,HI per dimension)"),
+    (["info", "--in-shape", "3,8", "--out-channels", "4", "--kernel-size", "3,3"],
+     "--kernel-size must be a positive integer (--in-shape 3,8 has one spatial dimension), "
+     "got (3, 3)"),  # (a new user's trial: "a positive integer or 1 of them")
+    (["info", *LAYER, "--kernel-size", "3,3,3"],
+     "--kernel-size must be a positive integer or 2 of them (one per spatial dimension"),
     # a review: errors that named the library's weight_shape and (lo, hi) pairs
     (["info", "--in-shape", "3,8,8", "--out-channels", "3000000000000000000000",
       "--kernel-size", "3"], "--out-channels must be at most 2**60"),

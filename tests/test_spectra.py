@@ -196,6 +196,19 @@ def test_eigenvalues_of_non_periodic_layers_are_dense(seed):
     assert_same_multiset(lam, dense, 1e-12 * np.abs(lam[0]), kwargs)
 
 
+@pytest.mark.parametrize("method, padding, padding_mode", [
+    ("dense", 1, "zeros"), ("dense", None, "circular"), ("fft", None, "circular")])
+def test_eigenvalues_are_complex_on_every_route(method, padding, padding_mode):
+    """A symmetric kernel's real eigenvalues came out float64 on the dense routes (numpy's
+    eigvals), complex128 by FFT (a new user's trial)."""
+    w = np.array([[[1.0, 2.0, 1.0]]])
+    kwargs = dict(padding=padding, padding_mode=padding_mode)
+    lam = eigenvalues(w, (1, 6), method=method, **kwargs)
+    assert lam.dtype == np.complex128 and np.abs(lam.imag).max() <= 1e-12
+    pair = composition_eigenvalues([(w, kwargs), (w, kwargs)], (1, 6), method=method)
+    assert pair.dtype == np.complex128
+
+
 def test_compositions_of_non_periodic_layers_are_dense_products():
     rng = np.random.default_rng(8)
     w1, w2 = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal((2, 3, 2, 2))
