@@ -303,8 +303,8 @@ _UPPER_HELP = ("a fast certified upper bound alone (spectral_norm's method='uppe
 
 _WIDTH_HELP = ("the relative width (upper - lower) / upper asked of a certified interval, in "
                f"[{MIN_RELATIVE_WIDTH:.0e}, 1): where the default route ends wider, the "
-               "certificate of --exact runs on that layer (spectral_norm's relative_width); a warning names a layer still "
-               "wider, and why")
+               "certificate of --exact runs on that layer (spectral_norm's relative_width); a "
+               "warning names a layer still wider, and why")
 
 
 def _report_parser(commands) -> None:
