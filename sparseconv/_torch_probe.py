@@ -105,16 +105,63 @@ def _unchanged(now: torch.Tensor, was: torch.Tensor) -> bool:
     return bool(((now == was) | (torch.isnan(now) & torch.isnan(was))).all())
 
 
-def _is_size(node: Any) -> bool:
-    """Whether ``node`` is a tensor's sizes (``x.size()``, ``x.shape``) or a slice of them."""
+def _sized(node: Any) -> Any:
+    """The tensor node whose sizes ``node`` is (``x.size()``, ``x.shape``, or a slice of them
+    by constants), else None."""
     if not isinstance(node, torch.fx.Node):
-        return False
+        return None
     if node.op == "call_method" and node.target == "size":
-        return len(node.args) == 1 and not node.kwargs
+        return node.args[0] if len(node.args) == 1 and not node.kwargs else None
     if node.op == "call_function" and node.target is getattr:
-        return node.args[1:] == ("shape",)
-    return node.op == "call_function" and node.target is operator.getitem and isinstance(
-        node.args[1], slice) and _is_size(node.args[0])
+        return node.args[0] if node.args[1:] == ("shape",) else None
+    if node.op == "call_function" and node.target is operator.getitem and isinstance(
+            node.args[1], slice) and not any(isinstance(e, torch.fx.Node) for e in (
+            node.args[1].start, node.args[1].stop, node.args[1].step)):
+        return _sized(node.args[0])  # (a review: h.shape[:z.size(0)], a count of the batch)
+    return None
+
+
+#: The calls whose result's rank its inputs' ranks and the call's own arguments fix: no size
+#: and no value changes it (not ``squeeze()``, which drops the axes of size 1, nor
+#: ``nonzero``). A loop over sizes is followed only over a tensor made by these alone.
+_RANK_FIXED = frozenset({
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
+    operator.getitem, getattr, torch.add, torch.sub, torch.mul, torch.div, torch.cat,
+    torch.relu, torch.tanh, torch.sigmoid, torch.flatten, torch.reshape, torch.permute,
+    torch.transpose, F.relu, F.leaky_relu, F.gelu, F.silu, F.elu, F.relu6, F.hardtanh,
+    F.softplus, F.dropout, F.linear, F.pad, F.interpolate,
+    *(getattr(F, f"{kind}{n}d") for kind in ("conv", "max_pool", "avg_pool",
+                                             "adaptive_avg_pool", "adaptive_max_pool")
+      for n in (1, 2, 3)),
+    "add", "sub", "mul", "div", "neg", "relu", "tanh", "sigmoid", "flatten", "view",
+    "reshape", "permute", "transpose", "contiguous", "size", "float", "double"})
+
+
+def _rank_fixed(tensor: torch.fx.Node) -> bool:
+    """Whether every node ``tensor`` is computed from is the input, a module's tensor, a
+    module's call or a call of :data:`_RANK_FIXED`: its rank is then the same at every batch
+    size and every input (a review: a rank that changed with the batch size, by a
+    ``squeeze()``, and one that changed with the values, by ``nonzero``, were read once on
+    the probe, and a forward scaled by them got a bound of a tenth of its constant)."""
+    seen, stack = set(), [tensor]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.op not in ("placeholder", "get_attr", "call_module") and (
+                node.op not in ("call_function", "call_method") or not _hashable_in(
+                node.target, _RANK_FIXED)):
+            return False
+        stack.extend(node.all_input_nodes)
+    return True
+
+
+def _hashable_in(target: Any, members: frozenset) -> bool:
+    try:
+        return target in members
+    except TypeError:  # an unhashable target
+        return False
 
 
 class SizesTracer(torch.fx.Tracer):
@@ -122,15 +169,17 @@ class SizesTracer(torch.fx.Tracer):
     tutorial LeNet's ``for s in x.size()[1:]: num_features *= s``, a new user's trial:
     "Proxy object cannot be iterated"): their number, a tensor's rank, which no value of the
     input changes, is read off the graph traced so far run on ``probe()`` (without one,
-    torch.fx's own tracer); each size stays a node of the graph. Nothing else is iterated (a
-    loop over a tensor runs over its batch)."""
+    torch.fx's own tracer); each size stays a node of the graph. Only the sizes of a tensor
+    whose rank nothing but the input's rank fixes are iterated (:func:`_rank_fixed`), and
+    nothing else (a loop over a tensor runs over its batch)."""
 
     def __init__(self, probe: Callable[[], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.probe = probe  # (made only where a loop needs it: it may be large)
 
     def iter(self, obj: torch.fx.Proxy) -> Iterator:
-        if self.probe is None or not _is_size(obj.node):
+        tensor = _sized(obj.node)
+        if self.probe is None or tensor is None or not _rank_fixed(tensor):
             return super().iter(obj)
         graph = torch.fx.Graph()
         copies: dict = {}

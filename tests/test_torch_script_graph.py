@@ -455,9 +455,34 @@ class _LoopedOverSamples(_LeNet):
         return torch.stack([self.conv1(sample[None])[0] for sample in x])
 
 
+class _RankOfTheBatch(_LeNet):
+    """A review's: the number of sizes of a tensor whose rank changes with the batch size
+    (``squeeze()`` of a tensor of ``b // 4`` entries), read once on the probe, scaled the
+    signal: a bound of a tenth of the constant at batches of four to seven."""
+
+    def forward(self, x):
+        z = x.new_zeros(x.size(0) // 4, dtype=torch.long).squeeze()
+        return super().forward(x) * (10 - 9 * len([d for d in z.shape]))
+
+
+class _RankOfTheValues(_LeNet):  # (the same through nonzero: one entry over 1e6 or not)
+    def forward(self, x):
+        picked = (x > 1e6).nonzero()[:, 0].squeeze()
+        return super().forward(x) * (10 - 9 * len([d for d in picked.shape]))
+
+
+class _CountedByTheBatch(_LeNet):  # (a slice of the sizes ending where the batch says)
+    def forward(self, x):
+        z = x.new_zeros(x.size(0) // 4)
+        return super().forward(x) * (10 - 9 * len([d for d in x.shape[:z.size(0) + 1]]))
+
+
 @pytest.mark.parametrize("make, said", [
     (_LoopedOverBatch, "takes a size or index computed from the signal"),
-    (_LoopedOverSamples, "Proxy object cannot be iterated")])
+    (_LoopedOverSamples, "Proxy object cannot be iterated"),
+    (_RankOfTheBatch, "Proxy object cannot be iterated"),
+    (_RankOfTheValues, "Proxy object cannot be iterated"),
+    (_CountedByTheBatch, "Proxy object cannot be iterated")])
 def test_a_loop_over_the_batch_is_refused(make, said):
     model = _networks.randomize(make(), seed=5).eval()
     report = sct.lipschitz_report(model, (1, 14, 14))
