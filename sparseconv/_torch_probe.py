@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import math
 import operator
 import os
@@ -82,6 +83,19 @@ def restored_buffers(model: nn.Module) -> Iterator[None]:
                         buffer.copy_(value)
 
 
+@contextlib.contextmanager
+def _restored_parameters(model: nn.Module) -> Iterator[None]:
+    """:func:`restored_buffers` for the parameters."""
+    saved = [(p, p.detach().clone()) for p in model.parameters() if not p.is_meta]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for parameter, value in saved:
+                if not _unchanged(parameter, value):
+                    parameter.copy_(value)
+
+
 def leaves_buffers(function: Callable[..., Any]) -> Callable[..., Any]:
     """``function(model, ...)`` run inside :func:`restored_buffers`, whatever it reads: a
     parametrization may change a buffer whenever its weight is read, not only in a forward
@@ -121,47 +135,73 @@ def _sized(node: Any) -> Any:
     return None
 
 
-#: The calls whose result's rank its inputs' ranks and the call's own arguments fix: no size
-#: and no value changes it (not ``squeeze()``, which drops the axes of size 1, nor
-#: ``nonzero``). A loop over sizes is followed only over a tensor made by these alone.
-_RANK_FIXED = frozenset({
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
-    operator.getitem, getattr, torch.add, torch.sub, torch.mul, torch.div, torch.cat,
-    torch.relu, torch.tanh, torch.sigmoid, torch.flatten, torch.reshape, torch.permute,
-    torch.transpose, F.relu, F.leaky_relu, F.gelu, F.silu, F.elu, F.relu6, F.hardtanh,
-    F.softplus, F.dropout, F.linear, F.pad, F.interpolate,
-    *(getattr(F, f"{kind}{n}d") for kind in ("conv", "max_pool", "avg_pool",
-                                             "adaptive_avg_pool", "adaptive_max_pool")
-      for n in (1, 2, 3)),
-    "add", "sub", "mul", "div", "neg", "relu", "tanh", "sigmoid", "flatten", "view",
-    "reshape", "permute", "transpose", "contiguous", "size", "float", "double"})
+_ACTIVATIONS = (torch.relu, torch.tanh, torch.sigmoid, F.relu, F.leaky_relu, F.gelu, F.silu,
+                F.elu, F.relu6, F.hardtanh, F.softplus, F.dropout, "relu", "tanh", "sigmoid")
+
+#: The calls whose result's rank the ranks of their tensor operands fix, given constant other
+#: arguments (not ``squeeze()``, which drops the axes of size 1, nor ``nonzero``), with the
+#: number of leading positional arguments that are tensor operands (-1: a list of them, as
+#: ``torch.cat`` takes). A loop over sizes is followed only over a tensor made by these alone.
+_RANK_FIXED: dict[Any, int] = {
+    **dict.fromkeys((operator.add, operator.sub, operator.mul, operator.truediv, torch.add,
+                     torch.sub, torch.mul, torch.div, "add", "sub", "mul", "div"), 2),
+    **dict.fromkeys((operator.neg, operator.getitem, getattr, "neg", torch.flatten,
+                     torch.reshape, torch.permute, torch.transpose, F.pad, F.interpolate,
+                     "flatten", "view", "reshape", "permute", "transpose", "contiguous",
+                     "float", "double", *_ACTIVATIONS,
+                     *(getattr(F, f"{kind}{n}d") for kind in (
+                         "max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool")
+                       for n in (1, 2, 3))), 1),
+    **dict.fromkeys((F.linear, F.conv1d, F.conv2d, F.conv3d), 3),
+    torch.cat: -1}
+
+#: The attributes of a tensor read by ``getattr`` that keep its rank.
+_RANK_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
+
+#: Keyword arguments that are tensor operands.
+_OPERANDS = frozenset({"input", "other", "weight", "bias", "tensors"})
+
+
+def _has_node(value: Any) -> bool:
+    found: list = []
+    torch.fx.node.map_arg(value, found.append)
+    return bool(found)
 
 
 def _rank_fixed(tensor: torch.fx.Node) -> bool:
     """Whether every node ``tensor`` is computed from is the input, a module's tensor, a
-    module's call or a call of :data:`_RANK_FIXED`: its rank is then the same at every batch
-    size and every input (a review: a rank that changed with the batch size, by a
-    ``squeeze()``, and one that changed with the values, by ``nonzero``, were read once on
-    the probe, and a forward scaled by them got a bound of a tenth of its constant)."""
+    module's call or a call of :data:`_RANK_FIXED` whose arguments other than its tensor
+    operands are constants: its rank is then the same at every batch size and every input.
+    (Two reviews: ranks that changed with the batch size, by a ``squeeze()`` or a
+    ``reshape`` to a slice of ``x.shape`` at the batch size, and with the values, by
+    ``nonzero`` or a max pooling's indices slicing the sizes, were read once on the probe,
+    and a forward scaled by them got a bound of a tenth to a thousandth of its constant.)"""
     seen, stack = set(), [tensor]
     while stack:
         node = stack.pop()
         if node in seen:
             continue
         seen.add(node)
-        if node.op not in ("placeholder", "get_attr", "call_module") and (
-                node.op not in ("call_function", "call_method") or not _hashable_in(
-                node.target, _RANK_FIXED)):
+        if node.op in ("call_function", "call_method"):
+            try:
+                operands = _RANK_FIXED.get(node.target)
+            except TypeError:  # an unhashable target
+                operands = None
+            if operands is None:
+                return False
+            args = list(node.args)
+            if operands == -1:  # (a list of tensors first)
+                operands = 1
+            if node.target is getattr and not (
+                    len(args) == 2 and isinstance(args[1], str) and args[1] in _RANK_ATTRIBUTES):
+                return False
+            if _has_node(args[operands:]) or _has_node(
+                    {k: v for k, v in node.kwargs.items() if k not in _OPERANDS}):
+                return False
+        elif node.op not in ("placeholder", "get_attr", "call_module"):
             return False
         stack.extend(node.all_input_nodes)
     return True
-
-
-def _hashable_in(target: Any, members: frozenset) -> bool:
-    try:
-        return target in members
-    except TypeError:  # an unhashable target
-        return False
 
 
 class SizesTracer(torch.fx.Tracer):
@@ -190,7 +230,10 @@ class SizesTracer(torch.fx.Tracer):
         unpatched = getattr(torch.fx._symbolic_trace, "_maybe_revert_all_patches", None)
         if unpatched is None:  # pragma: no cover - torch 2.13 has it
             return super().iter(obj)
-        with unpatched(), torch.no_grad(), restored_buffers(self.root):
+        # (the prefix's own messages are not the user's; a change it makes in place to a
+        # parameter, as to a buffer, is undone: a review)
+        with unpatched(), torch.no_grad(), restored_buffers(self.root), _restored_parameters(
+                self.root), contextlib.redirect_stderr(io.StringIO()):
             sizes = torch.fx.GraphModule(self.root, graph)(self.probe())
         if not isinstance(sizes, tuple) or any(type(s) is not int for s in sizes):
             return super().iter(obj)

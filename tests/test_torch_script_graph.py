@@ -477,6 +477,44 @@ class _CountedByTheBatch(_LeNet):  # (a slice of the sizes ending where the batc
         return super().forward(x) * (10 - 9 * len([d for d in x.shape[:z.size(0) + 1]]))
 
 
+class _RankOfComputedSizes(nn.Module):
+    """A second review's: tensors made by calls that fix a rank given their arguments, whose
+    arguments were computed (a reshape to a slice of ``x.shape`` at the batch size, a
+    flatten's ``end_dim``, a module's output picked by a computed index, a slice at a max
+    pooling's argmax): bounds of 1 for constants of 10 to 100,000."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how, self.pool = how, nn.MaxPool1d(4, return_indices=True)
+        self.same = nn.Identity()
+        for r in range(1, 7):
+            self.register_buffer(f"t{r}", torch.ones((1,) * r, dtype=torch.long))
+
+    def forward(self, x):
+        b, ones = x.shape[0], x.shape[1:1] + (1,) * 6
+        if self.how == "reshape":
+            y = self.t1.reshape(ones[b:b + 3])
+        elif self.how == "flatten":
+            y = torch.flatten(self.t6, 0, (x.shape[1:1] + (0, 0, 0, 0, 1, 2, 3, 4, 5))[b])
+        elif self.how == "picked":
+            y = self.same((self.t1, self.t2, self.t3))[(x.shape[1:1] + (0, 0, 0, 0, 1, 2))[b]]
+        else:
+            i = self.pool(x[:, None, :])[1][0, 0, 0]
+            y = self.t1.reshape(ones[i:i + 3])
+        count = 0
+        for _ in y.shape:
+            count += 1
+        return x * 10.0 ** (3 - count)
+
+
+@pytest.mark.parametrize("how", ["reshape", "flatten", "picked", "argmax"])
+def test_a_loop_over_sizes_made_with_computed_arguments_is_refused(how):
+    model = _RankOfComputedSizes(how).eval()
+    report = sct.lipschitz_report(model, (4,))
+    assert report.network_upper is None, how
+    assert "Proxy object cannot be iterated" in report.reason, report.reason
+
+
 @pytest.mark.parametrize("make, said", [
     (_LoopedOverBatch, "takes a size or index computed from the signal"),
     (_LoopedOverSamples, "Proxy object cannot be iterated"),
