@@ -170,8 +170,8 @@ def _has_node(value: Any) -> bool:
 
 def _rank_fixed(tensor: torch.fx.Node) -> bool:
     """Whether every node ``tensor`` is computed from is the input, a module's tensor, a
-    module's call or a call of :data:`_RANK_FIXED` whose arguments other than its tensor
-    operands are constants: its rank is then the same at every batch size and every input.
+    module's call on one input or a call of :data:`_RANK_FIXED` whose arguments other than
+    its tensor operands are constants: its rank is then the same at every batch size and every input.
     (Two reviews: ranks that changed with the batch size, by a ``squeeze()`` or a
     ``reshape`` to a slice of ``x.shape`` at the batch size, and with the values, by
     ``nonzero`` or a max pooling's indices slicing the sizes, were read once on the probe,
@@ -198,7 +198,11 @@ def _rank_fixed(tensor: torch.fx.Node) -> bool:
             if _has_node(args[operands:]) or _has_node(
                     {k: v for k, v in node.kwargs.items() if k not in _OPERANDS}):
                 return False
-        elif node.op not in ("placeholder", "get_attr", "call_module"):
+        elif node.op == "call_module":  # (one input: another may be a flag, which a
+            # module reads as a bool: MultiheadAttention's average_attn_weights)
+            if _has_node(node.args[1:]) or _has_node(node.kwargs):
+                return False
+        elif node.op not in ("placeholder", "get_attr"):
             return False
         stack.extend(node.all_input_nodes)
     return True
