@@ -171,7 +171,8 @@ def _has_node(value: Any) -> bool:
 def _rank_fixed(tensor: torch.fx.Node) -> bool:
     """Whether every node ``tensor`` is computed from is the input, a module's tensor, a
     module's call on one input or a call of :data:`_RANK_FIXED` whose arguments other than
-    its tensor operands are constants: its rank is then the same at every batch size and every input.
+    its tensor operands are constants: its rank is then the same at every batch size and
+    every input.
     (Two reviews: ranks that changed with the batch size, by a ``squeeze()`` or a
     ``reshape`` to a slice of ``x.shape`` at the batch size, and with the values, by
     ``nonzero`` or a max pooling's indices slicing the sizes, were read once on the probe,
