@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from sparseconv._memory import check_memory
+from sparseconv._torch_kinds import _DROPOUT, _MODELESS, _RUNNING_NORMS
 from sparseconv._torch_script_rebuild import _kind
 
 
@@ -155,6 +156,11 @@ _RANK_FIXED: dict[Any, int] = {
     **dict.fromkeys((F.linear, F.conv1d, F.conv2d, F.conv3d), 3),
     torch.cat: -1}
 
+#: torch's own modules (by type: a subclass may compute anything) whose output rank is their
+#: input's, whatever its sizes and values.
+_RANK_KEEPING = frozenset({*_MODELESS, *_RUNNING_NORMS, *_DROPOUT} - {
+    nn.Sequential, nn.ModuleList, nn.ModuleDict})
+
 #: The attributes of a tensor read by ``getattr`` that keep its rank.
 _RANK_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
 
@@ -168,11 +174,18 @@ def _has_node(value: Any) -> bool:
     return bool(found)
 
 
-def _rank_fixed(tensor: torch.fx.Node) -> bool:
+def _submodule(root: nn.Module, target: Any) -> nn.Module | None:
+    try:
+        return root.get_submodule(str(target))
+    except AttributeError:
+        return None
+
+
+def _rank_fixed(tensor: torch.fx.Node, root: nn.Module) -> bool:
     """Whether every node ``tensor`` is computed from is the input, a module's tensor, a
-    module's call on one input or a call of :data:`_RANK_FIXED` whose arguments other than
-    its tensor operands are constants: its rank is then the same at every batch size and
-    every input.
+    call of one of torch's modules of :data:`_RANK_KEEPING` on one input or a call of
+    :data:`_RANK_FIXED` whose arguments other than its tensor operands are constants: its
+    rank is then the same at every batch size and every input.
     (Two reviews: ranks that changed with the batch size, by a ``squeeze()`` or a
     ``reshape`` to a slice of ``x.shape`` at the batch size, and with the values, by
     ``nonzero`` or a max pooling's indices slicing the sizes, were read once on the probe,
@@ -199,9 +212,12 @@ def _rank_fixed(tensor: torch.fx.Node) -> bool:
             if _has_node(args[operands:]) or _has_node(
                     {k: v for k, v in node.kwargs.items() if k not in _OPERANDS}):
                 return False
-        elif node.op == "call_module":  # (one input: another may be a flag, which a
-            # module reads as a bool: MultiheadAttention's average_attn_weights)
-            if _has_node(node.args[1:]) or _has_node(node.kwargs):
+        elif node.op == "call_module":  # (one of torch's own, on one input: another may be a
+            # flag the module reads as a bool; a review: nn.DataParallel, a leaf to torch.fx,
+            # runs the user's module, whose rank changed at a batch of four)
+            module = _submodule(root, node.target)
+            if type(module) not in _RANK_KEEPING or _has_node(node.args[1:]) or _has_node(
+                    node.kwargs):
                 return False
         elif node.op not in ("placeholder", "get_attr"):
             return False
@@ -224,7 +240,7 @@ class SizesTracer(torch.fx.Tracer):
 
     def iter(self, obj: torch.fx.Proxy) -> Iterator:
         tensor = _sized(obj.node)
-        if self.probe is None or tensor is None or not _rank_fixed(tensor):
+        if self.probe is None or tensor is None or not _rank_fixed(tensor, self.root):
             return super().iter(obj)
         graph = torch.fx.Graph()
         copies: dict = {}

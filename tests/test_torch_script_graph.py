@@ -507,8 +507,35 @@ class _RankOfComputedSizes(nn.Module):
         return x * 10.0 ** (3 - count)
 
 
-@pytest.mark.parametrize("how", ["reshape", "flatten", "picked", "argmax"])
+class _Grouped(nn.Module):  # the sign pattern, grouped in fours where the batch allows
+    def forward(self, x):
+        s = x > 0
+        return s.reshape(x.shape[0] // 4, 4, *s.shape[1:]) if x.shape[0] % 4 == 0 else s
+
+
+class _InDataParallel(nn.Module):
+    """A third review's: ``nn.DataParallel``, a leaf to torch.fx, runs a module of the user's
+    whose rank changes at a batch of four: a bound of a tenth of the constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.dp, self.lin = nn.DataParallel(_Grouped()), nn.Linear(4, 4, dtype=F64)
+
+    def forward(self, x):
+        count = 0
+        for _ in self.dp(x).shape:
+            count += 1
+        return self.lin(x) * 10.0 ** (count - 2)
+
+
+@pytest.mark.parametrize("how", ["reshape", "flatten", "picked", "argmax", "wrapped"])
 def test_a_loop_over_sizes_made_with_computed_arguments_is_refused(how):
+    if how == "wrapped":
+        model = _networks.randomize(_InDataParallel(), seed=3).eval()
+        report = sct.lipschitz_report(model, (4,))
+        assert report.network_upper is None and "Proxy object cannot be iterated" in (
+            report.reason), report.reason
+        return
     model = _RankOfComputedSizes(how).eval()
     report = sct.lipschitz_report(model, (4,))
     assert report.network_upper is None, how
