@@ -168,10 +168,12 @@ class _BlockLayer:
     def __post_init__(self):
         self.token = tokenize(self.weight, self.kwargs, self.transposed, self.dtype)
 
-    def _operator(self, window: tuple[int, ...], block: tuple[int, ...]):
+    def _operator(self, window: tuple[int, ...], block: tuple[int, ...], fresh: bool = False):
+        """The block operator, from the cache unless ``fresh`` (made again, so that it is
+        sized against the memory limit of the moment)."""
         key = (self.token, window, block)
         with _LOCK:
-            op = _OPERATORS.get(key)
+            op = None if fresh else _OPERATORS.get(key)
             if op is None:
                 while len(_OPERATORS) >= _CACHED:
                     _OPERATORS.pop(next(iter(_OPERATORS)))
@@ -189,10 +191,12 @@ class _BlockLayer:
     def size_operators(self, shapes) -> None:
         """Build (and cache) the operator of every ``(window, block)`` pair of a graph when
         the graph is built: each is sized against the memory limit for one column as it is
-        made, so a chunk too large is refused now, not by its task (a memory audit)."""
+        made, so a chunk too large is refused now, not by its task (a memory audit), made
+        again where the cache has it (a new user's trial: a layer built before the limit was
+        lowered passed, and its tasks failed)."""
         for window, block in sorted(shapes):
             try:
-                self._operator(window, block)
+                self._operator(window, block, fresh=True)
             except MatrixTooLargeError as exc:  # (a new user's trial: the advice was "a
                 # smaller layer or input", where smaller chunks are the fix here)
                 raise MatrixTooLargeError(

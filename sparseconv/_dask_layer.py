@@ -158,6 +158,9 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
         n = math.prod(shape_in)
         if x.ndim == 2 and x.shape[0] == n and x.shape != shape_in:  # columns (n, k), as
             # scipy's matmat and the numpy path take them (a new user's trial: refused)
+            if x.shape[1] == 0:  # (no columns: dask's reshape of none divides by zero)
+                return da.zeros((math.prod(shape_out), 0),
+                                dtype=np.result_type(self.dtype, x.dtype))
             out = self._apply(x.T.reshape(x.shape[1], *shape_in), adjoint)
             return out.reshape(x.shape[1], -1).T
         batch, restore = _as_batch(x, shape_in, "x")

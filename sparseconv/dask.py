@@ -38,7 +38,7 @@ the lazy algebra) import dask; ``import sparseconv`` does not.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -208,7 +208,7 @@ class ConvTransposeOperator(_ChunkedLayer):
         Chunks of the input along each spatial axis; the output is chunked at ``stride``
         times the input's chunk boundaries (``output_chunks``; the input is rechunked to
         ``input_chunks`` if these differ).
-    stride, padding, output_padding, dilation, groups, dtype, output_size
+    stride, padding, output_padding, dilation, groups, dtype, output_size, padding_mode
         As :class:`sparseconv.ConvTransposeOperator` (``output_size``, spatial, picks the
         ``output_padding`` as ``ConvTranspose*d.forward(x, output_size=...)`` does);
         ``dtype`` is the operator's, a product's result numpy's promotion of it with the
@@ -255,13 +255,14 @@ class ConvTransposeOperator(_ChunkedLayer):
         stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0,
         output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1, groups: int = 1,
         dtype: DTypeLike | None = None, output_size: IntOrTuple | None = None,
+        padding_mode: Literal["zeros"] = "zeros",
     ) -> None:
         """The layer and its plan of blocks; parameters as the class's docstring says."""
         weight = as_weight(weight)
         geometry = ConvGeometry.for_transpose(
             weight.shape, input_shape, stride=stride, padding=padding,
             output_padding=output_padding, dilation=dilation, groups=groups,
-            output_size=output_size)
+            output_size=output_size, padding_mode=padding_mode)
         kwargs = dict(stride=geometry.stride, dilation=geometry.dilation, groups=geometry.groups)
         dtype = layer_dtype(weight, dtype)
         block = _BlockLayer(_owned(_finite(weight, dtype)), kwargs, True, dtype)
@@ -329,13 +330,14 @@ def conv_transpose(
     x: da.Array, weight: ArrayLike, *, stride: IntOrTuple = 1, padding: ExplicitPaddingLike = 0,
     output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1, groups: int = 1,
     dtype: DTypeLike | None = None, output_size: IntOrTuple | None = None,
+    padding_mode: Literal["zeros"] = "zeros",
 ) -> da.Array:
     """A transposed convolution (PyTorch's ``conv_transpose{1,2,3}d``) of a Dask array.
 
     Parameters
     ----------
     x : dask.array.Array, shape (C_in, *spatial) or (N, C_in, *spatial)
-    weight, stride, padding, output_padding, dilation, groups, dtype, output_size
+    weight, stride, padding, output_padding, dilation, groups, dtype, output_size, padding_mode
         As :func:`sparseconv.conv_transpose_matrix` (``output_size``, spatial, picks the
         ``output_padding`` as ``nn.ConvTranspose*d.forward(x, output_size=...)`` does); the
         result's dtype is numpy's promotion of ``dtype`` with ``x``'s, as for :func:`conv`.
@@ -367,7 +369,7 @@ def conv_transpose(
     return ConvTransposeOperator(weight, shape, chunks=x.chunks[x.ndim - len(shape) + 1:],
                                  stride=stride, padding=padding, output_padding=output_padding,
                                  dilation=dilation, groups=groups, dtype=dtype,
-                                 output_size=output_size).matvec(x)
+                                 output_size=output_size, padding_mode=padding_mode).matvec(x)
 
 
 def _channels_and_space(x, weight, name: str, axis: int, groups) -> tuple[int, ...]:

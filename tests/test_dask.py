@@ -713,6 +713,46 @@ def test_a_chunk_too_large_for_its_operator_is_refused_when_the_graph_is_built(
     Operator(w, (16, 256, 256), chunks=32, padding=1)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_chunk_built_before_the_limit_was_lowered_is_refused_after(transposed,
+                                                                     memory_limit):
+    """A new user's trial: the layer built once under the default limit, then again under a
+    lower one, passed (its block operator came from the cache, sized under the old limit),
+    and its tasks failed."""
+    w = np.ones((16, 16, 3, 3))
+    Operator = sdask.ConvTransposeOperator if transposed else sdask.ConvOperator
+    Operator(w, (16, 256, 256), chunks=256, padding=1)
+    memory_limit(8 * 2**20)
+    with pytest.raises(sc.MatrixTooLargeError, match="use smaller chunks"):
+        Operator(w, (16, 256, 256), chunks=256, padding=1)
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_dask_columns_may_be_none(adjoint):
+    """A new user's trial: A.matmat of a (200, 0) Dask array raised ZeroDivisionError inside
+    Dask's reshape; the numpy one gave (300, 0)."""
+    A = sdask.ConvOperator(np.ones((3, 2, 3, 3)), (2, 10, 10), chunks=4, padding=1)
+    n, m = (300, 200) if adjoint else (200, 300)
+    result = (A.rmatmat if adjoint else A.matmat)(da.ones((n, 0), dtype=np.float32))
+    assert isinstance(result, da.Array) and result.shape == (m, 0)
+    assert result.dtype == np.float64 and result.compute().shape == (m, 0)
+
+
+def test_the_transposed_twin_takes_padding_mode():
+    """A new user's trial: sparseconv.ConvTransposeOperator takes padding_mode (PyTorch's
+    ConvTranspose*d's "zeros"), its Dask twin refused the keyword."""
+    w = np.random.default_rng(0).standard_normal((4, 2, 3, 3))
+    x = da.from_array(np.random.default_rng(1).standard_normal((4, 8, 8)), chunks=(4, 4, 4))
+    y = sdask.conv_transpose(x, w, stride=2, padding_mode="zeros")
+    T = sc.ConvTransposeOperator(w, (4, 8, 8), stride=2, padding_mode="zeros")
+    np.testing.assert_allclose(y.compute().ravel(), T @ x.compute().ravel(), rtol=1e-13)
+    assert sdask.ConvTransposeOperator(w, (4, 8, 8), chunks=4, stride=2,
+                                       padding_mode="zeros").shape == (
+        T.shape)
+    with pytest.raises(ValueError, match="padding_mode must be 'zeros'"):
+        sdask.ConvTransposeOperator(w, (4, 8, 8), chunks=4, padding_mode="reflect")
+
+
 def test_a_batch_of_unknown_chunk_sizes_is_refused_with_the_fix():
     """(A new user's trial: x[mask] has chunks of unknown size; the convolution failed inside
     a task, "'float' object cannot be interpreted as an integer", after blocks had run.)"""
