@@ -25,7 +25,13 @@ from sparseconv._torch_calls import MAX_POOL_F, by_keyword, linear_call_layer
 from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, Given, function_name, has_rule
-from sparseconv._torch_kinds import is_leaf, is_torch_class, is_torch_module, model_hook_reason
+from sparseconv._torch_kinds import (
+    instance_method,
+    is_leaf,
+    is_torch_class,
+    is_torch_module,
+    model_hook_reason,
+)
 from sparseconv._torch_module_spectra import _layer_norm
 from sparseconv._torch_probe import (
     UNTRACKED,
@@ -129,9 +135,13 @@ def _untrusted(model: nn.Module, before: list[int | None],
     if why:
         return why
     for name, module in model.named_modules():
-        if "forward" in vars(module):
+        method = instance_method(module)
+        if method is not None:
             label = f"module {name!r}" if name else type(model).__name__
-            return f"{label} has a forward of its own set on the instance"
+            return (f"{label} has a {method} of its own set on the instance" + (
+                " (nn.Module.compile(): a call compiled by a backend, which may compute "
+                "otherwise than its class; compile after the analysis)"
+                if method == "_compiled_call_impl" else ""))
     if None in before:  # (a review: a forward that changed such weights in inference mode
         # got a bound of 1.9 for a map of constant 274.8)
         return (f"a parameter or buffer of it is {UNTRACKED}, so that its forward's changes "

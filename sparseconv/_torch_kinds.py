@@ -138,10 +138,24 @@ def is_torch_class(module: nn.Module, base: type | None = None) -> bool:
     ours = getattr(nn, cls.__name__, None) is cls or cls is Interpolate
     # a method of the class set on the instance (forward, _conv_forward, ...) replaces it (a
     # review: conv._conv_forward = ... scaling by 20 passed for torch's own Conv2d)
-    # (but nn.Module.compile()'s _compiled_call_impl, the module's own call compiled)
-    replaced = any(callable(value) and hasattr(cls, key) and key != "_compiled_call_impl"
-                   for key, value in vars(module).items())
-    return ours and (base is None or issubclass(cls, base)) and not replaced
+    # (but nn.Module.compile()'s _compiled_call_impl, the module's own call compiled: its
+    # rows are read off its attributes; the bound over a network withholds itself, below)
+    replaced = instance_method(module)
+    return ours and (base is None or issubclass(cls, base)) and replaced in (
+        None, "_compiled_call_impl")
+
+
+def instance_method(module: nn.Module) -> str | None:
+    """The name of a method of the module's class replaced on the instance (``forward``,
+    ``_conv_forward``, ``_compiled_call_impl``, which ``nn.Module.__call__`` runs instead of
+    everything else where it is set), or None. ``_compiled_call_impl`` is named last: it is
+    what ``nn.Module.compile()`` sets, a call compiled by a backend, which may be anyone's
+    code (a review: set by hand to a function adding an axis from a batch of four on, it
+    passed every check, and a bound came out at a tenth of the network's constant)."""
+    cls = type(module)
+    names = [key for key, value in vars(module).items()
+             if callable(value) and hasattr(cls, key)]
+    return min(names, key=lambda key: (key == "_compiled_call_impl", key), default=None)
 
 
 def is_parametrized(module: nn.Module) -> bool:

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from sparseconv._memory import check_memory
-from sparseconv._torch_kinds import _DROPOUT, _MODELESS, _RUNNING_NORMS
+from sparseconv._torch_kinds import _DROPOUT, _MODELESS, _RUNNING_NORMS, instance_method
 from sparseconv._torch_script_rebuild import _kind
 
 
@@ -216,9 +216,11 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module) -> bool:
             # flag the module reads as a bool; a review: nn.DataParallel, a leaf to torch.fx,
             # runs the user's module, whose rank changed at a batch of four)
             module = _submodule(root, node.target)
-            if type(module) not in _RANK_KEEPING or _has_node(node.args[1:]) or _has_node(
-                    node.kwargs):
-                return False
+            if module is None or type(module) not in _RANK_KEEPING or _has_node(
+                    node.args[1:]) or _has_node(node.kwargs) or instance_method(
+                    module) is not None or module._forward_hooks or (
+                    module._forward_pre_hooks):
+                return False  # (a review: a _compiled_call_impl set on an Identity)
         elif node.op not in ("placeholder", "get_attr"):
             return False
         stack.extend(node.all_input_nodes)

@@ -1065,6 +1065,35 @@ def _a_compiled_module_is_still_torchs_class():
         assert sct.spectral_norm(conv, (2, 5, 5)).upper > 0
 
 
+class _Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin, self.same = nn.Linear(4, 4, dtype=torch.float64), nn.Identity()
+
+    def forward(self, x):
+        return self.same(self.lin(x)) + x
+
+
+@pytest.mark.parametrize("shape", ["chain", "graph"])
+def test_a_call_replaced_on_the_instance_withholds_the_network_bound(shape):
+    """A review: ``_compiled_call_impl``, which ``nn.Module.__call__`` runs instead of the
+    module's own call where it is set (``nn.Module.compile()`` sets it), set by hand to 100
+    times the module's output: a bound of 0.73 for a chain of constant 36.4, and of 1.69
+    for a residual model of 69.2, and ``network_operator`` was off from a batch of four on
+    where the change began there."""
+    torch.manual_seed(0)
+    model = (nn.Sequential(nn.Linear(3, 3, dtype=torch.float64), nn.ReLU()) if shape == "chain"
+             else _Scaled()).eval()
+    module = model[1] if shape == "chain" else model.same
+    module._compiled_call_impl = lambda *a, **k: 100 * module._call_impl(*a, **k)
+    report = sct.lipschitz_report(model, (3,) if shape == "chain" else (4,))
+    assert report.network_upper is None
+    assert "has a _compiled_call_impl of its own set on the instance" in report.reason
+    if shape == "graph":
+        with pytest.raises(TypeError, match="_compiled_call_impl of its own"):
+            sct.network_operator(model, (4,))
+
+
 def test_a_layer_too_large_for_its_sample_still_has_its_shape_checked(monkeypatch):
     """A review: above the sample size the reading went unchecked, its output shape too: a
     circular convolution with its padding set after construction read as 3 outputs fewer."""

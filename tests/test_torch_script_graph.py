@@ -528,13 +528,22 @@ class _InDataParallel(nn.Module):
         return self.lin(x) * 10.0 ** (count - 2)
 
 
-@pytest.mark.parametrize("how", ["reshape", "flatten", "picked", "argmax", "wrapped"])
+@pytest.mark.parametrize("how", ["reshape", "flatten", "picked", "argmax", "wrapped",
+                                 "replaced"])
 def test_a_loop_over_sizes_made_with_computed_arguments_is_refused(how):
-    if how == "wrapped":
+    if how in ("wrapped", "replaced"):
         model = _networks.randomize(_InDataParallel(), seed=3).eval()
+        if how == "replaced":  # (a fourth review: an Identity's call, replaced on the
+            # instance, added an axis from a batch of four on)
+            model.dp = nn.Identity()
+            model.dp._compiled_call_impl = lambda x: (x > 0)[..., None] if (
+                x.shape[0] >= 4) else x > 0
         report = sct.lipschitz_report(model, (4,))
-        assert report.network_upper is None and "Proxy object cannot be iterated" in (
-            report.reason), report.reason
+        said = "_compiled_call_impl" if how == "replaced" else "Proxy object cannot be iterated"
+        assert report.network_upper is None and said in report.reason, report.reason
+        if how == "replaced":  # (its rank, and its bound, refused by the tracer itself too)
+            with pytest.raises(TypeError, match="Proxy object cannot be iterated"):
+                sct.network_operator(model, (4,))
         return
     model = _RankOfComputedSizes(how).eval()
     report = sct.lipschitz_report(model, (4,))
