@@ -42,17 +42,19 @@ class SpectralNorm:
     bounds : dict
         Every certified upper bound computed, by name, for comparison.
     converged : bool
-        Whether ``lower`` is within ``tol`` of the norm. Where the whole Gram's certificate
-        runs (``"exact"`` among ``bounds``: small layers, ``method="exact"``,
-        ``relative_width``), it decides: placed at ``(1 + tol)`` times ``lower``, it proves
-        the claim or refutes it (and a Lanczos iteration refuted so is searched again off
-        the vector it settled on). Elsewhere, as far as the Lanczos iteration can tell (its
-        Ritz residual, and the quotient's rounding allowance: taps that cancel can leave a
-        norm below it), which is no proof: where the top two singular values lie within
-        about 1e-5 (relative) of each other, Lanczos can settle on the second, whose
-        residual passes, and claim ``tol`` up to their gap below the norm. For the exact
-        methods, whether their interval is within ``tol`` (their rounding allowance, sized by
-        the weight, alone can exceed it where taps cancel or never read an input); False for
+        Whether ``lower`` is within ``tol`` of the norm. Where the whole Gram's certificate runs
+        (``"exact"`` among ``bounds``: small layers, ``method="exact"``, ``relative_width``), it
+        decides: placed at ``(1 + tol)`` times ``lower``, it proves the claim or refutes it (and a
+        Lanczos iteration refuted so is searched again off the vector it settled on); for a ``tol``
+        below its resolution, about 5e-9, it proves ``lower`` within 5e-9 of the norm, and the claim
+        beyond that is the Lanczos iteration's, as below (a review: ``converged`` at ``tol=1e-10``,
+        ``lower`` 5.4e-10 short, the top two singular values 5.4e-10 apart). Elsewhere, as far as
+        the Lanczos iteration can tell (its Ritz residual, and the quotient's rounding allowance:
+        taps that cancel can leave a norm below it), which is no proof: where the top two singular
+        values lie within about 1e-5 (relative) of each other, Lanczos can settle on the second,
+        whose residual passes, and claim ``tol`` up to their gap below the norm. For the exact
+        methods, whether their interval is within ``tol`` (their rounding allowance, sized by the
+        weight, alone can exceed it where taps cancel or never read an input); False for
         ``"upper"``. ``lower`` and ``upper`` are certified either way.
 
     Examples

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import re
 import subprocess
 import sys
+import types
 import warnings
 from fractions import Fraction
 
@@ -2015,39 +2017,81 @@ def _fifty_times(function):
     return scaled
 
 
-@pytest.mark.parametrize("owner, name, why", [
-    (F, "relu", "torch.nn.functional.relu is a function defined outside torch"),
-    (torch.Tensor, "relu", "torch.Tensor.relu is a function defined outside torch"),
-    (nn.ReLU, "forward", "the call of module '1' ran where ReLU.forward is defined outside "
-                         "torch"),
-    (nn.Identity, "forward", "Identity.forward is defined outside torch")])
-def test_a_function_of_torch_replaced_withholds_the_bound(owner, name, why):
+def _patches():
+    """A fifth review's replacements by torch's own code (or a namespace), each of which
+    passed the check for code defined outside torch: bounds of a tenth to a seven-thousandth
+    of the network's constant."""
+    import torch.nn.modules.conv as conv_module
+
+    scaled = types.SimpleNamespace(**{k: getattr(F, k) for k in dir(F) if not k.startswith(
+        "__")})
+    scaled.conv2d = lambda *args: 100.0 * F.conv2d(*args)
+    return [(torch, "relu", functools.partial(torch.mul, other=50.0), "torch.relu"),
+            (torch, "relu", torch.sinh, "torch.relu"),
+            (F, "relu", F.selu, "torch.nn.functional.relu"),
+            (nn.ReLU, "forward", nn.SELU.forward, "torch.nn.ReLU.forward"),
+            (conv_module, "F", scaled, "torch.nn.modules.conv.F"),
+            (torch._C._nn, "leaky_relu", functools.partial(torch.mul, other=50.0),
+             "torch._C._nn.leaky_relu"),
+            (torch.Tensor, "__mul__", lambda a, b: torch._C.TensorBase.__mul__(a, 50 * b),
+             "torch.Tensor.__mul__")]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_torch_replaced_by_its_own_code_withholds_the_bound(index, monkeypatch):
+    owner, name, value, label = _patches()[index]
+    chain = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64), nn.ReLU()).eval()
+    monkeypatch.setattr(owner, name, value)
+    report = sct.lipschitz_report(chain, (2, 5, 6))
+    assert report.network_upper is None
+    assert f"{label} was replaced after sparseconv.torch was imported" in report.reason
+    monkeypatch.undo()
+    assert sct.lipschitz_report(chain, (2, 5, 6)).network_upper is not None
+
+
+@pytest.mark.parametrize("owner, name, label, before", [
+    (F, "relu", "torch.nn.functional.relu", "torch.nn.functional.relu is a function defined "
+                                            "outside torch"),
+    (torch.Tensor, "relu", "torch.Tensor.relu", "torch.Tensor.relu is a function defined "
+                                                "outside torch"),
+    (nn.ReLU, "forward", "torch.nn.ReLU.forward", "ReLU.forward is defined outside torch"),
+    (nn.Identity, "forward", "torch.nn.Identity.forward", "Identity.forward is defined "
+                                                          "outside torch")])
+def test_a_function_of_torch_replaced_withholds_the_bound(owner, name, label, before,
+                                                          monkeypatch):
     """A second review of the guard: ``F.relu``, ``torch.Tensor.relu`` or ``nn.ReLU.forward``
     replaced by 50 times itself got bounds of 0.94 and 1.94 for maps of 20-22. Torch's
-    public functions and its classes' methods must be torch's own code, in the report and in
-    network_operator."""
+    public functions and its classes' methods must be what they were when sparseconv.torch
+    was imported, and torch's own code, in the report and in network_operator."""
+    from sparseconv import _torch_probe
+
     chain = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64), nn.ReLU()).eval()
     graph = _Forward(lambda m, y, x: y.relu() + y).eval()
     linear = nn.Sequential(nn.Identity(), nn.Conv2d(2, 2, 3, dtype=F64)).eval()
+    after = f"{label} was replaced after sparseconv.torch was imported"
     had = name in vars(owner)
     original = getattr(owner, name)
     setattr(owner, name, _fifty_times(original))
     try:
-        if owner is not nn.Identity:
-            for model, shape in ((chain, (2, 5, 6)), (graph, (3, 5, 6))):
-                report = sct.lipschitz_report(model, shape)
-                if model is chain or owner is not nn.ReLU:
-                    assert report.network_upper is None, (model, report.reason)
-                    assert why.split(" ran where ")[-1] in report.reason, report.reason
-        if owner is not nn.ReLU:
-            with pytest.raises(TypeError, match="network_operator: .*" + re.escape(
-                    why.split(" ran where ")[-1])):
-                sct.network_operator(linear, (2, 5, 6))
+        for when in ("after", "before"):  # (before: as if patched before the import)
+            if when == "before":
+                monkeypatch.setattr(_torch_probe, "_AT_IMPORT", _torch_probe._snapshot())
+            why = after if when == "after" else before
+            if owner is not nn.Identity:
+                for model, shape in ((chain, (2, 5, 6)), (graph, (3, 5, 6))):
+                    report = sct.lipschitz_report(model, shape)
+                    if model is chain or owner is not nn.ReLU:
+                        assert report.network_upper is None, (model, report.reason)
+                        assert why in report.reason, report.reason
+            if owner is not nn.ReLU:
+                with pytest.raises(TypeError, match="network_operator: .*" + re.escape(why)):
+                    sct.network_operator(linear, (2, 5, 6))
     finally:
         if had:
             setattr(owner, name, original)
         else:
             delattr(owner, name)
+        monkeypatch.undo()  # (the snapshot of the import again)
     assert sct.lipschitz_report(chain, (2, 5, 6)).network_upper is not None
     sct.network_operator(linear, (2, 5, 6))
 
