@@ -446,7 +446,8 @@ def _watched() -> list[tuple[str, Any]]:
     spaces: list[tuple[str, Any]] = [
         ("torch", torch), ("torch.nn.functional", F), ("torch.Tensor", torch.Tensor),
         ("torch._C.TensorBase", torch._C.TensorBase), ("torch._C._nn", torch._C._nn),
-        ("torch._C._VariableFunctions", torch._C._VariableFunctions)]
+        ("torch._C._VariableFunctions", torch._C._VariableFunctions),
+        ("torch._VF", torch._VF)]  # (F.dropout calls torch._VF.dropout, through its .vf)
     spaces += [(name, module) for name, module in list(sys.modules.items())
                if name.startswith("torch.nn.modules.") and module is not None]
     spaces += [(f"torch.nn.{name}", value) for name, value in vars(nn).items()
@@ -468,8 +469,32 @@ def _snapshot() -> dict[tuple[str, str], Any]:
             for name, value in _names(space).items()}
 
 
-#: What :func:`_watched`'s names held when sparseconv.torch was first imported.
+def _insides(value: Any) -> tuple:
+    """What a Python function computes with besides its identity: its code, defaults and
+    closure cells, each of which can be replaced in place (a review: ``F.relu.__code__ =
+    F.selu.__code__``, a closure cell of ``F.max_pool2d`` scaled by 50)."""
+    if not isinstance(value, types.FunctionType):
+        return ()
+    cells = []
+    for cell in value.__closure__ or ():
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            cells.append(_MISSING)
+    return (value.__code__, value.__defaults__, value.__kwdefaults__, *cells)
+
+
+def _insides_snapshot() -> dict[tuple[str, str], tuple]:
+    return {key: _insides(value) for key, value in _AT_IMPORT.items()
+            if isinstance(value, types.FunctionType)}
+
+
+_MISSING = object()
+
+#: What :func:`_watched`'s names held when sparseconv.torch was first imported, and what
+#: each Python function among them computed with (:func:`_insides`).
 _AT_IMPORT = _snapshot()
+_INSIDES_AT_IMPORT = _insides_snapshot()
 
 
 def replaced_functions() -> str | None:
@@ -490,10 +515,18 @@ def replaced_functions() -> str | None:
             if was is _MISSING:  # (a name a class gains shadows its bases': torch.Tensor's
                 # __mul__ set by hand replaced TensorBase's, a review's bound of 1.58 for a
                 # map of 28.9); else a name a module gained (a submodule imported since)
-                was = _inherited(space, name, labels) if isinstance(space, type) else value
+                was = (_inherited(space, name, labels) if isinstance(space, type) else value
+                       if type(space) is types.ModuleType else _MISSING)  # (torch._VF, a
+                # module of its own class: a name it gains shadows what its __getattr__
+                # forwards to, a review's dropout of 50 times its input)
             if value is not was and (_code(value) or _code(was)) and not _same_descriptor(
                     value, was) and name not in _NOT_RUN:
                 return f"{label}.{name} was replaced after sparseconv.torch was imported"
+            inside = _INSIDES_AT_IMPORT.get((label, name))
+            if value is was and inside is not None and name not in _NOT_RUN and any(
+                    a is not b for a, b in zip(_insides(value), inside, strict=True)):
+                return (f"{label}.{name} was changed in place (its code, defaults or closure) "
+                        "after sparseconv.torch was imported")
     for label, namespace in (("torch", torch), ("torch.nn.functional", F),
                              ("torch.Tensor", torch.Tensor)):
         for name, value in list(vars(namespace).items()):
