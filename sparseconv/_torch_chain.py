@@ -33,6 +33,7 @@ from sparseconv._torch_kinds import (
     model_hook_reason,
 )
 from sparseconv._torch_module_spectra import _layer_norm
+from sparseconv._torch_patches import replaced_functions
 from sparseconv._torch_probe import (
     UNTRACKED,
     dispatched,
@@ -40,7 +41,6 @@ from sparseconv._torch_probe import (
     matches,
     probe_input,
     probe_like,
-    replaced_functions,
     restored_buffers,
     version,
 )

@@ -34,20 +34,20 @@ from sparseconv._torch_kinds import (
     _refuse,
     instance_method,
 )
+from sparseconv._torch_patches import replaced_functions
 from sparseconv._torch_probe import (
     UNTRACKED,
-    SizesTracer,
     dispatched,
     forward_failed,
     fx_trace,
     module_tensors,
     probe_input,
     replaced_forward,
-    replaced_functions,
     restored_buffers,
     version,
 )
 from sparseconv._torch_script import _kind
+from sparseconv._torch_sizes_tracer import SizesTracer
 
 
 class _Tracer(SizesTracer):

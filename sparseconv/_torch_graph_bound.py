@@ -68,12 +68,12 @@ from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, 
 from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
 from sparseconv._torch_probe import (
     UNTRACKED,
-    SizesTracer,
     dispatched,
     fx_trace,
     restored_buffers,
     version,
 )
+from sparseconv._torch_sizes_tracer import SizesTracer
 
 __all__ = ["graph_bound"]
 

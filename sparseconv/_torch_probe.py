@@ -13,23 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import math
-import operator
 import os
-import sys
-import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
-import torch.fx
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
 from sparseconv._memory import check_memory
-from sparseconv._torch_kinds import _DROPOUT, _MODELESS, _RUNNING_NORMS, instance_method
 from sparseconv._torch_script_rebuild import _kind
 
 
@@ -85,19 +78,6 @@ def restored_buffers(model: nn.Module) -> Iterator[None]:
                         buffer.copy_(value)
 
 
-@contextlib.contextmanager
-def _restored_parameters(model: nn.Module) -> Iterator[None]:
-    """:func:`restored_buffers` for the parameters."""
-    saved = [(p, p.detach().clone()) for p in model.parameters() if not p.is_meta]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for parameter, value in saved:
-                if not _unchanged(parameter, value):
-                    parameter.copy_(value)
-
-
 def leaves_buffers(function: Callable[..., Any]) -> Callable[..., Any]:
     """``function(model, ...)`` run inside :func:`restored_buffers`, whatever it reads: a
     parametrization may change a buffer whenever its weight is read, not only in a forward
@@ -119,149 +99,6 @@ def _unchanged(now: torch.Tensor, was: torch.Tensor) -> bool:
             now.is_floating_point() or now.is_complex()):
         return False
     return bool(((now == was) | (torch.isnan(now) & torch.isnan(was))).all())
-
-
-def _sized(node: Any) -> Any:
-    """The tensor node whose sizes ``node`` is (``x.size()``, ``x.shape``, or a slice of them
-    by constants), else None."""
-    if not isinstance(node, torch.fx.Node):
-        return None
-    if node.op == "call_method" and node.target == "size":
-        return node.args[0] if len(node.args) == 1 and not node.kwargs else None
-    if node.op == "call_function" and node.target is getattr:
-        return node.args[0] if node.args[1:] == ("shape",) else None
-    if node.op == "call_function" and node.target is operator.getitem and isinstance(
-            node.args[1], slice) and not any(isinstance(e, torch.fx.Node) for e in (
-            node.args[1].start, node.args[1].stop, node.args[1].step)):
-        return _sized(node.args[0])  # (a review: h.shape[:z.size(0)], a count of the batch)
-    return None
-
-
-_ACTIVATIONS = (torch.relu, torch.tanh, torch.sigmoid, F.relu, F.leaky_relu, F.gelu, F.silu,
-                F.elu, F.relu6, F.hardtanh, F.softplus, F.dropout, "relu", "tanh", "sigmoid")
-
-#: The calls whose result's rank the ranks of their tensor operands fix, given constant other
-#: arguments (not ``squeeze()``, which drops the axes of size 1, nor ``nonzero``), with the
-#: number of leading positional arguments that are tensor operands (-1: a list of them, as
-#: ``torch.cat`` takes). A loop over sizes is followed only over a tensor made by these alone.
-_RANK_FIXED: dict[Any, int] = {
-    **dict.fromkeys((operator.add, operator.sub, operator.mul, operator.truediv, torch.add,
-                     torch.sub, torch.mul, torch.div, "add", "sub", "mul", "div"), 2),
-    **dict.fromkeys((operator.neg, operator.getitem, getattr, "neg", torch.flatten,
-                     torch.reshape, torch.permute, torch.transpose, F.pad, F.interpolate,
-                     "flatten", "view", "reshape", "permute", "transpose", "contiguous",
-                     "float", "double", *_ACTIVATIONS,
-                     *(getattr(F, f"{kind}{n}d") for kind in (
-                         "max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool")
-                       for n in (1, 2, 3))), 1),
-    **dict.fromkeys((F.linear, F.conv1d, F.conv2d, F.conv3d), 3),
-    torch.cat: -1}
-
-#: torch's own modules (by type: a subclass may compute anything) whose output rank is their
-#: input's, whatever its sizes and values.
-_RANK_KEEPING = frozenset({*_MODELESS, *_RUNNING_NORMS, *_DROPOUT} - {
-    nn.Sequential, nn.ModuleList, nn.ModuleDict})
-
-#: The attributes of a tensor read by ``getattr`` that keep its rank.
-_RANK_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
-
-#: Keyword arguments that are tensor operands.
-_OPERANDS = frozenset({"input", "other", "weight", "bias", "tensors"})
-
-
-def _has_node(value: Any) -> bool:
-    found: list = []
-    torch.fx.node.map_arg(value, found.append)
-    return bool(found)
-
-
-def _submodule(root: nn.Module, target: Any) -> nn.Module | None:
-    try:
-        return root.get_submodule(str(target))
-    except AttributeError:
-        return None
-
-
-def _rank_fixed(tensor: torch.fx.Node, root: nn.Module) -> bool:
-    """Whether every node ``tensor`` is computed from is the input, a module's tensor, a
-    call of one of torch's modules of :data:`_RANK_KEEPING` on one input or a call of
-    :data:`_RANK_FIXED` whose arguments other than its tensor operands are constants: its
-    rank is then the same at every batch size and every input.
-    (Two reviews: ranks that changed with the batch size, by a ``squeeze()`` or a
-    ``reshape`` to a slice of ``x.shape`` at the batch size, and with the values, by
-    ``nonzero`` or a max pooling's indices slicing the sizes, were read once on the probe,
-    and a forward scaled by them got a bound of a tenth to a thousandth of its constant.)"""
-    seen, stack = set(), [tensor]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        if node.op in ("call_function", "call_method"):
-            try:
-                operands = _RANK_FIXED.get(node.target)
-            except TypeError:  # an unhashable target
-                operands = None
-            if operands is None:
-                return False
-            args = list(node.args)
-            if operands == -1:  # (a list of tensors first)
-                operands = 1
-            if node.target is getattr and not (
-                    len(args) == 2 and isinstance(args[1], str) and args[1] in _RANK_ATTRIBUTES):
-                return False
-            if _has_node(args[operands:]) or _has_node(
-                    {k: v for k, v in node.kwargs.items() if k not in _OPERANDS}):
-                return False
-        elif node.op == "call_module":  # (one of torch's own, on one input: another may be a
-            # flag the module reads as a bool; a review: nn.DataParallel, a leaf to torch.fx,
-            # runs the user's module, whose rank changed at a batch of four)
-            module = _submodule(root, node.target)
-            if module is None or type(module) not in _RANK_KEEPING or _has_node(
-                    node.args[1:]) or _has_node(node.kwargs) or instance_method(
-                    module) is not None or module._forward_hooks or (
-                    module._forward_pre_hooks):
-                return False  # (a review: a _compiled_call_impl set on an Identity)
-        elif node.op not in ("placeholder", "get_attr"):
-            return False
-        stack.extend(node.all_input_nodes)
-    return True
-
-
-class SizesTracer(torch.fx.Tracer):
-    """torch.fx's tracer, which also follows a loop over a tensor's sizes (the PyTorch
-    tutorial LeNet's ``for s in x.size()[1:]: num_features *= s``, a new user's trial:
-    "Proxy object cannot be iterated"): their number, a tensor's rank, which no value of the
-    input changes, is read off the graph traced so far run on ``probe()`` (without one,
-    torch.fx's own tracer); each size stays a node of the graph. Only the sizes of a tensor
-    whose rank nothing but the input's rank fixes are iterated (:func:`_rank_fixed`), and
-    nothing else (a loop over a tensor runs over its batch)."""
-
-    def __init__(self, probe: Callable[[], torch.Tensor] | None = None) -> None:
-        super().__init__()
-        self.probe = probe  # (made only where a loop needs it: it may be large)
-
-    def iter(self, obj: torch.fx.Proxy) -> Iterator:
-        tensor = _sized(obj.node)
-        if self.probe is None or tensor is None or not _rank_fixed(tensor, self.root):
-            return super().iter(obj)
-        graph = torch.fx.Graph()
-        copies: dict = {}
-        graph.graph_copy(self.graph, copies)
-        graph.output(copies[obj.node])
-        # (torch.fx's patches of nn.Module's __call__ and __getattr__ reverted meanwhile, or
-        # the run would be traced too; a torch without that context is not followed)
-        unpatched = getattr(torch.fx._symbolic_trace, "_maybe_revert_all_patches", None)
-        if unpatched is None:  # pragma: no cover - torch 2.13 has it
-            return super().iter(obj)
-        # (the prefix's own messages are not the user's; a change it makes in place to a
-        # parameter, as to a buffer, is undone: a review)
-        with unpatched(), torch.no_grad(), restored_buffers(self.root), _restored_parameters(
-                self.root), contextlib.redirect_stderr(io.StringIO()):
-            sizes = torch.fx.GraphModule(self.root, graph)(self.probe())
-        if not isinstance(sizes, tuple) or any(type(s) is not int for s in sizes):
-            return super().iter(obj)
-        return iter([obj[i] for i in range(len(sizes))])  # type: ignore[index]
 
 
 def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.Graph:
@@ -435,141 +272,6 @@ def _outside_torch(function: Any) -> str | None:
     if code is None or os.path.abspath(code.co_filename).startswith(_TORCH_DIR):
         return None
     return code.co_filename
-
-
-def _watched() -> list[tuple[str, Any]]:
-    """The namespaces whose names torch's modules and functions call through: ``torch``,
-    ``torch.nn.functional``, ``torch.Tensor``, torch's native entry points
-    (``torch._C._nn``, ``torch._C._VariableFunctions``), the globals of every module of
-    ``torch.nn.modules`` (``torch.nn.modules.conv.F``...), and every module class of
-    ``torch.nn``."""
-    spaces: list[tuple[str, Any]] = [
-        ("torch", torch), ("torch.nn.functional", F), ("torch.Tensor", torch.Tensor),
-        ("torch._C.TensorBase", torch._C.TensorBase), ("torch._C._nn", torch._C._nn),
-        ("torch._C._VariableFunctions", torch._C._VariableFunctions),
-        ("torch._VF", torch._VF)]  # (F.dropout calls torch._VF.dropout, through its .vf)
-    spaces += [(name, module) for name, module in list(sys.modules.items())
-               if name.startswith("torch.nn.modules.") and module is not None]
-    spaces += [(f"torch.nn.{name}", value) for name, value in vars(nn).items()
-               if isinstance(value, type) and issubclass(value, nn.Module)]
-    return spaces
-
-
-def _names(space: Any) -> dict[str, Any]:
-    """A namespace's names and what they hold (``dir`` where it has no ``__dict__``)."""
-    try:
-        return dict(vars(space))
-    except TypeError:  # (its dunders: method wrappers Python makes anew on each lookup)
-        return {name: getattr(space, name, None) for name in dir(space)
-                if not name.startswith("__")}
-
-
-def _snapshot() -> dict[tuple[str, str], Any]:
-    return {(label, name): value for label, space in _watched()
-            for name, value in _names(space).items()}
-
-
-def _insides(value: Any) -> tuple:
-    """What a Python function computes with besides its identity: its code, defaults and
-    closure cells, each of which can be replaced in place (a review: ``F.relu.__code__ =
-    F.selu.__code__``, a closure cell of ``F.max_pool2d`` scaled by 50)."""
-    if not isinstance(value, types.FunctionType):
-        return ()
-    cells = []
-    for cell in value.__closure__ or ():
-        try:
-            cells.append(cell.cell_contents)
-        except ValueError:  # an empty cell
-            cells.append(_MISSING)
-    return (value.__code__, value.__defaults__, value.__kwdefaults__, *cells)
-
-
-def _insides_snapshot() -> dict[tuple[str, str], tuple]:
-    return {key: _insides(value) for key, value in _AT_IMPORT.items()
-            if isinstance(value, types.FunctionType)}
-
-
-_MISSING = object()
-
-#: What :func:`_watched`'s names held when sparseconv.torch was first imported, and what
-#: each Python function among them computed with (:func:`_insides`).
-_AT_IMPORT = _snapshot()
-_INSIDES_AT_IMPORT = _insides_snapshot()
-
-
-def replaced_functions() -> str | None:
-    """A name torch's code calls through (:func:`_watched`) that holds another object than
-    when sparseconv.torch was imported, or a public function of ``torch``,
-    ``torch.nn.functional`` or ``torch.Tensor`` that is one defined outside torch (a wrapper
-    or a monkeypatch, made before that import): either may compute anything, and torch's
-    modules call these; said in words, or None. (Reviews: ``F.relu`` patched to 50 times
-    itself got a chain bound of 0.94 for a map of 20.4; ``torch.relu`` made
-    ``functools.partial(torch.mul, other=50.)``, or ``torch.sinh``, both defined in torch, and
-    ``torch.nn.modules.conv.F``, ``torch._C._nn.leaky_relu`` and ``torch.Tensor.__mul__``
-    replaced, got bounds of a tenth to a seven-thousandth of the network's constant.)"""
-    spaces = _watched()
-    labels = {id(space): label for label, space in spaces}
-    for label, space in spaces:
-        for name, value in _names(space).items():
-            was = _AT_IMPORT.get((label, name), _MISSING)
-            if was is _MISSING:  # (a name a class gains shadows its bases': torch.Tensor's
-                # __mul__ set by hand replaced TensorBase's, a review's bound of 1.58 for a
-                # map of 28.9); else a name a module gained (a submodule imported since)
-                was = (_inherited(space, name, labels) if isinstance(space, type) else value
-                       if type(space) is types.ModuleType else _MISSING)  # (torch._VF, a
-                # module of its own class: a name it gains shadows what its __getattr__
-                # forwards to, a review's dropout of 50 times its input)
-            if value is not was and (_code(value) or _code(was)) and not _same_descriptor(
-                    value, was) and name not in _NOT_RUN:
-                return f"{label}.{name} was replaced after sparseconv.torch was imported"
-            inside = _INSIDES_AT_IMPORT.get((label, name))
-            if value is was and inside is not None and name not in _NOT_RUN and any(
-                    a is not b for a, b in zip(_insides(value), inside, strict=True)):
-                return (f"{label}.{name} was changed in place (its code, defaults or closure) "
-                        "after sparseconv.torch was imported")
-    for label, namespace in (("torch", torch), ("torch.nn.functional", F),
-                             ("torch.Tensor", torch.Tensor)):
-        for name, value in list(vars(namespace).items()):
-            if name.startswith("_") or isinstance(value, (type, types.ModuleType)):
-                continue
-            where = _outside_torch(value)
-            if where is not None:
-                return f"{label}.{name} is a function defined outside torch ({where})"
-    return None
-
-
-_MISSING = object()
-
-#: Methods that compute nothing of a forward (torch.compile's Dynamo replaces nn.Module's
-#: ``__init__`` and ``__setstate__`` with its own, to tag the modules it sees).
-_NOT_RUN = frozenset({"__init__", "__setstate__", "__getstate__", "__repr__", "extra_repr",
-                      "__dir__", "__init_subclass__", "__reduce__", "__reduce_ex__",
-                      "reset_parameters", "_reset_parameters"})
-
-
-def _code(value: Any) -> bool:
-    """Whether ``value`` is code or holds it (a function, a method or descriptor, a module
-    whose names torch's code calls through): not data a class or module keeps, which Python
-    and TorchScript add and change as they run (``__annotations__``, caches)."""
-    return callable(value) and not isinstance(value, type) or isinstance(value, (
-        types.ModuleType, staticmethod, classmethod, property, types.SimpleNamespace)) or (
-        isinstance(value, type) and issubclass(value, nn.Module))
-
-
-def _inherited(cls: type, name: str, labels: dict[int, str]) -> Any:
-    """What ``cls.name`` resolved to at the import, through its watched bases (``_MISSING``
-    where none had it)."""
-    for base in cls.__mro__[1:]:
-        label = labels.get(id(base))
-        if label is not None and (label, name) in _AT_IMPORT:
-            return _AT_IMPORT[(label, name)]
-    return _MISSING
-
-
-def _same_descriptor(value: Any, was: Any) -> bool:
-    """Two lookups of one thing that Python makes anew (a class's ``__dict__`` entry is the
-    same object; this guards against wrappers that compare equal, a bound method)."""
-    return type(value) is type(was) and isinstance(value, types.MethodType) and value == was
 
 
 def module_tensors(module: nn.Module) -> list[torch.Tensor]:

@@ -2069,7 +2069,7 @@ def test_a_function_of_torch_replaced_withholds_the_bound(owner, name, label, be
     replaced by 50 times itself got bounds of 0.94 and 1.94 for maps of 20-22. Torch's
     public functions and its classes' methods must be what they were when sparseconv.torch
     was imported, and torch's own code, in the report and in network_operator."""
-    from sparseconv import _torch_probe
+    from sparseconv import _torch_patches
 
     chain = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64), nn.ReLU()).eval()
     graph = _Forward(lambda m, y, x: y.relu() + y).eval()
@@ -2081,9 +2081,9 @@ def test_a_function_of_torch_replaced_withholds_the_bound(owner, name, label, be
     try:
         for when in ("after", "before"):  # (before: as if patched before the import)
             if when == "before":
-                monkeypatch.setattr(_torch_probe, "_AT_IMPORT", _torch_probe._snapshot())
-                monkeypatch.setattr(_torch_probe, "_INSIDES_AT_IMPORT",
-                                    _torch_probe._insides_snapshot())
+                monkeypatch.setattr(_torch_patches, "_AT_IMPORT", _torch_patches._snapshot())
+                monkeypatch.setattr(_torch_patches, "_INSIDES_AT_IMPORT",
+                                    _torch_patches._insides_snapshot())
             why = after if when == "after" else before
             if owner is not nn.Identity:
                 for model, shape in ((chain, (2, 5, 6)), (graph, (3, 5, 6))):
