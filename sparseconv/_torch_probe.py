@@ -59,14 +59,20 @@ def probe_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1,
     return values.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 
-@contextlib.contextmanager
-def restored_buffers(model: nn.Module) -> Iterator[None]:
+def restored_buffers(model: nn.Module) -> contextlib.AbstractContextManager[None]:
     """Probe forwards that leave the model as it was: every buffer a forward changed (a
     BatchNorm's statistics in training mode, a spectral_norm parametrization's vectors) is
-    copied back, and only those, so that an untouched buffer keeps its version counter (a
-    NaN where it was is no change; an inference tensor is copied back in inference mode, the
-    only one that may change it: a review found both)."""
-    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()
+    copied back (:func:`restored_tensors`)."""
+    return restored_tensors(model.buffers())
+
+
+@contextlib.contextmanager
+def restored_tensors(tensors: Iterable[torch.Tensor]) -> Iterator[None]:
+    """Every one of ``tensors`` that the block changed is copied back, and only those, so that
+    an untouched one keeps its version counter (a NaN where it was is no change; an inference
+    tensor is copied back in inference mode, the only one that may change it: a review found
+    both)."""
+    saved = [(buffer, buffer.detach().clone()) for buffer in tensors
              if not buffer.is_meta]  # (no values to keep; refused by name where read)
     try:
         yield

@@ -21,22 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseconv._torch_kinds import _DROPOUT, _MODELESS, _RUNNING_NORMS, instance_method
-from sparseconv._torch_probe import _unchanged, restored_buffers
+from sparseconv._torch_probe import restored_tensors
 
 __all__ = ["SizesTracer"]
-
-
-@contextlib.contextmanager
-def _restored_parameters(model: nn.Module) -> Iterator[None]:
-    """:func:`restored_buffers` for the parameters."""
-    saved = [(p, p.detach().clone()) for p in model.parameters() if not p.is_meta]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for parameter, value in saved:
-                if not _unchanged(parameter, value):
-                    parameter.copy_(value)
 
 
 def _sized(node: Any) -> Any:
@@ -174,8 +161,9 @@ class SizesTracer(torch.fx.Tracer):
             return super().iter(obj)
         # (the prefix's own messages are not the user's; a change it makes in place to a
         # parameter, as to a buffer, is undone: a review)
-        with unpatched(), torch.no_grad(), restored_buffers(self.root), _restored_parameters(
-                self.root), contextlib.redirect_stderr(io.StringIO()):
+        with unpatched(), torch.no_grad(), restored_tensors(
+                [*self.root.buffers(), *self.root.parameters()]), contextlib.redirect_stderr(
+                io.StringIO()):
             sizes = torch.fx.GraphModule(self.root, graph)(self.probe())
         if not isinstance(sizes, tuple) or any(type(s) is not int for s in sizes):
             return super().iter(obj)
