@@ -92,7 +92,7 @@ def replaced_functions() -> str | None:
     itself got a chain bound of 0.94 for a map of 20.4; ``torch.relu`` made
     ``functools.partial(torch.mul, other=50.)``, or ``torch.sinh``, both defined in torch, and
     ``torch.nn.modules.conv.F``, ``torch._C._nn.leaky_relu`` and ``torch.Tensor.__mul__``
-    replaced, got bounds of a tenth to a seven-thousandth of the network's constant.)"""
+    replaced, got bounds of 0.78 down to a nine-thousandth of the network's constant.)"""
     spaces = _watched()
     labels = {id(space): label for label, space in spaces}
     for label, space in spaces:
