@@ -20,7 +20,7 @@ from dask.highlevelgraph import HighLevelGraph
 import sparseconv as sc
 from sparseconv._axis_geometry import AxisGeometry
 from sparseconv._geometry import ConvGeometry
-from sparseconv._memory import MatrixTooLargeError
+from sparseconv._memory import MatrixTooLargeError, get_memory_limit
 
 Chunks = tuple[int, ...]
 Run = tuple[int, int, int, int]  # window start, window stop, chunk-local start, step (+1/-1)
@@ -168,12 +168,13 @@ class _BlockLayer:
     def __post_init__(self):
         self.token = tokenize(self.weight, self.kwargs, self.transposed, self.dtype)
 
-    def _operator(self, window: tuple[int, ...], block: tuple[int, ...], fresh: bool = False):
-        """The block operator, from the cache unless ``fresh`` (made again, so that it is
-        sized against the memory limit of the moment)."""
-        key = (self.token, window, block)
+    def _operator(self, window: tuple[int, ...], block: tuple[int, ...]):
+        """The block operator, cached by the memory limit it was sized against too (a new
+        user's trial: one sized under a higher limit passed a lower one, and its tasks
+        failed)."""
+        key = (self.token, window, block, get_memory_limit())
         with _LOCK:
-            op = None if fresh else _OPERATORS.get(key)
+            op = _OPERATORS.get(key)
             if op is None:
                 while len(_OPERATORS) >= _CACHED:
                     _OPERATORS.pop(next(iter(_OPERATORS)))
@@ -191,12 +192,10 @@ class _BlockLayer:
     def size_operators(self, shapes) -> None:
         """Build (and cache) the operator of every ``(window, block)`` pair of a graph when
         the graph is built: each is sized against the memory limit for one column as it is
-        made, so a chunk too large is refused now, not by its task (a memory audit), made
-        again where the cache has it (a new user's trial: a layer built before the limit was
-        lowered passed, and its tasks failed)."""
+        made, so a chunk too large is refused now, not by its task (a memory audit)."""
         for window, block in sorted(shapes):
             try:
-                self._operator(window, block, fresh=True)
+                self._operator(window, block)
             except MatrixTooLargeError as exc:  # (a new user's trial: the advice was "a
                 # smaller layer or input", where smaller chunks are the fix here)
                 raise MatrixTooLargeError(
