@@ -213,14 +213,24 @@ class LipschitzReport:
             lines.append(f"  warning: {self.warning}")
         return "\n".join(lines)
 
-    def to_csv(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
+    def to_csv(self, path: str | os.PathLike[str] | IO[str] | None = None, *,
+               network_row: bool = True) -> str | None:
         """Write the rows as CSV (shapes as ``CxHxW``, a missing ``circular`` empty) to a
         file name or an open text file; ``None`` returns the text, as pandas does.
+
+        The last line is the network's (``network_row=False`` leaves it out): ``name``
+        ``(network)``, ``type`` ``Network``, ``upper`` the network bound (empty where there is
+        none), ``method`` what it is (``product``, ``graph``, or ``product (assumed a chain:
+        see the warning)``, as :attr:`over_graph` and :attr:`warning` say; ``none: `` and
+        the reason where there is none), the other cells empty. A program that reads the
+        layers only leaves out the ``type`` ``Network``.
 
         Parameters
         ----------
         path : str, path-like or text file, optional
             Where to write; ``None``: return the text.
+        network_row : bool, optional
+            Whether to end with the network's line (default True).
 
         Returns
         -------
@@ -233,8 +243,9 @@ class LipschitzReport:
         >>> import sparseconv.torch as sct
         >>> report = sct.lipschitz_report(torch.nn.Sequential(torch.nn.Conv1d(1, 1, 3)).eval(),
         ...                               (1, 8))
-        >>> report.to_csv().splitlines()[0].split(",")[:3]
-        ['name', 'type', 'input_shape']
+        >>> lines = report.to_csv().splitlines()
+        >>> lines[0].split(",")[:3], lines[-1].split(",")[:2]
+        (['name', 'type', 'input_shape'], ['(network)', 'Network'])
         """
         stream = io.StringIO()
         writer = csv.DictWriter(stream, fieldnames=self.columns)
@@ -242,7 +253,20 @@ class LipschitzReport:
         for row in self.rows:
             writer.writerow({k: "x".join(map(str, v)) if isinstance(v, tuple) else v
                              for k, v in row.items()})
+        if network_row:
+            writer.writerow(self._network_row())
         return _write(stream.getvalue(), path, newline="")
+
+    def _network_row(self) -> dict:
+        """The CSV's last line: the network bound where the table's last lines print it."""
+        if self.network_upper is None:
+            method = f"none: {self.reason}"
+        elif self.over_graph:
+            method = "graph"
+        else:
+            method = "product" + (" (assumed a chain: see the warning)" if self.warning else "")
+        return {"name": "(network)", "type": "Network", "upper": self.network_upper,
+                "method": method}
 
     def to_json(self, path: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
         """Write the rows, the network bound and its assumptions as JSON to a file name or an

@@ -351,8 +351,8 @@ def _report_parser(commands) -> None:
                         "(lipschitz_report's workers; -1: one per core; default 1: one layer "
                         "after the other, each on every core)")
     report.add_argument("--csv", metavar="FILE.csv",
-                        help="also write the rows as CSV (.csv added to a name without it; "
-                        "'-': to stdout, the table then to stderr)")
+                        help="also write the rows as CSV, the network bound last (.csv added to "
+                        "a name without it; '-': to stdout, the table then to stderr)")
     report.add_argument("--json", metavar="FILE.json",
                         help="also write the report as JSON (.json added to a name without "
                         "it; '-': to stdout, the table then to stderr)")

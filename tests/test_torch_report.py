@@ -415,6 +415,36 @@ def test_exports(tmp_path):
     assert report.to_json(stream) is None and stream.getvalue() == report.to_json()
 
 
+def _csv_rows(report, **options):
+    return list(csv.DictReader(io.StringIO(report.to_csv(**options))))
+
+
+def test_csv_ends_with_the_network_bound():
+    """The CSV had the layers only: the network bound, the report's last printed line and a
+    key of the JSON, was nowhere in it (a closing note's gap since the fifth session)."""
+    chain = sct.lipschitz_report(small_chain(nn.ReLU()), (2, 8, 8))
+    rows = _csv_rows(chain)
+    assert len(rows) == len(chain) + 1 and [r["name"] for r in rows[:-1]] == \
+        [r["name"] for r in chain]
+    last = rows[-1]
+    assert (last["name"], last["type"], last["method"]) == ("(network)", "Network", "product")
+    assert float(last["upper"]) == chain.network_upper  # repr round-trips
+    assert all(last[k] == "" for k in chain.columns if k not in ("name", "type", "upper",
+                                                                 "method"))
+    assert _csv_rows(chain, network_row=False) == rows[:-1]
+    graph = sct.lipschitz_report(_Residual().eval(), (2, 5, 5))
+    assert graph.over_graph and _csv_rows(graph)[-1]["method"] == "graph"
+    assert float(_csv_rows(graph)[-1]["upper"]) == graph.network_upper
+    none = sct.lipschitz_report(small_chain(nn.Softplus()), (2, 8, 8))
+    last = _csv_rows(none)[-1]
+    assert last["upper"] == "" and last["method"] == f"none: {none.reason}"
+    with pytest.warns(RuntimeWarning, match="may be no bound"):
+        assumed = sct.lipschitz_report(nn.Sequential(_Residual()).eval(), (2, 5, 5),
+                                       assume_chain=True)
+    assert assumed.warning and _csv_rows(assumed)[-1]["method"] == \
+        "product (assumed a chain: see the warning)"
+
+
 class _Residual(nn.Module):
     def __init__(self):
         super().__init__()
