@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._torch_calls import _CONV_F, _functional_module, by_keyword
 from ._torch_kinds import _CONV, _CONV_T, check_module, hook_reason, parameter
-from ._torch_layers import _layer
+from ._torch_layers import _layer, called_output_size
 from ._torch_spectra import spectral_norm_upper
 from ._torch_trace import trace, unwrapped
 
@@ -254,10 +254,8 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         if why and why not in hooked:
             hooked.append(why)
         with _parametrizations_in_eval(module):
-            layer = _layer(module, record.input_shape)
-            if isinstance(module, _CONV_T) and layer.output_shape != record.output_shape:
-                # called with output_size=: the output_padding it implies
-                layer = _layer(module, record.input_shape, record.output_shape)
+            layer = _layer(module, record.input_shape,  # (a call's output_size=)
+                           called_output_size(module, record.input_shape, record.output_shape))
         shape, options = _bounded_convolution(layer, module)
         call = _Call(record.input_shape, shape, options, isinstance(module, nn.Linear))
         calls = layers.setdefault(record.name, (module, []))[1]

@@ -73,6 +73,10 @@ def _weight(weight) -> torch.Tensor:
                         f"{type(weight).__name__}{hint}")
     if not (weight.is_floating_point() or weight.is_complex()):
         raise TypeError(f"weight must be a floating-point or complex tensor, got {weight.dtype}")
+    if weight.dtype.itemsize < 2:  # (a review: torch's "isfinite not implemented")
+        raise TypeError(f"weight is {weight.dtype}, a dtype of one byte, which torch cannot "
+                        "compute spectra in: cast it to float32 or float64 first "
+                        "(weight.float())")
     if weight.ndim < 3:
         raise ValueError(f"weight must have shape (C_out, C_in/groups, *kernel_size) with at "
                          f"least one spatial dimension, got shape {tuple(weight.shape)}")
@@ -271,7 +275,9 @@ def _values(tensor: torch.Tensor) -> np.ndarray:
     if functorch is not None and functorch.is_functorch_wrapped_tensor(tensor):
         return np.array(tensor.tolist(), dtype=np.complex128 if tensor.is_complex()
                         else np.float64).reshape(tuple(tensor.shape))
-    return tensor.numpy()
+    # a conjugate or negated view (z.conj(), z.conj().imag) has no numpy of its own (a review:
+    # circular_spectral_norm raised torch's "Can't call numpy() ... conjugate bit set")
+    return tensor.resolve_conj().resolve_neg().numpy()
 
 
 def _periodic(weight, input_size, stride, dilation, groups, what: str) -> ConvGeometry:
@@ -422,7 +428,9 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     ``bounds["circulant"]`` where it computes one: a layer small enough for its dense route
     has only ``bounds["dense"]``, and a 1x1 kernel its closed form ``bounds["1x1"]``, which
     this bound, taken at one frequency, equals to a few units in the last place, rounded
-    differently and certified either way): the layer
+    differently and certified either way; a dilated layer that ``spectral_norm`` splits by
+    residues into undilated layers on smaller grids, at stride 1, has the largest of their
+    circulant bounds, another bound, either may be the lower): the layer
     ``nn.Conv*d(..., padding=padding)`` (zero padding) on inputs of spatial size
     ``input_size`` is a restriction of a strided circular layer on a grid large enough that
     nothing wraps around, whose norm -- the largest singular value of its symbol -- bounds

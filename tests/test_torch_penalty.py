@@ -415,3 +415,28 @@ def test_a_functional_transposed_call_with_output_padding_not_below_its_stride_i
     with torch.no_grad():
         module.weight.copy_(model.t)
     assert np.linalg.norm(sct.matrix(module, (2, 6)).toarray(), 2) <= bound.item()
+
+
+class _OnlyItsOutputSize(nn.Module):
+    """A transposed convolution whose own output size is empty: only the call's
+    ``output_size=`` gives it one (PyTorch runs it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.t = nn.ConvTranspose1d(1, 1, 2, stride=2, padding=1, bias=False).double()
+        with torch.no_grad():
+            self.t.weight.copy_(torch.tensor([[[0.25, -0.5]]]))
+
+    def forward(self, x):
+        return self.t(x, output_size=(1,))
+
+
+def test_a_transposed_layer_sized_by_its_call_alone_is_bounded():
+    """A review: lipschitz_bounds (and lipschitz_report's row) refused it, "transposed
+    convolution output size (0,) is empty", building the layer without its output_size."""
+    model = _OnlyItsOutputSize()
+    truth = jacobian_norm(model.t, (1, 1), output_size=(1,))
+    assert truth == pytest.approx(0.5, rel=1e-12)
+    assert sct.lipschitz_bounds(model, (1, 1))()["t"].item() >= truth
+    row = sct.lipschitz_report(model.eval(), (1, 1))[0]
+    assert row["lower"] <= truth <= row["upper"] and row["upper"] == pytest.approx(0.5)

@@ -522,3 +522,32 @@ def test_a_1x1_layer_of_a_padding_that_copies_is_bounded_by_its_closed_form(mode
         bound = sct.spectral_norm_upper(torch.from_numpy(w), size, **options).item()
         dense = np.linalg.norm(sc.conv_matrix(w, (c_in, *size), **options).toarray(), 2)
         assert dense <= bound <= closed.upper * (1 + 1e-13), (case, w.shape, size, options)
+
+
+def test_conjugate_and_negated_views_are_read_as_their_values():
+    """A review: ``circular_spectral_norm`` raised torch's "Can't call numpy() on Tensor that
+    has conjugate bit set" on ``z.conj()`` and its "negative bit" on ``z.conj().imag`` (a
+    plain-looking float64 tensor), where the other two functions gave the right values."""
+    torch.manual_seed(3)
+    z = torch.randn(2, 2, 3, 3, dtype=torch.complex128)
+    for view in (z.conj(), z.conj().imag):
+        assert view.is_conj() or view.is_neg()
+        plain = view.clone().resolve_conj().resolve_neg()
+        basis = torch.eye(50, dtype=plain.dtype).reshape(50, 2, 5, 5)  # PyTorch's own layer
+        columns = torch.nn.functional.conv2d(torch.nn.functional.pad(basis, (1, 1, 1, 1),
+                                                                     mode="circular"), plain)
+        truth = np.linalg.norm(columns.reshape(50, -1).numpy(), 2)
+        assert float(sct.circular_spectral_norm(view, (5, 5))) == pytest.approx(truth, rel=1e-12)
+        assert float(sct.circular_singular_values(view, (5, 5))[0]) == pytest.approx(
+            truth, rel=1e-12)
+        assert float(sct.spectral_norm_upper(view, (5, 5))) >= truth
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_one_byte_floats_are_refused_by_name(dtype):
+    """A review: a float8 weight got torch's "isfinite not implemented for 'Float8_e4m3fn'"."""
+    weight = torch.ones(2, 2, 3).to(dtype)
+    for f in (sct.circular_singular_values, sct.circular_spectral_norm, sct.spectral_norm_upper):
+        with pytest.raises(TypeError, match=f"weight is {dtype}, a dtype of one byte.*"
+                                            r"weight\.float\(\)"):
+            f(weight, 8)
