@@ -465,8 +465,9 @@ def _report(args, error) -> None:
     if data is not None:
         sys.stdout.write(data if data.endswith("\n") else data + "\n")
     sys.stdout.flush()  # (a closed pipe raises here, inside main's handler)
-    if "activation of known constant" in report.reason or (
-            "activations of known constant" in report.reason):
+    if ("activation of known constant" in report.reason or (
+            "activations of known constant" in report.reason)) and (
+            "even with its Lipschitz constant given" not in report.reason):
         print("  (give each one's Lipschitz constant with --constant NAME=L, if you know it)",
               file=sys.stderr)
 

@@ -95,8 +95,13 @@ def _read_array(path: str, error) -> np.ndarray:
         error(f"cannot read --weights {path}: {exc}")
     except Exception as exc:  # noqa: BLE001 - np.load raises OSError, ValueError, EOFError...
         error(f"cannot read --weights {path}: {exc}")
-    if not isinstance(weight, np.ndarray):  # an .npz archive: several named arrays
+    if not isinstance(weight, np.ndarray):  # a zip archive: .npz's named arrays, or torch's
+        torch_file = any(name.endswith("data.pkl") for name in weight.zip.namelist())
         weight.close()
+        if torch_file:  # (a new user's trial: called "an .npz archive")
+            error(f"--weights {path} is a PyTorch file (torch.save); expected one array saved "
+                  "with np.save (.npy): np.save(path, layer.weight.detach().numpy()), or "
+                  "--model for a saved model")
         error(f"--weights {path} is an .npz archive; expected one array saved with np.save "
               "(.npy)")
     return weight
@@ -381,12 +386,17 @@ def _called_convolution(records: list, args, error) -> tuple[Any, tuple, tuple]:
 # ---------------------------------------------------------------------------------------------
 def _model_format(path: str) -> str | None:
     """"torchscript" (``torch.jit.save``), "pickle" (``torch.save``: a zip archive or the legacy
-    pickle), or None.
+    pickle), "plain pickle" (``pickle.dump``, which ``torch.load`` cannot read), or None.
 
     Both of torch's archives are zip files; only TorchScript's holds compiled code
-    (``code/``, ``constants.pkl``). Reads the file's directory only, never unpickles.
+    (``code/``, ``constants.pkl``). torch's legacy format is a pickle whose first object is
+    its magic number. Reads the file's directory, or a pickle's first opcodes (parsed by
+    :mod:`pickletools`, not run), never unpickles.
     """
+    import pickletools
     import zipfile
+
+    from torch.serialization import MAGIC_NUMBER
 
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
@@ -395,7 +405,18 @@ def _model_format(path: str) -> str | None:
             return "torchscript"
         return "pickle" if any(n.endswith("data.pkl") for n in names) else None
     with open(path, "rb") as stream:
-        return "pickle" if stream.read(1) == b"\x80" else None  # a pickle's PROTO opcode
+        if stream.read(1) != b"\x80":  # a pickle's PROTO opcode
+            return None
+        stream.seek(0)
+        try:
+            for opcode, value, _ in pickletools.genops(stream):
+                if opcode.name not in ("PROTO", "FRAME"):
+                    # (a new user's trial: pickle.dump's file got torch's "Invalid magic
+                    # number; corrupt file?" after --trust-pickle, its warning first)
+                    return "pickle" if value == MAGIC_NUMBER else "plain pickle"
+        except ValueError:  # not a pickle after all
+            return None
+    return None
 
 
 def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
@@ -410,6 +431,9 @@ def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
         error(f"cannot read --model {path}: {exc.strerror or exc}")
     if kind is None:
         error(f"--model {path} is not a file written by torch.save or torch.jit.save")
+    if kind == "plain pickle":
+        error(f"--model {path} is a plain Python pickle (pickle.dump), which torch.load cannot "
+              "read: save the model with torch.save(model), or torch.jit.script(model).save(path)")
     if kind == "torchscript":  # TorchScript's loader builds modules, it runs no Python code
         try:
             with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript: not the user's
@@ -419,7 +443,9 @@ def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
             lines = str(exc).strip().splitlines() or [type(exc).__name__]
             error(f"cannot load the TorchScript file --model {path}: {lines[0]}")
     try:  # weights_only runs no code: a state_dict loads, a pickled module does not
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on its own legacy file's protocol
+            warnings.filterwarnings("ignore", "Detected pickle protocol")  # (a new user's
+            loaded = torch.load(path, map_location="cpu", weights_only=True)  # trial)
     except pickle.UnpicklingError:
         if not trust_pickle:
             error(f"--model {path} is a pickled object (torch.save(model)); loading it runs code "

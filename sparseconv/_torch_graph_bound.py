@@ -491,6 +491,12 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             read = exc.args[0]
             if isinstance(read.meta.get("tensor_meta"), (tuple, list)):  # (a new user's
                 # trial: torch.chunk's tensors were called "no floating tensor")
+                if read.op == "call_module":  # (a new user's trial: nn.MultiheadAttention
+                    # was told to slice the signal, and --constant was suggested for it)
+                    return unsupported(node, f"reads {read.name!r}, the tuple module "
+                                       f"{str(read.target)!r} returns, for which the bound has "
+                                       "no rule: a module of several outputs has none, even "
+                                       "with its Lipschitz constant given")
                 return unsupported(node, f"reads {read.name!r}, a tuple of values of the "
                                    "signal (torch.chunk, split, max with its indices), which "
                                    "the bound has no rule for (slice the signal instead)")

@@ -74,9 +74,10 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
         raise TypeError(f"TorchScript {name} is not one layer: its forward runs "
                         f"{len(records)} layers' calls"
                         + (" and more on its signal" if len(records) == 1 else "")
-                        + "; sparseconv.torch.network_operator(model, input_shape) makes one "
-                        "operator of a linear network, and lipschitz_report(model, "
-                        "input_shape) bounds each of its layers")
+                        + "; lipschitz_report(model, input_shape) bounds each of its "
+                        "layers, and sparseconv.torch.network_operator(model, input_shape) "
+                        "makes one operator of a linear network from its eager model (not "
+                        "from TorchScript)")
     return layer
 
 

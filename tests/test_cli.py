@@ -6,6 +6,7 @@ Outputs are checked against the library (``conv_matrix``, itself checked against
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -874,6 +875,27 @@ def test_report_takes_constants_and_speaks_in_options(tmp_path, capsys, monkeypa
             main([*base, "--constant", bad])
         assert message in capsys.readouterr().err, bad
 
+    # a new user's trial: the hint was given for nn.MultiheadAttention, whose tuple has no
+    # bound whatever its constant (the report's reason says so; the hint is left out)
+    import sparseconv.torch as sct
+
+    real = sct.lipschitz_report
+
+    def as_attention(model, *args, **kwargs):
+        report = real(model, *args, **kwargs)
+        return dataclasses.replace(report, network_upper=None, reason=(
+            "module att (MultiheadAttention) is neither a layer sparseconv.torch reads nor an "
+            "activation of known constant; nor is there a bound over its graph: node "
+            "'getitem' (call_function getitem) reads 'att', the tuple module 'att' returns, "
+            "for which the bound has no rule: a module of several outputs has none, even with "
+            "its Lipschitz constant given"))
+
+    monkeypatch.setattr(sct, "lipschitz_report", as_attention)
+    assert main(base) in (0, None)
+    out, err = capsys.readouterr()
+    assert "even with its Lipschitz constant given" in out and "--constant" not in err
+    monkeypatch.setattr(sct, "lipschitz_report", real)
+
     class Residual(nn.Module):
         def __init__(self):
             super().__init__()
@@ -1041,6 +1063,50 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     line = _main_fails(["report", "--model", tmp_path / "model.pt", *shape, "--trust-pickle",
                         "--workers", "0"], capsys)
     assert "--workers must be a positive integer, or negative to count back" in line
+
+
+def test_a_plain_pickle_is_told_apart_from_torch_save(tmp_path, capsys):
+    """A new user's trial: a model saved with pickle.dump got torch's "Detected pickle protocol
+    4" warning and the advice to pass --trust-pickle, then "Invalid magic number; corrupt
+    file?" with it. torch's legacy format (a pickle too) still loads."""
+    import pickle
+
+    import torch
+
+    from sparseconv.cli import main
+
+    model = _tiny_model().eval()
+    with open(tmp_path / "plain.pkl", "wb") as stream:
+        pickle.dump(model, stream)
+    with open(tmp_path / "dict.pkl", "wb") as stream:
+        pickle.dump({"a": 1}, stream, protocol=2)
+    for name in ("plain.pkl", "dict.pkl"):
+        for trust in ([], ["--trust-pickle"]):
+            line = _main_fails(["report", "--model", tmp_path / name, "--input-shape", "3,8,8",
+                                *trust], capsys)
+            assert line == (f"sparseconv report: error: --model {tmp_path / name} is a plain "
+                            "Python pickle (pickle.dump), which torch.load cannot read: save "
+                            "the model with torch.save(model), or "
+                            "torch.jit.script(model).save(path)"), line
+    for protocol in (2, 4):
+        torch.save(model, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False,
+                   pickle_protocol=protocol)
+        assert main(["report", "--model", str(tmp_path / "legacy.pt"), "--input-shape",
+                     "3,8,8", "--trust-pickle"]) == 0
+        assert "network bound" in capsys.readouterr().out
+
+
+def test_a_torch_file_given_as_weights_is_named(tmp_path):
+    """A new user's trial: a torch.save file given as --weights was called "an .npz
+    archive"."""
+    import torch
+
+    torch.save(torch.ones(4, 3, 3, 3), tmp_path / "w.pt")
+    result = run("info", "--in-shape", "3,8,8", "--weights", tmp_path / "w.pt")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"sparseconv info: error: --weights {tmp_path / 'w.pt'} is a PyTorch file "
+        "(torch.save); expected one array saved with np.save (.npy): np.save(path, "
+        "layer.weight.detach().numpy()), or --model for a saved model"]
 
 
 def test_report_names_the_layer_whose_work_failed(tmp_path, capsys, monkeypatch):

@@ -397,7 +397,20 @@ def test_sizes_read_off_the_signal_are_no_signal():
     assert jacobian_norm(model, (2, 4, 4)) <= report.network_upper
     tuple_read = _Conv(lambda m, x: m.pool(m.conv(x))[0])
     report = sct.lipschitz_report(tuple_read.eval(), (2, 4, 4))
+    assert report.network_upper is None and "the tuple module 'pool' returns" in report.reason
+    maximum = _Conv(lambda m, x: torch.max(m.conv(x), 1)[0])  # a function's tuple
+    report = sct.lipschitz_report(maximum.eval(), (2, 4, 4))
     assert report.network_upper is None and "a tuple of values of the signal" in report.reason
+    # a new user's trial: a module's tuple (nn.MultiheadAttention's output and weights) was
+    # told to slice the signal, and the command line suggested --constant for it
+    attention = _Conv(lambda m, x: m.att(*(m.conv(x).flatten(2).transpose(1, 2),) * 3)[0])
+    attention.att = nn.MultiheadAttention(2, 1, batch_first=True, dtype=F64)
+    for given in ({}, {"att": 1.0}):
+        report = sct.lipschitz_report(attention.eval(), (2, 4, 4), lipschitz_constants=given)
+        assert report.network_upper is None and ("reads 'att', the tuple module 'att' returns, "
+                                                 "for which the bound has no rule: a module of "
+                                                 "several outputs has none, even with its "
+                                                 "Lipschitz constant given") in report.reason
     # a new user's trial: a random module was given a misleading reason
     noisy = _Conv(lambda m, x: m.conv(x) + torch.randn_like(x))
     report = sct.lipschitz_report(noisy.eval(), (2, 4, 4))

@@ -1327,8 +1327,7 @@ def test_a_torchscript_network_is_not_one_layer(tmp_path):
     model = nn.Sequential(nn.Conv2d(2, 2, 3, dtype=F64), nn.Conv2d(2, 2, 3, dtype=F64))
     compiled = jit(model.eval(), "script", (2, 8, 8), tmp_path / "net.pt")
     with pytest.raises(TypeError, match=r"^TorchScript Sequential is not one layer: its "
-                                        r"forward runs 2 layers' calls; sparseconv.torch."
-                                        r"network_operator"):
+                                        r"forward runs 2 layers' calls; lipschitz_report"):
         sct.matrix(compiled, (2, 8, 8))
 
 
@@ -1358,8 +1357,10 @@ def test_a_torchscript_module_of_one_call_and_more_is_not_that_layer(how, tmp_pa
     for cls in (_After, _Before):
         compiled = jit(cls().eval(), how, (2, 5, 5), tmp_path / f"{cls.__name__}.pt")
         with pytest.raises(TypeError, match=r"is not one layer: its forward runs 1 layers' "
-                                            r"calls and more on its signal"):
-            sct.matrix(compiled, (2, 5, 5))
+                                            r"calls and more on its signal.*network_operator"
+                                            r".* from its eager model \(not from TorchScript\)"):
+            sct.matrix(compiled, (2, 5, 5))  # (a new user's trial: network_operator was
+            # suggested for the TorchScript model it refuses)
     compiled = jit(_OneConv().eval(), how, (2, 5, 5), tmp_path / "only.pt")
     assert sct.matrix(compiled, (2, 5, 5)).shape == (50, 50)  # a wrapper of one call: taken
 
