@@ -427,7 +427,8 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     out = ok("spectrum", "-o", tmp_path / "s.svg", *LAYER, "--seed", "3", "--figsize", "7,3")
     _, lower, upper, _ = _printed_norm(out)
     svg = (tmp_path / "s.svg").read_text()  # fonts as text: the legend is readable here
-    drawn = re.search(r"certified \|\|A\|\|.*? in \[([\d.]+), ([\d.]+)\]", svg)
+    drawn = re.search(r"certified \|\|A\|\|.*? in.*?\[([\d.]+), ([\d.]+)\]", svg,
+                      re.DOTALL)  # (on two lines: two texts)
     assert drawn, "no certified interval on the figure"
     assert float(drawn.group(1)) <= lower <= upper <= float(drawn.group(2))
     assert 'width="504pt" height="216pt"' in svg

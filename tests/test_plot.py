@@ -703,3 +703,31 @@ def test_the_row_label_of_a_wide_matrix_stays_inside_the_figure(tmp_path):
         box = image.axes.yaxis.label.get_window_extent()
         assert 0 <= box.y0 and box.y1 <= figure.bbox.height, (values, box)
         assert 0 <= box.x0, (values, box)
+
+
+def test_the_certified_interval_is_drawn_off_the_curve(monkeypatch, tmp_path):
+    """A new user's trial: in ``sparseconv spectrum``'s figure (a column wide, beside the
+    frequency map), the interval's legend entry, on one line, spanned the axes, and the
+    legend, which has no frame, was drawn across the curve."""
+    from sparseconv.cli import main
+
+    figures = []
+    monkeypatch.setattr(_cli_commands, "_savefig", lambda fig, *args: figures.append(fig))
+    for seed in ([], ["--seed", "1"], ["--seed", "2"]):
+        assert main(["spectrum", "-o", str(tmp_path / "s.png"), "--in-shape", "16,16,16",
+                     "--out-channels", "16", "--kernel-size", "3", "--padding", "1",
+                     *seed]) in (0, None)
+    assert len(figures) == 3
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    for fig in figures:
+        FigureCanvasAgg(fig).draw()  # (a Figure's own canvas draws nothing)
+        ax = fig.axes[0]
+        box = ax.get_legend().get_window_extent()
+        line = ax.get_lines()[0]  # (then the interval's caps)
+        # the curve, densely: points along each of its segments, in pixels
+        x, y = line.get_xdata(), line.get_ydata()
+        t = np.linspace(0, 1, 50)[:, None]
+        dense = np.column_stack([(x[:-1] + t * np.diff(x)).ravel(),
+                                 (y[:-1] + t * np.diff(y)).ravel()])
+        assert not box.count_contains(ax.transData.transform(dense))

@@ -140,7 +140,9 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
             lines += ax.plot(x, s, label=name, **kwargs)
         if band is not None:
             lower, upper = band
-            text = (f"certified ||A||$_2$ in [{round_outward(lower, ROUND_FLOOR, 6)}, "
+            # on two lines: on one, it spanned a small axes, and the legend, which has no
+            # frame, found no place off the curve (a new user's trial)
+            text = (f"certified ||A||$_2$ in\n[{round_outward(lower, ROUND_FLOOR, 6)}, "
                     f"{round_outward(upper, ROUND_CEILING, 6)}]")
             # opaque: 25% of mid-grey over white (PostScript has no transparency, and warned)
             ax.axhspan(lower, upper, color="0.875", linewidth=0)
