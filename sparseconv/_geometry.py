@@ -172,6 +172,10 @@ class ConvGeometry:
                                  f"needs padding_mode='circular', got padding_mode="
                                  f"{padding_mode!r}")
             pads = periodic_padding(kernel_size, dilation)
+            if flip:  # "same"'s split mirrors under flip (normalize_padding): so does None's
+                # (a review: a one-pixel circular shift from padding="same" and from scipy's
+                # convolve2d(mode="same", boundary="wrap") for even kernels)
+                pads = tuple((hi, lo) for lo, hi in pads)
             for n, k, d, (lo, hi) in zip(input_shape[1:], kernel_size, dilation, pads):
                 if max(lo, hi) > n:  # (said as what it is: no padding was passed; a hunt)
                     raise ValueError(

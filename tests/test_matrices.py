@@ -117,6 +117,28 @@ def test_flip_is_scipy_signal_convolve(mode, seed):
     assert_close(A @ x.ravel(), expected.ravel(), (kernel, size, mode))
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_flip_with_the_periodic_padding_is_scipy_convolve2d_wrapped(seed):
+    """A review: padding=None (the split of "same", any stride) kept PyTorch's split under
+    flip=True, where "same" mirrors it: a one-pixel circular shift from padding="same" and from
+    scipy's convolve2d(mode="same", boundary="wrap") for even kernels (86.0 off on a 4x4)."""
+    rng = np.random.default_rng(4000 + seed)
+    kernel = tuple(int(k) for k in rng.integers(1, 5, 2))  # odd and even
+    size = tuple(int(k + rng.integers(0, 5)) for k in kernel)
+    stride = (1, 1) if seed < 4 else tuple(int(s) for s in rng.integers(1, 3, 2))
+    size = tuple(max(s, n - n % s) for n, s in zip(size, stride))  # periodic: s divides n
+    w = rng.standard_normal((1, 1, *kernel))
+    x = rng.standard_normal(size)
+    wrapped = scipy.signal.convolve2d(x, w[0, 0], mode="same", boundary="wrap")
+    expected = wrapped[::stride[0], ::stride[1]]
+    for make in (conv_matrix, sparseconv.ConvOperator):
+        A = make(w, (1, *size), stride=stride, padding=None, padding_mode="circular", flip=True)
+        assert_close(A @ x.ravel(), expected.ravel(), (kernel, size, stride, make.__name__))
+    if stride == (1, 1):
+        same = conv_matrix(w, (1, *size), padding="same", padding_mode="circular", flip=True)
+        assert_close(same @ x.ravel(), expected.ravel(), (kernel, size))
+
+
 def test_flip_is_the_flipped_kernel():
     rng = np.random.default_rng(0)
     w = rng.standard_normal((3, 2, 2, 3))
