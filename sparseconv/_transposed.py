@@ -77,6 +77,7 @@ def fractionally_strided(
     weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
     padding: ExplicitPaddingLike = 0, output_padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
     groups: int = 1, format: SparseFormat = "csr", dtype: DTypeLike | None = None,
+    output_size: IntOrTuple | None = None,
 ) -> tuple[SparseArray, SparseArray]:
     """A transposed convolution as zero insertion followed by a stride-1 direct convolution.
 
@@ -85,6 +86,9 @@ def fractionally_strided(
     weight, input_shape, stride, padding, output_padding, dilation, groups, format, dtype
         As for :func:`sparseconv.conv_transpose_matrix`; ``padding`` at most
         ``dilation*(kernel_size-1)`` per side (a larger one would crop).
+    output_size : int or tuple of int, optional
+        As for :func:`sparseconv.conv_transpose_matrix` (and ``ConvTranspose*d``'s call):
+        the output's size, instead of ``output_padding``.
 
     Returns
     -------
@@ -126,7 +130,7 @@ def fractionally_strided(
     # the forward convolution (C_out, *out) -> (C_in, *n) whose adjoint is the layer
     geom = ConvGeometry.for_transpose(weight.shape, input_shape, stride=stride, padding=padding,
                                       output_padding=output_padding, dilation=dilation,
-                                      groups=groups)
+                                      groups=groups, output_size=output_size)
     inserted = [(a.output_size - 1) * a.stride + 1 for a in geom.axes]
     pads = []
     for axis, size in zip(geom.axes, inserted):

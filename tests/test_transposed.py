@@ -105,6 +105,33 @@ def test_rejects_bad_input(fn, args, kwargs, error, match):
         fn(*args, **kwargs)
 
 
+@requires_torch
+@pytest.mark.parametrize("seed", range(12))
+def test_fractionally_strided_takes_output_size_as_the_modules_call(seed):
+    """A review: conv_transpose_matrix takes output_size=, fractionally_strided refused it
+    (TypeError). Checked against ``nn.ConvTranspose*d(...)(x, output_size=...)``."""
+    import torch
+
+    rng = np.random.default_rng(1400 + seed)
+    w, shape, kw = random_transpose(rng)
+    kw.pop("output_padding")
+    # an output size PyTorch's call accepts: the smallest plus up to stride - 1 on each axis
+    sizes = [(n - 1) * s - 2 * p + d * (k - 1) + 1 + int(rng.integers(0, s))
+             for n, s, p, d, k in zip(shape[1:], kw["stride"], kw["padding"], kw["dilation"],
+                                      w.shape[2:])]
+    ndim = len(sizes)
+    module = getattr(torch.nn, f"ConvTranspose{ndim}d")(
+        shape[0], w.shape[1] * kw["groups"], w.shape[2:], bias=False, dtype=torch.float64,
+        **kw)
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(w))
+    x = rng.standard_normal(shape)
+    expected = module(torch.from_numpy(x)[None], output_size=sizes).detach().numpy()
+    A, U = fractionally_strided(w, shape, output_size=sizes, **kw)
+    assert_close(A @ (U @ x.ravel()), expected.ravel(), (kw, sizes))
+    assert_close(A @ U, conv_transpose_matrix(w, shape, output_size=sizes, **kw), (kw, sizes))
+
+
 def test_fractionally_strided_float16_is_computed_in_float32():
     w16 = np.random.default_rng(2).standard_normal((2, 3, 3)).astype(np.float16)
     A, U = fractionally_strided(w16, (2, 4), stride=2, padding=1)
