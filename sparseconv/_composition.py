@@ -120,7 +120,33 @@ class AffineMap:
         return self.matrix.shape
 
     def __call__(self, x: ArrayLike) -> np.ndarray:
-        """Apply to a vector ``(n,)`` or to columns ``(n, k)``."""
+        """Apply to a vector ``(n,)`` or to columns ``(n, k)``.
+
+        Parameters
+        ----------
+        x : array_like, shape (n,) or (n, k)
+
+        Returns
+        -------
+        numpy.ndarray, shape (m,) or (m, k)
+            ``matrix @ x + bias`` (the bias added to each column).
+
+        Raises
+        ------
+        ValueError
+            Any other shape.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import affine_conv
+        >>> f = affine_conv(np.ones((1, 1, 2)), [1.0], (1, 3))   # x -> conv(x) + 1
+        >>> f(np.array([1.0, 2.0, 3.0]))
+        array([4., 6.])
+        >>> f(np.eye(3)[:, :2])                                  # two columns
+        array([[2., 2.],
+               [1., 2.]])
+        """
         x = np.asarray(x)
         n = self.shape[1]
         if x.ndim not in (1, 2) or x.shape[0] != n:  # (a new user's trial: scipy's matmul
@@ -171,6 +197,16 @@ class AffineMap:
 
     def homogeneous(self, format: SparseFormat = "csr") -> sp.sparray:
         """The ``(m+1) x (n+1)`` matrix ``[[A, b], [0, 1]]``: composition is its product.
+
+        Parameters
+        ----------
+        format : {"csr", "csc", "coo", "bsr"}, optional
+            Sparse format of the result, as for :func:`sparseconv.conv_matrix`.
+
+        Returns
+        -------
+        scipy.sparse array, shape (m + 1, n + 1)
+            ``H @ [x, 1] = [f(x), 1]``.
 
         Examples
         --------

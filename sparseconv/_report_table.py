@@ -221,9 +221,9 @@ class LipschitzReport:
         The last line is the network's (``network_row=False`` leaves it out): ``name``
         ``(network)``, ``type`` ``Network``, ``upper`` the network bound (empty where there is
         none), ``method`` what it is (``product``, ``graph``, or ``product (assumed a chain:
-        see the warning)``, as :attr:`over_graph` and :attr:`warning` say; ``none: `` and
-        the reason where there is none), the other cells empty. A program that reads the
-        layers only leaves out the ``type`` ``Network``.
+        see the warning)``, as the attributes ``over_graph`` and ``warning`` say;
+        ``"none: "`` and the reason where there is none), the other cells empty. A program
+        that reads the layers only leaves out the ``type`` ``Network``.
 
         Parameters
         ----------

@@ -204,7 +204,33 @@ class NetworkOperator:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Apply to a flat input ``(n,)`` or to columns ``(n, k)``; :meth:`apply` takes
-        arrays shaped as the model's input."""
+        arrays shaped as the model's input.
+
+        Parameters
+        ----------
+        x : array_like, shape (n,) or (n, k)
+            One flattened sample (C order of ``input_shape``), or ``k`` of them as columns.
+
+        Returns
+        -------
+        numpy.ndarray, shape (m,) or (m, k)
+            ``operator @ x + offset``: the model's output, flattened.
+
+        Raises
+        ------
+        ValueError
+            Any other shape; the message points to :meth:`apply`.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> import sparseconv.torch as sct
+        >>> model = torch.nn.Conv1d(1, 1, 2, bias=False).double().eval()
+        >>> with torch.no_grad():
+        ...     _ = model.weight.fill_(1.0)
+        >>> sct.network_operator(model, (1, 3))(np.array([1.0, 2.0, 3.0]))
+        array([3., 5.])
+        """
         x = np.asarray(x)
         n = self.operator.shape[1]
         if x.ndim not in (1, 2) or x.shape[0] != n:  # (a new user's trial: scipy printed
@@ -217,8 +243,17 @@ class NetworkOperator:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """The network applied to an array shaped ``input_shape`` or ``(N, *input_shape)``
-        (a batch, as the model takes it); returns ``output_shape`` or ``(N,
-        *output_shape)``.
+        (a batch, as the model takes it).
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape input_shape or (N, *input_shape)
+            One sample, or a batch of ``N``.
+
+        Returns
+        -------
+        numpy.ndarray, shape output_shape or (N, *output_shape)
+            The model's output, shaped as the model returns it.
 
         Raises
         ------
@@ -245,6 +280,27 @@ class NetworkOperator:
         A chain is the product of its layers' matrices (:func:`sparseconv.compose`); a graph
         with sums or concatenations is the operator applied to the identity, a block of
         columns (or, when the output is smaller, of rows through the adjoint) at a time.
+
+        Returns
+        -------
+        sparseconv.AffineMap
+            ``x -> A @ x + b`` with ``A`` the operator as a CSR array and ``b`` the offset.
+
+        Raises
+        ------
+        MatrixTooLargeError
+            Its matrix, or the blocks it is computed by, over the memory limit.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> import sparseconv.torch as sct
+        >>> model = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten(),
+        ...                             torch.nn.Linear(8, 1)).double().eval()
+        >>> net = sct.network_operator(model, (1, 6))
+        >>> f = net.affine()
+        >>> f.shape, bool(np.allclose(f(np.ones(6)), net(np.ones(6))))
+        ((1, 6), True)
         """
         ops = self._ops
         if len(ops) == 1:  # a forward that returns its input (a review: compose of nothing)

@@ -15,6 +15,7 @@ import types
 from typing import Any
 
 import torch
+import torch._dynamo  # noqa: F401 - before the snapshot below: see _AT_IMPORT
 import torch.nn.functional as F
 from torch import nn
 
@@ -78,7 +79,11 @@ def _insides_snapshot() -> dict[tuple[str, str], tuple]:
 _MISSING = object()
 
 #: What :func:`_watched`'s names held when sparseconv.torch was first imported, and what
-#: each Python function among them computed with (:func:`_insides`).
+#: each Python function among them computed with (:func:`_insides`). Taken with torch._dynamo
+#: imported, which wraps ``torch.manual_seed`` (and others) when it is: the adapter's modules
+#: import it through ``torch.compiler.disable``, and one imported before them (a private
+#: module first, as a doctest run of one file does) had it wrap them after the snapshot, and
+#: refused every network as "torch.manual_seed was replaced".
 _AT_IMPORT = _snapshot()
 _INSIDES_AT_IMPORT = _insides_snapshot()
 

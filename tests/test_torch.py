@@ -2662,6 +2662,24 @@ def test_import_error_says_how_to_install():
         in result.stdout
 
 
+@pytest.mark.parametrize("first", ["sparseconv._torch_network", "sparseconv._torch_patches",
+                                   "sparseconv._torch_report"])
+def test_a_private_module_imported_first_sees_torch_unpatched(first):
+    """A doctest run of sparseconv/_torch_network.py alone: its import took the snapshot of
+    torch's names before torch._dynamo (which the adapter's torch.compiler.disable imports)
+    wrapped torch.manual_seed, so every network was refused as "torch.manual_seed was
+    replaced after sparseconv.torch was imported"."""
+    code = (f"import {first}\n"
+            "import numpy as np, torch\n"
+            "import sparseconv.torch as sct\n"
+            "model = torch.nn.Sequential(torch.nn.Conv1d(1, 1, 2), torch.nn.ReLU()).double()\n"
+            "print(sct.network_operator(model[:1].eval(), (1, 3)).operator.shape)\n"
+            "print(sct.lipschitz_report(model.eval(), (1, 3)).network_upper is not None)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split("\n")[:2] == ["(2, 3)", "True"], \
+        result.stderr[-600:]
+
+
 def test_hooked_modules_are_refused_where_the_hook_would_be_missed():
     """A hook can change what a module returns: network_operator ignored a forward pre-hook
     that doubled a convolution's input (0.79 off) and a forward hook that tripled its output,
