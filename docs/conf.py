@@ -52,6 +52,7 @@ nitpicky = True
 autosummary_generate = True
 autosummary_imported_members = False
 autodoc_typehints = "none"           # numpydoc's Parameters section carries the types
+autodoc_preserve_defaults = True     # dtype=np.float64 as written, not <class 'numpy.float64'>
 numpydoc_show_class_members = False  # the class template lists members itself
 numpydoc_xref_param_type = False     # types stay plain text: no intersphinx offline
 numpydoc_class_members_toctree = False
@@ -126,17 +127,58 @@ def _fix_docstring(app, what, name, obj, options, lines):
 
 def _init_signature(app, what, name, obj, options, signature, return_annotation):
     """A LinearOperator subclass's signature is its ``__init__``'s, not ``LinearOperator.__new__``'s
-    ``(*args, **kwargs)``, which autodoc would show."""
+    ``(*args, **kwargs)``, which autodoc would show; a class's private fields (a dataclass's
+    ``_ops``, which the function that makes it fills) are left out of its signature."""
     if what == "class" and name.startswith("sparseconv") and signature == "(*args, **kwargs)":
         parameters = [p.replace(annotation=p.empty)
                       for p in list(inspect.signature(obj.__init__).parameters.values())[1:]]
         return str(inspect.Signature(parameters)), return_annotation
+    if what == "class" and name.startswith("sparseconv") and signature and "_" in signature:
+        try:
+            parameters = list(inspect.signature(obj).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        if any(p.name.startswith("_") for p in parameters):
+            shown = [p.replace(annotation=p.empty) for p in parameters
+                     if not p.name.startswith("_")]
+            return str(inspect.Signature(shown)), return_annotation
     return None
+
+
+def _cli_reference(app):
+    """``docs/generated/cli_options.rst``: every command's ``--help``, as argparse prints it
+    (the command line's page includes it; a new user's trial found a third of the options
+    named nowhere on the site)."""
+    from sparseconv.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
+    out = Path(app.srcdir) / "generated" / "cli_options.rst"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "92"  # argparse wraps to the terminal: one width for the page
+    try:
+        blocks = [("sparseconv", parser.format_help())]
+        blocks += [(f"sparseconv {name}", sub.format_help())
+                   for name, sub in commands.choices.items()]
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+    text = []
+    for title, help_text in blocks:
+        text += [f"``{title}``", "~" * (len(title) + 4), "", ".. code-block:: text", ""]
+        text += [("   " + line).rstrip() for line in help_text.splitlines()] + [""]
+    new = "\n".join(text)
+    if not out.exists() or out.read_text() != new:  # (unchanged: no rebuild of the page)
+        out.write_text(new)
 
 
 def setup(app):
     app.connect("autodoc-process-docstring", _fix_docstring, priority=100)  # before numpydoc
     app.connect("autodoc-process-signature", _init_signature)
+    app.connect("builder-inited", _cli_reference)
 
 
 # -- HTML ------------------------------------------------------------------------------------
@@ -166,7 +208,6 @@ sphinx_gallery_conf = {
     "matplotlib_animations": (True, "jshtml"),
     "doc_module": ("sparseconv",),
     "backreferences_dir": "generated/backreferences",
-    "reference_url": {"sparseconv": None},
     "download_all_examples": False,
     "remove_config_comments": True,
     "show_memory": False,

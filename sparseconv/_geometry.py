@@ -116,10 +116,31 @@ class ConvGeometry:
     ) -> ConvGeometry:
         """Validate a layer given PyTorch's weight shape ``(C_out, C_in/groups, *kernel)``.
 
-        ``padding=None`` with ``padding_mode="circular"`` is the periodic layer the spectra
-        mean by it: total ``dilation*(k-1)`` per axis, split as PyTorch's "same", any stride.
-        ``output_size`` (used by transposed convolutions) keeps only the first outputs of each
-        axis; it may not exceed the natural output size.
+        Parameters
+        ----------
+        weight_shape : tuple of int
+            ``(C_out, C_in/groups, *kernel_size)``, as ``nn.Conv*d.weight.shape`` (or an
+            array, whose shape is taken).
+        input_shape : tuple of int
+            ``(C_in, *spatial)``, without the batch axis.
+        stride, padding, dilation, groups, padding_mode, flip
+            As for :func:`sparseconv.conv_matrix`. ``padding=None`` with
+            ``padding_mode="circular"`` is the periodic layer the spectra mean by it: total
+            ``dilation*(k-1)`` per axis, split as ``"same"`` splits it (mirrored under
+            ``flip``), any stride.
+        output_size : sequence of int, optional
+            Used by transposed convolutions: keeps only the first outputs of each axis; it
+            may not exceed the natural output size.
+
+        Returns
+        -------
+        ConvGeometry
+
+        Raises
+        ------
+        ValueError, TypeError
+            Each argument's, named with its value, as :func:`sparseconv.conv_matrix` raises
+            them (an empty output, a channel count ``groups`` does not divide, ...).
 
         Examples
         --------
@@ -197,9 +218,21 @@ class ConvGeometry:
     ) -> ConvGeometry:
         """Validate a weightless layer given by ``kernel_size``: selection and pooling maps.
 
-        One output channel reading every input channel (weight shape ``(1, C, *kernel)``), or
-        with ``depthwise`` one output channel per input channel (``(C, 1, *kernel)``,
-        ``groups=C``), as pooling. ``kwargs`` are those of :meth:`from_weight`.
+        Parameters
+        ----------
+        input_shape : tuple of int
+            ``(C, *spatial)``.
+        kernel_size : int or tuple of int
+        depthwise : bool, optional
+            False: one output channel reading every input channel (weight shape ``(1, C,
+            *kernel)``); True: one output channel per input channel (``(C, 1, *kernel)``,
+            ``groups=C``), as pooling.
+        **kwargs
+            Those of :meth:`from_weight` (``stride``, ``padding``, ...).
+
+        Returns
+        -------
+        ConvGeometry
 
         Examples
         --------
@@ -229,11 +262,29 @@ class ConvGeometry:
     ) -> ConvGeometry:
         """Geometry of the convolution whose adjoint is ``conv_transpose{d}d``.
 
-        ``weight_shape`` is PyTorch's transposed layout ``(C_in, C_out/groups, *kernel)`` and
-        ``input_shape`` the transposed layer's input ``(C_in, *spatial)``. The returned geometry
-        maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``. ``output_size`` (spatial)
-        picks the ``output_padding``, as ``ConvTranspose*d.forward(x, output_size=...)``.
-        ``padding_mode``: ``"zeros"``, the only one PyTorch's ``ConvTranspose*d`` takes.
+        Parameters
+        ----------
+        weight_shape : tuple of int
+            PyTorch's transposed layout ``(C_in, C_out/groups, *kernel)``.
+        input_shape : tuple of int
+            The transposed layer's input ``(C_in, *spatial)``.
+        stride, padding, output_padding, dilation, groups
+            As for :func:`sparseconv.conv_transpose_matrix`.
+        output_size : int or tuple of int, optional
+            The spatial output size, which picks the ``output_padding``, as
+            ``ConvTranspose*d.forward(x, output_size=...)``.
+        padding_mode : str, optional
+            ``"zeros"``, the only one PyTorch's ``ConvTranspose*d`` takes.
+
+        Returns
+        -------
+        ConvGeometry
+            It maps ``(C_out, *transposed_output)`` to ``(C_in, *spatial)``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            As :func:`sparseconv.conv_transpose_matrix` raises them.
 
         Examples
         --------
@@ -387,6 +438,15 @@ class ConvGeometry:
         (C-order over ``kernel_size``) at flat output position ``o``, or ``-1`` where the tap
         reads a zero pad. It is the same for every channel pair.
 
+        Returns
+        -------
+        numpy.ndarray of int64, shape (prod(output_size), prod(kernel_size))
+
+        Raises
+        ------
+        MatrixTooLargeError
+            The map over the memory limit.
+
         Examples
         --------
         >>> from sparseconv import ConvGeometry
@@ -414,6 +474,15 @@ class ConvGeometry:
     def tap_weights(self, weight: np.ndarray) -> np.ndarray:
         """``weight`` as applied to the gather map's taps: flipped for a true convolution.
 
+        Parameters
+        ----------
+        weight : numpy.ndarray, shape (C_out, C_in/groups, *kernel_size)
+
+        Returns
+        -------
+        numpy.ndarray
+            ``weight`` itself, or a view of it flipped on every spatial axis (``flip``).
+
         Examples
         --------
         >>> import numpy as np
@@ -436,6 +505,22 @@ class ConvGeometry:
         ``(C_out, C_in/groups, *counts)``; the sums of the first axes are shared by the
         blocks that have them in common. Every matrix builder writes these patterns, and
         checks them first where an integer dtype could not hold a sum.
+
+        Parameters
+        ----------
+        weight : array_like, shape (C_out, C_in/groups, *kernel_size)
+
+        Yields
+        ------
+        block : tuple of int
+            One segment's index per axis.
+        folded : numpy.ndarray, shape (C_out, C_in/groups, *counts)
+            The weight folded onto the inputs the block's outputs read.
+
+        Raises
+        ------
+        ValueError
+            A weight of another shape than the geometry's.
 
         Examples
         --------
@@ -469,6 +554,10 @@ class ConvGeometry:
 
         The gather map is separable, so the distinct input positions an output reads are a
         Cartesian product over axes, and so is their count.
+
+        Returns
+        -------
+        int
 
         Examples
         --------

@@ -101,6 +101,8 @@ class LipschitzReport:
         chain: residual sums add their branches' bounds, concatenations add them in
         quadrature; a TorchScript model's graph rebuilt as one), False for the product over a
         chain.
+    columns : tuple of str
+        The rows' keys in the table's order (the CSV's header).
     warning : str
         With ``assume_chain=True``, where the forward runs an operation on the signal outside
         its layers (a residual sum, a concatenation, ...), so that ``network_upper``, the
