@@ -299,9 +299,9 @@ class CircularSVD(LinearOperator):
 
         Of the computed values, as :func:`numpy.linalg.cond`: each carries rounding of about
         ``eps * S[0]``, so a layer whose rank is exactly deficient may have a smallest value
-        of that size, and a condition number of ``1 / eps`` or more rather than ``inf`` (a
-        hunt: ``6e31``), or an exact zero and ``inf`` where the symbol's zeros are exact (an
-        all-ones kernel on a grid its size divides: a trial). Compare ``S`` with
+        of that size, and a condition number of ``1 / eps`` or more rather than ``inf``
+        (``6e31`` was seen), or an exact zero and ``inf`` where the symbol's zeros are exact
+        (an all-ones kernel on a grid its size divides). Compare ``S`` with
         ``S[0] * eps * max(A.shape)`` for a numerical rank, as ``numpy.linalg.matrix_rank``
         does.
 
@@ -324,8 +324,7 @@ class CircularSVD(LinearOperator):
         has an equal one at ``-xi`` with conjugate vectors ``conj(u)``, ``conj(v)``, so where
         ``r`` keeps one member of such a pair (as about every other ``r`` does), that member's
         term is the real singular triplet ``(s, sqrt(2) Re u, sqrt(2) Re v)`` of the same
-        value, in the pair's span: a real best approximation (a new user's trial found the
-        complex ``s u v^H`` returned for half of all ``r``).
+        value, in the pair's span: a real best approximation, not the complex ``s u v^H``.
 
         Parameters
         ----------

@@ -47,10 +47,11 @@ class SpectralNorm:
         decides: placed at ``(1 + tol)`` times ``lower``, it proves the claim or refutes it (and a
         Lanczos iteration refuted so is searched again off the vector it settled on); for a ``tol``
         below its resolution, about 5e-9, it proves ``lower`` within 5e-9 of the norm, and the claim
-        beyond that is the Lanczos iteration's, as below (a review: ``converged`` at ``tol=1e-10``,
-        ``lower`` 5.4e-10 short, the top two singular values 5.4e-10 apart). Elsewhere, as far as
-        the Lanczos iteration can tell (its Ritz residual, and the quotient's rounding allowance:
-        taps that cancel can leave a norm below it), which is no proof: where the top two singular
+        beyond that is the Lanczos iteration's, as below (``converged`` was seen at
+        ``tol=1e-10`` with ``lower`` 5.4e-10 short, the top two singular values 5.4e-10 apart).
+        Elsewhere, as far as the Lanczos iteration can tell (its Ritz residual, and the
+        quotient's rounding allowance: taps that cancel can leave a norm below it), which is
+        no proof: where the top two singular
         values lie within about 1e-5 (relative) of each other, Lanczos can settle on the second,
         whose residual passes, and claim ``tol`` up to their gap below the norm. For the exact
         methods, whether their interval is within ``tol`` (their rounding allowance, sized by the
@@ -102,8 +103,8 @@ class SpectralNorm:
     @property
     def relative_width(self) -> float:
         """``(upper - lower) / upper`` (0 for a zero layer; 1 for an infinite ``upper`` above a
-        finite ``lower``, its limit, where the quotient would be NaN: a review found a filter
-        ``width > 1e-3`` skipping such a layer)."""
+        finite ``lower``, its limit, where the quotient would be NaN and a filter such as
+        ``width > 1e-3`` would skip the layer)."""
         if math.isinf(self.upper):
             return 0.0 if math.isinf(self.lower) else 1.0
         return (self.upper - self.lower) / self.upper if self.upper > 0 else 0.0

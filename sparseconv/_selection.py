@@ -144,7 +144,7 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
         ``(C, *spatial)``.
     padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}
         Non-negative, as :func:`conv_matrix` takes it: ``F.pad`` crops with negative pads,
-        and this matrix only pads (a new user's trial). The strings need ``kernel_size``
+        and this matrix only pads. The strings need ``kernel_size``
         (and ``dilation``), as in :func:`conv_matrix`.
     padding_mode : {"zeros", "circular", "reflect", "replicate"}, optional
     kernel_size, dilation : int or tuple of int, optional

@@ -394,8 +394,8 @@ def not_periodic(geom: ConvGeometry) -> str | None:
     ``n / s`` outputs on every axis. Output ``o`` then reads ``(o s + t d - pad) mod n``, every
     stride phase once: the circular convolution by polyphase, its input shifted by the
     padding's low side (a unitary relabelling). The total padding ``P`` is then from
-    ``d (k - 1) - s + 1`` to ``d (k - 1)`` (a new user's trial: a 4x4 stride-2 layer with
-    circular padding 1, the periodic layer itself, got a bound twice its norm).
+    ``d (k - 1) - s + 1`` to ``d (k - 1)`` (a 4x4 stride-2 layer with circular padding 1 is
+    the periodic layer itself).
     """
     for a in geom.axes:
         if a.size % a.stride:
@@ -477,7 +477,7 @@ def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTupl
     padding, padding_mode
         As :func:`symbol`: a periodic padding (``None``, the default, or another split of the
         same total: the same map) and ``"circular"``, accepted so that the periodic
-        arguments of the other spectral functions pass unchanged (a new user's trial).
+        arguments of the other spectral functions pass unchanged.
     executor : concurrent.futures.Executor, optional
         Runs the work, one task per chunk of frequencies carrying the kernel and the chunk
         (a ``ProcessPoolExecutor``, a ``dask.distributed`` client's ``get_executor()``,
