@@ -5,6 +5,7 @@ layer -- and the messages that name those options (:func:`_reason`)."""
 from __future__ import annotations
 
 import functools
+import io
 import math
 import re
 import sys
@@ -91,20 +92,27 @@ def _read_array(path: str, error) -> np.ndarray:
         weight = np.load(path, allow_pickle=False)
     except ValueError as exc:  # numpy's guess for a file that is no .npy: "pickled data"
         if "pickle" in str(exc):
+            _not_torch(path, error)  # (torch's legacy format is a pickle: a review)
             error(f"cannot read --weights {path}: not an array saved with np.save (.npy)")
         error(f"cannot read --weights {path}: {exc}")
     except Exception as exc:  # noqa: BLE001 - np.load raises OSError, ValueError, EOFError...
         error(f"cannot read --weights {path}: {exc}")
     if not isinstance(weight, np.ndarray):  # a zip archive: .npz's named arrays, or torch's
-        torch_file = any(name.endswith("data.pkl") for name in weight.zip.namelist())
         weight.close()
-        if torch_file:  # (a new user's trial: called "an .npz archive")
-            error(f"--weights {path} is a PyTorch file (torch.save); expected one array saved "
-                  "with np.save (.npy): np.save(path, layer.weight.detach().numpy()), or "
-                  "--model for a saved model")
+        _not_torch(path, error)  # (a new user's trial: a torch.save file, "an .npz archive")
         error(f"--weights {path} is an .npz archive; expected one array saved with np.save "
               "(.npy)")
     return weight
+
+
+def _not_torch(path: str, error) -> None:
+    """Refuse a PyTorch file given as ``--weights``, saying which kind it is."""
+    kind = _model_format(path)
+    if kind in ("pickle", "torchscript"):
+        what = ("a TorchScript file (torch.jit.save)" if kind == "torchscript" else
+                "a PyTorch file (torch.save)")
+        error(f"--weights {path} is {what}; expected one array saved with np.save (.npy): "
+              "np.save(path, layer.weight.detach().numpy()), or --model for a saved model")
 
 
 def _load_weight(args, error) -> np.ndarray:
@@ -384,19 +392,23 @@ def _called_convolution(records: list, args, error) -> tuple[Any, tuple, tuple]:
 # ---------------------------------------------------------------------------------------------
 # report: a PyTorch model, not one layer.
 # ---------------------------------------------------------------------------------------------
+#: torch's legacy (pickle) format begins with this number, pickled (torch.serialization's
+#: MAGIC_NUMBER, written here so that --weights can name such a file without torch).
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+
+
 def _model_format(path: str) -> str | None:
     """"torchscript" (``torch.jit.save``), "pickle" (``torch.save``: a zip archive or the legacy
     pickle), "plain pickle" (``pickle.dump``, which ``torch.load`` cannot read), or None.
 
     Both of torch's archives are zip files; only TorchScript's holds compiled code
     (``code/``, ``constants.pkl``). torch's legacy format is a pickle whose first object is
-    its magic number. Reads the file's directory, or a pickle's first opcodes (parsed by
-    :mod:`pickletools`, not run), never unpickles.
+    its magic number, in any pickle protocol. Reads the file's directory, or a pickle's first
+    opcodes (parsed by :mod:`pickletools` from at most its first 64 KiB, not run), never
+    unpickles.
     """
     import pickletools
     import zipfile
-
-    from torch.serialization import MAGIC_NUMBER
 
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
@@ -405,17 +417,20 @@ def _model_format(path: str) -> str | None:
             return "torchscript"
         return "pickle" if any(n.endswith("data.pkl") for n in names) else None
     with open(path, "rb") as stream:
-        if stream.read(1) != b"\x80":  # a pickle's PROTO opcode
-            return None
-        stream.seek(0)
-        try:
-            for opcode, value, _ in pickletools.genops(stream):
-                if opcode.name not in ("PROTO", "FRAME"):
-                    # (a new user's trial: pickle.dump's file got torch's "Invalid magic
-                    # number; corrupt file?" after --trust-pickle, its warning first)
-                    return "pickle" if value == MAGIC_NUMBER else "plain pickle"
-        except ValueError:  # not a pickle after all
-            return None
+        # (a review: a 14-byte file whose opcode claimed 2**62 bytes made pickletools read
+        # that many, and the command said "out of memory"; a bytes buffer returns what it has)
+        head = io.BytesIO(stream.read(2**16))
+    try:
+        for opcode, value, _ in pickletools.genops(head):
+            if opcode.name not in ("PROTO", "FRAME"):
+                if value == _TORCH_MAGIC and opcode.name in ("LONG", "LONG1", "LONG4"):
+                    return "pickle"
+                # (a new user's trial: pickle.dump's file got torch's "Invalid magic number;
+                # corrupt file?" after --trust-pickle); protocols 2 and up only, which begin
+                # with PROTO: a file of text may parse as protocol 0's opcodes
+                return "plain pickle" if head.getvalue()[:1] == b"\x80" else None
+    except ValueError:  # not a pickle after all
+        return None
     return None
 
 
@@ -432,8 +447,9 @@ def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
     if kind is None:
         error(f"--model {path} is not a file written by torch.save or torch.jit.save")
     if kind == "plain pickle":
-        error(f"--model {path} is a plain Python pickle (pickle.dump), which torch.load cannot "
-              "read: save the model with torch.save(model), or torch.jit.script(model).save(path)")
+        error(f"--model {path} is a Python pickle that torch.save did not write (pickle.dump?), "
+              "which torch.load cannot read: save the model with torch.save(model), or "
+              "torch.jit.script(model).save(path)")
     if kind == "torchscript":  # TorchScript's loader builds modules, it runs no Python code
         try:
             with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript: not the user's

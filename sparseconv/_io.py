@@ -13,11 +13,13 @@ string, so neither reader needs pickle. :func:`load_layer` returns the matrix an
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -26,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._files import atomic_path, output_path
-from ._geometry import ConvGeometry
+from ._geometry import ConvGeometry, periodic_padding
 from ._matrices import conv_matrix, conv_transpose_matrix
 from ._memory import MatrixTooLargeError, check_memory, get_memory_limit
 from ._operators import ConvOperator, ConvTransposeOperator
@@ -416,8 +418,34 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
             blocksize=_tuples(description["blocksize"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"the layer description in file {name} is not valid: {exc}") from exc
-    _check_matrix_of(layer, matrix, name)
+    try:
+        _check_matrix_of(layer, matrix, name)
+    except ValueError:
+        older = _unmirrored(layer)
+        if older is None:
+            raise
+        _check_matrix_of(older, matrix, name)  # (its error, if neither is the file's)
+        warnings.warn(f"file {name} was written before padding=None's split mirrored under "
+                      "flip=True (as padding='same' does): its layer is read with that split "
+                      f"given explicitly, padding={older.options['padding']}, which its "
+                      "matrix is", UserWarning, stacklevel=2)
+        layer = older
     return matrix, layer
+
+
+def _unmirrored(layer: SavedLayer) -> SavedLayer | None:
+    """A file's layer of ``padding=None, flip=True`` as sparseconv wrote it before that split
+    mirrored (a review: such files no longer loaded, "the file was changed"): the same layer
+    with PyTorch's split given as per-side pairs; None for any other layer."""
+    options = layer.options
+    if layer.transposed or options.get("padding", 0) is not None or options.get("flip") \
+            is not True:
+        return None
+    ndim = np.ndim(layer.weight) - 2
+    dilation = options.get("dilation", 1)
+    dilation = (dilation,) * ndim if isinstance(dilation, int) else tuple(dilation)
+    pads = periodic_padding(np.shape(layer.weight)[2:], dilation)
+    return dataclasses.replace(layer, options={**options, "padding": tuple(pads)})
 
 
 def _check_matrix_of(layer: SavedLayer, matrix: SparseArray, name: str) -> None:

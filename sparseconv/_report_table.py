@@ -222,10 +222,11 @@ class LipschitzReport:
 
         The last line is the network's (``network_row=False`` leaves it out): ``name``
         ``(network)``, ``type`` ``Network``, ``upper`` the network bound (empty where there is
-        none), ``method`` what it is (``product``, ``graph``, or ``product (assumed a chain:
-        see the warning)``, as the attributes ``over_graph`` and ``warning`` say;
-        ``"none: "`` and the reason where there is none), the other cells empty. A program
-        that reads the layers only leaves out the ``type`` ``Network``.
+        none), ``method`` what it is (``product``, ``graph``, or, with ``assume_chain``'s
+        warning, ``product (assumed a chain; warning: ...)`` and the warning's text, which says
+        why the product may be no bound; ``"none: "`` and the reason where there is none), the
+        other cells empty. A program that reads the layers only leaves out the ``type``
+        ``Network``.
 
         Parameters
         ----------
@@ -266,7 +267,9 @@ class LipschitzReport:
         elif self.over_graph:
             method = "graph"
         else:
-            method = "product" + (" (assumed a chain: see the warning)" if self.warning else "")
+            # (a review: "see the warning" pointed to what the CSV does not hold)
+            method = "product" + (f" (assumed a chain; warning: {self.warning})"
+                                  if self.warning else "")
         return {"name": "(network)", "type": "Network", "upper": self.network_upper,
                 "method": method}
 

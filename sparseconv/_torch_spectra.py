@@ -73,10 +73,6 @@ def _weight(weight) -> torch.Tensor:
                         f"{type(weight).__name__}{hint}")
     if not (weight.is_floating_point() or weight.is_complex()):
         raise TypeError(f"weight must be a floating-point or complex tensor, got {weight.dtype}")
-    if weight.dtype.itemsize < 2:  # (a review: torch's "isfinite not implemented")
-        raise TypeError(f"weight is {weight.dtype}, a dtype of one byte, which torch cannot "
-                        "compute spectra in: cast it to float32 or float64 first "
-                        "(weight.float())")
     if weight.ndim < 3:
         raise ValueError(f"weight must have shape (C_out, C_in/groups, *kernel_size) with at "
                          f"least one spatial dimension, got shape {tuple(weight.shape)}")
@@ -86,6 +82,11 @@ def _weight(weight) -> torch.Tensor:
                          "module.to_empty(device='cpu') and initialize it)")
     try:
         finite = not weight.numel() or bool(torch.isfinite(weight.detach()).all())
+    except NotImplementedError as exc:  # torch's "isfinite not implemented for
+        # 'Float8_e4m3fn'" (a review; float8_e5m2 and e8m0fnu have it, and are read)
+        raise TypeError(f"weight is {weight.dtype}, which torch computes too little in to read "
+                        "its values: cast it to float32 or float64 first "
+                        "(weight.float())") from exc
     except RuntimeError as exc:  # torch.func.vmap: a data-dependent step (a hunt)
         if "vmap" not in str(exc):
             raise

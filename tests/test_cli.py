@@ -1085,11 +1085,21 @@ def test_a_plain_pickle_is_told_apart_from_torch_save(tmp_path, capsys):
         for trust in ([], ["--trust-pickle"]):
             line = _main_fails(["report", "--model", tmp_path / name, "--input-shape", "3,8,8",
                                 *trust], capsys)
-            assert line == (f"sparseconv report: error: --model {tmp_path / name} is a plain "
-                            "Python pickle (pickle.dump), which torch.load cannot read: save "
-                            "the model with torch.save(model), or "
+            assert line == (f"sparseconv report: error: --model {tmp_path / name} is a "
+                            "Python pickle that torch.save did not write (pickle.dump?), which "
+                            "torch.load cannot read: save the model with torch.save(model), or "
                             "torch.jit.script(model).save(path)"), line
-    for protocol in (2, 4):
+    # a review: a 14-byte file whose opcode claims 2**62 bytes was "out of memory"
+    (tmp_path / "huge.bin").write_bytes(b"\x80\x04\x8d" + (2**62).to_bytes(8, "little") + b"abc")
+    line = _main_fails(["report", "--model", tmp_path / "huge.bin", "--input-shape", "3,8,8"],
+                       capsys)
+    assert "is not a file written by torch.save or torch.jit.save" in line, line
+    from torch.serialization import MAGIC_NUMBER
+
+    from sparseconv._cli_layer import _TORCH_MAGIC
+
+    assert _TORCH_MAGIC == MAGIC_NUMBER
+    for protocol in (1, 2, 4):  # (protocol 1 begins with no PROTO opcode: a review)
         torch.save(model, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False,
                    pickle_protocol=protocol)
         assert main(["report", "--model", str(tmp_path / "legacy.pt"), "--input-shape",
@@ -1103,11 +1113,19 @@ def test_a_torch_file_given_as_weights_is_named(tmp_path):
     import torch
 
     torch.save(torch.ones(4, 3, 3, 3), tmp_path / "w.pt")
-    result = run("info", "--in-shape", "3,8,8", "--weights", tmp_path / "w.pt")
-    assert result.returncode == 2 and result.stderr.splitlines() == [
-        f"sparseconv info: error: --weights {tmp_path / 'w.pt'} is a PyTorch file "
-        "(torch.save); expected one array saved with np.save (.npy): np.save(path, "
-        "layer.weight.detach().numpy()), or --model for a saved model"]
+    torch.save(torch.ones(4, 3, 3, 3), tmp_path / "legacy.pt",
+               _use_new_zipfile_serialization=False)
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(torch.nn.Conv2d(3, 4, 3)).save(str(tmp_path / "script.pt"))
+    for name, what in (("w.pt", "a PyTorch file (torch.save)"),
+                       ("legacy.pt", "a PyTorch file (torch.save)"),  # (a review)
+                       ("script.pt", "a TorchScript file (torch.jit.save)")):
+        result = run("info", "--in-shape", "3,8,8", "--weights", tmp_path / name)
+        assert result.returncode == 2 and result.stderr.splitlines() == [
+            f"sparseconv info: error: --weights {tmp_path / name} is {what}; expected one "
+            "array saved with np.save (.npy): np.save(path, layer.weight.detach().numpy()), or "
+            "--model for a saved model"], result.stderr
 
 
 def test_report_names_the_layer_whose_work_failed(tmp_path, capsys, monkeypatch):

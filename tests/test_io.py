@@ -325,3 +325,36 @@ def test_loading_is_sized_against_the_memory_limit_first(tmp_path, memory_limit)
         for file in (opened, io.BytesIO(data), _Stream(data)):
             matrix, layer = load_layer(file)
             assert (matrix != expected).nnz == 0 and layer.input_shape == (4, 64, 64)
+
+
+@pytest.mark.parametrize("options", [{}, {"stride": 2, "dilation": (1, 2)}])
+def test_a_file_of_the_periodic_padding_unmirrored_under_flip_still_loads(tmp_path, options):
+    """A review: padding=None's split now mirrors under flip=True (as "same" does), so a file
+    that save_layer wrote before, its matrix of PyTorch's split and its description
+    padding=None, was refused as "changed after save_layer wrote it". It loads, read with the
+    split it was written with, given explicitly, and a warning says so."""
+    path = tmp_path / "old.npz"
+    weight = np.random.default_rng(1).standard_normal((2, 1, 4, 3))
+    shape = (1, 8, 6)
+    # PyTorch's split of the periodic padding d (k - 1): the odd pixel on the high side
+    dilation = options.get("dilation", (1, 1))
+    old = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                for k, d in zip(weight.shape[2:], dilation))
+    written = save_layer(path, weight, shape, padding=old, padding_mode="circular", flip=True,
+                         **options)
+    with np.load(path, allow_pickle=False) as stored:  # the description as it was written
+        entries = {key: stored[key] for key in stored.files}
+    description = json.loads(str(entries["sparseconv_layer"]))
+    description["options"]["padding"] = None
+    entries["sparseconv_layer"] = np.array(json.dumps(description))
+    np.savez(path, **entries)
+    with pytest.warns(UserWarning, match=r"written before padding=None's split mirrored under "
+                                         r"flip=True .* padding=\(\(1, 2\), "):
+        A, layer = load_layer(path)
+    assert abs(A - written).max() == 0 and layer.options["padding"] == old
+    x = np.random.default_rng(2).standard_normal(A.shape[1])
+    assert_close(layer.operator() @ x, A @ x, options)
+    # a file of this version, padding=None under flip, loads without a word
+    save_layer(path, weight, shape, padding=None, padding_mode="circular", flip=True, **options)
+    A, layer = load_layer(path)
+    assert layer.options["padding"] is None
