@@ -54,18 +54,19 @@ __all__ = [
     "spatial_matrix",
 ]
 
-def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int]):
-    """The padding of a periodic layer: ``dilation*(k-1)`` per axis, split as PyTorch's "same"
-    (at any stride: the spectra's ``padding=None``).
+def periodic_padding(kernel_size: Sequence[int], dilation: Sequence[int], flip: bool = False):
+    """The padding of a periodic layer: ``dilation*(k-1)`` per axis, split as "same" splits it
+    (PyTorch's split, mirrored under ``flip``; at any stride: the spectra's ``padding=None``).
 
     Examples
     --------
     >>> from sparseconv._geometry import periodic_padding
-    >>> periodic_padding((3, 4), (1, 1))
-    ((1, 1), (1, 2))
+    >>> periodic_padding((3, 4), (1, 1)), periodic_padding((3, 4), (1, 1), flip=True)
+    (((1, 1), (1, 2)), ((1, 1), (2, 1)))
     """
     ndim = len(kernel_size)
-    return normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation))
+    return normalize_padding("same", ndim, tuple(kernel_size), (1,) * ndim, tuple(dilation),
+                             flip)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,11 +193,9 @@ class ConvGeometry:
                 raise ValueError(f"padding=None (the periodic padding, dilation*(k-1) per axis) "
                                  f"needs padding_mode='circular', got padding_mode="
                                  f"{padding_mode!r}")
-            pads = periodic_padding(kernel_size, dilation)
-            if flip:  # "same"'s split mirrors under flip (normalize_padding): so does None's
-                # (a review: a one-pixel circular shift from padding="same" and from scipy's
-                # convolve2d(mode="same", boundary="wrap") for even kernels)
-                pads = tuple((hi, lo) for lo, hi in pads)
+            # mirrored under flip, as "same" is (a review: kept unmirrored, a one-pixel
+            # circular shift from scipy's convolve2d(mode="same", boundary="wrap"))
+            pads = periodic_padding(kernel_size, dilation, flip)
             for n, k, d, (lo, hi) in zip(input_shape[1:], kernel_size, dilation, pads):
                 if max(lo, hi) > n:  # (said as what it is: no padding was passed; a hunt)
                     raise ValueError(

@@ -33,7 +33,14 @@ from ._matrices import conv_matrix, conv_transpose_matrix
 from ._memory import MatrixTooLargeError, check_memory, get_memory_limit
 from ._operators import ConvOperator, ConvTransposeOperator
 from ._typing import ArrayLike, BlockSize, Layout, ShapeLike, SparseArray, SparseFormat
-from ._validation import as_bool, as_weight, check_blocksize, check_format, check_layout
+from ._validation import (
+    as_bool,
+    as_weight,
+    check_blocksize,
+    check_format,
+    check_layout,
+    int_tuple,
+)
 from ._version import __version__
 
 __all__ = ["SavedLayer", "load_layer", "save_layer"]
@@ -441,10 +448,10 @@ def _unmirrored(layer: SavedLayer) -> SavedLayer | None:
     if layer.transposed or options.get("padding", 0) is not None or options.get("flip") \
             is not True:
         return None
-    ndim = np.ndim(layer.weight) - 2
-    dilation = options.get("dilation", 1)
-    dilation = (dilation,) * ndim if isinstance(dilation, int) else tuple(dilation)
-    pads = periodic_padding(np.shape(layer.weight)[2:], dilation)
+    kernel_size = np.shape(layer.weight)[2:]
+    dilation = int_tuple(options.get("dilation", 1), len(kernel_size), "dilation", 1,
+                         broadcast_one=True)
+    pads = periodic_padding(kernel_size, dilation)
     return dataclasses.replace(layer, options={**options, "padding": tuple(pads)})
 
 

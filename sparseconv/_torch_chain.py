@@ -26,7 +26,7 @@ from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import Factor, Given, function_name, has_rule
 from sparseconv._torch_kinds import (
-    instance_method,
+    instance_method_reason,
     is_leaf,
     is_torch_class,
     is_torch_module,
@@ -135,13 +135,10 @@ def _untrusted(model: nn.Module, before: list[int | None],
     if why:
         return why
     for name, module in model.named_modules():
-        method = instance_method(module)
-        if method is not None:
-            label = f"module {name!r}" if name else type(model).__name__
-            return (f"{label} has a {method} of its own set on the instance" + (
-                " (nn.Module.compile(): a call compiled by a backend, which may compute "
-                "otherwise than its class; compile after the analysis)"
-                if method == "_compiled_call_impl" else ""))
+        why = instance_method_reason(module, f"module {name!r}" if name else
+                                     type(model).__name__)
+        if why:
+            return why
     if None in before:  # (a review: a forward that changed such weights in inference mode
         # got a bound of 1.9 for a map of constant 274.8)
         return (f"a parameter or buffer of it is {UNTRACKED}, so that its forward's changes "

@@ -32,7 +32,7 @@ from sparseconv._torch_kinds import (
     _RUNNING_NORMS,
     _SUPPORTED,
     _refuse,
-    instance_method,
+    instance_method_reason,
 )
 from sparseconv._torch_patches import replaced_functions
 from sparseconv._torch_probe import (
@@ -369,10 +369,10 @@ def _checked_probe(gm: torch.fx.GraphModule, shape: tuple[int, ...], model: nn.M
     for node in nodes:
         module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
         if why is None and module is not None:
-            method = instance_method(module)  # (a review: a _compiled_call_impl set by hand,
-            # adding an axis from a batch of four on: the operator was off there)
-            why = replaced_forward(module) or (None if method is None else (
-                f"module {node.target!r} has a {method} of its own set on the instance"))
+            # (a review: a _compiled_call_impl set by hand, adding an axis from a batch of
+            # four on: the operator was off there)
+            why = replaced_forward(module) or instance_method_reason(
+                module, f"module {node.target!r}")
             held = dispatched(module_tensors(module))
             why = why or (None if held is None else f"{_describe(node)} reads {held}")
         if why is None and node in values:

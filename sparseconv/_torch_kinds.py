@@ -158,6 +158,18 @@ def instance_method(module: nn.Module) -> str | None:
     return min(names, key=lambda key: (key == "_compiled_call_impl", key), default=None)
 
 
+def instance_method_reason(module: nn.Module, label: str) -> str | None:
+    """:func:`instance_method` said in words, of the module called ``label``, or None: what
+    withholds the network bound and refuses network_operator."""
+    method = instance_method(module)
+    if method is None:
+        return None
+    return f"{label} has a {method} of its own set on the instance" + (
+        " (nn.Module.compile(): a call compiled by a backend, which may compute otherwise "
+        "than its class; compile after the analysis)" if method == "_compiled_call_impl"
+        else "")
+
+
 def is_parametrized(module: nn.Module) -> bool:
     """A module whose weight ``torch.nn.utils.parametrize`` computes (spectral_norm,
     weight_norm, orthogonal), eager or compiled by TorchScript (whose copy keeps the class
