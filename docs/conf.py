@@ -11,6 +11,7 @@ gallery by sphinx-gallery from examples/plot_*.py, the scripts that also make fi
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import os
@@ -56,6 +57,9 @@ autodoc_preserve_defaults = True     # dtype=np.float64 as written, not <class '
 numpydoc_show_class_members = False  # the class template lists members itself
 numpydoc_xref_param_type = False     # types stay plain text: no intersphinx offline
 numpydoc_class_members_toctree = False
+# A documented parameter the signature lacks (PR02), or parameters documented in another order
+# than the signature's (PR03), fail the build (-W).
+numpydoc_validation_checks = {"PR02", "PR03"}
 
 # The build runs offline (the network reaches only package registries), so intersphinx
 # inventories cannot be downloaded and intersphinx is not enabled. References into numpy,
@@ -128,21 +132,39 @@ def _fix_docstring(app, what, name, obj, options, lines):
 def _init_signature(app, what, name, obj, options, signature, return_annotation):
     """A LinearOperator subclass's signature is its ``__init__``'s, not ``LinearOperator.__new__``'s
     ``(*args, **kwargs)``, which autodoc would show; a class's private fields (a dataclass's
-    ``_ops``, which the function that makes it fills) are left out of its signature."""
+    ``_ops``, which the function that makes it fills) are left out of its signature, and a
+    field's ``default_factory`` shows the value it makes."""
     if what == "class" and name.startswith("sparseconv") and signature == "(*args, **kwargs)":
         parameters = [p.replace(annotation=p.empty)
                       for p in list(inspect.signature(obj.__init__).parameters.values())[1:]]
         return str(inspect.Signature(parameters)), return_annotation
-    if what == "class" and name.startswith("sparseconv") and signature and "_" in signature:
+    if what == "class" and name.startswith("sparseconv") and signature and (
+            "_" in signature or "<factory>" in signature):
         try:
             parameters = list(inspect.signature(obj).parameters.values())
         except (TypeError, ValueError):
             return None
-        if any(p.name.startswith("_") for p in parameters):
-            shown = [p.replace(annotation=p.empty) for p in parameters
-                     if not p.name.startswith("_")]
+        factories = {f.name: f.default_factory for f in dataclasses.fields(obj)
+                     if f.default_factory is not dataclasses.MISSING} \
+            if dataclasses.is_dataclass(obj) else {}
+        if factories or any(p.name.startswith("_") for p in parameters):
+            shown = [p.replace(annotation=p.empty,
+                               default=_Written(repr(factories[p.name]())))
+                     if p.name in factories else p.replace(annotation=p.empty)
+                     for p in parameters if not p.name.startswith("_")]
             return str(inspect.Signature(shown)), return_annotation
     return None
+
+
+class _Written:
+    """A default shown as written: a dataclass field's ``default_factory`` as the value it
+    makes (``bounds={}``), where autodoc would show ``<factory>``."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def _cli_reference(app):

@@ -259,11 +259,13 @@ def conv_matrix_blocks(
 
     Parameters
     ----------
-    weight, input_shape, stride, padding, dilation, groups, padding_mode, flip, format, dtype
+    weight, input_shape
         Exactly as :func:`conv_matrix`.
     block_rows : int, optional
         Rows per block (the last block may be shorter); by default the rows of one output
         channel, ``prod(output spatial size)``.
+    stride, padding, dilation, groups, padding_mode, flip, format, dtype
+        Exactly as :func:`conv_matrix`.
 
     Yields
     ------

@@ -483,12 +483,14 @@ def circular_svd(weight: ArrayLike, input_shape: ShapeLike, *, stride: IntOrTupl
         Finite entries; 1 to 3 spatial dimensions (any number works).
     input_shape : tuple of int
         ``(C_in, *n)``, each ``n`` divisible by its stride.
-    stride, dilation, groups
+    stride
         As :func:`sparseconv.conv_matrix`.
     padding : None, or a periodic padding, optional
         ``None`` (default): the periodic padding, total ``dilation*(k-1)`` per axis split as
         PyTorch's "same" (:func:`sparseconv.symbol`'s rule); another split of the same total
         is the same layer shifted. ``padding_mode="circular"`` is implied.
+    dilation, groups
+        As :func:`sparseconv.conv_matrix`.
     padding_mode : "circular", optional
         The only value, accepted so that the spectra's periodic arguments
         (``padding=None, padding_mode="circular"``) pass unchanged.

@@ -233,10 +233,12 @@ def affine_conv(weight: ArrayLike, bias: ArrayLike | None, input_shape: ShapeLik
 
     Parameters
     ----------
-    weight, input_shape, **kwargs
+    weight
         As for :func:`sparseconv.conv_matrix`.
     bias : array_like, shape (C_out,), or None
         One value an output channel, as PyTorch's ``bias``; None for zero.
+    input_shape, **kwargs
+        As for :func:`sparseconv.conv_matrix`.
 
     Returns
     -------

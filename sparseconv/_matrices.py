@@ -311,7 +311,7 @@ def conv_matrix(
         PyTorch's weight layout. Any number of spatial dimensions.
     input_shape : tuple of int
         ``(C_in, *spatial)``, without the batch dimension.
-    stride, dilation : int or tuple of int, optional
+    stride : int or tuple of int, optional
         Positive, per spatial dimension.
     padding : int, tuple of int or of (lo, hi) pairs, {"valid", "same", "full"} or None, optional
         Non-negative. ``"same"`` follows PyTorch (total ``dilation*(k-1)``, the odd pixel on the
@@ -319,6 +319,8 @@ def conv_matrix(
         per-side pairs are an extension PyTorch lacks. ``None`` (with
         ``padding_mode="circular"`` only) is the spectra's periodic layer: the split of
         ``"same"`` at any stride, as :func:`singular_values` means it.
+    dilation : int or tuple of int, optional
+        Positive, per spatial dimension.
     groups : int, optional
         Blocked connections, as in PyTorch; must divide both channel counts.
     padding_mode : {"zeros", "circular", "reflect", "replicate"}, optional
@@ -444,21 +446,15 @@ def conv_transpose_matrix(
         PyTorch's transposed-convolution layout.
     input_shape : tuple of int
         ``(C_in, *spatial)``.
-    stride, dilation : int or tuple of int, optional
+    stride : int or tuple of int, optional
     padding : int, tuple of int, or tuple of (lo, hi) pairs, optional
         Removed from the output: zero padding of the corresponding convolution.
     output_padding : int or tuple of int, optional
         Extra output size on the high side, smaller than ``max(stride, dilation)``.
+    dilation : int or tuple of int, optional
     groups : int, optional
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, optional
-    output_size : int or tuple of int, optional
-        The spatial output size instead of ``output_padding``, as PyTorch's
-        ``ConvTranspose*d.forward(x, output_size=...)``: from the smallest output to
-        ``stride - 1`` above it; a full size ``(N, C, *spatial)`` or ``(C, *spatial)``, such
-        as a tensor's shape, gives its spatial sizes, as there.
-    padding_mode : {"zeros"}, optional
-        The only padding of PyTorch's ``ConvTranspose*d``; any other is refused.
     layout : {"channels_first", "channels_last"}, optional
         As :func:`conv_matrix`; the channels-last BSR blocks are ``(C_out/groups,
         C_in/groups)`` tiles of this layer (``C_out = weight.shape[1] * groups``), the
@@ -468,6 +464,13 @@ def conv_transpose_matrix(
     rows : slice, optional
         Only these rows, as :func:`conv_matrix`: built from the block of the convolution whose
         outputs read them, never the whole matrix.
+    output_size : int or tuple of int, optional
+        The spatial output size instead of ``output_padding``, as PyTorch's
+        ``ConvTranspose*d.forward(x, output_size=...)``: from the smallest output to
+        ``stride - 1`` above it; a full size ``(N, C, *spatial)`` or ``(C, *spatial)``, such
+        as a tensor's shape, gives its spatial sizes, as there.
+    padding_mode : {"zeros"}, optional
+        The only padding of PyTorch's ``ConvTranspose*d``; any other is refused.
 
     Returns
     -------

@@ -238,11 +238,13 @@ class ConvTransposeOperator(_GeometryOperator):
     weight : array_like, shape (C_in, C_out/groups, *kernel_size)
     input_shape : tuple of int
         ``(C_in, *spatial)``.
-    stride, padding, output_padding, dilation, groups, output_size, padding_mode
+    stride, padding, output_padding, dilation, groups
         Exactly as :func:`sparseconv.conv_transpose_matrix`.
     dtype : numpy dtype, optional
     layout : {"channels_first", "channels_last"}, optional
         As :class:`ConvOperator`.
+    output_size, padding_mode
+        Exactly as :func:`sparseconv.conv_transpose_matrix`.
 
     Attributes
     ----------

@@ -77,7 +77,7 @@ def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, *, stride: In
     ----------
     input_shape : tuple of int
         ``(C, *spatial)``.
-    kernel_size, stride, dilation, padding, padding_mode
+    kernel_size, stride, padding, dilation, padding_mode
         As for :func:`sparseconv.conv_matrix`. All but ``kernel_size`` are keywords:
         ``torch.nn.functional.unfold(input, kernel_size, dilation, padding, stride)`` takes
         them in another order, and ``im2col_matrix(shape, 3, 2)`` would mean a stride there

@@ -69,9 +69,11 @@ def conv_output_shape(
     ----------
     input_size : int or tuple of int
         Spatial input size (no channel or batch dimension).
-    kernel_size, stride, dilation : int or tuple of int
+    kernel_size : int or tuple of int
+    stride : int or tuple of int, optional
     padding : int, tuple of int, tuple of (lo, hi) pairs, or {"valid", "same", "full"}, optional
         As for :func:`sparseconv.conv_matrix`.
+    dilation : int or tuple of int, optional
 
     Returns
     -------
@@ -122,10 +124,12 @@ def conv_transpose_output_shape(
     ----------
     input_size : int or tuple of int
         Spatial input size of the transposed convolution.
-    kernel_size, stride, dilation : int or tuple of int
+    kernel_size : int or tuple of int
+    stride : int or tuple of int, optional
     padding : int, tuple of int, or tuple of (lo, hi) pairs, optional
     output_padding : int or tuple of int, optional
         Extra size on the high side; must be smaller than ``max(stride, dilation)``.
+    dilation : int or tuple of int, optional
 
     Returns
     -------

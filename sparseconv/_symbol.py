@@ -296,12 +296,14 @@ def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
     input_size : int or tuple of int
         Spatial input size ``n``, one per spatial dimension of the weight; each ``n`` must be
         divisible by its stride.
-    stride, dilation, groups
+    stride
         As :func:`sparseconv.conv_matrix`.
     padding : None, or a periodic padding as :func:`sparseconv.conv_matrix`, optional
         ``None`` (default): the periodic padding (:func:`periodic_padding`, PyTorch's "same"
         split). Another split of the same total only changes the phase of the symbol, not its
         singular values; any other padding is refused.
+    dilation, groups
+        As :func:`sparseconv.conv_matrix`.
     padding_mode : {"circular"}, optional
         Only ``"circular"``, accepted so that the periodic arguments of the other spectral
         functions (``padding=None, padding_mode="circular"``) pass unchanged.
@@ -472,12 +474,16 @@ def frequency_map(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTupl
         Finite entries.
     input_size : int or tuple of int
         Spatial input size, divisible by the stride.
-    stride, dilation, groups
+    stride
         As :func:`sparseconv.conv_matrix`.
-    padding, padding_mode
-        As :func:`symbol`: a periodic padding (``None``, the default, or another split of the
-        same total: the same map) and ``"circular"``, accepted so that the periodic
-        arguments of the other spectral functions pass unchanged.
+    padding : None, or a periodic padding, optional
+        As :func:`symbol`: ``None`` (the default) or another split of the same total (the
+        same map).
+    dilation, groups
+        As :func:`sparseconv.conv_matrix`.
+    padding_mode : {"circular"}, optional
+        As :func:`symbol`: accepted so that the periodic arguments of the other spectral
+        functions pass unchanged.
     executor : concurrent.futures.Executor, optional
         Runs the work, one task per chunk of frequencies carrying the kernel and the chunk
         (a ``ProcessPoolExecutor``, a ``dask.distributed`` client's ``get_executor()``,

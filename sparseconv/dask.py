@@ -461,10 +461,12 @@ def conv_matrix(
 
     Parameters
     ----------
-    weight, input_shape, stride, padding, dilation, groups, padding_mode, flip, dtype
+    weight, input_shape
         As :func:`sparseconv.conv_matrix`.
     block_rows : int, optional
         Rows per chunk; by default one output channel's rows.
+    stride, padding, dilation, groups, padding_mode, flip, dtype
+        As :func:`sparseconv.conv_matrix`.
 
     Returns
     -------

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import io
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+
+import sparseconv
 
 from .test_readme import expected_output
 
@@ -74,3 +77,21 @@ def test_built_api_index_links_every_public_name_in_chromium():
     checker = load_checker()
     dom = checker.rendered_dom(DOCS / "_build" / "html" / "api.html")
     assert checker.missing_links(dom, checker.public_names()) == []
+
+
+def load_conf():
+    spec = importlib.util.spec_from_file_location("docs_conf", DOCS / "conf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("cls, field", [("SpectralNorm", "bounds={}"),
+                                        ("SavedLayer", "options={}")])
+def test_signatures_show_a_default_factory_as_its_value(cls, field):
+    obj = getattr(sparseconv, cls)
+    autodoc = str(inspect.signature(obj))
+    assert "<factory>" in autodoc  # what autodoc would render
+    signature, _ = load_conf()._init_signature(None, "class", f"sparseconv.{cls}", obj, None,
+                                               autodoc, None)
+    assert "<factory>" not in signature and field in signature
