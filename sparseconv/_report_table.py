@@ -310,9 +310,15 @@ def _write(text: str, path, newline: str | None = None) -> str | None:
     """``text`` to a file name or an open text file (``path.write``), or returned (None)."""
     if path is None:
         return text
-    if hasattr(path, "write"):
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, "w", newline=newline) as stream:
+            stream.write(text)
+    elif isinstance(path, (io.RawIOBase, io.BufferedIOBase)):
+        raise TypeError(f"path must be a file name or a text file, got a binary file "
+                        f"{getattr(path, 'name', path)!r}: open it in text mode ('w')")
+    elif hasattr(path, "write"):
         path.write(text)
-        return None
-    with open(path, "w", newline=newline) as stream:
-        stream.write(text)
+    else:  # (a review: an int was taken for a file descriptor, written to and closed)
+        raise TypeError(f"path must be a file name, a path-like object or a text file, got "
+                        f"{path!r}")
     return None

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -413,6 +414,26 @@ def test_exports(tmp_path):
     assert report.to_json() == (tmp_path / "r.json").read_text()
     stream = io.StringIO()
     assert report.to_json(stream) is None and stream.getvalue() == report.to_json()
+
+
+@pytest.mark.parametrize("export", ["to_csv", "to_json"])
+def test_exports_refuse_what_is_no_file_name_or_text_file(export, tmp_path):
+    # a review: an int was taken for a file descriptor (True for stdout), written to and
+    # closed; a binary file got "a bytes-like object is required, not 'str'"
+    report = sct.lipschitz_report(nn.Sequential(nn.Conv1d(1, 1, 3, dtype=F64)).eval(), (1, 8))
+    fd = os.open(tmp_path / "victim.txt", os.O_RDWR | os.O_CREAT)
+    try:
+        for path in (fd, True, 2.5):
+            with pytest.raises(TypeError, match=f"path must be a file name, .*got {path!r}"):
+                getattr(report, export)(path)
+        os.fstat(fd)  # still open
+    finally:
+        os.close(fd)
+    assert (tmp_path / "victim.txt").read_bytes() == b""
+    with pytest.raises(TypeError, match="got a binary file .*open it in text mode"):
+        getattr(report, export)(io.BytesIO())
+    with open(tmp_path / "b", "wb") as binary, pytest.raises(TypeError, match="binary file"):
+        getattr(report, export)(binary)
 
 
 def _csv_rows(report, **options):
