@@ -107,13 +107,26 @@ class ConvGeometry:
     axes: tuple[AxisGeometry, ...]
     flip: bool = False
 
+    def __post_init__(self) -> None:
+        # (a review: ConvGeometry(2, 2, 0, ()) was made, and its maps divided by zero)
+        for name in ("in_channels", "out_channels", "groups"):
+            positive_int(getattr(self, name), name)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"groups={self.groups} must divide in_channels={self.in_channels} "
+                             f"and out_channels={self.out_channels}")
+        if not isinstance(self.axes, tuple) or not self.axes \
+                or not all(isinstance(a, AxisGeometry) for a in self.axes):
+            raise TypeError(f"axes must be a non-empty tuple of AxisGeometry, one per spatial "
+                            f"dimension (use ConvGeometry.from_weight), got {self.axes!r}")
+        as_bool(self.flip, "flip")
+
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def from_weight(
         cls, weight_shape: ShapeLike, input_shape: ShapeLike, *, stride: IntOrTuple = 1,
         padding: PaddingLike | None = 0, dilation: IntOrTuple = 1, groups: int = 1,
         padding_mode: PaddingMode = "zeros", flip: bool = False,
-        output_size: Sequence[int] | None = None,
+        output_size: IntOrTuple | None = None,
     ) -> ConvGeometry:
         """Validate a layer given PyTorch's weight shape ``(C_out, C_in/groups, *kernel)``.
 
@@ -129,7 +142,7 @@ class ConvGeometry:
             ``padding_mode="circular"`` is the periodic layer the spectra mean by it: total
             ``dilation*(k-1)`` per axis, split as ``"same"`` splits it (mirrored under
             ``flip``), any stride.
-        output_size : sequence of int, optional
+        output_size : int or sequence of int, optional
             Used by transposed convolutions: keeps only the first outputs of each axis; it
             may not exceed the natural output size.
 
@@ -206,6 +219,8 @@ class ConvGeometry:
                         "dilation or kernel, or a larger input)")
         else:
             pads = normalize_padding(padding, ndim, kernel_size, stride, dilation, flip)
+        if output_size is not None:  # (a review: (3,) of a 2-D layer made a 1-D geometry)
+            output_size = int_tuple(output_size, ndim, "output_size", 1)
         axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,
                           output_size)
         return cls(in_channels, out_channels, groups, axes, flip)
@@ -248,7 +263,10 @@ class ConvGeometry:
             )
         channels, kernel = input_shape[0], int_tuple(
             kernel_size, len(input_shape) - 1, "kernel_size", 1, broadcast_one=True)
-        if depthwise:
+        if as_bool(depthwise, "depthwise"):
+            if "groups" in kwargs:
+                raise TypeError(f"groups={kwargs['groups']!r} cannot be given with "
+                                f"depthwise=True, which sets groups to the {channels} channels")
             return cls.from_weight((channels, 1, *kernel), input_shape, groups=channels, **kwargs)
         return cls.from_weight((1, channels, *kernel), input_shape, **kwargs)
 
@@ -482,6 +500,11 @@ class ConvGeometry:
         numpy.ndarray
             ``weight`` itself, or a view of it flipped on every spatial axis (``flip``).
 
+        Raises
+        ------
+        ValueError
+            A weight of another shape than the geometry's.
+
         Examples
         --------
         >>> import numpy as np
@@ -490,9 +513,18 @@ class ConvGeometry:
         >>> g.tap_weights(np.array([[[1.0, 2.0, 3.0]]])).tolist()
         [[[3.0, 2.0, 1.0]]]
         """
+        weight = self._checked_weight(weight)
         if self.flip:
             # numpy's stubs refuse Ellipsis beside slices, which numpy accepts
             return weight[(Ellipsis, *[slice(None, None, -1)] * self.ndim)]  # type: ignore[arg-type]
+        return weight
+
+    def _checked_weight(self, weight: Any) -> np.ndarray:
+        """``weight`` as an array of the geometry's weight shape, or a ValueError."""
+        weight = np.asarray(weight)
+        if weight.shape != self.weight_shape:
+            raise ValueError(f"weight must have shape {self.weight_shape} for this geometry, got "
+                             f"shape {weight.shape}")
         return weight
 
     def folded_blocks(self, weight: np.ndarray) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
@@ -532,11 +564,7 @@ class ConvGeometry:
         (1,) [[[1.0, 2.0, 4.0]]]
         (2,) [[[5.0, 2.0]]]
         """
-        weight = np.asarray(weight)
-        expected = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
-        if weight.shape != expected:
-            raise ValueError(f"weight must have shape {expected} for this geometry, got shape "
-                             f"{weight.shape}")
+        weight = self._checked_weight(weight)
         segments = [axis.segments() for axis in self.axes]
         folded: dict[tuple[int, ...], np.ndarray] = {(): self.tap_weights(weight)}
         for block in itertools.product(*(range(len(segs)) for segs in segments)):

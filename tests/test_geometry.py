@@ -172,3 +172,61 @@ def test_taps_inside_by_their_definition(seed):
         expected = [any(0 <= o * s + t * d - lo < n for o in range(axis.output_size))
                     for t in range(k)]
         assert axis.taps_inside().tolist() == expected, (k, s, d, n, lo, hi)
+
+
+class TestPublicConstructorsValidate:
+    """A review's bad-input sweep of ConvGeometry's own entry points: an output_size of the
+    wrong length made a geometry of another rank (``(3,)`` of a 2-D layer: a 1-D geometry on
+    8 inputs), a float or a string one failed deep in the index maps, the constructor took
+    ``groups=0`` and no axes, and tap_weights returned any value unchanged."""
+
+    @pytest.mark.parametrize("output_size, error, message", [
+        ((3,), ValueError, r"output_size has 1 value for 2 axes"),
+        ((3, 3, 3), ValueError, r"output_size has 3 values for 2 axes"),
+        ((2.5, 3), TypeError, r"output_size must be a positive integer or a tuple of 2"),
+        ((True, 3), TypeError, r"output_size must be a positive integer"),
+        ((3, "3"), TypeError, r"output_size must be a positive integer"),
+        ((0, 3), ValueError, r"output_size must be a positive integer"),
+        ((7, 3), ValueError, r"output_size=\(7, 3\) must lie in \[1, \(6, 6\)\]"),
+    ])
+    def test_output_size(self, output_size, error, message):
+        from sparseconv import ConvGeometry
+
+        with pytest.raises(error, match=message):
+            ConvGeometry.from_weight((2, 2, 3, 3), (2, 8, 8), output_size=output_size)
+
+    def test_an_int_output_size_is_every_axis(self):
+        from sparseconv import ConvGeometry
+
+        geom = ConvGeometry.from_weight((2, 2, 3, 3), (2, 8, 8), output_size=5)
+        assert geom.output_size == (5, 5) and geom.input_shape == (2, 8, 8)
+
+    def test_constructor(self):
+        from sparseconv import ConvGeometry
+
+        axes = ConvGeometry.from_weight((2, 2, 3), (2, 8)).axes
+        assert ConvGeometry(2, 2, 1, axes).shape == (12, 16)
+        with pytest.raises(ValueError, match="groups must be a positive integer, got 0"):
+            ConvGeometry(2, 2, 0, axes)
+        with pytest.raises(ValueError, match="groups=2 must divide in_channels=3"):
+            ConvGeometry(3, 2, 2, axes)
+        with pytest.raises(TypeError, match=r"axes must be a non-empty tuple of AxisGeometry"):
+            ConvGeometry(2, 2, 1, ())
+        with pytest.raises(TypeError, match=r"axes must be a non-empty tuple"):
+            ConvGeometry(2, 2, 1, list(axes))
+        with pytest.raises(TypeError, match="flip must be a bool"):
+            ConvGeometry(2, 2, 1, axes, "yes")
+
+    def test_tap_weights_and_from_kernel_size(self):
+        from sparseconv import ConvGeometry
+
+        geom = ConvGeometry.from_weight((1, 1, 3), (1, 4))
+        with pytest.raises(ValueError, match=r"weight must have shape \(1, 1, 3\) for this "
+                           r"geometry, got shape \(\)"):
+            geom.tap_weights("x")
+        with pytest.raises(ValueError, match=r"got shape \(1, 1, 4\)"):
+            geom.tap_weights(np.ones((1, 1, 4)))
+        with pytest.raises(TypeError, match="depthwise must be a bool, got 'yes'"):
+            ConvGeometry.from_kernel_size((3, 8, 8), 2, depthwise="yes")
+        with pytest.raises(TypeError, match="groups=1 cannot be given with depthwise=True"):
+            ConvGeometry.from_kernel_size((3, 8, 8), 2, depthwise=True, groups=1)
