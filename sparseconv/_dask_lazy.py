@@ -26,7 +26,10 @@ class _LazyAlgebra:
             return _lazy(LinearOperator.dot(self, x))
         return self._dot_array(x)
 
-    __matmul__ = dot
+    def __matmul__(self, x):
+        if np.isscalar(x):  # as scipy's (a review: A @ 2.0 scaled the operator)
+            raise ValueError("Scalar operands are not allowed, use '*' instead")
+        return self.dot(x)
 
     def __mul__(self, x):
         return self.dot(x)

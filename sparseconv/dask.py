@@ -70,6 +70,7 @@ from sparseconv._typing import (
     ShapeLike,
 )
 from sparseconv._validation import (
+    as_bool,
     as_weight,
     is_int,
     layer_dtype,
@@ -438,6 +439,11 @@ def to_zarr(x: da.Array, url: Any, *, component: str | None = None,
     """
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask array, got {type(x).__name__}")
+    # (a review: url=None wrote to a throw-away store in memory, compute='no' computed)
+    if url is None or isinstance(url, (bool, int, float, complex, np.number)):
+        raise TypeError(f"url must be a path, a URL or a zarr store, got {url!r}")
+    overwrite = as_bool(overwrite, "overwrite")
+    compute = as_bool(compute, "compute")
     if sp.issparse(getattr(x, "_meta", None)):  # (a new user's trial: numpy's "setting an
         # array element with a sequence", from inside zarr)
         raise TypeError(

@@ -822,3 +822,33 @@ def test_to_zarr_names_its_target_as_dask_does(tmp_path):
     assert float(zarr.open(str(tmp_path / "y.zarr"), mode="r")[:].sum()) == float(
         y.sum().compute())
 
+
+
+def test_to_zarr_refuses_no_target_and_flags_that_are_no_bools(tmp_path):
+    """A review: url=None wrote to a throw-away store in memory, compute='no' computed (a
+    non-empty string is true) and overwrite='yes' was taken; an int url got zarr's message,
+    which does not name it."""
+    y = sdask.conv(da.ones((1, 8, 8), chunks=(1, 4, 4)), np.ones((1, 1, 3, 3)), padding=1)
+    for url in (None, 5, True):
+        with pytest.raises(TypeError, match=rf"^url must be a path, a URL or a zarr store, "
+                           rf"got {url!r}$"):
+            sdask.to_zarr(y, url)
+    target = str(tmp_path / "y.zarr")
+    with pytest.raises(TypeError, match="compute must be a bool, got 'no'"):
+        sdask.to_zarr(y, target, compute="no")
+    with pytest.raises(TypeError, match="overwrite must be a bool, got 'yes'"):
+        sdask.to_zarr(y, target, overwrite="yes")
+    assert not (tmp_path / "y.zarr").exists()
+
+
+def test_matmul_refuses_a_scalar_as_scipy_does():
+    """A review: A @ 2.0 returned the operator scaled by 2 (scipy, and sparseconv's own
+    ConvOperator, refuse it: '*' scales); A.dot(2.0) and 2.0 * A scale, as in scipy."""
+    w = np.ones((3, 2, 3, 3))
+    theirs = sc.ConvOperator(w, (2, 8, 8))
+    ours = sdask.ConvOperator(w, (2, 8, 8), chunks=4)
+    for op in (theirs, ours, ours.T, 2 * ours):
+        with pytest.raises(ValueError, match=r"^Scalar operands are not allowed, use '\*'"):
+            op @ 2.0
+    x = np.random.default_rng(0).standard_normal(ours.shape[1])
+    assert np.allclose(ours.dot(2.0) @ x, 2 * (theirs @ x))
