@@ -731,3 +731,99 @@ def test_the_certified_interval_is_drawn_off_the_curve(monkeypatch, tmp_path):
         dense = np.column_stack([(x[:-1] + t * np.diff(x)).ravel(),
                                  (y[:-1] + t * np.diff(y)).ravel()])
         assert not box.count_contains(ax.transData.transform(dense))
+
+
+class TestKeywordsPassedToMatplotlib:
+    """A review: an unknown keyword raised matplotlib's AttributeError from the artist's
+    ``set`` (``spy(A, channels=...)``, a keyword of ``raster``), after a pyplot figure was
+    made and left open."""
+
+    @pytest.mark.parametrize("call, name, method", [
+        (lambda A, g, **kw: plot.spy(A, **kw), "spy", "imshow"),
+        (lambda A, g, **kw: plot.spectrum([1.0, 2.0], **kw), "spectrum", "plot"),
+        (lambda A, g, **kw: plot.frequency_heatmap(np.ones((4, 4)), **kw),
+         "frequency_heatmap", "imshow"),
+        (lambda A, g, **kw: plot.receptive_field_heatmap(g, **kw), "receptive_field_heatmap",
+         "imshow"),
+    ])
+    def test_an_unknown_keyword_is_a_type_error_and_no_figure(self, call, name, method):
+        import matplotlib.pyplot as plt
+
+        A = conv_matrix(np.ones((2, 2, 3, 3)), (2, 4, 4), padding=1)
+        g = ConvGeometry.from_weight((2, 2, 3, 3), (2, 4, 4), padding=1)
+        plt.close("all")
+        for keyword in ("bogus", "channels"):
+            with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword "
+                               rf"argument '{keyword}' \(neither {name}'s own nor one of "
+                               rf"Axes.{method}'s"):
+                call(A, g, figsize=(3, 3), **{keyword: 1})
+        assert plt.get_fignums() == []
+        # matplotlib's own keywords, properties and their aliases are passed on
+        artist = call(A, g, figsize=(3, 3), alpha=0.5, zorder=3)
+        assert (artist[0] if isinstance(artist, list) else artist).get_alpha() == 0.5
+        plt.close("all")
+
+    def test_aliases_and_method_keywords_reach_matplotlib(self):
+        lines = plot.spectrum([1.0, 2.0], Figure().subplots(), lw=3, c="r", scalex=False)
+        assert lines[0].get_linewidth() == 3 and lines[0].get_color() == "r"
+        image = plot.spy(sp.eye(4, format="csr"), Figure().subplots(), vmax=2,
+                         interpolation_stage="rgba")
+        assert image.get_clim()[1] == 2
+
+    def test_a_pyplot_figure_made_for_a_failing_call_is_closed(self, monkeypatch):
+        import matplotlib.pyplot as plt
+        from matplotlib.axes import Axes
+
+        def fail(*args, **kwargs):
+            raise RuntimeError("drawing failed")
+
+        monkeypatch.setattr(Axes, "plot", fail)
+        plt.close("all")
+        with pytest.raises(RuntimeError, match="drawing failed"):
+            plot.spectrum([1.0, 2.0], figsize=(3, 3))
+        assert plt.get_fignums() == []
+
+
+class TestRasterOfManyRows:
+    """A review: three entries on 10**9 rows took 39 s and 7.6 GB before a MemoryError (a
+    table of every row's bin); the bins are searched on long axes now, and a CSR matrix is
+    read at most a chunk of rows at a time."""
+
+    @pytest.mark.parametrize("fmt", ["coo", "csr", "csc"])
+    def test_few_entries_on_many_rows(self, fmt):
+        import tracemalloc
+
+        n = 10**9 if fmt == "coo" else 10**8  # (CSR/CSC hold an index pointer per row)
+        rows, cols = np.array([0, 5, n - 1]), np.array([0, 7, n - 1])
+        A = sp.coo_array((np.ones(3), (rows, cols)), shape=(n, n)).asformat(fmt)
+        tracemalloc.start()
+        try:
+            image = plot.raster(A, max_bins=64)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 160 * 2**20, peak  # (a chunk of rows at a time: 4 Mi of them)
+        r = np.searchsorted(image.row_edges, rows, side="right") - 1
+        c = np.searchsorted(image.col_edges, cols, side="right") - 1
+        expected = np.zeros_like(image.counts)
+        np.add.at(expected, (r, c), 1)
+        assert image.counts.sum() == 3 and (image.counts == expected).all()
+
+    def test_the_binning_on_long_axes_is_the_table_s(self, monkeypatch):
+        from sparseconv.plot import _raster
+
+        A = conv_matrix(np.random.default_rng(0).standard_normal((3, 2, 3, 3)), (2, 30, 30),
+                        padding=1, stride=2)
+        edges = (plot.bin_edges(A.shape[0], 50, 3), plot.bin_edges(A.shape[1], 50, 2))
+        table = plot.density_counts(A, *edges, chunk=1000)
+        monkeypatch.setattr(_raster, "_CHUNK", 16)  # every axis is long now
+        assert (plot.density_counts(A, *edges, chunk=1000) == table).all()
+        assert table.sum() == A.nnz
+
+    def test_another_format_is_sized_before_its_csr_copy(self, memory_limit):
+        memory_limit(2**23)
+        A = sp.dia_array((np.ones((1, 10**6)), [0]), shape=(10**6, 10**6))
+        with pytest.raises(sc.MatrixTooLargeError, match=r"the CSR copy of a 1000000 x "
+                           r"1000000 dia matrix"):
+            plot.raster(A, max_bins=64)
+        assert plot.raster(A.tocoo(), max_bins=64).counts.sum() == 10**6

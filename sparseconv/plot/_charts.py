@@ -24,6 +24,7 @@ from .._validation import as_bool, is_int
 from ._figure import (
     check_cmap,
     check_flag,
+    check_keywords,
     check_output,
     drawing,
     nice_step,
@@ -110,6 +111,7 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     """
     band = _interval(interval)
     fraction = bool(check_flag(fraction, "fraction"))
+    check_keywords(kwargs, "spectrum", "plot")
     series = list(values.items() if isinstance(values, Mapping) else [(label, values)])
     for name, s in series:  # (a hunt: [] raised an IndexError, None drew one NaN)
         given = np.asarray(s) if s is not None else None
@@ -213,6 +215,7 @@ def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = 
                         "frequency_map(weight, input_size), input_size spatial")
     check_output(fname, dpi, figsize, format, ax=ax)
     check_cmap(cmap)
+    check_keywords(kwargs, "frequency_heatmap", "imshow")
     colorbar = as_bool(colorbar, "colorbar")  # (a hunt: colorbar="no" drew one)
     v = np.asarray(values)
     if v.ndim == 4:
@@ -309,6 +312,7 @@ def receptive_field_heatmap(
     colorbar = check_flag(colorbar, "colorbar")
     check_output(fname, dpi, figsize, format, ax=ax)
     check_cmap(cmap)
+    check_keywords(kwargs, "receptive_field_heatmap", "imshow")
     counts = receptive_field_paths(layers, position)
     if counts.ndim > 2:
         raise ValueError(f"receptive_field draws 1-D and 2-D layers, got {counts.ndim}-D")

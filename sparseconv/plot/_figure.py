@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import inspect
 import io
 import math
 import os
@@ -27,8 +28,8 @@ from .._validation import is_int
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["COLUMN_WIDTH", "FORMATS", "STYLE", "check_output", "drawing", "save_figure",
-           "stable_metadata", "stable_save"]
+__all__ = ["COLUMN_WIDTH", "FORMATS", "STYLE", "check_keywords", "check_output", "drawing",
+           "save_figure", "stable_metadata", "stable_save"]
 
 #: matplotlib rcParams of the figures sparseconv.plot makes (and of the gallery,
 #: examples/gallery.mplstyle): nothing under 8 pt at a 3.5 in column.
@@ -111,6 +112,29 @@ def check_output(fname, dpi, figsize, format, *, ax=None,
     return fmt, dpi, figsize
 
 
+def check_keywords(kwargs: dict[str, Any], function: str, method: str) -> None:
+    """Refuse the keywords passed on to ``Axes.<method>`` (``"imshow"`` or ``"plot"``) that
+    neither it nor its artist takes, by name, before a figure is made (matplotlib raised an
+    ``AttributeError`` from the artist's ``set``, with the figure made: a review)."""
+    if not kwargs:
+        return
+    from matplotlib.artist import ArtistInspector
+    from matplotlib.axes import Axes
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
+
+    artist = {"imshow": AxesImage, "plot": Line2D}[method]
+    inspector = ArtistInspector(artist)
+    known = set(inspector.get_setters()) | set().union(*inspector.aliasd.values())
+    known |= set(inspect.signature(getattr(Axes, method)).parameters) - {
+        "self", "args", "kwargs", "X"}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r} "
+                        f"(neither {function}'s own nor one of Axes.{method}'s, which takes "
+                        f"matplotlib's {artist.__name__} properties)")
+
+
 def save_figure(fig, fname, fmt: str, dpi: float | None) -> None:
     """Save without dates or versions in the file, so the same figure gives the same bytes."""
     stable_save(lambda target, form: fig.savefig(
@@ -190,7 +214,12 @@ def drawing(ax, fname, dpi, figsize, format) -> Iterator[Axes]:
 
             fig = Figure(figsize=figsize or _DEFAULT_FIGSIZE, layout="compressed")
         ax = fig.add_subplot()
-        yield ax
+        try:
+            yield ax
+        except BaseException:  # a figure of pyplot's made for a call that failed: closed
+            if fname is None:
+                plt.close(fig)
+            raise
         if fname is not None and fmt is not None:
             save_figure(fig, fname, fmt, dpi)
 

@@ -9,7 +9,7 @@ public ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -165,7 +165,9 @@ def _entries(A, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     if fmt in ("csr", "csc"):
         major_ptr = A.indptr
         starts = np.searchsorted(major_ptr, np.arange(0, A.nnz, chunk), side="right") - 1
-        bounds = np.append(np.unique(starts), len(major_ptr) - 1)
+        # at most chunk rows a pass too: a few entries on 10**9 rows took 8 GB at once
+        bounds = np.union1d(np.union1d(starts, np.arange(0, len(major_ptr) - 1, chunk)),
+                            [len(major_ptr) - 1])
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             major = np.repeat(np.arange(lo, hi), np.diff(major_ptr[lo:hi + 1]))
             minor = A.indices[major_ptr[lo]:major_ptr[hi]]
@@ -173,7 +175,10 @@ def _entries(A, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     elif fmt == "coo":
         for lo in range(0, A.nnz, chunk):
             yield A.row[lo:lo + chunk], A.col[lo:lo + chunk]
-    else:
+    else:  # (its CSR copy: an index pointer a row and the entries' columns)
+        check_memory(8 * (A.shape[0] + 1) + 12 * A.nnz,
+                     f"the CSR copy of a {A.shape[0]} x {A.shape[1]} {fmt} matrix",
+                     "pass it as CSR, CSC or COO")
         yield from _entries(A.tocsr(), chunk)
 
 
@@ -233,13 +238,22 @@ def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges
                              f"{A.shape}), got {edges!r}")
     nr, nc = len(row_edges) - 1, len(col_edges) - 1
     check_bins(nr, nc, "density_counts")
-    row_bin = np.repeat(np.arange(nr, dtype=np.int64), np.diff(row_edges))
-    col_bin = np.repeat(np.arange(nc, dtype=np.int64), np.diff(col_edges))
+    row_bin, col_bin = _bin_of(np.asarray(row_edges)), _bin_of(np.asarray(col_edges))
     counts = np.zeros(nr * nc, dtype=np.int64)
     for rows, cols in _entries(A, chunk):
         # one flat bin number per entry, then a histogram of them
-        counts += np.bincount(row_bin[rows] * nc + col_bin[cols], minlength=nr * nc)
+        counts += np.bincount(row_bin(rows) * nc + col_bin(cols), minlength=nr * nc)
     return counts.reshape(nr, nc)
+
+
+def _bin_of(edges: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The bin of each index, by a table of the axis's bins where the axis has at most
+    ``4 * _CHUNK`` indices (the faster: 1.8 s against 2.5 to bin a 64-channel layer on 56x56),
+    by a search of the edges on a longer one (a few entries on 10**9 rows took 8 GB)."""
+    if edges[-1] <= 4 * _CHUNK:
+        table = np.repeat(np.arange(len(edges) - 1, dtype=np.int64), np.diff(edges))
+        return table.__getitem__
+    return lambda index: np.searchsorted(edges, index, side="right") - 1
 
 
 def _channel_connectivity(geom: ConvGeometry) -> np.ndarray:

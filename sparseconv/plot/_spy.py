@@ -28,6 +28,7 @@ from ._figure import (
     check_color,
     check_count,
     check_flag,
+    check_keywords,
     check_output,
     drawing,
     nice_step,
@@ -341,6 +342,7 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     max_bins = check_count(max_bins, "max_bins")
     colorbar = check_flag(colorbar, "colorbar")
     values = as_bool(values, "values")  # (a hunt: values="no" drew the values)
+    check_keywords(kwargs, "spy", "imshow")
     check_output(fname, dpi, figsize, format, ax=ax)
     geom, transposed = _resolve_layer(A, geometry)
     if len(np.shape(A)) == 2 and 0 in np.shape(A):  # (a new user's trial: drawn, with
