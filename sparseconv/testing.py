@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ._memory import check_memory
 from ._typing import ArrayLike, RNGLike, ShapeLike
 from ._validation import as_bool, is_int, positive_int, real_number
 
@@ -157,6 +158,10 @@ def _layer(layer):
         return layer
     if isinstance(layer, tuple) and len(layer) == 3:
         weight, input_shape, kwargs = layer
+        if not isinstance(kwargs, Mapping):  # (a review: "'NoneType' object is not iterable")
+            raise TypeError(f"layer must be (weight, input_shape, kwargs) with kwargs a mapping "
+                            f"of the layer's keyword arguments ({{}} for none), got kwargs="
+                            f"{kwargs!r}")
         kwargs = dict(kwargs)
         # (a new user's trial: "False", a true string, built a transposed layer)
         transposed = as_bool(kwargs.pop("transposed", False), "transposed")
@@ -305,6 +310,7 @@ def assert_layer_matches_torch(
     n_inputs = positive_int(n_inputs, "n_inputs")
     rng = _generator(rng)
     complex_ = np.dtype(op.dtype).kind == "c"
+    _check_batch(op, n_inputs, complex_)
     apply = _torch_layer(op, torch)
 
     # PyTorch's arrays are (N, C, *spatial); a channels-last operator flattens (*spatial, C)
@@ -329,6 +335,20 @@ def assert_layer_matches_torch(
     (grad,) = torch.autograd.grad(yt, xt, grad_outputs=torch.from_numpy(v))
     adjoint = arrays(op.rmatmat(columns(v)), op.dims)
     _assert_close(adjoint, grad.numpy(), rtol, f"the adjoint (rmatmat) of {op!r}")
+
+
+def _check_batch(op, n_inputs: int, complex_: bool) -> None:
+    """Refuse a batch of ``n_inputs`` whose arrays would not fit the memory limit, before any
+    is made (a review: 20,000 inputs of a 2x64x64 layer took 5 GB and 39 s to fail in torch):
+    the inputs, outputs, cotangents and gradients on each side, and PyTorch's unfolded input
+    (``C_in/groups * prod(kernel)`` values per output position and group)."""
+    geom = op.geometry  # (a transposed layer's: the convolution it transposes, as large)
+    sides = sum(op.shape)  # one input and one output, flat
+    unfolded = geom.in_channels * math.prod(geom.kernel_size) * math.prod(geom.output_size)
+    itemsize = 16 if complex_ else 8
+    check_memory(itemsize * n_inputs * (4 * sides + unfolded),
+                 f"{n_inputs} random inputs of {op!r} with their products, here and in PyTorch",
+                 "use a smaller n_inputs")
 
 
 def _assert_close(got, expected, rtol, what):
