@@ -35,11 +35,9 @@ from sparseconv._spectral_norm import (
 )
 from sparseconv._spectral_norms import warn_missed
 from sparseconv._symbol import unit_scale
-from sparseconv._torch_kinds import (
-    _CONV,
-)
+from sparseconv._torch_kinds import _CONV, check_module
 from sparseconv._torch_layer_base import _Layer
-from sparseconv._torch_module import _hookless_layer
+from sparseconv._torch_module import _eager_leaf, _hookless_layer
 
 __all__ = ["singular_values", "spectral_norm", "symbol"]
 
@@ -174,6 +172,12 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
     >>> sct.singular_values(torch.nn.ZeroPad1d((1, 2)), (1, 3))
     array([1., 1., 1.])
     """
+    unknown = sorted(set(kwargs) - {"method", "executor", "progress"})
+    if unknown:  # (a review: stride=2 got Python's "multiple values for keyword argument")
+        raise TypeError(f"singular_values() got an unexpected keyword argument {unknown[0]!r}; "
+                        "it passes method, executor and progress to "
+                        "sparseconv.singular_values (the layer's own arguments are the "
+                        "module's)")
     layer = _hookless_layer(module, input_shape, output_size)
     if layer.conv is None:
         a = layer.build("csr")
@@ -241,6 +245,10 @@ def symbol(module: nn.Module, input_shape: Sequence[int], *, executor: Any = Non
     >>> bool(np.isclose(top, sct.spectral_norm(conv, (2, 8, 8)).value, rtol=1e-12))
     True
     """
+    check_module(module, "module")
+    # a scripted Conv2d: the eager module its graph rebuilds (a review: "RecursiveScriptModule
+    # is no convolution", where matrix and spectral_norm read it)
+    module = _eager_leaf(module, input_shape, None)
     layer = _hookless_layer(module, input_shape)
     name = type(module).__name__
     if layer.conv is None or not isinstance(module, _CONV):

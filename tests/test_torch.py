@@ -607,6 +607,37 @@ def test_symbol_refuses_what_has_none(module, shape, error, match):
         sct.symbol(module, shape)
 
 
+def test_symbol_of_a_scripted_convolution_is_the_eager_one_s():
+    """A review: sct.symbol(torch.jit.script(conv)) said "RecursiveScriptModule is no
+    convolution", where sct.matrix and sct.spectral_norm read the scripted module."""
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1, padding_mode="circular").double()
+    transposed = nn.ConvTranspose2d(2, 3, 3).double()
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        compiled = (torch.jit.script(conv),
+                    torch.jit.trace(conv, torch.ones(1, 2, 8, 8, dtype=torch.float64)))
+        scripted_transposed = torch.jit.script(transposed)
+    expected = sct.symbol(conv, (2, 8, 8))
+    for scripted in compiled:
+        assert (sct.symbol(scripted, (2, 8, 8)) == expected).all()
+    with pytest.raises(TypeError, match="symbol: ConvTranspose2d is no convolution"):
+        sct.symbol(scripted_transposed, (2, 6, 6))
+
+
+def test_singular_values_names_a_keyword_it_does_not_pass():
+    """A review: sct.singular_values(conv, shape, stride=2) got Python's "multiple values for
+    keyword argument 'stride'", and a module bounded from its matrix ignored any keyword."""
+    for module in (nn.Conv2d(2, 3, 3).double(), nn.ZeroPad2d(1)):
+        for keyword in ("stride", "tol", "bogus"):
+            with pytest.raises(TypeError, match=rf"^singular_values\(\) got an unexpected "
+                               rf"keyword argument '{keyword}'; it passes method, executor and "
+                               rf"progress"):
+                sct.singular_values(module, (2, 6, 6), **{keyword: 2})
+    conv = nn.Conv2d(2, 3, 3).double()
+    assert np.allclose(sct.singular_values(conv, (2, 6, 6), method="dense"),
+                       sct.singular_values(conv, (2, 6, 6)), rtol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["adaptive_avg_pool", "avg_pool", "pad", "patches",
                                   "pixel_shuffle", "upsample"])
 def test_every_method_and_tol_reach_the_modules_bounded_from_their_matrix(kind):
