@@ -48,7 +48,8 @@ __all__ = ["SavedLayer", "load_layer", "save_layer"]
 LAYER_KEY, WEIGHT_KEY = "sparseconv_layer", "sparseconv_weight"
 _OPTIONS = {
     False: ("stride", "padding", "dilation", "groups", "padding_mode", "flip", "dtype"),
-    True: ("stride", "padding", "output_padding", "output_size", "dilation", "groups", "dtype"),
+    True: ("stride", "padding", "output_padding", "output_size", "dilation", "groups",
+           "padding_mode", "dtype"),
 }
 
 FileLike = str | os.PathLike[str] | IO[bytes]

@@ -104,10 +104,16 @@ def test_a_plain_npz_and_bad_options_are_refused(tmp_path):
     sp.save_npz(tmp_path / "plain.npz", conv_matrix(np.ones((1, 1, 3)), (1, 5)))
     with pytest.raises(ValueError, match="no layer description"):
         load_layer(tmp_path / "plain.npz")
-    with pytest.raises(TypeError, match="padding_mode='reflect', not an option of "
-                                        "conv_transpose_matrix"):
+    with pytest.raises(TypeError, match="flip=True, not an option of conv_transpose_matrix"):
+        save_layer(tmp_path / "t.npz", np.ones((1, 1, 3)), (1, 5), transposed=True, flip=True)
+    # padding_mode is conv_transpose_matrix's too (a review: 'zeros' was refused as no option)
+    with pytest.raises(ValueError, match="padding_mode must be 'zeros' for a transposed "):
         save_layer(tmp_path / "t.npz", np.ones((1, 1, 3)), (1, 5), transposed=True,
                    padding_mode="reflect")
+    saved = save_layer(tmp_path / "z.npz", np.ones((1, 1, 3)), (1, 5), transposed=True,
+                       padding_mode="zeros")
+    matrix, layer = load_layer(tmp_path / "z.npz")
+    assert layer.options == {"padding_mode": "zeros"} and (matrix != saved).nnz == 0
     with pytest.raises(ValueError, match="stride must be a positive integer"):
         save_layer(tmp_path / "s.npz", np.ones((1, 1, 3)), (1, 5), stride=0)
     assert not (tmp_path / "t.npz").exists() and not (tmp_path / "s.npz").exists()
