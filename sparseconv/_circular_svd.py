@@ -36,6 +36,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ._memory import check_memory
+from ._operator_base import ShapeNamedProducts
 from ._symbol import layer_geometry, require_periodic
 from ._symbol_svd import Frequencies, factor_bytes, factor_symbol, negative_frequencies
 from ._typing import ArrayLike, IntOrTuple, PaddingLike, ShapeLike
@@ -43,7 +44,7 @@ from ._validation import as_weight, is_int, periodic_padding_mode, real_number
 
 __all__ = ["CircularSVD", "circular_svd"]
 
-class CircularSVD(LinearOperator):
+class CircularSVD(ShapeNamedProducts, LinearOperator):
     """The SVD of a periodic convolution layer, ``A = U diag(S) V^H``, matrix-free.
 
     Itself the layer's operator (``svd @ x`` is ``conv_matrix(...) @ x``); the factors and

@@ -31,10 +31,74 @@ from ._typing import (
 )
 from ._validation import check_blocksize, first_index
 
-__all__ = ["_GeometryOperator"]
+__all__ = ["ShapeNamedProducts", "_GeometryOperator"]
 
 
-class _GeometryOperator(LinearOperator):
+class ShapeNamedProducts:
+    """scipy's public ``matvec``/``rmatvec``/``matmat``/``rmatmat`` for an operator of
+    ``input_shape`` to ``output_shape`` arrays, flattened: scipy's own, which decide what they
+    accept; where they refuse a shape, the error names the shapes accepted (scipy's says
+    "dimension mismatch"). Mixed in before ``LinearOperator``."""
+
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    def matvec(self, x: ArrayLike) -> np.ndarray:
+        return self._scipys("matvec", x, lambda: self._vector(x, self.input_shape, "matvec"))
+
+    def rmatvec(self, x: ArrayLike) -> np.ndarray:
+        return self._scipys("rmatvec", x, lambda: self._vector(x, self.output_shape, "rmatvec"))
+
+    def matmat(self, X: ArrayLike) -> np.ndarray:
+        return self._scipys("matmat", X, lambda: self._matrix(X, self.input_shape, "matmat"))
+
+    def rmatmat(self, X: ArrayLike) -> np.ndarray:
+        return self._scipys("rmatmat", X, lambda: self._matrix(X, self.output_shape, "rmatmat"))
+
+    def _scipys(self, name: str, x: ArrayLike, check: Callable[[], Any]) -> np.ndarray:
+        """scipy's public ``name`` (which decides what it accepts); where it refuses the
+        shape, the refusal says which shapes are accepted (``check``'s ValueError) instead of
+        scipy's "dimension mismatch"."""
+        _dense(x, name)
+        try:
+            return getattr(super(), name)(x)
+        except ValueError as exc:
+            try:
+                check()
+            except ValueError as ours:
+                raise ours from None
+            raise exc
+
+    def _matrix(self, X, shape, what):
+        """``_columns``, for scipy's ``matmat``, which takes 2-d arrays only."""
+        if np.ndim(X) != 2:
+            raise ValueError(f"{what} expects a 2-d array of shape ({math.prod(shape)}, k), "
+                             f"got shape {np.shape(X)}")
+        return self._columns(X, shape, what)
+
+    def _columns(self, X, shape, what):
+        """``X`` as an ``(n, k)`` array, or ValueError naming the shapes accepted."""
+        X = _numeric(X, what)
+        n = math.prod(shape)
+        if X.ndim == 1 and X.shape[0] == n:
+            return X.reshape(n, 1)
+        if X.ndim != 2 or X.shape[0] != n:
+            raise ValueError(
+                f"{what} expects an array of shape ({n},), ({n}, 1) or ({n}, k) (a flattened "
+                f"{shape} array, or k of them as columns), got shape {X.shape}"
+            )
+        return X
+
+    def _vector(self, x, shape, what):
+        x = np.asarray(x)
+        n = math.prod(shape)
+        if x.shape not in ((n,), (n, 1)):
+            raise ValueError(f"{what} expects an array of shape ({n},) or ({n}, 1) (a flattened "
+                             f"{shape} array), got shape {x.shape}")
+        return x.reshape(n, 1)
+
+
+class _GeometryOperator(ShapeNamedProducts, LinearOperator):
     """A LinearOperator mapping ``(C, *in)`` to ``(C', *out)`` arrays, flattened in C order.
 
     Subclasses set ``input_shape``, ``output_shape`` and implement ``_apply(X)`` and
@@ -137,52 +201,6 @@ class _GeometryOperator(LinearOperator):
                 "(the adjoint; y @ A is its conjugate)")
         return super()._rdot(x)
 
-    def matvec(self, x: ArrayLike) -> np.ndarray:
-        return self._scipys("matvec", x, lambda: self._vector(x, self.input_shape, "matvec"))
-
-    def rmatvec(self, x: ArrayLike) -> np.ndarray:
-        return self._scipys("rmatvec", x, lambda: self._vector(x, self.output_shape, "rmatvec"))
-
-    def matmat(self, X: ArrayLike) -> np.ndarray:
-        return self._scipys("matmat", X, lambda: self._matrix(X, self.input_shape, "matmat"))
-
-    def rmatmat(self, X: ArrayLike) -> np.ndarray:
-        return self._scipys("rmatmat", X, lambda: self._matrix(X, self.output_shape, "rmatmat"))
-
-    def _scipys(self, name: str, x: ArrayLike, check: Callable[[], Any]) -> np.ndarray:
-        """scipy's public ``name`` (which decides what it accepts); where it refuses the
-        shape, the refusal says which shapes are accepted (``check``'s ValueError) instead of
-        scipy's "dimension mismatch"."""
-        _dense(x, name)
-        try:
-            return getattr(super(), name)(x)
-        except ValueError as exc:
-            try:
-                check()
-            except ValueError as ours:
-                raise ours from None
-            raise exc
-
-    def _matrix(self, X, shape, what):
-        """``_columns``, for scipy's ``matmat``, which takes 2-d arrays only."""
-        if np.ndim(X) != 2:
-            raise ValueError(f"{what} expects a 2-d array of shape ({math.prod(shape)}, k), "
-                             f"got shape {np.shape(X)}")
-        return self._columns(X, shape, what)
-
-    def _columns(self, X, shape, what):
-        """``X`` as an ``(n, k)`` array, or ValueError naming the shapes accepted."""
-        X = _numeric(X, what)
-        n = math.prod(shape)
-        if X.ndim == 1 and X.shape[0] == n:
-            return X.reshape(n, 1)
-        if X.ndim != 2 or X.shape[0] != n:
-            raise ValueError(
-                f"{what} expects an array of shape ({n},), ({n}, 1) or ({n}, k) (a flattened "
-                f"{shape} array, or k of them as columns), got shape {X.shape}"
-            )
-        return X
-
     def _product(self, X, apply, nbytes, shape_in, shape_out, what):
         X = self._columns(X, shape_in, what)
         b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
@@ -218,14 +236,6 @@ class _GeometryOperator(LinearOperator):
         return self._product(self._vector(x, self.output_shape, "rmatvec"), self._apply_adjoint,
                              self._apply_adjoint_bytes, self.output_shape, self.input_shape,
                              "rmatvec").reshape(-1)
-
-    def _vector(self, x, shape, what):
-        x = np.asarray(x)
-        n = math.prod(shape)
-        if x.shape not in ((n,), (n, 1)):
-            raise ValueError(f"{what} expects an array of shape ({n},) or ({n}, 1) (a flattened "
-                             f"{shape} array), got shape {x.shape}")
-        return x.reshape(n, 1)
 
     def _check_products(self) -> None:
         """Refuse, at construction, a layer whose products with one column exceed the limit."""

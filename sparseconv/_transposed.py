@@ -139,8 +139,9 @@ def fractionally_strided(
         pads.append((lo, axis.size - size - lo + extent))
     if min(min(p) for p in pads) < 0:
         raise ValueError(
-            f"padding={geom.padding} exceeds dilation*(kernel_size-1) for kernel_size="
-            f"{geom.kernel_size}, dilation={geom.dilation}: the direct picture would crop")
+            f"padding={padding!r} (per side {geom.padding}) exceeds dilation*(kernel_size-1) "
+            f"for kernel_size={geom.kernel_size}, dilation={geom.dilation}: the direct picture "
+            "would crop")
     c_in = weight.shape[0]
     # the direct convolution first: the larger of the two (its nonzeros are the zero
     # insertion's times the taps), so a refusal comes before either is built (a hunt: 26 MiB

@@ -640,3 +640,16 @@ def test_the_gram_threshold_keeps_the_factors_unitary_to_1e_13(m, n, monkeypatch
     assert worst_unitarity(stack(3.99)) <= 1e-13
     monkeypatch.setattr(_symbol_svd, "GRAM_CONDITION", 16.0)
     assert worst_unitarity(stack(15.9)) > 1e-13
+
+
+def test_a_product_of_the_wrong_shape_names_the_shapes_accepted():
+    """A review: ``svd @ np.ones(5)`` got scipy's bare "dimension mismatch", where
+    ConvOperator names the shapes it takes."""
+    svd = circular_svd(np.ones((2, 2, 3, 3)), (2, 4, 4))
+    calls = [(lambda: svd @ np.ones(5), r"^matvec expects an array of shape \(32,\) or \(32, 1\) "
+              r"\(a flattened \(2, 4, 4\) array\), got shape \(5,\)"),
+             (lambda: svd.matmat(np.ones((5, 2))), r"^matmat expects .*got shape \(5, 2\)"),
+             (lambda: svd.rmatvec(np.ones(3)), r"^rmatvec expects .*\(32,\).*got shape \(3,\)")]
+    for call, match in calls:
+        with pytest.raises(ValueError, match=match):
+            call()

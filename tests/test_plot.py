@@ -289,6 +289,11 @@ def test_spectrum_of_an_interval_alone():
     assert ax.get_legend().get_texts()[-1].get_text().startswith("certified")
     with pytest.raises(ValueError, match="at least one singular value"):
         plot.spectrum([], axes())
+    # (a review: an empty mapping drew empty axes)
+    with pytest.raises(ValueError, match="at least one series of singular values, got an "
+                       "empty mapping"):
+        plot.spectrum({}, axes())
+    assert plot.spectrum({}, axes(), interval=(1.0, 1.5)) == []
 
 
 def test_singular_values_and_frequency_map_plots():

@@ -93,6 +93,9 @@ BAD = [
     (transpose_kernel, (np.ones((3, 2, 3)), 1.0), {}, TypeError, "groups"),
     (fractionally_strided, (np.ones((2, 1, 3)), (2, 8)), dict(padding=3), ValueError,
      "exceeds dilation"),
+    # the padding as given, then per side (a review: (2,) was said as ((2, 2),) alone)
+    (fractionally_strided, (np.ones((2, 1, 2)), (2, 3)), dict(stride=3, padding=(2,)),
+     ValueError, r"^padding=\(2,\) \(per side \(\(2, 2\),\)\) exceeds dilation"),
     (fractionally_strided, (np.ones((2, 1, 3)), (2, 4)), dict(output_padding=1), ValueError,
      "output_padding"),
 ]

@@ -113,6 +113,9 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     fraction = bool(check_flag(fraction, "fraction"))
     check_keywords(kwargs, "spectrum", "plot")
     series = list(values.items() if isinstance(values, Mapping) else [(label, values)])
+    if not series and band is None:  # (a review: {} drew empty axes, as [] did not)
+        raise ValueError("values must hold at least one series of singular values, got an "
+                         "empty mapping (or an interval be given)")
     for name, s in series:  # (a hunt: [] raised an IndexError, None drew one NaN)
         given = np.asarray(s) if s is not None else None
         if given is None or given.dtype.kind not in "biuf":
