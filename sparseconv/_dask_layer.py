@@ -163,10 +163,13 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
                                 dtype=np.result_type(self.dtype, x.dtype))
             out = self._apply(x.T.reshape(x.shape[1], *shape_in), adjoint)
             return out.reshape(x.shape[1], -1).T
+        gather = adjoint == self._block.transposed  # A, or the transposed layer's adjoint
+        # the graph sized first: Dask's own slicing of x, below, costs as much per chunk
+        self._plan.check_graph(len(x.chunks[0]) if x.ndim == len(shape_in) + 1 else 1,
+                               adjoint=not gather)
         batch, restore = _as_batch(x, shape_in, "x")
         batch = batch.rechunk((batch.chunks[0], -1, *chunks_in))
         dtype = np.result_type(self.dtype, batch.dtype)
-        gather = adjoint == self._block.transposed  # A, or the transposed layer's adjoint
         channels = shape_out[0]
         if gather:
             return restore(self._plan.gather(batch, self._block, channels, dtype))

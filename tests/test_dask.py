@@ -852,3 +852,51 @@ def test_matmul_refuses_a_scalar_as_scipy_does():
             op @ 2.0
     x = np.random.default_rng(0).standard_normal(ours.shape[1])
     assert np.allclose(ours.dot(2.0) @ x, 2 * (theirs @ x))
+
+
+class TestManyChunks:
+    """A review: on 10**5 x 10**5 positions in chunks of 8 the operator ran past 120 s before
+    anything (each output block's plan looked at every input chunk), and a product's graph of
+    10**8 blocks was made until memory ran out. The plan reads only the chunks a window
+    reaches; a product's graph is sized against the memory limit before Dask slices x."""
+
+    def test_a_fine_chunking_is_planned_at_once_and_its_product_refused(self):
+        import time
+
+        w = np.ones((3, 2, 3, 3))
+        start = time.perf_counter()
+        op = sdask.ConvOperator(w, (2, 10**5, 10**5), chunks=8)
+        assert time.perf_counter() - start < 20  # (0.6 s measured)
+        assert len(op.output_chunks[0]) == 12_500
+        x = da.ones((2, 10**5, 10**5), chunks=(2, 8, 8))
+        for product, what in ((op.matvec, "product"), (op.rmatvec, "adjoint product")):
+            with pytest.raises(sc.MatrixTooLargeError, match=rf"^the Dask graph of the {what} "
+                               r"\(\d+ tasks: 156250000 blocks of output, 156250000 chunks of "
+                               r"input, 1 of the batch\).*use larger chunks"):
+                product(x)
+
+    @pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
+    def test_the_graph_is_the_size_counted(self, padding_mode, monkeypatch):
+        from sparseconv import _dask_graph
+
+        counted = []
+        real = _dask_graph._Plan.check_graph
+
+        def count(plan, batches, adjoint):
+            pieces = math.prod(sum(len(found) for found in p.reads) for p in plan.axes)
+            blocks = math.prod(len(p.out_chunks) for p in plan.axes)
+            chunks = math.prod(len(p.in_chunks) for p in plan.axes)
+            counted.append(batches * (pieces + blocks + (chunks if adjoint else 0)))
+            return real(plan, batches, adjoint)
+
+        monkeypatch.setattr(_dask_graph._Plan, "check_graph", count)
+        op = sdask.ConvOperator(np.ones((3, 2, 3, 3)), (2, 40, 36), chunks=(8, 12), padding=1,
+                                padding_mode=padding_mode)
+        x = da.ones((3, 2, 40, 36), chunks=(2, 2, 8, 12))
+        y = op @ x
+        z = op.H @ y
+        for result, tasks, names in ((y, counted[0], ("sparseconv-gather",)),
+                                     (z, counted[1], ("sparseconv-scatter", "sparseconv-window"))):
+            ours = [k for k in result.__dask_graph__()
+                    if isinstance(k, tuple) and k[0].startswith(names)]
+            assert len(ours) == tasks
