@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import is_int
-
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -279,9 +277,3 @@ def check_color(value, name: str = "color") -> None:
     if not is_color_like(value):
         raise ValueError(f"{name} must be a matplotlib color (such as 'C0', 'black' or "
                          f"'#1f77b4'), got {value!r}")
-
-
-def check_count(value, name: str) -> int:
-    if not is_int(value) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)

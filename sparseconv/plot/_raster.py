@@ -21,7 +21,7 @@ from .._geometry import ConvGeometry, spatial_matrix
 from .._matrices import check_addressable
 from .._memory import check_memory
 from .._operators import layer_of
-from .._validation import int_tuple, positive_int
+from .._validation import int_tuple, is_int, positive_int
 
 __all__ = ["Raster", "bin_edges", "density_counts", "padded_index_map", "raster"]
 
@@ -123,6 +123,8 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.
     ValueError
         A negative ``size``, ``blocks`` not dividing it, ``period`` not dividing a block, or
         ``max_bins < 1``.
+    TypeError
+        An argument that is no integer.
 
     Examples
     --------
@@ -138,15 +140,15 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.
     >>> bin_edges(8 * 5, 3, blocks=8).tolist()          # whole blocks: 4 channels per bin
     [0, 20, 40]
     """
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 0:
+    if not is_int(size):  # (a review: '100' was a ValueError, as -4 is)
+        raise TypeError(f"size must be a non-negative integer, got {size!r}")
+    if size < 0:
         raise ValueError(f"size must be a non-negative integer, got {size!r}")
-    if not (isinstance(blocks, (int, np.integer)) and blocks >= 1) or size % blocks:
+    if positive_int(blocks, "blocks") and size % blocks:
         raise ValueError(f"blocks={blocks!r} must be a positive integer dividing size={size}")
-    if not isinstance(max_bins, (int, np.integer)) or isinstance(max_bins, bool) \
-            or max_bins < 1:
-        raise ValueError(f"max_bins must be a positive integer, got {max_bins!r}")
+    max_bins = positive_int(max_bins, "max_bins")
     block = size // blocks
-    if not (isinstance(period, (int, np.integer)) and period >= 1) or block % period:
+    if positive_int(period, "period") and block % period:
         raise ValueError(f"period={period!r} must be a positive integer dividing the block "
                          f"length {block}")
     if blocks > max_bins:  # whole blocks per bin

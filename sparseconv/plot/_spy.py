@@ -22,11 +22,10 @@ from .._files import raster_formats
 from .._geometry import ConvGeometry
 from .._memory import check_memory
 from .._operators import layer_of
-from .._validation import as_bool, int_tuple
+from .._validation import as_bool, int_tuple, positive_int
 from ._figure import (
     check_cmap,
     check_color,
-    check_count,
     check_flag,
     check_keywords,
     check_output,
@@ -339,7 +338,7 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
 
         spy(big, fname="layer.pdf", max_bins=256, blocks=True)
     """
-    max_bins = check_count(max_bins, "max_bins")
+    max_bins = positive_int(max_bins, "max_bins")
     colorbar = check_flag(colorbar, "colorbar")
     values = as_bool(values, "values")  # (a hunt: values="no" drew the values)
     check_keywords(kwargs, "spy", "imshow")
@@ -428,7 +427,7 @@ def save_raster(fname: str | os.PathLike[str], A: MatrixLike, *,
     from matplotlib.image import imsave
 
     values = as_bool(values, "values")
-    max_bins = check_count(max_bins, "max_bins")
+    max_bins = positive_int(max_bins, "max_bins")
     fmt, dpi, _ = check_output(fname, dpi, None, format, formats=raster_formats())
     geom, transposed = _resolve_layer(A, geometry)
     _channel_blocks_of(A, geom, None, zoom)
