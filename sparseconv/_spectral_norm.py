@@ -222,7 +222,8 @@ def spectral_norm(
         ``progress(done, total)``, called as the circulant bound's chunks of frequencies
         complete, then as each later stage ends (each exact section, the Lanczos lower bound,
         the whole-Gram certificate), ``total`` counting those that may run; the last call is
-        ``(total, total)`` (``(1, 1)`` for the dense and ``1x1`` routes, which have one step).
+        ``(total, total)`` (``(1, 1)`` for the dense, ``1x1`` and zero routes, which have one
+        step).
 
     Returns
     -------
@@ -294,6 +295,8 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
     weight, geom = _checked_layer(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode, method)
     if _no_entry(geom, weight):
+        if progress is not None:  # (a review: never called, a progress bar never finished)
+            progress(1, 1)
         return SpectralNorm(0.0, 0.0, 0.0, "zero", {"zero": 0.0}), None
     parts = residue_layers(geom) if _route(geom, method) == "bounds" else None
     if parts is not None:

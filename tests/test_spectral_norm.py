@@ -81,6 +81,18 @@ def test_progress_runs_through_every_stage(options, stages, monkeypatch):
     assert seen[-1][2] == len(log), (seen, log)
 
 
+@pytest.mark.parametrize("weight, shape, options", [
+    (np.zeros((4, 4, 3, 3)), (4, 40, 40), dict(padding=1)),  # an all-zero weight
+    (np.pad(np.ones((4, 4, 1, 1)), ((0, 0), (0, 0), (0, 2), (0, 2))), (4, 1, 1),
+     dict(padding=1, stride=2)),  # every tap that is not zero reads padding
+])
+def test_progress_ends_on_the_zero_route(weight, shape, options):
+    """A review: the zero route never called progress, so a bar it drove never finished."""
+    seen: list = []
+    r = spectral_norm(weight, shape, **options, progress=lambda *call: seen.append(call))
+    assert r.method == "zero" and seen == [(1, 1)]
+
+
 @pytest.fixture(params=["every axis", "sections", "sections by block rows"])
 def route(request, monkeypatch):
     """Both certificates of a zero-, reflect- or replicate-padded layer: the whole Gram's
