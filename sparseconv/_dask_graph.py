@@ -287,18 +287,23 @@ class _Plan:
         return {(tuple(w for w, _ in pairs), tuple(b for _, b in pairs))
                 for pairs in itertools.product(*per_axis)}
 
-    def check_graph(self, batches: int, adjoint: bool) -> None:
+    def check_graph(self, batches: int, adjoint: bool, transposed: bool) -> None:
         """Refuse a product whose graph would not fit the memory limit, before it is made: a
-        task a piece each output block reads from each input chunk, one per block, and for
-        the adjoint one per input chunk too, at :data:`TASK_BYTES` each (a review: chunks of
-        8 on 10**5 x 10**5, 10**8 blocks, would have run for hours)."""
+        task a piece each of the geometry's output blocks reads from each of its input chunks,
+        one per block, and for a scatter (:meth:`scatter`) one per input chunk too, at
+        :data:`TASK_BYTES` each (a review: chunks of 8 on 10**5 x 10**5, 10**8 blocks, would
+        have run for hours). ``adjoint``: the user's adjoint product; ``transposed``: a
+        transposed layer's, whose input is the geometry's output."""
         pieces = math.prod(sum(len(found) for found in p.reads) for p in self.axes)
         blocks = math.prod(len(p.out_chunks) for p in self.axes)
         chunks = math.prod(len(p.in_chunks) for p in self.axes)
-        tasks = batches * (pieces + blocks + (chunks if adjoint else 0))
+        scatter = adjoint != transposed
+        tasks = batches * (pieces + blocks + (chunks if scatter else 0))
+        layer_in, layer_out = (blocks, chunks) if transposed else (chunks, blocks)
         check_memory(TASK_BYTES * tasks, f"the Dask graph of the {'adjoint ' * adjoint}product "
-                     f"({tasks} tasks: {blocks} blocks of output, {chunks} chunks of input, "
-                     f"{batches} of the batch)", "use larger chunks")
+                     f"({tasks} tasks: the layer's {layer_in} input and {layer_out} output "
+                     f"chunks, for each of {batches} chunk(s) along x's batch axis)",
+                     "use larger chunks (the operator's chunks=, or x's along its batch axis)")
 
     def gather(self, x, layer: _BlockLayer, channels_out: int, dtype) -> da.Array:
         """Input chunks (``x``, chunked ``(N, C, *in_chunks)``) -> output blocks (the graph

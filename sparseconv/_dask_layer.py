@@ -166,7 +166,7 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
         gather = adjoint == self._block.transposed  # A, or the transposed layer's adjoint
         # the graph sized first: Dask's own slicing of x, below, costs as much per chunk
         self._plan.check_graph(len(x.chunks[0]) if x.ndim == len(shape_in) + 1 else 1,
-                               adjoint=not gather)
+                               adjoint=adjoint, transposed=self._block.transposed)
         batch, restore = _as_batch(x, shape_in, "x")
         batch = batch.rechunk((batch.chunks[0], -1, *chunks_in))
         dtype = np.result_type(self.dtype, batch.dtype)

@@ -59,7 +59,7 @@ class ShapeNamedProducts:
         """scipy's public ``name`` (which decides what it accepts); where it refuses the
         shape, the refusal says which shapes are accepted (``check``'s ValueError) instead of
         scipy's "dimension mismatch"."""
-        _dense(x, name)
+        _dense(x, name, callable(getattr(self, "tosparse", None)))
         try:
             return getattr(super(), name)(x)
         except ValueError as exc:
@@ -279,13 +279,15 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
                 f"dtype={self.dtype}{layout}>")
 
 
-def _dense(x: Any, what: str) -> None:
+def _dense(x: Any, what: str, tosparse: bool = True) -> None:
     """Refuse a scipy.sparse array by its kind (a new user's trial: numpy reads one as a 0-d
-    object array, and the refusal said "got shape ()" of a (50, 1) column)."""
+    object array, and the refusal said "got shape ()" of a (50, 1) column); ``tosparse``:
+    whether the operator has the matrix to offer instead."""
     if sp.issparse(x):
         raise TypeError(f"{what} takes dense arrays (numpy's), got a scipy.sparse "
-                        f"{x.format} array of shape {x.shape}: pass x.toarray(), or multiply "
-                        "the layer's matrix, A.tosparse() @ x")
+                        f"{x.format} array of shape {x.shape}: pass x.toarray()"
+                        + (", or multiply the layer's matrix, A.tosparse() @ x" if tosparse
+                           else ""))
 
 
 def _numeric(x: ArrayLike, what: str) -> np.ndarray:

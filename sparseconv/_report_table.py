@@ -310,10 +310,11 @@ def _write(text: str, path, newline: str | None = None) -> str | None:
     """``text`` to a file name or an open text file (``path.write``), or returned (None)."""
     if path is None:
         return text
-    if isinstance(path, (str, os.PathLike)):
+    if isinstance(path, (str, bytes, os.PathLike)):
         with open(path, "w", newline=newline) as stream:
             stream.write(text)
-    elif isinstance(path, (io.RawIOBase, io.BufferedIOBase)):
+    elif isinstance(path, (io.RawIOBase, io.BufferedIOBase)) \
+            or "b" in str(getattr(path, "mode", "")):  # (tempfile's wrappers: by their mode)
         raise TypeError(f"path must be a file name or a text file, got a binary file "
                         f"{getattr(path, 'name', path)!r}: open it in text mode ('w')")
     elif hasattr(path, "write"):

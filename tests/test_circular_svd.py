@@ -653,3 +653,8 @@ def test_a_product_of_the_wrong_shape_names_the_shapes_accepted():
     for call, match in calls:
         with pytest.raises(ValueError, match=match):
             call()
+    # a sparse column: the layer's matrix is no method of CircularSVD, so not offered
+    import scipy.sparse as sp
+
+    with pytest.raises(TypeError, match=r"^matvec takes dense arrays .*pass x.toarray\(\)$"):
+        svd.matvec(sp.csr_array(np.ones((32, 1))))

@@ -871,9 +871,23 @@ class TestManyChunks:
         x = da.ones((2, 10**5, 10**5), chunks=(2, 8, 8))
         for product, what in ((op.matvec, "product"), (op.rmatvec, "adjoint product")):
             with pytest.raises(sc.MatrixTooLargeError, match=rf"^the Dask graph of the {what} "
-                               r"\(\d+ tasks: 156250000 blocks of output, 156250000 chunks of "
-                               r"input, 1 of the batch\).*use larger chunks"):
+                               r"\(\d+ tasks: the layer's 156250000 input and 156250000 output "
+                               r"chunks, for each of 1 chunk\(s\) along x's batch axis\).*use "
+                               r"larger chunks \(the operator's chunks=, or x's along its batch"):
                 product(x)
+
+    def test_the_refusal_speaks_of_a_transposed_layer_s_own_product(self, memory_limit):
+        """A review: a transposed layer's forward product (a scatter of the geometry) was
+        called the adjoint product, and its input and output chunks were swapped."""
+        t = sdask.ConvTransposeOperator(np.ones((2, 3, 3, 3)), (2, 64, 64), chunks=8, stride=2,
+                                        padding=1, output_padding=1)
+        memory_limit(200_000)
+        with pytest.raises(sc.MatrixTooLargeError, match=r"^the Dask graph of the product \(\d+ "
+                           r"tasks: the layer's 64 input and 64 output chunks, for each of 4 "):
+            t.matmat(da.zeros((4, 2, 64, 64), chunks=(1, 2, 64, 64)))
+        with pytest.raises(sc.MatrixTooLargeError, match=r"^the Dask graph of the adjoint product "
+                           r"\(\d+ tasks: the layer's 64 input and 64 output chunks"):
+            t.rmatmat(da.zeros((4, 3, 128, 128), chunks=(1, 3, 128, 128)))
 
     @pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
     def test_the_graph_is_the_size_counted(self, padding_mode, monkeypatch):
@@ -882,12 +896,13 @@ class TestManyChunks:
         counted = []
         real = _dask_graph._Plan.check_graph
 
-        def count(plan, batches, adjoint):
+        def count(plan, batches, adjoint, transposed):
             pieces = math.prod(sum(len(found) for found in p.reads) for p in plan.axes)
             blocks = math.prod(len(p.out_chunks) for p in plan.axes)
             chunks = math.prod(len(p.in_chunks) for p in plan.axes)
-            counted.append(batches * (pieces + blocks + (chunks if adjoint else 0)))
-            return real(plan, batches, adjoint)
+            scatter = adjoint != transposed
+            counted.append(batches * (pieces + blocks + (chunks if scatter else 0)))
+            return real(plan, batches, adjoint, transposed)
 
         monkeypatch.setattr(_dask_graph._Plan, "check_graph", count)
         op = sdask.ConvOperator(np.ones((3, 2, 3, 3)), (2, 40, 36), chunks=(8, 12), padding=1,

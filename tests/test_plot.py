@@ -795,6 +795,15 @@ class TestKeywordsPassedToMatplotlib:
         with pytest.raises(RuntimeError, match="drawing failed"):
             plot.spectrum([1.0, 2.0], figsize=(3, 3))
         assert plt.get_fignums() == []
+        # pyplot's current axes: a figure made for the call is closed, the caller's is kept
+        with pytest.raises(RuntimeError, match="drawing failed"):
+            plot.spectrum([1.0, 2.0])
+        assert plt.get_fignums() == []
+        mine = plt.figure()
+        with pytest.raises(RuntimeError, match="drawing failed"):
+            plot.spectrum([1.0, 2.0])
+        assert plt.get_fignums() == [mine.number]
+        plt.close("all")
 
 
 class TestRasterOfManyRows:

@@ -192,11 +192,20 @@ def drawing(ax, fname, dpi, figsize, format) -> Iterator[Axes]:
     """
     fmt, dpi, figsize = check_output(fname, dpi, figsize, format, ax=ax)
     if ax is not None or (fname is None and figsize is None):
+        made = None
         if ax is None:
             import matplotlib.pyplot as plt
 
+            new = not plt.get_fignums()
             ax = plt.gca()
-        yield ax
+            made = plt.gcf() if new else None
+        try:
+            yield ax
+        except BaseException:  # pyplot's figure made for a call that failed: closed (a
+            # review); a figure that was current before is the caller's
+            if made is not None:
+                plt.close(made)
+            raise
         if fname is not None and fmt is not None:
             save_figure(ax.figure, fname, fmt, dpi)
         return
