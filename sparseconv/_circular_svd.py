@@ -395,13 +395,18 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
         return self.U @ eye, self.S.copy(), np.conj(self.V @ eye).T
 
 
-class _SpectralFilter(LinearOperator):
-    """``U diag(f / divisor) V^H`` (or ``V ... U^H`` when ``inverse``), real on the factors."""
+class _SpectralFilter(ShapeNamedProducts, LinearOperator):
+    """``U diag(f / divisor) V^H`` (or ``V ... U^H`` when ``inverse``), real on the factors:
+    the adjoint, the pseudo-inverse and the best rank-r approximation, whose products name
+    the shapes they take, as the layer's do."""
 
     def __init__(self, svd: CircularSVD, f: np.ndarray, divisor: np.ndarray | None,
                  inverse: bool, real: bool) -> None:
         self._svd, self._f, self._divisor = svd, f, divisor
         self._inverse, self._real = inverse, real
+        self.input_shape, self.output_shape = (
+            (svd.output_shape, svd.input_shape) if inverse else (svd.input_shape,
+                                                                 svd.output_shape))
         shape = svd.shape[::-1] if inverse else svd.shape
         super().__init__(np.dtype(np.float64 if real else np.complex128), shape)
 

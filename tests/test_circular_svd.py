@@ -653,6 +653,14 @@ def test_a_product_of_the_wrong_shape_names_the_shapes_accepted():
     for call, match in calls:
         with pytest.raises(ValueError, match=match):
             call()
+    # the adjoint, the pseudo-inverse and the best rank-r approximation alike
+    w = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
+    wide = circular_svd(w, (2, 4, 4))  # 48 x 32
+    for op, n, shape in ((wide.H, 48, r"\(3, 4, 4\)"), (wide.pinv(), 48, r"\(3, 4, 4\)"),
+                         (wide.rank_r(3), 32, r"\(2, 4, 4\)")):
+        with pytest.raises(ValueError, match=rf"^matvec expects an array of shape \({n},\) or "
+                           rf"\({n}, 1\) \(a flattened {shape} array\), got shape \(5,\)"):
+            op @ np.ones(5)
     # a sparse column: the layer's matrix is no method of CircularSVD, so not offered
     import scipy.sparse as sp
 
