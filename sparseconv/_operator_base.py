@@ -105,9 +105,7 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
     ``_apply_adjoint(Y)`` on arrays of shape ``(*input_shape, b)`` / ``(*output_shape, b)``,
     ``_apply_bytes(b, itemsize)`` and ``_apply_adjoint_bytes(b, itemsize)`` (what one product
     allocates) and ``_explicit(format, adjoint)``. scipy's underscored methods do the work;
-    the public ``matvec``/``rmatvec``/``matmat``/``rmatmat`` call scipy's, which decide what
-    they accept; where they refuse a shape, the error names the shapes accepted (scipy's says
-    "dimension mismatch").
+    the public products are :class:`ShapeNamedProducts`'.
     """
 
     input_shape: tuple[int, ...]

@@ -35,7 +35,7 @@ from sparseconv._spectral_norm import (
 )
 from sparseconv._spectral_norms import warn_missed
 from sparseconv._symbol import unit_scale
-from sparseconv._torch_kinds import _CONV, check_module
+from sparseconv._torch_kinds import _CONV
 from sparseconv._torch_layer_base import _Layer
 from sparseconv._torch_module import _eager_leaf, _hookless_layer
 
@@ -43,6 +43,18 @@ __all__ = ["singular_values", "spectral_norm", "symbol"]
 
 #: The options :func:`spectral_norm` passes on (those of :func:`sparseconv.spectral_norm`).
 _OPTIONS = ("method", "tol", "relative_width", "executor", "progress")
+#: Those :func:`singular_values` passes on (of :func:`sparseconv.singular_values`).
+_VALUES_OPTIONS = ("method", "executor", "progress")
+
+
+def _refuse_unknown(kwargs: dict[str, Any], options: tuple[str, ...], function: str) -> None:
+    """A keyword ``function`` does not pass on to sparseconv's function of its name, by name
+    (a layer's own arguments, such as ``stride``, are the module's)."""
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}; "
+                        f"it passes {', '.join(options)} to sparseconv.{function} (the layer's "
+                        "own arguments are the module's)")
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
@@ -105,10 +117,7 @@ def _layer_norm(layer: _Layer, strict: bool = False, label: str = "spectral_norm
     """A layer's certified norm; ``strict=False`` (a network's layers): ``method="exact"``
     becomes ``"auto"`` where it does not apply (:func:`_layer_options`). A
     ``relative_width`` missed is warned of, led by ``label``."""
-    unknown = sorted(set(kwargs) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(f"spectral_norm() got an unexpected keyword argument {unknown[0]!r}; "
-                        f"it passes {', '.join(_OPTIONS)} to sparseconv.spectral_norm")
+    _refuse_unknown(kwargs, _OPTIONS, "spectral_norm")
     if layer.conv is None:
         result, missed = _matrix_norm(_one_channel(layer.build("csr"), layer.input_shape[0]),
                                       **kwargs)
@@ -172,12 +181,8 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
     >>> sct.singular_values(torch.nn.ZeroPad1d((1, 2)), (1, 3))
     array([1., 1., 1.])
     """
-    unknown = sorted(set(kwargs) - {"method", "executor", "progress"})
-    if unknown:  # (a review: stride=2 got Python's "multiple values for keyword argument")
-        raise TypeError(f"singular_values() got an unexpected keyword argument {unknown[0]!r}; "
-                        "it passes method, executor and progress to "
-                        "sparseconv.singular_values (the layer's own arguments are the "
-                        "module's)")
+    # (a review: stride=2 got Python's "multiple values for keyword argument")
+    _refuse_unknown(kwargs, _VALUES_OPTIONS, "singular_values")
     layer = _hookless_layer(module, input_shape, output_size)
     if layer.conv is None:
         a = layer.build("csr")
@@ -245,9 +250,8 @@ def symbol(module: nn.Module, input_shape: Sequence[int], *, executor: Any = Non
     >>> bool(np.isclose(top, sct.spectral_norm(conv, (2, 8, 8)).value, rtol=1e-12))
     True
     """
-    check_module(module, "module")
     # a scripted Conv2d: the eager module its graph rebuilds (a review: "RecursiveScriptModule
-    # is no convolution", where matrix and spectral_norm read it)
+    # is no convolution", where matrix and spectral_norm read it); checked as a module below
     module = _eager_leaf(module, input_shape, None)
     layer = _hookless_layer(module, input_shape)
     name = type(module).__name__

@@ -630,7 +630,7 @@ def test_singular_values_names_a_keyword_it_does_not_pass():
     for module in (nn.Conv2d(2, 3, 3).double(), nn.ZeroPad2d(1)):
         for keyword in ("stride", "tol", "bogus"):
             with pytest.raises(TypeError, match=rf"^singular_values\(\) got an unexpected "
-                               rf"keyword argument '{keyword}'; it passes method, executor and "
+                               rf"keyword argument '{keyword}'; it passes method, executor, "
                                rf"progress"):
                 sct.singular_values(module, (2, 6, 6), **{keyword: 2})
     conv = nn.Conv2d(2, 3, 3).double()

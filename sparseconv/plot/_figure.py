@@ -191,44 +191,35 @@ def drawing(ax, fname, dpi, figsize, format) -> Iterator[Axes]:
     "compressed", matplotlib's layout for axes of a fixed aspect), else pyplot's current axes.
     """
     fmt, dpi, figsize = check_output(fname, dpi, figsize, format, ax=ax)
-    if ax is not None or (fname is None and figsize is None):
-        made = None
-        if ax is None:
+    with contextlib.ExitStack() as stack:
+        made = None  # a figure of pyplot's made for this call: closed if the call fails
+        if ax is None and fname is None and figsize is None:
             import matplotlib.pyplot as plt
 
             new = not plt.get_fignums()
             ax = plt.gca()
-            made = plt.gcf() if new else None
+            made = plt.gcf() if new else None  # (a figure current before is the caller's)
+        elif ax is None:
+            import matplotlib
+
+            stack.enter_context(matplotlib.rc_context(STYLE))
+            if fname is None:
+                import matplotlib.pyplot as plt
+
+                made = plt.figure(figsize=figsize, layout="compressed")
+                ax = made.add_subplot()
+            else:
+                from matplotlib.figure import Figure
+
+                ax = Figure(figsize=figsize or _DEFAULT_FIGSIZE, layout="compressed").add_subplot()
         try:
             yield ax
-        except BaseException:  # pyplot's figure made for a call that failed: closed (a
-            # review); a figure that was current before is the caller's
+        except BaseException:  # (a review: a failing call left its pyplot figure open)
             if made is not None:
                 plt.close(made)
             raise
         if fname is not None and fmt is not None:
             save_figure(ax.figure, fname, fmt, dpi)
-        return
-    import matplotlib
-
-    with matplotlib.rc_context(STYLE):
-        if fname is None:
-            import matplotlib.pyplot as plt
-
-            fig = plt.figure(figsize=figsize, layout="compressed")
-        else:
-            from matplotlib.figure import Figure
-
-            fig = Figure(figsize=figsize or _DEFAULT_FIGSIZE, layout="compressed")
-        ax = fig.add_subplot()
-        try:
-            yield ax
-        except BaseException:  # a figure of pyplot's made for a call that failed: closed
-            if fname is None:
-                plt.close(fig)
-            raise
-        if fname is not None and fmt is not None:
-            save_figure(fig, fname, fmt, dpi)
 
 
 def nice_step(count: int, most: int = 8) -> int:

@@ -144,11 +144,12 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.
         raise TypeError(f"size must be a non-negative integer, got {size!r}")
     if size < 0:
         raise ValueError(f"size must be a non-negative integer, got {size!r}")
-    if positive_int(blocks, "blocks") and size % blocks:
+    blocks, max_bins = positive_int(blocks, "blocks"), positive_int(max_bins, "max_bins")
+    if size % blocks:
         raise ValueError(f"blocks={blocks!r} must be a positive integer dividing size={size}")
-    max_bins = positive_int(max_bins, "max_bins")
     block = size // blocks
-    if positive_int(period, "period") and block % period:
+    period = positive_int(period, "period")
+    if block % period:
         raise ValueError(f"period={period!r} must be a positive integer dividing the block "
                          f"length {block}")
     if blocks > max_bins:  # whole blocks per bin
