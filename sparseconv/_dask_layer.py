@@ -176,21 +176,67 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
         return restore(self._plan.scatter(batch, self._block, channels, dtype))
 
     def matvec(self, x):
-        """``A @ x`` for a Dask array (lazy) or a numpy array (computed)."""
+        """``A @ x`` for a Dask array (lazy) or a numpy array (computed).
+
+        Parameters
+        ----------
+        x : dask.array.Array or ndarray
+            A flat vector of length ``shape[1]``, or an array shaped ``input_shape`` (or a
+            batch of them, ``(N, *input_shape)``).
+
+        Returns
+        -------
+        dask.array.Array or ndarray
+            ``A @ x``, shaped as ``x`` is (flat, or ``output_shape``); lazy for a Dask input.
+        """
         return self._apply(x, adjoint=False)
 
     def rmatvec(self, x):
-        """``A^H @ x`` for a Dask array (lazy) or a numpy array (computed)."""
+        """``A^H @ x`` for a Dask array (lazy) or a numpy array (computed).
+
+        Parameters
+        ----------
+        x : dask.array.Array or ndarray
+            A flat vector of length ``shape[0]``, or an array shaped ``output_shape`` (or a
+            batch of them, ``(N, *output_shape)``).
+
+        Returns
+        -------
+        dask.array.Array or ndarray
+            ``A^H @ x``, shaped as ``x`` is (flat, or ``input_shape``); lazy for a Dask input.
+        """
         return self._apply(x, adjoint=True)
 
     def matmat(self, X):
         """``A @ X``: arrays batched ``(N, *input_shape)``, or columns ``(n, k)`` (Dask or
-        numpy)."""
+        numpy).
+
+        Parameters
+        ----------
+        X : dask.array.Array or ndarray
+            A batch shaped ``(N, *input_shape)``, or ``k`` columns shaped ``(shape[1], k)``.
+
+        Returns
+        -------
+        dask.array.Array or ndarray
+            ``(N, *output_shape)`` or ``(shape[0], k)``; lazy for a Dask input.
+        """
         return self._apply(X, adjoint=False)
 
     def rmatmat(self, X):
         """``A^H @ X``: arrays batched ``(N, *output_shape)``, or columns ``(m, k)`` (Dask or
-        numpy)."""
+        numpy).
+
+        Parameters
+        ----------
+        X : dask.array.Array or ndarray
+            A batch shaped ``(N, *output_shape)``, or ``k`` columns shaped ``(shape[0], k)``.
+
+        Returns
+        -------
+        dask.array.Array or ndarray
+            ``(N, *input_shape)`` or ``(shape[1], k)``; lazy for a Dask input.
+        """
         return self._apply(X, adjoint=True)
 
     def _dot_array(self, x):

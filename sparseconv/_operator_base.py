@@ -129,8 +129,16 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
     def apply(self, x: ArrayLike) -> np.ndarray:
         """The layer applied to an array shaped ``dims`` or ``(N, *dims)`` (a batch).
 
-        Returns an array shaped ``dimsd`` or ``(N, *dimsd)``: the same layout as the input
-        (``(C, *spatial)``, or ``(*spatial, C)`` when the operator's layout is channels-last).
+        Parameters
+        ----------
+        x : array_like, shape ``dims`` or ``(N, *dims)``
+            The input, in the operator's layout: ``(C, *spatial)``, or ``(*spatial, C)`` when
+            the operator's layout is channels-last.
+
+        Returns
+        -------
+        ndarray, shape ``dimsd`` or ``(N, *dimsd)``
+            The output, in the same layout as the input.
 
         Raises
         ------
@@ -148,8 +156,17 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
         return self._shaped(x, self.dims, self.dimsd, self.matmat, "apply")
 
     def apply_adjoint(self, y: ArrayLike) -> np.ndarray:
-        """The adjoint applied to an array shaped ``dimsd`` or ``(N, *dimsd)``; returns an
-        array shaped ``dims`` or ``(N, *dims)``.
+        """The adjoint applied to an array shaped ``dimsd`` or ``(N, *dimsd)``.
+
+        Parameters
+        ----------
+        y : array_like, shape ``dimsd`` or ``(N, *dimsd)``
+            An output-shaped array, in the operator's layout.
+
+        Returns
+        -------
+        ndarray, shape ``dims`` or ``(N, *dims)``
+            ``A^H y``, in the same layout.
 
         Raises
         ------
@@ -180,7 +197,20 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
 
     def dot(self, x: Any) -> Any:
         """scipy's ``dot`` (and ``@``), except that an array of more than two dimensions is
-        refused by its shape (scipy's message prints the whole array; ``x @ A`` as well)."""
+        refused by its shape (scipy's message prints the whole array; ``x @ A`` as well).
+
+        Parameters
+        ----------
+        x : ndarray, LinearOperator or scalar
+            A vector of length ``shape[1]``, columns ``(shape[1], k)``, another operator (a
+            product operator) or a scalar (a scaled operator), as
+            :meth:`scipy.sparse.linalg.LinearOperator.dot` takes.
+
+        Returns
+        -------
+        ndarray or LinearOperator
+            ``A @ x``.
+        """
         _dense(x, "A @ x")
         if isinstance(x, np.ndarray) and x.ndim > 2:
             raise ValueError(
