@@ -849,3 +849,29 @@ class TestRasterOfManyRows:
                            r"1000000 dia matrix"):
             plot.raster(A, max_bins=64)
         assert plot.raster(A.tocoo(), max_bins=64).counts.sum() == 10**6
+
+
+class TestRasterChecksItsFields:
+    """A review: ``Raster`` took any value, to fail later in drawing or draw nonsense."""
+
+    def test_the_fields_are_arrays_of_the_edges_shape(self):
+        r = plot.Raster([[1, 0], [0, 2]], [0, 2, 4], [0, 3, 4])
+        assert isinstance(r.counts, np.ndarray) and isinstance(r.row_edges, np.ndarray)
+        assert r.shape == (4, 4) and r.bin_shape is None and not r.exact
+        assert plot.Raster(np.zeros((0, 2)), [0], [0, 1, 2]).shape == (0, 2)
+
+    @pytest.mark.parametrize(("counts", "rows", "cols", "error", "match"), [
+        (np.eye(2), [0, 2.0, 4], [0, 2, 4], TypeError, "row_edges must be integers"),
+        (np.eye(2), [0, 2, 4], ["0", "2", "4"], TypeError, "col_edges must be integers"),
+        (np.eye(2) * 1j, [0, 2, 4], [0, 2, 4], TypeError, "counts must be real"),
+        (np.eye(2), [0, 2, 2], [0, 2, 4], ValueError, "row_edges must increase strictly"),
+        (np.eye(2), [0, 3, 2], [0, 2, 4], ValueError, "row_edges must increase strictly"),
+        (np.eye(2), [-1, 2, 4], [0, 2, 4], ValueError, "row_edges must increase strictly"),
+        (np.eye(2), [[0, 2, 4]], [0, 2, 4], ValueError, "row_edges must be one-dimensional"),
+        (np.eye(2), np.array([], int), [0, 2, 4], ValueError, "at least one edge"),
+        (np.eye(3), [0, 2, 4], [0, 2, 4], ValueError, r"shape \(3, 3\); .* 2 x 2 bins"),
+        (np.ones(2), [0, 2, 4], [0, 4], ValueError, r"shape \(2,\); .* 2 x 1 bins"),
+    ])
+    def test_bad_fields_are_refused_by_name(self, counts, rows, cols, error, match):
+        with pytest.raises(error, match=match):
+            plot.Raster(counts, rows, cols)

@@ -44,8 +44,19 @@ class Raster:
     Parameters
     ----------
     counts : ndarray of int, shape (len(row_edges) - 1, len(col_edges) - 1)
+        Entries per bin (real numbers: :func:`spy`'s ``values=True`` image holds the entries'
+        values, NaN where nothing is stored).
     row_edges, col_edges : ndarray of int
-        Increasing bin edges, in rows (columns) of the whole matrix.
+        Strictly increasing bin edges from 0 on, in rows (columns) of the whole matrix (one
+        edge alone: an empty axis, no bins).
+
+    Raises
+    ------
+    TypeError
+        Edges that are not integers, or counts that are not real numbers.
+    ValueError
+        Edges that are not one-dimensional, none, negative or not increasing, or
+        counts of another shape than the edges make.
 
     Examples
     --------
@@ -59,6 +70,19 @@ class Raster:
     counts: np.ndarray
     row_edges: np.ndarray
     col_edges: np.ndarray
+
+    def __post_init__(self) -> None:
+        # (a review: any value was taken, and failed later in drawing, or drew nonsense)
+        edges = [_checked_edges(getattr(self, name), name) for name in ("row_edges", "col_edges")]
+        counts = np.asarray(self.counts)
+        if counts.dtype.kind not in "biuf":
+            raise TypeError(f"counts must be real numbers, got dtype {counts.dtype}")
+        wanted = (len(edges[0]) - 1, len(edges[1]) - 1)
+        if counts.shape != wanted:
+            raise ValueError(f"counts has shape {counts.shape}; row_edges and col_edges make "
+                             f"{wanted[0]} x {wanted[1]} bins")
+        for name, value in zip(("counts", "row_edges", "col_edges"), (counts, *edges)):
+            object.__setattr__(self, name, value)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -76,6 +100,19 @@ class Raster:
         """``(rows, columns)`` of every bin when all bins are alike, else None."""
         rows, cols = np.unique(np.diff(self.row_edges)), np.unique(np.diff(self.col_edges))
         return (int(rows[0]), int(cols[0])) if len(rows) == len(cols) == 1 else None
+
+
+def _checked_edges(value, name: str) -> np.ndarray:
+    """``value`` as bin edges: one-dimensional integers, at least one, from 0, increasing."""
+    edges = np.asarray(value)
+    if edges.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integers, got dtype {edges.dtype}")
+    if edges.ndim != 1 or not len(edges):
+        raise ValueError(f"{name} must be one-dimensional with at least one edge, got shape "
+                         f"{edges.shape}")
+    if edges[0] < 0 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"{name} must increase strictly from 0 or more, got {edges}")
+    return edges
 
 
 def _bins_per_block(block: int, wanted: int, period: int) -> int:
