@@ -203,8 +203,8 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
         ----------
         x : ndarray, LinearOperator or scalar
             A vector of length ``shape[1]``, columns ``(shape[1], k)``, another operator (a
-            product operator) or a scalar (a scaled operator), as
-            :meth:`scipy.sparse.linalg.LinearOperator.dot` takes.
+            product operator) or a scalar (a scaled operator; ``A @ 2.0`` is refused, as
+            scipy refuses it), as :meth:`scipy.sparse.linalg.LinearOperator.dot` takes.
 
         Returns
         -------

@@ -55,7 +55,7 @@ class Raster:
     TypeError
         Edges that are not integers, or counts that are not real numbers.
     ValueError
-        Edges that are not one-dimensional, none, negative or not increasing, or
+        Edges that are not one-dimensional, empty, negative or not increasing, or
         counts of another shape than the edges make.
 
     Examples
