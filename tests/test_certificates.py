@@ -10,6 +10,8 @@ Gram of ``conv_matrix``; its band storage, products and eigenvectors too.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ from sparseconv import conv_matrix
 from sparseconv._certificates import dense_upper
 from sparseconv._exact_sections import _top_eigenpair, section_bound
 from sparseconv._geometry import ConvGeometry
-from sparseconv._rounding import Rounding, U, gamma
+from sparseconv._rounding import Rounding, U, cholesky_slack, gamma
 from sparseconv._section_gram import SectionGram, _certified_square, section_gram
 
 
@@ -404,3 +406,213 @@ def test_a_layer_whose_taps_all_read_padding_has_a_zero_gram():
     r = spectral_norm(w, (2, 1, 20), stride=(2, 1), padding=(1, 1), method="bounds")
     dense = np.linalg.norm(conv_matrix(w, (2, 1, 20), stride=(2, 1), padding=(1, 1)).toarray(), 2)
     assert r.lower <= dense <= r.upper and r.upper <= 1e-5
+
+
+@pytest.mark.parametrize("seed", [1, 17, 25, 53])
+def test_a_section_that_stops_once_mu_passes_beat_still_bounds_the_layer(seed):
+    """section_bound ends its visit as soon as ``mu`` passes ``beat``; the blocks it has not
+    visited are then bounded only by their circulant bounds, and the value it returns must
+    cover them too. The block visited first (the largest circulant bound) need not hold the
+    largest exact norm: on these layers it does not, so ``mu`` alone is below the norm of the
+    partly periodic layer, and the first circulant bound not visited alone may be too."""
+    from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
+
+    rng = np.random.default_rng(500 + seed)
+    kernel = tuple(int(k) for k in rng.integers(1, 4, 2))
+    w = rng.standard_normal((int(rng.integers(1, 3)), int(rng.integers(1, 3)), *kernel))
+    padding = tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (2, 2)))
+    sizes = tuple(max(int(n), k - lo - hi) for n, k, (lo, hi) in zip(
+        rng.integers(2, 6, 2), kernel, padding))
+    geom = ConvGeometry.from_weight(w.shape, (w.shape[1], *sizes), padding=padding)
+    w = w / np.abs(w).max()  # as spectral_norm scales it
+    rounding, grid = Rounding.of(w, 1), embedding_grid(geom)
+    per_frequency = circulant_tops(w, periodic_geometry(w.shape, geom, grid), rounding)[2].max(
+        axis=-1)
+    for axis in range(2):
+        truth = _partly_periodic_norm(w, geom, grid, axis)
+        rows = per_frequency.max(axis=axis)
+        for beat in (1e-3 * truth, 0.5 * truth, truth * (1 - 1e-6)):
+            value, _ = section_bound(w, geom, grid, rows, axis, beat, rounding, best=np.inf)
+            assert value >= truth * (1 - 1e-13), (seed, axis, beat, value, truth)
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+def test_dense_upper_is_at_least_its_documented_allowance(complex_):
+    """``dense_upper`` proves ``lambda_max(G^) <= mu (1 + slack)``, ``slack =
+    cholesky_slack(n - 1)`` real or complex as the matrix, and adds the Gram's own error
+    ``gamma(2m + 4) ||A||_F^2``: on ``I`` (every singular value 1, ``||A||_F^2 = n``) the
+    first candidate ``mu = 1 + 4 n u`` factorizes, and each of the two terms is some 1e-13,
+    far above the rounding of the comparison."""
+    from sparseconv._rounding import cholesky_slack
+
+    n = 50
+    eye = np.eye(n) if not complex_ else np.diag(np.exp(2j * np.pi * np.arange(n) / n))
+    mu = 1 + 4 * n * U
+    documented = mu * (1 + cholesky_slack(n - 1, complex_)) + gamma(2 * n + 4) * n
+    assert dense_upper(eye, 1.0) ** 2 >= documented
+    tall = np.vstack([eye, np.zeros((3, n))])  # m = n + 3 rows: the Gram's error grows with m
+    documented = mu * (1 + cholesky_slack(n - 1, complex_)) + gamma(2 * (n + 3) + 4) * n
+    assert dense_upper(tall, 1.0) ** 2 >= documented
+    assert dense_upper(tall.T, 1.0) ** 2 >= documented  # wide: the same, on its smaller side
+
+
+@pytest.mark.parametrize("copies", [1, 2, 5])
+@pytest.mark.parametrize("complex_", [False, True])
+def test_certified_square_is_at_least_its_documented_allowance(copies, complex_):
+    """``_certified_square`` against its docstring, each term made to dominate in turn (a
+    large ``W1``, a large ``eps``, a large bandwidth): ``mu (1 + slack) + gamma(2 inner +
+    K^2 + 4) W1^2 + 2 W1 eps + eps^2`` for zero padding, and ``(mu + E)(1 + slack) + E``,
+    ``E = copies (gamma(2 inner + K^2 copies + 4) W1^2 + 2 W1 eps + eps^2)``, for a padding
+    that copies inputs (``W1`` the tap norms plus ``eps``, the symbol's error)."""
+    from sparseconv._rounding import cholesky_slack
+
+    for taps_norm, eps, bandwidth in ((1e4, 0.0, 3), (1.0, 1e-3, 3), (1.0, 0.0, 10**6),
+                                      (0.5, 1e-9, 40)):
+        rounding = Rounding(taps_norm, eps, 1.0, 1.0, 1)
+        w1 = taps_norm + eps
+        for mu, inner, taps in ((1.0, 3, 9), (1e-6, 64, 27), (7.5, 1, 1)):
+            slack = cholesky_slack(bandwidth, complex_)
+            value = _certified_square(mu, bandwidth, rounding, inner, taps, complex_, copies)
+            if copies == 1:
+                documented = mu * (1 + slack) + gamma(2 * inner + taps**2 + 4) * w1 * w1 \
+                    + 2 * w1 * eps + eps * eps
+            else:
+                error = copies * (gamma(2 * inner + taps**2 * copies + 4) * w1 * w1
+                                  + 2 * w1 * eps + eps * eps)
+                documented = (mu + error) * (1 + slack) + error
+            assert value >= documented, (taps_norm, eps, bandwidth, mu, inner, taps)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_full_bound_prunes_groups_by_squares_also_below_norm_one(seed):
+    """A group is skipped (taken as proved) where its circulant bound squared is at most
+    ``mu``: a square against a square. The test above scales its layers to norms above 8,
+    where a wrong power makes the pruning more cautious; below 1 it makes it less (a norm
+    cubed is below its square), so here the norms are near 0.1: from half the norm, nothing
+    may be proved, and from just below it, a bound just above it."""
+    from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
+    from sparseconv._whole_gram import full_bound
+
+    rng = np.random.default_rng(900 + seed)
+    groups = 2
+    w = rng.standard_normal((groups * 2, 2, 3, 3))
+    w[:2] *= 2  # the first group dominates
+    kwargs = dict(groups=groups, padding=1, stride=int(rng.integers(1, 3)))
+    shape = (groups * 2, 5, 6)
+    w = 0.1 * w / np.linalg.norm(conv_matrix(w, shape, **kwargs).toarray(), 2)
+    geom = ConvGeometry.from_weight(w.shape, shape, **kwargs)
+    truth = np.linalg.norm(conv_matrix(w, shape, **kwargs).toarray(), 2)
+    rounding = Rounding.of(w, groups)
+    upper = circulant_tops(w, periodic_geometry(w.shape, geom, embedding_grid(geom)), rounding)[2]
+    tops = upper.reshape(-1, groups).max(axis=0)
+    assert tops.max() ** 3 < (truth / 2) ** 2  # a cube would prune the dominant group
+    for pruned in (None, tops):
+        assert full_bound(w, geom, truth / 2, rounding, 1e-9, pruned) == np.inf, seed
+        close = full_bound(w, geom, truth * (1 - 1e-10), rounding, 1e-9, pruned)
+        assert truth <= close <= truth * (1 + 1e-6), (seed, close, truth)
+
+
+def _exact_gamma(k):
+    """The float ``gamma(k)`` the code uses, as the exact rational it is."""
+    return Fraction(gamma(k))
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("copies", [1, 2, 5])
+def test_certified_square_covers_its_formula_exactly(copies, complex_):
+    """``_certified_square`` is at least the exact (rational) value of its documented formula
+    at its float inputs -- ``mu (1 + slack) + gamma(2 inner + K^2 + 4) W1^2 + 2 W1 eps +
+    eps^2``, or ``(mu + E)(1 + slack) + E`` where padding copies inputs -- so the float
+    operations that evaluate it are rounded outward, not to the nearest (which lands below the
+    exact value about half the time): on 200 random inputs, each term made to dominate."""
+    rng = np.random.default_rng(copies + 10 * complex_)
+    for _ in range(200):
+        w1_taps, eps = float(rng.random() * 10.0 ** rng.integers(-2, 5)), \
+            float(rng.random() * 10.0 ** rng.integers(-12, -2))
+        mu = float(rng.random() * 10.0 ** rng.integers(-6, 3))
+        bandwidth, inner, taps = (int(v) for v in rng.integers(1, 500, 3))
+        rounding = Rounding(w1_taps, eps, 1.0, 1.0, 1)
+        value = _certified_square(mu, bandwidth, rounding, inner, taps, complex_, copies)
+        w1, e, m = Fraction(w1_taps) + Fraction(eps), Fraction(eps), Fraction(mu)
+        slack = Fraction(cholesky_slack(bandwidth, complex_))
+        if copies == 1:
+            exact = m * (1 + slack) + _exact_gamma(2 * inner + taps**2 + 4) * w1 * w1 \
+                + 2 * w1 * e + e * e
+        else:
+            error = copies * (_exact_gamma(2 * inner + taps**2 * copies + 4) * w1 * w1
+                              + 2 * w1 * e + e * e)
+            exact = (m + error) * (1 + slack) + error
+        assert Fraction(value) >= exact, (mu, bandwidth, inner, taps, w1_taps, eps)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dense_upper_covers_its_formula_exactly(seed):
+    """``dense_upper(A)^2`` is at least the exact value of ``mu (1 + slack) + gamma(2m + 4)
+    ||A||_F^2`` for the ``mu`` it proved (at least ``estimate^2 (1 + 4 n u)``, its first
+    candidate), ``||A||_F`` the exact Frobenius norm: outward rounding throughout."""
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(3, 12)), int(rng.integers(2, 9))
+    a = rng.standard_normal((m, n)) * 10.0 ** rng.integers(-3, 4)
+    if seed % 2:
+        a = a + 1j * rng.standard_normal((m, n))
+    estimate = float(np.linalg.norm(a, 2))
+    value = dense_upper(a, estimate)
+    tall = a if m >= n else a.T
+    rows, cols = tall.shape
+    frobenius2 = sum(Fraction(float(v.real)) ** 2 + Fraction(float(v.imag)) ** 2
+                     for v in np.asarray(tall, dtype=complex).ravel())
+    mu = Fraction(estimate) ** 2 * (1 + 4 * cols * Fraction(U))
+    slack = Fraction(cholesky_slack(cols - 1, bool(seed % 2)))
+    assert Fraction(value) ** 2 >= mu * (1 + slack) + _exact_gamma(2 * rows + 4) * frobenius2
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sigma_max_and_quotient_bounds_cover_their_formulas_exactly(seed):
+    """``top_upper`` / ``top_lower`` and the quotient bounds of ``Rounding`` against the exact
+    values of their formulas (:mod:`sparseconv._rounding`), at 300 random inputs: each is on
+    the safe side of the rational value, not merely of its float evaluation."""
+    rng = np.random.default_rng(seed)
+    r = Rounding.of(rng.standard_normal((4, 3, 3, 3)) * 10.0 ** rng.integers(-3, 3), 1)
+    frob, eps = Fraction(r.tap_norms) + Fraction(r.symbol_error), Fraction(r.symbol_error)
+    for _ in range(300):
+        rows, cols = (int(v) for v in rng.integers(1, 64, 2))
+        top = float(rng.random() * r.tap_norms)
+        m, n = max(rows, cols), min(rows, cols)
+        inside = Fraction(top) ** 2 + (2 * (m + 2) + n * n + 1) * Fraction(U) * frob * frob
+        upper = Fraction(float(r.top_upper(top, rows, cols)))
+        assert upper >= eps and (upper - eps) ** 2 >= inside
+        lower = Fraction(float(r.top_lower(top, rows, cols)))
+        below = Fraction(top) ** 2 - (2 * (m + 2) + n * n + 1) * Fraction(U) * frob * frob
+        assert lower == 0 or (below > 0 and (lower + eps) ** 2 <= below)
+        image, vector = float(rng.random() * 10), float(rng.random() * 10 + 1e-3)
+        size = int(rng.integers(1, 10**6))
+        g = _exact_gamma(size + 2)
+        error = _exact_gamma(r.taps_per_entry) * Fraction(r.abs_norm) * Fraction(vector) * (1 + g)
+        low = Fraction(r.quotient_lower(image, vector, size))
+        assert low == 0 or low <= (Fraction(image) * (1 - g) - error) / (Fraction(vector) * (1 + g))
+        high = Fraction(r.quotient_upper(image, vector, size))
+        assert high >= (Fraction(image) * (1 + g) + error) / (Fraction(vector) * (1 - g))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_embedding_grid_meets_its_documented_conditions(seed):
+    """:func:`embedding_grid` per axis: ``N >= n + pad_lo`` (the first output's reads before
+    the input stay clear of its end), ``N >= span - pad_lo``, ``N > (m - 1) s`` and a multiple
+    of ``s`` -- the conditions under which the zero-padded layer is a restriction of the
+    circular one (sparseconv._certificates' docstring); one-sided paddings included."""
+    from sparseconv._certificates import embedding_grid
+
+    rng = np.random.default_rng(seed)
+    ndim = int(rng.integers(1, 4))
+    kernel = tuple(int(k) for k in rng.integers(1, 5, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    stride = tuple(int(s) for s in rng.integers(1, 4, ndim))
+    padding = tuple((int(a), int(b)) for a, b in rng.integers(0, 4, (ndim, 2)))
+    sizes = tuple(max(int(n), d * (k - 1) + 1 - lo - hi) for n, d, k, (lo, hi) in zip(
+        rng.integers(1, 9, ndim), dilation, kernel, padding))
+    geom = ConvGeometry.from_weight((2, 1, *kernel), (1, *sizes), stride=stride,
+                                    dilation=dilation, padding=padding)
+    for a, n in zip(geom.axes, embedding_grid(geom)):
+        span = a.dilation * (a.kernel_size - 1) + 1
+        assert n >= a.size + a.pad[0] and n >= span - a.pad[0], (a, n)
+        assert n > (a.output_size - 1) * a.stride and n % a.stride == 0, (a, n)

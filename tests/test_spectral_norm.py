@@ -1437,3 +1437,17 @@ def test_input_shape_none_points_to_the_bound_for_every_size():
     with pytest.raises(TypeError, match=r"got None; the bound for every input size and zero "
                                         r"padding is sparseconv.toeplitz_norm"):
         spectral_norm(np.ones((1, 1, 3, 3)), None)
+
+
+@pytest.mark.parametrize("n", [3, 5, 8, 9])
+@pytest.mark.parametrize("method", ["upper", "bounds"])
+def test_a_left_padding_is_kept_apart_from_the_input_s_end(n, method):
+    """Left padding only: the first output reads before the input, and the periodic grid
+    must keep those reads off the input's far end (``N >= n + pad_lo``). A difference
+    kernel's symbol peaks at the Nyquist frequency, which a grid of odd size misses: a grid
+    one short (``N = n``) gave a circulant bound below the norm (1.732 for 1.802 at n=3)."""
+    w = np.array([[[1.0, -1.0]]])
+    result = spectral_norm(w, (1, n), padding=((1, 0),), method=method)
+    truth = np.linalg.norm(conv_matrix(w, (1, n), padding=((1, 0),)).toarray(), 2)
+    assert result.lower <= truth * (1 + 1e-13) and truth <= result.upper * (1 + 1e-13)
+    assert all(bound >= truth * (1 - 1e-13) for bound in result.bounds.values())

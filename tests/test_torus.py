@@ -470,3 +470,36 @@ def test_a_dilation_at_stride_one_is_the_undilated_layer_s_bound():
     bound = toeplitz_norm(w, stride=(1, 2), dilation=(3, 3)).upper
     for n in (12, 21):  # it bounds the dilated layer itself on inputs of any size
         assert _dense_norm(w, 2, (n, n), stride=(1, 2), dilation=(3, 3), padding=(3, 2)) <= bound
+
+
+@pytest.mark.parametrize("taps", [4, 5, 7])
+def test_the_symbol_rule_takes_the_whole_taylor_remainder(taps, monkeypatch):
+    """A level on the symbol's Taylor rule (the Gram's rule made unattractive here) closes a
+    box only when every vertex is below ``close - 2 s(h)``, ``2 s(h) = sum_a ||M_a|| (2 pi
+    |a~| h)^2`` with ``a~`` the shift centred on the kernel (the box maximum is at most the
+    vertex maximum plus ``2 s(h)``: one ``s`` for the vertices, one for the box): computed
+    here from the kernel's taps by their definition."""
+    from sparseconv import _torus
+    from sparseconv._geometry import ConvGeometry
+    from sparseconv._torus_gram import _FULL
+
+    rng = np.random.default_rng(taps)
+    w = rng.standard_normal((2, 3, taps))
+    geom = ConvGeometry.from_weight(w.shape, (3, taps))
+    symbol = _torus._polyphase(w, geom, coprime=True)
+    assert not symbol.hull[0]  # a span of 4 or more: a Taylor axis
+    circle = _torus._on_circle(_torus._gram(symbol))
+    monkeypatch.setattr(_torus, "_twice_gram_remainder", lambda circle, half: math.inf)
+    centre = (taps - 1) / 2
+    norms = [np.linalg.norm(w[:, :, a], 2) for a in range(taps)]
+    for exponent in (3, 6, 12):
+        width = np.array([_FULL >> exponent], dtype=np.int64)
+        half = 2.0 ** -exponent / 2
+        twice_s = sum(n * (2 * math.pi * abs(a - centre) * half) ** 2
+                      for a, n in enumerate(norms))
+        close = 10.0
+        rule = _torus._Rule.of(symbol, circle, width, close, close)
+        assert not rule.corners
+        assert rule.added >= twice_s * (1 - 1e-12), (exponent, rule.added, twice_s)
+        assert rule.tau <= close - twice_s * (1 - 1e-12)
+        assert rule.box_bound(1.0) >= 1.0 + twice_s * (1 - 1e-12)
