@@ -133,8 +133,8 @@ class ConvGeometry:
         Parameters
         ----------
         weight_shape : tuple of int
-            ``(C_out, C_in/groups, *kernel_size)``, as ``nn.Conv*d.weight.shape`` (or an
-            array, whose shape is taken).
+            ``(C_out, C_in/groups, *kernel_size)``, as ``nn.Conv*d.weight.shape`` (or the
+            weight itself, a numpy array, whose shape is taken).
         input_shape : tuple of int
             ``(C_in, *spatial)``, without the batch axis.
         stride, padding, dilation, groups, padding_mode, flip
@@ -665,9 +665,13 @@ def dense_weight(weight: np.ndarray, groups: int) -> np.ndarray:
 
 
 def _weight_shape(weight_shape) -> tuple[int, ...]:
-    """``weight_shape`` as a tuple of non-negative ints (the caller checks rank and emptiness)."""
-    if isinstance(weight_shape, np.ndarray) and weight_shape.ndim == 1:
-        weight_shape = tuple(weight_shape.tolist())
+    """``weight_shape`` as a tuple of non-negative ints (the caller checks rank and emptiness):
+    a 1-D integer array is a shape, an array of more dimensions the weight itself, whose shape
+    is taken (as the docstring of :meth:`ConvGeometry.from_weight` promised, and a review
+    found refused)."""
+    if isinstance(weight_shape, np.ndarray):
+        weight_shape = tuple(weight_shape.tolist()) if weight_shape.ndim == 1 else \
+            weight_shape.shape
     if isinstance(weight_shape, str) or not isinstance(weight_shape, Sequence) or not all(
             is_int(v) for v in weight_shape):
         raise TypeError(f"weight_shape (the weight's shape) must be a tuple of integers, got "

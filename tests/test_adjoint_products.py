@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sparseconv
 import sparseconv._adjoint_products as adjoint
 from sparseconv import ConvOperator, conv_matrix
 from sparseconv._adjoint_products import Col2im, Polyphase, col2im
 
-from ._oracles import Layer, random_layer, requires_torch, torch_conv_transpose
+from ._oracles import F, Layer, random_layer, requires_torch, torch, torch_conv_transpose
 from .test_matrices import assert_close
 
 
@@ -153,3 +154,41 @@ def test_col2im_does_not_widen_rows_for_a_weight_that_is_not_finite(widening):
         widened = col2im(A.geometry, A._w, y, widen=True)  # what the flag prevents
     if widening == "widened":  # (this small layer is not widened as decided)
         assert np.isnan(widened).sum() > np.isnan(expected).sum()
+
+
+def _torch_dense(w, shape, **options):
+    """The layer's dense matrix, from PyTorch applied to every basis vector."""
+    n = int(np.prod(shape))
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    conv = getattr(F, f"conv{len(shape) - 1}d")
+    return conv(basis, torch.from_numpy(w), **options).reshape(n, -1).numpy().T
+
+
+@requires_torch
+@pytest.mark.parametrize("size, stride, padding", [
+    ((5, 6), 1, 1), ((5, 6), 3, 1), ((5, 7), (3, 2), (1, 0)), ((4, 4), 2, 0)])
+def test_pointwise_transpose_where_outputs_read_only_padding(size, stride, padding):
+    """A 1x1 layer's A.T (its own route, Pointwise) where some outputs read only the zero
+    padding and the stride does not divide the padded input: PyTorch's dense matrix,
+    transposed."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((3, 2, 1, 1))
+    dense = _torch_dense(w, (2, *size), stride=stride, padding=padding)
+    op = sparseconv.ConvOperator(w, (2, *size), stride=stride, padding=padding)
+    y = rng.standard_normal((dense.shape[0], 2))
+    assert_close(op.T @ y, dense.T @ y, (size, stride, padding))
+
+
+@requires_torch
+def test_implicit_col2im_over_several_chunks_of_rows():
+    """col2im's implicit GEMM (16+ channels a group, double precision, widened rows) on more
+    output rows than one chunk holds (_IMPLICIT_CHUNK_BYTES): the last, shorter chunk too.
+    The adjoint of a stride-1 conv2d is PyTorch's conv_transpose2d."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((24, 16, 3, 3))
+    shape = (16, 600, 64)
+    op = sparseconv.ConvOperator(w, shape, padding=1)
+    y = rng.standard_normal(op.shape[0])
+    expected = F.conv_transpose2d(torch.from_numpy(y.reshape(1, 24, 600, 64)),
+                                  torch.from_numpy(w), padding=1).numpy()
+    assert_close(op.T @ y, expected.ravel(), "implicit col2im, several chunks", rtol=1e-10)

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
+import sparseconv
 from sparseconv import (
     ConvGeometry,
 )
 
-from ._oracles import per_side
+from ._oracles import F, per_side, requires_torch, torch
 
 
 @pytest.mark.parametrize("padding", ["same", "full", 2, (1, 3), ((0, 2), (3, 1))])
@@ -230,3 +231,35 @@ class TestPublicConstructorsValidate:
             ConvGeometry.from_kernel_size((3, 8, 8), 2, depthwise="yes")
         with pytest.raises(TypeError, match="groups=1 cannot be given with depthwise=True"):
             ConvGeometry.from_kernel_size((3, 8, 8), 2, depthwise=True, groups=1)
+
+
+@requires_torch
+def test_from_weight_takes_a_weight_shape_given_as_a_1d_integer_array():
+    """weight_shape as a 1-D integer array (a tensor's shape turned to numpy): PyTorch's
+    output shape."""
+    geom = sparseconv.ConvGeometry.from_weight(np.array([4, 2, 3, 3]), (2, 8, 7), padding=1,
+                                               stride=2)
+    expected = F.conv2d(torch.ones((1, 2, 8, 7)), torch.ones((4, 2, 3, 3)), padding=1,
+                        stride=2).shape[1:]
+    assert geom.output_shape == tuple(expected)
+
+
+def test_sizes_up_to_the_index_limit_are_taken():
+    """INDEX_LIMIT (2**60) is the largest size a layer may take, a kernel's included: a
+    kernel as long as the input has one output, floor((n - k) / 1) + 1."""
+    limit = 2**60
+    geom = sparseconv.ConvGeometry.from_weight((1, 1, limit), (1, limit))
+    assert geom.output_shape == (1, 1)
+    with pytest.raises(ValueError, match="2\\*\\*60"):
+        sparseconv.ConvGeometry.from_weight((1, 1, limit + 1), (1, limit + 1))
+
+
+def test_from_weight_takes_the_weight_array_itself():
+    """The docstring said an array's shape is taken; the weight array itself was refused (a
+    mutation review): a 1-D integer array is a shape, an array of more dimensions the
+    weight."""
+    weight = np.ones((4, 2, 3, 3))
+    expected = sparseconv.ConvGeometry.from_weight((4, 2, 3, 3), (2, 8, 7), padding=1)
+    assert sparseconv.ConvGeometry.from_weight(weight, (2, 8, 7), padding=1) == expected
+    with pytest.raises(ValueError, match=r"weight_shape=\(2, 3\)"):
+        sparseconv.ConvGeometry.from_weight(np.ones((2, 3)), (2, 8))

@@ -13,6 +13,7 @@ from sparseconv import conv_matrix, conv_transpose_matrix
 
 from ._oracles import (
     PERIODIC,
+    F,
     assert_close,
     dense_conv,
     per_side,
@@ -488,3 +489,26 @@ def test_a_transposed_padding_refusal_offers_no_string():
         assert "same" not in str(info.value)
     with pytest.raises(ValueError, match="or one of"):  # the convolution's own takes them
         conv_matrix(w, (1, 5, 5), padding=-1)
+
+
+@requires_torch
+@pytest.mark.parametrize("mode, pad, ok", [
+    ("reflect", (0, 3), True), ("reflect", (3, 0), True), ("reflect", (0, 4), False),
+    ("reflect", (4, 0), False), ("circular", (0, 4), True), ("circular", (4, 4), True),
+    ("circular", (0, 5), False), ("circular", (5, 0), False)])
+def test_pytorchs_padding_limit_holds_on_each_side(mode, pad, ok):
+    """PyTorch pads reflect by less than the input size and circular by at most it; a
+    per-side pair is held to that limit on each side (not only the smaller one), and a pad
+    at the limit is PyTorch's."""
+    rng = np.random.default_rng(0)
+    w, x = rng.standard_normal((2, 1, 3)), rng.standard_normal((1, 4))
+    tx = torch.from_numpy(x)[None]
+    if not ok:
+        with pytest.raises((RuntimeError, ValueError)):
+            F.pad(tx, pad, mode=mode)
+        with pytest.raises(ValueError, match=f"too large for padding_mode='{mode}'"):
+            conv_matrix(w, (1, 4), padding=(pad,), padding_mode=mode)
+        return
+    expected = F.conv1d(F.pad(tx, pad, mode=mode), torch.from_numpy(w))[0].numpy()
+    A = conv_matrix(w, (1, 4), padding=(pad,), padding_mode=mode)
+    assert_close(A @ x.ravel(), expected.ravel(), (mode, pad))

@@ -161,3 +161,28 @@ def test_an_integer_dtype_is_refused_where_it_would_truncate_the_averages():
     exact = sparseconv.avg_pool_matrix((1, 4, 4), 2, divisor_override=1, dtype=np.int32)
     floats = sparseconv.avg_pool_matrix((1, 4, 4), 2, divisor_override=1)
     assert exact.dtype == np.int32 and abs(exact - floats).max() == 0
+
+
+@requires_torch
+@pytest.mark.parametrize("kernel", [3, 4, (3, 2)])
+def test_avg_pool_matrix_same_padding_is_pytorchs_split(kernel):
+    """padding="same" (stride 1) pads kernel_size - 1, the odd one after: the zero-padded
+    input pooled by PyTorch, zeros counted (count_include_pad)."""
+    rng = np.random.default_rng(2)
+    kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = rng.standard_normal((1, 2, 5, 6))
+    A = avg_pool_matrix((2, 5, 6), kernel, stride=1, padding="same")
+    pads = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel]
+    padded = F.pad(torch.from_numpy(x), (*pads[1], *pads[0]))
+    expected = F.avg_pool2d(padded, kernel, stride=1).numpy()
+    assert A.shape == (expected.size, x.size)
+    assert_close(A @ x.ravel(), expected.ravel(), kernel)
+
+
+@requires_torch
+def test_avg_pool_matrix_refuses_a_divisor_beyond_int64():
+    """PyTorch takes divisor_override as an int64: 2**63 overflows there, and is refused."""
+    with pytest.raises((ValueError, RuntimeError)):
+        F.avg_pool2d(torch.ones((1, 1, 4, 4), dtype=torch.float64), 2, divisor_override=2**63)
+    with pytest.raises(ValueError, match="divisor_override must be a nonzero integer of int64"):
+        avg_pool_matrix((1, 4, 4), 2, divisor_override=2**63)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import sparseconv
 from sparseconv import (
     conv_matrix,
     conv_transpose_matrix,
@@ -16,8 +17,10 @@ from sparseconv import (
 )
 
 from ._oracles import (
+    F,
     assert_close,
     requires_torch,
+    torch,
     torch_conv,
     torch_conv_transpose,
 )
@@ -144,3 +147,15 @@ def test_fractionally_strided_float16_is_computed_in_float32():
     assert transpose_kernel(w16).dtype == np.float16  # a kernel, not a matrix: kept
     with pytest.raises(TypeError, match="dtype=float16"):
         fractionally_strided(w16, (2, 4), stride=2, dtype=np.float16)
+
+
+@requires_torch
+def test_a_transposed_layer_refuses_an_input_whose_channels_are_not_the_weights():
+    """F.conv_transpose1d refuses an input whose channels are not weight.shape[0]; so must the
+    matrix and the operator, not build the layer of weight.shape[0] channels instead."""
+    w = np.ones((4, 2, 3))
+    with pytest.raises(RuntimeError):
+        F.conv_transpose1d(torch.ones((1, 3, 8), dtype=torch.float64), torch.from_numpy(w))
+    for build in (conv_transpose_matrix, sparseconv.ConvTransposeOperator):
+        with pytest.raises(ValueError, match=r"in_channels=3\) must equal weight.shape\[0\]=4"):
+            build(w, (3, 8))

@@ -8,6 +8,8 @@ import pytest
 import sparseconv
 from sparseconv import conv_matrix, conv_transpose_matrix
 
+from ._oracles import F, assert_close, requires_torch, torch
+
 W2 = np.ones((4, 2, 3, 3))
 BAD_CONV = [
     (dict(weight=np.ones((4, 2))), ValueError, "weight"),
@@ -309,3 +311,12 @@ def test_a_choice_of_the_wrong_type_is_a_type_error_everywhere(call):
     with pytest.raises(TypeError, match=r"must be"):
         call(w, (2, 8, 8))
 
+
+@requires_torch
+def test_a_2d_integer_array_padding_is_read_as_per_side_pairs():
+    """padding as a 2-D integer array, a (lo, hi) row per axis, as the tuple of pairs."""
+    rng = np.random.default_rng(1)
+    w, x = rng.standard_normal((2, 1, 3, 3)), rng.standard_normal((1, 6, 7))
+    A = conv_matrix(w, x.shape, padding=np.array([[0, 2], [1, 1]]))
+    expected = F.conv2d(F.pad(torch.from_numpy(x)[None], (1, 1, 0, 2)), torch.from_numpy(w))
+    assert_close(A @ x.ravel(), expected.numpy().ravel(), "2-D array padding")
