@@ -443,8 +443,6 @@ def test_dense_upper_is_at_least_its_documented_allowance(complex_):
     ``gamma(2m + 4) ||A||_F^2``: on ``I`` (every singular value 1, ``||A||_F^2 = n``) the
     first candidate ``mu = 1 + 4 n u`` factorizes, and each of the two terms is some 1e-13,
     far above the rounding of the comparison."""
-    from sparseconv._rounding import cholesky_slack
-
     n = 50
     eye = np.eye(n) if not complex_ else np.diag(np.exp(2j * np.pi * np.arange(n) / n))
     mu = 1 + 4 * n * U
@@ -454,33 +452,6 @@ def test_dense_upper_is_at_least_its_documented_allowance(complex_):
     documented = mu * (1 + cholesky_slack(n - 1, complex_)) + gamma(2 * (n + 3) + 4) * n
     assert dense_upper(tall, 1.0) ** 2 >= documented
     assert dense_upper(tall.T, 1.0) ** 2 >= documented  # wide: the same, on its smaller side
-
-
-@pytest.mark.parametrize("copies", [1, 2, 5])
-@pytest.mark.parametrize("complex_", [False, True])
-def test_certified_square_is_at_least_its_documented_allowance(copies, complex_):
-    """``_certified_square`` against its docstring, each term made to dominate in turn (a
-    large ``W1``, a large ``eps``, a large bandwidth): ``mu (1 + slack) + gamma(2 inner +
-    K^2 + 4) W1^2 + 2 W1 eps + eps^2`` for zero padding, and ``(mu + E)(1 + slack) + E``,
-    ``E = copies (gamma(2 inner + K^2 copies + 4) W1^2 + 2 W1 eps + eps^2)``, for a padding
-    that copies inputs (``W1`` the tap norms plus ``eps``, the symbol's error)."""
-    from sparseconv._rounding import cholesky_slack
-
-    for taps_norm, eps, bandwidth in ((1e4, 0.0, 3), (1.0, 1e-3, 3), (1.0, 0.0, 10**6),
-                                      (0.5, 1e-9, 40)):
-        rounding = Rounding(taps_norm, eps, 1.0, 1.0, 1)
-        w1 = taps_norm + eps
-        for mu, inner, taps in ((1.0, 3, 9), (1e-6, 64, 27), (7.5, 1, 1)):
-            slack = cholesky_slack(bandwidth, complex_)
-            value = _certified_square(mu, bandwidth, rounding, inner, taps, complex_, copies)
-            if copies == 1:
-                documented = mu * (1 + slack) + gamma(2 * inner + taps**2 + 4) * w1 * w1 \
-                    + 2 * w1 * eps + eps * eps
-            else:
-                error = copies * (gamma(2 * inner + taps**2 * copies + 4) * w1 * w1
-                                  + 2 * w1 * eps + eps * eps)
-                documented = (mu + error) * (1 + slack) + error
-            assert value >= documented, (taps_norm, eps, bandwidth, mu, inner, taps)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -517,32 +488,46 @@ def _exact_gamma(k):
     return Fraction(gamma(k))
 
 
+def _documented_square(mu, bandwidth, taps_norm, eps, inner, taps, complex_, copies):
+    """The exact (rational) value of ``_certified_square``'s documented formula at its float
+    inputs: ``mu (1 + slack) + gamma(2 inner + K^2 + 4) W1^2 + 2 W1 eps + eps^2``, or ``(mu +
+    E)(1 + slack) + E``, ``E = copies (gamma(2 inner + K^2 copies + 4) W1^2 + 2 W1 eps +
+    eps^2)``, where padding copies inputs (``W1`` the tap norms plus ``eps``, the symbol's
+    error)."""
+    w1, e, m = Fraction(taps_norm) + Fraction(eps), Fraction(eps), Fraction(mu)
+    slack = Fraction(cholesky_slack(bandwidth, complex_))
+    if copies == 1:
+        return m * (1 + slack) + _exact_gamma(2 * inner + taps**2 + 4) * w1 * w1 \
+            + 2 * w1 * e + e * e
+    error = copies * (_exact_gamma(2 * inner + taps**2 * copies + 4) * w1 * w1
+                      + 2 * w1 * e + e * e)
+    return (m + error) * (1 + slack) + error
+
+
 @pytest.mark.parametrize("complex_", [False, True])
 @pytest.mark.parametrize("copies", [1, 2, 5])
 def test_certified_square_covers_its_formula_exactly(copies, complex_):
-    """``_certified_square`` is at least the exact (rational) value of its documented formula
-    at its float inputs -- ``mu (1 + slack) + gamma(2 inner + K^2 + 4) W1^2 + 2 W1 eps +
-    eps^2``, or ``(mu + E)(1 + slack) + E`` where padding copies inputs -- so the float
-    operations that evaluate it are rounded outward, not to the nearest (which lands below the
-    exact value about half the time): on 200 random inputs, each term made to dominate."""
+    """``_certified_square`` is at least the exact value of its documented formula
+    (:func:`_documented_square`), so the float operations that evaluate it are rounded
+    outward, not to the nearest (which lands below the exact value about half the time):
+    each term made to dominate in turn (a large ``W1``, a large ``eps``, a large bandwidth),
+    then 200 random inputs."""
+    cases = [(mu, bandwidth, taps_norm, eps, inner, taps)
+             for taps_norm, eps, bandwidth in ((1e4, 0.0, 3), (1.0, 1e-3, 3), (1.0, 0.0, 10**6),
+                                               (0.5, 1e-9, 40))
+             for mu, inner, taps in ((1.0, 3, 9), (1e-6, 64, 27), (7.5, 1, 1))]
     rng = np.random.default_rng(copies + 10 * complex_)
     for _ in range(200):
-        w1_taps, eps = float(rng.random() * 10.0 ** rng.integers(-2, 5)), \
-            float(rng.random() * 10.0 ** rng.integers(-12, -2))
+        taps_norm = float(rng.random() * 10.0 ** rng.integers(-2, 5))
+        eps = float(rng.random() * 10.0 ** rng.integers(-12, -2))
         mu = float(rng.random() * 10.0 ** rng.integers(-6, 3))
         bandwidth, inner, taps = (int(v) for v in rng.integers(1, 500, 3))
-        rounding = Rounding(w1_taps, eps, 1.0, 1.0, 1)
+        cases.append((mu, bandwidth, taps_norm, eps, inner, taps))
+    for mu, bandwidth, taps_norm, eps, inner, taps in cases:
+        rounding = Rounding(taps_norm, eps, 1.0, 1.0, 1)
         value = _certified_square(mu, bandwidth, rounding, inner, taps, complex_, copies)
-        w1, e, m = Fraction(w1_taps) + Fraction(eps), Fraction(eps), Fraction(mu)
-        slack = Fraction(cholesky_slack(bandwidth, complex_))
-        if copies == 1:
-            exact = m * (1 + slack) + _exact_gamma(2 * inner + taps**2 + 4) * w1 * w1 \
-                + 2 * w1 * e + e * e
-        else:
-            error = copies * (_exact_gamma(2 * inner + taps**2 * copies + 4) * w1 * w1
-                              + 2 * w1 * e + e * e)
-            exact = (m + error) * (1 + slack) + error
-        assert Fraction(value) >= exact, (mu, bandwidth, inner, taps, w1_taps, eps)
+        exact = _documented_square(mu, bandwidth, taps_norm, eps, inner, taps, complex_, copies)
+        assert Fraction(value) >= exact, (mu, bandwidth, inner, taps, taps_norm, eps)
 
 
 @pytest.mark.parametrize("seed", range(6))
