@@ -287,7 +287,12 @@ class _Proofs:
         unique = sorted(set(keys))
         array = np.array(unique, dtype=np.int64).reshape(len(unique), points.shape[1], 2)
         apex = np.prod(_apex(np.where(symbol.hull, array[..., 1], 0)), axis=1)
-        mu = (tau * tau - _gram_error(gram, apex)) / self.slack * (1 - gamma(8))
+        # a test at mu proves lambda_max(fl(G)) <= mu slack / (1 - gamma(8)) (_slack), so mu
+        # is (tau^2 - E) slack^-1 (1 - gamma(8)), with tau^2 rounded down first (E may be
+        # most of it) and this line's six roundings outward (a mutation review's test: to
+        # the nearest, a vertex was proved 1.7e-16 above tau^2)
+        square = tau * tau * (1 - gamma(4))
+        mu = (square - _gram_error(gram, apex)) / self.slack * (1 - gamma(8)) * (1 - gamma(8))
         known = {}
         todo = []
         for i, key in enumerate(unique):

@@ -503,3 +503,59 @@ def test_the_symbol_rule_takes_the_whole_taylor_remainder(taps, monkeypatch):
         assert rule.added >= twice_s * (1 - 1e-12), (exponent, rule.added, twice_s)
         assert rule.tau <= close - twice_s * (1 - 1e-12)
         assert rule.box_bound(1.0) >= 1.0 + twice_s * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+def test_the_gram_error_is_at_least_its_documented_sum(complex_):
+    """``_gram_error`` against its docstring, in exact rationals: the classes' inner products
+    ``gamma(n' + S^2)`` (``n' = 2n + 4`` for complex taps), the phases ``20 d u`` and the
+    sum over the ``K`` classes ``gamma(2K + 4)``, each times ``(apex sum_a ||M_a||_F)^2`` (a
+    mutation review: the error halved passed every test)."""
+    from sparseconv import _torus
+    from sparseconv._geometry import ConvGeometry
+    from sparseconv._rounding import U, gamma
+    from sparseconv._torus_gram import _gram_error
+
+    rng = np.random.default_rng(21 + complex_)
+    for shape in ((3, 2, 3, 3), (2, 4, 5), (4, 3, 2, 3)):
+        w = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if complex_ else 0)
+        geom = ConvGeometry.from_weight(w.shape, (shape[1], *(2 * k for k in shape[2:])))
+        gram = _torus._gram(_torus._polyphase(w, geom, coprime=True))
+        d, classes = gram.delta.shape[1], len(gram.delta)
+        inner = 2 * gram.inner + 4 if gram.blocks.dtype.kind == "c" else gram.inner
+        for apex in (1.0, 1.5, 40.0):
+            documented = (Fraction(gamma(inner + gram.pairs)) + 20 * d * Fraction(U)
+                          + Fraction(gamma(2 * classes + 4))) * (
+                Fraction(apex) * Fraction(gram.frobenius)) ** 2
+            assert Fraction(float(_gram_error(gram, np.array([apex]))[0])) >= documented
+
+
+def test_a_vertex_is_tested_at_a_mu_its_proof_allows(monkeypatch):
+    """A vertex is proved below ``tau`` by a Cholesky test of ``mu I - fl(G)``, which proves
+    ``lambda_max(fl(G)) <= mu slack / (1 - gamma(8))`` (``_slack``); with the Gram's error
+    ``E`` added, that must be at most ``tau^2``: checked in exact rationals at every ``mu``
+    tested (a mutation review: dropping the ``(1 - gamma(8))`` passed every test)."""
+    from sparseconv import _torus
+    from sparseconv._geometry import ConvGeometry
+    from sparseconv._rounding import gamma
+    from sparseconv._torus_gram import _FULL, _gram_error
+
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((3, 2, 3, 3))
+    geom = ConvGeometry.from_weight(w.shape, (2, 6, 6))
+    symbol = _torus._polyphase(w, geom, coprime=True)
+    gram = _torus._gram(symbol)
+    proofs = _torus._Proofs(symbol, gram)
+    tested = []
+    monkeypatch.setattr(_torus, "_cholesky_below", lambda matrices, mu: (
+        tested.extend(mu.tolist()), np.zeros(len(mu), dtype=bool))[1])
+    points = np.zeros((30, 2, 2), dtype=np.int64)  # on the circle: the apex is 1
+    points[..., 0] = rng.integers(0, _FULL, (30, 2))
+    error = Fraction(float(_gram_error(gram, np.array([1.0]))[0]))
+    for tau in np.linspace(0.5, 20.0, 40):
+        before = len(tested)
+        proofs.below(points, float(tau))
+        for mu in tested[before:]:
+            proved = Fraction(mu) * Fraction(proofs.slack) / (1 - Fraction(gamma(8)))
+            assert proved + error <= Fraction(float(tau)) ** 2, (tau, mu)
+    assert len(tested) > 100
