@@ -601,3 +601,36 @@ def test_the_embedding_grid_meets_its_documented_conditions(seed):
         span = a.dilation * (a.kernel_size - 1) + 1
         assert n >= a.size + a.pad[0] and n >= span - a.pad[0], (a, n)
         assert n > (a.output_size - 1) * a.stride and n % a.stride == 0, (a, n)
+
+
+@pytest.mark.parametrize("seed", range(30))  # (8 of them catch one less)
+def test_a_section_s_allowance_takes_at_least_the_band_it_factorizes(monkeypatch, seed):
+    """Each block of an exact section proved in band storage factorizes ``len(band)`` rows
+    of band (its bandwidth plus one); the allowance the section's bound takes
+    (``_certified_square``'s bandwidth) must be at least that bandwidth (a mutation review:
+    one less passed every test)."""
+    import sparseconv._exact_sections as exact_sections
+    from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
+
+    rng = np.random.default_rng(700 + seed)
+    kernel = tuple(int(k) for k in rng.integers(2, 4, 2))
+    w = rng.standard_normal((int(rng.integers(1, 4)), int(rng.integers(1, 4)), *kernel))
+    stride = tuple(int(s) for s in rng.integers(1, 3, 2))
+    geom = ConvGeometry.from_weight(w.shape, (w.shape[1], 6, 5), padding=1, stride=stride)
+    rounding, grid = Rounding.of(w, 1), embedding_grid(geom)
+    rows = circulant_tops(w, periodic_geometry(w.shape, geom, grid), rounding)[2].max(axis=-1)
+    factorized, allowed = [], []
+    band, square = SectionGram.band, exact_sections._certified_square
+    monkeypatch.setattr(SectionGram, "band", lambda gram, mu: (
+        lambda b: (factorized.append(len(b)), b)[1])(band(gram, mu)))
+    monkeypatch.setattr(exact_sections, "_certified_square", lambda mu, bandwidth, *args: (
+        allowed.append(bandwidth), square(mu, bandwidth, *args))[1])
+    for axis in range(2):  # (the two axes' sections have bands of their own)
+        factorized.clear()
+        allowed.clear()
+        truth = _partly_periodic_norm(w, geom, grid, axis)
+        value, _ = section_bound(w, geom, grid, rows.max(axis=axis), axis, truth * 2,
+                                 rounding, best=np.inf)
+        assert value >= truth * (1 - 1e-13)
+        assert factorized and allowed, (axis, factorized, allowed)
+        assert min(allowed) + 1 >= max(factorized), (axis, allowed, factorized)
