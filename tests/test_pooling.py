@@ -10,7 +10,7 @@ from sparseconv import (
     avg_pool_matrix,
 )
 
-from ._oracles import F, assert_close, requires_torch, torch
+from ._oracles import F, assert_close, per_side, requires_torch, torch
 
 
 @requires_torch
@@ -172,7 +172,7 @@ def test_avg_pool_matrix_same_padding_is_pytorchs_split(kernel):
     kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
     x = rng.standard_normal((1, 2, 5, 6))
     A = avg_pool_matrix((2, 5, 6), kernel, stride=1, padding="same")
-    pads = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel]
+    pads = per_side("same", kernel, (1, 1))
     padded = F.pad(torch.from_numpy(x), (*pads[1], *pads[0]))
     expected = F.avg_pool2d(padded, kernel, stride=1).numpy()
     assert A.shape == (expected.size, x.size)
