@@ -436,6 +436,49 @@ def test_a_section_that_stops_once_mu_passes_beat_still_bounds_the_layer(seed):
             assert value >= truth * (1 - 1e-13), (seed, axis, beat, value, truth)
 
 
+@pytest.mark.parametrize("failing", ["every", "first"])
+@pytest.mark.parametrize("seed", [1, 17, 25, 53])
+def test_a_block_whose_eigenpair_fails_is_bounded_by_its_circulant_bound(monkeypatch, seed,
+                                                                          failing):
+    """Where ARPACK returns no eigenpair for a block it could not prove below ``mu``, the
+    section takes that block's circulant bound instead (``mu`` raised to its square): the
+    value still bounds the partly periodic layer, whether every block fails or only the
+    first one visited (a mutation review: leaving ``mu`` as it was passed every test)."""
+    import scipy.sparse.linalg as spla
+
+    import sparseconv._exact_sections as exact_sections
+    from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
+
+    calls = []
+
+    def no_eigenpair(gram, tol=1e-10, v0=None, whole=False):
+        calls.append(gram.shape[0])
+        if failing == "every" or len(calls) == 1:
+            raise spla.ArpackNoConvergence("no convergence", np.empty(0), np.empty((0, 0)))
+        return eigenpair(gram, tol, v0, whole)
+
+    eigenpair = exact_sections._top_eigenpair
+    monkeypatch.setattr(exact_sections, "_top_eigenpair", no_eigenpair)
+    rng = np.random.default_rng(500 + seed)
+    kernel = tuple(int(k) for k in rng.integers(1, 4, 2))
+    w = rng.standard_normal((int(rng.integers(1, 3)), int(rng.integers(1, 3)), *kernel))
+    padding = tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (2, 2)))
+    sizes = tuple(max(int(n), k - lo - hi) for n, k, (lo, hi) in zip(
+        rng.integers(2, 6, 2), kernel, padding))
+    geom = ConvGeometry.from_weight(w.shape, (w.shape[1], *sizes), padding=padding)
+    w = w / np.abs(w).max()  # as spectral_norm scales it
+    rounding, grid = Rounding.of(w, 1), embedding_grid(geom)
+    per_frequency = circulant_tops(w, periodic_geometry(w.shape, geom, grid), rounding)[2].max(
+        axis=-1)
+    for axis in range(2):
+        calls.clear()
+        truth = _partly_periodic_norm(w, geom, grid, axis)
+        value, _ = section_bound(w, geom, grid, per_frequency.max(axis=axis), axis, np.inf,
+                                 rounding, best=np.inf)
+        assert calls, (seed, axis)  # some block was not proved below mu by Cholesky alone
+        assert value >= truth * (1 - 1e-13), (seed, axis, value, truth)
+
+
 @pytest.mark.parametrize("complex_", [False, True])
 def test_dense_upper_is_at_least_its_documented_allowance(complex_):
     """``dense_upper`` proves ``lambda_max(G^) <= mu (1 + slack)``, ``slack =

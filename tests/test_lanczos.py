@@ -350,3 +350,34 @@ def test_a_deflated_search_finds_what_the_first_krylov_space_missed(monkeypatch)
     assert projected == [pytest.approx(1.0)]  # the search ran off that vector
     assert converged and truth * (1 - 1e-9) <= lower <= truth * (1 + 1e-15), (lower, truth)
     assert abs(np.vdot(found, vectors[:, -1])) >= (1 - 1e-9) * np.linalg.norm(found)
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_every_certified_quotient_allows_for_the_longest_norm(monkeypatch, wide):
+    """A certified quotient ``||A u|| / ||u||`` widens for the rounding of both norms, each a
+    sum of up to ``max(rows, cols)`` squares: the size every call passes covers the longer
+    side, for the Lanczos bound and the banded one alike, on a layer with more outputs than
+    inputs and on one with fewer (a mutation review: the banded bound's size could shrink
+    to the shorter side with no test noticing)."""
+    from sparseconv._geometry import ConvGeometry
+
+    sizes: list[int] = []
+    for name in ("quotient_lower", "quotient_upper"):
+        original = getattr(Rounding, name)
+        monkeypatch.setattr(Rounding, name, lambda self, image, vector, size, original=original: (
+            sizes.append(size), original(self, image, vector, size))[1])
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((3, 5, 3) if wide else (5, 3, 3))
+    shape = (w.shape[1], 100)
+    op = ConvOperator(w, shape, padding=1)
+    rows, cols = op.shape
+    assert rows != cols
+    rounding = Rounding.of(w, 1)
+    truth = dense_norm(w, shape, padding=1)
+    lower, _, _ = _lanczos.lower_bound(op, np.ones(cols), 1e-7, rounding)
+    assert sizes and min(sizes) >= max(rows, cols) and lower <= truth
+    sizes.clear()
+    geom = ConvGeometry.from_weight(w, shape, padding=1)
+    found = _lanczos.banded_lower_bound(op, w, geom, truth * (1 + 1e-6), 1e-7, rounding)
+    assert found is not None and found[0] <= truth
+    assert sizes and min(sizes) >= max(rows, cols), (sizes, rows, cols)
