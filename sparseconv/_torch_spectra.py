@@ -409,12 +409,10 @@ def _upward_times_power_of_two(x: torch.Tensor, exponent: int) -> torch.Tensor:
     """``x * 2**exponent`` for an upper bound: a result below the normal range rounds to the
     nearest subnormal, maybe below ``x * 2**exponent`` (a review: a 1 -> 2 layer of weight
     ``3 * 2**-1074`` got ``2e-323`` for a norm of ``2.096e-323``); then the next float up.
-    The gradient is the exact product's."""
-    y = _times_power_of_two(x, exponent)
-    back = _times_power_of_two(y.detach(), -exponent)  # exact: scaling a subnormal up
-    if bool(back < x.detach()):
-        up_one = torch.nextafter(y.detach(), torch.tensor(math.inf, dtype=y.dtype))
-        y = y + (up_one - y.detach())
+    A value, with no gradient (:func:`_same_gradient` gives it one)."""
+    y = _times_power_of_two(x.detach(), exponent)
+    if bool(_times_power_of_two(y, -exponent) < x.detach()):  # (exact: a subnormal scaled up)
+        y = torch.nextafter(y, torch.tensor(math.inf, dtype=y.dtype))
     return y
 
 
@@ -510,9 +508,12 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     top = w.detach().abs().max().item()
     if top == 0.0:
         return (w.abs() * 0.0).sum()  # the zero layer; keeps the graph
-    # scaled by a power of two (exact) so that the squares below neither overflow nor vanish
+    # scaled by a power of two (exact) so that the squares below neither overflow nor vanish;
+    # the bound is homogeneous of degree 1, so its gradient is the scaled weight's: the two
+    # scalings carry it unchanged (scaled as values, a review found the cotangent of a weight
+    # of 3 * 2**-1074 rounded to subnormals on its way, its gradient 2.2% off)
     exponent = math.frexp(top)[1]
-    w = _times_power_of_two(w, -exponent)
+    w = _same_gradient(w, _times_power_of_two(w.detach(), -exponent))
     # the certified bound per frequency, by the numpy route (spectral_norm's own
     # bounds["circulant"]: Gram matrices and a Cholesky test above a Lanczos estimate, 4x faster
     # than torch's eigenvalues of every frequency's Gram matrix), then the one frequency and
@@ -524,7 +525,12 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     bound = _at_least(sigma, certified)
     if copies > 1:  # times ||P|| = sqrt(copies), both rounded up
         bound = _at_least(bound * math.sqrt(copies), _times_sqrt(copies, float(bound.detach())))
-    return _upward_times_power_of_two(bound, exponent)
+    return _same_gradient(bound, _upward_times_power_of_two(bound.detach(), exponent))
+
+
+def _same_gradient(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` (computed from ``x`` without a graph) with ``x``'s gradient: the identity's."""
+    return value + (x - x.detach())
 
 
 def _at_least(x: torch.Tensor, value: float) -> torch.Tensor:
