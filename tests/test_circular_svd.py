@@ -12,6 +12,7 @@ import mpmath as mp
 import numpy as np
 import pytest
 
+import sparseconv as sc
 from sparseconv import (
     MatrixTooLargeError,
     _symbol_svd,
@@ -666,3 +667,206 @@ def test_a_product_of_the_wrong_shape_names_the_shapes_accepted():
 
     with pytest.raises(TypeError, match=r"^matvec takes dense arrays .*pass x.toarray\(\)$"):
         svd.matvec(sp.csr_array(np.ones((32, 1))))
+
+
+# A mutation review of the spectral code (2026-12-05): each test below failed on a
+# change of the code that every other test let pass.
+
+
+def _periodic_dense(w, shape, **options):
+    """The explicit matrix of the periodic layer (``padding=None``, circular)."""
+    return sc.conv_matrix(w, shape, **options, padding=None, padding_mode="circular").toarray()
+
+
+def test_ties_of_s_are_in_frequency_order():
+    """S's documented order: descending, ties in frequency order. A real weight's values at
+    xi and -xi tie exactly; U's column of the first of a tie lives at the lower frequency."""
+    w = np.random.default_rng(2).standard_normal((1, 1, 3))
+    svd = sc.circular_svd(w, (1, 8))
+    U = svd.U @ np.eye(svd.S.size)
+    where = np.argmax(np.abs(np.fft.fft(U, axis=0)), axis=0)  # each column's frequency
+    ties = np.flatnonzero(svd.S[:-1] == svd.S[1:])
+    assert ties.size
+    for j in ties:
+        assert where[j] < where[j + 1], (j, where[j], where[j + 1])
+
+
+def test_a_real_layer_applied_to_complex_vectors_keeps_the_imaginary_part():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((2, 2, 3, 3))
+    shape = (2, 6, 6)
+    A = _periodic_dense(w, shape)
+    svd = sc.circular_svd(w, shape)
+    x = rng.standard_normal(A.shape[1]) + 1j * rng.standard_normal(A.shape[1])
+    assert np.allclose(svd @ x, A @ x, rtol=0, atol=1e-12)
+    b = rng.standard_normal(A.shape[0]) + 1j * rng.standard_normal(A.shape[0])
+    assert np.allclose(svd.solve(b), np.linalg.lstsq(A, b, rcond=None)[0], rtol=0, atol=1e-10)
+
+
+def test_rcond_zero_never_divides_by_an_exact_zero_singular_value():
+    """rcond=0 keeps every value above 0: an exact zero is still cut (numpy's "at most")."""
+    w = np.array([[[1.0, -1.0]]])  # the symbol vanishes exactly at frequency 0
+    shape = (1, 8)
+    A = _periodic_dense(w, shape)
+    svd = sc.circular_svd(w, shape)
+    assert svd.S[-1] == 0.0
+    b = np.random.default_rng(4).standard_normal(8)
+    x = svd.solve(b, rcond=0.0)
+    assert np.all(np.isfinite(x))
+    assert np.allclose(x, np.linalg.lstsq(A, b, rcond=None)[0], rtol=0, atol=1e-12)
+    # the zero layer: every value zero, its least-norm solution zero
+    zero = sc.circular_svd(np.zeros((1, 1, 3)), shape)
+    assert np.array_equal(zero.solve(b), np.zeros(8))
+    assert np.array_equal(zero.pinv() @ b, np.zeros(8))
+
+
+def test_damping_without_rcond_cuts_nothing():
+    """With damp > 0 and no rcond, a tiny singular value is damped, not cut (lsqr's rule):
+    the constant vector is an eigenvector of the circulant with eigenvalue delta."""
+    delta = 2.0**-50  # below the default cut eps * max(shape) * S[0]
+    w = np.array([[[1.0, -(1.0 - delta)]]])
+    svd = sc.circular_svd(w, (1, 8))
+    A = _periodic_dense(w, (1, 8))
+    assert np.allclose(A @ np.ones(8), delta)
+    x = svd.solve(np.ones(8), damp=delta)  # s / (s^2 + damp^2) = 1 / (2 delta)
+    assert np.allclose(x, np.full(8, 1.0 / (2.0 * delta)), rtol=1e-9, atol=0)
+
+
+def test_default_rcond_is_eps_times_the_larger_dimension():
+    """numpy.linalg.lstsq's default cut, eps * max(rows, cols) * S[0], for a wide layer:
+    a value between eps * min and eps * max times S[0] is cut."""
+    delta = 3 * 2.0**-49  # 5.3e-15: between 8 eps S[0] and 16 eps S[0] (S[0] ~ 2)
+    w = np.zeros((1, 2, 2))
+    w[0, 0] = [1.0, -(1.0 - delta)]
+    w[0, 1] = [0.0, 0.0]
+    shape = (2, 8)  # 8 x 16
+    A = _periodic_dense(w, shape)
+    svd = sc.circular_svd(w, shape)
+    b = np.ones(8)
+    expected = np.linalg.lstsq(A, b, rcond=None)[0]  # cuts delta: zero
+    assert np.allclose(expected, 0.0, atol=1e-12)
+    assert np.allclose(svd.solve(b), expected, rtol=0, atol=1e-12)
+
+
+def test_rmatmat_of_the_pseudo_inverse_is_its_adjoint():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((2, 2, 3, 3))
+    shape = (2, 6, 6)
+    A = _periodic_dense(w, shape)
+    svd = sc.circular_svd(w, shape)
+    Y = rng.standard_normal((A.shape[1], 2))
+    assert np.allclose(svd.pinv().rmatmat(Y), np.linalg.pinv(A).T @ Y, rtol=0, atol=1e-10)
+    assert np.allclose(svd.pinv(damp=0.3).rmatmat(Y),
+                       (np.linalg.solve(A.T @ A + 0.09 * np.eye(A.shape[1]), A.T)).T @ Y,
+                       rtol=0, atol=1e-10)
+    U, S, Vh = np.linalg.svd(A)
+    r = next(j for j in range(2, S.size) if S[j - 1] - S[j] > 1e-6 * S[0])  # a gap: unique
+    best = (U[:, :r] * S[:r]) @ Vh[:r]
+    X = rng.standard_normal((A.shape[0], 2))
+    assert np.allclose(svd.rank_r(r).rmatmat(X), best.T @ X, rtol=0, atol=1e-10)
+
+
+def test_the_adjoint_of_a_real_layer_is_real_and_of_a_complex_one_complex():
+    rng = np.random.default_rng(6)
+    shape = (2, 6, 6)
+    for w in (rng.standard_normal((2, 2, 3, 3)),
+              rng.standard_normal((2, 2, 3, 3)) + 1j * rng.standard_normal((2, 2, 3, 3))):
+        A = _periodic_dense(w, shape)
+        svd = sc.circular_svd(w, shape)
+        Y = rng.standard_normal((A.shape[0], 2))
+        expected = A.conj().T @ Y
+        for got in (svd.H @ Y, svd.rmatmat(Y), svd.H.matmat(Y)):
+            assert np.iscomplexobj(got) == np.iscomplexobj(w)
+            assert np.allclose(got, expected, rtol=0, atol=1e-12)
+        assert svd.H.dtype == (np.complex128 if np.iscomplexobj(w) else np.float64)
+
+
+def test_a_product_on_a_large_batch_is_sized_against_the_memory_limit():
+    w = np.random.default_rng(20).standard_normal((2, 2, 3, 3))
+    svd = sc.circular_svd(w, (2, 8, 8))
+    X = np.ones((128, 1000))  # the product's work: 4 complex copies of 1000 columns
+    old = sc.set_memory_limit(2 * 2**20)
+    try:
+        with pytest.raises(sc.MatrixTooLargeError):
+            svd @ X
+        with pytest.raises(sc.MatrixTooLargeError):
+            svd.solve(X)
+    finally:
+        sc.set_memory_limit(old)
+
+
+def _one_hot_layers(kernel_shape, shape, **options):
+    """The matrices of the one-hot kernels: the basis of the layers of that support."""
+    basis = []
+    for index in np.ndindex(*kernel_shape):
+        k = np.zeros(kernel_shape)
+        k[index] = 1.0
+        basis.append(sc.conv_matrix(k, shape, **options, **PERIODIC).toarray().ravel())
+    return np.array(basis).T
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_one_round_of_the_kernel_support_is_the_frobenius_projection(dilation):
+    """support='kernel', one round: the clipped layer (dense SVD) projected in the Frobenius
+    norm onto the layers of the original support (least squares over the one-hot kernels).
+    With dilation 2 on a grid of 4, two taps read one position and share it."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((2, 2, 3))
+    shape = (2, 4)
+    options = dict(dilation=dilation)
+    A = _periodic_dense(w, shape, **options)
+    U, S, Vh = np.linalg.svd(A)
+    c = 0.6 * S[0]
+    clipped = (U * np.minimum(S, c)) @ Vh
+    B = _one_hot_layers(w.shape, shape, **options)
+    coefficients = np.linalg.lstsq(B, clipped.ravel(), rcond=None)[0]
+    expected = (B @ coefficients).reshape(A.shape)
+    got = sc.clip_singular_values(w, shape, max=c, support="kernel", iterations=1, **options)
+    assert got.shape == w.shape
+    assert np.allclose(_periodic_dense(got, shape, **options), expected, rtol=0, atol=1e-12)
+
+
+def test_a_layer_exactly_on_the_sphere_is_in_the_ball():
+    """||A|| == max: already in the (closed) ball, returned as it is, untouched by a round."""
+    w = np.random.default_rng(9).standard_normal((2, 2, 3, 3))
+    shape = (2, 8, 8)
+    top = float(sc.circular_svd(w, shape).S[0])
+    assert math.isclose(top, np.linalg.norm(_periodic_dense(w, shape), 2), rel_tol=1e-12)
+    got = sc.clip_singular_values(w, shape, max=top, support="kernel")
+    assert np.array_equal(got, w)
+
+
+def _dense_round(w, shape, c):
+    """One round of the alternating projection by dense linear algebra (dilation 1, where a
+    kernel's layer determines the kernel): clip by numpy's SVD, project by least squares."""
+    A = _periodic_dense(w, shape)
+    U, S, Vh = np.linalg.svd(A)
+    clipped = (U * np.minimum(S, c)) @ Vh
+    B = _one_hot_layers(w.shape, shape)
+    return np.linalg.lstsq(B, clipped.ravel(), rcond=None)[0].reshape(w.shape)
+
+
+def test_two_rounds_of_the_alternating_projection_are_two_dense_rounds():
+    rng = np.random.default_rng(10)
+    w = rng.standard_normal((2, 2, 3))
+    shape = (2, 6)
+    c = 0.5 * np.linalg.norm(_periodic_dense(w, shape), 2)
+    once = _dense_round(w, shape, c)
+    # not in the ball yet: a second round
+    assert np.linalg.norm(_periodic_dense(once, shape), 2) > c
+    twice = _dense_round(once, shape, c)
+    got = sc.clip_singular_values(w, shape, max=c, support="kernel", iterations=2)
+    assert np.allclose(got, twice, rtol=0, atol=1e-12)
+
+
+def test_a_float32_kernel_comes_back_in_double_precision_also_inside_the_ball():
+    w = np.random.default_rng(11).standard_normal((2, 2, 3, 3)).astype(np.float32)
+    for support, c in (("kernel", 100.0), ("kernel", 1.0), ("full", 100.0)):
+        got = sc.clip_singular_values(w, (2, 8, 8), max=c, support=support)
+        assert got.dtype == np.float64, (support, c)
+
+
+def test_clip_names_itself_when_refusing_a_non_periodic_layer():
+    w = np.ones((1, 1, 3))
+    with pytest.raises(ValueError, match="clip_singular_values"):
+        sc.clip_singular_values(w, (1, 8), max=1.0, padding=0)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+import sparseconv as sc
 from sparseconv import (
     MatrixTooLargeError,
     composition_eigenvalues,
@@ -164,3 +165,57 @@ def test_a_list_pair_and_the_product_refusals_advice():
     with pytest.raises(ValueError, match="of the product use scipy.sparse.linalg.svds"):
         composition_singular_values([(big, dict(padding=1)), (big, dict(padding=1))],
                                     (4, 20, 20))
+
+
+# A mutation review of the spectral code (2026-12-05): each test below failed on a
+# change of the code that every other test let pass.
+
+
+def _periodic_dense(w, shape, **options):
+    """The explicit matrix of the periodic layer (``padding=None``, circular)."""
+    return sc.conv_matrix(w, shape, **options, padding=None, padding_mode="circular").toarray()
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_a_chain_mixing_real_and_complex_layers_is_the_dense_product(order):
+    rng = np.random.default_rng(12)
+    real = rng.standard_normal((3, 2, 3))
+    cplx = rng.standard_normal((2, 3, 3)) + 1j * rng.standard_normal((2, 3, 3))
+    first, second = (real, cplx) if order == 0 else (cplx.transpose(1, 0, 2).copy(),
+                                                     real.transpose(1, 0, 2).copy())
+    shape = (2, 8)
+    layers = [(first, dict(PERIODIC, stride=2)), (second, PERIODIC)]
+    A1 = sc.conv_matrix(first, shape, stride=2, **PERIODIC).toarray()
+    A2 = sc.conv_matrix(second, (first.shape[0], 4), **PERIODIC).toarray()
+    expected = np.linalg.svd(A2 @ A1, compute_uv=False)
+    got = sc.composition_singular_values(layers, shape)
+    assert np.allclose(got, expected, rtol=0, atol=1e-12 * expected[0])
+
+
+def _match_eigenvalues(got, expected, tol):
+    """Every eigenvalue matched to a distinct one of the other set (greedy, nearest)."""
+    assert got.shape == expected.shape
+    left = list(expected)
+    for z in got:
+        i = int(np.argmin(np.abs(np.array(left) - z)))
+        assert abs(left[i] - z) <= tol, (z, left[i])
+        left.pop(i)
+
+
+def test_eigenvalues_of_a_three_layer_product_are_the_dense_ones():
+    """H3 H2 H1 per frequency: the reversed product H1 H2 H3 has other eigenvalues."""
+    rng = np.random.default_rng(13)
+    shape = (2, 6)
+    ws = [rng.standard_normal((2, 2, 3)) for _ in range(3)]
+    product = np.eye(12)
+    for w in ws:
+        product = _periodic_dense(w, shape) @ product
+    expected = np.linalg.eigvals(product)
+    got = sc.composition_eigenvalues([(w, PERIODIC) for w in ws], shape)
+    _match_eigenvalues(got, expected, 1e-10 * np.abs(expected).max())
+    # channels 2 -> 3 -> 2: the product's symbol is 2 x 2 per frequency
+    w1, w2 = rng.standard_normal((3, 2, 3)), rng.standard_normal((2, 3, 3))
+    expected = np.linalg.eigvals(sc.conv_matrix(w2, (3, 6), **PERIODIC).toarray()
+                                 @ _periodic_dense(w1, shape))
+    got = sc.composition_eigenvalues([(w1, PERIODIC), (w2, PERIODIC)], shape)
+    _match_eigenvalues(got, expected, 1e-10 * np.abs(expected).max())

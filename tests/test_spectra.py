@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+import sparseconv as sc
 from sparseconv import _spectra as spectra_module
 from sparseconv import (
     composition_eigenvalues,
@@ -444,3 +445,118 @@ def test_a_real_layers_eigenvalues_come_in_exactly_conjugate_pairs(shape):
     assert np.array_equal(np.sort_complex(values), np.sort_complex(np.conj(values)))
     dense = np.linalg.eigvals(conv_matrix(w, shape, **PERIODIC).toarray())
     np.testing.assert_allclose(np.sort_complex(values), np.sort_complex(dense), atol=1e-12)
+
+
+# A mutation review of the spectral code (2026-12-05): each test below failed on a
+# change of the code that every other test let pass.
+
+
+def _periodic_dense(w, shape, **options):
+    """The explicit matrix of the periodic layer (``padding=None``, circular)."""
+    return sc.conv_matrix(w, shape, **options, padding=None, padding_mode="circular").toarray()
+
+
+def test_the_route_at_the_gram_threshold_does_not_depend_on_the_route_tried_first():
+    """Matrices of condition exactly GRAM_CONDITION = 4: LAPACK's ratio and the Gram route's
+    fall on either side of 4 by rounding; the margin makes the Gram route's measure decide,
+    whichever route is tried first (the chunking's guess), as the module promises."""
+    from sparseconv._symbol_svd import svd_of_stack
+
+    rng = np.random.default_rng(7)
+    count = 400
+    q1 = np.linalg.qr(rng.standard_normal((count, 3, 3))
+                      + 1j * rng.standard_normal((count, 3, 3)))[0]
+    q2 = np.linalg.qr(rng.standard_normal((count, 3, 3))
+                      + 1j * rng.standard_normal((count, 3, 3)))[0]
+    h = (q1 * np.array([4.0, 2.0, 1.0])) @ q2
+
+    def route(gram_first):
+        u = np.empty((count, 3, 3), complex)
+        s = np.empty((count, 3))
+        vh = np.empty((count, 3, 3), complex)
+        took = svd_of_stack(h, u, s, vh, gram_first)
+        assert np.allclose((u * s[:, None, :]) @ vh, h, rtol=0, atol=1e-13)
+        return took
+
+    assert np.array_equal(route(False), route(True))
+
+
+def test_method_fft_refuses_a_zero_padded_1x1_layer():
+    """The 1x1 closed form is method='auto''s; method='fft' on a layer that is not periodic
+    is refused, as for any other kernel, and method='dense' is the dense SVD."""
+    w = np.random.default_rng(14).standard_normal((2, 3, 1, 1))
+    shape = (3, 4, 4)
+    with pytest.raises(ValueError, match="method='fft' needs"):
+        sc.singular_values(w, shape, padding=1, method="fft")
+    A = sc.conv_matrix(w, shape, padding=1).toarray()
+    got = sc.singular_values(w, shape, padding=1, method="dense")
+    assert np.allclose(got, np.linalg.svd(A, compute_uv=False), rtol=0, atol=1e-12)
+
+
+def test_dense_is_affordable_within_the_memory_limit_inclusive():
+    """Three complex copies "within the memory limit": exactly at the limit is within."""
+    from sparseconv._spectra import dense_is_affordable
+
+    old = sc.set_memory_limit(3 * 16 * 40 * 50)
+    try:
+        assert dense_is_affordable(40, 50)
+        assert not dense_is_affordable(40, 51)
+    finally:
+        sc.set_memory_limit(old)
+
+
+def test_a_refusal_at_exactly_the_flop_budget_blames_the_memory():
+    """rows * cols * min(rows, cols) == DENSE_FLOPS is within the flop budget: a refusal there
+    is the memory limit's, and says so."""
+    from sparseconv._spectra import DENSE_FLOPS
+
+    w = np.ones((1, 2, 3, 3))
+    shape = (2, 32, 32)  # a 1024 x 2048 matrix: 1024 * 2048 * 1024 = 2**31 flops
+    assert 1024 * 2048 * 1024 == DENSE_FLOPS
+    old = sc.set_memory_limit(3 * 16 * 1024 * 2048 - 1)
+    try:
+        with pytest.raises(ValueError, match="over the memory limit"):
+            sc.singular_values(w, shape, padding=1)
+    finally:
+        sc.set_memory_limit(old)
+
+
+def test_a_real_layers_singular_values_at_xi_and_minus_xi_are_exactly_equal():
+    """Documented: frequencies xi and -xi share their singular values (one of each pair is
+    computed for a real kernel): exactly equal pairs, besides frequencies 0 and n/2."""
+    rng = np.random.default_rng(17)
+    for n in (8, 10, 12):
+        w = rng.standard_normal((1, 1, 5))
+        s = sc.singular_values(w, (1, n), **PERIODIC)
+        dense = np.linalg.svd(_periodic_dense(w, (1, n)), compute_uv=False)
+        assert np.allclose(s, dense, atol=1e-12)
+        counts = np.unique(s, return_counts=True)[1]
+        assert sorted(counts.tolist()) == [1, 1] + [2] * ((n - 2) // 2), n
+
+
+def test_a_periodic_1x1_layer_is_evaluated_at_one_frequency(monkeypatch):
+    """Its symbol has the same singular values at every frequency: one is evaluated (the
+    docstring's 62 s by 784 frequencies for a 256 -> 512 layer on 56x56)."""
+    import sparseconv._spectra as spectra
+
+    seen = []
+    original = spectra.per_frequency
+
+    def counting(geom, weight, frequencies, *args, **kwargs):
+        seen.append(len(frequencies))
+        return original(geom, weight, frequencies, *args, **kwargs)
+
+    monkeypatch.setattr(spectra, "per_frequency", counting)
+    w = np.random.default_rng(18).standard_normal((3, 2, 1, 1))
+    shape = (2, 8, 8)
+    got = sc.singular_values(w, shape, stride=2, method="fft", **PERIODIC)
+    A = sc.conv_matrix(w, shape, stride=2, **PERIODIC).toarray()
+    assert np.allclose(got, np.linalg.svd(A, compute_uv=False), rtol=0, atol=1e-12)
+    assert seen == [1]
+
+
+def test_a_weight_near_the_largest_float_keeps_its_singular_values():
+    """Scaled back exactly (ldexp): 2**1024 alone is beyond float64."""
+    w = np.array([[[1e308, 0.0]]])  # a shift times 1e308: every singular value 1e308
+    for got in (sc.circular_svd(w, (1, 4)).S, sc.singular_values(w, (1, 4), **PERIODIC)):
+        assert np.array_equal(got, np.full(4, 1e308))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 import sparseconv as sc
 from sparseconv import frequency_map, singular_values, spectral_norm, symbol, toeplitz_norm
 
+from ._oracles import PERIODIC
 from .test_spectra import dense_matrix
 
 
@@ -127,3 +130,45 @@ def test_the_spectras_periodic_arguments_pass_to_symbol_and_frequency_map():
         with pytest.raises(ValueError, match=rf"padding_mode must be 'circular' for "
                                              rf"{function.__name__}"):
             function(w, (16, 16), padding_mode="zeros")
+
+
+# A mutation review of the spectral code (2026-12-05): each test below failed on a
+# change of the code that every other test let pass.
+
+
+def _periodic_dense(w, shape, **options):
+    """The explicit matrix of the periodic layer (``padding=None``, circular)."""
+    return sc.conv_matrix(w, shape, **options, padding=None, padding_mode="circular").toarray()
+
+
+def test_imaginary_weights_of_huge_scale_do_not_overflow():
+    """unit_scale must look at the imaginary parts: a purely imaginary weight of 1e200
+    squared in a Gram matrix overflows unless it is rescaled first."""
+    w = np.random.default_rng(0).standard_normal((2, 2, 3))
+    shape = (2, 8)
+    expected = np.linalg.svd(_periodic_dense(w, shape), compute_uv=False)
+    got = sc.singular_values(1e200j * w, shape, **PERIODIC)
+    assert np.all(np.isfinite(got))
+    assert np.allclose(got / 1e200, expected, rtol=1e-12, atol=0)
+    svd = sc.circular_svd(1e200j * w, shape)
+    assert np.allclose(svd.S / 1e200, expected, rtol=1e-12, atol=0)
+
+
+def test_frequency_map_takes_the_largest_group():
+    """The map's maximum is the layer's norm also when a later group dominates."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4, 1, 3, 3))
+    w[2:] *= 10.0  # the second group dominates
+    m = sc.frequency_map(w, (8, 8), groups=2)
+    A = sc.conv_matrix(w, (2, 8, 8), groups=2, **PERIODIC).toarray()
+    assert math.isclose(float(m.max()), np.linalg.norm(A, 2), rel_tol=1e-12)
+
+
+def test_the_symbol_is_sized_against_the_memory_limit_before_it_is_made():
+    w = np.random.default_rng(19).standard_normal((16, 16, 3, 3))
+    old = sc.set_memory_limit(2**20)  # the symbol: 32 * 32 * 16 * 16 complex = 4 MiB
+    try:
+        with pytest.raises(sc.MatrixTooLargeError):
+            sc.symbol(w, (32, 32))
+    finally:
+        sc.set_memory_limit(old)

@@ -2048,7 +2048,7 @@ def _fifty_times(function):
     return scaled
 
 
-def _patches():
+def _replacements():
     """A fifth review's replacements by torch's own code (or a namespace), each of which
     passed the check for code defined outside torch: bounds of 0.78 down to a nine-thousandth
     of the network's constant."""
@@ -2074,7 +2074,7 @@ def _patches():
 
 @pytest.mark.parametrize("index", range(10))
 def test_torch_replaced_by_its_own_code_withholds_the_bound(index, monkeypatch):
-    owner, name, value, label = _patches()[index]
+    owner, name, value, label = _replacements()[index]
     chain = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64), nn.ReLU(),
                           nn.Dropout(0.5)).eval()
     monkeypatch.setattr(owner, name, value, raising=False)

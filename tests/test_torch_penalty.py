@@ -440,3 +440,54 @@ def test_a_transposed_layer_sized_by_its_call_alone_is_bounded():
     assert sct.lipschitz_bounds(model, (1, 1))()["t"].item() >= truth
     row = sct.lipschitz_report(model.eval(), (1, 1))[0]
     assert row["lower"] <= truth <= row["upper"] and row["upper"] == pytest.approx(0.5)
+
+
+# A mutation review of the spectral code (2026-12-05): each test below failed on a
+# change of the code that every other test let pass.
+
+
+def test_a_functional_linear_on_a_sequence_is_named_with_its_whole_input_shape():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(5, 4, dtype=torch.float64))
+
+        def forward(self, x):  # x: (batch, 3, 4)
+            return F.linear(x, self.w)
+
+    net = Net()
+    bounds = sct.lipschitz_bounds(net, (3, 4))
+    assert bounds["w"] == ((3, 4),)
+    assert bounds()["w"].item() >= np.linalg.norm(net.w.detach().numpy(), 2)
+
+
+def test_a_grouped_transposed_convolution_is_bounded_with_its_groups():
+    torch.manual_seed(0)
+    # output_padding 1 >= stride (dilation allows it): the adjoint of the first rows of the
+    # convolution from the output size, read from the module's own arguments
+    options = dict(stride=1, padding=1, dilation=2, output_padding=1, groups=2)
+    model = nn.Sequential(nn.ConvTranspose1d(4, 6, 3, **options, bias=False)).double()
+    bounds = sct.lipschitz_bounds(model, (4, 5))
+    value = bounds()["0"].item()
+    expected = sct.spectral_norm_upper(model[0].weight, 5, **options, transposed=True).item()
+    assert value == expected
+    assert np.linalg.norm(sct.matrix(model[0], (4, 5)).toarray(), 2) <= value
+
+
+def test_calls_of_a_forward_pass_that_failed_are_forgotten():
+    """A model that fails on the random probe is traced again on zeros; a functional call
+    made only by the failed pass is not the model's."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(2, 2, 3, dtype=torch.float64))
+            self.lin = nn.Linear(8, 8).double()
+
+        def forward(self, x):  # x: (batch, 2, 4)
+            if bool(x.any()):
+                F.conv1d(x, self.w, padding=1)
+                raise IndexError("this model takes zeros only")
+            return self.lin(x.flatten(1))
+
+    bounds = sct.lipschitz_bounds(Net(), (2, 4))
+    assert bounds.names == ("lin",)
