@@ -2944,3 +2944,74 @@ def test_network_operator_says_max_over_an_axis_is_not_linear():
         sct.network_operator(MaxOverChannels().eval(), (2, 4, 4))
     with pytest.raises(TypeError, match="splits the signal into several tensors"):
         sct.network_operator(Split().eval(), (2, 4, 4))
+
+
+# A mutation review of the network bound (2026-12-05): each test below failed on a
+# change of the code that every other test let pass.
+
+
+def _random_bn(bn: nn.Module, seed: int) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    c = bn.num_features
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(c, generator=generator, dtype=F64))
+        bn.running_var.copy_(torch.rand(c, generator=generator, dtype=F64) + 0.1)
+        bn.weight.copy_(torch.randn(c, generator=generator, dtype=F64))
+        bn.bias.copy_(torch.randn(c, generator=generator, dtype=F64))
+    return bn.eval()
+
+
+@pytest.mark.parametrize("conv, shape", [
+    (nn.Conv2d(2, 4, 3, padding=2, dilation=2, dtype=F64), (2, 7, 7)),
+    (nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular", dtype=F64), (2, 6, 6)),
+    (nn.Conv2d(2, 4, 3, padding=1, padding_mode="reflect", stride=2, dtype=F64), (2, 7, 7)),
+    (nn.Conv1d(4, 4, 3, groups=2, padding=1, dtype=F64), (4, 9)),
+    (nn.ConvTranspose2d(2, 4, 3, stride=2, output_padding=1, dilation=2, dtype=F64),
+     (2, 4, 4)),
+    (nn.ConvTranspose1d(4, 6, 3, groups=2, stride=2, dtype=F64), (4, 5))],
+    ids=["dilated", "circular", "reflect-strided", "grouped", "transposed", "transposed-grouped"])
+def test_fold_batchnorm_keeps_every_hyper_parameter(conv, shape):
+    """The folded module computes bn(conv(x)) for any hyper-parameters (dilation, padding
+    mode, output padding, groups), with BatchNorm statistics far from the defaults, and the
+    report's folded row is the same map."""
+    torch.manual_seed(1)
+    bn = _random_bn(getattr(nn, f"BatchNorm{len(shape) - 1}d")(conv.out_channels, dtype=F64), 2)
+    folded = sct.fold_batchnorm(conv, bn)
+    x = torch.randn((3, *shape), dtype=F64)
+    with torch.no_grad():
+        assert torch.allclose(folded.module(x), bn(conv(x)), rtol=1e-10, atol=1e-10)
+    model = nn.Sequential(conv, bn).eval()
+    report = sct.lipschitz_report(model, shape, fold_batchnorm=True)
+    assert len(report) == 1 and report.network_upper is not None, report.reason
+    jacobian = torch.autograd.functional.jacobian(model, torch.zeros((1, *shape), dtype=F64))
+    n = math.prod(shape)
+    exact = float(np.linalg.norm(jacobian.reshape(-1, n).numpy(), 2))
+    assert exact <= report.network_upper * (1 + 1e-9)
+    assert report.network_upper <= exact * 1.01
+
+
+def test_a_float32_fold_is_computed_in_float64():
+    """A float32 convolution and BatchNorm folded: the row bounds bn(conv(x)) in exact
+    arithmetic (folded in float64), not the folded weights rounded to float32, whose norm
+    may be below it (checked against the float64 Jacobian's norm, for several seeds)."""
+    for seed in range(6):
+        torch.manual_seed(seed)
+        conv = nn.Conv1d(1, 1, 1, bias=False)
+        bn = nn.BatchNorm1d(1)
+        with torch.no_grad():
+            conv.weight.fill_(1.0 + torch.rand(()).item())
+            bn.running_var.fill_(0.1 + torch.rand(()).item())
+            bn.weight.fill_(0.3 + torch.rand(()).item())
+        model = nn.Sequential(conv, bn).eval()
+        report = sct.lipschitz_report(model, (1, 1), fold_batchnorm=True)
+        w, g, v = (float(t.detach().item()) for t in (conv.weight, bn.weight, bn.running_var))
+        exact = Fraction(w * g / math.sqrt(v + bn.eps))  # (to 1e-15, far within 1e-12)
+        assert Fraction(report[0]["upper"]) >= exact * (1 - Fraction(1, 10 ** 12)), seed
+
+
+def test_fold_batchnorm_refuses_training_mode_and_another_rank():
+    conv = nn.Conv2d(2, 3, 3)
+    with pytest.raises(ValueError):
+        sct.fold_batchnorm(conv, nn.BatchNorm2d(3).train())  # batch statistics: not affine
+    with pytest.raises(TypeError):
+        sct.fold_batchnorm(conv, nn.BatchNorm1d(3).eval())  # PyTorch's forward refuses it

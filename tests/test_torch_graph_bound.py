@@ -1559,3 +1559,300 @@ def test_transpositions_are_read_by_position_and_keyword(f, moves):
     assert report.network_upper is not None, report.reason
     jacobian = torch.autograd.functional.jacobian(model, torch.zeros((1, 2, 4, 5), dtype=F64))
     assert np.linalg.norm(jacobian.reshape(40, 40).numpy(), 2) <= report.network_upper
+
+
+# A mutation review of the network bound (2026-12-05): each test below failed on a
+# change of the code that every other test let pass.
+
+
+class _Call(nn.Module):
+    """``function(linear(x))`` with an identity ``nn.Linear`` of ``n`` features (norm 1), so
+    that the network bound is the function's constant (times 1), over the graph."""
+
+    def __init__(self, function, n: int = 1):
+        super().__init__()
+        self.function = function
+        self.linear = nn.Linear(n, n, bias=False, dtype=F64)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.eye(n, dtype=F64))
+
+    def forward(self, x):
+        return self.function(self.linear(x))
+
+
+def _largest_slope(function, low=-8.0, high=8.0, n=20001) -> float:
+    x = torch.linspace(low, high, n, dtype=F64)
+    y = function(x)
+    return float(((y[1:] - y[:-1]).abs() / (x[1:] - x[:-1])).max())
+
+
+@pytest.mark.parametrize("function", [
+    F.hardsigmoid, torch.selu, F.selu, torch.sigmoid, F.sigmoid, F.hardswish, F.gelu,
+    lambda y: F.gelu(y, approximate="tanh"), F.silu, F.mish, F.relu6, F.hardtanh, torch.tanh,
+    F.softsign, F.logsigmoid, F.tanhshrink, F.softshrink, lambda y: F.elu(y, 2.0),
+    lambda y: F.elu(y, alpha=-3.0), lambda y: F.leaky_relu(y, 5.0),
+    lambda y: F.leaky_relu(y, negative_slope=-4.0), lambda y: F.celu(y, 0.5),
+    lambda y: y.sigmoid(), lambda y: y.clamp(-1.0, 1.0)],
+    ids=["hardsigmoid", "torch.selu", "F.selu", "torch.sigmoid", "F.sigmoid", "hardswish",
+         "gelu", "gelu-tanh", "silu", "mish", "relu6", "hardtanh", "tanh", "softsign",
+         "logsigmoid", "tanhshrink", "softshrink", "elu2", "elu-3", "leaky5",
+         "leaky-4-keyword", "celu", "sigmoid-method", "clamp-method"])
+def test_function_constants_bound_their_slopes(function):
+    """Every activation called as a function in forward gets a constant at least its
+    largest slope (sampled) and at most 1% above it, in the bound over the graph."""
+    report = sct.lipschitz_report(_Call(function).eval(), (1,))
+    assert report.over_graph and report.network_upper is not None, report.reason
+    slope = _largest_slope(function)
+    assert slope <= report.network_upper * (1 + 1e-9)
+    assert report.network_upper <= slope * 1.01, (slope, report.network_upper)
+
+
+@pytest.mark.parametrize("function, module", [
+    (F.hardsigmoid, nn.Hardsigmoid()), (torch.selu, nn.SELU()), (F.selu, nn.SELU()),
+    (torch.sigmoid, nn.Sigmoid()), (F.relu6, nn.ReLU6()), (F.logsigmoid, nn.LogSigmoid()),
+    (F.tanhshrink, nn.Tanhshrink()), (F.softshrink, nn.Softshrink()),
+    (lambda y: F.elu(y, 2.5), nn.ELU(2.5)), (lambda y: F.leaky_relu(y, 3.0), nn.LeakyReLU(3.0)),
+    (lambda y: F.celu(y, 0.5), nn.CELU(0.5))],
+    ids=["hardsigmoid", "torch.selu", "F.selu", "sigmoid", "relu6", "logsigmoid", "tanhshrink",
+         "softshrink", "elu", "leaky_relu", "celu"])
+def test_functions_and_modules_get_one_constant(function, module):
+    """The function called in forward gets exactly the constant of its module in a chain
+    (SELU's is scale * alpha = 1.75810 rounded up to 1.7581, which no sampled slope shows)."""
+    by_function = sct.lipschitz_report(_Call(function).eval(), (1,))
+    chain = _Call(lambda y: y)
+    by_module = sct.lipschitz_report(nn.Sequential(chain.linear, module).eval(), (1,))
+    assert by_function.over_graph and not by_module.over_graph
+    assert by_function.network_upper == pytest.approx(by_module.network_upper, rel=1e-12)
+    if isinstance(module, nn.SELU):
+        assert by_function.network_upper >= 1.0507009873554804934 * 1.6732632423543772848
+
+
+@pytest.mark.parametrize("module, constant", [
+    (nn.LeakyReLU(-2.0), 2.0), (nn.ELU(-3.0), 3.0), (nn.LeakyReLU(0.1), 1.0)])
+def test_negative_slopes_count_their_modulus(module, constant):
+    """LeakyReLU and ELU with a negative slope or alpha (PyTorch takes them): max(1, |slope|),
+    not max(1, slope); the gradient at a negative input is a lower bound of the constant."""
+    model = nn.Sequential(_Call(lambda y: y).linear, module).eval()
+    report = sct.lipschitz_report(model, (1,))
+    assert report.network_upper == pytest.approx(constant, rel=1e-12)
+    x = torch.full((1, 1), -1e-9, dtype=F64, requires_grad=True)
+    (gradient,) = torch.autograd.grad(model(x).sum(), x)
+    assert abs(float(gradient)) <= report.network_upper * (1 + 1e-9)
+
+
+class _CatTiny(nn.Module):
+    """``cat([x, c x])``, a linear map of norm exactly ``sqrt(1 + c^2)``, above 1 by
+    ``c^2 / 2``, far below float64's spacing at 1: only a square root rounded up keeps the
+    bound above 1."""
+
+    def forward(self, x):
+        return torch.cat([x, x * 2.0 ** -40], dim=1)
+
+
+def test_square_roots_round_up():
+    report = sct.lipschitz_report(_CatTiny().eval(), (3,))
+    assert report.over_graph and report.network_upper is not None, report.reason
+    assert Fraction(report.network_upper) ** 2 >= 1 + Fraction(1, 2 ** 80)
+    from sparseconv._torch_graph_rules import _sqrt_up
+    for value in (Fraction(2), Fraction(1, 3), 1 + Fraction(1, 2 ** 80), Fraction(10 ** 40 + 1),
+                  Fraction(1, 10 ** 40 + 7)):
+        assert _sqrt_up(value) ** 2 >= value
+
+
+class _PReLUCall(nn.Module):
+    """``F.prelu(linear(x), weight)`` by a parameter: torch.fx records ``(x, weight)``
+    positionally."""
+
+    def __init__(self, slope: float):
+        super().__init__()
+        self.linear = _Call(lambda y: y, 2).linear
+        self.weight = nn.Parameter(torch.tensor([slope], dtype=F64))
+
+    def forward(self, x):
+        return F.prelu(self.linear(x), self.weight)
+
+
+@pytest.mark.parametrize("slope", [-3.0, 0.25])
+def test_functional_prelu_reads_its_weight(slope):
+    report = sct.lipschitz_report(_PReLUCall(slope).eval(), (2,))
+    assert report.over_graph and report.network_upper is not None, report.reason
+    assert report.network_upper == pytest.approx(max(1.0, abs(slope)), rel=1e-12)
+
+
+class _AddAlpha(nn.Module):
+    """``x + alpha * linear(x)`` with a negative ``alpha`` and ``linear = -I``: the map
+    ``(1 - alpha) I``, of norm ``1 + |alpha|`` (also ``torch.sub`` with ``alpha``)."""
+
+    def __init__(self, alpha: float, sub: bool = False):
+        super().__init__()
+        self.alpha, self.sub = alpha, sub
+        self.linear = _Call(lambda y: y, 3).linear
+        with torch.no_grad():
+            self.linear.weight.mul_(-1.0 if not sub else 1.0)
+
+    def forward(self, x):
+        if self.sub:
+            return torch.sub(x, self.linear(x), alpha=self.alpha)
+        return torch.add(x, self.linear(x), alpha=self.alpha)
+
+
+@pytest.mark.parametrize("alpha, sub", [(-2.0, False), (-2.0, True), (-0.5, False)])
+def test_sums_with_a_negative_alpha(alpha, sub):
+    model = _AddAlpha(alpha, sub).eval()
+    report = sct.lipschitz_report(model, (3,))
+    assert report.over_graph and report.network_upper is not None, report.reason
+    x = torch.zeros((1, 3), dtype=F64)
+    jacobian = torch.autograd.functional.jacobian(model, x).reshape(3, 3)
+    exact = float(np.linalg.norm(jacobian.numpy(), 2))
+    assert exact == pytest.approx(1 + abs(alpha))
+    assert exact <= report.network_upper * (1 + 1e-12)
+
+
+def _exact_norm(model: nn.Module, n: int) -> float:
+    """The norm of a linear model's Jacobian (its matrix) at 0, one sample of ``n`` features."""
+    x = torch.zeros((1, n), dtype=F64)
+    jacobian = torch.autograd.functional.jacobian(model, x)
+    return float(np.linalg.norm(jacobian.reshape(-1, n).numpy(), 2))
+
+
+@pytest.mark.parametrize("function, norm", [
+    (lambda y: y * -3.0, 3.0), (lambda y: -2.5 * y, 2.5), (lambda y: torch.mul(y, -4.0), 4.0),
+    (lambda y: y + (-2.0) * y, 1.0), (lambda y: y - y * -1.5, 2.5)],
+    ids=["y*-3", "-2.5*y", "mul-4", "y-2y", "y+1.5y"])
+def test_products_by_negative_numbers(function, norm):
+    model = _Call(function, 3).eval()
+    report = sct.lipschitz_report(model, (3,))
+    assert report.over_graph and report.network_upper is not None, report.reason
+    exact = _exact_norm(model, 3)
+    assert exact == pytest.approx(norm)
+    assert exact <= report.network_upper * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("function, norm", [
+    (lambda y: y.repeat(1, 4), 2.0), (lambda y: torch.tile(y, (1, 2)), math.sqrt(2)),
+    (lambda y: y[:, None, :].repeat(1, 3, 1), math.sqrt(3)),
+    (lambda y: y.unsqueeze(1).expand(-1, 4, -1).reshape(y.shape[0], -1) + 0.0, 2.0)],
+    ids=["repeat", "tile", "repeat-3d", "expand"])
+def test_repeats_count_their_copies(function, norm):
+    model = _Call(function, 3).eval()
+    report = sct.lipschitz_report(model, (3,))
+    exact = _exact_norm(model, 3)
+    assert exact == pytest.approx(norm)
+    if "expand" in report.reason:  # (no rule for expand: refused, by name)
+        assert report.network_upper is None
+        return
+    assert report.network_upper is not None, report.reason
+    assert exact <= report.network_upper * (1 + 1e-12)
+
+
+class _SplitOverlapping(nn.Module):
+    """``tensor_split(x, [-1, 2])`` on 4 features: ``x[:, :3]``, ``x[:, 3:2]`` (empty) and
+    ``x[:, 2:]``, which overlap at feature 2 (a map of norm sqrt 2) although the indices
+    increase: a negative index counts from the end."""
+
+    def forward(self, x):
+        return torch.tensor_split(x * 1.0, [-1, 2], dim=1)
+
+
+def test_tensor_split_by_negative_indices_is_no_partition():
+    model = _SplitOverlapping().eval()
+    report = sct.lipschitz_report(model, (4,))
+    with torch.no_grad():  # the linear map's matrix, column by column
+        columns = [torch.cat([p.reshape(-1) for p in model(e[None])])
+                   for e in torch.eye(4)]
+    exact = float(np.linalg.norm(torch.stack(columns, 1).double().numpy(), 2))
+    assert exact == pytest.approx(math.sqrt(2), rel=1e-6)
+    assert report.network_upper is None or exact <= report.network_upper * (1 + 1e-12)
+
+
+class _OtherSample(nn.Module):
+    """``y + y[0:1]``: every sample's output reads the first sample's."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = _Call(lambda y: y, 3).linear
+
+    def forward(self, x):
+        y = self.linear(x)
+        return y + y[0:1]
+
+
+def test_a_slice_of_the_batch_axis_is_refused():
+    """The bound is of one sample's map; ``y[0:1]`` mixes the first sample into the others
+    (on a batch of 10 the forward's Jacobian has norm above the 1 + sqrt 2 that a bound
+    over the probe's batch of two would give)."""
+    model = _OtherSample().eval()
+    report = sct.lipschitz_report(model, (3,))
+    assert report.network_upper is None
+    assert "batch" in report.reason
+    x = torch.zeros((10, 3), dtype=F64)  # the forward on a batch of 10, a linear map
+    jacobian = torch.autograd.functional.jacobian(model, x).reshape(30, 30)
+    assert np.linalg.norm(jacobian.numpy(), 2) > 1 + math.sqrt(2)
+
+
+class _HalfSum(nn.Module):
+    """``linear(x).sum(1, dtype=torch.float16)``: float16 overflows beyond 65504, a jump to
+    infinity that no Lipschitz constant bounds."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.eye(2))
+
+    def forward(self, x):
+        return self.linear(x).sum(1, keepdim=True, dtype=torch.float16)
+
+
+def test_a_reduction_to_float16_is_refused():
+    model = _HalfSum().eval()
+    report = sct.lipschitz_report(model, (2,))
+    with torch.no_grad():
+        near, far = model(torch.tensor([[30000.0, 30000.0], [40000.0, 40000.0]]))
+    assert math.isfinite(float(near)) and math.isinf(float(far))  # a jump to infinity
+    assert report.network_upper is None, report.network_upper
+
+
+class _TwoSignalsIntoOneModule(nn.Module):
+    """``PairwiseDistance(y, 10 y)`` = 9 |y| (plus eps): a module read with two values of the
+    signal; a constant given for the module cannot stand for the second input's scale."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = _Call(lambda y: y, 3).linear
+        self.dist = nn.PairwiseDistance()
+
+    def forward(self, x):
+        y = self.linear(x)
+        return self.dist(y, 10.0 * y)[:, None]
+
+
+def test_a_module_of_two_signal_inputs_is_refused():
+    model = _TwoSignalsIntoOneModule().eval()
+    report = sct.lipschitz_report(model, (3,), lipschitz_constants={"dist": 1.0})
+    x = torch.tensor([[1.0, 2.0, 2.0]], dtype=F64)
+    with torch.no_grad():
+        ratio = float((model(x) - model(2 * x)).abs().max() / (x - 2 * x).norm())
+    assert ratio == pytest.approx(9.0, rel=1e-4)
+    assert report.network_upper is None or ratio <= report.network_upper
+
+
+class _HugeResidual(nn.Module):
+    """``x + linear(x)`` whose linear layer's norm overflows float64: its row's upper bound
+    is infinite, and the bound over the graph is withheld (not an exception)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 2, bias=False, dtype=F64)
+        with torch.no_grad():
+            self.linear.weight.fill_(1.5e308)
+
+    def forward(self, x):
+        return x + self.linear(x)
+
+
+def test_an_infinite_row_withholds_the_graph_bound():
+    with pytest.warns(RuntimeWarning, match="over the largest float64"):
+        report = sct.lipschitz_report(_HugeResidual().eval(), (2,))
+    assert report.network_upper is None
+    assert "no finite upper bound" in report.reason
