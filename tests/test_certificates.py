@@ -408,13 +408,10 @@ def test_a_layer_whose_taps_all_read_padding_has_a_zero_gram():
     assert r.lower <= dense <= r.upper and r.upper <= 1e-5
 
 
-@pytest.mark.parametrize("seed", [1, 17, 25, 53])
-def test_a_section_that_stops_once_mu_passes_beat_still_bounds_the_layer(seed):
-    """section_bound ends its visit as soon as ``mu`` passes ``beat``; the blocks it has not
-    visited are then bounded only by their circulant bounds, and the value it returns must
-    cover them too. The block visited first (the largest circulant bound) need not hold the
-    largest exact norm: on these layers it does not, so ``mu`` alone is below the norm of the
-    partly periodic layer, and the first circulant bound not visited alone may be too."""
+def _small_2d_section_layer(seed):
+    """A random 2-D layer of at most two channels each side, its kernel up to 3x3 and each
+    side's padding up to 2, scaled as spectral_norm scales it: ``(weight, geometry,
+    rounding, embedding grid, each frequency's certified circulant bound)``."""
     from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
 
     rng = np.random.default_rng(500 + seed)
@@ -428,6 +425,17 @@ def test_a_section_that_stops_once_mu_passes_beat_still_bounds_the_layer(seed):
     rounding, grid = Rounding.of(w, 1), embedding_grid(geom)
     per_frequency = circulant_tops(w, periodic_geometry(w.shape, geom, grid), rounding)[2].max(
         axis=-1)
+    return w, geom, rounding, grid, per_frequency
+
+
+@pytest.mark.parametrize("seed", [1, 17, 25, 53])
+def test_a_section_that_stops_once_mu_passes_beat_still_bounds_the_layer(seed):
+    """section_bound ends its visit as soon as ``mu`` passes ``beat``; the blocks it has not
+    visited are then bounded only by their circulant bounds, and the value it returns must
+    cover them too. The block visited first (the largest circulant bound) need not hold the
+    largest exact norm: on these layers it does not, so ``mu`` alone is below the norm of the
+    partly periodic layer, and the first circulant bound not visited alone may be too."""
+    w, geom, rounding, grid, per_frequency = _small_2d_section_layer(seed)
     for axis in range(2):
         truth = _partly_periodic_norm(w, geom, grid, axis)
         rows = per_frequency.max(axis=axis)
@@ -447,7 +455,6 @@ def test_a_block_whose_eigenpair_fails_is_bounded_by_its_circulant_bound(monkeyp
     import scipy.sparse.linalg as spla
 
     import sparseconv._exact_sections as exact_sections
-    from sparseconv._certificates import circulant_tops, embedding_grid, periodic_geometry
 
     calls = []
 
@@ -459,17 +466,7 @@ def test_a_block_whose_eigenpair_fails_is_bounded_by_its_circulant_bound(monkeyp
 
     eigenpair = exact_sections._top_eigenpair
     monkeypatch.setattr(exact_sections, "_top_eigenpair", no_eigenpair)
-    rng = np.random.default_rng(500 + seed)
-    kernel = tuple(int(k) for k in rng.integers(1, 4, 2))
-    w = rng.standard_normal((int(rng.integers(1, 3)), int(rng.integers(1, 3)), *kernel))
-    padding = tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (2, 2)))
-    sizes = tuple(max(int(n), k - lo - hi) for n, k, (lo, hi) in zip(
-        rng.integers(2, 6, 2), kernel, padding))
-    geom = ConvGeometry.from_weight(w.shape, (w.shape[1], *sizes), padding=padding)
-    w = w / np.abs(w).max()  # as spectral_norm scales it
-    rounding, grid = Rounding.of(w, 1), embedding_grid(geom)
-    per_frequency = circulant_tops(w, periodic_geometry(w.shape, geom, grid), rounding)[2].max(
-        axis=-1)
+    w, geom, rounding, grid, per_frequency = _small_2d_section_layer(seed)
     for axis in range(2):
         calls.clear()
         truth = _partly_periodic_norm(w, geom, grid, axis)
