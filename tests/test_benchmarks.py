@@ -39,6 +39,13 @@ def test_lehmann_spectra_of_a_layer():
     assert "k with a Lehmann bound from the sections:" in out, out
 
 
+def test_deflation_counts_and_residuals():
+    """It reads the embedding grid (a private function): a small layer of each kind."""
+    out = run("bench_deflation.py", "--layers", "13", "--size", "64", "--channels", "8",
+              "--top", "8")
+    assert "majorant eigenvalues over" in out and "residuals over all 8" in out, out
+
+
 @requires_torch
 def test_torch_spectra_against_the_numpy_route():
     out = run("bench_torch_spectra.py", "--channels", "4", "--size", "8", "--repeat", "1")
