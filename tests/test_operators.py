@@ -595,3 +595,109 @@ def test_a_sparse_operand_is_refused_by_its_kind():
                                             r"scipy.sparse csr array of shape"):
             call()
     assert np.allclose(A @ column.toarray(), A.tosparse() @ column.toarray())
+
+
+# A mutation review of the operators (2026-12-05): each test below failed on a change
+# of the code that every other test let pass.
+
+
+def _finite_match(got, expected):
+    """Same non-finite pattern, and the finite entries equal."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.shape == expected.shape
+    assert np.array_equal(np.isfinite(got), np.isfinite(expected))
+    finite = np.isfinite(expected)
+    assert finite.any()
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-12, atol=1e-12)
+
+
+def _complex(rng, shape):
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+# A mutant this catches: _operators.py _matrices_for returned matrix.T (no conj) as the adjoint of
+# a non-finite complex weight
+def test_nonfinite_complex_weight_adjoint_is_conjugate_transpose():
+    rng = np.random.default_rng(0)
+    w = _complex(rng, (2, 2, 3))
+    w[0, 0, 1] = np.inf
+    A = ConvOperator(w, (2, 6), padding=1)
+    M = conv_matrix(w, (2, 6), padding=1)  # sparse: no 0 * inf
+    y = _complex(rng, A.shape[0])
+    _finite_match(A.rmatvec(y), M.conj().T @ y)
+    _finite_match(A.H @ y, M.conj().T @ y)
+
+
+# A mutant this catches: a complex weight with inf taken matrix-free (padding zeros * inf = nan)
+def test_nonfinite_complex_weight_forward_runs_on_the_matrix():
+    rng = np.random.default_rng(1)
+    w = _complex(rng, (2, 2, 3, 3))
+    w[1, 0, 0, 0] = np.inf
+    A = ConvOperator(w, (2, 5, 5), padding=1)
+    M = conv_matrix(w, (2, 5, 5), padding=1)
+    x = _complex(rng, A.shape[1])
+    _finite_match(A @ x, M @ x)
+
+
+# A mutant this catches: ConvTransposeOperator._explicit dropped the conjugation of the adjoint's
+# matrix
+def test_complex_transposed_adjoint_tosparse_is_conjugate_transpose():
+    rng = np.random.default_rng(2)
+    w = _complex(rng, (2, 3, 3))
+    T = ConvTransposeOperator(w, (2, 4), stride=2, padding=1)
+    dense = conv_transpose_matrix(w, (2, 4), stride=2, padding=1).toarray()
+    np.testing.assert_allclose(T.H.tosparse().toarray(), dense.conj().T, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(T.T.tosparse().toarray(), dense.T, rtol=0, atol=1e-14)
+
+
+# A mutant this catches: the implicit GEMM of a complex transposed layer's adjoint ran on the
+# unconjugated taps
+def test_complex_transposed_adjoint_through_the_implicit_gemm():
+    rng = np.random.default_rng(3)
+    w = _complex(rng, (16, 16, 3))  # >= 16 channels a group, stride 1, 1-D: implicit GEMM
+    T = ConvTransposeOperator(w, (16, 8), padding=1)
+    dense = conv_transpose_matrix(w, (16, 8), padding=1).toarray()
+    Y = _complex(rng, (T.shape[0], 2))
+    np.testing.assert_allclose(T.H @ Y, dense.conj().T @ Y, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(T.rmatvec(Y[:, 0]), dense.conj().T @ Y[:, 0], rtol=1e-12,
+                               atol=1e-10)
+    np.testing.assert_allclose(T.T @ Y, dense.T @ Y, rtol=1e-12, atol=1e-10)
+
+
+# A mutant this catches: an empty batch came back in the operator's dtype, not the promoted one
+@pytest.mark.parametrize("xdtype", [np.float64, np.complex128])
+def test_empty_batch_has_the_dtype_of_a_nonempty_one(xdtype):
+    A = ConvOperator(np.ones((2, 1, 3), np.float32), (1, 5))
+    for product, n in ((A.matmat, A.shape[1]), (A.rmatmat, A.shape[0])):
+        empty = product(np.zeros((n, 0), xdtype))
+        one = product(np.zeros((n, 1), xdtype))
+        assert empty.shape[1] == 0 and empty.dtype == one.dtype == np.result_type(
+            np.float32, xdtype)
+
+
+def _exact_or_refused(A, x):
+    """Either OverflowError, or the exact integer product (Python integers)."""
+    try:
+        got = A @ x
+    except OverflowError:
+        return
+    dense = A.tosparse().toarray().astype(object)
+    expected = dense.dot(x.astype(object))
+    assert [int(v) for v in got] == [int(v) for v in expected]
+
+
+# A mutant this catches: magnitude * largest == 2**63 was let through: the int64 sum wraps to
+# -2**63 and passes
+def test_int64_product_of_exactly_two_to_the_63_is_refused():
+    A = ConvOperator(np.array([[[2**52]]], np.int64), (1, 1), dtype=np.int64)
+    x = np.array([2**11], np.int64)
+    _exact_or_refused(A, x)
+    with pytest.raises(OverflowError):
+        A @ x
+
+
+# A mutant this catches: the overflow bound read the input's max only, not its most negative entry
+def test_int64_product_bound_reads_the_most_negative_input():
+    A = ConvOperator(np.array([[[2**52]]], np.int64), (1, 2), dtype=np.int64)
+    x = np.array([1, -2**12], np.int64)  # 2**52 * -2**12 = -2**64 wraps to 0 in int64
+    _exact_or_refused(A, x)

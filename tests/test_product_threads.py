@@ -293,3 +293,26 @@ def test_forward_bytes_charges_a_chunk_per_part_split_by_channels():
     finally:
         tracemalloc.stop()
     assert peak <= forward_bytes(op.geometry, 8, 4)
+
+
+# A mutation review of the operators (2026-12-05): each test below failed on a change
+# of the code that every other test let pass.
+
+
+# A mutant this catches: _product_threads.parts -- with as many groups as threads each part takes
+# whole groups (documented), and no task covers an empty range of output channels
+@pytest.mark.parametrize("groups,channels,threads", [(2, 1, 2), (3, 2, 3), (1, 2, 4), (2, 3, 5)])
+def test_parts_whole_groups_and_no_empty_channel_ranges(groups, channels, threads):
+    for by_channels in (False, True):
+        found = parts(groups, 1, 1, channels, threads, by_channels=by_channels)
+        assert all(c1 > c0 and r1 > r0 for part in found for _, r0, r1, c0, c1 in part)
+        if groups >= threads:
+            for part in found:
+                assert all(c0 == 0 and c1 == channels for _, _, _, c0, c1 in part)
+
+
+# A mutant this catches: parts() with fewer groups than threads cuts the rows into a multiple of
+# the parts (ceil(threads / groups) a group), so that every thread gets work where the rows allow
+def test_parts_use_every_thread_where_the_rows_allow():
+    assert len(parts(2, 4, 4, 1, 3, by_channels=False)) == 3
+    assert len(parts(1, 8, 8, 1, 4, by_channels=False)) == 4

@@ -3015,3 +3015,122 @@ def test_fold_batchnorm_refuses_training_mode_and_another_rank():
         sct.fold_batchnorm(conv, nn.BatchNorm2d(3).train())  # batch statistics: not affine
     with pytest.raises(TypeError):
         sct.fold_batchnorm(conv, nn.BatchNorm1d(3).eval())  # PyTorch's forward refuses it
+
+
+# A mutation review of the operators (2026-12-05): each test below failed on a change
+# of the code that every other test let pass.
+
+
+def _vjp(model, shape, G):
+    """Columns of J^T g by torch.autograd, one per column of ``G``."""
+    cols = []
+    for g in G.T:
+        x = torch.zeros((1, *shape), dtype=torch.float64, requires_grad=True)
+        y = model(x).reshape(-1)
+        (grad,) = torch.autograd.grad(y, x, torch.from_numpy(np.ascontiguousarray(g)))
+        cols.append(grad.reshape(-1).numpy())
+    return np.stack(cols, axis=1)
+
+
+def _chain():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.AvgPool1d(2)).double().eval()
+
+
+# A mutant this catches: nn.Linear's matrix-free adjoint put a batch of columns in the wrong memory
+# order
+def test_linear_operator_rmatmat_of_several_columns():
+    torch.manual_seed(0)
+    lin = nn.Linear(3, 2).double().eval()
+    op = sct.operator(lin, (4, 3))
+    W = lin.weight.detach().numpy()
+    dense = np.kron(np.eye(4), W)
+    Y = np.random.default_rng(0).standard_normal((op.shape[0], 3))
+    np.testing.assert_allclose(op.rmatmat(Y), dense.T @ Y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(op.H @ Y, dense.T @ Y, rtol=1e-12, atol=1e-12)
+    X = np.random.default_rng(1).standard_normal((op.shape[1], 3))
+    np.testing.assert_allclose(op.matmat(X), dense @ X, rtol=1e-12, atol=1e-12)
+
+
+# A mutant this catches: the network operator's adjoint on several columns read them in the wrong
+# order
+def test_network_operator_adjoint_of_several_columns_is_the_vjp():
+    model = _chain()
+    net = sct.network_operator(model, (2, 8))
+    G = np.random.default_rng(2).standard_normal((net.operator.shape[0], 3))
+    np.testing.assert_allclose(net.operator.rmatmat(G), _vjp(model, (2, 8), G), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(net.operator.H @ G, _vjp(model, (2, 8), G), rtol=1e-12,
+                               atol=1e-12)
+
+
+# A mutant this catches: net(X) on columns added the offset's first entry to every row
+def test_network_operator_call_on_columns_adds_the_offset_per_row():
+    model = _chain()
+    net = sct.network_operator(model, (2, 8))
+    X = np.random.default_rng(3).standard_normal((16, 3))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(X.T.reshape(3, 2, 8).copy())).reshape(3, -1).numpy().T
+    np.testing.assert_allclose(net(X), expected, rtol=1e-12, atol=1e-12)
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+# A mutant this catches: NetworkOperator.affine() of a graph with a sum, in more than one block of
+# columns, put every block's ones in the first block's rows
+def test_network_operator_affine_in_several_blocks():
+    torch.manual_seed(0)
+    model = _Residual().double().eval()
+    net = sct.network_operator(model, (1, 48, 48))  # 2304 x 2304: two blocks of columns
+    f = net.affine()
+    x = np.random.default_rng(4).standard_normal(2304)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x.reshape(1, 1, 48, 48))).reshape(-1).numpy()
+    np.testing.assert_allclose(f(x), expected, rtol=1e-10, atol=1e-10)
+
+
+class _DeadBranch(nn.Module):
+    """A module whose forward computes a value it never uses (torch.fx keeps the node)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 2, 3, padding=1)
+        self.c2 = nn.Conv1d(2, 3, 3, padding=1)
+
+    def forward(self, x):
+        unused = self.c1(x)  # noqa: F841
+        return self.c2(x)
+
+
+class _ResidualPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 2, 3, padding=1)
+        self.pool = nn.AvgPool1d(2)
+
+    def forward(self, x):
+        return self.pool(x + self.conv(x))
+
+
+# A mutant this catches: affine() took the chain route (compose of every op) for a graph of layers
+# that is not a chain; and the rows route (output smaller than the input) stacked untransposed
+# blocks
+@pytest.mark.parametrize("make", [_DeadBranch, _ResidualPool])
+def test_network_operator_affine_of_graphs_that_are_not_chains(make):
+    torch.manual_seed(0)
+    model = make().double().eval()
+    net = sct.network_operator(model, (2, 8))
+    f = net.affine()
+    X = np.random.default_rng(6).standard_normal((3, 2, 8))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(X)).reshape(3, -1).numpy()
+    for x, e in zip(X, expected):
+        np.testing.assert_allclose(f(x.ravel()), e, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(net(x.ravel()), e, rtol=1e-12, atol=1e-12)

@@ -159,3 +159,25 @@ def test_a_transposed_layer_refuses_an_input_whose_channels_are_not_the_weights(
     for build in (conv_transpose_matrix, sparseconv.ConvTransposeOperator):
         with pytest.raises(ValueError, match=r"in_channels=3\) must equal weight.shape\[0\]=4"):
             build(w, (3, 8))
+
+
+# A mutation review of the operators (2026-12-05): each test below failed on a change
+# of the code that every other test let pass.
+
+
+# A mutant this catches: fractionally_strided read the high side's padding for the low side: with
+# asymmetric padding A @ U was not the transposed convolution
+@pytest.mark.parametrize("pad", [(0, 1), (2, 1), (1, 0)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fractionally_strided_with_asymmetric_padding(pad, stride):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((2, 3, 3))
+    A, U = sparseconv.fractionally_strided(w, (2, 4), stride=stride, padding=[pad])
+    x = rng.standard_normal((2, 4))
+    full = F.conv_transpose1d(torch.from_numpy(x[None]), torch.from_numpy(w), stride=stride)[0]
+    lo, hi = pad
+    expected = full[:, lo:full.shape[1] - hi].numpy()  # asymmetric padding crops the full output
+    np.testing.assert_allclose(A @ (U @ x.ravel()), expected.ravel(), rtol=1e-12, atol=1e-12)
