@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 from _machine import describe
-from bench_spectra import resnet18
+from bench_spectra import kaiming, resnet18
 from threadpoolctl import threadpool_limits
 
 import sparseconv as sc
@@ -31,10 +31,6 @@ from sparseconv._certificates import embedding_grid
 from sparseconv._geometry import ConvGeometry
 
 FRACTIONS = (1.0, 0.99, 0.97, 0.95, 0.9, 0.8)
-
-
-def kaiming(rng, c_out: int, c_in: int, k: int) -> np.ndarray:
-    return rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
 
 
 def majorant_spectrum(weight: np.ndarray, grid: list[int], stride: int) -> np.ndarray:
@@ -68,14 +64,14 @@ def residuals(channels: int, n: int, top: int) -> None:
     matrix = sc.conv_matrix(weight, (channels, n, n), padding=1).toarray()
     gram = matrix.T @ matrix
     largest = float(np.linalg.eigvalsh(gram)[-1])
-    grid, offsets, rows = n + 1, np.arange(3) - 1, []
+    grid, rows = n + 1, []
     positions = np.arange(n)
+    # the circular layer maps the wave exp(2 pi i xi . p / N) q to the same wave times
+    # H(xi) q, H its symbol: the majorant's eigenvectors at xi are waves of those of H^H H
+    symbol = sc.symbol(weight, (grid, grid), padding=1)
     for x1 in range(grid):
         for x2 in range(grid):
-            # the circular layer maps exp(2 pi i xi . p / N) q to the same wave times H q,
-            # H = sum_t W_t exp(2 pi i xi . t / N): its eigenvectors at xi, restricted
-            phase = [np.exp(2j * np.pi * x * offsets / grid) for x in (x1, x2)]
-            h = np.einsum("oiab,a,b->oi", weight, *phase)
+            h = symbol[x1, x2]
             values, vectors = np.linalg.eigh(h.conj().T @ h)
             wave = np.exp(2j * np.pi * (x1 * positions[:, None] + x2 * positions) / grid)
             for j in range(1, 3):

@@ -29,7 +29,7 @@ import time
 import numpy as np
 import scipy.sparse.linalg as spla
 from _machine import describe
-from bench_spectra import resnet18
+from bench_spectra import kaiming, resnet18
 from threadpoolctl import threadpool_limits
 
 import sparseconv as sc
@@ -68,7 +68,7 @@ def main() -> None:
     print(describe())
     label, c_in, c_out, k, stride, padding, n = resnet18(args.size)[args.layer]
     rng = np.random.default_rng(args.layer)
-    weight = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
+    weight = kaiming(rng, c_out, c_in, k)
     geom = ConvGeometry.from_weight(weight.shape, (c_in, n, n), stride=stride, padding=padding)
     print(f"{label}: {c_in}->{c_out} {k}x{k}/{stride} on {n}x{n}, embedding grid "
           f"{embedding_grid(geom)}")

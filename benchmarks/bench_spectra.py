@@ -129,6 +129,12 @@ def spectral_norm_bounds(repeat: int, svds: bool) -> None:
               f"{r.relative_width:>10.1e}{plain:>13.1e}")
 
 
+def kaiming(rng: np.random.Generator, c_out: int, c_in: int, k: int) -> np.ndarray:
+    """A ``c_out x c_in x k x k`` weight with Kaiming (He) normal entries, as the benchmarks
+    draw every layer's."""
+    return rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
+
+
 def resnet18(size: int) -> list[tuple]:
     """ResNet-18's 20 convolutions: (name, C_in, C_out, kernel, stride, padding, input size)."""
     layers = [("conv1", 3, 64, 7, 2, 3, size)]
@@ -165,7 +171,7 @@ def networks(size: int, which: list[str], workers: int = 1, tol: float = DEFAULT
         given = []
         for i, (_label, c_in, c_out, k, stride, padding, n) in enumerate(layers):
             rng = np.random.default_rng(i)
-            weight = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
+            weight = kaiming(rng, c_out, c_in, k)
             given.append(dict(weight=weight, input_shape=(c_in, n, n), stride=stride,
                               padding=padding))
         # spectral_norms' own steps, called directly for each layer's time (in its worker);
@@ -234,7 +240,7 @@ def exact_layers(size: int, compare: bool) -> None:
     widths = []
     for i, (label, c_in, c_out, k, stride, padding, n) in enumerate(resnet18(size)):
         rng = np.random.default_rng(i)  # part 4's weights
-        weight = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2 / (c_in * k * k))
+        weight = kaiming(rng, c_out, c_in, k)
         options = dict(stride=stride, padding=padding)
         start = time.perf_counter()
         plain = spectral_norm(weight, (c_in, n, n), **options)

@@ -691,12 +691,16 @@ def test_ties_of_s_are_in_frequency_order():
         assert where[j] < where[j + 1], (j, where[j], where[j + 1])
 
 
-def test_a_real_layer_applied_to_complex_vectors_keeps_the_imaginary_part():
-    rng = np.random.default_rng(3)
+def _real_2d_layer(seed):
+    """A random real 2 -> 2 3x3 layer on 6x6, periodic: the generator (to draw more from),
+    its explicit matrix and its circular SVD."""
+    rng = np.random.default_rng(seed)
     w = rng.standard_normal((2, 2, 3, 3))
-    shape = (2, 6, 6)
-    A = _periodic_dense(w, shape)
-    svd = sc.circular_svd(w, shape)
+    return rng, _periodic_dense(w, (2, 6, 6)), sc.circular_svd(w, (2, 6, 6))
+
+
+def test_a_real_layer_applied_to_complex_vectors_keeps_the_imaginary_part():
+    rng, A, svd = _real_2d_layer(3)
     x = rng.standard_normal(A.shape[1]) + 1j * rng.standard_normal(A.shape[1])
     assert np.allclose(svd @ x, A @ x, rtol=0, atol=1e-12)
     b = rng.standard_normal(A.shape[0]) + 1j * rng.standard_normal(A.shape[0])
@@ -749,11 +753,7 @@ def test_default_rcond_is_eps_times_the_larger_dimension():
 
 
 def test_rmatmat_of_the_pseudo_inverse_is_its_adjoint():
-    rng = np.random.default_rng(5)
-    w = rng.standard_normal((2, 2, 3, 3))
-    shape = (2, 6, 6)
-    A = _periodic_dense(w, shape)
-    svd = sc.circular_svd(w, shape)
+    rng, A, svd = _real_2d_layer(5)
     Y = rng.standard_normal((A.shape[1], 2))
     assert np.allclose(svd.pinv().rmatmat(Y), np.linalg.pinv(A).T @ Y, rtol=0, atol=1e-10)
     assert np.allclose(svd.pinv(damp=0.3).rmatmat(Y),
