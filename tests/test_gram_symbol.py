@@ -283,3 +283,49 @@ def test_the_cheaper_upper_bounds_run_on_a_process_pool():
     np.testing.assert_allclose(serial, parallel, rtol=4 * np.finfo(float).eps, atol=0)
     truth = np.linalg.svd(symbol_at(geom, w), compute_uv=False)[..., 0]
     assert np.all(truth <= serial) and np.all(serial <= truth * (1 + 1e-8))
+
+
+def test_the_dense_cholesky_test_refuses_a_shift_below_the_top():
+    """``dense_below(gram, mu)`` proves ``lambda_max(gram) <= mu``: it must refuse every
+    ``mu`` below the top eigenvalue (numpy's eigvalsh is the oracle) and accept one above.
+    A mutant this catches: _gram_symbol.py: np.negative(gram) -> gram (mu I + G always
+    factors), the final finiteness check -> True."""
+    from sparseconv._gram_symbol import dense_below
+
+    rng = np.random.default_rng(9)
+    for n in (1, 4, 9):
+        a = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
+        gram = a @ a.conj().T
+        top = float(np.linalg.eigvalsh(gram)[-1])
+        assert dense_below(gram, top * (1 + 1e-6))
+        assert not dense_below(gram, top * (1 - 1e-6))
+        assert not dense_below(gram, top * 0.5)
+    nan = np.full((3, 3), np.nan)
+    assert not dense_below(nan, 1.0)
+
+
+def test_gram_coefficients_in_one_frequency_chunks(monkeypatch):
+    """The Gram coefficients' top eigenvalues, cut into chunks of one frequency each (a tiny
+    chunk size): every frequency must still be evaluated, each sigma_max^2 the square of
+    numpy's top singular value of the kernel's DFT there (a real kernel: the sign of the
+    frequency does not matter). A mutant this catches: _gram_symbol.py: the chunks'
+    range(0, len(frequencies), step) -> range(0, len(frequencies) - 1, step) (the last
+    frequency's row left uninitialized)."""
+    import importlib
+
+    from sparseconv._gram_symbol import gram_symbol
+    from sparseconv._rounding import Rounding
+    from sparseconv._symbol import layer_geometry
+
+    module = importlib.import_module("sparseconv._gram_symbol")
+    rng = np.random.default_rng(31)
+    weight = rng.standard_normal((6, 6, 3, 3))
+    weight, geom = layer_geometry(weight, (6, 5, 4), 1, None, 1, 1, "circular")
+    symbol = gram_symbol(geom, weight, Rounding.of(weight, 1))
+    frequencies = np.indices((5, 4)).reshape(2, -1).T
+    monkeypatch.setattr(module, "_CHUNK_BYTES", 1)
+    assert symbol.step == 1
+    tops = np.sqrt(np.maximum(symbol.top_squares(frequencies)[:, 0], 0))
+    dft = np.fft.fft2(weight, s=(5, 4))
+    expected = [np.linalg.norm(dft[:, :, f0, f1], 2) for f0, f1 in frequencies]
+    np.testing.assert_allclose(tops, expected, rtol=1e-10)

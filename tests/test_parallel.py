@@ -153,3 +153,48 @@ def test_one_blas_thread_is_shared_and_restored():
         assert all(p["num_threads"] == 1 for p in threadpoolctl.threadpool_info())
     assert [p["num_threads"] for p in threadpoolctl.threadpool_info()] == before
     assert not _parallel.limited()
+
+
+def test_frequency_chunks_cover_every_frequency_once_in_order():
+    """Whatever the count, step and executor, the chunks concatenate to the frequencies as
+    given (numpy's identity is the oracle). A mutant this catches: _parallel.py:
+    range(0, count, size) -> range(0, count - 1, size) (a last chunk of frequencies never
+    bounded: an upper bound that skips part of the spectrum)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sparseconv._parallel import frequency_chunks
+
+    with ThreadPoolExecutor(2) as pool:
+        for count in (1, 2, 5, 13, 17, 64, 129, 1000):
+            frequencies = np.arange(2 * count).reshape(count, 2)
+            for step in (1, 3, 4, 16, 5000):
+                for executor in (None, pool):
+                    chunks = frequency_chunks(frequencies, step, executor)
+                    assert all(len(chunk) for chunk in chunks)
+                    np.testing.assert_array_equal(np.concatenate(chunks), frequencies)
+
+
+def _square_chunk(offset, chunk):
+    return chunk ** 2 + offset
+
+
+def test_map_chunks_returns_each_chunk_s_result_in_the_serial_order():
+    """map_chunks on an executor (threads) and in turn: the results are the serial list's,
+    in the chunks' order, whatever order the tasks finish in. A mutant this catches:
+    _parallel.py: enumerate(futures) -> enumerate(futures[::-1]) (one chunk's result
+    attributed to another)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sparseconv._parallel import map_chunks
+
+    chunks = [np.arange(i, i + 3) for i in range(0, 21, 3)]
+    expected = [_square_chunk(1, c) for c in chunks]
+    ticks = []
+    with ThreadPoolExecutor(3) as pool:
+        for executor in (pool, None):
+            got = map_chunks(_square_chunk, (1,), chunks, executor=executor, what="review",
+                             progress=lambda d, t: ticks.append((d, t)))
+            assert len(got) == len(expected)
+            for g, e in zip(got, expected):
+                np.testing.assert_array_equal(g, e)
+    assert ticks[-1] == (len(chunks), len(chunks))

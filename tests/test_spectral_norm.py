@@ -17,7 +17,7 @@ import scipy.sparse.linalg
 import sparseconv as sc
 from sparseconv import SpectralNorm, conv_matrix, spectral_norm
 
-from ._oracles import random_pointwise_layer
+from ._oracles import random_array, random_pointwise_layer
 
 #: LAPACK's own error on the dense reference, relative: far below any real failure (the
 #: float32 defect this guards against was 1.5e-8, the complex one 22%).
@@ -1451,3 +1451,264 @@ def test_a_left_padding_is_kept_apart_from_the_input_s_end(n, method):
     truth = np.linalg.norm(conv_matrix(w, (1, n), padding=((1, 0),)).toarray(), 2)
     assert result.lower <= truth * (1 + 1e-13) and truth <= result.upper * (1 + 1e-13)
     assert all(bound >= truth * (1 - 1e-13) for bound in result.bounds.values())
+
+
+def _dense_norm(weight, input_shape, **kwargs) -> float:
+    """The oracle: numpy's 2-norm of the explicit matrix."""
+    matrix = sc.conv_matrix(weight, input_shape, **kwargs).toarray()
+    return float(np.linalg.norm(matrix, 2)) if matrix.size else 0.0
+
+
+def _assert_contains(result, norm, what):
+    slack = 1e-13 * max(norm, 1e-300)
+    assert result.lower <= norm + slack, f"lower {result.lower!r} > norm {norm!r} for {what}"
+    assert norm <= result.upper + slack, f"upper {result.upper!r} < norm {norm!r} for {what}"
+    assert result.lower <= result.upper
+
+
+@pytest.mark.parametrize("method", ["auto", "bounds", "upper", "dense"])
+def test_random_layers_every_mode_contain_the_dense_norm(method):
+    """Random small layers of every padding mode, stride, dilation, groups and rank: the
+    certified interval holds numpy's 2-norm of the explicit matrix.
+    A mutant this catches: _spectral_norm.py: _route's all(k == 1 ...) -> any(k == 1 ...)
+    (a 1x3 kernel answered by the 1x1 closed form)."""
+    from ._oracles import random_layer as oracle_layer
+
+    rng = np.random.default_rng(20261206)
+    for _ in range(14):
+        layer = oracle_layer(rng, max_size=6, max_channels=2)
+        kwargs = dict(layer.kwargs)
+        norm = _dense_norm(layer.weight, layer.input_shape, **kwargs)
+        result = sc.spectral_norm(layer.weight, layer.input_shape, method=method, **kwargs)
+        _assert_contains(result, norm, (layer, method))
+        if method in ("auto", "dense") and result.method != "zero":
+            assert abs(result.value - norm) <= 1e-9 * max(norm, 1.0)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_pointwise_reads_count_the_most_read_input(mode):
+    """A 1x1 kernel with padding reads one input position several times (reflect/replicate
+    copy the border onto the padding): ``||A|| = ||W|| sqrt(max reads)``, against the dense
+    norm. A mutant this catches: _norm_routes.py: int(axis_reads.max()) -> int(axis_reads.min())
+    and math.prod -> a sum; value * root -> value."""
+    rng = np.random.default_rng(7)
+    weight = rng.standard_normal((3, 2, 1, 1))
+    for shape, stride, padding in [((2, 5, 4), 1, 2), ((2, 7, 6), (2, 1), (2, 3)),
+                                   ((2, 6, 5), 3, 1)]:
+        kwargs = dict(stride=stride, padding=padding, padding_mode=mode)
+        norm = _dense_norm(weight, shape, **kwargs)
+        result = sc.spectral_norm(weight, shape, **kwargs)
+        assert result.method == "1x1"
+        _assert_contains(result, norm, kwargs)
+        assert abs(result.value - norm) <= 1e-12 * norm
+
+
+def test_grouped_pointwise_weight_is_block_diagonal_by_group():
+    """A grouped 1x1 kernel: group g's outputs are rows ``g*C_out/g ...``. A mutant this
+    catches: _norm_routes.py: the block diagonal made of an interleaved reshape of the
+    weight (outputs assigned to the wrong group)."""
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((6, 2, 1, 1))
+    weight[:3] *= 10.0  # group 0 dominates; interleaving mixes it with group 1's inputs
+    weight[0, 0] = 40.0
+    shape = (6, 3, 3)
+    for groups in (3,):
+        norm = _dense_norm(weight, shape, groups=groups)
+        result = sc.spectral_norm(weight, shape, groups=groups)
+        assert result.method == "1x1"
+        _assert_contains(result, norm, groups)
+
+
+def _distinct_layers():
+    """Three layers of very different norms, whose costs order them 2, 1, 0 (the largest
+    last, so that the costliest-first order differs from the given one)."""
+    rng = np.random.default_rng(11)
+    return [dict(weight=1.0 * rng.standard_normal((1, 1, 3)), input_shape=(1, 6), padding=1),
+            dict(weight=10.0 * rng.standard_normal((2, 2, 3, 3)), input_shape=(2, 6, 6),
+                 padding=1),
+            dict(weight=100.0 * rng.standard_normal((3, 3, 3, 3)), input_shape=(3, 9, 9),
+                 padding=1, padding_mode="reflect")]
+
+
+def test_spectral_norms_keep_each_result_with_its_layer():
+    """Results come back in the costliest-first order: each must land at its own layer's
+    index. A mutant this catches: _spectral_norms.py: results[i] -> results[done - 1];
+    _parallel.py: items[i] -> items[order[i]] (a layer run with another's arguments)."""
+    layers = _distinct_layers()
+    results = sc.spectral_norms(layers, workers=map)
+    for i, (layer, result) in enumerate(zip(layers, results)):
+        args = {k: v for k, v in layer.items() if k not in ("weight", "input_shape")}
+        norm = _dense_norm(layer["weight"], layer["input_shape"], **args)
+        _assert_contains(result, norm, f"layers[{i}]")
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_residue_split_covers_every_residue(ndim):
+    """A zero-padded dilated layer of stride 1 on method="bounds" splits into undilated
+    layers, one per residue of the inputs (a few sizes and paddings): the interval must
+    hold the dense norm, be as tight as the undilated layers', and list upper bounds only.
+    A mutant this catches: _residues.py: size = (n - r + d - 1) // d -> (n - r) // d, low
+    = (lo + r) // d -> ceil, outputs ... + low + 1 -> + low, and _spectral_norm.py: the
+    largest upper (top) -> the smallest, the bounds listed as the largest of each name ->
+    the smallest."""
+    rng = np.random.default_rng(5 + ndim)
+    cases = [((1, 11), 3, 2, (2, 1)), ((1, 10), 3, 3, (3, 3)), ((1, 9), 2, 4, (1, 2)),
+             ((1, 13), 4, 3, (0, 5))]
+    for size, k, d, pads in cases:
+        shape = (2, *size[1:]) if ndim == 1 else (2, size[1], 5)
+        kernel = (k,) if ndim == 1 else (k, 2)
+        dilation = (d,) if ndim == 1 else (d, 1)
+        padding = (pads,) if ndim == 1 else (pads, (1, 0))
+        weight = rng.standard_normal((2, 2, *kernel))
+        kwargs = dict(padding=padding, dilation=dilation)
+        norm = _dense_norm(weight, shape, **kwargs)
+        result = sc.spectral_norm(weight, shape, method="bounds", **kwargs)
+        _assert_contains(result, norm, (shape, k, d, pads))
+        assert result.relative_width < 1e-6, (shape, k, d, pads, result)
+        for name, bound in result.bounds.items():  # each listed bound is an upper bound
+            assert norm <= bound * (1 + 1e-13), (name, bound, norm)
+
+
+def _fft_norm(weight, size, groups=1) -> float:
+    """The oracle of a stride-1 periodic layer: the largest singular value of the kernel's
+    DFT over the grid (numpy's FFT of the zero-padded kernel), per group."""
+    c_out, c_group = weight.shape[:2]
+    padded = np.zeros((c_out, c_group, *size), dtype=complex)
+    padded[(slice(None), slice(None), *(slice(0, k) for k in weight.shape[2:]))] = weight
+    symbol = np.fft.fftn(padded, axes=tuple(range(2, padded.ndim)))
+    symbol = np.moveaxis(symbol.reshape(groups, c_out // groups, c_group, -1), -1, 0)
+    return float(np.linalg.svd(symbol, compute_uv=False).max())
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_periodic_layers_are_exact_by_fft(ndim):
+    """A periodic circular layer takes the FFT route, exact to rounding: its interval is a
+    few ulps around numpy's FFT of the kernel (and the dense norm). A mutant this catches:
+    _norm_routes.py: float(lower.max()) -> float(lower.min()) (the lower bound of the
+    weakest frequency: still below the norm, but far from it); _spectral_norm.py: the exact
+    routes' `result.lower < (1 - tol) * result.upper` -> `>` (converged=False on an interval
+    a few ulps wide)."""
+    rng = np.random.default_rng(40 + ndim)
+    size = (6, 4, 4)[:ndim] if ndim < 3 else (4, 3, 4)
+    for groups, complex_ in ((1, False), (2, True)):
+        weight = random_array(rng, (2 * groups, 2, *(3,) * ndim),
+                              np.complex128 if complex_ else np.float64)
+        shape = (2 * groups, *size)
+        result = sc.spectral_norm(weight, shape, padding=None, padding_mode="circular",
+                                  groups=groups)
+        assert result.method == "fft"
+        norm = _fft_norm(weight, size, groups)
+        assert abs(norm - _dense_norm(weight, shape, padding=None, padding_mode="circular",
+                                      groups=groups)) <= 1e-12 * norm
+        _assert_contains(result, norm, (ndim, groups))
+        assert result.relative_width < 1e-12, result
+        assert result.converged
+
+
+@pytest.mark.parametrize("case", [(16, 16, 1, 1, False), (8, 32, 1, 1, False),
+                                  (32, 8, 2, 1, False), (12, 12, 1, 2, True)])
+def test_many_channel_periodic_layers_via_the_gram_coefficients(case):
+    """Many channels: the FFT route sums the Gram matrices from their trigonometric
+    coefficients (sparseconv._gram_symbol) instead of the symbol; its interval must still be
+    a few ulps around the dense norm, on either side (H H^H or H^H H), strided, grouped and
+    complex. A mutant this catches: _gram_symbol.py: eigvalsh(...)[:, -1] -> [:, -2], the
+    adjoint coefficient's conj(product^T) -> conj(product)."""
+    c_out, c_in, stride, groups, complex_ = case
+    rng = np.random.default_rng(sum(case[:4]))
+    weight = random_array(rng, (c_out, c_in // groups, 3, 3),
+                          np.complex128 if complex_ else np.float64)
+    weight[:, :, 0, 2] *= 3.0  # an asymmetric kernel: a sign error in the shifts shows
+    shape = (c_in, 8, 8) if not complex_ else (c_in, 6, 6)
+    kwargs = dict(stride=stride, padding=None, padding_mode="circular", groups=groups)
+    result = sc.spectral_norm(weight, shape, **kwargs)
+    assert result.method == "fft"
+    norm = _dense_norm(weight, shape, **kwargs)
+    _assert_contains(result, norm, case)
+    assert result.relative_width < 1e-10, result
+    assert abs(result.value - norm) <= 1e-11 * norm
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_taps_that_read_only_padding_still_read_copied_inputs(mode):
+    """Only the first two taps are nonzero, and with zero padding they read nothing but the
+    padding (the zero layer); reflect, replicate and circular padding copy inputs there, so
+    the layer is not zero: sqrt(2), 2, sqrt(2) by the dense norm. A mutant this catches:
+    _spectral_norm.py: _no_entry's `padding_mode == "zeros" and` dropped (the layer called
+    exactly zero)."""
+    weight = np.array([[[1.0, 1.0, 0.0, 0.0, 0.0]]])
+    kwargs = dict(padding=2, stride=5, padding_mode=mode)
+    norm = _dense_norm(weight, (1, 3), **kwargs)
+    assert norm > 1.0
+    result = sc.spectral_norm(weight, (1, 3), **kwargs)
+    _assert_contains(result, norm, mode)
+    assert sc.spectral_norm(weight, (1, 3), padding=2, stride=5).upper == 0.0
+
+
+def test_the_dense_route_is_sized_before_it_runs(memory_limit):
+    """The dense route counts five copies of the explicit matrix (its Gram, LAPACK's copy and
+    the bound's scratch): refused one byte below that, run at it. A mutant this catches:
+    _norm_routes.py: check_memory(5 * rows * cols * itemsize) -> a smaller count; _memory.py:
+    check_memory's `nbytes > limit` loosened (a too-big problem no longer refused)."""
+    rng = np.random.default_rng(2)
+    weight = rng.standard_normal((2, 2, 3, 3))
+    shape = (2, 6, 6)
+    need = 5 * 72 * 72 * 8
+    memory_limit(need - 1)
+    with pytest.raises(sc.MatrixTooLargeError, match="dense 72 x 72"):
+        sc.spectral_norm(weight, shape, padding=1, method="dense")
+    memory_limit(need)
+    result = sc.spectral_norm(weight, shape, padding=1, method="dense")
+    _assert_contains(result, _dense_norm(weight, shape, padding=1), "dense")
+
+
+def _torus_grid_max(weight, groups, fine):
+    """max over a fine grid of the torus of sigma_max of a stride-1 layer's symbol, per
+    group (numpy's FFT of the kernel and its SVD): below the infinite-grid norm."""
+    ndim = weight.ndim - 2
+    h = np.fft.fftn(weight, s=(fine,) * ndim, axes=tuple(range(2, weight.ndim)))
+    c_out, c_group = weight.shape[:2]
+    h = np.moveaxis(h.reshape(groups, c_out // groups, c_group, -1), -1, 0)
+    return float(np.linalg.svd(h, compute_uv=False).max())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_toeplitz_norm_of_groups_of_very_different_size(seed):
+    """Two groups, one a million times the other, a kernel of 7 taps (a Taylor axis, whose
+    remainder scales with the blocks' norms): the bound must hold the larger group's
+    maximum over a fine grid of the torus (numpy's FFT), and the dense norm of a zero-padded
+    layer. A mutant this catches: _torus_symbol.py: the per-shift norm's max over the groups
+    -> min (the Taylor remainder of the small group: upper 7% below the norm for seed 2);
+    _torus_gram.py: the Weyl bound's max over the groups -> min."""
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((4, 2, 7))
+    weight[:2] *= 1e-6
+    result = sc.toeplitz_norm(weight, groups=2, tol=1e-3)
+    grid = _torus_grid_max(weight, 2, 4096)
+    assert grid <= result.upper * (1 + 1e-13), (grid, result)
+    assert result.lower <= grid * (1 + 1e-6)
+    dense = _dense_norm(weight, (4, 40), groups=2, padding=3)
+    assert dense <= result.upper * (1 + 1e-13)
+
+
+def test_spectral_norms_passes_relative_width_to_every_layer(monkeypatch):
+    """spectral_norms(..., relative_width=w) gives each layer spectral_norm's own
+    relative_width: with the cheap whole-Gram route and the dense SVD switched off (as on a
+    large layer), a reflect-padded layer's default interval is wide, and only the whole-Gram
+    certificate that relative_width asks for brings it under w. A mutant this catches:
+    _spectral_norms.py: the options' relative_width=relative_width -> None (the width asked
+    silently ignored, no warning)."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("sparseconv._norm_bounds"), "FULL_FLOPS", 0)
+    monkeypatch.setattr(importlib.import_module("sparseconv._spectral_norm"),
+                        "dense_is_affordable", lambda *shape: False)
+    rng = np.random.default_rng(12)
+    layer = dict(weight=rng.standard_normal((2, 2, 3, 3)), input_shape=(2, 7, 6), padding=1,
+                 padding_mode="reflect")
+    norm = _dense_norm(layer["weight"], layer["input_shape"], padding=1,
+                       padding_mode="reflect")
+    default = sc.spectral_norms([layer])[0]
+    assert default.relative_width > 1e-5  # the premise: wide without the certificate
+    result = sc.spectral_norms([layer], relative_width=1e-5)[0]
+    _assert_contains(result, norm, "reflect")
+    assert result.relative_width <= 1e-5, result
