@@ -168,3 +168,53 @@ def test_rows_refuse_a_reordered_matrix():
         sc.conv_matrix(w, (2, 8), rows=slice(0, 4), layout="channels_last")
     with pytest.raises(ValueError, match=r"blocksize=\(1, 1\)"):
         sc.conv_transpose_matrix(w, (2, 8), rows=slice(0, 4), format="bsr", blocksize=(1, 1))
+
+
+def _row_ranges(n_rows: int):
+    """Ranges of rows from every start, of lengths 0, 1, 5, 11 and to the end, as slices."""
+    return [slice(a, b) for a in range(n_rows + 1)
+            for b in sorted({a, a + 1, a + 5, a + 11, n_rows}) if b <= n_rows]
+
+
+def test_conv_matrix_rows_are_the_rows_of_the_matrix_for_every_range():
+    """Mutants this catches: _blocks.py: the slabs' body and head (``full_to``/``full_from``),
+    the shifted low pad ``lo * stride``, the group's column offset, a channel piece cut past
+    its group, empty ranges. Every row range of a grouped, strided, reflect-padded layer
+    against the rows of the whole matrix."""
+    rng = np.random.default_rng(26)
+    w = rng.standard_normal((4, 1, 2, 3))
+    kw = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2, padding_mode="reflect")
+    full = sc.conv_matrix(w, (2, 4, 3), **kw).toarray()
+    assert full.shape[0] == 4 * 3 * 3
+    for rows in _row_ranges(full.shape[0]):
+        block = sc.conv_matrix(w, (2, 4, 3), rows=rows, **kw)
+        assert block.shape == full[rows].shape, rows
+        np.testing.assert_array_equal(block.toarray(), full[rows], err_msg=str(rows))
+
+
+def test_conv_transpose_matrix_rows_are_the_rows_of_the_matrix_for_every_range():
+    """Mutants this catches: _blocks.py: the outputs that read an input range
+    (``_reading_outputs``: its first and last), the box filter ``w < hi``, the group's
+    weight and output-channel offsets, the indices' sorting. Every row range of a grouped,
+    strided, dilated transposed layer against the rows of the whole matrix."""
+    rng = np.random.default_rng(27)
+    w = rng.standard_normal((4, 1, 3, 2))
+    kw = dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 2), dilation=(2, 1), groups=2)
+    full = sc.conv_transpose_matrix(w, (4, 2, 2), **kw)
+    dense = full.toarray()
+    for rows in _row_ranges(dense.shape[0])[::2]:
+        block = sc.conv_transpose_matrix(w, (4, 2, 2), rows=rows, **kw)
+        assert block.shape == dense[rows].shape
+        np.testing.assert_array_equal(block.toarray(), dense[rows], err_msg=str(rows))
+        assert all(np.all(np.diff(block.indices[a:b]) > 0)
+                   for a, b in zip(block.indptr[:-1], block.indptr[1:]))
+
+
+def test_conv_matrix_blocks_keep_a_last_block_of_one_row():
+    """A mutant this catches: _blocks.py: ``range(0, geom.shape[0], block_rows)`` ->
+    ``range(0, geom.shape[0] - 1, block_rows)`` (the last block, of one row, dropped)."""
+    w = np.random.default_rng(28).standard_normal((2, 1, 3))
+    full = sc.conv_matrix(w, (1, 7), padding=1).toarray()
+    blocks = list(sc.conv_matrix_blocks(w, (1, 7), block_rows=13, padding=1))
+    assert [rows for rows, _ in blocks] == [slice(0, 13), slice(13, 14)]
+    np.testing.assert_array_equal(sp.vstack([b for _, b in blocks]).toarray(), full)

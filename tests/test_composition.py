@@ -10,6 +10,7 @@ import pytest
 import scipy.signal
 import scipy.sparse as sp
 
+import sparseconv as sc
 from sparseconv import (
     AffineMap,
     MatrixTooLargeError,
@@ -367,3 +368,67 @@ def test_a_product_far_over_the_limit_is_refused_on_a_lower_bound_of_its_entries
     memory_limit(2**20)
     with pytest.raises(MatrixTooLargeError, match="product with at least 147456 nonzeros"):
         compose(A, A)
+
+
+@requires_torch
+def test_affine_conv_with_dilation_is_torchs_layer_with_bias():
+    """A mutant this catches: _composition.py: _GEOMETRY_ARGUMENTS without "dilation" (the
+    bias was sized for the undilated layer's outputs: a ValueError on a valid layer).
+    Checks affine_conv(dilation=2, stride=2) against torch's conv2d with its bias."""
+    rng = np.random.default_rng(10)
+    w, b = rng.standard_normal((3, 2, 3, 2)), rng.standard_normal(3)
+    x = rng.standard_normal((2, 9, 8))
+    f = sc.affine_conv(w, b, x.shape, dilation=2, stride=(2, 1), padding=1)
+    ref = F.conv2d(torch.from_numpy(x)[None], torch.from_numpy(w), torch.from_numpy(b),
+                   dilation=2, stride=(2, 1), padding=1)[0].numpy()
+    np.testing.assert_allclose(f(x.ravel()), ref.ravel(), rtol=1e-12, atol=1e-12)
+
+
+@requires_torch
+def test_affine_conv_periodic_padding_is_torchs_circular_layer():
+    """A mutant this catches: _composition.py: _GEOMETRY_ARGUMENTS without "padding_mode"
+    (padding=None, the periodic layer, was sized as a zero-padded one and refused).
+    Checks affine_conv(padding=None, padding_mode="circular") against torch."""
+    rng = np.random.default_rng(11)
+    w, b = rng.standard_normal((2, 1, 3)), rng.standard_normal(2)
+    x = rng.standard_normal((1, 7))
+    f = sc.affine_conv(w, b, x.shape, padding=None, padding_mode="circular")
+    xt = F.pad(torch.from_numpy(x)[None], (1, 1), mode="circular")
+    ref = F.conv1d(xt, torch.from_numpy(w), torch.from_numpy(b))[0].numpy()
+    np.testing.assert_allclose(f(x.ravel()), ref.ravel(), rtol=1e-12, atol=1e-12)
+
+
+def test_product_nnz_bound_never_exceeds_the_products_size():
+    """A mutant this catches: _composition.py: ``bound = min(reads, f.shape[0] *
+    g.shape[1])`` -> ``bound = reads`` (a count of entries larger than the dense product).
+    A 1 x n row of ones times a dense n x n matrix reads n * n entries into n places."""
+    from sparseconv._composition import product_nnz
+
+    f = sp.csr_array(np.ones((1, 40)))
+    g = sp.csr_array(np.ones((40, 40)))
+    assert (f @ g).nnz <= product_nnz(f, g) <= 40
+
+
+def test_nnz_lower_bound_counts_the_last_rows_of_f():
+    """A mutant this catches: _composition.py: ``range(0, starts.size, step)`` ->
+    ``range(0, starts.size - 1, step)`` (the last chunk of rows of ``f`` was never read: a
+    one-row ``f`` had a lower bound of 0, and a product far over the limit was counted
+    exactly before its refusal). The bound of a row reading rows of lengths 3 and 5 is 5."""
+    from sparseconv._composition import _nnz_lower_bound
+
+    g = sp.csr_array(np.array([[1.0, 1.0, 1.0, 0.0, 0.0], [1.0] * 5]))
+    f = sp.csr_array(np.array([[2.0, 3.0]]))
+    assert _nnz_lower_bound(f, g) == 5 == (f @ g).nnz
+    f2 = sp.csr_array(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]))
+    assert _nnz_lower_bound(f2, g) == 3
+
+
+def test_homogeneous_matrix_keeps_the_maps_dtype():
+    """A mutant this catches: _composition.py: the corner ``np.ones((1, 1),
+    dtype=self.bias.dtype)`` -> ``np.ones((1, 1))`` (a float32 map's homogeneous matrix came
+    out float64)."""
+    f = sc.affine_conv(np.ones((1, 1, 2), np.float32), np.array([1.0], np.float32), (1, 3))
+    H = f.homogeneous()
+    assert H.dtype == np.float32
+    np.testing.assert_array_equal(H.toarray(), np.array(
+        [[1, 1, 0, 1], [0, 1, 1, 1], [0, 0, 0, 1]], np.float32))

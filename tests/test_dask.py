@@ -18,11 +18,13 @@ import scipy.sparse.linalg as spla
 import sparseconv as sc
 
 from ._oracles import (
+    F,
     assert_close,
     random_array,
     random_layer,
     random_transpose_layer,
     requires_torch,
+    torch,
     torch_conv,
     torch_conv_transpose,
 )
@@ -823,7 +825,6 @@ def test_to_zarr_names_its_target_as_dask_does(tmp_path):
         y.sum().compute())
 
 
-
 def test_to_zarr_refuses_no_target_and_flags_that_are_no_bools(tmp_path):
     """A review: url=None wrote to a throw-away store in memory, compute='no' computed (a
     non-empty string is true) and overwrite='yes' was taken; an int url got zarr's message,
@@ -915,3 +916,197 @@ class TestManyChunks:
             ours = [k for k in result.__dask_graph__()
                     if isinstance(k, tuple) and k[0].startswith(names)]
             assert len(ours) == tasks
+
+
+def _dense(weight, shape, transposed=False, **kwargs):
+    """The layer's dense matrix (the in-memory operator's)."""
+    if transposed:
+        return sc.conv_transpose_matrix(weight, shape, **kwargs).toarray()
+    return sc.conv_matrix(weight, shape, **kwargs).toarray()
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
+def test_dask_conv_on_chunks_of_one_and_sizes_not_multiples(mode):
+    """Mutants this catches: _dask_graph.py: the chunk search reading ``src > 0`` (a first
+    chunk of one position was dropped), ``searchsorted(side="left")`` (a chunk whose first
+    position alone is read was dropped), runs merged by a wrong step, the window zeroed by
+    ``np.empty``; _dask_layer.py: the input not rechunked to the plan. Forward and adjoint
+    against the dense matrix, on chunks (1, 4, 2) and (3, 1, 3) of a 7 x 7 input."""
+    rng = np.random.default_rng(19)
+    w = rng.standard_normal((3, 2, 2, 3))
+    kw = dict(stride=(1, 2), padding=((1, 0), (2, 1)), dilation=(2, 1), padding_mode=mode)
+    A = _dense(w, (2, 7, 7), **kw)
+    op = sdask.ConvOperator(w, (2, 7, 7), chunks=((1, 4, 2), (3, 1, 3)), **kw)
+    x = rng.standard_normal((2, 2, 7, 7))
+    y = op.matvec(da.from_array(x, chunks=(1, 2, 2, 5))).compute()
+    np.testing.assert_allclose(y.reshape(2, -1), x.reshape(2, -1) @ A.T, rtol=1e-12,
+                               atol=1e-12)
+    v = rng.standard_normal((2, *op.output_shape))
+    u = op.rmatvec(da.from_array(v, chunks=(2, 3, 1, 2))).compute()
+    np.testing.assert_allclose(u.reshape(2, -1), v.reshape(2, -1) @ A, rtol=1e-12, atol=1e-12)
+
+
+def test_dask_conv_transpose_on_chunks_of_one():
+    """Mutants this catches: _dask_layer.py: the transposed layer's input not chunked at the
+    plan's output blocks; _dask_graph.py: the scatter's sums (``+=`` -> ``=``), the
+    windows' bounding boxes. Both products against the dense matrix of
+    ``conv_transpose_matrix``, chunks (1, 2, 2) with stride 2, dilation 2, groups 2."""
+    rng = np.random.default_rng(20)
+    w = rng.standard_normal((4, 1, 3, 2))
+    kw = dict(stride=2, padding=(1, 0), output_padding=1, dilation=(2, 1), groups=2)
+    A = _dense(w, (4, 5, 4), transposed=True, **kw)
+    op = sdask.ConvTransposeOperator(w, (4, 5, 4), chunks=((1, 2, 2), (1, 3)), **kw)
+    x = rng.standard_normal((4, 5, 4))
+    y = op.matvec(da.from_array(x, chunks=(4, 2, 3))).compute()
+    np.testing.assert_allclose(y.ravel(), A @ x.ravel(), rtol=1e-12, atol=1e-12)
+    v = rng.standard_normal(op.output_shape)
+    u = op.rmatvec(da.from_array(v, chunks=(2, 3, 5))).compute()
+    np.testing.assert_allclose(u.ravel(), A.T @ v.ravel(), rtol=1e-12, atol=1e-12)
+
+
+def test_dask_layers_of_one_shape_keep_their_own_weights():
+    """Mutants this catches: _dask_graph.py: the block operators cached without the layer's
+    token (a second layer of the same shapes reused the first's weights), the gather's or
+    scatter's task names without the layer's token (two layers in one graph shared their
+    blocks). Oracle: the two dense matrices."""
+    rng = np.random.default_rng(21)
+    w1, w2 = rng.standard_normal((2, 2, 3)), rng.standard_normal((2, 2, 3))
+    A1, A2 = (_dense(w, (2, 9), padding=1) for w in (w1, w2))
+    ops = [sdask.ConvOperator(w, (2, 9), chunks=4, padding=1) for w in (w1, w2)]
+    xn = rng.standard_normal((2, 9))
+    x = da.from_array(xn, chunks=(2, 4))
+    forward = (ops[0].matvec(x) - ops[1].matvec(x)).compute()
+    np.testing.assert_allclose(forward.ravel(), (A1 - A2) @ xn.ravel(), rtol=1e-12, atol=1e-12)
+    adjoint = (ops[0].rmatvec(x) - ops[1].rmatvec(x)).compute()
+    np.testing.assert_allclose(adjoint.ravel(), (A1 - A2).T @ xn.ravel(), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(ops[1].matvec(x).compute().ravel(), A2 @ xn.ravel(),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_dask_algebra_of_a_complex_layer_keeps_its_conjugations():
+    """Mutants this catches: _dask_layer.py: ``A.T`` as ``A.H`` for a complex layer;
+    _dask_lazy.py: ``(A ** k)``'s adjoint or ``rmatvec`` as its forward product, a
+    composite's ``rmatvec``/``rmatmat`` as its ``matvec``, a composite's ``.T`` as ``.H``,
+    ``.H`` as itself, ``x @ A`` as ``A.H @ x``. Oracle: the dense complex matrix."""
+    rng = np.random.default_rng(22)
+    w = rng.standard_normal((2, 2, 3)) + 1j * rng.standard_normal((2, 2, 3))
+    kw = dict(padding=1, padding_mode="circular")
+    A = _dense(w, (2, 7), **kw)
+    op = sdask.ConvOperator(w, (2, 7), chunks=3, **kw)
+    xn = rng.standard_normal(14) + 1j * rng.standard_normal(14)
+    x = da.from_array(xn, chunks=5)
+    cols = np.stack([xn, 2j * xn], axis=1)
+    H = A.conj().T
+    cases = {
+        "A.T": (op.T.matvec(x), A.T @ xn),
+        "x @ A": (x @ op, xn @ A),
+        "x @ 2A": (x @ (2 * op), 2 * xn @ A),
+        "(A**2).H": ((op ** 2).H.matvec(x), H @ H @ xn),
+        "(A**2).rmatvec": ((op ** 2).rmatvec(x), H @ H @ xn),
+        "(2A).T": ((2 * op).T.matvec(x), 2 * A.T @ xn),
+        "(2A).H": ((2 * op).H.matvec(x), 2 * H @ xn),
+        "(A + A.T).rmatvec": ((op + op.T).rmatvec(x), (A + A.T).conj().T @ xn),
+        "(A @ A).rmatmat": ((op @ op).rmatmat(da.from_array(cols, chunks=4)),
+                            (A @ A).conj().T @ cols),
+        "(A**2).T": ((op ** 2).T.matvec(x), (A @ A).T @ xn),
+    }
+    for name, (got, expected) in cases.items():
+        np.testing.assert_allclose(got.compute(), expected, rtol=1e-12, atol=1e-12,
+                                   err_msg=name)
+
+
+@requires_torch
+def test_dask_layers_take_flip_dilation_and_torchs_defaults():
+    """Mutants this catches: dask.py: ``flip`` or ``dilation`` left out of a layer's block
+    keywords, ``flip`` defaulting to True. Oracles: torch's conv1d (the kernel flipped by
+    hand) and conv_transpose1d."""
+    rng = np.random.default_rng(23)
+    w = rng.standard_normal((2, 3, 4))
+    xn = rng.standard_normal((3, 11))
+    x = da.from_array(xn, chunks=(3, 4))
+    t = torch.from_numpy
+    plain = sdask.conv(x, w, padding=2, dilation=2).compute()
+    np.testing.assert_allclose(plain, F.conv1d(t(xn)[None], t(w), padding=2,
+                                               dilation=2)[0].numpy(), rtol=1e-12, atol=1e-12)
+    flipped = sdask.ConvOperator(w, xn.shape, chunks=4, padding=2, dilation=2, flip=True)
+    ref = F.conv1d(t(xn)[None], t(w[..., ::-1].copy()), padding=2, dilation=2)[0].numpy()
+    np.testing.assert_allclose(flipped.matvec(x).compute(), ref, rtol=1e-12, atol=1e-12)
+    wt = rng.standard_normal((3, 2, 3))
+    yt = sdask.conv_transpose(x, wt, stride=2, padding=1, dilation=3).compute()
+    ref = F.conv_transpose1d(t(xn)[None], t(wt), stride=2, padding=1, dilation=3)[0].numpy()
+    np.testing.assert_allclose(yt, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_dask_numpy_columns_and_result_dtype():
+    """Mutants this catches: _dask_layer.py: numpy columns ``(n, k)`` reshaped without the
+    transpose back (columns scrambled), the result's dtype the operator's instead of
+    numpy's promotion with the input's (float64 data through a float32 layer)."""
+    rng = np.random.default_rng(24)
+    w = rng.standard_normal((3, 2, 3))
+    A = _dense(w, (2, 8), padding=1)
+    op = sdask.ConvOperator(w, (2, 8), chunks=3, padding=1)
+    cols = rng.standard_normal((16, 3))
+    np.testing.assert_allclose(op.matmat(cols), A @ cols, rtol=1e-12, atol=1e-12)
+    back = rng.standard_normal((24, 2))
+    np.testing.assert_allclose(op.rmatmat(back), A.T @ back, rtol=1e-12, atol=1e-12)
+    op32 = sdask.ConvOperator(w, (2, 8), chunks=3, padding=1, dtype=np.float32)
+    y = op32.matvec(da.from_array(cols[:, 0].reshape(2, 8), chunks=(2, 3)))
+    assert y.dtype == np.float64 and y.compute().dtype == np.float64
+
+
+def test_dask_conv_matrix_keeps_a_last_block_of_one_row():
+    """A mutant this catches: dask.py: ``range(0, n_rows, block_rows)`` ->
+    ``range(0, n_rows - 1, block_rows)`` (a last block of one row was dropped). 2 x 7 = 14
+    rows in blocks of 13: (13, 1). Oracle: the dense matrix."""
+    w = np.random.default_rng(25).standard_normal((2, 2, 3))
+    M = sdask.conv_matrix(w, (2, 7), padding=1, padding_mode="reflect", block_rows=13)
+    assert M.chunks[0] == (13, 1)
+    np.testing.assert_allclose(M.compute().toarray(),
+                               _dense(w, (2, 7), padding=1, padding_mode="reflect"), rtol=0,
+                               atol=0)
+
+
+def test_to_zarr_rechunks_to_the_largest_chunk(tmp_path):
+    """Mutants this catches: dask.py: the documented rechunk "to its largest chunk per axis"
+    taken from the first chunk, or skipped for a last chunk larger than the first. A 9-long
+    axis in chunks (4, 5) is written in chunks of 5."""
+    zarr = pytest.importorskip("zarr")
+    x = da.from_array(np.arange(18.0).reshape(2, 9), chunks=((2,), (4, 5)))
+    sdask.to_zarr(x, str(tmp_path / "x.zarr"))
+    z = zarr.open(str(tmp_path / "x.zarr"), mode="r")
+    assert tuple(z.chunks) == (2, 5)
+    np.testing.assert_array_equal(z[...], np.arange(18.0).reshape(2, 9))
+
+
+def test_dask_runs_merge_reflected_positions_into_one_run():
+    """A mutant this catches: _dask_graph.py: ``abs(local - l0) == 1`` -> ``local - l0 ==
+    1`` (a reflected halo, positions 2, 1 then 0 1 2 ..., copied one position at a time:
+    many more copies, the same numbers), and ``local == l0 + step * length`` -> ``local ==
+    l0 + length`` (a decreasing run continued upwards: 5, 4 then 7 copied 5, 4, 3). The
+    runs of a reflect-padded window, and of a source that turns."""
+    graph = pytest.importorskip("sparseconv._dask_graph")
+    src = np.array([2, 1, 0, 1, 2, 3, 4, -1])
+    assert graph._runs(src, 0, 5) == [(0, 3, 2, -1), (3, 7, 1, 1)]
+    assert graph._runs(src, 3, 5) == [(5, 7, 0, 1)]
+    assert graph._runs(np.array([5, 4, 7]), 0, 8) == [(0, 2, 5, -1), (2, 3, 7, 1)]
+
+
+@requires_torch
+def test_dask_reflect_halo_ending_one_before_the_chunk_start():
+    """A mutant this catches: _dask_graph.py: ``None if stop < 0 else stop`` -> ``None if
+    stop <= 0 else stop`` (a reflected run ending at chunk-local 1 also copied position 0:
+    a broadcast error on a valid layer). Kernel 5, reflect padding 2, chunks of 4: the last
+    chunk's window reflects positions 6, 5. Oracles: torch's reflect conv1d, and the dense
+    matrix for the adjoint."""
+    rng = np.random.default_rng(29)
+    w, xn = rng.standard_normal((2, 1, 5)), rng.standard_normal((1, 8))
+    op = sdask.ConvOperator(w, (1, 8), chunks=4, padding=2, padding_mode="reflect")
+    y = op.matvec(da.from_array(xn, chunks=(1, 4))).compute()
+    t = torch.from_numpy
+    ref = F.conv1d(F.pad(t(xn)[None], (2, 2), mode="reflect"), t(w))[0].numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    A = _dense(w, (1, 8), padding=2, padding_mode="reflect")
+    v = rng.standard_normal((2, 8))
+    u = op.rmatvec(da.from_array(v, chunks=(2, 4))).compute()
+    np.testing.assert_allclose(u.ravel(), A.T @ v.ravel(), rtol=1e-12, atol=1e-12)

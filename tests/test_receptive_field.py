@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import sparseconv as sc
 from sparseconv import (
     ConvGeometry,
     conv_matrix,
@@ -220,3 +221,74 @@ def test_a_tuple_of_the_wrong_length_is_named_as_such():
     with pytest.raises(ValueError, match=r"^stride\[0\] has 2 values for 1 axis: it must be a "
                                          r"positive integer, got \(2, 2\)$"):
         compose_kernels(w, w, stride=[(2, 2), 1])
+
+
+def _exact_paths(k: int, depth: int) -> list[int]:
+    """Coefficients of ``(1 + z + ... + z**(k-1))**depth``, in Python integers."""
+    poly = [1]
+    for _ in range(depth):
+        nxt = [0] * (len(poly) + k - 1)
+        for i, a in enumerate(poly):
+            for j in range(k):
+                nxt[i + j] += a
+        poly = nxt
+    return poly
+
+
+def test_path_counts_just_past_int64_are_refused_not_wrapped():
+    """A mutant this catches: _receptive_field.py: ``largest >= 2.0**63 * (1 - 1e-9)`` ->
+    ``largest > 2.0**64`` (counts between 2**63 and 2**64 wrapped silently in int64).
+    Twenty-nine 5-tap layers: the largest count is 1.05 * 2**63 (exact Python integers)."""
+    geom = sc.ConvGeometry.from_weight((1, 1, 5), (1, 121), padding=2)
+    exact = _exact_paths(5, 29)
+    assert 2**63 < max(exact) < 2**64
+    with pytest.raises(ValueError, match="exceed int64"):
+        sc.receptive_field_paths([geom] * 29)
+    rounded = sc.receptive_field_paths([geom] * 29, dtype=np.float64)
+    np.testing.assert_allclose(rounded[2:-2], np.array(exact, dtype=np.float64), rtol=1e-12)
+    counted = sc.receptive_field_paths([geom] * 28)  # below the limit: exact, not refused
+    assert counted[4:-4].tolist() == _exact_paths(5, 28)
+
+
+@requires_torch
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_receptive_field_is_autograds_support(layout):
+    """Mutants this catches: _receptive_field.py: ``np.ones(pattern.nnz)`` ->
+    ``pattern.data`` (a negative weight hid the unit's inputs), ``pattern.T @ reached`` ->
+    ``pattern @ reached`` (the forward reach: wrong for one-sided padding),
+    ``np.moveaxis(field, -1, 0)`` -> ``np.moveaxis(field, 0, -1)`` (channels_last with two
+    spatial axes), the tuple index raveled channels first for a channels_last matrix.
+    Oracle: the nonzero pattern of the gradient of one output with respect to the input."""
+    rng = np.random.default_rng(12)
+    c0, c1, c2, size = 2, 3, 2, (7, 6)
+    w1 = rng.uniform(0.5, 1.5, (c1, c0, 2, 3)) * rng.choice([-1.0, 1.0], (c1, c0, 2, 3))
+    w2 = -rng.uniform(0.5, 1.5, (c2, c1, 3, 1))  # all negative: no cancellation, all signs
+    A1 = sc.conv_matrix(w1, (c0, *size), padding=((2, 0), (0, 1)), layout=layout)
+    mid = sc.ConvGeometry.from_weight(w1.shape, (c0, *size), padding=((2, 0), (0, 1)))
+    A2 = sc.conv_matrix(w2, mid.output_shape, stride=(2, 1), dilation=(1, 2), layout=layout)
+    out = sc.ConvGeometry.from_weight(w2.shape, mid.output_shape, stride=(2, 1),
+                                      dilation=(1, 2)).output_shape
+    x = torch.zeros((1, c0, *size), dtype=torch.float64, requires_grad=True)
+    h = F.conv2d(F.pad(x, (0, 1, 2, 0)), torch.from_numpy(w1))
+    y = F.conv2d(h, torch.from_numpy(w2), stride=(2, 1), dilation=(1, 2))
+    assert tuple(y.shape[1:]) == out
+    for index in [(0, 0, 0), (1, out[1] - 1, out[2] - 1), (1, 1, 2)]:
+        x.grad = None
+        y[(0, *index)].backward(retain_graph=True)
+        expected = x.grad[0].numpy() != 0
+        field = sc.receptive_field([A1, A2], (c0, *size), index, output_shape=out, layout=layout)
+        assert field.shape == (c0, *size)
+        np.testing.assert_array_equal(field, expected, err_msg=str(index))
+
+
+def test_receptive_field_paths_default_is_the_center_of_an_even_output():
+    """A mutant this catches: _receptive_field.py: the default position ``n // 2`` ->
+    ``(n - 1) // 2`` (on an even output: the documented centre moved by one). Checked
+    against the explicit position (n // 2, n // 2) and a hand count."""
+    g = sc.ConvGeometry.from_weight((1, 1, 3, 3), (1, 6, 8), padding=1)
+    default = sc.receptive_field_paths([g, g])
+    np.testing.assert_array_equal(default, sc.receptive_field_paths([g, g], (3, 4)))
+    tri = np.array([1, 2, 3, 2, 1])
+    expected = np.zeros((6, 8), np.int64)
+    expected[1:6, 2:7] = np.outer(tri, tri)
+    np.testing.assert_array_equal(default, expected)

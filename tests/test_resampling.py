@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import sparseconv
+import sparseconv as sc
 from sparseconv import (
     adaptive_avg_pool_matrix,
     interpolate_matrix,
@@ -399,3 +400,31 @@ def test_a_source_float32_rounds_up_to_a_whole_number(mode):
     y = F.interpolate(x, scale_factor=(1.0, factor), mode=mode).numpy()
     a = interpolate_matrix((1, 1, 4), scale_factor=(1.0, factor), mode=mode)
     assert_close(_apply(a, x.numpy()), y.ravel(), mode, rtol=1e-14)
+
+
+@requires_torch
+def test_pixel_shuffle_and_unshuffle_are_torchs_on_rectangles():
+    """Mutants this catches: _pixel_shuffle.py: the transposes' two factor axes swapped
+    (``(0, 3, 2, 4, 1)``, ``(0, 4, 2, 1, 3)``), the positions read transposed, the dtype
+    not the one asked for. Oracle: ``F.pixel_shuffle`` / ``F.pixel_unshuffle`` on
+    non-square images, factor 3."""
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((2 * 9, 2, 4))
+    P = sc.pixel_shuffle_matrix(x.shape, 3, dtype=np.float32)
+    assert P.dtype == np.float32
+    ref = F.pixel_shuffle(torch.from_numpy(x)[None], 3)[0].numpy()
+    np.testing.assert_array_equal(P.astype(np.float64) @ x.ravel(), ref.ravel())
+    z = rng.standard_normal((2, 6, 12))
+    U = sc.pixel_unshuffle_matrix(z.shape, 3, dtype=np.float32)
+    assert U.dtype == np.float32
+    ref = F.pixel_unshuffle(torch.from_numpy(z)[None], 3)[0].numpy()
+    np.testing.assert_array_equal(U.astype(np.float64) @ z.ravel(), ref.ravel())
+
+
+def test_pixel_shuffle_refuses_shapes_by_their_rule():
+    """Mutants this catches: _pixel_shuffle.py: ``c % (r * r)`` -> ``c % r`` and ``h % r or
+    w % r`` -> ``h % r`` (numpy's reshape error instead of the documented rule)."""
+    with pytest.raises(ValueError, match="divisible by upscale_factor"):
+        sc.pixel_shuffle_matrix((2, 3, 3), 2)
+    with pytest.raises(ValueError, match="divisible by downscale_factor"):
+        sc.pixel_unshuffle_matrix((1, 4, 3), 2)

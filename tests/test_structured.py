@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.linalg as sla
 import scipy.signal
+import scipy.signal as ss
 import scipy.sparse as sp
 
+import sparseconv as sc
 from sparseconv import (
     MatrixTooLargeError,
     block_conv_matrix,
@@ -19,10 +22,12 @@ from sparseconv import (
 )
 
 from ._oracles import (
+    F,
     assert_close,
     per_side,
     random_layer,
     requires_torch,
+    torch,
     torch_conv,
 )
 
@@ -339,3 +344,98 @@ def test_doubly_block_toeplitz_keeps_the_dtype_of_an_empty_matrix(mode):
     block empty, and scipy's kron of empty arrays returned float64 for dtype=float32."""
     A = doubly_block_toeplitz(np.ones((3, 3)), (1, 1), mode, dtype=np.float32)
     assert A.dtype == np.float32
+
+
+def test_toeplitz_is_scipys_convolution_matrix_for_every_length_and_mode():
+    """Mutants this catches: _structured.py: the kernel and the input not sorted by length
+    (``short, long = kernel.size, int(n)``: "same" with a kernel longer than the input), the
+    window's first diagonal, the diagonals kept at the matrix's edges. Oracle:
+    ``scipy.linalg.convolution_matrix``, kernels longer and shorter than the input."""
+    rng = np.random.default_rng(13)
+    for m in range(1, 7):
+        kernel = rng.standard_normal(m)
+        for n in range(1, 7):
+            for mode in ("full", "valid", "same"):
+                got = sc.toeplitz_matrix(kernel, n, mode)
+                expected = sla.convolution_matrix(kernel, n, mode)
+                assert got.shape == expected.shape, (m, n, mode)
+                np.testing.assert_allclose(got.toarray(), expected, rtol=0, atol=1e-15,
+                                           err_msg=str((m, n, mode)))
+
+
+def test_doubly_block_toeplitz_is_convolve2d_for_every_shape():
+    """Mutants this catches: _structured.py: ``all(m >= n ...)`` -> ``all(m > n ...)`` and
+    ``any(m > n ...)`` -> ``any(m >= n ...)`` (a "valid" kernel equal to the input on one
+    axis was refused), ``first0``/``first1`` swapped between the axes. Oracle:
+    ``scipy.signal.convolve2d`` (its refusals included) on every shape up to 3 x 3."""
+    rng = np.random.default_rng(14)
+    shapes = [(a, b) for a in range(1, 4) for b in range(1, 4)]
+    for kshape in shapes:
+        kernel = rng.standard_normal(kshape)
+        for size in shapes:
+            x = rng.standard_normal(size)
+            for mode in ("full", "valid", "same"):
+                try:
+                    expected = ss.convolve2d(x, kernel, mode=mode)
+                except ValueError:
+                    with pytest.raises(ValueError):
+                        sc.doubly_block_toeplitz(kernel, size, mode)
+                    continue
+                A = sc.doubly_block_toeplitz(kernel, size, mode)
+                np.testing.assert_allclose(A @ x.ravel(), expected.ravel(), rtol=1e-12,
+                                           atol=1e-12, err_msg=str((kshape, size, mode)))
+
+
+def test_doubly_block_circulant_wraps_kernels_larger_than_the_input():
+    """A mutant this catches: _structured.py: ``(np.arange(m) - f) % n`` -> ``(np.arange(m)
+    - f)`` (numpy's negative indices wrap the low taps, but a kernel longer than the input
+    indexed past it: an IndexError on a valid layer). Oracle: ``np.pad(mode="wrap")`` and
+    ``scipy.signal.convolve2d(mode="valid")``, the larger half of the padding first."""
+    rng = np.random.default_rng(15)
+    for kshape, size in [((6, 5), (3, 3)), ((4, 1), (2, 5)), ((5, 6), (3, 4)), ((3, 2), (5, 4))]:
+        kernel, x = rng.standard_normal(kshape), rng.standard_normal(size)
+        pads = [((m - 1) - (m - 1) // 2, (m - 1) // 2) for m in kshape]
+        expected = ss.convolve2d(np.pad(x, pads, mode="wrap"), kernel, mode="valid")
+        A = sc.doubly_block_circulant(kernel, size)
+        np.testing.assert_allclose(A @ x.ravel(), expected.ravel(), rtol=1e-12, atol=1e-12,
+                                   err_msg=str((kshape, size)))
+
+
+def test_doubly_block_circulant_refuses_wrapped_sums_its_integer_dtype_cannot_hold():
+    """A mutant this catches: _structured.py: ``held_in(column, dtype)`` ->
+    ``column.astype(dtype)`` (taps wrapped onto one lag summed to 400, silently -112 in
+    int8). A 4 x 4 kernel of 100s on a 2 x 2 torus: each lag holds four taps."""
+    kernel = np.full((4, 4), 100, np.int8)
+    with pytest.raises(TypeError, match="cannot hold"):
+        sc.doubly_block_circulant(kernel, (2, 2), dtype=np.int8)
+    A = sc.doubly_block_circulant(kernel, (2, 2), dtype=np.int16)
+    np.testing.assert_array_equal(A.toarray(), np.full((4, 4), 400, np.int16))
+
+
+def test_conv1x1_matrix_has_the_dtype_asked_for():
+    """A mutant this catches: _structured.py: the groups' blocks not cast to ``dtype`` (a
+    float64 weight gave a float64 matrix for ``dtype=float32``)."""
+    w = np.random.default_rng(16).standard_normal((4, 1))
+    A = sc.conv1x1_matrix(w, (2, 3), groups=2, dtype=np.float32)
+    assert A.dtype == np.float32
+    np.testing.assert_allclose(A.toarray(), np.kron(sla.block_diag(w[:2], w[2:]),
+                                                    np.eye(6)).astype(np.float32))
+
+
+@requires_torch
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
+def test_block_conv_matrix_keeps_flip_and_padding_mode(mode):
+    """Mutants this catches: _structured.py: ``flip=geom.flip`` or
+    ``padding_mode=geom.padding_mode`` left out of the blocks' keywords. Oracle: torch's
+    conv2d of the padded input, with the kernel flipped by hand for ``flip=True``."""
+    rng = np.random.default_rng(17)
+    w = rng.standard_normal((4, 1, 3, 2))
+    x = rng.standard_normal((2, 5, 6))
+    pad = {"zeros": "constant"}.get(mode, mode)
+    xt = F.pad(torch.from_numpy(x)[None], (1, 1, 2, 2), mode=pad)
+    for flip in (False, True):
+        kernel = w[:, :, ::-1, ::-1].copy() if flip else w
+        ref = F.conv2d(xt, torch.from_numpy(kernel), groups=2, stride=(2, 1))[0].numpy()
+        B = sc.block_conv_matrix(w, x.shape, padding=(2, 1), groups=2, stride=(2, 1),
+                                 padding_mode=mode, flip=flip)
+        np.testing.assert_allclose(B @ x.ravel(), ref.ravel(), rtol=1e-12, atol=1e-12)
