@@ -1,0 +1,577 @@
+"""The traced graph (``sparseconv._torch_graph``, ``_torch_graph_ops``, the TorchScript
+modules, the report's rows), from a mutation review: ``network_operator``, the bound over the
+graph and TorchScript graphs against oracles nobody here wrote: PyTorch's autograd Jacobian
+(``torch.autograd.functional.jacobian`` of the float64 model, whose linear part it is), its
+vector-Jacobian products for the adjoint, ``model(0)`` for the offset, and dense numpy SVDs
+of that Jacobian for the norm a Lipschitz bound must not be below."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from ._oracles import torch
+
+if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
+    pytest.skip("PyTorch is missing", allow_module_level=True)
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import sparseconv.torch as sct  # noqa: E402
+
+
+def _jacobian(model: nn.Module, shape: tuple[int, ...]) -> np.ndarray:
+    """The model's Jacobian at a random point, ``(m, n)``, by torch.autograd, float64; one
+    output flattened, or several concatenated in order."""
+    x0 = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+    def flat(x):
+        out = model(x.unsqueeze(0))
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return torch.cat([o.reshape(-1) for o in outs])
+
+    jac = torch.autograd.functional.jacobian(flat, x0)
+    return jac.reshape(jac.shape[0], -1).numpy()
+
+
+def _check_operator(model: nn.Module, shape: tuple[int, ...]):
+    """network_operator's matrix, its adjoint's and its offset against torch's Jacobian,
+    its vector-Jacobian products and ``model(0)``."""
+    model = model.double().eval()
+    net = sct.network_operator(model, shape)
+    jac = _jacobian(model, shape)
+    m, n = jac.shape
+    a = net.operator @ np.eye(n)
+    np.testing.assert_allclose(a, jac, rtol=1e-12, atol=1e-12)
+    ah = net.operator.H @ np.eye(m)
+    np.testing.assert_allclose(ah, jac.T, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        zero = model(torch.zeros((1, *shape), dtype=torch.float64))
+    zeros = zero if isinstance(zero, (tuple, list)) else (zero,)
+    offset = torch.cat([z.reshape(-1) for z in zeros]).numpy()
+    np.testing.assert_allclose(net.offset, offset, rtol=1e-12, atol=1e-12)
+    return net
+
+
+def _check_bound(model: nn.Module, shape: tuple[int, ...]) -> float:
+    """The report's network bound, at least the spectral norm of the (linear) model's
+    Jacobian by a dense SVD."""
+    model = model.double().eval()
+    report = sct.lipschitz_report(model, shape)
+    assert report.network_upper is not None, report.reason
+    norm = float(np.linalg.svd(_jacobian(model, shape), compute_uv=False)[0])
+    assert report.network_upper >= norm * (1 - 1e-12), (report.network_upper, norm)
+    return report.network_upper
+
+
+class _Lambda(nn.Module):
+    def __init__(self, fn, **tensors):
+        super().__init__()
+        self.fn = fn
+        for name, t in tensors.items():
+            self.register_buffer(name, t)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+def _seeded(*shape, seed=0):
+    return torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+# -- network_operator: each op's forward, adjoint and offset ------------------------------
+
+def test_sub_and_alpha_adjoint():
+    """A mutant this catches: _torch_calls.py: torch.sub: -1 -> 1, and
+    _torch_graph_ops.py: (b, sign * alpha) -> (b, alpha), or c * _unbroadcast(g, s) ->
+    _unbroadcast(g, s) (the adjoint of a sum with coefficients)."""
+    conv = nn.Conv1d(2, 2, 3, padding=1)
+
+    def fn(self, x):
+        y = self.conv(x)
+        return torch.sub(x, y, alpha=3.0) + torch.add(y, x, alpha=-0.5) - 2 * y
+
+    model = _Lambda(fn)
+    model.conv = conv
+    _check_operator(model, (2, 5))
+
+
+def test_mul_div_broadcast_constant():
+    """A mutant this catches: _torch_graph_ops.py: factor = 1.0 / factor -> factor, or
+    _unbroadcast(g * factor, ...) -> _unbroadcast(g, ...): the adjoint of a product by a
+    broadcast per-channel constant and of a division."""
+    def fn(self, x):
+        return -(x * self.c) / 4.0 + torch.div(x, self.d)
+
+    _check_operator(_Lambda(fn, c=_seeded(2, 1), d=_seeded(1, 3).abs() + 1), (2, 3))
+
+
+@pytest.mark.parametrize("case", ["right", "left", "right_vector", "left_vector",
+                                  "mm_keyword"])
+def test_matmul_adjoint(case):
+    """A mutant this catches: _torch_graph_ops.py: g @ w.T -> g @ w, w.T @ g -> w @ g, and
+    w[:, None] * g[..., None, :] -> w[None, :] * ... (``W @ x`` by a vector); each with a
+    constant W that is not square, so the adjoint's shape shows too; _torch_calls.py:
+    torch.mm's mat2= keyword not read."""
+    shape = (3, 4)
+    fns = {
+        "right": (lambda self, x: x @ self.w, dict(w=_seeded(4, 4, seed=1))),
+        "left": (lambda self, x: self.w @ x, dict(w=_seeded(3, 3, seed=2))),
+        "right_vector": (lambda self, x: torch.matmul(x, self.w), dict(w=_seeded(4, seed=3))),
+        "left_vector": (lambda self, x: torch.matmul(self.w, x), dict(w=_seeded(3, seed=4))),
+        "mm_keyword": (lambda self, x: torch.mm(x.flatten(1), mat2=self.w),
+                       dict(w=_seeded(12, 5, seed=5))),
+    }
+    fn, tensors = fns[case]
+    _check_operator(_Lambda(fn, **tensors), shape)
+
+
+def test_cat_with_constant_pieces():
+    """A mutant this catches: _torch_graph_ops.py: np.cumsum(sizes)[:-1] -> [1:], a constant
+    piece's size read off the wrong axis (p.shape[axis] -> p.shape[axis - 1]), and the
+    constant added in the linear part (p if affine else 0 * p -> p): cat of the signal and
+    constants, along an inner axis, the pieces of unequal sizes."""
+    def fn(self, x):
+        c = x.new_ones(x.shape[0], 2, 3) * self.c
+        return torch.cat([c, x, 2 * x[:, :, :1]], dim=2) + 0 * torch.cat([c, x, x[:, :, :1]], 2)
+
+    _check_operator(_Lambda(fn, c=_seeded(1, 2, 3, seed=5)), (2, 4))
+
+
+def test_cat_negative_axis():
+    """A mutant this catches: a cat's axis read wrong (dim=-2 of a 3-axis sample)."""
+    def fn(self, x):
+        return torch.cat([x, 3 * x[:, :, :2], x], dim=-2)
+
+    _check_operator(_Lambda(fn), (2, 3, 4))
+
+
+def test_permute_three_cycle_adjoint():
+    """A mutant this catches: _torch_graph_ops.py: inverse = list(np.argsort(axes)) ->
+    list(axes) (the two differ for a 3-cycle, whose inverse is not itself)."""
+    def fn(self, x):
+        return x.permute(0, 2, 3, 1) * self.s
+
+    _check_operator(_Lambda(fn, s=_seeded(2, 2, 3, seed=6)), (3, 2, 2))
+
+
+def test_movedim_and_transpose():
+    """A mutant this catches: _torch_calls.py: movedim's remaining axes read off the
+    destination instead of the source."""
+    def fn(self, x):
+        return torch.movedim(x, 1, 3).transpose(1, 2).reshape(x.shape[0], -1)
+
+    _check_operator(_Lambda(fn), (2, 3, 4))
+
+
+def test_repeat_and_tile_adjoint():
+    """A mutant this catches: _torch_graph_ops.py: repeat's adjoint split (c, n) -> (n, c)
+    (the copies summed on the wrong axis), and _torch_calls.py: tile's ones put after its
+    counts instead of before."""
+    def fn(self, x):
+        return x.repeat(1, 2, 3) * self.s + torch.tile(x, (2,)).repeat(1, 2, 3)[..., :3 * 3]
+
+    _check_operator(_Lambda(fn, s=_seeded(4, 9, seed=7)), (2, 3))
+
+
+def test_mean_and_sum_adjoint():
+    """A mutant this catches: _torch_graph_ops.py: the mean's 1/count dropped, in the forward
+    (scale = 1.0) or the adjoint (g * scale -> g)."""
+    def fn(self, x):
+        return torch.cat([x.mean(dim=(2, 3)), x.sum(-1).flatten(1), x.mean(1, keepdim=True)
+                          .flatten(1)], 1)
+
+    _check_operator(_Lambda(fn), (2, 3, 4))
+
+
+def test_pad_value_in_offset():
+    """A mutant this catches: _torch_graph_ops.py: F.pad's fill value dropped (0.0), and the
+    layer's offset dropped in the affine forward: the offset is model(0)."""
+    def fn(self, x):
+        return F.pad(x, (1, 2), value=1.5) + F.pad(x, (2, 1), mode="replicate")
+
+    _check_operator(_Lambda(fn), (2, 4))
+
+
+def test_ellipsis_index():
+    """A mutant this catches: _torch_graph_ops.py: Ellipsis spelled out one axis short
+    (len(in_shape) + 1 - named -> len(in_shape) - named), and basic slices with steps."""
+    def fn(self, x):
+        return torch.cat([x[..., 1:3].flatten(1), x[:, 1:, ::2].flatten(1),
+                          x[..., 0, :].flatten(1)], 1)
+
+    _check_operator(_Lambda(fn), (3, 4, 4))
+
+
+def test_several_outputs_order():
+    """A mutant this catches: _torch_graph.py: the outputs' cuts np.cumsum(sizes)[:-1] ->
+    [1:] (the adjoint's split of several outputs of unequal sizes)."""
+    conv = nn.Conv1d(2, 3, 2)
+
+    def fn(self, x):
+        return self.conv(x), x[:, :1], 2 * x
+
+    model = _Lambda(fn)
+    model.conv = conv
+    net = _check_operator(model, (2, 5))
+    assert net.output_shape == (3 * 4 + 1 * 5 + 2 * 5,)
+
+
+def test_add_constant_offset():
+    """A mutant this catches: _torch_graph_ops.py: y + sum(c * v for v, c in fixed) -> y
+    (an added constant left out of the offset), and a subtracted one's sign."""
+    def fn(self, x):
+        return (x + self.b) - self.c * 2 - 1.25
+
+    _check_operator(_Lambda(fn, b=_seeded(2, 1, seed=8), c=_seeded(3, seed=9)), (2, 3))
+
+
+# -- the network bound over the graph: never below the Jacobian's norm ----------------------
+
+class _Residual(nn.Module):
+    """conv2(conv1(x) + x) concatenated with a slice and a chunk of the input: a residual
+    sum, a cat along channels, a slice and a split of a linear network."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        h = self.conv1(x) + x
+        a, b = h.chunk(2, dim=1)
+        return torch.cat([self.conv2(h), 3 * torch.cat([x[:, 1:], -x[:, 1:]], 1), b - a], 1), x[
+            :, 1:, 1:4, ::2]
+
+
+def _randomized(model: nn.Module, seed: int = 0) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    return model.double().eval()
+
+
+def test_bound_of_a_residual_graph():
+    """A mutant this catches: a residual sum counted once, a cat's branch dropped or a
+    slice's range read wrong in the bound over the eager model's graph."""
+    _check_bound(_randomized(_Residual()), (2, 5, 5))
+
+
+class _Doubled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, 2, 3, padding=1)
+        self.conv2 = nn.Conv1d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        h = self.conv1(x)
+        return self.conv2(h + h)
+
+
+class _Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, 2, 3, padding=1)
+        self.conv2 = nn.Conv1d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        h = self.conv1(x)
+        return self.conv2(h * 7.0)
+
+
+@pytest.mark.parametrize("model", [_Doubled, _Scaled, _Residual])
+@pytest.mark.parametrize("compile_", ["script", "trace"])
+def test_torchscript_bound_is_sound(model, compile_):
+    """A mutant this catches: _torch_script_chain.py: "add" or "mul" added to CHAIN_KEEPING
+    (h + h or 7 * h read as keeping the chain: the product, a bound 2 or 7 times too small),
+    and a residual read as a chain; the report's bound of the scripted or traced model must
+    be at least the norm of its Jacobian."""
+    shape = (2, 5, 5) if model is _Residual else (2, 6)
+    eager = _randomized(model())
+    probe = torch.zeros((1, *shape), dtype=torch.float64)
+    with warnings.catch_warnings():  # (torch.jit is deprecated)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = (torch.jit.script(eager) if compile_ == "script" else
+                    torch.jit.trace(eager, probe))
+    report = sct.lipschitz_report(scripted, shape)
+    assert report.network_upper is not None, report.reason
+    norm = float(np.linalg.svd(_jacobian(eager, shape), compute_uv=False)[0])
+    assert report.network_upper >= norm * (1 - 1e-12), (report.network_upper, norm)
+    eager_rows = [(r["name"], r["input_shape"], r["output_shape"]) for r in
+                  sct.lipschitz_report(eager, shape)]
+    assert [(r["name"], r["input_shape"], r["output_shape"]) for r in report] == eager_rows
+
+
+# -- the report's rows: names, shapes, folds; its bound at several points -------------------
+
+def _largest_jacobian_norm(model: nn.Module, shape: tuple[int, ...], points: int = 3) -> float:
+    """The largest spectral norm of the model's Jacobian at a few random points (dense SVD):
+    a lower bound of its Lipschitz constant."""
+    generator = torch.Generator().manual_seed(11)
+    best = 0.0
+    for _ in range(points):
+        x0 = 2 * torch.randn(shape, dtype=torch.float64, generator=generator)
+        jac = torch.autograd.functional.jacobian(
+            lambda x: model(x.unsqueeze(0)).reshape(-1), x0)
+        best = max(best, float(np.linalg.svd(jac.reshape(jac.shape[0], -1).numpy(),
+                                             compute_uv=False)[0]))
+    return best
+
+
+def _bn_chain() -> nn.Sequential:
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+                          nn.Conv2d(3, 3, 3), nn.ReLU(), nn.BatchNorm2d(3), nn.Conv2d(3, 2, 1),
+                          nn.BatchNorm2d(2))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.copy_(torch.rand(m.num_features, generator=generator) * 2 + 0.05)
+                m.running_mean.copy_(torch.randn(m.num_features, generator=generator))
+                m.weight.copy_(3 * torch.randn(m.num_features, generator=generator))
+    return model.double().eval()
+
+
+def _compiled(model: nn.Module, how: str, shape: tuple[int, ...]) -> nn.Module:
+    with warnings.catch_warnings():  # (torch.jit is deprecated)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if how == "script":
+            return torch.jit.script(model)
+        if how == "trace":
+            return torch.jit.trace(model, torch.zeros((1, *shape), dtype=torch.float64))
+    return model
+
+
+@pytest.mark.parametrize("how", ["eager", "script", "trace", "data_parallel"])
+def test_folded_rows_and_their_bound(how):
+    """A mutant this catches: _torch_report.py: a BatchNorm folded into the first convolution
+    instead of the last (max -> min), a second BatchNorm's flag passed on, folds read across a
+    ReLU (BatchNorm 5's input is no convolution's output); _torch_script.py: a fold whose
+    input is not the last convolution's value (source.unique() != value dropped);
+    _torch_trace.py: DataParallel not unwrapped (names 'module.0'). Rows are written out by
+    hand, and the bound is checked against Jacobians at random points."""
+    shape = (2, 6, 6)
+    eager = _bn_chain()
+    model = nn.DataParallel(eager) if how == "data_parallel" else _compiled(eager, how, shape)
+    report = sct.lipschitz_report(model, shape, fold_batchnorm=True)
+    assert [(r["name"], r["input_shape"], r["output_shape"]) for r in report] == [
+        ("0+1", (2, 6, 6), (3, 6, 6)), ("3", (3, 6, 6), (3, 4, 4)), ("5", (3, 4, 4), (3, 4, 4)),
+        ("6+7", (3, 4, 4), (2, 4, 4))]
+    assert report.network_upper is not None, report.reason
+    assert report.network_upper >= _largest_jacobian_norm(eager, shape) * (1 - 1e-12)
+
+
+class _SkipAroundBatchNorm(nn.Module):
+    def __init__(self, through: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.id = nn.Identity() if through else None
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y if self.id is None else self.id(y)) - 2 * y
+
+
+@pytest.mark.parametrize("through", [False, True])
+@pytest.mark.parametrize("how", ["eager", "script"])
+def test_no_fold_where_the_convolution_is_read_elsewhere(how, through):
+    """A mutant this catches: _torch_report.py: len(source.users) == 1 dropped (bn(y) - 2y
+    folded, y's own row lost) and _torch_script.py: the graph's other reads of the
+    convolution's output not seen. The bound must stay at least the Jacobian's norm."""
+    shape = (2, 5, 5)
+    eager = _SkipAroundBatchNorm(through)
+    with torch.no_grad():
+        eager.bn.running_var.copy_(torch.tensor([0.05, 3.0]))
+        eager.bn.weight.copy_(torch.tensor([4.0, -1.0]))
+        eager.conv.weight.copy_(torch.randn(eager.conv.weight.shape,
+                                            generator=torch.Generator().manual_seed(2)))
+    eager = eager.double().eval()
+    report = sct.lipschitz_report(_compiled(eager, how, shape), shape, fold_batchnorm=True)
+    assert [r["name"] for r in report] == ["conv", "bn"]
+    assert report.network_upper is not None, report.reason
+    assert report.network_upper >= _largest_jacobian_norm(eager, shape, 1) * (1 - 1e-12)
+
+
+def test_constant_differing_between_samples_is_refused_by_name():
+    """A mutant this catches: _torch_graph_ops.py: (value == value[:1]).all() -> .any() (a
+    batch-sized constant whose samples agree in some entries taken as one sample's; refused
+    later by the check against the model, as no operation in particular)."""
+    def fn(self, x):
+        c = torch.arange(x.shape[0], dtype=torch.float64).view(-1, 1) * self.w
+        return x * (1 + c) + c
+
+    model = _Lambda(fn, w=torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)).eval()
+    with pytest.raises(TypeError, match="differs between the samples"):
+        sct.network_operator(model, (3,))
+
+
+class _ScriptOps(nn.Module):
+    """The operations a TorchScript graph is rebuilt from between its layers: slices by
+    Ellipsis (a negative axis), 1 - x (aten::rsub), add with alpha, a constant pad with a
+    value (F.pad, and torch.constant_pad_nd: aten::constant_pad_nd), chunk, a select, a
+    concatenation."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 2, 3, padding=1)
+        self.conv2 = nn.Conv1d(3, 2, 2)
+
+    def forward(self, x):
+        h = self.conv(x)
+        a = h[..., 1:4]
+        b = 1.0 - x[:, :, 2:5]
+        c = torch.add(a, b, alpha=2.5)
+        d = torch.constant_pad_nd(F.pad(c, (1, 0), value=0.5), [0, 1], -2.0)
+        p, q = d.chunk(2, dim=1)
+        return self.conv2(torch.cat([p, 3 * q, x[:, 0, :5].unsqueeze(1)], 1))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_graph_ops_are_translated(how):
+    """A mutant this catches: _torch_script_graph.py: a slice on a negative axis put one axis
+    off (-dim - 1 -> -dim), rsub's operands kept in order, add's alpha or the pad's value
+    dropped (each refused by the probe check: no bound), and the bound must hold."""
+    shape = (2, 6)
+    eager = _randomized(_ScriptOps())
+    report = sct.lipschitz_report(_compiled(eager, how, shape), shape)
+    assert report.network_upper is not None, report.reason
+    assert report.over_graph
+    assert report.network_upper >= _largest_jacobian_norm(eager, shape, 1) * (1 - 1e-12)
+    eager_report = sct.lipschitz_report(eager, shape)
+    assert [(r["name"], r["input_shape"], r["output_shape"]) for r in report] == [
+        (r["name"], r["input_shape"], r["output_shape"]) for r in eager_report] == [
+        ("conv", (2, 6), (2, 6)), ("conv2", (3, 5), (2, 4))]
+
+
+class _Functional(nn.Module):
+    """Functional calls with constant weights, read by keyword or position: a grouped
+    transposed convolution, a grouped convolution, an average pooling without a stride
+    (its kernel size), F.linear, a product by a matrix, movedim and tile."""
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(12)
+        self.wt = nn.Parameter(torch.randn(4, 1, 3, generator=generator))  # groups=2
+        self.wc = nn.Parameter(torch.randn(4, 2, 2, generator=generator))  # groups=2
+        self.wl = nn.Parameter(torch.randn(3, 5, generator=generator))
+        self.m = nn.Parameter(torch.randn(4, 4, generator=generator))
+
+    def forward(self, x):  # x: (4, 6)
+        h = F.conv_transpose1d(x, self.wt, stride=2, groups=2)  # (2, 13)
+        h = F.conv1d(torch.cat([h, -h], 1), self.wc, None, 1, 0, 1, 2)  # (4, 12)
+        h = F.avg_pool1d(h, 2)  # (4, 6)
+        h = torch.movedim(h, 1, 2) @ self.m  # (6, 4)
+        h = torch.tile(h, (2, 1))[:, 1:, :]  # (11, 4)
+        return F.linear(torch.cat([h, h[:, :, :2]], 2)[..., 1:], self.wl)  # (11, 3)
+
+
+def test_functional_calls_operator_and_bound():
+    """A mutant this catches: _torch_calls.py: a grouped transposed convolution's channels
+    (weight.shape[1] * groups -> weight.shape[1]), an average pooling's default stride, tile's
+    ones put after its counts, movedim's other axes, mm's mat2 keyword; the operator against
+    torch's Jacobian, the bound against its norm."""
+    model = _Functional().double().eval()
+    _check_operator(model, (4, 6))
+    _check_bound(model, (4, 6))
+
+
+@pytest.mark.parametrize("fn, match", [
+    (lambda self, x: x.permute(1, 0, 2) * 2, "moves the batch axis"),
+    (lambda self, x: x.sum(dim=0) * 2, "reduces over the batch axis")])
+def test_batch_axis_refusals_by_name(fn, match):
+    """A mutant this catches: _torch_graph_ops.py: the refusal of a permutation that moves
+    the batch axis, or of a sum over it, dropped (then refused only by the check against the
+    model, as no operation in particular). Two channels: the probe's batch of two keeps its
+    size."""
+    with pytest.raises(TypeError, match=match):
+        sct.network_operator(_Lambda(fn).eval(), (2, 3))
+
+
+class _UnusedConvolution(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        self.conv(x)  # (its value read by nothing)
+        return self.bn(x)
+
+
+def test_scripted_fold_needs_the_convolutions_value():
+    """A mutant this catches: _torch_script.py: a BatchNorm folded whatever its input, where
+    the last convolution's output is read by nothing (source.unique() != value dropped): the
+    scripted model's BatchNorm reads x, not conv(x), so it keeps its own row, as the eager
+    model's does (the mutant raised, reading 'conv+bn' off the probe)."""
+    model = _UnusedConvolution().double().eval()
+    with torch.no_grad():
+        model.bn.running_var.fill_(0.01)
+    report = sct.lipschitz_report(_compiled(model, "script", (2, 3, 3)), (2, 3, 3),
+                                  fold_batchnorm=True)
+    assert [r["name"] for r in report] == ["conv", "bn"]
+
+
+# -- one module's spectra -----------------------------------------------------------------
+
+def test_singular_values_of_a_linear_over_leading_axes():
+    """A mutant this catches: _torch_module_spectra.py: the block-diagonal copies of a Linear
+    over leading axes dropped (np.tile(values, layer.repeat) -> values); oracle: numpy's SVD
+    of kron(I_4, W)."""
+    layer = nn.Linear(3, 2).double()
+    weight = layer.weight.detach().numpy()
+    expected = np.linalg.svd(np.kron(np.eye(4), weight), compute_uv=False)
+    np.testing.assert_allclose(sct.singular_values(layer, (4, 3)), expected, rtol=1e-12)
+
+
+def test_matrix_norms_bracket_the_exact_norm():
+    """Mutants this guards against, which it does not catch (their effect lies below the
+    certificates' slack on this layer): _torch_module_spectra.py: the entries' rounding
+    allowance added to the lower bound instead of taken off, or the dense route's upper bound
+    left uncertified (float(s[0])). A soundness check of the explicit-matrix route: a
+    padding's norm is exactly 1, an average pooling's (excluded padding) that of its exact
+    entries 1/4, 1/6, 1/9, computed by mpmath at 40 digits."""
+    mpmath = pytest.importorskip("mpmath")
+    pad = sct.spectral_norm(nn.ZeroPad2d((1, 2, 0, 1)), (1, 3, 3))
+    assert pad.lower <= 1.0 <= pad.upper
+    # (excluded padding: bounded from its explicit matrix, entries 1/4, 1/6 and 1/9)
+    pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    shape = (1, 5, 5)
+    result = sct.spectral_norm(pool, shape)
+    jac = torch.autograd.functional.jacobian(
+        lambda x: pool(x.unsqueeze(0)).reshape(-1), torch.zeros(shape, dtype=torch.float64))
+    entries = jac.reshape(jac.shape[0], -1).numpy()
+    counts = np.rint(1 / np.where(entries == 0, np.inf, entries))
+    with mpmath.workdps(40):
+        exact = mpmath.matrix([[mpmath.mpf(1) / int(c) if c else mpmath.mpf(0) for c in row]
+                               for row in counts])
+        norm = max(mpmath.svd_r(exact, compute_uv=False))
+        assert mpmath.mpf(result.lower) <= norm <= mpmath.mpf(result.upper)
+
+
+@torch.fx.wrap
+def _alias_by_numpy(t):
+    return torch.from_numpy(t.detach().numpy())  # t's memory, not its version counter
+
+
+def test_network_operator_sees_a_rewrite_past_the_version_counter():
+    """A mutant this catches: _torch_graph.py: the probe's check of a value's bytes dropped
+    (changed(...) or rewritten(...) -> changed(...)): an alias of y's memory read after
+    y.mul_(5) is then refused only as an unknown call, not as a read after an in-place
+    change."""
+    conv = nn.Conv1d(1, 1, 3, padding=1)
+
+    def fn(self, x):
+        y = self.conv(x)
+        a = _alias_by_numpy(y)
+        w = y.mul_(5.0)
+        return a + 0.0 * w
+
+    model = _Lambda(fn)
+    model.conv = conv
+    with pytest.raises(TypeError, match="after an in-place operation changed it"):
+        sct.network_operator(model.eval(), (1, 4))
