@@ -8,7 +8,7 @@ import math
 import os
 import re
 import sys
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from ._cli_layer import _TRAINING_NOTE, _Layer, _load_model, _model_run_failed, 
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry
 from ._memory import check_memory, format_bytes
+from ._rounding import decimal_outward
 from ._spectral_norm import applicable_method, lanczos_tol
 from ._validation import worker_count
 
@@ -174,10 +175,8 @@ def _percent(fraction: float) -> str:
 
 def _outward(value: float, rounding: str, digits: int = 10) -> str:
     """``value`` to ``digits`` significant digits, rounded outward so an interval stays valid."""
-    exact = Decimal(repr(float(value)))
-    if exact == 0:
-        return "0"
-    return str(exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding))
+    rounded = decimal_outward(value, rounding, digits)
+    return "0" if rounded == 0 else str(rounded)
 
 
 def _top_singular_values(layer: _Layer, k: int = 32,

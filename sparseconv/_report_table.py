@@ -14,12 +14,13 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR
 from typing import IO, overload
 
 import numpy as np
 
 from ._memory import format_bytes
+from ._rounding import decimal_outward
 
 __all__ = ["LipschitzReport"]
 
@@ -30,10 +31,8 @@ _COLUMNS = ("name", "type", "input_shape", "output_shape", "nnz", "memory", "low
 def _rounded(value: float, rounding: str, digits: int = 6) -> str:
     """``value`` to ``digits`` significant digits, rounded outward (a printed interval stays
     valid): ``rounding`` is decimal's ROUND_FLOOR or ROUND_CEILING."""
-    exact = Decimal(repr(float(value)))
-    if exact == 0 or not exact.is_finite():
-        return str(float(value))
-    return f"{exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding):g}"
+    rounded = decimal_outward(value, rounding, digits)
+    return str(float(value)) if rounded == 0 or not rounded.is_finite() else f"{rounded:g}"
 
 
 #: The printed report's words before its activations (a new user's trial: "constants (1 unless

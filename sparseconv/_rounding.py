@@ -35,11 +35,13 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import overload
 
 import numpy as np
 
-__all__ = ["U", "Rounding", "cholesky_slack", "down", "gamma", "scaled", "up"]
+__all__ = ["U", "Rounding", "cholesky_slack", "decimal_outward", "down", "gamma", "scaled",
+           "up"]
 
 U = 2.0**-53  #: unit roundoff of float64
 
@@ -57,6 +59,22 @@ def up(x: float | np.floating, operations: int = 8) -> float:
 def down(x: float, operations: int = 8) -> float:
     """:func:`up`'s counterpart for a lower bound (never below zero)."""
     return max(0.0, float(x) * (1 - gamma(operations)))
+
+
+def decimal_outward(value: float, rounding: str, digits: int) -> Decimal:
+    """``value`` to ``digits`` significant digits, rounded outward from the float's exact
+    value, so that a printed bound stays one: ``rounding`` is ``decimal.ROUND_FLOOR`` for a
+    lower bound, ``ROUND_CEILING`` for an upper one. Zero and non-finite values are returned
+    exactly.
+
+    The float's exact value, not its shortest repr: 0.1 is 0.1000000000000000055..., above
+    ``repr``'s ``0.1``, so rounding that repr up would print a bound below the float (a
+    review found it in the report's table, the command line and the figures).
+    """
+    exact = Decimal(float(value))
+    if exact == 0 or not exact.is_finite():
+        return exact
+    return exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding)
 
 
 def scaled(x: float, exponent: int, upward: bool | None = None) -> float:

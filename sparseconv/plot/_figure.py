@@ -240,12 +240,10 @@ def round_outward(value: float, rounding: str, digits: int) -> str:
     >>> round_outward(0.7979027, ROUND_CEILING, 4), round_outward(0.7979027, ROUND_FLOOR, 4)
     ('0.7980', '0.7979')
     """
-    from decimal import Decimal
+    from .._rounding import decimal_outward
 
-    exact = Decimal(repr(float(value)))
-    if exact == 0:
-        return "0"
-    return f"{exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding):g}"
+    rounded = decimal_outward(value, rounding, digits)
+    return "0" if rounded == 0 else f"{rounded:g}"
 
 
 def check_flag(value, name: str) -> bool | None:
