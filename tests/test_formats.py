@@ -72,3 +72,27 @@ def test_compose_of_affine_maps_is_canonical():
         matrix = composed.matrix
         rows = np.split(matrix.indices, matrix.indptr[1:-1])
         assert all((np.diff(r) > 0).all() for r in rows) and matrix.has_canonical_format
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_repeated_block_stays_within_its_sizing(dtype):
+    """A mutant this catches: _formats.py: repeated_block_bytes' ``max(12, 4 + itemsize)``
+    -> ``max(8, ...)``: the bytes tracemalloc sees repeated_block allocate at its peak (a
+    64-bit column number and its 32-bit cast per entry) stay within what the sizing
+    promised; the result is kron(I, block) (scipy's)."""
+    import tracemalloc
+
+    from sparseconv._formats import repeated_block, repeated_block_bytes
+
+    block = sp.csr_array(np.random.default_rng(0).standard_normal((40, 50)))
+    copies = 300
+    tracemalloc.start()
+    try:
+        A = repeated_block(block, copies, dtype)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= repeated_block_bytes(block.nnz, copies, 40 * copies, dtype)
+    assert A.dtype == dtype
+    expected = sp.kron(sp.eye_array(copies), block, format="csr")
+    assert abs(A - expected.astype(dtype)).max() == 0

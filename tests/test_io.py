@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import stat
+import zipfile
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import sparseconv as sc
 from sparseconv import (
     ConvOperator,
     SavedLayer,
@@ -364,3 +368,154 @@ def test_a_file_of_the_periodic_padding_unmirrored_under_flip_still_loads(tmp_pa
     save_layer(path, weight, shape, padding=None, padding_mode="circular", flip=True, **options)
     A, layer = load_layer(path)
     assert layer.options["padding"] is None
+
+
+def test_atomic_path_gives_a_new_file_opens_permissions(tmp_path):
+    """Mutants this catch: _files.py: the ``os.chmod`` of the temporary file dropped (it
+    keeps mkstemp's 0600), and ``0o666 & ~umask`` -> ``0o600 & ~umask``: a new file gets the
+    mode ``open`` gives one (0o666 less the umask); a replaced file keeps its own."""
+    from sparseconv._files import atomic_path
+
+    umask = os.umask(0o022)
+    try:
+        target = tmp_path / "new.bin"
+        with atomic_path(str(target)) as temporary, open(temporary, "wb") as handle:
+            handle.write(b"data")
+        with open(tmp_path / "plain.bin", "wb") as handle:  # what open() gives, the oracle
+            handle.write(b"data")
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+        assert mode == stat.S_IMODE(os.stat(tmp_path / "plain.bin").st_mode) == 0o644
+        os.chmod(target, 0o640)
+        with atomic_path(str(target)) as temporary, open(temporary, "wb") as handle:
+            handle.write(b"more")
+        assert stat.S_IMODE(os.stat(target).st_mode) == 0o640
+        assert target.read_bytes() == b"more"
+    finally:
+        os.umask(umask)
+
+
+def test_atomic_path_leaves_nothing_behind_a_failed_write(tmp_path):
+    """A mutant this catches: _files.py: the temporary file's ``os.unlink`` on failure
+    dropped: a failed write leaves the directory as it was, the old file intact."""
+    from sparseconv._files import atomic_path
+
+    target = tmp_path / "keep.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="half-way"):
+        with atomic_path(str(target)) as temporary:
+            with open(temporary, "w") as handle:
+                handle.write("partial")
+            raise RuntimeError("half-way")
+    assert sorted(os.listdir(tmp_path)) == ["keep.txt"] and target.read_text() == "old"
+
+
+def test_output_path_suffixes_and_refusals(tmp_path):
+    """Mutants this catch: _files.py: the suffix compared case-sensitively (``a.NPZ`` became
+    ``a.NPZ.npz``, which numpy does not do); the appended name not checked (a directory
+    ``x.npz`` taken for the file); the directory check dropped; an unknown image format
+    accepted."""
+    from sparseconv._files import image_path, output_path
+
+    assert output_path(str(tmp_path / "a.NPZ"), ".npz") == str(tmp_path / "a.NPZ")
+    assert output_path(str(tmp_path / "a"), ".npz") == str(tmp_path / "a.npz")
+    (tmp_path / "x.npz").mkdir()
+    with pytest.raises(IsADirectoryError):
+        output_path(str(tmp_path / "x"), ".npz")
+    with pytest.raises(IsADirectoryError):
+        output_path(str(tmp_path / "x.npz"), ".npz")
+    with pytest.raises(ValueError, match="xyz"):
+        image_path(str(tmp_path / "figure.xyz"))
+    assert image_path(str(tmp_path / "figure")) == str(tmp_path / "figure.png")
+
+
+def test_save_layer_with_a_dtype_class_reads_back(tmp_path):
+    """A mutant this catches: _io.py: ``np.dtype(stored["dtype"]).name`` -> ``str(...)``
+    (``dtype=np.float32`` stored as "<class 'numpy.float32'>", which no loader reads): the
+    file loads, its matrix is float32 and is scipy's, its layer rebuilds the same matrix."""
+    w = np.random.default_rng(0).standard_normal((3, 2, 3))
+    path = tmp_path / "layer.npz"
+    A = sc.save_layer(str(path), w, (2, 7), padding=1, dtype=np.float32)
+    B, layer = sc.load_layer(str(path))
+    assert B.dtype == np.float32 and layer.options["dtype"] == "float32"
+    assert (abs(sp.load_npz(path) - A)).max() == 0
+    assert (abs(layer.matrix() - B)).max() == 0
+
+
+def test_load_layer_refuses_a_matrix_edited_beyond_rounding(tmp_path):
+    """A mutant this catches: _io.py: the check ``difference <= sqrt(eps) * scale`` loosened
+    a thousandfold: a file whose stored matrix was scaled by 1 + 1e-5 after save_layer wrote
+    it (no rounding does that in float64) is refused."""
+    w = np.random.default_rng(1).standard_normal((3, 2, 3, 3))
+    path = tmp_path / "layer.npz"
+    sc.save_layer(str(path), w, (2, 6, 6), padding=1)
+    with np.load(path) as entries:
+        arrays = {key: entries[key] for key in entries.files}
+    arrays["data"] = arrays["data"] * (1 + 1e-5)
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="not its layer's"):
+        sc.load_layer(str(path))
+
+
+def test_saved_layer_refuses_a_blocksize_not_dividing_the_columns():
+    """A mutant this catches: _io.py: SavedLayer's check ``rows % R or cols % C`` -> ``rows %
+    R``: a blocksize that divides the 24 rows but not the 16 columns is refused by name."""
+    with pytest.raises(ValueError, match="blocksize"):
+        sc.SavedLayer(np.ones((4, 2, 3)), (2, 8), format="bsr", blocksize=(2, 3))
+
+
+def _saved(compressed=True, **options) -> bytes:
+    buffer = io.BytesIO()
+    w = np.random.default_rng(3).standard_normal((3, 2, 3, 2))
+    sc.save_layer(buffer, w, (2, 6, 5), compressed=compressed, **options)
+    return buffer.getvalue()
+
+
+def test_load_layer_of_a_stream_counts_its_copy_against_the_limit(memory_limit):
+    """Mutants this catch: _io.py: a stream read to ``limit`` bytes instead of ``limit + 1``
+    (a stream one byte over the limit then read truncated, and refused as "not an .npz"
+    instead of by the memory limit), and the stream's copy left out of the limit (its
+    entries alone fit, the entries and the copy do not)."""
+    from sparseconv import MatrixTooLargeError
+
+    data = _saved(compressed=False)
+    entries = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    memory_limit(len(data) - 1)
+    with pytest.raises(MatrixTooLargeError):
+        sc.load_layer(_Stream(data))
+    memory_limit(max(len(data), entries) + 16)  # each fits alone; together they do not
+    assert len(data) + entries > max(len(data), entries) + 16
+    with pytest.raises(MatrixTooLargeError):
+        sc.load_layer(_Stream(data))
+    memory_limit(len(data) + entries)
+    A, layer = sc.load_layer(_Stream(data))
+    assert (abs(A - layer.matrix())).max() == 0
+
+
+def test_save_layer_uncompressed_stores_every_entry():
+    """A mutant this catches: _io.py: sparseconv's own entries deflated even with
+    ``compressed=False`` (np.savez's promise: every entry stored); and with the default
+    every entry is deflated (zipfile's directory says so)."""
+    stored = zipfile.ZipFile(io.BytesIO(_saved(compressed=False))).infolist()
+    assert {i.compress_type for i in stored} == {zipfile.ZIP_STORED}
+    assert "sparseconv_weight.npy" in [i.filename for i in stored]
+    deflated = zipfile.ZipFile(io.BytesIO(_saved())).infolist()
+    assert {i.compress_type for i in deflated} == {zipfile.ZIP_DEFLATED}
+
+
+def test_load_layer_gives_the_options_as_tuples_and_refuses_another_shape(tmp_path):
+    """Mutants this catch: _io.py: _tuples made the identity (the options read back as JSON
+    lists, not as given), and the shape check dropped (a description edited to another
+    input shape then fails on a product's dimension mismatch, not by the file's words)."""
+    options = dict(stride=(2, 1), padding=((1, 0), (0, 1)), dilation=(1, 2))
+    data = _saved(**options)
+    A, layer = sc.load_layer(io.BytesIO(data))
+    assert layer.options == options and layer.input_shape == (2, 6, 5)
+    path = tmp_path / "edited.npz"
+    with np.load(io.BytesIO(data)) as entries:
+        arrays = {key: entries[key] for key in entries.files}
+    description = json.loads(str(arrays["sparseconv_layer"]))
+    description["input_shape"] = [2, 8, 5]
+    arrays["sparseconv_layer"] = np.array(json.dumps(description))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="but its layer description gives"):
+        sc.load_layer(str(path))

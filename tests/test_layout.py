@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import sparseconv as sc
 from sparseconv import (
     ConvOperator,
     ConvTransposeOperator,
@@ -229,3 +230,20 @@ def test_channels_last_sizes_against_the_memory_limit():
                                        layout="channels_last"))
     finally:
         set_memory_limit(old)
+
+
+def test_channels_last_blocksize_must_divide_both_sides_of_the_tile():
+    """A mutant this catches: _layout.py: ``tile[0] % R or tile[1] % C`` -> ``tile[0] % R``:
+    a (2, 4) block on the (4, 6) channel tile would straddle channels and is refused by
+    name; (2, 3) divides it and gives the permuted channels-first matrix."""
+    w = np.random.default_rng(0).standard_normal((4, 6, 3))
+    with pytest.raises(ValueError, match="blocksize"):
+        sc.conv_matrix(w, (6, 5), padding=1, layout="channels_last", format="bsr",
+                       blocksize=(2, 4))
+    A = sc.conv_matrix(w, (6, 5), padding=1, layout="channels_last", format="bsr",
+                       blocksize=(2, 3))
+    dense = sc.conv_matrix(w, (6, 5), padding=1).toarray()
+    rows = np.arange(4 * 5).reshape(4, 5).T.ravel()  # (C, L) -> (L, C) order, by hand
+    cols = np.arange(6 * 5).reshape(6, 5).T.ravel()
+    assert A.blocksize == (2, 3)
+    np.testing.assert_array_equal(A.toarray(), dense[np.ix_(rows, cols)])

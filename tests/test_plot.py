@@ -8,6 +8,7 @@ back with matplotlib and Pillow.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -31,6 +32,7 @@ from sparseconv import (
     receptive_field_paths,
 )
 from sparseconv._cli_layer import _Layer
+from sparseconv.cli import main
 
 from ._oracles import NP_PAD_MODE, random_layer
 
@@ -558,7 +560,6 @@ def test_raster_of_a_channels_last_operator_is_its_matrix():
 def test_the_same_figure_gives_the_same_bytes_at_another_time(tmp_path, monkeypatch, fmt, draw):
     """A figure's bytes hold no date and no random id: an svg's ids were salted with a uuid,
     an svgz's gzip header held the time, a PostScript file its creation date."""
-    import os
     import time
 
     A = sc.conv_matrix(np.arange(18.0).reshape(1, 2, 3, 3), (2, 5, 5), padding=1)
@@ -722,7 +723,6 @@ def test_the_certified_interval_is_drawn_off_the_curve(monkeypatch, tmp_path):
     """A new user's trial: in ``sparseconv spectrum``'s figure (a column wide, beside the
     frequency map), the interval's legend entry, on one line, spanned the axes, and the
     legend, which has no frame, was drawn across the curve."""
-    from sparseconv.cli import main
 
     figures = []
     monkeypatch.setattr(_cli_commands, "_savefig", lambda fig, *args: figures.append(fig))
@@ -875,3 +875,38 @@ class TestRasterChecksItsFields:
     def test_bad_fields_are_refused_by_name(self, counts, rows, cols, error, match):
         with pytest.raises(error, match=match):
             plot.Raster(counts, rows, cols)
+
+
+def test_spy_values_of_a_complex_matrix_draws_the_moduli():
+    """A mutant this catches: plot/_spy.py: ``np.abs(A.data)`` -> ``A.data.real`` for a
+    complex matrix: values=True draws each stored entry's modulus (as documented), NaN
+    (masked) where nothing is stored."""
+    from matplotlib.figure import Figure
+
+    from sparseconv.plot import spy
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((2, 1, 3)) + 1j * rng.standard_normal((2, 1, 3))
+    A = sc.conv_matrix(w, (1, 5), padding=1)
+    image = spy(A, Figure().subplots(), values=True)
+    drawn = np.ma.filled(np.ma.masked_invalid(image.get_array()), np.nan)
+    dense = A.toarray()
+    stored = dense != 0
+    np.testing.assert_allclose(drawn[stored], np.abs(dense[stored]), rtol=1e-15)
+    assert np.isnan(drawn[~stored]).all()
+
+
+def test_spy_values_of_signed_entries_use_a_symmetric_color_scale():
+    """A mutant this catches: plot/_spy.py: the values' color limits ``(-top, top)`` ->
+    ``(0, top)`` for signed entries: negative entries would all be drawn as the lowest
+    color; the scale is symmetric about 0 and reaches the largest modulus."""
+    from matplotlib.figure import Figure
+
+    from sparseconv.plot import spy
+
+    w = np.array([[[1.0, -3.0, 2.0]]])
+    image = spy(sc.conv_matrix(w, (1, 4), padding=1), Figure().subplots(), values=True)
+    assert image.get_clim() == (-3.0, 3.0)
+    positive = spy(sc.conv_matrix(np.abs(w), (1, 4), padding=1), Figure().subplots(),
+                   values=True)
+    assert positive.get_clim() == (0.0, 3.0)

@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
+import sparseconv as sc
 from sparseconv import ConvOperator, ConvTransposeOperator, conv_matrix
 from sparseconv.testing import assert_layer_matches_torch, dottest
 
-from ._oracles import random_layer, random_transpose_layer, requires_torch
+from ._oracles import (
+    random_layer,
+    random_transpose_layer,
+    requires_torch,
+)
 
 
 class WrongAdjoint(ConvOperator):
@@ -237,3 +242,70 @@ def test_testing_does_not_import_torch_and_says_how_to_get_it():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert "pip install torch" in result.stdout
+
+
+class _Recording:
+    """A 3 x 2 real matrix as an operator that records the vectors it is given."""
+
+    def __init__(self, drop_imaginary_input=False):
+        self.M = np.arange(6.0).reshape(3, 2) - 2.5
+        self.shape, self.dtype, self.seen = self.M.shape, np.float64, []
+        self.drop = drop_imaginary_input
+
+    def matvec(self, x):
+        self.seen.append(("x", np.iscomplexobj(x)))
+        return self.M @ (x.real if self.drop else x)
+
+    def rmatvec(self, y):
+        self.seen.append(("y", np.iscomplexobj(y)))
+        return self.M.T @ y
+
+
+@pytest.mark.parametrize("flag,x_complex,y_complex", [(0, False, False), (1, True, False),
+                                                     (2, False, True), (3, True, True)])
+def test_dottest_complexflag_is_pylops(flag, x_complex, y_complex):
+    """A mutant this catches: testing.py: ``x`` complex for ``complexflag in (1, 3)`` ->
+    ``(1, 2)``: PyLops' flags are 1 complex x, 2 complex y, 3 both. An operator that drops
+    the imaginary part of its input passes with a real x, and must fail once x is
+    complex."""
+    op = _Recording()
+    assert sc.testing.dottest(op, complexflag=flag, rng=0)
+    assert op.seen == [("x", x_complex), ("y", y_complex)]
+    wrong = _Recording(drop_imaginary_input=True)
+    assert sc.testing.dottest(wrong, complexflag=flag, raiseerror=False, rng=0) is not x_complex
+
+
+@requires_torch
+def test_assert_layer_matches_torch_catches_a_relative_error_of_1e_7():
+    """A mutant this catches: testing.py: _assert_close's scale ``max(1.0, |expected|)`` ->
+    ``max(1e6, ...)``: a forward product off by a relative 1e-7 (a float32 rounding, say)
+    is no match at the default rtol=1e-10; the correct operator is one."""
+    from sparseconv import ConvOperator
+
+    class Scaled(ConvOperator):
+        def _matmat(self, X):
+            return super()._matmat(X) * (1 + 1e-7)
+
+    w = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
+    sc.testing.assert_layer_matches_torch(ConvOperator(w, (3, 5, 5), padding=1), rng=0)
+    with pytest.raises(AssertionError, match="forward product"):
+        sc.testing.assert_layer_matches_torch(Scaled(w, (3, 5, 5), padding=1), rng=0)
+
+
+@requires_torch
+def test_assert_layer_matches_torch_names_a_wrong_output_shape():
+    """A mutant this catches: testing.py: _assert_close's shape check dropped: an operator
+    that declares its output (C, W, H) instead of (C, H, W) -- the same size -- fails with
+    the documented AssertionError naming the shapes (not numpy's broadcasting
+    ValueError)."""
+    from sparseconv import ConvOperator
+
+    class Transposed(ConvOperator):
+        @property
+        def dimsd(self):
+            c, h, w = super().dimsd
+            return (c, w, h)
+
+    w = np.random.default_rng(0).standard_normal((2, 1, 1, 1))
+    with pytest.raises(AssertionError, match=r"shape \(3, 2, 4, 3\), PyTorch's \(3, 2, 3, 4\)"):
+        sc.testing.assert_layer_matches_torch(Transposed(w, (1, 3, 4)), rng=0)

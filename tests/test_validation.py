@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 import sparseconv
+import sparseconv as sc
 from sparseconv import conv_matrix, conv_transpose_matrix
 
 from ._oracles import assert_close, requires_torch, torch_conv
@@ -320,3 +323,19 @@ def test_a_2d_integer_array_padding_is_read_as_per_side_pairs():
     A = conv_matrix(w, x.shape, padding=np.array([[0, 2], [1, 1]]))
     expected = torch_conv(x[None], w, padding=((0, 2), (1, 1)))
     assert_close(A @ x.ravel(), expected.ravel(), "2-D array padding")
+
+
+@pytest.mark.parametrize("value,dtype", [(2**53 + 1, np.int64), (-(2**53) - 1, np.int64),
+                                         (2**64 - 1, np.uint64)])
+def test_integer_weights_float64_would_round_are_refused_by_name(value, dtype):
+    """Mutants this catch: _validation_arrays.py: ``(a > 2**53) | (a < -2**53)`` -> ``a >
+    2**53`` (a large negative weight silently rounded), and ``itemsize >= 8`` -> ``> 8`` (no
+    64-bit integer checked): float64 cannot hold these integers (Fraction says so), and the
+    builders refuse them, naming the argument and the value."""
+    assert Fraction(float(value)) != Fraction(value)
+    weight = np.array([[[1, value, 2]]], dtype=dtype)
+    for build in (sc.conv_matrix, sc.spectral_norm):
+        with pytest.raises(ValueError, match=rf"weight must have integer .*{value}"):
+            build(weight, (1, 5))
+    assert sc.conv_matrix(np.array([[[1, 2**53, -(2**53)]]], dtype=np.int64),
+                          (1, 3)).toarray().tolist() == [[1.0, 2.0**53, -(2.0**53)]]
