@@ -140,8 +140,9 @@ def _cholesky_below(matrices: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 def _slack(m: int) -> float:
     """What a completed complex Cholesky factorization of ``mu I - fl(G)`` (``m x m``) leaves
-    of ``mu``: it proves ``lambda_max(fl(G)) <= mu * slack / (1 - gamma(8))``."""
-    return 1 + (2 * m - 1) * gamma(4 * m + 8) + 2 * U
+    of ``mu``: it proves ``lambda_max(fl(G)) <= mu * slack / (1 - gamma(8))``. Rounded up
+    (to the nearest, ``1 + ...`` fell below the formula by ``O(u^2)``: a review's test)."""
+    return up(1 + (2 * m - 1) * gamma(4 * m + 8) + 2 * U, 4)
 
 
 @dataclass(frozen=True)

@@ -329,3 +329,26 @@ def test_gram_coefficients_in_one_frequency_chunks(monkeypatch):
     dft = np.fft.fft2(weight, s=(5, 4))
     expected = [np.linalg.norm(dft[:, :, f0, f1], 2) for f0, f1 in frequencies]
     np.testing.assert_allclose(tops, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("c_out, c_in, groups", [(4, 6, 1), (6, 4, 2), (3, 3, 3)])
+def test_the_allowance_adds_the_eigensolver_term_to_the_gram_error(c_out, c_in, groups):
+    """The computed top eigenvalue of the Gram matrix is within ``error + n^2 u (W1^2 +
+    error)`` of ``sigma_max^2`` (the module's notes): the allowance is at least that sum, in
+    exact rationals, for ``n`` the smaller side of a group's block (a mutation review: the
+    eigensolver's term could be dropped, leaving the Gram error alone, with no test
+    noticing)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(c_out * 10 + c_in)
+    w = rng.standard_normal((c_out, c_in // groups, 3, 2)) * 3.0
+    geom = ConvGeometry.from_weight(w, (c_in, 6, 5), groups=groups, padding_mode="circular",
+                                    padding=(1, (0, 1)))
+    rounding = Rounding.of(w, groups)
+    gram = gram_symbol(geom, w, rounding)
+    n = gram.size
+    assert n == min(c_out, c_in) // groups
+    w1, error = Fraction(rounding.tap_norms), Fraction(gram.error)
+    needed = error + n * n * Fraction(2) ** -53 * (w1 * w1 + error)
+    assert Fraction(gram.allowance) >= needed
+    assert gram.allowance <= 1.01 * float(needed)  # and no looser than its formula

@@ -8,6 +8,7 @@ import pytest
 from scipy.sparse.linalg import aslinearoperator
 
 from sparseconv import ConvOperator, _lanczos, conv_matrix, spectral_norm
+from sparseconv._norm_routes import _matrix_interval
 from sparseconv._rounding import Rounding
 
 
@@ -356,9 +357,9 @@ def test_a_deflated_search_finds_what_the_first_krylov_space_missed(monkeypatch)
 def test_every_certified_quotient_allows_for_the_longest_norm(monkeypatch, wide):
     """A certified quotient ``||A u|| / ||u||`` widens for the rounding of both norms, each a
     sum of up to ``max(rows, cols)`` squares: the size every call passes covers the longer
-    side, for the Lanczos bound and the banded one alike, on a layer with more outputs than
-    inputs and on one with fewer (a mutation review: the banded bound's size could shrink
-    to the shorter side with no test noticing)."""
+    side, for the Lanczos bound, the banded one and the dense route's alike, on a layer with
+    more outputs than inputs and on one with fewer (two mutation reviews: the banded bound's
+    size and the dense route's could shrink to the shorter side with no test noticing)."""
     from sparseconv._geometry import ConvGeometry
 
     sizes: list[int] = []
@@ -381,3 +382,6 @@ def test_every_certified_quotient_allows_for_the_longest_norm(monkeypatch, wide)
     found = _lanczos.banded_lower_bound(op, w, geom, truth * (1 + 1e-6), 1e-7, rounding)
     assert found is not None and found[0] <= truth
     assert sizes and min(sizes) >= max(rows, cols), (sizes, rows, cols)
+    sizes.clear()  # the dense route's quotient
+    _, lower, _ = _matrix_interval(conv_matrix(w, shape, padding=1).toarray(), rounding)
+    assert sizes and min(sizes) >= max(rows, cols) and lower <= truth, (sizes, rows, cols)

@@ -530,6 +530,22 @@ def test_the_gram_error_is_at_least_its_documented_sum(complex_):
             assert Fraction(float(_gram_error(gram, np.array([apex]))[0])) >= documented
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 8, 64, 512])
+def test_the_cholesky_slack_is_at_least_its_documented_sum(m):
+    """``_slack(m)``, what a completed complex Cholesky factorization of ``mu I - fl(G)``
+    leaves of ``mu``, against its formula in exact rationals: ``1 + (2m - 1) gamma(4m + 8)
+    + 2u``, ``gamma(k) = k u / (1 - k u)``, ``u = 2**-53`` (a mutation review: the
+    factorization's term could be dropped, leaving ``1 + 2u``, with no test noticing; and
+    rounded to the nearest, the sum fell below the formula by ``O(u^2)``)."""
+    from sparseconv._torus_gram import _slack
+
+    u = Fraction(1, 2**53)
+    k = 4 * m + 8
+    documented = 1 + (2 * m - 1) * (k * u / (1 - k * u)) + 2 * u
+    assert Fraction(_slack(m)) >= documented
+    assert _slack(m) <= 1 + 1.5 * float(documented - 1)  # and not much looser
+
+
 def test_a_vertex_is_tested_at_a_mu_its_proof_allows(monkeypatch):
     """A vertex is proved below ``tau`` by a Cholesky test of ``mu I - fl(G)``, which proves
     ``lambda_max(fl(G)) <= mu slack / (1 - gamma(8))`` (``_slack``); with the Gram's error
