@@ -272,12 +272,7 @@ class _Doubled(nn.Module):
         return self.conv2(h + h)
 
 
-class _Scaled(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv1d(2, 2, 3, padding=1)
-        self.conv2 = nn.Conv1d(2, 2, 3, padding=1)
-
+class _Scaled(_Doubled):
     def forward(self, x):
         h = self.conv1(x)
         return self.conv2(h * 7.0)
