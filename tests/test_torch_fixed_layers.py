@@ -350,6 +350,74 @@ def test_a_kwdefault_changed_in_place_is_seen():
     assert replaced_functions() is None
 
 
+def test_a_closure_cell_changed_in_place_withholds_the_bound():
+    """A mutant this catches: _torch_patches.py: a closure cell's contents left out of what
+    is watched (``cells.append(cell.cell_contents)`` -> ``cells.append(_MISSING)``).
+    ``F.max_pool2d`` is a closure over the two functions it dispatches to; its cell made a
+    function of 50 times the pooling leaves ``F.max_pool2d`` itself the same object, and
+    the chain's bound (a 1-Lipschitz max pooling assumed) would be below the map's
+    constant. The oracle: the patched chain's Jacobian, by autograd, against the bound
+    the report would print."""
+    import torch.nn.functional as F
+
+    from sparseconv._torch_patches import replaced_functions
+
+    chain = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, bias=False), nn.MaxPool2d(2)).double()
+    chain.eval()
+    cells = F.max_pool2d.__closure__
+    index = next(i for i, cell in enumerate(cells)
+                 if getattr(cell.cell_contents, "__name__", "") == "_max_pool2d")
+    saved = cells[index].cell_contents
+
+    def fifty_times(*args, **kwargs):
+        return 50.0 * saved(*args, **kwargs)
+
+    assert replaced_functions() is None
+    sound = sct.lipschitz_report(chain, (1, 6, 6))
+    assert sound.network_upper is not None
+    cells[index].cell_contents = fifty_times
+    try:
+        jac = _jacobian(chain, (1, 6, 6))
+        assert np.linalg.norm(jac, 2) > 10 * sound.network_upper  # (what it would miss)
+        assert "changed in place" in (replaced_functions() or "")
+        report = sct.lipschitz_report(chain, (1, 6, 6))
+        assert report.network_upper is None
+        assert "torch.nn.functional.max_pool2d was changed in place" in report.reason
+    finally:
+        cells[index].cell_contents = saved
+    assert replaced_functions() is None
+
+
+def test_a_bound_method_replaced_by_another_is_seen(monkeypatch):
+    """A mutant this catches: _torch_patches.py: ``_same_descriptor`` taking any two bound
+    methods for one (``value == was`` dropped). No name torch's code calls through holds a
+    bound method when sparseconv.torch is imported (torch 2.13), so the watch's snapshot is
+    retaken with one planted: a bound method of one object replaced by another of the
+    object's methods must read as replaced, a fresh lookup of the same one must not."""
+    from sparseconv import _torch_patches
+
+    class Scale:
+        def once(self, x):
+            return x
+
+        def fifty(self, x):
+            return 50.0 * x
+
+    scale = Scale()
+    monkeypatch.setattr(torch._C._nn, "_sparseconv_review_scale", scale.once, raising=False)
+    monkeypatch.setattr(_torch_patches, "_AT_IMPORT", _torch_patches._snapshot())
+    monkeypatch.setattr(_torch_patches, "_INSIDES_AT_IMPORT",
+                        _torch_patches._insides_snapshot())
+    monkeypatch.setattr(torch._C._nn, "_sparseconv_review_scale", scale.once)
+    assert torch._C._nn._sparseconv_review_scale is not _torch_patches._AT_IMPORT[
+        ("torch._C._nn", "_sparseconv_review_scale")]  # (a fresh bound method: the same one)
+    assert _torch_patches.replaced_functions() is None
+    monkeypatch.setattr(torch._C._nn, "_sparseconv_review_scale", scale.fifty)
+    assert _torch_patches.replaced_functions() == (
+        "torch._C._nn._sparseconv_review_scale was replaced after sparseconv.torch was "
+        "imported")
+
+
 def test_a_stateful_parametrization_in_training_mode_is_refused():
     """A mutant this catches: _torch_kinds.py: the refusal of a parametrization with state in
     training mode dropped (``parametrizations.spectral_norm``'s power iteration updates its
