@@ -910,3 +910,179 @@ def test_spy_values_of_signed_entries_use_a_symmetric_color_scale():
     positive = spy(sc.conv_matrix(np.abs(w), (1, 4), padding=1), Figure().subplots(),
                    values=True)
     assert positive.get_clim() == (0.0, 3.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# spy's grid, labels and colour scale, from a mutation review of plot/_spy.py: each test says
+# the mutant it catches. Oracles: the layer's own sizes (channels x positions, from the
+# weights and PyTorch's output-size formula, written out here), the matrix's dense entries,
+# and matplotlib's artists read back.
+# ---------------------------------------------------------------------------------------------
+def _grid_lines(ax):
+    """The y of each horizontal and the x of each vertical grid line spy drew."""
+    hlines, vlines = ax.collections[:2]
+    return (sorted({float(s[0][1]) for s in hlines.get_segments()}),
+            sorted({float(s[0][0]) for s in vlines.get_segments()}))
+
+
+def test_spy_channel_grid_lies_between_the_blocks_of_a_strided_layer():
+    """Mutants this catches: plot/_spy.py: the channel blocks' sizes taken from the input's
+    positions for the rows (``output_size`` <-> ``input_size``), and the lines drawn on the
+    first entry of a block instead of between two (``lines - 0.5`` -> ``lines``). A 2 -> 3
+    layer, stride 2, on 8x8: 3 row blocks of 4x4 = 16 outputs, 2 column blocks of 64
+    inputs."""
+    A = conv_matrix(np.ones((3, 2, 3, 3)), (2, 8, 8), stride=2, padding=1)
+    geom = ConvGeometry.from_weight((3, 2, 3, 3), (2, 8, 8), stride=2, padding=1)
+    assert A.shape == (3 * 16, 2 * 64)
+    ax = axes()
+    plot.spy(A, ax, geometry=geom, blocks=[(16, 64)])
+    rows, cols = _grid_lines(ax)
+    assert rows == [15.5, 31.5] and cols == [63.5]
+    ax = axes()
+    plot.spy(A, ax, geometry=geom, blocks=True)  # channel blocks, then image rows
+    rows, cols = _grid_lines(ax)
+    assert rows == [15.5, 31.5] and cols == [63.5]
+
+
+def test_spy_of_a_transpose_is_the_transposed_picture():
+    """Mutants this catches: plot/_spy.py: a transpose's block sizes not swapped
+    (``lvl[::-1] if transposed``), its axis labels not swapped (``sides.reverse()``), and
+    its bins aligned to the other side's image rows (``row_lengths(geom)[::-1 if
+    transposed else 1]``). The oracle: the picture of ``A.T`` is the transpose of ``A``'s
+    (counts, grid lines, and the labels' sizes), ``A`` a 2 -> 3 layer, stride 2, on 10x10
+    (rows of 5 outputs and of 10 inputs), binned into few pixels."""
+    geom = ConvGeometry.from_weight((3, 2, 3, 3), (2, 10, 10), stride=2, padding=1)
+    A = conv_matrix(np.ones((3, 2, 3, 3)), (2, 10, 10), stride=2, padding=1)
+    ax, ax_t = axes(), axes()
+    image = plot.spy(A, ax, geometry=geom, blocks=True, max_bins=12)
+    image_t = plot.spy(A.T.tocsr(), ax_t, geometry=geom, blocks=True, max_bins=12)
+    np.testing.assert_array_equal(image_t.get_array(), image.get_array().T)
+    assert int(image_t.get_array().sum()) == A.nnz
+    rows, cols = _grid_lines(ax)
+    rows_t, cols_t = _grid_lines(ax_t)
+    assert (rows_t, cols_t) == (cols, rows) and rows == [24.5, 49.5]
+    # (the labels name the drawn map's sides: A.T maps the layer's 5x5 outputs to its 10x10
+    # inputs)
+    assert ax.get_ylabel() == "output channel\n(blocks of 5x5 positions)"
+    assert ax.get_xlabel() == "input channel (blocks of 10x10 positions)"
+    assert ax_t.get_ylabel() == "output channel\n(blocks of 10x10 positions)"
+    assert ax_t.get_xlabel() == "input channel (blocks of 5x5 positions)"
+
+
+def test_spy_channel_ticks_are_centred_on_their_blocks():
+    """A mutant this catches: plot/_spy.py: a channel's tick at its block's first entry
+    (``(starts + 0.5) * block - 0.5`` -> ``starts * block``). 4 channels of 3x3 positions:
+    channel c's block spans entries 9c..9c+8, centred on 9c + 4."""
+    geom = ConvGeometry.from_weight((4, 4, 3, 3), (4, 3, 3), padding=1)
+    ax = axes()
+    plot.spy(geom, ax)
+    ticks = dict(zip((t.get_text() for t in ax.get_yticklabels()), ax.get_yticks()))
+    assert ticks and all(ticks[c] == 9 * int(c) + 4 for c in ticks)
+
+
+def test_spy_values_sum_duplicate_entries():
+    """A mutant this catches: plot/_spy.py: ``values=True`` not summing duplicate entries (a
+    CSR array with one position stored twice drew the last one, 2, where the matrix holds
+    3). The oracle: the matrix's dense entries."""
+    A = sp.csr_array((np.array([1.0, 2.0, 4.0]), np.array([1, 1, 0]), np.array([0, 2, 3])),
+                     shape=(2, 3))
+    assert not A.has_canonical_format
+    image = plot.spy(A, axes(), values=True).get_array()
+    dense = A.toarray()
+    np.testing.assert_array_equal(np.where(image.mask, 0, image.data), dense)
+
+
+def test_spy_values_between_minus_one_and_zero_are_signed():
+    """Mutants this catches: plot/_spy.py: entries in (-1, 0) not read as signed
+    (``finite.min() < 0`` -> ``< -1``) and an asymmetric scale (``vmin=-top`` ->
+    ``vmin=finite.min()``): -0.25 would be drawn as 0. The scale is symmetric about 0."""
+    A = sp.csr_array(np.array([[-0.25, 0.0], [0.0, 0.5]]))
+    assert plot.spy(A, axes(), values=True).get_clim() == (-0.5, 0.5)
+
+
+def test_spy_colorbar_goes_under_a_wide_picture():
+    """A mutant this catches: plot/_spy.py: the colorbar's place chosen by the tall side
+    (``image.shape[1] >= 2 * image.shape[0]`` -> the reverse): beside a wide picture it
+    would tower over it. Under a picture at least twice as wide as tall, beside the rest."""
+    wide = plot.spy(sp.random_array((10, 40), density=0.3, rng=0), axes(), values=True)
+    tall = plot.spy(sp.random_array((40, 10), density=0.3, rng=0), axes(), values=True)
+    assert wide.colorbar.orientation == "horizontal"
+    assert tall.colorbar.orientation == "vertical"
+
+
+def test_spy_draws_a_grid_level_only_where_its_blocks_span_two_pixels():
+    """A mutant this catches: plot/_spy.py: grid levels drawn however small their blocks
+    (``size * pixels >= 2 * (hi - lo)`` dropped): a 2-channel layer on 8x8 binned into 8
+    pixels a side has row blocks of 8 entries, an eighth of a pixel: only the channel
+    level is drawn (one line each way)."""
+    geom = ConvGeometry.from_weight((2, 2, 3, 3), (2, 8, 8), padding=1)
+    ax = axes()
+    plot.spy(geom, ax, blocks=True, max_bins=8)
+    assert len(ax.collections) == 2
+    assert _grid_lines(ax) == ([63.5], [63.5])
+
+
+def test_spy_colorbar_label_names_rows_then_columns_of_a_bin():
+    """A mutant this catches: plot/_spy.py: the colorbar's bin size printed columns first.
+    A 1 -> 4 layer on 16x16 (1,024 rows, 256 columns) in 16 bins a side: 64 x 16 entries."""
+    geom = ConvGeometry.from_weight((4, 1, 3, 3), (1, 16, 16), padding=1)
+    image = plot.spy(geom, axes(), max_bins=16)
+    counts = image.get_array()
+    rows, cols = geom.shape[0] // counts.shape[0], geom.shape[1] // counts.shape[1]
+    assert (rows, cols) == (64, 16)
+    assert image.colorbar.ax.get_ylabel() == f"nonzeros per bin ({rows:,} x {cols:,} entries)"
+
+
+def test_save_raster_checks_values_and_stores_the_dpi(tmp_path):
+    """Mutants this catches: plot/_spy.py: ``save_raster``'s ``values`` taken without the
+    check (``values="no"`` drew the values) and its ``dpi`` dropped (every png stored 100
+    pixels per inch). The oracle: the png read back by Pillow."""
+    A = conv_matrix(np.ones((1, 1, 3)), (1, 6), padding=1)
+    with pytest.raises(TypeError, match="values"):
+        plot.save_raster(tmp_path / "A.png", A, values="no")
+    plot.save_raster(tmp_path / "A.png", A, dpi=254)
+    with Image.open(tmp_path / "A.png") as png:
+        assert png.size == (6, 6)
+        assert tuple(round(d) for d in png.info["dpi"]) == (254, 254)
+
+
+def test_a_figure_spy_makes_is_one_column_at_300_dpi(tmp_path):
+    """A mutant this catches: plot/_figure.py: the default size of a figure made to be saved
+    (3.5 x 3.0 in, one journal column) replaced by matplotlib's 6.4 x 4.8: a png written
+    with neither ``figsize`` nor ``dpi`` is 1050 x 900 pixels."""
+    plot.spy(sp.eye_array(4), fname=tmp_path / "eye.png")
+    with Image.open(tmp_path / "eye.png") as png:
+        assert png.size == (1050, 900)
+
+
+@pytest.mark.parametrize("count, most", [(17, 8), (9, 8), (64, 8), (65, 8), (100, 6),
+                                         (513, 8), (7, 6), (1, 8)])
+def test_nice_step_gives_at_most_most_ticks(count, most):
+    """A mutant this catches: plot/_figure.py: ``nice_step`` counting ticks by floor
+    division (``math.ceil(count / s)`` -> ``count // s``): over 17 channels with at most 8
+    ticks, a step of 2 gives 9 ticks (0, 2, ..., 16). The oracle: the ticks counted with
+    ``range``, and the next smaller step of the documented ladder giving too many."""
+    from sparseconv.plot._figure import nice_step
+
+    ladder = [1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 200, 250, 256, 500, 512]
+    step = nice_step(count, most)
+    assert len(range(0, count, step)) <= most
+    smaller = [s for s in ladder if s < step]
+    assert not smaller or len(range(0, count, smaller[-1])) > most
+
+
+def test_round_outward_keeps_every_digit_asked(tmp_path):
+    """A mutant this catches: plot/_figure.py: ``round_outward`` printing the rounded
+    decimal through a float's ``:g`` (six digits, to the nearest): an upper bound to 8
+    digits, 0.1234561234 -> 0.12345613, printed 0.123456, below the value. The oracle:
+    exact rationals."""
+    from decimal import ROUND_CEILING, ROUND_FLOOR
+    from fractions import Fraction
+
+    from sparseconv.plot._figure import round_outward
+
+    for value in (0.1234561234, 98765.4321, 1.0000001234e-7):
+        upper = round_outward(value, ROUND_CEILING, 8)
+        lower = round_outward(value, ROUND_FLOOR, 8)
+        assert Fraction(lower) <= Fraction(value) <= Fraction(upper), (lower, value, upper)
+        assert Fraction(upper) - Fraction(lower) < Fraction(value) * Fraction(1, 10**7)
