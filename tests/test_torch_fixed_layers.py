@@ -459,3 +459,24 @@ def test_torch_channels_last_3d_names_the_channels_last_layout():
     shape = (2, 2, 3, 2)
     ours = sct.matrix(pool, shape, layout=torch.channels_last_3d).toarray()
     np.testing.assert_array_equal(ours, sct.matrix(pool, shape, layout="channels_last").toarray())
+
+
+@pytest.mark.parametrize("pad, n", [(2, 3), (15, 5), (2, 1)])
+def test_a_replication_pads_norm_is_certified_in_exact_rationals(pad, n):
+    """A mutant this catches: _torch_module_spectra.py: the dense route's upper bound taken as
+    LAPACK's largest singular value itself (``up(dense_upper(...) + entries, 2)`` ->
+    ``float(s[0])``). ``ReplicationPad1d((pad, 0))`` copies the first input ``pad + 1``
+    times: ``A^T A`` is diagonal, with ``pad + 1`` as its largest entry, read off autograd's
+    Jacobian in integers, and the norm is ``sqrt(pad + 1)``; LAPACK's value for ``sqrt(3)``
+    and ``sqrt(16)`` lies one rounding below it (1.7320508075688772 and
+    3.9999999999999996). The interval holds it, checked in exact rationals."""
+    from fractions import Fraction
+
+    module = nn.ReplicationPad1d((pad, 0))
+    jac = _jacobian(module, (1, n))
+    gram = jac.T @ jac
+    assert np.array_equal(gram, np.diag(np.diag(gram)))  # (integers: exact in float64)
+    top = int(np.diag(gram).max())
+    assert top == pad + 1
+    result = sct.spectral_norm(module, (1, n))
+    assert Fraction(result.lower) ** 2 <= top <= Fraction(result.upper) ** 2, result
