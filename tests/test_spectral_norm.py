@@ -1712,3 +1712,173 @@ def test_spectral_norms_passes_relative_width_to_every_layer(monkeypatch):
     result = sc.spectral_norms([layer], relative_width=1e-5)[0]
     _assert_contains(result, norm, "reflect")
     assert result.relative_width <= 1e-5, result
+
+
+# ---------------------------------------------------------------------------------------------
+# Soundness in exact arithmetic. The sweeps above compare with LAPACK's norm up to a relative
+# 1e-13, so a bound a few roundings below the truth would pass them. Here the weights are small
+# integers: the matrix, its Gram matrix G = A^T A and so the norm's square are exact integers and
+# an algebraic number, and each bound b is checked with no rounding at all: b is an upper bound
+# if and only if b^2 I - G is positive semidefinite, a lower one if and only if b^2 I - G is not
+# positive definite, both decided by elimination in exact rationals.
+# ---------------------------------------------------------------------------------------------
+def _exact_gram(weight, shape, **kwargs) -> list[list[int]]:
+    """``A^T A`` of the layer, in Python integers (exact: ``A``'s entries are small integers)."""
+    a = conv_matrix(weight.astype(np.float64), shape, **kwargs).toarray()
+    assert np.array_equal(a, np.rint(a)) and np.abs(a).max() < 2**20
+    gram = a.T @ a  # (integer sums far below 2**53: exact in float64)
+    return [[int(v) for v in row] for row in np.rint(gram)]
+
+
+def _definite(gram: list[list[int]], bound: float, strict: bool) -> bool:
+    """Whether ``bound^2 I - G`` is positive definite (``strict``) or semidefinite, in exact
+    rationals: symmetric elimination, where a semidefinite matrix's zero pivot has a zero row."""
+    square = Fraction(bound) ** 2
+    m = [[(square if i == j else 0) - Fraction(v) for j, v in enumerate(row)]
+         for i, row in enumerate(gram)]
+    n = len(m)
+    for k in range(n):
+        pivot = m[k][k]
+        if pivot < 0 or (pivot == 0 and strict):
+            return False
+        if pivot == 0:
+            if any(m[k][j] != 0 for j in range(k + 1, n)):
+                return False
+            continue
+        for i in range(k + 1, n):
+            factor = m[i][k] / pivot
+            if factor:
+                row_k, row_i = m[k], m[i]
+                for j in range(k + 1, n):
+                    row_i[j] -= factor * row_k[j]
+    return True
+
+
+def _assert_exactly_contains(result, gram, context):
+    assert _definite(gram, result.upper, strict=False), ("upper below the norm", result,
+                                                         context)
+    assert not _definite(gram, result.lower, strict=True), ("lower above the norm", result,
+                                                            context)
+    for name, bound in result.bounds.items():
+        assert _definite(gram, bound, strict=False), (f"bound {name!r} below the norm",
+                                                      result, context)
+
+
+def _integer_layer(rng, mode, periodic=False):
+    """A small layer with weights in {-2, ..., 2} (not all zero) and at most 36 inputs;
+    ``periodic``: circular, its padding the kernel's span less one and its size a multiple of
+    its stride (the layers of the FFT route)."""
+    while True:
+        ndim = int(rng.choice([1, 1, 2, 2, 3]))
+        groups = int(rng.choice([1, 2]))
+        c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+        kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+        dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+        stride = tuple(int(s) for s in rng.integers(1, 3, ndim))
+        padding = tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (ndim, 2)))
+        size = tuple(int(rng.integers(max(2, d * (k - 1) + 1), d * (k - 1) + 6))
+                     for d, k in zip(dilation, kernel))
+        if periodic:
+            size = tuple(s * -(-n // s) for s, n in zip(stride, size))
+            padding = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                            for d, k in zip(dilation, kernel))
+        if mode == "circular":  # (each padding at most the size: PyTorch's rule)
+            padding = tuple((min(a, n), min(b, n)) for (a, b), n in zip(padding, size))
+        if mode == "reflect":
+            padding = tuple((min(a, n - 1), min(b, n - 1)) for (a, b), n in zip(padding, size))
+        weight = rng.integers(-2, 3, (c_out, c_in // groups, *kernel)).astype(np.float64)
+        kwargs = dict(stride=stride, dilation=dilation, groups=groups, padding=padding,
+                      padding_mode=mode)
+        try:
+            geom = sc.ConvGeometry.from_weight(weight.shape, (c_in, *size), **kwargs)
+        except ValueError:
+            continue
+        if weight.any() and geom.shape[1] <= 36 and geom.shape[0] >= 1:
+            return weight, (c_in, *size), kwargs
+
+
+@pytest.mark.parametrize("mode, method", [
+    *itertools.product(["zeros", "reflect", "replicate", "circular"],
+                       ["auto", "bounds", "upper", "dense", "exact"]),
+    ("circular", "fft")])
+def test_bounds_hold_the_norm_in_exact_arithmetic(mode, method, route):
+    """Every route's certified interval (and each bound it took the minimum of) holds the
+    norm of integer layers exactly: no allowance for the reference's rounding. Mutants
+    this catches: _norm_routes.py: the dense route's, the FFT route's or the 1x1 closed
+    form's upper bound taken as LAPACK's value itself; the dense route's lower bound as
+    well; a copying padding's rounding allowance dropped."""
+    rng = np.random.default_rng([20261206, ord(mode[0]), len(method)])
+    checked = 0
+    for _ in range(8):
+        weight, shape, kwargs = _integer_layer(rng, mode, periodic=method == "fft")
+        options = dict(kwargs)
+        if method == "exact" and mode == "circular":
+            options["method"] = "auto"
+        else:
+            options["method"] = method
+        try:
+            result = spectral_norm(weight, shape, **options)
+        except ValueError as exc:  # (method="exact" where it does not apply: said so)
+            assert method == "exact" and "method='exact' needs" in str(exc), exc
+            continue
+        _assert_exactly_contains(result, _exact_gram(weight, shape, **kwargs),
+                                 (weight.tolist(), shape, options))
+        checked += 1
+    assert checked >= 4
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_toeplitz_norm_holds_every_size_in_exact_arithmetic(seed):
+    """The bound for every input size holds, in exact arithmetic, the zero-padded norm of each
+    size tried and the periodic layer's on grids the stride divides (whose norm is the
+    symbol's largest value on the grid's frequencies: the bound's own maximum where it lies
+    on the grid). Its lower bound is only checked to be below the upper one here."""
+    rng = np.random.default_rng([20261206, seed])
+    weight, _, kwargs = _integer_layer(rng, "zeros")
+    bound = sc.toeplitz_norm(weight, stride=kwargs["stride"], dilation=kwargs["dilation"],
+                             groups=kwargs["groups"])
+    assert bound.lower <= bound.upper
+    c_in = weight.shape[1] * kwargs["groups"]
+    for extra in range(3):
+        size = tuple(d * (k - 1) + 1 + extra for d, k in zip(kwargs["dilation"],
+                                                          weight.shape[2:]))
+        shape = (c_in, *size)
+        for padding in (0, tuple(d * (k - 1) for d, k in zip(kwargs["dilation"],
+                                                              weight.shape[2:]))):
+            options = dict(kwargs, padding=padding)
+            if int(np.prod(shape)) > 36:
+                continue
+            gram = _exact_gram(weight, shape, **options)
+            assert _definite(gram, bound.upper, strict=False), (weight.tolist(), shape,
+                                                                 options, bound)
+    span = [d * (k - 1) for d, k in zip(kwargs["dilation"], weight.shape[2:])]
+    for multiple in (1, 2, 3):
+        size = tuple(s * max(multiple, -(-(p + 1) // s)) for s, p in zip(kwargs["stride"],
+                                                                          span))
+        if c_in * int(np.prod(size)) > 36:
+            continue
+        options = dict(kwargs, padding=tuple((p // 2, p - p // 2) for p in span),
+                       padding_mode="circular")
+        gram = _exact_gram(weight, (c_in, *size), **options)
+        assert _definite(gram, bound.upper, strict=False), (weight.tolist(), size, options,
+                                                            bound)
+
+
+@pytest.mark.parametrize("taps", [1, 2, 3])
+def test_toeplitz_norm_of_one_plus_root_two_in_exact_arithmetic(taps):
+    """``W = [[1, 2], [0, 1]]`` has ``sigma_max = 1 + sqrt(2)``, and LAPACK's value,
+    2.414213562373095, lies below it; ``taps`` copies of ``W`` along one axis have the
+    symbol ``W (1 + e^{i xi} + ...)``, largest at ``xi = 0``, a frequency of every periodic
+    grid: the periodic layer's norm is ``taps (1 + sqrt(2))`` exactly, and the bound for
+    every size must hold it (checked in exact rationals). A mutant this catches:
+    _torus.py: the upper bound taken as the largest value computed (``SpectralNorm(value,
+    lower, value, ...)``)."""
+    w = np.repeat(np.array([[1.0, 2.0], [0.0, 1.0]])[:, :, None], taps, axis=2)
+    bound = sc.toeplitz_norm(w)
+    for size in (taps, 2 * taps, 3 * taps + 1):
+        p = taps - 1
+        gram = _exact_gram(w, (2, size), padding=((p // 2, p - p // 2),),
+                           padding_mode="circular")
+        assert _definite(gram, bound.upper, strict=False), (taps, size, bound)
+        gram = _exact_gram(w, (2, size), padding=p)  # zero padding, every output
+        assert _definite(gram, bound.upper, strict=False), (taps, size, bound)
