@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -264,6 +265,53 @@ def mpmath_singular_values(matrices, digits: int = 30) -> np.ndarray:
             exact.extend(float(v) for v in mpmath.svd_c(m, compute_uv=False))
     return np.sort(exact)[::-1]
 
+
+
+def exact_gram(matrix) -> list[list[int]]:
+    """``A^T A`` of a matrix of small integers (dense or sparse), in Python integers: exact."""
+    a = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+    a = a.astype(np.float64)
+    assert np.array_equal(a, np.rint(a)) and np.abs(a).max() < 2**20
+    gram = a.T @ a  # (integer sums far below 2**53: exact in float64)
+    return [[int(v) for v in row] for row in np.rint(gram)]
+
+
+def definite(gram: list[list[int]], bound: float, strict: bool) -> bool:
+    """Whether ``bound^2 I - G`` is positive definite (``strict``) or semidefinite, decided in
+    exact rationals (``G`` of integers or Fractions): symmetric elimination, where a
+    semidefinite matrix's zero pivot has a zero row. ``bound`` bounds ``||A||`` from above
+    if and only if ``bound^2 I - A^T A`` is semidefinite, and from below if and only if it is
+    not definite: no rounding anywhere."""
+    square = Fraction(bound) ** 2
+    m = [[(square if i == j else 0) - Fraction(v) for j, v in enumerate(row)]
+         for i, row in enumerate(gram)]
+    n = len(m)
+    for k in range(n):
+        pivot = m[k][k]
+        if pivot < 0 or (pivot == 0 and strict):
+            return False
+        if pivot == 0:
+            if any(m[k][j] != 0 for j in range(k + 1, n)):
+                return False
+            continue
+        for i in range(k + 1, n):
+            factor = m[i][k] / pivot
+            if factor:
+                row_k, row_i = m[k], m[i]
+                for j in range(k + 1, n):
+                    row_i[j] -= factor * row_k[j]
+    return True
+
+
+def assert_exactly_contains(result, gram, context=None) -> None:
+    """A :class:`~sparseconv.SpectralNorm`'s interval, and each bound it took the least of,
+    hold the norm whose squared Gram matrix is ``gram``, in exact arithmetic (:func:`definite`)."""
+    assert definite(gram, result.upper, strict=False), ("upper below the norm", result, context)
+    assert not definite(gram, result.lower, strict=True), ("lower above the norm", result,
+                                                           context)
+    for name, bound in result.bounds.items():
+        assert definite(gram, bound, strict=False), (f"bound {name!r} below the norm", result,
+                                                     context)
 
 def traced(call) -> tuple[Exception | None, int]:
     """``call()`` under tracemalloc: the ``MatrixTooLargeError`` it raised (``None`` if it

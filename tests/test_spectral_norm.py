@@ -17,7 +17,13 @@ import scipy.sparse.linalg
 import sparseconv as sc
 from sparseconv import SpectralNorm, conv_matrix, spectral_norm
 
-from ._oracles import random_array, random_pointwise_layer
+from ._oracles import (
+    assert_exactly_contains,
+    definite,
+    exact_gram,
+    random_array,
+    random_pointwise_layer,
+)
 
 #: LAPACK's own error on the dense reference, relative: far below any real failure (the
 #: float32 defect this guards against was 1.5e-8, the complex one 22%).
@@ -1722,48 +1728,6 @@ def test_spectral_norms_passes_relative_width_to_every_layer(monkeypatch):
 # if and only if b^2 I - G is positive semidefinite, a lower one if and only if b^2 I - G is not
 # positive definite, both decided by elimination in exact rationals.
 # ---------------------------------------------------------------------------------------------
-def _exact_gram(weight, shape, **kwargs) -> list[list[int]]:
-    """``A^T A`` of the layer, in Python integers (exact: ``A``'s entries are small integers)."""
-    a = conv_matrix(weight.astype(np.float64), shape, **kwargs).toarray()
-    assert np.array_equal(a, np.rint(a)) and np.abs(a).max() < 2**20
-    gram = a.T @ a  # (integer sums far below 2**53: exact in float64)
-    return [[int(v) for v in row] for row in np.rint(gram)]
-
-
-def _definite(gram: list[list[int]], bound: float, strict: bool) -> bool:
-    """Whether ``bound^2 I - G`` is positive definite (``strict``) or semidefinite, in exact
-    rationals: symmetric elimination, where a semidefinite matrix's zero pivot has a zero row."""
-    square = Fraction(bound) ** 2
-    m = [[(square if i == j else 0) - Fraction(v) for j, v in enumerate(row)]
-         for i, row in enumerate(gram)]
-    n = len(m)
-    for k in range(n):
-        pivot = m[k][k]
-        if pivot < 0 or (pivot == 0 and strict):
-            return False
-        if pivot == 0:
-            if any(m[k][j] != 0 for j in range(k + 1, n)):
-                return False
-            continue
-        for i in range(k + 1, n):
-            factor = m[i][k] / pivot
-            if factor:
-                row_k, row_i = m[k], m[i]
-                for j in range(k + 1, n):
-                    row_i[j] -= factor * row_k[j]
-    return True
-
-
-def _assert_exactly_contains(result, gram, context):
-    assert _definite(gram, result.upper, strict=False), ("upper below the norm", result,
-                                                         context)
-    assert not _definite(gram, result.lower, strict=True), ("lower above the norm", result,
-                                                            context)
-    for name, bound in result.bounds.items():
-        assert _definite(gram, bound, strict=False), (f"bound {name!r} below the norm",
-                                                      result, context)
-
-
 def _integer_layer(rng, mode, periodic=False):
     """A small layer with weights in {-2, ..., 2} (not all zero) and at most 36 inputs;
     ``periodic``: circular, its padding the kernel's span less one and its size a multiple of
@@ -1821,7 +1785,7 @@ def test_bounds_hold_the_norm_in_exact_arithmetic(mode, method, route):
         except ValueError as exc:  # (method="exact" where it does not apply: said so)
             assert method == "exact" and "method='exact' needs" in str(exc), exc
             continue
-        _assert_exactly_contains(result, _exact_gram(weight, shape, **kwargs),
+        assert_exactly_contains(result, exact_gram(conv_matrix(weight, shape, **kwargs)),
                                  (weight.tolist(), shape, options))
         checked += 1
     assert checked >= 4
@@ -1848,8 +1812,8 @@ def test_toeplitz_norm_holds_every_size_in_exact_arithmetic(seed):
             options = dict(kwargs, padding=padding)
             if int(np.prod(shape)) > 36:
                 continue
-            gram = _exact_gram(weight, shape, **options)
-            assert _definite(gram, bound.upper, strict=False), (weight.tolist(), shape,
+            gram = exact_gram(conv_matrix(weight, shape, **options))
+            assert definite(gram, bound.upper, strict=False), (weight.tolist(), shape,
                                                                  options, bound)
     span = [d * (k - 1) for d, k in zip(kwargs["dilation"], weight.shape[2:])]
     for multiple in (1, 2, 3):
@@ -1859,8 +1823,8 @@ def test_toeplitz_norm_holds_every_size_in_exact_arithmetic(seed):
             continue
         options = dict(kwargs, padding=tuple((p // 2, p - p // 2) for p in span),
                        padding_mode="circular")
-        gram = _exact_gram(weight, (c_in, *size), **options)
-        assert _definite(gram, bound.upper, strict=False), (weight.tolist(), size, options,
+        gram = exact_gram(conv_matrix(weight, (c_in, *size), **options))
+        assert definite(gram, bound.upper, strict=False), (weight.tolist(), size, options,
                                                             bound)
 
 
@@ -1877,8 +1841,8 @@ def test_toeplitz_norm_of_one_plus_root_two_in_exact_arithmetic(taps):
     bound = sc.toeplitz_norm(w)
     for size in (taps, 2 * taps, 3 * taps + 1):
         p = taps - 1
-        gram = _exact_gram(w, (2, size), padding=((p // 2, p - p // 2),),
-                           padding_mode="circular")
-        assert _definite(gram, bound.upper, strict=False), (taps, size, bound)
-        gram = _exact_gram(w, (2, size), padding=p)  # zero padding, every output
-        assert _definite(gram, bound.upper, strict=False), (taps, size, bound)
+        gram = exact_gram(conv_matrix(w, (2, size), padding=((p // 2, p - p // 2),),
+                                      padding_mode="circular"))
+        assert definite(gram, bound.upper, strict=False), (taps, size, bound)
+        gram = exact_gram(conv_matrix(w, (2, size), padding=p))  # zero padding
+        assert definite(gram, bound.upper, strict=False), (taps, size, bound)

@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from ._oracles import torch
+from ._oracles import assert_exactly_contains, exact_gram, torch
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -1474,3 +1474,46 @@ def test_a_model_in_fewer_than_32_bits_gets_its_rows_and_no_network_bound(dtype)
     assert report.network_upper is None and f"computes in {dtype}" in report.reason
     assert len(report) == 2 and all(row["upper"] >= row["lower"] > 0 for row in report)
     assert expected.network_upper is not None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rows_hold_integer_layers_norms_in_exact_arithmetic(seed):
+    """Each row's certified interval against its module's own Jacobian (autograd, integers
+    for small-integer weights, so its Gram matrix is exact), decided in exact rationals: no
+    allowance for a reference's rounding. A chain of every padding mode, a strided and a
+    transposed convolution, a 1x1 shortcut-like layer and a Linear."""
+    rng = np.random.default_rng([20261206, seed])
+    layers = [nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+              nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
+              nn.Conv2d(3, 2, 2, stride=2, padding=1, padding_mode="replicate"),
+              nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular"),
+              nn.ConvTranspose2d(2, 2, 2, stride=2), nn.Conv2d(2, 1, 1, stride=2),
+              nn.Flatten(), nn.Linear(4, 3)]
+    model = nn.Sequential(*layers).double().eval()
+    with torch.no_grad():
+        for module in model:
+            if hasattr(module, "weight"):
+                module.weight.copy_(torch.from_numpy(
+                    rng.integers(-2, 3, module.weight.shape).astype(np.float64)))
+                module.bias.zero_()
+    shape = (2, 3, 3)
+    report = sct.lipschitz_report(model, shape)
+    weighted = [m for m in model if hasattr(m, "weight")]
+    inputs: dict = {}
+
+    def keep(module, args, output) -> None:  # (a hook that returns a value replaces the output)
+        inputs[module] = args[0]
+
+    handles = [m.register_forward_hook(keep) for m in weighted]
+    with torch.no_grad():
+        model(torch.zeros((1, *shape), dtype=F64))
+    for handle in handles:
+        handle.remove()
+    checked = 0
+    for row, module in zip(report, weighted, strict=True):
+        jac = torch.autograd.functional.jacobian(module, inputs[module])
+        jac = jac.reshape(-1, inputs[module].numel()).numpy()
+        result = sc.SpectralNorm(row["lower"], row["lower"], row["upper"], row["method"], {})
+        assert_exactly_contains(result, exact_gram(jac), (seed, row["name"]))
+        checked += 1
+    assert checked == 7

@@ -12,7 +12,7 @@ import pytest
 
 import sparseconv as sc
 
-from ._oracles import assert_close, random_pointwise_layer, torch
+from ._oracles import assert_close, definite, exact_gram, random_pointwise_layer, torch
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -624,3 +624,45 @@ def test_a_subnormal_layers_bound_keeps_its_gradient(scale):
     sct.spectral_norm_upper(tiny, (6,)).backward()
     assert tiny.grad is not None
     assert torch.allclose(tiny.grad, normal.grad, rtol=1e-12, atol=0)
+
+
+def _jacobian(module, shape):
+    """PyTorch's own layer's Jacobian, by autograd, in float64."""
+    x = torch.zeros((1, *shape), dtype=F64)
+    jac = torch.autograd.functional.jacobian(lambda v: module(v).reshape(-1), x)
+    return jac.reshape(-1, int(np.prod(shape))).numpy()
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate", "transposed"])
+def test_upper_bound_holds_integer_layers_in_exact_arithmetic(mode):
+    """The differentiable bound of small-integer layers against PyTorch's own layer in exact
+    arithmetic: ``bound^2 I - J^T J`` semidefinite, ``J`` autograd's Jacobian of the module
+    (integers, so its Gram matrix is exact), decided in exact rationals -- no allowance for a
+    reference's rounding, which the sweeps above give."""
+    rng = np.random.default_rng([20261206, len(mode)])
+    for case in range(10):
+        ndim = 1 + case % 2
+        k, s = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        c_in, c_out = (int(v) for v in rng.integers(1, 3, 2))
+        n = int(rng.integers(k + 1, 7 if ndim == 1 else 5))
+        p = int(rng.integers(0, min(k, n - 1) + 1))
+        weight = torch.from_numpy(rng.integers(-2, 3, (c_out, c_in, *(k,) * ndim)).astype(
+            np.float64))
+        if mode == "transposed":
+            p = min(p, k - 1)
+            module = getattr(nn, f"ConvTranspose{ndim}d")(c_out, c_in, k, stride=s, padding=p,
+                                                          bias=False).double()
+            bound = sct.spectral_norm_upper(weight, (n,) * ndim, stride=s, padding=p,
+                                            transposed=True)
+            shape = (c_out, *(n,) * ndim)
+        else:
+            module = getattr(nn, f"Conv{ndim}d")(c_in, c_out, k, stride=s, padding=p,
+                                                 padding_mode=mode, bias=False).double()
+            bound = sct.spectral_norm_upper(weight, (n,) * ndim, stride=s, padding=p,
+                                            padding_mode=mode)
+            shape = (c_in, *(n,) * ndim)
+        with torch.no_grad():
+            module.weight.copy_(weight)
+        gram = exact_gram(_jacobian(module, shape))
+        assert definite(gram, float(bound), strict=False), (mode, case, weight.tolist(), n, p,
+                                                            s, float(bound))
