@@ -1846,3 +1846,19 @@ def test_toeplitz_norm_of_one_plus_root_two_in_exact_arithmetic(taps):
         assert definite(gram, bound.upper, strict=False), (taps, size, bound)
         gram = exact_gram(conv_matrix(w, (2, size), padding=p))  # zero padding
         assert definite(gram, bound.upper, strict=False), (taps, size, bound)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_spectral_norms_hold_the_norms_in_exact_arithmetic(workers):
+    """spectral_norms of integer layers of every padding mode, in this process and on worker
+    processes (one BLAS thread: sums in another order), each interval checked in exact
+    rationals."""
+    rng = np.random.default_rng([20261206, 7])
+    layers = [dict(weight=weight, input_shape=shape, **kwargs)
+              for weight, shape, kwargs in (_integer_layer(rng, mode) for mode in
+                                            ["zeros", "reflect", "replicate", "circular"] * 3)]
+    results = sc.spectral_norms(layers, workers=workers, method="bounds")
+    for layer, result in zip(layers, results, strict=True):
+        options = {k: v for k, v in layer.items() if k not in ("weight", "input_shape")}
+        gram = exact_gram(conv_matrix(layer["weight"], layer["input_shape"], **options))
+        assert_exactly_contains(result, gram, layer)
