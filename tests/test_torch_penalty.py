@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from ._oracles import torch
+from ._oracles import definite, exact_gram, torch
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -491,3 +491,51 @@ def test_calls_of_a_forward_pass_that_failed_are_forgotten():
 
     bounds = sct.lipschitz_bounds(Net(), (2, 4))
     assert bounds.names == ("lin",)
+
+
+def test_bounds_hold_integer_layers_in_exact_arithmetic():
+    """Each layer's penalty bound against its module's own Jacobian (autograd; integers for
+    small-integer weights, so the Gram matrix is exact), decided in exact rationals: ``b^2 I -
+    J^T J`` positive semidefinite. Every padding mode, a strided, a transposed and a 1x1
+    layer and a Linear, a layer called twice on two sizes (the larger bound is kept)."""
+    rng = np.random.default_rng(20261206)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect")
+            self.b = nn.Conv2d(2, 3, 2, stride=2, padding=1, padding_mode="replicate")
+            self.c = nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular")
+            self.d = nn.ConvTranspose2d(3, 2, 2, stride=2)
+            self.e = nn.Conv2d(2, 1, 1)
+            self.f = nn.Linear(16, 3)
+
+        def forward(self, x):
+            y = self.d(self.c(self.b(torch.relu(self.a(x)))))
+            y = self.e(y + self.a(y))  # (a called on a second size)
+            return self.f(y.flatten(1)[:, :16])
+
+    model = Net().double().eval()
+    with torch.no_grad():
+        for module in model.children():
+            module.weight.copy_(torch.from_numpy(
+                rng.integers(-2, 3, module.weight.shape).astype(np.float64)))
+    inputs: dict = {}
+
+    def keep(module, args, output) -> None:  # (every call's input)
+        inputs.setdefault(module, []).append(args[0])
+
+    handles = [m.register_forward_hook(keep) for m in model.children()]
+    with torch.no_grad():
+        model(torch.zeros((1, 2, 3, 3), dtype=torch.float64))
+    for handle in handles:
+        handle.remove()
+    bounds = {name: float(b.detach()) for name, b in sct.lipschitz_bounds(model, (2, 3, 3))(
+        ).items()}
+    assert set(bounds) == set("abcdef"), bounds
+    for name, module in model.named_children():
+        bound = bounds[name]
+        for x in inputs[module]:
+            jac = torch.autograd.functional.jacobian(module, x)
+            gram = exact_gram(jac.reshape(-1, x.numel()).numpy())
+            assert definite(gram, bound, strict=False), (name, tuple(x.shape), bound)
