@@ -268,11 +268,19 @@ def mpmath_singular_values(matrices, digits: int = 30) -> np.ndarray:
 
 
 def exact_gram(matrix) -> list[list[int]]:
-    """``A^T A`` of a matrix of small integers (dense or sparse), in Python integers: exact."""
+    """``A^T A`` of a matrix of small integers (dense or sparse), in Python integers: exact.
+    Of Gaussian integers, ``A^H A = X + iY``'s real form ``[[X, -Y], [Y, X]]``: the same
+    eigenvalues, each twice, so the same answers from :func:`definite`."""
     a = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
-    a = a.astype(np.float64)
-    assert np.array_equal(a, np.rint(a)) and np.abs(a).max() < 2**20
-    gram = a.T @ a  # (integer sums far below 2**53: exact in float64)
+    parts = (a.real, a.imag) if np.iscomplexobj(a) else (a,)
+    for part in parts:
+        assert np.array_equal(part, np.rint(part)) and np.abs(part).max() < 2**20
+    if len(parts) == 1:
+        gram = parts[0].T @ parts[0]  # (integer sums far below 2**53: exact in float64)
+    else:
+        re, im = parts
+        x, y = re.T @ re + im.T @ im, re.T @ im - im.T @ re
+        gram = np.block([[x, -y], [y, x]])
     return [[int(v) for v in row] for row in np.rint(gram)]
 
 

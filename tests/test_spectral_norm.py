@@ -1728,8 +1728,8 @@ def test_spectral_norms_passes_relative_width_to_every_layer(monkeypatch):
 # if and only if b^2 I - G is positive semidefinite, a lower one if and only if b^2 I - G is not
 # positive definite, both decided by elimination in exact rationals.
 # ---------------------------------------------------------------------------------------------
-def _integer_layer(rng, mode, periodic=False):
-    """A small layer with weights in {-2, ..., 2} (not all zero) and at most 36 inputs;
+def _integer_layer(rng, mode, periodic=False, inputs=36):
+    """A small layer with weights in {-2, ..., 2} (not all zero) and at most ``inputs`` inputs;
     ``periodic``: circular, its padding the kernel's span less one and its size a multiple of
     its stride (the layers of the FFT route)."""
     while True:
@@ -1757,7 +1757,7 @@ def _integer_layer(rng, mode, periodic=False):
             geom = sc.ConvGeometry.from_weight(weight.shape, (c_in, *size), **kwargs)
         except ValueError:
             continue
-        if weight.any() and geom.shape[1] <= 36 and geom.shape[0] >= 1:
+        if weight.any() and geom.shape[1] <= inputs and geom.shape[0] >= 1:
             return weight, (c_in, *size), kwargs
 
 
@@ -1862,3 +1862,17 @@ def test_spectral_norms_hold_the_norms_in_exact_arithmetic(workers):
         options = {k: v for k, v in layer.items() if k not in ("weight", "input_shape")}
         gram = exact_gram(conv_matrix(layer["weight"], layer["input_shape"], **options))
         assert_exactly_contains(result, gram, layer)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("method", ["auto", "bounds", "upper"])
+def test_complex_bounds_hold_the_norm_in_exact_arithmetic(mode, method):
+    """Gaussian-integer weights: ``A^H A`` in exact integers (its real form), every bound
+    decided in exact rationals, as for the real layers above."""
+    rng = np.random.default_rng([20261206, ord(mode[1]), len(method)])
+    for _ in range(5):  # (at most 18 inputs: a real form of 36)
+        weight, shape, kwargs = _integer_layer(rng, mode, inputs=18)
+        weight = weight + 1j * rng.integers(-2, 3, weight.shape)
+        result = spectral_norm(weight, shape, method=method, **kwargs)
+        assert_exactly_contains(result, exact_gram(conv_matrix(weight, shape, **kwargs)),
+                                (weight.tolist(), shape, kwargs, method))
