@@ -1876,3 +1876,16 @@ def test_complex_bounds_hold_the_norm_in_exact_arithmetic(mode, method):
         result = spectral_norm(weight, shape, method=method, **kwargs)
         assert_exactly_contains(result, exact_gram(conv_matrix(weight, shape, **kwargs)),
                                 (weight.tolist(), shape, kwargs, method))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("method", ["auto", "bounds", "upper"])
+def test_low_precision_bounds_hold_the_norm_in_exact_arithmetic(dtype, method):
+    """float32 and float16 weights hold the same small integers exactly: the bounds of the
+    layer as given, checked in exact rationals."""
+    rng = np.random.default_rng([20261206, np.dtype(dtype).itemsize, len(method)])
+    for mode in ("zeros", "reflect", "replicate", "circular"):
+        weight, shape, kwargs = _integer_layer(rng, mode)
+        result = spectral_norm(weight.astype(dtype), shape, method=method, **kwargs)
+        assert_exactly_contains(result, exact_gram(conv_matrix(weight, shape, **kwargs)),
+                                (weight.tolist(), shape, kwargs, method, dtype))
