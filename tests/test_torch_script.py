@@ -5,7 +5,9 @@ class and matrix; every row of the report); what the graph cannot show is refuse
 
 from __future__ import annotations
 
+import copy
 import enum
+import io
 import types
 import warnings
 
@@ -29,17 +31,23 @@ from . import _networks  # noqa: E402
 F64 = torch.float64
 
 
-def jit(model: nn.Module, how: str, shape, path) -> torch.jit.ScriptModule:
-    """``model`` scripted or traced, saved to ``path`` and loaded back with torch.jit.load."""
+def jit(model: nn.Module, how: str, shape, path=None, dtype=F64) -> torch.jit.ScriptModule:
+    """``model`` scripted or traced (on a zero input of ``dtype``), saved to ``path`` (or to
+    memory) and loaded back with torch.jit.load."""
     with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # sizes become constants
         if how == "script":
             compiled = torch.jit.script(model)
         else:
-            compiled = torch.jit.trace(model, torch.zeros((1, *shape), dtype=F64))
-        compiled.save(str(path))
-        return torch.jit.load(str(path))
+            compiled = torch.jit.trace(model, torch.zeros((1, *shape), dtype=dtype))
+        if path is not None:
+            compiled.save(str(path))
+            return torch.jit.load(str(path))
+        buffer = io.BytesIO()
+        torch.jit.save(compiled, buffer)
+        buffer.seek(0)
+        return torch.jit.load(buffer)
 
 
 class Twice(nn.Module):
@@ -1775,3 +1783,401 @@ def test_code_the_graph_does_not_show_and_a_signal_read_as_a_weight_get_no_bound
                                         "as its input"):
         sct.lipschitz_report(jit(_SignalAsWeight().eval(), "script", (1, 3), tmp_path / "s.pt"),
                              (1, 3))
+
+
+def _jacobian(function, shape, dtype=F64) -> np.ndarray:
+    """The Jacobian of ``function`` on one sample of ``shape``, by torch.autograd, as a dense
+    (outputs, inputs) matrix: the matrix of an affine map."""
+    x = torch.zeros((1, *shape), dtype=dtype)
+    jac = torch.autograd.functional.jacobian(lambda t: function(t.reshape(1, *shape)), x)
+    n_in = int(np.prod(shape))
+    return jac.detach().to(F64).reshape(-1, n_in).numpy()
+
+
+def _record_matrix(record) -> np.ndarray:
+    call = ({"output_size": record.output_shape[1:]}
+            if isinstance(record.module, nn.modules.conv._ConvTransposeNd) else {})
+    return sct.affine(record.module, record.input_shape, **call).matrix.toarray()
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_grouped_dilated_convolutions_are_the_jitted_models(how):
+    """A mutant this catches: _torch_script_rebuild.py: ``(weight.shape[0], weight.shape[1] *
+    groups) if transposed`` -> ``(weight.shape[0], weight.shape[1]) if transposed`` (a grouped
+    ConvTranspose2d read with too few output channels: refused). Checks each record's matrix
+    against torch.autograd's Jacobian of that layer of the jitted model, for a grouped,
+    dilated, strided transposed convolution and a grouped convolution dilated per axis."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(4, 6, (3, 2), stride=(1, 2), padding=(2, 1), dilation=(2, 1), groups=2),
+        nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1, groups=2,
+                           dilation=2)).double().eval()
+    shape = (4, 6, 5)
+    script = jit(model, how, shape)
+    records = sct.trace(script, shape)
+    assert [r.name for r in records] == ["0", "1"]
+    x = torch.zeros((1, *shape), dtype=F64)
+    for record, layer in zip(records, model):
+        assert record.input_shape == tuple(x.shape[1:])
+        expected = _jacobian(layer, record.input_shape)
+        np.testing.assert_allclose(_record_matrix(record), expected, rtol=0, atol=1e-12)
+        x = layer(x)
+        assert record.output_shape == tuple(x.shape[1:])
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_float32_batchnorm_keeps_its_eps(how):
+    """A mutant this catches: _torch_script_rebuild.py: ``cls(..., eps=eps,`` -> ``cls(...,``
+    (a traced BatchNorm's eps of 1e-3 read as the default 1e-5: in float32 the probe's check
+    cannot tell, a change of 5e-4 of the gain). Checks the BatchNorm record's matrix against
+    torch.autograd's Jacobian of the eager float64 BatchNorm with eps 1e-3, and the folded
+    row's upper bound against the norm of the dense Jacobian of conv and BatchNorm."""
+    torch.manual_seed(1)
+    bn = nn.BatchNorm2d(3, eps=1e-3)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(3))
+        bn.running_var.copy_(torch.rand(3) * 0.5 + 0.75)
+        bn.weight.copy_(torch.randn(3))
+        bn.bias.copy_(torch.randn(3))
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), bn).eval()  # float32
+    shape = (2, 4, 4)
+    script = jit(model, how, shape, dtype=torch.float32)
+    records = sct.trace(script, shape)
+    assert [r.name for r in records] == ["0", "1"]
+    eager = [m.double() for m in copy.deepcopy(model)]
+    for record, layer in zip(records, eager):
+        np.testing.assert_allclose(_record_matrix(record), _jacobian(layer, record.input_shape),
+                                   rtol=1e-6, atol=1e-6)
+    # the folded conv+bn row's certified interval holds the true norm of the composed map
+    whole = _jacobian(nn.Sequential(*eager), shape)
+    true = np.linalg.norm(whole, 2)
+    report = sct.lipschitz_report(script, shape, fold_batchnorm=True)
+    (row,) = list(report)
+    assert row["upper"] >= true * (1 - 1e-6)
+    assert row.get("lower", 0.0) <= true * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_softplus_keeps_its_threshold(how):
+    """A mutant this catches: _torch_script_rebuild.py: ``nn.Softplus(args[1], args[2])`` ->
+    ``nn.Softplus(args[1])`` (the threshold dropped: the rebuilt Softplus(2, 20) differs from
+    the model's Softplus(2, 0.5) above x = 0.25, and the model is refused). Checks that the
+    record's module computes what torch's ``F.softplus(x, 2.0, 0.5)`` does."""
+    model = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.Softplus(2.0, 0.5)).double().eval()
+    records = sct.trace(jit(model, how, (1, 8)), (1, 8))
+    assert [r.name for r in records] == ["0", "1"]
+    x = torch.linspace(-3, 3, 61, dtype=F64).reshape(1, 1, -1)
+    got = records[1].module(x)
+    expected = torch.nn.functional.softplus(x, beta=2.0, threshold=0.5)
+    assert torch.equal(got, expected)
+
+
+class _ConvBesideBatchNorm(nn.Module):
+    """A BatchNorm on the input, after a convolution whose output only gives a shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(x).reshape(y.shape)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_batchnorm_not_on_the_convolutions_output_is_not_folded(how):
+    """A mutant this catches: _torch_script.py: ``if last is None or source.unique() !=
+    value:`` -> ``if last is None:`` (a BatchNorm of the input folded into the convolution
+    before it, whose output only a shape read reads: the report then fails). Checks the
+    report's rows are the two layers, unfolded, each bounded above by its dense Jacobian's
+    norm (numpy), the whole map being ``bn(x)``."""
+    torch.manual_seed(2)
+    model = _ConvBesideBatchNorm().double().eval()
+    with torch.no_grad():
+        model.bn.running_var.copy_(torch.rand(2, dtype=F64) + 0.5)
+        model.bn.running_mean.copy_(torch.randn(2, dtype=F64))
+    shape = (2, 4, 4)
+    report = sct.lipschitz_report(jit(model, how, shape), shape, fold_batchnorm=True)
+    rows = list(report)
+    assert [row["name"] for row in rows] == ["conv", "bn"]
+    for row, layer in zip(rows, (model.conv, model.bn)):
+        true = np.linalg.norm(_jacobian(layer, shape), 2)
+        assert row["upper"] >= true * (1 - 1e-9)
+
+
+class _UpsampledByTheBatch(nn.Module):
+    """Nearest upsampling by ``b // 4 + 2``, ``b`` the batch size read as ``x.shape[-4]``: 2
+    at batches one to three, 3 at four."""
+
+    def __init__(self, by_size: bool):
+        super().__init__()
+        self.conv, self.by_size = nn.Conv2d(2, 2, 3, padding=1), by_size
+
+    def forward(self, x):
+        y = self.conv(x)
+        b = x.size(-4) if self.by_size else x.shape[-4]
+        return nn.functional.interpolate(y, scale_factor=b // 4 + 2)
+
+
+@pytest.mark.parametrize("by_size", [False, True])
+def test_batch_size_read_at_a_negative_axis_is_tainted(by_size):
+    """Mutants this catches: _torch_graph_sizes.py: ``return index % ndim == 0`` -> ``return
+    index == 0`` (``x.shape[-4]`` of a 4-d input not read as the batch size: a bound of 2.17
+    for a map whose constant is 3.26 at a batch of four); ``dim % _ndim_read(n) == 0`` ->
+    ``dim == 0`` (the same, for ``x.size(-4)``). Checks the network bound, if any,
+    is at least the spectral norm (numpy) of one sample's Jacobian (torch.autograd) at a batch
+    of four."""
+    torch.manual_seed(3)
+    model = _UpsampledByTheBatch(by_size).double().eval()
+    shape = (2, 6, 6)
+    report = sct.lipschitz_report(model, shape)
+    rest = torch.zeros((3, *shape), dtype=F64)
+    jac = _jacobian(lambda x: model(torch.cat([x, rest]))[:1], shape)
+    true = np.linalg.norm(jac, 2)
+    assert report.network_upper is None or report.network_upper >= true * (1 - 1e-9)
+
+
+class _ReturnsTheConvolution(nn.Module):
+    """A convolution's output returned, a BatchNorm of it computed and unused."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = self.bn(y)  # noqa: F841 - (the review's model)
+        return y
+
+
+def test_a_returned_convolution_output_is_not_folded():
+    """A mutant this catches: _torch_script.py: ``if user.kind() == "prim::Return": return
+    True`` -> ``return False`` (a convolution whose output the graph returns folded with the
+    BatchNorm that also reads it: the conv's own row lost, a row of bn(conv) instead). Checks
+    the scripted model's rows are the two layers, each bounded above by its dense Jacobian's
+    norm (numpy; torch.autograd)."""
+    torch.manual_seed(4)
+    model = _ReturnsTheConvolution().double().eval()
+    with torch.no_grad():
+        model.bn.running_var.copy_(torch.rand(2, dtype=F64) * 0.1 + 0.05)
+    shape = (2, 4, 4)
+    report = sct.lipschitz_report(jit(model, "script", shape), shape, fold_batchnorm=True)
+    rows = list(report)
+    assert [row["name"] for row in rows] == ["conv", "bn"]
+    for row, layer in zip(rows, (model.conv, model.bn)):
+        assert row["upper"] >= np.linalg.norm(_jacobian(layer, shape), 2) * (1 - 1e-9)
+
+
+def test_size_arithmetic_is_torchs_int64():
+    """Mutants this catches: _torch_graph_sizes.py: ``-2**63 <= value < 2**63`` -> ``<=
+    2**63`` (2**63, one past int64's largest, accepted); ``int64_floordiv: operator.floordiv``
+    -> ``lambda a, b: int(a / b)`` (truncated, and rounded through a float). Checks against
+    torch's own int64 arithmetic (``torch.div(..., rounding_mode="floor")``) and numpy's
+    int64 range."""
+    from sparseconv._torch_graph_sizes import int64_add, int64_floordiv, int64_mul, int64_sub
+
+    top = int(np.iinfo(np.int64).max)
+    assert int64_add(top - 1, 1) == top
+    for call, args in ((int64_add, (2**62, 2**62)), (int64_sub, (-(2**63), 1)),
+                       (int64_mul, (2**32, 2**31)), (int64_add, (top, 1))):
+        with pytest.raises(OverflowError):
+            call(*args)
+    assert int64_sub(-(2**62), 2**62) == -(2**63)
+    for a, b in ((-7, 2), (7, -2), (2**62 + 1, 3), (-(2**62) - 1, 7), (2**53 + 1, 1)):
+        expected = int(torch.div(torch.tensor(a), torch.tensor(b), rounding_mode="floor"))
+        assert int64_floordiv(a, b) == expected, (a, b)
+
+
+def test_a_softsign_computing_another_function_is_not_read_as_torchs():
+    """A mutant this catches: _torch_script.py: ``_check_rebuilt``'s condition -> ``if True:``
+    (return at once: a traced Softsign whose forward, set on the instance, runs ``x / (0.1 +
+    |x|)``, the kinds of operations torch's runs, read as torch's ``x / (1 + |x|)``: its
+    constant 10 read as 1). Checks
+    the trace is refused, or each record's module computes what the traced model does."""
+    torch.manual_seed(5)
+    soft = nn.Softsign()
+    soft.forward = lambda x: x / (0.1 + x.abs())  # type: ignore[method-assign]
+    model = nn.Sequential(nn.Conv1d(1, 1, 3, padding=1), soft).double().eval()
+    traced = jit(model, "trace", (1, 6))
+    x = torch.randn(1, 1, 6, dtype=F64)
+    try:
+        records = sct.trace(traced, (1, 6))
+    except TypeError:
+        return  # refused: sparseconv does not read a module it cannot rebuild
+    h = x
+    for record in records:
+        h = record.module(h)
+    assert torch.allclose(h, traced(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_max_pooling_keeps_ceil_mode_and_dilation(how):
+    """A mutant this catches: _torch_script_rebuild.py: ``cls(kernel, stride or None, padding,
+    dilation, ceil_mode=bool(ceil))`` -> ``cls(kernel, stride or None, padding, dilation)``
+    (a MaxPool2d with ceil_mode read without it: the call refused). Checks each record's
+    module computes torch's ``F.max_pool2d`` with the model's arguments, shapes included."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1),
+                          nn.MaxPool2d(3, stride=2, padding=1, dilation=(1, 2), ceil_mode=True)
+                          ).double().eval()
+    shape = (1, 7, 8)
+    records = sct.trace(jit(model, how, shape), shape)
+    assert [r.name for r in records] == ["0", "1"]
+    y = torch.randn(1, 2, 7, 8, dtype=F64)
+    expected = nn.functional.max_pool2d(y, 3, stride=2, padding=1, dilation=(1, 2),
+                                        ceil_mode=True)
+    assert records[1].output_shape == tuple(expected.shape[1:])
+    assert torch.equal(records[1].module(y), expected)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_an_in_place_activations_input_is_read_before_it(how):
+    """A mutant this catches: _torch_script.py: ``_snapshot``'s ``if before:
+    clone.insertBefore(node)`` -> ``if False:`` (a call's input cloned after its first node:
+    an in-place LeakyReLU's input read as its output, and the call refused as computing
+    something else). Checks the records' modules against torch's ``F.leaky_relu`` and the
+    jitted model's own forward."""
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                          nn.Conv1d(2, 1, 1)).double().eval()
+    jitted = jit(model, how, (1, 9))
+    records = sct.trace(jitted, (1, 9))
+    assert [r.name for r in records] == ["0", "1", "2"]
+    x = torch.randn(1, 1, 9, dtype=F64)
+    h = x
+    for record in records:
+        h = record.module(h)
+    assert torch.allclose(h, jitted(x.clone()), rtol=1e-12, atol=1e-12)
+    conv_out = model[0](torch.zeros(1, 1, 9, dtype=F64))
+    assert torch.equal(records[1].module(conv_out - 1.0),
+                       nn.functional.leaky_relu(conv_out - 1.0, 0.2))
+
+
+class _SlicedAtTheLastAxis(nn.Module):
+    """A slice and a selection along negative axes, between two layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(2, 3, 3, padding=1), nn.Conv1d(3, 2, 1)
+
+    def forward(self, x):
+        y = self.conv(x)[..., 1:4]
+        return self.head(y.select(-2, 0)) * 2.0
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_slices_along_negative_axes_keep_the_graph_bound(how):
+    """A mutant this catches: _torch_script_graph.py: ``_at_axis``'s ``(Ellipsis, item,
+    *(slice(None),) * (-dim - 1))`` -> ``* (-dim)`` (a slice at axis -1 applied at axis -2:
+    the rebuilt graph refused, no bound). Checks the network bound exists and is at least the
+    spectral norm (numpy) of the jitted model's Jacobian (torch.autograd), and at most the
+    product of the layers' dense norms times 2 (a slice has norm at most 1)."""
+    torch.manual_seed(8)
+    model = _SlicedAtTheLastAxis().double().eval()
+    shape = (2, 5, 6)
+    jitted = jit(model, how, shape)
+    report = sct.lipschitz_report(jitted, shape)
+    true = np.linalg.norm(_jacobian(jitted, shape), 2)
+    assert report.network_upper is not None, report.reason
+    assert report.network_upper >= true * (1 - 1e-9)
+    conv = np.linalg.norm(_jacobian(model.conv, shape), 2)
+    head = np.linalg.norm(_jacobian(model.head, (3, 3)), 2)
+    assert report.network_upper <= 2.0 * conv * head * (1 + 1e-6)
+
+
+class _ReturnsTheFirstLayer(nn.Module):
+    """Two layers in a row, the first one's output returned: the second is dead."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+        with torch.no_grad():
+            self.b.weight.mul_(0.01)
+
+    def forward(self, x):
+        y = self.a(x)
+        z = self.b(y)  # noqa: F841 - (the review's model)
+        return y
+
+
+def test_a_chain_must_return_its_last_calls_output():
+    """A mutant this catches: _torch_script_chain.py: ``outputs[0].unique() in
+    chain.current`` dropped (a scripted forward returning its first layer's output, its
+    second layer dead, taken for the chain of both: a product with the dead layer's factor
+    0.01, far below the model's constant). Checks the network bound, if any, is at least the
+    spectral norm (numpy) of the scripted model's Jacobian (torch.autograd)."""
+    torch.manual_seed(9)
+    model = _ReturnsTheFirstLayer().double().eval()
+    shape = (2, 4, 4)
+    scripted = jit(model, "script", shape)
+    report = sct.lipschitz_report(scripted, shape)
+    true = np.linalg.norm(_jacobian(scripted, shape), 2)
+    assert report.network_upper is None or report.network_upper >= true * (1 - 1e-9)
+
+
+class _SetsItsFlag(nn.Module):
+    """A forward that sets the flag its ``if`` then reads: False at rest, True as it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+        self.c = nn.Conv2d(2, 2, 1)
+        self.flag = False
+
+    def forward(self, x):
+        self.flag = True
+        y = self.a(x)
+        if self.flag:
+            y = self.c(y)
+        return self.b(y)
+
+
+def test_an_attribute_the_forward_sets_is_not_read_at_rest():
+    """A mutant this catches: _torch_script.py: ``_fix_flags``'s ``written = {... prim::SetAttr
+    ...}`` -> ``written = set()`` (an ``if`` on a flag the forward sets read at its value at
+    rest, False: the branch that runs, calling layer ``c``, folded away and ``c``'s row lost).
+    Checks the scripted model is refused, or its rows are the layers the model runs, as the
+    eager model's forward hooks (torch) record them."""
+    model = _SetsItsFlag().double().eval()
+    shape = (2, 4, 4)
+    called: list[str] = []
+    handles = [getattr(model, n).register_forward_hook(
+        lambda m, i, o, n=n: called.append(n)) for n in "abc"]
+    model(torch.zeros((1, *shape), dtype=F64))
+    for handle in handles:
+        handle.remove()
+    model.flag = False
+    scripted = jit(model, "script", shape)
+    try:
+        report = sct.lipschitz_report(scripted, shape)
+    except TypeError:
+        return  # refused: an if on a flag the forward sets is not followed
+    assert [row["name"] for row in report] == called
+
+
+class _IndexedBySize(nn.Module):
+    """A list of two tensors indexed by a size of the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv1d(2, 2, 3, padding=1), nn.Conv1d(2, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        outs = [y * 3.0, y]
+        return self.b(outs[x.size(1) - 2])
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_list_indexed_by_a_size_is_refused_or_bounded(how):
+    """A mutant this catches: _torch_script_graph.py: ``if type(args[1]) is not int:`` ->
+    ``if False:`` (a list of tensors indexed by an index computed from the signal's sizes:
+    the rebuilt graph fails). Checks the report runs, and its network bound, if any, is at
+    least the spectral norm (numpy) of the jitted model's Jacobian (torch.autograd)."""
+    torch.manual_seed(12)
+    model = _IndexedBySize().double().eval()
+    shape = (2, 6)
+    jitted = jit(model, how, shape)
+    report = sct.lipschitz_report(jitted, shape)
+    true = np.linalg.norm(_jacobian(jitted, shape), 2)
+    assert report.network_upper is None or report.network_upper >= true * (1 - 1e-9)
