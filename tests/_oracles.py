@@ -267,6 +267,14 @@ def mpmath_singular_values(matrices, digits: int = 30) -> np.ndarray:
 
 
 
+def jacobian_matrix(module, input_shape) -> np.ndarray:
+    """The Jacobian of ``module`` at a zero input of one sample of ``input_shape``, by
+    torch.autograd, in float64, as a dense (outputs, inputs) matrix."""
+    x = torch.zeros((1, *input_shape), dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: module(v), x)
+    return jac.reshape(-1, x.numel()).numpy()
+
+
 def exact_gram(matrix) -> list[list[int]]:
     """``A^T A`` of a matrix of small integers (dense or sparse), in Python integers: exact.
     Of Gaussian integers, ``A^H A = X + iY``'s real form ``[[X, -Y], [Y, X]]``: the same

@@ -1086,3 +1086,206 @@ def test_round_outward_keeps_every_digit_asked(tmp_path):
         lower = round_outward(value, ROUND_FLOOR, 8)
         assert Fraction(lower) <= Fraction(value) <= Fraction(upper), (lower, value, upper)
         assert Fraction(upper) - Fraction(lower) < Fraction(value) * Fraction(1, 10**7)
+
+
+def test_spectrum_band_spans_the_certified_interval():
+    """A mutant this catches: plot/_charts.py: ``ax.axhspan(lower, upper,`` ->
+    ``ax.axhspan(upper, upper,``. The grey band drawn for the interval must cover exactly
+    [lower, upper] in data coordinates (read back from the patch matplotlib drew)."""
+    ax = Figure().subplots()
+    lower, upper = 1.25, 2.5
+    plot.spectrum([3.0, 1.0, 2.0], ax, interval=(lower, upper))
+    (band,) = ax.patches
+    ys = band.get_patch_transform().transform(band.get_path().vertices)[:, 1]
+    assert min(ys) == pytest.approx(lower) and max(ys) == pytest.approx(upper)
+
+
+def test_spectrum_error_bar_spans_the_certified_interval():
+    """A mutant this catches: plot/_charts.py: ``yerr=[[(upper - lower) / 2]] * 2`` ->
+    ``/ 4``. On a wide interval the error bar must run from lower to upper exactly (the
+    suite's own check used an interval 1e-9 wide, where the mutant hid in rtol)."""
+    ax = Figure().subplots()
+    plot.spectrum([3.0, 1.0, 2.0], ax, interval=(1.0, 2.0))
+    (bar,) = [c for c in ax.collections if len(c.get_segments()) == 1]
+    ys = sorted(bar.get_segments()[0][:, 1])
+    assert ys == pytest.approx([1.0, 2.0], abs=1e-12)
+
+
+def test_frequency_heatmap_extent_of_a_non_square_grid():
+    """A mutant this catches: plot/_charts.py: ``dy, dx = 1/H, 1/W`` -> ``dx, dy = ...``.
+    On a 4 x 6 grid the image spans the cells of np.fft.fftfreq's frequencies, half a cell
+    beyond the first and last: x from -1/2 - 1/12 to 1/3 + 1/12, y from -1/2 - 1/8 to
+    1/4 + 1/8 (written out here)."""
+    values = np.arange(24.0).reshape(4, 6)
+    image = plot.frequency_heatmap(values, Figure().subplots(), colorbar=False)
+    assert image.get_extent() == pytest.approx([-7 / 12, 5 / 12, -5 / 8, 3 / 8])
+    np.testing.assert_array_equal(image.get_array(), np.roll(values, (2, 3), axis=(0, 1)))
+
+
+def test_receptive_field_heatmap_takes_vmax_equal_to_the_largest_count():
+    """A mutant this catches: plot/_charts.py: ``vmax < top`` -> ``vmax <= top`` (a vmax
+    equal to the largest path count, allowed by the docstring, was refused). Two 3x3 layers:
+    the centre input pixel has 9 paths to the centre unit (counted here by convolving a
+    3x3 box with itself)."""
+    from sparseconv import ConvGeometry
+
+    g = ConvGeometry.from_weight((1, 1, 3, 3), (1, 9, 9), padding=1)
+    box = np.ones((3, 3))
+    paths = np.zeros((5, 5))
+    for i in range(3):
+        for j in range(3):
+            paths[i:i + 3, j:j + 3] += box
+    assert paths.max() == 9
+    image = plot.receptive_field_heatmap([g, g], Figure().subplots(), vmax=9)
+    assert image.norm.vmax == pytest.approx(9.5)
+    assert int(np.ma.filled(image.get_array(), 0).max()) == 9
+
+
+def test_receptive_field_colours_one_per_count_with_every_count_ticked():
+    """Mutants this catches: plot/_charts.py: ``np.linspace(0.5, top + 0.5, levels + 1)``
+    -> ``top - 0.5`` (counts drawn one colour off), and ``range(1, top + 1)`` ->
+    ``range(1, top)`` (the top count unticked). Two 3x3 layers: counts 1..9, each between
+    the boundaries k - 1/2 and k + 1/2, each its own colour, ticks 1..9."""
+    from sparseconv import ConvGeometry
+
+    g = ConvGeometry.from_weight((1, 1, 3, 3), (1, 9, 9), padding=1)
+    image = plot.receptive_field_heatmap([g, g], Figure().subplots())
+    np.testing.assert_allclose(image.norm.boundaries, np.arange(10) + 0.5)
+    colours = [tuple(image.cmap(image.norm(k))) for k in range(1, 10)]
+    assert len(set(colours)) == 9
+    assert list(image.colorbar.get_ticks()) == list(range(1, 10))
+
+
+def test_spectrum_error_bar_sits_at_the_first_fraction():
+    """A mutant this catches: plot/_charts.py: ``x0 = float(...lines[0].get_xdata()[0])``
+    -> ``x0 = 0.0``. With ``fraction=True`` the three values sit at (i + 1/2) / 3: the
+    interval's error bar is drawn at the first of them, 1/6, where the largest value is."""
+    ax = Figure().subplots()
+    (line,) = plot.spectrum([1.0, 3.0, 2.0], ax, fraction=True, interval=(2.5, 3.5))
+    assert list(line.get_xdata()) == pytest.approx([1 / 6, 1 / 2, 5 / 6])
+    (bar,) = [c for c in ax.collections if len(c.get_segments()) == 1]
+    assert list(bar.get_segments()[0][:, 0]) == pytest.approx([1 / 6, 1 / 6])
+
+
+def test_frequency_heatmap_centres_zero_frequency_of_an_odd_grid():
+    """A mutant this catches: plot/_charts.py: ``np.fft.fftshift(v)`` -> ``ifftshift``
+    (alike on even sizes only). On a 3 x 5 grid the zero frequency (values[0, 0]) must be
+    drawn at the centre cell (1, 2): rows and columns rolled by 1 and 2."""
+    values = np.arange(15.0).reshape(3, 5)
+    image = plot.frequency_heatmap(values, Figure().subplots(), colorbar=False)
+    drawn = np.asarray(image.get_array())
+    assert drawn[1, 2] == values[0, 0]
+    np.testing.assert_array_equal(drawn, np.roll(values, (1, 2), axis=(0, 1)))
+
+
+def _faces(collection) -> list[str]:
+    from matplotlib.colors import to_hex
+
+    return [to_hex(c) for c in collection.get_facecolor()]
+
+
+def _drawn(anim):
+    """``anim``, marked as drawn (its frames are read here, not rendered: matplotlib would
+    warn at its deletion)."""
+    anim._draw_was_started = True
+    return anim
+
+
+def test_animation_colours_the_padding_by_what_it_holds():
+    """Mutants this catches: plot/_animation.py: ``position < lo + axis.size`` -> ``<=``
+    (the first padding cell past the input drawn as input) and ``_COPY if s >= 0`` ->
+    ``s > 0`` (a circular pad copying input cell 0 drawn as a zero). 1-D, 4 inputs, padding
+    1: padded cells 1..4 are the input; zero padding makes cells 0 and 5 alike (zeros),
+    circular padding makes them copies (alike, and unlike zeros)."""
+    from sparseconv import ConvGeometry
+
+    zeros = ConvGeometry.from_weight((1, 1, 3), (1, 4), padding=1)
+    circular = ConvGeometry.from_weight((1, 1, 3), (1, 4), padding=1, padding_mode="circular")
+    faces = {}
+    for name, geom in (("zeros", zeros), ("circular", circular)):
+        anim = _drawn(plot.conv_animation(geom))
+        # the big grid at a frame whose window (cells 2..4) leaves cells 0, 1 and 5 alone
+        anim._func(2)
+        faces[name] = _faces(anim._fig.axes[0].collections[0])
+    z, c = faces["zeros"], faces["circular"]
+    assert len(z) == len(c) == 6
+    assert z[0] == z[5] and c[0] == c[5]  # both pads alike
+    assert z[1] != z[5] and c[1] != c[5]  # a pad is no input cell
+    assert z[5] != c[5]  # a zero is no copy (circular: cell 0 copies input 3, cell 5 input 0)
+
+
+def test_forward_animation_marks_the_outputs_done_so_far():
+    """A mutant this catches: plot/_animation.py: ``range(frame)`` -> ``range(frame - 1)``
+    in the small grid's done outputs. 1-D, 5 inputs, kernel 3: outputs 0, 1, 2; at frame 2,
+    outputs 0 and 1 are done (one colour), 2 is current (another)."""
+    from sparseconv import ConvGeometry
+
+    anim = _drawn(plot.conv_animation(ConvGeometry.from_weight((1, 1, 3), (1, 5))))
+    anim._func(0)
+    fresh = _faces(anim._fig.axes[0].collections[1])
+    anim._func(2)
+    small = _faces(anim._fig.axes[0].collections[1])
+    assert small[0] == small[1] != fresh[0] and small[2] not in (small[0], fresh[1])
+
+
+def test_transposed_animation_keeps_every_earlier_stamp():
+    """A mutant this catches: plot/_animation.py: ``window[:frame]`` -> ``window[:frame -
+    1]`` in the transposed frames. 1-D kernel 3, stride 2, padding 1 on 5 inputs: input
+    cell f stamps padded output cells 2f, 2f + 1, 2f + 2 (written out here); at frame 2
+    cell 3 (stamped by input 1 only) must show as done, like cell 1, and at frame 0 as
+    untouched, like cells 4 and 5."""
+    from sparseconv import ConvGeometry
+
+    geom = ConvGeometry.from_weight((1, 1, 3), (1, 5), stride=2, padding=1)
+    anim = _drawn(plot.conv_animation(geom, transposed=True))
+    big = anim._fig.axes[0].collections[0]
+    anim._func(0)
+    first = _faces(big)
+    anim._func(2)
+    later = _faces(big)
+    stamped = {2 * f + k for f in range(3) for k in range(3)}
+    assert stamped == set(range(7))
+    assert first[3] == first[4] == first[5]  # at frame 0, none of them stamped yet
+    assert later[1] == later[3] != first[3]  # stamped at frames 0 and 1: done, kept
+    assert later[3] != later[5]  # done, not the current stamp (cells 4, 5, 6)
+
+
+def test_gif_frames_are_sized_at_four_bytes_a_pixel(tmp_path, memory_limit):
+    """A mutant this catches: plot/_animation.py: ``check_memory(4 * frames * width *
+    height`` -> ``frames * width * height``. The GIF's frame count and pixel size are read
+    from the file PIL opens; under a limit of twice frames x pixels (below the 4 bytes a
+    pixel the docstring says are kept) the GIF is refused before it is drawn."""
+    from PIL import Image
+
+    import sparseconv as sc
+    from sparseconv import ConvGeometry
+
+    geom = ConvGeometry.from_weight((1, 1, 2), (1, 3))
+    plot.conv_animation(geom, fname=tmp_path / "a.gif", dpi=20)
+    with Image.open(tmp_path / "a.gif") as gif:
+        frames, width, height = gif.n_frames, gif.width, gif.height
+    memory_limit(2 * frames * width * height)
+    with pytest.raises(sc.MatrixTooLargeError):
+        plot.conv_animation(geom, fname=tmp_path / "b.gif", dpi=20)
+
+
+def test_animation_dashes_zero_pads_and_marks_cropped_stamps():
+    """Mutants this catches: plot/_animation.py: ``is_pad & (source < 0)`` -> ``is_pad``
+    (a circular pad, a copy, drawn dashed like a zero) and ``_CROPPED_CURRENT if
+    is_pad[cell] else _CURRENT`` -> ``_CURRENT`` (a transposed stamp on a cropped cell
+    drawn like one kept). 1-D, 4 inputs, padding 1: padded cells 0 and 5 are the pads."""
+    from sparseconv import ConvGeometry
+
+    def dashed(anim):
+        styles = anim._fig.axes[0].collections[0].get_linestyles()
+        return [dashes is not None for _, dashes in styles]
+
+    zeros = ConvGeometry.from_weight((1, 1, 3), (1, 4), padding=1)
+    circular = ConvGeometry.from_weight((1, 1, 3), (1, 4), padding=1, padding_mode="circular")
+    assert dashed(_drawn(plot.conv_animation(zeros))) == [True, False, False, False, False,
+                                                          True]
+    assert not any(dashed(_drawn(plot.conv_animation(circular))))
+    anim = _drawn(plot.conv_animation(zeros, transposed=True))
+    anim._func(0)  # input 0 stamps padded cells 0 (cropped), 1 and 2
+    faces = _faces(anim._fig.axes[0].collections[0])
+    assert faces[1] == faces[2] != faces[0]

@@ -18,8 +18,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from ._oracles import assert_exactly_contains, exact_gram, torch
+from ._oracles import assert_exactly_contains, exact_gram, jacobian_matrix, torch
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -1517,3 +1518,149 @@ def test_rows_hold_integer_layers_norms_in_exact_arithmetic(seed):
         assert_exactly_contains(result, exact_gram(jac), (seed, row["name"]))
         checked += 1
     assert checked == 7
+
+
+def _csr_bytes(a: np.ndarray) -> int:
+    """The bytes of scipy's own CSR array of ``a``'s nonzeros."""
+    c = sp.csr_array(a)
+    return c.data.nbytes + c.indices.nbytes + c.indptr.nbytes
+
+
+def test_linear_on_a_sequence_counts_every_copy_of_its_matrix():
+    """A mutant this catches: _torch_report_rows.py: ``in_features * out_features *
+    layer.repeat`` -> ``in_features * out_features``. nn.Linear on a (2, 4) input is applied
+    to both rows: its matrix holds two copies of the 3 x 4 weight, 24 entries (autograd's
+    Jacobian counts them), and its CSR memory is that of those 24."""
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 3, dtype=F64)
+    report = sct.lipschitz_report(nn.Sequential(lin).eval(), (2, 4))
+    (row,) = list(report)
+    j = jacobian_matrix(lin, (2, 4))
+    assert row["nnz"] == np.count_nonzero(j) == 24
+    assert row["memory"] == _csr_bytes(j)
+    norm = np.linalg.norm(j, 2)
+    assert row["lower"] <= norm * (1 + 1e-12) and norm <= row["upper"] * (1 + 1e-12)
+
+
+def test_folded_float32_batchnorm_keeps_the_upper_bound_above_the_exact_norm():
+    """A mutant this catches: _torch_report_rows.py: ``_fold(copy.deepcopy(module).double(),
+    ...)`` -> ``_fold(copy.deepcopy(module), ...)``: folding in float32 rounds the folded
+    weight 1/sqrt(3) down to 0.57735026 and the row's upper bound falls below the norm. The
+    oracle: a 1x1 convolution of weight 1 then a BatchNorm, whose map is scale * I with
+    scale = gamma / sqrt(var + eps) from the module's stored float32 values, in float64."""
+    conv, bn = nn.Conv2d(1, 1, 1, bias=False), nn.BatchNorm2d(1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        bn.running_var.fill_(3.0 - 1e-5)
+    model = nn.Sequential(conv, bn).eval()
+    exact = 1.0 / np.sqrt(float(bn.running_var.double()) + bn.eps)
+    (row,) = list(sct.lipschitz_report(model, (1, 4, 4), fold_batchnorm=True))
+    assert row["name"] == "0+1"
+    assert row["lower"] <= exact <= row["upper"]
+
+
+def test_folded_batchnorm_that_cancels_a_large_mean_is_read():
+    """A mutant this catches: _torch_report_rows.py: ``max(magnitude(first.module, x),
+    magnitude(last.module, x))`` -> ``magnitude(first.module, x)``. A float32 convolution
+    then a BatchNorm of running mean and bias 1e7 (outputs near 50, rounded at 1e7 in
+    float32): the folded row's reading must be accepted, its interval enclosing the norm of
+    autograd's Jacobian of the float64 copy of the pair."""
+    torch.manual_seed(0)
+    conv, bn = nn.Conv1d(1, 1, 3, bias=False), nn.BatchNorm1d(1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[0.3, -0.5, 0.2]]]))
+        bn.running_mean.fill_(1e7)
+        bn.bias.fill_(1e7)
+    model = nn.Sequential(conv, bn).eval()
+    (row,) = list(sct.lipschitz_report(model, (1, 32), fold_batchnorm=True))
+    norm = np.linalg.norm(jacobian_matrix(nn.Sequential(conv, bn).double().eval(), (1, 32)), 2)
+    assert row["name"] == "0+1"
+    assert row["lower"] <= norm * (1 + 1e-9) and norm <= row["upper"] * (1 + 1e-9)
+
+
+def test_transposed_row_shows_its_periodic_twin():
+    """A mutant this catches: _torch_report_rows.py: ``_has_periodic_twin``'s
+    ``(*_CONV, *_CONV_T, *_POOL)`` -> ``(*_CONV, *_POOL)``. A ConvTranspose2d(2, 3, 3,
+    padding=1) row's circular column is the norm of the same kernel made periodic: the
+    circular Conv2d(3, 2, 3, padding=1) of the same weight (the transposed layer's
+    adjoint), whose norm autograd's Jacobian gives."""
+    torch.manual_seed(1)
+    t = nn.ConvTranspose2d(2, 3, 3, padding=1, dtype=F64)
+    (row,) = list(sct.lipschitz_report(nn.Sequential(t).eval(), (2, 6, 6)))
+    periodic = nn.Conv2d(3, 2, 3, padding=1, padding_mode="circular", bias=False, dtype=F64)
+    with torch.no_grad():
+        periodic.weight.copy_(t.weight)
+    expected = np.linalg.norm(jacobian_matrix(periodic, (3, 6, 6)), 2)
+    assert row["circular"] == pytest.approx(expected, rel=1e-9)
+    norm = np.linalg.norm(jacobian_matrix(t, (2, 6, 6)), 2)
+    assert row["lower"] <= norm * (1 + 1e-12) and norm <= row["upper"] * (1 + 1e-12)
+
+
+class _TwoNormsOfOneOutput(nn.Module):
+    """``bn1(y) + bn2(y)`` of one convolution's output, behind data-dependent control flow
+    (torch.fx cannot trace it, so the report cannot see that ``y`` is read twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1, dtype=F64)
+        self.bn1, self.bn2 = nn.BatchNorm2d(2, dtype=F64), nn.BatchNorm2d(2, dtype=F64)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if float(x.sum()) > 1e9:
+            return y
+        return self.bn1(y) + self.bn2(y)
+
+
+def test_a_second_batchnorm_of_a_folded_output_keeps_its_own_row():
+    """A mutant this catches: _torch_report.py: ``if todo[i][1] is None:`` -> ``if True:``
+    (the second BatchNorm replaced the first in the convolution's fold: bn1's row was
+    lost). Every BatchNorm the forward calls (seen by torch's own forward hooks) must be
+    in some row."""
+    torch.manual_seed(0)
+    model = _TwoNormsOfOneOutput().eval()
+    called = []
+    handles = [m.register_forward_hook(lambda mod, i, o, n=n: called.append(n))
+               for n, m in model.named_children()]
+    with torch.no_grad():
+        model(torch.zeros((1, 1, 5, 5), dtype=F64))
+    for h in handles:
+        h.remove()
+    report = sct.lipschitz_report(model, (1, 5, 5), fold_batchnorm=True)
+    in_rows = {part for row in report for part in row["name"].split("+")}
+    assert set(called) == {"conv", "bn1", "bn2"} and set(called) <= in_rows
+
+
+def test_batchnorm_of_a_tiny_signal_at_a_large_mean_is_read():
+    """A mutant this catches: _torch_probe.py: ``largest * (1.0 + max|x|)`` -> ``largest *
+    (0.0 + max|x|)``. A float32 BatchNorm of running mean and bias 1e7 reads the output of a
+    convolution of weight 1e-6 (inputs near 1e-6, outputs near 50 rounded at 1e7): the
+    mean and bias are summed whatever the input's size, so the row must be given, its
+    interval enclosing the norm of autograd's Jacobian of the float64 copy."""
+    conv, bn = nn.Conv1d(1, 1, 1, bias=False), nn.BatchNorm1d(1)
+    with torch.no_grad():
+        conv.weight.fill_(1e-6)
+        bn.running_mean.fill_(1e7)
+        bn.bias.fill_(1e7)
+    model = nn.Sequential(conv, bn).eval()
+    rows = {row["name"]: row for row in sct.lipschitz_report(model, (1, 16))}
+    norm = np.linalg.norm(jacobian_matrix(nn.BatchNorm1d(1).double().eval(), (1, 16)), 2)
+    assert rows["1"]["lower"] <= norm * (1 + 1e-9) and norm <= rows["1"]["upper"] * (1 + 1e-9)
+
+
+def test_a_float16_layer_that_overflows_on_the_probe_keeps_its_row():
+    """A mutant this catches: _torch_probe.py: ``matches`` returning False instead of True
+    where an output is not finite (the docstring: a float16 model overflowing on the probe
+    compares shapes alone). A float16 Conv1d of taps 3e4 overflows to inf on the seeded
+    probe; its row must still be given, enclosing the norm of its float64 copy's Jacobian."""
+    conv = nn.Conv1d(1, 1, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[3e4, 2e4, 3e4]]]))
+    model = nn.Sequential(conv).half().eval()
+    probe = torch.randn((1, 1, 16), generator=torch.Generator().manual_seed(0),
+                        dtype=F64).half()
+    with torch.no_grad():
+        assert not bool(torch.isfinite(model(probe)).all())  # the case: an overflow
+    (row,) = list(sct.lipschitz_report(model, (1, 16)))
+    norm = np.linalg.norm(jacobian_matrix(nn.Sequential(conv).double(), (1, 16)), 2)
+    assert row["lower"] <= norm * (1 + 1e-9) and norm <= row["upper"] * (1 + 1e-9)
