@@ -321,7 +321,8 @@ def definite(gram: list[list[int]], bound: float, strict: bool) -> bool:
 
 def assert_exactly_contains(result, gram, context=None) -> None:
     """A :class:`~sparseconv.SpectralNorm`'s interval, and each bound it took the least of,
-    hold the norm whose squared Gram matrix is ``gram``, in exact arithmetic (:func:`definite`)."""
+    hold the norm of the matrix whose Gram matrix is ``gram``, in exact arithmetic
+    (:func:`definite`)."""
     assert definite(gram, result.upper, strict=False), ("upper below the norm", result, context)
     assert not definite(gram, result.lower, strict=True), ("lower above the norm", result,
                                                            context)

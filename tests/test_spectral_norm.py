@@ -1723,10 +1723,10 @@ def test_spectral_norms_passes_relative_width_to_every_layer(monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # Soundness in exact arithmetic. The sweeps above compare with LAPACK's norm up to a relative
 # 1e-13, so a bound a few roundings below the truth would pass them. Here the weights are small
-# integers: the matrix, its Gram matrix G = A^T A and so the norm's square are exact integers and
-# an algebraic number, and each bound b is checked with no rounding at all: b is an upper bound
-# if and only if b^2 I - G is positive semidefinite, a lower one if and only if b^2 I - G is not
-# positive definite, both decided by elimination in exact rationals.
+# integers, so are the matrix A and its Gram matrix G = A^T A (exactly), and the norm's square
+# is G's largest eigenvalue. Each bound b is checked with no rounding at all: b is an upper
+# bound if and only if b^2 I - G is positive semidefinite, a lower one if and only if b^2 I - G
+# is not positive definite, both decided by elimination in exact rationals.
 # ---------------------------------------------------------------------------------------------
 def _integer_layer(rng, mode, periodic=False, inputs=36):
     """A small layer with weights in {-2, ..., 2} (not all zero) and at most ``inputs`` inputs;
