@@ -12,7 +12,14 @@ import pytest
 
 import sparseconv as sc
 
-from ._oracles import assert_close, definite, exact_gram, random_pointwise_layer, torch
+from ._oracles import (
+    assert_close,
+    definite,
+    exact_gram,
+    jacobian_matrix,
+    random_pointwise_layer,
+    torch,
+)
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -626,13 +633,6 @@ def test_a_subnormal_layers_bound_keeps_its_gradient(scale):
     assert torch.allclose(tiny.grad, normal.grad, rtol=1e-12, atol=0)
 
 
-def _jacobian(module, shape):
-    """PyTorch's own layer's Jacobian, by autograd, in float64."""
-    x = torch.zeros((1, *shape), dtype=F64)
-    jac = torch.autograd.functional.jacobian(lambda v: module(v).reshape(-1), x)
-    return jac.reshape(-1, int(np.prod(shape))).numpy()
-
-
 @pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate", "transposed"])
 def test_upper_bound_holds_integer_layers_in_exact_arithmetic(mode):
     """The differentiable bound of small-integer layers against PyTorch's own layer in exact
@@ -663,6 +663,6 @@ def test_upper_bound_holds_integer_layers_in_exact_arithmetic(mode):
             shape = (c_in, *(n,) * ndim)
         with torch.no_grad():
             module.weight.copy_(weight)
-        gram = exact_gram(_jacobian(module, shape))
+        gram = exact_gram(jacobian_matrix(module, shape))
         assert definite(gram, float(bound), strict=False), (mode, case, weight.tolist(), n, p,
                                                             s, float(bound))
