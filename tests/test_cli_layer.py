@@ -4,6 +4,9 @@ Jacobian of the named module, and what cannot be read is refused by name."""
 
 from __future__ import annotations
 
+import pickle
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -14,6 +17,8 @@ if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
 
 from torch import nn  # noqa: E402
+
+from sparseconv._cli_layer import _model_format  # noqa: E402
 
 F64 = torch.float64
 
@@ -137,3 +142,48 @@ def test_a_submodule_saved_in_training_mode_is_said(tmp_path, capsys):
     path = _scripted(model, tmp_path / "m.pt")
     assert main(["info", "--model", path, "--layer", "0", "--in-shape", "1,5,5"]) == 0
     assert "saved in training mode" in capsys.readouterr().err
+
+
+def test_model_format_of_files_torch_pickle_numpy_and_text_write(tmp_path):
+    """A mutant this catches: _cli_layer.py: ``return "pickle" if any(n.endswith("data.pkl")
+    ...) else None`` -> ``return "pickle"`` (a numpy .npz archive, a zip too, was taken for
+    torch.save's); also ``except ValueError: return None`` -> ``return "plain pickle"`` (a
+    ``\\x80`` file that is no pickle called a plain pickle)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()).eval()
+    files = {}
+    torch.save(model, tmp_path / "zip.pt")
+    files["zip.pt"] = "pickle"
+    for protocol in (0, 2, 5):
+        torch.save(model, tmp_path / f"legacy{protocol}.pt",
+                   _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+        files[f"legacy{protocol}.pt"] = "pickle"
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(model), tmp_path / "script.pt")
+        torch.jit.save(torch.jit.trace(model, torch.zeros(1, 1, 5, 5)), tmp_path / "trace.pt")
+    files["script.pt"] = "torchscript"
+    files["trace.pt"] = "torchscript"
+    with open(tmp_path / "plain.pkl", "wb") as stream:
+        pickle.dump(model, stream, protocol=4)
+    files["plain.pkl"] = "plain pickle"
+    np.savez(tmp_path / "weights.npz", w=np.ones(3))
+    files["weights.npz"] = None
+    (tmp_path / "notes.txt").write_text("0.5 1.5\nhello\n")
+    files["notes.txt"] = None
+    (tmp_path / "empty.pt").write_bytes(b"")
+    files["empty.pt"] = None
+    (tmp_path / "bad.pt").write_bytes(b"\x80\x02\xff\xff")  # PROTO 2, then no opcode
+    files["bad.pt"] = None
+    got = {name: _model_format(str(tmp_path / name)) for name in files}
+    assert got == files
+
+
+def test_plain_pickle_whose_first_object_is_long_is_still_a_plain_pickle(tmp_path):
+    """A mutant this catches: _cli_layer.py: ``stream.read(2**16)`` -> ``stream.read(64)``
+    (a pickle.dump file whose first object, a 1000-character string, runs past the bytes
+    read was "not a file written by torch.save" instead of a plain pickle)."""
+    path = tmp_path / "plain.pkl"
+    with open(path, "wb") as stream:
+        pickle.dump(("x" * 1000, {"a": 1}), stream, protocol=4)
+    assert _model_format(str(path)) == "plain pickle"

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+import types
 import warnings
 from decimal import Decimal
 from fractions import Fraction
@@ -30,6 +31,7 @@ from torch import nn  # noqa: E402
 
 import sparseconv as sc  # noqa: E402
 import sparseconv.torch as sct  # noqa: E402
+from sparseconv._report_table import LipschitzReport  # noqa: E402
 
 from . import _networks  # noqa: E402
 from ._isolation import in_a_new_interpreter  # noqa: E402
@@ -1664,3 +1666,264 @@ def test_a_float16_layer_that_overflows_on_the_probe_keeps_its_row():
     (row,) = list(sct.lipschitz_report(model, (1, 16)))
     norm = np.linalg.norm(jacobian_matrix(nn.Sequential(conv).double(), (1, 16)), 2)
     assert row["lower"] <= norm * (1 + 1e-9) and norm <= row["upper"] * (1 + 1e-9)
+
+
+# floats whose shortest repr needs 17 significant digits: a 15- or 12-digit export loses them
+_LOWER = 0.1 + 0.2  # 0.30000000000000004
+
+
+_UPPER = 1 / 3 + 1e-16
+
+
+_CIRCULAR = 2 / 3
+
+
+_NETWORK = 5 / 7  # 0.7142857142857143
+
+
+def _rows() -> tuple[dict, ...]:
+    return (
+        dict(name="conv", type="Conv2d", input_shape=(1, 4, 4), output_shape=(2, 4, 4),
+             nnz=288, memory=3600, lower=_LOWER, upper=_UPPER, method="dense",
+             converged=True, circular=_CIRCULAR, seconds=0.125 + 1e-17),
+        dict(name="fc", type="Linear", input_shape=(32,), output_shape=(3,), nnz=96,
+             memory=1172, lower=_UPPER / 2, upper=_UPPER, method="bounds",
+             converged=False, circular=None, seconds=1 / 7),
+    )
+
+
+def _report(**kwargs) -> LipschitzReport:
+    fields = dict(rows=_rows(), network_upper=_NETWORK,
+                  activations=("1 (ReLU)", "2 (Sigmoid, 0.25)"), chain_checked=False)
+    return LipschitzReport(**{**fields, **kwargs})
+
+
+def _csv_cell(value) -> str:
+    """What the CSV must hold for a row's value, read back by ``csv``."""
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return str(value)
+
+
+def _csv(report, **options) -> tuple[list[str], list[dict]]:
+    reader = csv.DictReader(io.StringIO(report.to_csv(**options), newline=""))
+    return list(reader.fieldnames or []), list(reader)
+
+
+def test_csv_holds_every_row_field_by_field_in_the_columns_order():
+    """A mutant this catches: _report_table.py: ``writer.writeheader()`` -> ``pass``; also
+    ``"x".join(map(str, v))`` -> ``",".join(...)``, ``fieldnames=self.columns`` ->
+    ``sorted(self.columns)``, ``for row in self.rows:`` -> ``self.rows[:-1]``, a float written
+    as ``f"{v:.15g}"``, an int as ``float(v)`` and a bool as ``int(v)``."""
+    report = _report()
+    header, rows = _csv(report, network_row=False)
+    assert header == list(report.columns)
+    assert len(rows) == len(report.rows)
+    for got, row in zip(rows, report.rows):
+        for key in report.columns:
+            value = row[key]
+            if isinstance(value, float):
+                assert Fraction(float(got[key])) == Fraction(value), (key, got[key], value)
+            else:
+                assert got[key] == _csv_cell(value), (key, got[key], value)
+        assert int(got["nnz"]) == row["nnz"] and got["nnz"].isdigit()
+
+
+def test_csv_network_row_of_a_partial_report_says_none():
+    """A mutant this catches: _report_table.py: ``if self.network_upper is None:`` ->
+    ``if self.network_upper is None and self.complete:`` (an interrupted run's CSV ended with
+    a "product" network line, empty bound, as if complete); also the network row's
+    ``method = f"none: {self.reason}"`` -> ``"none"``."""
+    reason = "interrupted after 1 of 2 layers"
+    report = _report(rows=_rows()[:1], network_upper=None, reason=reason, complete=False)
+    _, rows = _csv(report)
+    assert [r["name"] for r in rows] == ["conv", "(network)"]
+    last = rows[-1]
+    assert (last["type"], last["upper"], last["method"]) == ("Network", "", f"none: {reason}")
+    assert all(last[k] == "" for k in report.columns if k not in ("name", "type", "method"))
+
+
+@pytest.mark.parametrize("bound", [0.0, _NETWORK, 1e308 * 1.5])
+def test_csv_and_json_network_bound_is_the_float_itself(bound):
+    """A mutant this catches: _report_table.py: the network row's ``"upper":
+    self.network_upper`` -> ``self.network_upper or None`` (a zero bound, of a network whose
+    weights are zero, exported as no bound) and -> ``round(self.network_upper, 6)``."""
+    report = _report(network_upper=bound, over_graph=True)
+    last = _csv(report)[1][-1]
+    assert last["method"] == "graph" and last["upper"] != ""
+    assert Fraction(float(last["upper"])) == Fraction(bound)
+    data = json.loads(report.to_json())
+    assert data["network_upper"] == bound and type(data["network_upper"]) is float
+
+
+def test_json_holds_every_field_exactly():
+    """A mutant this catches: _report_table.py: ``"reason": self.reason, `` -> `` `` (the key
+    lost); also ``"warning"`` lost, ``"complete": self.complete`` -> ``True``,
+    ``"chain_checked"`` -> ``True``, the activations joined into one string, the layers'
+    shapes stringified as ``"1x4x4"``, a field (``seconds``) dropped, floats rounded to 12
+    digits."""
+    report = _report(complete=False, reason="interrupted after 2 of 2 layers",
+                     network_upper=None, warning="assume_chain=True: the product ...")
+    data = json.loads(report.to_json())
+    assert set(data) == {"layers", "network_upper", "activations", "chain_checked", "reason",
+                         "complete", "over_graph", "warning"}
+    assert data["network_upper"] is None and data["complete"] is False
+    assert data["chain_checked"] is False and data["over_graph"] is False
+    assert data["reason"] == report.reason and data["warning"] == report.warning
+    assert data["activations"] == list(report.activations)
+    assert len(data["layers"]) == len(report.rows)
+    for got, row in zip(data["layers"], report.rows):
+        assert list(got) == list(row)  # every field, in the row's order
+        for key, value in row.items():
+            if isinstance(value, tuple):
+                assert got[key] == list(value), key
+            elif isinstance(value, float):
+                assert type(got[key]) is float and Fraction(got[key]) == Fraction(value), key
+            else:
+                assert got[key] == value and type(got[key]) is type(value), key
+
+
+def _chain():
+    return _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3, padding=1), nn.Tanh(),
+        nn.Flatten(), nn.Linear(2 * 6 * 6, 3)), seed=5).eval()
+
+
+class _FakeBar:
+    """A stand-in for ``tqdm.auto.tqdm`` that records what the report does to it."""
+
+    made: list[_FakeBar] = []
+
+    def __init__(self, total=None, **options):
+        self.total, self.options, self.n = total, options, 0
+        self.updates, self.postfix, self.closed = [], [], 0
+        _FakeBar.made.append(self)
+
+    def set_postfix_str(self, text, refresh=True):
+        self.postfix.append(text)
+
+    def update(self, n=1):
+        self.updates.append(n)
+        self.n += n
+
+    def close(self):
+        self.closed += 1
+
+
+@pytest.fixture
+def fake_tqdm(monkeypatch):
+    _FakeBar.made = []
+    module = types.ModuleType("tqdm.auto")
+    module.tqdm = _FakeBar  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tqdm.auto", module)
+    return _FakeBar.made
+
+
+def test_progress_bar_is_told_each_layer_and_closed(fake_tqdm):
+    """A mutant this catches: _torch_report.py: ``return update, bar.close`` -> ``return
+    update, lambda: None`` (the bar never closed); also the closer's call in ``_all_rows``
+    removed, the postfix's ``name`` replaced, the bar's ``total`` off by one, and a bar made
+    for ``progress=False``."""
+    report = sct.lipschitz_report(_chain(), (2, 6, 6), progress=True)
+    assert len(fake_tqdm) == 1
+    bar = fake_tqdm[0]
+    assert bar.total == len(report) == 3 and bar.n == 3 and bar.closed == 1
+    assert bar.postfix == [row["name"] for row in report] == ["0", "2", "5"]
+    assert bar.options.get("file") is sys.stderr
+    sct.lipschitz_report(_chain(), (2, 6, 6), progress=False)
+    assert len(fake_tqdm) == 1  # no bar for progress=False
+
+
+def test_progress_bar_is_closed_on_an_interrupt(fake_tqdm, monkeypatch):
+    """A mutant this catches: _torch_report.py: ``close()`` in ``_all_rows``' ``finally`` ->
+    ``pass`` (an interrupted run left its bar open on stderr)."""
+    def interrupted(done, total, name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_FakeBar, "update", lambda self, n=1: interrupted(0, 0, ""))
+    with pytest.raises(KeyboardInterrupt) as info:
+        sct.lipschitz_report(_chain(), (2, 6, 6), progress=True)
+    assert fake_tqdm[0].closed == 1
+    assert info.value.report.complete is False
+
+
+def test_interrupt_with_workers_keeps_the_finished_rows_only():
+    """A mutant this catches: _torch_report.py: the partial report's rows ``tuple(row for row in
+    found if row is not None)`` -> ``tuple(found[:done])``: with workers, the upsampling's row
+    (computed here before the workers' rows are read) comes first, so the partial report
+    held ``None`` and lost the finished row; its CSV failed."""
+    model = _networks.randomize(nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2), nn.Flatten(),
+        nn.Linear(3 * 12 * 12, 2)), seed=7).eval()
+    full = sct.lipschitz_report(model, (2, 6, 6))
+    seen = []
+
+    def interrupt(done, total, name):
+        seen.append((done, total, name))
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        sct.lipschitz_report(model, (2, 6, 6), progress=interrupt, workers=map)
+    partial = info.value.report
+    assert seen == [(1, 3, "2")]  # the upsampling's row is the first done
+    assert all(isinstance(row, dict) for row in partial.rows)
+    assert [row["name"] for row in partial] == ["2"]
+    assert partial["2"]["upper"] == full["2"]["upper"]
+    rows = _csv(partial)[1]
+    assert [r["name"] for r in rows] == ["2", "(network)"]
+    assert rows[-1]["method"] == "none: interrupted after 1 of 3 layers"
+    assert json.loads(partial.to_json())["complete"] is False
+
+
+class _NotSequential(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = _chain()
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_partial_report_keeps_chain_checked():
+    """A mutant this catches: _torch_report.py: the partial report's ``chain`` ->
+    ``True`` (an interrupted run of a model that is no nn.Sequential claimed a checked
+    chain)."""
+    model = _NotSequential().eval()
+    full = sct.lipschitz_report(model, (2, 6, 6), assume_chain=True)
+
+    def interrupt(done, total, name):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        sct.lipschitz_report(model, (2, 6, 6), progress=interrupt)
+    assert full.chain_checked is False
+    assert info.value.report.chain_checked is False
+
+
+def test_an_interrupt_stops_the_workers_at_once():
+    """A mutant this catches: _torch_report.py: ``rows_found.close()  # stops the workers`` ->
+    ``pass``: after an interrupt the workers' results were left open (a pool kept running
+    its queued layers while the caller held the exception); here a map-like ``workers``
+    whose results must be closed by the time the interrupt is caught."""
+    closed = []
+
+    def map_like(function, items):
+        def results():
+            try:
+                for item in items:
+                    yield function(item)
+            finally:
+                closed.append(True)
+        return results()
+
+    def interrupt(done, total, name):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        sct.lipschitz_report(_chain(), (2, 6, 6), progress=interrupt, workers=map_like)
+    assert closed == [True]
+    assert len(info.value.report.rows) == 1
