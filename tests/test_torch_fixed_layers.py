@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ._oracles import torch
+from ._oracles import jacobian_matrix, torch
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -20,11 +20,9 @@ import sparseconv.torch as sct  # noqa: E402
 
 
 def _jacobian(module, shape):
-    """The module's Jacobian in float64, by torch.autograd (a dense matrix)."""
-    module = module.double().eval()
-    x = torch.zeros((1, *shape), dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda t: module(t).reshape(-1), x)
-    return jac.reshape(-1, int(np.prod(shape))).numpy()
+    """The module's Jacobian in float64, by torch.autograd (a dense matrix); the module is
+    made float64 and put in eval mode, in place."""
+    return jacobian_matrix(module.double().eval(), shape)
 
 
 def _check_module(module, shape, seed=0):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ._oracles import torch
+from ._oracles import jacobian_matrix, torch
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -1785,15 +1785,6 @@ def test_code_the_graph_does_not_show_and_a_signal_read_as_a_weight_get_no_bound
                              (1, 3))
 
 
-def _jacobian(function, shape, dtype=F64) -> np.ndarray:
-    """The Jacobian of ``function`` on one sample of ``shape``, by torch.autograd, as a dense
-    (outputs, inputs) matrix: the matrix of an affine map."""
-    x = torch.zeros((1, *shape), dtype=dtype)
-    jac = torch.autograd.functional.jacobian(lambda t: function(t.reshape(1, *shape)), x)
-    n_in = int(np.prod(shape))
-    return jac.detach().to(F64).reshape(-1, n_in).numpy()
-
-
 def _record_matrix(record) -> np.ndarray:
     call = ({"output_size": record.output_shape[1:]}
             if isinstance(record.module, nn.modules.conv._ConvTransposeNd) else {})
@@ -1819,7 +1810,7 @@ def test_grouped_dilated_convolutions_are_the_jitted_models(how):
     x = torch.zeros((1, *shape), dtype=F64)
     for record, layer in zip(records, model):
         assert record.input_shape == tuple(x.shape[1:])
-        expected = _jacobian(layer, record.input_shape)
+        expected = jacobian_matrix(layer, record.input_shape)
         np.testing.assert_allclose(_record_matrix(record), expected, rtol=0, atol=1e-12)
         x = layer(x)
         assert record.output_shape == tuple(x.shape[1:])
@@ -1846,10 +1837,11 @@ def test_float32_batchnorm_keeps_its_eps(how):
     assert [r.name for r in records] == ["0", "1"]
     eager = [m.double() for m in copy.deepcopy(model)]
     for record, layer in zip(records, eager):
-        np.testing.assert_allclose(_record_matrix(record), _jacobian(layer, record.input_shape),
-                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(_record_matrix(record),
+                                   jacobian_matrix(layer, record.input_shape), rtol=1e-6,
+                                   atol=1e-6)
     # the folded conv+bn row's certified interval holds the true norm of the composed map
-    whole = _jacobian(nn.Sequential(*eager), shape)
+    whole = jacobian_matrix(nn.Sequential(*eager), shape)
     true = np.linalg.norm(whole, 2)
     report = sct.lipschitz_report(script, shape, fold_batchnorm=True)
     (row,) = list(report)
@@ -1901,7 +1893,7 @@ def test_batchnorm_not_on_the_convolutions_output_is_not_folded(how):
     rows = list(report)
     assert [row["name"] for row in rows] == ["conv", "bn"]
     for row, layer in zip(rows, (model.conv, model.bn)):
-        true = np.linalg.norm(_jacobian(layer, shape), 2)
+        true = np.linalg.norm(jacobian_matrix(layer, shape), 2)
         assert row["upper"] >= true * (1 - 1e-9)
 
 
@@ -1932,17 +1924,13 @@ def test_batch_size_read_at_a_negative_axis_is_tainted(by_size):
     shape = (2, 6, 6)
     report = sct.lipschitz_report(model, shape)
     rest = torch.zeros((3, *shape), dtype=F64)
-    jac = _jacobian(lambda x: model(torch.cat([x, rest]))[:1], shape)
+    jac = jacobian_matrix(lambda x: model(torch.cat([x, rest]))[:1], shape)
     true = np.linalg.norm(jac, 2)
     assert report.network_upper is None or report.network_upper >= true * (1 - 1e-9)
 
 
-class _ReturnsTheConvolution(nn.Module):
+class _ReturnsTheConvolution(_ConvBesideBatchNorm):
     """A convolution's output returned, a BatchNorm of it computed and unused."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
 
     def forward(self, x):
         y = self.conv(x)
@@ -1965,7 +1953,7 @@ def test_a_returned_convolution_output_is_not_folded():
     rows = list(report)
     assert [row["name"] for row in rows] == ["conv", "bn"]
     for row, layer in zip(rows, (model.conv, model.bn)):
-        assert row["upper"] >= np.linalg.norm(_jacobian(layer, shape), 2) * (1 - 1e-9)
+        assert row["upper"] >= np.linalg.norm(jacobian_matrix(layer, shape), 2) * (1 - 1e-9)
 
 
 def test_size_arithmetic_is_torchs_int64():
@@ -2077,11 +2065,11 @@ def test_slices_along_negative_axes_keep_the_graph_bound(how):
     shape = (2, 5, 6)
     jitted = jit(model, how, shape)
     report = sct.lipschitz_report(jitted, shape)
-    true = np.linalg.norm(_jacobian(jitted, shape), 2)
+    true = np.linalg.norm(jacobian_matrix(jitted, shape), 2)
     assert report.network_upper is not None, report.reason
     assert report.network_upper >= true * (1 - 1e-9)
-    conv = np.linalg.norm(_jacobian(model.conv, shape), 2)
-    head = np.linalg.norm(_jacobian(model.head, (3, 3)), 2)
+    conv = np.linalg.norm(jacobian_matrix(model.conv, shape), 2)
+    head = np.linalg.norm(jacobian_matrix(model.head, (3, 3)), 2)
     assert report.network_upper <= 2.0 * conv * head * (1 + 1e-6)
 
 
@@ -2111,7 +2099,7 @@ def test_a_chain_must_return_its_last_calls_output():
     shape = (2, 4, 4)
     scripted = jit(model, "script", shape)
     report = sct.lipschitz_report(scripted, shape)
-    true = np.linalg.norm(_jacobian(scripted, shape), 2)
+    true = np.linalg.norm(jacobian_matrix(scripted, shape), 2)
     assert report.network_upper is None or report.network_upper >= true * (1 - 1e-9)
 
 
@@ -2179,5 +2167,5 @@ def test_a_list_indexed_by_a_size_is_refused_or_bounded(how):
     shape = (2, 6)
     jitted = jit(model, how, shape)
     report = sct.lipschitz_report(jitted, shape)
-    true = np.linalg.norm(_jacobian(jitted, shape), 2)
+    true = np.linalg.norm(jacobian_matrix(jitted, shape), 2)
     assert report.network_upper is None or report.network_upper >= true * (1 - 1e-9)
