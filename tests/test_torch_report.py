@@ -456,7 +456,7 @@ def test_exports_refuse_what_is_no_file_name_or_text_file(export, tmp_path):
 
 
 def _csv_rows(report, **options):
-    return list(csv.DictReader(io.StringIO(report.to_csv(**options))))
+    return _csv(report, **options)[1]
 
 
 def test_csv_ends_with_the_network_bound():
