@@ -755,9 +755,15 @@ def test_info_never_builds_the_product_of_the_axes_nor_the_weights():
     assert "receptive field  3x3 (the center output reads 9 positions x 4096 channel(s)" in out
 
 
-@pytest.mark.skipif(shutil.which("sparseconv") is None, reason="the package is not installed")
+#: The console script pip installed beside this interpreter (a venv's bin/, whether or not it
+#: is on PATH: the suite run as `.venv/bin/python -m pytest` skipped it before), else on PATH.
+CONSOLE_SCRIPT = (shutil.which("sparseconv", path=os.path.dirname(sys.executable))
+                  or shutil.which("sparseconv"))
+
+
+@pytest.mark.skipif(CONSOLE_SCRIPT is None, reason="the package is not installed")
 def test_console_script_runs_the_same_main():
-    result = subprocess.run(["sparseconv", "info", *LAYER], capture_output=True, text=True,
+    result = subprocess.run([CONSOLE_SCRIPT, "info", *LAYER], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and result.stdout == ok("info", *LAYER)
 

@@ -2169,3 +2169,82 @@ def test_a_list_indexed_by_a_size_is_refused_or_bounded(how):
     report = sct.lipschitz_report(jitted, shape)
     true = np.linalg.norm(jacobian_matrix(jitted, shape), 2)
     assert report.network_upper is None or report.network_upper >= true * (1 - 1e-9)
+
+
+class _CellThrice(nn.Module):
+    """A Linear, then one RNNCell called three times on its own output (its hidden state left
+    to its default, zeros): x -> tanh(W tanh(W tanh(W L x))), W = 2 I, all biases zero. The
+    Jacobian at zero is 8 L, of norm 8; the RNNCell's Lipschitz constant is exactly |W| = 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Linear(3, 3, bias=False, dtype=F64)
+        self.cell = nn.RNNCell(3, 3, dtype=F64)
+        with torch.no_grad():
+            self.pre.weight.copy_(torch.diag(torch.tensor([1.0, 0.5, 0.25], dtype=F64)))
+            self.cell.weight_ih.copy_(2 * torch.eye(3, dtype=F64))
+            self.cell.bias_ih.zero_()
+            self.cell.bias_hh.zero_()
+
+    def forward(self, x):
+        return self.cell(self.cell(self.cell(self.pre(x))))
+
+
+def test_a_scripted_rnn_cell_called_thrice_keeps_every_call_in_the_bound():
+    """A mutant this catches (a review): _torch_script_chain.py: ``_Chain._in_call``'s refusal
+    of a call whose operations on its signal lie in branches of its forward, deleted. A
+    scripted RNNCell runs ``rnn_tanh_cell`` inside ``if self.nonlinearity == "tanh":``;
+    called on its own output, its later calls read it only inside that ``if``, so the graph
+    shows them no input and the report no row. The code refuses the chain (and the graph
+    route refuses too); the mutant took the graph for a chain of the first call's pieces
+    and gave 4.0 for a map whose Jacobian at zero has norm 8."""
+    model = _CellThrice().eval()
+    true = np.linalg.norm(jacobian_matrix(model, (3,)), 2)
+    assert true == pytest.approx(8.0, rel=1e-12)
+    report = sct.lipschitz_report(jit(model, "script", (3,)), (3,),
+                                  lipschitz_constants={"RNNCell": 2.0})
+    assert report.network_upper is None or report.network_upper >= true * (1 - 1e-12), (
+        report.network_upper, report.chain_checked, report.reason)
+
+
+class _DeadUpsampleCall(nn.Module):
+    """A scripted Upsample (nearest, x2) called on the signal with its result unused, then
+    on ``g(x) = x + 10 relu(x - 50)``: on the probes (``|x| < 50``) ``g`` is the identity,
+    but its Lipschitz constant is 11. Traced and used in memory (the scripted module's two
+    calls read as one call of the traced model), the model is ``up(g(x))``: its Jacobian
+    at ``x = 60`` is 11 times the upsampling's, of norm 22."""
+
+    def __init__(self):
+        super().__init__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.up = torch.jit.script(nn.Upsample(scale_factor=2))
+
+    def forward(self, x):
+        self.up(x)  # (a dead call, kept by the trace)
+        return self.up(x + 10 * torch.relu(x - 50))
+
+
+def test_a_traced_call_read_on_two_signal_values_is_not_bounded_by_the_first():
+    """A mutant this catches (a review): _torch_script_graph.py: ``_call``'s refusal of a
+    call whose nodes read a signal value other than its input, deleted. In the traced model
+    (not saved: saved and loaded, the two calls split and are refused as a dead call) the
+    scripted Upsample's two calls are one call reading ``x`` and ``g(x)``; rebuilt as
+    ``up(x)`` the graph matches the model on both probes (``g`` is the identity there), and
+    the mutant's bound over the graph was 2.0 for a map of Lipschitz constant at least 22.
+    The code refuses ("calls module 'up' on more than one value of its signal")."""
+    shape = (1, 4, 4)
+    model = _DeadUpsampleCall().eval()
+    x = torch.full((1, *shape), 60.0, dtype=F64)
+    jac = torch.autograd.functional.jacobian(model, x).reshape(-1, x.numel()).numpy()
+    true = np.linalg.norm(jac, 2)
+    assert true == pytest.approx(22.0, rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, torch.zeros((1, *shape), dtype=F64))
+    report = sct.lipschitz_report(traced, shape)
+    assert report.network_upper is None or report.network_upper >= true * (1 - 1e-12), (
+        report.network_upper, report.over_graph, report.reason)
+    assert report.network_upper is None and "on more than one value of its signal" in (
+        report.reason), report.reason

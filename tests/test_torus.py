@@ -424,16 +424,27 @@ def test_a_width_widened_by_the_subnormals_is_not_converged():
     assert max(widths) > 1e-12  # (the case is met)
 
 
-def test_a_first_grid_beyond_the_memory_limit_is_refused_before_it_is_built():
-    """A dilation of 1000 makes the first grid of boxes 16.7 million boxes; their vertices'
-    keys took the process to 24 GB (a hunt) instead of raising MatrixTooLargeError."""
+@pytest.mark.parametrize("dilation, limit, refused", [
+    (1001, 2**30, "the first grid of toeplitz_norm's branch and bound"),
+    (31, 8 * 2**20, "the vertices of toeplitz_norm's branch and bound")])
+def test_a_grid_beyond_the_memory_limit_is_refused_before_it_is_built(dilation, limit, refused,
+                                                                      memory_limit):
+    """A dilation of 1000 made the first grid 16.7 million boxes; their vertices' keys took
+    the process to 24 GB (a hunt) instead of raising MatrixTooLargeError. Both checks, each
+    before its grid is built: the first grid's (a stride of 2 and a dilation of 1001: shifts
+    0, 500 and 1001 on each axis, no common divisor to reduce them by, as a dilation at
+    stride 1 has; 2.1 million boxes, 3.6 GiB), and each later level's (a dilation of 31:
+    2,048 boxes, 3.6 MiB, then four times as many). (This test ran 30-48 s when it met the
+    second check at the default limit, after the 3.6 GiB first level.)"""
     from sparseconv import MatrixTooLargeError
 
+    from ._oracles import traced
+
+    memory_limit(limit)
     w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
-    # (a stride of 2 with a dilation of 1001: shifts 0, 500 and 1001 on each axis, no common
-    # divisor to reduce them by, as a dilation at stride 1 has)
-    with pytest.raises(MatrixTooLargeError, match="toeplitz_norm's branch and bound"):
-        toeplitz_norm(w, stride=2, dilation=1001, tol=1e-3)
+    error, peak = traced(lambda: toeplitz_norm(w, stride=2, dilation=dilation, tol=1e-3))
+    assert isinstance(error, MatrixTooLargeError) and refused in str(error), error
+    assert peak < limit / 2, peak
 
 
 def test_progress_reports_the_share_of_the_torus_proved():
