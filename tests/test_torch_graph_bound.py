@@ -1856,3 +1856,54 @@ def test_an_infinite_row_withholds_the_graph_bound():
         report = sct.lipschitz_report(_HugeResidual().eval(), (2,))
     assert report.network_upper is None
     assert "no finite upper bound" in report.reason
+
+
+class _RepeatByTheBatch(nn.Module):
+    """A repeat whose count is computed from the batch size: no count written in the
+    forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).repeat(1, 1, x.shape[0] + 1)
+
+
+def test_a_repeat_by_a_computed_count_is_refused_not_raised():
+    """A mutant this catches (a refusal-deletion sweep): _torch_graph_rules.py: ``_repeated``'s
+    ``return f"repeats by {exc}"`` deleted, which raised an ``UnboundLocalError`` out of
+    ``lipschitz_report`` instead of refusing the bound."""
+    report = sct.lipschitz_report(_RepeatByTheBatch().double().eval(), (1, 5))
+    assert report.network_upper is None
+    assert "repeats by counts (1, 1, add) that are no non-negative integers" in report.reason, (
+        report.reason)
+
+
+class _Reinterpreted(nn.Module):
+    """A float64 signal's bits read as float32 (``view(dtype)``: twice the entries, no
+    conversion), then cast back: no Lipschitz constant at all."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).view(torch.float32).double()
+
+
+def test_a_signal_reinterpreted_as_another_floating_dtype_has_no_bound():
+    """A mutant this catches (a refusal-deletion sweep): _torch_graph_rules.py: ``_kept``'s
+    ``return "changes the signal's dtype"`` deleted: a view of float64 entries as float32
+    ones kept its input's bound, 0.86, for a map whose difference quotient at a 1e-12 step
+    is above 1e15 (to int32 a later rule refuses the integer signal; to float32 none did)."""
+    torch.manual_seed(0)
+    model = _Reinterpreted().double().eval()
+    report = sct.lipschitz_report(model, (1, 4))
+    x = torch.randn(1, 1, 4, dtype=F64)
+    step = torch.zeros_like(x)
+    step[0, 0, 1] = 1e-12
+    quotient = float((model(x + step) - model(x)).norm() / step.norm())
+    assert quotient > 1e6
+    assert report.network_upper is None or report.network_upper >= quotient, report
+    assert "changes the signal's dtype" in report.reason, report.reason
