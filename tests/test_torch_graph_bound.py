@@ -1907,3 +1907,187 @@ def test_a_signal_reinterpreted_as_another_floating_dtype_has_no_bound():
     assert quotient > 1e6
     assert report.network_upper is None or report.network_upper >= quotient, report
     assert "changes the signal's dtype" in report.reason, report.reason
+
+
+# A refusal-deletion sweep of _torch_graph_rules.py (2026-12-06, a helper's): each test below
+# fails on a mutant that deletes one refusal (``return "<reason>"`` made ``pass``, named by
+# "Mutant:") which every other test let pass: a crash of lipschitz_report on a valid model
+# (whose output is finite), or a network bound below a lower bound of the Lipschitz constant
+# (an autograd Jacobian's norm, or a difference quotient across a jump).
+
+
+class _CallWith(nn.Module):
+    """``function(linear(x), t)``, ``linear`` the identity of ``n`` features (norm 1) and
+    ``t`` a buffer, so that the network bound is over the graph and is the function's."""
+
+    def __init__(self, function, n: int, t: torch.Tensor | None = None):
+        super().__init__()
+        self.function = function
+        self.linear = nn.Linear(n, n, bias=False, dtype=F64)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.eye(n, dtype=F64))
+        self.register_buffer("t", torch.zeros(1, dtype=F64) if t is None else t)
+
+    def forward(self, x):
+        return self.function(self.linear(x), self.t)
+
+
+def _graph_report(model: nn.Module, n: int, **options):
+    return sct.lipschitz_report(model.eval(), (n,), **options)
+
+
+def _jacobian_norm_at(model: nn.Module, x: torch.Tensor) -> float:
+    j = torch.autograd.functional.jacobian(model, x)
+    return float(np.linalg.norm(j.reshape(-1, x.numel()).numpy(), 2))
+
+
+def _difference_quotient(model: nn.Module, a, b) -> float:
+    """``|f(a) - f(b)| / |a - b|``: a lower bound of the Lipschitz constant."""
+    a, b = (torch.tensor([v], dtype=F64) for v in (a, b))
+    with torch.no_grad():
+        return float((model(a) - model(b)).norm() / (a - b).norm())
+
+
+def _assert_refused(report, text: str) -> None:
+    assert report.network_upper is None and not report.over_graph
+    assert text in report.reason, report.reason
+
+
+def _assert_sound(report, true: float) -> None:
+    assert report.network_upper is None or report.network_upper >= true * (1 - 1e-9), (
+        report.network_upper, true)
+
+
+# --- crashes: the mutant raises on a valid model whose output is finite ---
+
+
+def test_a_sum_over_an_empty_axis_into_an_empty_tensor_is_refused():
+    """Mutant: without ``return "reduces over axes whose sizes are
+    not known"``: ``cat([y, y.reshape(-1, 3, 1)[:, :0].sum(2)])`` (that is ``y``, constant 1)
+    crashed with ZeroDivisionError (0 // 0)."""
+    model = _CallWith(lambda y, t: torch.cat([y, y.reshape(-1, 3, 1)[:, :0].sum(2)], 1), 3)
+    report = _graph_report(model, 3)
+    _assert_refused(report, "reduces over axes whose sizes are not known")
+    _assert_sound(report, _jacobian_norm_at(model, torch.zeros(1, 3, dtype=F64)))
+
+
+def test_a_product_by_an_infinite_entry_then_dropped_is_refused():
+    """Mutant: without ``return "multiplies the signal by a tensor with non-finite
+    entries"``: ``(y * [1, inf])[:, :1]`` (``y[:, 0]``, constant 1) crashed with
+    OverflowError (Fraction of inf)."""
+    model = _CallWith(lambda y, t: (y * t)[:, :1], 2, torch.tensor([1.0, math.inf], dtype=F64))
+    report = _graph_report(model, 2)
+    _assert_refused(report, "non-finite entries")
+    # (the map is y[:, 0])
+    assert _difference_quotient(model, [0.5, 1.0], [0.25, 1.0]) == pytest.approx(1.0)
+
+
+def test_a_product_of_an_empty_slice_by_a_tensor_is_refused():
+    """Mutant: without ``return "multiplies operands whose sizes are not known"``:
+    ``cat([y, y[:, :0] * t])`` (``y``, constant 1) crashed with ZeroDivisionError."""
+    model = _CallWith(lambda y, t: torch.cat([y, y[:, :0] * t], 1), 2,
+                  torch.tensor([2.0], dtype=F64))
+    report = _graph_report(model, 2)
+    _assert_refused(report, "sizes are not known")
+    _assert_sound(report, _jacobian_norm_at(model, torch.zeros(1, 2, dtype=F64)))
+
+
+def test_a_quotient_by_a_zero_entry_then_dropped_is_refused():
+    """Mutant: without ``return "divides the signal by a tensor with a zero entry"``:
+    ``(y / [0, 0.5])[:, 1:]`` (``2 y[:, 1]``, constant 2) crashed with
+    ZeroDivisionError (``Fraction(1, 0)``)."""
+    model = _CallWith(lambda y, t: (y / t)[:, 1:], 2, torch.tensor([0.0, 0.5], dtype=F64))
+    report = _graph_report(model, 2)
+    _assert_refused(report, "zero entry")
+    assert _difference_quotient(model, [0.0, 1.0], [0.0, 0.5]) == pytest.approx(2.0)
+
+
+def test_a_product_by_a_matrix_without_a_finite_norm_then_dropped_is_refused():
+    """Mutant: without ``return found or "is not a call whose Lipschitz constant is known
+    here"`` (in ``_matmul``): ``(y @ [[1, inf], [0, 0]])[:, :1]`` (``y[:, 0]``) crashed
+    with TypeError (the functional's reason, a str, times a Fraction)."""
+    w = torch.tensor([[1.0, math.inf], [0.0, 0.0]], dtype=F64)
+    model = _CallWith(lambda y, t: (y @ t)[:, :1], 2, w)
+    report = _graph_report(model, 2)
+    _assert_refused(report, "finite entries")
+    assert _difference_quotient(model, [0.5, 0.0], [0.25, 0.0]) == pytest.approx(1.0)
+
+
+def test_a_concatenation_of_a_computed_sequence_is_refused():
+    """Mutant: without ``return "concatenates a sequence the graph computes (not a list of
+    tensors)"``: ``cat(y.chunk(2, 1))`` (``y``, constant 1) crashed with TypeError
+    ('Node' object is not iterable)."""
+    model = _CallWith(lambda y, t: torch.cat(y.chunk(2, 1), 1), 4)
+    report = _graph_report(model, 4)
+    _assert_refused(report, "concatenates a sequence the graph computes")
+    _assert_sound(report, _jacobian_norm_at(model, torch.zeros(1, 4, dtype=F64)))
+
+
+def test_a_sum_of_empty_slices_is_refused():
+    """Mutant: without ``return "adds operands whose sizes are not known"``:
+    ``cat([y, y[:, :0] + y[:, :0]])`` (``y``) crashed with ZeroDivisionError."""
+    model = _CallWith(lambda y, t: torch.cat([y, y[:, :0] + y[:, :0]], 1), 3)
+    report = _graph_report(model, 3)
+    _assert_refused(report, "adds operands whose sizes are not known")
+    _assert_sound(report, _jacobian_norm_at(model, torch.zeros(1, 3, dtype=F64)))
+
+
+def test_a_stack_of_values_of_the_signal_is_refused():
+    """Mutant: without ``return "takes the signal other than as its one input"`` (in
+    ``_elementwise``): ``torch.stack([y, 2 y], 1)`` (constant sqrt 5) crashed with
+    AttributeError (the shape of a list's meta, None)."""
+    model = _CallWith(lambda y, t: torch.stack([y, 2 * y], 1), 3)
+    report = _graph_report(model, 3)
+    _assert_refused(report, "takes the signal other than as its one input")
+    _assert_sound(report, _jacobian_norm_at(model, torch.zeros(1, 3, dtype=F64)))
+
+
+def test_a_product_of_the_signal_by_itself_is_refused():
+    """Mutant: without ``return "multiplies the signal by a matrix that is no constant
+    tensor"``: ``y @ y`` (one node, both operands) crashed with AttributeError (``ndim`` of
+    a torch.fx Node)."""
+    model = _CallWith(lambda y, t: y @ y, 3)
+    report = sct.lipschitz_report(model.eval(), (3, 3))
+    _assert_refused(report, "no constant tensor")
+    _assert_sound(report, _jacobian_norm_at(model, torch.ones(1, 3, 3, dtype=F64)))
+
+
+# --- wrong results: the mutant's bound is below the true constant ---
+
+
+def test_a_float32_quotient_by_a_big_integer_is_refused():
+    """Mutant: without ``return "divides the signal by a tensor that is not real
+    floating"``: ``(y.float() / (2**24 + 1)).double()``, the integer rounded by torch to
+    float32's 2**24, has constant 2**-24 = 5.9604645e-08; the mutant gave 5.9604641e-08
+    (``1 / (2**24 + 1)``, the integer read in float64)."""
+    model = _CallWith(lambda y, t: (y.float() / t).double(), 2, torch.tensor([2 ** 24 + 1]))
+    report = _graph_report(model, 2)
+    true = _jacobian_norm_at(model, torch.zeros(1, 2, dtype=F64))
+    assert true == 2.0 ** -24
+    _assert_sound(report, true)
+    _assert_refused(report, "not real floating")
+
+
+def test_a_piece_chosen_by_the_signal_is_refused():
+    """Mutant: without ``return "takes a piece of a partition by a computed index"``:
+    ``y.chunk(2, 1)[k]``, ``k`` 1 where every sample sums above 0 and 0 else, jumps from
+    ``y[:, :2]`` to ``y[:, 2:]``: no Lipschitz constant (a quotient of about 1400 across
+    the jump); the mutant gave 1."""
+    model = _CallWith(lambda y, t: y.chunk(2, 1)[(y.sum(1) > 0).all().long()], 4)
+    report = _graph_report(model, 4)
+    jump = _difference_quotient(model, [1.0, 1.0, -1.0, -1.001], [1.0, 1.0, -1.0, -0.999])
+    assert jump > 1000
+    _assert_sound(report, jump)
+    _assert_refused(report, "by a computed index")
+
+
+def test_a_given_constant_of_a_call_copying_entries_unevenly_is_refused():
+    """Mutant: without ``return "broadcasts the signal to a shape that is no whole number of
+    copies of it"``: ``repeat_interleave(y, [1, 2])`` (the second entry twice: constant
+    sqrt 2), given 1, got 1 (``sqrt(3 // 2)`` copies)."""
+    model = _CallWith(lambda y, t: torch.repeat_interleave(y, torch.tensor([1, 2]), dim=1), 2)
+    report = _graph_report(model, 2, lipschitz_constants={"repeat_interleave": 1.0})
+    true = _jacobian_norm_at(model, torch.zeros(1, 2, dtype=F64))
+    assert true == pytest.approx(math.sqrt(2))
+    _assert_sound(report, true)
+    _assert_refused(report, "no whole number of copies")
