@@ -2091,3 +2091,68 @@ def test_a_given_constant_of_a_call_copying_entries_unevenly_is_refused():
     assert true == pytest.approx(math.sqrt(2))
     _assert_sound(report, true)
     _assert_refused(report, "no whole number of copies")
+
+
+# The same sweep of _torch_graph_bound.py's refusals (15 mutants, 13 killed by the tests):
+# the two the tests let pass.
+
+
+class _AliasedAdd(nn.Module):
+    """``t = y; t += 10 relu(y - 1e6); return y``: in place, so the model returns ``y + 10
+    relu(y - 1e6)`` (constant 11 beyond 1e6), while torch.fx records ``t + ...`` as a new
+    value that nothing reads and returns ``y`` itself; on the probes the two agree."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 3, bias=False, dtype=F64)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.eye(3, dtype=F64))
+
+    def forward(self, x):
+        y = self.linear(x)
+        t = y
+        t += 10 * torch.relu(y - 1e6)
+        return y
+
+
+def test_an_in_place_change_the_graph_records_as_an_unread_value_is_refused():
+    """A mutant this catches (a refusal-deletion sweep): _torch_graph_bound.py: the refusal
+    of a node that computes a value nothing reads, deleted: the bound over the graph was 1.0
+    for a model whose Jacobian at 2e6 has norm 11."""
+    model = _AliasedAdd().eval()
+    report = sct.lipschitz_report(model, (3,))
+    true = _jacobian_norm_at(model, torch.full((1, 3), 2e6, dtype=F64))
+    assert true == pytest.approx(11.0)
+    _assert_sound(report, true)
+    _assert_refused(report, "computes a value nothing reads")
+
+
+class _ImaginaryTanhModule(nn.Module):
+    """``nn.Tanh()(i y)`` of a real ``y``: ``i tan(y)``, whose derivative at 1.5 is ``1 /
+    cos(1.5)^2``, about 200, where the module's known constant (the real function's) is 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(1, 1, bias=False, dtype=F64)
+        self.act = nn.Tanh()
+        with torch.no_grad():
+            self.linear.weight.fill_(1.0)
+        self.register_buffer("i", torch.tensor([1j], dtype=torch.complex128))
+
+    def forward(self, x):
+        return self.act(self.linear(x).to(torch.complex128) * self.i)
+
+
+def test_an_activation_module_on_a_complex_signal_returned_as_is_is_refused():
+    """A mutant this catches (a refusal-deletion sweep): _torch_graph_bound.py:
+    ``_signal_refusal``'s refusal of a complex signal into one of torch's activation modules,
+    deleted: with the complex output returned as it is (no ``view_as_real``, whose own
+    refusal hid it), the bound was 1.0 for a derivative of about 200."""
+    model = _ImaginaryTanhModule().eval()
+    report = sct.lipschitz_report(model, (1,))
+    x = torch.tensor([[1.5]], dtype=F64)
+    j = torch.autograd.functional.jacobian(lambda v: torch.view_as_real(model(v)), x)
+    true = float(np.linalg.norm(j.reshape(-1, 1).numpy(), 2))
+    assert true == pytest.approx(1 / math.cos(1.5) ** 2)
+    _assert_sound(report, true)
+    _assert_refused(report, "takes a complex signal")
