@@ -1927,3 +1927,29 @@ def test_an_interrupt_stops_the_workers_at_once():
         sct.lipschitz_report(_chain(), (2, 6, 6), progress=interrupt, workers=map_like)
     assert closed == [True]
     assert len(info.value.report.rows) == 1
+
+
+# A refusal-deletion sweep of _torch_chain.py (2026-12-06): each test below fails on a mutant
+# that deletes one refusal (its ``return "<reason>"`` made ``pass``) which every other test let
+# pass.
+
+
+def test_a_chain_that_does_not_run_on_a_batch_of_two_is_refused_not_raised():
+    """A mutant this catches: _torch_chain.py: the samples check's refusal of a forward that
+    raises on a batch of two, deleted: an ``UnboundLocalError`` out of lipschitz_report."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.Unflatten(0, (1, 1))).double().eval()
+    report = sct.lipschitz_report(model, (3,))
+    assert report.network_upper is None
+    assert report.reason.startswith("its forward does not run on a batch of two (RuntimeError"), (
+        report.reason)
+
+
+def test_two_unknown_modules_are_named_together():
+    """A mutant this catches: _torch_chain.py: ``_unknown``'s reason for several modules,
+    deleted (``None``): a ``TypeError`` out of lipschitz_report where the bound over the
+    graph is refused too."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.Softplus(), nn.Linear(3, 3), nn.Softplus())
+    report = sct.lipschitz_report(model.double().eval(), (3,))
+    assert report.network_upper is None
+    assert report.reason.startswith("modules 1 (Softplus), 3 (Softplus) are neither layers "
+                                    "sparseconv.torch reads nor activations"), report.reason
