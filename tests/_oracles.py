@@ -267,10 +267,12 @@ def mpmath_singular_values(matrices, digits: int = 30) -> np.ndarray:
 
 
 
-def jacobian_matrix(module, input_shape) -> np.ndarray:
-    """The Jacobian of ``module`` at a zero input of one sample of ``input_shape``, by
-    torch.autograd, in float64, as a dense (outputs, inputs) matrix."""
-    x = torch.zeros((1, *input_shape), dtype=torch.float64)
+def jacobian_matrix(module, input_shape, at=None) -> np.ndarray:
+    """The Jacobian of ``module`` at a zero input of one sample of ``input_shape`` (or at
+    ``at``, a float64 batch of one of that shape), by torch.autograd, in float64, as a dense
+    (outputs, inputs) matrix."""
+    x = torch.zeros((1, *input_shape), dtype=torch.float64) if at is None else at
+    assert x.shape == (1, *input_shape) and x.dtype == torch.float64, (x.shape, x.dtype)
     jac = torch.autograd.functional.jacobian(lambda v: module(v), x)
     return jac.reshape(-1, x.numel()).numpy()
 
