@@ -37,6 +37,7 @@ from sparseconv._torch_patches import replaced_functions
 from sparseconv._torch_probe import (
     UNTRACKED,
     dispatched,
+    error_line,
     fx_trace,
     matches,
     probe_input,
@@ -181,7 +182,7 @@ def _mixes_samples(model: nn.Module, shape: tuple[int, ...]) -> str:
             alone = [output_leaves(model(probe[i:i + 1].clone())) for i in range(2)]
     except Exception as exc:  # noqa: BLE001 - a forward raises anything
         return (f"its forward does not run on a batch of two ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}), so the product of the "
+                f"{error_line(exc)}), so the product of the "
                 "layers' bounds may be no bound of the map of one sample")
     same = both is not None and all(
         one is not None and len(one) == len(both) and all(

@@ -38,6 +38,7 @@ from sparseconv._torch_patches import replaced_functions
 from sparseconv._torch_probe import (
     UNTRACKED,
     dispatched,
+    error_line,
     forward_failed,
     fx_trace,
     module_tensors,
@@ -216,8 +217,9 @@ def _trace_graph(model: nn.Module, shape: tuple[int, ...]):
         raise
     except Exception as exc:  # fx raises many kinds: TraceError, TypeError, RuntimeError...
         raise TypeError(f"network_operator: torch.fx cannot trace {type(model).__name__} "
-                        f"({type(exc).__name__}: {exc}); its forward must not branch on tensor "
-                        "values or call code torch.fx cannot see through") from exc
+                        f"({type(exc).__name__}: {error_line(exc)}); its forward must not "
+                        "branch on tensor values or call code torch.fx cannot see "
+                        "through") from exc
     follow_in_place(graph, root)
     return torch.fx.GraphModule(root, graph), leaf
 

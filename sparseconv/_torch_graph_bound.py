@@ -69,6 +69,7 @@ from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
 from sparseconv._torch_probe import (
     UNTRACKED,
     dispatched,
+    error_line,
     fx_trace,
     restored_buffers,
     version,
@@ -315,7 +316,8 @@ def _leaves_the_tensors(node: torch.fx.Node, bound: Mapping) -> str:
 
 
 def _untraceable(model: nn.Module, exc: Exception) -> str:
-    return f"torch.fx cannot trace {type(model).__name__} ({type(exc).__name__}: {exc})"
+    return (f"torch.fx cannot trace {type(model).__name__} ({type(exc).__name__}: "
+            f"{error_line(exc)})")
 
 
 def _traced(model: nn.Module, probe: torch.Tensor,

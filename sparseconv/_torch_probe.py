@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
+import operator
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.utils import _pytree as pytree
 
 from sparseconv._memory import check_memory
 from sparseconv._torch_script_rebuild import _kind
@@ -111,9 +114,92 @@ def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.f
     """torch.fx's graph of ``model`` (by ``tracer``, else torch.fx's own), the model's buffers
     left as they were: the tracer runs on the real tensors what reads no signal (a trial: a
     forward's ``self.buf.mul_(5)`` was left in the model by every entry point that traced
-    it)."""
+    it). The forward's other arguments take their defaults, as in ``model(x)``, the one call
+    sparseconv makes (:func:`_defaults`)."""
+    concrete = _defaults(model)
     with restored_buffers(model):
-        return (tracer or torch.fx.Tracer()).trace(model)
+        graph = (tracer or torch.fx.Tracer()).trace(model, concrete_args=concrete or None)
+    if concrete:
+        _drop_specialized(graph)
+    return graph
+
+
+#: The plain values a forward's default may take for torch.fx to trace it as a constant
+#: (and tuples and lists of them).
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _plain(value: Any) -> bool:
+    return type(value) in _PLAIN or type(value) in (tuple, list) and all(map(_plain, value))
+
+
+def _defaults(model: nn.Module) -> dict[str, Any]:
+    """The arguments of ``model``'s forward after its signal, by name, each with its default:
+    torch.fx traces them as what ``model(x)`` passes, where it would trace each as a second
+    input and fail (a review: ``forward(self, x, y=None)`` branching on ``y is None``, a
+    common form for an optional mask or skip input, had no graph: "ShapeProp error ...
+    call_function[target=operator.add](args = (%c, %y))"). A default other than a plain
+    value (None, a bool, a number, a string, a tuple or list of them) is refused with a
+    TypeError: torch.fx's graph kept it as an input (a tensor default failed with
+    "NameError: name '_tensor_constant0' is not defined")."""
+    try:
+        signature = inspect.signature(inspect.unwrap(type(model).forward))
+    except (TypeError, ValueError):  # (a forward inspect cannot read: torch.fx's own rules)
+        return {}
+    parameters = [p for p in list(signature.parameters.values())[2:]  # (self, the signal)
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.default is not p.empty]
+    for p in parameters:
+        if not _plain(p.default):
+            raise TypeError(f"{_kind(model)}.forward's argument {p.name!r} defaults to a "
+                            f"{type(p.default).__name__}, which sparseconv does not trace as "
+                            "a constant: wrap the model in a module whose forward takes the "
+                            "signal alone")
+    return {p.name: p.default for p in parameters}
+
+
+#: The nodes torch.fx adds to check an argument traced as a constant (``concrete_args``).
+_SPECIALIZING = (torch._assert, torch.fx._symbolic_trace._assert_is_none, operator.eq)
+
+
+def drop_defaults(graph: torch.fx.Graph) -> None:
+    """Drops from ``graph`` each input after the first that torch.fx traced as its default
+    (:func:`_defaults`), with the checks torch.fx added of its value (``y has been
+    specialized to have value None``): the graph then takes the signal alone, as the model is
+    called (and runs: torch.fx gives an input that is a tuple's entry the whole tuple as its
+    default, which fails its check)."""
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    for placeholder in inputs[1:]:
+        if not placeholder.args:  # (no default: an argument the forward needs, ``*args``)
+            continue
+        reached: dict = {}
+        stack = [placeholder]
+        while stack:
+            node = stack.pop()
+            if node not in reached:
+                reached[node] = None
+                stack.extend(node.users)
+        checks = [n for n in reached if n is not placeholder]
+        if any(n.op != "call_function" or n.target not in _SPECIALIZING
+               or not set(n.all_input_nodes) <= reached.keys() for n in checks):
+            raise TypeError(f"the forward's argument {placeholder.target!r}, traced as its "
+                            "default, is read by more than torch.fx's check of its value")
+        for node in reversed([n for n in graph.nodes if n in reached]):
+            graph.erase_node(node)
+
+
+def _drop_specialized(graph: torch.fx.Graph) -> None:
+    """:func:`drop_defaults`, and where a default is a tuple, which made torch.fx return the
+    output flattened to a list (its pytree code generation), the output given back its
+    structure (a review: ``F.interpolate(y, size=size)`` with ``size=(4, 6)`` came out as
+    one list of one output, read as a batch flattened)."""
+    drop_defaults(graph)
+    codegen = graph._codegen
+    spec = getattr(getattr(codegen, "pytree_info", None), "out_spec", None)
+    if isinstance(codegen, torch.fx.graph._PyTreeCodeGen) and spec is not None:
+        output = next(n for n in reversed(graph.nodes) if n.op == "output")  # (a flat list)
+        output.args = (pytree.tree_unflatten(list(output.args[0]), spec),)
+        graph._codegen = torch.fx.graph.CodeGen()
 
 
 def version(tensor: torch.Tensor) -> int | None:
@@ -154,6 +240,15 @@ class ForwardFailed(ValueError, RuntimeError):
     as earlier versions raised it (torch's own type for a shape its layers refuse)."""
 
 
+def error_line(exc: BaseException, *, last: bool = False) -> str:
+    """``exc``'s message on one line: its first non-blank line (its ``last`` for TorchScript,
+    whose message ends with it), or the exception's type where the message is empty. A
+    reason in a report stays one line (a review: torch.fx's ShapeProp error, embedded
+    whole, put its graph dump and a link to tlparse inside the network bound's reason)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if last else lines[0]) if lines else type(exc).__name__
+
+
 def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
                    last: bool = False, batch: int = 1) -> ValueError:
     """The model's own error on the probe batch, on one line (its ``last`` line for
@@ -172,8 +267,7 @@ def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
             return ForwardFailed(f"input_shape={shape} lacks the channel axis, it seems: "
                                  f"{_kind(model)}'s forward failed on a probe batch of shape "
                                  f"{(batch, *shape)} and runs on input_shape={fixed}")
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    reason = (lines[-1] if last else lines[0]) if lines else type(exc).__name__
+    reason = error_line(exc, last=last)
     return ForwardFailed(f"{_kind(model)}'s forward failed on a probe batch of shape "
                          f"{(batch, *shape)} (input_shape={shape} is (C, *spatial), without "
                          f"the batch): {reason}")

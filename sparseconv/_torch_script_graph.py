@@ -46,7 +46,7 @@ from sparseconv._torch_graph_sizes import (
     int64_neg,
     int64_sub,
 )
-from sparseconv._torch_probe import matches, probe_input, restored_buffers
+from sparseconv._torch_probe import error_line, matches, probe_input, restored_buffers
 from sparseconv._torch_script import (
     _OPAQUE,
     CONDITION_OPS,
@@ -758,7 +758,8 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
                 theirs = model(x.clone())
                 ours = module(x.clone())
         except Exception as exc:  # noqa: BLE001 - a translation torch does not run
-            return f"is rebuilt as a graph that does not run ({type(exc).__name__}: {exc})"
+            return (f"is rebuilt as a graph that does not run ({type(exc).__name__}: "
+                    f"{error_line(exc)})")
         pairs = list(zip(ours, theirs)) if isinstance(theirs, tuple) and isinstance(
             ours, tuple) and len(ours) == len(theirs) else [(ours, theirs)]
         if not all(matches(a, b) for a, b in pairs):

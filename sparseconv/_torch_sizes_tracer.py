@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseconv._torch_kinds import _DROPOUT, _MODELESS, _RUNNING_NORMS, instance_method
-from sparseconv._torch_probe import restored_tensors
+from sparseconv._torch_probe import drop_defaults, restored_tensors
 
 __all__ = ["SizesTracer"]
 
@@ -154,6 +154,7 @@ class SizesTracer(torch.fx.Tracer):
         copies: dict = {}
         graph.graph_copy(self.graph, copies)
         graph.output(copies[obj.node])
+        drop_defaults(graph)  # (their checks fail on the copy: a tuple's entry's default)
         # (torch.fx's patches of nn.Module's __call__ and __getattr__ reverted meanwhile, or
         # the run would be traced too; a torch without that context is not followed)
         unpatched = getattr(torch.fx._symbolic_trace, "_maybe_revert_all_patches", None)

@@ -570,3 +570,103 @@ def test_network_operator_sees_a_rewrite_past_the_version_counter():
     model.conv = conv
     with pytest.raises(TypeError, match="after an in-place operation changed it"):
         sct.network_operator(model.eval(), (1, 4))
+
+
+# -- a forward's other arguments, at their defaults ---------------------------------------
+
+class _Defaults(nn.Module):
+    """A forward whose other arguments change what it computes: each at its default, as
+    ``model(x)`` runs it (an optional skip input, a scale, a flag, a size, a mode)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, x, skip=None, scale=3.0, features=False, *, size=(4, 6), mode="pad"):
+        y = self.conv(x) * scale if skip is None else self.conv(x) + skip
+        if features:
+            return y, x
+        y = F.interpolate(y, size=size)
+        return F.pad(y, (1, 0, 0, 2)) if mode == "pad" else y
+
+
+def test_a_forward_s_other_arguments_take_their_defaults():
+    """``forward(self, x, skip=None, scale=3.0, ...)`` has a graph, traced with each argument
+    at its default, and its operator is the model's Jacobian; its bound is at least the
+    Jacobian's norm. Mutants this catches: _torch_probe.py: the defaults not passed to
+    torch.fx (no graph: "ShapeProp error" on ``conv + skip``), or its checks of them left in
+    the graph (the graph takes more than one input)."""
+    model = _Defaults()
+    net = _check_operator(model, (2, 5, 5))
+    assert net.operator.shape == (3 * 6 * 7, 2 * 5 * 5)  # (size=(4, 6), padded)
+    _check_bound(model, (2, 5, 5))
+
+
+def test_a_forward_s_tensor_default_is_refused_by_name():
+    """A default torch.fx would keep as an input (a tensor) is refused naming the argument,
+    where torch.fx's own error was "NameError: name '_tensor_constant0' is not defined"."""
+    class TensorDefault(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(1, 1, 3)
+
+        def forward(self, x, gain=torch.ones(1)):  # noqa: B008 - the case under test
+            return self.conv(x) * gain
+
+    with pytest.raises(TypeError, match="argument 'gain' defaults to a Tensor"):
+        sct.network_operator(TensorDefault().eval(), (1, 6))
+    report = sct.lipschitz_report(TensorDefault().eval(), (1, 6))
+    assert report.network_upper is None
+    assert "argument 'gain' defaults to a Tensor" in report.reason
+
+
+class _MultiLineError(nn.Module):
+    """A forward torch.fx cannot trace, raising a message of several lines (as torch.fx's own
+    ShapeProp errors are, with a dump of the graph after the first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3)
+
+    def forward(self, x):
+        if isinstance(x, torch.fx.Proxy):
+            raise RuntimeError("first line of the reason\n\n  a graph dump\nsee tlparse")
+        return self.conv(x)
+
+
+def test_an_untraceable_model_s_reason_is_one_line():
+    """The reason torch.fx cannot trace a model is its error's first line, in the report's
+    reason and network_operator's message alike."""
+    report = sct.lipschitz_report(_MultiLineError().eval(), (1, 6))
+    assert report.network_upper is None
+    assert "torch.fx cannot trace _MultiLineError (RuntimeError: first line of the reason)" in (
+        report.reason)
+    assert "\n" not in report.reason
+    with pytest.raises(TypeError, match="first line of the reason\\)") as info:
+        sct.network_operator(_MultiLineError().eval(), (1, 6))
+    assert "\n" not in str(info.value)
+
+
+class _SizesLoopWithDefaults(nn.Module):
+    """The PyTorch tutorial LeNet's loop over sizes, in a forward with a tuple default."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 4 * 6, 5)
+
+    def forward(self, x, size=(4, 6), skip=None):
+        y = F.interpolate(self.conv(x), size=size)
+        count = 1
+        for s in y.size()[1:]:
+            count *= s
+        return self.fc(y.view(-1, count))
+
+
+def test_a_loop_over_sizes_in_a_forward_with_defaults():
+    """The tracer that follows a loop over sizes runs the graph traced so far without the
+    checks of the defaults (torch.fx gives each entry of ``size=(4, 6)`` the whole tuple as
+    its default, which fails its check: "size has been specialized to have value 4")."""
+    model = _SizesLoopWithDefaults()
+    _check_operator(model, (2, 5, 5))
+    _check_bound(model, (2, 5, 5))
