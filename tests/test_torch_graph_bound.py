@@ -2144,3 +2144,28 @@ def test_an_activation_module_on_a_complex_signal_returned_as_is_is_refused():
     assert true == pytest.approx(1 / math.cos(1.5) ** 2)
     _assert_sound(report, true)
     _assert_refused(report, "takes a complex signal")
+
+
+class _FunctionalConv(nn.Module):
+    """A convolution by a functional call, whose weight no module holds."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 2, 3, 3, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return F.conv2d(x, self.w, padding=1)
+
+
+def test_a_functional_layer_whose_norm_the_memory_limit_refuses_is_said(memory_limit):
+    """The bound over the graph of ``F.conv2d(x, w)`` under a memory limit that refuses the
+    layer's norm (not the probe) says so; under 1 GiB it has one. A mutant this
+    catches: _torch_chain.py: that refusal (``is linear, but its norm's memory is refused``)
+    deleted: the report raised UnboundLocalError."""
+    memory_limit(8192)
+    report = sct.lipschitz_report(_FunctionalConv().eval(), (2, 8, 8))
+    assert report.network_upper is None
+    assert "node 'conv2d' (call_function conv2d) is linear, but its norm's memory is refused" in (
+        report.reason)
+    memory_limit(2**30)
+    assert sct.lipschitz_report(_FunctionalConv().eval(), (2, 8, 8)).network_upper is not None
