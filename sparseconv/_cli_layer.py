@@ -482,6 +482,11 @@ def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
     except Exception as exc:  # noqa: BLE001 - torch.load raises RuntimeError, EOFError...
         error(f"cannot read --model {path}: {exc}")
     if isinstance(loaded, dict):
+        held = [key for key, value in loaded.items() if isinstance(value, torch.nn.Module)]
+        if held:  # (a checkpoint: a new user's trial was told "a state_dict?")
+            error(f"--model {path} holds a dict (a checkpoint?) whose entry {held[0]!r} is a "
+                  f"model ({type(loaded[held[0]]).__name__}): save that module alone with "
+                  f"torch.save(checkpoint[{held[0]!r}], path)")
         error(f"--model {path} holds a dict (a state_dict?), not a model: save the module itself "
               "with torch.save(model)")
     if not isinstance(loaded, torch.nn.Module):

@@ -36,6 +36,7 @@ from sparseconv._torch_module_spectra import _layer_norm
 from sparseconv._torch_patches import replaced_functions
 from sparseconv._torch_probe import (
     UNTRACKED,
+    UntraceableDefault,
     dispatched,
     error_line,
     fx_trace,
@@ -441,6 +442,9 @@ def _chain_break(model: nn.Module) -> str | None:
         return script_chain_break(model, sequential=_is_sequential(model))
     try:
         graph = fx_trace(model)
+    except UntraceableDefault as exc:
+        return (f"cannot be checked to be the chain of its layers (its argument {exc.name!r} "
+                f"defaults to a {exc.default})")
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return (f"cannot be checked to be the chain of its layers (torch.fx cannot trace it: "
                 f"{type(exc).__name__})")

@@ -37,6 +37,7 @@ from sparseconv._torch_kinds import (
 from sparseconv._torch_patches import replaced_functions
 from sparseconv._torch_probe import (
     UNTRACKED,
+    UntraceableDefault,
     dispatched,
     error_line,
     forward_failed,
@@ -215,11 +216,15 @@ def _trace_graph(model: nn.Module, shape: tuple[int, ...]):
         graph = fx_trace(root, _Tracer(lambda: probe_input(root, shape, _BATCH, random=False)))
     except MatrixTooLargeError:  # (the probe of a loop over sizes)
         raise
+    except UntraceableDefault as exc:
+        raise TypeError(f"network_operator: {exc}") from exc
     except Exception as exc:  # fx raises many kinds: TraceError, TypeError, RuntimeError...
+        # (the advice only where torch.fx met a branch: a new user's trial read it after
+        # "self argument cannot be part of *args expansion", of a decorator)
+        advice = ("; its forward must not branch on tensor values or call code torch.fx "
+                  "cannot see through") if isinstance(exc, torch.fx.proxy.TraceError) else ""
         raise TypeError(f"network_operator: torch.fx cannot trace {type(model).__name__} "
-                        f"({type(exc).__name__}: {error_line(exc)}); its forward must not "
-                        "branch on tensor values or call code torch.fx cannot see "
-                        "through") from exc
+                        f"({type(exc).__name__}: {error_line(exc)}){advice}") from exc
     follow_in_place(graph, root)
     return torch.fx.GraphModule(root, graph), leaf
 
@@ -267,7 +272,11 @@ def _probe(gm, shape, model: nn.Module) -> dict:
                         "y.add_(z), or a change through a view), which torch.fx's graph "
                         "cannot follow: it would read the value unchanged (make the change "
                         "out of place: y = y + z)") from None
-    except RuntimeError as exc:
+    except MatrixTooLargeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a forward raises anything (a new user's trial:
+        # forward(self, batch) reading batch["image"] came out as torch.fx's IndexError,
+        # with its graph dump, where trace said the forward failed on the probe)
         raise forward_failed(model, shape, exc, batch=_BATCH) from exc
     return values
 

@@ -65,9 +65,10 @@ from sparseconv._torch_graph import (
     untracked,
 )
 from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, _sqrt_up, _Walk
-from sparseconv._torch_graph_sizes import _integers, _tainted_sizes
+from sparseconv._torch_graph_sizes import _integers, _size_number, _tainted_sizes
 from sparseconv._torch_probe import (
     UNTRACKED,
+    UntraceableDefault,
     dispatched,
     error_line,
     fx_trace,
@@ -192,8 +193,9 @@ class _Probe(ShapeProp):
         if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes) and \
                 not makes_a_constant(n, self.signal.__contains__):
             self.signal.add(n)
-            if _integers(result):  # (x.size(2) - y.size(2): read where it is fixed by the
-                self.sizes[n] = result  # traced shape, :func:`_static_size`)
+            if _integers(result) or _size_number(result):  # (x.size(2) - y.size(2), or
+                # math.sqrt(x.shape[-1]): read where the traced shape fixes it,
+                self.sizes[n] = result  # :func:`_static_size`)
         elif n.op != "output":
             self.constants[n] = result
         return result
@@ -316,6 +318,8 @@ def _leaves_the_tensors(node: torch.fx.Node, bound: Mapping) -> str:
 
 
 def _untraceable(model: nn.Module, exc: Exception) -> str:
+    if isinstance(exc, UntraceableDefault):  # (sparseconv's own refusal, said as it stands)
+        return str(exc)
     return (f"torch.fx cannot trace {type(model).__name__} ({type(exc).__name__}: "
             f"{error_line(exc)})")
 

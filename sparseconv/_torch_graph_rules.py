@@ -405,9 +405,14 @@ def _multiplied(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
     other = args[1] if len(args) > 1 else kwargs.get("other")
     tensors = [a for a in (source, other) if isinstance(a, torch.fx.Node) and a in walk.bound]
     number = other if tensors == [source] else source
+    if isinstance(number, torch.fx.Node) and number in walk.sizes and walk.static_int(number):
+        number = walk.sizes[number]  # (fixed by the traced shape, not by the batch: x /
+        # math.sqrt(x.shape[-1]), refused before, a new user's trial)
     if len(tensors) == 1 and isinstance(number, torch.Tensor):  # a constant tensor
         return _by_tensor(node, tensors[0], number, target in _DIVIDES, kwargs, args, walk.of,
                           walk.size)
+    if len(tensors) == 1 and isinstance(number, torch.fx.Node) and number in walk.tainted:
+        return f"multiplies the signal by a number that may follow the batch size ({number.name!r})"
     if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
             number, bool) or not math.isfinite(number):
         return "multiplies the signal by something other than a finite number"

@@ -9,6 +9,7 @@ Lipschitz constant. :func:`_tainted_sizes` finds the values computed from the ba
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,11 @@ def _tainted_sizes(graph: torch.fx.Graph, integers: dict) -> set:
                                and any(a in tainted for a in m.all_input_nodes)):
             tainted.add(m)
     return tainted
+
+
+def _size_number(value: Any) -> bool:
+    """A finite float: a number computed from sizes (``math.sqrt(x.shape[-1])``)."""
+    return type(value) is float and math.isfinite(value)
 
 
 def _integers(value: Any) -> bool:
@@ -97,7 +103,9 @@ _INT64_OPERATIONS: dict[Any, Callable[..., int]] = {
 
 _SIZE_ARITHMETIC = {operator.getitem, operator.add, operator.sub, operator.mul,
                     operator.floordiv, operator.mod, operator.neg, int64_add, int64_sub,
-                    int64_mul, int64_floordiv, int64_neg}
+                    int64_mul, int64_floordiv, int64_neg,
+                    # (numbers: an attention's x / math.sqrt(x.shape[-1]), a new user's trial)
+                    operator.truediv, operator.pow, math.sqrt}
 
 
 def _ndim_read(read: torch.fx.Node) -> int:

@@ -66,7 +66,12 @@ _MODELESS = (*_CONV, *_CONV_T, *_POOL, *_PAD_MODES, *_RESAMPLE, *_PATCHES, nn.Li
              nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.SELU, nn.CELU,
              nn.PReLU, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Softplus,
              nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
-             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+             # (a new user's trial: a GroupNorm in training mode was refused, where the docs
+             # say only a forward that reads its mode is; each read in torch 2.13's source)
+             *_SAMPLE_NORMS, nn.CrossMapLRN2d, nn.Softmax, nn.Softmin, nn.LogSoftmax,
+             nn.Softmax2d, nn.Hardshrink, nn.Threshold, nn.GLU)
+_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 
 
@@ -74,8 +79,12 @@ def mode_matters(module: nn.Module) -> bool:
     """Whether ``module`` in training mode may compute otherwise than in eval mode: any module
     but torch's own modeless ones (:data:`_MODELESS`; a user's subclass may read
     ``training``; a parametrized layer's parametrizations are modules of their own, checked as
-    such)."""
-    return mode_hooked(module) or not (is_torch_module(module) and isinstance(module, _MODELESS))
+    such). An InstanceNorm without running statistics normalizes by the sample's own in
+    either mode."""
+    if mode_hooked(module) or not is_torch_module(module):
+        return True
+    return not (isinstance(module, _MODELESS) or isinstance(module, _INSTANCE_NORMS)
+                and not module.track_running_stats)
 
 
 def mode_hooked(module: nn.Module) -> bool:

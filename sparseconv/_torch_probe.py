@@ -133,6 +133,18 @@ def _plain(value: Any) -> bool:
     return type(value) in _PLAIN or type(value) in (tuple, list) and all(map(_plain, value))
 
 
+class UntraceableDefault(TypeError):
+    """A forward's argument after the signal whose default torch.fx cannot trace as a
+    constant (:func:`_defaults`): sparseconv's own refusal, said as it stands, not as
+    torch.fx's reason."""
+
+    def __init__(self, kind: str, name: str, default: str) -> None:
+        self.name, self.default = name, default
+        super().__init__(f"{kind}.forward's argument {name!r} defaults to a {default}, which "
+                         "sparseconv does not trace as a constant: wrap the model in a module "
+                         "whose forward takes the signal alone")
+
+
 def _defaults(model: nn.Module) -> dict[str, Any]:
     """The arguments of ``model``'s forward after its signal, by name, each with its default:
     torch.fx traces them as what ``model(x)`` passes, where it would trace each as a second
@@ -151,11 +163,14 @@ def _defaults(model: nn.Module) -> dict[str, Any]:
                   and p.default is not p.empty]
     for p in parameters:
         if not _plain(p.default):
-            raise TypeError(f"{_kind(model)}.forward's argument {p.name!r} defaults to a "
-                            f"{type(p.default).__name__}, which sparseconv does not trace as "
-                            "a constant: wrap the model in a module whose forward takes the "
-                            "signal alone")
-    return {p.name: p.default for p in parameters}
+            raise UntraceableDefault(_kind(model), p.name, type(p.default).__name__)
+    concrete: dict[str, Any] = {p.name: p.default for p in parameters}
+    for p in list(signature.parameters.values())[2:]:  # ``*args`` and ``**kwargs`` empty, as
+        if p.kind == p.VAR_POSITIONAL:  # in model(x) (a new user's trial: network_operator
+            concrete[f"*{p.name}"] = ()  # said "takes 2 inputs" of forward(x, **kwargs))
+        elif p.kind == p.VAR_KEYWORD:
+            concrete[f"**{p.name}"] = {}
+    return concrete
 
 
 #: The nodes torch.fx adds to check an argument traced as a constant (``concrete_args``).

@@ -479,9 +479,11 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
         with torch.no_grad(), restored_buffers(model):
             try:
                 result = function(model._c, probe)
-            except RuntimeError:  # a model may index with its input: zeros, as before
-                result = function(model._c, probe.zero_())
-    except RuntimeError as exc:  # TorchScript's message carries its whole traceback
+            except (RuntimeError, torch.jit.Error):  # a model may index with its input:
+                result = function(model._c, probe.zero_())  # zeros, as before
+    except (RuntimeError, torch.jit.Error) as exc:  # TorchScript's message carries its whole
+        # traceback; a ``raise`` in the forward is a torch.jit.Error, no RuntimeError (a new
+        # user's trial: its traceback came out whole, naming the probe's function)
         raise forward_failed(model, shape, exc, last=True) from exc
     return list(result)[len(outputs):]
 

@@ -560,3 +560,15 @@ def test_a_state_dict_is_refused_as_no_model(tmp_path, capsys):
     torch.save(torch.nn.Conv2d(1, 2, 3).state_dict(), path)
     err = _refused(capsys, "report", "--model", path, "--input-shape", "1,5,5")
     assert "holds a dict (a state_dict?), not a model" in err
+
+
+@requires_torch
+def test_a_checkpoint_holding_the_model_names_its_entry(tmp_path, capsys):
+    """A new user's trial: ``torch.save({"model": m, "epoch": 3}, path)`` was refused as "a
+    state_dict?"; the message names the entry that holds the model."""
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "model": torch.nn.Conv2d(1, 2, 3)}, path)
+    err = _refused(capsys, "report", "--model", path, "--input-shape", "1,5,5", "--trust-pickle")
+    assert ("holds a dict (a checkpoint?) whose entry 'model' is a model (Conv2d): save that "
+            "module alone with torch.save(checkpoint['model'], path)") in err
+    assert len(err.splitlines()) == 1, err

@@ -2828,6 +2828,24 @@ def test_training_mode_is_refused_by_network_operator_where_it_matters():
         sct.lipschitz_report(noisy, (1, 6, 6))
 
 
+def test_torch_s_modules_that_read_no_mode_pass_in_training_mode():
+    """A new user's trial: a GroupNorm (LayerNorm, Softmax, Hardshrink, InstanceNorm2d
+    without running statistics) in training mode was refused, where the docs say only a
+    module whose forward reads its mode is; an InstanceNorm2d with running statistics still
+    is (its forward uses them in eval mode only). The rows are the eval model's."""
+    for module in (nn.GroupNorm(1, 2), nn.LayerNorm([2, 4, 4]), nn.LocalResponseNorm(2),
+                   nn.Softmax(1), nn.LogSoftmax(1), nn.Hardshrink(), nn.Threshold(0.1, 0.0),
+                   nn.InstanceNorm2d(2)):
+        model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), module)
+        assert module.training
+        rows = sct.trace(model, (2, 4, 4))
+        assert [(r.name, r.output_shape) for r in rows] == [
+            (r.name, r.output_shape) for r in sct.trace(model.eval(), (2, 4, 4))]
+    model = nn.Sequential(nn.Conv2d(2, 2, 3), nn.InstanceNorm2d(2, track_running_stats=True))
+    with pytest.raises(ValueError, match=r"training mode \(module '1' \(InstanceNorm2d\)\)"):
+        sct.trace(model, (2, 5, 5))
+
+
 def test_per_sample_normalizations_are_refused_as_such():
     """GroupNorm, LayerNorm and InstanceNorm without running statistics were refused as "not
     a linear module sparseconv.torch supports", with no word of why; the message says they

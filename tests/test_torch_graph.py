@@ -7,6 +7,7 @@ of that Jacobian for the norm a Lipschitz bound must not be below."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -613,11 +614,83 @@ def test_a_forward_s_tensor_default_is_refused_by_name():
         def forward(self, x, gain=torch.ones(1)):  # noqa: B008 - the case under test
             return self.conv(x) * gain
 
-    with pytest.raises(TypeError, match="argument 'gain' defaults to a Tensor"):
+    with pytest.raises(TypeError, match="^network_operator: TensorDefault.forward's argument "
+                                        "'gain' defaults to a Tensor, which sparseconv does not "
+                                        "trace as a constant: wrap the model in a module whose "
+                                        "forward takes the signal alone$"):
         sct.network_operator(TensorDefault().eval(), (1, 6))
     report = sct.lipschitz_report(TensorDefault().eval(), (1, 6))
     assert report.network_upper is None
-    assert "argument 'gain' defaults to a Tensor" in report.reason
+    assert "(its argument 'gain' defaults to a Tensor)); nor is there a bound over its graph: " \
+        "TensorDefault.forward's argument 'gain' defaults to a Tensor, which" in report.reason
+
+
+class _Starred(nn.Module):
+    """A forward with ``*args`` and ``**kwargs``, read as ``model(x)`` passes them: empty."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 2, 3, padding=1)
+
+    def forward(self, x, *args, cond=None, **kwargs):
+        return self.conv(x) * kwargs.get("scale", 2.0) + len(args)
+
+
+def test_a_forward_s_starred_arguments_are_empty():
+    """A new user's trial: network_operator said "takes 3 inputs; one is supported" of
+    ``forward(self, x, *args, **kwargs)``, which trace and lipschitz_report read. A mutant
+    this catches: _torch_probe.py: ``*args`` and ``**kwargs`` not traced as empty."""
+    _check_operator(_Starred(), (2, 5))  # (its scale 2, its offset 2 b)
+    _check_bound(_Starred(), (2, 5))
+
+
+def _undecorated(forward):
+    def wrapper(*args, **kwargs):  # (no functools.wraps: torch.fx cannot see through it)
+        return forward(*args, **kwargs)
+    return wrapper
+
+
+class _Decorated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3)
+
+    @_undecorated
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_torch_fx_s_advice_on_branches_only_where_it_met_one():
+    """A new user's trial: a decorator without functools.wraps, which torch.fx cannot trace
+    ("self argument cannot be part of *args expansion"), was told its forward "must not
+    branch on tensor values"; that advice stays where torch.fx met a branch."""
+    with pytest.raises(TypeError, match=r"\*args expansion!\)$"):
+        sct.network_operator(_Decorated().eval(), (1, 6))
+
+    def fn(self, x):
+        return x if x.sum() > 0 else -x
+
+    with pytest.raises(TypeError, match=r"TraceError: symbolically traced variables cannot be "
+                                        r"used as inputs to control flow\); its forward must "
+                                        "not branch on tensor values"):
+        sct.network_operator(_Lambda(fn).eval(), (1, 6))
+
+
+def test_a_forward_that_fails_on_the_graph_s_probe_says_so_in_one_line():
+    """A new user's trial: ``forward(self, batch)`` reading ``batch["image"]`` came out of
+    network_operator as torch.fx's IndexError with its graph dump; trace said the forward
+    failed on the probe, as network_operator now does."""
+    def fn(self, batch):
+        return self.conv(batch["image"])
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv1d(1, 1, 3)
+    with warnings.catch_warnings():  # (torch's on indexing by a string's characters)
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(ValueError, match="forward failed on a probe batch of shape "
+                                             r"\(2, 1, 6\) .*: too many indices") as info:
+            sct.network_operator(model.eval(), (1, 6))
+    assert "\n" not in str(info.value)
 
 
 class _MultiLineError(nn.Module):
@@ -670,3 +743,39 @@ def test_a_loop_over_sizes_in_a_forward_with_defaults():
     model = _SizesLoopWithDefaults()
     _check_operator(model, (2, 5, 5))
     _check_bound(model, (2, 5, 5))
+
+
+@pytest.mark.parametrize("scale, factor", [
+    (lambda x: x / math.sqrt(x.shape[-1]), 0.5), (lambda x: x * x.shape[-1] ** -0.5, 0.5),
+    (lambda x: x * x.size(1), 2.0), (lambda x: x / (x.shape[-2] * x.shape[-1]), 1 / 16),
+    (lambda x: F.leaky_relu(x, -x.shape[-1] / 2), None)])
+def test_a_product_by_a_number_computed_from_sizes(scale, factor):
+    """A new user's trial: an attention's ``x / math.sqrt(x.shape[-1])`` (and ``x *
+    x.size(1)``) had no bound over the graph ("multiplies the signal by something other than
+    a finite number"), where network_operator maps it; the number is the one the traced
+    shape fixes (4 by 4 here), and the bound is at least the Jacobian's norm and equals the
+    convolution's times the number (a leaky ReLU's slope -2: its constant 2)."""
+    def fn(self, x):
+        return scale(self.conv(x))
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    if factor is not None:
+        _check_operator(model, (2, 4, 4))
+    bound = _check_bound(model, (2, 4, 4))
+    conv = sct.lipschitz_report(nn.Sequential(model.conv).eval(), (2, 4, 4)).network_upper
+    assert bound == pytest.approx(conv * (factor or 2.0), rel=1e-12)
+
+
+def test_a_product_by_a_number_computed_from_the_batch_size_is_refused():
+    """``x * x.shape[0]`` changes the map of one sample with the batch: refused by name."""
+    def fn(self, x):
+        return self.conv(x) / math.sqrt(x.shape[0] + 3)
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    report = sct.lipschitz_report(model.double().eval(), (2, 4, 4))
+    assert report.network_upper is None
+    assert "multiplies the signal by a number that may follow the batch size ('sqrt')" in (
+        report.reason)
+

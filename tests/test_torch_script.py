@@ -2247,3 +2247,29 @@ def test_a_traced_call_read_on_two_signal_values_is_not_bounded_by_the_first():
         report.network_upper, report.over_graph, report.reason)
     assert report.network_upper is None and "on more than one value of its signal" in (
         report.reason), report.reason
+
+
+class _RaisesOnSize(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        if x.shape[-1] != 9:
+            raise RuntimeError("expects 9 pixels")
+        return self.conv(x)
+
+
+def test_a_scripted_forward_s_own_raise_is_a_forward_failed():
+    """A new user's trial: a scripted forward's ``raise`` (a torch.jit.Error, which is no
+    RuntimeError) came out as TorchScript's whole traceback, naming the probe's function
+    (``sparseconv_probe``) the user never wrote; it is the one-line ForwardFailed the eager
+    model gets, and the model runs where its check holds."""
+    model = jit(_RaisesOnSize().eval(), "script", (3, 9, 9))
+    for call in (sct.trace, sct.lipschitz_report):
+        with pytest.raises(ValueError, match=r"forward failed on a probe batch of shape "
+                                             r"\(1, 3, 8, 8\) .*: builtins\.RuntimeError: "
+                                             "expects 9 pixels$") as info:
+            call(model, (3, 8, 8))
+        assert "\n" not in str(info.value) and "sparseconv_probe" not in str(info.value)
+    assert [r.output_shape for r in sct.trace(model, (3, 9, 9))] == [(4, 7, 7)]
