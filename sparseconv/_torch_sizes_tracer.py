@@ -1,10 +1,13 @@
-"""A torch.fx tracer that follows a forward's loops over a tensor's sizes.
+"""A torch.fx tracer that follows a forward's loops and branches over a tensor's sizes.
 
 torch.fx cannot iterate a Proxy ("Proxy object cannot be iterated"), so the PyTorch tutorial
 LeNet's ``for s in x.size()[1:]: num_features *= s`` (a new user's trial) had no graph, and
 no bound over it. :class:`SizesTracer` reads the number of sizes, a tensor's rank, off the
 graph traced so far run on a probe, for a tensor whose rank no size or value of the input
 can change (:func:`_rank_fixed`, narrowed by four reviews), and keeps each size a node.
+A branch or an ``assert`` on sizes (torch.fx: "symbolically traced variables cannot be used
+as inputs to control flow") takes the way the probe takes, where the condition reads only
+sizes other than the batch's of such tensors (:meth:`SizesTracer.to_bool`).
 """
 
 from __future__ import annotations
@@ -133,6 +136,86 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module) -> bool:
     return True
 
 
+#: The operations a condition on sizes may take (comparisons, arithmetic, ``not``, items).
+_CONDITION_OPERATIONS = frozenset({
+    operator.getitem, operator.eq, operator.ne, operator.lt, operator.le, operator.gt,
+    operator.ge, operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
+    operator.truediv, operator.neg, operator.not_, operator.and_, operator.or_})
+
+#: The reads of a tensor's shape: the whole ``x.shape`` or ``x.size()``, or ``x.size(d)``.
+_SHAPE_READS = frozenset({"size", "shape"})
+
+
+def _size_condition(node: torch.fx.Node, root: nn.Module) -> list[torch.fx.Node] | None:
+    """The shape reads (``x.shape``, ``x.size()``, ``x.size(d)``) that the condition
+    ``node`` is computed from, by :data:`_CONDITION_OPERATIONS` on them and constants alone,
+    each of a tensor whose shape the input's fixes (:func:`_rank_fixed`: computed by calls
+    whose other arguments are constants), and each read only by items that are no batch
+    size (checked on the probe, :func:`_reads_batch_of`); None for any other condition (one
+    on a tensor's values, on ``x.numel()``, on a size computed otherwise)."""
+    reads: list[torch.fx.Node] = []
+    seen, stack = set(), [node]
+    while stack:
+        m = stack.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        if (m.op == "call_method" and m.target == "size") or (
+                m.op == "call_function" and m.target is getattr and m.args[1:] == ("shape",)):
+            tensor = m.args[0]
+            if not (isinstance(tensor, torch.fx.Node) and _rank_fixed(tensor, root)) or (
+                    m.kwargs or len(m.args) > 2):
+                return None
+            if len(m.args) == 1 or m.target is getattr:  # (a whole shape: items alone)
+                if not all(u.op == "call_function" and u.target is operator.getitem
+                           and u.args[0] is m and not _has_node(u.args[1:]) for u in m.users):
+                    return None
+            elif not isinstance(m.args[1], int):
+                return None
+            reads.append(m)
+        elif m.op == "call_function" and m.target in _CONDITION_OPERATIONS:
+            stack.extend(m.all_input_nodes)
+        else:
+            return None
+    return reads
+
+
+def _reads_batch_of(read: torch.fx.Node, ndim: int) -> bool:
+    """Whether the shape read ``read`` of a tensor of ``ndim`` axes gives the batch size to
+    its condition: ``x.size(0)`` (or ``x.size(-ndim)``), or an item or slice of ``x.shape``
+    that covers axis 0."""
+    if read.op == "call_method" and len(read.args) == 2:  # x.size(d) (an int: checked)
+        dim: Any = read.args[1]
+        return dim % ndim == 0
+    for user in read.users:
+        index: Any = user.args[1]
+        if isinstance(index, int):
+            covered = [index % ndim]
+        elif isinstance(index, slice) and all(
+                e is None or isinstance(e, int) for e in (index.start, index.stop, index.step)):
+            covered = list(range(ndim)[index])
+        else:
+            return True
+        if 0 in covered:
+            return True
+    return False
+
+
+def _erase_unread(graph: torch.fx.Graph, node: torch.fx.Node) -> None:
+    """Erase ``node`` if nothing reads it, then each of its inputs that is no tensor
+    computation and nothing else reads (a decided condition's comparisons and size reads)."""
+    stack = [node]
+    while stack:
+        m = stack.pop()
+        if m.users or m.op not in ("call_function", "call_method") or m.graph is not graph:
+            continue
+        inputs = m.all_input_nodes
+        graph.erase_node(m)
+        stack.extend(i for i in inputs if i.op in ("call_function", "call_method") and (
+            i.target in _CONDITION_OPERATIONS or i.target in _SHAPE_READS
+            or i.target is getattr))
+
+
 class SizesTracer(torch.fx.Tracer):
     """torch.fx's tracer, which also follows a loop over a tensor's sizes (the PyTorch
     tutorial LeNet's ``for s in x.size()[1:]: num_features *= s``, a new user's trial:
@@ -146,26 +229,61 @@ class SizesTracer(torch.fx.Tracer):
         super().__init__()
         self.probe = probe  # (made only where a loop needs it: it may be large)
 
-    def iter(self, obj: torch.fx.Proxy) -> Iterator:
-        tensor = _sized(obj.node)
-        if self.probe is None or tensor is None or not _rank_fixed(tensor, self.root):
-            return super().iter(obj)
+    def _prefix(self, outputs: list, batch: int | None = None) -> Any:
+        """The values of the nodes ``outputs`` of the graph traced so far, run on
+        ``probe()`` (its first ``batch`` samples); None where it cannot be run here."""
         graph = torch.fx.Graph()
         copies: dict = {}
         graph.graph_copy(self.graph, copies)
-        graph.output(copies[obj.node])
+        graph.output(tuple(copies[n] for n in outputs))
         drop_defaults(graph)  # (their checks fail on the copy: a tuple's entry's default)
         # (torch.fx's patches of nn.Module's __call__ and __getattr__ reverted meanwhile, or
         # the run would be traced too; a torch without that context is not followed)
         unpatched = getattr(torch.fx._symbolic_trace, "_maybe_revert_all_patches", None)
-        if unpatched is None:  # pragma: no cover - torch 2.13 has it
-            return super().iter(obj)
+        if unpatched is None or self.probe is None:  # pragma: no cover - torch 2.13 has it
+            return None
         # (the prefix's own messages are not the user's; a change it makes in place to a
         # parameter, as to a buffer, is undone: a review)
         with unpatched(), torch.no_grad(), restored_tensors(
                 [*self.root.buffers(), *self.root.parameters()]), contextlib.redirect_stderr(
                 io.StringIO()):
-            sizes = torch.fx.GraphModule(self.root, graph)(self.probe())
+            probe = self.probe()
+            return torch.fx.GraphModule(self.root, graph)(probe[:batch])
+
+    def iter(self, obj: torch.fx.Proxy) -> Iterator:
+        tensor = _sized(obj.node)
+        if self.probe is None or tensor is None or not _rank_fixed(tensor, self.root):
+            return super().iter(obj)
+        values = self._prefix([obj.node])
+        sizes = None if values is None else values[0]
         if not isinstance(sizes, tuple) or any(type(s) is not int for s in sizes):
             return super().iter(obj)
         return iter([obj[i] for i in range(len(sizes))])  # type: ignore[index]
+
+    def to_bool(self, obj: torch.fx.Proxy) -> bool:
+        """A branch (or an ``assert``) on the sizes of tensors whose shapes the input's
+        fixes, other than the batch's (a new user's trial: a U-Net's ``if u.shape[-2:] !=
+        skip.shape[-2:]: u = F.interpolate(u, size=skip.shape[-2:])`` had no graph), taken
+        as the probe takes it (:func:`_size_condition`); else torch.fx's TraceError."""
+        reads = _size_condition(obj.node, self.root)
+        if self.probe is None or reads is None:
+            return super().to_bool(obj)
+        tensors = [read.args[0] for read in reads]  # (their shapes at a batch of one too:
+        values, one = self._prefix([obj.node, *tensors]), self._prefix(tensors, batch=1)
+        if values is None or one is None or type(values[0]) not in (bool, int):  # the sizes
+            return super().to_bool(obj)  # read are then the same at both, and the condition)
+        batch = len(self.probe())
+        for read, tensor, alone in zip(reads, values[1:], one):
+            if not (isinstance(tensor, torch.Tensor) and isinstance(alone, torch.Tensor)) or (
+                    tensor.shape[:1] != (batch,) or alone.shape != (1, *tensor.shape[1:])
+                    or _reads_batch_of(read, tensor.ndim)):  # (a tensor whose batch is its
+                return super().to_bool(obj)  # first axis alone, read off the others)
+        self.decided.append(obj.node)
+        return bool(values[0])  # (``if x.shape[-1] % 2:``, an int)
+
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> torch.fx.Graph:
+        self.decided: list[torch.fx.Node] = []
+        graph = super().trace(root, concrete_args)
+        for node in reversed(self.decided):  # the conditions' nodes nothing else reads
+            _erase_unread(graph, node)
+        return graph

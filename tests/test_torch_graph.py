@@ -779,3 +779,76 @@ def test_a_product_by_a_number_computed_from_the_batch_size_is_refused():
     assert "multiplies the signal by a number that may follow the batch size ('sqrt')" in (
         report.reason)
 
+
+
+class _PadsToEven(nn.Module):
+    """A branch on a size: an odd width padded to even."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[-1] % 2:
+            x = F.pad(x, (0, 1))
+        return self.conv(x)
+
+
+class _UpsamplesToItsSkip(nn.Module):
+    """A U-Net's decoder step: the upsampled map resized to its skip connection's size where
+    they differ, then both concatenated; and an ``assert`` on the channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(2, 1, 2, stride=2)
+        self.out = nn.Conv2d(2, 1, 1)
+
+    def forward(self, x):
+        assert x.size(1) == 1, "one channel"
+        u = self.up(self.down(x))
+        if u.shape[-2:] != x.shape[-2:]:
+            u = F.interpolate(u, size=x.shape[-2:])
+        return self.out(torch.cat([u, x], 1))
+
+
+@pytest.mark.parametrize("model, shape", [
+    (_PadsToEven, (1, 7, 7)), (_PadsToEven, (1, 6, 6)),
+    (_UpsamplesToItsSkip, (1, 7, 7)), (_UpsamplesToItsSkip, (1, 8, 8))])
+def test_a_branch_on_sizes_takes_the_traced_shape_s_way(model, shape):
+    """A new user's trial: a forward that branches (or asserts) on sizes of tensors whose
+    shapes the input's fixes had no graph ("symbolically traced variables cannot be used as
+    inputs to control flow"), where torch.jit.trace of it had a bound; the branch is taken as
+    at the traced shape, both ways (7 wide: taken; 8: not), and the operator is the
+    Jacobian, the bound at least its norm. Mutants this catches: _torch_sizes_tracer.py:
+    ``to_bool`` not overridden; the decided conditions' nodes left in the graph (the bound
+    refuses "a value nothing reads")."""
+    _check_operator(model(), shape)
+    _check_bound(model(), shape)
+
+
+@pytest.mark.parametrize("condition", [
+    lambda x: x.shape[0] > 1, lambda x: x.shape[0] < 5, lambda x: x.size(0) < 5,
+    lambda x: x.shape[:2][0] < 5, lambda x: x[:, :, :, x[0, 0, 0] > 0].shape[-1] > 1,
+    lambda x: x.sum() > 0, lambda x: x.numel() > 10,
+    lambda x: x.reshape(2, -1).shape[-1] > 20, lambda x: x.reshape(2, -1).shape[-1] > 40])
+def test_a_branch_on_the_batch_size_or_values_stays_refused(condition):
+    """A branch on the batch size (``x.shape[0]``, ``x.size(0)``, an item of a slice with
+    it, ``x.numel()``, a size a reshape by a constant moves the batch into, whichever way the
+    probe's batches take the branch: ``< 5`` at batches of one to three the same) or on
+    values (a size a mask of the signal's values makes) is no branch on the sample's shape:
+    torch.fx's refusal stands, for the bound and the operator. Mutants this catches:
+    _torch_sizes_tracer.py: the batch's items (``_reads_batch_of``: each of its two rules)
+    or the shapes at a batch of one not compared, or a read tensor's shape not checked to be
+    fixed by the input's (``_rank_fixed``)."""
+    def fn(self, x):
+        y = self.conv(x)
+        return 2 * y if condition(x) else y
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    report = sct.lipschitz_report(model.double().eval(), (2, 4, 4))
+    assert report.network_upper is None
+    assert "control flow" in report.reason, report.reason
+    with pytest.raises(TypeError, match="control flow"):
+        sct.network_operator(model, (2, 4, 4))
