@@ -852,3 +852,48 @@ def test_a_branch_on_the_batch_size_or_values_stays_refused(condition):
     assert "control flow" in report.reason, report.reason
     with pytest.raises(TypeError, match="control flow"):
         sct.network_operator(model, (2, 4, 4))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: x.narrow(-1, 0, 3) + torch.narrow(x, -1, 1, 3),
+    lambda x: torch.flip(x, dims=[-1]) + x.flip(1) + torch.fliplr(x),
+    lambda x: torch.roll(x, 1, -1) + x.roll((2, -1), (1, 2)),
+    lambda x: torch.rot90(x, 1, (2, 3)), lambda x: x[:, :1].expand(-1, 3, -1, -1),
+    lambda x: x.index_select(2, torch.tensor([0, 2, 2])),
+    lambda x: x.repeat_interleave(2, dim=-1) + torch.repeat_interleave(x, 2, dim=3),
+    lambda x: x.cumsum(-1) + torch.cumsum(x, 2), lambda x: torch.diff(x, dim=-1, n=2),
+    lambda x: x.tril() + torch.triu(x, 1), lambda x: x.select(1, 1) + torch.select(x, 1, 0)])
+def test_linear_tensor_calls_run_by_torch(call):
+    """A new user's trial: ``x.narrow`` (bounded by lipschitz_report), ``flip``, ``roll``,
+    ``expand``, ``index_select``, ``repeat_interleave``, ``cumsum``, ``diff`` were "not linear,
+    or not a call network_operator maps"; each is run by torch on the samples and its adjoint
+    by torch.autograd, against the Jacobian. A mutant this catches: _torch_graph_ops.py:
+    the calls not run by torch (refused as before)."""
+    def fn(self, x):
+        return call(self.conv(x))
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    _check_operator(model, (2, 4, 4))
+
+
+@pytest.mark.parametrize("call, reason", [
+    (lambda x: x.flip(0), "does not act on each sample alone"),
+    (lambda x: x.flipud(), "does not act on each sample alone"),
+    (lambda x: x.cumsum(0), "does not act on each sample alone"),
+    (lambda x: x.roll(1), "does not act on each sample alone"),
+    (lambda x: x.select(0, 0), "does not act on each sample alone"),
+    (lambda x: x.index_select(-1, x[:, 0, 0, 0].argmax().reshape(1)), "mixes the batch"),
+    (lambda x: torch.diff(x, dim=-1, prepend=x[..., :1]),
+     "'diff' .* takes the signal other than as its one tensor")])
+def test_linear_tensor_calls_across_the_batch_are_refused(call, reason):
+    """A call run by torch that reads or moves the batch axis (``flip(0)``, ``flipud``,
+    ``cumsum(0)``, ``roll`` of the flattened tensor, ``select(0, ...)``) or takes an index
+    from the signal is refused, never mapped wrong, as is one taking the signal twice
+    (``diff``'s ``prepend`` from it). Mutants this catch: _torch_graph_ops.py: the
+    per-sample check, or the check that the other arguments are constants, dropped."""
+    def fn(self, x):
+        return call(x)
+
+    with pytest.raises((TypeError, ValueError), match=reason):
+        sct.network_operator(_Lambda(fn).double().eval(), (2, 4, 4))
