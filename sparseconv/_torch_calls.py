@@ -31,7 +31,8 @@ from sparseconv._torch_layer_base import _Layer
 from sparseconv._torch_layers import _layer
 from sparseconv._typing import PaddingMode
 
-__all__ = ["MATMUL", "MAX_POOL_F", "REPEATS", "by_keyword", "linear_call_layer",
+__all__ = ["MATMUL", "MAX_POOL_F", "REPEATS", "RUN_BY_TORCH", "SELECTIONS", "acts_per_sample",
+           "call_on", "by_keyword", "linear_call_layer",
            "matmul_operands", "repeat_counts", "transposition_axes"]
 
 
@@ -67,6 +68,55 @@ MATMUL = {pyop.matmul, torch.matmul, torch.mm, "matmul", "mm"}
 
 #: ``x.repeat(*sizes)``, ``x.tile(dims)``, ``torch.tile(x, dims)``: every entry copied.
 REPEATS = {"repeat", "tile", torch.tile}
+
+#: Linear tensor calls, homogeneous in the signal (their other arguments constants), run by
+#: torch itself (a new user's trial found them refused): selections, permutations, copies
+#: (each output entry one input entry) and running sums and differences along an axis.
+SELECTIONS = frozenset({
+    "narrow", torch.narrow, "flip", torch.flip, "fliplr", torch.fliplr, "flipud", torch.flipud,
+    "roll", torch.roll, "expand", "index_select", torch.index_select, "repeat_interleave",
+    torch.repeat_interleave, "tril", torch.tril, "triu", torch.triu, "select", torch.select,
+    "rot90", torch.rot90})
+RUN_BY_TORCH = SELECTIONS | {"cumsum", torch.cumsum, "diff", torch.diff}
+
+
+def call_on(target: Any, args: Any, kwargs: dict, source: torch.fx.Node,
+            ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The call ``target(*args, **kwargs)`` (a method's name: on its first argument) as a
+    function of the tensor that takes the place of ``source``; the other arguments as they
+    are (values)."""
+    where = [k for k, a in enumerate(args) if a is source]
+    key = next((k for k, a in kwargs.items() if a is source), None)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        call_args, call_kwargs = list(args), dict(kwargs)
+        for k in where:
+            call_args[k] = x
+        if key is not None:
+            call_kwargs[key] = x
+        if isinstance(target, str):
+            return getattr(call_args[0], target)(*call_args[1:], **call_kwargs)
+        return target(*call_args, **call_kwargs)
+
+    return run
+
+
+def acts_per_sample(run: Callable[[torch.Tensor], torch.Tensor],
+                    sample_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The sample shape of ``run``'s output where it acts on each sample alone, keeping the
+    batch axis first: checked on a seeded random batch of three of ``sample_shape`` against
+    each sample run alone (``x.flip(0)``, ``x.cumsum(0)``, ``x.select(0, 0)`` do not); else
+    None. Raises what ``run`` raises."""
+    x = torch.randn((3, *sample_shape), dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0))
+    whole = run(x)
+    if not isinstance(whole, torch.Tensor) or whole.ndim == 0 or whole.shape[0] != 3:
+        return None
+    for k in range(3):
+        alone = run(x[k:k + 1])
+        if alone.shape != (1, *whole.shape[1:]) or not torch.equal(alone[0], whole[k]):
+            return None
+    return tuple(whole.shape[1:])
 
 
 def repeat_counts(target, args: list, kwargs: dict, ndim: int) -> tuple[int, ...]:

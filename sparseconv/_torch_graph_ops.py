@@ -32,8 +32,11 @@ from sparseconv._torch_calls import (
     _TRANSPOSE,
     MATMUL,
     REPEATS,
+    RUN_BY_TORCH,
     _functional_module,
+    acts_per_sample,
     by_keyword,
+    call_on,
     matmul_operands,
     repeat_counts,
     transposition_axes,
@@ -51,15 +54,6 @@ __all__: list[str] = []
 # The probe's batch: a reshape that keeps it first keeps every sample's values in C order, and
 # one that moves it (``x.view(-1)``) is seen and refused.
 _BATCH = 2
-
-#: Linear tensor calls, homogeneous in the signal (their other arguments constants), that
-#: network_operator runs by torch itself (a new user's trial found them "not linear"):
-#: selections, permutations, copies and running sums along an axis.
-_RUN_BY_TORCH = frozenset({
-    "narrow", torch.narrow, "flip", torch.flip, "fliplr", torch.fliplr, "flipud", torch.flipud,
-    "roll", torch.roll, "expand", "index_select", torch.index_select, "repeat_interleave",
-    torch.repeat_interleave, "cumsum", torch.cumsum, "diff", torch.diff, "tril", torch.tril,
-    "triu", torch.triu, "select", torch.select, "rot90", torch.rot90})
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,7 +204,7 @@ class _GraphBuilder:
             layer = _padding("F.pad", in_shape, pad, _PAD_F[mode],
                              float(self.value(kwargs.get("value")) or 0.0))
             return _layer_op(node.name, i, layer, shape)
-        if target in _RUN_BY_TORCH:
+        if target in RUN_BY_TORCH:
             return self.torch_op(node, target, source, args, kwargs)
         constants = {k: self.value(v) for k, v in kwargs.items() if k != "input"}
         module = _functional_module(target, constants) if not isinstance(target, str) else None
@@ -410,7 +404,7 @@ class _GraphBuilder:
         return _Op(node.name, (i,), self.shape(node), forward, backward)
 
     def torch_op(self, node, target, source, args, kwargs) -> _Op:
-        """A linear call of :data:`_RUN_BY_TORCH` on the signal alone, its other arguments
+        """A linear call of :data:`RUN_BY_TORCH` on the signal alone, its other arguments
         constants: run by torch itself on the samples (forward) and its adjoint by
         torch.autograd, as :meth:`getitem_op` is; refused where it does not act on each
         sample alone (``x.flip(0)``, ``x.cumsum(0)``: checked on a random batch of three
@@ -419,33 +413,13 @@ class _GraphBuilder:
         if any(self.dependent(a) for a in node.all_input_nodes if a is not source):
             self.refuse(node, "takes the signal other than as its one tensor")
         in_shape, i = self.shape(source), self.index[source]
-        # (the constants, as values; the signal, a placeholder for the tensor it is run on)
-        rest = torch.fx.node.map_arg((args, kwargs), lambda n: None if n is source else
-                                     self.value(n))
-        where = [k for k, a in enumerate(args) if a is source]
-        key = next((k for k, a in kwargs.items() if a is source), None)
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            call_args, call_kwargs = list(rest[0]), dict(rest[1])
-            for k in where:
-                call_args[k] = x
-            if key is not None:
-                call_kwargs[key] = x
-            if isinstance(target, str):
-                return getattr(call_args[0], target)(*call_args[1:], **call_kwargs)
-            return target(*call_args, **call_kwargs)
-
-        x = torch.randn((3, *in_shape), dtype=torch.float64,
-                        generator=torch.Generator().manual_seed(0))
+        run = call_on(target, *torch.fx.node.map_arg(  # (the constants, as values)
+            (args, kwargs), lambda n: n if n is source else self.value(n)), source)
         try:
-            whole = run(x)
-            alone = [run(x[k:k + 1]) for k in range(3)]
-            per_sample = tuple(whole.shape) == (3, *self.shape(node)) and all(
-                tuple(a.shape) == (1, *self.shape(node)) and torch.equal(a[0], whole[k])
-                for k, a in enumerate(alone))
+            out_shape = acts_per_sample(run, in_shape)
         except (RuntimeError, IndexError, TypeError, ValueError) as exc:
             self.refuse(node, f"does not run on a batch of three ({error_line(exc)})")
-        if not per_sample:
+        if out_shape != self.shape(node):
             self.refuse(node, "does not act on each sample alone (it reads or moves the "
                         "batch axis)")
 

@@ -30,11 +30,15 @@ from sparseconv._torch_calls import (
     MATMUL,
     MAX_POOL_F,
     REPEATS,
+    SELECTIONS,
+    acts_per_sample,
+    call_on,
     matmul_operands,
     repeat_counts,
     transposition_axes,
 )
 from sparseconv._torch_graph_sizes import _direct_batch, _static_size
+from sparseconv._torch_probe import error_line
 
 __all__ = ["Factor", "function_name", "has_rule"]
 
@@ -74,7 +78,7 @@ _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 
 
 _RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
-          *MATMUL, *_NORMALIZED, *REPEATS, operator.getitem}
+          *MATMUL, *_NORMALIZED, *REPEATS, *SELECTIONS, operator.getitem}
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -320,6 +324,8 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
         return _reduced(node, source, args, kwargs, walk.of, walk.size, walk.meta)
     if target in REPEATS:  # (a new user's trial: x.repeat(1, 2, 1, 1) had no rule)
         return _repeated(source, target, args, kwargs, walk)
+    if target in SELECTIONS and target not in _KEEPS:  # (flip, roll, index_select: a trial)
+        return _selected(node, source, args, kwargs, walk)
     if target in _KEEPS or (target is operator.getitem
                             and _basic_index(args[1], walk.static_index)):
         return _kept(node, source, args, kwargs, walk)
@@ -456,6 +462,50 @@ def _repeated(source: Any, target: Any, args: Any, kwargs: dict, walk: _Walk) ->
     if counts[0] != 1:
         return "repeats along the batch axis (the bound is of a map of one sample)"
     return _sqrt_up(Fraction(math.prod(counts))) * value
+
+
+def _selected(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+              walk: _Walk) -> Fraction | str:
+    """A selection, permutation or copy run by torch (:data:`SELECTIONS`: ``flip``, ``roll``,
+    ``rot90``, ``select``, ``tril``, ``index_select``, ``repeat_interleave``, ``expand``):
+    each output entry is one input entry (or zero), so the norm is at most ``sqrt`` of the
+    most outputs one entry gives -- 1 for a permutation or a selection, the most repeats
+    of an index for ``index_select`` and ``repeat_interleave``, the copies for ``expand``;
+    refused where the call does not act on each sample alone (checked on a random batch of
+    three against each sample run alone, as ``network_operator`` checks it)."""
+    if [n for n in node.all_input_nodes if n in walk.bound] != [source]:
+        return "takes the signal other than as its one input"
+    fixed = torch.fx.node.map_arg((args, kwargs), lambda n: n if n is source else (
+        walk.sizes[n] if walk.static_int(n) and type(walk.sizes.get(n)) is int else n))
+    computed: list[torch.fx.Node] = []
+    torch.fx.node.map_arg(fixed, computed.append)
+    computed = [n for n in computed if n is not source]
+    if computed:
+        return f"takes a size or index computed from the signal ({computed[0].name!r})"
+    call_args, call_kwargs = list(fixed[0]), dict(fixed[1])
+    sample = tuple(walk.meta(source).shape[1:])
+    try:
+        out = acts_per_sample(call_on(node.target, call_args, call_kwargs, source), sample)
+    except (RuntimeError, IndexError, TypeError, ValueError) as exc:
+        return f"does not run on a batch of three ({error_line(exc)})"
+    if out is None or out != tuple(walk.meta(node).shape[1:]):
+        return "does not act on each sample alone (it reads or moves the batch axis)"
+    name = function_name(node.target)
+    copies = 1
+    if name == "expand":
+        copies = math.prod(out) // max(1, math.prod(sample))
+    elif name in ("index_select", "repeat_interleave"):
+        key, position = ("index", 2) if name == "index_select" else ("repeats", 1)
+        given = call_kwargs.get(key, call_args[position] if len(call_args) > position
+                                else None)
+        if isinstance(given, torch.Tensor) and given.numel():
+            counts = torch.bincount(given.flatten()) if name == "index_select" else given
+            copies = int(counts.max())
+        elif type(given) is int:
+            copies = given
+        else:
+            return f"takes {key} sparseconv does not read ({given!r})"
+    return _sqrt_up(Fraction(max(copies, 1))) * walk.of(source)
 
 
 def _kept(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,

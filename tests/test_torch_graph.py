@@ -897,3 +897,50 @@ def test_linear_tensor_calls_across_the_batch_are_refused(call, reason):
 
     with pytest.raises((TypeError, ValueError), match=reason):
         sct.network_operator(_Lambda(fn).double().eval(), (2, 4, 4))
+
+
+@pytest.mark.parametrize("call, copies", [
+    (lambda x: torch.flip(x, dims=[-1]), 1), (lambda x: x.fliplr(), 1),
+    (lambda x: torch.roll(x, 1, -1), 1), (lambda x: x.roll((2, -1), (1, 2)), 1),
+    (lambda x: torch.rot90(x, 1, (2, 3)), 1), (lambda x: x.tril(), 1),
+    (lambda x: torch.triu(x, 1), 1), (lambda x: x.select(1, 1), 1),
+    (lambda x: x[:, :1].expand(-1, 3, -1, -1), 3),
+    (lambda x: x.index_select(2, torch.tensor([0, 2, 2, 2])), 3),
+    (lambda x: torch.repeat_interleave(x, 3, dim=3), 3),
+    (lambda x: x.repeat_interleave(torch.tensor([1, 2, 1, 1]), dim=2), 2)])
+def test_selections_run_by_torch_are_bounded_by_their_copies(call, copies):
+    """The bound over the graph of a selection, permutation or copy run by torch (``flip``,
+    ``roll``, ``rot90``, ``tril``, ``select``, ``expand``, ``index_select``,
+    ``repeat_interleave``; a new user's trial found none bounded) is the convolution's times
+    ``sqrt`` of the most copies one entry gets, at least the Jacobian's norm. Mutants this
+    catch: _torch_graph_rules.py: the rule dropped (no bound), or the copies not counted
+    (the expand, index and repeat cases then fall below the Jacobian's norm)."""
+    def fn(self, x):
+        return call(self.conv(x))
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    bound = _check_bound(model, (2, 4, 4))
+    conv = sct.lipschitz_report(nn.Sequential(model.conv).eval(), (2, 4, 4)).network_upper
+    assert bound == pytest.approx(conv * math.sqrt(copies), rel=1e-12)
+
+
+@pytest.mark.parametrize("call, reason", [
+    (lambda x: x.flip(0), "does not act on each sample alone"),
+    (lambda x: x.roll(1), "does not act on each sample alone"),
+    (lambda x: x.flipud(), "does not act on each sample alone"),
+    (lambda x: x.select(0, 0), "does not act on each sample alone"),
+    (lambda x: x.roll(x.shape[0], -1), "takes a size or index computed from the signal")])
+def test_selections_across_the_batch_have_no_bound(call, reason):
+    """``x.flip(0)``, ``x.roll(1)`` (of the flattened tensor), ``flipud``, ``select(0, 0)``
+    move or read the batch axis, and a roll by the batch size changes one sample's map with
+    the batch: no bound, by name. Mutants this catch: _torch_graph_rules.py: the per-sample
+    check dropped, or the arguments computed from the signal not refused."""
+    def fn(self, x):
+        return call(self.conv(x))
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    report = sct.lipschitz_report(model.double().eval(), (2, 4, 4))
+    assert report.network_upper is None
+    assert reason in report.reason, report.reason
