@@ -178,9 +178,10 @@ class _GraphBuilder:
             return self.mul_op(node, target, args, kwargs)
         if target in MATMUL:
             return self.matmul_op(node, args, kwargs)
-        if target in _CAT:
+        if target in _CAT or target is torch.stack:
             return self.cat_op(node, kwargs.get("tensors", args[0] if args else None),
-                               kwargs.get("dim", args[1] if len(args) > 1 else 0))
+                               kwargs.get("dim", args[1] if len(args) > 1 else 0),
+                               stack=target is torch.stack)
         source = kwargs.get("input", args[0] if args else None)
         if not self.dependent(source):  # (the signal inside a list: torch.stack, say)
             self.refuse(node, "is not linear, or not a call network_operator maps" if any(
@@ -303,13 +304,20 @@ class _GraphBuilder:
 
         return _Op(node.name, (self.index[signal],), self.shape(node), forward, backward)
 
-    def cat_op(self, node, tensors, dim) -> _Op:
+    def cat_op(self, node, tensors, dim, stack: bool = False) -> _Op:
+        """``torch.cat(tensors, dim)``, or ``torch.stack`` (``stack``): the pieces along a new
+        axis ``dim`` (a new user's trial found it refused)."""
+        if not isinstance(tensors, (list, tuple)):
+            self.refuse(node, "concatenates a sequence the graph computes (not a list of "
+                        "tensors)")
         pieces = [(self.index[t], self.shape(t)) if self.dependent(t) else
                   self.per_sample(node, self.value(t)) for t in tensors]
         ndim = len(self.shape(node)) + 1
         axis = int(dim) % ndim
         if axis == 0:
-            self.refuse(node, "concatenates along the batch axis")
+            self.refuse(node, f"{'stacks' if stack else 'concatenates'} along the batch axis")
+        if stack:
+            return self.stack_op(node, pieces, axis)
         sizes = [p[1][axis - 1] if isinstance(p, tuple) else p.shape[axis] for p in pieces]
         bounds = np.cumsum(sizes)[:-1]
 
@@ -322,6 +330,21 @@ class _GraphBuilder:
         def backward(g):
             parts = np.split(g, bounds, axis=axis)
             return [part for part, p in zip(parts, pieces) if isinstance(p, tuple)]
+
+        return _Op(node.name, tuple(p[0] for p in pieces if isinstance(p, tuple)),
+                   self.shape(node), forward, backward)
+
+    def stack_op(self, node, pieces, axis) -> _Op:
+        """:meth:`cat_op`'s stack: each piece one index of the new axis ``axis``."""
+        def forward(xs, affine):
+            it, k = iter(xs), xs[0].shape[0] if xs else 1
+            parts = [next(it) if isinstance(p, tuple) else
+                     np.broadcast_to(p if affine else 0 * p, (k, *p.shape[1:])) for p in pieces]
+            return np.stack(parts, axis=axis)
+
+        def backward(g):
+            return [np.take(g, j, axis=axis) for j, p in enumerate(pieces)
+                    if isinstance(p, tuple)]
 
         return _Op(node.name, tuple(p[0] for p in pieces if isinstance(p, tuple)),
                    self.shape(node), forward, backward)

@@ -53,7 +53,7 @@ _SCALES = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
 _DIVIDES = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
 
 
-_CATS = {torch.cat, torch.concat, torch.concatenate}
+_CATS = {torch.cat, torch.concat, torch.concatenate, torch.stack}
 
 
 #: Calls that cut a tensor into a tuple of disjoint pieces: returned whole, the pieces have the
@@ -309,6 +309,10 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
         parts = args[0] if args else kwargs.get("tensors", ())
         if not isinstance(parts, (list, tuple)):
             return "concatenates a sequence the graph computes (not a list of tensors)"
+        if target is torch.stack:  # (a new user's trial: torch.stack([x, x, x], 1))
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            if type(dim) is not int or dim % len(walk.meta(node).shape) == 0:
+                return "stacks along the batch axis (or an axis computed in the graph)"
         return _sqrt_up(sum((walk.of(p) ** 2 for p in parts), Fraction(0)))
     if target in _DROPOUT_F and not kwargs.get("training", args[2] if len(args) > 2 else True):
         return walk.of(source)  # (F.dropout(x, p, training=False): the identity)

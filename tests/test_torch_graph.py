@@ -944,3 +944,39 @@ def test_selections_across_the_batch_have_no_bound(call, reason):
     report = sct.lipschitz_report(model.double().eval(), (2, 4, 4))
     assert report.network_upper is None
     assert reason in report.reason, report.reason
+
+
+@pytest.mark.parametrize("call, factor", [
+    (lambda x: torch.stack([x, x, x], 1), math.sqrt(3)),
+    (lambda x: torch.stack([x, 2 * x], dim=-1), math.sqrt(5)),
+    (lambda x: torch.stack((x.flip(-1), x), 3), math.sqrt(2))])
+def test_a_stack_of_the_signal(call, factor):
+    """A new user's trial: ``torch.stack([x, x, x], 1)`` was refused as taking "the signal
+    other than as its one input"; the operator stacks as torch does (against the Jacobian),
+    and the bound adds the pieces' in quadrature, as a concatenation's (exact here). Mutants
+    this catches: the stack not mapped (_torch_graph_ops.py) or not ruled
+    (_torch_graph_rules.py)."""
+    def fn(self, x):
+        return call(self.conv(x))
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    _check_operator(model, (2, 4, 4))
+    bound = _check_bound(model, (2, 4, 4))
+    conv = sct.lipschitz_report(nn.Sequential(model.conv).eval(), (2, 4, 4)).network_upper
+    assert bound == pytest.approx(conv * factor, rel=1e-12)
+
+
+@pytest.mark.parametrize("dim", [0, -5])
+def test_a_stack_along_the_batch_axis_is_refused(dim):
+    """``torch.stack([x, x], 0)`` puts the new axis before the batch's: refused by the
+    operator and the bound, by name. A mutant this catches: _torch_graph_rules.py: the
+    stack's axis not checked."""
+    def fn(self, x):
+        return torch.stack([x, x], dim)
+
+    model = _Lambda(fn).double().eval()
+    with pytest.raises(TypeError, match="stacks along the batch axis"):
+        sct.network_operator(model, (2, 4, 4))
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    assert report.network_upper is None and "stacks along the batch axis" in report.reason
