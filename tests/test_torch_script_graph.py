@@ -1159,3 +1159,247 @@ def test_a_0d_buffer_as_a_calls_input_is_no_error(tmp_path):
     report = sct.lipschitz_report(jit(model, "script", (4,), tmp_path / "m.pt"), (4,))
     assert report.network_upper is None
     assert "may be a parameter or buffer of the model" in report.reason, report.reason
+
+
+# A refusal-deletion sweep of _torch_script_graph.py (31 mutants, 7 killed by the tests before):
+# each model here hides a term that is zero on the probes (``F.relu(h - 5) * 100``) where the
+# rebuilt graph would miss it, or reaches code that fails without its refusal. Oracles:
+# difference quotients, the Jacobian's norm at a point where the term is active.
+
+
+def _halving() -> nn.Linear:
+    """A Linear(4, 4) that halves its input (no bias): at x = 30, every entry is 15."""
+    layer = nn.Linear(4, 4, dtype=F64).requires_grad_(False)
+    layer.weight.copy_(0.5 * torch.eye(4, dtype=F64))
+    layer.bias.zero_()
+    return layer
+
+
+def _slope(f, x: torch.Tensor, eps: float = 1e-3) -> float:
+    """The Jacobian's norm of ``f`` at ``x``, by central differences (the maps are piecewise
+    linear, ``x`` far from their kinks)."""
+    with torch.no_grad():
+        columns = [(f(x + eps * e) - f(x - eps * e)).reshape(-1) / (2 * eps)
+                   for e in torch.eye(x.numel(), dtype=F64).reshape(-1, *x.shape)]
+    return float(torch.linalg.matrix_norm(torch.stack(columns, 1), 2))
+
+
+class _TiedCheck(nn.Module):
+    """A model that checks whether its two layers share their weight (``is not`` on two
+    tensors: TorchScript compares their identity); tied, it takes the else branch, whose term
+    is zero on the probes."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = _halving(), _halving()
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        h = self.a(x)
+        if self.a.weight is not self.b.weight:
+            g = h
+        else:
+            g = h + F.relu(h - 5.0) * 100.0
+        return self.b(g)
+
+
+def test_an_identity_check_of_two_tensors_is_refused():
+    """``self.a.weight is not self.b.weight`` compares two values other than None by identity,
+    which the walk does not compute: refused. A mutant this catches:
+    _torch_script_graph.py: ``raise _Refused("compares two values other than None by
+    identity")`` deleted (``is not`` then read as True: the branch without the term, a
+    bound of 0.25 for a map of 25.25)."""
+    model = _TiedCheck().eval()
+    scripted = jit(model, "script", (4,))
+    x = torch.full((1, 4), 30.0, dtype=F64)
+    truth = _slope(scripted, x)
+    assert truth == pytest.approx(25.25, rel=1e-6)  # (the compiled model takes the else)
+    report = sct.lipschitz_report(scripted, (4,))
+    assert report.network_upper is None or report.network_upper >= truth, (
+        report.network_upper, report.reason)
+    assert report.network_upper is None
+    assert "compares two values other than None by identity" in report.reason, report.reason
+
+
+class _ShiftBuffer(nn.Module):
+    """A model that adds to a buffer of its own during its forward (a running shift) and
+    reads it again afterwards (another ``prim::GetAttr``): the amount added is zero on the
+    probes, and 100 times the excess over 5 elsewhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = _halving(), nn.Linear(4, 4, dtype=F64).requires_grad_(False)
+        self.b.weight.copy_(torch.eye(4, dtype=F64))
+        self.b.bias.zero_()
+        self.register_buffer("shift", torch.zeros(4, dtype=F64))
+
+    def forward(self, x):
+        h = self.a(x)
+        self.shift.add_(F.relu(h - 5.0).mean(0) * 100.0)
+        return self.b(h + self.shift)
+
+
+def test_a_forward_that_writes_its_own_buffer_is_refused(tmp_path):
+    """The write changes the buffer that the second read sees, where the rebuilt graph would
+    read it as it is at rest: refused, saying so (scripted, saved and loaded; traced, the
+    graph reads the write's result, and the mean over the batch is refused). A mutant this catches:
+    _torch_script_graph.py: ``raise _Refused(f"runs {node.kind()}..., which changes a tensor
+    of its own (a parameter, a buffer or a constant)")`` deleted (a bound of 0.5 for a map of
+    50.5 at x = 30)."""
+    model = _ShiftBuffer().eval()
+    compiled = jit(model, "script", (4,), tmp_path / "m.pt")
+
+    def once(z):  # (each call from the buffer at rest)
+        saved = compiled.shift.clone()
+        try:
+            return compiled(z)
+        finally:
+            compiled.shift.copy_(saved)
+
+    truth = _slope(once, torch.full((1, 4), 30.0, dtype=F64))
+    assert truth == pytest.approx(50.5, rel=1e-6)
+    report = sct.lipschitz_report(compiled, (4,))
+    assert report.network_upper is None or report.network_upper >= truth, (
+        report.network_upper, report.reason)
+    assert report.network_upper is None
+    assert "which changes a tensor of its own" in report.reason, report.reason
+    assert torch.equal(compiled.shift, torch.zeros(4, dtype=F64))  # (the report's probes too)
+
+
+class _OnABuffer(nn.Module):
+    """A layer called on a buffer, not on the signal: its output a constant of the map."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4, dtype=F64)
+        self.b = nn.Linear(4, 4, dtype=F64)
+        self.register_buffer("c", torch.ones(1, 4, dtype=F64))
+
+    def forward(self, x):
+        return self.a(x) + self.b(self.c)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_layer_called_on_a_buffer_is_refused_by_name(how, tmp_path):
+    """A mutant this catches: _torch_script_graph.py: ``raise _Refused(f"calls module
+    {call.name!r} ({_kind(call.module)}), whose operations read no signal of the
+    forward's")`` deleted (the report then raised AttributeError: 'NoneType' object has no
+    attribute 'unique')."""
+    torch.manual_seed(0)
+    model = _OnABuffer().eval()
+    report = sct.lipschitz_report(jit(model, how, (4,), tmp_path / "m.pt"), (4,))
+    assert report.network_upper is None
+    assert "calls module 'b' (Linear), whose operations read no signal" in report.reason, (
+        report.reason)
+
+
+class _HiddenTerm(nn.Module):
+    """Two layers around a term of the signal's (each subclass's :meth:`term`) that is zero on
+    the probes, where the first layer's entries are near 0; at x = 30 they are 15."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = _halving()
+        self.b = nn.Linear(4, 4, dtype=F64).requires_grad_(False)
+        self.b.weight.copy_(torch.eye(4, dtype=F64))
+        self.b.bias.zero_()
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(h) + self.term(h)
+
+
+class _ScaledRsub(_HiddenTerm):  # 0 - 100 relu(h - 5): torch.rsub's alpha
+    def term(self, h):
+        return torch.rsub(F.relu(h - 5.0), 0.0, alpha=100.0)
+
+
+def test_rsub_with_an_alpha_is_refused(tmp_path):
+    """``torch.rsub(y, 0.0, alpha=100.0)`` is ``0 - 100 y``; read without its alpha, ``0 - y``.
+    A mutant this catches: _torch_script_graph.py: ``raise _Refused("runs aten::rsub with an
+    alpha other than 1")`` deleted."""
+    model = _ScaledRsub().eval()
+    scripted = jit(model, "script", (4,), tmp_path / "m.pt")
+    truth = _slope(scripted, torch.full((1, 4), 30.0, dtype=F64))
+    assert truth == pytest.approx(0.5 * 99, rel=1e-6)  # (1 - 100 on each entry, halved)
+    report = sct.lipschitz_report(scripted, (4,))
+    assert report.network_upper is None or report.network_upper >= truth, (
+        report.network_upper, report.reason)
+    assert report.network_upper is None
+    assert "runs aten::rsub with an alpha other than 1" in report.reason, report.reason
+
+
+class _InputScaledElu(_HiddenTerm):  # ELU with input_scale 50: slope 50 just below 0
+    def term(self, h):
+        return torch.ops.aten.elu(h + 10.0, 1.0, 1.0, 50.0)
+
+
+def test_an_elu_with_an_input_scale_is_refused(tmp_path):
+    """``aten::elu(x, alpha=1, scale=1, input_scale=50)`` is the identity on the probes (``x``
+    near 10) and has slope 50 just below 0; read as ``F.elu(x, 1)``, slope 1. A mutant this
+    catches: _torch_script_graph.py: ``raise _Refused("runs an ELU with a scale of its own
+    (F.elu has none)")`` deleted."""
+    model = _InputScaledElu().eval()
+    scripted = jit(model, "script", (4,), tmp_path / "m.pt")
+    truth = _slope(scripted, torch.full((1, 4), -20.0 - 2e-4, dtype=F64), eps=1e-5)
+    assert truth == pytest.approx(0.5 * (1 + 50 * math.exp(-0.005)), rel=1e-4)  # (h + 10 = -1e-4)
+    report = sct.lipschitz_report(scripted, (4,))
+    assert report.network_upper is None or report.network_upper >= truth, (
+        report.network_upper, report.reason)
+    assert report.network_upper is None
+    assert "runs an ELU with a scale of its own" in report.reason, report.reason
+
+
+class _ComputedAxis(nn.Module):
+    """``h.select(h.dim() - 2, 0)``: an axis computed from the signal's rank."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(2, 2, 3, padding=1, dtype=F64)
+        self.b = nn.Conv1d(2, 2, 3, padding=1, dtype=F64)
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(h) + h.select(h.dim() - 2, 0).unsqueeze(1)
+
+
+def test_a_slice_along_a_computed_axis_is_refused_by_name(tmp_path):
+    """A mutant this catches: _torch_script_graph.py: ``raise _Refused("slices its signal
+    along an axis computed in the forward")`` deleted (the report then raised TypeError:
+    '>=' not supported between instances of 'Node' and 'int')."""
+    torch.manual_seed(0)
+    model = _ComputedAxis().eval()
+    report = sct.lipschitz_report(jit(model, "script", (2, 4), tmp_path / "m.pt"), (2, 4))
+    assert report.network_upper is None
+    assert "slices its signal along an axis computed in the forward" in report.reason, (
+        report.reason)
+
+
+class _LoopWrite(nn.Module):
+    """A loop of the forward's own that writes the signal in place (no value leaves it): the
+    term it adds is zero on the probes."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = _halving()
+
+    def forward(self, x):
+        h = self.a(x)
+        for _ in range(2):
+            h.add_(F.relu(h - 5.0) * 10.0)
+        return h + x
+
+
+def test_a_loop_that_writes_the_signal_in_place_is_refused(tmp_path):
+    """A mutant this catches: _torch_script_graph.py: ``raise _Refused(f"runs {kind} of its
+    own{_where(node)}, which the bound over a TorchScript graph does not follow")`` deleted
+    (the loop then skipped with its writes: a bound of 1.5 for a map of 61.5 at x = 30)."""
+    model = _LoopWrite().eval()
+    scripted = jit(model, "script", (4,), tmp_path / "m.pt")
+    truth = _slope(scripted, torch.full((1, 4), 30.0, dtype=F64))
+    assert truth == pytest.approx(0.5 * 11 * 11 + 1, rel=1e-6)
+    report = sct.lipschitz_report(scripted, (4,))
+    assert report.network_upper is None or report.network_upper >= truth, (
+        report.network_upper, report.reason)
+    assert report.network_upper is None
+    assert "runs prim::Loop of its own" in report.reason, report.reason
