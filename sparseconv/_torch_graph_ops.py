@@ -316,35 +316,25 @@ class _GraphBuilder:
         axis = int(dim) % ndim
         if axis == 0:
             self.refuse(node, f"{'stacks' if stack else 'concatenates'} along the batch axis")
-        if stack:
-            return self.stack_op(node, pieces, axis)
-        sizes = [p[1][axis - 1] if isinstance(p, tuple) else p.shape[axis] for p in pieces]
-        bounds = np.cumsum(sizes)[:-1]
+        if stack:  # (each piece one index of the new axis)
+            def split(g):
+                return [np.take(g, j, axis=axis) for j in range(len(pieces))]
+        else:
+            sizes = [p[1][axis - 1] if isinstance(p, tuple) else p.shape[axis] for p in pieces]
+            bounds = np.cumsum(sizes)[:-1]
+
+            def split(g):
+                return np.split(g, bounds, axis=axis)
+        join = np.stack if stack else np.concatenate
 
         def forward(xs, affine):
             it, k = iter(xs), xs[0].shape[0] if xs else 1
             parts = [next(it) if isinstance(p, tuple) else
                      np.broadcast_to(p if affine else 0 * p, (k, *p.shape[1:])) for p in pieces]
-            return np.concatenate(parts, axis=axis)
+            return join(parts, axis=axis)
 
         def backward(g):
-            parts = np.split(g, bounds, axis=axis)
-            return [part for part, p in zip(parts, pieces) if isinstance(p, tuple)]
-
-        return _Op(node.name, tuple(p[0] for p in pieces if isinstance(p, tuple)),
-                   self.shape(node), forward, backward)
-
-    def stack_op(self, node, pieces, axis) -> _Op:
-        """:meth:`cat_op`'s stack: each piece one index of the new axis ``axis``."""
-        def forward(xs, affine):
-            it, k = iter(xs), xs[0].shape[0] if xs else 1
-            parts = [next(it) if isinstance(p, tuple) else
-                     np.broadcast_to(p if affine else 0 * p, (k, *p.shape[1:])) for p in pieces]
-            return np.stack(parts, axis=axis)
-
-        def backward(g):
-            return [np.take(g, j, axis=axis) for j, p in enumerate(pieces)
-                    if isinstance(p, tuple)]
+            return [part for part, p in zip(split(g), pieces) if isinstance(p, tuple)]
 
         return _Op(node.name, tuple(p[0] for p in pieces if isinstance(p, tuple)),
                    self.shape(node), forward, backward)
