@@ -2023,9 +2023,10 @@ def test_a_sum_of_empty_slices_is_refused():
 
 def test_a_stack_of_values_of_the_signal_is_refused():
     """Mutant: without ``return "takes the signal other than as its one input"`` (in
-    ``_elementwise``): ``torch.stack([y, 2 y], 1)`` (constant sqrt 5) crashed with
-    AttributeError (the shape of a list's meta, None)."""
-    model = _CallWith(lambda y, t: torch.stack([y, 2 * y], 1), 3)
+    ``_elementwise``): ``torch.hstack([y, 2 y])`` (constant sqrt 5) crashed with
+    AttributeError (the shape of a list's meta, None). (``torch.stack``, this test's call
+    before, has the concatenation's rule now.)"""
+    model = _CallWith(lambda y, t: torch.hstack([y, 2 * y]), 3)
     report = _graph_report(model, 3)
     _assert_refused(report, "takes the signal other than as its one input")
     _assert_sound(report, jacobian_norm(model, (3,)))
