@@ -154,8 +154,23 @@ def _defaults(model: nn.Module) -> dict[str, Any]:
     value (None, a bool, a number, a string, a tuple or list of them) is refused with a
     TypeError: torch.fx's graph kept it as an input (a tensor default failed with
     "NameError: name '_tensor_constant0' is not defined")."""
+    forward = type(model).forward
+    # torch.fx reads the arguments off the innermost function (inspect.unwrap) and calls the
+    # outermost with them, where model(x) gives each wrapper its own defaults: only wrappers
+    # that pass everything on (``*args, **kwargs``: torch.no_grad's) keep the inner defaults
+    # (a review: a functools.wraps wrapper declaring big=True over forward(x, big=False)
+    # was traced with big=False, a bound of 1.0 for a map of constant 101)
+    wrapper = forward
+    while hasattr(wrapper, "__wrapped__"):
+        try:
+            own = inspect.signature(wrapper, follow_wrapped=False).parameters.values()
+        except (TypeError, ValueError):
+            return {}
+        if any(p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in own):
+            return {}  # (torch.fx's own tracing then: each argument an input, as before)
+        wrapper = wrapper.__wrapped__
     try:
-        signature = inspect.signature(inspect.unwrap(type(model).forward))
+        signature = inspect.signature(inspect.unwrap(forward))
     except (TypeError, ValueError):  # (a forward inspect cannot read: torch.fx's own rules)
         return {}
     parameters = [p for p in list(signature.parameters.values())[2:]  # (self, the signal)

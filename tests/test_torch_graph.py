@@ -7,6 +7,7 @@ of that Jacobian for the norm a Lipschitz bound must not be below."""
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -980,3 +981,53 @@ def test_a_stack_along_the_batch_axis_is_refused(dim):
         sct.network_operator(model, (2, 4, 4))
     report = sct.lipschitz_report(model, (2, 4, 4))
     assert report.network_upper is None and "stacks along the batch axis" in report.reason
+
+
+def _with_its_own_default(forward):
+    @functools.wraps(forward)
+    def wrapper(self, x, big=True):  # (model(x) runs big=True; the inner default is False)
+        return forward(self, x, big)
+    return wrapper
+
+
+class _WrappedDefault(nn.Module):
+    @_with_its_own_default
+    def forward(self, x, big=False):
+        return x + F.relu(x - 1e5) * 100 if big else x
+
+
+def _passing_on(forward):
+    @functools.wraps(forward)
+    def wrapper(*args, **kwargs):  # (a logging or timing decorator: the inner defaults hold)
+        return forward(*args, **kwargs)
+    return wrapper
+
+
+class _PassedOnDefault(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3, padding=1)
+
+    @_passing_on
+    def forward(self, x, skip=None):
+        y = self.conv(x)
+        return y if skip is None else y + skip
+
+
+def test_a_wrapper_s_own_defaults_are_not_replaced_by_the_inner_ones():
+    """A review: torch.fx reads the arguments off the innermost function and calls the
+    outermost with them, so a functools.wraps wrapper declaring ``big=True`` over
+    ``forward(x, big=False)`` was traced with ``big=False``: a bound of 1.0 for a map of
+    constant 101 (zero on the probes, ``relu(x - 1e5)``). Such a forward is traced as before
+    (refused); one whose wrappers pass everything on (``*args, **kwargs``, as
+    ``@torch.no_grad()``'s) keeps its defaults. A mutant this catches: _torch_probe.py: the
+    wrappers' own parameters not checked."""
+    report = sct.lipschitz_report(_WrappedDefault().double().eval(), (3, 4))
+    x = torch.full((3, 4), 2e5, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: _WrappedDefault()(v[None])[0], x)
+    truth = float(np.linalg.norm(jac.reshape(12, 12).numpy(), 2))
+    assert truth == pytest.approx(101.0)
+    assert report.network_upper is None or report.network_upper >= truth, report.network_upper
+    _check_operator(_PassedOnDefault(), (1, 6))
+    _check_bound(_PassedOnDefault(), (1, 6))
+
