@@ -456,8 +456,8 @@ def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
                 warnings.simplefilter("ignore", DeprecationWarning)  # to act on, here
                 return torch.jit.load(path, map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - torch.jit.load raises RuntimeError, Error...
-            lines = str(exc).strip().splitlines() or [type(exc).__name__]
-            error(f"cannot load the TorchScript file --model {path}: {lines[0]}")
+            from sparseconv._torch_probe import error_line
+            error(f"cannot load the TorchScript file --model {path}: {error_line(exc)}")
     try:  # weights_only runs no code: a state_dict loads, a pickled module does not
         with warnings.catch_warnings():  # torch's note on its own legacy file's protocol
             warnings.filterwarnings("ignore", "Detected pickle protocol")  # (a new user's

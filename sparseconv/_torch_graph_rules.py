@@ -286,6 +286,13 @@ class _Walk:
     def static_index(self, n) -> bool:  # (a review: x[:, x.shape[2:]] indexes by a tuple,
         return self.static_int(n) and type(self.sizes.get(n)) is int  # which repeats entries)
 
+    def fixed(self, value: Any, keep: Any = None) -> Any:
+        """``value`` (an argument, a tuple of them) with each integer computed from the
+        signal's shape where the traced shape fixes it (:meth:`static_index`) read as its
+        value, as network_operator reads it; any other node (and ``keep``) stays a node."""
+        return torch.fx.node.map_arg(value, lambda n: self.sizes[n] if (
+            n is not keep and self.static_index(n)) else n)
+
 
 def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
     """One node's bound, from its inputs' (:func:`graph_bound`'s rules), or why there is
@@ -456,8 +463,7 @@ def _repeated(source: Any, target: Any, args: Any, kwargs: dict, walk: _Walk) ->
     value = walk.of(source)  # (refused first if the source is no floating tensor)
     # a count computed from the signal's shape is read where the traced shape fixes it, as
     # network_operator reads it (a review found the two disagree); any other stays a node
-    fixed = torch.fx.node.map_arg((args[1:], kwargs), lambda n: walk.sizes[n] if (
-        walk.static_int(n) and type(walk.sizes.get(n)) is int) else n)
+    fixed = walk.fixed((args[1:], kwargs))
     try:
         counts = repeat_counts(target, [source, *fixed[0]], fixed[1],
                                len(walk.meta(source).shape))
@@ -479,8 +485,7 @@ def _selected(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
     three against each sample run alone, as ``network_operator`` checks it)."""
     if [n for n in node.all_input_nodes if n in walk.bound] != [source]:
         return "takes the signal other than as its one input"
-    fixed = torch.fx.node.map_arg((args, kwargs), lambda n: n if n is source else (
-        walk.sizes[n] if walk.static_int(n) and type(walk.sizes.get(n)) is int else n))
+    fixed = walk.fixed((args, kwargs), keep=source)
     computed: list[torch.fx.Node] = []
     torch.fx.node.map_arg(fixed, computed.append)
     computed = [n for n in computed if n is not source]

@@ -229,9 +229,9 @@ class SizesTracer(torch.fx.Tracer):
         super().__init__()
         self.probe = probe  # (made only where a loop needs it: it may be large)
 
-    def _prefix(self, outputs: list, batch: int | None = None) -> Any:
-        """The values of the nodes ``outputs`` of the graph traced so far, run on
-        ``probe()`` (its first ``batch`` samples); None where it cannot be run here."""
+    def _prefix(self, outputs: list, probe: torch.Tensor) -> Any:
+        """The values of the nodes ``outputs`` of the graph traced so far, run on ``probe``
+        (made by ``self.probe()``); None where it cannot be run here."""
         graph = torch.fx.Graph()
         copies: dict = {}
         graph.graph_copy(self.graph, copies)
@@ -240,21 +240,20 @@ class SizesTracer(torch.fx.Tracer):
         # (torch.fx's patches of nn.Module's __call__ and __getattr__ reverted meanwhile, or
         # the run would be traced too; a torch without that context is not followed)
         unpatched = getattr(torch.fx._symbolic_trace, "_maybe_revert_all_patches", None)
-        if unpatched is None or self.probe is None:  # pragma: no cover - torch 2.13 has it
+        if unpatched is None:  # pragma: no cover - torch 2.13 has it
             return None
         # (the prefix's own messages are not the user's; a change it makes in place to a
         # parameter, as to a buffer, is undone: a review)
         with unpatched(), torch.no_grad(), restored_tensors(
                 [*self.root.buffers(), *self.root.parameters()]), contextlib.redirect_stderr(
                 io.StringIO()):
-            probe = self.probe()
-            return torch.fx.GraphModule(self.root, graph)(probe[:batch])
+            return torch.fx.GraphModule(self.root, graph)(probe)
 
     def iter(self, obj: torch.fx.Proxy) -> Iterator:
         tensor = _sized(obj.node)
         if self.probe is None or tensor is None or not _rank_fixed(tensor, self.root):
             return super().iter(obj)
-        values = self._prefix([obj.node])
+        values = self._prefix([obj.node], self.probe())
         sizes = None if values is None else values[0]
         if not isinstance(sizes, tuple) or any(type(s) is not int for s in sizes):
             return super().iter(obj)
@@ -269,10 +268,11 @@ class SizesTracer(torch.fx.Tracer):
         if self.probe is None or reads is None:
             return super().to_bool(obj)
         tensors = [read.args[0] for read in reads]  # (their shapes at a batch of one too:
-        values, one = self._prefix([obj.node, *tensors]), self._prefix(tensors, batch=1)
-        if values is None or one is None or type(values[0]) not in (bool, int):  # the sizes
-            return super().to_bool(obj)  # read are then the same at both, and the condition)
-        batch = len(self.probe())
+        probe = self.probe()  # the sizes read are then the same at both, and the condition)
+        values, one = self._prefix([obj.node, *tensors], probe), self._prefix(tensors, probe[:1])
+        if values is None or one is None or type(values[0]) not in (bool, int):
+            return super().to_bool(obj)
+        batch = len(probe)
         for read, tensor, alone in zip(reads, values[1:], one):
             if not (isinstance(tensor, torch.Tensor) and isinstance(alone, torch.Tensor)) or (
                     tensor.shape[:1] != (batch,) or alone.shape != (1, *tensor.shape[1:])
