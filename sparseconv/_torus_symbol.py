@@ -14,12 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._geometry import ConvGeometry
-from ._memory import check_memory
+from ._memory import check_memory, get_memory_limit
 from ._rounding import Rounding, U, gamma, up
 from ._symbol import top_per_frequency
 from ._torus_gram import _FULL, _apex
 
 _CHUNK_BYTES = 1 << 26  #: symbols evaluated at once, at most this much memory (64 MiB)
+
+
+def _chunk_bytes(chunk: int = _CHUNK_BYTES) -> int:
+    """``chunk``, or a sixteenth of the memory limit where that is less (a review: a limit
+    of 4 MiB, and toeplitz_norm held 34 MB of chunks)."""
+    limit = get_memory_limit()
+    return chunk if limit is None else max(1, min(chunk, limit // 16))
 
 
 @dataclass(frozen=True)
@@ -69,11 +76,8 @@ def _check_symbol_memory(geom: ConvGeometry) -> None:
                  f"stride={geom.stride}) at {taps} shifts")
 
 
-def _polyphase(weight: np.ndarray, geom: ConvGeometry, coprime: bool = False) -> _Symbol:
-    """The shifts ``a`` and matrices ``M_a`` of the layer, from the geometry's gather map.
-
-    ``coprime``: each axis's shifts divided by their common divisor (a symbol with the same
-    supremum over the torus, not the same function of ``xi``: see below)."""
+def _polyphase(weight: np.ndarray, geom: ConvGeometry) -> _Symbol:
+    """The shifts ``a`` and matrices ``M_a`` of the layer, from the geometry's gather map."""
     first = [a.tap_index()[0] for a in geom.axes]  # taps of output 0 read t * dilation
     taps = list(np.ndindex(*geom.kernel_size))
     u = np.array([[first[d][tap[d]] for d in range(geom.ndim)] for tap in taps], dtype=np.int64)
@@ -87,12 +91,6 @@ def _polyphase(weight: np.ndarray, geom: ConvGeometry, coprime: bool = False) ->
     for t in range(len(taps)):  # distinct taps of one shift have distinct phases
         blocks[which.ravel()[t], ..., phase[t]] += w[..., t]
     blocks = blocks.reshape(len(shifts), groups, rows, c_in * phases)
-    if coprime:  # where an axis's shifts share a divisor g (a dilation at stride 1: t * d),
-        # H depends on that frequency through g xi alone, which covers the circle as xi does:
-        # the same sup with the shifts divided by g (a new user's trial: toeplitz_norm's
-        # time grew with the dilation, 204 s for 200, and its bound loosened, 8.85 for 7.84)
-        low = shifts.min(axis=0)
-        shifts = low + (shifts - low) // np.maximum(np.gcd.reduce(shifts - low, axis=0), 1)
     norms = np.array([max(up(np.linalg.norm(b, 2) + (max(b.shape) ** 2 + 2) * U
                              * np.linalg.norm(b)) for b in per_shift) for per_shift in blocks])
     low, span = shifts.min(axis=0), np.ptp(shifts, axis=0)
@@ -119,9 +117,13 @@ def _phases(symbol: _Symbol, turns: np.ndarray, widths: np.ndarray) -> np.ndarra
 
 def _tops(symbol: _Symbol, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """Computed ``sigma_max`` of the (extended) symbol at the given points, in chunks."""
-    per_point = 16 * (symbol.blocks.shape[1] + symbol.groups * min(symbol.rows, symbol.cols) ** 2)
+    # per point: the phases of every shift and their temporaries (a review: uncounted, a
+    # 16x16 kernel of one channel held 435 MB at a limit of 16 MiB), the symbol from two
+    # real products, and the smaller Gram matrix whose eigenvalues give sigma_max
+    per_point = 16 * (3 * len(symbol.shifts) + 2 * symbol.blocks.shape[1]
+                      + 2 * symbol.groups * min(symbol.rows, symbol.cols) ** 2)
     check_memory(3 * per_point, "one evaluation of toeplitz_norm's symbol")
-    chunk = max(1, _CHUNK_BYTES // per_point)
+    chunk = max(1, _chunk_bytes() // per_point)
     out = np.empty(len(turns))
     for start in range(0, len(turns), chunk):
         h = _symbol_at(symbol, turns[start:start + chunk], widths[start:start + chunk])

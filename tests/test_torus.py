@@ -424,27 +424,42 @@ def test_a_width_widened_by_the_subnormals_is_not_converged():
     assert max(widths) > 1e-12  # (the case is met)
 
 
-@pytest.mark.parametrize("dilation, limit, refused", [
-    (1001, 2**30, "the first grid of toeplitz_norm's branch and bound"),
-    (31, 8 * 2**20, "the vertices of toeplitz_norm's branch and bound")])
-def test_a_grid_beyond_the_memory_limit_is_refused_before_it_is_built(dilation, limit, refused,
+@pytest.mark.parametrize("shape, limit, refused", [
+    ((1, 1, 5, 5, 5), 2**21, "the first grid of toeplitz_norm's branch and bound"),
+    ((1, 1, 16, 16), 2**23, "the vertices of toeplitz_norm's branch and bound")])
+def test_a_grid_beyond_the_memory_limit_is_refused_before_it_is_built(shape, limit, refused,
                                                                       memory_limit):
     """A dilation of 1000 made the first grid 16.7 million boxes; their vertices' keys took
     the process to 24 GB (a hunt) instead of raising MatrixTooLargeError. Both checks, each
-    before its grid is built: the first grid's (a stride of 2 and a dilation of 1001: shifts
-    0, 500 and 1001 on each axis, no common divisor to reduce them by, as a dilation at
-    stride 1 has; 2.1 million boxes, 3.6 GiB), and each later level's (a dilation of 31:
-    2,048 boxes, 3.6 MiB, then four times as many). (This test ran 30-48 s when it met the
-    second check at the default limit, after the 3.6 GiB first level.)"""
+    before its grid is built: the first grid's (a 5x5x5 kernel: 2,048 boxes of eight
+    vertices, 7.8 MiB), and each later level's (a 16x16 kernel: 512 boxes, 0.9 MiB, then
+    four times as many, then sixteen: 14.5 MiB). (A dilation no longer grows the grid: see
+    test_a_dilation_is_the_undilated_layer_s_bound.)"""
     from sparseconv import MatrixTooLargeError
 
     from ._oracles import traced
 
     memory_limit(limit)
-    w = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
-    error, peak = traced(lambda: toeplitz_norm(w, stride=2, dilation=dilation, tol=1e-3))
+    w = np.random.default_rng(0).standard_normal(shape)
+    error, peak = traced(lambda: toeplitz_norm(w, tol=1e-3))
     assert isinstance(error, MatrixTooLargeError) and refused in str(error), error
     assert peak < limit / 2, peak
+
+
+def test_the_evaluations_are_chunked_under_the_memory_limit(memory_limit):
+    """The symbol's and the Gram's evaluations come in chunks of at most a sixteenth of the
+    limit, their phases counted (a review: at a limit of 4 MiB a 12x12 kernel held 61 MB of
+    chunks, and a 24x24 one 4.1 GB at the default limit, 256 MiB of chunks meant): the same
+    interval within the limit."""
+    from ._oracles import traced
+
+    w = np.random.default_rng(0).standard_normal((1, 1, 12, 12))
+    free = toeplitz_norm(w, tol=1e-3)
+    memory_limit(2**22)
+    results = []
+    error, peak = traced(lambda: results.append(toeplitz_norm(w, tol=1e-3)))
+    assert error is None and peak < 2**22, peak
+    assert (results[0].lower, results[0].upper) == (free.lower, free.upper)
 
 
 def test_progress_reports_the_share_of_the_torus_proved():
@@ -462,25 +477,35 @@ def test_progress_reports_the_share_of_the_torus_proved():
         toeplitz_norm(w, progress="yes")
 
 
-def test_a_dilation_at_stride_one_is_the_undilated_layer_s_bound():
-    """At stride 1 the symbol of a dilated kernel is the undilated one's at ``d xi``, which
-    covers the torus as ``xi`` does: the same bound, in the same time (a new user's trial:
-    204 s and a bound 13% looser for a dilation of 200; a 3-D kernel's dilation of 30 ran 30 s
-    and then refused for memory). A stride with a dilation that shares its factor reads one
-    phase alone: the undilated layer's bound too."""
+def test_a_dilation_is_the_undilated_layer_s_bound():
+    """On the infinite grid a dilation ``d`` at stride ``s`` is ``d / g`` disjoint copies of
+    the undilated layer at stride ``s / g``, ``g = gcd(s, d)``: the same bound, in the same
+    time (a new user's trial: 204 s and a bound 13% looser for a dilation of 200 at stride
+    1; a 3-D kernel's dilation of 30 ran 30 s and then refused for memory; a review: a
+    stride of 2 and a dilation of 1001 evaluated 10 million frequencies in 50 s and then
+    refused for memory, a stride of 2 and a dilation of 7 took 75 s). Each reduced layer's
+    interval meets the dilated one's, found within the undilated layer's budget; and the
+    bound is above the dilated layer's dense norm on inputs of several sizes."""
     rng = np.random.default_rng(0)
     w = rng.standard_normal((2, 2, 3, 3))
-    plain = toeplitz_norm(w, max_evaluations=1000)
-    assert plain.converged
-    for kwargs in (dict(dilation=200), dict(dilation=(60, 1)), dict(stride=2, dilation=2)):
-        result = toeplitz_norm(w, max_evaluations=1000, **kwargs)  # the undilated budget
-        assert result.converged, kwargs
-        assert max(result.lower, plain.lower) <= min(result.upper, plain.upper), kwargs
+    for reduced, dilated in [({}, dict(dilation=200)), ({}, dict(dilation=(60, 1))),
+                             ({}, dict(stride=2, dilation=2)),
+                             (dict(stride=2), dict(stride=2, dilation=1001)),
+                             (dict(stride=(2, 3)), dict(stride=(2, 3), dilation=(5, 7))),
+                             (dict(stride=(2, 1)), dict(stride=(4, 3), dilation=(6, 3)))]:
+        plain = toeplitz_norm(w, max_evaluations=1000, **reduced)
+        assert plain.converged, reduced
+        result = toeplitz_norm(w, max_evaluations=1000, **dilated)  # the undilated budget
+        assert result.converged, dilated
+        assert max(result.lower, plain.lower) <= min(result.upper, plain.upper), dilated
     w3 = rng.standard_normal((1, 1, 2, 2, 2))
     assert toeplitz_norm(w3, dilation=30, max_evaluations=20_000).converged
-    bound = toeplitz_norm(w, stride=(1, 2), dilation=(3, 3)).upper
-    for n in (12, 21):  # it bounds the dilated layer itself on inputs of any size
-        assert _dense_norm(w, 2, (n, n), stride=(1, 2), dilation=(3, 3), padding=(3, 2)) <= bound
+    for stride, dilation, padding in [((1, 2), (3, 3), (3, 2)), ((2, 2), (3, 2), (1, 2)),
+                                      ((3, 2), (2, 4), (0, 3))]:
+        bound = toeplitz_norm(w, stride=stride, dilation=dilation).upper
+        for n in (12, 21):  # it bounds the dilated layer itself on inputs of any size
+            assert _dense_norm(w, 2, (n, n), stride=stride, dilation=dilation,
+                               padding=padding) <= bound, (stride, dilation, n)
 
 
 @pytest.mark.parametrize("taps", [4, 5, 7])
@@ -497,7 +522,7 @@ def test_the_symbol_rule_takes_the_whole_taylor_remainder(taps, monkeypatch):
     rng = np.random.default_rng(taps)
     w = rng.standard_normal((2, 3, taps))
     geom = ConvGeometry.from_weight(w.shape, (3, taps))
-    symbol = _torus._polyphase(w, geom, coprime=True)
+    symbol = _torus._polyphase(w, geom)
     assert not symbol.hull[0]  # a span of 4 or more: a Taylor axis
     circle = _torus._on_circle(_torus._gram(symbol))
     monkeypatch.setattr(_torus, "_twice_gram_remainder", lambda circle, half: math.inf)
@@ -531,7 +556,7 @@ def test_the_gram_error_is_at_least_its_documented_sum(complex_):
     for shape in ((3, 2, 3, 3), (2, 4, 5), (4, 3, 2, 3)):
         w = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if complex_ else 0)
         geom = ConvGeometry.from_weight(w.shape, (shape[1], *(2 * k for k in shape[2:])))
-        gram = _torus._gram(_torus._polyphase(w, geom, coprime=True))
+        gram = _torus._gram(_torus._polyphase(w, geom))
         d, classes = gram.delta.shape[1], len(gram.delta)
         inner = 2 * gram.inner + 4 if gram.blocks.dtype.kind == "c" else gram.inner
         for apex in (1.0, 1.5, 40.0):
@@ -570,7 +595,7 @@ def test_a_vertex_is_tested_at_a_mu_its_proof_allows(monkeypatch):
     rng = np.random.default_rng(8)
     w = rng.standard_normal((3, 2, 3, 3))
     geom = ConvGeometry.from_weight(w.shape, (2, 6, 6))
-    symbol = _torus._polyphase(w, geom, coprime=True)
+    symbol = _torus._polyphase(w, geom)
     gram = _torus._gram(symbol)
     proofs = _torus._Proofs(symbol, gram)
     tested = []
