@@ -31,8 +31,8 @@ from sparseconv._torch_layer_base import _Layer
 from sparseconv._torch_layers import _layer
 from sparseconv._typing import PaddingMode
 
-__all__ = ["MATMUL", "MAX_POOL_F", "REPEATS", "RUN_BY_TORCH", "SELECTIONS", "acts_per_sample",
-           "call_on", "by_keyword", "linear_call_layer",
+__all__ = ["MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING", "RUN_BY_TORCH", "SELECTIONS",
+           "acts_per_sample", "call_on", "by_keyword", "linear_call_layer",
            "matmul_operands", "repeat_counts", "transposition_axes"]
 
 
@@ -77,7 +77,9 @@ SELECTIONS = frozenset({
     "roll", torch.roll, "expand", "index_select", torch.index_select, "repeat_interleave",
     torch.repeat_interleave, "tril", torch.tril, "triu", torch.triu, "select", torch.select,
     "rot90", torch.rot90})
-RUN_BY_TORCH = SELECTIONS | {"cumsum", torch.cumsum, "diff", torch.diff}
+#: Running sums and differences along one axis (``cumsum``, ``diff``), run by torch too.
+RUNNING = frozenset({"cumsum", torch.cumsum, "diff", torch.diff})
+RUN_BY_TORCH = SELECTIONS | RUNNING
 
 
 def call_on(target: Any, args: Any, kwargs: dict, source: torch.fx.Node,

@@ -27,7 +27,12 @@ in exact rational arithmetic (rounded up once, at the end):
   ``F.linear`` or ``F.conv2d`` by a parameter, ...): the certified upper bound of its matrix
   on the traced shape (``functional``, from the report's own ``spectral_norm`` options), times
   its input's; ``x @ W`` or ``W @ x`` by a constant matrix or vector ``W``: that of
-  ``F.linear`` by ``W`` (on the signal's shape with its last two axes swapped for ``W @ x``).
+  ``F.linear`` by ``W`` (on the signal's shape with its last two axes swapped for ``W @ x``);
+* a selection, permutation or copy run by torch (``flip``, ``roll``, ``select``,
+  ``index_select``, ``repeat_interleave``, ``expand``, ...): ``sqrt`` of the most copies of
+  one entry times its input's; ``cumsum`` over ``L`` entries: ``1 / (2 sin(pi / (4 L +
+  2)))`` times its input's (the norm of the running sum); ``diff`` of order ``n``: ``2^n``
+  times its input's -- each refused where it reads or moves the batch axis.
 
 Anything else (a product of two signals, advanced indexing, a function with an argument
 computed from the signal, a reduction over the batch axis, an output that is no single

@@ -30,6 +30,7 @@ from sparseconv._torch_calls import (
     MATMUL,
     MAX_POOL_F,
     REPEATS,
+    RUNNING,
     SELECTIONS,
     acts_per_sample,
     call_on,
@@ -78,7 +79,7 @@ _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 
 
 _RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
-          *MATMUL, *_NORMALIZED, *REPEATS, *SELECTIONS, operator.getitem}
+          *MATMUL, *_NORMALIZED, *REPEATS, *SELECTIONS, *RUNNING, operator.getitem}
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -337,6 +338,8 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
         return _repeated(source, target, args, kwargs, walk)
     if target in SELECTIONS and target not in _KEEPS:  # (flip, roll, index_select: a trial)
         return _selected(node, source, args, kwargs, walk)
+    if target in RUNNING:  # (cumsum, diff: a new user's trial)
+        return _running(node, source, args, kwargs, walk)
     if target in _KEEPS or (target is operator.getitem
                             and _basic_index(args[1], walk.static_index)):
         return _kept(node, source, args, kwargs, walk)
@@ -474,15 +477,13 @@ def _repeated(source: Any, target: Any, args: Any, kwargs: dict, walk: _Walk) ->
     return _sqrt_up(Fraction(math.prod(counts))) * value
 
 
-def _selected(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
-              walk: _Walk) -> Fraction | str:
-    """A selection, permutation or copy run by torch (:data:`SELECTIONS`: ``flip``, ``roll``,
-    ``rot90``, ``select``, ``tril``, ``index_select``, ``repeat_interleave``, ``expand``):
-    each output entry is one input entry (or zero), so the norm is at most ``sqrt`` of the
-    most outputs one entry gives -- 1 for a permutation or a selection, the most repeats
-    of an index for ``index_select`` and ``repeat_interleave``, the copies for ``expand``;
-    refused where the call does not act on each sample alone (checked on a random batch of
-    three against each sample run alone, as ``network_operator`` checks it)."""
+def _per_sample(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+                walk: _Walk) -> tuple[list, dict, tuple[int, ...]] | str:
+    """A linear call run by torch (:data:`SELECTIONS`, :data:`RUNNING`) on the signal alone:
+    its arguments as values and its sample's shape, or why it has no bound -- the signal
+    taken twice, an argument computed from it, or a call that does not act on each sample
+    alone (checked on a random batch of three against each sample run alone, as
+    ``network_operator`` checks it)."""
     if [n for n in node.all_input_nodes if n in walk.bound] != [source]:
         return "takes the signal other than as its one input"
     fixed = walk.fixed((args, kwargs), keep=source)
@@ -499,6 +500,22 @@ def _selected(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
         return f"does not run on a batch of three ({error_line(exc)})"
     if out is None or out != tuple(walk.meta(node).shape[1:]):
         return "does not act on each sample alone (it reads or moves the batch axis)"
+    return call_args, call_kwargs, sample
+
+
+def _selected(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+              walk: _Walk) -> Fraction | str:
+    """A selection, permutation or copy run by torch (:data:`SELECTIONS`: ``flip``, ``roll``,
+    ``rot90``, ``select``, ``tril``, ``index_select``, ``repeat_interleave``, ``expand``):
+    each output entry is one input entry (or zero), so the norm is at most ``sqrt`` of the
+    most outputs one entry gives -- 1 for a permutation or a selection, the most repeats
+    of an index for ``index_select`` and ``repeat_interleave``, the copies for ``expand``;
+    refused as :func:`_per_sample` says."""
+    checked = _per_sample(node, source, args, kwargs, walk)
+    if isinstance(checked, str):
+        return checked
+    call_args, call_kwargs, sample = checked
+    out = tuple(walk.meta(node).shape[1:])
     name = function_name(node.target)
     copies = 1
     if name == "expand":
@@ -515,6 +532,47 @@ def _selected(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
         else:
             return f"takes {key} sparseconv does not read ({given!r})"
     return _sqrt_up(Fraction(max(copies, 1))) * walk.of(source)
+
+
+#: Rational bounds on pi, below and above.
+_PI_LOW, _PI_HIGH = Fraction(3141592653589793, 10**15), Fraction(3141592653589794, 10**15)
+
+
+def _cumsum_norm(length: int) -> Fraction:
+    """A rational upper bound on the norm of the running sum of ``length`` entries (the
+    lower triangular matrix of ones): exactly ``1 / (2 sin(pi / (4 length + 2)))``, its
+    largest singular value, with ``sin x`` bounded below by its Taylor series to ``x^11``
+    (an alternating series ending on a negative term) at bounds of ``x`` below and above."""
+    low, high = _PI_LOW / (4 * length + 2), _PI_HIGH / (4 * length + 2)
+    sine = sum((low if k % 2 == 0 else -high) ** (2 * k + 1) / math.factorial(2 * k + 1)
+               for k in range(6))
+    return Fraction(1) / (2 * sine)
+
+
+def _running(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+             walk: _Walk) -> Fraction | str:
+    """A running sum or difference along one axis run by torch (:data:`RUNNING`): ``cumsum``
+    over ``L`` entries has the norm of the lower triangular ``L x L`` matrix of ones
+    (:func:`_cumsum_norm`, about ``2 (2 L + 1) / pi``), ``diff`` of order ``n`` at most
+    ``2^n`` (each difference ``x_{i+1} - x_i`` twice a norm of one; its ``prepend`` and
+    ``append``, constants, add an offset alone); refused as :func:`_per_sample` says, or
+    where ``cumsum`` changes the dtype."""
+    checked = _per_sample(node, source, args, kwargs, walk)
+    if isinstance(checked, str):
+        return checked
+    call_args, call_kwargs, _ = checked
+    shape = walk.meta(node).shape
+    if function_name(node.target) == "cumsum":
+        dim = call_kwargs.get("dim", call_args[1] if len(call_args) > 1 else None)
+        if type(dim) is not int or not -len(shape) <= dim < len(shape):
+            return f"takes dim sparseconv does not read ({dim!r})"
+        if getattr(walk.meta(node), "dtype", None) != getattr(walk.meta(source), "dtype", None):
+            return "changes the signal's dtype"
+        return _cumsum_norm(int(shape[dim])) * walk.of(source)
+    order = call_kwargs.get("n", call_args[1] if len(call_args) > 1 else 1)
+    if type(order) is not int or order < 0:
+        return f"takes n sparseconv does not read ({order!r})"
+    return Fraction(2) ** order * walk.of(source)
 
 
 def _kept(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,

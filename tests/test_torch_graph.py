@@ -947,6 +947,73 @@ def test_selections_across_the_batch_have_no_bound(call, reason):
     assert reason in report.reason, report.reason
 
 
+def test_the_running_sum_s_norm_is_its_largest_singular_value():
+    """``_cumsum_norm(L)`` bounds the norm of the lower triangular ``L x L`` matrix of ones,
+    within rounding of it (against a dense SVD), and is above its closed form at 40 digits
+    (mpmath; compared as exact rationals: a mutant swapping pi's bounds in the series is
+    1e-16 below it)."""
+    import mpmath
+
+    from sparseconv._torch_graph_rules import _cumsum_norm
+
+    for length in [*range(1, 41), 97, 500, 10**6]:
+        bound = _cumsum_norm(length)
+        with mpmath.workdps(40):
+            exact = 1 / (2 * mpmath.sin(mpmath.pi / (4 * length + 2)))
+            assert mpmath.mpf(bound.numerator) / bound.denominator >= exact, length
+        if length <= 500:
+            norm = float(np.linalg.svd(np.tril(np.ones((length, length))),
+                                       compute_uv=False)[0])
+            assert norm * (1 - 1e-14) <= float(bound) <= norm * (1 + 1e-13), (length, norm)
+
+
+def _cumsum_factor(length):
+    return 1 / (2 * math.sin(math.pi / (4 * length + 2)))
+
+
+@pytest.mark.parametrize("call, factor", [
+    (lambda x: x.cumsum(-1), _cumsum_factor(5)), (lambda x: torch.cumsum(x, dim=2),
+                                                   _cumsum_factor(4)),
+    (lambda x: x.cumsum(dim=x.ndim - 3), _cumsum_factor(2)),
+    (lambda x: x.diff(), 2.0), (lambda x: torch.diff(x, 2, dim=2), 4.0),
+    (lambda x: torch.diff(x, n=0), 1.0)])
+def test_running_sums_and_differences_are_bounded(call, factor):
+    """A new user's trial: ``cumsum`` and ``diff``, mapped by network_operator, had no rule
+    in the bound over the graph. ``cumsum`` over ``L`` entries multiplies the bound by the
+    norm of the running sum, ``1 / (2 sin(pi / (4 L + 2)))``; ``diff`` of order ``n`` by
+    ``2^n``; at least the Jacobian's norm. Mutants this catch: _torch_graph_rules.py: the
+    rule dropped (no bound), or the factor not taken (below the Jacobian's norm)."""
+    def fn(self, x):
+        return call(self.conv(x))
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    bound = _check_bound(model, (2, 4, 5))
+    conv = sct.lipschitz_report(nn.Sequential(model.conv).eval(), (2, 4, 5)).network_upper
+    assert bound == pytest.approx(conv * factor, rel=1e-12)
+
+
+@pytest.mark.parametrize("call, reason", [
+    (lambda x: x.cumsum(0), "does not act on each sample alone"),
+    (lambda x: x.cumsum(-1, dtype=torch.float32), "changes the signal's dtype"),
+    (lambda x: torch.diff(x, dim=-1, prepend=x[..., :1]),
+     "takes the signal other than as its one input"),
+    (lambda x: torch.diff(x, dim=0), "mixes the batch axis into the sample")])
+def test_running_sums_across_the_batch_have_no_bound(call, reason):
+    """``cumsum(0)`` and ``diff(dim=0)`` run along the batch, ``diff``'s ``prepend`` from
+    the signal takes it twice, and a ``cumsum`` into another dtype is a cast: no bound, by
+    name. Mutants this catch: _torch_graph_rules.py: the per-sample check or the dtype
+    check dropped."""
+    def fn(self, x):
+        return call(self.conv(x))
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    report = sct.lipschitz_report(model.double().eval(), (2, 4, 4))
+    assert report.network_upper is None
+    assert reason in report.reason, report.reason
+
+
 @pytest.mark.parametrize("call, factor", [
     (lambda x: torch.stack([x, x, x], 1), math.sqrt(3)),
     (lambda x: torch.stack([x, 2 * x], dim=-1), math.sqrt(5)),
