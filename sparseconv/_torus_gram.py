@@ -57,43 +57,101 @@ class _Gram:
     pairs: int  # S^2
 
 
+#: Blocks of at least this many entries are multiplied and added one pair at a time: numpy's
+#: batched product (its gathers) and ``np.add.at`` are 2-10x slower there (512 channels).
+_LARGE = 4096
+
+
+def _products(blocks: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``blocks[first[k]] @ blocks[second[k]]^H`` for every ``k``, stacked."""
+    if blocks[0].size < _LARGE:
+        return blocks[first] @ np.conj(blocks[second]).transpose(0, 1, 3, 2)
+    out = np.empty((len(first), blocks.shape[1], blocks.shape[2], blocks.shape[2]),
+                   dtype=blocks.dtype)
+    for k, (i, j) in enumerate(zip(first.tolist(), second.tolist())):
+        np.matmul(blocks[i], np.conj(blocks[j]).transpose(0, 2, 1), out=out[k])
+    return out
+
+
+def _accumulate(sums: np.ndarray, where: np.ndarray, values: np.ndarray) -> None:
+    """``sums[where[k]] += values[k]`` in the order of ``k``."""
+    if values[0].size < _LARGE if len(values) else True:
+        np.add.at(sums, where, values)
+    else:
+        for k, value in zip(where.tolist(), values):
+            sums[k] += value
+
+
 def _gram(symbol: _Symbol) -> _Gram:
     blocks = symbol.blocks.reshape(-1, symbol.groups, symbol.rows, symbol.cols)
     shifts = symbol.shifts
     if symbol.rows > symbol.cols:  # H^H = sum_a psi_{-a} M_a^H: the same form, smaller side
         blocks, shifts = np.conj(blocks).transpose(0, 1, 3, 2), -shifts
     count, m = len(shifts), blocks.shape[2]
-    check_memory(16 * (2 * count) ** 2 * symbol.groups * m * m // 2 + 16 * count ** 2,
-                 "the Gram classes of toeplitz_norm")
+    # the products, their mirrors and sums; each pair's indices, class and their sort
+    check_memory(16 * (2 * count) ** 2 * symbol.groups * m * m // 2
+                 + (64 + 32 * shifts.shape[1]) * count ** 2, "the Gram classes of toeplitz_norm")
     hull = np.array(symbol.hull)
-    classes: dict[tuple, np.ndarray] = {}
-    for i in range(count):
-        for j in range(i, count):  # C_(b, a) = C_(a, b)^H: half the products
-            product_ij = blocks[i] @ np.conj(blocks[j]).transpose(0, 2, 1)
-            degree = tuple(np.where(hull, np.abs(shifts[i]) + np.abs(shifts[j]), 0).tolist())
-            for key, value in (((tuple((shifts[i] - shifts[j]).tolist()), degree), product_ij),
-                               ((tuple((shifts[j] - shifts[i]).tolist()), degree),
-                                np.conj(product_ij).transpose(0, 2, 1))):
-                if key in classes:
-                    classes[key] = classes[key] + value
-                else:
-                    classes[key] = value
-                if i == j:
-                    break
-    keys = sorted(classes)
+    # every product M_a M_b^H once (a before b) and its class (a - b, |a| + |b| on hull
+    # axes) as one integer, lexicographic in the pair (a - b, degree); oriented so that a -
+    # b is lexicographically positive: C_(b - a) = C_(a - b)^H is then its mirror, summed in
+    # the same order (so exactly its conjugate transpose); the diagonal's M_a M_a^H go to
+    # the classes of 0 (distinct shifts: no other pair does)
+    first, second = np.triu_indices(count, 1)
+    delta = shifts[first] - shifts[second]
+    turned = np.zeros(len(delta), dtype=bool)
+    undecided = np.ones(len(delta), dtype=bool)
+    for d in range(delta.shape[1]):  # the first nonzero component's sign
+        turned |= undecided & (delta[:, d] < 0)
+        undecided &= delta[:, d] == 0
+    first, second = np.where(turned, second, first), np.where(turned, first, second)
+    delta[turned] = -delta[turned]
+    products = _products(blocks, first, second)
+    reach = np.abs(shifts).max(axis=0)  # |a - b| <= 2 reach, |a| + |b| <= 2 reach
+
+    def code(delta: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(delta), dtype=np.int64)
+        for d in range(delta.shape[1]):
+            out = out * (4 * reach[d] + 1) + delta[:, d] + 2 * reach[d]
+        for d in range(delta.shape[1]):
+            out = out * (2 * reach[d] + 1) + (np.abs(a[:, d]) + np.abs(b[:, d]) if hull[d]
+                                              else 0)
+        return out
+
+    codes = np.concatenate([code(delta, shifts[first], shifts[second]),
+                            code(-delta, shifts[first], shifts[second]),
+                            code(0 * shifts, shifts, shifts)])
+    unique, where = np.unique(codes, return_inverse=True)
+    classes = np.zeros((len(unique), *products.shape[1:]), dtype=blocks.dtype)
+    pairs = len(products)  # (each class takes the pieces of one of the three)
+    _accumulate(classes, where[:pairs], products)
+    _accumulate(classes, where[pairs:2 * pairs], np.conj(products).transpose(0, 1, 3, 2))
+    _accumulate(classes, where[2 * pairs:], _products(blocks, *np.diag_indices(count)))
+    keys = np.zeros((len(unique), 2 * delta.shape[1]), dtype=np.int64)
+    rest = unique.copy()
+    for d in reversed(range(delta.shape[1])):  # the code's digits, last first
+        rest, keys[:, delta.shape[1] + d] = np.divmod(rest, 2 * reach[d] + 1)
+    for d in reversed(range(delta.shape[1])):
+        rest, keys[:, d] = np.divmod(rest, 4 * reach[d] + 1)
+        keys[:, d] -= 2 * reach[d]
     frob = up(sum(float(np.linalg.norm(b)) for b in blocks), blocks.size + 2 * count)
-    return _Gram(np.array([k[0] for k in keys], dtype=np.int64).reshape(len(keys), -1),
-                 np.array([k[1] for k in keys]).reshape(len(keys), -1),
-                 np.stack([classes[k].reshape(-1) for k in keys]), symbol.groups, m, frob,
-                 blocks.shape[3], count * count)
+    ndim = shifts.shape[1]
+    return _Gram(np.ascontiguousarray(keys[:, :ndim], dtype=np.int64),
+                 np.ascontiguousarray(keys[:, ndim:]), classes.reshape(len(keys), -1),
+                 symbol.groups, m, frob, blocks.shape[3], count * count)
 
 
 def _gram_at(gram: _Gram, turns: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """``(F, groups, m, m)``: ``G`` at the points (``widths``: off the circle, hull axes)."""
     phase = np.ones((len(turns), len(gram.delta)), dtype=np.complex128)
-    for d in range(gram.delta.shape[1]):
-        turn = (gram.delta[None, :, d] * turns[:, d, None]) % _FULL / _FULL
-        phase *= np.exp(2j * np.pi * turn) * _apex(widths[:, d])[:, None] ** gram.degree[:, d]
+    for d in range(gram.delta.shape[1]):  # each axis's factors once per distinct exponent
+        # (a 16x16 kernel: 961 classes, 31 distinct a - b per axis; the same values, in the
+        # same operations, as per class)
+        deltas, which = np.unique(gram.delta[:, d], return_inverse=True)
+        degrees, order = np.unique(gram.degree[:, d], return_inverse=True)
+        turn = (deltas[None, :] * turns[:, d, None]) % _FULL / _FULL
+        moduli = _apex(widths[:, d])[:, None] ** degrees[None, :]
+        phase *= np.exp(2j * np.pi * turn)[:, which] * moduli[:, order]
     if gram.blocks.dtype.kind == "c":
         g = phase @ gram.blocks
     else:

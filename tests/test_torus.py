@@ -425,16 +425,18 @@ def test_a_width_widened_by_the_subnormals_is_not_converged():
 
 
 @pytest.mark.parametrize("shape, limit, refused", [
-    ((1, 1, 5, 5, 5), 2**21, "the first grid of toeplitz_norm's branch and bound"),
-    ((1, 1, 16, 16), 2**23, "the vertices of toeplitz_norm's branch and bound")])
+    ((1, 1, 5, 5, 5), 2**22, "the first grid of toeplitz_norm's branch and bound"),
+    ((2, 2, 12, 12), 2**23, "the vertices of toeplitz_norm's branch and bound"),
+    ((1, 1, 16, 16), 2**22, "the Gram classes of toeplitz_norm")])
 def test_a_grid_beyond_the_memory_limit_is_refused_before_it_is_built(shape, limit, refused,
                                                                       memory_limit):
     """A dilation of 1000 made the first grid 16.7 million boxes; their vertices' keys took
     the process to 24 GB (a hunt) instead of raising MatrixTooLargeError. Both checks, each
     before its grid is built: the first grid's (a 5x5x5 kernel: 2,048 boxes of eight
-    vertices, 7.8 MiB), and each later level's (a 16x16 kernel: 512 boxes, 0.9 MiB, then
-    four times as many, then sixteen: 14.5 MiB). (A dilation no longer grows the grid: see
-    test_a_dilation_is_the_undilated_layer_s_bound.)"""
+    vertices, 7.8 MiB), and each later level's (a 12x12 kernel: 512 boxes, 0.9 MiB, then
+    four times as many, then sixteen: 14.5 MiB); and the Gram classes' (a 16x16 kernel:
+    32,640 pairs of shifts, each with its indices and class, 4.6 MB of them at once). (A
+    dilation no longer grows the grid: see test_a_dilation_is_the_undilated_layer_s_bound.)"""
     from sparseconv import MatrixTooLargeError
 
     from ._oracles import traced
