@@ -68,8 +68,8 @@ def _selection(geom: ConvGeometry, dtype, format: str,
 
 def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, *, stride: IntOrTuple = 1,
                   padding: PaddingLike = 0, dilation: IntOrTuple = 1,
-                  padding_mode: PaddingMode = "zeros", format: SparseFormat = "csr",
-                  dtype: DTypeLike = np.float64,
+                  padding_mode: PaddingMode = "zeros", flip: bool = False,
+                  format: SparseFormat = "csr", dtype: DTypeLike = np.float64,
                   layout: Layout = "channels_first") -> SparseArray:
     """The 0/1 matrix ``P`` that gathers the patches of an input (im2col, ``unfold``).
 
@@ -82,6 +82,10 @@ def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, *, stride: In
         ``torch.nn.functional.unfold(input, kernel_size, dilation, padding, stride)`` takes
         them in another order, and ``im2col_matrix(shape, 3, 2)`` would mean a stride there
         and a dilation here.
+    flip : bool, optional
+        The patches of a true convolution, as :func:`sparseconv.conv_matrix` takes ``flip``:
+        ``"same"`` split the other way for an even kernel (the patches are the same
+        windows; the flipped weight multiplies them).
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
     layout : {"channels_first", "channels_last"}, optional
@@ -95,7 +99,8 @@ def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, *, stride: In
     scipy.sparse array, shape (C * prod(kernel_size) * L, C * prod(spatial))
         ``(P @ x.ravel()).reshape(C * prod(kernel_size), L)`` is the patch matrix of
         ``torch.nn.functional.unfold``, ``L = prod(output size)``; then
-        ``weight.reshape(C_out, -1) @ patches`` is the convolution.
+        ``weight.reshape(C_out, -1) @ patches`` is the convolution (``flip=True``: the
+        weight flipped on its spatial axes, ``np.flip(weight, tuple(range(2, weight.ndim)))``).
 
     Raises
     ------
@@ -128,13 +133,14 @@ def im2col_matrix(input_shape: ShapeLike, kernel_size: IntOrTuple, *, stride: In
     check_layout(layout)
     geom = ConvGeometry.from_kernel_size(input_shape, kernel_size, stride=stride,
                                          padding=padding, dilation=dilation,
-                                         padding_mode=padding_mode)
+                                         padding_mode=padding_mode, flip=flip)
     return _selection(geom, dtype, format, layout)
 
 
 def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: PaddingMode = "zeros",
                *, kernel_size: IntOrTuple | None = None, dilation: IntOrTuple = 1,
-               format: SparseFormat = "csr", dtype: DTypeLike = np.float64,
+               flip: bool = False, format: SparseFormat = "csr",
+               dtype: DTypeLike = np.float64,
                layout: Layout = "channels_first") -> SparseArray:
     """Padding as a sparse linear map: the 0/1 matrix of ``np.pad`` / ``F.pad``.
 
@@ -149,6 +155,10 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
     padding_mode : {"zeros", "circular", "reflect", "replicate"}, optional
     kernel_size, dilation : int or tuple of int, optional
         Only to resolve ``"same"`` and ``"full"``.
+    flip : bool, optional
+        ``"same"`` as a true convolution splits it (:func:`conv_matrix`'s ``flip=True``:
+        the larger half before, for an even kernel; a new user's trial found the
+        factorization below one pixel off without it).
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
     layout : {"channels_first", "channels_last"}, optional
@@ -157,8 +167,9 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
     Returns
     -------
     scipy.sparse array, shape (C * prod(padded), C * prod(spatial))
-        ``conv_matrix(w, input_shape, padding=p, padding_mode=m)`` equals
-        ``conv_matrix(w, (C, *padded)) @ pad_matrix(input_shape, p, m)``.
+        ``conv_matrix(w, input_shape, padding=p, padding_mode=m, flip=f)`` equals
+        ``conv_matrix(w, (C, *padded), flip=f) @ pad_matrix(input_shape, p, m, flip=f,
+        kernel_size=...)``.
 
     Raises
     ------
@@ -187,7 +198,7 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
         raise ValueError(f"padding={padding!r} depends on the kernel: pass kernel_size")
     layer = ConvGeometry.from_kernel_size(
         input_shape, 1 if kernel_size is None else kernel_size, padding=padding,
-        dilation=dilation, padding_mode=padding_mode)
+        dilation=dilation, padding_mode=padding_mode, flip=flip)
     unit = ConvGeometry.from_kernel_size(layer.input_shape, 1, padding=layer.padding,
                                          padding_mode=padding_mode)
     return _selection(unit, dtype, format, layout)

@@ -100,6 +100,47 @@ def test_padding_factorizes_the_convolution(seed):
     assert_close(valid @ P, conv_matrix(layer.weight, layer.input_shape, **layer.kwargs), layer)
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_pad_and_im2col_with_flip_factorize_the_true_convolution(seed):
+    """A new user's trial: conv_matrix(flip=True) splits "same" the other way for an even
+    kernel (as scipy.signal.convolve does), and pad_matrix and im2col_matrix took no flip,
+    so the factorizations were one pixel off. With flip=True both factor the true
+    convolution, against scipy.signal.convolve(mode="same") (zeros, single channel) and
+    conv_matrix (every mode, dilation, channels)."""
+    import scipy.signal
+
+    rng = np.random.default_rng(900 + seed)
+    ndim = 1 + seed % 2
+    kernel = tuple(int(k) for k in rng.integers(1, 5, ndim))
+    if seed < 10:  # an even kernel on some axis
+        kernel = (2 * int(rng.integers(1, 3)), *kernel[1:])
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim)) if seed % 3 else (1,) * ndim
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    shape = (int(rng.integers(1, 3)), *(int(s + rng.integers(0, 4)) for s in span))
+    mode = ("zeros", "circular", "reflect", "replicate")[seed % 4]
+    c_out = int(rng.integers(1, 3))
+    w = rng.standard_normal((c_out, shape[0], *kernel))
+    x = rng.standard_normal(shape)
+    layer = dict(padding="same", padding_mode=mode, dilation=dilation, flip=True)
+    A = conv_matrix(w, shape, **layer)
+    P = pad_matrix(shape, "same", mode, kernel_size=kernel, dilation=dilation, flip=True)
+    geometry = sparseconv.ConvGeometry.from_weight(w.shape, shape, padding="same",
+                                                    padding_mode=mode, dilation=dilation,
+                                                    flip=True)
+    padded_shape = (shape[0], *(a.padded_size for a in geometry.axes))
+    assert_close(conv_matrix(w, padded_shape, dilation=dilation, flip=True) @ P, A, layer)
+    Q = im2col_matrix(shape, kernel, padding="same", padding_mode=mode, dilation=dilation,
+                      flip=True)
+    flipped = np.flip(w, tuple(range(2, w.ndim))).reshape(c_out, -1)
+    assert_close((flipped @ (Q @ x.ravel()).reshape(flipped.shape[1], -1)).ravel(),
+                 A @ x.ravel(), layer)
+    if mode == "zeros" and dilation == (1,) * ndim and shape[0] == c_out == 1:
+        expected = scipy.signal.convolve(x[0], w[0, 0], mode="same")
+        assert_close(A @ x.ravel(), expected.ravel(), layer)
+        assert_close((flipped @ (Q @ x.ravel()).reshape(flipped.shape[1], -1)).ravel(),
+                     expected.ravel(), layer)
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_stride_is_subsampling(seed):
     rng = np.random.default_rng(800 + seed)
