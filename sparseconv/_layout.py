@@ -34,10 +34,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
+from ._memory import check_sparse_memory
 from ._validation import held_in, summable
 
 __all__ = ["array_shape", "assemble_channels_last", "channels_last_bytes", "channels_last_order",
-           "from_channels_first", "natural_blocksize", "to_channels_first"]
+           "from_channels_first", "in_layout", "natural_blocksize", "to_channels_first"]
 
 
 def array_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
@@ -154,6 +155,26 @@ def assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dty
     matrix.has_sorted_indices = True
     matrix.has_canonical_format = True
     return matrix
+
+
+def in_layout(matrix: sp.sparray, input_shape: tuple[int, ...], output_shape: tuple[int, ...],
+              layout: str, what: str) -> sp.sparray:
+    """A channels-first CSR ``matrix`` (``output_shape`` by ``input_shape``) in ``layout``:
+    itself, or ``P_out A P_in^T`` as CSR, sized against the memory limit first (a new user's
+    trial: the pooling and resampling builders had no layout, and composed with a
+    channels-last convolution they gave wrong numbers, silently)."""
+    if layout == "channels_first":
+        return matrix
+    csr = sp.csr_array(matrix)
+    check_sparse_memory(2 * csr.nnz, csr.shape[0], csr.dtype, f"{what} in the channels-last "
+                        "layout (its channels-first matrix permuted)")
+    out = sp.csr_array(csr[channels_last_order(output_shape)])
+    inverse = np.empty(csr.shape[1], dtype=out.indices.dtype)
+    inverse[channels_last_order(input_shape)] = np.arange(csr.shape[1], dtype=inverse.dtype)
+    out.indices = inverse[out.indices]
+    out.has_sorted_indices = False
+    out.sort_indices()
+    return out
 
 
 def channels_last_order(shape: tuple[int, ...]) -> np.ndarray:

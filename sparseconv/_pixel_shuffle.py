@@ -11,11 +11,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._formats import in_format
+from ._layout import in_layout
 from ._memory import check_sparse_memory
 from ._resampling import _shape
-from ._typing import DTypeLike, ShapeLike, SparseArray, SparseFormat
+from ._typing import DTypeLike, Layout, ShapeLike, SparseArray, SparseFormat
 from ._validation import (
     check_format,
+    check_layout,
     layer_dtype,
     positive_int,
 )
@@ -23,14 +25,17 @@ from ._validation import (
 __all__ = ["pixel_shuffle_matrix", "pixel_unshuffle_matrix"]
 
 
-def _permutation(source: np.ndarray, format: str, dtype, what: str) -> SparseArray:
-    """The matrix with a 1 in column ``source[r]`` of each row ``r``."""
+def _permutation(source: np.ndarray, format: str, dtype, what: str,
+                 input_shape: tuple[int, int, int], output_shape: tuple[int, int, int],
+                 layout: str) -> SparseArray:
+    """The matrix with a 1 in column ``source[r]`` of each row ``r`` (channels first), in
+    ``layout``."""
     n = source.size
     check_sparse_memory(n, n, dtype, what)
     index = sp.get_index_dtype(maxval=n)
     matrix = sp.csr_array((np.ones(n, dtype=dtype), source.ravel().astype(index),
                            np.arange(n + 1, dtype=index)), shape=(n, n))
-    return in_format(matrix, format)
+    return in_format(in_layout(matrix, input_shape, output_shape, layout, what), format)
 
 
 def _shuffle_shape(input_shape) -> tuple[int, int, int]:
@@ -42,8 +47,8 @@ def _shuffle_shape(input_shape) -> tuple[int, int, int]:
 
 
 def pixel_shuffle_matrix(input_shape: ShapeLike, upscale_factor: int, *,
-                         format: SparseFormat = "csr",
-                         dtype: DTypeLike = np.float64) -> SparseArray:
+                         format: SparseFormat = "csr", dtype: DTypeLike = np.float64,
+                         layout: Layout = "channels_first") -> SparseArray:
     """The permutation matrix of PyTorch's ``pixel_shuffle``: ``(C r^2, H, W) -> (C, H r, W r)``.
 
     Parameters
@@ -53,6 +58,9 @@ def pixel_shuffle_matrix(input_shape: ShapeLike, upscale_factor: int, *,
     upscale_factor : int
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
+    layout : {"channels_first", "channels_last"}, optional
+        Rows and columns in C order of ``(C, *spatial)`` or, channels-last, of ``(*spatial,
+        C)``, as :func:`sparseconv.conv_matrix` takes it.
 
     Returns
     -------
@@ -79,6 +87,7 @@ def pixel_shuffle_matrix(input_shape: ShapeLike, upscale_factor: int, *,
     array([0, 2, 1, 3, 4, 6, 5, 7], dtype=int32)
     """
     check_format(format)
+    check_layout(layout)
     dtype = layer_dtype(np.empty(0), dtype)
     r = positive_int(upscale_factor, "upscale_factor")
     c, h, w = _shuffle_shape(input_shape)
@@ -87,12 +96,13 @@ def pixel_shuffle_matrix(input_shape: ShapeLike, upscale_factor: int, *,
     check_sparse_memory(c * h * w, c * h * w, dtype, "pixel_shuffle_matrix")  # (before the
     index = np.arange(c * h * w).reshape(c // (r * r), r, r, h, w)  # index array)
     source = index.transpose(0, 3, 1, 4, 2)  # (C, H, r, W, r): the output's C order
-    return _permutation(source, format, dtype, "pixel_shuffle_matrix")
+    return _permutation(source, format, dtype, "pixel_shuffle_matrix", (c, h, w),
+                        (c // (r * r), h * r, w * r), layout)
 
 
 def pixel_unshuffle_matrix(input_shape: ShapeLike, downscale_factor: int, *,
-                           format: SparseFormat = "csr",
-                           dtype: DTypeLike = np.float64) -> SparseArray:
+                           format: SparseFormat = "csr", dtype: DTypeLike = np.float64,
+                           layout: Layout = "channels_first") -> SparseArray:
     """The permutation matrix of ``pixel_unshuffle``: ``(C, H r, W r) -> (C r^2, H, W)``.
 
     The inverse (and transpose) of :func:`pixel_shuffle_matrix`.
@@ -104,6 +114,9 @@ def pixel_unshuffle_matrix(input_shape: ShapeLike, downscale_factor: int, *,
     downscale_factor : int
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
+    layout : {"channels_first", "channels_last"}, optional
+        Rows and columns in C order of ``(C, *spatial)`` or, channels-last, of ``(*spatial,
+        C)``, as :func:`sparseconv.conv_matrix` takes it.
 
     Returns
     -------
@@ -123,6 +136,7 @@ def pixel_unshuffle_matrix(input_shape: ShapeLike, downscale_factor: int, *,
     True
     """
     check_format(format)
+    check_layout(layout)
     dtype = layer_dtype(np.empty(0), dtype)
     r = positive_int(downscale_factor, "downscale_factor")
     c, h, w = _shuffle_shape(input_shape)
@@ -131,4 +145,5 @@ def pixel_unshuffle_matrix(input_shape: ShapeLike, downscale_factor: int, *,
     check_sparse_memory(c * h * w, c * h * w, dtype, "pixel_unshuffle_matrix")
     index = np.arange(c * h * w).reshape(c, h // r, r, w // r, r)
     source = index.transpose(0, 2, 4, 1, 3)  # (C, r, r, H, W): the output's C order
-    return _permutation(source, format, dtype, "pixel_unshuffle_matrix")
+    return _permutation(source, format, dtype, "pixel_unshuffle_matrix", (c, h, w),
+                        (c * r * r, h // r, w // r), layout)

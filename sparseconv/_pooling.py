@@ -17,18 +17,21 @@ import numpy as np
 
 from ._formats import in_format
 from ._geometry import ConvGeometry
+from ._layout import in_layout
 from ._matrices import assemble, check_format, format_bytes, matrix_bytes
 from ._memory import check_memory
 from ._typing import (
     DTypeLike,
     ExplicitPaddingLike,
     IntOrTuple,
+    Layout,
     ShapeLike,
     SparseArray,
     SparseFormat,
 )
 from ._validation import (
     as_bool,
+    check_layout,
     exact_in,
     int_tuple,
     is_int,
@@ -43,7 +46,7 @@ def avg_pool_matrix(
     input_shape: ShapeLike, kernel_size: IntOrTuple, stride: IntOrTuple | None = None,
     padding: ExplicitPaddingLike = 0, ceil_mode: bool = False, count_include_pad: bool = True,
     divisor_override: int | None = None, *, format: SparseFormat = "csr",
-    dtype: DTypeLike = np.float64,
+    dtype: DTypeLike = np.float64, layout: Layout = "channels_first",
 ) -> SparseArray:
     """The sparse matrix of average pooling (PyTorch's ``avg_pool{1,2,3}d``).
 
@@ -73,6 +76,9 @@ def avg_pool_matrix(
         (a negative one negates the averages).
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
+    layout : {"channels_first", "channels_last"}, optional
+        Rows and columns in C order of ``(C, *spatial)`` or, channels-last, of ``(*spatial,
+        C)``, as :func:`sparseconv.conv_matrix` takes it.
 
     Returns
     -------
@@ -111,6 +117,7 @@ def avg_pool_matrix(
     array([[0.5, 0.5]])
     """
     check_format(format)
+    check_layout(layout)
     dtype = layer_dtype(np.empty(0), dtype)
     shape, kernel, stride, pads, padded, divisor_override = _pool_arguments(
         input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
@@ -141,7 +148,8 @@ def avg_pool_matrix(
     exact_in(dtype, 1.0 / divisor, "avg_pool_matrix's entries 1/divisor")
     if dtype.kind in "fc":  # an integer dtype passed exact_in: every divisor is 1
         matrix.data /= np.repeat(divisor, np.diff(matrix.indptr)).astype(dtype)
-    return in_format(matrix, format)
+    return in_format(in_layout(matrix, geom.input_shape, geom.output_shape, layout,
+                               "avg_pool_matrix"), format)
 
 
 def _pool_arguments(input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad,

@@ -60,6 +60,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._formats import in_format, repeated_block, repeated_block_bytes
+from ._layout import in_layout
 from ._matrices import format_bytes
 from ._memory import check_memory
 from ._resampling_axes import (
@@ -71,11 +72,12 @@ from ._resampling_axes import (
     _linear_axis,
     _nearest_axis,
 )
-from ._typing import DTypeLike, IntOrTuple, ShapeLike, SparseArray, SparseFormat
+from ._typing import DTypeLike, IntOrTuple, Layout, ShapeLike, SparseArray, SparseFormat
 from ._validation import (
     INDEX_LIMIT,
     as_bool,
     check_format,
+    check_layout,
     exact_in,
     int_tuple,
     layer_dtype,
@@ -110,7 +112,8 @@ def _kron_bytes(channels: int, spatial_nnz: int, rows: int, dtype) -> int:
                + repeated_block_bytes(spatial_nnz, channels, rows, dtype))
 
 
-def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str) -> SparseArray:
+def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str,
+          input_shape: tuple[int, ...], layout: str) -> SparseArray:
     """``I_channels (x) axes[0] (x) ...``, sized against the memory limit first: scipy's
     Kronecker product of the axes alone, then one copy of it per channel, assembled as CSR
     directly (scipy's product with the identity peaked at 50 bytes an entry, twice what was
@@ -128,9 +131,10 @@ def _kron(channels: int, axes: list[sp.csr_array], format: str, dtype, what: str
                  f"{what} ({format.upper()}, with the temporaries of its assembly)")
     spatial = sp.csr_array(functools.reduce(lambda a, b: sp.kron(a, b, format="csr"), axes))
     spatial.sum_duplicates()
-    if channels == 1:
-        return in_format(spatial.astype(dtype, copy=False), format)
-    return in_format(repeated_block(spatial, channels, dtype), format)
+    output_shape = (channels, *(a.shape[0] for a in axes))
+    matrix = spatial.astype(dtype, copy=False) if channels == 1 else repeated_block(
+        spatial, channels, dtype)
+    return in_format(in_layout(matrix, input_shape, output_shape, layout, what), format)
 
 
 def _size_axes(channels: int, outputs: list[int], entries: list[int], dtype, what: str) -> None:
@@ -144,8 +148,8 @@ def _size_axes(channels: int, outputs: list[int], entries: list[int], dtype, wha
 
 def adaptive_avg_pool_matrix(input_shape: ShapeLike,
                              output_size: int | None | Sequence[int | None], *,
-                             format: SparseFormat = "csr",
-                             dtype: DTypeLike = np.float64) -> SparseArray:
+                             format: SparseFormat = "csr", dtype: DTypeLike = np.float64,
+                             layout: Layout = "channels_first") -> SparseArray:
     """The sparse matrix of adaptive average pooling (PyTorch's ``adaptive_avg_pool{1,2,3}d``).
 
     Parameters
@@ -158,6 +162,9 @@ def adaptive_avg_pool_matrix(input_shape: ShapeLike,
         where PyTorch raises a ``TypeError``).
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
+    layout : {"channels_first", "channels_last"}, optional
+        Rows and columns in C order of ``(C, *spatial)`` or, channels-last, of ``(*spatial,
+        C)``, as :func:`sparseconv.conv_matrix` takes it.
 
     Returns
     -------
@@ -192,6 +199,7 @@ def adaptive_avg_pool_matrix(input_shape: ShapeLike,
     (2, 32)
     """
     check_format(format)
+    check_layout(layout)
     dtype = layer_dtype(np.empty(0), dtype)
     shape = _shape(input_shape)
     out = adaptive_output_size(shape[1:], output_size)
@@ -199,7 +207,7 @@ def adaptive_avg_pool_matrix(input_shape: ShapeLike,
     _size_axes(shape[0], list(out), [min(n * m, n + 2 * m) for n, m in zip(shape[1:], out)],
                dtype, "adaptive_avg_pool_matrix")
     axes = [_adaptive_axis(n, m) for n, m in zip(shape[1:], out)]
-    return _kron(shape[0], axes, format, dtype, "adaptive_avg_pool_matrix")
+    return _kron(shape[0], axes, format, dtype, "adaptive_avg_pool_matrix", shape, layout)
 
 
 def adaptive_output_size(spatial: tuple[int, ...], output_size) -> tuple[int, ...]:
@@ -247,8 +255,8 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
                        scale_factor: float | tuple[float, ...] | None = None,
                        mode: str = "nearest", align_corners: bool | None = None,
                        recompute_scale_factor: bool | None = None, antialias: bool = False, *,
-                       format: SparseFormat = "csr",
-                       dtype: DTypeLike = np.float64) -> SparseArray:
+                       format: SparseFormat = "csr", dtype: DTypeLike = np.float64,
+                       layout: Layout = "channels_first") -> SparseArray:
     """The sparse matrix of PyTorch's ``F.interpolate`` (and ``nn.Upsample``).
 
     Parameters
@@ -277,6 +285,9 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
         (torchvision's ``Resize(antialias=True)``, Pillow's resampling).
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
+    layout : {"channels_first", "channels_last"}, optional
+        Rows and columns in C order of ``(C, *spatial)`` or, channels-last, of ``(*spatial,
+        C)``, as :func:`sparseconv.conv_matrix` takes it.
 
     Returns
     -------
@@ -331,6 +342,7 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
            [0.    , 0.1429, 0.4286, 0.4286]])
     """
     check_format(format)
+    check_layout(layout)
     dtype = layer_dtype(np.empty(0), dtype)
     shape = _shape(input_shape)
     ndim = len(shape) - 1
@@ -379,6 +391,6 @@ def interpolate_matrix(input_shape: ShapeLike, size: IntOrTuple | None = None,
     else:
         axes = [_nearest_axis(n, m, s, mode == "nearest-exact", ndim == 2)
                 for n, m, s in zip(shape[1:], out, scales)]
-    return _kron(shape[0], axes, format, dtype, "interpolate_matrix")
+    return _kron(shape[0], axes, format, dtype, "interpolate_matrix", shape, layout)
 
 

@@ -205,7 +205,8 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
 
 
 def stride_matrix(input_shape: ShapeLike, stride: IntOrTuple, *, format: SparseFormat = "csr",
-                  dtype: DTypeLike = np.float64) -> SparseArray:
+                  dtype: DTypeLike = np.float64,
+                  layout: Layout = "channels_first") -> SparseArray:
     """Stride as a 0/1 subsampling matrix: keep every ``stride``-th position of each axis.
 
     Parameters
@@ -215,6 +216,8 @@ def stride_matrix(input_shape: ShapeLike, stride: IntOrTuple, *, format: SparseF
     stride : int or tuple of int
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, default float64
+    layout : {"channels_first", "channels_last"}, optional
+        Rows and columns in C order of ``(C, *grid)`` or, channels-last, of ``(*grid, C)``.
 
     Returns
     -------
@@ -241,4 +244,6 @@ def stride_matrix(input_shape: ShapeLike, stride: IntOrTuple, *, format: SparseF
            [0., 0., 0., 0., 1.]])
     """
     check_format(format)
-    return _selection(ConvGeometry.from_kernel_size(input_shape, 1, stride=stride), dtype, format)
+    check_layout(layout)
+    return _selection(ConvGeometry.from_kernel_size(input_shape, 1, stride=stride), dtype, format,
+                      layout)

@@ -36,6 +36,7 @@ from ._typing import (
     ConvMode,
     DTypeLike,
     IntOrTuple,
+    Layout,
     PaddingLike,
     PaddingMode,
     ShapeLike,
@@ -44,6 +45,7 @@ from ._typing import (
 )
 from ._validation import (
     as_weight,
+    check_layout,
     held_in,
     is_int,
     layer_dtype,
@@ -343,8 +345,9 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
 # Channels
 # ---------------------------------------------------------------------------------------------
 def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, groups: int = 1,
-                   format: SparseFormat = "csr", dtype: DTypeLike | None = None) -> SparseArray:
-    """A 1x1 convolution (channel mixing) as ``kron(W, I)``.
+                   format: SparseFormat = "csr", dtype: DTypeLike | None = None,
+                   layout: Layout = "channels_first") -> SparseArray:
+    """A 1x1 convolution (channel mixing) as ``kron(W, I)`` (channels last: ``kron(I, W)``).
 
     Parameters
     ----------
@@ -357,11 +360,15 @@ def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, groups: int = 1,
         its ``C_out/groups`` outputs, ``W`` is block diagonal.
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, optional
+    layout : {"channels_first", "channels_last"}, optional
+        Rows and columns in C order of ``(C, *spatial)``, ``W ⊗ I``, or, channels-last, of
+        ``(*spatial, C)``, ``I ⊗ W``, as :func:`conv_matrix` takes it.
 
     Returns
     -------
     scipy.sparse array, shape (C_out * prod(spatial), C_in * prod(spatial))
-        Equal to ``conv_matrix(weight[:, :, None, ...], (C_in, *spatial), groups=groups)``.
+        Equal to ``conv_matrix(weight[:, :, None, ...], (C_in, *spatial), groups=groups,
+        layout=layout)``.
 
     Raises
     ------
@@ -391,6 +398,7 @@ def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, groups: int = 1,
            [0., 0., 0., 2.]])
     """
     check_format(format)
+    check_layout(layout)
     weight = as_weight(weight, "weight")
     spatial = spatial_size(spatial, "spatial")
     pointwise = (weight.ndim == 2 + len(spatial) and weight.shape[2:] == (1,) * len(spatial))
@@ -411,7 +419,10 @@ def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, groups: int = 1,
     per = c_out // groups
     mixing = sp.block_diag([sp.csr_array(weight[g * per:(g + 1) * per].astype(dtype))
                             for g in range(groups)], format="csr")
-    return in_format(sp.kron(mixing, sp.eye_array(n, dtype=dtype), format=format), format)
+    identity = sp.eye_array(n, dtype=dtype)
+    factors = (identity, mixing) if layout == "channels_last" else (
+        mixing, identity)
+    return in_format(sp.kron(*factors, format=format), format)
 
 
 def block_conv_matrix(

@@ -209,6 +209,70 @@ def test_channels_last_selection_matrices_are_permuted(seed):
     assert_close(Pl, permuted(Pf, padded, layer.input_shape), layer, rtol=0)
 
 
+_BUILDERS = [  # (name, builder of a (C, H, W) input's matrix, output shape from the input's)
+    ("avg_pool_matrix", lambda shape, **kw: sc.avg_pool_matrix(shape, 2, 1, 1, **kw)),
+    ("adaptive_avg_pool_matrix", lambda shape, **kw: sc.adaptive_avg_pool_matrix(
+        shape, (3, 2), **kw)),
+    ("interpolate_matrix", lambda shape, **kw: sc.interpolate_matrix(
+        shape, (5, 7), mode="bilinear", **kw)),
+    ("interpolate_matrix, one channel", lambda shape, **kw: sc.interpolate_matrix(
+        (1, *shape[1:]), scale_factor=2, **kw)),
+    ("pixel_shuffle_matrix", lambda shape, **kw: sc.pixel_shuffle_matrix(
+        (4 * shape[0], *shape[1:]), 2, **kw)),
+    ("pixel_unshuffle_matrix", lambda shape, **kw: sc.pixel_unshuffle_matrix(
+        (shape[0], 4, 6), 2, **kw)),
+    ("stride_matrix", lambda shape, **kw: sc.stride_matrix(shape, (2, 3), **kw)),
+    ("conv1x1_matrix", lambda shape, **kw: sc.conv1x1_matrix(
+        np.arange(1.0, 7.0).reshape(2, 3, 1, 1) if shape[0] == 3 else
+        np.arange(1.0, 5.0).reshape(2, 2), shape[1:], groups=shape[0] // 3 or 1, **kw))]
+
+
+@pytest.mark.parametrize("name, build", _BUILDERS, ids=[n for n, _ in _BUILDERS])
+@pytest.mark.parametrize("fmt", ["csr", "coo", "bsr"])
+def test_every_builder_takes_the_channels_last_layout(name, build, fmt):
+    """A new user's trial: the pooling, resampling, shuffle, stride and 1x1 builders had no
+    ``layout``, so a channels-last convolution composed with them gave wrong numbers with
+    no error. Each takes ``layout="channels_last"`` now: its channels-first matrix with rows
+    and columns permuted (a dense oracle), in the format asked for, and refuses a bad layout
+    by name."""
+    shape = (3, 4, 6)
+    first = build(shape)
+    last = build(shape, layout="channels_last", format=fmt)
+    assert last.format == fmt, name
+    in_shape = shape if name != "pixel_shuffle_matrix" else (12, 4, 6)
+    in_shape = (1, 4, 6) if name == "interpolate_matrix, one channel" else in_shape
+    if name == "conv1x1_matrix":
+        in_shape = (first.shape[1] // 24, 4, 6)
+    spatial_out = {"avg_pool_matrix": (5, 7), "adaptive_avg_pool_matrix": (3, 2),
+                   "interpolate_matrix": (5, 7), "interpolate_matrix, one channel": (8, 12),
+                   "pixel_shuffle_matrix": (8, 12), "pixel_unshuffle_matrix": (2, 3),
+                   "stride_matrix": (2, 2), "conv1x1_matrix": (4, 6)}[name]
+    out_shape = (first.shape[0] // int(np.prod(spatial_out)), *spatial_out)
+    assert_close(last, permuted(first, out_shape, in_shape), name, rtol=0)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        build(shape, layout="NHWC")
+
+
+@requires_torch
+def test_a_channels_last_chain_composes_as_torch_runs_it():
+    """The trial's chain: a channels-last convolution then average pooling and a bilinear
+    upsampling, composed, against torch on the channels-last vectors."""
+    from ._oracles import F, torch
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 3, 3, 3))
+    x = rng.standard_normal((3, 8, 8))
+    chain = sc.compose(  # first applied first
+        conv_matrix(w, (3, 8, 8), padding=1, layout="channels_last"),
+        sc.avg_pool_matrix((4, 8, 8), 2, layout="channels_last"),
+        sc.interpolate_matrix((4, 4, 4), (6, 6), mode="bilinear", layout="channels_last"))
+    expected = F.interpolate(F.avg_pool2d(F.conv2d(torch.from_numpy(x[None]),
+                                                   torch.from_numpy(w), padding=1), 2),
+                             size=(6, 6), mode="bilinear")[0].numpy()
+    assert_close(chain @ np.moveaxis(x, 0, -1).ravel(), np.moveaxis(expected, 0, -1).ravel(),
+                 "chain")
+
+
 def test_layout_is_validated_by_name():
     w = np.ones((2, 2, 3, 3))
     for call in (lambda v: conv_matrix(w, (2, 5, 5), layout=v),
