@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import ConvGeometry
-from ._memory import check_sparse_memory
+from ._memory import check_memory
 from ._validation import held_in, summable
 
 __all__ = ["array_shape", "assemble_channels_last", "channels_last_bytes", "channels_last_order",
@@ -158,16 +158,18 @@ def assemble_channels_last(geom: ConvGeometry, weight: np.ndarray, dtype: np.dty
 
 
 def in_layout(matrix: sp.sparray, input_shape: tuple[int, ...], output_shape: tuple[int, ...],
-              layout: str, what: str) -> sp.sparray:
-    """A channels-first CSR ``matrix`` (``output_shape`` by ``input_shape``) in ``layout``:
-    itself, or ``P_out A P_in^T`` as CSR, sized against the memory limit first (a new user's
-    trial: the pooling and resampling builders had no layout, and composed with a
-    channels-last convolution they gave wrong numbers, silently)."""
+              layout: str, what: str, hint: str | None = None) -> sp.sparray:
+    """A channels-first ``matrix`` (``output_shape`` by ``input_shape``) in ``layout``:
+    itself, or ``P_out A P_in^T`` as CSR, sized against the memory limit first (its CSR
+    copy, the permuted rows and the relabelled columns beside it; ``hint`` as
+    :func:`check_memory` takes it). (A new user's trial: the pooling and resampling builders
+    had no layout, and composed with a channels-last convolution they gave wrong numbers,
+    silently.)"""
     if layout == "channels_first":
         return matrix
     csr = sp.csr_array(matrix)
-    check_sparse_memory(2 * csr.nnz, csr.shape[0], csr.dtype, f"{what} in the channels-last "
-                        "layout (its channels-first matrix permuted)")
+    held = csr.data.nbytes + csr.indices.nbytes + csr.indptr.nbytes
+    check_memory(3 * held + 8 * sum(csr.shape), f"{what} in channels_last order", hint)
     out = sp.csr_array(csr[channels_last_order(output_shape)])
     inverse = np.empty(csr.shape[1], dtype=out.indices.dtype)
     inverse[channels_last_order(input_shape)] = np.arange(csr.shape[1], dtype=inverse.dtype)

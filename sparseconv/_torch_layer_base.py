@@ -19,7 +19,7 @@ import torch
 import torch.fx
 
 from sparseconv._formats import in_format
-from sparseconv._layout import channels_last_order
+from sparseconv._layout import channels_last_order, in_layout
 from sparseconv._matrices import format_bytes
 from sparseconv._memory import check_memory, check_sparse_memory
 from sparseconv._typing import Layout, SparseFormat
@@ -73,11 +73,8 @@ class _Layer:
         # at 1.6x a limit the CSR matrix alone had passed)
         held = a.data.nbytes + a.indices.nbytes + a.indptr.nbytes
         what = f"the {a.shape[0]} x {a.shape[1]} matrix of {self.name}"
-        if layout == "channels_last":  # P_out A P_in^T: two indexed copies, and the orders
-            check_memory(3 * held + 8 * sum(a.shape), f"{what} in channels_last order",
-                         "use the layer's operator")
-            a = sp.csr_array(a[channels_last_order(self.output_shape)][
-                :, channels_last_order(self.input_shape)])
+        a = in_layout(a, self.input_shape, self.output_shape, layout, what,
+                      "use the layer's operator")
         final = np.dtype(np.float64 if dtype is None else dtype)
         if dtype is not None:
             check_memory(held + format_bytes(a.nnz, a.shape, final, a.indices.dtype, "csr"),
