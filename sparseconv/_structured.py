@@ -280,21 +280,23 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
     ----------
     kernel : array_like, shape (m0, m1)
     input_size : tuple of 2 int
-        ``(n0, n1)``; PyTorch's circular limit applies (padding at most the input size).
+        ``(n0, n1)``, any size: a kernel larger than the input wraps around more than once,
+        as in ``scipy.signal.convolve2d(boundary="wrap")``.
     format : {"csr", "csc", "coo", "bsr"}, optional
     dtype : numpy dtype, optional
 
     Returns
     -------
     scipy.sparse array, shape (n0*n1, n0*n1)
-        Equal to ``conv_matrix(kernel[None, None], (1, n0, n1), padding="same",
-        padding_mode="circular", flip=True)``, and, for a kernel that fits in the input, to
-        ``scipy.signal.convolve2d(x, kernel, mode="same", boundary="wrap")``.
+        Equal to ``scipy.signal.convolve2d(x, kernel, mode="same", boundary="wrap")``, and
+        to ``conv_matrix(kernel[None, None], (1, n0, n1), padding="same",
+        padding_mode="circular", flip=True)`` where PyTorch's circular padding takes the
+        kernel (its padding at most the input size).
 
     Raises
     ------
     ValueError, TypeError
-        A non-2-D kernel, a bad size, a kernel too large for circular padding.
+        A non-2-D kernel, a bad size.
 
     See Also
     --------
@@ -319,9 +321,14 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
     """
     check_format(format)
     kernel = _kernel(kernel, 2)
-    geom = _geometry_2d(kernel.shape, input_size, "same", "circular")
-    firsts = [_window(axis)[0] for axis in geom.axes]
-    n0, n1 = size = geom.input_size
+    size = spatial_size(input_size, "input_size")
+    if len(size) != 2:
+        raise ValueError(f"input_size must be (height, width), got input_size={size}")
+    # the taps wrap onto the torus as many times as they need (scipy.signal.convolve2d's
+    # boundary="wrap"; a new user's trial: a kernel longer than the input was refused for a
+    # circular padding larger than the input, an argument this function does not take)
+    firsts = [(m - 1) // 2 for m in kernel.shape]
+    n0, n1 = size
     dtype = layer_dtype(kernel, dtype)
     _check_memory(n0 * n1 * kernel.size, (n0 * n1, n0 * n1), dtype, format,
                   f"the {n0 * n1} x {n0 * n1} doubly block circulant matrix", copies=4,

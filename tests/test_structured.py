@@ -140,6 +140,22 @@ def test_doubly_block_circulant_is_circular_convolution(seed):
         assert_close(A @ x.ravel(), wrap.ravel(), config)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_doubly_block_circulant_wraps_kernels_of_any_size(seed):
+    """A new user's trial: a kernel more than twice as long as the input on an axis was
+    refused, for a circular padding larger than the input (an argument the function does
+    not take); scipy.signal.convolve2d(boundary="wrap") takes it, and the taps wrap onto
+    the torus as many times as they need: equal to scipy on 40 random sizes per seed."""
+    rng = np.random.default_rng(260 + seed)
+    for _ in range(40):
+        kernel = rng.standard_normal(tuple(int(m) for m in rng.integers(1, 10, 2)))
+        size = tuple(int(n) for n in rng.integers(1, 5, 2))
+        x = rng.standard_normal(size)
+        wrap = scipy.signal.convolve2d(x, kernel, "same", boundary="wrap")
+        assert_close(doubly_block_circulant(kernel, size) @ x.ravel(), wrap.ravel(),
+                     dict(kernel=kernel.shape, size=size))
+
+
 def test_doubly_block_circulant_first_column_is_the_kernel_at_its_documented_origin():
     """The Notes: element ((m0 - 1) // 2, (m1 - 1) // 2) at the origin (a new user's trial
     found the docstring's m // 2, wrong for even kernels)."""
@@ -241,7 +257,8 @@ BAD = [
     (doubly_block_toeplitz, (np.ones((5, 2)), (4, 4), "valid"), {}, ValueError,
      r"kernel.shape=\(5, 2\) and input_size=\(4, 4\)"),
     (doubly_block_toeplitz, (np.ones((2, 2)), (4, 4), "half"), {}, ValueError, "mode"),
-    (doubly_block_circulant, (np.ones((9, 2)), (3, 4)), {}, ValueError, "circular"),
+    (doubly_block_circulant, (np.ones((2, 2)), (3,)), {}, ValueError, "input_size"),
+    (doubly_block_circulant, (np.ones((2, 2)), (3, 0)), {}, ValueError, "input_size"),
     (doubly_block_circulant, (np.ones((2, 2, 2)), (3, 4)), {}, ValueError, "kernel"),
     (conv1x1_matrix, (np.ones((2, 2, 1)), (3, 3)), {}, ValueError,
      r"PyTorch's 1x1 weight \(C_out, C_in/groups, 1, 1\) for 2 spatial axes, got weight.shape"),
