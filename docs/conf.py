@@ -76,8 +76,6 @@ numpydoc_validation_exclude = {
 # exempted from nitpicky mode, so a broken reference to sparseconv itself still fails.
 nitpick_ignore_regex = [
     (r"py:.*", r"(numpy|np|scipy|sp|matplotlib|mpl|PIL)(\..*)?"),
-    # private names that docstrings reference (reported upstream; remove once fixed)
-    (r"py:.*", r"(AxisGeometry\.pad_index|spatial_matrix|periodic_padding)"),
     (r"py:.*", r"(int|float|complex|bool|str|bytes|tuple|list|dict|set|object|type|callable"
                r"|None|Sequence|Mapping|Iterable|ValueError|TypeError|MemoryError)"),
 ]

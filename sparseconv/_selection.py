@@ -179,12 +179,12 @@ def pad_matrix(input_shape: ShapeLike, padding: PaddingLike, padding_mode: Paddi
     See Also
     --------
     im2col_matrix : padding is its 1-tap case.
-    AxisGeometry.pad_index
 
     Notes
     -----
-    Row ``p`` (C order over the padded grid) holds a 1 in the column of ``pad_index(p)`` on
-    every axis, none in a zero pad.
+    Row ``p`` (C order over the padded grid) holds a 1 in the column of the input position
+    that padded position copies on every axis (as ``np.pad`` in the same mode), none in a
+    zero pad.
 
     Examples
     --------

@@ -459,8 +459,8 @@ def padded_index_map(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
         Flat (C order) position on the padded grid of tap ``t`` of output ``o``: the index map
         of the same layer applied to the already padded input, with no padding.
     source : ndarray of int64, shape (prod(padded_size),)
-        Flat input position each padded cell copies (per-axis :meth:`AxisGeometry.pad_index`),
-        ``-1`` for a zero pad; ``source[window] == geom.index_map()``.
+        Flat input position each padded cell copies (per axis: the input position a padding
+        mode reads there, as ``np.pad`` does), ``-1`` for a zero pad; ``source[window] == geom.index_map()``.
 
     Examples
     --------

@@ -92,7 +92,8 @@ def _block_sizes(geom, transposed, blocks) -> list[tuple[int, int]]:
         return []
     if blocks is True or isinstance(blocks, str) and blocks == "auto":
         if geom is None:
-            raise ValueError("blocks=True needs a layer: pass geometry= or a ConvOperator")
+            raise ValueError(f"blocks={blocks!r} needs a layer: pass geometry= or a "
+                             "ConvOperator")
         levels = [(math.prod(geom.output_size[d:]), math.prod(geom.input_size[d:]))
                   for d in range(min(geom.ndim, 2))]  # channel blocks, then row blocks
         return [lvl[::-1] if transposed else lvl for lvl in levels]
@@ -258,8 +259,8 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         channels-last operator is refused (its matrix has no channel blocks); a channels-last
         matrix cannot be told from its entries: it must not be given a geometry.
     blocks : bool, "auto", or sequence of (int, int), optional
-        Grid lines: ``True`` draws channel blocks and, for 2-D layers, the row blocks of the
-        doubly block Toeplitz structure; or explicit block sizes ``(rows, cols)`` (an int:
+        Grid lines: ``True`` (or ``"auto"``, the same) draws channel blocks and, for 2-D
+        layers, the row blocks of the doubly block Toeplitz structure; or explicit block sizes ``(rows, cols)`` (an int:
         square blocks), coarsest first. A level is drawn where its blocks span at least two
         pixels of the image.
     max_bins : int, optional
@@ -314,7 +315,9 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     -----
     Binning is :func:`raster`: one ``bincount`` over the stored entries, chunked, so a CSR
     matrix with 1e8 entries is binned in about a second; a layer is binned from its spatial
-    pattern and channel connectivity alone (milliseconds).
+    pattern and channel connectivity alone, its gather map (a new user's trial, a 64-channel
+    3x3 layer on one core: 0.06 s on 224 x 224, 3.4 s on 1024 x 1024, 15 s on 2048 x 2048;
+    a gather map beyond the memory limit is refused, 14 GiB on 10^4 x 10^4).
 
     Examples
     --------
