@@ -300,8 +300,8 @@ def symbol(weight: ArrayLike, input_size: ShapeLike, *, stride: IntOrTuple = 1,
         As :func:`sparseconv.conv_matrix`.
     padding : None, or a periodic padding as :func:`sparseconv.conv_matrix`, optional
         ``None`` (default): the periodic padding, ``dilation * (kernel_size - 1)`` per axis
-        (PyTorch's "same" split). Another split of the same total only changes the phase of the symbol, not its
-        singular values; any other padding is refused.
+        (PyTorch's "same" split). Another split of the same total only changes the phase of
+        the symbol, not its singular values; any other padding is refused.
     dilation, groups
         As :func:`sparseconv.conv_matrix`.
     padding_mode : {"circular"}, optional

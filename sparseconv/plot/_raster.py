@@ -460,7 +460,8 @@ def padded_index_map(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
         of the same layer applied to the already padded input, with no padding.
     source : ndarray of int64, shape (prod(padded_size),)
         Flat input position each padded cell copies (per axis: the input position a padding
-        mode reads there, as ``np.pad`` does), ``-1`` for a zero pad; ``source[window] == geom.index_map()``.
+        mode reads there, as ``np.pad`` does), ``-1`` for a zero pad; ``source[window] ==
+        geom.index_map()``.
 
     Examples
     --------

@@ -260,9 +260,9 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         matrix cannot be told from its entries: it must not be given a geometry.
     blocks : bool, "auto", or sequence of (int, int), optional
         Grid lines: ``True`` (or ``"auto"``, the same) draws channel blocks and, for 2-D
-        layers, the row blocks of the doubly block Toeplitz structure; or explicit block sizes ``(rows, cols)`` (an int:
-        square blocks), coarsest first. A level is drawn where its blocks span at least two
-        pixels of the image.
+        layers, the row blocks of the doubly block Toeplitz structure; or explicit block
+        sizes ``(rows, cols)`` (an int: square blocks), coarsest first. A level is drawn
+        where its blocks span at least two pixels of the image.
     max_bins : int, optional
         An axis with at most ``max_bins`` indices is drawn one pixel per index; a longer one is
         binned into at most about ``max_bins`` pixels holding counts of stored entries, aligned
