@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -31,23 +32,34 @@ from sparseconv._validation import first_index, is_int, is_sequence
 __all__ = ["_ChunkedLayer", "_as_batch", "_finite", "_owned", "_spatial_chunks"]
 
 
-def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks") -> tuple[Chunks, ...]:
-    """``chunks`` (an int, or one int or tuple of sizes per spatial axis) normalized by Dask."""
-    if isinstance(chunks, (bool, str)) or chunks is None:
-        raise TypeError(f"{name} must be an int or a tuple of chunk sizes per spatial axis, got "
-                        f"{chunks!r}")
+def _spatial_chunks(chunks, shape: tuple[int, ...], name: str = "chunks", channels: int = 1,
+                    itemsize: int = 8) -> tuple[Chunks, ...]:
+    """``chunks`` normalized by Dask: an int or ``"auto"``, or one int, ``-1`` or ``None``
+    (the whole axis), ``"auto"`` or tuple of sizes per spatial axis, as
+    ``dask.array.from_array`` takes them (a new user's trial: ``-1`` and ``"auto"`` were
+    refused). ``"auto"`` sizes a chunk of all ``channels`` to Dask's ``array.chunk-size``."""
+    if isinstance(chunks, bool) or chunks is None:
+        raise TypeError(f"{name} must be an int, 'auto' or a tuple of chunk sizes per spatial "
+                        f"axis, got {chunks!r}")
     if isinstance(chunks, np.ndarray) and chunks.ndim == 1:  # as int tuples elsewhere
         chunks = tuple(chunks.tolist())
-    if isinstance(chunks, Sequence) and len(chunks) != len(shape):
+    if isinstance(chunks, Sequence) and not isinstance(chunks, str) and len(chunks) != len(
+            shape):
         raise ValueError(f"{name} must give the chunks of each of the {len(shape)} spatial axes "
                          f"{shape}, got {chunks!r}")
-    for size in _leaves(chunks):  # before Dask, whose errors name neither
+    for size in _leaves(chunks) if not isinstance(chunks, str) else [chunks]:
+        if size is None or (isinstance(size, str) and size == "auto") or (
+                is_int(size) and (size >= 1 or size == -1)):
+            continue  # (before Dask, whose errors name neither)
         if not is_int(size):
-            raise TypeError(f"{name} must be integer chunk sizes, got {chunks!r}")
-        if size < 1:
-            raise ValueError(f"{name} must be positive sizes, got {chunks!r}")
+            raise TypeError(f"{name} must be integer chunk sizes (or -1, None or 'auto'), got "
+                            f"{chunks!r}")
+        raise ValueError(f"{name} must be positive sizes (or -1 for a whole axis), got "
+                         f"{chunks!r}")
+    limit = dask.utils.parse_bytes(dask.config.get("array.chunk-size"))
     try:
-        normal = da.core.normalize_chunks(chunks, shape)
+        normal = da.core.normalize_chunks(chunks, shape, dtype=np.float64,
+                                          limit=max(8, limit * 8 // (itemsize * channels)))
     except (TypeError, ValueError, ArithmeticError) as exc:
         raise ValueError(f"{name}={chunks!r} are not chunks of the spatial shape {shape}: "
                          f"{exc}") from exc
@@ -110,7 +122,8 @@ class _ChunkedLayer(_LazyAlgebra, LinearOperator):
         a_in, a_out = geometry.input_shape, geometry.output_shape
         self.input_shape: tuple[int, ...] = a_out if transposed else a_in
         self.output_shape: tuple[int, ...] = a_in if transposed else a_out
-        given = _spatial_chunks(chunks, self.input_shape[1:])
+        given = _spatial_chunks(chunks, self.input_shape[1:], channels=self.input_shape[0],
+                                itemsize=np.dtype(block.dtype).itemsize)
         if transposed:  # the layer's input is the geometry's output
             in_chunks = tuple(input_chunks(ax, c) for ax, c in zip(geometry.axes, given))
         else:

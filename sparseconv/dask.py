@@ -99,10 +99,11 @@ class ConvOperator(_ChunkedLayer):
         of the blocks' windows is made per axis, in a Python pass over its positions and a
         numpy pass per chunk over its windows (0.8 s for an axis of a million positions in
         10 or 100 chunks; chunks times positions beyond that).
-    chunks : int or tuple
+    chunks : int, "auto" or tuple
         Chunks of the input along each spatial axis: one size for every axis (``64``), one
         per axis (``(64, 64, 64)``), or explicit chunk sizes (``((30, 34), 64)``), positive
-        integers (Dask's ``-1``, ``None`` and ``"auto"`` are not taken). Boundaries are moved
+        integers; as Dask takes them, ``-1`` or ``None`` for a whole axis, and ``"auto"``
+        (Dask's ``array.chunk-size`` for a chunk of every channel). Boundaries are moved
         to the nearest multiple of the stride (``input_chunks``), and output chunk ``i`` is
         the outputs ``o`` whose ``o * stride`` lies in input chunk ``i`` (``output_chunks``);
         batch chunks pass through; channels are one chunk.
@@ -205,8 +206,9 @@ class ConvTransposeOperator(_ChunkedLayer):
     weight : array_like, shape (C_in, C_out/groups, *kernel_size)
     input_shape : tuple of int
         ``(C_in, *spatial)``.
-    chunks : int or tuple
-        Chunks of the input along each spatial axis; the output is chunked at ``stride``
+    chunks : int, "auto" or tuple
+        Chunks of the input along each spatial axis, as :class:`ConvOperator` takes them
+        (``-1``, ``None`` and ``"auto"`` as Dask reads them); the output is chunked at ``stride``
         times the input's chunk boundaries (``output_chunks``; the input is rechunked to
         ``input_chunks`` if these differ).
     stride, padding, output_padding, dilation, groups, dtype, output_size, padding_mode

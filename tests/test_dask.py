@@ -298,6 +298,29 @@ def test_matrix_blocks_as_a_dask_array():
     assert (M.blocks[2].compute() != full[100:150]).nnz == 0
 
 
+def test_dask_s_own_chunk_conventions():
+    """A new user's trial: ``chunks=-1`` and ``"auto"`` (Dask's whole axis and its own
+    sizing) were refused. -1 and None give an axis one chunk, ``"auto"`` sizes a chunk of
+    every channel to Dask's ``array.chunk-size``; the products equal the serial operator's."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((3, 2, 3, 3))
+    serial = sc.ConvOperator(w, (2, 12, 10), padding=1, stride=2)
+    x = rng.standard_normal((2, 12, 10))
+    for chunks, expected in [(-1, ((12,), (10,))), ((-1, 4), ((12,), (4, 4, 2))),
+                             ((None, 6), ((12,), (6, 4))), ("auto", ((12,), (10,))),
+                             (("auto", 4), ((12,), (4, 4, 2)))]:
+        A = sdask.ConvOperator(w, (2, 12, 10), chunks=chunks, padding=1, stride=2)
+        assert A.input_chunks == expected, chunks
+        y = A.matvec(da.from_array(x, chunks=(2, *A.input_chunks))).compute()
+        assert_close(y.ravel(), serial @ x.ravel(), chunks)
+    import dask
+
+    with dask.config.set({"array.chunk-size": "64KiB"}):  # 4 channels of float64: 2048
+        A = sdask.ConvOperator(np.ones((4, 4, 3, 3)), (4, 256, 256), chunks="auto")
+        assert max(A.input_chunks[0]) * max(A.input_chunks[1]) * 4 * 8 <= 64 * 2**10
+        assert max(A.input_chunks[0]) * max(A.input_chunks[1]) >= 1024, A.input_chunks
+
+
 def test_bad_input_is_refused_by_name():
     w = np.ones((1, 1, 3, 3))
     with pytest.raises(TypeError, match="weight"):
@@ -311,7 +334,8 @@ def test_bad_input_is_refused_by_name():
             sdask.ConvOperator(w, (1, 8, 8), chunks=chunks)
         with pytest.raises(error, match="chunks"):
             sdask.ConvTransposeOperator(w, (1, 8, 8), chunks=chunks)
-    with pytest.raises(ValueError, match=r"chunks must be positive sizes, got 0$"):
+    with pytest.raises(ValueError, match=r"chunks must be positive sizes \(or -1 for a whole "
+                       r"axis\), got 0$"):
         sdask.ConvOperator(w, (1, 8, 8), chunks=0)  # (was Dask's "integer division or modulo")
     for value in (np.inf, -np.inf, np.nan):  # (a hunt: nan where the matrix has inf or a
         # number; the blocks multiply the padding's zeros by every tap)
