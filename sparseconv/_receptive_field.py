@@ -23,7 +23,7 @@ from ._composition import AffineMap, as_matrix, check_chain
 from ._geometry import ConvGeometry, spatial_matrix
 from ._layout import array_shape
 from ._memory import check_memory
-from ._operators import ConvOperator, as_geometry
+from ._operators import ConvOperator, ConvTransposeOperator, as_geometry
 from ._typing import DTypeLike, IntOrTuple, Layout, ShapeLike
 from ._validation import (
     as_per_layer,
@@ -38,7 +38,8 @@ from ._validation import (
 __all__ = ["receptive_field", "receptive_field_paths", "receptive_field_size"]
 
 
-def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: ShapeLike,
+def receptive_field(layers: Sequence[sp.sparray | AffineMap | ConvOperator | ConvTransposeOperator],
+                    input_shape: ShapeLike,
                     output_index: int | Sequence[int],
                     output_shape: ShapeLike | None = None,
                     layout: Layout = "channels_first") -> np.ndarray:
@@ -46,8 +47,10 @@ def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: Shape
 
     Parameters
     ----------
-    layers : sequence of scipy.sparse arrays or AffineMap
-        First applied first, as for :func:`compose`.
+    layers : sequence of scipy.sparse arrays, AffineMap, ConvOperator or ConvTransposeOperator
+        First applied first, as for :func:`compose`; an operator by its explicit matrix
+        (``tosparse()``), in ``layout`` (a new user's trial: operators were refused, which
+        ``spy`` and ``compose`` take).
     input_shape : tuple of int
         Shape of the network's input, ``(C, *spatial)``.
     output_index : int or tuple of int
@@ -94,9 +97,9 @@ def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: Shape
     layout = check_layout(layout)  # (a new user's trial: a channels_last matrix's field came
     # out scrambled, silently)
     if isinstance(layers, str) or not isinstance(layers, Sequence):
-        raise TypeError(f"layers must be a sequence of scipy.sparse arrays or AffineMaps, got "
-                        f"{type(layers).__name__}")
-    matrices = [as_matrix(layer, f"layers[{i}]") for i, layer in enumerate(layers)]
+        raise TypeError(f"layers must be a sequence of scipy.sparse arrays, AffineMaps or "
+                        f"sparseconv operators, got {type(layers).__name__}")
+    matrices = [_matrix_of(layer, f"layers[{i}]", layout) for i, layer in enumerate(layers)]
     if not matrices:
         raise ValueError("layers must hold at least one layer, got an empty sequence")
     if math.prod(input_shape) != matrices[0].shape[1]:
@@ -135,6 +138,17 @@ def receptive_field(layers: Sequence[sp.sparray | AffineMap], input_shape: Shape
         reached = (pattern.T @ reached > 0).astype(float)
     field = reached.astype(bool).reshape(array_shape(input_shape, layout))
     return np.moveaxis(field, -1, 0) if layout == "channels_last" else field
+
+
+def _matrix_of(layer, name: str, layout: str) -> sp.sparray:
+    """A layer of :func:`receptive_field` as a sparse matrix: an operator's explicit one, in
+    the layout asked for."""
+    if isinstance(layer, (ConvOperator, ConvTransposeOperator)):
+        if layer.layout != layout:
+            raise ValueError(f"{name} is a {layer.layout} operator, but layout={layout!r}: "
+                             "pass the layout the layers flatten their activations in")
+        return layer.tosparse()
+    return as_matrix(layer, name)
 
 
 def receptive_field_paths(

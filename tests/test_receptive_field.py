@@ -292,3 +292,25 @@ def test_receptive_field_paths_default_is_the_center_of_an_even_output():
     expected = np.zeros((6, 8), np.int64)
     expected[1:6, 2:7] = np.outer(tri, tri)
     np.testing.assert_array_equal(default, expected)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_receptive_field_takes_operators(layout):
+    """A new user's trial: receptive_field refused a ConvOperator (spy and compose take
+    one). An operator counts by its explicit matrix: the same field as the chain of
+    conv_matrix and conv_transpose_matrix; an operator of the other layout is refused by
+    name."""
+    rng = np.random.default_rng(4)
+    w1, w2 = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal((3, 2, 2, 2))
+    first = sc.ConvOperator(w1, (2, 7, 7), stride=2, padding=1, layout=layout)
+    second = sc.ConvTransposeOperator(w2, (3, 4, 4), stride=2, layout=layout)
+    matrices = [conv_matrix(w1, (2, 7, 7), stride=2, padding=1, layout=layout),
+                sc.conv_transpose_matrix(w2, (3, 4, 4), stride=2, layout=layout)]
+    for index in [(0, 3, 4), (1, 0, 7), (1, 5, 2)]:
+        expected = receptive_field(matrices, (2, 7, 7), index, (2, 8, 8), layout=layout)
+        field = receptive_field([first, second], (2, 7, 7), index, (2, 8, 8), layout=layout)
+        assert np.array_equal(field, expected) and 0 < field.sum() < field.size, index
+    other = "channels_last" if layout == "channels_first" else "channels_first"
+    with pytest.raises(ValueError, match=rf"layers\[1\] is a {layout} operator, but "
+                                         rf"layout='{other}'"):
+        receptive_field([matrices[0], second], (2, 7, 7), 0, layout=other)
