@@ -80,6 +80,23 @@ class _Lambda(nn.Module):
         return self.fn(self, x)
 
 
+def _conv_then(call) -> nn.Module:
+    """A model running ``call`` on a 2->2 3x3 convolution's output."""
+    def fn(self, x):
+        return call(self.conv(x))
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    return model
+
+
+def _bound_over_conv(model: nn.Module, shape: tuple[int, ...]) -> float:
+    """The network bound of a :func:`_conv_then` model (at least its Jacobian's norm) over
+    its convolution's alone."""
+    bound = _check_bound(model, shape)
+    return bound / sct.lipschitz_report(nn.Sequential(model.conv).eval(), shape).network_upper
+
+
 def _seeded(*shape, seed=0):
     return torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
@@ -870,12 +887,7 @@ def test_linear_tensor_calls_run_by_torch(call):
     or not a call network_operator maps"; each is run by torch on the samples and its adjoint
     by torch.autograd, against the Jacobian. A mutant this catches: _torch_graph_ops.py:
     the calls not run by torch (refused as before)."""
-    def fn(self, x):
-        return call(self.conv(x))
-
-    model = _Lambda(fn)
-    model.conv = nn.Conv2d(2, 2, 3, padding=1)
-    _check_operator(model, (2, 4, 4))
+    _check_operator(_conv_then(call), (2, 4, 4))
 
 
 @pytest.mark.parametrize("call, reason", [
@@ -916,14 +928,8 @@ def test_selections_run_by_torch_are_bounded_by_their_copies(call, copies):
     ``sqrt`` of the most copies one entry gets, at least the Jacobian's norm. Mutants this
     catch: _torch_graph_rules.py: the rule dropped (no bound), or the copies not counted
     (the expand, index and repeat cases then fall below the Jacobian's norm)."""
-    def fn(self, x):
-        return call(self.conv(x))
-
-    model = _Lambda(fn)
-    model.conv = nn.Conv2d(2, 2, 3, padding=1)
-    bound = _check_bound(model, (2, 4, 4))
-    conv = sct.lipschitz_report(nn.Sequential(model.conv).eval(), (2, 4, 4)).network_upper
-    assert bound == pytest.approx(conv * math.sqrt(copies), rel=1e-12)
+    assert _bound_over_conv(_conv_then(call), (2, 4, 4)) == pytest.approx(math.sqrt(copies),
+                                                                          rel=1e-12)
 
 
 @pytest.mark.parametrize("call, reason", [
@@ -931,18 +937,20 @@ def test_selections_run_by_torch_are_bounded_by_their_copies(call, copies):
     (lambda x: x.roll(1), "does not act on each sample alone"),
     (lambda x: x.flipud(), "does not act on each sample alone"),
     (lambda x: x.select(0, 0), "does not act on each sample alone"),
-    (lambda x: x.roll(x.shape[0], -1), "takes a size or index computed from the signal")])
-def test_selections_across_the_batch_have_no_bound(call, reason):
-    """``x.flip(0)``, ``x.roll(1)`` (of the flattened tensor), ``flipud``, ``select(0, 0)``
-    move or read the batch axis, and a roll by the batch size changes one sample's map with
-    the batch: no bound, by name. Mutants this catch: _torch_graph_rules.py: the per-sample
-    check dropped, or the arguments computed from the signal not refused."""
-    def fn(self, x):
-        return call(self.conv(x))
-
-    model = _Lambda(fn)
-    model.conv = nn.Conv2d(2, 2, 3, padding=1)
-    report = sct.lipschitz_report(model.double().eval(), (2, 4, 4))
+    (lambda x: x.roll(x.shape[0], -1), "takes a size or index computed from the signal"),
+    (lambda x: x.cumsum(0), "does not act on each sample alone"),
+    (lambda x: x.cumsum(-1, dtype=torch.float32), "changes the signal's dtype"),
+    (lambda x: torch.diff(x, dim=-1, prepend=x[..., :1]),
+     "takes the signal other than as its one input"),
+    (lambda x: torch.diff(x, dim=0), "mixes the batch axis into the sample")])
+def test_calls_run_by_torch_across_the_batch_have_no_bound(call, reason):
+    """``x.flip(0)``, ``x.roll(1)`` (of the flattened tensor), ``flipud``, ``select(0, 0)``,
+    ``cumsum(0)``, ``diff(dim=0)`` move or read the batch axis, a roll by the batch size
+    changes one sample's map with the batch, ``diff``'s ``prepend`` from the signal takes it
+    twice, and a ``cumsum`` into another dtype is a cast: no bound, by name. Mutants this
+    catch: _torch_graph_rules.py: the per-sample check dropped, the arguments computed from
+    the signal not refused, or the dtype check dropped."""
+    report = sct.lipschitz_report(_conv_then(call).double().eval(), (2, 4, 4))
     assert report.network_upper is None
     assert reason in report.reason, report.reason
 
@@ -983,35 +991,7 @@ def test_running_sums_and_differences_are_bounded(call, factor):
     norm of the running sum, ``1 / (2 sin(pi / (4 L + 2)))``; ``diff`` of order ``n`` by
     ``2^n``; at least the Jacobian's norm. Mutants this catch: _torch_graph_rules.py: the
     rule dropped (no bound), or the factor not taken (below the Jacobian's norm)."""
-    def fn(self, x):
-        return call(self.conv(x))
-
-    model = _Lambda(fn)
-    model.conv = nn.Conv2d(2, 2, 3, padding=1)
-    bound = _check_bound(model, (2, 4, 5))
-    conv = sct.lipschitz_report(nn.Sequential(model.conv).eval(), (2, 4, 5)).network_upper
-    assert bound == pytest.approx(conv * factor, rel=1e-12)
-
-
-@pytest.mark.parametrize("call, reason", [
-    (lambda x: x.cumsum(0), "does not act on each sample alone"),
-    (lambda x: x.cumsum(-1, dtype=torch.float32), "changes the signal's dtype"),
-    (lambda x: torch.diff(x, dim=-1, prepend=x[..., :1]),
-     "takes the signal other than as its one input"),
-    (lambda x: torch.diff(x, dim=0), "mixes the batch axis into the sample")])
-def test_running_sums_across_the_batch_have_no_bound(call, reason):
-    """``cumsum(0)`` and ``diff(dim=0)`` run along the batch, ``diff``'s ``prepend`` from
-    the signal takes it twice, and a ``cumsum`` into another dtype is a cast: no bound, by
-    name. Mutants this catch: _torch_graph_rules.py: the per-sample check or the dtype
-    check dropped."""
-    def fn(self, x):
-        return call(self.conv(x))
-
-    model = _Lambda(fn)
-    model.conv = nn.Conv2d(2, 2, 3, padding=1)
-    report = sct.lipschitz_report(model.double().eval(), (2, 4, 4))
-    assert report.network_upper is None
-    assert reason in report.reason, report.reason
+    assert _bound_over_conv(_conv_then(call), (2, 4, 5)) == pytest.approx(factor, rel=1e-12)
 
 
 @pytest.mark.parametrize("call, factor", [
@@ -1024,15 +1004,9 @@ def test_a_stack_of_the_signal(call, factor):
     and the bound adds the pieces' in quadrature, as a concatenation's (exact here). Mutants
     this catches: the stack not mapped (_torch_graph_ops.py) or not ruled
     (_torch_graph_rules.py)."""
-    def fn(self, x):
-        return call(self.conv(x))
-
-    model = _Lambda(fn)
-    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    model = _conv_then(call)
     _check_operator(model, (2, 4, 4))
-    bound = _check_bound(model, (2, 4, 4))
-    conv = sct.lipschitz_report(nn.Sequential(model.conv).eval(), (2, 4, 4)).network_upper
-    assert bound == pytest.approx(conv * factor, rel=1e-12)
+    assert _bound_over_conv(model, (2, 4, 4)) == pytest.approx(factor, rel=1e-12)
 
 
 @pytest.mark.parametrize("dim", [0, -5])
