@@ -553,7 +553,7 @@ def _running(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
              walk: _Walk) -> Fraction | str:
     """A running sum or difference along one axis run by torch (:data:`RUNNING`): ``cumsum``
     over ``L`` entries has the norm of the lower triangular ``L x L`` matrix of ones
-    (:func:`_cumsum_norm`, about ``2 (2 L + 1) / pi``), ``diff`` of order ``n`` at most
+    (:func:`_cumsum_norm`, about ``(2 L + 1) / pi``), ``diff`` of order ``n`` at most
     ``2^n`` (each difference ``x_{i+1} - x_i`` twice a norm of one; its ``prepend`` and
     ``append``, constants, add an offset alone); refused as :func:`_per_sample` says, or
     where ``cumsum`` changes the dtype."""
