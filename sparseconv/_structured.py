@@ -182,12 +182,17 @@ def toeplitz_matrix(kernel: ArrayLike, n: int, mode: ConvMode = "full", *,
     return in_format(_diagonals(kernel.astype(dtype), offsets, (rows, int(n))), format)
 
 
-def _geometry_2d(kernel_shape, input_size, padding, padding_mode="zeros") -> ConvGeometry:
+def _size_2d(input_size) -> tuple[int, ...]:
+    """``input_size`` validated as ``(height, width)``."""
     input_size = spatial_size(input_size, "input_size")
     if len(input_size) != 2:
         raise ValueError(f"input_size must be (height, width), got input_size={input_size}")
-    return ConvGeometry.from_weight((1, 1, *kernel_shape), (1, *input_size), padding=padding,
-                                    padding_mode=padding_mode, flip=True)
+    return input_size
+
+
+def _geometry_2d(kernel_shape, input_size, padding, padding_mode="zeros") -> ConvGeometry:
+    return ConvGeometry.from_weight((1, 1, *kernel_shape), (1, *_size_2d(input_size)),
+                                    padding=padding, padding_mode=padding_mode, flip=True)
 
 
 def doubly_block_toeplitz(kernel: ArrayLike, input_size: ShapeLike, mode: ConvMode = "full", *,
@@ -321,9 +326,7 @@ def doubly_block_circulant(kernel: ArrayLike, input_size: ShapeLike, *,
     """
     check_format(format)
     kernel = _kernel(kernel, 2)
-    size = spatial_size(input_size, "input_size")
-    if len(size) != 2:
-        raise ValueError(f"input_size must be (height, width), got input_size={size}")
+    size = _size_2d(input_size)
     # the taps wrap onto the torus as many times as they need (scipy.signal.convolve2d's
     # boundary="wrap"; a new user's trial: a kernel longer than the input was refused for a
     # circular padding larger than the input, an argument this function does not take)

@@ -209,48 +209,43 @@ def test_channels_last_selection_matrices_are_permuted(seed):
     assert_close(Pl, permuted(Pf, padded, layer.input_shape), layer, rtol=0)
 
 
-_BUILDERS = [  # (name, builder of a (C, H, W) input's matrix, output shape from the input's)
-    ("avg_pool_matrix", lambda shape, **kw: sc.avg_pool_matrix(shape, 2, 1, 1, **kw)),
-    ("adaptive_avg_pool_matrix", lambda shape, **kw: sc.adaptive_avg_pool_matrix(
-        shape, (3, 2), **kw)),
-    ("interpolate_matrix", lambda shape, **kw: sc.interpolate_matrix(
-        shape, (5, 7), mode="bilinear", **kw)),
-    ("interpolate_matrix, one channel", lambda shape, **kw: sc.interpolate_matrix(
-        (1, *shape[1:]), scale_factor=2, **kw)),
-    ("pixel_shuffle_matrix", lambda shape, **kw: sc.pixel_shuffle_matrix(
-        (4 * shape[0], *shape[1:]), 2, **kw)),
-    ("pixel_unshuffle_matrix", lambda shape, **kw: sc.pixel_unshuffle_matrix(
-        (shape[0], 4, 6), 2, **kw)),
-    ("stride_matrix", lambda shape, **kw: sc.stride_matrix(shape, (2, 3), **kw)),
-    ("conv1x1_matrix", lambda shape, **kw: sc.conv1x1_matrix(
-        np.arange(1.0, 7.0).reshape(2, 3, 1, 1) if shape[0] == 3 else
-        np.arange(1.0, 5.0).reshape(2, 2), shape[1:], groups=shape[0] // 3 or 1, **kw))]
+_BUILDERS = [  # (name, builder of the matrix in a layout, its input and output shapes)
+    ("avg_pool_matrix", lambda **kw: sc.avg_pool_matrix((3, 4, 6), 2, 1, 1, **kw),
+     (3, 4, 6), (3, 5, 7)),
+    ("adaptive_avg_pool_matrix", lambda **kw: sc.adaptive_avg_pool_matrix(
+        (3, 4, 6), (3, 2), **kw), (3, 4, 6), (3, 3, 2)),
+    ("interpolate_matrix", lambda **kw: sc.interpolate_matrix(
+        (3, 4, 6), (5, 7), mode="bilinear", **kw), (3, 4, 6), (3, 5, 7)),
+    ("interpolate_matrix, one channel", lambda **kw: sc.interpolate_matrix(
+        (1, 4, 6), scale_factor=2, **kw), (1, 4, 6), (1, 8, 12)),
+    ("pixel_shuffle_matrix", lambda **kw: sc.pixel_shuffle_matrix((12, 4, 6), 2, **kw),
+     (12, 4, 6), (3, 8, 12)),
+    ("pixel_unshuffle_matrix", lambda **kw: sc.pixel_unshuffle_matrix((3, 4, 6), 2, **kw),
+     (3, 4, 6), (12, 2, 3)),
+    ("stride_matrix", lambda **kw: sc.stride_matrix((3, 4, 6), (2, 3), **kw),
+     (3, 4, 6), (3, 2, 2)),
+    ("conv1x1_matrix", lambda **kw: sc.conv1x1_matrix(
+        np.arange(1.0, 7.0).reshape(2, 3, 1, 1), (4, 6), **kw), (3, 4, 6), (2, 4, 6)),
+    ("conv1x1_matrix, groups", lambda **kw: sc.conv1x1_matrix(
+        np.arange(1.0, 5.0).reshape(4, 1), (4, 6), groups=2, **kw), (2, 4, 6), (4, 4, 6))]
 
 
-@pytest.mark.parametrize("name, build", _BUILDERS, ids=[n for n, _ in _BUILDERS])
+@pytest.mark.parametrize("name, build, in_shape, out_shape", _BUILDERS,
+                         ids=[b[0] for b in _BUILDERS])
 @pytest.mark.parametrize("fmt", ["csr", "coo", "bsr"])
-def test_every_builder_takes_the_channels_last_layout(name, build, fmt):
+def test_every_builder_takes_the_channels_last_layout(name, build, in_shape, out_shape, fmt):
     """A new user's trial: the pooling, resampling, shuffle, stride and 1x1 builders had no
     ``layout``, so a channels-last convolution composed with them gave wrong numbers with
     no error. Each takes ``layout="channels_last"`` now: its channels-first matrix with rows
     and columns permuted (a dense oracle), in the format asked for, and refuses a bad layout
     by name."""
-    shape = (3, 4, 6)
-    first = build(shape)
-    last = build(shape, layout="channels_last", format=fmt)
+    first = build()
+    assert first.shape == (int(np.prod(out_shape)), int(np.prod(in_shape))), name
+    last = build(layout="channels_last", format=fmt)
     assert last.format == fmt, name
-    in_shape = shape if name != "pixel_shuffle_matrix" else (12, 4, 6)
-    in_shape = (1, 4, 6) if name == "interpolate_matrix, one channel" else in_shape
-    if name == "conv1x1_matrix":
-        in_shape = (first.shape[1] // 24, 4, 6)
-    spatial_out = {"avg_pool_matrix": (5, 7), "adaptive_avg_pool_matrix": (3, 2),
-                   "interpolate_matrix": (5, 7), "interpolate_matrix, one channel": (8, 12),
-                   "pixel_shuffle_matrix": (8, 12), "pixel_unshuffle_matrix": (2, 3),
-                   "stride_matrix": (2, 2), "conv1x1_matrix": (4, 6)}[name]
-    out_shape = (first.shape[0] // int(np.prod(spatial_out)), *spatial_out)
     assert_close(last, permuted(first, out_shape, in_shape), name, rtol=0)
     with pytest.raises(ValueError, match="layout must be one of"):
-        build(shape, layout="NHWC")
+        build(layout="NHWC")
 
 
 @requires_torch
