@@ -426,8 +426,8 @@ def _undilated(stride: tuple[int, ...], dilation: tuple[int, ...]
     g`` disjoint copies of that one, up to permutations of its inputs and outputs: the same
     norm, found on a symbol whose shifts do not grow with ``d`` (a review: a stride of 2 and
     a dilation of 1001, shifts 0, 500 and 1001 with no common divisor, evaluated 10 million
-    frequencies in 50 s and then refused for memory; a stride of 2 and a dilation of 7 took
-    75 s where the undilated layer takes 0.1 s)."""
+    frequencies in 50 s and then refused for memory; a stride of (2, 3) and a dilation of
+    (5, 7) took 75 s where the undilated layer takes 0.02 s)."""
     common = [math.gcd(s, d) for s, d in zip(stride, dilation)]
     return tuple(s // g for s, g in zip(stride, common)), 1
 

@@ -485,7 +485,7 @@ def test_a_dilation_is_the_undilated_layer_s_bound():
     time (a new user's trial: 204 s and a bound 13% looser for a dilation of 200 at stride
     1; a 3-D kernel's dilation of 30 ran 30 s and then refused for memory; a review: a
     stride of 2 and a dilation of 1001 evaluated 10 million frequencies in 50 s and then
-    refused for memory, a stride of 2 and a dilation of 7 took 75 s). Each reduced layer's
+    refused for memory, a stride of (2, 3) and a dilation of (5, 7) took 75 s). Each reduced layer's
     interval meets the dilated one's, found within the undilated layer's budget; and the
     bound is above the dilated layer's dense norm on inputs of several sizes."""
     rng = np.random.default_rng(0)
