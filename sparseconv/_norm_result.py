@@ -55,7 +55,7 @@ class SpectralNorm:
         values lie within about 1e-5 (relative) of each other, Lanczos can settle on the second,
         whose residual passes, and claim ``tol`` up to their gap below the norm. For the exact
         methods, whether their interval is within ``tol`` (their rounding allowance, sized by the
-        weight, alone can exceed it where taps cancel or never read an input); False for
+        weight's taps that read an input, alone can exceed it where they cancel); False for
         ``"upper"``. ``lower`` and ``upper`` are certified either way.
 
     Examples

@@ -1,9 +1,11 @@
 """The spectral norm of any convolution layer, with a certified interval.
 
 ``spectral_norm`` returns ``lower <= ||A||_2 <= upper`` for the layer exactly as given: the
-weights are converted (exactly) to float64 or complex128 whatever their dtype, scaled by a
-power of two so that the largest is in ``[1/2, 1)`` (exact, and the norm is homogeneous), and
-every bound is widened by its derived rounding allowance (:mod:`sparseconv._rounding`).
+weights are converted (exactly) to float64 or complex128 whatever their dtype, with zero
+padding their taps that read only the padding set to zero (the same matrix:
+:func:`sparseconv._symbol.without_padding_taps`), scaled by a power of two so that the
+largest is in ``[1/2, 1)`` (exact, and the norm is homogeneous), and every bound is widened by
+its derived rounding allowance (:mod:`sparseconv._rounding`).
 This module validates the arguments and picks the route (:func:`_route`); each route is its
 own module:
 
@@ -36,7 +38,13 @@ from ._norm_result import SpectralNorm, checked_result, scaled_result
 from ._norm_routes import dense_norm, fft_norm, pointwise_norm
 from ._residues import residue_layers
 from ._spectra import dense_is_affordable
-from ._symbol import is_periodic, layer_geometry, not_periodic, unit_scale
+from ._symbol import (
+    is_periodic,
+    layer_geometry,
+    not_periodic,
+    unit_scale,
+    without_padding_taps,
+)
 from ._typing import (
     ArrayLike,
     IntOrTuple,
@@ -260,7 +268,10 @@ def spectral_norm(
     rigorous for the
     layer as given: every bound is computed in float64 and widened by its rounding allowance
     (a relative ``1e-15`` to ``1e-10``, derived in :mod:`sparseconv._rounding`; the user
-    guide's "How the bounds are proved" has every derivation).
+    guide's "How the bounds are proved" has every derivation). With zero padding, taps that
+    read only the padding (a kernel over a small input, a large padding, a stride that steps
+    over the input) are not in the matrix, and are set to zero first: neither the routes nor
+    their rounding allowances see them.
 
     Examples
     --------
@@ -294,6 +305,8 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
     executor, progress = check_executor(executor), check_progress(progress)
     weight, geom = _checked_layer(weight, input_shape, stride, padding, dilation, groups,
                                   padding_mode, method)
+    # the same matrix, and certificates scaled by the taps that make it
+    weight = without_padding_taps(weight, geom)
     if _no_entry(geom, weight):
         if progress is not None:  # (a review: never called, a progress bar never finished)
             progress(1, 1)
@@ -321,8 +334,8 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
     result = scaled_result(result, exponent, tol)
     if route in ("1x1", "fft", "dense") and result.lower < (1 - tol) * result.upper:
         # the exact interval is the rounding allowance, sized by the weight: taps that cancel
-        # or never read an input can leave a norm below it (a review: a 1e-9 norm beside a
-        # tap of 1 that reads only padding, its lower bound 6.7e-7 short, said converged)
+        # can leave a norm below it (taps that read only padding are zero by now; before, a
+        # review found a 1e-9 norm beside such a tap of 1, its lower bound 6.7e-7 short)
         result = dataclasses.replace(result, converged=False)
         reasons.append(f"the {route} route is exact, and its interval is its rounding "
                        "allowance, which no other route narrows")
@@ -334,16 +347,13 @@ def _spectral_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, grou
 
 
 def _no_entry(geom: ConvGeometry, weight: np.ndarray) -> bool:
-    """Whether the layer's matrix is zero: a zero weight, no tap that reads an input (zero
-    padding only), or, with zero padding, zeros on every tap that reads one (a hunt: a
+    """Whether the layer's matrix is zero: a zero weight or no tap that reads an input (zero
+    padding only). With zero padding, ``weight`` must have no tap that reads only padding
+    (:func:`without_padding_taps`): a weight zero on every tap that reads an input (a hunt: a
     stride-2 layer whose taps read only the padding but its last, which was 0, raised
-    ZeroDivisionError in the Lanczos search). With zero padding the matrix's entries are the
-    weight's own, on the taps that read inside the input, so the test is exact; the other
-    modes sum taps onto the border, and their routes bound such a matrix."""
-    if not weight.any() or geom.nnz() == 0:
-        return True
-    inside: tuple = (slice(None), slice(None), *np.ix_(*(a.taps_inside() for a in geom.axes)))
-    return geom.padding_mode == "zeros" and not geom.tap_weights(weight)[inside].any()
+    ZeroDivisionError in the Lanczos search) is then zero. The other modes sum taps onto the
+    border, and their routes bound such a matrix."""
+    return not weight.any() or geom.nnz() == 0
 
 
 def _overflowed(result: SpectralNorm, missed: str | None) -> tuple[SpectralNorm, str | None]:

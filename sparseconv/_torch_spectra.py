@@ -55,6 +55,7 @@ from ._symbol import (
     conjugate_pairs,
     is_periodic,
     one_frequency,
+    padding_taps,
     require_periodic,
     symbol_at,
     unit_scale,
@@ -446,7 +447,9 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     allowance, so it bounds the norm of the layer as given. Use it as a penalty: its gradient
     is the gradient of the top singular value of the symbol at the frequency that attains the
     bound (the allowance, relative 3e-13 for an 8->8 3x3 layer to 2e-8 for 512->512, is a
-    constant to autograd), computed on the weight's device.
+    constant to autograd), computed on the weight's device. Taps that read only zero padding
+    are not in the layer's matrix: the bound is that of the weight with them zero, and
+    their gradient is zero.
 
     Parameters
     ----------
@@ -502,9 +505,11 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     True
     """
     weight = _weight(weight)
-    periodic, copies = _upper_geometry(weight, input_size, stride, padding, dilation, groups,
-                                       padding_mode, transposed, output_padding)
+    periodic, copies, unread = _upper_geometry(weight, input_size, stride, padding, dilation,
+                                               groups, padding_mode, transposed, output_padding)
     w = weight.to(torch.complex128 if weight.is_complex() else torch.float64)
+    if unread is not None:  # taps that read only zero padding: the same layer without them
+        w = w.masked_fill(torch.as_tensor(unread, device=w.device), 0)
     top = w.detach().abs().max().item()
     if top == 0.0:
         return (w.abs() * 0.0).sum()  # the zero layer; keeps the graph
@@ -544,9 +549,12 @@ def _at_least(x: torch.Tensor, value: float) -> torch.Tensor:
 
 
 def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation, groups,
-                    padding_mode, transposed, output_padding) -> tuple[ConvGeometry, int]:
-    """The circular layer whose norm bounds the layer's, and the copies ``||P||^2`` of a
-    padding that copies inputs (1 for zero padding and periodic layers)."""
+                    padding_mode, transposed, output_padding,
+                    ) -> tuple[ConvGeometry, int, np.ndarray | None]:
+    """The circular layer whose norm bounds the layer's, the copies ``||P||^2`` of a
+    padding that copies inputs (1 for zero padding and periodic layers), and the taps that
+    read only zero padding (:func:`sparseconv._symbol.padding_taps`), which the bound
+    leaves out (the layer is the same without them)."""
     if not isinstance(transposed, bool):
         raise TypeError(f"transposed must be a bool, got {transposed!r}")
     if transposed:  # the adjoint of the convolution from the output size, by the same weight
@@ -569,11 +577,12 @@ def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation,
         geometry = _geometry(weight, input_size, stride, padding, dilation, groups,
                              padding_mode)
     if geometry.padding_mode == "zeros":
-        return periodic_geometry(tuple(weight.shape), geometry, embedding_grid(geometry)), 1
+        return (periodic_geometry(tuple(weight.shape), geometry, embedding_grid(geometry)), 1,
+                padding_taps(geometry))
     if is_periodic(geometry):
-        return geometry, 1
+        return geometry, 1, None
     padded = (geometry.in_channels, *(a.padded_size for a in geometry.axes))
     valid = ConvGeometry.from_weight(tuple(weight.shape), padded, stride=geometry.stride,
                                      dilation=geometry.dilation, groups=geometry.groups)
     return periodic_geometry(tuple(weight.shape), valid, embedding_grid(valid)), copies_of(
-        geometry)
+        geometry), None

@@ -666,3 +666,41 @@ def test_upper_bound_holds_integer_layers_in_exact_arithmetic(mode):
         gram = exact_gram(jacobian_matrix(module, shape))
         assert definite(gram, float(bound), strict=False), (mode, case, weight.tolist(), n, p,
                                                             s, float(bound))
+
+
+def test_taps_that_read_only_zero_padding_are_left_out_of_the_bound():
+    """The bound of a layer is the bound of the same layer with its taps that read only zero
+    padding set to zero (they are not in its matrix; a soundness review found them scaling
+    the certificates), and their gradient is zero. Those taps found by PyTorch itself: the
+    ones whose weight gradient is zero for a random input and cotangent. Strided, dilated
+    convolutions and transposed convolutions on small inputs with large padding."""
+    rng = np.random.default_rng(20261206)
+    cases = 0
+    while cases < 24:
+        ndim, transposed = 1 + cases % 2, cases % 3 == 0
+        k = tuple(int(v) for v in rng.integers(2, 5, ndim))
+        s, d = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        n = tuple(int(v) for v in rng.integers(1, 5, ndim))
+        p = int(rng.integers(0, d * (min(k) - 1) + 1))
+        c_in, c_out = (int(v) for v in rng.integers(1, 4, 2))
+        kind = f"ConvTranspose{ndim}d" if transposed else f"Conv{ndim}d"
+        module = getattr(nn, kind)(c_in, c_out, k, stride=s, padding=p, dilation=d,
+                                   bias=False).double()
+        try:
+            y = module(torch.from_numpy(rng.standard_normal((1, c_in, *n))))
+        except RuntimeError:  # an empty output or a kernel over the padded input
+            continue
+        (y * torch.from_numpy(rng.standard_normal(y.shape))).sum().backward()
+        unread = (module.weight.grad == 0).all(dim=1).all(dim=0)
+        if not unread.any():
+            continue
+        w = torch.from_numpy(rng.standard_normal(module.weight.shape))
+        zeroed = w.masked_fill(unread, 0.0)
+        w = w.masked_fill(unread, 1e6).requires_grad_(True)
+        options = dict(stride=s, padding=p, dilation=d, transposed=transposed)
+        bound = sct.spectral_norm_upper(w, n, **options)
+        assert bound.item() == sct.spectral_norm_upper(zeroed, n, **options).item(), options
+        bound.backward()
+        assert w.grad is not None and not w.grad[..., unread].any(), options
+        assert bound.item() < 1e3, options
+        cases += 1
