@@ -119,6 +119,10 @@ def int_tuple(value, ndim: int, name: str, minimum: int, *,
     Traceback (most recent call last):
     ...
     ValueError: stride must be a positive integer or a tuple of 2 of them, got (1, 0)
+    >>> int_tuple((1, 2, 3), 2, "stride", 1, broadcast_one=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: stride has 3 values for 2 axes: ... 2 of them (or of one, for every axis), ...
     >>> int_tuple(2**63, 2, "stride", 1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -127,6 +131,8 @@ def int_tuple(value, ndim: int, name: str, minimum: int, *,
     what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     # (a new user's trial: "groups[0] must be ... or a tuple of 1 of them" read as a 1-tuple)
     tuples = f" or a tuple of {ndim} of them" if ndim > 1 else ""
+    if broadcast_one and ndim > 1:  # (a review: stride=(1,) passed, which this did not say)
+        tuples = f" or a tuple of {ndim} of them (or of one, for every axis)"
     expected = f"{name} must be {what}{tuples}, got {value!r}"
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = tuple(value.tolist())  # numpy's integers become Python ints
