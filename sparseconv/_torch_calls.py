@@ -10,8 +10,11 @@ calls of ``torch.nn.functional`` that a module of :mod:`sparseconv.torch` comput
 
 from __future__ import annotations
 
+import math
 import operator as pyop
+import string
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,8 +34,9 @@ from sparseconv._torch_layer_base import _Layer
 from sparseconv._torch_layers import _layer
 from sparseconv._typing import PaddingMode
 
-__all__ = ["MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING", "RUN_BY_TORCH", "SELECTIONS",
-           "acts_per_sample", "call_on", "by_keyword", "linear_call_layer",
+__all__ = ["EINSUM", "MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING", "RUN_BY_TORCH", "SELECTIONS",
+           "EinsumSplit", "acts_per_sample", "call_on", "by_keyword", "einsum_operands",
+           "einsum_split", "linear_call_layer",
            "matmul_operands", "repeat_counts", "transposition_axes"]
 
 
@@ -106,17 +110,27 @@ def call_on(target: Any, args: Any, kwargs: dict, source: torch.fx.Node,
 def acts_per_sample(run: Callable[[torch.Tensor], torch.Tensor],
                     sample_shape: tuple[int, ...]) -> tuple[int, ...] | None:
     """The sample shape of ``run``'s output where it acts on each sample alone, keeping the
-    batch axis first: checked on a seeded random batch of three of ``sample_shape`` against
-    each sample run alone (``x.flip(0)``, ``x.cumsum(0)``, ``x.select(0, 0)`` do not); else
-    None. Raises what ``run`` raises."""
-    x = torch.randn((3, *sample_shape), dtype=torch.float64,
-                    generator=torch.Generator().manual_seed(0))
+    batch axis first: checked on a seeded random batch of three of ``sample_shape``, each
+    sample's output unchanged, to the bit, when the other two samples are drawn again, and
+    the same, but for rounding, when it runs alone (``x.flip(0)``, ``x.cumsum(0)``,
+    ``x.select(0, 0)`` fail); else None. Raises what ``run`` raises. (Compared to the bit
+    with each sample run alone, the values differed in rounding where torch batches a
+    product, ``torch.einsum``'s; the same batch of three runs the same arithmetic for each
+    sample.)"""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn((3, *sample_shape), dtype=torch.float64, generator=generator)
     whole = run(x)
     if not isinstance(whole, torch.Tensor) or whole.ndim == 0 or whole.shape[0] != 3:
         return None
     for k in range(3):
-        alone = run(x[k:k + 1])
-        if alone.shape != (1, *whole.shape[1:]) or not torch.equal(alone[0], whole[k]):
+        others = torch.randn((3, *sample_shape), dtype=torch.float64, generator=generator)
+        others[k] = x[k]
+        again, alone = run(others), run(x[k:k + 1])
+        if again.shape != whole.shape or not torch.equal(again[k], whole[k]):
+            return None
+        scale = float(whole[k].abs().max()) if whole[k].numel() else 0.0
+        if alone.shape != (1, *whole.shape[1:]) or not torch.allclose(
+                alone[0], whole[k], rtol=1e-12, atol=1e-12 * scale):
             return None
     return tuple(whole.shape[1:])
 
@@ -344,3 +358,106 @@ def _functional_module(target, kwargs: dict) -> nn.Module | None:
                 module.bias.copy_(bias)
         return module
     return None
+
+
+#: ``torch.einsum(equation, x, W)`` (or ``W, x``, or ``[x, W]``): linear in the signal ``x``
+#: when ``W`` is a constant tensor
+EINSUM = {torch.einsum}
+
+
+@dataclass(frozen=True)
+class EinsumSplit:
+    """``torch.einsum`` of the signal and a constant, as a map of one sample: the constant
+    permuted to ``(S, F, K)`` axes (``order``; each group of axes merged into one) applies
+    ``W[s]`` (``F x K``) to the ``K`` entries of the signal at each ``s``, after a sum of
+    ``summed`` signal entries that appear in no output. Its norm is ``sqrt(summed) * max_s
+    ||W[s]||_2``: the axes the output shares with the signal alone copy nothing, and each
+    ``s`` is its own block. ``S``: in both operands and the output; ``K``: in both, not the
+    output; ``F``: the constant's, in the output."""
+
+    order: tuple[int, ...]
+    shared: int
+    free: int
+    contracted: int
+    summed: int
+
+    def grouped(self, constant: torch.Tensor) -> torch.Tensor:
+        """The constant as the weight of a 1-D 1x1 convolution with ``groups=shared``,
+        ``(shared * free, contracted, 1)``, whose norm is ``max_s ||W[s]||_2``."""
+        return constant.permute(self.order).reshape(
+            self.shared * self.free, self.contracted, 1)
+
+
+def einsum_operands(args: Any, kwargs: dict) -> tuple[Any, list]:
+    """The equation and the operands of a ``torch.einsum`` call, as its arguments or one list
+    of them."""
+    equation = kwargs.get("equation", args[0] if args else None)
+    operands = list(args[1:]) or list(kwargs.get("operands", []))
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])
+    return equation, operands
+
+
+def einsum_split(equation: Any, shapes: list[tuple[int, ...]], signal: int,
+                 ) -> EinsumSplit | str:
+    """How ``torch.einsum(equation, *operands)`` acts on operand ``signal`` (a batch, its axis
+    0 the samples'; ``shapes`` the operands' with that batch) when the other is a constant
+    (:class:`EinsumSplit`), or why it has no rule: another number of operands, a label twice
+    in one operand (a diagonal), an ellipsis in the constant's subscripts, a constant summed
+    over a label of its own, a size the constant broadcasts, the batch axis not the output's
+    first or in the constant."""
+    if not isinstance(equation, str):
+        return "takes an equation that is not a string"
+    if len(shapes) != 2:
+        return f"contracts {len(shapes)} operands (one signal and one constant have a rule)"
+    lhs, arrow, out = equation.replace(" ", "").partition("->")
+    terms = lhs.split(",")
+    if len(terms) != 2:
+        return f"has {len(terms)} operands' subscripts in {equation!r} for 2 operands"
+    unused = [c for c in string.ascii_letters if c not in equation]
+    longest = max((len(s) - len(t.replace("...", "")) for s, t in zip(shapes, terms)
+                   if "..." in t), default=0)
+    ellipsis = "".join(unused[:max(longest, 0)])
+    expanded = []
+    for k, (term, shape) in enumerate(zip(terms, shapes)):
+        if "..." in term:
+            count = len(shape) - len(term.replace("...", ""))
+            if count < 0 or term.count("...") > 1:
+                return f"has subscripts {term!r} that do not fit a tensor of shape {shape}"
+            if count and k != signal:
+                return "broadcasts the constant over '...'"
+            term = term.replace("...", ellipsis[len(ellipsis) - count:])
+        expanded.append(term)
+    if not all(c.isalpha() for c in "".join(expanded)) or any(
+            len(t) != len(s) for t, s in zip(expanded, shapes)):
+        return f"has subscripts {equation!r} that do not fit operands of shapes {shapes}"
+    if any(len(set(t)) != len(t) for t in expanded):
+        return "takes a diagonal (a label twice in one operand)"
+    if arrow:
+        output = out.replace("...", ellipsis)
+    else:  # torch's implicit output: the ellipsis, then the labels seen once, sorted
+        labels = "".join(expanded)
+        output = ellipsis + "".join(sorted(c for c in set(labels) if labels.count(c) == 1
+                                           and c not in ellipsis))
+    x, w = expanded[signal], expanded[1 - signal]
+    if len(set(output)) != len(output) or not set(output) <= set(x + w):
+        return f"has an output {out!r} that is not its operands' labels once each"
+    size = dict(zip(x, shapes[signal]))
+    constant = dict(zip(w, shapes[1 - signal]))
+    if any(size[c] != constant[c] for c in set(x) & set(w)):
+        return "broadcasts the constant along a label of the signal"
+    if x[0] in w or not output or output[0] != x[0]:
+        return "reads or moves the batch axis (the bound is of a map of one sample)"
+    if set(w) - set(x) - set(output):
+        return "sums the constant over a label of its own"
+    shared = [c for c in w if c in x and c in output]
+    free = [c for c in w if c not in x]
+    contracted = [c for c in w if c in x and c not in output]
+    summed = [c for c in x if c not in w and c not in output]
+    if 0 in shapes[signal] or 0 in shapes[1 - signal]:
+        return "has an empty operand"
+    return EinsumSplit(tuple(w.index(c) for c in shared + free + contracted),
+                       math.prod(constant[c] for c in shared),
+                       math.prod(constant[c] for c in free),
+                       math.prod(constant[c] for c in contracted),
+                       math.prod(size[c] for c in summed))

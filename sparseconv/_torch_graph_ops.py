@@ -30,6 +30,7 @@ from sparseconv._torch_calls import (
     _PAD_F,
     _RESHAPE,
     _TRANSPOSE,
+    EINSUM,
     MATMUL,
     REPEATS,
     RUN_BY_TORCH,
@@ -37,6 +38,7 @@ from sparseconv._torch_calls import (
     acts_per_sample,
     by_keyword,
     call_on,
+    einsum_operands,
     matmul_operands,
     repeat_counts,
     transposition_axes,
@@ -178,6 +180,8 @@ class _GraphBuilder:
             return self.mul_op(node, target, args, kwargs)
         if target in MATMUL:
             return self.matmul_op(node, args, kwargs)
+        if target in EINSUM:
+            return self.einsum_op(node, args, kwargs)
         if target in _CAT or target is torch.stack:
             return self.cat_op(node, kwargs.get("tensors", args[0] if args else None),
                                kwargs.get("dim", args[1] if len(args) > 1 else 0),
@@ -416,18 +420,46 @@ class _GraphBuilder:
 
         return _Op(node.name, (i,), self.shape(node), forward, backward)
 
+    def einsum_op(self, node, args, kwargs) -> _Op:
+        """``torch.einsum`` of the signal (once) and constant tensors: linear in the signal,
+        run by torch as :meth:`torch_op` runs its calls (a diagonal, a trace, a constant
+        summed over a label of its own: any such contraction)."""
+        equation, operands = einsum_operands(args, kwargs)
+        signals = [k for k, o in enumerate(operands) if self.dependent(o)]
+        if len(signals) != 1 or any(self.dependent(a) for a in node.all_input_nodes
+                                    if a is not operands[signals[0]]):
+            self.refuse(node, "contracts two values of the signal, or reads it other than "
+                        "as an operand" if signals else "does not act on the network's signal")
+        constants = [self.value(o) if k != signals[0] else None
+                     for k, o in enumerate(operands)]
+        if any(not (isinstance(c, torch.Tensor) and c.is_floating_point())
+               for k, c in enumerate(constants) if k != signals[0]):
+            self.refuse(node, "contracts the signal with a tensor that is no constant real "
+                        "floating tensor")
+        held = [c.detach().to(torch.float64) if c is not None else None for c in constants]
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return torch.einsum(equation, *[x if c is None else c for c in held])
+
+        return self.run_op(node, run, operands[signals[0]])
+
     def torch_op(self, node, target, source, args, kwargs) -> _Op:
         """A linear call of :data:`RUN_BY_TORCH` on the signal alone, its other arguments
-        constants: run by torch itself on the samples (forward) and its adjoint by
-        torch.autograd, as :meth:`getitem_op` is; refused where it does not act on each
-        sample alone (``x.flip(0)``, ``x.cumsum(0)``: checked on a random batch of three
-        against each sample run alone; ``diff``'s ``prepend``, a constant that would make the
-        call affine, has the batch's size, and does not run so)."""
+        constants: run by torch itself (:meth:`run_op`)."""
         if any(self.dependent(a) for a in node.all_input_nodes if a is not source):
             self.refuse(node, "takes the signal other than as its one tensor")
-        in_shape, i = self.shape(source), self.index[source]
         run = call_on(target, *torch.fx.node.map_arg(  # (the constants, as values)
             (args, kwargs), lambda n: n if n is source else self.value(n)), source)
+        return self.run_op(node, run, source)
+
+    def run_op(self, node, run, source) -> _Op:
+        """A linear call ``run`` of the signal ``source`` (its other arguments constants):
+        run by torch itself on the samples (forward) and its adjoint by torch.autograd, as
+        :meth:`getitem_op` is; refused where it does not act on each sample alone
+        (``x.flip(0)``, ``x.cumsum(0)``: checked on a random batch of three against each
+        sample run alone; ``diff``'s ``prepend``, a constant that would make the call affine,
+        has the batch's size, and does not run so)."""
+        in_shape, i = self.shape(source), self.index[source]
         try:
             out_shape = acts_per_sample(run, in_shape)
         except (RuntimeError, IndexError, TypeError, ValueError) as exc:

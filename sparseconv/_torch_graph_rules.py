@@ -27,6 +27,7 @@ from sparseconv._torch_calls import (
     _NEG,
     _NORMALIZED,
     _TRANSPOSE,
+    EINSUM,
     MATMUL,
     MAX_POOL_F,
     REPEATS,
@@ -34,6 +35,8 @@ from sparseconv._torch_calls import (
     SELECTIONS,
     acts_per_sample,
     call_on,
+    einsum_operands,
+    einsum_split,
     matmul_operands,
     repeat_counts,
     transposition_axes,
@@ -79,7 +82,7 @@ _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 
 
 _RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
-          *MATMUL, *_NORMALIZED, *REPEATS, *SELECTIONS, *RUNNING, operator.getitem}
+          *MATMUL, *EINSUM, *_NORMALIZED, *REPEATS, *SELECTIONS, *RUNNING, operator.getitem}
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -160,6 +163,39 @@ def _matmul(node: torch.fx.Node, args: Any, kwargs: dict, bound: dict, meta: Cal
     if found is None or isinstance(found, str):
         return found or "is not a call whose Lipschitz constant is known here"
     return found * of(signal)
+
+
+def _einsum(node: torch.fx.Node, args: Any, kwargs: dict, walk: _Walk) -> Fraction | str:
+    """``torch.einsum`` of the signal and a constant tensor ``W``: at each index ``s`` of the
+    labels the output shares with both, ``W[s]`` applied to the contracted labels, after a
+    sum over the signal's labels that neither ``W`` nor the output has
+    (:class:`sparseconv._torch_calls.EinsumSplit`): of norm ``sqrt(summed) * max_s
+    ||W[s]||_2``, certified as a grouped 1x1 convolution's (``F.conv1d``, one group per
+    ``s``)."""
+    equation, operands = einsum_operands(args, kwargs)
+    signals = [n for n in node.all_input_nodes if n in walk.bound]
+    if len(signals) != 1 or sum(o is signals[0] for o in operands) != 1:
+        return "multiplies two values of the signal, or reads it other than as an operand"
+    if len(operands) != 2:
+        return f"contracts {len(operands)} operands (one signal and one constant have a rule)"
+    signal = signals[0]
+    at = 0 if operands[0] is signal else 1
+    constant = operands[1 - at]
+    if isinstance(constant, torch.fx.Node) or not isinstance(
+            constant, torch.Tensor) or not constant.is_floating_point():
+        return "contracts the signal with a tensor that is no constant real floating tensor"
+    shapes = [tuple(walk.meta(signal).shape), tuple(constant.shape)][::1 - 2 * at]
+    split = einsum_split(equation, shapes, at)
+    if isinstance(split, str):
+        return split
+    if walk.functional is None:
+        return "is not a call whose Lipschitz constant is known here"
+    found = walk.functional(F.conv1d, [], {"input": signal, "weight": split.grouped(constant),
+                                           "groups": split.shared},
+                            (split.shared * split.contracted, 1))
+    if found is None or isinstance(found, str):
+        return found or "is not a call whose Lipschitz constant is known here"
+    return _sqrt_up(Fraction(split.summed)) * found * walk.of(signal)
 
 
 def _moves_batch(target: Any, args: Any, kwargs: dict, ndim: int) -> bool:
@@ -328,6 +364,8 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
         return walk.of(source)
     if target in MATMUL:
         return _matmul(node, args, kwargs, walk.bound, walk.meta, walk.functional, walk.of)
+    if target in EINSUM:
+        return _einsum(node, args, kwargs, walk)
     if target in _CASTS and node.op == "call_method":  # (a review: x.double() had no rule)
         cast = _cast(node, source, walk)
         if cast is not None:

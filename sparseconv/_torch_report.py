@@ -243,8 +243,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     dict or namedtuple of tensors is bounded as one map to all of them; a tuple cut by
     ``chunk``, ``split`` or ``unbind`` and returned whole counts as its tensor), a reshape,
     slice or multiplication by a number keeps or scales them, a linear function called with
-    constant arguments (``F.avg_pool2d``, ``F.interpolate``, ..., and ``x @ W`` by a constant
-    matrix) multiplies them by its certified norm -- computed exactly and rounded up once, so
+    constant arguments (``F.avg_pool2d``, ``F.interpolate``, ..., ``x @ W`` by a constant
+    matrix, and ``torch.einsum`` of the signal and a constant) multiplies them by its
+    certified norm -- computed exactly and rounded up once, so
     ResNets and U-Nets get a certified Lipschitz bound too; a node no rule covers (a product
     of two signals, say) is named in ``reason`` instead.
 
