@@ -37,7 +37,8 @@ from sparseconv._typing import PaddingMode
 __all__ = ["EINSUM", "MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING", "RUN_BY_TORCH", "SELECTIONS",
            "EinsumSplit", "acts_per_sample", "call_on", "by_keyword", "einsum_operands",
            "einsum_split", "linear_call_layer",
-           "matmul_operands", "repeat_counts", "transposition_axes"]
+           "matmul_operands", "repeat_counts", "transposition_axes", "WHERE",
+           "where_operands"]
 
 
 _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
@@ -461,3 +462,29 @@ def einsum_split(equation: Any, shapes: list[tuple[int, ...]], signal: int,
                        math.prod(constant[c] for c in free),
                        math.prod(constant[c] for c in contracted),
                        math.prod(size[c] for c in summed))
+
+
+#: ``torch.where(condition, input, other)``, ``x.where(condition, other)`` and
+#: ``x.masked_fill(mask, value)``: linear (affine) in the signal when the condition is a
+#: constant boolean tensor and every operand the signal or a constant
+WHERE = {torch.where, "where", torch.masked_fill, "masked_fill"}
+
+
+def where_operands(target: Any, args: Any, kwargs: dict) -> tuple[Any, Any, Any]:
+    """``(condition, input, other)`` of a :data:`WHERE` call, given by position or keyword:
+    ``torch.where(condition, input, other)``; ``x.where(condition, other)``;
+    ``x.masked_fill(mask, value)`` is ``torch.where(mask, value, x)``. ``condition`` is
+    None for ``torch.where(condition)`` alone (the indices of its true entries)."""
+    if target in (torch.masked_fill, "masked_fill"):
+        x = kwargs.get("input", kwargs.get("self", args[0] if args else None))
+        mask = kwargs.get("mask", args[1] if len(args) > 1 else None)
+        return mask, kwargs.get("value", args[2] if len(args) > 2 else None), x
+    if target == "where":
+        x = kwargs.get("self", args[0] if args else None)
+        return (kwargs.get("condition", args[1] if len(args) > 1 else None), x,
+                kwargs.get("other", args[2] if len(args) > 2 else None))
+    condition = kwargs.get("condition", args[0] if args else None)
+    if len(args) + len(kwargs) < 3:
+        return None, None, None
+    return (condition, kwargs.get("input", args[1] if len(args) > 1 else None),
+            kwargs.get("other", args[2] if len(args) > 2 else None))

@@ -30,7 +30,9 @@ in exact rational arithmetic (rounded up once, at the end):
   ``F.linear`` by ``W`` (on the signal's shape with its last two axes swapped for ``W @ x``);
   ``torch.einsum`` of the signal and a constant ``W``: ``sqrt(summed) * max_s ||W[s]||``, the
   exact norm (:class:`sparseconv._torch_calls.EinsumSplit`), the maximum certified as that of
-  a 1x1 ``F.conv1d`` with one group per ``s``;
+  a 1x1 ``F.conv1d`` with one group per ``s``; ``torch.where(condition, a, b)`` or
+  ``masked_fill`` by a constant boolean condition: ``sqrt(sum_o r_o L_o^2)`` over its signal
+  operands ``o`` (each output entry one of an operand's, ``r_o`` its copies);
 * a selection, permutation or copy run by torch (``flip``, ``roll``, ``select``,
   ``index_select``, ``repeat_interleave``, ``expand``, ...): ``sqrt`` of the most copies of
   one entry times its input's; ``cumsum`` over ``L`` entries: ``1 / (2 sin(pi / (4 L +

@@ -34,6 +34,7 @@ from sparseconv._torch_calls import (
     MATMUL,
     REPEATS,
     RUN_BY_TORCH,
+    WHERE,
     _functional_module,
     acts_per_sample,
     by_keyword,
@@ -42,6 +43,7 @@ from sparseconv._torch_calls import (
     matmul_operands,
     repeat_counts,
     transposition_axes,
+    where_operands,
 )
 from sparseconv._torch_fixed_layers import _padding
 from sparseconv._torch_kinds import (
@@ -182,6 +184,8 @@ class _GraphBuilder:
             return self.matmul_op(node, args, kwargs)
         if target in EINSUM:
             return self.einsum_op(node, args, kwargs)
+        if target in WHERE:
+            return self.where_op(node, target, args, kwargs)
         if target in _CAT or target is torch.stack:
             return self.cat_op(node, kwargs.get("tensors", args[0] if args else None),
                                kwargs.get("dim", args[1] if len(args) > 1 else 0),
@@ -419,6 +423,40 @@ class _GraphBuilder:
             return [gz.numpy()]
 
         return _Op(node.name, (i,), self.shape(node), forward, backward)
+
+    def where_op(self, node, target, args, kwargs) -> _Op:
+        """``torch.where(condition, a, b)`` (``x.masked_fill(mask, value)`` is ``where(mask,
+        value, x)``) by a constant boolean condition, ``a`` and ``b`` the signal or
+        constants: the signal kept where it is chosen, the constants added in the affine
+        part; the adjoint keeps the cotangent where each operand was chosen."""
+        condition, a, b = where_operands(target, args, kwargs)
+        if condition is None:
+            self.refuse(node, "gives the indices of a condition's true entries")
+        condition = self.value(condition)
+        if self.dependent(condition) or not isinstance(condition, torch.Tensor) or (
+                condition.dtype != torch.bool):
+            self.refuse(node, "selects by a condition that is no constant boolean tensor")
+        keep = np.asarray(self.per_sample(node, condition), dtype=bool)
+        out = self.shape(node)
+        live, fixed = [], []
+        for operand, chosen in ((a, keep), (b, ~keep)):
+            if self.dependent(operand):
+                live.append((self.index[operand], self.shape(operand), chosen))
+            else:
+                fixed.append((self.per_sample(node, self.value(operand)), chosen))
+        if not live:
+            self.refuse(node, "does not act on the network's signal")
+
+        def forward(xs, affine):
+            y = sum(np.where(chosen, x, 0.0) for x, (_, _, chosen) in zip(xs, live))
+            if affine:
+                y = y + sum(np.where(chosen, v, 0.0) for v, chosen in fixed)
+            return np.broadcast_to(y, (y.shape[0], *out)).copy()
+
+        def backward(g):
+            return [_unbroadcast(np.where(chosen, g, 0.0), shape) for _, shape, chosen in live]
+
+        return _Op(node.name, tuple(i for i, _, _ in live), out, forward, backward)
 
     def einsum_op(self, node, args, kwargs) -> _Op:
         """``torch.einsum`` of the signal (once) and constant tensors: linear in the signal,

@@ -33,6 +33,7 @@ from sparseconv._torch_calls import (
     REPEATS,
     RUNNING,
     SELECTIONS,
+    WHERE,
     acts_per_sample,
     call_on,
     einsum_operands,
@@ -40,6 +41,7 @@ from sparseconv._torch_calls import (
     matmul_operands,
     repeat_counts,
     transposition_axes,
+    where_operands,
 )
 from sparseconv._torch_graph_sizes import _direct_batch, _static_size
 from sparseconv._torch_probe import error_line
@@ -82,7 +84,7 @@ _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 
 
 _RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
-          *MATMUL, *EINSUM, *_NORMALIZED, *REPEATS, *SELECTIONS, *RUNNING, operator.getitem}
+          *MATMUL, *EINSUM, *WHERE, *_NORMALIZED, *REPEATS, *SELECTIONS, *RUNNING, operator.getitem}
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -196,6 +198,30 @@ def _einsum(node: torch.fx.Node, args: Any, kwargs: dict, walk: _Walk) -> Fracti
     if found is None or isinstance(found, str):
         return found or "is not a call whose Lipschitz constant is known here"
     return _sqrt_up(Fraction(split.summed)) * found * walk.of(signal)
+
+
+def _where(node: torch.fx.Node, args: Any, kwargs: dict, walk: _Walk) -> Fraction | str:
+    """``torch.where(condition, a, b)`` (``x.masked_fill(mask, value)``: ``where(mask, value,
+    x)``) by a constant boolean condition: each output entry one entry of ``a`` or of
+    ``b``, each operand broadcast to ``r`` copies: the change of the output is at most
+    ``sqrt(sum_o r_o L_o^2)`` times the input's, ``L_o`` each signal operand's bound (a
+    constant operand adds none)."""
+    condition, a, b = where_operands(node.target, args, kwargs)
+    if condition is None:
+        return "gives the indices of a condition's true entries (torch.where(condition))"
+    if isinstance(condition, torch.fx.Node) or not isinstance(
+            condition, torch.Tensor) or condition.dtype != torch.bool:
+        return "selects by a condition that is no constant boolean tensor"
+    total = Fraction(0)
+    for operand in (a, b):
+        if not (isinstance(operand, torch.fx.Node) and (operand in walk.bound or
+                                                         walk.of(operand) > 0)):
+            continue  # a constant
+        whole, part = walk.size(node), walk.size(operand)
+        if whole is None or part is None or part == 0 or whole % part:
+            return "selects from operands whose sizes are not known"
+        total += Fraction(whole // part) * walk.of(operand) ** 2
+    return _sqrt_up(total)
 
 
 def _moves_batch(target: Any, args: Any, kwargs: dict, ndim: int) -> bool:
@@ -366,6 +392,8 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
         return _matmul(node, args, kwargs, walk.bound, walk.meta, walk.functional, walk.of)
     if target in EINSUM:
         return _einsum(node, args, kwargs, walk)
+    if target in WHERE:
+        return _where(node, args, kwargs, walk)
     if target in _CASTS and node.op == "call_method":  # (a review: x.double() had no rule)
         cast = _cast(node, source, walk)
         if cast is not None:

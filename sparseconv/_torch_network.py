@@ -338,7 +338,8 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     map: modules through :func:`operator`; residual sums and differences (``x + f(x)``,
     ``torch.add``), products with constants, ``x @ W`` and ``W @ x`` by a constant matrix or
     vector (``torch.matmul``, ``torch.mm``), ``torch.einsum`` of the signal (once) and
-    constant tensors, ``torch.cat`` (not along the batch),
+    constant tensors, ``torch.where`` and ``masked_fill`` by a constant boolean mask,
+    ``torch.cat`` (not along the batch),
     ``flatten``/``view``/``reshape``/``squeeze``/``unsqueeze``, ``permute`` and ``transpose``,
     ``x[:, ...]`` and ``x[..., a:b]`` indexing, ``sum``/``mean`` over non-batch axes, and the
     functional ``F.interpolate``, ``F.avg_pool*d``, ``F.adaptive_avg_pool*d``, ``F.pad``,

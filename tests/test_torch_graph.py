@@ -1180,3 +1180,52 @@ def test_a_call_acts_per_sample_only_if_no_other_sample_changes_it_by_a_bit():
     assert acts_per_sample(lambda x: torch.einsum("bchw,oc->bohw", x, w), (5, 6, 4)) == (
         7, 6, 4)
     assert acts_per_sample(lambda x: x.flip(1), (2, 3)) == (2, 3)
+
+
+_MASK = torch.from_numpy(np.random.default_rng(7).random((2, 4, 5)) < 0.5)
+
+
+@pytest.mark.parametrize("name, call, factor", [
+    ("where", lambda m, y: torch.where(m.mask, y, 0.0), 1.0),
+    ("where with a value", lambda m, y: torch.where(m.mask, y, 2.5), 1.0),
+    ("where, the signal other", lambda m, y: torch.where(m.mask, -1.0, y), 1.0),
+    ("x.where", lambda m, y: y.where(m.mask[0], m.other), 1.0),
+    ("masked_fill", lambda m, y: y.masked_fill(m.mask, 3.0), 1.0),
+    ("torch.masked_fill by keyword", lambda m, y: torch.masked_fill(y, mask=m.mask[:, :1],
+                                                                     value=-2.0), 1.0),
+    ("a mask that broadcasts the signal", lambda m, y: y[:, :1].masked_fill(m.mask, 0.0),
+     math.sqrt(2.0)),
+    ("two signals", lambda m, y: torch.where(m.mask, y, y.flip(-1)), math.sqrt(2.0)),
+])
+def test_where_and_masked_fill_by_a_constant_condition(name, call, factor):
+    """``torch.where`` and ``masked_fill`` by a constant boolean mask (a buffer): each output
+    entry one of an operand's (a new user's trial's leftover: refused by both).
+    network_operator's matrix, adjoint and offset are autograd's; the bound over the graph
+    is the convolution's times ``sqrt(sum_o r_o)``: 1 for one operand, ``sqrt(2)`` for a
+    signal broadcast to two copies or chosen from twice."""
+    model = _conv_then(lambda y: call(model, y))
+    model.register_buffer("mask", _MASK)
+    model.register_buffer("other", _seeded(4, 5, seed=4))
+    _check_operator(model, (2, 4, 5))
+    assert _bound_over_conv(model, (2, 4, 5)) == pytest.approx(factor, rel=1e-12), name
+
+
+@pytest.mark.parametrize("call, why", [
+    (lambda m, y: torch.where(y > 0, y, 0.0), "no constant boolean tensor"),
+    (lambda m, y: y.masked_fill(y.detach() < 0, 0.0), "no constant boolean tensor"),
+    (lambda m, y: torch.where(m.mask.double(), y, 0.0), "no constant boolean tensor"),
+])
+def test_where_by_a_condition_of_the_signal_is_refused(call, why):
+    """A condition read off the signal is no linear map (``where(y > 0, y, 0)`` is a ReLU):
+    refused by both, as is a condition that is not boolean."""
+    model = _conv_then(lambda y: call(model, y))
+    model.register_buffer("mask", _MASK)
+    model = model.double().eval()
+    try:
+        model(torch.zeros(1, 2, 4, 5, dtype=torch.float64))
+    except RuntimeError:  # torch refuses it too
+        return
+    report = sct.lipschitz_report(model, (2, 4, 5))
+    assert report.network_upper is None and why in report.reason, report.reason
+    with pytest.raises(TypeError, match=f"{why}|not linear"):
+        sct.network_operator(model, (2, 4, 5))
