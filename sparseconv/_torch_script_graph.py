@@ -8,12 +8,13 @@ read them (:func:`sparseconv._torch_script.script_calls`); each call becomes one
 node of the module its row was read off (rebuilt from the call's operations, and checked
 there), and the few operations a forward runs between its layers become the torch functions
 they are (:data:`_FUNCTIONS`: sums, products by numbers, concatenations, reshapes, basic
-slices, ReLU, sizes...; a partition's pieces, :data:`_PARTITIONS`; a list the forward builds
-and appends to). A check that only raises (an ``assert``, a shape check) is skipped with the
+slices, ReLU, sizes, ``einsum`` and ``where``...; a partition's pieces, :data:`_PARTITIONS`;
+a list the forward builds and appends to; a parameter or buffer read outside the layers, as a
+constant). A check that only raises (an ``assert``, a shape check) is skipped with the
 values it alone reads: where the model does not raise, the graph computes what it does, and
 a bound of a map holds on any part of its domain. Anything else is refused, saying what: an
 operation with no translation here, an ``if`` or a loop whose condition the graph does not
-fix, a parameter read outside a layer.
+fix, a parameter or buffer changed in place.
 
 TorchScript's values are SSA, its tensors are not: an in-place operation (``out +=
 identity``, an ``nn.ReLU(inplace=True)``'s ``relu_``) changes the memory its argument names,
@@ -91,6 +92,9 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::dim": "dim", "aten::slice": operator.getitem, "aten::select": operator.getitem,
     "aten::narrow": torch.narrow, "aten::rsub": operator.sub,
     "aten::pad": F.pad, "aten::constant_pad_nd": F.pad,
+    # a contraction with a constant, and a selection by a constant mask
+    "aten::einsum": torch.einsum, "aten::where": torch.where,
+    "aten::masked_fill": torch.masked_fill,
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
     **_pooling("max_pool", range(1, 4))}
 
@@ -614,6 +618,11 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
         return [args[0], _at_axis(args[1], slice(*args[2:5]))], {}
     if kind == "aten::select":  # (self, dim, index): x[:, 0] (GoogLeNet's transform_input)
         return [args[0], _at_axis(args[1], args[2])], {}
+    if kind == "aten::einsum":  # (equation, tensors, path): with two operands no path
+        # changes the value; torch.einsum takes them one by one
+        if not isinstance(args[1], (list, tuple)):
+            raise _Refused("runs aten::einsum on a list the graph computes")
+        return [args[0], *args[1]], {}
     if kind == "aten::mean":  # (self, dtype) or (self, dim, keepdim, dtype)
         if args[-1] is not None:
             raise _Refused("takes a mean in a dtype of its own")

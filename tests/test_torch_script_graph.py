@@ -1394,3 +1394,35 @@ def test_a_loop_that_writes_the_signal_in_place_is_refused(tmp_path):
     truth = _slope(scripted, torch.full((1, 4), 30.0, dtype=F64))
     assert truth == pytest.approx(0.5 * 11 * 11 + 1, rel=1e-6)
     _assert_refused_soundly(scripted, (4,), truth, "runs prim::Loop of its own")
+
+
+class _Contracted(_Pair):
+    """``torch.einsum`` by a parameter, ``torch.where`` and ``masked_fill`` by a mask (a
+    buffer): no bound in a TorchScript graph before (``aten::einsum``, ``aten::where``,
+    ``aten::masked_fill`` were not translated)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Parameter(torch.randn(3, 2, dtype=F64,
+                                            generator=torch.Generator().manual_seed(5)))
+        self.register_buffer("mask", torch.rand(5, 5, generator=torch.Generator().manual_seed(
+            6)) < 0.5)
+        self.proj = nn.Parameter(torch.randn(4, 5, dtype=F64,
+                                             generator=torch.Generator().manual_seed(7)))
+
+    def forward(self, x):
+        y = torch.einsum("bchw,oc->bohw", self.a(x), self.mix)
+        z = torch.where(self.mask, y[:, :2], 1.5) + self.b(x).masked_fill(self.mask, 0.0)
+        return torch.einsum("...w,vw->...v", z, self.proj)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_einsum_and_where_keep_the_eager_bound(how, tmp_path):
+    shape = (2, 5, 5)
+    model = _networks.randomize(_Contracted(), seed=11).eval()
+    eager = sct.lipschitz_report(model, shape)
+    assert eager.network_upper is not None, eager.reason
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
+    exact = np.linalg.norm(sct.network_operator(model, shape).affine().matrix.toarray(), 2)
+    assert exact <= report.network_upper
