@@ -448,6 +448,15 @@ class _Builder:
                 items)
             if all(v.unique() in self.static for v in node.inputs()):
                 self.static.add(outputs[0].unique())
+        elif kind == "prim::DictConstruct":  # (a forward returning {"out": y}: its keys
+            # constants, as TorchScript's dicts are typed; their order the construction's)
+            items = [self.value(v, node) for v in node.inputs()]
+            inputs = list(node.inputs())
+            if not all(v.unique() in self.static for v in inputs[::2]):
+                raise _Refused(f"builds a dict with computed keys{_where(node)}")
+            self.env[outputs[0].unique()] = dict(zip(items[::2], items[1::2]))
+            if all(v.unique() in self.static for v in inputs):
+                self.static.add(outputs[0].unique())
         elif kind in ("prim::ListUnpack", "prim::TupleUnpack"):
             self._unpack(node, outputs)
         elif kind == "aten::append" and len(outputs) == 1:  # (DenseNet's features.append(
@@ -769,8 +778,7 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
         except Exception as exc:  # noqa: BLE001 - a translation torch does not run
             return (f"is rebuilt as a graph that does not run ({type(exc).__name__}: "
                     f"{error_line(exc)})")
-        pairs = list(zip(ours, theirs)) if isinstance(theirs, tuple) and isinstance(
-            ours, tuple) and len(ours) == len(theirs) else [(ours, theirs)]
+        pairs = _output_pairs(ours, theirs)
         if not all(matches(a, b) for a, b in pairs):
             return ("is rebuilt as a graph that does not compute what the model does on a "
                     "probe")
@@ -781,6 +789,18 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
                if a1.shape == a2.shape):
         return "is rebuilt as a graph that does not compute what the model does on a probe"
     return module
+
+
+def _output_pairs(ours: Any, theirs: Any) -> list[tuple[Any, Any]]:
+    """The rebuilt graph's outputs beside the model's, tensor by tensor, through tuples,
+    lists and dicts of the same lengths and keys (in order); anything else as one pair,
+    which only two matching tensors pass."""
+    if isinstance(theirs, (tuple, list)) and type(ours) is type(theirs) and len(ours) == len(
+            theirs):
+        return [p for a, b in zip(ours, theirs) for p in _output_pairs(a, b)]
+    if isinstance(theirs, dict) and isinstance(ours, dict) and list(ours) == list(theirs):
+        return [p for k in theirs for p in _output_pairs(ours[k], theirs[k])]
+    return [(ours, theirs)]
 
 
 def _call_aliasing(model: nn.Module, shape: tuple[int, ...]) -> list[bool]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -1423,6 +1424,34 @@ def test_einsum_and_where_keep_the_eager_bound(how, tmp_path):
     eager = sct.lipschitz_report(model, shape)
     assert eager.network_upper is not None, eager.reason
     report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
+    exact = np.linalg.norm(sct.network_operator(model, shape).affine().matrix.toarray(), 2)
+    assert exact <= report.network_upper
+
+
+class _Named(_Pair):
+    """A forward returning a dict (and a tuple holding one): TorchScript's
+    ``prim::DictConstruct``, which the rebuilt graph refused."""
+
+    def forward(self, x) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        y = self.a(x)
+        return {"features": y, "logits": 2.0 * self.b(y)}, x - y
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_dict_outputs_keep_the_eager_bound(how, tmp_path):
+    shape = (2, 5, 5)
+    model = _networks.randomize(_Named(), seed=11).eval()
+    eager = sct.lipschitz_report(model, shape)
+    assert eager.network_upper is not None, eager.reason
+    if how == "script":
+        compiled = jit(model, how, shape, tmp_path / "m.pt")
+    else:  # (a dict output needs strict=False; torch 2.13 deprecates TorchScript)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            compiled = torch.jit.trace(model, torch.zeros((1, *shape), dtype=F64),
+                                       strict=False)
+    report = sct.lipschitz_report(compiled, shape)
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
     exact = np.linalg.norm(sct.network_operator(model, shape).affine().matrix.toarray(), 2)
     assert exact <= report.network_upper
