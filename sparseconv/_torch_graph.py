@@ -66,10 +66,26 @@ class _Tracer(SizesTracer):
 _NEW_TENSOR_METHODS = frozenset({"new_tensor", "new_ones", "new_zeros", "new_full"})
 
 
+#: What a tensor tells of itself besides its values: ``x.dtype``, ``x.device``.
+_METADATA = frozenset({"dtype", "device"})
+
+#: Casts of their tensor to another's dtype (and device): ``w.type_as(x)``, ``w.to(x)``,
+#: ``w.to(x.dtype)``, which read nothing of ``x`` but those.
+_CAST_METHODS = frozenset({"to", "type_as"})
+
+
 def makes_a_constant(node: torch.fx.Node, signal: Callable[[torch.fx.Node], bool]) -> bool:
     """Whether ``node`` is such a call (a new user's trial: ``x * x.new_tensor(3.0)`` was
     refused as mixing the batch axis into the sample), none of whose other arguments is a
-    node for which ``signal`` holds."""
+    node for which ``signal`` holds; or a read of the signal's dtype or device (``x.dtype``),
+    or a cast of a tensor that is no signal to them (``w.to(x.dtype)``, ``w.type_as(x)``: a
+    review found ``x @ w.to(x.dtype)`` refused as mixing the batch axis)."""
+    if node.op == "call_function" and node.target is getattr and len(node.args) == 2 and (
+            node.args[1] in _METADATA):
+        return True
+    if node.op == "call_method" and node.target in _CAST_METHODS and node.args and (
+            isinstance(node.args[0], torch.fx.Node) and not signal(node.args[0])):
+        return True
     if node.op != "call_method" or node.target not in _NEW_TENSOR_METHODS:
         return False
     others: list[torch.fx.Node] = []  # (``y.new_tensor(y)`` reads y's values: its argument)

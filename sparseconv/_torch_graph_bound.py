@@ -148,7 +148,9 @@ def _same(ours: Any, theirs: Any) -> bool:
         return False
     if not (theirs.is_floating_point() or theirs.is_complex()):  # (a review: abs() of a
         return bool(torch.equal(ours, theirs))  # bool output failed, "cannot trace")
-    scale = float(theirs.abs().max()) if theirs.numel() else 0.0
+    # (over the finite entries: a NaN's scale made atol NaN, which torch refuses, a review)
+    finite = theirs.abs()[torch.isfinite(theirs)]
+    scale = float(finite.max()) if finite.numel() else 0.0
     tol = 1e-12 if theirs.dtype in (torch.float64, torch.complex128) else 1e-5
     return bool(torch.allclose(ours, theirs, rtol=tol, atol=tol * scale, equal_nan=True))
 

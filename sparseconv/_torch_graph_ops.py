@@ -14,7 +14,7 @@ import math
 import operator as pyop
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -88,6 +88,13 @@ def _constant(value) -> np.ndarray | float:
     if isinstance(value, torch.Tensor):
         return _numpy(value)
     return float(value)
+
+
+def _held(value: Any) -> Any:
+    """A constant argument as an op holds it: a tensor copied (the model's own buffer or
+    parameter changes when it trains; a review found an index buffer read live), anything
+    else as it is."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
 def _layer_op(name, index, layer: _Layer, shape) -> _Op:
@@ -463,6 +470,9 @@ class _GraphBuilder:
         run by torch as :meth:`torch_op` runs its calls (a diagonal, a trace, a constant
         summed over a label of its own: any such contraction)."""
         equation, operands = einsum_operands(args, kwargs)
+        if not isinstance(equation, str):
+            self.refuse(node, "is einsum's sublist form (operand, [labels], ...), which is "
+                        "not read here: write its equation")
         signals = [k for k, o in enumerate(operands) if self.dependent(o)]
         if len(signals) != 1 or any(self.dependent(a) for a in node.all_input_nodes
                                     if a is not operands[signals[0]]):
@@ -474,7 +484,12 @@ class _GraphBuilder:
                for k, c in enumerate(constants) if k != signals[0]):
             self.refuse(node, "contracts the signal with a tensor that is no constant real "
                         "floating tensor")
-        held = [c.detach().to(torch.float64) if c is not None else None for c in constants]
+        if any(c is not None and not bool(torch.isfinite(c).all()) for c in constants):
+            self.refuse(node, "contracts the signal with a tensor with non-finite entries")
+        # copies, as every other op holds its constants: the model's own tensors change when
+        # it trains (a review: a float64 weight's .to(float64) is the weight itself)
+        held = [c.detach().to(torch.float64, copy=True) if c is not None else None
+                for c in constants]
 
         def run(x: torch.Tensor) -> torch.Tensor:
             return torch.einsum(equation, *[x if c is None else c for c in held])
@@ -486,8 +501,8 @@ class _GraphBuilder:
         constants: run by torch itself (:meth:`run_op`)."""
         if any(self.dependent(a) for a in node.all_input_nodes if a is not source):
             self.refuse(node, "takes the signal other than as its one tensor")
-        run = call_on(target, *torch.fx.node.map_arg(  # (the constants, as values)
-            (args, kwargs), lambda n: n if n is source else self.value(n)), source)
+        run = call_on(target, *torch.fx.node.map_arg(  # (the constants, as values: copies
+            (args, kwargs), lambda n: n if n is source else _held(self.value(n))), source)
         return self.run_op(node, run, source)
 
     def run_op(self, node, run, source) -> _Op:

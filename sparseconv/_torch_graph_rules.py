@@ -175,6 +175,9 @@ def _einsum(node: torch.fx.Node, args: Any, kwargs: dict, walk: _Walk) -> Fracti
     ||W[s]||_2``, certified as a grouped 1x1 convolution's (``F.conv1d``, one group per
     ``s``)."""
     equation, operands = einsum_operands(args, kwargs)
+    if not isinstance(equation, str):
+        return ("is einsum's sublist form (operand, [labels], ...), which is not read here: "
+                "write its equation")
     signals = [n for n in node.all_input_nodes if n in walk.bound]
     if len(signals) != 1 or sum(o is signals[0] for o in operands) != 1:
         return "multiplies two values of the signal, or reads it other than as an operand"
@@ -186,6 +189,8 @@ def _einsum(node: torch.fx.Node, args: Any, kwargs: dict, walk: _Walk) -> Fracti
     if isinstance(constant, torch.fx.Node) or not isinstance(
             constant, torch.Tensor) or not constant.is_floating_point():
         return "contracts the signal with a tensor that is no constant real floating tensor"
+    if not bool(torch.isfinite(constant).all()):
+        return "contracts the signal with a tensor with non-finite entries"
     shapes = [tuple(walk.meta(signal).shape), tuple(constant.shape)][::1 - 2 * at]
     split = einsum_split(equation, shapes, at)
     if isinstance(split, str):

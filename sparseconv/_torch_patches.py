@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch._dynamo  # noqa: F401 - before the snapshot below: see _AT_IMPORT
+import torch.functional
 import torch.nn.functional as F
 from torch import nn
 
@@ -27,14 +28,17 @@ __all__ = ["replaced_functions"]
 def _watched() -> list[tuple[str, Any]]:
     """The namespaces whose names torch's modules and functions call through: ``torch``,
     ``torch.nn.functional``, ``torch.Tensor``, torch's native entry points
-    (``torch._C._nn``, ``torch._C._VariableFunctions``), the globals of every module of
+    (``torch._C._nn``, ``torch._C._VariableFunctions``), ``torch.functional`` (whose
+    ``einsum`` calls its ``_VF``), the globals of every module of
     ``torch.nn.modules`` (``torch.nn.modules.conv.F``...), and every module class of
     ``torch.nn``."""
     spaces: list[tuple[str, Any]] = [
         ("torch", torch), ("torch.nn.functional", F), ("torch.Tensor", torch.Tensor),
         ("torch._C.TensorBase", torch._C.TensorBase), ("torch._C._nn", torch._C._nn),
         ("torch._C._VariableFunctions", torch._C._VariableFunctions),
-        ("torch._VF", torch._VF)]  # (F.dropout calls torch._VF.dropout, through its .vf)
+        ("torch._VF", torch._VF),  # (F.dropout calls torch._VF.dropout, through its .vf)
+        ("torch.functional", torch.functional)]  # (torch.einsum calls its _VF: a review
+    # swapped that module's _VF for one with einsum 4 times itself, a bound of a quarter)
     spaces += [(name, module) for name, module in list(sys.modules.items())
                if name.startswith("torch.nn.modules.") and module is not None]
     spaces += [(f"torch.nn.{name}", value) for name, value in vars(nn).items()

@@ -98,6 +98,15 @@ _FUNCTIONS: dict[str, Any] = {
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
     **_pooling("max_pool", range(1, 4))}
 
+#: A traced ``F.interpolate``'s operation (its ``.vec`` overload, which ``F.interpolate``
+#: calls with its own arguments) and the mode it runs.
+_RESAMPLING: dict[str, str] = {
+    **{f"aten::upsample_nearest{n}d": "nearest" for n in range(1, 4)},
+    **{f"aten::_upsample_nearest_exact{n}d": "nearest-exact" for n in range(1, 4)},
+    "aten::upsample_linear1d": "linear", "aten::upsample_bilinear2d": "bilinear",
+    "aten::upsample_trilinear3d": "trilinear", "aten::upsample_bicubic2d": "bicubic"}
+_FUNCTIONS.update(dict.fromkeys(_RESAMPLING, F.interpolate))
+
 #: The operations that cut a tensor into a list of disjoint pieces (ShuffleNetV2's
 #: ``x.chunk(2, dim=1)``, a new user's trial), as the torch functions they are.
 _PARTITIONS: dict[str, Any] = {
@@ -627,6 +636,16 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
         return [args[0], _at_axis(args[1], slice(*args[2:5]))], {}
     if kind == "aten::select":  # (self, dim, index): x[:, 0] (GoogLeNet's transform_input)
         return [args[0], _at_axis(args[1], args[2])], {}
+    if kind in _RESAMPLING:  # .vec: (input, output_size, [align_corners,] scale_factors);
+        # or, saved and loaded, (input, output_size, [align_corners,] scale per axis...)
+        nearest = _RESAMPLING[kind].startswith("nearest")
+        rest = args[2 if nearest else 3:]
+        vec = len(rest) == 1 and not isinstance(rest[0], (int, float))
+        if not vec and any(r is not None for r in rest):
+            raise _Refused(f"runs {kind} with a scale per axis (not F.interpolate's call)")
+        options = {"size": args[1], "scale_factor": rest[0] if vec else None,
+                   "mode": _RESAMPLING[kind]}
+        return args[:1], options if nearest else {**options, "align_corners": args[2]}
     if kind == "aten::einsum":  # (equation, tensors, path): with two operands no path
         # changes the value; torch.einsum takes them one by one
         if not isinstance(args[1], (list, tuple)):

@@ -2069,10 +2069,13 @@ def _replacements():
             # a sixth review's: functions changed in place, and torch._VF (F.dropout's)
             (F.relu, "__code__", F.selu.__code__, "torch.nn.functional.relu"),
             (nn.ReLU.forward, "__code__", nn.SELU.forward.__code__, "torch.nn.ReLU.forward"),
-            (torch._VF, "dropout", lambda x, p, train: 50 * x, "torch._VF.dropout")]
+            (torch._VF, "dropout", lambda x, p, train: 50 * x, "torch._VF.dropout"),
+            # a review of einsum's rule: torch.einsum calls torch.functional's _VF
+            (torch.functional, "_VF", types.SimpleNamespace(einsum=lambda eq, ops, **kw: 4.0 * (
+                torch._C._VariableFunctions.einsum(eq, ops, **kw))), "torch.functional._VF")]
 
 
-@pytest.mark.parametrize("index", range(10))
+@pytest.mark.parametrize("index", range(11))
 def test_torch_replaced_by_its_own_code_withholds_the_bound(index, monkeypatch):
     owner, name, value, label = _replacements()[index]
     chain = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=F64), nn.ReLU(),

@@ -1229,3 +1229,75 @@ def test_where_by_a_condition_of_the_signal_is_refused(call, why):
     assert report.network_upper is None and why in report.reason, report.reason
     with pytest.raises(TypeError, match=f"{why}|not linear"):
         sct.network_operator(model, (2, 4, 5))
+
+
+def test_the_operator_holds_copies_of_the_constants_a_call_reads():
+    """A review: einsum's float64 weight, and index_select's index buffer, were read live by
+    network_operator, so an optimizer step after it was built changed the operator (the
+    other ops hold copies: a mixed model then matched neither the old model nor the new)."""
+    def fn(self, x):
+        return torch.einsum("bc,oc->bo", x, self.w) + torch.index_select(x, 1, self.idx)
+
+    model = _Lambda(fn, idx=torch.tensor([2, 0, 1]))
+    model.w = nn.Parameter(torch.eye(3, dtype=torch.float64))
+    model = model.double().eval()
+    net = sct.network_operator(model, (3,))
+    x = np.array([1.0, 2.0, 3.0])
+    before = model(torch.from_numpy(x)[None]).detach().numpy().ravel()
+    np.testing.assert_allclose(net(x), before, rtol=1e-15)
+    with torch.no_grad():
+        model.w.mul_(10.0)
+        model.idx.copy_(torch.tensor([0, 1, 2]))
+    np.testing.assert_allclose(net(x), before, rtol=1e-15)
+    np.testing.assert_allclose(net.operator.H @ x, net.affine().matrix.toarray().T @ x,
+                               rtol=1e-15)
+
+
+def test_einsums_sublist_form_and_non_finite_constants_are_said_so():
+    """A review: einsum's sublist form was refused as "two values of the signal" or "does not
+    act on the network's signal", a NaN in the constant as a failed batch check."""
+    for fn, why in ((lambda self, x: torch.einsum(x, [0, 1], self.w, [2, 1], [0, 2]),
+                     "sublist form"),
+                    (lambda self, x: torch.einsum(self.w, [2, 1], x, [0, 1], [0, 2]),
+                     "sublist form"),
+                    (lambda self, x: torch.einsum("bc,oc->bo", x, self.w * self.bad),
+                     "non-finite entries")):
+        model = _Lambda(fn, bad=torch.tensor([1.0, math.nan, 1.0], dtype=torch.float64))
+        model.w = nn.Parameter(_seeded(4, 3))
+        model = model.double().eval()
+        report = sct.lipschitz_report(model, (3,))
+        assert report.network_upper is None and why in report.reason, report.reason
+        with pytest.raises(TypeError, match=why):
+            sct.network_operator(model, (3,))
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, y: y @ m.w.to(y.dtype), lambda m, y: y @ m.w.type_as(y),
+    lambda m, y: y @ m.w.to(y), lambda m, y: y @ m.w.to(device=y.device, dtype=y.dtype),
+    lambda m, y: torch.einsum("bcht,to->bcho", y, m.w.to(dtype=y.dtype)),
+])
+def test_a_constant_cast_to_the_signals_dtype_is_a_constant(call):
+    """A review: ``x @ w.to(x.dtype)`` and ``w.type_as(x)`` were refused by the bound as
+    "mixes the batch axis into the sample" (the cast read the signal's dtype); they are ``w``:
+    the bound is that of ``x @ w``, at least the exact norm."""
+    def plain(m, y):
+        return y @ m.w
+
+    bounds, conv = [], nn.Conv2d(2, 2, 3, padding=1)
+    for fn in (call, plain):
+        model = _Lambda(lambda self, x, fn=fn: fn(self, self.conv(x)))
+        model.conv, model.w = conv, nn.Parameter(_seeded(4, 3, seed=9))
+        _check_operator(model, (2, 3, 4))
+        bounds.append(_check_bound(model, (2, 3, 4)))
+    assert bounds[0] == bounds[1]
+
+
+def test_a_cast_of_a_value_of_the_signal_stays_the_signal():
+    """``(y > 0).to(y.dtype) * y`` is a ReLU (not linear), ``y.to(w)`` the signal cast: the
+    first refused, the second bounded as ``y``."""
+    model = _conv_then(lambda y: (y > 0).to(y.dtype) * y)
+    report = sct.lipschitz_report(model.double().eval(), (2, 3, 4))
+    assert report.network_upper is None and "takes the signal other than" in report.reason
+    model = _conv_then(lambda y: y.to(model.w) + y)
+    model.w = nn.Parameter(_seeded(1))
+    assert _bound_over_conv(model, (2, 3, 4)) == pytest.approx(2.0, rel=1e-12)

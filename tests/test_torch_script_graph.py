@@ -1455,3 +1455,32 @@ def test_dict_outputs_keep_the_eager_bound(how, tmp_path):
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
     exact = np.linalg.norm(sct.network_operator(model, shape).affine().matrix.toarray(), 2)
     assert exact <= report.network_upper
+
+
+class _Resampled(_Pair):
+    """``F.interpolate`` called between the layers; traced, its ``aten::upsample_*`` (the
+    ``.vec`` overload), which the rebuilt graph refused."""
+
+    def __init__(self, **options):
+        super().__init__()
+        self.options = options
+
+    def forward(self, x):
+        return self.b(F.interpolate(self.a(x), **self.options))
+
+
+@pytest.mark.parametrize("options", [
+    dict(scale_factor=2.0), dict(size=(7, 9)), dict(scale_factor=1.5, mode="nearest-exact"),
+    dict(scale_factor=1.5, mode="bilinear"), dict(size=(4, 7), mode="bilinear",
+                                                  align_corners=True),
+    dict(scale_factor=1.7, mode="bicubic"),
+])
+def test_a_traced_functional_interpolate_keeps_the_eager_bound(options, tmp_path):
+    shape = (2, 5, 5)
+    model = _networks.randomize(_Resampled(**options), seed=11).eval()
+    eager = sct.lipschitz_report(model, shape)
+    assert eager.network_upper is not None, eager.reason
+    report = sct.lipschitz_report(jit(model, "trace", shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
+    exact = np.linalg.norm(sct.network_operator(model, shape).affine().matrix.toarray(), 2)
+    assert exact <= report.network_upper
