@@ -21,6 +21,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.passes.shape_prop import TensorMetadata
 
 from sparseconv._memory import MatrixTooLargeError
 from sparseconv._torch_calls import (
@@ -74,17 +75,33 @@ _METADATA = frozenset({"dtype", "device"})
 _CAST_METHODS = frozenset({"to", "type_as"})
 
 
-def makes_a_constant(node: torch.fx.Node, signal: Callable[[torch.fx.Node], bool]) -> bool:
+def _a_tensor(arg: Any, value: Callable[[torch.fx.Node], Any] | None) -> bool:
+    """Whether ``arg`` is a node whose traced value is one tensor: ``value(arg)``, or where
+    no ``value`` is given, torch.fx's shape propagation's metadata (a tuple or dict of
+    tensors has other)."""
+    if not isinstance(arg, torch.fx.Node):
+        return False
+    if value is not None:
+        return isinstance(value(arg), torch.Tensor)
+    return isinstance(arg.meta.get("tensor_meta"), TensorMetadata)
+
+
+def makes_a_constant(node: torch.fx.Node, signal: Callable[[torch.fx.Node], bool],
+                     value: Callable[[torch.fx.Node], Any] | None = None) -> bool:
     """Whether ``node`` is such a call (a new user's trial: ``x * x.new_tensor(3.0)`` was
     refused as mixing the batch axis into the sample), none of whose other arguments is a
     node for which ``signal`` holds; or a read of the signal's dtype or device (``x.dtype``),
     or a cast of a tensor that is no signal to them (``w.to(x.dtype)``, ``w.type_as(x)``: a
-    review found ``x @ w.to(x.dtype)`` refused as mixing the batch axis)."""
+    review found ``x @ w.to(x.dtype)`` refused as mixing the batch axis), each of a value
+    that is a tensor (:func:`_a_tensor`, by ``value``: the nodes' traced values)."""
+    # (read off a tensor only, by its traced value: a review read .dtype off a namedtuple of
+    # the signal's values, and w.to(x) of an object of its own can compute anything)
     if node.op == "call_function" and node.target is getattr and len(node.args) == 2 and (
-            node.args[1] in _METADATA):
+            node.args[1] in _METADATA) and _a_tensor(node.args[0], value):
         return True
-    if node.op == "call_method" and node.target in _CAST_METHODS and node.args and (
-            isinstance(node.args[0], torch.fx.Node) and not signal(node.args[0])):
+    first = node.args[0] if node.args else None
+    if node.op == "call_method" and node.target in _CAST_METHODS and isinstance(
+            first, torch.fx.Node) and _a_tensor(first, value) and not signal(first):
         return True
     if node.op != "call_method" or node.target not in _NEW_TENSOR_METHODS:
         return False
@@ -427,7 +444,7 @@ def _translate(builder: _GraphBuilder, nodes: list[torch.fx.Node], values: dict)
     output node's argument, what the model returns."""
     for node in nodes[1:]:
         live = any(a in builder.index for a in node.all_input_nodes) and not \
-            makes_a_constant(node, builder.index.__contains__)
+            makes_a_constant(node, builder.index.__contains__, values.get)
         if node.op == "output":
             return node.args[0]
         if builds_namedtuple(node):

@@ -203,7 +203,7 @@ class _Probe(ShapeProp):
         if isinstance(result, torch.Tensor):
             self.shapes[n] = tuple(result.shape)
         if n.op == "placeholder" or any(a in self.signal for a in n.all_input_nodes) and \
-                not makes_a_constant(n, self.signal.__contains__):
+                not makes_a_constant(n, self.signal.__contains__, self.env.get):
             self.signal.add(n)
             if _integers(result) or _size_number(result):  # (x.size(2) - y.size(2), or
                 # math.sqrt(x.shape[-1]): read where the traced shape fixes it,

@@ -449,8 +449,12 @@ class _GraphBuilder:
         for operand, chosen in ((a, keep), (b, ~keep)):
             if self.dependent(operand):
                 live.append((self.index[operand], self.shape(operand), chosen))
-            else:
-                fixed.append((self.per_sample(node, self.value(operand)), chosen))
+                continue
+            value = self.value(operand)
+            if isinstance(value, complex) or isinstance(value, torch.Tensor) and (
+                    value.is_complex()):  # (a review: float() of 1j, or its real part kept)
+                self.refuse(node, "selects a complex constant (the operator is real)")
+            fixed.append((self.per_sample(node, value), chosen))
         if not live:
             self.refuse(node, "does not act on the network's signal")
 

@@ -84,6 +84,8 @@ def restored_tensors(tensors: Iterable[torch.Tensor]) -> Iterator[None]:
             for buffer, value in saved:
                 if not _unchanged(buffer, value):
                     with torch.inference_mode(buffer.is_inference()):
+                        if buffer.shape != value.shape:  # (resized by out=: a review's
+                            buffer.resize_(value.shape)  # where(..., out=buf), left resized)
                         buffer.copy_(value)
 
 

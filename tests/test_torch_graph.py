@@ -7,6 +7,7 @@ of that Jacobian for the norm a Lipschitz bound must not be below."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import warnings
@@ -1301,3 +1302,79 @@ def test_a_cast_of_a_value_of_the_signal_stays_the_signal():
     model = _conv_then(lambda y: y.to(model.w) + y)
     model.w = nn.Parameter(_seeded(1))
     assert _bound_over_conv(model, (2, 3, 4)) == pytest.approx(2.0, rel=1e-12)
+
+
+class _Heads(dict):
+    """A dict of tensors with a ``device`` that is one of them (a review's)."""
+
+    @property
+    def device(self):
+        return self["hidden"]
+
+
+_Pair = collections.namedtuple("_Pair", ["dtype", "device"])
+
+
+@torch.fx.wrap
+def _pair_of(y):
+    return _Pair(5 * y, y)
+
+
+@torch.fx.wrap
+def _heads_of(y):
+    return _Heads(hidden=9 * y)
+
+
+class _Caster:
+    """An object of its own with a ``to`` that computes: no tensor's cast."""
+
+    def to(self, x):
+        return 7 * x
+
+
+def test_a_dtype_or_a_cast_read_off_what_is_no_tensor_is_no_constant():
+    """An adversarial review: ``.dtype`` or ``.device`` read off a namedtuple or dict of the
+    signal's values, and ``to`` of an object of the model's own, were taken for constants,
+    the bounds 1.0 for maps of 6, 10 and 8. Only a tensor's dtype, device and casts are."""
+    mask = torch.from_numpy(np.random.default_rng(3).random((3, 4)) < 0.5)
+    for fn, true in ((lambda self, x: x + _pair_of(x).dtype, 6.0),
+                     (lambda self, x: x + _heads_of(x).device, 10.0),
+                     (lambda self, x: torch.where(self.mask, x, _pair_of(x).dtype.to(x)), 5.0),
+                     (lambda self, x: x + self.caster.to(x), 8.0)):
+        model = _Lambda(fn, mask=mask)
+        model.caster = _Caster()
+        model = model.double().eval()
+        assert np.linalg.norm(_jacobian(model, (3, 4)), 2) == pytest.approx(true)
+        report = sct.lipschitz_report(model, (3, 4))
+        assert report.network_upper is None or report.network_upper >= true, report
+
+
+def test_a_forward_that_resizes_a_buffer_is_refused_and_the_buffer_put_back():
+    """An adversarial review: ``torch.where(..., out=self.buf)`` resizes the buffer to the
+    probe's batch; copying it back raised torch's shape error over the refusal, and the
+    model was left with the buffer resized."""
+    def fn(self, x):
+        y = self.conv(x)
+        torch.where(self.mask, y, self.zero, out=self.buf)
+        return self.buf * 3 + y
+
+    model = _Lambda(fn, mask=_MASK[0], zero=torch.zeros(()), buf=torch.zeros(2, 2, 4, 5))
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    model = model.eval()
+    report = sct.lipschitz_report(model, (2, 4, 5))
+    assert report.network_upper is None and "buffers in place" in report.reason, report.reason
+    assert tuple(model.buf.shape) == (2, 2, 4, 5) and not model.buf.any()
+
+
+@pytest.mark.parametrize("call", [lambda m, y: torch.where(m.mask, y, 1j),
+                                  lambda m, y: torch.where(m.mask, y, m.complex_),
+                                  lambda m, y: y.to(torch.complex128).masked_fill(m.mask, 2 + 1j)])
+def test_where_of_a_complex_constant_is_refused_by_name(call):
+    """An adversarial review: a complex fill value raised Python's "float() argument must
+    be ... not 'complex'", and a complex buffer "does not compute what its forward does
+    (largest difference 3.3e-16)": the operator is real."""
+    model = _conv_then(lambda y: call(model, y))
+    model.register_buffer("mask", _MASK)
+    model.register_buffer("complex_", torch.full((4, 5), 1 + 2j, dtype=torch.complex128))
+    with pytest.raises(TypeError, match="complex"):
+        sct.network_operator(model.double().eval(), (2, 4, 5))
