@@ -54,13 +54,15 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
     Attributes
     ----------
     S : ndarray, shape (min(rows, cols),)
-        The singular values, sorted descending (ties in frequency order): those of
+        The singular values, sorted descending (ties in frequency order; read-only): those of
         :func:`sparseconv.singular_values` of the periodic layer, to rounding (the two may
         factor a frequency's matrix by different routes).
     U : LinearOperator, complex, shape (rows, len(S))
         Left singular vectors as columns, in the order of ``S``; orthonormal columns.
     V : LinearOperator, complex, shape (cols, len(S))
         Right singular vectors as columns, in the order of ``S``.
+    Vh : LinearOperator, complex, shape (len(S), cols)
+        ``V.H``, as ``numpy.linalg.svd`` and ``scipy.sparse.linalg.svds`` name it.
     input_shape, output_shape : tuple of int
         ``(C_in, *n)`` and ``(C_out, *n/stride)``.
     geometry : ConvGeometry
@@ -105,6 +107,9 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
         flat = self._s.ravel()
         self._order = np.argsort(-flat, kind="stable")
         self.S = flat[self._order]
+        # read-only: dense_factors and cond read it, the products their own copies (a new
+        # user's trial normalised svd.S in place, and the object contradicted itself)
+        self.S.flags.writeable = False
         dtype = np.dtype(np.float64 if self._real else np.complex128)
         super().__init__(dtype, geom.shape)
         rows, cols = geom.shape
@@ -227,9 +232,10 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
             Tikhonov damping (``scipy.sparse.linalg.lsqr``'s ``damp``), ``>= 0``.
         rcond : float, optional
             Singular values at most ``rcond * S[0]`` count as zero (``numpy.linalg.lstsq``'s
-            rule; default ``eps * max(rows, cols)``). With ``damp > 0`` they are cut only
-            where ``rcond`` is given (truncated, then damped); by default none is, as
-            ``scipy.sparse.linalg.lsqr``.
+            rule; default ``eps * max(rows, cols)``); ``rcond >= 1`` cuts them all, as
+            ``numpy.linalg.pinv`` does (``lstsq``'s LAPACK driver takes ``rcond >= 1`` for
+            ``eps``). With ``damp > 0`` they are cut only where ``rcond`` is given
+            (truncated, then damped); by default none is, as ``scipy.sparse.linalg.lsqr``.
 
         Returns
         -------
@@ -294,6 +300,22 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
         True
         """
         return _SpectralFilter(self, *self._inverse_filter(damp, rcond), True, self._real)
+
+    @property
+    def Vh(self) -> LinearOperator:
+        """``V.H``: the right singular vectors as rows, ``(len(S), cols)``, as
+        ``numpy.linalg.svd`` and ``scipy.sparse.linalg.svds`` return them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sparseconv import circular_svd
+        >>> svd = circular_svd(np.array([[[1.0, 0.5]]]), (1, 8))
+        >>> x = np.random.default_rng(0).standard_normal(8)
+        >>> bool(np.allclose(svd.U @ (svd.S * (svd.Vh @ x)), svd @ x))
+        True
+        """
+        return self.V.H
 
     def cond(self) -> float:
         """The condition number ``S[0] / S[-1]`` (``inf`` when ``S[-1] == 0``).

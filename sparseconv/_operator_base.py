@@ -42,6 +42,7 @@ class ShapeNamedProducts:
 
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+    shape: tuple[int, int]  # (the LinearOperator's)
 
     def matvec(self, x: ArrayLike) -> np.ndarray:
         return self._scipys("matvec", x, lambda: self._vector(x, self.input_shape, "matvec"))
@@ -54,6 +55,42 @@ class ShapeNamedProducts:
 
     def rmatmat(self, X: ArrayLike) -> np.ndarray:
         return self._scipys("rmatmat", X, lambda: self._matrix(X, self.output_shape, "rmatmat"))
+
+    def dot(self, x: Any) -> Any:
+        """scipy's ``dot`` (and ``@``), except that an array of more than two dimensions is
+        refused by its shape (scipy's message prints the whole array; ``x @ A`` as well).
+
+        Parameters
+        ----------
+        x : ndarray, LinearOperator or scalar
+            A vector of length ``shape[1]``, columns ``(shape[1], k)``, another operator (a
+            product operator) or a scalar (a scaled operator), as
+            :meth:`scipy.sparse.linalg.LinearOperator.dot` takes.
+
+        Returns
+        -------
+        ndarray or LinearOperator
+            ``A @ x``.
+        """
+        if isinstance(x, np.ndarray) and x.ndim > 2:
+            raise ValueError(
+                f"{self!r} multiplies flat vectors of length {self.shape[1]} or ({self.shape[1]},"
+                f" k) columns, got an array of shape {x.shape}: {self._shaped_hint()}")
+        return super().dot(x)  # type: ignore[misc]
+
+    def _rdot(self, x: Any) -> Any:
+        """scipy's ``x @ A``, refusing an array of more than two dimensions by its shape."""
+        if isinstance(x, np.ndarray) and x.ndim > 2:
+            raise ValueError(
+                f"y @ {self!r} multiplies flat row vectors of length {self.shape[0]} or (k, "
+                f"{self.shape[0]}) rows, got an array of shape {x.shape}: "
+                f"{self._shaped_hint(adjoint=True)}")
+        return super()._rdot(x)  # type: ignore[misc]
+
+    def _shaped_hint(self, adjoint: bool = False) -> str:
+        """What to do with an array of the operator's own shapes."""
+        shape = self.output_shape if adjoint else self.input_shape
+        return f"flatten an array of shape {shape} (x.ravel())"
 
     def _scipys(self, name: str, x: ArrayLike, check: Callable[[], Any]) -> np.ndarray:
         """scipy's public ``name`` (which decides what it accepts); where it refuses the
@@ -212,22 +249,14 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
             ``A @ x``.
         """
         _dense(x, "A @ x")
-        if isinstance(x, np.ndarray) and x.ndim > 2:
-            raise ValueError(
-                f"{self!r} multiplies flat vectors of length {self.shape[1]} or ({self.shape[1]},"
-                f" k) columns, got an array of shape {x.shape}: use A.apply(x) for arrays "
-                f"shaped {self.dims} or {_batched(self.dims)}, or A @ x.ravel()")
         return super().dot(x)
 
-    def _rdot(self, x: Any) -> Any:
-        """scipy's ``x @ A``, refusing an array of more than two dimensions by its shape."""
-        if isinstance(x, np.ndarray) and x.ndim > 2:
-            raise ValueError(
-                f"y @ {self!r} multiplies flat row vectors of length {self.shape[0]} or (k, "
-                f"{self.shape[0]}) rows, got an array of shape {x.shape}: use "
-                f"A.apply_adjoint(y) for arrays shaped {self.dimsd} or {_batched(self.dimsd)} "
-                "(the adjoint; y @ A is its conjugate)")
-        return super()._rdot(x)
+    def _shaped_hint(self, adjoint: bool = False) -> str:
+        if adjoint:
+            return (f"use A.apply_adjoint(y) for arrays shaped {self.dimsd} or "
+                    f"{_batched(self.dimsd)} (the adjoint; y @ A is its conjugate)")
+        return (f"use A.apply(x) for arrays shaped {self.dims} or {_batched(self.dims)}, or "
+                "A @ x.ravel()")
 
     def _product(self, X, apply, nbytes, shape_in, shape_out, what):
         X = self._columns(X, shape_in, what)

@@ -4,9 +4,10 @@ Spectra of a periodic layer are independent per frequency. The work is cut into 
 frequencies; each chunk is one task, a module-level (picklable) function called with the
 kernel, the geometry and the chunk -- never a matrix -- so that any
 :class:`concurrent.futures.Executor` runs it: a :class:`~concurrent.futures.ThreadPoolExecutor`
-(the default, ``os.cpu_count()`` workers), a :class:`~concurrent.futures.ProcessPoolExecutor`,
-a ``dask.distributed`` client's ``get_executor()``, or mpi4py's ``MPIPoolExecutor``. Results
-are gathered in the serial order, so they equal the serial ones.
+(the default, :func:`cpu_count` workers: the cores this process may use), a
+:class:`~concurrent.futures.ProcessPoolExecutor`, a ``dask.distributed`` client's
+``get_executor()``, or mpi4py's ``MPIPoolExecutor``. Results are gathered in the serial
+order, so they equal the serial ones.
 
 Each task runs its LAPACK calls on one BLAS thread (:func:`one_blas_thread`): thousands of
 small factorizations each spinning up a BLAS thread team cost more than they compute, and

@@ -82,6 +82,8 @@ def checked_tol(tol, name: str = "tol") -> float:
     try:
         return real_number(tol, name, low=MIN_TOL, high=1.0)
     except ValueError as error:  # (a new user's trial: the message said (0, 1))
+        if not (isinstance(tol, (int, float)) and 0 <= tol < MIN_TOL):  # (a second trial:
+            raise  # the reason for the lower limit was given for tol=1 and tol=nan too)
         raise ValueError(f"{error} (a float64 quotient is itself rounded by about 1e-16 of "
                          "the norm: no lower bound can be told closer than 1e-15)") from None
 

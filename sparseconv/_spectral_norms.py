@@ -169,8 +169,8 @@ def spectral_norms(
     workers : int, map-like callable or concurrent.futures.Executor, optional
         Processes to use, scipy's convention (``scipy.fft``): ``1`` (the default, also for
         ``None``) runs the layers in this process in turn, each on every core as
-        :func:`spectral_norm` does; a negative value counts back from ``os.cpu_count()``
-        (``-1``: every core). The
+        :func:`spectral_norm` does; a negative value counts back from the cores this
+        process may use (its CPU affinity; ``-1``: every one). The
         workers are `joblib <https://joblib.readthedocs.io>`_'s reusable process pool (a
         script needs no ``if __name__ == "__main__"`` guard); each gets this process's
         memory limit (:func:`get_memory_limit`, a limit per matrix: the same bounds as one

@@ -292,18 +292,22 @@ def positive_int(value, name: str) -> int:
 
 def worker_count(value, name: str = "workers") -> int:
     """``workers`` as a number of processes, scipy's convention (``scipy.fft``'s ``workers``):
-    ``None`` (one), a positive int, or a negative one that wraps around from
-    ``os.cpu_count()`` (``-1``: every core), never below one.
+    ``None`` (one), a positive int, or a negative one that wraps around from the cores this
+    process may use (its affinity where the system has one, else ``os.cpu_count()``;
+    ``-1``: every one of them), never below one.
 
     Examples
     --------
     >>> worker_count(2)
     2
     >>> import os
-    >>> worker_count(-1) == (os.cpu_count() or 1)
+    >>> worker_count(-1) == len(os.sched_getaffinity(0))
     True
     """
-    cores = os.cpu_count() or 1
+    # (a new user's trial under taskset -c 1: "count back from the 2 cores" of a process that
+    # may use one)
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
+             os.cpu_count()) or 1
     if value is None:
         return 1
     if not is_int(value):
@@ -311,7 +315,8 @@ def worker_count(value, name: str = "workers") -> int:
                         f"{type(value).__name__}")
     if value == 0 or value < -cores:
         raise ValueError(f"{name} must be a positive integer, or negative to count back from "
-                         f"the {cores} cores (-1: all), got {value!r}")
+                         f"the {cores} core{'s' if cores != 1 else ''} this process may use "
+                         f"(-1: all), got {value!r}")
     return int(value) if value > 0 else cores + 1 + int(value)
 
 

@@ -870,3 +870,32 @@ def test_clip_names_itself_when_refusing_a_non_periodic_layer():
     w = np.ones((1, 1, 3))
     with pytest.raises(ValueError, match="clip_singular_values"):
         sc.clip_singular_values(w, (1, 8), max=1.0, padding=0)
+
+
+def test_the_singular_values_are_read_only_and_vh_is_v_h():
+    """A new user's trial: ``svd.S /= svd.S[0]`` changed what ``dense_factors`` and ``cond``
+    read but not the products (the object contradicted itself); ``Vh`` is ``V.H``, as
+    numpy's and scipy's SVDs name it."""
+    w = np.random.default_rng(0).standard_normal((2, 2, 3))
+    A = conv_matrix(w, (2, 6), padding=None, padding_mode="circular").toarray()
+    svd = circular_svd(w, (2, 6))
+    with pytest.raises(ValueError, match="read-only"):
+        svd.S /= svd.S[0]
+    U, S, Vh = svd.dense_factors()
+    np.testing.assert_allclose(U * S @ Vh, A, atol=1e-13)
+    assert svd.cond() == pytest.approx(np.linalg.cond(A), rel=1e-12)
+    x = np.random.default_rng(1).standard_normal(12)
+    np.testing.assert_allclose(svd.Vh @ x, svd.V.H @ x, rtol=1e-15)
+    np.testing.assert_allclose(svd.U @ (svd.S * (svd.Vh @ x)), A @ x, atol=1e-13)
+
+
+def test_an_array_of_the_layers_shape_is_refused_by_its_shape():
+    """A new user's trial: ``svd @ x`` (and ``svd.pinv() @ b``) of a 3-D array raised scipy's
+    message, which prints the whole array."""
+    svd = circular_svd(np.ones((4, 2, 3, 3)), (2, 8, 8), stride=2)
+    for product in (lambda: svd @ np.ones((2, 8, 8)), lambda: svd.pinv() @ np.ones((4, 4, 4)),
+                    lambda: np.ones((4, 4, 4)) @ svd):
+        with pytest.raises(ValueError, match=r"got an array of shape \((2, 8, 8|4, 4, 4)\): "
+                                             r"flatten an array of shape") as info:
+            product()
+        assert "1., 1." not in str(info.value)

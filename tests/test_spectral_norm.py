@@ -1225,6 +1225,11 @@ def test_relative_width_below_its_floor_is_refused_and_an_exact_route_says_why_i
             spectral_norm(w, (4, 12, 12), relative_width=bad, **periodic)
     with pytest.raises(ValueError, match=r"tol must be a finite number in \[1e-15, 1\), got 0"):
         spectral_norm(w, (4, 12, 12), tol=0, **periodic)
+    # the lower limit's reason for a tol below it only (a second trial: for tol=1 and nan too)
+    for bad, why in ((1e-20, True), (0.0, True), (1.0, False), (math.nan, False)):
+        with pytest.raises(ValueError, match=r"tol must be a finite number") as info:
+            spectral_norm(w, (4, 12, 12), tol=bad, **periodic)
+        assert ("no lower bound can be told closer" in str(info.value)) is why, bad
     with pytest.warns(RuntimeWarning, match=r"the fft route is exact, and its interval is its "
                                             r"rounding allowance") as seen:
         result = spectral_norm(w, (4, 12, 12), relative_width=8e-15, **periodic)

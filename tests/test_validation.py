@@ -339,3 +339,28 @@ def test_integer_weights_float64_would_round_are_refused_by_name(value, dtype):
             build(weight, (1, 5))
     assert sc.conv_matrix(np.array([[[1, 2**53, -(2**53)]]], dtype=np.int64),
                           (1, 3)).toarray().tolist() == [[1.0, 2.0**53, -(2.0**53)]]
+
+
+def test_workers_count_back_from_the_cores_this_process_may_use():
+    """A new user's trial under ``taskset -c 1``: ``workers=-1`` counted the machine's two
+    cores, where the process may use one."""
+    import os
+    import threading
+
+    from sparseconv._validation import worker_count
+
+    one = {min(os.sched_getaffinity(0))}
+    seen = {}
+
+    def restricted():  # (a thread's affinity, as taskset sets a process's)
+        os.sched_setaffinity(0, one)
+        seen["every"] = worker_count(-1)
+        try:
+            worker_count(-2)
+        except ValueError as error:
+            seen["error"] = str(error)
+
+    thread = threading.Thread(target=restricted)
+    thread.start()
+    thread.join()
+    assert seen["every"] == 1 and "the 1 core this process may use" in seen.get("error", ""), seen
