@@ -64,14 +64,16 @@ class ShapeNamedProducts:
         ----------
         x : ndarray, LinearOperator or scalar
             A vector of length ``shape[1]``, columns ``(shape[1], k)``, another operator (a
-            product operator) or a scalar (a scaled operator), as
-            :meth:`scipy.sparse.linalg.LinearOperator.dot` takes.
+            product operator) or a scalar (a scaled operator; ``A @ 2.0`` is refused, as
+            scipy refuses it), as :meth:`scipy.sparse.linalg.LinearOperator.dot` takes; a
+            scipy.sparse array is refused by its kind.
 
         Returns
         -------
         ndarray or LinearOperator
             ``A @ x``.
         """
+        _dense(x, "A @ x", callable(getattr(self, "tosparse", None)))
         if isinstance(x, np.ndarray) and x.ndim > 2:
             raise ValueError(
                 f"{self!r} multiplies flat vectors of length {self.shape[1]} or ({self.shape[1]},"
@@ -231,25 +233,6 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
             return product(x.reshape(n, math.prod(dims)).T).T.reshape(n, *dimsd)
         raise ValueError(f"{what} expects an array of shape {dims} or {_batched(dims)}, got "
                          f"shape {x.shape}")
-
-    def dot(self, x: Any) -> Any:
-        """scipy's ``dot`` (and ``@``), except that an array of more than two dimensions is
-        refused by its shape (scipy's message prints the whole array; ``x @ A`` as well).
-
-        Parameters
-        ----------
-        x : ndarray, LinearOperator or scalar
-            A vector of length ``shape[1]``, columns ``(shape[1], k)``, another operator (a
-            product operator) or a scalar (a scaled operator; ``A @ 2.0`` is refused, as
-            scipy refuses it), as :meth:`scipy.sparse.linalg.LinearOperator.dot` takes.
-
-        Returns
-        -------
-        ndarray or LinearOperator
-            ``A @ x``.
-        """
-        _dense(x, "A @ x")
-        return super().dot(x)
 
     def _shaped_hint(self, adjoint: bool = False) -> str:
         if adjoint:
