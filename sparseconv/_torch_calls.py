@@ -2,7 +2,8 @@
 
 The vocabulary of :mod:`sparseconv._torch_graph` (which builds a network's operator) and of
 :mod:`sparseconv._torch_graph_rules` (which bounds it): sums, negations and products by
-numbers, transpositions of axes, concatenations, ``x @ W``, reshapes, and the functional
+numbers, transpositions of axes, concatenations, ``x @ W``, ``torch.einsum`` with a constant
+(:func:`einsum_split`), ``torch.where`` by a constant mask, reshapes, and the functional
 calls of ``torch.nn.functional`` that a module of :mod:`sparseconv.torch` computes
 (:func:`linear_call_layer`: ``F.conv2d``, ``F.avg_pool2d``, ``F.interpolate``, ``F.pad``,
 ``F.linear``...), read with their arguments normalized by keyword (:func:`by_keyword`).
@@ -35,10 +36,9 @@ from sparseconv._torch_layers import _layer
 from sparseconv._typing import PaddingMode
 
 __all__ = ["EINSUM", "MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING", "RUN_BY_TORCH", "SELECTIONS",
-           "EinsumSplit", "acts_per_sample", "call_on", "by_keyword", "einsum_operands",
-           "einsum_split", "linear_call_layer",
-           "matmul_operands", "repeat_counts", "transposition_axes", "WHERE",
-           "where_operands"]
+           "WHERE", "EinsumSplit", "acts_per_sample", "call_on", "by_keyword",
+           "einsum_operands", "einsum_split", "linear_call_layer", "matmul_operands",
+           "repeat_counts", "transposition_axes", "where_operands"]
 
 
 _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
