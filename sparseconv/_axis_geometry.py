@@ -87,10 +87,14 @@ class AxisGeometry:
         first = -((t - self.pad[0] - position) // self.stride)  # ceil division
         return np.clip(first, 0, self.output_size)
 
-    def taps_inside(self) -> np.ndarray:
-        """Per tap, whether some output's tap reads a position inside the input (with zero
-        padding, the others read only zeros)."""
-        return self._first_output(0) < self._first_output(self.size)
+    def taps_inside(self, outputs: int | None = None) -> np.ndarray:
+        """Per tap, whether some output's tap (of the first ``outputs`` outputs only, where
+        given) reads a position inside the input (with zero padding, the others read only
+        zeros)."""
+        last = self._first_output(self.size)
+        if outputs is not None:
+            last = np.minimum(last, outputs)
+        return self._first_output(0) < last
 
     def segments(self) -> tuple[AxisSegment, ...]:
         """The gather map of this axis cut into runs of outputs that read alike.

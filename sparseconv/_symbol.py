@@ -71,10 +71,13 @@ def layer_geometry(weight: ArrayLike, input_shape: ShapeLike, stride: IntOrTuple
     return weight, geom
 
 
-def padding_taps(geom: ConvGeometry) -> np.ndarray | None:
+def padding_taps(geom: ConvGeometry, outputs: Sequence[int] | None = None,
+                 ) -> np.ndarray | None:
     """The taps, as a boolean array of the kernel's shape in the weight's own order, that read
     only zero padding (``None``: every tap reads an input somewhere, or the padding copies
-    inputs).
+    inputs); of the layer's first ``outputs`` outputs per axis only, where given (a
+    transposed layer's adjoint convolution may have more outputs than the layer has inputs:
+    the layer is the adjoint of those first rows).
 
     With zero padding such a tap adds nothing to the matrix, so the layer is the same with it
     set to zero; the certificates are not: they scale with the weight as given (a soundness
@@ -84,8 +87,9 @@ def padding_taps(geom: ConvGeometry) -> np.ndarray | None:
     if geom.padding_mode != "zeros":
         return None
     inside = np.ones((), dtype=bool)
-    for axis in geom.axes:
-        inside = np.multiply.outer(inside, axis.taps_inside())
+    for d, axis in enumerate(geom.axes):
+        inside = np.multiply.outer(inside, axis.taps_inside(
+            None if outputs is None else outputs[d]))
     if inside.all():
         return None
     return ~geom.tap_weights(np.broadcast_to(inside, geom.weight_shape))[0, 0]

@@ -569,7 +569,10 @@ def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation,
         # the layer has inputs, and the layer is the adjoint of its first rows on each axis,
         # R C: ||(R C)^T|| <= ||C||, the same bound (a hunt: refused, where a bound exists)
         geometry = _geometry(weight, output, stride, padding, dilation, groups, "zeros")
+        rows = size  # (the taps that only its rows past the layer's inputs read are not in
+        # the layer: a review found them kept, the bound 1e6 for a norm of 1)
     else:
+        rows = None
         if any(int_tuple(output_padding, weight.ndim - 2, "output_padding", 0,
                          broadcast_one=True)):
             raise ValueError("output_padding applies to a transposed convolution only "
@@ -578,7 +581,7 @@ def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation,
                              padding_mode)
     if geometry.padding_mode == "zeros":
         return (periodic_geometry(tuple(weight.shape), geometry, embedding_grid(geometry)), 1,
-                padding_taps(geometry))
+                padding_taps(geometry, rows))
     if is_periodic(geometry):
         return geometry, 1, None
     padded = (geometry.in_channels, *(a.padded_size for a in geometry.axes))
