@@ -4,6 +4,7 @@ and ``export`` (:mod:`sparseconv.cli` parses the options and builds the layer), 
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import re
@@ -85,7 +86,10 @@ def _info(layer: _Layer, args) -> None:
         "input shape": input_shape,
         "output shape": output_shape,
         "matrix": f"{rows} x {cols}, nnz {nnz} (density {_percent(nnz / (rows * cols))})",
-        "memory": ", ".join(f"{k} {format_bytes(v)}" for k, v in memory.items()),
+        "memory": ", ".join(f"{k} {format_bytes(v)}" for k, v in memory.items()) + (
+            # (a new user's trial: sizes of EiB told as if such a matrix could be built)
+            " (beyond int64 indices: no scipy.sparse matrix can hold it)"
+            if max(nnz, rows, cols) > np.iinfo(np.int64).max else ""),
         "receptive field": _receptive_field(layer),
     }
     for key, value in lines.items():
@@ -230,10 +234,16 @@ def _spectrum(layer: _Layer, args) -> None:
     drawn = args.output is not None  # (a trial: the interval alone needed a figure file)
     values, how = _top_singular_values(layer, estimate=not args.upper) if drawn else (None, "")
     # --exact where it applies; non-periodic circular padding keeps the default route
-    norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
-                         method="upper" if args.upper else
-                         applicable_method("exact" if args.exact else "auto", layer.geometry),
-                         tol=args.tol, relative_width=args.relative_width)
+    progress, close = _stage_bar(args, "spectral_norm")
+    try:
+        norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
+                             method="upper" if args.upper else
+                             applicable_method("exact" if args.exact else "auto",
+                                               layer.geometry),
+                             tol=args.tol, relative_width=args.relative_width,
+                             progress=progress)
+    finally:
+        close()
     _refuse_overflow(norm.upper, args)
     skipped = values is not None and _draw_spectrum(layer, args, values, how, norm)
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
@@ -252,7 +262,7 @@ def _spectrum(layer: _Layer, args) -> None:
         print("  (no frequency heatmap with --upper on a layer this large: its SVD per "
               "frequency costs more than the bound; drop --upper to draw it)", file=sys.stderr)
     if args.every_size:
-        _print_every_size(layer)
+        _print_every_size(layer, args)
     if drawn:
         print(f"wrote {args.output}")
 
@@ -295,13 +305,38 @@ def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm) -> b
     return bool(skipped)
 
 
-def _print_every_size(layer: _Layer) -> None:
+def _stage_bar(args, what: str) -> tuple[Any, Any]:
+    """A progress bar on stderr for a long call's ``progress(done, total)``, and its closer:
+    drawn by tqdm where stderr is a terminal, tqdm is installed and ``--quiet`` is not given
+    (a new user's trial: ``spectrum --upper`` of a 512-channel layer on 256x256 ran for
+    eleven minutes without a sign)."""
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return None, lambda: None
+    try:  # optional: by name, so that neither an import nor type stubs are required
+        tqdm = importlib.import_module("tqdm.auto").tqdm
+    except ImportError:
+        return None, lambda: None
+    bar = tqdm(total=None, desc=what, unit="step", file=sys.stderr)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update, bar.close
+
+
+def _print_every_size(layer: _Layer, args) -> None:
     """``spectrum --every-size``'s line: the certified norm on the infinite grid."""
     from ._symbol import is_periodic
     from ._torus import toeplitz_norm
 
     g = layer.geometry
-    every = toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation, groups=g.groups)
+    progress, close = _stage_bar(args, "toeplitz_norm")
+    try:
+        every = toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation,
+                              groups=g.groups, progress=progress)
+    finally:
+        close()
     lower, upper = _outward(every.lower, ROUND_FLOOR), _outward(every.upper, ROUND_CEILING)
     # it bounds the zero-padded and the periodic layers of the kernel (an unpadded one is
     # zero-padded by nothing), not a reflect, replicate or other circular padding (those

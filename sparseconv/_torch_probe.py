@@ -294,6 +294,14 @@ def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
     # channels failed with "expected ... 1 channels"; a second: an RGB model given 32,32)
     counts = (getattr(m, "in_channels", None) for m in model.modules())
     channels = next((int(c) for c in counts if isinstance(c, int)), 1)
+    # (a third trial: a 2-D model given 3,17 was told it lacked the channel axis and ran on
+    # (3, 3, 17); its first entry is the model's channel count, so a spatial axis is missing)
+    if len(shape) > 1 and shape[0] == channels and _runs_on(model, (*shape, shape[-1])):
+        return ForwardFailed(f"input_shape={shape} lacks a spatial axis, it seems: "
+                             f"{_kind(model)}'s forward failed on a probe batch of shape "
+                             f"{(batch, *shape)} and runs on input_shape="
+                             f"{(*shape, shape[-1])} ({channels} channels, as its first "
+                             "layer takes)")
     for fixed in dict.fromkeys(((1, *shape), (channels, *shape))):
         if _runs_on(model, fixed):
             return ForwardFailed(f"input_shape={shape} lacks the channel axis, it seems: "

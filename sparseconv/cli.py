@@ -263,6 +263,9 @@ def _spectrum_parser(commands: argparse._SubParsersAction[Any], layer: argparse.
                           help="also print the certified bound for every input size and every "
                           "zero padding (the norm on the infinite grid, sparseconv.toeplitz_norm; "
                           "seconds for a 64-channel 3x3 layer, minutes for 512 channels)")
+    spectrum.add_argument("--quiet", action="store_true",
+                          help="no progress bar on stderr (drawn only when stderr is a "
+                          "terminal); the interval is printed all the same")
     return spectrum
 
 
@@ -296,9 +299,11 @@ _TOL_HELP = ("the relative tolerance of the Lanczos lower bound (spectral_norm's
              "(small layers, --exact)")
 
 
-_UPPER_HELP = ("a fast certified upper bound alone (spectral_norm's method='upper': the "
+_UPPER_HELP = ("a faster certified upper bound alone (spectral_norm's method='upper': the "
                "circulant bound, no exact sections and no Lanczos iteration; the lower bound "
-               "is one quotient, so the interval is wide; not with --relative-width)")
+               "is one quotient, so the interval is wide; not with --relative-width); one "
+               "eigenvalue problem of C channels per frequency of the input's grid: seconds "
+               "for 512 channels on 16x16, many minutes on 256x256")
 
 
 _WIDTH_HELP = ("the relative width (upper - lower) / upper asked of a certified interval, in "

@@ -745,6 +745,10 @@ def test_info_tells_the_sizes_of_a_layer_whose_counts_exceed_int64():
     assert f"matrix           {g.shape[0]} x {g.shape[1]}, nnz {g.nnz()} " in out
     csr = g.nnz() * (8 + 8) + (g.shape[0] + 1) * 8  # float64 values, int64 indices
     assert f"csr {format_bytes(csr)}," in out, out
+    # (a new user's trial: told as if it could be built)
+    assert "(beyond int64 indices: no scipy.sparse matrix can hold it)" in out, out
+    small = ok("info", "--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3")
+    assert "beyond int64" not in small
 
 
 def test_info_never_builds_the_product_of_the_axes_nor_the_weights():
@@ -1691,3 +1695,24 @@ def test_spectrum_without_output_prints_the_interval_and_draws_nothing(tmp_path,
     assert main(["spectrum", *LAYER, "--seed", "3", "--upper"]) == 0
     out = capsys.readouterr().out
     assert "the value is the certified upper bound" in out and _printed_norm(out)[2] >= top
+
+
+def test_spectrum_draws_a_progress_bar_on_a_terminal(capsys, monkeypatch):
+    """A new user's trial: ``spectrum --upper`` of a large layer ran for minutes without a
+    sign. On a terminal, the certified norm's stages (and --every-size's) draw a tqdm bar on
+    stderr; --quiet, or stderr no terminal, draws none; the interval is printed either way."""
+    from sparseconv.cli import main
+
+    args = ["spectrum", "--in-shape", "4,12,12", "--out-channels", "4", "--kernel-size", "3",
+            "--padding", "1", "--every-size"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "spectral_norm" not in err and "in [" in out
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "spectral_norm" in err and "toeplitz_norm" in err and "100%" in err, err
+    assert "in [" in out
+    assert main([*args, "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "spectral_norm" not in err and "in [" in out

@@ -1286,6 +1286,16 @@ def test_an_input_shape_without_its_channel_axis_is_refused():
     with pytest.raises(ValueError, match=r"input_shape=\(32, 32\) lacks the channel axis, it "
                                          r"seems: .* runs on input_shape=\(3, 32, 32\)"):
         sct.lipschitz_report(rgb, (32, 32))  # (a second trial: an RGB model given 32,32)
+    # (a third trial: 3,17 for the RGB model was told it lacked the channel axis, and ran on
+    # (3, 3, 17); its first entry is the channel count, and a spatial axis is missing)
+    with warnings.catch_warnings():  # (torch 2.13 deprecates TorchScript)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(rgb)
+    for model in (rgb, scripted):
+        with pytest.raises(ValueError, match=r"input_shape=\(3, 17\) lacks a spatial axis, "
+                                             r"it seems: .* runs on input_shape=\(3, 17, 17\) "
+                                             r"\(3 channels"):
+            sct.lipschitz_report(model, (3, 17))
 
 
 @pytest.mark.parametrize("mode, n, m", [("nearest", 31, 114), ("nearest-exact", 28, 103)])
