@@ -281,6 +281,12 @@ def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm) -> b
     g = layer.geometry
     show_map = g.ndim == 2 and all(a.size % a.stride == 0 and a.dilation * (a.kernel_size - 1)
                                    < a.size for a in g.axes)
+    if g.ndim == 2 and not show_map:  # (a new user's trial: a strided transposed layer got
+        # none, the help promising one for a 2-D layer, and nothing said why)
+        sizes = "output size (its convolution's input)" if layer.transposed else "input size"
+        print(f"spectrum: no frequency map: the layer's circular version needs its {sizes} "
+              f"{tuple(a.size for a in g.axes)} divisible by the stride {g.stride} and larger "
+              "than the dilated kernel's extent on each axis", file=sys.stderr)
     # --upper promises speed: the heatmap (an SVD per frequency) only within the dense budget
     # (a new user's trial: 512 channels on 224x224 ran past five minutes on the map alone)
     m, n = g.symbol_block

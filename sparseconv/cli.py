@@ -244,9 +244,11 @@ def _spectrum_parser(commands: argparse._SubParsersAction[Any], layer: argparse.
     spectrum = commands.add_parser(
         "spectrum", parents=[layer, figure], help="singular values, frequency map, spectral norm",
         description="Draw the layer's singular values into FILE (all of them where an exact "
-        "method applies, else ARPACK's largest) and, for a 2-D layer, the largest singular value "
-        "per frequency of its circular version; print the certified interval of its spectral "
-        "norm (sparseconv.spectral_norm), and with --every-size the bound for every input size.")
+        "method applies, else ARPACK's largest) and, for a 2-D layer that has a circular version "
+        "(each input size divisible by the stride and larger than the dilated kernel), the "
+        "largest singular value per frequency of that version; print the certified interval "
+        "of its spectral norm (sparseconv.spectral_norm), and with --every-size the bound for "
+        "every input size.")
     spectrum.add_argument("-o", "--output", default=None, metavar="FILE",
                           help=_FIGURE_FILE + "; without it, the interval alone is printed")
     routes = spectrum.add_mutually_exclusive_group()

@@ -1716,3 +1716,19 @@ def test_spectrum_draws_a_progress_bar_on_a_terminal(capsys, monkeypatch):
     assert main([*args, "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert "spectral_norm" not in err and "in [" in out
+
+
+def test_spectrum_says_why_a_2d_layer_has_no_frequency_map(tmp_path):
+    """A new user's trial: a strided transposed 2-D layer got no frequency map, the help
+    promising one for a 2-D layer, and nothing said why."""
+    run = subprocess.run([sys.executable, "-m", "sparseconv", "spectrum", "-o",
+                          str(tmp_path / "t.png"), "--transposed", "--in-shape", "4,8,8",
+                          "--out-channels", "2", "--kernel-size", "3", "--stride", "2"],
+                         capture_output=True, text=True, check=True)
+    assert "no frequency map: the layer's circular version needs its output size (its " \
+        "convolution's input) (17, 17) divisible by the stride (2, 2)" in run.stderr, run.stderr
+    run = subprocess.run([sys.executable, "-m", "sparseconv", "spectrum", "-o",
+                          str(tmp_path / "c.png"), "--in-shape", "4,8,8", "--out-channels", "2",
+                          "--kernel-size", "3", "--stride", "2", "--padding", "1"],
+                         capture_output=True, text=True, check=True)
+    assert "no frequency map" not in run.stderr, run.stderr
