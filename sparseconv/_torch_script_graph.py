@@ -40,6 +40,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_graph_sizes import (
     int64_add,
     int64_floordiv,
@@ -797,7 +798,10 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
         except Exception as exc:  # noqa: BLE001 - a translation torch does not run
             return (f"is rebuilt as a graph that does not run ({type(exc).__name__}: "
                     f"{error_line(exc)})")
-        pairs = _output_pairs(ours, theirs)
+        # tensor by tensor through tuples, lists and dicts (a forward returning a dict)
+        rebuilt, run = output_leaves(ours), output_leaves(theirs)
+        pairs = (list(zip(rebuilt, run)) if rebuilt is not None and run is not None
+                 and len(rebuilt) == len(run) else [(ours, theirs)])
         if not all(matches(a, b) for a, b in pairs):
             return ("is rebuilt as a graph that does not compute what the model does on a "
                     "probe")
@@ -808,18 +812,6 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
                if a1.shape == a2.shape):
         return "is rebuilt as a graph that does not compute what the model does on a probe"
     return module
-
-
-def _output_pairs(ours: Any, theirs: Any) -> list[tuple[Any, Any]]:
-    """The rebuilt graph's outputs beside the model's, tensor by tensor, through tuples,
-    lists and dicts of the same lengths and keys (in order); anything else as one pair,
-    which only two matching tensors pass."""
-    if isinstance(theirs, (tuple, list)) and type(ours) is type(theirs) and len(ours) == len(
-            theirs):
-        return [p for a, b in zip(ours, theirs) for p in _output_pairs(a, b)]
-    if isinstance(theirs, dict) and isinstance(ours, dict) and list(ours) == list(theirs):
-        return [p for k in theirs for p in _output_pairs(ours[k], theirs[k])]
-    return [(ours, theirs)]
 
 
 def _call_aliasing(model: nn.Module, shape: tuple[int, ...]) -> list[bool]:
