@@ -162,7 +162,7 @@ def _low_precision(model: nn.Module) -> str:
     overflow beyond 65504) is bounded by no Lipschitz constant, as a cast down to them in the
     graph is refused (:func:`sparseconv._torch_graph_rules._cast`)."""
     dtype = probe_like(model)[0]
-    if dtype is None or dtype.itemsize >= (8 if dtype.is_complex else 4):
+    if dtype is None or dtype.itemsize >= 4:
         return ""
     return (f"the model computes in {dtype}, whose rounding (and float16's overflow beyond "
             "65504) no Lipschitz constant bounds; the rows bound its layers as given (pass "

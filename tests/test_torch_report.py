@@ -4,6 +4,7 @@ network itself, progress, interruption, and the exports."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -1477,6 +1478,28 @@ def test_a_model_in_fewer_than_32_bits_gets_its_rows_and_no_network_bound(dtype)
     assert report.network_upper is None and f"computes in {dtype}" in report.reason
     assert len(report) == 2 and all(row["upper"] >= row["lower"] > 0 for row in report)
     assert expected.network_upper is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_a_model_whose_first_parameter_is_complex_runs_on_a_real_probe(dtype):
+    """A Fourier layer's complex weights, registered first, made the probe complex, and the
+    forward's ``rfft2`` failed on it: the probe is the real dtype of the same precision."""
+    class Fourier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.modes = nn.Parameter(torch.randn(2, 6, 4, dtype=dtype))
+            self.conv = nn.Conv2d(2, 2, 3, padding=1).to(dtype.to_real())
+
+        def forward(self, x):
+            spectrum = torch.fft.rfft2(x, norm="ortho") * self.modes
+            return self.conv(torch.fft.irfft2(spectrum, s=x.shape[-2:], norm="ortho"))
+
+    model = Fourier().eval()
+    report = sct.lipschitz_report(model, (2, 6, 6))
+    (row,) = report
+    norm = jacobian_norm(copy.deepcopy(model.conv).double(), (2, 6, 6))
+    assert row["name"] == "conv" and row["lower"] <= norm * (1 + 1e-12) <= row["upper"] * (
+        1 + 2e-12)
 
 
 @pytest.mark.parametrize("seed", range(3))
