@@ -289,12 +289,14 @@ def by_keyword(target, args: list, kwargs: dict, kind: Callable[[torch.fx.Node],
     return ([], dict(normalized.kwargs)) if normalized is not None else (args, kwargs)
 
 
-def linear_call_layer(target, args: list, kwargs: dict, shape: tuple[int, ...]) -> _Layer | None:
-    """The layer of a linear functional call on an input of ``shape`` (without the batch),
-    read in ``torch.fx``'s graph with its constant arguments' values in place: ``F.avg_pool2d``,
-    ``F.adaptive_avg_pool2d``, ``F.interpolate``, ``F.pixel_shuffle``, ``F.unfold``, ...,
-    ``F.pad``, and ``F.linear``, ``F.conv*d`` and ``F.conv_transpose*d`` by a constant weight
-    (a parameter, say); None for another call, or one whose other arguments are computed
+def linear_call_layer(target, args: list, kwargs: dict, shape: tuple[int, ...],
+                      ) -> tuple[nn.Module | None, _Layer] | None:
+    """The module and layer of a linear functional call on an input of ``shape`` (without the
+    batch), read in ``torch.fx``'s graph with its constant arguments' values in place:
+    ``F.avg_pool2d``, ``F.adaptive_avg_pool2d``, ``F.interpolate``, ``F.pixel_shuffle``,
+    ``F.unfold``, ..., ``F.pad`` (no module), and ``F.linear``, ``F.conv*d`` and
+    ``F.conv_transpose*d`` by a constant weight (a parameter, or one ``forward`` computes
+    from its parameters); None for another call, or one whose other arguments are computed
     from the signal (still nodes)."""
     if not (target in _POOL_F or target in _CONV_F or target in (F.interpolate, F.pad,
                                                                    F.linear)):
@@ -309,10 +311,10 @@ def linear_call_layer(target, args: list, kwargs: dict, shape: tuple[int, ...]) 
         mode = constants.get("mode", "constant")
         if mode not in _PAD_F:
             raise TypeError(f"F.pad in mode {mode!r} is not one of {tuple(_PAD_F)}")
-        return _padding("F.pad", shape, constants["pad"], _PAD_F[mode],
-                        float(constants.get("value") or 0.0))
+        return None, _padding("F.pad", shape, constants["pad"], _PAD_F[mode],
+                              float(constants.get("value") or 0.0))
     module = _functional_module(target, constants)
-    return None if module is None else _layer(module.eval(), shape)
+    return None if module is None else (module, _layer(module.eval(), shape))
 
 
 def _functional_module(target, kwargs: dict) -> nn.Module | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -24,7 +25,13 @@ from sparseconv._torch_activations import module_constant
 from sparseconv._torch_calls import MAX_POOL_F, by_keyword, linear_call_layer
 from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_graph_bound import graph_bound
-from sparseconv._torch_graph_rules import Factor, Given, function_name, has_rule
+from sparseconv._torch_graph_rules import (
+    Factor,
+    FunctionalCall,
+    Given,
+    function_name,
+    has_rule,
+)
 from sparseconv._torch_kinds import (
     instance_method_reason,
     is_leaf,
@@ -46,6 +53,7 @@ from sparseconv._torch_probe import (
     restored_buffers,
     version,
 )
+from sparseconv._torch_report_rows import _call_row
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_script_graph import script_graph_module
@@ -162,7 +170,7 @@ def _low_precision(model: nn.Module) -> str:
     overflow beyond 65504) is bounded by no Lipschitz constant, as a cast down to them in the
     graph is refused (:func:`sparseconv._torch_graph_rules._cast`)."""
     dtype = probe_like(model)[0]
-    if dtype is None or dtype.itemsize >= 4:
+    if dtype is None or dtype.itemsize >= (8 if dtype.is_complex else 4):
         return ""
     return (f"the model computes in {dtype}, whose rounding (and float16's overflow beyond "
             "65504) no Lipschitz constant bounds; the rows bound its layers as given (pass "
@@ -210,13 +218,15 @@ def _unknown(modules: list[str]) -> str:
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
                     known: dict[int, float | Given], options: dict, given: Mapping[str, float],
-                    assumed: list[str]) -> tuple[float | None, str]:
+                    assumed: list[str], calls: list[dict]) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
     (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``.
-    A linear function called in ``forward`` (``F.avg_pool2d``, ...) gets its certified norm
-    on the traced shape, with ``spectral_norm``'s ``options`` as the rows; an activation
-    called as a function its known constant or the one ``given`` for its node or function
-    name, each appended to ``assumed``."""
+    A linear function called in ``forward`` (``F.conv2d`` by a weight it computes,
+    ``F.avg_pool2d``, ``x @ W``, ...) gets its certified norm on the traced shape, with
+    ``spectral_norm``'s ``options`` as the rows, and a row of its own appended to ``calls``
+    (:func:`sparseconv._torch_report_rows._call_row`; those the walk reached, where it
+    stops short); an activation called as a function its known constant or the one
+    ``given`` for its node or function name, each appended to ``assumed``."""
     if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one
         rebuilt = script_graph_module(model, [r.name for r in records],
                                       [r.module for r in records], shape)
@@ -249,19 +259,26 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
 
     probe = probe_input(model, shape, batch=2)  # (two samples: one mixed into another shows)
 
-    def functional(target, args: list, kwargs: dict, call_shape: tuple) -> Fraction | str | None:
+    def functional(target, args: list, kwargs: dict, call_shape: tuple,
+                   call: FunctionalCall) -> Fraction | str | None:
         if target in MAX_POOL_F:
             return _functional_max_pool(target, args, kwargs, call_shape)
+        start = time.perf_counter()
         try:
-            layer = linear_call_layer(target, args, kwargs, call_shape)
-            if layer is None:
+            found = linear_call_layer(target, args, kwargs, call_shape)
+            if found is None:
                 return None
-            upper = _layer_norm(layer, **options).upper
+            module, layer = found
+            norm = _layer_norm(layer, label=f"lipschitz_report: call {call.node.name!r}",
+                               **options)
         except MatrixTooLargeError as exc:
             return f"is linear, but its norm's memory is refused: {exc}"
         except (TypeError, ValueError) as exc:  # a mode or a shape the layers do not read
             return f"is linear, but not a call sparseconv.torch reads: {exc}"
-        return Fraction(upper) if math.isfinite(upper) else "has no finite upper bound"
+        if not math.isfinite(norm.upper):
+            return "has no finite upper bound"
+        calls.append(_call_row(call, target, module, layer, norm, time.perf_counter() - start))
+        return Fraction(norm.upper)
 
     exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed)
     return (None, why) if exact is None else (_float_up(exact), "")

@@ -441,7 +441,7 @@ def _signal_refusal(node: torch.fx.Node, module: torch.fx.GraphModule,
 
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 probe: torch.Tensor,
-                functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None,
+                functional: Callable[..., Fraction | str | None] | None = None,
                 *, given: Mapping[str, float] | None = None, assumed: list[str] | None = None,
                 ) -> tuple[Fraction | None, str]:
     """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
@@ -454,9 +454,10 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     the graph (buffers restored) to learn every node's shape and dtype and to see in-place
     changes read afterwards, which are refused, and through the model, whose output the
     graph's must be.
-    ``functional(target, args, kwargs, shape)``: a certified bound on the norm of a linear
-    function's call on an input of ``shape``, None if the call is none it knows, or why a
-    linear call it knows gets none (a string).
+    ``functional(target, args, kwargs, shape, call=...)``: a certified bound on the norm of a
+    linear function's call on an input of ``shape``, None if the call is none it knows, or
+    why a linear call it knows gets none (a string); ``call``, the graph's call it bounds
+    (:class:`~sparseconv._torch_graph_rules.FunctionalCall`: the report's row of it).
     ``given``: the caller's Lipschitz constants of functions called on the signal, by node
     name (``"softplus_1"``), for calls no rule covers (:func:`has_rule`), taken entry by
     entry (a broadcast signal counts its copies). ``assumed``: a list to which each call with

@@ -15,7 +15,7 @@ import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.fx
@@ -46,7 +46,19 @@ from sparseconv._torch_calls import (
 from sparseconv._torch_graph_sizes import _direct_batch, _static_size
 from sparseconv._torch_probe import error_line
 
-__all__ = ["Factor", "function_name", "has_rule"]
+__all__ = ["Factor", "FunctionalCall", "function_name", "has_rule"]
+
+
+class FunctionalCall(NamedTuple):
+    """The graph's call that a linear function's norm bounds (``walk.functional``'s
+    ``call``), for its report row: its ``node``, the ``signal`` node it maps, and ``summed``,
+    the signal entries each of the function's inputs sums first (``torch.einsum``'s labels in
+    no output; 1 for any other call): the call's norm is ``sqrt(summed)`` times the
+    function's, and its matrix has ``summed`` times as many entries per row."""
+
+    node: torch.fx.Node
+    signal: torch.fx.Node
+    summed: int = 1
 
 
 _ADDS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub,
@@ -161,7 +173,8 @@ def _matmul(node: torch.fx.Node, args: Any, kwargs: dict, bound: dict, meta: Cal
         shape = (*shape[:-2], shape[-1], shape[-2])
     if functional is None:
         return "is not a call whose Lipschitz constant is known here"
-    found = functional(F.linear, [], {"input": signal, "weight": weight}, shape)
+    found = functional(F.linear, [], {"input": signal, "weight": weight}, shape,
+                       call=FunctionalCall(node, signal))
     if found is None or isinstance(found, str):
         return found or "is not a call whose Lipschitz constant is known here"
     return found * of(signal)
@@ -199,7 +212,8 @@ def _einsum(node: torch.fx.Node, args: Any, kwargs: dict, walk: _Walk) -> Fracti
         return "is not a call whose Lipschitz constant is known here"
     found = walk.functional(F.conv1d, [], {"input": signal, "weight": split.grouped(constant),
                                            "groups": split.shared},
-                            (split.shared * split.contracted, 1))
+                            (split.shared * split.contracted, 1),
+                            call=FunctionalCall(node, signal, split.summed))
     if found is None or isinstance(found, str):
         return found or "is not a call whose Lipschitz constant is known here"
     return _sqrt_up(Fraction(split.summed)) * found * walk.of(signal)
@@ -318,7 +332,7 @@ class _Walk:
     counter, and a change in place to either would not show in the graph)."""
 
     factors: Callable[[str, int, tuple], Factor]
-    functional: Callable[[Any, list, dict, tuple], Fraction | str | None] | None = None
+    functional: Callable[..., Fraction | str | None] | None = None
     constants: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
     tainted: set = field(default_factory=set)
@@ -706,7 +720,8 @@ def _elementwise(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
                 "does not hold")
     assumed = walk.assumed
     if constant is None and walk.functional is not None and node.op == "call_function":
-        found = walk.functional(target, list(args), kwargs, tuple(walk.meta(source).shape[1:]))
+        found = walk.functional(target, list(args), kwargs, tuple(walk.meta(source).shape[1:]),
+                                call=FunctionalCall(node, source))
         if isinstance(found, str):
             return found
         constant = found

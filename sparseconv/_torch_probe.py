@@ -30,17 +30,18 @@ from sparseconv._torch_script_rebuild import _kind
 
 
 def probe_like(model: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
-    """The dtype and device of the zeros a forward probe runs on: the model's first floating
-    or complex parameter's, else buffer's (a model of buffers alone, a pooling chain in float64
-    say), else PyTorch's defaults; a complex one's real dtype (the maps read here are real: a
-    Fourier layer's complex weights, first, multiply the real signal's transform)."""
-    tensors = (t for t in (*model.parameters(), *model.buffers())
-               if t.is_floating_point() or t.is_complex())
-    first = next(tensors, None)
-    if first is None:
-        parameter = next(model.parameters(), None)
-        return None, None if parameter is None else parameter.device
-    return first.dtype.to_real(), first.device
+    """The dtype and device of the zeros a forward probe runs on: the model's first real
+    floating parameter's, else its first complex one's (a complex network's; a Fourier
+    layer's complex weights registered before its real convolutions' made the probe complex,
+    and the forward's ``rfft2`` failed on it), else the same of its buffers (a model of
+    buffers alone, a pooling chain in float64 say), else PyTorch's defaults."""
+    for tensors in (model.parameters, model.buffers):
+        found = [t for t in tensors() if t.is_floating_point() or t.is_complex()]
+        first = next((t for t in found if t.is_floating_point()), found[0] if found else None)
+        if first is not None:
+            return first.dtype, first.device
+    parameter = next(model.parameters(), None)
+    return None, None if parameter is None else parameter.device
 
 
 def probe_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1,

@@ -222,7 +222,14 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ``Dropout``: norm 1) gets a row:
     shapes, the nnz and memory of its matrix (counted without building it for convolutions),
     the certified interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the
-    exact norm of the same kernel with circular padding beside it, and the time taken.
+    exact norm of the same kernel with circular padding beside it, and the time taken. In
+    the bound over the graph (below), each linear function the forward calls with constant
+    arguments gets a row too, after the modules' (``F.conv2d`` by a weight the forward
+    computes, as a weight-standardised convolution's; ``F.linear``, ``F.avg_pool2d``,
+    ``F.interpolate``, ``F.pad``, ``x @ W``, ``torch.einsum``): named by its torch.fx node,
+    after the module whose forward makes the call (``"c1.conv2d"``; in a TorchScript model
+    the rebuilt graph's node alone, ``"conv2d"``), of type ``"F.conv2d"`` (``"matmul"``,
+    ``"einsum"``); the calls the walk reached, where it stops short of the output.
 
     Activations with a known Lipschitz constant (:mod:`sparseconv._torch_activations`):
     ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``, ``Softsign``, ``CELU``, ``LogSigmoid``,
@@ -388,8 +395,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     elif unknown or not (chain or assume_chain):
         reason = _unknown(unknown) if unknown else _no_chain(model, broken)
         assumed: list[str] = []
+        calls: list[dict] = []  # (the rows of the linear functions its forward calls)
         bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
-                                     functions, assumed)
+                                     functions, assumed, calls)
+        rows.extend(calls)
         if bound is not None:
             reason = ""
             activations.extend(assumed)

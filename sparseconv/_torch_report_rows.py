@@ -22,6 +22,7 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._parallel import naming
+from sparseconv._rounding import down, up
 from sparseconv._shapes import unpadded_transpose_sizes
 from sparseconv._spectral_norms import (
     _norm_and_circular_task,
@@ -31,6 +32,7 @@ from sparseconv._spectral_norms import (
     warn_missed,
 )
 from sparseconv._torch_fold import _fold
+from sparseconv._torch_graph_rules import FunctionalCall, function_name
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
@@ -174,6 +176,34 @@ def _finished_row(row: dict, layer: _Layer, bound: sc.SpectralNorm, circular: fl
     """``row`` with its interval, circular norm and time."""
     return dict(row, lower=float(bound.lower), upper=float(bound.upper), method=bound.method,
                 converged=bool(bound.converged), circular=circular, seconds=seconds)
+
+
+def _call_row(call: FunctionalCall, target: Any, module: nn.Module | None, layer: _Layer,
+              bound: sc.SpectralNorm, seconds: float) -> dict:
+    """The row of a linear function the forward calls, bounded over its graph by ``layer``'s
+    norm (``module``'s; none for ``F.pad``): named by the call's torch.fx node, after the
+    qualified name of the module whose forward makes it (``c1.conv2d``, the ``F.conv2d`` of
+    a weight-standardised convolution ``c1``); of type ``F.conv2d`` (``matmul``, ``einsum``
+    for those, which ``layer`` bounds as ``F.linear`` and a grouped 1x1 ``F.conv1d``); its
+    shapes the call's, its interval the layer's times ``sqrt(call.summed)``, rounded
+    outward."""
+    node, signal, summed = call
+    stack = node.meta.get("nn_module_stack") or {}
+    path = next(reversed(stack.values()))[0] if stack else ""
+    function = node.target is target
+    shapes = [tuple(n.meta["tensor_meta"].shape[1:]) for n in (signal, node)]
+    calls = math.prod(shapes[1]) // math.prod(layer.output_shape) * summed
+    nnz = (_nnz(module, layer) if module is not None else int(layer.build("csr").nnz)) * calls
+    scale = math.sqrt(summed)
+    circular = (_circular_norm(layer, module) if function and module is not None else None)
+    return dict(name=f"{path}.{node.name}" if path else node.name,
+                type=f"F.{target.__name__}" if function else function_name(node.target),
+                input_shape=shapes[0], output_shape=shapes[1], nnz=nnz,
+                memory=_csr_bytes(nnz, math.prod(shapes[1]), math.prod(shapes[0])),
+                lower=bound.lower if summed == 1 else down(bound.lower * scale),
+                upper=bound.upper if summed == 1 else up(bound.upper * scale),
+                method=bound.method, converged=bool(bound.converged), circular=circular,
+                seconds=seconds)
 
 
 def _row_label(record: TraceRecord, batchnorm: TraceRecord | None) -> str:

@@ -367,9 +367,13 @@ def test_the_reviews_counterexamples_are_refused_or_bounded():
     model = nn.Sequential(MyConv(1, 1, 3, padding=1)).double().eval()
     report = sct.lipschitz_report(model, (1, 6, 6))
     # no row reads it as a Conv2d; over the graph its forward's calls are read, F.conv2d and
-    # the product by 5 (before, F.conv2d's tuple arguments went unread and gave no bound)
-    assert not report.rows and report.over_graph
-    assert jacobian_norm(model, (1, 6, 6)) <= report.network_upper * (1 + 1e-12)
+    # the product by 5 (before, F.conv2d's tuple arguments went unread and gave no bound),
+    # F.conv2d's the one row
+    (row,) = report.rows
+    assert (row["name"], row["type"]) == ("0.conv2d", "F.conv2d") and report.over_graph
+    norm = jacobian_norm(model, (1, 6, 6))
+    assert row["lower"] <= norm / 5 * (1 + 1e-12) and norm / 5 <= row["upper"] * (1 + 1e-12)
+    assert norm <= report.network_upper * (1 + 1e-12)
     # bounds far below float's range: the square root in integers, not a float loop
     class Tiny(nn.Module):
         def __init__(self):
@@ -557,8 +561,9 @@ def test_a_second_reviews_counterexamples_get_no_bound():
         model = nn.Sequential(layer).double().eval()
         report = sct.lipschitz_report(model, (1, 5, 5))
         # no bound (the parametrized one, a torch.fx leaf), or the bound over the graph of
-        # its forward's own calls, F.conv2d times 100: never the plain Conv2d's
-        assert report.network_upper is None or (report.over_graph and not report.rows and (
+        # its forward's own calls, F.conv2d (its row) times 100: never the plain Conv2d's
+        assert report.network_upper is None or (report.over_graph and [
+            row["type"] for row in report] == ["F.conv2d"] and (
             jacobian_norm(model, (1, 5, 5)) <= report.network_upper * (1 + 1e-12)))
     # an activation subclass, and a Sequential subclass, are not torch's classes
     class Loud(nn.ReLU):
@@ -870,7 +875,8 @@ def test_a_model_without_submodules_is_its_forward_not_a_layer():
 
     report = sct.lipschitz_report(Pooled().eval(), (2, 4, 4))
     assert report.network_upper == pytest.approx(0.5) and report.network_upper >= 0.5
-    assert list(report) == [] and sct.trace(Pooled().eval(), (2, 4, 4)) == []
+    assert [row["name"] for row in report] == ["avg_pool2d"]  # (its function's row)
+    assert sct.trace(Pooled().eval(), (2, 4, 4)) == []
     assert sct.lipschitz_report(Scaled().eval(), (2, 4, 4)).network_upper >= 3
     assert [r.name for r in sct.trace(nn.Conv2d(2, 2, 3).eval(), (2, 5, 5))] == [""]
 

@@ -1502,6 +1502,70 @@ def test_a_model_whose_first_parameter_is_complex_runs_on_a_real_probe(dtype):
         1 + 2e-12)
 
 
+class _StandardizedConv(nn.Conv2d):
+    """BiT's weight-standardised convolution: ``F.conv2d`` by a weight its forward computes."""
+
+    def forward(self, x):
+        w = self.weight
+        w = (w - w.mean(dim=(1, 2, 3), keepdim=True)) / w.std(dim=(1, 2, 3), keepdim=True)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+class _Calls(nn.Module):
+    """Linear functions called in ``forward``, each one a row, with the map of the call."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = _StandardizedConv(2, 3, 3, stride=2, padding=1)
+        self.right = nn.Parameter(torch.randn(4, 5))
+        self.left = nn.Parameter(torch.randn(3, 4))
+        self.mix = nn.Parameter(torch.randn(2, 3))
+        self.head = nn.Parameter(torch.randn(4, 2 * 5))
+
+    def calls(self) -> dict:
+        """Each call's name, type, input shape and map of one sample's batch."""
+        return {
+            "c1.conv2d": ("F.conv2d", (2, 8, 8), self.c1),
+            "avg_pool2d": ("F.avg_pool2d", (3, 4, 4),
+                           lambda v: F.avg_pool2d(v, 3, 1, padding=1, count_include_pad=False)),
+            "matmul": ("matmul", (3, 4, 4), lambda v: v @ self.right),
+            "matmul_1": ("matmul", (3, 4, 5), lambda v: self.left @ v),
+            "einsum": ("einsum", (3, 3, 5), lambda v: torch.einsum("bchw,dc->bdw", v, self.mix)),
+            "linear": ("F.linear", (2 * 5,), lambda v: F.linear(v, self.head)),
+        }
+
+    def forward(self, x):
+        y = F.avg_pool2d(torch.relu(self.c1(x)), 3, 1, padding=1, count_include_pad=False)
+        y = self.left @ (y @ self.right)
+        y = torch.einsum("bchw,dc->bdw", y, self.mix)  # (h summed: 3 entries each)
+        return F.linear(torch.tanh(y).flatten(1), self.head)
+
+
+def test_linear_functions_called_in_forward_get_rows():
+    """A weight-standardised convolution, a pooling, products by constant matrices on both
+    sides, an einsum that sums a label and F.linear: each call a row after the modules', its
+    shapes, nnz and certified interval those of its own Jacobian (a new user saw no row for
+    the standardised convolution, whose norm the network bound had)."""
+    torch.manual_seed(7)
+    model = _Calls().double().eval()
+    report = sct.lipschitz_report(model, (2, 8, 8))
+    assert report.network_upper is not None
+    rows = {row["name"]: row for row in report}
+    assert list(rows) == list(model.calls())
+    for name, (kind, shape, call) in model.calls().items():
+        with torch.no_grad():
+            out = call(torch.zeros((1, *shape), dtype=F64))
+        j = jacobian_matrix(call, shape, torch.randn((1, *shape), dtype=F64))
+        norm = np.linalg.norm(j, 2)
+        row = rows[name]
+        assert (row["type"], row["input_shape"], row["output_shape"]) == (
+            kind, shape, tuple(out.shape[1:])), name
+        assert row["nnz"] == np.count_nonzero(j), name
+        assert row["lower"] <= norm * (1 + 1e-12) and norm <= row["upper"] * (1 + 1e-12), name
+        assert row["upper"] - row["lower"] <= 1e-6 * norm, name
+        assert (row["circular"] is None) == (kind != "F.conv2d"), name
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_rows_hold_integer_layers_norms_in_exact_arithmetic(seed):
     """Each row's certified interval against its module's own Jacobian (autograd, integers

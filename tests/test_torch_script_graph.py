@@ -791,7 +791,10 @@ def test_torchvisions_blocks_get_the_eager_bound(block, how, tmp_path):
     report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
     assert report.over_graph, report.reason
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
-    assert [row["name"] for row in report] == [row["name"] for row in eager]
+    # (a function's row is named by its node; the eager one after its module, which a
+    # TorchScript graph does not keep: U-Net's "pad" in "ups.0.pad")
+    assert [row["name"] if row["type"][:2] != "F." else row["name"].rpartition(".")[2]
+            for row in eager] == [row["name"] for row in report]
     assert report.network_upper >= _networks.largest_ratio(model, shape)
 
 
