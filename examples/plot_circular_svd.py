@@ -36,12 +36,15 @@ values = {
 fig, axes = plt.subplots(1, 2, num="clip_singular_values.png", figsize=(7.0, 3.6),
                          layout="constrained")
 spectrum(values, axes[0])
+axes[0].legend(loc="upper right")  # (off the curves, which start at the top left)
 axes[0].axhline(c, color="0.5", lw=0.8, ls=":")
 axes[0].set_title(f"8 -> 8, 3x3 on 16x16: all {svd.S.size} singular values")
 # Right: the largest singular value at each frequency of the clipped 3x3 layer, brought down
 # to about ``c`` where the original exceeded it (the alternating projection keeps the 3x3
 # support at the price of an approximate norm: a little above ``c`` at some frequencies).
 gain = sc.frequency_map(small, shape[1:])
-frequency_heatmap(gain, axes[1])  # with its labelled colorbar
+# with its labelled colorbar, from 0: a scale of the map's own range would draw a few
+# percent of variation as full-range structure
+frequency_heatmap(gain, axes[1], vmin=0.0)
 axes[1].set_title("clipped 3x3 layer: largest singular value per frequency")
 print(f"c = {c:.3f}; the clipped 3x3 layer's largest gain {gain.max():.3f}")

@@ -111,11 +111,16 @@ def _figure(args, default: tuple[float, float]):
 
 
 def _title(text: str, fig) -> str:
-    """``text`` wrapped to the figure's width at 8 pt."""
-    import textwrap
-
-    return textwrap.fill(text, width=max(30, int(fig.get_figwidth() * 15)),
-                         break_long_words=False, break_on_hyphens=False)
+    """``text`` wrapped to the figure's width at 8 pt, between its comma-separated items."""
+    width = max(30, int(fig.get_figwidth() * 15))
+    lines = [""]  # broken after a comma only (a new user's trial: "padding\n1x1")
+    for item in text.split(", "):
+        if lines[-1] and len(lines[-1]) + 2 + len(item) > width:
+            lines[-1] += ","
+            lines.append(item)
+        else:
+            lines[-1] += (", " if lines[-1] else "") + item
+    return "\n".join(lines)
 
 
 def _spy(layer: _Layer, args) -> None:
@@ -126,6 +131,19 @@ def _spy(layer: _Layer, args) -> None:
     from .plot._figure import COLUMN_WIDTH, STYLE
 
     A: Any = layer.geometry
+    if args.values:  # its size refused before the matrix is built (a new user's trial: 5 s)
+        from .plot._spy import _channels, check_values_window
+
+        rows, cols = A.shape
+        window = check_values_window((cols, rows) if layer.transposed else (rows, cols),
+                                     _channels(A, layer.transposed), args.max_bins, args.zoom)
+        pixels = int((args.figsize or (COLUMN_WIDTH,))[0] * (args.dpi or 300) * 0.75)
+        if max(window) > pixels and not args.raw:  # (a new user's trial: 6,272 entries a
+            # side in about 620 pixels drew a white square)
+            print(f"spy: {window[0]} x {window[1]} entries in a picture about {pixels} pixels "
+                  "wide: an entry smaller than a pixel fades into the white around it "
+                  "(--zoom fewer channel blocks, or --raw: one pixel per entry)",
+                  file=sys.stderr)
     if layer.transposed:  # drawn from its geometry as well, no matrix formed
         from ._matrices import conv_transpose_matrix
         from ._operators import ConvTransposeOperator
@@ -183,10 +201,12 @@ def _outward(value: float, rounding: str, digits: int = 10) -> str:
     return "0" if rounded == 0 else str(rounded)
 
 
-def _top_singular_values(layer: _Layer, k: int = 32,
-                         estimate: bool = True) -> tuple[np.ndarray, str]:
+def _top_singular_values(layer: _Layer, k: int = 32, estimate: bool = True,
+                         bar: Any = lambda: (None, lambda: None)) -> tuple[np.ndarray, str]:
     """All singular values where an exact method applies, else ARPACK's ``k`` largest, or
-    none if not ``estimate``."""
+    none if not ``estimate``; ``bar()``, a progress bar (:func:`_stage_bar`) the ARPACK run
+    counts its products on (a new user's trial: 80 s without a sign, for a figure whose
+    bound took 8 s)."""
     import scipy.sparse.linalg as spla
 
     from ._operators import ConvOperator
@@ -210,7 +230,24 @@ def _top_singular_values(layer: _Layer, k: int = 32,
     check_memory(8 * (max(2 * k + 1, 20) + 6) * max(A.shape),
                  f"ARPACK's workspace for the {k} largest singular values")
     v0 = np.random.default_rng(0).standard_normal(min(A.shape))
-    top = spla.svds(A, k=k, return_singular_vectors=False, v0=v0)
+    progress, close = bar()
+    counted: Any = A
+    if progress is not None:
+        products = [0]
+
+        def count(apply: Any) -> Any:
+            def counted_apply(v: np.ndarray) -> np.ndarray:
+                products[0] += 1
+                progress(products[0], None)
+                return apply(v)
+            return counted_apply
+
+        counted = spla.LinearOperator(A.shape, matvec=count(A.matvec),
+                                      rmatvec=count(A.rmatvec), dtype=A.dtype)
+    try:
+        top = spla.svds(counted, k=k, return_singular_vectors=False, v0=v0)
+    finally:
+        close()
     return np.sort(top)[::-1], f"the {k} largest, by ARPACK"
 
 
@@ -232,7 +269,10 @@ def _spectrum(layer: _Layer, args) -> None:
     # --upper promises a fast bound: no ARPACK run for the plot, which on a large layer takes
     # far longer than the bound (a new user's trial: 64->64 on 64x64 ran out of two minutes)
     drawn = args.output is not None  # (a trial: the interval alone needed a figure file)
-    values, how = _top_singular_values(layer, estimate=not args.upper) if drawn else (None, "")
+    values, how = _top_singular_values(
+        layer, estimate=not args.upper,
+        bar=lambda: _stage_bar(args, "ARPACK's 32 largest singular values, for the figure"),
+    ) if drawn else (None, "")
     # --exact where it applies; non-periodic circular padding keeps the default route
     progress, close = _stage_bar(args, "spectral_norm")
     try:
@@ -293,6 +333,13 @@ def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm) -> b
     skipped = show_map and args.upper and (
         math.prod(g.output_size) * g.groups * m * n * min(m, n) > DENSE_FLOPS)
     show_map = show_map and not skipped
+    if show_map and args.figsize is not None and args.figsize[0] < 1.5 * COLUMN_WIDTH:
+        # (a new user's trial: at --figsize 3.5,2.5, a paper's column, the two panels' titles
+        # ran off the figure and their tick labels collided): the singular values alone
+        show_map = False
+        print(f"spectrum: no frequency map in a figure {args.figsize[0]:g} in wide: the "
+              f"singular values alone (--figsize {2 * COLUMN_WIDTH:g},3 draws the map beside "
+              "them)", file=sys.stderr)
     with matplotlib.rc_context(STYLE):
         fig = _figure(args, (2 * COLUMN_WIDTH if show_map else COLUMN_WIDTH, 3.0))
         axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
@@ -324,7 +371,7 @@ def _stage_bar(args, what: str) -> tuple[Any, Any]:
         return None, lambda: None
     bar = tqdm(total=None, desc=what, unit="step", file=sys.stderr)
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int | None) -> None:
         bar.total = total
         bar.update(done - bar.n)
 

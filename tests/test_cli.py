@@ -142,6 +142,72 @@ def test_spy_raw_pixels_are_the_pattern_and_figure_is_drawn(tmp_path):
     assert matplotlib.image.imread(tmp_path / "window.png").shape[:2] == (300, 144)  # 100x144
 
 
+def test_spy_values_too_wide_is_refused_before_the_matrix_is_built(tmp_path, capsys,
+                                                                   monkeypatch, memory_limit):
+    """A new user's trial: ``spy --values`` of a 200,704-row layer built its matrix for 5 s
+    before refusing it, then advised a ``--max-bins`` whose image needed 300 GiB: refused
+    from the geometry (no matrix built), advising ``--max-bins`` only where memory holds the
+    image."""
+    from sparseconv import _matrices
+
+    def built(*args, **kwargs):
+        raise AssertionError("the matrix was built")
+
+    monkeypatch.setattr(_matrices, "conv_matrix", built)
+    monkeypatch.setattr(_matrices, "conv_transpose_matrix", built)
+    memory_limit("1G")
+    big = ["--in-shape", "64,56,56", "--out-channels", "64", "--kernel-size", "3"]
+    line = _main_fails(["spy", "-o", tmp_path / "v.png", "--values", *big, "--padding", "1"],
+                       capsys)
+    assert line.endswith("error: --values draws one pixel per entry: the 200704 x 200704 "
+                         "matrix exceeds --max-bins 512; pass --zoom fewer channel blocks"), line
+    line = _main_fails(["spy", "-o", tmp_path / "v.png", "--values", *big, "--padding", "1",
+                        "--zoom", "0:2,0:2"], capsys)
+    assert line.endswith("the 6272 x 6272 window exceeds --max-bins 512; pass --max-bins 6272, "
+                         "or --zoom fewer channel blocks"), line
+    line = _main_fails(["spy", "-o", tmp_path / "v.png", "--values", "--transposed",
+                        "--in-shape", "8,28,28", "--out-channels", "4", "--kernel-size", "3",
+                        "--stride", "2", "--padding", "1", "--output-padding", "1"], capsys)
+    assert "the 12544 x 6272 matrix exceeds --max-bins 512; pass --max-bins 12544" in line, line
+    assert not (tmp_path / "v.png").exists()
+    # (its advice followed: 6,272 entries a side in about 620 pixels drew a white square)
+    monkeypatch.undo()
+    from sparseconv.cli import main
+
+    for size, faded in (("32", True), ("16", False)):
+        assert main(["spy", "-o", str(tmp_path / "v.png"), "--values", "--in-shape",
+                     f"4,{size},{size}", "--out-channels", "4", "--kernel-size", "3",
+                     "--zoom", "0:1,0:1", "--max-bins", "1024"]) in (0, None)
+        err = capsys.readouterr().err
+        assert ("900 x 1024 entries in a picture about 787 pixels wide" in err) == faded, err
+
+
+def test_figures_a_column_wide_and_titles_broken_between_items(tmp_path, capsys, monkeypatch):
+    """A new user's trial: ``spectrum --figsize 3.5,2.5`` (a paper's column) drew both panels,
+    their titles off the figure, and titles broke inside "padding 1x1": one panel, said so,
+    and titles broken after a comma only."""
+    from sparseconv import _cli_commands
+    from sparseconv.cli import main
+
+    figures = []
+    monkeypatch.setattr(_cli_commands, "_savefig", lambda fig, *args: figures.append(fig))
+    layer = ["--in-shape", "3,16,16", "--out-channels", "8", "--kernel-size", "3",
+             "--padding", "1"]
+    for size, panels in (("3.5,2.5", 1), ("7,3", 2)):
+        assert main(["spectrum", "-o", str(tmp_path / "s.png"), "--figsize", size,
+                     *layer]) in (0, None)
+        err = capsys.readouterr().err
+        assert len(figures[-1].axes) == panels + (panels == 2)  # (the map's colorbar)
+        assert ("no frequency map in a figure 3.5 in wide" in err) == (panels == 1), err
+    for figure in figures:
+        for line in figure._suptitle.get_text().splitlines()[:-1]:
+            assert line.endswith(","), figure._suptitle.get_text()
+    assert main(["spy", "-o", str(tmp_path / "p.png"), "--figsize", "2,2", *layer]) in (0, None)
+    title = figures[-1].axes[0].get_title()
+    assert len(title.splitlines()) > 2 and all(
+        line.endswith(",") for line in title.splitlines()[:-1]), title
+
+
 def test_spy_raw_refuses_a_figsize_it_would_ignore(tmp_path, capsys):
     """(A new user's trial: ``--raw --figsize 2,2`` wrote the raster, the size ignored.)"""
     line = _main_fails(["spy", "-o", tmp_path / "raw.png", "--raw", "--figsize", "2,2",

@@ -203,7 +203,7 @@ def test_save_raster_png_pixels_are_the_pattern(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Receptive fields and the animation's maps.
 # ---------------------------------------------------------------------------------------------
-def test_receptive_field_plot_and_errors():
+def test_receptive_field_plot_and_errors(tmp_path):
     g = ConvGeometry.from_weight((1, 1, 3, 3), (1, 17, 17), padding=1)
     dilated = [ConvGeometry.from_weight((1, 1, 3, 3), (1, 17, 17), padding=d, dilation=d)
                for d in (1, 2, 4)]
@@ -211,7 +211,14 @@ def test_receptive_field_plot_and_errors():
     image = plot.receptive_field_heatmap(dilated, axes()).get_array()
     assert int((image > 0).sum()) == 225 and int(image.max()) == 9
     one_d = ConvGeometry.from_weight((1, 1, 3), (1, 5), padding=1)
-    assert plot.receptive_field_heatmap([one_d, one_d], axes()).get_array().shape == (1, 5)
+    line = plot.receptive_field_heatmap([one_d, one_d], axes())
+    assert line.get_array().shape == (1, 5)
+    # (a new user's trial: ten y tick labels piled on the one row, the colorbar squeezed to
+    # its height): no row axis, the colorbar under it, horizontal
+    assert not line.axes.get_yticks().size and line.axes.get_ylabel() == ""
+    assert line.colorbar.orientation == "horizontal"
+    made = plot.receptive_field_heatmap([one_d, one_d], fname=tmp_path / "line.png")
+    assert made.axes.figure.get_size_inches().tolist() == [3.5, 1.4]  # (a short figure)
     with pytest.raises(ValueError, match="reads spatial size"):
         receptive_field_paths([g, ConvGeometry.from_weight((1, 1, 3, 3), (1, 9, 9))])
     with pytest.raises(ValueError, match="position"):
@@ -281,6 +288,13 @@ def test_cli_top_singular_values_fall_back_to_arpack(monkeypatch):
     top, how = _cli_commands._top_singular_values(_Layer(w, (2, 9, 9), layer, geometry), k=5)
     assert "ARPACK" in how
     np.testing.assert_allclose(top, dense[:5], rtol=1e-8)
+    # its products counted on a progress bar (a new user's trial: 80 s without a sign)
+    counts, closed = [], []
+    again, _ = _cli_commands._top_singular_values(
+        _Layer(w, (2, 9, 9), layer, geometry), k=5,
+        bar=lambda: (lambda done, total: counts.append(done), lambda: closed.append(1)))
+    np.testing.assert_array_equal(again, top)
+    assert counts == list(range(1, len(counts) + 1)) and len(counts) > 5 and closed == [1]
 
 
 def test_spectrum_of_an_interval_alone():
@@ -289,6 +303,11 @@ def test_spectrum_of_an_interval_alone():
     ax = axes()
     assert plot.spectrum([], ax, interval=(1.0, 1.5)) == []
     assert ax.get_legend().get_texts()[-1].get_text().startswith("certified")
+    # (a new user's trial: x ticks of -0.04..0.04 under a band with no legend entry, the
+    # legend on the error bar): the band is the legend's entry, over no index axis, above it
+    (band,) = ax.get_legend().legend_handles
+    assert ax.get_xticks().size == 0 and ax.get_ylim()[0] == 0
+    assert band.get_facecolor()[:3] == pytest.approx((0.875,) * 3)
     with pytest.raises(ValueError, match="at least one singular value"):
         plot.spectrum([], axes())
     # (a review: an empty mapping drew empty axes)
@@ -486,6 +505,19 @@ def test_spectrum_draws_the_certified_interval_rounded_outward(tmp_path, caplog)
     text = ax.get_legend().get_texts()[-1].get_text()
     low, high = (float(v) for v in text[text.index("[") + 1:text.index("]")].split(","))
     assert low <= norm.lower <= s.max() <= norm.upper <= high and high - low < 1e-4 * high
+    # as many digits as show the width (a new user's trial read [1.88386, 1.88387], six
+    # digits, for an interval 9e-11 wide), up to ten
+    for lower, upper, digits in [(1.883863904601696, 1.883863904687749, 10),
+                                 (1.0, 1.0 + 3e-8, 10), (1.0, 1.0 + 3e-6, 8), (1.0, 2.0, 6),
+                                 (0.25, 0.25, 10), (0.0, 0.0, 6)]:
+        other = axes()
+        plot.spectrum([upper], other, interval=(lower, upper))
+        text = other.get_legend().get_texts()[-1].get_text()
+        ends = text[text.index("[") + 1:text.index("]")].split(", ")
+        low, high = (float(v) for v in ends)
+        assert low <= lower <= upper <= high, (lower, upper, ends)
+        assert max(len(e.replace(".", "").lstrip("0")) for e in ends) <= digits, ends
+        assert high - low <= max(upper - lower, 1e-9 * upper) * 20, (lower, upper, ends)
     (bar,) = [c for c in ax.collections if len(c.get_segments()) == 1]
     np.testing.assert_allclose(bar.get_segments()[0][:, 1], [norm.lower, norm.upper])
     out = tmp_path / "s.svg"
@@ -894,6 +926,32 @@ def test_spy_values_of_a_complex_matrix_draws_the_moduli():
     stored = dense != 0
     np.testing.assert_allclose(drawn[stored], np.abs(dense[stored]), rtol=1e-15)
     assert np.isnan(drawn[~stored]).all()
+
+
+def test_spy_draws_every_stored_entry_and_every_nonempty_bin_off_white():
+    """A new user's trial: signed values on RdBu_r (white at 0) hid a kernel's small taps,
+    and on Blues a bin of 166 entries beside bins of 6,640 drew as white: every stored
+    entry, and every bin holding one, is drawn darker than the white of the others."""
+    from matplotlib.figure import Figure
+
+    from sparseconv.plot import spy
+
+    def darkest(image, where):  # each pixel's darkest channel, where `where`
+        rgba = image.cmap(image.norm(np.ma.masked_invalid(image.get_array())))
+        return rgba[..., :3].min(axis=-1)[where]
+
+    w = np.array([[[1e-3, -1.0, 2.0, -1e-3, 0.5]], [[3.0, 1e-4, 0.0, 0.0, 0.0]]])
+    A = sc.conv_matrix(w, (1, 9), padding=2)
+    image = spy(A, Figure().subplots(), values=True)
+    stored = np.zeros(A.shape, bool)
+    stored[sp.coo_array(A).coords] = True
+    assert darkest(image, stored).max() < 0.9 and (darkest(image, ~stored) == 1).all()
+    dense = np.zeros((64, 64))
+    dense[:32, :32], dense[40, 50] = 1.0, 1.0  # (bins of 256 entries, and one of 1)
+    image = spy(sp.csr_array(dense), Figure().subplots(), max_bins=4)
+    counts = np.asarray(image.get_array())
+    assert sorted(set(counts.ravel().tolist())) == [0, 1, 256]
+    assert darkest(image, counts > 0).max() < 0.9 and (darkest(image, counts == 0) == 1).all()
 
 
 def test_spy_values_of_signed_entries_use_a_symmetric_color_scale():

@@ -22,11 +22,13 @@ from .._receptive_field import receptive_field_paths
 from .._typing import ArrayLike
 from .._validation import as_bool, is_int
 from ._figure import (
+    COLUMN_WIDTH,
     check_cmap,
     check_flag,
     check_keywords,
     check_output,
     drawing,
+    interval_digits,
     nice_step,
     round_outward,
 )
@@ -76,7 +78,9 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     interval : (float, float) or SpectralNorm, optional
         A certified interval ``[lower, upper]`` for the largest singular value (for instance
         :func:`sparseconv.spectral_norm`'s result): drawn as a band with an error bar at the
-        first index, its ends printed rounded outward to 6 digits in the legend.
+        first index, its ends printed rounded outward in the legend, to as many digits (6 to
+        10) as show its width; given alone (no values), the band, labelled, with no index
+        axis.
     fname, dpi, figsize, format
         Save to a file, as for :func:`spy`.
     **kwargs
@@ -146,12 +150,23 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
         if band is not None:
             lower, upper = band
             # on two lines: on one, it spanned a small axes, and the legend, which has no
-            # frame, found no place off the curve (a new user's trial)
-            text = (f"certified ||A||$_2$ in\n[{round_outward(lower, ROUND_FLOOR, 6)}, "
-                    f"{round_outward(upper, ROUND_CEILING, 6)}]")
+            # frame, found no place off the curve (a new user's trial); as many digits as
+            # show the width (interval_digits)
+            digits = interval_digits(lower, upper)
+            text = (f"certified ||A||$_2$ in\n[{round_outward(lower, ROUND_FLOOR, digits)}, "
+                    f"{round_outward(upper, ROUND_CEILING, digits)}]")
             # opaque: 25% of mid-grey over white (PostScript has no transparency, and warned)
+            if not lines:  # the interval alone (a trial: x ticks of -0.04..0.04 under an
+                # unlabelled band, the legend on the error bar): the band, labelled, above
+                # the legend, over no index
+                ax.axhspan(lower, upper, color="0.875", linewidth=0, label=text)
+                ax.set_ylim(0, upper * 1.1 if upper > 0 else 1.0)
+                ax.set_xticks([])
+                ax.set_ylabel("spectral norm $||A||_2$")
+                ax.legend(loc="lower center")
+                return lines
             ax.axhspan(lower, upper, color="0.875", linewidth=0)
-            x0 = float(np.asarray(lines[0].get_xdata())[0]) if lines else 0.0
+            x0 = float(np.asarray(lines[0].get_xdata())[0])
             ax.errorbar([x0], [(lower + upper) / 2], yerr=[[(upper - lower) / 2]] * 2,
                         fmt="none", ecolor="k", capsize=3, linewidth=0.8, label=text)
         ax.set_xlabel("index / number of singular values" if fraction
@@ -333,14 +348,24 @@ def receptive_field_heatmap(
                  norm=BoundaryNorm(np.linspace(0.5, top + 0.5, levels + 1), levels),
                  interpolation="nearest")
     style.update(kwargs)
-    with drawing(ax, fname, dpi, figsize, format) as ax:
+    line = counts.ndim == 1  # one row: no row axis, the colorbar under it, a short figure
+    # (a new user's trial: ten tick labels piled on the one row, a colorbar squeezed to its
+    # height, 70% of the figure empty)
+    with drawing(ax, fname, dpi, figsize, format,
+                 default=(COLUMN_WIDTH, 1.4) if line else None) as ax:
         artist = ax.imshow(image, **style)
         _pixel_grid(ax, image.shape)
-        ax.set_xlabel("input column")
-        ax.set_ylabel("input row")
+        if line:
+            ax.set_yticks([])
+            ax.set_yticks([], minor=True)
+        else:
+            ax.set_ylabel("input row")
+        ax.set_xlabel("input position" if line else "input column")
         if colorbar or (colorbar is None and top > 1):
-            bar = ax.figure.colorbar(artist, ax=ax, shrink=0.85, ticks=path_ticks(top),
-                                     label="paths to the output unit")
+            bar = ax.figure.colorbar(artist, ax=ax, ticks=path_ticks(top),
+                                     label="paths to the output unit",
+                                     **(dict(location="bottom", aspect=40) if line else
+                                        dict(shrink=0.85)))
             bar.minorticks_off()
     return artist
 

@@ -183,12 +183,14 @@ def stable_save(save: Callable[[Any, str], Any], fname, fmt: str) -> None:
 
 
 @contextlib.contextmanager
-def drawing(ax, fname, dpi, figsize, format) -> Iterator[Axes]:
+def drawing(ax, fname, dpi, figsize, format,
+            default: tuple[float, float] | None = None) -> Iterator[Axes]:
     """The axes to draw on; on exit, the figure saved to ``fname`` when given.
 
     ``ax`` given: drawn there (its figure saved). Else a new figure in :data:`STYLE` when
     ``fname`` or ``figsize`` is given (without pyplot when there is a file to write; laid out
-    "compressed", matplotlib's layout for axes of a fixed aspect), else pyplot's current axes.
+    "compressed", matplotlib's layout for axes of a fixed aspect; of size ``default``, or
+    :data:`_DEFAULT_FIGSIZE`, where no ``figsize`` is given), else pyplot's current axes.
     """
     fmt, dpi, figsize = check_output(fname, dpi, figsize, format, ax=ax)
     with contextlib.ExitStack() as stack:
@@ -211,7 +213,8 @@ def drawing(ax, fname, dpi, figsize, format) -> Iterator[Axes]:
             else:
                 from matplotlib.figure import Figure
 
-                ax = Figure(figsize=figsize or _DEFAULT_FIGSIZE, layout="compressed").add_subplot()
+                ax = Figure(figsize=figsize or default or _DEFAULT_FIGSIZE,
+                            layout="compressed").add_subplot()
         try:
             yield ax
         except BaseException:  # (a review: a failing call left its pyplot figure open)
@@ -244,6 +247,23 @@ def round_outward(value: float, rounding: str, digits: int) -> str:
 
     rounded = decimal_outward(value, rounding, digits)
     return "0" if rounded == 0 else f"{rounded:g}"
+
+
+def interval_digits(lower: float, upper: float, least: int = 6, most: int = 10) -> int:
+    """The significant digits that show the width of ``[lower, upper]``: its ends printed
+    differ in their last two digits or so (at least ``least``, at most ``most``; a new user's
+    trial read ``[1.88386, 1.88387]``, six digits, as the certificate of an interval 9e-11
+    wide).
+
+    Examples
+    --------
+    >>> interval_digits(1.883863904601696, 1.883863904687749), interval_digits(1.0, 2.0)
+    (10, 6)
+    """
+    width = upper - lower
+    if not upper > 0 or not width > 0:
+        return most if upper > 0 else least
+    return max(least, min(most, math.ceil(math.log10(upper / width)) + 1))
 
 
 def check_flag(value, name: str) -> bool | None:
