@@ -177,13 +177,17 @@ def _low_precision(model: nn.Module) -> str:
             "model.float() for the network bound of the same layers in float32)")
 
 
-def _mixes_samples(model: nn.Module, shape: tuple[int, ...]) -> str:
-    """Why the product of a chain's bounds is no bound of the map of one sample, or ``""``:
-    a forward whose output for one sample changes with another sample of its batch (a hunt:
-    ``nn.Flatten(0, 2)`` and ``nn.Unflatten`` folding the batch axis into a spatial one, a
-    circular convolution over it: bound 2.0, the map of a batch of two 3.0), seen on a
-    seeded batch of two against each sample alone; the bound over the graph refuses such
-    reshapes node by node."""
+def _mixes_samples(model: nn.Module, shape: tuple[int, ...],
+                   bound: str = "the product of the layers' bounds") -> str:
+    """Why ``bound`` (the product of a chain's bounds, or the bound over the graph) is no
+    bound of the map of one sample, or ``""``: a forward whose output for one sample changes
+    with another sample of its batch (a hunt: ``nn.Flatten(0, 2)`` and ``nn.Unflatten``
+    folding the batch axis into a spatial one, a circular convolution over it: bound 2.0,
+    the map of a batch of two 3.0), seen on a seeded batch of two against each sample alone.
+    The bound over the graph refuses such reshapes node by node, but takes a constant given
+    for a call or module as given (a new user's trial: ``F.batch_norm(x, None, None,
+    training=True)``, batch statistics, given 1.0: a bound of 1.13 for a map of one sample
+    of norm 2.6)."""
     probe = probe_input(model, shape, batch=2)
     try:
         with torch.no_grad(), restored_buffers(model):
@@ -191,8 +195,7 @@ def _mixes_samples(model: nn.Module, shape: tuple[int, ...]) -> str:
             alone = [output_leaves(model(probe[i:i + 1].clone())) for i in range(2)]
     except Exception as exc:  # noqa: BLE001 - a forward raises anything
         return (f"its forward does not run on a batch of two ({type(exc).__name__}: "
-                f"{error_line(exc)}), so the product of the "
-                "layers' bounds may be no bound of the map of one sample")
+                f"{error_line(exc)}), so {bound} may be no bound of the map of one sample")
     same = both is not None and all(
         one is not None and len(one) == len(both) and all(
             isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape[:1] == (2,)
@@ -202,8 +205,8 @@ def _mixes_samples(model: nn.Module, shape: tuple[int, ...]) -> str:
         return ""
     return ("its forward mixes the samples of a batch (one sample's output changes with "
             "another's, or the batch is no leading axis of the output: a reshape that folds "
-            "the batch axis into a sample?), so the product of the layers' bounds is no bound "
-            "of the map of one sample")
+            f"the batch axis into a sample? batch statistics?), so {bound} is no bound of the "
+            "map of one sample")
 
 
 def _unknown(modules: list[str]) -> str:

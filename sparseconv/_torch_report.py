@@ -402,6 +402,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         if bound is not None:
             reason = ""
             activations.extend(assumed)
+            mixes = _mixes_samples(model, shape, "the bound over its graph")
+            if mixes:  # (a constant given for a call or module that mixes the samples)
+                bound, reason = None, mixes
         else:
             reason += f"; nor is there a bound over its graph: {why}"
     over_graph = bound is not None

@@ -1468,6 +1468,50 @@ def test_a_chain_that_mixes_the_samples_of_a_batch_gets_no_product(how):
     assert len(report) == 2  # (the rows stay: each layer's bound on the shape it ran on)
 
 
+def test_a_constant_given_to_a_call_that_mixes_the_samples_gets_no_bound_over_the_graph():
+    """A new user's trial: batch statistics (``F.batch_norm(..., training=True)``, a
+    BatchNorm without running statistics) given the constant 1.0 in a model that is no chain:
+    a bound of 1.13 for a map of one sample of norm 2.6, where the same in a Sequential was
+    refused. The bound over the graph takes a constant given as given; the model's output
+    for one sample, alone and in a batch, tells."""
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            return F.batch_norm(self.c(x), None, None, training=True)
+
+    class Module(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4, track_running_stats=False)
+
+        def forward(self, x):
+            return self.bn(self.c(x))
+
+    for model, given in ((Functional(), {"batch_norm": 1.0}), (Module(), {"bn": 1.0})):
+        report = sct.lipschitz_report(model.double().eval(), (3, 4, 4),
+                                      lipschitz_constants=given)
+        assert report.network_upper is None and not report.over_graph
+        assert "mixes the samples of a batch" in report.reason, report.reason
+        assert "so the bound over its graph is no bound" in report.reason, report.reason
+        assert [row["name"] for row in report] == ["c"]  # (its rows stay)
+    # a constant given for a call that acts on each sample alone keeps its bound
+    class Soft(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            return F.softplus(self.c(x)) + x.sum(1, keepdim=True)
+
+    report = sct.lipschitz_report(Soft().double().eval(), (3, 4, 4),
+                                  lipschitz_constants={"softplus": 1.0})
+    assert report.network_upper is not None and report.over_graph, report.reason
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_a_model_in_fewer_than_32_bits_gets_its_rows_and_no_network_bound(dtype):
     """A review: a float16 chain got 1.02, where changing one input by one unit in the last
