@@ -199,7 +199,10 @@ def _mixes_samples(model: nn.Module, shape: tuple[int, ...],
     same = both is not None and all(
         one is not None and len(one) == len(both) and all(
             isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape[:1] == (2,)
-            and matches(a[i:i + 1], b) for a, b in zip(both, one))
+            # (the batch axis of one sample's output alone may be squeezed away: a forward's
+            # .squeeze() of (B, 1) gives (B,) and, alone, a number)
+            and b.numel() == a[i].numel() and matches(a[i:i + 1], b.reshape(a[i:i + 1].shape))
+            for a, b in zip(both, one))
         for i, one in enumerate(alone))
     if same:
         return ""
