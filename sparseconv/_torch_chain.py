@@ -224,15 +224,17 @@ def _unknown(modules: list[str]) -> str:
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
                     known: dict[int, float | Given], options: dict, given: Mapping[str, float],
-                    assumed: list[str], calls: list[dict]) -> tuple[float | None, str]:
+                    assumed: list[str], ordered: list[dict]) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
     (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``.
     A linear function called in ``forward`` (``F.conv2d`` by a weight it computes,
     ``F.avg_pool2d``, ``x @ W``, ...) gets its certified norm on the traced shape, with
-    ``spectral_norm``'s ``options`` as the rows, and a row of its own appended to ``calls``
+    ``spectral_norm``'s ``options`` as the rows, and a row of its own
     (:func:`sparseconv._torch_report_rows._call_row`; those the walk reached, where it
-    stops short); an activation called as a function its known constant or the one
-    ``given`` for its node or function name, each appended to ``assumed``."""
+    stops short): ``ordered`` receives the rows, the functions' among the modules' in the
+    order the graph runs them (:func:`_in_forward_order`); an activation called as a
+    function its known constant or the one ``given`` for its node or function name, each
+    appended to ``assumed``."""
     if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one
         rebuilt = script_graph_module(model, [r.name for r in records],
                                       [r.module for r in records], shape)
@@ -271,10 +273,10 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
             return _functional_max_pool(target, args, kwargs, call_shape)
         start = time.perf_counter()
         try:
-            found = linear_call_layer(target, args, kwargs, call_shape)
-            if found is None:
+            read = linear_call_layer(target, args, kwargs, call_shape)
+            if read is None:
                 return None
-            module, layer = found
+            module, layer = read
             norm = _layer_norm(layer, label=f"lipschitz_report: call {call.node.name!r}",
                                **options)
         except MatrixTooLargeError as exc:
@@ -283,11 +285,46 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
             return f"is linear, but not a call sparseconv.torch reads: {exc}"
         if not math.isfinite(norm.upper):
             return "has no finite upper bound"
-        calls.append(_call_row(call, target, module, layer, norm, time.perf_counter() - start))
+        found.append((call.node, _call_row(call, target, module, layer, norm,
+                                           time.perf_counter() - start)))
         return Fraction(norm.upper)
 
+    found: list[tuple[torch.fx.Node, dict]] = []
     exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed)
+    ordered.extend(_in_forward_order(records, todo, rows, found))
     return (None, why) if exact is None else (_float_up(exact), "")
+
+
+def _in_forward_order(records: list[TraceRecord],
+                      todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
+                      found: list[tuple[torch.fx.Node, dict]]) -> list[dict]:
+    """The modules' ``rows`` (``todo``'s, in the trace's order) and the function rows
+    ``found`` (each with its call's torch.fx node) in the order the graph runs them (a new
+    user's trial: a blur pool's ``F.pad`` and ``F.conv2d`` listed after the convolution that
+    reads them): a module's row where the graph calls it (the ``k``-th call of its name, as
+    the graph and the trace count them alike), a function's at its node."""
+    if not found:
+        return list(rows)
+    at: dict[tuple[str, int], int] = {}
+    index: dict[torch.fx.Node, int] = {}
+    seen: dict[str, int] = {}
+    for i, node in enumerate(found[0][0].graph.nodes):
+        index[node] = i
+        if node.op == "call_module":
+            name = str(node.target)
+            at[(name, seen.get(name, 0))] = i
+            seen[name] = seen.get(name, 0) + 1
+    calls: dict[int, int] = {}  # each record's call of its name: its k
+    count: dict[str, int] = {}
+    for record in records:
+        calls[id(record)] = count.get(record.name, 0)
+        count[record.name] = calls[id(record)] + 1
+    keyed, last = [], -1
+    for (record, _), row in zip(todo, rows):
+        last = at.get((record.name, calls[id(record)]), last)  # (else after the row before)
+        keyed.append((last, 0, row))
+    keyed += [(index[node], 1, row) for node, row in found]
+    return [row for _, _, row in sorted(keyed, key=lambda key: key[:2])]
 
 
 def _functional_max_pool(target, args: list, kwargs: dict,

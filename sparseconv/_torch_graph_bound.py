@@ -494,8 +494,11 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             return unsupported(node, why)
         if node.op == "get_attr" or not any(n in bound or n in opaque for n in
                                             node.all_input_nodes) or makes_a_constant(
-                node, lambda n: n in bound or n in opaque):
-            continue  # a constant
+                node, lambda n: n in bound or n in opaque) or not any(
+                n in bound or n in opaque and not walk.static_int(n)
+                for n in node.all_input_nodes):
+            continue  # a constant (of constants and sizes the traced shape fixes: a ViT's
+            # class token, cls.expand(x.shape[0], -1, -1), a new user's trial)
         dtype = getattr(meta(node), "dtype", None)
         if size(node) is None or dtype is None or not (dtype.is_floating_point
                                                        or dtype.is_complex):

@@ -267,6 +267,12 @@ def _basic_index(index, static: Callable[[Any], bool] = lambda n: False) -> bool
         e is None or whole(e) for e in (p.start, p.stop, p.step)) for p in parts)
 
 
+#: Functions that jump, for which no Lipschitz constant holds (named so where one is missing).
+_JUMPS = {"round", "floor", "ceil", "trunc", "fix", "sign", "sgn", "heaviside", "hardshrink",
+          "threshold", "_threshold", "frac", "fake_quantize_per_tensor_affine",
+          "fake_quantize_per_channel_affine", "bucketize", "searchsorted"}
+
+
 def has_rule(target: Any) -> bool:
     """Whether the bound over the graph has a rule of its own for a call of ``target`` (a
     sum, a product, a reshape, a reduction, a known activation, a linear function whose norm
@@ -743,6 +749,10 @@ def _elementwise(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
         constant, elementwise = Fraction(yours), True
         if assumed is not None:
             assumed.append(f"{node.name} ({function}(), {yours!r} given)")
+    if constant is None and function in _JUMPS:  # (a new user's trial: round was offered
+        # a constant of the user's)
+        return (f"is {function}(), which jumps: no Lipschitz constant holds for it (its "
+                "output moves by a step for inputs as close as you like)")
     if constant is None:
         return (f"is not a call whose Lipschitz constant is known here (lipschitz_constants="
                 f"{{{node.name!r}: L}} gives this node one, yours)")

@@ -224,7 +224,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     the certified interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the
     exact norm of the same kernel with circular padding beside it, and the time taken. In
     the bound over the graph (below), each linear function the forward calls with constant
-    arguments gets a row too, after the modules' (``F.conv2d`` by a weight the forward
+    arguments gets a row too, among the modules' in the order the forward runs them
+    (``F.conv2d`` by a weight the forward
     computes, as a weight-standardised convolution's; ``F.linear``, ``F.avg_pool2d``,
     ``F.interpolate``, ``F.pad``, ``x @ W``, ``torch.einsum``): named by its torch.fx node,
     after the module whose forward makes the call (``"c1.conv2d"``; in a TorchScript model
@@ -395,10 +396,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     elif unknown or not (chain or assume_chain):
         reason = _unknown(unknown) if unknown else _no_chain(model, broken)
         assumed: list[str] = []
-        calls: list[dict] = []  # (the rows of the linear functions its forward calls)
+        ordered: list[dict] = []  # (with the rows of the linear functions it calls)
         bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
-                                     functions, assumed, calls)
-        rows.extend(calls)
+                                     functions, assumed, ordered)
+        rows = ordered or rows
         if bound is not None:
             reason = ""
             activations.extend(assumed)

@@ -861,6 +861,63 @@ def test_calls_that_stay_refused_are_named():
         assert report.network_upper is None and node in report.reason, report.reason
 
 
+class _ClassToken(nn.Module):
+    """ViT's class token, ``cls.expand(x.shape[0], -1, -1)``: a constant of the traced
+    shape, concatenated to the patches."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 8, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.pos = nn.Parameter(torch.randn(1, 5, 8))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], 1) + self.pos
+        return self.head(tokens[:, 0] + tokens[:, 1:].mean(1))
+
+
+def test_a_constant_computed_from_sizes_is_a_constant():
+    """A new user's trial: ViT's class token, a parameter expanded to the batch size, was
+    refused ("takes the signal other than as its one input"): what reads no value of the
+    signal, only constants and the sizes its traced shape fixes, is a constant; an index
+    read off the signal's values is not."""
+    torch.manual_seed(3)
+    model = _ClassToken().double().eval()
+    report = sct.lipschitz_report(model, (3, 8, 8))
+    assert report.network_upper is not None, report.reason
+    assert _networks.largest_ratio(model, (3, 8, 8)) <= report.network_upper * (1 + 1e-12)
+
+    class Gathered(nn.Module):  # w[x.argmax(1)]: indices of the signal's values
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 3, dtype=F64))
+
+        def forward(self, x):
+            return x + self.w[x.argmax(1)].sum(-1, keepdim=True)
+
+    assert sct.lipschitz_report(Gathered().eval(), (4,)).network_upper is None
+
+
+@pytest.mark.parametrize("function", [torch.round, torch.sign, F.hardshrink,
+                                      lambda x: F.threshold(x, 0.5, 0.0)])
+def test_a_function_that_jumps_is_named_so_not_offered_a_constant(function):
+    """A new user's trial: round, sign, hardshrink and threshold were offered a constant of
+    the user's (``lipschitz_constants={'round': L}``), which none of them has."""
+    class Jump(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return function(self.c(x))
+
+    report = sct.lipschitz_report(Jump().eval(), (2, 5, 5))
+    assert report.network_upper is None and "which jumps: no Lipschitz constant holds for it" in (
+        report.reason) and "lipschitz_constants" not in report.reason, report.reason
+
+
 def test_a_model_without_submodules_is_its_forward_not_a_layer():
     """A model of the user's own with no child module was one non-linear leaf: no bound,
     and a reason with an empty name ("not linear and not a known activation:  (P)"); one

@@ -1610,6 +1610,43 @@ def test_linear_functions_called_in_forward_get_rows():
         assert (row["circular"] is None) == (kind != "F.conv2d"), name
 
 
+class _BlurPooled(nn.Module):
+    """A convolution, an anti-aliased downsampling (a fixed binomial kernel by ``F.conv2d``
+    after ``F.pad``, in a module of the user's), a convolution: the function rows between
+    the modules', in the order the forward runs them."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 3, 3, padding=1)
+        self.blur = _Blur()
+        self.c2 = nn.Conv2d(3, 2, 3)
+
+    def forward(self, x):
+        return self.c2(torch.relu(self.blur(torch.relu(self.c1(x)))))
+
+
+class _Blur(nn.Module):
+    def __init__(self):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3))
+
+    def forward(self, x):
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.kernel, stride=2, groups=3)
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_function_rows_are_in_the_order_the_forward_runs(fold):
+    """A new user's trial: a blur pool's rows came after the convolution that reads them."""
+    model = _BlurPooled().eval()
+    if fold:  # (a module called twice, a BatchNorm folded: rows by call, as the graph's)
+        model.c1 = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3)).eval()
+    report = sct.lipschitz_report(model, (2, 8, 8), fold_batchnorm=fold)
+    first = ["c1.0+c1.1"] if fold else ["c1"]
+    assert [row["name"] for row in report] == [*first, "blur.pad", "blur.conv2d", "c2"]
+    assert report.network_upper is not None, report.reason
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_rows_hold_integer_layers_norms_in_exact_arithmetic(seed):
     """Each row's certified interval against its module's own Jacobian (autograd, integers
