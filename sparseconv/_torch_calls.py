@@ -36,7 +36,7 @@ from sparseconv._torch_layers import _layer
 from sparseconv._typing import PaddingMode
 
 __all__ = ["EINSUM", "MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING", "RUN_BY_TORCH", "SELECTIONS",
-           "WHERE", "EinsumSplit", "acts_per_sample", "call_on", "by_keyword",
+           "WHERE", "EinsumSplit", "acts_per_sample", "inside", "call_on", "by_keyword",
            "einsum_operands", "einsum_split", "linear_call_layer", "matmul_operands",
            "repeat_counts", "transposition_axes", "where_operands"]
 
@@ -106,6 +106,15 @@ def call_on(target: Any, args: Any, kwargs: dict, source: torch.fx.Node,
         return target(*call_args, **call_kwargs)
 
     return run
+
+
+def inside(node: torch.fx.Node) -> str:
+    """Where a graph's call is made, for messages: ``" in module 'blocks.3'"``, the module
+    whose forward makes it (torch.fx's record), or ``""`` at the top (a new user's trial was
+    told of "node 'add_2'" in a stack of eight blocks)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    path = next(reversed(stack.values()))[0] if stack and node.op != "call_module" else ""
+    return f" in module {path!r}" if path else ""
 
 
 def acts_per_sample(run: Callable[[torch.Tensor], torch.Tensor],
@@ -260,7 +269,8 @@ _CONV_F = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d,
 MAX_POOL_F = {F.max_pool1d: nn.MaxPool1d, F.max_pool2d: nn.MaxPool2d, F.max_pool3d: nn.MaxPool3d}
 
 
-_NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, *MAX_POOL_F, F.interpolate, F.pad, F.linear}
+_NORMALIZED = {*_DROPOUT_F, *_POOL_F, *_CONV_F, *MAX_POOL_F, F.interpolate, F.pad, F.linear,
+               F.batch_norm}
 _PAD_F: dict[str, PaddingMode] = {"constant": "zeros", "reflect": "reflect",
                                    "replicate": "replicate", "circular": "circular"}
 
@@ -299,7 +309,7 @@ def linear_call_layer(target, args: list, kwargs: dict, shape: tuple[int, ...],
     from its parameters); None for another call, or one whose other arguments are computed
     from the signal (still nodes)."""
     if not (target in _POOL_F or target in _CONV_F or target in (F.interpolate, F.pad,
-                                                                   F.linear)):
+                                                                   F.linear, F.batch_norm)):
         return None
     args, kwargs = by_keyword(target, args, kwargs, lambda a: torch.Tensor)
     constants = {k: v for k, v in kwargs.items() if k != "input"}
@@ -313,12 +323,42 @@ def linear_call_layer(target, args: list, kwargs: dict, shape: tuple[int, ...],
             raise TypeError(f"F.pad in mode {mode!r} is not one of {tuple(_PAD_F)}")
         return None, _padding("F.pad", shape, constants["pad"], _PAD_F[mode],
                               float(constants.get("value") or 0.0))
-    module = _functional_module(target, constants)
+    module = _functional_module(target, constants, shape)
     return None if module is None else (module, _layer(module.eval(), shape))
 
 
-def _functional_module(target, kwargs: dict) -> nn.Module | None:
-    """The module whose forward is the functional call ``target(**kwargs)`` (input aside)."""
+def _batch_norm_module(kwargs: dict, shape: tuple[int, ...]) -> nn.Module | None:
+    """``F.batch_norm`` by running statistics with ``training=False`` (a per-channel affine
+    map: a new user's trial found it refused where ``nn.BatchNorm2d`` is read) as the
+    eval-mode ``nn.BatchNorm1d/2d/3d`` of ``shape``'s rank; None with batch statistics
+    (``training=True``, or no running statistics: no linear map of one sample)."""
+    mean, var = kwargs.get("running_mean"), kwargs.get("running_var")
+    if kwargs.get("training", False) or mean is None or var is None or len(shape) > 4:
+        return None
+    for name in ("running_mean", "running_var", "weight", "bias"):
+        tensor = kwargs.get(name)
+        if tensor is not None and not (isinstance(tensor, torch.Tensor)
+                                       and tensor.is_floating_point()):
+            raise TypeError(f"batch_norm's {name} is not a real floating tensor ({tensor!r:.60})")
+    kind = (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[len(shape) - 1]
+    module = kind(shape[0], eps=float(kwargs.get("eps", 1e-5))).to(torch.float64)
+    with torch.no_grad():
+        weight, bias = kwargs.get("weight"), kwargs.get("bias")
+        assert module.running_mean is not None and module.running_var is not None  # (made:
+        assert module.weight is not None and module.bias is not None  # affine, with stats)
+        module.running_mean.copy_(mean)
+        module.running_var.copy_(var)
+        module.weight.copy_(torch.ones(shape[0]) if weight is None else weight)
+        module.bias.copy_(torch.zeros(shape[0]) if bias is None else bias)
+    return module.eval()
+
+
+def _functional_module(target, kwargs: dict,
+                       shape: tuple[int, ...] | None = None) -> nn.Module | None:
+    """The module whose forward is the functional call ``target(**kwargs)`` (input aside) on
+    an input of ``shape`` (without the batch; ``F.batch_norm``'s module depends on it)."""
+    if target is F.batch_norm:
+        return None if shape is None else _batch_norm_module(kwargs, shape)
     if target in _POOL_F:
         cls = _POOL_F[target]
         if cls in _POOL:

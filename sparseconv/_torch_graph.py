@@ -34,6 +34,7 @@ from sparseconv._torch_kinds import (
     _SUPPORTED,
     _refuse,
     instance_method_reason,
+    is_torch_class,
 )
 from sparseconv._torch_patches import replaced_functions
 from sparseconv._torch_probe import (
@@ -55,10 +56,14 @@ from sparseconv._torch_sizes_tracer import SizesTracer
 
 class _Tracer(SizesTracer):
     """torch.fx's tracer (which follows loops over sizes), with every module sparseconv.torch
-    translates kept as a leaf."""
+    translates kept as a leaf; a subclass of one with a forward of its own (BiT's
+    weight-standardised ``StdConv2d``, whose forward computes its weight: a new user's trial
+    found it refused here, where the bound over the graph follows it) is traced through, as
+    the bound's tracer does."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, _SUPPORTED) or super().is_leaf_module(m, module_qualified_name)
+        return (isinstance(m, _SUPPORTED) and is_torch_class(m)) or super().is_leaf_module(
+            m, module_qualified_name)
 
 
 #: Tensor methods whose result reads nothing of the tensor they are called on but its dtype

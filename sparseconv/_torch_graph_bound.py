@@ -62,6 +62,7 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from sparseconv._torch_calls import inside
 from sparseconv._torch_graph import (
     Versions,
     changed,
@@ -396,9 +397,9 @@ def _traced(model: nn.Module, probe: torch.Tensor,
     dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users
             and n not in recorder.sizes]  # (b, c, h, w = x.shape with w unused: a new user)
     if dead:  # a result nobody reads: an in-place change that the graph shows as a new value
-        return (f"node {dead[0].name!r} computes a value nothing reads: an in-place "
-                "change such as y += z, which the graph records as a new value, looks "
-                "the same, so none is bounded (drop the unused call if it is one)")
+        return (f"node {dead[0].name!r}{inside(dead[0])} computes a value nothing reads: an "
+                "in-place change such as y += z, which the graph records as a new value, "
+                "looks the same, so none is bounded (drop the unused call if it is one)")
     return graph, module, recorder, sizes, tainted, change
 
 
@@ -477,7 +478,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
 
     def unsupported(node: torch.fx.Node, why: str) -> tuple[None, str]:
         target = getattr(node.target, "__name__", node.target)
-        return None, f"node {node.name!r} ({node.op} {target}) {why}"
+        return None, f"node {node.name!r} ({node.op} {target}){inside(node)} {why}"
 
     for node in graph.nodes:
         if node.op == "call_module":  # every call counted, a constant one too

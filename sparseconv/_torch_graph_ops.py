@@ -40,6 +40,7 @@ from sparseconv._torch_calls import (
     by_keyword,
     call_on,
     einsum_operands,
+    inside,
     matmul_operands,
     repeat_counts,
     transposition_axes,
@@ -127,7 +128,7 @@ def _describe(node) -> str:
         return f"module {node.target!r}"
     target = node.target
     name = target if isinstance(target, str) else getattr(target, "__name__", repr(target))
-    return f"node {node.name!r} ({node.op} {name})"
+    return f"node {node.name!r} ({node.op} {name}){inside(node)}"
 
 
 class _GraphBuilder:
@@ -223,7 +224,8 @@ class _GraphBuilder:
         if target in RUN_BY_TORCH:
             return self.torch_op(node, target, source, args, kwargs)
         constants = {k: self.value(v) for k, v in kwargs.items() if k != "input"}
-        module = _functional_module(target, constants) if not isinstance(target, str) else None
+        module = (_functional_module(target, constants, in_shape) if not isinstance(target, str)
+                  else None)
         if module is None:
             return self.refuse(node, "is not linear, or not a call network_operator maps")
         return _layer_op(node.name, i, _layer(module.eval(), in_shape), shape)

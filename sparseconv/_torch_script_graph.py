@@ -155,6 +155,12 @@ def _integral(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _module_named(name: str) -> str:
+    """``module 'layer1.0'``, or ``the model`` for the root's empty name (a new user's
+    trial: a quoting of its empty name)."""
+    return f"module {name!r}" if name else "the model"
+
+
 class _Refused(Exception):
     """Why the graph cannot be rebuilt (its message)."""
 
@@ -326,9 +332,12 @@ class _Builder:
                            f"{_where(write)} changed in place, where the graph does not show "
                            "what it then holds")
         key = (v if latest is None else self.result[latest]).unique()
-        if key not in self.env:
-            raise _Refused(f"reads a value ({v.debugName()}) made by no operation the bound "
-                           "over a TorchScript graph translates")
+        if key not in self.env:  # (its maker named, and where: a new user's trial was told
+            # of "a value (38)" alone)
+            maker = (v if latest is None else self.result[latest]).node()
+            raise _Refused(f"reads a value ({v.debugName()}) made by {maker.kind()}"
+                           f"{_where(maker)}, which the bound over a TorchScript graph does "
+                           "not translate")
         found = self.env[key]
         if isinstance(found, (nn.Module, torch._C.ScriptObject)):
             raise _Refused(f"uses module {v.debugName()} other than by calling it")
@@ -372,7 +381,7 @@ class _Builder:
         its own among them) as one ``call_module`` node."""
         module = self.calls.get(id(call))
         if module is None:
-            raise _Refused(f"calls module {call.name!r} ({_kind(call.module)}), whose "
+            raise _Refused(f"calls {_module_named(call.name)} ({_kind(call.module)}), whose "
                            "operations read no signal of the forward's")
         source = call.input()
         inside = {v.unique() for n in members for v in _values_within(n)}
@@ -380,7 +389,7 @@ class _Builder:
             for v in _inputs_within(node):
                 if (v.unique() not in inside and v.unique() != source.unique()
                         and v.unique() not in self.static):
-                    raise _Refused(f"calls module {call.name!r} on more than one value of "
+                    raise _Refused(f"calls {_module_named(call.name)} on more than one value of "
                                    f"its signal ({v.debugName()} and {source.debugName()})")
         output = call.output()
         for inner in _executed_writes(members):
@@ -388,11 +397,11 @@ class _Builder:
                     holds_tensors(w) or any(self.owner.get(_top(use.user)) is not call
                                             for use in w.uses()))
                    for w in _written(inner)):  # (a list built for the call alone: its own)
-                raise _Refused(f"calls module {call.name!r}, whose {inner.kind()} changes "
+                raise _Refused(f"calls {_module_named(call.name)}, whose {inner.kind()} changes "
                                "a tensor other than its input in place")
             if any(w.unique() == source.unique() for w in _written(inner)) and (
                     self.aliases.same(source.unique(), MODEL_TENSORS, self.order[inner])):
-                raise _Refused(f"calls module {call.name!r}, whose {inner.kind()} changes in "
+                raise _Refused(f"calls {_module_named(call.name)}, whose {inner.kind()} changes in "
                                "place an input that may be a parameter or buffer of the model")
             if inner.outputsSize() == 1 and inner.output().unique() == output.unique():
                 self.result[inner] = output  # (an in-place activation's: its output)
@@ -400,20 +409,20 @@ class _Builder:
             for v in node.outputs():
                 if v.unique() != output.unique() and any(
                         self.owner.get(_top(use.user)) is not call for use in v.uses()):
-                    raise _Refused(f"reads a value computed inside module {call.name!r}'s "
+                    raise _Refused(f"reads a value computed inside {_module_named(call.name)}'s "
                                    "call other than its output")
         if isinstance(module, torch.jit.ScriptModule):
             module = self._max_pool(call)
         name = call.name
         held = self.root.setdefault(name, module)
         if held is not module and not _same_module(held, module):
-            raise _Refused(f"calls module {name!r} twice as two different layers")
+            raise _Refused(f"calls {_module_named(name)} twice as two different layers")
         read = self.value(source, members[0])
         for node in members[1:]:  # (a review: two calls of an Upsample, whose operation lies
             # in an if, read as one call, the source written in between: 0.71 for 71.4)
             if any(v.unique() == source.unique() for v in _inputs_within(node)) and (
                     self.value(source, node) is not read):
-                raise _Refused(f"calls module {call.name!r} on a value changed in place "
+                raise _Refused(f"calls {_module_named(call.name)} on a value changed in place "
                                "during the call (two calls of it read as one?)")
         self.env[output.unique()] = self.fx.call_module(name, (read,))
         if self.aliasing.get(id(call)):  # its output is its input's memory (an eval-mode
@@ -424,7 +433,7 @@ class _Builder:
     def _max_pool(self, call: _Call) -> nn.Module:
         ops = [n for n in call.nodes if n.kind() in _MAX_POOLS]
         if len(ops) != 1 or not _shipped_max_pool(call.module):
-            raise _Refused(f"calls module {call.name!r} ({_kind(call.module)}), which the "
+            raise _Refused(f"calls {_module_named(call.name)} ({_kind(call.module)}), which the "
                            "bound over a TorchScript graph cannot rebuild")
         args = [self._static(v) for v in list(ops[0].inputs())[1:]]
         return _MAX_POOLS[ops[0].kind()](*args)

@@ -458,13 +458,13 @@ def test_torchscript_graph_ops_are_translated(how):
     assert report.over_graph
     assert report.network_upper >= _largest_jacobian_norm(eager, shape, 1) * (1 - 1e-12)
     eager_report = sct.lipschitz_report(eager, shape)
-    # the pads' rows too: the eager walk stops at torch.constant_pad_nd (no rule), after
-    # F.pad's; the rebuilt graph runs both as F.pad
-    assert [(r["name"], r["input_shape"], r["output_shape"]) for r in report] == [
-        (r["name"], r["input_shape"], r["output_shape"]) for r in eager_report] + [
-        ("pad_1", (2, 4), (2, 5))] == [
-        ("conv", (2, 6), (2, 6)), ("conv2", (3, 5), (2, 4)), ("pad", (2, 3), (2, 4)),
-        ("pad_1", (2, 4), (2, 5))]
+    # the pads' rows too, in the order the forward runs them: the eager walk stops at
+    # torch.constant_pad_nd (no rule), after F.pad's; the rebuilt graph runs both as F.pad
+    rows = [(r["name"], r["input_shape"], r["output_shape"]) for r in report]
+    assert rows == [("conv", (2, 6), (2, 6)), ("pad", (2, 3), (2, 4)), ("pad_1", (2, 4), (2, 5)),
+                    ("conv2", (3, 5), (2, 4))]
+    assert [(r["name"], r["input_shape"], r["output_shape"]) for r in eager_report] == [
+        rows[0], rows[1], rows[3]]
 
 
 class _Functional(nn.Module):
@@ -497,6 +497,69 @@ def test_functional_calls_operator_and_bound():
     model = _Functional().double().eval()
     _check_operator(model, (4, 6))
     _check_bound(model, (4, 6))
+
+
+class _BatchNormCall(nn.Module):
+    """``F.batch_norm`` by running statistics in ``forward`` (eval mode: a per-channel affine
+    map), after a convolution, beside a channel sum of the input."""
+
+    def __init__(self, rank: int, affine: bool = True, training: bool = False):
+        super().__init__()
+        generator = torch.Generator().manual_seed(rank)
+        self.c = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[rank - 1](3, 4, 3, padding=1)
+        self.register_buffer("mean", torch.randn(4, generator=generator))
+        self.register_buffer("var", torch.rand(4, generator=generator) + 0.1)
+        self.w = nn.Parameter(torch.randn(4, generator=generator)) if affine else None
+        self.b = nn.Parameter(torch.randn(4, generator=generator)) if affine else None
+        self.training_stats = training
+
+    def forward(self, x):
+        y = F.batch_norm(self.c(x), self.mean, self.var, self.w, self.b,
+                         self.training_stats, 0.1, 1e-3)
+        return y + x.sum(1, keepdim=True)
+
+
+class _StdConv2d(nn.Conv2d):
+    """BiT's weight-standardised convolution: a subclass whose forward computes its weight."""
+
+    def forward(self, x):
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / w.std((1, 2, 3), keepdim=True)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_a_subclass_with_a_forward_of_its_own_is_traced_through():
+    """A new user's trial: network_operator refused BiT's StdConv2d ("a subclass of
+    Conv2d"), which the report's bound over the graph follows: its forward is traced, its
+    F.conv2d by the computed weight mapped; torch's own Conv2d stays a leaf."""
+    torch.manual_seed(4)
+    model = nn.Sequential(_StdConv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3))
+    linear = nn.Sequential(model[0], model[2])
+    _check_operator(linear, (3, 6, 6))
+    _check_bound(linear, (3, 6, 6))
+    report = sct.lipschitz_report(model.double().eval(), (3, 6, 6))
+    assert [row["name"] for row in report] == ["0.conv2d", "2"]
+
+
+@pytest.mark.parametrize("rank, affine", [(1, True), (2, True), (2, False), (3, True)])
+def test_batch_norm_by_running_statistics_is_a_linear_call(rank, affine):
+    """A new user's trial: eval-mode ``F.batch_norm(x, running_mean, running_var, w, b)``
+    was refused ("not linear") where ``nn.BatchNorm2d`` is read: its operator equals the
+    Jacobian, its row's interval holds its norm ``max |w| / sqrt(var + eps)``, the bound
+    holds; with batch statistics (``training=True``) it has neither."""
+    shape = (3, *(5, 4, 3)[:rank])
+    model = _BatchNormCall(rank, affine).double().eval()
+    _check_operator(model, shape)
+    _check_bound(model, shape)
+    (row,) = [r for r in sct.lipschitz_report(model, shape) if r["type"] == "F.batch_norm"]
+    scale = (model.w if affine else torch.ones(4)).abs() / (model.var + 1e-3).sqrt()
+    norm = float(scale.max().detach())
+    assert row["lower"] <= norm * (1 + 1e-12) and norm <= row["upper"] * (1 + 1e-12)
+    assert row["input_shape"] == row["output_shape"] == (4, *shape[1:])
+    batch = _BatchNormCall(rank, affine, training=True).double().eval()
+    with pytest.raises(TypeError, match="not linear"):
+        sct.network_operator(batch, shape)
+    assert sct.lipschitz_report(batch, shape).network_upper is None
 
 
 @pytest.mark.parametrize("fn, match", [

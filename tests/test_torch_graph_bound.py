@@ -918,6 +918,37 @@ def test_a_function_that_jumps_is_named_so_not_offered_a_constant(function):
         report.reason) and "lipschitz_constants" not in report.reason, report.reason
 
 
+def test_a_refused_node_inside_a_module_is_named_with_that_module():
+    """A new user's trial: in a stack of blocks, "node 'add_2' computes a value nothing
+    reads" did not say which block's sum (WaveNet's last residual output, unused)."""
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.res, self.skip = nn.Conv1d(2, 2, 1), nn.Conv1d(2, 2, 1)
+
+        def forward(self, x):
+            return x + self.res(x), self.skip(x)
+
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([Block(), Block()])
+
+        def forward(self, x):
+            skips = 0
+            for block in self.blocks:
+                x, skip = block(x)
+                skips = skips + skip
+            return skips
+
+    report = sct.lipschitz_report(Stack().eval(), (2, 6))
+    assert "node 'add_2' in module 'blocks.1' computes a value nothing reads" in (
+        report.reason), report.reason
+    with pytest.raises(TypeError, match=r"node 'add_2' \(call_function add\) in module "
+                       "'blocks.1' computes"):
+        sct.network_operator(Stack().eval(), (2, 6))
+
+
 def test_a_model_without_submodules_is_its_forward_not_a_layer():
     """A model of the user's own with no child module was one non-linear leaf: no bound,
     and a reason with an empty name ("not linear and not a known activation:  (P)"); one

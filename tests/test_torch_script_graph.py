@@ -7,6 +7,7 @@ graph could not show are refused, saying what."""
 from __future__ import annotations
 
 import math
+import re
 import types
 import warnings
 
@@ -1475,3 +1476,21 @@ class _Resampled(_Pair):
 def test_a_traced_functional_interpolate_keeps_the_eager_bound(options, tmp_path):
     model = _networks.randomize(_Resampled(**options), seed=11).eval()
     _keeps_the_eager_bound(model, jit(model, "trace", (2, 5, 5), tmp_path / "m.pt"))
+
+
+def test_a_value_the_rebuild_does_not_translate_is_named_with_its_maker():
+    """A new user's trial: "reads a value (38) made by no operation ..." named TorchScript's
+    value number alone: its operation and source are named too."""
+    class Grouped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.g = nn.Conv2d(4, 4, 3, padding=1), nn.GroupNorm(2, 4)
+
+        def forward(self, x):
+            return self.c(x).mean((2, 3)) + self.g(x).mean((2, 3))
+
+    report = sct.lipschitz_report(jit(Grouped().eval(), "script", (4, 5, 5)), (4, 5, 5))
+    assert report.network_upper is None
+    assert re.search(r"reads a value \(\w+\) made by aten::\w+, at torch/nn/functional.py "
+                     r"line \d+, which the bound over a TorchScript graph does not translate",
+                     report.reason), report.reason
