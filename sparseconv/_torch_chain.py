@@ -198,11 +198,7 @@ def _mixes_samples(model: nn.Module, shape: tuple[int, ...],
                 f"{error_line(exc)}), so {bound} may be no bound of the map of one sample")
     same = both is not None and all(
         one is not None and len(one) == len(both) and all(
-            isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape[:1] == (2,)
-            # (the batch axis of one sample's output alone may be squeezed away: a forward's
-            # .squeeze() of (B, 1) gives (B,) and, alone, a number)
-            and b.numel() == a[i].numel() and matches(a[i:i + 1], b.reshape(a[i:i + 1].shape))
-            for a, b in zip(both, one))
+            _alone_as_in_the_batch(a, b, i) for a, b in zip(both, one))
         for i, one in enumerate(alone))
     if same:
         return ""
@@ -210,6 +206,29 @@ def _mixes_samples(model: nn.Module, shape: tuple[int, ...],
             "another's, or the batch is no leading axis of the output: a reshape that folds "
             f"the batch axis into a sample? batch statistics?), so {bound} is no bound of the "
             "map of one sample")
+
+
+def _alone_as_in_the_batch(whole: Any, alone: Any, i: int) -> bool:
+    """Whether ``alone``, an output of sample ``i`` run alone, is what the batch of two gave
+    it in ``whole``: its part along the batch axis (which the sample alone may have squeezed
+    away: a forward's ``.squeeze()`` of ``(B, 1)`` gives ``(B,)`` and, alone, a number), or
+    an output of no batch axis the same in both (a constant returned beside the signal's,
+    CLIP's logit scale: a review found such models refused); non-finite entries where the
+    other has the same (a review: a ``-inf`` channel made the values go unread)."""
+    if not (isinstance(whole, torch.Tensor) and isinstance(alone, torch.Tensor)):
+        return False
+    if whole.shape[:1] == (2,) and alone.numel() == whole[i].numel():
+        part = whole[i:i + 1]
+        alone = alone.reshape(part.shape)
+    elif whole.shape == alone.shape:
+        part = whole
+    else:
+        return False
+    finite = torch.isfinite(part)
+    if not torch.equal(finite, torch.isfinite(alone)) or not bool(
+            (part[~finite] == alone[~finite]).all()):  # (NaN: never equal, refused)
+        return False
+    return matches(part.where(finite, 0), alone.where(finite, 0))
 
 
 def _unknown(modules: list[str]) -> str:

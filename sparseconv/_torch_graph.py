@@ -137,7 +137,9 @@ def _digest(tensor: torch.Tensor) -> int:
     for ResNet-18 at 224x224.)"""
     if tensor.is_meta or tensor.layout != torch.strided or tensor.is_quantized:
         return -1
-    data = tensor.detach().cpu().contiguous().reshape(-1)
+    # (clone: contiguous() keeps a size-1 axis of stride 0, a 0-dim parameter expanded to a
+    # batch of one, which view() then refuses: a review)
+    data = tensor.detach().cpu().clone(memory_format=torch.contiguous_format).reshape(-1)
     return zlib.crc32(data.view(torch.uint8).numpy().data)
 
 

@@ -96,7 +96,8 @@ _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 
 
 _RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
-          *MATMUL, *EINSUM, *WHERE, *_NORMALIZED, *REPEATS, *SELECTIONS, *RUNNING, operator.getitem}
+          *MATMUL, *EINSUM, *WHERE, *(_NORMALIZED - {F.batch_norm}), *REPEATS, *SELECTIONS,
+          *RUNNING, operator.getitem}  # (batch_norm by batch statistics has none)
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -269,6 +270,7 @@ def _basic_index(index, static: Callable[[Any], bool] = lambda n: False) -> bool
 
 #: Functions that jump, for which no Lipschitz constant holds (named so where one is missing).
 _JUMPS = {"round", "floor", "ceil", "trunc", "fix", "sign", "sgn", "heaviside", "hardshrink",
+          "floordiv", "floor_divide", "mod", "remainder", "fmod", "special_round",
           "threshold", "_threshold", "frac", "fake_quantize_per_tensor_affine",
           "fake_quantize_per_channel_affine", "bucketize", "searchsorted"}
 

@@ -179,6 +179,9 @@ def _static_size(n: Any, bound: dict) -> bool:
         if _reads_shape(m):
             if not (isinstance(m.args[0], torch.fx.Node) and m.args[0] in bound):
                 return False
+            # x.size(k), k computed in the graph: fixed only where k is (a review: k read off
+            # the signal's values, (x > 10).any() + 1, a size that jumps with them)
+            stack.extend(n for n in m.all_input_nodes if n is not m.args[0])
         elif m.op == "call_function" and m.target in _SIZE_ARITHMETIC:
             stack.extend(m.all_input_nodes)
         else:

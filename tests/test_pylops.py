@@ -33,6 +33,9 @@ def build(cls, weight_shape, input_shape, kwargs, layout, dtype=np.float64, seed
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: f"{layer[0].__name__}{layer[2]}")
 def test_pylops_dottest_and_shapes(layer, layout):
     op = build(*layer, layout)
+    # dottest draws from numpy's global generator: unseeded, a pair of vectors whose
+    # products cancelled to 8e-3 missed rtol=1e-12 by rounding once in many runs
+    np.random.seed(4)  # noqa: NPY002
     assert dottest(op, *op.shape, rtol=1e-12)
     assert dottest(op.T, *op.T.shape, rtol=1e-12)
     Lop = pylops.LinearOperator(op)

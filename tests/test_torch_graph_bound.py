@@ -899,9 +899,34 @@ def test_a_constant_computed_from_sizes_is_a_constant():
 
     assert sct.lipschitz_report(Gathered().eval(), (4,)).network_upper is None
 
+    class SizeAtAValue(nn.Module):  # (a review: x.size(k), k read off the values, a size
+        def __init__(self):  # that jumps with them, was taken for a constant: bound 0.72)
+            super().__init__()
+            self.lin = nn.Linear(4, 4, dtype=F64)
+
+        def forward(self, x):
+            k = (x > 10).any().long() + 1
+            return self.lin(x) + torch.ones(4, dtype=F64) * x.size(k)
+
+    assert sct.lipschitz_report(SizeAtAValue().eval(), (3, 4)).network_upper is None
+
+    class Scalar(nn.Module):  # (a review: a 0-dim parameter expanded to a batch of one has
+        def __init__(self):  # a stride-0 axis, whose bytes could not be read: refused)
+            super().__init__()
+            self.lin = nn.Linear(4, 3, dtype=F64)
+            self.t = nn.Parameter(torch.tensor(0.5, dtype=F64))
+
+        def forward(self, x):
+            return self.lin(x) + self.t.expand(x.shape[0]).view(-1, 1)
+
+    scalar = Scalar().eval()
+    norm = float(torch.linalg.matrix_norm(scalar.lin.weight.detach(), 2))
+    assert norm <= sct.lipschitz_report(scalar, (4,)).network_upper <= norm * (1 + 1e-12)
+
 
 @pytest.mark.parametrize("function", [torch.round, torch.sign, F.hardshrink,
-                                      lambda x: F.threshold(x, 0.5, 0.0)])
+                                      lambda x: F.threshold(x, 0.5, 0.0), lambda x: x // 0.5,
+                                      lambda x: torch.remainder(x, 0.5)])
 def test_a_function_that_jumps_is_named_so_not_offered_a_constant(function):
     """A new user's trial: round, sign, hardshrink and threshold were offered a constant of
     the user's (``lipschitz_constants={'round': L}``), which none of them has."""

@@ -1498,6 +1498,18 @@ def test_a_constant_given_to_a_call_that_mixes_the_samples_gets_no_bound_over_th
         assert "mixes the samples of a batch" in report.reason, report.reason
         assert "so the bound over its graph is no bound" in report.reason, report.reason
         assert [row["name"] for row in report] == ["c"]  # (its rows stay)
+    # (a review: a -inf channel beside them, a masked logit's, made the check compare shapes
+    # alone: a bound of 0.956 for a map of norm 2.5)
+    class Masked(Functional):
+        def forward(self, x):
+            y = super().forward(x)
+            masked = torch.full((y.shape[0], 1, y.shape[2], y.shape[3]), -math.inf,
+                                dtype=y.dtype)
+            return torch.cat([y, masked], 1)
+
+    report = sct.lipschitz_report(Masked().double().eval(), (3, 4, 4),
+                                  lipschitz_constants={"batch_norm": 1.0})
+    assert report.network_upper is None and "mixes the samples" in report.reason
     # a constant given for a call that acts on each sample alone keeps its bound
     class Soft(nn.Module):
         def __init__(self):
@@ -1510,6 +1522,20 @@ def test_a_constant_given_to_a_call_that_mixes_the_samples_gets_no_bound_over_th
     report = sct.lipschitz_report(Soft().double().eval(), (3, 4, 4),
                                   lipschitz_constants={"softplus": 1.0})
     assert report.network_upper is not None and report.over_graph, report.reason
+
+    class Scaled(nn.Module):  # a constant returned beside the signal's output (CLIP's logit
+        def __init__(self):  # scale): no batch axis, the same alone (a review found it
+            super().__init__()  # refused as mixing the samples)
+            self.c = nn.Conv2d(3, 4, 3, padding=1)
+            self.t = nn.Parameter(torch.tensor(2.0))
+
+        def forward(self, x):
+            return self.c(x), self.t.exp()
+
+    model = Scaled().double().eval()
+    report = sct.lipschitz_report(model, (3, 4, 4))
+    assert report.network_upper is not None, report.reason
+    assert report.network_upper >= jacobian_norm(model.c, (3, 4, 4)) * (1 - 1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
