@@ -164,7 +164,11 @@ def _spy(layer: _Layer, args) -> None:
             ax = fig.subplots()
             plot.spy(A, ax, geometry=layer.geometry, blocks=True, max_bins=args.max_bins,
                      values=args.values, zoom=args.zoom)
-            ax.set_title(_title(layer.describe(), fig))
+            # (a new user's trial: a zoomed picture's title told the whole layer alone)
+            zoomed = "" if args.zoom is None else (
+                f", zoom: output channels {args.zoom[0][0]}..{args.zoom[0][1] - 1} x input "
+                f"channels {args.zoom[1][0]}..{args.zoom[1][1] - 1}")
+            ax.set_title(_title(layer.describe() + zoomed, fig))
             _savefig(fig, args.output, args.dpi)
     print(f"wrote {args.output}")
 

@@ -206,6 +206,10 @@ def test_figures_a_column_wide_and_titles_broken_between_items(tmp_path, capsys,
     title = figures[-1].axes[0].get_title()
     assert len(title.splitlines()) > 2 and all(
         line.endswith(",") for line in title.splitlines()[:-1]), title
+    # a zoomed picture's title says which channel blocks it draws
+    assert main(["spy", "-o", str(tmp_path / "z.png"), "--zoom", "1:3,0:2", *layer]) in (0, None)
+    title = " ".join(figures[-1].axes[0].get_title().split())
+    assert title.endswith("zoom: output channels 1..2 x input channels 0..1"), title
 
 
 def test_spy_raw_refuses_a_figsize_it_would_ignore(tmp_path, capsys):
