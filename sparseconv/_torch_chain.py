@@ -189,17 +189,20 @@ def _mixes_samples(model: nn.Module, shape: tuple[int, ...],
     training=True)``, batch statistics, given 1.0: a bound of 1.13 for a map of one sample
     of norm 2.6)."""
     probe = probe_input(model, shape, batch=2)
-    try:
-        with torch.no_grad(), restored_buffers(model):
-            both = output_leaves(model(probe.clone()))
-            alone = [output_leaves(model(probe[i:i + 1].clone())) for i in range(2)]
-    except Exception as exc:  # noqa: BLE001 - a forward raises anything
-        return (f"its forward does not run on a batch of two ({type(exc).__name__}: "
-                f"{error_line(exc)}), so {bound} may be no bound of the map of one sample")
-    same = both is not None and all(
-        one is not None and len(one) == len(both) and all(
-            _alone_as_in_the_batch(a, b, i) for a, b in zip(both, one))
-        for i, one in enumerate(alone))
+    same = True
+    for scale in (1.0, 1e3, -1e3):  # (a review: a ReLU gate shut at the probe, bias -100,
+        # hid a mixing behind it; scaled by 1e3 either way, about half of it opens)
+        try:
+            with torch.no_grad(), restored_buffers(model):
+                both = output_leaves(model(probe * scale))
+                alone = [output_leaves(model(probe[i:i + 1] * scale)) for i in range(2)]
+        except Exception as exc:  # noqa: BLE001 - a forward raises anything
+            return (f"its forward does not run on a batch of two ({type(exc).__name__}: "
+                    f"{error_line(exc)}), so {bound} may be no bound of the map of one sample")
+        same = same and both is not None and all(
+            one is not None and len(one) == len(both) and all(
+                _alone_as_in_the_batch(a, b, i) for a, b in zip(both, one))
+            for i, one in enumerate(alone))
     if same:
         return ""
     return ("its forward mixes the samples of a batch (one sample's output changes with "
@@ -224,9 +227,13 @@ def _alone_as_in_the_batch(whole: Any, alone: Any, i: int) -> bool:
         part = whole
     else:
         return False
+    if part.is_complex() and alone.is_complex():
+        part, alone = torch.view_as_real(part), torch.view_as_real(alone)
+    if not (part.is_floating_point() and alone.is_floating_point()):
+        return matches(part, alone)
     finite = torch.isfinite(part)
-    if not torch.equal(finite, torch.isfinite(alone)) or not bool(
-            (part[~finite] == alone[~finite]).all()):  # (NaN: never equal, refused)
+    if not all(torch.equal(f(part), f(alone)) for f in (torch.isfinite, torch.isnan,
+                                                         torch.isposinf)):
         return False
     return matches(part.where(finite, 0), alone.where(finite, 0))
 

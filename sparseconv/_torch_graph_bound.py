@@ -440,6 +440,27 @@ def _signal_refusal(node: torch.fx.Node, module: torch.fx.GraphModule,
     return ""
 
 
+#: Calls whose result's values are whatever its memory held (a review: one read back the
+#: values an im2col buffer, freed, had held of the signal).
+_UNSET = {torch.empty, torch.empty_strided, torch.empty_like, torch.Tensor, "new_empty",
+          "new_empty_strided", "new", "resize_", "set_"}
+
+
+def _of_constants_and_sizes(node: torch.fx.Node, walk: _Walk) -> bool:
+    """Whether ``node`` is a constant of the traced shape: torch's own call (a tensor
+    method, a torch function, an operator) on constants and sizes that shape fixes, no value
+    of the signal (a new user's trial: ViT's class token, ``cls.expand(x.shape[0], -1,
+    -1)``, was refused). Not a function of the user's (a review: a ``torch.fx.wrap`` one,
+    ``fetch(x.shape[0])``, returned a value of the signal it had kept)."""
+    target = node.target
+    module = str(getattr(target, "__module__", None) or "")
+    torchs = node.op == "call_method" or node.op == "call_function" and (
+        target is getattr or module in ("_operator", "operator") or module == "torch"
+        or module.startswith("torch."))
+    return torchs and not any(n in walk.bound or n in walk.opaque and not walk.static_int(n)
+                              for n in node.all_input_nodes)
+
+
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 probe: torch.Tensor,
                 functional: Callable[..., Fraction | str | None] | None = None,
@@ -491,15 +512,17 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         if node.op == "output":
             return _output_bound(node, walk, recorder, f"{type(model).__name__}", change)
         why = _untracked_write(node) or _leaves_the_tensors(node, bound)
+        if not why and node.target in _UNSET:  # (a review: the memory a convolution's
+            # im2col freed, the input's values, read back as a "constant")
+            why = ("allocates a tensor whose values it does not set (torch.empty: whatever "
+                   "its memory held, the signal's values among them)")
         if why:
             return unsupported(node, why)
         if node.op == "get_attr" or not any(n in bound or n in opaque for n in
                                             node.all_input_nodes) or makes_a_constant(
-                node, lambda n: n in bound or n in opaque) or not any(
-                n in bound or n in opaque and not walk.static_int(n)
-                for n in node.all_input_nodes):
-            continue  # a constant (of constants and sizes the traced shape fixes: a ViT's
-            # class token, cls.expand(x.shape[0], -1, -1), a new user's trial)
+                node, lambda n: n in bound or n in opaque) or _of_constants_and_sizes(
+                node, walk):
+            continue  # a constant
         dtype = getattr(meta(node), "dtype", None)
         if size(node) is None or dtype is None or not (dtype.is_floating_point
                                                        or dtype.is_complex):

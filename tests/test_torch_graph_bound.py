@@ -919,6 +919,19 @@ def test_a_constant_computed_from_sizes_is_a_constant():
         def forward(self, x):
             return self.lin(x) + self.t.expand(x.shape[0]).view(-1, 1)
 
+    class Unset(nn.Module):  # (a review: torch.empty sized by the signal, a "constant" whose
+        def __init__(self):  # bytes were a freed im2col buffer's: the input's values)
+            super().__init__()
+            self.lin = nn.Linear(4, 4, dtype=F64)
+
+        def forward(self, x):
+            unset = torch.empty((x.shape[0], 4), dtype=x.dtype)
+            return self.lin(x) + unset.new_zeros(unset.shape)
+
+    report = sct.lipschitz_report(Unset().eval(), (4,))
+    assert report.network_upper is None and "allocates a tensor whose values it does not set" in (
+        report.reason), report.reason
+
     scalar = Scalar().eval()
     norm = float(torch.linalg.matrix_norm(scalar.lin.weight.detach(), 2))
     assert norm <= sct.lipschitz_report(scalar, (4,)).network_upper <= norm * (1 + 1e-12)

@@ -1468,6 +1468,21 @@ def test_a_chain_that_mixes_the_samples_of_a_batch_gets_no_product(how):
     assert len(report) == 2  # (the rows stay: each layer's bound on the shape it ran on)
 
 
+def test_a_mixing_behind_a_gate_the_probe_leaves_shut_is_seen():
+    """A review: a circular convolution over the folded batch axis behind a ReLU whose bias
+    of -100 keeps it shut on the probe: a product of 0.086 for a map of 0.85 in a batch of
+    two. The check runs the probe scaled by 1e3 either way too, where the gate opens."""
+    lin = nn.Linear(4, 4, dtype=F64)
+    conv = nn.Conv1d(1, 1, 5, padding=2, padding_mode="circular", bias=False, dtype=F64)
+    with torch.no_grad():
+        lin.bias.fill_(-100.0)
+        conv.weight.copy_(torch.tensor([[[1.0, 0.0, 0.1, 0.0, -1.0]]]))
+    model = nn.Sequential(lin, nn.ReLU(), nn.Flatten(0, 1), nn.Unflatten(0, (1, 1, -1)), conv,
+                          nn.Flatten(0, 2), nn.Unflatten(0, (-1, 4))).eval()
+    report = sct.lipschitz_report(model, (4,))
+    assert report.network_upper is None and "mixes the samples of a batch" in report.reason
+
+
 def test_a_constant_given_to_a_call_that_mixes_the_samples_gets_no_bound_over_the_graph():
     """A new user's trial: batch statistics (``F.batch_norm(..., training=True)``, a
     BatchNorm without running statistics) given the constant 1.0 in a model that is no chain:
