@@ -36,9 +36,9 @@ from sparseconv._torch_layers import _layer
 from sparseconv._typing import PaddingMode
 
 __all__ = ["EINSUM", "MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING", "RUN_BY_TORCH", "SELECTIONS",
-           "WHERE", "EinsumSplit", "acts_per_sample", "inside", "call_on", "by_keyword",
-           "einsum_operands", "einsum_split", "linear_call_layer", "matmul_operands",
-           "repeat_counts", "transposition_axes", "where_operands"]
+           "WHERE", "EinsumSplit", "acts_per_sample", "by_keyword", "call_on",
+           "einsum_operands", "einsum_split", "inside", "linear_call_layer", "matmul_operands",
+           "module_path", "repeat_counts", "transposition_axes", "where_operands"]
 
 
 _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
@@ -108,12 +108,17 @@ def call_on(target: Any, args: Any, kwargs: dict, source: torch.fx.Node,
     return run
 
 
-def inside(node: torch.fx.Node) -> str:
-    """Where a graph's call is made, for messages: ``" in module 'blocks.3'"``, the module
-    whose forward makes it (torch.fx's record), or ``""`` at the top (a new user's trial was
-    told of "node 'add_2'" in a stack of eight blocks)."""
+def module_path(node: torch.fx.Node) -> str:
+    """The qualified name of the module whose forward makes a graph's call (torch.fx's
+    record), ``""`` at the top (or for a module's own call)."""
     stack = node.meta.get("nn_module_stack") or {}
-    path = next(reversed(stack.values()))[0] if stack and node.op != "call_module" else ""
+    return next(reversed(stack.values()))[0] if stack and node.op != "call_module" else ""
+
+
+def inside(node: torch.fx.Node) -> str:
+    """Where a graph's call is made, for messages: ``" in module 'blocks.3'"``, or ``""``
+    at the top (a new user's trial was told of "node 'add_2'" in a stack of eight blocks)."""
+    path = module_path(node)
     return f" in module {path!r}" if path else ""
 
 

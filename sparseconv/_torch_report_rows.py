@@ -31,6 +31,7 @@ from sparseconv._spectral_norms import (
     norms_as_done,
     warn_missed,
 )
+from sparseconv._torch_calls import module_path
 from sparseconv._torch_fold import _fold
 from sparseconv._torch_graph_rules import FunctionalCall, function_name
 from sparseconv._torch_kinds import (
@@ -188,8 +189,7 @@ def _call_row(call: FunctionalCall, target: Any, module: nn.Module | None, layer
     shapes the call's, its interval the layer's times ``sqrt(call.summed)``, rounded
     outward."""
     node, signal, summed = call
-    stack = node.meta.get("nn_module_stack") or {}
-    path = next(reversed(stack.values()))[0] if stack else ""
+    path = module_path(node)
     function = node.target is target
     shapes = [tuple(n.meta["tensor_meta"].shape[1:]) for n in (signal, node)]
     calls = math.prod(shapes[1]) // math.prod(layer.output_shape) * summed
@@ -200,8 +200,8 @@ def _call_row(call: FunctionalCall, target: Any, module: nn.Module | None, layer
                 type=f"F.{target.__name__}" if function else function_name(node.target),
                 input_shape=shapes[0], output_shape=shapes[1], nnz=nnz,
                 memory=_csr_bytes(nnz, math.prod(shapes[1]), math.prod(shapes[0])),
-                lower=bound.lower if summed == 1 else down(bound.lower * scale),
-                upper=bound.upper if summed == 1 else up(bound.upper * scale),
+                lower=float(bound.lower) if summed == 1 else down(bound.lower * scale),
+                upper=float(bound.upper) if summed == 1 else up(bound.upper * scale),
                 method=bound.method, converged=bool(bound.converged), circular=circular,
                 seconds=seconds)
 
