@@ -446,6 +446,14 @@ _UNSET = {torch.empty, torch.empty_strided, torch.empty_like, torch.Tensor, "new
           "new_empty_strided", "new", "resize_", "set_"}
 
 
+#: Calls that draw random numbers (a random "constant" sized by the signal's shape makes no
+#: map of the input at all).
+_RANDOM = {torch.rand, torch.randn, torch.randint, torch.rand_like, torch.randn_like,
+           torch.randint_like, torch.normal, torch.bernoulli, torch.multinomial, torch.randperm,
+           torch.poisson, "random_", "normal_", "uniform_", "bernoulli_", "exponential_",
+           "geometric_", "log_normal_", "cauchy_", "bernoulli", "multinomial"}
+
+
 def _of_constants_and_sizes(node: torch.fx.Node, walk: _Walk) -> bool:
     """Whether ``node`` is a constant of the traced shape: torch's own call (a tensor
     method, a torch function, an operator) on constants and sizes that shape fixes, no value
@@ -516,6 +524,10 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             # im2col freed, the input's values, read back as a "constant")
             why = ("allocates a tensor whose values it does not set (torch.empty: whatever "
                    "its memory held, the signal's values among them)")
+        if not why and node.target in _RANDOM:  # (refused by name, not by the chance that
+            # two runs draw differently)
+            why = ("draws random numbers: the same input gives another output, so no "
+                   "Lipschitz constant holds")
         if why:
             return unsupported(node, why)
         if node.op == "get_attr" or not any(n in bound or n in opaque for n in

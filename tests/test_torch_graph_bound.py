@@ -932,6 +932,15 @@ def test_a_constant_computed_from_sizes_is_a_constant():
     assert report.network_upper is None and "allocates a tensor whose values it does not set" in (
         report.reason), report.reason
 
+    class Drawn(Unset):  # a random "constant" of the signal's shape: refused by name, not by
+        def forward(self, x):  # the chance that two runs draw differently
+            drawn = torch.randn((x.shape[0], 4), dtype=x.dtype)
+            return self.lin(x) + drawn.new_zeros(drawn.shape)
+
+    report = sct.lipschitz_report(Drawn().eval(), (4,))
+    assert report.network_upper is None and "draws random numbers" in report.reason, (
+        report.reason)
+
     scalar = Scalar().eval()
     norm = float(torch.linalg.matrix_norm(scalar.lin.weight.detach(), 2))
     assert norm <= sct.lipschitz_report(scalar, (4,)).network_upper <= norm * (1 + 1e-12)
