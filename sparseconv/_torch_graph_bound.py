@@ -440,18 +440,39 @@ def _signal_refusal(node: torch.fx.Node, module: torch.fx.GraphModule,
     return ""
 
 
+def _op_name(target: Any) -> str:
+    """A call's operation by name, whichever form calls it: ``empty`` for ``torch.empty``,
+    ``x.new_empty``'s method name and ``torch.ops.aten.empty.memory_format`` alike (a review:
+    the aten form passed a check by identity)."""
+    name = target if isinstance(target, str) else getattr(target, "__name__", None) or ""
+    return str(name).removeprefix("aten::").split(".")[0]
+
+
 #: Calls whose result's values are whatever its memory held (a review: one read back the
-#: values an im2col buffer, freed, had held of the signal).
-_UNSET = {torch.empty, torch.empty_strided, torch.empty_like, torch.Tensor, "new_empty",
-          "new_empty_strided", "new", "resize_", "set_"}
+#: values an im2col buffer, freed, had held of the signal), by name (:func:`_op_name`).
+_UNSET = {"empty", "empty_strided", "empty_like", "empty_permuted", "new_empty",
+          "new_empty_strided", "new", "Tensor", "resize_", "set_", "as_strided", "frombuffer",
+          "asarray", "from_file", "UntypedStorage", "untyped_storage"}
 
 
 #: Calls that draw random numbers (a random "constant" sized by the signal's shape makes no
 #: map of the input at all).
-_RANDOM = {torch.rand, torch.randn, torch.randint, torch.rand_like, torch.randn_like,
-           torch.randint_like, torch.normal, torch.bernoulli, torch.multinomial, torch.randperm,
-           torch.poisson, "random_", "normal_", "uniform_", "bernoulli_", "exponential_",
-           "geometric_", "log_normal_", "cauchy_", "bernoulli", "multinomial"}
+_RANDOM = {"rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "normal",
+           "bernoulli", "multinomial", "randperm", "poisson", "random_", "normal_", "uniform_",
+           "bernoulli_", "exponential_", "geometric_", "log_normal_", "cauchy_", "uniform",
+           "random"}
+
+#: The operations a constant of constants and sizes may be made by (an allow-list, after a
+#: review found torch.ops.aten.empty among "torch's own calls"): factories with values,
+#: reshapes, copies, casts, arithmetic and shape reads.
+_OF_SIZES = {"getattr", "getitem", "size", "dim", "numel", "expand", "broadcast_to", "repeat",
+             "view", "reshape", "flatten", "unflatten", "unsqueeze", "squeeze", "permute",
+             "transpose", "contiguous", "clone", "detach", "to", "float", "double", "type_as",
+             "new_zeros", "new_ones", "new_full", "new_tensor", "zeros", "ones", "full",
+             "arange", "linspace", "logspace", "eye", "tensor", "as_tensor", "zeros_like",
+             "ones_like", "full_like", "cat", "concat", "stack", "meshgrid", "add", "sub",
+             "mul", "truediv", "floordiv", "div", "neg", "pow", "exp", "log", "sin", "cos",
+             "sqrt", "outer", "matmul", "sum", "mean"}
 
 
 def _of_constants_and_sizes(node: torch.fx.Node, walk: _Walk) -> bool:
@@ -465,8 +486,9 @@ def _of_constants_and_sizes(node: torch.fx.Node, walk: _Walk) -> bool:
     torchs = node.op == "call_method" or node.op == "call_function" and (
         target is getattr or module in ("_operator", "operator") or module == "torch"
         or module.startswith("torch."))
-    return torchs and not any(n in walk.bound or n in walk.opaque and not walk.static_int(n)
-                              for n in node.all_input_nodes)
+    return torchs and _op_name(target) in _OF_SIZES and not any(
+        n in walk.bound or n in walk.opaque and not walk.static_int(n)
+        for n in node.all_input_nodes)
 
 
 def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
@@ -520,11 +542,11 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         if node.op == "output":
             return _output_bound(node, walk, recorder, f"{type(model).__name__}", change)
         why = _untracked_write(node) or _leaves_the_tensors(node, bound)
-        if not why and node.target in _UNSET:  # (a review: the memory a convolution's
+        if not why and _op_name(node.target) in _UNSET:  # (a review: the memory a convolution's
             # im2col freed, the input's values, read back as a "constant")
             why = ("allocates a tensor whose values it does not set (torch.empty: whatever "
                    "its memory held, the signal's values among them)")
-        if not why and node.target in _RANDOM:  # (refused by name, not by the chance that
+        if not why and _op_name(node.target) in _RANDOM:  # (by name, not by the chance that
             # two runs draw differently)
             why = ("draws random numbers: the same input gives another output, so no "
                    "Lipschitz constant holds")

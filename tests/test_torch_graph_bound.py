@@ -932,6 +932,15 @@ def test_a_constant_computed_from_sizes_is_a_constant():
     assert report.network_upper is None and "allocates a tensor whose values it does not set" in (
         report.reason), report.reason
 
+    class AtenUnset(Unset):  # (a third review: the aten form passed a check by identity)
+        def forward(self, x):
+            unset = torch.ops.aten.empty([x.shape[0], 4], dtype=x.dtype)
+            return self.lin(x) + unset.new_zeros(unset.shape)
+
+    report = sct.lipschitz_report(AtenUnset().eval(), (4,))
+    assert report.network_upper is None and "allocates a tensor whose values it does not set" in (
+        report.reason), report.reason
+
     class Drawn(Unset):  # a random "constant" of the signal's shape: refused by name, not by
         def forward(self, x):  # the chance that two runs draw differently
             drawn = torch.randn((x.shape[0], 4), dtype=x.dtype)
