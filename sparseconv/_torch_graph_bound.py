@@ -542,11 +542,12 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         if node.op == "output":
             return _output_bound(node, walk, recorder, f"{type(model).__name__}", change)
         why = _untracked_write(node) or _leaves_the_tensors(node, bound)
-        if not why and _op_name(node.target) in _UNSET:  # (a review: the memory a convolution's
+        called = _op_name(node.target) if node.op in ("call_function", "call_method") else ""
+        if not why and called in _UNSET:  # (a review: the memory a convolution's
             # im2col freed, the input's values, read back as a "constant")
             why = ("allocates a tensor whose values it does not set (torch.empty: whatever "
                    "its memory held, the signal's values among them)")
-        if not why and _op_name(node.target) in _RANDOM:  # (by name, not by the chance that
+        if not why and called in _RANDOM:  # (by name, not by the chance that
             # two runs draw differently)
             why = ("draws random numbers: the same input gives another output, so no "
                    "Lipschitz constant holds")

@@ -941,6 +941,19 @@ def test_a_constant_computed_from_sizes_is_a_constant():
     assert report.network_upper is None and "allocates a tensor whose values it does not set" in (
         report.reason), report.reason
 
+    class Named(nn.Module):  # (modules and buffers named as those calls are no such calls)
+        def __init__(self):
+            super().__init__()
+            self.normal = nn.Linear(4, 4, dtype=F64)
+            self.register_buffer("empty", torch.ones(4, dtype=F64))
+
+        def forward(self, x):
+            return self.normal(x) * self.empty
+
+    named = Named().eval()
+    norm = float(torch.linalg.matrix_norm(named.normal.weight.detach(), 2))
+    assert norm <= sct.lipschitz_report(named, (4,)).network_upper <= norm * (1 + 1e-12)
+
     class Drawn(Unset):  # a random "constant" of the signal's shape: refused by name, not by
         def forward(self, x):  # the chance that two runs draw differently
             drawn = torch.randn((x.shape[0], 4), dtype=x.dtype)
