@@ -35,10 +35,11 @@ from sparseconv._torch_layer_base import _Layer
 from sparseconv._torch_layers import _layer
 from sparseconv._typing import PaddingMode
 
-__all__ = ["EINSUM", "MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING", "RUN_BY_TORCH", "SELECTIONS",
-           "WHERE", "EinsumSplit", "acts_per_sample", "by_keyword", "call_on",
-           "einsum_operands", "einsum_split", "inside", "linear_call_layer", "matmul_operands",
-           "module_path", "repeat_counts", "transposition_axes", "where_operands"]
+__all__ = ["EINSUM", "EINSUM_SUBLIST", "MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING",
+           "RUN_BY_TORCH", "SELECTIONS", "WHERE", "EinsumSplit", "acts_per_sample",
+           "by_keyword", "call_on", "einsum_constants_refusal", "einsum_operands",
+           "einsum_split", "inside", "linear_call_layer", "matmul_operands", "module_path",
+           "repeat_counts", "transposition_axes", "where_operands"]
 
 
 _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
@@ -434,6 +435,25 @@ class EinsumSplit:
         ``(shared * free, contracted, 1)``, whose norm is ``max_s ||W[s]||_2``."""
         return constant.permute(self.order).reshape(
             self.shared * self.free, self.contracted, 1)
+
+
+#: Why einsum's sublist form (``einsum(x, [0, 1], w, [1, 2])``) has neither an operator nor
+#: a bound here.
+EINSUM_SUBLIST = ("is einsum's sublist form (operand, [labels], ...), which is not read here: "
+                  "write its equation")
+
+
+def einsum_constants_refusal(constants: list) -> str:
+    """Why ``torch.einsum`` of the signal and these other operands (their values) is read
+    neither by ``network_operator`` nor by the bound over the graph, or ``""``: one that is no
+    constant real floating tensor (a node of the graph, a complex tensor), or has non-finite
+    entries."""
+    if any(isinstance(c, torch.fx.Node) or not (isinstance(c, torch.Tensor)
+                                                and c.is_floating_point()) for c in constants):
+        return "contracts the signal with a tensor that is no constant real floating tensor"
+    if any(not bool(torch.isfinite(c).all()) for c in constants):
+        return "contracts the signal with a tensor with non-finite entries"
+    return ""
 
 
 def einsum_operands(args: Any, kwargs: dict) -> tuple[Any, list]:

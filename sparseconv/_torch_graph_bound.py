@@ -75,7 +75,15 @@ from sparseconv._torch_graph import (
     tensor_versions,
     untracked,
 )
-from sparseconv._torch_graph_rules import _PARTITIONS, Factor, _bound, _Opaque, _sqrt_up, _Walk
+from sparseconv._torch_graph_rules import (
+    _PARTITIONS,
+    Factor,
+    _bound,
+    _Opaque,
+    _sqrt_up,
+    _Walk,
+    function_name,
+)
 from sparseconv._torch_graph_sizes import _integers, _size_number, _tainted_sizes
 from sparseconv._torch_probe import (
     UNTRACKED,
@@ -440,16 +448,8 @@ def _signal_refusal(node: torch.fx.Node, module: torch.fx.GraphModule,
     return ""
 
 
-def _op_name(target: Any) -> str:
-    """A call's operation by name, whichever form calls it: ``empty`` for ``torch.empty``,
-    ``x.new_empty``'s method name and ``torch.ops.aten.empty.memory_format`` alike (a review:
-    the aten form passed a check by identity)."""
-    name = target if isinstance(target, str) else getattr(target, "__name__", None) or ""
-    return str(name).removeprefix("aten::").split(".")[0]
-
-
 #: Calls whose result's values are whatever its memory held (a review: one read back the
-#: values an im2col buffer, freed, had held of the signal), by name (:func:`_op_name`).
+#: values an im2col buffer, freed, had held of the signal), by name (:func:`function_name`).
 _UNSET = {"empty", "empty_strided", "empty_like", "empty_permuted", "new_empty",
           "new_empty_strided", "new", "Tensor", "resize_", "set_", "as_strided", "frombuffer",
           "asarray", "from_file", "UntypedStorage", "untyped_storage"}
@@ -486,7 +486,7 @@ def _of_constants_and_sizes(node: torch.fx.Node, walk: _Walk) -> bool:
     torchs = node.op == "call_method" or node.op == "call_function" and (
         target is getattr or module in ("_operator", "operator") or module == "torch"
         or module.startswith("torch."))
-    return torchs and _op_name(target) in _OF_SIZES and not any(
+    return torchs and function_name(target) in _OF_SIZES and not any(
         n in walk.bound or n in walk.opaque and not walk.static_int(n)
         for n in node.all_input_nodes)
 
@@ -542,7 +542,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
         if node.op == "output":
             return _output_bound(node, walk, recorder, f"{type(model).__name__}", change)
         why = _untracked_write(node) or _leaves_the_tensors(node, bound)
-        called = _op_name(node.target) if node.op in ("call_function", "call_method") else ""
+        called = function_name(node.target) if node.op in ("call_function", "call_method") else ""
         if not why and called in _UNSET:  # (a review: the memory a convolution's
             # im2col freed, the input's values, read back as a "constant")
             why = ("allocates a tensor whose values it does not set (torch.empty: whatever "

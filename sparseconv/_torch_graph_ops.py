@@ -31,6 +31,7 @@ from sparseconv._torch_calls import (
     _RESHAPE,
     _TRANSPOSE,
     EINSUM,
+    EINSUM_SUBLIST,
     MATMUL,
     REPEATS,
     RUN_BY_TORCH,
@@ -39,6 +40,7 @@ from sparseconv._torch_calls import (
     acts_per_sample,
     by_keyword,
     call_on,
+    einsum_constants_refusal,
     einsum_operands,
     inside,
     matmul_operands,
@@ -477,8 +479,7 @@ class _GraphBuilder:
         summed over a label of its own: any such contraction)."""
         equation, operands = einsum_operands(args, kwargs)
         if not isinstance(equation, str):
-            self.refuse(node, "is einsum's sublist form (operand, [labels], ...), which is "
-                        "not read here: write its equation")
+            self.refuse(node, EINSUM_SUBLIST)
         signals = [k for k, o in enumerate(operands) if self.dependent(o)]
         if len(signals) != 1 or any(self.dependent(a) for a in node.all_input_nodes
                                     if a is not operands[signals[0]]):
@@ -486,12 +487,9 @@ class _GraphBuilder:
                         "as an operand" if signals else "does not act on the network's signal")
         constants = [self.value(o) if k != signals[0] else None
                      for k, o in enumerate(operands)]
-        if any(not (isinstance(c, torch.Tensor) and c.is_floating_point())
-               for k, c in enumerate(constants) if k != signals[0]):
-            self.refuse(node, "contracts the signal with a tensor that is no constant real "
-                        "floating tensor")
-        if any(c is not None and not bool(torch.isfinite(c).all()) for c in constants):
-            self.refuse(node, "contracts the signal with a tensor with non-finite entries")
+        why = einsum_constants_refusal([c for k, c in enumerate(constants) if k != signals[0]])
+        if why:
+            self.refuse(node, why)
         # copies, as every other op holds its constants: the model's own tensors change when
         # it trains (a review: a float64 weight's .to(float64) is the weight itself)
         held = [c.detach().to(torch.float64, copy=True) if c is not None else None

@@ -28,6 +28,7 @@ from sparseconv._torch_calls import (
     _NORMALIZED,
     _TRANSPOSE,
     EINSUM,
+    EINSUM_SUBLIST,
     MATMUL,
     MAX_POOL_F,
     REPEATS,
@@ -36,6 +37,7 @@ from sparseconv._torch_calls import (
     WHERE,
     acts_per_sample,
     call_on,
+    einsum_constants_refusal,
     einsum_operands,
     einsum_split,
     matmul_operands,
@@ -190,8 +192,7 @@ def _einsum(node: torch.fx.Node, args: Any, kwargs: dict, walk: _Walk) -> Fracti
     ``s``)."""
     equation, operands = einsum_operands(args, kwargs)
     if not isinstance(equation, str):
-        return ("is einsum's sublist form (operand, [labels], ...), which is not read here: "
-                "write its equation")
+        return EINSUM_SUBLIST
     signals = [n for n in node.all_input_nodes if n in walk.bound]
     if len(signals) != 1 or sum(o is signals[0] for o in operands) != 1:
         return "multiplies two values of the signal, or reads it other than as an operand"
@@ -200,11 +201,9 @@ def _einsum(node: torch.fx.Node, args: Any, kwargs: dict, walk: _Walk) -> Fracti
     signal = signals[0]
     at = 0 if operands[0] is signal else 1
     constant = operands[1 - at]
-    if isinstance(constant, torch.fx.Node) or not isinstance(
-            constant, torch.Tensor) or not constant.is_floating_point():
-        return "contracts the signal with a tensor that is no constant real floating tensor"
-    if not bool(torch.isfinite(constant).all()):
-        return "contracts the signal with a tensor with non-finite entries"
+    why = einsum_constants_refusal([constant])
+    if why:
+        return why
     shapes = [tuple(walk.meta(signal).shape), tuple(constant.shape)][::1 - 2 * at]
     split = einsum_split(equation, shapes, at)
     if isinstance(split, str):
@@ -287,9 +286,13 @@ def has_rule(target: Any) -> bool:
 
 
 def function_name(target: Any) -> str:
-    """The name a graph's call goes by: ``softplus`` for ``F.softplus`` and for
-    ``x.softplus()`` alike."""
-    return str(getattr(target, "__name__", target))
+    """The name a graph's call goes by: ``softplus`` for ``F.softplus``, for
+    ``x.softplus()`` and for ``torch.ops.aten.softplus.default`` alike (a review: the aten
+    form of ``torch.empty`` passed a check of its function by identity)."""
+    name = str(getattr(target, "__name__", target))
+    if str(getattr(target, "__module__", "")).startswith("torch._ops"):
+        name = name.split(".")[0]  # (an overload's: empty.memory_format)
+    return name
 
 
 def _sqrt_up(value: Fraction) -> Fraction:

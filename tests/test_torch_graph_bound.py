@@ -934,7 +934,7 @@ def test_a_constant_computed_from_sizes_is_a_constant():
 
     class AtenUnset(Unset):  # (a third review: the aten form passed a check by identity)
         def forward(self, x):
-            unset = torch.ops.aten.empty([x.shape[0], 4], dtype=x.dtype)
+            unset = torch.ops.aten.empty.memory_format([x.shape[0], 4], dtype=x.dtype)
             return self.lin(x) + unset.new_zeros(unset.shape)
 
     report = sct.lipschitz_report(AtenUnset().eval(), (4,))
