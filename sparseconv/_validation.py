@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, cast
@@ -304,10 +303,9 @@ def worker_count(value, name: str = "workers") -> int:
     >>> worker_count(-1) == len(os.sched_getaffinity(0))
     True
     """
-    # (a new user's trial under taskset -c 1: "count back from the 2 cores" of a process that
-    # may use one)
-    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
-             os.cpu_count()) or 1
+    from ._parallel import cpu_count  # (a new user's trial under taskset -c 1: "count back
+
+    cores = cpu_count()  # from the 2 cores" of a process that may use one)
     if value is None:
         return 1
     if not is_int(value):
