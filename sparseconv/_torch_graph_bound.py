@@ -77,6 +77,8 @@ from sparseconv._torch_graph import (
 )
 from sparseconv._torch_graph_rules import (
     _PARTITIONS,
+    RANDOM_CALLS,
+    UNSET_CALLS,
     Factor,
     _bound,
     _Opaque,
@@ -448,20 +450,6 @@ def _signal_refusal(node: torch.fx.Node, module: torch.fx.GraphModule,
     return ""
 
 
-#: Calls whose result's values are whatever its memory held (a review: one read back the
-#: values an im2col buffer, freed, had held of the signal), by name (:func:`function_name`).
-_UNSET = {"empty", "empty_strided", "empty_like", "empty_permuted", "new_empty",
-          "new_empty_strided", "new", "Tensor", "resize_", "set_", "as_strided", "frombuffer",
-          "asarray", "from_file", "UntypedStorage", "untyped_storage"}
-
-
-#: Calls that draw random numbers (a random "constant" sized by the signal's shape makes no
-#: map of the input at all).
-_RANDOM = {"rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "normal",
-           "bernoulli", "multinomial", "randperm", "poisson", "random_", "normal_", "uniform_",
-           "bernoulli_", "exponential_", "geometric_", "log_normal_", "cauchy_", "uniform",
-           "random"}
-
 #: The operations a constant of constants and sizes may be made by (an allow-list, after a
 #: review found torch.ops.aten.empty among "torch's own calls"): factories with values,
 #: reshapes, copies, casts, arithmetic and shape reads.
@@ -543,11 +531,11 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             return _output_bound(node, walk, recorder, f"{type(model).__name__}", change)
         why = _untracked_write(node) or _leaves_the_tensors(node, bound)
         called = function_name(node.target) if node.op in ("call_function", "call_method") else ""
-        if not why and called in _UNSET:  # (a review: the memory a convolution's
+        if not why and called in UNSET_CALLS:  # (a review: the memory a convolution's
             # im2col freed, the input's values, read back as a "constant")
             why = ("allocates a tensor whose values it does not set (torch.empty: whatever "
                    "its memory held, the signal's values among them)")
-        if not why and called in _RANDOM:  # (by name, not by the chance that
+        if not why and called in RANDOM_CALLS:  # (by name, not by the chance that
             # two runs draw differently)
             why = ("draws random numbers: the same input gives another output, so no "
                    "Lipschitz constant holds")

@@ -125,6 +125,14 @@ def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.f
         graph = (tracer or torch.fx.Tracer()).trace(model, concrete_args=concrete or None)
     if concrete:
         _drop_specialized(graph)
+    if isinstance(model, torch.fx.GraphModule):  # (a TorchScript model's graph, rebuilt:
+        # the module each call was made in, which tracing it again does not keep, for the
+        # rows' names and the messages, "blur.conv2d", as the eager model's)
+        stacks = {(n.name, n.target): n.meta["nn_module_stack"] for n in model.graph.nodes
+                  if "nn_module_stack" in n.meta}
+        for node in graph.nodes:
+            if (node.name, node.target) in stacks and "nn_module_stack" not in node.meta:
+                node.meta["nn_module_stack"] = stacks[node.name, node.target]
     return graph
 
 

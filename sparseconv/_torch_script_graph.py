@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseconv._torch_graph import output_leaves
+from sparseconv._torch_graph_rules import RANDOM_CALLS, UNSET_CALLS
 from sparseconv._torch_graph_sizes import (
     int64_add,
     int64_floordiv,
@@ -57,6 +58,7 @@ from sparseconv._torch_script import (
     _calls,
     _graph_of,
     _inputs_within,
+    _Modules,
     _preorder,
     _probe,
     _values_within,
@@ -64,7 +66,7 @@ from sparseconv._torch_script import (
     script_attribute,
 )
 from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
-from sparseconv._torch_script_rebuild import _kind
+from sparseconv._torch_script_rebuild import _kind, _shipped
 
 __all__ = ["script_graph_module"]
 
@@ -96,6 +98,17 @@ _FUNCTIONS: dict[str, Any] = {
     # a contraction with a constant, and a selection by a constant mask
     "aten::einsum": torch.einsum, "aten::where": torch.where,
     "aten::masked_fill": torch.masked_fill,
+    # linear functions of the signal by constant arguments (a weight the forward computes
+    # from its parameters: a weight-standardised convolution; a tied weight, fc.weight.t()),
+    # and selections and copies the bound over the graph reads as the eager forward's
+    **{f"aten::conv{n}d": getattr(F, f"conv{n}d") for n in range(1, 4)},
+    **{f"aten::conv_transpose{n}d": getattr(F, f"conv_transpose{n}d") for n in range(1, 4)},
+    "aten::_convolution": F.conv2d, "aten::convolution": F.conv2d,  # (by rank: _convolution)
+    "aten::linear": F.linear, "aten::matmul": torch.matmul, "aten::mm": torch.mm,
+    "aten::pixel_shuffle": F.pixel_shuffle, "aten::pixel_unshuffle": F.pixel_unshuffle,
+    "aten::roll": torch.roll, "aten::flip": torch.flip, "aten::expand": "expand",
+    "aten::repeat": "repeat", "aten::index_select": torch.index_select,
+    "aten::cumsum": torch.cumsum, "aten::sum": torch.sum,
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
     **_pooling("max_pool", range(1, 4))}
 
@@ -275,14 +288,30 @@ def _written(node) -> list:
             if a.alias_info is not None and a.alias_info.is_write]
 
 
+class _Graph(torch.fx.Graph):
+    """A torch.fx graph whose function calls record the module whose forward makes them
+    (``nn_module_stack``, as torch.fx's tracer records it: a row's name,
+    :func:`sparseconv._torch_calls.module_path`), that of the node being translated."""
+
+    path: tuple[str, type] | None = None
+
+    def create_node(self, *args: Any, **kwargs: Any) -> torch.fx.Node:
+        node = super().create_node(*args, **kwargs)
+        if self.path is not None and node.op in ("call_function", "call_method"):
+            node.meta["nn_module_stack"] = {self.path[0]: self.path}
+        return node
+
+
 class _Builder:
     """The walk over the inlined graph that writes the torch.fx graph: ``env`` maps each
     TorchScript value (by ``unique()``) to its fx node or Python value."""
 
     def __init__(self, model: nn.Module, graph, every: list[_Call], calls: list[_Call],
-                 modules: list[nn.Module]):
+                 modules: list[nn.Module], folded: dict[int, Any]):
         self.model, self.graph = model, graph
-        self.fx = torch.fx.Graph()
+        self.folded = folded  # the constants computed from parameters, by value
+        self.fx = _Graph()
+        self.where = _Modules(model)  # (the module each node's code is of)
         self.root: dict[str, Any] = {}
         self.env: dict[int, Any] = {}
         self.order = {node: i for i, node in enumerate(_preorder(graph.block()))}
@@ -365,6 +394,7 @@ class _Builder:
                 continue
             if node in self.skipped:
                 continue
+            self.fx.path = self._path(node)
             self._node(node)
             if _mutates(node):
                 self.writes.append((self.order[node], node))
@@ -375,6 +405,15 @@ class _Builder:
                                    "of its own (a parameter, a buffer or a constant)")
                 if node.outputsSize() == 1:  # (at the top, or in a branch the walk takes)
                     self.result[node] = node.output()
+
+    def _path(self, node) -> tuple[str, type] | None:
+        """The qualified name and class of the module whose code ``node`` is (None for the
+        model's own, or where TorchScript's path does not tell)."""
+        try:
+            name, module = self.where(_top(node))
+        except TypeError:  # (ambiguous: the calls were read, so not a layer's)
+            return None
+        return (name, type(module)) if name else None
 
     def _call(self, call: _Call, members: list) -> None:
         """A leaf module's call (``members``: its top-level nodes, the ``if``s and loops of
@@ -506,6 +545,12 @@ class _Builder:
             args = [self.value(v, node) for v in node.inputs()]
             self.env[outputs[0].unique()] = args[0] if len(args) == 1 else args[0][args[1]]
             self.static.add(outputs[0].unique())
+        elif outputs and all(v.unique() in self.folded for v in outputs) and all(
+                v.unique() in self.static for v in node.inputs()):
+            for v in outputs:  # (a constant the forward computes from its parameters and
+                # constants alone, read off the probe: :func:`_constant_values`)
+                self.env[v.unique()] = self.folded[v.unique()]
+                self.static.add(v.unique())
         elif kind in _PASS_THROUGH:  # (a size made a tensor is passed on, nothing else)
             source = next(node.inputs())
             if kind != "prim::NumToTensor" and source.unique() not in self.sizes:
@@ -597,6 +642,10 @@ class _Builder:
                 kind, _FUNCTIONS.get(kind) if kind in ("aten::size", "aten::dim") else None)
         elif out is not None and kind == "aten::size":  # (x.shape: a list of sizes)
             target = "size"
+        if target is None and _drawn(kind):
+            raise _Refused(f"runs {node.kind()} outside its layers{_where(node)} (it draws "
+                           "random numbers or allocates memory it does not set: the same "
+                           "input may give another output)")
         if target is None:
             raise _Refused(f"runs {node.kind()} outside its layers{_where(node)}, which the "
                            "bound over a TorchScript graph does not translate")
@@ -613,6 +662,8 @@ class _Builder:
         kwargs: dict[str, Any] = {}
         if isinstance(out.type(), torch.TensorType):
             args, kwargs = _arguments(kind, args)
+        if kind in ("aten::_convolution", "aten::convolution"):
+            target, args = _convolution(args)
         if kind == "aten::view" and not isinstance(args[1], (list, tuple, torch.fx.Node)):
             raise _Refused("reinterprets its signal's bits (aten::view to a dtype)")
         if kind == "aten::contiguous":
@@ -661,11 +712,30 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
         if not isinstance(args[1], (list, tuple)):
             raise _Refused("runs aten::einsum on a list the graph computes")
         return [args[0], *args[1]], {}
-    if kind == "aten::mean":  # (self, dtype) or (self, dim, keepdim, dtype)
+    if kind in ("aten::mean", "aten::sum", "aten::cumsum"):  # (self, dtype), (self, dim,
+        # keepdim, dtype) or cumsum's (self, dim, dtype)
         if args[-1] is not None:
-            raise _Refused("takes a mean in a dtype of its own")
+            raise _Refused(f"runs {kind} in a dtype of its own")
         return args[:-1], {}
+    if kind == "aten::expand":  # (self, size, implicit)
+        return args[:2], {}
     return args, {}
+
+
+def _convolution(args: list) -> tuple[Any, list]:
+    """A traced ``F.conv*d`` or ``F.conv_transpose*d``'s ``aten::_convolution`` (input,
+    weight, bias, stride, padding, dilation, transposed, output_padding, groups, and flags
+    that choose a kernel) as the torch function it is and that function's arguments."""
+    x, weight, bias, stride, padding, dilation, transposed, output_padding, groups = args[:9]
+    if not isinstance(stride, (list, tuple)) or len(stride) not in (1, 2, 3):
+        raise _Refused("runs a convolution whose rank the graph does not fix")
+    rank = len(stride)
+    if transposed:
+        return getattr(F, f"conv_transpose{rank}d"), [x, weight, bias, stride, padding,
+                                                      output_padding, groups, dilation]
+    if any(output_padding):
+        raise _Refused("runs a convolution with an output padding but not transposed")
+    return getattr(F, f"conv{rank}d"), [x, weight, bias, stride, padding, dilation, groups]
 
 
 def _assertions(nodes: list) -> set:
@@ -778,7 +848,12 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     calls = [c for c in every if c.input() is not None]
     if [c.name for c in calls] != list(names):  # (the rows were read off this graph's calls)
         return "its calls are not the traced layers"  # pragma: no cover - the same graph
-    builder = _Builder(model, graph, every, calls, modules)
+    # a leaf module of a class of the user's is no layer: its operations are the forward's,
+    # followed one by one (a new user's trial: a child `Scale` computing x * 2, a
+    # weight-standardised convolution, a blur pool, a layer scale, each left the scripted
+    # and traced models of a bounded eager one without a bound)
+    own = [c for c in every if not _of_the_user(c.module)]
+    builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape))
     aliasing = _call_aliasing(model, shape)
     if len(aliasing) != len(calls):
         return "its calls are not the traced layers"  # pragma: no cover - the same graph
@@ -821,6 +896,66 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
                if a1.shape == a2.shape):
         return "is rebuilt as a graph that does not compute what the model does on a probe"
     return module
+
+
+def _of_the_user(module: nn.Module) -> bool:
+    """Whether a module of a TorchScript model was compiled from a class of the user's (not
+    one torch ships, even a subclass of one: a ``StdConv2d(nn.Conv2d)``)."""
+    return isinstance(module, torch.jit.ScriptModule) and not _shipped(module)
+
+
+def _drawn(kind: str) -> bool:
+    """Whether an operation's result is no function of its arguments: a random draw, memory
+    left unset (the eager bound's names), dropout."""
+    name = kind.split("::", 1)[-1].split(".", 1)[0]
+    return name in RANDOM_CALLS or name in UNSET_CALLS or "dropout" in name or "rrelu" in name
+
+
+#: The structural nodes a constant may be read through.
+_PURE_PRIM = frozenset({"prim::Constant", "prim::GetAttr", "prim::ListConstruct",
+                        "prim::TupleConstruct", "prim::ListUnpack", "prim::TupleUnpack",
+                        "prim::TupleIndex", "prim::unchecked_cast", "prim::dtype",
+                        "prim::device", "prim::NumToTensor"})
+
+
+def _foldable(type_) -> bool:
+    """Whether a value of TorchScript type ``type_`` is a constant the probe can return."""
+    if isinstance(type_, torch.ListType):
+        return _foldable(type_.getElementType())
+    return isinstance(type_, (torch.TensorType, torch.IntType, torch.FloatType,
+                              torch.BoolType))
+
+
+def _constant_values(model: nn.Module, graph, shape: tuple[int, ...]) -> dict[int, Any]:
+    """The values of the operations at the top of ``graph`` computed from its constants and
+    the model's attributes alone (``self.weight.t()``, ``torch.sigmoid(self.gate)``, a
+    weight standardised from its parameter), by ``unique()``, read off one run of the probe
+    on a copy of the graph: the same on any input, as none reads it. Not an operation that
+    draws random numbers or leaves memory unset (:func:`_drawn`), nor one of no arguments
+    (``torch.is_grad_enabled()``: the state of the run, not a constant), nor one that changes
+    a value in place (the walk refuses a write to a constant), nor one inside an ``if`` or a
+    loop. The walk takes a value from here only where its own arguments are constants there
+    (a list the forward built and appended the signal to is none)."""
+    pure = {list(graph.inputs())[0].unique()}
+    wanted = []
+    for node in graph.nodes():
+        kind = node.kind()
+        if list(node.blocks()) or _mutates(node) or kind in _OPAQUE or not all(
+                v.unique() in pure for v in node.inputs()) or kind.startswith("prim::") and (
+                kind not in _PURE_PRIM) or not kind.startswith(("prim::", "aten::")) or (
+                _drawn(kind)) or kind.startswith("aten::") and not node.inputsSize():
+            continue
+        pure.update(v.unique() for v in node.outputs())
+        if kind.startswith("aten::") and all(_foldable(v.type()) for v in node.outputs()):
+            wanted.extend(node.outputs())
+    if not wanted:
+        return {}
+    copy = graph.copy()  # (the probe changes the graph it runs: its outputs)
+    mapped = {}
+    for mine, theirs in zip(graph.nodes(), copy.nodes()):
+        mapped.update({a.unique(): b for a, b in zip(mine.outputs(), theirs.outputs())})
+    values = _probe(model, copy, [mapped[v.unique()] for v in wanted], shape)
+    return {v.unique(): value for v, value in zip(wanted, values)}
 
 
 def _call_aliasing(model: nn.Module, shape: tuple[int, ...]) -> list[bool]:

@@ -1060,8 +1060,10 @@ def test_a_reviews_torchscript_counterexamples_get_no_bound():
     assert report.network_upper is None and "which changes a tensor or an attribute of " \
                                               "its own" in report.reason
     report = sct.lipschitz_report(twice, (3,), lipschitz_constants={"s": 2.0})
-    assert report.network_upper is None and "calls module 's', of a class of its own" in (
-        report.reason)
+    # (the bound over the graph follows the module's operations, each call's: 4 ||fc||)
+    assert report.over_graph and report.network_upper == pytest.approx(
+        4 * report["fc"]["upper"], rel=1e-12), report.reason
+    assert report.network_upper >= _networks.largest_ratio(twice, (3,))
 
 
 class _Eager(nn.Module):
@@ -1143,7 +1145,9 @@ def test_a_second_reviews_torchscript_counterexamples_get_no_bound(how, tmp_path
     twice = jit(nn.Sequential(nn.Linear(3, 3, dtype=F64), scale, scale).eval(), how, (3,),
                 tmp_path / "twice.pt")
     report = sct.lipschitz_report(twice, (3,), lipschitz_constants={"_Scale": 2.0})
-    assert report.network_upper is None and "of a class of its own" in report.reason
+    assert report.over_graph and report.network_upper == pytest.approx(  # (no chain: the
+        4 * report["0"]["upper"], rel=1e-12), report.reason  # graph's, both calls counted)
+    assert report.network_upper >= _networks.largest_ratio(twice, (3,))
     if how == "script":
         for make in (_Rebinding, _Outside):
             report = sct.lipschitz_report(jit(make().eval(), how, (3,), tmp_path / "m.pt"),
