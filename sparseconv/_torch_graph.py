@@ -42,6 +42,7 @@ from sparseconv._torch_probe import (
     UntraceableDefault,
     dispatched,
     error_line,
+    first_write,
     forward_failed,
     fx_trace,
     module_tensors,
@@ -434,14 +435,17 @@ def _checked_probe(gm: torch.fx.GraphModule, shape: tuple[int, ...], model: nn.M
                         "computes: the operator read off the graph need not be the model's")
     dead = [n for n in nodes if n.op == "call_function" and n.target in _AUGMENTED
             and not n.users and isinstance(values[n], torch.Tensor)]
-    if dead:  # torch.fx records `y += z` as `y + z`, which nothing reads where the model
-        # reads the changed tensor through another name (kept = y): refused. (An unused
-        # module or method call cannot be one: a review found such models refused.)
+    write = first_write(model, probe_input(model, shape)) if dead else None
+    if write is not None:  # torch.fx records `y += z` as `y + z`, which nothing reads where
+        # the model reads the changed tensor through another name (kept = y): refused where
+        # the forward changes a tensor in place. (An unused module or method call cannot be
+        # one: a review found such models refused; nor a sum where nothing is written in
+        # place, WaveNet's last residual: a new user's trial found it refused.)
         raise TypeError(f"network_operator: {_describe(dead[0])} computes a value nothing "
-                        "reads: an in-place change such as y += z after kept = y, which "
-                        "torch.fx records as a new value while the model changes kept too, "
-                        "looks the same (drop the unused expression if it is one, or write "
-                        "y = y + z)")
+                        f"reads, and the forward changes a tensor in place ({write}): an "
+                        "in-place change such as y += z after kept = y, which torch.fx "
+                        "records as a new value while the model changes kept too, looks the "
+                        "same (drop the unused expression if it is one, or write y = y + z)")
     return values
 
 

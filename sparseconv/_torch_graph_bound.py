@@ -92,6 +92,7 @@ from sparseconv._torch_probe import (
     UntraceableDefault,
     dispatched,
     error_line,
+    first_write,
     fx_trace,
     restored_buffers,
     version,
@@ -406,11 +407,28 @@ def _traced(model: nn.Module, probe: torch.Tensor,
                 "FractionalMaxPool2d or torch.randn_like?)")
     dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users
             and n not in recorder.sizes]  # (b, c, h, w = x.shape with w unused: a new user)
-    if dead:  # a result nobody reads: an in-place change that the graph shows as a new value
-        return (f"node {dead[0].name!r}{inside(dead[0])} computes a value nothing reads: an "
-                "in-place change such as y += z, which the graph records as a new value, "
-                "looks the same, so none is bounded (drop the unused call if it is one)")
+    write = first_write(model, probe) if dead else None
+    if write is not None:  # a result nobody reads: maybe an in-place change that the graph
+        # shows as a new value
+        return (f"node {dead[0].name!r}{inside(dead[0])} computes a value nothing reads, and "
+                f"the forward changes a tensor in place ({write}): an in-place change such "
+                "as y += z, which the graph records as a new value, looks the same, so none "
+                "is bounded (drop the unused call if it is one)")
+    if dead:  # (a forward that writes nothing in place: values nothing reads, as WaveNet's
+        # last residual sum; a new user's trial found such a linear stack refused)
+        _drop_unread(module)
     return graph, module, recorder, sizes, tainted, change
+
+
+def _drop_unread(module: torch.fx.GraphModule) -> None:
+    """Erases from ``module``'s graph the function calls nothing reads, and those only they
+    read; a module's call stays (every call of a module is counted, :func:`graph_bound`),
+    and is bounded."""
+    while dead := [n for n in module.graph.nodes
+                   if n.op in ("call_function", "call_method") and not n.users]:
+        for node in dead:
+            module.graph.erase_node(node)
+    module.recompile()
 
 
 def _output_bound(node: torch.fx.Node, walk: _Walk, recorder: _Probe, model: str, change: str,

@@ -64,6 +64,31 @@ def probe_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1,
     return values.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 
+def first_write(model: nn.Module, x: torch.Tensor) -> str | None:
+    """The first operation ``model``'s forward runs on ``x`` that changes a tensor in place
+    (an aten operation whose schema writes an argument: ``add_``, ``relu_``, ``copy_``, an
+    ``out=``), as ``"aten.add_.Tensor"``; None if it runs none. Seen by a dispatch mode, below
+    every Python name a tensor goes by (``y += z`` after ``kept = y`` too); a forward that
+    fails under the mode counts as one that writes."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Writes(TorchDispatchMode):
+        found: str | None = None
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if self.found is None and func._schema.is_mutable:
+                self.found = str(func)
+            return func(*args, **(kwargs or {}))
+
+    mode = Writes()
+    try:
+        with torch.no_grad(), restored_buffers(model), mode:
+            model(x.clone())
+    except Exception as exc:  # noqa: BLE001 - any failure: the safe side
+        return f"a run that failed under a dispatch mode ({type(exc).__name__})"
+    return mode.found
+
+
 def restored_buffers(model: nn.Module) -> contextlib.AbstractContextManager[None]:
     """Probe forwards that leave the model as it was: every buffer a forward changed (a
     BatchNorm's statistics in training mode, a spectral_norm parametrization's vectors) is

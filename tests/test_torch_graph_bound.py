@@ -987,35 +987,64 @@ def test_a_function_that_jumps_is_named_so_not_offered_a_constant(function):
         report.reason) and "lipschitz_constants" not in report.reason, report.reason
 
 
+class _WaveNetBlock(nn.Module):
+    """A WaveNet block, linear: a residual and a skip output; with ``inplace``, the skip
+    through an in-place ReLU (the forward then changes a tensor in place)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.res = nn.Conv1d(2, 2, 1, dtype=F64)
+        self.skip = nn.Conv1d(2, 2, 1, dtype=F64)
+        self.act = nn.ReLU(inplace=True) if inplace else nn.Identity()
+
+    def forward(self, x):
+        return x + self.res(x), self.act(self.skip(x))
+
+
+class _WaveNet(nn.Module):  # the last block's residual output is read by nothing
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.blocks = nn.ModuleList([_WaveNetBlock(inplace), _WaveNetBlock(inplace)])
+
+    def forward(self, x):
+        skips = 0
+        for block in self.blocks:
+            x, skip = block(x)
+            skips = skips + skip
+        return skips
+
+
 def test_a_refused_node_inside_a_module_is_named_with_that_module():
     """A new user's trial: in a stack of blocks, "node 'add_2' computes a value nothing
-    reads" did not say which block's sum (WaveNet's last residual output, unused)."""
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.res, self.skip = nn.Conv1d(2, 2, 1), nn.Conv1d(2, 2, 1)
-
-        def forward(self, x):
-            return x + self.res(x), self.skip(x)
-
-    class Stack(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.blocks = nn.ModuleList([Block(), Block()])
-
-        def forward(self, x):
-            skips = 0
-            for block in self.blocks:
-                x, skip = block(x)
-                skips = skips + skip
-            return skips
-
-    report = sct.lipschitz_report(Stack().eval(), (2, 6))
-    assert "node 'add_2' in module 'blocks.1' computes a value nothing reads" in (
-        report.reason), report.reason
+    reads" did not say which block's sum (WaveNet's last residual output, unused; refused
+    where the forward changes a tensor in place, here an in-place ReLU)."""
+    torch.manual_seed(0)
+    model = _WaveNet(inplace=True).eval()
+    report = sct.lipschitz_report(model, (2, 6))
+    assert "node 'add_2' in module 'blocks.1' computes a value nothing reads, and the " \
+           "forward changes a tensor in place (aten.relu_.default)" in report.reason, (
+               report.reason)
     with pytest.raises(TypeError, match=r"node 'add_2' \(call_function add\) in module "
-                       "'blocks.1' computes"):
-        sct.network_operator(Stack().eval(), (2, 6))
+                       r"'blocks.1' computes a value nothing reads, and the forward changes a "
+                       r"tensor in place \(aten.relu_.default\)"):
+        sct.network_operator(model, (2, 6))
+
+
+def test_a_value_nothing_reads_in_a_forward_that_writes_nothing_in_place_is_dropped():
+    """A new user's trial: a linear WaveNet stack, whose last block's residual sum nothing
+    reads (as WaveNet's code has it), was refused by both as "an in-place change such as y
+    += z" that it does not make. Now: the operator is the model's Jacobian, and the bound is
+    above its norm. A mutant this catches: _torch_graph_bound.py: ``write = first_write(...)``
+    replaced by a constant string (the refusal as before)."""
+    torch.manual_seed(0)
+    model = _WaveNet().eval()
+    jacobian = jacobian_matrix(model, (2, 6))
+    matrix = sct.network_operator(model, (2, 6)).affine().matrix.toarray()
+    np.testing.assert_allclose(matrix, jacobian, rtol=0, atol=1e-12)
+    report = sct.lipschitz_report(model, (2, 6))
+    assert report.over_graph, report.reason
+    exact = float(np.linalg.norm(jacobian, 2))
+    assert exact <= report.network_upper <= 4 * exact
 
 
 def test_a_model_without_submodules_is_its_forward_not_a_layer():
