@@ -223,6 +223,13 @@ class _GraphBuilder:
             layer = _padding("F.pad", in_shape, pad, _PAD_F[mode],
                              float(self.value(kwargs.get("value")) or 0.0))
             return _layer_op(node.name, i, layer, shape)
+        if target == "expand_as":  # (y.expand_as(x): x read for its shape alone, every
+            # value of the signal with the batch first; a new user's trial found it refused)
+            other = kwargs.get("other", args[1] if len(args) > 1 else None)
+            sizes = self.shape(other) if self.dependent(other) else None
+            if sizes is None:
+                return self.refuse(node, "expands the signal as a value that is no signal's")
+            return self.run_op(node, lambda x: x.expand(-1, *sizes), source)
         if target in RUN_BY_TORCH:
             return self.torch_op(node, target, source, args, kwargs)
         constants = {k: self.value(v) for k, v in kwargs.items() if k != "input"}

@@ -97,9 +97,13 @@ _REDUCTIONS = {torch.sum, torch.mean, "sum", "mean"}
 _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 
 
+# y.expand_as(x), y.view_as(x), y.reshape_as(x): x read for its shape alone
+_SHAPED_AS = {"expand_as", "view_as", "reshape_as"}
+
+
 _RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
           *MATMUL, *EINSUM, *WHERE, *(_NORMALIZED - {F.batch_norm}), *REPEATS, *SELECTIONS,
-          *RUNNING, operator.getitem}  # (batch_norm by batch statistics has none)
+          *RUNNING, *_SHAPED_AS, operator.getitem}  # (batch_norm by batch statistics has none)
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -431,6 +435,10 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
             if type(dim) is not int or dim % len(walk.meta(node).shape) == 0:
                 return "stacks along the batch axis (or an axis computed in the graph)"
         return _sqrt_up(sum((walk.of(p) ** 2 for p in parts), Fraction(0)))
+    if target in _SHAPED_AS:
+        shaped = _shaped_as(node, source, args, kwargs, walk)
+        if shaped is not None:
+            return shaped
     if target in _DROPOUT_F and not kwargs.get("training", args[2] if len(args) > 2 else True):
         return walk.of(source)  # (F.dropout(x, p, training=False): the identity)
     if target in _NEG:  # -x: the same norm
@@ -457,6 +465,40 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
                             and _basic_index(args[1], walk.static_index)):
         return _kept(node, source, args, kwargs, walk)
     return _elementwise(node, source, args, kwargs, walk)
+
+
+def _shaped_as(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+               walk: _Walk) -> Fraction | str | None:
+    """``y.expand_as(x)``, ``y.view_as(x)`` or ``y.reshape_as(x)`` where ``x`` is a value of
+    the signal, read for its shape alone (a new user's trial: a global-context block's
+    ``t(x.mean((2, 3), keepdim=True)).expand_as(x)`` was refused as taking the signal twice):
+    each sample of ``y`` expanded to (or reshaped as) a sample of ``x`` -- both have the
+    batch first, as every value of the signal --, checked on a random batch of three; its
+    bound ``y``'s times ``sqrt`` of the copies of each entry (1 for a reshape). None where
+    ``x`` is no value of the signal (the rules of ``expand`` and the reshapes then apply)."""
+    other = args[1] if len(args) > 1 else kwargs.get("other")
+    if not (isinstance(other, torch.fx.Node) and (other in walk.bound or other in walk.opaque)
+            and isinstance(source, torch.fx.Node)):
+        return None
+    if source not in walk.bound or [n for n in node.all_input_nodes
+                                    if n in walk.bound and n is not other] not in ([source], []):
+        return "takes the signal other than as its one input"
+    value = walk.of(source)  # (refused first if the source is no floating tensor)
+    sample, out = tuple(walk.meta(source).shape[1:]), tuple(walk.meta(node).shape[1:])
+    if function_name(node.target) == "expand_as":
+        def run(t: torch.Tensor) -> torch.Tensor:
+            return t.expand(-1, *out)
+    else:
+        def run(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(-1, *out)
+    try:
+        found = acts_per_sample(run, sample)
+    except (RuntimeError, IndexError, TypeError, ValueError) as exc:
+        return f"does not run on a batch of three ({error_line(exc)})"
+    if found != out or getattr(walk.meta(node), "dtype", None) != getattr(
+            walk.meta(source), "dtype", None):
+        return "does not act on each sample alone (it reads or moves the batch axis)"
+    return _sqrt_up(Fraction(max(1, math.prod(out) // max(1, math.prod(sample))))) * value
 
 
 def _piece(partition: torch.fx.Node, index: Any, walk: _Walk) -> Fraction | str:

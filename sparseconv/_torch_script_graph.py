@@ -108,7 +108,8 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::pixel_shuffle": F.pixel_shuffle, "aten::pixel_unshuffle": F.pixel_unshuffle,
     "aten::roll": torch.roll, "aten::flip": torch.flip, "aten::expand": "expand",
     "aten::repeat": "repeat", "aten::index_select": torch.index_select,
-    "aten::cumsum": torch.cumsum, "aten::sum": torch.sum,
+    "aten::cumsum": torch.cumsum, "aten::sum": torch.sum, "aten::expand_as": "expand_as",
+    "aten::view_as": "view_as", "aten::reshape_as": "reshape_as",
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
     **_pooling("max_pool", range(1, 4))}
 

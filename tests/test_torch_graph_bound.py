@@ -2369,3 +2369,42 @@ def test_a_functional_layer_whose_norm_the_memory_limit_refuses_is_said(memory_l
         report.reason)
     memory_limit(2**30)
     assert sct.lipschitz_report(_FunctionalConv().eval(), (2, 8, 8)).network_upper is not None
+
+
+class _GlobalContext(nn.Module):
+    """A global-context block, linear: the mean over the image, transformed, added back to
+    every pixel by ``expand_as`` (``how``), by ``view_as`` after a flatten, or by
+    broadcasting (the same map)."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.t = nn.Conv2d(3, 3, 1, dtype=F64)
+        self.how = how
+
+    def forward(self, x):
+        g = self.t(x.mean((2, 3), keepdim=True))
+        if self.how == "expand_as":
+            return x + g.expand_as(x)
+        if self.how == "view_as":
+            return (x.flatten(1) + g.expand_as(x).flatten(1)).view_as(x)
+        return x + g
+
+
+@pytest.mark.parametrize("how", ["expand_as", "view_as"])
+def test_expand_as_and_view_as_a_signal_read_its_shape_alone(how):
+    """A new user's trial: ``x + t(x.mean(...)).expand_as(x)`` was refused by both as
+    taking the signal twice, where the broadcast form was bounded. Now: the operator is the
+    Jacobian, and the bound is the broadcast form's (each entry of the mean copied to every
+    pixel, ``sqrt(64)`` times the transform's norm), above the exact norm."""
+    torch.manual_seed(0)
+    model, broadcast = _GlobalContext(how).eval(), _GlobalContext("broadcast").eval()
+    broadcast.load_state_dict(model.state_dict())
+    shape = (3, 8, 8)
+    jacobian = jacobian_matrix(model, shape)
+    np.testing.assert_allclose(sct.network_operator(model, shape).affine().matrix.toarray(),
+                               jacobian, rtol=0, atol=1e-12)
+    report = sct.lipschitz_report(model, shape)
+    assert report.over_graph, report.reason
+    assert report.network_upper == pytest.approx(
+        sct.lipschitz_report(broadcast, shape).network_upper, rel=1e-12)
+    assert float(np.linalg.norm(jacobian, 2)) <= report.network_upper

@@ -1580,8 +1580,19 @@ class _Selections(nn.Module):  # pixel shuffle, roll by a negated attribute, fli
         return y + y.sum(1, keepdim=True).expand(-1, 2, -1, -1)
 
 
+class _ExpandedAs(nn.Module):  # a global-context block: x read for its shape alone
+    def __init__(self):
+        super().__init__()
+        self.t = nn.Conv2d(2, 2, 1, dtype=F64)
+
+    def forward(self, x):
+        y = x + self.t(x.mean((2, 3), keepdim=True)).expand_as(x)
+        return y.flatten(1).view_as(x)
+
+
 USERS = {**{kind: (lambda kind=kind: _UsersLeaves(kind)) for kind in (
-    "doubling", "blur", "layer_scale", "std")}, "tied": _Tied, "selections": _Selections}
+    "doubling", "blur", "layer_scale", "std")}, "tied": _Tied, "selections": _Selections,
+    "expanded_as": _ExpandedAs}
 
 
 @pytest.mark.parametrize("how", ["script", "trace"])
