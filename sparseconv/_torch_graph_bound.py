@@ -77,8 +77,6 @@ from sparseconv._torch_graph import (
 )
 from sparseconv._torch_graph_rules import (
     _PARTITIONS,
-    RANDOM_CALLS,
-    UNSET_CALLS,
     Factor,
     _bound,
     _Opaque,
@@ -88,6 +86,8 @@ from sparseconv._torch_graph_rules import (
 )
 from sparseconv._torch_graph_sizes import _integers, _size_number, _tainted_sizes
 from sparseconv._torch_probe import (
+    RANDOM_CALLS,
+    UNSET_CALLS,
     UNTRACKED,
     UntraceableDefault,
     dispatched,

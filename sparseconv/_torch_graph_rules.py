@@ -299,23 +299,6 @@ def function_name(target: Any) -> str:
     return name
 
 
-#: Calls whose result's values are whatever its memory held (a review: one read back the
-#: values an im2col buffer, freed, had held of the signal), by name (:func:`function_name`).
-UNSET_CALLS = frozenset({
-    "empty", "empty_strided", "empty_like", "empty_permuted", "new_empty", "new_empty_strided",
-    "new", "Tensor", "resize_", "set_", "as_strided", "frombuffer", "asarray", "from_file",
-    "UntypedStorage", "untyped_storage"})
-
-
-#: Calls that draw random numbers (a random "constant" sized by the signal's shape makes no
-#: map of the input at all).
-RANDOM_CALLS = frozenset({
-    "rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "normal",
-    "bernoulli", "multinomial", "randperm", "poisson", "random_", "normal_", "uniform_",
-    "bernoulli_", "exponential_", "geometric_", "log_normal_", "cauchy_", "uniform",
-    "random"})
-
-
 def _sqrt_up(value: Fraction) -> Fraction:
     """A rational upper bound on ``sqrt(value)``, ``value >= 0``: exact for the square of a
     rational, else within ``2**-60`` relative, in integers (no float underflows or

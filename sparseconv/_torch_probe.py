@@ -69,7 +69,8 @@ def first_write(model: nn.Module, x: torch.Tensor) -> str | None:
     (an aten operation whose schema writes an argument: ``add_``, ``relu_``, ``copy_``, an
     ``out=``), as ``"aten.add_.Tensor"``; None if it runs none. Seen by a dispatch mode, below
     every Python name a tensor goes by (``y += z`` after ``kept = y`` too); a forward that
-    fails under the mode counts as one that writes."""
+    fails under the mode counts as one that writes. (Not for a TorchScript model, some of
+    whose graphs fail under a mode: ``aten::_local_scalar_dense`` of a traced number.)"""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Writes(TorchDispatchMode):
@@ -89,6 +90,16 @@ def first_write(model: nn.Module, x: torch.Tensor) -> str | None:
     return mode.found
 
 
+def changes_own_tensors(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``model``'s forward on ``x`` leaves one of its parameters or buffers changed
+    (a write no schema says: ``native_batch_norm``'s running statistics in training mode; or
+    one through a view of a buffer; a review), undone afterwards."""
+    changed: list[torch.Tensor] = []
+    with torch.no_grad(), restored_tensors([*model.parameters(), *model.buffers()], changed):
+        model(x.clone())
+    return bool(changed)
+
+
 def restored_buffers(model: nn.Module) -> contextlib.AbstractContextManager[None]:
     """Probe forwards that leave the model as it was: every buffer a forward changed (a
     BatchNorm's statistics in training mode, a spectral_norm parametrization's vectors) is
@@ -97,11 +108,12 @@ def restored_buffers(model: nn.Module) -> contextlib.AbstractContextManager[None
 
 
 @contextlib.contextmanager
-def restored_tensors(tensors: Iterable[torch.Tensor]) -> Iterator[None]:
+def restored_tensors(tensors: Iterable[torch.Tensor],
+                     changed: list[torch.Tensor] | None = None) -> Iterator[None]:
     """Every one of ``tensors`` that the block changed is copied back, and only those, so that
     an untouched one keeps its version counter (a NaN where it was is no change; an inference
     tensor is copied back in inference mode, the only one that may change it: a review found
-    both)."""
+    both); each is appended to ``changed`` first, if given."""
     saved = [(buffer, buffer.detach().clone()) for buffer in tensors
              if not buffer.is_meta]  # (no values to keep; refused by name where read)
     try:
@@ -110,6 +122,8 @@ def restored_tensors(tensors: Iterable[torch.Tensor]) -> Iterator[None]:
         with torch.no_grad():
             for buffer, value in saved:
                 if not _unchanged(buffer, value):
+                    if changed is not None:
+                        changed.append(buffer)
                     with torch.inference_mode(buffer.is_inference()):
                         if buffer.shape != value.shape:  # (resized by out=: a review's
                             buffer.resize_(value.shape)  # where(..., out=buf), left resized)
@@ -139,6 +153,24 @@ def _unchanged(now: torch.Tensor, was: torch.Tensor) -> bool:
     return bool(((now == was) | (torch.isnan(now) & torch.isnan(was))).all())
 
 
+#: Calls whose result's values are whatever its memory held (a review: one read back the
+#: values an im2col buffer, freed, had held of the signal), by name (:func:`function_name`).
+UNSET_CALLS = frozenset({
+    "empty", "empty_strided", "empty_like", "empty_permuted", "new_empty", "new_empty_strided",
+    "new", "Tensor", "resize_", "set_", "as_strided", "frombuffer", "asarray", "from_file",
+    "UntypedStorage", "untyped_storage"})
+
+
+#: Calls that draw random numbers (a random "constant" sized by the signal's shape makes no
+#: map of the input at all).
+RANDOM_CALLS = frozenset({
+    "rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "normal",
+    "bernoulli", "multinomial", "randperm", "poisson", "random_", "normal_", "uniform_",
+    "bernoulli_", "exponential_", "geometric_", "log_normal_", "cauchy_", "uniform",
+    "random", "binomial", "_standard_gamma", "_sample_dirichlet", "rrelu_with_noise",
+    "rrelu_with_noise_", "_fused_dropout", "native_dropout"})  # (a review: binomial missing)
+
+
 def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.Graph:
     """torch.fx's graph of ``model`` (by ``tracer``, else torch.fx's own), the model's buffers
     left as they were: the tracer runs on the real tensors what reads no signal (a trial: a
@@ -146,8 +178,32 @@ def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.f
     it). The forward's other arguments take their defaults, as in ``model(x)``, the one call
     sparseconv makes (:func:`_defaults`)."""
     concrete = _defaults(model)
+    tracer = tracer or torch.fx.Tracer()
+    draws = _Draws()  # (what the tracer runs on the model's own tensors, a buffer's, is baked
+    # into the graph: a random draw there would be one draw for every call; a review found
+    # torch.binomial(self.n, self.p) certified as the value it drew)
     with restored_buffers(model):
-        graph = (tracer or torch.fx.Tracer()).trace(model, concrete_args=concrete or None)
+        try:
+            with draws:
+                graph = tracer.trace(model, concrete_args=concrete or None)
+        except Exception as first:
+            if tracer.proxy_buffer_attributes:
+                raise
+            # a buffer's method called with a size of the signal (CoordConv's
+            # `self.coords.expand(x.shape[0], -1, -1, -1)`, a new user's trial): torch.fx
+            # hands the forward the buffer itself, whose method fails on a Proxy; traced
+            # again with the buffers read as the graph's attributes (where that fails too,
+            # the first failure is the one said)
+            tracer.proxy_buffer_attributes = True
+            try:
+                with draws:
+                    graph = tracer.trace(model, concrete_args=concrete or None)
+            except Exception:
+                raise first from None
+    if draws.found is not None:
+        raise TypeError(f"its forward draws random numbers ({draws.found}) from values of "
+                        "its own, which torch.fx computes once, when it traces: the graph "
+                        "would hold one draw for every call")
     if concrete:
         _drop_specialized(graph)
     if isinstance(model, torch.fx.GraphModule):  # (a TorchScript model's graph, rebuilt:
@@ -159,6 +215,33 @@ def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.f
             if (node.name, node.target) in stacks and "nn_module_stack" not in node.meta:
                 node.meta["nn_module_stack"] = stacks[node.name, node.target]
     return graph
+
+
+class _Draws:
+    """A dispatch mode, while entered, noting the first random draw torch runs (by
+    :data:`RANDOM_CALLS`' names)."""
+
+    def __init__(self) -> None:
+        self.found: str | None = None
+        self.mode: Any = None
+
+    def __enter__(self) -> _Draws:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        outer = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if outer.found is None and func._schema.name.split("::")[-1] in RANDOM_CALLS:
+                    outer.found = str(func)
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.mode.__exit__(*exc)
 
 
 #: The plain values a forward's default may take for torch.fx to trace it as a constant

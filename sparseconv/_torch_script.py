@@ -463,9 +463,10 @@ def _refuse_in_block(block, name: str, module: nn.Module) -> None:
             _refuse_in_block(inner, name, module)
 
 
-def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> list:
+def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...],
+           grad: bool = False) -> list:
     """The runtime values of ``values`` on one forward pass of the probe batch
-    (:func:`probe_input`)."""
+    (:func:`probe_input`), under ``torch.no_grad()`` (or, with ``grad``, with autograd on)."""
     outputs = list(graph.outputs())  # the graph is the model's inlined copy: ours to change
     node = graph.create("prim::TupleConstruct", outputs + values)
     node.output().setType(torch._C.TupleType([v.type() for v in outputs + values]))
@@ -476,7 +477,7 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...]) -> lis
     function = torch._C._create_function_from_graph("sparseconv_probe", graph)
     probe = probe_input(model, shape)  # (sized against the memory limit first)
     try:
-        with torch.no_grad(), restored_buffers(model):
+        with torch.set_grad_enabled(grad), restored_buffers(model):
             try:
                 result = function(model._c, probe)
             except (RuntimeError, torch.jit.Error):  # a model may index with its input:

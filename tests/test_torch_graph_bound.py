@@ -2408,3 +2408,24 @@ def test_expand_as_and_view_as_a_signal_read_its_shape_alone(how):
     assert report.network_upper == pytest.approx(
         sct.lipschitz_report(broadcast, shape).network_upper, rel=1e-12)
     assert float(np.linalg.norm(jacobian, 2)) <= report.network_upper
+
+
+class _BufferDraw(nn.Module):  # a random draw on buffers alone, run once by torch.fx's tracer
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("n", torch.ones(3, dtype=F64))
+        self.register_buffer("p", torch.full((3,), 0.01, dtype=F64))
+
+    def forward(self, x):
+        return x * (1 + 1000 * torch.binomial(self.n, self.p))
+
+
+def test_a_random_draw_on_buffers_is_refused():
+    """A review: ``torch.binomial(self.n, self.p)`` on buffers alone is computed by torch.fx
+    when it traces (a buffer is a tensor to it, not a node), its draw baked into the graph:
+    certified 1.0 where 27 calls in 2,000 had a quotient of 1001. A mutant this catches:
+    _torch_probe.py: ``fx_trace``'s refusal of a draw it ran deleted."""
+    report = sct.lipschitz_report(_BufferDraw().eval(), (3,))
+    assert report.network_upper is None
+    assert "draws random numbers (aten.binomial.default) from values of its own" in (
+        report.reason), report.reason

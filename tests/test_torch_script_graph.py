@@ -1633,3 +1633,67 @@ def test_a_drawn_constant_is_refused_saying_why(how, tmp_path):
     report = sct.lipschitz_report(jit(_Drawn().eval(), how, shape, tmp_path / "m.pt"), shape)
     assert report.network_upper is None and "runs aten::rand outside its layers" in (
         report.reason) and "(it draws random numbers" in report.reason, report.reason
+
+
+# -- a review of the constants computed from parameters ---------------------------------------
+
+class _HiddenStatistics(nn.Module):
+    """``F.batch_norm`` in training mode on buffers of its own: the first call sets ``rm``
+    from 1 to 3 (momentum 1), a write ``native_batch_norm``'s schema does not mark; the map
+    is ``3 x`` from the next call on."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("rm", torch.ones(1, dtype=F64))
+        self.register_buffer("rv", torch.ones(1, dtype=F64))
+        self.register_buffer("src", torch.full((2, 1), 3.0, dtype=F64))
+        self.fc = nn.Linear(3, 3, dtype=F64)
+
+    def forward(self, x):
+        z = F.batch_norm(self.src, self.rm, self.rv, None, None, True, 1.0, 1e-5)
+        return self.fc(x) * self.rm + z.sum()
+
+
+class _ViewWrite(nn.Module):
+    """A buffer written through a view sized by the input: 1 at rest, 3 from the next call."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("s", torch.ones(3, dtype=F64))
+        self.fc = nn.Linear(3, 3, dtype=F64)
+
+    def forward(self, x):
+        v = self.s.view(x.size(1) // 1)
+        v.mul_(0.0).add_(3.0)
+        return self.fc(x) * self.s
+
+
+class _LeafGate(nn.Module):  # (self.w * 1).is_leaf: True under no_grad, False otherwise
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1, dtype=F64))
+        self.fc = nn.Linear(3, 3, dtype=F64)
+
+    def forward(self, x):
+        y = self.fc(x)
+        if (self.w * 1.0).is_leaf:
+            return y
+        return y * 10.0
+
+
+@pytest.mark.parametrize("make, how", [(_HiddenStatistics, "script"),
+                                       (_HiddenStatistics, "trace"), (_ViewWrite, "script"),
+                                       (_LeafGate, "script")])
+def test_a_reviews_changing_constants_get_no_bound(make, how, tmp_path):
+    """A review of the constants read off a probe run: a buffer the forward updates (through
+    a batch norm's running statistics, or a view sized by the input) read at rest, and a
+    value of autograd's state read under the probe's ``no_grad``: bounds of ``||fc||`` for
+    maps of 3 and 10 times it. Mutants these catch: _torch_script_graph.py: the
+    ``changes_own_tensors`` refusal deleted (the first three), ``_AUTOGRAD_STATE`` emptied and
+    the second probe run's comparison dropped (the last)."""
+    torch.manual_seed(0)
+    compiled = jit(make().eval(), how, (3,), tmp_path / "m.pt")
+    if make is _HiddenStatistics:
+        compiled.rm.fill_(1.0)  # (tracing ran the forward once: back to the model as built)
+    report = sct.lipschitz_report(compiled, (3,))
+    assert report.network_upper is None, report.network_upper
