@@ -115,6 +115,7 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::pixel_shuffle": F.pixel_shuffle, "aten::pixel_unshuffle": F.pixel_unshuffle,
     "aten::roll": torch.roll, "aten::flip": torch.flip, "aten::expand": "expand",
     "aten::repeat": "repeat", "aten::index_select": torch.index_select,
+    "aten::batch_norm": F.batch_norm,  # (by running statistics: an affine map per channel)
     "aten::cumsum": torch.cumsum, "aten::sum": torch.sum, "aten::expand_as": "expand_as",
     "aten::view_as": "view_as", "aten::reshape_as": "reshape_as",
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
@@ -435,7 +436,10 @@ class _Builder:
         for node in members:
             for v in _inputs_within(node):
                 if (v.unique() not in inside and v.unique() != source.unique()
-                        and v.unique() not in self.static):
+                        and v.unique() not in self.static and not _sizes(v.type())):
+                    # (sizes, a ConvTranspose3d's output_size=x.shape[-3:], a new user's
+                    # trial: the module was rebuilt from what the call received on the probe,
+                    # and the rebuilt graph is checked against the model at other batches)
                     raise _Refused(f"calls {_module_named(call.name)} on more than one value of "
                                    f"its signal ({v.debugName()} and {source.debugName()})")
         output = call.output()
@@ -534,6 +538,9 @@ class _Builder:
             self.env[outputs[0].unique()] = [*whole, self.value(item, node)]
             if item.unique() not in self.static:  # (a list built empty: static until now)
                 self.static.discard(source.unique())
+        elif kind == "aten::slice" and len(outputs) == 1 and isinstance(
+                outputs[0].type(), torch.ListType):  # (x.shape[-2:], a new user's trial)
+            self._list_slice(node, outputs[0])
         elif kind == "prim::If":
             self._branch(node)
         elif list(node.blocks()):
@@ -578,6 +585,22 @@ class _Builder:
             self.sizes.add(outputs[0].unique())
         else:
             self._operation(node, kind, outputs)
+
+    def _list_slice(self, node, out) -> None:
+        """``items[start:end:step]`` of a list: of the graph's (its items), or of the sizes a
+        tensor's ``size()`` returns (a slice of that node)."""
+        whole, *bounds = [self.value(v, node) for v in node.inputs()]
+        if not all(b is None or type(b) is int for b in bounds):
+            raise _Refused(f"slices a list by a computed index{_where(node)}")
+        item = slice(*bounds)
+        if isinstance(whole, (list, tuple)):
+            self.env[out.unique()] = list(whole)[item]
+        elif isinstance(whole, torch.fx.Node):
+            self.env[out.unique()] = self.fx.call_function(operator.getitem, (whole, item))
+        else:
+            raise _Refused(f"slices a value that is no list{_where(node)}")
+        if all(v.unique() in self.static for v in node.inputs()):
+            self.static.add(out.unique())
 
     def _unpack(self, node, outputs: list) -> None:
         """``a, b = values``: the items of a list or tuple the graph built, or of one an
@@ -727,6 +750,10 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
         return args[:-1], {}
     if kind == "aten::expand":  # (self, size, implicit)
         return args[:2], {}
+    if kind == "aten::batch_norm":  # (input, weight, bias, running_mean, running_var,
+        # training, momentum, eps, cudnn_enabled): F.batch_norm's order differs
+        x, weight, bias, mean, var, training, momentum, eps = args[:8]
+        return [x, mean, var, weight, bias, training, momentum, eps], {}
     return args, {}
 
 
@@ -910,6 +937,13 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
                if a1.shape == a2.shape):
         return "is rebuilt as a graph that does not compute what the model does on a probe"
     return module
+
+
+def _sizes(type_) -> bool:
+    """Whether a value of TorchScript type ``type_`` is an integer, or a list of them."""
+    if isinstance(type_, (torch.ListType, torch.OptionalType)):
+        return _sizes(type_.getElementType())
+    return isinstance(type_, torch.IntType)
 
 
 def _of_the_user(module: nn.Module) -> bool:

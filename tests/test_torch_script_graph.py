@@ -1697,3 +1697,46 @@ def test_a_reviews_changing_constants_get_no_bound(make, how, tmp_path):
         compiled.rm.fill_(1.0)  # (tracing ran the forward once: back to the model as built)
     report = sct.lipschitz_report(compiled, (3,))
     assert report.network_upper is None, report.network_upper
+
+
+class _SizedUp(nn.Module):  # output_size=x.shape[-3:]: a slice of a list of sizes
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv3d(2, 3, 3, stride=2, padding=1, dtype=F64)
+        self.up = nn.ConvTranspose3d(3, 2, 3, stride=2, padding=1, dtype=F64)
+
+    def forward(self, x):
+        return self.up(torch.relu(self.down(x)), output_size=x.shape[-3:]) + x
+
+
+class _FunctionalBatchNorm(nn.Module):  # F.batch_norm by running statistics, in the forward
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 3, 3, padding=1, dtype=F64)
+        self.register_buffer("m", torch.linspace(-1.0, 1.0, 3, dtype=F64))
+        self.register_buffer("v", torch.linspace(0.5, 2.0, 3, dtype=F64))
+        self.w = nn.Parameter(torch.linspace(-2.0, 3.0, 3, dtype=F64))
+        self.b = nn.Parameter(torch.ones(3, dtype=F64))
+
+    def forward(self, x):
+        return F.batch_norm(self.c(x), self.m, self.v, self.w, self.b, False, 0.1, 1e-5)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("make, shape", [(_SizedUp, (2, 5, 5, 5)),
+                                         (_FunctionalBatchNorm, (3, 6, 6))])
+def test_a_slice_of_sizes_and_a_functional_batch_norm_keep_the_eager_bound(make, shape, how,
+                                                                           tmp_path):
+    """A new user's trial: a scripted 3-D U-Net's ``output_size=e1.shape[-3:]`` ("runs
+    aten::slice outside its layers": a slice of a list of sizes, not of the signal) and
+    ``F.batch_norm`` by running statistics ("runs aten::batch_norm") had no bound where the
+    eager model had one."""
+    torch.manual_seed(0)
+    model = make().eval()
+    eager = sct.lipschitz_report(model, shape)
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper is not None, report.reason  # (a chain's product, or the
+    # bound over the graph: the eager model's either way)
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    assert [row["name"] for row in report] == [row["name"] for row in eager]
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
