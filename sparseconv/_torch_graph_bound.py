@@ -86,11 +86,11 @@ from sparseconv._torch_graph_rules import (
 )
 from sparseconv._torch_graph_sizes import _integers, _size_number, _tainted_sizes
 from sparseconv._torch_probe import (
-    RANDOM_CALLS,
     UNSET_CALLS,
     UNTRACKED,
     UntraceableDefault,
     dispatched,
+    draws_random,
     error_line,
     first_write,
     fx_trace,
@@ -414,21 +414,10 @@ def _traced(model: nn.Module, probe: torch.Tensor,
                 f"the forward changes a tensor in place ({write}): an in-place change such "
                 "as y += z, which the graph records as a new value, looks the same, so none "
                 "is bounded (drop the unused call if it is one)")
-    if dead:  # (a forward that writes nothing in place: values nothing reads, as WaveNet's
-        # last residual sum; a new user's trial found such a linear stack refused)
-        _drop_unread(module)
+    # (a forward that writes nothing in place, with autograd on or off: values nothing reads,
+    # as WaveNet's last residual sum, a new user's trial, stay in the graph and are bounded,
+    # each node checked by the walk as any other)
     return graph, module, recorder, sizes, tainted, change
-
-
-def _drop_unread(module: torch.fx.GraphModule) -> None:
-    """Erases from ``module``'s graph the function calls nothing reads, and those only they
-    read; a module's call stays (every call of a module is counted, :func:`graph_bound`),
-    and is bounded."""
-    while dead := [n for n in module.graph.nodes
-                   if n.op in ("call_function", "call_method") and not n.users]:
-        for node in dead:
-            module.graph.erase_node(node)
-    module.recompile()
 
 
 def _output_bound(node: torch.fx.Node, walk: _Walk, recorder: _Probe, model: str, change: str,
@@ -553,7 +542,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             # im2col freed, the input's values, read back as a "constant")
             why = ("allocates a tensor whose values it does not set (torch.empty: whatever "
                    "its memory held, the signal's values among them)")
-        if not why and called in RANDOM_CALLS:  # (by name, not by the chance that
+        if not why and draws_random(called):  # (by name, not by the chance that
             # two runs draw differently)
             why = ("draws random numbers: the same input gives another output, so no "
                    "Lipschitz constant holds")

@@ -82,12 +82,16 @@ def first_write(model: nn.Module, x: torch.Tensor) -> str | None:
             return func(*args, **(kwargs or {}))
 
     mode = Writes()
-    try:
-        with torch.no_grad(), restored_buffers(model), mode:
-            model(x.clone())
-    except Exception as exc:  # noqa: BLE001 - any failure: the safe side
-        return f"a run that failed under a dispatch mode ({type(exc).__name__})"
-    return mode.found
+    for grad in (False, True):  # (a review: `if torch.is_grad_enabled(): y += z`, a write
+        # the probes' no_grad never runs, where torch.fx traced it)
+        try:
+            with torch.set_grad_enabled(grad), restored_buffers(model), mode:
+                model(x.clone())
+        except Exception as exc:  # noqa: BLE001 - any failure: the safe side
+            return f"a run that failed under a dispatch mode ({type(exc).__name__})"
+        if mode.found is not None:
+            return mode.found
+    return None
 
 
 def changes_own_tensors(model: nn.Module, x: torch.Tensor) -> bool:
@@ -182,24 +186,8 @@ def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.f
     draws = _Draws()  # (what the tracer runs on the model's own tensors, a buffer's, is baked
     # into the graph: a random draw there would be one draw for every call; a review found
     # torch.binomial(self.n, self.p) certified as the value it drew)
-    with restored_buffers(model):
-        try:
-            with draws:
-                graph = tracer.trace(model, concrete_args=concrete or None)
-        except Exception as first:
-            if tracer.proxy_buffer_attributes:
-                raise
-            # a buffer's method called with a size of the signal (CoordConv's
-            # `self.coords.expand(x.shape[0], -1, -1, -1)`, a new user's trial): torch.fx
-            # hands the forward the buffer itself, whose method fails on a Proxy; traced
-            # again with the buffers read as the graph's attributes (where that fails too,
-            # the first failure is the one said)
-            tracer.proxy_buffer_attributes = True
-            try:
-                with draws:
-                    graph = tracer.trace(model, concrete_args=concrete or None)
-            except Exception:
-                raise first from None
+    with restored_buffers(model), draws:
+        graph = tracer.trace(model, concrete_args=concrete or None)
     if draws.found is not None:
         raise TypeError(f"its forward draws random numbers ({draws.found}) from values of "
                         "its own, which torch.fx computes once, when it traces: the graph "
@@ -217,6 +205,19 @@ def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.f
     return graph
 
 
+#: Parts of the names of torch's operations that draw random numbers, beyond
+#: :data:`RANDOM_CALLS` (a review: ``aten::_sobol_engine_draw``, a SobolEngine's).
+_RANDOM_PARTS = ("rand", "sobol", "bernoulli", "multinomial", "poisson", "binomial",
+                 "dirichlet", "normal_", "exponential_", "geometric_", "cauchy_", "uniform_")
+
+
+def draws_random(name: str) -> bool:
+    """Whether an operation or function of this name (``randn``, ``aten::randn.default``)
+    draws random numbers."""
+    name = name.split("::")[-1].split(".")[0]
+    return name in RANDOM_CALLS or any(part in name for part in _RANDOM_PARTS)
+
+
 class _Draws:
     """A dispatch mode, while entered, noting the first random draw torch runs (by
     :data:`RANDOM_CALLS`' names)."""
@@ -232,7 +233,7 @@ class _Draws:
 
         class Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                if outer.found is None and func._schema.name.split("::")[-1] in RANDOM_CALLS:
+                if outer.found is None and draws_random(func._schema.name):
                     outer.found = str(func)
                 return func(*args, **(kwargs or {}))
 

@@ -2429,3 +2429,45 @@ def test_a_random_draw_on_buffers_is_refused():
     assert report.network_upper is None
     assert "draws random numbers (aten.binomial.default) from values of its own" in (
         report.reason), report.reason
+
+
+class _GradModeWrite(nn.Module):  # kept is y: changed in place only with autograd on
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4, bias=False, dtype=F64)
+
+    def forward(self, x):
+        y = self.lin(x)
+        kept = y
+        if torch.is_grad_enabled():
+            y += 5 * x
+        return kept
+
+
+def test_an_unread_value_is_kept_where_a_write_runs_with_autograd_on_alone():
+    """A second review: torch.fx traces with autograd on, and records ``y += 5 x`` as a value
+    nothing reads; the check for in-place writes ran under ``no_grad`` alone, saw none, and
+    the bound was ``||lin||`` (0.69) for a map of 5.45 in normal use. A mutant this catches:
+    _torch_probe.py: ``first_write``'s run with autograd on dropped."""
+    torch.manual_seed(0)
+    model = _GradModeWrite().eval()
+    report = sct.lipschitz_report(model, (4,))
+    assert report.network_upper is None
+    assert "the forward changes a tensor in place (aten.add_.Tensor)" in report.reason, (
+        report.reason)
+    with pytest.raises(TypeError, match=r"changes a tensor in place \(aten.add_.Tensor\)"):
+        sct.network_operator(model, (4,))
+
+
+def test_random_draws_are_known_by_their_names():
+    """A second review: a SobolEngine's ``aten::_sobol_engine_draw`` passed the names of
+    random draws; deterministic functions whose names hold such a part are none."""
+    from sparseconv._torch_probe import draws_random
+
+    for name in ("randn", "aten::randint.low", "randperm", "aten::_sobol_engine_draw",
+                 "aten::_standard_gamma", "binomial", "normal_", "aten::bernoulli_.float",
+                 "multinomial", "aten::poisson"):
+        assert draws_random(name), name
+    for name in ("lgamma", "digamma", "batch_norm", "native_layer_norm", "narrow", "relu",
+                 "aten::conv2d", "normalize", "aten::grid_sampler"):
+        assert not draws_random(name), name
