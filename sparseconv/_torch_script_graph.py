@@ -204,12 +204,14 @@ class _Aliases:
         self.cache: dict[int, dict[int, int]] = {}
         for node in nodes:
             at = order[_top(node)]
-            if node.kind() == "prim::GetAttr" and isinstance(node.output().type(),
-                                                             torch.TensorType):
+            if node.kind() == "prim::GetAttr" and holds_tensors(node.output()):  # (a
+                # tuple of tensors too: a review wrote a view of one in place, 1.0 for 27)
                 self.join(node.output().unique(), MODEL_TENSORS, -1)  # (a review: a buffer
                 # written in place by a layer's call on a list's item, then read again by
                 # another GetAttr, as it was: 1.99 for 28.5; tied weights share memory too)
-            schema = _schema(node)
+            schema = None if node.kind() in _UNPACKS else _schema(node)  # (whose schema,
+            # "prim::TupleUnpack(Any tup) -> ...", annotates nothing: a review unpacked a
+            # tuple attribute's tensor and wrote a view of it, 1.0 for a map of 27)
             values = [v for v in (*node.inputs(), *node.outputs()) if _may_change(v)]
             if schema is None:
                 for a, b in zip(values, values[1:]):
@@ -254,6 +256,11 @@ class _Aliases:
                 if when <= at:
                     parent[_find(parent, x)] = _find(parent, y)
         return _find(parent, a) == _find(parent, b)
+
+
+#: Nodes that take items out of a tuple or list, all of whose values are joined.
+_UNPACKS = frozenset({"prim::TupleUnpack", "prim::ListUnpack", "prim::TupleIndex",
+                      "prim::unchecked_cast"})
 
 
 #: The alias class of every parameter and buffer a forward reads (any may share memory).
@@ -441,10 +448,15 @@ class _Builder:
         for node in members:
             for v in _inputs_within(node):
                 if (v.unique() not in inside and v.unique() != source.unique()
-                        and v.unique() not in self.static and not _sizes(v.type())):
-                    # (sizes, a ConvTranspose3d's output_size=x.shape[-3:], a new user's
-                    # trial: the module was rebuilt from what the call received on the probe,
-                    # and the rebuilt graph is checked against the model at other batches)
+                        and v.unique() not in self.static):  # (sizes too: a review's
+                    # output_size=[... + x.shape[0] // 3] changed the output's shape at a
+                    # batch of three, 0.0 for a map of 686, where the module was rebuilt
+                    # from what the call received on the probe)
+                    if not holds_tensors(v):
+                        raise _Refused(f"calls {_module_named(call.name)} with arguments "
+                                       f"computed in the forward ({v.debugName()}: sizes?), "
+                                       "where its module is rebuilt from what one probe's "
+                                       "call received")
                     raise _Refused(f"calls {_module_named(call.name)} on more than one value of "
                                    f"its signal ({v.debugName()} and {source.debugName()})")
         output = call.output()
@@ -941,14 +953,23 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     if not all(matches(a1 - a2, b1 - b2) for (a1, b1), (a2, b2) in zip(*seen)
                if a1.shape == a2.shape):
         return "is rebuilt as a graph that does not compute what the model does on a probe"
+    for batch in (1, 3):  # (and at other batches, as the eager bound's graph is checked: a
+        # review's ConvTranspose with output_size from x.shape[0] // 3, rebuilt at the probe's
+        # batch, 0.0 for a map of 686 at a batch of three)
+        x = probe_input(model, shape, batch=batch)
+        try:
+            with torch.no_grad(), restored_buffers(model):
+                theirs, ours = model(x.clone()), module(x.clone())
+        except Exception as exc:  # noqa: BLE001 - a translation torch does not run
+            return (f"is rebuilt as a graph that does not run at a batch of {batch} "
+                    f"({type(exc).__name__}: {error_line(exc)})")
+        rebuilt, run = output_leaves(ours), output_leaves(theirs)
+        pairs = (list(zip(rebuilt, run)) if rebuilt is not None and run is not None
+                 and len(rebuilt) == len(run) else [(ours, theirs)])
+        if not all(matches(a, b) for a, b in pairs):
+            return (f"is rebuilt as a graph that does not compute what the model does on a "
+                    f"batch of {batch}")
     return module
-
-
-def _sizes(type_) -> bool:
-    """Whether a value of TorchScript type ``type_`` is an integer, or a list of them."""
-    if isinstance(type_, (torch.ListType, torch.OptionalType)):
-        return _sizes(type_.getElementType())
-    return isinstance(type_, torch.IntType)
 
 
 def _of_the_user(module: nn.Module) -> bool:

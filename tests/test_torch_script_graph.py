@@ -1733,14 +1733,21 @@ class _FunctionalBatchNorm(nn.Module):  # F.batch_norm by running statistics, in
                                          (_FunctionalBatchNorm, (3, 6, 6))])
 def test_a_slice_of_sizes_and_a_functional_batch_norm_keep_the_eager_bound(make, shape, how,
                                                                            tmp_path):
-    """A new user's trial: a scripted 3-D U-Net's ``output_size=e1.shape[-3:]`` ("runs
-    aten::slice outside its layers": a slice of a list of sizes, not of the signal) and
-    ``F.batch_norm`` by running statistics ("runs aten::batch_norm") had no bound where the
-    eager model had one."""
+    """A new user's trial: ``F.batch_norm`` by running statistics ("runs aten::batch_norm")
+    had no bound where the eager model had one, nor a 3-D U-Net's
+    ``output_size=e1.shape[-3:]`` ("runs aten::slice outside its layers": a slice of a list
+    of sizes): traced, now the eager bound; scripted, the slice is read, and the call
+    reading it refused by name."""
     torch.manual_seed(0)
     model = make().eval()
     eager = sct.lipschitz_report(model, shape)
     report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
+    if make is _SizedUp and how == "script":  # (a layer's call reading sizes computed in
+        # the forward is refused: its module is rebuilt from one probe's call, and a size
+        # from the batch's, a review's, changed the output at a batch of three)
+        assert report.network_upper is None
+        assert "calls module 'up' with arguments computed in the forward" in report.reason
+        return
     assert report.network_upper is not None, report.reason  # (a chain's product, or the
     # bound over the graph: the eager model's either way)
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
@@ -1789,5 +1796,35 @@ def test_a_write_to_a_view_of_a_buffer_is_refused_whatever_its_size():
     constants."""
     torch.manual_seed(0)
     report = sct.lipschitz_report(jit(_BatchSizedWrite().eval(), "script", (4,)), (4,))
+    assert report.network_upper is None
+    assert "or one that may share its memory" in report.reason, report.reason
+
+
+class _TupleAttribute(nn.Module):
+    """A tuple of tensors held as an attribute (no buffer), one of them written in place
+    through a view sized by the batch: 1 at rest, 27 after three calls at a batch of five."""
+
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv1d(1, 1, 1, bias=False, dtype=F64)
+        with torch.no_grad():
+            self.c.weight.fill_(1.0)
+        self.bufs = (torch.ones(4, 1, 8, dtype=F64), torch.ones(1, dtype=F64))
+
+    def forward(self, x):
+        b, _ = self.bufs
+        out = self.c(x) * b[3]
+        b[: x.shape[0] - 1].mul_(3.0)
+        return out
+
+
+def test_a_write_to_a_tensor_of_a_tuple_attribute_is_refused(tmp_path):
+    """A third review: a tuple attribute's tensor, unpacked (``prim::TupleUnpack``, whose
+    schema annotates no alias) and written through a view, was no tensor of the model's:
+    certified 1.0 where the map is 27 after three calls. A mutant this catches:
+    _torch_script_graph.py: ``_UNPACKS`` emptied."""
+    report = sct.lipschitz_report(jit(_TupleAttribute().eval(), "script", (1, 8),
+                                      tmp_path / "m.pt"), (1, 8))
     assert report.network_upper is None
     assert "or one that may share its memory" in report.reason, report.reason
