@@ -933,20 +933,9 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     probe = probe_input(model, shape, batch=2)
     seen = []
     for x in (probe, 0.5 - 2.0 * probe.flip(0)):
-        try:
-            with torch.no_grad(), restored_buffers(model):
-                theirs = model(x.clone())
-                ours = module(x.clone())
-        except Exception as exc:  # noqa: BLE001 - a translation torch does not run
-            return (f"is rebuilt as a graph that does not run ({type(exc).__name__}: "
-                    f"{error_line(exc)})")
-        # tensor by tensor through tuples, lists and dicts (a forward returning a dict)
-        rebuilt, run = output_leaves(ours), output_leaves(theirs)
-        pairs = (list(zip(rebuilt, run)) if rebuilt is not None and run is not None
-                 and len(rebuilt) == len(run) else [(ours, theirs)])
-        if not all(matches(a, b) for a, b in pairs):
-            return ("is rebuilt as a graph that does not compute what the model does on a "
-                    "probe")
+        pairs = _side_by_side(model, module, x)
+        if isinstance(pairs, str):
+            return pairs
         seen.append(pairs)
     # and their changes from one probe to the other, which a large constant added to the
     # output does not hide under its rounding (a review added 1e14 to pass the check above)
@@ -956,20 +945,29 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     for batch in (1, 3):  # (and at other batches, as the eager bound's graph is checked: a
         # review's ConvTranspose with output_size from x.shape[0] // 3, rebuilt at the probe's
         # batch, 0.0 for a map of 686 at a batch of three)
-        x = probe_input(model, shape, batch=batch)
-        try:
-            with torch.no_grad(), restored_buffers(model):
-                theirs, ours = model(x.clone()), module(x.clone())
-        except Exception as exc:  # noqa: BLE001 - a translation torch does not run
-            return (f"is rebuilt as a graph that does not run at a batch of {batch} "
-                    f"({type(exc).__name__}: {error_line(exc)})")
-        rebuilt, run = output_leaves(ours), output_leaves(theirs)
-        pairs = (list(zip(rebuilt, run)) if rebuilt is not None and run is not None
-                 and len(rebuilt) == len(run) else [(ours, theirs)])
-        if not all(matches(a, b) for a, b in pairs):
-            return (f"is rebuilt as a graph that does not compute what the model does on a "
-                    f"batch of {batch}")
+        pairs = _side_by_side(model, module, probe_input(model, shape, batch=batch))
+        if isinstance(pairs, str):
+            return f"{pairs} (at a batch of {batch})"
     return module
+
+
+def _side_by_side(model: nn.Module, module: torch.fx.GraphModule, x: torch.Tensor,
+                  ) -> list[tuple[Any, Any]] | str:
+    """The rebuilt ``module``'s outputs beside the ``model``'s on ``x``, tensor by tensor
+    through tuples, lists and dicts (a forward returning a dict), or why they differ."""
+    try:
+        with torch.no_grad(), restored_buffers(model):
+            theirs = model(x.clone())
+            ours = module(x.clone())
+    except Exception as exc:  # noqa: BLE001 - a translation torch does not run
+        return (f"is rebuilt as a graph that does not run ({type(exc).__name__}: "
+                f"{error_line(exc)})")
+    rebuilt, run = output_leaves(ours), output_leaves(theirs)
+    pairs = (list(zip(rebuilt, run)) if rebuilt is not None and run is not None
+             and len(rebuilt) == len(run) else [(ours, theirs)])
+    if not all(matches(a, b) for a, b in pairs):
+        return "is rebuilt as a graph that does not compute what the model does on a probe"
+    return pairs
 
 
 def _of_the_user(module: nn.Module) -> bool:

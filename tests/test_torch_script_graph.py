@@ -798,15 +798,21 @@ BLOCKS = {"fire": _Fire, "unet": _Skips, "shuffle": lambda: nn.Sequential(_Shuff
 @pytest.mark.parametrize("how", ["script", "trace"])
 def test_torchvisions_blocks_get_the_eager_bound(block, how, tmp_path):
     shape = (4, 9, 9) if block == "unet" else (4, 8, 8)
-    model = _networks.randomize(BLOCKS[block](), seed=6).eval()
+    _assert_the_eager_bound(_networks.randomize(BLOCKS[block](), seed=6).eval(), how, shape,
+                            tmp_path)
+
+
+def _assert_the_eager_bound(model: nn.Module, how: str, shape: tuple, tmp_path) -> None:
+    """``model`` scripted or traced (``how``) gets the eager model's bound over its graph,
+    the same rows by the same names (a function's row named by its node after its module,
+    as the eager one: U-Net's "pad" in "ups.0.pad"), never below the largest difference
+    quotient."""
     eager = sct.lipschitz_report(model, shape)
     assert eager.over_graph and eager.network_upper is not None, eager.reason
     report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
     assert report.over_graph, report.reason
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
-    # (a function's row is named by its node after its module, as the eager one: U-Net's
-    # "pad" in "ups.0.pad")
-    assert [row["name"] for row in eager] == [row["name"] for row in report]
+    assert [row["name"] for row in report] == [row["name"] for row in eager]
     assert report.network_upper >= _networks.largest_ratio(model, shape)
 
 
@@ -1611,15 +1617,8 @@ def test_users_leaf_modules_and_computed_weights_keep_the_eager_bound(kind, how,
     convolution or ``F.pixel_shuffle`` called as a function, a roll by ``-self.shift``
     ("aten::neg on constants"). Now: the eager bound, the same rows by the same names, and
     never below the largest difference quotient."""
-    shape = (2, 6, 6)
-    model = _networks.randomize(USERS[kind](), seed=4).eval()
-    eager = sct.lipschitz_report(model, shape)
-    assert eager.over_graph and eager.network_upper is not None, eager.reason
-    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape)
-    assert report.over_graph, report.reason
-    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
-    assert [row["name"] for row in report] == [row["name"] for row in eager]
-    assert report.network_upper >= _networks.largest_ratio(model, shape)
+    _assert_the_eager_bound(_networks.randomize(USERS[kind](), seed=4).eval(), how, (2, 6, 6),
+                            tmp_path)
 
 
 class _Drawn(nn.Module):  # a random "constant": no map of the input
