@@ -219,8 +219,8 @@ def draws_random(name: str) -> bool:
 
 
 class _Draws:
-    """A dispatch mode, while entered, noting the first random draw torch runs (by
-    :data:`RANDOM_CALLS`' names)."""
+    """A dispatch mode, while entered, noting the first random draw torch runs (by name,
+    :func:`draws_random`)."""
 
     def __init__(self) -> None:
         self.found: str | None = None

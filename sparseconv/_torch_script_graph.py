@@ -10,11 +10,13 @@ there), and the few operations a forward runs between its layers become the torc
 they are (:data:`_FUNCTIONS`: sums, products by numbers, concatenations, reshapes, basic
 slices, ReLU, sizes, ``einsum`` and ``where``...; a partition's pieces, :data:`_PARTITIONS`;
 a list the forward builds and appends to; a parameter or buffer read outside the layers, as a
-constant). A check that only raises (an ``assert``, a shape check) is skipped with the
-values it alone reads: where the model does not raise, the graph computes what it does, and
-a bound of a map holds on any part of its domain. Anything else is refused, saying what: an
-operation with no translation here, an ``if`` or a loop whose condition the graph does not
-fix, a parameter or buffer changed in place.
+constant; a value computed from parameters and constants alone, read off a probe run,
+:func:`_constant_values`). A leaf module of a class of the user's is no layer: its
+operations are walked as the forward's own. A check that only raises (an ``assert``, a shape
+check) is skipped with the values it alone reads: where the model does not raise, the graph
+computes what it does, and a bound of a map holds on any part of its domain. Anything else
+is refused, saying what: an operation with no translation here, an ``if`` or a loop whose
+condition the graph does not fix, a parameter or buffer changed in place.
 
 TorchScript's values are SSA, its tensors are not: an in-place operation (``out +=
 identity``, an ``nn.ReLU(inplace=True)``'s ``relu_``) changes the memory its argument names,
