@@ -347,7 +347,9 @@ def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm) -> b
     with matplotlib.rc_context(STYLE):
         fig = _figure(args, (2 * COLUMN_WIDTH if show_map else COLUMN_WIDTH, 3.0))
         axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
-        plot.spectrum(values, axes[0], interval=norm)
+        # (on a log scale where asked, unless the interval alone has a lower end of 0)
+        log = args.log and (values.size > 0 or norm.lower > 0)
+        plot.spectrum(values, axes[0], interval=norm, yscale="log" if log else "linear")
         axes[0].set_title(f"singular values ({how})")
         if show_map:
             fmap = frequency_map(layer.weight, g.input_size, stride=g.stride,

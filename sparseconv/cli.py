@@ -270,6 +270,10 @@ def _spectrum_parser(commands: argparse._SubParsersAction[Any], layer: argparse.
                           help="also print the certified bound for every input size and every "
                           "zero padding (the norm on the infinite grid, sparseconv.toeplitz_norm; "
                           "seconds for a 64-channel 3x3 layer, minutes for 512 channels)")
+    spectrum.add_argument("--log", action="store_true",
+                          help="draw the singular values on a log scale (their decay, the "
+                          "condition number at a glance; zero values left out, and counted "
+                          "on the axis label)")
     spectrum.add_argument("--quiet", action="store_true",
                           help="no progress bar on stderr (drawn only when stderr is a "
                           "terminal); the interval is printed all the same")

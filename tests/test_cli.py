@@ -1802,3 +1802,18 @@ def test_spectrum_says_why_a_2d_layer_has_no_frequency_map(tmp_path):
                           "--kernel-size", "3", "--stride", "2", "--padding", "1"],
                          capture_output=True, text=True, check=True)
     assert "no frequency map" not in run.stderr, run.stderr
+
+
+def test_spectrum_log_draws_the_values_on_a_log_scale(tmp_path, monkeypatch):
+    """``spectrum --log``: the figure's singular values on a log scale (the figure the
+    command draws, caught before it is saved)."""
+    from sparseconv import _cli_commands
+    from sparseconv.cli import main
+
+    figures = []
+    monkeypatch.setattr(_cli_commands, "_savefig", lambda fig, *args: figures.append(fig))
+    layer = [str(a) for a in LAYER]
+    for extra in (["--log"], []):
+        assert main(["spectrum", "-o", str(tmp_path / "s.png"), *layer, "--seed", "3",
+                     "--quiet", *extra]) in (0, None)
+    assert [fig.axes[0].get_yscale() for fig in figures] == ["log", "linear"]

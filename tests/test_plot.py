@@ -1347,3 +1347,24 @@ def test_animation_dashes_zero_pads_and_marks_cropped_stamps():
     anim._func(0)  # input 0 stamps padded cells 0 (cropped), 1 and 2
     faces = _faces(anim._fig.axes[0].collections[0])
     assert faces[1] == faces[2] != faces[0]
+
+
+def test_spectrum_on_a_log_scale_leaves_out_the_zeros_and_says_so():
+    """A log scale for the small values' decay (a new user's trial asked for one): the
+    values drawn are the nonzero ones, sorted, the zeros counted on the axis label; an
+    interval's band stays; a lower end of 0 and an unknown scale are refused by name."""
+    ax = axes()
+    (line,) = plot.spectrum([0.0, 2.0, 1e-6, 0.0, 5.0], ax, yscale="log", interval=(4.9, 5.1))
+    assert ax.get_yscale() == "log"
+    drawn = np.ma.masked_invalid(np.ma.asarray(line.get_ydata()))
+    assert drawn.compressed().tolist() == [5.0, 2.0, 1e-6]
+    assert ax.get_ylabel().endswith("(2 zeros not drawn)")
+    assert ax.get_legend().get_texts()[-1].get_text().startswith("certified")
+    linear = axes()
+    plot.spectrum([1.0, 0.0], linear)
+    assert linear.get_yscale() == "linear" and "not drawn" not in linear.get_ylabel()
+    with pytest.raises(ValueError, match="interval's lower end 0.0 cannot be drawn on "
+                       "yscale='log'"):
+        plot.spectrum([1.0], axes(), yscale="log", interval=(0.0, 1.0))
+    with pytest.raises(ValueError, match="yscale must be 'linear' or 'log', got 'symlog'"):
+        plot.spectrum([1.0], axes(), yscale="symlog")

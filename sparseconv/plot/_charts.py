@@ -57,6 +57,7 @@ def _interval(interval) -> tuple[float, float] | None:
 
 def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None, *,
              label: str | None = None, fraction: bool = False, interval: Any = None,
+             yscale: str = "linear",
              fname: str | os.PathLike[str] | None = None, dpi: float | None = None,
              figsize: tuple[float, float] | None = None, format: str | None = None,
              **kwargs: Any) -> list[Line2D]:
@@ -81,6 +82,10 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
         first index, its ends printed rounded outward in the legend, to as many digits (6 to
         10) as show its width; given alone (no values), the band, labelled, with no index
         axis.
+    yscale : {"linear", "log"}, optional
+        The value axis' scale (matplotlib's ``Axes.set_yscale``): ``"log"`` shows the decay of
+        the small values, the condition number at a glance; zero values, which it cannot
+        draw, are left out and the axis label says how many.
     fname, dpi, figsize, format
         Save to a file, as for :func:`spy`.
     **kwargs
@@ -95,7 +100,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     ------
     ValueError, TypeError
         Values that are not a 1-D array of finite non-negative reals; an ``interval`` that is
-        not ``0 <= lower <= upper``; the output options, as :func:`spy`.
+        not ``0 <= lower <= upper`` (with ``yscale="log"``, ``0 < lower``); a ``yscale``
+        other than ``"linear"`` or ``"log"``; the output options, as :func:`spy`.
 
     Examples
     --------
@@ -112,8 +118,16 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     ...                  interval=spectral_norm(w, (2, 8, 8), padding=1))
     >>> ax.get_legend().get_texts()[-1].get_text().startswith("certified")
     True
+    >>> ax = Figure().subplots()
+    >>> lines = spectrum([4.0, 1e-3, 0.0], ax, yscale="log")  # the zero left out, and said
+    >>> print(ax.get_yscale(), ax.get_ylabel())
+    log singular value $\\sigma_i$ (1 zero not drawn)
     """
     band = _interval(interval)
+    if not isinstance(yscale, str) or yscale not in ("linear", "log"):
+        raise ValueError(f"yscale must be 'linear' or 'log', got {yscale!r}")
+    if yscale == "log" and band is not None and band[0] <= 0:
+        raise ValueError(f"interval's lower end {band[0]!r} cannot be drawn on yscale='log'")
     fraction = bool(check_flag(fraction, "fraction"))
     check_keywords(kwargs, "spectrum", "plot")
     series = list(values.items() if isinstance(values, Mapping) else [(label, values)])
@@ -140,12 +154,18 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
                              f"{given.ravel()[np.flatnonzero(bad.ravel())[0]]!r}"
                              + (f" for {name!r}" if name is not None else ""))
     lines = []
+    zeros = 0
     with drawing(ax, fname, dpi, figsize, format) as ax:
+        if yscale == "log":
+            ax.set_yscale("log")
         for name, s in series:
             s = np.sort(np.asarray(s, dtype=float).ravel())[::-1]
             if not s.size:  # the interval alone
                 continue
             x = (np.arange(s.size) + 0.5) / s.size if fraction else np.arange(s.size)
+            if yscale == "log":  # (zeros, which a log axis cannot draw: masked, and counted)
+                zeros += int(np.count_nonzero(s == 0))
+                s = np.ma.masked_equal(s, 0.0)
             lines += ax.plot(x, s, label=name, **kwargs)
         if band is not None:
             lower, upper = band
@@ -160,7 +180,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
                 # unlabelled band, the legend on the error bar): the band, labelled, above
                 # the legend, over no index
                 ax.axhspan(lower, upper, color="0.875", linewidth=0, label=text)
-                ax.set_ylim(0, upper * 1.1 if upper > 0 else 1.0)
+                ax.set_ylim(*((lower / 1.1, upper * 1.1) if yscale == "log" else (
+                    0, upper * 1.1 if upper > 0 else 1.0)))
                 ax.set_xticks([])
                 ax.set_ylabel("spectral norm $||A||_2$")
                 ax.legend(loc="lower center")
@@ -171,7 +192,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
                         fmt="none", ecolor="k", capsize=3, linewidth=0.8, label=text)
         ax.set_xlabel("index / number of singular values" if fraction
                       else "index i (largest first)")
-        ax.set_ylabel("singular value $\\sigma_i$")
+        ax.set_ylabel("singular value $\\sigma_i$" + (
+            f" ({zeros} zero{'s' if zeros > 1 else ''} not drawn)" if zeros else ""))
         if band is not None or any(name is not None for name, _ in series):
             ax.legend()
     return lines
