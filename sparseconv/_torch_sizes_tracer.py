@@ -90,11 +90,18 @@ def _submodule(root: nn.Module, target: Any) -> nn.Module | None:
         return None
 
 
-def _rank_fixed(tensor: torch.fx.Node, root: nn.Module) -> bool:
+def _rank_fixed(tensor: torch.fx.Node, root: nn.Module,
+                sizes: list[torch.fx.Node] | None = None) -> bool:
     """Whether every node ``tensor`` is computed from is the input, a module's tensor, a
     call of one of torch's modules of :data:`_RANK_KEEPING` on one input or a call of
     :data:`_RANK_FIXED` whose arguments other than its tensor operands are constants: its
-    rank is then the same at every batch size and every input.
+    rank is then the same at every batch size and every input. ``F.interpolate`` and
+    ``F.pad`` keep their input's rank whatever their other arguments; given ``sizes`` (a
+    condition's reads, :func:`_size_condition`), those must be computed from sizes of such
+    tensors alone, as a condition's are, and their shape reads are appended to ``sizes``, to
+    be checked as the condition's own (a new user's trial: a two-level U-Net at odd sizes,
+    ``u = F.interpolate(u, size=skip.shape[-2:])`` then the next level's ``if u.shape[-2:]
+    != skip.shape[-2:]:``, had no graph).
     (Two reviews: ranks that changed with the batch size, by a ``squeeze()`` or a
     ``reshape`` to a slice of ``x.shape`` at the batch size, and with the values, by
     ``nonzero`` or a max pooling's indices slicing the sizes, were read once on the probe,
@@ -118,8 +125,21 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module) -> bool:
             if node.target is getattr and not (
                     len(args) == 2 and isinstance(args[1], str) and args[1] in _RANK_ATTRIBUTES):
                 return False
-            if _has_node(args[operands:]) or _has_node(
-                    {k: v for k, v in node.kwargs.items() if k not in _OPERANDS}):
+            others = (args[operands:],
+                      {k: v for k, v in node.kwargs.items() if k not in _OPERANDS})
+            if node.target in (F.interpolate, F.pad):
+                computed: list[torch.fx.Node] = []
+                torch.fx.node.map_arg(others, computed.append)
+                for size in computed:
+                    reads = _size_condition(size, root) if sizes is not None else []
+                    if reads is None:
+                        return False
+                    if sizes is not None:
+                        sizes.extend(reads)
+                # (its tensor alone followed on: its sizes are no tensors of it)
+                stack.extend(n for n in node.all_input_nodes if n not in computed)
+                continue
+            if _has_node(others):
                 return False
         elif node.op == "call_module":  # (one of torch's own, on one input: another may be a
             # flag the module reads as a bool; a review: nn.DataParallel, a leaf to torch.fx,
@@ -163,7 +183,7 @@ def _size_condition(node: torch.fx.Node, root: nn.Module) -> list[torch.fx.Node]
         if (m.op == "call_method" and m.target == "size") or (
                 m.op == "call_function" and m.target is getattr and m.args[1:] == ("shape",)):
             tensor = m.args[0]
-            if not (isinstance(tensor, torch.fx.Node) and _rank_fixed(tensor, root)) or (
+            if not (isinstance(tensor, torch.fx.Node) and _rank_fixed(tensor, root, reads)) or (
                     m.kwargs or len(m.args) > 2):
                 return None
             if len(m.args) == 1 or m.target is getattr:  # (a whole shape: items alone)

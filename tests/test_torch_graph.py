@@ -898,19 +898,68 @@ class _UpsamplesToItsSkip(nn.Module):
         return self.out(torch.cat([u, x], 1))
 
 
+class _TwoLevelUNet(nn.Module):
+    """Two decoder steps each resizing to its skip's size where they differ: the second
+    step's condition reads a shape computed through the first step's ``F.interpolate`` by
+    sizes (``size=skip.shape[-2:]``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.ModuleList([nn.Conv2d(1, 1, 3, stride=2, padding=1) for _ in range(2)])
+        self.up = nn.ModuleList([nn.ConvTranspose2d(1, 1, 2, stride=2) for _ in range(2)])
+        self.fuse = nn.ModuleList([nn.Conv2d(2, 1, 1) for _ in range(2)])
+
+    def forward(self, x):
+        skips = []
+        for down in self.down:
+            skips.append(x)
+            x = down(x)
+        for up, fuse, skip in zip(self.up, self.fuse, reversed(skips)):
+            u = up(x)
+            if u.shape[-2:] != skip.shape[-2:]:
+                u = F.interpolate(u, size=skip.shape[-2:])
+            x = fuse(torch.cat([skip, u], 1))
+        return x
+
+
 @pytest.mark.parametrize("model, shape", [
     (_PadsToEven, (1, 7, 7)), (_PadsToEven, (1, 6, 6)),
-    (_UpsamplesToItsSkip, (1, 7, 7)), (_UpsamplesToItsSkip, (1, 8, 8))])
+    (_UpsamplesToItsSkip, (1, 7, 7)), (_UpsamplesToItsSkip, (1, 8, 8)),
+    (_TwoLevelUNet, (1, 7, 9)), (_TwoLevelUNet, (1, 8, 8))])
 def test_a_branch_on_sizes_takes_the_traced_shape_s_way(model, shape):
     """A new user's trial: a forward that branches (or asserts) on sizes of tensors whose
     shapes the input's fixes had no graph ("symbolically traced variables cannot be used as
     inputs to control flow"), where torch.jit.trace of it had a bound; the branch is taken as
     at the traced shape, both ways (7 wide: taken; 8: not), and the operator is the
-    Jacobian, the bound at least its norm. Mutants this catches: _torch_sizes_tracer.py:
-    ``to_bool`` not overridden; the decided conditions' nodes left in the graph (the bound
-    refuses "a value nothing reads")."""
+    Jacobian, the bound at least its norm; so is a two-level U-Net's second condition, on a
+    shape the first step's ``F.interpolate`` made by sizes (a new user's trial found it
+    refused at odd sizes). Mutants this catches: _torch_sizes_tracer.py: ``to_bool`` not
+    overridden; the decided conditions' nodes left in the graph (the bound refuses "a value
+    nothing reads")."""
     _check_operator(model(), shape)
     _check_bound(model(), shape)
+
+
+def test_a_branch_on_a_shape_padded_by_the_batch_size_stays_refused():
+    """A condition on a shape that ``F.pad`` made by the batch size (``x.shape[0] // 3``: no
+    padding at the probes' batches of one and two) is no branch on the sample's shape:
+    refused, for the bound and the operator. A mutant this catches: _torch_sizes_tracer.py:
+    ``_rank_fixed`` not handing the padding's sizes to the condition's checks (the branch
+    then taken as at the probe, and refused later, by the run at a batch of three, with
+    another reason)."""
+    def fn(self, x):
+        z = self.conv(x)
+        y = F.pad(z, [0, x.shape[0] // 3])
+        return 2 * z if y.shape[-1] > 4 else z
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    model = model.double().eval()
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    assert report.network_upper is None
+    assert "control flow" in report.reason, report.reason
+    with pytest.raises(TypeError, match="control flow"):
+        sct.network_operator(model, (2, 4, 4))
 
 
 @pytest.mark.parametrize("condition", [
