@@ -77,6 +77,17 @@ _RANK_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
 _OPERANDS = frozenset({"input", "other", "weight", "bias", "tensors"})
 
 
+def _keeps_batch(index: Any) -> bool:
+    """Whether ``x[index]`` leaves the batch axis whole and first: ``x[:]``, or a tuple
+    starting with ``:`` (``x[:, None]``, ``x[:, 1:]``); not a slice of the batch (``x[4:]``,
+    whose sizes follow the batch's), an integer, ``None`` or ``...`` first."""
+    whole = slice(None, None, None)
+    if isinstance(index, slice):
+        return index == whole
+    return isinstance(index, tuple) and bool(index) and isinstance(index[0], slice) and (
+        index[0] == whole)
+
+
 def _has_node(value: Any) -> bool:
     found: list = []
     torch.fx.node.map_arg(value, found.append)
@@ -124,6 +135,11 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module,
                 operands = 1
             if node.target is getattr and not (
                     len(args) == 2 and isinstance(args[1], str) and args[1] in _RANK_ATTRIBUTES):
+                return False
+            if sizes is not None and node.target is operator.getitem and not _keeps_batch(
+                    args[1] if len(args) > 1 else None):  # (a review: x[4:][None] broadcast
+                # into a sample's axis, empty below a batch of five, its size read by a
+                # condition decided at batches of one and two: 1.0 for a map of 100)
                 return False
             others = (args[operands:],
                       {k: v for k, v in node.kwargs.items() if k not in _OPERANDS})

@@ -1494,3 +1494,27 @@ def test_where_of_a_complex_constant_is_refused_by_name(call):
     model.register_buffer("complex_", torch.full((4, 5), 1 + 2j, dtype=torch.complex128))
     with pytest.raises(TypeError, match="complex"):
         sct.network_operator(model.double().eval(), (2, 4, 5))
+
+
+def _tail(x):  # (B, max(B - 4, 0), ...): a slice of the batch broadcast into a sample's axis
+    return x[:, None] + x[4:][None]
+
+
+@pytest.mark.parametrize("fn", [
+    lambda self, x: self.conv(x) * (1 if _tail(x).shape[1] == 0 else 100),
+    lambda self, x: (lambda u: u if u.shape[-1] + _tail(x).shape[1] == 6 else 100 * u)(
+        F.pad(self.conv(x), (0, x.shape[-1] % 3)))])
+def test_a_branch_on_a_size_a_slice_of_the_batch_makes_stays_refused(fn):
+    """A review: ``x[4:][None]`` broadcast into a sample's axis has size ``max(B - 4, 0)``
+    there, 0 at the probes' batches of one and two; the branch on it was decided there, and
+    the tensor, which only the condition read, erased with it: 1.0 for a map of 100 from a
+    batch of five. A slice of the batch axis is no tensor whose shape the sample's fixes.
+    A mutant this catches: _torch_sizes_tracer.py: ``_keeps_batch`` returning True."""
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    model = model.double().eval()
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    assert report.network_upper is None
+    assert "control flow" in report.reason, report.reason
+    with pytest.raises(TypeError, match="control flow"):
+        sct.network_operator(model, (2, 4, 4))
