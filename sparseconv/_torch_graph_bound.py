@@ -86,11 +86,11 @@ from sparseconv._torch_graph_rules import (
 )
 from sparseconv._torch_graph_sizes import _integers, _size_number, _tainted_sizes
 from sparseconv._torch_probe import (
+    RANDOM_CALLS,
     UNSET_CALLS,
     UNTRACKED,
     UntraceableDefault,
     dispatched,
-    draws_random,
     error_line,
     first_write,
     fx_trace,
@@ -542,8 +542,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             # im2col freed, the input's values, read back as a "constant")
             why = ("allocates a tensor whose values it does not set (torch.empty: whatever "
                    "its memory held, the signal's values among them)")
-        if not why and draws_random(called):  # (by name, not by the chance that
-            # two runs draw differently)
+        if not why and called in RANDOM_CALLS:  # (by name, not by the chance that
+            # two runs draw differently; exact names: a function of the user's may hold any
+            # part of one, operand_scale)
             why = ("draws random numbers: the same input gives another output, so no "
                    "Lipschitz constant holds")
         if why:
