@@ -940,6 +940,19 @@ def test_a_branch_on_sizes_takes_the_traced_shape_s_way(model, shape):
     _check_bound(model(), shape)
 
 
+def _assert_control_flow_refused(fn) -> None:
+    """A forward ``fn(self, x)`` around a convolution ``self.conv``: refused as control flow
+    by the bound and the operator."""
+    model = _Lambda(fn)
+    model.conv = nn.Conv2d(2, 2, 3, padding=1)
+    model = model.double().eval()
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    assert report.network_upper is None
+    assert "control flow" in report.reason, report.reason
+    with pytest.raises(TypeError, match="control flow"):
+        sct.network_operator(model, (2, 4, 4))
+
+
 def test_a_branch_on_a_shape_padded_by_the_batch_size_stays_refused():
     """A condition on a shape that ``F.pad`` made by the batch size (``x.shape[0] // 3``: no
     padding at the probes' batches of one and two) is no branch on the sample's shape:
@@ -952,14 +965,7 @@ def test_a_branch_on_a_shape_padded_by_the_batch_size_stays_refused():
         y = F.pad(z, [0, x.shape[0] // 3])
         return 2 * z if y.shape[-1] > 4 else z
 
-    model = _Lambda(fn)
-    model.conv = nn.Conv2d(2, 2, 3, padding=1)
-    model = model.double().eval()
-    report = sct.lipschitz_report(model, (2, 4, 4))
-    assert report.network_upper is None
-    assert "control flow" in report.reason, report.reason
-    with pytest.raises(TypeError, match="control flow"):
-        sct.network_operator(model, (2, 4, 4))
+    _assert_control_flow_refused(fn)
 
 
 @pytest.mark.parametrize("condition", [
@@ -1510,11 +1516,4 @@ def test_a_branch_on_a_size_a_slice_of_the_batch_makes_stays_refused(fn):
     the tensor, which only the condition read, erased with it: 1.0 for a map of 100 from a
     batch of five. A slice of the batch axis is no tensor whose shape the sample's fixes.
     A mutant this catches: _torch_sizes_tracer.py: ``_keeps_batch`` returning True."""
-    model = _Lambda(fn)
-    model.conv = nn.Conv2d(2, 2, 3, padding=1)
-    model = model.double().eval()
-    report = sct.lipschitz_report(model, (2, 4, 4))
-    assert report.network_upper is None
-    assert "control flow" in report.reason, report.reason
-    with pytest.raises(TypeError, match="control flow"):
-        sct.network_operator(model, (2, 4, 4))
+    _assert_control_flow_refused(fn)
