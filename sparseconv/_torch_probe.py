@@ -71,17 +71,7 @@ def first_write(model: nn.Module, x: torch.Tensor) -> str | None:
     every Python name a tensor goes by (``y += z`` after ``kept = y`` too); a forward that
     fails under the mode counts as one that writes. (Not for a TorchScript model, some of
     whose graphs fail under a mode: ``aten::_local_scalar_dense`` of a traced number.)"""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Writes(TorchDispatchMode):
-        found: str | None = None
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if self.found is None and func._schema.is_mutable:
-                self.found = str(func)
-            return func(*args, **(kwargs or {}))
-
-    mode = Writes()
+    mode = _first_op(lambda func: func._schema.is_mutable)
     for grad in (False, True):  # (a review: `if torch.is_grad_enabled(): y += z`, a write
         # the probes' no_grad never runs, where torch.fx traced it)
         try:
@@ -92,6 +82,22 @@ def first_write(model: nn.Module, x: torch.Tensor) -> str | None:
         if mode.found is not None:
             return mode.found
     return None
+
+
+def _first_op(noted: Callable[[Any], bool]) -> Any:
+    """A dispatch mode (a context manager) whose ``found`` is the first aten operation run
+    under it that ``noted`` holds for (``"aten.add_.Tensor"``), else None."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class FirstOp(TorchDispatchMode):
+        found: str | None = None
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if self.found is None and noted(func):
+                self.found = str(func)
+            return func(*args, **(kwargs or {}))
+
+    return FirstOp()
 
 
 def changes_own_tensors(model: nn.Module, x: torch.Tensor) -> bool:
@@ -183,9 +189,10 @@ def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.f
     sparseconv makes (:func:`_defaults`)."""
     concrete = _defaults(model)
     tracer = tracer or torch.fx.Tracer()
-    draws = _Draws()  # (what the tracer runs on the model's own tensors, a buffer's, is baked
-    # into the graph: a random draw there would be one draw for every call; a review found
+    # (what the tracer runs on the model's own tensors, a buffer's, is baked into the graph:
+    # a random draw there would be one draw for every call; a review found
     # torch.binomial(self.n, self.p) certified as the value it drew)
+    draws = _first_op(lambda func: draws_random(func._schema.name))
     with restored_buffers(model), draws:
         graph = tracer.trace(model, concrete_args=concrete or None)
     if draws.found is not None:
@@ -216,33 +223,6 @@ def draws_random(name: str) -> bool:
     draws random numbers."""
     name = name.split("::")[-1].split(".")[0]
     return name in RANDOM_CALLS or any(part in name for part in _RANDOM_PARTS)
-
-
-class _Draws:
-    """A dispatch mode, while entered, noting the first random draw torch runs (by name,
-    :func:`draws_random`)."""
-
-    def __init__(self) -> None:
-        self.found: str | None = None
-        self.mode: Any = None
-
-    def __enter__(self) -> _Draws:
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        outer = self
-
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                if outer.found is None and draws_random(func._schema.name):
-                    outer.found = str(func)
-                return func(*args, **(kwargs or {}))
-
-        self.mode = Mode()
-        self.mode.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.mode.__exit__(*exc)
 
 
 #: The plain values a forward's default may take for torch.fx to trace it as a constant

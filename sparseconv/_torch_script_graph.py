@@ -52,6 +52,7 @@ from sparseconv._torch_graph_sizes import (
 )
 from sparseconv._torch_probe import (
     UNSET_CALLS,
+    _unchanged,
     changes_own_tensors,
     draws_random,
     error_line,
@@ -1056,9 +1057,7 @@ def _same_value(a: Any, b: Any) -> bool:
     """Whether two probe values are the same: tensors of one shape and dtype, equal entry by
     entry (NaN where the other is NaN), lists of them, or equal numbers."""
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(
-            torch.nan_to_num(a.detach(), nan=0.0), torch.nan_to_num(b.detach(), nan=0.0))
-            and torch.equal(a.isnan(), b.isnan()))
+        return a.shape == b.shape and a.dtype == b.dtype and _unchanged(a.detach(), b.detach())
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(map(_same_value, a, b))
     return type(a) is type(b) and a == b
