@@ -1366,5 +1366,8 @@ def test_spectrum_on_a_log_scale_leaves_out_the_zeros_and_says_so():
     with pytest.raises(ValueError, match="interval's lower end 0.0 cannot be drawn on "
                        "yscale='log'"):
         plot.spectrum([1.0], axes(), yscale="log", interval=(0.0, 1.0))
-    with pytest.raises(ValueError, match="yscale must be 'linear' or 'log', got 'symlog'"):
+    with pytest.raises(ValueError, match=r"yscale must be one of \('linear', 'log'\), got "
+                       "'symlog'"):
         plot.spectrum([1.0], axes(), yscale="symlog")
+    with pytest.raises(TypeError, match="yscale must be one of"):
+        plot.spectrum([1.0], axes(), yscale=None)

@@ -20,7 +20,7 @@ from .._geometry import ConvGeometry
 from .._operators import ConvOperator
 from .._receptive_field import receptive_field_paths
 from .._typing import ArrayLike
-from .._validation import as_bool, is_int
+from .._validation import as_bool, is_int, one_of
 from ._figure import (
     COLUMN_WIDTH,
     check_cmap,
@@ -124,8 +124,7 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     log singular value $\\sigma_i$ (1 zero not drawn)
     """
     band = _interval(interval)
-    if not isinstance(yscale, str) or yscale not in ("linear", "log"):
-        raise ValueError(f"yscale must be 'linear' or 'log', got {yscale!r}")
+    yscale = one_of(yscale, ("linear", "log"), "yscale")
     if yscale == "log" and band is not None and band[0] <= 0:
         raise ValueError(f"interval's lower end {band[0]!r} cannot be drawn on yscale='log'")
     fraction = bool(check_flag(fraction, "fraction"))
