@@ -90,6 +90,7 @@ from sparseconv._torch_probe import (
     UNSET_CALLS,
     UNTRACKED,
     UntraceableDefault,
+    changes_own_state,
     dispatched,
     error_line,
     first_write,
@@ -405,6 +406,10 @@ def _traced(model: nn.Module, probe: torch.Tensor,
                 "forward does (an in-place change such as y += z, recorded as a new "
                 "value, or an operation that draws random numbers, such as "
                 "FractionalMaxPool2d or torch.randn_like?)")
+    changed = changes_own_state(model, probe)
+    if changed:  # (the probes each start from the state the model was given in; a later
+        # call would start from another: self.n = self.n * 2 doubles the map on each call)
+        return f"{type(model).__name__} {changed}"
     dead = [n for n in graph.nodes if n.op.startswith("call") and not n.users
             and n not in recorder.sizes]  # (b, c, h, w = x.shape with w unused: a new user)
     write = first_write(model, probe) if dead else None

@@ -23,6 +23,7 @@ from sparseconv._torch_graph import _build_graph, output_leaves
 from sparseconv._torch_graph_ops import _Op
 from sparseconv._torch_kinds import model_hook_reason
 from sparseconv._torch_probe import (
+    changes_own_state,
     forward_failed,
     leaves_buffers,
     matches,
@@ -58,6 +59,13 @@ def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int,
     probe), relative to the largest value the graph computes (a difference of large values
     cancels)."""
     probe = probe_input(model, shape, batch=3)
+    try:
+        changed = changes_own_state(model, probe)
+    except Exception:  # noqa: BLE001 - said by the forward's run on the batch, below
+        changed = ""
+    if changed:  # (each run starts from the state the model was given in; a later call
+        # would start from another: self.n = self.n * 2 doubles the map on each call)
+        raise TypeError(f"network_operator: {_kind(model)} {changed}")
     for batch in (probe, probe[:1]):
         _check_batch(model, ops, shape, least, batch)
 

@@ -53,7 +53,7 @@ from sparseconv._torch_graph_sizes import (
 from sparseconv._torch_probe import (
     UNSET_CALLS,
     _unchanged,
-    changes_own_tensors,
+    changes_own_state,
     draws_random,
     error_line,
     matches,
@@ -903,12 +903,11 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     calls = [c for c in every if c.input() is not None]
     if [c.name for c in calls] != list(names):  # (the rows were read off this graph's calls)
         return "its calls are not the traced layers"  # pragma: no cover - the same graph
-    if changes_own_tensors(model, probe_input(model, shape)):  # (a review: F.batch_norm(
-        # self.src, self.rm, ...) in training mode updates its buffer rm, which no schema
-        # marks; a write through a view sized by the input was not seen: bounds of 1.0 for
-        # the next call's 3.0)
-        return ("changes a parameter or buffer of its own in its forward, where the bound "
-                "reads them as they are before the forward runs")
+    changed = changes_own_state(model, probe_input(model, shape))
+    if changed:  # (a review: F.batch_norm(self.src, self.rm, ...) in training mode updates
+        # its buffer rm, which no schema marks; a write through a view sized by the input
+        # was not seen: bounds of 1.0 for the next call's 3.0)
+        return changed
     # a leaf module of a class of the user's is no layer: its operations are the forward's,
     # followed one by one (a new user's trial: a child `Scale` computing x * 2, a
     # weight-standardised convolution, a blur pool, a layer scale, each left the scripted

@@ -1521,9 +1521,107 @@ def test_no_entry_point_leaves_a_forward_s_change_to_its_buffer(entry, read):
     model = _Buffered(read).eval()
     try:
         entry(model)
-    except TypeError as exc:  # network_operator: the buffer read differs call to call
-        assert read and "does not compute what its forward does" in str(exc), exc
+    except TypeError as exc:  # network_operator: the next call is another map
+        assert "changes its own state in its forward (buffer 'scale')" in str(exc), exc
     assert model.scale.item() == 1.0
+
+
+class _Stateful(nn.Module):
+    """A forward that changes state no buffer holds: a tensor attribute in place, a number
+    bound again, a list appended to; each call is another map (the scale triples)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+        self.s = torch.ones(1, dtype=F64)
+        self.n = 1.0
+        self.seen = [0]  # (a list of ints to TorchScript)
+
+    def forward(self, x):
+        self.s.mul_(2.0)
+        self.n = self.n * 1.5
+        self.seen.append(x.shape[0])
+        return self.c(x) * self.s * self.n
+
+
+@pytest.mark.parametrize(("entry", "script"), [
+    (lambda m: sct.network_operator(m, (2, 5, 5)), False),
+    (lambda m: sct.lipschitz_bounds(m, (2, 5, 5)), False),
+    *[(entry, script) for entry in (lambda m: sct.lipschitz_report(m, (2, 5, 5)),
+                                    lambda m: sct.trace(m, (2, 5, 5)))
+      for script in (False, True)],  # (the others refuse a TorchScript model by name)
+])
+def test_no_entry_point_leaves_a_forward_s_change_to_its_attributes(entry, script):
+    """A review: the report's probes left a forward's ``self.s.mul_(2)`` and
+    ``self.n = self.n * 2`` applied once per probe run (1 -> 32), in eager and TorchScript
+    models: only buffers were restored. Every attribute of every submodule is now."""
+    model = _Stateful().eval()
+    if script:
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.script(model)
+    try:
+        entry(model)
+    except TypeError as exc:  # network_operator: the next call is another map
+        assert "changes its own state in its forward (attribute 'n', attribute 'seen', " \
+            "tensor attribute 's')" in str(exc), exc
+    assert model.s.item() == 1.0 and model.n == 1.0 and model.seen == [0]
+
+
+def test_a_forward_that_changes_its_state_gets_no_bound_until_it_settles():
+    """Each call of a forward that rebinds ``self.n = 2 * self.n`` is another map: bounded
+    from the state it was given in (every probe starts there), the report would certify the
+    first call's constant, half the second's. It gets none, nor an operator, and says why;
+    a value the first call caches is bounded once the model has run, and an old-style
+    ``spectral_norm`` hook's weight, set again before each call, is no change of state."""
+    class Doubling(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+            self.n = 1.0
+
+        def forward(self, x):
+            self.n = 2 * self.n
+            return self.c(x) * self.n
+
+    report = sct.lipschitz_report(Doubling().eval(), (2, 5, 5))
+    assert report.network_upper is None
+    assert "Doubling changes its own state in its forward (attribute 'n')" in report.reason
+    with pytest.raises(TypeError, match=r"changes its own state in its forward \(attribute"):
+        sct.network_operator(Doubling().eval(), (2, 5, 5))
+
+    class Cached(nn.Module):  # (x + s c(x), s made by the first call)
+        def __init__(self, body):
+            super().__init__()
+            self.body = body
+            self.s = None
+
+        def forward(self, x):
+            if self.s is None:
+                self.s = torch.tensor(3.0, dtype=F64)
+            return x + self.s * self.body(x)
+
+    def norm(f):
+        jacobian = torch.autograd.functional.jacobian(
+            lambda t: f(t.reshape(1, 2, 5, 5)).reshape(-1), torch.zeros(50, dtype=F64))
+        return torch.linalg.matrix_norm(jacobian, 2).item()
+
+    torch.manual_seed(0)
+    model = Cached(nn.Conv2d(2, 2, 3, padding=1, dtype=F64)).eval()
+    first = sct.lipschitz_report(model, (2, 5, 5))
+    assert first.network_upper is None and "(attribute 's')" in first.reason
+    assert "run the model once" in first.reason and model.s is None
+    with torch.no_grad():
+        model(torch.zeros(1, 2, 5, 5, dtype=F64))  # the value, cached
+    settled = sct.lipschitz_report(model, (2, 5, 5))
+    assert settled.network_upper is not None, settled.reason
+    assert norm(model) <= settled.network_upper <= (1 + 3 * norm(model.body)) * (1 + 1e-6)
+
+    hooked = Cached(nn.utils.spectral_norm(nn.Conv2d(2, 2, 3, padding=1, dtype=F64))).eval()
+    hooked.s = torch.tensor(1.0, dtype=F64)
+    fresh = sct.lipschitz_report(hooked, (2, 5, 5))  # (its weight still the raw one)
+    assert fresh.network_upper is not None, fresh.reason
+    assert norm(hooked) <= fresh.network_upper <= (1 + norm(hooked.body)) * (1 + 1e-6)
 
 
 @pytest.mark.parametrize("made_inside", [False, True])
