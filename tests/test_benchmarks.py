@@ -28,14 +28,14 @@ def test_spectral_norms_of_a_network():
 
 @requires_torch
 def test_lipschitz_report_of_a_network():
-    out = run("bench_networks.py", "--skip-operators", "--size", "32", "--workers", "1",
+    out = run("bench_networks.py", "--skip-operators", "--size", "16", "--workers", "1",
               "--relative-width", "1e-3")
     assert "relative_width=0.001" in out and "widest interval" in out, out
 
 
 def test_lehmann_spectra_of_a_layer():
     """It reads the exact sections' kernels (a private function): the quickest layer."""
-    out = run("bench_lehmann.py", "--layer", "13", "--size", "64", "--top", "4")
+    out = run("bench_lehmann.py", "--layer", "13", "--size", "16", "--top", "4")
     assert "k with a Lehmann bound from the sections:" in out, out
 
 

@@ -1,12 +1,20 @@
-"""The command line, run as users run it: ``python -m sparseconv ...`` in a subprocess.
+"""The command line, run as users run it: ``python -m sparseconv ...``.
 
 Outputs are checked against the library (``conv_matrix``, itself checked against PyTorch),
 ``numpy.linalg.svd``, and the files read back (``scipy.sparse.load_npz``, matplotlib).
+
+:func:`run` calls ``main`` in this process as a fresh interpreter would run it (its own
+environment, directory and warning filters; its output and exit status captured): a new
+interpreter importing sparseconv costs half a second, and this file runs some three hundred
+commands. :func:`run_process` runs one in a subprocess where the process itself is the subject:
+resource limits, signals, a closed pipe, the console script, what the import does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
@@ -16,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import traceback
 import warnings
 import zipfile
 
@@ -31,11 +40,71 @@ from sparseconv._memory import DEFAULT_LIMIT, format_bytes
 LAYER = ["--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3", "--padding", "1"]
 
 
-def run(*args, env=None, cwd=None, preexec_fn=None):
+def run_process(*args, env=None, cwd=None, preexec_fn=None):
+    """``python -m sparseconv *args`` in a subprocess."""
     environ = {**os.environ, "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "sparseconv", *map(str, args)],
                           capture_output=True, text=True, env=environ, cwd=cwd, timeout=120,
                           preexec_fn=preexec_fn)
+
+
+def run(*args, env=None, cwd=None, preexec_fn=None):
+    """``python -m sparseconv *args`` as :func:`run_process` gives it, run by ``main`` in this
+    process (in a subprocess where ``preexec_fn`` limits it): the variables of ``env`` set,
+    in ``cwd``, with a fresh interpreter's warning filters (pytest's turn warnings into
+    errors) and memory limit (read from the environment when first needed), and matplotlib's
+    settings restored afterwards; an exception the command lets out
+    is printed with its traceback and exits with 1, as Python's would."""
+    if preexec_fn is not None:
+        return run_process(*args, env=env, cwd=cwd, preexec_fn=preexec_fn)
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from sparseconv import _memory
+    from sparseconv.cli import main
+
+    environ, here, limit = dict(os.environ), os.getcwd(), _memory._limit
+    stdout, stderr = io.StringIO(), io.StringIO()
+    os.environ.update({"MPLBACKEND": "Agg", **(env or {})})
+    _memory._limit = _memory._UNREAD  # (read from the environment when first needed)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                _as_a_fresh_interpreter(), matplotlib.rc_context():
+            try:
+                status = main([str(a) for a in args])
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else exc.code is not None
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+            except Exception:  # noqa: BLE001 - as Python reports an uncaught exception
+                traceback.print_exc()
+                status = 1
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(environ)
+        _memory._limit = limit
+        plt.close("all")
+    return subprocess.CompletedProcess(args, int(status), stdout.getvalue(), stderr.getvalue())
+
+
+@contextlib.contextmanager
+def _as_a_fresh_interpreter():
+    """Python's default warning filters, warnings printed to ``sys.stderr`` as it prints
+    them."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                         ResourceWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        warnings.showwarning = show
+        yield
 
 
 def ok(*args, **kwargs):
@@ -53,6 +122,21 @@ def fails(*args, **kwargs) -> str:
     assert re.match(r"sparseconv( \w+)?: error: ", result.stderr), result.stderr
     assert not result.stdout, result.stdout
     return result.stderr.strip()
+
+
+@pytest.mark.parametrize("args", [
+    ["info", *LAYER, "--stride", "2"],
+    ["info", *LAYER, "--groups", "3"],  # (an argparse error: status 2, one line)
+    ["spectrum", *LAYER, "--tol", "1e-30"],  # (a library warning, in the command's words)
+    ["export", "--help"],
+])
+def test_a_command_run_in_this_process_is_the_one_python_runs(args, tmp_path):
+    """:func:`run` (``main`` in this process) gives the output, warnings and exit status of
+    ``python -m sparseconv`` (:func:`run_process`) for the same command."""
+    here, there = run(*args, cwd=tmp_path), run_process(*args, cwd=tmp_path)
+    assert (here.returncode, here.stdout, here.stderr) == (
+        there.returncode, there.stdout, there.stderr)
+    assert here.stdout or here.stderr
 
 
 def test_info_reports_shapes_nnz_memory_and_receptive_field():
