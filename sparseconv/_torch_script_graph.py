@@ -193,9 +193,10 @@ class _Refused(Exception):
 class _Aliases:
     """Which values of the graph may share memory at a given point of the walk: union-find
     over the alias annotations of each node's schema (``aten::view(Tensor(a) self, ...) ->
-    Tensor(a)``); a node without a schema (``prim::ListConstruct``, ``prim::If``) joins all
-    its values. Each join is dated by the position of the top-level node that makes it (an
-    ``if`` or a loop: where it starts, so that every write inside sees its joins), and a
+    Tensor(a)``); a node without a schema (``prim::If``, a call) joins all its values, but
+    a list or tuple built of values holds each, which share no memory with each other. Each
+    join is dated by the position of the top-level node that makes it (an ``if`` or a
+    loop: where it starts, so that every write inside sees its joins), and a
     write is checked against the joins made up to it: two tensors that exist at a write
     share memory then only by joins made by then, while a list built afterwards holds its
     elements without making them share memory (a new user's trial: SqueezeNet's
@@ -205,7 +206,20 @@ class _Aliases:
     def __init__(self, nodes: list, order: dict):
         self.joins: list[tuple[int, int, int]] = []  # (position, value, value)
         self.cache: dict[int, dict[int, int]] = {}
+        # a list or tuple built of values holds them without making them share memory
+        # (the third review's false refusal: torch.einsum(eq, h, self.scale), a list of the
+        # signal and a parameter, then h.relu_(), read as a write to the parameter); what is
+        # joined to the list is joined to each of them (an item taken out of it, a list
+        # passed on), all nodes' lists known first (an if's output joined before its block);
+        # the same for what an operation returns that may be one of its inputs or a view of
+        # one, which its schema does not say (einsum("ij->ji", h) is h's transpose, sharing
+        # its memory; type_as(h, h) is h)
+        self.items: dict[int, list[int]] = {
+            node.output().unique(): [v.unique() for v in node.inputs() if _may_change(v)]
+            for node in nodes if node.kind() in _CONSTRUCTS or _unsaid_view(node)}
         for node in nodes:
+            if node.kind() in _CONSTRUCTS:
+                continue
             at = order[_top(node)]
             if node.kind() == "prim::GetAttr" and holds_tensors(node.output()):  # (a
                 # tuple of tensors too: a review wrote a view of one in place, 1.0 for 27)
@@ -244,22 +258,48 @@ class _Aliases:
                             self.join(out.unique(), v.unique(), at)
 
     def join(self, a: int, b: int, at: int) -> None:
-        """Values ``a`` and ``b`` may share memory from position ``at`` on."""
+        """Values ``a`` and ``b`` may share memory from position ``at`` on (and each item of
+        a list or tuple built of values, joined, with the other)."""
         self.joins.append((at, a, b))
         for when, parent in self.cache.items():  # (a join found on the walk: each class
             if when >= at:  # known from then on takes it, none is built again)
                 parent[_find(parent, a)] = _find(parent, b)
+        for one, other in ((a, b), (b, a)):
+            for item in self.items.get(one, ()):
+                self.join(item, other, at)
 
     def same(self, a: int, b: int, at: int) -> bool:
-        """Whether ``a`` and ``b`` may share memory at position ``at``."""
+        """Whether ``a`` and ``b`` may share memory at position ``at`` (a list or tuple
+        built of values shares the memory of each)."""
         parent = self.cache.get(at)
         if parent is None:
             parent = self.cache[at] = {}
             for when, x, y in self.joins:
                 if when <= at:
                     parent[_find(parent, x)] = _find(parent, y)
-        return _find(parent, a) == _find(parent, b)
+        return _find(parent, a) == _find(parent, b) or any(
+            self.same(item, b, at) for item in self.items.get(a, ())) or any(
+            self.same(a, item, at) for item in self.items.get(b, ()))
 
+
+#: Operations that may return their input or a view of it while their schema annotates no
+#: alias (each run on an input and its result's memory compared, torch 2.13).
+_UNSAID_VIEWS = frozenset({"aten::einsum", "aten::cartesian_prod", "aten::atleast_1d",
+                           "aten::atleast_2d", "aten::atleast_3d", "aten::sum_to_size",
+                           "aten::type_as", "aten::to"})
+
+def _unsaid_view(node) -> bool:
+    """Whether ``node`` is one of :data:`_UNSAID_VIEWS` that may return an input or a view
+    (einsum and cartesian_prod of a list built of two or more tensors compute new ones)."""
+    if node.kind() not in _UNSAID_VIEWS or node.outputsSize() != 1:
+        return False
+    listed = [v.node() for v in node.inputs() if isinstance(v.type(), torch.ListType)]
+    return not (len(listed) == 1 and listed[0].kind() == "prim::ListConstruct"
+                and listed[0].inputsSize() >= 2)
+
+
+#: Nodes that build a list or tuple of their inputs (:class:`_Aliases` ``items``).
+_CONSTRUCTS = frozenset({"prim::ListConstruct", "prim::TupleConstruct"})
 
 #: Nodes that take items out of a tuple or list, all of whose values are joined.
 _UNPACKS = frozenset({"prim::TupleUnpack", "prim::ListUnpack", "prim::TupleIndex",

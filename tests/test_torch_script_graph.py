@@ -848,6 +848,39 @@ def test_a_list_that_holds_a_tensor_written_afterwards_is_refused(make, tmp_path
         report.reason), report.reason
 
 
+class _EinsumThenInPlace(_Pair):
+    """A list of the signal and a parameter (einsum's operands), then the signal changed in
+    place: the list holds both without making them share memory (the third review of the
+    aliases' walk: refused as a write to the parameter)."""
+
+    def forward(self, x):
+        h = self.a(x)
+        y = torch.einsum("bchw,c->bchw", h, self.scale.flatten())
+        h.relu_()
+        return y + self.b(h)
+
+
+class _EinsumViewWritten(_Pair):
+    """``einsum`` of one operand returns a view of it, which its schema does not say: the
+    write to ``h`` changes ``y``, which the graph (out of place) would read unchanged."""
+
+    def forward(self, x):
+        h = self.a(x)
+        y = torch.einsum("bchw->bchw", h)
+        h.mul_(3.0)
+        return y + self.b(x)
+
+
+def test_a_list_holds_its_tensors_without_joining_them_and_unsaid_views_are_seen(tmp_path):
+    shape = (2, 5, 5)
+    _assert_the_eager_bound(_networks.randomize(_EinsumThenInPlace(), seed=11).eval(),
+                            "script", shape, tmp_path)
+    model = _networks.randomize(_EinsumViewWritten(), seed=11).eval()
+    report = sct.lipschitz_report(jit(model, "script", shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper is None
+    assert "reads a value (y.1) that aten::mul_" in report.reason, report.reason
+
+
 class _Sliced(_Pair):  # basic slices on either end, by select and slice
     def forward(self, x):
         y = self.a(x)
