@@ -50,13 +50,13 @@ from sparseconv._torch_probe import (
     matches,
     probe_input,
     probe_like,
-    restored_buffers,
     version,
 )
 from sparseconv._torch_report_rows import _call_row
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_script_graph import script_graph_module
+from sparseconv._torch_state import changes_own_state, restored_buffers
 from sparseconv._torch_trace import TraceRecord
 from sparseconv._validation import int_tuple, real_number
 
@@ -209,6 +209,19 @@ def _mixes_samples(model: nn.Module, shape: tuple[int, ...],
             "another's, or the batch is no leading axis of the output: a reshape that folds "
             f"the batch axis into a sample? batch statistics?), so {bound} is no bound of the "
             "map of one sample")
+
+
+def _state_changes(model: nn.Module, shape: tuple[int, ...]) -> str:
+    """Why the product of a chain's bounds is no bound of the model's next calls, or ``""``:
+    a forward that changes its own state so that calls compute other maps
+    (:func:`changes_own_state`; a review: a parametrization of a chain's convolution that
+    doubled its factor on each read with autograd on, a bound of 1.91 for the next call's
+    2.61). A forward that fails here is said elsewhere (:func:`_mixes_samples`)."""
+    try:
+        changed = changes_own_state(model, probe_input(model, shape, batch=2))
+    except Exception:  # noqa: BLE001 - a forward raises anything; said by _mixes_samples
+        return ""
+    return f"{_kind(model)} {changed}" if changed else ""
 
 
 def _alone_as_in_the_batch(whole: Any, alone: Any, i: int) -> bool:

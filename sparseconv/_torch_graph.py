@@ -48,11 +48,11 @@ from sparseconv._torch_probe import (
     module_tensors,
     probe_input,
     replaced_forward,
-    restored_buffers,
     version,
 )
 from sparseconv._torch_script import _kind
 from sparseconv._torch_sizes_tracer import SizesTracer
+from sparseconv._torch_state import restored_buffers
 
 
 class _Tracer(SizesTracer):

@@ -90,15 +90,14 @@ from sparseconv._torch_probe import (
     UNSET_CALLS,
     UNTRACKED,
     UntraceableDefault,
-    changes_own_state,
     dispatched,
     error_line,
     first_write,
     fx_trace,
-    restored_buffers,
     version,
 )
 from sparseconv._torch_sizes_tracer import SizesTracer
+from sparseconv._torch_state import changes_own_state, restored_buffers
 
 __all__ = ["graph_bound"]
 

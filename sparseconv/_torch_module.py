@@ -24,6 +24,7 @@ from sparseconv._torch_kinds import (
 )
 from sparseconv._torch_layer_base import _input_shape, _Layer
 from sparseconv._torch_layers import _layer
+from sparseconv._torch_probe import leaves_the_model
 from sparseconv._typing import BlockSize, DTypeLike, Layout, SparseFormat
 from sparseconv._validation import check_blocksize, check_format, inexact_dtype
 
@@ -46,8 +47,9 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
     module", where the report of the same scripted model read it."""
     if not isinstance(module, torch.jit.ScriptModule):
         return module
-    from sparseconv._torch_probe import magnitude, matches, probe_input, restored_buffers
+    from sparseconv._torch_probe import magnitude, matches, probe_input
     from sparseconv._torch_script import script_calls
+    from sparseconv._torch_state import restored_buffers
 
     name = str(getattr(module, "original_name", type(module).__name__))
     shape = _input_shape(input_shape, None, name)
@@ -82,6 +84,7 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@leaves_the_model
 def matrix(module: nn.Module, input_shape: Sequence[int], *, format: SparseFormat = "csr",
            dtype: DTypeLike | None = None, layout: Layout = "channels_first",
            blocksize: BlockSize | None = None,
@@ -187,6 +190,7 @@ def _matrix_options(module: nn.Module, format: Any, dtype: Any, layout: Any, blo
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@leaves_the_model
 def operator(module: nn.Module, input_shape: Sequence[int], *,
              dtype: DTypeLike | None = None, layout: Layout = "channels_first",
              output_size: Sequence[int] | None = None) -> spla.LinearOperator:
@@ -240,6 +244,7 @@ def operator(module: nn.Module, input_shape: Sequence[int], *,
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@leaves_the_model
 def affine(module: nn.Module, input_shape: Sequence[int], *,
            dtype: DTypeLike | None = None, layout: Layout = "channels_first",
            output_size: Sequence[int] | None = None) -> sc.AffineMap:

@@ -38,6 +38,7 @@ from sparseconv._symbol import unit_scale
 from sparseconv._torch_kinds import _CONV
 from sparseconv._torch_layer_base import _Layer
 from sparseconv._torch_module import _eager_leaf, _hookless_layer
+from sparseconv._torch_probe import leaves_the_model
 
 __all__ = ["singular_values", "spectral_norm", "symbol"]
 
@@ -58,6 +59,7 @@ def _refuse_unknown(kwargs: dict[str, Any], options: tuple[str, ...], function: 
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@leaves_the_model
 def spectral_norm(module: nn.Module, input_shape: Sequence[int], *,
                   output_size: Sequence[int] | None = None, **kwargs: Any) -> sc.SpectralNorm:
     """The spectral norm of a module's matrix, with a certified interval.
@@ -144,6 +146,7 @@ def _layer_options(layer: _Layer, kwargs: dict) -> dict:
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@leaves_the_model
 def singular_values(module: nn.Module, input_shape: Sequence[int], *,
                     output_size: Sequence[int] | None = None, **kwargs: Any) -> np.ndarray:
     """All singular values of a module's matrix, in decreasing order.
@@ -199,6 +202,7 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@leaves_the_model
 def symbol(module: nn.Module, input_shape: Sequence[int], *, executor: Any = None,
            progress: Any = None) -> np.ndarray:
     """The per-frequency matrices of a periodic convolution module (:func:`sparseconv.symbol`).

@@ -23,15 +23,14 @@ from sparseconv._torch_graph import _build_graph, output_leaves
 from sparseconv._torch_graph_ops import _Op
 from sparseconv._torch_kinds import model_hook_reason
 from sparseconv._torch_probe import (
-    changes_own_state,
     forward_failed,
-    leaves_buffers,
+    leaves_the_model,
     matches,
     outside_inference_mode,
     probe_input,
-    restored_buffers,
 )
 from sparseconv._torch_script import _kind
+from sparseconv._torch_state import changes_own_state, restored_buffers
 from sparseconv._torch_trace import _checked, unwrapped
 
 
@@ -337,7 +336,7 @@ class NetworkOperator:
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 @outside_inference_mode
-@leaves_buffers
+@leaves_the_model
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
     """A network whose forward is linear (affine) as one matrix-free operator.
 

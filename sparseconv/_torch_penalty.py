@@ -24,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 from ._torch_calls import _CONV_F, _functional_module, by_keyword
 from ._torch_kinds import _CONV, _CONV_T, check_module, hook_reason, parameter
 from ._torch_layers import _layer, called_output_size
+from ._torch_probe import leaves_the_model
 from ._torch_spectra import spectral_norm_upper
 from ._torch_trace import trace, unwrapped
 
@@ -154,6 +155,7 @@ def _bounded_convolution(layer, module: nn.Module) -> tuple[tuple[int, ...], dic
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@leaves_the_model
 def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzBounds:
     """The differentiable certified spectral-norm bound of each weighted layer of a network.
 

@@ -1,8 +1,9 @@
 """Running a model's forward on probes, as every entry point of :mod:`sparseconv.torch` does.
 
 A probe is a batch of zeros or of seeded random values in the model's own dtype and device
-(:func:`probe_input`). Every forward and every torch.fx trace runs with the buffers restored
-afterwards (:func:`restored_buffers`, :func:`fx_trace`), outside ``torch.inference_mode()``
+(:func:`probe_input`). Every forward and every torch.fx trace runs with the model's state
+restored afterwards (:mod:`sparseconv._torch_state`, :func:`fx_trace`; every entry point, its
+parameters too: :func:`leaves_the_model`), outside ``torch.inference_mode()``
 where an entry point needs version counters (:data:`outside_inference_mode`, :func:`version`);
 a forward that fails says why in one line, with the batch it ran on
 (:func:`forward_failed`); outputs are compared to the rounding of their dtype
@@ -11,13 +12,12 @@ a forward that fails says why in one line, with the batch it ran on
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import math
 import operator
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -26,8 +26,8 @@ from torch.nn.utils import parametrize
 from torch.utils import _pytree as pytree
 
 from sparseconv._memory import check_memory
-from sparseconv._torch_kinds import _weight_hooks
 from sparseconv._torch_script_rebuild import _kind
+from sparseconv._torch_state import restored_buffers, restored_state
 
 
 def probe_like(model: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
@@ -101,207 +101,21 @@ def _first_op(noted: Callable[[Any], bool]) -> Any:
     return FirstOp()
 
 
-def changes_own_state(model: nn.Module, x: torch.Tensor) -> str:
-    """Why ``model`` is no one map, if its forward on ``x`` changes its own state, undone
-    afterwards (``""`` if it changes nothing): a parameter or buffer (a write no schema
-    says: ``native_batch_norm``'s running statistics in training mode; or one through a
-    view of a buffer; a review), a tensor attribute changed in place, an attribute bound to
-    another value (``self.n = self.n * 2``, which makes each call another map). Every probe
-    starts from the state the model was given in (:func:`restored_state`)."""
-    changed: list[str] = []
-    with torch.no_grad(), restored_state(model, changed, parameters=True):
-        model(x.clone())
-    if not changed:
-        return ""
-    names = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3
-                                      else "")
-    return (f"changes its own state in its forward ({names}): a later call may compute "
-            "another map than this one (a value its first call caches? run the model once, "
-            "model(x), and ask again)")
-
-
-def restored_buffers(model: nn.Module) -> contextlib.AbstractContextManager[None]:
-    """Probe forwards that leave the model as it was (:func:`restored_state`)."""
-    return restored_state(model)
-
-
-@contextlib.contextmanager
-def restored_state(model: nn.Module, changed: list[str] | None = None,
-                   parameters: bool = False) -> Iterator[None]:
-    """Probe forwards that leave the model as it was: every buffer a forward changed (a
-    BatchNorm's statistics in training mode, a spectral_norm parametrization's vectors), and
-    every tensor attribute that is no buffer, is copied back (:func:`restored_tensors`); every
-    attribute of every submodule bound to another value (``self.n = self.n * 2``; a
-    TorchScript module's too) is bound back, and a list, dict or set attribute changed in
-    place gets its entries back (reports left a model's ``self.s.mul_(2)`` and
-    ``self.n = self.n * 2`` applied once for each of their probe runs). The parameters too
-    with ``parameters=True`` (a copy of each: :func:`changes_own_state`'s one run). What
-    changed is named in ``changed``, if given."""
-    kept = [(name, module, type(module), _bindings(module))
-            for name, module in model.named_modules()]
-    names = {id(t): f"parameter {n!r}" for n, t in model.named_parameters()} if parameters \
-        else {}
-    names.update({id(t): f"buffer {n!r}" for n, t in model.named_buffers()})
-    for prefix, _, _, bindings in kept:
-        names.update({id(value): f"tensor attribute {prefix + '.' * bool(prefix) + key!r}"
-                      for key, (value, _) in bindings.items()
-                      if isinstance(value, torch.Tensor) and id(value) not in names})
-    tensors = {id(t): t for t in (*model.parameters(), *model.buffers()) if id(t) in names}
-    tensors.update({id(value): value for *_, bindings in kept for value, _ in
-                    bindings.values() if isinstance(value, torch.Tensor)})
-    written: list[torch.Tensor] = []
-    with restored_tensors(tensors.values(), written):
-        try:
-            yield
-        finally:
-            for prefix, module, kind, bindings in kept:
-                if type(module) is not kind:  # (a lazy module, initialized by its first
-                    # call, has become its class's own: its state is that class's now)
-                    if changed is not None:
-                        changed.append(f"the class of module {prefix!r}")
-                    continue
-                recomputed = _recomputed(module)
-                for key in dict.fromkeys(_rebound(module, bindings)):
-                    if changed is not None and key not in recomputed:
-                        changed.append(f"attribute {prefix + '.' * bool(prefix) + key!r}")
-    if changed is not None:
-        changed.extend(names[id(t)] for t in written)
-
-
-#: An attribute's value and, for a list, dict or set, a copy of its entries.
-_Bindings = dict[str, tuple[Any, Any]]
-
-
-def _bindings(module: nn.Module) -> _Bindings:
-    """``module``'s attributes as :func:`_rebound` restores them: an ``nn.Module``'s
-    ``__dict__`` (its parameter, buffer and submodule dicts among them), a TorchScript
-    module's attributes that are no parameter or buffer (read through its C++ object)."""
-    if isinstance(module, torch.jit.ScriptModule):
-        concrete = getattr(module, "_concrete_type", None)
-        if concrete is None:  # pragma: no cover - every scripted or loaded module has one
-            return {}
-        own = {*module._parameters.keys(), *module._buffers.keys(), *module._modules.keys()}
-        return {name: (module._c.getattr(name), None)
-                for name in concrete.get_attributes() if name not in own}
-    return {key: (value, _entries(value)) for key, value in vars(module).items()}
-
-
-def _recomputed(module: nn.Module) -> set[str]:
-    """The attributes ``module``'s weight hooks set again before each call, from its
-    parameters (``weight`` of an old-style ``spectral_norm`` or ``weight_norm``, which its
-    first call changes from the raw weight), which a forward's change is no change of."""
-    return {str(getattr(hook, "name", getattr(hook, "_tensor_name", "")))
-            for hook in module._forward_pre_hooks.values() if isinstance(hook, _weight_hooks())}
-
-
-def _entries(value: Any) -> Any:
-    if isinstance(value, list):
-        return list(value)
-    if isinstance(value, dict):
-        return list(value.items())
-    if isinstance(value, set):
-        return set(value)
-    return None
-
-
-def _rebound(module: nn.Module, bindings: _Bindings) -> list[str]:
-    """The attributes of ``module`` that are not as in ``bindings``, each put back."""
-    rebound = []
-    if isinstance(module, torch.jit.ScriptModule):
-        for name, (value, _) in bindings.items():
-            now = module._c.getattr(name)
-            if not _same_binding(now, value):
-                module._c.setattr(name, value)
-                rebound.append(name)
-        return rebound
-    attributes = vars(module)
-    for key in [k for k in attributes if k not in bindings]:
-        del attributes[key]
-        rebound.append(key)
-    for key, (value, entries) in bindings.items():
-        now = attributes.get(key, _MISSING)
-        if now is not value and not _same_binding(now, value):
-            rebound.append(key)
-        attributes[key] = value
-        if entries is not None and not _same_binding(_entries(value), entries):
-            rebound.append(key)
-            if isinstance(value, list):
-                value[:] = entries
-            elif isinstance(value, dict):
-                value.clear()
-                value.update(entries)
-            else:
-                value.clear()
-                value.update(entries)
-    return rebound
-
-
-_MISSING = object()
-
-
-def _same_binding(now: Any, was: Any) -> bool:
-    """Whether an attribute holds what it held: the same object, a tensor of the same values
-    (a ``weight_norm`` hook's weight made again on each call), an equal number or string,
-    lists, tuples and sets of the same."""
-    if now is was:
-        return True
-    if isinstance(now, torch.Tensor) and isinstance(was, torch.Tensor):
-        return _unchanged(now, was)
-    if type(now) is not type(was):
-        return False
-    if isinstance(now, (bool, int, float, complex, str, bytes, type(None))):
-        return bool(now == was) or (now != now and was != was)  # (a NaN is no change)
-    if isinstance(now, (list, tuple)):
-        return len(now) == len(was) and all(map(_same_binding, now, was))
-    if isinstance(now, set):
-        return now == was
-    return False
-
-
-@contextlib.contextmanager
-def restored_tensors(tensors: Iterable[torch.Tensor],
-                     changed: list[torch.Tensor] | None = None) -> Iterator[None]:
-    """Every one of ``tensors`` that the block changed is copied back, and only those, so that
-    an untouched one keeps its version counter (a NaN where it was is no change; an inference
-    tensor is copied back in inference mode, the only one that may change it: a review found
-    both); each is appended to ``changed`` first, if given."""
-    saved = [(buffer, buffer.detach().clone()) for buffer in tensors
-             if not buffer.is_meta]  # (no values to keep; refused by name where read)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in saved:
-                if not _unchanged(buffer, value):
-                    if changed is not None:
-                        changed.append(buffer)
-                    with torch.inference_mode(buffer.is_inference()):
-                        if buffer.shape != value.shape:  # (resized by out=: a review's
-                            buffer.resize_(value.shape)  # where(..., out=buf), left resized)
-                        buffer.copy_(value)
-
-
-def leaves_buffers(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``function(model, ...)`` run inside :func:`restored_buffers`, whatever it reads: a
-    parametrization may change a buffer whenever its weight is read, not only in a forward
-    (a review: a weight that doubled its buffer on each read was left at 4 where it was 1)."""
+def leaves_the_model(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function(model, ...)`` (an entry point) run inside :func:`restored_state`, the
+    parameters' values kept too (a copy of each, once per call), whatever it reads: a
+    parametrization may change its state whenever its weight is read, not only in a forward
+    (reviews: a weight that doubled its buffer on each read was left at 4 where it was 1; a
+    parametrization's factor, read by ``matrix``, ``spectral_norm`` and ``lipschitz_bounds``
+    outside their probe runs, left doubled; a parameter changed through ``.data`` left
+    changed 32 times)."""
     @functools.wraps(function)
     def wrapper(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(model, nn.Module):
             return function(model, *args, **kwargs)  # (refused there, by name)
-        with restored_buffers(model):
+        with restored_state(model, parameters=True):
             return function(model, *args, **kwargs)
     return wrapper
-
-
-def _unchanged(now: torch.Tensor, was: torch.Tensor) -> bool:
-    """Whether a buffer holds what it held, a NaN where it had one included."""
-    if torch.equal(now, was):
-        return True
-    if now.shape != was.shape or now.dtype != was.dtype or not (
-            now.is_floating_point() or now.is_complex()):
-        return False
-    return bool(((now == was) | (torch.isnan(now) & torch.isnan(was))).all())
 
 
 #: Calls whose result's values are whatever its memory held (a review: one read back the

@@ -34,6 +34,7 @@ from sparseconv._torch_chain import (
     _not_sequential,
     _over_the_graph,
     _product_up,
+    _state_changes,
     _unknown,
     _untrusted,
     _versions,
@@ -46,7 +47,7 @@ from sparseconv._torch_kinds import (
     is_leaf,
     is_reshape,
 )
-from sparseconv._torch_probe import fx_trace, leaves_buffers, outside_inference_mode, version
+from sparseconv._torch_probe import fx_trace, leaves_the_model, outside_inference_mode, version
 from sparseconv._torch_report_rows import _report_rows
 from sparseconv._torch_script import _kind
 from sparseconv._torch_trace import (
@@ -208,7 +209,7 @@ _SPECTRAL_NORM_OPTIONS = ("method", "tol", "relative_width", "executor")
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 @outside_inference_mode
-@leaves_buffers
+@leaves_the_model
 def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      assume_chain: bool = False, fold_batchnorm: bool = False,
                      progress: bool | Callable[[int, int, str], object] = False,
@@ -410,8 +411,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             reason += f"; nor is there a bound over its graph: {why}"
     over_graph = bound is not None
     warning = ""
-    if bound is None and not reason:  # a chain's product, of the map of one sample only
-        reason = _mixes_samples(model, shape)
+    if bound is None and not reason:  # a chain's product, of the map of one sample only,
+        # and of every call's
+        reason = _mixes_samples(model, shape) or _state_changes(model, shape)
     if bound is None:
         bound = _product_up([row["upper"] for row in rows] + constants)
         if assume_chain and broken and not reason:  # (the product is the bound given; a new

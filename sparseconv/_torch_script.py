@@ -49,7 +49,6 @@ from sparseconv._torch_probe import (
     magnitude,
     matches,
     probe_input,
-    restored_buffers,
 )
 from sparseconv._torch_script_rebuild import (
     _CONV_OPS,
@@ -59,6 +58,7 @@ from sparseconv._torch_script_rebuild import (
     _rebuild,
     _shipped,
 )
+from sparseconv._torch_state import restored_buffers
 
 #: The names TorchScript's module paths use for what is no attribute of a module.
 _MARKERS = frozenset({"SELF", "UNKNOWN_INSTANCE", "INSTANCE_NAME_UNKNOWN", "UNKNOWN_TYPE"})

@@ -52,13 +52,10 @@ from sparseconv._torch_graph_sizes import (
 )
 from sparseconv._torch_probe import (
     UNSET_CALLS,
-    _unchanged,
-    changes_own_state,
     draws_random,
     error_line,
     matches,
     probe_input,
-    restored_buffers,
 )
 from sparseconv._torch_script import (
     _OPAQUE,
@@ -77,6 +74,7 @@ from sparseconv._torch_script import (
 )
 from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
 from sparseconv._torch_script_rebuild import _kind, _shipped
+from sparseconv._torch_state import changes_own_state, restored_buffers, unchanged
 
 __all__ = ["script_graph_module"]
 
@@ -1096,7 +1094,7 @@ def _same_value(a: Any, b: Any) -> bool:
     """Whether two probe values are the same: tensors of one shape and dtype, equal entry by
     entry (NaN where the other is NaN), lists of them, or equal numbers."""
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return a.shape == b.shape and a.dtype == b.dtype and _unchanged(a.detach(), b.detach())
+        return a.shape == b.shape and a.dtype == b.dtype and unchanged(a.detach(), b.detach())
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(map(_same_value, a, b))
     return type(a) is type(b) and a == b

@@ -24,7 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseconv._torch_kinds import _DROPOUT, _MODELESS, _RUNNING_NORMS, instance_method
-from sparseconv._torch_probe import drop_defaults, restored_tensors
+from sparseconv._torch_probe import (
+    drop_defaults,
+)
+from sparseconv._torch_state import restored_tensors
 
 __all__ = ["SizesTracer"]
 

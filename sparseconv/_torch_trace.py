@@ -23,12 +23,13 @@ from sparseconv._torch_layer_base import _input_shape
 from sparseconv._torch_probe import (
     dispatched,
     forward_failed,
+    leaves_the_model,
     module_tensors,
     probe_input,
     replaced_forward,
-    restored_buffers,
 )
 from sparseconv._torch_script import _kind, script_calls
+from sparseconv._torch_state import restored_buffers
 from sparseconv._validation import as_bool
 
 
@@ -201,6 +202,7 @@ def _record(name: str, module: nn.Module, inputs, output) -> TraceRecord:
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@leaves_the_model
 def trace(model: nn.Module, input_shape: Sequence[int], *,
           allow_train: bool = False) -> list[TraceRecord]:
     """Run one forward pass and record every leaf module's call, in call order.

@@ -1245,8 +1245,8 @@ class _Pair(nn.Module):
             self.side.weight.mul_(0.01)
 
     def forward(self, x):
-        if self.kind == "side":  # a branch off the signal, kept, not returned
-            self.features = self.side(x)
+        if self.kind == "side":  # a branch off the signal, not returned (not kept as an
+            self.side(x)  # attribute, a change of state, refused whatever the chain)
             return self.main(x)
         if self.kind == "tuple":
             y = self.main(x)

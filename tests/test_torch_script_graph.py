@@ -881,6 +881,32 @@ def test_a_list_holds_its_tensors_without_joining_them_and_unsaid_views_are_seen
     assert "reads a value (y.1) that aten::mul_" in report.reason, report.reason
 
 
+class _Setting:  # (made a TorchScript class in the test)
+    def __init__(self, s: float):
+        self.s = s
+
+
+class _WithASetting(_Pair):
+    """A TorchScript class's object as an attribute: read through the module's C++ object, a
+    new Python object each time (a review: its state read as changed on every call, and
+    the model refused)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setting = _Setting(0.5)
+
+    def forward(self, x):
+        return self.a(x) * self.setting.s + self.b(x)
+
+
+def test_an_attribute_of_a_torchscript_class_is_no_change_of_state(tmp_path):
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(_Setting)
+    _assert_the_eager_bound(_networks.randomize(_WithASetting(), seed=11).eval(), "script",
+                            (2, 5, 5), tmp_path)
+
+
 class _Sliced(_Pair):  # basic slices on either end, by select and slice
     def forward(self, x):
         y = self.a(x)
@@ -1727,7 +1753,7 @@ def test_a_reviews_changing_constants_get_no_bound(make, how, tmp_path):
     a batch norm's running statistics, or a view sized by the input) read at rest, and a
     value of autograd's state read under the probe's ``no_grad``: bounds of ``||fc||`` for
     maps of 3 and 10 times it. Mutants these catch: _torch_script_graph.py: the
-    ``changes_own_tensors`` refusal deleted (the first three), ``_AUTOGRAD_STATE`` emptied and
+    ``changes_own_state`` refusal deleted (the first three), ``_AUTOGRAD_STATE`` emptied and
     the second probe run's comparison dropped (the last)."""
     torch.manual_seed(0)
     compiled = jit(make().eval(), how, (3,), tmp_path / "m.pt")
