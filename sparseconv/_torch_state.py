@@ -1,18 +1,18 @@
 """A model's state, kept and put back around the probe runs of :mod:`sparseconv.torch`.
 
 State is what a forward may change and a later call read: its parameters and buffers, and
-every other attribute of every submodule, in its ``__dict__`` or ``__slots__`` -- a tensor,
-a number or string, a list, dict, set or tuple and what it holds, a numpy array, a
-``SimpleNamespace`` (a TorchScript module's attributes through its C++ object).
-:func:`restored_state` puts it back after a block (every probe run and torch.fx trace: a
-report left a forward's ``self.s.mul_(2)`` and ``self.n = self.n * 2`` applied once per run,
-1 -> 32); :func:`changes_own_state` says whether a forward changes it so that the model is
-no one map.
+every other attribute of every submodule, in its ``__dict__`` or ``__slots__``, with what it
+holds (:func:`_held`): a tensor, a number or string, a list, deque, ``array.array``, dict,
+set or tuple and its items, a numpy array, any other object's attributes (a dataclass's, a
+``SimpleNamespace``'s, a tensor's Python attributes; a TorchScript module's attributes
+through its C++ object). :func:`restored_state` puts it back after a block (every probe run
+and torch.fx trace: a report left a forward's ``self.s.mul_(2)`` and ``self.n = self.n * 2``
+applied once per run, 1 -> 32); :func:`changes_own_state` says whether a forward changes it
+so that the model is no one map.
 
-Not kept: state outside the model (a global, a closure, a class attribute), the attributes of
-other objects an attribute holds, what lies more than :data:`_DEPTH` containers deep, and the
-parameters' values except in :func:`changes_own_state`'s runs (a copy of every weight on
-every probe run).
+Not kept: state outside the model (a global, a closure, a class attribute), what lies more
+than :data:`_DEPTH` containers deep, and the parameters' values except around an entry point
+and in :func:`changes_own_state`'s runs (a copy of every weight on every probe run).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping, MutableSequence, MutableSet
 from typing import Any
 
 import numpy as np
@@ -156,32 +156,57 @@ def _slot_names(kind: type) -> list[str]:
     return names
 
 
-def _contents(value: Any, depth: int) -> Any:
-    """What ``value`` holds that a forward may change in place, kept: the items of a list,
-    dict, set, tuple or ``SimpleNamespace`` (each with its own contents), a numpy array's
-    values; ``None`` for anything else, or at ``depth`` 0."""
-    if depth <= 0:
-        return None
-    if isinstance(value, (list, tuple)):
-        return [(item, _contents(item, depth - 1)) for item in value]
-    if isinstance(value, (dict, types.SimpleNamespace)):
-        items = value if isinstance(value, dict) else vars(value)
-        return [(key, item, _contents(item, depth - 1)) for key, item in items.items()]
-    if isinstance(value, set):
-        return set(value)
+def _held(value: Any) -> tuple[str, Any] | None:
+    """How ``value`` holds what a forward may change in place: ``("array", value)`` a numpy
+    array; ``("tuple", value)``; ``("sequence", value)`` a list, deque, ``array.array``;
+    ``("mapping", value)`` a dict; ``("set", value)``; ``("mapping", vars(value))`` any other
+    object's attributes (a dataclass's, a ``SimpleNamespace``'s, a TorchScript class's, a
+    tensor's Python attributes: a review's counters in a deque, an ``array.array``, a
+    dataclass and ``weight.k``); ``None`` for a number, a string, a module (its own entry in
+    ``named_modules``), a class, a function."""
     if isinstance(value, np.ndarray):
-        return value.copy()
-    return None
+        return "array", value
+    if isinstance(value, (str, bytes, nn.Module, type, types.FunctionType, types.MethodType,
+                          types.BuiltinFunctionType, types.ModuleType)):
+        return None
+    if isinstance(value, tuple):
+        return "tuple", value
+    if isinstance(value, MutableSequence):
+        return "sequence", value
+    if isinstance(value, MutableMapping):
+        return "mapping", value
+    if isinstance(value, MutableSet):
+        return "set", value
+    attributes = getattr(value, "__dict__", None)
+    return ("mapping", attributes) if isinstance(attributes, dict) and (
+        attributes or not isinstance(value, torch.Tensor)) else None
+
+
+def _contents(value: Any, depth: int) -> Any:
+    """What ``value`` holds that a forward may change in place, kept (:func:`_held`): the
+    items of a sequence, mapping or set (each with its own contents), a numpy array's
+    values; ``None`` for anything else, or at ``depth`` 0."""
+    held = _held(value)
+    if depth <= 0 or held is None:
+        return None
+    kind, view = held
+    if kind == "array":
+        return view.copy()
+    if kind == "set":
+        return set(view)
+    if kind in ("tuple", "sequence"):
+        return [(item, _contents(item, depth - 1)) for item in view]
+    return [(key, item, _contents(item, depth - 1)) for key, item in view.items()]
 
 
 def _tensors_in(value: Any, depth: int) -> Iterator[torch.Tensor]:
-    """The tensors ``value`` is or holds, to ``depth`` containers deep."""
+    """The tensors ``value`` is or holds (:func:`_held`), to ``depth`` containers deep."""
     if isinstance(value, torch.Tensor):
         yield value
-    elif depth > 0 and isinstance(value, (list, tuple, set, dict, types.SimpleNamespace)):
-        items = value.values() if isinstance(value, dict) else vars(value).values() if \
-            isinstance(value, types.SimpleNamespace) else value
-        for item in items:
+    held = _held(value)
+    if depth > 0 and held is not None and held[0] != "array":
+        kind, view = held
+        for item in (view.values() if kind == "mapping" else view):
             yield from _tensors_in(item, depth - 1)
 
 
@@ -219,36 +244,41 @@ def _put_back(module: nn.Module, attributes: dict[str, tuple[Any, Any]]) -> list
 def _refilled(value: Any, contents: Any) -> bool:
     """Whether ``value``'s contents were changed from ``contents`` (:func:`_contents`), each
     put back in place."""
-    if contents is None:
+    held = _held(value)
+    if contents is None or held is None:
         return False
+    kind, view = held
     changed = False
-    if isinstance(value, list):
+    if kind in ("tuple", "sequence"):
         items = [item for item, _ in contents]
-        if len(value) != len(items) or any(a is not b for a, b in zip(value, items)):
-            value[:] = items
+        if kind == "sequence" and (len(view) != len(items) or any(
+                a is not b and not same_value(a, b, 0) for a, b in zip(view, items))):
+            if isinstance(view, list):
+                view[:] = items
+            else:  # (a deque: no slice assignment; an array.array: no clear())
+                while len(view):
+                    view.pop()
+                view.extend(items)
             changed = True
         for item, inner in contents:
             changed |= _refilled(item, inner)
-    elif isinstance(value, tuple):
-        for item, inner in contents:
-            changed |= _refilled(item, inner)
-    elif isinstance(value, (dict, types.SimpleNamespace)):
-        items = value if isinstance(value, dict) else vars(value)
-        if list(items) != [key for key, _, _ in contents] or any(
-                items[key] is not item for key, item, _ in contents):
-            items.clear()
-            items.update({key: item for key, item, _ in contents})
+    elif kind == "mapping":
+        if list(view) != [key for key, _, _ in contents] or any(
+                view[key] is not item and not same_value(view[key], item, 0)
+                for key, item, _ in contents):
+            view.clear()
+            view.update({key: item for key, item, _ in contents})
             changed = True
         for _, item, inner in contents:
             changed |= _refilled(item, inner)
-    elif isinstance(value, set):
-        if value != contents:
-            value.clear()
-            value.update(contents)
+    elif kind == "set":
+        if view != contents:
+            view.clear()
+            view.update(contents)
             changed = True
-    elif isinstance(value, np.ndarray) and not same_value(value, contents):
-        if value.shape == contents.shape:
-            value[...] = contents
+    elif not same_value(view, contents):  # (an array)
+        if view.shape == contents.shape:
+            view[...] = contents
         changed = True
     return changed
 
@@ -283,12 +313,12 @@ def same_value(now: Any, was: Any, depth: int = _DEPTH) -> bool:
             return False
     if depth <= 0:
         return False
-    if isinstance(now, (list, tuple)):
+    if isinstance(now, (tuple, MutableSequence)):
         return len(now) == len(was) and all(same_value(a, b, depth - 1)
                                             for a, b in zip(now, was))
     if isinstance(now, set):
         return bool(now == was)
-    if isinstance(now, dict):
+    if isinstance(now, MutableMapping):
         return list(now) == list(was) and all(same_value(now[k], was[k], depth - 1)
                                               for k in now)
     if isinstance(now, (nn.Module, type, types.FunctionType, types.MethodType)) or not \

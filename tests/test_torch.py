@@ -5,8 +5,11 @@ whole linear networks, the Lipschitz report, and the refusals."""
 
 from __future__ import annotations
 
+import array
+import collections
 import contextlib
 import copy
+import dataclasses
 import functools
 import json
 import math
@@ -1583,6 +1586,10 @@ class _Holding(nn.Module):
         self.array = np.ones(2)
         self.space = types.SimpleNamespace(k=1.0)
         self.scale = nn.Parameter(torch.ones(1, dtype=F64))
+        self.calls = collections.deque([1.0])  # (a second review: a deque, an array.array,
+        self.counts = array.array("d", [1.0])  # a dataclass, a tensor's Python attribute)
+        self.box = _Box(1.0)
+        self.c.weight.k = 1.0
 
     def forward(self, x):
         self.n = self.n * 2
@@ -1591,7 +1598,16 @@ class _Holding(nn.Module):
         self.array *= 2
         self.space.k *= 2
         self.scale.data.mul_(2.0)
+        self.calls.append(2 * self.calls[-1])
+        self.counts[0] *= 2
+        self.box.k *= 2
+        self.c.weight.k *= 2
         return self.c(x) * self.scale * self.n
+
+
+@dataclasses.dataclass
+class _Box:
+    k: float
 
 
 @pytest.mark.parametrize("entry", [
@@ -1605,8 +1621,29 @@ def test_no_entry_point_leaves_state_held_deeper(entry):
     with contextlib.suppress(TypeError):  # (network_operator: no one map)
         entry(model)
     assert (model.n, model.held["a"][0].item(), model.held["b"]["k"], model.space.k,
-            model.scale.item()) == (1.0, 1.0, 1.0, 1.0, 1.0)
-    assert (model.array == 1.0).all()
+            model.scale.item(), model.counts[0], model.box.k, model.c.weight.k) == (1.0,) * 8
+    assert (model.array == 1.0).all() and list(model.calls) == [1.0]
+
+
+def test_a_counter_in_a_deque_is_state_and_no_probe_uses_up_its_call():
+    """A second review: a forward scaled by 10 on its first call, counting calls in a deque,
+    which was not put back: the library's own runs used the first call up, and the bound
+    (0.72) was the later calls', below the first's (7.2)."""
+    class FirstCall(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+            self.calls = collections.deque()
+
+        def forward(self, x):
+            self.calls.append(1)
+            return self.c(x) * (10.0 if len(self.calls) == 1 else 1.0)
+
+    model = FirstCall().eval()
+    report = sct.lipschitz_report(model, (2, 5, 5))
+    assert report.network_upper is None, report.network_upper
+    assert "changes its own state on every call (attribute 'calls')" in report.reason
+    assert len(model.calls) == 0
 
 
 @pytest.mark.parametrize("entry", [
