@@ -10,15 +10,23 @@ and torch.fx trace: a report left a forward's ``self.s.mul_(2)`` and ``self.n = 
 applied once per run, 1 -> 32); :func:`changes_own_state` says whether a forward changes it
 so that the model is no one map.
 
-Not kept: state outside the model (a global, a closure, a class attribute), what lies more
-than :data:`_DEPTH` containers deep, and the parameters' values except around an entry point
-and in :func:`changes_own_state`'s runs (a copy of every weight on every probe run).
+Also kept: each tensor's ``.grad`` and ``requires_grad``, and the state of a random number
+generator held (``random.Random``, a numpy ``Generator`` or ``RandomState``, a
+``torch.Generator``). Not kept: state outside the model (a global, a closure, a class
+attribute), an iterator's or a generator's position (``itertools.count()``: no state to read
+back), the slots of objects other than modules, what lies more than :data:`_DEPTH`
+containers deep, and the parameters' values except around an entry point and in
+:func:`changes_own_state`'s runs (a copy of every weight on every probe run). Nor is a change
+seen that the probes do not make happen: one made at a batch size or on values no probe has
+(a third review: a factor multiplied by 10 on batches of four alone, bounded at the first
+call's constant).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import random
 import types
 from collections.abc import Iterable, Iterator, MutableMapping, MutableSequence, MutableSet
 from typing import Any
@@ -101,11 +109,24 @@ def restored_state(model: nn.Module, changed: list[str] | None = None,
                 for tensor in _tensors_in(value, _DEPTH):
                     tensors.setdefault(id(tensor), tensor)
                     names.setdefault(id(tensor), f"tensor attribute {prefix + key!r}")
+    labels = {**{id(t): f"parameter {n!r}" for n, t in model.named_parameters()}, **names}
+    flags = [(t, t.grad, t.requires_grad) for t in  # (a review: a forward that set .grad;
+             {id(t): t for t in (*model.parameters(), *tensors.values())}.values()
+             if t.is_leaf]  # a tensor computed, a hook's weight, has none of its own)
     written: list[torch.Tensor] = []
     with restored_tensors(tensors.values(), written):
         try:
             yield
         finally:
+            for tensor, grad, requires in flags:
+                if tensor.grad is not grad:
+                    tensor.grad = grad
+                    if changed is not None:
+                        changed.append(f"the gradient of {labels[id(tensor)]}")
+                if tensor.requires_grad != requires and tensor.is_leaf:
+                    tensor.requires_grad_(requires)
+                    if changed is not None:
+                        changed.append(f"requires_grad of {labels[id(tensor)]}")
             for prefix, module, kind, attributes in kept:
                 if type(module) is not kind:  # (a lazy module, initialized by its first
                     # call, has become its class's own: its state is that class's now)
@@ -166,6 +187,8 @@ def _held(value: Any) -> tuple[str, Any] | None:
     ``named_modules``), a class, a function."""
     if isinstance(value, np.ndarray):
         return "array", value
+    if isinstance(value, _RANDOM):
+        return "random", value
     if isinstance(value, (str, bytes, nn.Module, type, types.FunctionType, types.MethodType,
                           types.BuiltinFunctionType, types.ModuleType)):
         return None
@@ -182,6 +205,31 @@ def _held(value: Any) -> tuple[str, Any] | None:
         attributes or not isinstance(value, torch.Tensor)) else None
 
 
+#: Random number generators, whose state a draw advances (a review: a numpy Generator's
+#: draw made the map, and the library's runs advanced it).
+_RANDOM = (random.Random, np.random.Generator, np.random.RandomState, torch.Generator)
+
+
+def _random_state(generator: Any) -> Any:
+    if isinstance(generator, np.random.Generator):
+        return generator.bit_generator.state
+    if isinstance(generator, np.random.RandomState):
+        return generator.get_state(legacy=False)
+    return generator.getstate() if isinstance(generator, random.Random) else \
+        generator.get_state()
+
+
+def _set_random_state(generator: Any, state: Any) -> None:
+    if isinstance(generator, np.random.Generator):
+        generator.bit_generator.state = state
+    elif isinstance(generator, np.random.RandomState):
+        generator.set_state(state)
+    elif isinstance(generator, random.Random):
+        generator.setstate(state)
+    else:
+        generator.set_state(state)
+
+
 def _contents(value: Any, depth: int) -> Any:
     """What ``value`` holds that a forward may change in place, kept (:func:`_held`): the
     items of a sequence, mapping or set (each with its own contents), a numpy array's
@@ -192,6 +240,8 @@ def _contents(value: Any, depth: int) -> Any:
     kind, view = held
     if kind == "array":
         return view.copy()
+    if kind == "random":
+        return _random_state(view)
     if kind == "set":
         return set(view)
     if kind in ("tuple", "sequence"):
@@ -204,7 +254,7 @@ def _tensors_in(value: Any, depth: int) -> Iterator[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         yield value
     held = _held(value)
-    if depth > 0 and held is not None and held[0] != "array":
+    if depth > 0 and held is not None and held[0] not in ("array", "random"):
         kind, view = held
         for item in (view.values() if kind == "mapping" else view):
             yield from _tensors_in(item, depth - 1)
@@ -276,6 +326,10 @@ def _refilled(value: Any, contents: Any) -> bool:
             view.clear()
             view.update(contents)
             changed = True
+    elif kind == "random":
+        if not same_value(_random_state(view), contents, _DEPTH + 2):
+            _set_random_state(view, contents)
+            changed = True
     elif not same_value(view, contents):  # (an array)
         if view.shape == contents.shape:
             view[...] = contents
@@ -303,9 +357,12 @@ def same_value(now: Any, was: Any, depth: int = _DEPTH) -> bool:
         return unchanged(now, was)
     if type(now) is not type(was):
         return False
-    if isinstance(now, (bool, int, float, complex, str, bytes, type(None))):
-        return bool(now == was) or (isinstance(now, (float, complex)) and
+    if type(now) in _PLAIN or isinstance(now, np.generic):  # (not a subclass: a review's
+        # int whose __eq__ said True, its rebinding n = 2n unseen, an operator accepted)
+        return bool(now == was) or (isinstance(now, (float, complex, np.inexact)) and
                                     math.isnan(abs(now)) and math.isnan(abs(was)))
+    if isinstance(now, _PLAIN):  # (a subclass: the same object only)
+        return False
     if isinstance(now, np.ndarray):
         try:
             return bool(np.array_equal(now, was, equal_nan=now.dtype.kind in "fc"))
@@ -325,6 +382,10 @@ def same_value(now: Any, was: Any, depth: int = _DEPTH) -> bool:
             hasattr(now, "__dict__"):
         return False
     return same_value(vars(now), vars(was), depth - 1)
+
+
+#: The types whose values are compared by ``==`` (their own, no subclass's).
+_PLAIN = (bool, int, float, complex, str, bytes, type(None))
 
 
 def _listed(names: list[str]) -> str:

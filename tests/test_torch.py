@@ -1716,6 +1716,32 @@ class _Recording(_Scaled):  # a record: the same map at each call, but no probe 
         self.last = self.s * self.c.weight.detach()
 
 
+class _Lying(int):  # (a third review: an int whose == says True, n = 2n read as no change)
+    def __eq__(self, other):
+        return True
+
+    __hash__ = int.__hash__
+
+
+class _LyingDoubling(_Scaled):
+    def change(self):
+        self.s = _Lying(2 * int(self.s))
+
+
+class _Drawing(_Scaled):  # a draw advances a generator of its own
+    def __init__(self):
+        super().__init__()
+        self.rng = np.random.default_rng(0)
+
+    def change(self):
+        self.rng.random()
+
+
+class _Graded(_Scaled):  # (a third review: a forward that set its weight's .grad)
+    def change(self):
+        self.c.weight.grad = torch.zeros_like(self.c.weight)
+
+
 def _jacobian_norm(model, shape=(2, 5, 5)):
     x = torch.randn(math.prod(shape), dtype=F64, generator=torch.Generator().manual_seed(3))
     jacobian = torch.autograd.functional.jacobian(
@@ -1730,6 +1756,9 @@ def _jacobian_norm(model, shape=(2, 5, 5)):
                "compute another map"),
     (_Recording, "changes its own state in its forward (attribute 'last'): the next call "
                  "may compute another map"),
+    (_LyingDoubling, "changes its own state on every call (attribute 's')"),
+    (_Drawing, "changes its own state on every call (attribute 'rng')"),
+    (_Graded, "changes its own state on every call (the gradient of parameter 'c.weight')"),
 ])
 def test_a_forward_that_changes_its_state_so_that_calls_differ_gets_no_bound(make, says):
     """Each call of ``self.s = 2 * self.s`` is another map: bounded from the state it was
