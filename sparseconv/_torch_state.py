@@ -93,7 +93,9 @@ def restored_state(model: nn.Module, changed: list[str] | None = None,
     """The block's changes to ``model``'s state undone: every buffer and every other tensor
     it holds copied back in place (:func:`restored_tensors`; the parameters too with
     ``parameters=True``), every attribute of every submodule bound again to what it held,
-    every container it holds given its entries back, every numpy array its values. What
+    every container it holds given its entries back, every numpy array its values, every
+    random number generator its state, every leaf tensor its ``.grad`` and
+    ``requires_grad``. What
     changed is named in ``changed``, if given (but the weight an old-style
     ``spectral_norm``, ``weight_norm`` or pruning hook sets again before each call, from the
     parameters, which its first call changes from the raw weight: :func:`_recomputed`)."""
@@ -179,7 +181,8 @@ def _slot_names(kind: type) -> list[str]:
 
 def _held(value: Any) -> tuple[str, Any] | None:
     """How ``value`` holds what a forward may change in place: ``("array", value)`` a numpy
-    array; ``("tuple", value)``; ``("sequence", value)`` a list, deque, ``array.array``;
+    array; ``("random", value)`` a random number generator (:data:`_RANDOM`), its state;
+    ``("tuple", value)``; ``("sequence", value)`` a list, deque, ``array.array``;
     ``("mapping", value)`` a dict; ``("set", value)``; ``("mapping", vars(value))`` any other
     object's attributes (a dataclass's, a ``SimpleNamespace``'s, a TorchScript class's, a
     tensor's Python attributes: a review's counters in a deque, an ``array.array``, a
