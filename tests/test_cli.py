@@ -848,7 +848,7 @@ def address_space_limit(nbytes: int):
     return limit
 
 
-def test_info_counts_without_walking_an_axis_and_sizes_its_taps_first():
+def test_info_counts_without_walking_an_axis_and_sizes_its_taps_first(tmp_path):
     """(A new user's trial: a billion inputs, or a padding of 10**8, were refused for the
     260 GiB and 104 GiB of a gather map the count never needed.)"""
     small = dict(env={"SPARSECONV_MEMORY_LIMIT": "1M"},
@@ -868,7 +868,9 @@ def test_info_counts_without_walking_an_axis_and_sizes_its_taps_first():
     assert "in the environment, e.g. SPARSECONV_MEMORY_LIMIT=16G" in line, line
     assert "set_memory_limit" not in line and "ConvOperator" not in line, line
     # where the library advised the operator (a review: "...; or raise the limit")
-    line = fails("export", *LAYER, "-o", "m.npz", env={"SPARSECONV_MEMORY_LIMIT": "4k"})
+    line = fails("export", *LAYER, "-o", "m.npz", env={"SPARSECONV_MEMORY_LIMIT": "4k"},
+                 cwd=tmp_path)
+    assert not (tmp_path / "m.npz").exists()
     assert "sparse matrix with 5808 nonzeros" in line, line
     assert "more than the memory limit of 4.0 KiB; raise the limit in the environment" in \
         line, line
