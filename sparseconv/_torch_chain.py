@@ -56,7 +56,7 @@ from sparseconv._torch_report_rows import _call_row
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_script_graph import script_graph_module
-from sparseconv._torch_state import changes_own_state, restored_buffers
+from sparseconv._torch_state import changes_own_state, restored_state
 from sparseconv._torch_trace import TraceRecord
 from sparseconv._validation import int_tuple, real_number
 
@@ -193,7 +193,7 @@ def _mixes_samples(model: nn.Module, shape: tuple[int, ...],
     for scale in (1.0, 1e3, -1e3):  # (a review: a ReLU gate shut at the probe, bias -100,
         # hid a mixing behind it; scaled by 1e3 either way, about half of it opens)
         try:
-            with torch.no_grad(), restored_buffers(model):
+            with torch.no_grad(), restored_state(model):
                 both = output_leaves(model(probe * scale))
                 alone = [output_leaves(model(probe[i:i + 1] * scale)) for i in range(2)]
         except Exception as exc:  # noqa: BLE001 - a forward raises anything

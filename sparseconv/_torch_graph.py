@@ -52,7 +52,7 @@ from sparseconv._torch_probe import (
 )
 from sparseconv._torch_script import _kind
 from sparseconv._torch_sizes_tracer import SizesTracer
-from sparseconv._torch_state import restored_buffers
+from sparseconv._torch_state import restored_state
 
 
 class _Tracer(SizesTracer):
@@ -299,7 +299,7 @@ def _probe(gm, shape, model: nn.Module) -> dict:
             return result
 
     try:
-        with torch.no_grad(), restored_buffers(model):
+        with torch.no_grad(), restored_state(model):
             Recorder(gm).run(probe_input(gm, shape, _BATCH, random=False))
     except _Stale:
         node, read = stale[0]

@@ -97,7 +97,7 @@ from sparseconv._torch_probe import (
     version,
 )
 from sparseconv._torch_sizes_tracer import SizesTracer
-from sparseconv._torch_state import changes_own_state, restored_buffers
+from sparseconv._torch_state import changes_own_state, restored_state
 
 __all__ = ["graph_bound"]
 
@@ -265,7 +265,7 @@ def _on_other_batches(module: torch.fx.GraphModule, model: nn.Module,
     for batch in (scale * torch.cat([probe, probe[:1]]), probe[:1]):
         again = _Probe(module)
         try:  # (torch.fx's ShapeProp prints the failing node's traceback: not the user's)
-            with torch.no_grad(), restored_buffers(model), contextlib.redirect_stderr(
+            with torch.no_grad(), restored_state(model), contextlib.redirect_stderr(
                     io.StringIO()):
                 if not _same(again.propagate(batch.clone()), model(batch.clone())):
                     return None
@@ -363,7 +363,7 @@ def _traced(model: nn.Module, probe: torch.Tensor,
         module = torch.fx.GraphModule(model, graph)
         others = _on_other_batches(module, model, probe)  # (before the probe's run, whose
         recorder = _Probe(module)  # shapes the nodes keep)
-        with torch.no_grad(), restored_buffers(model), contextlib.redirect_stderr(
+        with torch.no_grad(), restored_state(model), contextlib.redirect_stderr(
                 io.StringIO()):  # (ShapeProp's traceback of a failing node: not the user's)
             # the graph must compute what the model does: torch.fx records `y += z` as a new
             # value, and a name that kept y would read it unchanged in the graph
@@ -502,7 +502,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     (:data:`Factor`). ``probe``: a random input batch of two (a value whose leading size is
     not the batch's mixes the samples: refused, with transpositions of the batch axis and
     reductions over it, which the bound of one sample's map does not cover), run once through
-    the graph (buffers restored) to learn every node's shape and dtype and to see in-place
+    the graph (its state restored) to learn every node's shape and dtype and to see in-place
     changes read afterwards, which are refused, and through the model, whose output the
     graph's must be.
     ``functional(target, args, kwargs, shape, call=...)``: a certified bound on the norm of a

@@ -49,7 +49,7 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
         return module
     from sparseconv._torch_probe import magnitude, matches, probe_input
     from sparseconv._torch_script import script_calls
-    from sparseconv._torch_state import restored_buffers
+    from sparseconv._torch_state import restored_state
 
     name = str(getattr(module, "original_name", type(module).__name__))
     shape = _input_shape(input_shape, None, name)
@@ -58,7 +58,7 @@ def _eager_leaf(module: nn.Module, input_shape: Sequence[int], output_size) -> n
                         "run as it is; pass the eager module")
     records, _ = script_calls(module, shape)
     probe = probe_input(module, shape)  # what script_calls ran the graph on
-    with torch.no_grad(), restored_buffers(module):
+    with torch.no_grad(), restored_state(module):
         output = module(probe)
     if not records:  # no operation on the signal: the identity if it returns its input
         # (a scripted Identity, or Dropout in eval mode), checked on the probe

@@ -30,7 +30,7 @@ from sparseconv._torch_probe import (
     probe_input,
 )
 from sparseconv._torch_script import _kind
-from sparseconv._torch_state import changes_own_state, restored_buffers
+from sparseconv._torch_state import changes_own_state, restored_state
 from sparseconv._torch_trace import _checked, unwrapped
 
 
@@ -74,7 +74,7 @@ def _check_batch(model: nn.Module, ops: list[_Op], shape: tuple[int, ...], least
     """:func:`_check_against_the_model` on one batch."""
     count = len(probe)
     try:
-        with torch.no_grad(), restored_buffers(model):
+        with torch.no_grad(), restored_state(model):
             theirs = model(probe.clone())
     except Exception as exc:  # noqa: BLE001 - a forward raises anything
         raise forward_failed(model, shape, exc, batch=count) from exc

@@ -27,7 +27,7 @@ from torch.utils import _pytree as pytree
 
 from sparseconv._memory import check_memory
 from sparseconv._torch_script_rebuild import _kind
-from sparseconv._torch_state import restored_buffers, restored_state
+from sparseconv._torch_state import restored_state
 
 
 def probe_like(model: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
@@ -76,7 +76,7 @@ def first_write(model: nn.Module, x: torch.Tensor) -> str | None:
     for grad in (False, True):  # (a review: `if torch.is_grad_enabled(): y += z`, a write
         # the probes' no_grad never runs, where torch.fx traced it)
         try:
-            with torch.set_grad_enabled(grad), restored_buffers(model), mode:
+            with torch.set_grad_enabled(grad), restored_state(model), mode:
                 model(x.clone())
         except Exception as exc:  # noqa: BLE001 - any failure: the safe side
             return f"a run that failed under a dispatch mode ({type(exc).__name__})"
@@ -373,9 +373,9 @@ def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
 
 def _runs_on(model: nn.Module, shape: tuple[int, ...]) -> bool:
     """Whether ``model``'s forward runs on a batch of one of zeros shaped ``shape`` (its
-    buffers restored)."""
+    state restored)."""
     try:
-        with torch.no_grad(), restored_buffers(model):
+        with torch.no_grad(), restored_state(model):
             model(probe_input(model, shape, random=False))
     except Exception:  # noqa: BLE001 - a forward raises anything
         return False

@@ -58,7 +58,7 @@ from sparseconv._torch_script_rebuild import (
     _rebuild,
     _shipped,
 )
-from sparseconv._torch_state import restored_buffers
+from sparseconv._torch_state import restored_state
 
 #: The names TorchScript's module paths use for what is no attribute of a module.
 _MARKERS = frozenset({"SELF", "UNKNOWN_INSTANCE", "INSTANCE_NAME_UNKNOWN", "UNKNOWN_TYPE"})
@@ -477,7 +477,7 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...],
     function = torch._C._create_function_from_graph("sparseconv_probe", graph)
     probe = probe_input(model, shape)  # (sized against the memory limit first)
     try:
-        with torch.set_grad_enabled(grad), restored_buffers(model):
+        with torch.set_grad_enabled(grad), restored_state(model):
             try:
                 result = function(model._c, probe)
             except (RuntimeError, torch.jit.Error):  # a model may index with its input:

@@ -74,7 +74,7 @@ from sparseconv._torch_script import (
 )
 from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
 from sparseconv._torch_script_rebuild import _kind, _shipped
-from sparseconv._torch_state import changes_own_state, restored_buffers, unchanged
+from sparseconv._torch_state import changes_own_state, restored_state, unchanged
 
 __all__ = ["script_graph_module"]
 
@@ -996,7 +996,7 @@ def _side_by_side(model: nn.Module, module: torch.fx.GraphModule, x: torch.Tenso
     """The rebuilt ``module``'s outputs beside the ``model``'s on ``x``, tensor by tensor
     through tuples, lists and dicts (a forward returning a dict), or why they differ."""
     try:
-        with torch.no_grad(), restored_buffers(model):
+        with torch.no_grad(), restored_state(model):
             theirs = model(x.clone())
             ours = module(x.clone())
     except Exception as exc:  # noqa: BLE001 - a translation torch does not run

@@ -82,11 +82,6 @@ def changes_own_state(model: nn.Module, x: torch.Tensor) -> str:
     return ""
 
 
-def restored_buffers(model: nn.Module) -> contextlib.AbstractContextManager[None]:
-    """Probe forwards that leave the model as it was (:func:`restored_state`)."""
-    return restored_state(model)
-
-
 @contextlib.contextmanager
 def restored_state(model: nn.Module, changed: list[str] | None = None,
                    parameters: bool = False) -> Iterator[None]:
@@ -101,17 +96,16 @@ def restored_state(model: nn.Module, changed: list[str] | None = None,
     parameters, which its first call changes from the raw weight: :func:`_recomputed`)."""
     kept = [(prefix + "." * bool(prefix), module, type(module), _attributes(module))
             for prefix, module in model.named_modules()]
-    names = {id(t): f"parameter {n!r}" for n, t in model.named_parameters()} if parameters \
-        else {}
-    names.update({id(t): f"buffer {n!r}" for n, t in model.named_buffers()})
-    tensors = {id(t): t for t in (*model.parameters(), *model.buffers()) if id(t) in names}
+    labels = {id(t): f"parameter {n!r}" for n, t in model.named_parameters()}
+    labels.update({id(t): f"buffer {n!r}" for n, t in model.named_buffers()})
+    tensors = {id(t): t for t in (*(model.parameters() if parameters else ()),
+                                  *model.buffers())}
     for prefix, _, _, attributes in kept:
         for key, (value, _) in attributes.items():
             if key not in ("_parameters", "_buffers", "_modules"):
                 for tensor in _tensors_in(value, _DEPTH):
                     tensors.setdefault(id(tensor), tensor)
-                    names.setdefault(id(tensor), f"tensor attribute {prefix + key!r}")
-    labels = {**{id(t): f"parameter {n!r}" for n, t in model.named_parameters()}, **names}
+                    labels.setdefault(id(tensor), f"tensor attribute {prefix + key!r}")
     flags = [(t, t.grad, t.requires_grad) for t in  # (a review: a forward that set .grad;
              {id(t): t for t in (*model.parameters(), *tensors.values())}.values()
              if t.is_leaf]  # a tensor computed, a hook's weight, has none of its own)
@@ -140,7 +134,7 @@ def restored_state(model: nn.Module, changed: list[str] | None = None,
                     if changed is not None and key not in recomputed:
                         changed.append(f"attribute {prefix + key!r}")
     if changed is not None:
-        changed.extend(names[id(t)] for t in written)
+        changed.extend(labels[id(t)] for t in written)
 
 
 def _attributes(module: nn.Module) -> dict[str, tuple[Any, Any]]:
@@ -165,9 +159,12 @@ def _attributes(module: nn.Module) -> dict[str, tuple[Any, Any]]:
 _SLOT = "\0slot "
 
 
-def _slot_names(kind: type) -> list[str]:
+def _slot_names(kind: type) -> tuple[str, ...]:
     """The attributes the ``__slots__`` of ``kind`` and its bases hold (private names as
-    Python mangles them)."""
+    Python mangles them), read once for each class (asked on every probe run)."""
+    known = _SLOTS.get(kind)
+    if known is not None:
+        return known
     names = []
     for base in kind.__mro__:
         slots = base.__dict__.get("__slots__", ())
@@ -176,7 +173,11 @@ def _slot_names(kind: type) -> list[str]:
                 continue
             private = name.startswith("__") and not name.endswith("__")
             names.append(f"_{base.__name__.lstrip('_')}{name}" if private else name)
-    return names
+    _SLOTS[kind] = tuple(names)
+    return _SLOTS[kind]
+
+
+_SLOTS: dict[type, tuple[str, ...]] = {}
 
 
 def _held(value: Any) -> tuple[str, Any] | None:

@@ -29,7 +29,7 @@ from sparseconv._torch_probe import (
     replaced_forward,
 )
 from sparseconv._torch_script import _kind, script_calls
-from sparseconv._torch_state import restored_buffers
+from sparseconv._torch_state import restored_state
 from sparseconv._validation import as_bool
 
 
@@ -273,7 +273,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
             records.append(_record(name, mod, inputs, output))
         hooks.append(module.register_forward_hook(hook, with_kwargs=True))
     try:  # (in training mode, allow_train, BatchNorm would update its statistics)
-        with torch.no_grad(), restored_buffers(model):
+        with torch.no_grad(), restored_state(model):
             try:
                 model(probe)
             except Exception:  # noqa: BLE001 - a model may index with its input (an
