@@ -464,9 +464,10 @@ def _refuse_in_block(block, name: str, module: nn.Module) -> None:
 
 
 def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...],
-           grad: bool = False) -> list:
+           grad: bool = False, batch: int = 1) -> list:
     """The runtime values of ``values`` on one forward pass of the probe batch
-    (:func:`probe_input`), under ``torch.no_grad()`` (or, with ``grad``, with autograd on)."""
+    (:func:`probe_input`, of ``batch`` samples), under ``torch.no_grad()`` (or, with
+    ``grad``, with autograd on)."""
     outputs = list(graph.outputs())  # the graph is the model's inlined copy: ours to change
     node = graph.create("prim::TupleConstruct", outputs + values)
     node.output().setType(torch._C.TupleType([v.type() for v in outputs + values]))
@@ -475,7 +476,7 @@ def _probe(model: nn.Module, graph, values: list, shape: tuple[int, ...],
         graph.eraseOutput(0)
     graph.registerOutput(node.output())
     function = torch._C._create_function_from_graph("sparseconv_probe", graph)
-    probe = probe_input(model, shape)  # (sized against the memory limit first)
+    probe = probe_input(model, shape, batch=batch)  # (sized against the memory limit first)
     try:
         with torch.set_grad_enabled(grad), restored_state(model):
             try:

@@ -8,7 +8,9 @@ read them (:func:`sparseconv._torch_script.script_calls`); each call becomes one
 node of the module its row was read off (rebuilt from the call's operations, and checked
 there), and the few operations a forward runs between its layers become the torch functions
 they are (:data:`_FUNCTIONS`: sums, products by numbers, concatenations, reshapes, basic
-slices, ReLU, sizes, ``einsum`` and ``where``...; a partition's pieces, :data:`_PARTITIONS`;
+slices, ReLU, sizes, ``einsum`` and ``where``, dropouts in eval mode...; a partition's pieces,
+:data:`_PARTITIONS`; the ranks of tensors, read off probe runs, :func:`_ranks`, and loops on
+constants, run here, which ``F.interpolate``'s compiled code needs;
 a list the forward builds and appends to; a parameter or buffer read outside the layers, as a
 constant; a value computed from parameters and constants alone, read off a probe run,
 :func:`_constant_values`). A leaf module of a class of the user's is no layer: its
@@ -83,6 +85,12 @@ def _pooling(name: str, dims: range) -> dict[str, Any]:
     return {f"aten::{name}{n}d": getattr(F, f"{name}{n}d") for n in dims}
 
 
+#: The dropouts, which TorchScript compiles ``F.dropout``, ``F.dropout1d/2d/3d``,
+#: ``F.alpha_dropout`` and ``F.feature_alpha_dropout`` to: ``(input, p, train)``.
+_DROPOUTS = ("aten::dropout", "aten::feature_dropout", "aten::alpha_dropout",
+             "aten::feature_alpha_dropout")
+
+
 #: The operations a forward may run outside its layers, as the torch functions (or, by name,
 #: the Tensor methods) they are; each reads its arguments in the schema's order, as those do.
 _FUNCTIONS: dict[str, Any] = {
@@ -119,6 +127,9 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::batch_norm": F.batch_norm,  # (by running statistics: an affine map per channel)
     "aten::cumsum": torch.cumsum, "aten::sum": torch.sum, "aten::expand_as": "expand_as",
     "aten::view_as": "view_as", "aten::reshape_as": "reshape_as",
+    # dropout with a training flag the graph fixes to False (``F.dropout(x, p,
+    # self.training)`` of a model in eval mode, DenseNet's): its input, as F.dropout returns
+    **dict.fromkeys(_DROPOUTS, F.dropout),
     **_pooling("avg_pool", range(1, 4)), **_pooling("adaptive_avg_pool", range(1, 4)),
     **_pooling("max_pool", range(1, 4))}
 
@@ -143,7 +154,8 @@ _PARTITIONS: dict[str, Any] = {
 #: In-place operations run out of place (see the module's docstring).
 _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
     "add", "sub", "mul", "div", "neg", "relu", "tanh", "sigmoid", "leaky_relu", "relu6",
-    "hardtanh", "silu", "hardswish", "hardsigmoid", "mish", "selu", "elu", "celu")}
+    "hardtanh", "silu", "hardswish", "hardsigmoid", "mish", "selu", "elu", "celu",
+    *(kind.split("::")[1] for kind in _DROPOUTS))}
 
 #: Arithmetic on sizes (a forward's ``x.size(0) * 2``): in 64 bits, as TorchScript computes.
 _INTEGER: dict[str, Any] = {
@@ -166,6 +178,9 @@ def _is(a: Any, b: Any) -> bool:
 
 #: Operations that pass an integer through: a traced model's size as a tensor and back.
 _PASS_THROUGH = {"prim::NumToTensor", "aten::Int", "aten::ScalarImplicit"}
+
+#: The most steps a loop on constants is run for here (:meth:`_Builder._loop`).
+_MAX_STEPS = 10_000
 
 _MAX_POOLS = {f"aten::max_pool{n}d": getattr(nn, f"MaxPool{n}d") for n in (1, 2, 3)}
 
@@ -281,15 +296,22 @@ class _Aliases:
 
 
 #: Operations that may return their input or a view of it while their schema annotates no
-#: alias (each run on an input and its result's memory compared, torch 2.13).
+#: alias (torch 2.13: every operation of torch's schemas that returns a tensor with no alias
+#: annotated was run here on a tensor, or a list of one, with the arguments it takes, and its
+#: result's memory compared with its input's; also ``aten::_cast_*``; those returning a list
+#: are joined to their inputs anyway, :class:`_Aliases`).
 _UNSAID_VIEWS = frozenset({"aten::einsum", "aten::cartesian_prod", "aten::atleast_1d",
                            "aten::atleast_2d", "aten::atleast_3d", "aten::sum_to_size",
-                           "aten::type_as", "aten::to"})
+                           "aten::type_as", "aten::to", *_DROPOUTS, "aten::lift",
+                           "aten::conj_physical", "aten::to_dense", "aten::dequantize",
+                           "aten::flatten_dense_tensors", "aten::data",
+                           "aten::to_dense_backward", "aten::to_mkldnn_backward"})
 
 def _unsaid_view(node) -> bool:
     """Whether ``node`` is one of :data:`_UNSAID_VIEWS` that may return an input or a view
     (einsum and cartesian_prod of a list built of two or more tensors compute new ones)."""
-    if node.kind() not in _UNSAID_VIEWS or node.outputsSize() != 1:
+    if node.kind() not in _UNSAID_VIEWS and not node.kind().startswith("aten::_cast_") or (
+            node.outputsSize() != 1):
         return False
     listed = [v.node() for v in node.inputs() if isinstance(v.type(), torch.ListType)]
     return not (len(listed) == 1 and listed[0].kind() == "prim::ListConstruct"
@@ -392,6 +414,7 @@ class _Builder:
         # conditions: F.adaptive_avg_pool2d's assert on its sizes, a new user's trial)
         self.static: set[int] = set()  # values that are no signal: constants, attributes
         self.sizes: set[int] = set()  # a traced model's sizes as tensors, and arithmetic on them
+        self.ranks: dict[int, int] = {}  # tensors' ranks, by value (:func:`_ranks`)
         for node in self.order:  # (constant propagation hoists a layer's constants to the
             if node.kind() == "prim::Constant":  # top, where the first call owns them: a
                 self._node(node)  # scripted DenseNet's BatchNorms, their flag fixed)
@@ -549,7 +572,8 @@ class _Builder:
 
     def _static(self, v) -> Any:
         if v.unique() not in self.static:
-            raise _Refused("calls a max pooling with arguments computed in the forward")
+            raise _Refused("computes in the forward what must be a constant here (a max "
+                           "pooling's argument, a loop's value)")
         return self.env[v.unique()]
 
     def _node(self, node) -> None:
@@ -601,9 +625,24 @@ class _Builder:
             self._list_slice(node, outputs[0])
         elif kind == "prim::If":
             self._branch(node)
+        elif kind == "prim::Loop":
+            self._loop(node)
         elif list(node.blocks()):
             raise _Refused(f"runs {kind} of its own{_where(node)}, which the bound over a "
                            "TorchScript graph does not follow")
+        elif kind == "aten::dim" and next(node.inputs()).unique() in self.ranks:
+            self.env[outputs[0].unique()] = self.ranks[next(node.inputs()).unique()]
+            self.static.add(outputs[0].unique())  # (the signal's rank: F.interpolate's and
+            # F.dropout2d's code branches on it, input.dim() == 4)
+        elif kind in ("aten::__is__", "aten::__isnot__") and self._never_none(node):
+            self.env[outputs[0].unique()] = kind == "aten::__isnot__"
+            self.static.add(outputs[0].unique())
+        elif kind in _INTEGER and len(outputs) == 1 and all(
+                v.unique() in self.static and type(self.env.get(v.unique())) is int
+                for v in node.inputs()):  # (on constants: the rank less two, F.interpolate's)
+            args = [self.env[v.unique()] for v in node.inputs()]
+            self.env[outputs[0].unique()] = _INTEGER[kind](*args)
+            self.static.add(outputs[0].unique())
         elif kind in _ON_CONSTANTS and len(outputs) == 1 and all(
                 v.unique() in self.static for v in node.inputs()):
             args = [self.value(v, node) for v in node.inputs()]
@@ -613,7 +652,13 @@ class _Builder:
                 raise _Refused(f"runs {kind} on constants{_where(node)}, which fails here "
                                f"({exc})") from exc
             self.static.add(outputs[0].unique())
-        elif kind in ("prim::unchecked_cast", "prim::TupleIndex") and all(
+        elif kind == "prim::unchecked_cast":  # (a refinement of a type, `Optional[List[int]]`
+            # to `List[int]`: the value itself; F.interpolate's size computed from the signal)
+            source = next(node.inputs())
+            self.env[outputs[0].unique()] = self.value(source, node)
+            if source.unique() in self.static:
+                self.static.add(outputs[0].unique())
+        elif kind == "prim::TupleIndex" and all(
                 v.unique() in self.static for v in node.inputs()):
             args = [self.value(v, node) for v in node.inputs()]
             self.env[outputs[0].unique()] = args[0] if len(args) == 1 else args[0][args[1]]
@@ -695,6 +740,88 @@ class _Builder:
             return self.value(v, reader)
         found = self.env[v.unique()]  # (a constant: not made a constant node of the module)
         return int(found.item()) if isinstance(found, torch.Tensor) else found
+
+    def _never_none(self, node) -> bool:
+        """Whether ``node`` (``a is b``, ``a is not b``) compares the constant None with a
+        value of the signal that cannot be None: of a type that cannot, or one the rebuilt
+        graph computes (a list of sizes passed to F.interpolate's ``size``, which its code
+        compares with None), as none of its operations returns None."""
+        a, b = node.inputs()
+        for one, other in ((a, b), (b, a)):
+            if one.unique() in self.static and self.env.get(one.unique(), 0) is None and (
+                    other.unique() not in self.static) and (not isinstance(
+                    other.type(), (torch.OptionalType, torch.NoneType, torch.AnyType))
+                    or isinstance(self.env.get(other.unique()), (
+                        torch.fx.Node, list, tuple, dict, torch.Tensor))):
+                return True
+        return False
+
+    def _loop(self, node) -> None:
+        """A loop on constants alone (F.interpolate's ``[scale_factor for _ in
+        range(dim)]``, the rank known): run here, each value of its body a constant; a list
+        its body appends to grows in place, as TorchScript's lists do. Any other loop is
+        refused."""
+        count, condition, *carried = node.inputs()
+        if not all(v.unique() in self.static for v in node.inputs()) or type(
+                self.env[count.unique()]) is not int or type(
+                self.env[condition.unique()]) is not bool:
+            raise _Refused(f"runs prim::Loop of its own{_where(node)}, which the bound over a "
+                           "TorchScript graph does not follow")
+        body = list(node.blocks())[0]
+        index, *state = body.inputs()
+        values = [self.env[v.unique()] for v in carried]
+        going, step = self.env[condition.unique()], 0
+        while going and step < self.env[count.unique()]:
+            if step == _MAX_STEPS:
+                raise _Refused(f"runs a loop of more than {_MAX_STEPS} steps{_where(node)}")
+            for v, value in ((index, step), *zip(state, values)):
+                self.env[v.unique()] = value
+                self.static.add(v.unique())
+            for inner in body.nodes():
+                self._static_node(inner)
+            going, *values = [self._static(v) for v in body.outputs()]
+            if type(going) is not bool:
+                raise _Refused(f"runs a loop whose condition is no constant{_where(node)}")
+            step += 1
+        for out, value in zip(node.outputs(), values):
+            self.env[out.unique()] = value
+            self.static.add(out.unique())
+
+    def _static_node(self, node) -> None:
+        """A node of a loop on constants (:meth:`_loop`): on constants, to constants."""
+        if node in self.skipped:
+            return
+        if not all(v.unique() in self.static for v in node.inputs()):
+            raise _Refused(f"runs a loop that computes on its signal{_where(node)}, which the "
+                           "bound over a TorchScript graph does not follow")
+        kind = node.kind()
+        if kind == "aten::append":
+            whole, item = (self.env[v.unique()] for v in node.inputs())
+            if not isinstance(whole, list) or (
+                    next(node.inputs()).node().kind() != "prim::ListConstruct"):
+                raise _Refused(f"appends in a loop to a list it does not build{_where(node)}")
+            whole.append(item)  # (the list the graph built, in place: every reader of it
+            # after the loop reads the values it then holds, as TorchScript's do)
+            self.env[node.output().unique()] = whole
+            self.static.add(node.output().unique())
+            return
+        if kind == "prim::If":
+            block = list(node.blocks())[0 if self._static(next(node.inputs())) else 1]
+            for inner in block.nodes():
+                self._static_node(inner)
+            for mine, theirs in zip(node.outputs(), block.outputs()):
+                self.env[mine.unique()] = self._static(theirs)
+                self.static.add(mine.unique())
+            return
+        if kind == "prim::Loop":
+            self._loop(node)
+            return
+        if _mutates(node) or list(node.blocks()):
+            raise _Refused(f"runs {kind} in a loop{_where(node)}, which the bound over a "
+                           "TorchScript graph does not follow")
+        self._node(node)
+        if not all(v.unique() in self.static for v in node.outputs()):  # pragma: no cover
+            raise _Refused(f"runs {kind} in a loop on its signal{_where(node)}")
 
     def _branch(self, node) -> None:
         """An ``if`` whose condition the graph fixes (a constant, a module's flag): its
@@ -808,6 +935,13 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
         return args[:-1], {}
     if kind == "aten::expand":  # (self, size, implicit)
         return args[:2], {}
+    if kind in _DROPOUTS:  # (input, p, train): the identity where the graph fixes train
+        x, p, train = args
+        if train is not False or type(p) is not float:
+            raise _Refused(f"runs {kind} with a training flag the graph does not fix to "
+                           "False (it draws random numbers: the same input may give another "
+                           "output)")
+        return [x], {"p": p, "training": False}
     if kind == "aten::batch_norm":  # (input, weight, bias, running_mean, running_var,
         # training, momentum, eps, cudnn_enabled): F.batch_norm's order differs
         x, weight, bias, mean, var, training, momentum, eps = args[:8]
@@ -952,6 +1086,7 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     # and traced models of a bounded eager one without a bound)
     own = [c for c in every if not _of_the_user(c.module)]
     builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape))
+    builder.ranks = _ranks(model, graph, shape)
     aliasing = _call_aliasing(model, shape)
     if len(aliasing) != len(calls):
         return "its calls are not the traced layers"  # pragma: no cover - the same graph
@@ -1078,6 +1213,43 @@ def _constant_values(model: nn.Module, graph, shape: tuple[int, ...]) -> dict[in
     # of its state the names above miss, is none of the forward's constants)
     return {v.unique(): value for v, value, other in zip(wanted, values, again)
             if _same_value(value, other)}
+
+
+#: In-place operations that may change a tensor's rank (:func:`_ranks`).
+_RESHAPING_WRITES = frozenset({
+    "aten::squeeze_", "aten::unsqueeze_", "aten::resize_", "aten::resize_as_",
+    "aten::as_strided_", "aten::set_", "aten::_resize_output_", "aten::sparse_resize_",
+    "aten::sparse_resize_and_clear_", "aten::resize_as_sparse_"})
+
+
+def _ranks(model: nn.Module, graph, shape: tuple[int, ...]) -> dict[int, int]:
+    """The rank of each tensor ``aten::dim`` reads (F.interpolate's and F.dropout2d's code
+    branches on ``input.dim()``), by ``unique()``: the input's, ``1 + len(shape)``; a
+    top-level value's, read off probe runs at batches of one, two and three and kept where
+    they agree (``x.squeeze()`` drops the batch axis of one). A tensor's rank is the one it
+    was made with unless an in-place operation changes it (``unsqueeze_``, or an ``out=``
+    one, which resizes its output): where the forward runs one (even in a branch that does
+    not run), none is known, the signal's neither."""
+    nodes = _preorder(graph.block())
+    if any(_mutates(n) and (n.kind() in _RESHAPING_WRITES or not n.kind().endswith("_"))
+           and any(isinstance(v.type(), torch.TensorType) for v in _written(n))
+           for n in nodes):
+        return {}
+    signal = list(graph.inputs())[1]
+    top = {v.unique() for n in graph.nodes() for v in n.outputs()}
+    wanted = {v.unique(): v for n in nodes if n.kind() == "aten::dim"
+              for v in n.inputs() if v.unique() in top
+              and isinstance(v.type(), torch.TensorType)}
+    ranks = {signal.unique(): 1 + len(shape)}
+    if wanted:
+        values = list(wanted.values())
+        runs = [_probe(model, *_copied(graph, values), shape, batch=batch)
+                for batch in (1, 2, 3)]
+        for v, *found in zip(values, *runs):
+            if all(isinstance(t, torch.Tensor) for t in found) and len(
+                    {t.dim() for t in found}) == 1:
+                ranks[v.unique()] = found[0].dim()
+    return ranks
 
 
 def _copied(graph, values: list) -> tuple[Any, list]:

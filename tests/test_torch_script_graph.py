@@ -1433,7 +1433,7 @@ def test_an_elu_with_an_input_scale_is_refused(tmp_path):
 
 
 class _ComputedAxis(nn.Module):
-    """``h.select(h.dim() - 2, 0)``: an axis computed from the signal's rank."""
+    """``h.select(h.size(-1) - 3, 0)``: an axis computed from the signal's sizes."""
 
     def __init__(self):
         super().__init__()
@@ -1442,7 +1442,21 @@ class _ComputedAxis(nn.Module):
 
     def forward(self, x):
         h = self.a(x)
+        return self.b(h) + h.select(h.size(-1) - 3, 0).unsqueeze(1)
+
+
+class _AxisOfTheRank(_ComputedAxis):
+    """``h.select(h.dim() - 2, 0)``: an axis computed from the signal's rank, which is the
+    graph's constant (:func:`sparseconv._torch_script_graph._ranks`)."""
+
+    def forward(self, x):
+        h = self.a(x)
         return self.b(h) + h.select(h.dim() - 2, 0).unsqueeze(1)
+
+
+def test_an_axis_computed_from_the_rank_gets_the_eager_bound(tmp_path):
+    torch.manual_seed(0)
+    _assert_the_eager_bound(_AxisOfTheRank().eval(), "script", (2, 4), tmp_path)
 
 
 def test_a_slice_along_a_computed_axis_is_refused_by_name(tmp_path):
@@ -1473,14 +1487,15 @@ class _LoopWrite(nn.Module):
 
 
 def test_a_loop_that_writes_the_signal_in_place_is_refused(tmp_path):
-    """A mutant this catches: _torch_script_graph.py: ``raise _Refused(f"runs {kind} of its
-    own{_where(node)}, which the bound over a TorchScript graph does not follow")`` deleted
-    (the loop then skipped with its writes: a bound of 1.5 for a map of 61.5 at x = 30)."""
+    """A mutant this catches: _torch_script_graph.py: ``raise _Refused(f"runs a loop that
+    computes on its signal...")`` deleted (the loop then run on its signal as on constants;
+    before loops on constants were run, the loop was skipped with its writes: a bound of 1.5
+    for a map of 61.5 at x = 30)."""
     model = _LoopWrite().eval()
     scripted = jit(model, "script", (4,), tmp_path / "m.pt")
     truth = _slope(scripted, torch.full((1, 4), 30.0, dtype=F64))
     assert truth == pytest.approx(0.5 * 11 * 11 + 1, rel=1e-6)
-    _assert_refused_soundly(scripted, (4,), truth, "runs prim::Loop of its own")
+    _assert_refused_soundly(scripted, (4,), truth, "runs a loop that computes on its signal")
 
 
 class _Contracted(_Pair):
@@ -1886,3 +1901,125 @@ def test_a_write_to_a_tensor_of_a_tuple_attribute_is_refused(tmp_path):
                                       tmp_path / "m.pt"), (1, 8))
     assert report.network_upper is None
     assert "or one that may share its memory" in report.reason, report.reason
+
+
+class _Functional(_Pair):
+    """A forward calling torch.nn.functional's dropouts and F.interpolate itself (DenseNet's
+    ``F.dropout(x, p, self.training)``, a U-Net decoder's ``F.interpolate``): compiled, their
+    code branches on the signal's rank (``input.dim() == 4``) and builds its scale factors in
+    a loop (``[scale_factor for _ in range(dim)]``)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.down = nn.Conv2d(2, 2, 3, padding=1, stride=2, dtype=F64)
+
+    def forward(self, x):
+        h = self.a(x)
+        if self.kind == "dropouts":
+            h = F.dropout(h, 0.2, self.training)
+            h = F.dropout2d(h, 0.2, self.training)
+            h = F.dropout1d(h.flatten(2), 0.2, self.training).view(h.shape)
+            h = F.alpha_dropout(h, 0.2, self.training)
+            h = F.feature_alpha_dropout(h, 0.2, self.training)
+        elif self.kind == "nearest":  # by a scale factor, and to a size of the signal's
+            h = F.interpolate(self.down(h), scale_factor=2.0, mode="nearest") + F.interpolate(
+                self.down(h), size=x.shape[-2:], mode="nearest")
+        else:  # the same, bilinear, the second with its corners aligned
+            h = F.interpolate(self.down(h), scale_factor=(2.0, 2.0), mode="bilinear") + (
+                F.interpolate(self.down(h), size=(x.size(2), x.size(3)), mode="bilinear",
+                              align_corners=True))
+        return self.b(self.act(h)) + x
+
+
+@pytest.mark.parametrize("kind, how", [("dropouts", "script"), ("dropouts", "trace"),
+                                       ("nearest", "script"), ("bilinear", "script")])
+def test_functional_dropouts_and_interpolations_get_the_eager_bound(kind, how, tmp_path):
+    _assert_the_eager_bound(_networks.randomize(_Functional(kind), seed=3).eval(), how,
+                            (2, 8, 8), tmp_path)
+
+
+class _DropoutInTraining(_Pair):  # a dropout that runs in eval mode too: a random map
+    def forward(self, x):
+        return self.b(F.dropout(self.a(x), 0.2, True))
+
+
+class _DropoutWritten(_Pair):
+    """``torch.dropout`` returns ``h`` itself in eval mode, which its schema does not say:
+    ``y.mul_`` writes ``h``. (F.dropout's code, ``dropout_`` in its other branch, joins the
+    two anyway.)"""
+
+    def forward(self, x):
+        h = self.a(x)
+        y = torch.dropout(h, 0.2, self.training)
+        y.mul_(3.0)
+        return self.b(h + y)
+
+
+class _RankOfOneSample(_Pair):
+    """``squeeze()`` drops the batch axis of a batch of one: the rank the ``if`` reads
+    follows the batch size, and is no constant of the graph."""
+
+    def forward(self, x):
+        h = self.a(x).squeeze()
+        s = 1.0
+        if h.dim() == 3:
+            s = 10.0
+        return self.b(x) + s * h
+
+
+class _RankChangedInPlace(_Pair):
+    """A rank read before an in-place ``unsqueeze_`` changes it: the probe sees the tensor
+    after (of rank 5, where ``r`` is 4), so no rank is read off it (nor the signal's: the
+    forward might change its rank too). (The walk refuses
+    ``unsqueeze_`` anyway: :func:`test_no_rank_is_read_where_a_write_may_change_one`.)"""
+
+    def forward(self, x):
+        h = self.a(x)
+        g = h + 0.0
+        r = g.dim()
+        g.unsqueeze_(0)
+        s = 1.0
+        if r == 5:
+            s = 10.0
+        return self.b(h) + s * g[0]
+
+
+class _LoopOnTheSignal(_Pair):  # a loop whose body reads the signal's sizes
+    def forward(self, x):
+        sizes: list[int] = []
+        for i in range(x.dim() - 2):
+            sizes.append(2 * x.size(i + 2))
+        return F.interpolate(self.a(x), size=sizes, mode="nearest")
+
+
+@pytest.mark.parametrize("make, said", [
+    (_DropoutInTraining, "runs aten::dropout with a training flag the graph does not fix to "
+                         "False"),
+    (_DropoutWritten, "reads a value (h.1) that aten::mul_"),
+    (_RankOfOneSample, "graph runs aten::eq outside its layers"),
+    (_LoopOnTheSignal, "runs a loop that computes on its signal")])
+def test_what_a_functional_call_cannot_be_followed_by_is_named(make, said, tmp_path):
+    shape = (2, 6, 6)
+    model = _networks.randomize(make(), seed=5).eval()
+    report = sct.lipschitz_report(jit(model, "script", shape, tmp_path / "m.pt"), shape)
+    assert report.network_upper is None
+    assert said in report.reason, report.reason
+
+
+def test_no_rank_is_read_where_a_write_may_change_one(tmp_path):
+    """The probe reads a tensor's rank after the forward has run: an in-place ``unsqueeze_``
+    after ``g.dim()`` makes it 5 where ``dim()`` read 4. Where the forward runs one, no rank
+    is known; where ``squeeze()`` drops the batch axis of a batch of one, only the
+    signal's."""
+    from sparseconv._torch_script import _graph_of
+    from sparseconv._torch_script_graph import _ranks
+
+    shape = (2, 6, 6)
+    model = jit(_networks.randomize(_RankChangedInPlace(), seed=5).eval(), "script", shape,
+                tmp_path / "m.pt")
+    graph = _graph_of(model)
+    assert _ranks(model, graph, shape) == {}
+    model = jit(_networks.randomize(_RankOfOneSample(), seed=5).eval(), "script", shape,
+                tmp_path / "n.pt")
+    assert list(_ranks(model, _graph_of(model), shape).values()) == [4]  # (1 or 2 for h)
