@@ -54,7 +54,8 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
     Attributes
     ----------
     S : ndarray, shape (min(rows, cols),)
-        The singular values, sorted descending (ties in frequency order; read-only): those of
+        The singular values, sorted descending (equal ones by frequency, those at ``xi`` and
+        ``-xi`` adjacent; read-only): those of
         :func:`sparseconv.singular_values` of the periodic layer, to rounding (the two may
         factor a frequency's matrix by different routes).
     U : LinearOperator, complex, shape (rows, len(S))
@@ -105,7 +106,16 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
         self._u, s, self._vh = factor_symbol(geom, weight, self._frequencies)
         self._s = self._frequencies.everywhere(s)  # (F, groups, k) over the whole grid
         flat = self._s.ravel()
-        self._order = np.argsort(-flat, kind="stable")
+        # descending; equal values by pair of frequencies {xi, -xi} (the two adjacent: S is
+        # exactly equal on a pair of a real weight, so a rank-r cut splits at most one pair,
+        # which rank_r builds as a dense real triplet; a new user's trial: an orthogonal layer,
+        # its values all tied, split hundreds of pairs in frequency order, 12 GiB asked)
+        pair = np.minimum(np.arange(self._s.shape[0]),
+                          negative_frequencies(self._grid))[:, None, None]
+        position = np.arange(flat.size).reshape(self._s.shape)
+        self._order = np.lexsort((position.ravel(), (pair * flat.size + position
+                                                     % (flat.size // self._s.shape[0])).ravel(),
+                                  -flat))
         self.S = flat[self._order]
         # read-only: dense_factors and cond read it, the products their own copies (a new
         # user's trial normalised svd.S in place, and the object contradicted itself)
@@ -249,6 +259,9 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
         ValueError, TypeError
             ``b`` of another shape or with NaN or infinite entries, a negative or non-finite
             ``damp`` or ``rcond``.
+        OverflowError
+            The solution's entries exceed float64's range (a layer of subnormal weights,
+            ``1e-310``, and ``b`` of order one: scale ``b`` down, or damp).
 
         Examples
         --------
@@ -264,7 +277,16 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
         """
         f, divisor = self._inverse_filter(damp, rcond)
         columns, unshape = _as_columns(b, self.output_shape, self.input_shape, "b")
-        return unshape(self._apply(columns, f, True, self._real, divisor))
+        with np.errstate(over="ignore", invalid="ignore"):  # (refused below, by name)
+            x = self._apply(columns, f, True, self._real, divisor)
+        if not np.isfinite(x).all():  # (b is finite: the solution overflowed, and inf * 0
+            # in the last product made NaN of every entry, a new user's trial)
+            kept = self.S[self.S > 0]
+            raise OverflowError(
+                "the solution's entries exceed float64's range (the smallest nonzero "
+                f"singular value kept is about {kept[-1] if kept.size else 0.0:.3g}, b's "
+                f"largest entry {np.abs(columns).max():.3g}): scale b down, or pass damp > 0")
+        return unshape(x)
 
     lstsq = solve
 
@@ -323,8 +345,10 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
         Of the computed values, as :func:`numpy.linalg.cond`: each carries rounding of about
         ``eps * S[0]``, so a layer whose rank is exactly deficient may have a smallest value
         of that size, and a condition number of ``1 / eps`` or more rather than ``inf``
-        (``6e31`` was seen), or an exact zero and ``inf`` where the symbol's zeros are exact
-        (an all-ones kernel on a grid its size divides). Compare ``S`` with
+        (``6e31`` was seen), or an exact zero and ``inf`` where the symbol's zeros come out
+        exact (an all-ones kernel of size 2 or 4 on a grid its size divides, whose zeros lie
+        at frequencies the FFT's twiddles hold exactly; of size 3 or 5, about ``4e-16``, a
+        new user's trial found). Compare ``S`` with
         ``S[0] * eps * max(A.shape)`` for a numerical rank, as ``numpy.linalg.matrix_rank``
         does.
 
@@ -457,12 +481,18 @@ class _RealTriplets(LinearOperator):
         return self._right @ (self._s[:, None] * (self._left.T @ np.asarray(X)))
 
 
-class _Factor(LinearOperator):
-    """The singular vectors ``U`` or ``V`` as an operator from the coefficients (order of S)."""
+class _Factor(ShapeNamedProducts, LinearOperator):
+    """The singular vectors ``U`` or ``V`` as an operator from the coefficients (order of S),
+    or its adjoint (``V.H``, ``Vh``): its products name the shapes they take, as the layer's
+    do (a new user's trial: scipy's "dimension mismatch", or a dump of the whole array)."""
 
-    def __init__(self, svd: CircularSVD, which: Literal["U", "V"], shape) -> None:
-        self._svd, self._which = svd, which
-        super().__init__(np.dtype(np.complex128), shape)
+    def __init__(self, svd: CircularSVD, which: Literal["U", "V"], shape,
+                 adjoint: bool = False) -> None:
+        self._svd, self._which, self._adjointed, self._plain = svd, which, adjoint, shape
+        vectors = svd.output_shape if which == "U" else svd.input_shape
+        self.input_shape, self.output_shape = (
+            (vectors, (svd.S.size,)) if adjoint else ((svd.S.size,), vectors))
+        super().__init__(np.dtype(np.complex128), shape[::-1] if adjoint else shape)
 
     def _factor(self) -> tuple[np.ndarray, bool, str]:
         """The stored factor, whether the vectors are its adjoint's columns, and their side."""
@@ -470,6 +500,16 @@ class _Factor(LinearOperator):
         return (svd._u, False, "out") if self._which == "U" else (svd._vh, True, "in")
 
     def _matmat(self, X):
+        return self._vectors(X) if not self._adjointed else self._coefficients(X)
+
+    def _rmatmat(self, X):
+        return self._coefficients(X) if not self._adjointed else self._vectors(X)
+
+    def _adjoint(self):
+        return _Factor(self._svd, self._which, self._plain, not self._adjointed)
+
+    def _vectors(self, X):
+        """The combination of the vectors with coefficients ``X``."""
         svd, X = self._svd, np.asarray(X)
         factor, adjoint, side = self._factor()
         coefficients = np.zeros((svd.S.size, X.shape[-1]), dtype=np.complex128)
@@ -477,7 +517,8 @@ class _Factor(LinearOperator):
         columns = coefficients.reshape(*svd._s.shape, X.shape[-1])
         return svd._from_frequency(svd._frequencies.product(factor, columns, adjoint), side)
 
-    def _rmatmat(self, X):
+    def _coefficients(self, X):
+        """The vectors' inner products with ``X``'s columns."""
         svd = self._svd
         factor, adjoint, side = self._factor()
         X = svd._to_frequency(np.asarray(X), side)

@@ -81,12 +81,15 @@ class ShapeNamedProducts:
         return super().dot(x)  # type: ignore[misc]
 
     def _rdot(self, x: Any) -> Any:
-        """scipy's ``x @ A``, refusing an array of more than two dimensions by its shape."""
-        if isinstance(x, np.ndarray) and x.ndim > 2:
+        """scipy's ``x @ A``, refusing an array of more than two dimensions, or of another
+        length, by its shape (scipy's transposed operator says "dimension mismatch")."""
+        wrong = isinstance(x, np.ndarray) and (x.ndim > 2 or x.ndim in (1, 2) and (
+            x.shape[-1] != self.shape[0]))
+        if wrong:
             raise ValueError(
                 f"y @ {self!r} multiplies flat row vectors of length {self.shape[0]} or (k, "
-                f"{self.shape[0]}) rows, got an array of shape {x.shape}: "
-                f"{self._shaped_hint(adjoint=True)}")
+                f"{self.shape[0]}) rows, got an array of shape {x.shape}"
+                + (f": {self._shaped_hint(adjoint=True)}" if x.ndim > 2 else ""))
         return super()._rdot(x)  # type: ignore[misc]
 
     def _shaped_hint(self, adjoint: bool = False) -> str:

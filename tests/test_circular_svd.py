@@ -679,8 +679,9 @@ def _periodic_dense(w, shape, **options):
 
 
 def test_ties_of_s_are_in_frequency_order():
-    """S's documented order: descending, ties in frequency order. A real weight's values at
-    xi and -xi tie exactly; U's column of the first of a tie lives at the lower frequency."""
+    """S's documented order: descending, equal values by frequency, ``xi`` and ``-xi``
+    adjacent. A real weight's values at xi and -xi tie exactly; U's column of the first of a
+    tie lives at the lower frequency."""
     w = np.random.default_rng(2).standard_normal((1, 1, 3))
     svd = sc.circular_svd(w, (1, 8))
     U = svd.U @ np.eye(svd.S.size)
@@ -899,3 +900,72 @@ def test_an_array_of_the_layers_shape_is_refused_by_its_shape():
                                              r"flatten an array of shape") as info:
             product()
         assert "1., 1." not in str(info.value)
+
+
+def test_tied_values_keep_each_pair_of_frequencies_together():
+    """A new user's trial: an orthogonal layer (all its values equal) or a clipped one (a
+    cluster at the clip) had its ties in frequency order, so a rank-r cut kept one member of
+    hundreds of pairs {xi, -xi}, each built by rank_r as a dense real triplet (12 GiB asked
+    for a 16-channel layer on 64x64). Now at most one pair is split, whatever r, and the cut
+    is still the best rank-r approximation."""
+    from sparseconv._symbol_svd import negative_frequencies
+
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    w = np.zeros((4, 4, 3, 3))
+    w[:, :, 1, 1], w[:, :, 0, 1] = q, 0.5 * q  # a few distinct values, each many times
+    svd = circular_svd(w, (4, 8, 8))
+    assert np.unique(svd.S).size < 20
+    keep_shape = svd._s.shape
+    negative = negative_frequencies(svd._grid)
+    for r in range(svd.S.size + 1):
+        keep = np.zeros(svd.S.size, dtype=bool)
+        keep[svd._order[:r]] = True
+        keep = keep.reshape(keep_shape)
+        assert np.count_nonzero(keep & ~keep[negative]) <= 1, r
+    A = svd @ np.eye(svd.shape[1])
+    for r in (1, 7, 65, 131):
+        Ar = svd.rank_r(r) @ np.eye(svd.shape[1])
+        assert np.isrealobj(Ar) and np.linalg.matrix_rank(Ar, tol=1e-9) == r
+        assert np.linalg.norm(A - Ar, 2) == pytest.approx(svd.S[r], rel=1e-12)
+
+
+def test_products_of_the_factors_name_the_shapes_accepted():
+    """A new user's trial: ``svd.U @ np.ones(5)`` got scipy's "dimension mismatch", and
+    ``svd.Vh @ x`` of an image a 4,000-character dump of it, where the layer names shapes."""
+    svd = circular_svd(np.random.default_rng(0).standard_normal((3, 4, 3, 3)), (4, 8, 8))
+    products = [
+        (lambda: svd.U @ np.ones(5), r"^matvec expects an array of shape \(192,\) or \(192, 1\) "
+                                     r"\(a flattened \(192,\) array\), got shape \(5,\)"),
+        (lambda: svd.V.H @ np.ones(5), r"^matvec expects .*\(256,\).*\(a flattened \(4, 8, 8\) "
+                                       r"array\), got shape \(5,\)"),
+        (lambda: svd.Vh @ np.ones((4, 8, 8)), r"got an array of shape \(4, 8, 8\): flatten"),
+        (lambda: svd.U.matmat(np.ones((5, 2))), r"^matmat expects an array of shape \(192,\), "
+                                                r"\(192, 1\) or \(192, k\)"),
+        (lambda: np.ones(5) @ svd.U, r"^y @ .* multiplies flat row vectors of length 192 or "
+                                     r"\(k, 192\) rows, got an array of shape \(5,\)$"),
+        (lambda: np.ones(5) @ svd, r"^y @ .*CircularSVD.* of length 192 .*shape \(5,\)$")]
+    for product, match in products:
+        with pytest.raises(ValueError, match=match) as info:
+            product()
+        assert len(str(info.value)) < 300
+    U, S, Vh = svd.dense_factors()  # and the factors are still the factors
+    x = np.random.default_rng(1).standard_normal(256)
+    np.testing.assert_allclose(svd.Vh @ x, Vh @ x, atol=1e-14)
+    y = np.random.default_rng(2).standard_normal(192)
+    np.testing.assert_allclose(svd.V.H.H @ y, Vh.conj().T @ y, atol=1e-14)
+    np.testing.assert_allclose(svd.U.H @ x[:192], U.conj().T @ x[:192], atol=1e-14)
+    np.testing.assert_allclose(x[:192] @ svd.U, x[:192] @ U, atol=1e-14)
+
+
+def test_a_solution_beyond_float64_is_refused_rather_than_nan():
+    """A new user's trial: subnormal weights (1e-310) and ``b`` of order one make a solution
+    near 1e310; solve returned NaN everywhere (inf times 0 in the last product). Refused by
+    name now; ``b`` scaled down solves."""
+    w = 1e-310 * np.random.default_rng(3).standard_normal((2, 2, 3))
+    svd = circular_svd(w, (2, 8))
+    with pytest.raises(OverflowError, match=r"exceed float64's range .*scale b down"):
+        svd.solve(np.ones(16))
+    x = svd.solve(np.full(16, 1e-10))
+    assert np.all(np.isfinite(x))
+    np.testing.assert_allclose(svd @ x, np.full(16, 1e-10), rtol=1e-9)
