@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils import _pytree as pytree
 
 from ._torch_calls import _CONV_F, _functional_module, by_keyword
 from ._torch_kinds import _CONV, _CONV_T, check_module, hook_reason, parameter
@@ -183,8 +184,9 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     arguments. A weight that is no parameter of the model (computed in ``forward``, like
     ``self.w / self.w.norm()``, or a buffer) cannot be read again at each call: such a call is
     named in a warning and left out, as is ``F.linear`` by a 1-D weight. Other products
-    (``x @ w``, ``torch.einsum``, the projections inside ``nn.MultiheadAttention``) are not
-    seen.
+    (``x @ w``, ``torch.einsum``, the projections inside ``nn.MultiheadAttention``, recurrent
+    and bilinear layers) are not bounded: a parameter of two or more axes that ``forward``
+    passes to one is named in a warning.
 
     Parameters
     ----------
@@ -207,7 +209,10 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         recomputations of ``weight_norm``, ``spectral_norm`` and pruning), which may change
         its input or output: its bound is of what its class computes from its weight, named.
         A functional convolution or ``F.linear`` left out (its weight no parameter of the
-        model, or a 1-D weight of ``F.linear``), named with its reason.
+        model, or a 1-D weight of ``F.linear``), named with its reason. A parameter of two or
+        more axes that no bound covers and that ``forward`` passes to a product it does not
+        bound (``matmul``, ``einsum``, ``bilinear``, ``multi_head_attention_forward``, an
+        LSTM's, GRU's or RNN's), named with that function.
 
     Raises
     ------
@@ -278,6 +283,16 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         warnings.warn("lipschitz_bounds bounds each layer as its class computes it from its "
                       "weight, not what a hook makes of it: " + "; ".join(hooked),
                       stacklevel=2)
+    bounded = {name for name, (module, _) in layers.items() if module is None} | {
+        name for module_name, (module, _) in layers.items() if module is not None
+        for name, _ in _named_weights(module, module_name)}
+    unseen = {name: how for name, how in functional.unseen.items() if name not in bounded}
+    if unseen:
+        warnings.warn("lipschitz_bounds bounds no product by these parameters, which forward "
+                      "multiplies by the signal in calls it does not bound (x @ W, einsum, "
+                      "attention's projections, recurrent and bilinear layers): "
+                      + ", ".join(f"{name} ({how})" for name, how in sorted(unseen.items())),
+                      stacklevel=2)
     if functional.unbounded:
         warnings.warn("lipschitz_bounds leaves out these functional calls of forward (it "
                       "bounds those whose weight is a parameter of the model, read again at "
@@ -288,6 +303,15 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
 
 #: The functional calls whose weight :func:`lipschitz_bounds` bounds.
 _FUNCTIONAL = {*_CONV_F, F.linear}
+
+#: The products by a matrix that :func:`lipschitz_bounds` does not bound, by the name of the
+#: torch function (or Tensor method) that computes them: a parameter of two or more axes
+#: passed to one outside the weighted modules is named in a warning.
+_PRODUCTS = frozenset({
+    "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "mv", "einsum", "bilinear",
+    "tensordot", "addmm", "addbmm", "baddbmm", "addmv", "inner", "chain_matmul", "multi_dot",
+    "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell",
+    "rnn_relu_cell", "multi_head_attention_forward", "_native_multi_head_attention"})
 
 
 class _FunctionalCalls(TorchFunctionMode):
@@ -303,6 +327,7 @@ class _FunctionalCalls(TorchFunctionMode):
         self.names = {id(p): name for name, p in model.named_parameters()}
         self.calls: list[tuple[str, object, tuple[int, ...], tuple]] = []
         self.unbounded: list[str] = []
+        self.unseen: dict[str, str] = {}  # a parameter -> the product it went into, unbounded
         self.inside = 0
         self.hooks = [model.register_forward_pre_hook(self._restart)]
         for module in model.modules():
@@ -314,6 +339,7 @@ class _FunctionalCalls(TorchFunctionMode):
         self.inside = 0
         self.calls.clear()
         self.unbounded.clear()
+        self.unseen.clear()
 
     def _enter(self, *_) -> None:
         self.inside += 1
@@ -337,6 +363,13 @@ class _FunctionalCalls(TorchFunctionMode):
                 self.unbounded.append(f"{func.__name__}: its arguments match no signature")
             elif isinstance(weight, torch.Tensor) and isinstance(data, torch.Tensor):
                 self._record(func, weight, data, named)
+        elif not self.inside and getattr(func, "__name__", None) in _PRODUCTS:
+            for value in pytree.tree_leaves((args, kwargs)):  # (a parameter of 2 or more
+                # axes multiplying the signal: x @ W, attention's projections, a recurrent
+                # layer's; a new user's trial: left out without a word, penalty 0)
+                if isinstance(value, nn.Parameter) and value.ndim >= 2 and (
+                        id(value) in self.names):
+                    self.unseen.setdefault(self.names[id(value)], func.__name__)
         return result
 
     def _record(self, func, weight: torch.Tensor, data: torch.Tensor, named: dict) -> None:
@@ -354,6 +387,13 @@ class _FunctionalCalls(TorchFunctionMode):
         else:
             self.calls.append((self.names[id(weight)], func, shape,
                                tuple((k, v) for k, v in named.items() if k != "input")))
+
+
+def _named_weights(module: nn.Module, name: str) -> list[tuple[str, nn.Parameter]]:
+    """A bounded module's parameters by their qualified names (a parametrized weight's
+    originals too)."""
+    prefix = f"{name}." if name else ""
+    return [(prefix + n, p) for n, p in module.named_parameters()]
 
 
 @contextlib.contextmanager

@@ -108,12 +108,16 @@ def leaves_the_model(function: Callable[..., Any]) -> Callable[..., Any]:
     (reviews: a weight that doubled its buffer on each read was left at 4 where it was 1; a
     parametrization's factor, read by ``matrix``, ``spectral_norm`` and ``lipschitz_bounds``
     outside their probe runs, left doubled; a parameter changed through ``.data`` left
-    changed 32 times)."""
+    changed 32 times). torch's random state is put back too: a probe run of a model in
+    training mode draws its dropout masks from it (a new user's trial: ``lipschitz_bounds``
+    changed a seeded run's masks)."""
     @functools.wraps(function)
     def wrapper(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(model, nn.Module):
             return function(model, *args, **kwargs)  # (refused there, by name)
-        with restored_state(model, parameters=True):
+        devices = sorted({t.device.index or 0 for t in (*model.parameters(), *model.buffers())
+                          if t.device.type == "cuda"})
+        with torch.random.fork_rng(devices=devices), restored_state(model, parameters=True):
             return function(model, *args, **kwargs)
     return wrapper
 

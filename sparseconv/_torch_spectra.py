@@ -32,11 +32,16 @@ gradient *of the bound* but for the allowance's (a constant to autograd, of rela
 
 The gradient of a singular value is undefined where it is repeated within one frequency's
 matrix (``torch.linalg.svdvals`` then returns one choice); for generic weights it is not.
+Second derivatives (``create_graph=True``: a gradient penalty, Hessian-vector products) are
+autograd's through ``torch.linalg.svdvals``: exact for distinct singular values, not finite
+(NaN or inf, with no warning) where one frequency's matrix repeats one (an orthogonal
+kernel's, whose values are all 1), as torch's SVD backward divides by their differences.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,8 +80,10 @@ def _weight(weight) -> torch.Tensor:
     if not (weight.is_floating_point() or weight.is_complex()):
         raise TypeError(f"weight must be a floating-point or complex tensor, got {weight.dtype}")
     if weight.ndim < 3:
+        hint = ("; a Linear's weight (out, in) is a 1x1 convolution's, weight[:, :, None] (its "
+                "norm, for any input_size 1)" if weight.ndim == 2 else "")
         raise ValueError(f"weight must have shape (C_out, C_in/groups, *kernel_size) with at "
-                         f"least one spatial dimension, got shape {tuple(weight.shape)}")
+                         f"least one spatial dimension, got shape {tuple(weight.shape)}{hint}")
     if weight.device.type == "meta":
         raise ValueError("weight is on the meta device, which holds shapes but no values: "
                          "spectra need the weight's values (materialize it first, e.g. "
@@ -335,7 +342,8 @@ def circular_singular_values(weight: torch.Tensor, input_size: ShapeLike, *,
     -----
     Per frequency ``xi`` of the ``n/s`` grid and group, the singular values of the symbol
     ``H(xi)``, from ``torch.linalg.svdvals``. The gradient of a singular value repeated within
-    one ``H(xi)`` is undefined.
+    one ``H(xi)`` is undefined, and second derivatives there are NaN or inf (torch's SVD
+    backward divides by the values' differences).
 
     Examples
     --------
@@ -513,12 +521,15 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     top = w.detach().abs().max().item()
     if top == 0.0:
         return (w.abs() * 0.0).sum()  # the zero layer; keeps the graph
-    # scaled by a power of two (exact) so that the squares below neither overflow nor vanish;
-    # the bound is homogeneous of degree 1, so its gradient is the scaled weight's: the two
-    # scalings carry it unchanged (scaled as values, a review found the cotangent of a weight
-    # of 3 * 2**-1074 rounded to subnormals on its way, its gradient 2.2% off)
+    # scaled by a power of two (exact) so that the squares below neither overflow nor vanish,
+    # and scaled back: both scalings differentiable (_scaled), so that second derivatives
+    # are the bound's (carried as the identity, they were 2**exponent times too large, a new
+    # user's trial); for weights whose largest entry is beyond 2**+-_SCALED_EXPONENT, the
+    # cotangent of 2**exponent would round to subnormals on its way (a review: a weight of
+    # 3 * 2**-1074, its gradient 2.2% off), so the bound being homogeneous of degree 1, the
+    # gradient is carried unchanged, and a second derivative refused
     exponent = math.frexp(top)[1]
-    w = _same_gradient(w, _times_power_of_two(w.detach(), -exponent))
+    w = _scaled(w, _times_power_of_two(w.detach(), -exponent), -exponent)
     # the certified bound per frequency, by the numpy route (spectral_norm's own
     # bounds["circulant"]: Gram matrices and a Cholesky test above a Lanczos estimate, 4x faster
     # than torch's eigenvalues of every frequency's Gram matrix), then the one frequency and
@@ -530,12 +541,55 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     bound = _at_least(sigma, certified)
     if copies > 1:  # times ||P|| = sqrt(copies), both rounded up
         bound = _at_least(bound * math.sqrt(copies), _times_sqrt(copies, float(bound.detach())))
-    return _same_gradient(bound, _upward_times_power_of_two(bound.detach(), exponent))
+    return _scaled(bound, _upward_times_power_of_two(bound.detach(), exponent), exponent)
 
 
-def _same_gradient(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """``value`` (computed from ``x`` without a graph) with ``x``'s gradient: the identity's."""
-    return value + (x - x.detach())
+#: The largest ``|exponent|`` by which :func:`_scaled` scales a gradient by differentiable
+#: products: the cotangents of ``2**exponent`` and its inverse stay in float64's normal range
+#: for a bound or weight of modulus up to ``2**(1021 - exponent)``.
+_SCALED_EXPONENT = 500
+
+
+def _scaled(x: torch.Tensor, value: torch.Tensor, exponent: int) -> torch.Tensor:
+    """``value`` (``x * 2**exponent`` computed without a graph, rounded as its caller
+    needs) with the derivatives of ``x * 2**exponent``: exact powers of two in two factors,
+    so first derivatives are unchanged by the scaling and second ones scale as they should.
+    Beyond ``2**+-_SCALED_EXPONENT`` the first derivative is carried as the identity's (the
+    scalings of a homogeneous bound cancel in it), and a second refused (:class:`_Scaled`)."""
+    if abs(exponent) <= _SCALED_EXPONENT:
+        half = exponent // 2
+        scaled = x * 2.0 ** half * 2.0 ** (exponent - half)
+        return value + (scaled - scaled.detach())
+    return _Scaled.apply(x, value)
+
+
+class _Scaled(torch.autograd.Function):
+    """``value`` with ``x``'s gradient (the identity's), for :func:`_scaled`'s extreme
+    exponents; a derivative of that gradient is refused by name (:class:`_FirstOnly`)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return value.detach().clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        # (create_graph=True: the gradient may be differentiated again)
+        return (_FirstOnly.apply(grad) if torch.is_grad_enabled() else grad), None
+
+
+class _FirstOnly(torch.autograd.Function):
+    """The identity, whose derivative is refused: a gradient of :class:`_Scaled`."""
+
+    @staticmethod
+    def forward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(
+            "spectral_norm_upper has no second derivative for a weight whose largest entry is "
+            f"beyond 2**+-{_SCALED_EXPONENT} (it would be scaled by as much): scale the weight "
+            "into that range")
 
 
 def _at_least(x: torch.Tensor, value: float) -> torch.Tensor:

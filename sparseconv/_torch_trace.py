@@ -211,9 +211,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
     model's ``forward`` does: residual blocks, branches, a module called twice (two records).
     Only leaf modules are listed: functional calls inside ``forward`` (``F.relu``, ``x + y``,
     ``torch.cat``) are not modules and are not seen (:func:`network_operator` sees them, through
-    torch.fx). The input is zeros of shape ``(1, *input_shape)`` in the model's dtype and device,
-    run under ``torch.no_grad()``; every buffer is restored afterwards, so a model traced in
-    training mode keeps its BatchNorm statistics.
+    torch.fx). The input is a seeded standard normal batch of shape ``(1, *input_shape)`` (of
+    two samples where a module is in training mode: a BatchNorm there takes its statistics
+    from the batch, and refuses one value per channel; zeros where the forward fails on it)
+    in the model's dtype and device, run under ``torch.no_grad()``; every buffer, the
+    model's other state and torch's random state are restored afterwards, so a model traced
+    in training mode keeps its BatchNorm statistics and a seeded run its dropout masks.
 
     A TorchScript model (``torch.jit.script`` or ``torch.jit.trace``, or ``torch.jit.load``),
     which has no forward hooks, is traced through its inlined graph instead: every leaf
@@ -263,8 +266,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
         return _script_trace(model, shape)[0]
     records: list[TraceRecord] = []
     hooks = []
-    probe = probe_input(model, shape)  # sized against the memory limit before any hook is
-    # registered (a review: registered first, a refused probe left them on the model)
+    # a batch of two in training mode: a BatchNorm there takes its statistics from the batch,
+    # and refuses one value per channel (a new user's trial: lipschitz_bounds of a Linear
+    # and a BatchNorm1d in training mode failed); sized against the memory limit before any
+    # hook is registered (a review: registered first, a refused probe left them on the model)
+    batch = 2 if any(m.training for m in model.modules()) else 1
+    probe = probe_input(model, shape, batch=batch)
     for name, module in leaf_modules(model):  # a parametrized layer is one leaf
         def hook(mod, args, kwargs, output, name=name):
             # (a module called with its input as a keyword, conv(input=x): a new user's trial)
@@ -277,9 +284,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
             try:
                 model(probe)
             except Exception:  # noqa: BLE001 - a model may index with its input (an
-                # Embedding of x.long()): zeros, as before, whose records check less
+                # Embedding of x.long()): zeros, as before, whose records check less; a
+                # model in training mode that takes one sample only, one
                 records.clear()
-                model(probe.zero_())
+                model(probe[:1].zero_())
     except Exception as exc:  # noqa: BLE001 - the model's own error, whatever its type (a
         # new user's trial: its KeyError or IndexError came out as if sparseconv raised it)
         raise forward_failed(model, shape, exc) from exc

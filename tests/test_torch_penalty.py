@@ -539,3 +539,67 @@ def test_bounds_hold_integer_layers_in_exact_arithmetic():
             jac = torch.autograd.functional.jacobian(module, x)
             gram = exact_gram(jac.reshape(-1, x.numel()).numpy())
             assert definite(gram, bound, strict=False), (name, tuple(x.shape), bound)
+
+
+def test_a_batchnorm_after_a_linear_in_training_mode_is_traced_on_two_samples():
+    """A new user's trial: ``Linear`` then ``BatchNorm1d`` in training mode failed ("Expected
+    more than 1 value per channel when training") on the trace's batch of one; the trace
+    takes two samples where a module is in training mode, and leaves the statistics."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 20), nn.BatchNorm1d(20), nn.ReLU(),
+                          nn.Linear(20, 5)).double().train()
+    before = model[1].running_mean.clone(), int(model[1].num_batches_tracked)
+    bounds = sct.lipschitz_bounds(model, (10,))
+    assert bounds.names == ("0", "3") and bounds["0"] == ((10,),) and bounds["3"] == ((20,),)
+    assert torch.equal(model[1].running_mean, before[0])
+    assert int(model[1].num_batches_tracked) == before[1] and model.training
+    for name, value in bounds().items():
+        weight = model.get_submodule(name).weight.detach().numpy()
+        assert np.linalg.norm(weight, 2) <= value.item() <= np.linalg.norm(weight, 2) * (1 + 1e-12)
+
+
+def test_a_trace_in_training_mode_leaves_torchs_random_state():
+    """A new user's trial: the trace's forward pass in training mode drew Dropout's mask from
+    torch's global generator, so a seeded run drew other masks after lipschitz_bounds."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Dropout(0.5), nn.Conv2d(4, 2, 3)).train()
+    torch.manual_seed(0)
+    expected = torch.rand(5)
+    torch.manual_seed(0)
+    sct.lipschitz_bounds(model, (2, 8, 8))
+    assert torch.equal(torch.rand(5), expected)
+
+
+class _Products(nn.Module):
+    """Products that lipschitz_bounds does not bound, beside a convolution that it does."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 3, padding=1)
+        self.attention = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.rnn = nn.LSTM(4, 4, batch_first=True)
+        self.W = nn.Parameter(torch.randn(4, 4))
+        self.pos = nn.Parameter(torch.zeros(1, 4, 6))  # added, not multiplied: not named
+
+    def forward(self, x):
+        h = self.conv(x + self.pos).transpose(1, 2)
+        h = self.attention(h, h, h)[0] + self.rnn(h)[0]
+        return torch.einsum("bld,de->ble", h, self.W) @ self.W
+
+
+def test_products_by_parameters_it_does_not_bound_are_named():
+    """A new user's trial: attention's projections, an LSTM's weights, a bilinear layer's
+    and ``x @ W`` were left out of the bounds without a word."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bounds = sct.lipschitz_bounds(_Products(), (4, 6))
+    assert bounds.names == ("conv",)
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and said[0].startswith("lipschitz_bounds bounds no product by these "
+                                                 "parameters"), said
+    assert said[0].endswith(
+        "W (einsum), attention.in_proj_weight (multi_head_attention_forward), "
+        "attention.out_proj.weight (multi_head_attention_forward), rnn.weight_hh_l0 (lstm), "
+        "rnn.weight_ih_l0 (lstm)"), said[0]
+    with warnings.catch_warnings():  # a network of bounded layers alone: no word
+        warnings.simplefilter("error")
+        sct.lipschitz_bounds(_Mixed(), (2, 9, 9))

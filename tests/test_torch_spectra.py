@@ -707,3 +707,56 @@ def test_taps_that_read_only_zero_padding_are_left_out_of_the_bound():
         assert w.grad is not None and not w.grad[..., unread].any(), options
         assert bound.item() < 1e3, options
         cases += 1
+
+
+@pytest.mark.parametrize("scale", [0.75, 6.0, 768.0, 1e-100, 1e100])
+def test_second_derivatives_of_the_upper_bound_scale_with_the_weight(scale):
+    """A new user's trial: the scalings by a power of two were carried as the identity, so
+    the bound's Hessian was its value at the scaled weight, 2**e times the truth
+    (gradgradcheck failed on every weight of largest entry above 1). The bound is homogeneous
+    of degree 1: its Hessian scales as 1 / scale; checked by gradgradcheck and by central
+    differences of the gradient."""
+    base = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 2, 3, 3)))
+    base = base / base.abs().max()
+    v = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 2, 3, 3)))
+
+    def bound(w):
+        return sct.spectral_norm_upper(w, (6, 6), padding=1)
+
+    def gradient(w):
+        w = w.detach().requires_grad_(True)
+        return torch.autograd.grad(bound(w), w)[0]
+
+    w = (base * scale).requires_grad_(True)
+    g = torch.autograd.grad(bound(w), w, create_graph=True)[0]
+    hv = torch.autograd.grad((g * v).sum(), w)[0]
+    eps = 1e-6 * scale
+    fd = (gradient(w + eps * v) - gradient(w - eps * v)) / (2 * eps)
+    assert torch.allclose(hv, fd, rtol=1e-5, atol=1e-7 * float(fd.abs().max()))
+    if scale == 6.0:
+        assert torch.autograd.gradgradcheck(bound, (w,))
+        model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=F64))  # lipschitz_bounds'
+        with torch.no_grad():
+            model[0].weight.copy_(w.detach())
+        first = torch.autograd.grad(sct.lipschitz_bounds(model, (2, 6, 6))()["0"],
+                                    model[0].weight, create_graph=True)[0]
+        second = torch.autograd.grad((first * v).sum(), model[0].weight)[0]
+        assert torch.allclose(second, hv, rtol=1e-12, atol=0)
+
+
+def test_second_derivatives_of_extreme_weights_are_refused_by_name():
+    """Beyond 2**+-500 the scalings' cotangents would leave float64's normal range: the
+    first derivative is carried as before (unchanged by the scale), a second refused."""
+    base = torch.tensor([[[1.0, 2.0, -1.0]], [[0.0, 1.0, 3.0]]], dtype=F64)
+    w = (base * 1e-200).requires_grad_(True)
+    g = torch.autograd.grad(sct.spectral_norm_upper(w, (6,)), w, create_graph=True)[0]
+    with pytest.raises(RuntimeError, match=r"no second derivative for a weight whose largest "
+                                           r"entry is beyond 2\*\*\+-500"):
+        g.sum().backward()
+
+
+def test_a_linear_weight_is_refused_with_its_convolution():
+    """A new user's trial: a Linear's (out, in) weight gave no hint of ``weight[:, :, None]``."""
+    with pytest.raises(ValueError, match=r"got shape \(10, 256\); a Linear's weight \(out, in\) "
+                                         r"is a 1x1 convolution's, weight\[:, :, None\]"):
+        sct.spectral_norm_upper(torch.ones(10, 256, dtype=F64), 1)
