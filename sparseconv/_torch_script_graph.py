@@ -9,7 +9,7 @@ node of the module its row was read off (rebuilt from the call's operations, and
 there), and the few operations a forward runs between its layers become the torch functions
 they are (:data:`_FUNCTIONS`: sums, products by numbers, concatenations, reshapes, basic
 slices, ReLU, sizes, ``einsum`` and ``where``, dropouts in eval mode...; a partition's pieces,
-:data:`_PARTITIONS`; the ranks of tensors, read off probe runs, :func:`_ranks`, and loops on
+:data:`_PARTITIONS`; the ranks of tensors, :meth:`_Builder._rank`, and loops on
 constants, run here, which ``F.interpolate``'s compiled code needs;
 a list the forward builds and appends to; a parameter or buffer read outside the layers, as a
 constant; a value computed from parameters and constants alone, read off a probe run,
@@ -36,7 +36,9 @@ return what the model returns.
 
 from __future__ import annotations
 
+import contextlib
 import operator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -201,6 +203,16 @@ def _module_named(name: str) -> str:
 
 class _Refused(Exception):
     """Why the graph cannot be rebuilt (its message)."""
+
+
+@contextlib.contextmanager
+def _unknown_on_failure() -> Iterator[None]:
+    """A probe run of the graph built so far that fails (its value then unknown: the
+    operation reading it is refused where the walk reaches it) is no error of the walk's."""
+    try:
+        yield
+    except Exception:  # noqa: BLE001, S110 - any failure of the model's own operations
+        pass
 
 
 class _Aliases:
@@ -414,7 +426,8 @@ class _Builder:
         # conditions: F.adaptive_avg_pool2d's assert on its sizes, a new user's trial)
         self.static: set[int] = set()  # values that are no signal: constants, attributes
         self.sizes: set[int] = set()  # a traced model's sizes as tensors, and arithmetic on them
-        self.ranks: dict[int, int] = {}  # tensors' ranks, by value (:func:`_ranks`)
+        self.shape: tuple[int, ...] = ()  # the input's, without the batch (:meth:`_rank`)
+        self.steps = 0  # the steps run of loops on constants, all together (:meth:`_loop`)
         for node in self.order:  # (constant propagation hoists a layer's constants to the
             if node.kind() == "prim::Constant":  # top, where the first call owns them: a
                 self._node(node)  # scripted DenseNet's BatchNorms, their flag fixed)
@@ -630,18 +643,11 @@ class _Builder:
         elif list(node.blocks()):
             raise _Refused(f"runs {kind} of its own{_where(node)}, which the bound over a "
                            "TorchScript graph does not follow")
-        elif kind == "aten::dim" and next(node.inputs()).unique() in self.ranks:
-            self.env[outputs[0].unique()] = self.ranks[next(node.inputs()).unique()]
-            self.static.add(outputs[0].unique())  # (the signal's rank: F.interpolate's and
-            # F.dropout2d's code branches on it, input.dim() == 4)
+        elif kind == "aten::dim" and (rank := self._rank(next(node.inputs()), node)) is not None:
+            self.env[outputs[0].unique()] = rank  # (F.interpolate's and F.dropout2d's code
+            self.static.add(outputs[0].unique())  # branches on it, input.dim() == 4)
         elif kind in ("aten::__is__", "aten::__isnot__") and self._never_none(node):
             self.env[outputs[0].unique()] = kind == "aten::__isnot__"
-            self.static.add(outputs[0].unique())
-        elif kind in _INTEGER and len(outputs) == 1 and all(
-                v.unique() in self.static and type(self.env.get(v.unique())) is int
-                for v in node.inputs()):  # (on constants: the rank less two, F.interpolate's)
-            args = [self.env[v.unique()] for v in node.inputs()]
-            self.env[outputs[0].unique()] = _INTEGER[kind](*args)
             self.static.add(outputs[0].unique())
         elif kind in _ON_CONSTANTS and len(outputs) == 1 and all(
                 v.unique() in self.static for v in node.inputs()):
@@ -669,6 +675,17 @@ class _Builder:
                 # constants alone, read off the probe: :func:`_constant_values`)
                 self.env[v.unique()] = self.folded[v.unique()]
                 self.static.add(v.unique())
+        elif kind in _INTEGER and len(outputs) == 1 and all(
+                v.unique() in self.static and type(self.env.get(v.unique())) is int
+                for v in node.inputs()):  # (on constants: the rank less two, F.interpolate's;
+            # after the constants read off the probe, which hold what TorchScript computed)
+            args = [self.env[v.unique()] for v in node.inputs()]
+            try:
+                self.env[outputs[0].unique()] = _INTEGER[kind](*args)
+            except OverflowError as exc:  # (a review: 2**62 * 4, which crashed the report)
+                raise _Refused(f"runs {kind} on constants{_where(node)}, which wraps around "
+                               "in 64 bits") from exc
+            self.static.add(outputs[0].unique())
         elif kind in _PASS_THROUGH:  # (a size made a tensor is passed on, nothing else)
             source = next(node.inputs())
             if kind != "prim::NumToTensor" and source.unique() not in self.sizes:
@@ -741,6 +758,46 @@ class _Builder:
         found = self.env[v.unique()]  # (a constant: not made a constant node of the module)
         return int(found.item()) if isinstance(found, torch.Tensor) else found
 
+    def _rank(self, v, reader) -> int | None:
+        """The rank of tensor ``v`` where ``reader`` (``aten::dim``) reads it: that of its
+        node in the graph built so far, run on a probe batch; None where it may follow the
+        batch size, through a ``squeeze`` on its way (which drops an axis of size 1: a
+        review's ``h.narrow(1, 0, x.size(0) // 4).squeeze(1)``, of rank 4 at batches one to
+        three and 3 from four, its ``if`` on the rank fixed at 0.91 for a map of 5.73). No
+        other operation of the graph makes a rank of sizes (:data:`_FUNCTIONS`)."""
+        node = self.value(v, reader)
+        if isinstance(node, torch.Tensor):  # (a constant tensor: a parameter, a buffer)
+            return node.dim()
+        if not isinstance(node, torch.fx.Node):
+            return None
+        needed, todo = {node}, [node]
+        while todo:
+            for source in todo.pop().all_input_nodes:
+                if source not in needed:
+                    needed.add(source)
+                    todo.append(source)
+        if any(n.op == "call_function" and n.target is torch.squeeze or n.op == "call_method"
+               and n.target == "squeeze" for n in needed):
+            return None
+        values: dict[torch.fx.Node, Any] = {}
+        with torch.no_grad(), restored_state(self.model), _unknown_on_failure():
+            for n in self.fx.nodes:
+                if n not in needed:
+                    continue
+                args, kwargs = torch.fx.node.map_arg((n.args, n.kwargs), values.__getitem__)
+                if n.op == "placeholder":
+                    values[n] = probe_input(self.model, self.shape, batch=2)
+                elif n.op == "get_attr":
+                    values[n] = self.root[n.target]
+                elif n.op == "call_module":
+                    values[n] = self.root[n.target](*args, **kwargs)
+                elif n.op == "call_method":
+                    values[n] = getattr(args[0], n.target)(*args[1:], **kwargs)
+                else:
+                    values[n] = n.target(*args, **kwargs)
+        found = values.get(node)
+        return found.dim() if isinstance(found, torch.Tensor) else None
+
     def _never_none(self, node) -> bool:
         """Whether ``node`` (``a is b``, ``a is not b``) compares the constant None with a
         value of the signal that cannot be None: of a type that cannot, or one the rebuilt
@@ -772,8 +829,10 @@ class _Builder:
         values = [self.env[v.unique()] for v in carried]
         going, step = self.env[condition.unique()], 0
         while going and step < self.env[count.unique()]:
-            if step == _MAX_STEPS:
-                raise _Refused(f"runs a loop of more than {_MAX_STEPS} steps{_where(node)}")
+            self.steps += 1  # (all loops together: a review's 1000 x 1000 nested loops took
+            if self.steps > _MAX_STEPS:  # 166 s, each below the limit)
+                raise _Refused(f"runs loops of more than {_MAX_STEPS} steps in all"
+                               f"{_where(node)}")
             for v, value in ((index, step), *zip(state, values)):
                 self.env[v.unique()] = value
                 self.static.add(v.unique())
@@ -791,17 +850,20 @@ class _Builder:
         """A node of a loop on constants (:meth:`_loop`): on constants, to constants."""
         if node in self.skipped:
             return
-        if not all(v.unique() in self.static for v in node.inputs()):
+        model = list(self.graph.inputs())[0].unique()  # (its attributes: self.f, a review)
+        if not all(v.unique() in self.static or v.unique() == model for v in node.inputs()):
             raise _Refused(f"runs a loop that computes on its signal{_where(node)}, which the "
                            "bound over a TorchScript graph does not follow")
         kind = node.kind()
         if kind == "aten::append":
-            whole, item = (self.env[v.unique()] for v in node.inputs())
-            if not isinstance(whole, list) or (
-                    next(node.inputs()).node().kind() != "prim::ListConstruct"):
+            source, item = node.inputs()
+            whole = self.value(source, node)  # (what it holds by now: after an append at the
+            # top, that append's list; a review read the list as built, and the loop's
+            # appends were lost to later readers, 0.91 for a map of 57.8)
+            if not isinstance(whole, list) or source.node().kind() != "prim::ListConstruct":
                 raise _Refused(f"appends in a loop to a list it does not build{_where(node)}")
-            whole.append(item)  # (the list the graph built, in place: every reader of it
-            # after the loop reads the values it then holds, as TorchScript's do)
+            whole.append(self.value(item, node))  # (in place: every reader of it after the
+            # loop reads the values it then holds, as TorchScript's do)
             self.env[node.output().unique()] = whole
             self.static.add(node.output().unique())
             return
@@ -1086,7 +1148,7 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     # and traced models of a bounded eager one without a bound)
     own = [c for c in every if not _of_the_user(c.module)]
     builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape))
-    builder.ranks = _ranks(model, graph, shape)
+    builder.shape = shape
     aliasing = _call_aliasing(model, shape)
     if len(aliasing) != len(calls):
         return "its calls are not the traced layers"  # pragma: no cover - the same graph
@@ -1213,43 +1275,6 @@ def _constant_values(model: nn.Module, graph, shape: tuple[int, ...]) -> dict[in
     # of its state the names above miss, is none of the forward's constants)
     return {v.unique(): value for v, value, other in zip(wanted, values, again)
             if _same_value(value, other)}
-
-
-#: In-place operations that may change a tensor's rank (:func:`_ranks`).
-_RESHAPING_WRITES = frozenset({
-    "aten::squeeze_", "aten::unsqueeze_", "aten::resize_", "aten::resize_as_",
-    "aten::as_strided_", "aten::set_", "aten::_resize_output_", "aten::sparse_resize_",
-    "aten::sparse_resize_and_clear_", "aten::resize_as_sparse_"})
-
-
-def _ranks(model: nn.Module, graph, shape: tuple[int, ...]) -> dict[int, int]:
-    """The rank of each tensor ``aten::dim`` reads (F.interpolate's and F.dropout2d's code
-    branches on ``input.dim()``), by ``unique()``: the input's, ``1 + len(shape)``; a
-    top-level value's, read off probe runs at batches of one, two and three and kept where
-    they agree (``x.squeeze()`` drops the batch axis of one). A tensor's rank is the one it
-    was made with unless an in-place operation changes it (``unsqueeze_``, or an ``out=``
-    one, which resizes its output): where the forward runs one (even in a branch that does
-    not run), none is known, the signal's neither."""
-    nodes = _preorder(graph.block())
-    if any(_mutates(n) and (n.kind() in _RESHAPING_WRITES or not n.kind().endswith("_"))
-           and any(isinstance(v.type(), torch.TensorType) for v in _written(n))
-           for n in nodes):
-        return {}
-    signal = list(graph.inputs())[1]
-    top = {v.unique() for n in graph.nodes() for v in n.outputs()}
-    wanted = {v.unique(): v for n in nodes if n.kind() == "aten::dim"
-              for v in n.inputs() if v.unique() in top
-              and isinstance(v.type(), torch.TensorType)}
-    ranks = {signal.unique(): 1 + len(shape)}
-    if wanted:
-        values = list(wanted.values())
-        runs = [_probe(model, *_copied(graph, values), shape, batch=batch)
-                for batch in (1, 2, 3)]
-        for v, *found in zip(values, *runs):
-            if all(isinstance(t, torch.Tensor) for t in found) and len(
-                    {t.dim() for t in found}) == 1:
-                ranks[v.unique()] = found[0].dim()
-    return ranks
 
 
 def _copied(graph, values: list) -> tuple[Any, list]:
