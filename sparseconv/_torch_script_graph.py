@@ -181,8 +181,8 @@ def _is(a: Any, b: Any) -> bool:
 #: Operations that pass an integer through: a traced model's size as a tensor and back.
 _PASS_THROUGH = {"prim::NumToTensor", "aten::Int", "aten::ScalarImplicit"}
 
-#: The most steps a loop on constants is run for here (:meth:`_Builder._loop`).
-_MAX_STEPS = 10_000
+#: The most operations loops on constants run here, all together (:meth:`_Builder._loop`).
+_MAX_STEPS = 20_000
 
 _MAX_POOLS = {f"aten::max_pool{n}d": getattr(nn, f"MaxPool{n}d") for n in (1, 2, 3)}
 
@@ -258,8 +258,13 @@ class _Aliases:
             if schema is None:
                 for a, b in zip(values, values[1:]):
                     self.join(a.unique(), b.unique(), at)
+                loop = node.kind() == "prim::Loop"  # (a loop's block returns its condition
+                # first, and takes its step and the carried values, which it joins too)
                 for block in node.blocks():
-                    for a, b in zip(node.outputs(), block.outputs()):
+                    pairs = [*zip(node.outputs(), list(block.outputs())[loop:])]
+                    if loop:
+                        pairs += zip(list(node.inputs())[2:], list(block.inputs())[1:])
+                    for a, b in pairs:
                         if _may_change(a) or _may_change(b):
                             self.join(a.unique(), b.unique(), at)
                 continue
@@ -585,9 +590,17 @@ class _Builder:
 
     def _static(self, v) -> Any:
         if v.unique() not in self.static:
-            raise _Refused("computes in the forward what must be a constant here (a max "
-                           "pooling's argument, a loop's value)")
+            raise _Refused("calls a max pooling with arguments computed in the forward")
         return self.env[v.unique()]
+
+    def _constant(self, v, reader) -> Any:
+        """A constant of a loop on constants (:meth:`_loop`) as ``reader`` reads it: what it
+        holds by then (:meth:`value`: a list appended to since it was made)."""
+        if v.unique() not in self.static:
+            raise _Refused(f"runs a loop whose values are computed in the forward"
+                           f"{_where(reader)}, which the bound over a TorchScript graph does "
+                           "not follow")
+        return self.value(v, reader)
 
     def _node(self, node) -> None:
         kind = node.kind()
@@ -682,9 +695,10 @@ class _Builder:
             args = [self.env[v.unique()] for v in node.inputs()]
             try:
                 self.env[outputs[0].unique()] = _INTEGER[kind](*args)
-            except OverflowError as exc:  # (a review: 2**62 * 4, which crashed the report)
-                raise _Refused(f"runs {kind} on constants{_where(node)}, which wraps around "
-                               "in 64 bits") from exc
+            except ArithmeticError as exc:  # (a review: 2**62 * 4, which crashed the
+                # report; another: 6 // 0, of a list read as built)
+                raise _Refused(f"runs {kind} on constants{_where(node)}, which fails here "
+                               f"({exc})") from exc
             self.static.add(outputs[0].unique())
         elif kind in _PASS_THROUGH:  # (a size made a tensor is passed on, nothing else)
             source = next(node.inputs())
@@ -761,10 +775,10 @@ class _Builder:
     def _rank(self, v, reader) -> int | None:
         """The rank of tensor ``v`` where ``reader`` (``aten::dim``) reads it: that of its
         node in the graph built so far, run on a probe batch; None where it may follow the
-        batch size, through a ``squeeze`` on its way (which drops an axis of size 1: a
-        review's ``h.narrow(1, 0, x.size(0) // 4).squeeze(1)``, of rank 4 at batches one to
-        three and 3 from four, its ``if`` on the rank fixed at 0.91 for a map of 5.73). No
-        other operation of the graph makes a rank of sizes (:data:`_FUNCTIONS`)."""
+        batch size, through an operation on its way whose rank follows sizes
+        (:func:`_sized_rank`: a review's ``h.narrow(1, 0, x.size(0) // 4).squeeze(1)``, of
+        rank 4 at batches one to three and 3 from four, its ``if`` on the rank fixed at 0.91
+        for a map of 5.73)."""
         node = self.value(v, reader)
         if isinstance(node, torch.Tensor):  # (a constant tensor: a parameter, a buffer)
             return node.dim()
@@ -776,8 +790,7 @@ class _Builder:
                 if source not in needed:
                     needed.add(source)
                     todo.append(source)
-        if any(n.op == "call_function" and n.target is torch.squeeze or n.op == "call_method"
-               and n.target == "squeeze" for n in needed):
+        if any(_sized_rank(n) for n in needed):
             return None
         values: dict[torch.fx.Node, Any] = {}
         with torch.no_grad(), restored_state(self.model), _unknown_on_failure():
@@ -806,11 +819,13 @@ class _Builder:
         a, b = node.inputs()
         for one, other in ((a, b), (b, a)):
             if one.unique() in self.static and self.env.get(one.unique(), 0) is None and (
-                    other.unique() not in self.static) and (not isinstance(
-                    other.type(), (torch.OptionalType, torch.NoneType, torch.AnyType))
+                    other.unique() not in self.static) and (isinstance(other.type(), (
+                        torch.TensorType, torch.ListType, torch.TupleType, torch.IntType,
+                        torch.FloatType, torch.BoolType, torch.StringType, torch.DictType))
                     or isinstance(self.env.get(other.unique()), (
                         torch.fx.Node, list, tuple, dict, torch.Tensor))):
-                return True
+                return True  # (a type that cannot be None: not an Optional, nor a Union
+                # that holds None, a second review's Union[Tensor, None, int], 0.91 for 50)
         return False
 
     def _loop(self, node) -> None:
@@ -826,20 +841,23 @@ class _Builder:
                            "TorchScript graph does not follow")
         body = list(node.blocks())[0]
         index, *state = body.inputs()
-        values = [self.env[v.unique()] for v in carried]
+        # (each value read as it is by now, through self.value: a list appended to at the top
+        # before the loop is that append's; a second review read it as built, 0.91 for 50)
+        values = [self.value(v, node) for v in carried]
         going, step = self.env[condition.unique()], 0
         while going and step < self.env[count.unique()]:
-            self.steps += 1  # (all loops together: a review's 1000 x 1000 nested loops took
-            if self.steps > _MAX_STEPS:  # 166 s, each below the limit)
-                raise _Refused(f"runs loops of more than {_MAX_STEPS} steps in all"
+            self.steps += 1 + sum(1 for _ in body.nodes())  # (operations, all loops together:
+            if self.steps > _MAX_STEPS:  # reviews' 1000 x 1000 nested loops took 166 s, a
+                # loop of 450 operations 500 times 34 s, each below a limit of its own)
+                raise _Refused(f"runs loops of more than {_MAX_STEPS} operations in all"
                                f"{_where(node)}")
             for v, value in ((index, step), *zip(state, values)):
                 self.env[v.unique()] = value
                 self.static.add(v.unique())
             for inner in body.nodes():
                 self._static_node(inner)
-            going, *values = [self._static(v) for v in body.outputs()]
-            if type(going) is not bool:
+            going, *values = [self._constant(v, node) for v in body.outputs()]
+            if type(going) is not bool:  # pragma: no cover - TorchScript types it bool
                 raise _Refused(f"runs a loop whose condition is no constant{_where(node)}")
             step += 1
         for out, value in zip(node.outputs(), values):
@@ -868,11 +886,11 @@ class _Builder:
             self.static.add(node.output().unique())
             return
         if kind == "prim::If":
-            block = list(node.blocks())[0 if self._static(next(node.inputs())) else 1]
+            block = list(node.blocks())[0 if self._constant(next(node.inputs()), node) else 1]
             for inner in block.nodes():
                 self._static_node(inner)
             for mine, theirs in zip(node.outputs(), block.outputs()):
-                self.env[mine.unique()] = self._static(theirs)
+                self.env[mine.unique()] = self._constant(theirs, node)
                 self.static.add(mine.unique())
             return
         if kind == "prim::Loop":
@@ -1088,6 +1106,24 @@ def _executed_writes(nodes) -> list:
         for block in blocks:
             found.extend(_executed_writes(block.nodes()))
     return found
+
+
+def _sized_rank(n: torch.fx.Node) -> bool:
+    """Whether the rank of ``n``'s result may follow sizes computed in the forward, not its
+    inputs' ranks and constants alone: a ``squeeze`` (it drops the axes of size 1, which a
+    size computed from the batch may be), a ``flatten`` by computed axes (a second review's
+    ``h.flatten(1, 1 + x.size(0) // 4)``). Each other operation of :data:`_FUNCTIONS` makes
+    a rank of its inputs' ranks and of its constants (the length of a list of sizes is the
+    graph's constant, its items not: ``view``, ``expand``, ``F.interpolate``'s size); axes
+    computed in the forward move or pick axes without changing how many
+    (``transpose``, ``select``, ``narrow``, ``unsqueeze``)."""
+    if n.op == "call_function" and n.target is torch.squeeze or (
+            n.op == "call_method" and n.target == "squeeze"):
+        return True
+    flatten = n.op == "call_function" and n.target is torch.flatten or (
+        n.op == "call_method" and n.target == "flatten")
+    return flatten and any(isinstance(a, torch.fx.Node) for a in (*n.args[1:],
+                                                                  *n.kwargs.values()))
 
 
 def _top(node):
