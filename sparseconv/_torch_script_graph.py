@@ -684,6 +684,11 @@ class _Builder:
             self.static.add(outputs[0].unique())
         elif outputs and all(v.unique() in self.folded for v in outputs) and all(
                 v.unique() in self.static for v in node.inputs()):
+            for v in node.inputs():  # (each argument as the forward holds it here: refused
+                # where it may share a list changed since it was made; a third review's
+                # c = outer[0], then a.append(x.size(0)) to the list c is: sum(c) was read
+                # off the probe of one sample, 0.91 for 48)
+                self.value(v, node)
             for v in outputs:  # (a constant the forward computes from its parameters and
                 # constants alone, read off the probe: :func:`_constant_values`)
                 self.env[v.unique()] = self.folded[v.unique()]

@@ -2049,6 +2049,45 @@ class _NoneInAUnion(_Pair):
         return self.b(y)
 
 
+class _FoldedThroughAnAlias(_Pair):
+    """A third review: ``c`` is the list ``a``, which then holds the batch size; ``sum(c)``,
+    computed from constants as the walk saw them, was read off the probe of one sample (2,
+    not 1 + N): the branch for a batch of one fixed, 0.91 for 48. Also as a constant tensor
+    (no ``if``), and with the alias made in a loop."""
+
+    def __init__(self, kind: str = "if"):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x):
+        h = self.a(x)
+        a: list[int] = [1]
+        outer: list[list[int]] = [a]
+        c = outer[0]
+        a.append(x.size(0))
+        y = h
+        if self.kind == "tensor":
+            y = h + torch.tensor(c, dtype=torch.float64).sum() * 10.0 * F.relu(h - 1000.0)
+        elif sum(c) != 2:
+            y = h + 100.0 * F.relu(h - 1000.0)
+        return self.b(y)
+
+
+class _AliasedInALoop(_Pair):  # the same, the list put in the other by a loop
+    def forward(self, x):
+        h = self.a(x)
+        a: list[int] = [1]
+        outer: list[list[int]] = []
+        for _ in range(1):
+            outer.append(a)
+        c = outer[0]
+        a.append(x.size(0))
+        y = h
+        if sum(c) != 2:
+            y = h + 100.0 * F.relu(h - 1000.0)
+        return self.b(y)
+
+
 class _LoopOnTheSignal(_Pair):  # a loop whose body reads the signal's sizes
     def forward(self, x):
         sizes: list[int] = []
@@ -2068,6 +2107,9 @@ class _LoopOnTheSignal(_Pair):  # a loop whose body reads the signal's sizes
     (_LongBody, "runs loops of more than 20000 operations in all"),
     (_FlattenAtFour, "graph runs aten::ne outside its layers"),
     (_NoneInAUnion, "graph runs aten::__is__ outside its layers"),
+    (_FoldedThroughAnAlias, "graph reads a value (c.1) that aten::append"),
+    (lambda: _FoldedThroughAnAlias("tensor"), "graph reads a value (c.1) that aten::append"),
+    (_AliasedInALoop, "graph reads a value (c.1) that aten::append"),
     (_LoopOnTheSignal, "runs a loop that computes on its signal")])
 def test_what_a_functional_call_cannot_be_followed_by_is_named(make, said, tmp_path):
     shape = (2, 6, 6)
