@@ -1279,11 +1279,15 @@ _PURE_PRIM = frozenset({"prim::Constant", "prim::GetAttr", "prim::ListConstruct"
 
 
 def _foldable(type_) -> bool:
-    """Whether a value of TorchScript type ``type_`` is a constant the probe can return."""
+    """Whether a value of TorchScript type ``type_`` is a constant the probe can return: a
+    tensor, a number, or a list of them; not a list of lists, whose items may be lists the
+    forward appends to after the value is made, while the probe reads it when the run ends
+    (a fourth review: ``outer + []`` of ``outer = [a]``, then appends to ``a``, read as
+    holding them, a branch fixed, 1.10 for a map of 85)."""
+    scalars = (torch.TensorType, torch.IntType, torch.FloatType, torch.BoolType)
     if isinstance(type_, torch.ListType):
-        return _foldable(type_.getElementType())
-    return isinstance(type_, (torch.TensorType, torch.IntType, torch.FloatType,
-                              torch.BoolType))
+        return isinstance(type_.getElementType(), scalars)
+    return isinstance(type_, scalars)
 
 
 def _constant_values(model: nn.Module, graph, shape: tuple[int, ...]) -> dict[int, Any]:

@@ -2088,6 +2088,29 @@ class _AliasedInALoop(_Pair):  # the same, the list put in the other by a loop
         return self.b(y)
 
 
+class _FoldedAtTheEnd(_Pair):
+    """A fourth review: ``outer2 = outer + []`` is read off the probe when the run ends,
+    where ``outer2[0]``, the list ``a``, holds the later appends: ``len(outer2[0])`` read as 3
+    where TorchScript computes 1, the branch fixed, 1.10 for a map of 85."""
+
+    def forward(self, x):
+        h = self.a(x)
+        a: list[int] = [1]
+        outer: list[list[int]] = [a]
+        empty: list[list[int]] = []
+        outer2 = outer + empty
+        n = len(outer2[0])
+        a.append(2)
+        a.append(3)
+        s = 1.0
+        if len(a) > 100:
+            s = 0.5
+        y = h * s
+        if n != 3:
+            y = y + 100.0 * F.relu(y - 1000.0)
+        return self.b(y)
+
+
 class _LoopOnTheSignal(_Pair):  # a loop whose body reads the signal's sizes
     def forward(self, x):
         sizes: list[int] = []
@@ -2110,6 +2133,7 @@ class _LoopOnTheSignal(_Pair):  # a loop whose body reads the signal's sizes
     (_FoldedThroughAnAlias, "graph reads a value (c.1) that aten::append"),
     (lambda: _FoldedThroughAnAlias("tensor"), "graph reads a value (c.1) that aten::append"),
     (_AliasedInALoop, "graph reads a value (c.1) that aten::append"),
+    (_FoldedAtTheEnd, "graph runs aten::add outside its layers"),
     (_LoopOnTheSignal, "runs a loop that computes on its signal")])
 def test_what_a_functional_call_cannot_be_followed_by_is_named(make, said, tmp_path):
     shape = (2, 6, 6)
