@@ -496,13 +496,19 @@ class _Builder:
             self._node(node)
             if _mutates(node):
                 self.writes.append((self.order[node], node))
+                constants = [v for v in self.static if isinstance(self.env.get(v),
+                                                                    torch.Tensor)]
                 if any(isinstance(w.type(), torch.TensorType) and (
-                        w.unique() in self.static or self.aliases.same(
-                            w.unique(), MODEL_TENSORS, self.order[node]))
+                        w.unique() in self.static or any(self.aliases.same(
+                            w.unique(), c, self.order[node]) for c in (MODEL_TENSORS,
+                                                                       *constants)))
                        for w in _written(node)):  # (a list: one the forward builds, `outs =
                     # []`; others are refused before the walk, changes_a_value. A view of a
                     # buffer sized by the batch, empty on the probes, is no constant but may
-                    # share its memory: a review, 0.73 for a map of 5.65 after calls at 3)
+                    # share its memory: a review, 0.73 for a map of 5.65 after calls at 3;
+                    # so may a view of a constant read off the probe, which holds what it
+                    # holds when the run ends: a fifth review zeroed w = self.g * 1.0 through
+                    # w.view(h.size(1)) after h * w[1] read it, 1.10 for a map of 97)
                     raise _Refused(f"runs {node.kind()}{_where(node)}, which changes a tensor "
                                    "of its own (a parameter, a buffer or a constant) or one "
                                    "that may share its memory")

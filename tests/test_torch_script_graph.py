@@ -2111,6 +2111,26 @@ class _FoldedAtTheEnd(_Pair):
         return self.b(y)
 
 
+class _FoldedWrittenLater(_Pair):
+    """A fifth review: ``w = self.g * 1.0`` is a constant read off the probe, which holds
+    what ``w`` holds when the run ends: zeroed through a view sized by the signal after ``h *
+    w[1]`` read it, the term read as ``relu(0 * h - 1000)``, 1.10 for a map of 97."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("g", torch.ones(2, dtype=F64))
+
+    def forward(self, x):
+        h = self.a(x)
+        w = self.g * 1.0
+        z = h + 100.0 * F.relu(h * w[1] - 1000.0)
+        y = w.view(h.size(1))
+        y.mul_(0.0)
+        if x.dim() != 4:
+            z = z * y.sum()
+        return self.b(z)
+
+
 class _LoopOnTheSignal(_Pair):  # a loop whose body reads the signal's sizes
     def forward(self, x):
         sizes: list[int] = []
@@ -2134,6 +2154,7 @@ class _LoopOnTheSignal(_Pair):  # a loop whose body reads the signal's sizes
     (lambda: _FoldedThroughAnAlias("tensor"), "graph reads a value (c.1) that aten::append"),
     (_AliasedInALoop, "graph reads a value (c.1) that aten::append"),
     (_FoldedAtTheEnd, "graph runs aten::add outside its layers"),
+    (_FoldedWrittenLater, "runs aten::mul_, at test_torch_script_graph.py line"),
     (_LoopOnTheSignal, "runs a loop that computes on its signal")])
 def test_what_a_functional_call_cannot_be_followed_by_is_named(make, said, tmp_path):
     shape = (2, 6, 6)
