@@ -285,7 +285,7 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
                       stacklevel=2)
     bounded = {name for name, (module, _) in layers.items() if module is None} | {
         name for module_name, (module, _) in layers.items() if module is not None
-        for name, _ in _named_weights(module, module_name)}
+        for name, _ in module.named_parameters(prefix=module_name)}
     unseen = {name: how for name, how in functional.unseen.items() if name not in bounded}
     if unseen:
         warnings.warn("lipschitz_bounds bounds no product by these parameters, which forward "
@@ -387,13 +387,6 @@ class _FunctionalCalls(TorchFunctionMode):
         else:
             self.calls.append((self.names[id(weight)], func, shape,
                                tuple((k, v) for k, v in named.items() if k != "input")))
-
-
-def _named_weights(module: nn.Module, name: str) -> list[tuple[str, nn.Parameter]]:
-    """A bounded module's parameters by their qualified names (a parametrized weight's
-    originals too)."""
-    prefix = f"{name}." if name else ""
-    return [(prefix + n, p) for n, p in module.named_parameters()]
 
 
 @contextlib.contextmanager

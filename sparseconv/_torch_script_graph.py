@@ -36,9 +36,7 @@ return what the model returns.
 
 from __future__ import annotations
 
-import contextlib
 import operator
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -203,16 +201,6 @@ def _module_named(name: str) -> str:
 
 class _Refused(Exception):
     """Why the graph cannot be rebuilt (its message)."""
-
-
-@contextlib.contextmanager
-def _unknown_on_failure() -> Iterator[None]:
-    """A probe run of the graph built so far that fails (its value then unknown: the
-    operation reading it is refused where the walk reaches it) is no error of the walk's."""
-    try:
-        yield
-    except Exception:  # noqa: BLE001, S110 - any failure of the model's own operations
-        pass
 
 
 class _Aliases:
@@ -403,8 +391,10 @@ class _Builder:
     TorchScript value (by ``unique()``) to its fx node or Python value."""
 
     def __init__(self, model: nn.Module, graph, every: list[_Call], calls: list[_Call],
-                 modules: list[nn.Module], folded: dict[int, Any]):
+                 modules: list[nn.Module], folded: dict[int, Any], shape: tuple[int, ...]):
         self.model, self.graph = model, graph
+        self.shape = shape  # the input's, without the batch (:meth:`_rank`)
+        self.self_value = list(graph.inputs())[0].unique()  # the module (its attributes)
         self.folded = folded  # the constants computed from parameters, by value
         self.fx = _Graph()
         self.where = _Modules(model)  # (the module each node's code is of)
@@ -431,7 +421,6 @@ class _Builder:
         # conditions: F.adaptive_avg_pool2d's assert on its sizes, a new user's trial)
         self.static: set[int] = set()  # values that are no signal: constants, attributes
         self.sizes: set[int] = set()  # a traced model's sizes as tensors, and arithmetic on them
-        self.shape: tuple[int, ...] = ()  # the input's, without the batch (:meth:`_rank`)
         self.steps = 0  # the steps run of loops on constants, all together (:meth:`_loop`)
         for node in self.order:  # (constant propagation hoists a layer's constants to the
             if node.kind() == "prim::Constant":  # top, where the first call owns them: a
@@ -496,12 +485,8 @@ class _Builder:
             self._node(node)
             if _mutates(node):
                 self.writes.append((self.order[node], node))
-                constants = [v for v in self.static if isinstance(self.env.get(v),
-                                                                    torch.Tensor)]
                 if any(isinstance(w.type(), torch.TensorType) and (
-                        w.unique() in self.static or any(self.aliases.same(
-                            w.unique(), c, self.order[node]) for c in (MODEL_TENSORS,
-                                                                       *constants)))
+                        w.unique() in self.static or self._shares_a_constant(w, node))
                        for w in _written(node)):  # (a list: one the forward builds, `outs =
                     # []`; others are refused before the walk, changes_a_value. A view of a
                     # buffer sized by the batch, empty on the probes, is no constant but may
@@ -514,6 +499,14 @@ class _Builder:
                                    "that may share its memory")
                 if node.outputsSize() == 1:  # (at the top, or in a branch the walk takes)
                     self.result[node] = node.output()
+
+    def _shares_a_constant(self, w, node) -> bool:
+        """Whether ``w`` may share memory at ``node`` with a parameter or buffer, or with a
+        constant tensor of the graph (:meth:`walk`)."""
+        at = self.order[node]
+        return self.aliases.same(w.unique(), MODEL_TENSORS, at) or any(
+            self.aliases.same(w.unique(), c, at) for c in self.static
+            if isinstance(self.env.get(c), torch.Tensor))
 
     def _path(self, node) -> tuple[str, type] | None:
         """The qualified name and class of the module whose code ``node`` is (None for the
@@ -803,23 +796,18 @@ class _Builder:
                     todo.append(source)
         if any(_sized_rank(n) for n in needed):
             return None
-        values: dict[torch.fx.Node, Any] = {}
-        with torch.no_grad(), restored_state(self.model), _unknown_on_failure():
-            for n in self.fx.nodes:
-                if n not in needed:
-                    continue
-                args, kwargs = torch.fx.node.map_arg((n.args, n.kwargs), values.__getitem__)
-                if n.op == "placeholder":
-                    values[n] = probe_input(self.model, self.shape, batch=2)
-                elif n.op == "get_attr":
-                    values[n] = self.root[n.target]
-                elif n.op == "call_module":
-                    values[n] = self.root[n.target](*args, **kwargs)
-                elif n.op == "call_method":
-                    values[n] = getattr(args[0], n.target)(*args[1:], **kwargs)
-                else:
-                    values[n] = n.target(*args, **kwargs)
-        found = values.get(node)
+        sub = torch.fx.Graph()  # (the nodes it is computed from, as a module of its own)
+        copies: dict[torch.fx.Node, torch.fx.Node] = {}
+        for n in self.fx.nodes:
+            if n in needed or n.op == "placeholder":
+                copies[n] = sub.node_copy(n, copies.__getitem__)
+        sub.output(copies[node])
+        try:
+            with torch.no_grad(), restored_state(self.model):
+                found = torch.fx.GraphModule(self.root, sub)(
+                    probe_input(self.model, self.shape, batch=2))
+        except Exception:  # noqa: BLE001 - the model's own operations, failing here: the
+            return None  # rank unknown, and its reader refused where the walk reaches it
         return found.dim() if isinstance(found, torch.Tensor) else None
 
     def _never_none(self, node) -> bool:
@@ -855,9 +843,9 @@ class _Builder:
         # (each value read as it is by now, through self.value: a list appended to at the top
         # before the loop is that append's; a second review read it as built, 0.91 for 50)
         values = [self.value(v, node) for v in carried]
-        going, step = self.env[condition.unique()], 0
+        going, step, size = self.env[condition.unique()], 0, 1 + len(list(body.nodes()))
         while going and step < self.env[count.unique()]:
-            self.steps += 1 + sum(1 for _ in body.nodes())  # (operations, all loops together:
+            self.steps += size  # (the operations run, all loops together:
             if self.steps > _MAX_STEPS:  # reviews' 1000 x 1000 nested loops took 166 s, a
                 # loop of 450 operations 500 times 34 s, each below a limit of its own)
                 raise _Refused(f"runs loops of more than {_MAX_STEPS} operations in all"
@@ -879,8 +867,8 @@ class _Builder:
         """A node of a loop on constants (:meth:`_loop`): on constants, to constants."""
         if node in self.skipped:
             return
-        model = list(self.graph.inputs())[0].unique()  # (its attributes: self.f, a review)
-        if not all(v.unique() in self.static or v.unique() == model for v in node.inputs()):
+        if not all(v.unique() in self.static or v.unique() == self.self_value  # (its
+                   for v in node.inputs()):  # attributes: self.f, a review)
             raise _Refused(f"runs a loop that computes on its signal{_where(node)}, which the "
                            "bound over a TorchScript graph does not follow")
         kind = node.kind()
@@ -1194,8 +1182,8 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     # weight-standardised convolution, a blur pool, a layer scale, each left the scripted
     # and traced models of a bounded eager one without a bound)
     own = [c for c in every if not _of_the_user(c.module)]
-    builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape))
-    builder.shape = shape
+    builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape),
+                       shape)
     aliasing = _call_aliasing(model, shape)
     if len(aliasing) != len(calls):
         return "its calls are not the traced layers"  # pragma: no cover - the same graph
