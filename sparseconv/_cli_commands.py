@@ -131,15 +131,16 @@ def _spy(layer: _Layer, args) -> None:
     from .plot._figure import COLUMN_WIDTH, STYLE
 
     A: Any = layer.geometry
-    if args.values:  # its size refused before the matrix is built (a new user's trial: 5 s)
+    if args.values:  # its image sized before the matrix is built (a new user's trial: 5 s)
         from .plot._spy import _channels, check_values_window
 
         rows, cols = A.shape
         window = check_values_window((cols, rows) if layer.transposed else (rows, cols),
                                      _channels(A, layer.transposed), args.max_bins, args.zoom)
         pixels = int((args.figsize or (COLUMN_WIDTH,))[0] * (args.dpi or 300) * 0.75)
-        if max(window) > pixels and not args.raw:  # (a new user's trial: 6,272 entries a
-            # side in about 620 pixels drew a white square)
+        # (a new user's trial: 6,272 entries a side, one pixel each, in about 620 pixels drew
+        # a white square; beyond --max-bins they are pooled, each bin its largest entry)
+        if pixels < max(window) <= args.max_bins and not args.raw:
             print(f"spy: {window[0]} x {window[1]} entries in a picture about {pixels} pixels "
                   "wide: an entry smaller than a pixel fades into the white around it "
                   "(--zoom fewer channel blocks, or --raw: one pixel per entry)",
@@ -289,7 +290,8 @@ def _spectrum(layer: _Layer, args) -> None:
     finally:
         close()
     _refuse_overflow(norm.upper, args)
-    skipped = values is not None and _draw_spectrum(layer, args, values, how, norm)
+    every = _every_size(layer, args) if args.every_size else None
+    skipped = values is not None and _draw_spectrum(layer, args, values, how, norm, every)
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)
     tol = lanczos_tol(args.tol, args.relative_width)  # (--relative-width W: W / 8 if smaller)
     short = ("; the value is the certified upper bound, and the lower bound is one quotient"
@@ -305,15 +307,16 @@ def _spectrum(layer: _Layer, args) -> None:
     if skipped:
         print("  (no frequency heatmap with --upper on a layer this large: its SVD per "
               "frequency costs more than the bound; drop --upper to draw it)", file=sys.stderr)
-    if args.every_size:
-        _print_every_size(layer, args)
+    if every is not None:
+        _print_every_size(layer, every)
     if drawn:
         print(f"wrote {args.output}")
 
 
-def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm) -> bool:
+def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm, every) -> bool:
     """``spectrum``'s figure into ``--output``: the singular values with the certified
-    interval, and beside them, for a 2-D layer whose symbol is defined, the largest singular
+    interval (and with ``--every-size`` the bound for every input size, where it bounds this
+    layer), and beside them, for a 2-D layer whose symbol is defined, the largest singular
     value per frequency; whether that map was skipped as too costly for ``--upper``."""
     import matplotlib
 
@@ -349,7 +352,10 @@ def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm) -> b
         axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
         # (on a log scale where asked, unless the interval alone has a lower end of 0)
         log = args.log and (values.size > 0 or norm.lower > 0)
-        plot.spectrum(values, axes[0], interval=norm, yscale="log" if log else "linear")
+        bound = every if every is not None and _bounds_every_size(layer.geometry) and (
+            every.upper > 0 or not log) else None  # (a zero layer's 0: on no log axis)
+        plot.spectrum(values, axes[0], interval=norm, every_size=bound,
+                      yscale="log" if log else "linear")
         axes[0].set_title(f"singular values ({how})")
         if show_map:
             fmap = frequency_map(layer.weight, g.input_size, stride=g.stride,
@@ -384,26 +390,37 @@ def _stage_bar(args, what: str) -> tuple[Any, Any]:
     return update, bar.close
 
 
-def _print_every_size(layer: _Layer, args) -> None:
-    """``spectrum --every-size``'s line: the certified norm on the infinite grid."""
-    from ._symbol import is_periodic
+def _every_size(layer: _Layer, args):
+    """``spectrum --every-size``'s bound: the certified norm on the infinite grid."""
     from ._torus import toeplitz_norm
 
     g = layer.geometry
     progress, close = _stage_bar(args, "toeplitz_norm")
     try:
-        every = toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation,
-                              groups=g.groups, progress=progress)
+        return toeplitz_norm(layer.weight, stride=g.stride, dilation=g.dilation,
+                             groups=g.groups, progress=progress)
     finally:
         close()
+
+
+def _bounds_every_size(g) -> bool:
+    """Whether the norm on the infinite grid bounds the layer of geometry ``g``: its
+    zero-padded and periodic layers (an unpadded one is zero-padded by nothing), not a
+    reflect, replicate or other circular padding (those fold taps onto the input: a larger
+    norm)."""
+    from ._symbol import is_periodic
+
+    return (g.padding_mode == "zeros" or is_periodic(g)
+            or not any(p for a in g.axes for p in a.pad))
+
+
+def _print_every_size(layer: _Layer, every) -> None:
+    """``spectrum --every-size``'s line."""
+    g = layer.geometry
     lower, upper = _outward(every.lower, ROUND_FLOOR), _outward(every.upper, ROUND_CEILING)
-    # it bounds the zero-padded and the periodic layers of the kernel (an unpadded one is
-    # zero-padded by nothing), not a reflect, replicate or other circular padding (those
-    # fold taps onto the input: a larger norm)
-    bounded = (g.padding_mode == "zeros" or is_periodic(g)
-               or not any(p for a in g.axes for p in a.pad))
-    caveat = "" if bounded else (f"; it bounds the zero-padded and periodic layers only, "
-                                 f"not this {g.padding_mode}-padded one")
+    caveat = "" if _bounds_every_size(g) else (
+        f"; it bounds the zero-padded and periodic layers only, not this "
+        f"{g.padding_mode}-padded one")
     print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite "
           f"grid{caveat})")
 

@@ -230,7 +230,10 @@ def _spy_parser(commands: argparse._SubParsersAction[Any], layer: argparse.Argum
     spy.add_argument("-o", "--output", required=True, metavar="FILE", help=_FIGURE_FILE)
     spy.add_argument("--max-bins", type=_positive, default=512,
                      help="pixels per axis before entries are binned (default 512)")
-    spy.add_argument("--values", action="store_true", help="color entries by value")
+    spy.add_argument("--values", action="store_true",
+                     help="color entries by value (beyond --max-bins, each bin by its entry of "
+                     "largest magnitude, with its sign: the matrix is built, seconds for a "
+                     "64-channel 3x3 layer on 56x56)")
     spy.add_argument("--raw", action="store_true",
                      help="write the raster itself: one pixel per entry or bin, no axes")
     spy.add_argument("--zoom", type=_zoom, default=None, metavar="R0:R1,C0:C1",
@@ -269,7 +272,8 @@ def _spectrum_parser(commands: argparse._SubParsersAction[Any], layer: argparse.
     spectrum.add_argument("--every-size", action="store_true",
                           help="also print the certified bound for every input size and every "
                           "zero padding (the norm on the infinite grid, sparseconv.toeplitz_norm; "
-                          "seconds for a 64-channel 3x3 layer, minutes for 512 channels)")
+                          "seconds for a 64-channel 3x3 layer, minutes for 512 channels), and "
+                          "draw it, a dashed line, where it bounds the layer")
     spectrum.add_argument("--log", action="store_true",
                           help="draw the singular values on a log scale (their decay, the "
                           "condition number at a glance; zero values left out, and counted "

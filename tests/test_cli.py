@@ -226,34 +226,53 @@ def test_spy_raw_pixels_are_the_pattern_and_figure_is_drawn(tmp_path):
     assert matplotlib.image.imread(tmp_path / "window.png").shape[:2] == (300, 144)  # 100x144
 
 
-def test_spy_values_too_wide_is_refused_before_the_matrix_is_built(tmp_path, capsys,
-                                                                   monkeypatch, memory_limit):
-    """A new user's trial: ``spy --values`` of a 200,704-row layer built its matrix for 5 s
-    before refusing it, then advised a ``--max-bins`` whose image needed 300 GiB: refused
-    from the geometry (no matrix built), advising ``--max-bins`` only where memory holds the
-    image."""
-    from sparseconv import _matrices
+def test_spy_values_beyond_max_bins_pools_and_a_matrix_too_large_is_refused(
+        tmp_path, capsys, monkeypatch, memory_limit):
+    """``spy --values`` of a layer longer than ``--max-bins`` draws each bin's entry of
+    largest magnitude (it was refused, advising a ``--max-bins`` whose entries then faded into
+    white); its image is sized before the matrix is built (a new user's trial: a 200,704-row
+    matrix built for 5 s first), and the matrix beyond the memory limit is refused by name
+    before it is built."""
+    import matplotlib.image
+
+    from sparseconv import _matrices, conv_matrix
+    from sparseconv.plot import bin_edges, largest_entries
 
     def built(*args, **kwargs):
         raise AssertionError("the matrix was built")
 
     monkeypatch.setattr(_matrices, "conv_matrix", built)
-    monkeypatch.setattr(_matrices, "conv_transpose_matrix", built)
+    memory_limit("1M")  # (512 x 512 pixels of 40 bytes: 10 MB)
+    line = _main_fails(["spy", "-o", tmp_path / "v.png", "--values", "--in-shape", "64,56,56",
+                        "--out-channels", "64", "--kernel-size", "3", "--padding", "1"], capsys)
+    assert line.endswith("the 512 x 512 image of --values (its values and running maxima, 40 "
+                         "bytes a pixel) would need 10.0 MiB, more than the memory limit of "
+                         "1.0 MiB; --max-bins fewer bins, or --zoom fewer channel blocks, or "
+                         "raise the limit in the environment, e.g. "
+                         "SPARSECONV_MEMORY_LIMIT=16G"), line
+    monkeypatch.undo()
     memory_limit("1G")
-    big = ["--in-shape", "64,56,56", "--out-channels", "64", "--kernel-size", "3"]
-    line = _main_fails(["spy", "-o", tmp_path / "v.png", "--values", *big, "--padding", "1"],
-                       capsys)
-    assert line.endswith("error: --values draws one pixel per entry: the 200704 x 200704 "
-                         "matrix exceeds --max-bins 512; pass --zoom fewer channel blocks"), line
-    line = _main_fails(["spy", "-o", tmp_path / "v.png", "--values", *big, "--padding", "1",
-                        "--zoom", "0:2,0:2"], capsys)
-    assert line.endswith("the 6272 x 6272 window exceeds --max-bins 512; pass --max-bins 6272, "
-                         "or --zoom fewer channel blocks"), line
-    line = _main_fails(["spy", "-o", tmp_path / "v.png", "--values", "--transposed",
-                        "--in-shape", "8,28,28", "--out-channels", "4", "--kernel-size", "3",
-                        "--stride", "2", "--padding", "1", "--output-padding", "1"], capsys)
-    assert "the 12544 x 6272 matrix exceeds --max-bins 512; pass --max-bins 12544" in line, line
+    line = _main_fails(["spy", "-o", tmp_path / "v.png", "--values", "--in-shape", "64,56,56",
+                        "--out-channels", "64", "--kernel-size", "3", "--padding", "1"], capsys)
+    assert "memory limit" in line and "200704 x 200704" in line, line
     assert not (tmp_path / "v.png").exists()
+    memory_limit(None)
+    w = np.random.default_rng(3).standard_normal((8, 4, 3, 3))
+    np.save(tmp_path / "w.npy", w)
+    from sparseconv.cli import main
+
+    assert main(["spy", "-o", str(tmp_path / "raw.png"), "--values", "--raw", "--max-bins",
+                 "96", "--in-shape", "4,12,12", "--weights", str(tmp_path / "w.npy"),
+                 "--padding", "1"]) in (0, None)
+    assert capsys.readouterr().err == ""
+    pixels = matplotlib.image.imread(tmp_path / "raw.png")[..., :3]
+    A = conv_matrix(w, (4, 12, 12), padding=1)  # 1152 x 576 entries in bins of 12 x 6
+    edges = bin_edges(1152, 96, 8, 12), bin_edges(576, 96, 4, 12)
+    pooled = largest_entries(A, *edges)
+    assert pixels.shape[:2] == pooled.shape == (96, 96)
+    np.testing.assert_array_equal((pixels < 1).any(axis=-1), ~np.isnan(pooled))  # white: none
+    strong = np.abs(np.nan_to_num(pooled)) > 0.5 * np.abs(w).max()  # coolwarm: red > 0
+    np.testing.assert_array_equal((pixels[..., 0] > pixels[..., 2])[strong], pooled[strong] > 0)
     # (its advice followed: 6,272 entries a side in about 620 pixels drew a white square)
     monkeypatch.undo()
     from sparseconv.cli import main
@@ -697,8 +716,6 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
     (["info", *LAYER, "--groups", "3"], "--groups 3 must divide --out-channels 4"),
     (["info", "--in-shape", "3,8,8", "--weights", "w.npy", "--seed", "1"],
      "--seed 1 seeds random weights, and --weights w.npy gives them: pass one of the two"),
-    (["spy", "--in-shape", "3,16,16", "--out-channels", "4", "--kernel-size", "3", "--padding",
-      "1", "--values", "-o", "x.png"], "--values draws one pixel per entry"),
     (["report", "--model", "m.pt", "--input-shape", "3,8,8", "--plot", "no/dir/p.png"],
      "cannot write no/dir/p.png: No such file or directory"),
 ])

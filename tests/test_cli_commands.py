@@ -92,6 +92,36 @@ def test_spectrum_every_size_prints_toeplitz_norms_interval_outward(tmp_path, ca
     assert _exact(every.lower) - _exact(lower) <= Fraction(1, 10**9) * _exact(every.lower)
 
 
+def test_spectrum_every_size_is_drawn_where_it_bounds_the_layer(tmp_path, capsys,
+                                                                monkeypatch):
+    """``spectrum --every-size -o FILE`` draws the bound for every input size on the singular
+    values (a new user's trial: printed, not drawn): toeplitz_norm's interval, for a
+    zero-padded or periodic layer; not for a reflect-padded one, which it does not bound."""
+    from sparseconv import plot
+
+    drawn = []
+    spectrum = plot.spectrum
+
+    def spy_on(*args, **kwargs):
+        drawn.append(kwargs.get("every_size"))
+        return spectrum(*args, **kwargs)
+
+    monkeypatch.setattr(plot, "spectrum", spy_on)
+    w, path = _weights(tmp_path, (3, 2, 3, 3), 6)
+    every = sc.toeplitz_norm(w)
+    for mode, bounded in (("zeros", True), ("reflect", False), ("circular", True)):
+        _run(capsys, "spectrum", "--in-shape", "2,6,6", "--weights", path, "--padding", "1",
+             "--padding-mode", mode, "--every-size", "-o", tmp_path / f"{mode}.png")
+        given = drawn.pop()
+        if bounded:
+            assert (given.lower, given.upper) == (every.lower, every.upper), mode
+        else:
+            assert given is None, mode
+    _run(capsys, "spectrum", "--in-shape", "2,6,6", "--weights", path, "--padding", "1",
+         "-o", tmp_path / "plain.png")
+    assert drawn.pop() is None
+
+
 def test_outward_rounding_helpers_never_round_inward():
     """Mutants this catches: _cli_commands.py: ``Decimal(repr(float(value)))`` ->
     ``Decimal(f"{value:.10g}")`` (rounded to nearest first, so an upper bound could be printed

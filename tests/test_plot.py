@@ -165,8 +165,11 @@ def test_spy_labels_channels_and_rejects_inconsistent_requests():
         plot.spy(sp.eye_array(7), axes(), geometry=geom)
     with pytest.raises(ValueError, match="needs a layer"):
         plot.spy(sp.eye_array(7), axes(), blocks=True)
-    with pytest.raises(ValueError, match="one pixel per entry"):
-        plot.spy(sp.eye_array(600), axes(), values=True)
+    # longer than max_bins: each bin's largest entry (it was refused: "one pixel per entry")
+    image = plot.spy(3 * sp.eye_array(600), axes(), values=True)
+    assert image.get_array().shape == (300, 300)  # bins of 2 x 2 entries
+    np.testing.assert_array_equal(image.get_array().filled(0), 3 * np.eye(300))
+    assert image.colorbar.ax.get_ylabel() == "largest-magnitude entry per bin (2 x 2 entries)"
 
 
 def test_a_channels_last_operator_has_no_channel_blocks():
@@ -455,9 +458,88 @@ def test_values_of_a_zoom_window_are_the_matrix_entries():
         np.testing.assert_array_equal(drawn.filled(0), window)
         assert image.get_extent() == [c0 * block[1] - 0.5, c1 * block[1] - 0.5,
                                       r1 * block[0] - 0.5, r0 * block[0] - 0.5]
-    with pytest.raises(ValueError, match="the 144 x 36 window exceeds max_bins=100; pass "
-                       "max_bins=144, or zoom= fewer channel blocks"):
-        plot.spy(T, axes(), values=True, zoom=((0, 4), (0, 4)), max_bins=100)
+    # a window longer than max_bins: each bin's entry of largest magnitude (it was refused)
+    image = plot.spy(T, axes(), values=True, zoom=((0, 4), (0, 4)), max_bins=100)
+    window = dense.T[:144, :36]  # 4 x 4 blocks of 36 x 9; rows in bins of 2 (72 per axis)
+    drawn = image.get_array()
+    assert drawn.shape == (72, 36)
+    np.testing.assert_array_equal(drawn.filled(np.nan), _pooled(window, (2, 1)))
+
+
+def _pooled(dense: np.ndarray, bins: tuple[int, int]) -> np.ndarray:
+    """Each ``bins``-sized bin's entry of largest magnitude (the positive of a tie), NaN where
+    all are zero: ``largest_entries`` by its definition, on a dense matrix."""
+    (r, c), (m, n) = bins, dense.shape
+    out = np.full((m // r, n // c), np.nan)
+    for i in range(m // r):
+        for j in range(n // c):
+            entries = dense[i * r:(i + 1) * r, j * c:(j + 1) * c]
+            entries = entries[entries != 0]
+            if entries.size:
+                top = np.abs(entries).max()
+                out[i, j] = top if (entries == top).any() else -top
+    return out
+
+
+def test_values_beyond_max_bins_are_each_bins_largest_entry():
+    """``values=True`` on a matrix longer than ``max_bins`` pools each bin (the channel-aligned
+    bins of the counts) to its stored entry of largest magnitude, with its sign (a new user's
+    trial: it was refused, and drawing one pixel per entry made entries fade into white).
+    Checked against the dense matrix pooled by definition; ``largest_entries`` against a
+    brute force on random matrices of every format, with duplicates, ties and stored zeros."""
+    w = np.random.default_rng(9).standard_normal((8, 4, 3, 3))
+    geom = ConvGeometry.from_weight(w.shape, (4, 12, 12), padding=1)
+    A = conv_matrix(w, (4, 12, 12), padding=1)  # 8 x 4 blocks of 144 x 144 entries
+    for source, geometry in ((A, geom), (ConvOperator(w, (4, 12, 12), padding=1), None)):
+        image = plot.spy(source, axes(), values=True, max_bins=96, geometry=geometry)
+        # 12 bins a block of 144 rows (one image row each) and 24 a block of columns
+        assert image.get_array().shape == (96, 96)
+        np.testing.assert_array_equal(image.get_array().filled(np.nan),
+                                      _pooled(A.toarray(), (12, 6)))
+        assert image.colorbar.ax.get_ylabel() == ("largest-magnitude entry per bin "
+                                                  "(12 x 6 entries)")
+        assert image.get_clim() == (-np.abs(w).max(), np.abs(w).max())
+    rng = np.random.default_rng(10)
+    for _ in range(200):
+        m, n = rng.integers(1, 30, 2)
+        B = sp.random_array((m, n), density=rng.uniform(0, 0.6), rng=rng,
+                            format=rng.choice(["csr", "csc", "coo"]))
+        if rng.random() < 0.5:  # ties of either sign, and stored zeros
+            B.data = np.round(4 * B.data) - 2
+        if B.format == "coo" and B.nnz:  # duplicates, summed first
+            B = sp.coo_array((np.r_[B.data, -B.data[:2]], (np.r_[B.row, B.row[:2]],
+                                                           np.r_[B.col, B.col[:2]])), B.shape)
+        elif rng.random() < 0.3:  # read through a CSR copy
+            B = B.asformat(rng.choice(["lil", "dok", "bsr"]))
+        rows = np.unique(np.r_[0, rng.integers(1, m + 1, rng.integers(0, 5)), m])
+        cols = np.unique(np.r_[0, rng.integers(1, n + 1, rng.integers(0, 5)), n])
+        got = plot.largest_entries(B, rows, cols, chunk=int(rng.integers(1, 20)))
+        C = sp.coo_array(B)
+        C.sum_duplicates()
+        stored = np.zeros(B.shape, bool)
+        stored[C.row, C.col] = True
+        dense = C.toarray()
+        want = np.full((len(rows) - 1, len(cols) - 1), np.nan)
+        for i in range(len(rows) - 1):
+            for j in range(len(cols) - 1):
+                cell = (slice(rows[i], rows[i + 1]), slice(cols[j], cols[j + 1]))
+                entries = dense[cell][stored[cell]]
+                if entries.size:
+                    top = np.abs(entries).max()
+                    want[i, j] = top if (entries == top).any() else -top
+        np.testing.assert_array_equal(got, want)
+    # int8's -128 (abs would wrap), complex moduli, and the arguments checked
+    edges = np.array([0, 2])
+    assert plot.largest_entries(sp.csr_array(np.array([[-128, 127]], np.int8).T), edges,
+                                np.array([0, 1])).tolist() == [[-128.0]]
+    assert plot.largest_entries(sp.csr_array(np.array([[3 - 4j, 1j]])), np.array([0, 1]),
+                                edges).tolist() == [[5.0]]
+    with pytest.raises(TypeError, match="scipy.sparse"):
+        plot.largest_entries(np.eye(2), edges, edges)
+    with pytest.raises(ValueError, match="col_edges must be increasing"):
+        plot.largest_entries(sp.eye_array(2), edges, np.array([0, 3]))
+    with pytest.raises(ValueError, match="chunk"):
+        plot.largest_entries(sp.eye_array(2), edges, edges, chunk=0)
 
 
 def test_large_layer_grid_ticks_and_colorbar():
@@ -1156,6 +1238,39 @@ def test_spectrum_band_spans_the_certified_interval():
     (band,) = ax.patches
     ys = band.get_patch_transform().transform(band.get_path().vertices)[:, 1]
     assert min(ys) == pytest.approx(lower) and max(ys) == pytest.approx(upper)
+
+
+def test_spectrum_draws_the_bound_for_every_input_size():
+    """``every_size=`` (toeplitz_norm's result, or a pair) is a dashed line at its upper end,
+    the legend printing it rounded up (a new user's trial: the command line printed the bound
+    for every input size and drew nothing of it); drawn with the values, or with the interval
+    alone, on either scale; its arguments checked as the interval's are."""
+    from decimal import Decimal
+
+    w = np.random.default_rng(4).standard_normal((3, 3, 3, 3))
+    every = sc.toeplitz_norm(w)
+    values = sc.singular_values(w, (3, 6, 6), padding=1)
+    for given, yscale in ((values, "linear"), (values, "log"), ([], "linear")):
+        ax = Figure().subplots()
+        plot.spectrum(given, ax, every_size=every, yscale=yscale,
+                      interval=sc.spectral_norm(w, (3, 6, 6), padding=1))
+        (line,) = [line for line in ax.lines if line.get_linestyle() == "--"]
+        assert line.get_ydata()[0] == every.upper
+        assert ax.get_ylim()[1] > every.upper  # on the axes, not above them
+        text = ax.get_legend().get_texts()[0].get_text()
+        assert text.startswith("every input size:"), text
+        printed = Decimal(text.rsplit(" ", 1)[1])
+        assert printed >= Decimal(every.upper) and printed - Decimal(every.upper) < Decimal(
+            "1e-8") * Decimal(every.upper)
+    ax = Figure().subplots()
+    plot.spectrum([2.0, 1.0], ax, every_size=(2.5, 3.0))
+    assert [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [3.0]
+    with pytest.raises(TypeError, match="every_size must be"):
+        plot.spectrum([1.0], Figure().subplots(), every_size="big")
+    with pytest.raises(ValueError, match="every_size must satisfy"):
+        plot.spectrum([1.0], Figure().subplots(), every_size=(2.0, 1.0))
+    with pytest.raises(ValueError, match="every_size's upper end 0.0 cannot be drawn"):
+        plot.spectrum([1.0], Figure().subplots(), every_size=(0.0, 0.0), yscale="log")
 
 
 def test_spectrum_error_bar_spans_the_certified_interval():

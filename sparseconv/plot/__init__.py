@@ -11,14 +11,21 @@ default: one journal column, where the style keeps every font at 8 pt or more).
 Drawing
     spy, save_raster, spectrum, frequency_heatmap, receptive_field_heatmap, conv_animation
 The numbers behind the pictures
-    raster, Raster, bin_edges, density_counts, padded_index_map
+    raster, Raster, bin_edges, density_counts, largest_entries, padded_index_map
 """
 
 from __future__ import annotations
 
 from ._animation import conv_animation
 from ._charts import frequency_heatmap, receptive_field_heatmap, spectrum
-from ._raster import Raster, bin_edges, density_counts, padded_index_map, raster
+from ._raster import (
+    Raster,
+    bin_edges,
+    density_counts,
+    largest_entries,
+    padded_index_map,
+    raster,
+)
 from ._spy import save_raster, spy
 
 __all__ = [
@@ -27,6 +34,7 @@ __all__ = [
     "conv_animation",
     "density_counts",
     "frequency_heatmap",
+    "largest_entries",
     "padded_index_map",
     "raster",
     "receptive_field_heatmap",

@@ -41,23 +41,23 @@ if TYPE_CHECKING:
 __all__ = ["frequency_heatmap", "receptive_field_heatmap", "spectrum"]
 
 
-def _interval(interval) -> tuple[float, float] | None:
+def _interval(interval, name: str = "interval") -> tuple[float, float] | None:
     if interval is None:
         return None
     pair = (interval.lower, interval.upper) if hasattr(interval, "upper") else interval
     try:
         lower, upper = (float(v) for v in pair)
     except (TypeError, ValueError):
-        raise TypeError(f"interval must be (lower, upper) or a SpectralNorm, got {interval!r}") \
+        raise TypeError(f"{name} must be (lower, upper) or a SpectralNorm, got {interval!r}") \
             from None
     if not (math.isfinite(lower) and math.isfinite(upper) and 0 <= lower <= upper):
-        raise ValueError(f"interval must satisfy 0 <= lower <= upper (finite), got {interval!r}")
+        raise ValueError(f"{name} must satisfy 0 <= lower <= upper (finite), got {interval!r}")
     return lower, upper
 
 
 def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None, *,
              label: str | None = None, fraction: bool = False, interval: Any = None,
-             yscale: str = "linear",
+             every_size: Any = None, yscale: str = "linear",
              fname: str | os.PathLike[str] | None = None, dpi: float | None = None,
              figsize: tuple[float, float] | None = None, format: str | None = None,
              **kwargs: Any) -> list[Line2D]:
@@ -82,6 +82,11 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
         first index, its ends printed rounded outward in the legend, to as many digits (6 to
         10) as show its width; given alone (no values), the band, labelled, with no index
         axis.
+    every_size : (float, float) or SpectralNorm, optional
+        A certified bound of the layer's norm at every input size (the norm on the infinite
+        grid: :func:`sparseconv.toeplitz_norm`'s result): a dashed line at its upper end,
+        which the legend prints rounded up; how far the values at this size lie below the
+        bound at any size.
     yscale : {"linear", "log"}, optional
         The value axis' scale (matplotlib's ``Axes.set_yscale``): ``"log"`` shows the decay of
         the small values, the condition number at a glance; zero values, which it cannot
@@ -99,8 +104,9 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     Raises
     ------
     ValueError, TypeError
-        Values that are not a 1-D array of finite non-negative reals; an ``interval`` that is
-        not ``0 <= lower <= upper`` (with ``yscale="log"``, ``0 < lower``); a ``yscale``
+        Values that are not a 1-D array of finite non-negative reals; an ``interval`` or
+        ``every_size`` that is not ``0 <= lower <= upper`` (with ``yscale="log"``, ``0 <
+        lower``, and for ``every_size`` ``0 < upper``); a ``yscale``
         other than ``"linear"`` or ``"log"``; the output options, as :func:`spy`.
 
     Examples
@@ -118,15 +124,25 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     ...                  interval=spectral_norm(w, (2, 8, 8), padding=1))
     >>> ax.get_legend().get_texts()[-1].get_text().startswith("certified")
     True
+    >>> from sparseconv import toeplitz_norm
+    >>> ax = Figure().subplots()                        # the bound at every input size too
+    >>> lines = spectrum(singular_values(w, (2, 8, 8), padding=1), ax,
+    ...                  every_size=toeplitz_norm(w))
+    >>> ax.get_legend().get_texts()[0].get_text().startswith("every input size")
+    True
     >>> ax = Figure().subplots()
     >>> lines = spectrum([4.0, 1e-3, 0.0], ax, yscale="log")  # the zero left out, and said
     >>> print(ax.get_yscale(), ax.get_ylabel())
     log singular value $\\sigma_i$ (1 zero not drawn)
     """
     band = _interval(interval)
+    every = _interval(every_size, "every_size")
     yscale = one_of(yscale, ("linear", "log"), "yscale")
     if yscale == "log" and band is not None and band[0] <= 0:
         raise ValueError(f"interval's lower end {band[0]!r} cannot be drawn on yscale='log'")
+    if yscale == "log" and every is not None and every[1] <= 0:
+        raise ValueError(f"every_size's upper end {every[1]!r} cannot be drawn on "
+                         "yscale='log'")
     fraction = bool(check_flag(fraction, "fraction"))
     check_keywords(kwargs, "spectrum", "plot")
     series = list(values.items() if isinstance(values, Mapping) else [(label, values)])
@@ -166,6 +182,11 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
                 zeros += int(np.count_nonzero(s == 0))
                 s = np.ma.masked_equal(s, 0.0)
             lines += ax.plot(x, s, label=name, **kwargs)
+        if every is not None:  # (a new user's trial: printed by the command line, not drawn)
+            digits = interval_digits(*every)
+            ax.axhline(every[1], color="k", linestyle="--", linewidth=0.8,
+                       label=f"every input size:\n||A||$_2$ $\\leq$ "
+                       f"{round_outward(every[1], ROUND_CEILING, digits)}")
         if band is not None:
             lower, upper = band
             # on two lines: on one, it spanned a small axes, and the legend, which has no
@@ -193,8 +214,9 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
                       else "index i (largest first)")
         ax.set_ylabel("singular value $\\sigma_i$" + (
             f" ({zeros} zero{'s' if zeros > 1 else ''} not drawn)" if zeros else ""))
-        if band is not None or any(name is not None for name, _ in series):
-            ax.legend()
+        if band is not None or every is not None or any(name is not None for name, _ in series):
+            # below the decreasing values, where the dashed line across the top is not
+            ax.legend(loc="lower left" if every is not None else "best")
     return lines
 
 

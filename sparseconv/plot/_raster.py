@@ -23,7 +23,8 @@ from .._memory import check_memory
 from .._operators import layer_of
 from .._validation import int_tuple, is_int, positive_int
 
-__all__ = ["Raster", "bin_edges", "density_counts", "padded_index_map", "raster"]
+__all__ = ["Raster", "bin_edges", "density_counts", "largest_entries", "padded_index_map",
+           "raster"]
 
 #: What the plot functions draw: a matrix, or a layer (geometry or operator) drawn from its
 #: geometry.
@@ -45,7 +46,7 @@ class Raster:
     ----------
     counts : ndarray of int, shape (len(row_edges) - 1, len(col_edges) - 1)
         Entries per bin (real numbers: :func:`spy`'s ``values=True`` image holds the entries'
-        values, NaN where nothing is stored).
+        values, or each bin's entry of largest magnitude, NaN where nothing is stored).
     row_edges, col_edges : ndarray of int
         Strictly increasing bin edges from 0 on, in rows (columns) of the whole matrix (one
         edge alone: an empty axis, no bins).
@@ -199,8 +200,9 @@ def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.
     return np.append(edges, size)
 
 
-def _entries(A, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rows, columns) of the stored entries of ``A``, a chunk at a time, without copying A."""
+def _entries(A, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, columns, values) of the stored entries of ``A``, a chunk at a time, without
+    copying A."""
     fmt = A.format
     if fmt in ("csr", "csc"):
         major_ptr = A.indptr
@@ -210,25 +212,48 @@ def _entries(A, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
                             [len(major_ptr) - 1])
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             major = np.repeat(np.arange(lo, hi), np.diff(major_ptr[lo:hi + 1]))
-            minor = A.indices[major_ptr[lo]:major_ptr[hi]]
-            yield (major, minor) if fmt == "csr" else (minor, major)
+            span = slice(major_ptr[lo], major_ptr[hi])
+            minor, data = A.indices[span], A.data[span]
+            yield (major, minor, data) if fmt == "csr" else (minor, major, data)
     elif fmt == "coo":
         for lo in range(0, A.nnz, chunk):
-            yield A.row[lo:lo + chunk], A.col[lo:lo + chunk]
-    else:  # (its CSR copy: an index pointer a row and the entries' columns)
-        check_memory(8 * (A.shape[0] + 1) + 12 * A.nnz,
+            span = slice(lo, lo + chunk)
+            yield A.row[span], A.col[span], A.data[span]
+    else:  # (its CSR copy: an index pointer a row and the entries' columns and values)
+        check_memory(8 * (A.shape[0] + 1) + (4 + A.dtype.itemsize) * A.nnz,
                      f"the CSR copy of a {A.shape[0]} x {A.shape[1]} {fmt} matrix",
                      "pass it as CSR, CSC or COO")
         yield from _entries(A.tocsr(), chunk)
 
 
-def check_bins(rows: int, cols: int, what: str) -> None:
+def check_bins(rows: int, cols: int, what: str, per_bin: int = 16) -> None:
     """Refuse (:class:`~sparseconv.MatrixTooLargeError`) a ``rows`` x ``cols`` grid of bins
-    whose counts would not fit the memory limit: the int64 counts and the histogram of a chunk
-    beside them, 16 bytes per bin (a raster is one image: ``max_bins`` of a few thousand at
-    most is ever drawn)."""
-    check_memory(16 * rows * cols, f"the {rows} x {cols} bins of {what}",
+    whose arrays would not fit the memory limit, ``per_bin`` bytes a bin (counts: the int64
+    counts and the histogram of a chunk beside them, 16 bytes; a raster is one image:
+    ``max_bins`` of a few thousand at most is ever drawn)."""
+    check_memory(per_bin * rows * cols, f"the {rows} x {cols} bins of {what}",
                  "use a smaller max_bins")
+
+
+def _checked_bins(A, row_edges, col_edges, chunk, what: str,
+                  per_bin: int = 16) -> tuple[int, int, int]:
+    """``density_counts``'s and ``largest_entries``' arguments checked (``per_bin`` bytes of
+    memory a bin): the number of bins along each axis, and the chunk."""
+    if not sp.issparse(A) or A.ndim != 2:
+        raise TypeError(f"A must be a 2-D scipy.sparse array or matrix, got "
+                        f"{type(A).__name__} (scipy.sparse.csr_array(A) makes one)")
+    # (a new user's trial: chunk=-1 counted nothing, silently, and chunk=0 divided by zero)
+    chunk = positive_int(chunk, "chunk")
+    for name, edges, n in (("row_edges", row_edges, A.shape[0]),
+                           ("col_edges", col_edges, A.shape[1])):
+        e = np.asarray(edges)
+        if e.ndim != 1 or not e.size or e.dtype.kind not in "iu" or e[0] != 0 or e[-1] != n \
+                or (np.diff(e) <= 0).any():  # ([0] for an empty axis)
+            raise ValueError(f"{name} must be increasing integers from 0 to {n} (A.shape "
+                             f"{A.shape}), got {edges!r}")
+    nr, nc = len(row_edges) - 1, len(col_edges) - 1
+    check_bins(nr, nc, what, per_bin)
+    return nr, nc, chunk
 
 
 def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges: np.ndarray, *,
@@ -264,26 +289,85 @@ def density_counts(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray, col_edges
     >>> density_counts(A, np.array([0, 2, 4]), np.array([0, 2, 4])).tolist()
     [[2, 0], [0, 2]]
     """
-    if not sp.issparse(A) or A.ndim != 2:
-        raise TypeError(f"A must be a 2-D scipy.sparse array or matrix, got "
-                        f"{type(A).__name__} (scipy.sparse.csr_array(A) makes one)")
-    # (a new user's trial: chunk=-1 counted nothing, silently, and chunk=0 divided by zero)
-    chunk = positive_int(chunk, "chunk")
-    for name, edges, n in (("row_edges", row_edges, A.shape[0]),
-                           ("col_edges", col_edges, A.shape[1])):
-        e = np.asarray(edges)
-        if e.ndim != 1 or not e.size or e.dtype.kind not in "iu" or e[0] != 0 or e[-1] != n \
-                or (np.diff(e) <= 0).any():  # ([0] for an empty axis)
-            raise ValueError(f"{name} must be increasing integers from 0 to {n} (A.shape "
-                             f"{A.shape}), got {edges!r}")
-    nr, nc = len(row_edges) - 1, len(col_edges) - 1
-    check_bins(nr, nc, "density_counts")
+    nr, nc, chunk = _checked_bins(A, row_edges, col_edges, chunk, "density_counts")
     row_bin, col_bin = _bin_of(np.asarray(row_edges)), _bin_of(np.asarray(col_edges))
     counts = np.zeros(nr * nc, dtype=np.int64)
-    for rows, cols in _entries(A, chunk):
+    for rows, cols, _ in _entries(A, chunk):
         # one flat bin number per entry, then a histogram of them
         counts += np.bincount(row_bin(rows) * nc + col_bin(cols), minlength=nr * nc)
     return counts.reshape(nr, nc)
+
+
+def largest_entries(A: sp.sparray | sp.spmatrix, row_edges: np.ndarray,
+                    col_edges: np.ndarray, *, chunk: int = _CHUNK) -> np.ndarray:
+    """The stored entry of largest magnitude in each bin: a matrix's values, pooled.
+
+    The values counterpart of :func:`density_counts`, what :func:`spy` draws with
+    ``values=True`` where the matrix is longer than ``max_bins``: the largest weights stay
+    visible, with their signs, however many entries a pixel holds (an average would fade
+    them into the zeros around).
+
+    Parameters
+    ----------
+    A : scipy.sparse array or matrix
+        Any format; duplicate entries are summed first (they are one entry). A complex
+        matrix is pooled by modulus, and its moduli returned.
+    row_edges, col_edges : ndarray of int
+        Increasing bin edges, from 0 to the number of rows (columns).
+    chunk : int, optional
+        How many stored entries are pooled at a time (the memory of one pass).
+
+    Returns
+    -------
+    ndarray of float64, shape (len(row_edges) - 1, len(col_edges) - 1)
+        Per bin, the stored entry of largest magnitude (of two of equal magnitude and
+        opposite signs, the positive one), NaN where the bin stores nothing; a stored zero
+        is 0.
+
+    Raises
+    ------
+    TypeError
+        ``A`` not a 2-D sparse array or matrix of numbers; ``chunk`` not an integer.
+    ValueError
+        Edges that are not increasing integers from 0 to ``A.shape``; ``chunk`` below 1.
+    MatrixTooLargeError
+        The bins, or a copy that sums duplicate entries, beyond the memory limit.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sparseconv.plot import largest_entries
+    >>> A = sp.csr_array(np.array([[1.0, -3.0, 0, 0], [2.0, 0, 0, 0]]))
+    >>> largest_entries(A, np.array([0, 2]), np.array([0, 2, 4])).tolist()
+    [[-3.0, nan]]
+    """
+    # (the running maxima, a chunk's, its signs and the result: 40 bytes a bin)
+    nr, nc, chunk = _checked_bins(A, row_edges, col_edges, chunk, "largest_entries", 40)
+    if A.dtype.kind not in "biufc":
+        raise TypeError(f"A must hold numbers, got dtype {A.dtype}")
+    if not (A.format in ("csr", "csc") and A.has_canonical_format):
+        check_memory((8 + A.dtype.itemsize) * A.nnz + 8 * (max(A.shape) + 1),
+                     f"a canonical copy of a {A.shape[0]} x {A.shape[1]} {A.format} matrix "
+                     "(its duplicate entries summed)", "pass it as CSR with no duplicates")
+        A = sp.csr_array(A, copy=True)
+        A.sum_duplicates()
+    row_bin, col_bin = _bin_of(np.asarray(row_edges)), _bin_of(np.asarray(col_edges))
+    best = np.full(nr * nc, -1.0)          # the largest magnitude so far (-1: nothing stored)
+    positive = np.zeros(nr * nc, dtype=bool)  # whether an entry of that magnitude is > 0
+    for rows, cols, data in _entries(A, chunk):
+        flat = row_bin(rows) * nc + col_bin(cols)
+        # (as float64 first: abs of int8's -128 is -128)
+        size = np.abs(data if np.iscomplexobj(data) else data.astype(np.float64, copy=False))
+        top = np.full(nr * nc, -1.0)
+        np.maximum.at(top, flat, size)
+        at_top = size == top[flat]
+        signed = at_top if np.iscomplexobj(data) else at_top & (data > 0)
+        up = np.bincount(flat[signed], minlength=nr * nc) > 0
+        positive = np.where(top > best, up, positive | (up & (top == best)))
+        best = np.maximum(best, top)
+    values = np.where(positive, best, -best)
+    values[best < 0] = np.nan
+    return values.reshape(nr, nc)
 
 
 def _bin_of(edges: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

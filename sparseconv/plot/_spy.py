@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from .._files import raster_formats
 from .._geometry import ConvGeometry
-from .._memory import check_memory, fits
+from .._memory import check_memory
 from .._operators import layer_of
 from .._validation import as_bool, int_tuple, positive_int
 from ._figure import (
@@ -34,7 +34,15 @@ from ._figure import (
     stable_metadata,
     stable_save,
 )
-from ._raster import MatrixLike, Raster, _zoom_range, raster, row_lengths
+from ._raster import (
+    MatrixLike,
+    Raster,
+    _zoom_range,
+    bin_edges,
+    largest_entries,
+    raster,
+    row_lengths,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -170,47 +178,46 @@ def _label_axes(ax, geom, transposed, binned: Raster) -> None:
 
 def check_values_window(shape: tuple[int, int], channels: tuple[int, int], max_bins: int,
                         zoom) -> tuple[int, int]:
-    """Refuse ``values=True`` on the ``zoom`` window of a matrix of ``shape`` (``channels``
-    blocks a side) wider than ``max_bins`` entries or than memory holds, before any matrix is
-    built (a new user's trial: the command line built a 200,704-row matrix for 5 s first,
-    then advised a ``max_bins`` whose image needed 300 GiB); else the window's shape."""
+    """The shape of the ``zoom`` window of a matrix of ``shape`` (``channels`` blocks a side)
+    that ``values=True`` draws; refused (:class:`~sparseconv.MatrixTooLargeError`) where its
+    image, one pixel per entry up to ``max_bins`` a side, would not fit the memory limit,
+    before any matrix is built (a new user's trial: the command line built a 200,704-row
+    matrix for 5 s first)."""
     (r0, r1), (c0, c1) = _zoom_range(zoom, channels)
     rows = (r1 - r0) * (shape[0] // channels[0])
     cols = (c1 - c0) * (shape[1] // channels[1])
-    what = f"the {rows} x {cols} {'window' if zoom else 'matrix'}"
-    nbytes = 8 * rows * cols  # (one float64 pixel per entry)
-    if max(rows, cols) > max_bins:
-        fewer = "zoom= fewer channel blocks"
-        raise ValueError(f"values=True draws one pixel per entry: {what} exceeds max_bins="
-                         f"{max_bins}; pass " + (f"max_bins={max(rows, cols)}, or {fewer}"
-                                                  if fits(nbytes) else fewer))
-    check_memory(nbytes, f"the {rows} x {cols} image of values=True (one float64 pixel per "
-                 "entry)", "zoom= fewer channel blocks")
+    pixels = min(rows, max_bins) * min(cols, max_bins)
+    check_memory(40 * pixels, f"the {min(rows, max_bins)} x {min(cols, max_bins)} image of "
+                 "values=True (its values and running maxima, 40 bytes a pixel)",
+                 "max_bins= fewer bins, or zoom= fewer channel blocks")
     return rows, cols
 
 
-def _values_image(A, max_bins: int, zoom, channels: tuple[int, int]) -> Raster:
-    """The matrix entries as an image, NaN where nothing is stored (one pixel per entry), of
-    the channel blocks ``zoom`` selects (a new user's trial: the advice to draw a slice could
-    not be followed from the command line)."""
+def _values_image(A, max_bins: int, zoom, channels: tuple[int, int],
+                  period: tuple[int, int]) -> Raster:
+    """The matrix entries as an image, NaN where nothing is stored, of the channel blocks
+    ``zoom`` selects (a new user's trial: the advice to draw a slice could not be followed
+    from the command line): one pixel per entry up to ``max_bins`` a side, else per bin (as
+    :func:`raster` bins) the entry of largest magnitude (a longer matrix was refused, and the
+    command line's advice, a larger ``--max-bins``, drew entries smaller than a pixel that
+    faded into white)."""
     if isinstance(A, ConvGeometry):
         raise ValueError("values=True needs the matrix or an operator, not a bare ConvGeometry")
-    if layer_of(A) is not None:
+    if layer_of(A) is not None:  # (sized before its matrix is built)
+        check_values_window(A.shape, channels, max_bins, zoom)
         A = A.tosparse()
     A = sp.csr_array(A) if sp.issparse(A) else sp.csr_array(np.atleast_2d(np.asarray(A)))
+    rows, cols = check_values_window(A.shape, channels, max_bins, zoom)
     (r0, r1), (c0, c1) = _zoom_range(zoom, channels)
     block = (A.shape[0] // channels[0], A.shape[1] // channels[1])
     first = (r0 * block[0], c0 * block[1])
-    check_values_window(A.shape, channels, max_bins, zoom)
     if zoom is not None:
         A = A[first[0]:r1 * block[0], first[1]:c1 * block[1]]
-    A = sp.coo_array(A)
-    A.sum_duplicates()
-    data = np.abs(A.data) if np.iscomplexobj(A.data) else A.data
-    image = np.full(A.shape, np.nan)
-    image[A.row, A.col] = data
-    return Raster(image, first[0] + np.arange(image.shape[0] + 1),
-                  first[1] + np.arange(image.shape[1] + 1))
+    # (bin_edges: one bin per index on an axis of at most max_bins)
+    row_edges = bin_edges(rows, max_bins, r1 - r0, period[0])
+    col_edges = bin_edges(cols, max_bins, c1 - c0, period[1])
+    image = largest_entries(A, row_edges, col_edges)
+    return Raster(image, row_edges + first[0], col_edges + first[1])
 
 
 def _image_style(image: np.ndarray, exact: bool, values: bool, color, cmap) -> dict:
@@ -242,23 +249,26 @@ def _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom):
     """The image spy draws, its raster (edges), and its colormap and limits."""
     check_cmap(cmap, optional=True)
     check_color(color)
-    if values:
-        edges = _values_image(A, max_bins, zoom, _channels(geom, transposed))
-        return edges.counts, edges, _image_style(edges.counts, True, True, color, cmap)
     period = (1, 1) if geom is None else row_lengths(geom)[::-1 if transposed else 1]
+    if values:
+        edges = _values_image(A, max_bins, zoom, _channels(geom, transposed), period)
+        return edges.counts, edges, _image_style(edges.counts, True, True, color, cmap)
     binned = raster(A, max_bins, channels=_channels(geom, transposed), period=period, zoom=zoom)
     style = _image_style(binned.counts, binned.exact, False, color, cmap)
     return binned.counts, binned, style
 
 
-def _colorbar_label(binned: Raster) -> str:
+def _colorbar_label(binned: Raster, values: bool = False) -> str:
+    if values and binned.exact:
+        return "entry value"
+    what = "largest-magnitude entry" if values else "nonzeros"
     bins = binned.bin_shape
     if bins is None:
         rows = np.diff(binned.row_edges)
         cols = np.diff(binned.col_edges)
-        return (f"nonzeros per bin ({rows.min()}-{rows.max()} x {cols.min()}-{cols.max()} "
+        return (f"{what} per bin ({rows.min()}-{rows.max()} x {cols.min()}-{cols.max()} "
                 "entries)")
-    return f"nonzeros per bin ({bins[0]:,} x {bins[1]:,} entries)"
+    return f"{what} per bin ({bins[0]:,} x {bins[1]:,} entries)"
 
 
 def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None = None,
@@ -291,11 +301,15 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         where its blocks span at least two pixels of the image.
     max_bins : int, optional
         An axis with at most ``max_bins`` indices is drawn one pixel per index; a longer one is
-        binned into at most about ``max_bins`` pixels holding counts of stored entries, aligned
-        to the channel blocks (:func:`bin_edges`).
+        binned into at most about ``max_bins`` pixels holding counts of stored entries (or,
+        with ``values=True``, the entry of largest magnitude), aligned to the channel blocks
+        (:func:`bin_edges`).
     values : bool, optional
-        Color each stored entry by its value (one pixel per entry, of the whole matrix or of
-        the ``zoom`` window; complex: modulus).
+        Color each stored entry by its value, of the whole matrix or of the ``zoom`` window
+        (complex: modulus): one pixel per entry, or beyond ``max_bins`` per bin the stored
+        entry of largest magnitude, with its sign (:func:`largest_entries`; an average would
+        fade the weights into the zeros around them). The matrix is formed: a layer's
+        ``tosparse()``, sized against the memory limit.
     color : color, optional
         Color of stored entries in the exact pattern.
     cmap : str, optional
@@ -308,8 +322,8 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         channel blocks ``range(*zoom[1])``; axes keep the whole matrix's coordinates.
     colorbar : bool, optional
         Add a labelled colorbar (counts: "nonzeros per bin" with the bin size in entries;
-        values: "entry value"). By default for densities and values, not for an exact 0/1
-        pattern.
+        values: "entry value", or "largest-magnitude entry per bin" with its size). By
+        default for densities and values, not for an exact 0/1 pattern.
     fname : str or path-like, optional
         Save the figure there; the format is ``format`` or the suffix (png, pdf, svg).
     dpi : float, optional
@@ -325,15 +339,15 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     -------
     matplotlib.image.AxesImage
         Its array is the 0/1 pattern (exact), the binned counts (summing to the number of
-        stored entries), or the values (masked where nothing is stored); its ``colorbar``
-        attribute the colorbar, if one was drawn.
+        stored entries), or the values (per entry or bin; NaN where nothing is stored); its
+        ``colorbar`` attribute the colorbar, if one was drawn.
 
     Raises
     ------
     ValueError
         A ``geometry`` that does not describe ``A.shape``; ``blocks=True`` without a layer;
-        ``values=True`` for a bare ConvGeometry or for a matrix (or ``zoom`` window) longer
-        than ``max_bins``; ``max_bins < 1``; a ``zoom`` outside the channel blocks; a ``color``
+        ``values=True`` for a bare ConvGeometry; ``max_bins < 1``; a ``zoom`` outside the
+        channel blocks; a ``color``
         or ``cmap`` matplotlib does not know; an unknown
         format, a ``dpi`` outside [10, 2400], a bad ``figsize`` or ``figsize`` with ``ax``.
     TypeError
@@ -365,6 +379,9 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
     >>> int(image.get_array().sum()) == big.nnz(), image.colorbar.ax.get_ylabel()
     (True, 'nonzeros per bin (784 x 784 entries)')
     >>> corner = spy(big, Figure().subplots(), zoom=((0, 4), (0, 4)))  # 4x4 channel blocks
+    >>> image = spy(A, Figure().subplots(), geometry=geom, values=True, max_bins=25)
+    >>> image.get_array().shape, image.colorbar.ax.get_ylabel()    # 100 x 75 entries, pooled
+    ((20, 15), 'largest-magnitude entry per bin (5 x 5 entries)')
 
     Saved for print, one column wide (the format from the suffix)::
 
@@ -397,7 +414,7 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         _label_axes(ax, geom, transposed, binned)
         if colorbar or (colorbar is None and (values or not binned.exact)):
             wide = image.shape[1] >= 2 * image.shape[0]  # a colorbar beside it would tower
-            _add_colorbar(ax, artist, "entry value" if values else _colorbar_label(binned),
+            _add_colorbar(ax, artist, _colorbar_label(binned, values),
                           integer=not values, location="bottom" if wide else "right")
     return artist
 
