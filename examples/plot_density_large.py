@@ -18,7 +18,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import sparseconv as sc
-from sparseconv.plot import bin_edges, density_counts, raster, save_raster, spy
+from sparseconv.plot import (
+    bin_edges,
+    density_counts,
+    largest_entries,
+    raster,
+    save_raster,
+    spy,
+)
 
 weight = np.random.default_rng(3).standard_normal((64, 64, 3, 3))
 layer = sc.ConvOperator(weight, (64, 56, 56), padding=1)
@@ -70,6 +77,30 @@ axes[2].set_ylabel("output position")
 # row blocks, holds 3 x 56 - 2 = 166 entries in each tridiagonal block.
 edges = bin_edges(168, 3, period=56)
 print(density_counts(corner, edges, edges))
+
+# %%
+# The weights, pooled
+# -------------------
+# ``values=True`` colors entries by value. On a matrix longer than ``max_bins`` each bin is
+# drawn as its stored entry of largest magnitude, with its sign
+# (:func:`sparseconv.plot.largest_entries`): an average would fade the weights into the zeros
+# around them. Left, channels 0-3 of the layer (12,544 x 12,544 entries) in bins of one image
+# row: every block's band shows its kernel's largest tap. Right, the corner of one channel
+# pair drawn above, in bins of 3 x 3 entries: its three row blocks' diagonals, pooled.
+four = sc.conv_matrix(weight[:4, :4], (4, 56, 56), padding=1)
+fig, axes = plt.subplots(1, 2, num="density_values.png", figsize=(7.0, 3.2),
+                         layout="compressed")
+spy(four, axes[0], values=True, max_bins=256,
+    geometry=sc.ConvGeometry.from_weight((4, 4, 3, 3), (4, 56, 56), padding=1), blocks=True)
+axes[0].set_title("channels 0-3, values pooled by image rows")
+spy(corner, axes[1], values=True, max_bins=56, blocks=[(56, 56)])
+axes[1].set_title("one channel pair's corner, 3 x 3 bins")
+edges = bin_edges(168, 56)
+pooled = largest_entries(corner, edges, edges)
+taps = weight[0, 0].ravel()
+top = taps[np.abs(taps).argmax()]
+print(pooled.shape, top)  # the largest tap survives the pooling, with its sign
+assert top in pooled and np.nanmax(np.abs(pooled)) == abs(top)
 
 # %%
 # The raster itself, one pixel per bin
