@@ -24,6 +24,7 @@ from ._formats import in_format
 from ._geometry import ConvGeometry, dense_weight
 from ._matrices import check_format, conv_matrix
 from ._memory import check_memory, fits
+from ._read_only import ReadOnlyState
 from ._typing import ArrayLike, IntOrTuple, ShapeLike, SparseFormat
 from ._validation import as_weight, per_layer_tuples
 
@@ -50,7 +51,7 @@ _WITH_AN_OPERATOR = ("a LinearOperator composes with the map's linear part, op @
 
 
 @dataclass(frozen=True, eq=False)
-class AffineMap:
+class AffineMap(ReadOnlyState):
     """The affine layer ``x -> matrix @ x + bias``; ``f @ g`` is the composition ``f(g(x))``.
 
     Parameters

@@ -21,6 +21,7 @@ import sparseconv as sc
 from sparseconv._axis_geometry import AxisGeometry
 from sparseconv._geometry import ConvGeometry
 from sparseconv._memory import MatrixTooLargeError, check_memory, get_memory_limit
+from sparseconv._read_only import ReadOnlyState
 
 Chunks = tuple[int, ...]
 Run = tuple[int, int, int, int]  # window start, window stop, chunk-local start, step (+1/-1)
@@ -159,8 +160,9 @@ _LOCK = threading.Lock()
 
 
 @dataclass
-class _BlockLayer:
-    """The layer with no padding, on windows of any size; picklable, operators cached."""
+class _BlockLayer(ReadOnlyState):
+    """The layer with no padding, on windows of any size; picklable (its weight read-only:
+    the token names it), operators cached."""
 
     weight: np.ndarray
     kwargs: dict

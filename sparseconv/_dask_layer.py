@@ -27,6 +27,7 @@ from sparseconv._dask_graph import (
 )
 from sparseconv._dask_lazy import _LazyAlgebra, _LazyComposite
 from sparseconv._geometry import ConvGeometry
+from sparseconv._read_only import ReadOnlyState
 from sparseconv._validation import first_index, is_int, is_sequence
 
 __all__ = ["_ChunkedLayer", "_as_batch", "_finite", "_owned", "_spatial_chunks"]
@@ -103,7 +104,7 @@ def _as_batch(x, shape: tuple[int, ...], name: str):
                      f"{x.shape}")
 
 
-class _ChunkedLayer(_LazyAlgebra, LinearOperator):
+class _ChunkedLayer(ReadOnlyState, _LazyAlgebra, LinearOperator):
     """A layer applied chunk by chunk to Dask arrays (the two public classes build it).
 
     ``matvec``, ``rmatvec``, ``matmat``, ``rmatmat``, ``dot`` and ``@`` take a Dask array of

@@ -23,6 +23,7 @@ from ._geometry import ConvGeometry, copies_of
 from ._layout import array_shape, from_channels_first, to_channels_first
 from ._matrices import check_format
 from ._products import check_product_memory
+from ._read_only import ReadOnlyState
 from ._typing import (
     ArrayLike,
     BlockSize,
@@ -34,11 +35,12 @@ from ._validation import check_blocksize, first_index
 __all__ = ["ShapeNamedProducts", "_GeometryOperator"]
 
 
-class ShapeNamedProducts:
+class ShapeNamedProducts(ReadOnlyState):
     """scipy's public ``matvec``/``rmatvec``/``matmat``/``rmatmat`` for an operator of
     ``input_shape`` to ``output_shape`` arrays, flattened: scipy's own, which decide what they
     accept; where they refuse a shape, the error names the shapes accepted (scipy's says
-    "dimension mismatch"). Mixed in before ``LinearOperator``."""
+    "dimension mismatch"). Mixed in before ``LinearOperator``; pickled and copied with its
+    read-only arrays read-only (:class:`ReadOnlyState`)."""
 
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
