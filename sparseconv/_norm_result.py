@@ -95,6 +95,18 @@ class SpectralNorm:
     def __float__(self) -> float:
         return float(self.value)
 
+    def _ordered(self, other: object) -> bool:
+        """``r < 1`` and the like: refused, naming what to compare (a review: Python's "'<'
+        not supported between instances of 'SpectralNorm' and 'int'", where ``float(r)``
+        works). Which end is meant is the caller's: the certified ``upper`` for a claim that
+        the norm is below a constant, ``lower`` for one that it is above."""
+        raise TypeError(f"a SpectralNorm is an interval [{self.lower!r}, {self.upper!r}]: "
+                        f"compare its .upper (certified: the norm is at most upper) or .lower "
+                        f"(certified: at least lower) with {other!r}, or float(r), the "
+                        "estimate")
+
+    __lt__ = __le__ = __gt__ = __ge__ = _ordered
+
     def __format__(self, format_spec: str) -> str:
         """``f"{r:.4f}"`` formats the value as a float would; ``f"{r}"`` is ``str(r)`` (a new
         user's trial: a format spec raised TypeError)."""

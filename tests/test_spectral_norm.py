@@ -433,6 +433,20 @@ def test_a_result_formats_as_its_value():
     assert (f"{r:.3f}", f"{r:.2e}", f"{r}") == ("1.500", "1.50e+00", str(r))
 
 
+def test_a_result_refuses_an_order_naming_its_ends():
+    """``r < 1`` is refused, naming ``.upper`` and ``.lower`` (a review: Python's "'<' not
+    supported between instances", where ``float(r)`` works): an interval has no order with
+    a number, and which end is meant is the caller's claim. Equality stays the dataclass's."""
+    r = spectral_norm(np.full((1, 1, 3), 0.5), (1, 8), padding_mode="circular", padding=1)
+    for compare in (lambda: r < 2, lambda: 2 > r, lambda: r <= 2.0, lambda: r >= r,
+                    lambda: sorted([r, r])):
+        with pytest.raises(TypeError, match=r"an interval \[1\.49999\d*, 1\.50000\d*\]: "
+                           r"compare its \.upper \(certified: the norm is at most upper\) "
+                           r"or \.lower"):
+            compare()
+    assert r == r and r.upper < 2 and float(r) < 2
+
+
 def test_zero_layers_are_exactly_zero():
     result = spectral_norm(np.zeros((1, 1, 3, 3)), (1, 80, 80), stride=2, padding=1)
     assert (result.lower, result.upper, result.value, result.relative_width) == (0, 0, 0, 0)
