@@ -336,6 +336,15 @@ def _matrix_norm(a: sp.sparray, method: str = "auto", tol: float | None = None,
     method, tol = checked_options(method, DEFAULT_TOL if tol is None else tol)
     relative_width = checked_relative_width(relative_width, method)
     tol = lanczos_tol(tol, relative_width)
+    a = sp.csr_array(a)
+    if not np.isfinite(a.data).all():  # as the convolutions' route refuses a weight (a
+        # review: a ConvTranspose past its stride's output_padding, with an inf, got numpy's
+        # LinAlgError or NaN from "auto", and [0, inf] from "bounds")
+        bad = np.flatnonzero(~np.isfinite(a.data))[0]
+        row = int(np.searchsorted(a.indptr, bad, side="right") - 1)
+        raise ValueError(f"the module's matrix must have finite entries (spectra of NaN or "
+                         f"infinite entries mean nothing), got {a.data[bad]} at row {row}, "
+                         f"column {a.indices[bad]}: from its weight or another parameter")
     result = _matrix_bounds(a, method, tol)
     return result, width_missed(result, relative_width, tol, [
         "a bound from the module's explicit matrix, with no whole-Gram certificate"])

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from sparseconv.testing import dottest
 
-from ._oracles import assert_close, torch, traced
+from ._oracles import assert_close, jacobian_matrix, torch, traced
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -3463,3 +3463,29 @@ def test_network_operator_affine_of_graphs_that_are_not_chains(make):
     for x, e in zip(X, expected):
         np.testing.assert_allclose(f(x.ravel()), e, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(net(x.ravel()), e, rtol=1e-12, atol=1e-12)
+
+
+def test_an_explicit_matrix_with_an_infinite_entry_is_refused_by_name():
+    """A review: a ``ConvTranspose1d`` whose ``output_padding`` reaches its stride (allowed
+    by its dilation) is bounded from its explicit matrix, which nothing checked: an ``inf``
+    in its weight gave numpy's ``LinAlgError`` or a NaN from ``method="auto"`` and a silent
+    ``[0, inf]`` from ``"bounds"`` and ``"upper"``, where the same layer at
+    ``output_padding=0`` (the convolutions' route) refuses its weight by name, as a Linear's
+    is. The finite layer's interval holds its Jacobian's norm."""
+    layer = nn.ConvTranspose1d(2, 2, 2, stride=1, padding=2, dilation=3, output_padding=2,
+                               groups=2, bias=False, dtype=torch.float64)
+    norm = np.linalg.norm(jacobian_matrix(layer, (2, 3)), 2)
+    result = sct.spectral_norm(layer, (2, 3))
+    assert result.lower <= norm * (1 + 1e-12) and norm <= result.upper * (1 + 1e-12)
+    matrix = (r"the module's matrix must have finite entries \(spectra of NaN or infinite "
+              r"entries mean nothing\), got {} at row \d+, column \d+")
+    weight = r"weight must have finite entries, got {} at index \(0, 1, 0\)"
+    for module, shape, value, message in (
+            (layer, (2, 3), float("inf"), matrix), (layer, (2, 3), -float("inf"), matrix),
+            (layer, (2, 3), float("nan"), matrix),
+            (nn.Linear(3, 2, dtype=torch.float64), (3,), float("inf"), weight)):
+        with torch.no_grad():
+            module.weight.view(-1)[1] = value
+        for method in ("auto", "bounds", "upper", "dense"):
+            with pytest.raises(ValueError, match=message.format(value)):
+                sct.spectral_norm(module, shape, method=method)
