@@ -127,7 +127,6 @@ def _spy(layer: _Layer, args) -> None:
     import matplotlib
 
     from . import plot
-    from ._matrices import conv_matrix
     from .plot._figure import COLUMN_WIDTH, STYLE
 
     A: Any = layer.geometry
@@ -145,15 +144,18 @@ def _spy(layer: _Layer, args) -> None:
                   "wide: an entry smaller than a pixel fades into the white around it "
                   "(--zoom fewer channel blocks, or --raw: one pixel per entry)",
                   file=sys.stderr)
-    if layer.transposed:  # drawn from its geometry as well, no matrix formed
-        from ._matrices import conv_transpose_matrix
+    # the pattern is drawn from the geometry, no matrix formed; --values builds the matrix, or
+    # the --zoom window's rows alone (a new user's trial: a 4 x 4 window of a 64-channel
+    # layer built the whole, 1.4 GB)
+    if layer.transposed:
         from ._operators import ConvTransposeOperator
 
         inputs, kwargs = layer.shapes[0], layer.transposed_kwargs()
-        A = (conv_transpose_matrix(layer.matrix_weight, inputs, **kwargs) if args.values else
-             ConvTransposeOperator(layer.matrix_weight, inputs, **kwargs))
+        A = ConvTransposeOperator(layer.matrix_weight, inputs, **kwargs)
     elif args.values:
-        A = conv_matrix(layer.matrix_weight, layer.input_shape, **layer.kwargs)
+        from ._operators import ConvOperator
+
+        A = ConvOperator(layer.matrix_weight, layer.input_shape, **layer.kwargs)
     if args.raw:
         with atomic_path(args.output) as path:
             plot.save_raster(path, A, geometry=layer.geometry, max_bins=args.max_bins,
@@ -350,8 +352,12 @@ def _draw_spectrum(layer: _Layer, args, values: np.ndarray, how: str, norm, ever
     with matplotlib.rc_context(STYLE):
         fig = _figure(args, (2 * COLUMN_WIDTH if show_map else COLUMN_WIDTH, 3.0))
         axes = fig.subplots(1, 2 if show_map else 1, squeeze=False)[0]
-        # (on a log scale where asked, unless the interval alone has a lower end of 0)
-        log = args.log and (values.size > 0 or norm.lower > 0)
+        # on a log scale where asked, unless the interval's lower end is 0, which a log axis
+        # cannot draw (a new user's trial: a zero layer's 432 zero values, refused)
+        log = args.log and norm.lower > 0
+        if args.log and not log:
+            print("spectrum: no log scale: the interval's lower end is 0, which a log axis "
+                  "cannot draw", file=sys.stderr)
         bound = every if every is not None and _bounds_every_size(layer.geometry) and (
             every.upper > 0 or not log) else None  # (a zero layer's 0: on no log axis)
         plot.spectrum(values, axes[0], interval=norm, every_size=bound,

@@ -516,7 +516,8 @@ def _as_options(message: str) -> str:
     # --zoom as typed, R0:R1,C0:C1 (a new user's trial: "--zoom ((4, 0), (0, 1))")
     message = re.sub(r"--zoom \(\((-?\d+), (-?\d+)\), \((-?\d+), (-?\d+)\)\)",
                      r"--zoom \1:\2,\3:\4", message)
-    return message.replace("--values True", "--values")  # (a flag: given, or not)
+    # (a flag: given, or not)
+    return message.replace("--values True", "--values").replace("--values False", "no --values")
 
 
 def _reason(exc: BaseException, layer: bool = True) -> str:

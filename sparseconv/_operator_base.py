@@ -148,8 +148,9 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
     Subclasses set ``input_shape``, ``output_shape`` and implement ``_apply(X)`` and
     ``_apply_adjoint(Y)`` on arrays of shape ``(*input_shape, b)`` / ``(*output_shape, b)``,
     ``_apply_bytes(b, itemsize)`` and ``_apply_adjoint_bytes(b, itemsize)`` (what one product
-    allocates) and ``_explicit(format, adjoint)``. scipy's underscored methods do the work;
-    the public products are :class:`ShapeNamedProducts`'.
+    allocates) and ``_explicit(format, adjoint, blocksize, window)`` (``window``: the
+    matrix's rows and columns of a range of channel blocks each, channels first). scipy's
+    underscored methods do the work; the public products are :class:`ShapeNamedProducts`'.
     """
 
     input_shape: tuple[int, ...]
@@ -420,8 +421,9 @@ class _Adjoint(_GeometryOperator):
     def _adjoint(self):
         return self.parent
 
-    def _explicit(self, format, adjoint, blocksize=None):
-        return self.parent._explicit(format, adjoint=not adjoint, blocksize=blocksize)
+    def _explicit(self, format, adjoint, blocksize=None, window=None):
+        return self.parent._explicit(format, adjoint=not adjoint, blocksize=blocksize,
+                                     window=window)
 
     def __repr__(self) -> str:
         return f"<adjoint of {self.parent!r}>"
@@ -460,9 +462,10 @@ class _Transpose(_GeometryOperator):
     def _transpose(self):
         return self.transposed_of
 
-    def _explicit(self, format, adjoint, blocksize=None):
+    def _explicit(self, format, adjoint, blocksize=None, window=None):
         # A^T is conj(A^H); its adjoint (A^T)^H is conj(A)
-        matrix = self.transposed_of._explicit(format, adjoint=not adjoint, blocksize=blocksize)
+        matrix = self.transposed_of._explicit(format, adjoint=not adjoint, blocksize=blocksize,
+                                              window=window)
         return matrix.conj() if self._complex else matrix
 
     def __repr__(self) -> str:

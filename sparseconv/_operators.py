@@ -27,12 +27,15 @@ at each product).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from ._adjoint_products import transpose_map
+from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._matrices import assemble
 from ._memory import MatrixTooLargeError
@@ -223,11 +226,10 @@ class ConvOperator(_GeometryOperator):
     def _apply_adjoint_bytes(self, b, itemsize):
         return self._transpose_map.nbytes(b, itemsize)
 
-    def _explicit(self, format, adjoint, blocksize=None):
+    def _explicit(self, format, adjoint, blocksize=None, window=None):
         # A^H is the transpose of the matrix of the conjugate weight: conjugate the few weights
         weight = self._weight.conj() if adjoint else self._weight
-        return assemble(self.geometry, weight, self.dtype, format, transposed=adjoint,
-                        layout=self.layout, blocksize=blocksize)
+        return _assembled(self, weight, format, adjoint, blocksize, window)
 
 
 class ConvTransposeOperator(_GeometryOperator):
@@ -333,11 +335,39 @@ class ConvTransposeOperator(_GeometryOperator):
     def _apply_adjoint_bytes(self, b, itemsize):
         return forward_bytes(self.geometry, b, itemsize)
 
-    def _explicit(self, format, adjoint, blocksize=None):
+    def _explicit(self, format, adjoint, blocksize=None, window=None):
         # the matrix is A.T of the geometry's A; its adjoint conj(A), from the conjugate weight
         weight = self._weight.conj() if adjoint else self._weight
-        return assemble(self.geometry, weight, self.dtype, format, transposed=not adjoint,
-                        layout=self.layout, blocksize=blocksize)
+        return _assembled(self, weight, format, not adjoint, blocksize, window)
+
+
+def _assembled(op, weight: np.ndarray, format, transposed: bool, blocksize, window):
+    """The matrix of ``op``'s geometry with ``weight`` (its transpose if ``transposed``), or
+    only its ``window``: ``((r0, r1), (c0, c1))``, the rows of channel blocks ``r0:r1`` and
+    the columns of ``c0:c1`` (channels first), built from the geometry in memory
+    proportional to them: the layer of those channels alone where there is one group, else
+    the window's rows (:func:`sparseconv._blocks.row_block`) cut to its columns."""
+    g = op.geometry
+    if window is None:
+        return assemble(g, weight, op.dtype, format, transposed=transposed, layout=op.layout,
+                        blocksize=blocksize)
+    (r0, r1), (c0, c1) = window
+    if g.groups == 1:  # block (o, c) of the matrix is weight[o, c]'s alone
+        (o0, o1), (i0, i1) = ((c0, c1), (r0, r1)) if transposed else ((r0, r1), (c0, c1))
+        sub = dataclasses.replace(g, out_channels=o1 - o0, in_channels=i1 - i0)
+        return assemble(sub, weight[o0:o1, i0:i1], op.dtype, format, transposed=transposed)
+    from ._blocks import row_block  # (it assembles with _matrices' code)
+
+    rows, cols = g.shape[::-1] if transposed else g.shape
+    channels = (g.in_channels, g.out_channels) if transposed else (g.out_channels,
+                                                                    g.in_channels)
+    row, col = rows // channels[0], cols // channels[1]
+    if transposed and g.padding_mode != "zeros":  # (row_block's transposed slabs are boxes:
+        # a folding padding's are not) the whole matrix, cut
+        block = assemble(g, weight, op.dtype, "csr", transposed=True)[r0 * row:r1 * row]
+    else:
+        block = row_block(g, weight, op.dtype, slice(r0 * row, r1 * row), transposed=transposed)
+    return in_format(sp.csr_array(block[:, c0 * col:c1 * col]), format)
 
 
 def layer_of(A) -> tuple[ConvGeometry, bool] | None:

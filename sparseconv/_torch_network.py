@@ -19,6 +19,7 @@ from torch import nn
 
 import sparseconv as sc
 from sparseconv._memory import check_memory
+from sparseconv._read_only import ReadOnlyState
 from sparseconv._torch_graph import _build_graph, output_leaves
 from sparseconv._torch_graph_ops import _Op
 from sparseconv._torch_kinds import model_hook_reason
@@ -172,7 +173,7 @@ class _GraphOperator(spla.LinearOperator):
 
 
 @dataclass(frozen=True, eq=False)
-class NetworkOperator:
+class NetworkOperator(ReadOnlyState):
     """A linear network ``x -> operator @ x + offset``, from :func:`network_operator`.
 
     Attributes
@@ -185,7 +186,8 @@ class NetworkOperator:
         The linear part, matrix-free where :func:`operator` is; its adjoint runs the graph
         backwards (the transposes of the operations, summed where a signal was used twice).
     offset : numpy.ndarray
-        The network applied to zero: the biases (and added constants) carried to the output.
+        The network applied to zero: the biases (and added constants) carried to the output;
+        read-only, as :class:`sparseconv.AffineMap`'s bias.
 
     Examples
     --------
@@ -422,5 +424,6 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     _check_against_the_model(model, ops, shape, least)
     operator_ = _GraphOperator(ops)
     offset = _run(ops, np.zeros((1, *shape)), True).ravel()
+    offset.flags.writeable = False  # (as an AffineMap's bias; a new user's trial wrote it)
     return NetworkOperator(tuple(op.name for op in ops[1:]), shape, ops[-1].shape, operator_,
                            offset, tuple(ops))

@@ -218,3 +218,21 @@ def test_conv_matrix_blocks_keep_a_last_block_of_one_row():
     blocks = list(sc.conv_matrix_blocks(w, (1, 7), block_rows=13, padding=1))
     assert [rows for rows, _ in blocks] == [slice(0, 13), slice(13, 14)]
     np.testing.assert_array_equal(sp.vstack([b for _, b in blocks]).toarray(), full)
+
+
+def test_rows_of_a_folded_transpose_are_refused_not_built_wrong():
+    """The transposed slabs are one box of the layer's outputs, which a folding padding
+    (reflect, replicate, circular) reads beyond: rows 3:17 of a circular layer's transpose
+    came out 1.67 off (a check of spy's zoom windows, which now build such windows whole).
+    Transposed convolutions pad with zeros only, so no public path asks; refused."""
+    from sparseconv._blocks import row_block
+
+    w = np.random.default_rng(1).standard_normal((2, 1, 3, 3))
+    for mode in ("reflect", "replicate", "circular"):
+        geom = sc.ConvGeometry.from_weight(w.shape, (1, 5, 5), padding=1, padding_mode=mode)
+        with pytest.raises(ValueError, match=f"rows of the transpose of a {mode}-padded layer"):
+            row_block(geom, w, np.dtype(float), slice(3, 17), transposed=True)
+    geom = sc.ConvGeometry.from_weight(w.shape, (1, 5, 5), padding=1)
+    full = sc.conv_matrix(w, (1, 5, 5), padding=1).T.toarray()
+    np.testing.assert_array_equal(
+        row_block(geom, w, np.dtype(float), slice(3, 17), transposed=True).toarray(), full[3:17])

@@ -255,7 +255,19 @@ def test_spy_values_beyond_max_bins_pools_and_a_matrix_too_large_is_refused(
     line = _main_fails(["spy", "-o", tmp_path / "v.png", "--values", "--in-shape", "64,56,56",
                         "--out-channels", "64", "--kernel-size", "3", "--padding", "1"], capsys)
     assert "memory limit" in line and "200704 x 200704" in line, line
+    assert line.endswith("; --zoom fewer channel blocks, or no --values (the pattern, from the "
+                         "geometry alone), or raise the limit in the environment, e.g. "
+                         "SPARSECONV_MEMORY_LIMIT=16G"), line
     assert not (tmp_path / "v.png").exists()
+    # a window is built alone (a new user's trial: the whole 1.4 GB for a 4 x 4 window)
+    memory_limit("50M")
+    window = ["spy", "-o", str(tmp_path / "w.png"), "--values", "--in-shape", "64,56,56",
+              "--out-channels", "64", "--kernel-size", "3", "--padding", "1", "--zoom",
+              "0:8,0:8"]
+    from sparseconv.cli import main as cli_main
+
+    assert cli_main(window) in (0, None) and (tmp_path / "w.png").exists()
+    capsys.readouterr()
     memory_limit(None)
     w = np.random.default_rng(3).standard_normal((8, 4, 3, 3))
     np.save(tmp_path / "w.npy", w)

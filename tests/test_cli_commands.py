@@ -122,6 +122,24 @@ def test_spectrum_every_size_is_drawn_where_it_bounds_the_layer(tmp_path, capsys
     assert drawn.pop() is None
 
 
+def test_spectrum_of_a_zero_layer_on_a_log_scale_is_drawn_linear(tmp_path, capsys):
+    """A new user's trial: ``spectrum --log`` of an all-zero layer exited with status 2
+    ("interval's lower end 0.0 cannot be drawn on yscale='log'"): its 72 values, all zero,
+    passed the check that only a lone interval's zero was looked for. Drawn on a linear
+    scale, and said; with ``--every-size`` too."""
+    path = tmp_path / "zeros.npy"
+    np.save(path, np.zeros((2, 2, 3, 3)))
+    for extra in ([], ["--every-size"]):
+        out = _run(capsys, "spectrum", "--in-shape", "2,6,6", "--weights", path, "--padding",
+                   "1", "--log", "-o", tmp_path / "z.png", *extra)
+        assert "spectral norm  0  in [0, 0]  (zero)" in out, out
+        assert (tmp_path / "z.png").exists()
+    main(["spectrum", "--in-shape", "2,6,6", "--weights", str(path), "--padding", "1",
+          "--log", "-o", str(tmp_path / "z.png")])
+    assert capsys.readouterr().err == ("spectrum: no log scale: the interval's lower end is 0, "
+                                       "which a log axis cannot draw\n")
+
+
 def test_outward_rounding_helpers_never_round_inward():
     """Mutants this catches: _cli_commands.py: ``Decimal(repr(float(value)))`` ->
     ``Decimal(f"{value:.10g}")`` (rounded to nearest first, so an upper bound could be printed

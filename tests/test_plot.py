@@ -466,6 +466,68 @@ def test_values_of_a_zoom_window_are_the_matrix_entries():
     np.testing.assert_array_equal(drawn.filled(np.nan), _pooled(window, (2, 1)))
 
 
+def test_values_of_a_zoom_window_build_the_window_alone(memory_limit):
+    """``values=True`` with ``zoom=`` on a channels-first layer builds the window's matrix
+    alone (a new user's trial: a 4 x 4 window of a 64-channel layer built the whole, 1.4 GB,
+    and under a memory limit was refused for it, advised to zoom): under a limit the whole
+    matrix exceeds, the window is drawn; the refusal of a window still too large advises
+    fewer blocks, not the matrix-free operator it was given. Every kind of layer operator
+    (adjoints, transposes, complex, grouped, every padding mode) against its dense matrix's
+    window, entry for entry."""
+    w = np.random.default_rng(12).standard_normal((32, 32, 3, 3))
+    layer = ConvOperator(w, (32, 28, 28), padding=1)  # 25088 x 25088, 7.1e6 nonzeros
+    # the whole matrix: about 170 MB; the window's 16 rows of blocks 85 MB; the window 3 MB
+    # and its image 25 MB
+    memory_limit(30 * 2**20)
+    image = plot.spy(layer, axes(), values=True, zoom=((0, 16), (5, 6)), max_bins=784)
+    window = sc.conv_matrix(w[:16, 5:6], (1, 28, 28), padding=1)
+    edges = plot.bin_edges(12544, 784, 16, 28), np.arange(785)  # bins of 16 x 1 entries
+    np.testing.assert_array_equal(image.get_array().filled(np.nan),
+                                  plot.largest_entries(window, *edges))
+    with pytest.raises(sc.MatrixTooLargeError, match=r"values=True draws the matrix's "
+                       r"entries: .* zoom= fewer channel blocks, or values=False \(the "
+                       r"pattern, from the geometry alone\), or raise"):
+        plot.spy(layer, axes(), values=True)
+    memory_limit(None)
+    rng = np.random.default_rng(13)
+    for groups, mode in ((1, "reflect"), (2, "circular"), (3, "replicate"), (2, "zeros")):
+        w = rng.standard_normal((2 * groups, 2, 3, 3)) + 1j * rng.standard_normal(
+            (2 * groups, 2, 3, 3))
+        A = ConvOperator(w, (2 * groups, 5, 5), padding=1, groups=groups, padding_mode=mode,
+                         dtype=np.complex128)
+        T = ConvTransposeOperator(w, (2 * groups, 3, 3), stride=2, padding=1, groups=groups,
+                                  dtype=np.complex128)
+        for op in (A, A.H, T, T.H):
+            dense = op.tosparse().toarray()
+            channels = (op.output_shape[0], op.input_shape[0])
+            block = (dense.shape[0] // channels[0], dense.shape[1] // channels[1])
+            zoom = ((channels[0] - 2, channels[0]), (0, 1))
+            drawn = plot.spy(op, axes(), values=True, zoom=zoom).get_array()
+            window = dense[zoom[0][0] * block[0]:, :block[1]]
+            np.testing.assert_array_equal(np.ma.getmaskarray(drawn), window == 0)
+            np.testing.assert_array_equal(drawn.filled(0), np.abs(window))
+
+
+def test_values_of_operators_without_a_geometry_are_their_matrices():
+    """A new user's trial: a channels-last operator and a complex layer's ``.T`` (drawn by
+    ``spy`` from ``tosparse()``) crashed with ``values=True``: scipy's "does not support
+    dtype object", from ``np.asarray`` of the operator. A LinearOperator with no matrix is
+    refused by name."""
+    from scipy.sparse.linalg import aslinearoperator
+
+    w = np.random.default_rng(14).standard_normal((3, 2, 3, 3))
+    last = ConvOperator(w, (2, 5, 5), padding=1, layout="channels_last")
+    complex_t = ConvOperator(w + 1j, (2, 5, 5), padding=1, dtype=np.complex128).T
+    for op in (last, complex_t):
+        dense = op.tosparse().toarray()
+        drawn = plot.spy(op, axes(), values=True).get_array()
+        np.testing.assert_array_equal(drawn.filled(0), np.abs(dense) if
+                                      np.iscomplexobj(dense) else dense)
+    with pytest.raises(TypeError, match="values=True needs the matrix of a "
+                       "MatrixLinearOperator: pass A.tosparse"):
+        plot.spy(aslinearoperator(np.eye(3)), axes(), values=True)
+
+
 def _pooled(dense: np.ndarray, bins: tuple[int, int]) -> np.ndarray:
     """Each ``bins``-sized bin's entry of largest magnitude (the positive of a tie), NaN where
     all are zero: ``largest_entries`` by its definition, on a dense matrix."""
@@ -1008,6 +1070,15 @@ def test_spy_values_of_a_complex_matrix_draws_the_moduli():
     stored = dense != 0
     np.testing.assert_allclose(drawn[stored], np.abs(dense[stored]), rtol=1e-15)
     assert np.isnan(drawn[~stored]).all()
+    # the colorbar says moduli (a new user's trial: "entry value" over moduli), per entry or
+    # per bin; bins of unequal sizes along one axis only name a range there (it read
+    # "14-14 x 15-16 entries")
+    assert image.colorbar.ax.get_ylabel() == "entry modulus"
+    binned = spy(A, Figure().subplots(), values=True, max_bins=5)
+    assert binned.colorbar.ax.get_ylabel() == "largest modulus per bin (2 x 1 entries)"
+    real = spy(sp.random_array((29, 40), density=0.3, rng=0), Figure().subplots(),
+               values=True, max_bins=10)
+    assert real.colorbar.ax.get_ylabel() == "largest-magnitude entry per bin (2-3 x 4 entries)"
 
 
 def test_spy_draws_every_stored_entry_and_every_nonempty_bin_off_white():
@@ -1242,9 +1313,11 @@ def test_spectrum_band_spans_the_certified_interval():
 
 def test_spectrum_draws_the_bound_for_every_input_size():
     """``every_size=`` (toeplitz_norm's result, or a pair) is a dashed line at its upper end,
-    the legend printing it rounded up (a new user's trial: the command line printed the bound
-    for every input size and drew nothing of it); drawn with the values, or with the interval
-    alone, on either scale; its arguments checked as the interval's are."""
+    labelled with it rounded up (a new user's trial: the command line printed the bound for
+    every input size and drew nothing of it); drawn with the values, or with the interval
+    alone, on either scale, within the axes, the legend below it (a second trial: a legend
+    entry put the legend over the values of a low-rank layer; matplotlib's "best" put it over
+    the label); its arguments checked as the interval's are."""
     from decimal import Decimal
 
     w = np.random.default_rng(4).standard_normal((3, 3, 3, 3))
@@ -1257,14 +1330,27 @@ def test_spectrum_draws_the_bound_for_every_input_size():
         (line,) = [line for line in ax.lines if line.get_linestyle() == "--"]
         assert line.get_ydata()[0] == every.upper
         assert ax.get_ylim()[1] > every.upper  # on the axes, not above them
-        text = ax.get_legend().get_texts()[0].get_text()
+        (label,) = ax.texts
+        text = label.get_text()
         assert text.startswith("every input size:"), text
+        ax.figure.canvas.draw()  # the label, and the legend below it, within the axes
+        box, legend = label.get_window_extent(), ax.get_legend().get_window_extent()
+        assert ax.get_window_extent().contains(box.x1 - 1, box.y1 - 1)
+        assert legend.y1 <= ax.transData.transform((0, every.upper))[1] <= box.y0 + 3
         printed = Decimal(text.rsplit(" ", 1)[1])
         assert printed >= Decimal(every.upper) and printed - Decimal(every.upper) < Decimal(
             "1e-8") * Decimal(every.upper)
     ax = Figure().subplots()
     plot.spectrum([2.0, 1.0], ax, every_size=(2.5, 3.0))
     assert [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [3.0]
+    from sparseconv.plot._figure import STYLE
+
+    with matplotlib.rc_context(STYLE):  # a diagonal of values: "best" is the empty top left
+        ax = Figure().subplots()
+        plot.spectrum(np.linspace(12.1, 0.0, 144), ax, interval=(12.1, 12.1),
+                      every_size=(13.0, 13.08))
+        ax.figure.canvas.draw()
+    assert ax.get_legend().get_window_extent().y1 <= ax.transData.transform((0, 13.08))[1]
     with pytest.raises(TypeError, match="every_size must be"):
         plot.spectrum([1.0], Figure().subplots(), every_size="big")
     with pytest.raises(ValueError, match="every_size must satisfy"):

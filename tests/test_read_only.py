@@ -122,3 +122,20 @@ def test_a_dask_operator_keeps_its_weight_read_only():
     for how, twin in _copies(A):
         assert _read_only_count(twin) == frozen, how
         np.testing.assert_array_equal(twin @ x, A @ x)
+
+
+def test_a_network_operators_offset_is_read_only_in_it_and_its_copies():
+    """A new user's trial: ``network_operator``'s public ``offset`` took writes (an
+    ``AffineMap``'s bias refuses them), in the original and in a deep copy. (Its graph holds
+    closures: a ``NetworkOperator`` is deep-copied, not pickled.)"""
+    torch = pytest.importorskip("torch")
+    import sparseconv.torch as sct
+
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, padding=1),
+                                torch.nn.AvgPool1d(2)).double().eval()
+    net = sct.network_operator(model, (1, 8))
+    x = np.random.default_rng(5).standard_normal(8)
+    for candidate in (net, copy.deepcopy(net)):
+        with pytest.raises(ValueError, match="read-only"):
+            candidate.offset[0] = 7
+        np.testing.assert_array_equal(candidate(x), net(x))

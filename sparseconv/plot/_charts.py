@@ -85,8 +85,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     every_size : (float, float) or SpectralNorm, optional
         A certified bound of the layer's norm at every input size (the norm on the infinite
         grid: :func:`sparseconv.toeplitz_norm`'s result): a dashed line at its upper end,
-        which the legend prints rounded up; how far the values at this size lie below the
-        bound at any size.
+        labelled with it rounded up; how far the values at this size lie below the bound at
+        any size.
     yscale : {"linear", "log"}, optional
         The value axis' scale (matplotlib's ``Axes.set_yscale``): ``"log"`` shows the decay of
         the small values, the condition number at a glance; zero values, which it cannot
@@ -128,7 +128,7 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     >>> ax = Figure().subplots()                        # the bound at every input size too
     >>> lines = spectrum(singular_values(w, (2, 8, 8), padding=1), ax,
     ...                  every_size=toeplitz_norm(w))
-    >>> ax.get_legend().get_texts()[0].get_text().startswith("every input size")
+    >>> ax.texts[0].get_text().startswith("every input size")
     True
     >>> ax = Figure().subplots()
     >>> lines = spectrum([4.0, 1e-3, 0.0], ax, yscale="log")  # the zero left out, and said
@@ -183,10 +183,13 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
                 s = np.ma.masked_equal(s, 0.0)
             lines += ax.plot(x, s, label=name, **kwargs)
         if every is not None:  # (a new user's trial: printed by the command line, not drawn)
-            digits = interval_digits(*every)
-            ax.axhline(every[1], color="k", linestyle="--", linewidth=0.8,
-                       label=f"every input size:\n||A||$_2$ $\\leq$ "
-                       f"{round_outward(every[1], ROUND_CEILING, digits)}")
+            # labelled on the line itself, at the right, where values decrease to: a legend
+            # entry put the legend over the values or over the line (a second trial)
+            ax.axhline(every[1], color="k", linestyle="--", linewidth=0.8)
+            ax.annotate(f"every input size: ||A||$_2$ $\\leq$ "
+                        f"{round_outward(every[1], ROUND_CEILING, interval_digits(*every))}",
+                        xy=(1, every[1]), xycoords=ax.get_yaxis_transform(), xytext=(-3, 2),
+                        textcoords="offset points", ha="right", va="bottom")
         if band is not None:
             lower, upper = band
             # on two lines: on one, it spanned a small axes, and the legend, which has no
@@ -204,7 +207,8 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
                     0, upper * 1.1 if upper > 0 else 1.0)))
                 ax.set_xticks([])
                 ax.set_ylabel("spectral norm $||A||_2$")
-                ax.legend(loc="lower center")
+                _room_above(ax, every, yscale)
+                ax.legend(loc="lower center", bbox_to_anchor=_below(ax, every, yscale))
                 return lines
             ax.axhspan(lower, upper, color="0.875", linewidth=0)
             x0 = float(np.asarray(lines[0].get_xdata())[0])
@@ -214,10 +218,33 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
                       else "index i (largest first)")
         ax.set_ylabel("singular value $\\sigma_i$" + (
             f" ({zeros} zero{'s' if zeros > 1 else ''} not drawn)" if zeros else ""))
-        if band is not None or every is not None or any(name is not None for name, _ in series):
-            # below the decreasing values, where the dashed line across the top is not
-            ax.legend(loc="lower left" if every is not None else "best")
+        _room_above(ax, every, yscale)
+        if band is not None or any(name is not None for name, _ in series):
+            ax.legend(bbox_to_anchor=_below(ax, every, yscale))
     return lines
+
+
+def _room_above(ax, every: tuple[float, float] | None, yscale: str) -> None:
+    """The value axis extended so that the bound for every input size, and its label above
+    it, lie within the axes: the line at most 85% of the way up."""
+    if every is None:
+        return
+    bottom, top = ax.get_ylim()
+    scale = math.log if yscale == "log" else (lambda v: v)
+    needed = scale(bottom) + (scale(every[1]) - scale(bottom)) / 0.85
+    if needed > scale(top):
+        ax.set_ylim(bottom, math.exp(needed) if yscale == "log" else needed)
+
+
+def _below(ax, every: tuple[float, float] | None, yscale: str):
+    """Where the legend may go (axes coordinates): below the bound for every input size and
+    its label (matplotlib's "best" avoids lines, not texts: it covered the label), or the
+    whole axes."""
+    if every is None:
+        return None
+    bottom, top = ax.get_ylim()
+    scale = math.log if yscale == "log" else (lambda v: v)
+    return (0, 0, 1, (scale(every[1]) - scale(bottom)) / (scale(top) - scale(bottom)) - 0.02)
 
 
 def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = "viridis",

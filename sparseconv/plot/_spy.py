@@ -17,10 +17,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
 
 from .._files import raster_formats
 from .._geometry import ConvGeometry
-from .._memory import check_memory
+from .._memory import (
+    USE_OPERATOR,
+    USE_TRANSPOSE_OPERATOR,
+    MatrixTooLargeError,
+    check_memory,
+)
 from .._operators import layer_of
 from .._validation import as_bool, int_tuple, positive_int
 from ._figure import (
@@ -203,21 +209,55 @@ def _values_image(A, max_bins: int, zoom, channels: tuple[int, int],
     faded into white)."""
     if isinstance(A, ConvGeometry):
         raise ValueError("values=True needs the matrix or an operator, not a bare ConvGeometry")
-    if layer_of(A) is not None:  # (sized before its matrix is built)
+    if isinstance(A, LinearOperator):  # (its image sized before its matrix is built)
         check_values_window(A.shape, channels, max_bins, zoom)
-        A = A.tosparse()
-    A = sp.csr_array(A) if sp.issparse(A) else sp.csr_array(np.atleast_2d(np.asarray(A)))
-    rows, cols = check_values_window(A.shape, channels, max_bins, zoom)
+    A, first = _window_matrix(A, zoom, channels)
+    rows, cols = check_values_window(A.shape, (1, 1), max_bins, None)
     (r0, r1), (c0, c1) = _zoom_range(zoom, channels)
-    block = (A.shape[0] // channels[0], A.shape[1] // channels[1])
-    first = (r0 * block[0], c0 * block[1])
-    if zoom is not None:
-        A = A[first[0]:r1 * block[0], first[1]:c1 * block[1]]
     # (bin_edges: one bin per index on an axis of at most max_bins)
     row_edges = bin_edges(rows, max_bins, r1 - r0, period[0])
     col_edges = bin_edges(cols, max_bins, c1 - c0, period[1])
     image = largest_entries(A, row_edges, col_edges)
     return Raster(image, row_edges + first[0], col_edges + first[1])
+
+
+#: What ``values=True`` advises where a matrix it draws is beyond the memory limit.
+_FEWER = "zoom= fewer channel blocks, or values=False (the pattern, from the geometry alone)"
+
+
+def _window_matrix(A, zoom, channels: tuple[int, int]) -> tuple[sp.csr_array, tuple[int, int]]:
+    """The CSR matrix of the ``zoom`` window of ``A`` (the whole matrix without one), and the
+    row and column of the whole matrix it starts at. A channels-first layer builds the
+    window alone, from its geometry (a new user's trial: a 4 x 4 window of a 64-channel
+    layer built the whole matrix, 1.4 GB, and beyond the memory limit was refused for it with
+    the advice of a zoom); any other operator its whole ``tosparse()``."""
+    (r0, r1), (c0, c1) = _zoom_range(zoom, channels)
+    if isinstance(A, LinearOperator):
+        shape = A.shape
+    else:
+        A = A if sp.issparse(A) else sp.csr_array(np.atleast_2d(np.asarray(A)))
+        shape = A.shape
+    block = (shape[0] // channels[0], shape[1] // channels[1])
+    rows, cols = slice(r0 * block[0], r1 * block[0]), slice(c0 * block[1], c1 * block[1])
+    if isinstance(A, LinearOperator):
+        if not callable(getattr(A, "tosparse", None)):  # (a new user's trial: scipy's "does
+            # not support dtype object", from np.asarray of the operator)
+            raise TypeError(f"values=True needs the matrix of a {type(A).__name__}: pass "
+                            "A.tosparse() or a sparseconv operator")
+        try:
+            if layer_of(A) is not None and zoom is not None:
+                window = A._explicit("csr", adjoint=False, window=((r0, r1), (c0, c1)))
+                return sp.csr_array(window), (rows.start, cols.start)
+            A = A.tosparse()
+        except MatrixTooLargeError as exc:  # (a new user's trial: told to "use the
+            # matrix-free ConvOperator" it had passed)
+            message = str(exc)
+            for hint in (USE_OPERATOR, USE_TRANSPOSE_OPERATOR):
+                message = message.replace(f"; {hint}, or raise", f"; {_FEWER}, or raise")
+            raise MatrixTooLargeError(f"values=True draws the matrix's entries: {message}") \
+                from None
+    A = sp.csr_array(A)
+    return (A if zoom is None else A[rows, cols]), (rows.start, cols.start)
 
 
 def _image_style(image: np.ndarray, exact: bool, values: bool, color, cmap) -> dict:
@@ -258,17 +298,19 @@ def _spy_image(A, geom, transposed, max_bins, values, color, cmap, zoom):
     return binned.counts, binned, style
 
 
-def _colorbar_label(binned: Raster, values: bool = False) -> str:
-    if values and binned.exact:
-        return "entry value"
-    what = "largest-magnitude entry" if values else "nonzeros"
-    bins = binned.bin_shape
-    if bins is None:
-        rows = np.diff(binned.row_edges)
-        cols = np.diff(binned.col_edges)
-        return (f"{what} per bin ({rows.min()}-{rows.max()} x {cols.min()}-{cols.max()} "
-                "entries)")
-    return f"{what} per bin ({bins[0]:,} x {bins[1]:,} entries)"
+def _colorbar_label(binned: Raster, values: bool = False, modulus: bool = False) -> str:
+    """The colorbar's label: what a pixel holds (``modulus``: of complex entries), and of how
+    many entries where it is a bin (a range where bins differ: "14 x 15-16 entries")."""
+    if values:
+        what = "entry modulus" if modulus else "entry value"
+        if binned.exact:
+            return what
+        what = "largest modulus" if modulus else "largest-magnitude entry"
+    else:
+        what = "nonzeros"
+    sizes = [np.unique(np.diff(edges)) for edges in (binned.row_edges, binned.col_edges)]
+    rows, cols = (f"{s[0]:,}" if len(s) == 1 else f"{s[0]:,}-{s[-1]:,}" for s in sizes)
+    return f"{what} per bin ({rows} x {cols} entries)"
 
 
 def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None = None,
@@ -414,7 +456,9 @@ def spy(A: MatrixLike, ax: Axes | None = None, *, geometry: ConvGeometry | None 
         _label_axes(ax, geom, transposed, binned)
         if colorbar or (colorbar is None and (values or not binned.exact)):
             wide = image.shape[1] >= 2 * image.shape[0]  # a colorbar beside it would tower
-            _add_colorbar(ax, artist, _colorbar_label(binned, values),
+            dtype = getattr(A, "dtype", None)  # (an array or list: the image's, real)
+            modulus = values and dtype is not None and np.dtype(dtype).kind == "c"
+            _add_colorbar(ax, artist, _colorbar_label(binned, values, modulus),
                           integer=not values, location="bottom" if wide else "right")
     return artist
 
