@@ -145,8 +145,8 @@ def _spy(layer: _Layer, args) -> None:
                   "(--zoom fewer channel blocks, or --raw: one pixel per entry)",
                   file=sys.stderr)
     # the pattern is drawn from the geometry, no matrix formed; --values builds the matrix, or
-    # the --zoom window's rows alone (a new user's trial: a 4 x 4 window of a 64-channel
-    # layer built the whole, 1.4 GB)
+    # the --zoom window's alone (a new user's trial: a 4 x 4 window of a 64-channel layer
+    # built the whole, 1.4 GB)
     if layer.transposed:
         from ._operators import ConvTransposeOperator
 
