@@ -189,6 +189,12 @@ class NetworkOperator(ReadOnlyState):
         The network applied to zero: the biases (and added constants) carried to the output;
         read-only, as :class:`sparseconv.AffineMap`'s bias.
 
+    Notes
+    -----
+    ``copy.deepcopy`` copies it; ``pickle`` does not (its graph's operations are closures over
+    the traced model): to use it in other processes (Dask workers), build it there from the
+    model, which pickles, or send its explicit :meth:`affine` map, which does.
+
     Examples
     --------
     >>> import numpy as np, torch
