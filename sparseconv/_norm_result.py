@@ -75,7 +75,7 @@ class SpectralNorm:
     lower: float
     upper: float
     method: Literal["fft", "dense", "bounds", "upper", "1x1", "torus", "zero"]
-    bounds: dict[str, float] = field(default_factory=dict)
+    bounds: dict[str, float] = field(default_factory=dict, hash=False)  # (hashable: {r})
     converged: bool = True
 
     def __post_init__(self) -> None:
