@@ -245,7 +245,7 @@ def _window_matrix(A, zoom, channels: tuple[int, int]) -> tuple[sp.csr_array, tu
             raise TypeError(f"values=True needs the matrix of a {type(A).__name__}: pass "
                             "A.tosparse() or a sparseconv operator")
         try:
-            if layer_of(A) is not None and zoom is not None:
+            if layer_of(A) is not None and zoom is not None and hasattr(A, "_explicit"):
                 window = A._explicit("csr", adjoint=False, window=((r0, r1), (c0, c1)))
                 return sp.csr_array(window), (rows.start, cols.start)
             A = A.tosparse()
