@@ -28,6 +28,7 @@ at each product).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -358,10 +359,8 @@ def _assembled(op, weight: np.ndarray, format, transposed: bool, blocksize, wind
         return assemble(sub, weight[o0:o1, i0:i1], op.dtype, format, transposed=transposed)
     from ._blocks import row_block  # (it assembles with _matrices' code)
 
-    rows, cols = g.shape[::-1] if transposed else g.shape
-    channels = (g.in_channels, g.out_channels) if transposed else (g.out_channels,
-                                                                    g.in_channels)
-    row, col = rows // channels[0], cols // channels[1]
+    per_out, per_in = math.prod(g.output_size), math.prod(g.input_size)  # a channel block's
+    row, col = (per_in, per_out) if transposed else (per_out, per_in)
     if transposed and g.padding_mode != "zeros":  # (row_block's transposed slabs are boxes:
         # a folding padding's are not) the whole matrix, cut
         block = assemble(g, weight, op.dtype, "csr", transposed=True)[r0 * row:r1 * row]

@@ -224,27 +224,29 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
     return lines
 
 
+def _height(ax, value: float, yscale: str) -> float:
+    """Where ``value`` lies on the value axis, as a fraction of its height (on its scale)."""
+    scale = math.log if yscale == "log" else float
+    bottom, top = (scale(v) for v in ax.get_ylim())
+    return (scale(value) - bottom) / (top - bottom)
+
+
 def _room_above(ax, every: tuple[float, float] | None, yscale: str) -> None:
     """The value axis extended so that the bound for every input size, and its label above
     it, lie within the axes: the line at most 85% of the way up."""
-    if every is None:
+    if every is None or (height := _height(ax, every[1], yscale)) <= 0.85:
         return
-    bottom, top = ax.get_ylim()
-    scale = math.log if yscale == "log" else (lambda v: v)
-    needed = scale(bottom) + (scale(every[1]) - scale(bottom)) / 0.85
-    if needed > scale(top):
-        ax.set_ylim(bottom, math.exp(needed) if yscale == "log" else needed)
+    bottom, top = ax.get_ylim()  # the top moved so that the line's height becomes 0.85
+    grow = height / 0.85
+    ax.set_ylim(bottom, bottom * (top / bottom) ** grow if yscale == "log" else
+                bottom + (top - bottom) * grow)
 
 
 def _below(ax, every: tuple[float, float] | None, yscale: str):
     """Where the legend may go (axes coordinates): below the bound for every input size and
     its label (matplotlib's "best" avoids lines, not texts: it covered the label), or the
     whole axes."""
-    if every is None:
-        return None
-    bottom, top = ax.get_ylim()
-    scale = math.log if yscale == "log" else (lambda v: v)
-    return (0, 0, 1, (scale(every[1]) - scale(bottom)) / (scale(top) - scale(bottom)) - 0.02)
+    return None if every is None else (0, 0, 1, _height(ax, every[1], yscale) - 0.02)
 
 
 def frequency_heatmap(values: ArrayLike, ax: Axes | None = None, *, cmap: str = "viridis",
