@@ -43,6 +43,7 @@ from ._validation import (
     one_of,
     positive_int,
     spatial_size,
+    transposed_padding_mode,
 )
 
 __all__ = [
@@ -223,6 +224,11 @@ class ConvGeometry:
             output_size = int_tuple(output_size, ndim, "output_size", 1)
         axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,
                           output_size)
+        sizes = tuple(a.output_size for a in axes)
+        if max(sizes) > INDEX_LIMIT:  # (a review: blamed on input_shape, in the adjoint's set-up)
+            raise ValueError(
+                f"the output size {sizes} from input_shape={input_shape} with padding={pads} "
+                f"is larger than 2**60 (int64 index arithmetic): a smaller padding")
         return cls(in_channels, out_channels, groups, axes, flip)
 
     @classmethod
@@ -311,10 +317,8 @@ class ConvGeometry:
         >>> g.input_shape, g.output_shape            # the convolution it is the adjoint of
         ((8, 14, 14), (16, 7, 7))
         """
-        if padding_mode != "zeros":  # (a new user's trial: the argument PyTorch takes was
-            # refused as unexpected)
-            raise ValueError(f"padding_mode must be 'zeros' for a transposed convolution, as "
-                             f"PyTorch's ConvTranspose*d, got {padding_mode!r}")
+        # (a new user's trial: the argument PyTorch takes was refused as unexpected)
+        transposed_padding_mode(padding_mode)
         weight_shape = _weight_shape(weight_shape)
         if len(weight_shape) < 3:
             raise ValueError(
@@ -345,6 +349,12 @@ class ConvGeometry:
         out_size = conv_transpose_output_shape(
             input_shape[1:], weight_shape[2:], stride, padding, output_padding, dilation
         )
+        if max(out_size) > INDEX_LIMIT:  # (a review: blamed on input_shape)
+            raise ValueError(
+                f"the transposed convolution's output size {out_size} from input_shape="
+                f"{input_shape} with stride={stride}, padding={padding}, output_padding="
+                f"{output_padding}, dilation={dilation} is larger than 2**60 (int64 index "
+                f"arithmetic)")
         return cls.from_weight(
             weight_shape, (weight_shape[1] * groups, *out_size), stride=stride, padding=padding,
             dilation=dilation, groups=groups, output_size=input_shape[1:],

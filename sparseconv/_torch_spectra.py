@@ -66,7 +66,7 @@ from ._symbol import (
     unit_scale,
 )
 from ._typing import IntOrTuple, PaddingLike, PaddingMode, ShapeLike
-from ._validation import int_tuple, is_int, positive_int, spatial_size
+from ._validation import int_tuple, is_int, positive_int, spatial_size, transposed_padding_mode
 
 __all__ = ["circular_singular_values", "circular_spectral_norm", "spectral_norm_upper"]
 
@@ -612,9 +612,7 @@ def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation,
     if not isinstance(transposed, bool):
         raise TypeError(f"transposed must be a bool, got {transposed!r}")
     if transposed:  # the adjoint of the convolution from the output size, by the same weight
-        if padding_mode != "zeros":
-            raise ValueError(f"a transposed convolution supports padding_mode='zeros' only, as "
-                             f"in PyTorch, got {padding_mode!r}")
+        transposed_padding_mode(padding_mode)  # (a review: an array raised numpy's error)
         size = _size(input_size, weight.ndim - 2)
         kernel = tuple(weight.shape[2:])
         output = conv_transpose_output_shape(size, kernel, stride, padding, output_padding,

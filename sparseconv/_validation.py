@@ -58,6 +58,7 @@ __all__ = [
     "result_dtype",
     "spatial_size",
     "summable",
+    "transposed_padding_mode",
     "worker_count",
 ]
 
@@ -415,6 +416,25 @@ def periodic_padding_mode(padding_mode, what: str) -> None:
     if padding_mode != "circular":
         raise ValueError(f"padding_mode must be 'circular' for {what} (it describes the periodic "
                          f"layer), got {padding_mode!r}")
+
+
+def transposed_padding_mode(padding_mode) -> None:
+    """``padding_mode`` of a transposed convolution: only ``"zeros"``, as PyTorch's
+    ``ConvTranspose*d`` (a ``TypeError`` for what is no string: an array would be asked for
+    its truth value).
+
+    Examples
+    --------
+    >>> transposed_padding_mode("zeros")
+    >>> transposed_padding_mode("reflect")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: padding_mode must be 'zeros' for a transposed convolution, ... got 'reflect'
+    """
+    if not isinstance(padding_mode, str) or padding_mode != "zeros":
+        error = ValueError if isinstance(padding_mode, str) else TypeError
+        raise error(f"padding_mode must be 'zeros' for a transposed convolution, as PyTorch's "
+                    f"ConvTranspose*d, got {padding_mode!r}")
 
 
 def real_number(value, name: str, *, low: float = -math.inf, high: float = math.inf,

@@ -62,6 +62,9 @@ def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarr
             ": a module goes to sparseconv.torch (sparseconv.torch.matrix(module, "
             "input_shape), .operator, .spectral_norm), its weight here as "
             "module.weight.detach().numpy()" if module else ""))
+    if not array.dtype.isnative:  # (a review: big-endian weights, as FITS, HDF5 and some
+        # .npy files hold them, gave matrices of dtype >f8 that scipy.sparse then refused)
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype.kind in "iu" and array.dtype.itemsize >= 8 and (
             where := first_index((array > 2**53) | (array < -2**53))) is not None:
         raise ValueError(f"{name} must have integer entries of magnitude at most 2**53, which "
@@ -107,23 +110,33 @@ def _in_double(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
-    """The dtype of a layer's matrix: ``dtype`` if given, else the weight's.
+    """The dtype of a layer's matrix: ``dtype`` if given, else the weight's, in the machine's
+    byte order (scipy.sparse computes in no other).
 
     Examples
     --------
     >>> import numpy as np
     >>> result_dtype(np.ones(3, np.float32), None), result_dtype(np.ones(3), "complex128")
     (dtype('float32'), dtype('complex128'))
+    >>> result_dtype(np.ones(3), ">f8") == np.float64
+    True
+    >>> result_dtype(np.ones(3), np.float32(1.0))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: dtype must be a numpy numeric dtype, got the value np.float32(1.0) (its type ...
     """
     if dtype is None:
-        return weight.dtype
+        return weight.dtype  # (native: as_weight's)
+    if isinstance(dtype, np.generic):  # np.dtype() takes a scalar value for its type
+        raise TypeError(f"dtype must be a numpy numeric dtype, got the value {dtype!r} (its "
+                        f"type is numpy.{type(dtype).__name__})")
     try:
         dtype = np.dtype(dtype)
     except TypeError as exc:
         raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}") from exc
     if dtype.kind not in "biufc":
         raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}")
-    return dtype
+    return dtype.newbyteorder("=")
 
 
 def layer_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:

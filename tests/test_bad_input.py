@@ -45,10 +45,10 @@ NON_FINITE = [np.where(np.eye(3, dtype=bool), NAN, 1.0)[None, None].repeat(2, 0)
               np.full((2, 2, 3, 3), np.inf)]
 PADDINGS = [-1, 1.5, "half", (1, 1, 1), ((0, -1), (0, 0)), HUGE, True, ((0, HUGE), (0, 0)),
             [1, "a"], NAN, b"x", (b"\x01", 1)]
-MODES = ["mirror", 1, None, ("zeros",), "Zeros"]
+MODES = ["mirror", 1, None, ("zeros",), "Zeros", np.array(["zeros", "zeros"])]
 METHODS = ["svd", 1, None]
 FORMATS = ["dense", 1, None, np.array(["csr", "csc"])]  # (an array: numpy's truth-value error)
-DTYPES = ["str", object, "not a dtype"]
+DTYPES = ["str", object, "not a dtype", np.float32(1.0)]  # (a value: np.dtype takes its type)
 GROUPS = [0, -1, True, 1.5, "1", None, HUGE, np.float64(1.0)]
 LAYOUTS = ["NHWC", "channels-last", None, 1, ("channels_last",)]
 # blocksize applies to format="bsr" only: with the default format every value is refused

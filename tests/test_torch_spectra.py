@@ -205,8 +205,11 @@ def test_upper_bound_of_every_padding_mode_and_of_transposed_layers():
         assert top <= float(sct.spectral_norm_upper(
             weight, (n,) * ndim, stride=s, padding=p, output_padding=s - 1, transposed=True)), \
             config
-    with pytest.raises(ValueError, match="padding_mode='zeros' only"):
+    with pytest.raises(ValueError, match="padding_mode must be 'zeros' for a transposed"):
         sct.spectral_norm_upper(ones, 6, padding=1, padding_mode="reflect", transposed=True)
+    # (a review: an array raised numpy's "truth value of an array is ambiguous")
+    with pytest.raises(TypeError, match="padding_mode must be 'zeros' for a transposed"):
+        sct.spectral_norm_upper(ones, 6, padding_mode=np.array(["zeros"] * 2), transposed=True)
     with pytest.raises(ValueError, match=r"output_padding applies to a transposed"):
         sct.spectral_norm_upper(ones, 6, padding=1, output_padding=1)
     with pytest.raises(TypeError, match="transposed must be a bool"):

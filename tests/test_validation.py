@@ -364,3 +364,95 @@ def test_workers_count_back_from_the_cores_this_process_may_use():
     thread.start()
     thread.join()
     assert seen["every"] == 1 and "the 1 core this process may use" in seen.get("error", ""), seen
+
+
+# -- byte order (a review: big-endian weights, as FITS, HDF5 and some .npy files hold them) --
+BIG = np.arange(1.0, 19.0).reshape(2, 1, 3, 3).astype(">f8")
+BYTE_ORDER_BUILDS = {
+    "conv_matrix": lambda w, d: sc.conv_matrix(w, (1, 5, 5), padding=1, dtype=d),
+    "conv_matrix-bsr": lambda w, d: sc.conv_matrix(w, (1, 5, 5), padding=1, dtype=d,
+                                                   format="bsr"),
+    "conv_matrix-coo": lambda w, d: sc.conv_matrix(w, (1, 5, 5), dtype=d, format="coo"),
+    "conv_transpose_matrix": lambda w, d: sc.conv_transpose_matrix(w, (2, 5, 5), stride=2,
+                                                                   dtype=d),
+    "block_conv_matrix": lambda w, d: sc.block_conv_matrix(w, (1, 5, 5), dtype=d),
+    "conv1x1_matrix": lambda w, d: sc.conv1x1_matrix(w[:, :, :1, :1], (5, 5), dtype=d),
+    "toeplitz_matrix": lambda w, d: sc.toeplitz_matrix(w[0, 0, 0], 6, dtype=d),
+    "doubly_block_toeplitz": lambda w, d: sc.doubly_block_toeplitz(w[0, 0], (4, 4), dtype=d),
+    "doubly_block_circulant": lambda w, d: sc.doubly_block_circulant(w[0, 0], (4, 4), dtype=d),
+    "ConvOperator": lambda w, d: sc.ConvOperator(w, (1, 5, 5), padding=1, dtype=d).tosparse(),
+    "ConvTransposeOperator": lambda w, d: sc.ConvTransposeOperator(w, (2, 5, 5),
+                                                                   dtype=d).tosparse(),
+    "interpolate_matrix": lambda w, d: sc.interpolate_matrix((1, 4), 8, mode="linear",
+                                                             dtype=">f8" if d else None),
+    "avg_pool_matrix": lambda w, d: sc.avg_pool_matrix((1, 6), 2, dtype=">f8" if d else None),
+}
+
+
+@pytest.mark.parametrize("name, dtype", [
+    (name, dtype) for name in sorted(BYTE_ORDER_BUILDS) for dtype in (None, ">f8", ">c16")
+    if dtype != ">c16" or name not in ("interpolate_matrix", "avg_pool_matrix")])
+def test_big_endian_weights_and_dtypes_give_native_matrices(name, dtype):
+    """The matrix of a big-endian weight, or for a big-endian ``dtype``, is the one of the
+    native weight, in the native dtype, which scipy.sparse computes with (before: ``>f8``
+    matrices scipy refused, or scipy's raw error at construction)."""
+    build = BYTE_ORDER_BUILDS[name]
+    big = build(BIG, dtype)
+    native = build(BIG.astype("<f8"), None if dtype is None else np.dtype(dtype).newbyteorder("="))
+    assert big.dtype.isnative and big.dtype == native.dtype, (big.dtype, native.dtype)
+    assert (abs(big - native)).max() == 0 and big.nnz == native.nnz
+    v = np.random.default_rng(0).standard_normal(big.shape[1])
+    np.testing.assert_allclose(big @ v, native.toarray() @ v, rtol=1e-13, atol=1e-13)
+
+
+def test_a_big_endian_input_to_an_operator_gives_a_native_result():
+    op = sc.ConvOperator(BIG, (1, 5, 5), padding=1)
+    assert op.weight.dtype.isnative  # (torch.from_numpy refuses another byte order)
+    x = np.arange(25.0).astype(">f8")
+    y = op @ x
+    assert y.dtype == np.float64 and y.dtype.isnative
+    np.testing.assert_allclose(
+        y, sc.conv_matrix(BIG.astype("<f8"), (1, 5, 5), padding=1) @ x.astype("<f8"), rtol=1e-13)
+    g = op.rmatvec(y.astype(">f8"))
+    assert g.dtype.isnative
+
+
+@pytest.mark.parametrize("value", [np.float32(1.0), np.int64(2), np.complex128(0)])
+def test_a_numpy_scalar_value_is_no_dtype(value):
+    """A review: ``dtype=np.float32(1.0)`` gave a float32 matrix where ``dtype=1.0`` is
+    refused; numpy's ``np.dtype`` takes a scalar value for its type."""
+    with pytest.raises(TypeError, match=r"dtype must be a numpy numeric dtype, got the value"):
+        sc.conv_matrix(W2, (2, 8, 8), dtype=value)
+    with pytest.raises(TypeError, match="dtype"):
+        sc.ConvOperator(W2, (2, 8, 8), dtype=value)
+
+
+@pytest.mark.parametrize("build, named", [
+    (lambda: sc.conv_transpose_matrix(W2, (4, 5, 5), stride=2**60), "stride=1152921504606846976"),
+    (lambda: sc.ConvTransposeOperator(W2, (4, 5, 5), dilation=2**60),
+     "dilation=1152921504606846976"),
+    (lambda: sc.conv_transpose_matrix(W2, (4, 5, 5), stride=2**59, output_padding=2**59 - 1),
+     "output_padding="),
+    (lambda: sc.ConvOperator(W2, (2, 5, 5), padding=2**60), "padding=((1152921504606846976"),
+    (lambda: sc.ConvOperator(W2, (2, 5, 5), padding=2**59), "padding=((576460752303423488"),
+    (lambda: sc.conv_matrix(W2, (2, 5, 5), padding=(2**60, 0)), "padding=((1152921504606846976"),
+], ids=["transposed-stride", "transposed-dilation", "transposed-output_padding",
+        "operator-padding", "operator-half-padding", "matrix-padding"])
+def test_an_output_past_int64_names_the_argument_that_made_it(build, named):
+    """A review: a huge stride, dilation or padding was blamed on ``input_shape`` (the size it
+    made, checked as the input of the adjoint's correlation)."""
+    with pytest.raises(ValueError, match="larger than 2\\*\\*60") as info:
+        build()
+    assert named in str(info.value) and "input_shape must" not in str(info.value), info.value
+
+
+@pytest.mark.parametrize("build", [
+    lambda pm: sc.conv_transpose_matrix(W2, (4, 5, 5), padding_mode=pm),
+    lambda pm: sc.ConvTransposeOperator(W2, (4, 5, 5), padding_mode=pm),
+], ids=["matrix", "operator"])
+@pytest.mark.parametrize("mode, error", [(np.array(["zeros", "zeros"]), TypeError),
+                                         (None, TypeError), ("reflect", ValueError)])
+def test_a_transposed_padding_mode_is_refused_by_name(build, mode, error):
+    """A review: an array raised numpy's "truth value of an array is ambiguous"."""
+    with pytest.raises(error, match="padding_mode must be 'zeros' for a transposed"):
+        build(mode)
