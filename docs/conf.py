@@ -135,11 +135,31 @@ def _fix_docstring(app, what, name, obj, options, lines):
         lines[i] = _FIXED_SUMMARIES.get(lines[i], lines[i])
 
 
+def _constant_defaults(obj, signature: str) -> str | None:
+    """``signature`` with each default written as a module constant (``tol=DEFAULT_TOL``,
+    ``chunk=_CHUNK``: a name the reader cannot look up) shown as its value (``tol=1e-07``), as
+    scipy's pages show defaults; None where there is none."""
+    # the value from the function's module, not from inspect.signature: with
+    # autodoc_preserve_defaults, its defaults are placeholders that print as written
+    names = getattr(getattr(inspect.unwrap(obj), "__func__", inspect.unwrap(obj)),
+                    "__globals__", {})
+    shown = signature
+    for written in re.finditer(r"\b(\w+)=([A-Za-z_][A-Za-z0-9_]*)\b(?![.(\[])", signature):
+        constant = written[2]
+        if constant.lstrip("_").isupper() and isinstance(names.get(constant), (int, float)):
+            shown = shown.replace(written[0], f"{written[1]}={names[constant]!r}", 1)
+    return shown if shown != signature else None
+
+
 def _init_signature(app, what, name, obj, options, signature, return_annotation):
     """A LinearOperator subclass's signature is its ``__init__``'s, not ``LinearOperator.__new__``'s
     ``(*args, **kwargs)``, which autodoc would show; a class's private fields (a dataclass's
     ``_ops``, which the function that makes it fills) are left out of its signature, and a
-    field's ``default_factory`` shows the value it makes."""
+    field's ``default_factory`` shows the value it makes; a default written as a module
+    constant shows its value (:func:`_constant_defaults`)."""
+    if what in ("function", "method") and name.startswith("sparseconv") and signature:
+        shown = _constant_defaults(obj, signature)
+        return None if shown is None else (shown, return_annotation)
     if what == "class" and name.startswith("sparseconv") and signature == "(*args, **kwargs)":
         parameters = [p.replace(annotation=p.empty)
                       for p in list(inspect.signature(obj.__init__).parameters.values())[1:]]

@@ -51,6 +51,11 @@ class CircularSVD(ShapeNamedProducts, LinearOperator):
     every function of the singular values are exact, by FFT and one small SVD per frequency.
     Construct it with :func:`circular_svd` (same arguments).
 
+    Parameters
+    ----------
+    weight, input_shape, stride, padding, dilation, groups, padding_mode
+        As :func:`circular_svd`.
+
     Attributes
     ----------
     S : ndarray, shape (min(rows, cols),)

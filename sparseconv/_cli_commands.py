@@ -202,6 +202,12 @@ def _percent(fraction: float) -> str:
     return f"{100 * fraction:.3g}%"
 
 
+def _digits(value: float, digits: int = 10) -> str:
+    """``value`` to ``digits`` significant digits, trailing zeros kept, as the interval beside
+    it prints (a new user's trial: 1.8173408 beside [1.817340799, 1.817340801])."""
+    return "0" if value == 0 else f"{value:#.{digits}g}"
+
+
 def _outward(value: float, rounding: str, digits: int = 10) -> str:
     """``value`` to ``digits`` significant digits, rounded outward so an interval stays valid."""
     rounded = decimal_outward(value, rounding, digits)
@@ -300,7 +306,7 @@ def _spectrum(layer: _Layer, args) -> None:
              if norm.method == "upper" else  # (a trial read the upper bound as the norm)
              "" if norm.converged else f"; the lower bound did not meet tol {tol:g}"
              if norm.method == "bounds" else f"; its rounding allowance is over tol {tol:g}")
-    print(f"spectral norm  {norm.value:.10g}  in [{lower}, {upper}]  ({norm.method}{short})")
+    print(f"spectral norm  {_digits(norm.value)}  in [{lower}, {upper}]  ({norm.method}{short})")
     width = (norm.upper - norm.lower) / norm.upper if norm.upper > 0 else 0.0
     if width > 1e-3 and args.relative_width is None and not args.upper:
         # (a new user's trial: a 44%-wide interval printed as if it were the usual 1e-7)
@@ -427,7 +433,7 @@ def _print_every_size(layer: _Layer, every) -> None:
     caveat = "" if _bounds_every_size(g) else (
         f"; it bounds the zero-padded and periodic layers only, not this "
         f"{g.padding_mode}-padded one")
-    print(f"every input size  {every.value:.10g}  in [{lower}, {upper}]  (the infinite "
+    print(f"every input size  {_digits(every.value)}  in [{lower}, {upper}]  (the infinite "
           f"grid{caveat})")
 
 
@@ -445,6 +451,11 @@ def _export(layer: _Layer, args) -> None:
     blocks = f" in {A.blocksize[0]}x{A.blocksize[1]} blocks" if args.format == "bsr" else ""
     print(f"wrote {args.output}: {args.format}{blocks}, {args.layout}, {A.shape[0]} x "
           f"{A.shape[1]}, nnz {A.nnz}, with the layer's arguments and weight")
+    if args.format == "bsr" and args.blocksize is None and args.layout == "channels_first":
+        # (a new user's trial: 1x1 blocks, and no hint that the channels' blocks need the
+        # other layout)
+        print("  (channels_first keeps a pixel's channels apart, so its blocks are what divides "
+              "the matrix; --layout channels_last gives C_out x C_in blocks)")
 
 
 def _plot_report(report, output: str) -> None:
@@ -464,12 +475,14 @@ def _report_figure(report) -> Any:
     ax = fig.subplots()
     x = np.arange(len(rows))
     ax.bar(x, [row["upper"] for row in rows], color="C0", label="certified upper bound")
-    ax.scatter(x, [row["lower"] for row in rows], color="C1", marker="_", s=120, zorder=3,
+    ax.scatter(x, [row["lower"] for row in rows], color="C1", marker="_", s=120, zorder=4,
                label="certified lower bound")
     periodic = [(i, row["circular"]) for i, row in enumerate(rows) if row["circular"] is not None]
-    if periodic:
-        ax.scatter(*zip(*periodic), color="C3", marker=".", zorder=3,
-                   label="circular padding (exact)")
+    if periodic:  # a ring, under the lower bound's tick: both seen where they meet (a new
+        # user's trial: a dot hid the tick on almost every bar)
+        at, values = zip(*periodic)
+        ax.scatter(at, values, facecolors="none", edgecolors="C3", marker="o", s=36,
+                   linewidths=1.2, zorder=3, label="circular padding (exact)")
     ax.set_xticks(x, [row["name"] for row in rows], rotation=90, fontsize=8)
     ax.set_xlabel("layer (the report's row name)")
     uppers = [row["upper"] for row in rows if row["upper"] > 0]
@@ -564,7 +577,9 @@ def _report(args, error) -> None:
     except (BatchAxisGiven, ForwardFailed) as exc:  # the model's own forward refused it
         _model_run_failed(exc, "--input-shape", args.input_shape, error)
     except ValueError as exc:  # (a --constant naming no traced non-linear module, say)
-        error(_reason(exc, layer=False).replace("lipschitz_constants", "--constant"))
+        # (a new user's trial: "--constant['relu'] names no ..."; the option as typed)
+        error(re.sub(r"lipschitz_constants\[('[^']*')\]", r"--constant \1",
+                     _reason(exc, layer=False)).replace("lipschitz_constants", "--constant"))
     except RuntimeError as exc:  # a layer's own work, named by lipschitz_report
         error(_reason(exc, layer=False))
     if training:  # (notes on stderr: stdout is the report, a new user's trial)

@@ -152,7 +152,8 @@ def _load_weight(args, error) -> np.ndarray:
 def _random_shape(args, error) -> tuple[int, ...]:
     ndim = len(args.in_shape) - 1
     if args.out_channels is None or args.kernel_size is None:
-        error("--out-channels and --kernel-size are required unless --weights is given")
+        error("--out-channels and --kernel-size are required unless --weights or --model "
+              "gives them")
     for option, value in (("--out-channels", args.out_channels),
                           ("--kernel-size", args.kernel_size)):  # (named by its option, not
         if max(value if isinstance(value, tuple) else (value,)) > 2**60:  # as weight_shape)

@@ -81,6 +81,11 @@ class ConvGeometry:
     convolution whose adjoint is a transposed convolution); do not call the constructor with
     unchecked values.
 
+    Parameters
+    ----------
+    in_channels, out_channels, groups, axes, flip
+        The attributes below, already validated (:meth:`from_weight` validates them).
+
     Attributes
     ----------
     in_channels, out_channels, groups : int

@@ -123,6 +123,9 @@ class SavedLayer:
     >>> layer = SavedLayer(np.ones((4, 2, 3, 3)), (2, 8, 8), options={"padding": 1})
     >>> layer.operator().dimsd, layer.matrix().shape, layer.shape
     ((4, 8, 8), (256, 128), (256, 128))
+    >>> layer                                        # doctest: +NORMALIZE_WHITESPACE
+    SavedLayer(weight=<array (4, 2, 3, 3) float64>, input_shape=(2, 8, 8), transposed=False,
+               options={'padding': 1}, layout='channels_first', format='csr', blocksize=None)
     """
 
     weight: np.ndarray
@@ -157,6 +160,14 @@ class SavedLayer:
         object.__setattr__(self, "weight", weight)  # frozen: the validated forms
         object.__setattr__(self, "input_shape", layer.output_shape if self.transposed
                            else layer.input_shape)
+
+    def __repr__(self) -> str:
+        """The weight by its shape and dtype (a new user's trial: a 16-channel weight's repr
+        printed a hundred lines before ``input_shape``), the rest as given."""
+        w = self.weight
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in (
+            "input_shape", "transposed", "options", "layout", "format", "blocksize"))
+        return f"SavedLayer(weight=<array {w.shape} {w.dtype}>, {fields})"
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -25,6 +25,14 @@ _RESULTS = ("fft", "dense", "bounds", "upper", "1x1", "torus", "zero")
 class SpectralNorm:
     """The spectral norm of a layer and a certified interval ``lower <= ||A|| <= upper``.
 
+    Returned by :func:`spectral_norm`, :func:`spectral_norms` and :func:`toeplitz_norm`.
+
+    Parameters
+    ----------
+    value, lower, upper, method, bounds, converged
+        The attributes below, as those functions fill them (an interval made by hand is
+        certified by nobody).
+
     Attributes
     ----------
     value : float

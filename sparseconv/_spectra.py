@@ -192,10 +192,16 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
                    "of the product use scipy.sparse.linalg.svds on sparseconv.compose of the "
                    "layers' ConvOperators (its estimate; the product of the layers' "
                    "sparseconv.spectral_norm upper bounds bounds it)")
+        limit = get_memory_limit()
+        dense = 3 * 16 * rows * cols
+        anyway = ("method='dense' computes them all anyway (within the memory limit)"
+                  if limit is None or dense <= limit else  # (a new user's trial: offered for
+                  # a 131072 x 131072 matrix no memory limit admits)
+                  f"all of them (method='dense') would need {format_bytes(dense)}, over the "
+                  "memory limit")
         raise ValueError(
             f"{what}: the dense decomposition of the {rows} x {cols} matrix costs {over}, and "
-            f"the FFT needs {obstacle}; for the largest singular value {largest}; "
-            "method='dense' computes them all anyway (within the memory limit)"
+            f"the FFT needs {obstacle}; for the largest singular value {largest}; {anyway}"
         )
     check_memory(3 * 16 * rows * cols, f"a dense {rows} x {cols} decomposition")
     product = None

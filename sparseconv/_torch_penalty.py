@@ -77,6 +77,8 @@ class LipschitzBounds(Mapping):
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The layers' qualified names, in the order of their first call; then the parameters
+        that functional calls in ``forward`` read, likewise (the mapping's keys)."""
         return tuple(self._layers)
 
     def __getitem__(self, name: str) -> tuple[tuple[int, ...], ...]:

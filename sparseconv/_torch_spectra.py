@@ -395,6 +395,11 @@ def circular_spectral_norm(weight: torch.Tensor, input_size: ShapeLike, *,
         In the weight's real precision (float32 for float16 and bfloat16 weights), on its
         device.
 
+    Raises
+    ------
+    TypeError, ValueError, MatrixTooLargeError
+        As :func:`circular_singular_values` raises them.
+
     Examples
     --------
     >>> import torch

@@ -153,8 +153,11 @@ def _layer_options() -> argparse.ArgumentParser:
                        help="input shape without batch, e.g. 3,32,32 (with --model: the "
                        "model's input)")
     # (defaults None, filled in by _layer: an option given beside --model is told apart)
-    group.add_argument("--out-channels", type=_positive, metavar="N")
-    group.add_argument("--kernel-size", type=_int_or_ints, metavar="K[,K...]")
+    group.add_argument("--out-channels", type=_positive, metavar="N",
+                       help="output channels (required unless --weights or --model gives them)")
+    group.add_argument("--kernel-size", type=_int_or_ints, metavar="K[,K...]",
+                       help="one size for every spatial dimension, or one per dimension "
+                       "(required unless --weights or --model gives it)")
     group.add_argument("--stride", type=_int_or_ints, metavar="S[,S...]", help="default 1")
     group.add_argument("--padding", type=_padding, metavar="P[,P...]|valid|same|full",
                        help="one size for every side, one per spatial dimension, or two per "
@@ -324,7 +327,7 @@ _UPPER_HELP = ("a faster certified upper bound alone (spectral_norm's method='up
 _WIDTH_HELP = ("the relative width (upper - lower) / upper asked of a certified interval, in "
                f"[{MIN_RELATIVE_WIDTH:.0e}, 1): where the default route ends wider, the "
                "certificate of --exact runs on that layer (spectral_norm's relative_width); a "
-               "warning names a layer still wider, and why")
+               "warning names a layer still wider, and why; not with --upper")
 
 
 def _report_parser(commands) -> None:

@@ -301,6 +301,16 @@ def conv(
         any, in blocks of at most as many outputs as the largest chunk has strides). Equal to
         PyTorch's ``conv{d}d`` of the whole array.
 
+    Raises
+    ------
+    TypeError
+        ``x`` not a Dask array; an argument of the wrong type, named.
+    ValueError
+        ``x``'s shape not ``(C_in, *spatial)`` or ``(N, C_in, *spatial)`` for ``weight``; an
+        invalid layer argument, as :func:`sparseconv.conv_matrix` refuses it.
+    MatrixTooLargeError
+        A chunk's product beyond the memory limit, before any work.
+
     See Also
     --------
     sparseconv.dask.ConvOperator : the same, forward and adjoint, as a LinearOperator.
@@ -350,6 +360,16 @@ def conv_transpose(
     dask.array.Array, shape (C_out, *out) or (N, C_out, *out)
         Lazy; each output chunk sums the contributions of the input blocks whose windows
         reach it.
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a Dask array; an argument of the wrong type, named.
+    ValueError
+        ``x``'s shape not ``(C_in, *spatial)`` or ``(N, C_in, *spatial)`` for ``weight``; an
+        invalid layer argument, as :func:`sparseconv.conv_transpose_matrix` refuses it.
+    MatrixTooLargeError
+        A chunk's product beyond the memory limit, before any work.
 
     Examples
     --------
@@ -424,6 +444,11 @@ def to_zarr(x: da.Array, url: Any, *, component: str | None = None,
     -------
     None, or the lazy write (a Dask array) with ``compute=False``.
 
+    Raises
+    ------
+    TypeError
+        ``x`` not a Dask array, ``url`` not a path, URL or zarr store.
+
     Examples
     --------
     >>> import tempfile, zarr
@@ -484,6 +509,14 @@ def conv_matrix(
         whole array concatenates the blocks into one CSR array; products are blockwise
         (``A.map_blocks(lambda block: block @ x, drop_axis=1, ...)``), as Dask's own
         ``@`` does not take sparse chunks.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`sparseconv.conv_matrix` raises them, and for ``block_rows`` not a positive
+        integer; before any chunk is built.
+    MatrixTooLargeError
+        A chunk (or the whole matrix's index arrays) beyond the memory limit.
 
     Examples
     --------

@@ -977,6 +977,10 @@ def test_export_bsr_channels_last_with_the_layer(tmp_path):
     default = ok("export", "-o", tmp_path / "C.npz", *LAYER, "--format", "bsr",
                  "--layout", "channels_last")
     assert "bsr in 4x3 blocks, channels_last" in default  # the (C_out, C_in) channel block
+    assert "--layout channels_last gives" not in default
+    # (a new user's trial: channels_first's blocks, with no word of the other layout)
+    first = ok("export", "-o", tmp_path / "D.npz", *LAYER, "--format", "bsr")
+    assert "--layout channels_last gives C_out x C_in blocks" in first, first
 
 
 @pytest.mark.parametrize("args, message", [
@@ -1045,6 +1049,11 @@ def test_report_plot_legend_covers_no_bar():
         points = markers.get_offset_transform().transform(markers.get_offsets())
         assert len(points) and not box.count_contains(points)
     assert min(t.get_fontsize() for t in legend.get_texts()) >= 8
+    # the circular value a ring drawn under the lower bound's tick: both seen where they meet
+    # (a new user's trial: a filled dot on top hid the tick on almost every bar)
+    lower, circular = ax.collections
+    assert lower.get_zorder() > circular.get_zorder()
+    assert len(circular.get_facecolors()) == 0 or not circular.get_facecolors()[:, 3].any()
 
 
 def test_report_takes_constants_and_speaks_in_options(tmp_path, capsys, monkeypatch):
@@ -1066,7 +1075,8 @@ def test_report_takes_constants_and_speaks_in_options(tmp_path, capsys, monkeypa
     assert "network bound (product of the upper bounds)" in capsys.readouterr().out
     for bad, message in (("Softplus", "must be NAME=L"), ("=1", "must be NAME=L"),
                          ("Softplus=x", "must be NAME=L"),
-                         ("softplus=1", "--constant['softplus']")):
+                         # (as typed: a new user's trial read --constant['relu'])
+                         ("softplus=1", "--constant 'softplus' names no traced")):
         with pytest.raises(SystemExit):
             main([*base, "--constant", bad])
         assert message in capsys.readouterr().err, bad

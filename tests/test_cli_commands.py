@@ -620,3 +620,12 @@ def test_a_checkpoint_holding_the_model_names_its_entry(tmp_path, capsys):
     assert ("holds a dict (a checkpoint?) whose entry 'model' is a model (Conv2d): save that "
             "module alone with torch.save(checkpoint['model'], path)") in err
     assert len(err.splitlines()) == 1, err
+
+
+def test_a_printed_value_keeps_its_digits_as_the_interval_beside_it():
+    """A new user's trial: ``spectrum`` printed 1.8173408, 1.97367885 and 2.420773927, each
+    beside an interval of ten digits."""
+    from sparseconv._cli_commands import _digits
+
+    assert _digits(1.8173408) == "1.817340800" and _digits(2.420773927) == "2.420773927"
+    assert _digits(0.0) == "0" and _digits(1e-12) == "1.000000000e-12"

@@ -95,3 +95,56 @@ def test_signatures_show_a_default_factory_as_its_value(cls, field):
     signature, _ = load_conf()._init_signature(None, "class", f"sparseconv.{cls}", obj, None,
                                                autodoc, None)
     assert "<factory>" not in signature and field in signature
+
+
+@pytest.mark.parametrize("name, shown", [("spectral_norm", "tol=1e-07"),
+                                         ("spectral_norms", "tol=1e-07"),
+                                         ("plot.density_counts", "chunk=4194304"),
+                                         ("plot.largest_entries", "chunk=4194304")])
+def test_signatures_show_a_constant_default_as_its_value(name, shown):
+    """A new user's trial: the pages showed ``tol=DEFAULT_TOL`` and ``chunk=_CHUNK``, names a
+    reader cannot look up; scipy's pages show the values."""
+    import sparseconv.plot  # noqa: F401  (the plot names)
+
+    obj = sparseconv
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    from sphinx.ext.autodoc.preserve_defaults import update_default_value
+
+    source = inspect.getsource(obj).split(")", 1)[0]
+    written = re.search(r"\b(tol|chunk)(: [^=]+)? = ([A-Z_]+)", source)
+    assert written, source  # (the constant this test is about is still there)
+    # what autodoc does first: defaults as written (autodoc_preserve_defaults), as
+    # placeholders in the function's __signature__, then no annotations
+    update_default_value(obj, False)
+    try:
+        bare = inspect.signature(obj)
+        assert written[3] in str(bare), bare  # (the placeholders print as written)
+        autodoc = str(bare.replace(parameters=[p.replace(annotation=p.empty)
+                                               for p in bare.parameters.values()],
+                                   return_annotation=bare.empty))
+        signature, _ = load_conf()._init_signature(None, "function", f"sparseconv.{name}",
+                                                   obj, None, autodoc, None)
+    finally:
+        del obj.__signature__
+    assert shown in signature and written[3] not in signature, signature
+
+
+def test_the_quoted_error_messages_are_the_librarys(capsys):
+    """A new user's trial: the README and the guides quoted a message the library no longer
+    printed (``... a tuple of 2 of them, got (1, 0)``)."""
+    import numpy as np
+
+    from sparseconv.cli import main
+
+    with pytest.raises(ValueError) as info:
+        sparseconv.conv_matrix(np.ones((2, 2, 3, 3)), (2, 8, 8), stride=(1, 0))
+    message = f"ValueError: {info.value}"
+    root = Path(__file__).parents[1]
+    assert message in (root / "README.md").read_text()
+    assert message in (root / "docs" / "user_guide" / "conventions.rst").read_text()
+    with pytest.raises(SystemExit):
+        main(["info", "--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3",
+              "--stride", "0"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line in (root / "docs" / "user_guide" / "cli.rst").read_text(), line

@@ -560,3 +560,17 @@ def test_a_weight_near_the_largest_float_keeps_its_singular_values():
     w = np.array([[[1e308, 0.0]]])  # a shift times 1e308: every singular value 1e308
     for got in (sc.circular_svd(w, (1, 4)).S, sc.singular_values(w, (1, 4), **PERIODIC)):
         assert np.array_equal(got, np.full(4, 1e308))
+
+
+def test_the_dense_route_is_offered_only_where_the_memory_limit_admits_it(memory_limit):
+    """A new user's trial: the refusal for a 131072 x 131072 layer ended "method='dense'
+    computes them all anyway", which needs 768 GiB."""
+    w = np.ones((8, 8, 3, 3))
+    with pytest.raises(ValueError, match=r"all of them \(method='dense'\) would need 768.0 "
+                                         r"GiB, over the memory limit$"):
+        sc.singular_values(w, (8, 128, 128), padding=1)
+    with pytest.raises(ValueError, match=r"method='dense' computes them all anyway"):
+        sc.singular_values(w, (8, 24, 24), padding=1)
+    memory_limit(None)  # no limit: offered
+    with pytest.raises(ValueError, match=r"method='dense' computes them all anyway"):
+        sc.singular_values(w, (8, 128, 128), padding=1)
