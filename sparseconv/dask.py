@@ -363,13 +363,9 @@ def conv_transpose(
 
     Raises
     ------
-    TypeError
-        ``x`` not a Dask array; an argument of the wrong type, named.
-    ValueError
-        ``x``'s shape not ``(C_in, *spatial)`` or ``(N, C_in, *spatial)`` for ``weight``; an
-        invalid layer argument, as :func:`sparseconv.conv_transpose_matrix` refuses it.
-    MatrixTooLargeError
-        A chunk's product beyond the memory limit, before any work.
+    TypeError, ValueError, MatrixTooLargeError
+        As :func:`conv` raises them, the layer's arguments refused as
+        :func:`sparseconv.conv_transpose_matrix` refuses them.
 
     Examples
     --------
