@@ -556,6 +556,17 @@ def test_report_figure_title_rounds_the_network_bound_up():
         1, 10**3))
 
 
+def test_report_figure_puts_a_folded_rows_names_on_two_lines():
+    """A new user's trial: ResNet's folded names (``layer4.0.downsample.0+layer4.0.
+    downsample.1``), rotated, took 40% of the figure's height."""
+    from sparseconv._cli_commands import _report_figure
+
+    row = dict(_report().rows[0], name="layer1.0.conv1+layer1.0.bn1")
+    labels = [t.get_text() for t in _report_figure(_report(rows=(row,))).axes[0]
+              .get_xticklabels()]
+    assert labels == ["layer1.0.conv1+\nlayer1.0.bn1"], labels
+
+
 def test_a_repeated_constant_is_refused():
     """A mutant this catches: _cli_commands.py: the repeated-name check of --constant dropped
     (the last value silently won)."""
