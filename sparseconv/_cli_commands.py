@@ -9,7 +9,7 @@ import math
 import os
 import re
 import sys
-from decimal import ROUND_CEILING, ROUND_FLOOR
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN
 from typing import Any
 
 import numpy as np
@@ -203,9 +203,10 @@ def _percent(fraction: float) -> str:
 
 
 def _digits(value: float, digits: int = 10) -> str:
-    """``value`` to ``digits`` significant digits, trailing zeros kept, as the interval beside
-    it prints (a new user's trial: 1.8173408 beside [1.817340799, 1.817340801])."""
-    return "0" if value == 0 else f"{value:#.{digits}g}"
+    """``value`` to ``digits`` significant digits, rounded to nearest, in the notation of the
+    interval beside it (:func:`_outward`; a new user's trial: 1.8173408 beside
+    [1.817340799, 1.817340801])."""
+    return _outward(value, ROUND_HALF_EVEN, digits)
 
 
 def _outward(value: float, rounding: str, digits: int = 10) -> str:
@@ -454,8 +455,9 @@ def _export(layer: _Layer, args) -> None:
     if args.format == "bsr" and args.blocksize is None and args.layout == "channels_first":
         # (a new user's trial: 1x1 blocks, and no hint that the channels' blocks need the
         # other layout)
+        per = "" if layer.geometry.groups == 1 else "/groups"  # (a review: grouped layers)
         print("  (channels_first keeps a pixel's channels apart, so its blocks are what divides "
-              "the matrix; --layout channels_last gives C_out x C_in blocks)")
+              f"the matrix; --layout channels_last gives C_out{per} x C_in{per} blocks)")
 
 
 def _plot_report(report, output: str) -> None:

@@ -231,9 +231,11 @@ class ConvGeometry:
                           output_size)
         sizes = tuple(a.output_size for a in axes)
         if max(sizes) > INDEX_LIMIT:  # (a review: blamed on input_shape, in the adjoint's set-up)
+            given = "" if padding is None or not isinstance(padding, str) else f"{padding!r}: "
             raise ValueError(
-                f"the output size {sizes} from input_shape={input_shape} with padding={pads} "
-                f"is larger than 2**60 (int64 index arithmetic): a smaller padding")
+                f"the output size {sizes} is larger than 2**60 (int64 index arithmetic): from "
+                f"input_shape={input_shape} with kernel_size={kernel_size}, dilation={dilation} "
+                f"and padding={given}{pads} per side")
         return cls(in_channels, out_channels, groups, axes, flip)
 
     @classmethod
@@ -354,12 +356,6 @@ class ConvGeometry:
         out_size = conv_transpose_output_shape(
             input_shape[1:], weight_shape[2:], stride, padding, output_padding, dilation
         )
-        if max(out_size) > INDEX_LIMIT:  # (a review: blamed on input_shape)
-            raise ValueError(
-                f"the transposed convolution's output size {out_size} from input_shape="
-                f"{input_shape} with stride={stride}, padding={padding}, output_padding="
-                f"{output_padding}, dilation={dilation} is larger than 2**60 (int64 index "
-                f"arithmetic)")
         return cls.from_weight(
             weight_shape, (weight_shape[1] * groups, *out_size), stride=stride, padding=padding,
             dilation=dilation, groups=groups, output_size=input_shape[1:],

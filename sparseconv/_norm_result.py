@@ -25,7 +25,8 @@ _RESULTS = ("fft", "dense", "bounds", "upper", "1x1", "torus", "zero")
 class SpectralNorm:
     """The spectral norm of a layer and a certified interval ``lower <= ||A|| <= upper``.
 
-    Returned by :func:`spectral_norm`, :func:`spectral_norms` and :func:`toeplitz_norm`.
+    Returned by :func:`spectral_norm`, :func:`spectral_norms`, :func:`toeplitz_norm` and
+    :func:`sparseconv.torch.spectral_norm`.
 
     Parameters
     ----------

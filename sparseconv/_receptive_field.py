@@ -26,6 +26,7 @@ from ._memory import check_memory
 from ._operators import ConvOperator, ConvTransposeOperator, as_geometry
 from ._typing import DTypeLike, IntOrTuple, Layout, ShapeLike
 from ._validation import (
+    as_dtype,
     as_per_layer,
     check_layout,
     int_tuple,
@@ -207,8 +208,8 @@ def receptive_field_paths(
         if b.input_size != a.output_size:
             raise ValueError(f"layer {i + 1} reads spatial size {b.input_size} but layer {i} "
                              f"outputs {a.output_size}")
-    try:  # (numpy reads None as float64)
-        chosen = None if dtype is None else np.dtype(dtype)
+    try:  # (numpy reads None as float64; a value as its type, and ">i8" is int64: a review)
+        chosen = None if dtype is None else as_dtype(dtype)
     except TypeError:
         chosen = None
     if chosen not in (np.int64, np.float64):

@@ -74,7 +74,10 @@ def decimal_outward(value: float, rounding: str, digits: int) -> Decimal:
     exact = Decimal(float(value))
     if exact == 0 or not exact.is_finite():
         return exact
-    return exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding)
+    rounded = exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding)
+    # a carry into a new leading digit leaves digits + 1 of them (1e-12 up: 1.0000000000E-12,
+    # a review); their last is a zero, dropped exactly
+    return rounded.quantize(Decimal(1).scaleb(rounded.adjusted() - digits + 1), rounding)
 
 
 def scaled(x: float, exponent: int, upward: bool | None = None) -> float:

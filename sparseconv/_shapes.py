@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from typing import SupportsIndex, overload
 
 from ._typing import ExplicitPaddingLike, IntOrTuple, PaddingLike
-from ._validation import int_tuple, is_int, is_sequence, normalize_padding, spatial_size
+from ._validation import (
+    INDEX_LIMIT,
+    int_tuple,
+    is_int,
+    is_sequence,
+    normalize_padding,
+    spatial_size,
+)
 
 __all__ = ["conv_output_shape", "conv_transpose_output_shape", "output_padding_for",
            "output_sizes"]
@@ -170,6 +177,12 @@ def conv_transpose_output_shape(
         raise ValueError(
             f"transposed convolution output size {out} is empty: padding={pads} is too large for "
             f"input_size={sizes}, kernel_size={kernel}, stride={stride}, dilation={dilation}"
+        )
+    if max(out) > INDEX_LIMIT:  # (a review: every layer built on it blamed its input size)
+        raise ValueError(
+            f"transposed convolution output size {out} is larger than 2**60 (int64 index "
+            f"arithmetic): from input_size={sizes} with kernel_size={kernel}, stride={stride}, "
+            f"padding={pads}, output_padding={output_padding}, dilation={dilation}"
         )
     return out[0] if scalar else out
 

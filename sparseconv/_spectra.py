@@ -169,13 +169,12 @@ def _fft_obstacle(chain: list[_Layer], stride_one: bool) -> str | None:
         if any(a.size % a.stride for a in geom.axes):  # the sizes, whatever the padding
             return (f"every input size divisible by its stride, got input size "
                     f"{geom.input_size} and stride {geom.stride}{where}: no padding makes "
-                    "that layer periodic (method='dense' decomposes its matrix)")
+                    "that layer periodic")
         if reason:
             return f"{reason}{where}; for the periodic layer {PERIODIC_HINT}"
         if stride_one and any(s != 1 for s in geom.stride):
             return (f"stride 1, got stride {geom.stride}{where}: a strided layer's symbol is "
-                    "not square, and its eigenvalues are not the symbol's (method='dense' "
-                    "decomposes its matrix)")
+                    "not square, and its eigenvalues are not the symbol's")
     return None
 
 
@@ -183,25 +182,26 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
     """The explicit matrix of the chain (the product, first layer applied first)."""
     rows, cols = math.prod(chain[-1].geom.output_shape), math.prod(chain[0].geom.input_shape)
     if method == "auto" and not dense_is_affordable(rows, cols):
-        flops = rows * cols * min(rows, cols)
+        flops, dense, limit = rows * cols * min(rows, cols), 3 * 16 * rows * cols, \
+            get_memory_limit()
         over = (f"about {flops:.2g} flops, over method='auto''s budget of {DENSE_FLOPS:.2g} "
                 "(a second or so)" if flops > DENSE_FLOPS else
-                f"{format_bytes(3 * 16 * rows * cols)}, over the memory limit")
+                f"{format_bytes(dense)}, over the memory limit")
         # (a new user's trial: a product was sent to spectral_norm, which takes one layer)
         largest = ("of this layer use sparseconv.spectral_norm" if len(chain) == 1 else
                    "of the product use scipy.sparse.linalg.svds on sparseconv.compose of the "
                    "layers' ConvOperators (its estimate; the product of the layers' "
                    "sparseconv.spectral_norm upper bounds bounds it)")
-        limit = get_memory_limit()
-        dense = 3 * 16 * rows * cols
-        anyway = ("method='dense' computes them all anyway (within the memory limit)"
-                  if limit is None or dense <= limit else  # (a new user's trial: offered for
-                  # a 131072 x 131072 matrix no memory limit admits)
-                  f"all of them (method='dense') would need {format_bytes(dense)}, over the "
-                  "memory limit")
+        # method='dense' offered only where the memory limit admits it (a new user's trial:
+        # offered for a 131072 x 131072 matrix, 768 GiB), and said once
+        anyway = ("" if flops <= DENSE_FLOPS else
+                  "; method='dense' computes them all anyway (within the memory limit)"
+                  if limit is None or dense <= limit else
+                  f"; all of them (method='dense') would need {format_bytes(dense)}, over the "
+                  "memory limit too")
         raise ValueError(
             f"{what}: the dense decomposition of the {rows} x {cols} matrix costs {over}, and "
-            f"the FFT needs {obstacle}; for the largest singular value {largest}; {anyway}"
+            f"the FFT needs {obstacle}; for the largest singular value {largest}{anyway}"
         )
     check_memory(3 * 16 * rows * cols, f"a dense {rows} x {cols} decomposition")
     product = None
@@ -218,7 +218,8 @@ def _dense(chain: list[_Layer], method: str, obstacle: str | None, what: str) ->
 def _require_fft(method: str, obstacle: str | None) -> bool:
     """Whether to take the FFT route; ``method="fft"`` where it does not apply is an error."""
     if method == "fft" and obstacle:
-        raise ValueError(f"method='fft' needs {obstacle}")
+        raise ValueError(f"method='fft' needs {obstacle} (method='dense' decomposes its "
+                         "matrix)")
     return method == "fft" or (method == "auto" and obstacle is None)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._typing import Layout, ProgressLike
 from ._validation_arrays import (
+    as_dtype,
     as_weight,
     exact_in,
     first_index,
@@ -40,6 +41,7 @@ __all__ = [
     "PADDING_MODES",
     "PADDING_STRINGS",
     "as_bool",
+    "as_dtype",
     "as_weight",
     "check_blocksize",
     "check_layout",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     pass
 
 __all__ = [
+    "as_dtype",
     "as_weight",
     "exact_in",
     "first_index",
@@ -127,16 +128,32 @@ def result_dtype(weight: np.ndarray, dtype) -> np.dtype:
     """
     if dtype is None:
         return weight.dtype  # (native: as_weight's)
-    if isinstance(dtype, np.generic):  # np.dtype() takes a scalar value for its type
-        raise TypeError(f"dtype must be a numpy numeric dtype, got the value {dtype!r} (its "
+    given = as_dtype(dtype)
+    if given.kind not in "biufc":
+        raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}")
+    return given
+
+
+def as_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """``dtype`` (not None) as numpy reads it, in the machine's byte order (scipy.sparse
+    computes in no other: a review's ``>f8`` matrices, which ``svds`` refused); a numeric
+    scalar *value* is refused, which ``np.dtype`` would take for its type (a review:
+    ``dtype=np.float32(1.0)`` gave float32 where ``dtype=1.0`` is refused). A dtype's name
+    as a numpy string (``np.str_("float32")``, from an array of names) is a name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_dtype(">f8") == np.float64, as_dtype(np.str_("float32"))
+    (True, dtype('float32'))
+    """
+    if isinstance(dtype, (np.number, np.bool_)):
+        raise TypeError(f"{name} must be a numpy numeric dtype, got the value {dtype!r} (its "
                         f"type is numpy.{type(dtype).__name__})")
     try:
-        dtype = np.dtype(dtype)
+        return np.dtype(dtype).newbyteorder("=")
     except TypeError as exc:
-        raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}") from exc
-    if dtype.kind not in "biufc":
-        raise TypeError(f"dtype must be a numpy numeric dtype, got {dtype!r}")
-    return dtype.newbyteorder("=")
+        raise TypeError(f"{name} must be a numpy numeric dtype, got {dtype!r}") from exc
 
 
 def layer_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarray:
@@ -165,7 +182,7 @@ def layer_dtype(weight: np.ndarray, dtype) -> np.dtype:
     """
     if dtype is not None and not isinstance(dtype, np.ndarray):
         try:
-            requested = np.dtype(dtype)
+            requested = as_dtype(dtype)  # (native: ">f2" is float16 too, a review)
         except TypeError:
             requested = None  # result_dtype names the bad value
         if requested == np.float16:

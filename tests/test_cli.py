@@ -981,6 +981,9 @@ def test_export_bsr_channels_last_with_the_layer(tmp_path):
     # (a new user's trial: channels_first's blocks, with no word of the other layout)
     first = ok("export", "-o", tmp_path / "D.npz", *LAYER, "--format", "bsr")
     assert "--layout channels_last gives C_out x C_in blocks" in first, first
+    grouped = ok("export", "-o", tmp_path / "E.npz", "--in-shape", "4,6,6", "--out-channels",
+                 "6", "--kernel-size", "3", "--groups", "2", "--format", "bsr")
+    assert "gives C_out/groups x C_in/groups blocks" in grouped, grouped
 
 
 @pytest.mark.parametrize("args, message", [

@@ -636,7 +636,13 @@ def test_a_checkpoint_holding_the_model_names_its_entry(tmp_path, capsys):
 def test_a_printed_value_keeps_its_digits_as_the_interval_beside_it():
     """A new user's trial: ``spectrum`` printed 1.8173408, 1.97367885 and 2.420773927, each
     beside an interval of ten digits."""
-    from sparseconv._cli_commands import _digits
+    from decimal import ROUND_CEILING, ROUND_FLOOR
+
+    from sparseconv._cli_commands import _digits, _outward
 
     assert _digits(1.8173408) == "1.817340800" and _digits(2.420773927) == "2.420773927"
-    assert _digits(0.0) == "0" and _digits(1e-12) == "1.000000000e-12"
+    # in the interval's notation (a review: 7.408365065e-05 beside 0.00007408365064, and
+    # 1.0000000000E-12, eleven digits, from a carry)
+    assert _digits(0.0) == "0" and _digits(7.408365065e-05) == "0.00007408365065"
+    assert _digits(1e-12) == _outward(1e-12, ROUND_CEILING) == "1.000000000E-12"
+    assert _outward(1e-12, ROUND_FLOOR) == "9.999999999E-13"

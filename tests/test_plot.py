@@ -1572,3 +1572,18 @@ def test_spectrum_on_a_log_scale_leaves_out_the_zeros_and_says_so():
         plot.spectrum([1.0], axes(), yscale="symlog")
     with pytest.raises(TypeError, match="yscale must be one of"):
         plot.spectrum([1.0], axes(), yscale=None)
+
+
+@pytest.mark.parametrize("dtype", [">f8", "float16", ">i4", ">c16"])
+def test_a_dense_array_in_another_byte_order_or_float16_is_drawn(dtype):
+    """A review: a big-endian (or float16) dense array raised scipy's "does not support
+    dtype" from raster and spy."""
+    A = np.eye(6)
+    A[0, 3] = -2.0
+    given = A.astype(dtype)
+    counts = [plot.raster(a, max_bins=3).counts.tolist() for a in (given, A)]
+    assert counts[0] == counts[1], counts
+    same = A.astype(complex) if given.dtype.kind == "c" else A  # (moduli, for complex)
+    image, expected = (plot.spy(a, axes(), values=True) for a in (given, same))
+    np.testing.assert_array_equal(np.asarray(image.get_array()),
+                                  np.asarray(expected.get_array()))

@@ -567,10 +567,21 @@ def test_the_dense_route_is_offered_only_where_the_memory_limit_admits_it(memory
     computes them all anyway", which needs 768 GiB."""
     w = np.ones((8, 8, 3, 3))
     with pytest.raises(ValueError, match=r"all of them \(method='dense'\) would need 768.0 "
-                                         r"GiB, over the memory limit$"):
+                                         r"GiB, over the memory limit too$"):
         sc.singular_values(w, (8, 128, 128), padding=1)
     with pytest.raises(ValueError, match=r"method='dense' computes them all anyway"):
         sc.singular_values(w, (8, 24, 24), padding=1)
     memory_limit(None)  # no limit: offered
     with pytest.raises(ValueError, match=r"method='dense' computes them all anyway"):
         sc.singular_values(w, (8, 128, 128), padding=1)
+    # (a review: where the memory limit is the reason, it was said twice, and the FFT's
+    # obstacle offered method='dense' beside the refusal)
+    memory_limit(2**20)
+    with pytest.raises(ValueError) as info:
+        sc.singular_values(np.ones((2, 2, 3, 3)), (2, 20, 20), stride=2)
+    message = str(info.value)
+    assert message.count("over the memory limit") == 1 and "method='dense'" not in message, \
+        message
+    with pytest.raises(ValueError, match=r"method='fft' needs every input size divisible by its "
+                                         r"stride.*\(method='dense' decomposes its matrix\)$"):
+        sc.singular_values(np.ones((2, 2, 3, 3)), (2, 9, 9), stride=2, method="fft")

@@ -383,22 +383,27 @@ BYTE_ORDER_BUILDS = {
     "ConvOperator": lambda w, d: sc.ConvOperator(w, (1, 5, 5), padding=1, dtype=d).tosparse(),
     "ConvTransposeOperator": lambda w, d: sc.ConvTransposeOperator(w, (2, 5, 5),
                                                                    dtype=d).tosparse(),
+    # (no weight: their dtype argument alone, against the native float64 built by default)
     "interpolate_matrix": lambda w, d: sc.interpolate_matrix((1, 4), 8, mode="linear",
-                                                             dtype=">f8" if d else None),
-    "avg_pool_matrix": lambda w, d: sc.avg_pool_matrix((1, 6), 2, dtype=">f8" if d else None),
+                                                             **({} if d is None else {
+                                                                 "dtype": d})),
+    "avg_pool_matrix": lambda w, d: sc.avg_pool_matrix((1, 6), 2,
+                                                       **({} if d is None else {"dtype": d})),
 }
+WEIGHTLESS = ("interpolate_matrix", "avg_pool_matrix")
 
 
 @pytest.mark.parametrize("name, dtype", [
     (name, dtype) for name in sorted(BYTE_ORDER_BUILDS) for dtype in (None, ">f8", ">c16")
-    if dtype != ">c16" or name not in ("interpolate_matrix", "avg_pool_matrix")])
+    if name not in WEIGHTLESS or dtype == ">f8"])  # (a review: theirs cannot fail otherwise)
 def test_big_endian_weights_and_dtypes_give_native_matrices(name, dtype):
     """The matrix of a big-endian weight, or for a big-endian ``dtype``, is the one of the
     native weight, in the native dtype, which scipy.sparse computes with (before: ``>f8``
     matrices scipy refused, or scipy's raw error at construction)."""
     build = BYTE_ORDER_BUILDS[name]
     big = build(BIG, dtype)
-    native = build(BIG.astype("<f8"), None if dtype is None else np.dtype(dtype).newbyteorder("="))
+    native = build(BIG.astype("<f8"), None if dtype is None or name in WEIGHTLESS
+                   else np.dtype(dtype).newbyteorder("="))
     assert big.dtype.isnative and big.dtype == native.dtype, (big.dtype, native.dtype)
     assert (abs(big - native)).max() == 0 and big.nnz == native.nnz
     v = np.random.default_rng(0).standard_normal(big.shape[1])
@@ -428,16 +433,21 @@ def test_a_numpy_scalar_value_is_no_dtype(value):
 
 
 @pytest.mark.parametrize("build, named", [
-    (lambda: sc.conv_transpose_matrix(W2, (4, 5, 5), stride=2**60), "stride=1152921504606846976"),
+    (lambda: sc.conv_transpose_matrix(W2, (4, 5, 5), stride=2**60),
+     "stride=(1152921504606846976"),
     (lambda: sc.ConvTransposeOperator(W2, (4, 5, 5), dilation=2**60),
-     "dilation=1152921504606846976"),
+     "dilation=(1152921504606846976"),
     (lambda: sc.conv_transpose_matrix(W2, (4, 5, 5), stride=2**59, output_padding=2**59 - 1),
-     "output_padding="),
+     "output_padding=(576460752303423487"),
+    (lambda: sc.conv_transpose_output_shape(5, 3, stride=2**60), "stride=(1152921504606846976"),
+    (lambda: sc.ConvOperator(np.ones((4, 2, 3)), (2, 5), padding="full", dilation=2**59),
+     "dilation=(576460752303423488,) and padding='full': ((1152921504606846976"),
     (lambda: sc.ConvOperator(W2, (2, 5, 5), padding=2**60), "padding=((1152921504606846976"),
     (lambda: sc.ConvOperator(W2, (2, 5, 5), padding=2**59), "padding=((576460752303423488"),
     (lambda: sc.conv_matrix(W2, (2, 5, 5), padding=(2**60, 0)), "padding=((1152921504606846976"),
 ], ids=["transposed-stride", "transposed-dilation", "transposed-output_padding",
-        "operator-padding", "operator-half-padding", "matrix-padding"])
+        "transposed-shape", "full-padding-dilation", "operator-padding",
+        "operator-half-padding", "matrix-padding"])
 def test_an_output_past_int64_names_the_argument_that_made_it(build, named):
     """A review: a huge stride, dilation or padding was blamed on ``input_shape`` (the size it
     made, checked as the input of the adjoint's correlation)."""
@@ -456,3 +466,29 @@ def test_a_transposed_padding_mode_is_refused_by_name(build, mode, error):
     """A review: an array raised numpy's "truth value of an array is ambiguous"."""
     with pytest.raises(error, match="padding_mode must be 'zeros' for a transposed"):
         build(mode)
+
+
+@pytest.mark.parametrize("name", ["float32", "complex128"])
+def test_a_dtype_name_from_a_numpy_array_is_a_name(name):
+    """A review: ``np.str_`` is a numpy scalar too, and was refused as a value."""
+    for given in (np.array([name])[0], np.bytes_(name.encode())):
+        assert sc.conv_matrix(np.ones((1, 1, 3)), (1, 5), dtype=given).dtype == name
+        assert sc.avg_pool_matrix((1, 6), 2, dtype=given).dtype == name
+
+
+@pytest.mark.parametrize("dtype", ["f2", ">f2", "<f2", np.float16])
+def test_float16_is_refused_in_any_byte_order(dtype):
+    """A review: ``">f2"`` passed the float16 check (compared in its byte order) and gave
+    float32 silently."""
+    with pytest.raises(TypeError, match="dtype=float16 is not supported"):
+        sc.conv_matrix(np.ones((1, 1, 3)), (1, 5), dtype=dtype)
+    with pytest.raises(TypeError, match="dtype=float16 is not supported"):
+        sc.ConvOperator(np.ones((1, 1, 3)), (1, 5), dtype=dtype)
+
+
+def test_receptive_field_paths_reads_its_dtype_as_every_builder_does():
+    """A review: ``'>i8'`` was refused and ``np.float64(0.0)`` (a value) taken for float64."""
+    g = sc.ConvGeometry.from_weight((1, 1, 3), (1, 8))
+    assert sc.receptive_field_paths(g, dtype=">i8").dtype == np.int64
+    with pytest.raises(ValueError, match="dtype must be numpy.int64"):
+        sc.receptive_field_paths(g, dtype=np.float64(0.0))

@@ -126,6 +126,22 @@ def _bins_per_block(block: int, wanted: int, period: int) -> int:
     return wanted  # a block length without a divisor near: near-equal bins
 
 
+def sparse_ready(dense: np.ndarray) -> np.ndarray:
+    """A dense numeric array as scipy.sparse takes it: 2-D, in the machine's byte order, float16
+    as float32 (a review: a big-endian or float16 array raised scipy's "does not support
+    dtype"); exact, as these conversions are.
+
+    Examples
+    --------
+    >>> sparse_ready(np.arange(3.0).astype(">f8")).dtype, sparse_ready(np.ones(2, "f2")).shape
+    (dtype('float64'), (1, 2))
+    """
+    dense = np.atleast_2d(dense)
+    if dense.dtype == np.float16:
+        return dense.astype(np.float32)
+    return dense if dense.dtype.isnative else dense.astype(dense.dtype.newbyteorder("="))
+
+
 def bin_edges(size: int, max_bins: int, blocks: int = 1, period: int = 1) -> np.ndarray:
     """Edges of at most about ``max_bins`` bins over ``range(size)``, aligned to ``blocks``.
 
@@ -488,7 +504,7 @@ def raster(A: MatrixLike, max_bins: int = 512, *, channels: tuple[int, int] = (1
                             f"array), a ConvGeometry or a sparseconv operator, got "
                             f"{type(A).__name__} (as an array: shape {dense.shape}, dtype "
                             f"{dense.dtype})")
-        A = sp.csr_array(np.atleast_2d(dense))
+        A = sp.csr_array(sparse_ready(dense))
     for n, c in zip(A.shape, channels):
         if n % c:
             raise ValueError(f"channels={channels!r} must divide A.shape {A.shape}")

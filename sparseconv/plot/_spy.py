@@ -48,6 +48,7 @@ from ._raster import (
     largest_entries,
     raster,
     row_lengths,
+    sparse_ready,
 )
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ def _window_matrix(A, zoom, channels: tuple[int, int]) -> tuple[sp.csr_array, tu
     if isinstance(A, LinearOperator):
         shape = A.shape
     else:
-        A = A if sp.issparse(A) else sp.csr_array(np.atleast_2d(np.asarray(A)))
+        A = A if sp.issparse(A) else sp.csr_array(sparse_ready(np.asarray(A)))
         shape = A.shape
     block = (shape[0] // channels[0], shape[1] // channels[1])
     rows, cols = slice(r0 * block[0], r1 * block[0]), slice(c0 * block[1], c1 * block[1])
