@@ -204,8 +204,8 @@ def _percent(fraction: float) -> str:
 
 def _digits(value: float, digits: int = 10) -> str:
     """``value`` to ``digits`` significant digits, rounded to nearest, in the notation of the
-    interval beside it (:func:`_outward`; a new user's trial: 1.8173408 beside
-    [1.817340799, 1.817340801])."""
+    interval beside it (:func:`_outward`; a new user's trial: 1.8173408 beside an interval of
+    ten digits)."""
     return _outward(value, ROUND_HALF_EVEN, digits)
 
 

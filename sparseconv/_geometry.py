@@ -231,7 +231,7 @@ class ConvGeometry:
                           output_size)
         sizes = tuple(a.output_size for a in axes)
         if max(sizes) > INDEX_LIMIT:  # (a review: blamed on input_shape, in the adjoint's set-up)
-            given = "" if padding is None or not isinstance(padding, str) else f"{padding!r}: "
+            given = f"{padding!r}: " if isinstance(padding, str) else ""
             raise ValueError(
                 f"the output size {sizes} is larger than 2**60 (int64 index arithmetic): from "
                 f"input_shape={input_shape} with kernel_size={kernel_size}, dilation={dilation} "
