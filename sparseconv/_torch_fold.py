@@ -108,8 +108,10 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     return _fold(conv, bn)
 
 
-def _fold(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
-    """:func:`fold_batchnorm`, hooks or not (the report withholds its network bound instead)."""
+def _fold(conv: nn.Module, bn: nn.Module, dtype: torch.dtype | None = None) -> FoldedBatchNorm:
+    """:func:`fold_batchnorm`, hooks or not (the report withholds its network bound instead);
+    the module built in ``dtype`` (the convolution's by default: the report's rows ask for
+    float64, where a float32 module would round the folded weights)."""
     if isinstance(conv, nn.Linear):  # BatchNorm1d on (N, C, L) normalizes C, not the features
         raise TypeError("conv must be a convolution: a BatchNorm1d after a Linear normalizes "
                         "the Linear's output features only on (N, features) inputs (on (N, C, "
@@ -138,7 +140,7 @@ def _fold(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
         factory = factory.__base__  # class torch.nn.utils.parametrize derived from (a review)
     options = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                    groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
-                   device=conv.weight.device, dtype=conv.weight.dtype)
+                   device=conv.weight.device, dtype=dtype or conv.weight.dtype)
     if isinstance(conv, _CONV_T):  # weight (C_in, C_out/g, *k): output channel g C_out/g + j
         g, spatial = conv.groups, weight.shape[2:]
         grouped = weight.reshape(g, -1, weight.shape[1], *spatial)

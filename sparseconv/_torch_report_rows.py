@@ -9,7 +9,6 @@ process or on worker processes, the costliest first.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Generator
@@ -159,8 +158,10 @@ def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[d
                             "not what the hook makes of it; remove the hook first "
                             "(handle.remove(), on the handle its registration returned)")
     if batchnorm is not None:
-        # in float64: a float32 module would round the folded weights
-        module = _fold(copy.deepcopy(module).double(), batchnorm.module).module
+        # in float64: a float32 module would round the folded weights; not by a float64
+        # copy of the module (a new user's trial: the old-style spectral_norm's weight, made
+        # by its hook in a forward with autograd on, refuses deepcopy)
+        module = _fold(module, batchnorm.module, dtype=torch.float64).module
         name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
         out = batchnorm.output_shape
     layer = _layer(module, record.input_shape,

@@ -1754,8 +1754,8 @@ def test_linear_on_a_sequence_counts_every_copy_of_its_matrix():
 
 
 def test_folded_float32_batchnorm_keeps_the_upper_bound_above_the_exact_norm():
-    """A mutant this catches: _torch_report_rows.py: ``_fold(copy.deepcopy(module).double(),
-    ...)`` -> ``_fold(copy.deepcopy(module), ...)``: folding in float32 rounds the folded
+    """A mutant this catches: _torch_report_rows.py: ``_fold(module, ..., dtype=
+    torch.float64)`` -> ``_fold(module, ...)``: folding in float32 rounds the folded
     weight 1/sqrt(3) down to 0.57735026 and the row's upper bound falls below the norm. The
     oracle: a 1x1 convolution of weight 1 then a BatchNorm, whose map is scale * I with
     scale = gamma / sqrt(var + eps) from the module's stored float32 values, in float64."""
@@ -1768,6 +1768,28 @@ def test_folded_float32_batchnorm_keeps_the_upper_bound_above_the_exact_norm():
     (row,) = list(sct.lipschitz_report(model, (1, 4, 4), fold_batchnorm=True))
     assert row["name"] == "0+1"
     assert row["lower"] <= exact <= row["upper"]
+
+
+def test_a_folded_convolution_under_the_old_spectral_norm_after_training_is_read():
+    """A new user's trial (a PatchGAN discriminator): after one forward with autograd on, the
+    old-style ``torch.nn.utils.spectral_norm``'s weight is no graph leaf, and the row of
+    ``fold_batchnorm=True`` crashed in ``copy.deepcopy`` ("Only Tensors created explicitly by
+    the user ... support the deepcopy protocol"). The oracle: the model's Jacobian."""
+    torch.manual_seed(0)
+    conv = torch.nn.utils.spectral_norm(nn.Conv2d(3, 4, 4, 2, 1, bias=False))
+    model = nn.Sequential(conv, nn.BatchNorm2d(4))
+    model(torch.randn(2, 3, 8, 8)).sum().backward()  # a training step's forward
+    model.eval()
+    with torch.no_grad():
+        model[1].running_var.uniform_(0.5, 2.0)
+        model[1].running_mean.normal_()
+    (row,) = list(sct.lipschitz_report(model, (3, 8, 8), fold_batchnorm=True))
+    plain = nn.Conv2d(3, 4, 4, 2, 1, bias=False).double()  # the weight the hook computed
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight.detach().double())
+    oracle = nn.Sequential(plain, copy.deepcopy(model[1]).double()).eval()
+    exact = np.linalg.norm(jacobian_matrix(oracle, (3, 8, 8)), 2)
+    assert row["name"] == "0+1" and row["lower"] <= exact <= row["upper"], (row, exact)
 
 
 def test_folded_batchnorm_that_cancels_a_large_mean_is_read():
