@@ -20,8 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparseconv._caller import outside_level
 from sparseconv._report_table import LipschitzReport
 from sparseconv._spectral_norm import DEFAULT_TOL, checked_options, checked_relative_width
+from sparseconv._torch_activations import sample_norm_slope
 from sparseconv._torch_chain import (
     _activation_constant,
     _chain_break,
@@ -466,9 +468,21 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
         if constant is None:
             constant = _max_pool_constant(record)
         label = f"{record.name or '(model)'} ({_kind(record.module)}"  # (a trial: " (ReLU)")
+        slope = sample_norm_slope(record.module)  # (a new user's trial: InstanceNorm2d)
         if constant is None:
-            unknown.append(label + ")")
+            unknown.append(label + (")" if slope is None else
+                                    ": it normalizes each sample by its own statistics; its "
+                                    f"Lipschitz constant, which lipschitz_constants may give, "
+                                    f"is {slope:.7g}, max|weight|/sqrt(eps), its slope at a "
+                                    "sample of zero variance)"))
         else:
+            if yours and slope is not None and constant < slope:
+                warnings.warn(
+                    f"lipschitz_constants gives {label}) the constant {constant!r}, below its "
+                    f"Lipschitz constant {slope:.7g} (max|weight|/sqrt(eps): it normalizes each "
+                    "sample by its own statistics, and its slope at a sample of zero variance "
+                    "is that): the network bound holds only for inputs where that slope is "
+                    "not reached", UserWarning, stacklevel=outside_level(torch))
             known[id(record)] = Given(constant) if yours else constant
             constants.append(constant)
             activations.append(label + (f", {constant!r} given)" if yours else

@@ -2184,3 +2184,50 @@ def test_two_unknown_modules_are_named_together():
     assert report.network_upper is None
     assert report.reason.startswith("modules 1 (Softplus), 3 (Softplus) are neither layers "
                                     "sparseconv.torch reads nor activations"), report.reason
+
+
+@pytest.mark.parametrize("norm, shape", [
+    (lambda: nn.InstanceNorm2d(3, affine=True), (3, 4, 4)),
+    (lambda: nn.InstanceNorm1d(3), (3, 5)),
+    (lambda: nn.GroupNorm(2, 4), (4, 3, 3)),
+    (lambda: nn.LayerNorm([3, 3]), (2, 3, 3)),
+])
+def test_a_sample_normalization_s_lipschitz_constant_is_its_slope_at_zero_variance(norm, shape):
+    """A new user's trial (CycleGAN's InstanceNorm2d): the constant 1 given for it bounded a
+    map whose slope measured 319.6 at inputs of scale 1e-4. ``sample_norm_slope`` is
+    ``max|weight| / sqrt(eps)``: no Jacobian exceeds it, and a constant input (zero variance)
+    attains it (an InstanceNorm's or GroupNorm's per-channel scale, the largest)."""
+    from sparseconv._torch_activations import sample_norm_slope
+
+    torch.manual_seed(0)
+    module = norm().double().eval()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.uniform_(-2.0, 2.0)
+    slope = sample_norm_slope(module)
+    norms = []
+    for scale in (0.0, 1e-6, 1e-3, 1.0):
+        x = torch.randn(1, *shape, dtype=F64) * scale + 0.7
+        norms.append(np.linalg.norm(jacobian_matrix(module, shape, at=x), 2))
+    assert max(norms) <= slope, (norms, slope)
+    if not isinstance(module, nn.LayerNorm):  # (its elementwise scale meets the centring)
+        assert norms[0] >= slope * (1 - 1e-12), (norms, slope)
+
+
+def test_the_report_names_a_sample_normalization_s_constant_and_warns_of_a_smaller_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4), nn.ReLU()).eval()
+    report = sct.lipschitz_report(model, (3, 8, 8))
+    assert report.network_upper is None
+    assert ("module 1 (InstanceNorm2d: it normalizes each sample by its own statistics; its "
+            "Lipschitz constant, which lipschitz_constants may give, is 316.2278") \
+        in report.reason, report.reason
+    with pytest.warns(UserWarning, match=r"lipschitz_constants gives 1 \(InstanceNorm2d\) the "
+                                         r"constant 1.0, below its Lipschitz constant 316.2278") \
+            as caught:
+        sct.lipschitz_report(model, (3, 8, 8), lipschitz_constants={"InstanceNorm2d": 1.0})
+    assert caught[0].filename == __file__  # (the caller's line, not torch's wrapper)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # at or above the slope: no warning
+        report = sct.lipschitz_report(model, (3, 8, 8), lipschitz_constants={"1": 316.3})
+    assert report.network_upper is not None
