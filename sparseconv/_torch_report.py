@@ -476,7 +476,8 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
                                     f"is {slope:.7g}, max|weight|/sqrt(eps), its slope at a "
                                     "sample of zero variance)"))
         else:
-            if yours and slope is not None and constant < slope:
+            if yours and slope is not None and constant < slope * (1 - 1e-12):  # (not
+                # for a constant equal to it but for the rounding up: a LayerNorm of eps 1)
                 warnings.warn(
                     f"lipschitz_constants gives {label}) the constant {constant!r}, below its "
                     f"Lipschitz constant {slope:.7g} (max|weight|/sqrt(eps): it normalizes each "

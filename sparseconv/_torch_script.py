@@ -148,6 +148,7 @@ class _Modules:
         self.callees = _call_graph(model)  # by a module's path, the paths it calls
         self.cache: dict[str, tuple[str, nn.Module]] = {}
         self.last = ""  # the qualified name of the last node's module
+        self.named = ""  # ... of the last node's that was not the model's (see continued)
 
     def __call__(self, node) -> tuple[str, nn.Module]:
         hierarchy = node.getModuleHierarchy()
@@ -165,6 +166,7 @@ class _Modules:
                 if found is None:
                     raise
         self.last = found[0]
+        self.named = found[0] or self.named
         return found
 
     def by_attributes(self, node, hierarchy: str) -> tuple[str, nn.Module] | None:
@@ -229,17 +231,25 @@ class _Modules:
         the previous node's module, if its path ends with the steps this one names; None
         otherwise. Not cached: another block may hold the same names. (A seventh review: the
         nearest ancestor of the previous node's module that held a module of that name was
-        taken for any node, and ``self.a.b(x)`` after ``self.z(x)`` read as ``z.b``.)"""
-        if not list(node.blocks()) or ".SELF(" not in hierarchy or not self.last:
+        taken for any node, and ``self.a.b(x)`` after ``self.z(x)`` read as ``z.b``.) An
+        ``if`` in a module's own forward may be written from that module alike, without
+        ``SELF``: ``1(InstanceNorm2d)`` within ``body(Sequential).1(InstanceNorm2d)``, the
+        ``if`` on the input's rank of InstanceNorm's forward (a new user's trial: a scripted
+        CycleGAN generator was refused as a frozen module). Where the nodes just before lost
+        their path altogether (an ``if`` written ``''``, read as the model's own, as the
+        ``if`` of InstanceNorm's warning is), the last module they did not lose is the
+        candidate."""
+        last = self.last or self.named
+        if not list(node.blocks()) or not last:
             return None
         steps = _HIERARCHY.findall(hierarchy.split(".SELF(")[0])
-        names = self.last.split(".")
+        names = last.split(".")
         if not steps or len(steps) > len(names):
             return None
         kinds = [_kind(self.modules[".".join(names[:i + 1])]) for i in range(len(names))]
         if list(zip(names, kinds))[-len(steps):] != steps:
             return None
-        return self.last, self.modules[self.last]
+        return last, self.modules[last]
 
     def called(self, caller: str) -> set[str]:
         """The modules the code of module ``caller`` calls, by their qualified names."""

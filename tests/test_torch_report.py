@@ -2230,4 +2230,7 @@ def test_the_report_names_a_sample_normalization_s_constant_and_warns_of_a_small
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # at or above the slope: no warning
         report = sct.lipschitz_report(model, (3, 8, 8), lipschitz_constants={"1": 316.3})
+        # nor for the slope itself, which the check's rounding up would put above it
+        unit = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4, eps=1.0)).eval()
+        sct.lipschitz_report(unit, (4,), lipschitz_constants={"LayerNorm": 1.0})
     assert report.network_upper is not None
