@@ -2234,3 +2234,23 @@ def test_the_report_names_a_sample_normalization_s_constant_and_warns_of_a_small
         unit = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4, eps=1.0)).eval()
         sct.lipschitz_report(unit, (4,), lipschitz_constants={"LayerNorm": 1.0})
     assert report.network_upper is not None
+
+
+def test_an_in_place_activation_after_a_call_given_its_constant_is_named_as_the_cause():
+    """A new user's trial (pix2pix's ``nn.ReLU(True)`` after an InstanceNorm2d given its
+    constant, in a residual block): the reason said a change in place followed, but not what
+    makes one."""
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm, self.act = nn.Conv2d(2, 2, 3, padding=1), \
+                nn.InstanceNorm2d(2), nn.ReLU(True)
+
+        def forward(self, x):
+            return x + self.act(self.norm(self.conv(x)))
+
+    report = sct.lipschitz_report(Block().eval(), (2, 6, 6),
+                                  lipschitz_constants={"InstanceNorm2d": 316.3})
+    assert report.network_upper is None
+    assert "(by an activation with inplace=True after it, as pix2pix's nn.ReLU(True), say)" \
+        in report.reason and "inplace=False" in report.reason, report.reason
