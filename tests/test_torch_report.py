@@ -2254,3 +2254,25 @@ def test_an_in_place_activation_after_a_call_given_its_constant_is_named_as_the_
     assert report.network_upper is None
     assert "(by an activation with inplace=True after it, as pix2pix's nn.ReLU(True), say)" \
         in report.reason and "inplace=False" in report.reason, report.reason
+
+
+def test_a_padding_module_before_a_convolution_is_bounded_apart_and_tighter_as_one_layer():
+    """What the README says of ``nn.ReflectionPad2d`` then ``nn.Conv2d`` (a new user's trial
+    of CycleGAN's generators): two rows, the padding's of norm 2, whose product is 1.73-1.78
+    times the padded convolution's norm; the same map as one reflect-padded convolution gets
+    the tight bound."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3).double()
+    apart = nn.Sequential(nn.ReflectionPad2d(1), conv).eval()
+    one = nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect").double().eval()
+    with torch.no_grad():
+        one.weight.copy_(conv.weight)
+        one.bias.copy_(conv.bias)
+    x = torch.randn(2, 8, 16, 16, dtype=F64)
+    assert torch.allclose(apart(x), one(x), rtol=0, atol=1e-13)
+    separate = sct.lipschitz_report(apart, (8, 16, 16))
+    joint = sct.lipschitz_report(nn.Sequential(one).eval(), (8, 16, 16), relative_width=1e-3)
+    assert 2.0 <= separate.rows[0]["upper"] <= 2.0 * (1 + 1e-9)  # (its exact norm: 2)
+    exact = np.linalg.norm(jacobian_matrix(one, (8, 16, 16)), 2)
+    assert joint.rows[0]["lower"] <= exact <= joint.network_upper
+    assert 1.73 <= separate.network_upper / joint.network_upper <= 1.78
