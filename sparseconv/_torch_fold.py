@@ -52,11 +52,20 @@ class FoldedBatchNorm(NamedTuple):
     >>> x = torch.randn(1, 2, 5, 5)
     >>> bool(torch.allclose(folded.module(x), bn(conv(x)), atol=1e-5))
     True
+    >>> folded  # doctest: +NORMALIZE_WHITESPACE
+    FoldedBatchNorm(weight=<array (3, 2, 3, 3) float64>, bias=<array (3,) float64>,
+                    module=Conv2d(2, 3, kernel_size=(3, 3), stride=(1, 1)))
     """
 
     weight: np.ndarray
     bias: np.ndarray
     module: nn.Module
+
+    def __repr__(self) -> str:
+        """The arrays by shape and dtype (a new user's trial: a page of entries for an
+        8 x 3 x 4 x 4 weight), the module as torch prints it."""
+        return (f"FoldedBatchNorm(weight=<array {self.weight.shape} {self.weight.dtype}>, "
+                f"bias=<array {self.bias.shape} {self.bias.dtype}>, module={self.module!r})")
 
 
 def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
