@@ -27,6 +27,7 @@ Not ``Softplus``: PyTorch's switches to the identity above its ``threshold``, a 
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -131,39 +132,113 @@ def function_constant(target: Any, args: Any, kwargs: dict) -> Fraction | None:
         return None
 
 
-def sample_norm_slope(module: nn.Module) -> float | None:
-    """The Lipschitz constant of a normalization by each sample's own statistics, rounded up:
-    ``max |weight| / sqrt(eps)`` for torch's ``InstanceNorm*d`` without running statistics,
-    ``GroupNorm``, ``LayerNorm`` and ``RMSNorm`` (with its ``eps`` given); None for any other
-    module. It is never used as the report's constant; the report's reason names it, and a
-    smaller constant given for the module is warned of.
 
-    Each block the module normalizes (a channel of a sample, a group, the normalized shape)
-    maps ``x`` to ``(x - mean) / sqrt(var + eps)`` (``x / sqrt(mean(x^2) + eps)`` for
-    RMSNorm), whose Jacobian is ``(P - u u^T var / (var + eps)) / sqrt(var + eps)``, ``P`` the
-    centring projection (the identity for RMSNorm) and ``u`` the unit centred sample: its norm
-    is ``1 / sqrt(var + eps)``, largest, ``1 / sqrt(eps)``, at a sample of zero variance; the
-    per-channel scale multiplies by at most ``max |weight|``, and the blocks are independent.
-    (A new user's trial: ``InstanceNorm2d`` given the constant 1 bounded a map whose slope
-    measured 319.6 at inputs of scale 1e-4; ``1 / sqrt(1e-5) = 316.2``.)
+_SAMPLE_NORM_KINDS = ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "GroupNorm",
+                      "LayerNorm", "RMSNorm")
+
+
+def sample_norm_slope(module: nn.Module,
+                      input_shape: tuple[int, ...]) -> tuple[float, float] | None:
+    """``(lower, upper)``: bounds of the Lipschitz constant of a normalization by each sample's
+    own statistics on one sample of ``input_shape`` (``(C, *spatial)``), rounded outward:
+    torch's ``InstanceNorm*d`` without running statistics, ``GroupNorm``, ``LayerNorm`` and
+    ``RMSNorm`` with its ``eps`` given, eager or TorchScript; None for any other module. Never
+    used as the report's constant: the report's reason names them, and a constant given below
+    ``lower`` is warned of.
+
+    Each block the module normalizes (``n`` entries: a channel of a sample, a group, the
+    normalized shape) maps ``x`` to ``w * (x - mean) / sqrt(var + eps)`` (``w * x / sqrt(mean(x^2)
+    + eps)`` for RMSNorm), whose Jacobian ``diag(w) (P - c u u^T) / sqrt(var + eps)`` (``P``
+    the centring projection, the identity for RMSNorm; ``u`` the unit centred sample,
+    ``0 <= c < 1``) has norm at most ``||diag(w) P|| / sqrt(var + eps)``, attained at a sample
+    of zero variance; the blocks are independent. So ``upper = max|w| / sqrt(eps)``, and
+    ``lower = max|w| sqrt(1 - 1/n) / sqrt(eps)`` (``P`` applied to the unit vector of the
+    largest weight's entry), ``max|w| / sqrt(eps)`` where ``w`` is one number per block
+    (InstanceNorm) or ``P`` the identity (RMSNorm). (A new user's trial: ``InstanceNorm2d``
+    given the constant 1 bounded a map whose slope measured 319.6 at inputs of scale 1e-4;
+    ``1 / sqrt(1e-5) = 316.2``. A review: a LayerNorm's weights ``[1, 0]`` have the constant
+    ``sqrt(1/2) / sqrt(eps)``, not ``1 / sqrt(eps)``.)
 
     Examples
     --------
     >>> from torch import nn
-    >>> round(sample_norm_slope(nn.InstanceNorm2d(4)), 3), sample_norm_slope(nn.ReLU())
-    (316.228, None)
+    >>> [round(v, 3) for v in sample_norm_slope(nn.InstanceNorm2d(4), (4, 8, 8))]
+    [316.228, 316.228]
+    >>> [round(v, 3) for v in sample_norm_slope(nn.LayerNorm(4), (4,))]
+    [273.861, 316.228]
+    >>> sample_norm_slope(nn.ReLU(), (4,)) is None
+    True
     """
-    instance = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
-    norms = (nn.GroupNorm, nn.LayerNorm, *(() if not hasattr(nn, "RMSNorm") else (nn.RMSNorm,)))
-    if not (isinstance(module, instance) and not module.track_running_stats
-            or isinstance(module, norms)) or not is_torch_class(module):
+    kind = getattr(module, "original_name", None) if isinstance(module, torch.jit.ScriptModule) \
+        else type(module).__name__ if is_torch_class(module) else None
+    if kind not in _SAMPLE_NORM_KINDS or (kind.startswith("InstanceNorm") and getattr(
+            module, "track_running_stats", True)):
         return None
+    if isinstance(module, torch.jit.ScriptModule) and not hasattr(module, "eps"):
+        module = _traced_arguments(module, kind)  # (a traced module keeps no attributes)
+        if module is None:
+            return None
     eps = getattr(module, "eps", None)
     if not isinstance(eps, (int, float)) or not eps > 0 or not math.isfinite(eps):
         return None
     weight = getattr(module, "weight", None)
     scale = 1.0 if weight is None else float(weight.detach().abs().max())
-    if not math.isfinite(scale):
+    if not math.isfinite(scale) or len(input_shape) < 1:
         return None
-    root = math.nextafter(math.sqrt(eps), 0.0)  # (sqrt rounds to nearest: below, then down)
-    return math.nextafter(scale / root, math.inf)
+    if kind == "LayerNorm":
+        n = math.prod(getattr(module, "normalized_shape", ()) or (1,))
+    elif kind == "GroupNorm":
+        n = input_shape[0] // max(1, int(getattr(module, "num_groups", 1))) * math.prod(
+            input_shape[1:])
+    else:
+        n = math.prod(input_shape[1:])
+    root = math.sqrt(eps)
+    upper = math.nextafter(scale / math.nextafter(root, 0.0), math.inf)  # (sqrt rounds to
+    # nearest: below it, then the quotient up)
+    exact = kind == "RMSNorm" or kind.startswith("InstanceNorm")
+    share = 1.0 if exact else math.sqrt(1.0 - 1.0 / n) if n > 1 else 0.0
+    if kind.startswith("InstanceNorm") and n < 2:  # (a constant output: no slope at all)
+        share = 0.0
+    lower = max(0.0, math.nextafter(scale * share / math.nextafter(root, math.inf), 0.0))
+    lower = max(0.0, math.nextafter(lower, 0.0))  # (the square root in share, rounded)
+    return lower, upper
+
+
+#: Where a traced normalization's graph holds its arguments: the operation, and the input
+#: positions of ``eps``, ``num_groups`` and ``normalized_shape`` (None where it has none).
+_TRACED_NORMS = {"GroupNorm": ("aten::group_norm", 4, 1, None),
+                 "LayerNorm": ("aten::layer_norm", 4, None, 1),
+                 "RMSNorm": ("aten::rms_norm", 3, None, 1)}
+
+
+def _traced_arguments(module: torch.jit.ScriptModule, kind: str) -> Any:
+    """A traced normalization's ``eps``, ``num_groups`` or ``normalized_shape`` and ``weight``
+    (a namespace, as the module's attributes would be), read off its one normalization
+    operation's constant arguments; None where the graph does not hold them so (a review: a
+    traced LayerNorm, which keeps no ``eps``, got no constant and no warning)."""
+    if kind not in _TRACED_NORMS:
+        return None
+    op, at_eps, at_groups, at_shape = _TRACED_NORMS[kind]
+    nodes = [n for n in module.graph.nodes() if n.kind() == op]
+    if len(nodes) != 1:
+        return None
+    inputs = list(nodes[0].inputs())
+
+    def constant(i: int) -> Any:
+        value = inputs[i]
+        if value.node().kind() == "prim::Constant":
+            return value.toIValue()
+        if value.node().kind() == "prim::ListConstruct":
+            items = [constant_of(v) for v in value.node().inputs()]
+            return None if None in items else tuple(items)
+        return None
+
+    def constant_of(value: Any) -> Any:
+        return value.toIValue() if value.node().kind() == "prim::Constant" else None
+
+    found = types.SimpleNamespace(eps=constant(at_eps), weight=getattr(module, "weight", None))
+    if at_groups is not None:
+        found.num_groups = constant(at_groups)
+    if at_shape is not None:
+        found.normalized_shape = constant(at_shape)
+    return found

@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
+from decimal import ROUND_CEILING, ROUND_FLOOR
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 
 from sparseconv._caller import outside_level
 from sparseconv._report_table import LipschitzReport
+from sparseconv._rounding import decimal_outward
 from sparseconv._spectral_norm import DEFAULT_TOL, checked_options, checked_relative_width
 from sparseconv._torch_activations import sample_norm_slope
 from sparseconv._torch_chain import (
@@ -449,6 +451,17 @@ def _checked_options(progress, workers, kwargs: dict) -> int | Callable:
     return workers
 
 
+def _slope_text(lower: float, upper: float) -> str:
+    """A sample normalization's Lipschitz constant as its bounds say it (:func:`sparseconv.
+    _torch_activations.sample_norm_slope`), rounded outward to 7 digits (a review: rounded
+    to nearest, the advised constant was below the slope)."""
+    up = decimal_outward(upper, ROUND_CEILING, 7)
+    if lower >= upper * (1 - 1e-12):
+        return f"is {up} (max|weight|/sqrt(eps)), its slope at a sample of zero variance"
+    return (f"is at most {up} (max|weight|/sqrt(eps)) and at least "
+            f"{decimal_outward(lower, ROUND_FLOOR, 7)}, its slope at a sample of zero variance")
+
+
 def _activation_constants(records: list[TraceRecord], given: Mapping[str, float],
                           ) -> tuple[list[str], list[float], list[str], dict[int, float | Given]]:
     """The traced modules that are no linear layer: ``(activations, constants, unknown,
@@ -468,22 +481,21 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
         if constant is None:
             constant = _max_pool_constant(record)
         label = f"{record.name or '(model)'} ({_kind(record.module)}"  # (a trial: " (ReLU)")
-        slope = sample_norm_slope(record.module)  # (a new user's trial: InstanceNorm2d)
+        slopes = sample_norm_slope(record.module, record.input_shape)  # (a new user's
+        # trial: InstanceNorm2d)
         if constant is None:
-            unknown.append(label + (")" if slope is None else
+            unknown.append(label + (")" if slopes is None else
                                     ": it normalizes each sample by its own statistics; its "
-                                    f"Lipschitz constant, which lipschitz_constants may give, "
-                                    f"is {slope:.7g}, max|weight|/sqrt(eps), its slope at a "
-                                    "sample of zero variance)"))
+                                    "Lipschitz constant, which lipschitz_constants may give, "
+                                    f"{_slope_text(*slopes)})"))
         else:
-            if yours and slope is not None and constant < slope * (1 - 1e-12):  # (not
-                # for a constant equal to it but for the rounding up: a LayerNorm of eps 1)
+            if yours and slopes is not None and constant < slopes[0]:
                 warnings.warn(
                     f"lipschitz_constants gives {label}) the constant {constant!r}, below its "
-                    f"Lipschitz constant {slope:.7g} (max|weight|/sqrt(eps): it normalizes each "
-                    "sample by its own statistics, and its slope at a sample of zero variance "
-                    "is that): the network bound holds only for inputs where that slope is "
-                    "not reached", UserWarning, stacklevel=outside_level(torch))
+                    f"Lipschitz constant, which {_slope_text(*slopes)} (it normalizes each "
+                    "sample by its own statistics): the network bound holds only for inputs "
+                    "where that slope is not reached", UserWarning,
+                    stacklevel=outside_level(torch))
             known[id(record)] = Given(constant) if yours else constant
             constants.append(constant)
             activations.append(label + (f", {constant!r} given)" if yours else
