@@ -188,8 +188,10 @@ def sample_norm_slope(module: nn.Module,
     if kind == "LayerNorm":
         n = math.prod(getattr(module, "normalized_shape", ()) or (1,))
     elif kind == "GroupNorm":
-        n = input_shape[0] // max(1, int(getattr(module, "num_groups", 1))) * math.prod(
-            input_shape[1:])
+        groups = getattr(module, "num_groups", None)
+        if not isinstance(groups, int) or groups < 1:  # (a graph's non-constant argument)
+            return None
+        n = input_shape[0] // groups * math.prod(input_shape[1:])
     else:
         n = math.prod(input_shape[1:])
     root = math.sqrt(eps)

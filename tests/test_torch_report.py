@@ -2327,3 +2327,21 @@ def test_a_padding_module_before_a_convolution_is_bounded_apart_and_tighter_as_o
     exact = np.linalg.norm(jacobian_matrix(one, (8, 16, 16)), 2)
     assert joint.rows[0]["lower"] <= exact <= joint.network_upper
     assert 1.73 <= separate.network_upper / joint.network_upper <= 1.78
+
+
+def test_a_traced_normalization_whose_arguments_are_not_constants_has_no_bounds(monkeypatch):
+    """Where a traced GroupNorm's graph does not hold ``num_groups`` as a constant, no bounds
+    (and so no warning), rather than an error inside the report."""
+    import types as namespaces
+
+    from sparseconv import _torch_activations
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = getattr(torch.jit.trace(nn.Sequential(nn.GroupNorm(2, 4)),
+                                         torch.randn(1, 4, 3, 3)), "0")
+    assert _torch_activations.sample_norm_slope(traced, (4, 3, 3)) is not None
+    monkeypatch.setattr(_torch_activations, "_traced_arguments", lambda module, kind:
+                        namespaces.SimpleNamespace(eps=1e-5, weight=None, num_groups=None))
+    assert _torch_activations.sample_norm_slope(traced, (4, 3, 3)) is None
