@@ -229,13 +229,6 @@ class ConvGeometry:
             output_size = int_tuple(output_size, ndim, "output_size", 1)
         axes = _make_axes(input_shape[1:], kernel_size, stride, dilation, pads, padding_mode,
                           output_size)
-        sizes = tuple(a.output_size for a in axes)
-        if max(sizes) > INDEX_LIMIT:  # (a review: blamed on input_shape, in the adjoint's set-up)
-            given = f"{padding!r}: " if isinstance(padding, str) else ""
-            raise ValueError(
-                f"the output size {sizes} is larger than 2**60 (int64 index arithmetic): from "
-                f"input_shape={input_shape} with kernel_size={kernel_size}, dilation={dilation} "
-                f"and padding={given}{pads} per side")
         return cls(in_channels, out_channels, groups, axes, flip)
 
     @classmethod

@@ -441,13 +441,18 @@ def test_a_numpy_scalar_value_is_no_dtype(value):
      "output_padding=(576460752303423487"),
     (lambda: sc.conv_transpose_output_shape(5, 3, stride=2**60), "stride=(1152921504606846976"),
     (lambda: sc.ConvOperator(np.ones((4, 2, 3)), (2, 5), padding="full", dilation=2**59),
-     "dilation=(576460752303423488,) and padding='full': ((1152921504606846976"),
-    (lambda: sc.ConvOperator(W2, (2, 5, 5), padding=2**60), "padding=((1152921504606846976"),
-    (lambda: sc.ConvOperator(W2, (2, 5, 5), padding=2**59), "padding=((576460752303423488"),
-    (lambda: sc.conv_matrix(W2, (2, 5, 5), padding=(2**60, 0)), "padding=((1152921504606846976"),
+     "dilation=(576460752303423488,) and padding (1152921504606846976, 1152921504606846976)"),
+    (lambda: sc.ConvOperator(W2, (2, 5, 5), padding=2**60),
+     "padding (1152921504606846976, 1152921504606846976)"),
+    (lambda: sc.ConvOperator(W2, (2, 5, 5), padding=2**59),
+     "padding (576460752303423488, 576460752303423488)"),
+    (lambda: sc.conv_matrix(W2, (2, 5, 5), padding=(2**60, 0)),
+     "along spatial axis 0 is larger than 2**60 (int64 index arithmetic): from input size 5 "
+     "with kernel_size=(3, 3), dilation=(1, 1) and padding (1152921504606846976, "),
+    (lambda: sc.conv_output_shape(5, 3, padding=2**60), "padding (1152921504606846976, "),
 ], ids=["transposed-stride", "transposed-dilation", "transposed-output_padding",
         "transposed-shape", "full-padding-dilation", "operator-padding",
-        "operator-half-padding", "matrix-padding"])
+        "operator-half-padding", "matrix-padding", "shape"])
 def test_an_output_past_int64_names_the_argument_that_made_it(build, named):
     """A review: a huge stride, dilation or padding was blamed on ``input_shape`` (the size it
     made, checked as the input of the adjoint's correlation)."""
