@@ -399,6 +399,15 @@ def positive_floats(value, ndim: int, name: str) -> tuple[float, ...]:
     return values
 
 
+def only_padding_mode(padding_mode, mode: str, where: str) -> None:
+    """``padding_mode`` of a function that takes one mode alone, ``mode``: a ``TypeError`` for
+    what is no string (an array would be asked for its truth value), a ``ValueError`` for
+    another string, each saying ``where`` the one mode applies."""
+    if not isinstance(padding_mode, str) or padding_mode != mode:
+        error = ValueError if isinstance(padding_mode, str) else TypeError
+        raise error(f"padding_mode must be {mode!r} for {where}, got {padding_mode!r}")
+
+
 def periodic_padding_mode(padding_mode, what: str) -> None:
     """``padding_mode`` of a function that only describes the periodic layer
     (:func:`~sparseconv.circular_svd`, :func:`~sparseconv.clip_singular_values`): only
@@ -412,18 +421,12 @@ def periodic_padding_mode(padding_mode, what: str) -> None:
     ...
     ValueError: padding_mode must be 'circular' for circular_svd (...), got 'zeros'
     """
-    if not isinstance(padding_mode, str):
-        raise TypeError(f"padding_mode must be 'circular' for {what} (it describes the periodic "
-                        f"layer), got {padding_mode!r}")
-    if padding_mode != "circular":
-        raise ValueError(f"padding_mode must be 'circular' for {what} (it describes the periodic "
-                         f"layer), got {padding_mode!r}")
+    only_padding_mode(padding_mode, "circular", f"{what} (it describes the periodic layer)")
 
 
 def transposed_padding_mode(padding_mode) -> None:
     """``padding_mode`` of a transposed convolution: only ``"zeros"``, as PyTorch's
-    ``ConvTranspose*d`` (a ``TypeError`` for what is no string: an array would be asked for
-    its truth value).
+    ``ConvTranspose*d``.
 
     Examples
     --------
@@ -433,10 +436,8 @@ def transposed_padding_mode(padding_mode) -> None:
     ...
     ValueError: padding_mode must be 'zeros' for a transposed convolution, ... got 'reflect'
     """
-    if not isinstance(padding_mode, str) or padding_mode != "zeros":
-        error = ValueError if isinstance(padding_mode, str) else TypeError
-        raise error(f"padding_mode must be 'zeros' for a transposed convolution, as PyTorch's "
-                    f"ConvTranspose*d, got {padding_mode!r}")
+    only_padding_mode(padding_mode, "zeros", "a transposed convolution, as PyTorch's "
+                      "ConvTranspose*d")
 
 
 def real_number(value, name: str, *, low: float = -math.inf, high: float = math.inf,
