@@ -46,7 +46,7 @@ from ._typing import (
 )
 from ._validation import as_weight, check_format, layer_dtype, positive_int, row_range
 
-__all__ = ["conv_matrix_blocks", "output_run", "row_block", "slabs"]
+__all__ = ["conv_matrix_blocks", "output_run", "row_block", "slabs", "transposed_rows_by_blocks"]
 
 Box = tuple[tuple[int, int], ...]
 
@@ -167,6 +167,14 @@ def check_row_block(geom: ConvGeometry, dtype: np.dtype, start: int, stop: int,
                  hint)
 
 
+def transposed_rows_by_blocks(geom: ConvGeometry) -> bool:
+    """Whether :func:`row_block` builds rows of the transpose of ``geom``'s matrix: its
+    transposed slabs are one box of the layer's outputs, and a padding that folds (reflect,
+    replicate, circular) reads inputs beyond it (a helper's check of spy's windows found rows
+    of circular layers wrong)."""
+    return geom.padding_mode == "zeros" or not any(p for a in geom.axes for p in a.pad)
+
+
 def row_block(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, rows,
               transposed: bool = False, format: str = "csr") -> sp.sparray:
     """Rows ``rows`` (a slice) of the layer's matrix (of its transpose if ``transposed``), in
@@ -175,9 +183,7 @@ def row_block(geom: ConvGeometry, weight: np.ndarray, dtype: np.dtype, rows,
     Equal to ``full[rows]`` entry for entry, built in memory proportional to the block (and,
     in a format other than CSR, to its copy in that format: sized first too).
     """
-    if transposed and geom.padding_mode != "zeros" and any(p for a in geom.axes for p in a.pad):
-        # (the transposed slabs are one box of A's outputs: a folding padding reads inputs
-        # beyond it; a helper's check of spy's windows found rows of circular layers wrong)
+    if transposed and not transposed_rows_by_blocks(geom):
         raise ValueError(f"rows of the transpose of a {geom.padding_mode}-padded layer are "
                          "not built by blocks; build the whole matrix")
     shape = geom.shape[::-1] if transposed else geom.shape

@@ -357,12 +357,12 @@ def _assembled(op, weight: np.ndarray, format, transposed: bool, blocksize, wind
         (o0, o1), (i0, i1) = ((c0, c1), (r0, r1)) if transposed else ((r0, r1), (c0, c1))
         sub = dataclasses.replace(g, out_channels=o1 - o0, in_channels=i1 - i0)
         return assemble(sub, weight[o0:o1, i0:i1], op.dtype, format, transposed=transposed)
-    from ._blocks import row_block  # (it assembles with _matrices' code)
+    from ._blocks import row_block, transposed_rows_by_blocks  # (they assemble with
+    # _matrices' code)
 
     per_out, per_in = math.prod(g.output_size), math.prod(g.input_size)  # a channel block's
     row, col = (per_in, per_out) if transposed else (per_out, per_in)
-    if transposed and g.padding_mode != "zeros":  # (row_block's transposed slabs are boxes:
-        # a folding padding's are not) the whole matrix, cut
+    if transposed and not transposed_rows_by_blocks(g):  # the whole matrix, cut
         block = assemble(g, weight, op.dtype, "csr", transposed=True)[r0 * row:r1 * row]
     else:
         block = row_block(g, weight, op.dtype, slice(r0 * row, r1 * row), transposed=transposed)
