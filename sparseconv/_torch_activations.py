@@ -197,13 +197,14 @@ def sample_norm_slope(module: nn.Module,
     root = math.sqrt(eps)
     upper = math.nextafter(scale / math.nextafter(root, 0.0), math.inf)  # (sqrt rounds to
     # nearest: below it, then the quotient up)
-    exact = kind == "RMSNorm" or kind.startswith("InstanceNorm")
-    share = 1.0 if exact else math.sqrt(1.0 - 1.0 / n) if n > 1 else 0.0
-    if kind.startswith("InstanceNorm") and n < 2:  # (a constant output: no slope at all)
+    if n < 2 and kind != "RMSNorm":  # (a block of one entry, centred: a constant output)
         share = 0.0
-    lower = max(0.0, math.nextafter(scale * share / math.nextafter(root, math.inf), 0.0))
-    lower = max(0.0, math.nextafter(lower, 0.0))  # (the square root in share, rounded)
-    return lower, upper
+    elif kind == "RMSNorm" or kind.startswith("InstanceNorm"):
+        share = 1.0
+    else:
+        share = math.sqrt(1.0 - 1.0 / n)
+    lower = scale * share / math.nextafter(root, math.inf)
+    return math.nextafter(math.nextafter(lower, 0.0), 0.0), upper  # (its roundings, down)
 
 
 #: Where a traced normalization's graph holds its arguments: the operation, and the input
@@ -226,21 +227,18 @@ def _traced_arguments(module: torch.jit.ScriptModule, kind: str) -> Any:
         return None
     inputs = list(nodes[0].inputs())
 
-    def constant(i: int) -> Any:
-        value = inputs[i]
+    def constant(value: Any) -> Any:  # (a list of constants as a tuple; None if no constant)
         if value.node().kind() == "prim::Constant":
             return value.toIValue()
         if value.node().kind() == "prim::ListConstruct":
-            items = [constant_of(v) for v in value.node().inputs()]
+            items = [constant(v) for v in value.node().inputs()]
             return None if None in items else tuple(items)
         return None
 
-    def constant_of(value: Any) -> Any:
-        return value.toIValue() if value.node().kind() == "prim::Constant" else None
-
-    found = types.SimpleNamespace(eps=constant(at_eps), weight=getattr(module, "weight", None))
+    found = types.SimpleNamespace(eps=constant(inputs[at_eps]),
+                                  weight=getattr(module, "weight", None))
     if at_groups is not None:
-        found.num_groups = constant(at_groups)
+        found.num_groups = constant(inputs[at_groups])
     if at_shape is not None:
-        found.normalized_shape = constant(at_shape)
+        found.normalized_shape = constant(inputs[at_shape])
     return found
