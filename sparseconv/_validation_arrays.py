@@ -180,16 +180,12 @@ def layer_dtype(weight: np.ndarray, dtype) -> np.dtype:
     ...
     TypeError: dtype=float16 is not supported (scipy.sparse has no float16 arithmetic); ...
     """
-    if dtype is not None and not isinstance(dtype, np.ndarray):
-        try:
-            requested = as_dtype(dtype)  # (native: ">f2" is float16 too, a review)
-        except TypeError:
-            requested = None  # result_dtype names the bad value
-        if requested == np.float16:
-            raise TypeError(
-                "dtype=float16 is not supported (scipy.sparse has no float16 arithmetic); "
-                "float16 weights are computed in float32, or pass dtype=np.float32")
-    dtype = result_dtype(weight, dtype)
+    explicit = dtype is not None
+    dtype = result_dtype(weight, dtype)  # (native: ">f2" is float16 too, a review)
+    if explicit and dtype == np.float16:
+        raise TypeError(
+            "dtype=float16 is not supported (scipy.sparse has no float16 arithmetic); "
+            "float16 weights are computed in float32, or pass dtype=np.float32")
     if weight.dtype.kind == "c" and dtype.kind != "c":
         raise TypeError(f"dtype={dtype} would discard the imaginary part of the complex "
                         f"{weight.dtype} weight; pass a complex dtype or the real part")
