@@ -308,8 +308,7 @@ def bounds_norm(weight, geom: ConvGeometry, tol: float, executor=None, progress=
     lower bound started from their witnesses. Other paddings: the padding's norm times the
     bounds of the unpadded layer on the padded input. ``width``: a relative width asked for;
     where the interval is wider, the whole-Gram factorization runs after all, if it applies
-    and fits the memory limit
-    (else ``missed`` gets the reason).
+    and fits the memory limit (else ``missed`` gets the reason).
     """
     try:
         op = layer_operator(weight, geom)
