@@ -565,6 +565,7 @@ def _report(args, error) -> None:
     try:
         report = sct.lipschitz_report(model, args.input_shape, assume_chain=args.assume_chain,
                                       fold_batchnorm=args.fold_batchnorm,
+                                      fold_padding=args.fold_padding,
                                       progress=not args.quiet and sys.stderr.isatty(),
                                       method="upper" if args.upper else
                                       "exact" if args.exact else "auto",

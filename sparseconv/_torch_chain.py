@@ -57,7 +57,7 @@ from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_script_graph import script_graph_module
 from sparseconv._torch_state import changes_own_state, restored_state
-from sparseconv._torch_trace import TraceRecord
+from sparseconv._torch_trace import TraceRecord, row_parts
 from sparseconv._validation import int_tuple, real_number
 
 
@@ -288,9 +288,12 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     for (record, batchnorm), row in zip(todo, rows):
         if not math.isfinite(row["upper"]):
             return None, f"layer {row['name']!r} has no finite upper bound"
+        *padding, record = row_parts(record)  # (a padding folded into the convolution)
         factors[id(record)] = Fraction(row["upper"])
         if batchnorm is not None:
             factors[id(batchnorm)] = ("folded", record.name)
+        if padding:
+            factors[id(padding[0])] = ("padding", record.name)
     by_name: dict[str, list[TraceRecord]] = {}
     for record in records:
         by_name.setdefault(record.name, []).append(record)
@@ -360,6 +363,7 @@ def _in_forward_order(records: list[TraceRecord],
         count[record.name] = calls[id(record)] + 1
     keyed, last = [], -1
     for (record, _), row in zip(todo, rows):
+        record = row_parts(record)[-1]  # (a padding folded into a convolution: at the latter)
         last = at.get((record.name, calls[id(record)]), last)  # (else after the row before)
         keyed.append((last, 0, row))
     keyed += [(index[node], 1, row) for node, row in found]

@@ -1,8 +1,10 @@
-"""A BatchNorm folded into the convolution before it (:func:`fold_batchnorm`).
+"""Folds into a convolution: the BatchNorm after it (:func:`fold_batchnorm`), the padding
+module before it (:func:`fold_padding`).
 
 In eval mode a BatchNorm (SyncBatchNorm, InstanceNorm with running statistics) is the
 per-channel affine map ``scale * x + shift``: after a convolution, the convolution with its
-output channels scaled and a bias shifted, computed in float64.
+output channels scaled and a bias shifted, computed in float64. A padding module before a
+convolution is the convolution's own padding, in its mode.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
     _NORM_RANKS,
+    _PAD_MODES,
     _RUNNING_NORMS,
     _refuse,
     check_module,
@@ -27,8 +30,9 @@ from sparseconv._torch_kinds import (
     refuse_hooks,
 )
 from sparseconv._torch_layer_base import _numpy
+from sparseconv._typing import PaddingMode
 
-__all__ = ["FoldedBatchNorm", "fold_batchnorm"]
+__all__ = ["FoldedBatchNorm", "fold_batchnorm", "fold_padding"]
 
 
 class FoldedBatchNorm(NamedTuple):
@@ -164,3 +168,136 @@ def _fold(conv: nn.Module, bn: nn.Module, dtype: torch.dtype | None = None) -> F
         module.weight.copy_(torch.from_numpy(weight))
         module.bias.copy_(torch.from_numpy(bias))
     return FoldedBatchNorm(weight, bias, module.train(conv.training))
+
+
+def _pad_kind(pad: nn.Module) -> tuple[PaddingMode, int] | None:
+    """A padding module's mode (``"zeros"`` for ``ConstantPad``'s any fill) and rank, or None
+    for another module."""
+    for cls, mode in _PAD_MODES.items():
+        if isinstance(pad, cls):
+            return mode, int(cls.__name__[-2])
+    return None
+
+
+def _own_padding(conv: nn.Module) -> list[tuple[int, int]]:
+    """A convolution's zero padding per spatial axis, ``(lo, hi)``: ``"same"`` as PyTorch splits
+    it (``total // 2`` before, the rest after), ``"valid"`` none."""
+    module: Any = conv  # torch's stubs type padding as str | tuple
+    if module.padding == "valid":
+        return [(0, 0)] * len(module.kernel_size)
+    if module.padding == "same":
+        totals = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size)]
+        return [(t // 2, t - t // 2) for t in totals]
+    return [(int(p), int(p)) for p in module.padding]
+
+
+def fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
+    """A padding module and the convolution after it, ``conv(pad(x))``, as one convolution.
+
+    ``nn.ReflectionPad2d(p)`` then ``nn.Conv2d(..., padding=0)`` is ``nn.Conv2d(...,
+    padding=p, padding_mode="reflect")`` (PyTorch's convolution pads by the same ``F.pad``):
+    one layer, whose certified norm is the padded convolution's, where the padding's norm
+    times the unpadded convolution's is up to twice it (1.73-1.78x on CycleGAN's 3x3 and
+    7x7 layers). ``ReplicationPad*d`` gives ``"replicate"``, ``CircularPad*d``
+    ``"circular"``, ``ZeroPad*d`` and ``ConstantPad*d(value=0)`` zero padding, added to the
+    convolution's own.
+
+    Parameters
+    ----------
+    pad : torch.nn.ZeroPad, ConstantPad, ReflectionPad, ReplicationPad or CircularPad (1d/2d/3d)
+        Of the convolution's rank, padding both sides of each axis alike (a convolution
+        pads them alike), without cropping; a ``ConstantPad`` with ``value=0``.
+    conv : torch.nn.Conv1d, Conv2d or Conv3d
+        Unpadded (``padding=0`` or ``"valid"``), or, after a zero padding, zero-padded.
+
+    Returns
+    -------
+    torch.nn.Module
+        A new ``Conv1d``/``Conv2d``/``Conv3d`` with ``conv``'s weight, bias, stride,
+        dilation and groups (its dtype and device), and the padding.
+
+    Raises
+    ------
+    TypeError
+        ``pad`` or ``conv`` of another type (a transposed convolution: a padding of its input
+        is none of its own), ``pad`` of another rank than ``conv``; a forward hook on either
+        (as :func:`matrix`).
+    ValueError
+        A padding that crops (negative), pads the two sides of an axis differently, fills
+        with another value than 0 (an affine map), or a convolution that pads too, where the
+        two paddings are not both zeros.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sparseconv.torch as sct
+    >>> pad, conv = torch.nn.ReflectionPad2d(1), torch.nn.Conv2d(3, 4, 3)
+    >>> folded = sct.fold_padding(pad, conv)
+    >>> folded
+    Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), padding_mode=reflect)
+    >>> x = torch.randn(1, 3, 8, 8)
+    >>> bool(torch.equal(folded(x), conv(pad(x))))
+    True
+    """
+    for module, name in ((pad, "pad"), (conv, "conv")):
+        check_module(module, name)
+        refuse_hooks(module)
+    return _fold_padding(pad, conv)
+
+
+def _fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
+    """:func:`fold_padding`, hooks or not (the report reads them itself)."""
+    kind = _pad_kind(pad)
+    if kind is None:
+        raise TypeError(f"pad must be a ZeroPad, ConstantPad, ReflectionPad, ReplicationPad or "
+                        f"CircularPad (1d, 2d or 3d), got {type(pad).__name__}")
+    if not isinstance(conv, _CONV):
+        raise TypeError(f"conv must be a Conv1d, Conv2d or Conv3d (a padding before a "
+                        f"transposed convolution is none of its own), got {type(conv).__name__}")
+    mode, rank = kind
+    module: Any = conv  # torch's stubs type the sizes per rank; ours are checked tuples
+    ndim = len(module.kernel_size)
+    sides = tuple(int(p) for p in _untyped_padding(pad))
+    if rank != ndim or len(sides) != 2 * ndim:
+        raise TypeError(f"pad must be the padding of the convolution's rank: "
+                        f"{type(conv).__name__} takes a {ndim}d padding of {2 * ndim} sides, "
+                        f"got {type(pad).__name__} with padding={sides}")
+    value = getattr(pad, "value", 0.0)
+    if value != 0:
+        raise ValueError(f"pad fills with value={value!r}: an affine map, no padding of a "
+                         "convolution (which fills with zeros); fold_padding folds value=0")
+    if min(sides) < 0:
+        raise ValueError(f"pad crops (padding={sides}, negative): no padding of a convolution")
+    # PyTorch's sides run last axis first: (left, right, top, bottom, ...)
+    pairs = [(sides[2 * (ndim - 1 - i)], sides[2 * (ndim - 1 - i) + 1]) for i in range(ndim)]
+    own = _own_padding(conv)
+    if any(lo or hi for lo, hi in own) and not (mode == "zeros"
+                                                and module.padding_mode == "zeros"):
+        raise ValueError(f"conv pads too (padding={module.padding!r}, padding_mode="
+                         f"{module.padding_mode!r}): a {mode!r} padding, then a "
+                         f"{module.padding_mode!r} one, is no one convolution's padding")
+    total = [(a + c, b + e) for (a, b), (c, e) in zip(pairs, own)]
+    uneven = next((i for i, (lo, hi) in enumerate(total) if lo != hi), None)
+    if uneven is not None:
+        raise ValueError(f"the padding before the convolution (pad.padding={sides}, with "
+                         f"conv.padding={module.padding!r}) pads the two sides of spatial axis "
+                         f"{uneven} differently, {total[uneven]}; a PyTorch convolution pads "
+                         "both alike (sparseconv.conv_matrix takes padding=((lo, hi), ...))")
+    weight, bias = parameter(conv, "weight"), parameter(conv, "bias")
+    assert weight is not None  # every convolution has one
+    factory: Any = _CONV[ndim - 1]
+    folded = factory(module.in_channels, module.out_channels, module.kernel_size,
+                     stride=module.stride, padding=tuple(lo for lo, _ in total),
+                     dilation=module.dilation, groups=module.groups, bias=bias is not None,
+                     padding_mode=mode, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        folded.weight.copy_(weight)
+        if bias is not None:
+            folded.bias.copy_(bias)
+    return folded.train(conv.training)
+
+
+def _untyped_padding(pad: nn.Module) -> tuple:
+    """A padding module's ``padding`` tuple (torch's stubs type it per class)."""
+    module: Any = pad
+    return tuple(module.padding)

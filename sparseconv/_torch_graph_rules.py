@@ -314,7 +314,9 @@ def _sqrt_up(value: Fraction) -> Fraction:
 
 #: What :func:`graph_bound` is told of one module call: its bound, ``("folded", name)`` for
 #: a BatchNorm folded into the convolution ``name`` (whose bound covers both, when that
-#: convolution's output is read by the BatchNorm alone), or None.
+#: convolution's output is read by the BatchNorm alone), ``("padding", name)`` for a padding
+#: module folded into the convolution ``name`` (when its output is read by that
+#: convolution alone), or None.
 Factor = Fraction | tuple[str, str] | None
 
 
@@ -517,7 +519,15 @@ def _module_call(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | st
         return "takes the signal other than as its one input"
     name, k = node.meta["sparseconv_call"]
     factor = walk.factors(name, k, tuple(walk.meta(source).shape[1:]))
-    if isinstance(factor, tuple):  # its input must be that convolution's own output, read
+    if isinstance(factor, tuple) and factor[0] == "padding":  # its output must be that
+        # convolution's input, read by it alone
+        users = list(node.users)
+        if not (len(users) == 1 and users[0].op == "call_module"
+                and users[0].target == factor[1]):
+            return (f"is a padding folded into {factor[1]!r}, whose input is not its output "
+                    "alone in the graph (pass fold_padding=False)")
+        factor = Fraction(1)
+    elif isinstance(factor, tuple):  # its input must be that convolution's own output, read
         if not (isinstance(source, torch.fx.Node) and source.op == "call_module"  # by it
                 and source.target == factor[1] and len(source.users) == 1):  # alone
             return (f"is a BatchNorm folded into {factor[1]!r}, whose output is not its "

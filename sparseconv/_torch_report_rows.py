@@ -46,6 +46,7 @@ from sparseconv._torch_probe import magnitude, matches
 from sparseconv._torch_script import _kind
 from sparseconv._torch_trace import (
     TraceRecord,
+    row_parts,
 )
 
 __all__: list[str] = []
@@ -145,9 +146,9 @@ def _check_reading(layer: _Layer, first: TraceRecord, last: TraceRecord | None =
 
 def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[dict, _Layer]:
     """A row's shapes, nnz and memory, and its layer (the norms still to come)."""
-    module, name, kind, out = (record.module, record.name, _kind(record.module),
-                               record.output_shape)
-    for each in (record,) if batchnorm is None else (record, batchnorm):
+    module, out = record.module, record.output_shape
+    name, kind = _row_name(record)
+    for each in (*row_parts(record), *(() if batchnorm is None else (batchnorm,))):
         # a hook may change what the module returns (a pre-hook its input, which the probe's
         # check cannot see): the row would bound another map than the layer runs (a new
         # user's trial: a hook scaling a convolution's output by 10, its row 10x below)
@@ -207,9 +208,16 @@ def _call_row(call: FunctionalCall, target: Any, module: nn.Module | None, layer
                 seconds=seconds)
 
 
+def _row_name(record: TraceRecord) -> tuple[str, str]:
+    """A row's name and type: its module's, or its modules' joined by ``+`` (a padding
+    module and the convolution folded with it: ``"pad+conv"``, ``"ReflectionPad2d+Conv2d"``)."""
+    parts = row_parts(record)
+    return "+".join(p.name for p in parts), "+".join(_kind(p.module) for p in parts)
+
+
 def _row_label(record: TraceRecord, batchnorm: TraceRecord | None) -> str:
     """A row's layer, for errors: ``layer '3' (Conv2d)``."""
-    name, kind = record.name, _kind(record.module)
+    name, kind = _row_name(record)
     if batchnorm is not None:
         name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
     return f"layer {name!r} ({kind})"

@@ -77,6 +77,28 @@ class TraceRecord:
     dispatched: str | None = field(default=None, repr=False, compare=False)
 
 
+@dataclass(frozen=True)
+class PaddedRecord(TraceRecord):
+    """A padding module's call and the convolution's that reads its output, as one row of
+    :func:`sparseconv.torch.lipschitz_report` (``fold_padding=True``): ``module`` the folded
+    convolution (:func:`sparseconv.torch.fold_padding`), the shapes and ``sample`` from the
+    padding's input to the convolution's output, ``parts`` the two calls' records."""
+
+    parts: tuple[TraceRecord, ...] = field(default=(), repr=False, compare=False)
+
+
+def row_parts(record: TraceRecord) -> tuple[TraceRecord, ...]:
+    """The calls a row's record stands for: a :class:`PaddedRecord`'s two, else itself."""
+    return record.parts if isinstance(record, PaddedRecord) else (record,)
+
+
+def padded_record(pad: TraceRecord, conv: TraceRecord, module: nn.Module) -> PaddedRecord:
+    """``pad``'s call and ``conv``'s, which reads its output, as one record of ``module``."""
+    sample = (None if pad.sample is None or conv.sample is None else
+              (pad.sample[0], conv.sample[1]))
+    return PaddedRecord(f"{pad.name}+{conv.name}", module, pad.input_shape, conv.output_shape,
+                        True, sample, pad.dispatched or conv.dispatched, parts=(pad, conv))
+
 def _is_linear(module: nn.Module) -> bool:
     try:
         _refuse(module)

@@ -43,7 +43,8 @@ This module is the public facade; the implementation lives in private modules, o
 each: ``_torch_kinds`` (which modules are layers, and which are refused), ``_torch_layers``,
 ``_torch_layer_base`` and ``_torch_fixed_layers`` (a module translated into a layer),
 ``_torch_module`` (one module's matrix, operator and
-affine map), ``_torch_module_spectra`` (its spectra), ``_torch_fold`` (BatchNorm folding),
+affine map), ``_torch_module_spectra`` (its spectra), ``_torch_fold`` (BatchNorm and padding
+folding),
 ``_torch_trace`` (:func:`trace`), ``_torch_script``, ``_torch_script_rebuild`` and
 ``_torch_script_chain`` (TorchScript models), ``_torch_calls`` (the calls a forward makes),
 ``_torch_graph`` and ``_torch_graph_ops`` (a network's torch.fx graph as linear ops),
@@ -68,7 +69,7 @@ except ImportError as exc:  # pragma: no cover - CI installs torch
     ) from exc
 
 from sparseconv._report_table import LipschitzReport
-from sparseconv._torch_fold import FoldedBatchNorm, fold_batchnorm
+from sparseconv._torch_fold import FoldedBatchNorm, fold_batchnorm, fold_padding
 from sparseconv._torch_module import affine, matrix, operator
 from sparseconv._torch_module_spectra import singular_values, spectral_norm, symbol
 from sparseconv._torch_network import NetworkOperator, network_operator
@@ -91,6 +92,7 @@ __all__ = [
     "circular_singular_values",
     "circular_spectral_norm",
     "fold_batchnorm",
+    "fold_padding",
     "lipschitz_bounds",
     "lipschitz_report",
     "matrix",

@@ -1167,6 +1167,31 @@ def test_report_prints_the_table_and_writes_csv_json_and_plot(tmp_path, capsys, 
     assert re.search(r"\n0\+1 +Conv2d\+BatchNorm2d ", capsys.readouterr().out)
 
 
+def test_report_folds_paddings_into_the_convolutions_that_read_them(tmp_path, capsys,
+                                                                     monkeypatch):
+    """``--fold-padding``: lipschitz_report's ``fold_padding=True``, one ``pad+conv`` row."""
+    import torch
+
+    import sparseconv.torch as sct
+    from sparseconv.cli import main
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(3, 4, 3), nn.ReLU(),
+                          nn.ReflectionPad2d(1), nn.Conv2d(4, 2, 3)).eval()
+    torch.save(model, tmp_path / "model.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--model", "model.pt", "--input-shape", "3,8,8", "--trust-pickle",
+                 "--fold-padding", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    expected = sct.lipschitz_report(model, (3, 8, 8), fold_padding=True)
+    assert [row["name"] for row in expected] == ["0+1", "3+4"]
+    table = [line.rsplit(None, 1)[0] for line in out.splitlines()[2:4]]  # (but the times)
+    assert table == [line.rsplit(None, 1)[0] for line in str(expected).splitlines()[2:4]]
+    assert out.splitlines()[4:] == str(expected).splitlines()[4:]  # the network bound
+    assert re.search(r"\n0\+1 +ReflectionPad2d\+Conv2d ", out), out
+
+
 def test_report_writes_csv_or_json_to_stdout_with_a_dash(tmp_path, capsys, monkeypatch):
     """A new user's trial: ``--json -`` wrote a file named ``-.json``. ``-`` is stdout, the
     table then on stderr, so that the data pipes alone."""

@@ -733,6 +733,107 @@ def test_fold_batchnorm_refuses_a_linear_layer():
         sct.fold_batchnorm(nn.Linear(5, 3), nn.BatchNorm1d(3).eval())
 
 
+# ---------------------------------------------------------------------------------------------
+# Padding folding
+# ---------------------------------------------------------------------------------------------
+_PADS = {"zeros": (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d),
+         "constant": (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d),
+         "reflect": (nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d),
+         "replicate": (nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d),
+         "circular": (nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d)}
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_fold_padding_is_the_padding_then_the_convolution(seed):
+    """Against PyTorch's own modules: ``fold_padding(pad, conv)(x) == conv(pad(x))``, and
+    sparseconv's matrix of the folded module is its matrices' product, over random ranks,
+    paddings (every module, a convolution's own zero padding added to a zero one, ``"same"``
+    too), strides, dilations, groups and biases."""
+    rng = np.random.default_rng(seed)
+    ndim = int(rng.integers(1, 4))
+    kind = str(rng.choice(sorted(_PADS)))
+    groups = int(rng.choice([1, 2]))
+    kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    stride = tuple(int(s) for s in rng.integers(1, 3, ndim))
+    sides = [int(p) for p in rng.integers(0, 3, ndim)]
+    # the kernel within the unpadded input; each side below n, as reflect needs
+    size = tuple(int(rng.integers(max(3, d * (k - 1) + 1), 7)) for d, k in zip(dilation, kernel))
+    own: object = 0
+    if kind in ("zeros", "constant") and seed % 3 == 0:
+        own = "same" if seed % 2 == 0 and all(d * (k - 1) % 2 == 0 for d, k in
+                                               zip(dilation, kernel)) else tuple(
+            int(p) for p in rng.integers(0, 3, ndim))
+    if own == "same":
+        stride = (1,) * ndim  # (PyTorch's "same" is stride 1 only)
+    torch_sides = tuple(p for side in reversed(sides) for p in (side, side))
+    pad = (_PADS[kind][ndim - 1](torch_sides, 0.0) if kind == "constant"
+           else _PADS[kind][ndim - 1](torch_sides))
+    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[ndim - 1](
+        2 * groups, 3 * groups, kernel, stride=stride, padding=own, dilation=dilation,
+        groups=groups, bias=bool(seed % 2)).double()
+    shape = (2 * groups, *size)
+    padded = tuple(n + 2 * p for n, p in zip(size, sides))
+    folded = sct.fold_padding(pad, conv)
+    assert type(folded) is type(conv) and folded.weight.dtype == F64
+    x = torch.randn((2, *shape), dtype=F64, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        assert torch.equal(folded(x), conv(pad(x))), (kind, sides, own, kernel, stride)
+    product = sct.matrix(conv, (2 * groups, *padded)) @ sct.matrix(pad, shape)
+    difference = (sct.matrix(folded, shape) - product).toarray()
+    assert np.abs(difference).max(initial=0.0) <= 1e-13, (kind, sides, own)
+
+
+@pytest.mark.parametrize("pad, conv, error, match", [
+    (nn.ReLU(), nn.Conv2d(1, 1, 3), TypeError, "pad must be a ZeroPad, ConstantPad"),
+    (nn.ZeroPad2d(1), nn.ConvTranspose2d(1, 1, 3), TypeError,
+     "a padding before a transposed convolution is none of its own"),
+    (nn.ZeroPad2d(1), nn.Linear(3, 3), TypeError, "got Linear"),
+    (nn.ReflectionPad1d(1), nn.Conv2d(1, 1, 3), TypeError,
+     r"Conv2d takes a 2d padding of 4 sides, got ReflectionPad1d with padding=\(1, 1\)"),
+    (nn.ZeroPad2d(1), nn.Conv1d(1, 1, 3), TypeError, "Conv1d takes a 1d padding"),
+    (nn.ConstantPad2d(1, 0.5), nn.Conv2d(1, 1, 3), ValueError, "value=0.5: an affine map"),
+    (nn.ZeroPad2d((-1, -1, 0, 0)), nn.Conv2d(1, 1, 3), ValueError, "crops"),
+    (nn.ReflectionPad2d((1, 0, 1, 1)), nn.Conv2d(1, 1, 3), ValueError,
+     r"pads the two sides of spatial axis 1 differently, \(1, 0\)"),
+    (nn.ReflectionPad2d(1), nn.Conv2d(1, 1, 3, padding=1), ValueError,
+     "a 'reflect' padding, then a 'zeros' one"),
+    (nn.ZeroPad2d(1), nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular"), ValueError,
+     "a 'zeros' padding, then a 'circular' one"),
+    (nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(1, 1, 2, padding="same"), ValueError,
+     r"spatial axis 0 differently, \(0, 2\)"),
+])
+def test_fold_padding_refuses_what_no_convolution_pads(pad, conv, error, match):
+    with pytest.raises(error, match=match):
+        sct.fold_padding(pad, conv)
+
+
+def test_fold_padding_adds_a_zero_padding_to_the_convolutions_and_evens_same():
+    """``ZeroPad2d((0, 1, 0, 1))`` then a 2x2 ``"same"`` convolution (which pads 0 before and
+    1 after) pads 1 on both sides: one convolution."""
+    conv = nn.Conv2d(2, 3, 2, padding="same").double()
+    pad = nn.ZeroPad2d((1, 0, 1, 0))
+    folded = sct.fold_padding(pad, conv)
+    assert folded.padding == (1, 1) and folded.padding_mode == "zeros"
+    x = torch.randn((1, 2, 5, 4), dtype=F64)
+    with torch.no_grad():
+        assert torch.equal(folded(x), conv(pad(x)))
+
+
+def test_fold_padding_reads_a_parametrized_weight_and_refuses_hooks():
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv2d(2, 2, 3).double())
+    folded = sct.fold_padding(nn.ReplicationPad2d(1), conv)
+    x = torch.randn((1, 2, 5, 5), dtype=F64)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), conv(nn.ReplicationPad2d(1)(x)), rtol=0, atol=1e-14)
+    hooked = nn.Conv2d(2, 2, 3)
+    hooked.register_forward_hook(lambda module, inputs, output: output * 10)
+    with pytest.raises(TypeError, match="remove the hook first"):
+        sct.fold_padding(nn.ZeroPad2d(1), hooked)
+    with pytest.raises(TypeError, match="pad must be a torch.nn.Module"):
+        sct.fold_padding("reflect", hooked)
+
+
 def test_the_report_folds_batchnorm_into_transposed_convolutions():
     """A decoder's ConvTranspose+BatchNorm rows are the composition, against the Jacobian,
     in the eager, scripted and traced model alike."""

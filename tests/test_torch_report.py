@@ -2329,6 +2329,146 @@ def test_a_padding_module_before_a_convolution_is_bounded_apart_and_tighter_as_o
     assert 1.73 <= separate.network_upper / joint.network_upper <= 1.78
 
 
+def test_fold_padding_gives_the_padded_convolutions_row():
+    """``fold_padding=True``: the padding module and the convolution reading it are one row,
+    the padded convolution's (the same interval as that layer's own report), against the
+    Jacobian; a BatchNorm after it folds in too; the network bound is the folded rows'."""
+    torch.manual_seed(0)
+    model = _networks.randomize(nn.Sequential(
+        nn.ReflectionPad2d(3), nn.Conv2d(3, 6, 7), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.ReplicationPad2d(1), nn.Conv2d(6, 6, 3), nn.ReLU(),
+        nn.ZeroPad2d(1), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
+        nn.CircularPad2d((1, 0, 1, 0)), nn.Conv2d(6, 4, 2)).double(), seed=1)
+    apart = sct.lipschitz_report(model, (3, 12, 12), fold_batchnorm=True)
+    report = sct.lipschitz_report(model, (3, 12, 12), fold_batchnorm=True, fold_padding=True)
+    assert [(row["name"], row["type"]) for row in report] == [
+        ("0+1+2", "ReflectionPad2d+Conv2d+BatchNorm2d"), ("4+5", "ReplicationPad2d+Conv2d"),
+        ("7+8", "ZeroPad2d+Conv2d"), ("10", "CircularPad2d"), ("11", "Conv2d")]  # (one side)
+    for name, modules, shape in (("0+1+2", model[:3], (3, 12, 12)),
+                                 ("4+5", model[4:6], (6, 12, 12)),
+                                 ("7+8", model[7:9], (6, 12, 12))):
+        row = report[name]
+        dense = np.linalg.norm(jacobian_matrix(modules, shape), 2)
+        assert row["lower"] <= dense * (1 + 1e-12) and dense <= row["upper"] * (1 + 1e-12)
+        assert row["input_shape"] == shape and row["output_shape"] == modules(
+            torch.zeros((1, *shape), dtype=F64)).shape[1:]
+    one = nn.Conv2d(6, 6, 3, padding=1, padding_mode="replicate").double()
+    with torch.no_grad():
+        one.weight.copy_(model[5].weight)
+        one.bias.copy_(model[5].bias)
+    alone = sct.lipschitz_report(nn.Sequential(one).eval(), (6, 12, 12))
+    assert (report["4+5"]["lower"], report["4+5"]["upper"]) == (alone.rows[0]["lower"],
+                                                                alone.rows[0]["upper"])
+    ratio = apart.network_upper / report.network_upper
+    assert ratio > 2, ratio  # (two reflect/replicate paddings of norm 2 each, apart)
+    assert report.network_upper == pytest.approx(math.prod(row["upper"] for row in report),
+                                                 rel=1e-12)
+
+
+class _PaddedBlock(nn.Module):
+    """A residual block as CycleGAN's: reflect padding, convolution, ReLU, and the sum."""
+
+    def __init__(self, channels=4, read=None):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(1)
+        self.conv = nn.Conv2d(channels, channels, 3)
+        self.read = read
+
+    def forward(self, x):
+        y = self.pad(x)
+        if self.read == "inplace":
+            y.mul_(3)  # (the convolution reads 3 pad(x): no fold may hide it)
+        out = x + torch.relu(self.conv(y))
+        if self.read == "twice":
+            out = out + y[:, :, 1:-1, 1:-1]
+        return out
+
+
+@pytest.mark.parametrize("read", [None, "inplace", "twice"])
+def test_fold_padding_over_the_graph_folds_only_a_padding_its_convolution_alone_reads(read):
+    """In a model that is no chain, the bound over the graph: a padding whose output the
+    convolution alone reads, untouched, is folded (a bound below the one apart, still above
+    every ratio sampled); one changed in place or read elsewhere keeps its row."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_PaddedBlock(read=read), _PaddedBlock(read=read)).double().eval()
+    # (Sequential of blocks that are no chain: the bound over the graph)
+    model = _networks.randomize(model, seed=2)
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = model
+
+        def forward(self, x):
+            return self.body(x)
+
+    report = sct.lipschitz_report(Wrapped().eval(), (4, 8, 8), fold_padding=True)
+    apart = sct.lipschitz_report(Wrapped().eval(), (4, 8, 8))
+    assert report.over_graph and report.network_upper is not None, report.reason
+    names = [row["name"] for row in report]
+    if read is None:
+        assert names == ["body.0.pad+body.0.conv", "body.1.pad+body.1.conv"]
+        assert report.network_upper < apart.network_upper
+    else:
+        assert names == [row["name"] for row in apart]
+        assert report.network_upper == apart.network_upper
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(20):
+        x = torch.randn((1, 4, 8, 8), dtype=F64, generator=generator)
+        h = 1e-3 * torch.randn((1, 4, 8, 8), dtype=F64, generator=generator)
+        with torch.no_grad():
+            ratio = (model(x + h) - model(x)).norm() / h.norm()
+        assert ratio <= report.network_upper
+
+
+def test_fold_padding_leaves_a_padding_changed_in_place_before_the_convolution():
+    """In a chain: ``ZeroPad2d``, then ``Threshold(0.5, 2.0, inplace=True)``, which sets the
+    padded zeros to 2 in the padding's own output tensor, then the convolution: the
+    convolution reads that tensor, but not the padding's value (its version counter says
+    so), so nothing is folded."""
+    model = nn.Sequential(nn.ZeroPad2d(1), nn.Threshold(0.5, 2.0, inplace=True),
+                          nn.Conv2d(2, 2, 3)).eval()
+    report = sct.lipschitz_report(model, (2, 6, 6), fold_padding=True)
+    assert [row["name"] for row in report] == ["0", "2"]
+
+
+@pytest.mark.parametrize("fold", ["fold_padding", "fold_batchnorm"])
+def test_the_bound_over_the_graph_refuses_a_fold_its_graph_does_not_show(fold, monkeypatch):
+    """The second guard: where the trace's check were to miss a second reader (made to, here),
+    the bound over the graph refuses the fold, saying which, instead of a bound that hides
+    that reader."""
+    from sparseconv import _torch_report
+
+    monkeypatch.setattr(_torch_report, "_read_elsewhere", lambda model, sources: set())
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pad, self.conv, self.bn = nn.ZeroPad2d(1), nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            y = self.pad(x)
+            z = self.conv(y)
+            return self.bn(z) + z + y[:, :, 1:-1, 1:-1]
+
+    report = sct.lipschitz_report(Twice().eval(), (2, 6, 6), **{fold: True})
+    assert report.network_upper is None
+    which = "a padding folded into 'conv', whose input" if fold == "fold_padding" else (
+        "a BatchNorm folded into 'conv', whose output")
+    assert which in report.reason and f"(pass {fold}=False)" in report.reason, report.reason
+
+
+def test_fold_padding_leaves_a_torchscript_models_paddings_and_refuses_a_non_bool():
+    model = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(2, 2, 3)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+    report = sct.lipschitz_report(scripted, (2, 6, 6), fold_padding=True)
+    assert [row["name"] for row in report] == ["0", "1"]
+    with pytest.raises(TypeError, match="fold_padding must be a bool"):
+        sct.lipschitz_report(model, (2, 6, 6), fold_padding="yes")
+
+
 def test_a_traced_normalization_whose_arguments_are_not_constants_has_no_bounds(monkeypatch):
     """Where a traced GroupNorm's graph does not hold ``num_groups`` as a constant, no bounds
     (and so no warning), rather than an error inside the report."""
