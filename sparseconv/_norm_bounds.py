@@ -4,9 +4,26 @@ small, on weights scaled to ``[1/2, 1)``.
 Above: the circulant embedding (:mod:`sparseconv._certificates`), then the exact sections
 (:mod:`sparseconv._exact_sections`) or, where its factorization is cheap or asked for, the
 whole Gram's Cholesky certificate (:mod:`sparseconv._whole_gram`). Below: the Lanczos
-Rayleigh quotient (:mod:`sparseconv._lanczos`). Reflect, replicate and non-periodic
-circular padding: ``A = V P`` with ``P`` the padding, ``||P||^2`` the largest number of
-copies of one input entry, ``V`` the unpadded layer on the padded input.
+Rayleigh quotient (:mod:`sparseconv._lanczos`).
+
+Reflect, replicate and non-periodic circular padding: ``A = V P`` with ``P`` the padding,
+``||P||^2`` the largest number of copies of one input entry (``P^T P`` is diagonal, each
+entry counting the padded positions that copy one input), ``V`` the unpadded layer on the
+padded input; so ``||A|| <= ||P|| ||V||``.
+
+Circular padding that is not periodic has a second bound, often much closer. On an axis of
+size ``n``, output ``i`` reads the inputs ``(i s + t d - p) mod n``; the periodic layer of
+stride ``s'`` on the same grid (``s' = s`` where ``s`` divides ``n``, else 1), its input
+shifted by ``p`` (a permutation: the same singular values), has output ``j`` read
+``(j s' + t d) mod n``. So the layer's output ``i`` is that layer's row ``(i s / s') mod
+(n / s')``, and ``A = R B`` with ``B`` the periodic layer and ``R`` a selection of its rows,
+some perhaps taken more than once (where the outputs wrap around the grid); ``R^T R`` is
+diagonal, of largest entry ``c``, the product over the axes of the most times one row is
+taken. Hence ``||A|| <= sqrt(c) ||B||``, and ``||B||`` is its circulant bound on its own
+grid, certified per frequency (:mod:`sparseconv._certificates`), its entries those of
+``A`` (the same sums of taps that wrap onto one input). ``sqrt(c)`` is rounded up, and its
+product with the bound too (``bounds["periodic rows"]``; a kernel wider than twice the
+input, whose periodic padding PyTorch's limit refuses, does without it).
 """
 
 from __future__ import annotations
@@ -15,13 +32,13 @@ import functools
 import math
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._certificates import circulant_uppers, embedding_grid, periodic_geometry
 from ._exact_sections import section_bound, section_bytes
-from ._geometry import ConvGeometry, copies_of
+from ._geometry import ConvGeometry, copies_of, periodic_padding
 from ._gram_operator import gram_operator
 from ._lanczos import banded_lower_bound, check_lanczos_memory, lower_bound, start_vector
 from ._memory import MatrixTooLargeError, check_memory, fits, format_bytes
@@ -34,7 +51,8 @@ from ._typing import ProgressLike
 from ._whole_gram import FULL_FLOPS, full_bound, full_bytes_and_flops, lifts
 from ._workspace import reusing
 
-__all__ = ["SECTION_GAIN", "bounds_norm", "exact_applies", "layer_operator", "single_operator"]
+__all__ = ["SECTION_GAIN", "bounds_norm", "exact_applies", "layer_operator", "periodic_rows",
+           "single_operator"]
 
 
 def exact_applies(geom: ConvGeometry) -> bool:
@@ -56,6 +74,52 @@ def _circulant(weight, geom: ConvGeometry, rounding: Rounding, executor=None,
     # strided circulant layer subsamples the stride-1 one, whose norm is the symbol's
     # maximum on the grid; see sparseconv.toeplitz_norm for the bound of every input size)
     return grid, upper
+
+
+def _wrapped_rows(geom: ConvGeometry) -> tuple[list[int], int]:
+    """For circular padding that is not periodic: per axis, the stride of a periodic layer on
+    the same grid whose rows hold the layer's (the layer's own stride where it divides the
+    input size, else 1), and the product over the axes of the most times the layer takes one
+    of its rows.
+
+    Output ``i`` reads ``(i s + t d - pad) mod n``: row ``(i s // s') mod (n / s')`` of the
+    periodic layer of stride ``s'`` (its input shifted by the padding, a unitary relabelling).
+    """
+    strides, copies = [], 1
+    for a in geom.axes:
+        step = a.stride if a.size % a.stride == 0 else 1
+        period = a.size // step
+        rows = [(i * a.stride // step) % period for i in range(a.output_size)]
+        copies *= max(rows.count(row) for row in set(rows))
+        strides.append(step)
+    return strides, copies
+
+
+def periodic_rows(weight_shape, geom: ConvGeometry) -> tuple[ConvGeometry, int] | None:
+    """For circular padding that is not periodic: the periodic layer on the same grid whose
+    rows the layer's rows are (:func:`_wrapped_rows`), and ``c``, the most times the layer
+    takes one of them: its norm is at most ``sqrt(c)`` times that layer's. None for other
+    padding, or where the periodic layer's padding would be over the input (a kernel wider
+    than twice the input: PyTorch's limit)."""
+    if geom.padding_mode != "circular" or is_periodic(geom):
+        return None
+    if any(hi > a.size for a, (_, hi) in zip(geom.axes, periodic_padding(geom.kernel_size,
+                                                                          geom.dilation))):
+        return None
+    strides, copies = _wrapped_rows(geom)
+    return periodic_geometry(weight_shape, geom, [a.size for a in geom.axes], strides), copies
+
+
+def _wrapped_rows_bound(weight, geom: ConvGeometry, rounding: Rounding,
+                        executor=None) -> float | None:
+    """The certified bound of :func:`periodic_rows` (``sqrt(c)`` times the periodic layer's
+    circulant bound, which is its norm), or None where there is none."""
+    rows = periodic_rows(weight.shape, geom)
+    if rows is None:
+        return None
+    periodic, copies = rows
+    top = float(circulant_uppers(weight, periodic, rounding, executor).max())
+    return top if copies == 1 else up(up(math.sqrt(copies), 2) * top, 2)
 
 
 #: A further exact section runs only while it can still lower the best upper bound by more
@@ -152,7 +216,8 @@ class _Above:
     P``, the unpadded layer ``V`` on the padded input, each of whose bounds times ``scale``
     (``||P||``, rounded up) bounds the layer. ``own``: the bounds of ``on``, the geometry the
     circulant bound and the exact sections run on. ``exact``: a periodic layer, whose
-    circulant bound is its norm (up to rounding): the sections are skipped."""
+    circulant bound is its norm (up to rounding): the sections are skipped. ``extra``: bounds
+    of the layer itself beside them (:func:`_wrapped_rows_bound`)."""
 
     weight: np.ndarray
     on: ConvGeometry
@@ -162,6 +227,7 @@ class _Above:
     own: dict
     scale: float | None
     exact: bool = False
+    extra: dict = field(default_factory=dict)
 
     @classmethod
     def circulant(cls, weight, geom: ConvGeometry, executor, chunk) -> _Above:
@@ -181,8 +247,9 @@ class _Above:
                                           dilation=geom.dilation, groups=geom.groups)
             scale = up(math.sqrt(copies_of(geom)), 2)
         grid, certified = _circulant(weight, on, rounding, executor, chunk)
+        wrapped = _wrapped_rows_bound(weight, geom, rounding, executor)
         return cls(weight, on, rounding, grid, certified, {"circulant": float(certified.max())},
-                   scale)
+                   scale, extra={} if wrapped is None else {"periodic rows": wrapped})
 
     def sections(self, executor, floor=None, step: Callable[[], None] = lambda: None) -> dict:
         """:func:`_sections` on ``on``, into ``own`` (none on a periodic layer)."""
@@ -194,8 +261,9 @@ class _Above:
     def bounds(self) -> dict:
         """The layer's upper bounds, by name (a new dict)."""
         if self.scale is None:
-            return dict(self.own)
-        return {f"padding x {name}": up(self.scale * value, 2) for name, value in self.own.items()}
+            return {**self.own, **self.extra}
+        return {**{f"padding x {name}": up(self.scale * value, 2)
+                   for name, value in self.own.items()}, **self.extra}
 
 
 @dataclass

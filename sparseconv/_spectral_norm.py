@@ -188,8 +188,10 @@ def spectral_norm(
         tight; reflect, replicate and non-periodic circular padding: the padding's own norm
         times the bound of the unpadded layer, looser -- by up to the square root of the most
         copies of one input, 2 for a 2-D padding of 1 on inputs of 4 or more -- except where
-        the whole-Gram certificate below is cheap; a periodic layer: the circulant bound on its
-        own grid, which is its norm). ``"upper"``: the cheap certified upper
+        the whole-Gram certificate below is cheap; non-periodic circular padding also: the
+        norm of the periodic layer whose rows its rows are, times the square root of the most
+        times it takes one; a periodic layer: the circulant bound on its own grid, which is
+        its norm). ``"upper"``: the cheap certified upper
         bounds alone (the circulant embedding; no exact sections, no Lanczos, and no dense SVD
         even for a small layer; 1x1 and periodic layers exactly, as with ``"auto"``),
         ``value`` is the upper bound and ``lower`` one cheap quotient. ``"auto"``: a 1x1

@@ -54,6 +54,7 @@ from ._certificates import (
 )
 from ._geometry import ConvGeometry, copies_of
 from ._memory import check_memory
+from ._norm_bounds import periodic_rows
 from ._rounding import Rounding, up
 from ._shapes import conv_transpose_output_shape
 from ._symbol import (
@@ -451,7 +452,10 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     norm, to rounding); reflect, replicate and other circular padding copy inputs: the layer
     is ``V P`` with ``V`` unpadded on the padded size and ``||P|| = sqrt(copies)`` (the most
     copies of one input entry), bounded by ``sqrt(copies)`` times ``V``'s bound
-    (``bounds["padding x circulant"]``). A transposed convolution is the adjoint of the
+    (``bounds["padding x circulant"]``); circular padding that is not periodic gets the
+    smaller of that and ``sqrt(c)`` times the norm of the periodic layer on the same grid
+    whose rows are its rows, ``c`` the most times it takes one (``bounds["periodic rows"]``).
+    A transposed convolution is the adjoint of the
     convolution by the same weight from its output size: the same norm (with
     ``output_padding`` not below the stride, which dilation allows, the adjoint of that
     convolution's first rows on each axis: at most its norm, and its bound). The value is
@@ -518,8 +522,8 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     True
     """
     weight = _weight(weight)
-    periodic, copies, unread = _upper_geometry(weight, input_size, stride, padding, dilation,
-                                               groups, padding_mode, transposed, output_padding)
+    candidates, unread = _upper_geometry(weight, input_size, stride, padding, dilation,
+                                         groups, padding_mode, transposed, output_padding)
     w = weight.to(torch.complex128 if weight.is_complex() else torch.float64)
     if unread is not None:  # taps that read only zero padding: the same layer without them
         w = w.masked_fill(torch.as_tensor(unread, device=w.device), 0)
@@ -540,7 +544,12 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     # than torch's eigenvalues of every frequency's Gram matrix), then the one frequency and
     # group that attains it rebuilt in torch for autograd
     # (scaled: the exponent is undone below)
-    xi, group, certified = _numpy_upper(w.detach().cpu(), periodic)
+    # (circular padding that is not periodic has two: the smaller is taken)
+    found = [(_numpy_upper(w.detach().cpu(), periodic), periodic, copies)
+             for periodic, copies in candidates]
+    (xi, group, certified), periodic, copies = min(
+        found, key=lambda each: each[0][2] if each[2] == 1 else _times_sqrt(each[2],
+                                                                            each[0][2]))
     h = _symbol(w, periodic, "the symbol of spectral_norm_upper", np.array([xi]))
     sigma = torch.linalg.svdvals(h[0, group])[0]
     bound = _at_least(sigma, certified)
@@ -609,11 +618,14 @@ def _at_least(x: torch.Tensor, value: float) -> torch.Tensor:
 
 def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation, groups,
                     padding_mode, transposed, output_padding,
-                    ) -> tuple[ConvGeometry, int, np.ndarray | None]:
-    """The circular layer whose norm bounds the layer's, the copies ``||P||^2`` of a
-    padding that copies inputs (1 for zero padding and periodic layers), and the taps that
-    read only zero padding (:func:`sparseconv._symbol.padding_taps`), which the bound
-    leaves out (the layer is the same without them)."""
+                    ) -> tuple[list[tuple[ConvGeometry, int]], np.ndarray | None]:
+    """The circular layers whose norms, each times the square root of its count, bound the
+    layer's: the padded layer's embedding with the copies ``||P||^2`` of a padding that
+    copies inputs (1 for zero padding and periodic layers), and for circular padding that is
+    not periodic the periodic layer whose rows are its rows, with the most times it takes
+    one (:func:`sparseconv._norm_bounds.periodic_rows`); and the taps that read only zero
+    padding (:func:`sparseconv._symbol.padding_taps`), which the bound leaves out (the layer
+    is the same without them)."""
     if not isinstance(transposed, bool):
         raise TypeError(f"transposed must be a bool, got {transposed!r}")
     if transposed:  # the adjoint of the convolution from the output size, by the same weight
@@ -637,12 +649,13 @@ def _upper_geometry(weight: torch.Tensor, input_size, stride, padding, dilation,
         geometry = _geometry(weight, input_size, stride, padding, dilation, groups,
                              padding_mode)
     if geometry.padding_mode == "zeros":
-        return (periodic_geometry(tuple(weight.shape), geometry, embedding_grid(geometry)), 1,
-                padding_taps(geometry, rows))
+        return ([(periodic_geometry(tuple(weight.shape), geometry, embedding_grid(geometry)),
+                  1)], padding_taps(geometry, rows))
     if is_periodic(geometry):
-        return geometry, 1, None
+        return [(geometry, 1)], None
     padded = (geometry.in_channels, *(a.padded_size for a in geometry.axes))
     valid = ConvGeometry.from_weight(tuple(weight.shape), padded, stride=geometry.stride,
                                      dilation=geometry.dilation, groups=geometry.groups)
-    return periodic_geometry(tuple(weight.shape), valid, embedding_grid(valid)), copies_of(
-        geometry), None
+    wrapped = periodic_rows(tuple(weight.shape), geometry)
+    return [(periodic_geometry(tuple(weight.shape), valid, embedding_grid(valid)),
+             copies_of(geometry)), *([] if wrapped is None else [wrapped])], None

@@ -369,6 +369,78 @@ def test_method_bounds_on_a_periodic_layer_is_its_own_circulant_bound(seed, monk
     assert result.converged and result.relative_width <= 2e-7, result  # tol=1e-7
 
 
+@pytest.mark.parametrize("seed", range(60))
+def test_circular_padding_that_is_not_periodic_is_bounded_by_the_periodic_rows(seed):
+    """Its rows are rows of a periodic layer on the same grid, some taken ``c`` times: the
+    bound ``sqrt(c)`` times that layer's norm holds (against the dense norm), and equals it
+    computed apart (the periodic layer's dense norm, ``c`` counted on the dense rows)."""
+    rng = np.random.default_rng(seed)
+    ndim = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 2]))
+    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    kernel = tuple(int(k) for k in rng.integers(1, 5, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    stride = tuple(int(s) for s in rng.integers(1, 4, ndim))
+    top = {1: 14, 2: 8, 3: 5}[ndim]
+    size = tuple(int(rng.integers(max(3, d * (k - 1) // 2 + 1), top + 1))
+                 for d, k in zip(dilation, kernel))
+    padding = tuple((int(rng.integers(0, min(n, 3) + 1)), int(rng.integers(0, min(n, 3) + 1)))
+                    for n in size)
+    if not any(map(any, padding)):  # (unpadded: the zero-padded layer, bounded as such)
+        padding = ((1, 0), *padding[1:])
+    kwargs = dict(stride=stride, dilation=dilation, groups=groups, padding=padding,
+                  padding_mode="circular")
+    shape = (c_in, *size)
+    w = rng.standard_normal((c_out, c_in // groups, *kernel))
+    if seed % 4 == 0:
+        w = w + 1j * rng.standard_normal(w.shape)
+    try:
+        geom = sc.ConvGeometry.from_weight(w.shape, shape, **kwargs)
+    except ValueError:  # a kernel over the padded input: drawn again, smaller
+        kwargs["padding"] = tuple((d * (k - 1), d * (k - 1)) for d, k in zip(dilation, kernel))
+        size = tuple(max(n, d * (k - 1)) for n, d, k in zip(size, dilation, kernel))
+        shape = (c_in, *size)
+        geom = sc.ConvGeometry.from_weight(w.shape, shape, **kwargs)
+    if all(a.output_size * a.stride == a.size for a in geom.axes):
+        kwargs["padding"] = tuple((lo, hi + 1) for lo, hi in kwargs["padding"])  # not periodic
+        geom = sc.ConvGeometry.from_weight(w.shape, shape, **kwargs)
+    result = spectral_norm(w, shape, method="bounds", **kwargs)
+    truth = dense_norm(w, shape, **kwargs)
+    assert_contains(result, truth, (w.shape, shape, kwargs))
+    # apart: the periodic layer of stride s' (s where it divides n, else 1) and the most times
+    # one of its rows is among the layer's, counted on the dense matrices
+    steps = tuple(s if n % s == 0 else 1 for n, s in zip(size, stride))
+    periodic = dict(stride=steps, dilation=dilation, groups=groups, padding=None,
+                    padding_mode="circular")
+    b = conv_matrix(w, shape, **periodic).toarray()
+    a = conv_matrix(w, shape, **kwargs).toarray()
+    # output i of the layer reads (i s + t d - p_a) mod n, row j of the periodic one
+    # (j s' + t d - p_b) mod n: the same row, its inputs moved by p_b - p_a
+    low = [lo for lo, _ in sc.ConvGeometry.from_weight(w.shape, shape, **periodic).padding]
+    moved = np.roll(b.reshape(b.shape[0], c_in, *size),
+                    tuple(pb - pa for pb, (pa, _) in zip(low, kwargs["padding"])),
+                    axis=tuple(range(2, 2 + ndim))).reshape(b.shape)
+    index = {np.round(row, 12).tobytes(): j for j, row in enumerate(moved)}
+    taken = np.zeros(len(moved), dtype=int)
+    for row in a:
+        j = index.get(np.round(row, 12).tobytes())
+        assert j is not None, kwargs  # (a layer's row that is no row of the periodic one)
+        taken[j] += 1
+    most = int(taken.max())
+    expected = math.sqrt(most) * dense_norm(w, shape, **periodic)
+    assert result.bounds["periodic rows"] == pytest.approx(expected, rel=1e-9), (most, kwargs)
+
+
+def test_circular_padding_that_is_not_periodic_gets_a_close_upper_bound():
+    """A 4x4 layer with circular padding 1 on 16x16 (15 outputs of 16): width 0.50 by the
+    padding's norm times the unpadded layer's, 1.9e-2 by the periodic rows."""
+    w = np.random.default_rng(0).standard_normal((16, 16, 4, 4)) / 16
+    result = spectral_norm(w, (16, 16, 16), padding=1, padding_mode="circular")
+    assert result.relative_width < 0.03 and result.upper == result.bounds["periodic rows"]
+    assert min(v for k, v in result.bounds.items() if k.startswith("padding x")) > \
+        1.9 * result.lower
+
+
 def test_a_periodic_1x1_layer_is_certified_at_one_frequency(monkeypatch):
     """Its symbol is the same at every frequency: ``method="fft"`` evaluates one (the report's
     circular column of ResNet-18's 1x1 stride-2 shortcuts took 0.5-1.5 s at all of them),
