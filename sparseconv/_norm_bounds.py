@@ -13,13 +13,13 @@ padded input; so ``||A|| <= ||P|| ||V||``.
 
 Circular padding that is not periodic has a second bound, often much closer. On an axis of
 size ``n``, output ``i`` reads the inputs ``(i s + t d - p) mod n``; the periodic layer of
-stride ``s'`` on the same grid (``s' = s`` where ``s`` divides ``n``, else 1), its input
+stride ``s' = gcd(s, n)`` on the same grid (``s`` itself where it divides ``n``), its input
 shifted by ``p`` (a permutation: the same singular values), has output ``j`` read
-``(j s' + t d) mod n``. So the layer's output ``i`` is that layer's row ``(i s / s') mod
-(n / s')``, and ``A = R B`` with ``B`` the periodic layer and ``R`` a selection of its rows,
-some perhaps taken more than once (where the outputs wrap around the grid); ``R^T R`` is
-diagonal, of largest entry ``c``, the product over the axes of the most times one row is
-taken. Hence ``||A|| <= sqrt(c) ||B||``, and ``||B||`` is its circulant bound on its own
+``(j s' + t d) mod n``. As ``s'`` divides both ``s`` and ``n``, the layer's output ``i`` is
+that layer's row ``(i s / s') mod (n / s')``, and ``A = R B`` with ``B`` the periodic layer
+and ``R`` a selection of its rows, some perhaps taken more than once (where the outputs wrap
+around the grid); ``R^T R`` is diagonal, of largest entry ``c``, the product over the axes
+of the most times one row is taken. Hence ``||A|| <= sqrt(c) ||B||``, and ``||B||`` is its circulant bound on its own
 grid, certified per frequency (:mod:`sparseconv._certificates`), its entries those of
 ``A`` (the same sums of taps that wrap onto one input). ``sqrt(c)`` is rounded up, and its
 product with the bound too (``bounds["periodic rows"]``; a kernel wider than twice the
@@ -78,16 +78,16 @@ def _circulant(weight, geom: ConvGeometry, rounding: Rounding, executor=None,
 
 def _wrapped_rows(geom: ConvGeometry) -> tuple[list[int], int]:
     """For circular padding that is not periodic: per axis, the stride of a periodic layer on
-    the same grid whose rows hold the layer's (the layer's own stride where it divides the
-    input size, else 1), and the product over the axes of the most times the layer takes one
-    of its rows.
+    the same grid whose rows hold the layer's (``gcd(s, n)``: the layer's own stride where it
+    divides the input size), and the product over the axes of the most times the layer takes
+    one of its rows.
 
     Output ``i`` reads ``(i s + t d - pad) mod n``: row ``(i s // s') mod (n / s')`` of the
     periodic layer of stride ``s'`` (its input shifted by the padding, a unitary relabelling).
     """
     strides, copies = [], 1
     for a in geom.axes:
-        step = a.stride if a.size % a.stride == 0 else 1
+        step = math.gcd(a.stride, a.size)
         period = a.size // step
         rows = [(i * a.stride // step) % period for i in range(a.output_size)]
         copies *= max(rows.count(row) for row in set(rows))
