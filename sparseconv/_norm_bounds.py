@@ -19,11 +19,11 @@ shifted by ``p`` (a permutation: the same singular values), has output ``j`` rea
 that layer's row ``(i s / s') mod (n / s')``, and ``A = R B`` with ``B`` the periodic layer
 and ``R`` a selection of its rows, some perhaps taken more than once (where the outputs wrap
 around the grid); ``R^T R`` is diagonal, of largest entry ``c``, the product over the axes
-of the most times one row is taken. Hence ``||A|| <= sqrt(c) ||B||``, and ``||B||`` is its circulant bound on its own
-grid, certified per frequency (:mod:`sparseconv._certificates`), its entries those of
-``A`` (the same sums of taps that wrap onto one input). ``sqrt(c)`` is rounded up, and its
-product with the bound too (``bounds["periodic rows"]``; a kernel wider than twice the
-input, whose periodic padding PyTorch's limit refuses, does without it).
+of the most times one row is taken. Hence ``||A|| <= sqrt(c) ||B||``, and ``||B||`` is its
+circulant bound on its own grid, certified per frequency (:mod:`sparseconv._certificates`),
+its entries those of ``A`` (the same sums of taps that wrap onto one input). ``sqrt(c)`` is
+rounded up, and its product with the bound too (``bounds["periodic rows"]``; a kernel wider
+than twice the input, whose periodic padding PyTorch's limit refuses, does without it).
 """
 
 from __future__ import annotations
