@@ -25,6 +25,7 @@ from sparseconv._torch_kinds import (
     _RUNNING_NORMS,
     _refuse,
     check_module,
+    check_padding_copy,
     is_parametrized,
     parameter,
     refuse_hooks,
@@ -118,6 +119,7 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     for module, name in ((conv, "conv"), (bn, "bn")):
         check_module(module, name)
         refuse_hooks(module)
+    _refuse(conv)  # (a subclass, a forward of its own: its code, not its arguments)
     return _fold(conv, bn)
 
 
@@ -200,7 +202,9 @@ def fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
     times the unpadded convolution's is up to twice it (1.73-1.78x on CycleGAN's 3x3 and
     7x7 layers). ``ReplicationPad*d`` gives ``"replicate"``, ``CircularPad*d``
     ``"circular"``, ``ZeroPad*d`` and ``ConstantPad*d(value=0)`` zero padding, added to the
-    convolution's own.
+    convolution's own (as a replicate padding is to a replicate-padded convolution's). The
+    same map (bit for bit, but where PyTorch's convolution pads zeros inside its kernel, whose
+    rounding may differ from ``F.pad``'s then the convolution's).
 
     Parameters
     ----------
@@ -208,7 +212,8 @@ def fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
         Of the convolution's rank, padding both sides of each axis alike (a convolution
         pads them alike), without cropping; a ``ConstantPad`` with ``value=0``.
     conv : torch.nn.Conv1d, Conv2d or Conv3d
-        Unpadded (``padding=0`` or ``"valid"``), or, after a zero padding, zero-padded.
+        Unpadded (``padding=0`` or ``"valid"``), or padded in the same mode after a zero or
+        a replicate padding.
 
     Returns
     -------
@@ -220,12 +225,13 @@ def fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
     ------
     TypeError
         ``pad`` or ``conv`` of another type (a transposed convolution: a padding of its input
-        is none of its own), ``pad`` of another rank than ``conv``; a forward hook on either
-        (as :func:`matrix`).
+        is none of its own; a subclass, or a forward set on the instance, as :func:`matrix`
+        refuses them), ``pad`` of another rank than ``conv``; a forward hook on either.
     ValueError
         A padding that crops (negative), pads the two sides of an axis differently, fills
         with another value than 0 (an affine map), or a convolution that pads too, where the
-        two paddings are not both zeros.
+        two paddings are not both zeros or both replicate; a convolution whose padding was
+        changed after construction in a mode other than zeros (PyTorch pads by its copy).
 
     Examples
     --------
@@ -254,6 +260,11 @@ def _fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
     if not isinstance(conv, _CONV):
         raise TypeError(f"conv must be a Conv1d, Conv2d or Conv3d (a padding before a "
                         f"transposed convolution is none of its own), got {type(conv).__name__}")
+    # a subclass or a forward set on the instance computes what its code does, not what its
+    # arguments say (a review: folded by the arguments, 2.9 off conv(pad(x)))
+    _refuse(pad)
+    _refuse(conv)
+    check_padding_copy(conv)  # (a circular convolution's padding changed after construction)
     mode, rank = kind
     module: Any = conv  # torch's stubs type the sizes per rank; ours are checked tuples
     ndim = len(module.kernel_size)
@@ -271,13 +282,21 @@ def _fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
     # PyTorch's sides run last axis first: (left, right, top, bottom, ...)
     pairs = [(sides[2 * (ndim - 1 - i)], sides[2 * (ndim - 1 - i) + 1]) for i in range(ndim)]
     own = _own_padding(conv)
-    if any(lo or hi for lo, hi in own) and not (mode == "zeros"
-                                                and module.padding_mode == "zeros"):
+    if not any(sides):  # (pads nothing: the convolution as it is)
+        mode = module.padding_mode
+    elif any(lo or hi for lo, hi in own) and not (
+            mode == module.padding_mode and mode in ("zeros", "replicate")):
+        # zeros after zeros, or replicate after replicate, is one padding of the sum; a
+        # reflection or a wrap of a padded input reads other entries than one of the whole
         raise ValueError(f"conv pads too (padding={module.padding!r}, padding_mode="
                          f"{module.padding_mode!r}): a {mode!r} padding, then a "
-                         f"{module.padding_mode!r} one, is no one convolution's padding")
+                         f"{module.padding_mode!r} one, is no one convolution's padding (zeros "
+                         "then zeros, or replicate then replicate, is)")
     total = [(a + c, b + e) for (a, b), (c, e) in zip(pairs, own)]
     uneven = next((i for i, (lo, hi) in enumerate(total) if lo != hi), None)
+    padding: Any = tuple(lo for lo, _ in total)
+    if not any(sides):  # the convolution's own padding as it is ("same" too)
+        padding, uneven = module.padding, None
     if uneven is not None:
         raise ValueError(f"the padding before the convolution (pad.padding={sides}, with "
                          f"conv.padding={module.padding!r}) pads the two sides of spatial axis "
@@ -287,7 +306,7 @@ def _fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
     assert weight is not None  # every convolution has one
     factory: Any = _CONV[ndim - 1]
     folded = factory(module.in_channels, module.out_channels, module.kernel_size,
-                     stride=module.stride, padding=tuple(lo for lo, _ in total),
+                     stride=module.stride, padding=padding,
                      dilation=module.dilation, groups=module.groups, bias=bias is not None,
                      padding_mode=mode, device=weight.device, dtype=weight.dtype)
     with torch.no_grad():

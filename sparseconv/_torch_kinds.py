@@ -25,6 +25,7 @@ from torch.nn.utils import parametrize
 from sparseconv._typing import Layout, PaddingMode
 from sparseconv._validation import (
     check_layout,
+    normalize_padding,
 )
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -152,6 +153,28 @@ def is_torch_class(module: nn.Module, base: type | None = None) -> bool:
     replaced = instance_method(module)
     return ours and (base is None or issubclass(cls, base)) and replaced in (
         None, "_compiled_call_impl")
+
+
+def _padding_torch_applies(module) -> list[int]:
+    """The padding a convolution's forward applies in a mode other than zeros: the copy
+    ``_ConvNd.__init__`` makes of ``padding`` (PyTorch's "same" split, reversed axes, (lo, hi)
+    each)."""
+    ndim = len(module.kernel_size)
+    pairs = normalize_padding(module.padding, ndim, tuple(module.kernel_size), (1,) * ndim,
+                              tuple(module.dilation))
+    return [side for pair in reversed(pairs) for side in pair]
+
+
+def check_padding_copy(module: Any) -> None:
+    """Refuse a convolution in a mode other than zeros whose ``padding`` changed after
+    construction (a review: PyTorch pads by its stale copy, and a bound of the new padding
+    was below the norm)."""
+    if module.padding_mode != "zeros" and [int(p) for p in getattr(
+            module, "_reversed_padding_repeated_twice", [])] != _padding_torch_applies(module):
+        raise ValueError(f"{type(module).__name__}(padding_mode={module.padding_mode!r}) pads "
+                         f"by {module._reversed_padding_repeated_twice} (its copy made at "
+                         f"construction), not by its padding={module.padding!r}, changed since "
+                         "then: build the module anew with the padding it should have")
 
 
 def instance_method(module: nn.Module) -> str | None:

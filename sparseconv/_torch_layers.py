@@ -45,12 +45,12 @@ from sparseconv._torch_kinds import (
     _RUNNING_NORMS,
     _refuse,
     _refuse_complex,
+    check_padding_copy,
     parameter,
 )
 from sparseconv._torch_layer_base import _input_shape, _Layer, _numpy, _repeated
 from sparseconv._validation import (
     is_int,
-    normalize_padding,
     spatial_size,
 )
 
@@ -80,25 +80,9 @@ def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _
     return _reshape_layer(module, input_shape)
 
 
-def _padding_torch_applies(module) -> list[int]:
-    """The padding a convolution's forward applies in a mode other than zeros: the copy
-    ``_ConvNd.__init__`` makes of ``padding`` (PyTorch's "same" split, reversed axes, (lo, hi)
-    each)."""
-    ndim = len(module.kernel_size)
-    pairs = normalize_padding(module.padding, ndim, tuple(module.kernel_size), (1,) * ndim,
-                              tuple(module.dilation))
-    return [side for pair in reversed(pairs) for side in pair]
-
-
 def _conv_layer(module, input_shape) -> _Layer:
     name = type(module).__name__
-    if module.padding_mode != "zeros" and [int(p) for p in getattr(
-            module, "_reversed_padding_repeated_twice", [])] != _padding_torch_applies(module):
-        # (a review: padding set after construction; PyTorch pads by its stale copy there)
-        raise ValueError(f"{name}(padding_mode={module.padding_mode!r}) pads by "
-                         f"{module._reversed_padding_repeated_twice} (its copy made at "
-                         f"construction), not by its padding={module.padding!r}, changed since "
-                         "then: build the module anew with the padding it should have")
+    check_padding_copy(module)
     shape = _input_shape(input_shape, len(module.kernel_size), name)
     weight, bias = _numpy(parameter(module, "weight")), parameter(module, "bias")
     kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation,

@@ -53,9 +53,16 @@ from sparseconv._torch_kinds import (
     is_leaf,
     is_reshape,
 )
-from sparseconv._torch_probe import fx_trace, leaves_the_model, outside_inference_mode, version
+from sparseconv._torch_probe import (
+    fx_trace,
+    leaves_the_model,
+    outside_inference_mode,
+    probe_input,
+    version,
+)
 from sparseconv._torch_report_rows import _report_rows
 from sparseconv._torch_script import _kind
+from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_trace import (
     TraceRecord,
     _checked,
@@ -99,7 +106,7 @@ class _Folds:
     paddings: list[bool]
 
 
-def _trace_with_folds(model: nn.Module, input_shape, chain: bool,
+def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: bool,
                       ) -> tuple[list[TraceRecord], _Folds]:
     """:func:`trace`, and which BatchNorms and paddings it may fold (:class:`_Folds`): those
     whose input is the very tensor the module before returned (a convolution, for a
@@ -165,23 +172,26 @@ def _trace_with_folds(model: nn.Module, input_shape, chain: bool,
         flags, called = getattr(folds, key), names[key]
         flags[:], called[:] = flags[len(flags) - ran:], called[len(called) - ran:]
         if not chain and any(flags):
-            shared = _read_elsewhere(model, (*_CONV, *_CONV_T) if key == "batchnorms"
+            shared = _read_elsewhere(model, input_shape, (*_CONV, *_CONV_T) if key == "batchnorms"
                                      else tuple(_PAD_MODES))
             calls = [(name, called[:i].count(name)) for i, name in enumerate(called)]
             flags[:] = [flag and call not in shared for flag, call in zip(flags, calls)]
     return records, folds
 
 
-def _read_elsewhere(model: nn.Module, sources: tuple[type, ...]) -> set[tuple[str, int]]:
+def _read_elsewhere(model: nn.Module, shape: tuple[int, ...],
+                    sources: tuple[type, ...]) -> set[tuple[str, int]]:
     """The module calls, as ``(module name, call index)``, whose input in ``model``'s torch.fx
     graph is not the output of a call of a module of ``sources`` (a convolution, before a
     BatchNorm; a padding module, before a convolution) that it alone reads, as the bound over
     the graph requires of a fold (a new user's trial: ``bn(y) + y`` was folded, the row of
-    ``y``'s convolution was lost and the bound over the graph refused the fold). Empty where
-    torch.fx cannot trace the model (its records are all there is; it gets no bound over the
-    graph)."""
+    ``y``'s convolution was lost and the bound over the graph refused the fold). Traced as the
+    bound over the graph traces it (a review: torch.fx's own tracer failed on a forward that
+    reads a size, where the bound's succeeded, and refused the fold this approved). Empty
+    where the model cannot be traced so (its records are all there is; it gets no bound over
+    the graph)."""
     try:
-        graph = fx_trace(model)
+        graph = fx_trace(model, SizesTracer(probe_input(model, shape, batch=2).clone))
     except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return set()
     counted: dict[str, int] = {}
@@ -223,7 +233,13 @@ def _layers_to_report(records: list[TraceRecord], folds: _Folds, fold: bool,
     :func:`~sparseconv.torch.fold_padding` can fold the two)."""
     todo: list[tuple[TraceRecord, TraceRecord | None]] = []
     calls, padded = iter(folds.batchnorms), iter(folds.paddings)
-    last_pad: int | None = None  # the row of the last padding module's call
+    # the rows of the last convolution's call and of the last padding module's, which the
+    # hooks saw (None where that call has no row of its own: a subclass, a forward set on
+    # the instance; a review: a convolution was folded with an earlier padding, and, behind
+    # a padding folded into its convolution at that padding's row, a BatchNorm with the
+    # last row of a convolution, which was not the last called)
+    last_conv: int | None = None
+    last_pad: int | None = None
     for record in records:
         if record.linear and _unbatched(record):
             raise ValueError(  # said "input_shape must be a non-empty tuple ..., got ()")
@@ -236,8 +252,13 @@ def _layers_to_report(records: list[TraceRecord], folds: _Folds, fold: bool,
         # folded into a convolution across a ChannelShuffle: a bound 100 times too small);
         # one per convolution call alike
         folds_here = next(calls) if isinstance(record.module, _RUNNING_NORMS) else False
-        pads_here = next(padded) if isinstance(record.module, (*_CONV, *_CONV_T)) else False
+        convolution = isinstance(record.module, (*_CONV, *_CONV_T))
+        pads_here = next(padded) if convolution else False
         if not record.linear or is_reshape(record.module):
+            if convolution:
+                last_conv = None
+            if isinstance(record.module, tuple(_PAD_MODES)):
+                last_pad = None
             continue
         if pads_here and fold_pads and last_pad is not None:
             # its input is the last padding module's output: that padding's row, with it
@@ -247,17 +268,17 @@ def _layers_to_report(records: list[TraceRecord], folds: _Folds, fold: bool,
             except (TypeError, ValueError):  # (a padding no convolution's: two rows)
                 module = None
             if module is not None:
-                todo[last_pad], last_pad = (padded_record(pad, record, module), None), None
+                todo[last_pad] = (padded_record(pad, record, module), None)
+                last_conv, last_pad = last_pad, None
                 continue
-        if folds_here and fold:
+        if folds_here and fold and last_conv is not None and todo[last_conv][1] is None:
             # its input is the last convolution's output: that convolution's row, unpaired
-            i = max(i for i, (r, _) in enumerate(todo)
-                    if isinstance(r.module, (*_CONV, *_CONV_T)))
-            if todo[i][1] is None:
-                todo[i] = (todo[i][0], record)
-                continue
+            todo[last_conv] = (todo[last_conv][0], record)
+            continue
         if isinstance(record.module, tuple(_PAD_MODES)):
             last_pad = len(todo)
+        if convolution:
+            last_conv = len(todo)
         todo.append((record, None))
     return todo
 
@@ -449,7 +470,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     else:
         chain = _is_sequential(model)
         broken = None if chain else _chain_break(model)
-    records, folds = _trace_with_folds(model, input_shape, chain)
+    records, folds = _trace_with_folds(model, shape, chain)
     if _untrusted(model, versions, records):  # hooks, an instance's forward, weights changed
         # by the forward, a tensor subclass or a mode: the rows read the modules as they are,
         # and the network bound is withheld, saying why; their traced outputs are no check of

@@ -725,6 +725,18 @@ def test_fold_batchnorm_into_a_transposed_convolution(ndim, bias):
     assert weight.shape == tuple(conv.weight.shape) and module.output_padding == (1,) * ndim
 
 
+def test_fold_batchnorm_refuses_a_convolution_with_a_forward_of_its_own():
+    """As fold_padding (a review): a subclass computes what its code does, which a fold by
+    its arguments would not."""
+
+    class Doubled(nn.Conv2d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    with pytest.raises(TypeError, match="Doubled is a subclass of Conv2d"):
+        sct.fold_batchnorm(Doubled(2, 3, 3), nn.BatchNorm2d(3).eval())
+
+
 def test_fold_batchnorm_refuses_a_linear_layer():
     """A BatchNorm1d after a Linear normalizes its output features on (N, features) inputs but
     axis 1 on (N, C, L) ones: a fold of the modules alone was wrong by 0.11 there (a review),
@@ -798,6 +810,10 @@ def test_fold_padding_is_the_padding_then_the_convolution(seed):
      r"pads the two sides of spatial axis 1 differently, \(1, 0\)"),
     (nn.ReflectionPad2d(1), nn.Conv2d(1, 1, 3, padding=1), ValueError,
      "a 'reflect' padding, then a 'zeros' one"),
+    (nn.ReflectionPad2d(1), nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"), ValueError,
+     r"a 'reflect' padding, then a 'reflect' one, is no one convolution's padding \(zeros "),
+    (nn.CircularPad2d(1), nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular"), ValueError,
+     "a 'circular' padding, then a 'circular' one"),
     (nn.ZeroPad2d(1), nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular"), ValueError,
      "a 'zeros' padding, then a 'circular' one"),
     (nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(1, 1, 2, padding="same"), ValueError,
@@ -818,6 +834,46 @@ def test_fold_padding_adds_a_zero_padding_to_the_convolutions_and_evens_same():
     x = torch.randn((1, 2, 5, 4), dtype=F64)
     with torch.no_grad():
         assert torch.equal(folded(x), conv(pad(x)))
+
+
+def test_fold_padding_refuses_modules_that_compute_other_than_their_arguments_say():
+    """A review: a subclass with its own forward, a forward set on the instance, and a
+    circular convolution whose padding changed after construction (PyTorch pads by its copy)
+    were folded by their arguments, 2.9-4.2 off ``conv(pad(x))``."""
+
+    class Scaled(nn.ReflectionPad2d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    with pytest.raises(TypeError, match="Scaled is a subclass of ReflectionPad2d"):
+        sct.fold_padding(Scaled(1), nn.Conv2d(1, 1, 3))
+    pad = nn.ReflectionPad2d(1)
+    pad.forward = lambda x: x
+    with pytest.raises(TypeError, match="has its own forward"):
+        sct.fold_padding(pad, nn.Conv2d(1, 1, 3))
+    conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")
+    conv.padding = (0, 0)
+    with pytest.raises(ValueError, match=r"pads by \(1, 1, 1, 1\) \(its copy made at "):
+        sct.fold_padding(nn.ReplicationPad2d(1), conv)
+
+
+def test_fold_padding_adds_replicate_to_replicate_and_keeps_a_convolution_a_noop_precedes():
+    """Replicating the border of a replicated border is replicating it further (a reflection
+    or a wrap of a padded input is not: refused, above); a padding of 0 before a padded
+    convolution, ``"same"`` too, is that convolution."""
+    conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode="replicate").double()
+    pad = nn.ReplicationPad2d(1)
+    folded = sct.fold_padding(pad, conv)
+    assert folded.padding == (2, 2) and folded.padding_mode == "replicate"
+    x = torch.randn((1, 2, 5, 5), dtype=F64)
+    with torch.no_grad():
+        assert torch.equal(folded(x), conv(pad(x)))
+    for own in (nn.Conv2d(2, 2, 2, padding="same").double(),
+                nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular").double()):
+        folded = sct.fold_padding(nn.ReflectionPad2d(0), own)
+        assert (folded.padding, folded.padding_mode) == (own.padding, own.padding_mode)
+        with torch.no_grad():
+            assert torch.equal(folded(x), own(x))
 
 
 def test_fold_padding_reads_a_parametrized_weight_and_refuses_hooks():

@@ -1168,11 +1168,11 @@ def test_a_call_replaced_on_the_instance_withholds_the_network_bound(shape):
 def test_a_layer_too_large_for_its_sample_still_has_its_shape_checked(monkeypatch):
     """A review: above the sample size the reading went unchecked, its output shape too: a
     circular convolution with its padding set after construction read as 3 outputs fewer."""
-    from sparseconv import _torch_layers, _torch_trace
+    from sparseconv import _torch_kinds, _torch_trace
 
     monkeypatch.setattr(_torch_trace, "_SAMPLE_ENTRIES", 0)
     # (the layer now refuses a stale padding itself; without that check, the shape's is seen)
-    monkeypatch.setattr(_torch_layers, "_padding_torch_applies",
+    monkeypatch.setattr(_torch_kinds, "_padding_torch_applies",
                         lambda module: [int(p) for p in module._reversed_padding_repeated_twice])
     conv = nn.Conv1d(1, 1, 3, padding=1, padding_mode="circular", bias=False).double()
     conv.padding = (0,)
@@ -2439,7 +2439,7 @@ def test_the_bound_over_the_graph_refuses_a_fold_its_graph_does_not_show(fold, m
     that reader."""
     from sparseconv import _torch_report
 
-    monkeypatch.setattr(_torch_report, "_read_elsewhere", lambda model, sources: set())
+    monkeypatch.setattr(_torch_report, "_read_elsewhere", lambda model, shape, sources: set())
 
     class Twice(nn.Module):
         def __init__(self):
@@ -2456,6 +2456,77 @@ def test_the_bound_over_the_graph_refuses_a_fold_its_graph_does_not_show(fold, m
     which = "a padding folded into 'conv', whose input" if fold == "fold_padding" else (
         "a BatchNorm folded into 'conv', whose output")
     assert which in report.reason and f"(pass {fold}=False)" in report.reason, report.reason
+
+
+def test_a_batchnorm_folds_into_the_last_convolution_called_behind_a_folded_padding():
+    """A review: ``s = shortcut(x); bn(conv(pad(x)))`` with both folds put the padded
+    convolution at the padding's row, before the shortcut's, and the BatchNorm was folded
+    into the shortcut (the row ``shortcut+bn``, 8.24, a map the model does not have). It
+    folds into the padded convolution: the row against the Jacobian of ``bn(conv(pad(x)))``."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pad, self.shortcut = nn.ReflectionPad2d(1), nn.Conv2d(2, 2, 1)
+            self.conv, self.bn = nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            p = self.pad(x)
+            s = self.shortcut(x)
+            return s + self.bn(self.conv(p))
+
+    torch.manual_seed(0)
+    model = Block().double().eval()
+    with torch.no_grad():
+        model.bn.running_var.fill_(1e-2)  # (a BatchNorm that scales by 10)
+    report = sct.lipschitz_report(model, (2, 6, 6), fold_batchnorm=True, fold_padding=True)
+    assert [row["name"] for row in report] == ["pad+conv+bn", "shortcut"]
+    dense = np.linalg.norm(jacobian_matrix(nn.Sequential(model.pad, model.conv, model.bn),
+                                           (2, 6, 6)), 2)
+    row = report["pad+conv+bn"]
+    assert row["lower"] <= dense * (1 + 1e-12) and dense <= row["upper"] * (1 + 1e-12), row
+    assert report.network_upper is not None
+
+
+def test_a_padding_call_without_a_row_of_its_own_ends_the_padding_a_convolution_folds():
+    """A review: a padding module with a forward set on the instance (a roll) has no row; the
+    convolution reading its output was folded with the padding before it, the row ``0+3``
+    of norm 0.1 for a map of norm 5. Nothing is folded there."""
+    conv = nn.Conv2d(1, 1, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1], conv.weight[0, 0, 2, 2] = 0.1, 5.0
+    shift = nn.ZeroPad2d(0)
+    shift.forward = lambda x: torch.roll(x, shifts=(1, 1), dims=(-2, -1))
+    model = nn.Sequential(nn.ZeroPad2d(1), nn.ReLU(), shift, conv).double().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = sct.lipschitz_report(model, (1, 1, 1), fold_padding=True,
+                                      lipschitz_constants={"2": 1.0})
+    assert [row["name"] for row in report] == ["0", "3"]
+
+
+def test_fold_padding_is_checked_on_the_graph_the_bound_over_it_traces():
+    """A review: a forward that reads a size is traced by the bound over the graph's own
+    tracer, not by torch.fx's; the fold's check used torch.fx's, which failed, approved a fold
+    across a Dropout, and the bound over the graph refused it: no bound. Now both read the
+    one graph: the padding keeps its row, and the bound is the unfolded model's."""
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Dropout(0.2), nn.Conv2d(2, 2, 3))
+
+        def forward(self, x):
+            y = self.body(x)
+            h = min(x.shape[-1], y.shape[-1])  # (torch.fx's own tracer fails here)
+            return x[..., :h] + y[..., :h]
+
+    torch.manual_seed(0)
+    model = Residual().eval()
+    folded = sct.lipschitz_report(model, (2, 6, 6), fold_padding=True)
+    apart = sct.lipschitz_report(model, (2, 6, 6))
+    assert folded.network_upper is not None and folded.network_upper == apart.network_upper
 
 
 def test_fold_padding_leaves_a_torchscript_models_paddings_and_refuses_a_non_bool():
