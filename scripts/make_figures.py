@@ -65,7 +65,14 @@ def run_script(script: Path, names: list[str], out: Path) -> list[Path]:
         warnings.filterwarnings("ignore", "Animation was deleted", UserWarning)
         # what a script prints is for the documentation's page, not this script's progress
         with contextlib.redirect_stdout(io.StringIO()):
-            namespace = runpy.run_path(str(script), run_name="__main__")
+            try:
+                namespace = runpy.run_path(str(script), run_name="__main__")
+            except ModuleNotFoundError as error:
+                if error.name != "torch":
+                    raise
+                raise SystemExit(f"{script.name} draws {', '.join(names)} with the PyTorch "
+                                 "adapter: pip install torch==2.13.0 (or pass --only with "
+                                 "the other figures)") from None
         # an animation's figure, as sphinx-gallery's scraper finds it
         animations = {a._fig: a for a in namespace.values() if isinstance(a, Animation)}
         figures = {plt.figure(num).get_label(): plt.figure(num) for num in plt.get_fignums()}

@@ -8,6 +8,7 @@ public names only).
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import subprocess
 import sys
@@ -75,9 +76,16 @@ def test_an_unknown_figure_is_an_argparse_error(tmp_path):
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_examples_use_public_names_only(script):
-    """Only ``sparseconv.<name in __all__>`` and ``sparseconv.plot.<name in its __all__>``."""
-    public = {"sparseconv": set(sparseconv.__all__) | {"plot"},
+    """Only ``sparseconv.<name in __all__>``, ``sparseconv.plot.<name in its __all__>`` and
+    ``sparseconv.torch.<name in its __all__>``."""
+    public = {"sparseconv": set(sparseconv.__all__) | {"plot", "torch"},
               "sparseconv.plot": set(sparseconv.plot.__all__)}
+    try:  # (the PyTorch adapter's example: its public names too)
+        adapter = importlib.import_module("sparseconv.torch")
+    except ImportError:  # pragma: no cover - CI installs torch
+        adapter = None
+    if adapter is not None:
+        public["sparseconv.torch"] = set(adapter.__all__)
     aliases = {}
     tree = ast.parse(script.read_text())
     for node in ast.walk(tree):
