@@ -281,10 +281,10 @@ def _fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
         raise ValueError(f"pad crops (padding={sides}, negative): no padding of a convolution")
     # PyTorch's sides run last axis first: (left, right, top, bottom, ...)
     pairs = [(sides[2 * (ndim - 1 - i)], sides[2 * (ndim - 1 - i) + 1]) for i in range(ndim)]
+    if not any(sides):  # pads nothing: the convolution as it is ("same" too)
+        return _conv_copy(conv, module.padding, module.padding_mode)
     own = _own_padding(conv)
-    if not any(sides):  # (pads nothing: the convolution as it is)
-        mode = module.padding_mode
-    elif any(lo or hi for lo, hi in own) and not (
+    if any(lo or hi for lo, hi in own) and not (
             mode == module.padding_mode and mode in ("zeros", "replicate")):
         # zeros after zeros, or replicate after replicate, is one padding of the sum; a
         # reflection or a wrap of a padded input reads other entries than one of the whole
@@ -294,21 +294,25 @@ def _fold_padding(pad: nn.Module, conv: nn.Module) -> nn.Module:
                          "then zeros, or replicate then replicate, is)")
     total = [(a + c, b + e) for (a, b), (c, e) in zip(pairs, own)]
     uneven = next((i for i, (lo, hi) in enumerate(total) if lo != hi), None)
-    padding: Any = tuple(lo for lo, _ in total)
-    if not any(sides):  # the convolution's own padding as it is ("same" too)
-        padding, uneven = module.padding, None
     if uneven is not None:
         raise ValueError(f"the padding before the convolution (pad.padding={sides}, with "
                          f"conv.padding={module.padding!r}) pads the two sides of spatial axis "
                          f"{uneven} differently, {total[uneven]}; a PyTorch convolution pads "
                          "both alike (sparseconv.conv_matrix takes padding=((lo, hi), ...))")
+    return _conv_copy(conv, tuple(lo for lo, _ in total), mode)
+
+
+def _conv_copy(conv: nn.Module, padding: Any, mode: PaddingMode) -> nn.Module:
+    """A new torch ``Conv1d/2d/3d`` with ``conv``'s weight (as its next call computes it),
+    bias and arguments, but ``padding`` and ``mode``, in its dtype, device and mode."""
+    module: Any = conv
     weight, bias = parameter(conv, "weight"), parameter(conv, "bias")
     assert weight is not None  # every convolution has one
-    factory: Any = _CONV[ndim - 1]
+    factory: Any = _CONV[len(module.kernel_size) - 1]
     folded = factory(module.in_channels, module.out_channels, module.kernel_size,
-                     stride=module.stride, padding=padding,
-                     dilation=module.dilation, groups=module.groups, bias=bias is not None,
-                     padding_mode=mode, device=weight.device, dtype=weight.dtype)
+                     stride=module.stride, padding=padding, dilation=module.dilation,
+                     groups=module.groups, bias=bias is not None, padding_mode=mode,
+                     device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         folded.weight.copy_(weight)
         if bias is not None:
