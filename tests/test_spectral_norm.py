@@ -441,6 +441,29 @@ def test_circular_padding_that_is_not_periodic_gets_a_close_upper_bound():
         1.9 * result.lower
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+def test_a_copying_padding_bounds_its_unpadded_layer_as_that_layer_alone_is(mode, monkeypatch):
+    """A new user's trial: a reflect-padded 8 -> 3 7x7 layer whose own whole Gram was over
+    the budget got the padding's norm times the sections' bound of its unpadded layer, 2 x
+    0.97451, where that unpadded layer alone got 0.97266 from its own whole Gram, cheap on
+    the outputs' side: the layer folded with its padding module (fold_padding=True) was
+    bounded looser than the two apart. The unpadded layer's whole Gram now runs there too,
+    where it is cheap (a budget between the two layers' costs, here)."""
+    import sparseconv._norm_bounds as norm_bounds
+
+    monkeypatch.setattr(norm_bounds, "FULL_FLOPS", 5 * 10**7)  # the unpadded's 2.7e7, the
+    # padded's 5.2e8
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 8, 7, 7)) / 20
+    result = spectral_norm(w, (8, 16, 16), padding=3, padding_mode=mode, method="bounds")
+    assert "exact" not in result.bounds and "padding x exact" in result.bounds, result.bounds
+    unpadded = spectral_norm(w, (8, 22, 22), method="bounds")  # (small: else the dense SVD)
+    assert "exact" in unpadded.bounds
+    copies = 4.0 if mode == "reflect" else 16.0  # (the most copies of one input, 2-D)
+    assert result.upper <= math.sqrt(copies) * unpadded.upper * (1 + 1e-12)
+    assert_contains(result, dense_norm(w, (8, 16, 16), padding=3, padding_mode=mode), mode)
+
+
 def test_a_periodic_1x1_layer_is_certified_at_one_frequency(monkeypatch):
     """Its symbol is the same at every frequency: ``method="fft"`` evaluates one (the report's
     circular column of ResNet-18's 1x1 stride-2 shortcuts took 0.5-1.5 s at all of them),
