@@ -118,13 +118,12 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
     ``chain``, the first module's output may be read elsewhere too (``bn(y) + y``): its
     torch.fx graph must show the second's input as the output of one call of the first that
     nothing else reads (:func:`_read_elsewhere`), as the bound over the graph requires. A
-    TorchScript model answers for its BatchNorms from its graph
-    (:func:`sparseconv._torch_script.script_calls`), and folds no padding.
+    TorchScript model answers from its graph (:func:`sparseconv._torch_script.script_calls`).
     """
     if isinstance(model, torch.jit.ScriptModule):
-        records, batchnorms = _script_trace(model, _checked(model, input_shape, False))
-        return records, _Folds(batchnorms, [False] * sum(
-            isinstance(r.module, (*_CONV, *_CONV_T)) for r in records))
+        records, (batchnorms, paddings) = _script_trace(model, _checked(model, input_shape,
+                                                                        False))
+        return records, _Folds(batchnorms, paddings)
     last: list = [None, -1]  # the last convolution's output and its version
     padded: list = [None, -1]  # the last padding module's
     folds = _Folds([], [])
@@ -377,8 +376,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         product of the two rows' -- by a factor of up to 2 in 2-D (1.73-1.78 on CycleGAN's
         reflect-padded layers). Pairs :func:`fold_padding` refuses (a padding of one side of
         an axis, a cropping, a convolution that pads too, not with zeros both) keep their
-        rows, as does a padding whose output the model reads elsewhere too, and every
-        padding of a TorchScript model.
+        rows, as does a padding whose output the model reads elsewhere too (in a
+        TorchScript model, as its graph shows).
     progress : bool or callable, optional
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
         layer). A callable is called after each layer as ``progress(done, total, name)``.

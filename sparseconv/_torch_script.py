@@ -43,7 +43,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparseconv._torch_kinds import _CONV, _CONV_T, _RUNNING_NORMS, is_leaf, is_parametrized
+from sparseconv._torch_kinds import (
+    _CONV,
+    _CONV_T,
+    _PAD_MODES,
+    _RUNNING_NORMS,
+    is_leaf,
+    is_parametrized,
+)
 from sparseconv._torch_probe import (
     forward_failed,
     magnitude,
@@ -749,10 +756,12 @@ def _preorder(block) -> list:
     return found
 
 
-def script_calls(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple], list[bool]]:
+def script_calls(model: nn.Module, shape: tuple[int, ...],
+                 ) -> tuple[list[tuple], tuple[list[bool], list[bool]]]:
     """Every leaf module's call, as ``(name, module, input, output)`` (the tensors of the
-    probe batch, :func:`probe_input`), in order;
-    and per BatchNorm call whether its input is the last convolution's output, unmodified."""
+    probe batch, :func:`probe_input`), in order; and per BatchNorm call whether its input is
+    the last convolution's output, per convolution call whether its input is the last
+    padding's, unmodified and read by nothing else (:func:`_folds`)."""
     graph = _graph_of(model)
     if isinstance(graph, str):
         raise TypeError(f"TorchScript {_kind(model)}.forward {graph}; " + (
@@ -856,18 +865,43 @@ def _reads_elsewhere(user, through: set, call: _Call) -> bool:
 
 
 def _folds(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Module],
-           ) -> list[bool]:
-    """Per BatchNorm call: its input is the value the last convolution call returned, which
-    nothing but that BatchNorm (and eval-mode dropouts passing it on) reads (``readers``:
-    each call's output's users in the model's graph), and no in-place operation (``relu_``)
+           ) -> tuple[list[bool], list[bool]]:
+    """Per BatchNorm call, whether it may fold into the convolution before it, and per
+    convolution call, whether the padding module before it may fold into it
+    (:func:`_pairs`)."""
+    return (_pairs(order, readers, calls, modules, (*_CONV, *_CONV_T), _RUNNING_NORMS),
+            _pairs(order, readers, calls, modules, tuple(_PAD_MODES), (*_CONV, *_CONV_T)))
+
+
+def _pairs(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Module],
+           firsts: tuple[type, ...], seconds: tuple[type, ...]) -> list[bool]:
+    """Per call of a module of ``seconds`` (a BatchNorm; a convolution): its input is the
+    value the last call of a module of ``firsts`` (a convolution; a padding) returned, which
+    nothing but that call (and eval-mode dropouts passing it on) reads (``readers``: each
+    call's output's users in the model's graph), and no in-place operation (``relu_``)
     touched that value in between."""
     folds: list[bool] = []
     last: _Call | None = None
-    value = None  # the last convolution's output, as the calls since pass it on
+    value = None  # the last first's output, as the calls since pass it on
     through: set = set()  # those calls' nodes: eval-mode dropouts, in place or not
-    passed: list = []  # the values on the way: the convolution's output, the dropouts'
+    passed: list = []  # the values on the way: the first's output, the dropouts'
     for call, module in zip(calls, modules):
-        if isinstance(module, (*_CONV, *_CONV_T)):
+        if isinstance(module, seconds):
+            source = call.input()
+            if last is None or source.unique() != value:
+                folds.append(False)
+            else:
+                start, end = order[last.nodes[-1]], order[call.nodes[0]]
+                made = last.output()
+                folds.append(not any(  # (a trial: relu(bn(y)) + y was folded, y's row lost)
+                    _reads_elsewhere(user, through, call)
+                    for out in passed for user in readers.get(out.unique(), ())) and not any(
+                    use.user.kind().endswith("_") and not use.user.kind().endswith("__")
+                    and use.user not in through and start < order.get(use.user, -1) < end
+                    for out in {made.unique(): made, source.unique(): source}.values()
+                    for use in out.uses()))
+        if isinstance(module, firsts):  # (a convolution: a second for its padding, then a
+            # first for its BatchNorm)
             last, value, through = call, call.output().unique(), set()
             passed = [call.output()]
         elif (_is_dropout(type(module)) and not module.training
@@ -876,18 +910,4 @@ def _folds(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Modu
             # identity in eval mode, kept them unfolded where the eager report folds them)
             value, through = call.output().unique(), through | set(call.nodes)
             passed.append(call.output())
-        elif isinstance(module, _RUNNING_NORMS):
-            source = call.input()
-            if last is None or source.unique() != value:
-                folds.append(False)
-                continue
-            start, end = order[last.nodes[-1]], order[call.nodes[0]]
-            conv_output = last.output()
-            folds.append(not any(  # (a trial: relu(bn(y)) + y was folded, y's row lost)
-                _reads_elsewhere(user, through, call)
-                for out in passed for user in readers.get(out.unique(), ())) and not any(
-                use.user.kind().endswith("_") and not use.user.kind().endswith("__")
-                and use.user not in through and start < order.get(use.user, -1) < end
-                for out in {conv_output.unique(): conv_output, source.unique(): source}.values()
-                for use in out.uses()))
     return folds

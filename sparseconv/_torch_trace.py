@@ -194,9 +194,9 @@ def _one_input(model: nn.Module) -> None:
                         "whose forward takes one tensor, the others fixed)")
 
 
-def _script_trace(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[TraceRecord],
-                                                                       list[bool]]:
-    """:func:`trace` of a TorchScript model, and its BatchNorm folds (see
+def _script_trace(model: nn.Module, shape: tuple[int, ...],
+                  ) -> tuple[list[TraceRecord], tuple[list[bool], list[bool]]]:
+    """:func:`trace` of a TorchScript model, and its BatchNorm and padding folds (see
     :func:`sparseconv._torch_script.script_calls`)."""
     calls, folds = script_calls(model, shape)
     return [_record(name, module, x, y) for name, module, x, y in calls], folds

@@ -2368,7 +2368,7 @@ def test_fold_padding_gives_the_padded_convolutions_row():
 class _PaddedBlock(nn.Module):
     """A residual block as CycleGAN's: reflect padding, convolution, ReLU, and the sum."""
 
-    def __init__(self, channels=4, read=None):
+    def __init__(self, channels=4, read=""):
         super().__init__()
         self.pad = nn.ReflectionPad2d(1)
         self.conv = nn.Conv2d(channels, channels, 3)
@@ -2384,7 +2384,7 @@ class _PaddedBlock(nn.Module):
         return out
 
 
-@pytest.mark.parametrize("read", [None, "inplace", "twice"])
+@pytest.mark.parametrize("read", ["", "inplace", "twice"])
 def test_fold_padding_over_the_graph_folds_only_a_padding_its_convolution_alone_reads(read):
     """In a model that is no chain, the bound over the graph: a padding whose output the
     convolution alone reads, untouched, is folded (a bound below the one apart, still above
@@ -2406,7 +2406,7 @@ def test_fold_padding_over_the_graph_folds_only_a_padding_its_convolution_alone_
     apart = sct.lipschitz_report(Wrapped().eval(), (4, 8, 8))
     assert report.over_graph and report.network_upper is not None, report.reason
     names = [row["name"] for row in report]
-    if read is None:
+    if not read:
         assert names == ["body.0.pad+body.0.conv", "body.1.pad+body.1.conv"]
         assert report.network_upper < apart.network_upper
     else:
@@ -2529,15 +2529,35 @@ def test_fold_padding_is_checked_on_the_graph_the_bound_over_it_traces():
     assert folded.network_upper is not None and folded.network_upper == apart.network_upper
 
 
-def test_fold_padding_leaves_a_torchscript_models_paddings_and_refuses_a_non_bool():
-    model = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(2, 2, 3)).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(model)
-    report = sct.lipschitz_report(scripted, (2, 6, 6), fold_padding=True)
-    assert [row["name"] for row in report] == ["0", "1"]
+@pytest.mark.parametrize("read", ["", "inplace", "twice"])
+def test_fold_padding_in_a_torchscript_model_folds_what_the_eager_one_folds(read):
+    """A new user's trial: a scripted or traced model's paddings kept their rows (2.28 for
+    1.30 eagerly); its graph now answers as the eager hooks and torch.fx graph do, in a chain
+    and over a residual block's graph, where an in-place change or a second reader keeps the
+    padding's row."""
+    torch.manual_seed(0)
+    chain = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(2, 2, 3)).eval()
+    block = _networks.randomize(nn.Sequential(_PaddedBlock(read=read), _PaddedBlock(read=read))
+                                .double().eval(), seed=2)
+    for model, shape in ((chain, (2, 6, 6)), (block, (4, 8, 8))):
+        eager = sct.lipschitz_report(model, shape, fold_padding=True)
+        x = torch.zeros((1, *shape), dtype=next(model.parameters()).dtype)
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            compiled = (torch.jit.script(model), torch.jit.trace(model, x))
+        for each in compiled:
+            report = sct.lipschitz_report(each, shape, fold_padding=True)
+            assert [r["name"] for r in report] == [r["name"] for r in eager], type(each)
+            assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    assert [r["name"] for r in sct.lipschitz_report(chain, (2, 6, 6), fold_padding=True)] == [
+        "0+1"]
+
+
+def test_fold_padding_must_be_a_bool():
     with pytest.raises(TypeError, match="fold_padding must be a bool"):
-        sct.lipschitz_report(model, (2, 6, 6), fold_padding="yes")
+        sct.lipschitz_report(nn.Sequential(nn.Conv2d(2, 2, 3)).eval(), (2, 6, 6),
+                             fold_padding="yes")
 
 
 def test_a_traced_normalization_whose_arguments_are_not_constants_has_no_bounds(monkeypatch):
