@@ -328,9 +328,11 @@ class Given(Fraction):
 
 #: Why a call given its constant gets no bound where its input or result changes in place.
 _TOUCHED = ("is a call given its constant whose input or result is changed in place "
-            "afterwards (by an activation with inplace=True after it, as pix2pix's "
-            "nn.ReLU(True), say): the call may return its input's memory, and the change would "
-            "not show in the graph (compute the change out of place: inplace=False)")
+            "afterwards (by an activation with inplace=True after it, as nn.ReLU(True), "
+            "say): the call may return its input's memory (of torch's own, only its "
+            "normalizations, Softplus, Hardshrink, Threshold and a few functions are known "
+            "not to), and the change would not show in the graph (compute the change out of "
+            "place: inplace=False)")
 
 
 class _Opaque(Exception):
