@@ -374,10 +374,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         convolution that reads its output tensor (:func:`fold_padding`): one row
         ``"pad+conv"`` for the pair, the padded convolution, whose norm is below the
         product of the two rows' -- by a factor of up to 2 in 2-D (1.73-1.78 on CycleGAN's
-        reflect-padded layers). Pairs :func:`fold_padding` refuses (a padding of one side of
-        an axis, a cropping, a convolution that pads too, not with zeros both) keep their
-        rows, as does a padding whose output the model reads elsewhere too (in a
-        TorchScript model, as its graph shows).
+        reflect-padded layers). Pairs :func:`fold_padding` refuses (a padding of the two sides
+        of an axis by different amounts, a cropping, a convolution that pads too, but for
+        zeros or replicate both) keep their rows, as does a padding whose output the model
+        reads elsewhere too (in a TorchScript model, as its graph shows).
     progress : bool or callable, optional
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
         layer). A callable is called after each layer as ``progress(done, total, name)``.
@@ -556,6 +556,7 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
     the caller gave it)."""
     activations, constants, unknown = [], [], []
     known: dict[int, float | Given] = {}
+    said: dict[str, str] = {}  # each normalization's reason, by the first module it names
     for record in records:
         if record.linear:
             continue
@@ -569,10 +570,13 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
         slopes = sample_norm_slope(record.module, record.input_shape)  # (a new user's
         # trial: InstanceNorm2d)
         if constant is None:
-            unknown.append(label + (")" if slopes is None else
-                                    ": it normalizes each sample by its own statistics; its "
-                                    "Lipschitz constant, which lipschitz_constants may give, "
-                                    f"{_slope_text(*slopes)})"))
+            why = "" if slopes is None else (
+                ": it normalizes each sample by its own statistics; its Lipschitz constant, "
+                f"which lipschitz_constants may give, {_slope_text(*slopes)}")
+            # (a new user's trial: CycleGAN's nine InstanceNorms said it nine times, 3 KB)
+            unknown.append(label + (f": as {said[why]!r})" if why in said else why + ")"))
+            if why and why not in said:
+                said[why] = record.name
         else:
             if yours and slopes is not None and constant < slopes[0]:
                 warnings.warn(

@@ -2335,6 +2335,17 @@ def test_an_in_place_activation_after_a_torch_normalization_given_its_constant(n
     assert bounds[0].network_upper == bounds[1].network_upper
 
 
+def test_a_normalizations_reason_is_said_once_for_the_modules_it_fits():
+    """A new user's trial: CycleGAN's nine InstanceNorms repeated one sentence nine times
+    (3 KB of reason); the later ones now point to the first, and another one keeps its own."""
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.InstanceNorm2d(2), nn.ReLU(),
+                          nn.Conv2d(2, 2, 3, padding=1), nn.InstanceNorm2d(2),
+                          nn.GroupNorm(1, 2)).eval()
+    reason = sct.lipschitz_report(model, (2, 6, 6)).reason
+    assert reason.count("it normalizes each sample by its own statistics") == 2, reason
+    assert "4 (InstanceNorm2d: as '1')" in reason and "5 (GroupNorm: it normalizes" in reason
+
+
 def test_a_padding_module_before_a_convolution_is_bounded_apart_and_tighter_as_one_layer():
     """What the README says of ``nn.ReflectionPad2d`` then ``nn.Conv2d`` (a new user's trial
     of CycleGAN's generators): two rows, the padding's of norm 2, whose product is 1.73-1.78
