@@ -216,7 +216,7 @@ class _Above:
     """A layer's upper bounds: on its own grid (zero padding, ``scale`` None) or, for ``A = V
     P``, the unpadded layer ``V`` on the padded input, each of whose bounds times ``scale``
     (``||P||``, rounded up) bounds the layer. ``own``: the bounds of ``on``, the geometry the
-    circulant bound and the exact sections run on. ``exact``: a periodic layer, whose
+    circulant bound and the exact sections run on. ``periodic``: a periodic layer, whose
     circulant bound is its norm (up to rounding): the sections are skipped. ``extra``: bounds
     of the layer itself beside them (:func:`_wrapped_rows_bound`)."""
 
@@ -227,7 +227,7 @@ class _Above:
     certified: np.ndarray
     own: dict
     scale: float | None
-    exact: bool = False
+    periodic: bool = False
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -241,7 +241,7 @@ class _Above:
             # norm, then factorized the whole Gram: minutes, where the FFT takes 0.3 s)
             certified = circulant_uppers(weight, geom, rounding, executor, chunk)
             return cls(weight, geom, rounding, [a.size for a in geom.axes], certified,
-                       {"circulant": float(certified.max())}, None, exact=True)
+                       {"circulant": float(certified.max())}, None, periodic=True)
         if geom.padding_mode != "zeros":
             padded = (geom.in_channels, *(a.padded_size for a in geom.axes))
             on = ConvGeometry.from_weight(weight.shape, padded, stride=geom.stride,
@@ -254,7 +254,7 @@ class _Above:
 
     def sections(self, executor, floor=None, step: Callable[[], None] = lambda: None) -> dict:
         """:func:`_sections` on ``on``, into ``own`` (none on a periodic layer)."""
-        if self.exact:
+        if self.periodic:
             return {}
         return _sections(self.weight, self.on, self.grid, self.certified, self.own,
                          self.rounding, executor, floor, step)
