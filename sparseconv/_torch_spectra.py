@@ -545,11 +545,10 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     # group that attains it rebuilt in torch for autograd
     # (scaled: the exponent is undone below)
     # (circular padding that is not periodic has two: the smaller is taken)
-    found = [(_numpy_upper(w.detach().cpu(), periodic), periodic, copies)
+    found = [(*_numpy_upper(w.detach().cpu(), periodic), periodic, copies)
              for periodic, copies in candidates]
-    (xi, group, certified), periodic, copies = min(
-        found, key=lambda each: each[0][2] if each[2] == 1 else _times_sqrt(each[2],
-                                                                            each[0][2]))
+    xi, group, certified, periodic, copies = min(
+        found, key=lambda each: each[2] if each[4] == 1 else _times_sqrt(each[4], each[2]))
     h = _symbol(w, periodic, "the symbol of spectral_norm_upper", np.array([xi]))
     sigma = torch.linalg.svdvals(h[0, group])[0]
     bound = _at_least(sigma, certified)

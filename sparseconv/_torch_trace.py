@@ -99,6 +99,7 @@ def padded_record(pad: TraceRecord, conv: TraceRecord, module: nn.Module) -> Pad
     return PaddedRecord(f"{pad.name}+{conv.name}", module, pad.input_shape, conv.output_shape,
                         True, sample, pad.dispatched or conv.dispatched, parts=(pad, conv))
 
+
 def _is_linear(module: nn.Module) -> bool:
     try:
         _refuse(module)
