@@ -116,6 +116,20 @@ def route(request, monkeypatch):
     return request.param
 
 
+def random_arguments(rng, channels: int, strides: int) -> tuple:
+    """``(ndim, groups, c_in, c_out, kernel, dilation, stride)`` of a random layer: 1-3 axes,
+    1 or 2 groups of ``1 .. channels - 1`` channels each side, kernels 1-4, dilations 1-2,
+    strides ``1 .. strides - 1``."""
+    ndim = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 2]))
+    c_in, c_out = (groups * int(rng.integers(1, channels)),
+                   groups * int(rng.integers(1, channels)))
+    kernel = tuple(int(k) for k in rng.integers(1, 5, ndim))
+    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
+    stride = tuple(int(s) for s in rng.integers(1, strides, ndim))
+    return ndim, groups, c_in, c_out, kernel, dilation, stride
+
+
 def random_layer(rng, mode, dtype=np.float64, sparse=False, small=False):
     ndim = int(rng.integers(1, 4))
     groups = int(rng.choice([1, 2]))
@@ -338,12 +352,7 @@ def test_method_bounds_on_a_periodic_layer_is_its_own_circulant_bound(seed, monk
     monkeypatch.setattr(norm_bounds, "section_bound", refused)
     monkeypatch.setattr(norm_bounds, "full_bound", refused)
     rng = np.random.default_rng(seed)
-    ndim = int(rng.integers(1, 4))
-    groups = int(rng.choice([1, 2]))
-    c_in, c_out = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
-    kernel = tuple(int(k) for k in rng.integers(1, 5, ndim))
-    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
-    stride = tuple(int(s) for s in rng.integers(1, 3, ndim))
+    ndim, groups, c_in, c_out, kernel, dilation, stride = random_arguments(rng, 4, 3)
     top = {1: 12, 2: 6, 3: 4}[ndim]  # steps of the stride, each side's padding at most n
     least = [max(1, -(-d * (k - 1) // s)) for k, d, s in zip(kernel, dilation, stride)]
     size = tuple(s * int(rng.integers(m, max(m, top // s) + 1)) for m, s in zip(least, stride))
@@ -375,12 +384,8 @@ def test_circular_padding_that_is_not_periodic_is_bounded_by_the_periodic_rows(s
     bound ``sqrt(c)`` times that layer's norm holds (against the dense norm), and equals it
     computed apart (the periodic layer's dense norm, ``c`` counted on the dense rows)."""
     rng = np.random.default_rng(seed)
-    ndim = int(rng.integers(1, 4))
-    groups = int(rng.choice([1, 2]))
-    c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
-    kernel = tuple(int(k) for k in rng.integers(1, 5, ndim))
-    dilation = tuple(int(d) for d in rng.integers(1, 3, ndim))
-    stride = tuple(int(s) for s in rng.integers(1, 5, ndim))  # (4 on 6: gcd 2)
+    # (strides up to 4: 4 on 6 is a row selection of the stride-2 periodic layer)
+    ndim, groups, c_in, c_out, kernel, dilation, stride = random_arguments(rng, 3, 5)
     top = {1: 14, 2: 8, 3: 5}[ndim]
     size = tuple(int(rng.integers(max(3, d * (k - 1) // 2 + 1), top + 1))
                  for d, k in zip(dilation, kernel))
