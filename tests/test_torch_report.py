@@ -298,7 +298,8 @@ def test_an_activation_called_twice_counts_twice_and_prints_once():
             return self.act(self.conv2(self.act(self.conv1(x))))
 
     model = _networks.randomize(Twice(), seed=5)
-    report = sct.lipschitz_report(model, (2, 6, 6), lipschitz_constants={"act": 0.5})
+    with pytest.warns(UserWarning, match="below its Lipschitz constant, 1"):  # (yours, used)
+        report = sct.lipschitz_report(model, (2, 6, 6), lipschitz_constants={"act": 0.5})
     assert report.activations == ("act (Tanh, 0.5 given)", "act (Tanh, 0.5 given)")
     text = str(report)
     assert text.count("act (Tanh, 0.5 given)") == 1 and "act (Tanh, 0.5 given) x2" in text
@@ -323,8 +324,9 @@ def test_the_constants_of_other_activations_can_be_given():
     assert by_class.network_upper == pytest.approx(product) and by_class.network_upper >= exact
     assert by_class.activations == ("2 (GELU, 1.13 given)", "4 (Tanh)")
     # a module's name wins over its class; a known activation can be given a constant too
-    by_name = sct.lipschitz_report(model, (2, 8, 8),
-                                   lipschitz_constants={"GELU": 5.0, "2": 1.13, "Tanh": 0.5})
+    with pytest.warns(UserWarning, match=r"4 \(Tanh\) the constant 0.5, below"):  # (used)
+        by_name = sct.lipschitz_report(model, (2, 8, 8),
+                                       lipschitz_constants={"GELU": 5.0, "2": 1.13, "Tanh": 0.5})
     assert by_name.activations == ("2 (GELU, 1.13 given)", "4 (Tanh, 0.5 given)")
     assert by_name.network_upper == pytest.approx(product * 0.5)
     # a key that names nothing non-linear is refused: a typo would leave a bound too small
@@ -333,8 +335,10 @@ def test_the_constants_of_other_activations_can_be_given():
                        ({"0": 2.0}, "names a linear layer")):
         with pytest.raises(ValueError, match=match):
             sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants=bad)
-    ones = sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"GELU": 1,
-                                                                      "Tanh": 1.00000001})
+    with pytest.warns(UserWarning, match=r"2 \(GELU\) the constant 1.0, below its Lipschitz "
+                      r"constant, 1.13"):  # (GELU's is 1.1289)
+        ones = sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"GELU": 1,
+                                                                          "Tanh": 1.00000001})
     assert ones.activations == ("2 (GELU, 1.0 given)", "4 (Tanh, 1.00000001 given)")
     for bad, error in (({"GELU": -1.0}, ValueError), ({"GELU": "1"}, TypeError),
                        ({1: 1.0}, TypeError), ([("GELU", 1.0)], TypeError),
@@ -2333,6 +2337,23 @@ def test_an_in_place_activation_after_a_torch_normalization_given_its_constant(n
               for m in (in_place, out_of_place)]
     assert bounds[0].network_upper is not None, bounds[0].reason
     assert bounds[0].network_upper == bounds[1].network_upper
+
+
+def test_a_constant_given_below_a_known_one_is_warned_of():
+    """A new user's trial: ``{"ReLU": 0.1}`` was taken without a word (a bound of 0.126 for
+    ratios up to 0.270); a constant within the known ones' rounding (GELU's 1.13 for its
+    1.1289) is not warned of."""
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3),
+                          nn.GELU(), nn.MaxPool2d(3, 1)).eval()
+    with pytest.warns(UserWarning, match=r"gives 1 \(ReLU\) the constant 0.1, below its "
+                      r"Lipschitz constant, 1 \(sparseconv's\)"):
+        sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"ReLU": 0.1})
+    with pytest.warns(UserWarning, match=r"4 \(MaxPool2d\) the constant 1.0, below its "
+                      r"Lipschitz constant, 3 "):
+        sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"MaxPool2d": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"GELU": 1.129, "ReLU": 1})
 
 
 def test_a_normalizations_reason_is_said_once_for_the_modules_it_fits():
