@@ -269,8 +269,13 @@ class _Above:
         cheap, _ = _whole_gram_first(self.weight, self.on, False, False)
         if not cheap:
             return
-        op = layer_operator(self.weight, self.on)
-        check_lanczos_memory(op)
+        try:  # (a review: its Lanczos vectors, of the padded size, over the memory limit
+            # that the layer's own had passed, raised: skipped, as a section that does not
+            # fit is)
+            op = layer_operator(self.weight, self.on)
+            check_lanczos_memory(op)
+        except MatrixTooLargeError:
+            return
         rounding = Rounding.of(self.weight, self.on.groups, copies_of(self.on))
         below = _Below(self.weight, self.on, op, np.ones(op.shape[1]), tol, rounding, executor)
         upper = min(self.own.values())

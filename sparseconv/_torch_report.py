@@ -487,8 +487,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         # that reading
         records = [dataclasses.replace(r, sample=None) for r in records]
     todo = _layers_to_report(records, folds, fold_batchnorm, fold_padding)
-    activations, constants, unknown, known = _activation_constants(records, given)
+    # (a key refused before a constant is warned of: a review found a warning raised first)
     functions = _check_constants_used(given, records, model)
+    activations, constants, unknown, known = _activation_constants(records, given)
     rows = _all_rows(todo, workers, kwargs, progress, activations, chain)
     reason, bound = "", None
     untrusted = _untrusted(model, versions, records) or _low_precision(model)
@@ -567,7 +568,8 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
     the caller gave it)."""
     activations, constants, unknown = [], [], []
     known: dict[int, float | Given] = {}
-    said: dict[str, str] = {}  # each normalization's reason, by the first module it names
+    said: dict[tuple[str, str], str] = {}  # each normalization's reason and kind, by the
+    # first module it names
     for record in records:
         if record.linear:
             continue
@@ -584,10 +586,14 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
             why = "" if slopes is None else (
                 ": it normalizes each sample by its own statistics; its Lipschitz constant, "
                 f"which lipschitz_constants may give, {_slope_text(*slopes)}")
-            # (a new user's trial: CycleGAN's nine InstanceNorms said it nine times, 3 KB)
-            unknown.append(label + (f": as {said[why]!r})" if why in said else why + ")"))
-            if why and why not in said:
-                said[why] = record.name
+            # (a new user's trial: CycleGAN's nine InstanceNorms said it nine times, 3 KB;
+            # by kind too, a review: a GroupNorm "as" a LayerNorm of the same slope)
+            key = (_kind(record.module), why)
+            if said.get(key) == record.name:  # (a module called twice: listed once)
+                continue
+            unknown.append(label + (f": as {said[key]!r})" if key in said else why + ")"))
+            if why and key not in said:
+                said[key] = record.name
         else:
             if yours and slopes is not None and constant < slopes[0]:
                 warnings.warn(

@@ -469,6 +469,19 @@ def test_a_copying_padding_bounds_its_unpadded_layer_as_that_layer_alone_is(mode
     assert_contains(result, dense_norm(w, (8, 16, 16), padding=3, padding_mode=mode), mode)
 
 
+def test_the_unpadded_layers_whole_gram_is_skipped_where_its_lanczos_does_not_fit(
+        memory_limit):
+    """A review: its Lanczos vectors, of the padded input's size, over a memory limit the
+    layer's own had passed, raised MatrixTooLargeError naming the unpadded layer's sizes; the
+    stage only tightens the bound, and is skipped, as a section that does not fit is."""
+    w = np.random.default_rng(0).standard_normal((1, 4, 2))
+    kwargs = dict(stride=2, padding=1, padding_mode="reflect")
+    memory_limit(2_048_000)
+    result = spectral_norm(w, (4, 4000), method="bounds", **kwargs)
+    assert "padding x exact" not in result.bounds, result.bounds
+    assert_contains(result, dense_norm(w, (4, 4000), **kwargs), kwargs)
+
+
 def test_a_periodic_1x1_layer_is_certified_at_one_frequency(monkeypatch):
     """Its symbol is the same at every frequency: ``method="fft"`` evaluates one (the report's
     circular column of ResNet-18's 1x1 stride-2 shortcuts took 0.5-1.5 s at all of them),

@@ -2365,6 +2365,14 @@ def test_a_normalizations_reason_is_said_once_for_the_modules_it_fits():
     reason = sct.lipschitz_report(model, (2, 6, 6)).reason
     assert reason.count("it normalizes each sample by its own statistics") == 2, reason
     assert "4 (InstanceNorm2d: as '1')" in reason and "5 (GroupNorm: it normalizes" in reason
+    # (a review: by kind too, a GroupNorm "as" a LayerNorm of the same slope; and a module
+    # called twice listed once, not "as" itself)
+    norm = nn.GroupNorm(1, 2)
+    twice = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.LayerNorm([2, 6, 6]), norm,
+                          nn.Conv2d(2, 2, 3, padding=1), norm).eval()
+    reason = sct.lipschitz_report(twice, (2, 6, 6)).reason
+    assert reason.count("it normalizes each sample by its own statistics") == 2, reason
+    assert "as '" not in reason and reason.count("2 (GroupNorm") == 1, reason
 
 
 def test_a_padding_module_before_a_convolution_is_bounded_apart_and_tighter_as_one_layer():
