@@ -121,8 +121,8 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
     TorchScript model answers from its graph (:func:`sparseconv._torch_script.script_calls`).
     """
     if isinstance(model, torch.jit.ScriptModule):
-        records, (batchnorms, paddings) = _script_trace(model, _checked(model, input_shape,
-                                                                        False))
+        records, (batchnorms, paddings) = _script_trace(
+            model, _checked(model, input_shape, False), strict=not chain)
         return records, _Folds(batchnorms, paddings)
     last: list = [None, -1]  # the last convolution's output and its version
     padded: list = [None, -1]  # the last padding module's

@@ -756,12 +756,13 @@ def _preorder(block) -> list:
     return found
 
 
-def script_calls(model: nn.Module, shape: tuple[int, ...],
+def script_calls(model: nn.Module, shape: tuple[int, ...], strict: bool = False,
                  ) -> tuple[list[tuple], tuple[list[bool], list[bool]]]:
     """Every leaf module's call, as ``(name, module, input, output)`` (the tensors of the
     probe batch, :func:`probe_input`), in order; and per BatchNorm call whether its input is
     the last convolution's output, per convolution call whether its input is the last
-    padding's, unmodified and read by nothing else (:func:`_folds`)."""
+    padding's, unmodified and read by nothing else (:func:`_folds`; ``strict``, for a model
+    whose bound is over its graph: directly, not through dropouts)."""
     graph = _graph_of(model)
     if isinstance(graph, str):
         raise TypeError(f"TorchScript {_kind(model)}.forward {graph}; " + (
@@ -802,7 +803,7 @@ def script_calls(model: nn.Module, shape: tuple[int, ...],
         if module is not call.module:
             _check_rebuilt(call, module, x, y)
     records = [(call.name, module, x, y) for call, module, (x, y) in zip(calls, modules, samples)]
-    return records, _folds(order, readers, calls, modules)
+    return records, _folds(order, readers, calls, modules, strict)
 
 
 def _check_rebuilt(call: _Call, module: nn.Module, x: Any, y: Any) -> None:
@@ -865,21 +866,27 @@ def _reads_elsewhere(user, through: set, call: _Call) -> bool:
 
 
 def _folds(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Module],
-           ) -> tuple[list[bool], list[bool]]:
+           strict: bool = False) -> tuple[list[bool], list[bool]]:
     """Per BatchNorm call, whether it may fold into the convolution before it, and per
     convolution call, whether the padding module before it may fold into it
     (:func:`_pairs`)."""
-    return (_pairs(order, readers, calls, modules, (*_CONV, *_CONV_T), _RUNNING_NORMS),
-            _pairs(order, readers, calls, modules, tuple(_PAD_MODES), (*_CONV, *_CONV_T)))
+    return (_pairs(order, readers, calls, modules, (*_CONV, *_CONV_T), _RUNNING_NORMS, strict),
+            _pairs(order, readers, calls, modules, tuple(_PAD_MODES), (*_CONV, *_CONV_T),
+                   strict))
 
 
 def _pairs(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Module],
-           firsts: tuple[type, ...], seconds: tuple[type, ...]) -> list[bool]:
+           firsts: tuple[type, ...], seconds: tuple[type, ...], strict: bool = False,
+           ) -> list[bool]:
     """Per call of a module of ``seconds`` (a BatchNorm; a convolution): its input is the
     value the last call of a module of ``firsts`` (a convolution; a padding) returned, which
     nothing but that call (and eval-mode dropouts passing it on) reads (``readers``: each
     call's output's users in the model's graph), and no in-place operation (``relu_``)
-    touched that value in between."""
+    touched that value in between. ``strict`` (a model bounded over its graph, which checks
+    a fold as the eager report's torch.fx graph does, a review found: a fold through a
+    dropout lost the bound): no dropout passes it on. (A read of its shape outside the
+    call, which that check refuses too, is not told apart here from the BatchNorm's own
+    checks of its input's rank: such a fold still loses the bound.)"""
     folds: list[bool] = []
     last: _Call | None = None
     value = None  # the last first's output, as the calls since pass it on
@@ -904,7 +911,7 @@ def _pairs(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Modu
             # first for its BatchNorm)
             last, value, through = call, call.output().unique(), set()
             passed = [call.output()]
-        elif (_is_dropout(type(module)) and not module.training
+        elif (not strict and _is_dropout(type(module)) and not module.training
               and value is not None and call.input().unique() == value):
             # (a hunt: Dropout(inplace=True) between a convolution and its BatchNorm, the
             # identity in eval mode, kept them unfolded where the eager report folds them)

@@ -195,11 +195,12 @@ def _one_input(model: nn.Module) -> None:
                         "whose forward takes one tensor, the others fixed)")
 
 
-def _script_trace(model: nn.Module, shape: tuple[int, ...],
+def _script_trace(model: nn.Module, shape: tuple[int, ...], strict: bool = False,
                   ) -> tuple[list[TraceRecord], tuple[list[bool], list[bool]]]:
     """:func:`trace` of a TorchScript model, and its BatchNorm and padding folds (see
-    :func:`sparseconv._torch_script.script_calls`)."""
-    calls, folds = script_calls(model, shape)
+    :func:`sparseconv._torch_script.script_calls`; ``strict``: as a bound over the graph
+    checks them)."""
+    calls, folds = script_calls(model, shape, strict)
     return [_record(name, module, x, y) for name, module, x, y in calls], folds
 
 
