@@ -436,6 +436,25 @@ def test_circular_padding_that_is_not_periodic_is_bounded_by_the_periodic_rows(s
     assert result.bounds["periodic rows"] == pytest.approx(expected, rel=1e-9), (most, kwargs)
 
 
+def test_the_periodic_rows_are_counted_in_one_pass_on_a_long_input():
+    """A re-read: the most times a row is taken was counted by ``list.count`` per row, in
+    time quadratic in the outputs (a 1-D layer of 150,001 outputs did not finish in two
+    minutes); one pass (0.3 s for the whole bound)."""
+    from sparseconv._norm_bounds import _wrapped_rows
+
+    w = np.random.default_rng(0).standard_normal((2, 2, 3))
+    geom = sc.ConvGeometry.from_weight(w.shape, (2, 300001), stride=2, padding=1,
+                                       padding_mode="circular")
+    assert geom.output_size == (150001,)
+    assert _wrapped_rows(geom) == ([1], 1)  # (stride 2 on an odd size: rows 0, 2, ... once)
+    geom = sc.ConvGeometry.from_weight(w.shape, (2, 300000), stride=2, padding=2,
+                                       padding_mode="circular")  # (one output past n / 2)
+    assert _wrapped_rows(geom) == ([2], 2)
+    result = spectral_norm(w, (2, 300001), stride=2, padding=1, padding_mode="circular",
+                           method="upper")
+    assert "periodic rows" in result.bounds
+
+
 def test_circular_padding_that_is_not_periodic_gets_a_close_upper_bound():
     """A 4x4 layer with circular padding 1 on 16x16 (15 outputs of 16): width 0.50 by the
     padding's norm times the unpadded layer's, 1.9e-2 by the periodic rows."""
