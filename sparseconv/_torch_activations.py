@@ -132,7 +132,6 @@ def function_constant(target: Any, args: Any, kwargs: dict) -> Fraction | None:
         return None
 
 
-
 _SAMPLE_NORM_KINDS = ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "GroupNorm",
                       "LayerNorm", "RMSNorm")
 

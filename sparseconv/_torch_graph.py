@@ -30,7 +30,9 @@ from sparseconv._torch_calls import (
 from sparseconv._torch_graph_ops import _BATCH, _describe, _GraphBuilder, _Op
 from sparseconv._torch_kinds import (
     _DROPOUT,
+    _INSTANCE_NORMS,
     _RUNNING_NORMS,
+    _SAMPLE_NORMS,
     _SUPPORTED,
     _refuse,
     instance_method_reason,
@@ -177,15 +179,13 @@ def _inplace_argument(node: torch.fx.Node) -> Any:
 #: it); those that a caller may give a constant (:func:`returns_new_memory`).
 # (and the normalizations by each sample's statistics, whose constants users give: a new
 # user's trial found CycleGAN's generator, an InstanceNorm2d then nn.ReLU(True), refused)
-_SAMPLE_NORM_NAMES = ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "GroupNorm",
-                      "LayerNorm", "RMSNorm", "LocalResponseNorm")
 _NEW_MEMORY_FUNCTIONS = frozenset({
     F.softplus, F.hardshrink, F.threshold, torch.sin, torch.cos, torch.atan, torch.arctan,
     torch.erf, torch.erfc, torch.exp, torch.expm1, torch.log1p, torch.sinh, torch.asinh,
     *(getattr(F, name) for name in ("instance_norm", "group_norm", "layer_norm", "rms_norm",
                                     "local_response_norm") if hasattr(F, name))})
-_NEW_MEMORY_MODULES = (nn.Softplus, nn.Hardshrink, nn.Threshold,
-                       *(getattr(nn, name) for name in _SAMPLE_NORM_NAMES if hasattr(nn, name)))
+_NEW_MEMORY_MODULES = (nn.Softplus, nn.Hardshrink, nn.Threshold, *_INSTANCE_NORMS,
+                       *_SAMPLE_NORMS)
 
 
 def returns_new_memory(node: torch.fx.Node, root: nn.Module) -> bool:

@@ -33,8 +33,8 @@ _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _POOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # normalizations by running statistics in eval mode: a per-channel affine map, as BatchNorm
-_RUNNING_NORMS = (*_BATCHNORM, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
-                  nn.InstanceNorm3d)
+_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+_RUNNING_NORMS = (*_BATCHNORM, nn.SyncBatchNorm, *_INSTANCE_NORMS)
 #: The spatial rank each normalization's forward takes (SyncBatchNorm: any).
 _NORM_RANKS: dict[type, int] = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3,
                                  nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2,
@@ -55,6 +55,7 @@ _PAD_MODES: dict[type, PaddingMode] = {
     nn.ReplicationPad3d: "replicate",
     nn.CircularPad1d: "circular", nn.CircularPad2d: "circular", nn.CircularPad3d: "circular",
 }
+_PADS = tuple(_PAD_MODES)
 # patches (im2col and its adjoint) and a permutation of the channels
 _PATCHES = (nn.Unfold, nn.Fold, nn.ChannelShuffle)
 _SUPPORTED = (*_CONV, *_CONV_T, *_POOL, *_RUNNING_NORMS, *_DROPOUT, *_PAD_MODES, *_RESAMPLE,
@@ -72,8 +73,6 @@ _MODELESS = (*_CONV, *_CONV_T, *_POOL, *_PAD_MODES, *_RESAMPLE, *_PATCHES, nn.Li
              # say only a forward that reads its mode is; each read in torch 2.13's source)
              *_SAMPLE_NORMS, nn.CrossMapLRN2d, nn.Softmax, nn.Softmin, nn.LogSoftmax,
              nn.Softmax2d, nn.Hardshrink, nn.Threshold, nn.GLU)
-_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
-
 
 
 def mode_matters(module: nn.Module) -> bool:
@@ -389,7 +388,7 @@ def _refuse(module: nn.Module) -> None:
                         "another of its class's methods set on the instance): "
                         f"sparseconv.torch reads a {base.__name__}'s arguments, not what your "
                         "code computes; use torch's own class")
-    instance = isinstance(module, (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d))
+    instance = isinstance(module, _INSTANCE_NORMS)
     if isinstance(module, _SAMPLE_NORMS) or instance and not module.track_running_stats:
         raise TypeError(f"{name} normalizes each sample by its own statistics (in eval mode "
                         f"too): it is not linear ({module!r}); BatchNorm, SyncBatchNorm and "

@@ -38,7 +38,7 @@ from sparseconv._torch_fixed_layers import (
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
-    _PAD_MODES,
+    _PADS,
     _PATCHES,
     _POOL,
     _RESAMPLE,
@@ -71,7 +71,7 @@ def _layer(module: nn.Module, input_shape: Sequence[int], output_size=None) -> _
         return _pool_layer(module, input_shape)
     if isinstance(module, _RUNNING_NORMS):
         return _batchnorm_layer(module, input_shape)
-    if isinstance(module, tuple(_PAD_MODES)):
+    if isinstance(module, _PADS):
         return _pad_layer(module, input_shape)
     if isinstance(module, _RESAMPLE):
         return _resample_layer(module, input_shape)

@@ -48,7 +48,7 @@ from sparseconv._torch_graph_rules import Given
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
-    _PAD_MODES,
+    _PADS,
     _RUNNING_NORMS,
     is_leaf,
     is_reshape,
@@ -155,7 +155,7 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
         hook: Any = (functools.partial(after_conv, name=name) if isinstance(m, (*_CONV, *_CONV_T))
                      else functools.partial(after_batchnorm, name=name)
                      if isinstance(m, _RUNNING_NORMS) else after_pad
-                     if isinstance(m, tuple(_PAD_MODES)) else None)
+                     if isinstance(m, _PADS) else None)
         if hook is not None:
             hook.sparseconv = True  # (its own hook: not the user's, see _untrusted)
             handles.append(m.register_forward_hook(hook))
@@ -172,7 +172,7 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
         flags[:], called[:] = flags[len(flags) - ran:], called[len(called) - ran:]
         if not chain and any(flags):
             shared = _read_elsewhere(model, input_shape, (*_CONV, *_CONV_T) if key == "batchnorms"
-                                     else tuple(_PAD_MODES))
+                                     else _PADS)
             calls = [(name, called[:i].count(name)) for i, name in enumerate(called)]
             flags[:] = [flag and call not in shared for flag, call in zip(flags, calls)]
     return records, folds
@@ -256,7 +256,7 @@ def _layers_to_report(records: list[TraceRecord], folds: _Folds, fold: bool,
         if not record.linear or is_reshape(record.module):
             if convolution:
                 last_conv = None
-            if isinstance(record.module, tuple(_PAD_MODES)):
+            if isinstance(record.module, _PADS):
                 last_pad = None
             continue
         if pads_here and fold_pads and last_pad is not None:
@@ -274,7 +274,7 @@ def _layers_to_report(records: list[TraceRecord], folds: _Folds, fold: bool,
             # its input is the last convolution's output: that convolution's row, unpaired
             todo[last_conv] = (todo[last_conv][0], record)
             continue
-        if isinstance(record.module, tuple(_PAD_MODES)):
+        if isinstance(record.module, _PADS):
             last_pad = len(todo)
         if convolution:
             last_conv = len(todo)

@@ -46,7 +46,7 @@ from torch import nn
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
-    _PAD_MODES,
+    _PADS,
     _RUNNING_NORMS,
     is_leaf,
     is_parametrized,
@@ -848,9 +848,10 @@ _SHAPE_READS = frozenset({"aten::size", "aten::dim", "aten::len", "aten::numel",
 def _reads_elsewhere(user, through: set, call: _Call) -> bool:
     """Whether ``user``, a node of the model's graph (as it was before the probe's clones and
     outputs were added) that reads a value on the way from a convolution to the BatchNorm
-    ``call``, reads that value itself elsewhere: the graph's return, or any node but the
-    dropouts passing it on (``through``) and the BatchNorm's own nodes (those inside its
-    own ``if`` too; a review found ``if c: y.mul_(5)`` folded). A read of the shape alone
+    ``call`` (or from a padding to the convolution ``call``), reads that value itself
+    elsewhere: the graph's return, or any node but the dropouts passing it on (``through``)
+    and the call's own nodes (those inside its own ``if`` too; a review found ``if c:
+    y.mul_(5)`` folded). A read of the shape alone
     (``dim``, ``size``: the BatchNorm's own checks, some inside their ``if``) is none."""
     if user.kind() == "prim::Return":
         return True
@@ -871,7 +872,7 @@ def _folds(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Modu
     convolution call, whether the padding module before it may fold into it
     (:func:`_pairs`)."""
     return (_pairs(order, readers, calls, modules, (*_CONV, *_CONV_T), _RUNNING_NORMS, strict),
-            _pairs(order, readers, calls, modules, tuple(_PAD_MODES), (*_CONV, *_CONV_T),
+            _pairs(order, readers, calls, modules, _PADS, (*_CONV, *_CONV_T),
                    strict))
 
 
