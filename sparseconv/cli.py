@@ -353,8 +353,8 @@ def _report_parser(commands) -> None:
                         help="one row per convolution and the BatchNorm that follows it")
     report.add_argument("--fold-padding", action="store_true",
                         help="one row per padding module (ReflectionPad2d, ...) and the "
-                        "convolution that reads it: the padded convolution, whose bound is "
-                        "tighter than the product of the two")
+                        "convolution that reads it: the padded convolution, whose bound is no "
+                        "looser than the product of the two rows', and often far tighter")
     report.add_argument("--constant", action="append", default=[], metavar="NAME=L",
                         help="the Lipschitz constant L of a non-linear module the report does "
                         "not know (Softplus, say), by its name or class, or of a call the "
