@@ -230,7 +230,8 @@ class _Modules:
         path = chosen.pop()
         return path, self.modules[path]
 
-    def continued(self, node, hierarchy: str) -> tuple[str, nn.Module] | None:
+    def continued(self, node, hierarchy: str, last: str | None = None,
+                  ) -> tuple[str, nn.Module] | None:
         """The module of an ``if`` or loop of a method a module calls on itself, whose path
         TorchScript writes from that module down (``up(ConvTranspose2d).SELF(...)``, where
         the nodes around it say ``0(Up).up(ConvTranspose2d)...``: the ifs and loops of
@@ -245,8 +246,8 @@ class _Modules:
         CycleGAN generator was refused as a frozen module). Where the nodes just before lost
         their path altogether (an ``if`` written ``''``, read as the model's own, as the
         ``if`` of InstanceNorm's warning is), the last module they did not lose is the
-        candidate."""
-        last = self.last or self.named
+        candidate (or the ``last`` given)."""
+        last = last or self.last or self.named
         if not list(node.blocks()) or not last:
             return None
         steps = _HIERARCHY.findall(hierarchy.split(".SELF(")[0])
@@ -414,6 +415,9 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
             continue  # their values are read where they are used (an uninitialized one: by
             # the branch that raises, of a scripted Upsample's if)
         name, module = modules(node)
+        if calls and name != calls[-1].name and _continues(node, calls[-1], modules):
+            name, module = calls[-1].name, calls[-1].module
+            modules.last = name
         if inside and f"{name}.".startswith(inside):
             continue  # computes a parametrized layer's weight: read where the layer uses it
         if not is_leaf(module):
@@ -423,6 +427,35 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
             calls.append(_Call(name, module))
         calls[-1].nodes.append(node)  # its own branches: a rebuilt module reads none
     return calls
+
+
+def _continues(node, call: _Call, modules: _Modules) -> bool:
+    """Whether ``node``, an ``if`` or loop whose path names another module, is the last
+    call's own: its path is written from the call's module down (:meth:`_Modules.continued`)
+    and it reads only values the call made, constants and the module's attributes
+    (``self.training``). TorchScript writes the ``if``
+    that checks an InstanceNorm's sizes ``norm(InstanceNorm2d)`` where the InstanceNorm is
+    ``block.norm``; a model that also holds a ``norm`` had the check read as a call of it, and
+    was refused as one whose calls cannot be told apart (left open since a new user's trial
+    of the sample normalizations)."""
+    if not list(node.blocks()) or modules.continued(
+            node, node.getModuleHierarchy(), call.name) is None:
+        return False
+    made = {v.unique() for n in call.nodes for v in n.outputs()}
+
+    def own(value) -> bool:
+        source = value.node()
+        if value.unique() in made or source.kind() == "prim::Constant":
+            return True
+        if source.kind() != "prim::GetAttr":
+            return False
+        try:
+            return modules.resolve(source.getModuleHierarchy())[0] == call.name
+        except TypeError:
+            return False
+
+    read = list(node.inputs())
+    return bool(read) and all(own(v) for v in read)
 
 
 def signal_values(graph) -> set:

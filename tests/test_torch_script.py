@@ -2296,6 +2296,56 @@ class ResnetBlockIN(nn.Module):
         return x + self.conv_block(x)
 
 
+class _NormedBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.norm = nn.InstanceNorm2d(4, affine=True, track_running_stats=True)
+
+    def forward(self, x):
+        return x + self.norm(self.conv(x))
+
+
+class _NormedTwice(nn.Module):
+    """An InstanceNorm named ``norm`` in the model and another in a child."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.InstanceNorm2d(4, affine=True, track_running_stats=True)
+        self.act = nn.ReLU()
+        self.block = _NormedBlock()
+
+    def forward(self, x):
+        return self.block(self.act(self.norm(self.conv(x))))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_an_instance_norm_named_as_one_of_the_model_is_told_apart(how):
+    """TorchScript writes the ``if`` nodes that check a nested InstanceNorm's sizes and mode
+    ``norm(InstanceNorm2d)``, the path of the model's own ``norm``: the scripted model was
+    refused ("a call ... that reads the signal and returns no tensor"). Its rows are now the
+    eager model's."""
+    torch.manual_seed(0)
+    model = _NormedTwice().double()
+    for module in model.modules():
+        if isinstance(module, nn.InstanceNorm2d):
+            with torch.no_grad():
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    eager = sct.lipschitz_report(model, (3, 6, 6), fold_batchnorm=True)
+    compiled = jit(model, how, (3, 6, 6))
+    names = [(r.name, type(r.module).__name__) for r in sct.trace(compiled, (3, 6, 6))]
+    assert names == [(r.name, type(r.module).__name__) for r in sct.trace(model, (3, 6, 6))]
+    report = sct.lipschitz_report(compiled, (3, 6, 6), fold_batchnorm=True)
+    assert [row["name"] for row in report] == ["conv+norm", "block.conv+block.norm"]
+    assert [row["upper"] for row in report] == [row["upper"] for row in eager]
+    assert eager.network_upper is not None
+    if how == "trace":
+        assert report.network_upper == eager.network_upper
+
+
 @pytest.mark.parametrize("how", ["script", "trace"])
 @pytest.mark.parametrize("affine", [False, True])
 def test_an_instance_norm_inside_a_container_is_read_as_the_eager_one(how, affine):
