@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import math
 import types
+import warnings
 from collections.abc import Callable
+from decimal import ROUND_CEILING, ROUND_FLOOR
 from fractions import Fraction
 from typing import Any
 
@@ -36,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparseconv._caller import outside_level
+from sparseconv._rounding import decimal_outward
 from sparseconv._torch_kinds import is_torch_class
 
 __all__ = ["KNOWN_FUNCTIONS", "function_constant", "module_constant"]
@@ -136,14 +140,15 @@ _SAMPLE_NORM_KINDS = ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Gro
                       "LayerNorm", "RMSNorm")
 
 
-def sample_norm_slope(module: nn.Module,
-                      input_shape: tuple[int, ...]) -> tuple[float, float] | None:
+def sample_norm_slope(module: nn.Module, input_shape: tuple[int, ...],
+                      dtype: torch.dtype | None = None) -> tuple[float, float] | None:
     """``(lower, upper)``: bounds of the Lipschitz constant of a normalization by each sample's
     own statistics on one sample of ``input_shape`` (``(C, *spatial)``), rounded outward:
     torch's ``InstanceNorm*d`` without running statistics, ``GroupNorm``, ``LayerNorm`` and
-    ``RMSNorm`` with its ``eps`` given, eager or TorchScript; None for any other module. Never
-    used as the report's constant: the report's reason names them, and a constant given below
-    ``lower`` is warned of.
+    ``RMSNorm``, eager or TorchScript (``RMSNorm(eps=None)``'s ``eps`` is that of ``dtype``,
+    the input's, as torch takes it: without ``dtype``, no bounds); None for any other module.
+    Never used as the report's constant: the report's reason names them, and a constant given
+    below ``lower`` is warned of.
 
     Each block the module normalizes (``n`` entries: a channel of a sample, a group, the
     normalized shape) maps ``x`` to ``w * (x - mean) / sqrt(var + eps)`` (``w * x / sqrt(mean(x^2)
@@ -177,20 +182,77 @@ def sample_norm_slope(module: nn.Module,
         module = _traced_arguments(module, kind)  # (a traced module keeps no attributes)
         if module is None:
             return None
-    eps = getattr(module, "eps", None)
-    if not isinstance(eps, (int, float)) or not eps > 0 or not math.isfinite(eps):
+    return _norm_slope(kind, getattr(module, "eps", None), getattr(module, "weight", None),
+                       input_shape, dtype, getattr(module, "num_groups", None),
+                       getattr(module, "normalized_shape", None))
+
+
+#: The normalizations by each sample's statistics called as functions: their kind, and the
+#: positions and defaults of their ``eps``, ``weight`` and (GroupNorm's ``num_groups`` or
+#: LayerNorm's and RMSNorm's ``normalized_shape``) arguments (``F.instance_norm`` also takes
+#: ``use_input_stats`` at 5: False normalizes by the running statistics, a linear map).
+_NORM_FUNCTIONS: dict[Any, tuple[str, tuple[str, int, Any], tuple[str, int]]] = {
+    **{f: ("LayerNorm", ("eps", 4, 1e-5), ("normalized_shape", 1))
+       for f in (F.layer_norm, torch.layer_norm)},
+    **{f: ("GroupNorm", ("eps", 4, 1e-5), ("num_groups", 1))
+       for f in (F.group_norm, torch.group_norm)},
+    **{f: ("RMSNorm", ("eps", 3, None), ("normalized_shape", 1))
+       for f in (F.rms_norm, torch.rms_norm)},
+    F.instance_norm: ("InstanceNorm", ("eps", 7, 1e-5), ("running_mean", 1)),
+}
+_NORM_WEIGHTS = {"LayerNorm": 2, "GroupNorm": 2, "RMSNorm": 2, "InstanceNorm": 3}
+
+
+def function_norm_slope(target: Any, args: Any, kwargs: dict, input_shape: tuple[int, ...],
+                        dtype: torch.dtype | None) -> tuple[float, float] | None:
+    """:func:`sample_norm_slope` of a call of ``F.layer_norm``, ``F.group_norm``,
+    ``F.rms_norm`` (or torch's functions of those names) or ``F.instance_norm`` on its input's
+    statistics, its arguments by value (``weight`` a tensor); None for any other call, or one
+    whose arguments are not all known (a new user's trial: torchvision's ConvNeXt
+    ``LayerNorm2d``, which calls ``F.layer_norm``, given the constant 1 for a slope of 1000,
+    was not warned of)."""
+    try:
+        kind, (_, at_eps, default), (name, at_other) = _NORM_FUNCTIONS[target]
+    except (KeyError, TypeError):  # (TypeError: an unhashable target)
         return None
-    weight = getattr(module, "weight", None)
-    scale = 1.0 if weight is None else float(weight.detach().abs().max())
+
+    def argument(key: str, at: int, fallback: Any = None) -> Any:
+        return kwargs.get(key, args[at] if len(args) > at else fallback)
+
+    if kind == "InstanceNorm" and argument("use_input_stats", 5, True) is not True:
+        return None
+    other = argument(name, at_other)
+    return _norm_slope(kind, argument("eps", at_eps, default),
+                       argument("weight", _NORM_WEIGHTS[kind]), input_shape, dtype,
+                       other if kind == "GroupNorm" else None,
+                       other if kind in ("LayerNorm", "RMSNorm") else None)
+
+
+def _norm_slope(kind: str, eps: Any, weight: Any, input_shape: tuple[int, ...],
+                dtype: torch.dtype | None, num_groups: Any, normalized_shape: Any,
+                ) -> tuple[float, float] | None:
+    """The bounds of :func:`sample_norm_slope` from a normalization's arguments."""
+    if eps is None and kind == "RMSNorm" and isinstance(dtype, torch.dtype) and (
+            dtype.is_floating_point):
+        eps = torch.finfo(dtype).eps  # (torch's default: a new user's trial, unwarned)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0 \
+            or not math.isfinite(eps):
+        return None
+    if weight is not None and not isinstance(weight, torch.Tensor):
+        return None  # (an argument the graph computes)
+    scale = 1.0 if weight is None or not weight.numel() else float(weight.detach().abs().max())
     if not math.isfinite(scale) or len(input_shape) < 1:
         return None
-    if kind == "LayerNorm":
-        n = math.prod(getattr(module, "normalized_shape", ()) or (1,))
-    elif kind == "GroupNorm":
-        groups = getattr(module, "num_groups", None)
-        if not isinstance(groups, int) or groups < 1:  # (a graph's non-constant argument)
+    if kind in ("LayerNorm", "RMSNorm"):
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+        if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+                isinstance(k, int) for k in shape):
             return None
-        n = input_shape[0] // groups * math.prod(input_shape[1:])
+        n = math.prod(shape or (1,))
+    elif kind == "GroupNorm":
+        if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+            return None  # (a graph's non-constant argument)
+        n = input_shape[0] // num_groups * math.prod(input_shape[1:])
     else:
         n = math.prod(input_shape[1:])
     root = math.sqrt(eps)
@@ -204,6 +266,33 @@ def sample_norm_slope(module: nn.Module,
         share = math.sqrt(1.0 - 1.0 / n)
     lower = scale * share / math.nextafter(root, math.inf)
     return math.nextafter(math.nextafter(lower, 0.0), 0.0), upper  # (its roundings, down)
+
+
+def slope_text(lower: float, upper: float) -> str:
+    """A sample normalization's Lipschitz constant as its bounds say it (:func:`sample_norm_
+    slope`), rounded outward to 7 digits (a review: rounded to nearest, the advised constant
+    was below the slope)."""
+    up = decimal_outward(upper, ROUND_CEILING, 7)
+    if lower >= upper * (1 - 1e-12):
+        return f"is {up} (max|weight|/sqrt(eps)), its slope at a sample of zero variance"
+    return (f"is at most {up} (max|weight|/sqrt(eps)) and at least "
+            f"{decimal_outward(lower, ROUND_FLOOR, 7)}, its slope at a sample of zero variance")
+
+
+#: Why a sample normalization has no constant, before :func:`slope_text`.
+NORM_REASON = ("it normalizes each sample by its own statistics; its Lipschitz constant, "
+               "which lipschitz_constants may give, ")
+
+
+def warn_below_slope(label: str, constant: Any, slopes: tuple[float, float] | None) -> None:
+    """Warn that ``lipschitz_constants`` gives ``label`` (a module or a graph's call) a
+    ``constant`` below the lower end of its ``slopes`` (:func:`sample_norm_slope`), if so."""
+    if slopes is not None and constant < slopes[0]:
+        warnings.warn(
+            f"lipschitz_constants gives {label} the constant {constant!r}, below its "
+            f"Lipschitz constant, which {slope_text(*slopes)} (it normalizes each sample by "
+            "its own statistics): the network bound holds only for inputs where that slope "
+            "is not reached", UserWarning, stacklevel=outside_level(torch))
 
 
 #: Where a traced normalization's graph holds its arguments: the operation, and the input

@@ -21,7 +21,14 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 
-from sparseconv._torch_activations import KNOWN_FUNCTIONS, function_constant
+from sparseconv._torch_activations import (
+    KNOWN_FUNCTIONS,
+    NORM_REASON,
+    function_constant,
+    function_norm_slope,
+    slope_text,
+    warn_below_slope,
+)
 from sparseconv._torch_calls import (
     _DROPOUT_F,
     _NEG,
@@ -799,6 +806,9 @@ def _elementwise(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
             ")" if constant == 1 else f", {float(constant):g})"))
     given = walk.given
     yours = None if given is None or constant is not None else given.get(node.name)
+    slopes = None if constant is not None else function_norm_slope(
+        target, args, kwargs, tuple(walk.meta(source).shape[1:]),
+        getattr(walk.meta(source), "dtype", None))
     if yours is not None:  # the caller's, for this node alone, where no rule applies: taken
         # entry by entry, so that a broadcast signal counts its copies (a review: clamp(x,
         # min=t) with a bigger t, given 1, was bounded by 1 where its constant is 8)
@@ -806,6 +816,7 @@ def _elementwise(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
             # memory, as torch.from_numpy(t.numpy()), from_dlpack or _unsafe_view do, then
             # t.mul_(5): bounds of 1.07 for constants of 1.85 to 3.38)
             return _TOUCHED
+        warn_below_slope(f"node {node.name!r} ({function}())", yours, slopes)
         constant, elementwise = Fraction(yours), True
         if assumed is not None:
             assumed.append(f"{node.name} ({function}(), {yours!r} given)")
@@ -815,7 +826,8 @@ def _elementwise(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
                 "output moves by a step for inputs as close as you like)")
     if constant is None:
         return (f"is not a call whose Lipschitz constant is known here (lipschitz_constants="
-                f"{{{node.name!r}: L}} gives this node one, yours)")
+                f"{{{node.name!r}: L}} gives this node one, yours" + (
+                    ")" if slopes is None else f"; {NORM_REASON}{slope_text(*slopes)})"))
     whole, part = walk.size(node), walk.size(source)
     if elementwise and whole is not None and part and whole > part:
         # an elementwise function whose other operand broadcasts the signal (clamp(x, min=t)

@@ -15,7 +15,6 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from decimal import ROUND_CEILING, ROUND_FLOOR
 from typing import Any
 
 import torch
@@ -23,9 +22,13 @@ from torch import nn
 
 from sparseconv._caller import outside_level
 from sparseconv._report_table import LipschitzReport
-from sparseconv._rounding import decimal_outward
 from sparseconv._spectral_norm import DEFAULT_TOL, checked_options, checked_relative_width
-from sparseconv._torch_activations import sample_norm_slope
+from sparseconv._torch_activations import (
+    NORM_REASON,
+    sample_norm_slope,
+    slope_text,
+    warn_below_slope,
+)
 from sparseconv._torch_chain import (
     _activation_constant,
     _chain_break,
@@ -443,9 +446,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     Warns
     -----
     UserWarning
-        A constant of ``lipschitz_constants`` below the module's own: a normalization's
-        slope at a sample of zero variance, or a known activation's or max pooling's
-        constant by more than 1% (the bound uses yours).
+        A constant of ``lipschitz_constants`` below the module's (or the call's) own: a
+        normalization's slope at a sample of zero variance (modules, and ``F.layer_norm``,
+        ``F.group_norm``, ``F.rms_norm``, ``F.instance_norm`` called in a forward), or a
+        known activation's or max pooling's constant by more than 1% (the bound uses
+        yours).
     RuntimeWarning
         ``assume_chain=True`` on a model whose forward is no chain (the product is given,
         and may be no bound); a row wider than ``relative_width``, and why.
@@ -548,15 +553,11 @@ def _checked_options(progress, workers, kwargs: dict) -> int | Callable:
     return workers
 
 
-def _slope_text(lower: float, upper: float) -> str:
-    """A sample normalization's Lipschitz constant as its bounds say it (:func:`sparseconv.
-    _torch_activations.sample_norm_slope`), rounded outward to 7 digits (a review: rounded
-    to nearest, the advised constant was below the slope)."""
-    up = decimal_outward(upper, ROUND_CEILING, 7)
-    if lower >= upper * (1 - 1e-12):
-        return f"is {up} (max|weight|/sqrt(eps)), its slope at a sample of zero variance"
-    return (f"is at most {up} (max|weight|/sqrt(eps)) and at least "
-            f"{decimal_outward(lower, ROUND_FLOOR, 7)}, its slope at a sample of zero variance")
+def _weight_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of a module's weight, which its input shares (an ``RMSNorm(eps=None)``'s
+    ``eps`` is that dtype's), or None."""
+    weight = getattr(module, "weight", None)
+    return weight.dtype if isinstance(weight, torch.Tensor) else None
 
 
 def _activation_constants(records: list[TraceRecord], given: Mapping[str, float],
@@ -580,12 +581,10 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
         if constant is None:
             constant = _max_pool_constant(record)
         label = f"{record.name or '(model)'} ({_kind(record.module)}"  # (a trial: " (ReLU)")
-        slopes = sample_norm_slope(record.module, record.input_shape)  # (a new user's
-        # trial: InstanceNorm2d)
+        slopes = sample_norm_slope(record.module, record.input_shape, _weight_dtype(record.module))
+        # (a new user's trial: InstanceNorm2d)
         if constant is None:
-            why = "" if slopes is None else (
-                ": it normalizes each sample by its own statistics; its Lipschitz constant, "
-                f"which lipschitz_constants may give, {_slope_text(*slopes)}")
+            why = "" if slopes is None else f": {NORM_REASON}{slope_text(*slopes)}"
             # (a new user's trial: CycleGAN's nine InstanceNorms said it nine times, 3 KB;
             # by kind too, a review: a GroupNorm "as" a LayerNorm of the same slope)
             key = (_kind(record.module), why)
@@ -595,13 +594,8 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
             if why and key not in said:
                 said[key] = record.name
         else:
-            if yours and slopes is not None and constant < slopes[0]:
-                warnings.warn(
-                    f"lipschitz_constants gives {label}) the constant {constant!r}, below its "
-                    f"Lipschitz constant, which {_slope_text(*slopes)} (it normalizes each "
-                    "sample by its own statistics): the network bound holds only for inputs "
-                    "where that slope is not reached", UserWarning,
-                    stacklevel=outside_level(torch))
+            if yours:
+                warn_below_slope(label + ")", constant, slopes)
             ours = _activation_constant(record.module) if yours else None
             ours = _max_pool_constant(record) if yours and ours is None else ours
             # (below by more than the rounding of the known constants, GELU's 1.13 for

@@ -2255,6 +2255,96 @@ def test_a_sample_normalization_s_bounds_are_read_off_torchscript_too():
             sct.lipschitz_report(compiled, (2, 4, 4), lipschitz_constants={"1": 1.0})
 
 
+class _Functional(nn.Module):
+    """A normalization module's map, called as torch's function ``how`` of its arguments."""
+
+    def __init__(self, norm: nn.Module, how):
+        super().__init__()
+        self.norm, self.how = norm, how
+
+    def forward(self, x):
+        m = self.norm
+        if isinstance(m, nn.LayerNorm):
+            return self.how(x, m.normalized_shape, m.weight, m.bias, m.eps)
+        if isinstance(m, nn.GroupNorm):
+            return self.how(x, m.num_groups, m.weight, m.bias, m.eps)
+        if isinstance(m, nn.RMSNorm):
+            return self.how(x, m.normalized_shape, m.weight, m.eps)
+        return self.how(x, None, None, m.weight, m.bias, eps=m.eps)
+
+
+@pytest.mark.parametrize("norm, how, shape", [
+    (lambda: nn.LayerNorm([3, 3], eps=1e-3), F.layer_norm, (2, 3, 3)),
+    (lambda: nn.LayerNorm(4, eps=1e-2), torch.layer_norm, (2, 4)),
+    (lambda: nn.GroupNorm(2, 4, eps=1e-3), F.group_norm, (4, 3, 3)),
+    (lambda: nn.GroupNorm(1, 2), torch.group_norm, (2, 5)),
+    (lambda: nn.RMSNorm(5, eps=1e-4), F.rms_norm, (2, 5)),
+    (lambda: nn.RMSNorm([2, 3]), torch.rms_norm, (2, 3)),  # (eps=None: the dtype's)
+    (lambda: nn.InstanceNorm2d(3, affine=True, eps=1e-3), F.instance_norm, (3, 2, 2)),
+])
+def test_a_sample_normalization_called_as_a_function_has_the_module_s_bounds(norm, how, shape):
+    """A new user's trial: torchvision's ConvNeXt ``LayerNorm2d`` calls ``F.layer_norm``, and
+    ``RMSNorm``'s default ``eps=None`` is the input dtype's; given the constant 1 for slopes of
+    1000 and 6.7e7, neither was warned of. The function's bounds are the module's, and hold
+    against the Jacobian (at zero variance: the lower end)."""
+    from sparseconv._torch_activations import function_norm_slope, sample_norm_slope
+
+    torch.manual_seed(0)
+    module = norm().double().eval()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.uniform_(-2.0, 2.0)
+    call = _Functional(module, how)
+    args = ((None, None, module.weight, module.bias) if how is F.instance_norm else
+            (module.normalized_shape if hasattr(module, "normalized_shape") else
+             module.num_groups, module.weight))
+    kwargs = {"eps": module.eps} if how is F.instance_norm else {}
+    if how is not F.instance_norm and not isinstance(module, nn.RMSNorm):
+        args = (*args, module.bias, module.eps)
+    elif isinstance(module, nn.RMSNorm):
+        args = (*args, module.eps)
+    found = function_norm_slope(how, (None, *args), kwargs, shape, F64)
+    assert found is not None and found == sample_norm_slope(module, shape, F64)
+    lower, upper = found
+    if module.eps is None:
+        assert function_norm_slope(how, (None, *args), kwargs, shape, None) is None
+        assert lower == pytest.approx(float(module.weight.detach().abs().max())
+                                      / torch.finfo(F64).eps ** 0.5)
+    constant = 0.0 if isinstance(module, nn.RMSNorm) else 0.7  # (RMSNorm's steepest at 0)
+    at_zero = np.linalg.norm(jacobian_matrix(call, shape, at=torch.full(
+        (1, *shape), constant, dtype=F64)), 2)
+    elsewhere = np.linalg.norm(jacobian_matrix(call, shape, at=torch.randn(1, *shape,
+                                                                            dtype=F64)), 2)
+    assert lower * (1 - 1e-12) <= at_zero <= upper * (1 + 1e-12), (lower, at_zero, upper)
+    assert elsewhere <= upper * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("case", ["layer_norm", "rms_norm_default_eps"])
+def test_a_constant_below_a_functional_or_default_eps_normalization_s_slope_is_warned_of(case):
+    """The trial's two cases in a network: the warning, with the slope, and the reason."""
+
+    class LayerNorm2d(nn.LayerNorm):  # (torchvision.models.convnext's)
+        def forward(self, x):
+            x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight,
+                             self.bias, self.eps)
+            return x.permute(0, 3, 1, 2)
+
+    torch.manual_seed(0)
+    norm = LayerNorm2d(4, eps=1e-6) if case == "layer_norm" else nn.RMSNorm([4, 4, 4])
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), norm, nn.Conv2d(4, 2, 1)).eval()
+    key, slope = ("layer_norm", "is at most 1000.001") if case == "layer_norm" else (
+        "RMSNorm", "is 2896.310")  # (float32's eps, 2**-23)
+    assert f"its Lipschitz constant, which lipschitz_constants may give, {slope}" in \
+        sct.lipschitz_report(model, (2, 4, 4)).reason
+    with pytest.warns(UserWarning, match=f"lipschitz_constants gives .* the constant 1.0, "
+                      f"below its Lipschitz constant, which {slope}"):
+        report = sct.lipschitz_report(model, (2, 4, 4), lipschitz_constants={key: 1.0})
+    assert report.network_upper is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sct.lipschitz_report(model, (2, 4, 4), lipschitz_constants={key: 3000.0})
+
+
 def test_the_report_names_a_sample_normalization_s_constant_and_warns_of_a_smaller_one():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4), nn.ReLU()).eval()
