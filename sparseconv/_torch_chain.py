@@ -6,6 +6,7 @@ assumes, and the constants the caller gives (:func:`_given_constants`)."""
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import sys
 import time
@@ -56,6 +57,7 @@ from sparseconv._torch_report_rows import _call_row
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_script_graph import script_graph_module
+from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_state import changes_own_state, restored_state
 from sparseconv._torch_trace import TraceRecord, row_parts
 from sparseconv._validation import int_tuple, real_number
@@ -94,6 +96,35 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
                             f"got {name!r}")
         checked[name] = real_number(value, f"lipschitz_constants[{name!r}]", low=0.0)
     return checked
+
+
+def _given_leaves(model: nn.Module, given: Mapping[str, float]) -> frozenset[str]:
+    """The qualified names of the user's modules without submodules whose Lipschitz constant
+    ``given`` holds (by name or class): the bound keeps them whole, as activations of that
+    constant, where torch.fx would follow their forward (a new user's trial: EfficientNet's
+    ``Swish``, given 1.1, was listed as assumed, and its forward's ``x * sigmoid(x)`` then
+    had no bound). Only a module whose ``forward`` takes one input: one of two inputs, whose
+    map is no activation's, is followed (its constant, of another map, not taken). None for
+    a TorchScript model (its graph decides)."""
+    if isinstance(model, torch.jit.ScriptModule) or not given:
+        return frozenset()
+    return frozenset(name for name, module in model.named_modules() if name and (
+        name in given or _kind(module) in given) and is_leaf(module)
+        and not is_torch_module(module) and _one_input(module))
+
+
+def _one_input(module: nn.Module) -> bool:
+    """Whether ``module.forward`` takes exactly one argument without a default (and no
+    ``*args``)."""
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):  # (no signature to read)
+        return False
+    kinds = inspect.Parameter
+    if any(p.kind is kinds.VAR_POSITIONAL for p in parameters):
+        return False
+    return sum(p.default is kinds.empty and p.kind is not kinds.VAR_KEYWORD
+               for p in parameters) == 1
 
 
 def _versions(model: nn.Module) -> list[int | None]:
@@ -263,7 +294,8 @@ def _unknown(modules: list[str]) -> str:
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
                     known: dict[int, float | Given], options: dict, given: Mapping[str, float],
-                    assumed: list[str], ordered: list[dict]) -> tuple[float | None, str]:
+                    assumed: list[str], ordered: list[dict], leaves: frozenset[str] = frozenset(),
+                    ) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
     (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``.
     A linear function called in ``forward`` (``F.conv2d`` by a weight it computes,
@@ -273,7 +305,7 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     stops short): ``ordered`` receives the rows, the functions' among the modules' in the
     order the graph runs them (:func:`_in_forward_order`); an activation called as a
     function its known constant or the one ``given`` for its node or function name, each
-    appended to ``assumed``."""
+    appended to ``assumed``. ``leaves``: the modules kept whole (:func:`_given_leaves`)."""
     if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one
         rebuilt = script_graph_module(model, [r.name for r in records],
                                       [r.module for r in records], shape)
@@ -332,7 +364,8 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
         return Fraction(norm.upper)
 
     found: list[tuple[torch.fx.Node, dict]] = []
-    exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed)
+    exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed,
+                             leaves=leaves)
     ordered.extend(_in_forward_order(records, todo, rows, found))
     return (None, why) if exact is None else (_float_up(exact), "")
 
@@ -390,16 +423,17 @@ def _functional_max_pool(target, args: list, kwargs: dict,
     return "is a max pooling with no constant here" if constant is None else Fraction(constant)
 
 
-def _functional_calls(model: nn.Module) -> tuple[set[str], dict[str, str]]:
+def _functional_calls(model: nn.Module, leaves: frozenset[str] = frozenset(),
+                      ) -> tuple[set[str], dict[str, str]]:
     """The fx node names of the calls ``model``'s forward makes that ``lipschitz_constants``
     may name: functions and methods with no rule of their own in the bound over the graph
     (``softplus``, ``softplus_1``); and the other calls' nodes, each with its function's
     name (whose bound the report computes or knows). Empty for a model torch.fx cannot
-    trace, or a TorchScript one."""
+    trace, or a TorchScript one. ``leaves``: modules kept whole (:func:`_given_leaves`)."""
     if isinstance(model, torch.jit.ScriptModule):
         return set(), {}
     try:
-        graph = fx_trace(model)
+        graph = fx_trace(model, SizesTracer(leaves=leaves))
     except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return set(), {}
     calls = [n for n in graph.nodes if n.op in ("call_function", "call_method")]
@@ -408,7 +442,8 @@ def _functional_calls(model: nn.Module) -> tuple[set[str], dict[str, str]]:
 
 
 def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord],
-                          model: nn.Module) -> dict[str, float]:
+                          model: nn.Module, leaves: frozenset[str] = frozenset(),
+                          ) -> dict[str, float]:
     """Every ``lipschitz_constants`` key names a traced non-linear module or its class (not
     both: a module's name that is also another's class is refused), or the graph node of a
     call with no rule of its own (:func:`_functional_calls`): a typo ("relu" for "ReLU")
@@ -417,7 +452,8 @@ def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]
     constants of the calls, by node (a module's name or class wins over a node's)."""
     names = {key for r in records if not r.linear for key in (r.name, _kind(r.module))}
     linear = {key for r in records if r.linear for key in (r.name, _kind(r.module))}
-    calls, ruled = _functional_calls(model) if set(given) - names - linear else (set(), {})
+    calls, ruled = (_functional_calls(model, leaves) if set(given) - names - linear
+                    else (set(), {}))
     functions = {}
     for key in given:
         named = [r.name for r in records if r.name == key]
@@ -433,11 +469,12 @@ def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]
             functions[key] = given[key]
             continue
         if key in ruled and key not in linear:  # (a review: "interpolate" replaced its norm)
-            raise ValueError(f"lipschitz_constants[{key!r}] names the call of {ruled[key]} "
-                             "whose bound the report computes or knows (a linear function's "
-                             "certified norm, a known activation's constant, a sum or a "
-                             "reshape's rule); constants are for calls it has none for: "
-                             f"{', '.join(sorted(calls)) or 'none'}")
+            raise ValueError(f"lipschitz_constants[{key!r}] names the call of {ruled[key]}, "
+                             "which has a rule of its own in the bound (a linear function's "
+                             "certified norm, a known activation's constant, a sum, a product "
+                             "by a constant, a reshape; a product of two values of the signal "
+                             "has none, nor may it be given one); constants are for the calls "
+                             f"without a rule: {', '.join(sorted(calls)) or 'none'}")
         if key in linear:
             raise ValueError(f"lipschitz_constants[{key!r}] names a linear layer, whose norm "
                              "the report computes; constants are for the non-linear modules: "
@@ -516,35 +553,40 @@ def _activation_constant(module: nn.Module) -> float | None:
     return None if constant is None else _float_up(constant)
 
 
-def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] | None:
+def _not_sequential(model: nn.Module, name: str = "", leaves: frozenset[str] = frozenset(),
+                    ) -> tuple[str, nn.Module] | None:
     """The first module (qualified name, module) that is neither a ``nn.Sequential`` nor a
-    leaf, so that the model may not be the chain of its leaves; None for a chain."""
+    leaf, so that the model may not be the chain of its leaves; None for a chain. ``leaves``:
+    the user's modules kept whole (:func:`_given_leaves`), leaves too."""
     if _torch_class(model) == "Sequential":  # torch's own, its forward untouched (or scripted)
         for child_name, child in model.named_children():
-            found = _not_sequential(child, f"{name}.{child_name}" if name else child_name)
+            found = _not_sequential(child, f"{name}.{child_name}" if name else child_name,
+                                    leaves)
             if found is not None:
                 return found
         return None
     # (a user's module without submodules computes its forward's function calls: no chain)
-    return None if is_leaf(model) and is_torch_module(model) else (name, model)
+    return None if is_leaf(model) and (is_torch_module(model) or name in leaves) else (
+        name, model)
 
 
-def _is_sequential(model: nn.Module) -> bool:
-    return _not_sequential(model) is None
+def _is_sequential(model: nn.Module, leaves: frozenset[str] = frozenset()) -> bool:
+    return _not_sequential(model, leaves=leaves) is None
 
 
-def _chain_break(model: nn.Module) -> str | None:
+def _chain_break(model: nn.Module, leaves: frozenset[str] = frozenset()) -> str | None:
     """Why ``model``'s forward is no chain of its layers, as a phrase after "its forward"
     (``"runs add (node 'add') on its signal outside its layers"``), or None for a chain: for
     a TorchScript model, its graph's answer
     (:func:`sparseconv._torch_script_chain.script_chain_break`); for an eager one, torch.fx's
     graph's, by the same rule (each module call reads the value the call before returned,
     through :data:`CHAIN_KEEPING` operations at most, and the last one's is the output).
-    A model torch.fx cannot trace is said to be one sparseconv cannot check."""
+    A model torch.fx cannot trace is said to be one sparseconv cannot check. ``leaves``: the
+    user's modules kept whole (:func:`_given_leaves`)."""
     if isinstance(model, torch.jit.ScriptModule):
         return script_chain_break(model, sequential=_is_sequential(model))
     try:
-        graph = fx_trace(model)
+        graph = fx_trace(model, SizesTracer(leaves=leaves))
     except UntraceableDefault as exc:
         return (f"cannot be checked to be the chain of its layers (its argument {exc.name!r} "
                 f"defaults to a {exc.default})")

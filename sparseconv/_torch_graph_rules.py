@@ -591,6 +591,13 @@ def _multiplied(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
                           walk.size)
     if len(tensors) == 1 and isinstance(number, torch.fx.Node) and number in walk.tainted:
         return f"multiplies the signal by a number that may follow the batch size ({number.name!r})"
+    if len(tensors) == 2:  # (a new user's trial: a squeeze-and-excitation gate was said to
+        # multiply by "something other than a finite number", and then its node's constant
+        # was refused as one the report knows)
+        return ("multiplies two values of the signal (a gate, x * sigmoid(x) or a squeeze-"
+                "and-excitation's): no rule bounds such a product, and no constant may be "
+                "given for it (give one for a module of yours without submodules that "
+                "computes it, by its name or class)")
     if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
             number, bool) or not math.isfinite(number):
         return "multiplies the signal by something other than a finite number"

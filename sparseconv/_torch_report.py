@@ -34,6 +34,7 @@ from sparseconv._torch_chain import (
     _chain_break,
     _check_constants_used,
     _given_constants,
+    _given_leaves,
     _is_sequential,
     _low_precision,
     _max_pool_constant,
@@ -110,7 +111,7 @@ class _Folds:
 
 
 def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: bool,
-                      ) -> tuple[list[TraceRecord], _Folds]:
+                      leaves: frozenset[str] = frozenset()) -> tuple[list[TraceRecord], _Folds]:
     """:func:`trace`, and which BatchNorms and paddings it may fold (:class:`_Folds`): those
     whose input is the very tensor the module before returned (a convolution, for a
     BatchNorm; a padding module, for a convolution), unmodified and read by nothing else (so
@@ -122,6 +123,7 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
     torch.fx graph must show the second's input as the output of one call of the first that
     nothing else reads (:func:`_read_elsewhere`), as the bound over the graph requires. A
     TorchScript model answers from its graph (:func:`sparseconv._torch_script.script_calls`).
+    ``leaves``: the user's modules the bound keeps whole (given their constants).
     """
     if isinstance(model, torch.jit.ScriptModule):
         records, (batchnorms, paddings) = _script_trace(
@@ -175,14 +177,14 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
         flags[:], called[:] = flags[len(flags) - ran:], called[len(called) - ran:]
         if not chain and any(flags):
             shared = _read_elsewhere(model, input_shape, (*_CONV, *_CONV_T) if key == "batchnorms"
-                                     else _PADS)
+                                     else _PADS, leaves)
             calls = [(name, called[:i].count(name)) for i, name in enumerate(called)]
             flags[:] = [flag and call not in shared for flag, call in zip(flags, calls)]
     return records, folds
 
 
-def _read_elsewhere(model: nn.Module, shape: tuple[int, ...],
-                    sources: tuple[type, ...]) -> set[tuple[str, int]]:
+def _read_elsewhere(model: nn.Module, shape: tuple[int, ...], sources: tuple[type, ...],
+                    leaves: frozenset[str] = frozenset()) -> set[tuple[str, int]]:
     """The module calls, as ``(module name, call index)``, whose input in ``model``'s torch.fx
     graph is not the output of a call of a module of ``sources`` (a convolution, before a
     BatchNorm; a padding module, before a convolution) that it alone reads, as the bound over
@@ -193,7 +195,7 @@ def _read_elsewhere(model: nn.Module, shape: tuple[int, ...],
     where the model cannot be traced so (its records are all there is; it gets no bound over
     the graph)."""
     try:
-        graph = fx_trace(model, SizesTracer(probe_input(model, shape, batch=2).clone))
+        graph = fx_trace(model, SizesTracer(probe_input(model, shape, batch=2).clone, leaves))
     except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return set()
     counted: dict[str, int] = {}
@@ -388,7 +390,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         The Lipschitz constants of other activations (or others for the known: one more than
         1% below the known constant, which is tight, is used and warned of), by
         module name (``"1"``, ``"layer1.0.act"``) or class name (``"Softplus"``; a name wins
-        over a class), for example ``{"Softplus": 1.0}``; in the bound over the graph, of a
+        over a class), for example ``{"Softplus": 1.0}``. A module of your own class without
+        submodules (a ``Swish`` computing ``x * torch.sigmoid(x)``) given its constant is
+        kept whole: its forward is not followed, and the chain and the bound over the graph
+        read it as an activation of that constant. In the bound over the graph, of a
         call ``forward`` makes on the signal too, one at a time, by its torch.fx node's name
         as ``reason`` names it (``"softplus"``, then ``"softplus_1"`` for the next call; a
         module's name or class wins), taken entry by entry (a broadcast signal counts its
@@ -476,6 +481,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     workers = _checked_options(progress, workers, kwargs)
     given = _given_constants(lipschitz_constants)
     model = unwrapped(model)
+    leaves = _given_leaves(model, given)  # (the user's modules given constants: kept whole)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
     versions = _versions(model)  # (its forward must not change them: _untrusted)
     if isinstance(model, torch.jit.ScriptModule):  # its graph decides, a Sequential's too (a
@@ -483,9 +489,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         broken = _chain_break(model)
         chain = broken is None
     else:
-        chain = _is_sequential(model)
-        broken = None if chain else _chain_break(model)
-    records, folds = _trace_with_folds(model, shape, chain)
+        chain = _is_sequential(model, leaves)
+        broken = None if chain else _chain_break(model, leaves)
+    records, folds = _trace_with_folds(model, shape, chain, leaves)
     if _untrusted(model, versions, records):  # hooks, an instance's forward, weights changed
         # by the forward, a tensor subclass or a mode: the rows read the modules as they are,
         # and the network bound is withheld, saying why; their traced outputs are no check of
@@ -493,7 +499,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         records = [dataclasses.replace(r, sample=None) for r in records]
     todo = _layers_to_report(records, folds, fold_batchnorm, fold_padding)
     # (a key refused before a constant is warned of: a review found a warning raised first)
-    functions = _check_constants_used(given, records, model)
+    functions = _check_constants_used(given, records, model, leaves)
     activations, constants, unknown, known = _activation_constants(records, given)
     rows = _all_rows(todo, workers, kwargs, progress, activations, chain)
     reason, bound = "", None
@@ -501,11 +507,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     if untrusted:
         reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
     elif unknown or not (chain or assume_chain):
-        reason = _unknown(unknown) if unknown else _no_chain(model, broken)
+        reason = _unknown(unknown) if unknown else _no_chain(model, broken, leaves)
         assumed: list[str] = []
         ordered: list[dict] = []  # (with the rows of the linear functions it calls)
         bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
-                                     functions, assumed, ordered)
+                                     functions, assumed, ordered, leaves)
         rows = ordered or rows
         if bound is not None:
             reason = ""
@@ -637,9 +643,9 @@ def _all_rows(todo: list, workers: int | Callable, kwargs: dict, progress,
     return [row for row in found if row is not None]
 
 
-def _no_chain(model: nn.Module, broken: str | None) -> str:
+def _no_chain(model: nn.Module, broken: str | None, leaves: frozenset[str]) -> str:
     """Why the product of the layers' bounds is no bound of a model that is no chain."""
-    name, module = _not_sequential(model) or ("", model)
+    name, module = _not_sequential(model, leaves=leaves) or ("", model)
     what = f"module {name!r} ({_kind(module)})" if name else _kind(module)
     if isinstance(model, torch.jit.ScriptModule):  # (a Sequential's too)
         return (f"the TorchScript graph of {_kind(model)} is no chain of its layers (its "

@@ -1635,6 +1635,54 @@ def test_the_report_lists_the_constants_of_the_functions_it_used(function, liste
             f"{listed}") in str(report)
 
 
+class _Swish(nn.Module):
+    """lukemelas EfficientNet-PyTorch's activation: a module of the user's, without
+    submodules, computing a product of two values of the signal."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+class _SwishResidual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act = nn.Conv2d(3, 3, 3, padding=1, dtype=F64), _Swish()
+
+    def forward(self, x):
+        return x + self.act(self.conv(x))
+
+
+@pytest.mark.parametrize("key", ["act", "_Swish"])
+def test_a_module_of_the_user_s_given_its_constant_is_kept_whole(key):
+    """A new user's trial: EfficientNet's ``Swish`` given 1.1 was listed as assumed, but the
+    bound followed its forward into ``x * sigmoid(x)`` (a product of two signals: no rule)
+    and there was no bound, chain or not. A module of the user's without submodules whose
+    constant is given is now an activation of that constant: in a chain, and over the
+    graph."""
+    torch.manual_seed(0)
+    chain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), _Swish(), nn.Conv2d(4, 2, 3)).double()
+    shape = (3, 8, 8)
+    alone = sct.lipschitz_report(chain.eval(), shape)
+    assert alone.network_upper is None and "multiplies two values of the signal" in \
+        alone.reason
+    given = {"1" if key == "act" else key: 1.1}  # (by name, "1" in the chain)
+    report = sct.lipschitz_report(chain, shape, lipschitz_constants=given)
+    uppers = [row["upper"] for row in report]
+    assert report.chain_checked and not report.over_graph
+    assert report.network_upper == pytest.approx(uppers[0] * 1.1 * uppers[1], rel=1e-12)
+    assert report.activations == ("1 (_Swish, 1.1 given)",)
+    assert report.network_upper >= _networks.largest_ratio(chain, shape)
+    residual = _SwishResidual().eval()
+    shape = (3, 6, 6)
+    assert sct.lipschitz_report(residual, shape).network_upper is None
+    report = sct.lipschitz_report(residual, shape, lipschitz_constants={key: 1.1})
+    assert report.over_graph
+    assert report.network_upper == pytest.approx(1 + 1.1 * report.rows[0]["upper"], rel=1e-12)
+    assert report.network_upper >= _networks.largest_ratio(residual, shape)
+    with pytest.raises(ValueError, match=r"lipschitz_constants\['mul'\] names no traced"):
+        sct.lipschitz_report(residual, shape, lipschitz_constants={key: 1.1, "mul": 1.0})
+
+
 class _Softplus(nn.Module):
     """Two functional calls with no known constant (F.softplus jumps by 2e-9 at its
     threshold), and a module named as the function."""
@@ -1678,8 +1726,8 @@ def test_constants_of_functions_by_node():
         sct.lipschitz_report(calls, shape, lipschitz_constants={"F.softplus": 1.0})
     for ruled in ("mul", "add"):  # (their rules: a product by a number, a sum)
         with pytest.raises(ValueError, match=rf"lipschitz_constants\['{ruled}'\] names the "
-                                             rf"call of {ruled} whose bound the report "
-                                             r"computes or knows"):
+                                             rf"call of {ruled}, which has a rule of its own "
+                                             r"in the bound"):
             sct.lipschitz_report(calls, shape, lipschitz_constants={ruled: 0.1})
     # a module's name wins: "softplus" is the module's constant, the functions stay unknown
     named = _Softplus(module=True).eval()
@@ -1711,7 +1759,7 @@ def test_a_given_constant_replaces_no_rule_and_counts_a_broadcasts_copies():
 
     model = Linear().eval()
     for key in ("interpolate", "conv2d"):
-        with pytest.raises(ValueError, match=rf"names the call of {key} whose bound the "):
+        with pytest.raises(ValueError, match=rf"names the call of {key}, which has a rule "):
             sct.lipschitz_report(model, (2, 4, 4), lipschitz_constants={key: 1.0})
     t = torch.zeros((1, 1, 64, 5, 5), dtype=F64)  # 64 copies of y's 2 x 5 x 5
 

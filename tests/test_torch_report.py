@@ -2597,7 +2597,8 @@ def test_the_bound_over_the_graph_refuses_a_fold_its_graph_does_not_show(fold, m
     that reader."""
     from sparseconv import _torch_report
 
-    monkeypatch.setattr(_torch_report, "_read_elsewhere", lambda model, shape, sources: set())
+    monkeypatch.setattr(_torch_report, "_read_elsewhere",
+                        lambda model, shape, sources, leaves: set())
 
     class Twice(nn.Module):
         def __init__(self):
