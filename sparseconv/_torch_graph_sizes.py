@@ -105,7 +105,9 @@ _SIZE_ARITHMETIC = {operator.getitem, operator.add, operator.sub, operator.mul,
                     operator.floordiv, operator.mod, operator.neg, int64_add, int64_sub,
                     int64_mul, int64_floordiv, int64_neg,
                     # (numbers: an attention's x / math.sqrt(x.shape[-1]), a new user's trial)
-                    operator.truediv, operator.pow, math.sqrt}
+                    operator.truediv, operator.pow, math.sqrt,
+                    # (timm's "same" padding: math.ceil(x.size(-1) / s), a new user's trial)
+                    math.ceil, math.floor}
 
 
 def _ndim_read(read: torch.fx.Node) -> int:
@@ -167,9 +169,9 @@ def _static_size(n: Any, bound: dict) -> bool:
     """Whether ``n``, an argument of a reshape or slice computed in the graph, is fixed by the
     traced shape: a shape read (:func:`_reads_shape`) of a tensor the bound accepted (every
     rule keeps shapes fixed by the input's: ``nonzero`` or a mask's count has none, so its
-    size is no constant; a review), integer arithmetic on such reads, or such a tensor itself
-    (``view_as``). The batch size is one too: a reshape keeping it is checked by
-    :func:`_moves_batch`."""
+    size is no constant; a review) or of a parameter or buffer, integer arithmetic on such
+    reads, or such a tensor itself (``view_as``). The batch size is one too: a reshape
+    keeping it is checked by :func:`_moves_batch`."""
     stack, seen = [n], set()  # (iterative: a chain of 400 size operations, a review)
     while stack:
         m = stack.pop()
@@ -177,7 +179,9 @@ def _static_size(n: Any, bound: dict) -> bool:
             continue
         seen.add(m)
         if _reads_shape(m):
-            if not (isinstance(m.args[0], torch.fx.Node) and m.args[0] in bound):
+            tensor = m.args[0]  # (of a parameter or buffer too: timm's "same" padding reads
+            if not (isinstance(tensor, torch.fx.Node) and (  # its kernel's, a new user's trial)
+                    tensor in bound or tensor.op == "get_attr")):
                 return False
             # x.size(k), k computed in the graph: fixed only where k is (a review: k read off
             # the signal's values, (x > 10).any() + 1, a size that jumps with them)

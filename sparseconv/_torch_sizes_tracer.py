@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import operator
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -179,7 +180,8 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module,
 _CONDITION_OPERATIONS = frozenset({
     operator.getitem, operator.eq, operator.ne, operator.lt, operator.le, operator.gt,
     operator.ge, operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
-    operator.truediv, operator.neg, operator.not_, operator.and_, operator.or_})
+    operator.truediv, operator.neg, operator.not_, operator.and_, operator.or_, math.ceil,
+    math.floor})
 
 #: The reads of a tensor's shape: the whole ``x.shape`` or ``x.size()``, or ``x.size(d)``.
 _SHAPE_READS = frozenset({"size", "shape"})
@@ -321,6 +323,9 @@ class SizesTracer(torch.fx.Tracer):
             return super().to_bool(obj)
         batch = len(probe)
         for read, tensor, alone in zip(reads, values[1:], one):
+            if read.args[0].op == "get_attr" and isinstance(tensor, torch.Tensor) and (
+                    tensor is alone):  # a parameter's or buffer's shape: no batch, the same
+                continue  # at every call (timm's "same" padding reads the kernel's, a trial)
             if not (isinstance(tensor, torch.Tensor) and isinstance(alone, torch.Tensor)) or (
                     tensor.shape[:1] != (batch,) or alone.shape != (1, *tensor.shape[1:])
                     or _reads_batch_of(read, tensor.ndim)):  # (a tensor whose batch is its

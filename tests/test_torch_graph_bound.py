@@ -1683,6 +1683,45 @@ def test_a_module_of_the_user_s_given_its_constant_is_kept_whole(key):
         sct.lipschitz_report(residual, shape, lipschitz_constants={key: 1.1, "mul": 1.0})
 
 
+def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> int:
+    """timm.layers.padding.get_same_padding."""
+    return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+
+
+class _Conv2dSame(nn.Conv2d):
+    """timm.layers.conv2d_same.Conv2dSame (TensorFlow's "SAME" padding, of the EfficientNets
+    and MobileNets ported from it): its padding from the input's and the kernel's sizes, by
+    math.ceil and max."""
+
+    def forward(self, x):
+        ih, iw = x.size()[-2:]
+        kh, kw = self.weight.shape[-2:]
+        pad_h = _same_padding(ih, kh, self.stride[0], self.dilation[0])
+        pad_w = _same_padding(iw, kw, self.stride[1], self.dilation[1])
+        x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, (0, 0), self.dilation,
+                        self.groups)
+
+
+@pytest.mark.parametrize("size", [9, 10])
+def test_a_padding_computed_from_sizes_by_ceil_and_max_is_a_constant_of_the_shape(size):
+    """A new user's trial: timm's ``Conv2dSame`` had no bound over its graph and no
+    ``network_operator`` (its ``max`` of sizes a TraceError; ``math.ceil`` of one, then its
+    padding, "computed from the signal"; the kernel's size, a parameter's shape, no size of
+    the traced shape)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_Conv2dSame(4, 4, 3, stride=2, groups=4, dtype=F64)).eval()
+    shape = (4, size, size)
+    report = sct.lipschitz_report(model, shape)
+    assert report.over_graph and report.network_upper is not None, report.reason
+    norm = np.linalg.norm(jacobian_matrix(model, shape), 2)
+    assert norm <= report.network_upper <= norm * 1.1
+    net = sct.network_operator(model, shape)
+    x = torch.randn(1, *shape, dtype=F64)
+    np.testing.assert_allclose(net(x.numpy().ravel()), model(x).detach().numpy().ravel(),
+                               rtol=0, atol=1e-13)
+
+
 class _Softplus(nn.Module):
     """Two functional calls with no known constant (F.softplus jumps by 2e-9 at its
     threshold), and a module named as the function."""
