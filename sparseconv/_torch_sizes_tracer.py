@@ -322,8 +322,8 @@ class SizesTracer(torch.fx.Tracer):
         if values is None or one is None or type(values[0]) not in (bool, int):
             return super().to_bool(obj)
         batch = len(probe)
-        for read, tensor, alone in zip(reads, values[1:], one):
-            if read.args[0].op == "get_attr" and isinstance(tensor, torch.Tensor) and (
+        for read, node, tensor, alone in zip(reads, tensors, values[1:], one):
+            if isinstance(node, torch.fx.Node) and node.op == "get_attr" and (
                     tensor is alone):  # a parameter's or buffer's shape: no batch, the same
                 continue  # at every call (timm's "same" padding reads the kernel's, a trial)
             if not (isinstance(tensor, torch.Tensor) and isinstance(alone, torch.Tensor)) or (
