@@ -42,8 +42,12 @@ __all__ = ["EINSUM", "EINSUM_SUBLIST", "MATMUL", "MAX_POOL_F", "REPEATS", "RUNNI
            "repeat_counts", "transposition_axes", "where_operands"]
 
 
+#: Sums and differences, by the sign of their second operand (``torch.rsub(x, y, alpha)`` is
+#: ``y - alpha x``: its first's), with torch's aliases (a new user's trial found
+#: ``torch.rsub`` and ``torch.true_divide`` refused where ``1 - y`` and ``y / 0.5`` were not).
 _ADD = {pyop.add: 1, pyop.iadd: 1, torch.add: 1, "add": 1, "add_": 1,
-        pyop.sub: -1, pyop.isub: -1, torch.sub: -1, "sub": -1, "sub_": -1}
+        pyop.sub: -1, pyop.isub: -1, torch.sub: -1, "sub": -1, "sub_": -1,
+        torch.subtract: -1, "subtract": -1, "subtract_": -1, torch.rsub: -1}
 
 
 _NEG = {pyop.neg, torch.neg, torch.negative, "neg", "negative"}
@@ -55,8 +59,12 @@ _AUGMENTED = {pyop.add, pyop.sub, pyop.mul, pyop.truediv, pyop.floordiv, pyop.mo
               pyop.matmul, pyop.and_, pyop.or_, pyop.xor, pyop.lshift, pyop.rshift}
 
 
-_MUL = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", pyop.truediv,
-        pyop.itruediv, torch.div, "div", "div_", *_NEG}
+#: Products and quotients (of the signal by a constant, in the operator and the bound).
+_SCALE = {pyop.mul, pyop.imul, torch.mul, "mul", "mul_", torch.multiply, "multiply",
+          "multiply_"}
+_DIVIDE = {pyop.truediv, pyop.itruediv, torch.div, "div", "div_", torch.divide, "divide",
+           "divide_", torch.true_divide, "true_divide", "true_divide_"}
+_MUL = {*_SCALE, *_DIVIDE, *_NEG}
 
 
 #: transpositions of axes (:func:`transposition_axes`)

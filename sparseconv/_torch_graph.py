@@ -74,6 +74,11 @@ class _Tracer(SizesTracer):
 #: is computed from the signal (``new_empty``'s values are whatever memory held: not one).
 _NEW_TENSOR_METHODS = frozenset({"new_tensor", "new_ones", "new_zeros", "new_full"})
 
+#: Functions that make a tensor of their tensor's shape, dtype and device, their values
+#: their other arguments' (``torch.ones_like(x)``: a new user's trial found ``x +
+#: torch.ones_like(x)`` refused as a call of unknown constant).
+_LIKE_FUNCTIONS = frozenset({torch.zeros_like, torch.ones_like, torch.full_like})
+
 
 #: What a tensor tells of itself besides its values: ``x.dtype``, ``x.device``.
 _METADATA = frozenset({"dtype", "device"})
@@ -97,11 +102,12 @@ def _a_tensor(arg: Any, value: Callable[[torch.fx.Node], Any] | None) -> bool:
 def makes_a_constant(node: torch.fx.Node, signal: Callable[[torch.fx.Node], bool],
                      value: Callable[[torch.fx.Node], Any] | None = None) -> bool:
     """Whether ``node`` is such a call (a new user's trial: ``x * x.new_tensor(3.0)`` was
-    refused as mixing the batch axis into the sample), none of whose other arguments is a
-    node for which ``signal`` holds; or a read of the signal's dtype or device (``x.dtype``),
-    or a cast of a tensor that is no signal to them (``w.to(x.dtype)``, ``w.type_as(x)``: a
-    review found ``x @ w.to(x.dtype)`` refused as mixing the batch axis), each of a value
-    that is a tensor (:func:`_a_tensor`, by ``value``: the nodes' traced values)."""
+    refused as mixing the batch axis into the sample) or one of :data:`_LIKE_FUNCTIONS` on a
+    tensor, none of whose other arguments is a node for which ``signal`` holds; or a read of
+    the signal's dtype or device (``x.dtype``), or a cast of a tensor that is no signal to
+    them (``w.to(x.dtype)``, ``w.type_as(x)``: a review found ``x @ w.to(x.dtype)`` refused
+    as mixing the batch axis), each of a value that is a tensor (:func:`_a_tensor`, by
+    ``value``: the nodes' traced values)."""
     # (read off a tensor only, by its traced value: a review read .dtype off a namedtuple of
     # the signal's values, and w.to(x) of an object of its own can compute anything)
     if node.op == "call_function" and node.target is getattr and len(node.args) == 2 and (
@@ -111,7 +117,9 @@ def makes_a_constant(node: torch.fx.Node, signal: Callable[[torch.fx.Node], bool
     if node.op == "call_method" and node.target in _CAST_METHODS and isinstance(
             first, torch.fx.Node) and _a_tensor(first, value) and not signal(first):
         return True
-    if node.op != "call_method" or node.target not in _NEW_TENSOR_METHODS:
+    like = node.op == "call_function" and node.target in _LIKE_FUNCTIONS and _a_tensor(
+        first, value)
+    if not like and (node.op != "call_method" or node.target not in _NEW_TENSOR_METHODS):
         return False
     others: list[torch.fx.Node] = []  # (``y.new_tensor(y)`` reads y's values: its argument)
     torch.fx.node.map_arg((node.args[1:], node.kwargs), others.append)

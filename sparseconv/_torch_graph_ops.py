@@ -24,11 +24,13 @@ import torch.nn.functional as F
 from sparseconv._torch_calls import (
     _ADD,
     _CAT,
+    _DIVIDE,
     _DROPOUT_F,
     _MUL,
     _NEG,
     _PAD_F,
     _RESHAPE,
+    _SCALE,
     _TRANSPOSE,
     EINSUM,
     EINSUM_SUBLIST,
@@ -263,7 +265,8 @@ class _GraphBuilder:
                 math.isfinite(alpha)):
             return self.refuse(node, f"adds with an alpha that is not a finite number "
                                f"({alpha!r})")
-        terms = [(a, 1.0), (b, sign * alpha)]
+        terms = [(a, -alpha), (b, 1.0)] if node.target is torch.rsub else [
+            (a, 1.0), (b, sign * alpha)]  # (rsub: other - alpha * input)
         live = [(self.index[t], c, self.shape(t)) for t, c in terms if self.dependent(t)]
         fixed = [(self.per_sample(node, self.value(t)), c) for t, c in terms
                  if not self.dependent(t)]
@@ -285,15 +288,14 @@ class _GraphBuilder:
         else:
             a = kwargs.get("input", args[0] if args else None)
             b = kwargs.get("other", args[1] if len(args) > 1 else None)
-            if self.dependent(b) and target in (pyop.mul, pyop.imul, torch.mul, "mul",
-                                                "mul_"):
+            if self.dependent(b) and target in _SCALE:
                 a, b = b, a
             if self.dependent(b) or not self.dependent(a):
                 self.refuse(node, "multiplies or divides two signals: not linear")
             if kwargs.get("rounding_mode") is not None:
                 self.refuse(node, "rounds: not linear")
             factor = self.per_sample(node, self.value(b))
-            if target in (pyop.truediv, pyop.itruediv, torch.div, "div", "div_"):
+            if target in _DIVIDE:
                 factor = 1.0 / factor
         in_shape = self.shape(a)
 

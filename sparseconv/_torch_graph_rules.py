@@ -30,9 +30,12 @@ from sparseconv._torch_activations import (
     warn_below_slope,
 )
 from sparseconv._torch_calls import (
+    _ADD,
+    _DIVIDE,
     _DROPOUT_F,
     _NEG,
     _NORMALIZED,
+    _SCALE,
     _TRANSPOSE,
     EINSUM,
     EINSUM_SUBLIST,
@@ -70,14 +73,7 @@ class FunctionalCall(NamedTuple):
     summed: int = 1
 
 
-_ADDS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub,
-         "add", "add_", "sub", "sub_"}
-
-
-_SCALES = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
-
-
-_DIVIDES = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
+_ADDS, _SCALES, _DIVIDES = set(_ADD), _SCALE, _DIVIDE
 
 
 _CATS = {torch.cat, torch.concat, torch.concatenate, torch.stack}
@@ -564,7 +560,8 @@ def _added(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
     alpha = abs(Fraction(float(alpha_value)))
     other = args[1] if len(args) > 1 else kwargs.get("other")
     total = Fraction(0)
-    for operand, weight in ((source, Fraction(1)), (other, alpha)):
+    weights = (alpha, Fraction(1)) if node.target is torch.rsub else (Fraction(1), alpha)
+    for operand, weight in zip((source, other), weights):  # (rsub: other - alpha * input)
         if not (isinstance(operand, torch.fx.Node) and (operand in walk.bound or
                                                          walk.of(operand) > 0)):
             continue  # a constant added

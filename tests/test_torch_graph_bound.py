@@ -1722,6 +1722,45 @@ def test_a_padding_computed_from_sizes_by_ceil_and_max_is_a_constant_of_the_shap
                                rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("f, factor", [
+    (lambda y: torch.rsub(y, 1.0, alpha=2.0), 2),  # 1 - 2y
+    (lambda y: torch.rsub(y, 3 * y), 4),  # 3y - y, bounded as 3 + 1
+    (lambda y: torch.true_divide(y, 0.5), 2),
+    (lambda y: y.true_divide(0.25), 4),
+    (lambda y: torch.subtract(y, 0.5, alpha=3.0), 1),
+    (lambda y: torch.multiply(y, -3.0), 3),
+    (lambda y: y.divide(4.0), 0.25),
+    (lambda y: y + torch.ones_like(y), 1),
+    (lambda y: torch.full_like(y, 2.0) - y + torch.zeros_like(y), 1),
+])
+def test_torch_s_aliases_of_sums_and_products_have_their_rules(f, factor):
+    """A new user's trial: ``torch.rsub(y, 1)``, ``torch.true_divide(y, 0.5)`` and ``y +
+    torch.ones_like(y)`` were refused as calls of unknown constant (where ``1 - y`` and ``y /
+    0.5`` were bounded), and ``network_operator`` refused them as not linear."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3, padding=1, dtype=F64)
+
+        def forward(self, x):
+            return f(self.conv(x))
+
+    torch.manual_seed(0)
+    model, shape = Net().eval(), (2, 5, 5)
+    report = sct.lipschitz_report(model, shape)
+    assert report.network_upper == pytest.approx(factor * report[0]["upper"], rel=1e-12), \
+        report.reason
+    net = sct.network_operator(model, shape)
+    x = torch.randn(3, *shape, dtype=F64)
+    np.testing.assert_allclose(net.apply(x.numpy()), model(x).detach().numpy(), rtol=0,
+                               atol=1e-13)
+    u, v = np.random.default_rng(0).standard_normal((2, max(net.operator.shape)))
+    u, v = u[:net.operator.shape[1]], v[:net.operator.shape[0]]
+    assert np.dot(net.operator @ u, v) == pytest.approx(np.dot(u, net.operator.H @ v),
+                                                        rel=1e-12)
+
+
 class _Softplus(nn.Module):
     """Two functional calls with no known constant (F.softplus jumps by 2e-9 at its
     threshold), and a module named as the function."""
