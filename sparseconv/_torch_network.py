@@ -22,7 +22,7 @@ from sparseconv._memory import check_memory
 from sparseconv._read_only import ReadOnlyState
 from sparseconv._torch_graph import _build_graph, output_leaves
 from sparseconv._torch_graph_ops import _Op
-from sparseconv._torch_kinds import model_hook_reason
+from sparseconv._torch_kinds import instance_method_reason, model_hook_reason
 from sparseconv._torch_probe import (
     forward_failed,
     leaves_the_model,
@@ -426,6 +426,11 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     if why:
         raise TypeError(f"network_operator: {why} (the operator would not see it): remove it "
                         "first (handle.remove(), on the handle its registration returned)")
+    why = instance_method_reason(model, type(model).__name__)
+    if why:  # (torch.fx traces the class's forward: a new user's trial got "the graph read
+        # off M does not compute what its forward does")
+        raise TypeError(f"network_operator: {why}, which torch.fx does not trace (it traces "
+                        "the class's forward): define the forward in a subclass instead")
     ops, least = _build_graph(model, shape)
     _check_against_the_model(model, ops, shape, least)
     operator_ = _GraphOperator(ops)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import types
 import warnings
 
 import numpy as np
@@ -1517,3 +1518,28 @@ def test_a_branch_on_a_size_a_slice_of_the_batch_makes_stays_refused(fn):
     batch of five. A slice of the batch axis is no tensor whose shape the sample's fixes.
     A mutant this catches: _torch_sizes_tracer.py: ``_keeps_batch`` returning True."""
     _assert_control_flow_refused(fn)
+
+
+def test_a_model_with_a_forward_set_on_the_instance_is_refused_by_name():
+    """A new user's trial: ``network_operator`` of a model whose ``forward`` was set on the
+    instance (torch.fx traces the class's) said only that the graph did not compute what the
+    model does; ``lipschitz_report`` named the cause. A child's own forward is traced (it is
+    the one called), and its operator is the model's."""
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=torch.float64)
+
+        def forward(self, x):
+            return self.c(x) + x
+
+    model = Residual().eval()
+    model.forward = types.MethodType(lambda self, x: 100 * self.c(x) + x, model)
+    with pytest.raises(TypeError, match=r"network_operator: Residual has a forward of its own "
+                                        r"set on the instance, which torch.fx does not trace"):
+        sct.network_operator(model, (2, 6, 6))
+    outer = nn.Sequential(model, nn.Conv2d(2, 2, 1, dtype=torch.float64)).eval()
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+    np.testing.assert_allclose(sct.network_operator(outer, (2, 6, 6)).apply(x.numpy()),
+                               outer(x).detach().numpy(), rtol=0, atol=1e-12)
