@@ -389,7 +389,8 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
         cannot trace, with the reason; a graph that, run on a random batch, does not compute
         what the model does (an in-place change through an alias);
         a forward hook or pre-hook on any of its modules, or a global one (as
-        :func:`matrix`); a tensor subclass in any node's value, or an active
+        :func:`matrix`); a ``forward`` set on the model's instance (torch.fx traces its
+        class's); a tensor subclass in any node's value, or an active
         ``TorchFunctionMode`` or ``TorchDispatchMode`` (either may change what torch's
         functions compute); a ``model`` that is no ``torch.nn.Module``.
     ValueError
