@@ -10,7 +10,7 @@ import inspect
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -295,6 +295,7 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
                     known: dict[int, float | Given], options: dict, given: Mapping[str, float],
                     assumed: list[str], ordered: list[dict], leaves: frozenset[str] = frozenset(),
+                    step: Callable[[str, bool], None] | None = None,
                     ) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
     (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``.
@@ -305,7 +306,8 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     stops short): ``ordered`` receives the rows, the functions' among the modules' in the
     order the graph runs them (:func:`_in_forward_order`); an activation called as a
     function its known constant or the one ``given`` for its node or function name, each
-    appended to ``assumed``. ``leaves``: the modules kept whole (:func:`_given_leaves`)."""
+    appended to ``assumed``. ``leaves``: the modules kept whole (:func:`_given_leaves`).
+    ``step(name, True)``: called as each linear function's row is done (the progress)."""
     if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one
         rebuilt = script_graph_module(model, [r.name for r in records],
                                       [r.module for r in records], shape)
@@ -361,6 +363,8 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
             return "has no finite upper bound"
         found.append((call.node, _call_row(call, target, module, layer, norm,
                                            time.perf_counter() - start)))
+        if step is not None:
+            step(found[-1][1]["name"], True)
         return Fraction(norm.upper)
 
     found: list[tuple[torch.fx.Node, dict]] = []

@@ -94,9 +94,28 @@ def _progress_callback(progress, total: int) -> tuple[Callable | None, Callable[
     bar = tqdm(total=total, desc="lipschitz_report", unit="layer", file=sys.stderr)
 
     def update(done, total, name):
+        bar.total = total  # (grown by the linear functions the bound over the graph bounds)
         bar.set_postfix_str(name, refresh=False)
         bar.update(done - bar.n)
     return update, bar.close
+
+
+class _Progress:
+    """``progress(done, total, name)`` over the report's rows: the layers', then those of the
+    linear functions the forward calls (``F.conv2d``, ``F.adaptive_avg_pool2d``), which the
+    bound over the graph finds and bounds one by one, each growing ``total`` (a new user's
+    trial: they were never counted). :meth:`close` ends a progress bar."""
+
+    def __init__(self, progress, total: int) -> None:
+        self.callback, self.close = _progress_callback(progress, total)
+        self.done, self.total = 0, total
+
+    def row(self, name: str, found: bool = False) -> None:
+        """A row done: a layer's, or (``found``) one the graph's walk found."""
+        self.done += 1
+        self.total += found
+        if self.callback is not None:
+            self.callback(self.done, self.total, name)
 
 
 @dataclasses.dataclass
@@ -385,7 +404,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         reads elsewhere too (in a TorchScript model, as its graph shows).
     progress : bool or callable, optional
         ``True``: a progress bar on stderr (tqdm if it is installed, else one line per
-        layer). A callable is called after each layer as ``progress(done, total, name)``.
+        layer). A callable is called after each layer as ``progress(done, total, name)``;
+        then, where the bound is over the graph, after each linear function the forward
+        calls (``F.conv2d``, ``F.adaptive_avg_pool2d``: rows found as the graph is walked,
+        each adding one to ``total``).
     lipschitz_constants : mapping of str to float, optional
         The Lipschitz constants of other activations (or others for the known: one more than
         1% below the known constant, which is tight, is used and warned of), by
@@ -501,26 +523,31 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     # (a key refused before a constant is warned of: a review found a warning raised first)
     functions = _check_constants_used(given, records, model, leaves)
     activations, constants, unknown, known = _activation_constants(records, given)
-    rows = _all_rows(todo, workers, kwargs, progress, activations, chain)
-    reason, bound = "", None
-    untrusted = _untrusted(model, versions, records) or _low_precision(model)
-    if untrusted:
-        reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
-    elif unknown or not (chain or assume_chain):
-        reason = _unknown(unknown) if unknown else _no_chain(model, broken, leaves)
-        assumed: list[str] = []
-        ordered: list[dict] = []  # (with the rows of the linear functions it calls)
-        bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
-                                     functions, assumed, ordered, leaves)
-        rows = ordered or rows
-        if bound is not None:
-            reason = ""
-            activations.extend(assumed)
-            mixes = _mixes_samples(model, shape, "the bound over its graph")
-            if mixes:  # (a constant given for a call or module that mixes the samples)
-                bound, reason = None, mixes
-        else:
-            reason += f"; nor is there a bound over its graph: {why}"
+    counter = _Progress(progress, len(todo))  # (a bar open until the graph's rows are done)
+    try:
+        rows = _all_rows(todo, workers, kwargs, counter, activations, chain)
+        reason, bound = "", None
+        untrusted = _untrusted(model, versions, records) or _low_precision(model)
+        if untrusted:
+            reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
+        elif unknown or not (chain or assume_chain):
+            reason = _unknown(unknown) if unknown else _no_chain(model, broken, leaves)
+            assumed: list[str] = []
+            ordered: list[dict] = []  # (with the rows of the linear functions it calls)
+            bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
+                                         functions, assumed, ordered, leaves,
+                                             counter.row)
+            rows = ordered or rows
+            if bound is not None:
+                reason = ""
+                activations.extend(assumed)
+                mixes = _mixes_samples(model, shape, "the bound over its graph")
+                if mixes:  # (a constant given for a call or module that mixes the samples)
+                    bound, reason = None, mixes
+            else:
+                reason += f"; nor is there a bound over its graph: {why}"
+    finally:
+        counter.close()
     over_graph = bound is not None
     warning = ""
     if bound is None and not reason:  # a chain's product, of the map of one sample only,
@@ -619,19 +646,17 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
     return activations, constants, unknown, known
 
 
-def _all_rows(todo: list, workers: int | Callable, kwargs: dict, progress,
+def _all_rows(todo: list, workers: int | Callable, kwargs: dict, progress: _Progress,
               activations: list[str], chain: bool) -> list[dict]:
     """Every row of ``todo``, in its order, ``progress`` told of each as it is done; an
     interrupt raised with the partial report on it (``interrupt.report``)."""
-    callback, close = _progress_callback(progress, len(todo))
     found: list[dict | None] = [None] * len(todo)
     done = 0
     rows_found = _report_rows(todo, workers, kwargs)
     try:
         for i, row in rows_found:
             found[i], done = row, done + 1
-            if callback is not None:
-                callback(done, len(todo), row["name"])
+            progress.row(row["name"])
     except KeyboardInterrupt as interrupt:
         interrupt.report = LipschitzReport(  # type: ignore[attr-defined]
             tuple(row for row in found if row is not None), None, tuple(activations), chain,
@@ -639,7 +664,6 @@ def _all_rows(todo: list, workers: int | Callable, kwargs: dict, progress,
         raise
     finally:
         rows_found.close()  # stops the workers, if any, now
-        close()
     return [row for row in found if row is not None]
 
 

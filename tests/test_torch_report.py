@@ -2058,9 +2058,9 @@ def fake_tqdm(monkeypatch):
 
 def test_progress_bar_is_told_each_layer_and_closed(fake_tqdm):
     """A mutant this catches: _torch_report.py: ``return update, bar.close`` -> ``return
-    update, lambda: None`` (the bar never closed); also the closer's call in ``_all_rows``
-    removed, the postfix's ``name`` replaced, the bar's ``total`` off by one, and a bar made
-    for ``progress=False``."""
+    update, lambda: None`` (the bar never closed); also the closer's call removed, the
+    postfix's ``name`` replaced, the bar's ``total`` off by one, and a bar made for
+    ``progress=False``."""
     report = sct.lipschitz_report(_chain(), (2, 6, 6), progress=True)
     assert len(fake_tqdm) == 1
     bar = fake_tqdm[0]
@@ -2071,9 +2071,39 @@ def test_progress_bar_is_told_each_layer_and_closed(fake_tqdm):
     assert len(fake_tqdm) == 1  # no bar for progress=False
 
 
+class _Functions(nn.Module):
+    """Two linear functions the forward calls (torchvision's MobileNetV2 and DenseNet pool
+    so), each a row of the bound over the graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 2)
+        self.register_buffer("w", torch.ones(8, 8, 1, 1))
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(self.conv(x), (1, 1))
+        return self.fc(torch.flatten(F.conv2d(x, self.w), 1))
+
+
+def test_progress_counts_the_rows_of_the_functions_the_forward_calls(fake_tqdm):
+    """A new user's trial: ``progress`` was told of the layers only, never of the rows of the
+    linear functions the bound over the graph bounds (``total`` 2 for 4 rows). They now grow
+    ``total`` as they are found, and the bar is closed after them."""
+    calls: list = []
+    report = sct.lipschitz_report(_Functions().eval(), (3, 8, 8),
+                                  progress=lambda *call: calls.append(call))
+    names = [row["name"] for row in report]
+    assert names == ["conv", "adaptive_avg_pool2d", "conv2d", "fc"]
+    assert [done for done, _, _ in calls] == [1, 2, 3, 4] and calls[-1][:2] == (4, 4)
+    assert sorted(name for _, _, name in calls) == sorted(names)
+    sct.lipschitz_report(_Functions().eval(), (3, 8, 8), progress=True)
+    bar = fake_tqdm[-1]
+    assert bar.total == bar.n == 4 and bar.closed == 1 and len(bar.postfix) == 4
+
+
 def test_progress_bar_is_closed_on_an_interrupt(fake_tqdm, monkeypatch):
-    """A mutant this catches: _torch_report.py: ``close()`` in ``_all_rows``' ``finally`` ->
-    ``pass`` (an interrupted run left its bar open on stderr)."""
+    """A mutant this catches: _torch_report.py: ``counter.close()`` in ``lipschitz_report``'s
+    ``finally`` -> ``pass`` (an interrupted run left its bar open on stderr)."""
     def interrupted(done, total, name):
         raise KeyboardInterrupt
 
