@@ -560,8 +560,10 @@ class _Builder:
                         self.owner.get(_top(use.user)) is not call for use in v.uses()):
                     raise _Refused(f"reads a value computed inside {_module_named(call.name)}'s "
                                    "call other than its output")
-        if isinstance(module, torch.jit.ScriptModule):
-            module = self._max_pool(call)
+        if isinstance(module, torch.jit.ScriptModule) and (
+                _shipped_max_pool(module) or _traced_module(module)):
+            module = self._max_pool(call)  # (a scripted module of another class stays one:
+            # called whole, its factor its constant if given; a traced one cannot be called)
         name = call.name
         held = self.root.setdefault(name, module)
         if held is not module and not _same_module(held, module):
@@ -1129,6 +1131,11 @@ def _top(node):
     while (owner := node.owningBlock().owningNode()) is not None:
         node = owner
     return node
+
+
+def _traced_module(module: nn.Module) -> bool:
+    """A submodule of a ``torch.jit.trace``d model (which cannot be called alone)."""
+    return isinstance(module, torch.jit.TracedModule)
 
 
 def _shipped_max_pool(module: nn.Module) -> bool:

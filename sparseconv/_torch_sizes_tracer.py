@@ -275,8 +275,8 @@ class SizesTracer(torch.fx.Tracer):
         self.leaves = leaves
 
     def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
-        return module_qualified_name in self.leaves or super().is_leaf_module(
-            m, module_qualified_name)
+        return module_qualified_name in self.leaves or isinstance(
+            m, torch.jit.ScriptModule) or super().is_leaf_module(m, module_qualified_name)
 
     def _prefix(self, outputs: list, probe: torch.Tensor) -> Any:
         """The values of the nodes ``outputs`` of the graph traced so far, run on ``probe``

@@ -2249,3 +2249,49 @@ class _LoopOfAnAttribute(_Pair):
 def test_a_loop_reading_an_attribute_and_a_dropout3d_get_the_eager_bound(tmp_path):
     _assert_the_eager_bound(_networks.randomize(_LoopOfAnAttribute(), seed=5).eval(),
                             "script", (2, 6, 6), tmp_path)
+
+
+class _ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block (torchvision's CNBlock, without stochastic depth): a depthwise 7x7
+    convolution, a LayerNorm over the channels (channels-last), two Linears with a GELU, a
+    layer scale, the residual sum."""
+
+    def __init__(self, dim: int = 4):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim, dtype=F64)
+        self.norm = nn.LayerNorm(dim, eps=1e-6, dtype=F64)
+        self.pwconv1 = nn.Linear(dim, 4 * dim, dtype=F64)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(4 * dim, dim, dtype=F64)
+        self.gamma = nn.Parameter(torch.full((dim,), 0.1, dtype=F64))
+
+    def forward(self, x):
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.gamma * self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_scripted_module_given_its_constant_is_called_whole(how, tmp_path):
+    """A new user's trial: a scripted ConvNeXt got no bound with the LayerNorm's constant
+    given, where the eager model did ("calls module 'norm' (LayerNorm), which the bound over
+    a TorchScript graph cannot rebuild"). A scripted module sparseconv does not rebuild is
+    now called whole in the rebuilt graph, its factor the constant given for it (a traced
+    one, which cannot be called alone, was read already)."""
+    from sparseconv._torch_activations import sample_norm_slope
+
+    torch.manual_seed(0)
+    model = _networks.randomize(_ConvNeXtBlock(), seed=3).eval()
+    shape = (4, 6, 6)
+    slope = sample_norm_slope(model.norm, (6, 6, 4))[1]  # (its upper end: a true constant)
+    given = {"LayerNorm": slope}
+    eager = sct.lipschitz_report(model, shape, lipschitz_constants=given)
+    assert eager.over_graph and eager.network_upper is not None, eager.reason
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape,
+                                  lipschitz_constants=given)
+    assert report.over_graph, report.reason
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    assert [row["name"] for row in report] == [row["name"] for row in eager]
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
+    alone = sct.lipschitz_report(jit(model, how, shape, tmp_path / "n.pt"), shape)
+    assert alone.network_upper is None and "LayerNorm" in alone.reason
