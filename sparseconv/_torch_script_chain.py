@@ -183,7 +183,27 @@ def _owners(graph, every: list[_Call], any_path: bool = False) -> dict:
             after = next((owner[n] for n in nodes[i + 1:] if n in owner), None)
             if before is not None and before is after:
                 owner[node] = before
+    made = {v.unique(): owner[n] for n in nodes if n in owner for v in n.outputs()}
+    for node in graph.nodes():  # a list of values one call made, read by that call alone (a
+        # GroupNorm's sizes, scripted: its check's list read as the model's, "reads a value
+        # made by aten::floordiv", a new user's trial)
+        if node.kind() not in ("prim::ListConstruct", "prim::TupleConstruct"):
+            continue
+        makers = {id(made[v.unique()]): made[v.unique()] for v in node.inputs()
+                  if v.unique() in made}
+        users = [_top(use.user) for out in node.outputs() for use in out.uses()]
+        if len(makers) == 1 and users:
+            call = next(iter(makers.values()))
+            if all(owner.get(user) is call for user in users):
+                owner[node] = call
     return owner
+
+
+def _top(node):
+    """The node of the graph's own block that holds ``node`` (itself, at the top)."""
+    while (owner := node.owningBlock().owningNode()) is not None:
+        node = owner
+    return node
 
 
 class _Chain:

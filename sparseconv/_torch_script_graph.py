@@ -74,7 +74,7 @@ from sparseconv._torch_script import (
     changes_a_value,
     script_attribute,
 )
-from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _where
+from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _top, _where
 from sparseconv._torch_script_rebuild import _kind, _shipped
 from sparseconv._torch_state import changes_own_state, restored_state, unchanged
 
@@ -1125,12 +1125,6 @@ def _sized_rank(n: torch.fx.Node) -> bool:
         n.op == "call_method" and n.target == "flatten")
     return flatten and any(isinstance(a, torch.fx.Node) for a in (*n.args[1:],
                                                                   *n.kwargs.values()))
-
-
-def _top(node):
-    while (owner := node.owningBlock().owningNode()) is not None:
-        node = owner
-    return node
 
 
 def _traced_module(module: nn.Module) -> bool:

@@ -2295,3 +2295,33 @@ def test_a_scripted_module_given_its_constant_is_called_whole(how, tmp_path):
     assert report.network_upper >= _networks.largest_ratio(model, shape)
     alone = sct.lipschitz_report(jit(model, how, shape, tmp_path / "n.pt"), shape)
     assert alone.network_upper is None and "LayerNorm" in alone.reason
+
+
+class _NormedResidual(nn.Module):
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.c, self.n = nn.Conv2d(4, 4, 3, padding=1, dtype=F64), norm
+
+    def forward(self, x):
+        return x + self.n(self.c(x))
+
+
+@pytest.mark.parametrize("norm", [lambda: nn.GroupNorm(2, 4, dtype=F64),
+                                  lambda: nn.LayerNorm([4, 6, 6], dtype=F64)])
+def test_a_scripted_sample_normalization_in_a_residual_gets_the_eager_bound(norm, tmp_path):
+    """A new user's trial: a scripted GroupNorm in a residual block was refused ("reads a
+    value made by aten::floordiv": the list of its sizes that its check builds, structural,
+    read as the model's own node), a LayerNorm as a module "the bound over a TorchScript graph
+    cannot rebuild". Given their constants, both get the eager model's bound."""
+    from sparseconv._torch_activations import sample_norm_slope
+
+    torch.manual_seed(0)
+    model = _networks.randomize(_NormedResidual(norm()), seed=2).eval()
+    shape = (4, 6, 6)
+    given = {type(model.n).__name__: sample_norm_slope(model.n, shape)[1]}
+    eager = sct.lipschitz_report(model, shape, lipschitz_constants=given)
+    report = sct.lipschitz_report(jit(model, "script", shape, tmp_path / "m.pt"), shape,
+                                  lipschitz_constants=given)
+    assert report.over_graph, report.reason
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
