@@ -7,7 +7,6 @@ graph could not show are refused, saying what."""
 from __future__ import annotations
 
 import math
-import re
 import types
 import warnings
 
@@ -1569,9 +1568,11 @@ def test_a_traced_functional_interpolate_keeps_the_eager_bound(options, tmp_path
     _keeps_the_eager_bound(model, jit(model, "trace", (2, 5, 5), tmp_path / "m.pt"))
 
 
-def test_a_value_the_rebuild_does_not_translate_is_named_with_its_maker():
+def test_a_scripted_group_norm_s_own_sizes_are_its_call_s():
     """A new user's trial: "reads a value (38) made by no operation ..." named TorchScript's
-    value number alone: its operation and source are named too."""
+    value number alone, the sizes a scripted GroupNorm's check lists; a later trial found
+    that list read as the model's own node, where it is the call's: the GroupNorm is now
+    named as a module of no known constant, which ``lipschitz_constants`` may give."""
     class Grouped(nn.Module):
         def __init__(self):
             super().__init__()
@@ -1580,11 +1581,13 @@ def test_a_value_the_rebuild_does_not_translate_is_named_with_its_maker():
         def forward(self, x):
             return self.c(x).mean((2, 3)) + self.g(x).mean((2, 3))
 
-    report = sct.lipschitz_report(jit(Grouped().eval(), "script", (4, 5, 5)), (4, 5, 5))
+    scripted = jit(Grouped().eval(), "script", (4, 5, 5))
+    report = sct.lipschitz_report(scripted, (4, 5, 5))
     assert report.network_upper is None
-    assert re.search(r"reads a value \(\w+\) made by aten::\w+, at torch/nn/functional.py "
-                     r"line \d+, which the bound over a TorchScript graph does not translate",
-                     report.reason), report.reason
+    assert "node 'g' (call_module g) has no certified bound nor known Lipschitz constant" in (
+        report.reason), report.reason
+    report = sct.lipschitz_report(scripted, (4, 5, 5), lipschitz_constants={"g": 400.0})
+    assert report.network_upper is not None, report.reason
 
 
 # -- leaf modules of the user's, constants computed from parameters, linear functions -------
