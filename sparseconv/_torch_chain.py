@@ -56,7 +56,7 @@ from sparseconv._torch_probe import (
 from sparseconv._torch_report_rows import _call_row
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
-from sparseconv._torch_script_graph import script_graph_module
+from sparseconv._torch_script_graph import _of_the_user, script_graph_module
 from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_state import changes_own_state, restored_state
 from sparseconv._torch_trace import TraceRecord, row_parts
@@ -104,18 +104,28 @@ def _given_leaves(model: nn.Module, given: Mapping[str, float]) -> frozenset[str
     constant, where torch.fx would follow their forward (a new user's trial: EfficientNet's
     ``Swish``, given 1.1, was listed as assumed, and its forward's ``x * sigmoid(x)`` then
     had no bound). Only a module whose ``forward`` takes one input: one of two inputs, whose
-    map is no activation's, is followed (its constant, of another map, not taken). None for
-    a TorchScript model (its graph decides)."""
-    if isinstance(model, torch.jit.ScriptModule) or not given:
+    map is no activation's, is followed (its constant, of another map, not taken). In a
+    scripted model, its modules compiled from classes of the user's; none in a traced one
+    (whose submodules cannot be called alone: their operations are followed)."""
+    if isinstance(model, torch.jit.TracedModule) or not given:
         return frozenset()
+    scripted = isinstance(model, torch.jit.ScriptModule)
     return frozenset(name for name, module in model.named_modules() if name and (
-        name in given or _kind(module) in given) and is_leaf(module)
-        and not is_torch_module(module) and _one_input(module))
+        name in given or _kind(module) in given) and is_leaf(module) and (
+        _of_the_user(module) if scripted else not is_torch_module(module))
+        and _one_input(module))
 
 
 def _one_input(module: nn.Module) -> bool:
     """Whether ``module.forward`` takes exactly one argument without a default (and no
-    ``*args``)."""
+    ``*args``; a scripted one's, by its schema)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        method: Any = module.forward  # (a ScriptMethod: torch's stubs say Callable)
+        try:
+            arguments = method.schema.arguments[1:]  # (after self)
+        except (AttributeError, RuntimeError):
+            return False
+        return sum(not a.has_default_value() for a in arguments) == 1
     try:
         parameters = inspect.signature(module.forward).parameters.values()
     except (TypeError, ValueError):  # (no signature to read)
@@ -310,7 +320,7 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     ``step(name, True)``: called as each linear function's row is done (the progress)."""
     if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one
         rebuilt = script_graph_module(model, [r.name for r in records],
-                                      [r.module for r in records], shape)
+                                      [r.module for r in records], shape, leaves)
         if isinstance(rebuilt, str):
             return None, f"its TorchScript graph {rebuilt}"
         model = rebuilt

@@ -1150,10 +1150,13 @@ def _same_module(a: nn.Module, b: nn.Module) -> bool:
 
 
 def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Module],
-                        shape: tuple[int, ...]) -> torch.fx.GraphModule | str:
+                        shape: tuple[int, ...], kept: frozenset[str] = frozenset(),
+                        ) -> torch.fx.GraphModule | str:
     """``model``'s graph as a torch.fx ``GraphModule`` that calls ``modules`` (the report's
     rows' modules, one per call, named ``names`` in the order of the calls), or why there is
-    none (a phrase: "runs aten::sin outside its layers, ...")."""
+    none (a phrase: "runs aten::sin outside its layers, ..."). ``kept``: the names of the
+    user's modules called whole (given their constants), whose operations are not
+    followed."""
     graph = _graph_of(model)
     if isinstance(graph, str):
         return f"its forward {graph}"
@@ -1182,7 +1185,7 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     # followed one by one (a new user's trial: a child `Scale` computing x * 2, a
     # weight-standardised convolution, a blur pool, a layer scale, each left the scripted
     # and traced models of a bounded eager one without a bound)
-    own = [c for c in every if not _of_the_user(c.module)]
+    own = [c for c in every if not _of_the_user(c.module) or c.name in kept]
     builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape),
                        shape)
     aliasing = _call_aliasing(model, shape)

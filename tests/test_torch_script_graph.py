@@ -2328,3 +2328,43 @@ def test_a_scripted_sample_normalization_in_a_residual_gets_the_eager_bound(norm
     assert report.over_graph, report.reason
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
     assert report.network_upper >= _networks.largest_ratio(model, shape)
+
+
+class _Swish(nn.Module):  # (EfficientNet-PyTorch's: a product of two values of the signal)
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+class _SwishBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.act = nn.Conv2d(3, 3, 3, padding=1, dtype=F64), _Swish()
+
+    def forward(self, x):
+        return x + self.act(self.c(x))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_user_s_module_given_its_constant_is_kept_whole_when_scripted(how, tmp_path):
+    """As in the eager model, a module of the user's given its constant is called whole in a
+    TorchScript model (scripted, or traced and loaded from its file); a traced one as
+    torch.jit.trace returns it cannot be called alone: its operations are followed, and the
+    product of two signals has no bound (said so)."""
+    torch.manual_seed(0)
+    model = _SwishBlock().eval()
+    shape = (3, 6, 6)
+    given = {"_Swish": 1.1}
+    eager = sct.lipschitz_report(model, shape, lipschitz_constants=given)
+    if how == "trace":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced = torch.jit.trace(model, torch.zeros((1, *shape), dtype=F64))
+        alone = sct.lipschitz_report(traced, shape, lipschitz_constants=given)
+        assert alone.network_upper is None and "multiplies two values of the signal" in (
+            alone.reason), alone.reason
+    report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape,
+                                  lipschitz_constants=given)
+    assert report.over_graph and report.network_upper == pytest.approx(
+        eager.network_upper, rel=1e-12), report.reason
+    assert report.network_upper == pytest.approx(1 + 1.1 * report[0]["upper"], rel=1e-12)
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
