@@ -146,7 +146,8 @@ def sample_norm_slope(module: nn.Module, input_shape: tuple[int, ...],
     own statistics on one sample of ``input_shape`` (``(C, *spatial)``), rounded outward:
     torch's ``InstanceNorm*d`` without running statistics, ``GroupNorm``, ``LayerNorm`` and
     ``RMSNorm``, eager or TorchScript (``RMSNorm(eps=None)``'s ``eps`` is that of ``dtype``,
-    the input's, as torch takes it: without ``dtype``, no bounds); None for any other module.
+    the input's, float32's for half precision, as torch takes it: without ``dtype``, no
+    bounds); None for any other module.
     Never used as the report's constant: the report's reason names them, and a constant given
     below ``lower`` is warned of.
 
@@ -233,8 +234,9 @@ def _norm_slope(kind: str, eps: Any, weight: Any, input_shape: tuple[int, ...],
                 ) -> tuple[float, float] | None:
     """The bounds of :func:`sample_norm_slope` from a normalization's arguments."""
     if eps is None and kind == "RMSNorm" and isinstance(dtype, torch.dtype) and (
-            dtype.is_floating_point):
-        eps = torch.finfo(dtype).eps  # (torch's default: a new user's trial, unwarned)
+            dtype.is_floating_point):  # (torch's default, its computing type's: float32's
+        # for half precision, a review; a new user's trial, unwarned)
+        eps = torch.finfo(torch.float32 if dtype.itemsize < 4 else dtype).eps
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0 \
             or not math.isfinite(eps):
         return None

@@ -85,7 +85,10 @@ _METADATA = frozenset({"dtype", "device"})
 
 #: Casts of their tensor to another's dtype (and device): ``w.type_as(x)``, ``w.to(x)``,
 #: ``w.to(x.dtype)``, which read nothing of ``x`` but those.
-_CAST_METHODS = frozenset({"to", "type_as"})
+_CAST_METHODS = frozenset({"to", "type_as",
+                           # (and to its shape: a review found ones_like(y).view_as(y), a
+                           # constant, crash the bound's walk)
+                           "view_as", "reshape_as", "expand_as"})
 
 
 def _a_tensor(arg: Any, value: Callable[[torch.fx.Node], Any] | None) -> bool:

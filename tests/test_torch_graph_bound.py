@@ -1732,6 +1732,9 @@ def test_a_padding_computed_from_sizes_by_ceil_and_max_is_a_constant_of_the_shap
     (lambda y: y.divide(4.0), 0.25),
     (lambda y: y + torch.ones_like(y), 1),
     (lambda y: torch.full_like(y, 2.0) - y + torch.zeros_like(y), 1),
+    (lambda y: y + torch.ones_like(y).view_as(y), 1),  # (a review: a crash)
+    (lambda y: y * torch.full_like(y[:, :1], 3.0).expand_as(y), 3),
+    (lambda y: y - torch.zeros_like(y.flatten(1)).reshape_as(y), 1),
 ])
 def test_torch_s_aliases_of_sums_and_products_have_their_rules(f, factor):
     """A new user's trial: ``torch.rsub(y, 1)``, ``torch.true_divide(y, 0.5)`` and ``y +

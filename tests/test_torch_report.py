@@ -2349,6 +2349,21 @@ def test_a_sample_normalization_called_as_a_function_has_the_module_s_bounds(nor
     assert elsewhere <= upper * (1 + 1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, F64])
+def test_rms_norm_s_default_eps_is_its_computing_type_s(dtype):
+    """A review: ``RMSNorm(eps=None)`` in half precision was given float16's epsilon (a
+    slope of 32, where torch computes in float32, 2896.3: measured 2896.8)."""
+    from sparseconv._torch_activations import sample_norm_slope
+
+    norm = nn.RMSNorm([3], dtype=dtype)
+    lower, upper = sample_norm_slope(norm, (2, 3), dtype)
+    eps = torch.finfo(torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype).eps
+    assert lower == pytest.approx(eps ** -0.5, rel=1e-12)
+    x = torch.zeros(1, 2, 3, dtype=dtype, requires_grad=True)
+    slope = torch.autograd.grad(norm(x)[0, 0, 0], x)[0].abs().max().item()
+    assert slope == pytest.approx(lower, rel=1e-2)
+
+
 @pytest.mark.parametrize("case", ["layer_norm", "rms_norm_default_eps"])
 def test_a_constant_below_a_functional_or_default_eps_normalization_s_slope_is_warned_of(case):
     """The trial's two cases in a network: the warning, with the slope, and the reason."""

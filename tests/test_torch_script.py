@@ -2279,6 +2279,60 @@ def test_a_scripted_forward_s_own_raise_is_a_forward_failed():
     assert [r.output_shape for r in sct.trace(model, (3, 9, 9))] == [(4, 7, 7)]
 
 
+class _Looped(nn.Module):
+    __constants__ = ["k"]
+
+    def __init__(self, k: float):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        for _ in range(2):
+            x = torch.tanh(x) * self.k
+        return x
+
+
+class _LoopedBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act = nn.Conv2d(1, 1, 3, padding=1, bias=False, dtype=F64), _Looped(1.0)
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+class _LoopedTwice(nn.Module):
+    """The model's ``act`` (constant 100) after its child's ``block.act`` (constant 1): its
+    first node, a loop over its input, has the path ``act(_Looped)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.block, self.act = _LoopedBlock(), _Looped(10.0)
+
+    def forward(self, x):
+        return self.act(self.block(x))
+
+
+def test_a_loop_over_the_next_call_s_input_is_not_the_nested_call_s():
+    """A review: the model's ``act``'s loop, reading only the nested ``block.act``'s output
+    and constants, was taken for part of ``block.act``'s call (an ``if`` of a nested
+    InstanceNorm is, since this session): its constant 100 dropped, 0.81 for a chain whose
+    ratios reach 49.8, and the key "act" refused. A node reading a tensor is never taken
+    so."""
+    torch.manual_seed(0)
+    model = _LoopedTwice().eval()
+    given = {"block.act": 1.0, "act": 100.0}
+    eager = sct.lipschitz_report(model, (1, 6, 6), lipschitz_constants=given,
+                                 assume_chain=True)
+    with pytest.warns(RuntimeWarning):  # (assume_chain: a chain whose loops it cannot check)
+        scripted = sct.lipschitz_report(jit(model, "script", (1, 6, 6)), (1, 6, 6),
+                                        lipschitz_constants=given, assume_chain=True)
+    assert scripted.activations == eager.activations == (
+        "block.act (_Looped, 1.0 given)", "act (_Looped, 100.0 given)")
+    assert scripted.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    assert scripted.network_upper >= _networks.largest_ratio(model, (1, 6, 6))
+
+
 class ResnetBlockIN(nn.Module):
     """CycleGAN's residual block (pix2pix's ResnetBlock): reflection padding, a 3x3
     convolution, an InstanceNorm2d (here with running statistics: linear in eval mode) and
