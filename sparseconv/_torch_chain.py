@@ -120,8 +120,9 @@ def _one_input(module: nn.Module) -> bool:
     """Whether ``module.forward`` takes exactly one argument without a default (and no
     ``*args``; a scripted one's, by its schema)."""
     if isinstance(module, torch.jit.ScriptModule):
-        method: Any = module.forward  # (a ScriptMethod: torch's stubs say Callable)
-        try:
+        try:  # (a ScriptMethod, whose schema torch's stubs do not know; a loaded traced
+            # model's module that no call reached has none: a review)
+            method: Any = module.forward
             arguments = method.schema.arguments[1:]  # (after self)
         except (AttributeError, RuntimeError):
             return False
