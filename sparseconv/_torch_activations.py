@@ -204,6 +204,14 @@ _NORM_FUNCTIONS: dict[Any, tuple[str, tuple[str, int, Any], tuple[str, int]]] = 
 _NORM_WEIGHTS = {"LayerNorm": 2, "GroupNorm": 2, "RMSNorm": 2, "InstanceNorm": 3}
 
 
+def is_sample_norm(target: Any) -> bool:
+    """Whether a call's ``target`` is one of :data:`_NORM_FUNCTIONS`."""
+    try:
+        return target in _NORM_FUNCTIONS
+    except TypeError:  # (an unhashable target)
+        return False
+
+
 def function_norm_slope(target: Any, args: Any, kwargs: dict, input_shape: tuple[int, ...],
                         dtype: torch.dtype | None) -> tuple[float, float] | None:
     """:func:`sample_norm_slope` of a call of ``F.layer_norm``, ``F.group_norm``,

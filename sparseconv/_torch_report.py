@@ -503,8 +503,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     workers = _checked_options(progress, workers, kwargs)
     given = _given_constants(lipschitz_constants)
     model = unwrapped(model)
-    leaves = _given_leaves(model, given)  # (the user's modules given constants: kept whole)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
+    leaves = _given_leaves(model, given, shape)  # (the user's modules given constants: whole)
     versions = _versions(model)  # (its forward must not change them: _untrusted)
     if isinstance(model, torch.jit.ScriptModule):  # its graph decides, a Sequential's too (a
         # review: a forward hook compiled into a scripted Sequential's graph, 100 * out)
