@@ -295,8 +295,14 @@ class _GraphBuilder:
             if kwargs.get("rounding_mode") is not None:
                 self.refuse(node, "rounds: not linear")
             factor = self.per_sample(node, self.value(b))
-            if target in _DIVIDE:
-                factor = 1.0 / factor
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if target in _DIVIDE:
+                    factor = 1.0 / factor
+            if not np.isfinite(factor).all():  # (a review: by an infinite buffer, the
+                # operator returned inf and nan where the model did)
+                self.refuse(node, "multiplies the signal by a constant with an entry that is "
+                            "not finite (or divides it by one with a zero): not a linear map "
+                            "of finite entries")
         in_shape = self.shape(a)
 
         def forward(xs, affine):

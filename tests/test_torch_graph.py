@@ -1543,3 +1543,22 @@ def test_a_model_with_a_forward_set_on_the_instance_is_refused_by_name():
     x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
     np.testing.assert_allclose(sct.network_operator(outer, (2, 6, 6)).apply(x.numpy()),
                                outer(x).detach().numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("fill, divides", [(float("inf"), False), (0.0, True)])
+def test_a_product_by_a_constant_that_is_not_finite_is_refused(fill, divides):
+    """A review: ``y * b`` by a buffer of ``inf`` gave an operator of inf and nan entries
+    (as the model's output); a quotient by zeros the same."""
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1, dtype=torch.float64)
+            self.register_buffer("b", torch.full((1, 1, 5, 5), fill, dtype=torch.float64))
+
+        def forward(self, x):
+            return self.conv(x) / self.b if divides else self.conv(x) * self.b
+
+    with pytest.raises(TypeError, match=r"multiplies the signal by a constant with an entry "
+                                        r"that is not finite"):
+        sct.network_operator(Scaled().eval(), (1, 5, 5))
