@@ -5,10 +5,7 @@ assumes, and the constants the caller gives (:func:`_given_constants`)."""
 
 from __future__ import annotations
 
-import copy
 import difflib
-import functools
-import inspect
 import math
 import sys
 import time
@@ -24,7 +21,7 @@ import sparseconv as sc
 from sparseconv._memory import MatrixTooLargeError
 from sparseconv._pooling import _ceil_extra
 from sparseconv._resampling_axes import _adaptive_axis
-from sparseconv._torch_activations import is_sample_norm, module_constant
+from sparseconv._torch_activations import module_constant
 from sparseconv._torch_calls import MAX_POOL_F, by_keyword, linear_call_layer
 from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_graph_bound import graph_bound
@@ -58,7 +55,7 @@ from sparseconv._torch_probe import (
 from sparseconv._torch_report_rows import _call_row
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
-from sparseconv._torch_script_graph import _of_the_user, script_graph_module
+from sparseconv._torch_script_graph import script_graph_module
 from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_state import changes_own_state, restored_state
 from sparseconv._torch_trace import TraceRecord, row_parts
@@ -98,122 +95,6 @@ def _given_constants(constants: Mapping[str, float] | None) -> dict[str, float]:
                             f"got {name!r}")
         checked[name] = real_number(value, f"lipschitz_constants[{name!r}]", low=0.0)
     return checked
-
-
-def _given_leaves(model: nn.Module, given: Mapping[str, float],
-                  shape: tuple[int, ...]) -> frozenset[str]:
-    """The qualified names of the user's modules without submodules whose Lipschitz constant
-    ``given`` holds (by name or class): the bound keeps them whole, as activations of that
-    constant, where torch.fx would follow their forward (a new user's trial: EfficientNet's
-    ``Swish``, given 1.1, was listed as assumed, and its forward's ``x * sigmoid(x)`` then
-    had no bound). Only a module whose ``forward`` takes one input: one of two inputs, whose
-    map is no activation's, is followed (its constant, of another map, not taken). In a
-    scripted model, its modules compiled from classes of the user's; none in a traced one
-    (whose submodules cannot be called alone: their operations are followed)."""
-    if isinstance(model, torch.jit.TracedModule) or not given:
-        return frozenset()
-    scripted = isinstance(model, torch.jit.ScriptModule)
-    kept = frozenset(name for name, module in model.named_modules() if name and (
-        name in given or _kind(module) in given) and is_leaf(module) and (
-        _of_the_user(module) if scripted else not is_torch_module(module))
-        and _one_input(module) and (scripted or _reads_its_input_alone(module)))
-    if scripted or not kept:  # (TorchScript refuses attributes set in a forward, reads no
-        return kept  # globals, and its rebuilt graph checks what each call reads)
-    kept -= _reading_the_forward(model, shape, kept)
-    try:  # each called with its input alone (a review: forward(self, x, s=None) called with
-        # s = 10 got the constant of its one-input map, 0.81 for ratios of 8.0)
-        graph = fx_trace(model, SizesTracer(leaves=kept))
-    except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
-        return kept  # (no graph: no bound over it; a Sequential calls each with one input)
-    return kept - {str(node.target) for node in graph.nodes if node.op == "call_module" and (
-        len(node.args) != 1 or node.kwargs)}
-
-
-def _reading_the_forward(model: nn.Module, shape: tuple[int, ...],
-                         names: frozenset[str]) -> set[str]:
-    """Those of the modules ``names`` whose output on the input a forward pass gave them
-    changes after another forward pass, on another input (or that then fail): they read
-    what the forward left behind, not their input alone (a review: a module reading a global
-    ``STORE["x"]`` that another module set to the signal, and whose own trace by torch.fx
-    could not show it, was kept whole, 0.81 for ratios of 10.7). Each is called as its
-    class's forward, without hooks, after a pass on the other input; the model's state is
-    restored after."""
-    modules = dict(model.named_modules())
-    seen: dict[str, tuple] = {}
-
-    def keep(name, module, inputs, output):
-        if name not in seen:
-            seen[name] = (tuple(t.clone() if isinstance(t, torch.Tensor) else t
-                                for t in inputs), output.clone()
-                          if isinstance(output, torch.Tensor) else None)
-
-    handles = [modules[name].register_forward_hook(functools.partial(keep, name))
-               for name in names]
-    reading: set[str] = set()
-    try:
-        with torch.no_grad(), restored_state(model):
-            model(probe_input(model, shape))
-            for handle in handles:
-                handle.remove()
-            other = 2.0 * probe_input(model, shape).flip(-1) + 1.0
-            for name in sorted(names):  # (each right after a pass on another input: a call
-                # of one module may set what another reads, a global dict, as the forward
-                # did; the review's case passed or not with the names' order)
-                model(other)
-                inputs, output = seen.get(name, ((), None))
-                try:
-                    again = modules[name].forward(*inputs) if output is not None else None
-                except Exception:  # noqa: BLE001 - whatever the module's code raises
-                    again = None
-                if not (isinstance(again, torch.Tensor) and again.shape == output.shape
-                        and torch.equal(again, output)):
-                    reading.add(name)
-    except Exception:  # noqa: BLE001 - the forward's own failure: none is kept
-        return set(names)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return reading
-
-
-def _reads_its_input_alone(module: nn.Module) -> bool:
-    """Whether a module's forward, traced by torch.fx alone (a copy), reads nothing but its
-    input and its own parameters and buffers (a review: a module adding ``self.ctx``, set by
-    another module's forward to ten times the signal, was kept whole, 0.81 for ratios of
-    9.9), and calls no normalization by each sample's statistics (``F.layer_norm``: its call
-    followed, the constant given below its slope is warned of, as the review found one
-    hidden)."""
-    try:
-        graph = fx_trace(copy.deepcopy(module))
-    except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
-        return False
-    own = {name for name, _ in module.named_parameters()} | {
-        name for name, _ in module.named_buffers()}
-    return not any(node.op == "call_module" or (node.op == "get_attr" and node.target not in own)
-                   or (node.op == "call_function" and is_sample_norm(node.target))
-                   for node in graph.nodes)
-
-
-def _one_input(module: nn.Module) -> bool:
-    """Whether ``module.forward`` takes exactly one argument without a default (and no
-    ``*args``; a scripted one's, by its schema)."""
-    if isinstance(module, torch.jit.ScriptModule):
-        try:  # (a ScriptMethod, whose schema torch's stubs do not know; a loaded traced
-            # model's module that no call reached has none: a review)
-            method: Any = module.forward
-            arguments = method.schema.arguments[1:]  # (after self)
-        except (AttributeError, RuntimeError):
-            return False
-        return sum(not a.has_default_value() for a in arguments) == 1
-    try:
-        parameters = inspect.signature(module.forward).parameters.values()
-    except (TypeError, ValueError):  # (no signature to read)
-        return False
-    kinds = inspect.Parameter
-    if any(p.kind is kinds.VAR_POSITIONAL for p in parameters):
-        return False
-    return sum(p.default is kinds.empty and p.kind is not kinds.VAR_KEYWORD
-               for p in parameters) == 1
 
 
 def _versions(model: nn.Module) -> list[int | None]:
@@ -395,7 +276,8 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     stops short): ``ordered`` receives the rows, the functions' among the modules' in the
     order the graph runs them (:func:`_in_forward_order`); an activation called as a
     function its known constant or the one ``given`` for its node or function name, each
-    appended to ``assumed``. ``leaves``: the modules kept whole (:func:`_given_leaves`).
+    appended to ``assumed``. ``leaves``: the modules kept whole
+    (:func:`sparseconv._torch_kept.given_leaves`).
     ``step(name, True)``: called as each linear function's row is done (the progress)."""
     if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one
         rebuilt = script_graph_module(model, [r.name for r in records],
@@ -522,7 +404,8 @@ def _functional_calls(model: nn.Module, leaves: frozenset[str] = frozenset(),
     may name: functions and methods with no rule of their own in the bound over the graph
     (``softplus``, ``softplus_1``); and the other calls' nodes, each with its function's
     name (whose bound the report computes or knows). Empty for a model torch.fx cannot
-    trace, or a TorchScript one. ``leaves``: modules kept whole (:func:`_given_leaves`)."""
+    trace, or a TorchScript one. ``leaves``: modules kept whole
+    (:func:`sparseconv._torch_kept.given_leaves`)."""
     if isinstance(model, torch.jit.ScriptModule):
         return set(), {}
     try:
@@ -650,7 +533,7 @@ def _not_sequential(model: nn.Module, name: str = "", leaves: frozenset[str] = f
                     ) -> tuple[str, nn.Module] | None:
     """The first module (qualified name, module) that is neither a ``nn.Sequential`` nor a
     leaf, so that the model may not be the chain of its leaves; None for a chain. ``leaves``:
-    the user's modules kept whole (:func:`_given_leaves`), leaves too."""
+    the user's modules kept whole (:func:`sparseconv._torch_kept.given_leaves`), leaves too."""
     if _torch_class(model) == "Sequential":  # torch's own, its forward untouched (or scripted)
         for child_name, child in model.named_children():
             found = _not_sequential(child, f"{name}.{child_name}" if name else child_name,
@@ -675,7 +558,7 @@ def _chain_break(model: nn.Module, leaves: frozenset[str] = frozenset()) -> str 
     graph's, by the same rule (each module call reads the value the call before returned,
     through :data:`CHAIN_KEEPING` operations at most, and the last one's is the output).
     A model torch.fx cannot trace is said to be one sparseconv cannot check. ``leaves``: the
-    user's modules kept whole (:func:`_given_leaves`)."""
+    user's modules kept whole (:func:`sparseconv._torch_kept.given_leaves`)."""
     if isinstance(model, torch.jit.ScriptModule):
         return script_chain_break(model, sequential=_is_sequential(model))
     try:

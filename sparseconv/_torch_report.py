@@ -34,7 +34,6 @@ from sparseconv._torch_chain import (
     _chain_break,
     _check_constants_used,
     _given_constants,
-    _given_leaves,
     _is_sequential,
     _low_precision,
     _max_pool_constant,
@@ -49,6 +48,7 @@ from sparseconv._torch_chain import (
 )
 from sparseconv._torch_fold import _fold_padding
 from sparseconv._torch_graph_rules import Given
+from sparseconv._torch_kept import given_leaves
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
@@ -504,7 +504,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     given = _given_constants(lipschitz_constants)
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
-    leaves = _given_leaves(model, given, shape)  # (the user's modules given constants: whole)
+    leaves = given_leaves(model, given, shape)  # (the user's modules given constants: whole)
     versions = _versions(model)  # (its forward must not change them: _untrusted)
     if isinstance(model, torch.jit.ScriptModule):  # its graph decides, a Sequential's too (a
         # review: a forward hook compiled into a scripted Sequential's graph, 100 * out)
