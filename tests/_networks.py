@@ -337,3 +337,23 @@ class SkipAroundBatchNorm(nn.Module):
         y = self.conv(x)
         z = torch.relu(self.bn(self.through(y))) + y
         return self.bn2(self.conv2(z))  # a fold that stays
+
+
+class Swish(nn.Module):
+    """lukemelas EfficientNet-PyTorch's activation: a module of the user's, without
+    submodules, computing a product of two values of the signal."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+class SwishResidual(nn.Module):
+    """``x + act(conv(x))`` with ``act`` a :class:`Swish`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1, dtype=torch.float64)
+        self.act = Swish()
+
+    def forward(self, x):
+        return x + self.act(self.conv(x))

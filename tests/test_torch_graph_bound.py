@@ -1635,24 +1635,7 @@ def test_the_report_lists_the_constants_of_the_functions_it_used(function, liste
             f"{listed}") in str(report)
 
 
-class _Swish(nn.Module):
-    """lukemelas EfficientNet-PyTorch's activation: a module of the user's, without
-    submodules, computing a product of two values of the signal."""
-
-    def forward(self, x):
-        return x * torch.sigmoid(x)
-
-
-class _SwishResidual(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv, self.act = nn.Conv2d(3, 3, 3, padding=1, dtype=F64), _Swish()
-
-    def forward(self, x):
-        return x + self.act(self.conv(x))
-
-
-@pytest.mark.parametrize("key", ["act", "_Swish"])
+@pytest.mark.parametrize("key", ["act", "Swish"])
 def test_a_module_of_the_user_s_given_its_constant_is_kept_whole(key):
     """A new user's trial: EfficientNet's ``Swish`` given 1.1 was listed as assumed, but the
     bound followed its forward into ``x * sigmoid(x)`` (a product of two signals: no rule)
@@ -1660,7 +1643,8 @@ def test_a_module_of_the_user_s_given_its_constant_is_kept_whole(key):
     constant is given is now an activation of that constant: in a chain, and over the
     graph."""
     torch.manual_seed(0)
-    chain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), _Swish(), nn.Conv2d(4, 2, 3)).double()
+    chain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), _networks.Swish(),
+                          nn.Conv2d(4, 2, 3)).double()
     shape = (3, 8, 8)
     alone = sct.lipschitz_report(chain.eval(), shape)
     assert alone.network_upper is None and "multiplies two values of the signal" in \
@@ -1670,9 +1654,9 @@ def test_a_module_of_the_user_s_given_its_constant_is_kept_whole(key):
     uppers = [row["upper"] for row in report]
     assert report.chain_checked and not report.over_graph
     assert report.network_upper == pytest.approx(uppers[0] * 1.1 * uppers[1], rel=1e-12)
-    assert report.activations == ("1 (_Swish, 1.1 given)",)
+    assert report.activations == ("1 (Swish, 1.1 given)",)
     assert report.network_upper >= _networks.largest_ratio(chain, shape)
-    residual = _SwishResidual().eval()
+    residual = _networks.SwishResidual().eval()
     shape = (3, 6, 6)
     assert sct.lipschitz_report(residual, shape).network_upper is None
     report = sct.lipschitz_report(residual, shape, lipschitz_constants={key: 1.1})

@@ -2350,6 +2350,17 @@ class ResnetBlockIN(nn.Module):
         return x + self.conv_block(x)
 
 
+def _with_running_statistics(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode, its InstanceNorms' running statistics random (seeded by the
+    caller)."""
+    for module in model.modules():
+        if isinstance(module, nn.InstanceNorm2d):
+            with torch.no_grad():
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
 class _NormedBlock(nn.Module):
     def __init__(self):
         super().__init__()
@@ -2381,13 +2392,7 @@ def test_an_instance_norm_named_as_one_of_the_model_is_told_apart(how):
     refused ("a call ... that reads the signal and returns no tensor"). Its rows are now the
     eager model's."""
     torch.manual_seed(0)
-    model = _NormedTwice().double()
-    for module in model.modules():
-        if isinstance(module, nn.InstanceNorm2d):
-            with torch.no_grad():
-                module.running_mean.normal_()
-                module.running_var.uniform_(0.5, 2.0)
-    model.eval()
+    model = _with_running_statistics(_NormedTwice().double())
     eager = sct.lipschitz_report(model, (3, 6, 6), fold_batchnorm=True)
     compiled = jit(model, how, (3, 6, 6))
     names = [(r.name, type(r.module).__name__) for r in sct.trace(compiled, (3, 6, 6))]
@@ -2411,13 +2416,8 @@ def test_an_instance_norm_inside_a_container_is_read_as_the_eager_one(how, affin
     computes sizes for the call outside the nodes TorchScript places in it, and gets no bound
     over its graph (withheld, saying so: left open)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), ResnetBlockIN(3, affine)).double()
-    for module in model.modules():
-        if isinstance(module, nn.InstanceNorm2d):
-            with torch.no_grad():
-                module.running_mean.normal_()
-                module.running_var.uniform_(0.5, 2.0)
-    model.eval()
+    model = _with_running_statistics(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1),
+                                                   ResnetBlockIN(3, affine)).double())
     eager = sct.lipschitz_report(model, (2, 6, 6), fold_batchnorm=True)
     compiled = jit(model, how, (2, 6, 6))
     names = [(r.name, type(r.module).__name__) for r in sct.trace(compiled, (2, 6, 6))]

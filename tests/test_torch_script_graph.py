@@ -2330,20 +2330,6 @@ def test_a_scripted_sample_normalization_in_a_residual_gets_the_eager_bound(norm
     assert report.network_upper >= _networks.largest_ratio(model, shape)
 
 
-class _Swish(nn.Module):  # (EfficientNet-PyTorch's: a product of two values of the signal)
-    def forward(self, x):
-        return x * torch.sigmoid(x)
-
-
-class _SwishBlock(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c, self.act = nn.Conv2d(3, 3, 3, padding=1, dtype=F64), _Swish()
-
-    def forward(self, x):
-        return x + self.act(self.c(x))
-
-
 @pytest.mark.parametrize("how", ["script", "trace"])
 def test_a_user_s_module_given_its_constant_is_kept_whole_when_scripted(how, tmp_path):
     """As in the eager model, a module of the user's given its constant is called whole in a
@@ -2351,9 +2337,9 @@ def test_a_user_s_module_given_its_constant_is_kept_whole_when_scripted(how, tmp
     torch.jit.trace returns it cannot be called alone: its operations are followed, and the
     product of two signals has no bound (said so)."""
     torch.manual_seed(0)
-    model = _SwishBlock().eval()
+    model = _networks.SwishResidual().eval()
     shape = (3, 6, 6)
-    given = {"_Swish": 1.1}
+    given = {"Swish": 1.1}
     eager = sct.lipschitz_report(model, shape, lipschitz_constants=given)
     if how == "trace":
         with warnings.catch_warnings():
