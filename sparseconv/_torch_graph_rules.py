@@ -73,9 +73,6 @@ class FunctionalCall(NamedTuple):
     summed: int = 1
 
 
-_ADDS, _SCALES, _DIVIDES = set(_ADD), _SCALE, _DIVIDE
-
-
 _CATS = {torch.cat, torch.concat, torch.concatenate, torch.stack}
 
 
@@ -104,7 +101,7 @@ _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 _SHAPED_AS = {"expand_as", "view_as", "reshape_as"}
 
 
-_RULED = {*_ADDS, *_SCALES, *_DIVIDES, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
+_RULED = {*_ADD, *_SCALE, *_DIVIDE, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
           *MATMUL, *EINSUM, *WHERE, *(_NORMALIZED - {F.batch_norm}), *REPEATS, *SELECTIONS,
           *RUNNING, *_SHAPED_AS, operator.getitem}  # (batch_norm by batch statistics has none)
 
@@ -413,9 +410,9 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
     if target is operator.getitem and isinstance(source, torch.fx.Node) and (
             source.target in _PARTITIONS and source in walk.opaque):
         return _piece(source, args[1], walk)
-    if target in _ADDS:
+    if target in _ADD:
         return _added(node, source, args, kwargs, walk)
-    if target in _SCALES or target in _DIVIDES:
+    if target in _SCALE or target in _DIVIDE:
         return _multiplied(node, source, args, kwargs, walk)
     if target in _CATS:
         parts = args[0] if args else kwargs.get("tensors", ())
@@ -584,7 +581,7 @@ def _multiplied(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
         number = walk.sizes[number]  # (fixed by the traced shape, not by the batch: x /
         # math.sqrt(x.shape[-1]), refused before, a new user's trial)
     if len(tensors) == 1 and isinstance(number, torch.Tensor):  # a constant tensor
-        return _by_tensor(node, tensors[0], number, target in _DIVIDES, kwargs, args, walk.of,
+        return _by_tensor(node, tensors[0], number, target in _DIVIDE, kwargs, args, walk.of,
                           walk.size)
     if len(tensors) == 1 and isinstance(number, torch.fx.Node) and number in walk.tainted:
         return f"multiplies the signal by a number that may follow the batch size ({number.name!r})"
@@ -598,7 +595,7 @@ def _multiplied(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
     if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
             number, bool) or not math.isfinite(number):
         return "multiplies the signal by something other than a finite number"
-    if target in _DIVIDES:
+    if target in _DIVIDE:
         rounding = kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
         if tensors != [source] or number == 0 or rounding is not None:
             return "divides other than the signal by a nonzero number (or rounds)"
