@@ -266,7 +266,9 @@ class SizesTracer(torch.fx.Tracer):
     whose rank nothing but the input's rank fixes are iterated (:func:`_rank_fixed`), and
     nothing else (a loop over a tensor runs over its batch). ``leaves``: the qualified names
     of modules kept whole, their forward not followed (those of the user's whose Lipschitz
-    constant the caller gave: :func:`sparseconv.torch.lipschitz_report`)."""
+    constant the caller gave: :func:`sparseconv.torch.lipschitz_report`); a TorchScript
+    module, which torch.fx cannot follow (a module of a TorchScript graph rebuilt for the
+    bound, called whole), is kept whole too."""
 
     def __init__(self, probe: Callable[[], torch.Tensor] | None = None,
                  leaves: frozenset[str] = frozenset()) -> None:
