@@ -535,8 +535,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             assumed: list[str] = []
             ordered: list[dict] = []  # (with the rows of the linear functions it calls)
             bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
-                                         functions, assumed, ordered, leaves,
-                                             counter.row)
+                                         functions, assumed, ordered, leaves, counter.row)
             rows = ordered or rows
             if bound is not None:
                 reason = ""
