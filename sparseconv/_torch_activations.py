@@ -147,9 +147,8 @@ def sample_norm_slope(module: nn.Module, input_shape: tuple[int, ...],
     torch's ``InstanceNorm*d`` without running statistics, ``GroupNorm``, ``LayerNorm`` and
     ``RMSNorm``, eager or TorchScript (``RMSNorm(eps=None)``'s ``eps`` is that of ``dtype``,
     the input's, float32's for half precision, as torch takes it: without ``dtype``, no
-    bounds); None for any other module.
-    Never used as the report's constant: the report's reason names them, and a constant given
-    below ``lower`` is warned of.
+    bounds); None for any other module. Never used as the report's constant: the report's
+    reason names them, and a constant given below ``lower`` is warned of.
 
     Each block the module normalizes (``n`` entries: a channel of a sample, a group, the
     normalized shape) maps ``x`` to ``w * (x - mean) / sqrt(var + eps)`` (``w * x / sqrt(mean(x^2)
