@@ -56,7 +56,6 @@ from sparseconv._torch_report_rows import _call_row
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_script_graph import script_graph_module
-from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_state import changes_own_state, restored_state
 from sparseconv._torch_trace import TraceRecord, row_parts
 from sparseconv._validation import int_tuple, real_number
@@ -264,7 +263,7 @@ def _unknown(modules: list[str]) -> str:
 def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[TraceRecord],
                     todo: list[tuple[TraceRecord, TraceRecord | None]], rows: list[dict],
                     known: dict[int, float | Given], options: dict, given: Mapping[str, float],
-                    assumed: list[str], ordered: list[dict], leaves: frozenset[str] = frozenset(),
+                    assumed: list[str], ordered: list[dict], kept: frozenset[str] = frozenset(),
                     step: Callable[[str, bool], None] | None = None,
                     ) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
@@ -276,12 +275,12 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     stops short): ``ordered`` receives the rows, the functions' among the modules' in the
     order the graph runs them (:func:`_in_forward_order`); an activation called as a
     function its known constant or the one ``given`` for its node or function name, each
-    appended to ``assumed``. ``leaves``: the modules kept whole
+    appended to ``assumed``. ``kept``: a scripted model's modules called whole
     (:func:`sparseconv._torch_kept.given_leaves`).
     ``step(name, True)``: called as each linear function's row is done (the progress)."""
     if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one
         rebuilt = script_graph_module(model, [r.name for r in records],
-                                      [r.module for r in records], shape, leaves)
+                                      [r.module for r in records], shape, kept)
         if isinstance(rebuilt, str):
             return None, f"its TorchScript graph {rebuilt}"
         model = rebuilt
@@ -339,8 +338,7 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
         return Fraction(norm.upper)
 
     found: list[tuple[torch.fx.Node, dict]] = []
-    exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed,
-                             leaves=leaves)
+    exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed)
     ordered.extend(_in_forward_order(records, todo, rows, found))
     return (None, why) if exact is None else (_float_up(exact), "")
 
@@ -398,18 +396,16 @@ def _functional_max_pool(target, args: list, kwargs: dict,
     return "is a max pooling with no constant here" if constant is None else Fraction(constant)
 
 
-def _functional_calls(model: nn.Module, leaves: frozenset[str] = frozenset(),
-                      ) -> tuple[set[str], dict[str, str]]:
+def _functional_calls(model: nn.Module) -> tuple[set[str], dict[str, str]]:
     """The fx node names of the calls ``model``'s forward makes that ``lipschitz_constants``
     may name: functions and methods with no rule of their own in the bound over the graph
     (``softplus``, ``softplus_1``); and the other calls' nodes, each with its function's
     name (whose bound the report computes or knows). Empty for a model torch.fx cannot
-    trace, or a TorchScript one. ``leaves``: modules kept whole
-    (:func:`sparseconv._torch_kept.given_leaves`)."""
+    trace, or a TorchScript one."""
     if isinstance(model, torch.jit.ScriptModule):
         return set(), {}
     try:
-        graph = fx_trace(model, SizesTracer(leaves=leaves))
+        graph = fx_trace(model)
     except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return set(), {}
     calls = [n for n in graph.nodes if n.op in ("call_function", "call_method")]
@@ -418,8 +414,7 @@ def _functional_calls(model: nn.Module, leaves: frozenset[str] = frozenset(),
 
 
 def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord],
-                          model: nn.Module, leaves: frozenset[str] = frozenset(),
-                          ) -> dict[str, float]:
+                          model: nn.Module) -> dict[str, float]:
     """Every ``lipschitz_constants`` key names a traced non-linear module or its class (not
     both: a module's name that is also another's class is refused), or the graph node of a
     call with no rule of its own (:func:`_functional_calls`): a typo ("relu" for "ReLU")
@@ -428,8 +423,7 @@ def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]
     constants of the calls, by node (a module's name or class wins over a node's)."""
     names = {key for r in records if not r.linear for key in (r.name, _kind(r.module))}
     linear = {key for r in records if r.linear for key in (r.name, _kind(r.module))}
-    calls, ruled = (_functional_calls(model, leaves) if set(given) - names - linear
-                    else (set(), {}))
+    calls, ruled = _functional_calls(model) if set(given) - names - linear else (set(), {})
     functions = {}
     for key in given:
         named = [r.name for r in records if r.name == key]
@@ -529,40 +523,35 @@ def _activation_constant(module: nn.Module) -> float | None:
     return None if constant is None else _float_up(constant)
 
 
-def _not_sequential(model: nn.Module, name: str = "", leaves: frozenset[str] = frozenset(),
-                    ) -> tuple[str, nn.Module] | None:
+def _not_sequential(model: nn.Module, name: str = "") -> tuple[str, nn.Module] | None:
     """The first module (qualified name, module) that is neither a ``nn.Sequential`` nor a
-    leaf, so that the model may not be the chain of its leaves; None for a chain. ``leaves``:
-    the user's modules kept whole (:func:`sparseconv._torch_kept.given_leaves`), leaves too."""
+    leaf, so that the model may not be the chain of its leaves; None for a chain."""
     if _torch_class(model) == "Sequential":  # torch's own, its forward untouched (or scripted)
         for child_name, child in model.named_children():
-            found = _not_sequential(child, f"{name}.{child_name}" if name else child_name,
-                                    leaves)
+            found = _not_sequential(child, f"{name}.{child_name}" if name else child_name)
             if found is not None:
                 return found
         return None
     # (a user's module without submodules computes its forward's function calls: no chain)
-    return None if is_leaf(model) and (is_torch_module(model) or name in leaves) else (
-        name, model)
+    return None if is_leaf(model) and is_torch_module(model) else (name, model)
 
 
-def _is_sequential(model: nn.Module, leaves: frozenset[str] = frozenset()) -> bool:
-    return _not_sequential(model, leaves=leaves) is None
+def _is_sequential(model: nn.Module) -> bool:
+    return _not_sequential(model) is None
 
 
-def _chain_break(model: nn.Module, leaves: frozenset[str] = frozenset()) -> str | None:
+def _chain_break(model: nn.Module) -> str | None:
     """Why ``model``'s forward is no chain of its layers, as a phrase after "its forward"
     (``"runs add (node 'add') on its signal outside its layers"``), or None for a chain: for
     a TorchScript model, its graph's answer
     (:func:`sparseconv._torch_script_chain.script_chain_break`); for an eager one, torch.fx's
     graph's, by the same rule (each module call reads the value the call before returned,
     through :data:`CHAIN_KEEPING` operations at most, and the last one's is the output).
-    A model torch.fx cannot trace is said to be one sparseconv cannot check. ``leaves``: the
-    user's modules kept whole (:func:`sparseconv._torch_kept.given_leaves`)."""
+    A model torch.fx cannot trace is said to be one sparseconv cannot check."""
     if isinstance(model, torch.jit.ScriptModule):
         return script_chain_break(model, sequential=_is_sequential(model))
     try:
-        graph = fx_trace(model, SizesTracer(leaves=leaves))
+        graph = fx_trace(model)
     except UntraceableDefault as exc:
         return (f"cannot be checked to be the chain of its layers (its argument {exc.name!r} "
                 f"defaults to a {exc.default})")

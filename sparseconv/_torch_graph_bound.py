@@ -348,15 +348,14 @@ def _untraceable(model: nn.Module, exc: Exception) -> str:
             f"{error_line(exc)})")
 
 
-def _traced(model: nn.Module, probe: torch.Tensor, leaves: frozenset[str] = frozenset(),
+def _traced(model: nn.Module, probe: torch.Tensor,
             ) -> tuple[torch.fx.Graph, torch.fx.GraphModule, _Probe, dict, set, str] | str:
     """``model``'s torch.fx graph, checked to compute what its forward does on ``probe``:
     ``(graph, module, recorder, sizes, tainted, change)`` (:func:`graph_bound`'s
     ``sizes`` and ``tainted``; ``change``: how the graph's map of one sample changes with
-    the batch, said if all else passes), or why it cannot be followed. ``leaves``: modules
-    kept whole (:class:`~sparseconv._torch_sizes_tracer.SizesTracer`)."""
+    the batch, said if all else passes), or why it cannot be followed."""
     try:
-        graph = fx_trace(model, SizesTracer(probe.clone, leaves))
+        graph = fx_trace(model, SizesTracer(probe.clone))
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return _untraceable(model, exc)
     follow_in_place(graph, model)
@@ -495,7 +494,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 probe: torch.Tensor,
                 functional: Callable[..., Fraction | str | None] | None = None,
                 *, given: Mapping[str, float] | None = None, assumed: list[str] | None = None,
-                leaves: frozenset[str] = frozenset()) -> tuple[Fraction | None, str]:
+                ) -> tuple[Fraction | None, str]:
     """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
 
     ``factors(name, k, shape)``: what is known of the ``k``-th call (from 0, constant calls
@@ -513,10 +512,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     ``given``: the caller's Lipschitz constants of functions called on the signal, by node
     name (``"softplus_1"``), for calls no rule covers (:func:`has_rule`), taken entry by
     entry (a broadcast signal counts its copies). ``assumed``: a list to which each call with
-    a constant, known or given, is appended as ``"node (function(), c)"``. ``leaves``: the
-    qualified names of the user's modules kept whole, called as modules (their factors).
+    a constant, known or given, is appended as ``"node (function(), c)"``.
     """
-    traced = _traced(model, probe, leaves)
+    traced = _traced(model, probe)
     if isinstance(traced, str):
         return None, traced
     graph, module, recorder, sizes, tainted, change = traced

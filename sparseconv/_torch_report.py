@@ -48,7 +48,7 @@ from sparseconv._torch_chain import (
 )
 from sparseconv._torch_fold import _fold_padding
 from sparseconv._torch_graph_rules import Given
-from sparseconv._torch_kept import given_leaves
+from sparseconv._torch_kept import followed_constants, given_leaves
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
@@ -130,7 +130,7 @@ class _Folds:
 
 
 def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: bool,
-                      leaves: frozenset[str] = frozenset()) -> tuple[list[TraceRecord], _Folds]:
+                      ) -> tuple[list[TraceRecord], _Folds]:
     """:func:`trace`, and which BatchNorms and paddings it may fold (:class:`_Folds`): those
     whose input is the very tensor the module before returned (a convolution, for a
     BatchNorm; a padding module, for a convolution), unmodified and read by nothing else (so
@@ -142,7 +142,6 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
     torch.fx graph must show the second's input as the output of one call of the first that
     nothing else reads (:func:`_read_elsewhere`), as the bound over the graph requires. A
     TorchScript model answers from its graph (:func:`sparseconv._torch_script.script_calls`).
-    ``leaves``: the user's modules the bound keeps whole (given their constants).
     """
     if isinstance(model, torch.jit.ScriptModule):
         records, (batchnorms, paddings) = _script_trace(
@@ -196,14 +195,14 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
         flags[:], called[:] = flags[len(flags) - ran:], called[len(called) - ran:]
         if not chain and any(flags):
             shared = _read_elsewhere(model, input_shape, (*_CONV, *_CONV_T) if key == "batchnorms"
-                                     else _PADS, leaves)
+                                     else _PADS)
             calls = [(name, called[:i].count(name)) for i, name in enumerate(called)]
             flags[:] = [flag and call not in shared for flag, call in zip(flags, calls)]
     return records, folds
 
 
-def _read_elsewhere(model: nn.Module, shape: tuple[int, ...], sources: tuple[type, ...],
-                    leaves: frozenset[str] = frozenset()) -> set[tuple[str, int]]:
+def _read_elsewhere(model: nn.Module, shape: tuple[int, ...],
+                    sources: tuple[type, ...]) -> set[tuple[str, int]]:
     """The module calls, as ``(module name, call index)``, whose input in ``model``'s torch.fx
     graph is not the output of a call of a module of ``sources`` (a convolution, before a
     BatchNorm; a padding module, before a convolution) that it alone reads, as the bound over
@@ -214,7 +213,7 @@ def _read_elsewhere(model: nn.Module, shape: tuple[int, ...], sources: tuple[typ
     where the model cannot be traced so (its records are all there is; it gets no bound over
     the graph)."""
     try:
-        graph = fx_trace(model, SizesTracer(probe_input(model, shape, batch=2).clone, leaves))
+        graph = fx_trace(model, SizesTracer(probe_input(model, shape, batch=2).clone))
     except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return set()
     counted: dict[str, int] = {}
@@ -414,8 +413,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         module name (``"1"``, ``"layer1.0.act"``) or class name (``"Softplus"``; a name wins
         over a class), for example ``{"Softplus": 1.0}``. A module of your own class without
         submodules (a ``Swish`` computing ``x * torch.sigmoid(x)``) given its constant is
-        kept whole: its forward is not followed, and the chain and the bound over the graph
-        read it as an activation of that constant. In the bound over the graph, of a
+        called whole in a scripted model's graph, an activation of that constant; in an
+        eager model its forward is followed (it may read what another module left), its
+        constant unused and warned of. In the bound over the graph, of a
         call ``forward`` makes on the signal too, one at a time, by its torch.fx node's name
         as ``reason`` names it (``"softplus"``, then ``"softplus_1"`` for the next call; a
         module's name or class wins), taken entry by entry (a broadcast signal counts its
@@ -504,16 +504,17 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     given = _given_constants(lipschitz_constants)
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
-    leaves = given_leaves(model, given, shape)  # (the user's modules given constants: whole)
+    kept = given_leaves(model, given)  # (a scripted model's modules of the user's, called
+    # whole, given their constants)
     versions = _versions(model)  # (its forward must not change them: _untrusted)
     if isinstance(model, torch.jit.ScriptModule):  # its graph decides, a Sequential's too (a
         # review: a forward hook compiled into a scripted Sequential's graph, 100 * out)
         broken = _chain_break(model)
         chain = broken is None
     else:
-        chain = _is_sequential(model, leaves)
-        broken = None if chain else _chain_break(model, leaves)
-    records, folds = _trace_with_folds(model, shape, chain, leaves)
+        chain = _is_sequential(model)
+        broken = None if chain else _chain_break(model)
+    records, folds = _trace_with_folds(model, shape, chain)
     if _untrusted(model, versions, records):  # hooks, an instance's forward, weights changed
         # by the forward, a tensor subclass or a mode: the rows read the modules as they are,
         # and the network bound is withheld, saying why; their traced outputs are no check of
@@ -521,7 +522,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         records = [dataclasses.replace(r, sample=None) for r in records]
     todo = _layers_to_report(records, folds, fold_batchnorm, fold_padding)
     # (a key refused before a constant is warned of: a review found a warning raised first)
-    functions = _check_constants_used(given, records, model, leaves)
+    functions = _check_constants_used(given, records, model)
     activations, constants, unknown, known = _activation_constants(records, given)
     counter = _Progress(progress, len(todo))  # (a bar open until the graph's rows are done)
     try:
@@ -531,12 +532,24 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         if untrusted:
             reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
         elif unknown or not (chain or assume_chain):
-            reason = _unknown(unknown) if unknown else _no_chain(model, broken, leaves)
+            reason = _unknown(unknown) if unknown else _no_chain(model, broken)
             assumed: list[str] = []
             ordered: list[dict] = []  # (with the rows of the linear functions it calls)
             bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
-                                         functions, assumed, ordered, leaves, counter.row)
+                                         functions, assumed, ordered, kept, counter.row)
             rows = ordered or rows
+            followed = followed_constants(model, given)
+            if followed:  # (two reviews: kept whole, such modules read what others left,
+                # bounds 1e4 below the truth; a new user's trial: listed, unused, unsaid)
+                warnings.warn(
+                    "lipschitz_constants gives "
+                    f"{', '.join(f'{name} ({kind})' for name, kind in followed)}, of a class "
+                    "of yours: "
+                    "the bound over the graph follows its forward (torch.fx), its constant "
+                    "unused; script the model (torch.jit.script), whose graph calls such a "
+                    "module whole", UserWarning, stacklevel=outside_level(torch))
+                activations = [a for a in activations if not any(
+                    a.startswith(f"{name} ({kind},") for name, kind in followed)]
             if bound is not None:
                 reason = ""
                 activations.extend(assumed)
@@ -666,9 +679,9 @@ def _all_rows(todo: list, workers: int | Callable, kwargs: dict, progress: _Prog
     return [row for row in found if row is not None]
 
 
-def _no_chain(model: nn.Module, broken: str | None, leaves: frozenset[str]) -> str:
+def _no_chain(model: nn.Module, broken: str | None) -> str:
     """Why the product of the layers' bounds is no bound of a model that is no chain."""
-    name, module = _not_sequential(model, leaves=leaves) or ("", model)
+    name, module = _not_sequential(model) or ("", model)
     what = f"module {name!r} ({_kind(module)})" if name else _kind(module)
     if isinstance(model, torch.jit.ScriptModule):  # (a Sequential's too)
         return (f"the TorchScript graph of {_kind(model)} is no chain of its layers (its "

@@ -264,21 +264,17 @@ class SizesTracer(torch.fx.Tracer):
     input changes, is read off the graph traced so far run on ``probe()`` (without one,
     torch.fx's own tracer); each size stays a node of the graph. Only the sizes of a tensor
     whose rank nothing but the input's rank fixes are iterated (:func:`_rank_fixed`), and
-    nothing else (a loop over a tensor runs over its batch). ``leaves``: the qualified names
-    of modules kept whole, their forward not followed (those of the user's whose Lipschitz
-    constant the caller gave: :func:`sparseconv.torch.lipschitz_report`); a TorchScript
-    module, which torch.fx cannot follow (a module of a TorchScript graph rebuilt for the
-    bound, called whole), is kept whole too."""
+    nothing else (a loop over a tensor runs over its batch). A TorchScript module, which
+    torch.fx cannot follow (a module of a TorchScript graph rebuilt for the bound, called
+    whole), is a leaf."""
 
-    def __init__(self, probe: Callable[[], torch.Tensor] | None = None,
-                 leaves: frozenset[str] = frozenset()) -> None:
+    def __init__(self, probe: Callable[[], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.probe = probe  # (made only where a loop needs it: it may be large)
-        self.leaves = leaves
 
     def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
-        return module_qualified_name in self.leaves or isinstance(
-            m, torch.jit.ScriptModule) or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, torch.jit.ScriptModule) or super().is_leaf_module(
+            m, module_qualified_name)
 
     def _prefix(self, outputs: list, probe: torch.Tensor) -> Any:
         """The values of the nodes ``outputs`` of the graph traced so far, run on ``probe``

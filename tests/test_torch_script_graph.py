@@ -219,7 +219,8 @@ def test_a_module_of_the_users_called_on_two_values_is_followed(tmp_path):
 
     shape = (2, 5, 5)
     model = _networks.randomize(Net(), seed=1).eval()
-    eager = sct.lipschitz_report(model, shape, lipschitz_constants={"mix": 1.0})
+    with pytest.warns(UserWarning, match="its constant unused"):
+        eager = sct.lipschitz_report(model, shape, lipschitz_constants={"mix": 1.0})
     report = sct.lipschitz_report(jit(model, "script", shape, tmp_path / "m.pt"), shape,
                                   lipschitz_constants={"mix": 1.0})
     assert report.over_graph and report.network_upper is not None, report.reason
@@ -2332,15 +2333,15 @@ def test_a_scripted_sample_normalization_in_a_residual_gets_the_eager_bound(norm
 
 @pytest.mark.parametrize("how", ["script", "trace"])
 def test_a_user_s_module_given_its_constant_is_kept_whole_when_scripted(how, tmp_path):
-    """As in the eager model, a module of the user's given its constant is called whole in a
-    TorchScript model (scripted, or traced and loaded from its file); a traced one as
+    """A module of the user's given its constant is called whole in a TorchScript model
+    (scripted, or traced and loaded from its file), whose graph shows all it reads (an
+    eager model's is followed: it may read what another module left); a traced one as
     torch.jit.trace returns it cannot be called alone: its operations are followed, and the
     product of two signals has no bound (said so)."""
     torch.manual_seed(0)
     model = _networks.SwishResidual().eval()
     shape = (3, 6, 6)
     given = {"Swish": 1.1}
-    eager = sct.lipschitz_report(model, shape, lipschitz_constants=given)
     if how == "trace":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -2350,7 +2351,6 @@ def test_a_user_s_module_given_its_constant_is_kept_whole_when_scripted(how, tmp
             alone.reason), alone.reason
     report = sct.lipschitz_report(jit(model, how, shape, tmp_path / "m.pt"), shape,
                                   lipschitz_constants=given)
-    assert report.over_graph and report.network_upper == pytest.approx(
-        eager.network_upper, rel=1e-12), report.reason
+    assert report.over_graph, report.reason
     assert report.network_upper == pytest.approx(1 + 1.1 * report[0]["upper"], rel=1e-12)
     assert report.network_upper >= _networks.largest_ratio(model, shape)
