@@ -477,7 +477,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         normalization's slope at a sample of zero variance (modules, and ``F.layer_norm``,
         ``F.group_norm``, ``F.rms_norm``, ``F.instance_norm`` called in a forward), or a
         known activation's or max pooling's constant by more than 1% (the bound uses
-        yours).
+        yours). A constant given for a module of your class in an eager model, whose forward
+        the bound over the graph follows (unused: script the model to have it called whole).
     RuntimeWarning
         ``assume_chain=True`` on a model whose forward is no chain (the product is given,
         and may be no bound); a row wider than ``relative_width``, and why.
