@@ -30,22 +30,27 @@ def given_leaves(model: nn.Module, given: Mapping[str, float]) -> frozenset[str]
     (bounds 1e4 below the truth); torch.fx follows it. None in a traced model as
     ``torch.jit.trace`` returns it (its submodules cannot be called alone)."""
     if not isinstance(model, torch.jit.ScriptModule) or isinstance(
-            model, torch.jit.TracedModule) or not given:
+            model, torch.jit.TracedModule):
         return frozenset()
-    return frozenset(name for name, module in model.named_modules() if name and (
-        name in given or _kind(module) in given) and is_leaf(module) and _of_the_user(module)
-        and _one_input(module))
+    return frozenset(name for name, module in _given_leaf_modules(model, given)
+                     if _of_the_user(module) and _one_input(module))
 
 
 def followed_constants(model: nn.Module, given: Mapping[str, float]) -> list[tuple[str, str]]:
     """The names and classes (``("act", "Swish")``) of an eager model's modules of the user's
     classes, without submodules, given a constant: the bound over the graph follows their
     forward, and does not use it."""
-    if isinstance(model, torch.jit.ScriptModule) or not given:
+    if isinstance(model, torch.jit.ScriptModule):
         return []
-    return [(name, _kind(module)) for name, module in model.named_modules()
-            if name and (name in given or _kind(module) in given) and is_leaf(module)
-            and not is_torch_module(module)]
+    return [(name, _kind(module)) for name, module in _given_leaf_modules(model, given)
+            if not is_torch_module(module)]
+
+
+def _given_leaf_modules(model: nn.Module, given: Mapping[str, float]) -> list[tuple[str, Any]]:
+    """The model's modules without submodules (not itself) that ``given`` names, by their
+    qualified name or class."""
+    return [(name, module) for name, module in model.named_modules() if name and (
+        name in given or _kind(module) in given) and is_leaf(module)] if given else []
 
 
 def _one_input(module: nn.Module) -> bool:
