@@ -265,6 +265,7 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
                     known: dict[int, float | Given], options: dict, given: Mapping[str, float],
                     assumed: list[str], ordered: list[dict], kept: frozenset[str] = frozenset(),
                     step: Callable[[str, bool], None] | None = None,
+                    followed: dict[str, str] | None = None,
                     ) -> tuple[float | None, str]:
     """A Lipschitz bound of a model that is no chain, over its torch.fx graph
     (:func:`sparseconv._torch_graph_bound.graph_bound`), rounded up; or ``(None, why)``.
@@ -275,15 +276,19 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     stops short): ``ordered`` receives the rows, the functions' among the modules' in the
     order the graph runs them (:func:`_in_forward_order`); an activation called as a
     function its known constant or the one ``given`` for its node or function name, each
-    appended to ``assumed``. ``kept``: a scripted model's modules called whole
-    (:func:`sparseconv._torch_kept.given_leaves`).
+    appended to ``assumed``. ``kept``: the modules of the user's classes given constants
+    (:func:`sparseconv._torch_kept.given_leaves`), which a scripted model's graph calls whole,
+    and an eager model's where what they read and leave allows; ``followed`` receives the
+    others' names, each with why its forward is followed
+    (:func:`sparseconv._torch_whole_calls.collapse`).
     ``step(name, True)``: called as each linear function's row is done (the progress)."""
+    whole = kept
     if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one
         rebuilt = script_graph_module(model, [r.name for r in records],
                                       [r.module for r in records], shape, kept)
         if isinstance(rebuilt, str):
             return None, f"its TorchScript graph {rebuilt}"
-        model = rebuilt
+        model, whole = rebuilt, frozenset()  # (called whole there, ScriptModules)
     # a constant the caller gave stays marked (Given): trusted only where what the module read
     # or returned is not changed in place afterwards
     factors: dict[int, Factor] = {id(r): c if isinstance(c, Given) else Fraction(c)
@@ -338,7 +343,8 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
         return Fraction(norm.upper)
 
     found: list[tuple[torch.fx.Node, dict]] = []
-    exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed)
+    exact, why = graph_bound(model, factor, probe, functional, given=given, assumed=assumed,
+                             whole=whole, followed=followed)
     ordered.extend(_in_forward_order(records, todo, rows, found))
     return (None, why) if exact is None else (_float_up(exact), "")
 

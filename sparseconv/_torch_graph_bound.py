@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -98,6 +98,7 @@ from sparseconv._torch_probe import (
 )
 from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_state import changes_own_state, restored_state
+from sparseconv._torch_whole_calls import collapse
 
 __all__ = ["graph_bound"]
 
@@ -323,6 +324,23 @@ def _untracked_write(node: torch.fx.Node) -> str:
     return ""
 
 
+def _refused(node: torch.fx.Node) -> str:
+    """Why ``node`` is refused whatever it reads (:func:`_untracked_write`, memory whose
+    values nothing set, a random draw); ``""`` for any other node."""
+    why = _untracked_write(node)
+    called = function_name(node.target) if node.op in ("call_function", "call_method") else ""
+    if not why and called in UNSET_CALLS:  # (a review: the memory a convolution's im2col
+        # freed, the input's values, read back as a "constant")
+        why = ("allocates a tensor whose values it does not set (torch.empty: whatever its "
+               "memory held, the signal's values among them)")
+    if not why and called in RANDOM_CALLS:  # (by name, not by the chance that two runs draw
+        # differently; exact names: a function of the user's may hold any part of one,
+        # operand_scale)
+        why = ("draws random numbers: the same input gives another output, so no Lipschitz "
+               "constant holds")
+    return why
+
+
 def _leaves_the_tensors(node: torch.fx.Node, bound: Mapping) -> str:
     """Why ``node``, which reads the signal (a floating tensor) and returns no tensor, is
     refused: only metadata (``x.size()``, ``x.shape``) may leave the tensors, as a value no
@@ -348,16 +366,24 @@ def _untraceable(model: nn.Module, exc: Exception) -> str:
             f"{error_line(exc)})")
 
 
-def _traced(model: nn.Module, probe: torch.Tensor,
+def _traced(model: nn.Module, probe: torch.Tensor, whole: Collection[str] = (),
+            followed: dict[str, str] | None = None,
             ) -> tuple[torch.fx.Graph, torch.fx.GraphModule, _Probe, dict, set, str] | str:
     """``model``'s torch.fx graph, checked to compute what its forward does on ``probe``:
     ``(graph, module, recorder, sizes, tainted, change)`` (:func:`graph_bound`'s
     ``sizes`` and ``tainted``; ``change``: how the graph's map of one sample changes with
-    the batch, said if all else passes), or why it cannot be followed."""
+    the batch, said if all else passes), or why it cannot be followed. The calls of the
+    modules named in ``whole`` are made whole where they can be
+    (:func:`sparseconv._torch_whole_calls.collapse`); ``followed`` receives the others'
+    names, each with why not."""
+    tracer = SizesTracer(probe.clone, whole)
     try:
-        graph = fx_trace(model, SizesTracer(probe.clone))
+        graph = fx_trace(model, tracer)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return _untraceable(model, exc)
+    reasons = collapse(graph, tracer.calls, _refused)
+    if followed is not None:
+        followed.update(reasons)
     follow_in_place(graph, model)
     try:
         module = torch.fx.GraphModule(model, graph)
@@ -494,6 +520,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                 probe: torch.Tensor,
                 functional: Callable[..., Fraction | str | None] | None = None,
                 *, given: Mapping[str, float] | None = None, assumed: list[str] | None = None,
+                whole: Collection[str] = (), followed: dict[str, str] | None = None,
                 ) -> tuple[Fraction | None, str]:
     """``(L, "")``, a Lipschitz bound of ``model``'s forward, or ``(None, reason)``.
 
@@ -512,9 +539,13 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     ``given``: the caller's Lipschitz constants of functions called on the signal, by node
     name (``"softplus_1"``), for calls no rule covers (:func:`has_rule`), taken entry by
     entry (a broadcast signal counts its copies). ``assumed``: a list to which each call with
-    a constant, known or given, is appended as ``"node (function(), c)"``.
+    a constant, known or given, is appended as ``"node (function(), c)"``. ``whole``: the
+    modules of the user's classes given constants, whose calls the graph makes whole (one
+    ``call_module`` node each, its factor ``factors``'s) where what they read and leave
+    allows (:func:`sparseconv._torch_whole_calls.collapse`); ``followed`` receives the
+    others' names, each with why its forward is followed.
     """
-    traced = _traced(model, probe)
+    traced = _traced(model, probe, whole, followed)
     if isinstance(traced, str):
         return None, traced
     graph, module, recorder, sizes, tainted, change = traced
@@ -540,17 +571,7 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             continue
         if node.op == "output":
             return _output_bound(node, walk, recorder, f"{type(model).__name__}", change)
-        why = _untracked_write(node) or _leaves_the_tensors(node, bound)
-        called = function_name(node.target) if node.op in ("call_function", "call_method") else ""
-        if not why and called in UNSET_CALLS:  # (a review: the memory a convolution's
-            # im2col freed, the input's values, read back as a "constant")
-            why = ("allocates a tensor whose values it does not set (torch.empty: whatever "
-                   "its memory held, the signal's values among them)")
-        if not why and called in RANDOM_CALLS:  # (by name, not by the chance that
-            # two runs draw differently; exact names: a function of the user's may hold any
-            # part of one, operand_scale)
-            why = ("draws random numbers: the same input gives another output, so no "
-                   "Lipschitz constant holds")
+        why = _refused(node) or _leaves_the_tensors(node, bound)
         if why:
             return unsupported(node, why)
         if node.op == "get_attr" or not any(n in bound or n in opaque for n in

@@ -590,8 +590,8 @@ def _multiplied(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
         # was refused as one the report knows)
         return ("multiplies two values of the signal (a gate, x * sigmoid(x) or a squeeze-"
                 "and-excitation's): no rule bounds such a product, and no constant may be "
-                "given for it (in a scripted model, torch.jit.script, give one for a module of "
-                "yours without submodules that computes it, by its name or class)")
+                "given for it (give one for a module of yours without submodules that "
+                "computes it from its one argument, by its name or class)")
     if len(tensors) != 1 or not isinstance(number, (int, float)) or isinstance(
             number, bool) or not math.isfinite(number):
         return "multiplies the signal by something other than a finite number"

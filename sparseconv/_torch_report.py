@@ -48,7 +48,7 @@ from sparseconv._torch_chain import (
 )
 from sparseconv._torch_fold import _fold_padding
 from sparseconv._torch_graph_rules import Given
-from sparseconv._torch_kept import followed_constants, given_leaves
+from sparseconv._torch_kept import given_leaves
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,
@@ -413,9 +413,11 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         module name (``"1"``, ``"layer1.0.act"``) or class name (``"Softplus"``; a name wins
         over a class), for example ``{"Softplus": 1.0}``. A module of your own class without
         submodules (a ``Swish`` computing ``x * torch.sigmoid(x)``) given its constant is
-        called whole in a scripted model's graph, an activation of that constant; in an
-        eager model its forward is followed (it may read what another module left), its
-        constant unused and warned of. In the bound over the graph, of a
+        called whole in the graph, an activation of that constant: in a scripted model; in
+        an eager model where each call reads its one argument and constants alone and
+        leaves nothing else to the rest of the forward (torch.fx shows it), else its
+        forward is followed, its constant unused and warned of. In the bound over the
+        graph, of a
         call ``forward`` makes on the signal too, one at a time, by its torch.fx node's name
         as ``reason`` names it (``"softplus"``, then ``"softplus_1"`` for the next call; a
         module's name or class wins), taken entry by entry (a broadcast signal counts its
@@ -477,8 +479,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         normalization's slope at a sample of zero variance (modules, and ``F.layer_norm``,
         ``F.group_norm``, ``F.rms_norm``, ``F.instance_norm`` called in a forward), or a
         known activation's or max pooling's constant by more than 1% (the bound uses
-        yours). A constant given for a module of your class in an eager model, whose forward
-        the bound over the graph follows (unused: script the model to have it called whole).
+        yours). A constant given for a module of your class in an eager model whose forward
+        the bound over the graph follows (unused), and why (it reads a value another module
+        left, it calls a normalization by each sample's statistics...).
     RuntimeWarning
         ``assume_chain=True`` on a model whose forward is no chain (the product is given,
         and may be no bound); a row wider than ``relative_width``, and why.
@@ -505,8 +508,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     given = _given_constants(lipschitz_constants)
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
-    kept = given_leaves(model, given)  # (a scripted model's modules of the user's, called
-    # whole, given their constants)
+    kept = given_leaves(model, given)  # (the modules of the user's, called whole, given
+    # their constants)
     versions = _versions(model)  # (its forward must not change them: _untrusted)
     if isinstance(model, torch.jit.ScriptModule):  # its graph decides, a Sequential's too (a
         # review: a forward hook compiled into a scripted Sequential's graph, 100 * out)
@@ -536,21 +539,22 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             reason = _unknown(unknown) if unknown else _no_chain(model, broken)
             assumed: list[str] = []
             ordered: list[dict] = []  # (with the rows of the linear functions it calls)
+            followed: dict[str, str] = {}
             bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
-                                         functions, assumed, ordered, kept, counter.row)
+                                         functions, assumed, ordered, kept, counter.row,
+                                         followed)
             rows = ordered or rows
-            followed = followed_constants(model, given)
-            if followed:  # (two reviews: kept whole, such modules read what others left,
-                # bounds 1e4 below the truth; a new user's trial: listed, unused, unsaid)
-                warnings.warn(
-                    "lipschitz_constants gives "
-                    f"{', '.join(f'{name} ({kind})' for name, kind in followed)}, of a class "
-                    "of yours: "
-                    "the bound over the graph follows its forward (torch.fx), its constant "
-                    "unused; script the model (torch.jit.script), whose graph calls such a "
-                    "module whole", UserWarning, stacklevel=outside_level(torch))
+            if followed:  # (two reviews: called whole untraced, such modules read what
+                # others left, bounds 1e4 below the truth; a new user's trial: listed, unused,
+                # unsaid)
+                labels = {name: f"{name} ({_kind(model.get_submodule(name))}" for name in followed}
+                warnings.warn("lipschitz_constants gives " + "; ".join(
+                    f"{labels[name]}), of a class of yours: its constant unused, as the bound "
+                    f"over the graph follows its forward (torch.fx), which {why_}"
+                    for name, why_ in followed.items()), UserWarning,
+                    stacklevel=outside_level(torch))
                 activations = [a for a in activations if not any(
-                    a.startswith(f"{name} ({kind},") for name, kind in followed)]
+                    a.startswith(f"{label},") for label in labels.values())]
             if bound is not None:
                 reason = ""
                 activations.extend(assumed)

@@ -16,7 +16,7 @@ import contextlib
 import io
 import math
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import torch
@@ -29,6 +29,7 @@ from sparseconv._torch_probe import (
     drop_defaults,
 )
 from sparseconv._torch_state import restored_tensors
+from sparseconv._torch_whole_calls import WholeCall, argument
 
 __all__ = ["SizesTracer"]
 
@@ -266,15 +267,43 @@ class SizesTracer(torch.fx.Tracer):
     whose rank nothing but the input's rank fixes are iterated (:func:`_rank_fixed`), and
     nothing else (a loop over a tensor runs over its batch). A TorchScript module, which
     torch.fx cannot follow (a module of a TorchScript graph rebuilt for the bound, called
-    whole), is a leaf."""
+    whole), is a leaf. A call of a module named in ``whole`` is followed, its argument
+    marked and the call recorded in ``calls`` (:class:`~sparseconv._torch_whole_calls.
+    WholeCall`), for :func:`~sparseconv._torch_whole_calls.collapse` to make it whole."""
 
-    def __init__(self, probe: Callable[[], torch.Tensor] | None = None) -> None:
+    def __init__(self, probe: Callable[[], torch.Tensor] | None = None,
+                 whole: Collection[str] = ()) -> None:
         super().__init__()
         self.probe = probe  # (made only where a loop needs it: it may be large)
+        self.whole = whole
+        self.calls: list[WholeCall] = []
 
     def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, torch.jit.ScriptModule) or super().is_leaf_module(
             m, module_qualified_name)
+
+    def call_module(self, m: torch.nn.Module, forward: Callable[..., Any], args: tuple,
+                    kwargs: dict[str, Any]) -> Any:
+        name = self.path_of_module(m) if self.whole else ""
+        if name not in self.whole:
+            return super().call_module(m, forward, args, kwargs)
+        count = self.num_calls.get(name, 0)  # (torch.fx's key of the call's nodes)
+        call = WholeCall(name, f"{name}@{count}" if count else name)
+        if len(args) == 1 and not kwargs and isinstance(args[0], torch.fx.Proxy):
+            args = (self.create_proxy("call_function", argument, args, {}),)
+            call.marker = args[0].node
+        else:
+            call.why = (f"is called with {len(args)} arguments and {len(kwargs)} keywords, "
+                        "not a value of the graph alone")
+        result = super().call_module(m, forward, args, kwargs)
+        call.output = result.node if isinstance(result, torch.fx.Proxy) else None
+        if call.marker is not None:  # (torch.fx appends each node it makes: after the
+            node = call.marker.next  # marker, those of the call alone)
+            while node.op != "root":
+                call.members.append(node)
+                node = node.next
+        self.calls.append(call)
+        return result
 
     def _prefix(self, outputs: list, probe: torch.Tensor) -> Any:
         """The values of the nodes ``outputs`` of the graph traced so far, run on ``probe``

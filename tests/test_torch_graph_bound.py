@@ -1636,24 +1636,26 @@ def test_the_report_lists_the_constants_of_the_functions_it_used(function, liste
 
 
 @pytest.mark.parametrize("key", ["act", "Swish"])
-def test_a_constant_given_for_a_module_of_the_user_s_is_said_unused_in_an_eager_model(key):
+def test_a_module_of_the_user_s_given_its_constant_is_called_whole_in_an_eager_model(key):
     """A new user's trial: EfficientNet's ``Swish`` given 1.1 was listed as assumed, but the
     bound followed its forward into ``x * sigmoid(x)`` (a product of two signals: no rule),
-    and there was no bound. Kept whole, such modules read what others left (two reviews:
-    bounds 1e4 below the truth), so an eager model's are still followed: the constant is
-    said to be unused, not listed, and the product of two signals named (the scripted model
-    calls them whole: tests/test_torch_script_graph.py)."""
+    and there was no bound. torch.fx's graph shows that the call reads its argument alone
+    and leaves nothing else: it is called whole, an activation of the constant given, as in
+    the scripted model (tests/test_torch_script_graph.py); without the constant, the product
+    of two signals is named."""
     torch.manual_seed(0)
     residual = _networks.SwishResidual().eval()
     shape = (3, 6, 6)
     alone = sct.lipschitz_report(residual, shape)
     assert alone.network_upper is None and "multiplies two values of the signal" in \
-        alone.reason
-    with pytest.warns(UserWarning, match=r"lipschitz_constants gives act \(Swish\), of a "
-                      r"class of yours: the bound over the graph follows its forward"):
+        alone.reason and "give one for a module of yours" in alone.reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         report = sct.lipschitz_report(residual, shape, lipschitz_constants={key: 1.1})
-    assert report.network_upper is None and "in a scripted model" in report.reason
-    assert report.activations == ()
+    assert report.over_graph, report.reason
+    assert report.network_upper == pytest.approx(1 + 1.1 * report[0]["upper"], rel=1e-12)
+    assert report.network_upper >= _networks.largest_ratio(residual, shape)
+    assert report.activations == ("act (Swish, 1.1 given)",)
 
 
 _STORE: dict = {}
@@ -1725,13 +1727,20 @@ def test_a_module_given_its_constant_reading_what_another_left_is_followed(kind)
     """A review: modules given true constants (1, as maps of their one input) were kept
     whole where one read what another left (a global dict, an attribute set in the forward)
     or was called with a second argument (``s=10``): bounds of 0.81 for networks whose
-    ratios reach 8.0 to 10.7 (a second review, 1.0 for 2e4). An eager model's modules are
-    followed (a bound over the graph, or none)."""
+    ratios reach 8.0 to 10.7 (a second review, 1.0 for 2e4). torch.fx's graph shows what
+    each call reads, its argument marked apart from the same tensor left elsewhere: the
+    module is followed (a bound over the graph, or none), and why is said."""
     torch.manual_seed(0)
     model = _side_channel(kind).eval()
     shape = (1, 6, 6)
     given = {"a1": 1.0, "a2": 1.0} if kind == "two arguments" else {"0": 1.0, "2": 1.0}
-    with pytest.warns(UserWarning, match="its constant unused"):  # (followed: eager)
+    said = {"global": r"2 \(_ReadsTheStore\), .*: its constant unused.*which reads "
+                      "'input_1', a value computed from the input other than its argument",
+            "attribute": r"2 \(_ReadsTheContext\), .*: its constant unused.*which reads "
+                         "'mul', a value computed",
+            "two arguments": r"a2 \(_ScaledIfAsked\), .*: its constant unused.*which is "
+                             "called with 2 arguments"}
+    with pytest.warns(UserWarning, match=said[kind]):
         report = sct.lipschitz_report(model, shape, lipschitz_constants=given)
     largest = _networks.largest_ratio(model, shape)
     assert largest > 2.0  # (the bounds were 0.81)
