@@ -264,6 +264,20 @@ _DROPOUT_F = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
               F.feature_alpha_dropout}
 
 
+def identity_in_eval(target: Any, args: Any, kwargs: dict) -> bool:
+    """Whether a call is torchvision's ``stochastic_depth`` (``torchvision.ops.
+    StochasticDepth``'s, which torch.fx sees as one call: torchvision wraps it) with
+    ``training=False`` or ``p=0``, where it returns its input (a new user's trial:
+    torchvision's ConvNeXt and EfficientNet blocks in eval mode were refused, "not a call
+    whose Lipschitz constant is known"). Read by name, torchvision not imported."""
+    if getattr(target, "__module__", None) != "torchvision.ops.stochastic_depth" or getattr(
+            target, "__name__", None) != "stochastic_depth":
+        return False
+    training = kwargs.get("training", args[3] if len(args) > 3 else True)
+    p = kwargs.get("p", args[1] if len(args) > 1 else None)
+    return training is False or type(p) in (int, float) and p == 0
+
+
 _POOL_F = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d: nn.AvgPool3d,
            F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
            F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,

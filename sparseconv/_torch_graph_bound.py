@@ -17,7 +17,8 @@ in exact rational arithmetic (rounded up once, at the end):
   parameter or a buffer, entry by entry): ``max |t| L(x)``, ``L(x) / min |t|``, times
   ``sqrt(r)`` if the signal is broadcast to ``r`` copies;
 * a sum over non-batch axes, ``r`` entries into each output: ``sqrt(r) L(x)``; a mean:
-  ``L(x) / sqrt(r)``; ``F.dropout(x, training=False)``: ``L(x)``;
+  ``L(x) / sqrt(r)``; ``F.dropout(x, training=False)`` and torchvision's
+  ``stochastic_depth`` outside training: ``L(x)``;
 * an elementwise activation called as a function (``F.relu``, ``torch.tanh``, ...): its
   constant times its input's; a reshape, permutation or basic slice: its input's; a cast
   between floating dtypes (``x.double()``, ``x.to(torch.float32)``): its input's, the

@@ -44,6 +44,7 @@ from sparseconv._torch_calls import (
     call_on,
     einsum_constants_refusal,
     einsum_operands,
+    identity_in_eval,
     inside,
     matmul_operands,
     repeat_counts,
@@ -208,7 +209,8 @@ class _GraphBuilder:
                 self.dependent(a) for a in node.all_input_nodes) else
                 "does not act on the network's signal")
         i, in_shape = self.index[source], self.shape(source)
-        if target in _RESHAPE or (target in _DROPOUT_F and not kwargs.get("training", True)):
+        if target in _RESHAPE or (target in _DROPOUT_F and not kwargs.get("training", True)) \
+                or identity_in_eval(target, self.value(args), self.value(kwargs)):
             return _reshape_op(node.name, i, in_shape, shape)
         if target in _TRANSPOSE:
             return self.permute_op(node, target, i, in_shape, args, kwargs)

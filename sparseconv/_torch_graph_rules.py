@@ -50,6 +50,7 @@ from sparseconv._torch_calls import (
     einsum_constants_refusal,
     einsum_operands,
     einsum_split,
+    identity_in_eval,
     matmul_operands,
     repeat_counts,
     transposition_axes,
@@ -427,7 +428,8 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
         shaped = _shaped_as(node, source, args, kwargs, walk)
         if shaped is not None:
             return shaped
-    if target in _DROPOUT_F and not kwargs.get("training", args[2] if len(args) > 2 else True):
+    if target in _DROPOUT_F and not kwargs.get("training", args[2] if len(args) > 2 else True
+                                               ) or identity_in_eval(target, args, kwargs):
         return walk.of(source)  # (F.dropout(x, p, training=False): the identity)
     if target in _NEG:  # -x: the same norm
         return walk.of(source)

@@ -359,7 +359,8 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     ``x[:, ...]`` and ``x[..., a:b]`` indexing, ``sum``/``mean`` over non-batch axes, and the
     functional ``F.interpolate``, ``F.avg_pool*d``, ``F.adaptive_avg_pool*d``, ``F.pad``,
     ``F.pixel_(un)shuffle``, ``F.linear``, ``F.conv*d`` and ``F.conv_transpose*d`` (with
-    constant weights) and ``F.dropout`` (``training=False``). Shapes (``x.size(0)``,
+    constant weights), ``F.dropout`` (``training=False``) and torchvision's
+    ``StochasticDepth`` outside training (the identity). Shapes (``x.size(0)``,
     ``x.shape``) are read from one probe forward pass on a batch of zeros. A model that
     returns several tensors (a tuple, list, dict or namedtuple of them, nested) is the map to
     all of them, each flattened and concatenated in order: ``output_shape`` is ``(total,)``

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 
 import torch
+import torch.fx
 from torch import nn
 
 
@@ -357,3 +358,54 @@ class SwishResidual(nn.Module):
 
     def forward(self, x):
         return x + self.act(self.conv(x))
+
+
+def stochastic_depth(input, p: float, mode: str, training: bool = True):
+    """torchvision.ops.stochastic_depth, as torchvision defines it (its name and module too,
+    by which sparseconv reads it: torchvision is not installable here): in training, each
+    sample's (``"row"``) or the batch's (``"batch"``) branch dropped with probability ``p``
+    and the rest scaled by ``1 / (1 - p)``; else the identity."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
+    if mode not in ("batch", "row"):
+        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    if not training or p == 0.0:
+        return input
+    survival_rate = 1.0 - p
+    size = [input.shape[0]] + [1] * (input.ndim - 1) if mode == "row" else [1] * input.ndim
+    noise = torch.empty(size, dtype=input.dtype, device=input.device)
+    noise = noise.bernoulli_(survival_rate)
+    if survival_rate > 0.0:
+        noise.div_(survival_rate)
+    return input * noise
+
+
+stochastic_depth.__module__ = "torchvision.ops.stochastic_depth"
+torch.fx.wrap("stochastic_depth")  # (as torchvision does: one call in torch.fx's graph)
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth."""
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p = p
+        self.mode = mode
+
+    def forward(self, input):
+        return stochastic_depth(input, self.p, self.mode, self.training)
+
+
+class DroppedResidual(nn.Module):
+    """``x + sd(act(conv(x)))``: torchvision's ConvNeXt and EfficientNet blocks' residual
+    branch, dropped by a :class:`StochasticDepth` in training (``act`` the identity: a
+    linear network)."""
+
+    def __init__(self, act: nn.Module, p: float = 0.1, mode: str = "row"):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, dtype=torch.float64)
+        self.act = act
+        self.sd = StochasticDepth(p, mode)
+
+    def forward(self, x):
+        return x + self.sd(self.act(self.conv(x)))

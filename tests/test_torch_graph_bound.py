@@ -25,6 +25,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import sparseconv.torch as sct  # noqa: E402
+from sparseconv._torch_calls import identity_in_eval  # noqa: E402
 
 from . import _networks  # noqa: E402
 
@@ -1784,6 +1785,53 @@ def test_a_padding_computed_from_sizes_by_ceil_and_max_is_a_constant_of_the_shap
     x = torch.randn(1, *shape, dtype=F64)
     np.testing.assert_allclose(net(x.numpy().ravel()), model(x).detach().numpy().ravel(),
                                rtol=0, atol=1e-13)
+
+
+def stochastic_depth(x, p, mode, training=True):
+    """A function of the user's named as torchvision's, wrapped as it is, and not it: three
+    times its input."""
+    return 3 * x
+
+
+torch.fx.wrap("stochastic_depth")
+
+
+class _NotTorchvisions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, dtype=F64)
+
+    def forward(self, x):
+        return x + stochastic_depth(self.conv(x), 0.1, "row", self.training)
+
+
+@pytest.mark.parametrize("mode, p", [("row", 0.1), ("batch", 0.5), ("row", 0.0)])
+def test_torchvision_s_stochastic_depth_outside_training_is_the_identity(mode, p):
+    """A new user's trial: torchvision's ConvNeXt and EfficientNet blocks drop their residual
+    branch by ``StochasticDepth``, whose function torchvision wraps for torch.fx: the blocks
+    in eval mode had no bound ("not a call whose Lipschitz constant is known") and no
+    ``network_operator``, where it is the identity. A function of the same name that is not
+    torchvision's is no identity."""
+    torch.manual_seed(0)
+    shape = (4, 6, 6)
+    model = _networks.DroppedResidual(nn.GELU(), p, mode).eval()
+    report = sct.lipschitz_report(model, shape)
+    assert report.over_graph, report.reason
+    assert report.network_upper == pytest.approx(1 + 1.13 * report["conv"]["upper"], rel=1e-12)
+    assert report.network_upper >= _networks.largest_ratio(model, shape)
+    linear = _networks.DroppedResidual(nn.Identity(), p, mode).eval()
+    net = sct.network_operator(linear, shape)
+    x = torch.randn(1, *shape, dtype=F64)
+    np.testing.assert_allclose(net(x.numpy().ravel()), linear(x).detach().numpy().ravel(),
+                               rtol=0, atol=1e-13)
+    read = _networks.stochastic_depth  # (in training, with p > 0: random, no identity)
+    assert not identity_in_eval(read, (None, 0.1, "row", True), {})
+    assert not identity_in_eval(read, (None, 0.1, "row"), {})
+    assert identity_in_eval(read, (None, 0.1, "row"), {"training": False})
+    assert identity_in_eval(read, (None, 0.0, "batch", True), {})
+    other = sct.lipschitz_report(_NotTorchvisions().eval(), shape)
+    assert other.network_upper is None and "node 'stochastic_depth' (call_function " \
+        "stochastic_depth) is not a call whose Lipschitz constant is known" in other.reason
 
 
 @pytest.mark.parametrize("f, factor", [
