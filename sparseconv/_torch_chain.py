@@ -280,7 +280,7 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
     (:func:`sparseconv._torch_kept.given_leaves`), which a scripted model's graph calls whole,
     and an eager model's where what they read and leave allows; ``followed`` receives the
     others' names, each with why its forward is followed
-    (:func:`sparseconv._torch_whole_calls.collapse`).
+    (:func:`sparseconv._torch_whole_calls.whole_units`).
     ``step(name, True)``: called as each linear function's row is done (the progress)."""
     whole = kept
     if isinstance(model, torch.jit.ScriptModule):  # its graph, rebuilt as a torch.fx one

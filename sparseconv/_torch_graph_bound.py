@@ -84,6 +84,7 @@ from sparseconv._torch_graph_rules import (
     _sqrt_up,
     _Walk,
     function_name,
+    whole_call,
 )
 from sparseconv._torch_graph_sizes import _integers, _size_number, _tainted_sizes
 from sparseconv._torch_probe import (
@@ -99,7 +100,7 @@ from sparseconv._torch_probe import (
 )
 from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_state import changes_own_state, restored_state
-from sparseconv._torch_whole_calls import collapse
+from sparseconv._torch_whole_calls import WholeUnit, whole_units
 
 __all__ = ["graph_bound"]
 
@@ -369,20 +370,22 @@ def _untraceable(model: nn.Module, exc: Exception) -> str:
 
 def _traced(model: nn.Module, probe: torch.Tensor, whole: Collection[str] = (),
             followed: dict[str, str] | None = None,
-            ) -> tuple[torch.fx.Graph, torch.fx.GraphModule, _Probe, dict, set, str] | str:
+            ) -> tuple[torch.fx.Graph, torch.fx.GraphModule, _Probe, dict, set, str,
+                       dict[torch.fx.Node, WholeUnit]] | str:
     """``model``'s torch.fx graph, checked to compute what its forward does on ``probe``:
-    ``(graph, module, recorder, sizes, tainted, change)`` (:func:`graph_bound`'s
+    ``(graph, module, recorder, sizes, tainted, change, units)`` (:func:`graph_bound`'s
     ``sizes`` and ``tainted``; ``change``: how the graph's map of one sample changes with
-    the batch, said if all else passes), or why it cannot be followed. The calls of the
-    modules named in ``whole`` are made whole where they can be
-    (:func:`sparseconv._torch_whole_calls.collapse`); ``followed`` receives the others'
-    names, each with why not."""
+    the batch, said if all else passes; ``units``: the calls of the modules named in
+    ``whole`` taken whole, by their output node,
+    :func:`sparseconv._torch_whole_calls.whole_units`), or why it cannot be followed.
+    ``followed`` receives the names of the modules of ``whole`` not taken whole, each with
+    why."""
     tracer = SizesTracer(probe.clone, whole)
     try:
         graph = fx_trace(model, tracer)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return _untraceable(model, exc)
-    reasons = collapse(graph, tracer.calls, _refused)
+    units, reasons = whole_units(graph, tracer.calls, _refused)
     if followed is not None:
         followed.update(reasons)
     follow_in_place(graph, model)
@@ -448,7 +451,7 @@ def _traced(model: nn.Module, probe: torch.Tensor, whole: Collection[str] = (),
     # (a forward that writes nothing in place, with autograd on or off: values nothing reads,
     # as WaveNet's last residual sum, a new user's trial, stay in the graph and are bounded,
     # each node checked by the walk as any other)
-    return graph, module, recorder, sizes, tainted, change
+    return graph, module, recorder, sizes, tainted, change, units
 
 
 def _output_bound(node: torch.fx.Node, walk: _Walk, recorder: _Probe, model: str, change: str,
@@ -541,15 +544,18 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     name (``"softplus_1"``), for calls no rule covers (:func:`has_rule`), taken entry by
     entry (a broadcast signal counts its copies). ``assumed``: a list to which each call with
     a constant, known or given, is appended as ``"node (function(), c)"``. ``whole``: the
-    modules of the user's classes given constants, whose calls the graph makes whole (one
-    ``call_module`` node each, its factor ``factors``'s) where what they read and leave
-    allows (:func:`sparseconv._torch_whole_calls.collapse`); ``followed`` receives the
-    others' names, each with why its forward is followed.
+    modules of the user's classes given constants, whose calls the walk takes whole (the
+    output of each call's traced nodes bounded by its factor, ``factors``'s, times its
+    argument's bound) where what they read, leave and run allows
+    (:func:`sparseconv._torch_whole_calls.whole_units`); ``followed`` receives the others'
+    names, each with why its forward is followed.
     """
     traced = _traced(model, probe, whole, followed)
     if isinstance(traced, str):
         return None, traced
-    graph, module, recorder, sizes, tainted, change = traced
+    graph, module, recorder, sizes, tainted, change, units = traced
+    markers = {unit.marker for unit in units.values()}
+    inner = {n for unit in units.values() for n in unit.members} - set(units)
     calls: dict[str, int] = {}
     walk = _Walk(factors, functional, recorder.constants, sizes, tainted, given, assumed,
                  touched=lambda node: recorder.touched(node)
@@ -572,6 +578,22 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
             continue
         if node.op == "output":
             return _output_bound(node, walk, recorder, f"{type(model).__name__}", change)
+        if node in inner:  # (a call taken whole: its output alone is bounded)
+            continue
+        if node in markers or node in units:
+            source = node.args[0] if node in markers else units[node].marker
+            if source in opaque:
+                return unsupported(node, "takes a value of the signal that is no floating "
+                                   "tensor, as the argument of a call taken whole")
+            if source not in bound:  # (a call on a constant)
+                continue
+            why = _signal_refusal(node, module, meta, len(probe))
+            found = walk.of(source) if node in markers else (
+                why or whole_call(node, units[node].name, units[node].k, source, walk))
+            if isinstance(found, str):
+                return unsupported(node, found)
+            bound[node] = found
+            continue
         why = _refused(node) or _leaves_the_tensors(node, bound)
         if why:
             return unsupported(node, why)

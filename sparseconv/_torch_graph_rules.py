@@ -545,6 +545,19 @@ def _module_call(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | st
     return factor * walk.of(source)
 
 
+def whole_call(node: torch.fx.Node, name: str, k: int, source: torch.fx.Node,
+               walk: _Walk) -> Fraction | str:
+    """The output ``node`` of the ``k``-th call of the module ``name`` taken whole
+    (:func:`sparseconv._torch_whole_calls.whole_units`), on its argument's marker ``source``:
+    the constant given for the module (:data:`Factor`) times the argument's bound."""
+    factor = walk.factors(name, k, tuple(walk.meta(source).shape[1:]))
+    if factor is None or isinstance(factor, tuple):
+        return "is a call taken whole with no Lipschitz constant known for it"
+    if isinstance(factor, Given) and (walk.touched(node) or walk.touched(source)):
+        return _TOUCHED
+    return factor * walk.of(source)
+
+
 def _added(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
            walk: _Walk) -> Fraction | str:
     """``x + alpha y`` (or ``-``): the operands' bounds added, a broadcast one counting

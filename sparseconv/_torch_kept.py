@@ -25,13 +25,15 @@ def given_leaves(model: nn.Module, given: Mapping[str, float]) -> frozenset[str]
     bound).
 
     In an eager model, where what each call reads and leaves allows: torch.fx follows the
-    forward, and :func:`sparseconv._torch_whole_calls.collapse` makes whole only a module
-    that reads its one argument and constants alone (two reviews found a module called
-    whole, untraced, reading what another module left, an attribute or a global: bounds 1e4
-    below the truth). In a scripted model, those whose forward takes one input: TorchScript
-    refuses an attribute set in a forward and reads no globals, so what such a module reads
-    is its input and its own tensors, which the rebuilt graph checks. None in a traced model
-    as ``torch.jit.trace`` returns it (its submodules cannot be called alone)."""
+    forward, and :func:`sparseconv._torch_whole_calls.whole_units` takes whole only a module
+    whose traced calls read their one argument and constants alone and run torch's own
+    operations (three reviews found modules called whole, untraced, reading what another module
+    left, an attribute or a global, or tracing otherwise than they run: bounds 3 to 1e4 times
+    below the truth); the graph runs those traced nodes. In a scripted model, those whose
+    forward takes one input: TorchScript refuses an attribute set in a forward and reads no
+    globals, so what such a module reads is its input and its own tensors, which the rebuilt
+    graph checks. None in a traced model as ``torch.jit.trace`` returns it (its submodules
+    cannot be called alone)."""
     if isinstance(model, torch.jit.TracedModule):
         return frozenset()
     if not isinstance(model, torch.jit.ScriptModule):

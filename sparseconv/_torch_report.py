@@ -414,9 +414,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         over a class), for example ``{"Softplus": 1.0}``. A module of your own class without
         submodules (a ``Swish`` computing ``x * torch.sigmoid(x)``) given its constant is
         called whole in the graph, an activation of that constant: in a scripted model; in
-        an eager model where each call reads its one argument and constants alone and
-        leaves nothing else to the rest of the forward (torch.fx shows it), else its
-        forward is followed, its constant unused and warned of. In the bound over the
+        an eager model where each call reads its one argument and constants alone, leaves
+        nothing else to the rest of the forward and runs torch's own operations, the same at
+        every call (torch.fx shows it), else its forward is followed, its constant unused
+        and warned of. In the bound over the
         graph, of a
         call ``forward`` makes on the signal too, one at a time, by its torch.fx node's name
         as ``reason`` names it (``"softplus"``, then ``"softplus_1"`` for the next call; a

@@ -13,6 +13,7 @@ sizes other than the batch's of such tensors (:meth:`SizesTracer.to_bool`).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import math
 import operator
@@ -60,7 +61,7 @@ _ACTIVATIONS = (torch.relu, torch.tanh, torch.sigmoid, F.relu, F.leaky_relu, F.g
 _RANK_FIXED: dict[Any, int] = {
     **dict.fromkeys((operator.add, operator.sub, operator.mul, operator.truediv, torch.add,
                      torch.sub, torch.mul, torch.div, "add", "sub", "mul", "div"), 2),
-    **dict.fromkeys((operator.neg, operator.getitem, getattr, "neg", torch.flatten,
+    **dict.fromkeys((operator.neg, operator.getitem, getattr, "neg", argument, torch.flatten,
                      torch.reshape, torch.permute, torch.transpose, F.pad, F.interpolate,
                      "flatten", "view", "reshape", "permute", "transpose", "contiguous",
                      "float", "double", *_ACTIVATIONS,
@@ -258,6 +259,14 @@ def _erase_unread(graph: torch.fx.Graph, node: torch.fx.Node) -> None:
             or i.target is getattr))
 
 
+def _first_parameter(module: nn.Module) -> str | None:
+    """The name of a module's forward's first parameter (None where it has none)."""
+    try:
+        return next(iter(inspect.signature(module.forward).parameters), None)
+    except (TypeError, ValueError):  # (a signature Python cannot read)
+        return None
+
+
 class SizesTracer(torch.fx.Tracer):
     """torch.fx's tracer, which also follows a loop over a tensor's sizes (the PyTorch
     tutorial LeNet's ``for s in x.size()[1:]: num_features *= s``, a new user's trial:
@@ -269,7 +278,7 @@ class SizesTracer(torch.fx.Tracer):
     torch.fx cannot follow (a module of a TorchScript graph rebuilt for the bound, called
     whole), is a leaf. A call of a module named in ``whole`` is followed, its argument
     marked and the call recorded in ``calls`` (:class:`~sparseconv._torch_whole_calls.
-    WholeCall`), for :func:`~sparseconv._torch_whole_calls.collapse` to make it whole."""
+    WholeCall`), for :func:`~sparseconv._torch_whole_calls.whole_units` to take it whole."""
 
     def __init__(self, probe: Callable[[], torch.Tensor] | None = None,
                  whole: Collection[str] = ()) -> None:
@@ -287,14 +296,15 @@ class SizesTracer(torch.fx.Tracer):
         name = self.path_of_module(m) if self.whole else ""
         if name not in self.whole:
             return super().call_module(m, forward, args, kwargs)
-        count = self.num_calls.get(name, 0)  # (torch.fx's key of the call's nodes)
-        call = WholeCall(name, f"{name}@{count}" if count else name)
+        call = WholeCall(name, self.num_calls.get(name, 0))  # (torch.fx counts every call)
+        if not args and len(kwargs) == 1 and next(iter(kwargs)) == _first_parameter(m):
+            args, kwargs = tuple(kwargs.values()), {}  # (act(input=x): its one argument)
         if len(args) == 1 and not kwargs and isinstance(args[0], torch.fx.Proxy):
             args = (self.create_proxy("call_function", argument, args, {}),)
             call.marker = args[0].node
-        else:
+        elif len(args) != 1 or kwargs:
             call.why = (f"is called with {len(args)} arguments and {len(kwargs)} keywords, "
-                        "not a value of the graph alone")
+                        "not its one argument alone")
         result = super().call_module(m, forward, args, kwargs)
         call.output = result.node if isinstance(result, torch.fx.Proxy) else None
         if call.marker is not None:  # (torch.fx appends each node it makes: after the
