@@ -53,6 +53,7 @@ and which sizes the graph reads from its signal in :mod:`sparseconv._torch_graph
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from collections.abc import Callable, Collection, Mapping
 from fractions import Fraction
@@ -100,7 +101,7 @@ from sparseconv._torch_probe import (
 )
 from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_state import changes_own_state, restored_state
-from sparseconv._torch_whole_calls import WholeUnit, whole_units
+from sparseconv._torch_whole_calls import WholeUnit, attribute, code, whole_units
 
 __all__ = ["graph_bound"]
 
@@ -385,7 +386,7 @@ def _traced(model: nn.Module, probe: torch.Tensor, whole: Collection[str] = (),
         graph = fx_trace(model, tracer)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
         return _untraceable(model, exc)
-    units, reasons = whole_units(graph, tracer.calls, _refused)
+    units, reasons = whole_units(graph, tracer.calls, model, _refused)
     if followed is not None:
         followed.update(reasons)
     follow_in_place(graph, model)
@@ -452,6 +453,52 @@ def _traced(model: nn.Module, probe: torch.Tensor, whole: Collection[str] = (),
     # as WaveNet's last residual sum, a new user's trial, stay in the graph and are bounded,
     # each node checked by the walk as any other)
     return graph, module, recorder, sizes, tainted, change, units
+
+
+def _not_alone(module: torch.fx.GraphModule, model: nn.Module,
+               units: Mapping[torch.fx.Node, WholeUnit], probe: torch.Tensor) -> dict[str, str]:
+    """The modules of ``units`` (the calls taken whole) a call of which does not trace to
+    what the module alone traces to, from the model's state, on the call's argument in the
+    graph's run on ``probe``: the same operations on the same constants, so that the
+    constant given for the module is the call's, for every input (a fourth review: a
+    forward that set ``act.scale = 100`` around the call and put it back, traced as ``100
+    tanh(x)`` and bounded with ``tanh``'s constant; a counter each call increments), each
+    with why."""
+    if not units:
+        return {}
+    markers = {unit.marker for unit in units.values()}
+    values: dict[torch.fx.Node, Any] = {}
+
+    class Keeping(torch.fx.Interpreter):
+        def run_node(self, n: torch.fx.Node) -> Any:
+            result = super().run_node(n)
+            if n in markers and isinstance(result, torch.Tensor):
+                values[n] = result.detach().clone()  # (as it was then)
+            return result
+
+    with torch.no_grad(), restored_state(model), contextlib.redirect_stderr(io.StringIO()):
+        Keeping(module).run(probe.clone())
+    differ: dict[str, str] = {}
+    for unit in units.values():
+        argument = values.get(unit.marker)
+        if argument is None or unit.name in differ:
+            continue  # (a call on no tensor: refused by the walk)
+        alone = model.get_submodule(unit.name)
+        try:
+            with restored_state(model):
+                graph = fx_trace(alone, SizesTracer(argument.clone))
+            nodes = list(graph.nodes)
+            same = [n.op for n in nodes].count("placeholder") == 1 and nodes[-1].op == "output" \
+                and isinstance(nodes[-1].args[0], torch.fx.Node) and unit.code == code(
+                    nodes, nodes[0], nodes[-1].args[0], functools.partial(attribute, alone))
+        except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
+            same = False
+        if not same:
+            differ[unit.name] = (
+                f"runs in its call {unit.k} other operations, or on other constants, than "
+                "the module alone from the model's state (its state changes around or "
+                "between its calls: the constant is the module's, not the call's)")
+    return differ
 
 
 def _output_bound(node: torch.fx.Node, walk: _Walk, recorder: _Probe, model: str, change: str,
@@ -550,7 +597,12 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
     (:func:`sparseconv._torch_whole_calls.whole_units`); ``followed`` receives the others'
     names, each with why its forward is followed.
     """
+    followed = {} if followed is None else followed
     traced = _traced(model, probe, whole, followed)
+    differ = {} if isinstance(traced, str) else _not_alone(traced[1], model, traced[6], probe)
+    if differ:  # (followed instead: traced again)
+        followed.update(differ)
+        traced = _traced(model, probe, frozenset(whole) - set(differ), followed)
     if isinstance(traced, str):
         return None, traced
     graph, module, recorder, sizes, tainted, change, units = traced

@@ -11,21 +11,24 @@ the bound (a constant changed in place, a stale read, the graph against the forw
 several batches); :func:`whole_units` marks them as one unit, whose output the walk bounds
 by the constant given times its argument's bound, where every call of the module reads its
 argument and constants alone (no other value computed from the input), leaves nothing of
-the signal to the rest of the forward but its output, runs torch's own operations alone
-(no module of the model, no function of the user's that torch.fx cannot see into, no
-tensor attribute past its metadata and views, such as ``x._base``), none of which draws,
-reads memory no one set or past its version counter, or normalizes by a sample's own
-statistics (whose slope the walk checks against a constant given for its node), and runs
-the same operations on the same constants as every other call of it (a module whose state
-one call changes is no one map). A module any of whose calls fails this is followed
-instead, and said so (two reviews found a module called whole, untraced, reading what
-another module left: bounds 1e4 below the truth; a third, writes into a tensor attribute,
-a forward that traces otherwise than it runs, a wrapped function reading a global, a
-per-call counter and ``x._base``: bounds 3-12 times below)."""
+the signal to the rest of the forward but its output, and runs torch's own operations
+alone (no module of the model, no function torch.fx cannot see into, no tensor attribute
+past its metadata and views, such as ``x._base``), none of which draws, reads memory no one
+set or past its version counter, or normalizes by a sample's own statistics (whose slope
+the walk checks against a constant given for its node); and where, traced alone from the
+model's state on the call's argument, the module runs the same operations on the same
+constants (:func:`code`, checked by the bound after a run: a module whose state the forward
+changes around or between its calls is not the map its constant is of). A module any of
+whose calls fails this is followed instead, and said so (two reviews found a module called
+whole, untraced, reading what another module left: bounds 1e4 below the truth; a third, a
+write into a tensor attribute, a forward that traces otherwise than it runs, a wrapped
+function reading a global, a per-call counter and ``x._base``: bounds 3-12 times below; a
+fourth, a custom operator, ``Tensor.apply_``, a scale set around the call: 7-90 times)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,7 +37,7 @@ import torch.fx
 
 from sparseconv._torch_activations import is_sample_norm
 
-__all__ = ["WholeCall", "WholeUnit", "argument", "whole_units"]
+__all__ = ["WholeCall", "WholeUnit", "argument", "attribute", "code", "whole_units"]
 
 
 def argument(x: torch.Tensor) -> torch.Tensor:
@@ -63,22 +66,28 @@ class WholeCall:
 @dataclasses.dataclass(frozen=True)
 class WholeUnit:
     """A call taken whole: its module's ``name``, its index ``k`` among the module's calls,
-    its argument's ``marker`` node and the ``members``, the nodes its forward made (the
-    output among them), which the walk does not bound one by one."""
+    its argument's ``marker`` node, the ``members``, the nodes its forward made (the
+    output among them), which the walk does not bound one by one, and their :func:`code`."""
 
     name: str
     k: int
     marker: torch.fx.Node
     members: frozenset[torch.fx.Node]
+    code: tuple
 
 
-def whole_units(graph: torch.fx.Graph, calls: Iterable[WholeCall],
+def whole_units(graph: torch.fx.Graph, calls: Iterable[WholeCall], root: torch.nn.Module,
                 refused: Callable[[torch.fx.Node], str],
                 ) -> tuple[dict[torch.fx.Node, WholeUnit], dict[str, str]]:
     """The calls of ``calls`` taken whole, by their output node, where each call of their
     module can be (the module docstring); and the other modules' names, each with why it is
-    followed (their calls' markers removed from ``graph``). ``refused(node)``: why the bound
-    refuses a node whatever it reads (a random draw...)."""
+    followed (their calls' markers removed from ``graph``). ``root``: the traced model (its
+    ``get_attr`` nodes' objects); ``refused(node)``: why the bound refuses a node whatever it
+    reads (a random draw...)."""
+
+    def tensor(node: torch.fx.Node) -> bool:
+        return isinstance(attribute(root, node), torch.Tensor)
+
     calls = list(calls)
     alive = set(graph.nodes)  # (the tracer drops the conditions' nodes it read)
     by_name: dict[str, list[WholeCall]] = {}
@@ -90,8 +99,8 @@ def whole_units(graph: torch.fx.Graph, calls: Iterable[WholeCall],
     followed: dict[str, str] = {}
     units: dict[torch.fx.Node, WholeUnit] = {}
     for name, its in by_name.items():
-        why = next((w for w in (call.why or _why(call, signal, markers, refused)
-                                for call in its) if w), "") or _differ(its)
+        why = next((w for w in (call.why or _why(call, signal, markers, refused, tensor)
+                                for call in its) if w), "")
         if why:
             followed[name] = why
     for call in (call for its in by_name.values() for call in its):
@@ -102,7 +111,9 @@ def whole_units(graph: torch.fx.Graph, calls: Iterable[WholeCall],
             graph.erase_node(call.marker)
         elif call.output is not None:
             units[call.output] = WholeUnit(call.name, call.k, call.marker,
-                                           frozenset(call.members))
+                                           frozenset(call.members), code(
+                                               call.members, call.marker, call.output,
+                                               functools.partial(attribute, root)))
     return units, followed
 
 
@@ -116,38 +127,57 @@ def _from_the_input(graph: torch.fx.Graph) -> set[torch.fx.Node]:
     return found
 
 
-#: The attributes a call taken whole may read off a tensor: its metadata, and views of it.
-_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "layout", "is_cuda",
-                         "requires_grad", "T", "mT", "H", "mH", "real", "imag"})
-#: The modules whose functions a call taken whole may call (torch's own, Python's operators
-#: and ``math`` on sizes) and the built-ins.
-_MODULES = ("torch", "_operator", "operator", "math")
+#: The attributes a call taken whole may read off a tensor: its metadata (not its memory's
+#: layout nor its autograd state, a fourth review: ``tanh(x) * (1 + 99 * x.requires_grad)``),
+#: and views of it.
+_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "layout", "is_cuda", "T", "mT",
+                         "H", "mH", "real", "imag"})
+#: The modules whose functions a call taken whole may call: torch's operations (not a custom
+#: operator of ``torch.library``, nor ``torch.save``, a fourth review), Python's operators
+#: and ``math`` on sizes; and the built-ins.
+_MODULES = frozenset({"torch", "torch.functional", "torch.nn.functional", "torch._C._nn",
+                      "torch._C._special", "torch.special", "torch._C._linalg", "torch.linalg",
+                      "torch._C._fft", "torch.fft", "torch._VF", "_operator", "operator",
+                      "math"})
 _BUILTINS = (getattr, len)
+#: The tensor methods a call taken whole may not call: those that run a Python function of
+#: the user's (``apply_``: a fourth review), read the memory's layout, or change autograd.
+_METHODS = frozenset({"apply_", "map_", "map2_", "storage_offset", "stride", "_is_view",
+                      "is_contiguous", "is_set_to", "register_hook", "retain_grad",
+                      "requires_grad_", "backward"})
 
 
-def _foreign(node: torch.fx.Node) -> str:
-    """Why a node made in a call taken whole is no operation of torch's own (a wrapped
-    function of the user's, an attribute past a tensor's metadata); ``""`` if it is one."""
+def _foreign(node: torch.fx.Node, tensor: Callable[[torch.fx.Node], bool]) -> str:
+    """Why a node made in a call taken whole is no operation of torch's own on tensors (a
+    wrapped function of the user's, an attribute past a tensor's metadata, a method taking
+    a Python function); ``""`` if it is one. ``tensor(node)``: whether a ``get_attr`` node
+    is a tensor (torch.fx makes one of any object that says how, a callable among them)."""
     target = node.target
+    if node.op == "get_attr" and not tensor(node):
+        return "holds an object that is no tensor (torch.fx carries any that says how)"
+    if node.op == "call_method" and target in _METHODS:
+        return f"calls .{target}(), which may compute what its argument's values do not"
     if node.op == "call_function" and target is getattr:
         attribute = node.args[1] if len(node.args) > 1 else None
         if attribute not in _ATTRIBUTES:
-            return f"reads the attribute {attribute!r}, which may reach past its argument"
+            return (f"reads the attribute {attribute!r}, which may reach past its argument's "
+                    "values")
         return ""
-    if node.op == "call_function" and target not in _BUILTINS:
-        module = str(getattr(target, "__module__", None) or "")
-        if not (module in _MODULES or module.startswith("torch.")):
-            name = getattr(target, "__name__", target)
-            return (f"calls {name}(), a function torch.fx does not follow, which may read "
-                    "or write what the graph does not show")
+    if node.op == "call_function" and target not in _BUILTINS and str(
+            getattr(target, "__module__", None) or "") not in _MODULES:
+        name = getattr(target, "__name__", target)
+        return (f"calls {name}(), which is none of torch's operations: it may read or write "
+                "what the graph does not show")
     return ""
 
 
 def _why(call: WholeCall, signal: set[torch.fx.Node], markers: dict[torch.fx.Node, str],
-         refused: Callable[[torch.fx.Node], str]) -> str:
+         refused: Callable[[torch.fx.Node], str], tensor: Callable[[torch.fx.Node], bool],
+         ) -> str:
     """Why ``call`` cannot be taken whole; ``""`` where it can. ``signal``: the nodes
     computed from the input; ``markers``: every call's marker, with its module's name;
-    ``refused(node)``: why the bound refuses a node whatever it reads."""
+    ``refused(node)``: why the bound refuses a node whatever it reads; ``tensor(node)``:
+    whether a ``get_attr`` node is a tensor."""
     if call.marker is None:  # (a call on a constant: a constant)
         return ""
     inside = call.members
@@ -173,9 +203,10 @@ def _why(call: WholeCall, signal: set[torch.fx.Node], markers: dict[torch.fx.Nod
         why = refused(node)
         if why:
             return f"makes node {node.name!r}, which {why}"
-        why = _foreign(node)
-        if why:
-            return f"makes node {node.name!r}, which {why}"
+        for read in (node, *(r for r in node.all_input_nodes if r.op == "get_attr")):
+            why = _foreign(read, tensor)
+            if why:
+                return f"runs node {read.name!r}, which {why}"
         if node.op == "call_function" and is_sample_norm(node.target):
             return (f"calls {getattr(node.target, '__name__', node.target)}(), which "
                     "normalizes each sample by its own statistics (lipschitz_constants="
@@ -187,35 +218,30 @@ def _why(call: WholeCall, signal: set[torch.fx.Node], markers: dict[torch.fx.Nod
     return ""
 
 
-def _differ(calls: list[WholeCall]) -> str:
-    """Why the calls of one module are no one map (``""`` if they are): one runs other
-    operations, or on other constants, than the first (a review: a counter the forward
-    increments, ``self.k += 1; return tanh(x) * self.k``, traced as 1, 2, 3)."""
-    traced = [call for call in calls if call.marker is not None]
-    codes = [_code(call) for call in traced]
-    for call, code in zip(traced[1:], codes[1:]):
-        if code != codes[0]:
-            return (f"runs other operations, or on other constants, in its call {call.k} "
-                    f"than in its call {traced[0].k} (its state changes between calls: no "
-                    "one map)")
-    return ""
+def attribute(root: torch.nn.Module, node: torch.fx.Node) -> Any:
+    """The object a ``get_attr`` node of ``root``'s graph reads (None if there is none)."""
+    value: Any = root
+    for part in str(node.target).split("."):
+        value = getattr(value, part, None)
+    return value
 
 
-def _code(call: WholeCall) -> list[tuple]:
-    """What a call's nodes compute, comparable between calls: each operation with its
-    arguments, a node of the call by its place, its argument as such, a module's tensor by
-    its name (torch.fx reads it once, in the first call that reads it), any other node by
-    its name."""
-    assert call.marker is not None
-    marker = call.marker
-    places = {n: i for i, n in enumerate(n for n in call.members if n.op != "get_attr")}
+def code(nodes: Iterable[torch.fx.Node], argument: torch.fx.Node, output: torch.fx.Node,
+         resolve: Callable[[torch.fx.Node], Any]) -> tuple:
+    """What the traced ``nodes`` compute from ``argument`` (a marker, or a placeholder) as
+    ``output``, comparable between traces: each operation with its arguments, a node among
+    them by its place, the argument as such, a ``get_attr`` node by the object it reads
+    (``resolve(node)``: torch.fx reads a module's tensor once, in the first call that reads
+    it; a tensor constant under another name in each trace), any other node by its name."""
+    listed = [n for n in nodes if n.op not in ("get_attr", "placeholder", "output")]
+    places = {n: i for i, n in enumerate(listed)}
 
     def key(n: torch.fx.Node) -> Any:
-        if n is marker:
+        if n is argument:
             return ("argument",)
         if n.op == "get_attr":
-            return ("tensor", n.target)
+            return ("object", id(resolve(n)))
         return ("node", places[n]) if n in places else ("outside", n.name)
 
-    return [(n.op, n.target, torch.fx.node.map_arg(n.args, key),
-             torch.fx.node.map_arg(n.kwargs, key)) for n in call.members if n.op != "get_attr"]
+    return (*((n.op, n.target, torch.fx.node.map_arg(n.args, key),
+               torch.fx.node.map_arg(n.kwargs, key)) for n in listed), ("output", key(output)))
