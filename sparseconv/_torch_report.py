@@ -415,11 +415,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         submodules (a ``Swish`` computing ``x * torch.sigmoid(x)``) given its constant is
         called whole in the graph, an activation of that constant: in a scripted model; in
         an eager model where each call reads its one argument and constants alone, leaves
-        nothing else to the rest of the forward and runs torch's own operations, the same at
-        every call (torch.fx shows it), else its forward is followed, its constant unused
-        and warned of. In the bound over the
-        graph, of a
-        call ``forward`` makes on the signal too, one at a time, by its torch.fx node's name
+        nothing else to the rest of the forward and runs torch's own operations, the ones the
+        module alone runs from the model's state (torch.fx shows it), else its forward is
+        followed, its constant unused and warned of. In the bound over the graph, of a call
+        ``forward`` makes on the signal too, one at a time, by its torch.fx node's name
         as ``reason`` names it (``"softplus"``, then ``"softplus_1"`` for the next call; a
         module's name or class wins), taken entry by entry (a broadcast signal counts its
         copies). Your constants, not certified here: the network bound is as good as they
