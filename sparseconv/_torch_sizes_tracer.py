@@ -259,6 +259,24 @@ def _erase_unread(graph: torch.fx.Graph, node: torch.fx.Node) -> None:
             or i.target is getattr))
 
 
+class _Sized(torch.fx.Proxy):
+    """torch.fx's Proxy whose ``len()`` a :class:`SizesTracer` answers where it iterates
+    (a new user's trial: ``h.view(*h.shape[:2], -1)``, ``tuple(h.shape)``: Python asks a
+    starred or converted value's ``len()`` first, which torch.fx refuses)."""
+
+    def __len__(self) -> int:
+        tracer = self.tracer
+        length = tracer.length(self) if isinstance(tracer, SizesTracer) else None
+        return super().__len__() if length is None else length
+
+    def __getattr__(self, k: str) -> torch.fx.proxy.Attribute:
+        return _SizedAttribute(self, k)
+
+
+class _SizedAttribute(torch.fx.proxy.Attribute, _Sized):
+    """An attribute of a :class:`_Sized` (``h.shape``), itself one."""
+
+
 def _first_parameter(module: nn.Module) -> str | None:
     """The name of a module's forward's first parameter (None where it has none)."""
     try:
@@ -335,15 +353,38 @@ class SizesTracer(torch.fx.Tracer):
                 io.StringIO()):
             return torch.fx.GraphModule(self.root, graph)(probe)
 
-    def iter(self, obj: torch.fx.Proxy) -> Iterator:
+    def proxy(self, node: torch.fx.Node) -> torch.fx.Proxy:
+        return _Sized(node, self)
+
+    def length(self, obj: torch.fx.Proxy) -> int | None:
+        """The number of sizes ``obj`` holds, where :meth:`iter` iterates them (None
+        elsewhere)."""
         tensor = _sized(obj.node)
         if self.probe is None or tensor is None or not _rank_fixed(tensor, self.root):
-            return super().iter(obj)
+            return None
         values = self._prefix([obj.node], self.probe())
         sizes = None if values is None else values[0]
         if not isinstance(sizes, tuple) or any(type(s) is not int for s in sizes):
+            return None
+        return len(sizes)
+
+    def iter(self, obj: torch.fx.Proxy) -> Iterator:
+        """Each size of ``obj`` (``x.shape``, ``x.size()`` or a slice of them), read off the
+        whole shape (``x.shape[1]`` for ``x.shape[:2]``'s second: the bound reads such a size
+        as the traced shape fixes it, a new user's trial)."""
+        length = self.length(obj)
+        if length is None:
             return super().iter(obj)
-        return iter([obj[i] for i in range(len(sizes))])  # type: ignore[index]
+        node: Any = obj.node
+        picks = list(range(length))
+        while node.target is operator.getitem:  # (a slice, by constants: _sized)
+            whole = self.length(self.proxy(node.args[0]))
+            if whole is None:
+                return iter([obj[i] for i in picks])  # type: ignore[index]
+            picks = [range(whole)[node.args[1]][i] for i in picks]
+            node = node.args[0]
+        sizes = self.proxy(node)
+        return iter([sizes[i] for i in picks])  # type: ignore[index]
 
     def to_bool(self, obj: torch.fx.Proxy) -> bool:
         """A branch (or an ``assert``) on the sizes of tensors whose shapes the input's

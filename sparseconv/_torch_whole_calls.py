@@ -129,9 +129,10 @@ def _from_the_input(graph: torch.fx.Graph) -> set[torch.fx.Node]:
 
 #: The attributes a call taken whole may read off a tensor: its metadata (not its memory's
 #: layout nor its autograd state, a fourth review: ``tanh(x) * (1 + 99 * x.requires_grad)``),
-#: and views of it.
+#: and views of it; and the fields of torch's tuples of tensors.
 _ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "layout", "is_cuda", "T", "mT",
-                         "H", "mH", "real", "imag"})
+                         "H", "mH", "real", "imag", "values", "indices"})  # (the last two:
+# torch's tuples, sort's and max's: a GroupSort's ``x.sort(dim=2).values``, a trial)
 #: The modules whose functions a call taken whole may call: torch's operations (not a custom
 #: operator of ``torch.library``, nor ``torch.save``, a fourth review), Python's operators
 #: and ``math`` on sizes; and the built-ins.

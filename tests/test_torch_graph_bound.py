@@ -1787,6 +1787,42 @@ def test_a_padding_computed_from_sizes_by_ceil_and_max_is_a_constant_of_the_shap
                                rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("reshape", [
+    lambda h: h.view(*h.shape[:2], -1),
+    lambda h: h.view(*h.shape),
+    lambda h: h.reshape(*h.size()[:2], -1),
+    lambda h: h.reshape(tuple(h.shape)),
+    lambda h: h.reshape(list(h.shape[2:]) and (h.shape[0], -1)),
+    lambda h: h.view(*h.shape[:1], *h.shape[1:][::-1]).transpose(1, 4),
+])
+def test_a_starred_or_converted_shape_is_read_as_its_sizes(reshape):
+    """A new user's trial: ``h.view(*h.shape[:2], -1)``, ``tuple(h.shape)`` and
+    ``list(h.shape[2:])`` (the usual flattening of 1-D and 3-D maps) made torch.fx ask a
+    shape's ``len()``, which it refuses: no bound over the graph and no
+    ``network_operator``. Their sizes are read as the loops over sizes are."""
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv3d(2, 4, 3, padding=1, dtype=F64)
+            self.fc = nn.Linear(4 * 3 * 4 * 5, 3, dtype=F64)
+
+        def forward(self, x):
+            return self.fc(reshape(self.conv(x)).flatten(1))
+
+    model, shape = Net().eval(), (2, 3, 4, 5)
+    report = sct.lipschitz_report(model, shape)
+    assert report.over_graph, report.reason
+    norm = np.linalg.norm(jacobian_matrix(model, shape), 2)
+    assert norm <= report.network_upper <= report["conv"]["upper"] * report["fc"]["upper"] * (
+        1 + 1e-12)
+    net = sct.network_operator(model, shape)
+    x = torch.randn(1, *shape, dtype=F64)
+    np.testing.assert_allclose(net(x.numpy().ravel()), model(x).detach().numpy().ravel(),
+                               rtol=0, atol=1e-12)
+
+
 def stochastic_depth(x, p, mode, training=True):
     """A function of the user's named as torchvision's, wrapped as it is, and not it: three
     times its input."""

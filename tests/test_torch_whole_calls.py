@@ -511,3 +511,25 @@ def test_a_call_taken_whole_runs_torch_s_operations_alone_as_the_module_does(cas
     assert any(said in text for text in warned), warned
     assert report.network_upper is None or report.network_upper >= _local_ratio(
         model, SHAPE), (report.network_upper, warned)
+
+
+class _GroupSort(nn.Module):
+    """Sorts each pair of channels (Anil et al.'s GroupSort, 1-Lipschitz), its shape
+    starred."""
+
+    def forward(self, x):
+        s = x.shape
+        return x.reshape(s[0], -1, 2, *s[2:]).sort(dim=2).values.reshape(s)
+
+
+def test_a_group_sort_with_a_starred_shape_is_taken_whole():
+    """A new user's trial: GroupSort written with ``*s[2:]`` and ``sort(...).values`` had no
+    bound, given its constant (torch.fx refused the starred shape's ``len()``, and then
+    ``.values`` was read as an attribute past the tensor's metadata)."""
+    torch.manual_seed(0)
+    model = _Net({"act": _GroupSort()}, lambda m, x: m.conv2(m.act(m.conv1(x))) + x).eval()
+    report, said = _report(model, {"act": 1.0})
+    assert not said and report.over_graph, (said, report.reason)
+    expected = 1 + report["conv2"]["upper"] * report["conv1"]["upper"]
+    assert report.network_upper == pytest.approx(expected, rel=1e-12)
+    assert report.network_upper >= _local_ratio(model, SHAPE)
