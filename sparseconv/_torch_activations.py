@@ -104,6 +104,9 @@ def module_constant(module: nn.Module) -> Fraction | None:
         return _at_least_one(module.weight)
     if isinstance(module, nn.CELU):
         return _celu(module.alpha)
+    if isinstance(module, nn.RReLU):  # a slope between lower and upper below 0 (their mean
+        # in eval mode; a new user's trial found it unknown)
+        return _at_least_one(max(abs(module.lower), abs(module.upper)))
     if isinstance(module, _ONE):  # (Hardtanh covers ReLU6)
         return Fraction(1)
     return next((c for cls, c in _FIXED.items() if isinstance(module, cls)), None)

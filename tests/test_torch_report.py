@@ -950,12 +950,13 @@ def test_the_constants_of_smooth_activations_bound_their_derivatives():
     with torch.no_grad():
         prelu.weight[1] = -2.5
     assert module_constant(prelu) == Fraction(5, 2)
+    assert module_constant(nn.RReLU()) == 1 and module_constant(nn.RReLU(-3.0, 0.5)) == 3
     for module in (nn.Softplus(), nn.Hardshrink(), nn.Threshold(0.1, 20.0)):  # they jump
         assert module_constant(module) is None, module
     # sampled: no pair of inputs has a larger ratio
     x = torch.linspace(-8, 8, 4001, dtype=torch.float64)
     for module in (*smooth, nn.Hardswish(), nn.Hardsigmoid(), nn.SELU(), nn.CELU(0.5),
-                   nn.Softsign(), prelu):
+                   nn.Softsign(), prelu, nn.RReLU(-3.0, 0.5).eval(), nn.RReLU(0.1, 0.9).eval()):
         y = module(x[None, None, :].expand(1, 3, -1) if module is prelu else x)
         y = y[0, 1] if module is prelu else y
         ratio = ((y[1:] - y[:-1]).abs() / (x[1:] - x[:-1])).max().item()
