@@ -534,10 +534,12 @@ class _Builder:
                     # batch of three, 0.0 for a map of 686, where the module was rebuilt
                     # from what the call received on the probe)
                     if not holds_tensors(v):
-                        raise _Refused(f"calls {_module_named(call.name)} with arguments "
-                                       f"computed in the forward ({v.debugName()}: sizes?), "
-                                       "where its module is rebuilt from what one probe's "
-                                       "call received")
+                        raise _Refused(f"calls {_module_named(call.name)} with an argument "
+                                       "computed in the forward (the graph's value "
+                                       f"%{v.debugName()}, such as an output_size read off "
+                                       "a shape), where its module is rebuilt from what one "
+                                       "probe's call received (the eager or traced model "
+                                       "gets the bound)")
                     raise _Refused(f"calls {_module_named(call.name)} on more than one value of "
                                    f"its signal ({v.debugName()} and {source.debugName()})")
         output = call.output()
