@@ -1824,7 +1824,8 @@ def test_a_slice_of_sizes_and_a_functional_batch_norm_keep_the_eager_bound(make,
         # the forward is refused: its module is rebuilt from one probe's call, and a size
         # from the batch's, a review's, changed the output at a batch of three)
         assert report.network_upper is None
-        assert "calls module 'up' with an argument computed in the forward (the graph's value %" in report.reason
+        assert ("calls module 'up' with an argument computed in the forward (the graph's "
+                "value %") in report.reason
         return
     assert report.network_upper is not None, report.reason  # (a chain's product, or the
     # bound over the graph: the eager model's either way)
