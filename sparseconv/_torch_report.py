@@ -325,7 +325,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     ``Dropout``: norm 1) gets a row:
     shapes, the nnz and memory of its matrix (counted without building it for convolutions),
     the certified interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the
-    exact norm of the same kernel with circular padding beside it, and the time taken. In
+    exact norm of the same kernel with circular padding beside it (None where a stride does
+    not divide the input size: no periodic twin), and the time taken. In
     the bound over the graph (below), each linear function the forward calls with constant
     arguments gets a row too, among the modules' in the order the forward runs them
     (``F.conv2d`` by a weight the forward computes, as a weight-standardised convolution's;
