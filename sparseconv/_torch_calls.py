@@ -90,7 +90,7 @@ SELECTIONS = frozenset({
     "narrow", torch.narrow, "flip", torch.flip, "fliplr", torch.fliplr, "flipud", torch.flipud,
     "roll", torch.roll, "expand", "index_select", torch.index_select, "repeat_interleave",
     torch.repeat_interleave, "tril", torch.tril, "triu", torch.triu, "select", torch.select,
-    "rot90", torch.rot90})
+    "rot90", torch.rot90, "unfold"})  # (the method: windows of an axis, audio's frames)
 #: Running sums and differences along one axis (``cumsum``, ``diff``), run by torch too.
 RUNNING = frozenset({"cumsum", torch.cumsum, "diff", torch.diff})
 RUN_BY_TORCH = SELECTIONS | RUNNING

@@ -35,10 +35,10 @@ in exact rational arithmetic (rounded up once, at the end):
   ``masked_fill`` by a constant boolean condition: ``sqrt(sum_o r_o L_o^2)`` over its signal
   operands ``o`` (each output entry one of an operand's, ``r_o`` its copies);
 * a selection, permutation or copy run by torch (``flip``, ``roll``, ``select``,
-  ``index_select``, ``repeat_interleave``, ``expand``, ...): ``sqrt`` of the most copies of
-  one entry times its input's; ``cumsum`` over ``L`` entries: ``1 / (2 sin(pi / (4 L +
-  2)))`` times its input's (the norm of the running sum); ``diff`` of order ``n``: ``2^n``
-  times its input's -- each refused where it reads or moves the batch axis.
+  ``index_select``, ``repeat_interleave``, ``expand``, ``unfold``, ...): ``sqrt`` of the
+  most copies of one entry times its input's; ``cumsum`` over ``L`` entries: ``1 / (2 sin(pi
+  / (4 L + 2)))`` times its input's (the norm of the running sum); ``diff`` of order ``n``:
+  ``2^n`` times its input's -- each refused where it reads or moves the batch axis.
 
 Anything else (a product of two signals, advanced indexing, a function with an argument
 computed from the signal, a reduction over the batch axis, an output that is no single

@@ -680,10 +680,11 @@ def _per_sample(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
 def _selected(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
               walk: _Walk) -> Fraction | str:
     """A selection, permutation or copy run by torch (:data:`SELECTIONS`: ``flip``, ``roll``,
-    ``rot90``, ``select``, ``tril``, ``index_select``, ``repeat_interleave``, ``expand``):
-    each output entry is one input entry (or zero), so the norm is at most ``sqrt`` of the
-    most outputs one entry gives -- 1 for a permutation or a selection, the most repeats
-    of an index for ``index_select`` and ``repeat_interleave``, the copies for ``expand``;
+    ``rot90``, ``select``, ``tril``, ``index_select``, ``repeat_interleave``, ``expand``,
+    ``unfold``): each output entry is one input entry (or zero), so the norm is at most
+    ``sqrt`` of the most outputs one entry gives -- 1 for a permutation or a selection, the
+    most repeats of an index for ``index_select`` and ``repeat_interleave``, the copies for
+    ``expand``, the most windows over one entry for ``unfold``;
     refused as :func:`_per_sample` says."""
     checked = _per_sample(node, source, args, kwargs, walk)
     if isinstance(checked, str):
@@ -705,6 +706,10 @@ def _selected(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
             copies = given
         else:
             return f"takes {key} sparseconv does not read ({given!r})"
+    elif name == "unfold":  # (windows: an entry in as many as cover it, counted on indices)
+        index = torch.arange(1, math.prod(sample) + 1, dtype=torch.float64).reshape(1, *sample)
+        taken = call_on(node.target, call_args, call_kwargs, source)(index).flatten().long()
+        copies = int(torch.bincount(taken).max())
     return _sqrt_up(Fraction(max(copies, 1))) * walk.of(source)
 
 

@@ -1004,7 +1004,8 @@ def test_a_branch_on_the_batch_size_or_values_stays_refused(condition):
     lambda x: x.index_select(2, torch.tensor([0, 2, 2])),
     lambda x: x.repeat_interleave(2, dim=-1) + torch.repeat_interleave(x, 2, dim=3),
     lambda x: x.cumsum(-1) + torch.cumsum(x, 2), lambda x: torch.diff(x, dim=-1, n=2),
-    lambda x: x.tril() + torch.triu(x, 1), lambda x: x.select(1, 1) + torch.select(x, 1, 0)])
+    lambda x: x.tril() + torch.triu(x, 1), lambda x: x.select(1, 1) + torch.select(x, 1, 0),
+    lambda x: x.unfold(-1, 2, 1), lambda x: x.unfold(2, 3, 1).flatten(3)])
 def test_linear_tensor_calls_run_by_torch(call):
     """A new user's trial: ``x.narrow`` (bounded by lipschitz_report), ``flip``, ``roll``,
     ``expand``, ``index_select``, ``repeat_interleave``, ``cumsum``, ``diff`` were "not linear,
@@ -1020,6 +1021,7 @@ def test_linear_tensor_calls_run_by_torch(call):
     (lambda x: x.cumsum(0), "does not act on each sample alone"),
     (lambda x: x.roll(1), "does not act on each sample alone"),
     (lambda x: x.select(0, 0), "does not act on each sample alone"),
+    (lambda x: x.unfold(0, 2, 1), "mixes the batch"),
     (lambda x: x.index_select(-1, x[:, 0, 0, 0].argmax().reshape(1)), "mixes the batch"),
     (lambda x: torch.diff(x, dim=-1, prepend=x[..., :1]),
      "'diff' .* takes the signal other than as its one tensor")])
@@ -1044,7 +1046,10 @@ def test_linear_tensor_calls_across_the_batch_are_refused(call, reason):
     (lambda x: x[:, :1].expand(-1, 3, -1, -1), 3),
     (lambda x: x.index_select(2, torch.tensor([0, 2, 2, 2])), 3),
     (lambda x: torch.repeat_interleave(x, 3, dim=3), 3),
-    (lambda x: x.repeat_interleave(torch.tensor([1, 2, 1, 1]), dim=2), 2)])
+    (lambda x: x.repeat_interleave(torch.tensor([1, 2, 1, 1]), dim=2), 2),
+    (lambda x: x.unfold(-1, 2, 1), 2), (lambda x: x.unfold(-1, 3, 1), 2),
+    (lambda x: x.unfold(2, 2, 2), 1), (lambda x: x.unfold(-1, 4, 1), 1),
+    (lambda x: x.unfold(3, 3, 1).unfold(2, 3, 1), 4)])
 def test_selections_run_by_torch_are_bounded_by_their_copies(call, copies):
     """The bound over the graph of a selection, permutation or copy run by torch (``flip``,
     ``roll``, ``rot90``, ``tril``, ``select``, ``expand``, ``index_select``,
