@@ -639,9 +639,9 @@ def graph_bound(model: nn.Module, factors: Callable[[str, int, tuple], Factor],
                                    "tensor, as the argument of a call taken whole")
             if source not in bound:  # (a call on a constant)
                 continue
-            why = _signal_refusal(node, module, meta, len(probe))
             found = walk.of(source) if node in markers else (
-                why or whole_call(node, units[node].name, units[node].k, source, walk))
+                _signal_refusal(node, module, meta, len(probe))
+                or whole_call(node, units[node].name, units[node].k, source, walk))
             if isinstance(found, str):
                 return unsupported(node, found)
             bound[node] = found
