@@ -45,7 +45,9 @@ from sparseconv._torch_kinds import is_torch_class
 __all__ = ["KNOWN_FUNCTIONS", "function_constant", "module_constant"]
 
 _ONE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Tanh, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink,
-        nn.Softshrink)
+        nn.Softshrink, nn.Softmax, nn.Softmax2d)  # (softmax's Jacobian, diag(p) - p p^T, lies
+# between 0 and diag(p), so its norm is at most max p <= 1: over one axis of a sample, each
+# slice apart; over the batch axis, refused as any map that mixes the samples)
 _FIXED: dict[type, Fraction] = {
     nn.Sigmoid: Fraction(1, 4), nn.Hardsigmoid: Fraction(1, 6), nn.Hardswish: Fraction(3, 2),
     nn.SELU: Fraction("1.7581"), nn.GELU: Fraction("1.13"), nn.SiLU: Fraction("1.1"),
@@ -104,9 +106,10 @@ def module_constant(module: nn.Module) -> Fraction | None:
         return _at_least_one(module.weight)
     if isinstance(module, nn.CELU):
         return _celu(module.alpha)
-    if isinstance(module, nn.RReLU):  # a slope between lower and upper below 0 (their mean
-        # in eval mode; a new user's trial found it unknown)
-        return _at_least_one(max(abs(module.lower), abs(module.upper)))
+    if isinstance(module, nn.RReLU):  # below 0, their mean in eval mode, a slope drawn
+        # between lower and upper in training (a new user's trial found it unknown)
+        return _at_least_one((module.lower + module.upper) / 2 if not module.training else
+                             max(abs(module.lower), abs(module.upper)))
     if isinstance(module, _ONE):  # (Hardtanh covers ReLU6)
         return Fraction(1)
     return next((c for cls, c in _FIXED.items() if isinstance(module, cls)), None)

@@ -951,6 +951,14 @@ def test_the_constants_of_smooth_activations_bound_their_derivatives():
         prelu.weight[1] = -2.5
     assert module_constant(prelu) == Fraction(5, 2)
     assert module_constant(nn.RReLU()) == 1 and module_constant(nn.RReLU(-3.0, 0.5)) == 3
+    assert module_constant(nn.RReLU(-3.0, 0.5).eval()) == Fraction(5, 4)  # (their mean)
+    assert module_constant(nn.RReLU(10.0, 30.0).eval()) == 20
+    softmax, generator = nn.Softmax(dim=-1), torch.Generator().manual_seed(0)
+    assert module_constant(softmax) == 1 == module_constant(nn.Softmax2d())
+    for scale in (0.1, 1.0, 10.0):  # (the Jacobian's norm, max p at most, at random points)
+        for z in scale * torch.randn(200, 5, dtype=torch.float64, generator=generator):
+            jacobian = torch.autograd.functional.jacobian(softmax, z)
+            assert torch.linalg.matrix_norm(jacobian, 2) <= 1 + 1e-12
     for module in (nn.Softplus(), nn.Hardshrink(), nn.Threshold(0.1, 20.0)):  # they jump
         assert module_constant(module) is None, module
     # sampled: no pair of inputs has a larger ratio
