@@ -459,38 +459,45 @@ def _not_alone(module: torch.fx.GraphModule, model: nn.Module,
                units: Mapping[torch.fx.Node, WholeUnit], probe: torch.Tensor) -> dict[str, str]:
     """The modules of ``units`` (the calls taken whole) a call of which does not trace to
     what the module alone traces to, from the model's state, on the call's argument in the
-    graph's run on ``probe``: the same operations on the same constants, so that the
-    constant given for the module is the call's, for every input (a fourth review: a
-    forward that set ``act.scale = 100`` around the call and put it back, traced as ``100
-    tanh(x)`` and bounded with ``tanh``'s constant; a counter each call increments), each
-    with why."""
+    graph's run on ``probe`` (the same operations on the same constants, so that the
+    constant given for the module is the call's, for every input: a fourth review's forward
+    set ``act.scale = 100`` around the call and put it back, traced as ``100 tanh(x)`` and
+    bounded with ``tanh``'s constant), or, run alone on a contiguous copy of that argument,
+    does not give the call's output (a fifth review's modules read the memory layout of a
+    transposed or expanded argument); each with why."""
     if not units:
         return {}
-    markers = {unit.marker for unit in units.values()}
+    wanted = {*units, *(unit.marker for unit in units.values())}
     values: dict[torch.fx.Node, Any] = {}
 
     class Keeping(torch.fx.Interpreter):
         def run_node(self, n: torch.fx.Node) -> Any:
             result = super().run_node(n)
-            if n in markers and isinstance(result, torch.Tensor):
+            if n in wanted and isinstance(result, torch.Tensor):
                 values[n] = result.detach().clone()  # (as it was then)
             return result
 
     with torch.no_grad(), restored_state(model), contextlib.redirect_stderr(io.StringIO()):
         Keeping(module).run(probe.clone())
     differ: dict[str, str] = {}
-    for unit in units.values():
+    for output, unit in units.items():
         argument = values.get(unit.marker)
         if argument is None or unit.name in differ:
             continue  # (a call on no tensor: refused by the walk)
         alone = model.get_submodule(unit.name)
         try:
-            with restored_state(model):
-                graph = fx_trace(alone, SizesTracer(argument.clone))
-            nodes = list(graph.nodes)
-            same = [n.op for n in nodes].count("placeholder") == 1 and nodes[-1].op == "output" \
-                and isinstance(nodes[-1].args[0], torch.fx.Node) and unit.code == code(
-                    nodes, nodes[0], nodes[-1].args[0], functools.partial(attribute, alone))
+            with restored_state(model):  # (the tensor constants the trace made: read here)
+                nodes = list(fx_trace(alone, SizesTracer(argument.clone)).nodes)
+                same = [n.op for n in nodes].count("placeholder") == 1 and nodes[
+                    -1].op == "output" and isinstance(nodes[-1].args[0], torch.fx.Node) and (
+                    unit.code == code(nodes, nodes[0], nodes[-1].args[0],
+                                      functools.partial(attribute, alone)))
+            with torch.no_grad(), restored_state(model), contextlib.redirect_stderr(
+                    io.StringIO()):  # (and its value, on a contiguous copy: a fifth review's
+                # modules read the layout of a transposed or expanded argument)
+                ran = alone(argument.clone(memory_format=torch.contiguous_format))
+            same = same and isinstance(ran, torch.Tensor) and output in values and _same(
+                ran, values[output])
         except Exception:  # noqa: BLE001 - torch.fx raises anything for untraceable code
             same = False
         if not same:

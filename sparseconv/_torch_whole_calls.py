@@ -17,13 +17,15 @@ past its metadata and views, such as ``x._base``), none of which draws, reads me
 set or past its version counter, or normalizes by a sample's own statistics (whose slope
 the walk checks against a constant given for its node); and where, traced alone from the
 model's state on the call's argument, the module runs the same operations on the same
-constants (:func:`code`, checked by the bound after a run: a module whose state the forward
-changes around or between its calls is not the map its constant is of). A module any of
-whose calls fails this is followed instead, and said so (two reviews found a module called
-whole, untraced, reading what another module left: bounds 1e4 below the truth; a third, a
-write into a tensor attribute, a forward that traces otherwise than it runs, a wrapped
-function reading a global, a per-call counter and ``x._base``: bounds 3-12 times below; a
-fourth, a custom operator, ``Tensor.apply_``, a scale set around the call: 7-90 times)."""
+constants, compared by their bits (:func:`code`), and, run alone on a contiguous copy of
+that argument, gives the call's output (both checked by the bound after a run: a module
+whose state the forward changes around or between its calls is not the map its constant is
+of). A module any of whose calls fails this is followed instead, and said so (two reviews
+found a module called whole, untraced, reading what another module left: bounds 1e4 below
+the truth; a third, a write into a tensor attribute, a forward that traces otherwise than it
+runs, a wrapped function reading a global, a per-call counter and ``x._base``: bounds 3-12
+times below; a fourth, a custom operator, ``Tensor.apply_``, a scale set around the call:
+7-90 times; a fifth, ``-0.0 == 0.0`` and reads of the memory's layout: 4-30 times)."""
 
 from __future__ import annotations
 
@@ -143,21 +145,20 @@ _MODULES = frozenset({"torch", "torch.functional", "torch.nn.functional", "torch
 _BUILTINS = (getattr, len)
 #: The tensor methods a call taken whole may not call: those that run a Python function of
 #: the user's (``apply_``: a fourth review), read the memory's layout, or change autograd.
-_METHODS = frozenset({"apply_", "map_", "map2_", "storage_offset", "stride", "_is_view",
+_METHODS = frozenset({"apply_", "map_", "map2_", "storage_offset", "stride", "dim_order",
                       "is_contiguous", "is_set_to", "register_hook", "retain_grad",
                       "requires_grad_", "backward"})
 
 
 def _foreign(node: torch.fx.Node, tensor: Callable[[torch.fx.Node], bool]) -> str:
-    """Why a node made in a call taken whole is no operation of torch's own on tensors (a
-    wrapped function of the user's, an attribute past a tensor's metadata, a method taking
-    a Python function); ``""`` if it is one. ``tensor(node)``: whether a ``get_attr`` node
-    is a tensor (torch.fx makes one of any object that says how, a callable among them)."""
+    """Why a node made in a call taken whole is no operation of torch's own on tensors' values
+    (a wrapped function of the user's, an attribute past a tensor's metadata, a method taking
+    a Python function, a read of the memory's layout); ``""`` if it is one. ``tensor(node)``:
+    whether a ``get_attr`` node is a tensor (torch.fx makes one of any object that says how,
+    a callable among them)."""
     target = node.target
     if node.op == "get_attr" and not tensor(node):
         return "holds an object that is no tensor (torch.fx carries any that says how)"
-    if node.op == "call_method" and target in _METHODS:
-        return f"calls .{target}(), which may compute what its argument's values do not"
     if node.op == "call_function" and target is getattr:
         attribute = node.args[1] if len(node.args) > 1 else None
         if attribute not in _ATTRIBUTES:
@@ -166,9 +167,15 @@ def _foreign(node: torch.fx.Node, tensor: Callable[[torch.fx.Node], bool]) -> st
         return ""
     if node.op == "call_function" and target not in _BUILTINS and str(
             getattr(target, "__module__", None) or "") not in _MODULES:
-        name = getattr(target, "__name__", target)
-        return (f"calls {name}(), which is none of torch's operations: it may read or write "
-                "what the graph does not show")
+        return (f"calls {getattr(target, '__name__', target)}(), which is none of torch's "
+                "operations: it may read or write what the graph does not show")
+    if node.op == "call_method" and target in _METHODS:
+        return f"calls .{target}(), which may compute what its argument's values do not"
+    name = target if isinstance(target, str) else str(getattr(target, "__name__", ""))
+    if node.op in ("call_method", "call_function") and (
+            name.startswith("_") or "as_strided" in name):  # (a fifth review: torch.
+        # _debug_has_internal_overlap, _reshape_alias_copy, as_strided_copy read the layout)
+        return f"calls {name}(), which may read its argument's memory past its values"
     return ""
 
 
@@ -231,18 +238,57 @@ def code(nodes: Iterable[torch.fx.Node], argument: torch.fx.Node, output: torch.
          resolve: Callable[[torch.fx.Node], Any]) -> tuple:
     """What the traced ``nodes`` compute from ``argument`` (a marker, or a placeholder) as
     ``output``, comparable between traces: each operation with its arguments, a node among
-    them by its place, the argument as such, a ``get_attr`` node by the object it reads
-    (``resolve(node)``: torch.fx reads a module's tensor once, in the first call that reads
-    it; a tensor constant under another name in each trace), any other node by its name."""
+    them by its place, the argument as such, a ``get_attr`` node by the value of the tensor
+    it reads (``resolve(node)``: torch.fx reads a module's tensor once, in the first call
+    that reads it, and names a tensor constant anew in each trace), any other node by its
+    name, and every other value by its exact type and value (a fifth review: ``-0.0 ==
+    0.0``, ``True == 1`` and a float whose ``__eq__`` says yes made two scales one)."""
     listed = [n for n in nodes if n.op not in ("get_attr", "placeholder", "output")]
     places = {n: i for i, n in enumerate(listed)}
 
-    def key(n: torch.fx.Node) -> Any:
-        if n is argument:
-            return ("argument",)
-        if n.op == "get_attr":
-            return ("object", id(resolve(n)))
-        return ("node", places[n]) if n in places else ("outside", n.name)
+    def key(value: Any) -> Any:
+        if isinstance(value, torch.fx.Node):
+            if value is argument:
+                return ("argument",)
+            if value.op == "get_attr":
+                return _tensor_key(resolve(value))
+            return ("node", places[value]) if value in places else ("outside", value.name)
+        return _value_key(value, key)
 
-    return (*((n.op, n.target, torch.fx.node.map_arg(n.args, key),
-               torch.fx.node.map_arg(n.kwargs, key)) for n in listed), ("output", key(output)))
+    return (*((n.op, n.target, key(n.args), key(n.kwargs)) for n in listed),
+            ("output", key(output)))
+
+
+def _tensor_key(value: Any) -> tuple:
+    """A tensor by its exact values (its dtype, shape and bytes); any other object by its
+    identity."""
+    if not isinstance(value, torch.Tensor):
+        return ("object", id(value))
+    data = value.detach().to("cpu").contiguous()
+    return ("tensor", data.dtype, tuple(data.shape),
+            bytes(data.reshape(-1).view(torch.uint8).numpy()))
+
+
+#: The types of the values :func:`_value_key` reads by their value (the exact type: not a
+#: subclass, whose ``__eq__`` may say anything).
+_PLAIN = (type(None), bool, int, str, torch.dtype, torch.device, torch.layout,
+          torch.memory_format)
+
+
+def _value_key(value: Any, key: Callable[[Any], Any]) -> Any:
+    """A traced call's argument that is no node, by its exact type and value: a float by
+    its bits (``-0.0`` is not ``0.0``; a NaN is itself), a tuple, list, dict or slice by its
+    parts (``key`` for those); any other object by its identity."""
+    kind = type(value)
+    if kind is float:
+        return ("float", value.hex())
+    if kind in _PLAIN:
+        return (kind.__name__, value)
+    if kind in (tuple, list) or isinstance(value, (torch.fx.immutable_collections.immutable_list,
+                                                   torch.Size)):
+        return (kind.__name__, tuple(key(v) for v in value))
+    if kind is dict or isinstance(value, torch.fx.immutable_collections.immutable_dict):
+        return ("dict", tuple((k, key(v)) for k, v in value.items()))
+    if kind is slice:
+        return ("slice", key(value.start), key(value.stop), key(value.step))
+    return ("object", kind, id(value))

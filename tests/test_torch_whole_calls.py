@@ -533,3 +533,106 @@ def test_a_group_sort_with_a_starred_shape_is_taken_whole():
     expected = 1 + report["conv2"]["upper"] * report["conv1"]["upper"]
     assert report.network_upper == pytest.approx(expected, rel=1e-12)
     assert report.network_upper >= _local_ratio(model, SHAPE)
+
+
+class _SignedScale(nn.Module):
+    """``tanh(x)`` for ``c = -0.0`` (its state), ``100 tanh(x)`` for ``c = 0.0``."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = -0.0
+
+    def forward(self, x):
+        return torch.tanh(x) * (1 + 99 * torch.relu(torch.copysign(torch.ones_like(x),
+                                                                   self.c)))
+
+
+def _signed_around_the_call(m, x):
+    m.act.c = 0.0
+    y = m.act(m.conv1(x))
+    m.act.c = -0.0
+    return m.conv2(y)
+
+
+class _ByDimOrder(nn.Module):
+    def forward(self, x):
+        return torch.tanh(x) * (1 + 99 * (x.dim_order() != (0, 1, 2, 3)))
+
+
+class _ByOverlap(nn.Module):
+    def forward(self, x):
+        return torch.tanh(x) * (1 + 99 * torch._debug_has_internal_overlap(x))
+
+
+class _ByRawMemory(nn.Module):
+    def forward(self, x):
+        b, c, h, w = x.shape
+        raw = torch.as_strided_copy(x, (b, c, h, w), (c * h * w, h * w, w, 1), 0)
+        return torch.tanh(x) + 10 * (raw - x)
+
+
+class _TimesALiteral(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x) * torch.tensor(0.5, dtype=F64)
+
+
+@pytest.mark.parametrize("case, said", [
+    ("signed zero", "which runs in its call 0 other operations, or on other constants"),
+    ("dim_order", "calls .dim_order()"),
+    ("overlap", "calls _debug_has_internal_overlap(), which may read its argument's memory"),
+    ("as_strided_copy", "calls as_strided_copy(), which may read its argument's memory"),
+])
+def test_a_call_taken_whole_is_the_module_to_the_bit_and_reads_no_memory_layout(case, said):
+    """A fifth review: the traced constants were compared with ``==`` (``-0.0 == 0.0``: a
+    scale set around the call passed as the module's), and modules read the memory layout of
+    a transposed or expanded argument through ``dim_order``, ``_debug_has_internal_overlap``
+    and ``as_strided_copy`` (bounds 0.91-1.28 for slopes of 4.7-28). Each is followed."""
+    torch.manual_seed(0)
+    if case == "signed zero":
+        model = _Net({"act": _SignedScale()}, _signed_around_the_call)
+    else:
+        act = {"dim_order": _ByDimOrder(), "overlap": _ByOverlap(),
+               "as_strided_copy": _ByRawMemory()}[case]
+        model = _Net({"act": act}, lambda m, x: m.conv2(m.act(
+            m.conv1(x).transpose(2, 3) if case != "overlap" else
+            m.conv1(x)[:, :1].expand(-1, 2, -1, -1))))
+    report, warned = _report(model.eval(), {"act": 1.0})
+    assert any(said in text for text in warned), warned
+    assert report.network_upper is None or report.network_upper >= _local_ratio(
+        model, SHAPE), (report.network_upper, warned)
+
+
+def test_a_call_taken_whole_may_build_a_tensor_constant():
+    """A fifth review: a module multiplying by ``torch.tensor(0.5)`` was always followed
+    (each trace names its tensor constant anew, and they were compared as objects): they are
+    compared by value."""
+    torch.manual_seed(0)
+    model = _Net({"act": _TimesALiteral()}, lambda m, x: m.conv2(m.act(m.conv1(x))) + x).eval()
+    report, said = _report(model, {"act": 0.55})
+    assert not said and report.over_graph, (said, report.reason)
+    expected = 1 + report["conv2"]["upper"] * 0.55 * report["conv1"]["upper"]
+    assert report.network_upper == pytest.approx(expected, rel=1e-12)
+
+
+class _FarSignedScale(nn.Module):
+    """``tanh(x)`` for ``c = -0.0`` (its state); for ``c = 0.0``, plus ``100 relu(x - 1e5)``,
+    which no probe reaches: the traced constants alone tell the two apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = -0.0
+
+    def forward(self, x):
+        sign = torch.relu(torch.copysign(torch.ones_like(x), self.c))
+        return torch.tanh(x) + 100 * sign * torch.relu(x - 1e5)
+
+
+def test_a_scale_set_around_the_call_is_seen_in_the_traced_constants_alone():
+    """A fifth review's signed zero, where the scale acts beyond any probe's values: the
+    module run alone gives the call's output on the probe, and only its traced constants,
+    compared by their bits (``-0.0`` is not ``0.0``), show the map is not the module's."""
+    torch.manual_seed(0)
+    model = _Net({"act": _FarSignedScale()}, _signed_around_the_call).eval()
+    report, warned = _report(model, {"act": 1.0})
+    assert any("which runs in its call 0 other operations, or on other constants" in text
+               for text in warned), warned
