@@ -56,6 +56,7 @@ from sparseconv._torch_report_rows import _call_row
 from sparseconv._torch_script import _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_script_graph import script_graph_module
+from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_state import changes_own_state, restored_state
 from sparseconv._torch_trace import TraceRecord, row_parts
 from sparseconv._validation import int_tuple, real_number
@@ -546,18 +547,23 @@ def _is_sequential(model: nn.Module) -> bool:
     return _not_sequential(model) is None
 
 
-def _chain_break(model: nn.Module) -> str | None:
+def _chain_break(model: nn.Module, shape: tuple[int, ...] | None = None) -> str | None:
     """Why ``model``'s forward is no chain of its layers, as a phrase after "its forward"
     (``"runs add (node 'add') on its signal outside its layers"``), or None for a chain: for
     a TorchScript model, its graph's answer
     (:func:`sparseconv._torch_script_chain.script_chain_break`); for an eager one, torch.fx's
     graph's, by the same rule (each module call reads the value the call before returned,
     through :data:`CHAIN_KEEPING` operations at most, and the last one's is the output).
-    A model torch.fx cannot trace is said to be one sparseconv cannot check."""
+    A model torch.fx cannot trace is said to be one sparseconv cannot check. Given the
+    input's ``shape``, traced as the bound over the graph traces it (loops and branches over
+    sizes, starred shapes: a review found the chain "cannot be traced" where the bound
+    over the graph, in the same reason, had traced it)."""
     if isinstance(model, torch.jit.ScriptModule):
         return script_chain_break(model, sequential=_is_sequential(model))
     try:
-        graph = fx_trace(model)
+        graph = fx_trace(model, None if shape is None else SizesTracer(
+            probe_input(model, shape, batch=2).clone))  # (drawn before the trace: a draw
+        # during it is refused as the forward's)
     except UntraceableDefault as exc:
         return (f"cannot be checked to be the chain of its layers (its argument {exc.name!r} "
                 f"defaults to a {exc.default})")

@@ -518,7 +518,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         chain = broken is None
     else:
         chain = _is_sequential(model)
-        broken = None if chain else _chain_break(model)
+        broken = None if chain else _chain_break(model, shape)
     records, folds = _trace_with_folds(model, shape, chain)
     if _untrusted(model, versions, records):  # hooks, an instance's forward, weights changed
         # by the forward, a tensor subclass or a mode: the rows read the modules as they are,

@@ -1823,6 +1823,25 @@ def test_a_starred_or_converted_shape_is_read_as_its_sizes(reshape):
                                rtol=0, atol=1e-12)
 
 
+def test_the_chain_check_traces_a_starred_shape_as_the_bound_does():
+    """A review: with a starred shape, the reason said the forward "cannot be checked to be
+    the chain of its layers (torch.fx cannot trace it)" while the bound over the graph, in
+    the same sentence, had traced it: the chain check traces as the bound does."""
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+
+        def forward(self, x):
+            return torch.erf(self.conv(x).view(*x.shape[:2], -1))
+
+    reason = sct.lipschitz_report(Net().eval(), (2, 6, 6)).reason
+    assert "runs erf (node 'erf') on its signal outside its layers" in reason, reason
+    assert "cannot be checked" not in reason
+
+
 def stochastic_depth(x, p, mode, training=True):
     """A function of the user's named as torchvision's, wrapped as it is, and not it: three
     times its input."""
