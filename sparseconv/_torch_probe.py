@@ -126,8 +126,8 @@ def leaves_the_model(function: Callable[..., Any]) -> Callable[..., Any]:
 #: values an im2col buffer, freed, had held of the signal), by name (:func:`function_name`).
 UNSET_CALLS = frozenset({
     "empty", "empty_strided", "empty_like", "empty_permuted", "new_empty", "new_empty_strided",
-    "new", "Tensor", "resize_", "set_", "as_strided", "frombuffer", "asarray", "from_file",
-    "UntypedStorage", "untyped_storage"})
+    "new", "Tensor", "resize_", "resize_as_", "set_", "as_strided", "frombuffer", "asarray",
+    "from_file", "UntypedStorage", "untyped_storage"})
 
 
 #: Calls that draw random numbers (a random "constant" sized by the signal's shape makes no

@@ -13,8 +13,9 @@ by the constant given times its argument's bound, where every call of the module
 argument and constants alone (no other value computed from the input), leaves nothing of
 the signal to the rest of the forward but its output, and runs torch's own operations
 alone (no module of the model, no function torch.fx cannot see into, no tensor attribute
-past its metadata and views, such as ``x._base``), none of which draws, reads memory no one
-set or past its version counter, or normalizes by a sample's own statistics (whose slope
+past its metadata and views, such as ``x._base``), none of which writes in place, draws,
+reads memory no one set or past its version counter, or normalizes by a sample's own
+statistics (whose slope
 the walk checks against a constant given for its node); and where, traced alone from the
 model's state on the call's argument, the module runs the same operations on the same
 constants, compared by their bits (:func:`code`), and, run alone on a contiguous copy of
@@ -25,7 +26,9 @@ found a module called whole, untraced, reading what another module left: bounds 
 the truth; a third, a write into a tensor attribute, a forward that traces otherwise than it
 runs, a wrapped function reading a global, a per-call counter and ``x._base``: bounds 3-12
 times below; a fourth, a custom operator, ``Tensor.apply_``, a scale set around the call:
-7-90 times; a fifth, ``-0.0 == 0.0`` and reads of the memory's layout: 4-30 times)."""
+7-90 times; a fifth, ``-0.0 == 0.0`` and reads of the memory's layout: 4-30 times; a sixth,
+``x.contiguous().zero_()``, writing into the argument or a copy as its layout decides: 99
+times)."""
 
 from __future__ import annotations
 
@@ -172,11 +175,36 @@ def _foreign(node: torch.fx.Node, tensor: Callable[[torch.fx.Node], bool]) -> st
     if node.op == "call_method" and target in _METHODS:
         return f"calls .{target}(), which may compute what its argument's values do not"
     name = target if isinstance(target, str) else str(getattr(target, "__name__", ""))
-    if node.op in ("call_method", "call_function") and (
-            name.startswith("_") or "as_strided" in name):  # (a fifth review: torch.
+    if node.op not in ("call_method", "call_function"):
+        return ""
+    if name.startswith("_") or "as_strided" in name:  # (a fifth review: torch.
         # _debug_has_internal_overlap, _reshape_alias_copy, as_strided_copy read the layout)
         return f"calls {name}(), which may read its argument's memory past its values"
+    if name.endswith("_") or node.kwargs.get("inplace") is True or "out" in node.kwargs:
+        # (a sixth review: x.contiguous().zero_() writes into x or into a copy as x's layout
+        # decides, a map of values on a contiguous argument alone)
+        return (f"calls {name}() in place, which writes into its argument or a copy of it as "
+                "its memory's layout decides")
+    if name in _DRAWS and not _outside_training(node):
+        return f"calls {name}(), which draws random numbers in training"
     return ""
+
+
+#: The functions that draw random numbers where ``training`` is not False (dropouts, RReLU),
+#: or always (Gumbel-softmax); with their ``training`` argument's position (None: none).
+_DRAWS = {"dropout": 2, "alpha_dropout": 2, "feature_alpha_dropout": 2, "dropout1d": 2,
+          "dropout2d": 2, "dropout3d": 2, "rrelu": 3, "gumbel_softmax": None}
+
+
+def _outside_training(node: torch.fx.Node) -> bool:
+    """Whether a call of :data:`_DRAWS` is given ``training=False`` (by keyword or in its
+    place; a method's arguments count its tensor first)."""
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    at = _DRAWS.get(str(name))
+    if at is None:
+        return False
+    training = node.kwargs.get("training", node.args[at] if len(node.args) > at else True)
+    return training is False
 
 
 def _why(call: WholeCall, signal: set[torch.fx.Node], markers: dict[torch.fx.Node, str],

@@ -15,6 +15,7 @@ from . import _networks
 from ._oracles import torch
 
 nn = torch.nn
+F = torch.nn.functional
 sct = pytest.importorskip("sparseconv.torch")
 F64 = torch.float64
 SHAPE = (2, 6, 6)
@@ -636,3 +637,50 @@ def test_a_scale_set_around_the_call_is_seen_in_the_traced_constants_alone():
     report, warned = _report(model, {"act": 1.0})
     assert any("which runs in its call 0 other operations, or on other constants" in text
                for text in warned), warned
+
+
+class _ZeroedIfContiguous(nn.Module):
+    """``tanh(x)`` on a contiguous argument (``contiguous()`` returns it, zeroed, then added);
+    on another, ``contiguous()`` copies it, and the map is ``tanh(x) + 99 relu(|x| - 1e5)``,
+    beyond any probe's values."""
+
+    def forward(self, x):
+        kept = x.clone()
+        zeroed = x.contiguous().zero_()
+        return torch.tanh(kept) + 99 * torch.relu(x.abs() - 1e5) + zeroed
+
+
+class _DroppedBeyondTheProbes(nn.Module):
+    def forward(self, x):
+        return torch.tanh(x) + F.dropout(torch.relu(x.abs() - 1e5), 0.5, True)
+
+
+@pytest.mark.parametrize("case, said", [
+    ("contiguous", "calls zero_() in place, which writes into its argument or a copy"),
+    ("dropout", "calls dropout(), which draws random numbers in training"),
+])
+def test_a_call_taken_whole_writes_nothing_in_place_and_draws_nothing(case, said):
+    """A sixth review: ``x.contiguous().zero_()`` (or ``reshape``, ``flatten``) writes into
+    the argument or into a copy as its layout decides, so the module is ``tanh`` on a
+    contiguous argument and more on the transposed one the model passes (1.0 for 99, beyond
+    the probes' values); and ``F.dropout(..., training=True)`` draws. Each is followed."""
+    torch.manual_seed(0)
+    act = _ZeroedIfContiguous() if case == "contiguous" else _DroppedBeyondTheProbes()
+    model = _Net({"act": act}, lambda m, x: m.act(m.conv1(x).transpose(2, 3))).eval()
+    report, warned = _report(model, {"act": 1.0})
+    assert any(said in text for text in warned), warned
+
+
+class _DropoutOutsideTraining(nn.Module):
+    def forward(self, x):
+        return torch.tanh(F.dropout(x, 0.5, False)) + F.dropout(x, p=0.1, training=False)
+
+
+def test_a_call_taken_whole_may_call_a_dropout_outside_training():
+    """``F.dropout(x, p, False)`` (in its place or by keyword) draws nothing: the call is
+    taken whole."""
+    torch.manual_seed(0)
+    model = _Net({"act": _DropoutOutsideTraining()}, lambda m, x: m.act(m.conv1(x))).eval()
+    report, said = _report(model, {"act": 2.0})
+    assert not said and report.over_graph, (said, report.reason)
+    assert report.network_upper == pytest.approx(2.0 * report["conv1"]["upper"], rel=1e-12)
