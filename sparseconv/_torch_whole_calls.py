@@ -149,7 +149,8 @@ _BUILTINS = (getattr, len)
 #: The tensor methods a call taken whole may not call: those that run a Python function of
 #: the user's (``apply_``: a fourth review), read the memory's layout, or change autograd.
 _METHODS = frozenset({"apply_", "map_", "map2_", "storage_offset", "stride", "dim_order",
-                      "is_contiguous", "is_set_to", "register_hook", "retain_grad",
+                      "is_contiguous", "is_set_to", "is_neg", "is_conj", "is_inference",
+                      "is_pinned", "is_shared", "register_hook", "retain_grad",
                       "requires_grad_", "backward"})
 
 
