@@ -1792,7 +1792,7 @@ def test_a_padding_computed_from_sizes_by_ceil_and_max_is_a_constant_of_the_shap
     lambda h: h.view(*h.shape),
     lambda h: h.reshape(*h.size()[:2], -1),
     lambda h: h.reshape(tuple(h.shape)),
-    lambda h: h.reshape(list(h.shape[2:]) and (h.shape[0], -1)),
+    lambda h: h.flatten(2).reshape(list(h.shape[:2]) + [-1]),
     lambda h: h.view(*h.shape[:1], *h.shape[1:][::-1]).transpose(1, 4),
 ])
 def test_a_starred_or_converted_shape_is_read_as_its_sizes(reshape):
