@@ -123,10 +123,16 @@ def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> FoldedBatchNorm:
     return _fold(conv, bn)
 
 
-def _fold(conv: nn.Module, bn: nn.Module, dtype: torch.dtype | None = None) -> FoldedBatchNorm:
+def _fold(conv: nn.Module, bn: nn.Module, dtype: torch.dtype | None = None,
+          features: bool = False) -> FoldedBatchNorm:
     """:func:`fold_batchnorm`, hooks or not (the report withholds its network bound instead);
     the module built in ``dtype`` (the convolution's by default: the report's rows ask for
-    float64, where a float32 module would round the folded weights)."""
+    float64, where a float32 module would round the folded weights). ``features``: the
+    caller knows that ``conv`` is a ``Linear`` called on ``(N, in_features)`` inputs, where
+    a ``BatchNorm1d`` after it normalizes its output features (the report, from the traced
+    shapes: a new user's trial found an MLP head's pair left as two rows)."""
+    if isinstance(conv, nn.Linear) and features:
+        return _fold_linear(conv, bn, dtype)
     if isinstance(conv, nn.Linear):  # BatchNorm1d on (N, C, L) normalizes C, not the features
         raise TypeError("conv must be a convolution: a BatchNorm1d after a Linear normalizes "
                         "the Linear's output features only on (N, features) inputs (on (N, C, "
@@ -170,6 +176,28 @@ def _fold(conv: nn.Module, bn: nn.Module, dtype: torch.dtype | None = None) -> F
         module.weight.copy_(torch.from_numpy(weight))
         module.bias.copy_(torch.from_numpy(bias))
     return FoldedBatchNorm(weight, bias, module.train(conv.training))
+
+
+def _fold_linear(linear: nn.Linear, bn: nn.Module, dtype: torch.dtype | None) -> FoldedBatchNorm:
+    """``bn(linear(x))`` on ``(N, in_features)`` inputs as one ``Linear``: its rows scaled by
+    ``s = gamma / sqrt(running_var + eps)``, its bias ``s * (b - running_mean) + beta``."""
+    if not isinstance(bn, (nn.BatchNorm1d, nn.SyncBatchNorm)):
+        raise TypeError(f"bn must be a BatchNorm1d (or SyncBatchNorm) after a Linear, got "
+                        f"{type(bn).__name__}")
+    _refuse(bn)
+    if bn.num_features != linear.out_features:
+        raise ValueError(f"bn.num_features={bn.num_features} must equal "
+                         f"linear.out_features={linear.out_features}")
+    scale, shift = _batchnorm_scale_shift(bn)
+    weight, linear_bias = _numpy(parameter(linear, "weight")), parameter(linear, "bias")
+    weight = weight * scale[:, None]
+    bias = shift + scale * (0.0 if linear_bias is None else _numpy(linear_bias))
+    module = nn.Linear(linear.in_features, linear.out_features, bias=True,
+                       device=linear.weight.device, dtype=dtype or linear.weight.dtype)
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(weight))
+        module.bias.copy_(torch.from_numpy(bias))
+    return FoldedBatchNorm(weight, bias, module.train(linear.training))
 
 
 def _pad_kind(pad: nn.Module) -> tuple[PaddingMode, int] | None:

@@ -165,6 +165,9 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
         names["paddings"].append(name)
         last[:] = [output, version(output)]
 
+    def after_linear(module, inputs, output):  # (a BatchNorm1d folds into it on (N, F):
+        last[:] = [output, version(output)]  # _layers_to_report, by its record's shape)
+
     def after_batchnorm(module, inputs, output, name=""):
         folds.batchnorms.append(reads(inputs, last))
         names["batchnorms"].append(name)
@@ -178,7 +181,8 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
         hook: Any = (functools.partial(after_conv, name=name) if isinstance(m, (*_CONV, *_CONV_T))
                      else functools.partial(after_batchnorm, name=name)
                      if isinstance(m, _RUNNING_NORMS) else after_pad
-                     if isinstance(m, _PADS) else None)
+                     if isinstance(m, _PADS) else after_linear
+                     if isinstance(m, nn.Linear) else None)
         if hook is not None:
             hook.sparseconv = True  # (its own hook: not the user's, see _untrusted)
             handles.append(m.register_forward_hook(hook))
@@ -194,8 +198,8 @@ def _trace_with_folds(model: nn.Module, input_shape: tuple[int, ...], chain: boo
         flags, called = getattr(folds, key), names[key]
         flags[:], called[:] = flags[len(flags) - ran:], called[len(called) - ran:]
         if not chain and any(flags):
-            shared = _read_elsewhere(model, input_shape, (*_CONV, *_CONV_T) if key == "batchnorms"
-                                     else _PADS)
+            shared = _read_elsewhere(model, input_shape, (*_CONV, *_CONV_T, nn.Linear)
+                                     if key == "batchnorms" else _PADS)
             calls = [(name, called[:i].count(name)) for i, name in enumerate(called)]
             flags[:] = [flag and call not in shared for flag, call in zip(flags, calls)]
     return records, folds
@@ -299,8 +303,11 @@ def _layers_to_report(records: list[TraceRecord], folds: _Folds, fold: bool,
             continue
         if isinstance(record.module, _PADS):
             last_pad = len(todo)
-        if convolution:
+        if convolution or isinstance(record.module, nn.Linear) and len(
+                record.output_shape) == 1:  # (a Linear on (N, F): a BatchNorm1d folds in)
             last_conv = len(todo)
+        elif isinstance(record.module, nn.Linear):
+            last_conv = None
         todo.append((record, None))
     return todo
 
@@ -390,9 +397,13 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     fold_batchnorm : bool, optional
         Fold each eval-mode BatchNorm into the convolution whose output tensor it normalizes
         (seen by forward hooks; :func:`fold_batchnorm`): one row ``"conv+bn"`` for the pair,
-        whose norm can be much smaller than the product of the two. Other BatchNorms keep
-        their own rows, as does a pair whose convolution's output the model reads elsewhere
-        too (``relu(bn(y)) + y``, in its torch.fx graph).
+        whose norm can be much smaller than the product of the two; in an eager model, a
+        ``BatchNorm1d`` into the ``Linear`` before it where that Linear is called on
+        ``(N, features)`` (its output features normalized: ``"fc+bn"``, the norm of
+        ``diag(s) W``; on ``(N, C, L)`` the BatchNorm normalizes ``C``, and the two keep
+        their rows). Other BatchNorms keep their own rows, as does a pair whose first
+        module's output the model reads elsewhere too (``relu(bn(y)) + y``, in its torch.fx
+        graph).
     fold_padding : bool, optional
         Fold each padding module (``ReflectionPad2d``, ``ZeroPad2d``, ...) into the
         convolution that reads its output tensor (:func:`fold_padding`): one row

@@ -162,7 +162,8 @@ def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[d
         # in float64: a float32 module would round the folded weights; not by a float64
         # copy of the module (a new user's trial: the old-style spectral_norm's weight, made
         # by its hook in a forward with autograd on, refuses deepcopy)
-        module = _fold(module, batchnorm.module, dtype=torch.float64).module
+        module = _fold(module, batchnorm.module, dtype=torch.float64,
+                       features=len(record.output_shape) == 1).module
         name, kind = f"{name}+{batchnorm.name}", f"{kind}+{_kind(batchnorm.module)}"
         out = batchnorm.output_shape
     layer = _layer(module, record.input_shape,

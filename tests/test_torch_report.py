@@ -690,6 +690,49 @@ def test_fold_batchnorm_leaves_a_convolution_whose_output_is_read_elsewhere():
     assert [row["name"] for row in again] == ["conv+bn"]
 
 
+class _ResidualHead(nn.Module):
+    """``x + relu(bn(fc(x)))`` on features, or, ``shared``, ``bn(fc(x)) + fc(x)`` (the
+    Linear's output read twice: no fold)."""
+
+    def __init__(self, shared: bool = False):
+        super().__init__()
+        self.fc, self.bn, self.shared = nn.Linear(12, 12), nn.BatchNorm1d(12), shared
+
+    def forward(self, x):
+        y = self.fc(x)
+        return self.bn(y) + y if self.shared else x + torch.relu(self.bn(y))
+
+
+def test_fold_batchnorm_folds_a_batchnorm1d_into_the_linear_before_it_on_features():
+    """A new user's trial: an MLP head's ``Linear`` and ``BatchNorm1d`` stayed two rows with
+    ``fold_batchnorm=True``. On ``(N, features)`` inputs the BatchNorm scales and shifts the
+    Linear's output features: one row, the norm of ``diag(s) W``; on ``(N, C, L)`` it
+    normalizes ``C`` (the Linear acting on ``L``), and the two stay apart; so do they where
+    the Linear's output is read twice."""
+    torch.manual_seed(0)
+    head = _networks.randomize(nn.Sequential(nn.Flatten(), nn.Linear(48, 16),
+                                             nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4)))
+    report = sct.lipschitz_report(head, (3, 4, 4), fold_batchnorm=True)
+    assert [row["name"] for row in report] == ["1+2", "4"]
+    bn = head[2]
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    norm = float(torch.linalg.matrix_norm(scale[:, None] * head[1].weight.detach(), 2))
+    assert report[0]["lower"] <= norm <= report[0]["upper"] <= norm * (1 + 1e-9)
+    unfolded = sct.lipschitz_report(head, (3, 4, 4))
+    assert [row["name"] for row in unfolded] == ["1", "2", "4"]
+    assert jacobian_norm(head, (3, 4, 4)) <= report.network_upper <= unfolded.network_upper
+    channels = _networks.randomize(nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(4)))
+    assert [row["name"] for row in sct.lipschitz_report(channels, (4, 8),
+                                                         fold_batchnorm=True)] == ["0", "1"]
+    residual = _networks.randomize(_ResidualHead())
+    graph = sct.lipschitz_report(residual, (12,), fold_batchnorm=True)
+    assert [row["name"] for row in graph] == ["fc+bn"] and graph.over_graph, graph.reason
+    assert graph.network_upper >= jacobian_norm(residual, (12,))
+    shared = sct.lipschitz_report(_networks.randomize(_ResidualHead(shared=True)), (12,),
+                                  fold_batchnorm=True)
+    assert [row["name"] for row in shared] == ["fc", "bn"]
+
+
 def test_an_executor_runs_the_layers_spectral_work():
     from concurrent.futures import ThreadPoolExecutor
 
