@@ -362,10 +362,20 @@ def _leaves_the_tensors(node: torch.fx.Node, bound: Mapping) -> str:
             "array, a storage), which no bound covers and no version counter follows")
 
 
-def _untraceable(model: nn.Module, exc: Exception) -> str:
+def _untraceable(model: nn.Module, exc: Exception, whole: Collection[str] = ()) -> str:
+    """Why ``model`` has no graph, naming the module whose forward torch.fx could not
+    follow (a review: a module given its constant that branches on its input's values made
+    the whole model untraceable, said as a bare TraceError); ``whole``: the modules given
+    constants."""
     if isinstance(exc, UntraceableDefault):  # (sparseconv's own refusal, said as it stands)
         return str(exc)
-    return (f"torch.fx cannot trace {type(model).__name__} ({type(exc).__name__}: "
+    where = ""
+    name, kind = getattr(exc, "sparseconv_module", ("", ""))
+    if name:
+        where = f" in module {name!r} ({kind})" + (
+            ", whose constant given is used only where torch.fx follows its forward"
+            if name in whole else "")
+    return (f"torch.fx cannot trace {type(model).__name__}{where} ({type(exc).__name__}: "
             f"{error_line(exc)})")
 
 
@@ -385,7 +395,7 @@ def _traced(model: nn.Module, probe: torch.Tensor, whole: Collection[str] = (),
     try:
         graph = fx_trace(model, tracer)
     except Exception as exc:  # noqa: BLE001 - torch.fx raises anything for untraceable code
-        return _untraceable(model, exc)
+        return _untraceable(model, exc, whole)
     units, reasons = whole_units(graph, tracer.calls, model, _refused)
     if followed is not None:
         followed.update(reasons)

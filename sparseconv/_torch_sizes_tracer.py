@@ -311,6 +311,15 @@ class SizesTracer(torch.fx.Tracer):
 
     def call_module(self, m: torch.nn.Module, forward: Callable[..., Any], args: tuple,
                     kwargs: dict[str, Any]) -> Any:
+        try:
+            return self._call_module(m, forward, args, kwargs)
+        except Exception as exc:  # (the innermost module's call that failed, for the
+            if not hasattr(exc, "sparseconv_module"):  # message: a new user's review)
+                exc.sparseconv_module = (self.path_of_module(m), type(m).__name__)  # type: ignore[attr-defined]
+            raise
+
+    def _call_module(self, m: torch.nn.Module, forward: Callable[..., Any], args: tuple,
+                     kwargs: dict[str, Any]) -> Any:
         name = self.path_of_module(m) if self.whole else ""
         if name not in self.whole:
             return super().call_module(m, forward, args, kwargs)

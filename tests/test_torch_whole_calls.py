@@ -684,3 +684,24 @@ def test_a_call_taken_whole_may_call_a_dropout_outside_training():
     report, said = _report(model, {"act": 2.0})
     assert not said and report.over_graph, (said, report.reason)
     assert report.network_upper == pytest.approx(2.0 * report["conv1"]["upper"], rel=1e-12)
+
+
+class _BranchesOnValues(nn.Module):
+    def forward(self, x):
+        if (x.abs() > 1e9).any():
+            return x
+        return x * torch.sigmoid(x)
+
+
+def test_a_module_torch_fx_cannot_follow_is_named():
+    """A review: a module given its constant that branches on its input's values made the
+    model untraceable, said as a bare TraceError: the reason names the module, and that its
+    constant is used only where torch.fx follows its forward."""
+    model = _Net({"act": _BranchesOnValues()}, lambda m, x: x + m.act(m.conv1(x))).eval()
+    report, _ = _report(model, {"act": 1.1})
+    assert report.network_upper is None
+    assert ("torch.fx cannot trace _Net in module 'act' (_BranchesOnValues), whose constant "
+            "given is used only where torch.fx follows its forward (TraceError") in \
+        report.reason, report.reason
+    assert "cannot trace _Net in module 'act' (_BranchesOnValues) (TraceError" in \
+        sct.lipschitz_report(model, SHAPE).reason
