@@ -38,8 +38,9 @@ from sparseconv._typing import PaddingMode
 __all__ = ["EINSUM", "EINSUM_SUBLIST", "MATMUL", "MAX_POOL_F", "REPEATS", "RUNNING",
            "RUN_BY_TORCH", "SELECTIONS", "WHERE", "EinsumSplit", "acts_per_sample",
            "by_keyword", "call_on", "einsum_constants_refusal", "einsum_operands",
-           "einsum_split", "inside", "linear_call_layer", "matmul_operands", "module_path",
-           "repeat_counts", "transposition_axes", "where_operands"]
+           "einsum_split", "function_name", "identity_in_eval", "inside",
+           "linear_call_layer", "matmul_operands", "module_path", "repeat_counts",
+           "transposition_axes", "where_operands"]
 
 
 #: Sums and differences, by the sign of their second operand (``torch.rsub(x, y, alpha)`` is
@@ -262,6 +263,16 @@ _RESHAPE = {torch.flatten, "flatten", "view", "reshape", torch.reshape, "squeeze
 
 _DROPOUT_F = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
               F.feature_alpha_dropout}
+
+
+def function_name(target: Any) -> str:
+    """The name a graph's call goes by: ``softplus`` for ``F.softplus``, for
+    ``x.softplus()`` and for ``torch.ops.aten.softplus.default`` alike (a review: the aten
+    form of ``torch.empty`` passed a check of its function by identity)."""
+    name = str(getattr(target, "__name__", target))
+    if str(getattr(target, "__module__", "")).startswith("torch._ops"):
+        name = name.split(".")[0]  # (an overload's: empty.memory_format)
+    return name
 
 
 def identity_in_eval(target: Any, args: Any, kwargs: dict) -> bool:

@@ -22,14 +22,13 @@ from sparseconv._memory import MatrixTooLargeError
 from sparseconv._pooling import _ceil_extra
 from sparseconv._resampling_axes import _adaptive_axis
 from sparseconv._torch_activations import module_constant
-from sparseconv._torch_calls import MAX_POOL_F, by_keyword, linear_call_layer
+from sparseconv._torch_calls import MAX_POOL_F, by_keyword, function_name, linear_call_layer
 from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_graph_bound import graph_bound
 from sparseconv._torch_graph_rules import (
     Factor,
     FunctionalCall,
     Given,
-    function_name,
     has_rule,
 )
 from sparseconv._torch_kinds import (

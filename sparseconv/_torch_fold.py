@@ -170,12 +170,8 @@ def _fold(conv: nn.Module, bn: nn.Module, dtype: torch.dtype | None = None,
     else:  # weight (C_out, C_in/g, *k)
         weight = weight * scale.reshape(-1, *([1] * (weight.ndim - 1)))
     bias = shift + scale * (0.0 if conv_bias is None else _numpy(conv_bias))
-    module = factory(conv.in_channels, conv.out_channels, conv.kernel_size, **options)
-    assert module.bias is not None  # built with bias=True
-    with torch.no_grad():
-        module.weight.copy_(torch.from_numpy(weight))
-        module.bias.copy_(torch.from_numpy(bias))
-    return FoldedBatchNorm(weight, bias, module.train(conv.training))
+    return _holding(factory(conv.in_channels, conv.out_channels, conv.kernel_size, **options),
+                    weight, bias, conv.training)
 
 
 def _fold_linear(linear: nn.Linear, bn: nn.Module, dtype: torch.dtype | None) -> FoldedBatchNorm:
@@ -192,12 +188,20 @@ def _fold_linear(linear: nn.Linear, bn: nn.Module, dtype: torch.dtype | None) ->
     weight, linear_bias = _numpy(parameter(linear, "weight")), parameter(linear, "bias")
     weight = weight * scale[:, None]
     bias = shift + scale * (0.0 if linear_bias is None else _numpy(linear_bias))
-    module = nn.Linear(linear.in_features, linear.out_features, bias=True,
-                       device=linear.weight.device, dtype=dtype or linear.weight.dtype)
+    return _holding(nn.Linear(linear.in_features, linear.out_features, bias=True,
+                              device=linear.weight.device, dtype=dtype or linear.weight.dtype),
+                    weight, bias, linear.training)
+
+
+def _holding(module: Any, weight: np.ndarray, bias: np.ndarray,
+             training: bool) -> FoldedBatchNorm:
+    """A folded layer: ``module`` (built with a bias) given ``weight`` and ``bias``, in the
+    mode of the layer it folds."""
+    assert module.bias is not None  # built with bias=True
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(weight))
         module.bias.copy_(torch.from_numpy(bias))
-    return FoldedBatchNorm(weight, bias, module.train(linear.training))
+    return FoldedBatchNorm(weight, bias, module.train(training))
 
 
 def _pad_kind(pad: nn.Module) -> tuple[PaddingMode, int] | None:

@@ -64,7 +64,7 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from sparseconv._torch_calls import inside
+from sparseconv._torch_calls import function_name, inside
 from sparseconv._torch_graph import (
     Versions,
     changed,
@@ -84,7 +84,6 @@ from sparseconv._torch_graph_rules import (
     _Opaque,
     _sqrt_up,
     _Walk,
-    function_name,
     whole_call,
 )
 from sparseconv._torch_graph_sizes import _integers, _size_number, _tainted_sizes

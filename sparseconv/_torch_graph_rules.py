@@ -50,6 +50,7 @@ from sparseconv._torch_calls import (
     einsum_constants_refusal,
     einsum_operands,
     einsum_split,
+    function_name,
     identity_in_eval,
     matmul_operands,
     repeat_counts,
@@ -59,7 +60,7 @@ from sparseconv._torch_calls import (
 from sparseconv._torch_graph_sizes import _direct_batch, _static_size
 from sparseconv._torch_probe import error_line
 
-__all__ = ["Factor", "FunctionalCall", "function_name", "has_rule"]
+__all__ = ["Factor", "FunctionalCall", "has_rule"]
 
 
 class FunctionalCall(NamedTuple):
@@ -288,16 +289,6 @@ def has_rule(target: Any) -> bool:
         return target in _RULED or target in KNOWN_FUNCTIONS
     except TypeError:  # an unhashable target
         return False
-
-
-def function_name(target: Any) -> str:
-    """The name a graph's call goes by: ``softplus`` for ``F.softplus``, for
-    ``x.softplus()`` and for ``torch.ops.aten.softplus.default`` alike (a review: the aten
-    form of ``torch.empty`` passed a check of its function by identity)."""
-    name = str(getattr(target, "__name__", target))
-    if str(getattr(target, "__module__", "")).startswith("torch._ops"):
-        name = name.split(".")[0]  # (an overload's: empty.memory_format)
-    return name
 
 
 def _sqrt_up(value: Fraction) -> Fraction:

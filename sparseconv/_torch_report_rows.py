@@ -30,9 +30,9 @@ from sparseconv._spectral_norms import (
     norms_as_done,
     warn_missed,
 )
-from sparseconv._torch_calls import module_path
+from sparseconv._torch_calls import function_name, module_path
 from sparseconv._torch_fold import _fold
-from sparseconv._torch_graph_rules import FunctionalCall, function_name
+from sparseconv._torch_graph_rules import FunctionalCall
 from sparseconv._torch_kinds import (
     _CONV,
     _CONV_T,

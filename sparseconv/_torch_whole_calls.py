@@ -41,6 +41,7 @@ import torch
 import torch.fx
 
 from sparseconv._torch_activations import is_sample_norm
+from sparseconv._torch_calls import function_name
 
 __all__ = ["WholeCall", "WholeUnit", "argument", "attribute", "code", "whole_units"]
 
@@ -171,11 +172,11 @@ def _foreign(node: torch.fx.Node, tensor: Callable[[torch.fx.Node], bool]) -> st
         return ""
     if node.op == "call_function" and target not in _BUILTINS and str(
             getattr(target, "__module__", None) or "") not in _MODULES:
-        return (f"calls {getattr(target, '__name__', target)}(), which is none of torch's "
+        return (f"calls {function_name(target)}(), which is none of torch's "
                 "operations: it may read or write what the graph does not show")
     if node.op == "call_method" and target in _METHODS:
         return f"calls .{target}(), which may compute what its argument's values do not"
-    name = target if isinstance(target, str) else str(getattr(target, "__name__", ""))
+    name = function_name(target)
     if node.op not in ("call_method", "call_function"):
         return ""
     if name.startswith("_") or "as_strided" in name:  # (a fifth review: torch.
@@ -200,8 +201,7 @@ _DRAWS = {"dropout": 2, "alpha_dropout": 2, "feature_alpha_dropout": 2, "dropout
 def _outside_training(node: torch.fx.Node) -> bool:
     """Whether a call of :data:`_DRAWS` is given ``training=False`` (by keyword or in its
     place; a method's arguments count its tensor first)."""
-    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
-    at = _DRAWS.get(str(name))
+    at = _DRAWS.get(function_name(node.target))
     if at is None:
         return False
     training = node.kwargs.get("training", node.args[at] if len(node.args) > at else True)
@@ -245,7 +245,7 @@ def _why(call: WholeCall, signal: set[torch.fx.Node], markers: dict[torch.fx.Nod
             if why:
                 return f"runs node {read.name!r}, which {why}"
         if node.op == "call_function" and is_sample_norm(node.target):
-            return (f"calls {getattr(node.target, '__name__', node.target)}(), which "
+            return (f"calls {function_name(node.target)}(), which "
                     "normalizes each sample by its own statistics (lipschitz_constants="
                     f"{{{node.name!r}: L}} gives that call a constant, checked against its "
                     "slope)")
