@@ -108,8 +108,7 @@ def module_constant(module: nn.Module) -> Fraction | None:
         return _celu(module.alpha)
     if isinstance(module, nn.RReLU):  # below 0, their mean in eval mode, a slope drawn
         # between lower and upper in training (a new user's trial found it unknown)
-        return _at_least_one((module.lower + module.upper) / 2 if not module.training else
-                             max(abs(module.lower), abs(module.upper)))
+        return _rrelu(module.lower, module.upper, module.training)
     if isinstance(module, _ONE):  # (Hardtanh covers ReLU6)
         return Fraction(1)
     return next((c for cls, c in _FIXED.items() if isinstance(module, cls)), None)
@@ -123,13 +122,37 @@ _BY_ARGUMENT: dict[Any, tuple[str, Any, Callable[[Any], Fraction | None]]] = {
     # (a weight computed from the signal: a node, None)
     **{f: ("weight", None, _at_least_one) for f in (F.prelu, torch.prelu)}}
 
+
+def _rrelu(lower: Any, upper: Any, training: Any) -> Fraction | None:
+    """RReLU's: below 0 the slope ``(lower + upper) / 2`` outside training, one drawn between
+    ``lower`` and ``upper`` in it (each draw's map is then at most that steep)."""
+    if training is False:
+        lower = upper = (lower + upper) / 2 if _magnitude(lower) is not None and (
+            _magnitude(upper) is not None) else None
+    elif training is not True:  # (a mode computed in the graph: unknown here)
+        return None
+    low, high = _at_least_one(lower), _at_least_one(upper)
+    return None if low is None or high is None else max(low, high)
+
+
+#: RReLU as a function: ``F.rrelu(input, lower, upper, training, inplace)``, ``torch.rrelu(input,
+#: lower, upper, training, generator)`` (a generator draws only in training).
+_RRELU = (F.rrelu, F.rrelu_, torch.rrelu, torch.rrelu_)
+
+
 #: Every function :func:`function_constant` knows a constant of (its arguments permitting).
-KNOWN_FUNCTIONS = {*_FUNCTIONS, *_BY_ARGUMENT}
+KNOWN_FUNCTIONS = {*_FUNCTIONS, *_BY_ARGUMENT, *_RRELU}
 
 
 def function_constant(target: Any, args: Any, kwargs: dict) -> Fraction | None:
     """The Lipschitz constant of an activation called as a function in a torch.fx graph
     (its constant arguments by value), or None if unknown."""
+    if any(target is f for f in _RRELU):  # (a new user's trial: nn.RReLU had a constant,
+        # F.rrelu none)
+        given = list(args[1:4])
+        return _rrelu(*(kwargs.get(name, given[i] if i < len(given) else default)
+                        for i, (name, default) in enumerate(
+                            (("lower", 1 / 8), ("upper", 1 / 3), ("training", False)))))
     try:
         name, default, constant = _BY_ARGUMENT[target]
     except (KeyError, TypeError):  # (TypeError: an unhashable target)

@@ -1014,6 +1014,38 @@ def test_the_constants_of_smooth_activations_bound_their_derivatives():
         assert ratio <= module_constant(module) * (1 + 1e-9), module  # (rounded ratios)
 
 
+@pytest.mark.parametrize("lower, upper, call", [
+    (0.1, 3.0, lambda x: F.rrelu(x, 0.1, 3.0)),
+    (-4.0, 3.0, lambda x: torch.rrelu(x, upper=3.0, lower=-4.0, training=False)),
+    (1 / 8, 1 / 3, F.rrelu), (10.0, 30.0, lambda x: F.rrelu(x, 10.0, upper=30.0)),
+    (0.5, 6.0, lambda x: torch.rrelu(x, 0.5, 6.0))])
+def test_rrelu_as_a_function_has_its_modules_constant(lower, upper, call):
+    """``F.rrelu``/``torch.rrelu`` outside training is a leaky ReLU of slope ``(lower + upper)
+    / 2`` (torch's own, checked here): the graph bound equals the chain's with ``nn.RReLU``
+    (a new user's trial: the function had no constant where the module had one)."""
+    x = torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(call(x), F.leaky_relu(x, (lower + upper) / 2), rtol=0, atol=0)
+    chain = _networks.randomize(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1),
+                                              nn.RReLU(lower, upper),
+                                              nn.Conv2d(2, 2, 3, padding=1))).eval()
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = chain[0], chain[2]
+
+        def forward(self, x):
+            return self.b(call(self.a(x)))
+
+    by_module = sct.lipschitz_report(chain, (2, 6, 6))
+    by_function = sct.lipschitz_report(Functional().eval(), (2, 6, 6))
+    assert by_module.network_upper is not None and by_function.over_graph
+    assert by_function.network_upper == pytest.approx(by_module.network_upper, rel=1e-12)
+    slope = max(1.0, abs(lower + upper) / 2)
+    layers = by_function[0]["upper"] * by_function[1]["upper"]
+    assert by_function.network_upper == pytest.approx(slope * layers, rel=1e-12)
+
+
 @pytest.mark.parametrize("activation, function", [
     (nn.GELU(), F.gelu), (nn.SiLU(), F.silu), (nn.Mish(), F.mish), (nn.Hardswish(),
                                                                     F.hardswish),

@@ -668,6 +668,39 @@ def test_a_module_chosen_at_run_time_is_refused(tmp_path):
         sct.lipschitz_report(compiled, (4,), lipschitz_constants={"a": 1.0})
 
 
+class _FunctionalRReLU(nn.Module):
+    """``F.rrelu`` called in forward, its mode an attribute (scripted: a constant)."""
+
+    def __init__(self, training: bool):
+        super().__init__()
+        self.a, self.b = nn.Conv1d(2, 3, 3, padding=1), nn.Conv1d(3, 2, 3)
+        self.drawn = training
+
+    def forward(self, x):
+        return self.b(F.rrelu(self.a(x), 0.5, 6.0, training=self.drawn))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_rrelu_scripted_or_traced_has_the_eager_constant(how):
+    """An ``nn.RReLU`` and an ``F.rrelu`` outside training, scripted or traced, are bounded
+    as in the eager model (slope ``(0.5 + 6) / 2``: a new user's trial found neither known);
+    in training (random slopes) there is no bound."""
+    chain = _networks.randomize(nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.RReLU(0.5, 6.0),
+                                              nn.Conv1d(3, 2, 3)), seed=2).eval()
+    eager = sct.lipschitz_report(chain, (2, 9))
+    assert eager.network_upper is not None
+    assert sct.lipschitz_report(jit(chain, how, (2, 9)), (2, 9)).network_upper == (
+        pytest.approx(eager.network_upper, rel=1e-12))
+    functional = _FunctionalRReLU(False).eval()
+    functional.a, functional.b = chain[0], chain[2]
+    report = sct.lipschitz_report(jit(functional, how, (2, 9)), (2, 9))
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    functional.drawn = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # (its check finds draws)
+        assert sct.lipschitz_report(jit(functional, how, (2, 9)), (2, 9)).network_upper is None
+
+
 class _RReLUTwice(nn.Module):
     """A twelfth review: a traced ``act(act(x))`` of an RReLU (slope 20 in eval mode), whose
     operation is no signal operation known here, read as one call: its given constant counted
