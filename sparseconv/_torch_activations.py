@@ -45,9 +45,10 @@ from sparseconv._torch_kinds import is_torch_class
 __all__ = ["KNOWN_FUNCTIONS", "function_constant", "module_constant"]
 
 _ONE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Tanh, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink,
-        nn.Softshrink, nn.Softmax, nn.Softmax2d)  # (softmax's Jacobian, diag(p) - p p^T, lies
-# between 0 and diag(p), so its norm is at most max p <= 1: over one axis of a sample, each
-# slice apart; over the batch axis, refused as any map that mixes the samples)
+        nn.Softshrink, nn.Softmax, nn.Softmax2d, nn.Softmin)  # (softmax's Jacobian, diag(p)
+# - p p^T, lies between 0 and diag(p), so its norm is at most max p <= 1, and softmin's is its
+# negative: over one axis of a sample, each slice apart; over the batch axis, refused as any
+# map that mixes the samples)
 _FIXED: dict[type, Fraction] = {
     nn.Sigmoid: Fraction(1, 4), nn.Hardsigmoid: Fraction(1, 6), nn.Hardswish: Fraction(3, 2),
     nn.SELU: Fraction("1.7581"), nn.GELU: Fraction("1.13"), nn.SiLU: Fraction("1.1"),

@@ -103,9 +103,14 @@ _CASTS = {"to", "float", "double", "half", "bfloat16", "type_as"}
 _SHAPED_AS = {"expand_as", "view_as", "reshape_as"}
 
 
+# softmax and softmin over an axis of each sample: 1 (their Jacobian ``diag(p) - p p^T``, or
+# its negative, lies between 0 and ``diag(p)`` in norm: at most ``max p``)
+_SOFTMAX = {F.softmax, torch.softmax, torch.special.softmax, "softmax", F.softmin}
+
 _RULED = {*_ADD, *_SCALE, *_DIVIDE, *_CATS, *_KEEPS, *_REDUCTIONS, *_NEG, *_CASTS,
           *MATMUL, *EINSUM, *WHERE, *(_NORMALIZED - {F.batch_norm}), *REPEATS, *SELECTIONS,
-          *RUNNING, *_SHAPED_AS, operator.getitem}  # (batch_norm by batch statistics has none)
+          *RUNNING, *_SHAPED_AS, *_SOFTMAX, operator.getitem}  # (batch_norm by batch
+# statistics has none)
 
 
 def _reduced(node: torch.fx.Node, source: Any, args: Any, kwargs: dict, of: Callable,
@@ -442,6 +447,8 @@ def _bound(node: torch.fx.Node, walk: _Walk) -> Fraction | str:
         return _selected(node, source, args, kwargs, walk)
     if target in RUNNING:  # (cumsum, diff: a new user's trial)
         return _running(node, source, args, kwargs, walk)
+    if target in _SOFTMAX:
+        return _softmax(node, source, args, kwargs, walk)
     if target in _KEEPS or (target is operator.getitem
                             and _basic_index(args[1], walk.static_index)):
         return _kept(node, source, args, kwargs, walk)
@@ -702,6 +709,23 @@ def _selected(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
         taken = call_on(node.target, call_args, call_kwargs, source)(index).flatten().long()
         copies = int(torch.bincount(taken).max())
     return _sqrt_up(Fraction(max(copies, 1))) * walk.of(source)
+
+
+def _softmax(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
+             walk: _Walk) -> Fraction | str:
+    """Softmax or softmin over an axis of each sample (:data:`_SOFTMAX`): its input's bound
+    (constant 1, as ``nn.Softmax``'s); refused as :func:`_per_sample` says (over the batch
+    axis, where ``dim=None`` picks it for a 3-D input, the samples mix) or where it changes
+    the dtype (a new user's trial: ``F.softmax`` had no constant where ``nn.Softmax`` had
+    one)."""
+    checked = _per_sample(node, source, args, kwargs, walk)
+    if isinstance(checked, str):
+        return checked
+    if getattr(walk.meta(node), "dtype", None) != getattr(walk.meta(source), "dtype", None):
+        return "changes the signal's dtype"
+    if walk.assumed is not None:
+        walk.assumed.append(f"{node.name} ({function_name(node.target)}())")
+    return walk.of(source)
 
 
 #: Rational bounds on pi, below and above.

@@ -108,6 +108,7 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::mish": F.mish, "aten::selu": F.selu, "aten::softshrink": F.softshrink,
     "aten::log_sigmoid": F.logsigmoid, "aten::elu": F.elu, "aten::celu": F.celu,
     "aten::rrelu": torch.rrelu,  # (its training argument decides: a draw only in training)
+    "aten::softmax": torch.softmax,
     "aten::view": "view", "aten::contiguous": "contiguous", "aten::size": "size",
     "aten::dim": "dim", "aten::slice": operator.getitem, "aten::select": operator.getitem,
     "aten::narrow": torch.narrow, "aten::rsub": operator.sub,

@@ -25,7 +25,7 @@ _PAD_OPS = {"aten::pad", "aten::constant_pad_nd", "aten::reflection_pad1d",
 _ACTIVATION_OPS = {f"aten::{name}{suffix}" for suffix in ("", "_") for name in (
     "relu", "leaky_relu", "elu", "hardtanh", "sigmoid", "tanh", "softplus", "gelu", "silu",
     "mish", "hardswish", "hardsigmoid", "selu", "prelu", "celu", "softshrink", "log_sigmoid",
-    "rrelu")}
+    "rrelu", "softmax")}
 # the operations that act on a call's signal: one of a kind per call
 _SIGNAL_OPS = _CONV_OPS | _PAD_OPS | _ACTIVATION_OPS | {
     "aten::batch_norm", "aten::instance_norm", "aten::linear", "aten::flatten", *(
@@ -166,6 +166,7 @@ def _known(cls: type) -> bool:
     return cls in (*_SUPPORTED, *_ONE_LIPSCHITZ, nn.ELU, nn.Sigmoid, nn.Softplus, nn.GELU,
                    *_PLAIN_ACTIVATIONS.values(), nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
                    nn.PReLU, nn.CELU, nn.LogSigmoid, nn.Softshrink, nn.RReLU,
+                   nn.Softmax, nn.Softmax2d,
                    *_COMPOUND_ACTIVATIONS)
 
 
@@ -381,6 +382,9 @@ def _activation(cls: type, name: str, args: list) -> nn.Module | None:
         return nn.Softshrink(float(args[1]))
     if name == "log_sigmoid" and cls is nn.LogSigmoid:
         return nn.LogSigmoid()
+    if name == "softmax" and cls in (nn.Softmax, nn.Softmax2d):
+        return nn.Softmax(int(args[1])) if cls is nn.Softmax else nn.Softmax2d()  # (a new
+        # user's trial: unknown)
     if name == "rrelu" and cls is nn.RReLU:  # (its slopes; its mode, the module's, is set
         # after: a new user's trial found it unknown)
         return nn.RReLU(float(args[1]), float(args[2]))

@@ -1046,6 +1046,53 @@ def test_rrelu_as_a_function_has_its_modules_constant(lower, upper, call):
     assert by_function.network_upper == pytest.approx(slope * layers, rel=1e-12)
 
 
+_SOFTMAXES = {"F.softmax": lambda h: F.softmax(h, dim=1), "method": lambda h: h.softmax(-1),
+              "F.softmin": lambda h: F.softmin(h, 1), "special": lambda h: (
+                  torch.special.softmax(h, 2)), "torch.softmax": lambda h: torch.softmax(h, 1)}
+_SOFTMAX_REFUSED = {  # (dim=None takes axis 0 of a 3-D input: the batch's)
+    "dim=0": (lambda h: F.softmax(h, dim=0), "does not act on each sample alone"),
+    "dim=None": (lambda h: F.softmax(h), "does not act on each sample alone"),
+    "dtype": (lambda h: F.softmax(h, 1, dtype=torch.float32).double(), "changes the signal's "
+              "dtype")}
+
+
+def _around(a: nn.Module, function, b: nn.Module) -> nn.Module:
+    """``b(function(a(x)))``, with ``function`` called in forward."""
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = a, b
+
+        def forward(self, x):
+            return self.b(function(self.a(x)))
+
+    return Functional().eval()
+
+
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice for softmax")
+@pytest.mark.parametrize("name", [*_SOFTMAXES, *_SOFTMAX_REFUSED])
+def test_softmax_as_a_function_has_the_modules_constant(name):
+    """Softmax and softmin called in forward over an axis of each sample have ``nn.Softmax``'s
+    constant, 1 (a new user's trial: the function had none where the module had one); over
+    the batch axis, or rounded to another dtype, no bound. The modules' own constants:
+    1 too, and ``nn.Softmax(dim=0)`` refused."""
+    chain = _networks.randomize(nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.Softmax(1),
+                                              nn.Conv1d(3, 2, 3)), seed=3).eval()
+    by_module = sct.lipschitz_report(chain, (2, 9)).network_upper
+    assert by_module == pytest.approx(chain_product := sct.lipschitz_report(
+        nn.Sequential(chain[0], nn.Softmin(1), chain[2]).eval(), (2, 9)).network_upper)
+    assert chain_product is not None
+    assert sct.lipschitz_report(nn.Sequential(chain[0], nn.Softmax(0), chain[2]).eval(),
+                                (2, 9)).network_upper is None
+    function, refusal = _SOFTMAX_REFUSED.get(name, (_SOFTMAXES.get(name), None))
+    report = sct.lipschitz_report(_around(chain[0], function, chain[2]), (2, 9))
+    if refusal is None:
+        assert report.network_upper == pytest.approx(by_module, rel=1e-12)
+        assert report.over_graph and report.activations[0].endswith("())")
+    else:
+        assert report.network_upper is None and refusal in report.reason
+
+
 @pytest.mark.parametrize("activation, function", [
     (nn.GELU(), F.gelu), (nn.SiLU(), F.silu), (nn.Mish(), F.mish), (nn.Hardswish(),
                                                                     F.hardswish),

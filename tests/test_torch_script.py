@@ -701,6 +701,36 @@ def test_rrelu_scripted_or_traced_has_the_eager_constant(how):
         assert sct.lipschitz_report(jit(functional, how, (2, 9)), (2, 9)).network_upper is None
 
 
+class _FunctionalSoftmax(nn.Module):
+    """``F.softmax`` over the channels, called in forward."""
+
+    def __init__(self, a: nn.Module, b: nn.Module):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x):
+        return self.b(F.softmax(self.a(x), dim=1))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_softmax_scripted_or_traced_has_the_eager_constant(how):
+    """``nn.Softmax``, ``nn.Softmax2d`` and ``F.softmax`` over an axis of each sample,
+    scripted or traced, are bounded as in the eager model (constant 1: a new user's trial
+    found none known); ``nn.Softmax(0)``, over the batch, is refused in both."""
+    conv = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 2, 3)
+    for middle in (nn.Softmax(1), nn.Softmax2d(), nn.Softmax(-1), nn.Softmax(0)):
+        chain = _networks.randomize(nn.Sequential(conv[0], middle, conv[1]), seed=4).eval()
+        eager = sct.lipschitz_report(chain, (2, 7, 7)).network_upper
+        compiled = sct.lipschitz_report(jit(chain, how, (2, 7, 7)), (2, 7, 7)).network_upper
+        assert (eager is None) == (middle.dim == 0 if isinstance(middle, nn.Softmax) else False)
+        assert compiled == (None if eager is None else pytest.approx(eager, rel=1e-12)), middle
+    functional = jit(_FunctionalSoftmax(chain[0], chain[2]).eval(), how, (2, 7, 7))
+    eager = sct.lipschitz_report(_FunctionalSoftmax(chain[0], chain[2]).eval(), (2, 7, 7))
+    assert eager.network_upper is not None
+    assert sct.lipschitz_report(functional, (2, 7, 7)).network_upper == pytest.approx(
+        eager.network_upper, rel=1e-12)
+
+
 class _RReLUTwice(nn.Module):
     """A twelfth review: a traced ``act(act(x))`` of an RReLU (slope 20 in eval mode), whose
     operation is no signal operation known here, read as one call: its given constant counted
