@@ -46,6 +46,12 @@ def as_weight(weight, name: str = "weight", *, finite: bool = False) -> np.ndarr
     ...
     ValueError: weight must have finite entries, got nan at index (0, 0, 1)
     """
+    if isinstance(weight, np.ma.MaskedArray) and np.ma.getmaskarray(weight).any():
+        where = first_index(np.ma.getmaskarray(weight))  # (a review: np.asarray took the
+        # masked entries' values, the mask dropped without a word)
+        raise TypeError(f"{name} is a masked array with masked entries (index {where}), which "
+                        f"sparseconv does not read as any value: pass {name}.filled(0) to take "
+                        "them as zero taps")
     try:
         array = np.asarray(weight)
     except (TypeError, ValueError, RuntimeError) as exc:  # (torch raises RuntimeError)
