@@ -1014,6 +1014,19 @@ def test_the_constants_of_smooth_activations_bound_their_derivatives():
         assert ratio <= module_constant(module) * (1 + 1e-9), module  # (rounded ratios)
 
 
+def _around(a: nn.Module, function, b: nn.Module) -> nn.Module:
+    """``b(function(a(x)))``, with ``function`` called in forward."""
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = a, b
+
+        def forward(self, x):
+            return self.b(function(self.a(x)))
+
+    return Functional().eval()
+
+
 @pytest.mark.parametrize("lower, upper, call", [
     (0.1, 3.0, lambda x: F.rrelu(x, 0.1, 3.0)),
     (-4.0, 3.0, lambda x: torch.rrelu(x, upper=3.0, lower=-4.0, training=False)),
@@ -1028,17 +1041,8 @@ def test_rrelu_as_a_function_has_its_modules_constant(lower, upper, call):
     chain = _networks.randomize(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1),
                                               nn.RReLU(lower, upper),
                                               nn.Conv2d(2, 2, 3, padding=1))).eval()
-
-    class Functional(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = chain[0], chain[2]
-
-        def forward(self, x):
-            return self.b(call(self.a(x)))
-
     by_module = sct.lipschitz_report(chain, (2, 6, 6))
-    by_function = sct.lipschitz_report(Functional().eval(), (2, 6, 6))
+    by_function = sct.lipschitz_report(_around(chain[0], call, chain[2]), (2, 6, 6))
     assert by_module.network_upper is not None and by_function.over_graph
     assert by_function.network_upper == pytest.approx(by_module.network_upper, rel=1e-12)
     slope = max(1.0, abs(lower + upper) / 2)
@@ -1054,19 +1058,6 @@ _SOFTMAX_REFUSED = {  # (dim=None takes axis 0 of a 3-D input: the batch's)
     "dim=None": (lambda h: F.softmax(h), "does not act on each sample alone"),
     "dtype": (lambda h: F.softmax(h, 1, dtype=torch.float32).double(), "changes the signal's "
               "dtype")}
-
-
-def _around(a: nn.Module, function, b: nn.Module) -> nn.Module:
-    """``b(function(a(x)))``, with ``function`` called in forward."""
-    class Functional(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = a, b
-
-        def forward(self, x):
-            return self.b(function(self.a(x)))
-
-    return Functional().eval()
 
 
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice for softmax")
@@ -1102,17 +1093,8 @@ def test_activations_as_modules_and_as_functions_give_one_bound(activation, func
     forward: the same constant."""
     chain = _networks.randomize(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), activation,
                                               nn.Conv2d(2, 2, 3, padding=1)))
-
-    class Functional(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = chain[0], chain[2]
-
-        def forward(self, x):
-            return self.b(function(self.a(x)))
-
     by_module = sct.lipschitz_report(chain, (2, 6, 6))
-    by_function = sct.lipschitz_report(Functional().eval(), (2, 6, 6))
+    by_function = sct.lipschitz_report(_around(chain[0], function, chain[2]), (2, 6, 6))
     assert by_module.network_upper is not None and by_function.over_graph
     assert by_function.network_upper == pytest.approx(by_module.network_upper, rel=1e-12)
 
