@@ -96,6 +96,7 @@ from sparseconv._torch_probe import (
     error_line,
     first_write,
     fx_trace,
+    inference_mode_change,
     version,
 )
 from sparseconv._torch_sizes_tracer import SizesTracer
@@ -445,7 +446,7 @@ def _traced(model: nn.Module, probe: torch.Tensor, whole: Collection[str] = (),
                 "forward does (an in-place change such as y += z, recorded as a new "
                 "value, or an operation that draws random numbers, such as "
                 "FractionalMaxPool2d or torch.randn_like?)")
-    changed = changes_own_state(model, probe)
+    changed = changes_own_state(model, probe) or inference_mode_change(model, probe)
     if changed:  # (the probes each start from the state the model was given in; a later
         # call would start from another: self.n = self.n * 2 doubles the map on each call)
         return f"{type(model).__name__} {changed}"

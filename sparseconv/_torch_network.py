@@ -25,6 +25,7 @@ from sparseconv._torch_graph_ops import _Op
 from sparseconv._torch_kinds import instance_method_reason, model_hook_reason
 from sparseconv._torch_probe import (
     forward_failed,
+    inference_mode_change,
     leaves_the_model,
     matches,
     outside_inference_mode,
@@ -32,7 +33,7 @@ from sparseconv._torch_probe import (
 )
 from sparseconv._torch_script import _kind
 from sparseconv._torch_state import changes_own_state, restored_state
-from sparseconv._torch_trace import _checked, unwrapped
+from sparseconv._torch_trace import _checked, compiled_reason, unwrapped
 
 
 def _values(ops: list[_Op], x: np.ndarray, affine: bool) -> list[np.ndarray]:
@@ -68,6 +69,9 @@ def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int,
         raise TypeError(f"network_operator: {_kind(model)} {changed}")
     for batch in (probe, probe[:1]):
         _check_batch(model, ops, shape, least, batch)
+    changed = inference_mode_change(model, probe)
+    if changed:
+        raise TypeError(f"network_operator: {_kind(model)} {changed}")
 
 
 def _check_batch(model: nn.Module, ops: list[_Op], shape: tuple[int, ...], least: torch.dtype,
@@ -422,6 +426,9 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     >>> net.affine().shape
     (3, 128)
     """
+    compiled = compiled_reason(model)
+    if compiled:
+        raise TypeError(f"network_operator: {compiled}")
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)
     why = model_hook_reason(model)

@@ -85,6 +85,27 @@ def first_write(model: nn.Module, x: torch.Tensor) -> str | None:
     return None
 
 
+def inference_mode_change(model: nn.Module, x: torch.Tensor) -> str:
+    """Why ``model`` gives another output on ``x`` under ``torch.inference_mode()`` than under
+    ``torch.no_grad()`` (where the probes run; a verb phrase), or ``""`` if it gives the same
+    (to :func:`matches`' rounding, each tensor of a tuple, list or dict; torch runs the same
+    kernels in both, so only a forward that reads the mode differs: a fifth review's
+    ``if torch.is_inference_mode_enabled(): y = y * 100``, a deployment's fast path, was
+    bounded by 2.01 for a map of 133, and ``network_operator`` gave the other branch)."""
+    try:
+        with torch.no_grad(), restored_state(model):
+            plain = model(x.clone())
+        with restored_state(model), torch.inference_mode():
+            inferred = model(x.clone())
+    except Exception as exc:  # noqa: BLE001 - a forward raises anything
+        return f"fails under torch.inference_mode() ({type(exc).__name__}: {exc})"
+    ours, theirs = pytree.tree_leaves(plain), pytree.tree_leaves(inferred)
+    if len(ours) == len(theirs) and all(map(matches, ours, theirs)):
+        return ""
+    return ("computes otherwise under torch.inference_mode() than outside it (its forward "
+            "reads the mode: torch.is_inference_mode_enabled()?), where it is read outside")
+
+
 def _first_op(noted: Callable[[Any], bool]) -> Any:
     """A dispatch mode (a context manager) whose ``found`` is the first aten operation run
     under it that ``noted`` holds for (``"aten.add_.Tensor"``), else None."""

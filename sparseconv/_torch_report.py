@@ -72,6 +72,7 @@ from sparseconv._torch_trace import (
     _checked,
     _first_tensor,
     _script_trace,
+    compiled_reason,
     padded_record,
     trace,
     unwrapped,
@@ -518,6 +519,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     fold_padding = as_bool(fold_padding, "fold_padding")
     workers = _checked_options(progress, workers, kwargs)
     given = _given_constants(lipschitz_constants)
+    compiled = compiled_reason(model)  # (its layers are the model's: rows, and no bound)
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)  # no allow_train here: a report needs eval
     kept = given_leaves(model, given)  # (the modules of the user's, called whole, given
@@ -544,7 +546,7 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     try:
         rows = _all_rows(todo, workers, kwargs, counter, activations, chain)
         reason, bound = "", None
-        untrusted = _untrusted(model, versions, records) or _low_precision(model)
+        untrusted = compiled or _untrusted(model, versions, records) or _low_precision(model)
         if untrusted:
             reason = (_unknown(unknown) + "; and " if unknown else "") + untrusted
         elif unknown or not (chain or assume_chain):

@@ -125,14 +125,31 @@ def unwrapped(model: nn.Module) -> nn.Module:
     """The model inside the wrappers that compute what it computes: ``torch.compile``'s
     ``OptimizedModule`` (``_orig_mod``), ``nn.DataParallel`` and ``DistributedDataParallel``
     (``module``); their layers keep the model's own names."""
+    return _inside(model)[0]
+
+
+def compiled_reason(model: nn.Module) -> str | None:
+    """Why the forward of a model wrapped by ``torch.compile`` is no map the bound over its
+    graph or ``network_operator`` may read (its layers are the model's), or None."""
+    if not _inside(model)[1]:
+        return None
+    return ("the model is wrapped by torch.compile, whose compiled call may compute otherwise "
+            "than the forward read here (a forward that reads torch.compiler.is_compiling(), "
+            "a backend's own code: a review's bound of 2.01 for a compiled map of 112): pass "
+            "model._orig_mod, the forward as Python runs it")
+
+
+def _inside(model: nn.Module) -> tuple[nn.Module, bool]:
+    """:func:`unwrapped`'s model, and whether a wrapper on the way was ``torch.compile``'s."""
+    compiled = False
     while True:
         inner: Any = getattr(model, "_orig_mod", None)
         if type(model).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
-            model = inner
+            model, compiled = inner, True
         elif isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             model = model.module
         else:
-            return model
+            return model, compiled
 
 
 def _checked(model: nn.Module, input_shape, allow_train: bool | None) -> tuple[int, ...]:
