@@ -9,6 +9,7 @@ import difflib
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 import sparseconv as sc
+from sparseconv._caller import outside_level
 from sparseconv._memory import MatrixTooLargeError
 from sparseconv._pooling import _ceil_extra
 from sparseconv._resampling_axes import _adaptive_axis
@@ -52,7 +54,7 @@ from sparseconv._torch_probe import (
     version,
 )
 from sparseconv._torch_report_rows import _call_row
-from sparseconv._torch_script import _kind
+from sparseconv._torch_script import _call_graph, _kind
 from sparseconv._torch_script_chain import CHAIN_KEEPING, script_chain_break
 from sparseconv._torch_script_graph import script_graph_module
 from sparseconv._torch_sizes_tracer import SizesTracer
@@ -455,6 +457,14 @@ def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]
             raise ValueError(f"lipschitz_constants[{key!r}] names a linear layer, whose norm "
                              "the report computes; constants are for the non-linear modules: "
                              f"{', '.join(sorted(names)) or 'none traced'}")
+        idle = _idle_call(model, key)
+        if idle is not None:  # (a fifth review: "names no traced module ...; they are:
+            # none", where an eager model's constant is warned of as unused)
+            warnings.warn(f"lipschitz_constants gives {key!r}: module {idle[0]!r} "
+                          f"({_kind(idle[1])}) is called but runs no operation of its own in "
+                          "the model's TorchScript graph (it returns its argument?), so its "
+                          "constant is unused", UserWarning, stacklevel=outside_level(torch))
+            continue
         lowered = {name.lower(): name for name in sorted(names | calls)}
         close = [lowered[c] for c in difflib.get_close_matches(key.lower(), lowered, n=1,
                                                                  cutoff=0.6)]
@@ -463,6 +473,19 @@ def _check_constants_used(given: Mapping[str, float], records: list[TraceRecord]
                          f"{', '.join(sorted(names | calls)) or 'none'}"
                          + (f" (did you mean {close[0]!r}?)" if close else ""))
     return functions
+
+
+def _idle_call(model: nn.Module, key: str) -> tuple[str, nn.Module] | None:
+    """The leaf module of a TorchScript ``model`` named ``key`` (or of class ``key``) that
+    its code calls (:func:`sparseconv._torch_script._call_graph`) but whose call runs no
+    operation, so that the trace has no record of it (a module that returns its argument),
+    as ``(name, module)``; None otherwise (an eager model's trace records every call)."""
+    if not isinstance(model, torch.jit.ScriptModule):
+        return None
+    called = set().union(*_call_graph(model).values())
+    return next(((name, module) for name, module in model.named_modules()
+                 if name in called and key in (name, _kind(module))
+                 and not any(module.children())), None)
 
 
 def _torch_class(module: nn.Module) -> str | None:

@@ -1189,6 +1189,18 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     # followed one by one (a new user's trial: a child `Scale` computing x * 2, a
     # weight-standardised convolution, a blur pool, a layer scale, each left the scripted
     # and traced models of a bounded eager one without a bound)
+    for call in every:  # (a fifth review: tanh(x) on a contiguous argument, 100 tanh(x) on
+        # a transposed one, given 1.0, bounded 1.06 for a map of 100; the eager path refuses
+        # these reads in a call taken whole too)
+        read = next((n for top in call.nodes for n in (top, *(
+            m for block in top.blocks() for m in _preorder(block))) if call.name in kept
+            and n.kind().split("::", 1)[-1] in _LAYOUT_READS | _AUTOGRAD_STATE), None)
+        if read is not None:
+            return (f"calls {_module_named(call.name)} ({_kind(call.module)}), whose constant "
+                    f"is given, and which runs {read.kind()}{_where(read)}: a read of its "
+                    "argument's memory layout or autograd state, by which a module may compute "
+                    "otherwise on the argument the model passes than on the one its constant "
+                    "was measured on")
     own = [c for c in every if not _of_the_user(c.module) or c.name in kept]
     builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape),
                        shape)
@@ -1271,6 +1283,12 @@ _AUTOGRAD_STATE = frozenset({
     "is_leaf", "requires_grad", "is_inference", "_version", "output_nr", "retains_grad",
     "_is_view", "data_ptr", "is_grad_enabled", "is_inference_mode_enabled",
     "is_autocast_enabled", "is_autocast_cpu_enabled", "_base", "grad", "grad_fn"})
+
+
+#: Reads of a tensor's memory layout (in a module of the user's called whole: refused).
+_LAYOUT_READS = frozenset({"is_contiguous", "stride", "storage_offset", "dim_order",
+                           "is_non_overlapping_and_dense", "is_set_to", "is_neg", "is_conj",
+                           "is_pinned", "data_ptr"})
 
 
 #: The structural nodes a constant may be read through.
