@@ -398,8 +398,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     fold_batchnorm : bool, optional
         Fold each eval-mode BatchNorm into the convolution whose output tensor it normalizes
         (seen by forward hooks; :func:`fold_batchnorm`): one row ``"conv+bn"`` for the pair,
-        whose norm can be much smaller than the product of the two; in an eager model, a
-        ``BatchNorm1d`` into the ``Linear`` before it where that Linear is called on
+        whose norm can be much smaller than the product of the two; a ``BatchNorm1d`` into
+        the ``Linear`` before it where that Linear is called on
         ``(N, features)`` (its output features normalized: ``"fc+bn"``, the norm of
         ``diag(s) W``; on ``(N, C, L)`` the BatchNorm normalizes ``C``, and the two keep
         their rows). Other BatchNorms keep their own rows, as does a pair whose first

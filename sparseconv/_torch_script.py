@@ -903,10 +903,12 @@ def _reads_elsewhere(user, through: set, call: _Call) -> bool:
 
 def _folds(order: dict, readers: dict, calls: list[_Call], modules: list[nn.Module],
            strict: bool = False) -> tuple[list[bool], list[bool]]:
-    """Per BatchNorm call, whether it may fold into the convolution before it, and per
+    """Per BatchNorm call, whether it may fold into the convolution (or ``Linear``: the
+    report folds it where that is called on ``(N, features)``) before it, and per
     convolution call, whether the padding module before it may fold into it
     (:func:`_pairs`)."""
-    return (_pairs(order, readers, calls, modules, (*_CONV, *_CONV_T), _RUNNING_NORMS, strict),
+    return (_pairs(order, readers, calls, modules, (*_CONV, *_CONV_T, nn.Linear),
+                   _RUNNING_NORMS, strict),
             _pairs(order, readers, calls, modules, _PADS, (*_CONV, *_CONV_T),
                    strict))
 

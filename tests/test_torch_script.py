@@ -815,6 +815,37 @@ def test_a_constant_given_for_a_module_that_runs_nothing_is_warned_of(how):
     assert report.network_upper == pytest.approx(report[0]["upper"] + 1, rel=1e-12)
 
 
+class _HeadWithBatchNorms(nn.Module):
+    """``bn(fc(x))`` on features; with ``shared``, ``bn(fc(x)) + fc(x)`` (read twice)."""
+
+    def __init__(self, shared: bool):
+        super().__init__()
+        self.fc, self.bn, self.shared = nn.Linear(6, 6, dtype=F64), nn.BatchNorm1d(6), shared
+
+    def forward(self, x):
+        y = self.fc(x)
+        return self.bn(y) + y if self.shared else x + torch.relu(self.bn(y))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_fold_batchnorm_folds_a_linears_batchnorm1d_in_scripted_and_traced_models(how):
+    """As in an eager model (a new user's trial: two rows): a ``BatchNorm1d`` after a
+    ``Linear`` called on ``(N, features)`` is one row, ``fc+bn``; on ``(N, C, L)`` (the
+    BatchNorm normalizes ``C``), or where the Linear's output is read twice, two rows."""
+    cases = [(nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3)),
+              (6,), ["0+1", "3"]), (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(3)),
+                                    (3, 4), ["0", "1"]),
+             (_HeadWithBatchNorms(False), (6,), ["fc+bn"]),
+             (_HeadWithBatchNorms(True), (6,), ["fc", "bn"])]
+    for model, shape, names in cases:
+        model = _networks.randomize(model, seed=7).double().eval()
+        eager = sct.lipschitz_report(model, shape, fold_batchnorm=True)
+        report = sct.lipschitz_report(jit(model, how, shape), shape, fold_batchnorm=True)
+        assert [row["name"] for row in report] == [row["name"] for row in eager] == names
+        assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+        assert report.network_upper >= _networks.largest_ratio(model, shape)
+
+
 class _RReLUTwice(nn.Module):
     """A twelfth review: a traced ``act(act(x))`` of an RReLU (slope 20 in eval mode), whose
     operation is no signal operation known here, read as one call: its given constant counted
