@@ -528,6 +528,15 @@ class _Builder:
                            "operations read no signal of the forward's")
         source = call.input()
         inside = {v.unique() for n in members for v in _values_within(n)}
+        for node in members:  # a list of constants the graph builds after the call's first
+            # node, which the walk reaches only after it (a new user's trial: a scripted
+            # InstanceNorm3d's `input.dim() not in (4, 5)` refused as computed in the forward)
+            for v in _inputs_within(node):
+                made = v.node()
+                if v.unique() not in inside | self.static and made.kind() in (
+                        "prim::ListConstruct", "prim::TupleConstruct") and all(
+                        u.unique() in self.static for u in made.inputs()):
+                    self._node(made)
         for node in members:
             for v in _inputs_within(node):
                 if (v.unique() not in inside and v.unique() != source.unique()
