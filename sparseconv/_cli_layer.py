@@ -534,6 +534,8 @@ def _reason(exc: BaseException, layer: bool = True) -> str:
         message = message.replace(f"{USE_OPERATOR}, or raise", "raise").replace(
             f"{USE_TRANSPOSE_OPERATOR}, or raise", "raise").replace(  # (a review: "; or raise")
             "with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT",
-            "in the environment, e.g. SPARSECONV_MEMORY_LIMIT=16G")
+            "in the environment, e.g. SPARSECONV_MEMORY_LIMIT="  # (a new user's trial: 16G
+            # offered for a matrix of 54 GiB)
+            + (f"{-(-exc.needed // 2**30)}G" if exc.needed else "16G"))
     return _as_options(message) if layer else message
 

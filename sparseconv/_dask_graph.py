@@ -20,7 +20,7 @@ from dask.highlevelgraph import HighLevelGraph
 import sparseconv as sc
 from sparseconv._axis_geometry import AxisGeometry
 from sparseconv._geometry import ConvGeometry
-from sparseconv._memory import MatrixTooLargeError, check_memory, get_memory_limit
+from sparseconv._memory import MatrixTooLargeError, check_memory, get_memory_limit, reworded
 from sparseconv._read_only import ReadOnlyState
 
 Chunks = tuple[int, ...]
@@ -203,9 +203,8 @@ class _BlockLayer(ReadOnlyState):
                 self._operator(window, block)
             except MatrixTooLargeError as exc:  # (a new user's trial: the advice was "a
                 # smaller layer or input", where smaller chunks are the fix here)
-                raise MatrixTooLargeError(
-                    f"a block of this chunking (window {window}, block {block}) is too "
-                    f"large: use smaller chunks. {exc}") from None
+                raise reworded(exc, f"a block of this chunking (window {window}, block "
+                                    f"{block}) is too large: use smaller chunks. {exc}") from None
 
     def gather_side(self, window: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
         """Window -> block: A (a convolution), or A^H of the transposed layer."""

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from ._files import atomic_path, output_path
 from ._geometry import ConvGeometry, periodic_padding
 from ._matrices import conv_matrix, conv_transpose_matrix
-from ._memory import MatrixTooLargeError, check_memory, get_memory_limit
+from ._memory import MatrixTooLargeError, check_memory, get_memory_limit, reworded
 from ._operators import ConvOperator, ConvTransposeOperator
 from ._typing import ArrayLike, BlockSize, Layout, ShapeLike, SparseArray, SparseFormat
 from ._validation import (
@@ -152,7 +152,7 @@ class SavedLayer:
         try:
             layer = build(weight.shape, self.input_shape, **geometry)
         except (ValueError, TypeError) as exc:
-            raise type(exc)(f"{exc} (with options {self.options!r})") from None
+            raise reworded(exc, f"{exc} (with options {self.options!r})") from None
         rows, cols = layer.shape[::-1] if self.transposed else layer.shape
         if self.blocksize is not None and (rows % self.blocksize[0] or cols % self.blocksize[1]):
             raise ValueError(f"blocksize={self.blocksize} must divide the shape {(rows, cols)} "

@@ -105,7 +105,8 @@ def _basis_size(n: int, itemsize: int, maxiter: int) -> int:
         raise MatrixTooLargeError(
             f"the Lanczos vectors of spectral_norm need {format_bytes(12 * n * itemsize)} "
             f"(6 vectors of {n} entries, in half the limit), more than the memory limit of "
-            f"{format_bytes(limit)}; raise it with sparseconv.set_memory_limit(nbytes)")
+            f"{format_bytes(limit)}; raise it with sparseconv.set_memory_limit(nbytes)",
+            needed=12 * n * itemsize)
     return int(min(fits, BASIS, maxiter + 1))
 
 

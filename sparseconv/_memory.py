@@ -51,6 +51,12 @@ class MatrixTooLargeError(ValueError, MemoryError):
     Raised by every builder before it allocates; a ``ValueError`` (a bad request) and a
     ``MemoryError``, so either ``except`` clause catches it.
 
+    Attributes
+    ----------
+    needed : int or None
+        The bytes the request would need, where the raiser sized it (a limit at least this
+        large lets it run).
+
     Examples
     --------
     >>> import numpy as np
@@ -59,11 +65,25 @@ class MatrixTooLargeError(ValueError, MemoryError):
     >>> try:
     ...     sparseconv.conv_matrix(np.ones((1, 1, 3, 3)), (1, 64, 64), padding=1)
     ... except sparseconv.MatrixTooLargeError as error:
-    ...     print(isinstance(error, MemoryError), "memory limit" in str(error))
+    ...     print(isinstance(error, MemoryError), error.needed > 10_000)
     ... finally:
     ...     _ = sparseconv.set_memory_limit(old)
     True True
     """
+
+    def __init__(self, message: str, needed: int | None = None):
+        super().__init__(message)
+        self.needed = needed
+
+
+def reworded(exc: Exception, message: str) -> Exception:
+    """An exception of ``exc``'s type with ``message`` (the raiser's context added), a
+    :class:`MatrixTooLargeError`'s ``needed`` kept (the command line advises a limit that
+    holds it: a new user's trial was offered 16G for 54 GiB)."""
+    new = type(exc)(message)
+    if isinstance(exc, MatrixTooLargeError) and isinstance(new, MatrixTooLargeError):
+        new.needed = exc.needed
+    return new
 
 
 _VARIABLE = "SPARSECONV_MEMORY_LIMIT"
@@ -229,7 +249,7 @@ def check_memory(nbytes: int, what: str, hint: str | None = None) -> None:
         raise MatrixTooLargeError(
             f"{what} would need {format_bytes(nbytes)}, more than the memory limit of "
             f"{format_bytes(limit)}; {advice} the limit with sparseconv.set_memory_limit(nbytes) "
-            "or SPARSECONV_MEMORY_LIMIT"
+            "or SPARSECONV_MEMORY_LIMIT", needed=nbytes
         )
 
 

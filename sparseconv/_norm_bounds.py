@@ -42,7 +42,7 @@ from ._exact_sections import section_bound, section_bytes
 from ._geometry import ConvGeometry, copies_of, periodic_padding
 from ._gram_operator import gram_operator
 from ._lanczos import banded_lower_bound, check_lanczos_memory, lower_bound, start_vector
-from ._memory import MatrixTooLargeError, check_memory, fits, format_bytes
+from ._memory import MatrixTooLargeError, check_memory, fits, format_bytes, reworded
 from ._norm_result import SpectralNorm, checked_result
 from ._operators import ConvOperator
 from ._products import forward_bytes
@@ -408,8 +408,8 @@ def bounds_norm(weight, geom: ConvGeometry, tol: float, executor=None, progress=
     try:
         op = layer_operator(weight, geom)
     except MatrixTooLargeError as error:  # say which stage needs the products
-        raise MatrixTooLargeError(f"spectral_norm's bounds multiply by the layer, one vector "
-                                  f"at a time: {error}") from None
+        raise reworded(error, f"spectral_norm's bounds multiply by the layer, one vector at a "
+                              f"time: {error}") from None
     if not upper_only:  # (a review: method="upper", which runs no Lanczos, was refused)
         check_lanczos_memory(op)  # every stage is sized before the first one starts
     exact_first, nbytes = _whole_gram_first(weight, geom, upper_only, exact)

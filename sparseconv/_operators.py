@@ -39,7 +39,7 @@ from ._adjoint_products import transpose_map
 from ._formats import in_format
 from ._geometry import ConvGeometry
 from ._matrices import assemble
-from ._memory import MatrixTooLargeError
+from ._memory import MatrixTooLargeError, reworded
 from ._operator_base import _GeometryOperator, _magnitudes, _working
 from ._products import forward, forward_bytes, implicit_applies, tap_major
 from ._typing import (
@@ -81,10 +81,9 @@ def _matrices_for(geom: ConvGeometry, weight: np.ndarray, w: np.ndarray, dtype: 
             matrix = assemble(geom, weight, dtype, "csr", transposed=transposed,
                               layout="channels_first")
     except MatrixTooLargeError as exc:
-        raise MatrixTooLargeError(
-            f"{what} is not finite in {dtype}: with inf or NaN entries the operator's products "
-            "run on its explicit matrix (matrix-free, the padding's zeros times inf would be "
-            f"nan), and {exc}") from None
+        raise reworded(exc, f"{what} is not finite in {dtype}: with inf or NaN entries the "
+                            "operator's products run on its explicit matrix (matrix-free, the "
+                            f"padding's zeros times inf would be nan), and {exc}") from None
     return matrix, matrix.conj().T.tocsr()
 
 

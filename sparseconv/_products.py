@@ -221,12 +221,15 @@ def check_product_memory(nbytes: int, what: str | Callable[[], str], *,
     """
     limit = get_memory_limit()
     if limit is not None and nbytes > limit:
-        smaller = "a smaller batch or layer" if batch else "a smaller layer or input"
+        smaller = "a smaller batch or layer" if batch else (  # (a new user's trial: a 3-D
+            # volume of 256^3, for which sparseconv.dask is the tool, went unsaid)
+            "a smaller layer or input (or sparseconv.dask, which applies a layer chunk by "
+            "chunk)")
         raise MatrixTooLargeError(
             f"{what if isinstance(what, str) else what()} needs {format_bytes(nbytes)}, more "
             f"than the memory limit of {format_bytes(limit)}; use {smaller}, or raise the "
-            "limit with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT"
-        )
+            "limit with sparseconv.set_memory_limit(nbytes) or SPARSECONV_MEMORY_LIMIT",
+            needed=nbytes)
 
 
 def _chunk_rows(rows: int, row_bytes: int) -> int:

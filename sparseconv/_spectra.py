@@ -31,7 +31,7 @@ import numpy as np
 
 from ._geometry import ConvGeometry, block_diagonal
 from ._matrices import conv_matrix
-from ._memory import check_memory, format_bytes, get_memory_limit
+from ._memory import check_memory, format_bytes, get_memory_limit, reworded
 from ._symbol import (
     PERIODIC_HINT,
     conjugate_pairs,
@@ -522,7 +522,7 @@ def _chain(layers, input_shape) -> list[_Layer]:
             chain.append(_layer(weight, shape, **options))
         except (TypeError, ValueError) as exc:
             reads = "input_shape" if i == 0 else f"the output {shape} of layers[{i - 1}]"
-            raise type(exc)(f"layers[{i}] (reading {reads}): {exc}") from None
+            raise reworded(exc, f"layers[{i}] (reading {reads}): {exc}") from None
         shape = chain[-1].geom.output_shape
     return chain
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
-from sparseconv._memory import MatrixTooLargeError
+from sparseconv._memory import MatrixTooLargeError, reworded
 from sparseconv._torch_calls import (
     _AUGMENTED,
 )
@@ -430,7 +430,8 @@ def _checked_probe(gm: torch.fx.GraphModule, shape: tuple[int, ...], model: nn.M
                 try:
                     _refuse(module)
                 except (TypeError, ValueError) as exc:  # named by where it is in the model
-                    raise type(exc)(f"network_operator: module {node.target!r}: {exc}") from exc
+                    raise reworded(exc, f"network_operator: module {node.target!r}: {exc}") \
+                        from exc
     values = _probe(gm, shape, model)
     why = dispatched() or replaced_functions()  # a mode, active now, a replaced function,
     # or a subclass in a node's value or a module's own tensors, or a method of torch's

@@ -21,6 +21,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 
+from sparseconv._memory import reworded
 from sparseconv._torch_calls import (
     _ADD,
     _CAT,
@@ -160,7 +161,7 @@ class _GraphBuilder:
         except (TypeError, ValueError) as exc:
             if str(exc).startswith("network_operator:"):
                 raise
-            raise type(exc)(f"network_operator: {_describe(node)}: {exc}") from exc
+            raise reworded(exc, f"network_operator: {_describe(node)}: {exc}") from exc
         if op.shape != self.shape(node):
             raise ValueError(f"network_operator: {_describe(node)} gives {op.shape}, the "
                              f"model {self.shape(node)}")

@@ -196,7 +196,8 @@ def singular_values(module: nn.Module, input_shape: Sequence[int], *,
         if limit is not None and 8 * (a.shape[0] * a.shape[1] + 2 * n * n) > limit:
             raise sc.MatrixTooLargeError(
                 f"singular_values of {type(module).__name__} on input_shape={layer.input_shape} "
-                f"needs a dense {a.shape} matrix, beyond the memory limit of {limit} bytes")
+                f"needs a dense {a.shape} matrix, beyond the memory limit of {limit} bytes",
+                needed=8 * (a.shape[0] * a.shape[1] + 2 * n * n))
         return np.linalg.svd(a.toarray(), compute_uv=False)
     weight, shape, conv_kwargs = layer.conv
     values = sc.singular_values(weight, shape, **conv_kwargs, **kwargs)

@@ -8,7 +8,7 @@ applied to zero.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,16 +36,38 @@ from sparseconv._torch_state import changes_own_state, restored_state
 from sparseconv._torch_trace import _checked, compiled_reason, unwrapped
 
 
-def _values(ops: list[_Op], x: np.ndarray, affine: bool) -> list[np.ndarray]:
-    """Every op's value on the batch ``x``, the input first."""
-    values: list = [x]
-    for op in ops[1:]:
-        values.append(op.forward([values[i] for i in op.inputs], affine))
-    return values
+def _run(ops: list[_Op], x: np.ndarray, affine: bool,
+         seen: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """The graph's output on the batch ``x``, each op's value dropped after its last reader
+    (a new user's trial: a 3-D U-Net's network_operator kept every value of its check's
+    batch, 6.5 GB at 128^3, and numpy's MemoryError came out), each shown to ``seen``."""
+    last = _last_readers(ops)
+    values: list = [x] + [None] * (len(ops) - 1)
+    for j, op in enumerate(ops[1:], 1):
+        values[j] = op.forward([values[i] for i in op.inputs], affine)
+        if seen is not None:
+            seen(values[j])
+        for i in op.inputs:
+            if last[i] == j:
+                values[i] = None
+    return values[-1]
 
 
-def _run(ops: list[_Op], x: np.ndarray, affine: bool) -> np.ndarray:
-    return _values(ops, x, affine)[-1]
+def _last_readers(ops: list[_Op]) -> dict[int, int]:
+    """Each op's last reader, by index (the output, read by none, is kept)."""
+    return {i: j for j, op in enumerate(ops) for i in op.inputs}
+
+
+def _peak_entries(ops: list[_Op]) -> int:
+    """The most entries of one sample :func:`_run` holds at once (its values' liveness)."""
+    last, live, peak = _last_readers(ops), {0: math.prod(ops[0].shape)}, 0
+    for j, op in enumerate(ops[1:], 1):
+        live[j] = math.prod(op.shape)
+        peak = max(peak, sum(live.values()))
+        for i in op.inputs:
+            if last[i] == j:
+                live.pop(i, None)
+    return max(peak, sum(live.values()))
 
 
 def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int, ...],
@@ -59,6 +81,9 @@ def _check_against_the_model(model: nn.Module, ops: list[_Op], shape: tuple[int,
     precise dtype the model holds or computes in (``least``, from the graph's values on its
     probe), relative to the largest value the graph computes (a difference of large values
     cancels)."""
+    check_memory(8 * 3 * _peak_entries(ops), f"network_operator's check of the graph read "
+                 f"off {_kind(model)} against its forward, on a batch of 3 (the float64 values "
+                 "the graph holds at once)", "use a smaller input_shape")
     probe = probe_input(model, shape, batch=3)
     try:
         changed = changes_own_state(model, probe)
@@ -89,16 +114,22 @@ def _check_batch(model: nn.Module, ops: list[_Op], shape: tuple[int, ...], least
         if parts and all(isinstance(t, torch.Tensor) and t.ndim and len(t) == count
                          for t in parts):
             theirs = torch.cat([t.reshape(count, -1) for t in parts], dim=1)  # (promoted)
+    largest = [0.0]
+
+    def seen(value: np.ndarray) -> None:
+        if value.size:
+            largest[0] = max(largest[0], float(np.abs(value).max()))
+
     try:
-        values = _values(ops, probe.detach().cpu().to(torch.float64).numpy(), True)
+        out = _run(ops, probe.detach().cpu().to(torch.float64).numpy(), True, seen)
     except (ValueError, IndexError) as exc:  # shapes fixed at the probe's batch of two
         raise TypeError(f"{what} does not run on a batch of {count} ({exc}): a size read off "
                         "the batch (x.shape[0]) fixed in a value?") from exc
     floating = [t.dtype for t in (probe, *model.parameters(), *model.buffers())
                 if t.is_floating_point()]  # (and ``least``: of the values on the probe)
     least = max([*floating, least], key=lambda d: torch.finfo(d).eps)
-    magnitude = max((float(np.abs(v).max()) for v in values if v.size), default=0.0)
-    ours = torch.from_numpy(np.ascontiguousarray(values[-1]))
+    magnitude = largest[0]
+    ours = torch.from_numpy(np.ascontiguousarray(out))
     if isinstance(theirs, torch.Tensor) and (ours.shape != theirs.shape or tuple(
             theirs.shape) != (count, *ops[-1].shape)):
         raise TypeError(f"{what} gives shape {tuple(ours.shape)} on a random batch of {count} "
@@ -139,6 +170,7 @@ def _run_adjoint(ops: list[_Op], g: np.ndarray) -> np.ndarray:
             continue
         for i, gi in zip(ops[j].inputs, ops[j].backward(grads[j])):
             grads[i] = gi if grads[i] is None else grads[i] + gi
+        grads[j] = None  # (read no more: its memory back)
     return np.zeros_like(g, shape=(g.shape[0], *ops[0].shape)) if grads[0] is None else grads[0]
 
 

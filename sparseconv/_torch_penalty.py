@@ -74,6 +74,8 @@ class LipschitzBounds(Mapping):
     def __init__(self, layers: dict[str, tuple[nn.Module | None, list[_Call]]],
                  model: nn.Module | None = None) -> None:
         self._layers, self._model = layers, model  # (the model: for functional calls' weights)
+        self._settings = {name: _settings(module) for name, (module, _) in layers.items()
+                          if module is not None}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -105,6 +107,12 @@ class LipschitzBounds(Mapping):
         if now is not module:
             raise ValueError(f"module {name!r} of the model is not the {type(module).__name__} "
                              "lipschitz_bounds traced (replaced or removed since): call "
+                             "lipschitz_bounds again for the model as it is")
+        changed = [f"{key}={now!r} (then {then!r})" for (key, then), (_, now) in zip(
+            self._settings[name], _settings(module)) if now != then]
+        if changed:  # (a review: a stride set to 1 after the trace kept the bound of stride 2)
+            raise ValueError(f"module {name!r} ({type(module).__name__}) has "
+                             f"{', '.join(changed)} since lipschitz_bounds traced it: call "
                              "lipschitz_bounds again for the model as it is")
 
     def __call__(self) -> dict[str, torch.Tensor]:
@@ -211,10 +219,13 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         recomputations of ``weight_norm``, ``spectral_norm`` and pruning), which may change
         its input or output: its bound is of what its class computes from its weight, named.
         A functional convolution or ``F.linear`` left out (its weight no parameter of the
-        model, or a 1-D weight of ``F.linear``), named with its reason. A parameter of two or
-        more axes that no bound covers and that ``forward`` passes to a product it does not
-        bound (``matmul``, ``einsum``, ``bilinear``, ``multi_head_attention_forward``, an
-        LSTM's, GRU's or RNN's), named with that function.
+        model, a 1-D weight of ``F.linear``, or the weight of a convolution whose padding mode
+        pads its input first, called as ``module.forward(x)``, which runs no hooks), named
+        with its reason. A parameter of two or more axes (or a view of one, ``W.T``) that no
+        bound covers and that ``forward`` passes to a product it does not bound (``matmul``,
+        ``einsum``, ``bilinear``, ``multi_head_attention_forward``, an LSTM's, GRU's or RNN's,
+        ``torch.convolution`` and ``torch.ops.aten``'s convolutions and ``linear``), named
+        with that function.
 
     Raises
     ------
@@ -223,7 +234,9 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
     ValueError
         A bad ``input_shape``; a layer in training mode with an old-style
         ``torch.nn.utils.spectral_norm`` hook (whose every use runs its power iteration: use
-        ``torch.nn.utils.parametrizations.spectral_norm``, or call ``.eval()``).
+        ``torch.nn.utils.parametrizations.spectral_norm``, or call ``.eval()``). When the
+        result is called: a layer replaced since the trace, or whose ``stride``,
+        ``padding``, ``dilation``, ``groups``, ``padding_mode`` or ``output_padding`` changed.
 
     See Also
     --------
@@ -313,7 +326,11 @@ _PRODUCTS = frozenset({
     "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "mv", "einsum", "bilinear",
     "tensordot", "addmm", "addbmm", "baddbmm", "addmv", "inner", "chain_matmul", "multi_dot",
     "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell",
-    "rnn_relu_cell", "multi_head_attention_forward", "_native_multi_head_attention"})
+    "rnn_relu_cell", "multi_head_attention_forward", "_native_multi_head_attention",
+    # convolutions by other functions than F.conv*d (a review: torch.convolution and
+    # torch.ops.aten.conv2d with a parameter were left out without a word)
+    "convolution", "_convolution", "_convolution_mode", "conv1d", "conv2d", "conv3d",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "conv_tbc", "linear"})
 
 
 class _FunctionalCalls(TorchFunctionMode):
@@ -327,6 +344,17 @@ class _FunctionalCalls(TorchFunctionMode):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.names = {id(p): name for name, p in model.named_parameters()}
+        # a parameter of 2 or more axes by its memory, for its views (a review: x @ W.T, a
+        # view of W, was left out without a word)
+        self.memory = {_memory(p): name for name, p in model.named_parameters()
+                       if p.ndim >= 2 and _memory(p) is not None}
+        # the convolutions whose padding mode pads their input before F.conv*d, by weight: a
+        # call of their forward skips the hooks and shows only that F.conv*d, on the padded
+        # input (a review: module.forward(x) of a reflect-padded layer, bounded without its
+        # padding, 1.25 for a layer of 1.55)
+        self.padded = {id(m.weight): name for name, m in model.named_modules()
+                       if isinstance(m, _CONV) and m.padding_mode != "zeros"
+                       and isinstance(m.weight, torch.Tensor)}
         self.calls: list[tuple[str, object, tuple[int, ...], tuple]] = []
         self.unbounded: list[str] = []
         self.unseen: dict[str, str] = {}  # a parameter -> the product it went into, unbounded
@@ -372,6 +400,9 @@ class _FunctionalCalls(TorchFunctionMode):
                 if isinstance(value, nn.Parameter) and value.ndim >= 2 and (
                         id(value) in self.names):
                     self.unseen.setdefault(self.names[id(value)], func.__name__)
+                elif isinstance(value, torch.Tensor) and _memory(value) in self.memory:
+                    self.unseen.setdefault(self.memory[_memory(value)],
+                                           f"{func.__name__}, of a view of it")
         return result
 
     def _record(self, func, weight: torch.Tensor, data: torch.Tensor, named: dict) -> None:
@@ -381,7 +412,12 @@ class _FunctionalCalls(TorchFunctionMode):
         else:  # (C, *spatial) unbatched, or with the batch in front
             shape = tuple(data.shape[data.ndim - weight.ndim + 1:])
         label = f"{func.__name__} on {shape}"
-        if not (isinstance(weight, nn.Parameter) and id(weight) in self.names):
+        if id(weight) in self.padded:
+            self.unbounded.append(f"{label}: its weight is that of module "
+                                  f"{self.padded[id(weight)]!r}, whose padding mode pads the "
+                                  "input first, called otherwise than as the module (module."
+                                  "forward(x) runs no hooks): call the module itself")
+        elif not (isinstance(weight, nn.Parameter) and id(weight) in self.names):
             self.unbounded.append(f"{label}: its weight is no parameter of the model "
                                   "(computed in forward, a buffer, or another module's)")
         elif func is F.linear and weight.ndim != 2:
@@ -389,6 +425,26 @@ class _FunctionalCalls(TorchFunctionMode):
         else:
             self.calls.append((self.names[id(weight)], func, shape,
                                tuple((k, v) for k, v in named.items() if k != "input")))
+
+
+#: The arguments of a weighted module that its bound's convolution is read off at the trace.
+_SETTINGS = ("stride", "padding", "dilation", "groups", "padding_mode", "output_padding",
+             "in_features", "out_features")
+
+
+def _settings(module: nn.Module) -> tuple[tuple[str, object], ...]:
+    """``module``'s :data:`_SETTINGS`, as it holds them now."""
+    return tuple((key, getattr(module, key, None)) for key in _SETTINGS)
+
+
+def _memory(tensor: torch.Tensor) -> tuple[str, int] | None:
+    """Where a tensor's memory lies (its device and storage's address), or None where it has
+    none to read (the meta device, a sparse or other layout)."""
+    try:
+        address = tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None
+    return (str(tensor.device), address) if address else None
 
 
 @contextlib.contextmanager

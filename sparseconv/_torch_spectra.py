@@ -34,8 +34,11 @@ The gradient of a singular value is undefined where it is repeated within one fr
 matrix (``torch.linalg.svdvals`` then returns one choice); for generic weights it is not.
 Second derivatives (``create_graph=True``: a gradient penalty, Hessian-vector products) are
 autograd's through ``torch.linalg.svdvals``: exact for distinct singular values, not finite
-(NaN or inf, with no warning) where one frequency's matrix repeats one (an orthogonal
-kernel's, whose values are all 1), as torch's SVD backward divides by their differences.
+(NaN or inf, with no warning) where one frequency's matrix repeats one, the largest or any
+other (an orthogonal kernel's, whose values are all 1; zeros, as a pruned input channel's or
+a strided 1x1 layer's polyphase matrix has: a review found NaN Hessian-vector products for
+ResNet's 1x1 stride-2 shortcut), as torch's SVD backward divides by their differences. First
+derivatives are exact there (where the largest value is simple).
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ def _weight(weight) -> torch.Tensor:
                 "norm, for any input_size 1)" if weight.ndim == 2 else "")
         raise ValueError(f"weight must have shape (C_out, C_in/groups, *kernel_size) with at "
                          f"least one spatial dimension, got shape {tuple(weight.shape)}{hint}")
+    if weight.layout != torch.strided:  # (a review: "torch computes too little in", for a
+        # sparse COO weight whose isfinite torch lacks)
+        raise TypeError(f"weight must be a dense (strided) tensor, got layout {weight.layout}: "
+                        "pass weight.to_dense()")
     if weight.device.type == "meta":
         raise ValueError("weight is on the meta device, which holds shapes but no values: "
                          "spectra need the weight's values (materialize it first, e.g. "

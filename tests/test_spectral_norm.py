@@ -682,6 +682,10 @@ def test_a_refused_product_says_it_is_spectral_norms_and_gives_no_batch_advice(m
     message = str(caught.value)
     assert message.startswith("spectral_norm's bounds multiply by the layer"), message
     assert "batch" not in message and "a smaller layer or input" in message, message
+    # the tool for a volume beyond the limit, and the bytes needed kept through the rewording
+    # (a new user's trial: a 256^3 layer was told "a smaller layer or input" alone)
+    assert "(or sparseconv.dask, which applies a layer chunk by chunk)" in message, message
+    assert caught.value.needed is not None and caught.value.needed > 2**20
 
 
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (1.5, ValueError), (-1e-3, ValueError),

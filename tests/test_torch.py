@@ -521,6 +521,28 @@ def test_a_refused_probe_leaves_no_hook_on_the_model(memory_limit):
     assert sct.matrix(net[0], (64, 2, 2)).shape == (4, 256)
 
 
+class _Repeated(nn.Module):
+    def forward(self, x):
+        return x.repeat(1, 16, 1, 1) * 2.0
+
+
+def test_network_operators_check_is_sized_against_the_limit_and_drops_values(memory_limit):
+    """A new user's trial (a 3-D U-Net at 128^3): the check of the graph against the model
+    kept every value of its batch of three, and numpy's bare MemoryError came out. Each value
+    is dropped after its last reader, and the run is sized first: the most values alive at
+    once, here the repeat's and the product's, 3 x 8 x 2 x 65536 bytes."""
+    memory_limit(2**21)
+    with pytest.raises(sc.MatrixTooLargeError, match=r"^network_operator's check of the graph "
+                                                     r"read off _Repeated against its forward, "
+                                                     r"on a batch of 3 .* would need 3.0 MiB") as e:
+        sct.network_operator(_Repeated().eval(), (1, 64, 64))
+    assert e.value.needed == 3 * 8 * 2 * 65536
+    memory_limit(2**22)
+    net = sct.network_operator(_Repeated().eval(), (1, 64, 64))
+    x = np.random.default_rng(0).standard_normal(4096)
+    np.testing.assert_array_equal(net(x), 2 * np.tile(x, 16))
+
+
 def test_the_linear_matrix_is_unchanged_by_its_assembly():
     """Linear's kron(I, W) assembled as CSR directly, zeros of W left out, every format."""
     module = nn.Linear(5, 3).double()

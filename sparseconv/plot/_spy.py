@@ -26,6 +26,7 @@ from .._memory import (
     USE_TRANSPOSE_OPERATOR,
     MatrixTooLargeError,
     check_memory,
+    reworded,
 )
 from .._operators import layer_of
 from .._validation import as_bool, int_tuple, positive_int
@@ -255,8 +256,7 @@ def _window_matrix(A, zoom, channels: tuple[int, int]) -> tuple[sp.csr_array, tu
             message = str(exc)
             for hint in (USE_OPERATOR, USE_TRANSPOSE_OPERATOR):
                 message = message.replace(f"; {hint}, or raise", f"; {_FEWER}, or raise")
-            raise MatrixTooLargeError(f"values=True draws the matrix's entries: {message}") \
-                from None
+            raise reworded(exc, f"values=True draws the matrix's entries: {message}") from None
     A = sp.csr_array(A)
     return (A if zoom is None else A[rows, cols]), (rows.start, cols.start)
 
