@@ -71,7 +71,7 @@ class MatrixTooLargeError(ValueError, MemoryError):
     True True
     """
 
-    def __init__(self, message: str, needed: int | None = None):
+    def __init__(self, message: str, needed: int | None = None) -> None:
         super().__init__(message)
         self.needed = needed
 
