@@ -190,6 +190,12 @@ class ConvOperator(_ChunkedLayer):
         dtype = layer_dtype(weight, dtype)
         block = _BlockLayer(_owned(_finite(weight, dtype)), kwargs, False, dtype)
         self._setup(geometry, block, chunks)
+        self._options: dict[str, Any] = dict(
+            stride=stride, padding=padding, dilation=dilation, groups=groups,
+            padding_mode=padding_mode, flip=flip, dtype=dtype)
+
+    def _make_serial(self) -> sc.ConvOperator:
+        return sc.ConvOperator(self.weight, self.input_shape, **self._options)
 
     @property
     def weight(self) -> np.ndarray:
@@ -270,6 +276,12 @@ class ConvTransposeOperator(_ChunkedLayer):
         dtype = layer_dtype(weight, dtype)
         block = _BlockLayer(_owned(_finite(weight, dtype)), kwargs, True, dtype)
         self._setup(geometry, block, chunks)
+        self._options: dict[str, Any] = dict(
+            stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
+            groups=groups, dtype=dtype, output_size=output_size, padding_mode=padding_mode)
+
+    def _make_serial(self) -> sc.ConvTransposeOperator:
+        return sc.ConvTransposeOperator(self.weight, self.input_shape, **self._options)
 
     @property
     def weight(self) -> np.ndarray:
