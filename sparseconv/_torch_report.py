@@ -238,19 +238,6 @@ def _read_elsewhere(model: nn.Module, shape: tuple[int, ...],
     return shared
 
 
-def _unbatched(record: TraceRecord) -> bool:
-    """Whether a linear layer's call was on a tensor without the probe's batch axis: a 0-d
-    sample (``fc(y.squeeze())``, a new user's trial; but an Identity or Dropout of one number
-    a sample, ``(N,)``, keeps the batch: a review), or a convolution's input one axis short
-    (``conv(y[0])``, PyTorch's unbatched call: a review)."""
-    module = record.module
-    if not record.input_shape:  # (an empty Sequential, Flatten(0) keep it too: a review)
-        return not is_reshape(module)
-    if isinstance(module, (*_CONV, *_CONV_T)):
-        return len(record.input_shape) == len(module.kernel_size)
-    return False
-
-
 def _layers_to_report(records: list[TraceRecord], folds: _Folds, fold: bool,
                       fold_pads: bool = False,
                       ) -> list[tuple[TraceRecord, TraceRecord | None]]:
@@ -267,13 +254,7 @@ def _layers_to_report(records: list[TraceRecord], folds: _Folds, fold: bool,
     # last row of a convolution, which was not the last called)
     last_conv: int | None = None
     last_pad: int | None = None
-    for record in records:
-        if record.linear and _unbatched(record):
-            raise ValueError(  # said "input_shape must be a non-empty tuple ..., got ()")
-                f"layer {record.name!r} ({_kind(record.module)}) is called on a tensor "
-                "without the batch axis (the probe's batch of 1 was squeezed or indexed "
-                "away: y.squeeze(), y[0]?); keep the batch axis (y.flatten(1), "
-                "y.squeeze(-1))")
+    for record in records:  # (a layer called without the batch axis: refused by trace)
         # one flag per BatchNorm call, linear or not (a review: a BatchNorm without running
         # statistics, skipped unconsumed, passed its flag on, and the next BatchNorm was
         # folded into a convolution across a ChannelShuffle: a bound 100 times too small);

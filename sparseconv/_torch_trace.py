@@ -18,7 +18,14 @@ from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from sparseconv._torch_graph import output_leaves
-from sparseconv._torch_kinds import _refuse, check_module, leaf_modules, mode_hooked, mode_matters
+from sparseconv._torch_kinds import (
+    _refuse,
+    check_module,
+    is_reshape,
+    leaf_modules,
+    mode_hooked,
+    mode_matters,
+)
 from sparseconv._torch_layer_base import _input_shape
 from sparseconv._torch_probe import (
     dispatched,
@@ -336,6 +343,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *,
         for handle in hooks:
             handle.remove()
     _refuse_unbatched_probe(records, shape)
+    _refuse_unbatched_calls(records)
     return records
 
 
@@ -349,6 +357,27 @@ def _spatial_rank(module: nn.Module) -> int | None:
     if "Pool" in name and name[-2:] in ("1d", "2d", "3d"):
         return int(name[-2])
     return None
+
+
+def _refuse_unbatched_calls(records: list[TraceRecord]) -> None:
+    """Refuse a layer called on a tensor without the probe's batch axis: a linear layer's 0-d
+    sample (``fc(y.squeeze())``, a new user's trial: "input_shape must be a non-empty tuple
+    ..., got ()"; but an Identity or Dropout of one number a sample, ``(N,)``, keeps the
+    batch: a review), or a convolution's or pooling's input one axis short (``conv(y[0])``,
+    PyTorch's unbatched call: reviews; lipschitz_bounds blamed an ``input_shape`` the user
+    never passed). Each record reads its input's first axis as the batch."""
+    for record in records:
+        if record.input_shape:
+            rank = _spatial_rank(record.module)
+            unbatched = rank is not None and len(record.input_shape) == rank
+        else:  # (an empty Sequential, Flatten(0) keep it too: a review)
+            unbatched = record.linear and not is_reshape(record.module)
+        if unbatched:
+            raise ValueError(
+                f"layer {record.name!r} ({_kind(record.module)}) is called on a tensor "
+                "without the batch axis (the probe's batch of 1 was squeezed or indexed "
+                "away: y.squeeze(), y[0]?); keep the batch axis (y.flatten(1), "
+                "y.squeeze(-1), y[:1])")
 
 
 def _refuse_unbatched_probe(records: list[TraceRecord], shape: tuple[int, ...]) -> None:

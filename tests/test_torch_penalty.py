@@ -675,3 +675,21 @@ def test_a_sparse_weight_is_refused_for_its_layout():
     with pytest.raises(TypeError, match=r"weight must be a dense \(strided\) tensor, got layout "
                                         r"torch.sparse_coo: pass weight.to_dense\(\)"):
         sct.spectral_norm_upper(weight, (6, 6), padding=1)
+
+
+class _Unbatched(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.conv(x[0])[None]  # (PyTorch takes (C, H, W))
+
+
+@pytest.mark.parametrize("entry", [sct.lipschitz_bounds, sct.trace, sct.lipschitz_report])
+def test_a_layer_called_without_the_batch_axis_is_named(entry):
+    """A review: ``self.conv(x[0])`` made lipschitz_bounds blame ``input_shape`` "(6, 5)",
+    one the user never passed (the call's first axis read as the batch)."""
+    with pytest.raises(ValueError, match=r"^layer 'conv' \(Conv2d\) is called on a tensor "
+                                         r"without the batch axis .* y\[:1\]\)"):
+        entry(_Unbatched().eval(), (2, 6, 5))
