@@ -225,7 +225,9 @@ def lipschitz_bounds(model: nn.Module, input_shape: Sequence[int]) -> LipschitzB
         bound covers and that ``forward`` passes to a product it does not bound (``matmul``,
         ``einsum``, ``bilinear``, ``multi_head_attention_forward``, an LSTM's, GRU's or RNN's,
         ``torch.convolution`` and ``torch.ops.aten``'s convolutions and ``linear``), named
-        with that function.
+        with that function. A matrix ``forward`` computes from a parameter (``2 * W``,
+        ``W.T.contiguous()``, a 1-D parameter viewed as a matrix) is not traced back to it:
+        such a product is neither bounded nor named.
 
     Raises
     ------

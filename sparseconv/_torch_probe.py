@@ -91,16 +91,26 @@ def inference_mode_change(model: nn.Module, x: torch.Tensor) -> str:
     (to :func:`matches`' rounding, each tensor of a tuple, list or dict; torch runs the same
     kernels in both, so only a forward that reads the mode differs: a fifth review's
     ``if torch.is_inference_mode_enabled(): y = y * 100``, a deployment's fast path, was
-    bounded by 2.01 for a map of 133, and ``network_operator`` gave the other branch)."""
-    try:
-        with torch.no_grad(), restored_state(model):
-            plain = model(x.clone())
-        with restored_state(model), torch.inference_mode():
-            inferred = model(x.clone())
-    except Exception as exc:  # noqa: BLE001 - a forward raises anything
-        return f"fails under torch.inference_mode() ({type(exc).__name__}: {exc})"
-    ours, theirs = pytree.tree_leaves(plain), pytree.tree_leaves(inferred)
-    if len(ours) == len(theirs) and all(map(matches, ours, theirs)):
+    bounded by 2.01 for a map of 133, and ``network_operator`` gave the other branch). Run
+    on ``x``, on ``x`` scaled by 1e3 with its first sample again (as the graph's check runs
+    it outside the mode: a review's forward scaled by 100 in the mode where ``|x| > 10``
+    passed the one probe), and on its first sample alone."""
+    scale = 1e3 if x.dtype.itemsize >= 4 else 1.0  # (float16 overflows)
+    for batch in (x, scale * torch.cat([x, x[:1]]), x[:1]):
+        try:
+            with torch.no_grad(), restored_state(model):
+                plain = model(batch.clone())
+        except Exception:  # noqa: BLE001 - a forward that fails on this batch outside the
+            continue  # mode too: the other checks say so, by their own reasons
+        try:
+            with restored_state(model), torch.inference_mode():
+                inferred = model(batch.clone())
+        except Exception as exc:  # noqa: BLE001 - a forward raises anything
+            return f"fails under torch.inference_mode() ({type(exc).__name__}: {exc})"
+        ours, theirs = pytree.tree_leaves(plain), pytree.tree_leaves(inferred)
+        if not (len(ours) == len(theirs) and all(map(matches, ours, theirs))):
+            break
+    else:
         return ""
     return ("computes otherwise under torch.inference_mode() than outside it (its forward "
             "reads the mode: torch.is_inference_mode_enabled()?), where it is read outside")

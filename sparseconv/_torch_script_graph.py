@@ -963,6 +963,11 @@ class _Builder:
         if all(v.unique() in self.static for v in node.inputs()):
             raise _Refused(f"runs {node.kind()} on constants outside its layers{_where(node)}")
         assert out is not None
+        if kind == "aten::softmax" and args[2] is not None:  # (a review: its dtype, a
+            # ScalarType's number in the graph, failed in torch.softmax with a traceback)
+            raise _Refused(f"runs aten::softmax with a dtype{_where(node)}, which the bound "
+                           "over a TorchScript graph does not translate (the eager model "
+                           "gets the bound)")
         if kind == "aten::__getitem__" and isinstance(out.type(), torch.TensorType):
             if type(args[1]) is not int:  # (an index computed from the signal's sizes)
                 raise _Refused(f"indexes a list of tensors by a computed index{_where(node)}")
@@ -1203,7 +1208,7 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
         # these reads in a call taken whole too)
         read = next((n for top in call.nodes for n in (top, *(
             m for block in top.blocks() for m in _preorder(block))) if call.name in kept
-            and n.kind().split("::", 1)[-1] in _LAYOUT_READS | _AUTOGRAD_STATE), None)
+            and _reads_layout(n)), None)
         if read is not None:
             return (f"calls {_module_named(call.name)} ({_kind(call.module)}), whose constant "
                     f"is given, and which runs {read.kind()}{_where(read)}: a read of its "
@@ -1298,6 +1303,15 @@ _AUTOGRAD_STATE = frozenset({
 _LAYOUT_READS = frozenset({"is_contiguous", "stride", "storage_offset", "dim_order",
                            "is_non_overlapping_and_dense", "is_set_to", "is_neg", "is_conj",
                            "is_pinned", "data_ptr"})
+
+
+def _reads_layout(node) -> bool:
+    """Whether a node reads a tensor's memory layout or autograd state: :data:`_LAYOUT_READS`,
+    :data:`_AUTOGRAD_STATE`, or an identity test of tensors (a review: ``x.contiguous() is
+    x``, ``aten::__is__``, told a transposed argument apart: 1.70 for a map of 81)."""
+    name = node.kind().split("::", 1)[-1]
+    return name in _LAYOUT_READS | _AUTOGRAD_STATE or name in ("__is__", "__isnot__") and any(
+        isinstance(v.type(), torch.TensorType) for v in node.inputs())
 
 
 #: The structural nodes a constant may be read through.

@@ -1177,3 +1177,18 @@ def test_a_numpy_product_runs_the_serial_operator_where_it_fits(transposed, memo
     with dask.config.set(scheduler=_no_scheduler), pytest.raises(AssertionError, match="Dask"):
         B.matvec(x)
     assert_close(B.matvec(x), expected, "chunks")
+
+
+def test_a_numpy_product_is_of_the_layer_as_constructed():
+    """A review: the serial operator, built at the first numpy product from the arguments
+    as given, read a padding array changed since the construction (13.6 from the layer,
+    where the Dask products kept it)."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((3, 2, 3, 3))
+    pad = np.array([[1, 1], [1, 1]])
+    A = sdask.ConvOperator(w, (2, 8, 8), chunks=4, padding=pad)
+    pad[0] = [0, 2]  # (the same output shape)
+    x = rng.standard_normal(A.shape[1])
+    expected = sc.ConvOperator(w, (2, 8, 8), padding=1) @ x
+    assert_close(A.matvec(x), expected, "numpy")
+    assert_close(A.matvec(da.from_array(x, chunks=-1)).compute(), expected, "dask")

@@ -729,6 +729,18 @@ def test_softmax_scripted_or_traced_has_the_eager_constant(how):
     assert eager.network_upper is not None
     assert sct.lipschitz_report(functional, (2, 7, 7)).network_upper == pytest.approx(
         eager.network_upper, rel=1e-12)
+    typed = jit(_TypedSoftmax(chain[0], chain[2]).eval(), how, (2, 7, 7))  # (its dtype, a code in
+    report = sct.lipschitz_report(typed, (2, 7, 7))  # the graph: refused, a review)
+    assert report.network_upper is None and "runs aten::softmax with a dtype" in report.reason
+
+
+class _TypedSoftmax(nn.Module):
+    def __init__(self, a: nn.Module, b: nn.Module):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x):
+        return self.b(F.softmax(self.a(x), 1, dtype=torch.float64))
 
 
 class _ByLayout(nn.Module):  # tanh on a contiguous argument, 100 tanh on another
@@ -749,6 +761,11 @@ class _ByAutograd(nn.Module):  # tanh without autograd (the probes'), 100 tanh w
         return torch.tanh(x) * (100.0 if x.requires_grad else 1.0)
 
 
+class _ByIdentity(nn.Module):  # the same, told by an identity test (a review of the fix)
+    def forward(self, x):
+        return torch.tanh(x) * (1.0 if x.contiguous() is x else 100.0)
+
+
 class _Plain(nn.Module):  # tanh: the same model without a read, which keeps its bound
     def forward(self, x):
         return torch.tanh(x)
@@ -766,7 +783,8 @@ class _Viewed(nn.Module):
 
 @pytest.mark.parametrize("act, transpose, read", [
     (_ByLayout(), True, "aten::is_contiguous"), (_ByOffset(), False, "aten::storage_offset"),
-    (_ByAutograd(), True, "prim::requires_grad"), (_Plain(), True, None)])
+    (_ByAutograd(), True, "prim::requires_grad"), (_ByIdentity(), True, "aten::__is__"),
+    (_Plain(), True, None)])
 def test_a_module_given_its_constant_may_not_read_its_arguments_layout(act, transpose, read):
     """A fifth review: a scripted model's module of the user's given its constant (true on a
     contiguous argument) was called whole without the eager path's refusal of reads of the
