@@ -9,6 +9,7 @@ runs each product lazily on a Dask array, or computes it on a numpy array (scipy
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,6 +104,11 @@ def _as_batch(x, shape: tuple[int, ...], name: str):
         return x, lambda y: y
     raise ValueError(f"{name} must have shape {shape}, (N, *{shape}) or ({n},), got shape "
                      f"{x.shape}")
+
+
+#: Each chunked operator's serial operator of the whole layer, with the memory limit it was
+#: built under (:meth:`_ChunkedLayer._serial`).
+_SERIAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _ChunkedLayer(ReadOnlyState, _LazyAlgebra, LinearOperator):
@@ -213,26 +219,26 @@ class _ChunkedLayer(ReadOnlyState, _LazyAlgebra, LinearOperator):
             restore = lambda y: y.T.reshape(len(x), *shape_out)  # noqa: E731
         else:
             return None
+        serial = self._serial()
+        if serial is None:
+            return None
         try:
-            serial = self._serial()
             return restore(serial.rmatmat(columns) if adjoint else serial.matmat(columns))
-        except MatrixTooLargeError:  # (the layer or the product beyond the limit: by chunks)
+        except MatrixTooLargeError:  # (the product beyond the limit: by chunks)
             return None
 
-    def _serial(self) -> LinearOperator:
-        """The serial operator of the whole layer, built once under each memory limit
-        (refused, as any, where it would not fit it: then again under that limit)."""
+    def _serial(self) -> LinearOperator | None:
+        """The serial operator of the whole layer, built once under each memory limit; None
+        where it would not fit that limit. Held beside the operator, not in it (a cache: not
+        pickled nor copied with it)."""
         limit = get_memory_limit()
-        held = self.__dict__.get("_serial_operator")
+        held = _SERIAL.get(self)
         if held is None or held[0] != limit:
             try:
                 held = (limit, self._make_serial())
             except MatrixTooLargeError:
                 held = (limit, None)
-            self.__dict__["_serial_operator"] = held
-        if held[1] is None:
-            raise MatrixTooLargeError("the serial operator of the whole layer exceeds the "
-                                      "memory limit")
+            _SERIAL[self] = held
         return held[1]
 
     def _make_serial(self) -> LinearOperator:
