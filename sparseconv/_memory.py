@@ -51,11 +51,17 @@ class MatrixTooLargeError(ValueError, MemoryError):
     Raised by every builder before it allocates; a ``ValueError`` (a bad request) and a
     ``MemoryError``, so either ``except`` clause catches it.
 
+    Parameters
+    ----------
+    message : str
+        What was refused, and why.
+    needed : int, optional
+        The bytes the request would need, where the raiser sized it.
+
     Attributes
     ----------
     needed : int or None
-        The bytes the request would need, where the raiser sized it (a limit at least this
-        large lets it run).
+        ``needed`` as given (a limit at least this large lets the request run).
 
     Examples
     --------
