@@ -84,6 +84,14 @@ MATMUL = {pyop.matmul, torch.matmul, torch.mm, "matmul", "mm"}
 #: ``x.repeat(*sizes)``, ``x.tile(dims)``, ``torch.tile(x, dims)``: every entry copied.
 REPEATS = {"repeat", "tile", torch.tile}
 
+#: Reads of a tensor's memory layout, by method (an aten operation's) name: a module of the
+#: user's taken whole, given its constant, may not make them (eager or TorchScript), as it
+#: may compute otherwise on the view the model passes than on the argument its constant was
+#: measured on (reviews: ``is_contiguous``, ``storage_offset``, ``dim_order``).
+LAYOUT_READS = frozenset({"is_contiguous", "stride", "storage_offset", "dim_order",
+                          "is_non_overlapping_and_dense", "is_set_to", "is_neg", "is_conj",
+                          "is_pinned", "is_shared", "data_ptr"})
+
 #: Linear tensor calls, homogeneous in the signal (their other arguments constants), run by
 #: torch itself (a new user's trial found them refused): selections, permutations, copies
 #: (each output entry one input entry) and running sums and differences along an axis.

@@ -363,6 +363,13 @@ class _Walk:
     def meta(a) -> Any:
         return a.meta.get("tensor_meta") if isinstance(a, torch.fx.Node) else None
 
+    def changes_dtype(self, node: torch.fx.Node, source: Any) -> bool:
+        """Whether ``node``'s value has another dtype than its ``source``'s (a cast inside a
+        call the walk reads as linear: ``x.view(torch.int32)``, a ``cumsum`` or ``softmax``
+        with a ``dtype``)."""
+        return getattr(self.meta(node), "dtype", None) != getattr(self.meta(source), "dtype",
+                                                                   None)
+
     def size(self, a) -> int | None:
         shape = getattr(self.meta(a), "shape", None)  # (a tuple of outputs has no one shape)
         return None if shape is None else math.prod(shape)
@@ -721,7 +728,7 @@ def _softmax(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
     checked = _per_sample(node, source, args, kwargs, walk)
     if isinstance(checked, str):
         return checked
-    if getattr(walk.meta(node), "dtype", None) != getattr(walk.meta(source), "dtype", None):
+    if walk.changes_dtype(node, source):
         return "changes the signal's dtype"
     if walk.assumed is not None:
         walk.assumed.append(f"{node.name} ({function_name(node.target)}())")
@@ -760,7 +767,7 @@ def _running(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
         dim = call_kwargs.get("dim", call_args[1] if len(call_args) > 1 else None)
         if type(dim) is not int or not -len(shape) <= dim < len(shape):
             return f"takes dim sparseconv does not read ({dim!r})"
-        if getattr(walk.meta(node), "dtype", None) != getattr(walk.meta(source), "dtype", None):
+        if walk.changes_dtype(node, source):
             return "changes the signal's dtype"
         return _cumsum_norm(int(shape[dim])) * walk.of(source)
     order = call_kwargs.get("n", call_args[1] if len(call_args) > 1 else 1)
@@ -794,7 +801,7 @@ def _kept(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
     value = walk.of(source)  # (refused first if the source is no floating tensor)
     if _moves_batch(target, args, kwargs, len(walk.meta(source).shape)):
         return "moves the batch axis (the bound is of a map of one sample)"
-    if getattr(walk.meta(node), "dtype", None) != getattr(walk.meta(source), "dtype", None):
+    if walk.changes_dtype(node, source):
         return "changes the signal's dtype"  # x.view(torch.int32): no reshape
     return value
 

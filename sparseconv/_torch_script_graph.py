@@ -44,6 +44,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from sparseconv._torch_calls import LAYOUT_READS
 from sparseconv._torch_graph import output_leaves
 from sparseconv._torch_graph_sizes import (
     int64_add,
@@ -1299,18 +1300,12 @@ _AUTOGRAD_STATE = frozenset({
     "is_autocast_enabled", "is_autocast_cpu_enabled", "_base", "grad", "grad_fn"})
 
 
-#: Reads of a tensor's memory layout (in a module of the user's called whole: refused).
-_LAYOUT_READS = frozenset({"is_contiguous", "stride", "storage_offset", "dim_order",
-                           "is_non_overlapping_and_dense", "is_set_to", "is_neg", "is_conj",
-                           "is_pinned", "data_ptr"})
-
-
 def _reads_layout(node) -> bool:
-    """Whether a node reads a tensor's memory layout or autograd state: :data:`_LAYOUT_READS`,
+    """Whether a node reads a tensor's memory layout or autograd state: ``LAYOUT_READS``,
     :data:`_AUTOGRAD_STATE`, or an identity test of tensors (a review: ``x.contiguous() is
     x``, ``aten::__is__``, told a transposed argument apart: 1.70 for a map of 81)."""
     name = node.kind().split("::", 1)[-1]
-    return name in _LAYOUT_READS | _AUTOGRAD_STATE or name in ("__is__", "__isnot__") and any(
+    return name in LAYOUT_READS | _AUTOGRAD_STATE or name in ("__is__", "__isnot__") and any(
         isinstance(v.type(), torch.TensorType) for v in node.inputs())
 
 

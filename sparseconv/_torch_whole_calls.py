@@ -41,7 +41,7 @@ import torch
 import torch.fx
 
 from sparseconv._torch_activations import is_sample_norm
-from sparseconv._torch_calls import function_name
+from sparseconv._torch_calls import LAYOUT_READS, function_name
 
 __all__ = ["WholeCall", "WholeUnit", "argument", "attribute", "code", "whole_units"]
 
@@ -149,10 +149,8 @@ _MODULES = frozenset({"torch", "torch.functional", "torch.nn.functional", "torch
 _BUILTINS = (getattr, len)
 #: The tensor methods a call taken whole may not call: those that run a Python function of
 #: the user's (``apply_``: a fourth review), read the memory's layout, or change autograd.
-_METHODS = frozenset({"apply_", "map_", "map2_", "storage_offset", "stride", "dim_order",
-                      "is_contiguous", "is_set_to", "is_neg", "is_conj", "is_inference",
-                      "is_pinned", "is_shared", "register_hook", "retain_grad",
-                      "requires_grad_", "backward"})
+_METHODS = LAYOUT_READS | {"apply_", "map_", "map2_", "is_inference", "register_hook",
+                          "retain_grad", "requires_grad_", "backward"}
 
 
 def _foreign(node: torch.fx.Node, tensor: Callable[[torch.fx.Node], bool]) -> str:
