@@ -32,13 +32,15 @@ gradient *of the bound* but for the allowance's (a constant to autograd, of rela
 
 The gradient of a singular value is undefined where it is repeated within one frequency's
 matrix (``torch.linalg.svdvals`` then returns one choice); for generic weights it is not.
-Second derivatives (``create_graph=True``: a gradient penalty, Hessian-vector products) are
-autograd's through ``torch.linalg.svdvals``: exact for distinct singular values, not finite
-(NaN or inf, with no warning) where one frequency's matrix repeats one, the largest or any
-other (an orthogonal kernel's, whose values are all 1; zeros, as a pruned input channel's or
-a strided 1x1 layer's polyphase matrix has: a review found NaN Hessian-vector products for
-ResNet's 1x1 stride-2 shortcut), as torch's SVD backward divides by their differences. First
-derivatives are exact there (where the largest value is simple).
+The norms differentiate the one frequency's largest value by
+:func:`sparseconv._torch_top_singular.largest_singular_value`, whose first and second
+derivatives (``create_graph=True``: a gradient penalty, Hessian-vector products,
+``torch.func.hessian``) need only that value to be simple: finite where the matrix repeats
+other values, zeros included (a pruned input channel, a strided 1x1 layer's polyphase
+matrix: through ``torch.linalg.svdvals``, whose backward divides by the differences of every
+pair, a review found NaN Hessian-vector products for ResNet's 1x1 stride-2 shortcut); third
+derivatives are refused by name. :func:`circular_singular_values` differentiates every value
+by ``torch.linalg.svdvals``, whose second derivatives are NaN or inf where any two repeat.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from ._symbol import (
     symbol_at,
     unit_scale,
 )
+from ._torch_top_singular import largest_singular_value, refused
 from ._typing import IntOrTuple, PaddingLike, PaddingMode, ShapeLike
 from ._validation import int_tuple, is_int, positive_int, spatial_size, transposed_padding_mode
 
@@ -199,14 +202,14 @@ def _top(weight: torch.Tensor, periodic: ConvGeometry, what: str) -> tuple[torch
     torch's eigenvalues of every Gram matrix on a 64->64 layer), elsewhere on the weight's
     device by the largest eigenvalue of each frequency's smaller Gram matrix (one of each
     pair ``{xi, -xi}`` for a real weight: their singular values are equal); then only the
-    matrix that attains it is rebuilt with autograd and handed to ``torch.linalg.svdvals``.
-    Its gradient is ``u v^H`` at that frequency, the gradient of the maximum; the work and
-    memory of autograd are one frequency's.
+    matrix that attains it is rebuilt with autograd and its largest singular value taken
+    (:func:`largest_singular_value`). Its gradient is ``u v^H`` at that frequency, the
+    gradient of the maximum; the work and memory of autograd are one frequency's.
     """
     if weight.device.type == "cpu":
         xi, group, estimate = _numpy_top(weight, periodic)
         h = _symbol(weight, periodic, what, np.array([xi]))
-        return torch.linalg.svdvals(h[0, group])[0], estimate
+        return largest_singular_value(h[0, group]), estimate
     return _top_by_torch(weight, periodic, what)
 
 
@@ -274,7 +277,7 @@ def _top_by_torch(weight: torch.Tensor, periodic: ConvGeometry,
         best = int(tops.argmax()) // periodic.groups
         estimate = math.ldexp(float(tops.max()), exponent)
     h = _symbol(weight, periodic, what, frequencies[best:best + 1])
-    return torch.linalg.svdvals(h)[..., 0].max(), estimate
+    return largest_singular_value(h).max(), estimate
 
 
 def _scaled_copy(weight: torch.Tensor) -> tuple[np.ndarray, int]:
@@ -381,12 +384,15 @@ def circular_spectral_norm(weight: torch.Tensor, input_size: ShapeLike, *,
 
     ``circular_singular_values(...)[0]``. The frequency that attains it is found without
     autograd (the largest eigenvalue of each frequency's Gram matrix); only that frequency's
-    matrix is differentiated (``torch.linalg.svdvals``): its gradient ``u v^H`` is the
+    matrix is differentiated (its largest singular value): its gradient ``u v^H`` is the
     norm's, and autograd's work and memory are one small matrix's. Arguments, errors and the
     layer as :func:`circular_singular_values`, except that the symbol is not held whole on
     the CPU: the numpy route streams it by chunks of frequencies, so a large grid is no
     memory refusal but takes its time (0.5 s on 64x64, 8.4 s on 256x256 for 64 channels,
-    measured on 2026-12-03), without progress reports.
+    measured on 2026-12-03), without progress reports. Second derivatives (a gradient
+    penalty, ``torch.func.hessian``) are exact wherever that largest value is simple, also
+    where the matrix repeats others (zeros of a pruned channel or of a strided 1x1 layer);
+    third derivatives are refused by name.
 
     Parameters
     ----------
@@ -473,7 +479,9 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     bound (the allowance, relative 3e-13 for an 8->8 3x3 layer to 2e-8 for 512->512, is a
     constant to autograd), computed on the weight's device. Taps that read only zero padding
     are not in the layer's matrix: the bound is that of the weight with them zero, and
-    their gradient is zero.
+    their gradient is zero. Second derivatives are the top singular value's, exact wherever
+    it is simple (also where the frequency's matrix repeats other values, zeros included);
+    third derivatives are refused by name.
 
     Parameters
     ----------
@@ -557,7 +565,7 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     xi, group, certified, periodic, copies = min(
         found, key=lambda each: each[2] if each[4] == 1 else _times_sqrt(each[4], each[2]))
     h = _symbol(w, periodic, "the symbol of spectral_norm_upper", np.array([xi]))
-    sigma = torch.linalg.svdvals(h[0, group])[0]
+    sigma = largest_singular_value(h[0, group])
     bound = _at_least(sigma, certified)
     if copies > 1:  # times ||P|| = sqrt(copies), both rounded up
         bound = _at_least(bound * math.sqrt(copies), _times_sqrt(copies, float(bound.detach())))
@@ -585,7 +593,7 @@ def _scaled(x: torch.Tensor, value: torch.Tensor, exponent: int) -> torch.Tensor
 
 class _Scaled(torch.autograd.Function):
     """``value`` with ``x``'s gradient (the identity's), for :func:`_scaled`'s extreme
-    exponents; a derivative of that gradient is refused by name (:class:`_FirstOnly`)."""
+    exponents; a derivative of that gradient is refused by name (:func:`refused`)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -594,22 +602,12 @@ class _Scaled(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         # (create_graph=True: the gradient may be differentiated again)
-        return (_FirstOnly.apply(grad) if torch.is_grad_enabled() else grad), None
+        return (refused(grad, _BEYOND) if torch.is_grad_enabled() else grad), None
 
 
-class _FirstOnly(torch.autograd.Function):
-    """The identity, whose derivative is refused: a gradient of :class:`_Scaled`."""
-
-    @staticmethod
-    def forward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad.clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError(
-            "spectral_norm_upper has no second derivative for a weight whose largest entry is "
-            f"beyond 2**+-{_SCALED_EXPONENT} (it would be scaled by as much): scale the weight "
-            "into that range")
+_BEYOND = ("spectral_norm_upper has no second derivative for a weight whose largest entry is "
+           f"beyond 2**+-{_SCALED_EXPONENT} (it would be scaled by as much): scale the weight "
+           "into that range")
 
 
 def _at_least(x: torch.Tensor, value: float) -> torch.Tensor:
