@@ -309,21 +309,22 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                      **kwargs: Any) -> LipschitzReport:
     """Certified spectral norms of every linear layer of a network, and their product.
 
-    The model is traced (:func:`trace`, eval mode required); every linear layer that is not
-    a reshape (``Flatten``, ``Unflatten``, ``Identity``, an empty ``Sequential``,
-    ``Dropout``: norm 1) gets a row:
-    shapes, the nnz and memory of its matrix (counted without building it for convolutions),
-    the certified interval ``[lower, upper]`` of :func:`spectral_norm` with its method, the
-    exact norm of the same kernel with circular padding beside it (None where a stride does
-    not divide the input size: no periodic twin), and the time taken. In
-    the bound over the graph (below), each linear function the forward calls with constant
-    arguments gets a row too, among the modules' in the order the forward runs them
-    (``F.conv2d`` by a weight the forward computes, as a weight-standardised convolution's;
-    ``F.linear``, ``F.avg_pool2d``, ``F.interpolate``, ``F.pad``, ``F.batch_norm`` by
-    running statistics, ``x @ W``, ``torch.einsum``): named by its torch.fx node, after the
-    module whose forward makes the call (``"c1.conv2d"``; in a TorchScript model the rebuilt
-    graph's node alone, ``"conv2d"``), of type ``"F.conv2d"`` (``"matmul"``, ``"einsum"``);
-    the calls the walk reached, where it stops short of the output.
+    The model is traced (:func:`trace`, eval mode required); every linear layer that is not a
+    reshape (``Flatten``, ``Unflatten``, ``Identity``, an empty ``Sequential``, ``Dropout``:
+    norm 1) gets a row: shapes, the nnz and memory of its matrix (counted without building it
+    for convolutions), the certified interval ``[lower, upper]`` of :func:`spectral_norm` with
+    its method, the exact norm of the same kernel with circular padding beside it (None where a
+    stride does not divide the input size: no periodic twin), and the time taken. A module
+    called several times (an unrolled or recurrent network) has a row per call under its one
+    name, its norms computed once per distinct input shape (the later calls' time: the check of
+    their reading). In the bound over the graph (below), each linear function the forward calls
+    with constant arguments gets a row too, among the modules' in the order the forward runs
+    them (``F.conv2d`` by a weight the forward computes, as a weight-standardised convolution's;
+    ``F.linear``, ``F.avg_pool2d``, ``F.interpolate``, ``F.pad``, ``F.batch_norm`` by running
+    statistics, ``x @ W``, ``torch.einsum``): named by its torch.fx node, after the module whose
+    forward makes the call (``"c1.conv2d"``; in a TorchScript model the rebuilt graph's node
+    alone, ``"conv2d"``), of type ``"F.conv2d"`` (``"matmul"``, ``"einsum"``); the calls the
+    walk reached, where it stops short of the output.
 
     Activations with a known Lipschitz constant (:mod:`sparseconv._torch_activations`):
     ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``, ``Softsign``, ``CELU``, ``LogSigmoid``,

@@ -224,19 +224,43 @@ def _row_label(record: TraceRecord, batchnorm: TraceRecord | None) -> str:
     return f"layer {name!r} ({kind})"
 
 
+def _same_layer(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple:
+    """What makes two rows one layer: the same modules (a module called several times, as an
+    unrolled or recurrent network does) on the same shapes; their bound is computed once."""
+    parts = (*row_parts(record), *(() if batchnorm is None else (batchnorm,)))
+    return (tuple(id(p.module) for p in parts), tuple(record.input_shape),
+            tuple(parts[-1].output_shape))
+
+
 def _report_rows(todo: list, workers: int | Callable, kwargs: dict,
                  ) -> Generator[tuple[int, dict], None, None]:
     """``(i, row)`` for every layer of ``todo``, as each finishes.
 
     One worker: in turn, each layer's work on every core. More: the convolutions' norms and
     circular norms on :func:`sparseconv.spectral_norms`' worker processes, the costliest
-    first; meanwhile the other layers' (explicit sparse matrices, quick) here.
+    first; meanwhile the other layers' (explicit sparse matrices, quick) here. A layer called
+    again on the same shapes (:func:`_same_layer`) has its reading checked and its first
+    call's norms, not computed twice.
     """
+    first: dict[tuple, int] = {}  # each distinct layer's first row
+    for i, (record, batchnorm) in enumerate(todo):
+        first.setdefault(_same_layer(record, batchnorm), i)
+    again: dict[int, list[int]] = {}  # a first row's later calls
+    for i, (record, batchnorm) in enumerate(todo):
+        if first[_same_layer(record, batchnorm)] != i:
+            again.setdefault(first[_same_layer(record, batchnorm)], []).append(i)
     if workers == 1:
+        norms: dict[int, tuple[sc.SpectralNorm, float | None]] = {}
         for i, (record, batchnorm) in enumerate(todo):
+            start = time.perf_counter()
             with naming(_row_label(record, batchnorm)):
-                row = _report_row(record, batchnorm, **kwargs)
-            yield i, row
+                row, layer = _prepared_row(record, batchnorm)
+                known = first[_same_layer(record, batchnorm)]
+                if known == i:
+                    norms[i] = (_layer_norm(layer, label=f"lipschitz_report: "
+                                            f"{_row_label(record, batchnorm)}", **kwargs),
+                                _circular_norm(layer, record.module))
+            yield i, _finished_row(row, layer, *norms[known], time.perf_counter() - start)
         return
     prepared, convolutions, options, index = [], [], [], []
     for i, (record, batchnorm) in enumerate(todo):
@@ -244,31 +268,36 @@ def _report_rows(todo: list, workers: int | Callable, kwargs: dict,
         with naming(_row_label(record, batchnorm)):
             row, layer = _prepared_row(record, batchnorm)
         prepared.append((row, layer, time.perf_counter() - start))
-        if layer.conv is not None:
+        if layer.conv is not None and first[_same_layer(record, batchnorm)] == i:
             weight, shape, conv_kwargs = layer.conv
             convolutions.append(dict(weight=weight, input_shape=shape, **conv_kwargs))
             # method="exact" becomes "auto" where it does not apply, as in turn
             options.append({key: value for key, value in _layer_options(layer, kwargs).items()
                             if key != "executor"})
             index.append(i)
+
+    def finished(i: int, bound: sc.SpectralNorm, circular: float | None,
+                 seconds: float) -> Generator[tuple[int, dict], None, None]:
+        for j in (i, *again.get(i, ())):  # the layer's first row, then its later calls'
+            row, layer, took = prepared[j]
+            yield j, _finished_row(row, layer, bound, circular, took + seconds * (j == i))
+
     layers, costs = checked_layers(convolutions, "auto", kwargs.get("method") == "exact" or
                                    kwargs.get("relative_width") is not None)
     runs = norms_as_done(_norm_and_circular_task, layers, costs, options, workers,
                          lambda j: _row_label(*todo[index[j]]))
     try:
-        for i, (row, layer, took) in enumerate(prepared):  # the workers run meanwhile
-            if layer.conv is None:
+        for i, (_, layer, _) in enumerate(prepared):  # the workers run meanwhile
+            if layer.conv is None and first[_same_layer(*todo[i])] == i:
                 start = time.perf_counter()
                 with naming(_row_label(*todo[i])):
                     bound = _layer_norm(layer, label=f"lipschitz_report: "
                                         f"{_row_label(*todo[i])}", **kwargs)
-                yield i, _finished_row(row, layer, bound, _circular_norm(layer, todo[i][0].module),
-                                       took + time.perf_counter() - start)
+                yield from finished(i, bound, _circular_norm(layer, todo[i][0].module),
+                                    time.perf_counter() - start)
         for j, ((bound, missed), circular), seconds in runs:
             warn_missed(missed, f"lipschitz_report: {_row_label(*todo[index[j]])}")
-            row, layer, took = prepared[index[j]]
             twin = _has_periodic_twin(todo[index[j]][0].module)  # (Linear: computed, unshown)
-            yield index[j], _finished_row(row, layer, bound, circular if twin else None,
-                                          took + seconds)
+            yield from finished(index[j], bound, circular if twin else None, seconds)
     finally:
         runs.close()

@@ -2945,3 +2945,47 @@ def test_a_traced_normalization_whose_arguments_are_not_constants_has_no_bounds(
     monkeypatch.setattr(_torch_activations, "_traced_arguments", lambda module, kind:
                         namespaces.SimpleNamespace(eps=1e-5, weight=None, num_groups=None))
     assert _torch_activations.sample_norm_slope(traced, (4, 3, 3)) is None
+
+
+class _Unrolled(nn.Module):
+    """An unrolled network: one convolution called three times on 8x8, then on 4x4."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect", dtype=F64)
+        self.down = nn.AvgPool2d(2)
+
+    def forward(self, x):
+        for _ in range(3):
+            x = torch.tanh(self.conv(x))
+        return self.conv(self.down(x))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_module_called_again_on_the_same_shapes_is_bounded_once(workers, monkeypatch):
+    """A layer called several times (an unrolled or recurrent network) had its norms computed
+    once per call; now once per distinct input shape, each call keeping its row (and its
+    reading checked), the 4x4 call bounded on its own (reflect padding: its norm differs)."""
+    from sparseconv import _torch_report_rows
+
+    torch.manual_seed(0)
+    model = _Unrolled().eval()
+    computed = []
+    if workers == 1:
+        layer_norm = _torch_report_rows._layer_norm
+        monkeypatch.setattr(_torch_report_rows, "_layer_norm", lambda layer, **kwargs: (
+            computed.append(layer.input_shape), layer_norm(layer, **kwargs))[1])
+    else:
+        checked = _torch_report_rows.checked_layers
+        monkeypatch.setattr(_torch_report_rows, "checked_layers", lambda layers, *args: (
+            computed.extend(each["input_shape"] for each in layers), checked(layers, *args))[1])
+    report = sct.lipschitz_report(model, (2, 8, 8), workers=workers)
+    rows = list(report)
+    assert [row["name"] for row in rows] == ["conv"] * 3 + ["down", "conv"]
+    # (conv on 8x8 once, down (an average pooling: a convolution), conv on 4x4)
+    assert sorted(map(tuple, computed)) == [(2, 4, 4), (2, 8, 8), (2, 8, 8)]
+    for row in rows:
+        if row["type"] == "Conv2d":
+            dense = np.linalg.norm(sct.matrix(model.conv, row["input_shape"]).toarray(), 2)
+            assert row["lower"] <= dense <= row["upper"], row
+    assert rows[0]["upper"] == rows[1]["upper"] == rows[2]["upper"] != rows[4]["upper"]
