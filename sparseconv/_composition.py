@@ -426,7 +426,11 @@ def compose(*layers: sp.sparray | AffineMap | spla.LinearOperator
             result = layer @ result  # AffineMap's products check their own
         else:
             result = checked_product(layer, result, f"compose: layers[{i}] after layers[:{i}]")
-    return result if isinstance(result, AffineMap) else in_format(result, "csr")
+    if isinstance(result, AffineMap):
+        return result  # (read-only: itself, if alone)
+    # one layer's csr_array shares the caller's arrays (a review: writing compose(A).data
+    # changed A); a product is new
+    return in_format(result.copy() if len(layers) == 1 else result, "csr")
 
 
 def compose_kernels(*weights: ArrayLike, stride: Sequence[IntOrTuple] | None = None,

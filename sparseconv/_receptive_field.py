@@ -293,7 +293,9 @@ def receptive_field_size(kernel_size: Sequence[IntOrTuple],
     # dimensions, ints repeating over them; per_layer_tuples checks the rest
     entries = [v for values in (kernel_size, stride, dilation) if is_sequence(values)
                for v in values]
-    shaped = [v for v in entries if is_sequence(v)]
+    # (a 1-D array is a tuple of ints, as int_tuple reads it: a review found
+    # [np.array([3, 5]), np.array([3, 5])] refused as "2 values for 1 axis")
+    shaped = [v for v in entries if is_sequence(v) or (isinstance(v, np.ndarray) and v.ndim == 1)]
     ndim, scalar = (len(shaped[0]), False) if shaped else (1, True)
     per_layer = {name: per_layer_tuples(values, name, depth, ndim)
                  for name, values in (("kernel_size", kernel_size), ("stride", stride),

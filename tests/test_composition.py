@@ -432,3 +432,13 @@ def test_homogeneous_matrix_keeps_the_maps_dtype():
     assert H.dtype == np.float32
     np.testing.assert_array_equal(H.toarray(), np.array(
         [[1, 1, 0, 1], [0, 1, 1, 1], [0, 0, 0, 1]], np.float32))
+
+
+def test_compose_of_one_matrix_is_a_copy():
+    """A review: ``compose(A)`` of one CSR array shared its arrays, so writing the result
+    changed ``A``."""
+    a = sc.conv_matrix(np.ones((1, 1, 3)), (1, 5))
+    c = sc.compose(a)
+    assert (c != a).nnz == 0
+    c.data[0] = 42.0
+    assert a.data[0] == 1.0

@@ -314,3 +314,15 @@ def test_receptive_field_takes_operators(layout):
     with pytest.raises(ValueError, match=rf"layers\[1\] is a {layout} operator, but "
                                          rf"layout='{other}'"):
         receptive_field([matrices[0], second], (2, 7, 7), 0, layout=other)
+
+
+def test_receptive_field_size_reads_one_dimensional_arrays_per_axis():
+    """A review: per-layer 1-D arrays were refused ("kernel_size[0] has 2 values for 1
+    axis"), where tuples and a 2-D array were read; a layer's 1-element array gave an int."""
+    a = np.array
+    expected = sc.receptive_field_size([(3, 5), (3, 5)], stride=[(2, 1), 1])
+    assert expected == (7, 9)
+    assert sc.receptive_field_size([a([3, 5]), a([3, 5])], stride=[a([2, 1]), 1]) == expected
+    assert sc.receptive_field_size([a([3, 5]), a([3, 5])], stride=[(2, 1), 1]) == expected
+    assert sc.receptive_field_size([a([3]), a([5])]) == (7,)
+    assert sc.receptive_field_size([3, 5]) == 7
