@@ -319,6 +319,7 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
         return Fraction(1) if record.linear else None  # a reshape: Flatten, Identity, Dropout
 
     probe = probe_input(model, shape, batch=2)  # (two samples: one mixed into another shows)
+    norms: dict[tuple, sc.SpectralNorm] = {}
 
     def functional(target, args: list, kwargs: dict, call_shape: tuple,
                    call: FunctionalCall) -> Fraction | str | None:
@@ -330,8 +331,13 @@ def _over_the_graph(model: nn.Module, shape: tuple[int, ...], records: list[Trac
             if read is None:
                 return None
             module, layer = read
-            norm = _layer_norm(layer, label=f"lipschitz_report: call {call.node.name!r}",
-                               **options)
+            key = layer.norm_key()  # (a function called again with the same weight: once)
+            norm = norms.get(key) if key is not None else None
+            if norm is None:
+                norm = _layer_norm(layer, label=f"lipschitz_report: call "
+                                   f"{call.node.name!r}", **options)
+                if key is not None:
+                    norms[key] = norm
         except MatrixTooLargeError as exc:
             return f"is linear, but its norm's memory is refused: {exc}"
         except (TypeError, ValueError) as exc:  # a mode or a shape the layers do not read

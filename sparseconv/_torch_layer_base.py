@@ -11,6 +11,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -98,6 +99,17 @@ class _Layer:
             return self.make_operator()
         return spla.aslinearoperator(self.build("csr"))
 
+    def norm_key(self) -> tuple | None:
+        """What a convolution's norm depends on, by value (its weight's bytes, shapes and
+        arguments): two layers of equal keys have one norm, computed once for the functions a
+        forward calls again with a weight it computes afresh each time; None for the other
+        layers, whose explicit matrices are quick."""
+        if self.conv is None:
+            return None
+        weight, shape, kwargs = self.conv
+        return (*_by_value(weight), tuple(shape),
+                tuple((name, _by_value(value)) for name, value in sorted(kwargs.items())))
+
     @functools.cached_property
     def offset(self) -> np.ndarray | None:
         """The bias over the output, flat (``None``: no bias), built once on first use."""
@@ -118,6 +130,16 @@ class _Layer:
         if layout == "channels_last":
             b = b[channels_last_order(self.output_shape)]
         return b if dtype is None else b.astype(dtype)
+
+
+def _by_value(value: Any) -> Any:
+    """``value`` as a hashable key of what it holds (an array by its bytes, a list as a
+    tuple: a functional call's ``stride=[1, 1]``)."""
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (list, tuple)):
+        return tuple(map(_by_value, value))
+    return value
 
 
 def _repeated(values: np.ndarray, count: int) -> Callable[[], np.ndarray]:

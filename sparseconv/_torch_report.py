@@ -318,13 +318,14 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     called several times (an unrolled or recurrent network) has a row per call under its one
     name, its norms computed once per distinct input shape (the later calls' time: the check of
     their reading). In the bound over the graph (below), each linear function the forward calls
-    with constant arguments gets a row too, among the modules' in the order the forward runs
-    them (``F.conv2d`` by a weight the forward computes, as a weight-standardised convolution's;
-    ``F.linear``, ``F.avg_pool2d``, ``F.interpolate``, ``F.pad``, ``F.batch_norm`` by running
-    statistics, ``x @ W``, ``torch.einsum``): named by its torch.fx node, after the module whose
-    forward makes the call (``"c1.conv2d"``; in a TorchScript model the rebuilt graph's node
-    alone, ``"conv2d"``), of type ``"F.conv2d"`` (``"matmul"``, ``"einsum"``); the calls the
-    walk reached, where it stops short of the output.
+    with constant arguments gets a row too (its norm computed once per distinct weight and
+    shapes, by value), among the modules' in the order the forward runs them (``F.conv2d`` by a
+    weight the forward computes, as a weight-standardised convolution's; ``F.linear``,
+    ``F.avg_pool2d``, ``F.interpolate``, ``F.pad``, ``F.batch_norm`` by running statistics, ``x
+    @ W``, ``torch.einsum``): named by its torch.fx node, after the module whose forward makes
+    the call (``"c1.conv2d"``; in a TorchScript model the rebuilt graph's node alone,
+    ``"conv2d"``), of type ``"F.conv2d"`` (``"matmul"``, ``"einsum"``); the calls the walk
+    reached, where it stops short of the output.
 
     Activations with a known Lipschitz constant (:mod:`sparseconv._torch_activations`):
     ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``, ``Softsign``, ``CELU``, ``LogSigmoid``,

@@ -2989,3 +2989,43 @@ def test_a_module_called_again_on_the_same_shapes_is_bounded_once(workers, monke
             dense = np.linalg.norm(sct.matrix(model.conv, row["input_shape"]).toarray(), 2)
             assert row["lower"] <= dense <= row["upper"], row
     assert rows[0]["upper"] == rows[1]["upper"] == rows[2]["upper"] != rows[4]["upper"]
+
+
+class _Standardised(nn.Conv2d):
+    """A weight-standardised convolution: its forward computes the weight it convolves by."""
+
+    def forward(self, x, scale=1.0):
+        w = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
+        return F.conv2d(x, scale * w, None, 1, 1)
+
+
+class _UnrolledCalls(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = _Standardised(2, 2, 3, padding=1, bias=False, dtype=F64)
+
+    def forward(self, x):
+        for _ in range(3):
+            x = torch.tanh(self.c(x))
+        return self.c(x, scale=2.0)  # another weight: its own norm
+
+
+def test_a_function_called_again_with_the_same_weight_is_bounded_once(monkeypatch):
+    """The functions a forward calls (here ``F.conv2d`` by a weight computed afresh in each
+    call) had their norms computed once per call; now once per distinct weight and shapes
+    (by value), each call keeping its row, the call with a doubled weight bounded on its own."""
+    from sparseconv import _torch_chain
+
+    torch.manual_seed(0)
+    model = _UnrolledCalls().eval()
+    computed = []
+    layer_norm = _torch_chain._layer_norm
+    monkeypatch.setattr(_torch_chain, "_layer_norm", lambda layer, **kwargs: (
+        computed.append(layer.conv[0].copy()), layer_norm(layer, **kwargs))[1])
+    rows = list(sct.lipschitz_report(model, (2, 6, 6)))
+    assert [row["type"] for row in rows] == ["F.conv2d"] * 4
+    assert len(computed) == 2 and np.allclose(computed[1], 2 * computed[0])
+    w = (model.c.weight - model.c.weight.mean(dim=(1, 2, 3), keepdim=True)).detach().numpy()
+    for row, scale in zip(rows, (1, 1, 1, 2)):
+        dense = np.linalg.norm(sc.conv_matrix(scale * w, (2, 6, 6), padding=1).toarray(), 2)
+        assert row["lower"] <= dense <= row["upper"], row
