@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -376,6 +377,26 @@ class NetworkOperator(ReadOnlyState):
             columns.append(sp.csc_array(part) if n <= m else sp.csr_array(part.T))
         matrix = sp.hstack(columns, format="csr") if n <= m else sp.vstack(columns, format="csr")
         return sc.AffineMap._fresh(matrix, self.offset.copy())
+
+    def __matmul__(self, other: Any) -> Any:
+        """``net @ x`` refused by name: the map is affine (numpy's "does not have enough
+        dimensions", of an object array, named no operand)."""
+        raise TypeError(_NOT_A_MATRIX)
+
+    def __rmatmul__(self, other: Any) -> Any:
+        raise TypeError(_NOT_A_MATRIX)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """``x @ net`` with a numpy array ``x``: refused as ``net @ x`` is."""
+        if ufunc is np.matmul:
+            raise TypeError(_NOT_A_MATRIX)
+        return NotImplemented
+
+
+_NOT_A_MATRIX = ("a NetworkOperator is an affine map, not a matrix: apply it with net(x) "
+                 "(operator @ x + offset) or net.apply(x), take its linear part as "
+                 "net.operator (a LinearOperator: net.operator @ x, net.operator.H @ y), or its "
+                 "explicit map as net.affine()")
 
 
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)

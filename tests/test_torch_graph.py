@@ -1567,3 +1567,14 @@ def test_a_product_by_a_constant_that_is_not_finite_is_refused(fill, divides):
     with pytest.raises(TypeError, match=r"multiplies the signal by a constant with an entry "
                                         r"that is not finite"):
         sct.network_operator(Scaled().eval(), (1, 5, 5))
+
+
+def test_a_network_operator_is_no_matrix_to_matmul():
+    """A new user wrote ``net @ x`` and got numpy's "does not have enough dimensions" (of an
+    object array): the map is affine, and ``@`` is refused by name, both ways."""
+    net = sct.network_operator(nn.Sequential(nn.Conv1d(1, 2, 3)).double().eval(), (1, 6))
+    for attempt in (lambda: net @ np.ones(6), lambda: np.ones(4) @ net, lambda: net @ net):
+        with pytest.raises(TypeError, match=r"an affine map, not a matrix: apply it with "
+                                            r"net\(x\)"):
+            attempt()
+    assert np.allclose(net(np.ones(6)), net.operator @ np.ones(6) + net.offset)
