@@ -35,12 +35,13 @@ matrix (``torch.linalg.svdvals`` then returns one choice); for generic weights i
 The norms differentiate the one frequency's largest value by
 :func:`sparseconv._torch_top_singular.largest_singular_value`, whose first and second
 derivatives (``create_graph=True``: a gradient penalty, Hessian-vector products,
-``torch.func.hessian``) need only that value to be simple: finite where the matrix repeats
-other values, zeros included (a pruned input channel, a strided 1x1 layer's polyphase
-matrix: through ``torch.linalg.svdvals``, whose backward divides by the differences of every
-pair, a review found NaN Hessian-vector products for ResNet's 1x1 stride-2 shortcut); third
-derivatives are refused by name. :func:`circular_singular_values` differentiates every value
-by ``torch.linalg.svdvals``, whose second derivatives are NaN or inf where any two repeat.
+``torch.func.hessian``, forward mode) need only that value to be simple: finite where the
+matrix repeats other values, zeros included (a pruned input channel, a strided 1x1 layer's
+polyphase matrix: through ``torch.linalg.svdvals``, whose backward divides by the differences
+of every pair, a review found NaN Hessian-vector products for ResNet's 1x1 stride-2
+shortcut); third derivatives are refused where reverse mode takes them (see that module).
+:func:`circular_singular_values` differentiates every value by ``torch.linalg.svdvals``,
+whose second derivatives are NaN or inf where any two repeat.
 """
 
 from __future__ import annotations
@@ -392,7 +393,7 @@ def circular_spectral_norm(weight: torch.Tensor, input_size: ShapeLike, *,
     measured on 2026-12-03), without progress reports. Second derivatives (a gradient
     penalty, ``torch.func.hessian``) are exact wherever that largest value is simple, also
     where the matrix repeats others (zeros of a pruned channel or of a strided 1x1 layer);
-    third derivatives are refused by name.
+    third derivatives are refused where reverse mode takes them.
 
     Parameters
     ----------
@@ -481,7 +482,7 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     are not in the layer's matrix: the bound is that of the weight with them zero, and
     their gradient is zero. Second derivatives are the top singular value's, exact wherever
     it is simple (also where the frequency's matrix repeats other values, zeros included);
-    third derivatives are refused by name.
+    third derivatives are refused where reverse mode takes them.
 
     Parameters
     ----------

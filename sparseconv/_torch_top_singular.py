@@ -15,11 +15,30 @@ needs only its own vectors and its gap to the others:
   vectors (``H`` tall; a wide ``H`` is taken as its conjugate transpose). ``R`` is finite
   wherever ``sigma`` is simple, whatever the other values do.
 
-Everything is computed from ``torch.linalg.svd`` of ``H`` (no Gram matrix is formed, so no
-square under- or overflows), scaled by ``sigma`` so that the resolvent's coefficients are
-``1 / ((1 - s_j)(1 + s_j))`` with ``s_j = sigma_j / sigma``. Backward and forward mode
-(``torch.func.jvp``, ``hessian``) are both given; third derivatives are refused by name
-(:func:`refused`), never returned as zeros.
+Both come from ``torch.linalg.svd`` of ``H`` (no Gram matrix is formed, so no square under-
+or overflows), scaled by ``sigma`` so that the resolvent's coefficients are
+``1 / ((1 - s_j)(1 + s_j))`` with ``s_j = sigma_j / sigma``.
+
+They reach autograd as the second-order Taylor polynomial of ``sigma`` at ``H``, evaluated at
+``H`` itself: ``sigma + Re <G, D> + Re <D, G'(D)> / 2`` with ``D = H - H.detach()``, zero in
+value, whose derivatives are ``H``'s, and every coefficient computed without a graph (a
+``detach`` is one for every level of ``torch.func``'s transforms). The value is ``sigma``,
+the first derivative ``G``, the second ``G'``, in every mode and nesting: backward, double
+backward, ``torch.autograd.forward_ad``, ``torch.func.jvp``, ``jacrev``, ``jacfwd``,
+``hessian`` and ``jacfwd(jacfwd(f))``. (A custom autograd function with its own backward and
+jvp did not do that: a review found ``jacfwd(jacfwd(f))`` zero, as torch does not record a
+custom jvp for outer levels.) Where ``sigma`` is not differentiable the first derivative is
+``u v^H`` of the SVD's choice, as ``svdvals``': at a zero matrix, where the second is zero
+(``sigma(x V) = |x| sigma(V)`` is linear on each side of zero), and where the largest value
+repeats (an orthogonal or Dirac-initialised layer), where the second leaves the repeated
+pairs out of ``R``.
+
+Third derivatives would be those of the polynomial, zero: they are refused instead where
+reverse mode takes them (the coefficients pass through :class:`_Frozen`, whose backward
+raises by name on a cotangent other than zero: triple backward; NaN under ``vmap``, which
+cannot raise on values: ``jacrev`` of a Hessian), and are not computed, zero, where forward
+mode takes the third (``jacfwd`` of ``jacfwd`` of ``jacfwd``), which cannot tell a third
+derivative's tangent from a second's.
 """
 
 from __future__ import annotations
@@ -32,15 +51,27 @@ __all__ = ["largest_singular_value", "refused"]
 
 
 def largest_singular_value(h: torch.Tensor) -> torch.Tensor:
-    """``torch.linalg.svdvals(h)[..., 0]``, with first and second derivatives that are finite
-    wherever the largest value is simple (module docstring)."""
-    return _LargestSingularValue.apply(h)
+    """``torch.linalg.svdvals(h)[..., 0]`` for ``h`` of shape ``(..., m, n)``, with first and
+    second derivatives exact wherever the largest value is simple (module docstring)."""
+    t = h if h.shape[-2] >= h.shape[-1] else h.mH  # (sigma(H) = sigma(H^H): tall)
+    *parts, sigma = _Frozen.apply(t)
+    direction = parts[3].detach()
+    step = t - t.detach()  # (zero, with t's derivatives)
+    return (sigma.detach() + _inner(direction, step)
+            + _inner(step, _direction_change(step, *parts)) / 2)
 
 
-def refused(x: torch.Tensor, message: str) -> torch.Tensor:
-    """``x``, whose derivative raises ``RuntimeError(message)``: a value autograd may carry but
-    must not differentiate (a third derivative, a scaling's cotangent out of range)."""
-    return _Refused.apply(x, message)
+def _direction_change(step: torch.Tensor, scaled: torch.Tensor, projector: torch.Tensor,
+                      resolvent: torch.Tensor, direction: torch.Tensor,
+                      inverse: torch.Tensor) -> torch.Tensor:
+    """``G'(D)``: the derivative of ``G = u v^H`` of a tall matrix in the direction ``D``, from
+    ``H / sigma``, ``P``, the scaled reduced resolvent, ``G`` and ``1 / sigma`` (module
+    docstring): ``(D P + H~ (R~ A' P + P A' R~) - G Re <G, D>) / sigma``,
+    ``A' = D^H H~ + H~^H D``."""
+    gram = step.mH @ scaled + scaled.mH @ step
+    return (step @ projector + scaled @ (resolvent @ gram @ projector
+                                         + projector @ gram @ resolvent)
+            - _inner(direction, step)[..., None, None] * direction) * inverse
 
 
 def _inner(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -49,100 +80,96 @@ def _inner(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x.conj() * y).real.sum((-2, -1)) if x.is_complex() else (x * y).sum((-2, -1))
 
 
-def _top_direction(h: torch.Tensor) -> torch.Tensor:
-    """``G = u v^H`` of the largest singular value of ``h`` (``(..., m, n)``), differentiable
-    once more (:class:`_TopDirection`, written for tall matrices)."""
-    if h.shape[-2] >= h.shape[-1]:
-        return _TopDirection.apply(h)
-    return _TopDirection.apply(h.mH).mH
-
-
-class _LargestSingularValue(torch.autograd.Function):
-    """``svdvals(h)[..., 0]`` with gradient ``G = u v^H`` (:func:`_top_direction`)."""
-
-    generate_vmap_rule = True  # (torch.func.hessian vmaps its jvp)
-
-    @staticmethod
-    def forward(h: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.svdvals(h)[..., 0]
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
-        ctx.save_for_backward(inputs[0])
-        ctx.save_for_forward(inputs[0])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (h,) = ctx.saved_tensors
-        return grad[..., None, None] * _top_direction(h)
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
-        (h,) = ctx.saved_tensors
-        return _inner(_top_direction(h), tangent)
-
-
-class _TopDirection(torch.autograd.Function):
-    """``G = u v^H`` of a tall ``h``, with its first derivative (module docstring); its second
-    (a third derivative of ``sigma``) refused."""
-
-    generate_vmap_rule = True  # (torch.func.hessian vmaps its jvp)
-
-    @staticmethod
-    def forward(h: torch.Tensor) -> torch.Tensor:
-        u, _, vh = torch.linalg.svd(h, full_matrices=False)
-        return u[..., :, :1] @ vh[..., :1, :]
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
-        # (inputs only: torch.func's generated vmap rules batch what is saved, and an
-        # intermediate saved here failed jacrev(jacrev(f)); _parts recomputes the rest)
-        ctx.save_for_backward(inputs[0])
-        ctx.save_for_forward(inputs[0])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (h,) = ctx.saved_tensors
-        scaled, projector, resolvent, direction, sigma = _parts(h.detach())
-        # the adjoint of jvp's map below, term by term
-        b = resolvent @ scaled.mH @ grad @ projector + projector @ scaled.mH @ grad @ resolvent
-        result = (grad @ projector + scaled @ (b + b.mH)
-                  - _inner(grad, direction)[..., None, None] * direction) / sigma
-        if torch.is_grad_enabled():  # (create_graph=True: a third derivative could be asked)
-            result = result + refused(h - h.detach(), _THIRD)
-        return result
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
-        (h,) = ctx.saved_tensors
-        scaled, projector, resolvent, direction, sigma = _parts(h.detach())
-        gram = tangent.mH @ scaled + scaled.mH @ tangent
-        return (tangent @ projector
-                + scaled @ (resolvent @ gram @ projector + projector @ gram @ resolvent)
-                - _inner(direction, tangent)[..., None, None] * direction) / sigma
-
-
-def _parts(h: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """For a tall ``h`` (no graph): ``h / sigma``, the projector ``P = v v^H``, the reduced
-    resolvent scaled by ``sigma^2`` (``sum_{j>1} v_j v_j^H / ((1 - s_j)(1 + s_j))``,
-    ``s_j = sigma_j / sigma``: no square formed), ``G = u v^H`` and ``sigma``."""
-    u, s, vh = torch.linalg.svd(h, full_matrices=False)
-    sigma = s[..., :1, None]
-    ratio = s[..., 1:] / s[..., :1]
-    top, rest = vh[..., :1, :].mH, vh[..., 1:, :].mH
-    resolvent = (rest * (1 / ((1 - ratio) * (1 + ratio)))[..., None, :]) @ rest.mH
-    return h / sigma, top @ top.mH, resolvent, u[..., :, :1] @ top.mH, sigma
-
-
 _THIRD = ("third derivatives of a largest singular value (of spectral_norm_upper, "
           "circular_spectral_norm, lipschitz_bounds) are not computed: first and second "
           "derivatives are")
 
 
+class _Frozen(torch.autograd.Function):
+    """The coefficients of the Hessian term, from the SVD of a tall ``t`` (no graph): ``t /
+    sigma``, ``P = v v^H``, the reduced resolvent scaled by ``sigma^2`` (``sum_{j>1} v_j
+    v_j^H / ((1 - s_j)(1 + s_j))``, no square formed), ``G = u v^H`` and ``1 / sigma``
+    (``(..., 1, 1)``); and ``sigma`` itself (``(...)``, the value, used detached). Their own
+    derivatives, which only a third derivative reads, are refused: a cotangent of zero (the
+    second derivative's: they multiply ``D = 0``) is passed as zero, any other raises by
+    name (NaN under ``vmap``: no raise on values there); forward mode gives them zero
+    tangents (the second derivative's are multiplied by zero)."""
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None], t: torch.Tensor) -> tuple[Any, Any]:
+        """Batched by torch.func.vmap (its generated rule failed in nested forward mode):
+        every operation broadcasts over leading axes, so the batch axis leads."""
+        (axis,) = in_dims
+        outputs = _Frozen.apply(t if axis is None else t.movedim(axis, 0))
+        return outputs, (None if axis is None else 0,) * len(outputs)
+
+    @staticmethod
+    def forward(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        u, s, vh = torch.linalg.svd(t, full_matrices=False)
+        # a zero matrix (a zero weight) has sigma = 0, where sigma is not differentiable:
+        # the first derivative is u v^H of the SVD's choice, as svdvals', and the Hessian term
+        # is dropped (1 / sigma taken as 0; sigma(x v) = |x| sigma(v) is linear on each side)
+        # where its coefficients would be NaN, and with them the value (a review)
+        positive = s[..., :1] > 0
+        sigma = torch.where(positive, s[..., :1], 1)
+        ratio = s[..., 1:] / sigma
+        top, rest = vh[..., :1, :].mH, vh[..., 1:, :].mH
+        # where the largest value repeats (an orthogonal or Dirac-initialised layer's), no
+        # derivative exists: the first is the SVD's choice, as svdvals', and the second leaves
+        # the repeated pairs out (1 / 0 would make the coefficients, and the value, NaN)
+        gaps = (1 - ratio) * (1 + ratio)
+        resolvent = (rest * torch.where(gaps > 0, 1 / gaps, 0)[..., None, :]) @ rest.mH
+        inverse = torch.where(positive, 1 / sigma, 0)[..., None]
+        # (s[..., 0] copied: a view of s, which forward mode's tangents must not be)
+        return (t / sigma[..., None], top @ top.mH, resolvent, u[..., :, :1] @ top.mH,
+                inverse, s[..., 0].clone())
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: Any) -> None:
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> torch.Tensor:
+        (t,) = ctx.saved_tensors
+        total = torch.stack([g.abs().sum() for g in grads]).sum()
+        zero = torch.zeros_like(t)
+        if _batched(total):
+            return zero + torch.where(total == 0, 0.0, torch.nan).to(zero.real.dtype)
+        if bool(total):
+            raise RuntimeError(_THIRD)
+        return zero
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # (zeros made from the tangent: batched as it is under vmap, which refuses new ones)
+        zero, square = tangent * 0, (tangent.mH @ tangent) * 0
+        scalar = tangent.abs().sum((-2, -1)) * 0
+        return zero, square, square, zero, scalar[..., None, None], scalar
+
+
+def _batched(x: torch.Tensor) -> bool:
+    """Whether ``x`` is batched by ``torch.func.vmap`` at some level (its values then cannot
+    decide a Python ``if``)."""
+    functorch = getattr(torch._C, "_functorch", None)
+    if functorch is None or not functorch.is_functorch_wrapped_tensor(x):
+        return False
+    while functorch.is_functorch_wrapped_tensor(x):
+        if functorch.is_batchedtensor(x):
+            return True
+        x = functorch.get_unwrapped(x)
+    return False
+
+
+def refused(x: torch.Tensor, message: str) -> torch.Tensor:
+    """``x``, whose derivative raises ``RuntimeError(message)``: a value autograd may carry but
+    must not differentiate (a scaling's cotangent out of range)."""
+    return _Refused.apply(x, message)
+
+
 class _Refused(torch.autograd.Function):
     """The identity, whose derivative raises the message it was given (:func:`refused`)."""
 
-    generate_vmap_rule = True  # (torch.func.hessian vmaps its jvp)
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(x: torch.Tensor, message: str) -> torch.Tensor:

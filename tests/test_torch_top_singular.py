@@ -74,26 +74,66 @@ def test_repeated_zero_values_leave_the_hessian_finite_and_exact(shape):
 
 # (forward AD's own decompositions script a function)
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-def test_torch_func_hessians_are_the_double_backward_hessian():
-    """``torch.func.hessian`` (forward over reverse: the functions' jvp) and ``jacrev`` twice
-    (reverse over reverse, vmapped) give the same matrix as double backward."""
-    h = _random((4, 3), F64, 3)
-    reference = torch.func.hessian(lambda x: torch.linalg.svdvals(x)[0])(h)
-    assert torch.allclose(torch.func.hessian(largest_singular_value)(h), reference, atol=1e-14)
-    twice = torch.func.jacrev(torch.func.jacrev(largest_singular_value))(h)
-    assert torch.allclose(twice, reference, atol=1e-14)
-    direction = _random((4, 3), F64, 4)
-    _, tangent = torch.func.jvp(largest_singular_value, (h,), (direction,))
-    assert tangent.item() == pytest.approx(
-        (torch.func.grad(largest_singular_value)(h) * direction).sum().item(), rel=1e-14)
+@pytest.mark.parametrize("shape, dtype", [((4, 3), F64), ((3, 5), F64), ((2, 3, 4), F64),
+                                          ((3, 3), torch.complex128)])
+def test_every_mode_and_nesting_gives_the_same_second_derivatives(shape, dtype):
+    """``torch.func.hessian`` (forward over reverse), ``jacrev`` twice, ``jacfwd`` twice (a
+    review: zero, where a custom function's jvp went unrecorded by the outer level),
+    ``torch.autograd.forward_ad`` (a review: torch's internal assert on a view) and the
+    gradchecks of forward mode agree with autograd through svdvals."""
+    h = _random(shape, dtype, 3)
+
+    def ours(x):
+        return largest_singular_value(x).sum()
+
+    def torchs(x):
+        return torch.linalg.svdvals(x)[..., 0].sum()
+
+    x = h.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(ours, (x,), check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(ours, (x,), check_fwd_over_rev=True)
+    if dtype.is_complex:  # (torch.func's jacobians are of real functions of real inputs)
+        return
+    reference = torch.func.hessian(torchs)(h)
+    for transform in (torch.func.hessian,
+                      lambda f: torch.func.jacrev(torch.func.jacrev(f)),
+                      lambda f: torch.func.jacfwd(torch.func.jacfwd(f)),
+                      lambda f: torch.func.jacfwd(torch.func.jacrev(f))):
+        assert torch.allclose(transform(ours)(h), reference, rtol=0, atol=1e-13)
+    direction = _random(shape, dtype, 4)
+    _, tangent = torch.func.jvp(ours, (h,), (direction,))
+    expected = (torch.func.grad(torchs)(h) * direction).sum()
+    assert tangent.item() == pytest.approx(expected.item(), rel=1e-13)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(h, direction)
+        tangent = torch.autograd.forward_ad.unpack_dual(ours(dual)).tangent
+    assert tangent.item() == pytest.approx(expected.item(), rel=1e-13)
 
 
-def test_third_derivatives_are_refused_by_name():
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_third_derivatives_are_refused_where_reverse_mode_takes_them():
+    """Triple backward raises by name; ``jacrev`` of a Hessian (under vmap, which cannot
+    raise on values) gives NaN, never the polynomial's zero."""
     h = _random((4, 3), F64, 5).requires_grad_(True)
     (g,) = torch.autograd.grad(largest_singular_value(h), h, create_graph=True)
     (hv,) = torch.autograd.grad((g * _random((4, 3), F64, 6)).sum(), h, create_graph=True)
     with pytest.raises(RuntimeError, match="third derivatives of a largest singular value"):
         torch.autograd.grad(hv.sum(), h)
+    third = torch.func.jacrev(torch.func.hessian(largest_singular_value))(h.detach())
+    assert torch.isnan(third).all()
+
+
+def test_a_zero_matrix_has_value_zero_a_subgradient_and_a_zero_hessian():
+    """A zero weight: sigma is 0 (its NaN coefficients made the value NaN, a test caught);
+    the gradient is svdvals' choice of u v^H, of norm 1; the second derivative zero (sigma
+    is linear on each side of zero along every line)."""
+    h = torch.zeros((3, 2), dtype=F64, requires_grad=True)
+    value = largest_singular_value(h)
+    assert value.item() == 0.0
+    (g,) = torch.autograd.grad(value, h, create_graph=True)
+    assert torch.linalg.matrix_norm(g, 2).item() == pytest.approx(1.0, rel=1e-15)
+    (hv,) = torch.autograd.grad((g * _random((3, 2), F64, 7)).sum(), h)
+    assert torch.equal(hv, torch.zeros_like(hv))
 
 
 def _shortcut():
@@ -144,3 +184,28 @@ def test_lipschitz_bounds_second_derivatives_through_a_shortcut():
     assert torch.isfinite(hv).all()
     assert torch.allclose(hv, expected, rtol=1e-12, atol=0)
     assert np.isfinite(hv.numpy()).all()
+
+
+def test_a_repeated_largest_value_keeps_the_value_and_finite_derivatives():
+    """A review: a Dirac-initialised convolution (every singular value 1) made the
+    resolvent's coefficients 1/0, and the value NaN. Where the largest value repeats no
+    derivative exists: the first is svdvals' choice (of norm 1), the second finite."""
+    for h in (torch.eye(3, dtype=F64), torch.tensor([[2.0, 0.0], [0.0, -2.0], [0.0, 0.0]],
+                                                    dtype=F64)):
+        x = h.clone().requires_grad_(True)
+        value = largest_singular_value(x)
+        assert value.item() == torch.linalg.svdvals(h)[0].item()
+        (g,) = torch.autograd.grad(value, x, create_graph=True)
+        assert torch.linalg.matrix_norm(g, 2).item() == pytest.approx(1.0, rel=1e-15)
+        (hv,) = torch.autograd.grad(g.sum(), x)
+        assert torch.isfinite(hv).all()
+    weight = torch.zeros((3, 3, 3, 3), dtype=F64)
+    nn.init.dirac_(weight)
+    w = weight.clone().requires_grad_(True)
+    for f in (lambda w: sct.circular_spectral_norm(w, (6, 6)),
+              lambda w: sct.spectral_norm_upper(w, (6, 6), padding=1)):
+        value = f(w)
+        assert value.item() == pytest.approx(1.0, rel=1e-9)
+        (g,) = torch.autograd.grad(value, w, create_graph=True)
+        (hv,) = torch.autograd.grad((g * weight).sum(), w)
+        assert torch.isfinite(g).all() and torch.isfinite(hv).all()
