@@ -164,7 +164,8 @@ _IN_PLACE = {f"aten::{name}_": f"aten::{name}" for name in (
 _INTEGER: dict[str, Any] = {
     "aten::add": int64_add, "aten::sub": int64_sub, "aten::mul": int64_mul,
     "aten::floordiv": int64_floordiv, "aten::neg": int64_neg,
-    "aten::floor_divide": int64_floordiv}  # (a traced `//` on sizes: torch floors too)
+    "aten::floor_divide": int64_floordiv,  # (a traced `//` on sizes: torch floors too)
+    "aten::remainder": operator.mod}  # (`x.shape[-1] % 2`: floored, in range, as Python's)
 
 #: Pure operations on constants (a default argument's ``if stride is None:``, an ``if not
 #: inplace:``), computed here so that the ``if`` they decide is followed.
@@ -686,6 +687,11 @@ class _Builder:
                 raise _Refused(f"runs {kind} on constants{_where(node)}, which fails here "
                                f"({exc})") from exc
             self.static.add(outputs[0].unique())
+        elif kind in _COMPARISONS and len(outputs) == 1 and all(
+                v.unique() in self.static or self._sizes_node(v, node) is not None
+                for v in node.inputs()):  # (sizes compared: an `if` on them, followed above)
+            self.env[outputs[0].unique()] = self.fx.call_function(
+                _COMPARISONS[kind], tuple(self.value(v, node) for v in node.inputs()))
         elif kind == "prim::unchecked_cast":  # (a refinement of a type, `Optional[List[int]]`
             # to `List[int]`: the value itself; F.interpolate's size computed from the signal)
             source = next(node.inputs())
@@ -804,14 +810,15 @@ class _Builder:
             return node.dim()
         if not isinstance(node, torch.fx.Node):
             return None
-        needed, todo = {node}, [node]
-        while todo:
-            for source in todo.pop().all_input_nodes:
-                if source not in needed:
-                    needed.add(source)
-                    todo.append(source)
+        needed = _ancestors(node)
         if any(_sized_rank(n) for n in needed):
             return None
+        found = self._on_probe(node, needed)
+        return found.dim() if isinstance(found, torch.Tensor) else None
+
+    def _on_probe(self, node: torch.fx.Node, needed: set) -> Any:
+        """What ``node`` of the graph built so far computes on a probe batch of two (None
+        where the model's own operations fail there), from the nodes ``needed``."""
         sub = torch.fx.Graph()  # (the nodes it is computed from, as a module of its own)
         copies: dict[torch.fx.Node, torch.fx.Node] = {}
         for n in self.fx.nodes:
@@ -820,11 +827,17 @@ class _Builder:
         sub.output(copies[node])
         try:
             with torch.no_grad(), restored_state(self.model):
-                found = torch.fx.GraphModule(self.root, sub)(
+                return torch.fx.GraphModule(self.root, sub)(
                     probe_input(self.model, self.shape, batch=2))
         except Exception:  # noqa: BLE001 - the model's own operations, failing here: the
-            return None  # rank unknown, and its reader refused where the walk reaches it
-        return found.dim() if isinstance(found, torch.Tensor) else None
+            return None  # value unknown, and its reader refused where the walk reaches it
+
+    def _sizes_node(self, v, reader) -> torch.fx.Node | None:
+        """``v``'s node where the graph computes it from the signal's sizes alone (sizes,
+        items and slices of them, integer arithmetic and comparisons of those with
+        constants: :func:`_of_sizes`), else None."""
+        node = self.value(v, reader)
+        return node if isinstance(node, torch.fx.Node) and _of_sizes(node) else None
 
     def _never_none(self, node) -> bool:
         """Whether ``node`` (``a is b``, ``a is not b``) compares the constant None with a
@@ -925,6 +938,12 @@ class _Builder:
         known = self.env.get(condition.unique()) if condition.unique() in self.static else None
         if not isinstance(known, bool):
             known = _known_flag(condition.node(), list(self.graph.inputs())[0], self.model)
+        if known is None and (sized := self._sizes_node(condition, node)) is not None:
+            # (a U-Net's `if u.shape[-2:] != e.shape[-2:]: u = F.interpolate(...)`, as the
+            # eager bound takes it: the way the traced shape takes; one on the batch size
+            # fails the rebuilt graph's checks at other batches, where it changes the map)
+            found = self._on_probe(sized, _ancestors(sized))
+            known = found if isinstance(found, bool) else None
         if known is None:
             raise _Refused(f"runs prim::If on a condition of its own{_where(node)}, which the "
                            "bound over a TorchScript graph does not follow")
@@ -1126,6 +1145,49 @@ def _executed_writes(nodes) -> list:
         for block in blocks:
             found.extend(_executed_writes(block.nodes()))
     return found
+
+
+def _same_sizes(a: Any, b: Any) -> bool:
+    """``a == b`` of sizes as TorchScript compares them: a ``torch.Size`` (a tuple) equal to
+    the list of the same integers, as its ``List[int]`` is."""
+    return (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
+
+
+def _different_sizes(a: Any, b: Any) -> bool:
+    return not _same_sizes(a, b)
+
+
+#: Comparisons of sizes, as graph nodes (the integer ones, as Python's).
+_COMPARISONS: dict[str, Any] = {
+    "aten::eq": _same_sizes, "aten::ne": _different_sizes, "aten::lt": operator.lt,
+    "aten::le": operator.le, "aten::gt": operator.gt, "aten::ge": operator.ge}
+
+
+def _ancestors(node: torch.fx.Node) -> set:
+    """``node`` and every node it is computed from."""
+    needed, todo = {node}, [node]
+    while todo:
+        for source in todo.pop().all_input_nodes:
+            if source not in needed:
+                needed.add(source)
+                todo.append(source)
+    return needed
+
+
+#: The operations that keep a value one of sizes: an item or slice, integer arithmetic, a
+#: comparison.
+_ON_SIZES = frozenset({operator.getitem, *_COMPARISONS.values(), *_INTEGER.values()})
+
+
+def _of_sizes(node: torch.fx.Node) -> bool:
+    """Whether ``node`` computes on the signal's sizes alone: ``x.size()`` or
+    ``x.size(d)``, and what :data:`_ON_SIZES` makes of them and of constants."""
+    if node.op == "call_method" and node.target == "size":
+        return True
+    if node.op == "call_function" and node.target is torch.Tensor.size:
+        return True
+    return (node.op == "call_function" and node.target in _ON_SIZES
+            and bool(node.all_input_nodes) and all(_of_sizes(n) for n in node.all_input_nodes))
 
 
 def _sized_rank(n: torch.fx.Node) -> bool:

@@ -2356,3 +2356,93 @@ def test_a_user_s_module_given_its_constant_is_kept_whole_when_scripted(how, tmp
     assert report.over_graph, report.reason
     assert report.network_upper == pytest.approx(1 + 1.1 * report[0]["upper"], rel=1e-12)
     assert report.network_upper >= _networks.largest_ratio(model, shape)
+
+
+class _ResizingUNet(nn.Module):
+    """A small U-Net resizing its decoder's signal to the skip connection's where the two
+    differ (the README's idiom), and a branch on an odd width."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(2, 4, 3, padding=1, dtype=F64)
+        self.down = nn.Conv2d(4, 4, 3, stride=2, padding=1, dtype=F64)
+        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2, dtype=F64)
+        self.dec = nn.Conv2d(8, 2, 3, padding=1, dtype=F64)
+
+    def forward(self, x):
+        e = torch.relu(self.enc(x))
+        u = self.up(torch.relu(self.down(e)))
+        if u.shape[-2:] != e.shape[-2:]:
+            u = F.interpolate(u, size=e.shape[-2:])
+        y = self.dec(torch.cat([u, e], dim=1))
+        if x.shape[-1] % 2 == 1:
+            y = 3.0 * y
+        return y
+
+
+@pytest.mark.parametrize("n", [7, 8])
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_branch_on_sizes_takes_the_way_the_traced_shape_takes(how, n):
+    """A new user's trial: a scripted U-Net whose ``if u.shape[-2:] != e.shape[-2:]``
+    resizes its decoder's signal had no bound ("runs aten::ne outside its layers"), where the
+    eager model had one; a comparison of sizes, and ``%`` on them, are followed as the eager
+    bound follows them, at the traced shape."""
+    torch.manual_seed(0)
+    model = _ResizingUNet().eval()
+    eager = sct.lipschitz_report(model, (2, n, n))
+    assert eager.network_upper is not None
+    compiled = sct.lipschitz_report(jit(model, how, (2, n, n)), (2, n, n))
+    assert compiled.network_upper == eager.network_upper, compiled.reason
+
+
+class _BatchBranch(nn.Module):
+    def __init__(self, test):
+        super().__init__()
+        self.test = test
+        self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.test == 0:
+            if x.size(0) == 2:
+                y = 5.0 * y
+        elif x.size(0) > 2:
+            y = 5.0 * y
+        return y + x
+
+
+@pytest.mark.parametrize("test", [0, 1])
+def test_a_branch_on_the_batch_size_is_not_followed(test):
+    """The branch is taken on the probe (a batch of two) and checked at batches one and
+    three, where the model computes another map: no bound, as eager."""
+    compiled = sct.lipschitz_report(jit(_BatchBranch(test).eval(), "script", (2, 6, 6)),
+                                    (2, 6, 6))
+    assert compiled.network_upper is None
+    assert "does not compute what the model does on a probe (at a batch of" in compiled.reason
+
+
+class _ListBranch(nn.Module):
+    def __init__(self, always=False):
+        super().__init__()
+        self.always = always
+        self.c = nn.Conv2d(2, 2, 3, padding=1, dtype=F64)
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.always or x.shape[-2:] == [8, 8]:  # (TorchScript: List[int] == List[int])
+            y = 5.0 * y
+        return y + x
+
+
+def test_sizes_compare_with_a_list_as_torchscript_compares_them():
+    """``x.shape[-2:] == [8, 8]`` is True in TorchScript at 8x8 (two List[int]; in Python a
+    torch.Size, a tuple, never equals a list): the scripted model's bound is that of the
+    branch it takes."""
+    torch.manual_seed(0)
+    model = _ListBranch().eval()
+    always = _ListBranch(always=True).eval()
+    always.load_state_dict(model.state_dict())
+    scripted = sct.lipschitz_report(jit(model, "script", (2, 8, 8)), (2, 8, 8))
+    assert scripted.network_upper == sct.lipschitz_report(always, (2, 8, 8)).network_upper
+    other = sct.lipschitz_report(jit(model, "script", (2, 7, 7)), (2, 7, 7))
+    assert other.network_upper == sct.lipschitz_report(model, (2, 7, 7)).network_upper
