@@ -43,12 +43,17 @@ def _center_reads(axis: AxisGeometry) -> np.ndarray:
 
 
 def _center_readers(axis: AxisGeometry) -> np.ndarray:
-    """A transposed layer's center output (its convolution's center input) reads the
-    convolution's outputs that read that input: ``o`` with ``o s + t d - lo`` at it."""
-    p, lo = axis.size // 2, axis.pad[0]
-    starts = p + lo - axis.dilation * np.arange(axis.kernel_size)
-    o = starts[starts % axis.stride == 0] // axis.stride
-    return np.unique(o[(o >= 0) & (o < axis.output_size)])
+    """What a transposed layer's output near the center (its convolution's input) reads: the
+    convolution's outputs that read that input, ``o`` with ``o s + t d - lo`` at it; of the
+    ``stride`` outputs from the center on, the one that reads the most (a new user's trial:
+    the center one alone read 1 position where its neighbours read 2)."""
+    lo = axis.pad[0]
+    found = []
+    for p in range(axis.size // 2, min(axis.size, axis.size // 2 + axis.stride)):
+        starts = p + lo - axis.dilation * np.arange(axis.kernel_size)
+        o = starts[starts % axis.stride == 0] // axis.stride
+        found.append(np.unique(o[(o >= 0) & (o < axis.output_size)]))
+    return max(found, key=len)
 
 
 def _receptive_field(layer: _Layer) -> str:
@@ -60,7 +65,9 @@ def _receptive_field(layer: _Layer) -> str:
     extent = [int(r[-1] - r[0]) + 1 for r in reads]  # bounding box
     per_channel = math.prod(r.size for r in reads)
     channels = (g.out_channels if layer.transposed else g.in_channels) // g.groups
-    return (f"{'x'.join(map(str, extent))} (the center output reads {per_channel} "
+    who = "the outputs at the center read up to" if layer.transposed and max(
+        a.stride for a in g.axes) > 1 else "the center output reads"  # (the most, of a period)
+    return (f"{'x'.join(map(str, extent))} ({who} {per_channel} "
             f"position{'s' if per_channel != 1 else ''} "
             f"x {channels} channel(s) = {per_channel * channels} inputs)")
 
@@ -310,9 +317,13 @@ def _spectrum(layer: _Layer, args) -> None:
     print(f"spectral norm  {_digits(norm.value)}  in [{lower}, {upper}]  ({norm.method}{short})")
     width = (norm.upper - norm.lower) / norm.upper if norm.upper > 0 else 0.0
     if width > 1e-3 and args.relative_width is None and not args.upper:
-        # (a new user's trial: a 44%-wide interval printed as if it were the usual 1e-7)
-        print(f"  the interval is {width:.2g} wide (relative): --relative-width W certifies "
-              "one at most W wide, at more cost", file=sys.stderr)
+        # (a new user's trial: a 44%-wide interval printed as if it were the usual 1e-7;
+        # another's: the advice given where --relative-width cannot narrow it)
+        narrows = applicable_method("exact", layer.geometry) == "exact"
+        print(f"  the interval is {width:.2g} wide (relative): " + (
+            "--relative-width W certifies one at most W wide, at more cost" if narrows else
+            "circular padding that is not periodic has no whole-Gram proof, and "
+            "--relative-width cannot narrow it"), file=sys.stderr)
     if skipped:
         print("  (no frequency heatmap with --upper on a layer this large: its SVD per "
               "frequency costs more than the bound; drop --upper to draw it)", file=sys.stderr)
@@ -460,11 +471,12 @@ def _export(layer: _Layer, args) -> None:
               f"the matrix; --layout channels_last gives C_out{per} x C_in{per} blocks)")
 
 
-def _plot_report(report, output: str) -> None:
-    _savefig(_report_figure(report), output)
+def _plot_report(report, output: str, dpi: float | None = None,
+                 figsize: tuple[float, float] | None = None) -> None:
+    _savefig(_report_figure(report, figsize), output, dpi)
 
 
-def _report_figure(report) -> Any:
+def _report_figure(report, figsize: tuple[float, float] | None = None) -> Any:
     """The per-layer bounds as bars (a log scale only where they span more than 100x)."""
     from decimal import ROUND_CEILING
 
@@ -473,7 +485,8 @@ def _report_figure(report) -> Any:
     from .plot._figure import round_outward
 
     rows = list(report)
-    fig = Figure(figsize=(max(6.4, 0.3 * len(rows) + 2), 4.4), layout="constrained")
+    fig = Figure(figsize=figsize or (max(6.4, 0.3 * len(rows) + 2), 4.4),
+                 layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(rows))
     ax.bar(x, [row["upper"] for row in rows], color="C0", label="certified upper bound")
@@ -535,7 +548,7 @@ def _write_report_files(report, outputs: dict) -> None:
                 write(path)
             print(f"wrote {outputs[key]}", file=sys.stderr)
     if outputs["plot"]:
-        _plot_report(report, outputs["plot"])
+        _plot_report(report, outputs["plot"], outputs["dpi"], outputs["figsize"])
         print(f"wrote {outputs['plot']}", file=sys.stderr)
 
 
@@ -545,7 +558,11 @@ def _report(args, error) -> None:
     outputs = {"csv": args.csv if args.csv == "-" else args.csv and output_path(args.csv, ".csv"),
                "json": args.json if args.json == "-" else args.json and output_path(
                    args.json, ".json"),
-               "plot": args.plot and image_path(args.plot)}  # checked before any work
+               "plot": args.plot and image_path(args.plot),  # checked before any work
+               "dpi": args.dpi, "figsize": args.figsize}
+    if not args.plot and (args.dpi is not None or args.figsize is not None):
+        error(f"{'--dpi' if args.dpi is not None else '--figsize'} sets the figure of --plot, "
+              "which is not given")
     try:
         import sparseconv.torch as sct
         from sparseconv._torch_probe import BatchAxisGiven, ForwardFailed

@@ -323,9 +323,9 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     weight the forward computes, as a weight-standardised convolution's; ``F.linear``,
     ``F.avg_pool2d``, ``F.interpolate``, ``F.pad``, ``F.batch_norm`` by running statistics, ``x
     @ W``, ``torch.einsum``): named by its torch.fx node, after the module whose forward makes
-    the call (``"c1.conv2d"``; in a TorchScript model the rebuilt graph's node alone,
-    ``"conv2d"``), of type ``"F.conv2d"`` (``"matmul"``, ``"einsum"``); the calls the walk
-    reached, where it stops short of the output.
+    the call (``"c1.conv2d"``, in a TorchScript model too), of type ``"F.conv2d"``
+    (``"matmul"``, ``"einsum"``); the calls the walk reached, where it stops short of the
+    output.
 
     Activations with a known Lipschitz constant (:mod:`sparseconv._torch_activations`):
     ``ReLU``, ``ReLU6``, ``Hardtanh``, ``Tanh``, ``Softsign``, ``CELU``, ``LogSigmoid``,

@@ -173,8 +173,9 @@ def _layer_options() -> argparse.ArgumentParser:
     group.add_argument("--output-padding", type=_int_or_ints, metavar="OP[,OP...]",
                        help="with --transposed: PyTorch's output_padding, default 0")
     group.add_argument("--weights", metavar="FILE.npy",
-                       help="weight array (C_out, C_in/groups, *kernel), or (C_in, "
-                       "C_out/groups, *kernel) with --transposed; random if omitted")
+                       help="real weight array (C_out, C_in/groups, *kernel), or (C_in, "
+                       "C_out/groups, *kernel) with --transposed; random if omitted (complex "
+                       "weights: the Python functions take them)")
     group.add_argument("--seed", type=_non_negative, default=None,
                        help="seed of the random weights (a non-negative integer, default 0; "
                        "not with --weights)")
@@ -219,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = _export_parser(commands, layer)
     for command in (info, spy, spectrum, export):
         command.set_defaults(command_parser=command)
-    _report_parser(commands)
+    _report_parser(commands, figure)
     return parser
 
 
@@ -330,9 +331,10 @@ _WIDTH_HELP = ("the relative width (upper - lower) / upper asked of a certified 
                "warning names a layer still wider, and why; not with --upper")
 
 
-def _report_parser(commands) -> None:
+def _report_parser(commands, figure: argparse.ArgumentParser) -> None:
     report = commands.add_parser(
-        "report", help="certified Lipschitz report of a PyTorch model (needs torch)",
+        "report", parents=[figure],
+        help="certified Lipschitz report of a PyTorch model (needs torch)",
         description="Trace a PyTorch model on one input and print, per linear layer, the "
         "certified interval of its spectral norm (sparseconv.torch.lipschitz_report). Two kinds "
         "of file load: a TorchScript file (torch.jit.script(model).save(...) or "
@@ -383,7 +385,8 @@ def _report_parser(commands) -> None:
     report.add_argument("--json", metavar="FILE.json",
                         help="also write the report as JSON (.json added to a name without "
                         "it; '-': to stdout, the table then to stderr)")
-    report.add_argument("--plot", metavar="FILE.png", help="also draw the per-layer bounds")
+    report.add_argument("--plot", metavar="FILE.png", help="also draw the per-layer bounds "
+                        "(--dpi, --figsize: default 0.3 in a layer, at least 6.4 x 4.4 in)")
     report.add_argument("--quiet", action="store_true",
                         help="no progress bar on stderr (drawn only when stderr is a "
                         "terminal); the table is printed all the same")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import math
 import os
@@ -1721,10 +1722,14 @@ def test_the_layer_commands_take_a_transposed_convolution(layer, tmp_path, capsy
     assert f"matrix           {A.shape[0]} x {A.shape[1]}, nnz " in info
     assert info.startswith(f"layer            conv_transpose{len(layer['kernel'])}d "
                            f"{c_in} -> {layer['out']}")
-    # the receptive field: the inputs the center output reads, from the matrix
-    center = np.ravel_multi_index(tuple(n // 2 for n in y.shape[1:]), y.shape[1:])
+    # the receptive field: the inputs the outputs from the center on read, over one stride
+    # (the most of them: a new user's trial found the center one alone reading 1 of 2), from
+    # the matrix
     random = sparseconv.conv_transpose_matrix(np.ones_like(w), layer["in_shape"], **kwargs)
-    reads = np.unique(random.tocsr()[[center]].indices % math.prod(layer["in_shape"][1:]))
+    box = itertools.product(*(range(n // 2, min(n, n // 2 + s))
+                              for n, s in zip(y.shape[1:], layer["stride"])))
+    reads = max((np.unique(random.tocsr()[[np.ravel_multi_index(at, y.shape[1:])]].indices
+                           % math.prod(layer["in_shape"][1:])) for at in box), key=len)
     line = next(line for line in info.splitlines() if line.startswith("receptive field"))
     if reads.size == 0:
         assert "empty" in line, line
@@ -1732,7 +1737,7 @@ def test_the_layer_commands_take_a_transposed_convolution(layer, tmp_path, capsy
         positions = np.unravel_index(reads, layer["in_shape"][1:])
         extent = "x".join(str(p.max() - p.min() + 1) for p in positions)
         plural = "s" if reads.size != 1 else ""  # (a new user's trial: "1 positions")
-        assert line.split()[2] == extent and f"reads {reads.size} position{plural} x " \
+        assert line.split()[2] == extent and f" {reads.size} position{plural} x " \
             f"{c_in // groups} channel(s)" in line, line
     assert main(["spectrum", *weights, "--weights", str(tmp_path / "w.npy"), "-o",
                  str(tmp_path / "s.png")]) == 0
@@ -1971,3 +1976,36 @@ def test_spectrum_log_draws_the_values_on_a_log_scale(tmp_path, monkeypatch):
         assert main(["spectrum", "-o", str(tmp_path / "s.png"), *layer, "--seed", "3",
                      "--quiet", *extra]) in (0, None)
     assert [fig.axes[0].get_yscale() for fig in figures] == ["log", "linear"]
+
+
+def test_a_wide_interval_is_not_told_to_narrow_where_it_cannot(capsys):
+    """A new user's trial: circular padding that is not periodic (stride 2 on 24 with padding
+    2) got a 12%-wide interval and the advice of --relative-width, which then warned that no
+    whole-Gram proof exists and gave the same interval."""
+    from sparseconv.cli import main
+
+    assert main(["spectrum", "--in-shape", "16,24,24", "--out-channels", "16",
+                 "--kernel-size", "3", "--stride", "2", "--padding", "2",
+                 "--padding-mode", "circular"]) == 0
+    err = capsys.readouterr().err
+    assert ("wide (relative): circular padding that is not periodic has no whole-Gram proof, "
+            "and --relative-width cannot narrow it") in err
+    assert "--relative-width W certifies" not in err
+
+
+def test_report_plot_takes_the_figure_options(tmp_path, capsys, monkeypatch):
+    """A new user's trial: ``report --plot`` refused ``--dpi`` and ``--figsize``, which the
+    README gives every figure."""
+    import torch
+
+    from sparseconv.cli import main
+
+    torch.save(_tiny_model(), tmp_path / "model.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--model", "model.pt", "--input-shape", "3,8,8", "--trust-pickle",
+                 "--plot", "b.png", "--dpi", "100", "--figsize", "3.5,2.5", "--quiet"]) == 0
+    assert matplotlib.image.imread(tmp_path / "b.png").shape[:2] == (250, 350)
+    capsys.readouterr()
+    line = _main_fails(["report", "--model", "model.pt", "--input-shape", "3,8,8",
+                        "--trust-pickle", "--dpi", "100"], capsys)
+    assert "--dpi sets the figure of --plot, which is not given" in line

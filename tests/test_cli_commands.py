@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 from decimal import ROUND_CEILING, ROUND_FLOOR
@@ -204,18 +205,26 @@ def test_info_of_a_transposed_layer_gives_its_own_matrix_shape(capsys):
     assert _info_lines(out)["matrix"].startswith(f"{T.shape[0]} x {T.shape[1]}, nnz {T.nnz} ")
 
 
-def _field_oracle(M: np.ndarray, out_shape, in_shape) -> str:
+def _field_oracle(M: np.ndarray, out_shape, in_shape, stride=None) -> str:
     """The receptive field of output channel 0 at the center position, from the matrix
-    row: its nonzero columns (positive weights: nothing cancels)."""
-    center = np.ravel_multi_index((0, *(n // 2 for n in out_shape[1:])), out_shape)
-    columns = np.flatnonzero(M[center])
+    row: its nonzero columns (positive weights: nothing cancels). For a transposed layer of
+    ``stride``, the row reading the most of the ``stride`` outputs from the center on, per
+    axis (the center one alone may read fewer than its neighbours)."""
+    starts = [n // 2 for n in out_shape[1:]]
+    box = itertools.product(*(range(c, min(n, c + s)) for c, n, s in zip(
+        starts, out_shape[1:], stride or [1] * len(starts))))
+    rows = [np.ravel_multi_index((0, *at), out_shape) for at in box]
+    columns = max((np.flatnonzero(M[row]) for row in rows),
+                  key=lambda c: len({p[1:] for p in zip(*np.unravel_index(c, in_shape))}))
     if not columns.size:
         return "empty"
     channel, *positions = np.unravel_index(columns, in_shape)
     spatial = {tuple(int(p[i]) for p in positions) for i in range(columns.size)}
     extent = "x".join(str(int(p.max() - p.min()) + 1) for p in positions)
     n, c = len(spatial), len(set(channel.tolist()))
-    return (f"{extent} (the center output reads {n} position{'s' if n != 1 else ''} x {c} "
+    who = ("the outputs at the center read up to" if stride and max(stride) > 1 else
+           "the center output reads")
+    return (f"{extent} ({who} {n} position{'s' if n != 1 else ''} x {c} "
             f"channel(s) = {n * c} inputs)")
 
 
@@ -262,13 +271,14 @@ def test_info_receptive_field_of_a_transposed_layer(capsys, stride, kernel, size
                                                            padding):
     """A mutant this catches: _cli_commands.py: ``o < axis.output_size`` ->
     ``o <= axis.output_size`` in _center_readers. The field is read off the dense
-    conv_transpose_matrix's row of output channel 0 at the center of the transposed
-    layer's output."""
+    conv_transpose_matrix's rows of output channel 0 from the center of the transposed
+    layer's output on, the one reading the most (a new user's trial: the center output of a
+    stride-2 layer read 1 position, its neighbour 2)."""
     out = _run(capsys, "info", "--transposed", "--in-shape", f"2,{size}", "--out-channels",
                "3", "--kernel-size", kernel, "--stride", stride, "--padding", padding)
     T = sc.conv_transpose_matrix(np.ones((2, 3, kernel)), (2, size), stride=stride,
                                  padding=padding)
-    expected = _field_oracle(T.toarray(), (3, T.shape[0] // 3), (2, size))
+    expected = _field_oracle(T.toarray(), (3, T.shape[0] // 3), (2, size), [stride])
     line = _info_lines(out)["receptive field"]
     assert line == expected or (expected == "empty" and line.startswith("empty")), (line,
                                                                                       expected)

@@ -1578,3 +1578,15 @@ def test_a_network_operator_is_no_matrix_to_matmul():
                                             r"net\(x\)"):
             attempt()
     assert np.allclose(net(np.ones(6)), net.operator @ np.ones(6) + net.offset)
+
+
+def test_a_torchscript_model_is_refused_naming_the_eager_model():
+    """A new user's trial: torch.fx's attempt on a ScriptModule said it "has a __dir__ of its
+    own set on the instance"."""
+    model = nn.Sequential(nn.Conv1d(1, 2, 3)).double().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+    with pytest.raises(TypeError, match="network_operator needs the eager model: torch.fx "
+                                        "cannot trace a TorchScript model"):
+        sct.network_operator(scripted, (1, 6))
