@@ -28,15 +28,16 @@ svd = sc.circular_svd(weight, shape)
 c = 0.5 * svd.S[0]
 full = sc.clip_singular_values(weight, shape, max=c)
 small = sc.clip_singular_values(weight, shape, max=c, support="kernel", iterations=20)
-values = {
-    "original 3x3": svd.S,
-    f"clipped at {c:.2f}: 16x16 kernel (exact)": sc.singular_values(full, shape, **periodic),
-    "clipped, 3x3 support kept (alternating)": sc.singular_values(small, shape, **periodic),
+values = {  # (short labels: the legend fits under the curves, at the lower left)
+    "original": svd.S,
+    f"clipped at {c:.2f}, exact": sc.singular_values(full, shape, **periodic),
+    "clipped, 3x3 kept": sc.singular_values(small, shape, **periodic),
 }
 fig, axes = plt.subplots(1, 2, num="clip_singular_values.png", figsize=(7.0, 3.6),
                          layout="constrained")
 spectrum(values, axes[0])
-axes[0].legend(loc="upper right")  # (off the curves, which start at the top left)
+axes[0].legend(loc="lower left")  # (off the curves: a legend at the upper right crossed
+# the original's start, a review found)
 axes[0].axhline(c, color="0.5", lw=0.8, ls=":")
 axes[0].set_title(f"8 -> 8, 3x3 on 16x16: all {svd.S.size} singular values")
 # Right: the largest singular value at each frequency of the clipped 3x3 layer, brought down

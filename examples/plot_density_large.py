@@ -85,12 +85,16 @@ print(density_counts(corner, edges, edges))
 # drawn as its stored entry of largest magnitude, with its sign
 # (:func:`sparseconv.plot.largest_entries`): an average would fade the weights into the zeros
 # around them. Left, channels 0-3 of the layer (12,544 x 12,544 entries) in bins of one image
-# row: every block's band shows its kernel's largest tap. Right, the corner of one channel
-# pair drawn above, in bins of 3 x 3 entries: its three row blocks' diagonals, pooled.
+# row (56 entries, ``max_bins=224``): an output row reads the image rows above, at and below
+# it, so every block's band is three diagonals of bins, each the largest tap of one kernel
+# row. Right, the corner of one channel pair drawn above, in bins of 3 x 3 entries: its three
+# row blocks' diagonals, pooled.
 four = sc.conv_matrix(weight[:4, :4], (4, 56, 56), padding=1)
 fig, axes = plt.subplots(1, 2, num="density_values.png", figsize=(7.0, 3.2),
                          layout="compressed")
-spy(four, axes[0], values=True, max_bins=256,
+# (about two pixels a bin at the gallery's 200 dpi: nearest-neighbour draws each bin whole,
+# where the default antialiasing averaged neighbouring diagonals into colours of no entry)
+spy(four, axes[0], values=True, max_bins=224, interpolation="nearest",
     geometry=sc.ConvGeometry.from_weight((4, 4, 3, 3), (4, 56, 56), padding=1), blocks=True)
 axes[0].set_title("channels 0-3, values pooled by image rows")
 spy(corner, axes[1], values=True, max_bins=56, blocks=[(56, 56)])
