@@ -9,6 +9,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN
 from typing import Any
 
@@ -290,22 +291,30 @@ def _spectrum(layer: _Layer, args) -> None:
     # --upper promises a fast bound: no ARPACK run for the plot, which on a large layer takes
     # far longer than the bound (a new user's trial: 64->64 on 64x64 ran out of two minutes)
     drawn = args.output is not None  # (a trial: the interval alone needed a figure file)
-    values, how = _top_singular_values(
-        layer, estimate=not args.upper,
-        bar=lambda: _stage_bar(args, "ARPACK's 32 largest singular values, for the figure"),
-    ) if drawn else (None, "")
+    with warnings.catch_warnings(record=True) as said:  # (told once the norm is known to be
+        warnings.simplefilter("always")  # a float: over float64's range, the one line is
+        values, how = _top_singular_values(  # the refusal's)
+            layer, estimate=not args.upper,
+            bar=lambda: _stage_bar(args, "ARPACK's 32 largest singular values, for the figure"),
+        ) if drawn else (None, "")
     # --exact where it applies; non-periodic circular padding keeps the default route
     progress, close = _stage_bar(args, "spectral_norm")
     try:
-        norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
-                             method="upper" if args.upper else
-                             applicable_method("exact" if args.exact else "auto",
-                                               layer.geometry),
-                             tol=args.tol, relative_width=args.relative_width,
-                             progress=progress)
+        with warnings.catch_warnings():
+            # (beyond float64's range the command refuses in one line, _refuse_overflow: the
+            # library's warning of the same made two, a new user's trial)
+            warnings.filterwarnings("ignore", "spectral_norm: the norm is over the largest")
+            norm = spectral_norm(layer.weight, layer.input_shape, **layer.kwargs,
+                                 method="upper" if args.upper else
+                                 applicable_method("exact" if args.exact else "auto",
+                                                   layer.geometry),
+                                 tol=args.tol, relative_width=args.relative_width,
+                                 progress=progress)
     finally:
         close()
     _refuse_overflow(norm.upper, args)
+    for each in said:
+        warnings.warn_explicit(each.message, each.category, each.filename, each.lineno)
     every = _every_size(layer, args) if args.every_size else None
     skipped = values is not None and _draw_spectrum(layer, args, values, how, norm, every)
     lower, upper = _outward(norm.lower, ROUND_FLOOR), _outward(norm.upper, ROUND_CEILING)

@@ -765,7 +765,8 @@ def test_weights_that_contradict_the_options_are_rejected(tmp_path):
 
 def test_spectrum_of_weights_whose_norm_is_no_float(tmp_path, capsys):
     """A new user's trial: weights of 1e308 gave numpy's ldexp warning and an error about an
-    interval, naming no option. Now the warnings say what is inf, the error names --weights."""
+    interval, naming no option; then two warnings of the same before the error. The error
+    alone names --weights."""
     from sparseconv.cli import main
 
     np.save(tmp_path / "w.npy", np.full((4, 3, 3, 3), 1e308))
@@ -774,7 +775,8 @@ def test_spectrum_of_weights_whose_norm_is_no_float(tmp_path, capsys):
               str(tmp_path / "w.npy"), "--padding", "1"])
     lines = capsys.readouterr().err.splitlines()
     assert info.value.code == 2 and not (tmp_path / "s.png").exists()
-    assert [line.split(": ")[1] for line in lines] == ["warning", "warning", "error"], lines
+    assert [line.split(": ")[1] for line in lines] == ["error"], lines  # (one line: the
+    # warnings of the same, the figure's values' and the norm's, were two more)
     assert lines[-1] == (f"sparseconv spectrum: error: the spectral norm of --weights "
                          f"{tmp_path / 'w.npy'} is over the largest float64, 1.798e+308: scale "
                          "the weights down by a power of two (the norm scales with them)")
