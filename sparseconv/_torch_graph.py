@@ -52,7 +52,6 @@ from sparseconv._torch_probe import (
     replaced_forward,
     version,
 )
-from sparseconv._torch_script import _kind
 from sparseconv._torch_sizes_tracer import SizesTracer
 from sparseconv._torch_state import restored_state
 
@@ -265,10 +264,6 @@ def _trace_graph(model: nn.Module, shape: tuple[int, ...]):
     """``(graph module, root name)``: the model traced by torch.fx (a leaf module wrapped) on
     inputs of ``shape``, reads after an in-place change reading its node
     (:func:`follow_in_place`)."""
-    if isinstance(model, torch.jit.ScriptModule):
-        raise TypeError(f"network_operator: {_kind(model)} is a TorchScript module, which torch.fx "
-                        "cannot trace: pass the eager model (trace and lipschitz_report take "
-                        "TorchScript models)")
     leaf = next(model.children(), None) is None
     root = nn.Sequential(model) if leaf else model
     try:

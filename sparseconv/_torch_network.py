@@ -482,11 +482,12 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     compiled = compiled_reason(model)
     if compiled:
         raise TypeError(f"network_operator: {compiled}")
-    if isinstance(model, torch.jit.ScriptModule):  # (a new user's trial: "has a __dir__ of
-        # its own set on the instance", of torch.fx's attempt)
-        raise TypeError("network_operator needs the eager model: torch.fx cannot trace a "
-                        "TorchScript model (lipschitz_report and trace read its graph; the "
-                        "per-module functions take a TorchScript module of one layer)")
+    if isinstance(model, torch.jit.ScriptModule):  # (first: a new user's trial got "has a
+        # __dir__ of its own set on the instance", of the check of instance methods)
+        raise TypeError(f"network_operator: {_kind(model)} is a TorchScript module, which "
+                        "torch.fx cannot trace: pass the eager model (trace and "
+                        "lipschitz_report take TorchScript models; the per-module functions "
+                        "take a TorchScript module of one layer)")
     model = unwrapped(model)
     shape = _checked(model, input_shape, None)
     why = model_hook_reason(model)

@@ -1587,6 +1587,6 @@ def test_a_torchscript_model_is_refused_naming_the_eager_model():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.script(model)
-    with pytest.raises(TypeError, match="network_operator needs the eager model: torch.fx "
-                                        "cannot trace a TorchScript model"):
+    with pytest.raises(TypeError, match="Sequential is a TorchScript module, "
+                                        "which torch.fx cannot trace: pass the eager model"):
         sct.network_operator(scripted, (1, 6))
