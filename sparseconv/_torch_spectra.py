@@ -594,21 +594,37 @@ def _scaled(x: torch.Tensor, value: torch.Tensor, exponent: int) -> torch.Tensor
 
 class _Scaled(torch.autograd.Function):
     """``value`` with ``x``'s gradient (the identity's), for :func:`_scaled`'s extreme
-    exponents; a derivative of that gradient is refused by name (:func:`refused`)."""
+    exponents; a derivative of that gradient is refused by name (:func:`refused`), and so is
+    forward mode (a jvp's outer levels go unrecorded: a second derivative would be zero)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         return value.detach().clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor],
+                      output: torch.Tensor) -> None:
+        pass  # (torch.func's transforms need one: a review's grad and jacrev failed)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         # (create_graph=True: the gradient may be differentiated again)
         return (refused(grad, _BEYOND) if torch.is_grad_enabled() else grad), None
 
+    @staticmethod
+    def jvp(ctx: Any, x_tangent: torch.Tensor, value_tangent: Any) -> torch.Tensor:
+        raise RuntimeError(_FORWARD_BEYOND)
+
 
 _BEYOND = ("spectral_norm_upper has no second derivative for a weight whose largest entry is "
            f"beyond 2**+-{_SCALED_EXPONENT} (it would be scaled by as much): scale the weight "
            "into that range")
+_FORWARD_BEYOND = ("spectral_norm_upper has no forward-mode derivative (jvp, jacfwd, "
+                   "forward_ad) for a weight whose largest entry is beyond "
+                   f"2**+-{_SCALED_EXPONENT}: scale the weight into that range, or take its "
+                   "gradient by reverse mode")
 
 
 def _at_least(x: torch.Tensor, value: float) -> torch.Tensor:

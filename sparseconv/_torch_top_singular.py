@@ -29,9 +29,11 @@ backward, ``torch.autograd.forward_ad``, ``torch.func.jvp``, ``jacrev``, ``jacfw
 jvp did not do that: a review found ``jacfwd(jacfwd(f))`` zero, as torch does not record a
 custom jvp for outer levels.) Where ``sigma`` is not differentiable the first derivative is
 ``u v^H`` of the SVD's choice, as ``svdvals``': at a zero matrix, where the second is zero
-(``sigma(x V) = |x| sigma(V)`` is linear on each side of zero), and where the largest value
-repeats (an orthogonal or Dirac-initialised layer), where the second leaves the repeated
-pairs out of ``R``.
+(``sigma(x V) = |x| sigma(V)`` is linear on each side of zero; so below float's normal
+range, where ``1 / sigma`` overflows), and where the largest value repeats (an orthogonal or
+Dirac-initialised layer; values closer than ``8 max(m, n) eps``, relative, which the SVD
+does not resolve, count as repeated), where the second leaves the repeated pairs out of
+``R``.
 
 Third derivatives would be those of the polynomial, zero: they are refused instead where
 reverse mode takes them (the coefficients pass through :class:`_Frozen`, whose backward
@@ -110,15 +112,21 @@ class _Frozen(torch.autograd.Function):
         # the first derivative is u v^H of the SVD's choice, as svdvals', and the Hessian term
         # is dropped (1 / sigma taken as 0; sigma(x v) = |x| sigma(v) is linear on each side)
         # where its coefficients would be NaN, and with them the value (a review)
-        positive = s[..., :1] > 0
+        # (and below float's normal range, where 1 / sigma overflows, a second derivative
+        # of order 1 / sigma is none the float holds: dropped too, as the NaN of inf * 0
+        # reached the value, a review)
+        positive = (s[..., :1] > 0) & torch.isfinite(1 / s[..., :1])
         sigma = torch.where(positive, s[..., :1], 1)
         ratio = s[..., 1:] / sigma
         top, rest = vh[..., :1, :].mH, vh[..., 1:, :].mH
         # where the largest value repeats (an orthogonal or Dirac-initialised layer's), no
         # derivative exists: the first is the SVD's choice, as svdvals', and the second leaves
-        # the repeated pairs out (1 / 0 would make the coefficients, and the value, NaN)
+        # the repeated pairs out (1 / 0 would make the coefficients, and the value, NaN); so
+        # it does with values apart by less than the SVD resolves, 8 max(m, n) eps relative
+        # (a review: an orthogonal layer's values, 1 apart by an ulp, gave Hessians of 4e15)
         gaps = (1 - ratio) * (1 + ratio)
-        resolvent = (rest * torch.where(gaps > 0, 1 / gaps, 0)[..., None, :]) @ rest.mH
+        resolved = 1 - ratio > 8 * max(t.shape[-2:]) * torch.finfo(s.dtype).eps
+        resolvent = (rest * torch.where(resolved, 1 / gaps, 0)[..., None, :]) @ rest.mH
         inverse = torch.where(positive, 1 / sigma, 0)[..., None]
         # (s[..., 0] copied: a view of s, which forward mode's tangents must not be)
         return (t / sigma[..., None], top @ top.mH, resolvent, u[..., :, :1] @ top.mH,
@@ -133,9 +141,14 @@ class _Frozen(torch.autograd.Function):
         (t,) = ctx.saved_tensors
         total = torch.stack([g.abs().sum() for g in grads]).sum()
         zero = torch.zeros_like(t)
-        if _batched(total):
-            return zero + torch.where(total == 0, 0.0, torch.nan).to(zero.real.dtype)
-        if bool(total):
+        poisoned = zero + torch.where(total == 0, 0.0, torch.nan).to(zero.real.dtype)
+        try:
+            nonzero = bool(total)
+        except RuntimeError:  # (batched by torch.func.vmap, or by the older vmap of
+            return poisoned  # is_grads_batched and gradcheck's batched checks, a review)
+        if nonzero and not bool(torch.isfinite(total)):  # (an inf or NaN from the loss,
+            return poisoned  # carried as NaN: a first derivative, no third; a review)
+        if nonzero:
             raise RuntimeError(_THIRD)
         return zero
 
@@ -145,19 +158,6 @@ class _Frozen(torch.autograd.Function):
         zero, square = tangent * 0, (tangent.mH @ tangent) * 0
         scalar = tangent.abs().sum((-2, -1)) * 0
         return zero, square, square, zero, scalar[..., None, None], scalar
-
-
-def _batched(x: torch.Tensor) -> bool:
-    """Whether ``x`` is batched by ``torch.func.vmap`` at some level (its values then cannot
-    decide a Python ``if``)."""
-    functorch = getattr(torch._C, "_functorch", None)
-    if functorch is None or not functorch.is_functorch_wrapped_tensor(x):
-        return False
-    while functorch.is_functorch_wrapped_tensor(x):
-        if functorch.is_batchedtensor(x):
-            return True
-        x = functorch.get_unwrapped(x)
-    return False
 
 
 def refused(x: torch.Tensor, message: str) -> torch.Tensor:

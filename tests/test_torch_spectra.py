@@ -781,3 +781,21 @@ def test_a_linear_weight_is_refused_with_its_convolution():
     with pytest.raises(ValueError, match=r"got shape \(10, 256\); a Linear's weight \(out, in\) "
                                          r"is a 1x1 convolution's, weight\[:, :, None\]"):
         sct.spectral_norm_upper(torch.ones(10, 256, dtype=F64), 1)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_extreme_weights_keep_torch_funcs_reverse_mode_and_refuse_forward_mode_by_name():
+    """A review: beyond 2**+-500 ``torch.func.grad`` and ``jacrev`` failed (an old-style
+    autograd function), and forward mode raised torch's own error."""
+    base = torch.tensor([[[1.0, 2.0, -1.0]], [[0.0, 1.0, 3.0]]], dtype=F64)
+    w = base * 1e-200
+
+    def bound(w):
+        return sct.spectral_norm_upper(w, (6,))
+
+    x = w.clone().requires_grad_(True)
+    bound(x).backward()
+    assert torch.equal(torch.func.grad(bound)(w), x.grad)
+    assert torch.equal(torch.func.jacrev(bound)(w), x.grad)
+    with pytest.raises(RuntimeError, match="no forward-mode derivative .* beyond 2\\*\\*\\+-500"):
+        torch.func.jvp(bound, (w,), (torch.ones_like(w),))

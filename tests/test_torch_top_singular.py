@@ -209,3 +209,27 @@ def test_a_repeated_largest_value_keeps_the_value_and_finite_derivatives():
         (g,) = torch.autograd.grad(value, w, create_graph=True)
         (hv,) = torch.autograd.grad((g * weight).sum(), w)
         assert torch.isfinite(g).all() and torch.isfinite(hv).all()
+
+
+def test_what_a_second_review_found():
+    """A subnormal top value (1 / sigma overflows) made the value NaN; an orthogonal matrix's
+    values, 1 apart by an ulp, gave Hessians of 4e15; batched reverse mode of the older vmap
+    (``is_grads_batched``, gradcheck's batched checks) raised; an infinite cotangent from the
+    loss raised the third derivatives' error on a first derivative."""
+    h = torch.tensor([[3.0, 1.0], [0.5, 2.0]], dtype=F64)
+    for scale, dtype in ((1e-310, F64), (1e-40, torch.float32), (1e-312, torch.complex128)):
+        x = (h * scale).to(dtype).requires_grad_(True)
+        value = largest_singular_value(x)
+        assert value.item() == torch.linalg.svdvals(x.detach())[0].item() > 0
+        (g,) = torch.autograd.grad(value, x)
+        assert torch.isfinite(g).all()
+    q, _ = torch.linalg.qr(_random((6, 6), F64, 11))
+    x = q.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(largest_singular_value(x), x, create_graph=True)
+    (hv,) = torch.autograd.grad((g * _random((6, 6), F64, 12)).sum(), x)
+    assert float(hv.abs().max()) < 100  # (2e15 where the ulp apart values were resolved)
+    x = _random((4, 3), F64, 13).requires_grad_(True)
+    assert torch.autograd.gradcheck(largest_singular_value, (x,), check_batched_grad=True)
+    assert torch.autograd.gradgradcheck(largest_singular_value, (x,), check_batched_grad=True)
+    (g,) = torch.autograd.grad(largest_singular_value(x) * torch.inf, x)
+    assert not torch.isfinite(g).all()
