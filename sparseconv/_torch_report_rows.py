@@ -106,17 +106,6 @@ def _circular_norm(layer: _Layer, module: nn.Module) -> float | None:
     return circular_norm(dict(weight=weight, input_shape=shape, **kwargs))
 
 
-def _report_row(record: TraceRecord, batchnorm: TraceRecord | None = None,
-                **kwargs: Any) -> dict:
-    """One row: ``record``'s layer, or ``batchnorm`` folded into it (a convolution)."""
-    start = time.perf_counter()
-    row, layer = _prepared_row(record, batchnorm)
-    bound = _layer_norm(layer, label=f"lipschitz_report: {_row_label(record, batchnorm)}",
-                        **kwargs)
-    return _finished_row(row, layer, bound, _circular_norm(layer, record.module),
-                         time.perf_counter() - start)
-
-
 def _check_reading(layer: _Layer, first: TraceRecord, last: TraceRecord | None = None) -> None:
     """Refuse a row's layer whose reading by sparseconv does not reproduce what its modules
     computed on the trace's probe: ``first``'s input to ``last``'s output (a convolution and
