@@ -387,10 +387,9 @@ class NetworkOperator(ReadOnlyState):
         raise TypeError(_NOT_A_MATRIX)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        """``x @ net`` with a numpy array ``x``: refused as ``net @ x`` is."""
-        if ufunc is np.matmul:
-            raise TypeError(_NOT_A_MATRIX)
-        return NotImplemented
+        """``x @ net`` with a numpy array ``x``: refused as ``net @ x`` is; so is any other of
+        numpy's operations (``x + net``: numpy's "returned NotImplemented" named none)."""
+        raise TypeError(f"numpy's {ufunc.__name__} of a NetworkOperator: {_NOT_A_MATRIX}")
 
 
 _NOT_A_MATRIX = ("a NetworkOperator is an affine map, not a matrix: apply it with net(x) "
@@ -482,9 +481,11 @@ def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOpe
     compiled = compiled_reason(model)
     if compiled:
         raise TypeError(f"network_operator: {compiled}")
-    if isinstance(model, torch.jit.ScriptModule):  # (first: a new user's trial got "has a
-        # __dir__ of its own set on the instance", of the check of instance methods)
-        raise TypeError(f"network_operator: {_kind(model)} is a TorchScript module, which "
+    inner = unwrapped(model)
+    if isinstance(inner, torch.jit.ScriptModule):  # (first: a new user's trial got "has a
+        # __dir__ of its own set on the instance", of the check of instance methods; a
+        # review, through DataParallel too)
+        raise TypeError(f"network_operator: {_kind(inner)} is a TorchScript module, which "
                         "torch.fx cannot trace: pass the eager model (trace and "
                         "lipschitz_report take TorchScript models; the per-module functions "
                         "take a TorchScript module of one layer)")

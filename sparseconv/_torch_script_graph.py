@@ -945,11 +945,8 @@ class _Builder:
             # (a U-Net's `if u.shape[-2:] != e.shape[-2:]: u = F.interpolate(...)`, as the
             # eager bound takes it: the way the traced shape takes)
             needed = _ancestors(sized)
-            # (every size the condition computes from, but a whole shape, x.size(), which
-            # holds the batch size, and of which a slice, x.shape[-2:], may not)
-            sizes = tuple(n for n in needed if _of_sizes(n) and not (
-                _size_read(n) and len(n.args) + len(n.kwargs) == 1))
-            if len({repr(self._on_probe(sizes, needed, batch)) for batch in (1, 2, 3)}) > 1:
+            if len({repr(self._on_probe(_sizes_read(needed), needed, batch))
+                    for batch in (1, 2, 3)}) > 1:
                 # (a review: `if x.size(0) == 2`, its other side equal to the taken one on
                 # the probes, passed the rebuilt graph's checks at other batches: 1.84 for a
                 # map of 51; eager, torch.fx refuses any branch on the batch size)
@@ -1232,6 +1229,27 @@ def _size_read(node: torch.fx.Node) -> bool:
     """Whether ``node`` reads a tensor's sizes (``x.size()``, ``x.size(d)``)."""
     return (node.op == "call_method" and node.target == "size") or (
         node.op == "call_function" and node.target is torch.Tensor.size)
+
+
+def _sizes_read(needed: set) -> tuple:
+    """The sizes that nodes ``needed`` read, as they read them: ``x.size(d)``, an item or
+    slice of ``x.size()`` (``x.shape[-2:]``), or the whole shape where it is read whole (a
+    review: ``x.size() != [5, 1, 8, 8]``, the same at batches of one to three, compared
+    there, passed where the batch axis itself differs). Equal at batches of one, two and
+    three, they hold no batch size (but one computed from it and cut off there, as
+    ``x.narrow(1, 0, x.size(0) // 4)``: documented, as eager's)."""
+    found = []
+    for n in sorted(needed, key=lambda n: n.name):
+        if not _size_read(n):
+            continue
+        readers = [u for u in n.users if u in needed and not (  # (its length: the rank)
+            u.op == "call_function" and u.target is len)]
+        if len(n.args) + len(n.kwargs) > 1 or any(
+                u.op != "call_function" or u.target is not operator.getitem for u in readers):
+            found.append(n)
+        else:
+            found.extend(sorted(readers, key=lambda u: u.name))
+    return tuple(found)
 
 
 def _of_sizes(node: torch.fx.Node) -> bool:

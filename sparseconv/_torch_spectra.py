@@ -393,7 +393,8 @@ def circular_spectral_norm(weight: torch.Tensor, input_size: ShapeLike, *,
     measured on 2026-12-03), without progress reports. Second derivatives (a gradient
     penalty, ``torch.func.hessian``) are exact wherever that largest value is simple, also
     where the matrix repeats others (zeros of a pruned channel or of a strided 1x1 layer);
-    third derivatives are refused where reverse mode takes them.
+    third derivatives are refused where reverse mode takes them (zero where forward
+    mode takes the third: ``jacfwd`` of a Hessian).
 
     Parameters
     ----------
@@ -482,7 +483,8 @@ def spectral_norm_upper(weight: torch.Tensor, input_size: ShapeLike, *,
     are not in the layer's matrix: the bound is that of the weight with them zero, and
     their gradient is zero. Second derivatives are the top singular value's, exact wherever
     it is simple (also where the frequency's matrix repeats other values, zeros included);
-    third derivatives are refused where reverse mode takes them.
+    third derivatives are refused where reverse mode takes them (zero where forward
+    mode takes the third: ``jacfwd`` of a Hessian).
 
     Parameters
     ----------

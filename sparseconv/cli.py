@@ -135,7 +135,8 @@ def _plot_options() -> argparse.ArgumentParser:
                        help="resolution of the file (default 300)")
     group.add_argument("--figsize", type=_figsize, default=None, metavar="W,H",
                        help="figure size in inches (default one 3.5 in column wide, two "
-                       "for spectrum's two panels; fonts 8 pt)")
+                       "for spectrum's two panels, 0.3 in a layer and at least 6.4 x 4.4 "
+                       "for report's; fonts 8 pt)")
     return options
 
 

@@ -1573,7 +1573,8 @@ def test_a_network_operator_is_no_matrix_to_matmul():
     """A new user wrote ``net @ x`` and got numpy's "does not have enough dimensions" (of an
     object array): the map is affine, and ``@`` is refused by name, both ways."""
     net = sct.network_operator(nn.Sequential(nn.Conv1d(1, 2, 3)).double().eval(), (1, 6))
-    for attempt in (lambda: net @ np.ones(6), lambda: np.ones(4) @ net, lambda: net @ net):
+    for attempt in (lambda: net @ np.ones(6), lambda: np.ones(4) @ net, lambda: net @ net,
+                    lambda: np.ones(4) + net):
         with pytest.raises(TypeError, match=r"an affine map, not a matrix: apply it with "
                                             r"net\(x\)"):
             attempt()
@@ -1587,6 +1588,8 @@ def test_a_torchscript_model_is_refused_naming_the_eager_model():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.script(model)
-    with pytest.raises(TypeError, match="Sequential is a TorchScript module, "
-                                        "which torch.fx cannot trace: pass the eager model"):
-        sct.network_operator(scripted, (1, 6))
+    for wrapped in (scripted, nn.DataParallel(scripted)):  # (a review: DataParallel's still
+        # got the old message)
+        with pytest.raises(TypeError, match="Sequential is a TorchScript module, "
+                                            "which torch.fx cannot trace: pass the eager model"):
+            sct.network_operator(wrapped, (1, 6))

@@ -2509,3 +2509,40 @@ class _Residual(nn.Module):
 
     def forward(self, x):
         return self.c(x) + x
+
+
+class _WholeShape(nn.Module):
+    def __init__(self, test: int):
+        super().__init__()
+        self.test = test
+        self.c = nn.Conv2d(1, 1, 3, padding=1, dtype=F64)
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.test == 0:
+            small = x.size() != [5, 1, 8, 8]
+        elif self.test == 1:
+            small = x.reshape(-1).size() != [320]
+        elif self.test == 2:
+            small = not (x.size() == [5, 1, 8, 8] or x.size() == [6, 1, 8, 8])
+        elif self.test == 3:
+            small = x.transpose(0, 1).size(1) < 5
+        else:
+            small = x.shape[0] < 5
+        if small:
+            y = y * 1.0
+        else:
+            y = y * 100.0
+        return y
+
+
+@pytest.mark.parametrize("test", range(5))
+def test_a_condition_on_a_whole_shape_is_refused(test):
+    """A review: a condition on a whole shape (``x.size() != [5, 1, 8, 8]``), the same at
+    batches of one to three, passed the check of the sizes it computed: a bound of 0.93 for a
+    map of 92.5 at a batch of five. The sizes read are compared as read, the batch among
+    them; and one that holds the batch on another axis (a transpose's)."""
+    scripted = jit(_WholeShape(test).eval(), "script", (1, 8, 8))
+    report = sct.lipschitz_report(scripted, (1, 8, 8))
+    assert report.network_upper is None
+    assert "runs prim::If on sizes that follow the batch size" in report.reason
