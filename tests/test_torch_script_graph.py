@@ -2527,8 +2527,10 @@ class _WholeShape(nn.Module):
             small = not (x.size() == [5, 1, 8, 8] or x.size() == [6, 1, 8, 8])
         elif self.test == 3:
             small = x.transpose(0, 1).size(1) < 5
-        else:
+        elif self.test == 4:
             small = x.shape[0] < 5
+        else:  # (a squeeze of the batch axis: another rank at a batch of one, a review)
+            small = len(x.squeeze(0).shape) == 4
         if small:
             y = y * 1.0
         else:
@@ -2536,7 +2538,7 @@ class _WholeShape(nn.Module):
         return y
 
 
-@pytest.mark.parametrize("test", range(5))
+@pytest.mark.parametrize("test", range(6))
 def test_a_condition_on_a_whole_shape_is_refused(test):
     """A review: a condition on a whole shape (``x.size() != [5, 1, 8, 8]``), the same at
     batches of one to three, passed the check of the sizes it computed: a bound of 0.93 for a
