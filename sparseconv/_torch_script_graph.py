@@ -1167,41 +1167,15 @@ def _executed_writes(nodes) -> list:
     return found
 
 
-def _as_torchscript_compares(a: Any, b: Any) -> tuple[Any, Any]:
-    """``a`` and ``b`` as TorchScript compares them: a ``torch.Size`` (a tuple) as the list
-    of its integers, and an integer compared with a float as a float (``aten::lt.int_float``
-    converts it: a review found ``size + 9007199254740993 < 9007199254741000.0`` decided as
-    Python decides it, the other way, and a false bound)."""
-    if isinstance(a, float) or isinstance(b, float):
-        return float(a), float(b)
-    return (list(a) if isinstance(a, tuple) else a), (list(b) if isinstance(b, tuple) else b)
-
-
-def _size_eq(a: Any, b: Any) -> bool:
-    a, b = _as_torchscript_compares(a, b)
-    return a == b
-
-
-def _size_ne(a: Any, b: Any) -> bool:
-    return not _size_eq(a, b)
-
-
-def _size_lt(a: Any, b: Any) -> bool:
-    a, b = _as_torchscript_compares(a, b)
-    return a < b
-
-
-def _size_le(a: Any, b: Any) -> bool:
-    a, b = _as_torchscript_compares(a, b)
-    return a <= b
-
-
-def _size_gt(a: Any, b: Any) -> bool:
-    return _size_lt(b, a)
-
-
-def _size_ge(a: Any, b: Any) -> bool:
-    return _size_le(b, a)
+def _on_size_lists(operation: Any) -> Any:
+    """``operation`` of :data:`CONDITION_OPS` (as TorchScript computes it, an integer against
+    a float converted first: a review found ``size + 9007199254740993 < 9007199254741000.0``
+    decided as Python decides it, the other way, and a false bound) on sizes: a
+    ``torch.Size``, a tuple, read as the ``List[int]`` TorchScript holds (``x.shape[-2:] ==
+    [8, 8]`` is True there)."""
+    def computed(*args: Any) -> Any:
+        return operation(*(list(a) if isinstance(a, tuple) else a for a in args))
+    return computed
 
 
 def _size_div(a: Any, b: Any) -> float:
@@ -1210,12 +1184,11 @@ def _size_div(a: Any, b: Any) -> float:
 
 
 #: Operations on sizes whose results an ``if`` reads, as graph nodes: comparisons, truth,
-#: ``not``, ``in``, ``len`` and true division, as TorchScript computes them.
+#: ``not``, ``in``, ``len`` (:data:`CONDITION_OPS`') and true division.
 _COMPARISONS: dict[str, Any] = {
-    "aten::eq": _size_eq, "aten::ne": _size_ne, "aten::lt": _size_lt, "aten::le": _size_le,
-    "aten::gt": _size_gt, "aten::ge": _size_ge, "aten::Bool": bool,
-    "aten::__not__": operator.not_, "aten::__contains__": operator.contains,
-    "aten::len": len, "aten::div": _size_div}
+    **{kind: _on_size_lists(operation) for kind, operation in CONDITION_OPS.items()
+       if kind != "aten::__getitem__"},
+    "aten::div": _size_div}
 
 
 def _ancestors(node: torch.fx.Node) -> set:
@@ -1253,7 +1226,8 @@ def _sizes_read(needed: set) -> tuple:
             continue
         readers = [u for u in n.users if u in needed]
         if len(n.args) + len(n.kwargs) > 1 or any(
-                u.op != "call_function" or u.target not in (operator.getitem, len)
+                u.op != "call_function" or u.target not in (operator.getitem,
+                                                            _COMPARISONS["aten::len"])
                 for u in readers):
             found.append(n)
         else:  # (its items, slices and length: the rank, which a squeeze of the batch
