@@ -232,19 +232,19 @@ def _report_rows(todo: list, workers: int | Callable, kwargs: dict,
     call's norms, not computed twice.
     """
     first: dict[tuple, int] = {}  # each distinct layer's first row
-    for i, (record, batchnorm) in enumerate(todo):
-        first.setdefault(_same_layer(record, batchnorm), i)
+    owner: list[int] = []  # each row's layer's first row
     again: dict[int, list[int]] = {}  # a first row's later calls
     for i, (record, batchnorm) in enumerate(todo):
-        if first[_same_layer(record, batchnorm)] != i:
-            again.setdefault(first[_same_layer(record, batchnorm)], []).append(i)
+        owner.append(first.setdefault(_same_layer(record, batchnorm), i))
+        if owner[i] != i:
+            again.setdefault(owner[i], []).append(i)
     if workers == 1:
         norms: dict[int, tuple[sc.SpectralNorm, float | None]] = {}
         for i, (record, batchnorm) in enumerate(todo):
             start = time.perf_counter()
             with naming(_row_label(record, batchnorm)):
                 row, layer = _prepared_row(record, batchnorm)
-                known = first[_same_layer(record, batchnorm)]
+                known = owner[i]
                 if known == i:
                     norms[i] = (_layer_norm(layer, label=f"lipschitz_report: "
                                             f"{_row_label(record, batchnorm)}", **kwargs),
@@ -257,7 +257,7 @@ def _report_rows(todo: list, workers: int | Callable, kwargs: dict,
         with naming(_row_label(record, batchnorm)):
             row, layer = _prepared_row(record, batchnorm)
         prepared.append((row, layer, time.perf_counter() - start))
-        if layer.conv is not None and first[_same_layer(record, batchnorm)] == i:
+        if layer.conv is not None and owner[i] == i:
             weight, shape, conv_kwargs = layer.conv
             convolutions.append(dict(weight=weight, input_shape=shape, **conv_kwargs))
             # method="exact" becomes "auto" where it does not apply, as in turn
@@ -277,7 +277,7 @@ def _report_rows(todo: list, workers: int | Callable, kwargs: dict,
                          lambda j: _row_label(*todo[index[j]]))
     try:
         for i, (_, layer, _) in enumerate(prepared):  # the workers run meanwhile
-            if layer.conv is None and first[_same_layer(*todo[i])] == i:
+            if layer.conv is None and owner[i] == i:
                 start = time.perf_counter()
                 with naming(_row_label(*todo[i])):
                     bound = _layer_norm(layer, label=f"lipschitz_report: "
