@@ -126,13 +126,16 @@ class _BlockLayout:
 def format_bytes(nnz: int, shape: tuple[int, int], dtype, index_dtype, format: str) -> int:
     """Bytes of a sparse array of ``shape`` with ``nnz`` entries stored in ``format``.
 
-    ``bsr`` is counted twice over: scipy may choose blocks that store some zeros.
+    ``bsr`` is counted twice over: scipy may choose blocks that store some zeros; and with
+    the work arrays of scipy's conversion to it, one pointer per block column (``tobsr``'s
+    ``csr_count_blocks`` and ``csr_tobsr``: a fuzz run's 2 x 2^40 layer of one nonzero, 40 bytes
+    in CSR, raised ``MemoryError: std::bad_alloc`` as BSR).
     """
     item, idx = np.dtype(dtype).itemsize, np.dtype(index_dtype).itemsize
     if format == "coo":
         return nnz * (item + 2 * idx)
     compressed = nnz * (item + idx) + (shape[format == "csc"] + 1) * idx
-    return 2 * compressed if format == "bsr" else compressed
+    return 2 * compressed + 8 * (shape[1] + 1) if format == "bsr" else compressed
 
 
 def check_addressable(shape: tuple[int, int], geom: ConvGeometry,

@@ -320,6 +320,18 @@ def test_memory_limit_counts_temporaries_and_the_converted_copy(memory_limit, fo
     assert abs(build(w, (4, 16, 16), padding=1, format=format) - A).max() == 0
 
 
+@pytest.mark.parametrize("blocksize", [None, (1, 2)])
+def test_bsr_counts_scipys_conversion_work_arrays(blocksize):
+    """A layer of 2**40 columns and one nonzero (a stride as long as its input) is 40 bytes in
+    CSR; scipy's conversion to BSR allocates a pointer per block column, and raised
+    ``MemoryError: std::bad_alloc`` (a fuzz run): it is refused by the memory limit first."""
+    w = np.full((1, 1, 1), 0.5)
+    A = conv_matrix(w, (1, 2**40), stride=2**40)
+    assert A.shape == (1, 2**40) and A.nnz == 1
+    with pytest.raises(sparseconv.MatrixTooLargeError, match="BSR"):
+        conv_matrix(w, (1, 2**40), stride=2**40, format="bsr", blocksize=blocksize)
+
+
 @pytest.mark.parametrize("build", [
     lambda: conv_matrix(np.ones((1, 1, 1, 1)), (1, 2**40, 2**40)),
     lambda: conv_transpose_matrix(np.ones((1, 1, 1, 1)), (1, 2**40, 2**40)),
