@@ -87,7 +87,7 @@ def pointwise_norm(weight, geom: ConvGeometry) -> SpectralNorm:
     ``S^T S`` is diagonal with the number of reads of each input, so ``||A|| = ||W||
     sqrt(max reads)``; ``W`` is block diagonal over the groups.
     """
-    reads = math.prod(int(axis_reads.max()) for axis_reads in pointwise_reads(geom))
+    reads = math.prod(int(axis_reads.max(initial=0)) for axis_reads in pointwise_reads(geom))
     rows, cols = weight.shape[0], weight.shape[1] * geom.groups
     check_memory(weight.itemsize * (2 * rows * cols + 2 * min(rows, cols) ** 2),
                  f"the {rows} x {cols} weight matrix of a 1x1 kernel (and its adjoint), and its "

@@ -18,6 +18,7 @@ import sparseconv as sc
 from sparseconv import SpectralNorm, conv_matrix, spectral_norm
 
 from ._oracles import (
+    dense_conv,
     assert_exactly_contains,
     definite,
     exact_gram,
@@ -783,6 +784,32 @@ def test_1x1_kernels_in_closed_form(mode):
         assert result.method == "1x1" and "1x1" in result.bounds
         assert_contains(result, truth, kwargs)
         assert abs(result.value - truth) <= 1e-12 * truth and result.relative_width < 1e-10
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "replicate"])
+def test_1x1_kernels_on_long_axes_count_the_positions_read(mode):
+    """A 1x1 layer of stride 2^40 on an input of 2^40 has two outputs; its closed form counted
+    reads over every input position and asked numpy for 8 TiB (a fuzz run). The same layer on
+    an input of 8 at stride 8 reads the same pattern (the first entry, and the last through
+    the padding): its dense SVD is the oracle (the layer by its definition, on the basis),
+    and the operator is refused by its memory, not by numpy's (the padding copies' count had
+    the same bincount)."""
+    w = np.random.default_rng(13).standard_normal((3, 2, 1))
+    kwargs = dict(padding=1, padding_mode=mode)
+    small = np.stack([dense_conv(e.reshape(2, 8), w, stride=8, **kwargs).ravel()
+                      for e in np.eye(16)], axis=1)
+    truth = np.linalg.svd(small, compute_uv=False)
+    result = spectral_norm(w, (2, 2**40), stride=2**40, **kwargs)
+    assert result.method == "1x1"
+    assert_contains(result, truth[0], mode)
+    assert abs(result.value - truth[0]) <= 1e-12 * truth[0]
+    values = sc.singular_values(w, (2, 2**40), stride=2**40, **kwargs)
+    assert np.allclose(values[:truth.size], truth, rtol=0, atol=1e-12 * truth[0]) and not values[
+        truth.size:].any()
+    for weight, dtype in ((w, None), (np.ones(w.shape, dtype=np.int64), np.int64)):
+        with pytest.raises(sc.MatrixTooLargeError, match="memory limit"):  # (integers: the
+            # bound on their sums counts the copies)
+            sc.ConvOperator(weight, (2, 2**40), stride=2**40, dtype=dtype, **kwargs)
 
 
 @pytest.mark.parametrize("shape", [(3, 5000), (5000, 3)])
