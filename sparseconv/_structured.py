@@ -432,7 +432,9 @@ def conv1x1_matrix(weight: ArrayLike, spatial: ShapeLike, *, groups: int = 1,
     identity = sp.eye_array(n, dtype=dtype)
     factors = (identity, mixing) if layout == "channels_last" else (
         mixing, identity)
-    return in_format(sp.kron(*factors, format=format), format)
+    # (scipy's kron of a matrix that stores nothing is float64: a zero weight's matrix was,
+    # whatever the dtype asked for; a fuzz run)
+    return in_format(sp.kron(*factors, format=format).astype(dtype, copy=False), format)
 
 
 def block_conv_matrix(

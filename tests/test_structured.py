@@ -437,6 +437,12 @@ def test_conv1x1_matrix_has_the_dtype_asked_for():
     assert A.dtype == np.float32
     np.testing.assert_allclose(A.toarray(), np.kron(sla.block_diag(w[:2], w[2:]),
                                                     np.eye(6)).astype(np.float32))
+    # a zero weight stores nothing, and scipy's kron of it was float64 (a fuzz run)
+    for layout in ("channels_first", "channels_last"):
+        for format in ("csr", "csc", "coo", "bsr"):
+            Z = sc.conv1x1_matrix(np.zeros((2, 2), np.int64), 3, dtype=np.float32,
+                                  format=format, layout=layout)
+            assert (Z.dtype, Z.format, Z.nnz) == (np.float32, format, 0)
 
 
 @requires_torch
