@@ -58,6 +58,9 @@ ALIASES = {
     "weight": ("weight", "kernel_size", "out_channels", "in_channels"),
     "kernel": ("kernel",),
     "layers": ("layers",),
+    # kernels of another rank than the strides and dilations drawn for them: a message may
+    # name either side (a fuzz run)
+    "weights": ("weights", "stride", "dilation"),
 }
 # Names a message may use when every value was good but their combination is not.
 RELATIONAL = ("weight", "kernel", "in_channels", "out_channels", "kernel_size", "input_shape",
@@ -244,6 +247,8 @@ def draw_layer_options(args, ndim, *, modes=True, strings=True, none=False):
                                    BAD_PADDING + ([] if none else [None]))
     if modes:
         options["padding_mode"] = args.pick("padding_mode", MODES, BAD_MODES)
+        if options["padding"] is None and options["padding_mode"] == "circular":
+            args.bad.discard("padding")  # (the periodic padding: a fuzz run)
     return options
 
 
