@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import operator
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -352,6 +353,14 @@ class _Call:
         repeated operation and read as one call: a review). Not that last in a traced one
         (``traced``), whose loops are unrolled: a traced ``Upsample(mode="area")``'s sizes
         come from one line, once per axis."""
+        where = _source(node)
+        if not traced and where is not None and where.lstrip().startswith('File "') and (
+                isinstance(self.module, torch.jit.ScriptModule) and not _shipped(self.module)):
+            # a scripted class of the user's: its own forward may repeat an operation
+            # (ConvNeXt's LayerNorm2d permutes twice: helper 269); another call repeats its
+            # place. (A traced one's place is the Python stack, which two calls on one line,
+            # ln(ln(x)), need not repeat: there _calls' count of the graph's calls decides.)
+            return any(n.kind() == node.kind() and _source(n) == where for n in self.nodes)
         if node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes):
             return True
         # an operation of a kind the call ran on its input, now on a tensor the call made: the
@@ -371,7 +380,6 @@ class _Call:
                 return True
         if traced:
             return False
-        where = _source(node)
         return where is not None and any(
             n.kind() == node.kind() and _source(n) == where for n in self.nodes)
 
@@ -403,9 +411,60 @@ def _source(node) -> str | None:
     return text if isinstance(text, str) and text.strip() else None
 
 
+def _call_sites(model: nn.Module) -> Counter[str] | None:
+    """How many calls of each module the inlined ``forward`` holds, by qualified name: the
+    ``prim::CallMethod`` nodes on it (through the chains of ``prim::GetAttr`` from ``self``,
+    as :func:`_call_graph` reads them), each counted once per copy of the method holding it
+    that inlining makes; None where a receiver is no such chain (a module chosen at run
+    time). A call inside a loop or an ``if`` counts once, as the inlined graph holds it."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    memo: dict[tuple, Counter[str] | None] = {}
+
+    def sites(path: str, method: str, passed: tuple) -> Counter[str] | None:
+        item = (path, method, passed)
+        if item not in memo:
+            memo[item] = Counter()  # (a method calling itself: TorchScript has no recursion)
+            memo[item] = _sites_of(path, method, passed)
+        return memo[item]
+
+    def _sites_of(path: str, method: str, passed: tuple) -> Counter[str] | None:
+        script: Any = modules.get(path)
+        try:
+            graph = script._c._get_method(method).graph
+        except (AttributeError, RuntimeError):
+            return Counter()
+        this, *arguments = graph.inputs()
+        where = {this.unique(): path}
+        where.update({v.unique(): p for v, p in zip(arguments, passed) if p is not None})
+        for node in graph.findAllNodes("prim::GetAttr", True):
+            source = node.input().unique()
+            if source in where and isinstance(node.output().type(), torch._C.ClassType):
+                name = node.s("name")
+                where[node.output().unique()] = f"{where[source]}.{name}" if where[
+                    source] else name
+        found: Counter[str] = Counter()
+        for node in graph.findAllNodes("prim::CallMethod", True):
+            receiver, *given = (v.unique() for v in node.inputs())
+            if receiver not in where:
+                return None
+            if receiver != this.unique():
+                found[where[receiver]] += 1
+            inner = sites(where[receiver], node.s("name"), tuple(where.get(v) for v in given))
+            if inner is None:
+                return None
+            found.update(inner)
+        return found
+
+    return sites("", "forward", ())
+
+
 def _calls(model: nn.Module, graph) -> list[_Call]:
     modules = _Modules(model)
     calls: list[_Call] = []
+    # a call is cut in two only while the module has calls left in the graph (helper 269: a
+    # ConvNeXt LayerNorm2d's forward permutes twice, and its second permute was read as its
+    # second call, its constant counted twice: 1.03 for a map of 1.12)
+    sites, made = _call_sites(model), Counter[str]()
     traced = isinstance(model, torch.jit.TracedModule)  # (saved and loaded: no sources)
     # the parametrizations of parametrized layers (not a child a user named so: a review)
     inside = tuple(f"{name}.parametrizations." if name else "parametrizations."
@@ -423,8 +482,10 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
         if not is_leaf(module):
             _refuse_control_flow(node, modules)
             continue
-        if not calls or calls[-1].name != name or calls[-1].repeats(node, traced):
+        if not calls or calls[-1].name != name or calls[-1].repeats(node, traced) and (
+                sites is None or made[name] < sites[name]):
             calls.append(_Call(name, module))
+            made[name] += 1
         calls[-1].nodes.append(node)  # its own branches: a rebuilt module reads none
     return calls
 

@@ -18,9 +18,9 @@ import sparseconv as sc
 from sparseconv import SpectralNorm, conv_matrix, spectral_norm
 
 from ._oracles import (
-    dense_conv,
     assert_exactly_contains,
     definite,
+    dense_conv,
     exact_gram,
     random_array,
     random_pointwise_layer,

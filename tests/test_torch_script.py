@@ -2653,3 +2653,47 @@ def test_an_instance_norm_inside_a_container_is_read_as_the_eager_one(how, affin
     assert [row["upper"] for row in report] == [row["upper"] for row in eager]
     assert eager.network_upper is not None
     assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+
+
+class _LayerNorm2d(nn.LayerNorm):
+    """torchvision's ConvNeXt ``LayerNorm2d``: a layer norm over the channels, between two
+    permutes."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class _NormBeside(nn.Module):
+    def __init__(self, twice: bool):
+        super().__init__()
+        self.ln, self.twice = _LayerNorm2d(4, eps=2.0**-20), twice
+        with torch.no_grad():
+            self.ln.weight.fill_(2.0**-11)  # its Lipschitz constant max|w| / sqrt(eps) = 0.5
+
+    def forward(self, x):
+        return torch.cat([x, self.ln(self.ln(x)) if self.twice else self.ln(x)], 1)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("twice", [False, True])
+def test_a_leaf_whose_forward_repeats_an_operation_is_called_as_often_as_the_graph_says(
+        how, twice):
+    """Helper 269 (a ConvNeXt): ``LayerNorm2d``'s second permute was read as a second call
+    of it, its constant counted twice: 1.03 for a map of norm 1.118 at zero (the check on
+    the probe passed: the norm's output is 2^-11 small). A call is cut in two only while the
+    module has calls left in the graph. Oracle: the Jacobian at zero, sqrt(1 + L^2) where
+    the norm is called once (L^2 for two calls), and the eager model's bound."""
+    shape = (4, 4, 4)
+    model = _NormBeside(twice).double().eval()
+    top = np.linalg.norm(jacobian_matrix(model, shape), 2)
+    assert top == pytest.approx(np.sqrt(1 + (0.25 if twice else 0.5) ** 2), rel=1e-12)
+    compiled = jit(model, how, shape)
+    assert [r.name for r in sct.trace(compiled, shape)] == ["ln"] * (1 + twice)
+    report = sct.lipschitz_report(compiled, shape, lipschitz_constants={"_LayerNorm2d": 0.5})
+    eager = sct.lipschitz_report(model, shape, lipschitz_constants={  # (eager: by the names
+        f"layer_norm{'_1' * i}": 0.5 for i in range(1 + twice)})  # of its graph's functions)
+    assert report.network_upper >= top * (1 - 1e-15), (report.network_upper, top)
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12)
+    assert report.activations == ("ln (_LayerNorm2d, 0.5 given)",) * (1 + twice)
