@@ -395,12 +395,15 @@ def forward_failed(model: nn.Module, shape: tuple[int, ...], exc: Exception, *,
                              f"{(batch, *shape)} and runs on input_shape="
                              f"{(*shape, shape[-1])} ({channels} channels, as its first "
                              "layer takes)")
+    reason = error_line(exc, last=last)
     for fixed in dict.fromkeys(((1, *shape), (channels, *shape))):
-        if _runs_on(model, fixed):
+        if _runs_on(model, fixed):  # (torch's error beside the guess: a forward that runs
+            # at a batch of one alone, broadcasting with a constant of 3, was only told its
+            # input lacked an axis; helper 269)
             return ForwardFailed(f"input_shape={shape} lacks the channel axis, it seems: "
                                  f"{_kind(model)}'s forward failed on a probe batch of shape "
-                                 f"{(batch, *shape)} and runs on input_shape={fixed}")
-    reason = error_line(exc, last=last)
+                                 f"{(batch, *shape)} ({reason}) and runs on input_shape="
+                                 f"{fixed}")
     return ForwardFailed(f"{_kind(model)}'s forward failed on a probe batch of shape "
                          f"{(batch, *shape)} (input_shape={shape} is (C, *spatial), without "
                          f"the batch): {reason}")

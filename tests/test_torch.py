@@ -1480,6 +1480,20 @@ def test_an_input_shape_without_its_channel_axis_is_refused():
             sct.lipschitz_report(model, (3, 17))
 
 
+def test_a_guess_at_a_missing_axis_keeps_torch_s_error():
+    """A forward that runs at a batch of one alone (a constant of 3 it broadcasts with) ran
+    on input_shape=(1, 4, 6, 6), and ``network_operator`` said only that the input lacked
+    its channel axis (helper 269): torch's error stands beside the guess."""
+
+    class Broadcast(nn.Module):
+        def forward(self, x):
+            return x * torch.full((3, 1, 1, 1), 2.0, dtype=x.dtype)
+
+    with pytest.raises(ValueError, match=r"lacks the channel axis, it seems: .*\(The size of "
+                       r"tensor a \(2\) must match .*\) and runs on input_shape=\(1, 4, 6, 6\)"):
+        sct.network_operator(Broadcast().eval(), (4, 6, 6))
+
+
 @pytest.mark.parametrize("mode, n, m", [("nearest", 31, 114), ("nearest-exact", 28, 103)])
 def test_a_nearest_matrix_that_float64_reads_otherwise_says_so(mode, n, m):
     """A new user's trial: Upsample(scale_factor=3.7) has no parameter to tell its dtype, and
