@@ -109,22 +109,10 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
             continue
         done.add(item)
         called.setdefault(path, set())
-        script: Any = modules[path]  # (a traced child's forward is a Python method: its C++)
-        try:
-            graph = script._c._get_method(method).graph
-        except (AttributeError, RuntimeError):  # (no such method: a ModuleList's forward)
+        found = _receivers(modules[path], path, method, passed)
+        if found is None:
             continue
-        this, *arguments = graph.inputs()
-        where = {this.unique(): path}
-        # a module passed as an argument (torch.jit.trace passes a module the model holds
-        # twice to its caller's forward, by the path it was first found at: a ninth review)
-        where.update({v.unique(): p for v, p in zip(arguments, passed) if p is not None})
-        for node in graph.findAllNodes("prim::GetAttr", True):
-            source = node.input().unique()
-            if source in where and isinstance(node.output().type(), torch._C.ClassType):
-                name = node.s("name")
-                where[node.output().unique()] = f"{where[source]}.{name}" if where[
-                    source] else name
+        graph, this, where = found
         for node in graph.findAllNodes("prim::CallMethod", True):
             receiver, *given = (v.unique() for v in node.inputs())
             if receiver in where:
@@ -138,6 +126,28 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
                 kind = str(next(iter(node.inputs())).type()).rsplit(".", 1)[-1]
                 called[path].add(f"?{kind}")
     return called
+
+
+def _receivers(script: Any, path: str, method: str, passed: tuple) -> tuple[Any, Any, dict] | None:
+    """``method``'s graph of the module at ``path`` before inlining, its ``self`` value, and
+    the qualified names of the modules its values hold (by ``unique()``: ``self``, the chains
+    of ``prim::GetAttr`` from it, and the modules ``passed`` as arguments, by path or None);
+    None where the module has no such method (a ModuleList's forward)."""
+    try:  # (a traced child's forward is a Python method: its C++ one)
+        graph = script._c._get_method(method).graph
+    except (AttributeError, RuntimeError):
+        return None
+    this, *arguments = graph.inputs()
+    where = {this.unique(): path}
+    # a module passed as an argument (torch.jit.trace passes a module the model holds twice
+    # to its caller's forward, by the path it was first found at: a ninth review)
+    where.update({v.unique(): p for v, p in zip(arguments, passed) if p is not None})
+    for node in graph.findAllNodes("prim::GetAttr", True):
+        source = node.input().unique()
+        if source in where and isinstance(node.output().type(), torch._C.ClassType):
+            name = node.s("name")
+            where[node.output().unique()] = f"{where[source]}.{name}" if where[source] else name
+    return graph, this, where
 
 
 class _Modules:
@@ -428,20 +438,10 @@ def _call_sites(model: nn.Module) -> Counter[str] | None:
         return memo[item]
 
     def _sites_of(path: str, method: str, passed: tuple) -> Counter[str] | None:
-        script: Any = modules.get(path)
-        try:
-            graph = script._c._get_method(method).graph
-        except (AttributeError, RuntimeError):
+        receivers = _receivers(modules.get(path), path, method, passed)
+        if receivers is None:
             return Counter()
-        this, *arguments = graph.inputs()
-        where = {this.unique(): path}
-        where.update({v.unique(): p for v, p in zip(arguments, passed) if p is not None})
-        for node in graph.findAllNodes("prim::GetAttr", True):
-            source = node.input().unique()
-            if source in where and isinstance(node.output().type(), torch._C.ClassType):
-                name = node.s("name")
-                where[node.output().unique()] = f"{where[source]}.{name}" if where[
-                    source] else name
+        graph, this, where = receivers
         found: Counter[str] = Counter()
         for node in graph.findAllNodes("prim::CallMethod", True):
             receiver, *given = (v.unique() for v in node.inputs())
