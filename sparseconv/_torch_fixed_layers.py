@@ -100,6 +100,11 @@ def _batchnorm_scale_shift(module) -> tuple[np.ndarray, np.ndarray]:
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
         raise ValueError(f"{name}.eps must be a non-negative number, as PyTorch's batch_norm "
                          f"requires, got {eps!r}")
+    if module.running_var is not None and module.running_var.dtype != torch.float64:
+        # PyTorch adds eps in float32 (the opmath of float32, float16 and bfloat16 buffers): a
+        # review's float32 BatchNorm with eps=2e-45 and a zero variance had the slope
+        # 1/sqrt(1.4e-45), 19.5% above the row's upper bound read from 2e-45
+        eps = float(np.float32(eps))
     var, mean = (as_weight(_numpy(getattr(module, what)), f"{name}.{what}", finite=True)
                  for what in ("running_var", "running_mean"))
     gamma, beta = ((as_weight(_numpy(parameter(module, what)), f"{name}.{what}", finite=True)

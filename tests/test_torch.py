@@ -719,6 +719,28 @@ def test_the_explicit_matrix_route_is_scale_invariant():
 # ---------------------------------------------------------------------------------------------
 # BatchNorm folding
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_a_batchnorm_s_eps_is_read_as_its_kernel_adds_it(dtype):
+    """A review: a float32 BatchNorm1d(eps=2e-45) of zero running variance has the slope
+    1/sqrt(1.4e-45), PyTorch's float32 kernel adding eps rounded to float32; the row read
+    2e-45 and bounded it 19.5% low (the reading check passed beside a channel of variance
+    1e30). Oracle: the module's own forward on the basis, in its dtype; a float64 module
+    adds eps as given."""
+    bn = nn.BatchNorm1d(2, eps=2e-45, affine=False).to(dtype).eval()
+    with torch.no_grad():
+        bn.running_var.copy_(torch.tensor([0.0, 1e30]))
+    with torch.no_grad():
+        slopes = bn(torch.eye(8, dtype=dtype).reshape(8, 2, 4)).reshape(8, 8).double()
+    top = float(np.linalg.norm(slopes.numpy(), 2))
+    assert top == pytest.approx(1 / math.sqrt(torch.tensor(2e-45, dtype=dtype).item()),
+                                rel=1e-6)  # (float32: the subnormal 1.4e-45)
+    slack = 1e-6 if dtype == torch.float32 else 1e-12  # (the kernel's own float32 rounding)
+    rows = list(sct.lipschitz_report(nn.Sequential(bn), (2, 4)))
+    assert rows[0]["lower"] <= top * (1 + slack) and top <= rows[0]["upper"] * (1 + slack)
+    bound = sct.spectral_norm(bn, (2, 4))
+    assert bound.lower <= top * (1 + slack) and top <= bound.upper * (1 + slack)
+
+
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 @pytest.mark.parametrize("bias", [False, True])
 def test_fold_batchnorm(ndim, bias):

@@ -1889,13 +1889,14 @@ def test_folded_float32_batchnorm_keeps_the_upper_bound_above_the_exact_norm():
     torch.float64)`` -> ``_fold(module, ...)``: folding in float32 rounds the folded
     weight 1/sqrt(3) down to 0.57735026 and the row's upper bound falls below the norm. The
     oracle: a 1x1 convolution of weight 1 then a BatchNorm, whose map is scale * I with
-    scale = gamma / sqrt(var + eps) from the module's stored float32 values, in float64."""
+    scale = gamma / sqrt(var + eps) from the module's stored float32 values, in float64, eps
+    as PyTorch's float32 kernel adds it (rounded to float32)."""
     conv, bn = nn.Conv2d(1, 1, 1, bias=False), nn.BatchNorm2d(1)
     with torch.no_grad():
         conv.weight.fill_(1.0)
         bn.running_var.fill_(3.0 - 1e-5)
     model = nn.Sequential(conv, bn).eval()
-    exact = 1.0 / np.sqrt(float(bn.running_var.double()) + bn.eps)
+    exact = 1.0 / np.sqrt(float(bn.running_var.double()) + float(np.float32(bn.eps)))
     (row,) = list(sct.lipschitz_report(model, (1, 4, 4), fold_batchnorm=True))
     assert row["name"] == "0+1"
     assert row["lower"] <= exact <= row["upper"]
@@ -1918,7 +1919,9 @@ def test_a_folded_convolution_under_the_old_spectral_norm_after_training_is_read
     plain = nn.Conv2d(3, 4, 4, 2, 1, bias=False).double()  # the weight the hook computed
     with torch.no_grad():
         plain.weight.copy_(conv.weight.detach().double())
-    oracle = nn.Sequential(plain, copy.deepcopy(model[1]).double()).eval()
+    bn = copy.deepcopy(model[1]).double()
+    bn.eps = float(np.float32(bn.eps))  # (as the float32 kernel adds it)
+    oracle = nn.Sequential(plain, bn).eval()
     exact = np.linalg.norm(jacobian_matrix(oracle, (3, 8, 8)), 2)
     assert row["name"] == "0+1" and row["lower"] <= exact <= row["upper"], (row, exact)
 
