@@ -215,6 +215,19 @@ def _resample_layer(module, input_shape) -> _Layer:
     return _Layer(name, shape, out, lambda format: in_format(matrix, format))
 
 
+#: What a refusal adds where a float64 model resamples in a nearest mode.
+NEAREST_FLOAT64_HINT = (" (a nearest resampling in float64? The matrix reads the indices "
+                        "PyTorch's float32 kernels read, and its float64 kernels read others at "
+                        "some sizes: run the model in float32, or see the RuntimeWarning of "
+                        "sparseconv.torch.matrix)")
+
+
+def nearest_in_float64(module: nn.Module, dtype: torch.dtype) -> bool:
+    """Whether ``module`` resamples in a nearest mode, run in float64."""
+    return dtype == torch.float64 and isinstance(module, nn.Upsample) and str(
+        module.mode).startswith("nearest")
+
+
 def _warn_float64_reads(module: nn.Upsample, shape: tuple[int, ...], matrix) -> None:
     """Warn where a nearest mode's matrix (PyTorch's float32 kernel, its default dtype) is
     not what its float64 kernel computes on this input: the module has no parameter to tell

@@ -21,6 +21,7 @@ from torch import nn
 import sparseconv as sc
 from sparseconv._memory import check_memory
 from sparseconv._read_only import ReadOnlyState
+from sparseconv._torch_fixed_layers import NEAREST_FLOAT64_HINT, nearest_in_float64
 from sparseconv._torch_graph import _build_graph, output_leaves
 from sparseconv._torch_graph_ops import _Op
 from sparseconv._torch_kinds import instance_method_reason, model_hook_reason
@@ -153,14 +154,10 @@ def _nearest_hint(model: nn.Module, ops: list[_Op], dtype: torch.dtype) -> str:
     """Where a float64 model resamples in a nearest mode, what may differ (a hunt: the
     message sent a user looking for an in-place change): the matrix reads the indices of
     PyTorch's float32 kernels, its float64 kernels other ones at some sizes."""
-    nearest = any(isinstance(m, nn.Upsample) and str(m.mode).startswith("nearest")
-                  for m in model.modules()) or any(
-        "interpolate" in op.name or "upsample" in op.name for op in ops)
-    if dtype != torch.float64 or not nearest:
-        return ""
-    return (" (a nearest resampling in float64? The matrix reads the indices PyTorch's "
-            "float32 kernels read, and its float64 kernels read others at some sizes: run the "
-            "model in float32, or see the RuntimeWarning of sparseconv.torch.matrix)")
+    nearest = any(nearest_in_float64(m, dtype) for m in model.modules()) or (
+        dtype == torch.float64 and any(
+            "interpolate" in op.name or "upsample" in op.name for op in ops))
+    return NEAREST_FLOAT64_HINT if nearest else ""
 
 
 def _run_adjoint(ops: list[_Op], g: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from sparseconv._spectral_norms import (
     warn_missed,
 )
 from sparseconv._torch_calls import function_name, module_path
+from sparseconv._torch_fixed_layers import NEAREST_FLOAT64_HINT, nearest_in_float64
 from sparseconv._torch_fold import _fold
 from sparseconv._torch_graph_rules import FunctionalCall
 from sparseconv._torch_kinds import (
@@ -126,11 +127,15 @@ def _check_reading(layer: _Layer, first: TraceRecord, last: TraceRecord | None =
             ours = ours + layer.offset
         matched = matches(torch.from_numpy(np.asarray(ours)).reshape(y.shape), y,
                           max(magnitude(first.module, x), magnitude(last.module, x)))
-    if not matched:
-        raise ValueError("sparseconv's reading "
-                         "of its arguments does not reproduce its output on the trace's probe "
-                         "(an attribute changed after construction, or a method replaced on "
-                         "the instance?); no bound is given for what the module computes")
+    if not matched:  # (a review: a float64 nearest resampling was told of a changed
+        # attribute)
+        cause = NEAREST_FLOAT64_HINT if first.sample is not None and nearest_in_float64(
+            first.module, first.sample[0].dtype) else (
+            " (an attribute changed after construction, or a method replaced on the "
+            "instance?)")
+        raise ValueError("sparseconv's reading of its arguments does not reproduce its "
+                         f"output on the trace's probe{cause}; no bound is given for what the "
+                         "module computes")
 
 
 def _prepared_row(record: TraceRecord, batchnorm: TraceRecord | None) -> tuple[dict, _Layer]:

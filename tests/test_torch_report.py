@@ -3032,3 +3032,21 @@ def test_a_function_called_again_with_the_same_weight_is_bounded_once(monkeypatc
     for row, scale in zip(rows, (1, 1, 1, 2)):
         dense = np.linalg.norm(sc.conv_matrix(scale * w, (2, 6, 6), padding=1).toarray(), 2)
         assert row["lower"] <= dense <= row["upper"], row
+
+
+def test_a_float64_nearest_resampling_that_reads_other_inputs_is_named_in_the_refusal():
+    """A review: a float64 network of a 1x1 convolution and ``Upsample(scale_factor=2.3,
+    mode="nearest-exact")`` on 18 inputs (output 34 reads input 15 in PyTorch's float64
+    kernel, 14 in its float32 one, which the matrix reads) was refused as if an attribute had
+    changed after construction; the refusal names the nearest resampling, as
+    network_operator's does."""
+    conv = nn.Conv1d(1, 1, 1, bias=False).double()
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    model = nn.Sequential(conv, nn.Upsample(scale_factor=2.3, mode="nearest-exact")).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (sct.matrix's, naming output 34)
+        with pytest.raises(ValueError, match=r"nearest resampling in float64\?"):
+            sct.lipschitz_report(model, (1, 18))
+        with pytest.raises(TypeError, match=r"nearest resampling in float64\?"):
+            sct.network_operator(model, (1, 18))
