@@ -363,14 +363,6 @@ class _Call:
         repeated operation and read as one call: a review). Not that last in a traced one
         (``traced``), whose loops are unrolled: a traced ``Upsample(mode="area")``'s sizes
         come from one line, once per axis."""
-        where = _source(node)
-        if not traced and where is not None and where.lstrip().startswith('File "') and (
-                isinstance(self.module, torch.jit.ScriptModule) and not _shipped(self.module)):
-            # a scripted class of the user's: its own forward may repeat an operation
-            # (ConvNeXt's LayerNorm2d permutes twice: helper 269); another call repeats its
-            # place. (A traced one's place is the Python stack, which two calls on one line,
-            # ln(ln(x)), need not repeat: there _calls' count of the graph's calls decides.)
-            return any(n.kind() == node.kind() and _source(n) == where for n in self.nodes)
         if node.kind() in _SIGNAL_OPS and any(n.kind() == node.kind() for n in self.nodes):
             return True
         # an operation of a kind the call ran on its input, now on a tensor the call made: the
@@ -390,6 +382,7 @@ class _Call:
                 return True
         if traced:
             return False
+        where = _source(node)
         return where is not None and any(
             n.kind() == node.kind() and _source(n) == where for n in self.nodes)
 
@@ -421,34 +414,38 @@ def _source(node) -> str | None:
     return text if isinstance(text, str) and text.strip() else None
 
 
-def _call_sites(model: nn.Module) -> Counter[str] | None:
-    """How many calls of each module the inlined ``forward`` holds, by qualified name: the
-    ``prim::CallMethod`` nodes on it (through the chains of ``prim::GetAttr`` from ``self``,
-    as :func:`_call_graph` reads them), each counted once per copy of the method holding it
-    that inlining makes; None where a receiver is no such chain (a module chosen at run
-    time). A call inside a loop or an ``if`` counts once, as the inlined graph holds it."""
+def _call_sites(model: nn.Module) -> Counter[tuple[str, str]] | None:
+    """How many calls of each module's methods from outside it the inlined ``forward`` holds,
+    by qualified name and method: the ``prim::CallMethod`` nodes on it (through the chains of
+    ``prim::GetAttr`` from ``self``, as :func:`_call_graph` reads them), each counted once
+    per copy of the method holding it that inlining makes; None where a receiver is no such
+    chain (a module chosen at run time). A call inside a loop counts once, as the inlined
+    graph holds it; one in each branch of an ``if``, twice."""
     modules = dict(model.named_modules(remove_duplicate=False))
-    memo: dict[tuple, Counter[str] | None] = {}
+    memo: dict[tuple, Counter[tuple[str, str]] | None] = {}
 
-    def sites(path: str, method: str, passed: tuple) -> Counter[str] | None:
+    def sites(path: str, method: str, passed: tuple) -> Counter[tuple[str, str]] | None:
         item = (path, method, passed)
         if item not in memo:
             memo[item] = Counter()  # (a method calling itself: TorchScript has no recursion)
             memo[item] = _sites_of(path, method, passed)
         return memo[item]
 
-    def _sites_of(path: str, method: str, passed: tuple) -> Counter[str] | None:
+    def _sites_of(path: str, method: str, passed: tuple) -> Counter[tuple[str, str]] | None:
         receivers = _receivers(modules.get(path), path, method, passed)
         if receivers is None:
             return Counter()
         graph, this, where = receivers
-        found: Counter[str] = Counter()
+        written = {n.s("name") for n in graph.findAllNodes("prim::SetAttr", True)}
+        found: Counter[tuple[str, str]] = Counter()
         for node in graph.findAllNodes("prim::CallMethod", True):
+            if _not_taken(node, this, modules.get(path), written):
+                continue  # (a branch on a flag the call does not take, as _fix_flags folds)
             receiver, *given = (v.unique() for v in node.inputs())
             if receiver not in where:
                 return None
             if receiver != this.unique():
-                found[where[receiver]] += 1
+                found[where[receiver], node.s("name")] += 1
             inner = sites(where[receiver], node.s("name"), tuple(where.get(v) for v in given))
             if inner is None:
                 return None
@@ -458,13 +455,25 @@ def _call_sites(model: nn.Module) -> Counter[str] | None:
     return sites("", "forward", ())
 
 
+def _not_taken(node, this, module: nn.Module | None, written: set) -> bool:
+    """Whether ``node`` lies in a branch of an ``if`` on the module's attributes that the call
+    does not take (:func:`_evaluated`, as :func:`_fix_flags` decides it)."""
+    block = node.owningBlock()
+    while module is not None and block is not None:
+        owner = block.owningNode()
+        if owner is None:
+            return False
+        if owner.kind() == "prim::If":
+            flag = _evaluated(next(owner.inputs()), this, module, written, [])
+            if isinstance(flag, bool) and block is not list(owner.blocks())[0 if flag else 1]:
+                return True
+        block = owner.owningBlock()
+    return False
+
+
 def _calls(model: nn.Module, graph) -> list[_Call]:
     modules = _Modules(model)
     calls: list[_Call] = []
-    # a call is cut in two only while the module has calls left in the graph (helper 269: a
-    # ConvNeXt LayerNorm2d's forward permutes twice, and its second permute was read as its
-    # second call, its constant counted twice: 1.03 for a map of 1.12)
-    sites, made = _call_sites(model), Counter[str]()
     traced = isinstance(model, torch.jit.TracedModule)  # (saved and loaded: no sources)
     # the parametrizations of parametrized layers (not a child a user named so: a review)
     inside = tuple(f"{name}.parametrizations." if name else "parametrizations."
@@ -482,12 +491,56 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
         if not is_leaf(module):
             _refuse_control_flow(node, modules)
             continue
-        if not calls or calls[-1].name != name or calls[-1].repeats(node, traced) and (
-                sites is None or made[name] < sites[name]):
+        if not calls or calls[-1].name != name or calls[-1].repeats(node, traced):
             calls.append(_Call(name, module))
-            made[name] += 1
         calls[-1].nodes.append(node)  # its own branches: a rebuilt module reads none
     return calls
+
+
+def _retraced(module: nn.Module, method: str) -> bool:
+    """Whether ``method`` is ``forward``, or ``forward1``, ``forward2``, ... holding the same
+    operations (torch.jit.trace's name for a module's later calls, traced again)."""
+    if method == "forward":
+        return True
+    if not re.fullmatch(r"forward\d+", method):
+        return False
+    script: Any = module
+    try:
+        kinds = [[n.kind() for n in script._c._get_method(m).graph.nodes()]
+                 for m in ("forward", method)]
+    except (AttributeError, RuntimeError):
+        return False
+    return kinds[0] == kinds[1]
+
+
+def untold_calls(model: nn.Module, calls: list[_Call], names: frozenset[str]) -> str:
+    """Why the calls of a module named in ``names`` (of a class of the user's, called whole
+    as one layer: its constant given) cannot be taken as read off the inlined graph, or
+    ``""``. Its code may repeat any operation, so the calls are read right only where the
+    graph calls its ``forward`` (torch.jit.trace's ``forward1``, ... the same code traced
+    again) exactly as often as they were read (helper 269: ConvNeXt's LayerNorm2d permutes
+    twice, and was read as two calls, its given constant counted twice: 1.03 for a map of
+    1.118; helper 271: ``act.twice(x)`` runs forward twice, ``act.other(x)`` other code:
+    rebuilt as one forward each, 10 for 100)."""
+    read = Counter(call.name for call in calls if call.name in names)
+    if not read:
+        return ""
+    sites = _call_sites(model)
+    for name, count in read.items():
+        module = next(call.module for call in calls if call.name == name)
+        entered: Counter[str] = Counter()
+        for (path, method), n in (sites or {}).items():
+            if path == name:
+                entered["forward" if _retraced(module, method) else method] += n
+        if entered != {"forward": count}:
+            said = ", ".join(f"{method} {n} time{'s' * (n > 1)}" for method, n in sorted(
+                entered.items())) or "by a module chosen at run time"
+            return (f"calls {name!r} ({_kind(module)}), of a class of your own, whose constant "
+                    f"is given, {count} time{'s' * (count > 1)} as read off the inlined graph, "
+                    f"where the graph calls it {said}: its calls cannot be told apart (its "
+                    "forward repeats an operation? two calls in a row?); the eager model "
+                    "(torch.save(model)) gets the bound")
+    return ""
 
 
 def _continues(node, call: _Call, modules: _Modules) -> bool:

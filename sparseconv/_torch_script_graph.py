@@ -76,6 +76,7 @@ from sparseconv._torch_script import (
     _values_within,
     changes_a_value,
     script_attribute,
+    untold_calls,
 )
 from sparseconv._torch_script_chain import _known_flag, _mutates, _owners, _top, _where
 from sparseconv._torch_script_rebuild import _kind, _shipped
@@ -1333,6 +1334,9 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
                     "argument's memory layout or autograd state, by which a module may compute "
                     "otherwise on the argument the model passes than on the one its constant "
                     "was measured on")
+    untold = untold_calls(model, every, kept)
+    if untold:
+        return untold
     own = [c for c in every if not _of_the_user(c.module) or c.name in kept]
     builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape),
                        shape)
