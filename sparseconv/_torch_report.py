@@ -42,6 +42,7 @@ from sparseconv._torch_chain import (
     _over_the_graph,
     _product_up,
     _state_changes,
+    _torch_class,
     _unknown,
     _untrusted,
     _versions,
@@ -632,6 +633,10 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
         # (a new user's trial: InstanceNorm2d)
         if constant is None:
             why = "" if slopes is None else f": {NORM_REASON}{slope_text(*slopes)}"
+            if not why and "MaxPool" in (_torch_class(record.module) or ""):  # (a review:
+                # a window of padding alone was refused without a word of why)
+                why = (": a window of padding alone, whose output is -inf whatever the input, "
+                       "or windows read otherwise than PyTorch ran them")
             # (a new user's trial: CycleGAN's nine InstanceNorms said it nine times, 3 KB;
             # by kind too, a review: a GroupNorm "as" a LayerNorm of the same slope)
             key = (_kind(record.module), why)

@@ -234,7 +234,7 @@ def test_max_pooling_constant_is_the_square_root_of_the_most_windows(pool, shape
     small = (shape[0], *(min(n, 16) for n in shape[1:]))  # (the count does not need them all)
     windows = _most_windows(pool, shape if math.prod(shape[1:]) <= 4096 else small)
     if windows is None:  # -inf whatever the input: no constant, and the pooling is named
-        assert report.network_upper is None and f"0 ({type(pool).__name__})" in report.reason
+        assert report.network_upper is None and f"0 ({type(pool).__name__}" in report.reason
         return
     assert Fraction(report.network_upper) ** 2 >= windows
     assert report.network_upper <= math.nextafter(math.sqrt(windows), math.inf)
@@ -3050,3 +3050,18 @@ def test_a_float64_nearest_resampling_that_reads_other_inputs_is_named_in_the_re
             sct.lipschitz_report(model, (1, 18))
         with pytest.raises(TypeError, match=r"nearest resampling in float64\?"):
             sct.network_operator(model, (1, 18))
+
+
+def test_a_max_pooling_with_a_window_of_padding_alone_says_why_it_has_no_constant():
+    """A review: ``MaxPool2d((1, 2), 1, (0, 1), (1, 2))`` on a 3x1 input has windows of
+    padding alone (its output there is -inf whatever the input), and the reason said only
+    that it is "neither a layer sparseconv.torch reads nor an activation". The oracle:
+    PyTorch's output, -inf at those windows."""
+    pool = nn.MaxPool2d((1, 2), 1, (0, 1), (1, 2))
+    with torch.no_grad():
+        y = pool(torch.randn(1, 1, 3, 1))
+    assert bool(torch.isneginf(y).any())
+    report = sct.lipschitz_report(nn.Sequential(nn.Conv2d(1, 1, 1), pool).eval(), (1, 3, 1))
+    assert report.network_upper is None
+    assert "(MaxPool2d: a window of padding alone, whose output is -inf whatever the input" \
+        in report.reason, report.reason
