@@ -497,50 +497,76 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
     return calls
 
 
-def _retraced(module: nn.Module, method: str) -> bool:
-    """Whether ``method`` is ``forward``, or ``forward1``, ``forward2``, ... holding the same
-    operations (torch.jit.trace's name for a module's later calls, traced again)."""
+def _same_code(module: nn.Module, method: str) -> bool:
+    """Whether ``method`` is ``forward``, or a method whose code is ``forward``'s to the
+    letter but for its name and its arguments' names (torch.jit.trace's ``forward1``, ...:
+    a module's later calls traced again; helper 272 found a ``forward1`` of the user's with
+    forward's operations and other constants taken for one, 10 for 100)."""
     if method == "forward":
         return True
-    if not re.fullmatch(r"forward\d+", method):
-        return False
     script: Any = module
     try:
-        kinds = [[n.kind() for n in script._c._get_method(m).graph.nodes()]
-                 for m in ("forward", method)]
+        ours, theirs = (script._c._get_method(m) for m in ("forward", method))
+        code = theirs.code.replace(f"def {method}(", "def forward(", 1)
+        for a, b in zip(theirs.schema.arguments, ours.schema.arguments, strict=True):
+            code = re.sub(rf"\b{re.escape(a.name)}\b", b.name, code)
+        return code == ours.code
+    except (AttributeError, RuntimeError, ValueError):
+        return False
+
+
+def _runs_nothing(module: nn.Module) -> bool:
+    """Whether ``module``'s forward runs no operation (returns its input, or a constant)."""
+    script: Any = module
+    try:
+        graph = script._c._get_method("forward").graph
     except (AttributeError, RuntimeError):
         return False
-    return kinds[0] == kinds[1]
+    return all(n.kind() in _STRUCTURAL for n in graph.nodes())
 
 
 def untold_calls(model: nn.Module, calls: list[_Call], names: frozenset[str]) -> str:
     """Why the calls of a module named in ``names`` (of a class of the user's, called whole
     as one layer: its constant given) cannot be taken as read off the inlined graph, or
     ``""``. Its code may repeat any operation, so the calls are read right only where the
-    graph calls its ``forward`` (torch.jit.trace's ``forward1``, ... the same code traced
-    again) exactly as often as they were read (helper 269: ConvNeXt's LayerNorm2d permutes
-    twice, and was read as two calls, its given constant counted twice: 1.03 for a map of
-    1.118; helper 271: ``act.twice(x)`` runs forward twice, ``act.other(x)`` other code:
-    rebuilt as one forward each, 10 for 100)."""
-    read = Counter(call.name for call in calls if call.name in names)
-    if not read:
+    graph calls its ``forward`` (:func:`_same_code`), exactly as often as they were read
+    (helper 269: ConvNeXt's LayerNorm2d permutes twice, and was read as two calls, its given
+    constant counted twice: 1.03 for a map of 1.118; helper 271: ``act.twice(x)`` runs
+    forward twice, ``act.other(x)`` other code: rebuilt as one forward each, 10 for 100;
+    helper 272: ``forward1``, a method of the user's, taken for torch.jit.trace's second
+    trace of forward, 10 for 100; a module read 0 times but called, 11 for 101)."""
+    if not names:
         return ""
+    read = Counter(call.name for call in calls if call.name in names)
     sites = _call_sites(model)
-    for name, count in read.items():
-        module = next(call.module for call in calls if call.name == name)
+    modules = dict(model.named_modules(remove_duplicate=False))
+    for name in sorted(names):
+        count, module = read[name], modules.get(name)
         entered: Counter[str] = Counter()
         for (path, method), n in (sites or {}).items():
             if path == name:
-                entered["forward" if _retraced(module, method) else method] += n
-        if entered != {"forward": count}:
+                entered["forward" if module is not None and _same_code(module, method)
+                        else method] += n
+        if not count and module is not None and _runs_nothing(module):
+            continue  # (its constant is warned of as unused)
+        if entered != (Counter({"forward": count}) if count else Counter()) or (
+                sites is None):  # (read 0 times, called once: helper 272, the next
+            # module's forward taken for the last call's)
             said = ", ".join(f"{method} {n} time{'s' * (n > 1)}" for method, n in sorted(
                 entered.items())) or "by a module chosen at run time"
-            return (f"calls {name!r} ({_kind(module)}), of a class of your own, whose constant "
+            return (f"calls {name!r} ({_kind(module) if module is not None else '?'}), of a "
+                    "class of your own, whose constant "
                     f"is given, {count} time{'s' * (count > 1)} as read off the inlined graph, "
                     f"where the graph calls it {said}: its calls cannot be told apart (its "
                     "forward repeats an operation? two calls in a row?); the eager model "
                     "(torch.save(model)) gets the bound")
     return ""
+
+
+def holds_tensors(value) -> bool:
+    """Whether a value of the graph may hold a tensor (a tensor, an optional one, a list or
+    tuple of them): integers, booleans and lists of them share no tensor's memory."""
+    return "Tensor" in str(value.type())
 
 
 def _continues(node, call: _Call, modules: _Modules) -> bool:
@@ -571,7 +597,10 @@ def _continues(node, call: _Call, modules: _Modules) -> bool:
     read = list(node.inputs())  # (no tensor: a review found the model's own act's loop over
     # its signal, the nested block.act's output, taken for block.act's: 0.81 for 80.5)
     return bool(read) and all(own(v) and not isinstance(v.type(), torch.TensorType)
-                              for v in read)
+                              for v in read) and not any(
+        holds_tensors(v) for v in node.outputs())  # (a check returns none: helper 272 found
+    # the next module's whole forward, an if on a constant default argument, taken for the
+    # last call's, 11 for 101)
 
 
 def signal_values(graph) -> set:

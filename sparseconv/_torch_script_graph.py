@@ -75,6 +75,7 @@ from sparseconv._torch_script import (
     _probe,
     _values_within,
     changes_a_value,
+    holds_tensors,
     script_attribute,
     untold_calls,
 )
@@ -354,12 +355,6 @@ def _may_change(value) -> bool:
     branch taken, 1.34 for 28.4), or what holds one."""
     kind = str(value.type())
     return "Tensor" in kind or "[]" in kind or "Dict" in kind or "List" in kind
-
-
-def holds_tensors(value) -> bool:
-    """Whether a value of the graph may hold a tensor (a tensor, an optional one, a list or
-    tuple of them): integers, booleans and lists of them share no tensor's memory."""
-    return "Tensor" in str(value.type())
 
 
 def _schema(node) -> Any:
