@@ -552,11 +552,12 @@ def untold_calls(model: nn.Module, calls: list[_Call], names: frozenset[str]) ->
         if entered != (Counter({"forward": count}) if count else Counter()) or (
                 sites is None):  # (read 0 times, called once: helper 272, the next
             # module's forward taken for the last call's)
-            said = ", ".join(f"{method} {n} time{'s' * (n > 1)}" for method, n in sorted(
-                entered.items())) or "by a module chosen at run time"
+            said = ", ".join(f"{method} {n} time{'s' * (n != 1)}" for method, n in sorted(
+                entered.items())) or ("by a module chosen at run time" if sites is None
+                                      else "by no call of a method")
             return (f"calls {name!r} ({_kind(module) if module is not None else '?'}), of a "
                     "class of your own, whose constant "
-                    f"is given, {count} time{'s' * (count > 1)} as read off the inlined graph, "
+                    f"is given, {count} time{'s' * (count != 1)} as read off the inlined graph, "
                     f"where the graph calls it {said}: its calls cannot be told apart (its "
                     "forward repeats an operation? two calls in a row?); the eager model "
                     "(torch.save(model)) gets the bound")
