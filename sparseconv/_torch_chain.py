@@ -32,6 +32,7 @@ from sparseconv._torch_graph_rules import (
     FunctionalCall,
     Given,
     has_rule,
+    signal_reads,
 )
 from sparseconv._torch_kinds import (
     instance_method_reason,
@@ -620,6 +621,9 @@ def _chain_break(model: nn.Module, shape: tuple[int, ...] | None = None) -> str 
                 return (f"calls module {str(node.target)!r} on a value other than the "
                         "previous call's output (a residual or a branch, or a call whose "
                         "result is not used)")
+            if len(signal_reads(node, signal)) > 1:  # (a review: cell(h, h), a constant
+                # given for the cell as a map of one argument)
+                return f"calls module {str(node.target)!r} with its signal as two arguments"
             module = model.get_submodule(str(node.target))
             # torch's activation with inplace=True changes its input into its output: both
             # names hold the signal (self.relu(x) as a statement; a review's true chain)

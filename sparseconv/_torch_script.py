@@ -35,10 +35,11 @@ module that runs no operation (``Identity``) has no call and no record.
 
 from __future__ import annotations
 
+import inspect
 import operator
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -99,8 +100,30 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
     the module the step before named, by whichever method it was entered (an eighth review:
     by ``forward`` alone, ``self.blk.helper(x)``'s ``act`` was read as the one
     ``blk.forward`` calls, 0.069 for 32.6 with a constant given)."""
-    modules = dict(model.named_modules(remove_duplicate=False))
     called: dict[str, set[str]] = {}
+    for path, found in _entered(model):
+        called.setdefault(path, set())
+        if found is None:
+            continue
+        graph, this, where = found
+        for node in graph.findAllNodes("prim::CallMethod", True):
+            receiver = next(iter(node.inputs())).unique()
+            if receiver in where:
+                if receiver != this.unique():
+                    called[path].add(where[receiver])
+            else:  # a module chosen at run time (m = self.a if flag else self.b; m(x)): any
+                # module of its class may be the one called (an eleventh review: read as a,
+                # the one forward also calls, 1.0 for 12.5 with a constant given for a)
+                kind = str(next(iter(node.inputs())).type()).rsplit(".", 1)[-1]
+                called[path].add(f"?{kind}")
+    return called
+
+
+def _entered(model: nn.Module) -> Iterator[tuple[str, tuple[Any, Any, dict] | None]]:
+    """The methods the model's ``forward`` enters, itself first, then those its
+    ``prim::CallMethod`` nodes call (on a module whose path :func:`_receivers` knows), each
+    once for the modules it is passed: the path of its module and its :func:`_receivers`."""
+    modules = dict(model.named_modules(remove_duplicate=False))
     todo: list[tuple[str, str, tuple]] = [("", "forward", ())]
     done: set[tuple[str, str, tuple]] = set()
     while todo:
@@ -108,24 +131,16 @@ def _call_graph(model: nn.Module) -> dict[str, set[str]]:
         if item in done or path not in modules:
             continue
         done.add(item)
-        called.setdefault(path, set())
         found = _receivers(modules[path], path, method, passed)
+        yield path, found
         if found is None:
             continue
-        graph, this, where = found
+        graph, _, where = found
         for node in graph.findAllNodes("prim::CallMethod", True):
             receiver, *given = (v.unique() for v in node.inputs())
             if receiver in where:
-                if receiver != this.unique():
-                    called[path].add(where[receiver])
                 todo.append((where[receiver], node.s("name"), tuple(where.get(v)
                                                                     for v in given)))
-            else:  # a module chosen at run time (m = self.a if flag else self.b; m(x)): any
-                # module of its class may be the one called (an eleventh review: read as a,
-                # the one forward also calls, 1.0 for 12.5 with a constant given for a)
-                kind = str(next(iter(node.inputs())).type()).rsplit(".", 1)[-1]
-                called[path].add(f"?{kind}")
-    return called
 
 
 def _receivers(script: Any, path: str, method: str, passed: tuple) -> tuple[Any, Any, dict] | None:
@@ -453,6 +468,53 @@ def _call_sites(model: nn.Module) -> Counter[tuple[str, str]] | None:
         return found
 
     return sites("", "forward", ())
+
+
+def passed_twice(model: nn.Module) -> set[str]:
+    """The modules some method of the model calls with one tensor value as two of its
+    arguments (``self.cell(x, x)``, ``self.bilinear(h, h)``), by qualified name (``"?"`` for
+    a module chosen at run time), from the ``prim::CallMethod`` nodes of the graphs before
+    inlining, as :func:`_call_graph` walks them: after inlining, the call reads one value,
+    as a module of one argument would (a review: ``Bilinear(x, x)``, a quadratic map, given
+    0.01, bounded 0.01; the eager bound refuses such calls)."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    found: set[str] = set()
+    for _, receivers in _entered(model):
+        if receivers is None:
+            continue
+        graph, this, where = receivers
+        for node in graph.findAllNodes("prim::CallMethod", True):
+            receiver, *given = node.inputs()
+            tensors = [v.unique() for v in given if holds_tensors(v)
+                       and v.node().kind() != "prim::Constant"]  # (a tensor constant:
+            # no value of the signal)
+            callee = where.get(receiver.unique())
+            entered = receiver.unique() != this.unique() and re.fullmatch(
+                r"forward\d*", node.s("name")) is not None  # (torch.jit.trace's forward1...)
+            if len(tensors) != len(set(tensors)) or entered and len(given) < _arguments_needed(
+                    modules.get(callee)):  # (torch.jit.trace passes a tensor given twice
+                # once: a traced Bilinear's forward takes one argument)
+                found.add("?" if callee is None else callee)
+    return found
+
+
+def _arguments_needed(module: nn.Module | None) -> int:
+    """How many arguments the ``forward`` of the class torch ships that a ScriptModule was
+    compiled from needs (those without a default: ``Bilinear``'s two), or 0 (a class of the
+    user's, whose source a loaded model does not keep)."""
+    script: Any = module
+    if not isinstance(module, torch.jit.ScriptModule):
+        return 0
+    name = re.sub(r"\.___torch_mangle_\d+", "", str(script._c._type().qualified_name()))
+    if not name.startswith("__torch__.torch.nn."):  # (mangled where a class is compiled
+        return 0  # again: __torch__.torch.nn.modules.linear.___torch_mangle_4.Bilinear)
+    cls = getattr(nn, name.rsplit(".", 1)[-1], None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)
+            and f"__torch__.{cls.__module__}.{cls.__qualname__}" == name):
+        return 0
+    parameters = list(inspect.signature(cls.forward).parameters.values())[1:]
+    return sum(p.default is inspect.Parameter.empty and p.kind in (
+        p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
 
 
 def _not_taken(node, this, module: nn.Module | None, written: set) -> bool:

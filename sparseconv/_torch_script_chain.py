@@ -20,6 +20,7 @@ from sparseconv._torch_script import (
     _graph_of,
     _is_dropout,
     _preorder,
+    passed_twice,
     script_attribute,
 )
 from sparseconv._torch_script_rebuild import (
@@ -141,6 +142,11 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
         return graph
     every = _calls(model, graph)
     calls = [c for c in every if c.input() is not None]  # (the report's rows: script_calls)
+    twice = passed_twice(model)
+    doubled = next((c for c in every if c.name in twice or "?" in twice), None)
+    if doubled is not None:  # (a review: Bilinear(x, x) given 0.01, bounded 0.01)
+        return (f"calls module {doubled.name!r} ({_kind(doubled.module)}) with one value as "
+                "two of its arguments (or a module chosen at run time so)")
     chain = _Chain(model, graph, sequential, _owners(graph, every), calls)
     why = chain.follow(graph.nodes())
     outputs = list(graph.outputs())

@@ -76,6 +76,7 @@ from sparseconv._torch_script import (
     _values_within,
     changes_a_value,
     holds_tensors,
+    passed_twice,
     script_attribute,
     untold_calls,
 )
@@ -1333,6 +1334,12 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
     if untold:
         return untold
     own = [c for c in every if not _of_the_user(c.module) or c.name in kept]
+    twice = passed_twice(model)
+    for call in own:  # (rebuilt as a call of one argument)
+        if call.name in twice or "?" in twice:
+            return (f"calls {_module_named(call.name)} ({_kind(call.module)}) with one value "
+                    "as two of its arguments (or a module chosen at run time so), where the "
+                    "bound over the graph takes a module's call as a map of one argument")
     builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape),
                        shape)
     aliasing = _call_aliasing(model, shape)

@@ -1071,14 +1071,18 @@ def test_selections_run_by_torch_are_bounded_by_their_copies(call, copies):
     (lambda x: x.cumsum(-1, dtype=torch.float32), "changes the signal's dtype"),
     (lambda x: torch.diff(x, dim=-1, prepend=x[..., :1]),
      "takes the signal other than as its one input"),
+    (lambda x: torch.diff(x, dim=-1, prepend=x), "takes the signal other than as its one input"),
+    (lambda x: torch.diff(x, 2, -1, append=x), "takes the signal other than as its one input"),
     (lambda x: torch.diff(x, dim=0), "mixes the batch axis into the sample")])
 def test_calls_run_by_torch_across_the_batch_have_no_bound(call, reason):
     """``x.flip(0)``, ``x.roll(1)`` (of the flattened tensor), ``flipud``, ``select(0, 0)``,
     ``cumsum(0)``, ``diff(dim=0)`` move or read the batch axis, a roll by the batch size
     changes one sample's map with the batch, ``diff``'s ``prepend`` from the signal takes it
-    twice, and a ``cumsum`` into another dtype is a cast: no bound, by name. Mutants this
-    catch: _torch_graph_rules.py: the per-sample check dropped, the arguments computed from
-    the signal not refused, or the dtype check dropped."""
+    twice (the signal itself too: a review found ``diff(x, prepend=x)``, of norm 2.76, bounded
+    2, as ``diff(x)``), and a ``cumsum`` into another dtype is a cast: no bound, by name.
+    Mutants this catch: _torch_graph_rules.py: the per-sample check dropped, the arguments
+    computed from the signal not refused, the signal counted once however often an argument
+    names it (``node.all_input_nodes``), or the dtype check dropped."""
     report = sct.lipschitz_report(_conv_then(call).double().eval(), (2, 4, 4))
     assert report.network_upper is None
     assert reason in report.reason, report.reason

@@ -174,7 +174,8 @@ def test_a_value_read_after_an_in_place_call_is_that_calls_value(forward, consta
 def test_the_value_of_a_new_tensor_method_is_a_constant():
     """A new user's trial: ``y * y.new_tensor(3.0)`` was refused as mixing the batch axis
     into the sample; ``new_tensor``, ``new_ones``, ``new_zeros`` and ``new_full`` read only
-    the dtype and device of ``y``. ``y * y.new_tensor(y)`` reads its values: refused."""
+    the dtype and device of ``y``. ``y * y.new_tensor(y)`` reads its values: refused (the
+    signal read twice by ``new_tensor``, as ``self`` and as its data)."""
     for forward, constant in [(lambda m, x: m.conv(x) * m.conv(x).new_tensor(3.0), 3.0),
                               (lambda m, x: (lambda y: y * y.new_full((1, 2, 1, 1), -0.5)
                                              + y.new_zeros(4))(m.conv(x)), 0.5)]:
@@ -191,7 +192,7 @@ def test_the_value_of_a_new_tensor_method_is_a_constant():
     with pytest.warns(UserWarning, match="new_tensor"):  # (torch's advice to clone instead)
         report = sct.lipschitz_report(model, (2, 4, 4))
     assert report.network_upper is None
-    assert "has an argument computed from the signal" in report.reason
+    assert "takes the signal other than as its one input" in report.reason
 
 
 class _Aliased(nn.Module):
@@ -2526,13 +2527,61 @@ def test_a_stack_of_values_of_the_signal_is_refused():
     _assert_sound(report, jacobian_norm(model, (3,)))
 
 
+class _SignalTwice(nn.Module):
+    """``cell(h, h)``: a torch module of two arguments given one value of the signal as both,
+    ``h`` the input or a Linear's output (``chain``)."""
+
+    def __init__(self, weight: torch.Tensor, chain: bool = False):
+        super().__init__()
+        self.cell = nn.RNNCell(4, 4, dtype=F64)
+        with torch.no_grad():
+            self.cell.weight_ih.copy_(weight)
+            self.cell.weight_hh.copy_(weight)
+        self.first = nn.Linear(4, 4, dtype=F64) if chain else None
+        if chain:
+            with torch.no_grad():
+                self.first.weight.copy_(torch.eye(4, dtype=F64))
+                self.first.bias.zero_()
+
+    def forward(self, x):
+        h = x if self.first is None else self.first(x)
+        return self.cell(h, h)
+
+
+@pytest.mark.parametrize("chain", [False, True])
+def test_a_module_given_the_signal_as_two_arguments_is_refused(chain):
+    """A review: ``cell(x, x)`` (an ``RNNCell``, ``tanh(W x + W h + b)``), given the cell's
+    true constant as a map of its two arguments, ``||[W W]||``, was bounded by it: 1.74 for
+    a map of ``2 ||W||`` = 2.46 (its Jacobian where the pre-activation is zero); torch.fx
+    lists a node once among a call's inputs however often its arguments name it. Refused,
+    over the graph and as a chain (with ``assume_chain``, a warning says why). Mutants:
+    ``signal_reads`` counting each node once (the bound returns), the chain check's count
+    dropped (no warning)."""
+    generator = torch.Generator().manual_seed(13)
+    weight = 0.5 * torch.randn(4, 4, generator=generator, dtype=F64)
+    model = _SignalTwice(weight, chain).eval()
+    joint = float(torch.linalg.matrix_norm(torch.cat([weight, weight], 1), 2))
+    bias = (model.cell.bias_ih + model.cell.bias_hh).detach()
+    zero = torch.linalg.solve(2 * weight, -bias).reshape(1, 4)  # (pre-activation 0: tanh' = 1)
+    true = jacobian_norm(model, (4,), at=zero)
+    assert true == pytest.approx(2 * float(torch.linalg.matrix_norm(weight, 2)), rel=1e-9)
+    assert joint < true  # (the constant given would be a false bound)
+    report = _graph_report(model, 4, lipschitz_constants={"RNNCell": joint})
+    _assert_refused(report, "takes the signal other than as its one input")
+    if chain:
+        with pytest.warns(RuntimeWarning, match="calls module 'cell' with its signal as two "
+                          "arguments"):
+            sct.lipschitz_report(model, (4,), lipschitz_constants={"RNNCell": joint},
+                                 assume_chain=True)
+
+
 def test_a_product_of_the_signal_by_itself_is_refused():
-    """Mutant: without ``return "multiplies the signal by a matrix that is no constant
-    tensor"``: ``y @ y`` (one node, both operands) crashed with AttributeError (``ndim`` of
-    a torch.fx Node)."""
+    """``y @ y`` (one node, both operands) crashed with AttributeError (``ndim`` of a torch.fx
+    Node), then was refused as a product by a matrix that is no constant tensor; now as
+    reading the signal twice (``signal_reads``)."""
     model = _CallWith(lambda y, t: y @ y, 3)
     report = sct.lipschitz_report(model.eval(), (3, 3))
-    _assert_refused(report, "no constant tensor")
+    _assert_refused(report, "multiplies two values of the signal")
     _assert_sound(report, jacobian_norm(model, (3, 3), at=torch.ones(1, 3, 3, dtype=F64)))
 
 

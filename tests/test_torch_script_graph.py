@@ -2572,3 +2572,45 @@ def test_a_rank_that_follows_the_batch_is_refused():
     report = sct.lipschitz_report(jit(_KeptDims().eval(), "script", (1, 8, 8)), (1, 8, 8))
     assert report.network_upper is None
     assert "runs aten::eq outside its layers" in report.reason  # (the rank: unknown)
+
+
+class _PassedTwice(nn.Module):
+    """``m(x, x)``, or ``m(x, t)`` with a buffer ``t`` (``buffer``)."""
+
+    def __init__(self, module: nn.Module, buffer: bool = False):
+        super().__init__()
+        self.m = module
+        self.register_buffer("t", torch.full((1, 4), 0.5, dtype=F64) if buffer else None)
+
+    def forward(self, x):
+        return self.m(x, x if self.t is None else self.t)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("make", [lambda: nn.Bilinear(4, 4, 3, dtype=F64),
+                                  lambda: nn.CosineSimilarity(), lambda: nn.PairwiseDistance()])
+def test_a_module_given_one_value_as_two_arguments_is_refused(make, how):
+    """A review: ``Bilinear(x, x)``, a quadratic map, given 0.01, was bounded 0.01 in a
+    TorchScript model (the eager model refuses such a call): the rebuilt graph calls a module
+    on its one input, and torch.jit.trace passes a tensor given twice once (a traced
+    Bilinear's forward takes one argument). Refused, over the graph and as a chain; a buffer
+    as the second argument still gets the constant. Mutants: the check of the calls'
+    arguments (``passed_twice``) dropped, or its count of the arguments torch's class needs
+    (the traced models), or the class name read with its mangling."""
+    model = _PassedTwice(make()).eval()
+    given = {type(model.m).__name__: 0.01}
+    if isinstance(model.m, nn.Bilinear):  # (the Jacobian grows with x: no constant at all)
+        x = torch.full((1, 4), 100.0, dtype=F64)
+        jac = torch.autograd.functional.jacobian(model, x).reshape(-1, 4)
+        assert float(torch.linalg.matrix_norm(jac, 2)) > 1.0
+    jit(_PassedTwice(make()), how, (4,))  # (compiled again below: its class name mangled)
+    report = sct.lipschitz_report(jit(model, how, (4,)), (4,), lipschitz_constants=given)
+    assert report.network_upper is None
+    assert "as two of its arguments" in report.reason, report.reason
+    eager = sct.lipschitz_report(model, (4,), lipschitz_constants=given)
+    assert eager.network_upper is None
+    if not isinstance(model.m, nn.Bilinear):
+        kept = _PassedTwice(make(), buffer=True).eval()
+        for compiled in (kept, jit(kept, how, (4,))):
+            report = sct.lipschitz_report(compiled, (4,), lipschitz_constants=given)
+            assert report.network_upper == pytest.approx(0.01, rel=1e-12), report.reason
