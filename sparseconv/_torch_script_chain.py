@@ -143,7 +143,7 @@ def script_chain_break(model: nn.Module, sequential: bool = False) -> str | None
     every = _calls(model, graph)
     calls = [c for c in every if c.input() is not None]  # (the report's rows: script_calls)
     twice = passed_twice(model)
-    doubled = next((c for c in every if c.name in twice or "?" in twice), None)
+    doubled = next((c for c in calls if c.name in twice or "?" in twice), None)
     if doubled is not None:  # (a review: Bilinear(x, x) given 0.01, bounded 0.01)
         return (f"calls module {doubled.name!r} ({_kind(doubled.module)}) with one value as "
                 "two of its arguments (or a module chosen at run time so)")

@@ -1335,8 +1335,8 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
         return untold
     own = [c for c in every if not _of_the_user(c.module) or c.name in kept]
     twice = passed_twice(model)
-    for call in own:  # (rebuilt as a call of one argument)
-        if call.name in twice or "?" in twice:
+    for call in own:  # (rebuilt as a call of one argument; one reading no signal is
+        if call.input() is not None and (call.name in twice or "?" in twice):  # refused so)
             return (f"calls {_module_named(call.name)} ({_kind(call.module)}) with one value "
                     "as two of its arguments (or a module chosen at run time so), where the "
                     "bound over the graph takes a module's call as a map of one argument")
