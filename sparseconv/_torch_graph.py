@@ -43,6 +43,7 @@ from sparseconv._torch_probe import (
     UNTRACKED,
     UntraceableDefault,
     dispatched,
+    drawn_or_unset,
     error_line,
     first_write,
     forward_failed,
@@ -405,6 +406,26 @@ _NOT_LINEAR_TUPLES = frozenset({
     "histogram", "slogdet", "qr", "svd", "eig", "eigh", "lu"})
 
 
+#: What a call may read off a value of the signal other than a tensor: its sizes, dtype,
+#: device and layout, never its values (a review: x * torch.allclose(x, 0, atol=10), the
+#: probe's True taken for a constant, mapped inputs of scale 100 to themselves where the
+#: model gives 0).
+_SIZE_READS = frozenset({"size", "dim", "ndimension", "numel", "nelement", "len",
+                         "element_size", "stride", "is_contiguous", "is_floating_point",
+                         "is_complex", "get_device", "type"})
+_SIZE_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "device", "layout", "is_cuda",
+                              "requires_grad", "is_sparse"})
+
+
+def _reads_values(node) -> bool:
+    """Whether a call on the signal that returns no tensor reads its values (``allclose``,
+    ``equal``, ``item``, ``tolist``), not only what :data:`_SIZE_READS` names."""
+    name = _target_name(node)
+    if name == "getattr":
+        return not (len(node.args) > 1 and node.args[1] in _SIZE_ATTRIBUTES)
+    return name not in _SIZE_READS
+
+
 def _target_name(node) -> str:
     """The name of the function or method a node calls (the last part of a qualified one)."""
     target = node.target
@@ -468,6 +489,9 @@ def _translate(builder: _GraphBuilder, nodes: list[torch.fx.Node], values: dict)
     ops (a constant, such as a parameter or a size, is left to the nodes that read it); the
     output node's argument, what the model returns."""
     for node in nodes[1:]:
+        why = drawn_or_unset(node)  # (whatever it reads: a constant typed or sized by the
+        if why:  # signal is computed on each call, not once when torch.fx traces)
+            builder.refuse(node, why)
         live = any(a in builder.index for a in node.all_input_nodes) and not \
             makes_a_constant(node, builder.index.__contains__, values.get)
         if node.op == "output":
@@ -483,6 +507,10 @@ def _translate(builder: _GraphBuilder, nodes: list[torch.fx.Node], values: dict)
             builder.refuse(node, "splits the signal into several tensors (split, chunk, unbind "
                            "...), which network_operator does not map; slice it instead "
                            "(x[:, :k])")
+        if live and not isinstance(values[node], torch.Tensor) and _reads_values(node):
+            builder.refuse(node, f"reads the signal's values into a {type(values[node]).__name__}"
+                           " (allclose, equal, item, tolist...), which the operator would "
+                           "hold as the probe's")
         if not live or not isinstance(values[node], torch.Tensor):
             continue  # a constant: a parameter, a shape, a size computed from them
         if values[node].ndim == 0 or values[node].shape[0] != _BATCH:
@@ -506,6 +534,12 @@ def _build_graph(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[_Op], t
         raise TypeError(f"network_operator: {type(model).__name__}.forward takes "
                         f"{len(inputs)} inputs; one is supported")
     values = _checked_probe(gm, shape, model)
+    returned = output_leaves(values[nodes[-1]]) if nodes[-1].op == "output" else None
+    if any(isinstance(t, torch.Tensor) and t.is_complex() for t in returned or ()):
+        raise TypeError(f"network_operator: {type(model).__name__} returns complex values, "
+                        "which network_operator does not map (its operator maps the real "
+                        "input to a real output)")  # (a review: refused as computing
+    # otherwise, "largest difference 0", the imaginary parts left out)
     builder = _GraphBuilder(gm, values)
     builder.index[inputs[0]] = 0
     builder.ops.append(_Op("input", (), shape, lambda xs, affine: xs[0], lambda g: [g]))

@@ -88,11 +88,10 @@ from sparseconv._torch_graph_rules import (
 )
 from sparseconv._torch_graph_sizes import _integers, _size_number, _tainted_sizes
 from sparseconv._torch_probe import (
-    RANDOM_CALLS,
-    UNSET_CALLS,
     UNTRACKED,
     UntraceableDefault,
     dispatched,
+    drawn_or_unset,
     error_line,
     first_write,
     fx_trace,
@@ -330,18 +329,8 @@ def _untracked_write(node: torch.fx.Node) -> str:
 def _refused(node: torch.fx.Node) -> str:
     """Why ``node`` is refused whatever it reads (:func:`_untracked_write`, memory whose
     values nothing set, a random draw); ``""`` for any other node."""
-    why = _untracked_write(node)
-    called = function_name(node.target) if node.op in ("call_function", "call_method") else ""
-    if not why and called in UNSET_CALLS:  # (a review: the memory a convolution's im2col
-        # freed, the input's values, read back as a "constant")
-        why = ("allocates a tensor whose values it does not set (torch.empty: whatever its "
-               "memory held, the signal's values among them)")
-    if not why and called in RANDOM_CALLS:  # (by name, not by the chance that two runs draw
-        # differently; exact names: a function of the user's may hold any part of one,
-        # operand_scale)
-        why = ("draws random numbers: the same input gives another output, so no Lipschitz "
-               "constant holds")
-    return why
+    return _untracked_write(node) or drawn_or_unset(node)  # (by name, not by the chance
+    # that two runs draw differently)
 
 
 def _leaves_the_tensors(node: torch.fx.Node, bound: Mapping) -> str:

@@ -429,7 +429,10 @@ class _GraphBuilder:
         if not index or not (isinstance(index[0], slice) and index[0].start in whole
                              and index[0].stop is None and index[0].step in (None, 1)):
             self.refuse(node, "indexes the batch axis (x[:, ...] keeps it)")
-        index = tuple(torch.as_tensor(v) if isinstance(v, list) else v for v in index)
+        # copies, as every constant is held (a review: x[:, self.idx] read its buffer live,
+        # the operator a mix of the old scale and the new index after idx.copy_(...))
+        index = tuple(torch.as_tensor(v) if isinstance(v, list) else v.clone()
+                      if isinstance(v, torch.Tensor) else v for v in index)
         for batch in (1, 7):  # the batch axis kept first, whatever its size: where torch
             # moves index arrays' axes to the front (arrays separated by a slice, or by
             # Ellipsis: x[:, True, ..., mask], True being one), the probe's batch of two can

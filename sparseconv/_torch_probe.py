@@ -26,6 +26,7 @@ from torch.nn.utils import parametrize
 from torch.utils import _pytree as pytree
 
 from sparseconv._memory import check_memory
+from sparseconv._torch_calls import function_name
 from sparseconv._torch_script_rebuild import _kind
 from sparseconv._torch_state import restored_state
 
@@ -169,6 +170,26 @@ RANDOM_CALLS = frozenset({
     "bernoulli_", "exponential_", "geometric_", "log_normal_", "cauchy_", "uniform",
     "random", "binomial", "_standard_gamma", "_sample_dirichlet", "rrelu_with_noise",
     "rrelu_with_noise_", "_fused_dropout", "native_dropout"})  # (a review: binomial missing)
+
+
+def drawn_or_unset(node: torch.fx.Node) -> str:
+    """Why a call of the graph makes no map of the input whatever it reads, or ``""``: it
+    draws random numbers (:data:`RANDOM_CALLS`, exact names: a function of the user's may
+    hold any part of one, ``operand_scale``), or allocates memory whose values it does not
+    set (:data:`UNSET_CALLS`: a review read back the values an im2col buffer, freed, had held
+    of the signal). A review found ``torch.bernoulli(p, dtype=x.dtype)``, sized or typed by
+    the signal and so no constant torch.fx computes, held by ``network_operator`` as the
+    probe's draw."""
+    if node.op not in ("call_function", "call_method"):
+        return ""
+    called = function_name(node.target)
+    if called in UNSET_CALLS:
+        return ("allocates a tensor whose values it does not set (torch.empty: whatever its "
+                "memory held, the signal's values among them)")
+    if called in RANDOM_CALLS:
+        return ("draws random numbers: the same input gives another output, so no map of "
+                "the input holds")
+    return ""
 
 
 def fx_trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.Graph:

@@ -1386,6 +1386,69 @@ def test_the_operator_holds_copies_of_the_constants_a_call_reads():
                                rtol=1e-15)
 
 
+@pytest.mark.parametrize("index, changed", [
+    (torch.tensor([2, 0, 1]), torch.tensor([0, 0, 0])),
+    (torch.tensor([True, False, True]), torch.tensor([False, True, True]))])
+def test_the_operator_holds_a_copy_of_an_index_buffer(index, changed):
+    """A review: ``x[:, self.idx] * self.scale`` read its index buffer live (a boolean mask
+    too), so after ``idx.copy_(...)`` and ``scale.mul_(100)`` the operator was a mix of the
+    old scale and the new index, matching neither model. Mutant: the index not copied."""
+    def fn(self, x):
+        return x[:, self.idx] * self.scale[:int(index.sum()) if index.dtype == torch.bool
+                                           else 3]
+
+    model = _Lambda(fn, idx=index.clone(), scale=torch.tensor([1.0, 2.0, 3.0],
+                                                              dtype=torch.float64))
+    model = model.double().eval()
+    net = sct.network_operator(model, (3,))
+    x = np.array([10.0, 20.0, 30.0])
+    before = model(torch.from_numpy(x)[None]).detach().numpy().ravel()
+    adjoint = net.operator.H @ np.ones_like(before)
+    with torch.no_grad():
+        model.idx.copy_(changed)
+        model.scale.mul_(100.0)
+    np.testing.assert_allclose(net(x), before, rtol=1e-15)
+    np.testing.assert_allclose(net.operator.H @ np.ones_like(before), adjoint, rtol=1e-15)
+
+
+@pytest.mark.parametrize("call, reason", [
+    (lambda x: x * torch.allclose(x, torch.zeros_like(x), atol=10.0),
+     "reads the signal's values into a bool"),
+    (lambda x: x * torch.equal(x, 2 * x), "reads the signal's values into a bool"),
+    (lambda x: x * torch.bernoulli(torch.full((4,), 0.999, dtype=x.dtype)),
+     "draws random numbers"),
+    (lambda x: x + torch.rand(4, dtype=x.dtype), "draws random numbers"),
+    (lambda x: x + torch.empty(4, dtype=x.dtype).zero_(), "whose values it does not set")])
+def test_a_value_read_off_the_signal_or_drawn_is_no_constant(call, reason):
+    """A review: ``x * torch.allclose(x, 0, atol=10)`` (x where every entry is under 10,
+    else 0: not linear) was mapped as the identity, the probe's True held as a constant, 203
+    for 0 at a scale of 100; ``torch.bernoulli(p, dtype=x.dtype)``, typed by the signal and
+    so computed on each call, not once when torch.fx traces, was held as the probe's draw
+    (7 calls in 3,000 differed from the model). Refused by name; a call may read the signal's
+    sizes, dtype and device. Mutants: the value read (``_reads_values``) or the draw
+    (``drawn_or_unset``) not refused."""
+    def fn(self, x):
+        return call(self.conv(x))
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv1d(1, 1, 3, padding=1, dtype=torch.float64)
+    with pytest.raises(TypeError, match=reason):
+        sct.network_operator(model.eval(), (1, 4))
+
+
+def test_a_complex_output_is_refused_as_such():
+    """A review: a model returning ``conv(x) * (1 + 2j)`` was refused as computing otherwise
+    than its forward, "largest difference 2.22e-16" (the imaginary parts left out of the
+    comparison): now said. Mutant: the check dropped (the old message)."""
+    def fn(self, x):
+        return self.conv(x) * torch.tensor(1 + 2j)
+
+    model = _Lambda(fn)
+    model.conv = nn.Conv1d(1, 1, 3, padding=1, dtype=torch.float64)
+    with pytest.raises(TypeError, match="returns complex values"):
+        sct.network_operator(model.eval(), (1, 4))
+
+
 def test_einsums_sublist_form_and_non_finite_constants_are_said_so():
     """A review: einsum's sublist form was refused as "two values of the signal" or "does not
     act on the network's signal", a NaN in the constant as a failed batch check."""
