@@ -76,6 +76,9 @@ _RANK_FIXED: dict[Any, int] = {
 _RANK_KEEPING = frozenset({*_MODELESS, *_RUNNING_NORMS, *_DROPOUT} - {
     nn.Sequential, nn.ModuleList, nn.ModuleDict})
 
+#: The modules whose call may take sizes (``output_size``) and keep their input's rank.
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
 #: The attributes of a tensor read by ``getattr`` that keep its rank.
 _RANK_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
 
@@ -167,11 +170,23 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module,
             # flag the module reads as a bool; a review: nn.DataParallel, a leaf to torch.fx,
             # runs the user's module, whose rank changed at a batch of four)
             module = _submodule(root, node.target)
-            if module is None or type(module) not in _RANK_KEEPING or _has_node(
-                    node.args[1:]) or _has_node(node.kwargs) or instance_method(
+            sized: list[torch.fx.Node] = []  # (a transposed convolution's output_size,
+            if isinstance(module, _TRANSPOSED):  # as F.interpolate's size: a review, a
+                # U-Net's up(e, output_size=x.shape[-2:]) then a check of its shape)
+                torch.fx.node.map_arg((node.args[1:], node.kwargs), sized.append)
+                for size in sized:
+                    reads = _size_condition(size, root) if sizes is not None else []
+                    if reads is None:
+                        return False
+                    if sizes is not None:
+                        sizes.extend(reads)
+            if module is None or type(module) not in _RANK_KEEPING or (not sized and (
+                    _has_node(node.args[1:]) or _has_node(node.kwargs))) or instance_method(
                     module) is not None or module._forward_hooks or (
                     module._forward_pre_hooks):
                 return False  # (a review: a _compiled_call_impl set on an Identity)
+            stack.extend(n for n in node.all_input_nodes if n not in sized)
+            continue
         elif node.op not in ("placeholder", "get_attr"):
             return False
         stack.extend(node.all_input_nodes)

@@ -923,10 +923,26 @@ class _TwoLevelUNet(nn.Module):
         return x
 
 
+class _UpToItsSkipsSize(nn.Module):
+    """A decoder step given its skip's size (``output_size=x.shape[-2:]``), then checked."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(2, 1, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        u = self.up(self.down(x), output_size=x.shape[-2:])
+        if u.shape[-2:] != x.shape[-2:]:
+            u = F.interpolate(u, size=x.shape[-2:])
+        return u + x
+
+
 @pytest.mark.parametrize("model, shape", [
     (_PadsToEven, (1, 7, 7)), (_PadsToEven, (1, 6, 6)),
     (_UpsamplesToItsSkip, (1, 7, 7)), (_UpsamplesToItsSkip, (1, 8, 8)),
-    (_TwoLevelUNet, (1, 7, 9)), (_TwoLevelUNet, (1, 8, 8))])
+    (_TwoLevelUNet, (1, 7, 9)), (_TwoLevelUNet, (1, 8, 8)),
+    (_UpToItsSkipsSize, (1, 7, 9)), (_UpToItsSkipsSize, (1, 6, 6))])
 def test_a_branch_on_sizes_takes_the_traced_shape_s_way(model, shape):
     """A new user's trial: a forward that branches (or asserts) on sizes of tensors whose
     shapes the input's fixes had no graph ("symbolically traced variables cannot be used as
@@ -934,9 +950,11 @@ def test_a_branch_on_sizes_takes_the_traced_shape_s_way(model, shape):
     at the traced shape, both ways (7 wide: taken; 8: not), and the operator is the
     Jacobian, the bound at least its norm; so is a two-level U-Net's second condition, on a
     shape the first step's ``F.interpolate`` made by sizes (a new user's trial found it
-    refused at odd sizes). Mutants this catches: _torch_sizes_tracer.py: ``to_bool`` not
-    overridden; the decided conditions' nodes left in the graph (the bound refuses "a value
-    nothing reads")."""
+    refused at odd sizes), and one on a shape a transposed convolution made to the sizes
+    given it (``output_size=x.shape[-2:]``: a review found it refused). Mutants this
+    catches: _torch_sizes_tracer.py: ``to_bool`` not overridden; the decided conditions'
+    nodes left in the graph (the bound refuses "a value nothing reads"); a transposed
+    convolution's sizes not read as F.interpolate's."""
     _check_operator(model(), shape)
     _check_bound(model(), shape)
 
