@@ -284,6 +284,12 @@ class _Sized(torch.fx.Proxy):
         length = tracer.length(self) if isinstance(tracer, SizesTracer) else None
         return super().__len__() if length is None else length
 
+    def __setitem__(self, index: Any, value: Any) -> None:  # (a review: "'_Sized' object
+        # does not support item assignment", this class's name, said for y[:, 0] = x[:, 1])
+        raise TypeError("an assignment into a traced value (y[...] = ...), which torch.fx "
+                        "does not record: build the value with torch.cat, torch.where or "
+                        "F.pad instead")
+
     def __getattr__(self, k: str) -> torch.fx.proxy.Attribute:
         return _SizedAttribute(self, k)
 

@@ -1454,6 +1454,22 @@ def test_a_value_read_off_the_signal_or_drawn_is_no_constant(call, reason):
         sct.network_operator(model.eval(), (1, 4))
 
 
+def test_an_assignment_into_a_value_is_said_to_be_one():
+    """A review: ``y[:, 0] = x[:, 1]`` was refused as "'_Sized' object does not support item
+    assignment", a class of sparseconv's named; now as the assignment it is, with what to
+    write instead, for the operator and the bound."""
+    def fn(self, x):
+        y = x.clone()
+        y[:, 0] = x[:, 1]
+        return y
+
+    model = _Lambda(fn).double().eval()
+    with pytest.raises(TypeError, match=r"an assignment into a traced value \(y\[...\] ="):
+        sct.network_operator(model, (3, 4))
+    report = sct.lipschitz_report(model, (3, 4))
+    assert report.network_upper is None and "an assignment into a traced value" in report.reason
+
+
 def test_a_complex_output_is_refused_as_such():
     """A review: a model returning ``conv(x) * (1 + 2j)`` was refused as computing otherwise
     than its forward, "largest difference 2.22e-16" (the imaginary parts left out of the
