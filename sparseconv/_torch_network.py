@@ -7,7 +7,9 @@ applied to zero.
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -225,9 +227,12 @@ class NetworkOperator(ReadOnlyState):
 
     Notes
     -----
-    ``copy.deepcopy`` copies it; ``pickle`` does not (its graph's operations are closures over
-    the traced model): to use it in other processes (Dask workers), build it there from the
-    model, which pickles, or send its explicit :meth:`affine` map, which does.
+    ``copy.deepcopy`` copies it, and ``pickle`` pickles it through cloudpickle (Dask installs
+    it: ``pip install sparseconv[dask]``), as its graph's operations are closures over the
+    traced model: a ``ProcessPoolExecutor``'s or a Dask worker's copy computes what it
+    computes. Its pickle holds those closures' model and arrays by value (hundreds of MB for
+    a ResNet-18's); building it again from the model in each process, or sending its
+    explicit :meth:`affine` map, may be lighter.
 
     Examples
     --------
@@ -250,6 +255,20 @@ class NetworkOperator(ReadOnlyState):
     operator: spla.LinearOperator
     offset: np.ndarray
     _ops: tuple = field(repr=False)
+
+    def __reduce__(self) -> tuple[Callable[[bytes], NetworkOperator], tuple[bytes]]:
+        try:
+            import cloudpickle
+        except ImportError as exc:  # (plain pickle: "Can't pickle local object", a lambda's)
+            raise TypeError("a NetworkOperator pickles through cloudpickle (pip install "
+                            "cloudpickle, or sparseconv[dask]): its graph's operations are "
+                            "closures over the traced model") from exc
+        return _unpickled, (cloudpickle.dumps(self.__getstate__()),)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NetworkOperator:
+        copied = object.__new__(NetworkOperator)  # (as before there was a __reduce__: the
+        copied.__setstate__(copy.deepcopy(self.__getstate__(), memo))  # closures shared)
+        return copied
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Apply to a flat input ``(n,)`` or to columns ``(n, k)``; :meth:`apply` takes
@@ -398,6 +417,14 @@ _NOT_A_MATRIX = ("a NetworkOperator is an affine map, not a matrix: apply it wit
 @torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
 @outside_inference_mode
 @leaves_the_model
+def _unpickled(blob: bytes) -> NetworkOperator:
+    """A :class:`NetworkOperator` from its state as :meth:`NetworkOperator.__reduce__` pickled
+    it (cloudpickle's output, which ``pickle`` reads where cloudpickle is installed)."""
+    made = object.__new__(NetworkOperator)
+    made.__setstate__(pickle.loads(blob))
+    return made
+
+
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
     """A network whose forward is linear (affine) as one matrix-free operator.
 

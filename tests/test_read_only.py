@@ -126,8 +126,9 @@ def test_a_dask_operator_keeps_its_weight_read_only():
 
 def test_a_network_operators_offset_is_read_only_in_it_and_its_copies():
     """A new user's trial: ``network_operator``'s public ``offset`` took writes (an
-    ``AffineMap``'s bias refuses them), in the original and in a deep copy. (Its graph holds
-    closures: a ``NetworkOperator`` is deep-copied, not pickled.)"""
+    ``AffineMap``'s bias refuses them), in the original and in a deep copy, and in a pickled
+    one: its graph holds closures, which plain pickle refused ("Can't pickle local object"),
+    so it pickles through cloudpickle; its adjoint too. Mutant: ``__reduce__`` removed."""
     torch = pytest.importorskip("torch")
     import sparseconv.torch as sct
 
@@ -135,7 +136,23 @@ def test_a_network_operators_offset_is_read_only_in_it_and_its_copies():
                                 torch.nn.AvgPool1d(2)).double().eval()
     net = sct.network_operator(model, (1, 8))
     x = np.random.default_rng(5).standard_normal(8)
-    for candidate in (net, copy.deepcopy(net)):
+    y = np.random.default_rng(6).standard_normal(net.operator.shape[0])
+    for candidate in (net, copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
         with pytest.raises(ValueError, match="read-only"):
             candidate.offset[0] = 7
         np.testing.assert_array_equal(candidate(x), net(x))
+        np.testing.assert_array_equal(candidate.operator.H @ y, net.operator.H @ y)
+
+
+def test_a_network_operator_without_cloudpickle_says_what_to_install(monkeypatch):
+    """Without cloudpickle, pickling a ``NetworkOperator`` raises a TypeError that says why
+    and what to install, not pickle's "Can't pickle local object"."""
+    torch = pytest.importorskip("torch")
+    import sys
+
+    import sparseconv.torch as sct
+
+    net = sct.network_operator(torch.nn.Conv1d(1, 1, 3).double().eval(), (1, 8))
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # (import raises ImportError)
+    with pytest.raises(TypeError, match="pickles through cloudpickle"):
+        pickle.dumps(net)
