@@ -91,6 +91,20 @@ def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
+def _held_index(value: Any) -> Any:
+    """An index as the probe read it: its tensors copied, in slices and tuples too, as every
+    constant is held (reviews: ``x[:, self.idx]``, then ``x[:, self.a:self.b]`` and
+    ``x[:, (self.i, self.j)]``, read their buffers live: after ``idx.copy_(...)`` the
+    operator was a mix of the old scale and the new index, matching neither model)."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, slice):
+        return slice(*(_held_index(v) for v in (value.start, value.stop, value.step)))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_held_index(v) for v in value)
+    return value
+
+
 def _constant(value) -> np.ndarray | float:
     if isinstance(value, torch.Tensor):
         return _numpy(value)
@@ -429,10 +443,8 @@ class _GraphBuilder:
         if not index or not (isinstance(index[0], slice) and index[0].start in whole
                              and index[0].stop is None and index[0].step in (None, 1)):
             self.refuse(node, "indexes the batch axis (x[:, ...] keeps it)")
-        # copies, as every constant is held (a review: x[:, self.idx] read its buffer live,
-        # the operator a mix of the old scale and the new index after idx.copy_(...))
-        index = tuple(torch.as_tensor(v) if isinstance(v, list) else v.clone()
-                      if isinstance(v, torch.Tensor) else v for v in index)
+        index = tuple(torch.as_tensor(v) if isinstance(v, list) else _held_index(v)
+                      for v in index)
         for batch in (1, 7):  # the batch axis kept first, whatever its size: where torch
             # moves index arrays' axes to the front (arrays separated by a slice, or by
             # Ellipsis: x[:, True, ..., mask], True being one), the probe's batch of two can

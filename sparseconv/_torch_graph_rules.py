@@ -537,6 +537,12 @@ def _module_call(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | st
     signals = signal_reads(node, walk.bound)
     if signals != [source]:
         return "takes the signal other than as its one input"
+    computed: list[torch.fx.Node] = []  # its other arguments: constants, or sizes the
+    torch.fx.node.map_arg((node.args[1:], node.kwargs), computed.append)  # traced shape
+    computed = [n for n in computed if n not in walk.constants and (  # fixes (a review:
+        n in walk.tainted or not walk.static(n))]  # up(h, output_size=[7, 7 + b // 4]), 7
+    if computed:  # wide below a batch of four, read as 7: 0.46 for a map of 366 there)
+        return f"has an argument computed from the signal or its batch ({computed[0].name!r})"
     name, k = node.meta["sparseconv_call"]
     factor = walk.factors(name, k, tuple(walk.meta(source).shape[1:]))
     if isinstance(factor, tuple) and factor[0] == "padding":  # its output must be that

@@ -414,9 +414,6 @@ _NOT_A_MATRIX = ("a NetworkOperator is an affine map, not a matrix: apply it wit
                  "explicit map as net.affine()")
 
 
-@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
-@outside_inference_mode
-@leaves_the_model
 def _unpickled(blob: bytes) -> NetworkOperator:
     """A :class:`NetworkOperator` from its state as :meth:`NetworkOperator.__reduce__` pickled
     it (cloudpickle's output, which ``pickle`` reads where cloudpickle is installed)."""
@@ -425,6 +422,9 @@ def _unpickled(blob: bytes) -> NetworkOperator:
     return made
 
 
+@torch.compiler.disable  # numpy and scipy by Python under torch.compile (see _torch_spectra)
+@outside_inference_mode
+@leaves_the_model
 def network_operator(model: nn.Module, input_shape: Sequence[int]) -> NetworkOperator:
     """A network whose forward is linear (affine) as one matrix-free operator.
 

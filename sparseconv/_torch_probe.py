@@ -172,18 +172,30 @@ RANDOM_CALLS = frozenset({
     "rrelu_with_noise_", "_fused_dropout", "native_dropout"})  # (a review: binomial missing)
 
 
-def drawn_or_unset(node: torch.fx.Node) -> str:
+#: Of :data:`UNSET_CALLS`, the allocations (the others make views or read buffers), and the
+#: in-place calls that set every entry of the tensor they are called on.
+_ALLOCATIONS = frozenset({"empty", "empty_strided", "empty_like", "empty_permuted", "new_empty",
+                          "new_empty_strided", "new", "Tensor", "resize_", "resize_as_"})
+_SETTING = frozenset({"copy_", "fill_", "zero_"})
+
+
+def drawn_or_unset(node: torch.fx.Node, allocations: bool = False) -> str:
     """Why a call of the graph makes no map of the input whatever it reads, or ``""``: it
     draws random numbers (:data:`RANDOM_CALLS`, exact names: a function of the user's may
     hold any part of one, ``operand_scale``), or allocates memory whose values it does not
     set (:data:`UNSET_CALLS`: a review read back the values an im2col buffer, freed, had held
-    of the signal). A review found ``torch.bernoulli(p, dtype=x.dtype)``, sized or typed by
-    the signal and so no constant torch.fx computes, held by ``network_operator`` as the
-    probe's draw."""
+    of the signal). With ``allocations`` (``network_operator``'s, which checks the values it
+    holds against the model), only :data:`_ALLOCATIONS` not set whole at once by their one
+    reader (``torch.empty(n).copy_(b)``, ``fill_``, ``zero_``: a second review found them
+    refused). A review found ``torch.bernoulli(p, dtype=x.dtype)``, typed by the signal and
+    so no constant torch.fx computes, held by ``network_operator`` as the probe's draw."""
     if node.op not in ("call_function", "call_method"):
         return ""
     called = function_name(node.target)
-    if called in UNSET_CALLS:
+    if called in UNSET_CALLS and not (allocations and (called not in _ALLOCATIONS or (
+            len(node.users) == 1 and all(
+                u.op == "call_method" and u.target in _SETTING and u.args[:1] == (node,)
+                for u in node.users)))):
         return ("allocates a tensor whose values it does not set (torch.empty: whatever its "
                 "memory held, the signal's values among them)")
     if called in RANDOM_CALLS:

@@ -1628,7 +1628,7 @@ def _alias_small(m, y, x):
                                             "random batch of 1"),
     # (a review: the hint named squeeze alone)
     (lambda m, y, x: y.repeat(1, x.shape[0], 1, 1),
-     r"a size that depends on the batch .* or a size read off x.shape\[0\], as a count"),
+     r"takes a size computed from the batch size \('getitem'\)"),
 ])
 def test_network_operator_refuses_what_it_read_wrong(function, match):
     """Reviews and hunts: each was accepted and computed otherwise than the model (an

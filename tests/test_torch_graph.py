@@ -1404,16 +1404,20 @@ def test_the_operator_holds_copies_of_the_constants_a_call_reads():
                                rtol=1e-15)
 
 
-@pytest.mark.parametrize("index, changed", [
-    (torch.tensor([2, 0, 1]), torch.tensor([0, 0, 0])),
-    (torch.tensor([True, False, True]), torch.tensor([False, True, True]))])
-def test_the_operator_holds_a_copy_of_an_index_buffer(index, changed):
+@pytest.mark.parametrize("index, changed, read", [
+    (torch.tensor([2, 0]), torch.tensor([0, 0]), lambda x, i: x[:, i]),
+    (torch.tensor([True, False, True]), torch.tensor([False, True, True]),
+     lambda x, i: x[:, i][:, :2]),
+    (torch.tensor([0, 2]), torch.tensor([1, 3]), lambda x, i: x[:, i[0]:i[1]]),
+    (torch.tensor([2, 0]), torch.tensor([1, 1]), lambda x, i: x[:, (i[0], i[1])])])
+def test_the_operator_holds_a_copy_of_an_index_buffer(index, changed, read):
     """A review: ``x[:, self.idx] * self.scale`` read its index buffer live (a boolean mask
     too), so after ``idx.copy_(...)`` and ``scale.mul_(100)`` the operator was a mix of the
-    old scale and the new index, matching neither model. Mutant: the index not copied."""
+    old scale and the new index, matching neither model; a second review: tensors in a
+    slice (``x[:, self.a:self.b]``) and in a tuple too. Mutant: the index not copied, or
+    only at its top level (``_held_index`` not recursive)."""
     def fn(self, x):
-        return x[:, self.idx] * self.scale[:int(index.sum()) if index.dtype == torch.bool
-                                           else 3]
+        return read(x, self.idx) * self.scale[:2]
 
     model = _Lambda(fn, idx=index.clone(), scale=torch.tensor([1.0, 2.0, 3.0],
                                                               dtype=torch.float64))
@@ -1436,15 +1440,18 @@ def test_the_operator_holds_a_copy_of_an_index_buffer(index, changed):
     (lambda x: x * torch.bernoulli(torch.full((4,), 0.999, dtype=x.dtype)),
      "draws random numbers"),
     (lambda x: x + torch.rand(4, dtype=x.dtype), "draws random numbers"),
-    (lambda x: x + torch.empty(4, dtype=x.dtype).zero_(), "whose values it does not set")])
+    (lambda x: x + torch.empty(4, dtype=x.dtype).zero_() + torch.empty(4, dtype=x.dtype),
+     "whose values it does not set"),
+    (lambda x: x * numel(x), "reads the signal's values into a float")])
 def test_a_value_read_off_the_signal_or_drawn_is_no_constant(call, reason):
     """A review: ``x * torch.allclose(x, 0, atol=10)`` (x where every entry is under 10,
     else 0: not linear) was mapped as the identity, the probe's True held as a constant, 203
     for 0 at a scale of 100; ``torch.bernoulli(p, dtype=x.dtype)``, typed by the signal and
     so computed on each call, not once when torch.fx traces, was held as the probe's draw
     (7 calls in 3,000 differed from the model). Refused by name; a call may read the signal's
-    sizes, dtype and device. Mutants: the value read (``_reads_values``) or the draw
-    (``drawn_or_unset``) not refused."""
+    sizes, dtype and device (a function of the user's named ``numel``, a second review's
+    gate, is no such read: functions by identity). Mutants: the value read
+    (``_reads_values``, or by name) or the draw (``drawn_or_unset``) not refused."""
     def fn(self, x):
         return call(self.conv(x))
 
@@ -1452,6 +1459,73 @@ def test_a_value_read_off_the_signal_or_drawn_is_no_constant(call, reason):
     model.conv = nn.Conv1d(1, 1, 3, padding=1, dtype=torch.float64)
     with pytest.raises(TypeError, match=reason):
         sct.network_operator(model.eval(), (1, 4))
+
+
+@torch.fx.wrap
+def numel(t: torch.Tensor) -> float:
+    """A gate named as a size read: 1 where every entry is under 50, else 0."""
+    return 1.0 if float(t.detach().abs().amax()) < 50.0 else 0.0
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, b: x * torch.empty(x.shape[1:], dtype=x.dtype).copy_(b),
+    lambda x, b: x + b.new_empty(x.shape[1:]).fill_(3.0),
+    lambda x, b: x * torch.asarray(b, dtype=x.dtype),
+    lambda x, b: x * (x.itemsize > 0) * (x.nbytes > 0) * (x.storage_offset() + 1),
+    lambda x, b: x.to(torch.result_type(x, 2.0)) * 2 + x.size(-1) + x.dim()])
+def test_sizes_and_memory_set_at_once_are_read(call):
+    """A second review of the refusals above: memory allocated and set whole at once
+    (``torch.empty(n).copy_(b)``, ``new_empty(n).fill_(3)``), ``torch.asarray`` of a buffer,
+    and the signal's item size, bytes, storage offset and result type were refused; they
+    are read, as before, and the operator is the Jacobian."""
+    def fn(self, x):
+        return call(self.conv(x), self.b)
+
+    model = _Lambda(fn, b=torch.linspace(0.5, 2.0, 4, dtype=torch.float64))
+    model.conv = nn.Conv1d(1, 1, 3, padding=1, dtype=torch.float64)
+    _check_operator(model, (1, 4))
+
+
+class _SizedByTheBatch(nn.Module):
+    """A decoder step whose output's width follows the batch size, 7 below a batch of four
+    and 8 from four on (``7 + b // 4``), through ``how``; then scaled by 1000 where 8 wide."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.down = nn.Conv2d(1, 2, 3, stride=2, padding=1, dtype=torch.float64)
+        self.up = nn.ConvTranspose2d(2, 1, 3, stride=2, padding=1, dtype=torch.float64)
+        self.conv = nn.Conv2d(1, 1, 3, padding=1, dtype=torch.float64)
+
+    def forward(self, x):
+        wide = 7 + x.shape[0] // 4
+        if self.how == "output_size":
+            u = self.up(self.down(x), output_size=[7, wide])
+        elif self.how == "pad":
+            u = F.pad(self.conv(x), (0, wide - 7))
+        else:
+            u = F.interpolate(self.conv(x), size=[7, wide])
+        return u + 1000 * (u.shape[-1] - 7) * u
+
+
+@pytest.mark.parametrize("how", ["output_size", "pad", "interpolate"])
+def test_a_size_that_follows_the_batch_is_refused(how):
+    """A review: a transposed convolution's ``output_size`` computed from the batch size
+    (``7 + b // 4``: 7 below a batch of four) was read at the probe's batch, the bound over
+    the graph 0.46 for a map of 366 at batches from four on (a module call's other arguments
+    were never looked at), and ``network_operator`` mapped it and ``F.pad``'s and
+    ``F.interpolate``'s such sizes wrong there (its check runs at batches of one to three).
+    Both refuse them. Mutants: the module call's arguments not checked (the bound), the
+    operator's check of sizes that follow the batch dropped."""
+    model = _SizedByTheBatch(how).eval()
+    with torch.no_grad():
+        one = model(torch.ones(1, 1, 7, 7, dtype=torch.float64))
+        four = model(torch.ones(4, 1, 7, 7, dtype=torch.float64))
+    assert one.shape[-1] == 7 and four.shape[-1] == 8  # (the map changes with the batch)
+    with pytest.raises(TypeError, match="takes a size computed from the batch size"):
+        sct.network_operator(model, (1, 7, 7))
+    report = sct.lipschitz_report(model, (1, 7, 7))
+    assert report.network_upper is None, report.network_upper
 
 
 def test_an_assignment_into_a_value_is_said_to_be_one():
