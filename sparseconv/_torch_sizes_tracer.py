@@ -153,14 +153,9 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module,
             others = (args[operands:],
                       {k: v for k, v in node.kwargs.items() if k not in _OPERANDS})
             if node.target in (F.interpolate, F.pad):
-                computed: list[torch.fx.Node] = []
-                torch.fx.node.map_arg(others, computed.append)
-                for size in computed:
-                    reads = _size_condition(size, root) if sizes is not None else []
-                    if reads is None:
-                        return False
-                    if sizes is not None:
-                        sizes.extend(reads)
+                computed = _sizes_given(others, root, sizes)
+                if computed is None:
+                    return False
                 # (its tensor alone followed on: its sizes are no tensors of it)
                 stack.extend(n for n in node.all_input_nodes if n not in computed)
                 continue
@@ -170,20 +165,14 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module,
             # flag the module reads as a bool; a review: nn.DataParallel, a leaf to torch.fx,
             # runs the user's module, whose rank changed at a batch of four)
             module = _submodule(root, node.target)
-            sized: list[torch.fx.Node] = []  # (a transposed convolution's output_size,
-            if isinstance(module, _TRANSPOSED):  # as F.interpolate's size: a review, a
-                # U-Net's up(e, output_size=x.shape[-2:]) then a check of its shape)
-                torch.fx.node.map_arg((node.args[1:], node.kwargs), sized.append)
-                for size in sized:
-                    reads = _size_condition(size, root) if sizes is not None else []
-                    if reads is None:
-                        return False
-                    if sizes is not None:
-                        sizes.extend(reads)
-            if module is None or type(module) not in _RANK_KEEPING or (not sized and (
-                    _has_node(node.args[1:]) or _has_node(node.kwargs))) or instance_method(
-                    module) is not None or module._forward_hooks or (
-                    module._forward_pre_hooks):
+            sized: list[torch.fx.Node] | None = []  # (a transposed convolution's
+            if isinstance(module, _TRANSPOSED):  # output_size, as F.interpolate's size: a
+                # review, a U-Net's up(e, output_size=x.shape[-2:]) then a check of its shape)
+                sized = _sizes_given((node.args[1:], node.kwargs), root, sizes)
+            if sized is None or module is None or type(module) not in _RANK_KEEPING or (
+                    not sized and (_has_node(node.args[1:]) or _has_node(node.kwargs))) or (
+                    instance_method(module) is not None or module._forward_hooks
+                    or module._forward_pre_hooks):
                 return False  # (a review: a _compiled_call_impl set on an Identity)
             stack.extend(n for n in node.all_input_nodes if n not in sized)
             continue
@@ -191,6 +180,23 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module,
             return False
         stack.extend(node.all_input_nodes)
     return True
+
+
+def _sizes_given(arguments: Any, root: nn.Module,
+                 sizes: list[torch.fx.Node] | None) -> list[torch.fx.Node] | None:
+    """The nodes among a call's ``arguments`` other than its tensor (``F.interpolate``'s
+    ``size``, a transposed convolution's ``output_size``), or None where one is no size
+    condition (:func:`_size_condition`); with ``sizes`` (a condition's reads), their shape
+    reads appended to it, to be checked as the condition's own."""
+    computed: list[torch.fx.Node] = []
+    torch.fx.node.map_arg(arguments, computed.append)
+    for size in computed:
+        reads = _size_condition(size, root) if sizes is not None else []
+        if reads is None:
+            return None
+        if sizes is not None:
+            sizes.extend(reads)
+    return computed
 
 
 #: The operations a condition on sizes may take (comparisons, arithmetic, ``not``, items).
