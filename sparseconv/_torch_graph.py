@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import operator
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,14 @@ from sparseconv._torch_calls import (
     _AUGMENTED,
 )
 from sparseconv._torch_graph_ops import _BATCH, _describe, _GraphBuilder, _Op
-from sparseconv._torch_graph_sizes import _direct_batch, _integers, _size_number, _tainted_sizes
+from sparseconv._torch_graph_sizes import (
+    _direct_batch,
+    _integers,
+    _shape_item,
+    _size_number,
+    _tainted_sizes,
+    read_by_the_call,
+)
 from sparseconv._torch_kinds import (
     _DROPOUT,
     _INSTANCE_NORMS,
@@ -489,21 +497,45 @@ def _checked_probe(gm: torch.fx.GraphModule, shape: tuple[int, ...], model: nn.M
     return values
 
 
-def _batch_sized(node: torch.fx.Node, tainted: set) -> torch.fx.Node | None:
+def _batch_first(n: Any, tainted: set) -> bool:
+    """Whether a reshape's shape ``n`` keeps the batch first and reads it nowhere else: the
+    batch size or a whole shape read as it is (``x.size(0)``, ``x.shape``), ``x.shape[:1]``,
+    or such a tuple followed by sizes that do not follow the batch (``x.shape[:1] + (-1,)``:
+    a review found it refused)."""
+    if _direct_batch(n):
+        return True
+    index = n.args[1] if _shape_item(n) is not None else None
+    if isinstance(index, slice) and index.start in (None, 0) and index.stop == 1 and (
+            index.step in (None, 1)):
+        return True
+    if isinstance(n, torch.fx.Node) and n.op == "call_function" and n.target is operator.add \
+            and len(n.args) == 2:
+        rest: list[torch.fx.Node] = []
+        torch.fx.node.map_arg(n.args[1], rest.append)
+        return _batch_first(n.args[0], tainted) and not any(m in tainted for m in rest)
+    return False
+
+
+def _batch_sized(node: torch.fx.Node, tainted: set, values: dict) -> torch.fx.Node | None:
     """An argument of ``node`` that may follow the batch size (:func:`_tainted_sizes`), but
-    the first size of a reshape, where the batch size read as it is keeps the batch first
-    (``x.view(x.size(0), -1)``); None if there is none. (A review: ``up(h, output_size=[7, 7
-    + b // 4])``, ``F.pad(h, (0, b // 4))`` and ``F.interpolate(h, size=[7, 7 + b // 4])``,
-    read at the probe's batch of two, were mapped wrong at batches from four on, where the
-    check on batches of one to three saw nothing.)"""
+    the shape of a reshape that keeps the batch first (:func:`_batch_first`: ``x.view(
+    x.size(0), -1)``) and what a module does not read (:func:`read_by_the_call`: the batch
+    entry of ``output_size=x.size()``); None if there is none. (A review: ``up(h,
+    output_size=[7, 7 + b // 4])``, ``F.pad(h, (0, b // 4))`` and ``F.interpolate(h,
+    size=[7, 7 + b // 4])``, read at the probe's batch of two, were mapped wrong at batches
+    from four on, where the check on batches of one to three saw nothing.)"""
     named: list[torch.fx.Node] = []
-    torch.fx.node.map_arg((node.args, node.kwargs), named.append)
-    first = node.args[1] if len(node.args) > 1 and node.target in (
+    arguments: Any = (node.args, node.kwargs)
+    if node.op == "call_module" and node.args and isinstance(values.get(node.args[0]),
+                                                              torch.Tensor):
+        arguments = (node.args[:1], read_by_the_call(node, values[node.args[0]].ndim))
+    torch.fx.node.map_arg(arguments, named.append)
+    shape = node.args[1] if len(node.args) > 1 and node.target in (
         "view", "reshape", torch.reshape) else None
-    first = first[0] if isinstance(first, (tuple, list)) and first else first
-    if not _direct_batch(first):
-        first = None
-    return next((n for n in named if n in tainted and n is not first), None)
+    first = shape[0] if isinstance(shape, (tuple, list)) and shape else shape
+    kept = {n for n in (shape, first) if isinstance(n, torch.fx.Node) and _batch_first(
+        n, tainted)}
+    return next((n for n in named if n in tainted and n not in kept), None)
 
 
 def _translate(builder: _GraphBuilder, nodes: list[torch.fx.Node], values: dict) -> Any:
@@ -543,7 +575,7 @@ def _translate(builder: _GraphBuilder, nodes: list[torch.fx.Node], values: dict)
         if values[node].ndim == 0 or values[node].shape[0] != _BATCH:
             builder.refuse(node, "mixes the batch axis into the sample (the batch must stay "
                            "the first axis)")
-        batch_sized = _batch_sized(node, tainted)
+        batch_sized = _batch_sized(node, tainted, values)
         if batch_sized is not None:
             builder.refuse(node, f"takes a size computed from the batch size "
                            f"({batch_sized.name!r}): one sample's map would change with the "

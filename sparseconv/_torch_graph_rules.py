@@ -57,7 +57,7 @@ from sparseconv._torch_calls import (
     transposition_axes,
     where_operands,
 )
-from sparseconv._torch_graph_sizes import _direct_batch, _static_size
+from sparseconv._torch_graph_sizes import _direct_batch, _static_size, read_by_the_call
 from sparseconv._torch_probe import error_line
 
 __all__ = ["Factor", "FunctionalCall", "has_rule"]
@@ -537,11 +537,12 @@ def _module_call(node: torch.fx.Node, source: Any, walk: _Walk) -> Fraction | st
     signals = signal_reads(node, walk.bound)
     if signals != [source]:
         return "takes the signal other than as its one input"
-    computed: list[torch.fx.Node] = []  # its other arguments: constants, or sizes the
-    torch.fx.node.map_arg((node.args[1:], node.kwargs), computed.append)  # traced shape
-    computed = [n for n in computed if n not in walk.constants and (  # fixes (a review:
-        n in walk.tainted or not walk.static(n))]  # up(h, output_size=[7, 7 + b // 4]), 7
-    if computed:  # wide below a batch of four, read as 7: 0.46 for a map of 366 there)
+    computed: list[torch.fx.Node] = []  # its other arguments that are sizes: constants, or
+    torch.fx.node.map_arg(read_by_the_call(  # sizes the traced shape fixes (a review: up(h,
+        node, len(walk.meta(source).shape)), computed.append)  # output_size=[7, 7 + b // 4]),
+    computed = [n for n in computed if walk.meta(n) is None and n not in walk.constants and (
+        n in walk.tainted or not walk.static(n))]  # 7 wide below a batch of four, read as 7:
+    if computed:  # 0.46 for a map of 366 there; tensors as before: a second review)
         return f"has an argument computed from the signal or its batch ({computed[0].name!r})"
     name, k = node.meta["sparseconv_call"]
     factor = walk.factors(name, k, tuple(walk.meta(source).shape[1:]))

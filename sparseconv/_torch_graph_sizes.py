@@ -165,6 +165,35 @@ def _direct_batch(n: Any) -> bool:
     return n.op == "call_function" and n.target is getattr and n.args[1] == "shape"
 
 
+def read_by_the_call(node: torch.fx.Node, ndim: int) -> tuple[tuple, dict]:
+    """A module call's arguments after its input, as far as the module reads them: a
+    transposed convolution's ``output_size`` (``up(h, output_size=x.size())``, PyTorch's own
+    example) is read for its last ``ndim - 2`` entries, the sizes of the spatial axes, so a
+    whole shape read (its batch entry) or the leading entries of a list are left out (a
+    review found ``output_size=x.size()`` refused as a size that follows the batch)."""
+    args, kwargs = tuple(node.args[1:]), dict(node.kwargs)
+    module = getattr(node.graph.owning_module, "get_submodule", None)
+    called = module(str(node.target)) if module is not None and node.op == "call_module" \
+        else None
+    if not isinstance(called, (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
+                               torch.nn.ConvTranspose3d)):
+        return args, kwargs
+    spatial = ndim - 2
+
+    def kept(size: Any) -> Any:
+        if isinstance(size, (tuple, list)):
+            return tuple(size[-spatial:]) if spatial > 0 else ()
+        if _direct_batch(size) and _shape_item(size) is None:  # (x.size(), x.shape)
+            return None
+        return size
+
+    if args:
+        args = (kept(args[0]), *args[1:])
+    if "output_size" in kwargs:
+        kwargs["output_size"] = kept(kwargs["output_size"])
+    return args, kwargs
+
+
 def _static_size(n: Any, bound: dict) -> bool:
     """Whether ``n``, an argument of a reshape or slice computed in the graph, is fixed by the
     traced shape: a shape read (:func:`_reads_shape`) of a tensor the bound accepted (every

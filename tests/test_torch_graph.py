@@ -1528,6 +1528,42 @@ def test_a_size_that_follows_the_batch_is_refused(how):
     assert report.network_upper is None, report.network_upper
 
 
+class _BatchReadNowhere(nn.Module):
+    """Sizes that read the batch where the call does not use it: ``output_size=x.size()``
+    (PyTorch's own example; the transposed convolution reads its spatial entries), or a list
+    led by a batch-dependent entry; a reshape to ``x.shape[:1] + (-1,)``."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.down = nn.Conv2d(2, 2, 3, stride=2, padding=1, dtype=torch.float64)
+        self.up = nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1, dtype=torch.float64)
+
+    def forward(self, x):
+        if self.how == "reshape":
+            return self.down(x).reshape(x.shape[:1] + (-1,))
+        if self.how == "size":
+            return self.up(self.down(x), output_size=x.size())
+        return self.up(self.down(x), [x.shape[0] + 5, *x.shape[1:]])  # (positional)
+
+
+@pytest.mark.parametrize("how", ["size", "list", "reshape"])
+def test_a_size_read_with_the_batch_where_the_call_drops_it_is_read(how):
+    """A second review of the refusal above: ``up(h, output_size=x.size())``, a list led by
+    ``x.shape[0] + 5``, and ``h.reshape(x.shape[:1] + (-1,))`` were refused as sizes that
+    follow the batch (the code before read them exactly): the call reads no batch there. The
+    operator is the Jacobian; the transposed convolution's bound is at least its norm.
+    Mutants: ``read_by_the_call`` keeping the whole output_size, ``_batch_first`` the direct
+    batch alone."""
+    model = _BatchReadNowhere(how).eval()
+    _check_operator(model, (2, 6, 6))
+    net = sct.network_operator(model, (2, 6, 6))
+    x = torch.randn(5, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(net.apply(x.numpy()), model(x).detach().numpy(), atol=1e-13)
+    if how != "reshape":  # (the bound refuses a reshape by shapes it computes: as before)
+        _check_bound(model, (2, 6, 6))
+
+
 def test_an_assignment_into_a_value_is_said_to_be_one():
     """A review: ``y[:, 0] = x[:, 1]`` was refused as "'_Sized' object does not support item
     assignment", a class of sparseconv's named; now as the assignment it is, with what to

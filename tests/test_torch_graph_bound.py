@@ -2575,6 +2575,35 @@ def test_a_module_given_the_signal_as_two_arguments_is_refused(chain):
                                  assume_chain=True)
 
 
+class _ExpandedParameter(nn.Module):
+    """A module of two arguments, the second a parameter expanded to the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4, dtype=F64)
+        self.bil = nn.Bilinear(4, 3, 4, dtype=F64)
+        self.z = nn.Parameter(torch.randn(1, 3, dtype=F64, generator=torch.Generator(
+            ).manual_seed(2)))
+
+    def forward(self, x):
+        return self.bil(self.lin(x), self.z.expand(x.shape[0], -1))
+
+
+def test_a_module_given_a_constant_takes_a_tensor_expanded_to_the_batch():
+    """A second review: the check of a module call's other arguments (sizes the traced
+    shape fixes) refused a tensor, ``z.expand(b, -1)``, each sample's the same, where the
+    code before took the constant given; tensors are read as before. The map ``h ->
+    bil(h, z)`` is linear in ``h`` (``z`` fixed): its norm times the Linear's bounds it, so
+    that is the constant given. Mutant: tensors checked as sizes (no bound)."""
+    model = _ExpandedParameter().eval()
+    bil = model.bil
+    part = torch.einsum("oij,j->oi", bil.weight, model.z[0]).detach()  # (h -> bil(h, z))
+    given = float(torch.linalg.matrix_norm(part, 2))
+    report = sct.lipschitz_report(model, (4,), lipschitz_constants={"bil": given})
+    assert report.network_upper is not None, report.reason
+    _assert_sound(report, jacobian_norm(model, (4,)))
+
+
 def test_a_product_of_the_signal_by_itself_is_refused():
     """``y @ y`` (one node, both operands) crashed with AttributeError (``ndim`` of a torch.fx
     Node), then was refused as a product by a matrix that is no constant tensor; now as
