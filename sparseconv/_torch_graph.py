@@ -31,9 +31,10 @@ from sparseconv._torch_calls import (
 from sparseconv._torch_graph_ops import _BATCH, _describe, _GraphBuilder, _Op
 from sparseconv._torch_graph_sizes import (
     _direct_batch,
-    _reads_batch,
-    _reads_shape,
+    _integers,
     _shape_item,
+    _size_number,
+    _tainted_sizes,
     read_by_the_call,
 )
 from sparseconv._torch_kinds import (
@@ -496,36 +497,6 @@ def _checked_probe(gm: torch.fx.GraphModule, shape: tuple[int, ...], model: nn.M
     return values
 
 
-#: The calls that make a tensor of the batch's size whose samples are all one (ViT's class
-#: token ``cls.expand(x.shape[0], -1, -1)``, CoordConv's coordinates, ``x.new_ones(b, ...)``)
-#: where the batch size is their first size and nothing else they read follows it.
-_BATCH_BROADCASTS = frozenset({"expand", "repeat", "new_zeros", "new_ones", "new_full",
-                               "zeros", "ones", "full"})
-
-
-def _follows_batch(node: torch.fx.Node, tainted: set) -> bool:
-    """Whether a value that is no value of the signal may follow the batch size: a read of
-    it (:func:`_reads_batch`), or anything computed from one -- an integer, a bool, a tensor,
-    a number read off one (a review: ``x * ((x.shape[0] > 3) + 1)``, ``torch.full((), b // 4
-    + 1.0).item()``, a mask ``arange(6) < 4 + b // 4``, each read at the probe's batch of two
-    and mapped wrong from four on; integers alone were followed) -- but an item of a shape
-    that is no batch (``x.shape[2]``) and a tensor broadcast to the batch
-    (:data:`_BATCH_BROADCASTS`)."""
-    if _reads_batch(node):
-        return True
-    if _reads_shape(node) or _shape_item(node) is not None:
-        return False
-    read = [a for a in node.all_input_nodes if a in tainted]
-    if not read:
-        return False
-    if _target_name(node) in _BATCH_BROADCASTS and node.op in ("call_method", "call_function"):
-        sizes = node.args[1:] if node.op == "call_method" else node.args[:1]
-        sizes = sizes[0] if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
-        first = sizes[0] if sizes else None
-        return not (_direct_batch(first) and read == [first])
-    return True
-
-
 def _batch_first(n: Any, tainted: set) -> bool:
     """Whether a reshape's shape ``n`` keeps the batch first and reads it nowhere else: the
     batch size or a whole shape read as it is (``x.size(0)``, ``x.shape``), ``x.shape[:1]``,
@@ -571,19 +542,17 @@ def _translate(builder: _GraphBuilder, nodes: list[torch.fx.Node], values: dict)
     """Every node computed from the signal, after the input, translated into ``builder``'s
     ops (a constant, such as a parameter or a size, is left to the nodes that read it); the
     output node's argument, what the model returns."""
-    for node in nodes:  # (the ranks _reads_batch reads, as torch.fx's ShapeProp keeps them)
+    for node in nodes:  # (the ranks _tainted_sizes reads, as torch.fx's ShapeProp keeps them)
         if isinstance(values.get(node), torch.Tensor) and "tensor_meta" not in node.meta:
             node.meta["tensor_meta"] = _extract_tensor_metadata(values[node])
-    tainted: set[torch.fx.Node] = set()  # the values, no signal's, that may follow the batch
+    tainted = _tainted_sizes(nodes[0].graph, {n: v for n, v in values.items()
+                                              if _integers(v) or _size_number(v)})
     for node in nodes[1:]:
         why = drawn_or_unset(node, allocations=True)  # (whatever it reads: a constant typed
         if why:  # or sized by the signal is computed on each call, not once when torch.fx
             builder.refuse(node, why)  # traces)
         live = any(a in builder.index for a in node.all_input_nodes) and not \
             makes_a_constant(node, builder.index.__contains__, values.get)
-        if not (live and isinstance(values.get(node), torch.Tensor)) and _follows_batch(
-                node, tainted):
-            tainted.add(node)
         if node.op == "output":
             return node.args[0]
         if builds_namedtuple(node):

@@ -1624,7 +1624,8 @@ def _alias_small(m, y, x):
     (lambda m, y, x: torch.cat([y.squeeze(), 2 * y.squeeze()], 1),
      r"gives shape \(1, 6, 5, 6\) on a random batch of 1 where its forward gives "
      r"\(3, 10, 6\): a size that depends on the batch \(x.squeeze\(\)"),
-    (lambda m, y, x: y * (x.shape[0] == 1), "takes a size computed from the batch size"),
+    (lambda m, y, x: y * (x.shape[0] == 1), "does not compute what its forward does on a "
+                                            "random batch of 1"),
     # (a review: the hint named squeeze alone)
     (lambda m, y, x: y.repeat(1, x.shape[0], 1, 1),
      r"takes a size computed from the batch size \('getitem'\)"),
