@@ -499,15 +499,15 @@ def _checked_probe(gm: torch.fx.GraphModule, shape: tuple[int, ...], model: nn.M
 
 def _batch_first(n: Any, tainted: set) -> bool:
     """Whether a reshape's shape ``n`` keeps the batch first and reads it nowhere else: the
-    batch size or a whole shape read as it is (``x.size(0)``, ``x.shape``), ``x.shape[:1]``,
-    or such a tuple followed by sizes that do not follow the batch (``x.shape[:1] + (-1,)``:
-    a review found it refused)."""
+    batch size or a whole shape read as it is (``x.size(0)``, ``x.shape``), a slice of a shape
+    from its start (``x.shape[:1]``, ``x.shape[:2]``), or such a tuple followed by sizes that
+    do not follow the batch (``x.shape[:1] + (-1,)``: a review found it refused)."""
     if _direct_batch(n):
         return True
     index = n.args[1] if _shape_item(n) is not None else None
-    if isinstance(index, slice) and index.start in (None, 0) and index.stop == 1 and (
-            index.step in (None, 1)):
-        return True
+    if isinstance(index, slice) and index.start in (None, 0) and index.step in (None, 1) and (
+            index.stop is None or type(index.stop) is int and index.stop != 0):
+        return True  # (x.shape[:2]: a review found x.shape[:2] + (-1,) refused)
     if isinstance(n, torch.fx.Node) and n.op == "call_function" and n.target is operator.add \
             and len(n.args) == 2:
         rest: list[torch.fx.Node] = []

@@ -1542,15 +1542,19 @@ class _BatchReadNowhere(nn.Module):
     def forward(self, x):
         if self.how == "reshape":
             return self.down(x).reshape(x.shape[:1] + (-1,))
+        if self.how == "view":
+            h = self.down(x)
+            return h.view(h.shape[:2] + (-1,))
         if self.how == "size":
             return self.up(self.down(x), output_size=x.size())
         return self.up(self.down(x), [x.shape[0] + 5, *x.shape[1:]])  # (positional)
 
 
-@pytest.mark.parametrize("how", ["size", "list", "reshape"])
+@pytest.mark.parametrize("how", ["size", "list", "reshape", "view"])
 def test_a_size_read_with_the_batch_where_the_call_drops_it_is_read(how):
     """A second review of the refusal above: ``up(h, output_size=x.size())``, a list led by
-    ``x.shape[0] + 5``, and ``h.reshape(x.shape[:1] + (-1,))`` were refused as sizes that
+    ``x.shape[0] + 5``, ``h.reshape(x.shape[:1] + (-1,))`` and ``h.view(h.shape[:2] + (-1,))``
+    (a third review) were refused as sizes that
     follow the batch (the code before read them exactly): the call reads no batch there. The
     operator is the Jacobian; the transposed convolution's bound is at least its norm.
     Mutants: ``read_by_the_call`` keeping the whole output_size, ``_batch_first`` the direct
@@ -1560,7 +1564,8 @@ def test_a_size_read_with_the_batch_where_the_call_drops_it_is_read(how):
     net = sct.network_operator(model, (2, 6, 6))
     x = torch.randn(5, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(net.apply(x.numpy()), model(x).detach().numpy(), atol=1e-13)
-    if how != "reshape":  # (the bound refuses a reshape by shapes it computes: as before)
+    if how not in ("reshape", "view"):  # (the bound refuses a reshape by shapes it
+        # computes: as before)
         _check_bound(model, (2, 6, 6))
 
 
