@@ -273,6 +273,31 @@ _DROPOUT_F = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
               F.feature_alpha_dropout}
 
 
+#: What a call may read off a value of the signal without a tensor coming out: its sizes,
+#: dtype, device and layout, never its values (tensor methods by name; functions by
+#: identity: a review found a function of the user's named ``numel``, wrapped by
+#: torch.fx.wrap, returning a gate on the values).
+METADATA_METHODS = frozenset({"size", "dim", "ndimension", "numel", "nelement", "stride",
+                              "storage_offset", "is_contiguous", "is_complex",
+                              "is_floating_point", "element_size", "get_device", "type"})
+METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "layout", "is_cuda",
+                                 "requires_grad", "is_sparse", "itemsize", "nbytes"})
+METADATA_FUNCTIONS = (len, torch.numel, torch.is_floating_point, torch.is_complex,
+                      torch.result_type)
+
+
+def reads_metadata(node: Any) -> bool:
+    """Whether a graph's call reads only :data:`METADATA_METHODS`,
+    :data:`METADATA_ATTRIBUTES` or :data:`METADATA_FUNCTIONS` of what it is given (a value
+    of the signal that returns no tensor reads its values otherwise: ``allclose``,
+    ``item``, ``tolist``)."""
+    if node.op == "call_method":
+        return node.target in METADATA_METHODS
+    if node.op == "call_function" and node.target is getattr:
+        return len(node.args) > 1 and node.args[1] in METADATA_ATTRIBUTES
+    return node.op == "call_function" and any(node.target is f for f in METADATA_FUNCTIONS)
+
+
 def function_name(target: Any) -> str:
     """The name a graph's call goes by: ``softplus`` for ``F.softplus``, for
     ``x.softplus()`` and for ``torch.ops.aten.softplus.default`` alike (a review: the aten

@@ -27,6 +27,7 @@ from torch.fx.passes.shape_prop import TensorMetadata, _extract_tensor_metadata
 from sparseconv._memory import MatrixTooLargeError, reworded
 from sparseconv._torch_calls import (
     _AUGMENTED,
+    reads_metadata,
 )
 from sparseconv._torch_graph_ops import _BATCH, _describe, _GraphBuilder, _Op
 from sparseconv._torch_graph_sizes import (
@@ -415,30 +416,6 @@ _NOT_LINEAR_TUPLES = frozenset({
     "histogram", "slogdet", "qr", "svd", "eig", "eigh", "lu"})
 
 
-#: What a call may read off a value of the signal other than a tensor: its sizes, dtype,
-#: device and layout, never its values (a review: x * torch.allclose(x, 0, atol=10), the
-#: probe's True taken for a constant, mapped inputs of scale 100 to themselves where the
-#: model gives 0). Tensor methods by name; functions by identity (a second review: a
-#: function of the user's named numel, wrapped by torch.fx.wrap, returned a gate).
-_SIZE_METHODS = frozenset({"size", "dim", "ndimension", "numel", "nelement", "element_size",
-                           "stride", "storage_offset", "is_contiguous", "is_floating_point",
-                           "is_complex", "get_device", "type"})
-_SIZE_FUNCTIONS = (len, torch.numel, torch.is_floating_point, torch.is_complex,
-                   torch.result_type)
-_SIZE_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "device", "layout", "is_cuda",
-                              "requires_grad", "is_sparse", "itemsize", "nbytes"})
-
-
-def _reads_values(node) -> bool:
-    """Whether a call on the signal that returns no tensor reads its values (``allclose``,
-    ``equal``, ``item``, ``tolist``), not only its sizes, dtype, device or layout."""
-    if node.op == "call_method":
-        return node.target not in _SIZE_METHODS
-    if node.op == "call_function" and node.target is getattr:
-        return not (len(node.args) > 1 and node.args[1] in _SIZE_ATTRIBUTES)
-    return not (node.op == "call_function" and any(node.target is f for f in _SIZE_FUNCTIONS))
-
-
 def _target_name(node) -> str:
     """The name of the function or method a node calls (the last part of a qualified one)."""
     target = node.target
@@ -566,7 +543,7 @@ def _translate(builder: _GraphBuilder, nodes: list[torch.fx.Node], values: dict)
             builder.refuse(node, "splits the signal into several tensors (split, chunk, unbind "
                            "...), which network_operator does not map; slice it instead "
                            "(x[:, :k])")
-        if live and not isinstance(values[node], torch.Tensor) and _reads_values(node):
+        if live and not isinstance(values[node], torch.Tensor) and not reads_metadata(node):
             builder.refuse(node, f"reads the signal's values into a {type(values[node]).__name__}"
                            " (allclose, equal, item, tolist...), which the operator would "
                            "hold as the probe's")

@@ -64,7 +64,7 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from sparseconv._torch_calls import function_name, inside
+from sparseconv._torch_calls import function_name, inside, reads_metadata
 from sparseconv._torch_graph import (
     Versions,
     changed,
@@ -304,12 +304,6 @@ def _per_sample_change(recorder: _Probe, others: list[_Probe] | None, batch: int
 #: on it): a change made through them is one the stale-read checks cannot see.
 _UNTRACKED = frozenset({"untyped_storage", "storage", "_typed_storage", "numpy", "__array__",
                         "__dlpack__", "data_ptr"})
-#: What a node may read off the signal without a tensor coming out: its metadata.
-_METADATA_METHODS = frozenset({"size", "dim", "ndimension", "numel", "nelement", "stride",
-                               "is_contiguous", "is_complex", "is_floating_point",
-                               "element_size", "get_device"})
-_METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "layout", "is_cuda",
-                                  "requires_grad"})
 
 
 def _untracked_write(node: torch.fx.Node) -> str:
@@ -342,10 +336,7 @@ def _leaves_the_tensors(node: torch.fx.Node, bound: Mapping) -> str:
     if node.op not in ("call_method", "call_function") or not any(
             n in bound for n in node.all_input_nodes) or node.meta.get("tensor_meta"):
         return ""
-    if node.op == "call_method" and node.target in _METADATA_METHODS:
-        return ""
-    if node.op == "call_function" and (node.target is len or (
-            node.target is getattr and node.args[1:2] and node.args[1] in _METADATA_ATTRIBUTES)):
+    if reads_metadata(node):
         return ""
     return ("turns the signal into a value that is no tensor (a Python number, a numpy "
             "array, a storage), which no bound covers and no version counter follows")

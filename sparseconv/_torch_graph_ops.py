@@ -91,20 +91,6 @@ def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
-def _held_index(value: Any) -> Any:
-    """An index as the probe read it: its tensors copied, in slices and tuples too, as every
-    constant is held (reviews: ``x[:, self.idx]``, then ``x[:, self.a:self.b]`` and
-    ``x[:, (self.i, self.j)]``, read their buffers live: after ``idx.copy_(...)`` the
-    operator was a mix of the old scale and the new index, matching neither model)."""
-    if isinstance(value, torch.Tensor):
-        return value.clone()
-    if isinstance(value, slice):
-        return slice(*(_held_index(v) for v in (value.start, value.stop, value.step)))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_held_index(v) for v in value)
-    return value
-
-
 def _constant(value) -> np.ndarray | float:
     if isinstance(value, torch.Tensor):
         return _numpy(value)
@@ -116,6 +102,18 @@ def _held(value: Any) -> Any:
     parameter changes when it trains; a review found an index buffer read live), anything
     else as it is."""
     return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+
+def _held_index(value: Any) -> Any:
+    """An index as an op holds it: :func:`_held` in its slices and tuples too (reviews:
+    ``x[:, self.idx]``, then ``x[:, self.a:self.b]`` and ``x[:, (self.i, self.j)]``, read
+    their buffers live: after ``idx.copy_(...)`` the operator was a mix of the old scale and
+    the new index, matching neither model)."""
+    if isinstance(value, slice):
+        return slice(*(_held_index(v) for v in (value.start, value.stop, value.step)))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_held_index(v) for v in value)
+    return _held(value)
 
 
 def _layer_op(name, index, layer: _Layer, shape) -> _Op:

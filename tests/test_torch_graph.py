@@ -1451,7 +1451,7 @@ def test_a_value_read_off_the_signal_or_drawn_is_no_constant(call, reason):
     (7 calls in 3,000 differed from the model). Refused by name; a call may read the signal's
     sizes, dtype and device (a function of the user's named ``numel``, a second review's
     gate, is no such read: functions by identity). Mutants: the value read
-    (``_reads_values``, or by name) or the draw (``drawn_or_unset``) not refused."""
+    (``reads_metadata``, or by name) or the draw (``drawn_or_unset``) not refused."""
     def fn(self, x):
         return call(self.conv(x))
 
