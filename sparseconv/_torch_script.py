@@ -534,6 +534,53 @@ def _not_taken(node, this, module: nn.Module | None, written: set) -> bool:
 
 
 def _calls(model: nn.Module, graph) -> list[_Call]:
+    """The calls of leaf modules in the inlined ``graph``, in order. Where two calls of one
+    module follow each other, a module of the user's class is cut where one call's operations
+    (:func:`_call_pattern`) end, and kept so if every call it made runs exactly them (an
+    ``if`` or a loop is one node, whichever way it goes); any other module where an
+    operation repeats (:meth:`_Call.repeats`). A new user's trial: ConvNeXt's
+    ``LayerNorm2d`` (a permute, a layer norm, a permute) given its constant, scripted or
+    traced, read as two calls where the model makes one, had no bound, where the eager model
+    had one."""
+    patterns: dict[str, tuple[str, ...]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        pattern = _call_pattern(module)
+        if pattern is not None and name not in patterns:
+            patterns[name] = pattern
+    while True:
+        calls = _read_calls(model, graph, patterns)
+        wrong = {c.name for c in calls if c.name in patterns
+                 and tuple(n.kind() for n in c.nodes) != patterns[c.name]}
+        if not wrong:
+            return calls
+        patterns = {k: v for k, v in patterns.items() if k not in wrong}
+
+
+def _call_pattern(module: nn.Module) -> tuple[str, ...] | None:
+    """The kinds of the operations one call of ``module`` runs, in order, as the inlined
+    graph holds them (its ``forward``'s graph inlined, :data:`_STRUCTURAL` nodes aside); None
+    for a class torch ships (:meth:`_Call.repeats` knows its calls), a module with children,
+    or a ``forward`` that runs nothing or calls another method still after inlining."""
+    if not isinstance(module, torch.jit.ScriptModule) or _shipped(module) or not is_leaf(
+            module):
+        return None
+    script: Any = module
+    try:
+        graph = script._c._get_method("forward").graph.copy()
+    except (AttributeError, RuntimeError):
+        return None
+    torch._C._jit_pass_inline(graph)
+    kinds = []
+    for node in graph.nodes():
+        if node.kind() in ("prim::CallMethod", "prim::CallFunction"):
+            return None
+        if node.kind() not in _STRUCTURAL and node.kind() != "prim::Uninitialized":
+            kinds.append(node.kind())
+    return tuple(kinds) or None
+
+
+def _read_calls(model: nn.Module, graph, patterns: dict[str, tuple[str, ...]]) -> list[_Call]:
+    """:func:`_calls`, the modules in ``patterns`` cut after their operations."""
     modules = _Modules(model)
     calls: list[_Call] = []
     traced = isinstance(model, torch.jit.TracedModule)  # (saved and loaded: no sources)
@@ -553,28 +600,44 @@ def _calls(model: nn.Module, graph) -> list[_Call]:
         if not is_leaf(module):
             _refuse_control_flow(node, modules)
             continue
-        if not calls or calls[-1].name != name or calls[-1].repeats(node, traced):
+        if not calls or calls[-1].name != name or (
+                len(calls[-1].nodes) >= len(patterns[name]) if name in patterns
+                else calls[-1].repeats(node, traced)):
             calls.append(_Call(name, module))
         calls[-1].nodes.append(node)  # its own branches: a rebuilt module reads none
     return calls
 
 
 def _same_code(module: nn.Module, method: str) -> bool:
-    """Whether ``method`` is ``forward``, or a method whose code is ``forward``'s to the
-    letter but for its name and its arguments' names (torch.jit.trace's ``forward1``, ...:
-    a module's later calls traced again; helper 272 found a ``forward1`` of the user's with
-    forward's operations and other constants taken for one, 10 for 100)."""
+    """Whether ``method`` is ``forward``, or a method whose graph is ``forward``'s but for the
+    names of its values (torch.jit.trace's ``forward1``, ...: a module's later calls traced
+    again, their argument named ``argument_1`` and a local ``x`` where ``forward``'s is
+    ``x0``; helper 272 found a ``forward1`` of the user's with forward's operations and other
+    constants taken for one, 10 for 100)."""
     if method == "forward":
         return True
     script: Any = module
     try:
-        ours, theirs = (script._c._get_method(m) for m in ("forward", method))
-        code = theirs.code.replace(f"def {method}(", "def forward(", 1)
-        for a, b in zip(theirs.schema.arguments, ours.schema.arguments, strict=True):
-            code = re.sub(rf"\b{re.escape(a.name)}\b", b.name, code)
-        return code == ours.code
-    except (AttributeError, RuntimeError, ValueError):
+        ours, theirs = (script._c._get_method(m).graph for m in ("forward", method))
+    except (AttributeError, RuntimeError):
         return False
+    return _canonical(ours) == _canonical(theirs)
+
+
+def _canonical(graph) -> str:
+    """A graph's text with its values renamed in order of appearance, and its source comments
+    and the shapes and strides torch.jit.trace saw dropped (``Double(2, 4, strides=[4, 1],
+    requires_grad=1, device=cpu)`` read as ``Tensor``): two graphs have the same text where
+    they run the same operations on the same values, up to those values' names."""
+    text = re.sub(r"\s+# [^\n]*:\d+:\d+$", "", str(graph), flags=re.MULTILINE)
+    text = re.sub(r"\b\w+\([^()]*\bdevice=[\w:]+\)", "Tensor", text)
+    names: dict[str, str] = {}
+    text = re.sub(r"%[\w.]+", lambda m: names.setdefault(m.group(), f"%{len(names)}"), text)
+    for node in graph.findAllNodes("prim::Constant", True):  # (a tensor's values: its text
+        if node.hasAttribute("value") and node.kindOf("value") == "t":  # may elide them)
+            value = node.t("value")
+            text += f"\n{value.dtype} {tuple(value.shape)} {value.cpu().numpy().tobytes().hex()}"
+    return text
 
 
 def _runs_nothing(module: nn.Module) -> bool:
