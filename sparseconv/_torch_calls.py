@@ -105,11 +105,55 @@ RUNNING = frozenset({"cumsum", torch.cumsum, "diff", torch.diff})
 RUN_BY_TORCH = SELECTIONS | RUNNING
 
 
+@dataclass(frozen=True, eq=False)
+class PerSample:
+    """A constant argument that torch wants of the batch's size, made at the probe's, whose
+    samples are equal (``torch.diff(x, prepend=torch.zeros_like(x[..., :1]))``): its first
+    sample, expanded to the batch the call runs on (:func:`call_on`)."""
+
+    tensor: torch.Tensor
+
+
+#: The constant arguments (name, position) that torch wants of the input's batch size.
+_BATCH_SIZED = {"diff": (("prepend", 3), ("append", 4))}
+
+
+def per_sample_arguments(target: Any, args: Any, kwargs: dict, batch: int,
+                         ) -> tuple[list, dict] | str:
+    """``target``'s arguments with those torch wants of the batch's size (``diff``'s
+    ``prepend`` and ``append``), made at the probe's ``batch``, each as :class:`PerSample`;
+    or why not: one whose samples differ (a new user's trial: ``torch.diff(x,
+    prepend=torch.zeros_like(x[..., :1]))``, linear, had no operator and no bound, said to
+    run on no batch of three)."""
+    args, kwargs = list(args), dict(kwargs)
+    for key, position in _BATCH_SIZED.get(function_name(target), ()):
+        where: dict[Any, Any] = kwargs if key in kwargs else dict(enumerate(args))
+        slot = key if key in kwargs else position
+        value = where.get(slot)
+        if not isinstance(value, torch.Tensor) or value.ndim == 0 or value.shape[0] != batch:
+            continue
+        if not bool((value == value[:1]).all()):
+            return f"takes a {key} whose samples differ (a constant of the probe's batch)"
+        if key in kwargs:
+            kwargs[key] = PerSample(value[:1].clone())
+        else:
+            args[position] = PerSample(value[:1].clone())
+    return args, kwargs
+
+
+def without_constants(args: list, kwargs: dict) -> tuple[list, dict]:
+    """``args`` and ``kwargs`` with each :class:`PerSample` made zero: the linear part of a
+    call that is linear in them and the signal together (``diff``'s)."""
+    def zero(a: Any) -> Any:
+        return PerSample(torch.zeros_like(a.tensor)) if isinstance(a, PerSample) else a
+    return [zero(a) for a in args], {k: zero(a) for k, a in kwargs.items()}
+
+
 def call_on(target: Any, args: Any, kwargs: dict, source: torch.fx.Node,
             ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The call ``target(*args, **kwargs)`` (a method's name: on its first argument) as a
     function of the tensor that takes the place of ``source``; the other arguments as they
-    are (values)."""
+    are (values), a :class:`PerSample` expanded to that tensor's batch."""
     where = [k for k, a in enumerate(args) if a is source]
     key = next((k for k, a in kwargs.items() if a is source), None)
 
@@ -119,6 +163,12 @@ def call_on(target: Any, args: Any, kwargs: dict, source: torch.fx.Node,
             call_args[k] = x
         if key is not None:
             call_kwargs[key] = x
+        for k, a in enumerate(call_args):
+            if isinstance(a, PerSample):
+                call_args[k] = a.tensor.expand(x.shape[0], *a.tensor.shape[1:])
+        for name, a in call_kwargs.items():
+            if isinstance(a, PerSample):
+                call_kwargs[name] = a.tensor.expand(x.shape[0], *a.tensor.shape[1:])
         if isinstance(target, str):
             return getattr(call_args[0], target)(*call_args[1:], **call_kwargs)
         return target(*call_args, **call_kwargs)

@@ -48,9 +48,11 @@ from sparseconv._torch_calls import (
     identity_in_eval,
     inside,
     matmul_operands,
+    per_sample_arguments,
     repeat_counts,
     transposition_axes,
     where_operands,
+    without_constants,
 )
 from sparseconv._torch_fixed_layers import _padding
 from sparseconv._torch_kinds import (
@@ -536,17 +538,20 @@ class _GraphBuilder:
         constants: run by torch itself (:meth:`run_op`)."""
         if any(self.dependent(a) for a in node.all_input_nodes if a is not source):
             self.refuse(node, "takes the signal other than as its one tensor")
-        run = call_on(target, *torch.fx.node.map_arg(  # (the constants, as values: copies
-            (args, kwargs), lambda n: n if n is source else _held(self.value(n))), source)
-        return self.run_op(node, run, source)
+        held = per_sample_arguments(target, *torch.fx.node.map_arg(  # (the constants, as
+            (args, kwargs), lambda n: n if n is source else _held(self.value(n))), _BATCH)
+        if isinstance(held, str):  # values: copies)
+            self.refuse(node, held)
+        return self.run_op(node, call_on(target, *without_constants(*held), source), source,
+                           call_on(target, *held, source))
 
-    def run_op(self, node, run, source) -> _Op:
+    def run_op(self, node, run, source, affine=None) -> _Op:
         """A linear call ``run`` of the signal ``source`` (its other arguments constants):
         run by torch itself on the samples (forward) and its adjoint by torch.autograd, as
         :meth:`getitem_op` is; refused where it does not act on each sample alone
         (``x.flip(0)``, ``x.cumsum(0)``: checked on a random batch of three against each
-        sample run alone; ``diff``'s ``prepend``, a constant that would make the call affine,
-        has the batch's size, and does not run so)."""
+        sample run alone). ``affine``: the call with its constants, where ``run`` is its
+        linear part (``diff``'s ``prepend``: :func:`per_sample_arguments`)."""
         in_shape, i = self.shape(source), self.index[source]
         try:
             out_shape = acts_per_sample(run, in_shape)
@@ -556,9 +561,11 @@ class _GraphBuilder:
             self.refuse(node, "does not act on each sample alone (it reads or moves the "
                         "batch axis)")
 
-        def forward(xs, affine):  # (writable: torch warns on a read-only array, a caller's)
-            return run(torch.from_numpy(np.require(xs[0], np.float64, ["C", "W"]))
-                       ).numpy().copy()
+        def forward(xs, with_constants):  # (writable: torch warns on a read-only array,
+            # a caller's)
+            call = affine if with_constants and affine is not None else run
+            return call(torch.from_numpy(np.require(xs[0], np.float64, ["C", "W"]))
+                        ).numpy().copy()
 
         def backward(g):
             z = torch.zeros((g.shape[0], *in_shape), dtype=torch.float64, requires_grad=True)

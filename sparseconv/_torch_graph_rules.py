@@ -53,6 +53,7 @@ from sparseconv._torch_calls import (
     function_name,
     identity_in_eval,
     matmul_operands,
+    per_sample_arguments,
     repeat_counts,
     transposition_axes,
     where_operands,
@@ -689,7 +690,11 @@ def _per_sample(node: torch.fx.Node, source: Any, args: Any, kwargs: dict,
     computed = [n for n in computed if n is not source]
     if computed:
         return f"takes a size or index computed from the signal ({computed[0].name!r})"
-    call_args, call_kwargs = list(fixed[0]), dict(fixed[1])
+    held = per_sample_arguments(node.target, list(fixed[0]), dict(fixed[1]),
+                                walk.meta(source).shape[0])  # (diff's prepend: of the batch)
+    if isinstance(held, str):
+        return held
+    call_args, call_kwargs = held
     sample = tuple(walk.meta(source).shape[1:])
     try:
         out = acts_per_sample(call_on(node.target, call_args, call_kwargs, source), sample)

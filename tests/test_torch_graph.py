@@ -1033,6 +1033,49 @@ def test_linear_tensor_calls_run_by_torch(call):
     _check_operator(_conv_then(call), (2, 4, 4))
 
 
+@pytest.mark.parametrize("call, factor", [
+    (lambda x: torch.diff(x, dim=-1, prepend=torch.zeros_like(x[..., :1])), 2.0),
+    (lambda x: x.diff(dim=2, append=torch.full_like(x[:, :, :1], 3.0)), 2.0),
+    (lambda x: torch.diff(x, 2, -1, torch.ones_like(x[..., :2]),
+                          -torch.ones_like(x[..., :1])), 4.0),
+    (lambda x: torch.diff(x, n=1, dim=1, prepend=2 * torch.ones_like(x[:, :1]),
+                          append=torch.zeros_like(x[:, :1])), 2.0)])
+def test_a_difference_with_constants_of_the_batch_s_size(call, factor):
+    """A new user's trial: ``torch.diff(x, prepend=torch.zeros_like(x[..., :1]))``, linear,
+    had no operator and no bound, each said to run on no batch of three: torch wants
+    ``prepend`` and ``append`` of the input's batch size, and they were held at the probe's.
+    Their first sample now stands for all (:func:`per_sample_arguments`), expanded to the
+    batch the call runs on: the operator is the Jacobian, its offset ``model(0)`` (nonzero
+    constants make the map affine: the linear part runs them as zeros), it maps batches of
+    one to five as the model does, and the bound is ``2^n`` times the convolution's. Mutants
+    this catches: _torch_calls.py: the constants not expanded (no operator), or not made
+    zero in the linear part (the operator off by the offset)."""
+    model = _conv_then(call).double().eval()
+    net = _check_operator(model, (2, 4, 4))
+    for batch in (1, 3, 5):
+        x = _seeded(batch, 2, 4, 4, seed=batch)
+        with torch.no_grad():
+            np.testing.assert_allclose(net.apply(x.numpy()), model(x).numpy(), rtol=1e-12,
+                                       atol=1e-12)
+    assert _bound_over_conv(model, (2, 4, 4)) == pytest.approx(factor, rel=1e-12)
+
+
+def test_a_difference_with_constants_that_differ_between_samples_is_refused():
+    """A ``prepend`` whose samples differ (here the sample's index in the batch) is no
+    constant of one sample's map: refused by name by the operator, and by the bound (which
+    sees a value computed from the batch size first)."""
+    def call(x):
+        index = torch.arange(x.shape[0], dtype=x.dtype).reshape(-1, 1, 1, 1)
+        return torch.diff(x, dim=-1, prepend=index.expand(-1, 2, 4, 1))
+
+    model = _conv_then(call).double().eval()
+    with pytest.raises(TypeError, match="takes a prepend whose samples differ"):
+        sct.network_operator(model, (2, 4, 4))
+    report = sct.lipschitz_report(model, (2, 4, 4))
+    assert report.network_upper is None
+    assert "takes a size or index computed from the signal" in report.reason, report.reason
+
+
 @pytest.mark.parametrize("call, reason", [
     (lambda x: x.flip(0), "does not act on each sample alone"),
     (lambda x: x.flipud(), "does not act on each sample alone"),
