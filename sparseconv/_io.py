@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -40,6 +41,7 @@ from ._validation import (
     check_format,
     check_layout,
     int_tuple,
+    layer_dtype,
 )
 from ._version import __version__
 
@@ -277,7 +279,8 @@ def save_layer(file: FileLike, weight: ArrayLike, input_shape: ShapeLike, *,
     _check_options(options, transposed)
     _check_file(file)
     build = conv_transpose_matrix if transposed else conv_matrix
-    weight = np.asarray(weight)
+    as_weight(weight)  # (refused by name as the builders refuse it: a review found a
+    weight = np.asarray(weight)  # tensor that requires grad said by torch's RuntimeError)
     matrix = build(weight, input_shape, format=format, layout=layout, blocksize=blocksize,
                    **options)
     stored = dict(options)
@@ -338,15 +341,28 @@ def _read_within_limit(stream: Any, name: str) -> bytes:
     return data
 
 
+class _NotTheArchive(ValueError):
+    """A stream whose archive is not the one at its position: said as it is."""
+
+
 def _check_load_memory(file: str | os.PathLike[str] | IO[bytes], name: str,
                        start: int = 0, copied: int = 0) -> None:
     """Refuse a file whose entries, uncompressed, and the ``copied`` bytes of a stream's copy
     already made, would not fit the memory limit (read from the archive's directory before
-    any entry is); a file object is left at ``start``."""
+    any entry is); a file object is left at ``start``. Refuse too a stream whose archive,
+    found from its end as zip files are, does not start at ``start`` (a review: two layers
+    written to one stream, read from the first's start, gave the second)."""
     with zipfile.ZipFile(file) as archive:
-        nbytes = sum(member.file_size for member in archive.infolist())
+        members = archive.infolist()
+        nbytes = sum(member.file_size for member in members)
+        first = min((member.header_offset for member in members), default=start)
     if not isinstance(file, (str, os.PathLike)):
         file.seek(start)
+        if first != start:
+            raise _NotTheArchive(f"file {name} holds another archive than the one at its position "
+                             f"{start}: the last one in the stream starts at {first} (zip "
+                             "files are read from their end; give load_layer a stream that "
+                             "ends where the layer does, one layer per stream)")
     check_memory(nbytes + copied, f"the matrix and layer of file {name}")
 
 
@@ -420,6 +436,8 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
             keys = set(entries.files)
             if LAYER_KEY in keys and WEIGHT_KEY in keys:
                 text, weight = str(entries[LAYER_KEY]), entries[WEIGHT_KEY]
+    except _NotTheArchive as exc:
+        raise ValueError(str(exc)) from None
     except (OSError, MatrixTooLargeError):
         raise
     except Exception as exc:  # noqa: BLE001 - numpy and scipy raise many kinds for bad files
@@ -429,6 +447,7 @@ def load_layer(file: FileLike) -> tuple[SparseArray, SavedLayer]:
                          "written by sparseconv.save_layer); scipy.sparse.load_npz reads it")
     try:
         description = json.loads(text)
+        _check_description(description, name)
         layer = SavedLayer(
             weight=weight, input_shape=_tuples(description["input_shape"]),
             transposed=description["kind"] == "conv_transpose",
@@ -467,13 +486,31 @@ def _unmirrored(layer: SavedLayer) -> SavedLayer | None:
     return dataclasses.replace(layer, options={**options, "padding": tuple(pads)})
 
 
+def _check_description(description: Any, name: str) -> None:
+    """Refuse a layer description that :func:`save_layer` did not write: one without the
+    version that wrote it, or of a kind other than ``"conv"`` and ``"conv_transpose"`` (a
+    review: ``"kind": "banana"`` was read as a convolution)."""
+    if not isinstance(description, dict):
+        raise TypeError(f"a JSON object, got {type(description).__name__}")
+    version = description.get("sparseconv")
+    if not isinstance(version, str) or not version:
+        raise ValueError(f"it names no sparseconv version that wrote it (got {version!r})")
+    kind = description.get("kind")
+    if kind not in ("conv", "conv_transpose"):
+        raise ValueError(f"kind must be 'conv' or 'conv_transpose', got {kind!r}")
+
+
 def _check_matrix_of(layer: SavedLayer, matrix: SparseArray, name: str) -> None:
     """Refuse a file whose matrix is not its layer's: of another shape (a review: an edited
     description loaded silently) or format (a new user's trial: "csc" over a CSR matrix), or
     other entries (a new user's trial: an edited weight loaded silently), seen by one product
-    of each with a random vector. Each entry of either product is at most ``max|x| * sum|w|``
-    in size (a row holds each tap once, or a sum of taps that read the same input), so a
-    difference beyond ``sqrt(eps)`` of that is no rounding."""
+    of each with a random vector ``x`` of entries ``0.5 <= |x_j| <= 1.5``. Output ``i`` of
+    either product sums at most ``m`` terms, ``m`` the taps one output reads (a matrix entry
+    may hold several taps' sum), each term a tap times an entry of ``x``: both sums round
+    within ``(m + 1) eps s_i`` of the exact one, ``s_i`` the sum of those terms' magnitudes,
+    the layer of ``|w|`` applied to ``|x|``. A difference beyond ``4 (m + 2) eps s_i`` is
+    no rounding (a review: the allowance was ``sqrt(eps)`` of the whole weight's sum, and a
+    float32 64->64 3x3 layer loaded with one tap changed by 10)."""
     if matrix.shape != layer.shape:
         raise ValueError(f"file {name} holds a {matrix.shape[0]} x {matrix.shape[1]} matrix, "
                          f"but its layer description gives {layer.shape[0]} x "
@@ -482,17 +519,37 @@ def _check_matrix_of(layer: SavedLayer, matrix: SparseArray, name: str) -> None:
         raise ValueError(f"file {name} holds a {matrix.format.upper()} matrix, but its layer "
                          f"description gives format={layer.format!r}: the file was changed "
                          "after save_layer wrote it")
+    built = layer_dtype(as_weight(layer.weight), layer.options.get("dtype"))
+    if matrix.dtype != built:  # (a review: a matrix cast to float32 loaded, its layer float64)
+        raise ValueError(f"file {name} holds a {matrix.dtype} matrix, but its layer "
+                         f"description builds {built} (its weight's dtype, or its dtype "
+                         "option): the file was changed after save_layer wrote it")
+    if layer.blocksize is not None and matrix.format == "bsr" and tuple(
+            matrix.blocksize) != tuple(layer.blocksize):  # (a review, as the dtype)
+        raise ValueError(f"file {name} holds a BSR matrix in {tuple(matrix.blocksize)} "
+                         f"blocks, but its layer description gives blocksize="
+                         f"{tuple(layer.blocksize)}: the file was changed after save_layer "
+                         "wrote it")
     operator = layer.operator()
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(matrix.shape[1])
+    n = matrix.shape[1]
+    x = rng.uniform(0.5, 1.5, n) * rng.choice([-1.0, 1.0], n)
     if np.iscomplexobj(matrix) or np.iscomplexobj(layer.weight):
-        x = x + 1j * rng.standard_normal(matrix.shape[1])
+        x = x + 1j * rng.uniform(0.5, 1.5, n) * rng.choice([-1.0, 1.0], n)
     eps = max(np.finfo(np.result_type(dtype, np.float16)).eps
               for dtype in (matrix.dtype, operator.dtype))
-    scale = float(np.abs(layer.weight).sum()) * float(np.abs(x).max())
-    difference = float(np.abs(matrix @ x - operator @ x).max(initial=0.0))
-    if not difference <= np.sqrt(eps) * scale:
+    weight = np.asarray(layer.weight)
+    groups = int(layer.options.get("groups", 1) or 1)
+    taps = math.prod(weight.shape[2:]) * (weight.shape[0] // groups if layer.transposed
+                                          else weight.shape[1])
+    magnitudes = dataclasses.replace(layer, weight=np.abs(weight)).operator()
+    allowance = 4 * (taps + 2) * eps * np.abs(magnitudes @ np.abs(x))
+    allowance += 4 * (taps + 2) * np.finfo(allowance.dtype).tiny  # (subnormal products)
+    difference = np.abs(matrix @ x - operator @ x)
+    beyond = ~(difference <= allowance)
+    if beyond.any():
+        row = int(np.argmax(np.where(beyond, difference - allowance, -np.inf)))
         raise ValueError(f"file {name} holds a matrix that is not its layer's: a product with "
-                         f"a random vector differs by {difference:.3g} (rounding allows "
-                         f"{np.sqrt(eps) * scale:.3g}); the file was changed after save_layer "
-                         "wrote it")
+                         f"a random vector differs by {difference[row]:.3g} in row {row} "
+                         f"(rounding allows {allowance[row]:.3g} there); the file was changed "
+                         "after save_layer wrote it")

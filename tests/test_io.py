@@ -23,7 +23,14 @@ from sparseconv import (
     save_layer,
 )
 
-from ._oracles import assert_close, random_layer, random_transpose_layer, traced
+from ._oracles import (
+    assert_close,
+    random_layer,
+    random_transpose_layer,
+    requires_torch,
+    torch,
+    traced,
+)
 
 
 @pytest.mark.parametrize("format", ["csr", "csc", "coo", "bsr"])
@@ -442,8 +449,8 @@ def test_save_layer_with_a_dtype_class_reads_back(tmp_path):
 
 
 def test_load_layer_refuses_a_matrix_edited_beyond_rounding(tmp_path):
-    """A mutant this catches: _io.py: the check ``difference <= sqrt(eps) * scale`` loosened
-    a thousandfold: a file whose stored matrix was scaled by 1 + 1e-5 after save_layer wrote
+    """A mutant this catches: _io.py: the check ``difference <= allowance`` loosened a
+    thousandfold: a file whose stored matrix was scaled by 1 + 1e-5 after save_layer wrote
     it (no rounding does that in float64) is refused."""
     w = np.random.default_rng(1).standard_normal((3, 2, 3, 3))
     path = tmp_path / "layer.npz"
@@ -519,3 +526,118 @@ def test_load_layer_gives_the_options_as_tuples_and_refuses_another_shape(tmp_pa
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match="but its layer description gives"):
         sc.load_layer(str(path))
+
+
+def _entries(buffer: io.BytesIO) -> dict:
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as stored:
+        return {key: stored[key] for key in stored.files}
+
+
+def _archive(entries: dict) -> io.BytesIO:
+    buffer = io.BytesIO()
+    np.savez(buffer, **entries)
+    buffer.seek(0)
+    return buffer
+
+
+@pytest.mark.parametrize("dtype, member, change", [
+    (np.float32, "sparseconv_weight", 10.0), (np.float32, "data", 20.0),
+    (np.float64, "data", 1e-3), (np.float64, "sparseconv_weight", 1e-6)])
+def test_one_entry_edited_in_a_layer_of_real_size_is_refused(dtype, member, change):
+    """A review: the allowance for rounding was ``sqrt(eps)`` times the whole weight's sum of
+    magnitudes, so in a 64->64 3x3 layer on 8x8 a float32 tap changed by 10 (a matrix entry
+    by 20), or a float64 matrix entry by 1e-3, loaded silently. Now each output row is
+    allowed ``4 (m + 2) eps`` times its own terms' magnitudes, ``m`` its taps: each such edit
+    is refused, and the layer as written loads. Mutant this catches: _io.py: the allowance
+    taken from the whole weight again (``np.abs(weight).sum()``)."""
+    weight = np.random.default_rng(0).standard_normal((64, 64, 3, 3)).astype(dtype)
+    buffer = io.BytesIO()
+    save_layer(buffer, weight, (64, 8, 8), padding=1)
+    load_layer(io.BytesIO(buffer.getvalue()))  # as written: accepted
+    entries = _entries(buffer)
+    edited = entries[member].copy()
+    edited.reshape(-1)[0] += change
+    entries[member] = edited
+    with pytest.raises(ValueError, match=r"holds a matrix that is not its layer's: a product "
+                                         r"with a random vector differs by .* in row \d+ "
+                                         r"\(rounding allows .* there\)"):
+        load_layer(_archive(entries))
+
+
+@pytest.mark.parametrize("weight_dtype", [np.float16, np.int64, np.bool_, np.float32])
+def test_weights_of_every_numeric_dtype_load_back(weight_dtype):
+    """The file's matrix is in the dtype the builders compute in for its weight (float64 for
+    integers and booleans, float32 for float16): each loads back, the check of its dtype
+    reading the weight as the builders do. Mutant this catches: _io.py: the dtype compared
+    with the weight's own (``np.asarray`` for ``as_weight``): the integer, boolean and
+    float16 weights refused."""
+    weight = (np.random.default_rng(1).standard_normal((3, 2, 3)) * 4).astype(weight_dtype)
+    buffer = io.BytesIO()
+    A = save_layer(buffer, weight, (2, 9), padding=1, stride=2)
+    B, layer = load_layer(io.BytesIO(buffer.getvalue()))
+    assert B.dtype == A.dtype == layer.matrix().dtype and abs(B - A).max() == 0
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"kind": "banana"}, r"kind must be 'conv' or 'conv_transpose', got 'banana'"),
+    ({"sparseconv": None}, r"it names no sparseconv version that wrote it \(got None\)"),
+    ({"options": {"padding": 1, "dtype": "float32"}},
+     r"holds a float64 matrix, but its layer description builds float32"),
+    ({"blocksize": [1, 1]}, r"holds a BSR matrix in \(2, 2\) blocks, but its layer "
+                            r"description gives blocksize=\(1, 1\)")])
+def test_a_description_edited_where_the_product_cannot_see_it_is_refused(edit, message):
+    """A review: fields of the description that no product with a vector tells apart loaded
+    silently -- a kind other than the two (read as a convolution), no version, a dtype option
+    other than the matrix's (``layer.matrix()`` then in float32 beside a float64 file), a
+    BSR blocksize other than the matrix's. Mutants this catches: _io.py: each check dropped."""
+    buffer = io.BytesIO()
+    save_layer(buffer, np.ones((2, 2, 3)), (2, 6), padding=1, format="bsr",
+               blocksize=(2, 2))
+    entries = _entries(buffer)
+    description = json.loads(str(entries["sparseconv_layer"]))
+    description.update(edit)
+    entries["sparseconv_layer"] = np.array(json.dumps(description))
+    with pytest.raises(ValueError, match=message):
+        load_layer(_archive(entries))
+
+
+def test_a_matrix_cast_after_saving_is_refused():
+    """A review: the stored entries cast to float32 (a float64 layer) loaded silently."""
+    buffer = io.BytesIO()
+    save_layer(buffer, np.random.default_rng(2).standard_normal((2, 1, 3)), (1, 7))
+    entries = _entries(buffer)
+    entries["data"] = entries["data"].astype(np.float32)
+    with pytest.raises(ValueError, match=r"holds a float32 matrix, but its layer description "
+                                         r"builds float64"):
+        load_layer(_archive(entries))
+
+
+def test_two_layers_in_one_stream_are_read_one_at_a_time_or_refused():
+    """A review: two layers written one after the other to one stream, read from the first's
+    start, gave the second (zip files are found from their end). The first is refused so,
+    saying why; the second, read from its own start, loads. Mutant this catches: _io.py:
+    the archive's start not compared with the stream's position."""
+    rng = np.random.default_rng(2)
+    stream = io.BytesIO()
+    save_layer(stream, rng.standard_normal((2, 1, 3)), (1, 6))
+    middle = stream.tell()
+    second = save_layer(stream, rng.standard_normal((2, 1, 3)), (1, 6))
+    stream.seek(0)
+    with pytest.raises(ValueError, match=rf"holds another archive than the one at its "
+                                         rf"position 0: the last one in the stream starts at "
+                                         rf"{middle}"):
+        load_layer(stream)
+    stream.seek(middle)
+    assert abs(load_layer(stream)[0] - second).max() == 0
+
+
+@requires_torch
+def test_save_layer_refuses_a_tensor_that_requires_grad_by_name():
+    """A review: save_layer read its weight with ``np.asarray`` before the builder, and a
+    tensor that requires grad raised torch's own RuntimeError; now the builders' TypeError,
+    naming ``weight`` and the fix."""
+    weight = torch.ones(2, 1, 3, requires_grad=True)
+    with pytest.raises(TypeError, match=r"weight must be a numeric array, got Tensor .*"
+                                        r"weight\.detach\(\)"):
+        save_layer(io.BytesIO(), weight, (1, 6))
