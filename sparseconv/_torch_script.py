@@ -609,35 +609,96 @@ def _read_calls(model: nn.Module, graph, patterns: dict[str, tuple[str, ...]]) -
 
 
 def _same_code(module: nn.Module, method: str) -> bool:
-    """Whether ``method`` is ``forward``, or a method whose graph is ``forward``'s but for the
-    names of its values (torch.jit.trace's ``forward1``, ...: a module's later calls traced
-    again, their argument named ``argument_1`` and a local ``x`` where ``forward``'s is
-    ``x0``; helper 272 found a ``forward1`` of the user's with forward's operations and other
-    constants taken for one, 10 for 100)."""
+    """Whether ``method`` is ``forward``, or a method whose graph, inlined, is ``forward``'s
+    but for the names of its values and the shapes a trace saw, with the same arguments and
+    defaults (torch.jit.trace's ``forward1``, ...: a module's later calls traced again, their
+    argument named ``argument_1`` and a local ``x`` where ``forward``'s is ``x0``; helper 272
+    found a ``forward1`` of the user's with forward's operations and other constants taken
+    for one, 10 for 100; a review of the graphs' text found another default, a function of
+    another module of the same name, a string constant holding ``" # "`` all read as
+    forward's, :func:`_canonical`)."""
     if method == "forward":
         return True
     script: Any = module
     try:
-        ours, theirs = (script._c._get_method(m).graph for m in ("forward", method))
-    except (AttributeError, RuntimeError):
+        ours, theirs = (script._c._get_method(m) for m in ("forward", method))
+        return _canonical(ours) == _canonical(theirs)
+    except (AttributeError, RuntimeError, TypeError, ValueError):
         return False
-    return _canonical(ours) == _canonical(theirs)
 
 
-def _canonical(graph) -> str:
-    """A graph's text with its values renamed in order of appearance, and its source comments
-    and the shapes and strides torch.jit.trace saw dropped (``Double(2, 4, strides=[4, 1],
-    requires_grad=1, device=cpu)`` read as ``Tensor``): two graphs have the same text where
-    they run the same operations on the same values, up to those values' names."""
-    text = re.sub(r"\s+# [^\n]*:\d+:\d+$", "", str(graph), flags=re.MULTILINE)
-    text = re.sub(r"\b\w+\([^()]*\bdevice=[\w:]+\)", "Tensor", text)
-    names: dict[str, str] = {}
-    text = re.sub(r"%[\w.]+", lambda m: names.setdefault(m.group(), f"%{len(names)}"), text)
-    for node in graph.findAllNodes("prim::Constant", True):  # (a tensor's values: its text
-        if node.hasAttribute("value") and node.kindOf("value") == "t":  # may elide them)
-            value = node.t("value")
-            text += f"\n{value.dtype} {tuple(value.shape)} {value.cpu().numpy().tobytes().hex()}"
-    return text
+class _Unlike:
+    """A value :func:`_canonical` cannot read: equal to nothing, itself included."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _comparable(value: Any) -> Any:
+    """An attribute's value, comparable: a tensor by its dtype, shape and bytes (its text may
+    elide its values), a list entry by entry, a graph by :func:`_graph_form`."""
+    if isinstance(value, torch.Tensor):
+        try:
+            data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            return (str(value.dtype), tuple(value.shape), data.numpy().tobytes())
+        except (RuntimeError, TypeError):  # (a quantized tensor, say)
+            return _Unlike()
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, torch._C.Graph):
+        return _graph_form(value)
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return (type(value).__name__, value)
+    return _Unlike()
+
+
+def _type_form(value) -> str:
+    """A value's type, a tensor's as ``Tensor`` (the shapes and strides a trace saw aside)."""
+    kind = value.type()
+    return "Tensor" if isinstance(kind, torch.TensorType) else str(kind)
+
+
+def _graph_form(graph) -> tuple:
+    """A graph as nested tuples: each node's kind, its attributes by value
+    (:func:`_comparable`), its inputs and outputs numbered in order of appearance with the
+    outputs' types, its blocks; two graphs have the same form where they run the same
+    operations on the same values, up to those values' names."""
+    numbers: dict[int, int] = {}
+
+    def number(value) -> int:
+        return numbers.setdefault(value.unique(), len(numbers))
+
+    def block(b) -> tuple:
+        rows: list[Any] = [tuple((number(v), _type_form(v)) for v in b.inputs())]
+        for node in b.nodes():
+            attributes = tuple(
+                (a, node.kindOf(a), _comparable(getattr(node, node.kindOf(a))(a)))
+                for a in sorted(node.attributeNames()))
+            rows.append((node.kind(), attributes, tuple(number(v) for v in node.inputs()),
+                         tuple((number(v), _type_form(v)) for v in node.outputs()),
+                         tuple(block(inner) for inner in node.blocks())))
+        rows.append(tuple(number(v) for v in b.outputs()))
+        return tuple(rows)
+
+    return block(graph.block())
+
+
+def _canonical(method) -> tuple:
+    """A method of a ScriptModule in a form equal to another's where both compute the same:
+    its arguments' types and defaults (their names aside) and its graph inlined (a function
+    it calls by its body, not its name) in :func:`_graph_form`; :class:`_Unlike` where a call
+    is left after inlining."""
+    graph = method.graph.copy()
+    torch._C._jit_pass_inline(graph)
+    if graph.findNode("prim::CallFunction", True) is not None or graph.findNode(
+            "prim::CallMethod", True) is not None:
+        return (_Unlike(),)
+    arguments = tuple((str(a.type), a.kwarg_only, a.has_default_value(),
+                       _comparable(a.default_value) if a.has_default_value() else None)
+                      for a in method.schema.arguments[1:])
+    return (arguments, _graph_form(graph))
 
 
 def _runs_nothing(module: nn.Module) -> bool:
@@ -648,6 +709,42 @@ def _runs_nothing(module: nn.Module) -> bool:
     except (AttributeError, RuntimeError):
         return False
     return all(n.kind() in _STRUCTURAL for n in graph.nodes())
+
+
+def _given_more(model: nn.Module, names: frozenset[str]) -> str:
+    """Why a module named in ``names`` (called whole, its constant given for its map of its
+    input) is called with an argument beyond its input other than that argument's default:
+    its map is then another (a review: ``forward(x, s: float = 0.0)`` called ``m(x, 9.0)``,
+    given a constant true of ``s = 0``, 1, bounded a map of 10 by 1; TorchScript's call
+    passes every argument, defaults included); or ``""``."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    for path, receivers in _entered(model):
+        if receivers is None:
+            continue
+        graph, this, where = receivers
+        written = {n.s("name") for n in graph.findAllNodes("prim::SetAttr", True)}
+        for node in graph.findAllNodes("prim::CallMethod", True):
+            receiver, *given = node.inputs()
+            callee = where.get(receiver.unique())
+            if callee not in names or _not_taken(node, this, modules.get(path), written):
+                continue  # (a branch on a flag the call does not take, as _call_sites)
+            script: Any = modules.get(callee)
+            try:
+                arguments = script._c._get_method(node.s("name")).schema.arguments[2:]
+            except (AttributeError, RuntimeError):
+                arguments = []
+            for k, value in enumerate(given[1:]):
+                argument = arguments[k] if k < len(arguments) else None
+                if argument is None or not argument.has_default_value() or (
+                        value.node().kind() != "prim::Constant") or not (
+                        _comparable(value.toIValue())
+                        == _comparable(argument.default_value)):
+                    said = f"argument {argument.name!r}" if argument is not None else (
+                        f"argument {k + 2}")
+                    return (f"calls {callee!r} ({_kind(script)}), of a class of your own, "
+                            f"whose constant is given, with its {said} other than its default: "
+                            "the constant is of its map of its input alone")
+    return ""
 
 
 def untold_calls(model: nn.Module, calls: list[_Call], names: frozenset[str]) -> str:
@@ -662,6 +759,9 @@ def untold_calls(model: nn.Module, calls: list[_Call], names: frozenset[str]) ->
     trace of forward, 10 for 100; a module read 0 times but called, 11 for 101)."""
     if not names:
         return ""
+    more = _given_more(model, names)
+    if more:
+        return more
     read = Counter(call.name for call in calls if call.name in names)
     sites = _call_sites(model)
     modules = dict(model.named_modules(remove_duplicate=False))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import importlib
 import io
 import re
 import types
@@ -2816,6 +2817,127 @@ def test_a_traced_second_call_with_other_tensor_constants_is_no_call_of_forward(
     report = sct.lipschitz_report(loaded, shape, lipschitz_constants={"_Counted": 1.0})
     assert report.network_upper is None or report.network_upper >= top, report.reason
     assert report.network_upper is None and "cannot be told apart" in report.reason
+
+
+def _slope(x, s: float):
+    return x + s * torch.relu(x - 50)
+
+
+class _Slope(nn.Module):
+    """``x + s relu(x - 50)``: the identity on probes, Lipschitz constant ``1 + s``; its
+    exported methods compute otherwise than forward with forward's operations (a review),
+    or as it does (``as_forward``; both through a function call that inlining opens)."""
+
+    def forward(self, x, s: float = 0.0):
+        return _slope(x, s)
+
+    @torch.jit.export
+    def other_default(self, x, s: float = 9.0):
+        return _slope(x, s)
+
+    @torch.jit.export
+    def other_string(self, x):
+        t = ["p # 9"]  # (forward's, written so: "p # 0"; a comment's mark in a string)
+        return x + float(t[0][4:]) * torch.relu(x - 50)
+
+    @torch.jit.export
+    def as_forward(self, x, s: float = 0.0):
+        y = _slope(x, s)
+        return y
+
+
+class _SlopeCalls(nn.Module):
+    def __init__(self, how: str):
+        super().__init__()
+        self.m, self.how = _Slope(), how
+
+    def forward(self, x):
+        if self.how == "default":
+            return self.m.other_default(x)
+        if self.how == "string":
+            return self.m.other_string(x)
+        if self.how == "argument":
+            return self.m(x, 9.0)
+        if self.how == "same":
+            return self.m.as_forward(x) + self.m(x, 0.0)
+        return self.m(x)
+
+
+@pytest.mark.parametrize("how", ["default", "string", "argument", "same"])
+def test_a_method_or_call_that_computes_otherwise_than_forward_gets_no_bound(how):
+    """A review of ``_same_code`` as the graphs' text: a method whose graph printed as
+    forward's but whose default differed (``s: float = 9.0``), or whose string constant held
+    ``" # "`` (cut as a source comment), was read as forward, its given constant (1, true of
+    forward with ``s = 0``) charged to a map of 10; a call ``m(x, 9.0)`` passing other than
+    the default, too (older). Each is refused, saying why; a method equal to forward but for
+    names, and a default passed as itself, are bounded, at the Jacobian's norm. Oracle: the
+    Jacobian at 100, where the slope is ``1 + s``."""
+    shape = (2, 3)
+    model = _SlopeCalls(how).double().eval()
+    at = torch.full((1, *shape), 100.0, dtype=F64)
+    top = np.linalg.norm(jacobian_matrix(model, shape, at), 2)
+    assert top == pytest.approx(2.0 if how == "same" else 10.0, rel=1e-12)
+    compiled = jit(model, "script", shape)
+    report = sct.lipschitz_report(compiled, shape, lipschitz_constants={"_Slope": 1.0})
+    if how == "same":
+        assert report.network_upper == pytest.approx(top, rel=1e-12), report.reason
+        return
+    assert report.network_upper is None
+    said = ("with its argument 's' other than its default" if how == "argument" else
+            "cannot be told apart")
+    assert said in report.reason, report.reason
+
+
+def test_methods_calling_functions_of_one_name_from_two_modules_are_told_apart(
+        tmp_path, monkeypatch):
+    """A review: ``forward`` calling ``fa.f`` and an exported method calling ``fb.f`` printed
+    as the same graph (a function constant shows its name alone); inlined, their bodies are
+    compared. Given 1 (forward's constant), ``m.other(m(x))``, a map of 10, gets no bound."""
+    (tmp_path / "sc_fa.py").write_text(
+        "import torch\n\n\ndef f(x):\n    return x + 0.0 * torch.relu(x - 50)\n")
+    (tmp_path / "sc_fb.py").write_text(
+        "import torch\n\n\ndef f(x):\n    return x + 9.0 * torch.relu(x - 50)\n")
+    (tmp_path / "sc_two.py").write_text(
+        "import torch\nfrom torch import nn\n\nimport sc_fa\nimport sc_fb\n\n\n"
+        "class M(nn.Module):\n    def forward(self, x):\n        return sc_fa.f(x)\n\n"
+        "    @torch.jit.export\n    def other(self, x):\n        return sc_fb.f(x)\n\n\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.m = M()\n\n    def forward(self, x):\n"
+        "        return self.m.other(self.m(x))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    two = importlib.import_module("sc_two")
+    shape = (2, 3)
+    model = two.Net().double().eval()
+    at = torch.full((1, *shape), 100.0, dtype=F64)
+    assert np.linalg.norm(jacobian_matrix(model, shape, at), 2) == pytest.approx(10.0)
+    compiled = jit(model, "script", shape)
+    assert not _same_code(compiled.m, "other")
+    report = sct.lipschitz_report(compiled, shape, lipschitz_constants={"M": 1.0})
+    assert report.network_upper is None and "cannot be told apart" in report.reason
+
+
+class _HalfBf16(nn.Module):
+    def forward(self, x):
+        return x * torch.tensor([0.5] * 16, dtype=torch.bfloat16).to(x.dtype)
+
+
+class _HalfBf16Twice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.m = _HalfBf16()
+
+    def forward(self, x):
+        return torch.cat([x, self.m(self.m(x))], 1)
+
+
+def test_a_traced_second_call_with_a_bfloat16_constant_is_compared_not_raised():
+    """A review: a tensor constant numpy has no dtype for (bfloat16) raised TypeError from
+    the comparison of ``forward1`` with ``forward``; its bytes are compared, and the bound
+    reaches the Jacobian's norm, sqrt(1 + 0.5^4)."""
+    shape = (16,)
+    compiled = jit(_HalfBf16Twice().double().eval(), "trace", shape)
+    report = sct.lipschitz_report(compiled, shape, lipschitz_constants={"_HalfBf16": 0.5})
+    assert report.network_upper == pytest.approx(np.sqrt(1 + 0.5**4), rel=1e-12), report.reason
 
 
 class _Times(nn.Module):
