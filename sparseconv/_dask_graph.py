@@ -194,17 +194,26 @@ class _BlockLayer(ReadOnlyState):
                 _OPERATORS[key] = op
         return op
 
-    def size_operators(self, shapes) -> None:
+    def size_operators(self, shapes, batch: int = 0, dtype=None, scatter: bool = False,
+                       ) -> None:
         """Build (and cache) the operator of every ``(window, block)`` pair of a graph when
         the graph is built: each is sized against the memory limit for one column as it is
-        made, so a chunk too large is refused now, not by its task (a memory audit)."""
+        made, so a chunk too large is refused now, not by its task (a memory audit); with
+        ``batch``, the largest batch chunk of ``dtype``, its product on that many columns too,
+        on the gather side or the ``scatter`` side (a review: a batch chunk of 400 passed the
+        build, and its tasks failed)."""
         for window, block in sorted(shapes):
             try:
-                self._operator(window, block)
+                op = self._operator(window, block)
+                if batch:
+                    op.check_batch(batch, dtype, adjoint=self.transposed != scatter)
             except MatrixTooLargeError as exc:  # (a new user's trial: the advice was "a
                 # smaller layer or input", where smaller chunks are the fix here)
+                said = f" on a batch chunk of {batch}" if batch else ""
                 raise reworded(exc, f"a block of this chunking (window {window}, block "
-                                    f"{block}) is too large: use smaller chunks. {exc}") from None
+                                    f"{block}){said} is too large: use smaller chunks"
+                                    f"{' (of the batch too)' if batch else ''}. {exc}"
+                               ) from None
 
     def gather_side(self, window: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
         """Window -> block: A (a convolution), or A^H of the transposed layer."""
@@ -332,7 +341,7 @@ class _Plan:
                 graph[(name, i, 0, *block)] = (_gather_task, layer, recipe, x.shape[1],
                                                x.chunks[0][i], *pieces)
                 shapes.add((recipe.window, recipe.block))
-        layer.size_operators(shapes)
+        layer.size_operators(shapes, max(x.chunks[0], default=0), dtype)
         chunks = (x.chunks[0], (channels_out,), *self.out_chunks)
         return _array(graph, name, x, chunks, dtype)
 
@@ -366,7 +375,7 @@ class _Plan:
                 recipe = _Recipe(shape, shape, tuple(runs), np.dtype(dtype))
                 graph[(name, i, 0, *chunk)] = (_scatter_task, recipe, channels_in,
                                                y.chunks[0][i], *pieces)
-        layer.size_operators(shapes)
+        layer.size_operators(shapes, max(y.chunks[0], default=0), dtype, scatter=True)
         chunks = (y.chunks[0], (channels_in,), *self.in_chunks)
         return _array(graph, name, y, chunks, dtype)
 

@@ -247,19 +247,34 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
         return (f"use A.apply(x) for arrays shaped {self.dims} or {_batched(self.dims)}, or "
                 "A @ x.ravel()")
 
+    def check_batch(self, b: int, dtype, adjoint: bool = False) -> None:
+        """Refuse (:class:`~sparseconv.MatrixTooLargeError`) a product on a batch of ``b``
+        columns of ``dtype`` that would need more than the memory limit, as ``matmat`` (or
+        ``rmatmat``, ``adjoint``) refuses it, without computing it: for callers that plan
+        products before they have the data (``sparseconv.dask``'s graphs)."""
+        if adjoint:
+            self._check_batch(b, np.result_type(self.dtype, dtype), self._apply_adjoint_bytes,
+                              self.output_shape, self.input_shape, "rmatmat")
+        else:
+            self._check_batch(b, np.result_type(self.dtype, dtype), self._apply_bytes,
+                              self.input_shape, self.output_shape, "matmat")
+
+    def _check_batch(self, b, dtype, nbytes, shape_in, shape_out, what) -> None:
+        itemsize = 8 if dtype.kind in "biu" else dtype.itemsize  # (int64: _widened)
+        permuted = 0 if self.layout == "channels_first" else (
+            (math.prod(shape_in) + math.prod(shape_out)) * b * itemsize)  # the two permuted
+        check_product_memory(  # copies
+            nbytes(b, itemsize) + permuted,
+            lambda: f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
+            f"scratch and the {shape_out} result)")
+
     def _product(self, X, apply, nbytes, shape_in, shape_out, what):
         X = self._columns(X, shape_in, what)
         b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
         if b == 0:  # an empty batch, as scipy.sparse gives it
             return np.zeros((math.prod(shape_out), 0), dtype)
         exact = dtype.kind in "biu"  # computed in int64, then checked: _widened, _held
-        itemsize = 8 if exact else dtype.itemsize
-        permuted = 0 if self.layout == "channels_first" else (
-            (X.shape[0] + math.prod(shape_out)) * b * itemsize)  # the two permuted copies
-        check_product_memory(
-            nbytes(b, itemsize) + permuted,
-            lambda: f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
-            f"scratch and the {shape_out} result)")
+        self._check_batch(b, dtype, nbytes, shape_in, shape_out, what)
         if exact:
             X = _widened(X, dtype, self._magnitude, what)
         Y = from_channels_first(apply(to_channels_first(X, shape_in, self.layout)), self.layout)

@@ -397,6 +397,35 @@ def test_a_block_that_cannot_fit_is_refused_when_the_graph_is_built(memory_limit
     assert block.nnz == expected.nnz > 0 and abs(block - expected).max() == 0
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_batch_chunk_that_cannot_fit_is_refused_when_the_graph_is_built(transposed,
+                                                                           memory_limit):
+    """A review: a batch chunk of 400 whose block products need 39 MiB passed the build under
+    a 2 MiB limit (each block's operator sized for one column), and its tasks failed; the
+    products of the largest batch chunk are sized too, forward and adjoint, before any
+    work. The same layer with the batch chunked by 4 builds, and equals the serial operator.
+    Mutant this catches: _dask_graph.py: the batch not sized (``batch=0``)."""
+    w = np.random.default_rng(3).standard_normal((8, 8, 3, 3))
+    serial = (sc.ConvTransposeOperator if transposed else sc.ConvOperator)(
+        w, (8, 32, 32), padding=1)
+    x = np.random.default_rng(4).standard_normal((8, 8, 32, 32))
+    forward, adjoint = (serial @ x.reshape(8, -1).T).T, (serial.H @ x.reshape(8, -1).T).T
+    memory_limit(2 * 2**20)
+    cls = sdask.ConvTransposeOperator if transposed else sdask.ConvOperator
+    A = cls(w, (8, 32, 32), chunks=(16, 16), padding=1)
+    big = da.ones((400, 8, 32, 32), chunks=(400, 8, 16, 16))
+    with pytest.raises(sc.MatrixTooLargeError, match=r"on a batch chunk of 400 is too large: "
+                                                     r"use smaller chunks \(of the batch "
+                                                     r"too\)"):
+        A.matmat(big)
+    with pytest.raises(sc.MatrixTooLargeError, match=r"on a batch chunk of 400 is too large"):
+        A.rmatmat(big)
+    small = da.from_array(x, chunks=(4, 8, 16, 16))
+    assert_close(A.matmat(small).compute().reshape(8, -1), forward, "batch chunks of 4")
+    assert_close(A.rmatmat(small).compute().reshape(8, -1), adjoint,
+                 "adjoint, batch chunks of 4")
+
+
 def test_import_sparseconv_imports_no_dask_and_the_error_names_the_extra():
     code = ("import sys, sparseconv, sparseconv.testing; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]; "
