@@ -206,7 +206,7 @@ class _BlockLayer(ReadOnlyState):
             try:
                 op = self._operator(window, block)
                 if batch:
-                    op.check_batch(batch, dtype, adjoint=self.transposed != scatter)
+                    op._sized_for(batch, dtype, adjoint=self.transposed != scatter)
             except MatrixTooLargeError as exc:  # (a new user's trial: the advice was "a
                 # smaller layer or input", where smaller chunks are the fix here)
                 said = f" on a batch chunk of {batch}" if batch else ""

@@ -247,7 +247,7 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
         return (f"use A.apply(x) for arrays shaped {self.dims} or {_batched(self.dims)}, or "
                 "A @ x.ravel()")
 
-    def check_batch(self, b: int, dtype, adjoint: bool = False) -> None:
+    def _sized_for(self, b: int, dtype, adjoint: bool = False) -> None:
         """Refuse (:class:`~sparseconv.MatrixTooLargeError`) a product on a batch of ``b``
         columns of ``dtype`` that would need more than the memory limit, as ``matmat`` (or
         ``rmatmat``, ``adjoint``) refuses it, without computing it: for callers that plan
