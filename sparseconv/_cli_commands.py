@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._cli_layer import _TRAINING_NOTE, _Layer, _load_model, _model_run_failed, _reason
+from ._cli_layer import _TRAINING_NOTE, _Layer, _load_model, _model_kind, _model_run_failed, _reason
 from ._files import atomic_path, image_path, output_path
 from ._geometry import AxisGeometry
 from ._memory import check_memory, format_bytes
@@ -572,6 +572,7 @@ def _report(args, error) -> None:
     if not args.plot and (args.dpi is not None or args.figsize is not None):
         error(f"{'--dpi' if args.dpi is not None else '--figsize'} sets the figure of --plot, "
               "which is not given")
+    _model_kind(args.model, error)  # (before torch's import: a missing file said at once)
     try:
         import sparseconv.torch as sct
         from sparseconv._torch_probe import BatchAxisGiven, ForwardFailed

@@ -91,6 +91,10 @@ def _read_array(path: str, error) -> np.ndarray:
     try:
         weight = np.load(path, allow_pickle=False)
     except ValueError as exc:  # numpy's guess for a file that is no .npy: "pickled data"
+        if "Object arrays" in str(exc):  # (a new user's trial: said to be no np.save file)
+            error(f"cannot read --weights {path}: it holds an array of Python objects "
+                  "(dtype object), which loads only by unpickling: save a numeric array "
+                  "(np.save(path, weight.astype(np.float64)))")
         if "pickle" in str(exc):
             _not_torch(path, error)  # (torch's legacy format is a pickle: a review)
             error(f"cannot read --weights {path}: not an array saved with np.save (.npy)")
@@ -340,6 +344,7 @@ def _model_records(args, error) -> list:
     """``--model`` loaded (in eval mode, said if it was saved in training mode) and traced on
     ``--in-shape`` (:func:`sparseconv.torch.trace`'s records); a missing torch, a model that
     does not load or does not run on that shape: the command's error."""
+    _model_kind(args.model, error)  # (before torch's import: a missing file said at once)
     try:
         import sparseconv.torch as sct
         from sparseconv._torch_probe import BatchAxisGiven, ForwardFailed
@@ -435,12 +440,10 @@ def _model_format(path: str) -> str | None:
     return None
 
 
-def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
-    import pickle
-    import warnings
-
-    import torch
-
+def _model_kind(path: str, error) -> str:
+    """``--model``'s format (:func:`_model_format`), or the command's error for a file that
+    cannot be read or that torch cannot load: said before torch is imported (a new user's
+    trial: a missing file was said after 3 to 7 s of importing torch)."""
     try:
         kind = _model_format(path)
     except OSError as exc:
@@ -451,6 +454,15 @@ def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
         error(f"--model {path} is a Python pickle that torch.save did not write (pickle.dump?), "
               "which torch.load cannot read: save the model with torch.save(model), or "
               "torch.jit.script(model).save(path)")
+    return str(kind)
+
+
+def _load_model(path: str, trust_pickle: bool, error, command: str = "report"):
+    import pickle
+    import warnings
+
+    kind = _model_kind(path, error)
+    import torch
     if kind == "torchscript":  # TorchScript's loader builds modules, it runs no Python code
         try:
             with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript: not the user's

@@ -99,18 +99,21 @@ _UNLIMITED = ("none", "unlimited")
 
 
 def format_bytes(nbytes: int) -> str:
-    """``nbytes`` in the largest binary unit that keeps it at least 1.
+    """``nbytes`` in the largest binary unit that keeps it at least 1; beyond a million EiB,
+    in powers of ten (a new user's trial: a 40-digit figure of EiB).
 
     Examples
     --------
     >>> format_bytes(1000), format_bytes(1536), format_bytes(4 * 2**30), format_bytes(2**70)
     ('1000 B', '1.5 KiB', '4.0 GiB', '1024.0 EiB')
+    >>> format_bytes(2**160)
+    '1.27e+30 EiB'
     """
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if nbytes < 1024:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
-    return f"{nbytes:.1f} EiB"
+    return f"{nbytes:.1f} EiB" if nbytes < 1e6 else f"{nbytes:.3g} EiB"
 
 
 def parse_limit(text: str, name: str = _VARIABLE) -> int | None:

@@ -724,6 +724,9 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
      "--weights must have finite entries, got nan at index (0, 1, 2, 0)"),
     (["info", "--in-shape", "3,8,8", "--weights", "junk.npy"],
      "cannot read --weights junk.npy: not an array saved with np.save (.npy)"),
+    # (a new user's trial: an array of Python objects was said to be no np.save file)
+    (["info", "--in-shape", "3,8,8", "--weights", "objects.npy"],
+     "cannot read --weights objects.npy: it holds an array of Python objects (dtype object)"),
     # a review: finite in float64, inf once cast to --dtype float32, and written so
     (["export", "--in-shape", "3,8,8", "--weights", "huge.npy", "--dtype", "float32", "-o",
       "h.npz"], "--weights must be finite in --dtype float32: 1e+300 at index (0, 0, 0, 0)"),
@@ -736,6 +739,7 @@ def test_figure_options_size_the_file_and_spectrum_draws_its_interval(tmp_path):
 def test_bad_options_are_argparse_errors_with_the_reason_in_one_line(args, reason, tmp_path):
     np.savez(tmp_path / "w.npz", w=np.ones((4, 3, 3, 3)))
     np.save(tmp_path / "w.npy", np.ones((4, 3, 3, 3)))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.save(tmp_path / "scalar.npy", np.float64(3))
     np.save(tmp_path / "vector.npy", np.ones(4))
     np.save(tmp_path / "complex.npy", np.ones((4, 3, 3, 3), complex))
@@ -925,6 +929,28 @@ def test_the_input_shape_option_has_both_spellings():
     assert "cannot read --model missing.pt" in line, line
 
 
+@pytest.mark.parametrize("command", [
+    ["report", "--input-shape", "3,8,8"],
+    ["info", "--layer", "conv", "--in-shape", "3,8,8"]])
+def test_a_model_file_that_cannot_be_read_is_said_before_torch_is_imported(command, tmp_path):
+    """A new user's trial: ``report --model /nonexistent.pt`` spent 3 to 7 s and 330 MB
+    importing torch before saying the file was missing; a file torch cannot load (a plain
+    pickle, text) is said so first too. Run in a fresh process with ``-X importtime``: no
+    module of torch's is imported. Mutant this catches: _cli_commands.py/_cli_layer.py:
+    the file checked after the import."""
+    (tmp_path / "text.pt").write_text("not a model")
+    for path, said in ((tmp_path / "missing.pt", "cannot read --model"),
+                       (tmp_path / "text.pt", "is not a file written by torch.save")):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "sparseconv", command[0], "--model",
+             str(path), *command[1:]], capture_output=True, text=True, timeout=120,
+            env={**os.environ, "MPLBACKEND": "Agg"})
+        assert result.returncode == 2 and said in result.stderr, result.stderr[-500:]
+        imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("import time:")]
+        assert imported and not [m for m in imported if m.split(".")[0] == "torch"]
+
+
 def test_info_tells_the_sizes_of_a_layer_whose_counts_exceed_int64():
     # 1e20 rows and ~9e25 nonzeros: no scipy.sparse array can hold it, but info can say so
     out = ok("info", "--in-shape", "100000,100000,100000", "--out-channels", "100000",
@@ -938,6 +964,10 @@ def test_info_tells_the_sizes_of_a_layer_whose_counts_exceed_int64():
     assert "(beyond int64 indices: no scipy.sparse matrix can hold it)" in out, out
     small = ok("info", "--in-shape", "3,8,8", "--out-channels", "4", "--kernel-size", "3")
     assert "beyond int64" not in small
+    # (a new user's trial: the dense size of a 2^40-wide layer in 40 digits of EiB)
+    wide = ok("info", "--in-shape", "1024,1099511627776,1099511627776", "--out-channels",
+              "1024", "--kernel-size", "3", preexec_fn=address_space_limit(2 * 2**30))
+    assert re.search(r"dense \d\.\d\de\+\d+ EiB,", wide), wide
 
 
 def test_info_never_builds_the_product_of_the_axes_nor_the_weights():
