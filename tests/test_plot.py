@@ -1550,6 +1550,25 @@ def test_animation_dashes_zero_pads_and_marks_cropped_stamps():
     assert faces[1] == faces[2] != faces[0]
 
 
+def test_a_log_scale_of_less_than_a_decade_is_labelled_in_plain_numbers():
+    """A new user's trial: ``spectrum --log`` of values from 2.15 to 2.49 labelled its ticks
+    ``2.45 x 10^0`` (matplotlib's minor labels within a decade); plain numbers there, and
+    matplotlib's own labels over several decades. Mutant this catches: plot/_charts.py: the
+    formatters not set."""
+    narrow = axes()
+    plot.spectrum(np.linspace(2.15, 2.49, 32), narrow, yscale="log", interval=(2.49, 2.4901))
+    narrow.figure.canvas.draw()
+    labels = [t.get_text() for t in (*narrow.get_yticklabels(),
+                                     *narrow.get_yticklabels(minor=True)) if t.get_text()]
+    assert labels and all("10^" not in text and "times" not in text for text in labels), labels
+    assert any(text == "2.4" for text in labels), labels
+    wide = axes()
+    plot.spectrum([5.0, 2.0, 1e-6], wide, yscale="log")
+    wide.figure.canvas.draw()
+    assert any("10^" in t.get_text() for t in wide.get_yticklabels()), [
+        t.get_text() for t in wide.get_yticklabels()]
+
+
 def test_spectrum_on_a_log_scale_leaves_out_the_zeros_and_says_so():
     """A log scale for the small values' decay (a new user's trial asked for one): the
     values drawn are the nonzero ones, sorted, the zeros counted on the axis label; an

@@ -208,6 +208,7 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
                 ax.set_xticks([])
                 ax.set_ylabel("spectral norm $||A||_2$")
                 _room_above(ax, every, yscale)
+                _plain_log_ticks(ax, yscale)
                 ax.legend(loc="lower center", bbox_to_anchor=_below(ax, every, yscale))
                 return lines
             ax.axhspan(lower, upper, color="0.875", linewidth=0)
@@ -219,9 +220,23 @@ def spectrum(values: ArrayLike | Mapping[str, ArrayLike], ax: Axes | None = None
         ax.set_ylabel("singular value $\\sigma_i$" + (
             f" ({zeros} zero{'s' if zeros > 1 else ''} not drawn)" if zeros else ""))
         _room_above(ax, every, yscale)
+        _plain_log_ticks(ax, yscale)
         if band is not None or any(name is not None for name, _ in series):
             ax.legend(bbox_to_anchor=_below(ax, every, yscale))
     return lines
+
+
+def _plain_log_ticks(ax, yscale: str) -> None:
+    """On a log value axis spanning less than a decade, the ticks labelled as plain numbers
+    (``2.45``): matplotlib labels them ``2.45 x 10^0`` there (a new user's trial)."""
+    bottom, top = ax.get_ylim()
+    if yscale != "log" or not 0 < bottom < top < 10 * bottom:
+        return
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:.4g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
 
 
 def _height(ax, value: float, yscale: str) -> float:
