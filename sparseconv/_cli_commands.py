@@ -572,18 +572,18 @@ def _report(args, error) -> None:
     if not args.plot and (args.dpi is not None or args.figsize is not None):
         error(f"{'--dpi' if args.dpi is not None else '--figsize'} sets the figure of --plot, "
               "which is not given")
-    _model_kind(args.model, error)  # (before torch's import: a missing file said at once)
-    try:
-        import sparseconv.torch as sct
-        from sparseconv._torch_probe import BatchAxisGiven, ForwardFailed
-    except ImportError as exc:
-        error(_reason(exc, layer=False))
     if len(args.input_shape) < 1 or min(args.input_shape) < 1:
         error(f"--input-shape must be positive integers C[,H,W,...], got "
               f"{','.join(map(str, args.input_shape))}")
     try:
         worker_count(args.workers, "--workers")
     except ValueError as exc:
+        error(_reason(exc, layer=False))
+    _model_kind(args.model, error)  # (before torch's import: a missing file said at once)
+    try:
+        import sparseconv.torch as sct
+        from sparseconv._torch_probe import BatchAxisGiven, ForwardFailed
+    except ImportError as exc:
         error(_reason(exc, layer=False))
     constants = _constants(args.constant, error)
     model = _load_model(args.model, args.trust_pickle, error)

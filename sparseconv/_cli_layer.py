@@ -344,15 +344,15 @@ def _model_records(args, error) -> list:
     """``--model`` loaded (in eval mode, said if it was saved in training mode) and traced on
     ``--in-shape`` (:func:`sparseconv.torch.trace`'s records); a missing torch, a model that
     does not load or does not run on that shape: the command's error."""
+    if min(args.in_shape) < 1:
+        error(f"--in-shape must be positive integers C[,H,W,...] (the model's input), got "
+              f"{','.join(map(str, args.in_shape))}")
     _model_kind(args.model, error)  # (before torch's import: a missing file said at once)
     try:
         import sparseconv.torch as sct
         from sparseconv._torch_probe import BatchAxisGiven, ForwardFailed
     except ImportError as exc:
         error(_reason(exc, layer=False))
-    if min(args.in_shape) < 1:
-        error(f"--in-shape must be positive integers C[,H,W,...] (the model's input), got "
-              f"{','.join(map(str, args.in_shape))}")
     model = _load_model(args.model, args.trust_pickle, error, args.command)
     if any(getattr(module, "training", False) for module in model.modules()):
         # said, as the report says it (an audit: switched silently)
