@@ -35,6 +35,7 @@ module that runs no operation (``Identity``) has no call and no record.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import operator
 import re
@@ -638,7 +639,18 @@ class _Unlike:
 
 def _comparable(value: Any) -> Any:
     """An attribute's value, comparable: a tensor by its dtype, shape and bytes (its text may
-    elide its values), a list entry by entry, a graph by :func:`_graph_form`."""
+    elide its values), a list entry by entry, a graph by :func:`_graph_form`, a float by its
+    bits (a review: ``-0.0 == 0.0``, and ``copysign`` tells them apart), a device, dtype or
+    enum member by its name (a review: refused as values that cannot be compared)."""
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, complex):
+        return ("complex", value.real.hex(), value.imag.hex())
+    if isinstance(value, (torch.device, torch.dtype)):
+        return (type(value).__name__, str(value))
+    if isinstance(value, enum.Enum):
+        return ("enum", type(value).__module__, type(value).__qualname__, value.name,
+                _comparable(value.value))
     if isinstance(value, torch.Tensor):
         try:
             data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
@@ -689,12 +701,11 @@ def _canonical(method) -> tuple:
     """A method of a ScriptModule in a form equal to another's where both compute the same:
     its arguments' types and defaults (their names aside) and its graph inlined (a function
     it calls by its body, not its name) in :func:`_graph_form`; :class:`_Unlike` where a call
-    is left after inlining."""
+    is left after inlining or Python code runs (:data:`_OPAQUE`)."""
     graph = method.graph.copy()
     torch._C._jit_pass_inline(graph)
-    if graph.findNode("prim::CallFunction", True) is not None or graph.findNode(
-            "prim::CallMethod", True) is not None:
-        return (_Unlike(),)
+    if any(graph.findNode(kind, True) is not None for kind in _OPAQUE):  # (a review: a
+        return (_Unlike(),)  # PythonOp, @torch.jit.ignore's call, shows no function)
     arguments = tuple((str(a.type), a.kwarg_only, a.has_default_value(),
                        _comparable(a.default_value) if a.has_default_value() else None)
                       for a in method.schema.arguments[1:])
@@ -742,8 +753,9 @@ def _given_more(model: nn.Module, names: frozenset[str]) -> str:
                     said = f"argument {argument.name!r}" if argument is not None else (
                         f"argument {k + 2}")
                     return (f"calls {callee!r} ({_kind(script)}), of a class of your own, "
-                            f"whose constant is given, with its {said} other than its default: "
-                            "the constant is of its map of its input alone")
+                            f"whose constant is given, with its {said} other than its default "
+                            "(or a value not compared with it): the constant is of its map of "
+                            "its input alone")
     return ""
 
 

@@ -2916,6 +2916,148 @@ def test_methods_calling_functions_of_one_name_from_two_modules_are_told_apart(
     assert report.network_upper is None and "cannot be told apart" in report.reason
 
 
+class _SignedZero(nn.Module):
+    """Slope ``1 + 4.5 (1 + copysign(1, c))`` at 100: 1 where ``c = -0.0`` (forward's), 10
+    where ``c = 0.0``; the identity on probes. Its methods differ from forward only in the
+    sign of a zero: a default, a constant of the body, an entry of a list (a review)."""
+
+    def forward(self, x, c: float = -0.0):
+        k = torch.copysign(torch.ones(1, dtype=x.dtype), torch.full([1], c, dtype=x.dtype))
+        return x + 4.5 * (1 + k) * torch.relu(x - 50)
+
+    @torch.jit.export
+    def by_default(self, x, c: float = 0.0):
+        k = torch.copysign(torch.ones(1, dtype=x.dtype), torch.full([1], c, dtype=x.dtype))
+        return x + 4.5 * (1 + k) * torch.relu(x - 50)
+
+    @torch.jit.export
+    def by_list(self, x):
+        zeros: list[float] = [0.0, 1.0]
+        k = torch.copysign(torch.ones(1, dtype=x.dtype), torch.tensor(zeros, dtype=x.dtype)[0])
+        return x + 4.5 * (1 + k) * torch.relu(x - 50)
+
+
+class _SignedZeroCalls(nn.Module):
+    def __init__(self, how: str):
+        super().__init__()
+        self.m, self.how = _SignedZero(), how
+
+    def forward(self, x):
+        if self.how == "default":
+            return self.m.by_default(x)
+        if self.how == "list":
+            return self.m.by_list(x)
+        if self.how == "argument":
+            return self.m(x, 0.0)
+        return self.m(x)
+
+
+@pytest.mark.parametrize("how", ["default", "list", "argument"])
+def test_a_zero_of_another_sign_is_another_value(how):
+    """A review: ``-0.0 == 0.0`` in Python, so a method differing from forward only in a
+    zero's sign (its default, an entry of a list constant), or a call passing ``0.0`` where
+    forward's default is ``-0.0``, was read as forward and charged its constant (1): 1.0 for
+    a map of 10. Floats are compared by their bits: refused, saying why. Mutant this
+    catches: _torch_script.py: floats compared by value."""
+    shape = (2, 3)
+    model = _SignedZeroCalls(how).double().eval()
+    at = torch.full((1, *shape), 100.0, dtype=F64)
+    assert np.linalg.norm(jacobian_matrix(model, shape, at), 2) == pytest.approx(10.0)
+    assert np.linalg.norm(jacobian_matrix(_SignedZeroCalls("forward").double().eval(), shape,
+                                          at), 2) == pytest.approx(1.0)
+    report = sct.lipschitz_report(jit(model, "script", shape), shape,
+                                  lipschitz_constants={"_SignedZero": 1.0})
+    assert report.network_upper is None, report.network_upper
+    said = "other than its default" if how == "argument" else "cannot be told apart"
+    assert said in report.reason, report.reason
+
+
+class _InPython(nn.Module):
+    """forward and ``other`` each call Python code (``@torch.jit.ignore``: a
+    ``prim::PythonOp`` node, its function unseen), slope 1 and 10 at 100 (a review)."""
+
+    @torch.jit.ignore
+    def slope_one(self, x):
+        return x + 0.0 * torch.relu(x - 50)
+
+    @torch.jit.ignore
+    def slope_ten(self, x):
+        return x + 9.0 * torch.relu(x - 50)
+
+    def forward(self, x):
+        return self.slope_one(x)
+
+    @torch.jit.export
+    def other(self, x):
+        return self.slope_ten(x)
+
+
+class _InPythonCalls(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.m = _InPython()
+
+    def forward(self, x):
+        return self.m.other(self.m(x))
+
+
+def test_methods_running_python_code_are_never_forward():
+    """A review: two methods calling different ``@torch.jit.ignore`` Python functions had the
+    same graph (a ``prim::PythonOp`` shows no function), and ``other`` was read as forward,
+    charged its constant (1): 1.0 for a map of 10. A method whose graph runs Python (or
+    forks, or calls what inlining leaves) is like no other method: refused. Live scripted (a
+    model with Python calls cannot be saved). Mutant this catches: _torch_script.py: the
+    opaque nodes not looked for."""
+    shape = (2, 3)
+    model = _InPythonCalls().double().eval()
+    at = torch.full((1, *shape), 100.0, dtype=F64)
+    assert np.linalg.norm(jacobian_matrix(model, shape, at), 2) == pytest.approx(10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+    assert not _same_code(scripted.m, "other")
+    report = sct.lipschitz_report(scripted, shape, lipschitz_constants={"_InPython": 1.0})
+    assert report.network_upper is None, report.network_upper
+
+
+class _Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+class _ByEnum(nn.Module):
+    def forward(self, x, c: _Color = _Color.RED):
+        s = 0.0 if c == _Color.RED else 9.0
+        return x + s * torch.relu(x - 50)
+
+
+class _ByDevice(nn.Module):
+    def forward(self, x, d: torch.device = torch.device("cpu")):  # noqa: B008 - the case
+        return x.to(d)
+
+
+class _Defaults(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.e, self.d = _ByEnum(), _ByDevice()
+
+    def forward(self, x):
+        return 2 * self.d(self.d(self.e(self.e(x))))
+
+
+def test_defaults_of_enums_and_devices_passed_as_themselves_are_bounded():
+    """A review: TorchScript passes every default at the call, and an enum member or a
+    device as default read as a value that cannot be compared was refused as "other than its
+    default", where the code before bounded the model right. Compared by name: 2.0, the
+    Jacobian's norm at 0 (each module given 1, the identity there)."""
+    shape = (2, 3)
+    model = _Defaults().double().eval()
+    report = sct.lipschitz_report(jit(model, "script", shape), shape,
+                                  lipschitz_constants={"_ByEnum": 1.0, "_ByDevice": 1.0})
+    assert report.network_upper == pytest.approx(
+        np.linalg.norm(jacobian_matrix(model, shape), 2), rel=1e-12), report.reason
+
+
 class _HalfBf16(nn.Module):
     def forward(self, x):
         return x * torch.tensor([0.5] * 16, dtype=torch.bfloat16).to(x.dtype)
