@@ -359,10 +359,11 @@ def _check_load_memory(file: str | os.PathLike[str] | IO[bytes], name: str,
     if not isinstance(file, (str, os.PathLike)):
         file.seek(start)
         if first != start:
-            raise _NotTheArchive(f"file {name} holds another archive than the one at its position "
-                             f"{start}: the last one in the stream starts at {first} (zip "
-                             "files are read from their end; give load_layer a stream that "
-                             "ends where the layer does, one layer per stream)")
+            raise _NotTheArchive(
+                f"file {name} holds another archive than the one at its position {start}: the "
+                f"last one in the stream starts at {first} (zip files are read from their "
+                "end; give load_layer a stream that ends where the layer does, one layer per "
+                "stream)")
     check_memory(nbytes + copied, f"the matrix and layer of file {name}")
 
 
