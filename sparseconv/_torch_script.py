@@ -39,6 +39,7 @@ import enum
 import inspect
 import operator
 import re
+import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -639,13 +640,15 @@ class _Unlike:
 
 def _comparable(value: Any) -> Any:
     """An attribute's value, comparable: a tensor by its dtype, shape and bytes (its text may
-    elide its values), a list entry by entry, a graph by :func:`_graph_form`, a float by its
-    bits (a review: ``-0.0 == 0.0``, and ``copysign`` tells them apart), a device, dtype or
-    enum member by its name (a review: refused as values that cannot be compared)."""
+    elide its values), a list or tuple entry by entry with its type (a review: a NamedTuple
+    passed as a plain tuple's default), a graph by :func:`_graph_form`, a float by its
+    bits (reviews: ``-0.0 == 0.0``, and ``float.hex`` gives one ``"nan"`` for both signs,
+    which ``copysign`` tells apart), a device, dtype or enum member by its name (a review:
+    refused as values that cannot be compared)."""
     if isinstance(value, float):
-        return ("float", value.hex())
+        return ("float", struct.pack("<d", value))
     if isinstance(value, complex):
-        return ("complex", value.real.hex(), value.imag.hex())
+        return ("complex", struct.pack("<dd", value.real, value.imag))
     if isinstance(value, (torch.device, torch.dtype)):
         return (type(value).__name__, str(value))
     if isinstance(value, enum.Enum):
@@ -658,7 +661,8 @@ def _comparable(value: Any) -> Any:
         except (RuntimeError, TypeError):  # (a quantized tensor, say)
             return _Unlike()
     if isinstance(value, (list, tuple)):
-        return tuple(_comparable(v) for v in value)
+        return (type(value).__module__, type(value).__qualname__,
+                tuple(_comparable(v) for v in value))
     if isinstance(value, torch._C.Graph):
         return _graph_form(value)
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):

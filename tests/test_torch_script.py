@@ -9,9 +9,11 @@ import copy
 import enum
 import importlib
 import io
+import math
 import re
 import types
 import warnings
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -3017,6 +3019,64 @@ def test_methods_running_python_code_are_never_forward():
         scripted = torch.jit.script(model)
     assert not _same_code(scripted.m, "other")
     report = sct.lipschitz_report(scripted, shape, lipschitz_constants={"_InPython": 1.0})
+    assert report.network_upper is None, report.network_upper
+
+
+class _NanSign(nn.Module):
+    """Slope ``1 + 4.5 (1 + copysign(1, c))`` at 100: 1 for forward's ``c = -nan``, 10 for
+    ``+nan`` (``float.hex`` reads both as ``"nan"``; a review)."""
+
+    def forward(self, x, c: float = -math.nan):
+        return x + 4.5 * (1.0 + math.copysign(1.0, c)) * torch.relu(x - 50)
+
+    @torch.jit.export
+    def other(self, x, c: float = math.nan):
+        return x + 4.5 * (1.0 + math.copysign(1.0, c)) * torch.relu(x - 50)
+
+
+class _Pair(NamedTuple):
+    a: int
+
+
+class _ByTuple(nn.Module):
+    """The identity on probes for its default, a plain tuple; slope 10 at 100 for a
+    ``_Pair`` (a review: passed as the default, the two compared as tuples)."""
+
+    def forward(self, x, s: Any = (1,)):
+        k = 0.0
+        if isinstance(s, _Pair):
+            k = 9.0
+        return x + k * torch.relu(x - 50)
+
+
+class _OtherValues(nn.Module):
+    def __init__(self, how: str):
+        super().__init__()
+        self.how, self.n, self.t = how, _NanSign(), _ByTuple()
+
+    def forward(self, x):
+        if self.how == "nan argument":
+            return self.n(x, math.nan)
+        if self.how == "nan default":
+            return self.n.other(x)
+        return self.t(x, _Pair(1))
+
+
+@pytest.mark.parametrize("how", ["nan argument", "nan default", "named tuple"])
+def test_a_nan_of_another_sign_and_a_named_tuple_are_other_values(how):
+    """A review: ``-nan`` and ``nan`` compared equal (``float.hex``), as did a NamedTuple and
+    the plain tuple it equals, so a call passing ``nan`` for a default ``-nan``, a method of
+    default ``nan``, or a NamedTuple for a tuple default was charged forward's constant (1):
+    1.0 for maps of 10. Floats are compared by their bytes, sequences with their types: no
+    bound. Mutants this catches: _torch_script.py: floats by ``float.hex``; sequences
+    without their type."""
+    shape = (2, 3)
+    model = _OtherValues(how).double().eval()
+    at = torch.full((1, *shape), 100.0, dtype=F64)
+    assert np.linalg.norm(jacobian_matrix(model, shape, at), 2) == pytest.approx(10.0)
+    given = {"_ByTuple" if how == "named tuple" else "_NanSign": 1.0}
+    report = sct.lipschitz_report(jit(model, "script", shape), shape,
+                                  lipschitz_constants=given)
     assert report.network_upper is None, report.network_upper
 
 
