@@ -750,10 +750,11 @@ def _given_more(model: nn.Module, names: frozenset[str]) -> str:
                 arguments = []
             for k, value in enumerate(given[1:]):
                 argument = arguments[k] if k < len(arguments) else None
+                given_value = constant_of(value) if value.node().kind() == (
+                    "prim::Constant") else _UNKNOWN
                 if argument is None or not argument.has_default_value() or (
-                        value.node().kind() != "prim::Constant") or not (
-                        _comparable(value.toIValue())
-                        == _comparable(argument.default_value)):
+                        given_value is _UNKNOWN) or not (
+                        _comparable(given_value) == _comparable(argument.default_value)):
                     said = f"argument {argument.name!r}" if argument is not None else (
                         f"argument {k + 2}")
                     return (f"calls {callee!r} ({_kind(script)}), of a class of your own, "
@@ -1100,6 +1101,17 @@ CONDITION_OPS: dict[str, Callable[..., Any]] = {
 _UNKNOWN = object()
 
 
+def constant_of(value) -> Any:
+    """A ``prim::Constant``'s value in Python, or ``_UNKNOWN`` where torch cannot give one (a
+    review: a string of bytes that are no UTF-8, as TorchScript's slicing by bytes makes,
+    ``"\xe9"[0:1]``, raised UnicodeDecodeError; an enum member of a model loaded in a process
+    that has not imported its class raised RuntimeError; both out of lipschitz_report)."""
+    try:
+        return value.toIValue()
+    except (RuntimeError, UnicodeDecodeError, ValueError, TypeError):
+        return _UNKNOWN
+
+
 def _evaluated(value, self_value, model: nn.Module, written: set, read: list) -> Any:
     """The value of a condition computed from constants and attributes of modules
     (:func:`_attribute`, each appended to ``read``) by comparisons, ``not`` and ``in``
@@ -1107,7 +1119,9 @@ def _evaluated(value, self_value, model: nn.Module, written: set, read: list) ->
     (:func:`_plain`); ``_UNKNOWN`` for any other."""
     node = value.node()
     if node.kind() == "prim::Constant":
-        found = value.toIValue()
+        found = constant_of(value)
+        if found is _UNKNOWN:
+            return _UNKNOWN
     elif node.kind() == "prim::GetAttr":
         found = _attribute(value, self_value, model, written)
         if found is None:  # (an attribute that is None reads as its NoneType constant)

@@ -20,6 +20,7 @@ from sparseconv._torch_script import (
     _graph_of,
     _is_dropout,
     _preorder,
+    constant_of,
     passed_twice,
     script_attribute,
 )
@@ -106,7 +107,7 @@ def _known_flag(condition, self_value, model: nn.Module,
     forward of the user's own: a new user's trial, whose scripted model got no bound); else
     None."""
     if condition.kind() == "prim::Constant":
-        value = condition.output().toIValue()
+        value = constant_of(condition.output())
         return value if isinstance(value, bool) else None
     names = []
     while condition.kind() == "prim::GetAttr":

@@ -64,6 +64,7 @@ from sparseconv._torch_probe import (
 )
 from sparseconv._torch_script import (
     _OPAQUE,
+    _UNKNOWN,
     CONDITION_OPS,
     MISSING,
     _Call,
@@ -75,6 +76,7 @@ from sparseconv._torch_script import (
     _probe,
     _values_within,
     changes_a_value,
+    constant_of,
     holds_tensors,
     passed_twice,
     script_attribute,
@@ -621,7 +623,12 @@ class _Builder:
         kind = node.kind()
         outputs = list(node.outputs())
         if kind == "prim::Constant":
-            self.env[outputs[0].unique()] = outputs[0].toIValue()
+            held = constant_of(outputs[0])
+            if held is _UNKNOWN:
+                raise _Refused(f"holds a constant of type {outputs[0].type()} that torch "
+                               f"cannot give in Python{_where(node)} (a string of bytes that "
+                               "are no UTF-8, or a member of an enum class not imported)")
+            self.env[outputs[0].unique()] = held
             self.static.add(outputs[0].unique())
         elif kind == "prim::Uninitialized":  # (what a branch that raises returns)
             self.env[outputs[0].unique()] = None
@@ -1157,7 +1164,7 @@ def _executed_writes(nodes) -> list:
             found.append(node)
         blocks = list(node.blocks())
         if node.kind() == "prim::If" and next(node.inputs()).node().kind() == "prim::Constant":
-            taken = next(node.inputs()).node().output().toIValue()
+            taken = constant_of(next(node.inputs()).node().output())
             blocks = blocks[:1] if taken is True else blocks[1:] if taken is False else blocks
         for block in blocks:
             found.extend(_executed_writes(block.nodes()))
@@ -1340,8 +1347,11 @@ def script_graph_module(model: nn.Module, names: list[str], modules: list[nn.Mod
             return (f"calls {_module_named(call.name)} ({_kind(call.module)}) with one value "
                     "as two of its arguments (or a module chosen at run time so), where the "
                     "bound over the graph takes a module's call as a map of one argument")
-    builder = _Builder(model, graph, own, calls, modules, _constant_values(model, graph, shape),
-                       shape)
+    try:  # (its constants read first: one torch cannot give in Python refused, a review)
+        builder = _Builder(model, graph, own, calls, modules,
+                           _constant_values(model, graph, shape), shape)
+    except _Refused as exc:
+        return str(exc)
     aliasing = _call_aliasing(model, shape)
     if len(aliasing) != len(calls):
         return "its calls are not the traced layers"  # pragma: no cover - the same graph

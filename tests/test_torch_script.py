@@ -10,7 +10,10 @@ import enum
 import importlib
 import io
 import math
+import os
 import re
+import subprocess
+import sys
 import types
 import warnings
 from typing import Any, NamedTuple
@@ -3078,6 +3081,74 @@ def test_a_nan_of_another_sign_and_a_named_tuple_are_other_values(how):
     report = sct.lipschitz_report(jit(model, "script", shape), shape,
                                   lipschitz_constants=given)
     assert report.network_upper is None, report.network_upper
+
+
+class _ByteCount(nn.Module):
+    """Slope ``1 + 9 (2 - len(s))`` at 100: 1 for its default ``"\xe9"`` (two bytes in
+    TorchScript's strings), 10 for one byte."""
+
+    def forward(self, x, s: str = "\xe9"):
+        return x + 9.0 * float(2 - len(s)) * torch.relu(x - 50)
+
+
+class _ByteSlice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.m = _ByteCount()
+
+    def forward(self, x):
+        return self.m(x, "\xe9"[0:1])  # (TorchScript slices by bytes: no UTF-8 left)
+
+
+@pytest.mark.parametrize("given", [{}, {"_ByteCount": 1.0}])
+def test_a_constant_torch_cannot_give_in_python_is_refused_not_raised(given):
+    """A review: a string constant of bytes that are no UTF-8 (TorchScript slices strings by
+    bytes) raised UnicodeDecodeError out of lipschitz_report, from the check of a call's
+    arguments and from the graph's constants; refused now, the bound withheld (the map's
+    constant is 10). Mutants this catch: _torch_script.py / _torch_script_graph.py: the
+    constant read without :func:`constant_of`, or the builder's constants outside its try."""
+    shape = (2, 3)
+    model = _ByteSlice().double().eval()
+    at = torch.full((1, *shape), 100.0, dtype=F64)
+    assert np.linalg.norm(jacobian_matrix(jit(model, "script", shape), shape, at),
+                          2) == pytest.approx(10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # (the constant unused, where refused)
+        report = sct.lipschitz_report(jit(model, "script", shape), shape,
+                                      lipschitz_constants=given or None)
+    assert report.network_upper is None, report.network_upper
+
+
+def test_an_enum_constant_of_a_class_not_imported_is_refused_not_raised(tmp_path,
+                                                                         monkeypatch):
+    """A review: a scripted model with an enum argument, saved and loaded in a process that
+    has not imported the enum's module (the usual way a TorchScript file is used), raised
+    torch's RuntimeError "Unknown reference to ScriptClass" out of lipschitz_report. Loaded
+    in a fresh process without that module: a report, no exception."""
+    (tmp_path / "sc_colors.py").write_text(
+        "import enum\n\nimport torch\nfrom torch import nn\n\n\nclass Color(enum.Enum):\n"
+        "    RED = 1\n    BLUE = 2\n\n\nclass ByColor(nn.Module):\n"
+        "    def forward(self, x, c: Color = Color.RED):\n"
+        "        return x + 9.0 * float(c.value - 1) * torch.relu(x - 50)\n\n\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.m = ByColor()\n\n    def forward(self, x):\n"
+        "        return self.m(x, Color.BLUE)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    colors = importlib.import_module("sc_colors")
+    path = tmp_path / "net.pt"
+    jit(colors.Net().double().eval(), "script", (2, 3), path)
+    code = ("import warnings; warnings.simplefilter('ignore')\n"
+            "import torch, sparseconv.torch as sct\n"
+            f"m = torch.jit.load({str(path)!r})\n"
+            "for given in (None, {'ByColor': 1.0}):\n"
+            "    r = sct.lipschitz_report(m, (2, 3), lipschitz_constants=given)\n"
+            "    print(r.network_upper)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=str(tmp_path.parent),
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                p for p in sys.path if p and p != str(tmp_path))})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["None", "None"], result.stdout
 
 
 class _Color(enum.Enum):
