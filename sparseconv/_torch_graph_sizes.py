@@ -17,6 +17,8 @@ from typing import Any
 import torch
 import torch.fx
 
+from sparseconv._torch_kinds import _CONV_T
+
 __all__: list[str] = []
 
 
@@ -175,8 +177,7 @@ def read_by_the_call(node: torch.fx.Node, ndim: int) -> tuple[tuple, dict]:
     module = getattr(node.graph.owning_module, "get_submodule", None)
     called = module(str(node.target)) if module is not None and node.op == "call_module" \
         else None
-    if not isinstance(called, (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
-                               torch.nn.ConvTranspose3d)):
+    if not isinstance(called, _CONV_T):
         return args, kwargs
     spatial = ndim - 2
 

@@ -472,6 +472,19 @@ def _call_sites(model: nn.Module) -> Counter[tuple[str, str]] | None:
     return sites("", "forward", ())
 
 
+def _method_calls(model: nn.Module) -> Iterator[tuple[str, Any, dict, set[str], Any]]:
+    """Each ``prim::CallMethod`` node of the methods the model's ``forward`` enters
+    (:func:`_entered`), with its method's module path, ``self`` value, the modules its values
+    hold (:func:`_receivers`) and the attributes the method sets (for :func:`_not_taken`)."""
+    for path, receivers in _entered(model):
+        if receivers is None:
+            continue
+        graph, this, where = receivers
+        written = {n.s("name") for n in graph.findAllNodes("prim::SetAttr", True)}
+        for node in graph.findAllNodes("prim::CallMethod", True):
+            yield path, this, where, written, node
+
+
 def passed_twice(model: nn.Module) -> set[str]:
     """The modules some method of the model calls with one tensor value as two of its
     arguments (``self.cell(x, x)``, ``self.bilinear(h, h)``), by qualified name (``"?"`` for
@@ -481,22 +494,18 @@ def passed_twice(model: nn.Module) -> set[str]:
     0.01, bounded 0.01; the eager bound refuses such calls)."""
     modules = dict(model.named_modules(remove_duplicate=False))
     found: set[str] = set()
-    for _, receivers in _entered(model):
-        if receivers is None:
-            continue
-        graph, this, where = receivers
-        for node in graph.findAllNodes("prim::CallMethod", True):
-            receiver, *given = node.inputs()
-            tensors = [v.unique() for v in given if holds_tensors(v)
-                       and v.node().kind() != "prim::Constant"]  # (a tensor constant:
-            # no value of the signal)
-            callee = where.get(receiver.unique())
-            entered = receiver.unique() != this.unique() and re.fullmatch(
-                r"forward\d*", node.s("name")) is not None  # (torch.jit.trace's forward1...)
-            if len(tensors) != len(set(tensors)) or entered and len(given) < _arguments_needed(
-                    modules.get(callee)):  # (torch.jit.trace passes a tensor given twice
-                # once: a traced Bilinear's forward takes one argument)
-                found.add("?" if callee is None else callee)
+    for _, this, where, _, node in _method_calls(model):
+        receiver, *given = node.inputs()
+        tensors = [v.unique() for v in given if holds_tensors(v)
+                   and v.node().kind() != "prim::Constant"]  # (a tensor constant:
+        # no value of the signal)
+        callee = where.get(receiver.unique())
+        entered = receiver.unique() != this.unique() and re.fullmatch(
+            r"forward\d*", node.s("name")) is not None  # (torch.jit.trace's forward1...)
+        if len(tensors) != len(set(tensors)) or entered and len(given) < _arguments_needed(
+                modules.get(callee)):  # (torch.jit.trace passes a tensor given twice
+            # once: a traced Bilinear's forward takes one argument)
+            found.add("?" if callee is None else callee)
     return found
 
 
@@ -665,7 +674,7 @@ def _comparable(value: Any) -> Any:
                 tuple(_comparable(v) for v in value))
     if isinstance(value, torch._C.Graph):
         return _graph_form(value)
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+    if value is None or isinstance(value, (bool, int, str, bytes)):
         return (type(value).__name__, value)
     return _Unlike()
 
@@ -733,34 +742,29 @@ def _given_more(model: nn.Module, names: frozenset[str]) -> str:
     given a constant true of ``s = 0``, 1, bounded a map of 10 by 1; TorchScript's call
     passes every argument, defaults included); or ``""``."""
     modules = dict(model.named_modules(remove_duplicate=False))
-    for path, receivers in _entered(model):
-        if receivers is None:
-            continue
-        graph, this, where = receivers
-        written = {n.s("name") for n in graph.findAllNodes("prim::SetAttr", True)}
-        for node in graph.findAllNodes("prim::CallMethod", True):
-            receiver, *given = node.inputs()
-            callee = where.get(receiver.unique())
-            if callee not in names or _not_taken(node, this, modules.get(path), written):
-                continue  # (a branch on a flag the call does not take, as _call_sites)
-            script: Any = modules.get(callee)
-            try:
-                arguments = script._c._get_method(node.s("name")).schema.arguments[2:]
-            except (AttributeError, RuntimeError):
-                arguments = []
-            for k, value in enumerate(given[1:]):
-                argument = arguments[k] if k < len(arguments) else None
-                given_value = constant_of(value) if value.node().kind() == (
-                    "prim::Constant") else _UNKNOWN
-                if argument is None or not argument.has_default_value() or (
-                        given_value is _UNKNOWN) or not (
-                        _comparable(given_value) == _comparable(argument.default_value)):
-                    said = f"argument {argument.name!r}" if argument is not None else (
-                        f"argument {k + 2}")
-                    return (f"calls {callee!r} ({_kind(script)}), of a class of your own, "
-                            f"whose constant is given, with its {said} other than its default "
-                            "(or a value not compared with it): the constant is of its map of "
-                            "its input alone")
+    for path, this, where, written, node in _method_calls(model):
+        receiver, *given = node.inputs()
+        callee = where.get(receiver.unique())
+        if callee not in names or _not_taken(node, this, modules.get(path), written):
+            continue  # (a branch on a flag the call does not take, as _call_sites)
+        script: Any = modules.get(callee)
+        try:
+            arguments = script._c._get_method(node.s("name")).schema.arguments[2:]
+        except (AttributeError, RuntimeError):
+            arguments = []
+        for k, value in enumerate(given[1:]):
+            argument = arguments[k] if k < len(arguments) else None
+            given_value = constant_of(value) if value.node().kind() == (
+                "prim::Constant") else _UNKNOWN
+            if argument is None or not argument.has_default_value() or (
+                    given_value is _UNKNOWN) or not (
+                    _comparable(given_value) == _comparable(argument.default_value)):
+                said = f"argument {argument.name!r}" if argument is not None else (
+                    f"argument {k + 2}")
+                return (f"calls {callee!r} ({_kind(script)}), of a class of your own, "
+                        f"whose constant is given, with its {said} other than its default "
+                        "(or a value not compared with it): the constant is of its map of "
+                        "its input alone")
     return ""
 
 

@@ -25,7 +25,13 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from sparseconv._torch_kinds import _DROPOUT, _MODELESS, _RUNNING_NORMS, instance_method
+from sparseconv._torch_kinds import (
+    _CONV_T,
+    _DROPOUT,
+    _MODELESS,
+    _RUNNING_NORMS,
+    instance_method,
+)
 from sparseconv._torch_probe import (
     drop_defaults,
 )
@@ -75,9 +81,6 @@ _RANK_FIXED: dict[Any, int] = {
 #: input's, whatever its sizes and values.
 _RANK_KEEPING = frozenset({*_MODELESS, *_RUNNING_NORMS, *_DROPOUT} - {
     nn.Sequential, nn.ModuleList, nn.ModuleDict})
-
-#: The modules whose call may take sizes (``output_size``) and keep their input's rank.
-_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 #: The attributes of a tensor read by ``getattr`` that keep its rank.
 _RANK_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
@@ -166,7 +169,7 @@ def _rank_fixed(tensor: torch.fx.Node, root: nn.Module,
             # runs the user's module, whose rank changed at a batch of four)
             module = _submodule(root, node.target)
             sized: list[torch.fx.Node] | None = []  # (a transposed convolution's
-            if isinstance(module, _TRANSPOSED):  # output_size, as F.interpolate's size: a
+            if isinstance(module, _CONV_T):  # output_size, as F.interpolate's size: a
                 # review, a U-Net's up(e, output_size=x.shape[-2:]) then a check of its shape)
                 sized = _sizes_given((node.args[1:], node.kwargs), root, sizes)
             if sized is None or module is None or type(module) not in _RANK_KEEPING or (
