@@ -65,9 +65,11 @@ from sparseconv._torch_script_rebuild import (
     _CONV_OPS,
     _SIGNAL_OPS,
     _STRUCTURAL,
+    _UNKNOWN,
     _kind,
     _rebuild,
     _shipped,
+    constant_of,
 )
 from sparseconv._torch_state import restored_state
 
@@ -1102,20 +1104,6 @@ CONDITION_OPS: dict[str, Callable[..., Any]] = {
     "aten::__contains__": _as_torchscript(_contains),
     "aten::len": _as_torchscript(_sequence(len)),
     "aten::__getitem__": _as_torchscript(_sequence(operator.getitem))}
-_UNKNOWN = object()
-
-
-def constant_of(value) -> Any:
-    """A ``prim::Constant``'s value in Python, or ``_UNKNOWN`` where torch cannot give one (a
-    review: a string of bytes that are no UTF-8, as TorchScript's slicing by bytes makes,
-    ``"\xe9"[0:1]``, raised UnicodeDecodeError; an enum member of a model loaded in a process
-    that has not imported its class raised RuntimeError; both out of lipschitz_report)."""
-    try:
-        return value.toIValue()
-    except (RuntimeError, UnicodeDecodeError, ValueError, TypeError):
-        return _UNKNOWN
-
-
 def _evaluated(value, self_value, model: nn.Module, written: set, read: list) -> Any:
     """The value of a condition computed from constants and attributes of modules
     (:func:`_attribute`, each appended to ``read``) by comparisons, ``not`` and ``in``

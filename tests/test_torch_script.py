@@ -2235,6 +2235,41 @@ def test_a_softsign_computing_another_function_is_not_read_as_torchs():
     assert torch.allclose(h, traced(x), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("cls, forward, torchs", [
+    (nn.Softsign, lambda x: x / (x.abs() + 1e-3), False),
+    (nn.Softsign, lambda x: x / (x.abs() + 1), True),
+    (nn.Softsign, lambda x: x / (x.abs() + 1.0), True),
+    (nn.Softsign, lambda x: (x + 0) / (x.abs() + 1), False),
+    (nn.Softsign, lambda x: x / (x.abs() + x.abs()), False),
+    (nn.Tanhshrink, lambda x: torch.sub(x, torch.tanh(x), alpha=10.0), False),
+    (nn.Tanhshrink, lambda x: x - torch.tanh(x), True),
+    (nn.Tanhshrink, lambda x: torch.tanh(x) - x, False)])
+def test_a_compound_activation_set_otherwise_on_the_instance_is_refused(cls, forward, torchs):
+    """Helper 291: a traced ``Softsign`` whose forward, set on the instance, runs ``x / (|x| +
+    1e-3)`` (the kinds of torch's operations, the constant 1000 times smaller) after a layer
+    of gain 1e4 was read as torch's, a bound of 6038 for a map whose Jacobian reaches 4.8e6:
+    the probe reaches the activation only at large ``|x|``, where the two agree to the
+    output check's tolerance. So for ``Tanhshrink`` computing ``x - 10 tanh(x)`` (64944 for
+    508699). Each operation must read what torch's does (:func:`_compound`); torch's own
+    forward, set on the instance, is read."""
+    torch.manual_seed(0)
+    act = cls()
+    act.forward = forward  # type: ignore[method-assign]
+    first = nn.Linear(4, 4)
+    with torch.no_grad():
+        first.weight.mul_(1e4)
+        first.bias.mul_(1e4)
+    model = nn.Sequential(first, act, nn.Linear(4, 3)).double().eval()
+    traced = jit(model, "trace", (4,))
+    if torchs:
+        report = sct.lipschitz_report(traced, (4,))
+        assert report.network_upper is not None, report.reason
+        return
+    with pytest.raises(TypeError, match=rf"module '1' \({cls.__name__}\) runs .* otherwise "
+                       rf"than torch's {cls.__name__} does"):
+        sct.lipschitz_report(traced, (4,))
+
+
 @pytest.mark.parametrize("how", ["script", "trace"])
 def test_max_pooling_keeps_ceil_mode_and_dilation(how):
     """A mutant this catches: _torch_script_rebuild.py: ``cls(kernel, stride or None, padding,
