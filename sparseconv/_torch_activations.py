@@ -26,6 +26,8 @@ Not ``Softplus``: PyTorch's switches to the identity above its ``threshold``, a 
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 import types
 import warnings
@@ -332,6 +334,136 @@ def warn_below_slope(label: str, constant: Any, slopes: tuple[float, float] | No
             f"Lipschitz constant, which {slope_text(*slopes)} (it normalizes each sample by "
             "its own statistics): the network bound holds only for inputs where that slope "
             "is not reached", UserWarning, stacklevel=outside_level(torch))
+
+
+def measured_slope(module: nn.Module, input_shape: tuple[int, ...]) -> float | None:
+    """A lower bound of ``module``'s Lipschitz constant, measured: the largest
+    ``||J v|| / ||v||`` found for its Jacobian ``J`` (by autograd, :func:`_power_ratios`) at
+    two inputs of one sample of ``input_shape``: all ones, where every normalization's
+    sample has zero variance, and values evenly spread over ``[-8, 8]``, near one of which
+    an elementwise function's ``sup |f'|`` lies. None where it cannot be measured: a module
+    that needs other arguments, returns no tensor, computes otherwise on the same input
+    twice, or that autograd cannot differentiate twice (forward-mode products are taken by
+    differentiating backward ones). Run on a copy of the module (its forward may change its
+    own state), in the dtype of its floating-point tensors (float64 where it has none). It
+    costs about twenty forward passes of the module.
+
+    Never a constant of the report's: a constant given in ``lipschitz_constants`` for a module
+    of the user's class more than 1% below it is warned of (a review: ConvNeXt's
+    ``LayerNorm2d``, scripted, given 50, bounded a network whose Jacobian reached 151 at an
+    input of zero variance; its slope there measures 316.2, ``1 / sqrt(eps)``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> class Swish(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return x * torch.sigmoid(x)
+    >>> 1.0998 < measured_slope(Swish(), (4, 8, 8)) <= 1.0998394  # (sup |f'| = 1.0998393...)
+    True
+    """
+    tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+    dtype = tensors[0].dtype if tensors else torch.float64
+    generator = torch.Generator().manual_seed(0)
+    try:
+        twin = _twin(module)
+    except Exception:  # (a module that cannot be copied: not measured)
+        return None
+    best = 0.0
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        size = math.prod(input_shape)
+        for x in (torch.ones(size, dtype=torch.float64),
+                  torch.linspace(-8.0, 8.0, size, dtype=torch.float64)):
+            x = x.reshape(1, *input_shape).to(dtype)
+            try:
+                y = twin(x)
+                if not isinstance(y, torch.Tensor) or not torch.equal(y, twin(x)):
+                    return None  # (no map to measure)
+            except Exception:  # (a module this cannot call alone)
+                return None
+            if bool(torch.isfinite(y).all()):
+                for u in (torch.ones_like(y), torch.randn(
+                        y.shape, generator=generator, dtype=torch.float64).to(y.dtype)):
+                    best = max(best, _power_ratios(twin, x, u))
+    return best or None
+
+
+def _power_ratios(function: Callable, x: torch.Tensor, u: torch.Tensor) -> float:
+    """The largest ``||J v|| / ||v||`` of ``function``'s Jacobian at ``x`` found by three
+    steps of the power method on ``J J^T`` from ``u`` (``v = J^T u``), and for ``v`` the unit
+    vector of the last ``v``'s largest entry: from ``u`` all ones, that is where an
+    elementwise function's derivative is largest (the power method alone converges slowly
+    where many entries come close: Swish's derivative at 256 points of ``[-8, 8]``, 1.06
+    after four steps for 1.0998). 0 where autograd finds none; those found before autograd
+    fails are kept."""
+    best = 0.0
+    try:
+        for _ in range(3):
+            _, v = torch.autograd.functional.vjp(function, x, u)
+            _, w = torch.autograd.functional.jvp(function, x, v)
+            norm_v, norm_w = float(v.norm()), float(w.norm())
+            if not (norm_v > 0 and math.isfinite(norm_w)):
+                return best
+            best = max(best, norm_w / norm_v)
+            u = w / norm_w if norm_w > 0 else w
+        unit = torch.zeros(v.numel(), dtype=v.dtype)
+        unit[int(v.abs().argmax())] = 1  # (the index in v's logical order, as reshape reads)
+        _, w = torch.autograd.functional.jvp(function, x, unit.reshape(v.shape))
+        norm_w = float(w.norm())
+        return max(best, norm_w) if math.isfinite(norm_w) else best
+    except Exception:  # (a module autograd cannot differentiate twice; the ratios found so
+        return best  # far are lower bounds still)
+
+
+def _twin(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` to run apart from the model: a deep copy, or for TorchScript, the
+    module saved and loaded again. (A scripted module's copy shares its compiled code, and
+    running it alone changed what later reads of the model's graph found: a scripted
+    ``LayerNorm2d`` run alone made the model's graph module fail under inference mode, and,
+    run without the optimizing executor, read as two calls.)"""
+    if isinstance(module, torch.jit.ScriptModule):
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript: not the
+            warnings.simplefilter("ignore", DeprecationWarning)  # user's to act on, here
+            torch.jit.save(module, buffer)
+            buffer.seek(0)
+            return torch.jit.load(buffer)
+    return copy.deepcopy(module)
+
+
+def warn_below_measured(label: str, constant: Any, module: nn.Module,
+                        input_shape: tuple[int, ...], seen: dict) -> None:
+    """Warn that ``lipschitz_constants`` gives ``label``, a module of the user's class, a
+    ``constant`` more than 1% below the slope :func:`measured_slope` finds, if so. ``seen``
+    holds the slopes measured so far, by :func:`_measured_key`: a module like one measured
+    already is neither measured nor warned of again (a network's many calls of one
+    activation)."""
+    key = _measured_key(module, input_shape)
+    if key in seen:
+        return
+    slope = seen[key] = measured_slope(module, input_shape)
+    if slope is not None and constant < slope * (1 - 1e-2):
+        warnings.warn(
+            f"lipschitz_constants gives {label} the constant {constant!r}, below its "
+            f"Lipschitz constant, which is at least {decimal_outward(slope, ROUND_FLOOR, 7)}"
+            ", its slope measured here (autograd, at an input of ones or one of values spread "
+            "over [-8, 8]): the network bound holds only if yours is one",
+            UserWarning, stacklevel=outside_level(torch))
+
+
+def _measured_key(module: nn.Module, input_shape: tuple[int, ...]) -> tuple:
+    """What :func:`measured_slope` of ``module`` depends on: for an eager module without
+    tensors or children whose attributes are numbers, strings or None (a ``Swish``, a
+    ``Scale(2.0)``), its class, attributes and ``input_shape``; else the module itself."""
+    plain = (int, float, complex, str, bool, type(None))
+    if not isinstance(module, torch.jit.ScriptModule) and not any(
+            True for _ in module.parameters()) and not any(True for _ in module.buffers()) and (
+            not any(True for _ in module.children())):
+        attributes = {k: v for k, v in vars(module).items() if not k.startswith("_")}
+        if all(type(v) in plain for v in attributes.values()):
+            return (type(module), tuple(sorted((k, type(v), repr(v))
+                                               for k, v in attributes.items())), input_shape)
+    return (id(module), input_shape)
 
 
 #: Where a traced normalization's graph holds its arguments: the operation, and the input

@@ -27,6 +27,7 @@ from sparseconv._torch_activations import (
     NORM_REASON,
     sample_norm_slope,
     slope_text,
+    warn_below_measured,
     warn_below_slope,
 )
 from sparseconv._torch_chain import (
@@ -619,6 +620,7 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
     known: dict[int, float | Given] = {}
     said: dict[tuple[str, str], str] = {}  # each normalization's reason and kind, by the
     # first module it names
+    measured: dict = {}  # the slopes of the modules of the user's classes given constants
     for record in records:
         if record.linear:
             continue
@@ -650,6 +652,11 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
                 warn_below_slope(label + ")", constant, slopes)
             ours = _activation_constant(record.module) if yours else None
             ours = _max_pool_constant(record) if yours and ours is None else ours
+            if yours and ours is None and slopes is None:  # (a module of the user's class:
+                # its slope measured; a scripted LayerNorm2d given 50 bounded a map whose
+                # slope reaches 316, without a word)
+                warn_below_measured(label + ")", constant, record.module, record.input_shape,
+                                    measured)
             # (below by more than the rounding of the known constants, GELU's 1.13 for
             # 1.1289: a new user's trial gave ReLU 0.1, and got 0.126 for a model whose
             # ratios reach 0.270, without a word)

@@ -15,6 +15,7 @@ import sys
 import time
 import types
 import warnings
+from contextlib import nullcontext
 from decimal import Decimal
 from fractions import Fraction
 
@@ -33,6 +34,7 @@ from torch import nn  # noqa: E402
 import sparseconv as sc  # noqa: E402
 import sparseconv.torch as sct  # noqa: E402
 from sparseconv._report_table import LipschitzReport  # noqa: E402
+from sparseconv._torch_activations import measured_slope  # noqa: E402
 
 from . import _networks  # noqa: E402
 from ._isolation import in_a_new_interpreter  # noqa: E402
@@ -305,6 +307,35 @@ def test_an_activation_called_twice_counts_twice_and_prints_once():
     assert text.count("act (Tanh, 0.5 given)") == 1 and "act (Tanh, 0.5 given) x2" in text
     product = math.prod(Fraction(row["upper"]) for row in report) / 4
     assert report.network_upper == pytest.approx(float(product), rel=1e-12)
+
+
+def test_a_constant_given_below_a_module_s_measured_slope_is_warned_of():
+    """A constant given for a module of the user's class is the user's, not certified here;
+    one more than 1% below the slope measured on a copy of the module (autograd's Jacobian at
+    an input of ones and one of values spread over [-8, 8]) is warned of (a scripted
+    ``LayerNorm2d`` given 50 bounded a map whose slope reaches 316, without a word). Swish's
+    constant is 1.0998393 (``sup |f'|``, at 2.3994); its slope measured on 192 values
+    reaches 1.0998. The constant is used all the same: the warning says what the bound then
+    rests on. No warning at or above the slope, nor where none can be measured (a forward
+    of two arguments, an empty input)."""
+    model = small_chain(_networks.Swish())
+    with pytest.warns(UserWarning, match=r"gives 2 \(Swish\) the constant 1.0, below its "
+                      r"Lipschitz constant, which is at least 1\.099\d*, its slope measured"):
+        low = sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"Swish": 1.0})
+    assert low.activations[0] == "2 (Swish, 1.0 given)" and low.network_upper is not None
+    top = measured_slope(_networks.Swish(), (3, 8, 8))
+    assert 1.0998 < top <= 1.0998394  # (a lower bound of sup |f'|)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        right = sct.lipschitz_report(model, (2, 8, 8), lipschitz_constants={"Swish": 1.1})
+    assert right.network_upper == pytest.approx(low.network_upper * 1.1, rel=1e-12)
+
+    class Mixed(nn.Module):  # (two arguments: not measured, and no error)
+        def forward(self, x, y):
+            return x * torch.sigmoid(y)
+
+    assert measured_slope(Mixed(), (3, 4, 4)) is None
+    assert measured_slope(nn.Identity(), (0,)) is None  # (an empty input: no ratio)
 
 
 def test_unknown_activation_gives_no_network_bound():
@@ -1638,8 +1669,11 @@ def test_a_constant_given_to_a_call_that_mixes_the_samples_gets_no_bound_over_th
             return self.bn(self.c(x))
 
     for model, given in ((Functional(), {"batch_norm": 1.0}), (Module(), {"bn": 1.0})):
-        report = sct.lipschitz_report(model.double().eval(), (3, 4, 4),
-                                      lipschitz_constants=given)
+        with pytest.warns(UserWarning, match=r"gives bn \(BatchNorm2d\) the constant 1.0, "
+                          "below its Lipschitz constant") if "bn" in given else (
+                nullcontext()):  # (its slope measured at a sample of zero variance: 316)
+            report = sct.lipschitz_report(model.double().eval(), (3, 4, 4),
+                                          lipschitz_constants=given)
         assert report.network_upper is None and not report.over_graph
         assert "mixes the samples of a batch" in report.reason, report.reason
         assert "so the bound over its graph is no bound" in report.reason, report.reason
@@ -2522,7 +2556,10 @@ def test_a_constant_below_a_functional_or_default_eps_normalization_s_slope_is_w
         # its F.layer_norm unseen and unwarned, 0.99 for ratios of 8.9: it is followed)
         for module_key in ("1", "LayerNorm2d"):
             with pytest.warns(UserWarning, match=r"its constant unused.*calls layer_norm\(\), "
-                              "which normalizes each sample by its own statistics"):
+                              "which normalizes each sample by its own statistics"), \
+                    pytest.warns(UserWarning, match=r"1 \(LayerNorm2d\) the constant 1.0, "
+                                 r"below its Lipschitz constant, which is at least 999\.9+, "
+                                 "its slope measured"):
                 assert sct.lipschitz_report(model, (2, 4, 4), lipschitz_constants={
                     module_key: 1.0}).network_upper is None
 
