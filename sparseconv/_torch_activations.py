@@ -337,21 +337,24 @@ def warn_below_slope(label: str, constant: Any, slopes: tuple[float, float] | No
 
 
 def measured_slope(module: nn.Module, input_shape: tuple[int, ...]) -> float | None:
-    """A lower bound of ``module``'s Lipschitz constant, measured: the largest
-    ``||J v|| / ||v||`` found for its Jacobian ``J`` (by autograd, :func:`_power_ratios`) at
-    two inputs of one sample of ``input_shape``: all ones, where every normalization's
-    sample has zero variance, and values evenly spread over ``[-8, 8]``, near one of which
-    an elementwise function's ``sup |f'|`` lies. None where it cannot be measured: a module
-    that needs other arguments, returns no tensor, computes otherwise on the same input
-    twice, or that autograd cannot differentiate twice (forward-mode products are taken by
-    differentiating backward ones). Run on a copy of the module (its forward may change its
-    own state), in the dtype of its floating-point tensors (float64 where it has none). It
-    costs about twenty forward passes of the module.
+    """A lower bound of ``module``'s Lipschitz constant (up to the rounding of its forward,
+    about 1e-8 relative in float64), measured: the largest
+    ``||f(x + h v) - f(x - h v)|| / ||2 h v||`` (:func:`_secant`, computed from the inputs as
+    rounded and the forward's outputs, so autograd's backward, which a module may replace,
+    as a gradient reversal or scaling layer does, cannot inflate it) along directions
+    ``v`` where its Jacobian stretches most (:func:`_directions`), at two inputs of one
+    sample of ``input_shape``: all ones, where every normalization's sample has zero
+    variance, and values evenly spread over ``[-8, 8]``, near one of which an elementwise
+    function's ``sup |f'|`` lies. None where it cannot be measured: a module that needs other
+    arguments, returns no tensor or computes otherwise on the same input twice. Run on a
+    copy of the module (its forward may change its own state), in the dtype of its
+    floating-point tensors (float64 where it has none). It costs about thirty forward
+    passes of the module.
 
     Never a constant of the report's: a constant given in ``lipschitz_constants`` for a module
-    of the user's class more than 1% below it is warned of (a review: ConvNeXt's
-    ``LayerNorm2d``, scripted, given 50, bounded a network whose Jacobian reached 151 at an
-    input of zero variance; its slope there measures 316.2, ``1 / sqrt(eps)``).
+    of the user's class more than 1% below it is warned of (ConvNeXt's ``LayerNorm2d``,
+    scripted, given 50, bounded a network whose Jacobian reached 151 at an input of zero
+    variance; its slope there measures 316.2, ``1 / sqrt(eps)``).
 
     Examples
     --------
@@ -370,49 +373,69 @@ def measured_slope(module: nn.Module, input_shape: tuple[int, ...]) -> float | N
     except Exception:  # (a module that cannot be copied: not measured)
         return None
     best = 0.0
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+    with torch.random.fork_rng(devices=[]):
         size = math.prod(input_shape)
         for x in (torch.ones(size, dtype=torch.float64),
                   torch.linspace(-8.0, 8.0, size, dtype=torch.float64)):
             x = x.reshape(1, *input_shape).to(dtype)
             try:
-                y = twin(x)
-                if not isinstance(y, torch.Tensor) or not torch.equal(y, twin(x)):
-                    return None  # (no map to measure)
+                with torch.no_grad():
+                    y = twin(x)
+                    if not isinstance(y, torch.Tensor) or not torch.equal(y, twin(x)):
+                        return None  # (no map to measure)
             except Exception:  # (a module this cannot call alone)
                 return None
-            if bool(torch.isfinite(y).all()):
-                for u in (torch.ones_like(y), torch.randn(
-                        y.shape, generator=generator, dtype=torch.float64).to(y.dtype)):
-                    best = max(best, _power_ratios(twin, x, u))
+            if not (y.is_floating_point() and bool(torch.isfinite(y).all())):
+                continue
+            for u in (torch.ones_like(y), torch.randn(
+                    y.shape, generator=generator, dtype=torch.float64).to(y.dtype)):
+                for v in _directions(twin, x, u):
+                    best = max(best, _secant(twin, x, v))
     return best or None
 
 
-def _power_ratios(function: Callable, x: torch.Tensor, u: torch.Tensor) -> float:
-    """The largest ``||J v|| / ||v||`` of ``function``'s Jacobian at ``x`` found by three
-    steps of the power method on ``J J^T`` from ``u`` (``v = J^T u``), and for ``v`` the unit
-    vector of the last ``v``'s largest entry: from ``u`` all ones, that is where an
-    elementwise function's derivative is largest (the power method alone converges slowly
-    where many entries come close: Swish's derivative at 256 points of ``[-8, 8]``, 1.06
-    after four steps for 1.0998). 0 where autograd finds none; those found before autograd
-    fails are kept."""
-    best = 0.0
+def _directions(function: Callable, x: torch.Tensor, u: torch.Tensor) -> list[torch.Tensor]:
+    """Directions along which ``function``'s Jacobian ``J`` at ``x`` stretches most, as far as
+    three steps of the power method on ``J J^T`` from ``u`` find them (``v = J^T u``, by
+    autograd): the last ``v``, and the unit vector of its largest entry (from ``u`` all ones,
+    that is where an elementwise function's derivative is largest: the power method alone
+    converges slowly where many entries come close, Swish's derivative at 256 points of
+    ``[-8, 8]`` 1.06 after four steps for 1.0998). None where autograd fails."""
+    found: list[torch.Tensor] = []
     try:
-        for _ in range(3):
-            _, v = torch.autograd.functional.vjp(function, x, u)
-            _, w = torch.autograd.functional.jvp(function, x, v)
-            norm_v, norm_w = float(v.norm()), float(w.norm())
-            if not (norm_v > 0 and math.isfinite(norm_w)):
-                return best
-            best = max(best, norm_w / norm_v)
-            u = w / norm_w if norm_w > 0 else w
-        unit = torch.zeros(v.numel(), dtype=v.dtype)
-        unit[int(v.abs().argmax())] = 1  # (the index in v's logical order, as reshape reads)
-        _, w = torch.autograd.functional.jvp(function, x, unit.reshape(v.shape))
-        norm_w = float(w.norm())
-        return max(best, norm_w) if math.isfinite(norm_w) else best
-    except Exception:  # (a module autograd cannot differentiate twice; the ratios found so
-        return best  # far are lower bounds still)
+        with torch.enable_grad():
+            for _ in range(3):
+                _, v = torch.autograd.functional.vjp(function, x, u)
+                _, w = torch.autograd.functional.jvp(function, x, v)
+                norm_v, norm_w = float(v.norm()), float(w.norm())
+                if not (norm_v > 0 and math.isfinite(norm_v) and math.isfinite(norm_w)):
+                    return found
+                u = w / norm_w if norm_w > 0 else w
+    except Exception:  # (a module autograd cannot differentiate twice)
+        return found
+    unit = torch.zeros(v.numel(), dtype=v.dtype)
+    unit[int(v.abs().argmax())] = 1  # (the index in v's logical order, as reshape reads)
+    return [v, unit.reshape(v.shape)]
+
+
+def _secant(function: Callable, x: torch.Tensor, v: torch.Tensor) -> float:
+    """``||f(a) - f(b)|| / ||a - b||`` for ``a, b = x +- h v`` as rounded to ``x``'s dtype
+    (``h`` the square root of its machine epsilon times the larger of 1 and ``max|x|``, over
+    ``max|v|``), in float64 from the outputs: a lower bound of the Lipschitz constant of
+    ``f`` whatever its backward computes; 0 where the two inputs round to one or an output
+    is not finite."""
+    scale = math.sqrt(torch.finfo(x.dtype).eps) * max(1.0, float(x.abs().max())) / float(
+        v.abs().max())
+    if not math.isfinite(scale):
+        return 0.0
+    a, b = x + scale * v, x - scale * v
+    step = float((a.double() - b.double()).norm())
+    try:
+        with torch.no_grad():
+            change = float((function(a).double() - function(b).double()).norm())
+    except Exception:  # (a forward that fails off the inputs it ran on)
+        return 0.0
+    return change / step if step > 0 and math.isfinite(change) else 0.0
 
 
 def _twin(module: nn.Module) -> nn.Module:
@@ -446,8 +469,9 @@ def warn_below_measured(label: str, constant: Any, module: nn.Module,
         warnings.warn(
             f"lipschitz_constants gives {label} the constant {constant!r}, below its "
             f"Lipschitz constant, which is at least {decimal_outward(slope, ROUND_FLOOR, 7)}"
-            ", its slope measured here (autograd, at an input of ones or one of values spread "
-            "over [-8, 8]): the network bound holds only if yours is one",
+            ", its slope measured here (the change of its output over that of its input, "
+            "between two inputs next to ones or to values spread over [-8, 8], along a "
+            "direction autograd found): the network bound holds only if yours is one",
             UserWarning, stacklevel=outside_level(torch))
 
 

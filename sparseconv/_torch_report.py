@@ -420,9 +420,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         as ``reason`` names it (``"softplus"``, then ``"softplus_1"`` for the next call; a
         module's name or class wins), taken entry by entry (a broadcast signal counts its
         copies). Your constants, not certified here: the network bound is as good as they
-        are (one given for a module more than 1% below its slope as autograd measures it on a
-        copy of the module, at an input of ones and one of values spread over [-8, 8], is
-        warned of), and the report lists them, with the known constants of the functions the bound
+        are (one given for a module more than 1% below its slope measured on a copy of it,
+        the change of its output over that of its input along directions autograd finds,
+        next to an input of ones and one of values spread over [-8, 8], is warned of),
+        and the report lists them, with the known constants of the functions the bound
         over the graph used (``sigmoid (sigmoid(), 0.25)``). A key that names no traced
         non-linear module nor its class nor such a call (a typo, a linear layer, a call the
         bound has a rule for: a linear function's norm, a known activation, a sum) is
