@@ -136,6 +136,10 @@ _FUNCTIONS: dict[str, Any] = {
     "aten::repeat": "repeat", "aten::index_select": torch.index_select,
     "aten::batch_norm": F.batch_norm,  # (by running statistics: an affine map per channel)
     "aten::cumsum": torch.cumsum, "aten::sum": torch.sum, "aten::expand_as": "expand_as",
+    # a difference along an axis, and the zeros its prepend or append is made of (a new
+    # user's trial: torch.diff(x, prepend=torch.zeros_like(x[..., :1])), bounded eager, had
+    # no bound scripted or traced)
+    "aten::diff": torch.diff, "aten::zeros_like": torch.zeros_like,
     "aten::view_as": "view_as", "aten::reshape_as": "reshape_as",
     # dropout with a training flag the graph fixes to False (``F.dropout(x, p,
     # self.training)`` of a model in eval mode, DenseNet's): its input, as F.dropout returns
@@ -1078,6 +1082,12 @@ def _arguments(kind: str, args: list) -> tuple[list, dict]:
         return args[:-1], {}
     if kind == "aten::expand":  # (self, size, implicit)
         return args[:2], {}
+    if kind == "aten::zeros_like":  # (self, dtype, layout, device, pin_memory,
+        # memory_format): the input's dtype, layout and device; any memory format (traced:
+        # pin_memory False)
+        if any(a is not None for a in args[1:4]) or args[4] not in (None, False):
+            raise _Refused("runs aten::zeros_like with a dtype, layout or device of its own")
+        return args[:1], {}
     if kind in _DROPOUTS:  # (input, p, train): the identity where the graph fixes train
         x, p, train = args
         if train is not False or type(p) is not float:

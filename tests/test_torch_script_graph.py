@@ -14,7 +14,7 @@ from contextlib import nullcontext
 import numpy as np
 import pytest
 
-from ._oracles import torch
+from ._oracles import jacobian_matrix, torch
 
 if torch is None:  # pragma: no cover - CI sets SPARSECONV_REQUIRE_TORCH=1
     pytest.skip("PyTorch is missing", allow_module_level=True)
@@ -2619,3 +2619,45 @@ def test_a_module_given_one_value_as_two_arguments_is_refused(make, how):
         for compiled in (kept, jit(kept, how, (4,))):
             report = sct.lipschitz_report(compiled, (4,), lipschitz_constants=given)
             assert report.network_upper == pytest.approx(0.01, rel=1e-12), report.reason
+
+
+class _Differences(nn.Module):
+    """``torch.diff`` of a convolution's output: with zeros of one sample's slice prepended
+    or appended (``torch.zeros_like(y[..., :1])``, the batch's size), twice along an axis,
+    or with zeros of a dtype of their own (refused)."""
+
+    def __init__(self, case: str):
+        super().__init__()
+        self.c, self.case = nn.Conv1d(2, 3, 3, padding=1, dtype=F64), case
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.case == "prepend":
+            return torch.diff(y, dim=-1, prepend=torch.zeros_like(y[..., :1]))
+        if self.case == "append":
+            return torch.diff(y, dim=1, append=torch.zeros_like(y[:, :2]))
+        if self.case == "twice":
+            return torch.diff(y, n=2, dim=-1)
+        return torch.diff(y, dim=-1, prepend=torch.zeros_like(y[..., :1], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("case", ["prepend", "append", "twice", "dtype"])
+def test_a_difference_with_zeros_of_the_batch_s_size_is_bounded_as_eager(case, how):
+    """A new user's trial: ``torch.diff(x, prepend=torch.zeros_like(x[..., :1]))``, linear,
+    bounded eager, had no bound scripted or traced (``aten::zeros_like`` was not translated).
+    Now bounded as the eager model, above the Jacobian's norm; zeros of a dtype given are
+    refused, by name (the dtype's number in the graph is not read)."""
+    shape = (2, 7)
+    model = _networks.randomize(_Differences(case), seed=3).eval()
+    eager = sct.lipschitz_report(model, shape)
+    assert eager.network_upper is not None, eager.reason
+    top = np.linalg.norm(jacobian_matrix(model, shape), 2)
+    report = sct.lipschitz_report(jit(model, how, shape), shape)
+    if case == "dtype":
+        assert report.network_upper is None
+        assert "runs aten::zeros_like with a dtype, layout or device of its own" in \
+            report.reason, report.reason
+        return
+    assert report.network_upper == pytest.approx(eager.network_upper, rel=1e-12), report.reason
+    assert report.network_upper >= top * (1 - 1e-12)
