@@ -22,6 +22,7 @@ from scipy.sparse.linalg import LinearOperator
 from ._geometry import ConvGeometry, copies_of
 from ._layout import array_shape, from_channels_first, to_channels_first
 from ._matrices import check_format
+from ._memory import get_memory_limit
 from ._products import check_product_memory
 from ._read_only import ReadOnlyState
 from ._typing import (
@@ -259,20 +260,57 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
             self._check_batch(b, np.result_type(self.dtype, dtype), self._apply_bytes,
                               self.input_shape, self.output_shape, "matmat")
 
-    def _check_batch(self, b, dtype, nbytes, shape_in, shape_out, what) -> None:
+    def _batch_bytes(self, b, dtype, nbytes, shape_in, shape_out) -> int:
+        """What a product on ``b`` columns of ``dtype`` allocates (``nbytes``, and the
+        permuted copies of a channels-last layout)."""
         itemsize = 8 if dtype.kind in "biu" else dtype.itemsize  # (int64: _widened)
         permuted = 0 if self.layout == "channels_first" else (
             (math.prod(shape_in) + math.prod(shape_out)) * b * itemsize)  # the two permuted
-        check_product_memory(  # copies
-            nbytes(b, itemsize) + permuted,
+        return nbytes(b, itemsize) + permuted  # copies
+
+    def _check_batch(self, b, dtype, nbytes, shape_in, shape_out, what) -> None:
+        check_product_memory(
+            self._batch_bytes(b, dtype, nbytes, shape_in, shape_out),
             lambda: f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
             f"scratch and the {shape_out} result)")
+
+    def _at_once(self, b, dtype, nbytes, shape_in, shape_out) -> int:
+        """How many of ``b`` columns a product runs at once: all where their scratch is within
+        the memory limit, else the most whose scratch and the whole result are (scipy's
+        iterative solvers ask for blocks of columns: a block over the limit was refused,
+        where it can run a part at a time); ``b`` where not even one column fits that way
+        (then refused by :meth:`_check_batch`)."""
+        limit = get_memory_limit()
+        if limit is None or self._batch_bytes(b, dtype, nbytes, shape_in, shape_out) <= limit:
+            return b
+        result = math.prod(shape_out) * b * (8 if dtype.kind in "biu" else dtype.itemsize)
+
+        def fits(c: int) -> bool:
+            return self._batch_bytes(c, dtype, nbytes, shape_in, shape_out) + result <= limit
+
+        if not fits(1):
+            return b
+        low, high = 1, b  # fits(low), not fits(high): the scratch grows with the columns
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        return low
 
     def _product(self, X, apply, nbytes, shape_in, shape_out, what):
         X = self._columns(X, shape_in, what)
         b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
         if b == 0:  # an empty batch, as scipy.sparse gives it
             return np.zeros((math.prod(shape_out), 0), dtype)
+        at_once = self._at_once(b, dtype, nbytes, shape_in, shape_out)
+        if at_once < b:  # a part of the columns at a time, into the one result
+            Y = None
+            for start in range(0, b, at_once):
+                part = self._product(X[:, start:start + at_once], apply, nbytes, shape_in,
+                                     shape_out, what)
+                if Y is None:
+                    Y = np.empty((part.shape[0], b), part.dtype)
+                Y[:, start:start + part.shape[1]] = part
+            return Y
         exact = dtype.kind in "biu"  # computed in int64, then checked: _widened, _held
         self._check_batch(b, dtype, nbytes, shape_in, shape_out, what)
         if exact:

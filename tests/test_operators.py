@@ -444,6 +444,57 @@ def test_operator_whose_product_exceeds_the_limit_is_refused_at_construction(sma
         ConvOperator(np.ones((8, 8, 3, 3)), (8, 12, 12), padding=1).tosparse()
 
 
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("kind", ["conv", "transposed"])
+def test_a_batch_over_the_limit_runs_a_part_of_its_columns_at_a_time(kind, layout):
+    """scipy's block solvers (lobpcg, svds' block methods) ask for products on blocks of
+    columns; a block whose scratch (padded input, im2col, phase-split parts) is over the
+    memory limit was refused though the result fits: it now runs as many columns at a time
+    as fit beside the whole result, and equals the explicit matrix's product (the same
+    arithmetic: the columns are independent), forward and adjoint, of complex, float64 and
+    int8 columns. A result that does not fit beside one column's scratch is
+    refused as before."""
+    rng = np.random.default_rng(7)
+    if kind == "conv":
+        weight = rng.standard_normal((3, 2, 3, 3))
+        op = ConvOperator(weight, (2, 20, 20), padding=1, stride=2, layout=layout)
+        matrix = conv_matrix(weight, (2, 20, 20), padding=1, stride=2, layout=layout)
+    else:
+        weight = rng.standard_normal((2, 3, 3, 3))
+        op = ConvTransposeOperator(weight, (2, 10, 10), stride=2, padding=1, layout=layout)
+        matrix = conv_transpose_matrix(weight, (2, 10, 10), stride=2, padding=1, layout=layout)
+    n, m = op.shape[1], op.shape[0]
+    X = rng.standard_normal((n, 24)) + 1j * rng.standard_normal((n, 24))
+    Y = rng.standard_normal((m, 24))
+    five = op._batch_bytes(5, np.dtype(complex), op._apply_bytes, op.input_shape,
+                           op.output_shape)
+    old = sparseconv.set_memory_limit(five + m * 24 * 16)  # (five columns' scratch, and
+    try:  # the result)
+        assert op._at_once(24, np.dtype(complex), op._apply_bytes, op.input_shape,
+                           op.output_shape) == 5
+        forward, adjoint = op @ X, op.H @ Y
+        np.testing.assert_allclose(forward, matrix @ X, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(adjoint, matrix.T @ Y, rtol=1e-12, atol=1e-12)
+        assert op._at_once(24, np.dtype(float), op._apply_adjoint_bytes, op.output_shape,
+                           op.input_shape) < 24  # (the adjoint's columns in parts too)
+        if kind == "conv":  # (integers, exactly)
+            exact = ConvOperator(np.ones((1, 2, 3, 3), np.int8), (2, 20, 20), padding=1)
+            small = rng.integers(-3, 4, size=(n, 24)).astype(np.int8)
+            sparseconv.set_memory_limit(exact._batch_bytes(
+                3, np.dtype(np.int8), exact._apply_bytes, exact.input_shape,
+                exact.output_shape) + 400 * 24 * 8)
+            assert exact._at_once(24, np.dtype(np.int8), exact._apply_bytes,
+                                  exact.input_shape, exact.output_shape) == 3
+            product = exact @ small  # (an operator of integer weights is float64's)
+            assert product.dtype == np.float64 and np.array_equal(product, conv_matrix(
+                np.ones((1, 2, 3, 3), np.int64), (2, 20, 20), padding=1) @ small)
+        sparseconv.set_memory_limit(m * 24 * 16 - 1)  # (the complex result alone: over it)
+        with pytest.raises(sparseconv.MatrixTooLargeError, match="on a batch of 24"):
+            op @ X
+    finally:
+        sparseconv.set_memory_limit(old)
+
+
 @pytest.mark.parametrize("build", [
     lambda: ConvOperator(np.ones((1, 1, 3)), (1, 8), padding=10**9),
     lambda: ConvOperator(np.ones((1, 1, 3)), (1, 8), padding=10**9, padding_mode="replicate"),
