@@ -274,12 +274,12 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
             lambda: f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
             f"scratch and the {shape_out} result)")
 
-    def _at_once(self, b, dtype, nbytes, shape_in, shape_out) -> int:
+    def _at_once(self, b, dtype, nbytes, shape_in, shape_out, what) -> int:
         """How many of ``b`` columns a product runs at once: all where their scratch is within
         the memory limit, else the most whose scratch and the whole result are (scipy's
         iterative solvers ask for blocks of columns: a block over the limit was refused,
-        where it can run a part at a time); ``b`` where not even one column fits that way
-        (then refused by :meth:`_check_batch`)."""
+        where it can run a part at a time); refused (:meth:`_check_batch`) where not even
+        one column fits that way."""
         limit = get_memory_limit()
         if limit is None or self._batch_bytes(b, dtype, nbytes, shape_in, shape_out) <= limit:
             return b
@@ -289,7 +289,7 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
             return self._batch_bytes(c, dtype, nbytes, shape_in, shape_out) + result <= limit
 
         if not fits(1):
-            return b
+            self._check_batch(b, dtype, nbytes, shape_in, shape_out, what)
         low, high = 1, b  # fits(low), not fits(high): the scratch grows with the columns
         while high - low > 1:
             middle = (low + high) // 2
@@ -301,7 +301,7 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
         b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
         if b == 0:  # an empty batch, as scipy.sparse gives it
             return np.zeros((math.prod(shape_out), 0), dtype)
-        at_once = self._at_once(b, dtype, nbytes, shape_in, shape_out)
+        at_once = self._at_once(b, dtype, nbytes, shape_in, shape_out, what)  # (or refused)
         if at_once < b:  # a part of the columns at a time, into the one result
             Y = None
             for start in range(0, b, at_once):
@@ -312,7 +312,6 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
                 Y[:, start:start + part.shape[1]] = part
             return Y
         exact = dtype.kind in "biu"  # computed in int64, then checked: _widened, _held
-        self._check_batch(b, dtype, nbytes, shape_in, shape_out, what)
         if exact:
             X = _widened(X, dtype, self._magnitude, what)
         Y = from_channels_first(apply(to_channels_first(X, shape_in, self.layout)), self.layout)

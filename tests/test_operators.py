@@ -471,12 +471,12 @@ def test_a_batch_over_the_limit_runs_a_part_of_its_columns_at_a_time(kind, layou
     old = sparseconv.set_memory_limit(five + m * 24 * 16)  # (five columns' scratch, and
     try:  # the result)
         assert op._at_once(24, np.dtype(complex), op._apply_bytes, op.input_shape,
-                           op.output_shape) == 5
+                           op.output_shape, "matmat") == 5
         forward, adjoint = op @ X, op.H @ Y
         np.testing.assert_allclose(forward, matrix @ X, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(adjoint, matrix.T @ Y, rtol=1e-12, atol=1e-12)
         assert op._at_once(24, np.dtype(float), op._apply_adjoint_bytes, op.output_shape,
-                           op.input_shape) < 24  # (the adjoint's columns in parts too)
+                           op.input_shape, "rmatmat") < 24  # (the adjoint's columns in parts too)
         if kind == "conv":  # (integers, exactly)
             exact = ConvOperator(np.ones((1, 2, 3, 3), np.int8), (2, 20, 20), padding=1)
             small = rng.integers(-3, 4, size=(n, 24)).astype(np.int8)
@@ -484,7 +484,7 @@ def test_a_batch_over_the_limit_runs_a_part_of_its_columns_at_a_time(kind, layou
                 3, np.dtype(np.int8), exact._apply_bytes, exact.input_shape,
                 exact.output_shape) + 400 * 24 * 8)
             assert exact._at_once(24, np.dtype(np.int8), exact._apply_bytes,
-                                  exact.input_shape, exact.output_shape) == 3
+                                  exact.input_shape, exact.output_shape, "matmat") == 3
             product = exact @ small  # (an operator of integer weights is float64's)
             assert product.dtype == np.float64 and np.array_equal(product, conv_matrix(
                 np.ones((1, 2, 3, 3), np.int64), (2, 20, 20), padding=1) @ small)
