@@ -400,7 +400,7 @@ def _directions(function: Callable, x: torch.Tensor, u: torch.Tensor) -> list[to
     autograd): the last ``v``, and the unit vector of its largest entry (from ``u`` all ones,
     that is where an elementwise function's derivative is largest: the power method alone
     converges slowly where many entries come close, Swish's derivative at 256 points of
-    ``[-8, 8]`` 1.06 after four steps for 1.0998). None where autograd fails."""
+    ``[-8, 8]`` 1.06 after four steps for 1.0998). None where autograd fails: an empty list."""
     found: list[torch.Tensor] = []
     try:
         with torch.enable_grad():
