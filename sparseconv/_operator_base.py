@@ -254,11 +254,11 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
         ``rmatmat``, ``adjoint``) refuses it, without computing it: for callers that plan
         products before they have the data (``sparseconv.dask``'s graphs)."""
         if adjoint:
-            self._check_batch(b, np.result_type(self.dtype, dtype), self._apply_adjoint_bytes,
-                              self.output_shape, self.input_shape, "rmatmat")
+            self._at_once(b, np.result_type(self.dtype, dtype), self._apply_adjoint_bytes,
+                          self.output_shape, self.input_shape, "rmatmat")
         else:
-            self._check_batch(b, np.result_type(self.dtype, dtype), self._apply_bytes,
-                              self.input_shape, self.output_shape, "matmat")
+            self._at_once(b, np.result_type(self.dtype, dtype), self._apply_bytes,
+                          self.input_shape, self.output_shape, "matmat")
 
     def _batch_bytes(self, b, dtype, nbytes, shape_in, shape_out) -> int:
         """What a product on ``b`` columns of ``dtype`` allocates (``nbytes``, and the
@@ -268,18 +268,12 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
             (math.prod(shape_in) + math.prod(shape_out)) * b * itemsize)  # the two permuted
         return nbytes(b, itemsize) + permuted  # copies
 
-    def _check_batch(self, b, dtype, nbytes, shape_in, shape_out, what) -> None:
-        check_product_memory(
-            self._batch_bytes(b, dtype, nbytes, shape_in, shape_out),
-            lambda: f"{what} of {self!r} on a batch of {b} (padded input, im2col or phase-split "
-            f"scratch and the {shape_out} result)")
-
     def _at_once(self, b, dtype, nbytes, shape_in, shape_out, what) -> int:
         """How many of ``b`` columns a product runs at once: all where their scratch is within
         the memory limit, else the most whose scratch and the whole result are (scipy's
         iterative solvers ask for blocks of columns: a block over the limit was refused,
-        where it can run a part at a time); refused (:meth:`_check_batch`) where not even
-        one column fits that way."""
+        where it can run a part at a time); refused where not even one column fits that
+        way."""
         limit = get_memory_limit()
         if limit is None or self._batch_bytes(b, dtype, nbytes, shape_in, shape_out) <= limit:
             return b
@@ -288,15 +282,21 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
         def fits(c: int) -> bool:
             return self._batch_bytes(c, dtype, nbytes, shape_in, shape_out) + result <= limit
 
-        if not fits(1):
-            self._check_batch(b, dtype, nbytes, shape_in, shape_out, what)
+        if not fits(1):  # (what it needs then: a review found the batch's whole scratch
+            check_product_memory(  # named, which would not have to fit)
+                self._batch_bytes(1, dtype, nbytes, shape_in, shape_out) + result,
+                lambda: f"{what} of {self!r} on a batch of {b}, a column at a time (the "
+                f"batch's {shape_out} results, and one column's padded input, im2col or "
+                "phase-split scratch)")
         low, high = 1, b  # fits(low), not fits(high): the scratch grows with the columns
         while high - low > 1:
             middle = (low + high) // 2
             low, high = (middle, high) if fits(middle) else (low, middle)
         return low
 
-    def _product(self, X, apply, nbytes, shape_in, shape_out, what):
+    def _product(self, X, apply, nbytes, shape_in, shape_out, what, first=0):
+        """``apply`` on the columns of ``X`` (``first``: the index of the first among all the
+        caller's, which an error names)."""
         X = self._columns(X, shape_in, what)
         b, dtype = X.shape[1], np.result_type(self.dtype, X.dtype)
         if b == 0:  # an empty batch, as scipy.sparse gives it
@@ -306,7 +306,7 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
             Y = None
             for start in range(0, b, at_once):
                 part = self._product(X[:, start:start + at_once], apply, nbytes, shape_in,
-                                     shape_out, what)
+                                     shape_out, what, first + start)
                 if Y is None:
                     Y = np.empty((part.shape[0], b), part.dtype)
                 Y[:, start:start + part.shape[1]] = part
@@ -315,7 +315,7 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
         if exact:
             X = _widened(X, dtype, self._magnitude, what)
         Y = from_channels_first(apply(to_channels_first(X, shape_in, self.layout)), self.layout)
-        return _held(Y, dtype, what) if exact else Y
+        return _held(Y, dtype, what, first) if exact else Y
 
     def _matmat(self, X):
         return self._product(X, self._apply, self._apply_bytes, self.input_shape,
@@ -436,14 +436,17 @@ def _widened(X: np.ndarray, dtype: np.dtype, magnitude: int, what: str) -> np.nd
     return X.astype(np.int64)
 
 
-def _held(Y: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
-    """An exact int64 product as ``dtype``, or OverflowError where ``dtype`` cannot hold it."""
+def _held(Y: np.ndarray, dtype: np.dtype, what: str, first: int = 0) -> np.ndarray:
+    """An exact int64 product as ``dtype``, or OverflowError where ``dtype`` cannot hold it
+    (naming the entry's column as ``first`` plus its own: a part of the caller's columns,
+    a review found the column named within the part)."""
     low, high = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
                                                  int(np.iinfo(dtype).max))
     where = first_index((Y < low) | (Y > high))
     if where is not None:
+        entry = (where[0], where[1] + first)
         raise OverflowError(
-            f"{what} in {dtype}: entry {where} (row, column) of the result is {int(Y[where])}, "
+            f"{what} in {dtype}: entry {entry} (row, column) of the result is {int(Y[where])}, "
             f"outside [{low}, {high}] (numpy's own arithmetic would change it); pass a wider or "
             "floating dtype")
     return Y.astype(dtype)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import random
 import types
 import warnings
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -342,14 +344,16 @@ def measured_slope(module: nn.Module, input_shape: tuple[int, ...]) -> float | N
     ``||f(x + h v) - f(x - h v)|| / ||2 h v||`` (:func:`_secant`, computed from the inputs as
     rounded and the forward's outputs, so autograd's backward, which a module may replace,
     as a gradient reversal or scaling layer does, cannot inflate it) along directions
-    ``v`` where its Jacobian stretches most (:func:`_directions`), at two inputs of one
+    ``v`` where its Jacobian stretches most (:func:`_directions`), at three inputs of one
     sample of ``input_shape``: all ones, where every normalization's sample has zero
-    variance, and values evenly spread over ``[-8, 8]``, near one of which an elementwise
-    function's ``sup |f'|`` lies. None where it cannot be measured: a module that needs other
-    arguments, returns no tensor or computes otherwise on the same input twice. Run on a
-    copy of the module (its forward may change its own state), in the dtype of its
-    floating-point tensors (float64 where it has none). It costs about thirty forward
-    passes of the module.
+    variance, zeros, and values evenly spread over ``[-8, 8]``, near one of which an
+    elementwise function's ``sup |f'|`` lies. In float64, where the module runs on it (the
+    map in exact arithmetic, as the bounds take it: a review found a float16 parameter's
+    rounding measured 1-3% above the constant), else in float32 for a module of float32
+    tensors; None where it cannot be measured: a module that needs other arguments, returns
+    no tensor, computes otherwise on the same input twice, or runs in neither. Run on a copy
+    of the module (its forward may change its own state), about forty-five forward passes
+    of it, torch's, Python's and numpy's random states kept.
 
     Never a constant of the report's: a constant given in ``lipschitz_constants`` for a module
     of the user's class more than 1% below it is warned of (ConvNeXt's ``LayerNorm2d``,
@@ -366,42 +370,62 @@ def measured_slope(module: nn.Module, input_shape: tuple[int, ...]) -> float | N
     True
     """
     tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
-    dtype = tensors[0].dtype if tensors else torch.float64
-    generator = torch.Generator().manual_seed(0)
-    try:
+    dtypes = [torch.float64] + ([torch.float32] if tensors and tensors[0].dtype == (
+        torch.float32) else [])
+    state = random.getstate(), np.random.get_state()  # noqa: NPY002 - the user's (a module
+    try:  # may draw from them: a review found a report advancing them more than before)
         twin = _twin(module)
-    except Exception:  # (a module that cannot be copied: not measured)
+        with torch.random.fork_rng(devices=[]):
+            for dtype in dtypes:
+                found = _measured(twin, input_shape, dtype)
+                if found is not _FAILS:
+                    return found
         return None
-    best = 0.0
-    with torch.random.fork_rng(devices=[]):
-        size = math.prod(input_shape)
-        for x in (torch.ones(size, dtype=torch.float64),
-                  torch.linspace(-8.0, 8.0, size, dtype=torch.float64)):
-            x = x.reshape(1, *input_shape).to(dtype)
-            try:
-                with torch.no_grad():
-                    y = twin(x)
-                    if not isinstance(y, torch.Tensor) or not torch.equal(y, twin(x)):
-                        return None  # (no map to measure)
-            except Exception:  # (a module this cannot call alone)
-                return None
-            if not (y.is_floating_point() and bool(torch.isfinite(y).all())):
-                continue
-            for u in (torch.ones_like(y), torch.randn(
-                    y.shape, generator=generator, dtype=torch.float64).to(y.dtype)):
-                for v in _directions(twin, x, u):
-                    best = max(best, _secant(twin, x, v))
+    except Exception:  # (a module this cannot copy or measure: no slope; a review found
+        return None  # argmax refused for a float8 signal)
+    finally:
+        random.setstate(state[0])
+        np.random.set_state(state[1])  # noqa: NPY002
+
+
+_FAILS = object()  # (a forward that fails in a dtype: the next one is tried)
+
+
+def _measured(twin: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype) -> Any:
+    """:func:`measured_slope` in ``dtype``: the slope, None, or ``_FAILS`` where the forward
+    fails on the first input."""
+    generator = torch.Generator().manual_seed(0)
+    size, best = math.prod(input_shape), 0.0
+    for k, x in enumerate((torch.ones(size, dtype=torch.float64),
+                           torch.zeros(size, dtype=torch.float64),
+                           torch.linspace(-8.0, 8.0, size, dtype=torch.float64))):
+        x = x.reshape(1, *input_shape).to(dtype)
+        try:
+            with torch.no_grad():
+                y = twin(x)
+                if not isinstance(y, torch.Tensor) or not torch.equal(y, twin(x)):
+                    return None  # (no map to measure)
+        except Exception:  # (a module this cannot call alone, or in this dtype)
+            return _FAILS if k == 0 else best or None
+        if not (y.is_floating_point() and bool(torch.isfinite(y).all())):
+            continue
+        # from ones, nearly: where an elementwise function's derivative is largest, the
+        # last v is largest (random alone, the power method converges slowly where many
+        # entries come close); a normalization maps ones to zero
+        u = 1 + 0.01 * torch.randn(y.shape, generator=generator, dtype=torch.float64)
+        for v in _directions(twin, x, u.to(y.dtype)):
+            best = max(best, _secant(twin, x, v))
     return best or None
 
 
 def _directions(function: Callable, x: torch.Tensor, u: torch.Tensor) -> list[torch.Tensor]:
     """Directions along which ``function``'s Jacobian ``J`` at ``x`` stretches most, as far as
     three steps of the power method on ``J J^T`` from ``u`` find them (``v = J^T u``, by
-    autograd): the last ``v``, and the unit vector of its largest entry (from ``u`` all ones,
-    that is where an elementwise function's derivative is largest: the power method alone
-    converges slowly where many entries come close, Swish's derivative at 256 points of
-    ``[-8, 8]`` 1.06 after four steps for 1.0998). None where autograd fails: an empty list."""
-    found: list[torch.Tensor] = []
+    autograd): the last ``v``, and the unit vector of its largest entry (from ``u`` near all
+    ones, that is where an elementwise function's derivative is largest: the power method
+    alone converges slowly where many entries come close, Swish's derivative at 256 points
+    of ``[-8, 8]`` 1.06 after four steps for 1.0998). None where autograd fails: an empty
+    list."""
     try:
         with torch.enable_grad():
             for _ in range(3):
@@ -409,12 +433,12 @@ def _directions(function: Callable, x: torch.Tensor, u: torch.Tensor) -> list[to
                 _, w = torch.autograd.functional.jvp(function, x, v)
                 norm_v, norm_w = float(v.norm()), float(w.norm())
                 if not (norm_v > 0 and math.isfinite(norm_v) and math.isfinite(norm_w)):
-                    return found
+                    return []
                 u = w / norm_w if norm_w > 0 else w
+        unit = torch.zeros(v.numel(), dtype=v.dtype)
+        unit[int(v.abs().argmax())] = 1  # (the index in v's logical order, as reshape reads)
     except Exception:  # (a module autograd cannot differentiate twice)
-        return found
-    unit = torch.zeros(v.numel(), dtype=v.dtype)
-    unit[int(v.abs().argmax())] = 1  # (the index in v's logical order, as reshape reads)
+        return []
     return [v, unit.reshape(v.shape)]
 
 
@@ -459,34 +483,39 @@ def warn_below_measured(label: str, constant: Any, module: nn.Module,
     """Warn that ``lipschitz_constants`` gives ``label``, a module of the user's class, a
     ``constant`` more than 1% below the slope :func:`measured_slope` finds, if so. ``seen``
     holds the slopes measured so far, by :func:`_measured_key`: a module like one measured
-    already is neither measured nor warned of again (a network's many calls of one
-    activation)."""
+    already is not measured again (a network's many calls of one activation), its constant
+    compared all the same."""
     key = _measured_key(module, input_shape)
-    if key in seen:
-        return
-    slope = seen[key] = measured_slope(module, input_shape)
+    if key not in seen:
+        seen[key] = measured_slope(module, input_shape)
+    slope = seen[key]
     if slope is not None and constant < slope * (1 - 1e-2):
         warnings.warn(
             f"lipschitz_constants gives {label} the constant {constant!r}, below its "
             f"Lipschitz constant, which is at least {decimal_outward(slope, ROUND_FLOOR, 7)}"
             ", its slope measured here (the change of its output over that of its input, "
-            "between two inputs next to ones or to values spread over [-8, 8], along a "
+            "between two inputs next to ones, zeros or values spread over [-8, 8], along a "
             "direction autograd found): the network bound holds only if yours is one",
             UserWarning, stacklevel=outside_level(torch))
 
 
+#: The attributes every module has (its parameters, buffers, children, hooks, ...).
+_MODULE_STATE = frozenset(vars(nn.Module()))
+
+
 def _measured_key(module: nn.Module, input_shape: tuple[int, ...]) -> tuple:
     """What :func:`measured_slope` of ``module`` depends on: for an eager module without
-    tensors or children whose attributes are numbers, strings or None (a ``Swish``, a
-    ``Scale(2.0)``), its class, attributes and ``input_shape``; else the module itself."""
+    tensors, children or hooks whose own attributes are numbers, strings or None (a
+    ``Swish``, a ``Scale(2.0)``), its class, attributes (``_k`` too: a review) and
+    ``input_shape``; else the module itself."""
     plain = (int, float, complex, str, bool, type(None))
+    state = vars(module)
     if not isinstance(module, torch.jit.ScriptModule) and not any(
-            True for _ in module.parameters()) and not any(True for _ in module.buffers()) and (
-            not any(True for _ in module.children())):
-        attributes = {k: v for k, v in vars(module).items() if not k.startswith("_")}
+            state.get(name) for name in _MODULE_STATE if name != "training"):
+        attributes = {k: v for k, v in state.items() if k not in _MODULE_STATE}
         if all(type(v) in plain for v in attributes.values()):
-            return (type(module), tuple(sorted((k, type(v), repr(v))
-                                               for k, v in attributes.items())), input_shape)
+            return (type(module), module.training, tuple(sorted(
+                (k, type(v).__name__, repr(v)) for k, v in attributes.items())), input_shape)
     return (id(module), input_shape)
 
 

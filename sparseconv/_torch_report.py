@@ -422,9 +422,10 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         copies). Your constants, not certified here: the network bound is as good as they
         are (one given for a module more than 1% below its slope measured on a copy of it,
         the change of its output over that of its input along directions autograd finds,
-        next to an input of ones and one of values spread over [-8, 8], is warned of),
-        and the report lists them, with the known constants of the functions the bound
-        over the graph used (``sigmoid (sigmoid(), 0.25)``). A key that names no traced
+        in float64, next to inputs of ones, zeros and values spread over [-8, 8], is warned
+        of where the bound rests on it), and the report lists them, with the known
+        constants of the functions the bound over the graph used (``sigmoid (sigmoid(),
+        0.25)``). A key that names no traced
         non-linear module nor its class nor such a call (a typo, a linear layer, a call the
         bound has a rule for: a linear function's norm, a known activation, a sum) is
         refused.
@@ -529,7 +530,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
     todo = _layers_to_report(records, folds, fold_batchnorm, fold_padding)
     # (a key refused before a constant is warned of: a review found a warning raised first)
     functions = _check_constants_used(given, records, model)
-    activations, constants, unknown, known = _activation_constants(records, given)
+    activations, constants, unknown, known, claims = _activation_constants(records, given)
+    followed: dict[str, str] = {}  # (the modules given constants whose forward is followed)
     counter = _Progress(progress, len(todo))  # (a bar open until the graph's rows are done)
     try:
         rows = _all_rows(todo, workers, kwargs, counter, activations, chain)
@@ -541,7 +543,6 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
             reason = _unknown(unknown) if unknown else _no_chain(model, broken)
             assumed: list[str] = []
             ordered: list[dict] = []  # (with the rows of the linear functions it calls)
-            followed: dict[str, str] = {}
             bound, why = _over_the_graph(model, shape, records, todo, rows, known, kwargs,
                                          functions, assumed, ordered, kept, counter.row,
                                          followed)
@@ -580,6 +581,13 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                        f"{_kind(model)}'s forward {broken}, so the product may be no bound of "
                        "it")
             warnings.warn(warning, RuntimeWarning, stacklevel=2)
+    if not reason:  # the constants given for modules of the user's classes that the bound
+        # rests on, against their slopes measured (a review: measured also where the bound
+        # was withheld or followed the module's forward, the warning then a contradiction)
+        measured: dict = {}
+        for name, label, constant, module, module_shape in claims:
+            if name not in followed:
+                warn_below_measured(label, constant, module, module_shape, measured)
     return LipschitzReport(tuple(rows), None if reason else bound, tuple(activations),
                            chain, reason, over_graph=over_graph, warning=warning)
 
@@ -613,17 +621,20 @@ def _weight_dtype(module: nn.Module) -> torch.dtype | None:
 
 
 def _activation_constants(records: list[TraceRecord], given: Mapping[str, float],
-                          ) -> tuple[list[str], list[float], list[str], dict[int, float | Given]]:
+                          ) -> tuple[list[str], list[float], list[str],
+                                     dict[int, float | Given], list[tuple]]:
     """The traced modules that are no linear layer: ``(activations, constants, unknown,
     known)``, the labels of those with a Lipschitz constant (given by name or type, known,
     or max pooling's) and the constants, the labels of those without one, and each
     constant by ``id(record)`` (a :class:`~sparseconv._torch_graph_rules.Given` one where
-    the caller gave it)."""
+    the caller gave it), and ``claims``: ``(name, label, constant, module, input_shape)`` of
+    each module given a constant that nothing here knows (a module of the user's class),
+    whose slope :func:`lipschitz_report` measures where its bound rests on it."""
     activations, constants, unknown = [], [], []
     known: dict[int, float | Given] = {}
     said: dict[tuple[str, str], str] = {}  # each normalization's reason and kind, by the
     # first module it names
-    measured: dict = {}  # the slopes of the modules of the user's classes given constants
+    claims: list[tuple] = []  # the modules of the user's classes given constants
     for record in records:
         if record.linear:
             continue
@@ -658,8 +669,8 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
             if yours and ours is None and slopes is None:  # (a module of the user's class:
                 # its slope measured; a scripted LayerNorm2d given 50 bounded a map whose
                 # slope reaches 316, without a word)
-                warn_below_measured(label + ")", constant, record.module, record.input_shape,
-                                    measured)
+                claims.append((record.name, label + ")", constant, record.module,
+                               record.input_shape))
             # (below by more than the rounding of the known constants, GELU's 1.13 for
             # 1.1289: a new user's trial gave ReLU 0.1, and got 0.126 for a model whose
             # ratios reach 0.270, without a word)
@@ -672,7 +683,7 @@ def _activation_constants(records: list[TraceRecord], given: Mapping[str, float]
             constants.append(constant)
             activations.append(label + (f", {constant!r} given)" if yours else
                                         ")" if constant == 1 else f", {constant:g})"))
-    return activations, constants, unknown, known
+    return activations, constants, unknown, known, claims
 
 
 def _all_rows(todo: list, workers: int | Callable, kwargs: dict, progress: _Progress,

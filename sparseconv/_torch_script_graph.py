@@ -986,6 +986,12 @@ class _Builder:
         """An operation outside the calls: a torch function of :data:`_FUNCTIONS` on
         tensors, or arithmetic on sizes."""
         kind = _IN_PLACE.get(kind, kind)
+        schema = _schema(node)
+        if schema is not None and any(a.name == "out" and a.alias_info is not None and (
+                a.alias_info.is_write) for a in schema.arguments):  # (a review: diff's .out
+            # overload was called as torch.diff with out as a sixth argument, and failed)
+            raise _Refused(f"runs {node.kind()} into a tensor given as out={_where(node)}, "
+                           "which the bound over a TorchScript graph does not translate")
         out = outputs[0] if len(outputs) == 1 else None
         target: Any = None
         if out is not None and isinstance(out.type(), torch.TensorType):

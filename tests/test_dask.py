@@ -424,6 +424,18 @@ def test_a_batch_chunk_that_cannot_fit_is_refused_when_the_graph_is_built(transp
     assert_close(A.matmat(small).compute().reshape(8, -1), forward, "batch chunks of 4")
     assert_close(A.rmatmat(small).compute().reshape(8, -1), adjoint,
                  "adjoint, batch chunks of 4")
+    # a chunk whose scratch is over the limit but whose results fit beside one column's (32:
+    # refused before: its block products need 4.4 MiB at once, under a limit of 2 MiB):
+    # the block products run a part of the columns at a time, as the serial operator's do
+    # (a review: the graph refused such a chunk, which the serial operator now runs)
+    many = np.concatenate([x, 2 * x, -x, x[::-1]])  # (32 samples)
+    whole = da.from_array(many, chunks=(32, 8, 16, 16))
+    assert_close(A.matmat(whole).compute().reshape(32, -1),
+                 np.concatenate([forward, 2 * forward, -forward, forward[::-1]]),
+                 "a batch chunk of 32")
+    assert_close(A.rmatmat(whole).compute().reshape(32, -1),
+                 np.concatenate([adjoint, 2 * adjoint, -adjoint, adjoint[::-1]]),
+                 "adjoint, a batch chunk of 32")
 
 
 def test_import_sparseconv_imports_no_dask_and_the_error_names_the_extra():

@@ -488,6 +488,17 @@ def test_a_batch_over_the_limit_runs_a_part_of_its_columns_at_a_time(kind, layou
             product = exact @ small  # (an operator of integer weights is float64's)
             assert product.dtype == np.float64 and np.array_equal(product, conv_matrix(
                 np.ones((1, 2, 3, 3), np.int64), (2, 20, 20), padding=1) @ small)
+        # an overflow names its entry's column among all the columns (a review: named within
+        # its part, column 3 of the second part of four for column 7)
+        wide = ConvOperator(np.full((1, 1, 3), 100, np.int8), (1, 8), padding=1, dtype=np.int8)
+        overflowing = np.zeros((8, 10), np.int8)
+        overflowing[3, 7], overflowing[4, 7] = 1, 2  # (row 3: 100 + 200)
+        sparseconv.set_memory_limit(2200)
+        assert wide._at_once(10, np.dtype(np.int8), wide._apply_bytes, wide.input_shape,
+                             wide.output_shape, "matmat") == 4
+        with pytest.raises(OverflowError, match=r"entry \(3, 7\) \(row, column\) of the "
+                                                "result is 300"):
+            wide @ overflowing
         sparseconv.set_memory_limit(m * 24 * 16 - 1)  # (the complex result alone: over it)
         with pytest.raises(sparseconv.MatrixTooLargeError, match="on a batch of 24"):
             op @ X
