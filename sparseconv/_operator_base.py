@@ -275,19 +275,25 @@ class _GeometryOperator(ShapeNamedProducts, LinearOperator):
         where it can run a part at a time); refused where not even one column fits that
         way."""
         limit = get_memory_limit()
-        if limit is None or self._batch_bytes(b, dtype, nbytes, shape_in, shape_out) <= limit:
+        whole = self._batch_bytes(b, dtype, nbytes, shape_in, shape_out)
+        if limit is None or whole <= limit:
             return b
         result = math.prod(shape_out) * b * (8 if dtype.kind in "biu" else dtype.itemsize)
 
         def fits(c: int) -> bool:
             return self._batch_bytes(c, dtype, nbytes, shape_in, shape_out) + result <= limit
 
-        if not fits(1):  # (what it needs then: a review found the batch's whole scratch
-            check_product_memory(  # named, which would not have to fit)
-                self._batch_bytes(1, dtype, nbytes, shape_in, shape_out) + result,
-                lambda: f"{what} of {self!r} on a batch of {b}, a column at a time (the "
-                f"batch's {shape_out} results, and one column's padded input, im2col or "
-                "phase-split scratch)")
+        if not fits(1):  # refused, naming the least that would run (two reviews: the
+            # batch's whole scratch, which need not fit; a column's beside the result, which
+            # counts a matvec's result twice)
+            parts = self._batch_bytes(1, dtype, nbytes, shape_in, shape_out) + result
+            check_product_memory(
+                min(whole, parts),
+                lambda: f"{what} of {self!r} on a batch of {b}" + (
+                    f", a column at a time (the batch's {shape_out} results, and one "
+                    "column's padded input, im2col or phase-split scratch)" if parts < whole
+                    else f" (padded input, im2col or phase-split scratch and the {shape_out} "
+                    "result)"))
         low, high = 1, b  # fits(low), not fits(high): the scratch grows with the columns
         while high - low > 1:
             middle = (low + high) // 2

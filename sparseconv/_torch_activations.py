@@ -338,22 +338,23 @@ def warn_below_slope(label: str, constant: Any, slopes: tuple[float, float] | No
             "is not reached", UserWarning, stacklevel=outside_level(torch))
 
 
-def measured_slope(module: nn.Module, input_shape: tuple[int, ...]) -> float | None:
-    """A lower bound of ``module``'s Lipschitz constant (up to the rounding of its forward,
-    about 1e-8 relative in float64), measured: the largest
-    ``||f(x + h v) - f(x - h v)|| / ||2 h v||`` (:func:`_secant`, computed from the inputs as
-    rounded and the forward's outputs, so autograd's backward, which a module may replace,
-    as a gradient reversal or scaling layer does, cannot inflate it) along directions
-    ``v`` where its Jacobian stretches most (:func:`_directions`), at three inputs of one
-    sample of ``input_shape``: all ones, where every normalization's sample has zero
-    variance, zeros, and values evenly spread over ``[-8, 8]``, near one of which an
-    elementwise function's ``sup |f'|`` lies. In float64, where the module runs on it (the
-    map in exact arithmetic, as the bounds take it: a review found a float16 parameter's
-    rounding measured 1-3% above the constant), else in float32 for a module of float32
-    tensors; None where it cannot be measured: a module that needs other arguments, returns
-    no tensor, computes otherwise on the same input twice, or runs in neither. Run on a copy
-    of the module (its forward may change its own state), about forty-five forward passes
-    of it, torch's, Python's and numpy's random states kept.
+def measured_slope(module: nn.Module, input_shape: tuple[int, ...],
+                   dtype: torch.dtype | None = None) -> float | None:
+    """A lower bound of ``module``'s Lipschitz constant, measured: the largest secant
+    ``||f(x + h v) - f(x - h v)|| / ||2 h v||`` less the rounding float32 may have left in
+    the outputs (:func:`_secant`: from the inputs as rounded and the forward's outputs, so
+    autograd's backward, which a module may replace, as a gradient reversal or scaling
+    layer does, cannot inflate it) along directions ``v`` where its Jacobian stretches most
+    (:func:`_directions`), at three inputs of one sample of ``input_shape``: all ones, where
+    every normalization's sample has zero variance, zeros, and values evenly spread over
+    ``[-8, 8]``, near one of which an elementwise function's ``sup |f'|`` lies. In
+    ``dtype``, the one the model runs the module in (a module may branch on it, or cast to
+    it: two reviews found slopes measured in float16 or float64 above a float32 module's
+    constant); without it, float64 where the module runs on it, else float32. None where it
+    cannot be measured: a module that needs other arguments, returns no tensor, computes
+    otherwise on the same input twice, or does not run in that dtype. Run on a copy of the
+    module (its forward may change its own state), about forty-five forward passes of it,
+    torch's, Python's and numpy's random states kept.
 
     Never a constant of the report's: a constant given in ``lipschitz_constants`` for a module
     of the user's class more than 1% below it is warned of (ConvNeXt's ``LayerNorm2d``,
@@ -366,12 +367,12 @@ def measured_slope(module: nn.Module, input_shape: tuple[int, ...]) -> float | N
     >>> class Swish(torch.nn.Module):
     ...     def forward(self, x):
     ...         return x * torch.sigmoid(x)
-    >>> 1.099 < measured_slope(Swish(), (4, 8, 8)) <= 1.0998394  # (sup |f'| = 1.0998393...)
+    >>> 1.09 < measured_slope(Swish(), (4, 8, 8)) <= 1.0998394  # (sup |f'| = 1.0998393...)
     True
     """
-    tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
-    dtypes = [torch.float64] + ([torch.float32] if tensors and tensors[0].dtype == (
-        torch.float32) else [])
+    dtypes = [torch.float64, torch.float32] if dtype is None else [dtype]
+    if any(d not in (torch.float32, torch.float64) for d in dtypes):
+        return None  # (half precision: no bound rests on a constant there)
     state = random.getstate(), np.random.get_state()  # noqa: NPY002 - the user's (a module
     try:  # may draw from them: a review found a report advancing them more than before)
         twin = _twin(module)
@@ -443,23 +444,31 @@ def _directions(function: Callable, x: torch.Tensor, u: torch.Tensor) -> list[to
 
 
 def _secant(function: Callable, x: torch.Tensor, v: torch.Tensor) -> float:
-    """``||f(a) - f(b)|| / ||a - b||`` for ``a, b = x +- h v`` as rounded to ``x``'s dtype
-    (``h`` the square root of its machine epsilon times the larger of 1 and ``max|x|``, over
-    ``max|v|``), in float64 from the outputs: a lower bound of the Lipschitz constant of
-    ``f`` whatever its backward computes; 0 where the two inputs round to one or an output
-    is not finite."""
-    scale = math.sqrt(torch.finfo(x.dtype).eps) * max(1.0, float(x.abs().max())) / float(
-        v.abs().max())
+    """``(||f(a) - f(b)|| - r) / ||a - b||`` for ``a, b = x +- h v`` as rounded to ``x``'s
+    dtype (``h`` 1e-4 in float64, 1e-2 in float32, times the larger of 1 and ``max|x|``,
+    over ``max|v|``), in float64 from the outputs, ``r = 8 eps || |f(a)| + |f(b)| ||`` over
+    the outputs that differ, with float32's ``eps``: the rounding a module computing in
+    float32 inside may leave (two reviews: ``F.silu(x.float()).type_as(x)`` measured 1.52,
+    ``tanh(y) + 1000`` in float32 1.06, for constants of 1.0998 and 1). A lower bound of
+    the Lipschitz constant of ``f`` whatever its backward computes, but for a rounding
+    inside larger than that; 0 where the two inputs round to one or an output is not
+    finite."""
+    relative = 1e-4 if x.dtype == torch.float64 else 1e-2
+    scale = relative * max(1.0, float(x.abs().max())) / float(v.abs().max())
     if not math.isfinite(scale):
         return 0.0
     a, b = x + scale * v, x - scale * v
     step = float((a.double() - b.double()).norm())
     try:
         with torch.no_grad():
-            change = float((function(a).double() - function(b).double()).norm())
+            fa, fb = function(a).double(), function(b).double()
     except Exception:  # (a forward that fails off the inputs it ran on)
         return 0.0
-    return change / step if step > 0 and math.isfinite(change) else 0.0
+    change = float((fa - fb).norm())
+    moved = fa != fb  # (an output the same on both: none of its rounding in the change)
+    rounding = 8 * torch.finfo(torch.float32).eps * float(
+        ((fa.abs() + fb.abs()) * moved).norm())
+    return max(0.0, change - rounding) / step if step > 0 and math.isfinite(change) else 0.0
 
 
 def _twin(module: nn.Module) -> nn.Module:
@@ -479,7 +488,8 @@ def _twin(module: nn.Module) -> nn.Module:
 
 
 def warn_below_measured(label: str, constant: Any, module: nn.Module,
-                        input_shape: tuple[int, ...], seen: dict) -> None:
+                        input_shape: tuple[int, ...], dtype: torch.dtype | None,
+                        seen: dict) -> None:
     """Warn that ``lipschitz_constants`` gives ``label``, a module of the user's class, a
     ``constant`` more than 1% below the slope :func:`measured_slope` finds, if so. ``seen``
     holds the slopes measured so far, by :func:`_measured_key`: a module like one measured
@@ -487,7 +497,7 @@ def warn_below_measured(label: str, constant: Any, module: nn.Module,
     compared all the same."""
     key = _measured_key(module, input_shape)
     if key not in seen:
-        seen[key] = measured_slope(module, input_shape)
+        seen[key] = measured_slope(module, input_shape, dtype)
     slope = seen[key]
     if slope is not None and constant < slope * (1 - 1e-2):
         warnings.warn(

@@ -58,12 +58,14 @@ from sparseconv._torch_kinds import (
     _RUNNING_NORMS,
     is_leaf,
     is_reshape,
+    is_torch_class,
 )
 from sparseconv._torch_probe import (
     fx_trace,
     leaves_the_model,
     outside_inference_mode,
     probe_input,
+    probe_like,
     version,
 )
 from sparseconv._torch_report_rows import _report_rows
@@ -422,8 +424,8 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
         copies). Your constants, not certified here: the network bound is as good as they
         are (one given for a module more than 1% below its slope measured on a copy of it,
         the change of its output over that of its input along directions autograd finds,
-        in float64, next to inputs of ones, zeros and values spread over [-8, 8], is warned
-        of where the bound rests on it), and the report lists them, with the known
+        in the model's dtype, next to inputs of ones, zeros and values spread over [-8, 8],
+        is warned of where the bound rests on it), and the report lists them, with the known
         constants of the functions the bound over the graph used (``sigmoid (sigmoid(),
         0.25)``). A key that names no traced
         non-linear module nor its class nor such a call (a typo, a linear layer, a call the
@@ -582,12 +584,15 @@ def lipschitz_report(model: nn.Module, input_shape: Sequence[int], *,
                        "it")
             warnings.warn(warning, RuntimeWarning, stacklevel=2)
     if not reason:  # the constants given for modules of the user's classes that the bound
-        # rests on, against their slopes measured (a review: measured also where the bound
-        # was withheld or followed the module's forward, the warning then a contradiction)
+        # rests on, against their slopes measured (two reviews: measured also where the bound
+        # was withheld, followed the module's forward, or read a traced module's operations,
+        # the warning then a contradiction)
         measured: dict = {}
+        dtype = probe_like(model)[0] or torch.get_default_dtype()
         for name, label, constant, module, module_shape in claims:
-            if name not in followed:
-                warn_below_measured(label, constant, module, module_shape, measured)
+            if not over_graph or is_torch_class(module) or (
+                    name in kept and name not in followed):
+                warn_below_measured(label, constant, module, module_shape, dtype, measured)
     return LipschitzReport(tuple(rows), None if reason else bound, tuple(activations),
                            chain, reason, over_graph=over_graph, warning=warning)
 

@@ -499,6 +499,17 @@ def test_a_batch_over_the_limit_runs_a_part_of_its_columns_at_a_time(kind, layou
         with pytest.raises(OverflowError, match=r"entry \(3, 7\) \(row, column\) of the "
                                                 "result is 300"):
             wide @ overflowing
+        # refused, it names the least that would run (a review: a matvec's result counted
+        # twice; then the whole batch's scratch, which need not fit)
+        for product, operand in ((op.matvec, X[:, 0]), (op.matmat, X)):
+            sparseconv.set_memory_limit(1000)
+            with pytest.raises(sparseconv.MatrixTooLargeError) as refused:
+                product(operand)
+            sparseconv.set_memory_limit(refused.value.needed)
+            product(operand)
+            sparseconv.set_memory_limit(refused.value.needed - 1)
+            with pytest.raises(sparseconv.MatrixTooLargeError):
+                product(operand)
         sparseconv.set_memory_limit(m * 24 * 16 - 1)  # (the complex result alone: over it)
         with pytest.raises(sparseconv.MatrixTooLargeError, match="on a batch of 24"):
             op @ X
