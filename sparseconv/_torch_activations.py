@@ -377,8 +377,8 @@ def measured_slope(module: nn.Module, input_shape: tuple[int, ...],
     try:  # may draw from them: a review found a report advancing them more than before)
         twin = _twin(module)
         with torch.random.fork_rng(devices=[]):
-            for dtype in dtypes:
-                found = _measured(twin, input_shape, dtype)
+            for each in dtypes:
+                found = _measured(twin, input_shape, each)
                 if found is not _FAILS:
                     return found
         return None
